@@ -1,0 +1,38 @@
+// `npm start`: a real Postgres (embedded unless DATABASE_URL says otherwise), the
+// schema brought up to date, and the parts of bpd-webhooks running beside it.
+import { fileURLToPath } from 'node:url';
+import { startEmbeddedPostgres } from './db/embedded.ts';
+import { ensureDatabase } from './db/ensure-database.ts';
+import { migrate } from './db/migrate.ts';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+
+async function database(): Promise<{ url: string; stop: () => Promise<void> }> {
+  if (process.env.DATABASE_URL) {
+    return { url: process.env.DATABASE_URL, stop: async () => {} };
+  }
+  const port = Number(process.env.EMBEDDED_PG_PORT ?? 5433);
+  const server = await startEmbeddedPostgres({ dataDir: `${root}.data/postgres`, port, persistent: true });
+  await ensureDatabase(server.url(), 'bpd_webhooks');
+  return { url: server.url('bpd_webhooks'), stop: () => server.stop() };
+}
+
+const db = await database();
+await migrate(db.url, (line) => console.log(line));
+console.log(`Postgres: ${db.url}`);
+console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.fire_history'");
+
+const stops: Array<() => Promise<void>> = [];
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log(`${signal}: stopping`);
+  for (const stop of stops.reverse()) await stop().catch((error) => console.error(error));
+  await db.stop();
+  process.exit(0);
+}
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+console.log('bpd-webhooks is up. Ctrl-C stops it.');

@@ -1,0 +1,172 @@
+-- bpd-webhooks engine, part 1: webhook configuration.
+--
+-- The database refuses bad configuration itself, whoever writes it (GraphQL, psql,
+-- a migration script). Each refusal is a check_violation (SQLSTATE 23514) whose
+-- CONSTRAINT names the rule and whose COLUMN names the field, so an API can turn it
+-- into an error a person can act on.
+
+-- private: raise a named configuration error
+create or replace function webhooks_private.config_error(p_rule text, p_column text, p_message text)
+returns void
+language plpgsql
+as $$
+begin
+  raise exception using
+    errcode = 'check_violation',
+    message = p_message,
+    constraint = p_rule,
+    column = p_column,
+    table = 'webhooks',
+    schema = 'webhooks';
+end;
+$$;
+
+-- private: the contact columns a webhook may choose to send
+create or replace function webhooks_private.contact_fields()
+returns text[]
+language sql
+stable
+as $$
+  select array_agg(attname::text order by attnum)
+  from pg_attribute
+  where attrelid = 'crm.contacts'::regclass and attnum > 0 and not attisdropped;
+$$;
+
+-- private: a fresh signing secret, 32 random bytes in the Standard Webhooks form.
+-- gen_random_uuid() draws from the server's strong random source; two of them
+-- give 244 random bits without needing the pgcrypto extension.
+create or replace function webhooks_private.new_secret()
+returns text
+language sql
+volatile
+as $$
+  select 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64');
+$$;
+
+create or replace function webhooks_private.tg_webhooks__validate()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_unknown text;
+  v_status_actions constant webhooks.action[] := '{contact.status_added,contact.status_removed}';
+begin
+  if tg_op = 'UPDATE' and new.company_id <> old.company_id then
+    perform webhooks_private.config_error('webhook_company_immutable', 'company_id',
+      'a webhook cannot move to another company; create a new one instead');
+  end if;
+
+  if new.name is null or btrim(new.name) = '' then
+    perform webhooks_private.config_error('webhook_name_required', 'name', 'webhook name must not be empty');
+  end if;
+  new.name := btrim(new.name);
+
+  if new.url is null
+     or new.url !~* '^https?://[^\s/?#@]+(:[0-9]+)?([/?#]\S*)?$'
+     or length(new.url) > 2048 then
+    perform webhooks_private.config_error('webhook_url_invalid', 'url',
+      format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', new.url));
+  end if;
+
+  if coalesce(cardinality(new.fields), 0) = 0 then
+    perform webhooks_private.config_error('webhook_fields_empty', 'fields',
+      'webhook fields must list at least one contact field');
+  end if;
+  select f into v_unknown
+  from unnest(new.fields) f
+  where f is null or f <> all (webhooks_private.contact_fields())
+  limit 1;
+  if found then
+    perform webhooks_private.config_error('webhook_field_unknown', 'fields',
+      format('unknown contact field %L; known fields: %s', v_unknown, array_to_string(webhooks_private.contact_fields(), ', ')));
+  end if;
+  -- keep the first occurrence of each field, in the order given
+  new.fields := array(select f from unnest(new.fields) with ordinality t(f, n) group by f order by min(n));
+
+  if coalesce(cardinality(new.actions), 0) = 0 or array_position(new.actions, null) is not null then
+    perform webhooks_private.config_error('webhook_actions_empty', 'actions',
+      'webhook actions must list at least one action');
+  end if;
+  new.actions := array(select a from unnest(new.actions) with ordinality t(a, n) group by a order by min(n));
+
+  -- A filter applies to every action of its webhook, so it may only sit on a
+  -- webhook whose actions all understand it.
+  if new.status_id is not null then
+    if not (new.actions <@ v_status_actions) then
+      perform webhooks_private.config_error('webhook_status_needs_status_actions', 'status_id',
+        'status_id filters status actions only: a webhook with status_id may subscribe only to contact.status_added and contact.status_removed');
+    end if;
+    if not exists (select 1 from crm.statuses s where s.id = new.status_id and s.company_id = new.company_id) then
+      perform webhooks_private.config_error('webhook_status_other_company', 'status_id',
+        format('status %s is not a status of company %s', new.status_id, new.company_id));
+    end if;
+  end if;
+
+  if new.user_id is not null then
+    if new.actions <> '{contact.user_assigned}'::webhooks.action[] then
+      perform webhooks_private.config_error('webhook_user_needs_user_assigned', 'user_id',
+        'user_id filters contact.user_assigned only: a webhook with user_id may subscribe only to that action');
+    end if;
+    if not exists (select 1 from crm.users u where u.id = new.user_id and u.company_id = new.company_id) then
+      perform webhooks_private.config_error('webhook_user_other_company', 'user_id',
+        format('user %s is not a user of company %s', new.user_id, new.company_id));
+    end if;
+  end if;
+
+  if tg_op = 'UPDATE' then
+    new.updated_at := now();
+  end if;
+  return new;
+end;
+$$;
+
+-- Keep webhooks_private.subscriptions equal to "enabled webhooks × their actions".
+create or replace function webhooks_private.tg_webhooks__sync_subscriptions()
+returns trigger
+language plpgsql
+as $$
+begin
+  if tg_op = 'UPDATE'
+     and new.enabled = old.enabled and new.actions = old.actions then
+    return null;
+  end if;
+  if tg_op = 'UPDATE' then
+    delete from webhooks_private.subscriptions where webhook_id = old.id;
+  end if;
+  if new.enabled then
+    insert into webhooks_private.subscriptions (action, company_id, webhook_id)
+    select a, new.company_id, new.id from unnest(new.actions) a
+    on conflict do nothing;
+  end if;
+  return null;
+end;
+$$;
+
+create or replace function webhooks_private.tg_webhooks__create_secret()
+returns trigger
+language plpgsql
+as $$
+begin
+  insert into webhooks_private.webhook_secrets (webhook_id, secret)
+  values (new.id, webhooks_private.new_secret())
+  on conflict (webhook_id) do nothing;
+  return null;
+end;
+$$;
+
+-- Triggers run in name order; the numeric prefix states that order.
+drop trigger if exists _100_validate on webhooks.webhooks;
+create trigger _100_validate
+  before insert or update on webhooks.webhooks
+  for each row execute function webhooks_private.tg_webhooks__validate();
+
+drop trigger if exists _500_create_secret on webhooks.webhooks;
+create trigger _500_create_secret
+  after insert on webhooks.webhooks
+  for each row execute function webhooks_private.tg_webhooks__create_secret();
+
+drop trigger if exists _500_sync_subscriptions on webhooks.webhooks;
+create trigger _500_sync_subscriptions
+  after insert or update on webhooks.webhooks
+  for each row execute function webhooks_private.tg_webhooks__sync_subscriptions();
+-- (a deleted webhook's subscriptions go with it: ON DELETE CASCADE)

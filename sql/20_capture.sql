@@ -1,0 +1,333 @@
+-- bpd-webhooks engine, part 2: capture.
+--
+-- Triggers on the CRM tables write one webhooks.deliveries row per matching webhook,
+-- in the same transaction as the change: a rolled-back change leaves nothing, a
+-- committed one is never lost. The payload is built here, from the row as it was at
+-- that moment, and stored: history shows exactly what was (or will be) sent.
+--
+-- Cost matters: every contact write pays for these triggers. Each trigger first asks
+-- webhooks_private.subscriptions "does any enabled webhook want this action at all?"
+-- (one index probe) and returns at once when none does. Only then does it look up the
+-- companies concerned, and only a matching webhook makes it diff or build JSON.
+
+-- public: the NOTIFY channel the relay LISTENs on. The payload is empty: a wake-up
+-- hint, never the data (the table is the truth). Postgres folds identical
+-- notifications of one transaction into one, so a transaction notifies at most once,
+-- and only if it wrote a delivery.
+
+-- private: where the change came from (SET LOCAL webhooks.source = 'platform' | ...)
+create or replace function webhooks_private.current_source()
+returns text
+language sql
+stable
+as $$
+  select coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
+$$;
+
+-- private: does any enabled webhook of any company subscribe to this action?
+create or replace function webhooks_private.anyone_listens(p_action webhooks.action)
+returns boolean
+language sql
+stable
+as $$
+  select exists (select 1 from webhooks_private.subscriptions where action = p_action);
+$$;
+
+-- private: the companies concerned by a contact: its owner and the companies of its
+-- assigned users.
+create or replace function webhooks_private.concerned_companies(p_contact_id bigint, p_owner_company_id bigint)
+returns bigint[]
+language sql
+stable
+as $$
+  select array(
+    select p_owner_company_id
+    union
+    select u.company_id
+    from crm.contact_assignments a
+    join crm.users u on u.id = a.user_id
+    where a.contact_id = p_contact_id
+  );
+$$;
+
+-- private: does an enabled webhook of one of these companies subscribe to the action?
+create or replace function webhooks_private.any_company_listens(p_action webhooks.action, p_companies bigint[])
+returns boolean
+language sql
+stable
+as $$
+  select exists (
+    select 1 from webhooks_private.subscriptions
+    where action = p_action and company_id = any (p_companies)
+  );
+$$;
+
+-- private: the contact as sent: id plus the chosen fields, nothing else
+create or replace function webhooks_private.pick_fields(p_contact jsonb, p_fields text[])
+returns jsonb
+language sql
+immutable
+as $$
+  select jsonb_object_agg(f, p_contact -> f) from unnest('{id}'::text[] || p_fields) f;
+$$;
+
+-- private: names of the contact columns whose values differ (updated_at, which an
+-- application may bump on every write, does not count as a change)
+create or replace function webhooks_private.changed_fields(p_old jsonb, p_new jsonb)
+returns text[]
+language sql
+immutable
+as $$
+  select coalesce(array_agg(n.key order by n.key), '{}')
+  from jsonb_each(p_new) n
+  where n.key <> 'updated_at' and n.value is distinct from p_old -> n.key;
+$$;
+
+-- private: write one delivery per enabled webhook of p_companies subscribed to
+-- p_action (and, for filtered webhooks, to this status or this user). Returns how
+-- many were written, and wakes the relay when that is more than none.
+create or replace function webhooks_private.enqueue(
+  p_action    webhooks.action,
+  p_contact   jsonb,
+  p_companies bigint[],
+  p_data      jsonb,
+  p_status_id bigint default null,
+  p_user_id   bigint default null
+)
+returns integer
+language plpgsql
+as $$
+declare
+  v_written integer;
+  v_timestamp constant text := to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+  v_source constant text := webhooks_private.current_source();
+begin
+  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+  select w.id, w.company_id, p_action, (p_contact ->> 'id')::bigint,
+         jsonb_build_object(
+           'type', p_action,
+           'timestamp', v_timestamp,
+           'data', jsonb_build_object(
+                     'contact', webhooks_private.pick_fields(p_contact, w.fields),
+                     'source', v_source
+                   ) || p_data)
+  from webhooks_private.subscriptions s
+  join webhooks.webhooks w on w.id = s.webhook_id
+  where s.action = p_action
+    and s.company_id = any (p_companies)
+    and w.enabled
+    and (w.status_id is null or w.status_id = p_status_id)
+    and (w.user_id is null or w.user_id = p_user_id)
+  order by w.id;
+  get diagnostics v_written = row_count;
+  if v_written > 0 then
+    perform pg_notify('bpd_webhooks', '');
+  end if;
+  return v_written;
+end;
+$$;
+
+------------------------------------------------------------------------------------
+-- crm.contacts
+
+create or replace function webhooks_private.tg_contacts__created()
+returns trigger
+language plpgsql
+as $$
+begin
+  if webhooks_private.anyone_listens('contact.created') then
+    -- a new contact has no assignments yet: only its owner is concerned
+    perform webhooks_private.enqueue('contact.created', to_jsonb(new), array[new.company_id], '{}');
+  end if;
+  return null;
+end;
+$$;
+
+-- contact.updated: an external source (anything but 'platform') changed a column.
+-- contact.saved: the BPD platform saved the contact, changed or not.
+create or replace function webhooks_private.tg_contacts__updated()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_action webhooks.action;
+  v_companies bigint[];
+  v_new jsonb;
+  v_changed text[];
+begin
+  v_action := case when webhooks_private.current_source() = 'platform'
+                   then 'contact.saved' else 'contact.updated' end;
+  if not webhooks_private.anyone_listens(v_action) then
+    return null;
+  end if;
+  v_companies := webhooks_private.concerned_companies(new.id, new.company_id);
+  if old.company_id <> new.company_id then
+    -- the company the contact leaves was concerned too
+    v_companies := v_companies || old.company_id;
+  end if;
+  if not webhooks_private.any_company_listens(v_action, v_companies) then
+    return null;
+  end if;
+  v_new := to_jsonb(new);
+  v_changed := webhooks_private.changed_fields(to_jsonb(old), v_new);
+  if v_action = 'contact.updated' and cardinality(v_changed) = 0 then
+    return null;
+  end if;
+  perform webhooks_private.enqueue(v_action, v_new, v_companies,
+                                   jsonb_build_object('changed_fields', to_jsonb(v_changed)));
+  return null;
+end;
+$$;
+
+-- BEFORE DELETE, not AFTER: the foreign keys' cascade removes the contact's
+-- assignments before any AFTER trigger runs, and with them the knowledge of which
+-- companies were concerned. The row is already locked here, so the delete proceeds.
+create or replace function webhooks_private.tg_contacts__deleted()
+returns trigger
+language plpgsql
+as $$
+begin
+  if webhooks_private.anyone_listens('contact.deleted') then
+    perform webhooks_private.enqueue('contact.deleted', to_jsonb(old),
+      webhooks_private.concerned_companies(old.id, old.company_id), '{}');
+  end if;
+  return old;
+end;
+$$;
+
+drop trigger if exists _500_webhooks_created on crm.contacts;
+create trigger _500_webhooks_created
+  after insert on crm.contacts
+  for each row execute function webhooks_private.tg_contacts__created();
+
+drop trigger if exists _500_webhooks_updated on crm.contacts;
+create trigger _500_webhooks_updated
+  after update on crm.contacts
+  for each row execute function webhooks_private.tg_contacts__updated();
+
+-- _900_: the last BEFORE trigger, so no later trigger can cancel a delete already announced
+drop trigger if exists _900_webhooks_deleted on crm.contacts;
+create trigger _900_webhooks_deleted
+  before delete on crm.contacts
+  for each row execute function webhooks_private.tg_contacts__deleted();
+
+------------------------------------------------------------------------------------
+-- crm.contact_statuses
+
+-- private: the status-tag event for one contact_statuses row. Nothing fires when the
+-- contact or the status is gone: the row was removed by the cascade of their delete,
+-- and contact.deleted (or nothing, for a deleted status tag) tells that story.
+create or replace function webhooks_private.status_event(p_action webhooks.action, p_contact_id bigint, p_status_id bigint)
+returns void
+language plpgsql
+as $$
+declare
+  v_contact crm.contacts;
+  v_status crm.statuses;
+begin
+  if not webhooks_private.anyone_listens(p_action) then
+    return;
+  end if;
+  select * into v_contact from crm.contacts where id = p_contact_id;
+  if not found then
+    return;
+  end if;
+  select * into v_status from crm.statuses where id = p_status_id;
+  if not found then
+    return;
+  end if;
+  perform webhooks_private.enqueue(p_action, to_jsonb(v_contact),
+    webhooks_private.concerned_companies(v_contact.id, v_contact.company_id),
+    jsonb_build_object('status', jsonb_build_object('id', v_status.id, 'name', v_status.name)),
+    p_status_id => v_status.id);
+end;
+$$;
+
+create or replace function webhooks_private.tg_contact_statuses__added()
+returns trigger
+language plpgsql
+as $$
+begin
+  perform webhooks_private.status_event('contact.status_added', new.contact_id, new.status_id);
+  return null;
+end;
+$$;
+
+create or replace function webhooks_private.tg_contact_statuses__removed()
+returns trigger
+language plpgsql
+as $$
+begin
+  perform webhooks_private.status_event('contact.status_removed', old.contact_id, old.status_id);
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_webhooks_status_added on crm.contact_statuses;
+create trigger _500_webhooks_status_added
+  after insert on crm.contact_statuses
+  for each row execute function webhooks_private.tg_contact_statuses__added();
+
+drop trigger if exists _500_webhooks_status_removed on crm.contact_statuses;
+create trigger _500_webhooks_status_removed
+  after delete on crm.contact_statuses
+  for each row execute function webhooks_private.tg_contact_statuses__removed();
+
+------------------------------------------------------------------------------------
+-- crm.contact_assignments
+
+-- A statement-level trigger with the inserted rows as a table: "the first user of
+-- company C on this contact" is a question about the whole statement (two users of C
+-- assigned by one INSERT must yield one first, not two or none).
+create or replace function webhooks_private.tg_contact_assignments__assigned()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_first_wanted constant boolean := webhooks_private.anyone_listens('contact.first_company_user_assigned');
+  v_any_wanted constant boolean := webhooks_private.anyone_listens('contact.user_assigned');
+  r record;
+begin
+  if not (v_first_wanted or v_any_wanted) then
+    return null;
+  end if;
+  for r in
+    select i.contact_id, i.user_id, u.company_id as user_company_id,
+           c.company_id as owner_company_id, to_jsonb(c) as contact,
+           jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'company_id', u.company_id) as user_json,
+           -- first of its company: the smallest user id of that company in this
+           -- statement, and no assignment of that company from before it
+           i.user_id = min(i.user_id) over (partition by i.contact_id, u.company_id)
+           and not exists (
+             select 1
+             from crm.contact_assignments a
+             join crm.users au on au.id = a.user_id
+             where a.contact_id = i.contact_id
+               and au.company_id = u.company_id
+               and not exists (select 1 from inserted n where n.contact_id = a.contact_id and n.user_id = a.user_id)
+           ) as is_first
+    from inserted i
+    join crm.users u on u.id = i.user_id
+    join crm.contacts c on c.id = i.contact_id
+    order by i.contact_id, i.user_id
+  loop
+    if v_first_wanted and r.is_first then
+      -- goes to the assigned user's company alone
+      perform webhooks_private.enqueue('contact.first_company_user_assigned', r.contact,
+        array[r.user_company_id], jsonb_build_object('user', r.user_json));
+    end if;
+    if v_any_wanted then
+      perform webhooks_private.enqueue('contact.user_assigned', r.contact,
+        webhooks_private.concerned_companies(r.contact_id, r.owner_company_id),
+        jsonb_build_object('user', r.user_json), p_user_id => r.user_id);
+    end if;
+  end loop;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_webhooks_assigned on crm.contact_assignments;
+create trigger _500_webhooks_assigned
+  after insert on crm.contact_assignments
+  referencing new table as inserted
+  for each statement execute function webhooks_private.tg_contact_assignments__assigned();

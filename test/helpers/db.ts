@@ -1,0 +1,70 @@
+// A database of its own for each test file, cloned from the migrated template that
+// test/run.ts prepared (cloning takes milliseconds; migrating would take seconds).
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+  pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+function serverUrl(): string {
+  const url = process.env.DATABASE_URL;
+  if (!url || !process.env.TEST_TEMPLATE_DATABASE) {
+    throw new Error('run the tests with `npm test` (it prepares the database)');
+  }
+  return url;
+}
+
+export function databaseUrl(name: string): string {
+  const url = new URL(serverUrl());
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function onServer<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: serverUrl() });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `bpd_test_${randomBytes(5).toString('hex')}`;
+  const template = process.env.TEST_TEMPLATE_DATABASE!;
+  await onServer((client) => client.query(`create database ${name} template ${template} strategy file_copy`));
+  const url = databaseUrl(name);
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  return {
+    name,
+    url,
+    pool,
+    async drop() {
+      await pool.end();
+      await onServer((client) => client.query(`drop database if exists ${name} with (force)`));
+    },
+  };
+}
+
+/** Registers a fresh database for the whole test file; read it with db() inside tests. */
+export function useTestDatabase(test: {
+  before: (fn: () => Promise<void>) => void;
+  after: { always: (fn: () => Promise<void>) => void };
+}): () => TestDatabase {
+  let database: TestDatabase | undefined;
+  test.before(async () => {
+    database = await createTestDatabase();
+  });
+  test.after.always(async () => {
+    await database?.drop();
+  });
+  return () => {
+    if (!database) throw new Error('database not ready');
+    return database;
+  };
+}

@@ -1,0 +1,118 @@
+// Small factories for CRM rows and webhooks. Every test makes its own company, so
+// tests of one file share a database without seeing each other's rows.
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+
+type Queryable = Pick<pg.Pool, 'query'>;
+const tag = () => randomBytes(3).toString('hex');
+
+export interface Contact {
+  id: string;
+  company_id: string;
+  first_name: string | null;
+  last_name: string | null;
+  email: string | null;
+  street: string | null;
+  city: string | null;
+  state: string | null;
+  postal_code: string | null;
+  [column: string]: unknown;
+}
+
+export interface WebhookInput {
+  companyId: string;
+  actions: string[];
+  fields?: string[];
+  url?: string;
+  name?: string;
+  statusId?: string | null;
+  userId?: string | null;
+  enabled?: boolean;
+  maxAttempts?: number | null;
+}
+
+export interface Webhook {
+  id: string;
+  company_id: string;
+  url: string;
+  fields: string[];
+  actions: string[];
+  enabled: boolean;
+  secret: string;
+}
+
+export function factories(db: Queryable) {
+  async function one<T>(sql: string, params: unknown[]): Promise<T> {
+    const { rows } = await db.query(sql, params);
+    return rows[0] as T;
+  }
+  return {
+    company: (name = `Company ${tag()}`) =>
+      one<{ id: string; name: string }>('insert into crm.companies (name) values ($1) returning *', [name]),
+
+    user: (companyId: string, name = `User ${tag()}`) =>
+      one<{ id: string; company_id: string; name: string; email: string }>(
+        'insert into crm.users (company_id, name, email) values ($1, $2, $3) returning *',
+        [companyId, name, `${name.toLowerCase().replaceAll(' ', '.')}@example.com`],
+      ),
+
+    status: (companyId: string, name = `Status ${tag()}`) =>
+      one<{ id: string; company_id: string; name: string }>(
+        'insert into crm.statuses (company_id, name) values ($1, $2) returning *',
+        [companyId, name],
+      ),
+
+    contact: (companyId: string, values: Record<string, unknown> = {}) => {
+      const row = { first_name: 'Ada', last_name: 'Lovelace', email: `ada.${tag()}@example.com`, ...values };
+      const columns = Object.keys(row);
+      return one<Contact>(
+        `insert into crm.contacts (company_id, ${columns.join(', ')})
+         values ($1, ${columns.map((_, i) => `$${i + 2}`).join(', ')}) returning *`,
+        [companyId, ...Object.values(row)],
+      );
+    },
+
+    webhook: async (input: WebhookInput): Promise<Webhook> => {
+      const webhook = await one<Webhook>(
+        `insert into webhooks.webhooks (company_id, name, url, fields, actions, status_id, user_id, enabled, disabled_at, max_attempts)
+         values ($1, $2, $3, $4, $5::webhooks.action[], $6, $7, $8, case when $8 then null else now() end, $9)
+         returning *`,
+        [
+          input.companyId,
+          input.name ?? `Hook ${tag()}`,
+          input.url ?? 'https://receiver.example.com/hook',
+          input.fields ?? ['first_name', 'last_name', 'email'],
+          input.actions,
+          input.statusId ?? null,
+          input.userId ?? null,
+          input.enabled ?? true,
+          input.maxAttempts ?? null,
+        ],
+      );
+      // written by an AFTER INSERT trigger; read here, where the tests may see it
+      const { rows } = await db.query('select secret from webhooks_private.webhook_secrets where webhook_id = $1', [webhook.id]);
+      return { ...webhook, secret: rows[0].secret as string };
+    },
+  };
+}
+
+export interface DeliveryRow {
+  id: string;
+  message_id: string;
+  webhook_id: string;
+  company_id: string;
+  action: string;
+  contact_id: string;
+  payload: { type: string; timestamp: string; data: Record<string, any> };
+  state: string;
+  attempts: number;
+}
+
+/** The deliveries of the given webhooks, oldest first. */
+export async function deliveriesOf(db: Queryable, webhookIds: string[]): Promise<DeliveryRow[]> {
+  const { rows } = await db.query(
+    'select * from webhooks.deliveries where webhook_id = any ($1::bigint[]) order by id',
+    [webhookIds],
+  );
+  return rows;
+}
