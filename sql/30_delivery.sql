@@ -17,10 +17,11 @@
 -- rows whose lease ran out (their relay died or lost the database) to pending; it
 -- runs on a timer of its own, apart from the claim/settle loop.
 --
--- Private API for the relay (EXECUTE granted to bpd_webhooks_relay in
--- 35_relay_role.sql, to nobody else): claim_deliveries, settle_deliveries,
--- rescue_expired_leases. They are SECURITY DEFINER so that the relay's role needs no
--- grant on any table, and no row-level security policy: these three functions are
+-- Private API for the relay, in a schema of its own (webhooks_relay: usage and
+-- EXECUTE granted to bpd_webhooks_relay in 35_relay_role.sql, to nobody else):
+-- claim_deliveries, settle_deliveries, rescue_expired_leases. They are SECURITY
+-- DEFINER so that the relay's role needs no grant on any table, no row-level
+-- security policy, and no access to webhooks_private: these three functions are
 -- all it can do.
 -- Public: webhooks.retry_schedule() shows the retry schedule in force.
 --
@@ -38,6 +39,10 @@
 --   webhooks.retry_after_max  a Retry-After header is honoured up to  default 6 hours
 -- With the defaults: 10 attempts, waits of 10 s, 30 s, 1.5 min, 4.5 min, 13.5 min,
 -- 40.5 min, 2 h, 6 h, 12 h: the last attempt comes about 21 hours after the first.
+
+create schema if not exists webhooks_relay;
+comment on schema webhooks_relay is
+  'bpd-webhooks internals: the relay''s entry points (claim, settle, rescue). Not an API.';
 
 -- private: a delivery setting, or its default when unset
 create or replace function webhooks_private.setting(p_name text, p_default text)
@@ -110,7 +115,7 @@ comment on function webhooks.retry_schedule(integer) is
 -- what the relay already has in flight. Returns what the relay needs to send: the
 -- body is the stored payload serialised here, once, and signed as is.
 -- Due deliveries of a disabled webhook are not sent: they fail with a reason.
-create or replace function webhooks_private.claim_deliveries(
+create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
   p_lease         interval,
@@ -193,7 +198,7 @@ $$;
 -- destinations) is retried after retry_wait, or fails once the attempts are used up.
 -- Returns the new state of each delivery settled; a result missing from the answer
 -- had lost its lease.
-create or replace function webhooks_private.settle_deliveries(
+create or replace function webhooks_relay.settle_deliveries(
   p_relay           text,
   p_ids             bigint[],
   p_attempts        integer[],
@@ -276,7 +281,7 @@ $$;
 -- private (relay): return deliveries whose lease ran out to pending, due now (or to
 -- failed when their attempts are used up). The attempt their relay made, or may
 -- have made, is recorded as such. Wakes the relays when it rescued anything.
-create or replace function webhooks_private.rescue_expired_leases(p_limit integer default 1000)
+create or replace function webhooks_relay.rescue_expired_leases(p_limit integer default 1000)
 returns integer
 language plpgsql
 volatile

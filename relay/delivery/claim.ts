@@ -1,5 +1,5 @@
 // Claim: one round trip leases a batch of due deliveries to this relay
-// (webhooks_private.claim_deliveries decides which, see sql/30_delivery.sql).
+// (webhooks_relay.claim_deliveries decides which, see sql/30_delivery.sql).
 import type pg from 'pg';
 
 /** One delivery as leased: everything needed to send it. */
@@ -27,7 +27,7 @@ export interface ClaimRequest {
 
 const CLAIM = `
   select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret
-  from webhooks_private.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[])`;
+  from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[])`;
 
 export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: ClaimRequest): Promise<DeliveryJob[]> {
   const { rows } = await db.query({

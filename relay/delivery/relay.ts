@@ -103,7 +103,7 @@ export class Relay {
     if (this.rescuing || this.stopping) return 0;
     this.rescuing = true;
     try {
-      const { rows } = await this.pool.query('select webhooks_private.rescue_expired_leases() as rescued');
+      const { rows } = await this.pool.query('select webhooks_relay.rescue_expired_leases() as rescued');
       const rescued = rows[0].rescued as number;
       if (rescued > 0) {
         this.log.warn({ rescued }, 'returned deliveries whose lease ran out to pending');
