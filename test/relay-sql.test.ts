@@ -18,11 +18,11 @@ async function setup(t: { teardown: (fn: () => Promise<void>) => void }, deliver
   return { database, pool, f, company, webhook };
 }
 
-const claim = (pool: pg.Pool, relay: string, limit: number, perWebhook: number, busy: Record<string, number> = {}) =>
+const claim = (pool: pg.Pool, relay: string, limit: number, perWebhook: number, busy: Record<string, number> = {}, only: string[] | null = null) =>
   pool
     .query(
-      `select * from webhooks_relay.claim_deliveries($1, $2, interval '1 minute', $3, $4::bigint[], $5::integer[])`,
-      [relay, limit, perWebhook, Object.keys(busy), Object.values(busy)],
+      `select * from webhooks_relay.claim_deliveries($1, $2, interval '1 minute', $3, $4::bigint[], $5::integer[], $6::bigint[])`,
+      [relay, limit, perWebhook, Object.keys(busy), Object.values(busy), only],
     )
     .then((r) => r.rows);
 
@@ -104,6 +104,26 @@ test('claim: a batch, capped per webhook, minus what the relay already has in fl
   t.deepEqual(rows.map((r) => r.locked_by), ['relay-a', 'relay-a', 'relay-a', 'relay-b', null]);
   t.true(rows.slice(0, 4).every((r) => r.state === 'in_flight' && r.attempts === 1 && r.leased));
   t.like(rows[4], { state: 'pending', attempts: 0 });
+});
+
+test('claim: a discovery cut off at the limit says more may be due; a refill reads only the webhooks named', async (t) => {
+  const { pool, f, company, webhook: first } = await setup(t, 0);
+  const second = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < 4; i++) await f.contact(company.id); // 4 deliveries to each webhook
+
+  const discovered = await claim(pool, 'relay-a', 3, 10);
+  t.is(discovered.length, 3);
+  t.true(discovered.every((r) => r.more_due));
+  const rest = await claim(pool, 'relay-a', 10, 10);
+  t.is(rest.length, 5);
+  t.true(rest.every((r) => !r.more_due));
+
+  await pool.query(`update webhooks.deliveries set state = 'pending', locked_by = null, locked_until = null`);
+  const refill = await claim(pool, 'relay-b', 10, 3, { [first.id]: 1 }, [first.id]);
+  t.deepEqual(refill.map((r) => r.webhook_id), [first.id, first.id], "only the named webhook, up to its free slots");
+  t.true(refill.every((r) => !r.more_due));
+  t.is((await claim(pool, 'relay-b', 10, 3, { [first.id]: 3 }, [first.id])).length, 0);
+  t.is((await claim(pool, 'relay-b', 10, 3, {}, [second.id])).length, 3);
 });
 
 test('claim: not before next_attempt_at', async (t) => {
