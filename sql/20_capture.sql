@@ -91,7 +91,7 @@ $$;
 -- that is more than none.
 create or replace function webhooks_private.enqueue(
   p_action       webhooks.action,
-  p_contact      crm.contacts,
+  p_contact      jsonb,
   p_data         jsonb,
   p_status_id    bigint default null,
   p_user_id      bigint default null,
@@ -102,28 +102,29 @@ returns integer
 language plpgsql
 as $$
 declare
-  v_contact constant jsonb := to_jsonb(p_contact);
+  v_contact_id constant bigint := (p_contact ->> 'id')::bigint;
+  v_owner_company_id constant bigint := (p_contact ->> 'company_id')::bigint;
   v_timestamp constant text := to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
   v_source constant text := webhooks_private.current_source();
   v_written integer;
 begin
   insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
-  select w.id, w.company_id, p_action, p_contact.id,
+  select w.id, w.company_id, p_action, v_contact_id,
          jsonb_build_object(
            'type', p_action,
            'timestamp', v_timestamp,
            'data', jsonb_build_object(
-                     'contact', (select jsonb_object_agg(f, v_contact -> f)
+                     'contact', (select jsonb_object_agg(f, p_contact -> f)
                                  from unnest('{id}'::text[] || w.fields) f),
                      'source', v_source
                    ) || p_data)
   from (
-    select p_contact.company_id as company_id where p_only_company is null
+    select v_owner_company_id as company_id where p_only_company is null
     union
     select u.company_id
     from crm.contact_assignments a
     join crm.users u on u.id = a.user_id
-    where p_only_company is null and a.contact_id = p_contact.id
+    where p_only_company is null and a.contact_id = v_contact_id
     union
     select p_only_company where p_only_company is not null
     union
@@ -153,7 +154,7 @@ as $$
 begin
   -- a new contact has no assignments yet: only its owner is concerned
   if webhooks_private.company_listens('contact.created', new.company_id) then
-    perform webhooks_private.enqueue('contact.created', new, '{}');
+    perform webhooks_private.enqueue('contact.created', to_jsonb(new), '{}');
   end if;
   return null;
 end;
@@ -168,6 +169,7 @@ as $$
 declare
   v_action webhooks.action;
   v_left_company bigint;
+  v_new jsonb;
   v_changed text[];
 begin
   v_action := case when webhooks_private.current_source() = 'platform'
@@ -181,11 +183,12 @@ begin
      and not webhooks_private.contact_wanted(v_action, new.id, new.company_id) then
     return null;
   end if;
-  v_changed := webhooks_private.changed_fields(to_jsonb(old), to_jsonb(new));
+  v_new := to_jsonb(new);
+  v_changed := webhooks_private.changed_fields(to_jsonb(old), v_new);
   if v_action = 'contact.updated' and cardinality(v_changed) = 0 then
     return null;
   end if;
-  perform webhooks_private.enqueue(v_action, new, jsonb_build_object('changed_fields', to_jsonb(v_changed)),
+  perform webhooks_private.enqueue(v_action, v_new, jsonb_build_object('changed_fields', to_jsonb(v_changed)),
                                    p_also_company => v_left_company);
   return null;
 end;
@@ -200,7 +203,7 @@ language plpgsql
 as $$
 begin
   if webhooks_private.contact_wanted('contact.deleted', old.id, old.company_id) then
-    perform webhooks_private.enqueue('contact.deleted', old, '{}');
+    perform webhooks_private.enqueue('contact.deleted', to_jsonb(old), '{}');
   end if;
   return old;
 end;
@@ -244,7 +247,7 @@ begin
   if not found then
     return;
   end if;
-  perform webhooks_private.enqueue(p_action, v_contact,
+  perform webhooks_private.enqueue(p_action, to_jsonb(v_contact),
     jsonb_build_object('status', jsonb_build_object('id', v_status.id, 'name', v_status.name)),
     p_status_id => v_status.id);
 end;
@@ -294,7 +297,8 @@ declare
   r record;
 begin
   for r in
-    select c as contact, u.company_id as user_company_id,
+    select to_jsonb(c) as contact, c.id as contact_id, c.company_id as owner_company_id,
+           u.company_id as user_company_id,
            jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'company_id', u.company_id) as user_json,
            -- first of its company: the smallest user id of that company in this
            -- statement, and no assignment of that company from before it
@@ -317,7 +321,7 @@ begin
       perform webhooks_private.enqueue('contact.first_company_user_assigned', r.contact,
         jsonb_build_object('user', r.user_json), p_only_company => r.user_company_id);
     end if;
-    if webhooks_private.contact_wanted('contact.user_assigned', (r.contact).id, (r.contact).company_id) then
+    if webhooks_private.contact_wanted('contact.user_assigned', r.contact_id, r.owner_company_id) then
       perform webhooks_private.enqueue('contact.user_assigned', r.contact,
         jsonb_build_object('user', r.user_json), p_user_id => (r.user_json ->> 'id')::bigint);
     end if;
