@@ -47,8 +47,8 @@ $$;
 
 -- private: does a company concerned by the contact (its owner, or the company of an
 -- assigned user) have an enabled webhook subscribed to the action? The triggers'
--- first question; false ends their work. One plpgsql expression: the second probe
--- runs only when the owner has no such webhook.
+-- first question; false ends their work. Cheapest probe first: most contacts have
+-- no assignment, and then the join is never started.
 create or replace function webhooks_private.contact_wanted(
   p_action webhooks.action,
   p_contact_id bigint,
@@ -59,9 +59,14 @@ language plpgsql
 stable
 as $$
 begin
-  return exists (select 1 from webhooks_private.subscriptions s
-                 where s.action = p_action and s.company_id = p_owner_company_id)
-      or exists (select 1
+  if exists (select 1 from webhooks_private.subscriptions s
+             where s.action = p_action and s.company_id = p_owner_company_id) then
+    return true;
+  end if;
+  if not exists (select 1 from crm.contact_assignments a where a.contact_id = p_contact_id) then
+    return false;
+  end if;
+  return exists (select 1
                  from crm.contact_assignments a
                  join crm.users u on u.id = a.user_id
                  join webhooks_private.subscriptions s on s.action = p_action and s.company_id = u.company_id
@@ -77,7 +82,8 @@ language plpgsql
 immutable
 as $$
 begin
-  return (select coalesce(array_agg(n.key order by n.key), '{}')
+  -- in jsonb's own key order (shorter names first): deterministic, and no sort
+  return (select coalesce(array_agg(n.key), '{}')
           from jsonb_each(p_new) n
           where n.key <> 'updated_at' and n.value is distinct from p_old -> n.key);
 end;
