@@ -15,12 +15,15 @@ import { claimDeliveries, type DeliveryJob } from './claim.ts';
 import { isConnectionError, relayPool } from './database.ts';
 import { Sender } from './deliver.ts';
 import { startListener, type Listener } from './listener.ts';
+import { IdleAnnouncer } from './idle.ts';
 import { relayLogger } from './log.ts';
 import type { RelaySettings } from './settings.ts';
 import { Settler } from './settle.ts';
 
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
+/** Going idle while a capturing transaction is still open: look again this soon. */
+const IDLE_RECHECK_MS = 2;
 
 export class Relay {
   readonly settings: RelaySettings;
@@ -28,7 +31,9 @@ export class Relay {
   private readonly pool: pg.Pool;
   private readonly sender: Sender;
   private readonly settler: Settler;
+  private readonly idle: IdleAnnouncer;
   private listener: Listener | null = null;
+  private recheck: NodeJS.Timeout | undefined;
   private timers: NodeJS.Timeout[] = [];
   private started = false;
   private stopping = false;
@@ -50,6 +55,12 @@ export class Relay {
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
     this.sender = new Sender(settings);
     this.settler = new Settler({ db: this.pool, relayId: settings.relayId, log: this.log, batchSize: settings.batchSize });
+    this.idle = new IdleAnnouncer({
+      databaseUrl: settings.databaseUrl,
+      role: settings.databaseRole,
+      log: this.log,
+      onLost: () => this.wake(),
+    });
   }
 
   /** Checks the database role, then runs until stop(). */
@@ -130,6 +141,7 @@ export class Relay {
   private async shutdown(): Promise<void> {
     this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
+    clearTimeout(this.recheck);
     await this.listener?.close();
     await this.claiming;
     if (this.inFlight > 0) {
@@ -143,6 +155,7 @@ export class Relay {
       );
     }
     this.settler.stop();
+    await this.idle.close();
     await this.sender.close();
     await this.pool.end();
     this.log.info('relay stopped');
@@ -166,8 +179,11 @@ export class Relay {
   }
 
   private async claimWhileWorkIsFound(): Promise<void> {
+    // true for the one claim made after going idle: if it is empty too, sleep
+    let lastLook = false;
     do {
       this.wakeAgain = false;
+      if (!lastLook) await this.idle.awake().catch((error) => this.log.warn({ err: error }, 'cannot announce waking'));
       let jobs: DeliveryJob[];
       try {
         jobs = await this.claimBatch();
@@ -181,8 +197,36 @@ export class Relay {
         return;
       }
       for (const job of jobs) void this.dispatch(job);
-      if (jobs.length > 0) this.wakeAgain = true;
+      if (jobs.length > 0) {
+        this.wakeAgain = true;
+        lastLook = false;
+      } else if (!lastLook && !this.wakeAgain && !this.moreMayBeDue && !this.stopping) {
+        lastLook = await this.fallAsleep();
+        if (lastLook) this.wakeAgain = true;
+      }
     } while (this.wakeAgain && !this.stopping);
+  }
+
+  /**
+   * Nothing is due: announce that this relay is idle (from then on capturing
+   * transactions notify it), and tell whether every transaction that skipped its
+   * NOTIFY has ended (sql/36_wakeup.sql). If so, one more empty claim means sleep;
+   * if not, look again in a moment.
+   */
+  private async fallAsleep(): Promise<boolean> {
+    let safe = false;
+    try {
+      safe = await this.idle.goingIdle();
+    } catch (error) {
+      this.log.warn({ err: error }, 'cannot announce idleness; polling meanwhile');
+    }
+    if (!safe) {
+      this.recheck ??= setTimeout(() => {
+        this.recheck = undefined;
+        this.wake();
+      }, IDLE_RECHECK_MS);
+    }
+    return safe;
   }
 
   private async claimBatch(): Promise<DeliveryJob[]> {
