@@ -1,0 +1,379 @@
+// Reports » Webhooks: the company's webhooks with their Times Fired for a Date Range,
+// each webhook's firing history, Disable / Enable and Replay.
+//
+// Views follow the URL hash, so Back and reload work:
+//   #/                         the report
+//   #/webhooks/<id>?page=&outcome=   the history of one webhook
+import { ApiError, session } from './api.js';
+import { h, replace } from './dom.js';
+import {
+  DEFAULT_PRESET, PRESETS, contactLabel, formatCount, formatDate, formatTime, inspectToken,
+  outcomeWords, presetDays, rangeInstants, rangeWords, triggerLines, actionWords,
+} from './format.js';
+import { fetchHistory, fetchReport, replayDelivery, setWebhookEnabled } from './operations.js';
+
+const PAGE_SIZE = 50;
+const RANGE_KEY = 'bpd-webhooks.range';
+const OUTCOMES = [
+  { id: 'all', label: 'All' },
+  { id: 'succeeded', label: 'Success' },
+  { id: 'failed', label: 'Failure' },
+  { id: 'waiting', label: 'Waiting' },
+];
+
+const $ = (id) => document.getElementById(id);
+
+// ---- state -------------------------------------------------------------------
+
+/** The Date Range: a preset id, or 'custom' with its own days. */
+let range = loadRange();
+/** Bumped on every load, so that a slow, outdated answer never overwrites a newer one. */
+let generation = 0;
+
+function loadRange() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(RANGE_KEY) ?? 'null');
+    if (saved?.preset === 'custom' && saved.fromDay && saved.toDay) return saved;
+    if (PRESETS.some((p) => p.id === saved?.preset)) return { preset: saved.preset };
+  } catch {
+    // a damaged saved range falls back to the default
+  }
+  return { preset: DEFAULT_PRESET };
+}
+
+function rangeDays() {
+  if (range.preset === 'custom') return { fromDay: range.fromDay, toDay: range.toDay };
+  return presetDays(PRESETS.find((p) => p.id === range.preset).days);
+}
+
+function route() {
+  const [path, query = ''] = location.hash.replace(/^#/, '').split('?');
+  const params = new URLSearchParams(query);
+  const match = path.match(/^\/webhooks\/(\d+)$/);
+  if (match) {
+    const outcome = OUTCOMES.some((o) => o.id === params.get('outcome')) ? params.get('outcome') : 'all';
+    const page = Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1);
+    return { view: 'history', webhookId: match[1], outcome, page };
+  }
+  return { view: 'report' };
+}
+
+function historyHash(webhookId, { page = 1, outcome = 'all' } = {}) {
+  const params = new URLSearchParams();
+  if (page > 1) params.set('page', String(page));
+  if (outcome !== 'all') params.set('outcome', outcome);
+  const query = params.toString();
+  return `#/webhooks/${webhookId}${query ? `?${query}` : ''}`;
+}
+
+// ---- messages ----------------------------------------------------------------
+
+function flash(text) {
+  const element = $('flash');
+  element.textContent = text;
+  element.hidden = false;
+}
+
+function showError(text) {
+  const element = $('error');
+  element.textContent = text;
+  element.hidden = !text;
+}
+
+function clearMessages() {
+  $('flash').hidden = true;
+  showError('');
+}
+
+/** Errors of the token send the admin back to sign in, with the reason. */
+function handleError(error) {
+  if (error instanceof ApiError && ['signed-out', 'expired', 'rejected'].includes(error.kind)) {
+    session.clear();
+    showSignIn(error.message);
+    return;
+  }
+  showError(error instanceof Error ? error.message : String(error));
+}
+
+// ---- sign in -----------------------------------------------------------------
+
+const TOKEN_PROBLEMS = {
+  missing: 'Paste a token first. Get one on the server with `npm run token`.',
+  malformed: 'That is not a token: a token is three parts separated by dots (eyJ….eyJ….…). Copy the whole line that `npm run token` printed.',
+};
+
+function showSignIn(message = '') {
+  $('app').hidden = true;
+  $('who').hidden = true;
+  $('sign-in').hidden = false;
+  const error = $('sign-in-error');
+  error.textContent = message;
+  error.hidden = !message;
+  $('token').focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const seen = inspectToken($('token').value);
+  if (seen.problem === 'missing' || seen.problem === 'malformed') {
+    showSignIn(TOKEN_PROBLEMS[seen.problem]);
+    return;
+  }
+  session.save(seen.token);
+  $('token').value = '';
+  await render();
+}
+
+function signOut() {
+  session.clear();
+  location.hash = '#/';
+  showSignIn();
+}
+
+// ---- the Date Range control --------------------------------------------------
+
+function renderRangeControl() {
+  const presets = [...PRESETS, { id: 'custom', label: 'Custom' }];
+  replace($('range-presets'), presets.map((preset) => h('button', {
+    type: 'button',
+    'aria-pressed': String(range.preset === preset.id),
+    dataset: { preset: preset.id },
+    onclick: () => choosePreset(preset.id),
+  }, preset.label)));
+  const custom = range.preset === 'custom';
+  $('range-custom').hidden = !custom;
+  const { fromDay, toDay } = rangeDays();
+  $('range-from').value = fromDay;
+  $('range-to').value = toDay;
+}
+
+function choosePreset(id) {
+  if (id === 'custom') {
+    // start from the days shown now; counts reload when Apply is pressed
+    range = { preset: 'custom', ...rangeDays() };
+    renderRangeControl();
+    $('range-from').focus();
+    return;
+  }
+  range = { preset: id };
+  sessionStorage.setItem(RANGE_KEY, JSON.stringify(range));
+  void render();
+}
+
+function applyCustomRange(event) {
+  event.preventDefault();
+  const fromDay = $('range-from').value;
+  const toDay = $('range-to').value;
+  const checked = rangeInstants(fromDay, toDay);
+  if (checked.error) {
+    showError(checked.error);
+    return;
+  }
+  range = { preset: 'custom', fromDay, toDay };
+  sessionStorage.setItem(RANGE_KEY, JSON.stringify(range));
+  void render();
+}
+
+// ---- the report --------------------------------------------------------------
+
+function statusBadge(webhook) {
+  if (webhook.enabled) return h('span', { class: 'badge ok' }, 'Active');
+  return h('span', { class: 'badge off', title: webhook.disabledReason ?? '' }, 'Disabled');
+}
+
+function webhookRow(webhook) {
+  const toggle = h('button', {
+    type: 'button',
+    class: webhook.enabled ? 'secondary danger' : 'secondary',
+    dataset: { action: webhook.enabled ? 'disable' : 'enable' },
+    onclick: () => toggleWebhook(webhook, toggle),
+  }, webhook.enabled ? 'Disable' : 'Enable');
+  return h('tr', { dataset: { webhookId: webhook.id }, class: webhook.enabled ? '' : 'is-disabled' },
+    h('td', {}, h('div', { class: 'name' }, webhook.name)),
+    h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', {}, line)))),
+    h('td', { class: 'nowrap' }, formatDate(webhook.createdAt)),
+    h('td', { class: 'url' }, h('code', { title: webhook.url }, webhook.url)),
+    h('td', {}, statusBadge(webhook),
+      !webhook.enabled && webhook.disabledReason ? h('div', { class: 'reason' }, webhook.disabledReason) : null),
+    h('td', { class: 'num' }, h('a', {
+      class: 'times-fired',
+      href: historyHash(webhook.id),
+      'aria-label': `Times Fired: ${webhook.timesFired}. Show the history of ${webhook.name}`,
+    }, formatCount(webhook.timesFired))),
+    h('td', { class: 'actions' }, toggle),
+  );
+}
+
+async function renderReport(instants, days, mine) {
+  $('page-title').textContent = 'Webhooks';
+  const report = await fetchReport(instants);
+  if (mine !== generation) return;
+  $('who-name').textContent = report.companyName ?? '';
+  const active = report.webhooks.filter((w) => w.enabled).length;
+  $('page-subtitle').textContent =
+    `${active} active, ${report.webhooks.length - active} disabled · Times Fired ${rangeWords(days.fromDay, days.toDay)}`;
+  replace($('webhooks-body'), report.webhooks.length
+    ? report.webhooks.map(webhookRow)
+    : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'Your company has no webhooks yet. Ask support@bigpurpledot.com to set one up.')));
+  $('history').hidden = true;
+  $('report').hidden = false;
+}
+
+async function toggleWebhook(webhook, button) {
+  clearMessages();
+  button.disabled = true;
+  try {
+    const updated = await setWebhookEnabled(webhook.id, !webhook.enabled);
+    const row = webhookRow({ ...webhook, ...updated });
+    button.closest('tr').replaceWith(row);
+    flash(`Webhook Status: ${updated.enabled ? 'Enable' : 'Disable'} · ${webhook.name}`);
+    row.querySelector('[data-action]').focus();
+  } catch (error) {
+    button.disabled = false;
+    handleError(error);
+  }
+}
+
+// ---- the history -------------------------------------------------------------
+
+function outcomeBadge(state) {
+  const tone = { succeeded: 'ok', failed: 'bad' }[state] ?? 'wait';
+  return h('span', { class: `badge ${tone}` }, outcomeWords(state));
+}
+
+function firingRows(firing) {
+  const payloadRow = h('tr', { class: 'payload-row', hidden: true },
+    h('td', { colspan: 9 }, h('pre', { class: 'payload' }, JSON.stringify(firing.payload, null, 2))));
+  const show = h('button', {
+    type: 'button',
+    class: 'link-button',
+    'aria-expanded': 'false',
+    onclick: () => {
+      payloadRow.hidden = !payloadRow.hidden;
+      show.setAttribute('aria-expanded', String(!payloadRow.hidden));
+      show.textContent = payloadRow.hidden ? 'Show' : 'Hide';
+    },
+  }, 'Show');
+  const replayButton = firing.state === 'failed'
+    ? h('button', { type: 'button', class: 'secondary', onclick: () => replayFiring(firing, replayButton) }, 'Replay')
+    : null;
+  const row = h('tr', { dataset: { deliveryId: firing.id, state: firing.state } },
+    h('td', { class: 'nowrap' }, formatTime(firing.createdAt)),
+    h('td', {}, actionWords(firing.action)),
+    h('td', {}, contactLabel(firing.contactId, firing.payload)),
+    h('td', {}, outcomeBadge(firing.state)),
+    h('td', { class: 'num' }, firing.lastStatusCode ?? '—'),
+    h('td', { class: 'error-text' }, firing.lastError ?? ''),
+    h('td', { class: 'num' }, String(firing.attempts)),
+    h('td', {}, show),
+    h('td', { class: 'actions' }, replayButton),
+  );
+  return [row, payloadRow];
+}
+
+async function replayFiring(firing, button) {
+  clearMessages();
+  button.disabled = true;
+  try {
+    const updated = await replayDelivery(firing.id);
+    const [row, payloadRow] = firingRows({ ...firing, ...updated });
+    const old = button.closest('tr');
+    old.nextElementSibling?.remove();
+    old.replaceWith(row, payloadRow);
+    flash(`Firing #${firing.id} will be sent again.`);
+  } catch (error) {
+    button.disabled = false;
+    handleError(error);
+  }
+}
+
+function renderOutcomeFilter(where) {
+  replace($('outcome-filter'), OUTCOMES.map((outcome) => h('a', {
+    href: historyHash(where.webhookId, { outcome: outcome.id }),
+    'aria-current': outcome.id === where.outcome ? 'true' : false,
+  }, outcome.label)));
+}
+
+function renderPager(where, total) {
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  const first = total === 0 ? 0 : (where.page - 1) * PAGE_SIZE + 1;
+  const last = Math.min(total, where.page * PAGE_SIZE);
+  const link = (label, page, enabled, rel) => enabled
+    ? h('a', { href: historyHash(where.webhookId, { page, outcome: where.outcome }), rel, class: 'page-link' }, label)
+    : h('span', { class: 'page-link', 'aria-disabled': 'true' }, label);
+  replace($('pager'),
+    link('« First', 1, where.page > 1, 'first'),
+    link('‹ Previous', where.page - 1, where.page > 1, 'prev'),
+    h('span', { class: 'page-info', id: 'page-info' },
+      `${formatCount(first)}–${formatCount(last)} of ${formatCount(total)} · page ${formatCount(where.page)} of ${formatCount(pages)}`),
+    link('Next ›', where.page + 1, where.page < pages, 'next'),
+    link('Last »', pages, where.page < pages, 'last'),
+  );
+}
+
+async function renderHistory(where, instants, days, mine) {
+  const states = { all: null, succeeded: ['succeeded'], failed: ['failed'], waiting: ['pending', 'in_flight'] }[where.outcome];
+  const history = await fetchHistory({
+    webhookId: where.webhookId, ...instants, states, offset: (where.page - 1) * PAGE_SIZE, first: PAGE_SIZE,
+  });
+  if (mine !== generation) return;
+  $('who-name').textContent = history.companyName ?? '';
+  const webhook = history.webhook;
+  if (!webhook) {
+    showError(`There is no webhook #${where.webhookId} in your company.`);
+    $('report').hidden = true;
+    $('history').hidden = true;
+    return;
+  }
+  $('page-title').textContent = webhook.name;
+  $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}`;
+  replace($('history-facts'),
+    h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),
+    h('div', {}, h('dt', {}, 'Posts to'), h('dd', {}, h('code', {}, webhook.url))),
+    h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusBadge(webhook))),
+    h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(history.timesFired))),
+  );
+  renderOutcomeFilter(where);
+  replace($('history-body'), history.firings.length
+    ? history.firings.flatMap(firingRows)
+    : h('tr', {}, h('td', { colspan: 9, class: 'empty' }, 'No firings in this date range.')));
+  renderPager(where, history.totalCount);
+  $('report').hidden = true;
+  $('history').hidden = false;
+}
+
+// ---- rendering the current view ----------------------------------------------
+
+async function render() {
+  if (!session.token()) {
+    showSignIn();
+    return;
+  }
+  $('sign-in').hidden = true;
+  $('app').hidden = false;
+  $('who').hidden = false;
+  showError('');
+  renderRangeControl();
+  const days = rangeDays();
+  const instants = rangeInstants(days.fromDay, days.toDay);
+  const where = route();
+  const mine = ++generation;
+  document.body.setAttribute('aria-busy', 'true');
+  try {
+    if (where.view === 'history') await renderHistory(where, instants, days, mine);
+    else await renderReport(instants, days, mine);
+  } catch (error) {
+    if (mine === generation) handleError(error);
+  } finally {
+    if (mine === generation) document.body.removeAttribute('aria-busy');
+  }
+}
+
+$('sign-in-form').addEventListener('submit', signIn);
+$('sign-out').addEventListener('click', signOut);
+$('range').addEventListener('submit', applyCustomRange);
+window.addEventListener('hashchange', () => {
+  $('flash').hidden = true;
+  void render();
+});
+void render();
