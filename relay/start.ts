@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { ensureDatabase } from './db/ensure-database.ts';
 import { migrate } from './db/migrate.ts';
+import { startApi } from './api/server.ts';
+import { jwtSecret } from './api/jwt-secret.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
@@ -23,6 +25,21 @@ console.log(`Postgres: ${db.url}`);
 console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.fire_history'");
 
 const stops: Array<() => Promise<void>> = [];
+
+// The admin API and the Reports page. JWT_SECRET, or a development secret kept in
+// .data/jwt-secret so that tokens outlive a restart.
+const api = await startApi({
+  databaseUrl: db.url,
+  jwtSecret: await jwtSecret({ allowDevSecret: true }),
+  port: Number(process.env.PORT ?? 5678),
+  host: process.env.HOST ?? '127.0.0.1',
+});
+stops.push(() => api.stop());
+console.log(`Reports page: ${api.url}/reports/webhooks`);
+console.log(`GraphQL:      ${api.url}/graphql  (Ruru: ${api.url}/graphiql)`);
+console.log('  an admin token for company 1:  npm run token -- --company 1');
+console.log('  read-only:                     npm run token -- --company 1 --role webhook_viewer');
+console.log('  send it as the header  Authorization: Bearer <token>');
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
