@@ -1,11 +1,13 @@
 // `npm start`: a real Postgres (embedded unless DATABASE_URL says otherwise), the
 // schema brought up to date, and the parts of bpd-webhooks running beside it.
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { ensureDatabase } from './db/ensure-database.ts';
 import { migrate } from './db/migrate.ts';
 import { startApi } from './api/server.ts';
 import { jwtSecret } from './api/jwt-secret.ts';
+import { authenticatorUrl } from './api/authenticator.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
@@ -27,9 +29,12 @@ console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.
 const stops: Array<() => Promise<void>> = [];
 
 // The admin API and the Reports page. JWT_SECRET, or a development secret kept in
-// .data/jwt-secret so that tokens outlive a restart.
+// .data/jwt-secret so that tokens outlive a restart. Against our own embedded
+// database the API logs in as webhook_authenticator, as it should in production
+// (with DATABASE_URL it uses that URL: point it at the authenticator there).
 const api = await startApi({
-  databaseUrl: db.url,
+  // (a fresh password each start: only this process needs to know it)
+  databaseUrl: process.env.DATABASE_URL ? db.url : await authenticatorUrl(db.url, randomBytes(24).toString('base64url')),
   jwtSecret: await jwtSecret({ allowDevSecret: true }),
   port: Number(process.env.PORT ?? 5678),
   host: process.env.HOST ?? '127.0.0.1',

@@ -1,6 +1,7 @@
 // The PostGraphile configuration: GraphQL generated from schema `webhooks` alone
 // (webhooks_private never appears), with the smart comments of sql/60_security.sql
 // deciding what is shown, and each request run as the role its token names.
+import './env.ts';
 import type {} from 'postgraphile';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';

@@ -1,5 +1,6 @@
 // The admin API on node:http: POST /graphql (bearer JWT required), Ruru at /graphiql,
 // and the Reports page's static files at / and /reports/webhooks.
+import './env.ts';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -93,7 +94,6 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await serv.release();
       await pgl.release();
     },
   };
