@@ -10,7 +10,7 @@ import {
   DEFAULT_PRESET, PRESETS, contactLabel, formatCount, formatDate, formatTime, inspectToken,
   outcomeWords, presetDays, rangeInstants, rangeWords, triggerLines, actionWords,
 } from './format.js';
-import { fetchHistory, fetchReport, replayDelivery, setWebhookEnabled } from './operations.js';
+import { fetchAttempts, fetchHistory, fetchReport, replayDelivery, setWebhookEnabled } from './operations.js';
 
 const PAGE_SIZE = 50;
 const RANGE_KEY = 'bpd-webhooks.range';
@@ -18,7 +18,7 @@ const OUTCOMES = [
   { id: 'all', label: 'All' },
   { id: 'succeeded', label: 'Success' },
   { id: 'failed', label: 'Failure' },
-  { id: 'waiting', label: 'Waiting' },
+  { id: 'pending', label: 'Pending' },
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -193,13 +193,18 @@ function webhookRow(webhook) {
     h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', {}, line)))),
     h('td', { class: 'nowrap' }, formatDate(webhook.createdAt)),
     h('td', { class: 'url' }, h('code', { title: webhook.url }, webhook.url)),
-    h('td', {}, statusBadge(webhook),
-      !webhook.enabled && webhook.disabledReason ? h('div', { class: 'reason' }, webhook.disabledReason) : null),
+    h('td', {}, statusBadge(webhook), webhook.enabled ? null : h('div', { class: 'reason' },
+      [webhook.disabledAt ? `since ${formatDate(webhook.disabledAt)}` : null, webhook.disabledReason]
+        .filter(Boolean).join(' · '))),
     h('td', { class: 'num' }, h('a', {
       class: 'times-fired',
       href: historyHash(webhook.id),
       'aria-label': `Times Fired: ${webhook.timesFired}. Show the history of ${webhook.name}`,
-    }, formatCount(webhook.timesFired))),
+    }, formatCount(webhook.timesFired)),
+    webhook.timesFailed ? h('a', {
+      class: 'failed-count',
+      href: historyHash(webhook.id, { outcome: 'failed' }),
+    }, `${formatCount(webhook.timesFailed)} failed`) : null),
     h('td', { class: 'actions' }, toggle),
   );
 }
@@ -224,10 +229,10 @@ async function toggleWebhook(webhook, button) {
   button.disabled = true;
   try {
     const updated = await setWebhookEnabled(webhook.id, !webhook.enabled);
-    const row = webhookRow({ ...webhook, ...updated });
-    button.closest('tr').replaceWith(row);
     flash(`Webhook Status: ${updated.enabled ? 'Enable' : 'Disable'} · ${webhook.name}`);
-    row.querySelector('[data-action]').focus();
+    // the row and the active/disabled tally come back from the server as they are now
+    await render();
+    document.querySelector(`tr[data-webhook-id="${webhook.id}"] [data-action]`)?.focus();
   } catch (error) {
     button.disabled = false;
     handleError(error);
@@ -241,17 +246,52 @@ function outcomeBadge(state) {
   return h('span', { class: `badge ${tone}` }, outcomeWords(state));
 }
 
+function attemptsTable(attempts) {
+  if (!attempts.length) return h('p', { class: 'muted' }, 'Not attempted yet.');
+  return h('table', { class: 'attempts' },
+    h('thead', {}, h('tr', {},
+      h('th', { scope: 'col' }, '#'), h('th', { scope: 'col' }, 'Time'), h('th', { scope: 'col', class: 'num' }, 'Took'),
+      h('th', { scope: 'col', class: 'num' }, 'Status'), h('th', { scope: 'col' }, 'Error'))),
+    h('tbody', {}, attempts.map((a) => h('tr', {},
+      h('td', {}, String(a.attempt)),
+      h('td', { class: 'nowrap' }, formatTime(a.attemptedAt)),
+      h('td', { class: 'num' }, `${formatCount(a.durationMs)} ms`),
+      h('td', { class: 'num' }, a.statusCode ?? '—'),
+      h('td', { class: 'error-text' }, a.error ?? '')))));
+}
+
+/** The details under a firing: the payload as sent and, loaded when first opened, its attempts. */
+function detailsRow(firing) {
+  const attempts = h('div', { class: 'attempts-list' }, h('p', { class: 'muted' }, 'Loading attempts…'));
+  const row = h('tr', { class: 'details-row', hidden: true },
+    h('td', { colspan: 9 }, h('div', { class: 'details' },
+      h('div', {}, h('h3', {}, 'Payload sent'), h('pre', { class: 'payload' }, JSON.stringify(firing.payload, null, 2))),
+      h('div', {}, h('h3', {}, 'Attempts'), attempts))));
+  let loaded = false;
+  row.load = () => {
+    if (loaded) return;
+    loaded = true;
+    fetchAttempts(firing.id)
+      .then((list) => replace(attempts, attemptsTable(list)))
+      .catch((error) => {
+        loaded = false;
+        replace(attempts, h('p', { class: 'error-text' }, error.message));
+      });
+  };
+  return row;
+}
+
 function firingRows(firing) {
-  const payloadRow = h('tr', { class: 'payload-row', hidden: true },
-    h('td', { colspan: 9 }, h('pre', { class: 'payload' }, JSON.stringify(firing.payload, null, 2))));
+  const details = detailsRow(firing);
   const show = h('button', {
     type: 'button',
     class: 'link-button',
     'aria-expanded': 'false',
     onclick: () => {
-      payloadRow.hidden = !payloadRow.hidden;
-      show.setAttribute('aria-expanded', String(!payloadRow.hidden));
-      show.textContent = payloadRow.hidden ? 'Show' : 'Hide';
+      details.hidden = !details.hidden;
+      show.setAttribute('aria-expanded', String(!details.hidden));
+      show.textContent = details.hidden ? 'Show' : 'Hide';
+      if (!details.hidden) details.load();
     },
   }, 'Show');
   const replayButton = firing.state === 'failed'
@@ -259,7 +299,7 @@ function firingRows(firing) {
     : null;
   const row = h('tr', { dataset: { deliveryId: firing.id, state: firing.state } },
     h('td', { class: 'nowrap' }, formatTime(firing.createdAt)),
-    h('td', {}, actionWords(firing.action)),
+    h('td', { class: 'nowrap' }, actionWords(firing.action)),
     h('td', {}, contactLabel(firing.contactId, firing.payload)),
     h('td', {}, outcomeBadge(firing.state)),
     h('td', { class: 'num' }, firing.lastStatusCode ?? '—'),
@@ -268,30 +308,28 @@ function firingRows(firing) {
     h('td', {}, show),
     h('td', { class: 'actions' }, replayButton),
   );
-  return [row, payloadRow];
+  return [row, details];
 }
 
 async function replayFiring(firing, button) {
   clearMessages();
   button.disabled = true;
   try {
-    const updated = await replayDelivery(firing.id);
-    const [row, payloadRow] = firingRows({ ...firing, ...updated });
-    const old = button.closest('tr');
-    old.nextElementSibling?.remove();
-    old.replaceWith(row, payloadRow);
-    flash(`Firing #${firing.id} will be sent again.`);
+    await replayDelivery(firing.id);
+    flash(`Replay: firing #${firing.id} is queued to be sent again.`);
+    await render();
   } catch (error) {
     button.disabled = false;
     handleError(error);
   }
 }
 
-function renderOutcomeFilter(where) {
+function renderOutcomeFilter(where, counts) {
   replace($('outcome-filter'), OUTCOMES.map((outcome) => h('a', {
     href: historyHash(where.webhookId, { outcome: outcome.id }),
     'aria-current': outcome.id === where.outcome ? 'true' : false,
-  }, outcome.label)));
+    dataset: { outcome: outcome.id },
+  }, outcome.label, h('span', { class: 'count' }, formatCount(counts[outcome.id])))));
 }
 
 function renderPager(where, total) {
@@ -312,9 +350,12 @@ function renderPager(where, total) {
 }
 
 async function renderHistory(where, instants, days, mine) {
-  const states = { all: null, succeeded: ['succeeded'], failed: ['failed'], waiting: ['pending', 'in_flight'] }[where.outcome];
   const history = await fetchHistory({
-    webhookId: where.webhookId, ...instants, states, offset: (where.page - 1) * PAGE_SIZE, first: PAGE_SIZE,
+    webhookId: where.webhookId,
+    ...instants,
+    state: where.outcome === 'all' ? null : where.outcome,
+    offset: (where.page - 1) * PAGE_SIZE,
+    first: PAGE_SIZE,
   });
   if (mine !== generation) return;
   $('who-name').textContent = history.companyName ?? '';
@@ -331,9 +372,9 @@ async function renderHistory(where, instants, days, mine) {
     h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),
     h('div', {}, h('dt', {}, 'Posts to'), h('dd', {}, h('code', {}, webhook.url))),
     h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusBadge(webhook))),
-    h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(history.timesFired))),
+    h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(history.counts.all))),
   );
-  renderOutcomeFilter(where);
+  renderOutcomeFilter(where, history.counts);
   replace($('history-body'), history.firings.length
     ? history.firings.flatMap(firingRows)
     : h('tr', {}, h('td', { colspan: 9, class: 'empty' }, 'No firings in this date range.')));
