@@ -3,6 +3,7 @@
 // deciding what is shown, and each request run as the role its token names.
 import './env.ts';
 import type {} from 'postgraphile';
+import type pg from 'pg';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
@@ -70,10 +71,10 @@ const HistoryNewestFirst: GraphileConfig.Plugin = {
 };
 
 export interface PresetOptions {
-  databaseUrl: string;
+  /** the API's connections; the caller owns the pool and ends it */
+  pool: pg.Pool;
   /** claims of the request, verified before GraphQL runs (server.ts) */
   claimsOf: (request: unknown) => Claims | undefined;
-  poolSize?: number;
 }
 
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
@@ -85,9 +86,10 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
     disablePlugins: ['NodePlugin'],
     pgServices: [
       makePgService({
-        connectionString: options.databaseUrl,
+        pool: options.pool,
         schemas: ['webhooks'],
-        poolConfig: { max: options.poolSize ?? 10 },
+        // no GraphQL subscriptions: no LISTEN connection held for them
+        pubsub: false,
       }),
     ],
     grafserv: {

@@ -4,6 +4,7 @@ import './env.ts';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthError, verifyAuthorization, type Claims } from './auth.ts';
@@ -36,10 +37,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
   const claimsByRequest = new WeakMap<object, Claims>();
+  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+  // an idle connection dropped by the server (restart, failover) is replaced on next use
+  pool.on('error', (error) => console.error(`admin API: idle database connection lost: ${error.message}`));
   const pgl = postgraphile(
     apiPreset({
-      databaseUrl: options.databaseUrl,
-      poolSize: options.poolSize,
+      pool,
       claimsOf: (req) => (req && typeof req === 'object' ? claimsByRequest.get(req) : undefined),
     }),
   );
@@ -95,6 +98,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await pgl.release();
+      await pool.end();
     },
   };
 }
