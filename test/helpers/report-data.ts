@@ -71,6 +71,8 @@ export interface ReportCompany {
   notes: Webhook;
   jane: Webhook;
   sheet: Webhook;
+  ada: Contact;
+  grace: Contact;
   failedId: string;
   succeededId: string;
 }
@@ -142,5 +144,30 @@ export async function seedCompany(pool: pg.Pool): Promise<ReportCompany> {
     webhook: sheet, contact: grace, action: 'contact.created', daysAgo: 45, outcome: 'failed', attempts: 1,
     statusCode: 410, error: 'HTTP 410 Gone',
   });
-  return { companyId: company.id, notes, jane: janeHook, sheet, failedId, succeededId };
+  return { companyId: company.id, notes, jane: janeHook, sheet, ada, grace, failedId, succeededId };
+}
+
+/**
+ * `count` firings of one webhook, one a minute back from now: every tenth failed
+ * (HTTP 502 after 3 attempts), the rest succeeded at the first attempt. In one
+ * statement, so that a history of 10,000 firings takes a moment to write.
+ */
+export async function fireMany(pool: pg.Pool, webhook: Webhook, contact: Contact, count: number): Promise<void> {
+  await pool.query(
+    `insert into webhooks.deliveries
+       (webhook_id, company_id, action, contact_id, payload, state, attempts,
+        last_attempt_at, last_status_code, last_error, completed_at, created_at, next_attempt_at)
+     select $1, $2, 'contact.created', $3,
+            jsonb_build_object('type', 'contact.created', 'timestamp', t.at,
+              'data', jsonb_build_object('source', 'api', 'contact',
+                jsonb_build_object('id', $3::bigint, 'first_name', 'Ada', 'last_name', 'Lovelace'))),
+            case when t.failed then 'failed' else 'succeeded' end,
+            case when t.failed then 3 else 1 end,
+            t.at, case when t.failed then 502 else 200 end,
+            case when t.failed then 'HTTP 502 Bad Gateway' end,
+            t.at, t.at, t.at
+     from generate_series(1, $4::int) g
+     cross join lateral (select now() - make_interval(mins => g) as at, g % 10 = 0 as failed) t`,
+    [webhook.id, webhook.company_id, contact.id, count],
+  );
 }

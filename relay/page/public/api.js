@@ -54,7 +54,7 @@ export async function graphql(query, variables = {}) {
   }
   const message = body?.errors?.map((e) => e.message).join('; ') ?? '';
   if (response.status === 401 || response.status === 403 || (body?.errors && AUTH_WORDS.test(message))) {
-    if (/expired/i.test(message)) throw new ApiError('expired', 'This token has expired. Get a new one with `npm run token`.');
+    if (/expired|"exp" claim/i.test(message)) throw new ApiError('expired', 'This token has expired. Get a new one with `npm run token`.');
     throw new ApiError('rejected', `The server does not accept this token${message ? ` (${message})` : ''}. Get a new one with \`npm run token\`.`);
   }
   if (body?.errors?.length) throw new ApiError('api', message);

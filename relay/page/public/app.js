@@ -281,6 +281,11 @@ function detailsRow(firing) {
   return row;
 }
 
+function contactCell(firing) {
+  const { name } = contactLabel(firing.contactId, firing.payload);
+  return [name, ' ', h('span', { class: 'contact-id' }, `#${firing.contactId}`)];
+}
+
 function firingRows(firing) {
   const details = detailsRow(firing);
   const show = h('button', {
@@ -300,7 +305,7 @@ function firingRows(firing) {
   const row = h('tr', { dataset: { deliveryId: firing.id, state: firing.state } },
     h('td', { class: 'nowrap' }, formatTime(firing.createdAt)),
     h('td', { class: 'nowrap' }, actionWords(firing.action)),
-    h('td', {}, contactLabel(firing.contactId, firing.payload)),
+    h('td', {}, contactCell(firing)),
     h('td', {}, outcomeBadge(firing.state)),
     h('td', { class: 'num' }, firing.lastStatusCode ?? '—'),
     h('td', { class: 'error-text' }, firing.lastError ?? ''),
@@ -342,7 +347,7 @@ function renderPager(where, total) {
   replace($('pager'),
     link('« First', 1, where.page > 1, 'first'),
     link('‹ Previous', where.page - 1, where.page > 1, 'prev'),
-    h('span', { class: 'page-info', id: 'page-info' },
+    h('span', { class: 'page-info', id: 'page-info' }, total === 0 ? 'No firings' :
       `${formatCount(first)}–${formatCount(last)} of ${formatCount(total)} · page ${formatCount(where.page)} of ${formatCount(pages)}`),
     link('Next ›', where.page + 1, where.page < pages, 'next'),
     link('Last »', pages, where.page < pages, 'last'),

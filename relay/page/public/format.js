@@ -56,12 +56,11 @@ export function formatCount(n) {
   return numberFormat.format(n);
 }
 
-/** The contact of a firing as the payload carried it: "Ada Lovelace (#12)". */
+/** The contact of a firing as the payload carried it: its name, else its email, else "Contact". */
 export function contactLabel(contactId, payload) {
   const contact = payload?.data?.contact ?? {};
   const name = [contact.first_name, contact.last_name].filter(Boolean).join(' ');
-  const label = name || contact.email || '';
-  return label ? `${label} (#${contactId})` : `#${contactId}`;
+  return { name: name || contact.email || 'Contact', id: contactId };
 }
 
 /** A delivery's state as the page words it. */
