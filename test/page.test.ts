@@ -93,7 +93,7 @@ browserTest('sign-in says what is wrong with a missing, malformed, expired or wr
   const error = '#sign-in-error';
 
   await signIn(page, '');
-  await untilText(page, error, 'Paste a token first. Get one on the server with `npm run token`.');
+  await untilText(page, error, 'Paste a token first. Get one on the server with "npm run token -- --company <your company id>".');
 
   await signIn(page, 'not a token');
   t.regex(await page.textContent(error) ?? '', /^That is not a token/);
@@ -106,7 +106,7 @@ browserTest('sign-in says what is wrong with a missing, malformed, expired or wr
     .sign(key);
   await signIn(page, expired);
   await page.waitForSelector(`${error}:not([hidden])`);
-  t.regex(await page.textContent(error) ?? '', /^This token expired on .+ Get a new one with `npm run token`\.$/);
+  t.regex(await page.textContent(error) ?? '', /^This token expired on .+\. Get a new one with "npm run token -- --company <your company id>"\.$/);
   t.is(await page.evaluate(() => sessionStorage.length), 0, 'an expired token is not kept');
 
   const forged = await new SignJWT({ role: 'webhook_admin', company_id: companyId })
@@ -285,11 +285,57 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
 
 browserTest('a webhook of another company is not there', async (t) => {
   const mine = await seedCompany(db().pool);
-  const theirs = await seedCompany(db().pool);
+  const theirs = await seedCompany(db().pool, 'Rival Realty');
   const page = await signedIn(mine.companyId);
   t.is(await page.locator(row(theirs.notes.id)).count(), 0);
   await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${theirs.notes.id}`);
   await untilText(page, '#error', `There is no webhook #${theirs.notes.id} in your company.`);
   t.true(await page.isHidden('#history'));
   await page.close();
+});
+
+browserTest('a viewer\'s token reads the report and history but is offered no Disable, Enable or Replay', async (t) => {
+  const { companyId, notes, failedId } = await seedCompany(db().pool);
+  const page = await openPage();
+  await signIn(page, await api().token(companyId, 'webhook_viewer'));
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  t.true(await page.isVisible('#who-role'));
+  t.is(await page.locator('#webhooks-body [data-action]').count(), 0);
+  await page.click(timesFired(notes.id));
+  await page.waitForSelector(`#history-body tr[data-delivery-id="${failedId}"]`);
+  t.is(await page.locator('#history-body button:has-text("Replay")').count(), 0);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+test('status, user and company names are read for the caller\'s own company only', async (t) => {
+  const mine = await seedCompany(db().pool);
+  const theirs = await seedCompany(db().pool, 'Rival Realty');
+  const client = await db().pool.connect();
+  try {
+    // a viewer of my company hands in their webhook rows, made up in SQL
+    const { rows: [row] } = await client.query(
+      `select to_jsonb(n) as notes, to_jsonb(j) as jane
+       from webhooks.webhooks n, webhooks.webhooks j where n.id = $1 and j.id = $2`,
+      [theirs.notes.id, theirs.jane.id],
+    );
+    await client.query('begin');
+    await client.query('set local role webhook_viewer');
+    await client.query("select set_config('jwt.claims.company_id', $1, true)", [mine.companyId]);
+    const names = await client.query(
+      `select webhooks.webhooks_status_name(jsonb_populate_record(null::webhooks.webhooks, $1)) as status_name,
+              webhooks.webhooks_user_name(jsonb_populate_record(null::webhooks.webhooks, $2)) as user_name,
+              webhooks.current_company_name() as company_name`,
+      [row.notes, row.jane],
+    );
+    t.deepEqual(names.rows, [{ status_name: null, user_name: null, company_name: 'Purple Realty' }]);
+    const own = await client.query(
+      `select webhooks.webhooks_status_name(w) as status_name from webhooks.webhooks w where w.id = $1`,
+      [mine.notes.id],
+    );
+    t.deepEqual(own.rows, [{ status_name: 'Thank You Note' }]);
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
 });

@@ -83,9 +83,9 @@ export interface ReportCompany {
  * one. The notes webhook fired 2 times in the last 7 days (one success after a
  * retry, one failure), 5 in the last 30, 9 in the last 90.
  */
-export async function seedCompany(pool: pg.Pool): Promise<ReportCompany> {
+export async function seedCompany(pool: pg.Pool, companyName = 'Purple Realty'): Promise<ReportCompany> {
   const make = factories(pool);
-  const company = await make.company('Purple Realty');
+  const company = await make.company(companyName);
   const jane = await make.user(company.id, 'Jane Doe');
   const thankYou = await make.status(company.id, 'Thank You Note');
   const ada = await make.contact(company.id, { first_name: 'Ada', last_name: 'Lovelace', street: '12 St James Sq', city: 'London' });

@@ -13,7 +13,8 @@ export const session = {
 
 /**
  * An error the page can explain. kind: 'signed-out' (no token), 'expired',
- * 'rejected' (the server does not accept the token), 'network', 'api'.
+ * 'rejected' (the server does not accept the token), 'forbidden' (a read-only token
+ * tried a change), 'network', 'api'.
  */
 export class ApiError extends Error {
   constructor(kind, message) {
@@ -22,7 +23,7 @@ export class ApiError extends Error {
   }
 }
 
-const AUTH_WORDS = /jwt|token|signature|unauthori[sz]ed|not authenticated|permission denied/i;
+const GET_A_TOKEN = 'Get a new one with "npm run token -- --company <your company id>".';
 
 /** Runs one GraphQL operation; resolves with its data or rejects with an ApiError. */
 export async function graphql(query, variables = {}) {
@@ -43,7 +44,7 @@ export async function graphql(query, variables = {}) {
       body: JSON.stringify({ query, variables }),
     });
   } catch {
-    throw new ApiError('network', 'The server cannot be reached. Is `npm start` running?');
+    throw new ApiError('network', 'The server cannot be reached. Is "npm start" running?');
   }
 
   let body = null;
@@ -52,17 +53,22 @@ export async function graphql(query, variables = {}) {
   } catch {
     // a proxy's HTML error page, or an empty reply: judged by its status below
   }
-  const message = body?.errors?.map((e) => e.message).join('; ') ?? '';
-  if (response.status === 401 || response.status === 403 || (body?.errors && AUTH_WORDS.test(message))) {
-    if (/expired|"exp" claim/i.test(message)) throw new ApiError('expired', 'This token has expired. Get a new one with `npm run token`.');
-    throw new ApiError('rejected', `The server does not accept this token${message ? ` (${message})` : ''}. Get a new one with \`npm run token\`.`);
+  const errors = body?.errors ?? [];
+  const message = errors.map((e) => e.message).join('; ');
+  // the API answers 401 for a missing, malformed, forged or expired token, and only then
+  if (response.status === 401) {
+    if (/expired|"exp" claim/i.test(message)) throw new ApiError('expired', `This token has expired. ${GET_A_TOKEN}`);
+    throw new ApiError('rejected', `The server does not accept this token${message ? ` (${message})` : ''}. ${GET_A_TOKEN}`);
   }
-  if (body?.errors?.length) throw new ApiError('api', message);
+  if (errors.some((e) => e.extensions?.code === '42501')) {
+    throw new ApiError('forbidden', 'This token may only read. Disabling, enabling and replaying need an admin token.');
+  }
+  if (errors.length) throw new ApiError('api', message);
   if (!response.ok || !body?.data) throw new ApiError('api', `The server answered ${response.status} ${response.statusText}.`);
   return body.data;
 }
 
 function expiredWords(claims) {
   const when = new Date(claims.exp * 1000).toLocaleString('en-US');
-  return `This token expired on ${when}. Get a new one with \`npm run token\`.`;
+  return `This token expired on ${when}. ${GET_A_TOKEN}`;
 }

@@ -27,6 +27,8 @@ const $ = (id) => document.getElementById(id);
 
 /** The Date Range: a preset id, or 'custom' with its own days. */
 let range = loadRange();
+/** A viewer's token may only read: the page then offers no Disable, Enable or Replay. */
+let readOnly = false;
 /** Bumped on every load, so that a slow, outdated answer never overwrites a newer one. */
 let generation = 0;
 
@@ -98,8 +100,8 @@ function handleError(error) {
 // ---- sign in -----------------------------------------------------------------
 
 const TOKEN_PROBLEMS = {
-  missing: 'Paste a token first. Get one on the server with `npm run token`.',
-  malformed: 'That is not a token: a token is three parts separated by dots (eyJ….eyJ….…). Copy the whole line that `npm run token` printed.',
+  missing: 'Paste a token first. Get one on the server with "npm run token -- --company <your company id>".',
+  malformed: 'That is not a token: a token is three parts separated by dots (eyJ….eyJ….…). Copy the whole line that "npm run token" printed.',
 };
 
 function showSignIn(message = '') {
@@ -205,7 +207,7 @@ function webhookRow(webhook) {
       class: 'failed-count',
       href: historyHash(webhook.id, { outcome: 'failed' }),
     }, `${formatCount(webhook.timesFailed)} failed`) : null),
-    h('td', { class: 'actions' }, toggle),
+    h('td', { class: 'actions' }, readOnly ? null : toggle),
   );
 }
 
@@ -299,7 +301,7 @@ function firingRows(firing) {
       if (!details.hidden) details.load();
     },
   }, 'Show');
-  const replayButton = firing.state === 'failed'
+  const replayButton = firing.state === 'failed' && !readOnly
     ? h('button', { type: 'button', class: 'secondary', onclick: () => replayFiring(firing, replayButton) }, 'Replay')
     : null;
   const row = h('tr', { dataset: { deliveryId: firing.id, state: firing.state } },
@@ -398,6 +400,8 @@ async function render() {
   $('sign-in').hidden = true;
   $('app').hidden = false;
   $('who').hidden = false;
+  readOnly = inspectToken(session.token()).claims?.role === 'webhook_viewer';
+  $('who-role').hidden = !readOnly;
   showError('');
   renderRangeControl();
   const days = rangeDays();
