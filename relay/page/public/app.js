@@ -183,6 +183,11 @@ function statusBadge(webhook) {
   return h('span', { class: 'badge off', title: webhook.disabledReason ?? '' }, 'Disabled');
 }
 
+/** A URL with line-break opportunities after its slashes, so a long one wraps where it reads well. */
+function breakableUrl(url) {
+  return url.split(/(?<=[^/]\/)(?!\/)/).flatMap((part, i) => (i ? [h('wbr'), part] : [part]));
+}
+
 function webhookRow(webhook) {
   const toggle = h('button', {
     type: 'button',
@@ -194,10 +199,11 @@ function webhookRow(webhook) {
     h('td', {}, h('div', { class: 'name' }, webhook.name)),
     h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', {}, line)))),
     h('td', { class: 'nowrap' }, formatDate(webhook.createdAt)),
-    h('td', { class: 'url' }, h('code', { title: webhook.url }, webhook.url)),
-    h('td', {}, statusBadge(webhook), webhook.enabled ? null : h('div', { class: 'reason' },
-      [webhook.disabledAt ? `since ${formatDate(webhook.disabledAt)}` : null, webhook.disabledReason]
-        .filter(Boolean).join(' · '))),
+    h('td', { class: 'url' }, h('code', {}, breakableUrl(webhook.url))),
+    h('td', {}, statusBadge(webhook), webhook.enabled ? null : [
+      webhook.disabledAt ? h('div', { class: 'reason nowrap' }, `since ${formatDate(webhook.disabledAt)}`) : null,
+      webhook.disabledReason ? h('div', { class: 'reason' }, webhook.disabledReason) : null,
+    ]),
     h('td', { class: 'num' }, h('a', {
       class: 'times-fired',
       href: historyHash(webhook.id),
@@ -377,7 +383,7 @@ async function renderHistory(where, instants, days, mine) {
   $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}`;
   replace($('history-facts'),
     h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),
-    h('div', {}, h('dt', {}, 'Posts to'), h('dd', {}, h('code', {}, webhook.url))),
+    h('div', {}, h('dt', {}, 'Posts to'), h('dd', { class: 'url' }, h('code', {}, breakableUrl(webhook.url)))),
     h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusBadge(webhook))),
     h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(history.counts.all))),
   );
