@@ -4,13 +4,14 @@
 // Views follow the URL hash, so Back and reload work:
 //   #/                         the report
 //   #/webhooks/<id>?page=&outcome=   the history of one webhook
-import { ApiError, session } from './api.js';
+import {
+  ApiError, fetchAttempts, fetchHistory, fetchReport, replayDelivery, session, setWebhookEnabled,
+} from './api.js';
 import { h, replace } from './dom.js';
 import {
   DEFAULT_PRESET, PRESETS, contactLabel, formatCount, formatDate, formatTime, inspectToken,
   outcomeWords, presetDays, rangeInstants, rangeWords, triggerLines, actionWords,
 } from './format.js';
-import { fetchAttempts, fetchHistory, fetchReport, replayDelivery, setWebhookEnabled } from './operations.js';
 
 const PAGE_SIZE = 50;
 const RANGE_KEY = 'bpd-webhooks.range';
