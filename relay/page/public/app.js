@@ -30,6 +30,8 @@ const $ = (id) => document.getElementById(id);
 let range = loadRange();
 /** A viewer's token may only read: the page then offers no Disable, Enable or Replay. */
 let readOnly = false;
+/** A disabled webhook sends nothing, so its failed firings cannot be replayed until it is enabled. */
+let replayBlocked = false;
 /** Bumped on every load, so that a slow, outdated answer never overwrites a newer one. */
 let generation = 0;
 
@@ -220,6 +222,7 @@ function webhookRow(webhook) {
 
 async function renderReport(instants, days, mine) {
   $('page-title').textContent = 'Webhooks';
+  document.title = 'Webhooks · Reports · Big Purple Dot';
   const report = await fetchReport(instants);
   if (mine !== generation) return;
   $('who-name').textContent = report.companyName ?? '';
@@ -309,13 +312,20 @@ function firingRows(firing) {
     },
   }, 'Show');
   const replayButton = firing.state === 'failed' && !readOnly
-    ? h('button', { type: 'button', class: 'secondary', onclick: () => replayFiring(firing, replayButton) }, 'Replay')
+    ? h('button', {
+      type: 'button',
+      class: 'secondary',
+      disabled: replayBlocked,
+      title: replayBlocked ? 'This webhook is disabled: enable it to replay' : false,
+      onclick: () => replayFiring(firing, replayButton),
+    }, 'Replay')
     : null;
   const row = h('tr', { dataset: { deliveryId: firing.id, state: firing.state } },
     h('td', { class: 'nowrap' }, formatTime(firing.createdAt)),
     h('td', { class: 'nowrap' }, actionWords(firing.action)),
     h('td', {}, contactCell(firing)),
-    h('td', {}, outcomeBadge(firing.state)),
+    h('td', {}, outcomeBadge(firing.state), firing.state === 'pending'
+      ? h('div', { class: 'reason nowrap' }, `next try ${formatTime(firing.nextAttemptAt)}`) : null),
     h('td', { class: 'num' }, firing.lastStatusCode ?? '—'),
     h('td', { class: 'error-text' }, firing.lastError ?? ''),
     h('td', { class: 'num' }, String(firing.attempts)),
@@ -380,7 +390,9 @@ async function renderHistory(where, instants, days, mine) {
     $('history').hidden = true;
     return;
   }
+  replayBlocked = !webhook.enabled;
   $('page-title').textContent = webhook.name;
+  document.title = `${webhook.name} · Webhooks · Big Purple Dot`;
   $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}`;
   replace($('history-facts'),
     h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),
@@ -431,6 +443,14 @@ $('sign-out').addEventListener('click', signOut);
 $('range').addEventListener('submit', applyCustomRange);
 window.addEventListener('hashchange', () => {
   $('flash').hidden = true;
-  void render();
+  // a new view or page starts at its top, also when its link was at the bottom
+  void render().then(() => window.scrollTo({ top: 0 }));
+});
+// Enter signs in (a pasted token is one line); Shift+Enter still makes a new line
+$('token').addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey) {
+    event.preventDefault();
+    $('sign-in-form').requestSubmit();
+  }
 });
 void render();
