@@ -292,6 +292,9 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
   t.deepEqual(new Set(await page.locator('#history-body tr[data-delivery-id]').evaluateAll(
     (rows) => rows.map((r) => (r as HTMLElement).dataset.state))), new Set(['failed']));
   t.is(await page.textContent('#outcome-filter [data-outcome="all"] .count'), '10,000');
+  // a link past the end lands on the last page
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=999&outcome=failed`);
+  await untilText(page, '#page-info', '951–1,000 of 1,000 · page 20 of 20');
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });

@@ -181,9 +181,14 @@ function applyCustomRange(event) {
 
 // ---- the report --------------------------------------------------------------
 
-function statusBadge(webhook) {
+/** Active, or Disabled with since when and why. */
+function statusCell(webhook) {
   if (webhook.enabled) return h('span', { class: 'badge ok' }, 'Active');
-  return h('span', { class: 'badge off', title: webhook.disabledReason ?? '' }, 'Disabled');
+  return [
+    h('span', { class: 'badge off' }, 'Disabled'),
+    webhook.disabledAt ? h('div', { class: 'reason nowrap' }, `since ${formatDate(webhook.disabledAt)}`) : null,
+    webhook.disabledReason ? h('div', { class: 'reason' }, webhook.disabledReason) : null,
+  ];
 }
 
 /** A URL with line-break opportunities after its slashes, so a long one wraps where it reads well. */
@@ -203,10 +208,7 @@ function webhookRow(webhook) {
     h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', {}, line)))),
     h('td', { class: 'nowrap' }, formatDate(webhook.createdAt)),
     h('td', { class: 'url' }, h('code', {}, breakableUrl(webhook.url))),
-    h('td', {}, statusBadge(webhook), webhook.enabled ? null : [
-      webhook.disabledAt ? h('div', { class: 'reason nowrap' }, `since ${formatDate(webhook.disabledAt)}`) : null,
-      webhook.disabledReason ? h('div', { class: 'reason' }, webhook.disabledReason) : null,
-    ]),
+    h('td', {}, statusCell(webhook)),
     h('td', { class: 'num' }, h('a', {
       class: 'times-fired',
       href: historyHash(webhook.id),
@@ -390,6 +392,12 @@ async function renderHistory(where, instants, days, mine) {
     $('history').hidden = true;
     return;
   }
+  const pages = Math.ceil(history.totalCount / PAGE_SIZE);
+  if (where.page > pages && pages > 0) {
+    // a page past the end (an old link, a shorter range): its last page instead
+    location.replace(historyHash(where.webhookId, { page: pages, outcome: where.outcome }));
+    return;
+  }
   replayBlocked = !webhook.enabled;
   $('page-title').textContent = webhook.name;
   document.title = `${webhook.name} · Webhooks · Big Purple Dot`;
@@ -397,13 +405,15 @@ async function renderHistory(where, instants, days, mine) {
   replace($('history-facts'),
     h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),
     h('div', {}, h('dt', {}, 'Posts to'), h('dd', { class: 'url' }, h('code', {}, breakableUrl(webhook.url)))),
-    h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusBadge(webhook))),
+    h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusCell(webhook))),
     h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(history.counts.all))),
   );
   renderOutcomeFilter(where, history.counts);
   replace($('history-body'), history.firings.length
     ? history.firings.flatMap(firingRows)
-    : h('tr', {}, h('td', { colspan: 9, class: 'empty' }, 'No firings in this date range.')));
+    : h('tr', {}, h('td', { colspan: 9, class: 'empty' }, where.outcome === 'all'
+      ? 'No firings in this date range.'
+      : `No firings with the outcome ${OUTCOMES.find((o) => o.id === where.outcome).label} in this date range.`)));
   renderPager(where, history.totalCount);
   $('report').hidden = true;
   $('history').hidden = false;
