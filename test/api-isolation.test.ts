@@ -132,3 +132,32 @@ test('a viewer reads its company\'s webhooks and history but every mutation is r
   }
   t.deepEqual(await snapshotOf(w.a.id), before, 'nothing changed');
 });
+
+test('a CRM application role with no rights on the webhook schemas still has its changes captured', async (t) => {
+  // Row-level security and closed private tables must not stop capture: the engine's
+  // trigger functions run as their owner, whichever role writes the CRM.
+  const pool = db().pool;
+  await pool.query(`do $$ begin create role bpd_test_crm_app nologin;
+                    exception when duplicate_object or unique_violation then null; end $$`);
+  await pool.query('grant usage on schema crm to bpd_test_crm_app');
+  await pool.query('grant select, insert, update, delete on all tables in schema crm to bpd_test_crm_app');
+  const f = factories(pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'] });
+
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    await client.query('set local role bpd_test_crm_app');
+    const denied = await client.query('savepoint s; select count(*) from webhooks.deliveries').catch((error) => error);
+    t.regex(String(denied.message), /permission denied for schema webhooks/);
+    await client.query('rollback to savepoint s');
+    const { rows: [contact] } = await client.query(
+      "insert into crm.contacts (company_id, first_name) values ($1, 'Ada') returning id", [company.id]);
+    await client.query("update crm.contacts set first_name = 'Augusta' where id = $1", [contact.id]);
+    await client.query('commit');
+  } finally {
+    client.release();
+  }
+  t.deepEqual((await deliveriesOf(pool, [hook.id])).map((d) => d.action), ['contact.created', 'contact.updated']);
+});

@@ -11,8 +11,19 @@ export async function authenticatorUrl(ownerUrl: string, password: string): Prom
   const client = new pg.Client({ connectionString: ownerUrl });
   await client.connect();
   try {
-    // ALTER ROLE takes no bind parameters; the literal is escaped by the driver
-    await client.query(`alter role ${AUTHENTICATOR_ROLE} password ${client.escapeLiteral(password)}`);
+    // Roles belong to the whole cluster: processes starting at once against databases
+    // of one server (test files) may alter the role together, and Postgres refuses the
+    // loser with "tuple concurrently updated". Trying again is all it takes.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // ALTER ROLE takes no bind parameters; the literal is escaped by the driver
+        await client.query(`alter role ${AUTHENTICATOR_ROLE} password ${client.escapeLiteral(password)}`);
+        break;
+      } catch (error) {
+        if (attempt >= 10 || !/tuple concurrently updated/.test((error as Error).message)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
+      }
+    }
   } finally {
     await client.end();
   }
