@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { ensureDatabase } from './db/ensure-database.ts';
 import { migrate } from './db/migrate.ts';
+import { Relay } from './delivery/relay.ts';
+import { relaySettings } from './delivery/settings.ts';
 import { startApi } from './api/server.ts';
 import { jwtSecret } from './api/jwt-secret.ts';
 import { authenticatorUrl } from './api/authenticator.ts';
@@ -27,6 +29,15 @@ console.log(`Postgres: ${db.url}`);
 console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.fire_history'");
 
 const stops: Array<() => Promise<void>> = [];
+
+// The relay, beside the database. Loopback is allowed here unless RELAY_ALLOW_NETWORKS
+// says otherwise, so a receiver on this machine works out of the box.
+const relay = new Relay(
+  relaySettings(process.env, { DATABASE_URL: db.url, RELAY_ALLOW_NETWORKS: '127.0.0.0/8,::1/128' }),
+);
+await relay.start();
+stops.push(() => relay.stop());
+console.log(`Relay: delivering webhooks (may send to ${relay.settings.allowNetworks.cidrs.join(', ') || 'public addresses only'})`);
 
 // The admin API and the Reports page. JWT_SECRET, or a development secret kept in
 // .data/jwt-secret so that tokens outlive a restart. Against our own embedded
