@@ -198,7 +198,7 @@ const ATTEMPTS = /* GraphQL */ `
   query Attempts($id: BigInt!) {
     deliveryById(id: $id) {
       deliveryAttemptsByDeliveryId(orderBy: ATTEMPT_ASC) {
-        nodes { attempt attemptedAt durationMs statusCode error }
+        nodes { attempt attemptedAt durationMs statusCode error responseBody }
       }
     }
   }

@@ -265,13 +265,15 @@ function attemptsTable(attempts) {
   return h('table', { class: 'attempts' },
     h('thead', {}, h('tr', {},
       h('th', { scope: 'col' }, '#'), h('th', { scope: 'col' }, 'Time'), h('th', { scope: 'col', class: 'num' }, 'Took'),
-      h('th', { scope: 'col', class: 'num' }, 'Status'), h('th', { scope: 'col' }, 'Error'))),
+      h('th', { scope: 'col', class: 'num' }, 'Status'), h('th', { scope: 'col' }, 'Error / response'))),
     h('tbody', {}, attempts.map((a) => h('tr', {},
       h('td', {}, String(a.attempt)),
       h('td', { class: 'nowrap' }, formatTime(a.attemptedAt)),
       h('td', { class: 'num' }, `${formatCount(a.durationMs)} ms`),
       h('td', { class: 'num' }, a.statusCode ?? '—'),
-      h('td', { class: 'error-text' }, a.error ?? '')))));
+      h('td', {},
+        a.error ? h('div', { class: 'error-text' }, a.error) : null,
+        a.responseBody ? h('code', { class: 'response' }, a.responseBody) : null)))));
 }
 
 /** The details under a firing: the payload as sent and, loaded when first opened, its attempts. */
