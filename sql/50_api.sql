@@ -212,8 +212,9 @@ begin
 end;
 $$;
 
--- public: stop a webhook firing; records who and why. Deliveries already queued
--- stay in the outbox (the relay does not send for a disabled webhook).
+-- public: stop a webhook firing; records who and why. Deliveries already queued are
+-- not sent: the relay settles them as failed ("not sent: the webhook is disabled"),
+-- so after enable_webhook, replay_failed(id, disabled_at) sends them after all.
 create or replace function webhooks.disable_webhook(id bigint, reason text default null)
 returns webhooks.webhooks
 language plpgsql
