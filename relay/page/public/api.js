@@ -84,50 +84,44 @@ function actionName(value) {
   return value.replace(/^CONTACT_/, 'contact.').toLowerCase();
 }
 
-function webhookOf(node, names) {
+/** A row of webhookReport in the page's terms. */
+function reportRowOf(node) {
   return {
-    id: node.id ?? node.webhookId,
+    id: node.webhookId,
     name: node.name,
     url: node.url,
     actions: node.actions.map(actionName),
-    status: node.statusId ? { id: node.statusId, name: names?.statusName ?? `status #${node.statusId}` } : null,
-    user: node.userId ? { id: node.userId, name: names?.userName ?? `user #${node.userId}` } : null,
+    status: node.statusId ? { id: node.statusId, name: node.statusName ?? `status #${node.statusId}` } : null,
+    user: node.userId ? { id: node.userId, name: node.userName ?? `user #${node.userId}` } : null,
     createdAt: node.createdAt,
     enabled: node.enabled,
-    disabledAt: node.disabledAt ?? null,
-    disabledBy: node.disabledBy ?? null,
-    disabledReason: node.disabledReason ?? null,
+    disabledAt: node.disabledAt,
+    disabledBy: node.disabledBy,
+    disabledReason: node.disabledReason,
+    timesFired: Number(node.timesFired),
+    timesSucceeded: Number(node.timesSucceeded),
+    timesFailed: Number(node.timesFailed),
+    timesPending: Number(node.timesPending),
   };
 }
+
+const REPORT_FIELDS = `
+  webhookId name url actions statusId statusName userId userName createdAt
+  enabled disabledAt disabledBy disabledReason
+  timesFired timesSucceeded timesFailed timesPending
+`;
 
 const REPORT = /* GraphQL */ `
   query Report($since: Datetime, $until: Datetime) {
     currentCompanyName
-    webhookReport(since: $since, until: $until) {
-      nodes {
-        webhookId name url actions statusId userId createdAt
-        enabled disabledAt disabledBy disabledReason
-        timesFired timesSucceeded timesFailed timesPending
-      }
-    }
-    allWebhooks { nodes { id statusName userName } }
+    webhookReport(since: $since, until: $until) { nodes { ${REPORT_FIELDS} } }
   }
 `;
 
 /** Every webhook of the company, newest first, with its counts for [from, to). */
 export async function fetchReport({ from, to }) {
   const data = await graphql(REPORT, { since: from, until: to });
-  const names = new Map(data.allWebhooks.nodes.map((n) => [n.id, n]));
-  return {
-    companyName: data.currentCompanyName,
-    webhooks: data.webhookReport.nodes.map((node) => ({
-      ...webhookOf(node, names.get(node.webhookId)),
-      timesFired: Number(node.timesFired),
-      timesSucceeded: Number(node.timesSucceeded),
-      timesFailed: Number(node.timesFailed),
-      timesPending: Number(node.timesPending),
-    })),
-  };
+  return { companyName: data.currentCompanyName, webhooks: data.webhookReport.nodes.map(reportRowOf) };
 }
 
 const FIRING_FIELDS = `
@@ -135,15 +129,14 @@ const FIRING_FIELDS = `
   lastStatusCode lastError lastAttemptAt completedAt createdAt nextAttemptAt payload
 `;
 
+// The webhook's line of the report gives the history its facts and the same counts
+// as the table; "pending" is counted apart, as the report's pending includes firings
+// being sent at this moment.
 const HISTORY = /* GraphQL */ `
   query History($id: BigInt!, $since: Datetime, $until: Datetime, $state: String, $first: Int!, $offset: Int!) {
     currentCompanyName
+    webhookReport(since: $since, until: $until) { nodes { ${REPORT_FIELDS} } }
     webhookById(id: $id) {
-      id name url actions statusId userId createdAt enabled disabledAt disabledBy disabledReason
-      statusName userName
-      all: history(since: $since, until: $until, first: 0) { totalCount }
-      succeeded: history(since: $since, until: $until, state: "succeeded", first: 0) { totalCount }
-      failed: history(since: $since, until: $until, state: "failed", first: 0) { totalCount }
       pending: history(since: $since, until: $until, state: "pending", first: 0) { totalCount }
       page: history(since: $since, until: $until, state: $state, first: $first, offset: $offset) {
         totalCount
@@ -178,15 +171,17 @@ function firingOf(node) {
  */
 export async function fetchHistory({ webhookId, from, to, state, offset, first }) {
   const data = await graphql(HISTORY, { id: webhookId, since: from, until: to, state, first, offset });
+  const row = data.webhookReport.nodes.find((node) => node.webhookId === webhookId);
   const node = data.webhookById;
-  if (!node) return { companyName: data.currentCompanyName, webhook: null };
+  if (!row || !node) return { companyName: data.currentCompanyName, webhook: null };
+  const webhook = reportRowOf(row);
   return {
     companyName: data.currentCompanyName,
-    webhook: webhookOf(node, node),
+    webhook,
     counts: {
-      all: node.all.totalCount,
-      succeeded: node.succeeded.totalCount,
-      failed: node.failed.totalCount,
+      all: webhook.timesFired,
+      succeeded: webhook.timesSucceeded,
+      failed: webhook.timesFailed,
       pending: node.pending.totalCount,
     },
     totalCount: node.page.totalCount,
