@@ -33,22 +33,21 @@ test.after.always(async () => {
 
 // ---- driving the page ----------------------------------------------------------------
 
+/** Each tab's own errors (exceptions, console errors), for t.deepEqual(…, []). */
+const problems = new WeakMap<Page, string[]>();
+const problemsOf = (page: Page) => problems.get(page)!;
+
 /** A fresh tab (its own sessionStorage) on the Reports page. */
 async function openPage(): Promise<Page> {
   const page = await browser!.context.newPage();
-  const problems: string[] = [];
-  page.on('pageerror', (error) => problems.push(error.message));
+  const seen: string[] = [];
+  problems.set(page, seen);
+  page.on('pageerror', (error) => seen.push(error.message));
   page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(message.text());
+    if (message.type() === 'error') seen.push(message.text());
   });
-  (page as Page & { problems: string[] }).problems = problems;
   await page.goto(`${api().api.url}/reports/webhooks`);
   return page;
-}
-
-/** The page's own errors (exceptions, console errors), for t.deepEqual(…, []). */
-function problemsOf(page: Page): string[] {
-  return (page as Page & { problems: string[] }).problems;
 }
 
 async function signIn(page: Page, token: string): Promise<void> {
