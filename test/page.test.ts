@@ -321,6 +321,9 @@ browserTest('a viewer\'s token reads the report and history but is offered no Di
   await page.click(timesFired(notes.id));
   await page.waitForSelector(`#history-body tr[data-delivery-id="${failedId}"]`);
   t.is(await page.locator('#history-body button:has-text("Replay")').count(), 0);
+  // the page is at / too, and the tab stays signed in across pages of the site
+  await page.goto(`${api().api.url}/`);
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
