@@ -212,8 +212,9 @@ begin
 end;
 $$;
 
--- public: stop a webhook firing; records who and why. Deliveries already queued
--- stay in the outbox (the relay does not send for a disabled webhook).
+-- public: stop a webhook firing; records who and why. Deliveries already queued are
+-- not sent: the relay settles them as failed ("not sent: the webhook is disabled"),
+-- so after enable_webhook, replay_failed(id, disabled_at) sends them after all.
 create or replace function webhooks.disable_webhook(id bigint, reason text default null)
 returns webhooks.webhooks
 language plpgsql
@@ -371,6 +372,37 @@ end;
 $$;
 
 ------------------------------------------------------------------------------------
+-- The caller's company's statuses and users: what a webhook's status_id / user_id
+-- may name, and their names for the page. The CRM tables are granted to no API role;
+-- these run as their owner and return the rows of the caller's company only.
+
+-- public: the status tags of the caller's company
+create or replace function webhooks.company_statuses()
+returns table (id bigint, name text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.id, s.name from crm.statuses s
+  where s.company_id = webhooks.current_company_id()
+  order by s.name, s.id;
+$$;
+
+-- public: the users of the caller's company
+create or replace function webhooks.company_users()
+returns table (id bigint, name text, email text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select u.id, u.name, u.email from crm.users u
+  where u.company_id = webhooks.current_company_id()
+  order by u.name, u.id;
+$$;
+
+------------------------------------------------------------------------------------
 -- The report (REPORTS >> Webhooks): every webhook of the company, active and
 -- disabled, with how often it fired in a date range and how that went.
 
@@ -382,7 +414,9 @@ create type webhooks.webhook_report_row as (
   actions         webhooks.action[],
   fields          text[],
   status_id       bigint,
+  status_name     text,
   user_id         bigint,
+  user_name       text,
   created_at      timestamptz,
   enabled         boolean,
   disabled_at     timestamptz,
@@ -401,10 +435,13 @@ returns setof webhooks.webhook_report_row
 language sql
 stable
 as $$
-  select w.id, w.name, w.url, w.actions, w.fields, w.status_id, w.user_id, w.created_at,
+  select w.id, w.name, w.url, w.actions, w.fields,
+         w.status_id, s.name, w.user_id, u.name, w.created_at,
          w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason,
          c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed
   from webhooks.webhooks w
+  left join webhooks.company_statuses() s on s.id = w.status_id
+  left join webhooks.company_users() u on u.id = w.user_id
   cross join lateral (
     select count(*) as fired,
            count(*) filter (where d.state = 'succeeded') as succeeded,

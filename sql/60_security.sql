@@ -76,6 +76,10 @@ grant update (name, url, fields, actions, status_id, user_id,
               enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at)
   on webhooks.webhooks to webhook_admin;
 grant delete on webhooks.webhooks to webhook_admin;
+-- the company's statuses and users run as their owner (sql/50_api.sql): callers
+-- are the API roles only
+revoke all on function webhooks.company_statuses(), webhooks.company_users() from public;
+grant execute on function webhooks.company_statuses(), webhooks.company_users() to webhook_viewer;
 -- replay: put a finished delivery back in the outbox
 grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to webhook_admin;
 
@@ -179,6 +183,8 @@ The deliveries of this webhook created in [since, until), optionally in one stat
 comment on function webhooks.current_company_id() is 'The company of the caller.';
 comment on function webhooks.current_actor() is 'Who the caller is (the token subject).';
 comment on function webhooks.contact_fields() is 'The contact fields a webhook may send.';
+comment on function webhooks.company_statuses() is 'The status tags of your company (what statusId may name).';
+comment on function webhooks.company_users() is 'The users of your company (what userId may name).';
 
 -- internals
 comment on function webhooks.issued_secret(bigint) is '@behavior -*';

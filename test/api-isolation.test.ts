@@ -64,6 +64,8 @@ test('company A\'s admin querying with company B\'s ids sees nothing of B', asyn
   t.deepEqual((await ask('query($id: BigInt!) { allDeliveryAttempts(condition: { deliveryId: $id }) { totalCount } }', { id: w.bDelivery.id })).allDeliveryAttempts.totalCount, 0, 'allDeliveryAttempts by B\'s delivery id');
   t.deepEqual((await ask('{ webhookReport { nodes { webhookId } } }')).webhookReport.nodes, [{ webhookId: w.aHook.id }], 'webhookReport: A\'s only');
   t.is((await ask('{ currentCompanyId }')).currentCompanyId, w.a.id, 'currentCompanyId');
+  t.false((await ask('{ companyStatuses { nodes { id } } }')).companyStatuses.nodes.some((s: any) => s.id === w.bStatus.id), 'companyStatuses');
+  t.false((await ask('{ companyUsers { nodes { id } } }')).companyUsers.nodes.some((u: any) => u.id === w.bUser.id), 'companyUsers');
 });
 
 test('company A\'s admin trying every mutation on company B\'s ids changes nothing of B', async (t) => {

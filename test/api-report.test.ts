@@ -27,6 +27,28 @@ const REPORT = `query($since: Datetime, $until: Datetime) {
   }
 }`;
 
+test('the report names the status and user a webhook filters on; the company\'s statuses and users are listed for forms', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const status = await f.status(company.id, 'Thank You Note');
+  const user = await f.user(company.id, 'Ada Admin');
+  await f.status(other.id, 'Not ours');
+  await f.user(other.id, 'Not ours either');
+  await f.webhook({ companyId: company.id, actions: ['contact.status_added'], statusId: status.id, name: 'By status' });
+  await f.webhook({ companyId: company.id, actions: ['contact.user_assigned'], userId: user.id, name: 'By user' });
+  const token = await api().token(company.id, 'webhook_viewer');
+
+  const report = await api().gql(token, '{ webhookReport { nodes { name statusId statusName userId userName } } }');
+  t.deepEqual(report.data.webhookReport.nodes.sort((a: any, b: any) => a.name.localeCompare(b.name)), [
+    { name: 'By status', statusId: status.id, statusName: 'Thank You Note', userId: null, userName: null },
+    { name: 'By user', statusId: null, statusName: null, userId: user.id, userName: 'Ada Admin' },
+  ]);
+  const lists = await api().gql(token, '{ companyStatuses { nodes { id name } } companyUsers { nodes { id name email } } }');
+  t.deepEqual(lists.data.companyStatuses.nodes, [{ id: status.id, name: 'Thank You Note' }]);
+  t.deepEqual(lists.data.companyUsers.nodes, [{ id: user.id, name: 'Ada Admin', email: user.email }]);
+});
+
 test('the report lists every webhook of the company, active and disabled, with counts that match the deliveries in the range', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();

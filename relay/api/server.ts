@@ -38,8 +38,11 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
   const claimsByRequest = new WeakMap<object, Claims>();
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+  let stopping = false;
   // an idle connection dropped by the server (restart, failover) is replaced on next use
-  pool.on('error', (error) => console.error(`admin API: idle database connection lost: ${error.message}`));
+  pool.on('error', (error) => {
+    if (!stopping) console.error(`admin API: idle database connection lost: ${error.message}`);
+  });
   const pgl = postgraphile(
     apiPreset({
       pool,
@@ -95,6 +98,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     url: `http://${host}:${port}`,
     port,
     async stop() {
+      stopping = true;
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await pgl.release();
