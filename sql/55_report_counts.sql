@@ -136,6 +136,12 @@ declare
   v_finished boolean;
   v_counted integer := 0;
 begin
+  -- most runs find nothing to do for most webhooks: say so without taking the lock
+  -- (which would make a writer of an old delivery wait until this run commits)
+  if not exists (select 1 from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id and day < v_before)
+     and (select max(day) from webhooks.delivery_day_counts where webhook_id = p_webhook_id) >= v_before - 1 then
+    return 0;
+  end if;
   perform pg_advisory_xact_lock(webhooks_private.day_counts_lock(p_webhook_id));
   select company_id into v_company_id from webhooks.webhooks where id = p_webhook_id;
   if not found then
