@@ -18,9 +18,9 @@
 --   sequential scan of every subscription (0.2 ms a call with 2,000 subscriptions).
 --
 -- public: the NOTIFY channel bpd_webhooks. Its payload is empty: a wake-up hint for
--- the relay, never the data (the table is the truth). Postgres folds identical
--- notifications of one transaction into one, so a transaction notifies at most once,
--- and only if it wrote a delivery.
+-- the relay, never the data (the table is the truth). A transaction notifies only if
+-- it wrote a delivery and a relay is asleep (36_wakeup.sql), and at most once:
+-- Postgres folds identical notifications of one transaction into one.
 
 -- private: where the change came from (SET LOCAL webhooks.source = 'platform' | ...)
 create or replace function webhooks_private.current_source()
@@ -144,7 +144,7 @@ begin
   order by w.id;
   get diagnostics v_written = row_count;
   if v_written > 0 then
-    perform pg_notify('bpd_webhooks', '');
+    perform webhooks_private.wake_relay();   -- 36_wakeup.sql
   end if;
   return v_written;
 end;

@@ -1,15 +1,17 @@
 // Bad webhook configuration is refused by the database itself, with a named error.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { useTestDatabase } from './helpers/db.ts';
 import { factories } from './helpers/factories.ts';
 
 const db = useTestDatabase(test);
 const make = () => factories(db().pool);
 
-interface PgError { code: string; constraint?: string; column?: string; message: string }
+interface PgError extends Error { code: string; constraint?: string; column?: string }
 
-async function refusal(t: { throwsAsync: Function }, promise: Promise<unknown>): Promise<PgError> {
-  return (await (t.throwsAsync as (p: Promise<unknown>) => Promise<PgError>)(promise));
+/** Asserts that the database refused the write, and returns its error. */
+async function refusal(t: ExecutionContext, write: Promise<unknown>): Promise<PgError> {
+  const error = await t.throwsAsync(write);
+  return error as PgError;
 }
 
 const badConfigurations: Array<[string, (ids: Ids) => Record<string, unknown>, string, string]> = [

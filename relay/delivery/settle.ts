@@ -25,6 +25,8 @@ export class Settler {
   private queue: AttemptResult[] = [];
   private flushing: Promise<void> | null = null;
   private failures = 0;
+  /** counters for logs and benchmarks */
+  readonly stats = { settles: 0, settled: 0, settleMs: 0 };
   private stopped = false;
   private idle: Array<() => void> = [];
 
@@ -66,8 +68,12 @@ export class Settler {
     while (this.queue.length > 0 && !this.stopped) {
       const batch = this.queue.slice(0, this.batchSize);
       try {
+        const started = performance.now();
         await this.write(batch);
+        this.stats.settleMs += Math.round(performance.now() - started);
         this.queue.splice(0, batch.length);
+        this.stats.settles++;
+        this.stats.settled += batch.length;
         this.failures = 0;
       } catch (error) {
         this.failures++;
