@@ -16,27 +16,3 @@ create index deliveries_webhook_history_idx
   on webhooks.deliveries (webhook_id, company_id, created_at, id) include (state);
 -- the index it supersedes
 drop index webhooks.deliveries_webhook_created_idx;
-
--- The report's daily counts: for a webhook and a UTC day long past, how many of its
--- deliveries created that day there were and how they ended. A row exists only while
--- it is exact (sql/55_report_counts.sql rolls days up and drops a row as soon as a
--- delivery of its day changes); the report counts the rest from the outbox itself.
-create table webhooks.delivery_day_counts (
-  webhook_id bigint not null references webhooks.webhooks on delete cascade,
-  company_id bigint not null,
-  day        date not null,
-  fired      bigint not null,
-  succeeded  bigint not null,
-  failed     bigint not null,
-  primary key (webhook_id, day)
-);
-
--- Days to roll up again: a delivery of theirs changed after they were counted, or
--- they still had deliveries on their way when last looked at.
--- (no foreign key: a webhook's delete cascades to its deliveries, whose triggers note
--- their days here while the webhook is already gone; the roll-up drops such rows)
-create table webhooks_private.delivery_days_to_count (
-  webhook_id bigint not null,
-  day        date not null,
-  primary key (webhook_id, day)
-);
