@@ -339,6 +339,10 @@ begin
            r.response_body, p_relay
     from result r
     join webhooks.deliveries d on d.id = r.id
+    -- a settle repeated because its answer was lost on the way back records nothing twice
+    where not exists (select 1 from webhooks.delivery_attempts a
+                      where a.delivery_id = r.id and a.attempt = r.attempt
+                        and a.relay_id = p_relay and a.attempted_at = r.attempted_at)
   ),
   outcome as (
     select r.id, r.attempted_at, r.status_code, r.error, d.attempts, r.retry_after_s,
