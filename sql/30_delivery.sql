@@ -339,8 +339,10 @@ begin
            r.response_body, p_relay
     from result r
     join webhooks.deliveries d on d.id = r.id
-    -- a settle repeated because its answer was lost on the way back records nothing twice
-    where not exists (select 1 from webhooks.delivery_attempts a
+    -- a settle repeated because its answer was lost on the way back records nothing
+    -- twice (asked only of results this relay no longer holds: a rare case)
+    where (d.state = 'in_flight' and d.locked_by = p_relay)
+       or not exists (select 1 from webhooks.delivery_attempts a
                       where a.delivery_id = r.id and a.attempt = r.attempt
                         and a.relay_id = p_relay and a.attempted_at = r.attempted_at)
   ),
