@@ -21,8 +21,8 @@
 -- EXECUTE granted to bpd_webhooks_relay in 35_relay_role.sql, to nobody else):
 -- claim_deliveries, settle_deliveries, rescue_expired_leases. They are SECURITY
 -- DEFINER so that the relay's role needs no grant on any table, no row-level
--- security policy, and no access to webhooks_private: these three functions are
--- all it can do.
+-- security policy, and no access to webhooks_private: these three functions (and
+-- the idle announcements of 36_wakeup.sql) are all it can do.
 -- Public: webhooks.retry_schedule() shows the retry schedule in force.
 --
 -- Settings (Postgres settings, so a DBA sets them per database, per role or per
