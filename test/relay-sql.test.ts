@@ -18,11 +18,11 @@ async function setup(t: { teardown: (fn: () => Promise<void>) => void }, deliver
   return { database, pool, f, company, webhook };
 }
 
-const claim = (pool: pg.Pool, relay: string, limit: number, perWebhook: number, busy: Record<string, number> = {}) =>
+const claim = (pool: pg.Pool, relay: string, limit: number, perWebhook: number, busy: Record<string, number> = {}, only: string[] | null = null) =>
   pool
     .query(
-      `select * from webhooks_relay.claim_deliveries($1, $2, interval '1 minute', $3, $4::bigint[], $5::integer[])`,
-      [relay, limit, perWebhook, Object.keys(busy), Object.values(busy)],
+      `select * from webhooks_relay.claim_deliveries($1, $2, interval '1 minute', $3, $4::bigint[], $5::integer[], $6::bigint[])`,
+      [relay, limit, perWebhook, Object.keys(busy), Object.values(busy), only],
     )
     .then((r) => r.rows);
 
@@ -106,6 +106,41 @@ test('claim: a batch, capped per webhook, minus what the relay already has in fl
   t.like(rows[4], { state: 'pending', attempts: 0 });
 });
 
+test('claim: a discovery cut off at the limit says more may be due; a refill reads only the webhooks named', async (t) => {
+  const { pool, f, company, webhook: first } = await setup(t, 0);
+  const second = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < 4; i++) await f.contact(company.id); // 4 deliveries to each webhook
+
+  const discovered = await claim(pool, 'relay-a', 3, 10);
+  t.is(discovered.length, 3);
+  t.true(discovered.every((r) => r.more_due));
+  const rest = await claim(pool, 'relay-a', 10, 10);
+  t.is(rest.length, 5);
+  t.true(rest.every((r) => !r.more_due));
+
+  await pool.query(`update webhooks.deliveries set state = 'pending', locked_by = null, locked_until = null`);
+  const refill = await claim(pool, 'relay-b', 10, 3, { [first.id]: 1 }, [first.id]);
+  t.deepEqual(refill.map((r) => r.webhook_id), [first.id, first.id], "only the named webhook, up to its free slots");
+  t.true(refill.every((r) => !r.more_due));
+  t.is((await claim(pool, 'relay-b', 10, 3, { [first.id]: 3 }, [first.id])).length, 0);
+  t.is((await claim(pool, 'relay-b', 10, 3, {}, [second.id])).length, 3);
+});
+
+test('claim: a discovery looks past a queue head that belongs to webhooks at their cap', async (t) => {
+  const { pool, f, company, webhook: busy } = await setup(t, 10); // 10 older rows for one webhook
+  const other = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < 2; i++) await f.contact(company.id); // then 2 rows each
+
+  // limit 2: the head read is 8 rows, all of the first webhook, which is at its cap
+  const found = await claim(pool, 'relay-a', 2, 3, { [busy.id]: 3 });
+  t.deepEqual(found.map((r) => r.webhook_id), [other.id, other.id]);
+  // with free slots, the oldest rows come first, no more than the free slots
+  const oldest = await claim(pool, 'relay-a', 10, 3, { [busy.id]: 2 });
+  t.deepEqual(oldest.map((r) => r.webhook_id), [busy.id]);
+  const { rows } = await pool.query(`select count(*)::int as n from webhooks.deliveries where state = 'in_flight'`);
+  t.is(rows[0].n, 3);
+});
+
 test('claim: not before next_attempt_at', async (t) => {
   const { pool, webhook } = await setup(t, 1);
   await pool.query(`update webhooks.deliveries set next_attempt_at = now() + interval '1 minute' where webhook_id = $1`, [webhook.id]);
@@ -136,6 +171,22 @@ test('settle: 2xx succeeds, a failure is rescheduled, the last failure fails', a
   t.like(await delivery(pool, b.delivery_id), { state: 'failed', attempts: 2, last_error: 'HTTP 500' });
   const { rows } = await pool.query(`select count(*)::int as n from webhooks.delivery_attempts where delivery_id = any ($1::bigint[])`, [[a.delivery_id, b.delivery_id, c.delivery_id]]);
   t.is(rows[0].n, 5);
+});
+
+test('settle is idempotent: repeating one (its answer lost on the way back) changes and records nothing more', async (t) => {
+  const { pool } = await setup(t, 1);
+  const [claimed] = await claim(pool, 'relay-a', 10, 10);
+  const attemptedAt = new Date();
+  const settleOnce = () =>
+    pool.query(
+      `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{200}', '{null}', '{ok}', '{null}')`,
+      [[claimed.delivery_id], [attemptedAt]],
+    );
+  t.is((await settleOnce()).rowCount, 1);
+  t.is((await settleOnce()).rowCount, 0);
+  const { rows } = await pool.query('select count(*)::int as n from webhooks.delivery_attempts where delivery_id = $1', [claimed.delivery_id]);
+  t.is(rows[0].n, 1);
+  t.like(await delivery(pool, claimed.delivery_id), { state: 'succeeded', attempts: 1 });
 });
 
 test('settle is guarded: a relay whose lease was rescued cannot overwrite the new holder', async (t) => {

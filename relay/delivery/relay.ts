@@ -57,7 +57,7 @@ export class Relay {
   private rescuing = false;
   private claimErrors = 0;
   /** counters for logs and benchmarks */
-  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, claimMs: 0 };
+  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0 };
 
   constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
     this.settings = settings;
@@ -290,6 +290,8 @@ export class Relay {
     this.stats.claimMs += Math.round(performance.now() - started);
     this.stats.claimed += claimed.jobs.length;
     if (claimed.jobs.length === 0) this.stats.emptyClaims++;
+    if (only) this.stats.refills++;
+    if (only && claimed.jobs.length === 0) this.stats.emptyRefills++;
 
     // which webhooks filled their free slots (they likely have more due)
     const got = new Map<string, number>();
