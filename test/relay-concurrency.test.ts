@@ -1,17 +1,10 @@
 // Two relays drain one backlog: every delivery arrives, and none is sent twice
 // (no lease runs out here, so no delivery may be claimed by both).
 import test from 'ava';
-import { factories } from './helpers/factories.ts';
-import { startReceiver } from './helpers/receiver.ts';
-import { relayTestDatabase, testRelay, waitForFinalDeliveries } from './helpers/relay.ts';
+import { relayScene, testRelay, waitForFinalDeliveries } from './helpers/relay.ts';
 
 test('two relays on one backlog: each delivery arrives exactly once', async (t) => {
-  const database = await relayTestDatabase();
-  t.teardown(() => database.drop());
-  const receiver = await startReceiver();
-  t.teardown(() => receiver.close());
-  const f = factories(database.pool);
-  const company = await f.company();
+  const { database, receiver, f, company } = await relayScene(t);
   const webhooks = [];
   for (const path of ['/a', '/b', '/c']) {
     const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url(path) });

@@ -3,17 +3,10 @@
 // under the same webhook-id).
 import test from 'ava';
 import { once } from 'node:events';
-import { factories } from './helpers/factories.ts';
-import { startReceiver } from './helpers/receiver.ts';
-import { relayTestDatabase, spawnRelay, testRelay, waitForFinalDeliveries } from './helpers/relay.ts';
+import { relayScene, spawnRelay, testRelay, waitForFinalDeliveries } from './helpers/relay.ts';
 
 test('SIGKILL while holding deliveries: another relay delivers them after the lease', async (t) => {
-  const database = await relayTestDatabase();
-  t.teardown(() => database.drop());
-  const receiver = await startReceiver();
-  t.teardown(() => receiver.close());
-  const f = factories(database.pool);
-  const company = await f.company();
+  const { database, receiver, f, company } = await relayScene(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
   // the first relay's requests hang, so it is holding all of them when it dies
   receiver.route('/hook', { secret: webhook.secret, replies: ['hang', 'hang', 'hang', 'hang'], otherwise: 200 });

@@ -3,17 +3,10 @@
 // (relays with different settings must not drain each other's outbox).
 import test from 'ava';
 import { Webhook } from 'standardwebhooks';
-import { factories } from './helpers/factories.ts';
-import { startReceiver } from './helpers/receiver.ts';
-import { relayTestDatabase, testRelay, waitForFinalDeliveries, waitForRows } from './helpers/relay.ts';
+import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from './helpers/relay.ts';
 
 async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }, relayOverrides: Record<string, string> = {}) {
-  const database = await relayTestDatabase();
-  t.teardown(() => database.drop());
-  const receiver = await startReceiver();
-  t.teardown(() => receiver.close());
-  const f = factories(database.pool);
-  const company = await f.company();
+  const { database, receiver, f, company } = await relayScene(t);
   const relay = testRelay(database.url, relayOverrides);
   t.teardown(() => relay.stop());
   return { database, pool: database.pool, receiver, f, company, relay };

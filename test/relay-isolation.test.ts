@@ -1,17 +1,10 @@
 // A slow endpoint holds only its own slots: while one webhook's requests hang until
 // they time out, another webhook's deliveries keep arriving.
 import test from 'ava';
-import { factories } from './helpers/factories.ts';
-import { startReceiver } from './helpers/receiver.ts';
-import { relayTestDatabase, testRelay, waitForFinalDeliveries } from './helpers/relay.ts';
+import { relayScene, testRelay, waitForFinalDeliveries } from './helpers/relay.ts';
 
 test('a hanging receiver times out and is retried; another webhook is delivered meanwhile', async (t) => {
-  const database = await relayTestDatabase();
-  t.teardown(() => database.drop());
-  const receiver = await startReceiver();
-  t.teardown(() => receiver.close());
-  const f = factories(database.pool);
-  const company = await f.company();
+  const { database, receiver, f, company } = await relayScene(t);
   const slow = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/slow') });
   const fast = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/fast') });
   // the first two requests to /slow never get an answer; later ones do

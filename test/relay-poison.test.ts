@@ -2,17 +2,10 @@
 // writes the batch one by one, drops the refused result, and the rescue takes over
 // that delivery once its lease runs out.
 import test from 'ava';
-import { factories } from './helpers/factories.ts';
-import { startReceiver } from './helpers/receiver.ts';
-import { relayTestDatabase, testRelay, waitForFinalDeliveries } from './helpers/relay.ts';
+import { relayScene, testRelay, waitForFinalDeliveries } from './helpers/relay.ts';
 
 test('a result that cannot be settled is isolated; the other deliveries settle', async (t) => {
-  const database = await relayTestDatabase();
-  t.teardown(() => database.drop());
-  const receiver = await startReceiver();
-  t.teardown(() => receiver.close());
-  const f = factories(database.pool);
-  const company = await f.company();
+  const { database, receiver, f, company } = await relayScene(t);
   const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/gone'), maxAttempts: 1 });
   const fine = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/fine') });
   receiver.route('/gone', { otherwise: 410 });

@@ -3,17 +3,10 @@
 import test from 'ava';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { factories } from './helpers/factories.ts';
-import { startReceiver } from './helpers/receiver.ts';
-import { relayTestDatabase, spawnRelay } from './helpers/relay.ts';
+import { relayScene, spawnRelay } from './helpers/relay.ts';
 
 test('SIGTERM while a request is in flight: it finishes, is settled, and the relay exits 0', async (t) => {
-  const database = await relayTestDatabase();
-  t.teardown(() => database.drop());
-  const receiver = await startReceiver();
-  t.teardown(() => receiver.close());
-  const f = factories(database.pool);
-  const company = await f.company();
+  const { database, receiver, f, company } = await relayScene(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));

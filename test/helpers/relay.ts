@@ -7,7 +7,10 @@ import type pg from 'pg';
 import { RELAY_NODE_FLAGS } from '../../relay/delivery/node-flags.ts';
 import { Relay } from '../../relay/delivery/relay.ts';
 import { relaySettings } from '../../relay/delivery/settings.ts';
+import type { ExecutionContext } from 'ava';
 import { createTestDatabase, type TestDatabase } from './db.ts';
+import { factories } from './factories.ts';
+import { startReceiver } from './receiver.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -45,6 +48,17 @@ export async function relayTestDatabase(options: { retryBase?: string } = {}): P
   const retryBase = options.retryBase ?? '20 milliseconds';
   await database.pool.query(`alter database ${database.name} set webhooks.retry_base = '${retryBase}'`);
   return database;
+}
+
+/** A relay test's scene: a fresh database, a receiver and a company, gone with the test. */
+export async function relayScene(t: Pick<ExecutionContext, 'teardown'>, options: { retryBase?: string } = {}) {
+  const database = await relayTestDatabase(options);
+  t.teardown(() => database.drop());
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(database.pool);
+  const company = await f.company();
+  return { database, receiver, f, company };
 }
 
 /** Polls a query until `done(rows)` holds (every 20 ms, for at most `timeoutMs`). */
