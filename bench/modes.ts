@@ -1,0 +1,212 @@
+// The two modes, run the same way for every contender, each on a fresh clone of the
+// migrated database:
+//   burn-down: N changes written while the contender is stopped, then the time from
+//              starting it until the last delivery arrives;
+//   open loop: changes written at a fixed rate for a bounded time while the contender
+//              runs; commit-to-arrival latency and whether the backlog grew.
+import { analyse, latency, type Latency } from './analysis.ts';
+import { spawnChild, type ChildStats } from './child.ts';
+import { now } from './clock.ts';
+import { postgresCpuSeconds } from './cpu.ts';
+import { writeChanges, type BenchPostgres } from './database.ts';
+import type { Receiver } from './receiver.ts';
+import { writeAtRate } from './writer.ts';
+
+export interface Bench {
+  pg: BenchPostgres;
+  receiver: Receiver;
+  concurrency: number;
+  /** where to write V8 CPU profiles of the children, if at all */
+  cpuProfDir?: string;
+  log(line: string): void;
+}
+
+export interface Contender {
+  name: string;
+  /** the child process entry */
+  file: string;
+  /** installs what the contender needs in its fresh database (not timed) */
+  prepare(databaseUrl: string, receiverUrl: string): Promise<void>;
+}
+
+export interface Cost {
+  /** the contender process's CPU seconds per 1,000 deliveries */
+  cpuPer1k: number;
+  /** Postgres's CPU seconds (whole instance) per 1,000 deliveries over the same span */
+  pgCpuPer1k: number;
+  peakRssMb: number;
+}
+
+export interface BurnDownResult extends Cost {
+  name: string;
+  count: number;
+  delivered: number;
+  missing: number;
+  duplicates: number;
+  /** from the start signal to the last arrival */
+  drainSeconds: number;
+  /** count / drainSeconds */
+  perSecond: number;
+  /** from the start signal to the first arrival */
+  firstArrivalMs: number;
+}
+
+export interface OpenLoopResult extends Cost {
+  name: string;
+  rate: number;
+  seconds: number;
+  committed: number;
+  /** commit returns against their schedule: how well the writer held the rate */
+  writerLateP99Ms: number;
+  delivered: number;
+  missing: number;
+  duplicates: number;
+  latency: Latency;
+  /** changes committed and not yet arrived, at the end of the writing window */
+  backlogAtEnd: number;
+  /** the highest such count during the window */
+  backlogMax: number;
+  backlogGrew: boolean;
+  /** after the window, until the last arrival */
+  drainAfterMs: number;
+}
+
+function cost(stats: ChildStats, pgCpu: number, deliveries: number): Cost {
+  const per1k = (seconds: number) => (deliveries > 0 ? (seconds * 1000) / deliveries : Number.NaN);
+  return { cpuPer1k: per1k(stats.cpuSeconds), pgCpuPer1k: per1k(pgCpu), peakRssMb: stats.peakRssMb };
+}
+
+function childEnv(bench: Bench, databaseUrl: string): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    RECEIVER_ORIGIN: bench.receiver.origin,
+    RECEIVER_URL: bench.receiver.url,
+    CONCURRENCY: String(bench.concurrency),
+  };
+}
+
+export async function burnDown(bench: Bench, contender: Contender, count: number, timeoutMs: number): Promise<BurnDownResult> {
+  const clone = await bench.pg.clone(`${contender.name}_burn`);
+  try {
+    await contender.prepare(clone.url, bench.receiver.url);
+    await writeChanges(clone.url, 1, count);
+    await bench.receiver.take();
+    const child = await spawnChild(contender.file, {
+      name: `${contender.name}-burn-down`,
+      env: childEnv(bench, clone.url),
+      cpuProfDir: bench.cpuProfDir,
+    });
+    const pgBefore = postgresCpuSeconds(bench.pg.pid);
+    const startedAt = now();
+    const arrived = bench.receiver.expect(count, timeoutMs);
+    await child.go();
+    const complete = await arrived;
+    if (!complete) bench.log(`  ${contender.name}: not all ${count} arrived within ${timeoutMs} ms`);
+    const stats = await child.stop();
+    const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
+    const delivery = analyse(await bench.receiver.take(), count);
+    const drainSeconds = (delivery.lastArrival - startedAt) / 1000;
+    return {
+      name: contender.name,
+      count,
+      delivered: delivery.delivered,
+      missing: delivery.missing,
+      duplicates: delivery.duplicates,
+      drainSeconds,
+      perSecond: delivery.delivered / drainSeconds,
+      firstArrivalMs: delivery.firstArrival - startedAt,
+      ...cost(stats, pgCpu, delivery.delivered),
+    };
+  } finally {
+    await clone.drop();
+  }
+}
+
+export async function openLoop(
+  bench: Bench,
+  contender: Contender,
+  rate: number,
+  seconds: number,
+  drainTimeoutMs: number,
+): Promise<OpenLoopResult> {
+  const clone = await bench.pg.clone(`${contender.name}_open_${rate}`);
+  try {
+    await contender.prepare(clone.url, bench.receiver.url);
+    await bench.receiver.take();
+    const child = await spawnChild(contender.file, {
+      name: `${contender.name}-open-${rate}`,
+      env: childEnv(bench, clone.url),
+      cpuProfDir: bench.cpuProfDir,
+    });
+    await child.go();
+    const pgBefore = postgresCpuSeconds(bench.pg.pid);
+
+    const backlog: number[] = [];
+    const samples: Promise<void>[] = [];
+    const written = await writeAtRate(clone.url, rate, seconds, (committed) => {
+      samples.push(bench.receiver.count().then((arrived) => void backlog.push(committed - arrived)));
+    });
+    await Promise.all(samples);
+    const backlogAtEnd = written.committed - (await bench.receiver.count());
+    const complete = await bench.receiver.expect(written.committed, drainTimeoutMs);
+    if (!complete) bench.log(`  ${contender.name} @ ${rate}/s: not all ${written.committed} arrived within the drain bound`);
+    const stats = await child.stop();
+    const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
+    const delivery = analyse(await bench.receiver.take(), written.committed);
+    const backlogMax = Math.max(backlogAtEnd, ...backlog);
+    return {
+      name: contender.name,
+      rate,
+      seconds,
+      committed: written.committed,
+      writerLateP99Ms: written.lateP99Ms,
+      delivered: delivery.delivered,
+      missing: delivery.missing,
+      duplicates: delivery.duplicates,
+      latency: latency(written.committedAt, delivery),
+      backlogAtEnd,
+      backlogMax,
+      // more than a quarter second of work left over when the writing stopped: the
+      // contender fell behind the rate rather than trailing it by its latency
+      backlogGrew: backlogAtEnd > Math.max(25, rate / 4),
+      drainAfterMs: Math.max(0, delivery.lastArrival - written.endedAt),
+      ...cost(stats, pgCpu, delivery.delivered),
+    };
+  } finally {
+    await clone.drop();
+  }
+}
+
+export interface LimitResult extends Cost {
+  name: string;
+  count: number;
+  perSecond: number;
+  missing: number;
+}
+
+export async function httpLimit(bench: Bench, count: number, body: string, file: string): Promise<LimitResult> {
+  await bench.receiver.take();
+  const child = await spawnChild(file, {
+    name: 'limit-http',
+    env: {
+      LIMIT: 'http',
+      RECEIVER_ORIGIN: bench.receiver.origin,
+      RECEIVER_PATH: new URL(bench.receiver.url).pathname,
+      CONCURRENCY: String(bench.concurrency),
+      COUNT: String(count),
+      BODY: body,
+    },
+    cpuProfDir: bench.cpuProfDir,
+  });
+  await child.go();
+  const done = await child.done;
+  const stats = await child.stop();
+  const delivery = analyse(await bench.receiver.take(), count);
+  return {
+    name: 'limit: HTTP only',
+    count,
+    perSecond: (count * 1000) / done.elapsedMs,
+    missing: delivery.missing,
+    ...cost(stats, Number.NaN, count),
+  };
+}

@@ -1,0 +1,94 @@
+// `npm run bench [-- --quick] [-- --profile]`: bpd-webhooks, graphile-worker and the
+// machine's limits, measured in one run on the same Postgres and the same receiver.
+// Prints one markdown table per mode (burn-down, open loop) with the ratios.
+//   --quick          a run under two minutes (fewer changes, shorter windows)
+//   --profile        V8 CPU profiles of every child (bench/profiles/) and the top
+//                    statements from pg_stat_statements
+//   --concurrency N  deliveries in flight per contender (default 16)
+//   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { bpdContender } from './contenders/bpd.ts';
+import { graphileWorkerContender } from './contenders/graphile-worker.ts';
+import { startBenchPostgres } from './database.ts';
+import { dbLimit, httpLimit } from './limits-run.ts';
+import { burnDown, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
+import { burnDownTable, machine, openLoopTable } from './report.ts';
+import { startReceiver } from './receiver.ts';
+import { topStatements } from './statements.ts';
+
+const { values: options } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    concurrency: { type: 'string', default: '16' },
+    only: { type: 'string' },
+  },
+});
+
+const plan = options.quick
+  ? { burnDownCount: 5_000, limitCount: 5_000, rates: [250, 500, 1000, 2000], seconds: 4, drainMs: 10_000 }
+  : { burnDownCount: 30_000, limitCount: 30_000, rates: [250, 500, 1000, 2000], seconds: 20, drainMs: 30_000 };
+
+// a hard bound on the whole run, whatever happens
+const wholeRunBound = setTimeout(() => {
+  console.error('bench: gave up after the whole-run bound');
+  process.exit(3);
+}, (options.quick ? 4 : 20) * 60_000);
+wholeRunBound.unref();
+
+const log = (line: string) => console.error(line);
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
+
+const cpuProfDir = options.profile ? fileURLToPath(new URL('./profiles/', import.meta.url)) : undefined;
+if (cpuProfDir) await mkdir(cpuProfDir, { recursive: true });
+
+log(`bench: ${machine()}`);
+const postgres = await startBenchPostgres({ statements: options.profile });
+const receiver = await startReceiver();
+const bench: Bench = { pg: postgres, receiver, concurrency: Number(options.concurrency), cpuProfDir, log };
+const contenders = [bpdContender, graphileWorkerContender].filter((c) => !options.only || c.name === options.only);
+
+const limits: LimitResult[] = [];
+const burnDowns: BurnDownResult[] = [];
+const openLoops: OpenLoopResult[] = [];
+try {
+  log(`[${elapsed()}] limit: HTTP only, ${plan.limitCount} POSTs`);
+  limits.push(await httpLimit(bench, plan.limitCount));
+  log(`[${elapsed()}] limit: database only, ${plan.limitCount} claims and settles`);
+  limits.push(await dbLimit(bench, plan.limitCount));
+
+  for (const contender of contenders) {
+    log(`[${elapsed()}] burn-down: ${contender.name}, ${plan.burnDownCount} changes`);
+    burnDowns.push(await burnDown(bench, contender, plan.burnDownCount, 120_000));
+  }
+  for (const rate of plan.rates) {
+    for (const contender of contenders) {
+      log(`[${elapsed()}] open loop: ${contender.name} at ${rate}/s for ${plan.seconds}s`);
+      openLoops.push(await openLoop(bench, contender, rate, plan.seconds, plan.drainMs));
+    }
+  }
+  if (options.profile) {
+    log(`[${elapsed()}] top statements (pg_stat_statements, all databases):`);
+    console.log(await topStatements(postgres.server.url()));
+  }
+} finally {
+  await receiver.stop();
+  await postgres.stop();
+}
+
+console.log(`## Run of ${machine()}`);
+console.log(`\nConcurrency ${bench.concurrency} per contender; Postgres 17 (embedded, default durability); ${options.quick ? 'quick run' : 'full run'} in ${elapsed()}.`);
+console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped\n`);
+console.log(burnDownTable(burnDowns, limits));
+console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
+console.log(openLoopTable(openLoops));
+const missing = [...burnDowns, ...openLoops].reduce((sum, r) => sum + r.missing, 0);
+if (missing > 0) {
+  console.log(`\n**${missing} deliveries missing.**`);
+  process.exitCode = 1;
+}
+void pg;
