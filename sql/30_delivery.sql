@@ -1,0 +1,326 @@
+-- bpd-webhooks engine, part 3: delivery, the state machine the relay drives.
+--
+--            claim                     settle 2xx
+--   pending ───────▶ in_flight ──────────────────────────▶ succeeded
+--      ▲                 │  settle failure, attempts left (next_attempt_at = backoff)
+--      ├─────────────────┤
+--      │  rescue         │  settle failure, attempts used up; or 410 Gone
+--      └── (lease run    └─────────────────────────────────▶ failed
+--           out)
+--
+-- The relay only asks; these functions decide. Claim takes due rows with FOR UPDATE
+-- SKIP LOCKED and leases them (locked_by, locked_until), so many relays can share one
+-- outbox without taking a row twice while its lease holds. Settle applies a batch of
+-- HTTP results in one statement, and only to rows still leased by the relay that
+-- reports (state = 'in_flight' and locked_by = me): a relay that comes back after its
+-- lease ran out cannot overwrite what another relay has done since. Rescue returns
+-- rows whose lease ran out (their relay died or lost the database) to pending; it
+-- runs on a timer of its own, apart from the claim/settle loop.
+--
+-- Private API for the relay (EXECUTE granted to bpd_webhooks_relay in
+-- 35_relay_role.sql, to nobody else): claim_deliveries, settle_deliveries,
+-- rescue_expired_leases. They are SECURITY DEFINER so that the relay's role needs no
+-- grant on any table, and no row-level security policy: these three functions are
+-- all it can do.
+-- Public: webhooks.retry_schedule() shows the retry schedule in force.
+--
+-- Settings (Postgres settings, so a DBA sets them per database, per role or per
+-- session, e.g. ALTER DATABASE bpd SET webhooks.max_attempts = 8):
+--   webhooks.max_attempts     attempts before a delivery fails        default 10
+--                             (a webhook's own max_attempts overrides it)
+--   webhooks.retry_base       wait after the first failed attempt     default 10 seconds
+--   webhooks.retry_factor     each further wait is this many times    default 3
+--                             the one before
+--   webhooks.retry_max_delay  no single wait is longer               default 12 hours
+--   webhooks.retry_jitter     each wait is varied at random by ±      default 0.25
+--                             this fraction, so that deliveries that failed together
+--                             do not all come back at the same instant
+--   webhooks.retry_after_max  a Retry-After header is honoured up to  default 6 hours
+-- With the defaults: 10 attempts, waits of 10 s, 30 s, 1.5 min, 4.5 min, 13.5 min,
+-- 40.5 min, 2 h, 6 h, 12 h: the last attempt comes about 21 hours after the first.
+
+-- private: a delivery setting, or its default when unset
+create or replace function webhooks_private.setting(p_name text, p_default text)
+returns text
+language sql
+stable
+as $$
+  select coalesce(nullif(current_setting(p_name, true), ''), p_default);
+$$;
+
+-- private: attempts a delivery of this webhook gets (p_webhook_max: webhooks.max_attempts)
+create or replace function webhooks_private.max_attempts(p_webhook_max integer)
+returns integer
+language sql
+stable
+as $$
+  select coalesce(p_webhook_max, webhooks_private.setting('webhooks.max_attempts', '10')::integer);
+$$;
+
+-- private: how long to wait after failed attempt number p_attempt, before jitter
+create or replace function webhooks_private.nominal_retry_delay(p_attempt integer)
+returns interval
+language sql
+stable
+as $$
+  select make_interval(secs => least(
+    extract(epoch from webhooks_private.setting('webhooks.retry_base', '10 seconds')::interval)
+      * power(webhooks_private.setting('webhooks.retry_factor', '3')::float8, greatest(p_attempt, 1) - 1),
+    extract(epoch from webhooks_private.setting('webhooks.retry_max_delay', '12 hours')::interval)));
+$$;
+
+-- private: how long to wait after failed attempt number p_attempt, when the endpoint
+-- asked for p_retry_after_s seconds (Retry-After) or said nothing (null). The
+-- endpoint's wish is honoured up to webhooks.retry_after_max; it never shortens
+-- the backoff.
+create or replace function webhooks_private.retry_wait(p_attempt integer, p_retry_after_s integer)
+returns interval
+language sql
+volatile -- random()
+as $$
+  select greatest(
+    webhooks_private.nominal_retry_delay(p_attempt)
+      * (1 + webhooks_private.setting('webhooks.retry_jitter', '0.25')::float8 * (2 * random() - 1)),
+    least(make_interval(secs => greatest(coalesce(p_retry_after_s, 0), 0)),
+          webhooks_private.setting('webhooks.retry_after_max', '6 hours')::interval));
+$$;
+
+-- public: the retry schedule in force (without jitter), one row per attempt
+create or replace function webhooks.retry_schedule(p_max_attempts integer default null)
+returns table (attempt integer, wait_before interval, since_first_attempt interval)
+language sql
+stable
+as $$
+  select n,
+         case when n = 1 then interval '0' else webhooks_private.nominal_retry_delay(n - 1) end,
+         coalesce(sum(webhooks_private.nominal_retry_delay(n - 1)) filter (where n > 1)
+                    over (order by n), interval '0')
+  from generate_series(1, webhooks_private.max_attempts(p_max_attempts)) n
+  order by n;
+$$;
+comment on function webhooks.retry_schedule(integer) is
+  'The delivery retry schedule in force (before ±jitter): when each attempt happens after the first one fails.';
+
+------------------------------------------------------------------------------------
+-- claim
+
+-- private (relay): lease up to p_limit due deliveries to relay p_relay for p_lease.
+-- p_per_webhook caps what one relay has in flight to one webhook, so that a slow
+-- endpoint cannot take all of a relay's capacity; p_busy_webhooks/p_busy_counts say
+-- what the relay already has in flight. Returns what the relay needs to send: the
+-- body is the stored payload serialised here, once, and signed as is.
+-- Due deliveries of a disabled webhook are not sent: they fail with a reason.
+create or replace function webhooks_private.claim_deliveries(
+  p_relay         text,
+  p_limit         integer,
+  p_lease         interval,
+  p_per_webhook   integer,
+  p_busy_webhooks bigint[] default '{}',
+  p_busy_counts   integer[] default '{}'
+)
+returns table (
+  delivery_id     bigint,
+  message_id      text,
+  webhook_id      bigint,
+  attempt         integer,
+  url             text,
+  body            text,
+  secret          text,
+  previous_secret text
+)
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  with busy as (
+    select b.webhook_id, b.in_flight
+    from unnest(p_busy_webhooks, p_busy_counts) as b(webhook_id, in_flight)
+  ),
+  due as (
+    select d.id, d.webhook_id, d.next_attempt_at, w.enabled
+    from webhooks.deliveries d
+    join webhooks.webhooks w on w.id = d.webhook_id
+    where d.state = 'pending'
+      and d.next_attempt_at <= now()
+      and d.webhook_id <> all (array(select busy.webhook_id from busy where busy.in_flight >= p_per_webhook))
+    order by d.next_attempt_at
+    limit p_limit
+    for update of d skip locked
+  ),
+  not_sent as (
+    update webhooks.deliveries d
+    set state = 'failed',
+        completed_at = now(),
+        last_error = 'not sent: the webhook is disabled'
+    from due
+    where d.id = due.id and not due.enabled
+  ),
+  ranked as (
+    select due.id, due.webhook_id,
+           row_number() over (partition by due.webhook_id order by due.next_attempt_at, due.id) as nth
+    from due
+    where due.enabled
+  ),
+  chosen as (
+    select ranked.id, ranked.webhook_id
+    from ranked
+    left join busy on busy.webhook_id = ranked.webhook_id
+    where ranked.nth <= p_per_webhook - coalesce(busy.in_flight, 0)
+  )
+  update webhooks.deliveries d
+  set state = 'in_flight',
+      locked_by = p_relay,
+      locked_until = now() + p_lease,
+      attempts = d.attempts + 1,
+      last_attempt_at = now()
+  from chosen c
+  join webhooks.webhooks w on w.id = c.webhook_id
+  left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
+  where d.id = c.id
+  returning d.id, d.message_id, d.webhook_id, d.attempts, w.url, d.payload::text, s.secret,
+            case when s.previous_expires_at > now() then s.previous_secret end;
+$$;
+
+------------------------------------------------------------------------------------
+-- settle
+
+-- private (relay): apply a batch of attempt results, one array element per attempt.
+-- Every attempt becomes a row of webhooks.delivery_attempts, even one whose lease
+-- ran out meanwhile (it did happen). The delivery itself changes only while this
+-- relay still holds it. 2xx succeeds; 410 Gone fails the delivery and disables the
+-- webhook; anything else (other statuses, 3xx included, timeouts, refused
+-- destinations) is retried after retry_wait, or fails once the attempts are used up.
+-- Returns the new state of each delivery settled; a result missing from the answer
+-- had lost its lease.
+create or replace function webhooks_private.settle_deliveries(
+  p_relay           text,
+  p_ids             bigint[],
+  p_attempts        integer[],
+  p_attempted_at    timestamptz[],
+  p_duration_ms     integer[],
+  p_status_codes    integer[],
+  p_errors          text[],
+  p_response_bodies text[],
+  p_retry_after_s   integer[]
+)
+returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  with result as (
+    select *
+    from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
+                p_response_bodies, p_retry_after_s)
+      as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
+  ),
+  recorded as (
+    insert into webhooks.delivery_attempts
+      (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code, error,
+       response_body, relay_id)
+    select r.id, d.webhook_id, d.company_id, r.attempt, r.attempted_at, greatest(r.duration_ms, 0),
+           r.status_code, case when r.status_code is null then coalesce(r.error, 'no response') else r.error end,
+           r.response_body, p_relay
+    from result r
+    join webhooks.deliveries d on d.id = r.id
+  ),
+  outcome as (
+    select r.id, r.attempted_at, r.status_code, r.error, d.attempts, r.retry_after_s,
+           case
+             when r.status_code between 200 and 299 then 'succeeded'
+             when r.status_code = 410 then 'failed'
+             when d.attempts >= webhooks_private.max_attempts(w.max_attempts) then 'failed'
+             else 'pending'
+           end as new_state
+    from result r
+    join webhooks.deliveries d on d.id = r.id
+    join webhooks.webhooks w on w.id = d.webhook_id
+    where d.state = 'in_flight' and d.locked_by = p_relay
+  ),
+  settled as (
+    update webhooks.deliveries d
+    set state = o.new_state,
+        locked_by = null,
+        locked_until = null,
+        last_attempt_at = o.attempted_at,
+        last_status_code = o.status_code,
+        last_error = case when o.new_state = 'succeeded' then null
+                          else coalesce(o.error, 'HTTP ' || o.status_code) end,
+        completed_at = case when o.new_state = 'pending' then null else now() end,
+        next_attempt_at = case when o.new_state = 'pending'
+                               then now() + webhooks_private.retry_wait(o.attempts, o.retry_after_s)
+                               else d.next_attempt_at end
+    from outcome o
+    -- checked again on the row as locked: a rescue may have come between
+    where d.id = o.id and d.state = 'in_flight' and d.locked_by = p_relay
+    returning d.id, d.webhook_id, d.message_id, d.state, d.next_attempt_at, o.status_code
+  ),
+  gone as (
+    update webhooks.webhooks w
+    set enabled = false,
+        disabled_at = now(),
+        disabled_by = 'relay',
+        disabled_reason = format('the endpoint answered 410 Gone to message %s: it asks not to be called again', g.message_id)
+    from (select distinct on (s.webhook_id) s.webhook_id, s.message_id
+          from settled s where s.status_code = 410 order by s.webhook_id, s.id) g
+    where w.id = g.webhook_id and w.enabled
+  )
+  select s.id, s.state, s.next_attempt_at from settled s;
+$$;
+
+------------------------------------------------------------------------------------
+-- rescue
+
+-- private (relay): return deliveries whose lease ran out to pending, due now (or to
+-- failed when their attempts are used up). The attempt their relay made, or may
+-- have made, is recorded as such. Wakes the relays when it rescued anything.
+create or replace function webhooks_private.rescue_expired_leases(p_limit integer default 1000)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_rescued integer;
+begin
+  with expired as (
+    select d.id, d.webhook_id, d.company_id, d.attempts, d.locked_by, d.locked_until,
+           coalesce(d.last_attempt_at, now()) as claimed_at,
+           webhooks_private.max_attempts(w.max_attempts) as max_attempts
+    from webhooks.deliveries d
+    join webhooks.webhooks w on w.id = d.webhook_id
+    where d.state = 'in_flight' and d.locked_until < now()
+    order by d.locked_until
+    limit p_limit
+    for update of d skip locked
+  ),
+  recorded as (
+    insert into webhooks.delivery_attempts
+      (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, error, relay_id)
+    select e.id, e.webhook_id, e.company_id, e.attempts, e.claimed_at,
+           least(extract(epoch from now() - e.claimed_at) * 1000, 2147483647)::integer,
+           format('lease expired: relay %s did not settle this attempt by %s (it stopped or lost the database); the request may or may not have reached the endpoint',
+                  e.locked_by, e.locked_until),
+           e.locked_by
+    from expired e
+  )
+  update webhooks.deliveries d
+  set state = case when e.attempts >= e.max_attempts then 'failed' else 'pending' end,
+      locked_by = null,
+      locked_until = null,
+      last_status_code = null,
+      last_error = format('lease expired: relay %s did not settle attempt %s', e.locked_by, e.attempts),
+      completed_at = case when e.attempts >= e.max_attempts then now() end,
+      next_attempt_at = now()
+  from expired e
+  where d.id = e.id;
+  get diagnostics v_rescued = row_count;
+  if v_rescued > 0 then
+    perform pg_notify('bpd_webhooks', '');
+  end if;
+  return v_rescued;
+end;
+$$;
