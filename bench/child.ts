@@ -77,7 +77,7 @@ export async function spawnChild(file: string, options: SpawnOptions): Promise<C
     : [];
   const child: ChildProcess = fork(file, [], {
     execArgv,
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, ...options.env, BENCH_CHILD: file },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   let resolveStarted: () => void = () => {};

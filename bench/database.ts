@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { startEmbeddedPostgres, type RunningPostgres } from '../relay/db/embedded.ts';
 import { migrate } from '../relay/db/migrate.ts';
+import { topStatements } from './statements.ts';
 
 const TEMPLATE = 'bench_template';
 
@@ -20,6 +21,8 @@ export interface BenchPostgres {
   pid: number;
   /** whether pg_stat_statements is loaded */
   statements: boolean;
+  /** with statements: the top statements of each clone, taken before it was dropped */
+  statementReports: Array<{ database: string; table: string }>;
   clone(label: string): Promise<Clone>;
   stop(): Promise<void>;
 }
@@ -45,7 +48,7 @@ export async function startBenchPostgres(options: { statements: boolean }): Prom
   let server = await startEmbeddedPostgres({ dataDir, persistent: true });
   if (options.statements) {
     // pg_stat_statements must be preloaded: set it, then restart on the same folder
-    await onDatabase(server.url(), (c) => c.query("alter system set shared_preload_libraries = 'pg_stat_statements'"));
+    await onDatabase(server.url(), (c) => c.query("alter system set shared_preload_libraries = 'pg_stat_statements'").then(() => c.query("alter system set pg_stat_statements.track = 'all'")));
     await server.stop();
     server = await startEmbeddedPostgres({ dataDir, port: server.port, persistent: true });
   }
@@ -59,7 +62,9 @@ export async function startBenchPostgres(options: { statements: boolean }): Prom
   await onDatabase(server.url(TEMPLATE), seed);
 
   let clones = 0;
+  const reports: Array<{ database: string; table: string }> = [];
   return {
+    statementReports: reports,
     server,
     pid: postmaster,
     statements: options.statements,
@@ -72,7 +77,10 @@ export async function startBenchPostgres(options: { statements: boolean }): Prom
       return {
         name,
         url: server.url(name),
-        drop: () => onDatabase(server.url(), (c) => c.query(`drop database if exists ${name} with (force)`)).then(() => {}),
+        drop: async () => {
+          if (options.statements) reports.push({ database: name, table: await topStatements(server.url(name)) });
+          await onDatabase(server.url(), (c) => c.query(`drop database if exists ${name} with (force)`));
+        },
       };
     },
     async stop() {
@@ -121,3 +129,21 @@ export async function writeChanges(url: string, from: number, to: number): Promi
 /** One change as its own transaction: the open-loop writer's statement. */
 export const SINGLE_CHANGE = `update crm.contacts set custom = jsonb_set(custom, '{seq}', to_jsonb($2::bigint)) where id = $1`;
 export const contactOf = (seq: number) => 1 + (seq % CONTACTS);
+
+/**
+ * A body like the ones the contenders send for change 0 of contact 1: the payload the
+ * capture trigger builds, serialised by JSON.stringify. The HTTP limit posts it.
+ */
+export async function sampleBody(url: string): Promise<string> {
+  return await onDatabase(url, async (client) => {
+    const { rows } = await client.query(`select jsonb_build_object('id', id, 'first_name', first_name,
+      'last_name', last_name, 'email', email, 'phone', phone, 'street', street, 'city', city,
+      'state', state, 'postal_code', postal_code, 'birthday', birthday, 'custom', custom) as contact
+      from crm.contacts where id = 1`);
+    return JSON.stringify({
+      type: 'contact.updated',
+      timestamp: new Date().toISOString(),
+      data: { contact: rows[0].contact, source: 'unknown', changed_fields: ['custom'] },
+    });
+  });
+}

@@ -25,6 +25,8 @@ export interface Contender {
   name: string;
   /** the child process entry */
   file: string;
+  /** extra environment for the child */
+  env?: Record<string, string>;
   /** installs what the contender needs in its fresh database (not timed) */
   prepare(databaseUrl: string, receiverUrl: string): Promise<void>;
 }
@@ -56,6 +58,8 @@ export interface OpenLoopResult extends Cost {
   rate: number;
   seconds: number;
   committed: number;
+  /** the rate the writer achieved (commits per second over its window) */
+  writtenPerSecond: number;
   /** commit returns against their schedule: how well the writer held the rate */
   writerLateP99Ms: number;
   delivered: number;
@@ -76,8 +80,9 @@ function cost(stats: ChildStats, pgCpu: number, deliveries: number): Cost {
   return { cpuPer1k: per1k(stats.cpuSeconds), pgCpuPer1k: per1k(pgCpu), peakRssMb: stats.peakRssMb };
 }
 
-function childEnv(bench: Bench, databaseUrl: string): Record<string, string> {
+function childEnv(bench: Bench, contender: Contender, databaseUrl: string): Record<string, string> {
   return {
+    ...contender.env,
     DATABASE_URL: databaseUrl,
     RECEIVER_ORIGIN: bench.receiver.origin,
     RECEIVER_URL: bench.receiver.url,
@@ -93,7 +98,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
     await bench.receiver.take();
     const child = await spawnChild(contender.file, {
       name: `${contender.name}-burn-down`,
-      env: childEnv(bench, clone.url),
+      env: childEnv(bench, contender, clone.url),
       cpuProfDir: bench.cpuProfDir,
     });
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
@@ -135,7 +140,7 @@ export async function openLoop(
     await bench.receiver.take();
     const child = await spawnChild(contender.file, {
       name: `${contender.name}-open-${rate}`,
-      env: childEnv(bench, clone.url),
+      env: childEnv(bench, contender, clone.url),
       cpuProfDir: bench.cpuProfDir,
     });
     await child.go();
@@ -159,6 +164,7 @@ export async function openLoop(
       rate,
       seconds,
       committed: written.committed,
+      writtenPerSecond: (written.committed * 1000) / (written.endedAt - written.startedAt),
       writerLateP99Ms: written.lateP99Ms,
       delivered: delivery.delivered,
       missing: delivery.missing,
@@ -182,31 +188,4 @@ export interface LimitResult extends Cost {
   count: number;
   perSecond: number;
   missing: number;
-}
-
-export async function httpLimit(bench: Bench, count: number, body: string, file: string): Promise<LimitResult> {
-  await bench.receiver.take();
-  const child = await spawnChild(file, {
-    name: 'limit-http',
-    env: {
-      LIMIT: 'http',
-      RECEIVER_ORIGIN: bench.receiver.origin,
-      RECEIVER_PATH: new URL(bench.receiver.url).pathname,
-      CONCURRENCY: String(bench.concurrency),
-      COUNT: String(count),
-      BODY: body,
-    },
-    cpuProfDir: bench.cpuProfDir,
-  });
-  await child.go();
-  const done = await child.done;
-  const stats = await child.stop();
-  const delivery = analyse(await bench.receiver.take(), count);
-  return {
-    name: 'limit: HTTP only',
-    count,
-    perSecond: (count * 1000) / done.elapsedMs,
-    missing: delivery.missing,
-    ...cost(stats, Number.NaN, count),
-  };
 }

@@ -53,6 +53,7 @@ export function openLoopTable(results: OpenLoopResult[]): string {
   const rows = results.map((r) => [
     r.name,
     String(r.rate),
+    fixed(r.writtenPerSecond),
     `${r.delivered}/${r.committed}`,
     fixed(r.latency.p50, 1),
     fixed(r.latency.p95, 1),
@@ -66,7 +67,7 @@ export function openLoopTable(results: OpenLoopResult[]): string {
     String(r.duplicates),
     fixed(r.writerLateP99Ms, 1),
   ]);
-  const header = ['contender', 'rate/s', 'delivered', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'backlog grew', 'CPU s/1k', 'Postgres CPU s/1k', 'peak RSS MB', 'missing', 'dupes', 'writer late p99 ms'];
+  const header = ['contender', 'rate/s', 'written/s', 'delivered', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'backlog grew', 'CPU s/1k', 'Postgres CPU s/1k', 'peak RSS MB', 'missing', 'dupes', 'writer late p99 ms'];
   const rates = [...new Set(results.map((r) => r.rate))];
   const ratios = rates.map((rate) => {
     const bpd = results.find((r) => r.name === BPD && r.rate === rate);

@@ -9,15 +9,13 @@
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { bpdContender } from './contenders/bpd.ts';
 import { graphileWorkerContender } from './contenders/graphile-worker.ts';
-import { startBenchPostgres } from './database.ts';
-import { dbLimit, httpLimit } from './limits-run.ts';
+import { sampleBody, startBenchPostgres } from './database.ts';
+import { dbLimit, httpLimit } from './limits.ts';
 import { burnDown, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
 import { burnDownTable, machine, openLoopTable } from './report.ts';
 import { startReceiver } from './receiver.ts';
-import { topStatements } from './statements.ts';
 
 const { values: options } = parseArgs({
   options: {
@@ -57,7 +55,7 @@ const burnDowns: BurnDownResult[] = [];
 const openLoops: OpenLoopResult[] = [];
 try {
   log(`[${elapsed()}] limit: HTTP only, ${plan.limitCount} POSTs`);
-  limits.push(await httpLimit(bench, plan.limitCount));
+  limits.push(await httpLimit(bench, plan.limitCount, await sampleBody(postgres.server.url('bench_template'))));
   log(`[${elapsed()}] limit: database only, ${plan.limitCount} claims and settles`);
   limits.push(await dbLimit(bench, plan.limitCount));
 
@@ -71,10 +69,6 @@ try {
       openLoops.push(await openLoop(bench, contender, rate, plan.seconds, plan.drainMs));
     }
   }
-  if (options.profile) {
-    log(`[${elapsed()}] top statements (pg_stat_statements, all databases):`);
-    console.log(await topStatements(postgres.server.url()));
-  }
 } finally {
   await receiver.stop();
   await postgres.stop();
@@ -86,9 +80,11 @@ console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the sen
 console.log(burnDownTable(burnDowns, limits));
 console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
 console.log(openLoopTable(openLoops));
+for (const report of postgres.statementReports) {
+  console.log(`\n### Top statements in ${report.database} (pg_stat_statements)\n\n${report.table}`);
+}
 const missing = [...burnDowns, ...openLoops].reduce((sum, r) => sum + r.missing, 0);
 if (missing > 0) {
   console.log(`\n**${missing} deliveries missing.**`);
   process.exitCode = 1;
 }
-void pg;

@@ -42,7 +42,7 @@ export async function writeAtRate(
     while (issued < due) {
       const seq = ++issued;
       const scheduled = startedAt + ((seq - 1) * 1000) / rate;
-      const write: Promise<void> = pool.query(SINGLE_CHANGE, [contactOf(seq), seq]).then(() => {
+      const write: Promise<void> = pool.query({ name: 'bench-change', text: SINGLE_CHANGE, values: [contactOf(seq), seq] }).then(() => {
         const at = now();
         committedAt[seq] = at;
         late.push(at - scheduled);

@@ -9,8 +9,10 @@
 // failure (failJobBatchDelay 0), concurrentJobs equal to the relay's concurrency and
 // maxPoolSize at the larger of 10 and concurrency + 2.
 import { Logger, run, runMigrations, type Runner, type Task } from 'graphile-worker';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { serveChild } from '../child.ts';
+import type { Contender } from '../modes.ts';
 import { BENCH_SECRET, post, senderPool, webhookHeaders } from '../http.ts';
 
 // Installed on the contender's own database before the benchmark starts (not timed).
@@ -69,6 +71,7 @@ const quietLogger = new Logger(() => (level, message) => {
 });
 
 async function child(): Promise<void> {
+  // NO_LOG_SUCCESS (set by the parent) spares the per-job "Completed task" line
   const databaseUrl = process.env.DATABASE_URL!;
   const concurrency = Number(process.env.CONCURRENCY);
   const origin = process.env.RECEIVER_ORIGIN!;
@@ -115,4 +118,11 @@ async function child(): Promise<void> {
   }));
 }
 
-if (process.send) await child();
+export const graphileWorkerContender: Contender = {
+  name: 'graphile-worker',
+  file: fileURLToPath(import.meta.url),
+  env: { NO_LOG_SUCCESS: '1' },
+  prepare: installGraphileWorker,
+};
+
+if (process.env.BENCH_CHILD === fileURLToPath(import.meta.url)) await child();
