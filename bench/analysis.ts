@@ -15,7 +15,8 @@ export interface Delivery {
   arrivedAt: Map<number, number>;
 }
 
-export function analyse(arrivals: Arrivals, expected: number): Delivery {
+/** `expected`: the sequence numbers that were committed and so must arrive. */
+export function analyse(arrivals: Arrivals, expected: Iterable<number>): Delivery {
   const arrivedAt = new Map<number, number>();
   const ids = new Set<string>();
   let duplicates = 0;
@@ -31,7 +32,7 @@ export function analyse(arrivals: Arrivals, expected: number): Delivery {
     lastArrival = Math.max(lastArrival, time);
   }
   let missing = 0;
-  for (let seq = 1; seq <= expected; seq++) if (!arrivedAt.has(seq)) missing++;
+  for (const seq of expected) if (!arrivedAt.has(seq)) missing++;
   return { delivered: arrivedAt.size, missing, duplicates, firstArrival, lastArrival, arrivedAt };
 }
 
@@ -65,4 +66,16 @@ export function latency(committedAt: Float64Array, delivery: Delivery): Latency 
     max: values.length ? values[values.length - 1] : Number.NaN,
     samples: values.length,
   };
+}
+
+/** 1..count */
+export function upTo(count: number): number[] {
+  return Array.from({ length: count }, (_, i) => i + 1);
+}
+
+/** The sequence numbers whose commit returned. */
+export function committedSeqs(committedAt: Float64Array): number[] {
+  const seqs: number[] = [];
+  for (let seq = 1; seq < committedAt.length; seq++) if (committedAt[seq] > 0) seqs.push(seq);
+  return seqs;
 }

@@ -8,7 +8,7 @@
 // A contender that delivers through both can at best reach the lower of the two.
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { analyse } from './analysis.ts';
+import { analyse, upTo } from './analysis.ts';
 import { serveChild, spawnChild } from './child.ts';
 import { now } from './clock.ts';
 import { writeChanges } from './database.ts';
@@ -128,7 +128,7 @@ export async function httpLimit(bench: Bench, count: number, body: string): Prom
   await child.go();
   const done = await within(child.done, 120_000, 'the HTTP limit');
   const stats = await child.stop();
-  const delivery = analyse(await bench.receiver.take(), count);
+  const delivery = analyse(await bench.receiver.take(), upTo(count));
   return {
     name: 'limit: HTTP only',
     count: delivery.delivered,

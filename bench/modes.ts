@@ -4,7 +4,7 @@
 //              starting it until the last delivery arrives;
 //   open loop: changes written at a fixed rate for a bounded time while the contender
 //              runs; commit-to-arrival latency and whether the backlog grew.
-import { analyse, latency, type Latency } from './analysis.ts';
+import { analyse, committedSeqs, latency, upTo, type Latency } from './analysis.ts';
 import { spawnChild, type ChildStats } from './child.ts';
 import { now } from './clock.ts';
 import { postgresCpuSeconds } from './cpu.ts';
@@ -60,6 +60,8 @@ export interface OpenLoopResult extends Cost {
   committed: number;
   /** the rate the writer achieved (commits per second over its window) */
   writtenPerSecond: number;
+  /** due changes the writer dropped because the database was too far behind */
+  dropped: number;
   /** commit returns against their schedule: how well the writer held the rate */
   writerLateP99Ms: number;
   delivered: number;
@@ -109,7 +111,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
     if (!complete) bench.log(`  ${contender.name}: not all ${count} arrived within ${timeoutMs} ms`);
     const stats = await child.stop();
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
-    const delivery = analyse(await bench.receiver.take(), count);
+    const delivery = analyse(await bench.receiver.take(), upTo(count));
     const drainSeconds = (delivery.lastArrival - startedAt) / 1000;
     return {
       name: contender.name,
@@ -144,6 +146,8 @@ export async function openLoop(
       cpuProfDir: bench.cpuProfDir,
     });
     await child.go();
+    // let its LISTEN connection settle: the window measures running, not starting
+    await new Promise((resolve) => setTimeout(resolve, 250));
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
 
     const backlog: number[] = [];
@@ -157,7 +161,7 @@ export async function openLoop(
     if (!complete) bench.log(`  ${contender.name} @ ${rate}/s: not all ${written.committed} arrived within the drain bound`);
     const stats = await child.stop();
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
-    const delivery = analyse(await bench.receiver.take(), written.committed);
+    const delivery = analyse(await bench.receiver.take(), committedSeqs(written.committedAt));
     const backlogMax = Math.max(backlogAtEnd, ...backlog);
     return {
       name: contender.name,
@@ -166,6 +170,7 @@ export async function openLoop(
       committed: written.committed,
       writtenPerSecond: (written.committed * 1000) / (written.endedAt - written.startedAt),
       writerLateP99Ms: written.lateP99Ms,
+      dropped: written.dropped,
       delivered: delivery.delivered,
       missing: delivery.missing,
       duplicates: delivery.duplicates,
