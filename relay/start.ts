@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { ensureDatabase } from './db/ensure-database.ts';
 import { migrate } from './db/migrate.ts';
+import { Relay } from './delivery/relay.ts';
+import { relaySettings } from './delivery/settings.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
@@ -23,6 +25,15 @@ console.log(`Postgres: ${db.url}`);
 console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.fire_history'");
 
 const stops: Array<() => Promise<void>> = [];
+
+// The relay, beside the database. Loopback is allowed here unless RELAY_ALLOW_NETWORKS
+// says otherwise, so a receiver on this machine works out of the box.
+const relay = new Relay(
+  relaySettings(process.env, { DATABASE_URL: db.url, RELAY_ALLOW_NETWORKS: '127.0.0.0/8,::1/128' }),
+);
+await relay.start();
+stops.push(() => relay.stop());
+console.log(`Relay: delivering webhooks (may send to ${relay.settings.allowNetworks.cidrs.join(', ') || 'public addresses only'})`);
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

@@ -1,0 +1,55 @@
+// Claim: one round trip leases a batch of due deliveries to this relay
+// (webhooks_private.claim_deliveries decides which, see sql/30_delivery.sql).
+import type pg from 'pg';
+
+/** One delivery as leased: everything needed to send it. */
+export interface DeliveryJob {
+  deliveryId: string;
+  messageId: string;
+  webhookId: string;
+  /** the number of this attempt, 1 for the first */
+  attempt: number;
+  url: string;
+  /** the stored payload, serialised once by Postgres: sent and signed byte for byte */
+  body: string;
+  secret: string | null;
+  previousSecret: string | null;
+}
+
+export interface ClaimRequest {
+  relayId: string;
+  limit: number;
+  leaseMs: number;
+  perWebhookInFlight: number;
+  /** requests this relay already has in flight, per webhook id */
+  busy: ReadonlyMap<string, number>;
+}
+
+const CLAIM = `
+  select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret
+  from webhooks_private.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[])`;
+
+export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: ClaimRequest): Promise<DeliveryJob[]> {
+  const { rows } = await db.query({
+    name: 'bpd_webhooks_claim',
+    text: CLAIM,
+    values: [
+      request.relayId,
+      request.limit,
+      request.leaseMs,
+      request.perWebhookInFlight,
+      [...request.busy.keys()],
+      [...request.busy.values()],
+    ],
+  });
+  return rows.map((row) => ({
+    deliveryId: row.delivery_id,
+    messageId: row.message_id,
+    webhookId: row.webhook_id,
+    attempt: row.attempt,
+    url: row.url,
+    body: row.body,
+    secret: row.secret,
+    previousSecret: row.previous_secret,
+  }));
+}

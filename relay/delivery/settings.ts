@@ -1,0 +1,116 @@
+// The relay's settings, read from the environment (or given by a caller such as
+// `npm start` or a test). Bad values stop the relay at start with a message that
+// names the variable; nothing is guessed.
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { parseNetworks, type NetworkList } from './destinations.ts';
+
+export interface RelaySettings {
+  databaseUrl: string;
+  /** names this relay in leases (locked_by) and in attempt history */
+  relayId: string;
+  /** the role the relay's queries run as (null: the connecting user itself) */
+  databaseRole: string | null;
+  /** networks the relay may send to although they are loopback, private, … */
+  allowNetworks: NetworkList;
+  /** deliveries claimed per round trip */
+  batchSize: number;
+  /** HTTP requests in flight, all webhooks together */
+  maxInFlight: number;
+  /** HTTP requests in flight to one webhook */
+  perWebhookInFlight: number;
+  leaseMs: number;
+  /** how often the relay looks for due work without being notified */
+  pollIntervalMs: number;
+  rescueIntervalMs: number;
+  connectTimeoutMs: number;
+  /** the whole request: connect, send, response headers and the body excerpt */
+  requestTimeoutMs: number;
+  /** at most this much of a response body is read and kept in history */
+  responseExcerptBytes: number;
+  logLevel: string;
+}
+
+/** Environment variables, their defaults and what they mean (the README lists them). */
+export const ENVIRONMENT = {
+  DATABASE_URL: { default: '', help: 'the database whose outbox the relay drains (required)' },
+  RELAY_ID: { default: '<host>:<pid>:<random>', help: 'names this relay in leases and attempt history' },
+  RELAY_DB_ROLE: { default: 'bpd_webhooks_relay', help: "role the relay's queries run as; empty: the connecting user" },
+  RELAY_ALLOW_NETWORKS: { default: '', help: 'comma-separated CIDRs the relay may send to although loopback, private, link-local, …' },
+  RELAY_BATCH_SIZE: { default: '100', help: 'deliveries claimed per round trip' },
+  RELAY_MAX_IN_FLIGHT: { default: '256', help: 'HTTP requests in flight, all webhooks together' },
+  RELAY_PER_WEBHOOK_IN_FLIGHT: { default: '16', help: 'HTTP requests in flight to one webhook' },
+  RELAY_LEASE_MS: { default: '60000', help: 'how long a claimed delivery is reserved for this relay' },
+  RELAY_POLL_INTERVAL_MS: { default: '1000', help: 'how often to look for due work without a notification' },
+  RELAY_RESCUE_INTERVAL_MS: { default: '5000', help: 'how often to return expired leases to pending' },
+  RELAY_CONNECT_TIMEOUT_MS: { default: '5000', help: 'TCP/TLS connect timeout' },
+  RELAY_REQUEST_TIMEOUT_MS: { default: '15000', help: 'whole-request timeout (must be shorter than the lease)' },
+  RELAY_RESPONSE_EXCERPT_BYTES: { default: '1024', help: 'response body bytes read and kept in history' },
+  RELAY_LOG_LEVEL: { default: 'info', help: 'pino level: info logs every settled attempt' },
+} as const;
+
+type Environment = Record<string, string | undefined>;
+
+export class SettingsError extends Error {
+  override name = 'SettingsError';
+}
+
+function integer(env: Environment, name: keyof typeof ENVIRONMENT, min: number, max: number): number {
+  const raw = env[name] ?? ENVIRONMENT[name].default;
+  const value = Number(raw);
+  if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new SettingsError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+const ROLE_NAME = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
+
+/** Reads the settings; `defaults` stand in for variables the environment leaves unset. */
+export function relaySettings(env: Environment = process.env, defaults: Environment = {}): RelaySettings {
+  const merged: Environment = { ...defaults };
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) merged[key] = value;
+
+  const databaseUrl = merged.DATABASE_URL ?? '';
+  if (!databaseUrl) throw new SettingsError('DATABASE_URL is not set: the relay needs the database to drain');
+
+  const role = merged.RELAY_DB_ROLE ?? ENVIRONMENT.RELAY_DB_ROLE.default;
+  if (role !== '' && !ROLE_NAME.test(role)) {
+    throw new SettingsError(`RELAY_DB_ROLE must be a plain role name (letters, digits, _), got ${JSON.stringify(role)}`);
+  }
+
+  let allowNetworks: NetworkList;
+  try {
+    allowNetworks = parseNetworks(merged.RELAY_ALLOW_NETWORKS ?? '');
+  } catch (error) {
+    throw new SettingsError(`RELAY_ALLOW_NETWORKS: ${(error as Error).message}`);
+  }
+
+  const settings: RelaySettings = {
+    databaseUrl,
+    relayId: merged.RELAY_ID || `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
+    databaseRole: role === '' ? null : role,
+    allowNetworks,
+    batchSize: integer(merged, 'RELAY_BATCH_SIZE', 1, 10_000),
+    maxInFlight: integer(merged, 'RELAY_MAX_IN_FLIGHT', 1, 100_000),
+    perWebhookInFlight: integer(merged, 'RELAY_PER_WEBHOOK_IN_FLIGHT', 1, 10_000),
+    leaseMs: integer(merged, 'RELAY_LEASE_MS', 100, 86_400_000),
+    pollIntervalMs: integer(merged, 'RELAY_POLL_INTERVAL_MS', 10, 3_600_000),
+    rescueIntervalMs: integer(merged, 'RELAY_RESCUE_INTERVAL_MS', 10, 3_600_000),
+    connectTimeoutMs: integer(merged, 'RELAY_CONNECT_TIMEOUT_MS', 1, 600_000),
+    requestTimeoutMs: integer(merged, 'RELAY_REQUEST_TIMEOUT_MS', 1, 3_600_000),
+    responseExcerptBytes: integer(merged, 'RELAY_RESPONSE_EXCERPT_BYTES', 0, 65_536),
+    logLevel: merged.RELAY_LOG_LEVEL || ENVIRONMENT.RELAY_LOG_LEVEL.default,
+  };
+  if (settings.leaseMs <= settings.requestTimeoutMs) {
+    throw new SettingsError(
+      `RELAY_LEASE_MS (${settings.leaseMs}) must be longer than RELAY_REQUEST_TIMEOUT_MS (${settings.requestTimeoutMs}): ` +
+        'a lease has to outlast the request it covers, or another relay would send the same delivery meanwhile',
+    );
+  }
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  if (!levels.includes(settings.logLevel)) {
+    throw new SettingsError(`RELAY_LOG_LEVEL must be one of ${levels.join(', ')}, got ${JSON.stringify(settings.logLevel)}`);
+  }
+  return settings;
+}

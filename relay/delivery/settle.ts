@@ -1,0 +1,122 @@
+// Settle: attempt results are gathered and written back in batches, one statement
+// per batch (webhooks_private.settle_deliveries; SQL decides success, retry or
+// failure). While the database is unreachable the results wait here and are tried
+// again; if the relay stops before they are written, their leases run out and the
+// deliveries are sent again: at least once, never lost.
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { AttemptResult } from './deliver.ts';
+
+const SETTLE = `
+  select delivery_id, state, next_attempt_at
+  from webhooks_private.settle_deliveries($1, $2::bigint[], $3::integer[], $4::timestamptz[], $5::integer[],
+                                          $6::integer[], $7::text[], $8::text[], $9::integer[])`;
+
+interface Settled {
+  state: string;
+  next_attempt_at: Date;
+}
+
+export class Settler {
+  private readonly db: Pick<pg.Pool, 'query'>;
+  private readonly relayId: string;
+  private readonly log: Logger;
+  private readonly batchSize: number;
+  private queue: AttemptResult[] = [];
+  private flushing: Promise<void> | null = null;
+  private failures = 0;
+  private stopped = false;
+  private idle: Array<() => void> = [];
+
+  constructor(options: { db: Pick<pg.Pool, 'query'>; relayId: string; log: Logger; batchSize: number }) {
+    this.db = options.db;
+    this.relayId = options.relayId;
+    this.log = options.log;
+    this.batchSize = options.batchSize;
+  }
+
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  add(result: AttemptResult): void {
+    this.queue.push(result);
+    // results that finish in the same turn of the event loop share one statement
+    if (!this.flushing) this.flushing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
+  }
+
+  /** Resolves when every result added so far is written (or the deadline passes: false). */
+  async drain(deadlineMs: number): Promise<boolean> {
+    if (!this.flushing && this.queue.length === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      new Promise<boolean>((resolve) => this.idle.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), deadlineMs))),
+    ]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  /** Gives up on what is still waiting (its leases will run out and it will be sent again). */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length > 0 && !this.stopped) {
+      const batch = this.queue.slice(0, this.batchSize);
+      try {
+        await this.write(batch);
+        this.queue.splice(0, batch.length);
+        this.failures = 0;
+      } catch (error) {
+        this.failures++;
+        const waitMs = Math.min(100 * 2 ** this.failures, 5_000);
+        this.log.warn({ err: error, results: this.queue.length, retryInMs: waitMs }, 'settle failed; will try again');
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
+    }
+    this.flushing = null;
+    for (const resolve of this.idle.splice(0)) resolve();
+  }
+
+  private async write(batch: AttemptResult[]): Promise<void> {
+    const { rows } = await this.db.query({
+      name: 'bpd_webhooks_settle',
+      text: SETTLE,
+      values: [
+        this.relayId,
+        batch.map((r) => r.job.deliveryId),
+        batch.map((r) => r.job.attempt),
+        batch.map((r) => r.attemptedAt),
+        batch.map((r) => r.durationMs),
+        batch.map((r) => (r.outcome.kind === 'response' ? r.outcome.status : null)),
+        batch.map((r) => (r.outcome.kind === 'response' ? r.outcome.note : r.outcome.error)),
+        batch.map((r) => (r.outcome.kind === 'response' ? r.outcome.bodyExcerpt : null)),
+        batch.map((r) => (r.outcome.kind === 'response' ? r.outcome.retryAfterSeconds : null)),
+      ],
+    });
+    const settled = new Map<string, Settled>(rows.map((row) => [row.delivery_id as string, row as Settled]));
+    if (!this.log.isLevelEnabled('info')) return;
+    for (const result of batch) {
+      const row = settled.get(result.job.deliveryId);
+      const fields = {
+        delivery: result.job.deliveryId,
+        message: result.job.messageId,
+        webhook: result.job.webhookId,
+        attempt: result.job.attempt,
+        status: result.outcome.kind === 'response' ? result.outcome.status : null,
+        error: result.outcome.kind === 'response' ? result.outcome.note : result.outcome.error,
+        durationMs: result.durationMs,
+      };
+      if (!row) {
+        this.log.warn({ ...fields, state: 'lease lost' }, 'attempt recorded, but the lease had run out: another relay owns the delivery now');
+      } else {
+        this.log.info(
+          { ...fields, state: row.state, nextAttemptAt: row.state === 'pending' ? row.next_attempt_at : undefined },
+          'settled',
+        );
+      }
+    }
+  }
+}

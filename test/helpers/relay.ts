@@ -1,0 +1,77 @@
+// Relays for tests: in-process (new Relay) or as a child process (`npm run relay`'s
+// entry point), each against a database of its own so that relays with different
+// settings never drain each other's outbox.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { Relay } from '../../relay/delivery/relay.ts';
+import { relaySettings } from '../../relay/delivery/settings.ts';
+import { createTestDatabase, type TestDatabase } from './db.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Settings every test relay shares: loopback allowed, quick polling, quiet logs. */
+export function testRelayEnvironment(databaseUrl: string, overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    RELAY_ALLOW_NETWORKS: '127.0.0.0/8,::1/128',
+    RELAY_POLL_INTERVAL_MS: '50',
+    RELAY_RESCUE_INTERVAL_MS: '100',
+    RELAY_LOG_LEVEL: process.env.RELAY_TEST_LOG_LEVEL ?? 'silent',
+    ...overrides,
+  };
+}
+
+export function testRelay(databaseUrl: string, overrides: Record<string, string> = {}): Relay {
+  return new Relay(relaySettings(testRelayEnvironment(databaseUrl, overrides)));
+}
+
+/** The relay as its own process (node relay/delivery/main.ts). */
+export function spawnRelay(databaseUrl: string, overrides: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, [`${root}relay/delivery/main.ts`], {
+    cwd: root,
+    env: { PATH: process.env.PATH, ...testRelayEnvironment(databaseUrl, overrides) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/**
+ * A fresh database for one test, with the retry backoff shortened to `retryBase`
+ * (a Postgres setting of that database: every relay connection picks it up).
+ */
+export async function relayTestDatabase(options: { retryBase?: string } = {}): Promise<TestDatabase> {
+  const database = await createTestDatabase();
+  const retryBase = options.retryBase ?? '20 milliseconds';
+  await database.pool.query(`alter database ${database.name} set webhooks.retry_base = '${retryBase}'`);
+  return database;
+}
+
+/** Polls a query until `done(rows)` holds (every 20 ms, for at most `timeoutMs`). */
+export async function waitForRows<T = Record<string, any>>(
+  pool: Pick<pg.Pool, 'query'>,
+  sql: string,
+  params: unknown[],
+  done: (rows: T[]) => boolean,
+  timeoutMs = 30_000,
+): Promise<T[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await pool.query(sql, params);
+    if (done(rows as T[])) return rows as T[];
+    if (Date.now() > deadline) {
+      throw new Error(`waitForRows: condition not met within ${timeoutMs} ms; last rows: ${JSON.stringify(rows)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Waits until every delivery of these webhooks is final (succeeded or failed). */
+export function waitForFinalDeliveries(pool: Pick<pg.Pool, 'query'>, webhookIds: string[], count: number, timeoutMs?: number) {
+  return waitForRows(
+    pool,
+    `select * from webhooks.deliveries where webhook_id = any ($1::bigint[]) order by id`,
+    [webhookIds],
+    (rows) => rows.length >= count && rows.every((r) => r.state === 'succeeded' || r.state === 'failed'),
+    timeoutMs,
+  );
+}
