@@ -131,6 +131,7 @@ export async function httpLimit(bench: Bench, count: number, body: string): Prom
   const delivery = analyse(await bench.receiver.take(), upTo(count));
   return {
     name: 'limit: HTTP only',
+    rounds: [(delivery.delivered * 1000) / done.elapsedMs],
     count: delivery.delivered,
     perSecond: (delivery.delivered * 1000) / done.elapsedMs,
     missing: delivery.missing,
@@ -159,6 +160,7 @@ export async function dbLimit(bench: Bench, count: number): Promise<LimitResult>
     const { rows } = await onClone(clone.url, "select count(*)::int as n from webhooks.deliveries where state = 'succeeded'");
     return {
       name: 'limit: database only',
+      rounds: [(done.done * 1000) / done.elapsedMs],
       count: rows[0].n,
       perSecond: (done.done * 1000) / done.elapsedMs,
       missing: count - rows[0].n,

@@ -41,6 +41,8 @@ export interface Cost {
 
 export interface BurnDownResult extends Cost {
   name: string;
+  /** deliveries/s of each round, when several rounds were combined */
+  rounds: number[];
   count: number;
   delivered: number;
   missing: number;
@@ -115,6 +117,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
     const drainSeconds = (delivery.lastArrival - startedAt) / 1000;
     return {
       name: contender.name,
+      rounds: [delivery.delivered / drainSeconds],
       count,
       delivered: delivery.delivered,
       missing: delivery.missing,
@@ -190,7 +193,28 @@ export async function openLoop(
 
 export interface LimitResult extends Cost {
   name: string;
+  rounds: number[];
   count: number;
   perSecond: number;
   missing: number;
+}
+
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+
+/** Several rounds of one contender (or limit) as one row: means, the worst memory, all losses. */
+export function combine<T extends BurnDownResult | LimitResult>(results: T[]): T {
+  const [first] = results;
+  const combined = { ...first } as T;
+  for (const key of ['perSecond', 'cpuPer1k', 'pgCpuPer1k', 'drainSeconds', 'firstArrivalMs'] as const) {
+    if (key in first) {
+      (combined as unknown as Record<string, number>)[key] = mean(results.map((r) => (r as unknown as Record<string, number>)[key]));
+    }
+  }
+  combined.peakRssMb = Math.max(...results.map((r) => r.peakRssMb));
+  combined.missing = results.reduce((sum, r) => sum + r.missing, 0);
+  if ('duplicates' in combined) {
+    (combined as BurnDownResult).duplicates = results.reduce((sum, r) => sum + (r as BurnDownResult).duplicates, 0);
+  }
+  combined.rounds = results.flatMap((r) => r.rounds);
+  return combined;
 }

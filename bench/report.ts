@@ -18,11 +18,15 @@ export function machine(): string {
 export const BPD = 'bpd-webhooks';
 export const PEER = 'graphile-worker';
 
+// the mean, and each round's figure when there were several
+const perSecond = (r: { perSecond: number; rounds: number[] }) =>
+  r.rounds.length > 1 ? `${fixed(r.perSecond)} (${r.rounds.map((x) => fixed(x)).join(', ')})` : fixed(r.perSecond);
+
 export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]): string {
   const rows = results.map((r) => [
     r.name,
     `${r.delivered}/${r.count}`,
-    fixed(r.perSecond),
+    perSecond(r),
     fixed(r.drainSeconds, 2),
     fixed(r.firstArrivalMs),
     fixed(r.cpuPer1k, 3),
@@ -32,7 +36,7 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
     String(r.duplicates),
   ]);
   for (const l of limits) {
-    rows.push([l.name, `${l.count}`, fixed(l.perSecond), '', '', fixed(l.cpuPer1k, 3), fixed(l.pgCpuPer1k, 3), fixed(l.peakRssMb), String(l.missing), '']);
+    rows.push([l.name, `${l.count}`, perSecond(l), '', '', fixed(l.cpuPer1k, 3), fixed(l.pgCpuPer1k, 3), fixed(l.peakRssMb), String(l.missing), '']);
   }
   const header = ['contender', 'delivered', 'deliveries/s', 'drain s', 'first ms', 'CPU s/1k', 'Postgres CPU s/1k', 'peak RSS MB', 'missing', 'dupes'];
   const bpd = results.find((r) => r.name === BPD);

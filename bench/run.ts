@@ -13,7 +13,7 @@ import { bpdContender } from './contenders/bpd.ts';
 import { graphileWorkerContender } from './contenders/graphile-worker.ts';
 import { sampleBody, startBenchPostgres } from './database.ts';
 import { dbLimit, httpLimit } from './limits.ts';
-import { burnDown, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
+import { burnDown, combine, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
 import { burnDownTable, machine, openLoopTable } from './report.ts';
 import { startReceiver } from './receiver.ts';
 
@@ -27,8 +27,8 @@ const { values: options } = parseArgs({
 });
 
 const plan = options.quick
-  ? { burnDownCount: 5_000, limitCount: 5_000, rates: [250, 500, 1000, 2000], seconds: 4, drainMs: 10_000 }
-  : { burnDownCount: 30_000, limitCount: 30_000, rates: [250, 500, 1000, 2000], seconds: 20, drainMs: 30_000 };
+  ? { rounds: 1, burnDownCount: 5_000, limitCount: 5_000, rates: [250, 500, 1000, 2000], seconds: 4, drainMs: 10_000 }
+  : { rounds: 2, burnDownCount: 30_000, limitCount: 30_000, rates: [250, 500, 1000, 2000], seconds: 20, drainMs: 30_000 };
 
 // a hard bound on the whole run, whatever happens
 const wholeRunBound = setTimeout(() => {
@@ -54,17 +54,27 @@ const limits: LimitResult[] = [];
 const burnDowns: BurnDownResult[] = [];
 const openLoops: OpenLoopResult[] = [];
 try {
-  log(`[${elapsed()}] limit: HTTP only, ${plan.limitCount} POSTs`);
-  limits.push(await httpLimit(bench, plan.limitCount, await sampleBody(postgres.server.url('bench_template'))));
-  log(`[${elapsed()}] limit: database only, ${plan.limitCount} claims and settles`);
-  limits.push(await dbLimit(bench, plan.limitCount));
-
-  for (const contender of contenders) {
-    log(`[${elapsed()}] burn-down: ${contender.name}, ${plan.burnDownCount} changes`);
-    burnDowns.push(await burnDown(bench, contender, plan.burnDownCount, 120_000));
+  const body = await sampleBody(postgres.server.url('bench_template'));
+  const httpRounds: LimitResult[] = [];
+  const dbRounds: LimitResult[] = [];
+  const contenderRounds = new Map<string, BurnDownResult[]>(contenders.map((c) => [c.name, []]));
+  // rounds in alternating order (A B, then B A), so that neither side always runs
+  // first or last on a machine whose load drifts
+  for (let round = 0; round < plan.rounds; round++) {
+    log(`[${elapsed()}] round ${round + 1}: limit: HTTP only, ${plan.limitCount} POSTs`);
+    httpRounds.push(await httpLimit(bench, plan.limitCount, body));
+    log(`[${elapsed()}] round ${round + 1}: limit: database only, ${plan.limitCount} claims and settles`);
+    dbRounds.push(await dbLimit(bench, plan.limitCount));
+    for (const contender of round % 2 === 0 ? contenders : [...contenders].reverse()) {
+      log(`[${elapsed()}] round ${round + 1}: burn-down: ${contender.name}, ${plan.burnDownCount} changes`);
+      contenderRounds.get(contender.name)!.push(await burnDown(bench, contender, plan.burnDownCount, 120_000));
+    }
   }
-  for (const rate of plan.rates) {
-    for (const contender of contenders) {
+  limits.push(combine(httpRounds), combine(dbRounds));
+  for (const results of contenderRounds.values()) burnDowns.push(combine(results));
+
+  for (const [index, rate] of plan.rates.entries()) {
+    for (const contender of index % 2 === 0 ? contenders : [...contenders].reverse()) {
       log(`[${elapsed()}] open loop: ${contender.name} at ${rate}/s for ${plan.seconds}s`);
       openLoops.push(await openLoop(bench, contender, rate, plan.seconds, plan.drainMs));
     }
@@ -76,7 +86,7 @@ try {
 
 console.log(`## Run of ${machine()}`);
 console.log(`\nConcurrency ${bench.concurrency} per contender; Postgres 17 (embedded, default durability); ${options.quick ? 'quick run' : 'full run'} in ${elapsed()}.`);
-console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped\n`);
+console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped${plan.rounds > 1 ? ` (mean of ${plan.rounds} rounds)` : ''}\n`);
 console.log(burnDownTable(burnDowns, limits));
 console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
 console.log(openLoopTable(openLoops));
