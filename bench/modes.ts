@@ -53,6 +53,8 @@ export interface BurnDownResult extends Cost {
   perSecond: number;
   /** from the start signal to the first arrival */
   firstArrivalMs: number;
+  /** false: the time bound ran out before every change arrived (the rest is still queued, not lost) */
+  complete: boolean;
 }
 
 export interface OpenLoopResult extends Cost {
@@ -77,6 +79,8 @@ export interface OpenLoopResult extends Cost {
   backlogGrew: boolean;
   /** after the window, until the last arrival */
   drainAfterMs: number;
+  /** false: the drain bound ran out before every committed change arrived */
+  complete: boolean;
 }
 
 function cost(stats: ChildStats, pgCpu: number, deliveries: number): Cost {
@@ -125,6 +129,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
       drainSeconds,
       perSecond: delivery.delivered / drainSeconds,
       firstArrivalMs: delivery.firstArrival - startedAt,
+      complete,
       ...cost(stats, pgCpu, delivery.delivered),
     };
   } finally {
@@ -184,6 +189,7 @@ export async function openLoop(
       // contender fell behind the rate rather than trailing it by its latency
       backlogGrew: backlogAtEnd > Math.max(25, rate / 4),
       drainAfterMs: Math.max(0, delivery.lastArrival - written.endedAt),
+      complete,
       ...cost(stats, pgCpu, delivery.delivered),
     };
   } finally {
@@ -212,6 +218,11 @@ export function combine<T extends BurnDownResult | LimitResult>(results: T[]): T
   }
   combined.peakRssMb = Math.max(...results.map((r) => r.peakRssMb));
   combined.missing = results.reduce((sum, r) => sum + r.missing, 0);
+  combined.count = results.reduce((sum, r) => sum + r.count, 0);
+  if ('delivered' in combined) {
+    (combined as BurnDownResult).delivered = results.reduce((sum, r) => sum + (r as BurnDownResult).delivered, 0);
+    (combined as BurnDownResult).complete = results.every((r) => (r as BurnDownResult).complete);
+  }
   if ('duplicates' in combined) {
     (combined as BurnDownResult).duplicates = results.reduce((sum, r) => sum + (r as BurnDownResult).duplicates, 0);
   }

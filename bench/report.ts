@@ -32,7 +32,7 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
     fixed(r.cpuPer1k, 3),
     fixed(r.pgCpuPer1k, 3),
     fixed(r.peakRssMb),
-    String(r.missing),
+    r.complete ? String(r.missing) : `${r.missing} (time bound hit: still queued)`,
     String(r.duplicates),
   ]);
   for (const l of limits) {
@@ -67,7 +67,7 @@ export function openLoopTable(results: OpenLoopResult[]): string {
     fixed(r.cpuPer1k, 3),
     fixed(r.pgCpuPer1k, 3),
     fixed(r.peakRssMb),
-    String(r.missing),
+    r.complete ? String(r.missing) : `${r.missing} (drain bound hit)`,
     String(r.duplicates),
     fixed(r.writerLateP99Ms, 1),
   ]);

@@ -93,7 +93,10 @@ console.log(openLoopTable(openLoops));
 for (const report of postgres.statementReports) {
   console.log(`\n### Top statements in ${report.database} (pg_stat_statements)\n\n${report.table}`);
 }
-const missing = [...burnDowns, ...openLoops].reduce((sum, r) => sum + r.missing, 0);
+const results = [...burnDowns, ...openLoops];
+const missing = results.filter((r) => r.complete).reduce((sum, r) => sum + r.missing, 0);
+const late = results.filter((r) => !r.complete).reduce((sum, r) => sum + r.missing, 0);
+if (late > 0) console.log(`\n**${late} deliveries had not arrived when a time bound ran out** (still queued, see the tables).`);
 if (missing > 0) {
   console.log(`\n**${missing} deliveries missing.**`);
   process.exitCode = 1;
