@@ -6,6 +6,8 @@
 //                    statements from pg_stat_statements
 //   --concurrency N  deliveries in flight per contender (default 16)
 //   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
+//   --mode MODE      run one mode only (burn-down or open-loop)
+//   --rounds N       burn-down rounds (default 1 with --quick, else 2)
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,6 +25,8 @@ const { values: options } = parseArgs({
     profile: { type: 'boolean', default: false },
     concurrency: { type: 'string', default: '16' },
     only: { type: 'string' },
+    mode: { type: 'string' },
+    rounds: { type: 'string' },
   },
 });
 
@@ -50,6 +54,7 @@ const receiver = await startReceiver();
 const bench: Bench = { pg: postgres, receiver, concurrency: Number(options.concurrency), cpuProfDir, log };
 const contenders = [bpdContender, graphileWorkerContender].filter((c) => !options.only || c.name === options.only);
 
+const rounds = options.mode === 'open-loop' ? 0 : Number(options.rounds ?? plan.rounds);
 const limits: LimitResult[] = [];
 const burnDowns: BurnDownResult[] = [];
 const openLoops: OpenLoopResult[] = [];
@@ -60,7 +65,7 @@ try {
   const contenderRounds = new Map<string, BurnDownResult[]>(contenders.map((c) => [c.name, []]));
   // rounds in alternating order (A B, then B A), so that neither side always runs
   // first or last on a machine whose load drifts
-  for (let round = 0; round < plan.rounds; round++) {
+  for (let round = 0; round < rounds; round++) {
     log(`[${elapsed()}] round ${round + 1}: limit: HTTP only, ${plan.limitCount} POSTs`);
     httpRounds.push(await httpLimit(bench, plan.limitCount, body));
     log(`[${elapsed()}] round ${round + 1}: limit: database only, ${plan.limitCount} claims and settles`);
@@ -70,10 +75,12 @@ try {
       contenderRounds.get(contender.name)!.push(await burnDown(bench, contender, plan.burnDownCount, 120_000));
     }
   }
-  limits.push(combine(httpRounds), combine(dbRounds));
-  for (const results of contenderRounds.values()) burnDowns.push(combine(results));
+  if (rounds > 0) {
+    limits.push(combine(httpRounds), combine(dbRounds));
+    for (const results of contenderRounds.values()) burnDowns.push(combine(results));
+  }
 
-  for (const [index, rate] of plan.rates.entries()) {
+  for (const [index, rate] of (options.mode === 'burn-down' ? [] : plan.rates).entries()) {
     for (const contender of index % 2 === 0 ? contenders : [...contenders].reverse()) {
       log(`[${elapsed()}] open loop: ${contender.name} at ${rate}/s for ${plan.seconds}s`);
       openLoops.push(await openLoop(bench, contender, rate, plan.seconds, plan.drainMs));
@@ -86,7 +93,7 @@ try {
 
 console.log(`## Run of ${machine()}`);
 console.log(`\nConcurrency ${bench.concurrency} per contender; Postgres 17 (embedded, default durability); ${options.quick ? 'quick run' : 'full run'} in ${elapsed()}.`);
-console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped${plan.rounds > 1 ? ` (mean of ${plan.rounds} rounds)` : ''}\n`);
+console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped${rounds > 1 ? ` (mean of ${rounds} rounds)` : ''}\n`);
 console.log(burnDownTable(burnDowns, limits));
 console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
 console.log(openLoopTable(openLoops));
