@@ -66,15 +66,18 @@ export interface ChildHandle {
 
 export interface SpawnOptions {
   env: Record<string, string>;
+  /** Node flags */
+  execArgv?: string[];
   /** a folder for a V8 CPU profile of this child (node --cpu-prof) */
   cpuProfDir?: string;
   name: string;
 }
 
 export async function spawnChild(file: string, options: SpawnOptions): Promise<ChildHandle> {
-  const execArgv = options.cpuProfDir
-    ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir, '--cpu-prof-name', `${options.name}.${Date.now()}.cpuprofile`]
-    : [];
+  const execArgv = [...(options.execArgv ?? [])];
+  if (options.cpuProfDir) {
+    execArgv.push('--cpu-prof', '--cpu-prof-dir', options.cpuProfDir, '--cpu-prof-name', `${options.name}.${Date.now()}.cpuprofile`);
+  }
   const child: ChildProcess = fork(file, [], {
     execArgv,
     env: { ...process.env, ...options.env, BENCH_CHILD: file },

@@ -59,9 +59,10 @@ async function httpLimitChild(): Promise<void> {
 }
 
 // The relay's own pieces (its pool with its session settings, its claim, its batched
-// settle) driven as the relay drives them, with a send that answers 204 at once:
-// claims follow each other back to back while the settles of earlier batches go on
-// beside them.
+// settle) driven as the relay drives them, with a send that answers 204 at once: a
+// discovery claim first, then refills of the webhooks it found (each as large as the
+// per-webhook slots, all free again at once), a discovery again when a refill comes
+// back empty; the settles of earlier batches go on beside the claims.
 async function dbLimitChild(): Promise<void> {
   const settings = benchRelaySettings();
   const total = Number(process.env.COUNT);
@@ -72,15 +73,19 @@ async function dbLimitChild(): Promise<void> {
   let claimed = 0;
 
   async function run(deadline: number): Promise<void> {
+    let refill: string[] = [];
     while (claimed < total && now() < deadline) {
-      const jobs = await claimDeliveries(pool, {
+      const only = refill.length > 0 ? refill : null;
+      const { jobs } = await claimDeliveries(pool, {
         relayId: settings.relayId,
         limit: Math.min(settings.batchSize, settings.maxInFlight),
         leaseMs: settings.leaseMs,
         perWebhookInFlight: settings.perWebhookInFlight,
         busy: new Map(),
+        only,
       });
-      if (jobs.length === 0) break;
+      refill = [...new Set(jobs.map((job) => job.webhookId))];
+      if (jobs.length === 0 && only === null) break;
       claimed += jobs.length;
       const attemptedAt = new Date();
       for (const job of jobs) {
@@ -138,6 +143,7 @@ export async function httpLimit(bench: Bench, count: number, body: string): Prom
     cpuPer1k: (stats.cpuSeconds * 1000) / count,
     pgCpuPer1k: 0,
     peakRssMb: stats.peakRssMb,
+    extra: stats.extra,
   };
 }
 
@@ -149,6 +155,7 @@ export async function dbLimit(bench: Bench, count: number): Promise<LimitResult>
     const child = await spawnChild(self, {
       name: 'limit-db',
       env: { LIMIT: 'db', DATABASE_URL: clone.url, CONCURRENCY: String(bench.concurrency), COUNT: String(count) },
+      execArgv: bpdContender.execArgv,
       cpuProfDir: bench.cpuProfDir,
     });
     const { postgresCpuSeconds } = await import('./cpu.ts');
@@ -167,6 +174,7 @@ export async function dbLimit(bench: Bench, count: number): Promise<LimitResult>
       cpuPer1k: (stats.cpuSeconds * 1000) / count,
       pgCpuPer1k: (pgCpu * 1000) / count,
       peakRssMb: stats.peakRssMb,
+      extra: stats.extra,
     };
   } finally {
     await clone.drop();

@@ -27,11 +27,15 @@ export interface Contender {
   file: string;
   /** extra environment for the child */
   env?: Record<string, string>;
+  /** Node flags for the child */
+  execArgv?: string[];
   /** installs what the contender needs in its fresh database (not timed) */
   prepare(databaseUrl: string, receiverUrl: string): Promise<void>;
 }
 
 export interface Cost {
+  /** the child's own counters (the relay's claims, graphile-worker's deliveries) */
+  extra: Record<string, number>;
   /** the contender process's CPU seconds per 1,000 deliveries */
   cpuPer1k: number;
   /** Postgres's CPU seconds (whole instance) per 1,000 deliveries over the same span */
@@ -85,7 +89,7 @@ export interface OpenLoopResult extends Cost {
 
 function cost(stats: ChildStats, pgCpu: number, deliveries: number): Cost {
   const per1k = (seconds: number) => (deliveries > 0 ? (seconds * 1000) / deliveries : Number.NaN);
-  return { cpuPer1k: per1k(stats.cpuSeconds), pgCpuPer1k: per1k(pgCpu), peakRssMb: stats.peakRssMb };
+  return { cpuPer1k: per1k(stats.cpuSeconds), pgCpuPer1k: per1k(pgCpu), peakRssMb: stats.peakRssMb, extra: stats.extra };
 }
 
 function childEnv(bench: Bench, contender: Contender, databaseUrl: string): Record<string, string> {
@@ -107,6 +111,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
     const child = await spawnChild(contender.file, {
       name: `${contender.name}-burn-down`,
       env: childEnv(bench, contender, clone.url),
+      execArgv: contender.execArgv,
       cpuProfDir: bench.cpuProfDir,
     });
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
@@ -151,6 +156,7 @@ export async function openLoop(
     const child = await spawnChild(contender.file, {
       name: `${contender.name}-open-${rate}`,
       env: childEnv(bench, contender, clone.url),
+      execArgv: contender.execArgv,
       cpuProfDir: bench.cpuProfDir,
     });
     await child.go();
@@ -227,5 +233,9 @@ export function combine<T extends BurnDownResult | LimitResult>(results: T[]): T
     (combined as BurnDownResult).duplicates = results.reduce((sum, r) => sum + (r as BurnDownResult).duplicates, 0);
   }
   combined.rounds = results.flatMap((r) => r.rounds);
+  combined.extra = {};
+  for (const r of results) {
+    for (const [key, value] of Object.entries(r.extra)) combined.extra[key] = (combined.extra[key] ?? 0) + value;
+  }
   return combined;
 }

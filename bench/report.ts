@@ -50,7 +50,12 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
     `- ${BPD} / lower limit (${lowerName}): **${fixed((100 * (bpd?.perSecond ?? NaN)) / lower)}%** (target ≥ 50%)`,
     ...limits.map((l) => `- ${BPD} / ${l.name}: ${fixed((100 * (bpd?.perSecond ?? NaN)) / l.perSecond)}%`),
   ];
+  if (bpd?.extra.claims) ratios.push(`- ${BPD}: ${claimLine(bpd.extra)}`);
   return `${table(header, rows)}\n\n${ratios.join('\n')}`;
+}
+
+function claimLine(extra: Record<string, number>): string {
+  return `${extra.claims} claims, ${fixed(extra.claimed / extra.claims, 1)} rows per claim, ${extra.emptyClaims} empty`;
 }
 
 export function openLoopTable(results: OpenLoopResult[]): string {
@@ -77,7 +82,8 @@ export function openLoopTable(results: OpenLoopResult[]): string {
     const bpd = results.find((r) => r.name === BPD && r.rate === rate);
     const peer = results.find((r) => r.name === PEER && r.rate === rate);
     const target = rate <= 1000 ? ` (target p99 ≤ 30 ms: ${bpd ? (bpd.latency.p99 <= 30 ? 'met' : '**not met**') : '–'})` : '';
-    return `- ${rate}/s: ${BPD} / ${PEER} p99 ${ratio(bpd?.latency.p99 ?? NaN, peer?.latency.p99 ?? NaN)}, process CPU per delivery ${ratio(bpd?.cpuPer1k ?? NaN, peer?.cpuPer1k ?? NaN)}${target}`;
+    const claims = bpd?.extra.claims ? `; ${BPD} ${claimLine(bpd.extra)}` : '';
+    return `- ${rate}/s: ${BPD} / ${PEER} p99 ${ratio(bpd?.latency.p99 ?? NaN, peer?.latency.p99 ?? NaN)}, process CPU per delivery ${ratio(bpd?.cpuPer1k ?? NaN, peer?.cpuPer1k ?? NaN)}${target}${claims}`;
   });
   return `${table(header, rows)}\n\n${ratios.join('\n')}`;
 }

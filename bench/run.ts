@@ -4,14 +4,15 @@
 //   --quick          a run under two minutes (fewer changes, shorter windows)
 //   --profile        V8 CPU profiles of every child (bench/profiles/) and the top
 //                    statements from pg_stat_statements
-//   --concurrency N  deliveries in flight per contender (default 16)
+//   --concurrency N  deliveries in flight per contender (default: the relay's
+//                    RELAY_PER_WEBHOOK_IN_FLIGHT default; the benchmark has one webhook)
 //   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
 //   --mode MODE      run one mode only (burn-down or open-loop)
 //   --rounds N       burn-down rounds (default 1 with --quick, else 2)
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { bpdContender } from './contenders/bpd.ts';
+import { bpdContender, RELAY_DEFAULT_CONCURRENCY } from './contenders/bpd.ts';
 import { graphileWorkerContender } from './contenders/graphile-worker.ts';
 import { sampleBody, startBenchPostgres } from './database.ts';
 import { dbLimit, httpLimit } from './limits.ts';
@@ -23,7 +24,7 @@ const { values: options } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
-    concurrency: { type: 'string', default: '16' },
+    concurrency: { type: 'string', default: String(RELAY_DEFAULT_CONCURRENCY) },
     only: { type: 'string' },
     mode: { type: 'string' },
     rounds: { type: 'string' },

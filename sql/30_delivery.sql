@@ -17,10 +17,11 @@
 -- rows whose lease ran out (their relay died or lost the database) to pending; it
 -- runs on a timer of its own, apart from the claim/settle loop.
 --
--- Private API for the relay (EXECUTE granted to bpd_webhooks_relay in
--- 35_relay_role.sql, to nobody else): claim_deliveries, settle_deliveries,
--- rescue_expired_leases. They are SECURITY DEFINER so that the relay's role needs no
--- grant on any table, and no row-level security policy: these three functions are
+-- Private API for the relay, in a schema of its own (webhooks_relay: usage and
+-- EXECUTE granted to bpd_webhooks_relay in 35_relay_role.sql, to nobody else):
+-- claim_deliveries, settle_deliveries, rescue_expired_leases. They are SECURITY
+-- DEFINER so that the relay's role needs no grant on any table, no row-level
+-- security policy, and no access to webhooks_private: these three functions are
 -- all it can do.
 -- Public: webhooks.retry_schedule() shows the retry schedule in force.
 --
@@ -38,6 +39,10 @@
 --   webhooks.retry_after_max  a Retry-After header is honoured up to  default 6 hours
 -- With the defaults: 10 attempts, waits of 10 s, 30 s, 1.5 min, 4.5 min, 13.5 min,
 -- 40.5 min, 2 h, 6 h, 12 h: the last attempt comes about 21 hours after the first.
+
+create schema if not exists webhooks_relay;
+comment on schema webhooks_relay is
+  'bpd-webhooks internals: the relay''s entry points (claim, settle, rescue). Not an API.';
 
 -- private: a delivery setting, or its default when unset
 create or replace function webhooks_private.setting(p_name text, p_default text)
@@ -107,16 +112,24 @@ comment on function webhooks.retry_schedule(integer) is
 -- private (relay): lease up to p_limit due deliveries to relay p_relay for p_lease.
 -- p_per_webhook caps what one relay has in flight to one webhook, so that a slow
 -- endpoint cannot take all of a relay's capacity; p_busy_webhooks/p_busy_counts say
--- what the relay already has in flight. Returns what the relay needs to send: the
--- body is the stored payload serialised here, once, and signed as is.
--- Due deliveries of a disabled webhook are not sent: they fail with a reason.
-create or replace function webhooks_private.claim_deliveries(
+-- what the relay already has in flight. Two ways to look:
+--   discovery (p_only_webhooks null): the oldest due rows of all webhooks not at
+--     their cap. more_due says the scan was cut off at p_limit rows: there may be
+--     more due right now.
+--   refill (p_only_webhooks given): only those webhooks, each up to its free slots,
+--     each read from its own index range; cheap however long the other webhooks'
+--     queues are. The relay refills a webhook whose last claim filled its slots.
+-- Returns what the relay needs to send: the body is the stored payload serialised
+-- here, once, and signed as is. Due deliveries of a disabled webhook are not sent:
+-- they fail with a reason.
+create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
   p_lease         interval,
   p_per_webhook   integer,
   p_busy_webhooks bigint[] default '{}',
-  p_busy_counts   integer[] default '{}'
+  p_busy_counts   integer[] default '{}',
+  p_only_webhooks bigint[] default null
 )
 returns table (
   delivery_id     bigint,
@@ -126,27 +139,66 @@ returns table (
   url             text,
   body            text,
   secret          text,
-  previous_secret text
+  previous_secret text,
+  more_due        boolean
 )
-language sql
+language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+#variable_conflict use_column
+declare
+  v_locked bigint[];
+  v_at_cap bigint[];
+begin
+  select coalesce(array_agg(b.w), '{}') into v_at_cap
+  from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
+  where b.n >= p_per_webhook;
+
+  -- 1. lock the candidates (rows another relay holds locked are skipped, not waited for)
+  if p_only_webhooks is null then
+    select array_agg(c.id) into v_locked
+    from (
+      select d.id
+      from webhooks.deliveries d
+      where d.state = 'pending'
+        and d.next_attempt_at <= now()
+        and d.webhook_id <> all (v_at_cap)
+      order by d.next_attempt_at
+      limit p_limit
+      for update skip locked
+    ) c;
+  else
+    select array_agg(c.id) into v_locked
+    from unnest(p_only_webhooks) as o(w)
+    cross join lateral (
+      select d.id
+      from webhooks.deliveries d
+      where d.webhook_id = o.w
+        and d.state = 'pending'
+        and d.next_attempt_at <= now()
+      order by d.next_attempt_at
+      limit greatest(p_per_webhook - coalesce(
+              (select b.n from unnest(p_busy_webhooks, p_busy_counts) as b(w, n) where b.w = o.w), 0), 0)
+      for update skip locked
+    ) c;
+  end if;
+  if v_locked is null then
+    return;
+  end if;
+
+  -- 2. fail what a disabled webhook would get; lease the rest, within the caps
+  return query
   with busy as (
-    select b.webhook_id, b.in_flight
-    from unnest(p_busy_webhooks, p_busy_counts) as b(webhook_id, in_flight)
+    select b.w, b.n
+    from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
   ),
   due as (
     select d.id, d.webhook_id, d.next_attempt_at, w.enabled
     from webhooks.deliveries d
     join webhooks.webhooks w on w.id = d.webhook_id
-    where d.state = 'pending'
-      and d.next_attempt_at <= now()
-      and d.webhook_id <> all (array(select busy.webhook_id from busy where busy.in_flight >= p_per_webhook))
-    order by d.next_attempt_at
-    limit p_limit
-    for update of d skip locked
+    where d.id = any (v_locked)
   ),
   not_sent as (
     update webhooks.deliveries d
@@ -157,7 +209,7 @@ as $$
     where d.id = due.id and not due.enabled
   ),
   ranked as (
-    select due.id, due.webhook_id,
+    select due.id, due.webhook_id, due.next_attempt_at,
            row_number() over (partition by due.webhook_id order by due.next_attempt_at, due.id) as nth
     from due
     where due.enabled
@@ -165,8 +217,10 @@ as $$
   chosen as (
     select ranked.id, ranked.webhook_id
     from ranked
-    left join busy on busy.webhook_id = ranked.webhook_id
-    where ranked.nth <= p_per_webhook - coalesce(busy.in_flight, 0)
+    left join busy on busy.w = ranked.webhook_id
+    where ranked.nth <= p_per_webhook - coalesce(busy.n, 0)
+    order by ranked.next_attempt_at
+    limit p_limit
   )
   update webhooks.deliveries d
   set state = 'in_flight',
@@ -179,7 +233,9 @@ as $$
   left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
   where d.id = c.id
   returning d.id, d.message_id, d.webhook_id, d.attempts, w.url, d.payload::text, s.secret,
-            case when s.previous_expires_at > now() then s.previous_secret end;
+            case when s.previous_expires_at > now() then s.previous_secret end,
+            p_only_webhooks is null and cardinality(v_locked) >= p_limit;
+end;
 $$;
 
 ------------------------------------------------------------------------------------
@@ -193,7 +249,7 @@ $$;
 -- destinations) is retried after retry_wait, or fails once the attempts are used up.
 -- Returns the new state of each delivery settled; a result missing from the answer
 -- had lost its lease.
-create or replace function webhooks_private.settle_deliveries(
+create or replace function webhooks_relay.settle_deliveries(
   p_relay           text,
   p_ids             bigint[],
   p_attempts        integer[],
@@ -205,11 +261,14 @@ create or replace function webhooks_private.settle_deliveries(
   p_retry_after_s   integer[]
 )
 returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
-language sql
+language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+#variable_conflict use_column
+begin
+  return query
   with result as (
     select *
     from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
@@ -268,6 +327,7 @@ as $$
     where w.id = g.webhook_id and w.enabled
   )
   select s.id, s.state, s.next_attempt_at from settled s;
+end;
 $$;
 
 ------------------------------------------------------------------------------------
@@ -276,7 +336,7 @@ $$;
 -- private (relay): return deliveries whose lease ran out to pending, due now (or to
 -- failed when their attempts are used up). The attempt their relay made, or may
 -- have made, is recorded as such. Wakes the relays when it rescued anything.
-create or replace function webhooks_private.rescue_expired_leases(p_limit integer default 1000)
+create or replace function webhooks_relay.rescue_expired_leases(p_limit integer default 1000)
 returns integer
 language plpgsql
 volatile

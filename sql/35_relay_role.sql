@@ -1,8 +1,9 @@
 -- bpd-webhooks engine, part 3b: the relay's database role.
 --
 -- bpd_webhooks_relay may do exactly what the relay does, through the three functions
--- of 30_delivery.sql, and nothing else: no grant on any table, so it can neither
--- read contacts nor change a webhook's configuration. It is NOLOGIN: the relay
+-- of schema webhooks_relay (30_delivery.sql), and nothing else: no grant on any table
+-- and no use of the other schemas, so it can neither read contacts nor change a
+-- webhook's configuration. It is NOLOGIN: the relay
 -- connects as whatever user DATABASE_URL names and switches to this role for its
 -- work (the role setting at connection start), so that user must be a member of it:
 --   GRANT bpd_webhooks_relay TO my_relay_login;
@@ -20,14 +21,14 @@ exception
 end;
 $$;
 
-grant usage on schema webhooks_private to bpd_webhooks_relay;
+grant usage on schema webhooks_relay to bpd_webhooks_relay;
 
 -- Functions are executable by PUBLIC unless revoked: the relay's entry points are
 -- for the relay alone.
-revoke all on function webhooks_private.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) from public;
-revoke all on function webhooks_private.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[], text[], text[], integer[]) from public;
-revoke all on function webhooks_private.rescue_expired_leases(integer) from public;
+revoke all on function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]) from public;
+revoke all on function webhooks_relay.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[], text[], text[], integer[]) from public;
+revoke all on function webhooks_relay.rescue_expired_leases(integer) from public;
 
-grant execute on function webhooks_private.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) to bpd_webhooks_relay;
-grant execute on function webhooks_private.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[], text[], text[], integer[]) to bpd_webhooks_relay;
-grant execute on function webhooks_private.rescue_expired_leases(integer) to bpd_webhooks_relay;
+grant execute on function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]) to bpd_webhooks_relay;
+grant execute on function webhooks_relay.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[], text[], text[], integer[]) to bpd_webhooks_relay;
+grant execute on function webhooks_relay.rescue_expired_leases(integer) to bpd_webhooks_relay;

@@ -3,8 +3,9 @@
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { WEBHOOK_FIELDS } from '../database.ts';
+import { RELAY_NODE_FLAGS } from '../../relay/delivery/node-flags.ts';
 import { Relay } from '../../relay/delivery/relay.ts';
-import { relaySettings, type RelaySettings } from '../../relay/delivery/settings.ts';
+import { ENVIRONMENT, relaySettings, type RelaySettings } from '../../relay/delivery/settings.ts';
 import { serveChild } from '../child.ts';
 import type { Contender } from '../modes.ts';
 
@@ -23,17 +24,16 @@ export async function installWebhook(databaseUrl: string, receiverUrl: string): 
   }
 }
 
-// The relay with its production defaults, except what the benchmark must set: the
-// receiver is on loopback (allowed explicitly, as in the tests), the concurrency is
-// the benchmark's (one webhook, so the per-webhook cap is the concurrency), and logs
-// at warn, as graphile-worker's are (both would otherwise log every delivery).
+// The relay with its production defaults and V8 flags (as `npm run relay` runs it),
+// except what the benchmark must set: the receiver is on loopback (allowed
+// explicitly, as in the tests), the concurrency is the benchmark's (one webhook, so
+// the per-webhook cap is the concurrency; its default is the benchmark's default),
+// and logs at warn, as graphile-worker's are (both would otherwise log every delivery).
 export function benchRelaySettings(env: NodeJS.ProcessEnv = process.env): RelaySettings {
-  const concurrency = env.CONCURRENCY!;
   return relaySettings({
     ...env,
     RELAY_ALLOW_NETWORKS: '127.0.0.1/32',
-    RELAY_MAX_IN_FLIGHT: concurrency,
-    RELAY_PER_WEBHOOK_IN_FLIGHT: concurrency,
+    RELAY_PER_WEBHOOK_IN_FLIGHT: env.CONCURRENCY!,
     RELAY_LOG_LEVEL: env.RELAY_LOG_LEVEL ?? 'warn',
   });
 }
@@ -44,6 +44,8 @@ async function child(): Promise<void> {
     start: () => relay.start(),
     async stop() {
       await relay.stop();
+      const { claims, claimed, emptyClaims } = relay.stats;
+      return { claims, claimed, emptyClaims };
     },
   }));
 }
@@ -51,7 +53,11 @@ async function child(): Promise<void> {
 export const bpdContender: Contender = {
   name: 'bpd-webhooks',
   file: fileURLToPath(import.meta.url),
+  execArgv: RELAY_NODE_FLAGS,
   prepare: installWebhook,
 };
 
 if (process.env.BENCH_CHILD === fileURLToPath(import.meta.url)) await child();
+
+/** The relay's own default for requests in flight to one webhook: the benchmark's default concurrency. */
+export const RELAY_DEFAULT_CONCURRENCY = Number(ENVIRONMENT.RELAY_PER_WEBHOOK_IN_FLIGHT.default);

@@ -1,5 +1,5 @@
 // Claim: one round trip leases a batch of due deliveries to this relay
-// (webhooks_private.claim_deliveries decides which, see sql/30_delivery.sql).
+// (webhooks_relay.claim_deliveries decides which, see sql/30_delivery.sql).
 import type pg from 'pg';
 
 /** One delivery as leased: everything needed to send it. */
@@ -23,13 +23,21 @@ export interface ClaimRequest {
   perWebhookInFlight: number;
   /** requests this relay already has in flight, per webhook id */
   busy: ReadonlyMap<string, number>;
+  /** refill these webhooks only; null: discover due work of all webhooks */
+  only: string[] | null;
+}
+
+export interface Claimed {
+  jobs: DeliveryJob[];
+  /** a discovery was cut off at the limit: more may be due now */
+  moreDue: boolean;
 }
 
 const CLAIM = `
-  select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret
-  from webhooks_private.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[])`;
+  select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret, more_due
+  from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[])`;
 
-export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: ClaimRequest): Promise<DeliveryJob[]> {
+export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: ClaimRequest): Promise<Claimed> {
   const { rows } = await db.query({
     name: 'bpd_webhooks_claim',
     text: CLAIM,
@@ -40,9 +48,10 @@ export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: Claim
       request.perWebhookInFlight,
       [...request.busy.keys()],
       [...request.busy.values()],
+      request.only,
     ],
   });
-  return rows.map((row) => ({
+  const jobs = rows.map((row) => ({
     deliveryId: row.delivery_id,
     messageId: row.message_id,
     webhookId: row.webhook_id,
@@ -52,4 +61,5 @@ export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: Claim
     secret: row.secret,
     previousSecret: row.previous_secret,
   }));
+  return { jobs, moreDue: rows.some((row) => row.more_due) };
 }

@@ -68,7 +68,11 @@ export class Sender {
     if (refused) return { kind: 'error', error: refused.message };
     if (!job.secret) return { kind: 'error', error: 'not sent: the webhook has no signing secret' };
 
-    const signal = AbortSignal.timeout(this.options.requestTimeoutMs);
+    // a timer cleared as soon as the attempt ends (AbortSignal.timeout would keep each
+    // signal, and what listens to it, alive for the full timeout)
+    const controller = new AbortController();
+    const signal = controller.signal;
+    const timer = setTimeout(() => controller.abort(), this.options.requestTimeoutMs);
     try {
       const response = await request(url, {
         dispatcher: this.agent,
@@ -95,6 +99,8 @@ export class Sender {
       };
     } catch (error) {
       return { kind: 'error', error: describe(error, signal, this.options, url) };
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -11,6 +11,8 @@ export interface NetworkList {
   blocks: BlockList;
   /** as given, for messages */
   cidrs: string[];
+  /** address literal → refusal (null: allowed), remembered: the answer never changes */
+  verdicts: Map<string, string | null>;
 }
 
 /** Parses "127.0.0.0/8, ::1/128" (a bare address means that one address). */
@@ -28,7 +30,7 @@ export function parseNetworks(text: string): NetworkList {
     blocks.addSubnet(address!, prefix, family === 6 ? 'ipv6' : 'ipv4');
     cidrs.push(part);
   }
-  return { blocks, cidrs };
+  return { blocks, cidrs, verdicts: new Map() };
 }
 
 // [network, prefix, what it is]; checked in order, so the specific names come first
@@ -100,7 +102,12 @@ export class DestinationRefused extends Error {
 export function refuseLiteralHost(url: URL, allow: NetworkList): DestinationRefused | null {
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   if (!isIP(host)) return null;
-  const why = refusal(host, allow);
+  let why = allow.verdicts.get(host);
+  if (why === undefined) {
+    why = refusal(host, allow);
+    if (allow.verdicts.size >= 10_000) allow.verdicts.clear();
+    allow.verdicts.set(host, why);
+  }
   return why ? new DestinationRefused(`destination refused: ${why}`) : null;
 }
 

@@ -33,6 +33,8 @@ export function startListener(options: { databaseUrl: string; log: Logger; onWak
     subscriber = current;
     current.events.on('notification', () => onWake());
     current.events.on('connected', () => {
+      // a reconnect that finished after close() brings a fresh connection: end it too
+      if (closed) return void current.close().catch(() => {});
       log.debug('listening for notifications');
       onWake();
     });

@@ -1,17 +1,20 @@
 // The relay loop: wake → claim a batch → send each delivery → settle in batches.
 //
-// Wake-ups come from NOTIFY, from (re)connecting the listener, from a poll timer
-// (retries falling due, missed notifications), and from finished requests while
-// there may be more work. A claim that found work is followed by another at once;
-// only a claim that comes back empty lets the relay wait. One claim runs at a time;
-// wake-ups during a claim fold into one more claim after it.
+// Two kinds of claim (see webhooks_relay.claim_deliveries):
+//   discovery: "what is due, anywhere?" on NOTIFY, on (re)connecting the listener,
+//     on the poll timer (retries falling due, missed notifications) and after a
+//     rescue; repeated at once while a claim comes back cut off at the batch size.
+//   refill: when a request to a webhook finishes and that webhook's last claim
+//     filled all its slots, its next rows are claimed straight from its own index
+//     range, without walking the other webhooks' queues.
+// One claim runs at a time; wake-ups during a claim fold into the next one.
 //
 // Isolation: the relay keeps at most perWebhookInFlight requests in flight to any
-// one webhook and tells the claim so; the claim then leaves that webhook's rows
-// alone, so a slow endpoint holds its own slots and nothing else.
+// one webhook and tells the claim so; a slow endpoint holds its own slots and
+// nothing else.
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { claimDeliveries, type DeliveryJob } from './claim.ts';
+import { claimDeliveries, type Claimed, type DeliveryJob } from './claim.ts';
 import { isConnectionError, relayPool } from './database.ts';
 import { Sender } from './deliver.ts';
 import { startListener, type Listener } from './listener.ts';
@@ -35,14 +38,17 @@ export class Relay {
   private stopped: Promise<void> | null = null;
 
   private claiming: Promise<void> | null = null;
-  private wakeAgain = false;
-  /** the last claim found work, or was held back by capacity: look again when a slot frees */
-  private moreMayBeDue = false;
+  private claimAgain = false;
+  private discoveryWanted = false;
+  /** webhooks whose last claim filled every free slot: they likely have more due */
+  private readonly backlogged = new Set<string>();
   private inFlight = 0;
   private readonly busy = new Map<string, number>();
   private whenNoneInFlight: Array<() => void> = [];
   private rescuing = false;
   private claimErrors = 0;
+  /** counters for logs and benchmarks */
+  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, claimMs: 0 };
 
   constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
     this.settings = settings;
@@ -75,11 +81,16 @@ export class Relay {
     this.wake();
   }
 
-  /** Looks for due work now (a NOTIFY, a timer, a freed slot). */
+  /** Looks for due work now, anywhere (a NOTIFY, a timer, a reconnect). */
   wake(): void {
+    this.discoveryWanted = true;
+    this.kick();
+  }
+
+  private kick(): void {
     if (!this.started || this.stopping) return;
     if (this.claiming) {
-      this.wakeAgain = true;
+      this.claimAgain = true;
       return;
     }
     this.claiming = this.claimWhileWorkIsFound().finally(() => {
@@ -88,11 +99,11 @@ export class Relay {
   }
 
   /**
-   * One claim, every delivery of it sent and settled. For tests and scripts that
-   * want to step the relay by hand (without start()).
+   * One discovery claim, every delivery of it sent and settled. For tests and
+   * scripts that step the relay by hand (without start()).
    */
   async runOnce(): Promise<{ claimed: number }> {
-    const jobs = await this.claimBatch();
+    const { jobs } = await this.claim(null);
     await Promise.all(jobs.map((job) => this.dispatch(job)));
     await this.settler.drain(SETTLE_GRACE_MS);
     return { claimed: jobs.length };
@@ -103,7 +114,7 @@ export class Relay {
     if (this.rescuing || this.stopping) return 0;
     this.rescuing = true;
     try {
-      const { rows } = await this.pool.query('select webhooks_private.rescue_expired_leases() as rescued');
+      const { rows } = await this.pool.query('select webhooks_relay.rescue_expired_leases() as rescued');
       const rescued = rows[0].rescued as number;
       if (rescued > 0) {
         this.log.warn({ rescued }, 'returned deliveries whose lease ran out to pending');
@@ -145,7 +156,7 @@ export class Relay {
     this.settler.stop();
     await this.sender.close();
     await this.pool.end();
-    this.log.info('relay stopped');
+    this.log.info({ ...this.stats, ...this.settler.stats }, 'relay stopped');
   }
 
   private async checkDatabase(): Promise<void> {
@@ -167,10 +178,19 @@ export class Relay {
 
   private async claimWhileWorkIsFound(): Promise<void> {
     do {
-      this.wakeAgain = false;
-      let jobs: DeliveryJob[];
+      this.claimAgain = false;
+      if (this.inFlight >= this.settings.maxInFlight) return; // a finishing request kicks again
+      let claimed: Claimed;
       try {
-        jobs = await this.claimBatch();
+        if (this.discoveryWanted) {
+          this.discoveryWanted = false;
+          claimed = await this.claim(null);
+          if (claimed.moreDue) this.discoveryWanted = true;
+        } else {
+          const refill = [...this.backlogged].filter((id) => this.freeSlots(id) > 0);
+          if (refill.length === 0) return;
+          claimed = await this.claim(refill);
+        }
         if (this.claimErrors > 0) this.log.info('claiming again after errors');
         this.claimErrors = 0;
       } catch (error) {
@@ -180,27 +200,47 @@ export class Relay {
         }
         return;
       }
-      for (const job of jobs) void this.dispatch(job);
-      if (jobs.length > 0) this.wakeAgain = true;
-    } while (this.wakeAgain && !this.stopping);
+      for (const job of claimed.jobs) void this.dispatch(job);
+    } while (!this.stopping && (this.claimAgain || this.discoveryWanted || this.refillDue()));
   }
 
-  private async claimBatch(): Promise<DeliveryJob[]> {
+  private freeSlots(webhookId: string): number {
+    return this.settings.perWebhookInFlight - (this.busy.get(webhookId) ?? 0);
+  }
+
+  private refillDue(): boolean {
+    for (const id of this.backlogged) if (this.freeSlots(id) > 0) return true;
+    return false;
+  }
+
+  /** Claims (discovery when `only` is null, else a refill of those webhooks). */
+  private async claim(only: string[] | null): Promise<Claimed> {
     const capacity = this.settings.maxInFlight - this.inFlight;
-    const saturated = [...this.busy.values()].some((n) => n >= this.settings.perWebhookInFlight);
-    if (capacity <= 0) {
-      this.moreMayBeDue = true;
-      return [];
-    }
-    const jobs = await claimDeliveries(this.pool, {
+    if (capacity <= 0) return { jobs: [], moreDue: false };
+    const busy = new Map(this.busy); // as the claim sees it
+    const free = (id: string) => this.settings.perWebhookInFlight - (busy.get(id) ?? 0);
+    const started = performance.now();
+    const claimed = await claimDeliveries(this.pool, {
       relayId: this.settings.relayId,
       limit: Math.min(this.settings.batchSize, capacity),
       leaseMs: this.settings.leaseMs,
       perWebhookInFlight: this.settings.perWebhookInFlight,
-      busy: this.busy,
+      busy,
+      only,
     });
-    this.moreMayBeDue = jobs.length > 0 || saturated;
-    return jobs;
+    this.stats.claims++;
+    this.stats.claimMs += Math.round(performance.now() - started);
+    this.stats.claimed += claimed.jobs.length;
+    if (claimed.jobs.length === 0) this.stats.emptyClaims++;
+
+    // which webhooks filled their free slots (they likely have more due)
+    const got = new Map<string, number>();
+    for (const job of claimed.jobs) got.set(job.webhookId, (got.get(job.webhookId) ?? 0) + 1);
+    for (const id of only ?? got.keys()) {
+      if ((got.get(id) ?? 0) >= free(id)) this.backlogged.add(id);
+      else if (only || !claimed.moreDue) this.backlogged.delete(id);
+    }
+    return claimed;
   }
 
   private async dispatch(job: DeliveryJob): Promise<void> {
@@ -213,6 +253,8 @@ export class Relay {
     else this.busy.set(job.webhookId, left);
     this.inFlight--;
     if (this.inFlight === 0) for (const resolve of this.whenNoneInFlight.splice(0)) resolve();
-    if (this.moreMayBeDue) this.wake();
+    // a freed slot: refill this webhook if it has more, or resume a discovery that
+    // was waiting for capacity
+    if (this.backlogged.has(job.webhookId) || this.discoveryWanted) this.kick();
   }
 }

@@ -39,7 +39,7 @@ export const ENVIRONMENT = {
   RELAY_ALLOW_NETWORKS: { default: '', help: 'comma-separated CIDRs the relay may send to although loopback, private, link-local, …' },
   RELAY_BATCH_SIZE: { default: '100', help: 'deliveries claimed per round trip' },
   RELAY_MAX_IN_FLIGHT: { default: '256', help: 'HTTP requests in flight, all webhooks together' },
-  RELAY_PER_WEBHOOK_IN_FLIGHT: { default: '16', help: 'HTTP requests in flight to one webhook' },
+  RELAY_PER_WEBHOOK_IN_FLIGHT: { default: '32', help: 'HTTP requests in flight to one webhook' },
   RELAY_LEASE_MS: { default: '60000', help: 'how long a claimed delivery is reserved for this relay' },
   RELAY_POLL_INTERVAL_MS: { default: '1000', help: 'how often to look for due work without a notification' },
   RELAY_RESCUE_INTERVAL_MS: { default: '5000', help: 'how often to return expired leases to pending' },

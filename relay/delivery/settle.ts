@@ -1,5 +1,5 @@
 // Settle: attempt results are gathered and written back in batches, one statement
-// per batch (webhooks_private.settle_deliveries; SQL decides success, retry or
+// per batch (webhooks_relay.settle_deliveries; SQL decides success, retry or
 // failure). While the database is unreachable the results wait here and are tried
 // again; if the relay stops before they are written, their leases run out and the
 // deliveries are sent again: at least once, never lost.
@@ -9,7 +9,7 @@ import type { AttemptResult } from './deliver.ts';
 
 const SETTLE = `
   select delivery_id, state, next_attempt_at
-  from webhooks_private.settle_deliveries($1, $2::bigint[], $3::integer[], $4::timestamptz[], $5::integer[],
+  from webhooks_relay.settle_deliveries($1, $2::bigint[], $3::integer[], $4::timestamptz[], $5::integer[],
                                           $6::integer[], $7::text[], $8::text[], $9::integer[])`;
 
 interface Settled {
@@ -25,6 +25,8 @@ export class Settler {
   private queue: AttemptResult[] = [];
   private flushing: Promise<void> | null = null;
   private failures = 0;
+  /** counters for logs and benchmarks */
+  readonly stats = { settles: 0, settled: 0, settleMs: 0 };
   private stopped = false;
   private idle: Array<() => void> = [];
 
@@ -66,8 +68,12 @@ export class Settler {
     while (this.queue.length > 0 && !this.stopped) {
       const batch = this.queue.slice(0, this.batchSize);
       try {
+        const started = performance.now();
         await this.write(batch);
+        this.stats.settleMs += Math.round(performance.now() - started);
         this.queue.splice(0, batch.length);
+        this.stats.settles++;
+        this.stats.settled += batch.length;
         this.failures = 0;
       } catch (error) {
         this.failures++;

@@ -3,7 +3,7 @@
 // secret it was given and compares. During a secret rotation both the new and the
 // still-valid previous secret sign, space-separated, so receivers holding either
 // keep verifying.
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 
 const PREFIX = 'whsec_';
 
@@ -15,8 +15,21 @@ export function secretKey(secret: string): Buffer {
   return key;
 }
 
+// Importing a key costs more than the HMAC itself; a relay signs with few secrets,
+// many times each. Bounded, in case of very many webhooks.
+const keys = new Map<string, KeyObject>();
+function keyObject(secret: string): KeyObject {
+  let key = keys.get(secret);
+  if (!key) {
+    if (keys.size >= 10_000) keys.clear();
+    key = createSecretKey(secretKey(secret));
+    keys.set(secret, key);
+  }
+  return key;
+}
+
 export function sign(secret: string, messageId: string, timestamp: number, body: string): string {
-  const mac = createHmac('sha256', secretKey(secret)).update(`${messageId}.${timestamp}.${body}`).digest('base64');
+  const mac = createHmac('sha256', keyObject(secret)).update(`${messageId}.${timestamp}.${body}`).digest('base64');
   return `v1,${mac}`;
 }
 

@@ -8,14 +8,18 @@
 //   const [first, second] = await receiver.waitFor(2, { path: '/hook' });
 //   t.true(second.verified);
 //
-// Replies: a status code, { status, body, headers }, or 'hang' (never answers until
-// the receiver closes; the relay's timeout must end it). Unscripted requests get the
-// route's `otherwise` (default 200).
+// Replies: a status code, { status, body, headers }, { ..., after: promise } (answers
+// once the test resolves the promise), or 'hang' (never answers until the receiver
+// closes; the sender's timeout must end it). Unscripted requests get the route's
+// `otherwise` (default 200).
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 
-export type Reply = number | 'hang' | { status: number; body?: string; headers?: Record<string, string> };
+export type Reply =
+  | number
+  | 'hang'
+  | { status: number; body?: string; headers?: Record<string, string>; after?: Promise<unknown> };
 
 export interface RouteOptions {
   /** secret(s) the signature must match (any one of them); none: not checked */
@@ -188,10 +192,15 @@ export class Receiver {
       this.hung.add(res);
       res.on('close', () => this.hung.delete(res));
     } else {
-      const { status, body: replyBody = '', headers: replyHeaders = {} } =
-        typeof reply === 'number' ? { status: reply } : reply;
-      res.writeHead(status, replyHeaders);
-      res.end(replyBody);
+      const { status, body: replyBody = '', headers: replyHeaders = {}, after } =
+        typeof reply === 'number' ? { status: reply, after: undefined } : reply;
+      const send = () => {
+        if (res.destroyed) return;
+        res.writeHead(status, replyHeaders);
+        res.end(replyBody);
+      };
+      if (after) void after.then(send, send);
+      else send();
     }
 
     for (const waiter of this.waiters) {

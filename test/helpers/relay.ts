@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { RELAY_NODE_FLAGS } from '../../relay/delivery/node-flags.ts';
 import { Relay } from '../../relay/delivery/relay.ts';
 import { relaySettings } from '../../relay/delivery/settings.ts';
 import { createTestDatabase, type TestDatabase } from './db.ts';
@@ -26,9 +27,9 @@ export function testRelay(databaseUrl: string, overrides: Record<string, string>
   return new Relay(relaySettings(testRelayEnvironment(databaseUrl, overrides)));
 }
 
-/** The relay as its own process (node relay/delivery/main.ts). */
+/** The relay as its own process, as `npm run relay` starts it. */
 export function spawnRelay(databaseUrl: string, overrides: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, [`${root}relay/delivery/main.ts`], {
+  return spawn(process.execPath, [...RELAY_NODE_FLAGS, `${root}relay/delivery/main.ts`], {
     cwd: root,
     env: { PATH: process.env.PATH, ...testRelayEnvironment(databaseUrl, overrides) },
     stdio: ['ignore', 'pipe', 'pipe'],

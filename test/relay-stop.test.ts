@@ -1,0 +1,44 @@
+// SIGTERM: the relay stops claiming, lets the requests it holds finish, writes their
+// results, and exits 0. Nothing is left in flight.
+import test from 'ava';
+import { once } from 'node:events';
+import { factories } from './helpers/factories.ts';
+import { startReceiver } from './helpers/receiver.ts';
+import { relayTestDatabase, spawnRelay } from './helpers/relay.ts';
+
+test('SIGTERM while a request is in flight: it finishes, is settled, and the relay exits 0', async (t) => {
+  const database = await relayTestDatabase();
+  t.teardown(() => database.drop());
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  receiver.route('/hook', { secret: webhook.secret, replies: [{ status: 200, after: released }] });
+  await f.contact(company.id);
+
+  const relay = spawnRelay(database.url, { RELAY_ID: 'relay-stopping' });
+  const exited = once(relay, 'exit');
+  t.teardown(() => {
+    relay.kill('SIGKILL');
+  });
+  await receiver.waitFor(1, { path: '/hook' });
+  relay.kill('SIGTERM');
+  // written after the stop began: the stopping relay must leave it alone
+  await f.contact(company.id);
+  release();
+
+  const [code] = await exited;
+  t.is(code, 0);
+  const deliveries = await database.pool.query(
+    'select state, attempts, locked_by, last_status_code from webhooks.deliveries where webhook_id = $1 order by id',
+    [webhook.id],
+  );
+  t.deepEqual(deliveries.rows, [
+    { state: 'succeeded', attempts: 1, locked_by: null, last_status_code: 200 },
+    { state: 'pending', attempts: 0, locked_by: null, last_status_code: null },
+  ]);
+  t.is(receiver.received('/hook').length, 1);
+});
