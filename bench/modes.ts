@@ -4,6 +4,7 @@
 //              starting it until the last delivery arrives;
 //   open loop: changes written at a fixed rate for a bounded time while the contender
 //              runs; commit-to-arrival latency and whether the backlog grew.
+import pg from 'pg';
 import { analyse, committedSeqs, latency, upTo, type Latency } from './analysis.ts';
 import { spawnChild, type ChildStats } from './child.ts';
 import { now } from './clock.ts';
@@ -31,6 +32,8 @@ export interface Contender {
   execArgv?: string[];
   /** installs what the contender needs in its fresh database (not timed) */
   prepare(databaseUrl: string, receiverUrl: string): Promise<void>;
+  /** SQL counting the work not yet recorded as done (outbox rows, queued jobs) */
+  unfinishedSql: string;
 }
 
 export interface Cost {
@@ -57,6 +60,8 @@ export interface BurnDownResult extends Cost {
   perSecond: number;
   /** from the start signal to the first arrival */
   firstArrivalMs: number;
+  /** from the start signal until every delivery was recorded as done (NaN: not within the bound) */
+  settledSeconds: number;
   /** false: the time bound ran out before every change arrived (the rest is still queued, not lost) */
   complete: boolean;
 }
@@ -120,6 +125,8 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
     await child.go();
     const complete = await arrived;
     if (!complete) bench.log(`  ${contender.name}: not all ${count} arrived within ${timeoutMs} ms`);
+    // arrived is not finished: the contender still has to record each delivery as done
+    const settledAt = complete ? await whenFinished(clone.url, contender.unfinishedSql, 60_000) : Number.NaN;
     const stats = await child.stop();
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
     const delivery = analyse(await bench.receiver.take(), upTo(count));
@@ -134,11 +141,29 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
       drainSeconds,
       perSecond: delivery.delivered / drainSeconds,
       firstArrivalMs: delivery.firstArrival - startedAt,
+      settledSeconds: (settledAt - startedAt) / 1000,
       complete,
       ...cost(stats, pgCpu, delivery.delivered),
     };
   } finally {
     await clone.drop();
+  }
+}
+
+/** Polls (every 25 ms, at most boundMs) until the SQL counts nothing unfinished; the time then, or NaN. */
+async function whenFinished(url: string, sql: string, boundMs: number): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const deadline = now() + boundMs;
+    while (now() < deadline) {
+      const { rows } = await client.query(sql);
+      if (Number(rows[0].count) === 0) return now();
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    return Number.NaN;
+  } finally {
+    await client.end();
   }
 }
 
@@ -217,7 +242,7 @@ const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.le
 export function combine<T extends BurnDownResult | LimitResult>(results: T[]): T {
   const [first] = results;
   const combined = { ...first } as T;
-  for (const key of ['perSecond', 'cpuPer1k', 'pgCpuPer1k', 'drainSeconds', 'firstArrivalMs'] as const) {
+  for (const key of ['perSecond', 'cpuPer1k', 'pgCpuPer1k', 'drainSeconds', 'firstArrivalMs', 'settledSeconds'] as const) {
     if (key in first) {
       (combined as unknown as Record<string, number>)[key] = mean(results.map((r) => (r as unknown as Record<string, number>)[key]));
     }

@@ -28,6 +28,7 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
     `${r.delivered}/${r.count}`,
     perSecond(r),
     fixed(r.drainSeconds, 2),
+    fixed(r.settledSeconds, 2),
     fixed(r.firstArrivalMs),
     fixed(r.cpuPer1k, 3),
     fixed(r.pgCpuPer1k, 3),
@@ -36,9 +37,9 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
     String(r.duplicates),
   ]);
   for (const l of limits) {
-    rows.push([l.name, `${l.count}`, perSecond(l), '', '', fixed(l.cpuPer1k, 3), fixed(l.pgCpuPer1k, 3), fixed(l.peakRssMb), String(l.missing), '']);
+    rows.push([l.name, `${l.count}`, perSecond(l), '', '', '', fixed(l.cpuPer1k, 3), fixed(l.pgCpuPer1k, 3), fixed(l.peakRssMb), String(l.missing), '']);
   }
-  const header = ['contender', 'delivered', 'deliveries/s', 'drain s', 'first ms', 'CPU s/1k', 'Postgres CPU s/1k', 'peak RSS MB', 'missing', 'dupes'];
+  const header = ['contender', 'delivered', 'deliveries/s', 'last arrival s', 'all settled s', 'first ms', 'CPU s/1k', 'Postgres CPU s/1k', 'peak RSS MB', 'missing', 'dupes'];
   const bpd = results.find((r) => r.name === BPD);
   const peer = results.find((r) => r.name === PEER);
   const lower = limits.length ? Math.min(...limits.map((l) => l.perSecond)) : Number.NaN;

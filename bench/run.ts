@@ -94,10 +94,10 @@ try {
 
 console.log(`## Run of ${machine()}`);
 console.log(`\nConcurrency ${bench.concurrency} per contender; Postgres 17 (embedded, default durability); ${options.quick ? 'quick run' : 'full run'} in ${elapsed()}.`);
-console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped${rounds > 1 ? ` (mean of ${rounds} rounds)` : ''}\n`);
-console.log(burnDownTable(burnDowns, limits));
-console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
-console.log(openLoopTable(openLoops));
+if (rounds > 0) console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped${rounds > 1 ? ` (mean of ${rounds} rounds)` : ''}\n`);
+if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
+if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
+if (openLoops.length > 0) console.log(openLoopTable(openLoops));
 for (const report of postgres.statementReports) {
   console.log(`\n### Top statements in ${report.database} (pg_stat_statements)\n\n${report.table}`);
 }
