@@ -1,11 +1,15 @@
 // `npm start`: a real Postgres (embedded unless DATABASE_URL says otherwise), the
 // schema brought up to date, and the parts of bpd-webhooks running beside it.
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from './db/embedded.ts';
 import { ensureDatabase } from './db/ensure-database.ts';
 import { migrate } from './db/migrate.ts';
 import { Relay } from './delivery/relay.ts';
 import { relaySettings } from './delivery/settings.ts';
+import { startApi } from './api/server.ts';
+import { jwtSecret } from './api/jwt-secret.ts';
+import { authenticatorUrl } from './api/authenticator.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
@@ -34,6 +38,24 @@ const relay = new Relay(
 await relay.start();
 stops.push(() => relay.stop());
 console.log(`Relay: delivering webhooks (may send to ${relay.settings.allowNetworks.cidrs.join(', ') || 'public addresses only'})`);
+
+// The admin API and the Reports page. JWT_SECRET, or a development secret kept in
+// .data/jwt-secret so that tokens outlive a restart. Against our own embedded
+// database the API logs in as webhook_authenticator, as it should in production
+// (with DATABASE_URL it uses that URL: point it at the authenticator there).
+const api = await startApi({
+  // (a fresh password each start: only this process needs to know it)
+  databaseUrl: process.env.DATABASE_URL ? db.url : await authenticatorUrl(db.url, randomBytes(24).toString('base64url')),
+  jwtSecret: await jwtSecret({ allowDevSecret: true }),
+  port: Number(process.env.PORT ?? 5678),
+  host: process.env.HOST ?? '127.0.0.1',
+});
+stops.push(() => api.stop());
+console.log(`Reports page: ${api.url}/reports/webhooks`);
+console.log(`GraphQL:      ${api.url}/graphql  (Ruru: ${api.url}/graphiql)`);
+console.log('  an admin token for company 1:  npm run token -- --company 1');
+console.log('  read-only:                     npm run token -- --company 1 --role webhook_viewer');
+console.log('  send it as the header  Authorization: Bearer <token>');
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

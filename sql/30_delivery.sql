@@ -114,8 +114,7 @@ comment on function webhooks.retry_schedule(integer) is
 -- endpoint cannot take all of a relay's capacity; p_busy_webhooks/p_busy_counts say
 -- what the relay already has in flight. Two ways to look:
 --   discovery (p_only_webhooks null): the oldest due rows of all webhooks not at
---     their cap. more_due says the scan was cut off at p_limit rows: there may be
---     more due right now.
+--     their cap. more_due says it took p_limit rows: there may be more due now.
 --   refill (p_only_webhooks given): only those webhooks, each up to its free slots,
 --     each read from its own index range; cheap however long the other webhooks'
 --     queues are. The relay refills a webhook whose last claim filled its slots.
@@ -151,6 +150,9 @@ as $$
 declare
   v_locked bigint[];
   v_at_cap bigint[];
+  v_candidates bigint[];
+  v_seen integer;
+  v_head constant integer := 4 * p_limit;
 begin
   select coalesce(array_agg(b.w), '{}') into v_at_cap
   from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
@@ -158,13 +160,66 @@ begin
 
   -- 1. lock the candidates (rows another relay holds locked are skipped, not waited for)
   if p_only_webhooks is null then
+    -- a. the head of the queue: the oldest due rows, whichever webhook they are for,
+    --    read without locking and never more than a few batches' worth, so that a
+    --    long queue of a webhook at its cap is not walked on every look
+    --    (and of each webhook only as many rows as it has free slots: a lock is a write)
+    with head as (
+      select d.id, d.webhook_id, d.next_attempt_at
+      from webhooks.deliveries d
+      where d.state = 'pending'
+        and d.next_attempt_at <= now()
+      order by d.next_attempt_at
+      limit v_head
+    ),
+    ranked as (
+      select head.id, head.webhook_id, head.next_attempt_at,
+             row_number() over (partition by head.webhook_id order by head.next_attempt_at, head.id) as nth
+      from head
+    )
+    select coalesce(array_agg(r.id order by r.next_attempt_at)
+                      filter (where r.nth <= p_per_webhook - coalesce(b.n, 0)), '{}'),
+           count(*)
+      into v_candidates, v_seen
+    from ranked r
+    left join unnest(p_busy_webhooks, p_busy_counts) as b(w, n) on b.w = r.webhook_id;
+    -- b. the head is all webhooks at their cap: look past it webhook by webhook, one
+    --    index probe per webhook with pending rows, from the (webhook_id,
+    --    next_attempt_at) index
+    if cardinality(v_candidates) = 0 and v_seen >= v_head then
+      with recursive hooks(w) as (
+        select min(d.webhook_id) from webhooks.deliveries d where d.state = 'pending'
+        union all
+        select (select min(d.webhook_id) from webhooks.deliveries d
+                where d.state = 'pending' and d.webhook_id > hooks.w)
+        from hooks
+        where hooks.w is not null
+      )
+      select coalesce(array_agg(c.id), '{}') into v_candidates
+      from (
+        select due.id
+        from hooks
+        cross join lateral (
+          select d.id, d.next_attempt_at
+          from webhooks.deliveries d
+          where d.webhook_id = hooks.w and d.state = 'pending' and d.next_attempt_at <= now()
+          order by d.next_attempt_at
+          limit greatest(p_per_webhook - coalesce(
+                  (select b.n from unnest(p_busy_webhooks, p_busy_counts) as b(w, n) where b.w = hooks.w), 0), 0)
+        ) due
+        where hooks.w is not null and hooks.w <> all (v_at_cap)
+        order by due.next_attempt_at
+        limit p_limit
+      ) c;
+    end if;
+    -- c. lock those still pending and due (another relay may have taken some meanwhile)
     select array_agg(c.id) into v_locked
     from (
       select d.id
       from webhooks.deliveries d
-      where d.state = 'pending'
+      where d.id = any (v_candidates)
+        and d.state = 'pending'
         and d.next_attempt_at <= now()
-        and d.webhook_id <> all (v_at_cap)
       order by d.next_attempt_at
       limit p_limit
       for update skip locked

@@ -126,6 +126,21 @@ test('claim: a discovery cut off at the limit says more may be due; a refill rea
   t.is((await claim(pool, 'relay-b', 10, 3, {}, [second.id])).length, 3);
 });
 
+test('claim: a discovery looks past a queue head that belongs to webhooks at their cap', async (t) => {
+  const { pool, f, company, webhook: busy } = await setup(t, 10); // 10 older rows for one webhook
+  const other = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < 2; i++) await f.contact(company.id); // then 2 rows each
+
+  // limit 2: the head read is 8 rows, all of the first webhook, which is at its cap
+  const found = await claim(pool, 'relay-a', 2, 3, { [busy.id]: 3 });
+  t.deepEqual(found.map((r) => r.webhook_id), [other.id, other.id]);
+  // with free slots, the oldest rows come first, no more than the free slots
+  const oldest = await claim(pool, 'relay-a', 10, 3, { [busy.id]: 2 });
+  t.deepEqual(oldest.map((r) => r.webhook_id), [busy.id]);
+  const { rows } = await pool.query(`select count(*)::int as n from webhooks.deliveries where state = 'in_flight'`);
+  t.is(rows[0].n, 3);
+});
+
 test('claim: not before next_attempt_at', async (t) => {
   const { pool, webhook } = await setup(t, 1);
   await pool.query(`update webhooks.deliveries set next_attempt_at = now() + interval '1 minute' where webhook_id = $1`, [webhook.id]);

@@ -2,6 +2,7 @@
 // results, and exits 0. Nothing is left in flight.
 import test from 'ava';
 import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { factories } from './helpers/factories.ts';
 import { startReceiver } from './helpers/receiver.ts';
 import { relayTestDatabase, spawnRelay } from './helpers/relay.ts';
@@ -19,13 +20,20 @@ test('SIGTERM while a request is in flight: it finishes, is settled, and the rel
   receiver.route('/hook', { secret: webhook.secret, replies: [{ status: 200, after: released }] });
   await f.contact(company.id);
 
-  const relay = spawnRelay(database.url, { RELAY_ID: 'relay-stopping' });
+  const relay = spawnRelay(database.url, { RELAY_ID: 'relay-stopping', RELAY_LOG_LEVEL: 'info' });
   const exited = once(relay, 'exit');
   t.teardown(() => {
     relay.kill('SIGKILL');
   });
+  const stopping = new Promise<void>((resolve) => {
+    const lines = createInterface({ input: relay.stdout! });
+    lines.on('line', (line) => {
+      if (JSON.parse(line).msg === 'stopping') resolve();
+    });
+  });
   await receiver.waitFor(1, { path: '/hook' });
   relay.kill('SIGTERM');
+  await stopping;
   // written after the stop began: the stopping relay must leave it alone
   await f.contact(company.id);
   release();

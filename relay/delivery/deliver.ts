@@ -132,6 +132,9 @@ export function parseRetryAfter(header: string | string[] | undefined): number |
   if (!value) return null;
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Math.min(Number(trimmed), 2_147_483_647);
+  // an HTTP date names its day and month ("Wed, 21 Oct 2015 07:28:00 GMT"); this
+  // keeps Date.parse from reading "-5" as the year 5 BC
+  if (!/[a-z]{3}/i.test(trimmed)) return null;
   const date = Date.parse(trimmed);
   if (Number.isNaN(date)) return null;
   return Math.min(Math.max(0, Math.ceil((date - Date.now()) / 1000)), 2_147_483_647);

@@ -3,7 +3,9 @@
 // Two kinds of claim (see webhooks_relay.claim_deliveries):
 //   discovery: "what is due, anywhere?" on NOTIFY, on (re)connecting the listener,
 //     on the poll timer (retries falling due, missed notifications) and after a
-//     rescue; repeated at once while a claim comes back cut off at the batch size.
+//     rescue; repeated at once while it finds work. Captures notify only a relay
+//     that has said it is idle, so a busy relay finds new work by itself
+//     (discover() and sql/36_wakeup.sql).
 //   refill: when a request to a webhook finishes and that webhook's last claim
 //     filled all its slots, its next rows are claimed straight from its own index
 //     range, without walking the other webhooks' queues.
@@ -18,12 +20,15 @@ import { claimDeliveries, type Claimed, type DeliveryJob } from './claim.ts';
 import { isConnectionError, relayPool } from './database.ts';
 import { Sender } from './deliver.ts';
 import { startListener, type Listener } from './listener.ts';
+import { IdleAnnouncer } from './idle.ts';
 import { relayLogger } from './log.ts';
 import type { RelaySettings } from './settings.ts';
 import { Settler } from './settle.ts';
 
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
+/** Going idle while a capturing transaction is still open: look again this soon. */
+const IDLE_RECHECK_MS = 2;
 
 export class Relay {
   readonly settings: RelaySettings;
@@ -31,7 +36,9 @@ export class Relay {
   private readonly pool: pg.Pool;
   private readonly sender: Sender;
   private readonly settler: Settler;
+  private readonly idle: IdleAnnouncer;
   private listener: Listener | null = null;
+  private recheck: NodeJS.Timeout | undefined;
   private timers: NodeJS.Timeout[] = [];
   private started = false;
   private stopping = false;
@@ -40,6 +47,8 @@ export class Relay {
   private claiming: Promise<void> | null = null;
   private claimAgain = false;
   private discoveryWanted = false;
+  /** the next discovery is the last look before sleeping (sql/36_wakeup.sql) */
+  private lastLook = false;
   /** webhooks whose last claim filled every free slot: they likely have more due */
   private readonly backlogged = new Set<string>();
   private inFlight = 0;
@@ -48,7 +57,7 @@ export class Relay {
   private rescuing = false;
   private claimErrors = 0;
   /** counters for logs and benchmarks */
-  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, claimMs: 0 };
+  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0 };
 
   constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
     this.settings = settings;
@@ -56,6 +65,12 @@ export class Relay {
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
     this.sender = new Sender(settings);
     this.settler = new Settler({ db: this.pool, relayId: settings.relayId, log: this.log, batchSize: settings.batchSize });
+    this.idle = new IdleAnnouncer({
+      databaseUrl: settings.databaseUrl,
+      role: settings.databaseRole,
+      log: this.log,
+      onLost: () => this.wake(),
+    });
   }
 
   /** Checks the database role, then runs until stop(). */
@@ -141,6 +156,7 @@ export class Relay {
   private async shutdown(): Promise<void> {
     this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
+    clearTimeout(this.recheck);
     await this.listener?.close();
     await this.claiming;
     if (this.inFlight > 0) {
@@ -154,6 +170,7 @@ export class Relay {
       );
     }
     this.settler.stop();
+    await this.idle.close();
     await this.sender.close();
     await this.pool.end();
     this.log.info({ ...this.stats, ...this.settler.stats }, 'relay stopped');
@@ -184,8 +201,7 @@ export class Relay {
       try {
         if (this.discoveryWanted) {
           this.discoveryWanted = false;
-          claimed = await this.claim(null);
-          if (claimed.moreDue) this.discoveryWanted = true;
+          claimed = await this.discover();
         } else {
           const refill = [...this.backlogged].filter((id) => this.freeSlots(id) > 0);
           if (refill.length === 0) return;
@@ -202,6 +218,48 @@ export class Relay {
       }
       for (const job of claimed.jobs) void this.dispatch(job);
     } while (!this.stopping && (this.claimAgain || this.discoveryWanted || this.refillDue()));
+  }
+
+  /**
+   * A discovery claim, and what follows from it for wake-ups (sql/36_wakeup.sql).
+   * While discoveries find work the relay is awake: it looks again at once, and
+   * capturing transactions need not notify it. A discovery that finds nothing makes
+   * it announce that it is going idle (from then on captures notify); once every
+   * capture that skipped its NOTIFY has ended, one last discovery, and if that finds
+   * nothing too, the relay sleeps until a NOTIFY or the poll timer.
+   */
+  private async discover(): Promise<Claimed> {
+    if (!this.lastLook) await this.idle.awake().catch((error) => this.log.warn({ err: error }, 'cannot announce waking'));
+    const wasLastLook = this.lastLook;
+    this.lastLook = false;
+    const claimed = await this.claim(null);
+    if (claimed.moreDue || claimed.jobs.length > 0) {
+      this.discoveryWanted = true;
+    } else if (!wasLastLook && !this.stopping) {
+      this.lastLook = await this.fallAsleep();
+      if (this.lastLook) this.discoveryWanted = true;
+    }
+    return claimed;
+  }
+
+  /**
+   * Announces that this relay is going idle, and tells whether every capturing
+   * transaction that skipped its NOTIFY has ended. If not, looks again in a moment.
+   */
+  private async fallAsleep(): Promise<boolean> {
+    let safe = false;
+    try {
+      safe = await this.idle.goingIdle();
+    } catch (error) {
+      this.log.warn({ err: error }, 'cannot announce idleness; polling meanwhile');
+    }
+    if (!safe) {
+      this.recheck ??= setTimeout(() => {
+        this.recheck = undefined;
+        this.wake();
+      }, IDLE_RECHECK_MS);
+    }
+    return safe;
   }
 
   private freeSlots(webhookId: string): number {
@@ -232,6 +290,8 @@ export class Relay {
     this.stats.claimMs += Math.round(performance.now() - started);
     this.stats.claimed += claimed.jobs.length;
     if (claimed.jobs.length === 0) this.stats.emptyClaims++;
+    if (only) this.stats.refills++;
+    if (only && claimed.jobs.length === 0) this.stats.emptyRefills++;
 
     // which webhooks filled their free slots (they likely have more due)
     const got = new Map<string, number>();

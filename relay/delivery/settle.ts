@@ -5,6 +5,7 @@
 // deliveries are sent again: at least once, never lost.
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { isConnectionError } from './database.ts';
 import type { AttemptResult } from './deliver.ts';
 
 const SETTLE = `
@@ -71,11 +72,13 @@ export class Settler {
         const started = performance.now();
         await this.write(batch);
         this.stats.settleMs += Math.round(performance.now() - started);
-        this.queue.splice(0, batch.length);
-        this.stats.settles++;
-        this.stats.settled += batch.length;
+        this.done(batch.length);
         this.failures = 0;
       } catch (error) {
+        if (!isConnectionError(error)) {
+          await this.isolate(batch, error);
+          continue;
+        }
         this.failures++;
         const waitMs = Math.min(100 * 2 ** this.failures, 5_000);
         this.log.warn({ err: error, results: this.queue.length, retryInMs: waitMs }, 'settle failed; will try again');
@@ -84,6 +87,34 @@ export class Settler {
     }
     this.flushing = null;
     for (const resolve of this.idle.splice(0)) resolve();
+  }
+
+  private done(count: number): void {
+    this.queue.splice(0, count);
+    this.stats.settles++;
+    this.stats.settled += count;
+  }
+
+  /**
+   * The database refused a batch (not a lost connection): write its results one by
+   * one, so that one bad result cannot hold back the others. A result refused on its
+   * own is dropped with an error log; its lease runs out and the rescue retries the
+   * delivery (or fails it once its attempts are used up).
+   */
+  private async isolate(batch: AttemptResult[], batchError: unknown): Promise<void> {
+    this.log.warn({ err: batchError, results: batch.length }, 'settle refused; writing the results one by one');
+    for (const result of batch) {
+      try {
+        await this.write([result]);
+      } catch (error) {
+        if (isConnectionError(error)) return; // the outer loop waits and tries the rest again
+        this.log.error(
+          { err: error, delivery: result.job.deliveryId, webhook: result.job.webhookId, attempt: result.job.attempt },
+          'cannot settle this attempt; its lease will run out and the rescue takes it from there',
+        );
+      }
+      this.done(1);
+    }
   }
 
   private async write(batch: AttemptResult[]): Promise<void> {

@@ -40,6 +40,8 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   await onServer((client) => client.query(`create database ${name} template ${template} strategy file_copy`));
   const url = databaseUrl(name);
   const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // idle clients hear about the drop below ("terminating connection"): expected then
+  pool.on('error', () => {});
   return {
     name,
     url,

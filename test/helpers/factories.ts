@@ -34,6 +34,7 @@ export interface WebhookInput {
 export interface Webhook {
   id: string;
   company_id: string;
+  name: string;
   url: string;
   fields: string[];
   actions: string[];
@@ -76,7 +77,7 @@ export function factories(db: Queryable) {
       const webhook = await one<Webhook>(
         `insert into webhooks.webhooks (company_id, name, url, fields, actions, status_id, user_id, enabled, disabled_at, max_attempts)
          values ($1, $2, $3, $4, $5::webhooks.action[], $6, $7, $8, case when $8 then null else now() end, $9)
-         returning *`,
+         returning id, company_id, name, url, fields, actions::text[] as actions, status_id, user_id, enabled, created_at`,
         [
           input.companyId,
           input.name ?? `Hook ${tag()}`,

@@ -1,0 +1,189 @@
+// `npm run bench:api`: how fast the admin API answers the Reports page with
+// 1,000,000 delivery rows in the table.
+//
+// Data: 100 companies × 10 webhooks; 1,000,000 deliveries over the last 90 days, a
+// quarter of them (250,000) of company 1, the "big" one, the rest spread evenly over
+// the 99 others (~7,600 each); states 90 % succeeded, 8 % failed, 2 % pending.
+// Written by one INSERT … SELECT generate_series, then VACUUM ANALYZE (as autovacuum
+// would do for a real table) so the report can count from the index alone.
+//
+// Measured, each as the median and 95th percentile of RUNS requests after a warm-up:
+//   SQL    the report query alone, in a transaction with the request's role and
+//          claims (what the database does: row-level security included); for history
+//          only HTTP is shown, as PostGraphile's own query is what matters there
+//   HTTP   the same through the running API: a real POST /graphql with a bearer token
+//          (JWT check, GraphQL planning, JSON), one request at a time
+// for: the report of a typical and of the big company over 30 and 90 days, and one
+// page (25 rows) of a webhook's history, first page and a page deep inside.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { signToken } from '../relay/api/auth.ts';
+import { authenticatorUrl } from '../relay/api/authenticator.ts';
+import { startApi } from '../relay/api/server.ts';
+import { freePort, startEmbeddedPostgres } from '../relay/db/embedded.ts';
+import { migrate } from '../relay/db/migrate.ts';
+
+const quick = process.argv.includes('--quick');
+const RUNS = quick ? 20 : 100;
+const WARMUP = 10;
+const DELIVERIES = quick ? 200_000 : 1_000_000;
+const COMPANIES = 100;
+const WEBHOOKS_PER_COMPANY = 10;
+const TARGET_MS = 50;
+
+const dataDir = await mkdtemp(join(tmpdir(), 'bpd-bench-api-'));
+const server = await startEmbeddedPostgres({ dataDir, fast: true });
+const url = server.url();
+const pool = new pg.Pool({ connectionString: url, max: 2 });
+pool.on('error', () => {}); // idle connections hear the server stop at the end
+let api: Awaited<ReturnType<typeof startApi>> | undefined;
+
+try {
+  await migrate(url);
+  const loadStarted = performance.now();
+  await pool.query(`
+    insert into crm.companies (id, name) select c, 'Company ' || c from generate_series(1, ${COMPANIES}) c;
+    insert into webhooks.webhooks (company_id, name, url, fields, actions, created_at)
+    select c, 'Hook ' || n, 'https://receiver.example.com/' || c || '/' || n, '{first_name,email}',
+           '{contact.created,contact.updated}', now() - interval '120 days' + n * interval '1 hour'
+    from generate_series(1, ${COMPANIES}) c, generate_series(1, ${WEBHOOKS_PER_COMPANY}) n;`);
+  // delivery i: a quarter to company 1, the rest round-robin over companies 2..100;
+  // within a company round-robin over its webhooks; times spread over 90 days
+  await pool.query(`
+    insert into webhooks.deliveries
+      (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, last_status_code, created_at)
+    select w.id, w.company_id, 'contact.created', i,
+           jsonb_build_object('type', 'contact.created', 'data', jsonb_build_object('contact', jsonb_build_object('id', i))),
+           s.state,
+           case when s.state = 'pending' then 0 else 1 end,
+           case when s.state = 'pending' then null else t.at + interval '1 second' end,
+           case s.state when 'succeeded' then 200 when 'failed' then 500 end,
+           t.at
+    from generate_series(1, ${DELIVERIES}) i
+    cross join lateral (select case when i % 4 = 0 then 1 else 2 + (i % 99) end as company_id) c
+    cross join lateral (select case when i % 100 < 90 then 'succeeded' when i % 100 < 98 then 'failed' else 'pending' end as state) s
+    cross join lateral (select now() - (i::float8 / ${DELIVERIES}) * interval '90 days' as at) t
+    join webhooks.webhooks w on w.company_id = c.company_id and w.name = 'Hook ' || (1 + (i / 7) % ${WEBHOOKS_PER_COMPANY});`);
+  await pool.query('vacuum analyze webhooks.deliveries, webhooks.webhooks');
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
+  const { rows: [counts] } = await pool.query(
+    `select count(*)::int as total, count(*) filter (where company_id = 1)::int as big, count(*) filter (where company_id = 2)::int as typical
+     from webhooks.deliveries`);
+
+  const jwtSecret = 'bench-secret';
+  api = await startApi({
+    databaseUrl: await authenticatorUrl(url, 'bench-authenticator'),
+    jwtSecret,
+    port: await freePort(),
+    poolSize: 2,
+  });
+
+  const REPORT = `query($since: Datetime, $until: Datetime) { webhookReport(since: $since, until: $until) {
+    nodes { webhookId name url actions createdAt enabled timesFired timesSucceeded timesFailed timesPending } } }`;
+  const HISTORY = `query($id: BigInt!, $after: Cursor) { webhookById(id: $id) { history(first: 25, after: $after) {
+    pageInfo { hasNextPage endCursor } nodes { id state attempts lastStatusCode lastError createdAt payload } } } }`;
+
+  const ago = (days: number) => new Date(Date.now() - days * 86_400_000).toISOString();
+  const hookOf = async (company: number) =>
+    (await pool.query('select min(id)::text as id from webhooks.webhooks where company_id = $1', [company])).rows[0].id as string;
+  const tokens = new Map<number, string>();
+  const tokenOf = async (company: number) => {
+    if (!tokens.has(company)) tokens.set(company, await signToken(jwtSecret, { companyId: company, role: 'webhook_viewer' }));
+    return tokens.get(company)!;
+  };
+
+  async function http(company: number, query: string, variables: Record<string, unknown>) {
+    const response = await fetch(`${api!.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${await tokenOf(company)}` },
+      body: JSON.stringify({ query, variables }),
+    });
+    const body = (await response.json()) as { data?: any; errors?: unknown };
+    if (body.errors) throw new Error(JSON.stringify(body.errors));
+    return body.data;
+  }
+
+  const sqlClient = await pool.connect();
+  async function sql(company: number, text: string, params: unknown[]) {
+    await sqlClient.query('begin');
+    try {
+      await sqlClient.query(`select set_config('role', 'webhook_viewer', true), set_config('jwt.claims.company_id', $1, true)`, [String(company)]);
+      return (await sqlClient.query(text, params)).rows;
+    } finally {
+      await sqlClient.query('commit');
+    }
+  }
+
+  async function timed(work: () => Promise<unknown>): Promise<{ p50: number; p95: number }> {
+    for (let i = 0; i < WARMUP; i++) await work();
+    const samples: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const started = performance.now();
+      await work();
+      samples.push(performance.now() - started);
+    }
+    samples.sort((a, b) => a - b);
+    return { p50: samples[Math.floor(samples.length / 2)], p95: samples[Math.ceil(samples.length * 0.95) - 1] };
+  }
+
+  // a cursor deep in the big company's first webhook's history: 40 pages in
+  const deepHook = await hookOf(1);
+  let deepCursor: string | null = null;
+  for (let i = 0; i < 40; i++) {
+    deepCursor = (await http(1, HISTORY, { id: deepHook, after: deepCursor })).webhookById.history.pageInfo.endCursor;
+  }
+
+  const reportSql = 'select * from webhooks.webhook_report($1, $2)';
+  const cases: Array<{ name: string; rows: string; sql?: () => Promise<unknown>; http: () => Promise<unknown> }> = [];
+  for (const [label, company] of [['typical company', 2], ['big company', 1]] as const) {
+    for (const days of [30, 90]) {
+      const since = ago(days);
+      const inRange = (await pool.query('select count(*)::int as n from webhooks.deliveries where company_id = $1 and created_at >= $2', [company, since])).rows[0].n;
+      cases.push({
+        name: `report, ${label}, ${days} days`,
+        rows: `${inRange.toLocaleString('en')} deliveries counted`,
+        sql: () => sql(company, reportSql, [since, null]),
+        http: () => http(company, REPORT, { since }),
+      });
+    }
+  }
+  const typicalHook = await hookOf(2);
+  cases.push({
+    name: 'history, first page of 25',
+    rows: 'big company\'s webhook',
+    http: () => http(1, HISTORY, { id: deepHook }),
+  });
+  cases.push({
+    name: 'history, page 41 of 25 (cursor)',
+    rows: 'big company\'s webhook',
+    http: () => http(1, HISTORY, { id: deepHook, after: deepCursor }),
+  });
+  cases.push({
+    name: 'history, first page of 25',
+    rows: 'typical company\'s webhook',
+    http: () => http(2, HISTORY, { id: typicalHook }),
+  });
+
+  const results: string[] = [];
+  for (const c of cases) {
+    const viaSql = c.sql ? await timed(c.sql) : undefined;
+    const viaHttp = await timed(c.http);
+    results.push(`| ${c.name} | ${c.rows} | ${viaSql ? `${viaSql.p50.toFixed(1)} / ${viaSql.p95.toFixed(1)}` : '–'} | ${viaHttp.p50.toFixed(1)} / ${viaHttp.p95.toFixed(1)} | ${c.name.startsWith('report') ? (viaHttp.p95 < TARGET_MS ? 'under 50 ms' : 'OVER 50 ms') : ''} |`);
+  }
+  sqlClient.release();
+
+  console.log(`bench:api: ${counts.total.toLocaleString('en')} deliveries (big company ${counts.big.toLocaleString('en')}, typical ${counts.typical.toLocaleString('en')}), ` +
+    `${COMPANIES * WEBHOOKS_PER_COMPANY} webhooks; loaded in ${loadSeconds.toFixed(1)} s; ${RUNS} runs each after ${WARMUP} warm-up; ` +
+    `${cpus().length} CPUs, Postgres without fsync.`);
+  console.log('');
+  console.log('| request | data | SQL p50 / p95 ms | HTTP p50 / p95 ms | target |');
+  console.log('| --- | --- | --- | --- | --- |');
+  for (const line of results) console.log(line);
+} finally {
+  await api?.stop();
+  await pool.end();
+  await server.stop();
+  await rm(dataDir, { recursive: true, force: true });
+}

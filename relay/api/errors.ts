@@ -1,0 +1,64 @@
+// Which errors reach the client as they are. PostGraphile hides unexpected errors
+// behind an id (a bug's stack trace is nobody's business); but an error the database
+// raised on purpose about the request is the answer the admin needs: a bad URL, an
+// unknown field, a status of another company, a webhook that is not theirs. Those
+// pass through with their SQLSTATE and, when Postgres names them, the rule
+// (constraint) and the field (column) in `extensions`.
+import { defaultMaskError } from 'postgraphile/grafserv';
+import { GraphQLError } from 'postgraphile/graphql';
+
+// SQLSTATEs that describe the request, not a fault of the server
+const REQUEST_ERRORS = new Set([
+  '22P02', // invalid_text_representation (e.g. an unknown action as text)
+  '22007', // invalid_datetime_format
+  '22008', // datetime_field_overflow
+  '22023', // invalid_parameter_value
+  '23502', // not_null_violation
+  '23503', // foreign_key_violation
+  '23505', // unique_violation
+  '23514', // check_violation (the configuration rules of sql/10_config.sql)
+  '42501', // insufficient_privilege (a viewer trying to change something)
+  '55000', // object_not_in_prerequisite_state (e.g. replaying an in-flight delivery)
+  'P0002', // no_data_found (not found, or not yours: the same to the caller)
+]);
+
+interface PgErrorFields {
+  code?: string;
+  constraint?: string;
+  column?: string;
+  detail?: string;
+  message: string;
+}
+
+function databaseErrorIn(error: unknown): PgErrorFields | undefined {
+  for (let e = error as any, depth = 0; e && depth < 5; e = e.originalError ?? e.cause, depth++) {
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string') return e;
+  }
+  return undefined;
+}
+
+/** The field a database error is about: COLUMN, else the key of a foreign-key DETAIL. */
+function columnOf(error: PgErrorFields): string | undefined {
+  if (error.column) return error.column;
+  return /^Key \(([a-z_][a-z0-9_]*)\)=/.exec(error.detail ?? '')?.[1];
+}
+
+export function maskError(error: GraphQLError): GraphQLError {
+  const db = databaseErrorIn(error.originalError);
+  if (db?.code && REQUEST_ERRORS.has(db.code)) {
+    const column = columnOf(db);
+    return new GraphQLError(db.message, {
+      nodes: error.nodes,
+      source: error.source,
+      positions: error.positions,
+      path: error.path,
+      originalError: error.originalError,
+      extensions: {
+        code: db.code,
+        ...(db.constraint ? { constraint: db.constraint } : {}),
+        ...(column ? { column } : {}),
+      },
+    });
+  }
+  return defaultMaskError(error);
+}

@@ -1,0 +1,28 @@
+// `DATABASE_URL=… JWT_SECRET=… npm run api`: the admin API alone, against any
+// Postgres that `npm run migrate` has brought up to date. PORT (default 5678) and
+// HOST (default 127.0.0.1) say where it listens.
+import { startApi } from './server.ts';
+import { jwtSecret } from './jwt-secret.ts';
+
+const databaseUrl = process.env.DATABASE_URL;
+if (!databaseUrl) {
+  console.error('DATABASE_URL is not set (npm start runs the API beside its own database)');
+  process.exit(2);
+}
+let secret: string;
+try {
+  secret = await jwtSecret({ allowDevSecret: false });
+} catch (error) {
+  console.error(`${(error as Error).message}: the API verifies tokens with it (HS256)`);
+  process.exit(2);
+}
+const api = await startApi({
+  databaseUrl,
+  jwtSecret: secret,
+  port: Number(process.env.PORT ?? 5678),
+  host: process.env.HOST ?? '127.0.0.1',
+});
+console.log(`Admin API: ${api.url}/graphql  (Ruru: ${api.url}/graphiql, Reports page: ${api.url}/reports/webhooks)`);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => void api.stop().then(() => process.exit(0)));
+}

@@ -1,0 +1,468 @@
+// Reports » Webhooks: the company's webhooks with their Times Fired for a Date Range,
+// each webhook's firing history, Disable / Enable and Replay.
+//
+// Views follow the URL hash, so Back and reload work:
+//   #/                         the report
+//   #/webhooks/<id>?page=&outcome=   the history of one webhook
+import {
+  ApiError, fetchAttempts, fetchHistory, fetchReport, replayDelivery, session, setWebhookEnabled,
+} from './api.js';
+import { h, replace } from './dom.js';
+import {
+  DEFAULT_PRESET, PRESETS, contactLabel, formatCount, formatDate, formatTime, inspectToken,
+  outcomeWords, presetDays, rangeInstants, rangeWords, triggerLines, actionWords,
+} from './format.js';
+
+const PAGE_SIZE = 50;
+const RANGE_KEY = 'bpd-webhooks.range';
+const OUTCOMES = [
+  { id: 'all', label: 'All' },
+  { id: 'succeeded', label: 'Success' },
+  { id: 'failed', label: 'Failure' },
+  { id: 'pending', label: 'Pending' },
+];
+
+const $ = (id) => document.getElementById(id);
+
+// ---- state -------------------------------------------------------------------
+
+/** The Date Range: a preset id, or 'custom' with its own days. */
+let range = loadRange();
+/** A viewer's token may only read: the page then offers no Disable, Enable or Replay. */
+let readOnly = false;
+/** A disabled webhook sends nothing, so its failed firings cannot be replayed until it is enabled. */
+let replayBlocked = false;
+/** Bumped on every load, so that a slow, outdated answer never overwrites a newer one. */
+let generation = 0;
+
+function loadRange() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(RANGE_KEY) ?? 'null');
+    if (saved?.preset === 'custom' && saved.fromDay && saved.toDay) return saved;
+    if (PRESETS.some((p) => p.id === saved?.preset)) return { preset: saved.preset };
+  } catch {
+    // a damaged saved range falls back to the default
+  }
+  return { preset: DEFAULT_PRESET };
+}
+
+function rangeDays() {
+  if (range.preset === 'custom') return { fromDay: range.fromDay, toDay: range.toDay };
+  return presetDays(PRESETS.find((p) => p.id === range.preset).days);
+}
+
+function route() {
+  const [path, query = ''] = location.hash.replace(/^#/, '').split('?');
+  const params = new URLSearchParams(query);
+  const match = path.match(/^\/webhooks\/(\d+)$/);
+  if (match) {
+    const outcome = OUTCOMES.some((o) => o.id === params.get('outcome')) ? params.get('outcome') : 'all';
+    const page = Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1);
+    return { view: 'history', webhookId: match[1], outcome, page };
+  }
+  return { view: 'report' };
+}
+
+function historyHash(webhookId, { page = 1, outcome = 'all' } = {}) {
+  const params = new URLSearchParams();
+  if (page > 1) params.set('page', String(page));
+  if (outcome !== 'all') params.set('outcome', outcome);
+  const query = params.toString();
+  return `#/webhooks/${webhookId}${query ? `?${query}` : ''}`;
+}
+
+// ---- messages ----------------------------------------------------------------
+
+function flash(text) {
+  const element = $('flash');
+  element.textContent = text;
+  element.hidden = false;
+}
+
+function showError(text) {
+  const element = $('error');
+  element.textContent = text;
+  element.hidden = !text;
+}
+
+function clearMessages() {
+  $('flash').hidden = true;
+  showError('');
+}
+
+/** Errors of the token send the admin back to sign in, with the reason. */
+function handleError(error) {
+  if (error instanceof ApiError && ['signed-out', 'expired', 'rejected'].includes(error.kind)) {
+    session.clear();
+    showSignIn(error.message);
+    return;
+  }
+  showError(error instanceof Error ? error.message : String(error));
+}
+
+// ---- sign in -----------------------------------------------------------------
+
+const TOKEN_PROBLEMS = {
+  missing: 'Paste a token first. Get one on the server with "npm run token -- --company <your company id>".',
+  malformed: 'That is not a token: a token is three parts separated by dots (eyJ….eyJ….…). Copy the whole line that "npm run token" printed.',
+};
+
+function showSignIn(message = '') {
+  $('app').hidden = true;
+  $('who').hidden = true;
+  $('sign-in').hidden = false;
+  const error = $('sign-in-error');
+  error.textContent = message;
+  error.hidden = !message;
+  $('token').focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const seen = inspectToken($('token').value);
+  if (seen.problem === 'missing' || seen.problem === 'malformed') {
+    showSignIn(TOKEN_PROBLEMS[seen.problem]);
+    return;
+  }
+  session.save(seen.token);
+  $('token').value = '';
+  await render();
+}
+
+function signOut() {
+  session.clear();
+  location.hash = '#/';
+  showSignIn();
+}
+
+// ---- the Date Range control --------------------------------------------------
+
+function renderRangeControl() {
+  const presets = [...PRESETS, { id: 'custom', label: 'Custom' }];
+  replace($('range-presets'), presets.map((preset) => h('button', {
+    type: 'button',
+    'aria-pressed': String(range.preset === preset.id),
+    dataset: { preset: preset.id },
+    onclick: () => choosePreset(preset.id),
+  }, preset.label)));
+  const custom = range.preset === 'custom';
+  $('range-custom').hidden = !custom;
+  const { fromDay, toDay } = rangeDays();
+  $('range-from').value = fromDay;
+  $('range-to').value = toDay;
+}
+
+function choosePreset(id) {
+  if (id === 'custom') {
+    // start from the days shown now; counts reload when Apply is pressed
+    range = { preset: 'custom', ...rangeDays() };
+    renderRangeControl();
+    $('range-from').focus();
+    return;
+  }
+  range = { preset: id };
+  sessionStorage.setItem(RANGE_KEY, JSON.stringify(range));
+  void render();
+}
+
+function applyCustomRange(event) {
+  event.preventDefault();
+  const fromDay = $('range-from').value;
+  const toDay = $('range-to').value;
+  const checked = rangeInstants(fromDay, toDay);
+  if (checked.error) {
+    showError(checked.error);
+    return;
+  }
+  range = { preset: 'custom', fromDay, toDay };
+  sessionStorage.setItem(RANGE_KEY, JSON.stringify(range));
+  void render();
+}
+
+// ---- the report --------------------------------------------------------------
+
+/** Active, or Disabled with since when and why. */
+function statusCell(webhook) {
+  if (webhook.enabled) return h('span', { class: 'badge ok' }, 'Active');
+  return [
+    h('span', { class: 'badge off' }, 'Disabled'),
+    webhook.disabledAt ? h('div', { class: 'reason nowrap' }, `since ${formatDate(webhook.disabledAt)}`) : null,
+    webhook.disabledReason ? h('div', { class: 'reason' }, webhook.disabledReason) : null,
+  ];
+}
+
+/** A URL with line-break opportunities after its slashes, so a long one wraps where it reads well. */
+function breakableUrl(url) {
+  return url.split(/(?<=[^/]\/)(?!\/)/).flatMap((part, i) => (i ? [h('wbr'), part] : [part]));
+}
+
+function webhookRow(webhook) {
+  const toggle = h('button', {
+    type: 'button',
+    class: webhook.enabled ? 'secondary danger' : 'secondary',
+    dataset: { action: webhook.enabled ? 'disable' : 'enable' },
+    onclick: () => toggleWebhook(webhook, toggle),
+  }, webhook.enabled ? 'Disable' : 'Enable');
+  return h('tr', { dataset: { webhookId: webhook.id }, class: webhook.enabled ? '' : 'is-disabled' },
+    h('td', {}, h('div', { class: 'name' }, webhook.name)),
+    h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', {}, line)))),
+    h('td', { class: 'nowrap' }, formatDate(webhook.createdAt)),
+    h('td', { class: 'url' }, h('code', {}, breakableUrl(webhook.url))),
+    h('td', {}, statusCell(webhook)),
+    h('td', { class: 'num' }, h('a', {
+      class: 'times-fired',
+      href: historyHash(webhook.id),
+      'aria-label': `Times Fired: ${webhook.timesFired}. Show the history of ${webhook.name}`,
+    }, formatCount(webhook.timesFired)),
+    webhook.timesFailed ? h('a', {
+      class: 'failed-count',
+      href: historyHash(webhook.id, { outcome: 'failed' }),
+    }, `${formatCount(webhook.timesFailed)} failed`) : null),
+    h('td', { class: 'actions' }, readOnly ? null : toggle),
+  );
+}
+
+async function renderReport(instants, days, mine) {
+  $('page-title').textContent = 'Webhooks';
+  document.title = 'Webhooks · Reports · Big Purple Dot';
+  const report = await fetchReport(instants);
+  if (mine !== generation) return;
+  $('who-name').textContent = report.companyName ?? '';
+  const active = report.webhooks.filter((w) => w.enabled).length;
+  $('page-subtitle').textContent =
+    `${active} active, ${report.webhooks.length - active} disabled · Times Fired ${rangeWords(days.fromDay, days.toDay)}`;
+  replace($('webhooks-body'), report.webhooks.length
+    ? report.webhooks.map(webhookRow)
+    : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'Your company has no webhooks yet. Ask support@bigpurpledot.com to set one up.')));
+  $('history').hidden = true;
+  $('report').hidden = false;
+}
+
+async function toggleWebhook(webhook, button) {
+  clearMessages();
+  button.disabled = true;
+  try {
+    const updated = await setWebhookEnabled(webhook.id, !webhook.enabled);
+    flash(`Webhook Status: ${updated.enabled ? 'Enable' : 'Disable'} · ${webhook.name}`);
+    // the row and the active/disabled tally come back from the server as they are now
+    await render();
+    document.querySelector(`tr[data-webhook-id="${webhook.id}"] [data-action]`)?.focus();
+  } catch (error) {
+    button.disabled = false;
+    handleError(error);
+  }
+}
+
+// ---- the history -------------------------------------------------------------
+
+function outcomeBadge(state) {
+  const tone = { succeeded: 'ok', failed: 'bad' }[state] ?? 'wait';
+  return h('span', { class: `badge ${tone}` }, outcomeWords(state));
+}
+
+function attemptsTable(attempts) {
+  if (!attempts.length) return h('p', { class: 'muted' }, 'Not attempted yet.');
+  return h('table', { class: 'attempts' },
+    h('thead', {}, h('tr', {},
+      h('th', { scope: 'col' }, '#'), h('th', { scope: 'col' }, 'Time'), h('th', { scope: 'col', class: 'num' }, 'Took'),
+      h('th', { scope: 'col', class: 'num' }, 'Status'), h('th', { scope: 'col' }, 'Error / response'))),
+    h('tbody', {}, attempts.map((a) => h('tr', {},
+      h('td', {}, String(a.attempt)),
+      h('td', { class: 'nowrap' }, formatTime(a.attemptedAt)),
+      h('td', { class: 'num' }, `${formatCount(a.durationMs)} ms`),
+      h('td', { class: 'num' }, a.statusCode ?? '—'),
+      h('td', {},
+        a.error ? h('div', { class: 'error-text' }, a.error) : null,
+        a.responseBody ? h('code', { class: 'response' }, a.responseBody) : null)))));
+}
+
+/** The details under a firing: the payload as sent and, loaded when first opened, its attempts. */
+function detailsRow(firing) {
+  const attempts = h('div', { class: 'attempts-list' }, h('p', { class: 'muted' }, 'Loading attempts…'));
+  const row = h('tr', { class: 'details-row', hidden: true },
+    h('td', { colspan: 9 }, h('div', { class: 'details' },
+      h('div', {}, h('h3', {}, 'Payload sent'), h('pre', { class: 'payload' }, JSON.stringify(firing.payload, null, 2))),
+      h('div', {}, h('h3', {}, 'Attempts'), attempts))));
+  let loaded = false;
+  row.load = () => {
+    if (loaded) return;
+    loaded = true;
+    fetchAttempts(firing.id)
+      .then((list) => replace(attempts, attemptsTable(list)))
+      .catch((error) => {
+        loaded = false;
+        replace(attempts, h('p', { class: 'error-text' }, error.message));
+      });
+  };
+  return row;
+}
+
+function contactCell(firing) {
+  const { name } = contactLabel(firing.contactId, firing.payload);
+  return [name, ' ', h('span', { class: 'contact-id' }, `#${firing.contactId}`)];
+}
+
+function firingRows(firing) {
+  const details = detailsRow(firing);
+  const show = h('button', {
+    type: 'button',
+    class: 'link-button',
+    'aria-expanded': 'false',
+    onclick: () => {
+      details.hidden = !details.hidden;
+      show.setAttribute('aria-expanded', String(!details.hidden));
+      show.textContent = details.hidden ? 'Show' : 'Hide';
+      if (!details.hidden) details.load();
+    },
+  }, 'Show');
+  const replayButton = firing.state === 'failed' && !readOnly
+    ? h('button', {
+      type: 'button',
+      class: 'secondary',
+      disabled: replayBlocked,
+      title: replayBlocked ? 'This webhook is disabled: enable it to replay' : false,
+      onclick: () => replayFiring(firing, replayButton),
+    }, 'Replay')
+    : null;
+  const row = h('tr', { dataset: { deliveryId: firing.id, state: firing.state } },
+    h('td', { class: 'nowrap' }, formatTime(firing.createdAt)),
+    h('td', { class: 'nowrap' }, actionWords(firing.action)),
+    h('td', {}, contactCell(firing)),
+    h('td', {}, outcomeBadge(firing.state), firing.state === 'pending'
+      ? h('div', { class: 'reason nowrap' }, `next try ${formatTime(firing.nextAttemptAt)}`) : null),
+    h('td', { class: 'num' }, firing.lastStatusCode ?? '—'),
+    h('td', { class: 'error-text' }, firing.lastError ?? ''),
+    h('td', { class: 'num' }, String(firing.attempts)),
+    h('td', {}, show),
+    h('td', { class: 'actions' }, replayButton),
+  );
+  return [row, details];
+}
+
+async function replayFiring(firing, button) {
+  clearMessages();
+  button.disabled = true;
+  try {
+    await replayDelivery(firing.id);
+    flash(`Replay: firing #${firing.id} is queued to be sent again.`);
+    await render();
+  } catch (error) {
+    button.disabled = false;
+    handleError(error);
+  }
+}
+
+function renderOutcomeFilter(where, counts) {
+  replace($('outcome-filter'), OUTCOMES.map((outcome) => h('a', {
+    href: historyHash(where.webhookId, { outcome: outcome.id }),
+    'aria-current': outcome.id === where.outcome ? 'true' : false,
+    dataset: { outcome: outcome.id },
+  }, outcome.label, h('span', { class: 'count' }, formatCount(counts[outcome.id])))));
+}
+
+function renderPager(where, total) {
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  const first = total === 0 ? 0 : (where.page - 1) * PAGE_SIZE + 1;
+  const last = Math.min(total, where.page * PAGE_SIZE);
+  const link = (label, page, enabled, rel) => enabled
+    ? h('a', { href: historyHash(where.webhookId, { page, outcome: where.outcome }), rel, class: 'page-link' }, label)
+    : h('span', { class: 'page-link', 'aria-disabled': 'true' }, label);
+  replace($('pager'),
+    link('« First', 1, where.page > 1, 'first'),
+    link('‹ Previous', where.page - 1, where.page > 1, 'prev'),
+    h('span', { class: 'page-info', id: 'page-info' }, total === 0 ? 'No firings' :
+      `${formatCount(first)}–${formatCount(last)} of ${formatCount(total)} · page ${formatCount(where.page)} of ${formatCount(pages)}`),
+    link('Next ›', where.page + 1, where.page < pages, 'next'),
+    link('Last »', pages, where.page < pages, 'last'),
+  );
+}
+
+async function renderHistory(where, instants, days, mine) {
+  const history = await fetchHistory({
+    webhookId: where.webhookId,
+    ...instants,
+    state: where.outcome === 'all' ? null : where.outcome,
+    offset: (where.page - 1) * PAGE_SIZE,
+    first: PAGE_SIZE,
+  });
+  if (mine !== generation) return;
+  $('who-name').textContent = history.companyName ?? '';
+  const webhook = history.webhook;
+  if (!webhook) {
+    showError(`There is no webhook #${where.webhookId} in your company.`);
+    $('report').hidden = true;
+    $('history').hidden = true;
+    return;
+  }
+  const pages = Math.ceil(history.totalCount / PAGE_SIZE);
+  if (where.page > pages && pages > 0) {
+    // a page past the end (an old link, a shorter range): its last page instead
+    location.replace(historyHash(where.webhookId, { page: pages, outcome: where.outcome }));
+    return;
+  }
+  replayBlocked = !webhook.enabled;
+  $('page-title').textContent = webhook.name;
+  document.title = `${webhook.name} · Webhooks · Big Purple Dot`;
+  $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}`;
+  replace($('history-facts'),
+    h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),
+    h('div', {}, h('dt', {}, 'Posts to'), h('dd', { class: 'url' }, h('code', {}, breakableUrl(webhook.url)))),
+    h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusCell(webhook))),
+    h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(history.counts.all))),
+  );
+  renderOutcomeFilter(where, history.counts);
+  replace($('history-body'), history.firings.length
+    ? history.firings.flatMap(firingRows)
+    : h('tr', {}, h('td', { colspan: 9, class: 'empty' }, where.outcome === 'all'
+      ? 'No firings in this date range.'
+      : `No firings with the outcome ${OUTCOMES.find((o) => o.id === where.outcome).label} in this date range.`)));
+  renderPager(where, history.totalCount);
+  $('report').hidden = true;
+  $('history').hidden = false;
+}
+
+// ---- rendering the current view ----------------------------------------------
+
+async function render() {
+  if (!session.token()) {
+    showSignIn();
+    return;
+  }
+  $('sign-in').hidden = true;
+  $('app').hidden = false;
+  $('who').hidden = false;
+  readOnly = inspectToken(session.token()).claims?.role === 'webhook_viewer';
+  $('who-role').hidden = !readOnly;
+  showError('');
+  renderRangeControl();
+  const days = rangeDays();
+  const instants = rangeInstants(days.fromDay, days.toDay);
+  const where = route();
+  const mine = ++generation;
+  document.body.setAttribute('aria-busy', 'true');
+  try {
+    if (where.view === 'history') await renderHistory(where, instants, days, mine);
+    else await renderReport(instants, days, mine);
+  } catch (error) {
+    if (mine === generation) handleError(error);
+  } finally {
+    if (mine === generation) document.body.removeAttribute('aria-busy');
+  }
+}
+
+$('sign-in-form').addEventListener('submit', signIn);
+$('sign-out').addEventListener('click', signOut);
+$('range').addEventListener('submit', applyCustomRange);
+window.addEventListener('hashchange', () => {
+  $('flash').hidden = true;
+  // a new view or page starts at its top, also when its link was at the bottom
+  void render().then(() => window.scrollTo({ top: 0 }));
+});
+// Enter signs in (a pasted token is one line); Shift+Enter still makes a new line
+$('token').addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey) {
+    event.preventDefault();
+    $('sign-in-form').requestSubmit();
+  }
+});
+void render();

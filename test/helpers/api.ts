@@ -1,0 +1,88 @@
+// The admin API running in-process on a free port, logged in as webhook_authenticator
+// like in production, and a small GraphQL client that speaks real HTTP to it.
+import { randomBytes } from 'node:crypto';
+import { signToken, type ApiRole } from '../../relay/api/auth.ts';
+import { authenticatorUrl } from '../../relay/api/authenticator.ts';
+import { startApi, type RunningApi } from '../../relay/api/server.ts';
+import { freePort } from '../../relay/db/embedded.ts';
+import { createTestDatabase, type TestDatabase } from './db.ts';
+
+// One password for every test file: the role is shared by the whole cluster, and
+// files run at once; a per-file password would lock the others' new connections out.
+const AUTHENTICATOR_PASSWORD = 'authenticator-for-tests';
+
+export interface GraphQLError {
+  message: string;
+  path?: string[];
+  extensions?: { code?: string; constraint?: string; column?: string; [key: string]: unknown };
+}
+export interface GraphQLResponse<T = any> {
+  status: number;
+  data?: T;
+  errors?: GraphQLError[];
+}
+
+export interface TestApi {
+  api: RunningApi;
+  jwtSecret: string;
+  token(companyId: string, role?: ApiRole, sub?: string): Promise<string>;
+  /** POST a GraphQL request with the given bearer token (none if undefined) */
+  gql<T = any>(token: string | undefined, query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse<T>>;
+  stop(): Promise<void>;
+}
+
+export async function startTestApi(ownerUrl: string): Promise<TestApi> {
+  const jwtSecret = randomBytes(32).toString('base64url');
+  const api = await startApi({
+    databaseUrl: await authenticatorUrl(ownerUrl, AUTHENTICATOR_PASSWORD),
+    jwtSecret,
+    port: await freePort(),
+    poolSize: 4,
+  });
+  return {
+    api,
+    jwtSecret,
+    token: (companyId, role = 'webhook_admin', sub) => signToken(jwtSecret, { companyId, role, sub }),
+    async gql(token, query, variables = {}) {
+      const response = await fetch(`${api.url}/graphql`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+        body: JSON.stringify({ query, variables }),
+      });
+      const body = (await response.json()) as { data?: any; errors?: GraphQLError[] };
+      return { status: response.status, ...body };
+    },
+    stop: () => api.stop(),
+  };
+}
+
+/**
+ * A database of its own for the test file (as useTestDatabase) and the API running
+ * against it, made one after the other in one hook (ava runs hooks at once).
+ */
+export function useTestDatabaseWithApi(test: {
+  before: (fn: () => Promise<void>) => void;
+  after: { always: (fn: () => Promise<void>) => void };
+}): { db: () => TestDatabase; api: () => TestApi } {
+  let database: TestDatabase | undefined;
+  let running: TestApi | undefined;
+  test.before(async () => {
+    database = await createTestDatabase();
+    running = await startTestApi(database.url);
+  });
+  test.after.always(async () => {
+    await running?.stop();
+    await database?.drop();
+  });
+  return {
+    db: () => database ?? raise('database not ready'),
+    api: () => running ?? raise('API not started'),
+  };
+}
+
+function raise(message: string): never {
+  throw new Error(message);
+}

@@ -1,0 +1,40 @@
+// A result the database refuses to settle cannot hold back the others: the relay
+// writes the batch one by one, drops the refused result, and the rescue takes over
+// that delivery once its lease runs out.
+import test from 'ava';
+import { factories } from './helpers/factories.ts';
+import { startReceiver } from './helpers/receiver.ts';
+import { relayTestDatabase, testRelay, waitForFinalDeliveries } from './helpers/relay.ts';
+
+test('a result that cannot be settled is isolated; the other deliveries settle', async (t) => {
+  const database = await relayTestDatabase();
+  t.teardown(() => database.drop());
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/gone'), maxAttempts: 1 });
+  const fine = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/fine') });
+  receiver.route('/gone', { otherwise: 410 });
+  receiver.route('/fine', { otherwise: 200 });
+  // A configuration that no longer passes validation (as after a schema change):
+  // disabling the webhook on its 410 now fails inside the settle statement.
+  await database.pool.query(`alter table webhooks.webhooks disable trigger _100_validate`);
+  await database.pool.query(`update webhooks.webhooks set fields = '{shoe_size}' where id = $1`, [gone.id]);
+  await database.pool.query(`alter table webhooks.webhooks enable trigger _100_validate`);
+  for (let i = 0; i < 3; i++) await f.contact(company.id);
+
+  const relay = testRelay(database.url, { RELAY_LEASE_MS: '1000', RELAY_REQUEST_TIMEOUT_MS: '500' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  const settled = await waitForFinalDeliveries(database.pool, [fine.id], 3);
+  t.true(settled.every((d) => d.state === 'succeeded'));
+  const refused = await waitForFinalDeliveries(database.pool, [gone.id], 3);
+  for (const d of refused) {
+    t.is(d.state, 'failed');
+    t.regex(d.last_error, /^lease expired/);
+  }
+  const { rows: [hook] } = await database.pool.query('select enabled from webhooks.webhooks where id = $1', [gone.id]);
+  t.true(hook.enabled, 'the disable could not be written');
+});
