@@ -9,6 +9,8 @@
 //   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
 //   --mode MODE      run one mode only (burn-down or open-loop)
 //   --rounds N       burn-down rounds (default 1 with --quick, else 2)
+//   --rates A,B,…    open-loop rates per second (default 250,500,1000,2000)
+//   --seconds N      open-loop window (default 4 with --quick, else 20)
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -28,12 +30,19 @@ const { values: options } = parseArgs({
     only: { type: 'string' },
     mode: { type: 'string' },
     rounds: { type: 'string' },
+    rates: { type: 'string' },
+    seconds: { type: 'string' },
   },
 });
 
-const plan = options.quick
+const chosen = options.quick
   ? { rounds: 1, burnDownCount: 5_000, limitCount: 5_000, rates: [250, 500, 1000, 2000], seconds: 4, drainMs: 10_000 }
   : { rounds: 2, burnDownCount: 30_000, limitCount: 30_000, rates: [250, 500, 1000, 2000], seconds: 20, drainMs: 30_000 };
+const plan = {
+  ...chosen,
+  rates: options.rates ? options.rates.split(',').map(Number) : chosen.rates,
+  seconds: options.seconds ? Number(options.seconds) : chosen.seconds,
+};
 
 // a hard bound on the whole run, whatever happens
 const wholeRunBound = setTimeout(() => {
