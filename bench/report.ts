@@ -56,7 +56,7 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
 }
 
 function claimLine(extra: Record<string, number>): string {
-  return `${extra.claims} claims, ${fixed(extra.claimed / extra.claims, 1)} rows per claim, ${extra.emptyClaims} empty`;
+  return `${extra.claims} claims, ${fixed(extra.claimed / extra.claims, 1)} rows per claim, ${extra.emptyClaims} empty, ${fixed(extra.claimMs / extra.claims, 2)} ms per claim round trip`;
 }
 
 export function openLoopTable(results: OpenLoopResult[]): string {

@@ -44,8 +44,8 @@ async function child(): Promise<void> {
     start: () => relay.start(),
     async stop() {
       await relay.stop();
-      const { claims, claimed, emptyClaims } = relay.stats;
-      return { claims, claimed, emptyClaims };
+      const { claims, claimed, emptyClaims, claimMs } = relay.stats;
+      return { claims, claimed, emptyClaims, claimMs };
     },
   }));
 }
