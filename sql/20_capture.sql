@@ -5,6 +5,12 @@
 -- committed one is never lost. The payload is built here, from the row as it was at
 -- that moment, and stored: history shows exactly what was (or will be) sent.
 --
+-- Whoever writes contacts fires webhooks, though that role has no grant on the
+-- webhook tables and row-level security guards them: the trigger functions run as
+-- their owner (SECURITY DEFINER), with the search path pinned so that a writer's
+-- own search_path cannot put other functions or operators in their way. (Measured:
+-- no cost worth naming.)
+--
 -- Cost matters: every contact write pays for these triggers. Each trigger first asks
 -- which of the companies concerned have an enabled webhook for the action (index
 -- probes on webhooks_private.subscriptions) and returns at once when none has. Only
@@ -156,6 +162,8 @@ $$;
 create or replace function webhooks_private.tg_contacts__created()
 returns trigger
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   -- a new contact has no assignments yet: only its owner is concerned
@@ -171,6 +179,8 @@ $$;
 create or replace function webhooks_private.tg_contacts__updated()
 returns trigger
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_action webhooks.action;
@@ -206,6 +216,8 @@ $$;
 create or replace function webhooks_private.tg_contacts__deleted()
 returns trigger
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if webhooks_private.contact_wanted('contact.deleted', old.id, old.company_id) then
@@ -262,6 +274,8 @@ $$;
 create or replace function webhooks_private.tg_contact_statuses__added()
 returns trigger
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform webhooks_private.status_event('contact.status_added', new.contact_id, new.status_id);
@@ -272,6 +286,8 @@ $$;
 create or replace function webhooks_private.tg_contact_statuses__removed()
 returns trigger
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform webhooks_private.status_event('contact.status_removed', old.contact_id, old.status_id);
@@ -298,6 +314,8 @@ create trigger _500_webhooks_status_removed
 create or replace function webhooks_private.tg_contact_assignments__assigned()
 returns trigger
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   r record;

@@ -21,8 +21,8 @@
 -- EXECUTE granted to bpd_webhooks_relay in 35_relay_role.sql, to nobody else):
 -- claim_deliveries, settle_deliveries, rescue_expired_leases. They are SECURITY
 -- DEFINER so that the relay's role needs no grant on any table, no row-level
--- security policy, and no access to webhooks_private: these three functions are
--- all it can do.
+-- security policy, and no access to webhooks_private: these three functions (and
+-- the idle announcements of 36_wakeup.sql) are all it can do.
 -- Public: webhooks.retry_schedule() shows the retry schedule in force.
 --
 -- Settings (Postgres settings, so a DBA sets them per database, per role or per
@@ -339,6 +339,12 @@ begin
            r.response_body, p_relay
     from result r
     join webhooks.deliveries d on d.id = r.id
+    -- a settle repeated because its answer was lost on the way back records nothing
+    -- twice (asked only of results this relay no longer holds: a rare case)
+    where (d.state = 'in_flight' and d.locked_by = p_relay)
+       or not exists (select 1 from webhooks.delivery_attempts a
+                      where a.delivery_id = r.id and a.attempt = r.attempt
+                        and a.relay_id = p_relay and a.attempted_at = r.attempted_at)
   ),
   outcome as (
     select r.id, r.attempted_at, r.status_code, r.error, d.attempts, r.retry_after_s,

@@ -1,11 +1,12 @@
 -- bpd-webhooks engine, part 3b: the relay's database role.
 --
--- bpd_webhooks_relay may do exactly what the relay does, through the three functions
--- of schema webhooks_relay (30_delivery.sql), and nothing else: no grant on any table
--- and no use of the other schemas, so it can neither read contacts nor change a
--- webhook's configuration. It is NOLOGIN: the relay
--- connects as whatever user DATABASE_URL names and switches to this role for its
--- work (the role setting at connection start), so that user must be a member of it:
+-- bpd_webhooks_relay may do exactly what the relay does, through the functions of
+-- schema webhooks_relay (claim, settle and rescue in 30_delivery.sql, the idle
+-- announcements in 36_wakeup.sql), and nothing else: no grant on any table and no use
+-- of the other schemas, so it can neither read contacts nor change a webhook's
+-- configuration. It is NOLOGIN: the relay connects as whatever user DATABASE_URL
+-- names and switches to this role for its work (the role setting at connection
+-- start), so that user must be a member of it:
 --   GRANT bpd_webhooks_relay TO my_relay_login;
 -- Its LISTEN connection needs no grant at all.
 --

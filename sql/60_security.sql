@@ -3,9 +3,10 @@
 -- Roles (cluster-wide, so created once and left alone afterwards):
 --   webhook_viewer         reads its company's webhooks, deliveries and attempts
 --   webhook_admin          a viewer who may also configure, disable, replay, rotate
---   webhook_authenticator  the API server's login: no rights of its own; per request
---                          it becomes webhook_admin or webhook_viewer (SET ROLE, from
---                          the JWT) with jwt.claims.company_id set
+--   webhook_authenticator  the API server's login: per request it becomes
+--                          webhook_admin or webhook_viewer (SET ROLE, from the JWT)
+--                          with jwt.claims.company_id set; of its own it may only
+--                          roll up the report's daily counts
 -- The company comes from the request (jwt.claims.company_id) and row-level security
 -- applies it to every exposed table: a company sees only its own rows, and a row it
 -- cannot see it cannot change. webhooks_private (secrets, subscriptions) is granted to
@@ -68,7 +69,13 @@ revoke all on all tables in schema webhooks from webhook_viewer, webhook_admin;
 
 grant usage on schema webhooks to webhook_viewer;
 grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
-  webhooks.fire_history to webhook_viewer;
+  webhooks.fire_history, webhooks.delivery_day_counts to webhook_viewer;
+
+-- the authenticator's one right of its own: rolling up the report's daily counts
+-- (sql/55_report_counts.sql), which the API server does every few minutes
+grant usage on schema webhooks to webhook_authenticator;
+revoke all on function webhooks.roll_up_report_counts() from public;
+grant execute on function webhooks.roll_up_report_counts() to webhook_authenticator;
 
 grant insert (company_id, name, url, fields, actions, status_id, user_id)
   on webhooks.webhooks to webhook_admin;
@@ -91,6 +98,7 @@ grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to we
 alter table webhooks.webhooks enable row level security;
 alter table webhooks.deliveries enable row level security;
 alter table webhooks.delivery_attempts enable row level security;
+alter table webhooks.delivery_day_counts enable row level security;
 
 drop policy if exists company_reads on webhooks.webhooks;
 create policy company_reads on webhooks.webhooks
@@ -119,6 +127,11 @@ create policy company_updates on webhooks.deliveries
   for update to webhook_admin
   using (company_id = (select webhooks.current_company_id()))
   with check (company_id = (select webhooks.current_company_id()));
+
+drop policy if exists company_reads on webhooks.delivery_day_counts;
+create policy company_reads on webhooks.delivery_day_counts
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
 
 drop policy if exists company_reads on webhooks.delivery_attempts;
 create policy company_reads on webhooks.delivery_attempts
@@ -187,6 +200,11 @@ comment on function webhooks.company_statuses() is 'The status tags of your comp
 comment on function webhooks.company_users() is 'The users of your company (what userId may name).';
 
 -- internals
+comment on table webhooks.delivery_day_counts is $$
+@behavior -*
+The report's counts of days long past (sql/55_report_counts.sql): read them through webhooks.webhook_report.$$;
+comment on function webhooks.count_deliveries(bigint, bigint, timestamptz, timestamptz) is '@behavior -*';
+comment on function webhooks.roll_up_report_counts() is '@behavior -*';
 comment on function webhooks.issued_secret(bigint) is '@behavior -*';
 comment on function webhooks.webhook_for_update(bigint) is '@behavior -*';
 comment on function webhooks.requeue_delivery(webhooks.deliveries) is '@behavior -*';

@@ -80,14 +80,14 @@ test('the signing secret is absent from every type, except the one-time results 
 test('internals stay out of GraphQL: private tables, helper functions, the relay lease, generated CRUD', async (t) => {
   const types = await schemaTypes();
   const names = new Set(types.map((type) => type.name));
-  for (const hidden of ['WebhookSecret', 'Subscription', 'FireHistory']) t.false(names.has(hidden), hidden);
+  for (const hidden of ['WebhookSecret', 'Subscription', 'FireHistory', 'DeliveryDayCount', 'DeliveryDaysToCount']) t.false(names.has(hidden), hidden);
   const fieldsOf = (name: string) => types.find((type) => type.name === name)!.fields!.map((field) => field.name);
   t.deepEqual(fieldsOf('Mutation').sort(), [
     'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
     'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'updateWebhook',
   ]);
   const query = fieldsOf('Query');
-  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories']) {
+  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'allDeliveryDayCounts']) {
     t.false(query.includes(hidden), hidden);
   }
   const delivery = fieldsOf('Delivery');

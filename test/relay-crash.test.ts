@@ -21,8 +21,10 @@ test('SIGKILL while holding deliveries: another relay delivers them after the le
 
   const doomed = spawnRelay(database.url, {
     RELAY_ID: 'relay-doomed',
-    RELAY_LEASE_MS: '2500',
-    RELAY_REQUEST_TIMEOUT_MS: '2000',
+    // long enough that none of its hanging requests times out before it is killed,
+    // even on a busy machine; the rescue waits this long
+    RELAY_LEASE_MS: '4500',
+    RELAY_REQUEST_TIMEOUT_MS: '4000',
   });
   const exited = once(doomed, 'exit');
   t.teardown(() => {

@@ -123,6 +123,20 @@ test('410 Gone: the delivery fails and the relay disables the webhook, with a re
   t.is(rows[0].n, 1);
 });
 
+test('a long response body: only its first KiB is read and kept', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/chatty') });
+  receiver.route('/chatty', { otherwise: { status: 200, body: 'é'.repeat(100_000) } });
+  await relay.start();
+
+  await f.contact(company.id);
+  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+  t.is(delivery.state, 'succeeded');
+  const [attempt] = await attemptsOf(pool, delivery.id);
+  t.is(Buffer.byteLength(attempt!.response_body!), 1024);
+  t.is(attempt!.response_body, 'é'.repeat(512));
+});
+
 test('3xx: the redirect is not followed and counts as a failure', async (t) => {
   const { pool, receiver, f, company, relay } = await setup(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/moved'), maxAttempts: 1 });

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { Webhook } from 'standardwebhooks';
 import { parseRetryAfter } from '../relay/delivery/deliver.ts';
-import { guardedLookup, parseNetworks, refusal, specialKind } from '../relay/delivery/destinations.ts';
+import { guardedLookup, parseNetworks, refusal, refuseLiteralHost, specialKind } from '../relay/delivery/destinations.ts';
 import { relaySettings } from '../relay/delivery/settings.ts';
 import { signatureHeaders } from '../relay/delivery/sign.ts';
 
@@ -44,6 +44,15 @@ test('the allow-list lets named networks through, and nothing else', (t) => {
   for (const bad of ['localhost', '10.0.0.0/33', '::1/129', '10.0.0.0/', '10.0.0.0/8/1', '10.0.0.0/x']) {
     t.throws(() => parseNetworks(bad), { message: /is not a network in CIDR form/ }, bad);
   }
+});
+
+test('an address literal in the URL is checked before any connection', (t) => {
+  const none = parseNetworks('');
+  t.is(refuseLiteralHost(new URL('http://[::1]:8080/hook'), none)?.message, 'destination refused: ::1 (loopback) is not a public address and RELAY_ALLOW_NETWORKS is empty');
+  t.regex(refuseLiteralHost(new URL('https://192.168.0.10/hook'), none)?.message ?? '', /192\.168\.0\.10 \(private\)/);
+  t.is(refuseLiteralHost(new URL('http://[::1]:8080/hook'), parseNetworks('::1/128')), null);
+  t.is(refuseLiteralHost(new URL('https://93.184.215.14/hook'), none), null);
+  t.is(refuseLiteralHost(new URL('https://hooks.example.com/hook'), none), null, 'names are checked when they resolve');
 });
 
 test('a name is checked on the addresses it resolves to', async (t) => {

@@ -24,7 +24,9 @@ test('a result that cannot be settled is isolated; the other deliveries settle',
   await database.pool.query(`alter table webhooks.webhooks enable trigger _100_validate`);
   for (let i = 0; i < 3; i++) await f.contact(company.id);
 
-  const relay = testRelay(database.url, { RELAY_LEASE_MS: '1000', RELAY_REQUEST_TIMEOUT_MS: '500' });
+  // a short lease, so that the rescue comes soon; the request timeout below it must
+  // still leave the receiver ample time to answer on a busy machine
+  const relay = testRelay(database.url, { RELAY_LEASE_MS: '3000', RELAY_REQUEST_TIMEOUT_MS: '2500' });
   t.teardown(() => relay.stop());
   await relay.start();
 

@@ -1,5 +1,6 @@
-// Postgres restarts under a running relay: the relay reconnects by itself and
-// delivers what was written while it was away (no NOTIFY reached it for those).
+// Postgres restarts under a running relay: the relay reconnects by itself, writes the
+// result of a request that finished while the database was down, and delivers what
+// was written while it was away (no NOTIFY reached it for those).
 import test from 'ava';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -36,23 +37,32 @@ test('Postgres restarted while the relay runs: it reconnects and delivers what w
   await receiver.waitFor(1, { path: '/hook' });
   await waitForFinalDeliveries(pool, [webhook.id], 1);
 
+  // one request is still in flight when Postgres goes away: its answer comes while
+  // the database is down, and its result must wait and be written afterwards
+  let answer!: () => void;
+  receiver.route('/hook', { replies: [{ status: 200, after: new Promise<void>((resolve) => (answer = resolve)) }] });
+  await f.contact(company.id, { first_name: 'In flight' });
+  await receiver.waitFor(2, { path: '/hook' });
+
   await server.stop();
+  answer();
   server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
   // written at once, while the relay is still finding its way back
   await f.contact(company.id, { first_name: 'After 1' });
   await f.contact(company.id, { first_name: 'After 2' });
 
-  const requests = await receiver.waitFor(3, { path: '/hook' });
-  const deliveries = await waitForFinalDeliveries(pool, [webhook.id], 3);
+  const requests = await receiver.waitFor(4, { path: '/hook' });
+  const deliveries = await waitForFinalDeliveries(pool, [webhook.id], 4);
   t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
   t.deepEqual(
     requests.map((r) => JSON.parse(r.body).data.contact.first_name),
-    ['Before', 'After 1', 'After 2'],
+    ['Before', 'In flight', 'After 1', 'After 2'],
   );
   t.true(requests.every((r) => r.verified));
 
   // and later writes arrive as usual
   await f.contact(company.id, { first_name: 'Later' });
-  const [, , , later] = await receiver.waitFor(4, { path: '/hook' });
+  const [, , , , later] = await receiver.waitFor(5, { path: '/hook' });
   t.is(JSON.parse(later!.body).data.contact.first_name, 'Later');
+  t.is(receiver.received('/hook').length, 5, 'nothing sent twice');
 });

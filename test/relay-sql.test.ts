@@ -173,6 +173,22 @@ test('settle: 2xx succeeds, a failure is rescheduled, the last failure fails', a
   t.is(rows[0].n, 5);
 });
 
+test('settle is idempotent: repeating one (its answer lost on the way back) changes and records nothing more', async (t) => {
+  const { pool } = await setup(t, 1);
+  const [claimed] = await claim(pool, 'relay-a', 10, 10);
+  const attemptedAt = new Date();
+  const settleOnce = () =>
+    pool.query(
+      `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{200}', '{null}', '{ok}', '{null}')`,
+      [[claimed.delivery_id], [attemptedAt]],
+    );
+  t.is((await settleOnce()).rowCount, 1);
+  t.is((await settleOnce()).rowCount, 0);
+  const { rows } = await pool.query('select count(*)::int as n from webhooks.delivery_attempts where delivery_id = $1', [claimed.delivery_id]);
+  t.is(rows[0].n, 1);
+  t.like(await delivery(pool, claimed.delivery_id), { state: 'succeeded', attempts: 1 });
+});
+
 test('settle is guarded: a relay whose lease was rescued cannot overwrite the new holder', async (t) => {
   const { pool } = await setup(t, 1);
   const [claimed] = await claim(pool, 'relay-late', 10, 10);

@@ -1,5 +1,5 @@
 // SIGTERM: the relay stops claiming, lets the requests it holds finish, writes their
-// results, and exits 0. Nothing is left in flight.
+// results, and exits 0. Nothing is left in flight (leased to the stopped relay).
 import test from 'ava';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -40,13 +40,20 @@ test('SIGTERM while a request is in flight: it finishes, is settled, and the rel
 
   const [code] = await exited;
   t.is(code, 0);
-  const deliveries = await database.pool.query(
+  const { rows } = await database.pool.query(
     'select state, attempts, locked_by, last_status_code from webhooks.deliveries where webhook_id = $1 order by id',
     [webhook.id],
   );
-  t.deepEqual(deliveries.rows, [
-    { state: 'succeeded', attempts: 1, locked_by: null, last_status_code: 200 },
-    { state: 'pending', attempts: 0, locked_by: null, last_status_code: null },
-  ]);
-  t.is(receiver.received('/hook').length, 1);
+  t.deepEqual(rows[0], { state: 'succeeded', attempts: 1, locked_by: null, last_status_code: 200 });
+  // The second was written after the stop began. A claim already on its way to the
+  // database when the signal came may still have taken it; then it was sent and
+  // settled like the first. Either way nothing is left leased to the stopped relay.
+  const second = rows[1];
+  if (second.state === 'pending') {
+    t.deepEqual(second, { state: 'pending', attempts: 0, locked_by: null, last_status_code: null });
+    t.is(receiver.received('/hook').length, 1);
+  } else {
+    t.deepEqual(second, { state: 'succeeded', attempts: 1, locked_by: null, last_status_code: 200 });
+    t.is(receiver.received('/hook').length, 2);
+  }
 });

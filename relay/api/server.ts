@@ -9,6 +9,7 @@ import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthError, verifyAuthorization, type Claims } from './auth.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
+import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/public/', import.meta.url));
@@ -21,6 +22,8 @@ export interface ApiOptions {
   host?: string;
   pageDir?: string;
   poolSize?: number;
+  /** how often to roll up the report's daily counts; 0: never (default 5 minutes) */
+  reportCountsEveryMs?: number;
 }
 
 export interface RunningApi {
@@ -51,6 +54,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   );
   // build the schema now: a broken database shows at start, not at the first request
   await pgl.getSchemaResult();
+  const everyMs = options.reportCountsEveryMs ?? 5 * 60_000;
+  const rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs) : undefined;
   const serv = pgl.createServ(grafserv);
   const graphql = serv.createHandler();
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
@@ -99,6 +104,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     port,
     async stop() {
       stopping = true;
+      await rollUp?.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await pgl.release();

@@ -1,0 +1,38 @@
+// Keeps the report's daily counts up to date (sql/55_report_counts.sql): a roll-up
+// now and then every interval, one at a time, on the API's own connection (the
+// authenticator may run it; no request role is involved).
+import type pg from 'pg';
+
+export interface RollUp {
+  /** the roll-up running now, if any, finished */
+  stop(): Promise<void>;
+}
+
+export function rollUpReportCounts(pool: pg.Pool, everyMs: number): RollUp {
+  let running: Promise<void> | undefined;
+  let stopped = false;
+  const run = () => {
+    if (running || stopped) return;
+    running = pool
+      .query('select webhooks.roll_up_report_counts()')
+      .then(() => undefined)
+      .catch((error: Error) => {
+        if (!stopped) console.error(`admin API: rolling up the report's daily counts failed: ${error.message}`);
+      })
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  const first = setTimeout(run, 1_000);
+  const timer = setInterval(run, everyMs);
+  first.unref();
+  timer.unref();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(first);
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

@@ -1,0 +1,286 @@
+-- bpd-webhooks engine, part 5b: daily counts that keep the report fast.
+--
+-- The report (webhooks.webhook_report, sql/50_api.sql) counts each webhook's
+-- deliveries created in a date range. Counting rows costs about half a microsecond a
+-- row: fine for thousands, too slow for a company with hundreds of thousands in the
+-- range. So days long past are counted once, into webhooks.delivery_day_counts, and
+-- the report adds those up and counts only the rest (the edges of the range, recent
+-- days, days not counted yet) from the outbox.
+--
+-- The rule that keeps it exact: a row of delivery_day_counts exists only while it is
+-- true. Only days that ended more than two days ago are counted, and only when every
+-- delivery of the day has finished (succeeded or failed). Any later write to a
+-- delivery older than a day (a replay, a retry, a delete, a DBA's UPDATE) drops its
+-- day's row at once, in the same transaction, and notes the day for counting again.
+-- Writes to recent deliveries, the relay's everyday work, pass by at the cost of one
+-- WHEN test. A per-webhook advisory lock orders a roll-up and such a write: whichever
+-- commits second sees the other.
+--
+-- Rolling up: webhooks.roll_up_report_counts(), which the API server calls every few
+-- minutes (as webhook_authenticator, the one role allowed to), or anyone as owner.
+
+-- private: the UTC day of a time, and the time a UTC day starts
+create or replace function webhooks_private.utc_day(p_at timestamptz)
+returns date
+language sql
+immutable
+as $$
+  select (p_at at time zone 'utc')::date;
+$$;
+
+create or replace function webhooks_private.utc_day_start(p_day date)
+returns timestamptz
+language sql
+immutable
+as $$
+  select p_day::timestamp at time zone 'utc';
+$$;
+
+-- private: the advisory lock of one webhook's counts
+create or replace function webhooks_private.day_counts_lock(p_webhook_id bigint)
+returns bigint
+language sql
+immutable
+as $$
+  select hashtextextended('bpd_webhooks.delivery_day_counts', p_webhook_id);
+$$;
+
+-- private: a delivery of this webhook created at p_at changed: its day's count is no
+-- longer known (dropped now, counted again by the next roll-up)
+create or replace function webhooks_private.recount_day(p_webhook_id bigint, p_at timestamptz)
+returns void
+language plpgsql
+as $$
+declare
+  v_day constant date := webhooks_private.utc_day(p_at);
+begin
+  -- shared: writers do not wait for each other, only for a roll-up of this webhook
+  perform pg_advisory_xact_lock_shared(webhooks_private.day_counts_lock(p_webhook_id));
+  delete from webhooks.delivery_day_counts where webhook_id = p_webhook_id and day = v_day;
+  insert into webhooks_private.delivery_days_to_count (webhook_id, day)
+  values (p_webhook_id, v_day)
+  on conflict do nothing;
+end;
+$$;
+
+create or replace function webhooks_private.tg_deliveries__recount_day()
+returns trigger
+language plpgsql
+as $$
+begin
+  if tg_op in ('UPDATE', 'DELETE') then
+    perform webhooks_private.recount_day(old.webhook_id, old.created_at);
+  end if;
+  if tg_op in ('UPDATE', 'INSERT') then
+    perform webhooks_private.recount_day(new.webhook_id, new.created_at);
+  end if;
+  return null;
+end;
+$$;
+
+create or replace function webhooks_private.tg_deliveries__forget_counts()
+returns trigger
+language plpgsql
+as $$
+begin
+  truncate webhooks.delivery_day_counts, webhooks_private.delivery_days_to_count;
+  return null;
+end;
+$$;
+
+-- Only deliveries older than a day can belong to a counted day (days are counted two
+-- days after they end), so the WHEN keeps these triggers off the everyday path.
+drop trigger if exists _900_recount_day_on_insert on webhooks.deliveries;
+create trigger _900_recount_day_on_insert
+  after insert on webhooks.deliveries
+  for each row when (new.created_at < now() - interval '1 day')
+  execute function webhooks_private.tg_deliveries__recount_day();
+
+drop trigger if exists _900_recount_day_on_update on webhooks.deliveries;
+create trigger _900_recount_day_on_update
+  after update on webhooks.deliveries
+  for each row when (
+    (old.created_at < now() - interval '1 day' or new.created_at < now() - interval '1 day')
+    and (old.state is distinct from new.state
+         or old.created_at is distinct from new.created_at
+         or old.webhook_id is distinct from new.webhook_id))
+  execute function webhooks_private.tg_deliveries__recount_day();
+
+drop trigger if exists _900_recount_day_on_delete on webhooks.deliveries;
+create trigger _900_recount_day_on_delete
+  after delete on webhooks.deliveries
+  for each row when (old.created_at < now() - interval '1 day')
+  execute function webhooks_private.tg_deliveries__recount_day();
+
+drop trigger if exists _900_forget_counts_on_truncate on webhooks.deliveries;
+create trigger _900_forget_counts_on_truncate
+  after truncate on webhooks.deliveries
+  for each statement execute function webhooks_private.tg_deliveries__forget_counts();
+
+-- private: count the days of one webhook that can be counted now: days noted for
+-- counting again, and days after the last one counted; a day not finished yet is
+-- noted for next time. Returns how many days got a row.
+create or replace function webhooks_private.roll_up_webhook_days(p_webhook_id bigint)
+returns integer
+language plpgsql
+as $$
+declare
+  -- days that ended more than two days ago (a writer's WHEN allows a day's margin)
+  v_before constant date := webhooks_private.utc_day(now() - interval '2 days');
+  v_company_id bigint;
+  v_from date;
+  v_day date;
+  v_fired bigint;
+  v_succeeded bigint;
+  v_failed bigint;
+  v_finished boolean;
+  v_counted integer := 0;
+begin
+  -- most runs find nothing to do for most webhooks: say so without taking the lock
+  -- (which would make a writer of an old delivery wait until this run commits)
+  if not exists (select 1 from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id and day < v_before)
+     and (select max(day) from webhooks.delivery_day_counts where webhook_id = p_webhook_id) >= v_before - 1 then
+    return 0;
+  end if;
+  perform pg_advisory_xact_lock(webhooks_private.day_counts_lock(p_webhook_id));
+  select company_id into v_company_id from webhooks.webhooks where id = p_webhook_id;
+  if not found then
+    delete from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id;
+    return 0;
+  end if;
+  -- new days start after the last day counted or noted, else at the first delivery
+  select greatest(
+           (select max(day) + 1 from webhooks.delivery_day_counts where webhook_id = p_webhook_id),
+           (select max(day) + 1 from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id))
+  into v_from;
+  if v_from is null then
+    select webhooks_private.utc_day(min(created_at)) into v_from
+    from webhooks.deliveries where webhook_id = p_webhook_id and company_id = v_company_id;
+  end if;
+
+  for v_day in
+    select day from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id and day < v_before
+    union
+    select generate_series(v_from, v_before - 1, interval '1 day')::date where v_from is not null
+    order by 1
+  loop
+    select count(*),
+           count(*) filter (where state = 'succeeded'),
+           count(*) filter (where state = 'failed'),
+           coalesce(bool_and(state in ('succeeded', 'failed')), true)
+    into v_fired, v_succeeded, v_failed, v_finished
+    from webhooks.deliveries
+    where webhook_id = p_webhook_id and company_id = v_company_id
+      and created_at >= webhooks_private.utc_day_start(v_day)
+      and created_at < webhooks_private.utc_day_start(v_day + 1);
+    if v_finished then
+      insert into webhooks.delivery_day_counts (webhook_id, company_id, day, fired, succeeded, failed)
+      values (p_webhook_id, v_company_id, v_day, v_fired, v_succeeded, v_failed)
+      on conflict (webhook_id, day) do update
+        set fired = excluded.fired, succeeded = excluded.succeeded, failed = excluded.failed;
+      delete from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id and day = v_day;
+      v_counted := v_counted + 1;
+    else
+      insert into webhooks_private.delivery_days_to_count (webhook_id, day)
+      values (p_webhook_id, v_day)
+      on conflict do nothing;
+    end if;
+  end loop;
+  return v_counted;
+end;
+$$;
+
+-- public (for the API server and DBAs; not in GraphQL): roll up every webhook's
+-- countable days; returns how many day rows were written. Runs as its owner.
+create or replace function webhooks.roll_up_report_counts()
+returns integer
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_total integer := 0;
+  v_webhook_id bigint;
+begin
+  -- webhooks that are gone but still have days noted
+  delete from webhooks_private.delivery_days_to_count n
+  where not exists (select 1 from webhooks.webhooks w where w.id = n.webhook_id);
+  for v_webhook_id in select id from webhooks.webhooks order by id loop
+    v_total := v_total + webhooks_private.roll_up_webhook_days(v_webhook_id);
+  end loop;
+  return v_total;
+end;
+$$;
+
+-- public, internal to the report (not in GraphQL): a webhook's deliveries created in
+-- [since, until): the counted days wholly inside the range from delivery_day_counts,
+-- everything else counted from the outbox, one index range per stretch between them.
+-- Runs as the caller: row-level security applies to both tables.
+create or replace function webhooks.count_deliveries(
+  p_webhook_id bigint,
+  p_company_id bigint,
+  since timestamptz,
+  until timestamptz,
+  out fired bigint,
+  out succeeded bigint,
+  out failed bigint
+)
+language plpgsql
+stable
+as $$
+declare
+  v_since constant timestamptz := coalesce(since, '-infinity');
+  v_until constant timestamptz := coalesce(until, 'infinity');
+  v_first_day date;
+  v_end_day date;
+  v_cursor timestamptz := v_since;
+  v_day_start timestamptz;
+  r record;
+begin
+  fired := 0;
+  succeeded := 0;
+  failed := 0;
+  if v_since >= v_until then
+    return;
+  end if;
+  -- the days wholly inside [since, until): from the first day starting at or after
+  -- since, up to (not including) the day until falls in
+  v_first_day := (v_since at time zone 'utc')::date;
+  if (v_first_day::timestamp at time zone 'utc') < v_since then
+    v_first_day := v_first_day + 1;
+  end if;
+  v_end_day := (v_until at time zone 'utc')::date;
+
+  for r in
+    select c.day, c.fired, c.succeeded, c.failed
+    from webhooks.delivery_day_counts c
+    where c.webhook_id = p_webhook_id and c.day >= v_first_day and c.day < v_end_day
+    order by c.day
+  loop
+    v_day_start := r.day::timestamp at time zone 'utc';
+    if v_day_start > v_cursor then
+      select fired + count(*),
+             succeeded + count(*) filter (where d.state = 'succeeded'),
+             failed + count(*) filter (where d.state = 'failed')
+      into fired, succeeded, failed
+      from webhooks.deliveries d
+      where d.webhook_id = p_webhook_id and d.company_id = p_company_id
+        and d.created_at >= v_cursor and d.created_at < v_day_start;
+    end if;
+    fired := fired + r.fired;
+    succeeded := succeeded + r.succeeded;
+    failed := failed + r.failed;
+    v_cursor := (r.day + 1)::timestamp at time zone 'utc';
+  end loop;
+
+  if v_cursor < v_until then
+    select fired + count(*),
+           succeeded + count(*) filter (where d.state = 'succeeded'),
+           failed + count(*) filter (where d.state = 'failed')
+    into fired, succeeded, failed
+    from webhooks.deliveries d
+    where d.webhook_id = p_webhook_id and d.company_id = p_company_id
+      and d.created_at >= v_cursor and d.created_at < v_until;
+  end if;
+end;
+$$;

@@ -1,0 +1,109 @@
+-- bpd-webhooks engine, part 5c: the report behind REPORTS >> Webhooks.
+--
+-- Public API, read-only, running as the caller (row-level security applies):
+--   webhooks.webhook_report(since, until)  every webhook of the company with times
+--                                          fired / succeeded / failed in the range
+--   webhooks.webhooks_history(webhook, …)  one webhook's deliveries, newest first
+--                                          (GraphQL: the field `history` of Webhook)
+--   webhooks.company_statuses(), webhooks.company_users()
+--                                          what a webhook's filters may name
+
+------------------------------------------------------------------------------------
+-- The caller's company's statuses and users: what a webhook's status_id / user_id
+-- may name, and their names for the page. The CRM tables are granted to no API role;
+-- these run as their owner and return the rows of the caller's company only.
+
+-- public: the status tags of the caller's company
+create or replace function webhooks.company_statuses()
+returns table (id bigint, name text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.id, s.name from crm.statuses s
+  where s.company_id = webhooks.current_company_id()
+  order by s.name, s.id;
+$$;
+
+-- public: the users of the caller's company
+create or replace function webhooks.company_users()
+returns table (id bigint, name text, email text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select u.id, u.name, u.email from crm.users u
+  where u.company_id = webhooks.current_company_id()
+  order by u.name, u.id;
+$$;
+
+------------------------------------------------------------------------------------
+-- The report (REPORTS >> Webhooks): every webhook of the company, active and
+-- disabled, with how often it fired in a date range and how that went.
+
+drop type if exists webhooks.webhook_report_row cascade;
+create type webhooks.webhook_report_row as (
+  webhook_id      bigint,
+  name            text,
+  url             text,
+  actions         webhooks.action[],
+  fields          text[],
+  status_id       bigint,
+  status_name     text,
+  user_id         bigint,
+  user_name       text,
+  created_at      timestamptz,
+  enabled         boolean,
+  disabled_at     timestamptz,
+  disabled_by     text,
+  disabled_reason text,
+  -- deliveries created in the range, and how many of them ended each way so far
+  times_fired     bigint,
+  times_succeeded bigint,
+  times_failed    bigint,
+  times_pending   bigint
+);
+
+-- public: the report for [since, until); null ends are open. Newest webhooks first.
+create or replace function webhooks.webhook_report(since timestamptz default null, until timestamptz default null)
+returns setof webhooks.webhook_report_row
+language sql
+stable
+as $$
+  select w.id, w.name, w.url, w.actions, w.fields,
+         w.status_id, s.name, w.user_id, u.name, w.created_at,
+         w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason,
+         c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed
+  from webhooks.webhooks w
+  left join webhooks.company_statuses() s on s.id = w.status_id
+  left join webhooks.company_users() u on u.id = w.user_id
+  cross join lateral webhooks.count_deliveries(w.id, w.company_id, since, until) c
+  order by w.created_at desc, w.id desc;
+$$;
+
+-- public: one webhook's history (the "Times Fired" click): its deliveries created in
+-- [since, until), optionally only those in one state, newest first. PostGraphile
+-- exposes it as the field `history` of a webhook, a connection paged with cursors.
+create or replace function webhooks.webhooks_history(
+  w     webhooks.webhooks,
+  since timestamptz default null,
+  until timestamptz default null,
+  state text default null
+)
+returns setof webhooks.deliveries
+language sql
+stable
+as $$
+  select d.*
+  from webhooks.deliveries d
+  where d.webhook_id = w.id
+    -- always true; it lets the index (webhook_id, company_id, created_at, id) bound
+    -- the scan by time for callers row-level security does not filter (owners, DBAs)
+    and d.company_id = w.company_id
+    and d.created_at >= coalesce(since, '-infinity')
+    and d.created_at < coalesce(until, 'infinity')
+    and (webhooks_history.state is null or d.state = webhooks_history.state)
+  order by d.created_at desc, d.id desc;
+$$;
