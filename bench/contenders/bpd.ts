@@ -1,0 +1,64 @@
+// bpd-webhooks as it runs in production: the capture triggers of sql/ fill the outbox,
+// the relay's own loop (relay/delivery) claims, POSTs and settles.
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { WEBHOOK_FIELDS } from '../database.ts';
+import { RELAY_NODE_FLAGS } from '../../relay/delivery/node-flags.ts';
+import { Relay } from '../../relay/delivery/relay.ts';
+import { ENVIRONMENT, relaySettings, type RelaySettings } from '../../relay/delivery/settings.ts';
+import { serveChild } from '../child.ts';
+import type { Contender } from '../modes.ts';
+
+/** One enabled webhook of the bench company, subscribed to contact.updated, posting to the receiver. */
+export async function installWebhook(databaseUrl: string, receiverUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(
+      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+       values (1, 'Benchmark receiver', $1, $2, '{contact.updated}')`,
+      [receiverUrl, WEBHOOK_FIELDS],
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+// The relay with its production defaults and V8 flags (as `npm run relay` runs it),
+// except what the benchmark must set: the receiver is on loopback (allowed
+// explicitly, as in the tests), the concurrency is the benchmark's (one webhook, so
+// the per-webhook cap is the concurrency; its default is the benchmark's default),
+// and logs at warn, as graphile-worker's are (both would otherwise log every delivery).
+export function benchRelaySettings(env: NodeJS.ProcessEnv = process.env): RelaySettings {
+  return relaySettings({
+    ...env,
+    RELAY_ALLOW_NETWORKS: '127.0.0.1/32',
+    RELAY_PER_WEBHOOK_IN_FLIGHT: env.CONCURRENCY!,
+    RELAY_LOG_LEVEL: env.RELAY_LOG_LEVEL ?? 'warn',
+  });
+}
+
+async function child(): Promise<void> {
+  const relay = new Relay(benchRelaySettings());
+  await serveChild(async () => ({
+    start: () => relay.start(),
+    async stop() {
+      await relay.stop();
+      const { claims, claimed, emptyClaims, claimMs } = relay.stats;
+      return { claims, claimed, emptyClaims, claimMs };
+    },
+  }));
+}
+
+export const bpdContender: Contender = {
+  name: 'bpd-webhooks',
+  file: fileURLToPath(import.meta.url),
+  execArgv: RELAY_NODE_FLAGS,
+  unfinishedSql: "select count(*) from webhooks.deliveries where state in ('pending', 'in_flight')",
+  prepare: installWebhook,
+};
+
+if (process.env.BENCH_CHILD === fileURLToPath(import.meta.url)) await child();
+
+/** The relay's own default for requests in flight to one webhook: the benchmark's default concurrency. */
+export const RELAY_DEFAULT_CONCURRENCY = Number(ENVIRONMENT.RELAY_PER_WEBHOOK_IN_FLIGHT.default);

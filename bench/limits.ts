@@ -1,0 +1,196 @@
+// The machine's limits, each measured in a child process of its own:
+//   http: the same ~1 KiB body, signed, POSTed to the receiver with the same undici
+//         Pool and the same concurrency as the contenders, as fast as it goes; no database.
+//   db:   the relay's own claim and settle (webhooks_private.claim_deliveries and
+//         settle_deliveries, through the relay's own modules and settings) over a
+//         pre-filled outbox, every claimed row settled as delivered (204) at once,
+//         without any HTTP.
+// A contender that delivers through both can at best reach the lower of the two.
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { analyse, upTo } from './analysis.ts';
+import { serveChild, spawnChild } from './child.ts';
+import { now } from './clock.ts';
+import { writeChanges } from './database.ts';
+import { BENCH_SECRET, post, senderPool, webhookHeaders } from './http.ts';
+import type { Bench, LimitResult } from './modes.ts';
+import { claimDeliveries } from '../relay/delivery/claim.ts';
+import { relayPool } from '../relay/delivery/database.ts';
+import { relayLogger } from '../relay/delivery/log.ts';
+import { Settler } from '../relay/delivery/settle.ts';
+import { benchRelaySettings, bpdContender } from './contenders/bpd.ts';
+import { within } from './within.ts';
+
+const self = fileURLToPath(import.meta.url);
+
+// ---------------------------------------------------------------- children
+
+async function httpLimitChild(): Promise<void> {
+  const origin = process.env.RECEIVER_ORIGIN!;
+  const path = process.env.RECEIVER_PATH!;
+  const concurrency = Number(process.env.CONCURRENCY);
+  const total = Number(process.env.COUNT);
+  // the body with "seq":0, as the relay would send change 0
+  const template = process.env.BODY!;
+  const pool = senderPool(origin, concurrency);
+  let next = 1;
+  let failures = 0;
+
+  async function lane(last: number): Promise<void> {
+    while (next <= last) {
+      const seq = next++;
+      const body = template.replace('"seq":0', `"seq":${seq}`);
+      const status = await post(pool, path, webhookHeaders(BENCH_SECRET, `msg_limit_${seq}`, body), body);
+      if (status !== 204) failures++;
+    }
+  }
+  const lanes = (last: number) => Promise.all(Array.from({ length: concurrency }, () => lane(last)));
+
+  await serveChild(async (finished) => ({
+    async start() {
+      // warm up (connections open, code optimised) before the clock starts, as the
+      // contenders are warm after their first deliveries
+      const warmUp = Math.min(1000, Math.floor(total / 5));
+      await lanes(warmUp);
+      const started = now();
+      void lanes(total).then(() => finished({ elapsedMs: now() - started, done: total - warmUp, failures }));
+    },
+    async stop() {
+      await pool.close();
+    },
+  }));
+}
+
+async function dbLimitChild(): Promise<void> {
+  const settings = benchRelaySettings();
+  const total = Number(process.env.COUNT);
+  const log = relayLogger(settings.relayId, 'warn');
+  const pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log });
+  await pool.query('select 1');
+  const settler = new Settler({ db: pool, relayId: settings.relayId, log, batchSize: settings.batchSize });
+  let claimed = 0;
+
+  async function run(deadline: number): Promise<void> {
+    let refill: string[] = [];
+    while (claimed < total && now() < deadline) {
+      const only = refill.length > 0 ? refill : null;
+      const { jobs } = await claimDeliveries(pool, {
+        relayId: settings.relayId,
+        limit: Math.min(settings.batchSize, settings.maxInFlight),
+        leaseMs: settings.leaseMs,
+        perWebhookInFlight: settings.perWebhookInFlight,
+        busy: new Map(),
+        only,
+      });
+      refill = [...new Set(jobs.map((job) => job.webhookId))];
+      if (jobs.length === 0 && only === null) break;
+      claimed += jobs.length;
+      const attemptedAt = new Date();
+      for (const job of jobs) {
+        settler.add({
+          job,
+          attemptedAt,
+          durationMs: 0,
+          outcome: { kind: 'response', status: 204, bodyExcerpt: '', retryAfterSeconds: null, note: null },
+        });
+      }
+      // let the settle of this batch start before the next claim, as a send would
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await settler.drain(30_000);
+  }
+
+  await serveChild(async (finished) => ({
+    start() {
+      const started = now();
+      void run(started + 120_000).then(() => finished({ elapsedMs: now() - started, done: claimed, failures: total - claimed }));
+    },
+    async stop() {
+      settler.stop();
+      await pool.end();
+    },
+  }));
+}
+
+// ---------------------------------------------------------------- parent side
+
+export async function httpLimit(bench: Bench, count: number, body: string): Promise<LimitResult> {
+  await bench.receiver.take();
+  const child = await spawnChild(self, {
+    name: 'limit-http',
+    env: {
+      LIMIT: 'http',
+      RECEIVER_ORIGIN: bench.receiver.origin,
+      RECEIVER_PATH: new URL(bench.receiver.url).pathname,
+      CONCURRENCY: String(bench.concurrency),
+      COUNT: String(count),
+      BODY: body,
+    },
+    cpuProfDir: bench.cpuProfDir,
+  });
+  await child.go();
+  const done = await within(child.done, 120_000, 'the HTTP limit');
+  const stats = await child.stop();
+  const delivery = analyse(await bench.receiver.take(), upTo(count));
+  return {
+    name: 'limit: HTTP only',
+    rounds: [(done.done * 1000) / done.elapsedMs],
+    count: delivery.delivered,
+    perSecond: (done.done * 1000) / done.elapsedMs,
+    missing: delivery.missing,
+    cpuPer1k: (stats.cpuSeconds * 1000) / count,
+    pgCpuPer1k: 0,
+    peakRssMb: stats.peakRssMb,
+    extra: stats.extra,
+  };
+}
+
+export async function dbLimit(bench: Bench, count: number): Promise<LimitResult> {
+  const clone = await bench.pg.clone('limit_db');
+  try {
+    await bpdContender.prepare(clone.url, bench.receiver.url);
+    await writeChanges(clone.url, 1, count);
+    const child = await spawnChild(self, {
+      name: 'limit-db',
+      env: { LIMIT: 'db', DATABASE_URL: clone.url, CONCURRENCY: String(bench.concurrency), COUNT: String(count) },
+      execArgv: bpdContender.execArgv,
+      cpuProfDir: bench.cpuProfDir,
+    });
+    const { postgresCpuSeconds } = await import('./cpu.ts');
+    const pgBefore = postgresCpuSeconds(bench.pg.pid);
+    await child.go();
+    const done = await within(child.done, 130_000, 'the database limit');
+    const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
+    const stats = await child.stop();
+    const { rows } = await onClone(clone.url, "select count(*)::int as n from webhooks.deliveries where state = 'succeeded'");
+    return {
+      name: 'limit: database only',
+      rounds: [(done.done * 1000) / done.elapsedMs],
+      count: rows[0].n,
+      perSecond: (done.done * 1000) / done.elapsedMs,
+      missing: count - rows[0].n,
+      cpuPer1k: (stats.cpuSeconds * 1000) / count,
+      pgCpuPer1k: (pgCpu * 1000) / count,
+      peakRssMb: stats.peakRssMb,
+      extra: stats.extra,
+    };
+  } finally {
+    await clone.drop();
+  }
+}
+
+async function onClone(url: string, sql: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+if (process.env.BENCH_CHILD === self) {
+  if (process.env.LIMIT === 'http') await httpLimitChild();
+  else if (process.env.LIMIT === 'db') await dbLimitChild();
+  else throw new Error(`unknown LIMIT ${process.env.LIMIT}`);
+}

@@ -1,0 +1,266 @@
+// The two modes, run the same way for every contender, each on a fresh clone of the
+// migrated database:
+//   burn-down: N changes written while the contender is stopped, then the time from
+//              starting it until the last delivery arrives;
+//   open loop: changes written at a fixed rate for a bounded time while the contender
+//              runs; commit-to-arrival latency and whether the backlog grew.
+import pg from 'pg';
+import { analyse, committedSeqs, latency, upTo, type Latency } from './analysis.ts';
+import { spawnChild, type ChildStats } from './child.ts';
+import { now } from './clock.ts';
+import { postgresCpuSeconds } from './cpu.ts';
+import { writeChanges, type BenchPostgres } from './database.ts';
+import type { Receiver } from './receiver.ts';
+import { writeAtRate } from './writer.ts';
+
+export interface Bench {
+  pg: BenchPostgres;
+  receiver: Receiver;
+  concurrency: number;
+  /** where to write V8 CPU profiles of the children, if at all */
+  cpuProfDir?: string;
+  log(line: string): void;
+}
+
+export interface Contender {
+  name: string;
+  /** the child process entry */
+  file: string;
+  /** extra environment for the child */
+  env?: Record<string, string>;
+  /** Node flags for the child */
+  execArgv?: string[];
+  /** installs what the contender needs in its fresh database (not timed) */
+  prepare(databaseUrl: string, receiverUrl: string): Promise<void>;
+  /** SQL counting the work not yet recorded as done (outbox rows, queued jobs) */
+  unfinishedSql: string;
+}
+
+export interface Cost {
+  /** the child's own counters (the relay's claims, graphile-worker's deliveries) */
+  extra: Record<string, number>;
+  /** the contender process's CPU seconds per 1,000 deliveries */
+  cpuPer1k: number;
+  /** Postgres's CPU seconds (whole instance) per 1,000 deliveries over the same span */
+  pgCpuPer1k: number;
+  peakRssMb: number;
+}
+
+export interface BurnDownResult extends Cost {
+  name: string;
+  /** deliveries/s of each round, when several rounds were combined */
+  rounds: number[];
+  count: number;
+  delivered: number;
+  missing: number;
+  duplicates: number;
+  /** from the start signal to the last arrival */
+  drainSeconds: number;
+  /** count / drainSeconds */
+  perSecond: number;
+  /** from the start signal to the first arrival */
+  firstArrivalMs: number;
+  /** from the start signal until every delivery was recorded as done (NaN: not within the bound) */
+  settledSeconds: number;
+  /** false: the time bound ran out before every change arrived (the rest is still queued, not lost) */
+  complete: boolean;
+}
+
+export interface OpenLoopResult extends Cost {
+  name: string;
+  rate: number;
+  seconds: number;
+  committed: number;
+  /** the rate the writer achieved (commits per second over its window) */
+  writtenPerSecond: number;
+  /** due changes the writer dropped because the database was too far behind */
+  dropped: number;
+  /** commit returns against their schedule: how well the writer held the rate */
+  writerLateP99Ms: number;
+  delivered: number;
+  missing: number;
+  duplicates: number;
+  latency: Latency;
+  /** changes committed and not yet arrived, at the end of the writing window */
+  backlogAtEnd: number;
+  /** the highest such count during the window */
+  backlogMax: number;
+  backlogGrew: boolean;
+  /** after the window, until the last arrival */
+  drainAfterMs: number;
+  /** false: the drain bound ran out before every committed change arrived */
+  complete: boolean;
+}
+
+function cost(stats: ChildStats, pgCpu: number, deliveries: number): Cost {
+  const per1k = (seconds: number) => (deliveries > 0 ? (seconds * 1000) / deliveries : Number.NaN);
+  return { cpuPer1k: per1k(stats.cpuSeconds), pgCpuPer1k: per1k(pgCpu), peakRssMb: stats.peakRssMb, extra: stats.extra };
+}
+
+function childEnv(bench: Bench, contender: Contender, databaseUrl: string): Record<string, string> {
+  return {
+    ...contender.env,
+    DATABASE_URL: databaseUrl,
+    RECEIVER_ORIGIN: bench.receiver.origin,
+    RECEIVER_URL: bench.receiver.url,
+    CONCURRENCY: String(bench.concurrency),
+  };
+}
+
+export async function burnDown(bench: Bench, contender: Contender, count: number, timeoutMs: number): Promise<BurnDownResult> {
+  const clone = await bench.pg.clone(`${contender.name}_burn`);
+  try {
+    await contender.prepare(clone.url, bench.receiver.url);
+    await writeChanges(clone.url, 1, count);
+    await bench.receiver.take();
+    const child = await spawnChild(contender.file, {
+      name: `${contender.name}-burn-down`,
+      env: childEnv(bench, contender, clone.url),
+      execArgv: contender.execArgv,
+      cpuProfDir: bench.cpuProfDir,
+    });
+    const pgBefore = postgresCpuSeconds(bench.pg.pid);
+    const startedAt = now();
+    const arrived = bench.receiver.expect(count, timeoutMs);
+    await child.go();
+    const complete = await arrived;
+    if (!complete) bench.log(`  ${contender.name}: not all ${count} arrived within ${timeoutMs} ms`);
+    // arrived is not finished: the contender still has to record each delivery as done
+    const settledAt = complete ? await whenFinished(clone.url, contender.unfinishedSql, 60_000) : Number.NaN;
+    const stats = await child.stop();
+    const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
+    const delivery = analyse(await bench.receiver.take(), upTo(count));
+    const drainSeconds = (delivery.lastArrival - startedAt) / 1000;
+    return {
+      name: contender.name,
+      rounds: [delivery.delivered / drainSeconds],
+      count,
+      delivered: delivery.delivered,
+      missing: delivery.missing,
+      duplicates: delivery.duplicates,
+      drainSeconds,
+      perSecond: delivery.delivered / drainSeconds,
+      firstArrivalMs: delivery.firstArrival - startedAt,
+      settledSeconds: (settledAt - startedAt) / 1000,
+      complete,
+      ...cost(stats, pgCpu, delivery.delivered),
+    };
+  } finally {
+    await clone.drop();
+  }
+}
+
+/** Polls (every 25 ms, at most boundMs) until the SQL counts nothing unfinished; the time then, or NaN. */
+async function whenFinished(url: string, sql: string, boundMs: number): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const deadline = now() + boundMs;
+    while (now() < deadline) {
+      const { rows } = await client.query(sql);
+      if (Number(rows[0].count) === 0) return now();
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    return Number.NaN;
+  } finally {
+    await client.end();
+  }
+}
+
+export async function openLoop(
+  bench: Bench,
+  contender: Contender,
+  rate: number,
+  seconds: number,
+  drainTimeoutMs: number,
+): Promise<OpenLoopResult> {
+  const clone = await bench.pg.clone(`${contender.name}_open_${rate}`);
+  try {
+    await contender.prepare(clone.url, bench.receiver.url);
+    await bench.receiver.take();
+    const child = await spawnChild(contender.file, {
+      name: `${contender.name}-open-${rate}`,
+      env: childEnv(bench, contender, clone.url),
+      execArgv: contender.execArgv,
+      cpuProfDir: bench.cpuProfDir,
+    });
+    await child.go();
+    // let its LISTEN connection settle: the window measures running, not starting
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const pgBefore = postgresCpuSeconds(bench.pg.pid);
+
+    const backlog: number[] = [];
+    const samples: Promise<void>[] = [];
+    const written = await writeAtRate(clone.url, rate, seconds, (committed) => {
+      samples.push(bench.receiver.count().then((arrived) => void backlog.push(committed - arrived)));
+    });
+    await Promise.all(samples);
+    const backlogAtEnd = written.committed - (await bench.receiver.count());
+    const complete = await bench.receiver.expect(written.committed, drainTimeoutMs);
+    if (!complete) bench.log(`  ${contender.name} @ ${rate}/s: not all ${written.committed} arrived within the drain bound`);
+    const stats = await child.stop();
+    const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
+    const delivery = analyse(await bench.receiver.take(), committedSeqs(written.committedAt));
+    const backlogMax = Math.max(backlogAtEnd, ...backlog);
+    return {
+      name: contender.name,
+      rate,
+      seconds,
+      committed: written.committed,
+      writtenPerSecond: (written.committed * 1000) / (written.endedAt - written.startedAt),
+      writerLateP99Ms: written.lateP99Ms,
+      dropped: written.dropped,
+      delivered: delivery.delivered,
+      missing: delivery.missing,
+      duplicates: delivery.duplicates,
+      latency: latency(written.committedAt, delivery),
+      backlogAtEnd,
+      backlogMax,
+      // more than a quarter second of work left over when the writing stopped: the
+      // contender fell behind the rate rather than trailing it by its latency
+      backlogGrew: backlogAtEnd > Math.max(25, rate / 4),
+      drainAfterMs: Math.max(0, delivery.lastArrival - written.endedAt),
+      complete,
+      ...cost(stats, pgCpu, delivery.delivered),
+    };
+  } finally {
+    await clone.drop();
+  }
+}
+
+export interface LimitResult extends Cost {
+  name: string;
+  rounds: number[];
+  count: number;
+  perSecond: number;
+  missing: number;
+}
+
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+
+/** Several rounds of one contender (or limit) as one row: means, the worst memory, all losses. */
+export function combine<T extends BurnDownResult | LimitResult>(results: T[]): T {
+  const [first] = results;
+  const combined = { ...first } as T;
+  for (const key of ['perSecond', 'cpuPer1k', 'pgCpuPer1k', 'drainSeconds', 'firstArrivalMs', 'settledSeconds'] as const) {
+    if (key in first) {
+      (combined as unknown as Record<string, number>)[key] = mean(results.map((r) => (r as unknown as Record<string, number>)[key]));
+    }
+  }
+  combined.peakRssMb = Math.max(...results.map((r) => r.peakRssMb));
+  combined.missing = results.reduce((sum, r) => sum + r.missing, 0);
+  combined.count = results.reduce((sum, r) => sum + r.count, 0);
+  if ('delivered' in combined) {
+    (combined as BurnDownResult).delivered = results.reduce((sum, r) => sum + (r as BurnDownResult).delivered, 0);
+    (combined as BurnDownResult).complete = results.every((r) => (r as BurnDownResult).complete);
+  }
+  if ('duplicates' in combined) {
+    (combined as BurnDownResult).duplicates = results.reduce((sum, r) => sum + (r as BurnDownResult).duplicates, 0);
+  }
+  combined.rounds = results.flatMap((r) => r.rounds);
+  combined.extra = {};
+  for (const r of results) {
+    for (const [key, value] of Object.entries(r.extra)) combined.extra[key] = (combined.extra[key] ?? 0) + value;
+  }
+  return combined;
+}

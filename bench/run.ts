@@ -1,0 +1,120 @@
+// `npm run bench [-- --quick] [-- --profile]`: bpd-webhooks, graphile-worker and the
+// machine's limits, measured in one run on the same Postgres and the same receiver.
+// Prints one markdown table per mode (burn-down, open loop) with the ratios.
+//   --quick          a run under two minutes (fewer changes, shorter windows)
+//   --profile        V8 CPU profiles of every child (bench/profiles/) and the top
+//                    statements from pg_stat_statements
+//   --concurrency N  deliveries in flight per contender (default: the relay's
+//                    RELAY_PER_WEBHOOK_IN_FLIGHT default; the benchmark has one webhook)
+//   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
+//   --mode MODE      run one mode only (burn-down or open-loop)
+//   --rounds N       burn-down rounds (default 1 with --quick, else 2)
+//   --rates A,B,…    open-loop rates per second (default 250,500,1000,2000)
+//   --seconds N      open-loop window (default 4 with --quick, else 20)
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { bpdContender, RELAY_DEFAULT_CONCURRENCY } from './contenders/bpd.ts';
+import { graphileWorkerContender } from './contenders/graphile-worker.ts';
+import { sampleBody, startBenchPostgres } from './database.ts';
+import { dbLimit, httpLimit } from './limits.ts';
+import { burnDown, combine, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
+import { burnDownTable, machine, openLoopTable } from './report.ts';
+import { startReceiver } from './receiver.ts';
+
+const { values: options } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    concurrency: { type: 'string', default: String(RELAY_DEFAULT_CONCURRENCY) },
+    only: { type: 'string' },
+    mode: { type: 'string' },
+    rounds: { type: 'string' },
+    rates: { type: 'string' },
+    seconds: { type: 'string' },
+  },
+});
+
+const chosen = options.quick
+  ? { rounds: 1, burnDownCount: 5_000, limitCount: 5_000, rates: [250, 500, 1000, 2000], seconds: 4, drainMs: 10_000 }
+  : { rounds: 2, burnDownCount: 30_000, limitCount: 30_000, rates: [250, 500, 1000, 2000], seconds: 20, drainMs: 30_000 };
+const plan = {
+  ...chosen,
+  rates: options.rates ? options.rates.split(',').map(Number) : chosen.rates,
+  seconds: options.seconds ? Number(options.seconds) : chosen.seconds,
+};
+
+// a hard bound on the whole run, whatever happens
+const wholeRunBound = setTimeout(() => {
+  console.error('bench: gave up after the whole-run bound');
+  process.exit(3);
+}, (options.quick ? 4 : 20) * 60_000);
+wholeRunBound.unref();
+
+const log = (line: string) => console.error(line);
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
+
+const cpuProfDir = options.profile ? fileURLToPath(new URL('./profiles/', import.meta.url)) : undefined;
+if (cpuProfDir) await mkdir(cpuProfDir, { recursive: true });
+
+log(`bench: ${machine()}`);
+const postgres = await startBenchPostgres({ statements: options.profile });
+const receiver = await startReceiver();
+const bench: Bench = { pg: postgres, receiver, concurrency: Number(options.concurrency), cpuProfDir, log };
+const contenders = [bpdContender, graphileWorkerContender].filter((c) => !options.only || c.name === options.only);
+
+const rounds = options.mode === 'open-loop' ? 0 : Number(options.rounds ?? plan.rounds);
+const limits: LimitResult[] = [];
+const burnDowns: BurnDownResult[] = [];
+const openLoops: OpenLoopResult[] = [];
+try {
+  const body = await sampleBody(postgres.server.url('bench_template'));
+  const httpRounds: LimitResult[] = [];
+  const dbRounds: LimitResult[] = [];
+  const contenderRounds = new Map<string, BurnDownResult[]>(contenders.map((c) => [c.name, []]));
+  // rounds in alternating order (A B, then B A), so that neither side always runs
+  // first or last on a machine whose load drifts
+  for (let round = 0; round < rounds; round++) {
+    log(`[${elapsed()}] round ${round + 1}: limit: HTTP only, ${plan.limitCount} POSTs`);
+    httpRounds.push(await httpLimit(bench, plan.limitCount, body));
+    log(`[${elapsed()}] round ${round + 1}: limit: database only, ${plan.limitCount} claims and settles`);
+    dbRounds.push(await dbLimit(bench, plan.limitCount));
+    for (const contender of round % 2 === 0 ? contenders : [...contenders].reverse()) {
+      log(`[${elapsed()}] round ${round + 1}: burn-down: ${contender.name}, ${plan.burnDownCount} changes`);
+      contenderRounds.get(contender.name)!.push(await burnDown(bench, contender, plan.burnDownCount, 120_000));
+    }
+  }
+  if (rounds > 0) {
+    limits.push(combine(httpRounds), combine(dbRounds));
+    for (const results of contenderRounds.values()) burnDowns.push(combine(results));
+  }
+
+  for (const [index, rate] of (options.mode === 'burn-down' ? [] : plan.rates).entries()) {
+    for (const contender of index % 2 === 0 ? contenders : [...contenders].reverse()) {
+      log(`[${elapsed()}] open loop: ${contender.name} at ${rate}/s for ${plan.seconds}s`);
+      openLoops.push(await openLoop(bench, contender, rate, plan.seconds, plan.drainMs));
+    }
+  }
+} finally {
+  await receiver.stop();
+  await postgres.stop();
+}
+
+console.log(`## Run of ${machine()}`);
+console.log(`\nConcurrency ${bench.concurrency} per contender; Postgres 17 (embedded, default durability); ${options.quick ? 'quick run' : 'full run'} in ${elapsed()}.`);
+if (rounds > 0) console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped${rounds > 1 ? ` (mean of ${rounds} rounds)` : ''}\n`);
+if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
+if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
+if (openLoops.length > 0) console.log(openLoopTable(openLoops));
+for (const report of postgres.statementReports) {
+  console.log(`\n### Top statements in ${report.database} (pg_stat_statements)\n\n${report.table}`);
+}
+const results = [...burnDowns, ...openLoops];
+const missing = results.filter((r) => r.complete).reduce((sum, r) => sum + r.missing, 0);
+const late = results.filter((r) => !r.complete).reduce((sum, r) => sum + r.missing, 0);
+if (late > 0) console.log(`\n**${late} deliveries had not arrived when a time bound ran out** (still queued, see the tables).`);
+if (missing > 0) {
+  console.log(`\n**${missing} deliveries missing.**`);
+  process.exitCode = 1;
+}
