@@ -145,6 +145,12 @@ language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
+-- Index paths only: the outbox grows in bursts faster than autovacuum analyses it,
+-- and with stale statistics the planner chose to read every pending row (a bitmap
+-- scan and a sort) for a batch of 32: 12-21 ms a claim instead of under 2 (measured
+-- on 20,000 fresh rows). The indexes serve every query here at any size.
+set enable_seqscan = off
+set enable_bitmapscan = off
 as $$
 #variable_conflict use_column
 declare
@@ -320,6 +326,9 @@ language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
+-- Index paths only, for the reason given at claim_deliveries.
+set enable_seqscan = off
+set enable_bitmapscan = off
 as $$
 #variable_conflict use_column
 begin
