@@ -1,7 +1,7 @@
 // The machine's limits, each measured in a child process of its own:
 //   http: the same ~1 KiB body, signed, POSTed to the receiver with the same undici
 //         Pool and the same concurrency as the contenders, as fast as it goes; no database.
-//   db:   the relay's own claim and settle (webhooks_private.claim_deliveries and
+//   db:   the relay's own claim and settle (webhooks_relay.claim_deliveries and
 //         settle_deliveries, through the relay's own modules and settings) over a
 //         pre-filled outbox, every claimed row settled as delivered (204) at once,
 //         without any HTTP.
@@ -11,6 +11,7 @@ import pg from 'pg';
 import { analyse, upTo } from './analysis.ts';
 import { serveChild, spawnChild } from './child.ts';
 import { now } from './clock.ts';
+import { postgresCpuSeconds } from './cpu.ts';
 import { writeChanges } from './database.ts';
 import { BENCH_SECRET, post, senderPool, webhookHeaders } from './http.ts';
 import type { Bench, LimitResult } from './modes.ts';
@@ -156,7 +157,6 @@ export async function dbLimit(bench: Bench, count: number): Promise<LimitResult>
       execArgv: bpdContender.execArgv,
       cpuProfDir: bench.cpuProfDir,
     });
-    const { postgresCpuSeconds } = await import('./cpu.ts');
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
     await child.go();
     const done = await within(child.done, 130_000, 'the database limit');
