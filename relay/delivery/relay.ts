@@ -27,6 +27,12 @@ import { Settler } from './settle.ts';
 
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
+/**
+ * Back-pressure: no new claim while this many batches of results wait to be written.
+ * Sending faster than the database takes the results only grows a queue whose
+ * deliveries are sent again if the relay stops before writing them.
+ */
+const UNSETTLED_BATCHES_LIMIT = 2;
 /** Going idle while a capturing transaction is still open: look again this soon. */
 const IDLE_RECHECK_MS = 2;
 
@@ -49,6 +55,8 @@ export class Relay {
   private discoveryWanted = false;
   /** the next discovery is the last look before sleeping (sql/36_wakeup.sql) */
   private lastLook = false;
+  /** a claim was skipped because results wait to be written: claim when they are */
+  private heldBackBySettles = false;
   /** webhooks whose last claim filled every free slot: they likely have more due */
   private readonly backlogged = new Set<string>();
   private inFlight = 0;
@@ -64,7 +72,18 @@ export class Relay {
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
     this.sender = new Sender(settings);
-    this.settler = new Settler({ db: this.pool, relayId: settings.relayId, log: this.log, batchSize: settings.batchSize });
+    this.settler = new Settler({
+      db: this.pool,
+      relayId: settings.relayId,
+      log: this.log,
+      batchSize: settings.batchSize,
+      onSettled: () => {
+        if (this.heldBackBySettles && !this.settlesBacklogged()) {
+          this.heldBackBySettles = false;
+          this.kick();
+        }
+      },
+    });
     this.idle = new IdleAnnouncer({
       databaseUrl: settings.databaseUrl,
       role: settings.databaseRole,
@@ -94,6 +113,11 @@ export class Relay {
     );
     void this.rescue();
     this.wake();
+  }
+
+  /** True while claims wait for results to be written (back-pressure). */
+  get heldBack(): boolean {
+    return this.heldBackBySettles;
   }
 
   /** Looks for due work now, anywhere (a NOTIFY, a timer, a reconnect). */
@@ -197,6 +221,10 @@ export class Relay {
     do {
       this.claimAgain = false;
       if (this.inFlight >= this.settings.maxInFlight) return; // a finishing request kicks again
+      if (this.settlesBacklogged()) {
+        this.heldBackBySettles = true; // the next written batch kicks again
+        return;
+      }
       let claimed: Claimed;
       try {
         if (this.discoveryWanted) {
@@ -260,6 +288,10 @@ export class Relay {
       }, IDLE_RECHECK_MS);
     }
     return safe;
+  }
+
+  private settlesBacklogged(): boolean {
+    return this.settler.waiting > UNSETTLED_BATCHES_LIMIT * this.settings.batchSize;
   }
 
   private freeSlots(webhookId: string): number {

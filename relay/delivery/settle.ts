@@ -31,11 +31,21 @@ export class Settler {
   private stopped = false;
   private idle: Array<() => void> = [];
 
-  constructor(options: { db: Pick<pg.Pool, 'query'>; relayId: string; log: Logger; batchSize: number }) {
+  private readonly onSettled: () => void;
+
+  constructor(options: {
+    db: Pick<pg.Pool, 'query'>;
+    relayId: string;
+    log: Logger;
+    batchSize: number;
+    /** called after each batch is written (the relay may claim again) */
+    onSettled?: () => void;
+  }) {
     this.db = options.db;
     this.relayId = options.relayId;
     this.log = options.log;
     this.batchSize = options.batchSize;
+    this.onSettled = options.onSettled ?? (() => {});
   }
 
   get waiting(): number {
@@ -93,6 +103,7 @@ export class Settler {
     this.queue.splice(0, count);
     this.stats.settles++;
     this.stats.settled += count;
+    this.onSettled();
   }
 
   /**
