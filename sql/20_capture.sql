@@ -12,9 +12,9 @@
 -- no cost worth naming.)
 --
 -- Cost matters: every contact write pays for these triggers. Each trigger first asks
--- which of the companies concerned have an enabled webhook for the action (index
--- probes on webhooks_private.subscriptions) and returns at once when none has. Only
--- a match makes it diff rows or build JSON.
+-- whether any company concerned has an enabled webhook for the action (index probes,
+-- contact_wanted below) and returns at once when none has. Only a match makes it
+-- diff rows or build JSON.
 --
 -- Two rules keep that first question cheap (each measured with bench/capture.ts):
 -- * helpers are plpgsql, not SQL functions: plpgsql keeps each statement's plan for
