@@ -19,9 +19,9 @@
 --
 -- Private API for the relay, in a schema of its own (webhooks_relay: usage and
 -- EXECUTE granted to bpd_webhooks_relay in 35_relay_role.sql, to nobody else):
--- claim_deliveries, settle_deliveries, rescue_expired_leases. They are SECURITY
--- DEFINER so that the relay's role needs no grant on any table, no row-level
--- security policy, and no access to webhooks_private: these three functions (and
+-- claim_deliveries, settle_deliveries, release_deliveries, rescue_expired_leases.
+-- They are SECURITY DEFINER so that the relay's role needs no grant on any table, no
+-- row-level security policy, and no access to webhooks_private: these functions (and
 -- the idle announcements of 36_wakeup.sql) are all it can do.
 -- Public: webhooks.retry_schedule() shows the retry schedule in force.
 --
@@ -397,6 +397,40 @@ begin
     where w.id = g.webhook_id and w.enabled
   )
   select s.id, s.state, s.next_attempt_at from settled s;
+end;
+$$;
+
+------------------------------------------------------------------------------------
+-- release
+
+-- private (relay): hand back deliveries this relay claimed but never sent (it claims
+-- ahead of its free request slots and is stopping with some still queued). Each
+-- becomes pending again, due as before, with the attempt its claim counted taken
+-- back and last_attempt_at as its recorded history says. Only rows still in flight
+-- and held by p_relay change: a row rescued meanwhile, settled, or leased to another
+-- relay is left alone. Returns how many were released.
+create or replace function webhooks_relay.release_deliveries(p_relay text, p_ids bigint[])
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_released integer;
+begin
+  update webhooks.deliveries d
+  set state = 'pending',
+      locked_by = null,
+      locked_until = null,
+      attempts = greatest(d.attempts - 1, 0),
+      last_attempt_at = (select max(a.attempted_at) from webhooks.delivery_attempts a
+                         where a.delivery_id = d.id)
+  where d.id = any (p_ids)
+    and d.state = 'in_flight'
+    and d.locked_by = p_relay;
+  get diagnostics v_released = row_count;
+  return v_released;
 end;
 $$;
 

@@ -1,7 +1,7 @@
 -- bpd-webhooks engine, part 3b: the relay's database role.
 --
 -- bpd_webhooks_relay may do exactly what the relay does, through the functions of
--- schema webhooks_relay (claim, settle and rescue in 30_delivery.sql, the idle
+-- schema webhooks_relay (claim, settle, release and rescue in 30_delivery.sql, the idle
 -- announcements in 36_wakeup.sql), and nothing else: no grant on any table and no use
 -- of the other schemas, so it can neither read contacts nor change a webhook's
 -- configuration. It is NOLOGIN: the relay connects as whatever user DATABASE_URL
@@ -29,7 +29,9 @@ grant usage on schema webhooks_relay to bpd_webhooks_relay;
 revoke all on function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]) from public;
 revoke all on function webhooks_relay.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[], text[], text[], integer[]) from public;
 revoke all on function webhooks_relay.rescue_expired_leases(integer) from public;
+revoke all on function webhooks_relay.release_deliveries(text, bigint[]) from public;
 
 grant execute on function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]) to bpd_webhooks_relay;
 grant execute on function webhooks_relay.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[], text[], text[], integer[]) to bpd_webhooks_relay;
 grant execute on function webhooks_relay.rescue_expired_leases(integer) to bpd_webhooks_relay;
+grant execute on function webhooks_relay.release_deliveries(text, bigint[]) to bpd_webhooks_relay;

@@ -28,7 +28,9 @@ test('a hanging receiver times out and is retried; another webhook is delivered 
     `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state = 'in_flight'`,
     [slow.id],
   );
-  t.is(stillHanging[0].n, 2, "the slow webhook's first two requests were still hanging when the fast ones arrived");
+  // two hanging, the third claimed ahead and queued behind them, not sent
+  t.is(stillHanging[0].n, 3, "the slow webhook's deliveries were still held when the fast ones arrived");
+  t.is(receiver.received('/slow').length, 2, 'no more than its two slots were sent to the slow webhook');
 
   // the hanging attempts time out, are retried, and succeed
   const slowDeliveries = await waitForFinalDeliveries(database.pool, [slow.id], 3);

@@ -69,8 +69,10 @@ test('a name is checked on the addresses it resolves to', async (t) => {
 
 test('settings: defaults, and bad values named', (t) => {
   const settings = relaySettings({ DATABASE_URL: 'postgres://x@localhost/db' });
-  t.like(settings, { databaseRole: 'bpd_webhooks_relay', batchSize: 100, perWebhookInFlight: 32, leaseMs: 60_000, requestTimeoutMs: 15_000 });
+  t.like(settings, { databaseRole: 'bpd_webhooks_relay', batchSize: 100, perWebhookInFlight: 32, prefetch: 32, leaseMs: 60_000, requestTimeoutMs: 15_000 });
   t.deepEqual(settings.allowNetworks.cidrs, []);
+  t.is(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_PER_WEBHOOK_IN_FLIGHT: '4' }).prefetch, 4, 'prefetch follows the per-webhook cap');
+  t.is(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_PREFETCH: '0' }).prefetch, 0);
   t.is(relaySettings({ DATABASE_URL: 'postgres://x@localhost/db', RELAY_DB_ROLE: '' }).databaseRole, null);
   t.deepEqual(relaySettings({}, { DATABASE_URL: 'postgres://d', RELAY_ALLOW_NETWORKS: '127.0.0.0/8' }).allowNetworks.cidrs, ['127.0.0.0/8']);
 
@@ -79,6 +81,7 @@ test('settings: defaults, and bad values named', (t) => {
   t.is(error({ RELAY_BATCH_SIZE: 'lots' }), 'RELAY_BATCH_SIZE must be a whole number from 1 to 10000, got "lots"');
   t.is(error({ RELAY_MAX_IN_FLIGHT: '0' }), 'RELAY_MAX_IN_FLIGHT must be a whole number from 1 to 100000, got "0"');
   t.regex(error({ RELAY_LEASE_MS: '1000', RELAY_REQUEST_TIMEOUT_MS: '1000' })!, /^RELAY_LEASE_MS \(1000\) must be longer than RELAY_REQUEST_TIMEOUT_MS \(1000\)/);
+  t.regex(error({ RELAY_PER_WEBHOOK_IN_FLIGHT: '4', RELAY_PREFETCH: '5' })!, /^RELAY_PREFETCH \(5\) must not exceed RELAY_PER_WEBHOOK_IN_FLIGHT \(4\)/);
   t.regex(error({ RELAY_ALLOW_NETWORKS: '10.0.0.0/40' })!, /^RELAY_ALLOW_NETWORKS: "10\.0\.0\.0\/40" is not a network/);
   t.regex(error({ RELAY_DB_ROLE: 'x; drop table y' })!, /^RELAY_DB_ROLE must be a plain role name/);
   t.regex(error({ RELAY_LOG_LEVEL: 'loud' })!, /^RELAY_LOG_LEVEL must be one of/);

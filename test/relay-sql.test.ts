@@ -217,6 +217,40 @@ test('settle is guarded: a relay whose lease was rescued cannot overwrite the ne
   t.like(attempts[2], { attempt: 2, status_code: 200, relay_id: 'relay-new' });
 });
 
+test('release: claimed but unsent rows go back to pending, uncounted; other relays\' rows and settled rows are untouched', async (t) => {
+  const { pool } = await setup(t, 5, { maxAttempts: 3 });
+  const mine = await claim(pool, 'relay-stopping', 3, 10);
+  const theirs = await claim(pool, 'relay-other', 2, 10);
+  t.is(mine.length, 3);
+  t.is(theirs.length, 2);
+  // one of mine was sent and settled, one failed once before (attempt 2 now)
+  const [settled, retried, queued] = mine;
+  await settle(pool, 'relay-stopping', [{ id: settled.delivery_id, attempt: 1, status: 200 }]);
+  await settle(pool, 'relay-stopping', [{ id: retried.delivery_id, attempt: 1, status: 500 }]);
+  await pool.query(`update webhooks.deliveries set next_attempt_at = now() where id = $1`, [retried.delivery_id]);
+  const [again] = await claim(pool, 'relay-stopping', 1, 10, {}, null);
+  t.is(again.delivery_id, retried.delivery_id);
+  t.is(again.attempt, 2);
+  const firstTriedAt = (await pool.query(
+    'select attempted_at from webhooks.delivery_attempts where delivery_id = $1', [retried.delivery_id])).rows[0].attempted_at;
+
+  const ids = [...mine, ...theirs].map((r) => r.delivery_id);
+  const { rows: [released] } = await pool.query('select webhooks_relay.release_deliveries($1, $2::bigint[]) as n', ['relay-stopping', ids]);
+  t.is(released.n, 2, 'only the rows this relay still holds in flight');
+  t.like(await delivery(pool, queued.delivery_id), { state: 'pending', attempts: 0, locked_by: null, locked_until: null, last_attempt_at: null });
+  const retriedRow = await delivery(pool, retried.delivery_id);
+  t.like(retriedRow, { state: 'pending', attempts: 1, locked_by: null, locked_until: null, completed_at: null });
+  t.deepEqual(retriedRow.last_attempt_at, firstTriedAt, 'last_attempt_at as the history says');
+  t.like(await delivery(pool, settled.delivery_id), { state: 'succeeded', attempts: 1 });
+  for (const row of theirs) t.like(await delivery(pool, row.delivery_id), { state: 'in_flight', attempts: 1, locked_by: 'relay-other' });
+  const { rows: [none] } = await pool.query('select webhooks_relay.release_deliveries($1, $2::bigint[]) as n', ['relay-stopping', ids]);
+  t.is(none.n, 0, 'releasing twice changes nothing');
+
+  // released rows are due as before: the next claim takes them, as attempt 1 and 2 again
+  const next = await claim(pool, 'relay-next', 10, 10);
+  t.deepEqual(next.map((r) => [r.delivery_id, r.attempt]).sort(), [[queued.delivery_id, 1], [retried.delivery_id, 2]].sort());
+});
+
 test('rescue: a lease that runs out on the last attempt fails the delivery', async (t) => {
   const { pool } = await setup(t, 1, { maxAttempts: 1 });
   const [claimed] = await claim(pool, 'relay-gone', 10, 10);
@@ -247,7 +281,7 @@ test('illegal states cannot be stored', async (t) => {
   t.is((error as { constraint?: string }).constraint, 'deliveries_lease_iff_in_flight');
 });
 
-test('the relay role may claim, settle and rescue, and read or write nothing else', async (t) => {
+test('the relay role may claim, settle, release and rescue, and read or write nothing else', async (t) => {
   const { database, webhook } = await setup(t, 1);
   const client = new pg.Client({ connectionString: database.url, options: '-c role=bpd_webhooks_relay' });
   await client.connect();
@@ -265,6 +299,8 @@ test('the relay role may claim, settle and rescue, and read or write nothing els
   const { rows } = await client.query(`select * from webhooks_relay.claim_deliveries('relay-role', 10, interval '1 minute', 10)`);
   t.is(rows.length, 1);
   t.is(rows[0].webhook_id, webhook.id);
+  const { rows: [released] } = await client.query(`select webhooks_relay.release_deliveries('relay-role', $1::bigint[]) as n`, [[rows[0].delivery_id]]);
+  t.is(released.n, 1);
   await client.query('select webhooks_relay.rescue_expired_leases()');
   const error = await t.throwsAsync(client.query('select webhooks_private.new_secret()'));
   t.is((error as { code?: string }).code, '42501');

@@ -6,14 +6,25 @@
 //     rescue; repeated at once while it finds work. Captures notify only a relay
 //     that has said it is idle, so a busy relay finds new work by itself
 //     (discover() and sql/36_wakeup.sql).
-//   refill: when a request to a webhook finishes and that webhook's last claim
-//     filled all its slots, its next rows are claimed straight from its own index
-//     range, without walking the other webhooks' queues.
+//   refill: when a webhook whose last claim filled all it could take runs low on
+//     deliveries queued locally, its next rows are claimed straight from its own
+//     index range, without walking the other webhooks' queues.
 // One claim runs at a time; wake-ups during a claim fold into the next one.
 //
+// Claiming ahead (prefetch): a claim takes up to perWebhookInFlight + prefetch rows
+// of a webhook, counting what the relay holds of it (in flight and queued) as busy.
+// A delivery beyond the free request slots waits in that webhook's local queue, and
+// a finished request starts the next one at once, without a round trip to the
+// database: the slots stay busy while the refill claim is on its way. A queued
+// delivery holds its lease while it waits; with prefetch ≤ perWebhookInFlight it
+// waits about one request at most, and one whose lease would run out before its
+// request could end is handed back instead of sent. On a graceful stop everything
+// still queued is released (webhooks_relay.release_deliveries): pending again, its
+// attempt not counted.
+//
 // Isolation: the relay keeps at most perWebhookInFlight requests in flight to any
-// one webhook and tells the claim so; a slow endpoint holds its own slots and
-// nothing else.
+// one webhook and tells the claim so; a slow endpoint holds its own slots (and its
+// queue) and nothing else.
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { claimDeliveries, type Claimed, type DeliveryJob } from './claim.ts';
@@ -60,15 +71,25 @@ export class Relay {
   /** webhooks whose last claim filled every free slot: they likely have more due */
   private readonly backlogged = new Set<string>();
   private inFlight = 0;
+  /** requests in flight, per webhook */
   private readonly busy = new Map<string, number>();
+  /** deliveries claimed ahead of the free slots, per webhook, oldest first */
+  private readonly queued = new Map<string, DeliveryJob[]>();
+  /** when each claimed delivery's lease runs out (performance.now() clock) */
+  private readonly leaseEnds = new WeakMap<DeliveryJob, number>();
+  private queuedCount = 0;
+  /** at most this many deliveries queued, all webhooks together */
+  private readonly maxQueued: number;
   private whenNoneInFlight: Array<() => void> = [];
   private rescuing = false;
   private claimErrors = 0;
   /** counters for logs and benchmarks */
-  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0 };
+  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0, released: 0 };
 
   constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
     this.settings = settings;
+    // as large beside maxInFlight as one webhook's queue is beside its slots
+    this.maxQueued = Math.ceil((settings.maxInFlight * settings.prefetch) / settings.perWebhookInFlight);
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
     this.sender = new Sender(settings);
@@ -106,6 +127,7 @@ export class Relay {
         batchSize: this.settings.batchSize,
         maxInFlight: this.settings.maxInFlight,
         perWebhookInFlight: this.settings.perWebhookInFlight,
+        prefetch: this.settings.prefetch,
         leaseMs: this.settings.leaseMs,
         allowNetworks: this.settings.allowNetworks.cidrs,
       },
@@ -143,7 +165,8 @@ export class Relay {
    */
   async runOnce(): Promise<{ claimed: number }> {
     const { jobs } = await this.claim(null);
-    await Promise.all(jobs.map((job) => this.dispatch(job)));
+    for (const job of jobs) this.dispatch(job);
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.whenNoneInFlight.push(resolve));
     await this.settler.drain(SETTLE_GRACE_MS);
     return { claimed: jobs.length };
   }
@@ -169,8 +192,9 @@ export class Relay {
   }
 
   /**
-   * Graceful stop: no new claims; requests in flight finish (each within the
-   * request timeout) and their results are written; then connections close.
+   * Graceful stop: no new claims; deliveries queued but not sent are released;
+   * requests in flight finish (each within the request timeout) and their results
+   * are written; then connections close.
    */
   stop(): Promise<void> {
     this.stopped ??= this.shutdown();
@@ -183,6 +207,7 @@ export class Relay {
     clearTimeout(this.recheck);
     await this.listener?.close();
     await this.claiming;
+    await this.releaseQueued();
     if (this.inFlight > 0) {
       this.log.info({ inFlight: this.inFlight }, 'stopping: waiting for requests in flight');
       await new Promise<void>((resolve) => this.whenNoneInFlight.push(resolve));
@@ -220,7 +245,7 @@ export class Relay {
   private async claimWhileWorkIsFound(): Promise<void> {
     do {
       this.claimAgain = false;
-      if (this.inFlight >= this.settings.maxInFlight) return; // a finishing request kicks again
+      if (this.held() >= this.capacity()) return; // a finishing request kicks again
       if (this.settlesBacklogged()) {
         this.heldBackBySettles = true; // the next written batch kicks again
         return;
@@ -231,7 +256,7 @@ export class Relay {
           this.discoveryWanted = false;
           claimed = await this.discover();
         } else {
-          const refill = [...this.backlogged].filter((id) => this.freeSlots(id) > 0);
+          const refill = [...this.backlogged].filter((id) => this.runsLow(id));
           if (refill.length === 0) return;
           claimed = await this.claim(refill);
         }
@@ -244,7 +269,7 @@ export class Relay {
         }
         return;
       }
-      for (const job of claimed.jobs) void this.dispatch(job);
+      for (const job of claimed.jobs) this.dispatch(job);
     } while (!this.stopping && (this.claimAgain || this.discoveryWanted || this.refillDue()));
   }
 
@@ -294,30 +319,62 @@ export class Relay {
     return this.settler.waiting > UNSETTLED_BATCHES_LIMIT * this.settings.batchSize;
   }
 
-  private freeSlots(webhookId: string): number {
-    return this.settings.perWebhookInFlight - (this.busy.get(webhookId) ?? 0);
+  /** deliveries the relay holds: in flight and queued */
+  private held(): number {
+    return this.inFlight + this.queuedCount;
+  }
+
+  private capacity(): number {
+    return this.settings.maxInFlight + this.maxQueued;
+  }
+
+  /** what the relay holds of one webhook, in flight and queued */
+  private heldOf(webhookId: string): number {
+    return (this.busy.get(webhookId) ?? 0) + (this.queued.get(webhookId)?.length ?? 0);
+  }
+
+  /** one webhook's claim cap: its request slots and its queue */
+  private perWebhookCap(): number {
+    return this.settings.perWebhookInFlight + this.settings.prefetch;
+  }
+
+  /**
+   * A backlogged webhook is refilled once its queue has run down to half the
+   * prefetch (without prefetch: as soon as a slot is free), so that a refill
+   * lands before its slots go idle and each claim takes a useful batch.
+   */
+  private runsLow(webhookId: string): boolean {
+    return (
+      this.heldOf(webhookId) < this.perWebhookCap() &&
+      (this.queued.get(webhookId)?.length ?? 0) <= Math.floor(this.settings.prefetch / 2)
+    );
   }
 
   private refillDue(): boolean {
-    for (const id of this.backlogged) if (this.freeSlots(id) > 0) return true;
+    for (const id of this.backlogged) if (this.runsLow(id)) return true;
     return false;
   }
 
   /** Claims (discovery when `only` is null, else a refill of those webhooks). */
   private async claim(only: string[] | null): Promise<Claimed> {
-    const capacity = this.settings.maxInFlight - this.inFlight;
+    const capacity = this.capacity() - this.held();
     if (capacity <= 0) return { jobs: [], moreDue: false };
-    const busy = new Map(this.busy); // as the claim sees it
-    const free = (id: string) => this.settings.perWebhookInFlight - (busy.get(id) ?? 0);
+    const busy = new Map<string, number>(); // as the claim sees it: in flight and queued
+    for (const [id, n] of this.busy) busy.set(id, n);
+    for (const [id, jobs] of this.queued) busy.set(id, (busy.get(id) ?? 0) + jobs.length);
+    const free = (id: string) => this.perWebhookCap() - (busy.get(id) ?? 0);
     const started = performance.now();
     const claimed = await claimDeliveries(this.pool, {
       relayId: this.settings.relayId,
       limit: Math.min(this.settings.batchSize, capacity),
       leaseMs: this.settings.leaseMs,
-      perWebhookInFlight: this.settings.perWebhookInFlight,
+      perWebhookInFlight: this.perWebhookCap(),
       busy,
       only,
     });
+    // the lease counts from the claim's statement, a little after `started`
+    const leaseEnds = started + this.settings.leaseMs;
+    for (const job of claimed.jobs) this.leaseEnds.set(job, leaseEnds);
     this.stats.claims++;
     this.stats.claimMs += Math.round(performance.now() - started);
     this.stats.claimed += claimed.jobs.length;
@@ -335,7 +392,23 @@ export class Relay {
     return claimed;
   }
 
-  private async dispatch(job: DeliveryJob): Promise<void> {
+  /** Sends a claimed delivery now if its webhook has a free slot, else queues it. */
+  private dispatch(job: DeliveryJob): void {
+    if (!this.stopping && this.canSend(job.webhookId)) {
+      void this.send(job);
+      return;
+    }
+    const queue = this.queued.get(job.webhookId);
+    if (queue) queue.push(job);
+    else this.queued.set(job.webhookId, [job]);
+    this.queuedCount++;
+  }
+
+  private canSend(webhookId: string): boolean {
+    return this.inFlight < this.settings.maxInFlight && (this.busy.get(webhookId) ?? 0) < this.settings.perWebhookInFlight;
+  }
+
+  private async send(job: DeliveryJob): Promise<void> {
     this.inFlight++;
     this.busy.set(job.webhookId, (this.busy.get(job.webhookId) ?? 0) + 1);
     const result = await this.sender.send(job);
@@ -344,9 +417,56 @@ export class Relay {
     if (left === 0) this.busy.delete(job.webhookId);
     else this.busy.set(job.webhookId, left);
     this.inFlight--;
+    // the freed slot goes to the next queued delivery of this webhook, else of any
+    // webhook with a free slot (when the relay-wide cap held that one back)
+    if (!this.stopping) this.sendQueued(job.webhookId);
     if (this.inFlight === 0) for (const resolve of this.whenNoneInFlight.splice(0)) resolve();
-    // a freed slot: refill this webhook if it has more, or resume a discovery that
-    // was waiting for capacity
+    // a queue running low: refill this webhook if it has more, or resume a
+    // discovery that was waiting for capacity
     if (this.backlogged.has(job.webhookId) || this.discoveryWanted) this.kick();
+  }
+
+  /** Starts queued deliveries while slots are free, this webhook's first. */
+  private sendQueued(first: string): void {
+    if (this.queuedCount === 0) return;
+    const order = this.queued.has(first) ? [first, ...this.queued.keys()] : this.queued.keys();
+    const tooLate: DeliveryJob[] = [];
+    for (const id of order) {
+      const queue = this.queued.get(id);
+      while (queue && queue.length > 0 && this.canSend(id)) {
+        const job = queue.shift()!;
+        this.queuedCount--;
+        // a lease that would run out before the request could end: hand it back
+        // rather than risk another relay sending it too
+        if (performance.now() + this.settings.requestTimeoutMs >= (this.leaseEnds.get(job) ?? 0)) tooLate.push(job);
+        else void this.send(job);
+      }
+      if (queue && queue.length === 0) this.queued.delete(id);
+      if (this.inFlight >= this.settings.maxInFlight) break;
+    }
+    if (tooLate.length > 0) void this.release(tooLate, 'their lease would run out before the request');
+  }
+
+  /** Hands every queued delivery back (a graceful stop). */
+  private async releaseQueued(): Promise<void> {
+    const jobs = [...this.queued.values()].flat();
+    this.queued.clear();
+    this.queuedCount = 0;
+    if (jobs.length > 0) await this.release(jobs, 'stopping');
+  }
+
+  /** Back to pending, attempt not counted; what fails to be released waits for its lease. */
+  private async release(jobs: DeliveryJob[], why: string): Promise<void> {
+    try {
+      const { rows } = await this.pool.query('select webhooks_relay.release_deliveries($1, $2::bigint[]) as released', [
+        this.settings.relayId,
+        jobs.map((job) => job.deliveryId),
+      ]);
+      this.stats.released += rows[0].released as number;
+      this.log.info({ queued: jobs.length, released: rows[0].released, why }, 'released deliveries claimed but not sent');
+      if (!this.stopping) this.wake(); // they are due again
+    } catch (error) {
+      this.log.warn({ err: error, queued: jobs.length, why }, 'cannot release deliveries claimed but not sent: they return to pending when their lease runs out');
+    }
   }
 }

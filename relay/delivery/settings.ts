@@ -19,6 +19,8 @@ export interface RelaySettings {
   maxInFlight: number;
   /** HTTP requests in flight to one webhook */
   perWebhookInFlight: number;
+  /** deliveries of one webhook claimed ahead of its free request slots, queued locally */
+  prefetch: number;
   leaseMs: number;
   /** how often the relay looks for due work without being notified */
   pollIntervalMs: number;
@@ -40,6 +42,10 @@ export const ENVIRONMENT = {
   RELAY_BATCH_SIZE: { default: '100', help: 'deliveries claimed per round trip' },
   RELAY_MAX_IN_FLIGHT: { default: '256', help: 'HTTP requests in flight, all webhooks together' },
   RELAY_PER_WEBHOOK_IN_FLIGHT: { default: '32', help: 'HTTP requests in flight to one webhook' },
+  RELAY_PREFETCH: {
+    default: '',
+    help: 'deliveries of one webhook claimed ahead of its free request slots, 0 to RELAY_PER_WEBHOOK_IN_FLIGHT; empty: RELAY_PER_WEBHOOK_IN_FLIGHT',
+  },
   RELAY_LEASE_MS: { default: '60000', help: 'how long a claimed delivery is reserved for this relay' },
   RELAY_POLL_INTERVAL_MS: { default: '1000', help: 'how often to look for due work without a notification' },
   RELAY_RESCUE_INTERVAL_MS: { default: '5000', help: 'how often to return expired leases to pending' },
@@ -94,6 +100,7 @@ export function relaySettings(env: Environment = process.env, defaults: Environm
     batchSize: integer(merged, 'RELAY_BATCH_SIZE', 1, 10_000),
     maxInFlight: integer(merged, 'RELAY_MAX_IN_FLIGHT', 1, 100_000),
     perWebhookInFlight: integer(merged, 'RELAY_PER_WEBHOOK_IN_FLIGHT', 1, 10_000),
+    prefetch: 0, // below: its default follows perWebhookInFlight
     leaseMs: integer(merged, 'RELAY_LEASE_MS', 100, 86_400_000),
     pollIntervalMs: integer(merged, 'RELAY_POLL_INTERVAL_MS', 10, 3_600_000),
     rescueIntervalMs: integer(merged, 'RELAY_RESCUE_INTERVAL_MS', 10, 3_600_000),
@@ -106,6 +113,16 @@ export function relaySettings(env: Environment = process.env, defaults: Environm
     throw new SettingsError(
       `RELAY_LEASE_MS (${settings.leaseMs}) must be longer than RELAY_REQUEST_TIMEOUT_MS (${settings.requestTimeoutMs}): ` +
         'a lease has to outlast the request it covers, or another relay would send the same delivery meanwhile',
+    );
+  }
+  settings.prefetch = merged.RELAY_PREFETCH
+    ? integer(merged, 'RELAY_PREFETCH', 0, 10_000)
+    : settings.perWebhookInFlight;
+  if (settings.prefetch > settings.perWebhookInFlight) {
+    // a queued delivery then waits at most about one request for a slot, well within its lease
+    throw new SettingsError(
+      `RELAY_PREFETCH (${settings.prefetch}) must not exceed RELAY_PER_WEBHOOK_IN_FLIGHT (${settings.perWebhookInFlight}): ` +
+        'deliveries queued ahead of the free slots hold their lease while they wait',
     );
   }
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
