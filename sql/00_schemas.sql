@@ -15,3 +15,13 @@ comment on schema webhooks is
   'bpd-webhooks public API: webhook configuration, the delivery outbox and its history.';
 comment on schema webhooks_private is
   'bpd-webhooks internals: secrets, subscriptions, trigger functions. Not an API.';
+
+-- private: a Postgres setting of the engine (webhooks.source, webhooks.retry_base, ...),
+-- or its default when unset or empty. A DBA sets them per database, role or session.
+create or replace function webhooks_private.setting(p_name text, p_default text)
+returns text
+language sql
+stable
+as $$
+  select coalesce(nullif(current_setting(p_name, true), ''), p_default);
+$$;

@@ -6,10 +6,11 @@
 -- that moment, and stored: history shows exactly what was (or will be) sent.
 --
 -- Whoever writes contacts fires webhooks, though that role has no grant on the
--- webhook tables and row-level security guards them: the trigger functions run as
--- their owner (SECURITY DEFINER), with the search path pinned so that a writer's
--- own search_path cannot put other functions or operators in their way. (Measured:
--- no cost worth naming.)
+-- webhook tables and row-level security guards them: like every trigger function of
+-- the engine, these run as their owner (SECURITY DEFINER) with the search path
+-- pinned, so that a writer's own search_path cannot put other functions or operators
+-- in their way. 60_security.sql sets that for all of them at once. (Measured: no
+-- cost worth naming.)
 --
 -- Cost matters: every contact write pays for these triggers. Each trigger first asks
 -- whether any company concerned has an enabled webhook for the action (index probes,
@@ -35,7 +36,7 @@ language plpgsql
 stable
 as $$
 begin
-  return coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
+  return webhooks_private.setting('webhooks.source', 'unknown');   -- 00_schemas.sql
 end;
 $$;
 
@@ -162,8 +163,6 @@ $$;
 create or replace function webhooks_private.tg_contacts__created()
 returns trigger
 language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 begin
   -- a new contact has no assignments yet: only its owner is concerned
@@ -179,8 +178,6 @@ $$;
 create or replace function webhooks_private.tg_contacts__updated()
 returns trigger
 language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_action webhooks.action;
@@ -216,8 +213,6 @@ $$;
 create or replace function webhooks_private.tg_contacts__deleted()
 returns trigger
 language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 begin
   if webhooks_private.contact_wanted('contact.deleted', old.id, old.company_id) then
@@ -274,8 +269,6 @@ $$;
 create or replace function webhooks_private.tg_contact_statuses__added()
 returns trigger
 language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform webhooks_private.status_event('contact.status_added', new.contact_id, new.status_id);
@@ -286,8 +279,6 @@ $$;
 create or replace function webhooks_private.tg_contact_statuses__removed()
 returns trigger
 language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform webhooks_private.status_event('contact.status_removed', old.contact_id, old.status_id);
@@ -314,8 +305,6 @@ create trigger _500_webhooks_status_removed
 create or replace function webhooks_private.tg_contact_assignments__assigned()
 returns trigger
 language plpgsql
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 declare
   r record;

@@ -44,15 +44,6 @@ create schema if not exists webhooks_relay;
 comment on schema webhooks_relay is
   'bpd-webhooks internals: the relay''s entry points (claim, settle, rescue). Not an API.';
 
--- private: a delivery setting, or its default when unset
-create or replace function webhooks_private.setting(p_name text, p_default text)
-returns text
-language sql
-stable
-as $$
-  select coalesce(nullif(current_setting(p_name, true), ''), p_default);
-$$;
-
 -- private: attempts a delivery of this webhook gets (p_webhook_max: webhooks.max_attempts)
 create or replace function webhooks_private.max_attempts(p_webhook_max integer)
 returns integer

@@ -46,11 +46,8 @@ returns boolean
 language plpgsql
 as $$
 begin
-  if not exists (select 1 from pg_locks
-                 where locktype = 'advisory' and pid = pg_backend_pid()
-                   and classid = 1651532919 and objid = 2 and objsubid = 2) then
-    perform pg_advisory_lock_shared(1651532919, 2);           -- relay_idle
-  end if;
+  -- taken again if already held: awake() gives it up as often as it was taken
+  perform pg_advisory_lock_shared(1651532919, 2);             -- relay_idle
   if pg_try_advisory_lock(1651532919, 1) then                 -- nobody is capturing
     perform pg_advisory_unlock(1651532919, 1);
     return true;
