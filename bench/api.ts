@@ -23,11 +23,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { signToken } from '../relay/api/auth.ts';
-import { authenticatorUrl } from '../relay/api/authenticator.ts';
-import { startApi } from '../relay/api/server.ts';
-import { freePort, startEmbeddedPostgres } from '../relay/db/embedded.ts';
-import { migrate } from '../relay/db/migrate.ts';
+import { signToken } from '../api/auth.ts';
+import { authenticatorUrl } from '../api/authenticator.ts';
+import { startApi } from '../api/server.ts';
+import { freePort, startEmbeddedPostgres } from '../tools/embedded-postgres.ts';
+import { migrate } from '../tools/migrate.ts';
 
 const quick = process.argv.includes('--quick');
 const RUNS = quick ? 20 : 100;

@@ -22,8 +22,8 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../relay/db/embedded.ts';
-import { migrate } from '../relay/db/migrate.ts';
+import { startEmbeddedPostgres } from '../tools/embedded-postgres.ts';
+import { migrate } from '../tools/migrate.ts';
 
 const run = promisify(execFile);
 const quick = process.argv.includes('--quick');

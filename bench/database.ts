@@ -6,8 +6,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startEmbeddedPostgres, type RunningPostgres } from '../relay/db/embedded.ts';
-import { migrate } from '../relay/db/migrate.ts';
+import { startEmbeddedPostgres, type RunningPostgres } from '../tools/embedded-postgres.ts';
+import { migrate } from '../tools/migrate.ts';
 import { topStatements } from './statements.ts';
 
 const TEMPLATE = 'bench_template';

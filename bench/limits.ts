@@ -15,10 +15,10 @@ import { postgresCpuSeconds } from './cpu.ts';
 import { writeChanges } from './database.ts';
 import { BENCH_SECRET, post, senderPool, webhookHeaders } from './http.ts';
 import type { Bench, LimitResult } from './modes.ts';
-import { claimDeliveries } from '../relay/delivery/claim.ts';
-import { relayPool } from '../relay/delivery/database.ts';
-import { relayLogger } from '../relay/delivery/log.ts';
-import { Settler } from '../relay/delivery/settle.ts';
+import { claimDeliveries } from '../relay/claim.ts';
+import { relayPool } from '../relay/database.ts';
+import { relayLogger } from '../relay/log.ts';
+import { Settler } from '../relay/settle.ts';
 import { benchRelaySettings, bpdContender } from './contenders/bpd.ts';
 import { within } from './within.ts';
 

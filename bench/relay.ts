@@ -3,7 +3,7 @@
 // it prints figures and the targets beside them.
 //
 // Set-up: a fresh embedded Postgres (default durability), the relay as its own
-// process (`node relay/delivery/main.ts`, as `npm run relay` runs it), and a
+// process (`node relay/main.ts`, as `npm run relay` runs it), and a
 // receiver on loopback in this process that answers 204.
 //   1. Burn-down: 20,000 pending deliveries, committed at once, to one webhook and
 //      then spread over 10 webhooks; deliveries per second until the last arrives.
@@ -25,9 +25,9 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../relay/db/embedded.ts';
-import { migrate } from '../relay/db/migrate.ts';
-import { RELAY_NODE_FLAGS } from '../relay/delivery/node-flags.ts';
+import { startEmbeddedPostgres } from '../tools/embedded-postgres.ts';
+import { migrate } from '../tools/migrate.ts';
+import { RELAY_NODE_FLAGS } from '../relay/node-flags.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 20_000);
@@ -89,7 +89,7 @@ let relay: ChildProcess | null = null;
 const relayLog = join(dataDir, '..', `bpd-bench-relay-${process.pid}.log`);
 function startRelay(): ChildProcess {
   const flags = process.env.BENCH_RELAY_NODE_FLAGS?.split(' ').filter(Boolean) ?? RELAY_NODE_FLAGS;
-  const child = spawn(process.execPath, [...flags, `${root}relay/delivery/main.ts`], {
+  const child = spawn(process.execPath, [...flags, `${root}relay/main.ts`], {
     cwd: root,
     env: {
       ...process.env,

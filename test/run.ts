@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../relay/db/embedded.ts';
-import { migrate } from '../relay/db/migrate.ts';
+import { startEmbeddedPostgres } from '../tools/embedded-postgres.ts';
+import { migrate } from '../tools/migrate.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const TEMPLATE = 'bpd_test_template';

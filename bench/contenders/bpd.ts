@@ -1,11 +1,11 @@
 // bpd-webhooks as it runs in production: the capture triggers of sql/ fill the outbox,
-// the relay's own loop (relay/delivery) claims, POSTs and settles.
+// the relay's own loop (relay/) claims, POSTs and settles.
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { WEBHOOK_FIELDS } from '../database.ts';
-import { RELAY_NODE_FLAGS } from '../../relay/delivery/node-flags.ts';
-import { Relay } from '../../relay/delivery/relay.ts';
-import { ENVIRONMENT, relaySettings, type RelaySettings } from '../../relay/delivery/settings.ts';
+import { RELAY_NODE_FLAGS } from '../../relay/node-flags.ts';
+import { Relay } from '../../relay/loop.ts';
+import { ENVIRONMENT, relaySettings, type RelaySettings } from '../../relay/settings.ts';
 import { serveChild } from '../child.ts';
 import type { Contender } from '../modes.ts';
 

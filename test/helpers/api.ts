@@ -1,10 +1,10 @@
 // The admin API running in-process on a free port, logged in as webhook_authenticator
 // like in production, and a small GraphQL client that speaks real HTTP to it.
 import { randomBytes } from 'node:crypto';
-import { signToken, type ApiRole } from '../../relay/api/auth.ts';
-import { authenticatorUrl } from '../../relay/api/authenticator.ts';
-import { startApi, type RunningApi } from '../../relay/api/server.ts';
-import { freePort } from '../../relay/db/embedded.ts';
+import { signToken, type ApiRole } from '../../api/auth.ts';
+import { authenticatorUrl } from '../../api/authenticator.ts';
+import { startApi, type RunningApi } from '../../api/server.ts';
+import { freePort } from '../../tools/embedded-postgres.ts';
 import { createTestDatabase, type TestDatabase } from './db.ts';
 
 // One password for every test file: the role is shared by the whole cluster, and

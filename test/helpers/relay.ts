@@ -4,9 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
-import { RELAY_NODE_FLAGS } from '../../relay/delivery/node-flags.ts';
-import { Relay } from '../../relay/delivery/relay.ts';
-import { relaySettings } from '../../relay/delivery/settings.ts';
+import { RELAY_NODE_FLAGS } from '../../relay/node-flags.ts';
+import { Relay } from '../../relay/loop.ts';
+import { relaySettings } from '../../relay/settings.ts';
 import type { ExecutionContext } from 'ava';
 import { createTestDatabase, type TestDatabase } from './db.ts';
 import { factories } from './factories.ts';
@@ -32,7 +32,7 @@ export function testRelay(databaseUrl: string, overrides: Record<string, string>
 
 /** The relay as its own process, as `npm run relay` starts it. */
 export function spawnRelay(databaseUrl: string, overrides: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, [...RELAY_NODE_FLAGS, `${root}relay/delivery/main.ts`], {
+  return spawn(process.execPath, [...RELAY_NODE_FLAGS, `${root}relay/main.ts`], {
     cwd: root,
     env: { PATH: process.env.PATH, ...testRelayEnvironment(databaseUrl, overrides) },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,114 @@
+// The admin API on node:http: POST /graphql (bearer JWT required), Ruru at /graphiql,
+// and the Reports page's static files at / and /reports/webhooks.
+import './env.ts';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { postgraphile } from 'postgraphile';
+import { grafserv } from 'postgraphile/grafserv/node';
+import { AuthError, verifyAuthorization, type Claims } from './auth.ts';
+import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
+import { rollUpReportCounts } from './report-counts.ts';
+import { staticFiles } from './static.ts';
+
+export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
+
+export interface ApiOptions {
+  databaseUrl: string;
+  jwtSecret: string;
+  /** 0 picks a free port */
+  port?: number;
+  host?: string;
+  pageDir?: string;
+  poolSize?: number;
+  /** how often to roll up the report's daily counts; 0: never (default 5 minutes) */
+  reportCountsEveryMs?: number;
+}
+
+export interface RunningApi {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers }).end(text);
+}
+
+export async function startApi(options: ApiOptions): Promise<RunningApi> {
+  if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
+  const claimsByRequest = new WeakMap<object, Claims>();
+  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+  let stopping = false;
+  // an idle connection dropped by the server (restart, failover) is replaced on next use
+  pool.on('error', (error) => {
+    if (!stopping) console.error(`admin API: idle database connection lost: ${error.message}`);
+  });
+  const pgl = postgraphile(
+    apiPreset({
+      pool,
+      claimsOf: (req) => (req && typeof req === 'object' ? claimsByRequest.get(req) : undefined),
+    }),
+  );
+  // build the schema now: a broken database shows at start, not at the first request
+  await pgl.getSchemaResult();
+  const everyMs = options.reportCountsEveryMs ?? 5 * 60_000;
+  const rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs) : undefined;
+  const serv = pgl.createServ(grafserv);
+  const graphql = serv.createHandler();
+  const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (path === GRAPHQL_PATH) {
+      if (req.method !== 'POST') {
+        sendJson(res, 405, { errors: [{ message: `send GraphQL as POST to ${GRAPHQL_PATH}` }] }, { allow: 'POST' });
+        return;
+      }
+      try {
+        claimsByRequest.set(req, await verifyAuthorization(req.headers.authorization, options.jwtSecret));
+      } catch (error) {
+        if (!(error instanceof AuthError)) throw error;
+        // nothing else: no data, no schema, just why
+        sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: 'UNAUTHENTICATED' } }] },
+          { 'www-authenticate': 'Bearer' });
+        return;
+      }
+      graphql(req, res);
+      return;
+    }
+    if (path === GRAPHIQL_PATH || path.startsWith('/ruru-static/')) {
+      graphql(req, res);
+      return;
+    }
+    await page(req, res);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error) => {
+      console.error(error);
+      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal error' }] });
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 5678, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = options.host && options.host !== '0.0.0.0' ? options.host : 'localhost';
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    async stop() {
+      stopping = true;
+      await rollUp?.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await pgl.release();
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,92 @@
+// Bad input gets an error that names the field and the problem, never "an internal
+// error", and nothing is written.
+import test from 'ava';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+
+const CREATE = `
+  mutation Create($name: String, $url: String, $fields: [String], $actions: [Action], $statusId: BigInt, $userId: BigInt) {
+    createWebhook(input: { name: $name, url: $url, fields: $fields, actions: $actions, statusId: $statusId, userId: $userId }) {
+      result { secret webhook { id } }
+    }
+  }`;
+
+const valid = { name: 'Hook', url: 'https://receiver.example.com/in', fields: ['email'], actions: ['CONTACT_CREATED'] };
+
+async function webhookCount(companyId: string): Promise<number> {
+  const { rows } = await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [companyId]);
+  return rows[0].n;
+}
+
+test('each bad webhook configuration is refused with its rule, its field and a message that says what is wrong', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const otherStatus = await f.status(other.id);
+  const otherUser = await f.user(other.id);
+  const ownStatus = await f.status(company.id);
+  const token = await api().token(company.id);
+
+  const cases: Array<[string, Record<string, unknown>, { constraint: string; column: string }, RegExp]> = [
+    ['bad URL', { url: 'ftp://files.example.com/x' }, { constraint: 'webhook_url_invalid', column: 'url' }, /absolute http:\/\/ or https:\/\/ URL.*ftp:\/\/files/],
+    ['URL without host', { url: 'https://' }, { constraint: 'webhook_url_invalid', column: 'url' }, /URL/],
+    ['empty name', { name: '  ' }, { constraint: 'webhook_name_required', column: 'name' }, /name must not be empty/],
+    ['unknown field', { fields: ['email', 'shoe_size'] }, { constraint: 'webhook_field_unknown', column: 'fields' }, /unknown contact field 'shoe_size'; known fields: .*first_name/],
+    ['no fields', { fields: [] }, { constraint: 'webhook_fields_empty', column: 'fields' }, /at least one contact field/],
+    ['no actions', { actions: [] }, { constraint: 'webhook_actions_empty', column: 'actions' }, /at least one action/],
+    ['status of another company', { actions: ['CONTACT_STATUS_ADDED'], statusId: otherStatus.id }, { constraint: 'webhook_status_other_company', column: 'status_id' }, new RegExp(`status ${otherStatus.id} is not a status of company ${company.id}`)],
+    ['status that does not exist', { actions: ['CONTACT_STATUS_ADDED'], statusId: '999999999' }, { constraint: 'webhook_status_other_company', column: 'status_id' }, /status 999999999 is not a status of company/],
+    ['status filter on a non-status action', { actions: ['CONTACT_CREATED'], statusId: ownStatus.id }, { constraint: 'webhook_status_needs_status_actions', column: 'status_id' }, /status_id filters status actions only/],
+    ['user of another company', { actions: ['CONTACT_USER_ASSIGNED'], userId: otherUser.id }, { constraint: 'webhook_user_other_company', column: 'user_id' }, new RegExp(`user ${otherUser.id} is not a user of company ${company.id}`)],
+  ];
+  for (const [name, input, extensions, message] of cases) {
+    const response = await api().gql(token, CREATE, { ...valid, ...input });
+    t.is(response.errors?.length, 1, name);
+    const [error] = response.errors!;
+    t.like(error.extensions, { code: '23514', ...extensions }, name);
+    t.regex(error.message, message, name);
+    t.deepEqual(error.path, ['createWebhook'], name);
+    t.is(response.data?.createWebhook, null, name);
+  }
+  t.is(await webhookCount(company.id), 0, 'nothing was written');
+});
+
+test('an unknown action is refused by GraphQL, naming the value and the enum', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id);
+  const response = await api().gql(token, CREATE, { ...valid, actions: ['CONTACT_CREATED', 'CONTACT_EXPLODED'] });
+  t.is(response.errors?.length, 1);
+  t.regex(response.errors![0].message, /Value "CONTACT_EXPLODED" does not exist in "Action" enum/);
+  t.is(response.data, undefined, 'refused before anything ran');
+  t.is(await webhookCount(company.id), 0);
+});
+
+test('the same rules guard updates; a missing webhook says so', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const token = await api().token(company.id);
+  const update = 'mutation($id: BigInt!, $url: String, $fields: [String]) { updateWebhook(input: { id: $id, url: $url, fields: $fields }) { result { url } } }';
+
+  const badUrl = await api().gql(token, update, { id: hook.id, url: 'not a url' });
+  t.like(badUrl.errors?.[0].extensions, { code: '23514', constraint: 'webhook_url_invalid', column: 'url' });
+  const badField = await api().gql(token, update, { id: hook.id, fields: ['nope'] });
+  t.like(badField.errors?.[0].extensions, { code: '23514', constraint: 'webhook_field_unknown', column: 'fields' });
+  const missing = await api().gql(token, update, { id: '987654321', url: 'https://x.example.com' });
+  t.like(missing.errors?.[0], { message: 'webhook 987654321 not found', extensions: { code: 'P0002', constraint: 'webhook_not_found', column: 'id' } });
+
+  const { rows: [row] } = await db().pool.query('select url, fields from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(row, { url: hook.url, fields: hook.fields });
+});
+
+test('a malformed date names the problem instead of an internal error', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id);
+  const response = await api().gql(token, '{ webhookReport(since: "yesterday-ish") { totalCount } }');
+  t.is(response.errors?.length, 1);
+  t.notRegex(response.errors![0].message, /An error occurred \(logged with hash/);
+  t.regex(response.errors![0].message, /invalid input syntax for type timestamp with time zone: "yesterday-ish"/);
+  t.is(response.errors![0].extensions?.code, '22007');
+});

@@ -1,0 +1,136 @@
+// The report's daily counts (sql/55_report_counts.sql): whatever has been rolled up
+// and whatever changed since, the report says what counting the rows would say.
+import test from 'ava';
+import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+import { waitForRows } from '../helpers/relay.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+
+const DAY = 86_400_000;
+const STATES = ['succeeded', 'succeeded', 'succeeded', 'failed'];
+
+/** Deliveries spread over the days 3 to 12 days ago, at varied hours, finished. */
+async function history(webhookId: string, companyId: string, perDay = 5) {
+  const startOfToday = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate());
+  const times: string[] = [];
+  const states: string[] = [];
+  for (let day = 3; day <= 12; day++) {
+    for (let i = 0; i < perDay; i++) {
+      times.push(new Date(startOfToday - day * DAY + (i * 4 + (day % 4)) * 3_600_000 + i * 61_000).toISOString());
+      states.push(STATES[(day + i) % STATES.length]);
+    }
+  }
+  const { rows } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     select $1, $2, 'contact.created', 1, '{}', s, 1, t, t
+     from unnest($3::timestamptz[], $4::text[]) as r(t, s)
+     returning id, created_at`,
+    [webhookId, companyId, times, states]);
+  return { startOfToday, rows: rows as Array<{ id: string; created_at: Date }> };
+}
+
+async function rawCounts(webhookId: string, since: string | null, until: string | null) {
+  const { rows: [row] } = await db().pool.query(
+    `select count(*)::text as fired, count(*) filter (where state = 'succeeded')::text as succeeded,
+            count(*) filter (where state = 'failed')::text as failed
+     from webhooks.deliveries
+     where webhook_id = $1 and created_at >= coalesce($2::timestamptz, '-infinity') and created_at < coalesce($3::timestamptz, 'infinity')`,
+    [webhookId, since, until]);
+  return row as { fired: string; succeeded: string; failed: string };
+}
+
+async function reported(token: string, webhookId: string, since: string | null, until: string | null) {
+  const response = await api().gql(token, `query($since: Datetime, $until: Datetime) {
+      webhookReport(since: $since, until: $until) { nodes { webhookId timesFired timesSucceeded timesFailed } } }`,
+    { since, until });
+  if (response.errors) throw new Error(JSON.stringify(response.errors));
+  const row = response.data.webhookReport.nodes.find((node: any) => node.webhookId === webhookId);
+  return { fired: row.timesFired, succeeded: row.timesSucceeded, failed: row.timesFailed };
+}
+
+/** Ranges that start and end mid-day, on day boundaries, open, empty, inverted. */
+function ranges(startOfToday: number): Array<[string | null, string | null]> {
+  const at = (days: number, hours = 0) => new Date(startOfToday - days * DAY + hours * 3_600_000).toISOString();
+  return [
+    [null, null],
+    [at(30), null],
+    [at(10), at(5)],
+    [at(10, 7.5), at(5, 13.25)],
+    [at(12, 23.99), at(3, 0.01)],
+    [null, at(8, 12)],
+    [at(6, 6), null],
+    [at(7), at(7)],
+    [at(4), at(9)],
+  ];
+}
+
+async function assertReportMatchesRows(t: any, token: string, webhookId: string, startOfToday: number, when: string) {
+  for (const [since, until] of ranges(startOfToday)) {
+    t.deepEqual(await reported(token, webhookId, since, until), await rawCounts(webhookId, since, until), `${when}: [${since}, ${until})`);
+  }
+}
+
+// serial: a roll-up covers every webhook of the database, so these tests take turns
+test.serial('the report equals counting the rows: before a roll-up, after it, after changes to counted days, and after rolling up again', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const { startOfToday, rows } = await history(hook.id, company.id);
+  const token = await api().token(company.id);
+  // a day with a delivery still on its way is not counted yet
+  const unfinished = rows.find((r) => startOfToday - r.created_at.getTime() > 9 * DAY)!;
+  await db().pool.query("update webhooks.deliveries set state = 'pending', completed_at = null where id = $1", [unfinished.id]);
+
+  await assertReportMatchesRows(t, token, hook.id, startOfToday, 'nothing rolled up');
+
+  const { rows: [{ written }] } = await db().pool.query('select webhooks.roll_up_report_counts() as written');
+  t.is(written, 9, 'ten days, one not finished');
+  const { rows: counted } = await db().pool.query('select day::text, fired::int from webhooks.delivery_day_counts where webhook_id = $1 order by day', [hook.id]);
+  t.is(counted.length, 9);
+  t.true(counted.every((c) => c.fired === 5));
+  await assertReportMatchesRows(t, token, hook.id, startOfToday, 'rolled up');
+
+  // changes to counted days: a replay, a retry settling, a delete, a late insert
+  const [replayed, settled, deleted] = [rows[10], rows[20], rows[30]];
+  await db().pool.query("update webhooks.deliveries set state = 'failed' where id = $1", [replayed.id]);
+  const replay = await api().gql(token, 'mutation($id: BigInt!) { replayDelivery(input: { id: $id }) { result { state } } }', { id: replayed.id });
+  t.is(replay.data.replayDelivery.result.state, 'pending');
+  await db().pool.query("update webhooks.deliveries set state = 'failed' where id = $1", [settled.id]);
+  await db().pool.query('delete from webhooks.deliveries where id = $1', [deleted.id]);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`,
+    [hook.id, company.id, new Date(startOfToday - 4 * DAY + 3_600_000).toISOString()]);
+  await assertReportMatchesRows(t, token, hook.id, startOfToday, 'after changes');
+
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await assertReportMatchesRows(t, token, hook.id, startOfToday, 'rolled up again');
+  const { rows: [{ pendingDays }] } = await db().pool.query(
+    `select count(*)::int as "pendingDays" from webhooks.delivery_day_counts
+     where webhook_id = $1 and day = any (array[(($2::timestamptz) at time zone 'utc')::date, (($3::timestamptz) at time zone 'utc')::date])`,
+    [hook.id, replayed.created_at, unfinished.created_at]);
+  t.is(pendingDays, 0, 'days with a delivery on its way stay uncounted');
+});
+
+test.serial('recent days are never rolled up: they change all the time', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  await db().pool.query("update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now() where webhook_id = $1", [hook.id]);
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  const { rows } = await db().pool.query('select * from webhooks.delivery_day_counts where webhook_id = $1', [hook.id]);
+  t.deepEqual(rows, []);
+});
+
+test.serial('the API server rolls the counts up by itself, as webhook_authenticator', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await history(hook.id, company.id, 1);
+  const rolling = await startTestApi(db().url, { reportCountsEveryMs: 50 });
+  t.teardown(() => rolling.stop());
+  const counted = await waitForRows(db().pool, 'select day from webhooks.delivery_day_counts where webhook_id = $1', [hook.id], (rows) => rows.length === 10);
+  t.is(counted.length, 10);
+});

@@ -1,0 +1,153 @@
+// The Reports >> Webhooks page's data: per webhook, times fired / succeeded / failed
+// in a date range; and one webhook's history, newest first, paged with cursors.
+import test from 'ava';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+
+/** Deliveries written as the relay would leave them: state, attempts, time. */
+async function deliveries(webhookId: string, companyId: string, rows: Array<{ at: string; state: string }>) {
+  const { rows: inserted } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at, last_status_code)
+     select $1, $2, 'contact.created', 1, jsonb_build_object('n', r.n), r.state,
+            case when r.state = 'pending' then 0 else 1 end,
+            case when r.state in ('succeeded', 'failed') then r.at end,
+            r.at,
+            case r.state when 'succeeded' then 200 when 'failed' then 500 end
+     from unnest($3::timestamptz[], $4::text[]) with ordinality as r(at, state, n)
+     returning id`,
+    [webhookId, companyId, rows.map((r) => r.at), rows.map((r) => r.state)]);
+  return inserted.map((r) => r.id as string);
+}
+
+const REPORT = `query($since: Datetime, $until: Datetime) {
+  webhookReport(since: $since, until: $until) {
+    nodes { webhookId name url actions createdAt enabled timesFired timesSucceeded timesFailed timesPending }
+  }
+}`;
+
+test('the report names the status and user a webhook filters on; the company\'s statuses and users are listed for forms', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const status = await f.status(company.id, 'Thank You Note');
+  const user = await f.user(company.id, 'Ada Admin');
+  await f.status(other.id, 'Not ours');
+  await f.user(other.id, 'Not ours either');
+  await f.webhook({ companyId: company.id, actions: ['contact.status_added'], statusId: status.id, name: 'By status' });
+  await f.webhook({ companyId: company.id, actions: ['contact.user_assigned'], userId: user.id, name: 'By user' });
+  const token = await api().token(company.id, 'webhook_viewer');
+
+  const report = await api().gql(token, '{ webhookReport { nodes { name statusId statusName userId userName } } }');
+  t.deepEqual(report.data.webhookReport.nodes.sort((a: any, b: any) => a.name.localeCompare(b.name)), [
+    { name: 'By status', statusId: status.id, statusName: 'Thank You Note', userId: null, userName: null },
+    { name: 'By user', statusId: null, statusName: null, userId: user.id, userName: 'Ada Admin' },
+  ]);
+  const lists = await api().gql(token, '{ companyStatuses { nodes { id name } } companyUsers { nodes { id name email } } }');
+  t.deepEqual(lists.data.companyStatuses.nodes, [{ id: status.id, name: 'Thank You Note' }]);
+  t.deepEqual(lists.data.companyUsers.nodes, [{ id: user.id, name: 'Ada Admin', email: user.email }]);
+});
+
+test('the report lists every webhook of the company, active and disabled, with counts that match the deliveries in the range', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const active = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.deleted'], name: 'Active' });
+  const disabled = await f.webhook({ companyId: company.id, actions: ['contact.saved'], name: 'Disabled', enabled: false });
+  const quiet = await f.webhook({ companyId: company.id, actions: ['contact.updated'], name: 'Quiet' });
+  const foreign = await f.webhook({ companyId: other.id, actions: ['contact.created'] });
+
+  await deliveries(active.id, company.id, [
+    { at: '2026-10-31T23:59:59.999Z', state: 'succeeded' }, // before the range
+    { at: '2026-11-01T00:00:00Z', state: 'succeeded' }, // first instant of the range
+    { at: '2026-11-05T12:00:00Z', state: 'succeeded' },
+    { at: '2026-11-10T12:00:00Z', state: 'failed' },
+    { at: '2026-11-20T12:00:00Z', state: 'pending' },
+    { at: '2026-12-01T00:00:00Z', state: 'failed' }, // the range ends just before
+  ]);
+  await deliveries(disabled.id, company.id, [
+    { at: '2026-11-02T08:00:00Z', state: 'failed' },
+    { at: '2026-11-03T08:00:00Z', state: 'failed' },
+  ]);
+  await deliveries(foreign.id, other.id, [{ at: '2026-11-02T08:00:00Z', state: 'succeeded' }]);
+
+  const since = '2026-11-01T00:00:00Z';
+  const until = '2026-12-01T00:00:00Z';
+  const response = await api().gql(await api().token(company.id, 'webhook_viewer'), REPORT, { since, until });
+  t.falsy(response.errors);
+  const byName = Object.fromEntries(response.data.webhookReport.nodes.map((row: any) => [row.name, row]));
+  t.deepEqual(Object.keys(byName).sort(), ['Active', 'Disabled', 'Quiet']);
+  t.like(byName.Active, { webhookId: active.id, url: active.url, actions: ['CONTACT_CREATED', 'CONTACT_DELETED'], enabled: true,
+    timesFired: '4', timesSucceeded: '2', timesFailed: '1', timesPending: '1' });
+  t.like(byName.Disabled, { enabled: false, timesFired: '2', timesSucceeded: '0', timesFailed: '2', timesPending: '0' });
+  t.like(byName.Quiet, { enabled: true, timesFired: '0', timesSucceeded: '0', timesFailed: '0', timesPending: '0' });
+  t.truthy(byName.Active.createdAt);
+
+  // the same numbers as counting the rows directly
+  const { rows } = await db().pool.query(
+    `select webhook_id, count(*)::text as fired, count(*) filter (where state = 'succeeded')::text as succeeded,
+            count(*) filter (where state = 'failed')::text as failed
+     from webhooks.deliveries where company_id = $1 and created_at >= $2 and created_at < $3 group by webhook_id`,
+    [company.id, since, until]);
+  for (const row of rows) {
+    const line = response.data.webhookReport.nodes.find((node: any) => node.webhookId === row.webhook_id);
+    t.deepEqual([line.timesFired, line.timesSucceeded, line.timesFailed], [row.fired, row.succeeded, row.failed]);
+  }
+
+  // open ends: everything
+  const all = await api().gql(await api().token(company.id), REPORT, {});
+  const allActive = all.data.webhookReport.nodes.find((node: any) => node.name === 'Active');
+  t.like(allActive, { timesFired: '6', timesSucceeded: '3', timesFailed: '2', timesPending: '1' });
+});
+
+const HISTORY = `query($id: BigInt!, $since: Datetime, $until: Datetime, $state: String, $after: Cursor) {
+  webhookById(id: $id) {
+    history(since: $since, until: $until, state: $state, first: 2, after: $after) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      nodes { id state attempts lastStatusCode createdAt payload }
+    }
+  }
+}`;
+
+test('history: newest first, paged with cursors that stay put while new deliveries arrive, filtered by range and state', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const ids = await deliveries(hook.id, company.id, [
+    { at: '2026-11-01T10:00:00Z', state: 'succeeded' },
+    { at: '2026-11-02T10:00:00Z', state: 'failed' },
+    { at: '2026-11-03T10:00:00Z', state: 'succeeded' },
+    { at: '2026-11-03T10:00:00Z', state: 'failed' }, // same instant: id breaks the tie
+    { at: '2026-11-04T10:00:00Z', state: 'pending' },
+  ]);
+  const token = await api().token(company.id, 'webhook_viewer');
+  const page = async (variables: Record<string, unknown>) => {
+    const response = await api().gql(token, HISTORY, { id: hook.id, ...variables });
+    if (response.errors) throw new Error(JSON.stringify(response.errors));
+    return response.data.webhookById.history;
+  };
+
+  const first = await page({});
+  t.is(first.totalCount, 5);
+  t.deepEqual(first.nodes.map((n: any) => n.id), [ids[4], ids[3]]);
+  t.like(first.nodes[1], { state: 'failed', attempts: 1, lastStatusCode: 500, payload: { n: 4 } });
+  t.true(first.pageInfo.hasNextPage);
+
+  // a new delivery arrives between pages: the next page continues where the first ended
+  await deliveries(hook.id, company.id, [{ at: new Date().toISOString(), state: 'pending' }]);
+  const second = await page({ after: first.pageInfo.endCursor });
+  t.deepEqual(second.nodes.map((n: any) => n.id), [ids[2], ids[1]]);
+  const third = await page({ after: second.pageInfo.endCursor });
+  t.deepEqual(third.nodes.map((n: any) => n.id), [ids[0]]);
+  t.false(third.pageInfo.hasNextPage);
+
+  const ranged = await page({ since: '2026-11-02T00:00:00Z', until: '2026-11-04T00:00:00Z' });
+  t.is(ranged.totalCount, 3);
+  t.deepEqual(ranged.nodes.map((n: any) => n.id), [ids[3], ids[2]]);
+
+  const failed = await page({ state: 'failed' });
+  t.deepEqual(failed.nodes.map((n: any) => n.id), [ids[3], ids[1]]);
+  t.is(failed.totalCount, 2);
+});

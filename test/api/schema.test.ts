@@ -1,0 +1,111 @@
+// What the API shows and to whom: no token, no API; the signing secret is in no type
+// but the two one-time results; internals stay out; the Reports page is served.
+import test from 'ava';
+import { SignJWT } from 'jose';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+
+const { api } = useTestDatabaseWithApi(test);
+
+const INTROSPECT = `{
+  __schema {
+    types {
+      name kind
+      fields { name type { name kind ofType { name kind ofType { name kind ofType { name } } } } }
+      inputFields { name }
+    }
+  }
+}`;
+
+interface IntrospectedType {
+  name: string;
+  kind: string;
+  fields: Array<{ name: string; type?: unknown }> | null;
+  inputFields: Array<{ name: string }> | null;
+}
+
+async function schemaTypes(): Promise<IntrospectedType[]> {
+  const response = await api().gql(await api().token('1'), INTROSPECT);
+  if (response.errors) throw new Error(JSON.stringify(response.errors));
+  return response.data.__schema.types;
+}
+
+test('no token, a bad token, or a token for a role the API does not serve: HTTP 401 and nothing but the error', async (t) => {
+  const forged = await new SignJWT({ role: 'webhook_admin', company_id: '1' })
+    .setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(new TextEncoder().encode('not the secret'));
+  const expired = await new SignJWT({ role: 'webhook_admin', company_id: '1' })
+    .setProtectedHeader({ alg: 'HS256' }).setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+    .sign(new TextEncoder().encode(api().jwtSecret));
+  const superuser = await new SignJWT({ role: 'postgres', company_id: '1' })
+    .setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(new TextEncoder().encode(api().jwtSecret));
+  const noCompany = await new SignJWT({ role: 'webhook_admin' })
+    .setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(new TextEncoder().encode(api().jwtSecret));
+
+  const cases: Array<[string, string | undefined, RegExp]> = [
+    ['no token', undefined, /missing Authorization header/],
+    ['garbage', 'not-a-jwt', /invalid token/],
+    ['wrong secret', forged, /invalid token: signature verification failed/],
+    ['expired', expired, /invalid token: "exp" claim timestamp check failed/],
+    ['role postgres', superuser, /claim "role" must be one of webhook_admin, webhook_viewer/],
+    ['no company', noCompany, /claim "company_id" must be a positive integer/],
+  ];
+  for (const [name, token, message] of cases) {
+    const response = await api().gql(token, '{ allWebhooks { nodes { id } } __schema { types { name } } }');
+    t.is(response.status, 401, name);
+    t.is(response.data, undefined, name);
+    t.is(response.errors?.length, 1, name);
+    t.regex(response.errors![0].message, message, name);
+    t.is(response.errors![0].extensions?.code, 'UNAUTHENTICATED', name);
+  }
+});
+
+test('the signing secret is absent from every type, except the one-time results of create and rotate', async (t) => {
+  const types = await schemaTypes();
+  const carriers = types
+    // (Mutation's fields are operations: rotateWebhookSecret names, not carries, a secret)
+    .filter((type) => type.name !== 'Mutation')
+    .filter((type) => (type.fields ?? []).concat(type.inputFields ?? []).some((field) => /secret/i.test(field.name) && !/^(previousSecretExpiresAt|secretRotatedAt)$/.test(field.name)))
+    .map((type) => type.name)
+    .sort();
+  t.deepEqual(carriers, ['CreateWebhookRecord', 'RotateWebhookSecretRecord']);
+  // and those are reachable only as mutation results
+  const referrers = types
+    .filter((type) => (type.fields ?? []).some((field) => JSON.stringify(field.type).match(/"(CreateWebhookRecord|RotateWebhookSecretRecord)"/)))
+    .map((type) => type.name)
+    .sort();
+  t.deepEqual(referrers, ['CreateWebhookPayload', 'RotateWebhookSecretPayload']);
+  const webhook = types.find((type) => type.name === 'Webhook')!;
+  t.false(webhook.fields!.some((field) => /secret/i.test(field.name) && field.name !== 'secretRotatedAt'));
+});
+
+test('internals stay out of GraphQL: private tables, helper functions, the relay lease, generated CRUD', async (t) => {
+  const types = await schemaTypes();
+  const names = new Set(types.map((type) => type.name));
+  for (const hidden of ['WebhookSecret', 'Subscription', 'FireHistory', 'DeliveryDayCount', 'DeliveryDaysToCount']) t.false(names.has(hidden), hidden);
+  const fieldsOf = (name: string) => types.find((type) => type.name === name)!.fields!.map((field) => field.name);
+  t.deepEqual(fieldsOf('Mutation').sort(), [
+    'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
+    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'updateWebhook',
+  ]);
+  const query = fieldsOf('Query');
+  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'allDeliveryDayCounts']) {
+    t.false(query.includes(hidden), hidden);
+  }
+  const delivery = fieldsOf('Delivery');
+  t.false(delivery.includes('lockedBy'));
+  t.false(delivery.includes('lockedUntil'));
+  t.true(delivery.includes('messageId'));
+});
+
+test('the Reports page is served at / and /reports/webhooks, its files with their content types, nothing outside its folder', async (t) => {
+  for (const path of ['/', '/reports/webhooks']) {
+    const response = await fetch(`${api().api.url}${path}`);
+    t.is(response.status, 200, path);
+    t.is(response.headers.get('content-type'), 'text/html; charset=utf-8', path);
+    t.regex(await response.text(), /<html/i, path);
+  }
+  t.is((await fetch(`${api().api.url}/index.html`)).status, 200);
+  t.is((await fetch(`${api().api.url}/no-such-file.js`)).status, 404);
+  t.is((await fetch(`${api().api.url}/..%2f..%2fpackage.json`)).status, 404);
+  t.is((await fetch(`${api().api.url}/graphiql`)).headers.get('content-type')?.startsWith('text/html'), true, 'Ruru');
+  t.is((await fetch(`${api().api.url}/graphql`)).status, 405, 'GraphQL only over POST');
+});

@@ -1,0 +1,259 @@
+// The admin API end to end: a webhook made through GraphQL fires on a contact change;
+// disable, enable, replay, rotate and delete do what admins expect, in the tables.
+import test from 'ava';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { deliveriesOf, factories } from '../helpers/factories.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+const make = () => factories(db().pool);
+
+const CREATE = `
+  mutation Create($name: String!, $url: String!, $fields: [String]!, $actions: [Action]!, $statusId: BigInt) {
+    createWebhook(input: { name: $name, url: $url, fields: $fields, actions: $actions, statusId: $statusId }) {
+      result { secret webhook { id companyId name url fields actions statusId enabled createdAt } }
+    }
+  }`;
+
+async function adminOf(companyId: string) {
+  return await api().token(companyId, 'webhook_admin', `admin@${companyId}`);
+}
+
+async function createThroughApi(token: string, input: Record<string, unknown>) {
+  const response = await api().gql(token, CREATE, {
+    name: 'Thank-you notes',
+    url: 'https://receiver.example.com/bpd',
+    fields: ['first_name', 'city'],
+    actions: ['CONTACT_CREATED'],
+    ...input,
+  });
+  if (response.errors) throw new Error(JSON.stringify(response.errors));
+  return response.data.createWebhook.result as { secret: string; webhook: { id: string; [k: string]: unknown } };
+}
+
+/** Simulates the relay having finished a delivery (the relay is not part of these tests). */
+async function finish(deliveryId: string, state: 'succeeded' | 'failed', attempts = 3) {
+  await db().pool.query(
+    `update webhooks.deliveries
+     set state = $2, attempts = $3, completed_at = now(), last_attempt_at = now(),
+         last_status_code = case when $2 = 'failed' then 500 else 200 end,
+         last_error = case when $2 = 'failed' then 'HTTP 500' end
+     where id = $1`,
+    [deliveryId, state, attempts],
+  );
+}
+
+test('createWebhook: the webhook is the company\'s, the secret is returned once, and a contact change queues its delivery', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const status = await f.status(company.id, 'Thank You Note');
+  const token = await adminOf(company.id);
+
+  const created = await createThroughApi(token, {
+    actions: ['CONTACT_STATUS_ADDED'],
+    statusId: status.id,
+    fields: ['first_name', 'street', 'city', 'first_name'],
+  });
+  t.regex(created.secret, /^whsec_[A-Za-z0-9+/]{40,}={0,2}$/);
+  t.like(created.webhook, {
+    companyId: company.id,
+    name: 'Thank-you notes',
+    actions: ['CONTACT_STATUS_ADDED'],
+    statusId: status.id,
+    fields: ['first_name', 'street', 'city'],
+    enabled: true,
+  });
+  // the secret returned is the one the relay signs with
+  const { rows: [stored] } = await db().pool.query(
+    'select secret from webhooks_private.webhook_secrets where webhook_id = $1', [created.webhook.id]);
+  t.is(stored.secret, created.secret);
+  // and nothing reads it afterwards: the webhook has no such field
+  const again = await api().gql(token, 'query($id: BigInt!) { webhookById(id: $id) { secret } }', { id: created.webhook.id });
+  t.regex(again.errors?.[0].message ?? '', /Cannot query field "secret" on type "Webhook"/);
+
+  const contact = await f.contact(company.id, { first_name: 'Grace', street: '1 Navy Way', city: 'Arlington' });
+  await db().pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+
+  const rows = await deliveriesOf(db().pool, [created.webhook.id]);
+  t.is(rows.length, 1);
+  t.is(rows[0].action, 'contact.status_added');
+  t.is(rows[0].state, 'pending');
+  t.deepEqual(rows[0].payload.data.contact, { id: Number(contact.id), first_name: 'Grace', street: '1 Navy Way', city: 'Arlington' });
+  t.deepEqual(rows[0].payload.data.status, { id: Number(status.id), name: 'Thank You Note' });
+
+  // and the API shows it in the webhook's history
+  const history = await api().gql(token, `query($id: BigInt!) { webhookById(id: $id) { history { totalCount nodes { id action state payload } } } }`,
+    { id: created.webhook.id });
+  t.is(history.data.webhookById.history.totalCount, 1);
+  t.like(history.data.webhookById.history.nodes[0], { id: rows[0].id, action: 'CONTACT_STATUS_ADDED', state: 'pending' });
+  t.deepEqual(history.data.webhookById.history.nodes[0].payload, rows[0].payload);
+});
+
+test('disableWebhook records who and why and stops new deliveries; enableWebhook resumes them', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await api().token(company.id, 'webhook_admin', 'ada@example.com');
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_CREATED'] });
+
+  await f.contact(company.id);
+  t.is((await deliveriesOf(db().pool, [webhook.id])).length, 1);
+
+  const disabled = await api().gql(token, `mutation($id: BigInt!) {
+      disableWebhook(input: { id: $id, reason: "receiver is down" }) { result { id enabled disabledBy disabledReason disabledAt } } }`,
+    { id: webhook.id });
+  t.falsy(disabled.errors);
+  t.like(disabled.data.disableWebhook.result, { id: webhook.id, enabled: false, disabledBy: 'ada@example.com', disabledReason: 'receiver is down' });
+  t.truthy(disabled.data.disableWebhook.result.disabledAt);
+  const { rows: [row] } = await db().pool.query('select enabled, disabled_by, disabled_reason from webhooks.webhooks where id = $1', [webhook.id]);
+  t.deepEqual(row, { enabled: false, disabled_by: 'ada@example.com', disabled_reason: 'receiver is down' });
+
+  await f.contact(company.id);
+  t.is((await deliveriesOf(db().pool, [webhook.id])).length, 1, 'no delivery while disabled');
+
+  const report = await api().gql(token, '{ webhookReport { nodes { webhookId enabled disabledReason } } }');
+  t.deepEqual(report.data.webhookReport.nodes, [{ webhookId: webhook.id, enabled: false, disabledReason: 'receiver is down' }]);
+
+  const enabled = await api().gql(token, 'mutation($id: BigInt!) { enableWebhook(input: { id: $id }) { result { enabled disabledBy disabledReason disabledAt } } }',
+    { id: webhook.id });
+  t.deepEqual(enabled.data.enableWebhook.result, { enabled: true, disabledBy: null, disabledReason: null, disabledAt: null });
+
+  await f.contact(company.id);
+  t.is((await deliveriesOf(db().pool, [webhook.id])).length, 2, 'deliveries again once enabled');
+});
+
+test('replayDelivery puts a finished delivery back in the outbox as the same message', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_CREATED'] });
+  await f.contact(company.id);
+  const [delivery] = await deliveriesOf(db().pool, [webhook.id]);
+  await finish(delivery.id, 'failed', 5);
+
+  const replayed = await api().gql(token, `mutation($id: BigInt!) {
+      replayDelivery(input: { id: $id }) { result { id messageId state attempts completedAt } } }`, { id: delivery.id });
+  t.falsy(replayed.errors);
+  t.deepEqual(replayed.data.replayDelivery.result, { id: delivery.id, messageId: delivery.message_id, state: 'pending', attempts: 5, completedAt: null });
+
+  const { rows: [row] } = await db().pool.query(
+    'select message_id, state, attempts, completed_at, next_attempt_at <= now() as due from webhooks.deliveries where id = $1', [delivery.id]);
+  t.deepEqual(row, { message_id: delivery.message_id, state: 'pending', attempts: 5, completed_at: null, due: true });
+  t.is((await deliveriesOf(db().pool, [webhook.id])).length, 1, 'the same message, not a new one');
+
+  // a succeeded one may be sent again too
+  await finish(delivery.id, 'succeeded', 6);
+  const again = await api().gql(token, 'mutation($id: BigInt!) { replayDelivery(input: { id: $id }) { result { state } } }', { id: delivery.id });
+  t.is(again.data.replayDelivery.result.state, 'pending');
+});
+
+test('replayDelivery refuses a delivery a relay is sending right now, and one of a disabled webhook', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_CREATED'] });
+  await f.contact(company.id);
+  const [delivery] = await deliveriesOf(db().pool, [webhook.id]);
+  await db().pool.query(
+    "update webhooks.deliveries set state = 'in_flight', locked_by = 'relay-1', locked_until = now() + interval '1 minute' where id = $1",
+    [delivery.id]);
+
+  const inFlight = await api().gql(token, 'mutation($id: BigInt!) { replayDelivery(input: { id: $id }) { result { state } } }', { id: delivery.id });
+  t.like(inFlight.errors?.[0].extensions, { code: '55000', constraint: 'delivery_in_flight' });
+  const { rows: [row] } = await db().pool.query('select state, locked_by from webhooks.deliveries where id = $1', [delivery.id]);
+  t.deepEqual(row, { state: 'in_flight', locked_by: 'relay-1' });
+
+  await db().pool.query(
+    "update webhooks.deliveries set state = 'failed', locked_by = null, locked_until = null, attempts = 1, completed_at = now() where id = $1",
+    [delivery.id]);
+  await api().gql(token, 'mutation($id: BigInt!) { disableWebhook(input: { id: $id }) { result { enabled } } }', { id: webhook.id });
+  const disabled = await api().gql(token, 'mutation($id: BigInt!) { replayDelivery(input: { id: $id }) { result { state } } }', { id: delivery.id });
+  t.like(disabled.errors?.[0].extensions, { code: '55000', constraint: 'webhook_disabled', column: 'webhook_id' });
+});
+
+test('replayFailed re-queues exactly the failed deliveries of the webhook created since the given time', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_CREATED'] });
+  const other = await createThroughApi(token, { actions: ['CONTACT_CREATED'], name: 'other' });
+  for (let i = 0; i < 4; i++) await f.contact(company.id);
+  const rows = await deliveriesOf(db().pool, [webhook.id]);
+  const [old, failed, succeeded, pending] = rows;
+  await finish(old.id, 'failed');
+  await db().pool.query("update webhooks.deliveries set created_at = now() - interval '3 days' where id = $1", [old.id]);
+  await finish(failed.id, 'failed');
+  await finish(succeeded.id, 'succeeded');
+  const [otherFailed] = await deliveriesOf(db().pool, [other.webhook.id]);
+  await finish(otherFailed.id, 'failed');
+
+  const since = new Date(Date.now() - 24 * 3600_000).toISOString();
+  const replayed = await api().gql(token, `mutation($id: BigInt!, $since: Datetime!) {
+      replayFailed(input: { webhookId: $id, since: $since }) { result { id messageId state } } }`, { id: webhook.id, since });
+  t.falsy(replayed.errors);
+  t.deepEqual(replayed.data.replayFailed.result, [{ id: failed.id, messageId: failed.message_id, state: 'pending' }]);
+
+  const { rows: states } = await db().pool.query(
+    'select id, state from webhooks.deliveries where id = any ($1::bigint[]) order by array_position($1::bigint[], id)',
+    [[old.id, failed.id, succeeded.id, pending.id, otherFailed.id]]);
+  t.deepEqual(states.map((r) => r.state), ['failed', 'pending', 'succeeded', 'pending', 'failed']);
+});
+
+test('rotateWebhookSecret returns a new secret once; the previous one stays valid for 24 hours', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const { webhook, secret: first } = await createThroughApi(token, {});
+
+  const rotated = await api().gql(token, `mutation($id: BigInt!) {
+      rotateWebhookSecret(input: { id: $id }) { result { secret previousSecretExpiresAt webhook { id secretRotatedAt } } } }`, { id: webhook.id });
+  t.falsy(rotated.errors);
+  const result = rotated.data.rotateWebhookSecret.result;
+  t.regex(result.secret, /^whsec_/);
+  t.not(result.secret, first);
+  t.truthy(result.webhook.secretRotatedAt);
+
+  const { rows: [stored] } = await db().pool.query(
+    `select secret, previous_secret, extract(epoch from previous_expires_at - now()) / 3600 as hours_left
+     from webhooks_private.webhook_secrets where webhook_id = $1`, [webhook.id]);
+  t.is(stored.secret, result.secret);
+  t.is(stored.previous_secret, first);
+  t.true(stored.hours_left > 23.9 && stored.hours_left <= 24);
+  t.true(Math.abs(Date.parse(result.previousSecretExpiresAt) - (Date.now() + 24 * 3600_000)) < 60_000);
+});
+
+test('updateWebhook changes what it is given, keeps the rest, and clears a filter on request', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const status = await f.status(company.id);
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_STATUS_ADDED'], statusId: status.id });
+
+  const moved = await api().gql(token, `mutation($id: BigInt!) {
+      updateWebhook(input: { id: $id, url: "https://new.example.com/in", name: "Renamed" }) { result { name url fields actions statusId } } }`,
+    { id: webhook.id });
+  t.deepEqual(moved.data.updateWebhook.result, {
+    name: 'Renamed', url: 'https://new.example.com/in', fields: ['first_name', 'city'], actions: ['CONTACT_STATUS_ADDED'], statusId: status.id,
+  });
+
+  const cleared = await api().gql(token, `mutation($id: BigInt!) {
+      updateWebhook(input: { id: $id, clearStatusId: true, actions: [CONTACT_CREATED, CONTACT_DELETED] }) { result { actions statusId } } }`,
+    { id: webhook.id });
+  t.deepEqual(cleared.data.updateWebhook.result, { actions: ['CONTACT_CREATED', 'CONTACT_DELETED'], statusId: null });
+  const { rows: [row] } = await db().pool.query('select actions::text[] as actions, status_id from webhooks.webhooks where id = $1', [webhook.id]);
+  t.deepEqual(row, { actions: ['contact.created', 'contact.deleted'], status_id: null });
+});
+
+test('deleteWebhook removes the webhook with its secret and history', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_CREATED'] });
+  await f.contact(company.id);
+
+  const deleted = await api().gql(token, 'mutation($id: BigInt!) { deleteWebhook(input: { id: $id }) { result { id name } } }', { id: webhook.id });
+  t.deepEqual(deleted.data.deleteWebhook.result, { id: webhook.id, name: 'Thank-you notes' });
+  const { rows: [left] } = await db().pool.query(
+    `select (select count(*) from webhooks.webhooks where id = $1)::int as webhooks,
+            (select count(*) from webhooks_private.webhook_secrets where webhook_id = $1)::int as secrets,
+            (select count(*) from webhooks.deliveries where webhook_id = $1)::int as deliveries`, [webhook.id]);
+  t.deepEqual(left, { webhooks: 0, secrets: 0, deliveries: 0 });
+});

@@ -1,0 +1,347 @@
+// Reports » Webhooks, end to end: the real API server on a free port over a database
+// of this file's own, and headless Chromium clicking through the page as an admin.
+// Screenshots of the report and of a history go to test-results/.
+import test from 'ava';
+import { SignJWT } from 'jose';
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { Page } from 'playwright-core';
+import { browserAvailability, launchBrowser, type RunningBrowser } from '../helpers/browser.ts';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+import { fireMany, seedCompany } from '../helpers/report-data.ts';
+
+const RESULTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
+
+// under CI a missing browser throws here and fails the run
+const availability = browserAvailability();
+const browserTest = availability.ok ? test : test.skip;
+if (!availability.ok) console.warn(`page tests skipped: ${availability.reason}`);
+
+const { db, api } = useTestDatabaseWithApi(test);
+let browser: RunningBrowser | undefined;
+
+test.before(async () => {
+  if (!availability.ok) return;
+  await mkdir(RESULTS, { recursive: true });
+  browser = await launchBrowser();
+});
+
+test.after.always(async () => {
+  await browser?.close();
+});
+
+// ---- driving the page ----------------------------------------------------------------
+
+/** Each tab's own errors (exceptions, console errors), for t.deepEqual(…, []). */
+const problems = new WeakMap<Page, string[]>();
+const problemsOf = (page: Page) => problems.get(page)!;
+
+/** A fresh tab (its own sessionStorage) on the Reports page. */
+async function openPage(): Promise<Page> {
+  const page = await browser!.context.newPage();
+  const seen: string[] = [];
+  problems.set(page, seen);
+  page.on('pageerror', (error) => seen.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error') seen.push(message.text());
+  });
+  await page.goto(`${api().api.url}/reports/webhooks`);
+  return page;
+}
+
+async function signIn(page: Page, token: string): Promise<void> {
+  await page.fill('#token', token);
+  await page.click('#sign-in-form button[type=submit]');
+}
+
+async function signedIn(companyId: string): Promise<Page> {
+  const page = await openPage();
+  await signIn(page, await api().token(companyId, 'webhook_admin', 'jane.admin@purple.example'));
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  return page;
+}
+
+/** Waits until the element's text, trimmed, is `expected` (the page loads asynchronously). */
+async function untilText(page: Page, selector: string, expected: string): Promise<void> {
+  try {
+    await page.waitForFunction(
+      ([s, e]) => document.querySelector(s)?.textContent?.trim() === e,
+      [selector, expected] as const,
+      { timeout: 10_000 },
+    );
+  } catch {
+    const actual = await page.locator(selector).first().textContent().catch(() => null);
+    throw new Error(`${selector}: expected ${JSON.stringify(expected)}, found ${JSON.stringify(actual?.trim())}`);
+  }
+}
+
+const timesFired = (webhookId: string) => `tr[data-webhook-id="${webhookId}"] .times-fired`;
+const row = (webhookId: string) => `tr[data-webhook-id="${webhookId}"]`;
+const cells = async (page: Page, selector: string) =>
+  (await page.locator(`${selector} > td`).allInnerTexts()).map((text) => text.replace(/\s+/g, ' ').trim());
+
+/** A screenshot of the page down to the end of its content, for test-results/. */
+async function screenshot(page: Page, name: string): Promise<void> {
+  const height = await page.evaluate(() => Math.ceil(document.querySelector('main')!.getBoundingClientRect().bottom));
+  const width = page.viewportSize()!.width;
+  await page.screenshot({ path: `${RESULTS}${name}`, fullPage: true, clip: { x: 0, y: 0, width, height } });
+}
+
+/** "YYYY-MM-DD", n days ago (the browser runs in UTC). */
+const dayAgo = (n: number) => new Date(Date.now() - n * 86_400_000).toISOString().slice(0, 10);
+
+// ---- tests ----------------------------------------------------------------------------
+
+browserTest('sign-in says what is wrong with a missing, malformed, expired or wrong token', async (t) => {
+  const { companyId } = await seedCompany(db().pool);
+  const page = await openPage();
+  const error = '#sign-in-error';
+
+  await signIn(page, '');
+  await untilText(page, error, 'Paste a token first. Get one on the server with "npm run token -- --company <your company id>".');
+
+  await signIn(page, 'not a token');
+  t.regex(await page.textContent(error) ?? '', /^That is not a token/);
+
+  const key = new TextEncoder().encode(api().jwtSecret);
+  const expired = await new SignJWT({ role: 'webhook_admin', company_id: companyId })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
+    .setExpirationTime(Math.floor(Date.now() / 1000) - 3600)
+    .sign(key);
+  await signIn(page, expired);
+  await page.waitForSelector(`${error}:not([hidden])`);
+  t.regex(await page.textContent(error) ?? '', /^This token expired on .+\. Get a new one with "npm run token -- --company <your company id>"\.$/);
+  t.is(await page.evaluate(() => sessionStorage.length), 0, 'an expired token is not kept');
+
+  const forged = await new SignJWT({ role: 'webhook_admin', company_id: companyId })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setExpirationTime('1h')
+    .sign(new TextEncoder().encode('some other secret'));
+  await signIn(page, forged);
+  await page.waitForSelector(`${error}:not([hidden])`);
+  t.regex(await page.textContent(error) ?? '', /^The server does not accept this token \(invalid token: signature verification failed\)/);
+
+  // a good token: the report, and the token kept for this tab only
+  await signIn(page, await api().token(companyId));
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  t.is(await page.textContent('#who-name'), 'Purple Realty');
+  await page.reload();
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  t.true(await page.isHidden('#sign-in'), 'a reload keeps the tab signed in');
+
+  await page.click('#sign-out');
+  await page.waitForSelector('#sign-in:not([hidden])');
+  t.is(await page.evaluate(() => sessionStorage.getItem('bpd-webhooks.token')), null);
+  t.deepEqual(problemsOf(page).filter((p) => !p.includes('401')), []);
+  await page.close();
+});
+
+browserTest('the report shows active and disabled webhooks in plain words; the Date Range changes Times Fired', async (t) => {
+  const { companyId, notes, jane, sheet } = await seedCompany(db().pool);
+  const page = await signedIn(companyId);
+  const created = new Intl.DateTimeFormat('en-US', { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' })
+    .format(new Date());
+
+  // newest first; the last column is the Disable / Enable button
+  t.deepEqual(await cells(page, row(sheet.id)), [
+    'Contacts spreadsheet', 'Contact created Contact saved in BPD', created, 'https://sheets.example.com/macros/s/AKfy/exec',
+    `Disabled since ${created} The receiver answered 410 Gone`, '0', 'Enable',
+  ]);
+  t.deepEqual(await cells(page, row(jane.id)), [
+    'Jane’s new contacts to Asana', 'User assigned: Jane Doe', created, 'https://hooks.asana.example.com/bpd/tasks',
+    'Active', '1', 'Disable',
+  ]);
+  t.deepEqual(await cells(page, row(notes.id)), [
+    'Handwritten thank-you notes', 'Status added: Thank You Note', created,
+    'https://api.handwritten.example.com/v1/bpd/thank-you', 'Active', '5 1 failed', 'Disable',
+  ]);
+  t.is(await page.getAttribute('#range-presets [aria-pressed=true]', 'data-preset'), '30');
+  t.regex(await page.textContent('#page-subtitle') ?? '', /^2 active, 1 disabled · Times Fired /);
+  await screenshot(page, 'reports-page.png');
+
+  await page.click('#range-presets [data-preset="7"]');
+  await untilText(page, timesFired(notes.id), '2');
+  t.is(await page.textContent(timesFired(jane.id)), '1');
+  t.is(await page.textContent(timesFired(sheet.id)), '0');
+
+  await page.click('#range-presets [data-preset="90"]');
+  await untilText(page, timesFired(notes.id), '9');
+  t.is(await page.textContent(timesFired(sheet.id)), '1');
+
+  // custom: from 50 to 35 days ago holds the notes firing of 40 days ago and the sheet's of 45
+  await page.click('#range-presets [data-preset="custom"]');
+  await page.fill('#range-from', dayAgo(50));
+  await page.fill('#range-to', dayAgo(35));
+  await page.click('#range-custom button[type=submit]');
+  await untilText(page, timesFired(jane.id), '0');
+  t.is(await page.textContent(timesFired(notes.id)), '1');
+  t.is(await page.textContent(timesFired(sheet.id)), '1');
+
+  // an end before the start is refused in words, and the counts stay
+  await page.fill('#range-from', dayAgo(10));
+  await page.fill('#range-to', dayAgo(20));
+  await page.click('#range-custom button[type=submit]');
+  await untilText(page, '#error', 'The end date is before the start date.');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('Times Fired opens the history with successes and failures; Replay queues a failed firing again', async (t) => {
+  const { companyId, notes, sheet, failedId, succeededId, ada, grace } = await seedCompany(db().pool);
+  const page = await signedIn(companyId);
+  await page.click('#range-presets [data-preset="7"]');
+  await untilText(page, timesFired(notes.id), '2');
+  await page.click(timesFired(notes.id));
+
+  await page.waitForSelector('#history:not([hidden]) #history-body tr');
+  t.is(await page.textContent('#page-title'), 'Handwritten thank-you notes');
+  const firing = (id: string) => `#history-body tr[data-delivery-id="${id}"]`;
+  // time, action, contact, outcome, status code, error, attempts, payload, replay
+  const [, ...success] = await cells(page, firing(succeededId));
+  t.deepEqual(success, ['Status added', `Ada Lovelace #${ada.id}`, 'Success', '200', '', '2', 'Show', '']);
+  const [, ...failure] = await cells(page, firing(failedId));
+  t.deepEqual(failure, ['Status added', `Grace Hopper #${grace.id}`, 'Failure', '500', 'HTTP 500 Internal Server Error', '5', 'Show', 'Replay']);
+  t.is(await page.locator(`${firing(succeededId)} button`, { hasText: 'Replay' }).count(), 0, 'no Replay on a success');
+  t.is(await page.textContent('#page-info'), '1–2 of 2 · page 1 of 1');
+
+  // the payload as sent, and every attempt
+  await page.click(`${firing(failedId)} button:has-text("Show")`);
+  await page.waitForSelector(`${firing(failedId)} + tr table.attempts tbody tr`);
+  const payload = JSON.parse(await page.textContent(`${firing(failedId)} + tr pre.payload`) ?? '');
+  t.is(payload.type, 'contact.status_added');
+  t.like(payload.data, { status: { name: 'Thank You Note' }, contact: { first_name: 'Grace', last_name: 'Hopper' } });
+  const attempts = await page.locator(`${firing(failedId)} + tr table.attempts tbody tr`).allInnerTexts();
+  t.is(attempts.length, 5);
+  t.regex(attempts[4].replace(/\s+/g, ' '), /^5 .+ 120 ms 500 HTTP 500 Internal Server Error \{"error":"upstream unavailable"\}$/);
+  await screenshot(page, 'history-page.png');
+
+  // the outcome filter
+  await page.click('#outcome-filter [data-outcome="failed"]');
+  await untilText(page, '#page-info', '1–1 of 1 · page 1 of 1');
+  t.is(await page.locator('#history-body tr[data-delivery-id]').count(), 1);
+
+  await page.click(`${firing(failedId)} button:has-text("Replay")`);
+  await page.waitForSelector('#flash:not([hidden])');
+  t.is(await page.textContent('#flash'), `Replay: firing #${failedId} is queued to be sent again.`);
+  const { rows } = await db().pool.query('select state, attempts, completed_at from webhooks.deliveries where id = $1', [failedId]);
+  t.deepEqual(rows, [{ state: 'pending', attempts: 5, completed_at: null }]);
+  // no longer a failure: the failure filter is empty now, the firing waits under Pending
+  await untilText(page, '#page-info', 'No firings');
+  await page.click('#outcome-filter [data-outcome="pending"]');
+  await page.waitForSelector(`${firing(failedId)}[data-state="pending"]`);
+  t.regex((await cells(page, firing(failedId)))[3], /^Pending next try /);
+
+  // a disabled webhook sends nothing: its failures wait for Enable before a Replay
+  await page.click('#range-presets [data-preset="90"]');
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${sheet.id}`);
+  await page.waitForSelector('#history-body tr[data-state="failed"]');
+  t.true(await page.isDisabled('#history-body tr[data-state="failed"] button:has-text("Replay")'));
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('Disable shows "Webhook Status: Disable" and turns into Enable, which turns the webhook back on', async (t) => {
+  const { companyId, notes } = await seedCompany(db().pool);
+  const page = await signedIn(companyId);
+  const button = `${row(notes.id)} [data-action]`;
+  const stored = async () =>
+    (await db().pool.query('select enabled, disabled_by from webhooks.webhooks where id = $1', [notes.id])).rows[0];
+
+  t.is(await page.textContent(button), 'Disable');
+  await page.click(button);
+  await untilText(page, button, 'Enable');
+  t.is(await page.textContent('#flash'), 'Webhook Status: Disable · Handwritten thank-you notes');
+  t.regex((await cells(page, row(notes.id)))[4], /^Disabled since /);
+  t.deepEqual(await stored(), { enabled: false, disabled_by: 'jane.admin@purple.example' });
+  t.regex(await page.textContent('#page-subtitle') ?? '', /^1 active, 2 disabled/);
+
+  await page.click(button);
+  await untilText(page, button, 'Disable');
+  t.is(await page.textContent('#flash'), 'Webhook Status: Enable · Handwritten thank-you notes');
+  t.is((await cells(page, row(notes.id)))[4], 'Active');
+  t.deepEqual(await stored(), { enabled: true, disabled_by: null });
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
+  const make = factories(db().pool);
+  const company = await make.company('Busy Brokers');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Every new contact', actions: ['contact.created'] });
+  await fireMany(db().pool, webhook, contact, 10_000);
+
+  const page = await signedIn(company.id);
+  t.is(await page.textContent(timesFired(webhook.id)), '10,000');
+  t.is(await page.textContent(`${row(webhook.id)} .failed-count`), '1,000 failed');
+  await page.click(timesFired(webhook.id));
+  await untilText(page, '#page-info', '1–50 of 10,000 · page 1 of 200');
+  const shown = () => page.locator('#history-body tr[data-delivery-id]').count();
+  t.is(await shown(), 50, 'one page in the document, not the whole history');
+
+  await page.click('#pager [rel=next]');
+  await untilText(page, '#page-info', '51–100 of 10,000 · page 2 of 200');
+  await page.click('#pager [rel=last]');
+  await untilText(page, '#page-info', '9,951–10,000 of 10,000 · page 200 of 200');
+  t.is(await shown(), 50);
+  t.true(await page.isVisible('#pager span[aria-disabled]:has-text("Next")'), 'no page after the last');
+
+  await page.click('#outcome-filter [data-outcome="failed"]');
+  await untilText(page, '#page-info', '1–50 of 1,000 · page 1 of 20');
+  t.deepEqual(new Set(await page.locator('#history-body tr[data-delivery-id]').evaluateAll(
+    (rows) => rows.map((r) => (r as HTMLElement).dataset.state))), new Set(['failed']));
+  t.is(await page.textContent('#outcome-filter [data-outcome="all"] .count'), '10,000');
+  // a link past the end lands on the last page
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=999&outcome=failed`);
+  await untilText(page, '#page-info', '951–1,000 of 1,000 · page 20 of 20');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('a webhook of another company is not there', async (t) => {
+  const mine = await seedCompany(db().pool);
+  const theirs = await seedCompany(db().pool, 'Rival Realty');
+  const page = await signedIn(mine.companyId);
+  t.is(await page.locator(row(theirs.notes.id)).count(), 0);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${theirs.notes.id}`);
+  await untilText(page, '#error', `There is no webhook #${theirs.notes.id} in your company.`);
+  t.true(await page.isHidden('#history'));
+  await page.close();
+});
+
+browserTest('a viewer\'s token reads the report and history but is offered no Disable, Enable or Replay', async (t) => {
+  const { companyId, notes, failedId } = await seedCompany(db().pool);
+  const page = await openPage();
+  await signIn(page, await api().token(companyId, 'webhook_viewer'));
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  t.true(await page.isVisible('#who-role'));
+  t.is(await page.locator('#webhooks-body [data-action]').count(), 0);
+  await page.click(timesFired(notes.id));
+  await page.waitForSelector(`#history-body tr[data-delivery-id="${failedId}"]`);
+  t.is(await page.locator('#history-body button:has-text("Replay")').count(), 0);
+  // the page is at / too, and the tab stays signed in across pages of the site
+  await page.goto(`${api().api.url}/`);
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+test('the company name is read for the caller\'s own company only', async (t) => {
+  const mine = await seedCompany(db().pool);
+  await seedCompany(db().pool, 'Rival Realty');
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query('set local role webhook_viewer');
+    const name = async () => (await client.query('select webhooks.current_company_name() as name')).rows[0].name;
+    t.is(await name(), null, 'no company claim, no name');
+    await client.query("select set_config('jwt.claims.company_id', $1, true)", [mine.companyId]);
+    t.is(await name(), 'Purple Realty');
+    await t.throwsAsync(client.query('select name from crm.companies'), { message: /permission denied/ });
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+});

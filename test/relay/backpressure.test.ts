@@ -1,0 +1,44 @@
+// Back-pressure: while the database cannot take the results, the relay stops claiming
+// after a bounded number of deliveries (each one sent meanwhile would be sent again
+// if the relay stopped before writing its result), and goes on once they are written.
+import test from 'ava';
+import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+
+async function until(condition: () => boolean, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test('results that cannot be written hold further claims back', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  await database.pool.query('insert into crm.contacts (company_id) select $1 from generate_series(1, 40)', [company.id]);
+
+  // every settle records its attempts: a lock on that table holds every settle back,
+  // while claims, which never touch it, go on
+  const blocker = await database.pool.connect();
+  await blocker.query('begin');
+  await blocker.query('lock table webhooks.delivery_attempts in share mode');
+
+  const relay = testRelay(database.url, { RELAY_BATCH_SIZE: '2', RELAY_PER_WEBHOOK_IN_FLIGHT: '2' });
+  await relay.start();
+  try {
+    await until(() => relay.heldBack);
+    const sent = receiver.received('/hook').length;
+    // two batches of results waiting, at most two more requests in flight
+    t.true(sent <= 8, `sent ${sent} before holding back`);
+
+    await blocker.query('commit');
+    const rows = await waitForFinalDeliveries(database.pool, [webhook.id], 40);
+    t.true(rows.every((row) => row.state === 'succeeded'));
+    t.is(new Set(receiver.received('/hook').map((r) => r.headers['webhook-id'])).size, 40);
+  } finally {
+    await blocker.query('rollback').catch(() => {});
+    blocker.release();
+    await relay.stop();
+  }
+});

@@ -1,0 +1,220 @@
+// The relay end to end: real Postgres, real relay, real HTTP receivers that check
+// signatures with the standardwebhooks package. Each test has a database of its own
+// (relays with different settings must not drain each other's outbox).
+import test from 'ava';
+import { Webhook } from 'standardwebhooks';
+import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+
+async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }, relayOverrides: Record<string, string> = {}) {
+  const { database, receiver, f, company } = await relayScene(t);
+  const relay = testRelay(database.url, relayOverrides);
+  t.teardown(() => relay.stop());
+  return { database, pool: database.pool, receiver, f, company, relay };
+}
+
+async function attemptsOf(pool: { query: Function }, deliveryId: string) {
+  const { rows } = await pool.query(
+    'select attempt, status_code, error, response_body, relay_id from webhooks.delivery_attempts where delivery_id = $1 order by id',
+    [deliveryId],
+  );
+  return rows as Array<{ attempt: number; status_code: number | null; error: string | null; response_body: string | null; relay_id: string }>;
+}
+
+test('200: delivered once, signed, with exactly the stored payload', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/ok') });
+  receiver.route('/ok', { secret: webhook.secret, replies: [{ status: 200, body: 'thanks' }] });
+  await relay.start();
+
+  await f.contact(company.id, { first_name: 'Grace', last_name: 'Hopper' });
+  const [request] = await receiver.waitFor(1, { path: '/ok' });
+  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+
+  t.is(delivery.state, 'succeeded');
+  t.is(delivery.attempts, 1);
+  t.is(delivery.last_status_code, 200);
+  t.is(delivery.last_error, null);
+  t.true(request!.verified, request!.verifyError ?? '');
+  t.is(request!.method, 'POST');
+  t.is(request!.headers['webhook-id'], delivery.message_id);
+  t.is(request!.headers['content-type'], 'application/json');
+  t.regex(String(request!.headers['user-agent']), /^bpd-webhooks-relay\//);
+  const { rows: [stored] } = await pool.query('select payload::text as text from webhooks.deliveries where id = $1', [delivery.id]);
+  t.is(request!.body, stored.text, 'the body is the stored payload, serialised once');
+  t.deepEqual(JSON.parse(request!.body), delivery.payload);
+  t.is(delivery.payload.data.contact.first_name, 'Grace');
+
+  const attempts = await attemptsOf(pool, delivery.id);
+  t.deepEqual(attempts, [{ attempt: 1, status_code: 200, error: null, response_body: 'thanks', relay_id: relay.settings.relayId }]);
+  t.is(receiver.received('/ok').length, 1);
+});
+
+test('500 then 200: retried with the same webhook-id, then succeeded', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/flaky') });
+  receiver.route('/flaky', { secret: webhook.secret, replies: [{ status: 500, body: 'oops' }, 200] });
+  await relay.start();
+
+  await f.contact(company.id);
+  const [first, second] = await receiver.waitFor(2, { path: '/flaky' });
+  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+
+  t.is(delivery.state, 'succeeded');
+  t.is(delivery.attempts, 2);
+  t.true(first!.verified && second!.verified);
+  t.is(first!.headers['webhook-id'], delivery.message_id);
+  t.is(second!.headers['webhook-id'], delivery.message_id);
+  t.is(second!.body, first!.body);
+  const attempts = await attemptsOf(pool, delivery.id);
+  t.deepEqual(attempts.map((a) => [a.attempt, a.status_code, a.response_body]), [[1, 500, 'oops'], [2, 200, '']]);
+});
+
+test('always 500: failed after the webhook\'s max_attempts, and kept in history', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/down'), maxAttempts: 3 });
+  receiver.route('/down', { secret: webhook.secret, otherwise: 500 });
+  await relay.start();
+
+  await f.contact(company.id);
+  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+
+  t.is(delivery.state, 'failed');
+  t.is(delivery.attempts, 3);
+  t.is(delivery.last_status_code, 500);
+  t.is(delivery.last_error, 'HTTP 500');
+  t.truthy(delivery.completed_at);
+  t.deepEqual((await attemptsOf(pool, delivery.id)).map((a) => [a.attempt, a.status_code]), [[1, 500], [2, 500], [3, 500]]);
+  const requests = receiver.received('/down');
+  t.is(requests.length, 3);
+  t.true(requests.every((r) => r.headers['webhook-id'] === delivery.message_id && r.verified));
+  const { rows: [history] } = await pool.query('select state, attempts from webhooks.fire_history where delivery_id = $1', [delivery.id]);
+  t.deepEqual(history, { state: 'failed', attempts: 3 });
+});
+
+test('410 Gone: the delivery fails and the relay disables the webhook, with a reason', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/gone') });
+  receiver.route('/gone', { secret: webhook.secret, otherwise: 410 });
+  await relay.start();
+
+  await f.contact(company.id);
+  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+
+  t.is(delivery.state, 'failed');
+  t.is(delivery.attempts, 1);
+  t.is(delivery.last_status_code, 410);
+  const { rows: [hook] } = await pool.query('select * from webhooks.webhooks where id = $1', [webhook.id]);
+  t.false(hook.enabled);
+  t.is(hook.disabled_by, 'relay');
+  t.truthy(hook.disabled_at);
+  t.is(hook.disabled_reason, `the endpoint answered 410 Gone to message ${delivery.message_id}: it asks not to be called again`);
+  t.is(receiver.received('/gone').length, 1);
+
+  // a disabled webhook gets no new deliveries
+  await f.contact(company.id);
+  const { rows } = await pool.query('select count(*)::int as n from webhooks.deliveries where webhook_id = $1', [webhook.id]);
+  t.is(rows[0].n, 1);
+});
+
+test('a long response body: only its first KiB is read and kept', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/chatty') });
+  receiver.route('/chatty', { otherwise: { status: 200, body: 'é'.repeat(100_000) } });
+  await relay.start();
+
+  await f.contact(company.id);
+  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+  t.is(delivery.state, 'succeeded');
+  const [attempt] = await attemptsOf(pool, delivery.id);
+  t.is(Buffer.byteLength(attempt!.response_body!), 1024);
+  t.is(attempt!.response_body, 'é'.repeat(512));
+});
+
+test('3xx: the redirect is not followed and counts as a failure', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/moved'), maxAttempts: 1 });
+  receiver.route('/moved', { secret: webhook.secret, otherwise: { status: 301, headers: { location: receiver.url('/elsewhere') } } });
+  await relay.start();
+
+  await f.contact(company.id);
+  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+
+  t.is(delivery.state, 'failed');
+  t.is(delivery.last_status_code, 301);
+  t.is(delivery.last_error, `redirect not followed: HTTP 301 to ${receiver.url('/elsewhere')}`);
+  t.is(receiver.received('/elsewhere').length, 0);
+});
+
+test('Retry-After: honoured, within the cap', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const polite = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/busy') });
+  const greedy = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/greedy') });
+  receiver.route('/busy', { otherwise: { status: 503, headers: { 'retry-after': '3600' } } });
+  receiver.route('/greedy', { otherwise: { status: 429, headers: { 'retry-after': '99999999' } } });
+  await relay.start();
+
+  await f.contact(company.id);
+  await receiver.waitFor(1, { path: '/busy' });
+  await receiver.waitFor(1, { path: '/greedy' });
+  const rows = await waitForRows(
+    pool,
+    `select webhook_id, state, extract(epoch from next_attempt_at - last_attempt_at)::float8 as wait_s
+     from webhooks.deliveries where webhook_id = any ($1::bigint[]) and state = 'pending' and attempts = 1`,
+    [[polite.id, greedy.id]],
+    (settled) => settled.length === 2,
+  );
+  const wait = new Map(rows.map((r) => [r.webhook_id, r.wait_s as number]));
+  t.true(wait.get(polite.id)! >= 3600 - 1 && wait.get(polite.id)! < 3600 + 60, `waits ${wait.get(polite.id)} s`);
+  t.true(wait.get(greedy.id)! >= 6 * 3600 - 1 && wait.get(greedy.id)! < 6 * 3600 + 60, `capped at 6 h, waits ${wait.get(greedy.id)} s`);
+});
+
+test('a rotated secret: both signatures are sent while the previous one is valid', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/rotated') });
+  const { rows: [rotated] } = await pool.query(
+    `update webhooks_private.webhook_secrets
+     set previous_secret = secret, previous_expires_at = now() + interval '1 day', secret = webhooks_private.new_secret()
+     where webhook_id = $1 returning secret, previous_secret`,
+    [webhook.id],
+  );
+  await relay.start();
+
+  await f.contact(company.id);
+  const [request] = await receiver.waitFor(1, { path: '/rotated' });
+
+  t.is(String(request!.headers['webhook-signature']).split(' ').length, 2);
+  for (const secret of [rotated.secret, rotated.previous_secret]) {
+    t.notThrows(() => new Webhook(secret).verify(request!.body, request!.headers as Record<string, string>));
+  }
+});
+
+test('private and loopback destinations are refused without an allow-list, and recorded as failed attempts', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t, { RELAY_ALLOW_NETWORKS: '' });
+  const port = new URL(receiver.origin).port;
+  const literal = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/literal'), maxAttempts: 1 });
+  const named = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: `http://localhost:${port}/named`, maxAttempts: 1 });
+  const metadata = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: 'http://169.254.169.254/latest/meta-data', maxAttempts: 1 });
+  const privateNet = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: 'http://10.1.2.3/hook', maxAttempts: 2 });
+  await f.contact(company.id);
+
+  const { claimed } = await relay.runOnce();
+  t.is(claimed, 4);
+
+  const deliveries = await waitForFinalDeliveries(pool, [literal.id, named.id, metadata.id], 3);
+  const byWebhook = new Map<string, any>(deliveries.map((d) => [d.webhook_id, d]));
+  t.regex(byWebhook.get(literal.id).last_error, /^destination refused: 127\.0\.0\.1 \(loopback\) is not a public address and RELAY_ALLOW_NETWORKS is empty$/);
+  t.regex(byWebhook.get(named.id).last_error, /^destination refused: localhost resolves to .*loopback/);
+  t.regex(byWebhook.get(metadata.id).last_error, /169\.254\.169\.254 \(cloud metadata\)/);
+  for (const d of deliveries) {
+    t.is(d.state, 'failed');
+    const attempts = await attemptsOf(pool, d.id);
+    t.is(attempts.length, 1);
+    t.is(attempts[0]!.status_code, null);
+    t.is(attempts[0]!.error, d.last_error);
+  }
+  // a refusal is an ordinary failed attempt: retried while attempts remain
+  const { rows: [pending] } = await pool.query('select state, last_error from webhooks.deliveries where webhook_id = $1', [privateNet.id]);
+  t.is(pending.state, 'pending');
+  t.regex(pending.last_error, /10\.1\.2\.3 \(private\)/);
+  t.is(receiver.requests.length, 0);
+});

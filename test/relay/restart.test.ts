@@ -1,0 +1,68 @@
+// Postgres restarts under a running relay: the relay reconnects by itself, writes the
+// result of a request that finished while the database was down, and delivers what
+// was written while it was away (no NOTIFY reached it for those).
+import test from 'ava';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
+import { migrate } from '../../tools/migrate.ts';
+import { factories } from '../helpers/factories.ts';
+import { startReceiver } from '../helpers/receiver.ts';
+import { testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+
+test('Postgres restarted while the relay runs: it reconnects and delivers what was written meanwhile', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'bpd-relay-restart-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  let server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
+  t.teardown(() => server.stop());
+  await migrate(server.url());
+
+  const pool = new pg.Pool({ connectionString: server.url(), max: 2 });
+  pool.on('error', () => {}); // idle connections die with the server; the pool replaces them
+  t.teardown(() => pool.end());
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+
+  const relay = testRelay(server.url());
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await f.contact(company.id, { first_name: 'Before' });
+  await receiver.waitFor(1, { path: '/hook' });
+  await waitForFinalDeliveries(pool, [webhook.id], 1);
+
+  // one request is still in flight when Postgres goes away: its answer comes while
+  // the database is down, and its result must wait and be written afterwards
+  let answer!: () => void;
+  receiver.route('/hook', { replies: [{ status: 200, after: new Promise<void>((resolve) => (answer = resolve)) }] });
+  await f.contact(company.id, { first_name: 'In flight' });
+  await receiver.waitFor(2, { path: '/hook' });
+
+  await server.stop();
+  answer();
+  server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
+  // written at once, while the relay is still finding its way back
+  await f.contact(company.id, { first_name: 'After 1' });
+  await f.contact(company.id, { first_name: 'After 2' });
+
+  const requests = await receiver.waitFor(4, { path: '/hook' });
+  const deliveries = await waitForFinalDeliveries(pool, [webhook.id], 4);
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
+  t.deepEqual(
+    requests.map((r) => JSON.parse(r.body).data.contact.first_name),
+    ['Before', 'In flight', 'After 1', 'After 2'],
+  );
+  t.true(requests.every((r) => r.verified));
+
+  // and later writes arrive as usual
+  await f.contact(company.id, { first_name: 'Later' });
+  const [, , , , later] = await receiver.waitFor(5, { path: '/hook' });
+  t.is(JSON.parse(later!.body).data.contact.first_name, 'Later');
+  t.is(receiver.received('/hook').length, 5, 'nothing sent twice');
+});

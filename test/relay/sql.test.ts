@@ -1,0 +1,307 @@
+// The delivery state machine of sql/30_delivery.sql, driven directly in SQL (no
+// HTTP): the claim's caps, the settle guard, the rescue, the retry schedule, the
+// relay role's privileges. Each test has a database of its own: a claim takes any
+// due row, so tests must not share an outbox.
+import test from 'ava';
+import pg from 'pg';
+import { createTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+async function setup(t: { teardown: (fn: () => Promise<void>) => void }, deliveries = 1, webhookOptions: { maxAttempts?: number } = {}) {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const pool = database.pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], ...webhookOptions });
+  for (let i = 0; i < deliveries; i++) await f.contact(company.id);
+  return { database, pool, f, company, webhook };
+}
+
+const claim = (pool: pg.Pool, relay: string, limit: number, perWebhook: number, busy: Record<string, number> = {}, only: string[] | null = null) =>
+  pool
+    .query(
+      `select * from webhooks_relay.claim_deliveries($1, $2, interval '1 minute', $3, $4::bigint[], $5::integer[], $6::bigint[])`,
+      [relay, limit, perWebhook, Object.keys(busy), Object.values(busy), only],
+    )
+    .then((r) => r.rows);
+
+const settle = (pool: pg.Pool, relay: string, results: Array<{ id: string; attempt: number; status?: number | null; error?: string | null; retryAfter?: number | null }>) =>
+  pool
+    .query(
+      `select * from webhooks_relay.settle_deliveries($1, $2::bigint[], $3::integer[], $4::timestamptz[], $5::integer[],
+                                                        $6::integer[], $7::text[], $8::text[], $9::integer[])`,
+      [
+        relay,
+        results.map((r) => r.id),
+        results.map((r) => r.attempt),
+        results.map(() => new Date()),
+        results.map(() => 5),
+        results.map((r) => r.status ?? null),
+        results.map((r) => r.error ?? null),
+        results.map(() => null),
+        results.map((r) => r.retryAfter ?? null),
+      ],
+    )
+    .then((r) => r.rows);
+
+const delivery = (pool: pg.Pool, id: string) =>
+  pool.query('select * from webhooks.deliveries where id = $1', [id]).then((r) => r.rows[0]);
+
+test('the default retry schedule: 10 attempts over about 21 hours', async (t) => {
+  const { pool } = await setup(t, 0);
+  const { rows } = await pool.query(
+    `select attempt, extract(epoch from wait_before)::int as wait_s, extract(epoch from since_first_attempt)::int as total_s
+     from webhooks.retry_schedule()`,
+  );
+  t.deepEqual(rows.map((r) => r.wait_s), [0, 10, 30, 90, 270, 810, 2430, 7290, 21870, 43200]);
+  t.is(rows.at(-1).total_s, 76_000);
+
+  // a webhook's own max_attempts, and the database-wide setting
+  t.is((await pool.query('select * from webhooks.retry_schedule(3)')).rowCount, 3);
+  const client = await pool.connect();
+  try {
+    await client.query(`set webhooks.max_attempts = 8`);
+    t.is((await client.query('select * from webhooks.retry_schedule()')).rowCount, 8);
+  } finally {
+    await client.query('reset webhooks.max_attempts');
+    client.release();
+  }
+});
+
+test('retry waits: ±25% jitter around the schedule; Retry-After honoured up to 6 hours', async (t) => {
+  const { pool } = await setup(t, 0);
+  const { rows } = await pool.query(
+    `select n, extract(epoch from webhooks_private.nominal_retry_delay(n))::float8 as nominal,
+            extract(epoch from webhooks_private.retry_wait(n, null))::float8 as wait
+     from generate_series(1, 12) n, generate_series(1, 50)`,
+  );
+  t.true(rows.every((r) => r.wait >= r.nominal * 0.75 - 0.001 && r.wait <= r.nominal * 1.25 + 0.001));
+  t.true(new Set(rows.filter((r) => r.n === 1).map((r) => r.wait)).size > 1, 'jittered');
+  const { rows: [asked] } = await pool.query(
+    `select extract(epoch from webhooks_private.retry_wait(1, 3600))::int as polite,
+            extract(epoch from webhooks_private.retry_wait(1, 100000000))::int as greedy,
+            extract(epoch from webhooks_private.retry_wait(9, 1))::int >= 32400 as never_shorter`,
+  );
+  t.deepEqual(asked, { polite: 3600, greedy: 6 * 3600, never_shorter: true });
+});
+
+test('claim: a batch, capped per webhook, minus what the relay already has in flight', async (t) => {
+  const { pool, webhook } = await setup(t, 5);
+  const first = await claim(pool, 'relay-a', 10, 2);
+  t.is(first.length, 2);
+  const { rows: [stored] } = await pool.query('select payload::text as body, message_id from webhooks.deliveries where id = $1', [first[0].delivery_id]);
+  t.like(first[0], { webhook_id: webhook.id, attempt: 1, body: stored.body, message_id: stored.message_id, secret: webhook.secret, previous_secret: null });
+
+  t.is((await claim(pool, 'relay-a', 10, 2, { [webhook.id]: 2 })).length, 0, 'the webhook is at its cap for this relay');
+  t.is((await claim(pool, 'relay-a', 10, 2, { [webhook.id]: 1 })).length, 1);
+  t.is((await claim(pool, 'relay-b', 1, 2)).length, 1, 'the batch size holds too');
+
+  const { rows } = await pool.query(
+    `select state, locked_by, attempts, locked_until > now() as leased from webhooks.deliveries where webhook_id = $1 order by id`,
+    [webhook.id],
+  );
+  t.deepEqual(rows.map((r) => r.locked_by), ['relay-a', 'relay-a', 'relay-a', 'relay-b', null]);
+  t.true(rows.slice(0, 4).every((r) => r.state === 'in_flight' && r.attempts === 1 && r.leased));
+  t.like(rows[4], { state: 'pending', attempts: 0 });
+});
+
+test('claim: a discovery cut off at the limit says more may be due; a refill reads only the webhooks named', async (t) => {
+  const { pool, f, company, webhook: first } = await setup(t, 0);
+  const second = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < 4; i++) await f.contact(company.id); // 4 deliveries to each webhook
+
+  const discovered = await claim(pool, 'relay-a', 3, 10);
+  t.is(discovered.length, 3);
+  t.true(discovered.every((r) => r.more_due));
+  const rest = await claim(pool, 'relay-a', 10, 10);
+  t.is(rest.length, 5);
+  t.true(rest.every((r) => !r.more_due));
+
+  await pool.query(`update webhooks.deliveries set state = 'pending', locked_by = null, locked_until = null`);
+  const refill = await claim(pool, 'relay-b', 10, 3, { [first.id]: 1 }, [first.id]);
+  t.deepEqual(refill.map((r) => r.webhook_id), [first.id, first.id], "only the named webhook, up to its free slots");
+  t.true(refill.every((r) => !r.more_due));
+  t.is((await claim(pool, 'relay-b', 10, 3, { [first.id]: 3 }, [first.id])).length, 0);
+  t.is((await claim(pool, 'relay-b', 10, 3, {}, [second.id])).length, 3);
+});
+
+test('claim: a discovery looks past a queue head that belongs to webhooks at their cap', async (t) => {
+  const { pool, f, company, webhook: busy } = await setup(t, 10); // 10 older rows for one webhook
+  const other = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < 2; i++) await f.contact(company.id); // then 2 rows each
+
+  // limit 2: the head read is 8 rows, all of the first webhook, which is at its cap
+  const found = await claim(pool, 'relay-a', 2, 3, { [busy.id]: 3 });
+  t.deepEqual(found.map((r) => r.webhook_id), [other.id, other.id]);
+  // with free slots, the oldest rows come first, no more than the free slots
+  const oldest = await claim(pool, 'relay-a', 10, 3, { [busy.id]: 2 });
+  t.deepEqual(oldest.map((r) => r.webhook_id), [busy.id]);
+  const { rows } = await pool.query(`select count(*)::int as n from webhooks.deliveries where state = 'in_flight'`);
+  t.is(rows[0].n, 3);
+});
+
+test('claim: not before next_attempt_at', async (t) => {
+  const { pool, webhook } = await setup(t, 1);
+  await pool.query(`update webhooks.deliveries set next_attempt_at = now() + interval '1 minute' where webhook_id = $1`, [webhook.id]);
+  t.is((await claim(pool, 'relay-a', 10, 10)).length, 0);
+  await pool.query(`update webhooks.deliveries set next_attempt_at = now() where webhook_id = $1`, [webhook.id]);
+  t.is((await claim(pool, 'relay-a', 10, 10)).length, 1);
+});
+
+test('settle: 2xx succeeds, a failure is rescheduled, the last failure fails', async (t) => {
+  const { pool } = await setup(t, 3, { maxAttempts: 2 });
+  const [a, b, c] = await claim(pool, 'relay-a', 10, 10);
+  const settled = await settle(pool, 'relay-a', [
+    { id: a.delivery_id, attempt: 1, status: 204 },
+    { id: b.delivery_id, attempt: 1, status: 503 },
+    { id: c.delivery_id, attempt: 1, error: 'timeout: no complete response' },
+  ]);
+  t.deepEqual(settled.map((s) => s.state).sort(), ['pending', 'pending', 'succeeded']);
+  t.like(await delivery(pool, a.delivery_id), { state: 'succeeded', last_status_code: 204, locked_by: null });
+  const retried = await delivery(pool, b.delivery_id);
+  t.like(retried, { state: 'pending', last_status_code: 503, last_error: 'HTTP 503', locked_by: null, completed_at: null });
+  t.true(retried.next_attempt_at > retried.last_attempt_at);
+  t.like(await delivery(pool, c.delivery_id), { state: 'pending', last_status_code: null, last_error: 'timeout: no complete response' });
+
+  await pool.query(`update webhooks.deliveries set next_attempt_at = now() where id = any ($1::bigint[])`, [[b.delivery_id, c.delivery_id]]);
+  const again = await claim(pool, 'relay-a', 10, 10);
+  t.deepEqual(again.map((r) => r.attempt), [2, 2]);
+  await settle(pool, 'relay-a', again.map((r) => ({ id: r.delivery_id, attempt: 2, status: 500 })));
+  t.like(await delivery(pool, b.delivery_id), { state: 'failed', attempts: 2, last_error: 'HTTP 500' });
+  const { rows } = await pool.query(`select count(*)::int as n from webhooks.delivery_attempts where delivery_id = any ($1::bigint[])`, [[a.delivery_id, b.delivery_id, c.delivery_id]]);
+  t.is(rows[0].n, 5);
+});
+
+test('settle is idempotent: repeating one (its answer lost on the way back) changes and records nothing more', async (t) => {
+  const { pool } = await setup(t, 1);
+  const [claimed] = await claim(pool, 'relay-a', 10, 10);
+  const attemptedAt = new Date();
+  const settleOnce = () =>
+    pool.query(
+      `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{200}', '{null}', '{ok}', '{null}')`,
+      [[claimed.delivery_id], [attemptedAt]],
+    );
+  t.is((await settleOnce()).rowCount, 1);
+  t.is((await settleOnce()).rowCount, 0);
+  const { rows } = await pool.query('select count(*)::int as n from webhooks.delivery_attempts where delivery_id = $1', [claimed.delivery_id]);
+  t.is(rows[0].n, 1);
+  t.like(await delivery(pool, claimed.delivery_id), { state: 'succeeded', attempts: 1 });
+});
+
+test('settle is guarded: a relay whose lease was rescued cannot overwrite the new holder', async (t) => {
+  const { pool } = await setup(t, 1);
+  const [claimed] = await claim(pool, 'relay-late', 10, 10);
+  await pool.query(`update webhooks.deliveries set locked_until = now() - interval '1 second' where id = $1`, [claimed.delivery_id]);
+  const { rows: [rescue] } = await pool.query('select webhooks_relay.rescue_expired_leases() as n');
+  t.is(rescue.n, 1);
+  t.like(await delivery(pool, claimed.delivery_id), { state: 'pending', locked_by: null, attempts: 1 });
+
+  const [reclaimed] = await claim(pool, 'relay-new', 10, 10);
+  t.is(reclaimed.delivery_id, claimed.delivery_id);
+  t.is(reclaimed.attempt, 2);
+
+  t.deepEqual(await settle(pool, 'relay-late', [{ id: claimed.delivery_id, attempt: 1, status: 500 }]), []);
+  t.like(await delivery(pool, claimed.delivery_id), { state: 'in_flight', locked_by: 'relay-new' });
+
+  const [done] = await settle(pool, 'relay-new', [{ id: claimed.delivery_id, attempt: 2, status: 200 }]);
+  t.is(done.state, 'succeeded');
+  const { rows: attempts } = await pool.query(
+    'select attempt, status_code, error, relay_id from webhooks.delivery_attempts where delivery_id = $1 order by id',
+    [claimed.delivery_id],
+  );
+  t.is(attempts.length, 3, 'every attempt is history, the late one included');
+  t.like(attempts[0], { attempt: 1, status_code: null, relay_id: 'relay-late' });
+  t.regex(attempts[0].error, /^lease expired: relay relay-late/);
+  t.like(attempts[1], { attempt: 1, status_code: 500, relay_id: 'relay-late' });
+  t.like(attempts[2], { attempt: 2, status_code: 200, relay_id: 'relay-new' });
+});
+
+test('release: claimed but unsent rows go back to pending, uncounted; other relays\' rows and settled rows are untouched', async (t) => {
+  const { pool } = await setup(t, 5, { maxAttempts: 3 });
+  const mine = await claim(pool, 'relay-stopping', 3, 10);
+  const theirs = await claim(pool, 'relay-other', 2, 10);
+  t.is(mine.length, 3);
+  t.is(theirs.length, 2);
+  // one of mine was sent and settled, one failed once before (attempt 2 now)
+  const [settled, retried, queued] = mine;
+  await settle(pool, 'relay-stopping', [{ id: settled.delivery_id, attempt: 1, status: 200 }]);
+  await settle(pool, 'relay-stopping', [{ id: retried.delivery_id, attempt: 1, status: 500 }]);
+  await pool.query(`update webhooks.deliveries set next_attempt_at = now() where id = $1`, [retried.delivery_id]);
+  const [again] = await claim(pool, 'relay-stopping', 1, 10, {}, null);
+  t.is(again.delivery_id, retried.delivery_id);
+  t.is(again.attempt, 2);
+  const firstTriedAt = (await pool.query(
+    'select attempted_at from webhooks.delivery_attempts where delivery_id = $1', [retried.delivery_id])).rows[0].attempted_at;
+
+  const ids = [...mine, ...theirs].map((r) => r.delivery_id);
+  const { rows: [released] } = await pool.query('select webhooks_relay.release_deliveries($1, $2::bigint[]) as n', ['relay-stopping', ids]);
+  t.is(released.n, 2, 'only the rows this relay still holds in flight');
+  t.like(await delivery(pool, queued.delivery_id), { state: 'pending', attempts: 0, locked_by: null, locked_until: null, last_attempt_at: null });
+  const retriedRow = await delivery(pool, retried.delivery_id);
+  t.like(retriedRow, { state: 'pending', attempts: 1, locked_by: null, locked_until: null, completed_at: null });
+  t.deepEqual(retriedRow.last_attempt_at, firstTriedAt, 'last_attempt_at as the history says');
+  t.like(await delivery(pool, settled.delivery_id), { state: 'succeeded', attempts: 1 });
+  for (const row of theirs) t.like(await delivery(pool, row.delivery_id), { state: 'in_flight', attempts: 1, locked_by: 'relay-other' });
+  const { rows: [none] } = await pool.query('select webhooks_relay.release_deliveries($1, $2::bigint[]) as n', ['relay-stopping', ids]);
+  t.is(none.n, 0, 'releasing twice changes nothing');
+
+  // released rows are due as before: the next claim takes them, as attempt 1 and 2 again
+  const next = await claim(pool, 'relay-next', 10, 10);
+  t.deepEqual(next.map((r) => [r.delivery_id, r.attempt]).sort(), [[queued.delivery_id, 1], [retried.delivery_id, 2]].sort());
+});
+
+test('rescue: a lease that runs out on the last attempt fails the delivery', async (t) => {
+  const { pool } = await setup(t, 1, { maxAttempts: 1 });
+  const [claimed] = await claim(pool, 'relay-gone', 10, 10);
+  await pool.query(`update webhooks.deliveries set locked_until = now() - interval '1 second' where id = $1`, [claimed.delivery_id]);
+  await pool.query('select webhooks_relay.rescue_expired_leases()');
+  const row = await delivery(pool, claimed.delivery_id);
+  t.like(row, { state: 'failed', attempts: 1, locked_by: null });
+  t.regex(row.last_error, /^lease expired/);
+});
+
+test('a disabled webhook: its due deliveries are not sent but fail with a reason', async (t) => {
+  const { pool, webhook } = await setup(t, 2);
+  await pool.query(`update webhooks.webhooks set enabled = false, disabled_at = now(), disabled_reason = 'paused' where id = $1`, [webhook.id]);
+  t.deepEqual(await claim(pool, 'relay-a', 10, 10), []);
+  const { rows } = await pool.query(`select state, attempts, last_error from webhooks.deliveries where webhook_id = $1`, [webhook.id]);
+  t.deepEqual(rows, [
+    { state: 'failed', attempts: 0, last_error: 'not sent: the webhook is disabled' },
+    { state: 'failed', attempts: 0, last_error: 'not sent: the webhook is disabled' },
+  ]);
+});
+
+test('illegal states cannot be stored', async (t) => {
+  const { pool, webhook } = await setup(t, 1);
+  const error = await t.throwsAsync(
+    pool.query(`update webhooks.deliveries set state = 'in_flight' where webhook_id = $1`, [webhook.id]),
+  );
+  t.is((error as { code?: string }).code, '23514');
+  t.is((error as { constraint?: string }).constraint, 'deliveries_lease_iff_in_flight');
+});
+
+test('the relay role may claim, settle, release and rescue, and read or write nothing else', async (t) => {
+  const { database, webhook } = await setup(t, 1);
+  const client = new pg.Client({ connectionString: database.url, options: '-c role=bpd_webhooks_relay' });
+  await client.connect();
+  t.teardown(() => client.end());
+  for (const sql of [
+    'select * from webhooks.deliveries',
+    'select * from webhooks_private.webhook_secrets',
+    'select * from crm.contacts',
+    `update webhooks.webhooks set enabled = true`,
+    'insert into webhooks.delivery_attempts (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, error) values (1, 1, 1, 1, now(), 0, $$x$$)',
+  ]) {
+    const error = await t.throwsAsync(client.query(sql), undefined, sql);
+    t.is((error as { code?: string }).code, '42501', sql);
+  }
+  const { rows } = await client.query(`select * from webhooks_relay.claim_deliveries('relay-role', 10, interval '1 minute', 10)`);
+  t.is(rows.length, 1);
+  t.is(rows[0].webhook_id, webhook.id);
+  const { rows: [released] } = await client.query(`select webhooks_relay.release_deliveries('relay-role', $1::bigint[]) as n`, [[rows[0].delivery_id]]);
+  t.is(released.n, 1);
+  await client.query('select webhooks_relay.rescue_expired_leases()');
+  const error = await t.throwsAsync(client.query('select webhooks_private.new_secret()'));
+  t.is((error as { code?: string }).code, '42501');
+});

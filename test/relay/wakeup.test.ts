@@ -1,0 +1,46 @@
+// With the poll timer out of the picture, the wake-up protocol alone must bring every
+// delivery (sql/36_wakeup.sql): an idle relay is woken by the NOTIFY of the next
+// capturing transaction, and a relay that is awake finds new work without one.
+import test from 'ava';
+import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
+
+const HOUR = String(60 * 60 * 1000);
+
+/** True once the relay's idle connection holds relay_idle: it has fallen asleep. */
+function relayAsleep(pool: Parameters<typeof waitForRows>[0]) {
+  return waitForRows(
+    pool,
+    `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+     where l.locktype = 'advisory' and l.classid = 1651532919 and l.objid = 2 and l.granted
+       and a.application_name = 'bpd-webhooks-relay-idle'`,
+    [],
+    (rows) => rows.length > 0,
+    10_000,
+  );
+}
+
+test('a sleeping relay is woken by NOTIFY, and a busy one needs none', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR });
+  await relay.start();
+  try {
+    await relayAsleep(database.pool);
+    await f.contact(company.id);
+    await receiver.waitFor(1, { path: '/hook', timeoutMs: 10_000 });
+
+    // one change after another, each its own transaction: whether each finds the relay
+    // asleep (and notifies) or awake (and does not), every one arrives
+    for (let i = 0; i < 30; i++) await f.contact(company.id);
+    const arrived = await receiver.waitFor(31, { path: '/hook', timeoutMs: 10_000 });
+    t.is(new Set(arrived.map((r) => r.headers['webhook-id'])).size, 31);
+
+    await relayAsleep(database.pool);
+    await f.contact(company.id);
+    const all = await receiver.waitFor(32, { path: '/hook', timeoutMs: 10_000 });
+    t.is(new Set(all.map((r) => r.headers['webhook-id'])).size, 32);
+  } finally {
+    await relay.stop();
+  }
+});

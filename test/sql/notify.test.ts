@@ -1,0 +1,119 @@
+// NOTIFY is a wake-up for a sleeping relay, sent on commit: at most one per
+// transaction, none when nothing was written, none after a rollback, and none while
+// every relay is awake (sql/36_wakeup.sql).
+import test from 'ava';
+import pg from 'pg';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+
+/**
+ * A connection that LISTENs on bpd_webhooks, as a relay's does, and can announce
+ * itself idle or awake. next() resolves with the next notification, in order.
+ */
+async function relayConnection(url: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const queue: pg.Notification[] = [];
+  const waiters: Array<(n: pg.Notification) => void> = [];
+  client.on('notification', (n) => {
+    const waiter = waiters.shift();
+    if (waiter) waiter(n);
+    else queue.push(n);
+  });
+  await client.query('listen bpd_webhooks');
+  return {
+    goingIdle: async () => (await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe as boolean,
+    awake: () => client.query('select webhooks_relay.awake()'),
+    next: () => new Promise<pg.Notification>((resolve) => {
+      const queued = queue.shift();
+      if (queued) resolve(queued);
+      else waiters.push(resolve);
+    }),
+    pending: () => queue.length,
+    close: () => client.end(),
+  };
+}
+
+// A committed transaction that notifies with a payload of its own: every notification
+// before it in the stream came from earlier commits.
+async function sentinel(pool: pg.Pool, mark: string) {
+  await pool.query('select pg_notify($1, $2)', ['bpd_webhooks', mark]);
+}
+
+async function hookFor(action: string) {
+  const f = factories(db().pool);
+  const company = await f.company();
+  await f.webhook({ companyId: company.id, actions: [action] });
+  return { f, company };
+}
+
+test.serial('a relay asleep: one notification for a transaction that writes many deliveries, after commit', async (t) => {
+  const { f, company } = await hookFor('contact.created');
+  await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const relay = await relayConnection(db().url);
+  t.true(await relay.goingIdle());
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query("insert into crm.contacts (company_id, first_name) select $1, 'n' || g from generate_series(1, 3) g", [company.id]);
+    await client.query('insert into crm.contacts (company_id, first_name) values ($1, $2)', [company.id, 'last']);
+    const { rows } = await client.query('select count(*)::int as n from webhooks.deliveries where company_id = $1', [company.id]);
+    t.is(rows[0].n, 8);
+    t.is(relay.pending(), 0, 'nothing before commit');
+    await client.query('commit');
+  } finally {
+    client.release();
+  }
+  await sentinel(db().pool, 'end');
+  t.deepEqual([(await relay.next()).payload, (await relay.next()).payload], ['', 'end']);
+  await relay.close();
+});
+
+test.serial('a relay asleep: no notification after a rollback, nor for a change no webhook wants', async (t) => {
+  const { f, company } = await hookFor('contact.created');
+  const relay = await relayConnection(db().url);
+  t.true(await relay.goingIdle());
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query('insert into crm.contacts (company_id) values ($1)', [company.id]);
+    await client.query('rollback');
+  } finally {
+    client.release();
+  }
+  await f.contact((await f.company()).id); // no webhook of this company listens
+  await sentinel(db().pool, 'end');
+  t.is((await relay.next()).payload, 'end');
+  await relay.close();
+});
+
+test.serial('every relay awake: deliveries are written without a notification', async (t) => {
+  const { f, company } = await hookFor('contact.created');
+  const relay = await relayConnection(db().url);
+  t.true(await relay.goingIdle());
+  await relay.awake();
+  await f.contact(company.id);
+  await sentinel(db().pool, 'end');
+  t.is((await relay.next()).payload, 'end');
+  const { rows } = await db().pool.query('select count(*)::int as n from webhooks.deliveries where company_id = $1', [company.id]);
+  t.is(rows[0].n, 1);
+  await relay.close();
+});
+
+test.serial('a relay may not fall asleep while a transaction that skipped its NOTIFY is open', async (t) => {
+  const { company } = await hookFor('contact.created');
+  const relay = await relayConnection(db().url);
+  const writer = await db().pool.connect();
+  try {
+    await writer.query('begin');
+    await writer.query('insert into crm.contacts (company_id) values ($1)', [company.id]); // relay awake: no NOTIFY
+    t.false(await relay.goingIdle(), 'the open transaction\'s delivery is not visible yet: look again');
+    await writer.query('commit');
+  } finally {
+    writer.release();
+  }
+  t.true(await relay.goingIdle(), 'now one more claim sees it');
+  await relay.close();
+});

@@ -1,0 +1,54 @@
+// The CRM's own application role writes contacts with grants on the crm tables only:
+// its writes fire webhooks all the same, and it still cannot read or write the
+// webhook tables itself.
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { deliveriesOf, factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+
+async function createCrmAppRole() {
+  // roles belong to the whole cluster, which test files share
+  await db().pool.query(`
+    do $$ begin
+      create role bpd_test_crm_app nologin;
+    exception when duplicate_object or unique_violation then null;
+    end $$`);
+  await db().pool.query(`
+    grant usage on schema crm to bpd_test_crm_app;
+    grant select, insert, update, delete on all tables in schema crm to bpd_test_crm_app;
+    grant usage on all sequences in schema crm to bpd_test_crm_app`);
+}
+
+test('a role with grants on crm alone fires webhooks, and cannot touch them', async (t) => {
+  await createCrmAppRole();
+  const f = factories(db().pool);
+  const company = await f.company();
+  const user = await f.user(company.id);
+  const status = await f.status(company.id, 'Thank You Note');
+  const hook = await f.webhook({
+    companyId: company.id, fields: ['first_name'],
+    actions: ['contact.created', 'contact.updated', 'contact.status_added', 'contact.user_assigned', 'contact.deleted'],
+  });
+  const client = await db().pool.connect();
+  try {
+    await client.query('set role bpd_test_crm_app');
+    // a search path of its own must not change what the triggers do
+    await client.query('set search_path = crm, public');
+    const { rows: [contact] } = await client.query(
+      "insert into contacts (company_id, first_name) values ($1, 'Ada') returning id", [company.id]);
+    await client.query("update contacts set first_name = 'Ada B.' where id = $1", [contact.id]);
+    await client.query('insert into contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+    await client.query('insert into contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+    await client.query('delete from contacts where id = $1', [contact.id]);
+    const denied = await t.throwsAsync(client.query('select count(*) from webhooks.deliveries'));
+    t.regex(denied.message, /permission denied/);
+  } finally {
+    await client.query('reset role; reset search_path');
+    client.release();
+  }
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => r.action), [
+    'contact.created', 'contact.updated', 'contact.status_added', 'contact.user_assigned', 'contact.deleted',
+  ]);
+});
