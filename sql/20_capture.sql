@@ -121,7 +121,9 @@ declare
   v_source constant text := webhooks_private.current_source();
   v_written integer;
 begin
-  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+  -- the message into history, and its small row into the queue (28_outbox.sql)
+  with written as (
+  insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload)
   select w.id, w.company_id, p_action, v_contact_id,
          jsonb_build_object(
            'type', p_action,
@@ -148,7 +150,11 @@ begin
   where w.enabled
     and (w.status_id is null or w.status_id = p_status_id)
     and (w.user_id is null or w.user_id = p_user_id)
-  order by w.id;
+  order by w.id
+  returning id, created_at, webhook_id, company_id
+  )
+  insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id)
+  select id, created_at, webhook_id, company_id from written;
   get diagnostics v_written = row_count;
   if v_written > 0 then
     perform webhooks_private.wake_relay();   -- 36_wakeup.sql

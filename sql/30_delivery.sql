@@ -99,6 +99,11 @@ comment on function webhooks.retry_schedule(integer) is
 
 ------------------------------------------------------------------------------------
 -- claim
+--
+-- All four functions work on webhooks.delivery_queue, the small row each delivery on
+-- its way has (28_outbox.sql), and touch a delivery's history row once, when the
+-- delivery ends. A claim is an UPDATE of queue rows only. Their plans are generic
+-- (plan_cache_mode): planned once per connection, not on every call.
 
 -- private (relay): lease up to p_limit due deliveries to relay p_relay for p_lease.
 -- p_per_webhook caps what one relay has in flight to one webhook, so that a slow
@@ -136,12 +141,13 @@ language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
--- Index paths only: the outbox grows in bursts faster than autovacuum analyses it,
+-- Index paths only: the queue grows in bursts faster than autovacuum analyses it,
 -- and with stale statistics the planner chose to read every pending row (a bitmap
--- scan and a sort) for a batch of 32: 12-21 ms a claim instead of under 2 (measured
--- on 20,000 fresh rows). The indexes serve every query here at any size.
+-- scan and a sort) for a batch of 32. The indexes serve every query here at any size.
 set enable_seqscan = off
 set enable_bitmapscan = off
+-- one plan per connection: with custom plans each call planned its head query again
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -157,50 +163,50 @@ begin
 
   -- 1. lock the candidates (rows another relay holds locked are skipped, not waited for)
   if p_only_webhooks is null then
-    -- a. the head of the queue: the oldest due rows, whichever webhook they are for,
-    --    read without locking and never more than a few batches' worth, so that a
-    --    long queue of a webhook at its cap is not walked on every look
+    -- a. the head of the queue: the oldest due rows not in flight, whichever webhook
+    --    they are for, read without locking and never more than a few batches' worth,
+    --    so that a long queue of a webhook at its cap is not walked on every look
     --    (and of each webhook only as many rows as it has free slots: a lock is a write)
     with head as (
-      select d.id, d.webhook_id, d.next_attempt_at
-      from webhooks.deliveries d
-      where d.state = 'pending'
-        and d.next_attempt_at <= now()
-      order by d.next_attempt_at
+      select q.delivery_id, q.webhook_id, q.next_attempt_at
+      from webhooks.delivery_queue q
+      where q.locked_by is null
+        and q.next_attempt_at <= now()
+      order by q.next_attempt_at
       limit v_head
     ),
     ranked as (
-      select head.id, head.webhook_id, head.next_attempt_at,
-             row_number() over (partition by head.webhook_id order by head.next_attempt_at, head.id) as nth
+      select head.delivery_id, head.webhook_id, head.next_attempt_at,
+             row_number() over (partition by head.webhook_id order by head.next_attempt_at, head.delivery_id) as nth
       from head
     )
-    select coalesce(array_agg(r.id order by r.next_attempt_at)
+    select coalesce(array_agg(r.delivery_id order by r.next_attempt_at)
                       filter (where r.nth <= p_per_webhook - coalesce(b.n, 0)), '{}'),
            count(*)
       into v_candidates, v_seen
     from ranked r
     left join unnest(p_busy_webhooks, p_busy_counts) as b(w, n) on b.w = r.webhook_id;
     -- b. the head is all webhooks at their cap: look past it webhook by webhook, one
-    --    index probe per webhook with pending rows, from the (webhook_id,
-    --    next_attempt_at) index
+    --    index probe per webhook with due rows, from the (webhook_id, next_attempt_at)
+    --    index
     if cardinality(v_candidates) = 0 and v_seen >= v_head then
       with recursive hooks(w) as (
-        select min(d.webhook_id) from webhooks.deliveries d where d.state = 'pending'
+        select min(q.webhook_id) from webhooks.delivery_queue q where q.locked_by is null
         union all
-        select (select min(d.webhook_id) from webhooks.deliveries d
-                where d.state = 'pending' and d.webhook_id > hooks.w)
+        select (select min(q.webhook_id) from webhooks.delivery_queue q
+                where q.locked_by is null and q.webhook_id > hooks.w)
         from hooks
         where hooks.w is not null
       )
-      select coalesce(array_agg(c.id), '{}') into v_candidates
+      select coalesce(array_agg(c.delivery_id), '{}') into v_candidates
       from (
-        select due.id
+        select due.delivery_id
         from hooks
         cross join lateral (
-          select d.id, d.next_attempt_at
-          from webhooks.deliveries d
-          where d.webhook_id = hooks.w and d.state = 'pending' and d.next_attempt_at <= now()
-          order by d.next_attempt_at
+          select q.delivery_id, q.next_attempt_at
+          from webhooks.delivery_queue q
+          where q.webhook_id = hooks.w and q.locked_by is null and q.next_attempt_at <= now()
+          order by q.next_attempt_at
           limit greatest(p_per_webhook - coalesce(
                   (select b.n from unnest(p_busy_webhooks, p_busy_counts) as b(w, n) where b.w = hooks.w), 0), 0)
         ) due
@@ -209,34 +215,33 @@ begin
         limit p_limit
       ) c;
     end if;
-    -- c. lock those still pending and due (another relay may have taken some meanwhile)
-    select array_agg(c.id) into v_locked
-    from (
-      select d.id
-      from webhooks.deliveries d
-      where d.id = any (v_candidates)
-        and d.state = 'pending'
-        and d.next_attempt_at <= now()
-      order by d.next_attempt_at
+    -- c. lock those still due and not in flight (another relay may have taken some)
+    v_locked := array(
+      select q.delivery_id
+      from webhooks.delivery_queue q
+      where q.delivery_id = any (v_candidates)
+        and q.locked_by is null
+        and q.next_attempt_at <= now()
+      order by q.next_attempt_at
       limit p_limit
-      for update skip locked
-    ) c;
+      for update skip locked);
   else
-    select array_agg(c.id) into v_locked
-    from unnest(p_only_webhooks) as o(w)
-    cross join lateral (
-      select d.id
-      from webhooks.deliveries d
-      where d.webhook_id = o.w
-        and d.state = 'pending'
-        and d.next_attempt_at <= now()
-      order by d.next_attempt_at
-      limit greatest(p_per_webhook - coalesce(
-              (select b.n from unnest(p_busy_webhooks, p_busy_counts) as b(w, n) where b.w = o.w), 0), 0)
-      for update skip locked
-    ) c;
+    v_locked := array(
+      select c.delivery_id
+      from unnest(p_only_webhooks) as o(w)
+      cross join lateral (
+        select q.delivery_id
+        from webhooks.delivery_queue q
+        where q.webhook_id = o.w
+          and q.locked_by is null
+          and q.next_attempt_at <= now()
+        order by q.next_attempt_at
+        limit greatest(p_per_webhook - coalesce(
+                (select b.n from unnest(p_busy_webhooks, p_busy_counts) as b(w, n) where b.w = o.w), 0), 0)
+        for update skip locked
+      ) c);
   end if;
-  if v_locked is null then
+  if cardinality(v_locked) = 0 then
     return;
   end if;
 
@@ -247,44 +252,58 @@ begin
     from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
   ),
   due as (
-    select d.id, d.webhook_id, d.next_attempt_at, w.enabled
-    from webhooks.deliveries d
-    join webhooks.webhooks w on w.id = d.webhook_id
-    where d.id = any (v_locked)
+    select q.delivery_id, q.created_at, q.webhook_id, q.next_attempt_at, w.enabled
+    from webhooks.delivery_queue q
+    join webhooks.webhooks w on w.id = q.webhook_id
+    where q.delivery_id = any (v_locked)
   ),
   not_sent as (
-    update webhooks.deliveries d
+    delete from webhooks.delivery_queue q
+    using due
+    where q.delivery_id = due.delivery_id and not due.enabled
+    returning q.delivery_id, q.created_at, q.attempts, q.last_attempt_at, q.last_status_code
+  ),
+  not_sent_ended as (
+    update webhooks.delivery_history h
     set state = 'failed',
-        completed_at = now(),
-        last_error = 'not sent: the webhook is disabled'
-    from due
-    where d.id = due.id and not due.enabled
+        attempts = n.attempts,
+        last_attempt_at = n.last_attempt_at,
+        last_status_code = n.last_status_code,
+        last_error = 'not sent: the webhook is disabled',
+        completed_at = now()
+    from not_sent n
+    where h.id = n.delivery_id and h.created_at = n.created_at
   ),
   ranked as (
-    select due.id, due.webhook_id, due.next_attempt_at,
-           row_number() over (partition by due.webhook_id order by due.next_attempt_at, due.id) as nth
+    select due.delivery_id, due.created_at, due.webhook_id, due.next_attempt_at,
+           row_number() over (partition by due.webhook_id order by due.next_attempt_at, due.delivery_id) as nth
     from due
     where due.enabled
   ),
   chosen as (
-    select ranked.id, ranked.webhook_id
+    select ranked.delivery_id, ranked.created_at, ranked.webhook_id
     from ranked
     left join busy on busy.w = ranked.webhook_id
     where ranked.nth <= p_per_webhook - coalesce(busy.n, 0)
     order by ranked.next_attempt_at
     limit p_limit
   )
-  update webhooks.deliveries d
-  set state = 'in_flight',
-      locked_by = p_relay,
+  update webhooks.delivery_queue q
+  set locked_by = p_relay,
       locked_until = now() + p_lease,
-      attempts = d.attempts + 1,
+      attempts = q.attempts + 1,
       last_attempt_at = now()
   from chosen c
   join webhooks.webhooks w on w.id = c.webhook_id
   left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
-  where d.id = c.id
-  returning d.id, d.message_id, d.webhook_id, d.attempts, w.url, d.payload::text, s.secret,
+  where q.delivery_id = c.delivery_id
+  returning q.delivery_id,
+            (select h.message_id from webhooks.delivery_history h
+             where h.id = q.delivery_id and h.created_at = q.created_at),
+            q.webhook_id, q.attempts, w.url,
+            (select h.payload::text from webhooks.delivery_history h
+             where h.id = q.delivery_id and h.created_at = q.created_at),
+            s.secret,
             case when s.previous_expires_at > now() then s.previous_secret end,
             p_only_webhooks is null and cardinality(v_locked) >= p_limit;
 end;
@@ -299,8 +318,9 @@ $$;
 -- relay still holds it. 2xx succeeds; 410 Gone fails the delivery and disables the
 -- webhook; anything else (other statuses, 3xx included, timeouts, refused
 -- destinations) is retried after retry_wait, or fails once the attempts are used up.
--- Returns the new state of each delivery settled; a result missing from the answer
--- had lost its lease.
+-- A delivery that ends leaves the queue and its history row is written, once; one
+-- retried stays in the queue, due later. Returns the new state of each delivery
+-- settled; a result missing from the answer had lost its lease.
 create or replace function webhooks_relay.settle_deliveries(
   p_relay           text,
   p_ids             bigint[],
@@ -320,62 +340,79 @@ set search_path = pg_catalog, pg_temp
 -- Index paths only, for the reason given at claim_deliveries.
 set enable_seqscan = off
 set enable_bitmapscan = off
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
+declare
+  v_ids bigint[];
+  v_states text[];
+  v_next timestamptz[];
 begin
-  return query
+  -- the results of deliveries this relay still holds (found by their primary key,
+  -- locked, and checked: "still mine, still in flight")
   with result as (
     select *
     from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
                 p_response_bodies, p_retry_after_s)
       as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
   ),
-  recorded as (
-    insert into webhooks.delivery_attempts
-      (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code, error,
-       response_body, relay_id)
-    select r.id, d.webhook_id, d.company_id, r.attempt, r.attempted_at, greatest(r.duration_ms, 0),
-           r.status_code, case when r.status_code is null then coalesce(r.error, 'no response') else r.error end,
-           r.response_body, p_relay
-    from result r
-    join webhooks.deliveries d on d.id = r.id
-    -- a settle repeated because its answer was lost on the way back records nothing
-    -- twice (asked only of results this relay no longer holds: a rare case)
-    where (d.state = 'in_flight' and d.locked_by = p_relay)
-       or not exists (select 1 from webhooks.delivery_attempts a
-                      where a.delivery_id = r.id and a.attempt = r.attempt
-                        and a.relay_id = p_relay and a.attempted_at = r.attempted_at)
+  mine as (
+    select q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts
+    from webhooks.delivery_queue q
+    where q.delivery_id = any (p_ids) and q.locked_by = p_relay
+    for update
   ),
   outcome as (
-    select r.id, r.attempted_at, r.status_code, r.error, d.attempts, r.retry_after_s,
+    select r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
+           r.retry_after_s, m.created_at, m.webhook_id, m.company_id, m.attempts,
            case
              when r.status_code between 200 and 299 then 'succeeded'
              when r.status_code = 410 then 'failed'
-             when d.attempts >= webhooks_private.max_attempts(w.max_attempts) then 'failed'
+             when m.attempts >= webhooks_private.max_attempts(w.max_attempts) then 'failed'
              else 'pending'
            end as new_state
     from result r
-    join webhooks.deliveries d on d.id = r.id
-    join webhooks.webhooks w on w.id = d.webhook_id
-    where d.state = 'in_flight' and d.locked_by = p_relay
+    join mine m on m.delivery_id = r.id
+    join webhooks.webhooks w on w.id = m.webhook_id
   ),
-  settled as (
-    update webhooks.deliveries d
+  recorded as (
+    insert into webhooks.delivery_attempts
+      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
+       status_code, error, response_body, relay_id)
+    select o.id, o.created_at, o.webhook_id, o.company_id, o.attempt, o.attempted_at, greatest(o.duration_ms, 0),
+           o.status_code, case when o.status_code is null then coalesce(o.error, 'no response') else o.error end,
+           o.response_body, p_relay
+    from outcome o
+  ),
+  finished as (
+    delete from webhooks.delivery_queue q
+    using outcome o
+    where q.delivery_id = o.id and o.new_state <> 'pending'
+  ),
+  ended as (
+    update webhooks.delivery_history h
     set state = o.new_state,
-        locked_by = null,
-        locked_until = null,
+        attempts = o.attempts,
         last_attempt_at = o.attempted_at,
         last_status_code = o.status_code,
         last_error = case when o.new_state = 'succeeded' then null
                           else coalesce(o.error, 'HTTP ' || o.status_code) end,
-        completed_at = case when o.new_state = 'pending' then null else now() end,
-        next_attempt_at = case when o.new_state = 'pending'
-                               then now() + webhooks_private.retry_wait(o.attempts, o.retry_after_s)
-                               else d.next_attempt_at end
+        completed_at = now()
     from outcome o
-    -- checked again on the row as locked: a rescue may have come between
-    where d.id = o.id and d.state = 'in_flight' and d.locked_by = p_relay
-    returning d.id, d.webhook_id, d.message_id, d.state, d.next_attempt_at, o.status_code
+    where o.new_state <> 'pending' and h.id = o.id and h.created_at = o.created_at
+    returning h.id, h.webhook_id, h.message_id, o.status_code
+  ),
+  retried as (
+    update webhooks.delivery_queue q
+    set locked_by = null,
+        locked_until = null,
+        last_attempt_at = o.attempted_at,
+        last_status_code = o.status_code,
+        last_error = coalesce(o.error, 'HTTP ' || o.status_code),
+        next_attempt_at = now() + webhooks_private.retry_wait(o.attempts, o.retry_after_s)
+    from outcome o
+    where o.new_state = 'pending' and q.delivery_id = o.id
+    returning q.delivery_id, q.next_attempt_at
   ),
   gone as (
     update webhooks.webhooks w
@@ -383,11 +420,40 @@ begin
         disabled_at = now(),
         disabled_by = 'relay',
         disabled_reason = format('the endpoint answered 410 Gone to message %s: it asks not to be called again', g.message_id)
-    from (select distinct on (s.webhook_id) s.webhook_id, s.message_id
-          from settled s where s.status_code = 410 order by s.webhook_id, s.id) g
+    from (select distinct on (e.webhook_id) e.webhook_id, e.message_id
+          from ended e where e.status_code = 410 order by e.webhook_id, e.id) g
     where w.id = g.webhook_id and w.enabled
+  ),
+  answer as (
+    select o.id, o.new_state, coalesce(rt.next_attempt_at, now()) as next_attempt_at
+    from outcome o
+    left join retried rt on rt.delivery_id = o.id
   )
-  select s.id, s.state, s.next_attempt_at from settled s;
+  select coalesce(array_agg(a.id), '{}'), coalesce(array_agg(a.new_state), '{}'),
+         coalesce(array_agg(a.next_attempt_at), '{}')
+  into v_ids, v_states, v_next
+  from answer a;
+
+  -- results of deliveries this relay no longer holds (its lease ran out, or this is a
+  -- settle repeated because its answer was lost on the way back): recorded as
+  -- attempts once, the delivery left alone. Rare; found by id in every partition.
+  if cardinality(v_ids) < cardinality(p_ids) then
+    insert into webhooks.delivery_attempts
+      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
+       status_code, error, response_body, relay_id)
+    select r.id, h.created_at, h.webhook_id, h.company_id, r.attempt, r.attempted_at, greatest(r.duration_ms, 0),
+           r.status_code, case when r.status_code is null then coalesce(r.error, 'no response') else r.error end,
+           r.response_body, p_relay
+    from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors, p_response_bodies)
+      as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body)
+    join webhooks.delivery_history h on h.id = r.id
+    where r.id <> all (v_ids)
+      and not exists (select 1 from webhooks.delivery_attempts a
+                      where a.delivery_id = r.id and a.delivery_created_at = h.created_at
+                        and a.attempt = r.attempt and a.relay_id = p_relay and a.attempted_at = r.attempted_at);
+  end if;
+
+  return query select * from unnest(v_ids, v_states, v_next);
 end;
 $$;
 
@@ -410,16 +476,14 @@ as $$
 declare
   v_released integer;
 begin
-  update webhooks.deliveries d
-  set state = 'pending',
-      locked_by = null,
+  update webhooks.delivery_queue q
+  set locked_by = null,
       locked_until = null,
-      attempts = greatest(d.attempts - 1, 0),
+      attempts = greatest(q.attempts - 1, 0),
       last_attempt_at = (select max(a.attempted_at) from webhooks.delivery_attempts a
-                         where a.delivery_id = d.id)
-  where d.id = any (p_ids)
-    and d.state = 'in_flight'
-    and d.locked_by = p_relay;
+                         where a.delivery_id = q.delivery_id and a.delivery_created_at = q.created_at)
+  where q.delivery_id = any (p_ids)
+    and q.locked_by = p_relay;
   get diagnostics v_released = row_count;
   return v_released;
 end;
@@ -430,7 +494,8 @@ $$;
 
 -- private (relay): return deliveries whose lease ran out to pending, due now (or to
 -- failed when their attempts are used up). The attempt their relay made, or may
--- have made, is recorded as such. Wakes the relays when it rescued anything.
+-- have made, is recorded as such. Wakes the relays when it rescued anything. Reads
+-- the in-flight rows alone (their own partial index), however long the queue.
 create or replace function webhooks_relay.rescue_expired_leases(p_limit integer default 1000)
 returns integer
 language plpgsql
@@ -442,37 +507,53 @@ declare
   v_rescued integer;
 begin
   with expired as (
-    select d.id, d.webhook_id, d.company_id, d.attempts, d.locked_by, d.locked_until,
-           coalesce(d.last_attempt_at, now()) as claimed_at,
+    select q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.locked_by, q.locked_until,
+           coalesce(q.last_attempt_at, now()) as claimed_at,
            webhooks_private.max_attempts(w.max_attempts) as max_attempts
-    from webhooks.deliveries d
-    join webhooks.webhooks w on w.id = d.webhook_id
-    where d.state = 'in_flight' and d.locked_until < now()
-    order by d.locked_until
+    from webhooks.delivery_queue q
+    join webhooks.webhooks w on w.id = q.webhook_id
+    where q.locked_by is not null and q.locked_until < now()
+    order by q.locked_until
     limit p_limit
-    for update of d skip locked
+    for update of q skip locked
   ),
   recorded as (
     insert into webhooks.delivery_attempts
-      (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, error, relay_id)
-    select e.id, e.webhook_id, e.company_id, e.attempts, e.claimed_at,
+      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, error, relay_id)
+    select e.delivery_id, e.created_at, e.webhook_id, e.company_id, e.attempts, e.claimed_at,
            least(extract(epoch from now() - e.claimed_at) * 1000, 2147483647)::integer,
            format('lease expired: relay %s did not settle this attempt by %s (it stopped or lost the database); the request may or may not have reached the endpoint',
                   e.locked_by, e.locked_until),
            e.locked_by
     from expired e
+  ),
+  finished as (
+    delete from webhooks.delivery_queue q
+    using expired e
+    where q.delivery_id = e.delivery_id and e.attempts >= e.max_attempts
+  ),
+  ended as (
+    update webhooks.delivery_history h
+    set state = 'failed',
+        attempts = e.attempts,
+        last_attempt_at = e.claimed_at,
+        last_status_code = null,
+        last_error = format('lease expired: relay %s did not settle attempt %s', e.locked_by, e.attempts),
+        completed_at = now()
+    from expired e
+    where e.attempts >= e.max_attempts and h.id = e.delivery_id and h.created_at = e.created_at
+  ),
+  requeued as (
+    update webhooks.delivery_queue q
+    set locked_by = null,
+        locked_until = null,
+        last_status_code = null,
+        last_error = format('lease expired: relay %s did not settle attempt %s', e.locked_by, e.attempts),
+        next_attempt_at = now()
+    from expired e
+    where e.attempts < e.max_attempts and q.delivery_id = e.delivery_id
   )
-  update webhooks.deliveries d
-  set state = case when e.attempts >= e.max_attempts then 'failed' else 'pending' end,
-      locked_by = null,
-      locked_until = null,
-      last_status_code = null,
-      last_error = format('lease expired: relay %s did not settle attempt %s', e.locked_by, e.attempts),
-      completed_at = case when e.attempts >= e.max_attempts then now() end,
-      next_attempt_at = now()
-  from expired e
-  where d.id = e.id;
-  get diagnostics v_rescued = row_count;
+  select count(*) into v_rescued from expired;
   if v_rescued > 0 then
     perform pg_notify('bpd_webhooks', '');
   end if;

@@ -334,7 +334,7 @@ declare
   v webhooks.deliveries;
   v_webhook webhooks.webhooks;
 begin
-  select * into v from webhooks.deliveries d where d.id = replay_delivery.id for update;
+  select * into v from webhooks.deliveries d where d.id = replay_delivery.id;
   if not found then
     raise exception using
       errcode = 'no_data_found',
@@ -363,7 +363,6 @@ begin
     select * from webhooks.deliveries d
     where d.webhook_id = v_webhook.id and d.created_at >= coalesce(since, '-infinity') and d.state = 'failed'
     order by d.created_at, d.id
-    for update
   loop
     return next webhooks.requeue_delivery(v);
   end loop;

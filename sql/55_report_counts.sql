@@ -19,23 +19,6 @@
 -- Rolling up: webhooks.roll_up_report_counts(), which the API server calls every few
 -- minutes (as webhook_authenticator, the one role allowed to), or anyone as owner.
 
--- private: the UTC day of a time, and the time a UTC day starts
-create or replace function webhooks_private.utc_day(p_at timestamptz)
-returns date
-language sql
-immutable
-as $$
-  select (p_at at time zone 'utc')::date;
-$$;
-
-create or replace function webhooks_private.utc_day_start(p_day date)
-returns timestamptz
-language sql
-immutable
-as $$
-  select p_day::timestamp at time zone 'utc';
-$$;
-
 -- private: the advisory lock of one webhook's counts
 create or replace function webhooks_private.day_counts_lock(p_webhook_id bigint)
 returns bigint
@@ -90,15 +73,15 @@ $$;
 
 -- Only deliveries older than a day can belong to a counted day (days are counted two
 -- days after they end), so the WHEN keeps these triggers off the everyday path.
-drop trigger if exists _900_recount_day_on_insert on webhooks.deliveries;
+drop trigger if exists _900_recount_day_on_insert on webhooks.delivery_history;
 create trigger _900_recount_day_on_insert
-  after insert on webhooks.deliveries
+  after insert on webhooks.delivery_history
   for each row when (new.created_at < now() - interval '1 day')
   execute function webhooks_private.tg_deliveries__recount_day();
 
-drop trigger if exists _900_recount_day_on_update on webhooks.deliveries;
+drop trigger if exists _900_recount_day_on_update on webhooks.delivery_history;
 create trigger _900_recount_day_on_update
-  after update on webhooks.deliveries
+  after update on webhooks.delivery_history
   for each row when (
     (old.created_at < now() - interval '1 day' or new.created_at < now() - interval '1 day')
     and (old.state is distinct from new.state
@@ -106,15 +89,15 @@ create trigger _900_recount_day_on_update
          or old.webhook_id is distinct from new.webhook_id))
   execute function webhooks_private.tg_deliveries__recount_day();
 
-drop trigger if exists _900_recount_day_on_delete on webhooks.deliveries;
+drop trigger if exists _900_recount_day_on_delete on webhooks.delivery_history;
 create trigger _900_recount_day_on_delete
-  after delete on webhooks.deliveries
+  after delete on webhooks.delivery_history
   for each row when (old.created_at < now() - interval '1 day')
   execute function webhooks_private.tg_deliveries__recount_day();
 
-drop trigger if exists _900_forget_counts_on_truncate on webhooks.deliveries;
+drop trigger if exists _900_forget_counts_on_truncate on webhooks.delivery_history;
 create trigger _900_forget_counts_on_truncate
-  after truncate on webhooks.deliveries
+  after truncate on webhooks.delivery_history
   for each statement execute function webhooks_private.tg_deliveries__forget_counts();
 
 -- private: count the days of one webhook that can be counted now: days noted for
@@ -155,7 +138,7 @@ begin
   into v_from;
   if v_from is null then
     select webhooks_private.utc_day(min(created_at)) into v_from
-    from webhooks.deliveries where webhook_id = p_webhook_id and company_id = v_company_id;
+    from webhooks.delivery_history where webhook_id = p_webhook_id and company_id = v_company_id;
   end if;
 
   for v_day in
@@ -169,7 +152,7 @@ begin
            count(*) filter (where state = 'failed'),
            coalesce(bool_and(state in ('succeeded', 'failed')), true)
     into v_fired, v_succeeded, v_failed, v_finished
-    from webhooks.deliveries
+    from webhooks.delivery_history
     where webhook_id = p_webhook_id and company_id = v_company_id
       and created_at >= webhooks_private.utc_day_start(v_day)
       and created_at < webhooks_private.utc_day_start(v_day + 1);
@@ -263,7 +246,7 @@ begin
              succeeded + count(*) filter (where d.state = 'succeeded'),
              failed + count(*) filter (where d.state = 'failed')
       into fired, succeeded, failed
-      from webhooks.deliveries d
+      from webhooks.delivery_history d
       where d.webhook_id = p_webhook_id and d.company_id = p_company_id
         and d.created_at >= v_cursor and d.created_at < v_day_start;
     end if;
@@ -278,7 +261,7 @@ begin
            succeeded + count(*) filter (where d.state = 'succeeded'),
            failed + count(*) filter (where d.state = 'failed')
     into fired, succeeded, failed
-    from webhooks.deliveries d
+    from webhooks.delivery_history d
     where d.webhook_id = p_webhook_id and d.company_id = p_company_id
       and d.created_at >= v_cursor and d.created_at < v_until;
   end if;

@@ -70,6 +70,9 @@ revoke all on all tables in schema webhooks from webhook_viewer, webhook_admin;
 grant usage on schema webhooks to webhook_viewer;
 grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
   webhooks.fire_history, webhooks.delivery_day_counts to webhook_viewer;
+-- webhooks.deliveries is a view that runs as its caller: reading it reads these
+-- (under their row-level security below)
+grant select on webhooks.delivery_history, webhooks.delivery_queue to webhook_viewer;
 
 -- the authenticator's one right of its own: rolling up the report's daily counts
 -- (sql/55_report_counts.sql), which the API server does every few minutes
@@ -87,7 +90,9 @@ grant delete on webhooks.webhooks to webhook_admin;
 -- are the API roles only
 revoke all on function webhooks.company_statuses(), webhooks.company_users() from public;
 grant execute on function webhooks.company_statuses(), webhooks.company_users() to webhook_viewer;
--- replay: put a finished delivery back in the outbox
+-- replay: put a finished delivery back in the outbox (through the view, whose
+-- INSTEAD OF trigger writes history and queue as their owner; the rows it can reach
+-- are those the caller reads, under row-level security)
 grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to webhook_admin;
 
 ------------------------------------------------------------------------------------
@@ -96,7 +101,8 @@ grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to we
 -- Owners and superusers (migrations, the relay, DBAs in psql) are not filtered.
 
 alter table webhooks.webhooks enable row level security;
-alter table webhooks.deliveries enable row level security;
+alter table webhooks.delivery_history enable row level security;
+alter table webhooks.delivery_queue enable row level security;
 alter table webhooks.delivery_attempts enable row level security;
 alter table webhooks.delivery_day_counts enable row level security;
 
@@ -118,15 +124,14 @@ create policy company_deletes on webhooks.webhooks
   for delete to webhook_admin
   using (company_id = (select webhooks.current_company_id()));
 
-drop policy if exists company_reads on webhooks.deliveries;
-create policy company_reads on webhooks.deliveries
+drop policy if exists company_reads on webhooks.delivery_history;
+create policy company_reads on webhooks.delivery_history
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
-drop policy if exists company_updates on webhooks.deliveries;
-create policy company_updates on webhooks.deliveries
-  for update to webhook_admin
-  using (company_id = (select webhooks.current_company_id()))
-  with check (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_reads on webhooks.delivery_queue;
+create policy company_reads on webhooks.delivery_queue
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
 
 drop policy if exists company_reads on webhooks.delivery_day_counts;
 create policy company_reads on webhooks.delivery_day_counts
@@ -155,7 +160,9 @@ comment on column webhooks.webhooks.enabled is 'False: disabled ("Webhook Status
 comment on column webhooks.webhooks.disabled_by is 'Who disabled it (the token subject), or the relay when the receiver answered 410.';
 comment on column webhooks.webhooks.secret_rotated_at is 'When the signing secret was last rotated.';
 
-comment on table webhooks.deliveries is $$
+comment on view webhooks.deliveries is $$
+@primaryKey id
+@foreignKey (webhook_id) references webhooks.webhooks (id)
 @behavior -insert -update -delete
 One message to one webhook (one event), with its delivery state. Retries are attempts of the same message.$$;
 comment on column webhooks.deliveries.message_id is 'The webhook-id header: the same on every attempt and replay.';
@@ -165,8 +172,11 @@ comment on column webhooks.deliveries.locked_by is '@behavior -*';
 comment on column webhooks.deliveries.locked_until is '@behavior -*';
 
 comment on table webhooks.delivery_attempts is $$
+@unique id
+@foreignKey (delivery_id) references webhooks.deliveries (id)
 @behavior -insert -update -delete
 One HTTP attempt of a delivery.$$;
+comment on column webhooks.delivery_attempts.delivery_created_at is '@behavior -*';
 
 comment on type webhooks.webhook_report_row is
   'One line of the webhooks report: a webhook and what it did in the date range.';
@@ -200,6 +210,13 @@ comment on function webhooks.company_statuses() is 'The status tags of your comp
 comment on function webhooks.company_users() is 'The users of your company (what userId may name).';
 
 -- internals
+comment on table webhooks.delivery_history is $$
+@behavior -*
+The outbox's messages, partitioned by day (sql/28_outbox.sql): read them through webhooks.deliveries.$$;
+comment on table webhooks.delivery_queue is $$
+@behavior -*
+The deliveries on their way (sql/28_outbox.sql): read them through webhooks.deliveries.$$;
+comment on function webhooks.create_partitions(integer) is '@behavior -*';
 comment on table webhooks.delivery_day_counts is $$
 @behavior -*
 The report's counts of days long past (sql/55_report_counts.sql): read them through webhooks.webhook_report.$$;

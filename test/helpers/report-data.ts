@@ -54,8 +54,8 @@ export async function fire(pool: pg.Pool, input: FiringInput): Promise<string> {
     const succeeded = last && input.outcome === 'succeeded';
     await pool.query(
       `insert into webhooks.delivery_attempts
-         (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code, error, response_body)
-       values ($1, $2, $3, $4, $5::timestamptz + make_interval(secs => $4::int * 10), 120, $6, $7, $8)`,
+         (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code, error, response_body)
+       values ($1, $5, $2, $3, $4, $5::timestamptz + make_interval(secs => $4::int * 10), 120, $6, $7, $8)`,
       [
         delivery.id, webhook.id, webhook.company_id, attempt, delivery.created_at,
         succeeded ? 200 : (input.statusCode ?? null),

@@ -1,0 +1,275 @@
+-- bpd-webhooks engine, part 2b: the outbox's storage (tables in migrations/0006_outbox.sql;
+-- docs/outbox.md for the design and its measurements).
+--
+--   webhooks.delivery_history   one row per message, partitioned by created_at (UTC
+--                               days); written by capture, and once more when the
+--                               delivery ends
+--   webhooks.delivery_queue     one small row per delivery on its way: all that claim,
+--                               settle and rescue update
+--   webhooks.delivery_attempts  one row per attempt, partitioned like history
+--
+-- Public: the view webhooks.deliveries, the outbox as DBAs, the API and the report
+-- have always read it (state pending / in_flight / succeeded / failed, attempts,
+-- next_attempt_at, the lease), and writable as before; webhooks.create_partitions().
+
+------------------------------------------------------------------------------------
+-- The view
+
+create or replace view webhooks.deliveries with (security_invoker = true) as
+select h.id,
+       h.message_id,
+       h.webhook_id,
+       h.company_id,
+       h.action,
+       h.contact_id,
+       h.payload,
+       case when q.locked_by is not null then 'in_flight'
+            when q.delivery_id is not null then 'pending'
+            else h.state end as state,
+       coalesce(q.attempts, h.attempts) as attempts,
+       coalesce(q.next_attempt_at, h.completed_at, h.created_at) as next_attempt_at,
+       q.locked_by,
+       q.locked_until,
+       case when q.delivery_id is null then h.last_attempt_at else q.last_attempt_at end as last_attempt_at,
+       case when q.delivery_id is null then h.last_status_code else q.last_status_code end as last_status_code,
+       case when q.delivery_id is null then h.last_error else q.last_error end as last_error,
+       h.completed_at,
+       h.created_at
+from webhooks.delivery_history h
+left join webhooks.delivery_queue q on q.delivery_id = h.id;
+
+-- Writes to the view (DBAs' repairs, replays, tests) go to history and queue: a row
+-- pending or in flight has a queue row, a finished one has none.
+create or replace function webhooks_private.tg_deliveries__write()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_queued boolean;
+begin
+  if tg_op = 'DELETE' then
+    delete from webhooks.delivery_queue where delivery_id = old.id;
+    delete from webhooks.delivery_attempts where delivery_id = old.id and delivery_created_at = old.created_at;
+    delete from webhooks.delivery_history where id = old.id and created_at = old.created_at;
+    return old;
+  end if;
+  v_queued := new.state in ('pending', 'in_flight');
+  if tg_op = 'INSERT' then
+    new.id := coalesce(new.id, nextval(pg_get_serial_sequence('webhooks.delivery_history', 'id')));
+    new.message_id := coalesce(new.message_id, 'msg_' || replace(gen_random_uuid()::text, '-', ''));
+    new.state := coalesce(new.state, 'pending');
+    v_queued := new.state in ('pending', 'in_flight');
+    new.attempts := coalesce(new.attempts, 0);
+    new.created_at := coalesce(new.created_at, now());
+    new.next_attempt_at := coalesce(new.next_attempt_at, now());
+    insert into webhooks.delivery_history
+      (id, message_id, webhook_id, company_id, action, contact_id, payload, state, attempts,
+       last_attempt_at, last_status_code, last_error, completed_at, created_at)
+    overriding system value
+    values (new.id, new.message_id, new.webhook_id, new.company_id, new.action, new.contact_id, new.payload,
+            case when v_queued then 'pending' else new.state end, new.attempts,
+            new.last_attempt_at, new.last_status_code, new.last_error, new.completed_at, new.created_at);
+  else
+    if new.id is distinct from old.id then
+      raise exception using errcode = 'feature_not_supported', message = 'a delivery''s id cannot change';
+    end if;
+    update webhooks.delivery_history h
+    set message_id = new.message_id, webhook_id = new.webhook_id, company_id = new.company_id,
+        action = new.action, contact_id = new.contact_id, payload = new.payload,
+        state = case when v_queued then 'pending' else new.state end,
+        attempts = new.attempts, last_attempt_at = new.last_attempt_at,
+        last_status_code = new.last_status_code, last_error = new.last_error,
+        completed_at = new.completed_at, created_at = new.created_at
+    where h.id = old.id and h.created_at = old.created_at;
+    if new.created_at is distinct from old.created_at then
+      update webhooks.delivery_attempts a set delivery_created_at = new.created_at
+      where a.delivery_id = old.id and a.delivery_created_at = old.created_at;
+    end if;
+  end if;
+  if v_queued then
+    insert into webhooks.delivery_queue as q
+      (delivery_id, created_at, webhook_id, company_id, next_attempt_at, attempts, locked_by, locked_until,
+       last_attempt_at, last_status_code, last_error)
+    values (new.id, new.created_at, new.webhook_id, new.company_id, new.next_attempt_at, new.attempts,
+            case when new.state = 'in_flight' then new.locked_by end,
+            case when new.state = 'in_flight' then new.locked_until end,
+            new.last_attempt_at, new.last_status_code, new.last_error)
+    on conflict (delivery_id) do update
+      set created_at = excluded.created_at, webhook_id = excluded.webhook_id, company_id = excluded.company_id,
+          next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts,
+          locked_by = excluded.locked_by, locked_until = excluded.locked_until,
+          last_attempt_at = excluded.last_attempt_at, last_status_code = excluded.last_status_code,
+          last_error = excluded.last_error;
+    if new.state = 'in_flight' and (new.locked_by is null or new.locked_until is null) then
+      raise exception using
+        errcode = 'check_violation',
+        message = 'a delivery in flight is leased: locked_by and locked_until are both set',
+        constraint = 'deliveries_lease_iff_in_flight';
+    end if;
+  else
+    if new.locked_by is not null or new.locked_until is not null then
+      raise exception using
+        errcode = 'check_violation',
+        message = 'only a delivery in flight is leased',
+        constraint = 'deliveries_lease_iff_in_flight';
+    end if;
+    delete from webhooks.delivery_queue where delivery_id = new.id;
+  end if;
+  return new;
+end;
+$$;
+
+drop trigger if exists _500_write on webhooks.deliveries;
+create trigger _500_write
+  instead of insert or update or delete on webhooks.deliveries
+  for each row execute function webhooks_private.tg_deliveries__write();
+
+-- A webhook's delete takes its history with it (the foreign key's cascade), its queue
+-- rows and its attempts (no foreign keys there: see the migration).
+create or replace function webhooks_private.tg_webhooks__forget_deliveries()
+returns trigger
+language plpgsql
+as $$
+begin
+  delete from webhooks.delivery_queue where webhook_id = old.id;
+  delete from webhooks.delivery_attempts a
+  using webhooks.delivery_history h
+  where h.webhook_id = old.id and h.company_id = old.company_id
+    and a.delivery_id = h.id and a.delivery_created_at = h.created_at;
+  return old;
+end;
+$$;
+
+drop trigger if exists _900_forget_deliveries on webhooks.webhooks;
+create trigger _900_forget_deliveries
+  before delete on webhooks.webhooks
+  for each row execute function webhooks_private.tg_webhooks__forget_deliveries();
+
+-- private: the UTC day of a time, and the time a UTC day starts
+create or replace function webhooks_private.utc_day(p_at timestamptz)
+returns date
+language sql
+immutable
+as $$
+  select (p_at at time zone 'utc')::date;
+$$;
+
+create or replace function webhooks_private.utc_day_start(p_day date)
+returns timestamptz
+language sql
+immutable
+as $$
+  select p_day::timestamp at time zone 'utc';
+$$;
+
+------------------------------------------------------------------------------------
+-- Partitions: one per UTC day, for history and attempts alike, named
+-- webhooks_partitions.<table>_pYYYYMMDD.
+
+-- private: the partitioned tables of the outbox and their partition keys
+create or replace function webhooks_private.outbox_partitioned()
+returns table (table_name text, key_column text)
+language sql
+immutable
+as $$
+  values ('delivery_history', 'created_at'), ('delivery_attempts', 'delivery_created_at');
+$$;
+
+-- private: the name of one day's partition of one table
+create or replace function webhooks_private.partition_name(p_table text, p_day date)
+returns text
+language sql
+immutable
+as $$
+  select p_table || '_p' || to_char(p_day, 'YYYYMMDD');
+$$;
+
+-- private: make one day's partition of one table (in this transaction), moving into it
+-- what its DEFAULT partition holds of that day. Built apart and attached, so that
+-- claims and settles go on meanwhile (ATTACH takes SHARE UPDATE EXCLUSIVE on the
+-- parent; CREATE TABLE … PARTITION OF would take ACCESS EXCLUSIVE).
+create or replace function webhooks_private.create_partition(p_table text, p_key text, p_day date)
+returns boolean
+language plpgsql
+as $$
+declare
+  v_name constant text := webhooks_private.partition_name(p_table, p_day);
+  v_from constant timestamptz := webhooks_private.utc_day_start(p_day);
+  v_to constant timestamptz := webhooks_private.utc_day_start(p_day + 1);
+begin
+  if to_regclass(format('webhooks_partitions.%I', v_name)) is not null then
+    return false;
+  end if;
+  execute format('create table webhooks_partitions.%I (like webhooks.%I including defaults including constraints including storage)',
+                 v_name, p_table);
+  -- a CHECK of the bounds spares ATTACH a scan of the new table
+  execute format('alter table webhooks_partitions.%I add constraint bounds check (%I >= %L and %I < %L)',
+                 v_name, p_key, v_from, p_key, v_to);
+  execute format('with moved as (delete from webhooks_partitions.%I where %I >= %L and %I < %L returning *)
+                  insert into webhooks_partitions.%I select * from moved',
+                 p_table || '_default', p_key, v_from, p_key, v_to, v_name);
+  execute format('alter table webhooks.%I attach partition webhooks_partitions.%I for values from (%L) to (%L)',
+                 p_table, v_name, v_from, v_to);
+  execute format('alter table webhooks_partitions.%I drop constraint bounds', v_name);
+  return true;
+end;
+$$;
+
+-- public (for the relay's and the API's timers, migrate, DBAs): make the partitions of
+-- the days from yesterday to p_days_ahead days ahead, and of any day whose rows wait
+-- in a DEFAULT partition. Never waits long for a lock (lock_timeout): a day it could
+-- not make now is made by the next call. Returns how many partitions it made.
+create or replace function webhooks.create_partitions(p_days_ahead integer default 7)
+returns integer
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+-- a partition waits for no lock long: claims and settles would queue behind the wait
+set lock_timeout = '2s'
+as $$
+declare
+  v_today constant date := webhooks_private.utc_day(now());
+  v_made integer := 0;
+  v_table record;
+  v_day date;
+begin
+  if p_days_ahead not between 0 and 366 then
+    raise exception using errcode = 'invalid_parameter_value',
+      message = format('p_days_ahead must be between 0 and 366, not %s', p_days_ahead);
+  end if;
+  for v_table in select * from webhooks_private.outbox_partitioned() loop
+    for v_day in
+      select d::date from generate_series(v_today - 1, v_today + p_days_ahead, interval '1 day') d
+      union
+      select distinct webhooks_private.utc_day(k)
+      from webhooks_private.default_partition_keys(v_table.table_name, v_table.key_column) k
+      order by 1
+    loop
+      begin
+        if webhooks_private.create_partition(v_table.table_name, v_table.key_column, v_day) then
+          v_made := v_made + 1;
+        end if;
+      exception when lock_not_available then
+        raise warning 'bpd-webhooks: partition % not made now (a lock was busy); the next call makes it',
+          webhooks_private.partition_name(v_table.table_name, v_day);
+      end;
+    end loop;
+  end loop;
+  return v_made;
+end;
+$$;
+comment on function webhooks.create_partitions(integer) is
+  'Makes the outbox''s daily partitions from yesterday to p_days_ahead days ahead (the relay and the API call it on a timer).';
+
+-- private: the partition keys of the rows in a DEFAULT partition (normally none)
+create or replace function webhooks_private.default_partition_keys(p_table text, p_key text)
+returns setof timestamptz
+language plpgsql
+stable
+as $$
+begin
+  return query execute format('select %I from webhooks_partitions.%I', p_key, p_table || '_default');
+end;
+$$;
+
+select webhooks.create_partitions();
