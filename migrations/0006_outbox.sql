@@ -3,12 +3,14 @@
 --
 --   webhooks.delivery_queue     one small row per delivery still on its way (pending
 --                               or in flight): the only rows claim and settle update.
---   webhooks.delivery_history   one row per message, written when the event happens
---                               and once more when its delivery ends; partitioned by
---                               created_at, one partition per UTC day.
+--   webhooks.delivery_history   one row per message with its payload, written once
+--                               when the event happens; partitioned by created_at,
+--                               one partition per UTC day.
+--   webhooks.delivery_results   one small row per delivery that ended (succeeded or
+--                               failed), written once when it ends; partitioned alike.
 --   webhooks.delivery_attempts  one row per attempt, insert-only; partitioned by the
 --                               delivery's created_at, so a day of history is one
---                               partition of each and retention drops both together.
+--                               partition of each and retention drops them together.
 -- webhooks.deliveries becomes a view over history and queue with the columns it had
 -- (sql/30_delivery.sql); writes to it still work (INSTEAD OF triggers).
 --
@@ -41,30 +43,41 @@ create table webhooks.delivery_history (
   action           webhooks.action not null,
   contact_id       bigint not null,
   payload          jsonb not null,
-  -- pending while the delivery has a row in delivery_queue (which then says whether
-  -- it is in flight, its attempts so far and when it is due); the rest is written
-  -- once, when the delivery ends
-  state            text not null default 'pending',
-  attempts         integer not null default 0,
+  created_at       timestamptz not null default now(),
+  primary key (id, created_at)
+) partition by range (created_at);
+-- history and reports: one webhook's firings by time, under row-level security that
+-- filters on company_id (a key column, so the filter is an index condition)
+create index delivery_history_webhook_idx
+  on webhooks.delivery_history (webhook_id, company_id, created_at, id);
+create table webhooks_partitions.delivery_history_default
+  partition of webhooks.delivery_history default;
+
+-- How each delivery ended: written once, when it succeeds or fails (a replay takes it
+-- back). A small row apart from the payload, so that writing the end copies no payload.
+create table webhooks.delivery_results (
+  delivery_id      bigint not null,
+  -- the delivery's created_at: the partition key, shared with its delivery
+  created_at       timestamptz not null,
+  webhook_id       bigint not null,
+  company_id       bigint not null,
+  state            text not null,
+  attempts         integer not null,
   last_attempt_at  timestamptz,
   last_status_code integer,
   last_error       text,
-  completed_at     timestamptz,
-  created_at       timestamptz not null default now(),
-  primary key (id, created_at),
-  constraint delivery_history_state_known check (state in ('pending', 'succeeded', 'failed')),
-  constraint delivery_history_attempts_nonnegative check (attempts >= 0),
-  -- finished ⇔ completed_at; a finished row has been tried at least once
-  constraint delivery_history_completed_iff_final check ((state <> 'pending') = (completed_at is not null)),
-  constraint delivery_history_succeeded_was_attempted check (state <> 'succeeded' or attempts >= 1)
+  completed_at     timestamptz not null default now(),
+  primary key (delivery_id, created_at),
+  constraint delivery_results_state_final check (state in ('succeeded', 'failed')),
+  constraint delivery_results_attempts_nonnegative check (attempts >= 0),
+  -- a success has been tried at least once (a refused destination counts as an attempt)
+  constraint delivery_results_succeeded_was_attempted check (state <> 'succeeded' or attempts >= 1)
 ) partition by range (created_at);
--- history and reports: one webhook's firings by time, under row-level security that
--- filters on company_id (a key column, so the filter is an index condition); state
--- carried along so the report counts from the index alone
-create index delivery_history_webhook_idx
-  on webhooks.delivery_history (webhook_id, company_id, created_at, id) include (state);
-create table webhooks_partitions.delivery_history_default
-  partition of webhooks.delivery_history default;
+-- the report counts a webhook's outcomes by time from this index alone
+create index delivery_results_webhook_idx
+  on webhooks.delivery_results (webhook_id, company_id, created_at) include (state);
+create table webhooks_partitions.delivery_results_default
+  partition of webhooks.delivery_results default;
 
 -- The queue: small rows (no payload), updated in place by claim, settle and rescue,
 -- deleted when the delivery ends. Room on each page for the new versions.
@@ -124,13 +137,18 @@ create table webhooks_partitions.delivery_attempts_default
 
 -- the data of today's installs, ids, message ids, states and counts as they were
 insert into webhooks.delivery_history
-  (id, message_id, webhook_id, company_id, action, contact_id, payload, state, attempts,
-   last_attempt_at, last_status_code, last_error, completed_at, created_at)
+  (id, message_id, webhook_id, company_id, action, contact_id, payload, created_at)
 overriding system value
-select id, message_id, webhook_id, company_id, action, contact_id, payload,
-       case when state in ('pending', 'in_flight') then 'pending' else state end, attempts,
-       last_attempt_at, last_status_code, last_error, completed_at, created_at
+select id, message_id, webhook_id, company_id, action, contact_id, payload, created_at
 from webhooks.deliveries_0005;
+
+insert into webhooks.delivery_results
+  (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at,
+   last_status_code, last_error, completed_at)
+select id, created_at, webhook_id, company_id, state, attempts, last_attempt_at,
+       last_status_code, last_error, completed_at
+from webhooks.deliveries_0005
+where state in ('succeeded', 'failed');
 
 insert into webhooks.delivery_queue
   (delivery_id, created_at, webhook_id, company_id, next_attempt_at, attempts, locked_by,

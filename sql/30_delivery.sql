@@ -156,6 +156,14 @@ declare
   v_candidates bigint[];
   v_seen integer;
   v_head constant integer := 4 * p_limit;
+  v_ids bigint[];
+  v_created timestamptz[];
+  v_webhooks bigint[];
+  v_attempts integer[];
+  v_urls text[];
+  v_secrets text[];
+  v_previous text[];
+  v_day date;
 begin
   select coalesce(array_agg(b.w), '{}') into v_at_cap
   from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
@@ -245,8 +253,8 @@ begin
     return;
   end if;
 
-  -- 2. fail what a disabled webhook would get; lease the rest, within the caps
-  return query
+  -- 2. fail what a disabled webhook would get; lease the rest, within the caps (queue
+  --    rows only)
   with busy as (
     select b.w, b.n
     from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
@@ -261,18 +269,16 @@ begin
     delete from webhooks.delivery_queue q
     using due
     where q.delivery_id = due.delivery_id and not due.enabled
-    returning q.delivery_id, q.created_at, q.attempts, q.last_attempt_at, q.last_status_code
+    returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
+              q.last_status_code
   ),
   not_sent_ended as (
-    update webhooks.delivery_history h
-    set state = 'failed',
-        attempts = n.attempts,
-        last_attempt_at = n.last_attempt_at,
-        last_status_code = n.last_status_code,
-        last_error = 'not sent: the webhook is disabled',
-        completed_at = now()
+    insert into webhooks.delivery_results
+      (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
+       last_error)
+    select n.delivery_id, n.created_at, n.webhook_id, n.company_id, 'failed', n.attempts, n.last_attempt_at,
+           n.last_status_code, 'not sent: the webhook is disabled'
     from not_sent n
-    where h.id = n.delivery_id and h.created_at = n.created_at
   ),
   ranked as (
     select due.delivery_id, due.created_at, due.webhook_id, due.next_attempt_at,
@@ -281,31 +287,43 @@ begin
     where due.enabled
   ),
   chosen as (
-    select ranked.delivery_id, ranked.created_at, ranked.webhook_id
+    select ranked.delivery_id, ranked.webhook_id
     from ranked
     left join busy on busy.w = ranked.webhook_id
     where ranked.nth <= p_per_webhook - coalesce(busy.n, 0)
     order by ranked.next_attempt_at
     limit p_limit
+  ),
+  leased as (
+    update webhooks.delivery_queue q
+    set locked_by = p_relay,
+        locked_until = now() + p_lease,
+        attempts = q.attempts + 1,
+        last_attempt_at = now()
+    from chosen c
+    join webhooks.webhooks w on w.id = c.webhook_id
+    left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
+    where q.delivery_id = c.delivery_id
+    returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, s.secret,
+              case when s.previous_expires_at > now() then s.previous_secret end as previous_secret
   )
-  update webhooks.delivery_queue q
-  set locked_by = p_relay,
-      locked_until = now() + p_lease,
-      attempts = q.attempts + 1,
-      last_attempt_at = now()
-  from chosen c
-  join webhooks.webhooks w on w.id = c.webhook_id
-  left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
-  where q.delivery_id = c.delivery_id
-  returning q.delivery_id,
-            (select h.message_id from webhooks.delivery_history h
-             where h.id = q.delivery_id and h.created_at = q.created_at),
-            q.webhook_id, q.attempts, w.url,
-            (select h.payload::text from webhooks.delivery_history h
-             where h.id = q.delivery_id and h.created_at = q.created_at),
-            s.secret,
-            case when s.previous_expires_at > now() then s.previous_secret end,
-            p_only_webhooks is null and cardinality(v_locked) >= p_limit;
+  select coalesce(array_agg(l.delivery_id), '{}'), coalesce(array_agg(l.created_at), '{}'),
+         coalesce(array_agg(l.webhook_id), '{}'), coalesce(array_agg(l.attempts), '{}'),
+         coalesce(array_agg(l.url), '{}'), coalesce(array_agg(l.secret), '{}'),
+         coalesce(array_agg(l.previous_secret), '{}')
+  into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous
+  from leased l;
+
+  -- 3. what to send, from each day's history partition (nearly always one)
+  for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
+    return query execute format($sql$
+      select l.id, h.message_id, l.webhook_id, l.attempt, l.url, h.payload::text, l.secret, l.previous, $8
+      from unnest($1, $2, $3, $4, $5, $6, $7) as l(id, created_at, webhook_id, attempt, url, secret, previous)
+      join webhooks_partitions.%I h on h.id = l.id and h.created_at = l.created_at$sql$,
+      webhooks_private.history_partition(v_day))
+    using v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous,
+          p_only_webhooks is null and cardinality(v_locked) >= p_limit;
+  end loop;
 end;
 $$;
 
@@ -347,6 +365,7 @@ declare
   v_ids bigint[];
   v_states text[];
   v_next timestamptz[];
+  v_gone bigint[];
 begin
   -- the results of deliveries this relay still holds (found by their primary key,
   -- locked, and checked: "still mine, still in flight")
@@ -359,7 +378,9 @@ begin
   mine as (
     select q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts
     from webhooks.delivery_queue q
-    where q.delivery_id = any (p_ids) and q.locked_by = p_relay
+    -- (is not distinct from, not =: with "=" the planner may prove the lease index's
+    -- predicate and walk every lease in it instead of probing the primary key)
+    where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
     for update
   ),
   outcome as (
@@ -390,17 +411,13 @@ begin
     where q.delivery_id = o.id and o.new_state <> 'pending'
   ),
   ended as (
-    update webhooks.delivery_history h
-    set state = o.new_state,
-        attempts = o.attempts,
-        last_attempt_at = o.attempted_at,
-        last_status_code = o.status_code,
-        last_error = case when o.new_state = 'succeeded' then null
-                          else coalesce(o.error, 'HTTP ' || o.status_code) end,
-        completed_at = now()
+    insert into webhooks.delivery_results
+      (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
+       last_error)
+    select o.id, o.created_at, o.webhook_id, o.company_id, o.new_state, o.attempts, o.attempted_at, o.status_code,
+           case when o.new_state = 'succeeded' then null else coalesce(o.error, 'HTTP ' || o.status_code) end
     from outcome o
-    where o.new_state <> 'pending' and h.id = o.id and h.created_at = o.created_at
-    returning h.id, h.webhook_id, h.message_id, o.status_code
+    where o.new_state <> 'pending'
   ),
   retried as (
     update webhooks.delivery_queue q
@@ -414,25 +431,30 @@ begin
     where o.new_state = 'pending' and q.delivery_id = o.id
     returning q.delivery_id, q.next_attempt_at
   ),
-  gone as (
+  answer as (
+    select o.*, rt.next_attempt_at
+    from outcome o
+    left join retried rt on rt.delivery_id = o.id
+  )
+  select coalesce(array_agg(a.id), '{}'), coalesce(array_agg(a.new_state), '{}'),
+         coalesce(array_agg(coalesce(a.next_attempt_at, now())), '{}'),
+         coalesce(array_agg(a.id) filter (where a.status_code = 410), '{}')
+  into v_ids, v_states, v_next, v_gone
+  from answer a;
+
+  -- 410 Gone: the endpoint asks not to be called again
+  if cardinality(v_gone) > 0 then
     update webhooks.webhooks w
     set enabled = false,
         disabled_at = now(),
         disabled_by = 'relay',
         disabled_reason = format('the endpoint answered 410 Gone to message %s: it asks not to be called again', g.message_id)
-    from (select distinct on (e.webhook_id) e.webhook_id, e.message_id
-          from ended e where e.status_code = 410 order by e.webhook_id, e.id) g
-    where w.id = g.webhook_id and w.enabled
-  ),
-  answer as (
-    select o.id, o.new_state, coalesce(rt.next_attempt_at, now()) as next_attempt_at
-    from outcome o
-    left join retried rt on rt.delivery_id = o.id
-  )
-  select coalesce(array_agg(a.id), '{}'), coalesce(array_agg(a.new_state), '{}'),
-         coalesce(array_agg(a.next_attempt_at), '{}')
-  into v_ids, v_states, v_next
-  from answer a;
+    from (select distinct on (d.webhook_id) d.webhook_id, d.message_id
+          from webhooks.deliveries d
+          where d.id = any (v_gone)
+          order by d.webhook_id, d.id) g
+    where w.id = g.webhook_id and w.enabled;
+  end if;
 
   -- results of deliveries this relay no longer holds (its lease ran out, or this is a
   -- settle repeated because its answer was lost on the way back): recorded as
@@ -533,15 +555,12 @@ begin
     where q.delivery_id = e.delivery_id and e.attempts >= e.max_attempts
   ),
   ended as (
-    update webhooks.delivery_history h
-    set state = 'failed',
-        attempts = e.attempts,
-        last_attempt_at = e.claimed_at,
-        last_status_code = null,
-        last_error = format('lease expired: relay %s did not settle attempt %s', e.locked_by, e.attempts),
-        completed_at = now()
+    insert into webhooks.delivery_results
+      (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_error)
+    select e.delivery_id, e.created_at, e.webhook_id, e.company_id, 'failed', e.attempts, e.claimed_at,
+           format('lease expired: relay %s did not settle attempt %s', e.locked_by, e.attempts)
     from expired e
-    where e.attempts >= e.max_attempts and h.id = e.delivery_id and h.created_at = e.created_at
+    where e.attempts >= e.max_attempts
   ),
   requeued as (
     update webhooks.delivery_queue q

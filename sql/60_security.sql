@@ -72,7 +72,7 @@ grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attemp
   webhooks.fire_history, webhooks.delivery_day_counts to webhook_viewer;
 -- webhooks.deliveries is a view that runs as its caller: reading it reads these
 -- (under their row-level security below)
-grant select on webhooks.delivery_history, webhooks.delivery_queue to webhook_viewer;
+grant select on webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results to webhook_viewer;
 
 -- the authenticator's one right of its own: rolling up the report's daily counts
 -- (sql/55_report_counts.sql), which the API server does every few minutes
@@ -103,6 +103,7 @@ grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to we
 alter table webhooks.webhooks enable row level security;
 alter table webhooks.delivery_history enable row level security;
 alter table webhooks.delivery_queue enable row level security;
+alter table webhooks.delivery_results enable row level security;
 alter table webhooks.delivery_attempts enable row level security;
 alter table webhooks.delivery_day_counts enable row level security;
 
@@ -126,6 +127,10 @@ create policy company_deletes on webhooks.webhooks
 
 drop policy if exists company_reads on webhooks.delivery_history;
 create policy company_reads on webhooks.delivery_history
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_reads on webhooks.delivery_results;
+create policy company_reads on webhooks.delivery_results
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
 drop policy if exists company_reads on webhooks.delivery_queue;
@@ -213,6 +218,9 @@ comment on function webhooks.company_users() is 'The users of your company (what
 comment on table webhooks.delivery_history is $$
 @behavior -*
 The outbox's messages, partitioned by day (sql/28_outbox.sql): read them through webhooks.deliveries.$$;
+comment on table webhooks.delivery_results is $$
+@behavior -*
+How each finished delivery ended (sql/28_outbox.sql): read them through webhooks.deliveries.$$;
 comment on table webhooks.delivery_queue is $$
 @behavior -*
 The deliveries on their way (sql/28_outbox.sql): read them through webhooks.deliveries.$$;
