@@ -3,7 +3,7 @@
 // the attempt; send() does not throw. Settle and SQL decide what the outcome means.
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
-import type { DeliveryJob } from './claim.ts';
+import type { DeliveryJob } from './queries.ts';
 import { guardedLookup, refuseLiteralHost, type NetworkList } from './destinations.ts';
 import { signatureHeaders } from './sign.ts';
 
