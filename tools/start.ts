@@ -10,6 +10,7 @@ import { relaySettings } from '../relay/settings.ts';
 import { startApi } from '../api/server.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
 import { authenticatorUrl } from '../api/authenticator.ts';
+import { toolsLogger } from './log.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
@@ -62,7 +63,7 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   console.log(`${signal}: stopping`);
-  for (const stop of stops.reverse()) await stop().catch((error) => console.error(error));
+  for (const stop of stops.reverse()) await stop().catch((error) => toolsLogger('start').error({ err: error }, 'a part failed to stop'));
   await db.stop();
   process.exit(0);
 }
