@@ -54,7 +54,7 @@ export class Relay {
     this.settings = settings;
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
-    this.sender = new Sender(settings);
+    this.sender = new Sender(settings, this.log);
     this.slots = new Slots(settings);
     this.settler = new Settler({
       db: this.pool,
