@@ -8,6 +8,7 @@ import pg from 'pg';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthError, verifyAuthorization, type Claims } from './auth.ts';
+import { LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
@@ -24,6 +25,8 @@ export interface ApiOptions {
   poolSize?: number;
   /** how often to roll up the report's daily counts; 0: never (default 5 minutes) */
   reportCountsEveryMs?: number;
+  /** request limits; unset ones come from the environment (api/limits.ts), else their defaults */
+  limits?: Partial<ApiLimits>;
 }
 
 export interface RunningApi {
@@ -39,6 +42,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
+  const limits = limitsFromEnv(process.env, options.limits);
   const claimsByRequest = new WeakMap<object, Claims>();
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
   let stopping = false;
@@ -50,6 +54,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     apiPreset({
       pool,
       claimsOf: (req) => (req && typeof req === 'object' ? claimsByRequest.get(req) : undefined),
+      limits,
     }),
   );
   // build the schema now: a broken database shows at start, not at the first request
@@ -65,6 +70,15 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     if (path === GRAPHQL_PATH) {
       if (req.method !== 'POST') {
         sendJson(res, 405, { errors: [{ message: `send GraphQL as POST to ${GRAPHQL_PATH}` }] }, { allow: 'POST' });
+        return;
+      }
+      // a body said to be too long is refused before it is read (grafserv counts the
+      // bytes of one that does not say, and answers 413 too)
+      if (Number(req.headers['content-length']) > limits.maxBodyBytes) {
+        sendJson(res, 413, { errors: [{
+          message: `request body is larger than ${limits.maxBodyBytes} bytes (${LIMIT_SETTINGS.maxBodyBytes})`,
+          extensions: { code: LIMIT_CODES.body, limit: limits.maxBodyBytes },
+        }] }, { connection: 'close' });
         return;
       }
       try {
