@@ -9,6 +9,7 @@ import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError } from './errors.ts';
+import { servableJson } from './deep-json.ts';
 import { boundedPage, depthRule, refuseCostly, type ApiLimits } from './limits.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -131,6 +132,21 @@ function RequestLimits(limits: ApiLimits): GraphileConfig.Plugin {
   };
 }
 
+/** JSON values (payloads) nested too deep to serialise are served as their text (api/deep-json.ts). */
+const DeepJsonAsText: GraphileConfig.Plugin = {
+  name: 'DeepJsonAsText',
+  version: '1.0.0',
+  schema: {
+    hooks: {
+      GraphQLScalarType(spec, build) {
+        if (spec.name !== build.inflection.builtin('JSON')) return spec;
+        const serialize = spec.serialize ?? ((value: unknown) => value);
+        return { ...spec, serialize: (value: unknown) => servableJson(serialize(value)) };
+      },
+    },
+  },
+};
+
 export interface PresetOptions {
   /** the API's connections; the caller owns the pool and ends it */
   pool: pg.Pool;
@@ -142,7 +158,7 @@ export interface PresetOptions {
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, RequestLimits(options.limits)],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, RequestLimits(options.limits)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],
