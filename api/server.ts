@@ -93,6 +93,11 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       graphql(req, res);
       return;
     }
+    if (path === '/healthz') {
+      // the process lives and serves HTTP; /readyz asks the database
+      sendJson(res, 200, { status: 'ok' });
+      return;
+    }
     if (path === GRAPHIQL_PATH || path.startsWith('/ruru-static/')) {
       graphql(req, res);
       return;
