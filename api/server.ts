@@ -12,6 +12,8 @@ import { LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './li
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
+import { apiMetrics, type Route } from './metrics.ts';
+import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes } from '../ops/operations.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
 
@@ -65,8 +67,21 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const graphql = serv.createHandler();
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
 
+  // /metrics, /healthz, /readyz (ops/operations.ts): the API's pool asks the database
+  const registry = operationsRegistry(pool);
+  const metrics = apiMetrics(registry);
+  const operations = operationsRoutes({ registry, db: pool });
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const route: Route = path === GRAPHQL_PATH ? 'graphql'
+      : path === GRAPHIQL_PATH || path.startsWith('/ruru-static/') ? 'graphiql'
+      : OPERATIONS_PATHS.has(path) ? 'operations' : 'page';
+    metrics.track(req, res, route);
+    if (route === 'operations') {
+      await operations(req, res, path);
+      return;
+    }
     if (path === GRAPHQL_PATH) {
       if (req.method !== 'POST') {
         sendJson(res, 405, { errors: [{ message: `send GraphQL as POST to ${GRAPHQL_PATH}` }] }, { allow: 'POST' });
@@ -91,11 +106,6 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
         return;
       }
       graphql(req, res);
-      return;
-    }
-    if (path === '/healthz') {
-      // the process lives and serves HTTP; /readyz asks the database
-      sendJson(res, 200, { status: 'ok' });
       return;
     }
     if (path === GRAPHIQL_PATH || path.startsWith('/ruru-static/')) {
