@@ -3,7 +3,7 @@
 // every relay is awake (sql/36_wakeup.sql).
 import test from 'ava';
 import pg from 'pg';
-import { CHANNEL } from '../../relay/engine-names.ts';
+import { CHANNEL, LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -117,4 +117,25 @@ test.serial('a relay may not fall asleep while a transaction that skipped its NO
   }
   t.true(await relay.goingIdle(), 'now one more claim sees it');
   await relay.close();
+});
+
+test.serial('waking up gives relay_idle back once, and writes no warning to the log', async (t) => {
+  const client = new pg.Client({ connectionString: db().url });
+  await client.connect();
+  const notices: string[] = [];
+  client.on('notice', (notice) => notices.push(`${notice.severity}: ${notice.message}`));
+  try {
+    for (let i = 0; i < 3; i++) {
+      t.true((await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe);
+      await client.query('select webhooks_relay.awake()');
+    }
+    const { rows } = await client.query(
+      `select count(*)::int as n from pg_locks where locktype = 'advisory' and pid = pg_backend_pid() and classid = $1 and objid = $2`,
+      [LOCK_CLASS, LOCK_KEYS.relayIdle],
+    );
+    t.is(rows[0].n, 0, 'relay_idle is not held once awake');
+    t.deepEqual(notices, [], 'nothing for the server log');
+  } finally {
+    await client.end();
+  }
 });
