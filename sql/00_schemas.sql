@@ -10,12 +10,13 @@
 --   webhooks.fire_history, the type webhooks.action, the NOTIFY channel bpd_webhooks,
 --   and the transaction setting webhooks.source.
 -- Private (may change between versions; do not call from applications):
---   everything in schema webhooks_private, and the relay's entry points in schema
---   webhooks_relay.
+--   everything in schema webhooks_private, the relay's entry points in schema
+--   webhooks_relay, and the health questions in schema webhooks_ops.
 --
 -- The files after this one:
 --   05_caller          who is calling (the request's claims)
 --   10_config          webhook configuration: validation, subscriptions
+--   15_filters         a webhook's filters: what they may say, how they are evaluated
 --   15_secrets         signing secrets: made, handed out once, rotated with a grace
 --   20_wakeup          when a capturing transaction wakes the relay
 --   25_capture         the triggers on crm.* that write the outbox
@@ -24,6 +25,7 @@
 --   45_admin           the admin API's changes to webhooks
 --   50_report_counts   daily counts that keep the report fast, and counting
 --   55_report          the report, a webhook's history, what the page shows
+--   58_operations      what the health endpoints ask (readiness, backlog)
 --   60_access          roles, grants, row-level security, functions run as owner
 --   70_graphql         what PostGraphile shows (smart comments)
 
@@ -32,6 +34,7 @@
 create schema if not exists webhooks;
 create schema if not exists webhooks_private;
 create schema if not exists webhooks_relay;
+create schema if not exists webhooks_ops;
 
 comment on schema webhooks is
   'bpd-webhooks public API: webhook configuration, the delivery outbox and its history.';
@@ -39,6 +42,8 @@ comment on schema webhooks_private is
   'bpd-webhooks internals: secrets, subscriptions, trigger functions, helpers of the API functions. Not an API.';
 comment on schema webhooks_relay is
   'bpd-webhooks internals: the relay''s entry points (claim, settle, rescue). Not an API.';
+comment on schema webhooks_ops is
+  'bpd-webhooks operations: readiness and backlog questions for the API''s and the relay''s health endpoints.';
 
 -- private: a Postgres setting of the engine (webhooks.source, webhooks.retry_base, ...),
 -- or its default when unset or empty. A DBA sets them per database, role or session.

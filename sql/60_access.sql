@@ -9,7 +9,8 @@
 --                          with jwt.claims.company_id set; of its own it may only
 --                          roll up the report's daily counts
 --   bpd_webhooks_relay     the relay: claim, settle, release, rescue, idle
---                          announcements (schema webhooks_relay), nothing else
+--                          announcements (schema webhooks_relay) and the health
+--                          questions (webhooks_ops), nothing else
 -- The company comes from the request (jwt.claims.company_id) and row-level security
 -- applies it to every exposed table: a company sees only its own rows, and a row it
 -- cannot see it cannot change. No tables of webhooks_private (secrets, subscriptions)
@@ -145,6 +146,13 @@ grant execute on function
   webhooks_private.capturing_lock(),
   webhooks_private.relay_idle_lock()
   to bpd_webhooks_relay;
+
+-- The health endpoints of the API and the relay (58_operations.sql): counts only,
+-- answered by functions that run as their owner.
+revoke all on schema webhooks_ops from public;
+revoke all on all functions in schema webhooks_ops from public;
+grant usage on schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
+grant execute on all functions in schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
 
 ------------------------------------------------------------------------------------
 -- Row-level security: the company of the request, on every exposed table.

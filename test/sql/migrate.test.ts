@@ -1,7 +1,8 @@
 // Migrating is safe to repeat and to run twice at once.
 import test from 'ava';
 import pg from 'pg';
-import { migrate } from '../../tools/migrate.ts';
+import { readdir } from 'node:fs/promises';
+import { migrate, migrationsDir } from '../../tools/migrate.ts';
 import { databaseUrl } from '../helpers/db.ts';
 
 let emptyDatabases = 0;
@@ -113,7 +114,7 @@ test('a public.migrations of someone else (not recording ours) is left alone', a
     const theirs = await migrationsRecorded(url, 'public.migrations');
     await migrate(url);
     t.deepEqual(await migrationsRecorded(url, 'public.migrations'), theirs);
-    t.deepEqual((await migrationsRecorded(url, 'webhooks_private.migrations')).map((row) => row.name),
-      ['0001_crm', '0002_webhooks', '0003_relay', '0004_api', '0005_report_counts']);
+    const ours = (await readdir(migrationsDir)).filter((name) => name.endsWith('.sql')).map((name) => name.slice(0, -4)).sort();
+    t.deepEqual((await migrationsRecorded(url, 'webhooks_private.migrations')).map((row) => row.name), ours);
   });
 });
