@@ -1,6 +1,6 @@
 // Every statement the relay sends, one exported function each: the rest of the relay
 // holds no SQL. Each calls one function of the engine (sql/30_delivery.sql,
-// sql/36_wakeup.sql), which decides; the relay only asks. Claim and settle are named
+// sql/20_wakeup.sql), which decides; the relay only asks. Claim and settle are named
 // (prepared once per connection): they run thousands of times a second under load.
 import type pg from 'pg';
 

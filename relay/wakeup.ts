@@ -1,4 +1,4 @@
-// The relay's side of the wake-up protocol (sql/36_wakeup.sql): how a run of
+// The relay's side of the wake-up protocol (sql/20_wakeup.sql): how a run of
 // discoveries ends in sleep without missing a delivery whose capture skipped its
 // NOTIFY. While discoveries find work the relay is awake and captures need not
 // notify it. A discovery that finds nothing makes it announce that it is going idle

@@ -1,5 +1,5 @@
 // With the poll timer out of the picture, the wake-up protocol alone must bring every
-// delivery (sql/36_wakeup.sql): an idle relay is woken by the NOTIFY of the next
+// delivery (sql/20_wakeup.sql): an idle relay is woken by the NOTIFY of the next
 // capturing transaction, and a relay that is awake finds new work without one.
 import test from 'ava';
 import { LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';

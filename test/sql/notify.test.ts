@@ -1,6 +1,6 @@
 // NOTIFY is a wake-up for a sleeping relay, sent on commit: at most one per
 // transaction, none when nothing was written, none after a rollback, and none while
-// every relay is awake (sql/36_wakeup.sql).
+// every relay is awake (sql/20_wakeup.sql).
 import test from 'ava';
 import pg from 'pg';
 import { CHANNEL, LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
@@ -138,4 +138,11 @@ test.serial('waking up gives relay_idle back once, and writes no warning to the 
   } finally {
     await client.end();
   }
+});
+
+test('TypeScript names the channel and the lock keys as the engine defines them', async (t) => {
+  const { rows: [row] } = await db().pool.query(
+    `select webhooks_private.notify_channel() as channel, webhooks_private.lock_space() as class,
+            webhooks_private.capturing_lock() as capturing, webhooks_private.relay_idle_lock() as relay_idle`);
+  t.deepEqual(row, { channel: CHANNEL, class: LOCK_CLASS, capturing: LOCK_KEYS.capturing, relay_idle: LOCK_KEYS.relayIdle });
 });
