@@ -26,6 +26,7 @@ async function relayConnection(url: string) {
   await client.query(`listen ${CHANNEL}`);
   return {
     goingIdle: async () => (await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe as boolean,
+    capturesDone: async () => (await client.query('select webhooks_relay.captures_done() as done')).rows[0].done as boolean,
     awake: () => client.query('select webhooks_relay.awake()'),
     next: () => new Promise<pg.Notification>((resolve) => {
       const queued = queue.shift();
@@ -111,11 +112,13 @@ test.serial('a relay may not fall asleep while a transaction that skipped its NO
     await writer.query('begin');
     await writer.query('insert into crm.contacts (company_id) values ($1)', [company.id]); // relay awake: no NOTIFY
     t.false(await relay.goingIdle(), 'the open transaction\'s delivery is not visible yet: look again');
+    t.false(await relay.capturesDone(), 'asked again while it stays open');
     await writer.query('commit');
   } finally {
     writer.release();
   }
-  t.true(await relay.goingIdle(), 'now one more claim sees it');
+  t.true(await relay.capturesDone(), 'ended: one more claim sees its delivery');
+  t.true(await relay.goingIdle(), 'and going idle anew says the same');
   await relay.close();
 });
 
