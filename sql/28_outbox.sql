@@ -1,4 +1,4 @@
--- bpd-webhooks engine, part 2b: the outbox's storage (tables in migrations/0006_outbox.sql;
+-- bpd-webhooks engine, part 2b: the outbox's storage (tables in migrations/0007_outbox.sql;
 -- docs/outbox.md for the design and its measurements).
 --
 --   webhooks.delivery_history   one row per message with its payload, partitioned by

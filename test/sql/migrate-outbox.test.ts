@@ -1,6 +1,7 @@
-// An install of the one-table outbox (migrations up to 0005) migrates to the queue,
+// An install of the one-table outbox (the migrations before 0007_outbox) migrates to the queue,
 // history, results and attempts of 0006 with every delivery and attempt intact: ids,
 // message ids, states, counts, leases; new ids go on after the old ones.
+import { readdir } from 'node:fs/promises';
 import test from 'ava';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
@@ -21,9 +22,10 @@ test('deliveries and attempts of the previous schema move into the new tables un
   await client.connect();
   t.teardown(() => client.end());
 
-  // the tables as they were before 0006 (no engine functions: rows are written by hand)
+  // the tables as they were before 0007 (no engine functions: rows are written by hand)
+  const before = (await readdir(migrationsDir)).filter((file) => file.endsWith('.sql') && file < '0007_outbox.sql');
   await runner({
-    dbClient: client, dir: migrationsDir, direction: 'up', count: 5,
+    dbClient: client, dir: migrationsDir, direction: 'up', count: before.length,
     migrationsTable: 'migrations', migrationsSchema: 'public', checkOrder: true, log: () => {},
   });
   await client.query(`insert into crm.companies (id, name) overriding system value values (1, 'One')`);
@@ -59,7 +61,7 @@ test('deliveries and attempts of the previous schema move into the new tables un
                              (503, 103, 7, 1, 2, now(), 31, 503, 'relay-b')`);
   const columns = `id, message_id, webhook_id, company_id, action, contact_id, payload, state, attempts,
                    locked_by, last_attempt_at, last_status_code, last_error, completed_at, created_at`;
-  const { rows: before } = await client.query(`select ${columns} from webhooks.deliveries order by id`);
+  const { rows: deliveriesBefore } = await client.query(`select ${columns} from webhooks.deliveries order by id`);
   const { rows: attemptsBefore } = await client.query(
     `select id, delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code, relay_id
      from webhooks.delivery_attempts order by id`);
@@ -67,7 +69,7 @@ test('deliveries and attempts of the previous schema move into the new tables un
   await migrate(databaseUrl(name));
 
   const { rows: after } = await client.query(`select ${columns} from webhooks.deliveries order by id`);
-  t.deepEqual(after, before);
+  t.deepEqual(after, deliveriesBefore);
   const { rows: attemptsAfter } = await client.query(
     `select id, delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code, relay_id
      from webhooks.delivery_attempts order by id`);
