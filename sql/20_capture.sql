@@ -99,9 +99,11 @@ $$;
 -- private: write one delivery per enabled webhook subscribed to p_action (and, for
 -- filtered webhooks, to this status or this user) of the companies concerned by the
 -- contact, or of p_only_company alone; p_also_company adds one (the company a
--- contact just left). Each payload holds the contact's id and the webhook's chosen
+-- contact just left). p_old is the row before an update (null for other actions),
+-- for the filters watch_fields and changed. Each payload holds the contact's id and the webhook's chosen
 -- fields, nothing else. Returns how many were written, and wakes the relay when
 -- that is more than none.
+drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 create or replace function webhooks_private.enqueue(
   p_action       webhooks.action,
   p_contact      jsonb,
@@ -109,7 +111,8 @@ create or replace function webhooks_private.enqueue(
   p_status_id    bigint default null,
   p_user_id      bigint default null,
   p_only_company bigint default null,
-  p_also_company bigint default null
+  p_also_company bigint default null,
+  p_old          jsonb default null
 )
 returns integer
 language plpgsql
@@ -148,6 +151,12 @@ begin
   where w.enabled
     and (w.status_id is null or w.status_id = p_status_id)
     and (w.user_id is null or w.user_id = p_user_id)
+    -- the webhook's filters (15_filters.sql), before any payload is built
+    and not (v_source = any (w.ignore_sources))
+    and (cardinality(w.watch_fields) = 0
+         or p_action not in ('contact.updated', 'contact.saved')
+         or exists (select 1 from unnest(w.watch_fields) f where p_contact -> f is distinct from p_old -> f))
+    and (w.conditions is null or webhooks_private.condition_holds(w.conditions, p_contact, p_old))
   order by w.id;
   get diagnostics v_written = row_count;
   if v_written > 0 then
@@ -183,6 +192,7 @@ declare
   v_action webhooks.action;
   v_left_company bigint;
   v_new jsonb;
+  v_old jsonb;
   v_changed text[];
 begin
   v_action := case when webhooks_private.current_source() = 'platform'
@@ -197,12 +207,13 @@ begin
     return null;
   end if;
   v_new := to_jsonb(new);
-  v_changed := webhooks_private.changed_fields(to_jsonb(old), v_new);
+  v_old := to_jsonb(old);
+  v_changed := webhooks_private.changed_fields(v_old, v_new);
   if v_action = 'contact.updated' and cardinality(v_changed) = 0 then
     return null;
   end if;
   perform webhooks_private.enqueue(v_action, v_new, jsonb_build_object('changed_fields', to_jsonb(v_changed)),
-                                   p_also_company => v_left_company);
+                                   p_also_company => v_left_company, p_old => v_old);
   return null;
 end;
 $$;
