@@ -1,4 +1,4 @@
--- bpd-webhooks engine, part 2: capture.
+-- bpd-webhooks engine: capture.
 --
 -- Triggers on the CRM tables write one webhooks.deliveries row per matching webhook,
 -- in the same transaction as the change: a rolled-back change leaves nothing, a
@@ -9,7 +9,7 @@
 -- webhook tables and row-level security guards them: like every trigger function of
 -- the engine, these run as their owner (SECURITY DEFINER) with the search path
 -- pinned, so that a writer's own search_path cannot put other functions or operators
--- in their way. 60_security.sql sets that for all of them at once. (Measured: about
+-- in their way. 60_access.sql sets that for all of them at once. (Measured: about
 -- 2 µs a row, once per trigger call; the helpers they call carry no SET of their own.)
 --
 -- Cost matters: every contact write pays for these triggers. Each trigger first asks
@@ -28,9 +28,8 @@
 --   send (one C operator), and capture hands each delivery to webhooks_private.enqueue,
 --   the one function that writes the outbox.
 --
--- public: the NOTIFY channel bpd_webhooks. Its payload is empty: a wake-up hint for
--- the relay, never the data (the table is the truth). A transaction notifies only if
--- it wrote a delivery and a relay is asleep (36_wakeup.sql), and at most once:
+-- A transaction that wrote deliveries wakes the relay (wake_relay, 20_wakeup.sql): it
+-- notifies on the channel bpd_webhooks only if a relay is asleep, and at most once:
 -- Postgres folds identical notifications of one transaction into one.
 
 -- private: where the change came from (SET LOCAL webhooks.source = 'platform' | ...).
@@ -96,7 +95,7 @@ $generate$;
 
 -- private: write one delivery to the outbox. The only function that does: what a
 -- delivery row is (its table, its columns) is the outbox's business, not capture's.
--- Wakes a sleeping relay (36_wakeup.sql).
+-- Wakes a sleeping relay (20_wakeup.sql).
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint, jsonb);
 create or replace function webhooks_private.enqueue(
@@ -112,7 +111,7 @@ as $$
 begin
   insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
   values (p_webhook_id, p_company_id, p_action, p_contact_id, p_payload);
-  perform webhooks_private.wake_relay();   -- 36_wakeup.sql
+  perform webhooks_private.wake_relay();   -- 20_wakeup.sql
 end;
 $$;
 
