@@ -98,9 +98,9 @@ grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attemp
 -- (under their row-level security below)
 grant select on webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results to webhook_viewer;
 
-grant insert (company_id, name, url, fields, actions, status_id, user_id)
+grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)
   on webhooks.webhooks to webhook_admin;
-grant update (name, url, fields, actions, status_id, user_id,
+grant update (name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions,
               enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at)
   on webhooks.webhooks to webhook_admin;
 grant delete on webhooks.webhooks to webhook_admin;
