@@ -14,14 +14,20 @@
 -- webhooks.deliveries becomes a view over history and queue with the columns it had
 -- (sql/30_delivery.sql); writes to it still work (INSTEAD OF triggers).
 --
--- Partitions live in schema webhooks_partitions. The engine creates each day's ahead
--- of time (webhooks.create_partitions()); the DEFAULT partitions catch what arrives
--- for a day with no partition yet, so a capture never fails for want of one, and the
--- next create_partitions() moves such rows into their day. The rows of the old tables
--- are copied into the DEFAULT partitions here and moved into their days by the
--- create_partitions() that sql/ runs right after this migration.
+-- Partitions live in schema webhooks_partitions, one per UTC day, named
+-- <table>_pYYYYMMDD. The engine makes them ahead of time (webhooks.create_partitions(),
+-- sql/28_outbox.sql, which also owns that naming; it is repeated here once, frozen, for
+-- the days of the rows this migration copies). No DEFAULT partition: Postgres cannot
+-- detach a partition CONCURRENTLY while one exists, and retention must not block.
 
 create schema if not exists webhooks_partitions;
+
+-- Where the kept history starts: written by the retention step when it drops a day
+-- (sql/29_retention.sql); no row while nothing was ever dropped.
+create table webhooks_private.outbox_kept_since (
+  one        boolean primary key default true check (one),
+  kept_since timestamptz not null
+);
 
 -- the old tables make way; their data is copied below, then they are dropped
 drop view if exists webhooks.fire_history;
@@ -50,8 +56,6 @@ create table webhooks.delivery_history (
 -- filters on company_id (a key column, so the filter is an index condition)
 create index delivery_history_webhook_idx
   on webhooks.delivery_history (webhook_id, company_id, created_at, id);
-create table webhooks_partitions.delivery_history_default
-  partition of webhooks.delivery_history default;
 
 -- How each delivery ended: written once, when it succeeds or fails (a replay takes it
 -- back). A small row apart from the payload, so that writing the end copies no payload.
@@ -76,8 +80,6 @@ create table webhooks.delivery_results (
 -- the report counts a webhook's outcomes by time from this index alone
 create index delivery_results_webhook_idx
   on webhooks.delivery_results (webhook_id, company_id, created_at) include (state);
-create table webhooks_partitions.delivery_results_default
-  partition of webhooks.delivery_results default;
 
 -- The queue: small rows (no payload), updated in place by claim, settle and rescue,
 -- deleted when the delivery ends. Room on each page for the new versions.
@@ -132,8 +134,26 @@ create table webhooks.delivery_attempts (
   constraint delivery_attempts_has_outcome check (status_code is not null or error is not null)
 ) partition by range (delivery_created_at);
 create index delivery_attempts_delivery_idx on webhooks.delivery_attempts (delivery_id, attempt);
-create table webhooks_partitions.delivery_attempts_default
-  partition of webhooks.delivery_attempts default;
+
+-- a partition for each day the old rows were created on, and today's
+do $$
+declare
+  v_day date;
+  v_table text;
+begin
+  for v_day in
+    select distinct (created_at at time zone 'utc')::date from webhooks.deliveries_0005
+    union
+    select (now() at time zone 'utc')::date
+  loop
+    foreach v_table in array array['delivery_history', 'delivery_results', 'delivery_attempts'] loop
+      execute format('create table webhooks_partitions.%I partition of webhooks.%I for values from (%L) to (%L)',
+                     v_table || '_p' || to_char(v_day, 'YYYYMMDD'), v_table,
+                     v_day::timestamp at time zone 'utc', (v_day + 1)::timestamp at time zone 'utc');
+    end loop;
+  end loop;
+end;
+$$;
 
 -- the data of today's installs, ids, message ids, states and counts as they were
 insert into webhooks.delivery_history

@@ -138,6 +138,7 @@ const FIRING_FIELDS = `
 const HISTORY = /* GraphQL */ `
   query History($id: BigInt!, $since: Datetime, $until: Datetime, $state: String, $first: Int!, $offset: Int!) {
     currentCompanyName
+    keptSince
     webhookReport(since: $since, until: $until) { nodes { ${REPORT_FIELDS} } }
     webhookById(id: $id) {
       pending: history(since: $since, until: $until, state: "pending", first: 0) { totalCount }
@@ -181,6 +182,9 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first }
   return {
     companyName: data.currentCompanyName,
     webhook,
+    // where the kept history starts (null: nothing dropped yet): firings created
+    // before it are gone, though the counts still include them
+    keptSince: data.keptSince,
     counts: {
       all: webhook.timesFired,
       succeeded: webhook.timesSucceeded,

@@ -405,7 +405,10 @@ async function renderHistory(where, instants, days, mine) {
   replayBlocked = !webhook.enabled;
   $('page-title').textContent = webhook.name;
   document.title = `${webhook.name} · Webhooks · Big Purple Dot`;
-  $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}`;
+  const beforeKept = history.keptSince && new Date(instants.from) < new Date(history.keptSince);
+  $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}` + (beforeKept
+    ? `. Firings before ${formatDate(history.keptSince)} are no longer kept, so they are not listed here; the counts still include them.`
+    : '');
   replace($('history-facts'),
     h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),
     h('div', {}, h('dt', {}, 'Posts to'), h('dd', { class: 'url' }, h('code', {}, breakableUrl(webhook.url)))),

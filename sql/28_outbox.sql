@@ -64,6 +64,7 @@ begin
     new.attempts := coalesce(new.attempts, 0);
     new.created_at := coalesce(new.created_at, now());
     new.next_attempt_at := coalesce(new.next_attempt_at, now());
+    perform webhooks_private.ensure_day(webhooks_private.utc_day(new.created_at));
     insert into webhooks.delivery_history
       (id, message_id, webhook_id, company_id, action, contact_id, payload, created_at)
     overriding system value
@@ -72,6 +73,9 @@ begin
   else
     if new.id is distinct from old.id then
       raise exception using errcode = 'feature_not_supported', message = 'a delivery''s id cannot change';
+    end if;
+    if new.created_at is distinct from old.created_at then
+      perform webhooks_private.ensure_day(webhooks_private.utc_day(new.created_at));
     end if;
     update webhooks.delivery_history h
     set message_id = new.message_id, webhook_id = new.webhook_id, company_id = new.company_id,
@@ -191,10 +195,9 @@ as $$
   select p_table || '_p' || to_char(p_day, 'YYYYMMDD');
 $$;
 
--- private: make one day's partition of one table (in this transaction), moving into it
--- what its DEFAULT partition holds of that day. Built apart and attached, so that
--- claims and settles go on meanwhile (ATTACH takes SHARE UPDATE EXCLUSIVE on the
--- parent; CREATE TABLE … PARTITION OF would take ACCESS EXCLUSIVE).
+-- private: make one day's partition of one table (in this transaction). Built apart and
+-- attached, so that claims and settles go on meanwhile (ATTACH takes SHARE UPDATE
+-- EXCLUSIVE on the parent; CREATE TABLE … PARTITION OF would take ACCESS EXCLUSIVE).
 create or replace function webhooks_private.create_partition(p_table text, p_key text, p_storage text, p_day date)
 returns boolean
 language plpgsql
@@ -212,9 +215,6 @@ begin
   -- a CHECK of the bounds spares ATTACH a scan of the new table
   execute format('alter table webhooks_partitions.%I add constraint bounds check (%I >= %L and %I < %L)',
                  v_name, p_key, v_from, p_key, v_to);
-  execute format('with moved as (delete from webhooks_partitions.%I where %I >= %L and %I < %L returning *)
-                  insert into webhooks_partitions.%I select * from moved',
-                 p_table || '_default', p_key, v_from, p_key, v_to, v_name);
   execute format('alter table webhooks.%I attach partition webhooks_partitions.%I for values from (%L) to (%L)',
                  p_table, v_name, v_from, v_to);
   execute format('alter table webhooks_partitions.%I drop constraint bounds', v_name);
@@ -222,11 +222,14 @@ begin
 end;
 $$;
 
--- public (for the relay's and the API's timers, migrate, DBAs): make the partitions of
--- the days from yesterday to p_days_ahead days ahead, and of any day whose rows wait
--- in a DEFAULT partition. Never waits long for a lock (lock_timeout): a day it could
--- not make now is made by the next call. Returns how many partitions it made.
-create or replace function webhooks.create_partitions(p_days_ahead integer default 7)
+-- public (for migrate, the timers of npm start, the relay and the API, and DBAs): make
+-- the partitions of the days from today to p_days_ahead days ahead. There is no
+-- DEFAULT partition (Postgres cannot detach a partition CONCURRENTLY while one exists):
+-- a capture on a day without its partition would fail, so days are made two weeks
+-- ahead and every hour. Never waits long for a lock (lock_timeout): a day it could not
+-- make now is made by the next call. Returns how many partitions it made.
+drop function if exists webhooks.create_partitions(integer);
+create or replace function webhooks.create_partitions(p_days_ahead integer default 14)
 returns integer
 language plpgsql
 security definer
@@ -246,11 +249,7 @@ begin
   end if;
   for v_table in select * from webhooks_private.outbox_partitioned() loop
     for v_day in
-      select d::date from generate_series(v_today - 1, v_today + p_days_ahead, interval '1 day') d
-      union
-      select distinct webhooks_private.utc_day(k)
-      from webhooks_private.default_partition_keys(v_table.table_name, v_table.key_column) k
-      order by 1
+      select d::date from generate_series(v_today, v_today + p_days_ahead, interval '1 day') d
     loop
       begin
         if webhooks_private.create_partition(v_table.table_name, v_table.key_column, v_table.storage, v_day) then
@@ -266,16 +265,20 @@ begin
 end;
 $$;
 comment on function webhooks.create_partitions(integer) is
-  'Makes the outbox''s daily partitions from yesterday to p_days_ahead days ahead (the relay and the API call it on a timer).';
+  'Makes the outbox''s daily partitions from today to p_days_ahead days ahead (migrate, and the timers of npm start, call it).';
 
--- private: the partition keys of the rows in a DEFAULT partition (normally none)
-create or replace function webhooks_private.default_partition_keys(p_table text, p_key text)
-returns setof timestamptz
+-- private: make a day's partitions of every outbox table now, if missing (for writes
+-- to the view of deliveries created on a day long past: DBAs' repairs, tests)
+create or replace function webhooks_private.ensure_day(p_day date)
+returns void
 language plpgsql
-stable
 as $$
+declare
+  v_table record;
 begin
-  return query execute format('select %I from webhooks_partitions.%I', p_key, p_table || '_default');
+  for v_table in select * from webhooks_private.outbox_partitioned() loop
+    perform webhooks_private.create_partition(v_table.table_name, v_table.key_column, v_table.storage, p_day);
+  end loop;
 end;
 $$;
 
@@ -289,21 +292,13 @@ $$;
 -- each day's partition by name (webhooks_private.history_partition); inserts into
 -- the partitioned tables are routed row by row and open only the partition they reach.
 
--- private: the history partition that holds a day's messages (its DEFAULT partition
--- when the day has none yet)
+-- private: the history partition that holds a day's messages
 create or replace function webhooks_private.history_partition(p_day date)
 returns text
-language plpgsql
-stable
+language sql
+immutable
 as $$
-declare
-  v_name constant text := webhooks_private.partition_name('delivery_history', p_day);
-begin
-  if to_regclass(format('webhooks_partitions.%I', v_name)) is null then
-    return 'delivery_history_default';
-  end if;
-  return v_name;
-end;
+  select webhooks_private.partition_name('delivery_history', p_day);
 $$;
 
 select webhooks.create_partitions();

@@ -97,6 +97,13 @@ grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attemp
 -- webhooks.deliveries is a view that runs as its caller: reading it reads these
 -- (under their row-level security below)
 grant select on webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results to webhook_viewer;
+-- the totals per webhook and day, kept or dropped (29_retention.sql)
+grant select on webhooks.daily_counts to webhook_viewer;
+-- the outbox's upkeep (28_outbox.sql, 29_retention.sql) is its owner's: migrate and
+-- tools/maintain.ts; where the kept history starts is for anyone to read
+revoke all on function webhooks.create_partitions(integer), webhooks.expired_days(),
+  webhooks.forget_day(date) from public;
+grant execute on function webhooks.kept_since() to webhook_viewer;
 
 grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)
   on webhooks.webhooks to webhook_admin;

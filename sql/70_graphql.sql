@@ -88,6 +88,13 @@ comment on table webhooks.delivery_queue is $$
 @behavior -*
 The deliveries on their way (28_outbox.sql): read them through webhooks.deliveries.$$;
 comment on function webhooks.create_partitions(integer) is '@behavior -*';
+comment on function webhooks.expired_days() is '@behavior -*';
+comment on function webhooks.forget_day(date) is '@behavior -*';
+comment on view webhooks.daily_counts is $$
+@behavior -*
+Times fired, succeeded, failed and pending per webhook and UTC day, kept or already dropped by the retention (29_retention.sql).$$;
+comment on function webhooks.kept_since() is
+  'Where the kept history starts: deliveries created before it were dropped by the retention (their totals remain in the report). Null while nothing was dropped.';
 comment on table webhooks.delivery_day_counts is $$
 @behavior -*
 The report's counts of days long past (50_report_counts.sql): read them through webhooks.webhook_report.$$;
