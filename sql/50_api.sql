@@ -30,11 +30,14 @@ as $$
   select coalesce(nullif(current_setting('jwt.claims.sub', true), ''), current_user::text);
 $$;
 
--- public: the contact columns a webhook may choose in `fields`
+-- public: the contact columns a webhook may choose in `fields`. As its owner: naming
+-- crm.contacts needs a right on schema crm, which no API role has.
 create or replace function webhooks.contact_fields()
 returns text[]
 language sql
 stable
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
   select array_agg(attname::text order by attnum)
   from pg_catalog.pg_attribute

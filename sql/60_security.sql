@@ -209,3 +209,4 @@ comment on function webhooks.issued_secret(bigint) is '@behavior -*';
 comment on function webhooks.webhook_for_update(bigint) is '@behavior -*';
 comment on function webhooks.requeue_delivery(webhooks.deliveries) is '@behavior -*';
 comment on function webhooks.require_enabled(webhooks.webhooks) is '@behavior -*';
+comment on function webhooks.count_tests(bigint, timestamptz, timestamptz) is '@behavior -*';
