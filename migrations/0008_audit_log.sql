@@ -1,5 +1,5 @@
 -- Up Migration
--- The audit trail (sql/65_audit.sql writes it) and test sends (action webhook.test, 0006).
+-- The audit trail (sql/65_audit.sql writes it) and test sends (action webhook.test, 0007).
 
 -- Who changed what about a webhook, when. Rows are written by triggers and by the
 -- admin functions running as the table's owner; no API role may write here.
@@ -23,7 +23,7 @@ create table webhooks.audit_log (
 create index audit_log_webhook_idx on webhooks.audit_log (webhook_id, at desc, id desc);
 create index audit_log_company_idx on webhooks.audit_log (company_id, at desc, id desc);
 
--- A test send's action (0006) is never a webhook's subscription.
+-- A test send's action (0007) is never a webhook's subscription.
 alter table webhooks.webhooks add constraint webhook_actions_contact_only
   check (not (actions::text[] @> '{webhook.test}'));
 
