@@ -10,6 +10,8 @@ import { GraphQLError } from 'postgraphile/graphql';
 // SQLSTATEs that describe the request, not a fault of the server
 const REQUEST_ERRORS = new Set([
   '22P02', // invalid_text_representation (e.g. an unknown action as text)
+  '22003', // numeric_value_out_of_range (e.g. an id beyond bigint)
+  '22021', // character_not_in_repertoire (e.g. a NUL character in text)
   '22007', // invalid_datetime_format
   '22008', // datetime_field_overflow
   '22023', // invalid_parameter_value

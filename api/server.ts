@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
-import { AuthError, verifyAuthorization, type Claims } from './auth.ts';
+import { AuthError, maxTokenLifetime, verifyAuthorization, type Claims } from './auth.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
@@ -17,6 +17,8 @@ export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.ur
 export interface ApiOptions {
   databaseUrl: string;
   jwtSecret: string;
+  /** a token's longest accepted life, in seconds (default: JWT_MAX_LIFETIME, else 24h) */
+  tokenMaxLifetimeSeconds?: number;
   /** 0 picks a free port */
   port?: number;
   host?: string;
@@ -39,6 +41,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
+  const maxLifetimeSeconds = options.tokenMaxLifetimeSeconds ?? maxTokenLifetime();
   const claimsByRequest = new WeakMap<object, Claims>();
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
   let stopping = false;
@@ -68,7 +71,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
         return;
       }
       try {
-        claimsByRequest.set(req, await verifyAuthorization(req.headers.authorization, options.jwtSecret));
+        claimsByRequest.set(req, await verifyAuthorization(req.headers.authorization, options.jwtSecret, { maxLifetimeSeconds }));
       } catch (error) {
         if (!(error instanceof AuthError)) throw error;
         // nothing else: no data, no schema, just why

@@ -92,7 +92,7 @@ export class Relay {
     this.maxQueued = Math.ceil((settings.maxInFlight * settings.prefetch) / settings.perWebhookInFlight);
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
-    this.sender = new Sender(settings);
+    this.sender = new Sender(settings, this.log);
     this.settler = new Settler({
       db: this.pool,
       relayId: settings.relayId,
