@@ -7,6 +7,8 @@
 -- change (GraphQL, psql, the relay), so none can be skipped, and no API role may
 -- write the table (the triggers run as its owner).
 --
+-- A test send (webhooks.send_test_webhook) writes its row itself.
+--
 -- The actor is the token's subject (jwt.claims.sub) in an API request, else the
 -- database role. A change the relay makes (disabling a webhook whose receiver
 -- answered 410 Gone, or auto-disabling one that keeps failing) is marked
@@ -161,25 +163,6 @@ create trigger _900_audit_replay
   for each row when (old.state in ('succeeded', 'failed') and new.state = 'pending')
   execute function webhooks_private.tg_deliveries__audit_replay();
 
--- A test send is recorded, and wakes a sleeping relay as captured deliveries do.
-create or replace function webhooks_private.tg_deliveries__audit_test()
-returns trigger
-language plpgsql
-as $$
-begin
-  perform webhooks_private.audit(new.company_id, new.webhook_id, 'webhook.test',
-    jsonb_build_object('delivery_id', new.id, 'message_id', new.message_id));
-  perform webhooks_private.wake_relay();   -- 36_wakeup.sql
-  return null;
-end;
-$$;
-
-drop trigger if exists _900_audit_test on webhooks.deliveries;
-create trigger _900_audit_test
-  after insert on webhooks.deliveries
-  for each row when (new.action::text = 'webhook.test')
-  execute function webhooks_private.tg_deliveries__audit_test();
-
 -- public: the sample contact a test sends (id 0): a test sends its id and the
 -- webhook's chosen fields (a column not listed here is sent as null)
 create or replace function webhooks.sample_contact()
@@ -207,17 +190,32 @@ $$;
 -- public: queue one signed test delivery (action and payload type webhook.test) to
 -- the webhook, with the sample contact's chosen fields. It goes through the outbox
 -- and the relay like any delivery and shows in the history; the report leaves it out
--- of Times Fired.
+-- of Times Fired. It runs as its owner, to write the outbox and the audit trail that
+-- the API roles may not write; so it finds the webhook among the caller's company's
+-- own itself (row-level security does not apply to the owner), and only admins may
+-- call it.
 create or replace function webhooks.send_test_webhook(id bigint)
 returns webhooks.deliveries
 language plpgsql
 volatile
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_webhook webhooks.webhooks := webhooks.webhook_for_update(send_test_webhook.id);
+  v_webhook webhooks.webhooks;
   v_sample constant jsonb := webhooks.sample_contact();
   v webhooks.deliveries;
 begin
+  select * into v_webhook from webhooks.webhooks w
+  where w.id = send_test_webhook.id and w.company_id = webhooks.current_company_id()
+  for update;
+  if not found then
+    raise exception using
+      errcode = 'no_data_found',
+      message = format('webhook %s not found', send_test_webhook.id),
+      constraint = 'webhook_not_found',
+      column = 'id';
+  end if;
   if not v_webhook.enabled then
     raise exception using
       errcode = 'object_not_in_prerequisite_state',
@@ -233,6 +231,9 @@ begin
       'contact', (select jsonb_object_agg(f, v_sample -> f) from unnest('{id}'::text[] || v_webhook.fields) f),
       'source', 'test')))
   returning * into v;
+  perform webhooks_private.audit(v.company_id, v.webhook_id, 'webhook.test',
+    jsonb_build_object('delivery_id', v.id, 'message_id', v.message_id));
+  perform webhooks_private.wake_relay();   -- 36_wakeup.sql
   return v;
 end;
 $$;
@@ -250,12 +251,11 @@ $$;
 
 ------------------------------------------------------------------------------------
 -- Access. The audit trail is read-only for the API roles: the company's viewers
--- and admins read its rows, nobody writes them but the triggers above. An admin's
--- one new write is a test delivery to one of the company's own webhooks.
+-- and admins read its rows, nobody writes them but the triggers and the test send
+-- above.
 
 alter function webhooks_private.tg_webhooks__audit() security definer set search_path = pg_catalog, pg_temp;
 alter function webhooks_private.tg_deliveries__audit_replay() security definer set search_path = pg_catalog, pg_temp;
-alter function webhooks_private.tg_deliveries__audit_test() security definer set search_path = pg_catalog, pg_temp;
 
 revoke all on webhooks.audit_log from webhook_viewer, webhook_admin, public;
 grant select on webhooks.audit_log to webhook_viewer;
@@ -264,12 +264,6 @@ drop policy if exists company_reads on webhooks.audit_log;
 create policy company_reads on webhooks.audit_log
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
-
-grant insert (webhook_id, company_id, action, contact_id, payload) on webhooks.deliveries to webhook_admin;
-drop policy if exists company_tests on webhooks.deliveries;
-create policy company_tests on webhooks.deliveries
-  for insert to webhook_admin
-  with check (company_id = (select webhooks.current_company_id()) and action::text = 'webhook.test');
 
 revoke all on function webhooks.send_test_webhook(bigint) from public;
 grant execute on function webhooks.send_test_webhook(bigint) to webhook_admin;
