@@ -8,9 +8,12 @@ import pg from 'pg';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthError, maxTokenLifetime, verifyAuthorization, type Claims } from './auth.ts';
+import { LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
+import { apiMetrics, type Route } from './metrics.ts';
+import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes } from '../ops/operations.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
 
@@ -26,6 +29,8 @@ export interface ApiOptions {
   poolSize?: number;
   /** how often to roll up the report's daily counts; 0: never (default 5 minutes) */
   reportCountsEveryMs?: number;
+  /** request limits; unset ones come from the environment (api/limits.ts), else their defaults */
+  limits?: Partial<ApiLimits>;
 }
 
 export interface RunningApi {
@@ -41,6 +46,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
+  const limits = limitsFromEnv(process.env, options.limits);
   const maxLifetimeSeconds = options.tokenMaxLifetimeSeconds ?? maxTokenLifetime();
   const claimsByRequest = new WeakMap<object, Claims>();
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
@@ -53,6 +59,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     apiPreset({
       pool,
       claimsOf: (req) => (req && typeof req === 'object' ? claimsByRequest.get(req) : undefined),
+      limits,
     }),
   );
   // build the schema now: a broken database shows at start, not at the first request
@@ -63,11 +70,33 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const graphql = serv.createHandler();
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
 
+  // /metrics, /healthz, /readyz (ops/operations.ts): the API's pool asks the database
+  const registry = operationsRegistry(pool);
+  const metrics = apiMetrics(registry);
+  const operations = operationsRoutes({ registry, db: pool });
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const route: Route = path === GRAPHQL_PATH ? 'graphql'
+      : path === GRAPHIQL_PATH || path.startsWith('/ruru-static/') ? 'graphiql'
+      : OPERATIONS_PATHS.has(path) ? 'operations' : 'page';
+    metrics.track(req, res, route);
+    if (route === 'operations') {
+      await operations(req, res, path);
+      return;
+    }
     if (path === GRAPHQL_PATH) {
       if (req.method !== 'POST') {
         sendJson(res, 405, { errors: [{ message: `send GraphQL as POST to ${GRAPHQL_PATH}` }] }, { allow: 'POST' });
+        return;
+      }
+      // a body said to be too long is refused before it is read (grafserv counts the
+      // bytes of one that does not say, and answers 413 too)
+      if (Number(req.headers['content-length']) > limits.maxBodyBytes) {
+        sendJson(res, 413, { errors: [{
+          message: `request body is larger than ${limits.maxBodyBytes} bytes (${LIMIT_SETTINGS.maxBodyBytes})`,
+          extensions: { code: LIMIT_CODES.body, limit: limits.maxBodyBytes },
+        }] }, { connection: 'close' });
         return;
       }
       try {

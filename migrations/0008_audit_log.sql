@@ -1,5 +1,5 @@
 -- Up Migration
--- The audit trail (sql/65_audit.sql writes it) and test sends (action webhook.test, 0007).
+-- The audit trail (sql/47_audit.sql writes it) and test sends (action webhook.test, 0007).
 
 -- Who changed what about a webhook, when. Rows are written by triggers and by the
 -- admin functions running as the table's owner; no API role may write here.

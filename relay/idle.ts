@@ -1,4 +1,4 @@
-// The relay's side of sql/36_wakeup.sql. Capturing transactions send a NOTIFY only
+// The relay's side of sql/20_wakeup.sql. Capturing transactions send a NOTIFY only
 // while some relay holds "relay_idle"; this connection holds it for this relay while
 // the relay waits for work, and gives it up as soon as the relay wakes.
 //

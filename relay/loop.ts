@@ -5,7 +5,7 @@
 //     on the poll timer (retries falling due, missed notifications) and after a
 //     rescue; repeated at once while it finds work. Captures notify only a relay
 //     that has said it is idle, so a busy relay finds new work by itself
-//     (discover() and sql/36_wakeup.sql).
+//     (discover() and sql/20_wakeup.sql).
 //   refill: when a webhook whose last claim filled all it could take runs low on
 //     deliveries queued locally, its next rows are claimed straight from its own
 //     index range, without walking the other webhooks' queues.
@@ -64,7 +64,7 @@ export class Relay {
   private claiming: Promise<void> | null = null;
   private claimAgain = false;
   private discoveryWanted = false;
-  /** the next discovery is the last look before sleeping (sql/36_wakeup.sql) */
+  /** the next discovery is the last look before sleeping (sql/20_wakeup.sql) */
   private lastLook = false;
   /** a claim was skipped because results wait to be written: claim when they are */
   private heldBackBySettles = false;
@@ -274,7 +274,7 @@ export class Relay {
   }
 
   /**
-   * A discovery claim, and what follows from it for wake-ups (sql/36_wakeup.sql).
+   * A discovery claim, and what follows from it for wake-ups (sql/20_wakeup.sql).
    * While discoveries find work the relay is awake: it looks again at once, and
    * capturing transactions need not notify it. A discovery that finds nothing makes
    * it announce that it is going idle (from then on captures notify); once every

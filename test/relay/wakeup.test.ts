@@ -1,5 +1,5 @@
 // With the poll timer out of the picture, the wake-up protocol alone must bring every
-// delivery (sql/36_wakeup.sql): an idle relay is woken by the NOTIFY of the next
+// delivery (sql/20_wakeup.sql): an idle relay is woken by the NOTIFY of the next
 // capturing transaction, and a relay that is awake finds new work without one.
 import test from 'ava';
 import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
@@ -11,7 +11,8 @@ function relayAsleep(pool: Parameters<typeof waitForRows>[0]) {
   return waitForRows(
     pool,
     `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
-     where l.locktype = 'advisory' and l.classid = 1651532919 and l.objid = 2 and l.granted
+     where l.locktype = 'advisory' and l.granted
+       and l.classid = webhooks_private.lock_space() and l.objid = webhooks_private.relay_idle_lock()
        and a.application_name = 'bpd-webhooks-relay-idle'`,
     [],
     (rows) => rows.length > 0,

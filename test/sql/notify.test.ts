@@ -1,10 +1,11 @@
 // NOTIFY is a wake-up for a sleeping relay, sent on commit: at most one per
 // transaction, none when nothing was written, none after a rollback, and none while
-// every relay is awake (sql/36_wakeup.sql).
+// every relay is awake (sql/20_wakeup.sql).
 import test from 'ava';
 import pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { CHANNEL } from '../../relay/listener.ts';
 
 const db = useTestDatabase(test);
 
@@ -22,7 +23,7 @@ async function relayConnection(url: string) {
     if (waiter) waiter(n);
     else queue.push(n);
   });
-  await client.query('listen bpd_webhooks');
+  await client.query(`listen ${CHANNEL}`);
   return {
     goingIdle: async () => (await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe as boolean,
     awake: () => client.query('select webhooks_relay.awake()'),
@@ -39,7 +40,7 @@ async function relayConnection(url: string) {
 // A committed transaction that notifies with a payload of its own: every notification
 // before it in the stream came from earlier commits.
 async function sentinel(pool: pg.Pool, mark: string) {
-  await pool.query('select pg_notify($1, $2)', ['bpd_webhooks', mark]);
+  await pool.query('select pg_notify($1, $2)', [CHANNEL, mark]);
 }
 
 async function hookFor(action: string) {
@@ -116,4 +117,10 @@ test.serial('a relay may not fall asleep while a transaction that skipped its NO
   }
   t.true(await relay.goingIdle(), 'now one more claim sees it');
   await relay.close();
+});
+
+test('the relay listens on the channel the engine notifies on', async (t) => {
+  const { rows: [row] } = await db().pool.query('select webhooks_private.notify_channel() as channel');
+  t.is(row.channel, CHANNEL);
+  t.is(CHANNEL, 'bpd_webhooks');
 });

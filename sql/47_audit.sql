@@ -5,32 +5,20 @@
 -- sent. The rows are decided here, in the database, from the changes themselves:
 -- triggers on webhooks.webhooks and webhooks.deliveries write them whoever makes the
 -- change (GraphQL, psql, the relay), so none can be skipped, and no API role may
--- write the table (the triggers run as its owner).
+-- write the table (trigger functions run as their owner, 60_access.sql).
 --
 -- A test send (webhooks.send_test_webhook) writes its row itself.
 --
 -- The actor is the token's subject (jwt.claims.sub) in an API request, else the
--- database role. A change the relay makes (disabling a webhook whose receiver
--- answered 410 Gone, or auto-disabling one that keeps failing) is marked
--- disabled_by = 'relay' and recorded with the actor 'relay'.
+-- database role (webhooks_private.audit_actor, 05_caller.sql). A change the relay
+-- makes (disabling a webhook whose receiver answered 410 Gone, or auto-disabling one
+-- that keeps failing) is marked disabled_by = 'relay' and recorded with the actor
+-- 'relay'. Grants and row-level security: 60_access.sql; GraphQL: 70_graphql.sql.
 --
 -- Public API: webhooks.audit_log (GraphQL: allAuditLogs, and the field auditLog of a
 -- webhook), read by the company's admins and viewers under row-level security;
 -- webhooks.send_test_webhook(id) (GraphQL: sendTestWebhook); webhooks.sample_contact()
 -- (GraphQL: sampleContact), the contact a test sends.
-
--- private: who is acting. Trigger functions run as their owner, so current_user
--- would name the owner: the role the session switched to (SET ROLE, as the API
--- server does per request) or logged in as is the one meant.
-create or replace function webhooks_private.audit_actor()
-returns text
-language sql
-stable
-as $$
-  select coalesce(nullif(current_setting('jwt.claims.sub', true), ''),
-                  nullif(current_setting('role'), 'none'),
-                  session_user::text);
-$$;
 
 -- private: append one row
 create or replace function webhooks_private.audit(
@@ -119,7 +107,7 @@ create trigger _900_audit
 -- A replay is the one change that puts a finished delivery back to pending (retries
 -- and rescues start from in_flight). One transaction that replays many deliveries of
 -- a webhook (replayFailed) makes one row that counts them: the row's id is kept in a
--- transaction-local setting, like an issued secret (sql/50_api.sql).
+-- transaction-local setting, like an issued secret (15_secrets.sql).
 
 -- private: the setting that holds this transaction's replay row of a webhook
 create or replace function webhooks_private.replay_audit_setting(p_webhook_id bigint)
@@ -248,35 +236,3 @@ as $$
   where a.webhook_id = w.id and a.company_id = w.company_id
   order by a.at desc, a.id desc;
 $$;
-
-------------------------------------------------------------------------------------
--- Access. The audit trail is read-only for the API roles: the company's viewers
--- and admins read its rows, nobody writes them but the triggers and the test send
--- above.
-
-alter function webhooks_private.tg_webhooks__audit() security definer set search_path = pg_catalog, pg_temp;
-alter function webhooks_private.tg_deliveries__audit_replay() security definer set search_path = pg_catalog, pg_temp;
-
-revoke all on webhooks.audit_log from webhook_viewer, webhook_admin, public;
-grant select on webhooks.audit_log to webhook_viewer;
-alter table webhooks.audit_log enable row level security;
-drop policy if exists company_reads on webhooks.audit_log;
-create policy company_reads on webhooks.audit_log
-  for select to webhook_viewer
-  using (company_id = (select webhooks.current_company_id()));
-
-revoke all on function webhooks.send_test_webhook(bigint) from public;
-grant execute on function webhooks.send_test_webhook(bigint) to webhook_admin;
-
-comment on table webhooks.audit_log is $$
-@behavior -insert -update -delete
-One change to a webhook: who (the token subject, the database role, or "relay"), what, when.$$;
-comment on column webhooks.audit_log.actor is 'Who made the change: the token subject, the database role, or "relay" for the relay''s own changes.';
-comment on column webhooks.audit_log.action is 'webhook.created, webhook.updated, webhook.deleted, webhook.disabled, webhook.enabled, webhook.secret_rotated, webhook.replayed, webhook.backfill_started, webhook.backfill_cancelled or webhook.test.';
-comment on column webhooks.audit_log.details is 'What changed: for webhook.updated {"changed": {field: {"from", "to"}}}; the reason of a disable; the deliveries replayed; the test delivery.';
-comment on function webhooks.webhooks_audit_log(webhooks.webhooks) is $$
-@fieldName auditLog
-The history of changes to this webhook, newest first.$$;
-comment on function webhooks.send_test_webhook(bigint) is
-  'Send a test: one signed webhook.test delivery with a sample contact of the webhook''s fields. It shows in the history and is not counted in Times Fired.';
-comment on function webhooks.sample_contact() is 'The sample contact a test sends (id 0).';
