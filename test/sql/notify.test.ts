@@ -3,9 +3,9 @@
 // every relay is awake (sql/20_wakeup.sql).
 import test from 'ava';
 import pg from 'pg';
+import { CHANNEL, LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { CHANNEL } from '../../relay/listener.ts';
 
 const db = useTestDatabase(test);
 
@@ -119,8 +119,9 @@ test.serial('a relay may not fall asleep while a transaction that skipped its NO
   await relay.close();
 });
 
-test('the relay listens on the channel the engine notifies on', async (t) => {
-  const { rows: [row] } = await db().pool.query('select webhooks_private.notify_channel() as channel');
-  t.is(row.channel, CHANNEL);
-  t.is(CHANNEL, 'bpd_webhooks');
+test('TypeScript names the channel and the lock keys as the engine defines them', async (t) => {
+  const { rows: [row] } = await db().pool.query(
+    `select webhooks_private.notify_channel() as channel, webhooks_private.lock_space() as class,
+            webhooks_private.capturing_lock() as capturing, webhooks_private.relay_idle_lock() as relay_idle`);
+  t.deepEqual(row, { channel: CHANNEL, class: LOCK_CLASS, capturing: LOCK_KEYS.capturing, relay_idle: LOCK_KEYS.relayIdle });
 });
