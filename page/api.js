@@ -110,6 +110,9 @@ function reportRowOf(node) {
     disabledAt: node.disabledAt,
     disabledBy: node.disabledBy,
     disabledReason: node.disabledReason,
+    ignoreSources: node.ignoreSources ?? [],
+    watchFields: node.watchFields ?? [],
+    conditions: node.conditions ?? null,
     timesFired: Number(node.timesFired),
     timesSucceeded: Number(node.timesSucceeded),
     timesFailed: Number(node.timesFailed),
@@ -119,7 +122,7 @@ function reportRowOf(node) {
 
 const REPORT_FIELDS = `
   webhookId name url actions fields statusId statusName userId userName createdAt
-  enabled disabledAt disabledBy disabledReason
+  enabled disabledAt disabledBy disabledReason ignoreSources watchFields conditions
   timesFired timesSucceeded timesFailed timesPending
 `;
 

@@ -15,7 +15,7 @@ import {
 import { h, replace } from './dom.js';
 import {
   CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, actionWords, auditWords,
-  contactLabel, fieldWords, formatCount, formatDate, formatTime, inspectToken, isTest, outcomeWords,
+  contactLabel, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, outcomeWords,
   presetDays, rangeInstants, rangeWords, setupProblems, triggerLines, urlProblem,
 } from './format.js';
 
@@ -682,7 +682,7 @@ function setupForm({ webhook, choices }) {
     h('fieldset', { dataset: { field: 'fields' } },
       h('legend', {}, 'Contact fields to send'),
       h('p', { class: 'hint' }, 'The contact\'s id is always sent.'),
-      checkboxes('field', choices.fields.filter((f) => f !== 'id'), chosenFields, fieldWords),
+      checkboxes('field', choices.fields.filter((f) => f !== 'id'), chosenFields, fieldLabel),
       fieldError('fields')),
     // Filters (ignore sources, watch fields, conditions) join here once the API has them.
     h('div', { class: 'form-buttons' },
