@@ -269,18 +269,21 @@ export async function fetchChoices() {
   };
 }
 
-const WEBHOOK_FIELDS = 'id name url fields actions statusId userId enabled createdAt';
+const WEBHOOK_FIELDS = 'id name url fields actions statusId userId ignoreSources watchFields conditions enabled createdAt';
 
 const CREATE = /* GraphQL */ `
-  mutation Create($name: String!, $url: String!, $fields: [String]!, $actions: [Action]!, $statusId: BigInt, $userId: BigInt) {
-    createWebhook(input: { name: $name, url: $url, fields: $fields, actions: $actions, statusId: $statusId, userId: $userId }) {
+  mutation Create($name: String!, $url: String!, $fields: [String]!, $actions: [Action]!, $statusId: BigInt, $userId: BigInt,
+                  $ignoreSources: [String], $watchFields: [String], $conditions: JSON) {
+    createWebhook(input: { name: $name, url: $url, fields: $fields, actions: $actions, statusId: $statusId, userId: $userId,
+                           ignoreSources: $ignoreSources, watchFields: $watchFields, conditions: $conditions }) {
       result { secret webhook { ${WEBHOOK_FIELDS} } }
     }
   }
 `;
 
 /**
- * Creates a webhook. setup: { name, url, fields, actions (as in SQL), statusId, userId }.
+ * Creates a webhook. setup: { name, url, fields, actions (as in SQL), statusId, userId,
+ * ignoreSources, watchFields, conditions (an object, or null for none) }.
  * Resolves with { webhook, secret }: the secret is never readable again.
  */
 export async function createWebhook(setup) {
@@ -291,6 +294,9 @@ export async function createWebhook(setup) {
     actions: setup.actions.map(actionEnum),
     statusId: setup.statusId || null,
     userId: setup.userId || null,
+    ignoreSources: setup.ignoreSources,
+    watchFields: setup.watchFields,
+    conditions: setup.conditions,
   });
   const { webhook, secret } = data.createWebhook.result;
   return { webhook: { ...webhook, actions: webhook.actions.map(actionName) }, secret };
@@ -298,15 +304,18 @@ export async function createWebhook(setup) {
 
 const UPDATE = /* GraphQL */ `
   mutation Update($id: BigInt!, $name: String!, $url: String!, $fields: [String]!, $actions: [Action]!,
-                  $statusId: BigInt, $userId: BigInt, $clearStatusId: Boolean!, $clearUserId: Boolean!) {
+                  $statusId: BigInt, $userId: BigInt, $clearStatusId: Boolean!, $clearUserId: Boolean!,
+                  $ignoreSources: [String]!, $watchFields: [String]!, $conditions: JSON, $clearConditions: Boolean!) {
     updateWebhook(input: { id: $id, name: $name, url: $url, fields: $fields, actions: $actions,
-                           statusId: $statusId, userId: $userId, clearStatusId: $clearStatusId, clearUserId: $clearUserId }) {
+                           statusId: $statusId, userId: $userId, clearStatusId: $clearStatusId, clearUserId: $clearUserId,
+                           ignoreSources: $ignoreSources, watchFields: $watchFields,
+                           conditions: $conditions, clearConditions: $clearConditions }) {
       result { ${WEBHOOK_FIELDS} }
     }
   }
 `;
 
-/** Saves a webhook's settings (the same shape as createWebhook's); an empty picker clears its filter. */
+/** Saves a webhook's settings (the same shape as createWebhook's); an empty picker or filter clears it. */
 export async function updateWebhook(webhookId, setup) {
   const data = await graphql(UPDATE, {
     id: webhookId,
@@ -318,6 +327,10 @@ export async function updateWebhook(webhookId, setup) {
     userId: setup.userId || null,
     clearStatusId: !setup.statusId,
     clearUserId: !setup.userId,
+    ignoreSources: setup.ignoreSources,
+    watchFields: setup.watchFields,
+    conditions: setup.conditions,
+    clearConditions: setup.conditions === null,
   });
   return data.updateWebhook.result;
 }

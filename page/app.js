@@ -14,9 +14,9 @@ import {
 } from './api.js';
 import { h, replace } from './dom.js';
 import {
-  CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, actionWords, auditWords,
+  CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
   contactLabel, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, outcomeWords,
-  presetDays, rangeInstants, rangeWords, setupProblems, triggerLines, urlProblem,
+  parseConditions, presetDays, rangeInstants, rangeWords, setupProblems, sourceList, triggerLines, urlProblem,
 } from './format.js';
 
 const PAGE_SIZE = 50;
@@ -601,7 +601,7 @@ async function renderAudit(webhookId, mine) {
 
 // ---- the setup form ----------------------------------------------------------
 
-const FORM_FIELDS = ['name', 'url', 'actions', 'status_id', 'user_id', 'fields'];
+const FORM_FIELDS = ['name', 'url', 'actions', 'status_id', 'user_id', 'fields', 'watch_fields', 'ignore_sources', 'conditions'];
 
 function fieldError(name) {
   return h('p', { class: 'field-error', id: `error-${name}`, role: 'alert', hidden: true });
@@ -612,8 +612,8 @@ function setFieldError(form, name, text) {
   if (!error) return false;
   error.textContent = text ?? '';
   error.hidden = !text;
-  const input = form.querySelector(`[data-field="${name}"] input, [data-field="${name}"] select`);
-  if (input && (name === 'name' || name === 'url' || name === 'status_id' || name === 'user_id')) {
+  const input = form.querySelector(`[data-field="${name}"] input, [data-field="${name}"] select, [data-field="${name}"] textarea`);
+  if (input && ['name', 'url', 'status_id', 'user_id', 'ignore_sources', 'conditions'].includes(name)) {
     input.setAttribute('aria-invalid', String(Boolean(text)));
   }
   return true;
@@ -628,6 +628,7 @@ function checkboxes(name, values, chosen, words) {
 function readSetup(form) {
   const checked = (name) => [...form.querySelectorAll(`input[name="${name}"]:checked`)].map((input) => input.value);
   const actions = checked('action');
+  const parsed = parseConditions(form.querySelector('#setup-conditions').value);
   return {
     name: form.querySelector('#setup-name').value,
     url: form.querySelector('#setup-url').value.trim(),
@@ -636,6 +637,11 @@ function readSetup(form) {
     // a picker counts only while an action it narrows is chosen
     statusId: actions.some((a) => STATUS_ACTIONS.includes(a)) ? form.querySelector('#setup-status').value : '',
     userId: actions.includes(USER_ACTION) ? form.querySelector('#setup-user').value : '',
+    // watched fields narrow updates and saves only: without those actions there are none
+    watchFields: actions.some((a) => WATCHED_ACTIONS.includes(a)) ? checked('watch') : [],
+    ignoreSources: sourceList(form.querySelector('#setup-ignore').value),
+    conditions: parsed.problem ? null : parsed.conditions,
+    conditionsProblem: parsed.problem ?? null,
   };
 }
 
@@ -644,6 +650,7 @@ function syncPickers(form) {
   const actions = [...form.querySelectorAll('input[name="action"]:checked')].map((input) => input.value);
   form.querySelector('[data-field="status_id"]').hidden = !actions.some((a) => STATUS_ACTIONS.includes(a));
   form.querySelector('[data-field="user_id"]').hidden = !actions.includes(USER_ACTION);
+  form.querySelector('[data-field="watch_fields"]').hidden = !actions.some((a) => WATCHED_ACTIONS.includes(a));
 }
 
 function setupForm({ webhook, choices }) {
@@ -684,7 +691,29 @@ function setupForm({ webhook, choices }) {
       h('p', { class: 'hint' }, 'The contact\'s id is always sent.'),
       checkboxes('field', choices.fields.filter((f) => f !== 'id'), chosenFields, fieldLabel),
       fieldError('fields')),
-    // Filters (ignore sources, watch fields, conditions) join here once the API has them.
+    h('fieldset', { class: 'filters' },
+      h('legend', {}, 'Filters (optional)'),
+      h('div', { class: 'field', dataset: { field: 'watch_fields' } },
+        h('span', { class: 'label' }, 'Only when one of these fields changes'),
+        h('p', { class: 'hint' }, 'For Contact updated and Contact saved in BPD. None ticked: any change.'),
+        checkboxes('watch', choices.fields.filter((f) => f !== 'id'), webhook?.watchFields ?? [], fieldLabel),
+        fieldError('watch_fields')),
+      h('div', { class: 'field', dataset: { field: 'ignore_sources' } },
+        h('label', { for: 'setup-ignore' }, 'Ignore changes from'),
+        h('input', {
+          type: 'text', id: 'setup-ignore', name: 'ignore', value: (webhook?.ignoreSources ?? []).join(', '),
+          size: 50, placeholder: 'encompass, api', 'aria-describedby': 'hint-ignore error-ignore_sources',
+        }),
+        h('p', { class: 'hint', id: 'hint-ignore' }, 'Sources, separated by commas: their changes never fire this webhook (e.g. an integration that writes contacts back).'),
+        fieldError('ignore_sources')),
+      h('div', { class: 'field', dataset: { field: 'conditions' } },
+        h('label', { for: 'setup-conditions' }, 'Only for contacts that match'),
+        h('textarea', {
+          id: 'setup-conditions', name: 'conditions', rows: 4, spellcheck: 'false',
+          placeholder: '{"field": "state", "op": "in", "value": ["VA", "MD"]}', 'aria-describedby': 'hint-conditions error-conditions',
+        }, webhook?.conditions ? JSON.stringify(webhook.conditions, null, 2) : ''),
+        h('p', { class: 'hint', id: 'hint-conditions' }, 'A condition in JSON: {"all": […]}, {"any": […]}, {"not": …} or {"field", "op", "value"} (docs/filters.md). Empty: every contact.'),
+        fieldError('conditions'))),
     h('div', { class: 'form-buttons' },
       h('button', { type: 'submit', class: 'primary', id: 'setup-submit' }, editing ? 'Save changes' : 'Create webhook'),
       h('a', { href: editing ? historyHash(webhook.id) : '#/', id: 'setup-cancel' }, 'Cancel')),

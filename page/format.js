@@ -267,6 +267,7 @@ export function setupProblems(setup) {
   if (setup.userId && !(setup.actions.length === 1 && setup.actions[0] === USER_ACTION)) {
     problems.user_id = 'A user applies to User assigned only: choose only that action, or Any user.';
   }
+  if (setup.conditionsProblem) problems.conditions = setup.conditionsProblem;
   return problems;
 }
 
@@ -313,5 +314,27 @@ export function auditWords(entry) {
     case 'webhook.backfill_cancelled': return { what: 'Cancelled a backfill', detail: '' };
     case 'webhook.test': return { what: 'Sent a test', detail: d.message_id ? `message ${d.message_id}` : '' };
     default: return { what: entry.action, detail: '' };
+  }
+}
+
+/** The actions a list of watched fields narrows (the others fire whatever changed). */
+export const WATCHED_ACTIONS = ['contact.updated', 'contact.saved'];
+
+/** "encompass, api ,, " → ["encompass", "api"] */
+export function sourceList(text) {
+  return [...new Set((text ?? '').split(',').map((s) => s.trim()).filter(Boolean))];
+}
+
+/**
+ * The conditions box: empty is none (null); else it must be JSON (the database judges
+ * the rest, and says which part is wrong). Returns { conditions } or { problem }.
+ */
+export function parseConditions(text) {
+  const value = (text ?? '').trim();
+  if (!value) return { conditions: null };
+  try {
+    return { conditions: JSON.parse(value) };
+  } catch (error) {
+    return { problem: `This is not JSON (${error.message}). Write a condition like {"field": "state", "op": "in", "value": ["VA", "MD"]}, or leave the box empty.` };
   }
 }

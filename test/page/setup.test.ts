@@ -143,11 +143,33 @@ browserTest('an admin creates a webhook through the form, sees its secret once, 
   await page.fill('#setup-name', 'Handwritten thank-you notes');
   await page.check('input[name=field][value="postal_code"]');
   await page.selectOption('#setup-status', '');
+  // the filters: watched fields only for updates and saves
+  t.false(await page.isVisible('[data-field="watch_fields"]'));
+  await page.fill('#setup-ignore', 'encompass, api, encompass');
+  // not JSON: said beside the box; JSON the database refuses: its words beside the box
+  await page.fill('#setup-conditions', '{"field": "state"');
+  await page.click('#setup-submit');
+  await untilText(page, '#error-conditions', /^This is not JSON/);
+  await page.fill('#setup-conditions', '{"field": "state", "op": "equals", "value": "VA"}');
+  await page.click('#setup-submit');
+  await untilText(page, '#error-conditions', /unknown operator "equals"/);
+  await page.fill('#setup-conditions', '{"field": "state", "op": "in", "value": ["VA", "MD", "IL"]}');
   await page.click('#setup-submit');
   await untilText(page, '#flash', 'Saved · Handwritten thank-you notes');
   await untilText(page, '#page-title', 'Handwritten thank-you notes');
-  const { rows: [edited] } = await database.pool.query('select name, fields, status_id from webhooks.webhooks where id = $1', [webhook.id]);
-  t.deepEqual(edited, { name: 'Handwritten thank-you notes', fields: ['first_name', 'last_name', 'street', 'city', 'postal_code'], status_id: null });
+  const { rows: [edited] } = await database.pool.query(
+    'select name, fields, status_id, ignore_sources, watch_fields, conditions from webhooks.webhooks where id = $1', [webhook.id]);
+  t.deepEqual(edited, {
+    name: 'Handwritten thank-you notes', fields: ['first_name', 'last_name', 'street', 'city', 'postal_code'], status_id: null,
+    ignore_sources: ['encompass', 'api'], watch_fields: [], conditions: { field: 'state', op: 'in', value: ['VA', 'MD', 'IL'] },
+  });
+  // the form shows them again as saved
+  await page.click('#edit-webhook');
+  await page.waitForSelector('#setup-form');
+  t.is(await page.inputValue('#setup-ignore'), 'encompass, api');
+  t.deepEqual(JSON.parse(await page.inputValue('#setup-conditions')), { field: 'state', op: 'in', value: ['VA', 'MD', 'IL'] });
+  await page.click('#setup-cancel');
+  await page.waitForSelector('#history:not([hidden]) #send-test');
 
   // send a test: the relay delivers it, signed with the secret shown, and the page says how it went
   receiver.route('/notes', { secret, replies: [200] });
