@@ -1,4 +1,4 @@
--- bpd-webhooks engine, part 2b: the outbox's storage (tables in migrations/0007_outbox.sql;
+-- bpd-webhooks engine, part 2b: the outbox's storage (tables in migrations/0009_outbox.sql;
 -- docs/outbox.md for the design and its measurements).
 --
 --   webhooks.delivery_history   one row per message with its payload, partitioned by
@@ -59,7 +59,8 @@ begin
   end if;
   if tg_op = 'INSERT' then
     new.id := coalesce(new.id, nextval(pg_get_serial_sequence('webhooks.delivery_history', 'id')));
-    new.message_id := coalesce(new.message_id, 'msg_' || replace(gen_random_uuid()::text, '-', ''));
+    -- (as the column's default in 0009_outbox)
+    new.message_id := coalesce(new.message_id, 'msg_' || encode(uuid_send(gen_random_uuid()), 'hex'));
     new.state := coalesce(new.state, 'pending');
     new.attempts := coalesce(new.attempts, 0);
     new.created_at := coalesce(new.created_at, now());
@@ -86,6 +87,10 @@ begin
       where a.delivery_id = old.id and a.delivery_created_at = old.created_at;
     end if;
     delete from webhooks.delivery_results where delivery_id = old.id and created_at = old.created_at;
+    -- a finished delivery back to pending is a replay: it goes in the audit trail
+    if old.state in ('succeeded', 'failed') and new.state = 'pending' then
+      perform webhooks_private.audit_replay(new.company_id, new.webhook_id, new.id);   -- 47_audit.sql
+    end if;
   end if;
   v_queued := new.state in ('pending', 'in_flight');
   if (new.state = 'in_flight') <> (new.locked_by is not null and new.locked_until is not null)
@@ -130,9 +135,10 @@ create trigger _500_write
   instead of insert or update or delete on webhooks.deliveries
   for each row execute function webhooks_private.tg_deliveries__write();
 
--- A webhook's delete takes its history with it (the foreign key's cascade), its queue
--- rows, results and attempts (no foreign keys there: a key-share lock per row written
--- on the hot path costs more than it protects).
+-- A webhook's delete takes its history, queue rows, results and attempts with it (no
+-- foreign keys on them: a key-share lock per row written on the hot path costs more
+-- than it protects, and a partition's foreign key, cloned when the partition is
+-- attached, would lock webhooks.webhooks every day).
 create or replace function webhooks_private.tg_webhooks__forget_deliveries()
 returns trigger
 language plpgsql
@@ -144,6 +150,7 @@ begin
   using webhooks.delivery_history h
   where h.webhook_id = old.id and h.company_id = old.company_id
     and a.delivery_id = h.id and a.delivery_created_at = h.created_at;
+  delete from webhooks.delivery_history where webhook_id = old.id and company_id = old.company_id;
   return old;
 end;
 $$;
@@ -208,6 +215,14 @@ declare
   v_to constant timestamptz := webhooks_private.utc_day_start(p_day + 1);
 begin
   if to_regclass(format('webhooks_partitions.%I', v_name)) is not null then
+    return false;
+  end if;
+  -- one maker at a time: a second waits, then may find the day made (read from
+  -- pg_class by a query of its own: its snapshot is taken after the wait, while
+  -- to_regclass may answer from a catalog snapshot taken before it)
+  perform pg_advisory_xact_lock(webhooks_private.partition_lock());
+  if exists (select 1 from pg_class c
+             where c.relname = v_name and c.relnamespace = 'webhooks_partitions'::regnamespace) then
     return false;
   end if;
   execute format('create table webhooks_partitions.%I (like webhooks.%I including defaults including constraints including storage) with (%s)',
@@ -276,6 +291,10 @@ as $$
 declare
   v_table record;
 begin
+  -- made already (the partitions of a day are made together): one catalog probe
+  if to_regclass(format('webhooks_partitions.%I', webhooks_private.partition_name('delivery_attempts', p_day))) is not null then
+    return;
+  end if;
   for v_table in select * from webhooks_private.outbox_partitioned() loop
     perform webhooks_private.create_partition(v_table.table_name, v_table.key_column, v_table.storage, p_day);
   end loop;

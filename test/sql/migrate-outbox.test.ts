@@ -1,4 +1,4 @@
-// An install of the one-table outbox (the migrations before 0007_outbox) migrates to the queue,
+// An install of the one-table outbox (the migrations before 0009_outbox) migrates to the queue,
 // history, results and attempts of 0006 with every delivery and attempt intact: ids,
 // message ids, states, counts, leases; new ids go on after the old ones.
 import { readdir } from 'node:fs/promises';
@@ -22,8 +22,8 @@ test('deliveries and attempts of the previous schema move into the new tables un
   await client.connect();
   t.teardown(() => client.end());
 
-  // the tables as they were before 0007 (no engine functions: rows are written by hand)
-  const before = (await readdir(migrationsDir)).filter((file) => file.endsWith('.sql') && file < '0007_outbox.sql');
+  // the tables as they were before 0009 (no engine functions: rows are written by hand)
+  const before = (await readdir(migrationsDir)).filter((file) => file.endsWith('.sql') && file < '0009_outbox.sql');
   await runner({
     dbClient: client, dir: migrationsDir, direction: 'up', count: before.length,
     migrationsTable: 'migrations', migrationsSchema: 'public', checkOrder: true, log: () => {},

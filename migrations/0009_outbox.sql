@@ -43,8 +43,12 @@ drop trigger if exists _900_forget_counts_on_truncate on webhooks.deliveries_000
 create table webhooks.delivery_history (
   id               bigint generated always as identity,
   -- the Standard Webhooks message id (header webhook-id): stable across retries
-  message_id       text not null default 'msg_' || replace(gen_random_uuid()::text, '-', ''),
-  webhook_id       bigint not null references webhooks.webhooks on delete cascade,
+  message_id       text not null default 'msg_' || encode(uuid_send(gen_random_uuid()), 'hex'),
+  -- no foreign key (as in the tables below): its check takes a key-share lock on the
+  -- webhook per delivery captured, and attaching each day's partition would take a
+  -- lock on webhooks.webhooks that waits for (and deadlocks with) configuration
+  -- changes; a webhook's delete removes its history (sql/28_outbox.sql)
+  webhook_id       bigint not null,
   company_id       bigint not null,
   action           webhooks.action not null,
   contact_id       bigint not null,
@@ -56,6 +60,9 @@ create table webhooks.delivery_history (
 -- filters on company_id (a key column, so the filter is an index condition)
 create index delivery_history_webhook_idx
   on webhooks.delivery_history (webhook_id, company_id, created_at, id);
+-- the report takes test sends off Times Fired (0008_audit_log): they are few
+create index delivery_history_tests_idx on webhooks.delivery_history (webhook_id, created_at)
+  where action = 'webhook.test';
 
 -- How each delivery ended: written once, when it succeeds or fails (a replay takes it
 -- back). A small row apart from the payload, so that writing the end copies no payload.
