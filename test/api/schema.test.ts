@@ -122,16 +122,20 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
   const fieldsOf = (name: string) => types.find((type) => type.name === name)!.fields!.map((field) => field.name);
   t.deepEqual(fieldsOf('Mutation').sort(), [
     'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
-    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'updateWebhook',
+    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'sendTestWebhook', 'updateWebhook',
   ]);
   const query = fieldsOf('Query');
-  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'allDeliveryDayCounts']) {
+  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'countTests', 'allDeliveryDayCounts']) {
     t.false(query.includes(hidden), hidden);
   }
   const delivery = fieldsOf('Delivery');
   t.false(delivery.includes('lockedBy'));
   t.false(delivery.includes('lockedUntil'));
   t.true(delivery.includes('messageId'));
+  // relay ids name hosts: for the operator, not the tenant
+  const attempt = fieldsOf('DeliveryAttempt');
+  t.false(attempt.includes('relayId'));
+  t.true(attempt.includes('responseBody'));
 });
 
 test('the Reports page is served at / and /reports/webhooks, its files with their content types, nothing outside its folder', async (t) => {
