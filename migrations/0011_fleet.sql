@@ -36,3 +36,7 @@ create index lanes_company_idx on webhooks_private.lanes (company_id);
 
 insert into webhooks_private.lanes (webhook_id, company_id)
 select id, company_id from webhooks.webhooks;
+
+-- The fleet-wide cap's question, "how many of this webhook's deliveries are in
+-- flight?", reads that webhook's in-flight rows alone.
+create index deliveries_in_flight_webhook_idx on webhooks.deliveries (webhook_id) where state = 'in_flight';

@@ -14,6 +14,13 @@ export interface DeliveryJob {
   body: string;
   secret: string | null;
   previousSecret: string | null;
+  /**
+   * The webhook's rate_limit pacing (epoch ms; null: not paced): sent not before
+   * sendAt and before sendUntil, else handed back (the claim's slots add up to the
+   * rate across the whole fleet).
+   */
+  sendAt: number | null;
+  sendUntil: number | null;
 }
 
 export interface ClaimRequest {
@@ -25,6 +32,8 @@ export interface ClaimRequest {
   busy: ReadonlyMap<string, number>;
   /** refill these webhooks only; null: discover due work of all webhooks */
   only: string[] | null;
+  /** the relay's request slots: each company with work gets its share of them */
+  slots: number;
 }
 
 export interface Claimed {
@@ -34,8 +43,10 @@ export interface Claimed {
 }
 
 const CLAIM = `
-  select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret, more_due
-  from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[])`;
+  select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret,
+         (extract(epoch from send_at) * 1000)::float8 as send_at,
+         (extract(epoch from send_until) * 1000)::float8 as send_until, more_due
+  from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8)`;
 
 export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: ClaimRequest): Promise<Claimed> {
   const { rows } = await db.query({
@@ -49,6 +60,7 @@ export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: Claim
       [...request.busy.keys()],
       [...request.busy.values()],
       request.only,
+      request.slots,
     ],
   });
   const jobs = rows.map((row) => ({
@@ -60,6 +72,8 @@ export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: Claim
     body: row.body,
     secret: row.secret,
     previousSecret: row.previous_secret,
+    sendAt: row.send_at === null ? null : Number(row.send_at),
+    sendUntil: row.send_until === null ? null : Number(row.send_until),
   }));
   return { jobs, moreDue: rows.some((row) => row.more_due) };
 }

@@ -78,6 +78,12 @@ export class Relay {
   /** when each claimed delivery's lease runs out (performance.now() clock) */
   private readonly leaseEnds = new WeakMap<DeliveryJob, number>();
   private queuedCount = 0;
+  /** claimed deliveries waiting for their send time (rate_limit pacing), per webhook */
+  private readonly paced = new Map<string, number>();
+  private pacedCount = 0;
+  private readonly pacingTimers = new Map<NodeJS.Timeout, DeliveryJob>();
+  /** the last discovery took less than it asked for: limits in SQL may have held some back */
+  private capHeldBack = false;
   /** at most this many deliveries queued, all webhooks together */
   private readonly maxQueued: number;
   private whenNoneInFlight: Array<() => void> = [];
@@ -102,6 +108,12 @@ export class Relay {
         if (this.heldBackBySettles && !this.settlesBacklogged()) {
           this.heldBackBySettles = false;
           this.kick();
+        }
+        // settled deliveries free their webhook's fleet-wide slots (max_in_flight):
+        // look again for what the cap held back
+        if (this.capHeldBack) {
+          this.capHeldBack = false;
+          this.wake();
         }
       },
     });
@@ -321,7 +333,7 @@ export class Relay {
 
   /** deliveries the relay holds: in flight and queued */
   private held(): number {
-    return this.inFlight + this.queuedCount;
+    return this.inFlight + this.queuedCount + this.pacedCount;
   }
 
   private capacity(): number {
@@ -330,7 +342,7 @@ export class Relay {
 
   /** what the relay holds of one webhook, in flight and queued */
   private heldOf(webhookId: string): number {
-    return (this.busy.get(webhookId) ?? 0) + (this.queued.get(webhookId)?.length ?? 0);
+    return (this.busy.get(webhookId) ?? 0) + (this.queued.get(webhookId)?.length ?? 0) + (this.paced.get(webhookId) ?? 0);
   }
 
   /** one webhook's claim cap: its request slots and its queue */
@@ -362,6 +374,7 @@ export class Relay {
     const busy = new Map<string, number>(); // as the claim sees it: in flight and queued
     for (const [id, n] of this.busy) busy.set(id, n);
     for (const [id, jobs] of this.queued) busy.set(id, (busy.get(id) ?? 0) + jobs.length);
+    for (const [id, n] of this.paced) busy.set(id, (busy.get(id) ?? 0) + n);
     const free = (id: string) => this.perWebhookCap() - (busy.get(id) ?? 0);
     const started = performance.now();
     const claimed = await claimDeliveries(this.pool, {
@@ -371,7 +384,9 @@ export class Relay {
       perWebhookInFlight: this.perWebhookCap(),
       busy,
       only,
+      slots: this.settings.maxInFlight,
     });
+    if (!only) this.capHeldBack = claimed.jobs.length < Math.min(this.settings.batchSize, capacity);
     // the lease counts from the claim's statement, a little after `started`
     const leaseEnds = started + this.settings.leaseMs;
     for (const job of claimed.jobs) this.leaseEnds.set(job, leaseEnds);
@@ -394,14 +409,41 @@ export class Relay {
 
   /** Sends a claimed delivery now if its webhook has a free slot, else queues it. */
   private dispatch(job: DeliveryJob): void {
+    const wait = job.sendAt === null ? 0 : job.sendAt - Date.now();
+    if (wait > 0 && !this.stopping) {
+      this.pace(job, wait);
+      return;
+    }
     if (!this.stopping && this.canSend(job.webhookId)) {
-      void this.send(job);
+      if (missedSlot(job)) void this.release([job], 'their rate_limit slot passed before they could be sent');
+      else void this.send(job);
       return;
     }
     const queue = this.queued.get(job.webhookId);
     if (queue) queue.push(job);
     else this.queued.set(job.webhookId, [job]);
     this.queuedCount++;
+  }
+
+  /**
+   * Holds a delivery until its send time (the webhook's rate_limit, decided by the
+   * claim for the whole fleet). When the last one held for a webhook is due, the
+   * relay looks for more: the claim hands out send times at most a second ahead.
+   */
+  private pace(job: DeliveryJob, waitMs: number): void {
+    this.paced.set(job.webhookId, (this.paced.get(job.webhookId) ?? 0) + 1);
+    this.pacedCount++;
+    const timer = setTimeout(() => {
+      this.pacingTimers.delete(timer);
+      const left = this.paced.get(job.webhookId)! - 1;
+      if (left === 0) this.paced.delete(job.webhookId);
+      else this.paced.set(job.webhookId, left);
+      this.pacedCount--;
+      job.sendAt = null;
+      this.dispatch(job);
+      if (left === 0) this.wake();
+    }, waitMs);
+    this.pacingTimers.set(timer, job);
   }
 
   private canSend(webhookId: string): boolean {
@@ -438,18 +480,25 @@ export class Relay {
         this.queuedCount--;
         // a lease that would run out before the request could end: hand it back
         // rather than risk another relay sending it too
-        if (performance.now() + this.settings.requestTimeoutMs >= (this.leaseEnds.get(job) ?? 0)) tooLate.push(job);
+        if (performance.now() + this.settings.requestTimeoutMs >= (this.leaseEnds.get(job) ?? 0) || missedSlot(job)) tooLate.push(job);
         else void this.send(job);
       }
       if (queue && queue.length === 0) this.queued.delete(id);
       if (this.inFlight >= this.settings.maxInFlight) break;
     }
-    if (tooLate.length > 0) void this.release(tooLate, 'their lease would run out before the request');
+    if (tooLate.length > 0) void this.release(tooLate, 'their lease would run out before the request, or their rate_limit slot passed');
   }
 
   /** Hands every queued delivery back (a graceful stop). */
   private async releaseQueued(): Promise<void> {
     const jobs = [...this.queued.values()].flat();
+    for (const [timer, job] of this.pacingTimers) {
+      clearTimeout(timer);
+      jobs.push(job);
+    }
+    this.pacingTimers.clear();
+    this.paced.clear();
+    this.pacedCount = 0;
     this.queued.clear();
     this.queuedCount = 0;
     if (jobs.length > 0) await this.release(jobs, 'stopping');
@@ -469,4 +518,12 @@ export class Relay {
       this.log.warn({ err: error, queued: jobs.length, why }, 'cannot release deliveries claimed but not sent: they return to pending when their lease runs out');
     }
   }
+}
+
+/**
+ * A paced delivery whose slot has passed is handed back rather than sent late: sent
+ * late, it could fall into the next slot's second and break the webhook's rate_limit.
+ */
+function missedSlot(job: DeliveryJob): boolean {
+  return job.sendUntil !== null && Date.now() >= job.sendUntil;
 }

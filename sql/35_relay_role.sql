@@ -26,12 +26,12 @@ grant usage on schema webhooks_relay to bpd_webhooks_relay;
 
 -- Functions are executable by PUBLIC unless revoked: the relay's entry points are
 -- for the relay alone.
-revoke all on function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]) from public;
+revoke all on function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer) from public;
 revoke all on function webhooks_relay.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[], text[], text[], integer[]) from public;
 revoke all on function webhooks_relay.rescue_expired_leases(integer) from public;
 revoke all on function webhooks_relay.release_deliveries(text, bigint[]) from public;
 
-grant execute on function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]) to bpd_webhooks_relay;
+grant execute on function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer) to bpd_webhooks_relay;
 grant execute on function webhooks_relay.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[], text[], text[], integer[]) to bpd_webhooks_relay;
 grant execute on function webhooks_relay.rescue_expired_leases(integer) to bpd_webhooks_relay;
 grant execute on function webhooks_relay.release_deliveries(text, bigint[]) to bpd_webhooks_relay;

@@ -165,7 +165,9 @@ end;
 $$;
 
 -- public: change a webhook. A null argument leaves that setting as it is;
--- clear_status_id / clear_user_id remove the filter.
+-- clear_status_id / clear_user_id remove the filter, clear_max_in_flight /
+-- clear_rate_limit go back to the default (webhooks.max_in_flight) and to no pacing.
+drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean);
 create or replace function webhooks.update_webhook(
   id              bigint,
   name            text default null,
@@ -175,7 +177,11 @@ create or replace function webhooks.update_webhook(
   status_id       bigint default null,
   user_id         bigint default null,
   clear_status_id boolean default false,
-  clear_user_id   boolean default false
+  clear_user_id   boolean default false,
+  max_in_flight   integer default null,
+  rate_limit      integer default null,
+  clear_max_in_flight boolean default false,
+  clear_rate_limit    boolean default false
 )
 returns webhooks.webhooks
 language plpgsql
@@ -190,7 +196,11 @@ begin
       fields    = coalesce(update_webhook.fields, w.fields),
       actions   = coalesce(update_webhook.actions, w.actions),
       status_id = case when clear_status_id then null else coalesce(update_webhook.status_id, w.status_id) end,
-      user_id   = case when clear_user_id then null else coalesce(update_webhook.user_id, w.user_id) end
+      user_id   = case when clear_user_id then null else coalesce(update_webhook.user_id, w.user_id) end,
+      max_in_flight = case when clear_max_in_flight then null
+                           else coalesce(update_webhook.max_in_flight, w.max_in_flight) end,
+      rate_limit    = case when clear_rate_limit then null
+                           else coalesce(update_webhook.rate_limit, w.rate_limit) end
   where w.id = v.id
   returning * into v;
   return v;

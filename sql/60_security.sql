@@ -80,7 +80,8 @@ grant execute on function webhooks.roll_up_report_counts() to webhook_authentica
 grant insert (company_id, name, url, fields, actions, status_id, user_id)
   on webhooks.webhooks to webhook_admin;
 grant update (name, url, fields, actions, status_id, user_id,
-              enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at)
+              enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at,
+              max_in_flight, rate_limit)
   on webhooks.webhooks to webhook_admin;
 grant delete on webhooks.webhooks to webhook_admin;
 -- the company's statuses and users run as their owner (sql/50_api.sql): callers
@@ -152,8 +153,10 @@ comment on column webhooks.webhooks.actions is 'The actions that fire the webhoo
 comment on column webhooks.webhooks.status_id is 'Only for status actions: fire for this status tag only.';
 comment on column webhooks.webhooks.user_id is 'Only for contact.user_assigned: fire for this user only.';
 comment on column webhooks.webhooks.enabled is 'False: disabled ("Webhook Status: Disabled"); nothing new is queued.';
-comment on column webhooks.webhooks.disabled_by is 'Who disabled it (the token subject), or the relay when the receiver answered 410.';
+comment on column webhooks.webhooks.disabled_by is 'Who disabled it (the token subject), or the relay: when the receiver answered 410, or when every attempt had failed for webhooks.auto_disable_after.';
 comment on column webhooks.webhooks.secret_rotated_at is 'When the signing secret was last rotated.';
+comment on column webhooks.webhooks.max_in_flight is 'At most this many requests to this webhook at once, all relays together (null: the default, 32 unless the database says otherwise).';
+comment on column webhooks.webhooks.rate_limit is 'At most this many requests to this webhook per second, all relays together (null: no pacing).';
 
 comment on table webhooks.deliveries is $$
 @behavior -insert -update -delete
@@ -173,8 +176,8 @@ comment on type webhooks.webhook_report_row is
 
 comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint) is
   'Create a webhook for your company. The response carries its signing secret: store it, it is never shown again.';
-comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean) is
-  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId remove a filter.';
+comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, integer, integer, boolean, boolean) is
+  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId remove a filter; clearMaxInFlight / clearRateLimit go back to the default limit and to no pacing.';
 comment on function webhooks.delete_webhook(bigint) is
   'Delete a webhook and its history.';
 comment on function webhooks.disable_webhook(bigint, text) is

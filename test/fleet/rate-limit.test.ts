@@ -18,15 +18,27 @@ test('rate_limit = 20: no second-long window holds more than 21 requests, with t
   await Promise.all(relays.map((relay) => relay.start()));
 
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 80, 60_000);
-  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
-  const times = receiver.received('/paced').map((r) => r.receivedAt).sort((a, b) => a - b);
-  t.is(times.length, 80);
-  // every window that starts at an arrival: the busiest windows all start at one
-  let busiest = 0;
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), 'each sent once, none charged for waiting');
+  t.is(receiver.received('/paced').length, 80, 'each delivery arrived once');
+  // when each request was sent, as the relays recorded it (the receiver's clock would
+  // add this busy machine's scheduling delays to what is measured)
+  const { rows } = await database.pool.query(
+    `select extract(epoch from attempted_at) * 1000 as at from webhooks.delivery_attempts
+     where webhook_id = $1 order by attempted_at`,
+    [webhook.id],
+  );
+  const sent = rows.map((r) => Number(r.at));
+  const arrived = receiver.received('/paced').map((r) => r.receivedAt).sort((a, b) => a - b);
+  t.log(`busiest second: ${busiest(sent)} sent, ${busiest(arrived)} arrived; all 80 in ${((sent.at(-1)! - sent[0]!) / 1000).toFixed(2)} s`);
+  t.true(busiest(sent) <= 21, `${busiest(sent)} requests sent within one second`);
+});
+
+/** The most times within any second-long window (the busiest windows start at a time of the list). */
+function busiest(times: number[]): number {
+  let most = 0;
   for (let i = 0, j = 0; i < times.length; i++) {
     while (j < times.length && times[j]! < times[i]! + 1000) j++;
-    busiest = Math.max(busiest, j - i);
+    most = Math.max(most, j - i);
   }
-  t.log(`busiest second: ${busiest} requests; all 80 in ${((times.at(-1)! - times[0]!) / 1000).toFixed(2)} s`);
-  t.true(busiest <= 21, `${busiest} requests within one second`);
-});
+  return most;
+}
