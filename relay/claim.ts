@@ -40,12 +40,14 @@ export interface Claimed {
   jobs: DeliveryJob[];
   /** a discovery was cut off at the limit: more may be due now */
   moreDue: boolean;
+  /** a webhook with due deliveries was at its fleet-wide cap: look again after a settle */
+  atCap: boolean;
 }
 
 const CLAIM = `
   select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret,
          (extract(epoch from send_at) * 1000)::float8 as send_at,
-         (extract(epoch from send_until) * 1000)::float8 as send_until, more_due
+         (extract(epoch from send_until) * 1000)::float8 as send_until, more_due, at_cap
   from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8)`;
 
 export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: ClaimRequest): Promise<Claimed> {
@@ -63,7 +65,7 @@ export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: Claim
       request.slots,
     ],
   });
-  const jobs = rows.map((row) => ({
+  const jobs = rows.filter((row) => row.delivery_id !== null).map((row) => ({
     deliveryId: row.delivery_id,
     messageId: row.message_id,
     webhookId: row.webhook_id,
@@ -75,5 +77,5 @@ export async function claimDeliveries(db: Pick<pg.Pool, 'query'>, request: Claim
     sendAt: row.send_at === null ? null : Number(row.send_at),
     sendUntil: row.send_until === null ? null : Number(row.send_until),
   }));
-  return { jobs, moreDue: rows.some((row) => row.more_due) };
+  return { jobs, moreDue: rows.some((row) => row.more_due), atCap: rows.some((row) => row.at_cap) };
 }

@@ -82,7 +82,7 @@ export class Relay {
   private readonly paced = new Map<string, number>();
   private pacedCount = 0;
   private readonly pacingTimers = new Map<NodeJS.Timeout, DeliveryJob>();
-  /** the last discovery took less than it asked for: limits in SQL may have held some back */
+  /** a claim found a webhook at its fleet-wide cap (max_in_flight): look again after a settle */
   private capHeldBack = false;
   /** at most this many deliveries queued, all webhooks together */
   private readonly maxQueued: number;
@@ -370,7 +370,7 @@ export class Relay {
   /** Claims (discovery when `only` is null, else a refill of those webhooks). */
   private async claim(only: string[] | null): Promise<Claimed> {
     const capacity = this.capacity() - this.held();
-    if (capacity <= 0) return { jobs: [], moreDue: false };
+    if (capacity <= 0) return { jobs: [], moreDue: false, atCap: false };
     const busy = new Map<string, number>(); // as the claim sees it: in flight and queued
     for (const [id, n] of this.busy) busy.set(id, n);
     for (const [id, jobs] of this.queued) busy.set(id, (busy.get(id) ?? 0) + jobs.length);
@@ -386,7 +386,7 @@ export class Relay {
       only,
       slots: this.settings.maxInFlight,
     });
-    if (!only) this.capHeldBack = claimed.jobs.length < Math.min(this.settings.batchSize, capacity);
+    if (claimed.atCap) this.capHeldBack = true;
     // the lease counts from the claim's statement, a little after `started`
     const leaseEnds = started + this.settings.leaseMs;
     for (const job of claimed.jobs) this.leaseEnds.set(job, leaseEnds);

@@ -105,7 +105,9 @@ create trigger _500_reset_lane
 -- p_slots: the relay's request slots (null: no company shares); p_per_webhook: what
 -- the relay may hold of one webhook; p_busy_*: what it holds, per webhook;
 -- p_only_webhooks: look at these webhooks only (a refill), else at every webhook
--- with due deliveries. A paced delivery comes with its slot [send_at, send_until). Deliveries of a disabled webhook are returned regardless of
+-- with due deliveries. A paced delivery comes with its slot [send_at, send_until).
+-- One more row, without a delivery (delivery_id null), says that a webhook with due
+-- deliveries was at its fleet-wide cap. Deliveries of a disabled webhook are returned regardless of
 -- limits: the claim fails them without sending.
 -- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
 -- takes (lanes and deliveries) hold until that claim commits.
@@ -199,18 +201,20 @@ begin
              -- the breaker opened while this claim waited for the lane
              when l.open_until > now() then 0
              else least(
-               webhooks_private.max_in_flight(w.max_in_flight)
-                 - (select count(*) from webhooks.deliveries d
-                    where d.webhook_id = l.webhook_id and d.state = 'in_flight')::integer,
+               webhooks_private.max_in_flight(w.max_in_flight) - f.n,
                p_per_webhook - coalesce(b.n, 0),
                case when l.open_until is not null then 1 end,  -- a probe (open_until has passed)
                case when w.rate_limit is not null
                     then floor(extract(epoch from now() + v_horizon - greatest(l.paced_until, now()))
                                * w.rate_limit)::integer + 1 end)
-           end as room
+           end as room,
+           w.enabled and webhooks_private.max_in_flight(w.max_in_flight) <= f.n as at_cap
     from webhooks_private.lanes l
     join webhooks.webhooks w on w.id = l.webhook_id
     left join busy b on b.w = l.webhook_id
+    -- in flight to this webhook, all relays together
+    cross join lateral (select count(*)::integer as n from webhooks.deliveries d
+                        where d.webhook_id = l.webhook_id and d.state = 'in_flight') f
     where l.webhook_id = any (v_lanes)
   ),
   open_lane as (
@@ -306,7 +310,12 @@ begin
               then p.pace_from + make_interval(secs => (p.nth - 1)::float8 / p.rate_limit) end,
          case when p.rate_limit is not null
               then p.pace_from + make_interval(secs => p.nth::float8 / p.rate_limit) end
-  from picked p;
+  from picked p
+  union all
+  -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
+  -- cap; the relay looks again once it has settled something
+  select null, null, null
+  where exists (select 1 from lane where lane.at_cap);
 end;
 $$;
 

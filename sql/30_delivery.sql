@@ -110,7 +110,9 @@ comment on function webhooks.retry_schedule(integer) is
 -- (discovery; more_due says the batch was full); given: refill those webhooks only.
 -- Returns what the relay needs to send: the body is the stored payload serialised
 -- here, once, and signed as is; send_at and send_until, when not null, are the slot
--- the delivery must be sent in (rate_limit pacing), else handed back. Due deliveries of a disabled webhook are not
+-- the delivery must be sent in (rate_limit pacing), else handed back. at_cap: a
+-- webhook with due deliveries was at its fleet-wide cap (look again after a settle);
+-- when nothing is leased it comes in a row of its own, its delivery_id null. Due deliveries of a disabled webhook are not
 -- sent: they fail with a reason.
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]);
 create or replace function webhooks_relay.claim_deliveries(
@@ -134,7 +136,8 @@ returns table (
   previous_secret text,
   send_at         timestamptz,
   send_until      timestamptz,
-  more_due        boolean
+  more_due        boolean,
+  at_cap          boolean
 )
 language plpgsql
 volatile
@@ -152,13 +155,22 @@ declare
   v_locked bigint[];
   v_send_at timestamptz[];
   v_send_until timestamptz[];
+  v_at_cap boolean;
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
-  select array_agg(c.delivery_id), array_agg(c.send_at), array_agg(c.send_until)
-    into v_locked, v_send_at, v_send_until
+  select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
+         array_agg(c.send_at) filter (where c.delivery_id is not null),
+         array_agg(c.send_until) filter (where c.delivery_id is not null),
+         coalesce(bool_or(c.delivery_id is null), false)
+    into v_locked, v_send_at, v_send_until, v_at_cap
   from webhooks_private.lane_claim(p_limit, p_slots, p_per_webhook, p_busy_webhooks, p_busy_counts,
                                    p_only_webhooks) c;
   if v_locked is null then
+    -- nothing to lease; say whether a fleet-wide cap held deliveries back
+    if v_at_cap then
+      return query select null::bigint, null::text, null::bigint, null::integer, null::text, null::text,
+                          null::text, null::text, null::timestamptz, null::timestamptz, false, true;
+    end if;
     return;
   end if;
 
@@ -191,7 +203,8 @@ begin
   returning d.id, d.message_id, d.webhook_id, d.attempts, w.url, d.payload::text, s.secret,
             case when s.previous_expires_at > now() then s.previous_secret end,
             c.send_at, c.send_until,
-            p_only_webhooks is null and cardinality(v_locked) >= p_limit;
+            p_only_webhooks is null and cardinality(v_locked) >= p_limit,
+            v_at_cap;
 end;
 $$;
 
