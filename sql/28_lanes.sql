@@ -102,8 +102,9 @@ create trigger _500_reset_lane
 
 -- private (claim): lock and return the due deliveries a claim may lease now, by the
 -- rules at the top of this file, with the time each may be sent (null: at once).
--- p_slots: the relay's request slots (null: no company shares); p_per_webhook: what
--- the relay may hold of one webhook; p_busy_*: what it holds, per webhook;
+-- p_relay: the relay asking; p_slots: its request slots (null: no company shares);
+-- p_per_webhook: what it may hold of one webhook; p_busy_*: what it holds (in flight,
+-- queued, waiting for a paced slot), per webhook;
 -- p_only_webhooks: look at these webhooks only (a refill), else at every webhook
 -- with due deliveries. A paced delivery comes with its slot [send_at, send_until).
 -- One more row, without a delivery (delivery_id null), says that a webhook with due
@@ -111,7 +112,9 @@ create trigger _500_reset_lane
 -- limits: the claim fails them without sending.
 -- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
 -- takes (lanes and deliveries) hold until that claim commits.
+drop function if exists webhooks_private.lane_claim(integer, integer, integer, bigint[], integer[], bigint[]);
 create or replace function webhooks_private.lane_claim(
+  p_relay         text,
   p_limit         integer,
   p_slots         integer,
   p_per_webhook   integer,
@@ -212,9 +215,13 @@ begin
     from webhooks_private.lanes l
     join webhooks.webhooks w on w.id = l.webhook_id
     left join busy b on b.w = l.webhook_id
-    -- in flight to this webhook, all relays together
-    cross join lateral (select count(*)::integer as n from webhooks.deliveries d
-                        where d.webhook_id = l.webhook_id and d.state = 'in_flight') f
+    -- in flight to this webhook, all relays together: the other relays' leases, and
+    -- what this relay says it holds (its leases whose request has ended, their result
+    -- not yet written, no longer take a slot at the receiver)
+    cross join lateral (select count(*)::integer + coalesce(b.n, 0) as n
+                        from webhooks.deliveries d
+                        where d.webhook_id = l.webhook_id and d.state = 'in_flight'
+                          and d.locked_by <> p_relay) f
     where l.webhook_id = any (v_lanes)
   ),
   open_lane as (
@@ -287,7 +294,9 @@ begin
       where d.webhook_id = a.webhook_id
         and d.state = 'pending'
         and d.next_attempt_at <= now()
-      order by d.next_attempt_at
+      -- webhook_id first: the (webhook_id, next_attempt_at) index, never a walk of
+      -- every webhook's older due rows
+      order by d.webhook_id, d.next_attempt_at
       limit greatest(a.take, 0)
       for update skip locked
     ) c
@@ -322,13 +331,15 @@ $$;
 ------------------------------------------------------------------------------------
 -- The settle's part: the circuit breaker and auto-disable
 
--- private (settle): count a batch of attempt results into their webhooks' lanes.
+-- private (settle): count a batch of attempt results into their webhooks' lanes, one
+-- array element per attempt (p_webhook_ids: each attempt's webhook; null: skipped).
 -- A success closes the breaker; failures in a row open it after
 -- webhooks.breaker_after; a webhook whose every attempt has failed for
 -- webhooks.auto_disable_after is disabled (disabled_by = 'relay'). Lanes of healthy
 -- webhooks (no failure before, none now) are not written.
+drop function if exists webhooks_private.lane_results(bigint[], timestamptz[], integer[], text[]);
 create or replace function webhooks_private.lane_results(
-  p_ids          bigint[],
+  p_webhook_ids  bigint[],
   p_attempted_at timestamptz[],
   p_status_codes integer[],
   p_errors       text[]
@@ -336,6 +347,8 @@ create or replace function webhooks_private.lane_results(
 returns void
 language plpgsql
 volatile
+-- planned once per connection (the settle calls it on every batch)
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_after constant integer := webhooks_private.setting('webhooks.breaker_after', '5')::integer;
@@ -345,20 +358,20 @@ begin
   -- will change: a failure now, or failures before
   perform 1
   from webhooks_private.lanes l
-  where l.webhook_id in (select d.webhook_id
-                         from unnest(p_ids, p_status_codes) as r(id, status_code)
-                         join webhooks.deliveries d on d.id = r.id
+  where l.webhook_id in (select r.webhook_id
+                         from unnest(p_webhook_ids, p_status_codes) as r(webhook_id, status_code)
                          where not coalesce(r.status_code between 200 and 299, false))
-     or (l.failures > 0 and l.webhook_id in (select d.webhook_id from webhooks.deliveries d where d.id = any (p_ids)))
+     or (l.failures > 0 and l.webhook_id = any (p_webhook_ids))
   order by l.webhook_id
   for update of l;
 
   with result as (
-    select d.webhook_id, r.attempted_at,
+    select r.webhook_id, r.attempted_at,
            coalesce(r.status_code between 200 and 299, false) as ok,
            coalesce(r.error, 'HTTP ' || r.status_code, 'no response') as error
-    from unnest(p_ids, p_attempted_at, p_status_codes, p_errors) as r(id, attempted_at, status_code, error)
-    join webhooks.deliveries d on d.id = r.id
+    from unnest(p_webhook_ids, p_attempted_at, p_status_codes, p_errors)
+      as r(webhook_id, attempted_at, status_code, error)
+    where r.webhook_id is not null
   ),
   last_ok as (
     select r.webhook_id, max(r.attempted_at) filter (where r.ok) as at

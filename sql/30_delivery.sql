@@ -149,6 +149,8 @@ set search_path = pg_catalog, pg_temp
 -- on 20,000 fresh rows). The indexes serve every query here at any size.
 set enable_seqscan = off
 set enable_bitmapscan = off
+-- one plan per connection: with custom plans each call planned its queries again
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -163,8 +165,8 @@ begin
          array_agg(c.send_until) filter (where c.delivery_id is not null),
          coalesce(bool_or(c.delivery_id is null), false)
     into v_locked, v_send_at, v_send_until, v_at_cap
-  from webhooks_private.lane_claim(p_limit, p_slots, p_per_webhook, p_busy_webhooks, p_busy_counts,
-                                   p_only_webhooks) c;
+  from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
+                                   p_busy_counts, p_only_webhooks) c;
   if v_locked is null then
     -- nothing to lease; say whether a fleet-wide cap held deliveries back
     if v_at_cap then
@@ -306,8 +308,14 @@ begin
     where w.id = g.webhook_id and w.enabled
   )
   select s.id, s.state, s.next_attempt_at from settled s;
-  -- the circuit breaker and auto-disable (sql/28_lanes.sql)
-  perform webhooks_private.lane_results(p_ids, p_attempted_at, p_status_codes, p_errors);
+  -- the circuit breaker and auto-disable (sql/28_lanes.sql), each attempt counted
+  -- for its webhook
+  perform webhooks_private.lane_results(
+    array(select d.webhook_id
+          from unnest(p_ids) with ordinality as r(id, n)
+          left join webhooks.deliveries d on d.id = r.id
+          order by r.n),
+    p_attempted_at, p_status_codes, p_errors);
 end;
 $$;
 
