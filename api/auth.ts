@@ -18,12 +18,52 @@ export class AuthError extends Error {}
 
 const ALGORITHM = 'HS256';
 
+/** The largest company_id Postgres can hold (bigint). */
+const BIGINT_MAX = 9_223_372_036_854_775_807n;
+
+/** A token's longest accepted life, exp minus iat (or minus now), unless JWT_MAX_LIFETIME says otherwise. */
+export const DEFAULT_MAX_LIFETIME = '24h';
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+
+/** "90s", "15m", "12h", "7d" as seconds; null if it is not such a duration. */
+export function durationSeconds(text: string): number | null {
+  const match = /^\s*([1-9][0-9]{0,8})\s*([smhd])\s*$/.exec(text);
+  return match ? Number(match[1]) * UNIT_SECONDS[match[2]!]! : null;
+}
+
+/** JWT_MAX_LIFETIME in seconds; a bad value stops the API at start, naming the variable. */
+export function maxTokenLifetime(env: Record<string, string | undefined> = process.env): number {
+  const text = env.JWT_MAX_LIFETIME || DEFAULT_MAX_LIFETIME;
+  const seconds = durationSeconds(text);
+  if (seconds === null) {
+    throw new Error(`JWT_MAX_LIFETIME must be a duration such as 24h, 30m or 7d, got ${JSON.stringify(text)}`);
+  }
+  return seconds;
+}
+
 function key(secret: string): Uint8Array {
   return new TextEncoder().encode(secret);
 }
 
-/** Verifies an Authorization header value; throws AuthError saying what is wrong. */
-export async function verifyAuthorization(header: string | undefined, secret: string): Promise<Claims> {
+/** One positive integer in bigint range, as a string; null for anything else. */
+function companyIdOf(claim: unknown): string | null {
+  // a JSON number beyond 2^53 has already lost digits: it could name another company
+  if (typeof claim === 'number') return Number.isSafeInteger(claim) && claim > 0 ? String(claim) : null;
+  if (typeof claim === 'string' && /^[1-9][0-9]{0,18}$/.test(claim) && BigInt(claim) <= BIGINT_MAX) return claim;
+  return null;
+}
+
+/**
+ * Verifies an Authorization header value; throws AuthError saying what is wrong.
+ * A token must expire, and live at most `maxLifetimeSeconds` (from its iat, or from
+ * now if that is later or it has none).
+ */
+export async function verifyAuthorization(
+  header: string | undefined,
+  secret: string,
+  options: { maxLifetimeSeconds?: number } = {},
+): Promise<Claims> {
   if (!header) throw new AuthError('missing Authorization header: send "Authorization: Bearer <token>"');
   const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
   if (!match) throw new AuthError('Authorization header must be "Bearer <token>"');
@@ -33,13 +73,24 @@ export async function verifyAuthorization(header: string | undefined, secret: st
   } catch (error) {
     throw new AuthError(`invalid token: ${(error as Error).message}`);
   }
+  if (typeof payload.exp !== 'number') {
+    throw new AuthError('invalid token: claim "exp" is required (a token must expire)');
+  }
+  const maxLifetime = options.maxLifetimeSeconds ?? maxTokenLifetime();
+  const now = Math.floor(Date.now() / 1000);
+  const issued = typeof payload.iat === 'number' ? Math.min(payload.iat, now) : now;
+  if (payload.exp - issued > maxLifetime) {
+    throw new AuthError(`invalid token: it lives longer than the ${maxLifetime} seconds this API accepts (exp minus iat)`);
+  }
   const role = payload.role;
   if (typeof role !== 'string' || !(API_ROLES as readonly string[]).includes(role)) {
     throw new AuthError(`invalid token: claim "role" must be one of ${API_ROLES.join(', ')}`);
   }
-  const companyId = String(payload.company_id ?? '');
-  if (!/^[1-9][0-9]{0,18}$/.test(companyId)) {
-    throw new AuthError('invalid token: claim "company_id" must be a positive integer');
+  const companyId = companyIdOf(payload.company_id);
+  if (companyId === null) {
+    throw new AuthError(
+      `invalid token: claim "company_id" must be one positive integer, at most ${BIGINT_MAX} (a number or a string of digits)`,
+    );
   }
   const sub = typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : undefined;
   return { role: role as ApiRole, company_id: companyId, sub };
@@ -60,16 +111,23 @@ export interface TokenRequest {
   companyId: string | number;
   role?: ApiRole;
   sub?: string;
-  /** e.g. '12h', '7d' */
+  /** e.g. '12h', '7d' (durationSeconds); default DEFAULT_TOKEN_LIFETIME */
   expiresIn?: string;
 }
 
+/** What `npm run token` and tests issue unless told otherwise: within DEFAULT_MAX_LIFETIME. */
+export const DEFAULT_TOKEN_LIFETIME = '12h';
+
 export async function signToken(secret: string, request: TokenRequest): Promise<string> {
   const role = request.role ?? 'webhook_admin';
+  const expiresIn = request.expiresIn ?? DEFAULT_TOKEN_LIFETIME;
+  const lifetime = durationSeconds(expiresIn);
+  if (lifetime === null) throw new Error(`a token lifetime must be a duration such as 12h, 30m or 7d, got ${JSON.stringify(expiresIn)}`);
+  const now = Math.floor(Date.now() / 1000);
   return await new SignJWT({ role, company_id: String(request.companyId) })
     .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
     .setSubject(request.sub ?? `${role}@company-${request.companyId}`)
-    .setIssuedAt()
-    .setExpirationTime(request.expiresIn ?? '12h')
+    .setIssuedAt(now)
+    .setExpirationTime(now + lifetime)
     .sign(key(secret));
 }

@@ -6,10 +6,13 @@
 // (constraint) and the field (column) in `extensions`.
 import { defaultMaskError } from 'postgraphile/grafserv';
 import { GraphQLError } from 'postgraphile/graphql';
+import { LIMIT_CODES, LIMIT_SETTINGS } from './limits.ts';
 
 // SQLSTATEs that describe the request, not a fault of the server
 const REQUEST_ERRORS = new Set([
   '22P02', // invalid_text_representation (e.g. an unknown action as text)
+  '22003', // numeric_value_out_of_range (e.g. an id beyond bigint)
+  '22021', // character_not_in_repertoire (e.g. a NUL character in text)
   '22007', // invalid_datetime_format
   '22008', // datetime_field_overflow
   '22023', // invalid_parameter_value
@@ -45,6 +48,13 @@ function columnOf(error: PgErrorFields): string | undefined {
 
 export function maskError(error: GraphQLError): GraphQLError {
   const db = databaseErrorIn(error.originalError);
+  // statement_timeout (api/limits.ts): the request asked for more work than allowed
+  if (db?.code === '57014') {
+    return new GraphQLError(
+      `the query ran longer than ${LIMIT_SETTINGS.statementTimeoutMs} allows and was cancelled: ask for less (a smaller page, a shorter date range)`,
+      { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path,
+        originalError: error.originalError, extensions: { code: LIMIT_CODES.timeout } });
+  }
   if (db?.code && REQUEST_ERRORS.has(db.code)) {
     const column = columnOf(db);
     return new GraphQLError(db.message, {

@@ -9,6 +9,8 @@ import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError } from './errors.ts';
+import { servableJson } from './deep-json.ts';
+import { boundedPage, depthRule, refuseCostly, type ApiLimits } from './limits.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 export const GRAPHIQL_PATH = '/graphiql';
@@ -70,17 +72,93 @@ const HistoryNewestFirst: GraphileConfig.Plugin = {
   },
 };
 
+/**
+ * The request limits of api/limits.ts: depth as a validation rule (cached with the
+ * parsed document); page sizes and the answer's size once the variables are known,
+ * before anything is planned or run; and every connection's page bounded, with a
+ * default when the request gives neither first nor last.
+ */
+function RequestLimits(limits: ApiLimits): GraphileConfig.Plugin {
+  const isPageArg = (name: string | undefined) => name === 'first' || name === 'last';
+  return {
+    name: 'RequestLimits',
+    version: '1.0.0',
+    after: ['PgFirstLastBeforeAfterArgsPlugin'],
+    grafserv: {
+      middleware: {
+        setPreset(next, event) {
+          event.validationRules.push(depthRule(limits));
+          return next();
+        },
+      },
+    },
+    grafast: {
+      middleware: {
+        execute(next, event) {
+          const refusal = refuseCostly(limits, event.args);
+          return refusal ? { errors: [refusal] } : next();
+        },
+      },
+    },
+    schema: {
+      hooks: {
+        // the field's plan sets first and last itself (below): their own application goes
+        GraphQLObjectType_fields_field_args_arg(arg, _build, context) {
+          const { argName, isPgFieldConnection } = context.scope as { argName?: string; isPgFieldConnection?: boolean };
+          if (!isPgFieldConnection || !isPageArg(argName) || !arg.applyPlan) return arg;
+          const { applyPlan: _replaced, ...rest } = arg;
+          return rest;
+        },
+        GraphQLObjectType_fields_field(field, _build, context) {
+          const { isPgFieldConnection } = context.scope as { isPgFieldConnection?: boolean };
+          const plan = field.plan;
+          if (!isPgFieldConnection || !plan) return field;
+          return {
+            ...field,
+            plan(this: unknown, $parent, fieldArgs, info) {
+              const $connection = plan.call(this, $parent, fieldArgs, info) as any;
+              const has = (name: string) => info.field.args.some((arg) => arg.name === name);
+              const page = boundedPage(limits,
+                has('first') ? fieldArgs.getRaw('first') : undefined,
+                has('last') ? fieldArgs.getRaw('last') : undefined);
+              $connection.setFirst(page.$first);
+              if (page.$last) $connection.setLast(page.$last);
+              return $connection;
+            },
+          };
+        },
+      },
+    },
+  };
+}
+
+/** JSON values (payloads) nested too deep to serialise are served as their text (api/deep-json.ts). */
+const DeepJsonAsText: GraphileConfig.Plugin = {
+  name: 'DeepJsonAsText',
+  version: '1.0.0',
+  schema: {
+    hooks: {
+      GraphQLScalarType(spec, build) {
+        if (spec.name !== build.inflection.builtin('JSON')) return spec;
+        const serialize = spec.serialize ?? ((value: unknown) => value);
+        return { ...spec, serialize: (value: unknown) => servableJson(serialize(value)) };
+      },
+    },
+  },
+};
+
 export interface PresetOptions {
   /** the API's connections; the caller owns the pool and ends it */
   pool: pg.Pool;
   /** claims of the request, verified before GraphQL runs (server.ts) */
   claimsOf: (request: unknown) => Claims | undefined;
+  limits: ApiLimits;
 }
 
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, RequestLimits(options.limits)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],
@@ -98,6 +176,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
       graphiqlPath: GRAPHIQL_PATH,
       graphiqlOnGraphQLGET: false,
       websockets: false,
+      maxRequestLength: options.limits.maxBodyBytes,
       maskError,
     },
     grafast: {
@@ -107,7 +186,13 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
         // server.ts answers 401 before GraphQL for a request without valid claims;
         // an empty role here would be a bug, so refuse rather than run as the login
         if (!claims) throw new Error('request reached GraphQL without verified claims');
-        return { pgSettings: pgSettingsFor(claims) };
+        return {
+          pgSettings: {
+            ...pgSettingsFor(claims),
+            // SET LOCAL for the request's transaction: whatever role the API logs in as
+            statement_timeout: String(options.limits.statementTimeoutMs),
+          },
+        };
       },
     },
   };

@@ -5,18 +5,25 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import type { Logger } from 'pino';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
-import { AuthError, verifyAuthorization, type Claims } from './auth.ts';
+import { AuthError, maxTokenLifetime, verifyAuthorization, type Claims } from './auth.ts';
+import { apiLogger } from './log.ts';
+import { LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
+import { apiMetrics, type Route } from './metrics.ts';
+import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes } from '../ops/operations.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
 
 export interface ApiOptions {
   databaseUrl: string;
   jwtSecret: string;
+  /** a token's longest accepted life, in seconds (default: JWT_MAX_LIFETIME, else 24h) */
+  tokenMaxLifetimeSeconds?: number;
   /** 0 picks a free port */
   port?: number;
   host?: string;
@@ -24,6 +31,10 @@ export interface ApiOptions {
   poolSize?: number;
   /** how often to roll up the report's daily counts; 0: never (default 5 minutes) */
   reportCountsEveryMs?: number;
+  /** default: JSON lines on stdout (pino), level info */
+  log?: Logger;
+  /** request limits; unset ones come from the environment (api/limits.ts), else their defaults */
+  limits?: Partial<ApiLimits>;
 }
 
 export interface RunningApi {
@@ -39,36 +50,62 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
+  const log = options.log ?? apiLogger();
+  const limits = limitsFromEnv(process.env, options.limits);
+  const maxLifetimeSeconds = options.tokenMaxLifetimeSeconds ?? maxTokenLifetime();
   const claimsByRequest = new WeakMap<object, Claims>();
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
   let stopping = false;
   // an idle connection dropped by the server (restart, failover) is replaced on next use
   pool.on('error', (error) => {
-    if (!stopping) console.error(`admin API: idle database connection lost: ${error.message}`);
+    if (!stopping) log.warn({ err: error }, 'idle database connection lost');
   });
   const pgl = postgraphile(
     apiPreset({
       pool,
       claimsOf: (req) => (req && typeof req === 'object' ? claimsByRequest.get(req) : undefined),
+      limits,
     }),
   );
   // build the schema now: a broken database shows at start, not at the first request
   await pgl.getSchemaResult();
   const everyMs = options.reportCountsEveryMs ?? 5 * 60_000;
-  const rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs) : undefined;
+  const rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs, log) : undefined;
   const serv = pgl.createServ(grafserv);
   const graphql = serv.createHandler();
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
 
+  // /metrics, /healthz, /readyz (ops/operations.ts): the API's pool asks the database
+  const registry = operationsRegistry(pool);
+  const metrics = apiMetrics(registry);
+  const operations = operationsRoutes({ registry, db: pool });
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const route: Route = path === GRAPHQL_PATH ? 'graphql'
+      : path === GRAPHIQL_PATH || path.startsWith('/ruru-static/') ? 'graphiql'
+      : OPERATIONS_PATHS.has(path) ? 'operations' : 'page';
+    metrics.track(req, res, route);
+    if (route === 'operations') {
+      await operations(req, res, path);
+      return;
+    }
     if (path === GRAPHQL_PATH) {
       if (req.method !== 'POST') {
         sendJson(res, 405, { errors: [{ message: `send GraphQL as POST to ${GRAPHQL_PATH}` }] }, { allow: 'POST' });
         return;
       }
+      // a body said to be too long is refused before it is read (grafserv counts the
+      // bytes of one that does not say, and answers 413 too)
+      if (Number(req.headers['content-length']) > limits.maxBodyBytes) {
+        sendJson(res, 413, { errors: [{
+          message: `request body is larger than ${limits.maxBodyBytes} bytes (${LIMIT_SETTINGS.maxBodyBytes})`,
+          extensions: { code: LIMIT_CODES.body, limit: limits.maxBodyBytes },
+        }] }, { connection: 'close' });
+        return;
+      }
       try {
-        claimsByRequest.set(req, await verifyAuthorization(req.headers.authorization, options.jwtSecret));
+        claimsByRequest.set(req, await verifyAuthorization(req.headers.authorization, options.jwtSecret, { maxLifetimeSeconds }));
       } catch (error) {
         if (!(error instanceof AuthError)) throw error;
         // nothing else: no data, no schema, just why
@@ -88,7 +125,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
 
   const server = createServer((req, res) => {
     handle(req, res).catch((error) => {
-      console.error(error);
+      log.error({ err: error, method: req.method, url: req.url }, 'request failed');
       if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal error' }] });
       else res.destroy();
     });

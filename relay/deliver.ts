@@ -2,9 +2,10 @@
 // happens (a 500, a timeout, a refused destination) comes back as a value describing
 // the attempt; send() does not throw. Settle and SQL decide what the outcome means.
 import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
-import type { DeliveryJob } from './claim.ts';
-import { guardedLookup, refuseLiteralHost, type NetworkList } from './destinations.ts';
+import type { DeliveryJob } from './queries.ts';
+import { DestinationRefused, guardedConnector, refuseLiteralHost, type NetworkList } from './destinations.ts';
 import { signatureHeaders } from './sign.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -30,12 +31,17 @@ export interface SenderOptions {
   responseExcerptBytes: number;
 }
 
+/** Where refusals are explained: the operator's log (the tenant sees TENANT_REFUSAL only). */
+type RefusalLog = Pick<Logger, 'warn'>;
+
 export class Sender {
   private readonly agent: Agent;
   private readonly options: SenderOptions;
+  private readonly log: RefusalLog | null;
 
-  constructor(options: SenderOptions) {
+  constructor(options: SenderOptions, log: RefusalLog | null = null) {
     this.options = options;
+    this.log = log;
     this.agent = new Agent({
       // the relay caps requests itself (per webhook and in total)
       connections: null,
@@ -43,7 +49,7 @@ export class Sender {
       keepAliveTimeout: 10_000,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
-      connect: { timeout: options.connectTimeoutMs, lookup: guardedLookup(options.allowNetworks) },
+      connect: guardedConnector(options.allowNetworks, { timeout: options.connectTimeoutMs }),
     });
   }
 
@@ -65,7 +71,7 @@ export class Sender {
       return { kind: 'error', error: `unsupported URL scheme ${url.protocol}` };
     }
     const refused = refuseLiteralHost(url, this.options.allowNetworks);
-    if (refused) return { kind: 'error', error: refused.message };
+    if (refused) return this.refused(job, refused);
     if (!job.secret) return { kind: 'error', error: 'not sent: the webhook has no signing secret' };
 
     // a timer cleared as soon as the attempt ends (AbortSignal.timeout would keep each
@@ -98,10 +104,17 @@ export class Sender {
           : null,
       };
     } catch (error) {
+      const refusedAtConnect = destinationRefused(error);
+      if (refusedAtConnect) return this.refused(job, refusedAtConnect);
       return { kind: 'error', error: describe(error, signal, this.options, url) };
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private refused(job: DeliveryJob, refusal: DestinationRefused): HttpOutcome {
+    this.log?.warn({ webhook: job.webhookId, delivery: job.deliveryId, attempt: job.attempt, why: refusal.detail }, refusal.detail);
+    return { kind: 'error', error: refusal.message };
   }
 
   async close(): Promise<void> {
@@ -140,6 +153,12 @@ export function parseRetryAfter(header: string | string[] | undefined): number |
   return Math.min(Math.max(0, Math.ceil((date - Date.now()) / 1000)), 2_147_483_647);
 }
 
+/** The refusal behind an error from undici (it may wrap what the connector gave it). */
+function destinationRefused(error: unknown): DestinationRefused | null {
+  for (let e = error; e instanceof Error; e = e.cause) if (e instanceof DestinationRefused) return e;
+  return null;
+}
+
 function describe(error: unknown, signal: AbortSignal, options: SenderOptions, url: URL): string {
   const e = error as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
   if (signal.aborted) {
@@ -147,8 +166,6 @@ function describe(error: unknown, signal: AbortSignal, options: SenderOptions, u
   }
   const code = e.code ?? e.cause?.code;
   switch (code) {
-    case 'ERR_DESTINATION_REFUSED':
-      return e.message ?? 'destination refused';
     case 'UND_ERR_CONNECT_TIMEOUT':
       return `timeout: could not connect to ${url.host} within ${options.connectTimeoutMs} ms`;
     case 'UND_ERR_HEADERS_TIMEOUT':

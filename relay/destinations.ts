@@ -1,15 +1,33 @@
 // The destination guard. A webhook URL is written by a customer's admin, so the relay
-// must not become a way into the networks it runs in: it refuses loopback, private,
-// link-local (cloud metadata lives there), shared, multicast and reserved addresses,
-// unless RELAY_ALLOW_NETWORKS names them. The check runs on the addresses a name
-// resolves to, at connect time (the lookup below is the socket's own), so a name
-// that resolves differently on a second look cannot slip past it.
+// must not become a way into the networks it runs in: it sends only to public unicast
+// addresses, unless RELAY_ALLOW_NETWORKS names the network.
+//
+// Addresses are parsed and classified with ipaddr.js (its IANA special-purpose ranges),
+// not with hand-written patterns: an address has many spellings, and a pattern that
+// knows one of them is a bypass for the others. An IPv6 address that carries an IPv4
+// address (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4, Teredo) is
+// judged by the IPv4 address it carries, since that is where its packets end up.
+//
+// Where the check runs: on the URL's host when it is an address literal (sockets
+// skip the lookup for those), on every address a name resolves to (the lookup below
+// is the socket's own, so a name that resolves differently on a second look cannot
+// slip past it), and once more on the peer of each new connection (guardedConnector).
+//
+// What a tenant sees of a refusal is TENANT_REFUSAL and nothing more; which address,
+// which kind of network and the allow-list are for the operator's log (`detail`).
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { BlockList, isIP } from 'node:net';
+import type { Socket } from 'node:net';
+import ipaddr from 'ipaddr.js';
+import { buildConnector } from 'undici';
+
+type Address = ipaddr.IPv4 | ipaddr.IPv6;
+
+/** The whole of what a refusal says in delivery history (lastError, an attempt's error). */
+export const TENANT_REFUSAL = 'destination refused: not a public address';
 
 export interface NetworkList {
-  blocks: BlockList;
-  /** as given, for messages */
+  networks: Array<[Address, number]>;
+  /** as given, for the operator's log */
   cidrs: string[];
   /** address literal → refusal (null: allowed), remembered: the answer never changes */
   verdicts: Map<string, string | null>;
@@ -17,98 +35,178 @@ export interface NetworkList {
 
 /** Parses "127.0.0.0/8, ::1/128" (a bare address means that one address). */
 export function parseNetworks(text: string): NetworkList {
-  const blocks = new BlockList();
+  const networks: Array<[Address, number]> = [];
   const cidrs: string[] = [];
   for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
-    const [address, prefixText, extra] = part.split('/');
-    const family = isIP(address ?? '');
+    const [address = '', prefixText, extra] = part.split('/');
+    // four decimal parts only: "10.1" or "0x0a.0.0.1" in a setting is a typo, not a network
+    const family = ipaddr.IPv4.isValidFourPartDecimal(address) ? 4 : ipaddr.IPv6.isValid(address) ? 6 : 0;
     const max = family === 6 ? 128 : 32;
     const prefix = prefixText === undefined ? max : Number(prefixText);
-    if (!family || extra !== undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > max || prefixText === '') {
+    if (!family || extra !== undefined || !/^\d*$/.test(prefixText ?? '') || prefixText === '' || prefix > max) {
       throw new Error(`${JSON.stringify(part)} is not a network in CIDR form such as 127.0.0.0/8 or ::1/128`);
     }
-    blocks.addSubnet(address!, prefix, family === 6 ? 'ipv6' : 'ipv4');
+    networks.push([ipaddr.parse(address), prefix]);
     cidrs.push(part);
   }
-  return { blocks, cidrs, verdicts: new Map() };
+  return { networks, cidrs, verdicts: new Map() };
 }
 
-// [network, prefix, what it is]; checked in order, so the specific names come first
-const FORBIDDEN: Array<[string, number, string]> = [
-  ['169.254.169.254', 32, 'cloud metadata'],
-  ['100.100.100.200', 32, 'cloud metadata'],
-  ['0.0.0.0', 8, 'unspecified'],
-  ['127.0.0.0', 8, 'loopback'],
-  ['10.0.0.0', 8, 'private'],
-  ['172.16.0.0', 12, 'private'],
-  ['192.168.0.0', 16, 'private'],
-  ['100.64.0.0', 10, 'shared (carrier-grade NAT)'],
-  ['169.254.0.0', 16, 'link-local'],
-  ['192.0.0.0', 24, 'IETF protocol assignments'],
-  ['198.18.0.0', 15, 'benchmarking'],
-  ['224.0.0.0', 4, 'multicast'],
-  ['240.0.0.0', 4, 'reserved'],
-  ['::', 128, 'unspecified'],
-  ['::1', 128, 'loopback'],
-  ['fd00:ec2::254', 128, 'cloud metadata'],
-  ['fc00::', 7, 'private (unique local)'],
-  ['fe80::', 10, 'link-local'],
-  ['ff00::', 8, 'multicast'],
-  ['64:ff9b::', 96, 'NAT64'],
-  ['100::', 64, 'discard'],
+const cidr = (text: string): [Address, number] => ipaddr.parseCIDR(text);
+
+/** Named first because they are the usual target (checked before the ranges below). */
+const CLOUD_METADATA = [cidr('169.254.169.254/32'), cidr('100.100.100.200/32'), cidr('fd00:ec2::254/128')];
+
+/** How an IPv6 range carries an IPv4 address: the byte offsets of its four octets. */
+const EMBEDDING: Array<{ network: [Address, number]; name: string; octets: number[][]; xor?: number }> = [
+  { network: cidr('::ffff:0:0/96'), name: 'IPv4-mapped', octets: [[12, 13, 14, 15]] },
+  { network: cidr('::ffff:0:0:0/96'), name: 'IPv4-translated', octets: [[12, 13, 14, 15]] },
+  { network: cidr('::/96'), name: 'IPv4-compatible', octets: [[12, 13, 14, 15]] },
+  { network: cidr('64:ff9b::/96'), name: 'NAT64', octets: [[12, 13, 14, 15]] },
+  // local-use NAT64 (RFC 8215): the prefix length is the local operator's choice, so
+  // the address is read at every position RFC 6052 allows inside a /48 (/96, /64,
+  // /56, /48; bits 64-71 are skipped) and must be public at each of them
+  {
+    network: cidr('64:ff9b:1::/48'),
+    name: 'NAT64 (local use)',
+    octets: [[12, 13, 14, 15], [9, 10, 11, 12], [7, 9, 10, 11], [6, 7, 9, 10]],
+  },
+  { network: cidr('2002::/16'), name: '6to4', octets: [[2, 3, 4, 5]] },
+  // Teredo: the server in bits 32-63, the client obscured (xor) in the last 32 bits
+  { network: cidr('2001::/32'), name: 'Teredo', octets: [[4, 5, 6, 7], [12, 13, 14, 15]] },
 ];
-const forbidden = FORBIDDEN.map(([network, prefix, kind]) => {
-  const list = new BlockList();
-  list.addSubnet(network, prefix, isIP(network) === 6 ? 'ipv6' : 'ipv4');
-  return { list, kind, family: isIP(network) === 6 ? ('ipv6' as const) : ('ipv4' as const) };
-});
+const teredo = EMBEDDING.at(-1)!;
 
-/** An IPv4 address written as IPv6 (::ffff:10.0.0.1) is judged as the IPv4 address. */
-function normalise(address: string): { address: string; family: 'ipv4' | 'ipv6' } {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return { address: mapped[1]!, family: 'ipv4' };
-  return { address, family: isIP(address) === 6 ? 'ipv6' : 'ipv4' };
+const GLOBAL_UNICAST = cidr('2000::/3');
+
+/** ipaddr.js range names, as the operator's log says them */
+const KIND: Record<string, string> = {
+  unspecified: 'unspecified',
+  broadcast: 'broadcast',
+  multicast: 'multicast',
+  linkLocal: 'link-local',
+  loopback: 'loopback',
+  carrierGradeNat: 'shared (carrier-grade NAT)',
+  private: 'private',
+  uniqueLocal: 'private (unique local)',
+  deprecatedSiteLocal: 'private (site-local)',
+  reserved: 'reserved',
+  benchmarking: 'benchmarking',
+  discard: 'discard',
+};
+
+/** Parses an address in any spelling ipaddr.js (and so inet_aton) reads; null if it is no address. */
+export function parseAddress(text: string): Address | null {
+  const bare = text.replace(/^\[(.*)\]$/, '$1');
+  return ipaddr.isValid(bare) ? ipaddr.parse(bare) : null;
 }
 
-/** What kind of special address this is, or null for an ordinary public address. */
-export function specialKind(address: string): string | null {
-  const { address: plain, family } = normalise(address);
-  for (const entry of forbidden) {
-    if (entry.family === family && entry.list.check(plain, family)) return entry.kind;
+/** The IPv4 addresses an IPv6 address carries (none for an ordinary one), with how it carries them. */
+export function embeddedIPv4(address: Address): { via: string; addresses: ipaddr.IPv4[] } | null {
+  if (address.kind() !== 'ipv6') return null;
+  const v6 = address as ipaddr.IPv6;
+  // :: and ::1 lie inside ::/96 but are IPv6's own unspecified and loopback addresses
+  if (v6.range() === 'unspecified' || v6.range() === 'loopback') return null;
+  const bytes = v6.toByteArray();
+  for (const form of EMBEDDING) {
+    if (!v6.match(form.network)) continue;
+    const addresses = form.octets.map((offsets, i) => {
+      const xor = form === teredo && i === 1 ? 0xff : 0;
+      return new ipaddr.IPv4(offsets.map((at) => bytes[at]! ^ xor));
+    });
+    return { via: form.name, addresses };
   }
   return null;
 }
 
-/** Null when the relay may send to this address, else why not. */
-export function refusal(address: string, allow: NetworkList): string | null {
-  const kind = specialKind(address);
-  if (kind === null) return null;
-  const { address: plain, family } = normalise(address);
-  if (allow.blocks.check(plain, family) || allow.blocks.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')) {
-    return null;
+function kindOfRange(address: Address): string | null {
+  if (CLOUD_METADATA.some((network) => address.kind() === network[0].kind() && address.match(network))) {
+    return 'cloud metadata';
   }
-  const allowed = allow.cidrs.length
-    ? `RELAY_ALLOW_NETWORKS (${allow.cidrs.join(', ')}) does not include it`
-    : 'RELAY_ALLOW_NETWORKS is empty';
-  return `${address} (${kind}) is not a public address and ${allowed}`;
+  const range = address.range();
+  if (address.kind() === 'ipv4') return range === 'unicast' ? null : (KIND[range] ?? range);
+  if (range !== 'unicast' && !['ipv4Mapped', 'rfc6145', 'rfc6052', '6to4', 'teredo'].includes(range)) {
+    return KIND[range] ?? range;
+  }
+  return null;
 }
 
+/** What kind of special address this is, or null for an ordinary public address. */
+export function specialKind(text: string): string | null {
+  const address = parseAddress(text);
+  if (!address) return 'not an IP address';
+  const own = kindOfRange(address);
+  if (own) return own;
+  const embedded = embeddedIPv4(address);
+  if (embedded) {
+    for (const v4 of embedded.addresses) {
+      const kind = kindOfRange(v4);
+      if (kind) return `${kind}, as ${embedded.via} of ${v4.toString()}`;
+    }
+    return null;
+  }
+  if (address.kind() === 'ipv6' && !address.match(GLOBAL_UNICAST)) return 'reserved (outside 2000::/3)';
+  return null;
+}
+
+function allowed(address: Address, allow: NetworkList): boolean {
+  // an IPv4-mapped address is the IPv4 address itself on the wire; the other
+  // embeddings go elsewhere (a gateway, a relay) and must be allowed as written
+  const candidates = [address];
+  if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
+    candidates.push((address as ipaddr.IPv6).toIPv4Address());
+  }
+  return candidates.some((candidate) =>
+    allow.networks.some(([network, prefix]) => network.kind() === candidate.kind() && candidate.match(network, prefix)),
+  );
+}
+
+/** Null when the relay may send to this address, else why not (for the operator's log). */
+export function refusal(text: string, allow: NetworkList): string | null {
+  const kind = specialKind(text);
+  if (kind === null) return null;
+  const address = parseAddress(text);
+  if (address && allowed(address, allow)) return null;
+  const because = allow.cidrs.length
+    ? `RELAY_ALLOW_NETWORKS (${allow.cidrs.join(', ')}) does not include it`
+    : 'RELAY_ALLOW_NETWORKS is empty';
+  return `${text} (${kind}) is not a public address and ${because}`;
+}
+
+/**
+ * A refused destination. `message` is what delivery history shows the tenant;
+ * `detail` (address, kind, allow-list) is for the operator's log.
+ */
 export class DestinationRefused extends Error {
   override name = 'DestinationRefused';
   readonly code = 'ERR_DESTINATION_REFUSED';
+  readonly detail: string;
+  constructor(detail: string) {
+    super(TENANT_REFUSAL);
+    this.detail = `destination refused: ${detail}`;
+  }
 }
 
-/** Refuses a URL whose host is an address literal (sockets skip the lookup for those). */
-export function refuseLiteralHost(url: URL, allow: NetworkList): DestinationRefused | null {
-  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (!isIP(host)) return null;
-  let why = allow.verdicts.get(host);
+function cachedRefusal(text: string, allow: NetworkList): string | null {
+  let why = allow.verdicts.get(text);
   if (why === undefined) {
-    why = refusal(host, allow);
+    why = refusal(text, allow);
     if (allow.verdicts.size >= 10_000) allow.verdicts.clear();
-    allow.verdicts.set(host, why);
+    allow.verdicts.set(text, why);
   }
-  return why ? new DestinationRefused(`destination refused: ${why}`) : null;
+  return why;
+}
+
+/** Refuses a host that is an address literal in any spelling; null for a name (judged when it resolves). */
+export function refuseLiteral(host: string, allow: NetworkList): DestinationRefused | null {
+  if (!parseAddress(host)) return null;
+  const why = cachedRefusal(host.replace(/^\[(.*)\]$/, '$1'), allow);
+  return why ? new DestinationRefused(why) : null;
+}
+
+/** Refuses a URL whose host is an address literal, before any connection. */
+export function refuseLiteralHost(url: URL, allow: NetworkList): DestinationRefused | null {
+  return refuseLiteral(url.hostname, allow);
 }
 
 type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
@@ -119,13 +217,39 @@ export function guardedLookup(allow: NetworkList) {
     const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : Number(options.family ?? 0);
     dnsLookup(hostname, { all: true, family: family as 0 | 4 | 6 }, (error, addresses) => {
       if (error) return callback(error, []);
-      const allowed = addresses.filter((a) => refusal(a.address, allow) === null);
-      if (allowed.length === 0) {
+      const permitted = addresses.filter((a) => refusal(a.address, allow) === null);
+      if (permitted.length === 0) {
         const reasons = addresses.map((a) => refusal(a.address, allow)).join('; ');
-        return callback(new DestinationRefused(`destination refused: ${hostname} resolves to ${reasons}`), []);
+        return callback(new DestinationRefused(`${hostname} resolves to ${reasons}`), []);
       }
-      if (options.all) return callback(null, allowed);
-      callback(null, allowed[0]!.address, allowed[0]!.family);
+      if (options.all) return callback(null, permitted);
+      callback(null, permitted[0]!.address, permitted[0]!.family);
+    });
+  };
+}
+
+/**
+ * undici's connector with the guard at the socket: an address host is judged before
+ * connecting, a name through guardedLookup, and every new connection's peer once it
+ * is up (whatever path led there, nothing is sent to a refused peer).
+ */
+export function guardedConnector(allow: NetworkList, options: { timeout: number }): buildConnector.connector {
+  const connect = buildConnector({ timeout: options.timeout, lookup: guardedLookup(allow) } as buildConnector.BuildOptions);
+  return (target, callback) => {
+    const literal = refuseLiteral(target.hostname, allow);
+    if (literal) {
+      callback(literal, null);
+      return;
+    }
+    connect(target, (error, socket) => {
+      if (error) return callback(error, null);
+      const peer = (socket as Socket).remoteAddress;
+      const why = peer === undefined ? 'the peer address is unknown' : cachedRefusal(peer, allow);
+      if (why) {
+        socket!.destroy();
+        return callback(new DestinationRefused(why), null);
+      }
+      callback(null, socket!);
     });
   };
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../tools/embedded-postgres.ts';
+import { PostgresCannotRun, startEmbeddedPostgres } from '../tools/embedded-postgres.ts';
 import { migrate } from '../tools/migrate.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -18,7 +18,12 @@ let stopServer = async () => {};
 let dataDir: string | undefined;
 if (!serverUrl) {
   dataDir = await mkdtemp(join(tmpdir(), 'bpd-test-pg-'));
-  const server = await startEmbeddedPostgres({ dataDir, fast: true });
+  const server = await startEmbeddedPostgres({ dataDir, fast: true }).catch(async (error) => {
+    if (!(error instanceof PostgresCannotRun)) throw error;
+    console.error(error.message);
+    await rm(dataDir!, { recursive: true, force: true });
+    process.exit(1);
+  });
   serverUrl = server.url();
   stopServer = () => server.stop();
 }

@@ -2,14 +2,14 @@
 // schema brought up to date, and the parts of bpd-webhooks running beside it.
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { startEmbeddedPostgres } from './embedded-postgres.ts';
+import { PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
 import { ensureDatabase } from './ensure-database.ts';
 import { migrate } from './migrate.ts';
-import { Relay } from '../relay/loop.ts';
-import { relaySettings } from '../relay/settings.ts';
-import { startApi } from '../api/server.ts';
+import { Supervisor } from './supervisor.ts';
+import { RELAY_NODE_FLAGS } from '../relay/node-flags.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
 import { authenticatorUrl } from '../api/authenticator.ts';
+import { toolsLogger } from './log.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
@@ -18,7 +18,11 @@ async function database(): Promise<{ url: string; stop: () => Promise<void> }> {
     return { url: process.env.DATABASE_URL, stop: async () => {} };
   }
   const port = Number(process.env.EMBEDDED_PG_PORT ?? 5433);
-  const server = await startEmbeddedPostgres({ dataDir: `${root}.data/postgres`, port, persistent: true });
+  const server = await startEmbeddedPostgres({ dataDir: `${root}.data/postgres`, port, persistent: true }).catch((error) => {
+    if (!(error instanceof PostgresCannotRun)) throw error;
+    console.error(error.message);
+    process.exit(1);
+  });
   await ensureDatabase(server.url(), 'bpd_webhooks');
   return { url: server.url('bpd_webhooks'), stop: () => server.stop() };
 }
@@ -28,42 +32,48 @@ await migrate(db.url, (line) => console.log(line));
 console.log(`Postgres: ${db.url}`);
 console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.fire_history'");
 
-const stops: Array<() => Promise<void>> = [];
-
-// The relay, beside the database. Loopback is allowed here unless RELAY_ALLOW_NETWORKS
-// says otherwise, so a receiver on this machine works out of the box.
-const relay = new Relay(
-  relaySettings(process.env, { DATABASE_URL: db.url, RELAY_ALLOW_NETWORKS: '127.0.0.0/8,::1/128' }),
-);
-await relay.start();
-stops.push(() => relay.stop());
-console.log(`Relay: delivering webhooks (may send to ${relay.settings.allowNetworks.cidrs.join(', ') || 'public addresses only'})`);
-
-// The admin API and the Reports page. JWT_SECRET, or a development secret kept in
-// .data/jwt-secret so that tokens outlive a restart. Against our own embedded
-// database the API logs in as webhook_authenticator, as it should in production
-// (with DATABASE_URL it uses that URL: point it at the authenticator there).
-const api = await startApi({
-  // (a fresh password each start: only this process needs to know it)
-  databaseUrl: process.env.DATABASE_URL ? db.url : await authenticatorUrl(db.url, randomBytes(24).toString('base64url')),
-  jwtSecret: await jwtSecret({ allowDevSecret: true }),
-  port: Number(process.env.PORT ?? 5678),
-  host: process.env.HOST ?? '127.0.0.1',
-});
-stops.push(() => api.stop());
-console.log(`Reports page: ${api.url}/reports/webhooks`);
-console.log(`GraphQL:      ${api.url}/graphql  (Ruru: ${api.url}/graphiql)`);
-console.log('  an admin token for company 1:  npm run token -- --company 1');
-console.log('  read-only:                     npm run token -- --company 1 --role webhook_viewer');
-console.log('  send it as the header  Authorization: Bearer <token>');
+// The parts run as child processes under one supervisor (tools/supervisor.ts): a
+// crash of one is logged and it is started again, while the other goes on (the API
+// dying must not stop deliveries).
+const apiPort = Number(process.env.PORT ?? 5678);
+const apiHost = process.env.HOST ?? '127.0.0.1';
+const apiUrl = `http://${apiHost === '0.0.0.0' ? 'localhost' : apiHost}:${apiPort}`;
+const supervisor = new Supervisor([
+  {
+    // Loopback is allowed here unless RELAY_ALLOW_NETWORKS says otherwise, so a
+    // receiver on this machine works out of the box.
+    name: 'relay',
+    script: `${root}relay/main.ts`,
+    nodeFlags: RELAY_NODE_FLAGS,
+    env: { ...process.env, DATABASE_URL: db.url, RELAY_ALLOW_NETWORKS: process.env.RELAY_ALLOW_NETWORKS ?? '127.0.0.0/8,::1/128' },
+  },
+  {
+    // The admin API and the Reports page. JWT_SECRET, or a development secret kept in
+    // .data/jwt-secret so that tokens outlive a restart. Against our own embedded
+    // database the API logs in as webhook_authenticator, as it should in production
+    // (with DATABASE_URL it uses that URL: point it at the authenticator there).
+    name: 'api',
+    script: `${root}api/main.ts`,
+    env: {
+      ...process.env,
+      // (a fresh password each start: only this process and its children know it)
+      DATABASE_URL: process.env.DATABASE_URL ? db.url : await authenticatorUrl(db.url, randomBytes(24).toString('base64url')),
+      JWT_SECRET: await jwtSecret({ allowDevSecret: true }),
+      PORT: String(apiPort),
+      HOST: apiHost,
+    },
+  },
+], { events: { started: (name, pid) => console.log(`${name}: started (pid ${pid})`) } });
+supervisor.start();
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   console.log(`${signal}: stopping`);
-  for (const stop of stops.reverse()) await stop().catch((error) => console.error(error));
+  await supervisor.stop().catch((error) => toolsLogger('start').error({ err: error }, 'stopping the parts failed'));
   await db.stop();
+  console.log('stopped');
   process.exit(0);
 }
 // The embedded-postgres package stops its server on these signals by itself, at once;
@@ -73,4 +83,25 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.removeAllListeners(signal);
   process.on(signal, () => void shutdown(signal));
 }
-console.log('bpd-webhooks is up. Ctrl-C stops it.');
+
+if (await answers(`${apiUrl}/healthz`, 60_000)) {
+  console.log(`Reports page: ${apiUrl}/reports/webhooks`);
+  console.log(`GraphQL:      ${apiUrl}/graphql  (Ruru: ${apiUrl}/graphiql)`);
+  console.log('  an admin token for company 1:  npm run token -- --company 1');
+  console.log('  read-only:                     npm run token -- --company 1 --role webhook_viewer');
+  console.log('  send it as the header  Authorization: Bearer <token>');
+  console.log('bpd-webhooks is up. Ctrl-C stops it.');
+} else if (!stopping) {
+  console.error(`the admin API did not answer at ${apiUrl} within a minute (see its log above); the relay runs on. Ctrl-C stops it.`);
+}
+
+/** Whether url answers 200 within the time, asking every 100 ms. */
+async function answers(url: string, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline && !stopping) {
+    const ok = await fetch(url, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
+    if (ok) return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return false;
+}

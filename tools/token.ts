@@ -2,7 +2,7 @@
 // prints a bearer token for the admin API, signed with JWT_SECRET or, when that is
 // not set, with the development secret `npm start` keeps in .data/jwt-secret.
 import { parseArgs } from 'node:util';
-import { API_ROLES, signToken, type ApiRole } from '../api/auth.ts';
+import { API_ROLES, DEFAULT_TOKEN_LIFETIME, durationSeconds, maxTokenLifetime, signToken, type ApiRole } from '../api/auth.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
 
 const usage = 'usage: npm run token -- --company <id> [--role webhook_admin|webhook_viewer] [--sub <who>] [--expires 12h]';
@@ -12,7 +12,7 @@ const { values } = parseArgs({
     company: { type: 'string' },
     role: { type: 'string', default: 'webhook_admin' },
     sub: { type: 'string' },
-    expires: { type: 'string', default: '12h' },
+    expires: { type: 'string', default: DEFAULT_TOKEN_LIFETIME },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -26,6 +26,15 @@ if (!/^[1-9][0-9]*$/.test(values.company)) {
 }
 if (!(API_ROLES as readonly string[]).includes(values.role!)) {
   console.error(`--role must be one of ${API_ROLES.join(', ')}, got ${JSON.stringify(values.role)}`);
+  process.exit(2);
+}
+const lifetime = durationSeconds(values.expires!);
+if (lifetime === null) {
+  console.error(`--expires must be a duration such as 12h, 30m or 7d, got ${JSON.stringify(values.expires)}`);
+  process.exit(2);
+}
+if (lifetime > maxTokenLifetime()) {
+  console.error(`--expires ${values.expires} is longer than the API accepts (JWT_MAX_LIFETIME, ${maxTokenLifetime()} seconds)`);
   process.exit(2);
 }
 const secret = await jwtSecret({ allowDevSecret: true });

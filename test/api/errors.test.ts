@@ -90,3 +90,24 @@ test('a malformed date names the problem instead of an internal error', async (t
   t.regex(response.errors![0].message, /invalid input syntax for type timestamp with time zone: "yesterday-ish"/);
   t.is(response.errors![0].extensions?.code, '22007');
 });
+
+test('a NUL in text and a number beyond bigint are input errors that say so, not "An error occurred"', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id);
+
+  const nul = await api().gql(token, CREATE, { ...valid, name: 'Hook\u0000' });
+  t.is(nul.errors?.length, 1);
+  t.notRegex(nul.errors![0].message, /An error occurred/);
+  t.regex(nul.errors![0].message, /invalid byte sequence for encoding "UTF8": 0x00/);
+  t.is(nul.errors![0].extensions?.code, '22021');
+
+  const huge = await api().gql(token, 'query($id: BigInt!) { webhookById(id: $id) { id } }', { id: '99999999999999999999' });
+  t.is(huge.errors?.length, 1);
+  t.notRegex(huge.errors![0].message, /An error occurred/);
+  t.regex(huge.errors![0].message, /out of range for type bigint/);
+  t.is(huge.errors![0].extensions?.code, '22003');
+
+  const hugeArgument = await api().gql(token, CREATE, { ...valid, actions: ['CONTACT_STATUS_ADDED'], statusId: '9223372036854775808' });
+  t.is(hugeArgument.errors?.[0].extensions?.code, '22003');
+  t.is(await webhookCount(company.id), 0);
+});

@@ -1,49 +1,186 @@
-// max_in_flight and rate_limit: editable through GraphQL, bounded, visible in the report.
+// Every GraphQL request is bounded (api/limits.ts): a request over a limit is refused
+// before it runs, with a code that names the limit, and the server keeps serving.
+import { request } from 'node:http';
 import test from 'ava';
+import { authenticatorUrl } from '../../api/authenticator.ts';
+import { DEFAULT_LIMITS } from '../../api/limits.ts';
+import { startApi } from '../../api/server.ts';
+import { signToken } from '../../api/auth.ts';
+import { freePort } from '../../tools/embedded-postgres.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 
 const { db, api } = useTestDatabaseWithApi(test);
 
-const UPDATE = `mutation($input: UpdateWebhookInput!) { updateWebhook(input: $input) { result { maxInFlight rateLimit } } }`;
+const DELIVERIES = 301;
 
-test('maxInFlight and rateLimit are set, shown in the report, and cleared through GraphQL', async (t) => {
+/** A company with two webhooks and DELIVERIES deliveries on the first. */
+async function busyCompany() {
   const f = factories(db().pool);
   const company = await f.company();
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  const token = await api().token(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, created_at)
+     select $1, $2, 'contact.created', n, jsonb_build_object('n', n), now() - n * interval '1 second'
+     from generate_series(1, $3::int) n`,
+    [hook.id, company.id, DELIVERIES]);
+  return { company, hook, viewer: await api().token(company.id, 'webhook_viewer') };
+}
 
-  const set = await api().gql(token, UPDATE, { input: { id: webhook.id, maxInFlight: 4, rateLimit: 20 } });
-  t.falsy(set.errors);
-  t.deepEqual(set.data.updateWebhook.result, { maxInFlight: 4, rateLimit: 20 });
-  const { rows } = await db().pool.query('select max_in_flight, rate_limit from webhooks.webhooks where id = $1', [webhook.id]);
-  t.deepEqual(rows[0], { max_in_flight: 4, rate_limit: 20 });
+// the query of the report that brought the API down
+const NESTED = `{ allDeliveries { nodes { webhookByWebhookId { deliveriesByWebhookId { nodes {
+  webhookByWebhookId { deliveriesByWebhookId { nodes { id } } } } } } } } }`;
 
-  const viewer = await api().token(company.id, 'webhook_viewer');
-  const report = await api().gql(viewer, '{ webhookReport { nodes { webhookId maxInFlight rateLimit } } }');
-  t.deepEqual(report.data.webhookReport.nodes, [{ webhookId: webhook.id, maxInFlight: 4, rateLimit: 20 }]);
-
-  const kept = await api().gql(token, UPDATE, { input: { id: webhook.id, name: 'Renamed' } });
-  t.deepEqual(kept.data.updateWebhook.result, { maxInFlight: 4, rateLimit: 20 }, 'unchanged when not given');
-  const cleared = await api().gql(token, UPDATE, { input: { id: webhook.id, clearMaxInFlight: true, clearRateLimit: true } });
-  t.deepEqual(cleared.data.updateWebhook.result, { maxInFlight: null, rateLimit: null });
+test('the nested query over hundreds of deliveries is refused as too deep, and the API keeps serving', async (t) => {
+  const { viewer } = await busyCompany();
+  const refused = await api().gql(viewer, NESTED);
+  t.is(refused.data, undefined);
+  t.is(refused.errors?.length, 1);
+  t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_DEEP');
+  t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxDepth);
+  t.regex(refused.errors![0].message, /too deep: \d+ levels, at most 8 \(API_MAX_DEPTH\)/);
+  // the same server answers the next request
+  const after = await api().gql(viewer, '{ allDeliveries(first: 1) { totalCount } }');
+  t.deepEqual(after.data, { allDeliveries: { totalCount: DELIVERIES } });
 });
 
-test('limits out of range are refused with their rule and field', async (t) => {
+test('a query within the depth whose pages multiply past the node limit is refused as too costly, variables counted', async (t) => {
+  const { viewer } = await busyCompany();
+  const WIDE = `query($n: Int) { allDeliveries(first: $n) { nodes { webhookByWebhookId {
+    deliveriesByWebhookId(first: $n) { nodes { id } } } } } }`;
+  const refused = await api().gql(viewer, WIDE, { n: 500 });
+  t.is(refused.data, undefined);
+  t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
+  t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxNodes);
+  t.true((refused.errors?.[0].extensions?.found as number) > DEFAULT_LIMITS.maxNodes);
+  t.regex(refused.errors![0].message, /API_MAX_NODES/);
+  // the same document with small pages is fine
+  const small = await api().gql(viewer, WIDE, { n: 3 });
+  t.is(small.errors, undefined);
+  t.is(small.data.allDeliveries.nodes.length, 3);
+  t.is(small.data.allDeliveries.nodes[0].webhookByWebhookId.deliveriesByWebhookId.nodes.length, 3);
+});
+
+test('aliases do not escape the node limit', async (t) => {
+  const { viewer } = await busyCompany();
+  const aliases = Array.from({ length: 300 }, (_, i) => `a${i}: allDeliveries { nodes { id } }`).join('\n');
+  const refused = await api().gql(viewer, `{ ${aliases} }`);
+  t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
+});
+
+test('first and last above the page maximum are refused as literals and as variables', async (t) => {
+  const { viewer } = await busyCompany();
+  const over = DEFAULT_LIMITS.maxPageSize + 1;
+  for (const [query, variables] of [
+    [`{ allDeliveries(first: ${over}) { nodes { id } } }`, {}],
+    [`{ allDeliveries(last: ${over}) { nodes { id } } }`, {}],
+    ['query($n: Int) { allDeliveries(first: $n) { nodes { id } } }', { n: over }],
+  ] as const) {
+    const refused = await api().gql(viewer, query, variables);
+    t.is(refused.data, undefined, query);
+    t.is(refused.errors?.[0].extensions?.code, 'PAGE_TOO_LARGE', query);
+    t.regex(refused.errors![0].message, /at most 1000 \(API_MAX_PAGE_SIZE\)/);
+  }
+});
+
+test('a connection without first or last returns the default page; first, last and cursors still page', async (t) => {
+  const { viewer, hook } = await busyCompany();
+  const all = await api().gql(viewer, '{ allDeliveries { totalCount pageInfo { hasNextPage } nodes { id } } }');
+  t.is(all.errors, undefined);
+  t.is(all.data.allDeliveries.totalCount, DELIVERIES);
+  t.is(all.data.allDeliveries.nodes.length, DEFAULT_LIMITS.defaultPageSize);
+  t.true(all.data.allDeliveries.pageInfo.hasNextPage);
+
+  const big = await api().gql(viewer, '{ allDeliveries(first: 300) { nodes { id } } }');
+  t.is(big.data.allDeliveries.nodes.length, 300);
+  const last = await api().gql(viewer, '{ allDeliveries(last: 5) { nodes { id } } }');
+  t.is(last.errors, undefined);
+  t.is(last.data.allDeliveries.nodes.length, 5);
+
+  // a webhook's history, as the page reads it: a page, then the next by cursor
+  const HISTORY = `query($id: BigInt!, $after: Cursor) { webhookById(id: $id) {
+    history(first: 25, after: $after) { pageInfo { hasNextPage endCursor } nodes { id payload } } } }`;
+  const first = await api().gql(viewer, HISTORY, { id: hook.id });
+  t.is(first.errors, undefined);
+  t.is(first.data.webhookById.history.nodes.length, 25);
+  const next = await api().gql(viewer, HISTORY, { id: hook.id, after: first.data.webhookById.history.pageInfo.endCursor });
+  t.is(next.data.webhookById.history.nodes.length, 25);
+  const seen = new Set(first.data.webhookById.history.nodes.map((n: any) => n.id));
+  t.false(next.data.webhookById.history.nodes.some((n: any) => seen.has(n.id)));
+  // history without first: the default page
+  const unpaged = await api().gql(viewer, '{ allWebhooks(first: 10) { nodes { history { nodes { id } } } } }');
+  t.is(unpaged.errors, undefined);
+  t.deepEqual(unpaged.data.allWebhooks.nodes.map((n: any) => n.history.nodes.length).sort(), [0, DEFAULT_LIMITS.defaultPageSize]);
+});
+
+/** POSTs raw bytes to /graphql; chunked when length is not given. */
+function post(url: string, token: string, body: string, sendLength: boolean): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}/graphql`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${token}`,
+        ...(sendLength ? { 'content-length': Buffer.byteLength(body) } : {}),
+      },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+    });
+    // the server may answer and close before the whole body is written
+    req.on('error', (error: NodeJS.ErrnoException) => (error.code === 'EPIPE' || error.code === 'ECONNRESET' ? undefined : reject(error)));
+    req.end(body);
+  });
+}
+
+test('a request body over the limit is answered 413, with or without a length', async (t) => {
+  const { viewer } = await busyCompany();
+  const body = JSON.stringify({ query: `{ currentCompanyId }`, variables: { pad: 'x'.repeat(DEFAULT_LIMITS.maxBodyBytes) } });
+  const said = await post(api().api.url, viewer, body, true);
+  t.is(said.status, 413);
+  t.is(JSON.parse(said.body).errors[0].extensions.code, 'REQUEST_TOO_LARGE');
+  const chunked = await post(api().api.url, viewer, body, false);
+  t.is(chunked.status, 413);
+  // and a body within it is served
+  const fine = await post(api().api.url, viewer, JSON.stringify({ query: '{ currentCompanyId }' }), false);
+  t.is(fine.status, 200);
+});
+
+test('SQL that runs past the statement timeout is cancelled and named', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  const token = await api().token(company.id);
-  for (const [input, constraint, column] of [
-    [{ maxInFlight: 0 }, 'webhook_max_in_flight_range', 'max_in_flight'],
-    [{ maxInFlight: 1001 }, 'webhook_max_in_flight_range', 'max_in_flight'],
-    [{ rateLimit: 0 }, 'webhook_rate_limit_range', 'rate_limit'],
-    [{ rateLimit: 10001 }, 'webhook_rate_limit_range', 'rate_limit'],
-  ] as const) {
-    const response = await api().gql(token, UPDATE, { input: { id: webhook.id, ...input } });
-    t.is(response.errors?.length, 1, JSON.stringify(input));
-    t.like(response.errors![0]!.extensions, { code: '23514', constraint, column }, JSON.stringify(input));
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const jwtSecret = 'limits-test-secret';
+  const short = await startApi({
+    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
+    jwtSecret,
+    port: await freePort(),
+    poolSize: 2,
+    reportCountsEveryMs: 0,
+    limits: { statementTimeoutMs: 300 },
+  });
+  const locker = await db().pool.connect();
+  try {
+    // an admin's change waits for a row another transaction holds: the wait is cut short
+    await locker.query('begin');
+    await locker.query('select 1 from webhooks.webhooks where id = $1 for update', [hook.id]);
+    const admin = await signToken(jwtSecret, { companyId: company.id, role: 'webhook_admin' });
+    const response = await fetch(`${short.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` },
+      body: JSON.stringify({ query: `mutation { disableWebhook(input: { id: "${hook.id}" }) { result { enabled } } }` }),
+    });
+    const body = (await response.json()) as any;
+    t.is(body.errors?.[0].extensions?.code, 'QUERY_TIMEOUT');
+    t.regex(body.errors[0].message, /API_STATEMENT_TIMEOUT_MS/);
+  } finally {
+    await locker.query('rollback');
+    locker.release();
+    await short.stop();
   }
-  const { rows } = await db().pool.query('select max_in_flight, rate_limit from webhooks.webhooks where id = $1', [webhook.id]);
-  t.deepEqual(rows[0], { max_in_flight: null, rate_limit: null }, 'nothing was written');
+  const { rows: [row] } = await db().pool.query('select enabled from webhooks.webhooks where id = $1', [hook.id]);
+  t.true(row.enabled);
 });

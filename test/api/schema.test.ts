@@ -40,13 +40,40 @@ test('no token, a bad token, or a token for a role the API does not serve: HTTP 
   const noCompany = await new SignJWT({ role: 'webhook_admin' })
     .setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(new TextEncoder().encode(api().jwtSecret));
 
+  const secret = new TextEncoder().encode(api().jwtSecret);
+  const now = Math.floor(Date.now() / 1000);
+  const signed = (claims: Record<string, unknown>, exp: number | null = now + 3600, iat: number | null = now) => {
+    const jwt = new SignJWT({ role: 'webhook_admin', ...claims }).setProtectedHeader({ alg: 'HS256' });
+    if (exp !== null) jwt.setExpirationTime(exp);
+    if (iat !== null) jwt.setIssuedAt(iat);
+    return jwt.sign(secret);
+  };
+  const companyMessage = /^invalid token: claim "company_id" must be one positive integer, at most 9223372036854775807/;
+
   const cases: Array<[string, string | undefined, RegExp]> = [
+    ['no exp', await signed({ company_id: '1' }, null), /^invalid token: claim "exp" is required/],
+    ['no exp, no iat', await signed({ company_id: '1' }, null, null), /^invalid token: claim "exp" is required/],
+    ['lives 25 hours', await signed({ company_id: '1' }, now + 25 * 3600), /^invalid token: it lives longer than the 86400 seconds/],
+    ['issued long ago for long', await signed({ company_id: '1' }, now + 3600, now - 30 * 3600), /lives longer than the 86400 seconds/],
+    ['lives 25 hours, no iat', await signed({ company_id: '1' }, now + 25 * 3600, null), /lives longer than the 86400 seconds/],
+    ['company_id an array', await signed({ company_id: [2] }), companyMessage],
+    ['company_id an array of strings', await signed({ company_id: ['2'] }), companyMessage],
+    ['company_id beyond bigint', await signed({ company_id: '9999999999999999999' }), companyMessage],
+    ['company_id 20 digits', await signed({ company_id: '10000000000000000000' }), companyMessage],
+    ['company_id beyond 2^53 as a number', await signed({ company_id: 9007199254740993 }), companyMessage],
+    ['company_id 0', await signed({ company_id: 0 }), companyMessage],
+    ['company_id "0"', await signed({ company_id: '0' }), companyMessage],
+    ['company_id negative', await signed({ company_id: -1 }), companyMessage],
+    ['company_id a fraction', await signed({ company_id: 1.5 }), companyMessage],
+    ['company_id with a leading zero', await signed({ company_id: '01' }), companyMessage],
+    ['company_id true', await signed({ company_id: true }), companyMessage],
+    ['company_id an object', await signed({ company_id: { id: 1 } }), companyMessage],
     ['no token', undefined, /missing Authorization header/],
     ['garbage', 'not-a-jwt', /invalid token/],
     ['wrong secret', forged, /invalid token: signature verification failed/],
     ['expired', expired, /invalid token: "exp" claim timestamp check failed/],
     ['role postgres', superuser, /claim "role" must be one of webhook_admin, webhook_viewer/],
-    ['no company', noCompany, /claim "company_id" must be a positive integer/],
+    ['no company', noCompany, companyMessage],
   ];
   for (const [name, token, message] of cases) {
     const response = await api().gql(token, '{ allWebhooks { nodes { id } } __schema { types { name } } }');
@@ -55,6 +82,17 @@ test('no token, a bad token, or a token for a role the API does not serve: HTTP 
     t.is(response.errors?.length, 1, name);
     t.regex(response.errors![0].message, message, name);
     t.is(response.errors![0].extensions?.code, 'UNAUTHENTICATED', name);
+  }
+});
+
+test('company_id as a number or a string of digits, up to bigint; a token within its lifetime', async (t) => {
+  const secret = new TextEncoder().encode(api().jwtSecret);
+  for (const companyId of [7, '7', '9223372036854775807']) {
+    const token = await new SignJWT({ role: 'webhook_viewer', company_id: companyId })
+      .setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime('24h').sign(secret);
+    const response = await api().gql(token, '{ currentCompanyId }');
+    t.is(response.status, 200, String(companyId));
+    t.deepEqual(response.data, { currentCompanyId: String(companyId) }, String(companyId));
   }
 });
 

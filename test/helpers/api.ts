@@ -53,6 +53,9 @@ export async function startTestApi(ownerUrl: string, options: { reportCountsEver
           ...(token ? { authorization: `Bearer ${token}` } : {}),
         },
         body: JSON.stringify({ query, variables }),
+      }).catch((error: Error & { cause?: { code?: string; message?: string } }) => {
+        // fetch says only "fetch failed": name the socket's reason
+        throw new Error(`${error.message}: ${error.cause?.code ?? ''} ${error.cause?.message ?? ''}`, { cause: error });
       });
       const body = (await response.json()) as { data?: any; errors?: GraphQLError[] };
       return { status: response.status, ...body };

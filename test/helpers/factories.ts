@@ -29,6 +29,9 @@ export interface WebhookInput {
   userId?: string | null;
   enabled?: boolean;
   maxAttempts?: number | null;
+  ignoreSources?: string[];
+  watchFields?: string[];
+  conditions?: unknown;
 }
 
 export interface Webhook {
@@ -40,6 +43,9 @@ export interface Webhook {
   actions: string[];
   enabled: boolean;
   secret: string;
+  ignore_sources: string[];
+  watch_fields: string[];
+  conditions: unknown;
 }
 
 export function factories(db: Queryable) {
@@ -75,9 +81,11 @@ export function factories(db: Queryable) {
 
     webhook: async (input: WebhookInput): Promise<Webhook> => {
       const webhook = await one<Webhook>(
-        `insert into webhooks.webhooks (company_id, name, url, fields, actions, status_id, user_id, enabled, disabled_at, max_attempts)
-         values ($1, $2, $3, $4, $5::webhooks.action[], $6, $7, $8, case when $8 then null else now() end, $9)
-         returning id, company_id, name, url, fields, actions::text[] as actions, status_id, user_id, enabled, created_at`,
+        `insert into webhooks.webhooks (company_id, name, url, fields, actions, status_id, user_id, enabled, disabled_at, max_attempts,
+                                        ignore_sources, watch_fields, conditions)
+         values ($1, $2, $3, $4, $5::webhooks.action[], $6, $7, $8, case when $8 then null else now() end, $9, $10, $11, $12)
+         returning id, company_id, name, url, fields, actions::text[] as actions, status_id, user_id, enabled, created_at,
+                   ignore_sources, watch_fields, conditions`,
         [
           input.companyId,
           input.name ?? `Hook ${tag()}`,
@@ -88,6 +96,9 @@ export function factories(db: Queryable) {
           input.userId ?? null,
           input.enabled ?? true,
           input.maxAttempts ?? null,
+          input.ignoreSources ?? [],
+          input.watchFields ?? [],
+          input.conditions === undefined ? null : JSON.stringify(input.conditions),
         ],
       );
       // written by an AFTER INSERT trigger; read here, where the tests may see it

@@ -70,6 +70,7 @@ export class Receiver {
   /** requests arrived and not yet answered, per path */
   private readonly open = new Map<string, number>();
   private port = 0;
+  private host = '127.0.0.1';
 
   constructor() {
     this.server = createServer((req, res) => {
@@ -84,15 +85,18 @@ export class Receiver {
     });
   }
 
-  async listen(): Promise<this> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+  /** host: a loopback address (127.0.0.0/8); never any other */
+  async listen(host = '127.0.0.1'): Promise<this> {
+    if (!host.startsWith('127.')) throw new Error(`a test receiver listens on loopback only, not ${host}`);
+    this.host = host;
+    await new Promise<void>((resolve) => this.server.listen(0, host, resolve));
     this.port = (this.server.address() as AddressInfo).port;
     return this;
   }
 
-  /** http://127.0.0.1:<port> */
+  /** http://127.0.0.1:<port> (or the loopback address it listens on) */
   get origin(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `http://${this.host}:${this.port}`;
   }
 
   url(path = '/'): string {
@@ -228,6 +232,6 @@ export class Receiver {
   }
 }
 
-export async function startReceiver(): Promise<Receiver> {
-  return await new Receiver().listen();
+export async function startReceiver(options: { host?: string } = {}): Promise<Receiver> {
+  return await new Receiver().listen(options.host);
 }

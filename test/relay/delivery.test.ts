@@ -3,6 +3,7 @@
 // (relays with different settings must not drain each other's outbox).
 import test from 'ava';
 import { Webhook } from 'standardwebhooks';
+import { TENANT_REFUSAL } from '../../relay/destinations.ts';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 
 async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }, relayOverrides: Record<string, string> = {}) {
@@ -202,9 +203,8 @@ test('private and loopback destinations are refused without an allow-list, and r
 
   const deliveries = await waitForFinalDeliveries(pool, [literal.id, named.id, metadata.id], 3);
   const byWebhook = new Map<string, any>(deliveries.map((d) => [d.webhook_id, d]));
-  t.regex(byWebhook.get(literal.id).last_error, /^destination refused: 127\.0\.0\.1 \(loopback\) is not a public address and RELAY_ALLOW_NETWORKS is empty$/);
-  t.regex(byWebhook.get(named.id).last_error, /^destination refused: localhost resolves to .*loopback/);
-  t.regex(byWebhook.get(metadata.id).last_error, /169\.254\.169\.254 \(cloud metadata\)/);
+  // what the tenant sees says no more than this (the operator's log has the rest)
+  for (const id of [literal.id, named.id, metadata.id]) t.is(byWebhook.get(id).last_error, TENANT_REFUSAL);
   for (const d of deliveries) {
     t.is(d.state, 'failed');
     const attempts = await attemptsOf(pool, d.id);
@@ -215,6 +215,6 @@ test('private and loopback destinations are refused without an allow-list, and r
   // a refusal is an ordinary failed attempt: retried while attempts remain
   const { rows: [pending] } = await pool.query('select state, last_error from webhooks.deliveries where webhook_id = $1', [privateNet.id]);
   t.is(pending.state, 'pending');
-  t.regex(pending.last_error, /10\.1\.2\.3 \(private\)/);
+  t.is(pending.last_error, TENANT_REFUSAL);
   t.is(receiver.requests.length, 0);
 });

@@ -3,11 +3,21 @@
 import test from 'ava';
 import { Webhook } from 'standardwebhooks';
 import { parseRetryAfter } from '../../relay/deliver.ts';
-import { guardedLookup, parseNetworks, refusal, refuseLiteralHost, specialKind } from '../../relay/destinations.ts';
+import {
+  embeddedIPv4,
+  guardedLookup,
+  parseAddress,
+  parseNetworks,
+  refusal,
+  refuseLiteral,
+  refuseLiteralHost,
+  specialKind,
+  TENANT_REFUSAL,
+} from '../../relay/destinations.ts';
 import { relaySettings } from '../../relay/settings.ts';
 import { signatureHeaders } from '../../relay/sign.ts';
 
-test('special addresses are recognised, IPv4 written as IPv6 included', (t) => {
+test('special addresses are recognised, IPv4 carried in IPv6 judged by the IPv4 address', (t) => {
   const cases: Array<[string, string | null]> = [
     ['127.0.0.1', 'loopback'],
     ['10.20.30.40', 'private'],
@@ -16,52 +26,116 @@ test('special addresses are recognised, IPv4 written as IPv6 included', (t) => {
     ['172.32.0.1', null],
     ['192.168.1.1', 'private'],
     ['169.254.169.254', 'cloud metadata'],
+    ['100.100.100.200', 'cloud metadata'],
     ['169.254.1.1', 'link-local'],
     ['100.64.0.1', 'shared (carrier-grade NAT)'],
     ['0.0.0.0', 'unspecified'],
+    ['255.255.255.255', 'broadcast'],
     ['224.0.0.1', 'multicast'],
+    ['198.18.0.1', 'reserved'],
+    ['240.0.0.1', 'reserved'],
     ['8.8.8.8', null],
     ['::1', 'loopback'],
     ['::', 'unspecified'],
     ['fe80::1', 'link-local'],
     ['fd00::1', 'private (unique local)'],
     ['fd00:ec2::254', 'cloud metadata'],
-    ['::ffff:10.0.0.1', 'private'],
-    ['::ffff:127.0.0.1', 'loopback'],
+    ['fec0::1', 'private (site-local)'],
+    ['ff02::1', 'multicast'],
+    ['2001:db8::1', 'reserved'],
+    ['100::1', 'discard'],
+    ['::2:3:4', 'reserved (outside 2000::/3)'],
     ['2001:4860:4860::8888', null],
+    // IPv4-mapped, both spellings
+    ['::ffff:10.0.0.1', 'private, as IPv4-mapped of 10.0.0.1'],
+    ['::ffff:127.0.0.1', 'loopback, as IPv4-mapped of 127.0.0.1'],
+    ['::ffff:7f00:2', 'loopback, as IPv4-mapped of 127.0.0.2'],
+    ['0:0:0:0:0:ffff:a9fe:a9fe', 'cloud metadata, as IPv4-mapped of 169.254.169.254'],
+    ['::ffff:8.8.8.8', null],
+    // IPv4-translated, IPv4-compatible
+    ['::ffff:0:a00:1', 'private, as IPv4-translated of 10.0.0.1'],
+    ['::7f00:1', 'loopback, as IPv4-compatible of 127.0.0.1'],
+    ['::a9fe:a9fe', 'cloud metadata, as IPv4-compatible of 169.254.169.254'],
+    // NAT64
+    ['64:ff9b::10.0.0.1', 'private, as NAT64 of 10.0.0.1'],
+    ['64:ff9b::808:808', null],
+    ['64:ff9b:1::7f00:1', 'loopback, as NAT64 (local use) of 127.0.0.1'],
+    ['64:ff9b:1:7f08:808:808:808:808', 'loopback, as NAT64 (local use) of 127.8.8.8'], // read with a /48 prefix
+    ['64:ff9b:1::808:808', 'unspecified, as NAT64 (local use) of 0.0.0.8'], // public only if read with a /96 prefix
+    // 6to4: bits 16-48
+    ['2002:7f00:1::1', 'loopback, as 6to4 of 127.0.0.1'],
+    ['2002:a9fe:a9fe::', 'cloud metadata, as 6to4 of 169.254.169.254'],
+    ['2002:808:808::1', null],
+    // Teredo: the server (bits 32-64) and the client (last 32 bits, inverted)
+    ['2001:0:7f00:1::', 'loopback, as Teredo of 127.0.0.1'],
+    ['2001:0:808:808::f5ff:fffe', 'private, as Teredo of 10.0.0.1'],
+    ['2001:0:808:808::f7f7:f7f7', null],
+    // not an address at all
+    ['localhost', 'not an IP address'],
   ];
   for (const [address, kind] of cases) t.is(specialKind(address), kind, address);
+});
+
+test('embedded IPv4 addresses: where each form carries them', (t) => {
+  const carried = (text: string) => {
+    const found = embeddedIPv4(parseAddress(text)!);
+    return found && { via: found.via, addresses: found.addresses.map(String) };
+  };
+  t.deepEqual(carried('::ffff:7f00:2'), { via: 'IPv4-mapped', addresses: ['127.0.0.2'] });
+  t.deepEqual(carried('2002:c000:0204::1'), { via: '6to4', addresses: ['192.0.2.4'] });
+  t.deepEqual(carried('2001:0:4136:e378:8000:63bf:3fff:fdd2'), { via: 'Teredo', addresses: ['65.54.227.120', '192.0.2.45'] });
+  t.is(carried('::1'), null);
+  t.is(carried('2a00:1450::1'), null);
+  t.is(carried('127.0.0.1'), null);
 });
 
 test('the allow-list lets named networks through, and nothing else', (t) => {
   const allow = parseNetworks('127.0.0.0/8, ::1/128, 10.1.2.3');
   t.is(refusal('127.0.0.1', allow), null);
   t.is(refusal('::1', allow), null);
-  t.is(refusal('::ffff:127.0.0.1', allow), null);
+  t.is(refusal('::ffff:127.0.0.1', allow), null, 'an IPv4-mapped address is its IPv4 address on the wire');
   t.is(refusal('10.1.2.3', allow), null);
   t.is(refusal('10.1.2.4', allow), '10.1.2.4 (private) is not a public address and RELAY_ALLOW_NETWORKS (127.0.0.0/8, ::1/128, 10.1.2.3) does not include it');
+  t.regex(refusal('2002:7f00:1::', allow)!, /loopback, as 6to4 of 127\.0\.0\.1/, 'a 6to4 address goes to a relay, not to the IPv4 address: allowed only as written');
   t.is(refusal('8.8.8.8', parseNetworks('')), null);
-  for (const bad of ['localhost', '10.0.0.0/33', '::1/129', '10.0.0.0/', '10.0.0.0/8/1', '10.0.0.0/x']) {
+  const one = parseNetworks('127.0.0.1/32');
+  t.is(refusal('::ffff:7f00:1', one), null);
+  t.regex(refusal('::ffff:7f00:2', one)!, /^::ffff:7f00:2 \(loopback, as IPv4-mapped of 127\.0\.0\.2\) is not a public address and RELAY_ALLOW_NETWORKS \(127\.0\.0\.1\/32\) does not include it$/);
+  for (const bad of ['localhost', '10.0.0.0/33', '::1/129', '10.0.0.0/', '10.0.0.0/8/1', '10.0.0.0/x', '10.1/16', '0x0a.0.0.0/8', '10.0.0.0/-1']) {
     t.throws(() => parseNetworks(bad), { message: /is not a network in CIDR form/ }, bad);
   }
 });
 
-test('an address literal in the URL is checked before any connection', (t) => {
-  const none = parseNetworks('');
-  t.is(refuseLiteralHost(new URL('http://[::1]:8080/hook'), none)?.message, 'destination refused: ::1 (loopback) is not a public address and RELAY_ALLOW_NETWORKS is empty');
-  t.regex(refuseLiteralHost(new URL('https://192.168.0.10/hook'), none)?.message ?? '', /192\.168\.0\.10 \(private\)/);
-  t.is(refuseLiteralHost(new URL('http://[::1]:8080/hook'), parseNetworks('::1/128')), null);
-  t.is(refuseLiteralHost(new URL('https://93.184.215.14/hook'), none), null);
-  t.is(refuseLiteralHost(new URL('https://hooks.example.com/hook'), none), null, 'names are checked when they resolve');
+test('an address literal in the URL is refused before any connection, in every spelling; the tenant learns only that', (t) => {
+  const allow = parseNetworks('127.0.0.1/32');
+  const spellings = [
+    'http://127.0.0.2/', 'http://2130706434/', 'http://0x7f000002/', 'http://0x7f.0.0.2/', 'http://0177.0.0.2/', 'http://127.2/',
+    'http://[::ffff:127.0.0.2]/', 'http://[::ffff:7f00:2]/', 'http://[::127.0.0.2]/', 'http://[64:ff9b::7f00:2]/',
+    'http://[2002:7f00:2::]/', 'http://[2001:0:7f00:2::80ff:fffd]/', 'https://[::ffff:a9fe:a9fe]/latest/meta-data',
+    'http://[::ffff:10.0.0.1]/', 'http://[fd00:ec2::254]/',
+  ];
+  for (const url of spellings) {
+    const refused = refuseLiteralHost(new URL(url), allow);
+    t.is(refused?.message, TENANT_REFUSAL, url);
+    t.regex(refused?.detail ?? '', /^destination refused: .+ is not a public address and RELAY_ALLOW_NETWORKS \(127\.0\.0\.1\/32\) does not include it$/, url);
+  }
+  // the resolver reads spellings that the URL parser leaves to it
+  for (const host of ['127.2', '0x7f.0.0.2', '017700000002', '[::ffff:7f00:2]']) t.is(refuseLiteral(host, allow)?.message, TENANT_REFUSAL, host);
+  t.is(refuseLiteralHost(new URL('http://127.0.0.1:8080/hook'), allow), null);
+  t.is(refuseLiteralHost(new URL('http://[::ffff:127.0.0.1]:8080/hook'), allow), null);
+  t.is(refuseLiteralHost(new URL('https://93.184.215.14/hook'), parseNetworks('')), null);
+  t.is(refuseLiteralHost(new URL('https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/hook'), parseNetworks('')), null);
+  t.is(refuseLiteralHost(new URL('https://hooks.example.com/hook'), parseNetworks('')), null, 'names are checked when they resolve');
 });
 
 test('a name is checked on the addresses it resolves to', async (t) => {
   const resolve = (allow: string) =>
-    new Promise<{ error: Error | null; address: unknown }>((done) =>
+    new Promise<{ error: (Error & { detail?: string }) | null; address: unknown }>((done) =>
       guardedLookup(parseNetworks(allow))('localhost', { family: 4 }, (error, address) => done({ error, address })),
     );
   const refused = await resolve('');
-  t.regex(refused.error?.message ?? '', /^destination refused: localhost resolves to 127\.0\.0\.1 \(loopback\)/);
+  t.is(refused.error?.message, TENANT_REFUSAL);
+  t.regex(refused.error?.detail ?? '', /^destination refused: localhost resolves to 127\.0\.0\.1 \(loopback\)/);
   const allowed = await resolve('127.0.0.0/8');
   t.is(allowed.error, null);
   t.is(allowed.address, '127.0.0.1');

@@ -3,6 +3,7 @@
 // every relay is awake (sql/36_wakeup.sql).
 import test from 'ava';
 import pg from 'pg';
+import { CHANNEL } from '../../relay/engine-names.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -22,7 +23,7 @@ async function relayConnection(url: string) {
     if (waiter) waiter(n);
     else queue.push(n);
   });
-  await client.query('listen bpd_webhooks');
+  await client.query(`listen ${CHANNEL}`);
   return {
     goingIdle: async () => (await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe as boolean,
     awake: () => client.query('select webhooks_relay.awake()'),
@@ -39,7 +40,7 @@ async function relayConnection(url: string) {
 // A committed transaction that notifies with a payload of its own: every notification
 // before it in the stream came from earlier commits.
 async function sentinel(pool: pg.Pool, mark: string) {
-  await pool.query('select pg_notify($1, $2)', ['bpd_webhooks', mark]);
+  await pool.query('select pg_notify($1, $2)', [CHANNEL, mark]);
 }
 
 async function hookFor(action: string) {

@@ -1,0 +1,57 @@
+// JSON values the API serves (payloads) come from tenants' contacts, and jsonb may
+// nest thousands of levels deep. JSON.stringify recurses and overflows the stack near
+// 9,000 levels, which failed the whole answer (HTTP 500) for every query selecting
+// such a payload: one contact could break another company's history page. The rule:
+// a JSON value nested deeper than MAX_SERVED_JSON_DEPTH is served as its JSON text
+// (a string, written without recursion), everything else as it is. Nothing is lost,
+// and no depth can break an answer. docs/api-limits.md says so to API users.
+
+/** Deeper than this, a JSON value is served as its text. Few JSON parsers accept more (Ruby: 100). */
+export const MAX_SERVED_JSON_DEPTH = 100;
+
+/** Whether value nests deeper than depth (arrays and objects count one level each). */
+export function nestsDeeperThan(value: unknown, depth: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, level] = stack.pop()!;
+    if (item === null || typeof item !== 'object') continue;
+    if (level + 1 > depth) return true;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, level + 1]);
+  }
+  return false;
+}
+
+/** JSON.stringify without recursion, for values parsed from JSON (no toJSON, no cycles). */
+export function stringifyDeep(value: unknown): string {
+  const out: string[] = [];
+  // work items: a value to write, or a literal piece of text
+  const work: Array<{ value: unknown } | string> = [{ value }];
+  while (work.length > 0) {
+    const item = work.pop()!;
+    if (typeof item === 'string') {
+      out.push(item);
+      continue;
+    }
+    const v = item.value;
+    if (v === null || typeof v !== 'object') {
+      out.push(JSON.stringify(v) ?? 'null');
+    } else if (Array.isArray(v)) {
+      const pieces: Array<{ value: unknown } | string> = ['['];
+      v.forEach((child, i) => pieces.push(...(i > 0 ? [','] : []), { value: child }));
+      pieces.push(']');
+      for (let i = pieces.length - 1; i >= 0; i--) work.push(pieces[i]);
+    } else {
+      const entries = Object.entries(v).filter(([, child]) => child !== undefined);
+      const pieces: Array<{ value: unknown } | string> = ['{'];
+      entries.forEach(([key, child], i) => pieces.push(`${i > 0 ? ',' : ''}${JSON.stringify(key)}:`, { value: child }));
+      pieces.push('}');
+      for (let i = pieces.length - 1; i >= 0; i--) work.push(pieces[i]);
+    }
+  }
+  return out.join('');
+}
+
+/** What the API serves for a JSON value: itself, or its text when it nests too deep. */
+export function servableJson(value: unknown): unknown {
+  return nestsDeeperThan(value, MAX_SERVED_JSON_DEPTH) ? stringifyDeep(value) : value;
+}

@@ -1,0 +1,173 @@
+// What one GraphQL request may cost. Every request is bounded before any SQL runs:
+// its body (bytes), its depth, and how many values its answer may hold (the page
+// sizes of nested connections multiply); pages have a default size and a maximum;
+// and the SQL it runs has a statement timeout. An over-limit request is refused at
+// once with a named error (extensions.code), never run and cut short.
+// docs/api-limits.md lists each limit, its default, its code and its setting.
+import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
+import { constant, lambda, SafeError, type Step } from 'postgraphile/grafast';
+import { GraphQLError, type GraphQLField, type ValidationRule } from 'postgraphile/graphql';
+import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
+
+export interface ApiLimits {
+  /** bytes of one request body; more is answered 413 */
+  maxBodyBytes: number;
+  /** nesting of fields in one operation (a leaf field at the top is depth 1) */
+  maxDepth: number;
+  /** field values one answer may hold: each connection multiplies what it selects by its page size */
+  maxNodes: number;
+  /** rows of one connection page when neither first nor last is given */
+  defaultPageSize: number;
+  /** the most first / last may ask for */
+  maxPageSize: number;
+  /** statement_timeout of every request's SQL, in milliseconds */
+  statementTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
+  maxBodyBytes: 100_000,
+  maxDepth: 8,
+  maxNodes: 20_000,
+  defaultPageSize: 100,
+  maxPageSize: 1_000,
+  statementTimeoutMs: 5_000,
+});
+
+/** The environment variable of each limit. */
+export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.freeze({
+  maxBodyBytes: 'API_MAX_BODY_BYTES',
+  maxDepth: 'API_MAX_DEPTH',
+  maxNodes: 'API_MAX_NODES',
+  defaultPageSize: 'API_DEFAULT_PAGE_SIZE',
+  maxPageSize: 'API_MAX_PAGE_SIZE',
+  statementTimeoutMs: 'API_STATEMENT_TIMEOUT_MS',
+});
+
+/** The codes (extensions.code) of the refusals. */
+export const LIMIT_CODES = Object.freeze({
+  body: 'REQUEST_TOO_LARGE',
+  depth: 'QUERY_TOO_DEEP',
+  nodes: 'QUERY_TOO_COSTLY',
+  pageSize: 'PAGE_TOO_LARGE',
+  timeout: 'QUERY_TIMEOUT',
+});
+
+/** The limits of the environment (unset: the default); throws naming a bad setting. */
+export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<ApiLimits> = {}): ApiLimits {
+  const limits = { ...DEFAULT_LIMITS };
+  for (const [key, name] of Object.entries(LIMIT_SETTINGS) as Array<[keyof ApiLimits, string]>) {
+    const text = env[name];
+    if (text === undefined || text === '') continue;
+    const value = Number(text);
+    if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
+    limits[key] = value;
+  }
+  Object.assign(limits, overrides);
+  if (limits.defaultPageSize > limits.maxPageSize) {
+    throw new Error(`${LIMIT_SETTINGS.defaultPageSize} (${limits.defaultPageSize}) must not exceed ${LIMIT_SETTINGS.maxPageSize} (${limits.maxPageSize})`);
+  }
+  return limits;
+}
+
+function refusal(message: string, code: string, extra: Record<string, unknown> = {}): GraphQLError {
+  return new GraphQLError(message, { extensions: { code, ...extra } });
+}
+
+/** The depth limit, as a validation rule (depth does not depend on variables). */
+export function depthRule(limits: ApiLimits): ValidationRule {
+  return maxDepthRule({
+    n: limits.maxDepth,
+    // a fragment spread is not a level of the answer
+    flattenFragments: true,
+    ignoreIntrospection: true,
+    // reported as a validation error of our own (named), not thrown
+    propagateOnRejection: false,
+    onReject: [
+      (context, error) => {
+        const found = Number(/found (\d+)/.exec(error.message)?.[1]);
+        context?.reportError(refusal(
+          `query is too deep: ${found} levels, at most ${limits.maxDepth} (${LIMIT_SETTINGS.maxDepth})`,
+          LIMIT_CODES.depth, { limit: limits.maxDepth, found }));
+      },
+    ],
+  }) as unknown as ValidationRule;
+}
+
+/** A connection field: it pages (first/last) over a set. */
+function isConnection(field: GraphQLField<unknown, unknown>): boolean {
+  return field.args.some((arg) => arg.name === 'first');
+}
+
+class PageTooLarge extends Error {}
+
+function pageSizeOf(limits: ApiLimits, args: Record<string, unknown>): number {
+  for (const name of ['first', 'last'] as const) {
+    const value = args[name];
+    if (typeof value === 'number' && value > limits.maxPageSize) {
+      throw new PageTooLarge(`${name}: ${value} is more than one page may hold: at most ${limits.maxPageSize} (${LIMIT_SETTINGS.maxPageSize})`);
+    }
+  }
+  const asked = (args.first ?? args.last) as number | null | undefined;
+  return typeof asked === 'number' ? Math.max(asked, 0) : limits.defaultPageSize;
+}
+
+/**
+ * The most values the answer may hold: every field is one, and a connection holds
+ * what it selects once per row of its page (first, last or the default page size).
+ */
+function estimator(limits: ApiLimits): ComplexityEstimator {
+  return ({ field, args, childComplexity }) =>
+    1 + (isConnection(field) ? pageSizeOf(limits, args) : 1) * childComplexity;
+}
+
+export interface Operation {
+  schema: import('postgraphile/graphql').GraphQLSchema;
+  document: import('postgraphile/graphql').DocumentNode;
+  variableValues?: Record<string, unknown> | null;
+  operationName?: string | null;
+}
+
+/** Why this operation may not run (its page sizes and its size with its variables), or nothing. */
+export function refuseCostly(limits: ApiLimits, operation: Operation): GraphQLError | undefined {
+  let nodes: number;
+  try {
+    nodes = getComplexity({
+      schema: operation.schema,
+      query: operation.document,
+      variables: operation.variableValues ?? {},
+      operationName: operation.operationName ?? undefined,
+      estimators: [estimator(limits)],
+    });
+  } catch (error) {
+    if (error instanceof PageTooLarge) {
+      return refusal(error.message, LIMIT_CODES.pageSize, { limit: limits.maxPageSize });
+    }
+    // a bad variable or operation name: GraphQL itself says so when it runs
+    return undefined;
+  }
+  if (nodes > limits.maxNodes) {
+    return refusal(
+      `query may return too much: up to ${nodes} values, at most ${limits.maxNodes} (${LIMIT_SETTINGS.maxNodes}); ask for smaller pages (first) or fewer nested connections`,
+      LIMIT_CODES.nodes, { limit: limits.maxNodes, found: nodes });
+  }
+  return undefined;
+}
+
+/**
+ * The page a connection reads: `first`, else `last`, else the default page size,
+ * and never more than the maximum (refuseCostly has said so already; this is the
+ * floor under it). Replaces the first/last arguments' own application.
+ */
+export function boundedPage(limits: ApiLimits, $first: Step | undefined, $last: Step | undefined): { $first: Step; $last?: Step } {
+  const check = (name: string) => (value: unknown) => {
+    if (typeof value === 'number' && value > limits.maxPageSize) {
+      throw new SafeError(`${name}: at most ${limits.maxPageSize}`, { code: LIMIT_CODES.pageSize });
+    }
+    return value ?? null;
+  };
+  return {
+    $first: lambda([$first ?? constant(null), $last ?? constant(null)],
+      ([first, last]) => check('first')(first) ?? (last == null ? limits.defaultPageSize : null)),
+    ...($last ? { $last: lambda($last, check('last')) } : {}),
+  };
+}

@@ -1,0 +1,44 @@
+// The admin API's own metrics, beside the shared ones of ops/operations.ts: HTTP
+// requests by route (a fixed set) and status, their duration, and those in flight.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export type Route = 'graphql' | 'graphiql' | 'page' | 'operations';
+
+export function apiMetrics(registry: Registry) {
+  const inFlight = new Gauge({
+    name: 'bpd_webhooks_api_requests_in_flight',
+    help: 'Admin API HTTP requests being answered now.',
+    registers: [registry],
+  });
+  const requests = new Counter({
+    name: 'bpd_webhooks_api_requests_total',
+    help: 'Admin API HTTP requests answered, by route and status code.',
+    labelNames: ['route', 'code'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'bpd_webhooks_api_request_duration_seconds',
+    help: 'Time to answer an admin API HTTP request, by route.',
+    labelNames: ['route'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  return {
+    /** Counts one request from now until its response is finished (or the connection closes). */
+    track(_req: IncomingMessage, res: ServerResponse, route: Route): void {
+      inFlight.inc();
+      const started = performance.now();
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        inFlight.dec();
+        requests.inc({ route, code: String(res.statusCode) });
+        duration.observe({ route }, (performance.now() - started) / 1000);
+      };
+      res.once('finish', finish);
+      res.once('close', finish);
+    },
+  };
+}

@@ -1,0 +1,135 @@
+// What an operator's tools ask each process (the admin API on its port, the relay on
+// RELAY_METRICS_PORT): GET /metrics (Prometheus text, prom-client), GET /healthz (the
+// process lives and serves HTTP) and GET /readyz (the database answers and its
+// migrations are the ones this code expects). docs/operations.md lists the metrics.
+//
+// Labels are bounded sets only (an outcome, a route): never a company, a webhook or
+// a URL, so the number of series does not grow with tenants.
+import { readdirSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+
+const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations/', import.meta.url));
+
+/** The newest migration this code was written for (node-pg-migrate names it by its file name, without .sql). */
+export const EXPECTED_MIGRATION = readdirSync(MIGRATIONS_DIR)
+  .filter((name) => name.endsWith('.sql'))
+  .sort()
+  .at(-1)!
+  .replace(/\.sql$/, '');
+
+/** The paths operationsRoutes answers. */
+export const OPERATIONS_PATHS: ReadonlySet<string> = new Set(['/metrics', '/healthz', '/readyz']);
+
+/** How long a readiness or backlog question may take before the answer is "no". */
+const DATABASE_CHECK_TIMEOUT_MS = 2_000;
+
+type Queryable = Pick<pg.Pool, 'query'>;
+
+function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface Readiness {
+  ready: boolean;
+  /** why not, in words */
+  reason?: string;
+  migration?: string;
+}
+
+/** Ready: the database answers, and its newest migration is the one this code expects. */
+export async function readiness(db: Queryable): Promise<Readiness> {
+  try {
+    const { rows: [row] } = await within(
+      db.query<{ migration: string | null }>('select webhooks_ops.latest_migration() as migration'),
+      DATABASE_CHECK_TIMEOUT_MS, 'database');
+    if (row.migration !== EXPECTED_MIGRATION) {
+      return { ready: false, migration: row.migration ?? undefined,
+        reason: `database migrated to ${row.migration ?? 'nothing'}, this code expects ${EXPECTED_MIGRATION}: run npm run migrate` };
+    }
+    return { ready: true, migration: row.migration };
+  } catch (error) {
+    return { ready: false, reason: `database: ${(error as Error).message}` };
+  }
+}
+
+/**
+ * A registry with the process metrics (CPU, memory, event loop lag, handles) and the
+ * backlog as the database sees it, asked at scrape time (one query per scrape):
+ * deliveries due now and how long the oldest of them has waited, and whether the
+ * database answered at all.
+ */
+export function operationsRegistry(db: Queryable): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  let scrape: Promise<{ due: number; oldest: number } | undefined> | undefined;
+  const backlog = () => {
+    // the gauges of one scrape share one question
+    scrape ??= within(db.query<{ due: string; oldest: number }>('select due, oldest_due_seconds as oldest from webhooks_ops.backlog()'),
+      DATABASE_CHECK_TIMEOUT_MS, 'database')
+      .then(({ rows: [row] }) => ({ due: Number(row.due), oldest: Number(row.oldest) }), () => undefined)
+      .finally(() => setImmediate(() => (scrape = undefined)));
+    return scrape;
+  };
+  new Gauge({
+    name: 'bpd_webhooks_database_up',
+    help: 'Whether the database answered the last scrape (1) or not (0).',
+    registers: [registry],
+    async collect() {
+      this.set((await backlog()) ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'bpd_webhooks_due',
+    help: 'Deliveries waiting to be sent whose time has come (pending, next attempt now or earlier).',
+    registers: [registry],
+    async collect() {
+      const now = await backlog();
+      if (now) this.set(now.due);
+    },
+  });
+  new Gauge({
+    name: 'bpd_webhooks_oldest_due_seconds',
+    help: 'How long the longest-waiting due delivery has been due, in seconds (0 when none is due).',
+    registers: [registry],
+    async collect() {
+      const now = await backlog();
+      if (now) this.set(now.oldest);
+    },
+  });
+  return registry;
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string): void {
+  res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store' }).end(body);
+}
+
+/**
+ * Answers /metrics, /healthz and /readyz; returns false for any other path (the
+ * caller serves it). GET or HEAD only.
+ */
+export function operationsRoutes(options: { registry: Registry; db: Queryable }) {
+  return async function serve(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+    if (!OPERATIONS_PATHS.has(path)) return false;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return true;
+    }
+    if (path === '/healthz') {
+      send(res, 200, 'application/json; charset=utf-8', JSON.stringify({ status: 'ok' }));
+    } else if (path === '/readyz') {
+      const state = await readiness(options.db);
+      send(res, state.ready ? 200 : 503, 'application/json; charset=utf-8',
+        JSON.stringify(state.ready ? { status: 'ready', migration: state.migration } : { status: 'unavailable', reason: state.reason }));
+    } else {
+      send(res, 200, options.registry.contentType, await options.registry.metrics());
+    }
+    return true;
+  };
+}

@@ -1,0 +1,477 @@
+-- bpd-webhooks engine, part 1b: a webhook's filters, what they may say and what they mean.
+--
+-- Three settings of webhooks.webhooks narrow what a webhook hears. Capture decides
+-- them inside the writer's transaction, after its cheap "does anyone listen" probe and
+-- before it builds a payload (20_capture.sql), so a filtered change writes nothing:
+--   ignore_sources  sources (webhooks.source, 'unknown' when unset) whose changes the
+--                   webhook never hears, for every action: an integration's own echoes
+--   watch_fields    empty: any. Else contact.updated and contact.saved fire only when
+--                   one of these columns changed in that update; other actions as ever
+--   conditions      null: always. Else a predicate over the contact as it is after the
+--                   change (for contact.deleted, as it was), for every action:
+--                     {"all": [c, ...]}  {"any": [c, ...]}  {"not": c}
+--                     {"field": F, "op": OP, "value": V}
+--                   F is a column of crm.contacts or custom.KEY (a top-level key of
+--                   custom); OP is eq, ne, in, not_in (V a list), lt, lte, gt, gte,
+--                   contains, starts_with (case-insensitive), is_null, not_null or
+--                   changed (these three take no V). docs/filters.md tells the rules
+--                   of comparison in full.
+--
+-- Conditions are a tenant's input, so they are data, never SQL: a recursive function
+-- walks the jsonb tree and applies fixed, typed comparisons. No text of a condition
+-- ever reaches a SQL parser, at configuration or per row. And no condition can make a
+-- writer's transaction fail: configuration refuses what could not be evaluated
+-- (unknown fields and operators, values of the wrong type, dates that are no dates),
+-- and evaluation casts a contact's value only after checking its shape; a value that
+-- does not compare makes its leaf false.
+--
+-- Bounds, each refused by name (every tenant input is hostile):
+--   ignore_sources  at most 20 names of 1 to 100 characters    webhook_ignore_sources_invalid
+--   watch_fields    columns of crm.contacts, at most 100 entries  webhook_watch_field_unknown
+--   conditions      at most 16 KB as text, 100 conditions (all/any/not and leaves
+--                   together), 50 entries in one all/any, nesting 8 deep, 100 values in
+--                   one in/not_in, 500 characters in one value  webhook_conditions_invalid
+-- A refusal is a check_violation (23514) whose CONSTRAINT is the rule, whose COLUMN is
+-- the setting and whose message starts with the part at fault: all[1].op: unknown
+-- operator "equals".
+
+------------------------------------------------------------------------------------
+-- What a condition may say (configuration)
+
+-- private: how a field of a condition compares: number, date, timestamp, boolean,
+-- text, custom (custom.KEY: whatever the tenant stored), other (only is_null,
+-- not_null and changed apply); null for no such field
+create or replace function webhooks_private.condition_field_kind(p_field text)
+returns text
+language sql
+stable
+as $$
+  select case
+    when left(p_field, 7) = 'custom.' then
+      case when length(p_field) between 8 and 107 then 'custom' end
+    else (
+      select case
+               when t.typcategory = 'N' then 'number'
+               when t.oid = 'pg_catalog.date'::regtype then 'date'
+               when t.oid = 'pg_catalog.timestamptz'::regtype then 'timestamp'
+               when t.typcategory = 'B' then 'boolean'
+               when t.typcategory = 'S' then 'text'
+               else 'other'
+             end
+      from pg_catalog.pg_attribute a
+      join pg_catalog.pg_type t on t.oid = a.atttypid
+      where a.attrelid = 'crm.contacts'::regclass and a.attname = p_field
+        and a.attnum > 0 and not a.attisdropped)
+  end;
+$$;
+
+-- private: true when p_text is a date (YYYY-MM-DD) or, with p_with_time, a time with
+-- its zone (2026-01-31T09:00:00Z). Only configuration calls it: it may try the cast.
+create or replace function webhooks_private.is_iso_time(p_text text, p_with_time boolean)
+returns boolean
+language plpgsql
+immutable
+as $$
+begin
+  if p_with_time then
+    if p_text !~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:\d{2})?)$' then
+      return false;
+    end if;
+    perform p_text::timestamptz;
+  else
+    if p_text !~ '^\d{4}-\d{2}-\d{2}$' then
+      return false;
+    end if;
+    perform p_text::date;
+  end if;
+  return true;
+exception when others then
+  return false;
+end;
+$$;
+
+-- private: what is wrong with one value V of a leaf (null: nothing)
+create or replace function webhooks_private.condition_value_problem(p_kind text, p_op text, p_field text, p_value jsonb)
+returns text
+language plpgsql
+immutable
+as $$
+declare
+  v_type constant text := jsonb_typeof(p_value);
+  v_ordering constant boolean := p_op in ('lt', 'lte', 'gt', 'gte');
+begin
+  if v_type = 'string' and length(p_value #>> '{}') > 500 then
+    return 'at most 500 characters';
+  end if;
+  if p_op in ('contains', 'starts_with') then
+    if v_type <> 'string' or p_value #>> '{}' = '' then
+      return format('%s needs non-empty text', p_op);
+    end if;
+    return null;
+  end if;
+  case p_kind
+    when 'number' then
+      if v_type <> 'number' then
+        return format('must be a number (%s is a number)', p_field);
+      end if;
+    when 'boolean' then
+      if v_type <> 'boolean' then
+        return format('must be true or false (%s is true or false)', p_field);
+      end if;
+    when 'date' then
+      if v_type <> 'string' or not webhooks_private.is_iso_time(p_value #>> '{}', false) then
+        return format('must be a date written YYYY-MM-DD (%s is a date)', p_field);
+      end if;
+    when 'timestamp' then
+      if v_type <> 'string' or not webhooks_private.is_iso_time(p_value #>> '{}', true) then
+        return format('must be a time with its zone, such as "2026-01-31T09:00:00Z" (%s is a time)', p_field);
+      end if;
+    when 'text' then
+      if v_type <> 'string' then
+        return format('must be text (%s is text)', p_field);
+      end if;
+    else -- custom.KEY: whatever the tenant stores there
+      if v_type not in ('string', 'number', 'boolean') or (v_ordering and v_type = 'boolean') then
+        return case when v_ordering then 'must be a number or text'
+                    else 'must be text, a number, true or false' end;
+      end if;
+  end case;
+  return null;
+end;
+$$;
+
+-- private: what is wrong with a condition (null: nothing), as "<part>: <what>", the
+-- part being where it sits (all[1].op). p_path is the node's own part ('' at the top).
+create or replace function webhooks_private.condition_problem(p_node jsonb, p_path text, p_depth integer)
+returns text
+language plpgsql
+stable
+as $$
+declare
+  v_here constant text := coalesce(nullif(p_path, ''), 'conditions');
+  v_prefix constant text := case when p_path = '' then '' else p_path || '.' end;
+  v_operators constant text[] := '{eq,ne,in,not_in,lt,lte,gt,gte,contains,starts_with,is_null,not_null,changed}';
+  v_key text;
+  v_items jsonb;
+  v_problem text;
+  v_field text;
+  v_kind text;
+  v_op text;
+  v_value jsonb;
+begin
+  if p_depth > 8 then
+    return format('%s: nested deeper than 8 levels', v_here);
+  end if;
+  if jsonb_typeof(p_node) is distinct from 'object' then
+    return format('%s: a condition is an object: {"all": [...]}, {"any": [...]}, {"not": {...}} or {"field": ..., "op": ..., "value": ...}', v_here);
+  end if;
+
+  if p_node ?| '{all,any,not}' then
+    v_key := case when p_node ? 'all' then 'all' when p_node ? 'any' then 'any' else 'not' end;
+    select k into v_problem from jsonb_object_keys(p_node) k where k <> v_key limit 1;
+    if found then
+      return format('%s: %s stands alone; unexpected key %s', v_here, v_key, to_jsonb(left(v_problem, 100)));
+    end if;
+    if v_key = 'not' then
+      return webhooks_private.condition_problem(p_node -> 'not', v_prefix || 'not', p_depth + 1);
+    end if;
+    v_items := p_node -> v_key;
+    if jsonb_typeof(v_items) <> 'array' then
+      return format('%s%s: a list of conditions', v_prefix, v_key);
+    elsif jsonb_array_length(v_items) = 0 then
+      return format('%s%s: must not be empty', v_prefix, v_key);
+    elsif jsonb_array_length(v_items) > 50 then
+      return format('%s%s: at most 50 conditions', v_prefix, v_key);
+    end if;
+    for i in 0 .. jsonb_array_length(v_items) - 1 loop
+      v_problem := webhooks_private.condition_problem(v_items -> i, format('%s%s[%s]', v_prefix, v_key, i), p_depth + 1);
+      if v_problem is not null then
+        return v_problem;
+      end if;
+    end loop;
+    return null;
+  end if;
+
+  -- a leaf
+  select k into v_key from jsonb_object_keys(p_node) k where k not in ('field', 'op', 'value') limit 1;
+  if found then
+    return format('%s: unknown key %s; a leaf has field, op and value', v_here, to_jsonb(left(v_key, 100)));
+  end if;
+  if not p_node ? 'field' then
+    return format('%sfield: missing', v_prefix);
+  end if;
+  v_field := p_node ->> 'field';
+  v_kind := case when jsonb_typeof(p_node -> 'field') = 'string' then webhooks_private.condition_field_kind(v_field) end;
+  if v_kind is null then
+    return format('%sfield: unknown contact field %s; a column of the contact (%s) or custom.KEY',
+                  v_prefix, left((p_node -> 'field')::text, 100), array_to_string(webhooks_private.contact_fields(), ', '));
+  end if;
+  if not p_node ? 'op' then
+    return format('%sop: missing', v_prefix);
+  end if;
+  v_op := p_node ->> 'op';
+  if jsonb_typeof(p_node -> 'op') <> 'string' or v_op <> all (v_operators) then
+    return format('%sop: unknown operator %s; one of %s', v_prefix,
+                  left((p_node -> 'op')::text, 100), array_to_string(v_operators, ', '));
+  end if;
+  if (v_op in ('contains', 'starts_with') and v_kind not in ('text', 'custom'))
+     or (v_op in ('lt', 'lte', 'gt', 'gte') and v_kind not in ('number', 'date', 'timestamp', 'text', 'custom'))
+     or (v_op in ('eq', 'ne', 'in', 'not_in') and v_kind = 'other') then
+    return format('%sop: %s does not apply to %s', v_prefix, v_op, v_field);
+  end if;
+
+  if v_op in ('is_null', 'not_null', 'changed') then
+    if p_node ? 'value' then
+      return format('%svalue: %s takes no value', v_prefix, v_op);
+    end if;
+    return null;
+  end if;
+  if not p_node ? 'value' then
+    return format('%svalue: missing', v_prefix);
+  end if;
+  v_value := p_node -> 'value';
+  if v_op in ('in', 'not_in') then
+    if jsonb_typeof(v_value) <> 'array' or jsonb_array_length(v_value) = 0 then
+      return format('%svalue: %s needs a non-empty list', v_prefix, v_op);
+    elsif jsonb_array_length(v_value) > 100 then
+      return format('%svalue: at most 100 values', v_prefix);
+    end if;
+    for i in 0 .. jsonb_array_length(v_value) - 1 loop
+      v_problem := webhooks_private.condition_value_problem(v_kind, v_op, v_field, v_value -> i);
+      if v_problem is not null then
+        return format('%svalue[%s]: %s', v_prefix, i, v_problem);
+      end if;
+    end loop;
+    return null;
+  end if;
+  v_problem := webhooks_private.condition_value_problem(v_kind, v_op, v_field, v_value);
+  if v_problem is not null then
+    return format('%svalue: %s', v_prefix, v_problem);
+  end if;
+  return null;
+end;
+$$;
+
+-- BEFORE INSERT OR UPDATE, after _100_validate: refuse bad filters, store them tidy.
+create or replace function webhooks_private.tg_webhooks__validate_filters()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_bad text;
+  v_problem text;
+begin
+  if tg_op = 'UPDATE'
+     and new.ignore_sources is not distinct from old.ignore_sources
+     and new.watch_fields is not distinct from old.watch_fields
+     and new.conditions is not distinct from old.conditions then
+    return new;
+  end if;
+
+  if cardinality(new.ignore_sources) > 20 then
+    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+      format('ignore_sources: at most 20 sources, got %s', cardinality(new.ignore_sources)));
+  end if;
+  select s into v_bad from unnest(new.ignore_sources) s
+  where s is null or btrim(s) = '' or length(s) > 100 limit 1;
+  if found then
+    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+      format('ignore_sources: a source is a name of 1 to 100 characters, got %s', coalesce(to_jsonb(left(v_bad, 100))::text, 'null')));
+  end if;
+  new.ignore_sources := array(select s from unnest(new.ignore_sources) with ordinality t(s, n) group by s order by min(n));
+
+  if cardinality(new.watch_fields) > 100 then
+    perform webhooks_private.config_error('webhook_watch_field_unknown', 'watch_fields',
+      format('watch_fields: at most 100 fields, got %s', cardinality(new.watch_fields)));
+  end if;
+  select f into v_bad from unnest(new.watch_fields) f
+  where f is null or f <> all (webhooks_private.contact_fields()) limit 1;
+  if found then
+    perform webhooks_private.config_error('webhook_watch_field_unknown', 'watch_fields',
+      format('watch_fields: unknown contact field %s; known fields: %s',
+             coalesce(to_jsonb(left(v_bad, 100))::text, 'null'), array_to_string(webhooks_private.contact_fields(), ', ')));
+  end if;
+  new.watch_fields := array(select f from unnest(new.watch_fields) with ordinality t(f, n) group by f order by min(n));
+
+  if new.conditions = 'null'::jsonb then
+    new.conditions := null;   -- JSON null says "always", as SQL null does
+  end if;
+  if new.conditions is not null then
+    if octet_length(new.conditions::text) > 16384 then
+      v_problem := 'conditions: at most 16384 bytes';
+    elsif (select count(*) from jsonb_path_query(new.conditions, 'strict $.**') n
+           where jsonb_typeof(n) = 'object') > 100 then
+      v_problem := 'conditions: at most 100 conditions in all';
+    else
+      v_problem := webhooks_private.condition_problem(new.conditions, '', 1);
+    end if;
+    if v_problem is not null then
+      perform webhooks_private.config_error('webhook_conditions_invalid', 'conditions', v_problem);
+    end if;
+  end if;
+  return new;
+end;
+$$;
+
+drop trigger if exists _110_validate_filters on webhooks.webhooks;
+create trigger _110_validate_filters
+  before insert or update on webhooks.webhooks
+  for each row execute function webhooks_private.tg_webhooks__validate_filters();
+
+------------------------------------------------------------------------------------
+-- What a condition means (capture). These run inside every matching contact write:
+-- nothing here may raise for any contact value.
+
+-- private: p_actual (a contact's value) against p_value (a condition's value): -1, 0
+-- or 1, or null when they do not compare. The condition's value decides how:
+--   a number      numerically, with a number or a text that is a plain decimal number
+--   true / false  with true / false
+--   a time with its zone, on a timestamptz column: as times
+--   a date (YYYY-MM-DD)  with a text that starts with a date, as dates
+--   other text    with text, byte by byte (case-sensitive; "B" < "a")
+create or replace function webhooks_private.condition_compare(p_actual jsonb, p_value jsonb, p_field text)
+returns integer
+language plpgsql
+stable
+as $$
+declare
+  v_actual_type constant text := jsonb_typeof(p_actual);
+  v_a_number numeric;
+  v_b_number numeric;
+  v_a text;
+  v_b text;
+begin
+  if p_actual is null then
+    return null;
+  end if;
+  case jsonb_typeof(p_value)
+    when 'number' then
+      if v_actual_type = 'number' then
+        v_a_number := p_actual::numeric;
+      elsif v_actual_type = 'string'
+            and (p_actual #>> '{}') ~ '^[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})([eE][+-]?\d{1,3})?$' then
+        v_a_number := (p_actual #>> '{}')::numeric;
+      else
+        return null;
+      end if;
+      v_b_number := p_value::numeric;
+      return case when v_a_number < v_b_number then -1 when v_a_number > v_b_number then 1 else 0 end;
+    when 'boolean' then
+      if v_actual_type <> 'boolean' then
+        return null;
+      end if;
+      return case when p_actual = p_value then 0 when p_actual::boolean then 1 else -1 end;
+    when 'string' then
+      if v_actual_type <> 'string' then
+        return null;
+      end if;
+      v_a := p_actual #>> '{}';
+      v_b := p_value #>> '{}';
+      if v_b ~ '^\d{4}-\d{2}-\d{2}[T ]' and left(p_field, 7) <> 'custom.'
+         and webhooks_private.condition_field_kind(p_field) = 'timestamp' then
+        -- both sides cast: the column's text is Postgres's own output, the value
+        -- passed is_iso_time when it was configured
+        return case when v_a::timestamptz < v_b::timestamptz then -1
+                    when v_a::timestamptz > v_b::timestamptz then 1 else 0 end;
+      elsif v_b ~ '^\d{4}-\d{2}-\d{2}$' then
+        if v_a !~ '^\d{4}-\d{2}-\d{2}' then
+          return null;
+        end if;
+        v_a := left(v_a, 10);   -- ISO dates order as their text does
+      end if;
+      return case when v_a < v_b collate "C" then -1 when v_a > v_b collate "C" then 1 else 0 end;
+    else
+      return null;
+  end case;
+end;
+$$;
+
+-- private: does the contact meet the condition? p_contact: the row the payload is
+-- built from; p_old: the row before an update, null for every other action.
+create or replace function webhooks_private.condition_holds(p_condition jsonb, p_contact jsonb, p_old jsonb)
+returns boolean
+language plpgsql
+stable
+as $$
+declare
+  v_field text;
+  v_op text;
+  v_value jsonb;
+  v_actual jsonb;
+  v_item jsonb;
+  v_found boolean;
+begin
+  if p_condition ? 'all' then
+    for v_item in select jsonb_array_elements(p_condition -> 'all') loop
+      if not webhooks_private.condition_holds(v_item, p_contact, p_old) then
+        return false;
+      end if;
+    end loop;
+    return true;
+  elsif p_condition ? 'any' then
+    for v_item in select jsonb_array_elements(p_condition -> 'any') loop
+      if webhooks_private.condition_holds(v_item, p_contact, p_old) then
+        return true;
+      end if;
+    end loop;
+    return false;
+  elsif p_condition ? 'not' then
+    return not webhooks_private.condition_holds(p_condition -> 'not', p_contact, p_old);
+  end if;
+
+  v_field := p_condition ->> 'field';
+  v_op := p_condition ->> 'op';
+  v_value := p_condition -> 'value';
+  v_actual := case when left(v_field, 7) = 'custom.' then p_contact -> 'custom' -> substr(v_field, 8)
+                   else p_contact -> v_field end;
+  if v_actual = 'null'::jsonb then
+    v_actual := null;
+  end if;
+
+  case v_op
+    when 'eq' then
+      return coalesce(webhooks_private.condition_compare(v_actual, v_value, v_field) = 0, false);
+    when 'ne' then
+      return coalesce(webhooks_private.condition_compare(v_actual, v_value, v_field) <> 0, true);
+    when 'in', 'not_in' then
+      -- text in a list of texts is one lookup; the loop is for numbers, dates, times
+      v_found := coalesce(jsonb_typeof(v_actual) = 'string' and v_value ? (v_actual #>> '{}'), false);
+      if not v_found and v_actual is not null
+         and (jsonb_typeof(v_actual) <> 'string' or (v_actual #>> '{}') ~ '^[-+.0-9]') then
+        for v_item in select jsonb_array_elements(v_value) loop
+          if webhooks_private.condition_compare(v_actual, v_item, v_field) = 0 then
+            v_found := true;
+            exit;
+          end if;
+        end loop;
+      end if;
+      return v_found = (v_op = 'in');
+    when 'lt' then
+      return coalesce(webhooks_private.condition_compare(v_actual, v_value, v_field) < 0, false);
+    when 'lte' then
+      return coalesce(webhooks_private.condition_compare(v_actual, v_value, v_field) <= 0, false);
+    when 'gt' then
+      return coalesce(webhooks_private.condition_compare(v_actual, v_value, v_field) > 0, false);
+    when 'gte' then
+      return coalesce(webhooks_private.condition_compare(v_actual, v_value, v_field) >= 0, false);
+    when 'contains' then
+      return jsonb_typeof(v_actual) = 'string'
+             and strpos(lower(v_actual #>> '{}'), lower(v_value #>> '{}')) > 0;
+    when 'starts_with' then
+      return jsonb_typeof(v_actual) = 'string'
+             and starts_with(lower(v_actual #>> '{}'), lower(v_value #>> '{}'));
+    when 'is_null' then
+      return v_actual is null;
+    when 'not_null' then
+      return v_actual is not null;
+    when 'changed' then
+      return p_old is not null
+             and (case when left(v_field, 7) = 'custom.' then p_old -> 'custom' -> substr(v_field, 8)
+                       else p_old -> v_field end)
+                 is distinct from (case when left(v_field, 7) = 'custom.' then p_contact -> 'custom' -> substr(v_field, 8)
+                                        else p_contact -> v_field end);
+    else
+      return false;   -- configuration refuses any other operator
+  end case;
+end;
+$$;

@@ -1,0 +1,43 @@
+-- bpd-webhooks engine, part 8: what operators' tools ask (ops/operations.ts).
+--
+-- The admin API and the relay answer /readyz and /metrics with two questions to the
+-- database: "is it migrated to the version this code expects?" and "how big and how
+-- old is the backlog?". Neither process's role may read the tables involved (the API
+-- logs in as webhook_authenticator, the relay works as bpd_webhooks_relay), so each
+-- question is one function that runs as its owner and answers counts only: no row,
+-- no company, nothing a tenant wrote. They live in a schema of their own, which
+-- PostGraphile does not show.
+create schema if not exists webhooks_ops;
+comment on schema webhooks_ops is
+  'bpd-webhooks operations: readiness and backlog questions for the API''s and the relay''s health endpoints.';
+
+-- The newest versioned migration applied (node-pg-migrate's table public.migrations).
+create or replace function webhooks_ops.latest_migration()
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select max(name) from public.migrations;
+$$;
+
+-- Deliveries due now (pending, next attempt reached) and how long the longest-waiting
+-- of them has been due, in seconds (0 when none is). Reads the partial index of due
+-- pending rows (deliveries_pending_due_idx) only.
+create or replace function webhooks_ops.backlog(out due bigint, out oldest_due_seconds double precision)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select count(*),
+         coalesce(extract(epoch from now() - min(next_attempt_at)), 0)::double precision
+  from webhooks.deliveries
+  where state = 'pending' and next_attempt_at <= now();
+$$;
+
+revoke all on schema webhooks_ops from public;
+revoke all on all functions in schema webhooks_ops from public;
+grant usage on schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
+grant execute on all functions in schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;

@@ -1,0 +1,68 @@
+// A contact's jsonb may nest thousands of levels deep. Capture stores it and the relay
+// sends it as it is; the API must still answer every query that selects the payload
+// (api/deep-json.ts): nested deeper than it can serialise, a payload is served as its
+// JSON text.
+import test from 'ava';
+import { MAX_SERVED_JSON_DEPTH, nestsDeeperThan, stringifyDeep } from '../../api/deep-json.ts';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+
+const HISTORY = `query($id: BigInt!) { webhookById(id: $id) { history(first: 10) { nodes { id action payload } } } }`;
+
+test('a payload nested 9,000 levels deep does not break the history: it is served as its JSON text, and the shallow ones beside it as JSON', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['first_name', 'custom'] });
+  const contact = await f.contact(company.id, { first_name: 'Deep' });
+  // the writer's transaction succeeds: capture takes the value as it is
+  await db().pool.query(
+    `update crm.contacts set custom = jsonb_build_object('deep', (repeat('[', 9000) || repeat(']', 9000))::jsonb) where id = $1`,
+    [contact.id]);
+  const { rows } = await db().pool.query(
+    `select action::text, payload::text as text from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows.map((r) => r.action), ['contact.created', 'contact.updated']);
+
+  const viewer = await api().token(company.id, 'webhook_viewer');
+  const history = await api().gql(viewer, HISTORY, { id: hook.id });
+  t.is(history.status, 200);
+  t.is(history.errors, undefined);
+  const [updated, created] = history.data.webhookById.history.nodes;
+  t.is(created.payload.data.contact.first_name, 'Deep');
+  t.is(typeof updated.payload, 'string');
+  // the text is the payload as stored (Postgres writes spaces after ':' and ',')
+  t.is(updated.payload, rows[1].text.replace(/([:,]) /g, '$1'));
+  // and the same through the delivery itself
+  const one = await api().gql(viewer, 'query($id: BigInt!) { deliveryById(id: $id) { payload } }', { id: updated.id });
+  t.is(one.errors, undefined);
+  t.is(one.data.deliveryById.payload, updated.payload);
+});
+
+test('payloads up to the depth limit are served as JSON; one level more as text', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  // payload = {"v": <n nested arrays>}: depth n + 1
+  for (const n of [MAX_SERVED_JSON_DEPTH - 1, MAX_SERVED_JSON_DEPTH]) {
+    await db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+       values ($1, $2, 'contact.created', $3::int, jsonb_build_object('v', (repeat('[', $3::int) || repeat(']', $3::int))::jsonb))`,
+      [hook.id, company.id, n]);
+  }
+  const viewer = await api().token(company.id, 'webhook_viewer');
+  const history = await api().gql(viewer, HISTORY, { id: hook.id });
+  const payloads = history.data.webhookById.history.nodes.map((n: any) => n.payload);
+  t.is(typeof payloads.find((p: unknown) => typeof p === 'object'), 'object');
+  t.is(payloads.filter((p: unknown) => typeof p === 'string').length, 1);
+});
+
+test('stringifyDeep writes what JSON.stringify writes, at any depth', (t) => {
+  const samples = [null, 1.5, 'a "q" \u2028', [], {}, { a: [1, { b: null, c: 'x' }], 'd e': true }, [[[]], {}]];
+  for (const value of samples) t.is(stringifyDeep(value), JSON.stringify(value));
+  const deep = JSON.parse('['.repeat(20_000) + ']'.repeat(20_000));
+  t.is(stringifyDeep(deep).length, 40_000);
+  t.true(nestsDeeperThan(deep, MAX_SERVED_JSON_DEPTH));
+  t.false(nestsDeeperThan({ a: [[1]] }, 3));
+  t.true(nestsDeeperThan({ a: [[1]] }, 2));
+});

@@ -1,0 +1,170 @@
+// The admin API's operator endpoints (ops/operations.ts, api/metrics.ts): /healthz,
+// /readyz that follows the database (down and back, migrated or not) and /metrics in
+// Prometheus text whose numbers move with what happens.
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import test from 'ava';
+import { authenticatorUrl } from '../../api/authenticator.ts';
+import { startApi } from '../../api/server.ts';
+import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
+import { freePort } from '../../tools/embedded-postgres.ts';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { createTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+
+/** Prometheus text exposition: every sample line well formed; samples by series. */
+export function parsePrometheus(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+    if (!match) throw new Error(`not Prometheus text: ${JSON.stringify(line)}`);
+    samples.set(match[1], Number(match[2]));
+  }
+  return samples;
+}
+
+async function metrics(url: string): Promise<Map<string, number>> {
+  const response = await fetch(`${url}/metrics`);
+  if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
+  if (!response.headers.get('content-type')?.startsWith('text/plain; version=0.0.4')) throw new Error('not the Prometheus content type');
+  return parsePrometheus(await response.text());
+}
+
+test('/healthz says the process lives; /readyz that the database answers at the expected migration', async (t) => {
+  const health = await fetch(`${api().api.url}/healthz`);
+  t.is(health.status, 200);
+  t.deepEqual(await health.json(), { status: 'ok' });
+  const ready = await fetch(`${api().api.url}/readyz`);
+  t.is(ready.status, 200);
+  t.deepEqual(await ready.json(), { status: 'ready', migration: EXPECTED_MIGRATION });
+  t.is((await fetch(`${api().api.url}/metrics`, { method: 'POST' })).status, 405);
+});
+
+test('/metrics is Prometheus text with process metrics; request counts and the backlog move', async (t) => {
+  const before = await metrics(api().api.url);
+  for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds',
+    'bpd_webhooks_database_up', 'bpd_webhooks_due', 'bpd_webhooks_oldest_due_seconds', 'bpd_webhooks_api_requests_in_flight']) {
+    t.true(before.has(name), name);
+  }
+  t.is(before.get('bpd_webhooks_database_up'), 1);
+  const graphql = 'bpd_webhooks_api_requests_total{route="graphql",code="200"}';
+
+  // three due deliveries, the oldest due for an hour (no relay runs against this database)
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
+     select $1, $2, 'contact.created', n, '{}', now() - n * interval '20 minutes' from generate_series(1, 3) n`,
+    [hook.id, company.id]);
+  // and one not due yet
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
+     values ($1, $2, 'contact.created', 9, '{}', now() + interval '1 hour')`, [hook.id, company.id]);
+  const token = await api().token(company.id, 'webhook_viewer');
+  await api().gql(token, '{ currentCompanyId }');
+  await api().gql(token, '{ currentCompanyId }');
+
+  const after = await metrics(api().api.url);
+  t.is(after.get(graphql), (before.get(graphql) ?? 0) + 2);
+  t.is(after.get('bpd_webhooks_due'), (before.get('bpd_webhooks_due') ?? 0) + 3);
+  t.true(after.get('bpd_webhooks_oldest_due_seconds')! >= 3600);
+  t.true(after.get('bpd_webhooks_oldest_due_seconds')! < 3600 + 600);
+  t.true(after.has('bpd_webhooks_api_request_duration_seconds_count{route="graphql"}'));
+  // no label names a company or a webhook
+  for (const series of after.keys()) t.notRegex(series, /company|webhook_id|url=/);
+});
+
+/** A TCP relay to Postgres that the test can cut and restore: the database "goes down". */
+async function cuttableProxy(target: URL) {
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  const port = await freePort();
+  const open = () => new Promise<void>((resolve, reject) => {
+    server = createServer((client) => {
+      const upstream = connect(Number(target.port), target.hostname);
+      for (const socket of [client, upstream]) {
+        sockets.add(socket);
+        socket.on('close', () => sockets.delete(socket));
+        socket.on('error', () => {});
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  await open();
+  return {
+    url(original: string) {
+      const url = new URL(original);
+      url.port = String(port);
+      return url.toString();
+    },
+    async cut() {
+      await new Promise<void>((resolve) => server!.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+    },
+    restore: open,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => (server?.listening ? server.close(() => resolve()) : resolve()));
+    },
+  };
+}
+
+async function readyzUntil(url: string, status: number): Promise<any> {
+  for (let i = 0; ; i++) {
+    const response = await fetch(`${url}/readyz`);
+    if (response.status === status) return await response.json();
+    if (i >= 300) throw new Error(`/readyz did not answer ${status} within a minute`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+test('/readyz fails while the database is unreachable and recovers when it is back; /healthz stays up', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const proxy = await cuttableProxy(new URL(database.url));
+  t.teardown(() => proxy.close());
+  const running = await startApi({
+    databaseUrl: proxy.url(await authenticatorUrl(database.url, 'authenticator-for-tests')),
+    jwtSecret: 'operations-test',
+    port: await freePort(),
+    poolSize: 2,
+    reportCountsEveryMs: 0,
+  });
+  t.teardown(() => running.stop());
+  await readyzUntil(running.url, 200);
+
+  await proxy.cut();
+  const down = await readyzUntil(running.url, 503);
+  t.is(down.status, 'unavailable');
+  t.regex(down.reason, /^database: /);
+  t.is((await fetch(`${running.url}/healthz`)).status, 200);
+  const downMetrics = await metrics(running.url);
+  t.is(downMetrics.get('bpd_webhooks_database_up'), 0);
+
+  await proxy.restore();
+  const back = await readyzUntil(running.url, 200);
+  t.is(back.migration, EXPECTED_MIGRATION);
+  t.is((await metrics(running.url)).get('bpd_webhooks_database_up'), 1);
+});
+
+test('/readyz fails while the database is behind the migrations this code expects', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const running = await startApi({
+    databaseUrl: await authenticatorUrl(database.url, 'authenticator-for-tests'),
+    jwtSecret: 'operations-test',
+    port: await freePort(),
+    poolSize: 2,
+    reportCountsEveryMs: 0,
+  });
+  t.teardown(() => running.stop());
+  await database.pool.query('delete from public.migrations where name = $1', [EXPECTED_MIGRATION]);
+  const response = await fetch(`${running.url}/readyz`);
+  t.is(response.status, 503);
+  t.regex((await response.json()).reason, /this code expects .*npm run migrate/);
+});

@@ -1,0 +1,147 @@
+// A webhook's filters are tenant input: the database refuses every bad one by name,
+// with the part at fault, and stores good ones tidy.
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories, type WebhookInput } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+const make = () => factories(db().pool);
+
+interface PgError extends Error { code: string; constraint?: string; column?: string }
+
+const VA = { field: 'state', op: 'eq', value: 'VA' };
+const nest = (depth: number): unknown => (depth === 1 ? VA : { not: nest(depth - 1) });
+
+type Filters = Pick<WebhookInput, 'ignoreSources' | 'watchFields' | 'conditions'>;
+const refusals: Array<[string, Filters, string, string, RegExp]> = [
+  // ignore_sources
+  ['more than 20 sources', { ignoreSources: Array.from({ length: 21 }, (_, i) => `s${i}`) },
+    'webhook_ignore_sources_invalid', 'ignore_sources', /^ignore_sources: at most 20 sources, got 21$/],
+  ['an empty source', { ignoreSources: ['api', '  '] }, 'webhook_ignore_sources_invalid', 'ignore_sources', /^ignore_sources: a source is a name of 1 to 100 characters, got " {2}"$/],
+  ['a null source', { ignoreSources: [null as unknown as string] }, 'webhook_ignore_sources_invalid', 'ignore_sources', /got null$/],
+  ['a source of 101 characters', { ignoreSources: ['x'.repeat(101)] }, 'webhook_ignore_sources_invalid', 'ignore_sources', /1 to 100 characters/],
+  // watch_fields
+  ['a watched field that is not a column', { watchFields: ['email', 'shoe_size'] },
+    'webhook_watch_field_unknown', 'watch_fields', /^watch_fields: unknown contact field "shoe_size"; known fields: id, company_id, first_name, /],
+  ['a watched custom key', { watchFields: ['custom.score'] }, 'webhook_watch_field_unknown', 'watch_fields', /unknown contact field "custom\.score"/],
+  ['a null watched field', { watchFields: [null as unknown as string] }, 'webhook_watch_field_unknown', 'watch_fields', /unknown contact field null/],
+  ['more than 100 watched fields', { watchFields: Array.from({ length: 101 }, () => 'email') }, 'webhook_watch_field_unknown', 'watch_fields', /at most 100 fields/],
+  // conditions: the shape
+  ['an unknown operator', { conditions: { all: [VA, { field: 'state', op: 'equals', value: 'VA' }] } },
+    'webhook_conditions_invalid', 'conditions', /^all\[1\]\.op: unknown operator "equals"; one of eq, ne, in, not_in, lt, lte, gt, gte, contains, starts_with, is_null, not_null, changed$/],
+  ['an operator that is no text', { conditions: { field: 'state', op: 7, value: 'VA' } }, 'webhook_conditions_invalid', 'conditions', /^op: unknown operator 7;/],
+  ['a list instead of a condition', { conditions: ['state', 'eq', 'VA'] }, 'webhook_conditions_invalid', 'conditions', /^conditions: a condition is an object/],
+  ['a text instead of a condition', { conditions: 'state = VA' }, 'webhook_conditions_invalid', 'conditions', /^conditions: a condition is an object/],
+  ['an unknown field, deep inside', { conditions: { not: { any: [VA, { all: [{ field: 'shoe_size', op: 'eq', value: 9 }] }] } } },
+    'webhook_conditions_invalid', 'conditions', /^not\.any\[1\]\.all\[0\]\.field: unknown contact field "shoe_size"; a column of the contact \(id, company_id, .*\) or custom\.KEY$/],
+  ['a custom key with no name', { conditions: { field: 'custom.', op: 'is_null' } }, 'webhook_conditions_invalid', 'conditions', /^field: unknown contact field "custom\."/],
+  ['a field that is no text', { conditions: { field: ['state'], op: 'is_null' } }, 'webhook_conditions_invalid', 'conditions', /^field: unknown contact field \["state"\]/],
+  ['a missing field', { conditions: { op: 'is_null' } }, 'webhook_conditions_invalid', 'conditions', /^field: missing$/],
+  ['a missing operator', { conditions: { field: 'state', value: 'VA' } }, 'webhook_conditions_invalid', 'conditions', /^op: missing$/],
+  ['an unknown key in a leaf', { conditions: { any: [{ ...VA, vaule: 'MD' }] } }, 'webhook_conditions_invalid', 'conditions', /^any\[0\]: unknown key "vaule"/],
+  ['all beside another key', { conditions: { all: [VA], any: [VA] } }, 'webhook_conditions_invalid', 'conditions', /^conditions: all stands alone; unexpected key "any"$/],
+  ['an empty all', { conditions: { all: [] } }, 'webhook_conditions_invalid', 'conditions', /^all: must not be empty$/],
+  ['an empty any, inside not', { conditions: { not: { any: [] } } }, 'webhook_conditions_invalid', 'conditions', /^not\.any: must not be empty$/],
+  ['any that is no list', { conditions: { any: VA } }, 'webhook_conditions_invalid', 'conditions', /^any: a list of conditions$/],
+  ['51 conditions in one all', { conditions: { all: Array.from({ length: 51 }, () => VA) } }, 'webhook_conditions_invalid', 'conditions', /^all: at most 50 conditions$/],
+  ['nesting 9 deep', { conditions: nest(9) }, 'webhook_conditions_invalid', 'conditions', /^not\.not\.not\.not\.not\.not\.not\.not: nested deeper than 8 levels$/],
+  ['more than 100 conditions in all', { conditions: { all: Array.from({ length: 40 }, () => ({ any: [VA, VA] })) } },
+    'webhook_conditions_invalid', 'conditions', /^conditions: at most 100 conditions in all$/],
+  ['more than 16 KB', { conditions: { field: 'state', op: 'in', value: Array.from({ length: 100 }, () => 'x'.repeat(200)) } },
+    'webhook_conditions_invalid', 'conditions', /^conditions: at most 16384 bytes$/],
+  // conditions: operators against fields
+  ['contains on a date', { conditions: { field: 'birthday', op: 'contains', value: '19' } }, 'webhook_conditions_invalid', 'conditions', /^op: contains does not apply to birthday$/],
+  ['lt on the custom column itself', { conditions: { field: 'custom', op: 'lt', value: 1 } }, 'webhook_conditions_invalid', 'conditions', /^op: lt does not apply to custom$/],
+  ['eq on the custom column itself', { conditions: { field: 'custom', op: 'eq', value: 'x' } }, 'webhook_conditions_invalid', 'conditions', /^op: eq does not apply to custom$/],
+  // conditions: values
+  ['a missing value', { conditions: { field: 'state', op: 'eq' } }, 'webhook_conditions_invalid', 'conditions', /^value: missing$/],
+  ['a value for is_null', { conditions: { field: 'phone', op: 'is_null', value: true } }, 'webhook_conditions_invalid', 'conditions', /^value: is_null takes no value$/],
+  ['a value for changed', { conditions: { field: 'phone', op: 'changed', value: 'x' } }, 'webhook_conditions_invalid', 'conditions', /^value: changed takes no value$/],
+  ['a number for a text column', { conditions: { field: 'postal_code', op: 'eq', value: 23666 } }, 'webhook_conditions_invalid', 'conditions', /^value: must be text \(postal_code is text\)$/],
+  ['text for a number column', { conditions: { field: 'id', op: 'gt', value: '5' } }, 'webhook_conditions_invalid', 'conditions', /^value: must be a number \(id is a number\)$/],
+  ['a null value', { conditions: { field: 'state', op: 'eq', value: null } }, 'webhook_conditions_invalid', 'conditions', /^value: must be text/],
+  ['a date that is no date', { conditions: { field: 'birthday', op: 'lt', value: '1990-02-31' } }, 'webhook_conditions_invalid', 'conditions', /^value: must be a date written YYYY-MM-DD \(birthday is a date\)$/],
+  ['a date in words', { conditions: { field: 'birthday', op: 'gte', value: 'today' } }, 'webhook_conditions_invalid', 'conditions', /^value: must be a date written YYYY-MM-DD/],
+  ['a time without its zone', { conditions: { field: 'created_at', op: 'gt', value: '2026-01-01T10:00:00' } }, 'webhook_conditions_invalid', 'conditions', /^value: must be a time with its zone/],
+  ['a time that is no time', { conditions: { field: 'updated_at', op: 'gt', value: '2026-01-01T25:00:00Z' } }, 'webhook_conditions_invalid', 'conditions', /^value: must be a time with its zone/],
+  ['true/false ordered', { conditions: { field: 'custom.vip', op: 'lt', value: true } }, 'webhook_conditions_invalid', 'conditions', /^value: must be a number or text$/],
+  ['an object for a custom key', { conditions: { field: 'custom.vip', op: 'eq', value: { a: 1 } } }, 'webhook_conditions_invalid', 'conditions', /^value: must be text, a number, true or false$/],
+  ['empty text for contains', { conditions: { field: 'email', op: 'contains', value: '' } }, 'webhook_conditions_invalid', 'conditions', /^value: contains needs non-empty text$/],
+  ['a number for starts_with', { conditions: { field: 'custom.code', op: 'starts_with', value: 1 } }, 'webhook_conditions_invalid', 'conditions', /^value: starts_with needs non-empty text$/],
+  ['a value of 501 characters', { conditions: { field: 'city', op: 'eq', value: 'x'.repeat(501) } }, 'webhook_conditions_invalid', 'conditions', /^value: at most 500 characters$/],
+  ['in with a single value', { conditions: { field: 'state', op: 'in', value: 'VA' } }, 'webhook_conditions_invalid', 'conditions', /^value: in needs a non-empty list$/],
+  ['in with an empty list', { conditions: { field: 'state', op: 'not_in', value: [] } }, 'webhook_conditions_invalid', 'conditions', /^value: not_in needs a non-empty list$/],
+  ['in with 101 values', { conditions: { field: 'custom.n', op: 'in', value: Array.from({ length: 101 }, (_, i) => i) } }, 'webhook_conditions_invalid', 'conditions', /^value: at most 100 values$/],
+  ['in with a mistyped value', { conditions: { any: [VA, { field: 'state', op: 'in', value: ['VA', 51] }] } },
+    'webhook_conditions_invalid', 'conditions', /^any\[1\]\.value\[1\]: must be text \(state is text\)$/],
+];
+
+async function companyId(): Promise<string> {
+  return (await make().company()).id;
+}
+
+for (const [what, filters, rule, column, message] of refusals) {
+  test(`refused: ${what} (${rule})`, async (t) => {
+    const company = await companyId();
+    const error = await t.throwsAsync(make().webhook({ companyId: company, actions: ['contact.updated'], ...filters })) as PgError;
+    t.is(error.code, '23514');
+    t.is(error.constraint, rule);
+    t.is(error.column, column);
+    t.regex(error.message, message);
+    const { rows } = await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company]);
+    t.is(rows[0].n, 0, 'nothing was stored');
+  });
+}
+
+test('refused on update too, and the webhook keeps its filters', async (t) => {
+  const company = await companyId();
+  const hook = await make().webhook({ companyId: company, actions: ['contact.updated'], conditions: VA, watchFields: ['state'] });
+  const error = await t.throwsAsync(db().pool.query(
+    `update webhooks.webhooks set conditions = '{"field": "state", "op": "equals", "value": "VA"}' where id = $1`, [hook.id])) as PgError;
+  t.is(error.constraint, 'webhook_conditions_invalid');
+  t.is(error.message, 'op: unknown operator "equals"; one of eq, ne, in, not_in, lt, lte, gt, gte, contains, starts_with, is_null, not_null, changed');
+  const watch = await t.throwsAsync(db().pool.query(`update webhooks.webhooks set watch_fields = '{shoe_size}' where id = $1`, [hook.id])) as PgError;
+  t.is(watch.constraint, 'webhook_watch_field_unknown');
+  const { rows } = await db().pool.query('select conditions, watch_fields from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(rows[0], { conditions: VA, watch_fields: ['state'] });
+});
+
+test('accepted: filters stored tidy; JSON null means always; the defaults filter nothing', async (t) => {
+  const company = await companyId();
+  const hook = await make().webhook({
+    companyId: company, actions: ['contact.updated'],
+    ignoreSources: ['encompass', 'api', 'encompass'], watchFields: ['phone', 'email', 'phone'], conditions: null,
+  });
+  t.deepEqual(hook.ignore_sources, ['encompass', 'api']);
+  t.deepEqual(hook.watch_fields, ['phone', 'email']);
+  t.is(hook.conditions, null);
+  const { rows } = await db().pool.query(
+    `update webhooks.webhooks set conditions = 'null'::jsonb where id = $1 returning conditions`, [hook.id]);
+  t.is(rows[0].conditions, null);
+  const plain = await db().pool.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+     values ($1, 'plain', 'https://example.com/h', '{email}', '{contact.created}') returning ignore_sources, watch_fields, conditions`, [company]);
+  t.deepEqual(plain.rows[0], { ignore_sources: [], watch_fields: [], conditions: null });
+});
+
+test('accepted: every operator on the fields it applies to', async (t) => {
+  const company = await companyId();
+  const conditions = {
+    all: [
+      { field: 'state', op: 'in', value: ['VA', 'MD'] },
+      { field: 'state', op: 'not_in', value: ['DC'] },
+      { field: 'email', op: 'contains', value: '@' },
+      { field: 'postal_code', op: 'starts_with', value: '2' },
+      { field: 'birthday', op: 'lt', value: '2000-01-01' },
+      { field: 'created_at', op: 'gte', value: '2026-01-01 09:30+02' },
+      { field: 'id', op: 'ne', value: 0 },
+      { any: [{ field: 'custom.score', op: 'gt', value: 1.5 }, { field: 'custom.vip', op: 'eq', value: true }] },
+      { not: { field: 'phone', op: 'is_null' } },
+      { field: 'custom', op: 'changed' },
+      { field: 'custom.tier', op: 'lte', value: 'gold' },
+      { field: 'custom.renewal', op: 'gte', value: '2026-01-01' },
+    ],
+  };
+  const hook = await make().webhook({ companyId: company, actions: ['contact.updated'], conditions });
+  t.deepEqual(hook.conditions, conditions);
+});

@@ -1,0 +1,151 @@
+// `npm start` runs the relay and the admin API as separate processes under one
+// supervisor (tools/supervisor.ts): the API dying does not stop deliveries, it comes
+// back by itself, and a stop ends the parts before the process exits.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { freePort } from '../../tools/embedded-postgres.ts';
+import { Supervisor } from '../../tools/supervisor.ts';
+import { createTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { startReceiver } from '../helpers/receiver.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Lines a process writes, and a way to wait for one that matches. */
+function lines(stream: NodeJS.ReadableStream) {
+  const seen: string[] = [];
+  const waiters: Array<{ pattern: RegExp; from: number; resolve: (match: RegExpMatchArray) => void }> = [];
+  let rest = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    rest += chunk;
+    const parts = rest.split('\n');
+    rest = parts.pop()!;
+    for (const line of parts) {
+      seen.push(line);
+      for (const waiter of [...waiters]) {
+        const match = line.match(waiter.pattern);
+        if (match && seen.length > waiter.from) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve(match);
+        }
+      }
+    }
+  });
+  return {
+    seen,
+    /** the next line matching pattern from now on (or already seen, with from: 0) */
+    next(pattern: RegExp, timeoutMs = 60_000, from = seen.length): Promise<RegExpMatchArray> {
+      const earlier = seen.slice(from).map((line) => line.match(pattern)).find(Boolean);
+      if (earlier) return Promise.resolve(earlier);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms:\n${seen.join('\n')}`)), timeoutMs);
+        waiters.push({ pattern, from, resolve: (match) => (clearTimeout(timer), resolve(match)) });
+      });
+    },
+  };
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+test('killing the API under npm start does not stop deliveries; the API is started again; Ctrl-C stops both parts', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: 'http://127.0.0.1:1/placeholder' });
+  await database.pool.query('update webhooks.webhooks set url = $1 where id = $2', [receiver.route('/hook', { secret: hook.secret }), hook.id]);
+
+  const port = await freePort();
+  const start = spawn(process.execPath, [`${root}tools/start.ts`], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: database.url,
+      PORT: String(port),
+      JWT_SECRET: 'start-test-secret',
+      RELAY_POLL_INTERVAL_MS: '50',
+      RELAY_LOG_LEVEL: 'silent',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = lines(start.stdout!);
+  const err = lines(start.stderr!);
+  const exited = new Promise<number | null>((resolve) => start.once('exit', (code) => resolve(code)));
+  t.teardown(() => void (start.exitCode === null && start.kill('SIGKILL')));
+
+  const relayPid = Number((await out.next(/^relay: started \(pid (\d+)\)/, 60_000, 0))[1]);
+  const apiPid = Number((await out.next(/^api: started \(pid (\d+)\)/, 60_000, 0))[1]);
+  await out.next(/bpd-webhooks is up/, 60_000, 0);
+  t.is((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+
+  await f.contact(company.id, { first_name: 'Before' });
+  await receiver.waitFor(1, { path: '/hook' });
+
+  // the API dies hard
+  const crashLogged = err.next(new RegExp(`^api \\(pid ${apiPid}\\) exited on SIGKILL.*restarting in`));
+  const restarted = out.next(/^api: started \(pid (\d+)\)/);
+  process.kill(apiPid, 'SIGKILL');
+  await crashLogged;
+  // deliveries go on meanwhile
+  await f.contact(company.id, { first_name: 'During' });
+  const received = await receiver.waitFor(2, { path: '/hook' });
+  t.true(received.every((r) => r.verified));
+  t.regex(received[1].body, /During/);
+  t.true(alive(relayPid));
+
+  // and the API is back, in a new process
+  const newApiPid = Number((await restarted)[1]);
+  t.not(newApiPid, apiPid);
+  for (let i = 0; ; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (i > 600) t.fail('the API did not come back within a minute');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+
+  start.kill('SIGINT');
+  t.is(await exited, 0);
+  t.false(alive(relayPid));
+  t.false(alive(newApiPid));
+  t.regex(out.seen.join('\n'), /SIGINT: stopping[\s\S]*stopped/);
+});
+
+test('a part that keeps dying is restarted after pauses that double, each crash logged', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bpd-supervisor-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const script = join(dir, 'dies.ts');
+  await writeFile(script, 'process.exit(3);\n');
+  const logged: string[] = [];
+  let thirdCrash!: () => void;
+  const crashes = new Promise<void>((resolve) => (thirdCrash = resolve));
+  const supervisor = new Supervisor([{ name: 'dies', script, env: { PATH: process.env.PATH } }], {
+    backoff: { initialMs: 10, maxMs: 40, resetAfterMs: 60_000 },
+    log: (line) => {
+      logged.push(line);
+      if (logged.length === 4) thirdCrash();
+    },
+  });
+  supervisor.start();
+  await crashes;
+  await supervisor.stop();
+  t.deepEqual(logged.map((line) => /with code (\d+).*restarting in (\d+) ms \(crash (\d+) in a row\)/.exec(line)?.slice(1)), [
+    ['3', '10', '1'],
+    ['3', '20', '2'],
+    ['3', '40', '3'],
+    ['3', '40', '4'], // the longest pause
+  ]);
+});
