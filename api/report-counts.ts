@@ -1,4 +1,4 @@
-// Keeps the report's daily counts up to date (sql/55_report_counts.sql): a roll-up
+// Keeps the report's daily counts up to date (sql/50_report_counts.sql): a roll-up
 // now and then every interval, one at a time, on the API's own connection (the
 // authenticator may run it; no request role is involved).
 import type pg from 'pg';

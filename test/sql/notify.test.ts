@@ -1,9 +1,9 @@
 // NOTIFY is a wake-up for a sleeping relay, sent on commit: at most one per
 // transaction, none when nothing was written, none after a rollback, and none while
-// every relay is awake (sql/36_wakeup.sql).
+// every relay is awake (sql/20_wakeup.sql).
 import test from 'ava';
 import pg from 'pg';
-import { CHANNEL } from '../../relay/engine-names.ts';
+import { CHANNEL, LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -26,6 +26,7 @@ async function relayConnection(url: string) {
   await client.query(`listen ${CHANNEL}`);
   return {
     goingIdle: async () => (await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe as boolean,
+    capturesDone: async () => (await client.query('select webhooks_relay.captures_done() as done')).rows[0].done as boolean,
     awake: () => client.query('select webhooks_relay.awake()'),
     next: () => new Promise<pg.Notification>((resolve) => {
       const queued = queue.shift();
@@ -111,10 +112,40 @@ test.serial('a relay may not fall asleep while a transaction that skipped its NO
     await writer.query('begin');
     await writer.query('insert into crm.contacts (company_id) values ($1)', [company.id]); // relay awake: no NOTIFY
     t.false(await relay.goingIdle(), 'the open transaction\'s delivery is not visible yet: look again');
+    t.false(await relay.capturesDone(), 'asked again while it stays open');
     await writer.query('commit');
   } finally {
     writer.release();
   }
-  t.true(await relay.goingIdle(), 'now one more claim sees it');
+  t.true(await relay.capturesDone(), 'ended: one more claim sees its delivery');
+  t.true(await relay.goingIdle(), 'and going idle anew says the same');
   await relay.close();
+});
+
+test.serial('waking up gives relay_idle back once, and writes no warning to the log', async (t) => {
+  const client = new pg.Client({ connectionString: db().url });
+  await client.connect();
+  const notices: string[] = [];
+  client.on('notice', (notice) => notices.push(`${notice.severity}: ${notice.message}`));
+  try {
+    for (let i = 0; i < 3; i++) {
+      t.true((await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe);
+      await client.query('select webhooks_relay.awake()');
+    }
+    const { rows } = await client.query(
+      `select count(*)::int as n from pg_locks where locktype = 'advisory' and pid = pg_backend_pid() and classid = $1 and objid = $2`,
+      [LOCK_CLASS, LOCK_KEYS.relayIdle],
+    );
+    t.is(rows[0].n, 0, 'relay_idle is not held once awake');
+    t.deepEqual(notices, [], 'nothing for the server log');
+  } finally {
+    await client.end();
+  }
+});
+
+test('TypeScript names the channel and the lock keys as the engine defines them', async (t) => {
+  const { rows: [row] } = await db().pool.query(
+    `select webhooks_private.notify_channel() as channel, webhooks_private.lock_space() as class,
+            webhooks_private.capturing_lock() as capturing, webhooks_private.relay_idle_lock() as relay_idle`);
+  t.deepEqual(row, { channel: CHANNEL, class: LOCK_CLASS, capturing: LOCK_KEYS.capturing, relay_idle: LOCK_KEYS.relayIdle });
 });

@@ -1,0 +1,98 @@
+-- bpd-webhooks engine: waking the relay, without making writers wait.
+--
+-- A NOTIFY is cheap to send but costly to commit: Postgres serialises the commits of
+-- all transactions that notify (they queue for one lock, held through the commit's
+-- WAL flush). With a NOTIFY in every capturing transaction, contact writes that match
+-- a webhook would commit one at a time (measured: 155 updates/s where they otherwise
+-- reach 900 with the same durable settings). So a capturing transaction notifies
+-- only when a relay is asleep and needs the wake-up; a relay that is awake finds the
+-- delivery by itself. Two advisory locks make that exact, with no row to update:
+--
+--   relay_idle  held SHARED by every relay that is waiting for work, on its own
+--               connection, until it wakes.
+--   capturing   held SHARED by every transaction that wrote a delivery and did not
+--               notify, until it ends.
+-- (Their keys: webhooks_private.lock_space() with relay_idle_lock() and
+-- capturing_lock(), 00_schemas.sql.)
+--
+-- A relay falls asleep in three steps: it takes relay_idle (from then on every new
+-- capturing transaction notifies); it checks that nobody holds capturing (every
+-- transaction that skipped the NOTIFY has ended, so its rows are visible); it claims
+-- once more. Only if that claim is empty does it wait for a NOTIFY. If capturing is
+-- held, the relay keeps relay_idle and asks captures_done() again, backing off to once
+-- a second (relay/wakeup.ts): a transaction left open costs it nothing more, and its
+-- deliveries come at most a second after it commits. The poll timer stays as a
+-- safety net.
+--
+-- Capture (25_capture.sql) calls wake_relay(); rescue (30_delivery.sql) wakes every
+-- relay with notify_relays(). The relay's side: relay/idle.ts.
+
+-- private: wake every relay that listens (the channel: 00_schemas.sql)
+create or replace function webhooks_private.notify_relays()
+returns void
+language sql
+volatile
+as $$
+  select pg_notify(webhooks_private.notify_channel(), '');
+$$;
+
+-- private: called by capture after writing deliveries (at most once per transaction
+-- it matters; the locks are re-entrant and cheap to take again).
+create or replace function webhooks_private.wake_relay()
+returns void
+language plpgsql
+as $$
+begin
+  if pg_try_advisory_xact_lock_shared(webhooks_private.lock_space(), webhooks_private.capturing_lock()) then
+    -- no relay is between "going idle" and "asleep"; is one asleep?
+    if pg_try_advisory_lock(webhooks_private.lock_space(), webhooks_private.relay_idle_lock()) then
+      -- relay_idle is free: all awake
+      perform pg_advisory_unlock(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
+      return;
+    end if;
+  end if;
+  perform webhooks_private.notify_relays();
+end;
+$$;
+
+-- private (relay): true when nobody holds capturing, i.e. every capturing transaction
+-- that skipped its NOTIFY has ended (its rows are visible). Takes capturing for an
+-- instant only: a capture that meanwhile finds it taken notifies instead.
+create or replace function webhooks_relay.captures_done()
+returns boolean
+language plpgsql
+as $$
+begin
+  if pg_try_advisory_lock(webhooks_private.lock_space(), webhooks_private.capturing_lock()) then
+    perform pg_advisory_unlock(webhooks_private.lock_space(), webhooks_private.capturing_lock());
+    return true;
+  end if;
+  return false;
+end;
+$$;
+
+-- private (relay): announce that this connection's relay is going idle. Returns true
+-- when no capturing transaction that skipped its NOTIFY is still open, i.e. one more
+-- empty claim means the relay may sleep until a NOTIFY; false means "ask
+-- captures_done() again later": the relay stays announced, it need not go idle twice.
+create or replace function webhooks_relay.going_idle()
+returns boolean
+language plpgsql
+as $$
+begin
+  perform pg_advisory_lock_shared(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
+  return webhooks_relay.captures_done();
+end;
+$$;
+
+-- private (relay): the relay on this connection is awake again. Gives relay_idle back
+-- once: the relay calls it once for each going_idle() (relay/idle.ts counts), as an
+-- unlock of a lock not held is refused with a WARNING in the server log.
+create or replace function webhooks_relay.awake()
+returns void
+language plpgsql
+as $$
+begin
+  perform pg_advisory_unlock_shared(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
+end;
+$$;

@@ -1,0 +1,204 @@
+-- bpd-webhooks engine: who may see and do what. Every role, every grant,
+-- row-level security, and which functions run as their owner: all in this file.
+--
+-- Roles (cluster-wide, so created once and left alone afterwards):
+--   webhook_viewer         reads its company's webhooks, deliveries and attempts
+--   webhook_admin          a viewer who may also configure, disable, replay, rotate
+--   webhook_authenticator  the API server's login: per request it becomes
+--                          webhook_admin or webhook_viewer (SET ROLE, from the JWT)
+--                          with jwt.claims.company_id set; of its own it may only
+--                          roll up the report's daily counts
+--   bpd_webhooks_relay     the relay: claim, settle, release, rescue, idle
+--                          announcements (schema webhooks_relay) and the health
+--                          questions (webhooks_ops), nothing else
+-- The company comes from the request (jwt.claims.company_id) and row-level security
+-- applies it to every exposed table: a company sees only its own rows, and a row it
+-- cannot see it cannot change. No tables of webhooks_private (secrets, subscriptions)
+-- are granted to any role; its functions are executable only where granted below.
+
+do $$
+declare
+  v_role text;
+begin
+  foreach v_role in array array['webhook_viewer', 'webhook_admin', 'webhook_authenticator'] loop
+    if not exists (select 1 from pg_roles where rolname = v_role) then
+      begin
+        execute format('create role %I %s', v_role,
+                       case when v_role = 'webhook_authenticator' then 'login noinherit' else 'nologin' end);
+      exception when duplicate_object or unique_violation then
+        null; -- another database of this cluster created it meanwhile
+      end;
+    end if;
+  end loop;
+end;
+$$;
+
+grant webhook_viewer to webhook_admin;
+grant webhook_admin, webhook_viewer to webhook_authenticator;
+
+comment on role webhook_viewer is 'bpd-webhooks API: reads its company''s webhooks and their history';
+comment on role webhook_admin is 'bpd-webhooks API: configures its company''s webhooks, replays deliveries';
+comment on role webhook_authenticator is 'bpd-webhooks API server login; becomes webhook_admin or webhook_viewer per request';
+
+-- The relay's role. bpd_webhooks_relay may do exactly what the relay does, through
+-- the functions of schema webhooks_relay (claim, settle, release and rescue in
+-- 30_delivery.sql, the idle announcements in 20_wakeup.sql), and nothing else: no
+-- grant on any table, so it can neither read contacts nor change a webhook's
+-- configuration. It is NOLOGIN: the relay connects as whatever user DATABASE_URL
+-- names and switches to this role for its work (the role setting at connection
+-- start), so that user must be a member of it:
+--   GRANT bpd_webhooks_relay TO my_relay_login;
+-- Its LISTEN connection needs no grant at all. Creating it is idempotent and safe
+-- when two migrations of one cluster race.
+do $$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'bpd_webhooks_relay') then
+    create role bpd_webhooks_relay nologin;
+  end if;
+exception
+  when duplicate_object or unique_violation then null;
+end;
+$$;
+
+------------------------------------------------------------------------------------
+-- Functions that write private tables run as their owner.
+--
+-- Every trigger function of the engine lives in webhooks_private and touches tables
+-- no API role (and no CRM application role) is granted: secrets, subscriptions, the
+-- outbox. Running them as their owner keeps those tables closed, and keeps
+-- row-level security on webhooks.* from hiding webhooks from the capture triggers,
+-- whichever role writes the CRM. Set here, for all of them at once, after every
+-- file before this one has (re)created its functions.
+do $$
+declare
+  v_function regprocedure;
+begin
+  for v_function in
+    select p.oid::regprocedure
+    from pg_proc p
+    where p.pronamespace = 'webhooks_private'::regnamespace
+      and p.prorettype = 'trigger'::regtype
+  loop
+    execute format('alter function %s security definer set search_path = pg_catalog, pg_temp', v_function);
+  end loop;
+end;
+$$;
+
+------------------------------------------------------------------------------------
+-- Grants: least privilege. Reading is the viewer's; the admin adds exactly the
+-- writes the API functions make. Sequences need nothing (identity columns).
+
+revoke all on schema webhooks_private from public;
+revoke all on all tables in schema webhooks from webhook_viewer, webhook_admin;
+
+grant usage on schema webhooks to webhook_viewer;
+grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
+  webhooks.fire_history, webhooks.delivery_day_counts to webhook_viewer;
+
+grant insert (company_id, name, url, fields, actions, status_id, user_id)
+  on webhooks.webhooks to webhook_admin;
+grant update (name, url, fields, actions, status_id, user_id,
+              enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at,
+              max_in_flight, rate_limit)
+  on webhooks.webhooks to webhook_admin;
+grant delete on webhooks.webhooks to webhook_admin;
+-- the company's statuses and users run as their owner (55_report.sql): callers
+-- are the API roles only
+revoke all on function webhooks.company_statuses(), webhooks.company_users() from public;
+grant execute on function webhooks.company_statuses(), webhooks.company_users() to webhook_viewer;
+-- replay: put a finished delivery back in the outbox
+grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to webhook_admin;
+
+-- The helpers the API functions call live in webhooks_private, which PostGraphile
+-- does not show. A function there may be called by a role only if granted here: the
+-- API roles get exactly the helpers of the functions they call, which run as the
+-- caller, so grants and row-level security still decide what they reach.
+-- (Trigger functions need no grant: Postgres checks none when a trigger fires.)
+revoke execute on all functions in schema webhooks_private from public;
+grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
+-- the report's counting (webhooks.webhook_report)
+grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz)
+  to webhook_viewer;
+-- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql)
+grant execute on function
+  webhooks_private.webhook_for_update(bigint),
+  webhooks_private.issued_secret(bigint),
+  webhooks_private.issued_secret_setting(bigint),
+  webhooks_private.secret_grace(),
+  webhooks_private.require_enabled(webhooks.webhooks),
+  webhooks_private.requeue_delivery(webhooks.deliveries)
+  to webhook_admin;
+
+-- the authenticator's one right of its own: rolling up the report's daily counts
+-- (50_report_counts.sql), which the API server does every few minutes. It runs as
+-- its owner.
+grant usage on schema webhooks to webhook_authenticator;
+revoke all on function webhooks.roll_up_report_counts() from public;
+grant execute on function webhooks.roll_up_report_counts() to webhook_authenticator;
+
+-- The relay: its entry points, and the lock keys its idle announcements take
+-- (20_wakeup.sql; the claim, settle, release and rescue functions run as their owner).
+-- Functions are executable by PUBLIC unless revoked: the relay's are for it alone.
+grant usage on schema webhooks_relay to bpd_webhooks_relay;
+revoke all on all functions in schema webhooks_relay from public;
+grant execute on all functions in schema webhooks_relay to bpd_webhooks_relay;
+grant execute on function
+  webhooks_private.lock_space(),
+  webhooks_private.capturing_lock(),
+  webhooks_private.relay_idle_lock()
+  to bpd_webhooks_relay;
+
+-- The health endpoints of the API and the relay (58_operations.sql): counts only,
+-- answered by functions that run as their owner.
+revoke all on schema webhooks_ops from public;
+revoke all on all functions in schema webhooks_ops from public;
+grant usage on schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
+grant execute on all functions in schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
+
+------------------------------------------------------------------------------------
+-- Row-level security: the company of the request, on every exposed table.
+-- (select webhooks.current_company_id()) is evaluated once per query, not per row.
+-- Owners and superusers (migrations, the relay, DBAs in psql) are not filtered.
+
+alter table webhooks.webhooks enable row level security;
+alter table webhooks.deliveries enable row level security;
+alter table webhooks.delivery_attempts enable row level security;
+alter table webhooks.delivery_day_counts enable row level security;
+
+drop policy if exists company_reads on webhooks.webhooks;
+create policy company_reads on webhooks.webhooks
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_inserts on webhooks.webhooks;
+create policy company_inserts on webhooks.webhooks
+  for insert to webhook_admin
+  with check (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_updates on webhooks.webhooks;
+create policy company_updates on webhooks.webhooks
+  for update to webhook_admin
+  using (company_id = (select webhooks.current_company_id()))
+  with check (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_deletes on webhooks.webhooks;
+create policy company_deletes on webhooks.webhooks
+  for delete to webhook_admin
+  using (company_id = (select webhooks.current_company_id()));
+
+drop policy if exists company_reads on webhooks.deliveries;
+create policy company_reads on webhooks.deliveries
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_updates on webhooks.deliveries;
+create policy company_updates on webhooks.deliveries
+  for update to webhook_admin
+  using (company_id = (select webhooks.current_company_id()))
+  with check (company_id = (select webhooks.current_company_id()));
+
+drop policy if exists company_reads on webhooks.delivery_day_counts;
+create policy company_reads on webhooks.delivery_day_counts
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+
+drop policy if exists company_reads on webhooks.delivery_attempts;
+create policy company_reads on webhooks.delivery_attempts
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
