@@ -63,6 +63,9 @@ create type webhooks.webhook_report_row as (
   disabled_at     timestamptz,
   disabled_by     text,
   disabled_reason text,
+  ignore_sources  text[],
+  watch_fields    text[],
+  conditions      jsonb,
   -- fleet-wide limits: requests at once (null: webhooks.max_in_flight), per second (null: none)
   max_in_flight   integer,
   rate_limit      integer,
@@ -82,6 +85,7 @@ as $$
   select w.id, w.name, w.url, w.actions, w.fields,
          w.status_id, s.name, w.user_id, u.name, w.created_at,
          w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason,
+         w.ignore_sources, w.watch_fields, w.conditions,
          w.max_in_flight, w.rate_limit,
          c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed
   from webhooks.webhooks w
