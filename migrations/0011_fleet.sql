@@ -38,5 +38,15 @@ insert into webhooks_private.lanes (webhook_id, company_id)
 select id, company_id from webhooks.webhooks;
 
 -- The fleet-wide cap's question, "how many of this webhook's deliveries are in
--- flight?", reads that webhook's in-flight rows alone.
-create index deliveries_in_flight_webhook_idx on webhooks.deliveries (webhook_id) where state = 'in_flight';
+-- flight?", reads that webhook's in-flight rows alone. Only where the outbox is the
+-- one table webhooks.deliveries: the queue table of #15 has an index of its own for
+-- it (delivery_queue_leases_idx).
+do $$
+begin
+  if exists (select 1 from pg_class
+             where oid = to_regclass('webhooks.deliveries') and relkind = 'r') then
+    create index if not exists deliveries_in_flight_webhook_idx
+      on webhooks.deliveries (webhook_id) where state = 'in_flight';
+  end if;
+end;
+$$;
