@@ -101,17 +101,18 @@ create trigger _500_reset_lane
 -- The claim's choice
 
 -- private (claim): lock and return the due deliveries a claim may lease now, by the
--- rules at the top of this file, with the time each may be sent (null: at once).
--- p_relay: the relay asking; p_slots: its request slots (null: no company shares);
--- p_per_webhook: what it may hold of one webhook; p_busy_*: what it holds (in flight,
--- queued, waiting for a paced slot), per webhook;
--- p_only_webhooks: look at these webhooks only (a refill), else at every webhook
--- with due deliveries. A paced delivery comes with its slot [send_at, send_until).
--- One more row, without a delivery (delivery_id null), says that a webhook with due
--- deliveries was at its fleet-wide cap. Deliveries of a disabled webhook are returned regardless of
--- limits: the claim fails them without sending.
+-- rules at the top of this file. p_relay: the relay asking; p_slots: its request
+-- slots (null: no company shares); p_per_webhook: what it may hold of one webhook;
+-- p_busy_*: what it holds (in flight, queued, waiting for a paced slot), per webhook;
+-- p_only_webhooks: look at these webhooks only (a refill), else at every webhook with
+-- due deliveries. A paced delivery comes with its slot [send_at, send_until) (null:
+-- send at once). One more row, without a delivery (delivery_id null), says that a
+-- webhook with due deliveries was at its fleet-wide cap. Deliveries of a disabled
+-- webhook are returned regardless of limits: the claim fails them without sending.
 -- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
--- takes (lanes and deliveries) hold until that claim commits.
+-- takes (lanes and deliveries) hold until that claim commits. Every read of the
+-- outbox here is of pending or in-flight rows by webhook: with #15's queue table,
+-- webhooks.delivery_queue with locked_by null / not null.
 drop function if exists webhooks_private.lane_claim(integer, integer, integer, bigint[], integer[], bigint[]);
 create or replace function webhooks_private.lane_claim(
   p_relay         text,
