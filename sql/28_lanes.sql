@@ -408,10 +408,12 @@ begin
   set enabled = false,
       disabled_at = now(),
       disabled_by = 'relay',
+      -- within what a disable reason may hold (10_config.sql): the endpoint's error
+      -- text shortened, control characters made spaces
       disabled_reason = format('every attempt has failed for %s (%s attempts since %s); the last: %s',
                                v_disable_after, c.failures,
                                to_char(c.failing_since at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
-                               c.last_error)
+                               left(btrim(regexp_replace(c.last_error, '[\u0001-\u001f\u007f-\u009f]', ' ', 'g')), 300))
   from counted c
   where w.id = c.webhook_id
     and w.enabled
