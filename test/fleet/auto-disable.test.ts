@@ -59,3 +59,25 @@ test('every attempt failing for auto_disable_after disables the webhook; enablin
   );
   t.is(delivered.attempts, 1);
 });
+
+test('an endpoint error of any length or characters still makes a reason the webhook may carry', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const client = await database.pool.connect();
+  try {
+    await client.query(`set webhooks.auto_disable_after = '0 seconds'`);
+    await client.query('select webhooks_private.lane_results($1::bigint[], $2::timestamptz[], $3::integer[], $4::text[])', [
+      [webhook.id],
+      [new Date(Date.now() - 1000)],
+      [null],
+      [`bad\u0001news\u009f ${'x'.repeat(2000)}`],
+    ]);
+  } finally {
+    client.release();
+  }
+  const { rows } = await database.pool.query('select enabled, disabled_by, disabled_reason from webhooks.webhooks where id = $1', [webhook.id]);
+  t.false(rows[0].enabled);
+  t.is(rows[0].disabled_by, 'relay');
+  t.true(rows[0].disabled_reason.length <= 500);
+  t.regex(rows[0].disabled_reason, /^every attempt has failed for 00:00:00 \(1 attempts since .+\); the last: bad news {2}x+$/);
+});
