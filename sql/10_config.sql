@@ -26,12 +26,15 @@ end;
 $$;
 
 -- public: the contact columns a webhook may choose in `fields` (GraphQL:
--- contactFields); the validation below asks the same function
+-- contactFields); the validation below asks the same function. As its owner: naming
+-- crm.contacts needs a right on schema crm, which no API role has.
 drop function if exists webhooks_private.contact_fields();
 create or replace function webhooks.contact_fields()
 returns text[]
 language sql
 stable
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
   select array_agg(attname::text order by attnum)
   from pg_catalog.pg_attribute
