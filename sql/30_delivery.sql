@@ -111,24 +111,22 @@ $$;
 
 ------------------------------------------------------------------------------------
 -- claim
---
--- All four functions work on webhooks.delivery_queue, the small row each delivery on
--- its way has (28_outbox.sql), and touch a delivery's history row once, when the
--- delivery ends. A claim is an UPDATE of queue rows only. Their plans are generic
--- (plan_cache_mode): planned once per connection, not on every call.
 
 -- private (relay): lease up to p_limit due deliveries to relay p_relay for p_lease.
--- p_per_webhook caps what one relay has in flight to one webhook, so that a slow
--- endpoint cannot take all of a relay's capacity; p_busy_webhooks/p_busy_counts say
--- what the relay already has in flight. Two ways to look:
---   discovery (p_only_webhooks null): the oldest due rows of all webhooks not at
---     their cap. more_due says it took p_limit rows: there may be more due now.
---   refill (p_only_webhooks given): only those webhooks, each up to its free slots,
---     each read from its own index range; cheap however long the other webhooks'
---     queues are. The relay refills a webhook whose last claim filled its slots.
+-- Which ones is decided by webhooks_private.lane_claim (sql/28_lanes.sql): fair
+-- rotation across companies then webhooks, each webhook within its fleet-wide
+-- max_in_flight, its rate_limit and its circuit breaker, each company within its
+-- share of the relay's p_slots request slots. p_per_webhook caps what this relay
+-- holds of one webhook (in flight and queued); p_busy_webhooks/p_busy_counts say
+-- what it holds. p_only_webhooks null: look at every webhook with due deliveries
+-- (discovery; more_due says the batch was full); given: refill those webhooks only.
 -- Returns what the relay needs to send: the body is the stored payload serialised
--- here, once, and signed as is. Due deliveries of a disabled webhook are not sent:
--- they fail with a reason.
+-- here, once, and signed as is; send_at and send_until, when not null, are the slot
+-- the delivery must be sent in (rate_limit pacing), else handed back. at_cap: a
+-- webhook with due deliveries was at its fleet-wide cap (look again after a settle);
+-- when nothing is leased it comes in a row of its own, its delivery_id null. Due deliveries of a disabled webhook are not
+-- sent: they fail with a reason.
+drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]);
 create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
@@ -136,7 +134,8 @@ create or replace function webhooks_relay.claim_deliveries(
   p_per_webhook   integer,
   p_busy_webhooks bigint[] default '{}',
   p_busy_counts   integer[] default '{}',
-  p_only_webhooks bigint[] default null
+  p_only_webhooks bigint[] default null,
+  p_slots         integer default null
 )
 returns table (
   delivery_id     bigint,
@@ -147,7 +146,10 @@ returns table (
   body            text,
   secret          text,
   previous_secret text,
-  more_due        boolean
+  send_at         timestamptz,
+  send_until      timestamptz,
+  more_due        boolean,
+  at_cap          boolean
 )
 language plpgsql
 volatile
@@ -158,16 +160,15 @@ set search_path = pg_catalog, pg_temp
 -- scan and a sort) for a batch of 32. The indexes serve every query here at any size.
 set enable_seqscan = off
 set enable_bitmapscan = off
--- one plan per connection: with custom plans each call planned its head query again
+-- one plan per connection: with custom plans each call planned its queries again
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
   v_locked bigint[];
-  v_at_cap bigint[];
-  v_candidates bigint[];
-  v_seen integer;
-  v_head constant integer := 4 * p_limit;
+  v_send_at timestamptz[];
+  v_send_until timestamptz[];
+  v_at_cap boolean;
   v_ids bigint[];
   v_created timestamptz[];
   v_webhooks bigint[];
@@ -175,112 +176,38 @@ declare
   v_urls text[];
   v_secrets text[];
   v_previous text[];
+  v_leased_at timestamptz[];
+  v_leased_until timestamptz[];
   v_day date;
 begin
-  select coalesce(array_agg(b.w), '{}') into v_at_cap
-  from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
-  where b.n >= p_per_webhook;
-
-  -- 1. lock the candidates (rows another relay holds locked are skipped, not waited for)
-  if p_only_webhooks is null then
-    -- a. the head of the queue: the oldest due rows not in flight, whichever webhook
-    --    they are for, read without locking and never more than a few batches' worth,
-    --    so that a long queue of a webhook at its cap is not walked on every look
-    --    (and of each webhook only as many rows as it has free slots: a lock is a write)
-    with head as (
-      select q.delivery_id, q.webhook_id, q.next_attempt_at
-      from webhooks.delivery_queue q
-      where q.locked_by is null
-        and q.next_attempt_at <= now()
-      order by q.next_attempt_at
-      limit v_head
-    ),
-    ranked as (
-      select head.delivery_id, head.webhook_id, head.next_attempt_at,
-             row_number() over (partition by head.webhook_id order by head.next_attempt_at, head.delivery_id) as nth
-      from head
-    )
-    select coalesce(array_agg(r.delivery_id order by r.next_attempt_at)
-                      filter (where r.nth <= p_per_webhook - coalesce(b.n, 0)), '{}'),
-           count(*)
-      into v_candidates, v_seen
-    from ranked r
-    left join unnest(p_busy_webhooks, p_busy_counts) as b(w, n) on b.w = r.webhook_id;
-    -- b. the head is all webhooks at their cap: look past it webhook by webhook, one
-    --    index probe per webhook with due rows, from the (webhook_id, next_attempt_at)
-    --    index
-    if cardinality(v_candidates) = 0 and v_seen >= v_head then
-      with recursive hooks(w) as (
-        select min(q.webhook_id) from webhooks.delivery_queue q where q.locked_by is null
-        union all
-        select (select min(q.webhook_id) from webhooks.delivery_queue q
-                where q.locked_by is null and q.webhook_id > hooks.w)
-        from hooks
-        where hooks.w is not null
-      )
-      select coalesce(array_agg(c.delivery_id), '{}') into v_candidates
-      from (
-        select due.delivery_id
-        from hooks
-        cross join lateral (
-          select q.delivery_id, q.next_attempt_at
-          from webhooks.delivery_queue q
-          where q.webhook_id = hooks.w and q.locked_by is null and q.next_attempt_at <= now()
-          order by q.next_attempt_at
-          limit greatest(p_per_webhook - coalesce(
-                  (select b.n from unnest(p_busy_webhooks, p_busy_counts) as b(w, n) where b.w = hooks.w), 0), 0)
-        ) due
-        where hooks.w is not null and hooks.w <> all (v_at_cap)
-        order by due.next_attempt_at
-        limit p_limit
-      ) c;
+  -- 1. choose and lock (sql/28_lanes.sql)
+  select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
+         array_agg(c.send_at) filter (where c.delivery_id is not null),
+         array_agg(c.send_until) filter (where c.delivery_id is not null),
+         coalesce(bool_or(c.delivery_id is null), false)
+    into v_locked, v_send_at, v_send_until, v_at_cap
+  from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
+                                   p_busy_counts, p_only_webhooks) c;
+  if v_locked is null then
+    -- nothing to lease; say whether a fleet-wide cap held deliveries back
+    if v_at_cap then
+      return query select null::bigint, null::text, null::bigint, null::integer, null::text, null::text,
+                          null::text, null::text, null::timestamptz, null::timestamptz, false, true;
     end if;
-    -- c. lock those still due and not in flight (another relay may have taken some)
-    v_locked := array(
-      select q.delivery_id
-      from webhooks.delivery_queue q
-      where q.delivery_id = any (v_candidates)
-        and q.locked_by is null
-        and q.next_attempt_at <= now()
-      order by q.next_attempt_at
-      limit p_limit
-      for update skip locked);
-  else
-    v_locked := array(
-      select c.delivery_id
-      from unnest(p_only_webhooks) as o(w)
-      cross join lateral (
-        select q.delivery_id
-        from webhooks.delivery_queue q
-        where q.webhook_id = o.w
-          and q.locked_by is null
-          and q.next_attempt_at <= now()
-        order by q.next_attempt_at
-        limit greatest(p_per_webhook - coalesce(
-                (select b.n from unnest(p_busy_webhooks, p_busy_counts) as b(w, n) where b.w = o.w), 0), 0)
-        for update skip locked
-      ) c);
-  end if;
-  if cardinality(v_locked) = 0 then
     return;
   end if;
 
-  -- 2. fail what a disabled webhook would get; lease the rest, within the caps (queue
-  --    rows only)
-  with busy as (
-    select b.w, b.n
-    from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
-  ),
-  due as (
-    select q.delivery_id, q.created_at, q.webhook_id, q.next_attempt_at, w.enabled
-    from webhooks.delivery_queue q
+  -- 2. fail what a disabled webhook would get; lease the rest (queue rows only)
+  with chosen as (
+    select c.id, c.send_at, c.send_until, q.webhook_id, w.enabled
+    from unnest(v_locked, v_send_at, v_send_until) as c(id, send_at, send_until)
+    join webhooks.delivery_queue q on q.delivery_id = c.id
     join webhooks.webhooks w on w.id = q.webhook_id
-    where q.delivery_id = any (v_locked)
   ),
   not_sent as (
     delete from webhooks.delivery_queue q
-    using due
-    where q.delivery_id = due.delivery_id and not due.enabled
+    using chosen c
+    where q.delivery_id = c.id and not c.enabled
     returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
               q.last_status_code
   ),
@@ -292,20 +219,6 @@ begin
            n.last_status_code, 'not sent: the webhook is disabled'
     from not_sent n
   ),
-  ranked as (
-    select due.delivery_id, due.created_at, due.webhook_id, due.next_attempt_at,
-           row_number() over (partition by due.webhook_id order by due.next_attempt_at, due.delivery_id) as nth
-    from due
-    where due.enabled
-  ),
-  chosen as (
-    select ranked.delivery_id, ranked.webhook_id
-    from ranked
-    left join busy on busy.w = ranked.webhook_id
-    where ranked.nth <= p_per_webhook - coalesce(busy.n, 0)
-    order by ranked.next_attempt_at
-    limit p_limit
-  ),
   leased as (
     update webhooks.delivery_queue q
     set locked_by = p_relay,
@@ -315,26 +228,30 @@ begin
     from chosen c
     join webhooks.webhooks w on w.id = c.webhook_id
     left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
-    where q.delivery_id = c.delivery_id
+    where q.delivery_id = c.id and c.enabled
     returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, s.secret,
-              case when s.previous_expires_at > now() then s.previous_secret end as previous_secret
+              case when s.previous_expires_at > now() then s.previous_secret end as previous_secret,
+              c.send_at, c.send_until
   )
   select coalesce(array_agg(l.delivery_id), '{}'), coalesce(array_agg(l.created_at), '{}'),
          coalesce(array_agg(l.webhook_id), '{}'), coalesce(array_agg(l.attempts), '{}'),
          coalesce(array_agg(l.url), '{}'), coalesce(array_agg(l.secret), '{}'),
-         coalesce(array_agg(l.previous_secret), '{}')
-  into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous
+         coalesce(array_agg(l.previous_secret), '{}'), coalesce(array_agg(l.send_at), '{}'),
+         coalesce(array_agg(l.send_until), '{}')
+  into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until
   from leased l;
 
-  -- 3. what to send, from each day's history partition (nearly always one)
+  -- 3. what to send, from each day's history partition (nearly always one; 28_outbox.sql)
   for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
     return query execute format($sql$
-      select l.id, h.message_id, l.webhook_id, l.attempt, l.url, h.payload::text, l.secret, l.previous, $8
-      from unnest($1, $2, $3, $4, $5, $6, $7) as l(id, created_at, webhook_id, attempt, url, secret, previous)
+      select l.id, h.message_id, l.webhook_id, l.attempt, l.url, h.payload::text, l.secret, l.previous,
+             l.send_at, l.send_until, $10, $11
+      from unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        as l(id, created_at, webhook_id, attempt, url, secret, previous, send_at, send_until)
       join webhooks_partitions.%I h on h.id = l.id and h.created_at = l.created_at$sql$,
       webhooks_private.history_partition(v_day))
-    using v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous,
-          p_only_webhooks is null and cardinality(v_locked) >= p_limit;
+    using v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until,
+          p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap;
   end loop;
 end;
 $$;
@@ -377,6 +294,7 @@ declare
   v_ids bigint[];
   v_states text[];
   v_next timestamptz[];
+  v_webhooks bigint[];
   v_gone bigint[];
 begin
   -- the results of deliveries this relay still holds (found by their primary key,
@@ -450,8 +368,9 @@ begin
   )
   select coalesce(array_agg(a.id), '{}'), coalesce(array_agg(a.new_state), '{}'),
          coalesce(array_agg(coalesce(a.next_attempt_at, now())), '{}'),
+         coalesce(array_agg(a.webhook_id), '{}'),
          coalesce(array_agg(a.id) filter (where a.status_code = 410), '{}')
-  into v_ids, v_states, v_next, v_gone
+  into v_ids, v_states, v_next, v_webhooks, v_gone
   from answer a;
 
   -- 410 Gone: the endpoint asks not to be called again
@@ -486,6 +405,15 @@ begin
                       where a.delivery_id = r.id and a.delivery_created_at = h.created_at
                         and a.attempt = r.attempt and a.relay_id = p_relay and a.attempted_at = r.attempted_at);
   end if;
+
+  -- the circuit breaker and auto-disable (28_lanes.sql), each attempt counted for its
+  -- webhook (a result whose lease was lost counts for none)
+  perform webhooks_private.lane_results(
+    array(select a.webhook_id
+          from unnest(p_ids) with ordinality as r(id, n)
+          left join unnest(v_ids, v_webhooks) as a(id, webhook_id) on a.id = r.id
+          order by r.n),
+    p_attempted_at, p_status_codes, p_errors);
 
   return query select * from unnest(v_ids, v_states, v_next);
 end;
