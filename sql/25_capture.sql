@@ -95,12 +95,50 @@ begin
 end;
 $$;
 
--- private: write one delivery per enabled webhook subscribed to p_action (and, for
--- filtered webhooks, to this status or this user) of the companies concerned by the
--- contact, or of p_only_company alone; p_also_company adds one (the company a
--- contact just left). Each payload holds the contact's id and the webhook's chosen
--- fields, nothing else. Returns how many were written, and wakes the relay when
--- that is more than none.
+-- private: how long a new delivery waits before its first attempt. Live changes go
+-- at once; a backfill's snapshots wait webhooks.backfill_defer (35_backfill.sql), so
+-- that the claim, which takes the earliest due first, serves live deliveries written
+-- meanwhile before them.
+create or replace function webhooks_private.first_attempt_delay(p_action webhooks.action)
+returns interval
+language plpgsql
+stable
+as $$
+begin
+  if p_action = 'contact.snapshot' then
+    return webhooks_private.setting('webhooks.backfill_defer', '1 second')::interval;
+  end if;
+  return interval '0';
+end;
+$$;
+
+-- private: write one delivery to the outbox. The only function that does (capture
+-- below and backfill, 35_backfill.sql, both write through it): what a delivery row is
+-- and when it is first due is decided here. Wakes a sleeping relay (20_wakeup.sql).
+drop function if exists webhooks_private.enqueue(bigint, bigint, webhooks.action, bigint, jsonb);
+create function webhooks_private.enqueue(
+  p_webhook_id bigint,
+  p_company_id bigint,
+  p_action     webhooks.action,
+  p_contact_id bigint,
+  p_payload    jsonb
+)
+returns void
+language plpgsql
+as $$
+begin
+  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
+  values (p_webhook_id, p_company_id, p_action, p_contact_id, p_payload,
+          now() + webhooks_private.first_attempt_delay(p_action));
+  perform webhooks_private.wake_relay();   -- 20_wakeup.sql
+end;
+$$;
+
+-- private: one delivery (through enqueue above) per enabled webhook subscribed to
+-- p_action (and, for filtered webhooks, to this status or this user) of the
+-- companies concerned by the contact, or of p_only_company alone; p_also_company
+-- adds one (the company a contact just left). Each payload holds the contact's id and
+-- the webhook's chosen fields, nothing else. Returns how many were written.
 create or replace function webhooks_private.enqueue(
   p_action       webhooks.action,
   p_contact      jsonb,
@@ -120,8 +158,7 @@ declare
   v_source constant text := webhooks_private.current_source();
   v_written integer;
 begin
-  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
-  select w.id, w.company_id, p_action, v_contact_id,
+  perform webhooks_private.enqueue(w.id, w.company_id, p_action, v_contact_id,
          jsonb_build_object(
            'type', p_action,
            'timestamp', v_timestamp,
@@ -129,29 +166,29 @@ begin
                      'contact', (select jsonb_object_agg(f, p_contact -> f)
                                  from unnest('{id}'::text[] || w.fields) f),
                      'source', v_source
-                   ) || p_data)
+                   ) || p_data))
   from (
-    select v_owner_company_id as company_id where p_only_company is null
-    union
-    select u.company_id
-    from crm.contact_assignments a
-    join crm.users u on u.id = a.user_id
-    where p_only_company is null and a.contact_id = v_contact_id
-    union
-    select p_only_company where p_only_company is not null
-    union
-    select p_also_company where p_also_company is not null
-  ) concerned
-  join webhooks_private.subscriptions s on s.action = p_action and s.company_id = concerned.company_id
-  join webhooks.webhooks w on w.id = s.webhook_id
-  where w.enabled
-    and (w.status_id is null or w.status_id = p_status_id)
-    and (w.user_id is null or w.user_id = p_user_id)
-  order by w.id;
+    select w.id, w.company_id, w.fields
+    from (
+      select v_owner_company_id as company_id where p_only_company is null
+      union
+      select u.company_id
+      from crm.contact_assignments a
+      join crm.users u on u.id = a.user_id
+      where p_only_company is null and a.contact_id = v_contact_id
+      union
+      select p_only_company where p_only_company is not null
+      union
+      select p_also_company where p_also_company is not null
+    ) concerned
+    join webhooks_private.subscriptions s on s.action = p_action and s.company_id = concerned.company_id
+    join webhooks.webhooks w on w.id = s.webhook_id
+    where w.enabled
+      and (w.status_id is null or w.status_id = p_status_id)
+      and (w.user_id is null or w.user_id = p_user_id)
+    order by w.id
+  ) w;
   get diagnostics v_written = row_count;
-  if v_written > 0 then
-    perform webhooks_private.wake_relay();   -- 20_wakeup.sql
-  end if;
   return v_written;
 end;
 $$;

@@ -121,8 +121,8 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
   for (const hidden of ['WebhookSecret', 'Subscription', 'FireHistory', 'DeliveryDayCount', 'DeliveryDaysToCount']) t.false(names.has(hidden), hidden);
   const fieldsOf = (name: string) => types.find((type) => type.name === name)!.fields!.map((field) => field.name);
   t.deepEqual(fieldsOf('Mutation').sort(), [
-    'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
-    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'updateWebhook',
+    'cancelBackfill', 'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
+    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'startBackfill', 'updateWebhook',
   ]);
   const query = fieldsOf('Query');
   for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'allDeliveryDayCounts']) {
@@ -132,6 +132,8 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
   t.false(delivery.includes('lockedBy'));
   t.false(delivery.includes('lockedUntil'));
   t.true(delivery.includes('messageId'));
+  t.false(fieldsOf('Backfill').includes('position'));
+  t.false(query.includes('backfillStep'));
 });
 
 test('the Reports page is served at / and /reports/webhooks, its files with their content types, nothing outside its folder', async (t) => {
