@@ -107,6 +107,22 @@ as $$
   where webhooks_private.backfill_wants(p_webhook.conditions, to_jsonb(c));
 $$;
 
+-- public: a backfill's snapshots written but not finished yet (pending or in flight);
+-- its sent = queued - unfinished. GraphQL: the field unfinished of Backfill. Runs as
+-- the caller. Few rows: the pacing keeps them under webhooks.backfill_outstanding.
+create or replace function webhooks.backfills_unfinished(p_backfill webhooks.backfills)
+returns bigint
+language sql
+stable
+as $$
+  select count(*)
+  from webhooks.deliveries d
+  where d.webhook_id = p_backfill.webhook_id
+    and d.state in ('pending', 'in_flight')
+    and d.action = 'contact.snapshot'
+    and d.created_at >= p_backfill.created_at;
+$$;
+
 ------------------------------------------------------------------------------------
 -- Starting and cancelling (the admin API: run as the caller, so grants and row-level
 -- security decide which webhooks and backfills they reach)
@@ -213,13 +229,7 @@ begin
   end if;
 
   -- yield: wait while enough of its snapshots are still on their way
-  select webhooks_private.backfill_outstanding() - count(*) into v_room
-  from (
-    select 1 from webhooks.deliveries d
-    where d.webhook_id = v_webhook.id and d.state in ('pending', 'in_flight')
-      and d.action = 'contact.snapshot' and d.created_at >= p_backfill.created_at
-    limit webhooks_private.backfill_outstanding()
-  ) unfinished;
+  v_room := webhooks_private.backfill_outstanding() - webhooks.backfills_unfinished(p_backfill);
   if v_room < least(v_batch, webhooks_private.backfill_outstanding()) then
     return 0;
   end if;

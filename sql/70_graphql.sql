@@ -83,6 +83,9 @@ comment on column webhooks.backfills.queued is 'Snapshot deliveries written to t
 comment on column webhooks.backfills.position is '@behavior -*';
 comment on column webhooks.backfills.created_by is 'Who started it (the token subject).';
 comment on column webhooks.backfills.finished_at is 'When it finished or was cancelled.';
+comment on function webhooks.backfills_unfinished(webhooks.backfills) is $$
+@fieldName unfinished
+Snapshots queued but not finished yet (pending or being sent): sent so far is queued minus unfinished.$$;
 comment on function webhooks.backfill(bigint) is $$
 @name start_backfill
 Start a backfill of a webhook: every contact of your company that passes its conditions is sent once, as contact.snapshot with source "backfill". Returns the backfill id.$$;
