@@ -92,7 +92,7 @@ language plpgsql
 stable
 as $$
 begin
-  return p_conditions is null or webhooks_private.condition_holds(p_conditions, p_contact, null);
+  return p_conditions is null or webhooks_private.condition_holds(p_conditions, p_contact, null, null);
 end;
 $$;
 
@@ -222,11 +222,13 @@ declare
   v_seen integer := 0;
   v_written integer := 0;
   v_position bigint := p_backfill.position;
+  v_omit text[];
 begin
   select * into v_webhook from webhooks.webhooks w where w.id = p_backfill.webhook_id;
   if not v_webhook.enabled then
     return 0;   -- paused while disabled
   end if;
+  v_omit := webhooks_private.payload_omit(v_webhook.fields);   -- 10_config.sql
 
   -- yield: wait while enough of its snapshots are still on their way
   v_room := webhooks_private.backfill_outstanding() - webhooks.backfills_unfinished(p_backfill);
@@ -246,14 +248,13 @@ begin
     v_position := v_contact.id;
     v_json := to_jsonb(v_contact);
     continue when not webhooks_private.backfill_wants(v_webhook.conditions, v_json);
-    -- the payload contact.created carries (25_capture.sql), with source 'backfill'
+    -- the payload contact.created carries (webhooks_private.capture, 25_capture.sql),
+    -- with source 'backfill'
     perform webhooks_private.enqueue(v_webhook.id, v_webhook.company_id, 'contact.snapshot', v_contact.id,
       jsonb_build_object(
         'type', 'contact.snapshot',
         'timestamp', v_timestamp,
-        'data', jsonb_build_object(
-                  'contact', (select jsonb_object_agg(f, v_json -> f) from unnest('{id}'::text[] || v_webhook.fields) f),
-                  'source', 'backfill')));
+        'data', jsonb_build_object('contact', v_json - v_omit, 'source', 'backfill')));
     v_written := v_written + 1;
   end loop;
 
