@@ -28,6 +28,14 @@
 --   send (one C operator), and capture hands each delivery to webhooks_private.enqueue,
 --   the one function that writes the outbox.
 --
+-- crm.contacts belongs to the CRM, which may add, drop or rename its columns without
+-- applying this file again. Neither may change what a webhook is sent, nor make a
+-- contact write fail: both the generated comparison and payload_omit are checked
+-- against the row itself on every use (two C operators each), and when the row has
+-- columns they did not know, capture takes the slower way that knows no columns:
+-- a diff of the two rows as jsonb, and a payload built from the keys the webhook
+-- chose (payload_keys). Applying sql/ again (npm run migrate) makes it fast again.
+--
 -- A transaction that wrote deliveries wakes the relay (wake_relay, 20_wakeup.sql): it
 -- notifies on the channel bpd_webhooks only if a relay is asleep, and at most once:
 -- Postgres folds identical notifications of one transaction into one.
@@ -69,20 +77,23 @@ $$;
 -- private: the names of the contact columns whose values differ between two versions
 -- of a row (updated_at, which an application may bump on every write, does not count),
 -- in jsonb's key order (shorter names first). Generated from the catalog each time
--- this file is applied: crm.contacts belongs to the CRM, and after it gains a column
--- `npm run migrate` teaches capture about it. (Column names from pg_attribute, quoted
--- with %I; nothing a tenant wrote.) A typed comparison per column costs a fraction of
--- a diff of two jsonb documents.
+-- this file is applied, with contact_columns(): the columns it was generated for.
+-- Callers use it only for a row whose columns are exactly those (contact_columns_known,
+-- below); otherwise contact_changes_json. (Column names from pg_attribute, quoted with
+-- %I and %L; nothing a tenant wrote.) A typed comparison per column costs a fraction
+-- of a diff of two jsonb documents.
 do $generate$
 declare
   v_terms text;
+  v_columns text[];
 begin
   select string_agg(format('case when o.%1$I is distinct from n.%1$I then %1$L end', a.attname),
                     ', ' order by length(a.attname), a.attname collate "C")
-  into v_terms
+           filter (where a.attname <> 'updated_at'),
+         array_agg(a.attname::text order by a.attnum)
+  into v_terms, v_columns
   from pg_catalog.pg_attribute a
-  where a.attrelid = 'crm.contacts'::regclass and a.attnum > 0 and not a.attisdropped
-    and a.attname <> 'updated_at';
+  where a.attrelid = 'crm.contacts'::regclass and a.attnum > 0 and not a.attisdropped;
   execute format($f$
     create or replace function webhooks_private.contact_changes(o crm.contacts, n crm.contacts)
     returns text[]
@@ -90,8 +101,51 @@ begin
     immutable
     as $body$ select pg_catalog.array_remove(array[%s]::text[], null) $body$
   $f$, v_terms);
+  execute format($f$
+    create or replace function webhooks_private.contact_columns()
+    returns text[]
+    language sql
+    immutable
+    as $body$ select %L::text[] $body$
+  $f$, v_columns);
 end;
 $generate$;
+
+-- private: does a contact row (as jsonb) have exactly the columns contact_changes and
+-- payload_omit were made for? False after the CRM added, dropped or renamed a column
+-- and sql/ was not applied since. (Inlined: two C operators on a constant array.)
+create or replace function webhooks_private.contact_columns_known(p_contact jsonb)
+returns boolean
+language sql
+immutable
+as $$
+  select p_contact ?& webhooks_private.contact_columns()
+         and p_contact - webhooks_private.contact_columns() = '{}'::jsonb;
+$$;
+
+-- private: contact_changes for any columns, from the two rows as jsonb: what an update
+-- takes while crm.contacts has columns contact_changes does not know
+create or replace function webhooks_private.contact_changes_json(o jsonb, n jsonb)
+returns text[]
+language sql
+immutable
+as $$
+  select coalesce(array_agg(e.key order by length(e.key), e.key collate "C"), '{}')
+  from pg_catalog.jsonb_each(n) e
+  where e.key <> 'updated_at' and e.value is distinct from o -> e.key;
+$$;
+
+-- private: the contact's keys among p_keys, and no other: a payload's contact while
+-- crm.contacts has columns that payload_omit does not know
+create or replace function webhooks_private.contact_only(p_contact jsonb, p_keys text[])
+returns jsonb
+language sql
+immutable
+as $$
+  select coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}')
+  from pg_catalog.jsonb_each(p_contact) e
+  where e.key = any (p_keys);
+$$;
 
 -- private: write one delivery to the outbox. The only function that does: what a
 -- delivery row is (its table, its columns) is the outbox's business, not capture's.
@@ -121,7 +175,10 @@ $$;
 -- just left) whose filters (15_filters.sql) let the change through. p_contact is the
 -- row the payload shows. For an update, p_changed names the columns it changed
 -- (updated_at included) and p_old_custom is custom as it was; both null otherwise.
--- Each payload holds the contact's id and the webhook's chosen fields, nothing else.
+-- Each payload holds the contact's id and the webhook's chosen fields, nothing else:
+-- p_contact minus payload_omit when that leaves only payload_keys (always, unless
+-- crm.contacts gained a column since payload_omit was made), else built from
+-- payload_keys alone.
 drop function if exists webhooks_private.capture(webhooks.action, text, jsonb, jsonb, jsonb, bigint, bigint, bigint, bigint);
 create or replace function webhooks_private.capture(
   p_action       webhooks.action,
@@ -171,7 +228,11 @@ begin
             jsonb_build_object(
               'type', p_action,
               'timestamp', v_timestamp,
-              'data', jsonb_build_object('contact', p_contact - s.payload_omit, 'source', p_source) || p_data))
+              'data', jsonb_build_object(
+                        'contact', case when (p_contact - s.payload_omit) - s.payload_keys = '{}'::jsonb
+                                        then p_contact - s.payload_omit
+                                        else webhooks_private.contact_only(p_contact, s.payload_keys) end,
+                        'source', p_source) || p_data))
   from (
     select s.*
     from unnest(v_companies) concerned(company_id)
@@ -222,6 +283,7 @@ declare
   v_source constant text := coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
   v_action constant webhooks.action :=
     case when v_source = 'platform' then 'contact.saved' else 'contact.updated' end;
+  v_contact jsonb;
   v_changed text[];
 begin
   -- the path nearly every write takes: nobody concerned listens (a contact that
@@ -232,11 +294,16 @@ begin
      and not exists (select 1 from crm.contact_assignments a where a.contact_id = new.id) then
     return null;
   end if;
-  v_changed := webhooks_private.contact_changes(old, new);
+  v_contact := to_jsonb(new);
+  if webhooks_private.contact_columns_known(v_contact) then
+    v_changed := webhooks_private.contact_changes(old, new);
+  else
+    v_changed := webhooks_private.contact_changes_json(to_jsonb(old), v_contact);
+  end if;
   if v_action = 'contact.updated' and cardinality(v_changed) = 0 then
     return null;
   end if;
-  perform webhooks_private.capture(v_action, v_source, to_jsonb(new),
+  perform webhooks_private.capture(v_action, v_source, v_contact,
     case when new.updated_at is distinct from old.updated_at then v_changed || 'updated_at'::text else v_changed end,
     old.custom, jsonb_build_object('changed_fields', to_jsonb(v_changed)),
     p_also_company => case when old.company_id <> new.company_id then old.company_id end);
@@ -400,15 +467,18 @@ drop function if exists webhooks_private.company_listens(webhooks.action, bigint
 -- step). Derive them again here, once per apply: payload_omit follows the columns of
 -- crm.contacts, which may have changed since; an unchanged row is not written.
 insert into webhooks_private.subscriptions as s
-  (action, company_id, webhook_id, status_id, user_id, payload_omit, ignore_sources, watch_fields, conditions)
+  (action, company_id, webhook_id, status_id, user_id, payload_omit, payload_keys,
+   ignore_sources, watch_fields, conditions)
 select a, w.company_id, w.id, w.status_id, w.user_id, webhooks_private.payload_omit(w.fields),
-       w.ignore_sources, w.watch_fields, w.conditions
+       webhooks_private.payload_keys(w.fields), w.ignore_sources, w.watch_fields, w.conditions
 from webhooks.webhooks w
 cross join unnest(w.actions) a
 where w.enabled
 on conflict (action, company_id, webhook_id) do update
   set status_id = excluded.status_id, user_id = excluded.user_id, payload_omit = excluded.payload_omit,
-      ignore_sources = excluded.ignore_sources, watch_fields = excluded.watch_fields, conditions = excluded.conditions
-  where (s.status_id, s.user_id, s.payload_omit, s.ignore_sources, s.watch_fields, s.conditions)
+      payload_keys = excluded.payload_keys, ignore_sources = excluded.ignore_sources,
+      watch_fields = excluded.watch_fields, conditions = excluded.conditions
+  where (s.status_id, s.user_id, s.payload_omit, s.payload_keys, s.ignore_sources, s.watch_fields, s.conditions)
         is distinct from
-        (excluded.status_id, excluded.user_id, excluded.payload_omit, excluded.ignore_sources, excluded.watch_fields, excluded.conditions);
+        (excluded.status_id, excluded.user_id, excluded.payload_omit, excluded.payload_keys,
+         excluded.ignore_sources, excluded.watch_fields, excluded.conditions);

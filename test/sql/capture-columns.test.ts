@@ -89,6 +89,7 @@ test.serial('a column dropped or renamed fails no contact write, and payloads st
   const rows = await deliveriesOf(db().pool, [hook.id]);
   const id = Number(contact.id);
   t.deepEqual(rows.map((r) => [r.action, r.payload.data.contact, r.payload.data.changed_fields]), [
+    ['contact.created', { id, first_name: 'Alan', street: '1 Bletchley Park' }, undefined],
     ['contact.created', { id: Number(added.id), first_name: 'Joan', street: null }, undefined],
     ['contact.updated', { id, first_name: 'Alan', street: '1 Bletchley Park' }, ['city']],
     ['contact.updated', { id, first_name: 'Alan', street: '1 Bletchley Park' }, ['phone_number']],
