@@ -6,6 +6,7 @@ import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
 import { inTransaction } from '../helpers/sql.ts';
+import { migrate } from '../../tools/migrate.ts';
 
 const db = useTestDatabase(test);
 const make = () => factories(db().pool);
@@ -96,5 +97,24 @@ test.serial('a column dropped or renamed fails no contact write, and payloads st
     ['contact.saved', { id, first_name: 'Alan M.', street: '1 Bletchley Park' }, ['first_name']],
     ['contact.deleted', { id, first_name: 'Alan M.', street: '1 Bletchley Park' }, undefined],
     ['contact.updated', { id: Number(added.id), first_name: 'Joan C.' }, ['first_name']],
+  ]);
+});
+
+test.serial('once the engine is applied again, capture knows the new columns and sends the same', async (t) => {
+  await migrate(db().url);
+  const { rows: [known] } = await db().pool.query(`
+    select webhooks_private.contact_columns() @> '{ssn,phone_number}' as knows_new,
+           webhooks_private.contact_columns() && '{postal_code,phone,street}' as knows_gone`);
+  t.deepEqual(known, { knows_new: true, knows_gone: false });
+
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['first_name'] });
+  const contact = await f.contact(company.id, { first_name: 'Ada', ssn: '078-05-1120' });
+  await db().pool.query("update crm.contacts set ssn = '219-09-9999' where id = $1", [contact.id]);
+
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => r.payload.data), [
+    { contact: { id: Number(contact.id), first_name: 'Ada' }, source: 'unknown', changed_fields: ['ssn'] },
   ]);
 });
