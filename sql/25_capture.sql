@@ -124,27 +124,33 @@ as $$
 $$;
 
 -- private: contact_changes for any columns, from the two rows as jsonb: what an update
--- takes while crm.contacts has columns contact_changes does not know
+-- takes while crm.contacts has columns contact_changes does not know. (plpgsql, as
+-- contact_only below: it keeps its plan from call to call; a SQL function that cannot
+-- be inlined plans its query again in every statement that calls it.)
 create or replace function webhooks_private.contact_changes_json(o jsonb, n jsonb)
 returns text[]
-language sql
+language plpgsql
 immutable
 as $$
-  select coalesce(array_agg(e.key order by length(e.key), e.key collate "C"), '{}')
-  from pg_catalog.jsonb_each(n) e
-  where e.key <> 'updated_at' and e.value is distinct from o -> e.key;
+begin
+  return (select coalesce(array_agg(e.key order by length(e.key), e.key collate "C"), '{}')
+          from jsonb_each(n) e
+          where e.key <> 'updated_at' and e.value is distinct from o -> e.key);
+end;
 $$;
 
 -- private: the contact's keys among p_keys, and no other: a payload's contact while
 -- crm.contacts has columns that payload_omit does not know
 create or replace function webhooks_private.contact_only(p_contact jsonb, p_keys text[])
 returns jsonb
-language sql
+language plpgsql
 immutable
 as $$
-  select coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}')
-  from pg_catalog.jsonb_each(p_contact) e
-  where e.key = any (p_keys);
+begin
+  return (select coalesce(jsonb_object_agg(e.key, e.value), '{}')
+          from jsonb_each(p_contact) e
+          where e.key = any (p_keys));
+end;
 $$;
 
 -- private: write one delivery to the outbox. The only function that does: what a
@@ -229,12 +235,11 @@ begin
               'type', p_action,
               'timestamp', v_timestamp,
               'data', jsonb_build_object(
-                        'contact', case when (p_contact - s.payload_omit) - s.payload_keys = '{}'::jsonb
-                                        then p_contact - s.payload_omit
+                        'contact', case when s.contact - s.payload_keys = '{}'::jsonb then s.contact
                                         else webhooks_private.contact_only(p_contact, s.payload_keys) end,
                         'source', p_source) || p_data))
   from (
-    select s.*
+    select s.*, p_contact - s.payload_omit as contact
     from unnest(v_companies) concerned(company_id)
     -- one equality probe of the primary key per company concerned ("offset 0" keeps
     -- it a probe: a join here is planned as a scan of every subscription)
