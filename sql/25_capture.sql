@@ -93,9 +93,27 @@ begin
 end;
 $generate$;
 
--- private: write one delivery to the outbox. The only function that does: what a
--- delivery row is (its table, its columns) is the outbox's business, not capture's.
--- Wakes a sleeping relay (20_wakeup.sql).
+-- private: how long a new delivery waits before its first attempt. Live changes go
+-- at once; a backfill's snapshots wait webhooks.backfill_defer (35_backfill.sql), so
+-- that the claim, which takes the earliest due first, serves live deliveries written
+-- meanwhile before them.
+create or replace function webhooks_private.first_attempt_delay(p_action webhooks.action)
+returns interval
+language plpgsql
+stable
+as $$
+begin
+  if p_action = 'contact.snapshot' then
+    return webhooks_private.setting('webhooks.backfill_defer', '1 second')::interval;
+  end if;
+  return interval '0';
+end;
+$$;
+
+-- private: write one delivery to the outbox. The only function that does (capture
+-- below and backfill, 35_backfill.sql, both write through it): what a delivery row is
+-- (its table, its columns) and when it is first due is the outbox's business, not
+-- capture's. Wakes a sleeping relay (20_wakeup.sql).
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint, jsonb);
 create or replace function webhooks_private.enqueue(
@@ -109,8 +127,9 @@ returns void
 language plpgsql
 as $$
 begin
-  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
-  values (p_webhook_id, p_company_id, p_action, p_contact_id, p_payload);
+  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
+  values (p_webhook_id, p_company_id, p_action, p_contact_id, p_payload,
+          now() + webhooks_private.first_attempt_delay(p_action));
   perform webhooks_private.wake_relay();   -- 20_wakeup.sql
 end;
 $$;
