@@ -7,5 +7,6 @@
 -- followed the table, not the company. With (company_id, id) the page is an index
 -- range of the company in id order, and the count an index-only scan of its range.
 -- docs/api-limits.md shows the plans before and after (npm run bench:api-plans).
-create index deliveries_company_idx on webhooks.deliveries (company_id, id);
-create index delivery_attempts_company_idx on webhooks.delivery_attempts (company_id, id);
+-- (if not exists: a DBA may build them beforehand with CREATE INDEX CONCURRENTLY, same names.)
+create index if not exists deliveries_company_idx on webhooks.deliveries (company_id, id);
+create index if not exists delivery_attempts_company_idx on webhooks.delivery_attempts (company_id, id);
