@@ -1,4 +1,4 @@
-// The API's own database login, webhook_authenticator (sql/60_security.sql): it has
+// The API's own database login, webhook_authenticator (sql/60_access.sql): it has
 // no rights of its own and can only become webhook_admin or webhook_viewer. For
 // development and tests, give it a password with the owner's connection and connect
 // as it; in production a DBA sets the password and DATABASE_URL names the role.

@@ -1,5 +1,5 @@
 // The PostGraphile configuration: GraphQL generated from schema `webhooks` alone
-// (webhooks_private never appears), with the smart comments of sql/60_security.sql
+// (webhooks_private never appears), with the smart comments of sql/70_graphql.sql
 // deciding what is shown, and each request run as the role its token names.
 import './env.ts';
 import type {} from 'postgraphile';

@@ -1,14 +1,15 @@
-// Keeps the report's daily counts up to date (sql/55_report_counts.sql): a roll-up
+// Keeps the report's daily counts up to date (sql/50_report_counts.sql): a roll-up
 // now and then every interval, one at a time, on the API's own connection (the
 // authenticator may run it; no request role is involved).
 import type pg from 'pg';
+import type { Logger } from 'pino';
 
 export interface RollUp {
   /** the roll-up running now, if any, finished */
   stop(): Promise<void>;
 }
 
-export function rollUpReportCounts(pool: pg.Pool, everyMs: number): RollUp {
+export function rollUpReportCounts(pool: pg.Pool, everyMs: number, log: Logger): RollUp {
   let running: Promise<void> | undefined;
   let stopped = false;
   const run = () => {
@@ -17,7 +18,7 @@ export function rollUpReportCounts(pool: pg.Pool, everyMs: number): RollUp {
       .query('select webhooks.roll_up_report_counts()')
       .then(() => undefined)
       .catch((error: Error) => {
-        if (!stopped) console.error(`admin API: rolling up the report's daily counts failed: ${error.message}`);
+        if (!stopped) log.error({ err: error }, "rolling up the report's daily counts failed");
       })
       .finally(() => {
         running = undefined;

@@ -5,9 +5,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import type { Logger } from 'pino';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthError, maxTokenLifetime, verifyAuthorization, type Claims } from './auth.ts';
+import { apiLogger } from './log.ts';
 import { LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
@@ -29,6 +31,8 @@ export interface ApiOptions {
   poolSize?: number;
   /** how often to roll up the report's daily counts; 0: never (default 5 minutes) */
   reportCountsEveryMs?: number;
+  /** default: JSON lines on stdout (pino), level info */
+  log?: Logger;
   /** request limits; unset ones come from the environment (api/limits.ts), else their defaults */
   limits?: Partial<ApiLimits>;
 }
@@ -46,6 +50,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
+  const log = options.log ?? apiLogger();
   const limits = limitsFromEnv(process.env, options.limits);
   const maxLifetimeSeconds = options.tokenMaxLifetimeSeconds ?? maxTokenLifetime();
   const claimsByRequest = new WeakMap<object, Claims>();
@@ -53,7 +58,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   let stopping = false;
   // an idle connection dropped by the server (restart, failover) is replaced on next use
   pool.on('error', (error) => {
-    if (!stopping) console.error(`admin API: idle database connection lost: ${error.message}`);
+    if (!stopping) log.warn({ err: error }, 'idle database connection lost');
   });
   const pgl = postgraphile(
     apiPreset({
@@ -65,7 +70,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   // build the schema now: a broken database shows at start, not at the first request
   await pgl.getSchemaResult();
   const everyMs = options.reportCountsEveryMs ?? 5 * 60_000;
-  const rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs) : undefined;
+  const rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs, log) : undefined;
   const serv = pgl.createServ(grafserv);
   const graphql = serv.createHandler();
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
@@ -120,7 +125,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
 
   const server = createServer((req, res) => {
     handle(req, res).catch((error) => {
-      console.error(error);
+      log.error({ err: error, method: req.method, url: req.url }, 'request failed');
       if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal error' }] });
       else res.destroy();
     });

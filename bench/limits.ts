@@ -15,7 +15,7 @@ import { postgresCpuSeconds } from './cpu.ts';
 import { writeChanges } from './database.ts';
 import { BENCH_SECRET, post, senderPool, webhookHeaders } from './http.ts';
 import type { Bench, LimitResult } from './modes.ts';
-import { claimDeliveries } from '../relay/claim.ts';
+import { claimDeliveries } from '../relay/queries.ts';
 import { relayPool } from '../relay/database.ts';
 import { relayLogger } from '../relay/log.ts';
 import { Settler } from '../relay/settle.ts';
@@ -79,8 +79,8 @@ async function dbLimitChild(): Promise<void> {
         relayId: settings.relayId,
         limit: Math.min(settings.batchSize, settings.maxInFlight),
         leaseMs: settings.leaseMs,
-        perWebhookInFlight: settings.perWebhookInFlight,
-        busy: new Map(),
+        perWebhookCap: settings.perWebhookInFlight,
+        heldByWebhook: new Map(),
         only,
       });
       refill = [...new Set(jobs.map((job) => job.webhookId))];

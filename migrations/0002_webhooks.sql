@@ -4,7 +4,7 @@
 create schema if not exists webhooks;
 create schema if not exists webhooks_private;
 
--- The seven contact actions of DESIGN.md. An unknown action is refused by the type.
+-- The contact actions a webhook may subscribe to. An unknown action is refused by the type.
 create type webhooks.action as enum (
   'contact.created',
   'contact.updated',

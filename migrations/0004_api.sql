@@ -2,7 +2,7 @@
 -- What the admin API needs from the tables.
 
 -- When the signing secret was last rotated. Setting it is how a rotation is asked
--- for (a trigger in sql/50_api.sql makes the new secret), so rotating needs nothing
+-- for (a trigger in sql/15_secrets.sql makes the new secret), so rotating needs nothing
 -- but UPDATE on the webhook row, under the same row-level security as any edit.
 alter table webhooks.webhooks add column secret_rotated_at timestamptz;
 

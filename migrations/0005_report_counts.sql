@@ -1,5 +1,5 @@
 -- Up Migration
--- The report's daily counts (sql/55_report_counts.sql).
+-- The report's daily counts (sql/50_report_counts.sql).
 
 -- For a webhook and a UTC day long past, how many of its deliveries created that day
 -- there were and how they ended. A row exists only while it is exact (the roll-up

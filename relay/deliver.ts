@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
-import type { DeliveryJob } from './claim.ts';
+import type { DeliveryJob } from './queries.ts';
 import { DestinationRefused, guardedConnector, refuseLiteralHost, type NetworkList } from './destinations.ts';
 import { signatureHeaders } from './sign.ts';
 

@@ -1,4 +1,4 @@
-// The relay's side of sql/36_wakeup.sql. Capturing transactions send a NOTIFY only
+// The relay's side of sql/20_wakeup.sql. Capturing transactions send a NOTIFY only
 // while some relay holds "relay_idle"; this connection holds it for this relay while
 // the relay waits for work, and gives it up as soon as the relay wakes.
 //
@@ -7,6 +7,7 @@
 // relay is woken at once to look for itself.
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { awake, goingIdle } from './queries.ts';
 
 export class IdleAnnouncer {
   private client: pg.Client | null = null;
@@ -26,15 +27,14 @@ export class IdleAnnouncer {
   async goingIdle(): Promise<boolean> {
     const client = await this.connection();
     this.announced = true;
-    const { rows } = await client.query('select webhooks_relay.going_idle() as safe');
-    return rows[0].safe === true;
+    return goingIdle(client);
   }
 
   /** The relay is awake: captures need not notify it any more. */
   async awake(): Promise<void> {
     if (!this.announced || !this.client) return;
     this.announced = false;
-    await this.client.query('select webhooks_relay.awake()');
+    await awake(this.client);
   }
 
   async close(): Promise<void> {

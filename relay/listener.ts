@@ -1,10 +1,13 @@
-// Listener: LISTEN bpd_webhooks on a connection of its own (pg-listen reconnects it).
+// Listener: LISTEN on the engine's channel (CHANNEL) on a connection of its own (pg-listen reconnects it).
 // A notification is only a hint to look now; so is every (re)connection, because
 // whatever was written while the connection was down sent its NOTIFY to nobody.
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from 'pino';
+import { backoffMs } from './backoff.ts';
+import { CHANNEL } from './engine-names.ts';
 
-export const CHANNEL = 'bpd_webhooks';
+/** Reconnecting: at most this long between tries. */
+const RECONNECT_CAP_MS = 2_000;
 
 // pg-listen is CommonJS with its function on `exports.default`
 const createPostgresSubscriber = pgListen.default;
@@ -26,7 +29,7 @@ export function startListener(options: { databaseUrl: string; log: Logger; onWak
         // reconnect for ever, backing off to one try every 2 s
         retryLimit: Infinity,
         retryTimeout: 0,
-        retryInterval: (n) => Math.min(100 * 2 ** n, 2_000),
+        retryInterval: (n) => backoffMs(n, { capMs: RECONNECT_CAP_MS }),
         paranoidChecking: 10_000,
       },
     );
@@ -51,7 +54,7 @@ export function startListener(options: { databaseUrl: string; log: Logger; onWak
       await current.close().catch(() => {});
       if (closed) return;
       if (attempt === 0) log.warn({ err: error }, 'cannot listen for notifications yet; polling meanwhile and retrying');
-      retry = setTimeout(() => void connect(attempt + 1), Math.min(100 * 2 ** attempt, 2_000));
+      retry = setTimeout(() => void connect(attempt + 1), backoffMs(attempt, { capMs: RECONNECT_CAP_MS }));
     }
   };
   void connect(0);

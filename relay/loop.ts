@@ -1,126 +1,89 @@
-// The relay loop: wake → claim a batch → send each delivery → settle in batches.
-//
-// Two kinds of claim (see webhooks_relay.claim_deliveries):
-//   discovery: "what is due, anywhere?" on NOTIFY, on (re)connecting the listener,
-//     on the poll timer (retries falling due, missed notifications) and after a
-//     rescue; repeated at once while it finds work. Captures notify only a relay
-//     that has said it is idle, so a busy relay finds new work by itself
-//     (discover() and sql/36_wakeup.sql).
-//   refill: when a webhook whose last claim filled all it could take runs low on
-//     deliveries queued locally, its next rows are claimed straight from its own
-//     index range, without walking the other webhooks' queues.
+// The relay loop: wake → claim a batch → send each delivery → settle in batches, over
+// named parts (docs/relay.md draws the whole):
+//   scheduler.ts  when to claim and what kind of claim; the loop's one mode
+//   wakeup.ts     how a run of discoveries ends in sleep without missing a capture
+//   slots.ts      which claimed delivery is sent now and which waits (prefetch)
+//   queries.ts    every statement (claim, settle, release, rescue, wake-up)
+//   deliver.ts    one signed POST per attempt; settle.ts writes the results in batches
+//   rescuer.ts    expired leases back to pending, on a timer of its own
+//   listener.ts   LISTEN for wake-ups; idle.ts the connection that says "asleep"
 // One claim runs at a time; wake-ups during a claim fold into the next one.
 //
-// Claiming ahead (prefetch): a claim takes up to perWebhookInFlight + prefetch rows
-// of a webhook, counting what the relay holds of it (in flight and queued) as busy.
-// A delivery beyond the free request slots waits in that webhook's local queue, and
-// a finished request starts the next one at once, without a round trip to the
-// database: the slots stay busy while the refill claim is on its way. A queued
-// delivery holds its lease while it waits; with prefetch ≤ perWebhookInFlight it
-// waits about one request at most, and one whose lease would run out before its
-// request could end is handed back instead of sent. On a graceful stop everything
-// still queued is released (webhooks_relay.release_deliveries): pending again, its
-// attempt not counted.
-//
-// Isolation: the relay keeps at most perWebhookInFlight requests in flight to any
-// one webhook and tells the claim so; a slow endpoint holds its own slots (and its
+// Isolation: the relay keeps at most perWebhookInFlight requests in flight to any one
+// webhook and tells the claim so; a slow endpoint holds its own slots (and its
 // queue) and nothing else.
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { claimDeliveries, type Claimed, type DeliveryJob } from './claim.ts';
 import { isConnectionError, relayPool } from './database.ts';
 import { Sender } from './deliver.ts';
-import { startListener, type Listener } from './listener.ts';
 import { IdleAnnouncer } from './idle.ts';
+import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
+import { claimDeliveries, ping, releaseDeliveries, type Claimed, type DeliveryJob } from './queries.ts';
+import { Rescuer } from './rescuer.ts';
+import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
 import type { RelaySettings } from './settings.ts';
 import { Settler } from './settle.ts';
+import { Slots } from './slots.ts';
+import { WakeUp } from './wakeup.ts';
 
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
-/**
- * Back-pressure: no new claim while this many batches of results wait to be written.
- * Sending faster than the database takes the results only grows a queue whose
- * deliveries are sent again if the relay stops before writing them.
- */
-const UNSETTLED_BATCHES_LIMIT = 2;
-/** Going idle while a capturing transaction is still open: look again this soon. */
-const IDLE_RECHECK_MS = 2;
 
 export class Relay {
   readonly settings: RelaySettings;
   readonly log: Logger;
+  /** counters for logs and benchmarks */
+  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0, released: 0 };
   private readonly pool: pg.Pool;
   private readonly sender: Sender;
   private readonly settler: Settler;
-  private readonly idle: IdleAnnouncer;
+  private readonly slots: Slots;
+  private readonly scheduler = new Scheduler();
+  private readonly wakeUp: WakeUp;
+  private readonly rescuer: Rescuer;
   private listener: Listener | null = null;
-  private recheck: NodeJS.Timeout | undefined;
-  private timers: NodeJS.Timeout[] = [];
-  private started = false;
-  private stopping = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  /** the claim round under way, if any (stop() waits for it) */
+  private round: Promise<void> | null = null;
   private stopped: Promise<void> | null = null;
-
-  private claiming: Promise<void> | null = null;
-  private claimAgain = false;
-  private discoveryWanted = false;
-  /** the next discovery is the last look before sleeping (sql/36_wakeup.sql) */
-  private lastLook = false;
-  /** a claim was skipped because results wait to be written: claim when they are */
-  private heldBackBySettles = false;
-  /** webhooks whose last claim filled every free slot: they likely have more due */
-  private readonly backlogged = new Set<string>();
-  private inFlight = 0;
-  /** requests in flight, per webhook */
-  private readonly busy = new Map<string, number>();
-  /** deliveries claimed ahead of the free slots, per webhook, oldest first */
-  private readonly queued = new Map<string, DeliveryJob[]>();
-  /** when each claimed delivery's lease runs out (performance.now() clock) */
-  private readonly leaseEnds = new WeakMap<DeliveryJob, number>();
-  private queuedCount = 0;
-  /** at most this many deliveries queued, all webhooks together */
-  private readonly maxQueued: number;
-  private whenNoneInFlight: Array<() => void> = [];
-  private rescuing = false;
   private claimErrors = 0;
-  /** counters for logs and benchmarks */
-  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0, released: 0 };
+  private whenNoneInFlight: Array<() => void> = [];
 
   constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
     this.settings = settings;
-    // as large beside maxInFlight as one webhook's queue is beside its slots
-    this.maxQueued = Math.ceil((settings.maxInFlight * settings.prefetch) / settings.perWebhookInFlight);
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
     this.sender = new Sender(settings, this.log);
+    this.slots = new Slots(settings);
     this.settler = new Settler({
       db: this.pool,
       relayId: settings.relayId,
       log: this.log,
       batchSize: settings.batchSize,
       onSettled: () => {
-        if (this.heldBackBySettles && !this.settlesBacklogged()) {
-          this.heldBackBySettles = false;
-          this.kick();
-        }
+        if (this.mode === 'held_back') this.kick();
       },
     });
-    this.idle = new IdleAnnouncer({
-      databaseUrl: settings.databaseUrl,
-      role: settings.databaseRole,
+    this.wakeUp = new WakeUp({
+      idle: new IdleAnnouncer({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, onLost: () => this.wake() }),
       log: this.log,
-      onLost: () => this.wake(),
+      wake: () => this.wake(),
     });
+    this.rescuer = new Rescuer({ db: this.pool, log: this.log, intervalMs: settings.rescueIntervalMs, onRescued: () => this.wake() });
+  }
+
+  /** The claim loop's mode (scheduler.ts says what each means). */
+  get mode(): LoopMode {
+    return this.scheduler.mode;
   }
 
   /** Checks the database role, then runs until stop(). */
   async start(): Promise<void> {
-    if (this.started) throw new Error('relay already started');
-    this.started = true;
+    if (this.mode !== 'new') throw new Error('relay already started');
+    this.scheduler.setMode('waiting');
     await this.checkDatabase();
-    const { pollIntervalMs, rescueIntervalMs } = this.settings;
-    this.timers.push(setInterval(() => this.wake(), pollIntervalMs));
-    this.timers.push(setInterval(() => void this.rescue(), rescueIntervalMs));
+    this.pollTimer = setInterval(() => this.wake(), this.settings.pollIntervalMs);
     this.listener = startListener({ databaseUrl: this.settings.databaseUrl, log: this.log, onWake: () => this.wake() });
     this.log.info(
       {
@@ -133,30 +96,14 @@ export class Relay {
       },
       'relay started',
     );
-    void this.rescue();
+    this.rescuer.start();
     this.wake();
   }
 
-  /** True while claims wait for results to be written (back-pressure). */
-  get heldBack(): boolean {
-    return this.heldBackBySettles;
-  }
-
-  /** Looks for due work now, anywhere (a NOTIFY, a timer, a reconnect). */
+  /** Looks for due work now, anywhere (a NOTIFY, a timer, a reconnect, a rescue). */
   wake(): void {
-    this.discoveryWanted = true;
+    this.scheduler.requestDiscovery();
     this.kick();
-  }
-
-  private kick(): void {
-    if (!this.started || this.stopping) return;
-    if (this.claiming) {
-      this.claimAgain = true;
-      return;
-    }
-    this.claiming = this.claimWhileWorkIsFound().finally(() => {
-      this.claiming = null;
-    });
   }
 
   /**
@@ -166,29 +113,9 @@ export class Relay {
   async runOnce(): Promise<{ claimed: number }> {
     const { jobs } = await this.claim(null);
     for (const job of jobs) this.dispatch(job);
-    if (this.inFlight > 0) await new Promise<void>((resolve) => this.whenNoneInFlight.push(resolve));
+    await this.noneInFlight();
     await this.settler.drain(SETTLE_GRACE_MS);
     return { claimed: jobs.length };
-  }
-
-  /** Expired leases back to pending; runs on its own timer, never in the claim loop. */
-  async rescue(): Promise<number> {
-    if (this.rescuing || this.stopping) return 0;
-    this.rescuing = true;
-    try {
-      const { rows } = await this.pool.query('select webhooks_relay.rescue_expired_leases() as rescued');
-      const rescued = rows[0].rescued as number;
-      if (rescued > 0) {
-        this.log.warn({ rescued }, 'returned deliveries whose lease ran out to pending');
-        this.wake();
-      }
-      return rescued;
-    } catch (error) {
-      this.log.warn({ err: error }, 'rescue of expired leases failed; will try again');
-      return 0;
-    } finally {
-      this.rescuing = false;
-    }
   }
 
   /**
@@ -201,16 +128,130 @@ export class Relay {
     return this.stopped;
   }
 
+  /** Starts a claim round unless one is under way (it then sees what is due when its claim returns). */
+  private kick(): void {
+    if (!this.scheduler.mayStartRound()) return;
+    const round = this.claimRound();
+    this.round = round;
+    void round.finally(() => {
+      if (this.round === round) this.round = null;
+    });
+  }
+
+  /** Claims while work is found and there is room, then rests in the mode the scheduler names. */
+  private async claimRound(): Promise<void> {
+    const view: SchedulerView = {
+      full: false,
+      unsettled: 0,
+      batchSize: this.settings.batchSize,
+      refillsDue: () => this.slots.refillsDue(),
+    };
+    do {
+      view.full = this.slots.isFull();
+      view.unsettled = this.settler.waiting;
+      const step = this.scheduler.nextStep(view);
+      if (step.kind === 'rest') {
+        this.scheduler.setMode(step.mode); // a finished request or a written batch kicks again
+        return;
+      }
+      this.scheduler.setMode('claiming');
+      let claimed: Claimed;
+      try {
+        claimed = step.kind === 'discovery' ? await this.discover() : await this.claim(step.webhooks);
+        if (this.claimErrors > 0) this.log.info('claiming again after errors');
+        this.claimErrors = 0;
+      } catch (error) {
+        // the poll timer and the listener's reconnect bring the next try
+        if (this.claimErrors++ === 0 || this.claimErrors % 10 === 0) {
+          this.log.warn({ err: error, failures: this.claimErrors }, 'claim failed; will try again');
+        }
+        if (this.mode !== 'stopping') this.scheduler.setMode('waiting');
+        return;
+      }
+      for (const job of claimed.jobs) this.dispatch(job);
+    } while (this.scheduler.moreToClaim(view));
+    if (this.mode !== 'stopping') this.scheduler.setMode('waiting');
+  }
+
+  /** A discovery claim, between the wake-up protocol's two steps (wakeup.ts). */
+  private async discover(): Promise<Claimed> {
+    await this.wakeUp.beforeDiscovery();
+    const claimed = await this.claim(null);
+    const found = claimed.moreDue || claimed.jobs.length > 0;
+    if (await this.wakeUp.afterDiscovery(found, this.mode === 'stopping')) this.scheduler.requestDiscovery();
+    return claimed;
+  }
+
+  /** Claims (discovery when `only` is null, else a refill of those webhooks). */
+  private async claim(only: string[] | null): Promise<Claimed> {
+    const view = this.slots.claimView();
+    if (!view) return { jobs: [], moreDue: false };
+    const started = performance.now();
+    const claimed = await claimDeliveries(this.pool, {
+      relayId: this.settings.relayId,
+      limit: Math.min(this.settings.batchSize, view.room),
+      leaseMs: this.settings.leaseMs,
+      perWebhookCap: view.perWebhookCap,
+      heldByWebhook: view.heldByWebhook,
+      only,
+    });
+    // the lease counts from the claim's statement, a little after `started`
+    this.slots.claimed(view, only, claimed, started + this.settings.leaseMs);
+    this.stats.claims++;
+    this.stats.claimMs += Math.round(performance.now() - started);
+    this.stats.claimed += claimed.jobs.length;
+    if (claimed.jobs.length === 0) this.stats.emptyClaims++;
+    if (only) this.stats.refills++;
+    if (only && claimed.jobs.length === 0) this.stats.emptyRefills++;
+    return claimed;
+  }
+
+  /** Sends a claimed delivery now if its webhook has a free slot, else queues it. */
+  private dispatch(job: DeliveryJob): void {
+    if (this.slots.admit(job, this.mode !== 'stopping')) void this.send(job);
+  }
+
+  /** One attempt, its slot already held; the freed slot goes to a queued delivery. */
+  private async send(job: DeliveryJob): Promise<void> {
+    const result = await this.sender.send(job);
+    this.settler.add(result);
+    const freed = this.slots.finished(job, performance.now(), this.mode !== 'stopping');
+    for (const next of freed.start) void this.send(next);
+    if (freed.tooLate.length > 0) void this.release(freed.tooLate, 'their lease would run out before the request');
+    if (this.slots.inFlight === 0) for (const resolve of this.whenNoneInFlight.splice(0)) resolve();
+    // a queue running low: refill this webhook if it has more, or resume a
+    // discovery that was waiting for room
+    if (this.slots.isBacklogged(job.webhookId) || this.scheduler.wantsDiscovery) this.kick();
+  }
+
+  private noneInFlight(): Promise<void> {
+    if (this.slots.inFlight === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.whenNoneInFlight.push(resolve));
+  }
+
+  /** Back to pending, attempt not counted; what fails to be released waits for its lease. */
+  private async release(jobs: DeliveryJob[], why: string): Promise<void> {
+    try {
+      const released = await releaseDeliveries(this.pool, this.settings.relayId, jobs.map((job) => job.deliveryId));
+      this.stats.released += released;
+      this.log.info({ queued: jobs.length, released, why }, 'released deliveries claimed but not sent');
+      if (this.mode !== 'stopping') this.wake(); // they are due again
+    } catch (error) {
+      this.log.warn({ err: error, queued: jobs.length, why }, 'cannot release deliveries claimed but not sent: they return to pending when their lease runs out');
+    }
+  }
+
   private async shutdown(): Promise<void> {
-    this.stopping = true;
-    for (const timer of this.timers) clearInterval(timer);
-    clearTimeout(this.recheck);
+    this.scheduler.setMode('stopping');
+    clearInterval(this.pollTimer);
+    const rescuerStopped = this.rescuer.stop();
     await this.listener?.close();
-    await this.claiming;
-    await this.releaseQueued();
-    if (this.inFlight > 0) {
-      this.log.info({ inFlight: this.inFlight }, 'stopping: waiting for requests in flight');
-      await new Promise<void>((resolve) => this.whenNoneInFlight.push(resolve));
+    await this.round;
+    const queued = this.slots.takeQueued();
+    if (queued.length > 0) await this.release(queued, 'stopping');
+    if (this.slots.inFlight > 0) {
+      this.log.info({ inFlight: this.slots.inFlight }, 'stopping: waiting for requests in flight');
+      await this.noneInFlight();
     }
     if (!(await this.settler.drain(SETTLE_GRACE_MS))) {
       this.log.error(
@@ -219,15 +260,16 @@ export class Relay {
       );
     }
     this.settler.stop();
-    await this.idle.close();
+    await this.wakeUp.close();
     await this.sender.close();
+    await rescuerStopped;
     await this.pool.end();
     this.log.info({ ...this.stats, ...this.settler.stats }, 'relay stopped');
   }
 
   private async checkDatabase(): Promise<void> {
     try {
-      await this.pool.query('select 1');
+      await ping(this.pool);
     } catch (error) {
       if (isConnectionError(error)) {
         this.log.warn({ err: error }, 'database not reachable yet; the relay keeps trying');
@@ -239,234 +281,6 @@ export class Relay {
           (role ? ` (it runs as role ${role}: run npm run migrate, and GRANT ${role} TO the user of DATABASE_URL, or set RELAY_DB_ROLE= to use that user as is)` : ''),
         { cause: error },
       );
-    }
-  }
-
-  private async claimWhileWorkIsFound(): Promise<void> {
-    do {
-      this.claimAgain = false;
-      if (this.held() >= this.capacity()) return; // a finishing request kicks again
-      if (this.settlesBacklogged()) {
-        this.heldBackBySettles = true; // the next written batch kicks again
-        return;
-      }
-      let claimed: Claimed;
-      try {
-        if (this.discoveryWanted) {
-          this.discoveryWanted = false;
-          claimed = await this.discover();
-        } else {
-          const refill = [...this.backlogged].filter((id) => this.runsLow(id));
-          if (refill.length === 0) return;
-          claimed = await this.claim(refill);
-        }
-        if (this.claimErrors > 0) this.log.info('claiming again after errors');
-        this.claimErrors = 0;
-      } catch (error) {
-        // the poll timer and the listener's reconnect bring the next try
-        if (this.claimErrors++ === 0 || this.claimErrors % 10 === 0) {
-          this.log.warn({ err: error, failures: this.claimErrors }, 'claim failed; will try again');
-        }
-        return;
-      }
-      for (const job of claimed.jobs) this.dispatch(job);
-    } while (!this.stopping && (this.claimAgain || this.discoveryWanted || this.refillDue()));
-  }
-
-  /**
-   * A discovery claim, and what follows from it for wake-ups (sql/36_wakeup.sql).
-   * While discoveries find work the relay is awake: it looks again at once, and
-   * capturing transactions need not notify it. A discovery that finds nothing makes
-   * it announce that it is going idle (from then on captures notify); once every
-   * capture that skipped its NOTIFY has ended, one last discovery, and if that finds
-   * nothing too, the relay sleeps until a NOTIFY or the poll timer.
-   */
-  private async discover(): Promise<Claimed> {
-    if (!this.lastLook) await this.idle.awake().catch((error) => this.log.warn({ err: error }, 'cannot announce waking'));
-    const wasLastLook = this.lastLook;
-    this.lastLook = false;
-    const claimed = await this.claim(null);
-    if (claimed.moreDue || claimed.jobs.length > 0) {
-      this.discoveryWanted = true;
-    } else if (!wasLastLook && !this.stopping) {
-      this.lastLook = await this.fallAsleep();
-      if (this.lastLook) this.discoveryWanted = true;
-    }
-    return claimed;
-  }
-
-  /**
-   * Announces that this relay is going idle, and tells whether every capturing
-   * transaction that skipped its NOTIFY has ended. If not, looks again in a moment.
-   */
-  private async fallAsleep(): Promise<boolean> {
-    let safe = false;
-    try {
-      safe = await this.idle.goingIdle();
-    } catch (error) {
-      this.log.warn({ err: error }, 'cannot announce idleness; polling meanwhile');
-    }
-    if (!safe) {
-      this.recheck ??= setTimeout(() => {
-        this.recheck = undefined;
-        this.wake();
-      }, IDLE_RECHECK_MS);
-    }
-    return safe;
-  }
-
-  private settlesBacklogged(): boolean {
-    return this.settler.waiting > UNSETTLED_BATCHES_LIMIT * this.settings.batchSize;
-  }
-
-  /** deliveries the relay holds: in flight and queued */
-  private held(): number {
-    return this.inFlight + this.queuedCount;
-  }
-
-  private capacity(): number {
-    return this.settings.maxInFlight + this.maxQueued;
-  }
-
-  /** what the relay holds of one webhook, in flight and queued */
-  private heldOf(webhookId: string): number {
-    return (this.busy.get(webhookId) ?? 0) + (this.queued.get(webhookId)?.length ?? 0);
-  }
-
-  /** one webhook's claim cap: its request slots and its queue */
-  private perWebhookCap(): number {
-    return this.settings.perWebhookInFlight + this.settings.prefetch;
-  }
-
-  /**
-   * A backlogged webhook is refilled once its queue has run down to half the
-   * prefetch (without prefetch: as soon as a slot is free), so that a refill
-   * lands before its slots go idle and each claim takes a useful batch.
-   */
-  private runsLow(webhookId: string): boolean {
-    return (
-      this.heldOf(webhookId) < this.perWebhookCap() &&
-      (this.queued.get(webhookId)?.length ?? 0) <= Math.floor(this.settings.prefetch / 2)
-    );
-  }
-
-  private refillDue(): boolean {
-    for (const id of this.backlogged) if (this.runsLow(id)) return true;
-    return false;
-  }
-
-  /** Claims (discovery when `only` is null, else a refill of those webhooks). */
-  private async claim(only: string[] | null): Promise<Claimed> {
-    const capacity = this.capacity() - this.held();
-    if (capacity <= 0) return { jobs: [], moreDue: false };
-    const busy = new Map<string, number>(); // as the claim sees it: in flight and queued
-    for (const [id, n] of this.busy) busy.set(id, n);
-    for (const [id, jobs] of this.queued) busy.set(id, (busy.get(id) ?? 0) + jobs.length);
-    const free = (id: string) => this.perWebhookCap() - (busy.get(id) ?? 0);
-    const started = performance.now();
-    const claimed = await claimDeliveries(this.pool, {
-      relayId: this.settings.relayId,
-      limit: Math.min(this.settings.batchSize, capacity),
-      leaseMs: this.settings.leaseMs,
-      perWebhookInFlight: this.perWebhookCap(),
-      busy,
-      only,
-    });
-    // the lease counts from the claim's statement, a little after `started`
-    const leaseEnds = started + this.settings.leaseMs;
-    for (const job of claimed.jobs) this.leaseEnds.set(job, leaseEnds);
-    this.stats.claims++;
-    this.stats.claimMs += Math.round(performance.now() - started);
-    this.stats.claimed += claimed.jobs.length;
-    if (claimed.jobs.length === 0) this.stats.emptyClaims++;
-    if (only) this.stats.refills++;
-    if (only && claimed.jobs.length === 0) this.stats.emptyRefills++;
-
-    // which webhooks filled their free slots (they likely have more due)
-    const got = new Map<string, number>();
-    for (const job of claimed.jobs) got.set(job.webhookId, (got.get(job.webhookId) ?? 0) + 1);
-    for (const id of only ?? got.keys()) {
-      if ((got.get(id) ?? 0) >= free(id)) this.backlogged.add(id);
-      else if (only || !claimed.moreDue) this.backlogged.delete(id);
-    }
-    return claimed;
-  }
-
-  /** Sends a claimed delivery now if its webhook has a free slot, else queues it. */
-  private dispatch(job: DeliveryJob): void {
-    if (!this.stopping && this.canSend(job.webhookId)) {
-      void this.send(job);
-      return;
-    }
-    const queue = this.queued.get(job.webhookId);
-    if (queue) queue.push(job);
-    else this.queued.set(job.webhookId, [job]);
-    this.queuedCount++;
-  }
-
-  private canSend(webhookId: string): boolean {
-    return this.inFlight < this.settings.maxInFlight && (this.busy.get(webhookId) ?? 0) < this.settings.perWebhookInFlight;
-  }
-
-  private async send(job: DeliveryJob): Promise<void> {
-    this.inFlight++;
-    this.busy.set(job.webhookId, (this.busy.get(job.webhookId) ?? 0) + 1);
-    const result = await this.sender.send(job);
-    this.settler.add(result);
-    const left = this.busy.get(job.webhookId)! - 1;
-    if (left === 0) this.busy.delete(job.webhookId);
-    else this.busy.set(job.webhookId, left);
-    this.inFlight--;
-    // the freed slot goes to the next queued delivery of this webhook, else of any
-    // webhook with a free slot (when the relay-wide cap held that one back)
-    if (!this.stopping) this.sendQueued(job.webhookId);
-    if (this.inFlight === 0) for (const resolve of this.whenNoneInFlight.splice(0)) resolve();
-    // a queue running low: refill this webhook if it has more, or resume a
-    // discovery that was waiting for capacity
-    if (this.backlogged.has(job.webhookId) || this.discoveryWanted) this.kick();
-  }
-
-  /** Starts queued deliveries while slots are free, this webhook's first. */
-  private sendQueued(first: string): void {
-    if (this.queuedCount === 0) return;
-    const order = this.queued.has(first) ? [first, ...this.queued.keys()] : this.queued.keys();
-    const tooLate: DeliveryJob[] = [];
-    for (const id of order) {
-      const queue = this.queued.get(id);
-      while (queue && queue.length > 0 && this.canSend(id)) {
-        const job = queue.shift()!;
-        this.queuedCount--;
-        // a lease that would run out before the request could end: hand it back
-        // rather than risk another relay sending it too
-        if (performance.now() + this.settings.requestTimeoutMs >= (this.leaseEnds.get(job) ?? 0)) tooLate.push(job);
-        else void this.send(job);
-      }
-      if (queue && queue.length === 0) this.queued.delete(id);
-      if (this.inFlight >= this.settings.maxInFlight) break;
-    }
-    if (tooLate.length > 0) void this.release(tooLate, 'their lease would run out before the request');
-  }
-
-  /** Hands every queued delivery back (a graceful stop). */
-  private async releaseQueued(): Promise<void> {
-    const jobs = [...this.queued.values()].flat();
-    this.queued.clear();
-    this.queuedCount = 0;
-    if (jobs.length > 0) await this.release(jobs, 'stopping');
-  }
-
-  /** Back to pending, attempt not counted; what fails to be released waits for its lease. */
-  private async release(jobs: DeliveryJob[], why: string): Promise<void> {
-    try {
-      const { rows } = await this.pool.query('select webhooks_relay.release_deliveries($1, $2::bigint[]) as released', [
-        this.settings.relayId,
-        jobs.map((job) => job.deliveryId),
-      ]);
-      this.stats.released += rows[0].released as number;
-      this.log.info({ queued: jobs.length, released: rows[0].released, why }, 'released deliveries claimed but not sent');
-      if (!this.stopping) this.wake(); // they are due again
-    } catch (error) {
-      this.log.warn({ err: error, queued: jobs.length, why }, 'cannot release deliveries claimed but not sent: they return to pending when their lease runs out');
     }
   }
 }

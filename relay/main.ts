@@ -1,39 +1,61 @@
 // `npm run relay`: the relay alone, against the database in DATABASE_URL.
 // SIGTERM or SIGINT stops it gracefully (see Relay.stop).
+//
+// V8's heap flags must be given when the process starts: started without them, this
+// file runs itself again with them (RELAY_NODE_FLAGS, their one home) and passes
+// signals and the exit code through.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Relay } from './loop.ts';
+import { RELAY_NODE_FLAGS, runsWithRelayFlags } from './node-flags.ts';
 import { relaySettings, SettingsError } from './settings.ts';
 
-let relay: Relay;
-try {
-  relay = new Relay(relaySettings());
-} catch (error) {
-  if (error instanceof SettingsError) {
-    console.error(`relay: ${error.message}`);
-    process.exit(2);
-  }
-  throw error;
-}
+const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
-let stopping = false;
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    relay.log.info({ signal }, 'stopping');
-    relay.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        relay.log.error({ err: error }, 'stop failed');
-        process.exit(1);
-      },
-    );
+function runWithRelayFlags(): void {
+  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: 'inherit',
   });
+  for (const signal of SIGNALS) process.on(signal, () => child.kill(signal));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 }
 
-try {
-  await relay.start();
-} catch (error) {
-  relay.log.fatal({ err: error }, (error as Error).message);
-  await relay.stop().catch(() => {});
-  process.exit(1);
+async function runRelay(): Promise<void> {
+  let relay: Relay;
+  try {
+    relay = new Relay(relaySettings());
+  } catch (error) {
+    if (error instanceof SettingsError) {
+      console.error(`relay: ${error.message}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+
+  let stopping = false;
+  for (const signal of SIGNALS) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      relay.log.info({ signal }, 'stopping');
+      relay.stop().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          relay.log.error({ err: error }, 'stop failed');
+          process.exit(1);
+        },
+      );
+    });
+  }
+
+  try {
+    await relay.start();
+  } catch (error) {
+    relay.log.fatal({ err: error }, (error as Error).message);
+    await relay.stop().catch(() => {});
+    process.exit(1);
+  }
 }
+
+if (runsWithRelayFlags()) await runRelay();
+else runWithRelayFlags();

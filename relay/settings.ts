@@ -4,6 +4,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { parseNetworks, type NetworkList } from './destinations.ts';
+import { RESCUER_INTERVAL_DEFAULT_MS } from './rescuer.ts';
 
 export interface RelaySettings {
   databaseUrl: string;
@@ -48,7 +49,7 @@ export const ENVIRONMENT = {
   },
   RELAY_LEASE_MS: { default: '60000', help: 'how long a claimed delivery is reserved for this relay' },
   RELAY_POLL_INTERVAL_MS: { default: '1000', help: 'how often to look for due work without a notification' },
-  RELAY_RESCUE_INTERVAL_MS: { default: '5000', help: 'how often to return expired leases to pending' },
+  RELAY_RESCUE_INTERVAL_MS: { default: String(RESCUER_INTERVAL_DEFAULT_MS), help: 'how often to return expired leases to pending' },
   RELAY_CONNECT_TIMEOUT_MS: { default: '5000', help: 'TCP/TLS connect timeout' },
   RELAY_REQUEST_TIMEOUT_MS: { default: '15000', help: 'whole-request timeout (must be shorter than the lease)' },
   RELAY_RESPONSE_EXCERPT_BYTES: { default: '1024', help: 'response body bytes read and kept in history' },

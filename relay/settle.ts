@@ -5,17 +5,27 @@
 // deliveries are sent again: at least once, never lost.
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { backoffMs } from './backoff.ts';
 import { isConnectionError } from './database.ts';
 import type { AttemptResult } from './deliver.ts';
+import { settleDeliveries, type AttemptRecord } from './queries.ts';
 
-const SETTLE = `
-  select delivery_id, state, next_attempt_at
-  from webhooks_relay.settle_deliveries($1, $2::bigint[], $3::integer[], $4::timestamptz[], $5::integer[],
-                                          $6::integer[], $7::text[], $8::text[], $9::integer[])`;
+/** Retrying a batch while the database is unreachable: at most this long between tries. */
+const RETRY_CAP_MS = 5_000;
 
-interface Settled {
-  state: string;
-  next_attempt_at: Date;
+/** An attempt as settle_deliveries records it. */
+function record(result: AttemptResult): AttemptRecord {
+  const { job, outcome } = result;
+  return {
+    deliveryId: job.deliveryId,
+    attempt: job.attempt,
+    attemptedAt: result.attemptedAt,
+    durationMs: result.durationMs,
+    statusCode: outcome.kind === 'response' ? outcome.status : null,
+    error: outcome.kind === 'response' ? outcome.note : outcome.error,
+    responseBody: outcome.kind === 'response' ? outcome.bodyExcerpt : null,
+    retryAfterSeconds: outcome.kind === 'response' ? outcome.retryAfterSeconds : null,
+  };
 }
 
 export class Settler {
@@ -90,7 +100,7 @@ export class Settler {
           continue;
         }
         this.failures++;
-        const waitMs = Math.min(100 * 2 ** this.failures, 5_000);
+        const waitMs = backoffMs(this.failures, { capMs: RETRY_CAP_MS });
         this.log.warn({ err: error, results: this.queue.length, retryInMs: waitMs }, 'settle failed; will try again');
         await new Promise((resolve) => setTimeout(resolve, waitMs));
       }
@@ -129,22 +139,7 @@ export class Settler {
   }
 
   private async write(batch: AttemptResult[]): Promise<void> {
-    const { rows } = await this.db.query({
-      name: 'bpd_webhooks_settle',
-      text: SETTLE,
-      values: [
-        this.relayId,
-        batch.map((r) => r.job.deliveryId),
-        batch.map((r) => r.job.attempt),
-        batch.map((r) => r.attemptedAt),
-        batch.map((r) => r.durationMs),
-        batch.map((r) => (r.outcome.kind === 'response' ? r.outcome.status : null)),
-        batch.map((r) => (r.outcome.kind === 'response' ? r.outcome.note : r.outcome.error)),
-        batch.map((r) => (r.outcome.kind === 'response' ? r.outcome.bodyExcerpt : null)),
-        batch.map((r) => (r.outcome.kind === 'response' ? r.outcome.retryAfterSeconds : null)),
-      ],
-    });
-    const settled = new Map<string, Settled>(rows.map((row) => [row.delivery_id as string, row as Settled]));
+    const settled = await settleDeliveries(this.db, this.relayId, batch.map(record));
     if (!this.log.isLevelEnabled('info')) return;
     for (const result of batch) {
       const row = settled.get(result.job.deliveryId);
@@ -161,7 +156,7 @@ export class Settler {
         this.log.warn({ ...fields, state: 'lease lost' }, 'attempt recorded, but the lease had run out: another relay owns the delivery now');
       } else {
         this.log.info(
-          { ...fields, state: row.state, nextAttemptAt: row.state === 'pending' ? row.next_attempt_at : undefined },
+          { ...fields, state: row.state, nextAttemptAt: row.state === 'pending' ? row.nextAttemptAt : undefined },
           'settled',
         );
       }

@@ -1,20 +1,49 @@
--- bpd-webhooks engine, part 0: the schemas and what each is for.
+-- bpd-webhooks engine: the schemas, and the facts every other file shares.
 --
 -- Every file in sql/ is applied, in name order, in one transaction after the
 -- migrations, every time `npm run migrate` runs. Each file is therefore written to be
--- re-applied: CREATE OR REPLACE, DROP ... IF EXISTS then CREATE.
+-- re-applied: CREATE OR REPLACE, DROP ... IF EXISTS then CREATE. Files read top to
+-- bottom: each one calls only what an earlier file (or itself) defines.
 --
 -- Public API (stable names other programs and DBAs rely on):
 --   webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
 --   webhooks.fire_history, the type webhooks.action, the NOTIFY channel bpd_webhooks,
 --   and the transaction setting webhooks.source.
 -- Private (may change between versions; do not call from applications):
---   everything in schema webhooks_private.
+--   everything in schema webhooks_private, the relay's entry points in schema
+--   webhooks_relay, and the health questions in schema webhooks_ops.
+--
+-- The files after this one:
+--   05_caller          who is calling (the request's claims)
+--   10_config          webhook configuration: validation, subscriptions
+--   15_filters         a webhook's filters: what they may say, how they are evaluated
+--   15_secrets         signing secrets: made, handed out once, rotated with a grace
+--   20_wakeup          when a capturing transaction wakes the relay
+--   25_capture         the triggers on crm.* that write the outbox
+--   30_delivery        the delivery state machine: claim, settle, release, rescue, replay
+--   40_history         webhooks.fire_history, the DBAs' view
+--   45_admin           the admin API's changes to webhooks
+--   50_report_counts   daily counts that keep the report fast, and counting
+--   55_report          the report, a webhook's history, what the page shows
+--   58_operations      what the health endpoints ask (readiness, backlog)
+--   60_access          roles, grants, row-level security, functions run as owner
+--   70_graphql         what PostGraphile shows (smart comments)
+
+-- The schemas exist already on a migrated database (migrations create the tables in
+-- them); created here too so that the engine states every schema it uses.
+create schema if not exists webhooks;
+create schema if not exists webhooks_private;
+create schema if not exists webhooks_relay;
+create schema if not exists webhooks_ops;
 
 comment on schema webhooks is
   'bpd-webhooks public API: webhook configuration, the delivery outbox and its history.';
 comment on schema webhooks_private is
-  'bpd-webhooks internals: secrets, subscriptions, trigger functions. Not an API.';
+  'bpd-webhooks internals: secrets, subscriptions, trigger functions, helpers of the API functions. Not an API.';
+comment on schema webhooks_relay is
+  'bpd-webhooks internals: the relay''s entry points (claim, settle, rescue). Not an API.';
+comment on schema webhooks_ops is
+  'bpd-webhooks operations: readiness and backlog questions for the API''s and the relay''s health endpoints.';
 
 -- private: a Postgres setting of the engine (webhooks.source, webhooks.retry_base, ...),
 -- or its default when unset or empty. A DBA sets them per database, role or session.
@@ -24,4 +53,63 @@ language sql
 stable
 as $$
   select coalesce(nullif(current_setting(p_name, true), ''), p_default);
+$$;
+
+------------------------------------------------------------------------------------
+-- One home for each shared fact. Immutable SQL functions: the planner inlines them
+-- and folds them to constants, so calling one costs nothing at run time.
+--
+-- The NOTIFY channel bpd_webhooks: a wake-up hint for the relay, never the data (the
+-- table is the truth); its payload is empty. (The relay listens on the same name:
+-- relay/listener.ts, CHANNEL.)
+create or replace function webhooks_private.notify_channel()
+returns text
+language sql
+immutable
+as $$
+  select 'bpd_webhooks';
+$$;
+
+-- Advisory locks. Postgres has one advisory lock space per database, shared with the
+-- CRM and any other program, so every key of the engine lives here:
+--   (lock_space, capturing_lock)   capture vs. a relay going idle    20_wakeup.sql
+--   (lock_space, relay_idle_lock)  a relay waiting for work          20_wakeup.sql
+--   day_counts_lock(webhook_id)    one webhook's report day counts   50_report_counts.sql
+--   4204204204 (one bigint)        a migrate is running              tools/migrate.ts
+-- (The migrate lock is taken before sql/ exists, so it lives in tools/migrate.ts.)
+
+-- the engine's two-key lock space: 'bpdw' read as a 32-bit integer
+create or replace function webhooks_private.lock_space()
+returns integer
+language sql
+immutable
+as $$
+  select 1651532919;
+$$;
+
+-- held SHARED by every transaction that wrote a delivery and did not notify
+create or replace function webhooks_private.capturing_lock()
+returns integer
+language sql
+immutable
+as $$
+  select 1;
+$$;
+
+-- held SHARED by every relay that is waiting for work, on its own connection
+create or replace function webhooks_private.relay_idle_lock()
+returns integer
+language sql
+immutable
+as $$
+  select 2;
+$$;
+
+-- the advisory lock of one webhook's report day counts (one bigint key per webhook)
+create or replace function webhooks_private.day_counts_lock(p_webhook_id bigint)
+returns bigint
+language sql
+immutable
+as $$
+  select hashtextextended('bpd_webhooks.delivery_day_counts', p_webhook_id);
 $$;

@@ -1,9 +1,13 @@
--- bpd-webhooks engine, part 1: webhook configuration.
+-- bpd-webhooks engine: webhook configuration.
 --
 -- The database refuses bad configuration itself, whoever writes it (GraphQL, psql,
 -- a migration script). Each refusal is a check_violation (SQLSTATE 23514) whose
 -- CONSTRAINT names the rule and whose COLUMN names the field, so an API can turn it
 -- into an error a person can act on.
+--
+-- Also here: webhooks_private.subscriptions kept equal to "enabled webhooks × their
+-- actions" (what capture asks), and webhook_for_update, with which every API
+-- function that changes a webhook starts. A webhook's signing secret: 15_secrets.sql.
 
 -- private: raise a named configuration error
 create or replace function webhooks_private.config_error(p_rule text, p_column text, p_message text)
@@ -21,26 +25,41 @@ begin
 end;
 $$;
 
--- private: the contact columns a webhook may choose to send
-create or replace function webhooks_private.contact_fields()
+-- public: the contact columns a webhook may choose in `fields` (GraphQL:
+-- contactFields); the validation below asks the same function
+drop function if exists webhooks_private.contact_fields();
+create or replace function webhooks.contact_fields()
 returns text[]
 language sql
 stable
 as $$
   select array_agg(attname::text order by attnum)
-  from pg_attribute
+  from pg_catalog.pg_attribute
   where attrelid = 'crm.contacts'::regclass and attnum > 0 and not attisdropped;
 $$;
 
--- private: a fresh signing secret, 32 random bytes in the Standard Webhooks form.
--- gen_random_uuid() draws from the server's strong random source; two of them
--- give 244 random bits without needing the pgcrypto extension.
-create or replace function webhooks_private.new_secret()
-returns text
-language sql
-volatile
+-- private: the caller's webhook p_id, locked, or a not-found error. Run as the caller,
+-- so row-level security applies: a webhook of another company is invisible, and "not
+-- yours" and "does not exist" give the same error and reveal nothing. API functions
+-- (45_admin.sql, 15_secrets.sql, 30_delivery.sql) start with it.
+drop function if exists webhooks.webhook_for_update(bigint);
+create or replace function webhooks_private.webhook_for_update(p_id bigint)
+returns webhooks.webhooks
+language plpgsql
 as $$
-  select 'whsec_' || encode(decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64');
+declare
+  v webhooks.webhooks;
+begin
+  select * into v from webhooks.webhooks where id = p_id for update;
+  if not found then
+    raise exception using
+      errcode = 'no_data_found',
+      message = format('webhook %s not found', p_id),
+      constraint = 'webhook_not_found',
+      column = 'id';
+  end if;
+  return v;
+end;
 $$;
 
 create or replace function webhooks_private.tg_webhooks__validate()
@@ -74,11 +93,11 @@ begin
   end if;
   select f into v_unknown
   from unnest(new.fields) f
-  where f is null or f <> all (webhooks_private.contact_fields())
+  where f is null or f <> all (webhooks.contact_fields())
   limit 1;
   if found then
     perform webhooks_private.config_error('webhook_field_unknown', 'fields',
-      format('unknown contact field %L; known fields: %s', v_unknown, array_to_string(webhooks_private.contact_fields(), ', ')));
+      format('unknown contact field %L; known fields: %s', v_unknown, array_to_string(webhooks.contact_fields(), ', ')));
   end if;
   -- keep the first occurrence of each field, in the order given
   new.fields := array(select f from unnest(new.fields) with ordinality t(f, n) group by f order by min(n));
@@ -142,28 +161,11 @@ begin
 end;
 $$;
 
-create or replace function webhooks_private.tg_webhooks__create_secret()
-returns trigger
-language plpgsql
-as $$
-begin
-  insert into webhooks_private.webhook_secrets (webhook_id, secret)
-  values (new.id, webhooks_private.new_secret())
-  on conflict (webhook_id) do nothing;
-  return null;
-end;
-$$;
-
 -- Triggers run in name order; the numeric prefix states that order.
 drop trigger if exists _100_validate on webhooks.webhooks;
 create trigger _100_validate
   before insert or update on webhooks.webhooks
   for each row execute function webhooks_private.tg_webhooks__validate();
-
-drop trigger if exists _500_create_secret on webhooks.webhooks;
-create trigger _500_create_secret
-  after insert on webhooks.webhooks
-  for each row execute function webhooks_private.tg_webhooks__create_secret();
 
 drop trigger if exists _500_sync_subscriptions on webhooks.webhooks;
 create trigger _500_sync_subscriptions

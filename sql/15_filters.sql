@@ -1,8 +1,8 @@
--- bpd-webhooks engine, part 1b: a webhook's filters, what they may say and what they mean.
+-- bpd-webhooks engine: a webhook's filters, what they may say and what they mean.
 --
 -- Three settings of webhooks.webhooks narrow what a webhook hears. Capture decides
 -- them inside the writer's transaction, after its cheap "does anyone listen" probe and
--- before it builds a payload (20_capture.sql), so a filtered change writes nothing:
+-- before it builds a payload (25_capture.sql), so a filtered change writes nothing:
 --   ignore_sources  sources (webhooks.source, 'unknown' when unset) whose changes the
 --                   webhook never hears, for every action: an integration's own echoes
 --   watch_fields    empty: any. Else contact.updated and contact.saved fire only when
@@ -204,7 +204,7 @@ begin
   v_kind := case when jsonb_typeof(p_node -> 'field') = 'string' then webhooks_private.condition_field_kind(v_field) end;
   if v_kind is null then
     return format('%sfield: unknown contact field %s; a column of the contact (%s) or custom.KEY',
-                  v_prefix, left((p_node -> 'field')::text, 100), array_to_string(webhooks_private.contact_fields(), ', '));
+                  v_prefix, left((p_node -> 'field')::text, 100), array_to_string(webhooks.contact_fields(), ', '));
   end if;
   if not p_node ? 'op' then
     return format('%sop: missing', v_prefix);
@@ -285,11 +285,11 @@ begin
       format('watch_fields: at most 100 fields, got %s', cardinality(new.watch_fields)));
   end if;
   select f into v_bad from unnest(new.watch_fields) f
-  where f is null or f <> all (webhooks_private.contact_fields()) limit 1;
+  where f is null or f <> all (webhooks.contact_fields()) limit 1;
   if found then
     perform webhooks_private.config_error('webhook_watch_field_unknown', 'watch_fields',
       format('watch_fields: unknown contact field %s; known fields: %s',
-             coalesce(to_jsonb(left(v_bad, 100))::text, 'null'), array_to_string(webhooks_private.contact_fields(), ', ')));
+             coalesce(to_jsonb(left(v_bad, 100))::text, 'null'), array_to_string(webhooks.contact_fields(), ', ')));
   end if;
   new.watch_fields := array(select f from unnest(new.watch_fields) with ordinality t(f, n) group by f order by min(n));
 

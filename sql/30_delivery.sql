@@ -1,29 +1,34 @@
--- bpd-webhooks engine, part 3: delivery, the state machine the relay drives.
+-- bpd-webhooks engine: delivery, the state machine the relay drives.
 --
 --            claim                     settle 2xx
 --   pending ───────▶ in_flight ──────────────────────────▶ succeeded
---      ▲                 │  settle failure, attempts left (next_attempt_at = backoff)
---      ├─────────────────┤
---      │  rescue         │  settle failure, attempts used up; or 410 Gone
---      └── (lease run    └─────────────────────────────────▶ failed
---           out)
+--    ▲ ▲ ▲               │  settle failure, attempts left (next_attempt_at = backoff)
+--    │ │ ├───────────────┤
+--    │ │ │  rescue       │  settle failure, attempts used up; or 410 Gone
+--    │ │ └── (lease run  └─────────────────────────────────▶ failed
+--    │ │      out)                                           │
+--    │ └── release (claimed, never sent)                     │
+--    └──────────────────────── replay ◀──────────────────────┘ (and from succeeded)
 --
 -- The relay only asks; these functions decide. Claim takes due rows with FOR UPDATE
 -- SKIP LOCKED and leases them (locked_by, locked_until), so many relays can share one
 -- outbox without taking a row twice while its lease holds. Settle applies a batch of
 -- HTTP results in one statement, and only to rows still leased by the relay that
 -- reports (state = 'in_flight' and locked_by = me): a relay that comes back after its
--- lease ran out cannot overwrite what another relay has done since. Rescue returns
--- rows whose lease ran out (their relay died or lost the database) to pending; it
--- runs on a timer of its own, apart from the claim/settle loop.
+-- lease ran out cannot overwrite what another relay has done since. Release hands
+-- back rows a stopping relay claimed but never sent. Rescue returns rows whose lease
+-- ran out (their relay died or lost the database) to pending; it runs on a timer of
+-- its own, apart from the claim/settle loop. Replay (the admin API) puts a finished
+-- delivery back to pending, as the same message.
 --
 -- Private API for the relay, in a schema of its own (webhooks_relay: usage and
--- EXECUTE granted to bpd_webhooks_relay in 35_relay_role.sql, to nobody else):
+-- EXECUTE granted to bpd_webhooks_relay in 60_access.sql, to nobody else):
 -- claim_deliveries, settle_deliveries, release_deliveries, rescue_expired_leases.
 -- They are SECURITY DEFINER so that the relay's role needs no grant on any table, no
 -- row-level security policy, and no access to webhooks_private: these functions (and
--- the idle announcements of 36_wakeup.sql) are all it can do.
--- Public: webhooks.retry_schedule() shows the retry schedule in force.
+-- the idle announcements of 20_wakeup.sql) are all it can do.
+-- Public: webhooks.retry_schedule() shows the retry schedule in force;
+-- webhooks.replay_delivery and webhooks.replay_failed (GraphQL mutations).
 --
 -- Settings (Postgres settings, so a DBA sets them per database, per role or per
 -- session, e.g. ALTER DATABASE bpd SET webhooks.max_attempts = 8):
@@ -39,10 +44,6 @@
 --   webhooks.retry_after_max  a Retry-After header is honoured up to  default 6 hours
 -- With the defaults: 10 attempts, waits of 10 s, 30 s, 1.5 min, 4.5 min, 13.5 min,
 -- 40.5 min, 2 h, 6 h, 12 h: the last attempt comes about 21 hours after the first.
-
-create schema if not exists webhooks_relay;
-comment on schema webhooks_relay is
-  'bpd-webhooks internals: the relay''s entry points (claim, settle, rescue). Not an API.';
 
 -- private: attempts a delivery of this webhook gets (p_webhook_max: webhooks.max_attempts)
 create or replace function webhooks_private.max_attempts(p_webhook_max integer)
@@ -94,8 +95,6 @@ as $$
   from generate_series(1, webhooks_private.max_attempts(p_max_attempts)) n
   order by n;
 $$;
-comment on function webhooks.retry_schedule(integer) is
-  'The delivery retry schedule in force (before ±jitter): when each attempt happens after the first one fails.';
 
 ------------------------------------------------------------------------------------
 -- claim
@@ -474,8 +473,100 @@ begin
   where d.id = e.id;
   get diagnostics v_rescued = row_count;
   if v_rescued > 0 then
-    perform pg_notify('bpd_webhooks', '');
+    perform webhooks_private.notify_relays();   -- 20_wakeup.sql
   end if;
   return v_rescued;
+end;
+$$;
+
+------------------------------------------------------------------------------------
+-- replay (the admin API: runs as the caller, so grants and row-level security apply)
+
+-- private: put one finished delivery back in the outbox as the same message (same
+-- message_id, so the receiver can recognise it); the relay makes it attempt
+-- attempts + 1. Pending: due now. In flight: refused (a relay holds it).
+drop function if exists webhooks.requeue_delivery(webhooks.deliveries);
+create or replace function webhooks_private.requeue_delivery(p_delivery webhooks.deliveries)
+returns webhooks.deliveries
+language plpgsql
+as $$
+declare
+  v webhooks.deliveries;
+begin
+  if p_delivery.state = 'in_flight' then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('delivery %s is being sent right now; replay it once it has finished', p_delivery.id),
+      constraint = 'delivery_in_flight',
+      column = 'id';
+  end if;
+  update webhooks.deliveries d
+  set state = 'pending', next_attempt_at = now(), completed_at = null
+  where d.id = p_delivery.id
+  returning * into v;
+  return v;
+end;
+$$;
+
+-- private: refuse to queue for a disabled webhook: it would not be sent
+drop function if exists webhooks.require_enabled(webhooks.webhooks);
+create or replace function webhooks_private.require_enabled(p_webhook webhooks.webhooks)
+returns void
+language plpgsql
+as $$
+begin
+  if not p_webhook.enabled then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('webhook %s is disabled; enable it before replaying', p_webhook.id),
+      constraint = 'webhook_disabled',
+      column = 'webhook_id';
+  end if;
+end;
+$$;
+
+-- public: send one delivery again, as a new attempt of the same message
+create or replace function webhooks.replay_delivery(id bigint)
+returns webhooks.deliveries
+language plpgsql
+volatile
+as $$
+declare
+  v webhooks.deliveries;
+  v_webhook webhooks.webhooks;
+begin
+  select * into v from webhooks.deliveries d where d.id = replay_delivery.id for update;
+  if not found then
+    raise exception using
+      errcode = 'no_data_found',
+      message = format('delivery %s not found', replay_delivery.id),
+      constraint = 'delivery_not_found',
+      column = 'id';
+  end if;
+  v_webhook := webhooks_private.webhook_for_update(v.webhook_id);
+  perform webhooks_private.require_enabled(v_webhook);
+  return webhooks_private.requeue_delivery(v);
+end;
+$$;
+
+-- public: send again every failed delivery of a webhook created since a time
+create or replace function webhooks.replay_failed(webhook_id bigint, since timestamptz)
+returns setof webhooks.deliveries
+language plpgsql
+volatile
+as $$
+declare
+  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(replay_failed.webhook_id);
+  v webhooks.deliveries;
+begin
+  perform webhooks_private.require_enabled(v_webhook);
+  for v in
+    select * from webhooks.deliveries d
+    where d.webhook_id = v_webhook.id and d.created_at >= coalesce(since, '-infinity') and d.state = 'failed'
+    order by d.created_at, d.id
+    for update
+  loop
+    return next webhooks_private.requeue_delivery(v);
+  end loop;
 end;
 $$;

@@ -1,4 +1,4 @@
--- bpd-webhooks engine, part 4: history for DBAs.
+-- bpd-webhooks engine: history for DBAs.
 --
 -- public: webhooks.fire_history, one row per firing (message) with its outcome so far.
 -- security_invoker: whoever queries it sees only the rows their own grants and

@@ -6,6 +6,9 @@ import { existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { toolsLogger } from './log.ts';
+
+const log = toolsLogger('postgres');
 
 export interface RunningPostgres {
   port: number;
@@ -130,7 +133,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<R
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     postgresFlags: flags,
     onLog: options.log ?? (() => {}),
-    onError: options.log ?? ((error: unknown) => console.error(String(error))),
+    onError: options.log ?? ((error: unknown) => log.error({ err: error }, 'embedded Postgres failed')),
   });
   if (!existsSync(join(options.dataDir, 'PG_VERSION'))) {
     await server.initialise();

@@ -10,8 +10,20 @@ const root = fileURLToPath(new URL('../', import.meta.url));
 export const migrationsDir = `${root}migrations`;
 export const sqlDir = `${root}sql`;
 
-// an arbitrary constant that identifies "a bpd-webhooks migrate is running"
-const MIGRATE_LOCK = 4_204_204_204;
+/**
+ * The advisory lock key that says "a bpd-webhooks migrate is running" (one bigint
+ * key; the engine's other keys are listed in sql/00_schemas.sql). Taken before sql/
+ * exists, so it lives here.
+ */
+export const MIGRATE_LOCK = 4_204_204_204;
+
+/**
+ * Where node-pg-migrate records the migrations that ran: in the engine's private
+ * schema, not under a generic name in the CRM's public schema. Installs migrated
+ * before it moved have it as public.migrations; moveMigrationsTable carries it over.
+ */
+export const MIGRATIONS_SCHEMA = 'webhooks_private';
+export const MIGRATIONS_TABLE = 'migrations';
 
 export async function migrate(databaseUrl: string, log: (line: string) => void = () => {}): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -19,12 +31,13 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
   try {
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
     await client.query('set client_min_messages = warning');
+    await moveMigrationsTable(client);
     const ran = await runner({
       dbClient: client,
       dir: migrationsDir,
       direction: 'up',
-      migrationsTable: 'migrations',
-      migrationsSchema: 'public',
+      migrationsTable: MIGRATIONS_TABLE,
+      migrationsSchema: MIGRATIONS_SCHEMA,
       checkOrder: true,
       noLock: true, // our own lock already covers the whole run
       log: () => {},
@@ -36,6 +49,26 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]).catch(() => {});
     await client.end();
   }
+}
+
+/**
+ * Moves the record of migrations run from public.migrations (where installs before
+ * it moved keep it) into MIGRATIONS_SCHEMA, rows, ids and sequence with it, so that
+ * nothing runs twice. Only a table that is ours moves: one that records our first
+ * migration. Runs under the migrate lock, before node-pg-migrate looks.
+ */
+async function moveMigrationsTable(client: pg.Client): Promise<void> {
+  await client.query(`create schema if not exists ${MIGRATIONS_SCHEMA}`);
+  const { rows } = await client.query<{ ours: boolean }>(
+    `select to_regclass($1) is not null and to_regclass($2) is null as ours`,
+    [`public.${MIGRATIONS_TABLE}`, `${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`],
+  );
+  if (!rows[0]!.ours) return;
+  const { rows: [recorded] } = await client.query<{ ours: boolean }>(
+    `select exists (select 1 from public.${MIGRATIONS_TABLE} where name = '0001_crm') as ours`,
+  );
+  if (!recorded!.ours) return;
+  await client.query(`alter table public.${MIGRATIONS_TABLE} set schema ${MIGRATIONS_SCHEMA}`);
 }
 
 async function engineFiles(): Promise<string[]> {

@@ -9,6 +9,7 @@ import { Supervisor } from './supervisor.ts';
 import { RELAY_NODE_FLAGS } from '../relay/node-flags.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
 import { authenticatorUrl } from '../api/authenticator.ts';
+import { toolsLogger } from './log.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
@@ -70,7 +71,7 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   console.log(`${signal}: stopping`);
-  await supervisor.stop().catch((error) => console.error(error));
+  await supervisor.stop().catch((error) => toolsLogger('start').error({ err: error }, 'stopping the parts failed'));
   await db.stop();
   console.log('stopped');
   process.exit(0);

@@ -163,7 +163,7 @@ test('/readyz fails while the database is behind the migrations this code expect
     reportCountsEveryMs: 0,
   });
   t.teardown(() => running.stop());
-  await database.pool.query('delete from public.migrations where name = $1', [EXPECTED_MIGRATION]);
+  await database.pool.query('delete from webhooks_private.migrations where name = $1', [EXPECTED_MIGRATION]);
   const response = await fetch(`${running.url}/readyz`);
   t.is(response.status, 503);
   t.regex((await response.json()).reason, /this code expects .*npm run migrate/);

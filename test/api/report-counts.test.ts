@@ -1,4 +1,4 @@
-// The report's daily counts (sql/55_report_counts.sql): whatever has been rolled up
+// The report's daily counts (sql/50_report_counts.sql): whatever has been rolled up
 // and whatever changed since, the report says what counting the rows would say.
 import test from 'ava';
 import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';

@@ -27,7 +27,7 @@ test('results that cannot be written hold further claims back', async (t) => {
   const relay = testRelay(database.url, { RELAY_BATCH_SIZE: '2', RELAY_PER_WEBHOOK_IN_FLIGHT: '2' });
   await relay.start();
   try {
-    await until(() => relay.heldBack);
+    await until(() => relay.mode === 'held_back');
     const sent = receiver.received('/hook').length;
     // two batches of results waiting, at most two more requests in flight
     t.true(sent <= 8, `sent ${sent} before holding back`);

@@ -1,7 +1,8 @@
 // With the poll timer out of the picture, the wake-up protocol alone must bring every
-// delivery (sql/36_wakeup.sql): an idle relay is woken by the NOTIFY of the next
+// delivery (sql/20_wakeup.sql): an idle relay is woken by the NOTIFY of the next
 // capturing transaction, and a relay that is awake finds new work without one.
 import test from 'ava';
+import { LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
 import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
 
 const HOUR = String(60 * 60 * 1000);
@@ -11,9 +12,9 @@ function relayAsleep(pool: Parameters<typeof waitForRows>[0]) {
   return waitForRows(
     pool,
     `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
-     where l.locktype = 'advisory' and l.classid = 1651532919 and l.objid = 2 and l.granted
+     where l.locktype = 'advisory' and l.classid = $1 and l.objid = $2 and l.granted
        and a.application_name = 'bpd-webhooks-relay-idle'`,
-    [],
+    [LOCK_CLASS, LOCK_KEYS.relayIdle],
     (rows) => rows.length > 0,
     10_000,
   );

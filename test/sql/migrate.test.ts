@@ -1,11 +1,14 @@
 // Migrating is safe to repeat and to run twice at once.
 import test from 'ava';
 import pg from 'pg';
-import { migrate } from '../../tools/migrate.ts';
+import { readdir } from 'node:fs/promises';
+import { migrate, migrationsDir } from '../../tools/migrate.ts';
 import { databaseUrl } from '../helpers/db.ts';
 
+let emptyDatabases = 0;
+
 async function withEmptyDatabase(work: (url: string) => Promise<void>) {
-  const name = `bpd_test_empty_${process.pid}`;
+  const name = `bpd_test_empty_${process.pid}_${++emptyDatabases}`;
   const server = new pg.Client({ connectionString: process.env.DATABASE_URL });
   await server.connect();
   await server.query(`drop database if exists ${name} with (force)`);
@@ -23,7 +26,7 @@ async function shape(url: string) {
   await client.connect();
   try {
     const { rows } = await client.query(`
-      select (select count(*) from migrations)::int as migrations,
+      select (select count(*) from webhooks_private.migrations)::int as migrations,
              (select count(*) from pg_trigger t join pg_class c on c.oid = t.tgrelid
                join pg_namespace n on n.oid = c.relnamespace
                where not t.tgisinternal and n.nspname in ('crm', 'webhooks'))::int as triggers,
@@ -55,5 +58,63 @@ test('two migrates at once, then a third: same schema, nothing duplicated, captu
     } finally {
       await client.end();
     }
+  });
+});
+
+async function migrationsRecorded(url: string, table: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query(`select id, name, run_on from ${table} order by id`);
+    return rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function exists(url: string, relation: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query('select to_regclass($1) is not null as found', [relation]);
+    return rows[0].found;
+  } finally {
+    await client.end();
+  }
+}
+
+test('an install that recorded its migrations in public.migrations keeps them: the table moves, nothing runs again', async (t) => {
+  await withEmptyDatabase(async (url) => {
+    await migrate(url);
+    // the layout of installs migrated before the table moved
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query('alter table webhooks_private.migrations set schema public');
+    await client.end();
+    const before = await migrationsRecorded(url, 'public.migrations');
+    t.true(before.length >= 5);
+
+    const lines: string[] = [];
+    await migrate(url, (line) => lines.push(line));
+    t.deepEqual(lines.filter((line) => line.startsWith('migrated')), []);
+    t.false(await exists(url, 'public.migrations'));
+    t.deepEqual(await migrationsRecorded(url, 'webhooks_private.migrations'), before);
+    // and the next migration would get the next id
+    t.true(await exists(url, 'webhooks_private.migrations_id_seq'));
+  });
+});
+
+test('a public.migrations of someone else (not recording ours) is left alone', async (t) => {
+  await withEmptyDatabase(async (url) => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query('create table public.migrations (id serial primary key, name text not null, run_on timestamp not null)');
+    await client.query("insert into public.migrations (name, run_on) values ('crm_0001_init', now())");
+    await client.end();
+    const theirs = await migrationsRecorded(url, 'public.migrations');
+    await migrate(url);
+    t.deepEqual(await migrationsRecorded(url, 'public.migrations'), theirs);
+    const ours = (await readdir(migrationsDir)).filter((name) => name.endsWith('.sql')).map((name) => name.slice(0, -4)).sort();
+    t.deepEqual((await migrationsRecorded(url, 'webhooks_private.migrations')).map((row) => row.name), ours);
   });
 });

@@ -1,8 +1,9 @@
 // NOTIFY is a wake-up for a sleeping relay, sent on commit: at most one per
 // transaction, none when nothing was written, none after a rollback, and none while
-// every relay is awake (sql/36_wakeup.sql).
+// every relay is awake (sql/20_wakeup.sql).
 import test from 'ava';
 import pg from 'pg';
+import { CHANNEL, LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -22,7 +23,7 @@ async function relayConnection(url: string) {
     if (waiter) waiter(n);
     else queue.push(n);
   });
-  await client.query('listen bpd_webhooks');
+  await client.query(`listen ${CHANNEL}`);
   return {
     goingIdle: async () => (await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe as boolean,
     awake: () => client.query('select webhooks_relay.awake()'),
@@ -39,7 +40,7 @@ async function relayConnection(url: string) {
 // A committed transaction that notifies with a payload of its own: every notification
 // before it in the stream came from earlier commits.
 async function sentinel(pool: pg.Pool, mark: string) {
-  await pool.query('select pg_notify($1, $2)', ['bpd_webhooks', mark]);
+  await pool.query('select pg_notify($1, $2)', [CHANNEL, mark]);
 }
 
 async function hookFor(action: string) {
@@ -116,4 +117,11 @@ test.serial('a relay may not fall asleep while a transaction that skipped its NO
   }
   t.true(await relay.goingIdle(), 'now one more claim sees it');
   await relay.close();
+});
+
+test('TypeScript names the channel and the lock keys as the engine defines them', async (t) => {
+  const { rows: [row] } = await db().pool.query(
+    `select webhooks_private.notify_channel() as channel, webhooks_private.lock_space() as class,
+            webhooks_private.capturing_lock() as capturing, webhooks_private.relay_idle_lock() as relay_idle`);
+  t.deepEqual(row, { channel: CHANNEL, class: LOCK_CLASS, capturing: LOCK_KEYS.capturing, relay_idle: LOCK_KEYS.relayIdle });
 });

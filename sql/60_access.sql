@@ -1,4 +1,5 @@
--- bpd-webhooks engine, part 6: who may see and do what.
+-- bpd-webhooks engine: who may see and do what. Every role, every grant,
+-- row-level security, and which functions run as their owner: all in this file.
 --
 -- Roles (cluster-wide, so created once and left alone afterwards):
 --   webhook_viewer         reads its company's webhooks, deliveries and attempts
@@ -7,10 +8,13 @@
 --                          webhook_admin or webhook_viewer (SET ROLE, from the JWT)
 --                          with jwt.claims.company_id set; of its own it may only
 --                          roll up the report's daily counts
+--   bpd_webhooks_relay     the relay: claim, settle, release, rescue, idle
+--                          announcements (schema webhooks_relay) and the health
+--                          questions (webhooks_ops), nothing else
 -- The company comes from the request (jwt.claims.company_id) and row-level security
 -- applies it to every exposed table: a company sees only its own rows, and a row it
--- cannot see it cannot change. webhooks_private (secrets, subscriptions) is granted to
--- no API role at all. The last part of this file is what PostGraphile shows.
+-- cannot see it cannot change. No tables of webhooks_private (secrets, subscriptions)
+-- are granted to any role; its functions are executable only where granted below.
 
 do $$
 declare
@@ -35,6 +39,26 @@ grant webhook_admin, webhook_viewer to webhook_authenticator;
 comment on role webhook_viewer is 'bpd-webhooks API: reads its company''s webhooks and their history';
 comment on role webhook_admin is 'bpd-webhooks API: configures its company''s webhooks, replays deliveries';
 comment on role webhook_authenticator is 'bpd-webhooks API server login; becomes webhook_admin or webhook_viewer per request';
+
+-- The relay's role. bpd_webhooks_relay may do exactly what the relay does, through
+-- the functions of schema webhooks_relay (claim, settle, release and rescue in
+-- 30_delivery.sql, the idle announcements in 20_wakeup.sql), and nothing else: no
+-- grant on any table, so it can neither read contacts nor change a webhook's
+-- configuration. It is NOLOGIN: the relay connects as whatever user DATABASE_URL
+-- names and switches to this role for its work (the role setting at connection
+-- start), so that user must be a member of it:
+--   GRANT bpd_webhooks_relay TO my_relay_login;
+-- Its LISTEN connection needs no grant at all. Creating it is idempotent and safe
+-- when two migrations of one cluster race.
+do $$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'bpd_webhooks_relay') then
+    create role bpd_webhooks_relay nologin;
+  end if;
+exception
+  when duplicate_object or unique_violation then null;
+end;
+$$;
 
 ------------------------------------------------------------------------------------
 -- Functions that write private tables run as their owner.
@@ -71,24 +95,64 @@ grant usage on schema webhooks to webhook_viewer;
 grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
   webhooks.fire_history, webhooks.delivery_day_counts to webhook_viewer;
 
--- the authenticator's one right of its own: rolling up the report's daily counts
--- (sql/55_report_counts.sql), which the API server does every few minutes
-grant usage on schema webhooks to webhook_authenticator;
-revoke all on function webhooks.roll_up_report_counts() from public;
-grant execute on function webhooks.roll_up_report_counts() to webhook_authenticator;
-
 grant insert (company_id, name, url, fields, actions, status_id, user_id)
   on webhooks.webhooks to webhook_admin;
 grant update (name, url, fields, actions, status_id, user_id,
               enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at)
   on webhooks.webhooks to webhook_admin;
 grant delete on webhooks.webhooks to webhook_admin;
--- the company's statuses and users run as their owner (sql/50_api.sql): callers
+-- the company's statuses and users run as their owner (55_report.sql): callers
 -- are the API roles only
 revoke all on function webhooks.company_statuses(), webhooks.company_users() from public;
 grant execute on function webhooks.company_statuses(), webhooks.company_users() to webhook_viewer;
 -- replay: put a finished delivery back in the outbox
 grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to webhook_admin;
+
+-- The helpers the API functions call live in webhooks_private, which PostGraphile
+-- does not show. A function there may be called by a role only if granted here: the
+-- API roles get exactly the helpers of the functions they call, which run as the
+-- caller, so grants and row-level security still decide what they reach.
+-- (Trigger functions need no grant: Postgres checks none when a trigger fires.)
+revoke execute on all functions in schema webhooks_private from public;
+grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
+-- the report's counting (webhooks.webhook_report)
+grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz)
+  to webhook_viewer;
+-- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql)
+grant execute on function
+  webhooks_private.webhook_for_update(bigint),
+  webhooks_private.issued_secret(bigint),
+  webhooks_private.issued_secret_setting(bigint),
+  webhooks_private.secret_grace(),
+  webhooks_private.require_enabled(webhooks.webhooks),
+  webhooks_private.requeue_delivery(webhooks.deliveries)
+  to webhook_admin;
+
+-- the authenticator's one right of its own: rolling up the report's daily counts
+-- (50_report_counts.sql), which the API server does every few minutes. It runs as
+-- its owner.
+grant usage on schema webhooks to webhook_authenticator;
+revoke all on function webhooks.roll_up_report_counts() from public;
+grant execute on function webhooks.roll_up_report_counts() to webhook_authenticator;
+
+-- The relay: its entry points, and the lock keys its idle announcements take
+-- (20_wakeup.sql; the claim, settle, release and rescue functions run as their owner).
+-- Functions are executable by PUBLIC unless revoked: the relay's are for it alone.
+grant usage on schema webhooks_relay to bpd_webhooks_relay;
+revoke all on all functions in schema webhooks_relay from public;
+grant execute on all functions in schema webhooks_relay to bpd_webhooks_relay;
+grant execute on function
+  webhooks_private.lock_space(),
+  webhooks_private.capturing_lock(),
+  webhooks_private.relay_idle_lock()
+  to bpd_webhooks_relay;
+
+-- The health endpoints of the API and the relay (58_operations.sql): counts only,
+-- answered by functions that run as their owner.
+revoke all on schema webhooks_ops from public;
+revoke all on all functions in schema webhooks_ops from public;
+grant usage on schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
+grant execute on all functions in schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
 
 ------------------------------------------------------------------------------------
 -- Row-level security: the company of the request, on every exposed table.
@@ -137,75 +201,3 @@ drop policy if exists company_reads on webhooks.delivery_attempts;
 create policy company_reads on webhooks.delivery_attempts
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
-
-------------------------------------------------------------------------------------
--- What PostGraphile shows (smart comments: the first lines document the GraphQL
--- type or field, an @behavior line adds or removes what it generates).
--- Writes go through the API functions only, never the generated CRUD mutations.
-
-comment on table webhooks.webhooks is $$
-@behavior -insert -update -delete
-A webhook: where to POST which contact fields when which actions happen. The signing secret is not here: it is shown once, by createWebhook and rotateWebhookSecret.$$;
-comment on column webhooks.webhooks.company_id is 'The company that owns the webhook (always the caller''s).';
-comment on column webhooks.webhooks.fields is 'The contact fields sent (besides id); see contactFields.';
-comment on column webhooks.webhooks.actions is 'The actions that fire the webhook.';
-comment on column webhooks.webhooks.status_id is 'Only for status actions: fire for this status tag only.';
-comment on column webhooks.webhooks.user_id is 'Only for contact.user_assigned: fire for this user only.';
-comment on column webhooks.webhooks.enabled is 'False: disabled ("Webhook Status: Disabled"); nothing new is queued.';
-comment on column webhooks.webhooks.disabled_by is 'Who disabled it (the token subject), or the relay when the receiver answered 410.';
-comment on column webhooks.webhooks.secret_rotated_at is 'When the signing secret was last rotated.';
-
-comment on table webhooks.deliveries is $$
-@behavior -insert -update -delete
-One message to one webhook (one event), with its delivery state. Retries are attempts of the same message.$$;
-comment on column webhooks.deliveries.message_id is 'The webhook-id header: the same on every attempt and replay.';
-comment on column webhooks.deliveries.payload is 'The body sent, as it was when the event happened.';
-comment on column webhooks.deliveries.state is 'pending, in_flight, succeeded or failed.';
-comment on column webhooks.deliveries.locked_by is '@behavior -*';
-comment on column webhooks.deliveries.locked_until is '@behavior -*';
-
-comment on table webhooks.delivery_attempts is $$
-@behavior -insert -update -delete
-One HTTP attempt of a delivery.$$;
-
-comment on type webhooks.webhook_report_row is
-  'One line of the webhooks report: a webhook and what it did in the date range.';
-
-comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint) is
-  'Create a webhook for your company. The response carries its signing secret: store it, it is never shown again.';
-comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean) is
-  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId remove a filter.';
-comment on function webhooks.delete_webhook(bigint) is
-  'Delete a webhook and its history.';
-comment on function webhooks.disable_webhook(bigint, text) is
-  'Disable a webhook ("Webhook Status: Disabled"), recording who and why.';
-comment on function webhooks.enable_webhook(bigint) is
-  'Enable a webhook again.';
-comment on function webhooks.rotate_webhook_secret(bigint) is
-  'Replace the signing secret; returns the new one once. The previous secret stays valid for 24 hours.';
-comment on function webhooks.replay_delivery(bigint) is
-  'Send a delivery again, as a new attempt of the same message (same webhook-id).';
-comment on function webhooks.replay_failed(bigint, timestamptz) is
-  'Send again every failed delivery of a webhook created since the given time.';
-comment on function webhooks.webhook_report(timestamptz, timestamptz) is
-  'The webhooks report: every webhook of your company with times fired / succeeded / failed for deliveries created in [since, until).';
-comment on function webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text) is $$
-@fieldName history
-@behavior +order
-The deliveries of this webhook created in [since, until), optionally in one state, newest first. Cursors are keysets on (created_at, id): pages stay put while new deliveries arrive.$$;
-comment on function webhooks.current_company_id() is 'The company of the caller.';
-comment on function webhooks.current_actor() is 'Who the caller is (the token subject).';
-comment on function webhooks.contact_fields() is 'The contact fields a webhook may send.';
-comment on function webhooks.company_statuses() is 'The status tags of your company (what statusId may name).';
-comment on function webhooks.company_users() is 'The users of your company (what userId may name).';
-
--- internals
-comment on table webhooks.delivery_day_counts is $$
-@behavior -*
-The report's counts of days long past (sql/55_report_counts.sql): read them through webhooks.webhook_report.$$;
-comment on function webhooks.count_deliveries(bigint, bigint, timestamptz, timestamptz) is '@behavior -*';
-comment on function webhooks.roll_up_report_counts() is '@behavior -*';
-comment on function webhooks.issued_secret(bigint) is '@behavior -*';
-comment on function webhooks.webhook_for_update(bigint) is '@behavior -*';
-comment on function webhooks.requeue_delivery(webhooks.deliveries) is '@behavior -*';
-comment on function webhooks.require_enabled(webhooks.webhooks) is '@behavior -*';

@@ -1,4 +1,4 @@
--- bpd-webhooks engine, part 8: what operators' tools ask (ops/operations.ts).
+-- bpd-webhooks engine: what operators' tools ask (ops/operations.ts).
 --
 -- The admin API and the relay answer /readyz and /metrics with two questions to the
 -- database: "is it migrated to the version this code expects?" and "how big and how
@@ -7,11 +7,10 @@
 -- question is one function that runs as its owner and answers counts only: no row,
 -- no company, nothing a tenant wrote. They live in a schema of their own, which
 -- PostGraphile does not show.
-create schema if not exists webhooks_ops;
-comment on schema webhooks_ops is
-  'bpd-webhooks operations: readiness and backlog questions for the API''s and the relay''s health endpoints.';
+-- (The schema webhooks_ops: 00_schemas.sql; the grants: 60_access.sql.)
 
--- The newest versioned migration applied (node-pg-migrate's table public.migrations).
+-- The newest versioned migration applied (node-pg-migrate's table
+-- webhooks_private.migrations, tools/migrate.ts).
 create or replace function webhooks_ops.latest_migration()
 returns text
 language sql
@@ -19,7 +18,7 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select max(name) from public.migrations;
+  select max(name) from webhooks_private.migrations;
 $$;
 
 -- Deliveries due now (pending, next attempt reached) and how long the longest-waiting
@@ -36,8 +35,3 @@ as $$
   from webhooks.deliveries
   where state = 'pending' and next_attempt_at <= now();
 $$;
-
-revoke all on schema webhooks_ops from public;
-revoke all on all functions in schema webhooks_ops from public;
-grant usage on schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
-grant execute on all functions in schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;

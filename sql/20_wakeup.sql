@@ -1,4 +1,4 @@
--- bpd-webhooks engine, part 3c: waking the relay, without making writers wait.
+-- bpd-webhooks engine: waking the relay, without making writers wait.
 --
 -- A NOTIFY is cheap to send but costly to commit: Postgres serialises the commits of
 -- all transactions that notify (they queue for one lock, held through the commit's
@@ -8,10 +8,12 @@
 -- only when a relay is asleep and needs the wake-up; a relay that is awake finds the
 -- delivery by itself. Two advisory locks make that exact, with no row to update:
 --
---   relay_idle (key 'bpdw' 2)  held SHARED by every relay that is waiting for work,
---                              on its own connection, until it wakes.
---   capturing  (key 'bpdw' 1)  held SHARED by every transaction that wrote a
---                              delivery and did not notify, until it ends.
+--   relay_idle  held SHARED by every relay that is waiting for work, on its own
+--               connection, until it wakes.
+--   capturing   held SHARED by every transaction that wrote a delivery and did not
+--               notify, until it ends.
+-- (Their keys: webhooks_private.lock_space() with relay_idle_lock() and
+-- capturing_lock(), 00_schemas.sql.)
 --
 -- A relay falls asleep in three steps: it takes relay_idle (from then on every new
 -- capturing transaction notifies); it checks that nobody holds capturing (every
@@ -19,6 +21,18 @@
 -- once more. Only if that claim is empty does it wait for a NOTIFY. If capturing is
 -- held, the relay looks again a moment later instead of sleeping. The poll timer
 -- stays as a safety net.
+--
+-- Capture (25_capture.sql) calls wake_relay(); rescue (30_delivery.sql) wakes every
+-- relay with notify_relays(). The relay's side: relay/idle.ts.
+
+-- private: wake every relay that listens (the channel: 00_schemas.sql)
+create or replace function webhooks_private.notify_relays()
+returns void
+language sql
+volatile
+as $$
+  select pg_notify(webhooks_private.notify_channel(), '');
+$$;
 
 -- private: called by capture after writing deliveries (at most once per transaction
 -- it matters; the locks are re-entrant and cheap to take again).
@@ -27,14 +41,15 @@ returns void
 language plpgsql
 as $$
 begin
-  if pg_try_advisory_xact_lock_shared(1651532919, 1) then   -- capturing
+  if pg_try_advisory_xact_lock_shared(webhooks_private.lock_space(), webhooks_private.capturing_lock()) then
     -- no relay is between "going idle" and "asleep"; is one asleep?
-    if pg_try_advisory_lock(1651532919, 2) then              -- relay_idle is free: all awake
-      perform pg_advisory_unlock(1651532919, 2);
+    if pg_try_advisory_lock(webhooks_private.lock_space(), webhooks_private.relay_idle_lock()) then
+      -- relay_idle is free: all awake
+      perform pg_advisory_unlock(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
       return;
     end if;
   end if;
-  perform pg_notify('bpd_webhooks', '');
+  perform webhooks_private.notify_relays();
 end;
 $$;
 
@@ -47,9 +62,10 @@ language plpgsql
 as $$
 begin
   -- taken again if already held: awake() gives it up as often as it was taken
-  perform pg_advisory_lock_shared(1651532919, 2);             -- relay_idle
-  if pg_try_advisory_lock(1651532919, 1) then                 -- nobody is capturing
-    perform pg_advisory_unlock(1651532919, 1);
+  perform pg_advisory_lock_shared(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
+  if pg_try_advisory_lock(webhooks_private.lock_space(), webhooks_private.capturing_lock()) then
+    -- nobody is capturing
+    perform pg_advisory_unlock(webhooks_private.lock_space(), webhooks_private.capturing_lock());
     return true;
   end if;
   return false;
@@ -62,13 +78,8 @@ returns void
 language plpgsql
 as $$
 begin
-  while pg_advisory_unlock_shared(1651532919, 2) loop      -- relay_idle, as often as taken
+  -- relay_idle, as often as taken
+  while pg_advisory_unlock_shared(webhooks_private.lock_space(), webhooks_private.relay_idle_lock()) loop
   end loop;
 end;
 $$;
-
-revoke all on function webhooks_relay.going_idle() from public;
-revoke all on function webhooks_relay.awake() from public;
-
-grant execute on function webhooks_relay.going_idle() to bpd_webhooks_relay;
-grant execute on function webhooks_relay.awake() to bpd_webhooks_relay;

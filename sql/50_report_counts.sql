@@ -1,6 +1,6 @@
--- bpd-webhooks engine, part 5b: daily counts that keep the report fast.
+-- bpd-webhooks engine: daily counts that keep the report fast, and counting.
 --
--- The report (webhooks.webhook_report, sql/50_api.sql) counts each webhook's
+-- The report (webhooks.webhook_report, 55_report.sql) counts each webhook's
 -- deliveries created in a date range. Counting rows costs about half a microsecond a
 -- row: fine for thousands, too slow for a company with hundreds of thousands in the
 -- range. So days long past are counted once, into webhooks.delivery_day_counts, and
@@ -17,7 +17,10 @@
 -- commits second sees the other.
 --
 -- Rolling up: webhooks.roll_up_report_counts(), which the API server calls every few
--- minutes (as webhook_authenticator, the one role allowed to), or anyone as owner.
+-- minutes (as webhook_authenticator, the one role allowed to: 60_access.sql), or a
+-- DBA as owner: an entry point, so in the public schema, and hidden from GraphQL in
+-- 70_graphql.sql. Counting a range: webhooks_private.count_deliveries(), which the
+-- report calls. The lock's key: webhooks_private.day_counts_lock (00_schemas.sql).
 
 -- private: the UTC day of a time, and the time a UTC day starts
 create or replace function webhooks_private.utc_day(p_at timestamptz)
@@ -34,15 +37,6 @@ language sql
 immutable
 as $$
   select p_day::timestamp at time zone 'utc';
-$$;
-
--- private: the advisory lock of one webhook's counts
-create or replace function webhooks_private.day_counts_lock(p_webhook_id bigint)
-returns bigint
-language sql
-immutable
-as $$
-  select hashtextextended('bpd_webhooks.delivery_day_counts', p_webhook_id);
 $$;
 
 -- private: a delivery of this webhook created at p_at changed: its day's count is no
@@ -212,11 +206,12 @@ begin
 end;
 $$;
 
--- public, internal to the report (not in GraphQL): a webhook's deliveries created in
--- [since, until): the counted days wholly inside the range from delivery_day_counts,
--- everything else counted from the outbox, one index range per stretch between them.
--- Runs as the caller: row-level security applies to both tables.
-create or replace function webhooks.count_deliveries(
+-- private, the report's counting: a webhook's deliveries created in [since, until):
+-- the counted days wholly inside the range from delivery_day_counts, everything else
+-- counted from the outbox, one index range per stretch between them. Runs as the
+-- caller: row-level security applies to both tables.
+drop function if exists webhooks.count_deliveries(bigint, bigint, timestamptz, timestamptz);
+create or replace function webhooks_private.count_deliveries(
   p_webhook_id bigint,
   p_company_id bigint,
   since timestamptz,

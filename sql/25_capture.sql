@@ -1,4 +1,4 @@
--- bpd-webhooks engine, part 2: capture.
+-- bpd-webhooks engine: capture.
 --
 -- Triggers on the CRM tables write one webhooks.deliveries row per matching webhook,
 -- in the same transaction as the change: a rolled-back change leaves nothing, a
@@ -9,7 +9,7 @@
 -- webhook tables and row-level security guards them: like every trigger function of
 -- the engine, these run as their owner (SECURITY DEFINER) with the search path
 -- pinned, so that a writer's own search_path cannot put other functions or operators
--- in their way. 60_security.sql sets that for all of them at once. (Measured: no
+-- in their way. 60_access.sql sets that for all of them at once. (Measured: no
 -- cost worth naming.)
 --
 -- Cost matters: every contact write pays for these triggers. Each trigger first asks
@@ -24,9 +24,8 @@
 --   the generic plan plpgsql settles on for "company_id = any($array)" is a
 --   sequential scan of every subscription (0.2 ms a call with 2,000 subscriptions).
 --
--- public: the NOTIFY channel bpd_webhooks. Its payload is empty: a wake-up hint for
--- the relay, never the data (the table is the truth). A transaction notifies only if
--- it wrote a delivery and a relay is asleep (36_wakeup.sql), and at most once:
+-- A transaction that wrote deliveries wakes the relay (wake_relay, 20_wakeup.sql): it
+-- notifies on the channel bpd_webhooks only if a relay is asleep, and at most once:
 -- Postgres folds identical notifications of one transaction into one.
 
 -- private: where the change came from (SET LOCAL webhooks.source = 'platform' | ...)
@@ -151,7 +150,7 @@ begin
   order by w.id;
   get diagnostics v_written = row_count;
   if v_written > 0 then
-    perform webhooks_private.wake_relay();   -- 36_wakeup.sql
+    perform webhooks_private.wake_relay();   -- 20_wakeup.sql
   end if;
   return v_written;
 end;

@@ -1,12 +1,16 @@
--- bpd-webhooks engine, part 5c: the report behind REPORTS >> Webhooks.
+-- bpd-webhooks engine: the report behind REPORTS >> Webhooks.
 --
--- Public API, read-only, running as the caller (row-level security applies):
+-- Public API, read-only:
 --   webhooks.webhook_report(since, until)  every webhook of the company with times
 --                                          fired / succeeded / failed in the range
+--                                          (counting: 50_report_counts.sql)
 --   webhooks.webhooks_history(webhook, …)  one webhook's deliveries, newest first
 --                                          (GraphQL: the field `history` of Webhook)
 --   webhooks.company_statuses(), webhooks.company_users()
 --                                          what a webhook's filters may name
+--   webhooks.current_company_name()        whose webhooks the page shows
+-- The report and the history run as the caller (row-level security applies); the
+-- CRM lookups run as their owner and answer for the caller's company only.
 
 ------------------------------------------------------------------------------------
 -- The caller's company's statuses and users: what a webhook's status_id / user_id
@@ -79,7 +83,7 @@ as $$
   from webhooks.webhooks w
   left join webhooks.company_statuses() s on s.id = w.status_id
   left join webhooks.company_users() u on u.id = w.user_id
-  cross join lateral webhooks.count_deliveries(w.id, w.company_id, since, until) c
+  cross join lateral webhooks_private.count_deliveries(w.id, w.company_id, since, until) c
   order by w.created_at desc, w.id desc;
 $$;
 
@@ -106,4 +110,19 @@ as $$
     and d.created_at < coalesce(until, 'infinity')
     and (webhooks_history.state is null or d.state = webhooks_history.state)
   order by d.created_at desc, d.id desc;
+$$;
+
+------------------------------------------------------------------------------------
+-- The page says whose webhooks these are. Company names live in the CRM tables, which
+-- no API role may read; this reads just the caller's own company's name, as its owner.
+
+-- public: the name of the caller's company (GraphQL: currentCompanyName)
+create or replace function webhooks.current_company_name()
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select c.name from crm.companies c where c.id = webhooks.current_company_id();
 $$;

@@ -1,0 +1,9 @@
+// The one backoff the relay's retries share (the listener's reconnects, settles while
+// the database is unreachable): doubling from a base, capped. A reconnect storm
+// after a database restart stays at one try per cap per connection.
+
+/** The wait before retry number `attempt` (0 for the first retry). */
+export function backoffMs(attempt: number, options: { baseMs?: number; capMs: number }): number {
+  const base = options.baseMs ?? 100;
+  return Math.min(base * 2 ** Math.max(0, attempt), options.capMs);
+}

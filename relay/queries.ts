@@ -1,0 +1,154 @@
+// Every statement the relay sends, one exported function each: the rest of the relay
+// holds no SQL. Each calls one function of the engine (sql/30_delivery.sql,
+// sql/20_wakeup.sql), which decides; the relay only asks. Claim and settle are named
+// (prepared once per connection): they run thousands of times a second under load.
+import type pg from 'pg';
+
+type Db = Pick<pg.Pool | pg.Client, 'query'>;
+
+/** One delivery as leased: everything needed to send it. */
+export interface DeliveryJob {
+  deliveryId: string;
+  messageId: string;
+  webhookId: string;
+  /** the number of this attempt, 1 for the first */
+  attempt: number;
+  url: string;
+  /** the stored payload, serialised once by Postgres: sent and signed byte for byte */
+  body: string;
+  secret: string | null;
+  previousSecret: string | null;
+}
+
+export interface ClaimRequest {
+  relayId: string;
+  /** at most this many deliveries, all webhooks together */
+  limit: number;
+  leaseMs: number;
+  /**
+   * at most this many deliveries of one webhook held by this relay once the claim is
+   * done, counting `heldByWebhook`: its request slots plus its prefetch queue
+   */
+  perWebhookCap: number;
+  /** deliveries this relay holds now (in flight and queued), per webhook id */
+  heldByWebhook: ReadonlyMap<string, number>;
+  /** refill these webhooks only; null: discover due work of all webhooks */
+  only: string[] | null;
+}
+
+export interface Claimed {
+  jobs: DeliveryJob[];
+  /** a discovery was cut off at the limit: more may be due now */
+  moreDue: boolean;
+}
+
+/** Leases a batch of due deliveries to this relay (webhooks_relay.claim_deliveries). */
+export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Claimed> {
+  const { rows } = await db.query({
+    name: 'bpd_webhooks_claim',
+    text: `
+      select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret, more_due
+      from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[])`,
+    values: [
+      request.relayId,
+      request.limit,
+      request.leaseMs,
+      request.perWebhookCap,
+      [...request.heldByWebhook.keys()],
+      [...request.heldByWebhook.values()],
+      request.only,
+    ],
+  });
+  const jobs = rows.map((row) => ({
+    deliveryId: row.delivery_id,
+    messageId: row.message_id,
+    webhookId: row.webhook_id,
+    attempt: row.attempt,
+    url: row.url,
+    body: row.body,
+    secret: row.secret,
+    previousSecret: row.previous_secret,
+  }));
+  return { jobs, moreDue: rows.some((row) => row.more_due) };
+}
+
+/** What one attempt came to, as settle_deliveries takes it. */
+export interface AttemptRecord {
+  deliveryId: string;
+  attempt: number;
+  attemptedAt: Date;
+  durationMs: number;
+  /** null: no HTTP status (refused destination, timeout, reset, …) */
+  statusCode: number | null;
+  /** the transport error, or a note on the response (a redirect not followed) */
+  error: string | null;
+  responseBody: string | null;
+  retryAfterSeconds: number | null;
+}
+
+export interface SettledDelivery {
+  state: 'succeeded' | 'pending' | 'failed';
+  nextAttemptAt: Date;
+}
+
+/**
+ * Writes a batch of attempts (webhooks_relay.settle_deliveries): SQL decides success,
+ * retry or failure. The answer has a row for each delivery still leased to this
+ * relay; one missing had its lease run out (another relay owns it now).
+ */
+export async function settleDeliveries(db: Db, relayId: string, batch: readonly AttemptRecord[]): Promise<Map<string, SettledDelivery>> {
+  const { rows } = await db.query({
+    name: 'bpd_webhooks_settle',
+    text: `
+      select delivery_id, state, next_attempt_at
+      from webhooks_relay.settle_deliveries($1, $2::bigint[], $3::integer[], $4::timestamptz[], $5::integer[],
+                                              $6::integer[], $7::text[], $8::text[], $9::integer[])`,
+    values: [
+      relayId,
+      batch.map((r) => r.deliveryId),
+      batch.map((r) => r.attempt),
+      batch.map((r) => r.attemptedAt),
+      batch.map((r) => r.durationMs),
+      batch.map((r) => r.statusCode),
+      batch.map((r) => r.error),
+      batch.map((r) => r.responseBody),
+      batch.map((r) => r.retryAfterSeconds),
+    ],
+  });
+  return new Map(rows.map((row) => [row.delivery_id as string, { state: row.state, nextAttemptAt: row.next_attempt_at }]));
+}
+
+/**
+ * Hands deliveries claimed but never sent back (webhooks_relay.release_deliveries):
+ * pending again, the attempt not counted. Returns how many were still this relay's.
+ */
+export async function releaseDeliveries(db: Db, relayId: string, deliveryIds: readonly string[]): Promise<number> {
+  const { rows } = await db.query('select webhooks_relay.release_deliveries($1, $2::bigint[]) as released', [relayId, deliveryIds]);
+  return rows[0].released as number;
+}
+
+/** Returns deliveries whose lease ran out to pending (webhooks_relay.rescue_expired_leases). */
+export async function rescueExpiredLeases(db: Db): Promise<number> {
+  const { rows } = await db.query('select webhooks_relay.rescue_expired_leases() as rescued');
+  return rows[0].rescued as number;
+}
+
+/**
+ * On the relay's idle connection: announces that the relay is going idle (from now
+ * on captures notify). True when no capturing transaction that skipped its NOTIFY is
+ * still open (webhooks_relay.going_idle).
+ */
+export async function goingIdle(db: Db): Promise<boolean> {
+  const { rows } = await db.query('select webhooks_relay.going_idle() as safe');
+  return rows[0].safe === true;
+}
+
+/** On the relay's idle connection: the relay is awake; captures need not notify it. */
+export async function awake(db: Db): Promise<void> {
+  await db.query('select webhooks_relay.awake()');
+}
+
+/** The cheapest statement that proves the connection works under the relay's role. */
+export async function ping(db: Db): Promise<void> {
+  await db.query('select 1');
+}

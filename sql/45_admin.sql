@@ -1,0 +1,140 @@
+-- bpd-webhooks engine: the admin API's changes to webhooks.
+--
+-- Public API: the functions below are what the GraphQL mutations call (PostGraphile
+-- turns webhooks.create_webhook into the mutation createWebhook, and so on). They run
+-- as the caller (SECURITY INVOKER): grants and row-level security (60_access.sql)
+-- decide what a caller may see and change, here as in psql. A row of another company
+-- is invisible, so "not yours" and "does not exist" give the same error and reveal
+-- nothing (webhooks_private.webhook_for_update, 10_config.sql).
+--
+-- The caller is webhooks.current_company_id() and webhooks.current_actor()
+-- (05_caller.sql). Rotating a secret is in 15_secrets.sql, replaying deliveries in
+-- 30_delivery.sql, the report in 55_report.sql.
+--
+-- Errors carry an SQLSTATE, a CONSTRAINT naming the rule and, where one input is at
+-- fault, a COLUMN naming it, like the configuration checks of 10_config.sql.
+
+-- public: create a webhook for the caller's company; returns it with its signing
+-- secret (whsec_…), shown this once
+drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint);
+create function webhooks.create_webhook(
+  name      text,
+  url       text,
+  fields    text[],
+  actions   webhooks.action[],
+  status_id bigint default null,
+  user_id   bigint default null,
+  out webhook webhooks.webhooks,
+  out secret text
+)
+language plpgsql
+volatile
+as $$
+declare
+  v_company_id constant bigint := webhooks.current_company_id();
+begin
+  if v_company_id is null then
+    raise exception using
+      errcode = 'insufficient_privilege',
+      message = 'no company: the request carries no company_id claim',
+      constraint = 'company_required';
+  end if;
+  insert into webhooks.webhooks (company_id, name, url, fields, actions, status_id, user_id)
+  values (v_company_id, create_webhook.name, create_webhook.url, create_webhook.fields,
+          create_webhook.actions, create_webhook.status_id, create_webhook.user_id)
+  returning * into webhook;
+  secret := webhooks_private.issued_secret(webhook.id);
+end;
+$$;
+
+-- public: change a webhook. A null argument leaves that setting as it is;
+-- clear_status_id / clear_user_id remove the filter.
+create or replace function webhooks.update_webhook(
+  id              bigint,
+  name            text default null,
+  url             text default null,
+  fields          text[] default null,
+  actions         webhooks.action[] default null,
+  status_id       bigint default null,
+  user_id         bigint default null,
+  clear_status_id boolean default false,
+  clear_user_id   boolean default false
+)
+returns webhooks.webhooks
+language plpgsql
+volatile
+as $$
+declare
+  v webhooks.webhooks := webhooks_private.webhook_for_update(update_webhook.id);
+begin
+  update webhooks.webhooks w
+  set name      = coalesce(update_webhook.name, w.name),
+      url       = coalesce(update_webhook.url, w.url),
+      fields    = coalesce(update_webhook.fields, w.fields),
+      actions   = coalesce(update_webhook.actions, w.actions),
+      status_id = case when clear_status_id then null else coalesce(update_webhook.status_id, w.status_id) end,
+      user_id   = case when clear_user_id then null else coalesce(update_webhook.user_id, w.user_id) end
+  where w.id = v.id
+  returning * into v;
+  return v;
+end;
+$$;
+
+-- public: delete a webhook with its history (deliveries and attempts go with it)
+create or replace function webhooks.delete_webhook(id bigint)
+returns webhooks.webhooks
+language plpgsql
+volatile
+as $$
+declare
+  v webhooks.webhooks := webhooks_private.webhook_for_update(delete_webhook.id);
+begin
+  delete from webhooks.webhooks w where w.id = v.id;
+  return v;
+end;
+$$;
+
+-- public: stop a webhook firing; records who and why. Deliveries already queued are
+-- not sent: the relay settles them as failed ("not sent: the webhook is disabled"),
+-- so after enable_webhook, replay_failed(id, disabled_at) sends them after all.
+create or replace function webhooks.disable_webhook(id bigint, reason text default null)
+returns webhooks.webhooks
+language plpgsql
+volatile
+as $$
+declare
+  v webhooks.webhooks := webhooks_private.webhook_for_update(disable_webhook.id);
+begin
+  if not v.enabled then
+    return v;
+  end if;
+  update webhooks.webhooks w
+  set enabled = false,
+      disabled_at = now(),
+      disabled_by = webhooks.current_actor(),
+      disabled_reason = nullif(btrim(reason), '')
+  where w.id = v.id
+  returning * into v;
+  return v;
+end;
+$$;
+
+-- public: fire again from now on (events while it was disabled are not replayed)
+create or replace function webhooks.enable_webhook(id bigint)
+returns webhooks.webhooks
+language plpgsql
+volatile
+as $$
+declare
+  v webhooks.webhooks := webhooks_private.webhook_for_update(enable_webhook.id);
+begin
+  if v.enabled then
+    return v;
+  end if;
+  update webhooks.webhooks w
+  set enabled = true, disabled_at = null, disabled_by = null, disabled_reason = null
+  where w.id = v.id
+  returning * into v;
+  return v;
+end;
+$$;

@@ -1,0 +1,74 @@
+-- bpd-webhooks engine: what PostGraphile shows, and last because it comments
+-- on what every file before it made.
+--
+-- PostGraphile (api/preset.ts) reads schema webhooks alone: each function there
+-- becomes a GraphQL query or mutation named after it (create_webhook: createWebhook),
+-- each table a type. Helpers live in webhooks_private and webhooks_relay, which it
+-- never reads, so they need no hiding. Smart comments: the first lines document the
+-- GraphQL type or field, an @behavior line adds or removes what it generates.
+-- Writes go through the API functions only, never the generated CRUD mutations.
+
+comment on table webhooks.webhooks is $$
+@behavior -insert -update -delete
+A webhook: where to POST which contact fields when which actions happen. The signing secret is not here: it is shown once, by createWebhook and rotateWebhookSecret.$$;
+comment on column webhooks.webhooks.company_id is 'The company that owns the webhook (always the caller''s).';
+comment on column webhooks.webhooks.fields is 'The contact fields sent (besides id); see contactFields.';
+comment on column webhooks.webhooks.actions is 'The actions that fire the webhook.';
+comment on column webhooks.webhooks.status_id is 'Only for status actions: fire for this status tag only.';
+comment on column webhooks.webhooks.user_id is 'Only for contact.user_assigned: fire for this user only.';
+comment on column webhooks.webhooks.enabled is 'False: disabled ("Webhook Status: Disabled"); nothing new is queued.';
+comment on column webhooks.webhooks.disabled_by is 'Who disabled it (the token subject), or the relay when the receiver answered 410.';
+comment on column webhooks.webhooks.secret_rotated_at is 'When the signing secret was last rotated.';
+
+comment on table webhooks.deliveries is $$
+@behavior -insert -update -delete
+One message to one webhook (one event), with its delivery state. Retries are attempts of the same message.$$;
+comment on column webhooks.deliveries.message_id is 'The webhook-id header: the same on every attempt and replay.';
+comment on column webhooks.deliveries.payload is 'The body sent, as it was when the event happened.';
+comment on column webhooks.deliveries.state is 'pending, in_flight, succeeded or failed.';
+comment on column webhooks.deliveries.locked_by is '@behavior -*';
+comment on column webhooks.deliveries.locked_until is '@behavior -*';
+
+comment on table webhooks.delivery_attempts is $$
+@behavior -insert -update -delete
+One HTTP attempt of a delivery.$$;
+
+comment on type webhooks.webhook_report_row is
+  'One line of the webhooks report: a webhook and what it did in the date range.';
+
+comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint) is
+  'Create a webhook for your company. The response carries its signing secret: store it, it is never shown again.';
+comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean) is
+  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId remove a filter.';
+comment on function webhooks.delete_webhook(bigint) is
+  'Delete a webhook and its history.';
+comment on function webhooks.disable_webhook(bigint, text) is
+  'Disable a webhook ("Webhook Status: Disabled"), recording who and why.';
+comment on function webhooks.enable_webhook(bigint) is
+  'Enable a webhook again.';
+comment on function webhooks.rotate_webhook_secret(bigint) is
+  'Replace the signing secret; returns the new one once. The previous secret stays valid for 24 hours.';
+comment on function webhooks.replay_delivery(bigint) is
+  'Send a delivery again, as a new attempt of the same message (same webhook-id).';
+comment on function webhooks.replay_failed(bigint, timestamptz) is
+  'Send again every failed delivery of a webhook created since the given time.';
+comment on function webhooks.webhook_report(timestamptz, timestamptz) is
+  'The webhooks report: every webhook of your company with times fired / succeeded / failed for deliveries created in [since, until).';
+comment on function webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text) is $$
+@fieldName history
+@behavior +order
+The deliveries of this webhook created in [since, until), optionally in one state, newest first. Cursors are keysets on (created_at, id): pages stay put while new deliveries arrive.$$;
+comment on function webhooks.current_company_id() is 'The company of the caller.';
+comment on function webhooks.current_actor() is 'Who the caller is (the token subject).';
+comment on function webhooks.contact_fields() is 'The contact fields a webhook may send.';
+comment on function webhooks.company_statuses() is 'The status tags of your company (what statusId may name).';
+comment on function webhooks.company_users() is 'The users of your company (what userId may name).';
+comment on function webhooks.current_company_name() is 'The name of the caller''s company.';
+comment on function webhooks.retry_schedule(integer) is
+  'The delivery retry schedule in force (before ±jitter): when each attempt happens after the first one fails.';
+
+-- in the public schema for DBAs and the API server, not for GraphQL
+comment on table webhooks.delivery_day_counts is $$
+@behavior -*
+The report's counts of days long past (50_report_counts.sql): read them through webhooks.webhook_report.$$;
+comment on function webhooks.roll_up_report_counts() is '@behavior -*';

@@ -1,0 +1,161 @@
+// Slots and the prefetch queue on their own (relay/slots.ts): no database, no
+// receiver, the clock passed in. Each test names one rule of the bookkeeping.
+import test from 'ava';
+import type { DeliveryJob } from '../../relay/queries.ts';
+import { Slots, type SlotLimits } from '../../relay/slots.ts';
+
+const LEASE_MS = 60_000;
+let nextId = 1;
+
+function job(webhookId: string): DeliveryJob {
+  const id = String(nextId++);
+  return { deliveryId: id, messageId: `msg_${id}`, webhookId, attempt: 1, url: 'http://127.0.0.1/', body: '{}', secret: null, previousSecret: null };
+}
+
+/** Slots with these limits, and a helper that claims jobs as the loop does. */
+function setup(limits: Partial<SlotLimits> = {}) {
+  const slots = new Slots({ maxInFlight: 10, perWebhookInFlight: 2, prefetch: 2, requestTimeoutMs: 1_000, ...limits });
+  /** a discovery (only null) or refill that brought `jobs`; true for each started at once */
+  const claim = (jobs: DeliveryJob[], options: { only?: string[] | null; moreDue?: boolean; now?: number } = {}) => {
+    const view = slots.claimView();
+    if (!view) throw new Error('no room to claim');
+    slots.claimed(view, options.only ?? null, { jobs, moreDue: options.moreDue ?? false }, (options.now ?? 0) + LEASE_MS);
+    return jobs.map((j) => slots.admit(j));
+  };
+  return { slots, claim };
+}
+
+test('a webhook gets its request slots, the rest of its claim waits in its queue', (t) => {
+  const { slots, claim } = setup();
+  t.deepEqual(claim([job('a'), job('a'), job('a'), job('b')]), [true, true, false, true]);
+  t.is(slots.inFlight, 3);
+  t.is(slots.queued, 1);
+  t.is(slots.heldOf('a'), 3);
+  t.is(slots.heldOf('b'), 1);
+});
+
+test('the relay-wide cap holds requests back whatever their webhook', (t) => {
+  const { slots, claim } = setup({ maxInFlight: 2, perWebhookInFlight: 2, prefetch: 2 });
+  t.deepEqual(claim([job('a'), job('b'), job('c')]), [true, true, false]);
+  t.is(slots.inFlight, 2);
+  t.is(slots.queued, 1);
+});
+
+test('the relay-wide queue is as large beside maxInFlight as one webhook queue beside its slots', (t) => {
+  t.is(setup({ maxInFlight: 256, perWebhookInFlight: 32, prefetch: 32 }).slots.maxQueued, 256);
+  t.is(setup({ maxInFlight: 256, perWebhookInFlight: 32, prefetch: 16 }).slots.maxQueued, 128);
+  t.is(setup({ maxInFlight: 10, perWebhookInFlight: 3, prefetch: 1 }).slots.maxQueued, 4, 'rounded up');
+  t.is(setup({ prefetch: 0 }).slots.maxQueued, 0);
+});
+
+test('a claim is told what is held per webhook, in flight and queued, and how much room is left', (t) => {
+  const { slots, claim } = setup({ maxInFlight: 4, perWebhookInFlight: 2, prefetch: 2 });
+  claim([job('a'), job('a'), job('a'), job('b')]);
+  const view = slots.claimView()!;
+  t.is(view.perWebhookCap, 4, 'slots plus prefetch');
+  t.deepEqual([...view.heldByWebhook].sort(), [['a', 3], ['b', 1]]);
+  t.is(view.room, 4 + 4 - 4);
+  claim([job('c'), job('c'), job('d'), job('d')]);
+  t.true(slots.isFull());
+  t.is(slots.claimView(), null, 'full: no claim');
+});
+
+test('a finished request starts the next of its own webhook first', (t) => {
+  const { slots } = setup({ maxInFlight: 3, perWebhookInFlight: 1, prefetch: 1 });
+  const a1 = job('a');
+  const a2 = job('a');
+  const b1 = job('b');
+  const b2 = job('b');
+  const view = slots.claimView()!;
+  slots.claimed(view, null, { jobs: [a1, b1, b2, a2], moreDue: false }, LEASE_MS);
+  t.deepEqual([a1, b1, b2, a2].map((j) => slots.admit(j)), [true, true, false, false]);
+  const freed = slots.finished(a1, 10);
+  t.deepEqual(freed.start, [a2], "a's own queue first, though b's waited longer");
+  t.deepEqual(freed.tooLate, []);
+  t.is(slots.heldOf('a'), 1);
+  t.is(slots.queued, 1);
+});
+
+test('a slot freed under the relay-wide cap goes to another webhook that waited for it', (t) => {
+  const { slots } = setup({ maxInFlight: 2, perWebhookInFlight: 2, prefetch: 2 });
+  const [a1, a2, b1] = [job('a'), job('a'), job('b')];
+  const view = slots.claimView()!;
+  slots.claimed(view, null, { jobs: [a1, a2, b1], moreDue: false }, LEASE_MS);
+  t.deepEqual([a1, a2, b1].map((j) => slots.admit(j)), [true, true, false]);
+  t.deepEqual(slots.finished(a1, 10).start, [b1]);
+  t.is(slots.inFlight, 2);
+});
+
+test('a queued delivery whose lease would run out before its request could end is handed back, not sent', (t) => {
+  const { slots } = setup({ maxInFlight: 10, perWebhookInFlight: 1, prefetch: 2, requestTimeoutMs: 1_000 });
+  const [a1, a2, a3] = [job('a'), job('a'), job('a')];
+  slots.claimed(slots.claimView()!, null, { jobs: [a1, a2, a3], moreDue: false }, LEASE_MS);
+  [a1, a2, a3].forEach((j) => slots.admit(j));
+  // one request timeout before the lease ends: too late to start
+  const freed = slots.finished(a1, LEASE_MS - 1_000);
+  t.deepEqual(freed.tooLate, [a2, a3]);
+  t.deepEqual(freed.start, []);
+  t.is(slots.inFlight, 0, 'no slot is held for what is handed back');
+  t.is(slots.queued, 0);
+  t.is(slots.heldOf('a'), 0);
+});
+
+test('while stopping, a freed slot starts nothing, and every queued delivery is taken for release', (t) => {
+  const { slots, claim } = setup({ perWebhookInFlight: 1, prefetch: 2 });
+  const jobs = [job('a'), job('a'), job('a')];
+  claim(jobs);
+  t.false(slots.admit(job('b'), false), 'admitted while stopping: queued, not started');
+  t.deepEqual(slots.finished(jobs[0], 0, false), { start: [], tooLate: [] });
+  const queued = slots.takeQueued();
+  t.is(queued.length, 3);
+  t.is(slots.queued, 0);
+  t.is(slots.inFlight, 0);
+});
+
+test('a webhook whose claim filled all it could take is backlogged; one that got less is not', (t) => {
+  const { slots, claim } = setup({ perWebhookInFlight: 2, prefetch: 2 });
+  claim([job('a'), job('a'), job('a'), job('a'), job('b')]);
+  t.true(slots.isBacklogged('a'), 'a got its cap of 4');
+  t.false(slots.isBacklogged('b'));
+});
+
+test('a discovery cut off at its limit does not clear a backlog; a refill or a full discovery that comes back short does', (t) => {
+  const { slots, claim } = setup({ maxInFlight: 100, perWebhookInFlight: 2, prefetch: 0 });
+  const first = [job('a'), job('a')];
+  claim(first);
+  t.true(slots.isBacklogged('a'));
+  first.forEach((j) => slots.finished(j, 0));
+  const [second] = [job('a')];
+  claim([second], { moreDue: true });
+  t.true(slots.isBacklogged('a'), 'one of two free, but the discovery stopped at its limit');
+  slots.finished(second, 0);
+  claim([], { only: ['a'] });
+  t.false(slots.isBacklogged('a'), 'its own refill found nothing more');
+  const third = [job('a'), job('a')];
+  claim(third);
+  third.forEach((j) => slots.finished(j, 0));
+  claim([job('a')]);
+  t.false(slots.isBacklogged('a'), 'a discovery that reached the end found one of two free');
+});
+
+test('a backlogged webhook is refilled once its queue has run down to half the prefetch', (t) => {
+  const { slots, claim } = setup({ maxInFlight: 100, perWebhookInFlight: 2, prefetch: 4 });
+  const jobs = [job('a'), job('a'), job('a'), job('a'), job('a'), job('a')];
+  claim(jobs);
+  t.true(slots.isBacklogged('a'));
+  t.deepEqual(slots.refillsDue(), [], 'queue of 4: not low yet');
+  slots.finished(jobs[0], 0); // a queued one starts: queue 3
+  t.false(slots.refillDue());
+  slots.finished(jobs[1], 0); // queue 2 = half the prefetch
+  t.deepEqual(slots.refillsDue(), ['a']);
+  t.true(slots.refillDue());
+});
+
+test('without prefetch, a backlogged webhook is refilled as soon as a slot is free', (t) => {
+  const { slots, claim } = setup({ maxInFlight: 100, perWebhookInFlight: 2, prefetch: 0 });
+  const jobs = [job('a'), job('a')];
+  claim(jobs);
+  t.deepEqual(slots.refillsDue(), [], 'both slots busy');
+  slots.finished(jobs[0], 0);
+  t.deepEqual(slots.refillsDue(), ['a']);
+});
