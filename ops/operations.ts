@@ -60,13 +60,12 @@ export async function readiness(db: Queryable): Promise<Readiness> {
 }
 
 /**
- * A registry with the process metrics (CPU, memory, event loop lag, handles) and the
+ * A registry (a new one, or the one given) with the process metrics (CPU, memory, event loop lag, handles) and the
  * backlog as the database sees it, asked at scrape time (one query per scrape):
  * deliveries due now and how long the oldest of them has waited, and whether the
  * database answered at all.
  */
-export function operationsRegistry(db: Queryable): Registry {
-  const registry = new Registry();
+export function operationsRegistry(db: Queryable, registry: Registry = new Registry()): Registry {
   collectDefaultMetrics({ register: registry });
   let scrape: Promise<{ due: number; oldest: number } | undefined> | undefined;
   const backlog = () => {

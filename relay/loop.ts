@@ -19,6 +19,7 @@ import { Sender } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
+import { RelayMetrics } from './metrics.ts';
 import { claimDeliveries, ping, releaseDeliveries, type Claimed, type DeliveryJob } from './queries.ts';
 import { Rescuer } from './rescuer.ts';
 import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
@@ -35,7 +36,10 @@ export class Relay {
   readonly log: Logger;
   /** counters for logs and benchmarks */
   readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0, released: 0 };
-  private readonly pool: pg.Pool;
+  /** Prometheus metrics (relay/metrics.ts); exposed by main.ts on RELAY_METRICS_PORT */
+  readonly metrics: RelayMetrics;
+  /** the relay's connections (as its role): /readyz and the backlog gauges ask through them too */
+  readonly pool: pg.Pool;
   private readonly sender: Sender;
   private readonly settler: Settler;
   private readonly slots: Slots;
@@ -50,8 +54,9 @@ export class Relay {
   private claimErrors = 0;
   private whenNoneInFlight: Array<() => void> = [];
 
-  constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
+  constructor(settings: RelaySettings, options: { log?: Logger; metrics?: RelayMetrics } = {}) {
     this.settings = settings;
+    this.metrics = options.metrics ?? new RelayMetrics();
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
     this.sender = new Sender(settings, this.log);
@@ -61,6 +66,7 @@ export class Relay {
       relayId: settings.relayId,
       log: this.log,
       batchSize: settings.batchSize,
+      metrics: this.metrics,
       onSettled: () => {
         if (this.mode === 'held_back') this.kick();
       },
@@ -197,6 +203,7 @@ export class Relay {
     });
     // the lease counts from the claim's statement, a little after `started`
     this.slots.claimed(view, only, claimed, started + this.settings.leaseMs);
+    this.metrics.claimed(claimed.jobs.length);
     this.stats.claims++;
     this.stats.claimMs += Math.round(performance.now() - started);
     this.stats.claimed += claimed.jobs.length;
@@ -213,7 +220,9 @@ export class Relay {
 
   /** One attempt, its slot already held; the freed slot goes to a queued delivery. */
   private async send(job: DeliveryJob): Promise<void> {
-    const result = await this.sender.send(job);
+    this.metrics.requestStarted();
+    const result = await this.sender.send(job); // never throws: a failure is a result
+    this.metrics.requestEnded();
     this.settler.add(result);
     const freed = this.slots.finished(job, performance.now(), this.mode !== 'stopping');
     for (const next of freed.start) void this.send(next);

@@ -7,30 +7,15 @@ import { authenticatorUrl } from '../../api/authenticator.ts';
 import { startApi } from '../../api/server.ts';
 import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
+import { MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { scrape } from '../helpers/prometheus.ts';
 
 const { db, api } = useTestDatabaseWithApi(test);
 
-/** Prometheus text exposition: every sample line well formed; samples by series. */
-export function parsePrometheus(text: string): Map<string, number> {
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/.exec(line);
-    if (!match) throw new Error(`not Prometheus text: ${JSON.stringify(line)}`);
-    samples.set(match[1], Number(match[2]));
-  }
-  return samples;
-}
-
-async function metrics(url: string): Promise<Map<string, number>> {
-  const response = await fetch(`${url}/metrics`);
-  if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
-  if (!response.headers.get('content-type')?.startsWith('text/plain; version=0.0.4')) throw new Error('not the Prometheus content type');
-  return parsePrometheus(await response.text());
-}
+const metrics = scrape;
 
 test('/healthz says the process lives; /readyz that the database answers at the expected migration', async (t) => {
   const health = await fetch(`${api().api.url}/healthz`);
