@@ -143,7 +143,20 @@ export async function goingIdle(db: Db): Promise<boolean> {
   return rows[0].safe === true;
 }
 
-/** On the relay's idle connection: the relay is awake; captures need not notify it. */
+/**
+ * On the relay's idle connection, while it holds relay_idle: true once every capturing
+ * transaction that skipped its NOTIFY has ended (webhooks_relay.captures_done). Takes
+ * no lock that outlives the call.
+ */
+export async function capturesDone(db: Db): Promise<boolean> {
+  const { rows } = await db.query('select webhooks_relay.captures_done() as done');
+  return rows[0].done === true;
+}
+
+/**
+ * On the relay's idle connection: gives back relay_idle, taken once by goingIdle
+ * (webhooks_relay.awake). Call it once per goingIdle that succeeded: no more.
+ */
 export async function awake(db: Db): Promise<void> {
   await db.query('select webhooks_relay.awake()');
 }

@@ -6,32 +6,49 @@
 // ended, one last discovery, and if that finds nothing too, the relay sleeps until
 // a NOTIFY or the poll timer.
 //
-// Phases (one at a time, changed only here):
+// Phases (one at a time, changed only by setPhase()):
 //   awake          relay_idle not held. Enters: before any discovery that is not the
 //                  last look. Leaves: an empty discovery → last_look or captures_open.
 //   last_look      relay_idle held and no capture that skipped its NOTIFY is open: one
 //                  more discovery. Leaves: it finds work → awake; it finds none → asleep.
 //   captures_open  relay_idle held, but a capture that skipped its NOTIFY is still
-//                  open: look again in a moment (a wake-up after IDLE_RECHECK_MS).
-//                  Leaves: that discovery → awake.
+//                  open (a long import, a session idle in transaction). The relay asks
+//                  again, backing off from RECHECK_FIRST_MS to RECHECK_CAP_MS, on its
+//                  idle connection only: no claim, no unlock. Leaves: the capture has
+//                  ended → last_look; any discovery meanwhile (a NOTIFY of a newer
+//                  capture, the poll timer) → awake.
 //   asleep         relay_idle held: captures notify. Leaves: the next discovery → awake.
+//
+// So an open transaction costs the relay a handful of cheap questions, then one a
+// second, however long it stays open; its deliveries come at most RECHECK_CAP_MS
+// after it commits (sooner if anything else wakes the relay).
 import type { Logger } from 'pino';
+import { backoffMs } from './backoff.ts';
 import type { IdleAnnouncer } from './idle.ts';
 
 export type WakePhase = 'awake' | 'last_look' | 'captures_open' | 'asleep';
 
-/** Going idle while a capturing transaction is still open: look again this soon. */
-export const IDLE_RECHECK_MS = 2;
+/** A capture that skipped its NOTIFY is still open: ask again this soon, */
+export const RECHECK_FIRST_MS = 2;
+/** then twice as long each time, up to this. */
+export const RECHECK_CAP_MS = 1_000;
+
+type Idle = Pick<IdleAnnouncer, 'goingIdle' | 'capturesDone' | 'awake' | 'close'>;
 
 export class WakeUp {
   private current: WakePhase = 'awake';
+  /** changes with every phase change: an answer that comes back after one is stale */
+  private epoch = 0;
   private recheck: NodeJS.Timeout | undefined;
-  private readonly idle: IdleAnnouncer;
+  /** rechecks since the relay last found work or found the captures done */
+  private rechecks = 0;
+  private closed = false;
+  private readonly idle: Idle;
   private readonly log: Logger;
   private readonly wake: () => void;
 
-  /** `wake`: ask the loop for a discovery (after IDLE_RECHECK_MS in captures_open). */
-  constructor(options: { idle: IdleAnnouncer; log: Logger; wake: () => void }) {
+  /** `wake`: ask the loop for a discovery. */
+  constructor(options: { idle: Idle; log: Logger; wake: () => void }) {
     this.idle = options.idle;
     this.log = options.log;
     this.wake = options.wake;
@@ -44,8 +61,8 @@ export class WakeUp {
   /** Before a discovery: wakes up (gives relay_idle back) unless this is the last look. */
   async beforeDiscovery(): Promise<void> {
     if (this.current === 'last_look') return;
+    this.setPhase('awake');
     await this.idle.awake().catch((error) => this.log.warn({ err: error }, 'cannot announce waking'));
-    this.current = 'awake';
   }
 
   /**
@@ -54,38 +71,78 @@ export class WakeUp {
    */
   async afterDiscovery(found: boolean, stopping: boolean): Promise<boolean> {
     if (found) {
-      this.current = 'awake';
+      this.rechecks = 0;
+      this.setPhase('awake');
       return true;
     }
     if (this.current === 'last_look') {
-      this.current = 'asleep';
+      this.setPhase('asleep');
       return false;
     }
     if (stopping) return false;
-    if (await this.goingIdle()) {
-      this.current = 'last_look';
+    let safe: boolean;
+    try {
+      safe = await this.idle.goingIdle();
+    } catch (error) {
+      // whether relay_idle was taken is unknown: a whole discovery again, a moment later
+      this.log.warn({ err: error }, 'cannot announce idleness; polling meanwhile');
+      this.setPhase('awake');
+      this.schedule(() => this.wake());
+      return false;
+    }
+    if (safe) {
+      this.rechecks = 0;
+      this.setPhase('last_look');
       return true;
     }
-    this.current = 'captures_open';
-    this.recheck ??= setTimeout(() => {
-      this.recheck = undefined;
-      this.wake();
-    }, IDLE_RECHECK_MS);
+    this.setPhase('captures_open');
+    const epoch = this.epoch;
+    this.schedule(() => void this.checkCaptures(epoch));
     return false;
   }
 
   async close(): Promise<void> {
-    clearTimeout(this.recheck);
-    this.recheck = undefined;
+    this.closed = true;
+    this.setPhase('awake');
     await this.idle.close();
   }
 
-  private async goingIdle(): Promise<boolean> {
+  private setPhase(next: WakePhase): void {
+    if (next === this.current) return;
+    this.current = next;
+    this.epoch++;
+    clearTimeout(this.recheck);
+    this.recheck = undefined;
+  }
+
+  /** Runs `then` after the next backoff step. */
+  private schedule(then: () => void): void {
+    clearTimeout(this.recheck);
+    this.recheck = setTimeout(then, backoffMs(this.rechecks++, { baseMs: RECHECK_FIRST_MS, capMs: RECHECK_CAP_MS }));
+  }
+
+  private async checkCaptures(epoch: number): Promise<void> {
+    let done: boolean | null = null;
     try {
-      return await this.idle.goingIdle();
+      done = await this.idle.capturesDone();
     } catch (error) {
-      this.log.warn({ err: error }, 'cannot announce idleness; polling meanwhile');
-      return false;
+      this.log.warn({ err: error }, 'cannot ask whether captures have ended; looking again');
     }
+    // a discovery meanwhile gave relay_idle back: this answer no longer means "safe"
+    if (this.closed || epoch !== this.epoch) return;
+    if (done === null) {
+      // relay_idle is not held (the connection was lost, or the question failed): the
+      // answer proves nothing, so a whole discovery, which announces idleness again
+      this.setPhase('awake');
+      this.wake();
+      return;
+    }
+    if (!done) {
+      this.schedule(() => void this.checkCaptures(epoch));
+      return;
+    }
+    this.rechecks = 0;
+    this.setPhase('last_look');
+    this.wake();
   }
 }

@@ -19,8 +19,10 @@
 -- capturing transaction notifies); it checks that nobody holds capturing (every
 -- transaction that skipped the NOTIFY has ended, so its rows are visible); it claims
 -- once more. Only if that claim is empty does it wait for a NOTIFY. If capturing is
--- held, the relay looks again a moment later instead of sleeping. The poll timer
--- stays as a safety net.
+-- held, the relay keeps relay_idle and asks captures_done() again, backing off to once
+-- a second (relay/wakeup.ts): a transaction left open costs it nothing more, and its
+-- deliveries come at most a second after it commits. The poll timer stays as a
+-- safety net.
 --
 -- Capture (25_capture.sql) calls wake_relay(); rescue (30_delivery.sql) wakes every
 -- relay with notify_relays(). The relay's side: relay/idle.ts.
@@ -53,18 +55,15 @@ begin
 end;
 $$;
 
--- private (relay): announce that this connection's relay is going idle. Returns true
--- when no capturing transaction that skipped its NOTIFY is still open, i.e. one more
--- empty claim means the relay may sleep until a NOTIFY; false means "look again soon".
-create or replace function webhooks_relay.going_idle()
+-- private (relay): true when nobody holds capturing, i.e. every capturing transaction
+-- that skipped its NOTIFY has ended (its rows are visible). Takes capturing for an
+-- instant only: a capture that meanwhile finds it taken notifies instead.
+create or replace function webhooks_relay.captures_done()
 returns boolean
 language plpgsql
 as $$
 begin
-  -- taken again if already held: awake() gives it up as often as it was taken
-  perform pg_advisory_lock_shared(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
   if pg_try_advisory_lock(webhooks_private.lock_space(), webhooks_private.capturing_lock()) then
-    -- nobody is capturing
     perform pg_advisory_unlock(webhooks_private.lock_space(), webhooks_private.capturing_lock());
     return true;
   end if;
@@ -72,14 +71,28 @@ begin
 end;
 $$;
 
--- private (relay): the relay on this connection is awake again.
+-- private (relay): announce that this connection's relay is going idle. Returns true
+-- when no capturing transaction that skipped its NOTIFY is still open, i.e. one more
+-- empty claim means the relay may sleep until a NOTIFY; false means "ask
+-- captures_done() again later": the relay stays announced, it need not go idle twice.
+create or replace function webhooks_relay.going_idle()
+returns boolean
+language plpgsql
+as $$
+begin
+  perform pg_advisory_lock_shared(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
+  return webhooks_relay.captures_done();
+end;
+$$;
+
+-- private (relay): the relay on this connection is awake again. Gives relay_idle back
+-- once: the relay calls it once for each going_idle() (relay/idle.ts counts), as an
+-- unlock of a lock not held is refused with a WARNING in the server log.
 create or replace function webhooks_relay.awake()
 returns void
 language plpgsql
 as $$
 begin
-  -- relay_idle, as often as taken
-  while pg_advisory_unlock_shared(webhooks_private.lock_space(), webhooks_private.relay_idle_lock()) loop
-  end loop;
+  perform pg_advisory_unlock_shared(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
 end;
 $$;

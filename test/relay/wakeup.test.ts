@@ -45,3 +45,34 @@ test('a sleeping relay is woken by NOTIFY, and a busy one needs none', async (t)
     await relay.stop();
   }
 });
+
+test('an open capturing transaction costs an idle relay nothing while it stays open, and its delivery arrives once it commits', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+
+  // captured while no relay sleeps: this transaction skips its NOTIFY and holds
+  // "capturing" until it ends (a long import, a session idle in transaction)
+  const writer = await database.pool.connect();
+  t.teardown(() => writer.release());
+  await writer.query('begin');
+  await writer.query('insert into crm.contacts (company_id) values ($1)', [company.id]);
+
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR });
+  await relay.start();
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 2_000)); // the transaction stays open this long
+    // a few claims as the relay starts (its start, its listener connecting), then none:
+    // today's relay claims again every few milliseconds, hundreds of times
+    t.true(relay.stats.claims <= 10, `${relay.stats.claims} claims while one transaction stayed open`);
+    t.is(receiver.received('/hook').length, 0);
+
+    // no NOTIFY comes (it was skipped) and polling is out of the picture: the relay
+    // must still find the delivery once the transaction has ended
+    await writer.query('commit');
+    await receiver.waitFor(1, { path: '/hook', timeoutMs: 10_000 });
+  } finally {
+    await writer.query('rollback').catch(() => {});
+    await relay.stop();
+  }
+});

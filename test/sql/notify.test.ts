@@ -26,6 +26,7 @@ async function relayConnection(url: string) {
   await client.query(`listen ${CHANNEL}`);
   return {
     goingIdle: async () => (await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe as boolean,
+    capturesDone: async () => (await client.query('select webhooks_relay.captures_done() as done')).rows[0].done as boolean,
     awake: () => client.query('select webhooks_relay.awake()'),
     next: () => new Promise<pg.Notification>((resolve) => {
       const queued = queue.shift();
@@ -111,12 +112,35 @@ test.serial('a relay may not fall asleep while a transaction that skipped its NO
     await writer.query('begin');
     await writer.query('insert into crm.contacts (company_id) values ($1)', [company.id]); // relay awake: no NOTIFY
     t.false(await relay.goingIdle(), 'the open transaction\'s delivery is not visible yet: look again');
+    t.false(await relay.capturesDone(), 'asked again while it stays open');
     await writer.query('commit');
   } finally {
     writer.release();
   }
-  t.true(await relay.goingIdle(), 'now one more claim sees it');
+  t.true(await relay.capturesDone(), 'ended: one more claim sees its delivery');
+  t.true(await relay.goingIdle(), 'and going idle anew says the same');
   await relay.close();
+});
+
+test.serial('waking up gives relay_idle back once, and writes no warning to the log', async (t) => {
+  const client = new pg.Client({ connectionString: db().url });
+  await client.connect();
+  const notices: string[] = [];
+  client.on('notice', (notice) => notices.push(`${notice.severity}: ${notice.message}`));
+  try {
+    for (let i = 0; i < 3; i++) {
+      t.true((await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe);
+      await client.query('select webhooks_relay.awake()');
+    }
+    const { rows } = await client.query(
+      `select count(*)::int as n from pg_locks where locktype = 'advisory' and pid = pg_backend_pid() and classid = $1 and objid = $2`,
+      [LOCK_CLASS, LOCK_KEYS.relayIdle],
+    );
+    t.is(rows[0].n, 0, 'relay_idle is not held once awake');
+    t.deepEqual(notices, [], 'nothing for the server log');
+  } finally {
+    await client.end();
+  }
 });
 
 test('TypeScript names the channel and the lock keys as the engine defines them', async (t) => {
