@@ -23,8 +23,8 @@ export const EXPECTED_MIGRATION = readdirSync(MIGRATIONS_DIR)
 /** The paths operationsRoutes answers. */
 export const OPERATIONS_PATHS: ReadonlySet<string> = new Set(['/metrics', '/healthz', '/readyz']);
 
-/** How long a readiness or backlog question may take before the answer is "no". */
-const DATABASE_CHECK_TIMEOUT_MS = 2_000;
+/** How long a readiness or backlog question may take before the answer is "no" (or "unknown"). */
+const DATABASE_CHECK_TIMEOUT_MS = 5_000;
 
 type Queryable = Pick<pg.Pool, 'query'>;
 
@@ -89,8 +89,8 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
     help: 'Deliveries waiting to be sent whose time has come (pending, next attempt now or earlier).',
     registers: [registry],
     async collect() {
-      const now = await backlog();
-      if (now) this.set(now.due);
+      // unknown (NaN) while the database does not answer: never a stale or a reassuring 0
+      this.set((await backlog())?.due ?? Number.NaN);
     },
   });
   new Gauge({
@@ -98,8 +98,7 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
     help: 'How long the longest-waiting due delivery has been due, in seconds (0 when none is due).',
     registers: [registry],
     async collect() {
-      const now = await backlog();
-      if (now) this.set(now.oldest);
+      this.set((await backlog())?.oldest ?? Number.NaN);
     },
   });
   return registry;
