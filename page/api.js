@@ -98,6 +98,9 @@ function reportRowOf(node) {
     disabledAt: node.disabledAt,
     disabledBy: node.disabledBy,
     disabledReason: node.disabledReason,
+    ignoreSources: node.ignoreSources ?? [],
+    watchFields: node.watchFields ?? [],
+    conditions: node.conditions ?? null,
     timesFired: Number(node.timesFired),
     timesSucceeded: Number(node.timesSucceeded),
     timesFailed: Number(node.timesFailed),
@@ -107,7 +110,7 @@ function reportRowOf(node) {
 
 const REPORT_FIELDS = `
   webhookId name url actions statusId statusName userId userName createdAt
-  enabled disabledAt disabledBy disabledReason
+  enabled disabledAt disabledBy disabledReason ignoreSources watchFields conditions
   timesFired timesSucceeded timesFailed timesPending
 `;
 

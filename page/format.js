@@ -19,11 +19,15 @@ export function actionWords(action) {
 }
 
 /**
- * The trigger(s) of a webhook in plain words: one line per action, with its filter.
- * webhook: { actions: string[], status: {name}|null, user: {name}|null }
+ * The trigger(s) of a webhook in plain words: one line per action, with its filter,
+ * then one line per filter of the webhook (docs/filters.md):
+ * "Contact updated (outside BPD)", "when email or phone changes", "state is VA or MD",
+ * "not from encompass".
+ * webhook: { actions: string[], status: {name}|null, user: {name}|null,
+ *            watchFields?: string[], conditions?: object|null, ignoreSources?: string[] }
  */
 export function triggerLines(webhook) {
-  return webhook.actions.map((action) => {
+  const lines = webhook.actions.map((action) => {
     const words = actionWords(action);
     if (action === 'contact.status_added' || action === 'contact.status_removed') {
       return `${words}: ${webhook.status ? webhook.status.name : 'any status'}`;
@@ -33,6 +37,70 @@ export function triggerLines(webhook) {
     }
     return words;
   });
+  const watched = webhook.watchFields ?? [];
+  if (watched.length && webhook.actions.some((a) => a === 'contact.updated' || a === 'contact.saved')) {
+    lines.push(`when ${orList(watched.map(fieldWords))} changes`);
+  }
+  lines.push(...conditionLines(webhook.conditions));
+  const ignored = webhook.ignoreSources ?? [];
+  if (ignored.length) lines.push(`not from ${orList(ignored)}`);
+  return lines;
+}
+
+/** ["VA", "MD", "DC"] → "VA, MD or DC" */
+function orList(items) {
+  return items.length > 1 ? `${items.slice(0, -1).join(', ')} or ${items.at(-1)}` : String(items[0] ?? '');
+}
+
+/** "postal_code" → "postal code"; "custom.tier" → "tier" */
+function fieldWords(field) {
+  return String(field).replace(/^custom\./, '').replaceAll('_', ' ');
+}
+
+const ORDER_WORDS = {
+  number: { lt: 'is under', lte: 'is at most', gt: 'is over', gte: 'is at least' },
+  date: { lt: 'is before', lte: 'is on or before', gt: 'is after', gte: 'is on or after' },
+  text: { lt: 'comes before', lte: 'is at most', gt: 'comes after', gte: 'is at least' },
+};
+
+/** One leaf of a condition in words: "state is VA or MD", "email changes". */
+function leafWords({ field, op, value }) {
+  const f = fieldWords(field);
+  const v = Array.isArray(value) ? value.map(String) : String(value);
+  switch (op) {
+    case 'eq': return `${f} is ${v}`;
+    case 'ne': return `${f} is not ${v}`;
+    case 'in': return `${f} is ${orList(v)}`;
+    case 'not_in': return v.length > 1 ? `${f} is none of ${v.join(', ')}` : `${f} is not ${v[0]}`;
+    case 'lt': case 'lte': case 'gt': case 'gte': {
+      const kind = typeof value === 'number' ? 'number' : /^\d{4}-\d\d-\d\d/.test(v) ? 'date' : 'text';
+      return `${f} ${ORDER_WORDS[kind][op]} ${v}`;
+    }
+    case 'contains': return `${f} contains "${v}"`;
+    case 'starts_with': return `${f} starts with "${v}"`;
+    case 'is_null': return `${f} is empty`;
+    case 'not_null': return `${f} is set`;
+    case 'changed': return `${f} changes`;
+    default: return `${f} ${op} ${JSON.stringify(value)}`;
+  }
+}
+
+/** A condition in words; nested all/any go in parentheses. */
+function conditionWords(condition, nested = false) {
+  const wrap = (text) => (nested ? `(${text})` : text);
+  if (!condition || typeof condition !== 'object' || Array.isArray(condition)) return JSON.stringify(condition);
+  if (Array.isArray(condition.all)) return wrap(condition.all.map((c) => conditionWords(c, true)).join(' and '));
+  if (Array.isArray(condition.any)) return wrap(condition.any.map((c) => conditionWords(c, true)).join(' or '));
+  if ('not' in condition) return `not (${conditionWords(condition.not)})`;
+  if (typeof condition.field === 'string') return leafWords(condition);
+  return JSON.stringify(condition);
+}
+
+/** A webhook's conditions as lines: each part of a top-level "all" on a line of its own. */
+function conditionLines(conditions) {
+  if (conditions === null || conditions === undefined) return [];
+  if (Array.isArray(conditions?.all)) return conditions.all.map((c) => conditionWords(c));
+  return [conditionWords(conditions)];
 }
 
 const dateFormat = new Intl.DateTimeFormat('en-US', { year: 'numeric', month: 'short', day: 'numeric' });

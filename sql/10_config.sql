@@ -139,22 +139,41 @@ begin
 end;
 $$;
 
--- Keep webhooks_private.subscriptions equal to "enabled webhooks × their actions".
+-- private: the contact columns a payload leaves out, for a webhook sending p_fields
+-- (every payload carries the contact's id)
+create or replace function webhooks_private.payload_omit(p_fields text[])
+returns text[]
+language sql
+stable
+as $$
+  select coalesce(array_agg(f), '{}') from unnest(webhooks.contact_fields()) f
+  where f <> 'id' and f <> all (p_fields);
+$$;
+
+-- Keep webhooks_private.subscriptions equal to "enabled webhooks × their actions",
+-- each row with what capture needs of its webhook (filters, payload_omit).
 create or replace function webhooks_private.tg_webhooks__sync_subscriptions()
 returns trigger
 language plpgsql
 as $$
 begin
   if tg_op = 'UPDATE'
-     and new.enabled = old.enabled and new.actions = old.actions then
+     and (new.enabled, new.actions, new.fields, new.status_id, new.user_id,
+          new.ignore_sources, new.watch_fields, new.conditions)
+         is not distinct from
+         (old.enabled, old.actions, old.fields, old.status_id, old.user_id,
+          old.ignore_sources, old.watch_fields, old.conditions) then
     return null;
   end if;
   if tg_op = 'UPDATE' then
     delete from webhooks_private.subscriptions where webhook_id = old.id;
   end if;
   if new.enabled then
-    insert into webhooks_private.subscriptions (action, company_id, webhook_id)
-    select a, new.company_id, new.id from unnest(new.actions) a
+    insert into webhooks_private.subscriptions
+      (action, company_id, webhook_id, status_id, user_id, payload_omit, ignore_sources, watch_fields, conditions)
+    select a, new.company_id, new.id, new.status_id, new.user_id, webhooks_private.payload_omit(new.fields),
+           new.ignore_sources, new.watch_fields, new.conditions
+    from unnest(new.actions) a
     on conflict do nothing;
   end if;
   return null;

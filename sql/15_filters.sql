@@ -387,8 +387,10 @@ end;
 $$;
 
 -- private: does the contact meet the condition? p_contact: the row the payload is
--- built from; p_old: the row before an update, null for every other action.
-create or replace function webhooks_private.condition_holds(p_condition jsonb, p_contact jsonb, p_old jsonb)
+-- built from. For an update, p_changed names the columns it changed and p_old_custom
+-- is custom as it was; both are null for every other action.
+drop function if exists webhooks_private.condition_holds(jsonb, jsonb, jsonb);
+create or replace function webhooks_private.condition_holds(p_condition jsonb, p_contact jsonb, p_changed text[], p_old_custom jsonb)
 returns boolean
 language plpgsql
 stable
@@ -403,20 +405,20 @@ declare
 begin
   if p_condition ? 'all' then
     for v_item in select jsonb_array_elements(p_condition -> 'all') loop
-      if not webhooks_private.condition_holds(v_item, p_contact, p_old) then
+      if not webhooks_private.condition_holds(v_item, p_contact, p_changed, p_old_custom) then
         return false;
       end if;
     end loop;
     return true;
   elsif p_condition ? 'any' then
     for v_item in select jsonb_array_elements(p_condition -> 'any') loop
-      if webhooks_private.condition_holds(v_item, p_contact, p_old) then
+      if webhooks_private.condition_holds(v_item, p_contact, p_changed, p_old_custom) then
         return true;
       end if;
     end loop;
     return false;
   elsif p_condition ? 'not' then
-    return not webhooks_private.condition_holds(p_condition -> 'not', p_contact, p_old);
+    return not webhooks_private.condition_holds(p_condition -> 'not', p_contact, p_changed, p_old_custom);
   end if;
 
   v_field := p_condition ->> 'field';
@@ -465,11 +467,11 @@ begin
     when 'not_null' then
       return v_actual is not null;
     when 'changed' then
-      return p_old is not null
-             and (case when left(v_field, 7) = 'custom.' then p_old -> 'custom' -> substr(v_field, 8)
-                       else p_old -> v_field end)
-                 is distinct from (case when left(v_field, 7) = 'custom.' then p_contact -> 'custom' -> substr(v_field, 8)
-                                        else p_contact -> v_field end);
+      if left(v_field, 7) = 'custom.' then
+        return p_changed is not null
+               and p_old_custom -> substr(v_field, 8) is distinct from p_contact -> 'custom' -> substr(v_field, 8);
+      end if;
+      return coalesce(v_field = any (p_changed), false);
     else
       return false;   -- configuration refuses any other operator
   end case;

@@ -17,13 +17,17 @@
 -- public: create a webhook for the caller's company; returns it with its signing
 -- secret (whsec_…), shown this once
 drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint);
+drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb);
 create function webhooks.create_webhook(
-  name      text,
-  url       text,
-  fields    text[],
-  actions   webhooks.action[],
-  status_id bigint default null,
-  user_id   bigint default null,
+  name           text,
+  url            text,
+  fields         text[],
+  actions        webhooks.action[],
+  status_id      bigint default null,
+  user_id        bigint default null,
+  ignore_sources text[] default null,
+  watch_fields   text[] default null,
+  conditions     jsonb default null,
   out webhook webhooks.webhooks,
   out secret text
 )
@@ -39,26 +43,35 @@ begin
       message = 'no company: the request carries no company_id claim',
       constraint = 'company_required';
   end if;
-  insert into webhooks.webhooks (company_id, name, url, fields, actions, status_id, user_id)
+  insert into webhooks.webhooks (company_id, name, url, fields, actions, status_id, user_id,
+                                 ignore_sources, watch_fields, conditions)
   values (v_company_id, create_webhook.name, create_webhook.url, create_webhook.fields,
-          create_webhook.actions, create_webhook.status_id, create_webhook.user_id)
+          create_webhook.actions, create_webhook.status_id, create_webhook.user_id,
+          coalesce(create_webhook.ignore_sources, '{}'), coalesce(create_webhook.watch_fields, '{}'),
+          create_webhook.conditions)
   returning * into webhook;
   secret := webhooks_private.issued_secret(webhook.id);
 end;
 $$;
 
 -- public: change a webhook. A null argument leaves that setting as it is;
--- clear_status_id / clear_user_id remove the filter.
+-- clear_status_id / clear_user_id / clear_conditions remove the filter, an empty
+-- ignore_sources / watch_fields empties it.
+drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean);
 create or replace function webhooks.update_webhook(
-  id              bigint,
-  name            text default null,
-  url             text default null,
-  fields          text[] default null,
-  actions         webhooks.action[] default null,
-  status_id       bigint default null,
-  user_id         bigint default null,
-  clear_status_id boolean default false,
-  clear_user_id   boolean default false
+  id               bigint,
+  name             text default null,
+  url              text default null,
+  fields           text[] default null,
+  actions          webhooks.action[] default null,
+  status_id        bigint default null,
+  user_id          bigint default null,
+  clear_status_id  boolean default false,
+  clear_user_id    boolean default false,
+  ignore_sources   text[] default null,
+  watch_fields     text[] default null,
+  conditions       jsonb default null,
+  clear_conditions boolean default false
 )
 returns webhooks.webhooks
 language plpgsql
@@ -73,7 +86,10 @@ begin
       fields    = coalesce(update_webhook.fields, w.fields),
       actions   = coalesce(update_webhook.actions, w.actions),
       status_id = case when clear_status_id then null else coalesce(update_webhook.status_id, w.status_id) end,
-      user_id   = case when clear_user_id then null else coalesce(update_webhook.user_id, w.user_id) end
+      user_id   = case when clear_user_id then null else coalesce(update_webhook.user_id, w.user_id) end,
+      ignore_sources = coalesce(update_webhook.ignore_sources, w.ignore_sources),
+      watch_fields   = coalesce(update_webhook.watch_fields, w.watch_fields),
+      conditions     = case when clear_conditions then null else coalesce(update_webhook.conditions, w.conditions) end
   where w.id = v.id
   returning * into v;
   return v;

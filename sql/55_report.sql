@@ -63,6 +63,9 @@ create type webhooks.webhook_report_row as (
   disabled_at     timestamptz,
   disabled_by     text,
   disabled_reason text,
+  ignore_sources  text[],
+  watch_fields    text[],
+  conditions      jsonb,
   -- deliveries created in the range, and how many of them ended each way so far
   times_fired     bigint,
   times_succeeded bigint,
@@ -79,6 +82,7 @@ as $$
   select w.id, w.name, w.url, w.actions, w.fields,
          w.status_id, s.name, w.user_id, u.name, w.created_at,
          w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason,
+         w.ignore_sources, w.watch_fields, w.conditions,
          c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed
   from webhooks.webhooks w
   left join webhooks.company_statuses() s on s.id = w.status_id

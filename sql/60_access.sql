@@ -95,9 +95,9 @@ grant usage on schema webhooks to webhook_viewer;
 grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
   webhooks.fire_history, webhooks.delivery_day_counts to webhook_viewer;
 
-grant insert (company_id, name, url, fields, actions, status_id, user_id)
+grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)
   on webhooks.webhooks to webhook_admin;
-grant update (name, url, fields, actions, status_id, user_id,
+grant update (name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions,
               enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at)
   on webhooks.webhooks to webhook_admin;
 grant delete on webhooks.webhooks to webhook_admin;

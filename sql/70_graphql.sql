@@ -16,6 +16,9 @@ comment on column webhooks.webhooks.fields is 'The contact fields sent (besides 
 comment on column webhooks.webhooks.actions is 'The actions that fire the webhook.';
 comment on column webhooks.webhooks.status_id is 'Only for status actions: fire for this status tag only.';
 comment on column webhooks.webhooks.user_id is 'Only for contact.user_assigned: fire for this user only.';
+comment on column webhooks.webhooks.ignore_sources is 'Sources (webhooks.source) whose changes never fire this webhook, e.g. an integration''s own writes; unknown stands for changes that name no source.';
+comment on column webhooks.webhooks.watch_fields is 'Contact fields watched: if any, contact.updated and contact.saved fire only when one of them changed. Empty: any change.';
+comment on column webhooks.webhooks.conditions is 'A condition the contact must meet, e.g. {"field": "state", "op": "in", "value": ["VA", "MD"]}; null: always. Grammar in docs/filters.md.';
 comment on column webhooks.webhooks.enabled is 'False: disabled ("Webhook Status: Disabled"); nothing new is queued.';
 comment on column webhooks.webhooks.disabled_by is 'Who disabled it (the token subject), or the relay when the receiver answered 410.';
 comment on column webhooks.webhooks.secret_rotated_at is 'When the signing secret was last rotated.';
@@ -36,10 +39,10 @@ One HTTP attempt of a delivery.$$;
 comment on type webhooks.webhook_report_row is
   'One line of the webhooks report: a webhook and what it did in the date range.';
 
-comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint) is
+comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb) is
   'Create a webhook for your company. The response carries its signing secret: store it, it is never shown again.';
-comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean) is
-  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId remove a filter.';
+comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean) is
+  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId / clearConditions remove a filter, an empty ignoreSources / watchFields list empties it.';
 comment on function webhooks.delete_webhook(bigint) is
   'Delete a webhook and its history.';
 comment on function webhooks.disable_webhook(bigint, text) is

@@ -300,6 +300,39 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
   await page.close();
 });
 
+browserTest('"Triggered by" says a webhook\'s filters in plain words, in the report and in its history', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company('Filter Realty');
+  const sync = await f.webhook({
+    companyId: company.id, name: 'Encompass sync', actions: ['contact.updated'],
+    watchFields: ['email', 'phone'], conditions: { field: 'state', op: 'in', value: ['VA', 'MD'] }, ignoreSources: ['encompass'],
+  });
+  const thankYou = await f.status(company.id, 'Thank You Note');
+  const letters = await f.webhook({
+    companyId: company.id, name: 'Letters', actions: ['contact.status_added'], statusId: thankYou.id,
+    conditions: {
+      all: [
+        { field: 'state', op: 'not_in', value: ['AK', 'HI'] },
+        { not: { field: 'street', op: 'is_null' } },
+        { any: [{ field: 'custom.score', op: 'gte', value: 5 }, { field: 'birthday', op: 'lt', value: '2000-01-01' }] },
+      ],
+    },
+  });
+  const page = await signedIn(company.id);
+  t.is((await cells(page, row(sync.id)))[1],
+    'Contact updated (outside BPD) when email or phone changes state is VA or MD not from encompass');
+  t.is(await page.locator(`${row(sync.id)} .triggers li`).count(), 4);
+  t.deepEqual(await page.locator(`${row(letters.id)} .triggers li`).allInnerTexts(), [
+    'Status added: Thank You Note', 'state is none of AK, HI', 'not (street is empty)',
+    'score is at least 5 or birthday is before 2000-01-01',
+  ]);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${sync.id}`);
+  await untilText(page, '#history-facts div:first-child dd',
+    'Contact updated (outside BPD) · when email or phone changes · state is VA or MD · not from encompass');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a webhook of another company is not there', async (t) => {
   const mine = await seedCompany(db().pool);
   const theirs = await seedCompany(db().pool, 'Rival Realty');

@@ -21,12 +21,16 @@ test('two relays on one backlog: each delivery arrives exactly once', async (t) 
   );
   t.is(backlog.length, 900);
 
-  const relays = ['relay-one', 'relay-two'].map((id) => testRelay(database.url, { RELAY_ID: id, RELAY_BATCH_SIZE: '25' }));
+  // on a starved machine a reply can sit unread for seconds: generous timeouts, so
+  // that no attempt times out and is retried (a retry arrives twice by design)
+  const relays = ['relay-one', 'relay-two'].map((id) =>
+    testRelay(database.url, { RELAY_ID: id, RELAY_BATCH_SIZE: '25', RELAY_REQUEST_TIMEOUT_MS: '120000', RELAY_LEASE_MS: '600000' }),
+  );
   for (const relay of relays) t.teardown(() => relay.stop());
   await Promise.all(relays.map((relay) => relay.start()));
 
-  const requests = await receiver.waitFor(900);
-  const deliveries = await waitForFinalDeliveries(database.pool, webhooks.map((w) => w.id), 900);
+  const requests = await receiver.waitFor(900, { timeoutMs: 100_000 });
+  const deliveries = await waitForFinalDeliveries(database.pool, webhooks.map((w) => w.id), 900, 100_000);
 
   t.deepEqual(deliveries.filter((d) => !(d.state === 'succeeded' && d.attempts === 1)), []);
   t.true(requests.every((r) => r.verified));

@@ -1,0 +1,93 @@
+// A webhook's filters through GraphQL: createWebhook and updateWebhook take them, and
+// a bad one comes back named, with the part at fault.
+import test from 'ava';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { deliveriesOf, factories } from '../helpers/factories.ts';
+import { inTransaction } from '../helpers/sql.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+const make = () => factories(db().pool);
+
+const WEBHOOK = 'id ignoreSources watchFields conditions';
+const CREATE = `
+  mutation Create($actions: [Action]!, $ignoreSources: [String], $watchFields: [String], $conditions: JSON) {
+    createWebhook(input: { name: "Sync", url: "https://receiver.example.com/in", fields: ["email", "state"], actions: $actions,
+                           ignoreSources: $ignoreSources, watchFields: $watchFields, conditions: $conditions }) {
+      result { webhook { ${WEBHOOK} } }
+    }
+  }`;
+const UPDATE = `
+  mutation Update($id: BigInt!, $ignoreSources: [String], $watchFields: [String], $conditions: JSON, $clearConditions: Boolean) {
+    updateWebhook(input: { id: $id, ignoreSources: $ignoreSources, watchFields: $watchFields, conditions: $conditions,
+                           clearConditions: $clearConditions }) {
+      result { ${WEBHOOK} }
+    }
+  }`;
+
+const STATES = { field: 'state', op: 'in', value: ['VA', 'MD'] };
+
+test('createWebhook takes the filters, and capture applies them', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await api().token(company.id, 'webhook_admin', 'admin@example.com');
+  const response = await api().gql(token, CREATE, {
+    actions: ['CONTACT_UPDATED'], ignoreSources: ['encompass'], watchFields: ['email', 'phone'], conditions: STATES,
+  });
+  t.falsy(response.errors);
+  const webhook = response.data.createWebhook.result.webhook;
+  t.like(webhook, { ignoreSources: ['encompass'], watchFields: ['email', 'phone'], conditions: STATES });
+
+  const va = await f.contact(company.id, { state: 'VA' });
+  const dc = await f.contact(company.id, { state: 'DC' });
+  const update = (source: string, id: string, set: string) => inTransaction(db().pool, `set local webhooks.source = '${source}'`,
+    (c) => c.query(`update crm.contacts set ${set} where id = $1`, [id]));
+  await update('encompass', va.id, "email = 'echo@example.com'");   // its own echo
+  await update('api', va.id, "city = 'Hampton'");                   // not watched
+  await update('api', dc.id, "email = 'dc@example.com'");           // not a state served
+  await update('api', va.id, "email = 'va@example.com'");           // fires
+  const rows = await deliveriesOf(db().pool, [webhook.id]);
+  t.deepEqual(rows.map((r) => r.payload.data.contact), [{ id: Number(va.id), email: 'va@example.com', state: 'VA' }]);
+});
+
+test('updateWebhook changes the filters it is given, keeps the rest, clears conditions on request', async (t) => {
+  const company = await make().company();
+  const token = await api().token(company.id, 'webhook_admin', 'admin@example.com');
+  const created = await api().gql(token, CREATE, { actions: ['CONTACT_UPDATED'], ignoreSources: ['api'], conditions: STATES });
+  const id = created.data.createWebhook.result.webhook.id;
+
+  const changed = await api().gql(token, UPDATE, { id, watchFields: ['city'] });
+  t.deepEqual(changed.data.updateWebhook.result, { id, ignoreSources: ['api'], watchFields: ['city'], conditions: STATES });
+  const emptied = await api().gql(token, UPDATE, { id, ignoreSources: [], conditions: { field: 'city', op: 'changed' } });
+  t.deepEqual(emptied.data.updateWebhook.result,
+    { id, ignoreSources: [], watchFields: ['city'], conditions: { field: 'city', op: 'changed' } });
+  const cleared = await api().gql(token, UPDATE, { id, clearConditions: true });
+  t.deepEqual(cleared.data.updateWebhook.result, { id, ignoreSources: [], watchFields: ['city'], conditions: null });
+});
+
+test('bad filters come back named, with the part at fault, and nothing changes', async (t) => {
+  const company = await make().company();
+  const token = await api().token(company.id, 'webhook_admin', 'admin@example.com');
+  const refused = await api().gql(token, CREATE, {
+    actions: ['CONTACT_UPDATED'], conditions: { all: [STATES, { field: 'state', op: 'equals', value: 'VA' }] },
+  });
+  t.is(refused.data?.createWebhook ?? null, null);
+  t.like(refused.errors![0], {
+    message: 'all[1].op: unknown operator "equals"; one of eq, ne, in, not_in, lt, lte, gt, gte, contains, starts_with, is_null, not_null, changed',
+    extensions: { code: '23514', constraint: 'webhook_conditions_invalid', column: 'conditions' },
+  });
+  const badWatch = await api().gql(token, CREATE, { actions: ['CONTACT_UPDATED'], watchFields: ['shoe_size'] });
+  t.like(badWatch.errors![0].extensions, { code: '23514', constraint: 'webhook_watch_field_unknown', column: 'watch_fields' });
+  t.regex(badWatch.errors![0].message, /^watch_fields: unknown contact field "shoe_size"/);
+
+  const created = await api().gql(token, CREATE, { actions: ['CONTACT_UPDATED'], conditions: STATES });
+  const id = created.data.createWebhook.result.webhook.id;
+  const badUpdate = await api().gql(token, UPDATE, { id, ignoreSources: [''], conditions: { field: 'birthday', op: 'gt', value: 'yesterday' } });
+  t.like(badUpdate.errors![0].extensions, { code: '23514', column: 'ignore_sources', constraint: 'webhook_ignore_sources_invalid' });
+  const badValue = await api().gql(token, UPDATE, { id, conditions: { not: { field: 'birthday', op: 'gt', value: 'yesterday' } } });
+  t.like(badValue.errors![0], {
+    message: 'not.value: must be a date written YYYY-MM-DD (birthday is a date)',
+    extensions: { code: '23514', constraint: 'webhook_conditions_invalid', column: 'conditions' },
+  });
+  const { rows } = await db().pool.query('select ignore_sources, conditions from webhooks.webhooks where company_id = $1', [company.id]);
+  t.deepEqual(rows, [{ ignore_sources: [], conditions: STATES }]);
+});

@@ -1,0 +1,248 @@
+// A webhook's filters (ignore_sources, watch_fields, conditions), decided by capture
+// inside the writer's transaction: what fires and what does not, from plain SQL writes.
+import test, { type ExecutionContext } from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { deliveriesOf, factories, type WebhookInput } from '../helpers/factories.ts';
+import { inTransaction } from '../helpers/sql.ts';
+
+const db = useTestDatabase(test);
+const make = () => factories(db().pool);
+
+/** Runs statements in one transaction, with webhooks.source set when given. */
+function write(source: string | null, ...statements: Array<[string, unknown[]]>) {
+  const setup = source === null ? 'select 1' : `set local webhooks.source = '${source}'`;
+  return inTransaction(db().pool, setup, async (c) => {
+    for (const [text, params] of statements) await c.query(text, params);
+  });
+}
+
+const actionsOf = async (hookId: string) => (await deliveriesOf(db().pool, [hookId])).map((r) => r.action);
+
+// ---- ignore_sources ---------------------------------------------------------------
+
+test('ignore_sources: a listed source fires nothing, for every action; other sources and unset ones fire', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const status = await f.status(company.id);
+  const all = ['contact.created', 'contact.updated', 'contact.status_added', 'contact.deleted'];
+  const sync = await f.webhook({ companyId: company.id, actions: all, ignoreSources: ['encompass'] });
+  const plain = await f.webhook({ companyId: company.id, actions: all });
+
+  // everything the sync itself does: no echo
+  const { rows: [mine] } = await inTransaction(db().pool, "set local webhooks.source = 'encompass'", (c) =>
+    c.query('insert into crm.contacts (company_id, email) values ($1, $2) returning id', [company.id, 'echo@example.com']));
+  await write('encompass',
+    ['update crm.contacts set city = $2 where id = $1', [mine.id, 'Richmond']],
+    ['insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [mine.id, status.id]],
+    ['delete from crm.contacts where id = $1', [mine.id]]);
+  t.deepEqual(await actionsOf(sync.id), []);
+  t.deepEqual(await actionsOf(plain.id), all);
+
+  // the same changes from elsewhere reach the sync
+  const other = await f.contact(company.id); // no source set: 'unknown'
+  await write('api', ['update crm.contacts set city = $2 where id = $1', [other.id, 'Norfolk']]);
+  await write(null, ['update crm.contacts set city = $2 where id = $1', [other.id, 'Hampton']]);
+  t.deepEqual(await actionsOf(sync.id), ['contact.created', 'contact.updated', 'contact.updated']);
+});
+
+test('ignore_sources: "unknown" stands for writes that set no source', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], ignoreSources: ['unknown'] });
+  const contact = await f.contact(company.id);
+  await write(null, ['update crm.contacts set city = $2 where id = $1', [contact.id, 'Reston']]);
+  await write('', ['update crm.contacts set city = $2 where id = $1', [contact.id, 'Vienna']]);
+  await write('api', ['update crm.contacts set city = $2 where id = $1', [contact.id, 'Herndon']]);
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.action, r.payload.data.source]), [['contact.updated', 'api']]);
+});
+
+// ---- watch_fields -----------------------------------------------------------------
+
+test('watch_fields: updated and saved fire only when a watched column changed; other actions as ever', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({
+    companyId: company.id, actions: ['contact.created', 'contact.updated', 'contact.saved', 'contact.deleted'],
+    watchFields: ['street', 'city', 'state', 'postal_code'], fields: ['street', 'city'],
+  });
+  const contact = await f.contact(company.id, { city: 'Boston' });            // created: fires
+  await write('api', ['update crm.contacts set phone = $2 where id = $1', [contact.id, '555-0101']]);     // no
+  await write('api', ['update crm.contacts set city = $2 where id = $1', [contact.id, 'Salem']]);          // updated
+  await write('platform', ['update crm.contacts set last_name = $2 where id = $1', [contact.id, 'X']]);   // no
+  await write('platform', ['update crm.contacts set city = city where id = $1', [contact.id]]);           // no: nothing changed
+  await write('platform', ['update crm.contacts set street = $2, email = $3 where id = $1', [contact.id, '1 Main St', 'new@example.com']]); // saved
+  await write(null, ['delete from crm.contacts where id = $1', [contact.id]]);                            // deleted: fires
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => r.action), ['contact.created', 'contact.updated', 'contact.saved', 'contact.deleted']);
+  t.deepEqual(rows[1].payload.data.changed_fields, ['city']);
+  t.deepEqual(rows[2].payload.data.changed_fields, ['email', 'street']);
+});
+
+// ---- conditions: each operator ----------------------------------------------------
+
+interface Case {
+  what: string;
+  condition: unknown;
+  contact: Record<string, unknown>;
+  fires: boolean;
+}
+
+const STATES = { field: 'state', op: 'in', value: ['VA', 'MD'] };
+const cases: Case[] = [
+  { what: 'eq on text', condition: { field: 'state', op: 'eq', value: 'VA' }, contact: { state: 'VA' }, fires: true },
+  { what: 'eq on text is case-sensitive', condition: { field: 'state', op: 'eq', value: 'VA' }, contact: { state: 'va' }, fires: false },
+  { what: 'eq on a null column', condition: { field: 'state', op: 'eq', value: 'VA' }, contact: {}, fires: false },
+  { what: 'eq on a date', condition: { field: 'birthday', op: 'eq', value: '1990-05-17' }, contact: { birthday: '1990-05-17' }, fires: true },
+  { what: 'eq on a number column', condition: { field: 'id', op: 'eq', value: -1 }, contact: {}, fires: false },
+  { what: 'eq on custom true/false', condition: { field: 'custom.vip', op: 'eq', value: true }, contact: { custom: { vip: true } }, fires: true },
+  { what: 'eq on custom: false is not true', condition: { field: 'custom.vip', op: 'eq', value: true }, contact: { custom: { vip: false } }, fires: false },
+  { what: 'eq on custom: "true" the text is not true', condition: { field: 'custom.vip', op: 'eq', value: true }, contact: { custom: { vip: 'true' } }, fires: false },
+  { what: 'eq on a custom number', condition: { field: 'custom.score', op: 'eq', value: 5 }, contact: { custom: { score: 5.0 } }, fires: true },
+  { what: 'eq: a number matches a custom numeric text', condition: { field: 'custom.score', op: 'eq', value: 5 }, contact: { custom: { score: '5.00' } }, fires: true },
+  { what: 'eq on custom text', condition: { field: 'custom.tier', op: 'eq', value: 'gold' }, contact: { custom: { tier: 'gold' } }, fires: true },
+  { what: 'eq on a missing custom key', condition: { field: 'custom.tier', op: 'eq', value: 'gold' }, contact: { custom: {} }, fires: false },
+  { what: 'ne on text', condition: { field: 'state', op: 'ne', value: 'VA' }, contact: { state: 'MD' }, fires: true },
+  { what: 'ne on equal text', condition: { field: 'state', op: 'ne', value: 'VA' }, contact: { state: 'VA' }, fires: false },
+  { what: 'ne on a null column holds', condition: { field: 'state', op: 'ne', value: 'VA' }, contact: {}, fires: true },
+  { what: 'in', condition: STATES, contact: { state: 'MD' }, fires: true },
+  { what: 'in, not listed', condition: STATES, contact: { state: 'DC' }, fires: false },
+  { what: 'in, null', condition: STATES, contact: {}, fires: false },
+  { what: 'in on custom numbers', condition: { field: 'custom.score', op: 'in', value: [1, 2, 3] }, contact: { custom: { score: 2 } }, fires: true },
+  { what: 'in on custom numbers, numeric text', condition: { field: 'custom.score', op: 'in', value: [1, 2, 3] }, contact: { custom: { score: '3' } }, fires: true },
+  { what: 'in on custom numbers, not listed', condition: { field: 'custom.score', op: 'in', value: [1, 2, 3] }, contact: { custom: { score: 4 } }, fires: false },
+  { what: 'not_in', condition: { field: 'state', op: 'not_in', value: ['VA', 'MD'] }, contact: { state: 'DC' }, fires: true },
+  { what: 'not_in, listed', condition: { field: 'state', op: 'not_in', value: ['VA', 'MD'] }, contact: { state: 'VA' }, fires: false },
+  { what: 'not_in, null', condition: { field: 'state', op: 'not_in', value: ['VA', 'MD'] }, contact: {}, fires: true },
+  { what: 'lt on a custom number', condition: { field: 'custom.score', op: 'lt', value: 10 }, contact: { custom: { score: 9.5 } }, fires: true },
+  { what: 'lt on a custom number, equal', condition: { field: 'custom.score', op: 'lt', value: 10 }, contact: { custom: { score: 10 } }, fires: false },
+  { what: 'lte on a custom number, equal', condition: { field: 'custom.score', op: 'lte', value: 10 }, contact: { custom: { score: 10 } }, fires: true },
+  { what: 'gt on a custom numeric text', condition: { field: 'custom.score', op: 'gt', value: 100 }, contact: { custom: { score: '1e3' } }, fires: true },
+  { what: 'gt: text that is no number makes the leaf false', condition: { field: 'custom.score', op: 'gt', value: 1 }, contact: { custom: { score: 'lots' } }, fires: false },
+  { what: 'gt: an object makes the leaf false', condition: { field: 'custom.score', op: 'gt', value: 1 }, contact: { custom: { score: { n: 5 } } }, fires: false },
+  { what: 'gte on a custom number', condition: { field: 'custom.score', op: 'gte', value: -3 }, contact: { custom: { score: -3 } }, fires: true },
+  { what: 'gte on a custom number, below', condition: { field: 'custom.score', op: 'gte', value: -3 }, contact: { custom: { score: -4 } }, fires: false },
+  { what: 'lt on a date', condition: { field: 'birthday', op: 'lt', value: '2000-01-01' }, contact: { birthday: '1999-12-31' }, fires: true },
+  { what: 'gte on a date', condition: { field: 'birthday', op: 'gte', value: '2000-01-01' }, contact: { birthday: '1999-12-31' }, fires: false },
+  { what: 'gt on a custom date', condition: { field: 'custom.renewal', op: 'gt', value: '2026-06-30' }, contact: { custom: { renewal: '2026-07-01' } }, fires: true },
+  { what: 'gt on a custom date that is no date', condition: { field: 'custom.renewal', op: 'gt', value: '2026-06-30' }, contact: { custom: { renewal: 'July 1st' } }, fires: false },
+  { what: 'lte on text', condition: { field: 'last_name', op: 'lte', value: 'M' }, contact: { last_name: 'Jackson' }, fires: true },
+  { what: 'gt on text', condition: { field: 'last_name', op: 'gt', value: 'M' }, contact: { last_name: 'Jackson' }, fires: false },
+  { what: 'gt on a time', condition: { field: 'created_at', op: 'gt', value: '2000-01-01T00:00:00Z' }, contact: {}, fires: true },
+  { what: 'lt on a time, with an offset', condition: { field: 'created_at', op: 'lt', value: '2000-01-01T00:00:00+05:00' }, contact: {}, fires: false },
+  { what: 'contains, any case', condition: { field: 'email', op: 'contains', value: '@PURPLE.' }, contact: { email: 'jane@purple.example' }, fires: true },
+  { what: 'contains: % and _ are plain characters', condition: { field: 'email', op: 'contains', value: '%' }, contact: { email: 'jane@purple.example' }, fires: false },
+  { what: 'contains on a null column', condition: { field: 'city', op: 'contains', value: 'x' }, contact: {}, fires: false },
+  { what: 'starts_with, any case', condition: { field: 'postal_code', op: 'starts_with', value: '236' }, contact: { postal_code: '23666' }, fires: true },
+  { what: 'starts_with on custom text', condition: { field: 'custom.source', op: 'starts_with', value: 'zil' }, contact: { custom: { source: 'Zillow lead' } }, fires: true },
+  { what: 'starts_with on a custom number', condition: { field: 'custom.source', op: 'starts_with', value: '1' }, contact: { custom: { source: 12 } }, fires: false },
+  { what: 'is_null', condition: { field: 'phone', op: 'is_null' }, contact: {}, fires: true },
+  { what: 'is_null on a set column', condition: { field: 'phone', op: 'is_null' }, contact: { phone: '555' }, fires: false },
+  { what: 'is_null on a custom JSON null', condition: { field: 'custom.x', op: 'is_null' }, contact: { custom: { x: null } }, fires: true },
+  { what: 'not_null', condition: { field: 'phone', op: 'not_null' }, contact: { phone: '555' }, fires: true },
+  { what: 'not_null on a missing custom key', condition: { field: 'custom.x', op: 'not_null' }, contact: { custom: {} }, fires: false },
+  { what: 'all: every one holds', condition: { all: [STATES, { field: 'city', op: 'eq', value: 'Hampton' }] }, contact: { state: 'VA', city: 'Hampton' }, fires: true },
+  { what: 'all: one fails', condition: { all: [STATES, { field: 'city', op: 'eq', value: 'Hampton' }] }, contact: { state: 'VA', city: 'Norfolk' }, fires: false },
+  { what: 'any: one holds', condition: { any: [STATES, { field: 'city', op: 'eq', value: 'Hampton' }] }, contact: { state: 'DC', city: 'Hampton' }, fires: true },
+  { what: 'any: none holds', condition: { any: [STATES, { field: 'city', op: 'eq', value: 'Hampton' }] }, contact: { state: 'DC' }, fires: false },
+  { what: 'not', condition: { not: STATES }, contact: { state: 'DC' }, fires: true },
+  { what: 'not, holding inside', condition: { not: STATES }, contact: { state: 'VA' }, fires: false },
+  {
+    what: '8 levels deep',
+    condition: { not: { not: { all: [{ any: [{ not: { not: { all: [STATES] } } }] }] } } },
+    contact: { state: 'VA' },
+    fires: true,
+  },
+];
+
+for (const c of cases) {
+  test(`conditions: ${c.what} → ${c.fires ? 'fires' : 'nothing'}`, async (t) => {
+    const f = make();
+    const company = await f.company();
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], conditions: c.condition });
+    await f.contact(company.id, { ...c.contact, custom: JSON.stringify(c.contact.custom ?? {}) });
+    t.is((await deliveriesOf(db().pool, [hook.id])).length, c.fires ? 1 : 0);
+  });
+}
+
+// ---- conditions: which row, changed, and no row at all ------------------------------
+
+async function hookWith(t: ExecutionContext, input: Omit<WebhookInput, 'companyId'>) {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, ...input });
+  t.truthy(hook.id);
+  return { f, company, hook };
+}
+
+test('conditions see the contact after the change, and as it was for contact.deleted', async (t) => {
+  const { f, company, hook } = await hookWith(t, {
+    actions: ['contact.created', 'contact.updated', 'contact.deleted'], conditions: STATES,
+  });
+  const contact = await f.contact(company.id, { state: 'DC' });                                   // no
+  await write('api', ['update crm.contacts set state = $2 where id = $1', [contact.id, 'VA']]);  // yes: VA now
+  await write('api', ['update crm.contacts set state = $2 where id = $1', [contact.id, 'MD']]);  // yes
+  await write('api', ['update crm.contacts set state = $2 where id = $1', [contact.id, 'PA']]);  // no: PA now
+  await write('api', ['update crm.contacts set state = $2 where id = $1', [contact.id, 'MD']]);  // yes
+  await write(null, ['delete from crm.contacts where id = $1', [contact.id]]);                    // yes: was MD
+  t.deepEqual(await actionsOf(hook.id), ['contact.updated', 'contact.updated', 'contact.updated', 'contact.deleted']);
+});
+
+test('changed: true only for an update that changed the field, never for other actions', async (t) => {
+  const { f, company, hook } = await hookWith(t, {
+    actions: ['contact.created', 'contact.updated', 'contact.saved', 'contact.status_added', 'contact.user_assigned', 'contact.deleted'],
+    conditions: { any: [{ field: 'email', op: 'changed' }, { field: 'custom.score', op: 'changed' }] },
+  });
+  const status = await f.status(company.id);
+  const user = await f.user(company.id);
+  const contact = await f.contact(company.id, { custom: '{"score": 1}' });                                        // created: no
+  await write('api', ['update crm.contacts set city = $2 where id = $1', [contact.id, 'Hampton']]);             // no
+  await write('api', ['update crm.contacts set email = $2 where id = $1', [contact.id, 'b@example.com']]);      // updated
+  await write('platform', ['update crm.contacts set email = email where id = $1', [contact.id]]);              // saved, unchanged: no
+  await write('platform', ['update crm.contacts set custom = $2 where id = $1', [contact.id, '{"score": 2}']]); // saved: custom.score
+  await write('api', ['update crm.contacts set custom = $2 where id = $1', [contact.id, '{"score": 2, "x": 1}']]); // no: score same
+  await write(null, ['insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]]); // no
+  await write(null, ['insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]]); // no
+  await write(null, ['delete from crm.contacts where id = $1', [contact.id]]);                                  // no
+  t.deepEqual(await actionsOf(hook.id), ['contact.updated', 'contact.saved']);
+});
+
+test('a webhook whose conditions fail writes no delivery row at all, and the write itself succeeds', async (t) => {
+  const { f, company, hook } = await hookWith(t, {
+    actions: ['contact.created', 'contact.updated', 'contact.status_added', 'contact.deleted'],
+    conditions: { all: [{ field: 'custom.score', op: 'gt', value: 50 }, { field: 'birthday', op: 'lt', value: '1950-01-01' }] },
+  });
+  const other = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const status = await f.status(company.id);
+  const contact = await f.contact(company.id, { custom: '{"score": "not a number"}' });
+  await write('api', ['update crm.contacts set custom = $2 where id = $1', [contact.id, '{"score": [1, 2]}']]);
+  await write('api', ['update crm.contacts set custom = $2 where id = $1', [contact.id, JSON.stringify({ score: '9'.repeat(5000) })]]);
+  await write('api', ['update crm.contacts set custom = $2 where id = $1', [contact.id, '{"score": "1e99999999"}']]);
+  await write('api', ['update crm.contacts set custom = $2, birthday = $3 where id = $1', [contact.id, '{"score": 100}', '1990-01-01']]);
+  await write(null, ['insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]]);
+  await write(null, ['delete from crm.contacts where id = $1', [contact.id]]);
+  const { rows } = await db().pool.query('select count(*)::int as n from webhooks.deliveries where webhook_id = $1', [hook.id]);
+  t.is(rows[0].n, 0);
+  t.is((await deliveriesOf(db().pool, [other.id])).length, 1);
+});
+
+test('all three filters together: the Thank You Note letter for states served, not echoed, on address changes', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const thankYou = await f.status(company.id, 'Thank You Note');
+  const letters = await f.webhook({
+    companyId: company.id, actions: ['contact.status_added'], statusId: thankYou.id,
+    fields: ['first_name', 'last_name', 'street', 'city', 'state', 'postal_code'],
+    conditions: { all: [STATES, { field: 'street', op: 'not_null' }] }, ignoreSources: ['letters'],
+  });
+  const va = await f.contact(company.id, { first_name: 'Mary', street: '12 Langley Rd', city: 'Hampton', state: 'VA' });
+  const ca = await f.contact(company.id, { first_name: 'Kate', street: '1 Infinite Loop', city: 'Cupertino', state: 'CA' });
+  const noStreet = await f.contact(company.id, { first_name: 'Dot', state: 'MD' });
+  for (const contact of [va, ca, noStreet]) {
+    await write(null, ['insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, thankYou.id]]);
+  }
+  await write('letters', ['delete from crm.contact_statuses where contact_id = $1', [va.id]],
+    ['insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [va.id, thankYou.id]]);
+  const rows = await deliveriesOf(db().pool, [letters.id]);
+  t.deepEqual(rows.map((r) => r.payload.data.contact.first_name), ['Mary']);
+});
