@@ -68,23 +68,63 @@ language plpgsql
 as $$
 declare
   v_unknown text;
+  v_port text;
   v_status_actions constant webhooks.action[] := '{contact.status_added,contact.status_removed}';
+  -- every Unicode White_Space character
+  v_space constant text := '[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]';
+  v_name_max constant integer := 200;
 begin
   if tg_op = 'UPDATE' and new.company_id <> old.company_id then
     perform webhooks_private.config_error('webhook_company_immutable', 'company_id',
       'a webhook cannot move to another company; create a new one instead');
   end if;
 
-  if new.name is null or btrim(new.name) = '' then
-    perform webhooks_private.config_error('webhook_name_required', 'name', 'webhook name must not be empty');
+  -- a name is trimmed of every Unicode white space character (btrim knows the ASCII
+  -- space only, and a regex's \s depends on the locale), then must be something
+  new.name := regexp_replace(new.name, format('^%s+|%s+$', v_space, v_space), '', 'g');
+  if new.name is null or new.name = '' then
+    perform webhooks_private.config_error('webhook_name_required', 'name', 'webhook name must not be empty or white space only');
   end if;
-  new.name := btrim(new.name);
+  -- control characters (C0, DEL, C1): a name is shown in pages, logs and terminals
+  if new.name ~ '[\u0001-\u001f\u007f-\u009f]' then
+    perform webhooks_private.config_error('webhook_name_control_characters', 'name',
+      'webhook name must not contain control characters (tabs, line breaks, escapes, …)');
+  end if;
+  if char_length(new.name) > v_name_max then
+    perform webhooks_private.config_error('webhook_name_too_long', 'name',
+      format('webhook name must be at most %s characters, got %s', v_name_max, char_length(new.name)));
+  end if;
 
   if new.url is null
      or new.url !~* '^https?://[^\s/?#@]+(:[0-9]+)?([/?#]\S*)?$'
      or length(new.url) > 2048 then
     perform webhooks_private.config_error('webhook_url_invalid', 'url',
-      format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', new.url));
+      format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', left(new.url, 2100)));
+  end if;
+  -- the port, if any: after the host or after an IPv6 literal's closing bracket
+  v_port := substring(substring(new.url from '^[A-Za-z]+://([^/?#]*)') from ':([0-9]+)$');
+  if v_port is not null and v_port::numeric not between 1 and 65535 then
+    perform webhooks_private.config_error('webhook_url_port_invalid', 'url',
+      format('webhook url port must be from 1 to 65535, got %s', left(v_port, 30)));
+  end if;
+
+  -- enabling or disabling in plain SQL (a DBA's update) records when and who, as
+  -- disable_webhook does; enabling clears them. Values the writer gives are kept.
+  if tg_op = 'INSERT' and not new.enabled
+     or tg_op = 'UPDATE' and new.enabled is distinct from old.enabled then
+    if new.enabled then
+      new.disabled_at := null;
+      new.disabled_by := null;
+      new.disabled_reason := null;
+    else
+      new.disabled_at := coalesce(new.disabled_at, now());
+      -- (this trigger runs as its owner: the caller's role is the session's `role`
+      -- setting, else its login; the token subject first, as webhooks.current_actor)
+      new.disabled_by := coalesce(new.disabled_by,
+                                  nullif(current_setting('jwt.claims.sub', true), ''),
+                                  nullif(current_setting('role'), 'none'),
+                                  session_user::text);
+    end if;
   end if;
 
   if coalesce(cardinality(new.fields), 0) = 0 then

@@ -82,18 +82,31 @@ as $$
           webhooks_private.setting('webhooks.retry_after_max', '6 hours')::interval));
 $$;
 
--- public: the retry schedule in force (without jitter), one row per attempt
+-- public: the retry schedule in force (without jitter), one row per attempt. Runs as
+-- its owner: its helpers live in webhooks_private, which no API role may use, and it
+-- reads nothing but settings. p_max_attempts is bounded as a webhook's max_attempts is
+-- (webhooks_max_attempts_range): a caller cannot ask for a billion rows.
 create or replace function webhooks.retry_schedule(p_max_attempts integer default null)
 returns table (attempt integer, wait_before interval, since_first_attempt interval)
-language sql
+language plpgsql
 stable
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
+begin
+  if p_max_attempts is not null and p_max_attempts not between 1 and 100 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = 'max attempts must be from 1 to 100';
+  end if;
+  return query
   select n,
          case when n = 1 then interval '0' else webhooks_private.nominal_retry_delay(n - 1) end,
          coalesce(sum(webhooks_private.nominal_retry_delay(n - 1)) filter (where n > 1)
                     over (order by n), interval '0')
   from generate_series(1, webhooks_private.max_attempts(p_max_attempts)) n
   order by n;
+end;
 $$;
 
 ------------------------------------------------------------------------------------
@@ -456,8 +469,10 @@ begin
       (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, error, relay_id)
     select e.id, e.webhook_id, e.company_id, e.attempts, e.claimed_at,
            least(extract(epoch from now() - e.claimed_at) * 1000, 2147483647)::integer,
-           format('lease expired: relay %s did not settle this attempt by %s (it stopped or lost the database); the request may or may not have reached the endpoint',
-                  e.locked_by, e.locked_until),
+           -- (no relay id in the text: ids name hosts, and tenants read this; the
+           -- attempt's relay_id keeps it for operators)
+           format('lease expired: the relay did not settle this attempt by %s (it stopped or lost the database); the request may or may not have reached the endpoint',
+                  e.locked_until),
            e.locked_by
     from expired e
   )
@@ -466,7 +481,7 @@ begin
       locked_by = null,
       locked_until = null,
       last_status_code = null,
-      last_error = format('lease expired: relay %s did not settle attempt %s', e.locked_by, e.attempts),
+      last_error = format('lease expired: the relay did not settle attempt %s', e.attempts),
       completed_at = case when e.attempts >= e.max_attempts then now() end,
       next_attempt_at = now()
   from expired e

@@ -35,6 +35,8 @@ comment on column webhooks.deliveries.locked_until is '@behavior -*';
 comment on table webhooks.delivery_attempts is $$
 @behavior -insert -update -delete
 One HTTP attempt of a delivery.$$;
+-- which relay made an attempt: relay ids name hosts, for operators only
+comment on column webhooks.delivery_attempts.relay_id is '@behavior -*';
 
 comment on type webhooks.webhook_report_row is
   'One line of the webhooks report: a webhook and what it did in the date range.';

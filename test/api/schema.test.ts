@@ -132,6 +132,10 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
   t.false(delivery.includes('lockedBy'));
   t.false(delivery.includes('lockedUntil'));
   t.true(delivery.includes('messageId'));
+  // relay ids name hosts: for the operator, not the tenant
+  const attempt = fieldsOf('DeliveryAttempt');
+  t.false(attempt.includes('relayId'));
+  t.true(attempt.includes('responseBody'));
 });
 
 test('the Reports page is served at / and /reports/webhooks, its files with their content types, nothing outside its folder', async (t) => {

@@ -257,3 +257,26 @@ test('deleteWebhook removes the webhook with its secret and history', async (t) 
             (select count(*) from webhooks.deliveries where webhook_id = $1)::int as deliveries`, [webhook.id]);
   t.deepEqual(left, { webhooks: 0, secrets: 0, deliveries: 0 });
 });
+
+test('retrySchedule: the schedule in force, for a viewer too; the number of attempts is bounded', async (t) => {
+  const company = await make().company();
+  const viewer = await api().token(company.id, 'webhook_viewer');
+  const query = 'query($n: Int) { retrySchedule(pMaxAttempts: $n) { nodes { attempt waitBefore { seconds minutes hours } } } }';
+
+  const schedule = await api().gql(viewer, query);
+  t.is(schedule.errors, undefined, JSON.stringify(schedule.errors));
+  const nodes = schedule.data.retrySchedule.nodes;
+  t.is(nodes.length, 10);
+  t.like(nodes[0], { attempt: 1 });
+  t.like(nodes[1], { attempt: 2, waitBefore: { seconds: 10 } });
+  t.like(nodes[2], { attempt: 3, waitBefore: { seconds: 30 } });
+
+  const three = await api().gql(viewer, query, { n: 3 });
+  t.is(three.data.retrySchedule.nodes.length, 3);
+
+  for (const n of [0, 101, 2_000_000_000, -5]) {
+    const refused = await api().gql(viewer, query, { n });
+    t.is(refused.errors?.length, 1, String(n));
+    t.like(refused.errors![0], { message: 'max attempts must be from 1 to 100', extensions: { code: '22023' } }, String(n));
+  }
+});

@@ -8,6 +8,7 @@ import pino from 'pino';
 import { Relay } from '../../relay/loop.ts';
 import { relaySettings } from '../../relay/settings.ts';
 import { TENANT_REFUSAL } from '../../relay/destinations.ts';
+import { startTestApi } from '../helpers/api.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 import { relayScene, testRelayEnvironment, waitForFinalDeliveries } from '../helpers/relay.ts';
 
@@ -79,4 +80,33 @@ test('every spelling of a loopback address outside the allow-list is refused, re
   const refusals = lines.map((line) => JSON.parse(line)).filter((entry) => /destination refused/.test(entry.msg));
   t.is(refusals.length, SPELLINGS.length);
   t.true(refusals.every((entry) => /127\.0\.0\.2|7f00:2/.test(entry.why) && /RELAY_ALLOW_NETWORKS \(127\.0\.0\.1\/32\)/.test(entry.why)));
+});
+
+test('through the API a tenant sees "not a public address" and nothing more: no address, no allow-list, no relay', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const inside = await startReceiver({ host: '127.0.0.2' });
+  t.teardown(() => inside.close());
+  const api = await startTestApi(database.url);
+  t.teardown(() => api.stop());
+  const relay = new Relay(
+    relaySettings(testRelayEnvironment(database.url, { RELAY_ALLOW_NETWORKS: '127.0.0.1/32', RELAY_ID: 'relay-host.internal.example:42:abc' })),
+    { log: pino({ level: 'silent' }) },
+  );
+  t.teardown(() => relay.stop());
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: `http://[::ffff:7f00:2]:${new URL(inside.origin).port}/x`, maxAttempts: 1 });
+  await f.contact(company.id);
+  await relay.runOnce();
+  await waitForFinalDeliveries(database.pool, [webhook.id], 1);
+
+  const token = await api.token(company.id, 'webhook_viewer');
+  const seen = await api.gql(token, `{ allDeliveries(first: 10) { nodes { state lastError lastStatusCode
+      deliveryAttemptsByDeliveryId(first: 10) { nodes { attempt statusCode error responseBody } } } } }`);
+  t.is(seen.errors, undefined, JSON.stringify(seen.errors));
+  t.deepEqual(seen.data.allDeliveries.nodes, [{
+    state: 'failed', lastError: TENANT_REFUSAL, lastStatusCode: null,
+    deliveryAttemptsByDeliveryId: { nodes: [{ attempt: 1, statusCode: null, error: TENANT_REFUSAL, responseBody: null }] },
+  }]);
+  const relayId = await api.gql(token, '{ allDeliveryAttempts(first: 10) { nodes { relayId } } }');
+  t.regex(relayId.errors?.[0]?.message ?? '', /Cannot query field "relayId"/, 'which relay (and so which host) is not for the tenant');
+  t.is(inside.requests.length, 0);
 });

@@ -212,7 +212,8 @@ test('settle is guarded: a relay whose lease was rescued cannot overwrite the ne
   );
   t.is(attempts.length, 3, 'every attempt is history, the late one included');
   t.like(attempts[0], { attempt: 1, status_code: null, relay_id: 'relay-late' });
-  t.regex(attempts[0].error, /^lease expired: relay relay-late/);
+  t.regex(attempts[0].error, /^lease expired: the relay did not settle this attempt/);
+  t.notRegex(attempts[0].error, /relay-late/);
   t.like(attempts[1], { attempt: 1, status_code: 500, relay_id: 'relay-late' });
   t.like(attempts[2], { attempt: 2, status_code: 200, relay_id: 'relay-new' });
 });
@@ -259,6 +260,7 @@ test('rescue: a lease that runs out on the last attempt fails the delivery', asy
   const row = await delivery(pool, claimed.delivery_id);
   t.like(row, { state: 'failed', attempts: 1, locked_by: null });
   t.regex(row.last_error, /^lease expired/);
+  t.notRegex(row.last_error, /relay-gone/, 'relay ids name hosts: not for the tenant');
 });
 
 test('a disabled webhook: its due deliveries are not sent but fail with a reason', async (t) => {

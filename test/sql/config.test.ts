@@ -22,6 +22,20 @@ const badConfigurations: Array<[string, (ids: Ids) => Record<string, unknown>, s
   ['a field that is not a contact column', () => ({ fields: ['first_name', 'shoe_size'] }), 'webhook_field_unknown', 'fields'],
   ['an empty action list', () => ({ actions: [] }), 'webhook_actions_empty', 'actions'],
   ['an empty name', () => ({ name: '  ' }), 'webhook_name_required', 'name'],
+  ['a name of tabs and newlines', () => ({ name: '\t\n\r\u000b\f' }), 'webhook_name_required', 'name'],
+  ['a name of Unicode white space', () => ({ name: '\u00a0\u1680\u2000\u2003\u200a\u2028\u2029\u202f\u205f\u3000\u0085' }), 'webhook_name_required', 'name'],
+  ['a name of 201 characters', () => ({ name: 'x'.repeat(201) }), 'webhook_name_too_long', 'name'],
+  ['a name of 201 characters beyond the BMP', () => ({ name: '🪝'.repeat(201) }), 'webhook_name_too_long', 'name'],
+  ['a name with a bell', () => ({ name: 'Ding\u0007' }), 'webhook_name_control_characters', 'name'],
+  ['a name with a terminal escape', () => ({ name: '\u001b[31mRed' }), 'webhook_name_control_characters', 'name'],
+  ['a name with a line break inside', () => ({ name: 'Two\nlines' }), 'webhook_name_control_characters', 'name'],
+  ['a name with DEL', () => ({ name: 'a\u007fb' }), 'webhook_name_control_characters', 'name'],
+  ['a name with a C1 control', () => ({ name: 'a\u009bb' }), 'webhook_name_control_characters', 'name'],
+  ['a URL with port 0', () => ({ url: 'https://receiver.example.com:0/in' }), 'webhook_url_port_invalid', 'url'],
+  ['a URL with port 65536', () => ({ url: 'https://receiver.example.com:65536/in' }), 'webhook_url_port_invalid', 'url'],
+  ['a URL with a port of 30 digits', () => ({ url: `https://receiver.example.com:${'9'.repeat(30)}/in` }), 'webhook_url_port_invalid', 'url'],
+  ['an IPv6 URL with port 0', () => ({ url: 'http://[2001:db8::1]:0/in' }), 'webhook_url_port_invalid', 'url'],
+  ['a URL longer than 2048 characters', () => ({ url: `https://receiver.example.com/${'a'.repeat(2048)}` }), 'webhook_url_invalid', 'url'],
   ['a status of another company', (ids) => ({ actions: ['contact.status_added'], statusId: ids.foreignStatus }), 'webhook_status_other_company', 'status_id'],
   ['a user of another company', (ids) => ({ actions: ['contact.user_assigned'], userId: ids.foreignUser }), 'webhook_user_other_company', 'user_id'],
   ['a status filter on a non-status action', (ids) => ({ actions: ['contact.created'], statusId: ids.status }), 'webhook_status_needs_status_actions', 'status_id'],
@@ -95,11 +109,63 @@ test('accepted: a good configuration is stored tidy, with a secret of its own', 
   t.not(other.secret, hook.secret);
 });
 
-test('a disabled webhook must say when it was disabled; an enabled one carries no stale reason', async (t) => {
+test('accepted: names and URLs at their bounds, trimmed of any white space', async (t) => {
+  const known = await ids();
+  const long = await make().webhook({ companyId: known.company, actions: ['contact.created'], name: '🪝'.repeat(200) });
+  t.is([...long.name].length, 200);
+  const padded = await make().webhook({ companyId: known.company, actions: ['contact.created'], name: '\u3000\t Hook\u00a0\n' });
+  t.is(padded.name, 'Hook');
+  const inner = await make().webhook({ companyId: known.company, actions: ['contact.created'], name: 'Zoë\u00a0&\u2003Co' });
+  t.is(inner.name, 'Zoë\u00a0&\u2003Co', 'white space inside a name is kept');
+  for (const url of ['https://receiver.example.com:1/in', 'https://receiver.example.com:65535/in', 'http://[2001:db8::1]:8080/in', 'http://[2001:db8::1]/in', `https://receiver.example.com/${'a'.repeat(2000)}`]) {
+    await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url }), url);
+  }
+});
+
+test('a plain SQL disable or enable works: disabled_at and disabled_by are filled, then cleared', async (t) => {
   const known = await ids();
   const hook = await make().webhook({ companyId: known.company, actions: ['contact.created'] });
-  const noWhen = await refusal(t, db().pool.query('update webhooks.webhooks set enabled = false where id = $1', [hook.id]));
-  t.is(noWhen.constraint, 'webhooks_disabled_consistent');
+  const row = async () =>
+    (await db().pool.query('select enabled, disabled_at is not null as has_when, disabled_by, disabled_reason from webhooks.webhooks where id = $1', [hook.id])).rows[0];
+
+  await db().pool.query('update webhooks.webhooks set enabled = false where id = $1', [hook.id]);
+  const { rows: [me] } = await db().pool.query('select current_user::text as name');
+  t.deepEqual(await row(), { enabled: false, has_when: true, disabled_by: me.name, disabled_reason: null }, 'the database role that did it');
+
+  await db().pool.query('update webhooks.webhooks set enabled = true where id = $1', [hook.id]);
+  t.deepEqual(await row(), { enabled: true, has_when: false, disabled_by: null, disabled_reason: null });
+
+  // with a reason, and as the token subject when one is set (as the API's functions do)
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query("select set_config('jwt.claims.sub', 'dba@example.com', true)");
+    await client.query("update webhooks.webhooks set enabled = false, disabled_reason = 'maintenance' where id = $1", [hook.id]);
+    await client.query('commit');
+  } finally {
+    client.release();
+  }
+  t.deepEqual(await row(), { enabled: false, has_when: true, disabled_by: 'dba@example.com', disabled_reason: 'maintenance' });
+
+  // an explicit value is kept
+  await db().pool.query('update webhooks.webhooks set enabled = true where id = $1', [hook.id]);
+  await db().pool.query("update webhooks.webhooks set enabled = false, disabled_at = '2026-01-01T00:00:00Z', disabled_by = 'ops' where id = $1", [hook.id]);
+  const { rows: [explicit] } = await db().pool.query('select disabled_at, disabled_by from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(explicit, { disabled_at: new Date('2026-01-01T00:00:00Z'), disabled_by: 'ops' });
+
+  // a webhook inserted disabled gets the same
+  const born = await db().pool.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions, enabled)
+     values ($1, 'Born off', 'https://receiver.example.com/in', '{email}', '{contact.created}', false)
+     returning disabled_at is not null as has_when, disabled_by`,
+    [known.company],
+  );
+  t.deepEqual(born.rows[0], { has_when: true, disabled_by: me.name });
+});
+
+test('an enabled webhook carries no stale reason', async (t) => {
+  const known = await ids();
+  const hook = await make().webhook({ companyId: known.company, actions: ['contact.created'] });
   const stale = await refusal(t, db().pool.query("update webhooks.webhooks set disabled_reason = 'x' where id = $1", [hook.id]));
   t.is(stale.constraint, 'webhooks_disabled_consistent');
 });
