@@ -18,9 +18,12 @@ export const session = {
  * tried a change), 'network', 'api'.
  */
 export class ApiError extends Error {
-  constructor(kind, message) {
+  /** field: the input the database blamed (extensions.column), rule: the rule it broke (extensions.constraint) */
+  constructor(kind, message, { field = null, rule = null } = {}) {
     super(message);
     this.kind = kind;
+    this.field = field;
+    this.rule = rule;
   }
 }
 
@@ -62,9 +65,12 @@ export async function graphql(query, variables = {}) {
     throw new ApiError('rejected', `The server does not accept this token${message ? ` (${message})` : ''}. ${GET_A_TOKEN}`);
   }
   if (errors.some((e) => e.extensions?.code === '42501')) {
-    throw new ApiError('forbidden', 'This token may only read. Disabling, enabling and replaying need an admin token.');
+    throw new ApiError('forbidden', 'This token may only read. Changing webhooks needs an admin token.');
   }
-  if (errors.length) throw new ApiError('api', message);
+  if (errors.length) {
+    const blamed = errors.find((e) => e.extensions?.column) ?? errors[0];
+    throw new ApiError('api', message, { field: blamed.extensions?.column ?? null, rule: blamed.extensions?.constraint ?? null });
+  }
   if (!response.ok || !body?.data) throw new ApiError('api', `The server answered ${response.status} ${response.statusText}.`);
   return body.data;
 }
@@ -79,9 +85,14 @@ function expiredWords(claims) {
 // objects in the page's own terms: actions as in SQL and payloads ("contact.created"),
 // counts as numbers.
 
-/** GraphQL enum CONTACT_STATUS_ADDED → "contact.status_added" */
+/** GraphQL enum CONTACT_STATUS_ADDED → "contact.status_added", WEBHOOK_TEST → "webhook.test" */
 function actionName(value) {
-  return value.replace(/^CONTACT_/, 'contact.').toLowerCase();
+  return value.replace(/^(CONTACT|WEBHOOK)_/, (_, prefix) => `${prefix}.`).toLowerCase();
+}
+
+/** "contact.status_added" → the GraphQL enum CONTACT_STATUS_ADDED */
+function actionEnum(action) {
+  return action.replace('.', '_').toUpperCase();
 }
 
 /** A row of webhookReport in the page's terms. */
@@ -91,6 +102,7 @@ function reportRowOf(node) {
     name: node.name,
     url: node.url,
     actions: node.actions.map(actionName),
+    fields: node.fields,
     status: node.statusId ? { id: node.statusId, name: node.statusName ?? `status #${node.statusId}` } : null,
     user: node.userId ? { id: node.userId, name: node.userName ?? `user #${node.userId}` } : null,
     createdAt: node.createdAt,
@@ -109,7 +121,7 @@ function reportRowOf(node) {
 }
 
 const REPORT_FIELDS = `
-  webhookId name url actions statusId statusName userId userName createdAt
+  webhookId name url actions fields statusId statusName userId userName createdAt
   enabled disabledAt disabledBy disabledReason ignoreSources watchFields conditions
   timesFired timesSucceeded timesFailed timesPending
 `;
@@ -235,4 +247,139 @@ const REPLAY = /* GraphQL */ `
 export async function replayDelivery(deliveryId) {
   const data = await graphql(REPLAY, { id: deliveryId });
   return firingOf(data.replayDelivery.result);
+}
+
+// ---- setting webhooks up ---------------------------------------------------------
+
+const CHOICES = /* GraphQL */ `
+  query Choices {
+    contactFields
+    companyStatuses { nodes { id name } }
+    companyUsers { nodes { id name email } }
+  }
+`;
+
+/** What the setup form offers: the contact fields, the company's statuses and users. */
+export async function fetchChoices() {
+  const data = await graphql(CHOICES);
+  return {
+    fields: data.contactFields,
+    statuses: data.companyStatuses.nodes,
+    users: data.companyUsers.nodes,
+  };
+}
+
+const WEBHOOK_FIELDS = 'id name url fields actions statusId userId ignoreSources watchFields conditions enabled createdAt';
+
+const CREATE = /* GraphQL */ `
+  mutation Create($name: String!, $url: String!, $fields: [String]!, $actions: [Action]!, $statusId: BigInt, $userId: BigInt,
+                  $ignoreSources: [String], $watchFields: [String], $conditions: JSON) {
+    createWebhook(input: { name: $name, url: $url, fields: $fields, actions: $actions, statusId: $statusId, userId: $userId,
+                           ignoreSources: $ignoreSources, watchFields: $watchFields, conditions: $conditions }) {
+      result { secret webhook { ${WEBHOOK_FIELDS} } }
+    }
+  }
+`;
+
+/**
+ * Creates a webhook. setup: { name, url, fields, actions (as in SQL), statusId, userId,
+ * ignoreSources, watchFields, conditions (an object, or null for none) }.
+ * Resolves with { webhook, secret }: the secret is never readable again.
+ */
+export async function createWebhook(setup) {
+  const data = await graphql(CREATE, {
+    name: setup.name,
+    url: setup.url,
+    fields: setup.fields,
+    actions: setup.actions.map(actionEnum),
+    statusId: setup.statusId || null,
+    userId: setup.userId || null,
+    ignoreSources: setup.ignoreSources,
+    watchFields: setup.watchFields,
+    conditions: setup.conditions,
+  });
+  const { webhook, secret } = data.createWebhook.result;
+  return { webhook: { ...webhook, actions: webhook.actions.map(actionName) }, secret };
+}
+
+const UPDATE = /* GraphQL */ `
+  mutation Update($id: BigInt!, $name: String!, $url: String!, $fields: [String]!, $actions: [Action]!,
+                  $statusId: BigInt, $userId: BigInt, $clearStatusId: Boolean!, $clearUserId: Boolean!,
+                  $ignoreSources: [String]!, $watchFields: [String]!, $conditions: JSON, $clearConditions: Boolean!) {
+    updateWebhook(input: { id: $id, name: $name, url: $url, fields: $fields, actions: $actions,
+                           statusId: $statusId, userId: $userId, clearStatusId: $clearStatusId, clearUserId: $clearUserId,
+                           ignoreSources: $ignoreSources, watchFields: $watchFields,
+                           conditions: $conditions, clearConditions: $clearConditions }) {
+      result { ${WEBHOOK_FIELDS} }
+    }
+  }
+`;
+
+/** Saves a webhook's settings (the same shape as createWebhook's); an empty picker or filter clears it. */
+export async function updateWebhook(webhookId, setup) {
+  const data = await graphql(UPDATE, {
+    id: webhookId,
+    name: setup.name,
+    url: setup.url,
+    fields: setup.fields,
+    actions: setup.actions.map(actionEnum),
+    statusId: setup.statusId || null,
+    userId: setup.userId || null,
+    clearStatusId: !setup.statusId,
+    clearUserId: !setup.userId,
+    ignoreSources: setup.ignoreSources,
+    watchFields: setup.watchFields,
+    conditions: setup.conditions,
+    clearConditions: setup.conditions === null,
+  });
+  return data.updateWebhook.result;
+}
+
+const DELETE = /* GraphQL */ `
+  mutation Delete($id: BigInt!) { deleteWebhook(input: { id: $id }) { result { id name } } }
+`;
+
+/** Deletes a webhook and its history. */
+export async function deleteWebhook(webhookId) {
+  return (await graphql(DELETE, { id: webhookId })).deleteWebhook.result;
+}
+
+const ROTATE = /* GraphQL */ `
+  mutation Rotate($id: BigInt!) { rotateWebhookSecret(input: { id: $id }) { result { secret previousSecretExpiresAt } } }
+`;
+
+/** A new signing secret, shown this once; the previous one keeps working until previousSecretExpiresAt. */
+export async function rotateSecret(webhookId) {
+  return (await graphql(ROTATE, { id: webhookId })).rotateWebhookSecret.result;
+}
+
+const SEND_TEST = /* GraphQL */ `
+  mutation SendTest($id: BigInt!) { sendTestWebhook(input: { id: $id }) { result { ${FIRING_FIELDS} } } }
+`;
+
+/** Queues one signed webhook.test delivery with a sample contact; resolves with it, pending. */
+export async function sendTest(webhookId) {
+  return firingOf((await graphql(SEND_TEST, { id: webhookId })).sendTestWebhook.result);
+}
+
+const FIRING = /* GraphQL */ `
+  query Firing($id: BigInt!) { deliveryById(id: $id) { ${FIRING_FIELDS} } }
+`;
+
+/** One firing as it is now, or null. */
+export async function fetchFiring(deliveryId) {
+  const node = (await graphql(FIRING, { id: deliveryId })).deliveryById;
+  return node ? firingOf(node) : null;
+}
+
+const AUDIT = /* GraphQL */ `
+  query Audit($id: BigInt!) {
+    webhookById(id: $id) { auditLog(first: 100) { totalCount nodes { id at actor action details } } }
+  }
+`;
+
+/** The webhook's history of changes, newest first (the last 100), and how many there are in all. */
+export async function fetchAuditLog(webhookId) {
+  const log = (await graphql(AUDIT, { id: webhookId })).webhookById?.auditLog;
+  return { totalCount: log?.totalCount ?? 0, entries: log?.nodes ?? [] };
 }

@@ -1,16 +1,22 @@
 // Reports » Webhooks: the company's webhooks with their Times Fired for a Date Range,
-// each webhook's firing history, Disable / Enable and Replay.
+// each webhook's firing history, Disable / Enable and Replay; for admins, setting
+// webhooks up (New webhook, Edit, Delete, Rotate secret, Send test); for everyone, a
+// webhook's history of changes.
 //
 // Views follow the URL hash, so Back and reload work:
 //   #/                         the report
-//   #/webhooks/<id>?page=&outcome=   the history of one webhook
+//   #/new                      the New webhook form
+//   #/webhooks/<id>?page=&outcome=   one webhook: its firings and its history of changes
+//   #/webhooks/<id>/edit       its edit form
 import {
-  ApiError, fetchAttempts, fetchHistory, fetchReport, replayDelivery, session, setWebhookEnabled,
+  ApiError, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchChoices, fetchFiring,
+  fetchHistory, fetchReport, replayDelivery, rotateSecret, sendTest, session, setWebhookEnabled, updateWebhook,
 } from './api.js';
 import { h, replace } from './dom.js';
 import {
-  DEFAULT_PRESET, PRESETS, contactLabel, formatCount, formatDate, formatTime, inspectToken,
-  outcomeWords, presetDays, rangeInstants, rangeWords, triggerLines, actionWords,
+  CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
+  contactLabel, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, outcomeWords,
+  parseConditions, presetDays, rangeInstants, rangeWords, setupProblems, sourceList, triggerLines, urlProblem,
 } from './format.js';
 
 const PAGE_SIZE = 50;
@@ -34,6 +40,10 @@ let readOnly = false;
 let replayBlocked = false;
 /** Bumped on every load, so that a slow, outdated answer never overwrites a newer one. */
 let generation = 0;
+/** A secret just issued ({ webhookId, secret, note }), shown once on that webhook's page. */
+let issuedSecret = null;
+/** A message set just before a change of view, kept across it. */
+let keepFlash = false;
 
 function loadRange() {
   try {
@@ -54,6 +64,9 @@ function rangeDays() {
 function route() {
   const [path, query = ''] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(query);
+  if (path === '/new') return { view: 'new' };
+  const edit = path.match(/^\/webhooks\/(\d+)\/edit$/);
+  if (edit) return { view: 'edit', webhookId: edit[1] };
   const match = path.match(/^\/webhooks\/(\d+)$/);
   if (match) {
     const outcome = OUTCOMES.some((o) => o.id === params.get('outcome')) ? params.get('outcome') : 'all';
@@ -204,7 +217,7 @@ function webhookRow(webhook) {
     onclick: () => toggleWebhook(webhook, toggle),
   }, webhook.enabled ? 'Disable' : 'Enable');
   return h('tr', { dataset: { webhookId: webhook.id }, class: webhook.enabled ? '' : 'is-disabled' },
-    h('td', {}, h('div', { class: 'name' }, webhook.name)),
+    h('td', {}, h('div', { class: 'name' }, h('a', { href: historyHash(webhook.id), class: 'webhook-link' }, webhook.name))),
     h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', {}, line)))),
     h('td', { class: 'nowrap' }, formatDate(webhook.createdAt)),
     h('td', { class: 'url' }, h('code', {}, breakableUrl(webhook.url))),
@@ -233,9 +246,10 @@ async function renderReport(instants, days, mine) {
     `${active} active, ${report.webhooks.length - active} disabled · Times Fired ${rangeWords(days.fromDay, days.toDay)}`;
   replace($('webhooks-body'), report.webhooks.length
     ? report.webhooks.map(webhookRow)
-    : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, 'Your company has no webhooks yet. Ask support@bigpurpledot.com to set one up.')));
-  $('history').hidden = true;
-  $('report').hidden = false;
+    : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, readOnly
+      ? 'Your company has no webhooks yet. An admin of your company can set one up here.'
+      : 'Your company has no webhooks yet. Press "New webhook" to set one up.')));
+  showView('report');
 }
 
 async function toggleWebhook(webhook, button) {
@@ -300,6 +314,7 @@ function detailsRow(firing) {
 }
 
 function contactCell(firing) {
+  if (isTest(firing.action)) return ['Sample contact ', h('span', { class: 'contact-id' }, `#${firing.contactId}`)];
   const { name } = contactLabel(firing.contactId, firing.payload);
   return [name, ' ', h('span', { class: 'contact-id' }, `#${firing.contactId}`)];
 }
@@ -328,7 +343,9 @@ function firingRows(firing) {
     : null;
   const row = h('tr', { dataset: { deliveryId: firing.id, state: firing.state } },
     h('td', { class: 'nowrap' }, formatTime(firing.createdAt)),
-    h('td', { class: 'nowrap' }, actionWords(firing.action)),
+    h('td', { class: 'nowrap' }, isTest(firing.action)
+      ? h('span', { class: 'badge test', title: 'A test send: not counted in Times Fired' }, actionWords(firing.action))
+      : actionWords(firing.action)),
     h('td', {}, contactCell(firing)),
     h('td', {}, outcomeBadge(firing.state), firing.state === 'pending'
       ? h('div', { class: 'reason nowrap' }, `next try ${formatTime(firing.nextAttemptAt)}`) : null),
@@ -392,8 +409,7 @@ async function renderHistory(where, instants, days, mine) {
   const webhook = history.webhook;
   if (!webhook) {
     showError(`There is no webhook #${where.webhookId} in your company.`);
-    $('report').hidden = true;
-    $('history').hidden = true;
+    showView(null);
     return;
   }
   const pages = Math.ceil(history.totalCount / PAGE_SIZE);
@@ -419,8 +435,374 @@ async function renderHistory(where, instants, days, mine) {
       ? 'No firings in this date range.'
       : `No firings with the outcome ${OUTCOMES.find((o) => o.id === where.outcome).label} in this date range.`)));
   renderPager(where, history.totalCount);
-  $('report').hidden = true;
-  $('history').hidden = false;
+  renderTools(webhook);
+  showView('history');
+  showIssuedSecret(webhook.id);
+  await renderAudit(webhook.id, mine);
+}
+
+// ---- views ------------------------------------------------------------------
+
+/** Shows one of the views (report, history, setup), or none. */
+function showView(name) {
+  for (const id of ['report', 'history', 'setup']) $(id).hidden = id !== name;
+  // the Date Range concerns the counts only
+  $('range').hidden = name === 'setup';
+  $('new-webhook').hidden = readOnly || name === 'setup';
+}
+
+// ---- one webhook: its tools --------------------------------------------------
+
+function renderTools(webhook) {
+  if (readOnly) {
+    replace($('webhook-tools'));
+    return;
+  }
+  const testButton = h('button', {
+    type: 'button', class: 'secondary', id: 'send-test', disabled: !webhook.enabled,
+    title: webhook.enabled ? 'Send one signed webhook.test delivery with a sample contact' : 'This webhook is disabled: enable it to send a test',
+    onclick: () => sendTestFor(webhook, testButton),
+  }, 'Send test');
+  replace($('webhook-tools'),
+    h('a', { href: `#/webhooks/${webhook.id}/edit`, class: 'secondary button-link', id: 'edit-webhook' }, 'Edit'),
+    testButton,
+    h('button', {
+      type: 'button', class: 'secondary', id: 'rotate-secret',
+      onclick: () => askConfirm(
+        `Rotate the signing secret of "${webhook.name}"? A new secret is shown once; the current one keeps working for 24 hours, time to update your receiver.`,
+        'Rotate secret', () => rotateFor(webhook)),
+    }, 'Rotate secret'),
+    h('button', {
+      type: 'button', class: 'secondary danger', id: 'delete-webhook',
+      onclick: () => askConfirm(
+        `Delete "${webhook.name}" and its whole history? It stops firing at once. This cannot be undone.`,
+        'Delete webhook', () => deleteFor(webhook)),
+    }, 'Delete'),
+  );
+}
+
+let confirmAction = null;
+
+function askConfirm(text, yes, action) {
+  $('confirm-text').textContent = text;
+  $('confirm-yes').textContent = yes;
+  confirmAction = action;
+  $('confirm').hidden = false;
+  $('confirm-no').focus();
+}
+
+function closeConfirm() {
+  $('confirm').hidden = true;
+  confirmAction = null;
+}
+
+$('confirm-yes').addEventListener('click', async () => {
+  const action = confirmAction;
+  closeConfirm();
+  if (action) await action();
+});
+
+async function deleteFor(webhook) {
+  clearMessages();
+  try {
+    await deleteWebhook(webhook.id);
+    flash(`Deleted · ${webhook.name}`);
+    keepFlash = true;
+    location.hash = '#/';
+  } catch (error) {
+    handleError(error);
+  }
+}
+
+async function rotateFor(webhook) {
+  clearMessages();
+  try {
+    const rotated = await rotateSecret(webhook.id);
+    issuedSecret = {
+      webhookId: webhook.id,
+      secret: rotated.secret,
+      note: `The new secret of "${webhook.name}". The previous one keeps working until ${formatTime(rotated.previousSecretExpiresAt)}.`,
+    };
+    await render();
+  } catch (error) {
+    handleError(error);
+  }
+}
+
+/** The secret issued to this webhook, once: the panel keeps it until dismissed or left. */
+function showIssuedSecret(webhookId) {
+  if (!issuedSecret || issuedSecret.webhookId !== webhookId) return;
+  $('secret-value').textContent = issuedSecret.secret;
+  $('secret-note').textContent = issuedSecret.note;
+  $('copy-secret').textContent = 'Copy';
+  $('secret-panel').hidden = false;
+  issuedSecret = null;
+}
+
+async function copySecret() {
+  const text = $('secret-value').textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    $('copy-secret').textContent = 'Copied';
+  } catch {
+    // no clipboard (a page not served over https or localhost): select it for Ctrl+C
+    getSelection().selectAllChildren($('secret-value'));
+    $('copy-secret').textContent = 'Selected: press Ctrl+C';
+  }
+}
+
+// A test's outcome is awaited here for at most this long; the history shows it later anyway.
+const TEST_WAIT_MS = 30_000;
+const TEST_POLL_MS = 500;
+
+async function sendTestFor(webhook, button) {
+  clearMessages();
+  button.disabled = true;
+  try {
+    const firing = await sendTest(webhook.id);
+    flash(`Test sent to ${webhook.url}: waiting for the answer…`);
+    await render();
+    const deadline = Date.now() + TEST_WAIT_MS;
+    let now = firing;
+    while (now && (now.state === 'pending' || now.state === 'in_flight') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, TEST_POLL_MS));
+      now = await fetchFiring(firing.id);
+    }
+    if (!now) return;
+    if (now.state === 'succeeded') flash(`Test delivered: the receiver answered ${now.lastStatusCode}.`);
+    else if (now.state === 'failed') flash(`Test failed: ${now.lastError ?? `the receiver answered ${now.lastStatusCode}`}.`);
+    else flash('The test is still waiting to be sent (is the relay running?). It shows in the history once sent.');
+    await render();
+  } catch (error) {
+    handleError(error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- one webhook: its history of changes ---------------------------------------
+
+async function renderAudit(webhookId, mine) {
+  const { entries, totalCount } = await fetchAuditLog(webhookId);
+  if (mine !== generation) return;
+  replace($('audit-list'), entries.length
+    ? entries.map((entry) => {
+      const { what, detail } = auditWords(entry);
+      return h('li', { dataset: { action: entry.action } },
+        h('span', { class: 'nowrap' }, formatTime(entry.at)),
+        h('span', { class: 'actor' }, entry.actor),
+        h('span', {}, h('strong', {}, what), detail ? ` · ${detail}` : ''));
+    })
+    : h('li', { class: 'muted' }, 'No changes recorded.'));
+  if (totalCount > entries.length) {
+    $('audit-list').append(h('li', { class: 'muted' }, `The latest ${formatCount(entries.length)} of ${formatCount(totalCount)} changes.`));
+  }
+}
+
+// ---- the setup form ----------------------------------------------------------
+
+const FORM_FIELDS = ['name', 'url', 'actions', 'status_id', 'user_id', 'fields', 'watch_fields', 'ignore_sources', 'conditions'];
+
+function fieldError(name) {
+  return h('p', { class: 'field-error', id: `error-${name}`, role: 'alert', hidden: true });
+}
+
+function setFieldError(form, name, text) {
+  const error = form.querySelector(`#error-${name}`);
+  if (!error) return false;
+  error.textContent = text ?? '';
+  error.hidden = !text;
+  const input = form.querySelector(`[data-field="${name}"] input, [data-field="${name}"] select, [data-field="${name}"] textarea`);
+  if (input && ['name', 'url', 'status_id', 'user_id', 'ignore_sources', 'conditions'].includes(name)) {
+    input.setAttribute('aria-invalid', String(Boolean(text)));
+  }
+  return true;
+}
+
+function checkboxes(name, values, chosen, words) {
+  return h('div', { class: 'choices' }, values.map((value) => h('label', {},
+    h('input', { type: 'checkbox', name, value, checked: chosen.includes(value) }),
+    words(value))));
+}
+
+function readSetup(form) {
+  const checked = (name) => [...form.querySelectorAll(`input[name="${name}"]:checked`)].map((input) => input.value);
+  const actions = checked('action');
+  const parsed = parseConditions(form.querySelector('#setup-conditions').value);
+  return {
+    name: form.querySelector('#setup-name').value,
+    url: form.querySelector('#setup-url').value.trim(),
+    fields: checked('field'),
+    actions,
+    // a picker counts only while an action it narrows is chosen
+    statusId: actions.some((a) => STATUS_ACTIONS.includes(a)) ? form.querySelector('#setup-status').value : '',
+    userId: actions.includes(USER_ACTION) ? form.querySelector('#setup-user').value : '',
+    // watched fields narrow updates and saves only: without those actions there are none
+    watchFields: actions.some((a) => WATCHED_ACTIONS.includes(a)) ? checked('watch') : [],
+    ignoreSources: sourceList(form.querySelector('#setup-ignore').value),
+    conditions: parsed.problem ? null : parsed.conditions,
+    conditionsProblem: parsed.problem ?? null,
+  };
+}
+
+/** Shows the status and user pickers only while an action they narrow is chosen. */
+function syncPickers(form) {
+  const actions = [...form.querySelectorAll('input[name="action"]:checked')].map((input) => input.value);
+  form.querySelector('[data-field="status_id"]').hidden = !actions.some((a) => STATUS_ACTIONS.includes(a));
+  form.querySelector('[data-field="user_id"]').hidden = !actions.includes(USER_ACTION);
+  form.querySelector('[data-field="watch_fields"]').hidden = !actions.some((a) => WATCHED_ACTIONS.includes(a));
+}
+
+function setupForm({ webhook, choices }) {
+  const editing = Boolean(webhook);
+  const chosenFields = webhook?.fields ?? ['first_name', 'last_name', 'email'].filter((f) => choices.fields.includes(f));
+  const url = h('input', {
+    type: 'text', id: 'setup-url', name: 'url', value: webhook?.url ?? '', inputmode: 'url', autocomplete: 'off',
+    spellcheck: 'false', placeholder: 'https://example.com/hooks/bpd', 'aria-describedby': 'hint-url error-url', size: 70,
+  });
+  const form = h('form', { id: 'setup-form', class: 'setup-form card', novalidate: true },
+    h('div', { class: 'field', dataset: { field: 'name' } },
+      h('label', { for: 'setup-name' }, 'Name'),
+      h('input', { type: 'text', id: 'setup-name', name: 'name', value: webhook?.name ?? '', maxlength: 200, size: 50, 'aria-describedby': 'error-name' }),
+      fieldError('name')),
+    h('div', { class: 'field', dataset: { field: 'url' } },
+      h('label', { for: 'setup-url' }, 'URL'),
+      url,
+      h('p', { class: 'hint', id: 'hint-url' }, 'Where to send: your receiver\'s address. Each request is a signed JSON POST.'),
+      fieldError('url')),
+    h('fieldset', { dataset: { field: 'actions' } },
+      h('legend', {}, 'Send when'),
+      checkboxes('action', CONTACT_ACTIONS, webhook?.actions ?? [], actionWords),
+      fieldError('actions')),
+    h('div', { class: 'field', dataset: { field: 'status_id' } },
+      h('label', { for: 'setup-status' }, 'Which status'),
+      h('select', { id: 'setup-status', name: 'status' },
+        h('option', { value: '' }, 'Any status'),
+        choices.statuses.map((s) => h('option', { value: s.id, selected: webhook?.status?.id === s.id }, s.name))),
+      fieldError('status_id')),
+    h('div', { class: 'field', dataset: { field: 'user_id' } },
+      h('label', { for: 'setup-user' }, 'Which user'),
+      h('select', { id: 'setup-user', name: 'user' },
+        h('option', { value: '' }, 'Any user'),
+        choices.users.map((u) => h('option', { value: u.id, selected: webhook?.user?.id === u.id }, `${u.name} (${u.email})`))),
+      fieldError('user_id')),
+    h('fieldset', { dataset: { field: 'fields' } },
+      h('legend', {}, 'Contact fields to send'),
+      h('p', { class: 'hint' }, 'The contact\'s id is always sent.'),
+      checkboxes('field', choices.fields.filter((f) => f !== 'id'), chosenFields, fieldLabel),
+      fieldError('fields')),
+    h('fieldset', { class: 'filters' },
+      h('legend', {}, 'Filters (optional)'),
+      h('div', { class: 'field', dataset: { field: 'watch_fields' } },
+        h('span', { class: 'label' }, 'Only when one of these fields changes'),
+        h('p', { class: 'hint' }, 'For Contact updated and Contact saved in BPD. None ticked: any change.'),
+        checkboxes('watch', choices.fields.filter((f) => f !== 'id'), webhook?.watchFields ?? [], fieldLabel),
+        fieldError('watch_fields')),
+      h('div', { class: 'field', dataset: { field: 'ignore_sources' } },
+        h('label', { for: 'setup-ignore' }, 'Ignore changes from'),
+        h('input', {
+          type: 'text', id: 'setup-ignore', name: 'ignore', value: (webhook?.ignoreSources ?? []).join(', '),
+          size: 50, placeholder: 'encompass, api', 'aria-describedby': 'hint-ignore error-ignore_sources',
+        }),
+        h('p', { class: 'hint', id: 'hint-ignore' }, 'Sources, separated by commas: their changes never fire this webhook (e.g. an integration that writes contacts back).'),
+        fieldError('ignore_sources')),
+      h('div', { class: 'field', dataset: { field: 'conditions' } },
+        h('label', { for: 'setup-conditions' }, 'Only for contacts that match'),
+        h('textarea', {
+          id: 'setup-conditions', name: 'conditions', rows: 4, spellcheck: 'false',
+          placeholder: '{"field": "state", "op": "in", "value": ["VA", "MD"]}', 'aria-describedby': 'hint-conditions error-conditions',
+        }, webhook?.conditions ? JSON.stringify(webhook.conditions, null, 2) : ''),
+        h('p', { class: 'hint', id: 'hint-conditions' }, 'A condition in JSON: {"all": […]}, {"any": […]}, {"not": …} or {"field", "op", "value"} (docs/filters.md). Empty: every contact.'),
+        fieldError('conditions'))),
+    h('div', { class: 'form-buttons' },
+      h('button', { type: 'submit', class: 'primary', id: 'setup-submit' }, editing ? 'Save changes' : 'Create webhook'),
+      h('a', { href: editing ? historyHash(webhook.id) : '#/', id: 'setup-cancel' }, 'Cancel')),
+  );
+  syncPickers(form);
+  form.addEventListener('change', (event) => {
+    if (event.target.name === 'action') syncPickers(form);
+  });
+  // the URL is checked as the database checks it once the admin leaves the field, then as they type
+  let urlTouched = false;
+  url.addEventListener('blur', () => {
+    urlTouched = true;
+    setFieldError(form, 'url', urlProblem(url.value));
+  });
+  url.addEventListener('input', () => {
+    if (urlTouched) setFieldError(form, 'url', urlProblem(url.value));
+  });
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    void submitSetup(form, webhook);
+  });
+  return form;
+}
+
+async function submitSetup(form, webhook) {
+  clearMessages();
+  const setup = readSetup(form);
+  const problems = setupProblems(setup);
+  for (const name of FORM_FIELDS) setFieldError(form, name, problems[name]);
+  if (Object.keys(problems).length) {
+    form.querySelector('[aria-invalid=true], .field-error:not([hidden])')?.closest('[data-field]')?.querySelector('input, select')?.focus();
+    return;
+  }
+  const submit = form.querySelector('#setup-submit');
+  submit.disabled = true;
+  try {
+    if (webhook) {
+      await updateWebhook(webhook.id, setup);
+      flash(`Saved · ${setup.name.trim()}`);
+      keepFlash = true;
+      location.hash = historyHash(webhook.id);
+    } else {
+      const created = await createWebhook(setup);
+      issuedSecret = {
+        webhookId: created.webhook.id,
+        secret: created.secret,
+        note: `The secret of "${created.webhook.name}".`,
+      };
+      flash(`Created · ${created.webhook.name}`);
+      keepFlash = true;
+      location.hash = historyHash(created.webhook.id);
+    }
+  } catch (error) {
+    submit.disabled = false;
+    // the database's refusal of one input goes beside that input
+    if (error instanceof ApiError && error.field && setFieldError(form, error.field, error.message)) {
+      form.querySelector(`[data-field="${error.field}"] input, [data-field="${error.field}"] select`)?.focus();
+      return;
+    }
+    handleError(error);
+  }
+}
+
+async function renderSetup(where, instants, mine) {
+  if (readOnly) {
+    showError('This token may only read. Setting webhooks up needs an admin token.');
+    showView(null);
+    return;
+  }
+  const [choices, report] = await Promise.all([
+    fetchChoices(),
+    where.view === 'edit' ? fetchReport(instants) : null,
+  ]);
+  if (mine !== generation) return;
+  const webhook = report ? report.webhooks.find((w) => w.id === where.webhookId) : null;
+  if (report) $('who-name').textContent = report.companyName ?? '';
+  if (where.view === 'edit' && !webhook) {
+    showError(`There is no webhook #${where.webhookId} in your company.`);
+    showView(null);
+    return;
+  }
+  $('page-title').textContent = webhook ? `Edit ${webhook.name}` : 'New webhook';
+  document.title = `${webhook ? 'Edit webhook' : 'New webhook'} · Webhooks · Big Purple Dot`;
+  $('page-subtitle').textContent = webhook
+    ? 'Changes apply to events from now on; firings already made keep what they sent.'
+    : 'Where to send which contact fields when what happens. The signing secret is shown once, after Create.';
+  replace($('setup'), setupForm({ webhook, choices }));
+  showView('setup');
+  $('setup-name').focus();
 }
 
 // ---- rendering the current view ----------------------------------------------
@@ -435,6 +817,7 @@ async function render() {
   $('who').hidden = false;
   readOnly = inspectToken(session.token()).claims?.role === 'webhook_viewer';
   $('who-role').hidden = !readOnly;
+  $('new-webhook').hidden = readOnly;
   showError('');
   renderRangeControl();
   const days = rangeDays();
@@ -444,6 +827,7 @@ async function render() {
   document.body.setAttribute('aria-busy', 'true');
   try {
     if (where.view === 'history') await renderHistory(where, instants, days, mine);
+    else if (where.view === 'new' || where.view === 'edit') await renderSetup(where, instants, mine);
     else await renderReport(instants, days, mine);
   } catch (error) {
     if (mine === generation) handleError(error);
@@ -455,8 +839,17 @@ async function render() {
 $('sign-in-form').addEventListener('submit', signIn);
 $('sign-out').addEventListener('click', signOut);
 $('range').addEventListener('submit', applyCustomRange);
+$('copy-secret').addEventListener('click', copySecret);
+$('secret-done').addEventListener('click', () => {
+  $('secret-panel').hidden = true;
+  $('secret-value').textContent = '';
+});
+$('confirm-no').addEventListener('click', closeConfirm);
 window.addEventListener('hashchange', () => {
-  $('flash').hidden = true;
+  if (!keepFlash) $('flash').hidden = true;
+  keepFlash = false;
+  closeConfirm();
+  if (!issuedSecret) $('secret-panel').hidden = true;
   // a new view or page starts at its top, also when its link was at the bottom
   void render().then(() => window.scrollTo({ top: 0 }));
 });

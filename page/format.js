@@ -13,11 +13,32 @@ const ACTION_WORDS = {
   'contact.user_assigned': 'User assigned',
 };
 
+/** The actions a webhook may subscribe to, in the order the setup form lists them. */
+export const CONTACT_ACTIONS = Object.keys(ACTION_WORDS);
+
+/** Actions that a status picker narrows down, and the one a user picker does. */
+export const STATUS_ACTIONS = ['contact.status_added', 'contact.status_removed'];
+export const USER_ACTION = 'contact.user_assigned';
+
+/** What a test send shows as its action in the history. */
+const TEST_ACTION = 'webhook.test';
+
 /** "contact.status_added" → "Status added"; an unknown action is shown as it is. */
 export function actionWords(action) {
+  if (action === TEST_ACTION) return 'Test';
   return ACTION_WORDS[action] ?? action;
 }
 
+/** Whether a firing is a test send (not counted in Times Fired). */
+export function isTest(action) {
+  return action === TEST_ACTION;
+}
+
+/** A contact field as a form labels it: "first_name" → "First name", "custom.tier" → "Tier" */
+export function fieldLabel(field) {
+  const words = fieldWords(field);
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
 /**
  * The trigger(s) of a webhook in plain words: one line per action, with its filter,
  * then one line per filter of the webhook (docs/filters.md):
@@ -209,4 +230,111 @@ export function inspectToken(token, nowSeconds = Date.now() / 1000) {
     return { problem: 'expired', token: trimmed, claims };
   }
   return { token: trimmed, claims };
+}
+
+// ---- the setup form ------------------------------------------------------------
+
+// The database's own rule for a webhook URL (sql/10_config.sql, webhook_url_invalid),
+// checked here first so that the form can say so beside the field at once.
+const URL_RULE = /^https?:\/\/[^\s/?#@]+(:[0-9]+)?([/?#]\S*)?$/i;
+const URL_MAX = 2048;
+
+/** Why a URL would be refused, in words, or null when the database will take it. */
+export function urlProblem(url) {
+  const value = (url ?? '').trim();
+  if (!value) return 'Enter the URL your receiver listens on.';
+  if (value.length > URL_MAX) return `The URL is too long: at most ${formatCount(URL_MAX)} characters.`;
+  if (!URL_RULE.test(value)) {
+    return 'Enter an absolute http:// or https:// URL, like https://example.com/hooks/bpd (no spaces, no user name or password in it).';
+  }
+  return null;
+}
+
+/**
+ * Checks the form's choices before they are sent. setup: { name, url, fields, actions,
+ * statusId, userId }. Returns { field: words } for each field with a problem (empty: none).
+ */
+export function setupProblems(setup) {
+  const problems = {};
+  if (!setup.name.trim()) problems.name = 'Give the webhook a name.';
+  const url = urlProblem(setup.url);
+  if (url) problems.url = url;
+  if (!setup.fields.length) problems.fields = 'Choose at least one contact field to send.';
+  if (!setup.actions.length) problems.actions = 'Choose at least one action.';
+  if (setup.statusId && !setup.actions.every((a) => STATUS_ACTIONS.includes(a))) {
+    problems.status_id = 'A status applies to Status added and Status removed only: choose only those actions, or Any status.';
+  }
+  if (setup.userId && !(setup.actions.length === 1 && setup.actions[0] === USER_ACTION)) {
+    problems.user_id = 'A user applies to User assigned only: choose only that action, or Any user.';
+  }
+  if (setup.conditionsProblem) problems.conditions = setup.conditionsProblem;
+  return problems;
+}
+
+// ---- the history of changes ----------------------------------------------------
+
+const SETTING_WORDS = {
+  name: 'name', url: 'URL', fields: 'fields', actions: 'actions', status_id: 'status', user_id: 'user',
+  max_attempts: 'attempts', ignore_sources: 'ignored sources', watch_fields: 'watched fields', conditions: 'conditions',
+};
+
+function valueWords(key, value) {
+  if (value === null || value === undefined) return key === 'status_id' ? 'any status' : key === 'user_id' ? 'any user' : 'none';
+  if (key === 'actions' && Array.isArray(value)) return value.map(actionWords).join(', ');
+  if ((key === 'fields' || key === 'watch_fields') && Array.isArray(value)) return value.map(fieldLabel).join(', ');
+  if (key === 'status_id') return `status #${value}`;
+  if (key === 'user_id') return `user #${value}`;
+  if (Array.isArray(value)) return value.join(', ') || 'none';
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}
+
+/**
+ * One entry of a webhook's audit trail in words: { what, detail } (detail may be '').
+ * entry: { action, details }
+ */
+export function auditWords(entry) {
+  const d = entry.details ?? {};
+  switch (entry.action) {
+    case 'webhook.created': return { what: 'Created', detail: d.url ? `posting to ${d.url}` : '' };
+    case 'webhook.updated': {
+      const changes = Object.entries(d.changed ?? {}).map(([key, change]) =>
+        `${SETTING_WORDS[key] ?? fieldWords(key)}: ${valueWords(key, change.from)} → ${valueWords(key, change.to)}`);
+      return { what: 'Changed', detail: changes.join('; ') };
+    }
+    case 'webhook.deleted': return { what: 'Deleted', detail: '' };
+    case 'webhook.disabled': return { what: 'Disabled', detail: d.reason ?? '' };
+    case 'webhook.enabled': return { what: 'Enabled', detail: '' };
+    case 'webhook.secret_rotated': return { what: 'Rotated the signing secret', detail: 'the previous one worked 24 hours more' };
+    case 'webhook.replayed': {
+      const n = Number(d.deliveries ?? 1);
+      return { what: n === 1 ? 'Replayed 1 firing' : `Replayed ${formatCount(n)} firings`, detail: '' };
+    }
+    case 'webhook.backfill_started': return { what: 'Started a backfill', detail: '' };
+    case 'webhook.backfill_cancelled': return { what: 'Cancelled a backfill', detail: '' };
+    case 'webhook.test': return { what: 'Sent a test', detail: d.message_id ? `message ${d.message_id}` : '' };
+    default: return { what: entry.action, detail: '' };
+  }
+}
+
+/** The actions a list of watched fields narrows (the others fire whatever changed). */
+export const WATCHED_ACTIONS = ['contact.updated', 'contact.saved'];
+
+/** "encompass, api ,, " → ["encompass", "api"] */
+export function sourceList(text) {
+  return [...new Set((text ?? '').split(',').map((s) => s.trim()).filter(Boolean))];
+}
+
+/**
+ * The conditions box: empty is none (null); else it must be JSON (the database judges
+ * the rest, and says which part is wrong). Returns { conditions } or { problem }.
+ */
+export function parseConditions(text) {
+  const value = (text ?? '').trim();
+  if (!value) return { conditions: null };
+  try {
+    return { conditions: JSON.parse(value) };
+  } catch (error) {
+    return { problem: `This is not JSON (${error.message}). Write a condition like {"field": "state", "op": "in", "value": ["VA", "MD"]}, or leave the box empty.` };
+  }
 }

@@ -7,7 +7,7 @@
 --
 -- Public API (stable names other programs and DBAs rely on):
 --   webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
---   webhooks.fire_history, the type webhooks.action, the NOTIFY channel bpd_webhooks,
+--   webhooks.fire_history, webhooks.audit_log, the type webhooks.action, the NOTIFY channel bpd_webhooks,
 --   and the transaction setting webhooks.source.
 -- Private (may change between versions; do not call from applications):
 --   everything in schema webhooks_private, the relay's entry points in schema
@@ -23,6 +23,7 @@
 --   30_delivery        the delivery state machine: claim, settle, release, rescue, replay
 --   40_history         webhooks.fire_history, the DBAs' view
 --   45_admin           the admin API's changes to webhooks
+--   47_audit           the audit trail of every change to a webhook, and test sends
 --   50_report_counts   daily counts that keep the report fast, and counting
 --   55_report          the report, a webhook's history, what the page shows
 --   58_operations      what the health endpoints ask (readiness, backlog)

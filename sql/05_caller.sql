@@ -22,3 +22,17 @@ stable
 as $$
   select coalesce(nullif(current_setting('jwt.claims.sub', true), ''), current_user::text);
 $$;
+
+-- private: who is acting, for the audit trail (47_audit.sql), whose rows are written
+-- by functions running as their owner, where current_user names the owner: the
+-- token's subject, else the role the session switched to (SET ROLE, as the API server
+-- does per request), else the one it logged in as.
+create or replace function webhooks_private.audit_actor()
+returns text
+language sql
+stable
+as $$
+  select coalesce(nullif(current_setting('jwt.claims.sub', true), ''),
+                  nullif(current_setting('role'), 'none'),
+                  session_user::text);
+$$;

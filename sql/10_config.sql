@@ -26,12 +26,15 @@ end;
 $$;
 
 -- public: the contact columns a webhook may choose in `fields` (GraphQL:
--- contactFields); the validation below asks the same function
+-- contactFields); the validation below asks the same function. As its owner: naming
+-- crm.contacts needs a right on schema crm, which no API role has.
 drop function if exists webhooks_private.contact_fields();
 create or replace function webhooks.contact_fields()
 returns text[]
 language sql
 stable
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
   select array_agg(attname::text order by attnum)
   from pg_catalog.pg_attribute
@@ -73,6 +76,7 @@ declare
   -- every Unicode White_Space character
   v_space constant text := '[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]';
   v_name_max constant integer := 200;
+  v_reason_max constant integer := 500;
 begin
   if tg_op = 'UPDATE' and new.company_id <> old.company_id then
     perform webhooks_private.config_error('webhook_company_immutable', 'company_id',
@@ -106,6 +110,19 @@ begin
   if v_port is not null and v_port::numeric not between 1 and 65535 then
     perform webhooks_private.config_error('webhook_url_port_invalid', 'url',
       format('webhook url port must be from 1 to 65535, got %s', left(v_port, 30)));
+  end if;
+
+  -- a disable reason (disableWebhook's, tenant text): checked when it is written
+  if tg_op = 'INSERT' or new.disabled_reason is distinct from old.disabled_reason then
+    new.disabled_reason := nullif(regexp_replace(new.disabled_reason, format('^%s+|%s+$', v_space, v_space), '', 'g'), '');
+    if new.disabled_reason ~ '[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]' then
+      perform webhooks_private.config_error('webhook_disabled_reason_control_characters', 'disabled_reason',
+        'a disable reason must not contain control characters other than tabs and line breaks');
+    end if;
+    if char_length(new.disabled_reason) > v_reason_max then
+      perform webhooks_private.config_error('webhook_disabled_reason_too_long', 'disabled_reason',
+        format('a disable reason must be at most %s characters, got %s', v_reason_max, char_length(new.disabled_reason)));
+    end if;
   end if;
 
   -- enabling or disabling in plain SQL (a DBA's update) records when and who, as

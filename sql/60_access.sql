@@ -101,6 +101,11 @@ grant update (name, url, fields, actions, status_id, user_id, ignore_sources, wa
               enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at)
   on webhooks.webhooks to webhook_admin;
 grant delete on webhooks.webhooks to webhook_admin;
+-- the audit trail (47_audit.sql) is read, never written, by the API roles: its rows
+-- come from triggers and from the test send, which run as their owner
+grant select on webhooks.audit_log to webhook_viewer;
+revoke all on function webhooks.send_test_webhook(bigint) from public;
+grant execute on function webhooks.send_test_webhook(bigint) to webhook_admin;
 -- the company's statuses and users run as their owner (55_report.sql): callers
 -- are the API roles only
 revoke all on function webhooks.company_statuses(), webhooks.company_users() from public;
@@ -116,7 +121,8 @@ grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to we
 revoke execute on all functions in schema webhooks_private from public;
 grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
 -- the report's counting (webhooks.webhook_report)
-grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz)
+grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),
+  webhooks_private.count_tests(bigint, timestamptz, timestamptz)
   to webhook_viewer;
 -- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql)
 grant execute on function
@@ -163,6 +169,7 @@ alter table webhooks.webhooks enable row level security;
 alter table webhooks.deliveries enable row level security;
 alter table webhooks.delivery_attempts enable row level security;
 alter table webhooks.delivery_day_counts enable row level security;
+alter table webhooks.audit_log enable row level security;
 
 drop policy if exists company_reads on webhooks.webhooks;
 create policy company_reads on webhooks.webhooks
@@ -199,5 +206,10 @@ create policy company_reads on webhooks.delivery_day_counts
 
 drop policy if exists company_reads on webhooks.delivery_attempts;
 create policy company_reads on webhooks.delivery_attempts
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+
+drop policy if exists company_reads on webhooks.audit_log;
+create policy company_reads on webhooks.audit_log
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));

@@ -72,6 +72,19 @@ comment on function webhooks.current_company_name() is 'The name of the caller''
 comment on function webhooks.retry_schedule(integer) is
   'The delivery retry schedule in force (before ±jitter): when each attempt happens after the first one fails.';
 
+comment on table webhooks.audit_log is $$
+@behavior -insert -update -delete
+One change to a webhook: who (the token subject, the database role, or "relay"), what, when.$$;
+comment on column webhooks.audit_log.actor is 'Who made the change: the token subject, the database role, or "relay" for the relay''s own changes.';
+comment on column webhooks.audit_log.action is 'webhook.created, webhook.updated, webhook.deleted, webhook.disabled, webhook.enabled, webhook.secret_rotated, webhook.replayed, webhook.backfill_started, webhook.backfill_cancelled or webhook.test.';
+comment on column webhooks.audit_log.details is 'What changed: for webhook.updated {"changed": {field: {"from", "to"}}}; the reason of a disable; the deliveries replayed; the test delivery.';
+comment on function webhooks.webhooks_audit_log(webhooks.webhooks) is $$
+@fieldName auditLog
+The history of changes to this webhook, newest first.$$;
+comment on function webhooks.send_test_webhook(bigint) is
+  'Send a test: one signed webhook.test delivery with a sample contact of the webhook''s fields. It shows in the history and is not counted in Times Fired.';
+comment on function webhooks.sample_contact() is 'The sample contact a test sends (id 0).';
+
 -- in the public schema for DBAs and the API server, not for GraphQL
 comment on table webhooks.delivery_day_counts is $$
 @behavior -*

@@ -30,6 +30,19 @@ export interface EmbeddedOptions {
 const USER = 'postgres';
 const PASSWORD = 'postgres';
 
+/** Where `npm start` keeps its own Postgres unless told otherwise (EMBEDDED_PG_PORT). */
+export const DEFAULT_EMBEDDED_PORT = 5433;
+export const DEFAULT_DATABASE = 'bpd_webhooks';
+
+export function embeddedUrl(port: number, database = 'postgres'): string {
+  return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
+}
+
+/** The database `npm start` uses: DATABASE_URL, else its embedded one. */
+export function startDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DATABASE_URL ?? embeddedUrl(Number(env.EMBEDDED_PG_PORT ?? DEFAULT_EMBEDDED_PORT), DEFAULT_DATABASE);
+}
+
 export async function freePort(): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer();
@@ -141,7 +154,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<R
   await server.start();
   return {
     port,
-    url: (database = 'postgres') => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`,
+    url: (database = 'postgres') => embeddedUrl(port, database),
     stop: () => server.stop(),
   };
 }

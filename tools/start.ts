@@ -2,7 +2,7 @@
 // schema brought up to date, and the parts of bpd-webhooks running beside it.
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
+import { DEFAULT_DATABASE, DEFAULT_EMBEDDED_PORT, PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
 import { ensureDatabase } from './ensure-database.ts';
 import { migrate } from './migrate.ts';
 import { Supervisor } from './supervisor.ts';
@@ -17,14 +17,14 @@ async function database(): Promise<{ url: string; stop: () => Promise<void> }> {
   if (process.env.DATABASE_URL) {
     return { url: process.env.DATABASE_URL, stop: async () => {} };
   }
-  const port = Number(process.env.EMBEDDED_PG_PORT ?? 5433);
+  const port = Number(process.env.EMBEDDED_PG_PORT ?? DEFAULT_EMBEDDED_PORT);
   const server = await startEmbeddedPostgres({ dataDir: `${root}.data/postgres`, port, persistent: true }).catch((error) => {
     if (!(error instanceof PostgresCannotRun)) throw error;
     console.error(error.message);
     process.exit(1);
   });
-  await ensureDatabase(server.url(), 'bpd_webhooks');
-  return { url: server.url('bpd_webhooks'), stop: () => server.stop() };
+  await ensureDatabase(server.url(), DEFAULT_DATABASE);
+  return { url: server.url(DEFAULT_DATABASE), stop: () => server.stop() };
 }
 
 const db = await database();

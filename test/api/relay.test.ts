@@ -5,7 +5,7 @@ import { Webhook } from 'standardwebhooks';
 import { startTestApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver } from '../helpers/receiver.ts';
-import { relayTestDatabase, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { relayTestDatabase, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 
 async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }) {
   const database = await relayTestDatabase();
@@ -85,4 +85,19 @@ test('after rotateWebhookSecret, deliveries verify with the new secret and, for 
   t.true(request.verified, `new secret: ${request.verifyError}`);
   // the same request also carries a signature made with the previous secret
   t.notThrows(() => new Webhook(oldSecret.slice('whsec_'.length)).verify(request.body, request.headers as Record<string, string>));
+});
+
+test('a 410 Gone disables the webhook, and its history of changes says the relay did it', async (t) => {
+  const { pool, receiver, f, company, gql } = await setup(t);
+  const { webhook } = (await gql(CREATE, { url: receiver.url('/gone') })).createWebhook.result;
+  receiver.route('/gone', { replies: [410] });
+  await f.contact(company.id);
+  await waitForRows(pool, 'select enabled from webhooks.webhooks where id = $1', [webhook.id], (rows) => rows[0]?.enabled === false);
+
+  const { webhookById } = await gql(`query($id: BigInt!) { webhookById(id: $id) { auditLog { nodes { actor action details } } } }`,
+    { id: webhook.id });
+  const [disabled, created] = webhookById.auditLog.nodes;
+  t.like(disabled, { actor: 'relay', action: 'webhook.disabled' });
+  t.regex(disabled.details.reason, /410 Gone/);
+  t.like(created, { actor: 'admin@example.com', action: 'webhook.created' });
 });

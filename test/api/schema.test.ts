@@ -122,10 +122,10 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
   const fieldsOf = (name: string) => types.find((type) => type.name === name)!.fields!.map((field) => field.name);
   t.deepEqual(fieldsOf('Mutation').sort(), [
     'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
-    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'updateWebhook',
+    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'sendTestWebhook', 'updateWebhook',
   ]);
   const query = fieldsOf('Query');
-  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'allDeliveryDayCounts']) {
+  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'countTests', 'allDeliveryDayCounts']) {
     t.false(query.includes(hidden), hidden);
   }
   const delivery = fieldsOf('Delivery');

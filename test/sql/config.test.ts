@@ -169,3 +169,25 @@ test('an enabled webhook carries no stale reason', async (t) => {
   const stale = await refusal(t, db().pool.query("update webhooks.webhooks set disabled_reason = 'x' where id = $1", [hook.id]));
   t.is(stale.constraint, 'webhooks_disabled_consistent');
 });
+
+test('a disable reason: trimmed, at most 500 characters, no control characters but tabs and line breaks', async (t) => {
+  const known = await ids();
+  const hook = await make().webhook({ companyId: known.company, actions: ['contact.created'] });
+  const disable = (reason: string) =>
+    db().pool.query('update webhooks.webhooks set enabled = false, disabled_reason = $2 where id = $1 returning disabled_reason', [hook.id, reason]);
+  const enable = () => db().pool.query('update webhooks.webhooks set enabled = true where id = $1', [hook.id]);
+
+  for (const [reason, rule] of [
+    ['x'.repeat(501), 'webhook_disabled_reason_too_long'],
+    ['bell\u0007', 'webhook_disabled_reason_control_characters'],
+    ['\u001b[2Jcleared', 'webhook_disabled_reason_control_characters'],
+  ] as const) {
+    const error = await refusal(t, disable(reason));
+    t.like(error, { code: '23514', constraint: rule, column: 'disabled_reason' }, rule);
+  }
+  t.is((await disable('\u3000 two\nlines\tand a tab \u00a0')).rows[0].disabled_reason, 'two\nlines\tand a tab');
+  await enable();
+  t.is((await disable('x'.repeat(500))).rows[0].disabled_reason.length, 500);
+  await enable();
+  t.is((await disable(' \u2003 ')).rows[0].disabled_reason, null, 'white space only is no reason');
+});

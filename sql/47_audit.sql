@@ -1,0 +1,238 @@
+-- bpd-webhooks engine: the audit trail and test sends.
+--
+-- webhooks.audit_log has one row for every change made to a webhook: created,
+-- updated, deleted, disabled, enabled, secret rotated, deliveries replayed, a test
+-- sent. The rows are decided here, in the database, from the changes themselves:
+-- triggers on webhooks.webhooks and webhooks.deliveries write them whoever makes the
+-- change (GraphQL, psql, the relay), so none can be skipped, and no API role may
+-- write the table (trigger functions run as their owner, 60_access.sql).
+--
+-- A test send (webhooks.send_test_webhook) writes its row itself.
+--
+-- The actor is the token's subject (jwt.claims.sub) in an API request, else the
+-- database role (webhooks_private.audit_actor, 05_caller.sql). A change the relay
+-- makes (disabling a webhook whose receiver answered 410 Gone, or auto-disabling one
+-- that keeps failing) is marked disabled_by = 'relay' and recorded with the actor
+-- 'relay'. Grants and row-level security: 60_access.sql; GraphQL: 70_graphql.sql.
+--
+-- Public API: webhooks.audit_log (GraphQL: allAuditLogs, and the field auditLog of a
+-- webhook), read by the company's admins and viewers under row-level security;
+-- webhooks.send_test_webhook(id) (GraphQL: sendTestWebhook); webhooks.sample_contact()
+-- (GraphQL: sampleContact), the contact a test sends.
+
+-- private: append one row
+create or replace function webhooks_private.audit(
+  p_company_id bigint,
+  p_webhook_id bigint,
+  p_action     text,
+  p_details    jsonb default '{}',
+  p_actor      text default null
+)
+returns bigint
+language sql
+volatile
+as $$
+  insert into webhooks.audit_log (company_id, webhook_id, actor, action, details)
+  values (p_company_id, p_webhook_id, coalesce(p_actor, webhooks_private.audit_actor()), p_action, p_details)
+  returning id;
+$$;
+
+-- private: the settings of a webhook an admin chooses, as the audit shows them.
+-- Everything but identity, bookkeeping and the enabled state (recorded as its own
+-- action), so that settings added later (filters, limits) are recorded without change here.
+create or replace function webhooks_private.audited_settings(p_webhook webhooks.webhooks)
+returns jsonb
+language sql
+immutable
+as $$
+  select to_jsonb(p_webhook) - '{id,company_id,created_at,updated_at,enabled,disabled_at,disabled_by,disabled_reason,secret_rotated_at}'::text[];
+$$;
+
+------------------------------------------------------------------------------------
+-- Changes to a webhook
+
+create or replace function webhooks_private.tg_webhooks__audit()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_old jsonb;
+  v_new jsonb;
+  v_changed jsonb;
+begin
+  if tg_op = 'INSERT' then
+    perform webhooks_private.audit(new.company_id, new.id, 'webhook.created', webhooks_private.audited_settings(new));
+    return null;
+  end if;
+  if tg_op = 'DELETE' then
+    perform webhooks_private.audit(old.company_id, old.id, 'webhook.deleted',
+      jsonb_build_object('name', old.name, 'url', old.url));
+    return null;
+  end if;
+
+  v_old := webhooks_private.audited_settings(old);
+  v_new := webhooks_private.audited_settings(new);
+  select jsonb_object_agg(n.key, jsonb_build_object('from', v_old -> n.key, 'to', n.value))
+  into v_changed
+  from jsonb_each(v_new) n
+  where n.value is distinct from v_old -> n.key;
+  if v_changed is not null then
+    perform webhooks_private.audit(new.company_id, new.id, 'webhook.updated', jsonb_build_object('changed', v_changed));
+  end if;
+
+  if old.enabled and not new.enabled then
+    perform webhooks_private.audit(new.company_id, new.id, 'webhook.disabled',
+      jsonb_strip_nulls(jsonb_build_object('reason', new.disabled_reason)),
+      case when new.disabled_by = 'relay' then 'relay' end);
+  elsif new.enabled and not old.enabled then
+    perform webhooks_private.audit(new.company_id, new.id, 'webhook.enabled');
+  end if;
+
+  if new.secret_rotated_at is distinct from old.secret_rotated_at then
+    perform webhooks_private.audit(new.company_id, new.id, 'webhook.secret_rotated',
+      jsonb_build_object('previous_secret_valid_until', now() + interval '24 hours'));
+  end if;
+  return null;
+end;
+$$;
+
+drop trigger if exists _900_audit on webhooks.webhooks;
+create trigger _900_audit
+  after insert or update or delete on webhooks.webhooks
+  for each row execute function webhooks_private.tg_webhooks__audit();
+
+------------------------------------------------------------------------------------
+-- Replays and test sends
+--
+-- A replay is the one change that puts a finished delivery back to pending (retries
+-- and rescues start from in_flight). One transaction that replays many deliveries of
+-- a webhook (replayFailed) makes one row that counts them: the row's id is kept in a
+-- transaction-local setting, like an issued secret (15_secrets.sql).
+
+-- private: the setting that holds this transaction's replay row of a webhook
+create or replace function webhooks_private.replay_audit_setting(p_webhook_id bigint)
+returns text
+language sql
+immutable
+as $$
+  select 'webhooks.replay_audit_' || p_webhook_id;
+$$;
+
+-- the first delivery ids are listed; the count says how many there were in all
+create or replace function webhooks_private.tg_deliveries__audit_replay()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_row_id bigint := nullif(current_setting(webhooks_private.replay_audit_setting(new.webhook_id), true), '')::bigint;
+begin
+  if v_row_id is not null then
+    update webhooks.audit_log a
+    set details = jsonb_build_object(
+          'deliveries', (a.details ->> 'deliveries')::integer + 1,
+          'delivery_ids', case when jsonb_array_length(a.details -> 'delivery_ids') < 20
+                               then (a.details -> 'delivery_ids') || to_jsonb(new.id)
+                               else a.details -> 'delivery_ids' end)
+    where a.id = v_row_id;
+    if found then
+      return null;
+    end if;
+  end if;
+  v_row_id := webhooks_private.audit(new.company_id, new.webhook_id, 'webhook.replayed',
+    jsonb_build_object('deliveries', 1, 'delivery_ids', jsonb_build_array(new.id)));
+  perform pg_catalog.set_config(webhooks_private.replay_audit_setting(new.webhook_id), v_row_id::text, true);
+  return null;
+end;
+$$;
+
+drop trigger if exists _900_audit_replay on webhooks.deliveries;
+create trigger _900_audit_replay
+  after update on webhooks.deliveries
+  for each row when (old.state in ('succeeded', 'failed') and new.state = 'pending')
+  execute function webhooks_private.tg_deliveries__audit_replay();
+
+-- public: the sample contact a test sends (id 0): a test sends its id and the
+-- webhook's chosen fields (a column not listed here is sent as null)
+create or replace function webhooks.sample_contact()
+returns jsonb
+language sql
+stable
+as $$
+  select jsonb_build_object(
+    'id', 0,
+    'company_id', webhooks.current_company_id(),
+    'first_name', 'Ada',
+    'last_name', 'Lovelace',
+    'email', 'ada.lovelace@example.com',
+    'phone', '+1 555 010 0199',
+    'street', '12 Analytical Way',
+    'city', 'Springfield',
+    'state', 'IL',
+    'postal_code', '62701',
+    'birthday', '1815-12-10',
+    'custom', '{}'::jsonb,
+    'created_at', now(),
+    'updated_at', now());
+$$;
+
+-- public: queue one signed test delivery (action and payload type webhook.test) to
+-- the webhook, with the sample contact's chosen fields. It goes through the outbox
+-- and the relay like any delivery and shows in the history; the report leaves it out
+-- of Times Fired. It runs as its owner, to write the outbox and the audit trail that
+-- the API roles may not write; so it finds the webhook among the caller's company's
+-- own itself (row-level security does not apply to the owner), and only admins may
+-- call it.
+create or replace function webhooks.send_test_webhook(id bigint)
+returns webhooks.deliveries
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_webhook webhooks.webhooks;
+  v_sample constant jsonb := webhooks.sample_contact();
+  v webhooks.deliveries;
+begin
+  select * into v_webhook from webhooks.webhooks w
+  where w.id = send_test_webhook.id and w.company_id = webhooks.current_company_id()
+  for update;
+  if not found then
+    raise exception using
+      errcode = 'no_data_found',
+      message = format('webhook %s not found', send_test_webhook.id),
+      constraint = 'webhook_not_found',
+      column = 'id';
+  end if;
+  if not v_webhook.enabled then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('webhook %s is disabled; enable it before sending a test', v_webhook.id),
+      constraint = 'webhook_disabled',
+      column = 'id';
+  end if;
+  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+  values (v_webhook.id, v_webhook.company_id, 'webhook.test', 0, jsonb_build_object(
+    'type', 'webhook.test',
+    'timestamp', to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'data', jsonb_build_object(
+      'contact', (select jsonb_object_agg(f, v_sample -> f) from unnest('{id}'::text[] || v_webhook.fields) f),
+      'source', 'test')))
+  returning * into v;
+  perform webhooks_private.audit(v.company_id, v.webhook_id, 'webhook.test',
+    jsonb_build_object('delivery_id', v.id, 'message_id', v.message_id));
+  perform webhooks_private.wake_relay();   -- 36_wakeup.sql
+  return v;
+end;
+$$;
+
+-- public: a webhook's audit trail, newest first (GraphQL: the field auditLog of a webhook)
+create or replace function webhooks.webhooks_audit_log(w webhooks.webhooks)
+returns setof webhooks.audit_log
+language sql
+stable
+as $$
+  select a.* from webhooks.audit_log a
+  where a.webhook_id = w.id and a.company_id = w.company_id
+  order by a.at desc, a.id desc;
+$$;

@@ -1,0 +1,277 @@
+// Setting a webhook up on the page, end to end: headless Chromium fills the New
+// webhook form, the API creates it, a relay delivers its test to a real receiver that
+// checks the signature with the secret the page showed once; edit, rotate and delete
+// follow, each recorded in the webhook's history of changes. A viewer sees none of
+// the controls.
+import test from 'ava';
+import type { Page } from 'playwright-core';
+import { startTestApi, type TestApi } from '../helpers/api.ts';
+import { browserAvailability, launchBrowser, type RunningBrowser } from '../helpers/browser.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { startReceiver, type Receiver } from '../helpers/receiver.ts';
+import { relayTestDatabase, testRelay } from '../helpers/relay.ts';
+import type { Relay } from '../../relay/loop.ts';
+
+const availability = browserAvailability();
+const browserTest = availability.ok ? test : test.skip;
+if (!availability.ok) console.warn(`page tests skipped: ${availability.reason}`);
+
+let database: TestDatabase;
+let api: TestApi;
+let relay: Relay;
+let receiver: Receiver;
+let browser: RunningBrowser | undefined;
+
+test.before(async () => {
+  database = await relayTestDatabase();
+  api = await startTestApi(database.url);
+  receiver = await startReceiver();
+  relay = testRelay(database.url);
+  await relay.start();
+  if (availability.ok) browser = await launchBrowser();
+});
+
+test.after.always(async () => {
+  await browser?.close();
+  await relay?.stop();
+  await receiver?.close();
+  await api?.stop();
+  await database?.drop();
+});
+
+const problems = new WeakMap<Page, string[]>();
+
+async function signedIn(companyId: string, role: 'webhook_admin' | 'webhook_viewer' = 'webhook_admin'): Promise<Page> {
+  const page = await browser!.context.newPage();
+  const seen: string[] = [];
+  problems.set(page, seen);
+  page.on('pageerror', (error) => seen.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error') seen.push(message.text());
+  });
+  await page.goto(`${api.api.url}/reports/webhooks`);
+  await page.fill('#token', await api.token(companyId, role, 'jane.admin@purple.example'));
+  await page.click('#sign-in-form button[type=submit]');
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  return page;
+}
+
+async function untilText(page: Page, selector: string, expected: string | RegExp): Promise<string> {
+  try {
+    const handle = await page.waitForFunction(
+      ([s, source, flags]) => {
+        const text = document.querySelector(s)?.textContent?.trim() ?? null;
+        if (text === null) return false;
+        return (flags === null ? text === source : new RegExp(source, flags).test(text)) ? text : false;
+      },
+      [selector, typeof expected === 'string' ? expected : expected.source, typeof expected === 'string' ? null : expected.flags] as const,
+      { timeout: 20_000 },
+    );
+    return (await handle.jsonValue()) as string;
+  } catch {
+    const actual = await page.locator(selector).first().textContent().catch(() => null);
+    throw new Error(`${selector}: expected ${String(expected)}, found ${JSON.stringify(actual?.trim())}`);
+  }
+}
+
+const storedSecret = async (webhookId: string) =>
+  (await database.pool.query('select secret from webhooks_private.webhook_secrets where webhook_id = $1', [webhookId])).rows[0]?.secret;
+
+browserTest('an admin creates a webhook through the form, sees its secret once, edits it, sends a test, rotates the secret and deletes it', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company('Purple Realty');
+  const status = await f.status(company.id, 'Thank You Note');
+  await f.status(company.id, 'Hot Lead');
+  const page = await signedIn(company.id);
+
+  // a wrong URL is refused beside the field, as the database would
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.fill('#setup-name', 'Thank-you notes');
+  await page.fill('#setup-url', 'ftp://notes.example.com/in');
+  await page.locator('#setup-url').blur();
+  await untilText(page, '#error-url', /^Enter an absolute http:\/\/ or https:\/\/ URL/);
+  t.is(await page.getAttribute('#setup-url', 'aria-invalid'), 'true');
+  await page.check('input[name=action][value="contact.status_added"]');
+  await page.click('#setup-submit');
+  t.true(await page.isVisible('#error-url'));
+  t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id])).rows[0].n, 0);
+
+  // the status picker shows for a status action, with the company's statuses
+  t.true(await page.isVisible('[data-field="status_id"]'));
+  t.false(await page.isVisible('[data-field="user_id"]'));
+  t.deepEqual(await page.locator('#setup-status option').allTextContents(), ['Any status', 'Hot Lead', 'Thank You Note']);
+  await page.selectOption('#setup-status', status.id);
+  await page.fill('#setup-url', receiver.url('/notes'));
+  t.true(await page.isHidden('#error-url'), 'the error goes once the URL is right');
+  // fields from the real contact columns: first name, last name and email are chosen to start with
+  t.true(await page.isChecked('input[name=field][value="email"]'));
+  await page.uncheck('input[name=field][value="email"]');
+  await page.check('input[name=field][value="street"]');
+  await page.check('input[name=field][value="city"]');
+  await page.click('#setup-submit');
+
+  // the secret, once
+  await page.waitForSelector('#secret-panel:not([hidden])');
+  const secret = (await page.textContent('#secret-value'))!;
+  const { rows: [webhook] } = await database.pool.query(
+    `select id, name, url, fields, actions::text[] as actions, status_id from webhooks.webhooks where company_id = $1`, [company.id]);
+  t.deepEqual({ ...webhook, id: undefined }, {
+    id: undefined, name: 'Thank-you notes', url: receiver.url('/notes'),
+    fields: ['first_name', 'last_name', 'street', 'city'], actions: ['contact.status_added'], status_id: status.id,
+  });
+  t.is(secret, await storedSecret(webhook.id));
+  t.regex(await page.textContent('#secret-panel .warning') ?? '', /shown only this once/);
+  t.is(await page.textContent('#flash'), 'Created · Thank-you notes');
+  t.is(await page.textContent('#page-title'), 'Thank-you notes');
+  await page.click('#copy-secret');
+  await untilText(page, '#copy-secret', /^(Copied|Selected: press Ctrl\+C)$/);
+  await page.click('#secret-done');
+  t.true(await page.isHidden('#secret-panel'));
+  t.is(await page.textContent('#secret-value'), '', 'gone from the page');
+  await page.reload();
+  await page.waitForSelector('#history:not([hidden]) #audit-list li');
+  t.true(await page.isHidden('#secret-panel'), 'not shown again');
+
+  // edit: the form holds the webhook as it is
+  await page.click('#edit-webhook');
+  await page.waitForSelector('#setup-form');
+  t.is(await page.inputValue('#setup-name'), 'Thank-you notes');
+  t.is(await page.inputValue('#setup-status'), status.id);
+  t.true(await page.isChecked('input[name=field][value="street"]'));
+  await page.fill('#setup-name', 'Handwritten thank-you notes');
+  await page.check('input[name=field][value="postal_code"]');
+  await page.selectOption('#setup-status', '');
+  // the filters: watched fields only for updates and saves
+  t.false(await page.isVisible('[data-field="watch_fields"]'));
+  await page.fill('#setup-ignore', 'encompass, api, encompass');
+  // not JSON: said beside the box; JSON the database refuses: its words beside the box
+  await page.fill('#setup-conditions', '{"field": "state"');
+  await page.click('#setup-submit');
+  await untilText(page, '#error-conditions', /^This is not JSON/);
+  await page.fill('#setup-conditions', '{"field": "state", "op": "equals", "value": "VA"}');
+  await page.click('#setup-submit');
+  await untilText(page, '#error-conditions', /unknown operator "equals"/);
+  await page.fill('#setup-conditions', '{"field": "state", "op": "in", "value": ["VA", "MD", "IL"]}');
+  await page.click('#setup-submit');
+  await untilText(page, '#flash', 'Saved · Handwritten thank-you notes');
+  await untilText(page, '#page-title', 'Handwritten thank-you notes');
+  const { rows: [edited] } = await database.pool.query(
+    'select name, fields, status_id, ignore_sources, watch_fields, conditions from webhooks.webhooks where id = $1', [webhook.id]);
+  t.deepEqual(edited, {
+    name: 'Handwritten thank-you notes', fields: ['first_name', 'last_name', 'street', 'city', 'postal_code'], status_id: null,
+    ignore_sources: ['encompass', 'api'], watch_fields: [], conditions: { field: 'state', op: 'in', value: ['VA', 'MD', 'IL'] },
+  });
+  // the form shows them again as saved
+  await page.click('#edit-webhook');
+  await page.waitForSelector('#setup-form');
+  t.is(await page.inputValue('#setup-ignore'), 'encompass, api');
+  t.deepEqual(JSON.parse(await page.inputValue('#setup-conditions')), { field: 'state', op: 'in', value: ['VA', 'MD', 'IL'] });
+  await page.click('#setup-cancel');
+  await page.waitForSelector('#history:not([hidden]) #send-test');
+
+  // send a test: the relay delivers it, signed with the secret shown, and the page says how it went
+  receiver.route('/notes', { secret, replies: [200] });
+  await page.click('#send-test');
+  await untilText(page, '#flash', 'Test delivered: the receiver answered 200.');
+  const [request] = await receiver.waitFor(1, { path: '/notes' });
+  t.true(request.verified, request.verifyError ?? '');
+  const body = JSON.parse(request.body);
+  t.is(body.type, 'webhook.test');
+  t.deepEqual(body.data.contact, { id: 0, first_name: 'Ada', last_name: 'Lovelace', street: '12 Analytical Way', city: 'Springfield', postal_code: '62701' });
+  await page.waitForSelector('#history-body tr[data-state="succeeded"]');
+  const cells = (await page.locator('#history-body tr[data-state="succeeded"] > td').allInnerTexts()).map((c) => c.trim());
+  t.deepEqual(cells.slice(1, 5), ['Test', 'Sample contact #0', 'Success', '200']);
+
+  // rotate: a new secret, once
+  await page.click('#rotate-secret');
+  await untilText(page, '#confirm-text', /^Rotate the signing secret of "Handwritten thank-you notes"\?/);
+  await page.click('#confirm-yes');
+  await page.waitForSelector('#secret-panel:not([hidden])');
+  const rotated = (await page.textContent('#secret-value'))!;
+  t.not(rotated, secret);
+  t.is(rotated, await storedSecret(webhook.id));
+  t.regex(await page.textContent('#secret-note') ?? '', /^The new secret of "Handwritten thank-you notes"\. The previous one keeps working until /);
+
+  // the history of changes, newest first, with who did it
+  await page.waitForSelector('#audit-list li[data-action="webhook.secret_rotated"]');
+  t.deepEqual(await page.locator('#audit-list li').evaluateAll((items) => items.map((li) => (li as HTMLElement).dataset.action)),
+    ['webhook.secret_rotated', 'webhook.test', 'webhook.updated', 'webhook.created']);
+  const changed = await page.textContent('#audit-list li[data-action="webhook.updated"]') ?? '';
+  t.true(changed.includes('jane.admin@purple.example'));
+  t.true(changed.includes('name: Thank-you notes → Handwritten thank-you notes'), changed);
+  t.true(changed.includes('status: status #'), changed);
+
+  // Times Fired leaves the test out
+  await page.click('.back');
+  await page.waitForSelector(`tr[data-webhook-id="${webhook.id}"]`);
+  t.is(await page.textContent(`tr[data-webhook-id="${webhook.id}"] .times-fired`), '0');
+
+  // delete asks first; Cancel keeps it
+  await page.click(`tr[data-webhook-id="${webhook.id}"] .webhook-link`);
+  await page.waitForSelector('#delete-webhook');
+  await page.click('#delete-webhook');
+  await untilText(page, '#confirm-text', 'Delete "Handwritten thank-you notes" and its whole history? It stops firing at once. This cannot be undone.');
+  await page.click('#confirm-no');
+  t.true(await page.isHidden('#confirm'));
+  t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where id = $1', [webhook.id])).rows[0].n, 1);
+  await page.click('#delete-webhook');
+  await page.click('#confirm-yes');
+  await untilText(page, '#flash', 'Deleted · Handwritten thank-you notes');
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body td.empty');
+  t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where id = $1', [webhook.id])).rows[0].n, 0);
+  t.deepEqual(problems.get(page), []);
+  await page.close();
+});
+
+browserTest('the form\'s checks and the database\'s refusals show beside the input concerned', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const user = await f.user(company.id, 'Jane Doe');
+  const stranger = await f.user((await f.company()).id, 'Someone Else');
+  const page = await signedIn(company.id);
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.fill('#setup-name', '   ');
+  await page.fill('#setup-url', 'https://hooks.example.com/in');
+  await page.click('#setup-submit');
+  await untilText(page, '#error-name', 'Give the webhook a name.');
+  await untilText(page, '#error-actions', 'Choose at least one action.');
+
+  // a user picker for User assigned; a second action with it is refused beside the picker
+  await page.fill('#setup-name', 'Jane’s contacts');
+  await page.check('input[name=action][value="contact.user_assigned"]');
+  t.true(await page.isVisible('[data-field="user_id"]'));
+  await page.selectOption('#setup-user', user.id);
+  await page.check('input[name=action][value="contact.created"]');
+  await page.click('#setup-submit');
+  await untilText(page, '#error-user_id', 'A user applies to User assigned only: choose only that action, or Any user.');
+
+  // what only the database knows: a user of another company (a tampered picker)
+  await page.uncheck('input[name=action][value="contact.created"]');
+  await page.evaluate((id) => { (document.querySelector('#setup-user option:last-child') as HTMLOptionElement).value = id; }, stranger.id);
+  await page.selectOption('#setup-user', stranger.id);
+  await page.click('#setup-submit');
+  await untilText(page, '#error-user_id', `user ${stranger.id} is not a user of company ${company.id}`);
+  t.true(await page.isHidden('#error'), 'not as a page error');
+  t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id])).rows[0].n, 0);
+  t.deepEqual(problems.get(page), []);
+  await page.close();
+});
+
+browserTest('a viewer sees no New webhook, Edit, Send test, Rotate secret or Delete, but reads the history of changes', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, name: 'Sheet', actions: ['contact.created'] });
+  const page = await signedIn(company.id, 'webhook_viewer');
+  t.true(await page.isHidden('#new-webhook'));
+  await page.click(`tr[data-webhook-id="${hook.id}"] .webhook-link`);
+  await page.waitForSelector('#audit-list li[data-action="webhook.created"]');
+  t.is(await page.locator('#webhook-tools > *').count(), 0);
+  t.is(await page.locator('#history button:visible, #history a.button-link').count(), 0);
+  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
+  await untilText(page, '#error', 'This token may only read. Setting webhooks up needs an admin token.');
+  t.true(await page.isHidden('#setup'));
+  await page.close();
+});
