@@ -82,6 +82,7 @@ async function dbLimitChild(): Promise<void> {
         perWebhookCap: settings.perWebhookInFlight,
         heldByWebhook: new Map(),
         only,
+        slots: settings.maxInFlight,
       });
       refill = [...new Set(jobs.map((job) => job.webhookId))];
       if (jobs.length === 0 && only === null) break;

@@ -7,7 +7,8 @@
 //   --concurrency N  deliveries in flight per contender (default: the relay's
 //                    RELAY_PER_WEBHOOK_IN_FLIGHT default; the benchmark has one webhook)
 //   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
-//   --mode MODE      run one mode only (burn-down or open-loop)
+//   --mode MODE      run one mode only (burn-down, open-loop, fleet or noisy-neighbour)
+//   --relays A,B,…   fleet mode: relays on one database (default 1,2,4)
 //   --rounds N       burn-down rounds (default 1 with --quick, else 2)
 //   --rates A,B,…    open-loop rates per second (default 250,500,1000,2000)
 //   --seconds N      open-loop window (default 4 with --quick, else 20)
@@ -20,6 +21,7 @@ import { sampleBody, startBenchPostgres } from './database.ts';
 import { dbLimit, httpLimit } from './limits.ts';
 import { burnDown, combine, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
 import { burnDownTable, machine, openLoopTable } from './report.ts';
+import { fleetBurnDown, fleetTable, NOISY_WEBHOOKS, noisyNeighbour, noisyTable, type FleetResult, type NoisyResult } from './fleet.ts';
 import { startReceiver } from './receiver.ts';
 
 const { values: options } = parseArgs({
@@ -32,8 +34,15 @@ const { values: options } = parseArgs({
     rounds: { type: 'string' },
     rates: { type: 'string' },
     seconds: { type: 'string' },
+    relays: { type: 'string', default: '1,2,4' },
   },
 });
+const modes = ['burn-down', 'open-loop', 'fleet', 'noisy-neighbour'];
+if (options.mode && !modes.includes(options.mode)) {
+  console.error(`bench: --mode must be one of ${modes.join(', ')}`);
+  process.exit(2);
+}
+const runs = (mode: string) => !options.mode || options.mode === mode;
 
 const chosen = options.quick
   ? { rounds: 1, burnDownCount: 5_000, limitCount: 5_000, rates: [250, 500, 1000, 2000], seconds: 4, drainMs: 10_000 }
@@ -64,10 +73,12 @@ const receiver = await startReceiver();
 const bench: Bench = { pg: postgres, receiver, concurrency: Number(options.concurrency), cpuProfDir, log };
 const contenders = [bpdContender, graphileWorkerContender].filter((c) => !options.only || c.name === options.only);
 
-const rounds = options.mode === 'open-loop' ? 0 : Number(options.rounds ?? plan.rounds);
+const rounds = runs('burn-down') ? Number(options.rounds ?? plan.rounds) : 0;
 const limits: LimitResult[] = [];
 const burnDowns: BurnDownResult[] = [];
 const openLoops: OpenLoopResult[] = [];
+const fleets: FleetResult[] = [];
+const noisy: NoisyResult[] = [];
 try {
   const body = await sampleBody(postgres.server.url('bench_template'));
   const httpRounds: LimitResult[] = [];
@@ -90,10 +101,25 @@ try {
     for (const results of contenderRounds.values()) burnDowns.push(combine(results));
   }
 
-  for (const [index, rate] of (options.mode === 'burn-down' ? [] : plan.rates).entries()) {
+  for (const [index, rate] of (runs('open-loop') ? plan.rates : []).entries()) {
     for (const contender of index % 2 === 0 ? contenders : [...contenders].reverse()) {
       log(`[${elapsed()}] open loop: ${contender.name} at ${rate}/s for ${plan.seconds}s`);
       openLoops.push(await openLoop(bench, contender, rate, plan.seconds, plan.drainMs));
+    }
+  }
+
+  // #11: bpd-webhooks alone (graphile-worker has no fleet-wide limits to compare)
+  if (runs('fleet') && options.only !== 'graphile-worker') {
+    for (const relays of options.relays.split(',').map(Number)) {
+      log(`[${elapsed()}] fleet: ${relays} relay(s), ${plan.burnDownCount} changes`);
+      fleets.push(await fleetBurnDown(bench, relays, plan.burnDownCount, 120_000));
+    }
+  }
+  if (runs('noisy-neighbour') && options.only !== 'graphile-worker') {
+    const rate = 200;
+    for (const isNoisy of [false, true]) {
+      log(`[${elapsed()}] noisy neighbour: ${isNoisy ? 'beside' : 'without'} a company of silent webhooks, ${rate}/s for ${plan.seconds}s`);
+      noisy.push(await noisyNeighbour(bench, { rate, seconds: plan.seconds, noisy: isNoisy, backlogContacts: options.quick ? 300 : 1000 }));
     }
   }
 } finally {
@@ -107,10 +133,18 @@ if (rounds > 0) console.log(`\n### Burn-down: ${plan.burnDownCount} changes writ
 if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
 if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
 if (openLoops.length > 0) console.log(openLoopTable(openLoops));
+if (fleets.length > 0) {
+  console.log(`\n### Fleet: the burn-down of ${plan.burnDownCount} changes with several relays on one database\n`);
+  console.log(fleetTable(fleets));
+}
+if (noisy.length > 0) {
+  console.log(`\n### Noisy neighbour: the benchmark company's changes while another company's ${NOISY_WEBHOOKS} webhooks hang, one relay at its defaults\n`);
+  console.log(noisyTable(noisy));
+}
 for (const report of postgres.statementReports) {
   console.log(`\n### Top statements in ${report.database} (pg_stat_statements)\n\n${report.table}`);
 }
-const results = [...burnDowns, ...openLoops];
+const results = [...burnDowns, ...openLoops, ...fleets, ...noisy.map((r) => ({ ...r, complete: true }))];
 const missing = results.filter((r) => r.complete).reduce((sum, r) => sum + r.missing, 0);
 const late = results.filter((r) => !r.complete).reduce((sum, r) => sum + r.missing, 0);
 if (late > 0) console.log(`\n**${late} deliveries had not arrived when a time bound ran out** (still queued, see the tables).`);

@@ -11,7 +11,9 @@
 //
 // Isolation: the relay keeps at most perWebhookInFlight requests in flight to any one
 // webhook and tells the claim so; a slow endpoint holds its own slots (and its
-// queue) and nothing else.
+// queue) and nothing else. The claim decides the rest for the whole fleet (sql/28_lanes.sql,
+// docs/relay-fairness.md): each company's share of this relay's slots, each webhook's
+// max_in_flight across all relays, its rate_limit slots, its circuit breaker.
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { isConnectionError, relayPool } from './database.ts';
@@ -25,7 +27,7 @@ import { Rescuer } from './rescuer.ts';
 import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
 import type { RelaySettings } from './settings.ts';
 import { Settler } from './settle.ts';
-import { Slots } from './slots.ts';
+import { missedSlot, Slots } from './slots.ts';
 import { WakeUp } from './wakeup.ts';
 
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
@@ -53,6 +55,10 @@ export class Relay {
   private stopped: Promise<void> | null = null;
   private claimErrors = 0;
   private whenNoneInFlight: Array<() => void> = [];
+  /** deliveries waiting for their rate_limit slot, by their timer */
+  private readonly pacing = new Map<NodeJS.Timeout, DeliveryJob>();
+  /** a claim found a webhook at its fleet-wide cap (max_in_flight): look again after a settle */
+  private capHeldBack = false;
 
   constructor(settings: RelaySettings, options: { log?: Logger; metrics?: RelayMetrics } = {}) {
     this.settings = settings;
@@ -69,6 +75,12 @@ export class Relay {
       metrics: this.metrics,
       onSettled: () => {
         if (this.mode === 'held_back') this.kick();
+        // settled deliveries free their webhook's fleet-wide slots (max_in_flight):
+        // look again for what the cap held back
+        if (this.capHeldBack) {
+          this.capHeldBack = false;
+          this.wake();
+        }
       },
     });
     this.wakeUp = new WakeUp({
@@ -191,7 +203,7 @@ export class Relay {
   /** Claims (discovery when `only` is null, else a refill of those webhooks). */
   private async claim(only: string[] | null): Promise<Claimed> {
     const view = this.slots.claimView();
-    if (!view) return { jobs: [], moreDue: false };
+    if (!view) return { jobs: [], moreDue: false, atCap: false };
     const started = performance.now();
     const claimed = await claimDeliveries(this.pool, {
       relayId: this.settings.relayId,
@@ -200,7 +212,9 @@ export class Relay {
       perWebhookCap: view.perWebhookCap,
       heldByWebhook: view.heldByWebhook,
       only,
+      slots: this.settings.maxInFlight,
     });
+    if (claimed.atCap) this.capHeldBack = true;
     // the lease counts from the claim's statement, a little after `started`
     this.slots.claimed(view, only, claimed, started + this.settings.leaseMs);
     this.metrics.claimed(claimed.jobs.length);
@@ -213,9 +227,39 @@ export class Relay {
     return claimed;
   }
 
-  /** Sends a claimed delivery now if its webhook has a free slot, else queues it. */
+  /**
+   * Sends a claimed delivery now if its webhook has a free slot, else queues it; a
+   * paced one waits for its rate_limit slot first, and one whose slot has passed is
+   * handed back.
+   */
   private dispatch(job: DeliveryJob): void {
+    const wait = job.sendAt === null ? 0 : job.sendAt - Date.now();
+    if (wait > 0 && this.mode !== 'stopping') {
+      this.pace(job, wait);
+      return;
+    }
+    if (missedSlot(job)) {
+      void this.release([job], 'their rate_limit slot passed before they could be sent');
+      return;
+    }
     if (this.slots.admit(job, this.mode !== 'stopping')) void this.send(job);
+  }
+
+  /**
+   * Holds a delivery until its rate_limit slot (decided by the claim for the whole
+   * fleet). When the last one held for a webhook is due, the relay looks for more:
+   * the claim hands out slots at most a second ahead.
+   */
+  private pace(job: DeliveryJob, waitMs: number): void {
+    this.slots.pace(job);
+    const timer = setTimeout(() => {
+      this.pacing.delete(timer);
+      const left = this.slots.unpace(job);
+      job.sendAt = null;
+      this.dispatch(job);
+      if (left === 0) this.wake();
+    }, waitMs);
+    this.pacing.set(timer, job);
   }
 
   /** One attempt, its slot already held; the freed slot goes to a queued delivery. */
@@ -226,7 +270,7 @@ export class Relay {
     this.settler.add(result);
     const freed = this.slots.finished(job, performance.now(), this.mode !== 'stopping');
     for (const next of freed.start) void this.send(next);
-    if (freed.tooLate.length > 0) void this.release(freed.tooLate, 'their lease would run out before the request');
+    if (freed.tooLate.length > 0) void this.release(freed.tooLate, 'their lease would run out before the request, or their rate_limit slot passed');
     if (this.slots.inFlight === 0) for (const resolve of this.whenNoneInFlight.splice(0)) resolve();
     // a queue running low: refill this webhook if it has more, or resume a
     // discovery that was waiting for room
@@ -257,6 +301,12 @@ export class Relay {
     await this.listener?.close();
     await this.round;
     const queued = this.slots.takeQueued();
+    for (const [timer, job] of this.pacing) {
+      clearTimeout(timer);
+      this.slots.unpace(job);
+      queued.push(job);
+    }
+    this.pacing.clear();
     if (queued.length > 0) await this.release(queued, 'stopping');
     if (this.slots.inFlight > 0) {
       this.log.info({ inFlight: this.slots.inFlight }, 'stopping: waiting for requests in flight');

@@ -18,6 +18,13 @@ export interface DeliveryJob {
   body: string;
   secret: string | null;
   previousSecret: string | null;
+  /**
+   * The webhook's rate_limit pacing (epoch ms; null: not paced): sent not before
+   * sendAt and before sendUntil, else handed back (the claim's slots add up to the
+   * rate across the whole fleet).
+   */
+  sendAt: number | null;
+  sendUntil: number | null;
 }
 
 export interface ClaimRequest {
@@ -34,12 +41,16 @@ export interface ClaimRequest {
   heldByWebhook: ReadonlyMap<string, number>;
   /** refill these webhooks only; null: discover due work of all webhooks */
   only: string[] | null;
+  /** the relay's request slots: each company with work gets its share of them */
+  slots: number;
 }
 
 export interface Claimed {
   jobs: DeliveryJob[];
   /** a discovery was cut off at the limit: more may be due now */
   moreDue: boolean;
+  /** a webhook with due deliveries was at its fleet-wide cap: look again after a settle */
+  atCap: boolean;
 }
 
 /** Leases a batch of due deliveries to this relay (webhooks_relay.claim_deliveries). */
@@ -47,8 +58,10 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
   const { rows } = await db.query({
     name: 'bpd_webhooks_claim',
     text: `
-      select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret, more_due
-      from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[])`,
+      select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret,
+             (extract(epoch from send_at) * 1000)::float8 as send_at,
+             (extract(epoch from send_until) * 1000)::float8 as send_until, more_due, at_cap
+      from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8)`,
     values: [
       request.relayId,
       request.limit,
@@ -57,9 +70,11 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
       [...request.heldByWebhook.keys()],
       [...request.heldByWebhook.values()],
       request.only,
+      request.slots,
     ],
   });
-  const jobs = rows.map((row) => ({
+  // a row without a delivery only says at_cap
+  const jobs = rows.filter((row) => row.delivery_id !== null).map((row) => ({
     deliveryId: row.delivery_id,
     messageId: row.message_id,
     webhookId: row.webhook_id,
@@ -68,8 +83,10 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
     body: row.body,
     secret: row.secret,
     previousSecret: row.previous_secret,
+    sendAt: row.send_at === null ? null : Number(row.send_at),
+    sendUntil: row.send_until === null ? null : Number(row.send_until),
   }));
-  return { jobs, moreDue: rows.some((row) => row.more_due) };
+  return { jobs, moreDue: rows.some((row) => row.more_due), atCap: rows.some((row) => row.at_cap) };
 }
 
 /** What one attempt came to, as settle_deliveries takes it. */

@@ -7,7 +7,9 @@
 //              webhook (perWebhookInFlight) and one of the relay (maxInFlight).
 //   queued     claimed ahead of a free slot (prefetch), waiting in its webhook's local
 //              queue, oldest first. It holds its lease while it waits.
-//   held       in flight or queued: claimed by this relay and not yet finished.
+//   paced      claimed with a rate_limit slot still ahead (sendAt): the loop holds it
+//              until then, then admits it like any other.
+//   held       in flight, queued or paced: claimed by this relay and not yet finished.
 //
 // Caps: one webhook's held deliveries ≤ perWebhookInFlight + prefetch (its claim
 // cap); all held ≤ maxInFlight + maxQueued, where the relay-wide queue is as large
@@ -53,6 +55,9 @@ export class Slots {
   readonly maxQueued: number;
   private inFlightCount = 0;
   private queuedCount = 0;
+  private pacedCount = 0;
+  /** deliveries waiting for their rate_limit slot, per webhook */
+  private readonly pacedByWebhook = new Map<string, number>();
   /** requests in flight, per webhook */
   private readonly inFlightByWebhook = new Map<string, number>();
   /** deliveries claimed ahead of the free slots, per webhook, oldest first */
@@ -81,7 +86,7 @@ export class Slots {
 
   /** deliveries the relay may still claim, all webhooks together */
   room(): number {
-    return this.limits.maxInFlight + this.maxQueued - this.inFlightCount - this.queuedCount;
+    return this.limits.maxInFlight + this.maxQueued - this.inFlightCount - this.queuedCount - this.pacedCount;
   }
 
   /** The relay holds all it may: no claim until a request finishes. */
@@ -91,7 +96,24 @@ export class Slots {
 
   /** deliveries held of one webhook: in flight and queued */
   heldOf(webhookId: string): number {
-    return (this.inFlightByWebhook.get(webhookId) ?? 0) + (this.queues.get(webhookId)?.length ?? 0);
+    return (
+      (this.inFlightByWebhook.get(webhookId) ?? 0) + (this.queues.get(webhookId)?.length ?? 0) + (this.pacedByWebhook.get(webhookId) ?? 0)
+    );
+  }
+
+  /** A claimed delivery waits for its rate_limit slot (the loop holds it until sendAt). */
+  pace(job: DeliveryJob): void {
+    this.pacedByWebhook.set(job.webhookId, (this.pacedByWebhook.get(job.webhookId) ?? 0) + 1);
+    this.pacedCount++;
+  }
+
+  /** Its slot has come (or the relay stops): it is admitted or released next. Returns how many of its webhook still wait. */
+  unpace(job: DeliveryJob): number {
+    const left = this.pacedByWebhook.get(job.webhookId)! - 1;
+    if (left === 0) this.pacedByWebhook.delete(job.webhookId);
+    else this.pacedByWebhook.set(job.webhookId, left);
+    this.pacedCount--;
+    return left;
   }
 
   /** The inputs of the next claim, or null when the relay is full. */
@@ -100,6 +122,7 @@ export class Slots {
     if (room <= 0) return null;
     const heldByWebhook = new Map(this.inFlightByWebhook);
     for (const [id, jobs] of this.queues) heldByWebhook.set(id, (heldByWebhook.get(id) ?? 0) + jobs.length);
+    for (const [id, n] of this.pacedByWebhook) heldByWebhook.set(id, (heldByWebhook.get(id) ?? 0) + n);
     return { room, perWebhookCap: this.perWebhookCap, heldByWebhook };
   }
 
@@ -205,8 +228,9 @@ export class Slots {
         const job = queue.shift()!;
         this.queuedCount--;
         // a lease that would run out before the request could end: hand it back
-        // rather than risk another relay sending it too
-        if (now + this.limits.requestTimeoutMs >= (this.leaseEnds.get(job) ?? 0)) {
+        // rather than risk another relay sending it too; likewise a rate_limit slot
+        // that has passed
+        if (now + this.limits.requestTimeoutMs >= (this.leaseEnds.get(job) ?? 0) || missedSlot(job)) {
           freed.tooLate.push(job);
         } else {
           this.occupy(id);
@@ -217,4 +241,13 @@ export class Slots {
       if (this.inFlightCount >= this.limits.maxInFlight) break;
     }
   }
+}
+
+/**
+ * A paced delivery whose rate_limit slot has passed is handed back rather than sent
+ * late: sent late, it could fall into the next slot's second and break the
+ * webhook's rate_limit. (Slots are on the wall clock, as the database hands them out.)
+ */
+export function missedSlot(job: DeliveryJob, wallNow = Date.now()): boolean {
+  return job.sendUntil !== null && wallNow >= job.sendUntil;
 }

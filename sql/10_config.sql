@@ -189,6 +189,16 @@ begin
     end if;
   end if;
 
+  -- fleet-wide limits (sql/28_lanes.sql)
+  if new.max_in_flight is not null and new.max_in_flight not between 1 and 1000 then
+    perform webhooks_private.config_error('webhook_max_in_flight_range', 'max_in_flight',
+      format('max_in_flight must be from 1 to 1000 requests at once (or null for the default), got %s', new.max_in_flight));
+  end if;
+  if new.rate_limit is not null and new.rate_limit not between 1 and 10000 then
+    perform webhooks_private.config_error('webhook_rate_limit_range', 'rate_limit',
+      format('rate_limit must be from 1 to 10000 requests per second (or null for none), got %s', new.rate_limit));
+  end if;
+
   if tg_op = 'UPDATE' then
     new.updated_at := now();
   end if;

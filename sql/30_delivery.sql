@@ -113,17 +113,20 @@ $$;
 -- claim
 
 -- private (relay): lease up to p_limit due deliveries to relay p_relay for p_lease.
--- p_per_webhook caps what one relay has in flight to one webhook, so that a slow
--- endpoint cannot take all of a relay's capacity; p_busy_webhooks/p_busy_counts say
--- what the relay already has in flight. Two ways to look:
---   discovery (p_only_webhooks null): the oldest due rows of all webhooks not at
---     their cap. more_due says it took p_limit rows: there may be more due now.
---   refill (p_only_webhooks given): only those webhooks, each up to its free slots,
---     each read from its own index range; cheap however long the other webhooks'
---     queues are. The relay refills a webhook whose last claim filled its slots.
+-- Which ones is decided by webhooks_private.lane_claim (sql/28_lanes.sql): fair
+-- rotation across companies then webhooks, each webhook within its fleet-wide
+-- max_in_flight, its rate_limit and its circuit breaker, each company within its
+-- share of the relay's p_slots request slots. p_per_webhook caps what this relay
+-- holds of one webhook (in flight and queued); p_busy_webhooks/p_busy_counts say
+-- what it holds. p_only_webhooks null: look at every webhook with due deliveries
+-- (discovery; more_due says the batch was full); given: refill those webhooks only.
 -- Returns what the relay needs to send: the body is the stored payload serialised
--- here, once, and signed as is. Due deliveries of a disabled webhook are not sent:
--- they fail with a reason.
+-- here, once, and signed as is; send_at and send_until, when not null, are the slot
+-- the delivery must be sent in (rate_limit pacing), else handed back. at_cap: a
+-- webhook with due deliveries was at its fleet-wide cap (look again after a settle);
+-- when nothing is leased it comes in a row of its own, its delivery_id null. Due deliveries of a disabled webhook are not
+-- sent: they fail with a reason.
+drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]);
 create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
@@ -131,7 +134,8 @@ create or replace function webhooks_relay.claim_deliveries(
   p_per_webhook   integer,
   p_busy_webhooks bigint[] default '{}',
   p_busy_counts   integer[] default '{}',
-  p_only_webhooks bigint[] default null
+  p_only_webhooks bigint[] default null,
+  p_slots         integer default null
 )
 returns table (
   delivery_id     bigint,
@@ -142,7 +146,10 @@ returns table (
   body            text,
   secret          text,
   previous_secret text,
-  more_due        boolean
+  send_at         timestamptz,
+  send_until      timestamptz,
+  more_due        boolean,
+  at_cap          boolean
 )
 language plpgsql
 volatile
@@ -154,137 +161,48 @@ set search_path = pg_catalog, pg_temp
 -- on 20,000 fresh rows). The indexes serve every query here at any size.
 set enable_seqscan = off
 set enable_bitmapscan = off
+-- one plan per connection: with custom plans each call planned its queries again
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
   v_locked bigint[];
-  v_at_cap bigint[];
-  v_candidates bigint[];
-  v_seen integer;
-  v_head constant integer := 4 * p_limit;
+  v_send_at timestamptz[];
+  v_send_until timestamptz[];
+  v_at_cap boolean;
 begin
-  select coalesce(array_agg(b.w), '{}') into v_at_cap
-  from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
-  where b.n >= p_per_webhook;
-
-  -- 1. lock the candidates (rows another relay holds locked are skipped, not waited for)
-  if p_only_webhooks is null then
-    -- a. the head of the queue: the oldest due rows, whichever webhook they are for,
-    --    read without locking and never more than a few batches' worth, so that a
-    --    long queue of a webhook at its cap is not walked on every look
-    --    (and of each webhook only as many rows as it has free slots: a lock is a write)
-    with head as (
-      select d.id, d.webhook_id, d.next_attempt_at
-      from webhooks.deliveries d
-      where d.state = 'pending'
-        and d.next_attempt_at <= now()
-      order by d.next_attempt_at
-      limit v_head
-    ),
-    ranked as (
-      select head.id, head.webhook_id, head.next_attempt_at,
-             row_number() over (partition by head.webhook_id order by head.next_attempt_at, head.id) as nth
-      from head
-    )
-    select coalesce(array_agg(r.id order by r.next_attempt_at)
-                      filter (where r.nth <= p_per_webhook - coalesce(b.n, 0)), '{}'),
-           count(*)
-      into v_candidates, v_seen
-    from ranked r
-    left join unnest(p_busy_webhooks, p_busy_counts) as b(w, n) on b.w = r.webhook_id;
-    -- b. the head is all webhooks at their cap: look past it webhook by webhook, one
-    --    index probe per webhook with pending rows, from the (webhook_id,
-    --    next_attempt_at) index
-    if cardinality(v_candidates) = 0 and v_seen >= v_head then
-      with recursive hooks(w) as (
-        select min(d.webhook_id) from webhooks.deliveries d where d.state = 'pending'
-        union all
-        select (select min(d.webhook_id) from webhooks.deliveries d
-                where d.state = 'pending' and d.webhook_id > hooks.w)
-        from hooks
-        where hooks.w is not null
-      )
-      select coalesce(array_agg(c.id), '{}') into v_candidates
-      from (
-        select due.id
-        from hooks
-        cross join lateral (
-          select d.id, d.next_attempt_at
-          from webhooks.deliveries d
-          where d.webhook_id = hooks.w and d.state = 'pending' and d.next_attempt_at <= now()
-          order by d.next_attempt_at
-          limit greatest(p_per_webhook - coalesce(
-                  (select b.n from unnest(p_busy_webhooks, p_busy_counts) as b(w, n) where b.w = hooks.w), 0), 0)
-        ) due
-        where hooks.w is not null and hooks.w <> all (v_at_cap)
-        order by due.next_attempt_at
-        limit p_limit
-      ) c;
-    end if;
-    -- c. lock those still pending and due (another relay may have taken some meanwhile)
-    select array_agg(c.id) into v_locked
-    from (
-      select d.id
-      from webhooks.deliveries d
-      where d.id = any (v_candidates)
-        and d.state = 'pending'
-        and d.next_attempt_at <= now()
-      order by d.next_attempt_at
-      limit p_limit
-      for update skip locked
-    ) c;
-  else
-    select array_agg(c.id) into v_locked
-    from unnest(p_only_webhooks) as o(w)
-    cross join lateral (
-      select d.id
-      from webhooks.deliveries d
-      where d.webhook_id = o.w
-        and d.state = 'pending'
-        and d.next_attempt_at <= now()
-      order by d.next_attempt_at
-      limit greatest(p_per_webhook - coalesce(
-              (select b.n from unnest(p_busy_webhooks, p_busy_counts) as b(w, n) where b.w = o.w), 0), 0)
-      for update skip locked
-    ) c;
-  end if;
+  -- 1. choose and lock (sql/28_lanes.sql)
+  select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
+         array_agg(c.send_at) filter (where c.delivery_id is not null),
+         array_agg(c.send_until) filter (where c.delivery_id is not null),
+         coalesce(bool_or(c.delivery_id is null), false)
+    into v_locked, v_send_at, v_send_until, v_at_cap
+  from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
+                                   p_busy_counts, p_only_webhooks) c;
   if v_locked is null then
+    -- nothing to lease; say whether a fleet-wide cap held deliveries back
+    if v_at_cap then
+      return query select null::bigint, null::text, null::bigint, null::integer, null::text, null::text,
+                          null::text, null::text, null::timestamptz, null::timestamptz, false, true;
+    end if;
     return;
   end if;
 
-  -- 2. fail what a disabled webhook would get; lease the rest, within the caps
+  -- 2. fail what a disabled webhook would get; lease the rest
   return query
-  with busy as (
-    select b.w, b.n
-    from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
-  ),
-  due as (
-    select d.id, d.webhook_id, d.next_attempt_at, w.enabled
-    from webhooks.deliveries d
+  with chosen as (
+    select c.id, c.send_at, c.send_until, d.webhook_id, w.enabled
+    from unnest(v_locked, v_send_at, v_send_until) as c(id, send_at, send_until)
+    join webhooks.deliveries d on d.id = c.id
     join webhooks.webhooks w on w.id = d.webhook_id
-    where d.id = any (v_locked)
   ),
   not_sent as (
     update webhooks.deliveries d
     set state = 'failed',
         completed_at = now(),
         last_error = 'not sent: the webhook is disabled'
-    from due
-    where d.id = due.id and not due.enabled
-  ),
-  ranked as (
-    select due.id, due.webhook_id, due.next_attempt_at,
-           row_number() over (partition by due.webhook_id order by due.next_attempt_at, due.id) as nth
-    from due
-    where due.enabled
-  ),
-  chosen as (
-    select ranked.id, ranked.webhook_id
-    from ranked
-    left join busy on busy.w = ranked.webhook_id
-    where ranked.nth <= p_per_webhook - coalesce(busy.n, 0)
-    order by ranked.next_attempt_at
-    limit p_limit
+    from chosen c
+    where d.id = c.id and not c.enabled
   )
   update webhooks.deliveries d
   set state = 'in_flight',
@@ -295,10 +213,12 @@ begin
   from chosen c
   join webhooks.webhooks w on w.id = c.webhook_id
   left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
-  where d.id = c.id
+  where d.id = c.id and c.enabled
   returning d.id, d.message_id, d.webhook_id, d.attempts, w.url, d.payload::text, s.secret,
             case when s.previous_expires_at > now() then s.previous_secret end,
-            p_only_webhooks is null and cardinality(v_locked) >= p_limit;
+            c.send_at, c.send_until,
+            p_only_webhooks is null and cardinality(v_locked) >= p_limit,
+            v_at_cap;
 end;
 $$;
 
@@ -400,6 +320,14 @@ begin
     where w.id = g.webhook_id and w.enabled
   )
   select s.id, s.state, s.next_attempt_at from settled s;
+  -- the circuit breaker and auto-disable (sql/28_lanes.sql), each attempt counted
+  -- for its webhook
+  perform webhooks_private.lane_results(
+    array(select d.webhook_id
+          from unnest(p_ids) with ordinality as r(id, n)
+          left join webhooks.deliveries d on d.id = r.id
+          order by r.n),
+    p_attempted_at, p_status_codes, p_errors);
 end;
 $$;
 

@@ -56,8 +56,11 @@ $$;
 
 -- public: change a webhook. A null argument leaves that setting as it is;
 -- clear_status_id / clear_user_id / clear_conditions remove the filter, an empty
--- ignore_sources / watch_fields empties it.
+-- ignore_sources / watch_fields empties it; clear_max_in_flight / clear_rate_limit go
+-- back to the default (webhooks.max_in_flight) and to no pacing.
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean);
+drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, integer, integer, boolean, boolean);
+drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean);
 create or replace function webhooks.update_webhook(
   id               bigint,
   name             text default null,
@@ -71,7 +74,11 @@ create or replace function webhooks.update_webhook(
   ignore_sources   text[] default null,
   watch_fields     text[] default null,
   conditions       jsonb default null,
-  clear_conditions boolean default false
+  clear_conditions boolean default false,
+  max_in_flight    integer default null,
+  rate_limit       integer default null,
+  clear_max_in_flight boolean default false,
+  clear_rate_limit    boolean default false
 )
 returns webhooks.webhooks
 language plpgsql
@@ -89,7 +96,11 @@ begin
       user_id   = case when clear_user_id then null else coalesce(update_webhook.user_id, w.user_id) end,
       ignore_sources = coalesce(update_webhook.ignore_sources, w.ignore_sources),
       watch_fields   = coalesce(update_webhook.watch_fields, w.watch_fields),
-      conditions     = case when clear_conditions then null else coalesce(update_webhook.conditions, w.conditions) end
+      conditions     = case when clear_conditions then null else coalesce(update_webhook.conditions, w.conditions) end,
+      max_in_flight = case when clear_max_in_flight then null
+                           else coalesce(update_webhook.max_in_flight, w.max_in_flight) end,
+      rate_limit    = case when clear_rate_limit then null
+                           else coalesce(update_webhook.rate_limit, w.rate_limit) end
   where w.id = v.id
   returning * into v;
   return v;

@@ -66,6 +66,9 @@ create type webhooks.webhook_report_row as (
   ignore_sources  text[],
   watch_fields    text[],
   conditions      jsonb,
+  -- fleet-wide limits: requests at once (null: webhooks.max_in_flight), per second (null: none)
+  max_in_flight   integer,
+  rate_limit      integer,
   -- deliveries created in the range, and how many of them ended each way so far
   times_fired     bigint,
   times_succeeded bigint,
@@ -98,6 +101,7 @@ as $$
          w.status_id, s.name, w.user_id, u.name, w.created_at,
          w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason,
          w.ignore_sources, w.watch_fields, w.conditions,
+         w.max_in_flight, w.rate_limit,
          c.fired - t.fired, c.succeeded - t.succeeded, c.failed - t.failed,
          (c.fired - c.succeeded - c.failed) - (t.fired - t.succeeded - t.failed)
   from webhooks.webhooks w

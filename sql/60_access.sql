@@ -98,7 +98,8 @@ grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attemp
 grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)
   on webhooks.webhooks to webhook_admin;
 grant update (name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions,
-              enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at)
+              enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at,
+              max_in_flight, rate_limit)
   on webhooks.webhooks to webhook_admin;
 grant delete on webhooks.webhooks to webhook_admin;
 -- the audit trail (47_audit.sql) is read, never written, by the API roles: its rows

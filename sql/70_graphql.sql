@@ -20,8 +20,10 @@ comment on column webhooks.webhooks.ignore_sources is 'Sources (webhooks.source)
 comment on column webhooks.webhooks.watch_fields is 'Contact fields watched: if any, contact.updated and contact.saved fire only when one of them changed. Empty: any change.';
 comment on column webhooks.webhooks.conditions is 'A condition the contact must meet, e.g. {"field": "state", "op": "in", "value": ["VA", "MD"]}; null: always. Grammar in docs/filters.md.';
 comment on column webhooks.webhooks.enabled is 'False: disabled ("Webhook Status: Disabled"); nothing new is queued.';
-comment on column webhooks.webhooks.disabled_by is 'Who disabled it (the token subject), or the relay when the receiver answered 410.';
+comment on column webhooks.webhooks.disabled_by is 'Who disabled it (the token subject), or the relay: when the receiver answered 410, or when every attempt had failed for webhooks.auto_disable_after.';
 comment on column webhooks.webhooks.secret_rotated_at is 'When the signing secret was last rotated.';
+comment on column webhooks.webhooks.max_in_flight is 'At most this many requests to this webhook at once, all relays together (null: the default, 32 unless the database says otherwise).';
+comment on column webhooks.webhooks.rate_limit is 'At most this many requests to this webhook per second, all relays together (null: no pacing).';
 
 comment on table webhooks.deliveries is $$
 @behavior -insert -update -delete
@@ -43,8 +45,8 @@ comment on type webhooks.webhook_report_row is
 
 comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb) is
   'Create a webhook for your company. The response carries its signing secret: store it, it is never shown again.';
-comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean) is
-  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId / clearConditions remove a filter, an empty ignoreSources / watchFields list empties it.';
+comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean, integer, integer, boolean, boolean) is
+  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId / clearConditions remove a filter, an empty ignoreSources / watchFields list empties it; clearMaxInFlight / clearRateLimit go back to the default limit and to no pacing.';
 comment on function webhooks.delete_webhook(bigint) is
   'Delete a webhook and its history.';
 comment on function webhooks.disable_webhook(bigint, text) is

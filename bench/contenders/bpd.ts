@@ -9,14 +9,19 @@ import { ENVIRONMENT, relaySettings, type RelaySettings } from '../../relay/sett
 import { serveChild } from '../child.ts';
 import type { Contender } from '../modes.ts';
 
-/** One enabled webhook of the bench company, subscribed to contact.updated, posting to the receiver. */
+/**
+ * One enabled webhook of the bench company, subscribed to contact.updated, posting to
+ * the receiver. Its max_in_flight is the highest allowed: the benchmark measures the
+ * relays' throughput, not the fleet-wide cap (each relay still sends at most its
+ * concurrency at once, and claims as far ahead as its prefetch).
+ */
 export async function installWebhook(databaseUrl: string, receiverUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
     await client.query(
-      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-       values (1, 'Benchmark receiver', $1, $2, '{contact.updated}')`,
+      `insert into webhooks.webhooks (company_id, name, url, fields, actions, max_in_flight)
+       values (1, 'Benchmark receiver', $1, $2, '{contact.updated}', 1000)`,
       [receiverUrl, WEBHOOK_FIELDS],
     );
   } finally {

@@ -9,7 +9,8 @@
 //   t.true(second.verified);
 //
 // Replies: a status code, { status, body, headers }, { ..., after: promise } (answers
-// once the test resolves the promise), or 'hang' (never answers until the receiver
+// once the test resolves the promise), { ..., delayMs } (answers that long after the
+// request arrived: a slow receiver), or 'hang' (never answers until the receiver
 // closes; the sender's timeout must end it). Unscripted requests get the route's
 // `otherwise` (default 200).
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
@@ -19,7 +20,7 @@ import { Webhook } from 'standardwebhooks';
 export type Reply =
   | number
   | 'hang'
-  | { status: number; body?: string; headers?: Record<string, string>; after?: Promise<unknown> };
+  | { status: number; body?: string; headers?: Record<string, string>; after?: Promise<unknown>; delayMs?: number };
 
 export interface RouteOptions {
   /** secret(s) the signature must match (any one of them); none: not checked */
@@ -39,6 +40,8 @@ export interface ReceivedRequest {
   body: string;
   /** Date.now() with sub-millisecond precision when the body had fully arrived */
   receivedAt: number;
+  /** requests to this path unanswered when this one arrived, itself included */
+  concurrent: number;
   /** null: no secret known for this path */
   verified: boolean | null;
   verifyError: string | null;
@@ -64,6 +67,8 @@ export class Receiver {
   private readonly waiters = new Set<Waiter>();
   private readonly sockets = new Set<Socket>();
   private readonly hung = new Set<ServerResponse>();
+  /** requests arrived and not yet answered, per path */
+  private readonly open = new Map<string, number>();
   private port = 0;
   private host = '127.0.0.1';
 
@@ -110,6 +115,11 @@ export class Receiver {
   /** Requests that arrived at a path (all paths when none is given), in order. */
   received(path?: string): ReceivedRequest[] {
     return path === undefined ? [...this.requests] : this.requests.filter((r) => r.path === path);
+  }
+
+  /** The most requests to a path that were ever unanswered at once. */
+  maxConcurrent(path: string): number {
+    return Math.max(0, ...this.received(path).map((r) => r.concurrent));
   }
 
   /**
@@ -179,6 +189,9 @@ export class Receiver {
       });
       if (!verified) verifyError = errors.join('; ');
     }
+    const concurrent = (this.open.get(path) ?? 0) + 1;
+    this.open.set(path, concurrent);
+    res.on('close', () => this.open.set(path, this.open.get(path)! - 1));
     const request: ReceivedRequest = {
       index: this.requests.length,
       method,
@@ -186,6 +199,7 @@ export class Receiver {
       headers,
       body,
       receivedAt: performance.timeOrigin + performance.now(),
+      concurrent,
       verified,
       verifyError,
       reply,
@@ -196,14 +210,15 @@ export class Receiver {
       this.hung.add(res);
       res.on('close', () => this.hung.delete(res));
     } else {
-      const { status, body: replyBody = '', headers: replyHeaders = {}, after } =
-        typeof reply === 'number' ? { status: reply, after: undefined } : reply;
+      const { status, body: replyBody = '', headers: replyHeaders = {}, after, delayMs } =
+        typeof reply === 'number' ? { status: reply, after: undefined, delayMs: undefined } : reply;
       const send = () => {
         if (res.destroyed) return;
         res.writeHead(status, replyHeaders);
         res.end(replyBody);
       };
       if (after) void after.then(send, send);
+      else if (delayMs) setTimeout(send, delayMs);
       else send();
     }
 

@@ -2,14 +2,17 @@
 // receiver, the clock passed in. Each test names one rule of the bookkeeping.
 import test from 'ava';
 import type { DeliveryJob } from '../../relay/queries.ts';
-import { Slots, type SlotLimits } from '../../relay/slots.ts';
+import { missedSlot, Slots, type SlotLimits } from '../../relay/slots.ts';
 
 const LEASE_MS = 60_000;
 let nextId = 1;
 
-function job(webhookId: string): DeliveryJob {
+function job(webhookId: string, slot: { sendAt: number; sendUntil: number } | null = null): DeliveryJob {
   const id = String(nextId++);
-  return { deliveryId: id, messageId: `msg_${id}`, webhookId, attempt: 1, url: 'http://127.0.0.1/', body: '{}', secret: null, previousSecret: null };
+  return {
+    deliveryId: id, messageId: `msg_${id}`, webhookId, attempt: 1, url: 'http://127.0.0.1/', body: '{}', secret: null, previousSecret: null,
+    sendAt: slot?.sendAt ?? null, sendUntil: slot?.sendUntil ?? null,
+  };
 }
 
 /** Slots with these limits, and a helper that claims jobs as the loop does. */
@@ -158,4 +161,30 @@ test('without prefetch, a backlogged webhook is refilled as soon as a slot is fr
   t.deepEqual(slots.refillsDue(), [], 'both slots busy');
   slots.finished(jobs[0], 0);
   t.deepEqual(slots.refillsDue(), ['a']);
+});
+
+test('paced deliveries count as held until their rate_limit slot; one whose slot passed is handed back, not sent', (t) => {
+  const slots = new Slots({ maxInFlight: 10, perWebhookInFlight: 1, prefetch: 1, requestTimeoutMs: 1_000 });
+  const now = Date.now();
+  const paced = job('p', { sendAt: now + 500, sendUntil: now + 550 });
+  slots.pace(paced);
+  t.is(slots.heldOf('p'), 1);
+  t.is(slots.claimView()!.heldByWebhook.get('p'), 1, 'the claim hears of it');
+  t.is(slots.room(), 10 + 10 - 1);
+  t.is(slots.unpace(paced), 0);
+  t.is(slots.heldOf('p'), 0);
+
+  t.false(missedSlot(paced, now + 549));
+  t.true(missedSlot(paced, now + 550));
+  t.false(missedSlot(job('q'), now + 10_000), 'an unpaced delivery has no slot to miss');
+
+  // queued behind a busy slot until its own slot has passed: handed back
+  const first = job('p');
+  const late = job('p', { sendAt: now - 100, sendUntil: now - 50 });
+  const view = slots.claimView()!;
+  slots.claimed(view, null, { jobs: [first, late], moreDue: false }, performance.now() + LEASE_MS);
+  t.true(slots.admit(first));
+  t.false(slots.admit(late));
+  const freed = slots.finished(first, performance.now());
+  t.deepEqual(freed, { start: [], tooLate: [late] });
 });

@@ -1,0 +1,229 @@
+// Two modes of #11, for bpd-webhooks alone (graphile-worker has no counterpart):
+//   fleet:           the burn-down with 1, 2, 4 relays on one database: deliveries/s
+//                    and the CPU (relays together, Postgres) per 1,000 deliveries;
+//                    throughput must not fall as relays are added.
+//   noisy neighbour: the open loop of the benchmark company while another company's
+//                    eight webhooks post to a socket that never answers, with a deep
+//                    backlog queued for them: the healthy company's p50/p99, beside
+//                    the same run without the noisy company.
+import { createServer, type Server, type Socket } from 'node:net';
+import pg from 'pg';
+import { analyse, committedSeqs, latency, upTo, type Latency } from './analysis.ts';
+import { spawnChild, type ChildHandle } from './child.ts';
+import { now } from './clock.ts';
+import { bpdContender } from './contenders/bpd.ts';
+import { postgresCpuSeconds } from './cpu.ts';
+import { writeChanges } from './database.ts';
+import type { Bench } from './modes.ts';
+import { writeAtRate } from './writer.ts';
+
+export interface FleetResult {
+  relays: number;
+  count: number;
+  delivered: number;
+  missing: number;
+  duplicates: number;
+  perSecond: number;
+  /** the relays' CPU seconds together, per 1,000 deliveries */
+  cpuPer1k: number;
+  pgCpuPer1k: number;
+  /** claims that found nothing, all relays together */
+  emptyClaims: number;
+  claims: number;
+  complete: boolean;
+}
+
+function childEnv(bench: Bench, databaseUrl: string, relayId: string): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    RECEIVER_ORIGIN: bench.receiver.origin,
+    RECEIVER_URL: bench.receiver.url,
+    CONCURRENCY: String(bench.concurrency),
+    RELAY_ID: relayId,
+  };
+}
+
+async function spawnRelays(bench: Bench, databaseUrl: string, count: number, label: string): Promise<ChildHandle[]> {
+  const children: ChildHandle[] = [];
+  for (let i = 1; i <= count; i++) {
+    children.push(await spawnChild(bpdContender.file, {
+      name: `${label}-relay-${i}`,
+      env: childEnv(bench, databaseUrl, `${label}-relay-${i}`),
+      execArgv: bpdContender.execArgv,
+      cpuProfDir: bench.cpuProfDir,
+    }));
+  }
+  return children;
+}
+
+/** The burn-down with `relays` relays started together on one backlog. */
+export async function fleetBurnDown(bench: Bench, relays: number, count: number, timeoutMs: number): Promise<FleetResult> {
+  const clone = await bench.pg.clone(`fleet_${relays}`);
+  try {
+    await bpdContender.prepare(clone.url, bench.receiver.url);
+    await writeChanges(clone.url, 1, count);
+    await bench.receiver.take();
+    const children = await spawnRelays(bench, clone.url, relays, `fleet-${relays}`);
+    const pgBefore = postgresCpuSeconds(bench.pg.pid);
+    const startedAt = now();
+    const arrived = bench.receiver.expect(count, timeoutMs);
+    await Promise.all(children.map((child) => child.go()));
+    const complete = await arrived;
+    if (!complete) bench.log(`  ${relays} relays: not all ${count} arrived within ${timeoutMs} ms`);
+    const stats = await Promise.all(children.map((child) => child.stop()));
+    const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
+    const delivery = analyse(await bench.receiver.take(), upTo(count));
+    const seconds = (delivery.lastArrival - startedAt) / 1000;
+    const per1k = (cpu: number) => (cpu * 1000) / delivery.delivered;
+    const sum = (key: string) => stats.reduce((total, s) => total + (s.extra[key] ?? 0), 0);
+    return {
+      relays,
+      count,
+      delivered: delivery.delivered,
+      missing: delivery.missing,
+      duplicates: delivery.duplicates,
+      perSecond: delivery.delivered / seconds,
+      cpuPer1k: per1k(stats.reduce((total, s) => total + s.cpuSeconds, 0)),
+      pgCpuPer1k: per1k(pgCpu),
+      claims: sum('claims'),
+      emptyClaims: sum('emptyClaims'),
+      complete,
+    };
+  } finally {
+    await clone.drop();
+  }
+}
+
+export function fleetTable(results: FleetResult[]): string {
+  const one = results.find((r) => r.relays === 1);
+  const lines = [
+    '| relays | deliveries/s | × 1 relay | relays CPU s/1k | Postgres CPU s/1k | claims (empty) | missing | duplicates |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of results) {
+    lines.push(
+      `| ${r.relays} | ${r.perSecond.toFixed(0)}${r.complete ? '' : ' (incomplete)'} | ${one ? (r.perSecond / one.perSecond).toFixed(2) : '–'} | ` +
+        `${r.cpuPer1k.toFixed(3)} | ${r.pgCpuPer1k.toFixed(3)} | ${r.claims} (${r.emptyClaims}) | ${r.missing} | ${r.duplicates} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+// ------------------------------------------------------------------ noisy neighbour
+
+export interface NoisyResult {
+  label: string;
+  rate: number;
+  seconds: number;
+  committed: number;
+  delivered: number;
+  missing: number;
+  latency: Latency;
+  /** requests the silent endpoints were holding when the window ended */
+  silentHeld: number;
+  noisyBacklog: number;
+}
+
+export const NOISY_WEBHOOKS = 8;
+
+/** A socket that accepts connections and never answers, like an endpoint that hangs. */
+async function silentSocket(): Promise<{ url: string; open: () => number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.resume(); // read and forget
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    open: () => sockets.size,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Company 2 with NOISY_WEBHOOKS webhooks to `url` and `contacts` contacts' worth of deliveries queued for each. */
+async function installNoisyCompany(databaseUrl: string, url: string, contacts: number): Promise<number> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(`insert into crm.companies (id, name) values (2, 'Noisy Company')`);
+    await client.query(
+      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+       select 2, 'Silent ' || n, $1, '{first_name}', '{contact.created}' from generate_series(1, $2::int) n`,
+      [url, NOISY_WEBHOOKS],
+    );
+    await client.query(
+      `insert into crm.contacts (company_id, first_name) select 2, 'Noisy ' || n from generate_series(1, $1::int) n`,
+      [contacts],
+    );
+    const { rows } = await client.query(`select count(*)::int as n from webhooks.deliveries where company_id = 2`);
+    return rows[0].n;
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * The benchmark company's changes at `rate`/s for `seconds` s with one relay at its
+ * defaults; with `noisy`, beside company 2's silent webhooks and their backlog.
+ */
+export async function noisyNeighbour(bench: Bench, options: { rate: number; seconds: number; noisy: boolean; backlogContacts: number }): Promise<NoisyResult> {
+  const label = options.noisy ? 'beside a noisy company' : 'alone';
+  const clone = await bench.pg.clone(options.noisy ? 'noisy' : 'quiet');
+  const silent = await silentSocket();
+  try {
+    await bpdContender.prepare(clone.url, bench.receiver.url);
+    const noisyBacklog = options.noisy ? await installNoisyCompany(clone.url, silent.url, options.backlogContacts) : 0;
+    await bench.receiver.take();
+    const [relay] = await spawnRelays(bench, clone.url, 1, `noisy-${options.noisy}`);
+    await relay!.go();
+    if (options.noisy) {
+      // the silent endpoints hold requests before the healthy company's window opens
+      const deadline = now() + 10_000;
+      while (silent.open() < NOISY_WEBHOOKS && now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const written = await writeAtRate(clone.url, options.rate, options.seconds, () => {});
+    const silentHeld = silent.open();
+    await bench.receiver.expect(written.committed, 30_000);
+    // hanging requests end at once rather than at the relay's request timeout
+    await silent.close();
+    await relay!.stop(60_000);
+    const delivery = analyse(await bench.receiver.take(), committedSeqs(written.committedAt));
+    return {
+      label,
+      rate: options.rate,
+      seconds: options.seconds,
+      committed: written.committed,
+      delivered: delivery.delivered,
+      missing: delivery.missing,
+      latency: latency(written.committedAt, delivery),
+      silentHeld,
+      noisyBacklog,
+    };
+  } finally {
+    await silent.close().catch(() => {});
+    await clone.drop();
+  }
+}
+
+export function noisyTable(results: NoisyResult[]): string {
+  const lines = [
+    '| healthy company | rate/s | committed | p50 ms | p99 ms | max ms | silent requests held | noisy backlog | missing |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of results) {
+    lines.push(
+      `| ${r.label} | ${r.rate} | ${r.committed} | ${r.latency.p50.toFixed(1)} | ${r.latency.p99.toFixed(1)} | ${r.latency.max.toFixed(1)} | ` +
+        `${r.silentHeld} | ${r.noisyBacklog} | ${r.missing} |`,
+    );
+  }
+  return lines.join('\n');
+}

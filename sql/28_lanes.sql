@@ -1,0 +1,423 @@
+-- bpd-webhooks engine: lanes, how the claim shares the senders among companies and
+-- webhooks (docs/relay-fairness.md tells the reasoning).
+--
+-- Every webhook has a lane (webhooks_private.lanes, one row, made with the webhook).
+-- A claim decides, per lane it serves, how many deliveries that webhook may have now:
+--   the fleet-wide cap     max_in_flight (else webhooks.max_in_flight, 32) less what
+--                          all relays together hold of it (rows in flight);
+--   the relay's own cap    what the relay may hold of one webhook, less what it holds;
+--   pacing                 rate_limit requests per second: each delivery gets a slot,
+--                          [send_at, send_until), 1/rate_limit long, slots following
+--                          each other across the whole fleet, at most a second ahead.
+--                          The relay sends within the slot or hands the delivery back
+--                          (not attempted, not charged): however late a relay runs,
+--                          no second holds more than rate_limit + 1 requests;
+--   the circuit breaker    while open, nothing; once its wait is over, one probe;
+--   its company's share    of the relay's request slots: (slots − an eighth kept free
+--                          for companies that have nothing yet) ÷ companies with work;
+-- and serves lanes in rotation: companies served longest ago first, within a company
+-- its webhooks served longest ago first, each a fair part of the batch. Oldest-first
+-- holds within one webhook only.
+--
+-- The lane row is locked while a claim decides for it, so two relays never both
+-- count the same free slots: claims of one webhook take turns (each holds the lane
+-- for a millisecond or two), claims of different webhooks do not meet. Counting rows in flight (not a counter) keeps the cap exact whatever a
+-- relay's crash left behind: rescue and release need not touch the lane.
+--
+-- The circuit breaker and auto-disable are written by settles (lane_results): a
+-- healthy webhook's successes find failures = 0 and write nothing.
+--
+-- Settings (ALTER DATABASE … SET, as for the retry schedule in 30_delivery.sql):
+--   webhooks.max_in_flight              requests in flight to one webhook, all  default 32
+--                                       relays together (its max_in_flight overrides it)
+--   webhooks.breaker_after              failed attempts in a row that open a    default 5
+--                                       webhook's circuit breaker
+--   webhooks.breaker_probe_interval     the wait before the first probe; each   default 30 seconds
+--                                       further probe waits twice the one before
+--   webhooks.breaker_probe_max_interval no wait between probes is longer        default 1 hour
+--   webhooks.auto_disable_after         a webhook whose every attempt has       default 5 days
+--                                       failed for this long is disabled by the relay
+
+-- private: the most requests in flight to one webhook, all relays together
+create or replace function webhooks_private.max_in_flight(p_webhook_max integer)
+returns integer
+language sql
+stable
+as $$
+  select coalesce(p_webhook_max, webhooks_private.setting('webhooks.max_in_flight', '32')::integer);
+$$;
+
+-- private: how long an open breaker waits before probe number p_probe (1 for the first)
+create or replace function webhooks_private.breaker_wait(p_probe integer)
+returns interval
+language sql
+stable
+as $$
+  select least(
+    webhooks_private.setting('webhooks.breaker_probe_interval', '30 seconds')::interval
+      * power(2, least(greatest(p_probe, 1) - 1, 30)),
+    webhooks_private.setting('webhooks.breaker_probe_max_interval', '1 hour')::interval);
+$$;
+
+------------------------------------------------------------------------------------
+-- A lane for every webhook; a clean breaker when a webhook is enabled again
+
+create or replace function webhooks_private.tg_webhooks__create_lane()
+returns trigger
+language plpgsql
+as $$
+begin
+  insert into webhooks_private.lanes (webhook_id, company_id)
+  values (new.id, new.company_id)
+  on conflict (webhook_id) do nothing;
+  return null;
+end;
+$$;
+
+create or replace function webhooks_private.tg_webhooks__reset_lane()
+returns trigger
+language plpgsql
+as $$
+begin
+  update webhooks_private.lanes
+  set failures = 0, failing_since = null, open_until = null, probes = 0, paced_until = null
+  where webhook_id = new.id;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_create_lane on webhooks.webhooks;
+create trigger _500_create_lane
+  after insert on webhooks.webhooks
+  for each row execute function webhooks_private.tg_webhooks__create_lane();
+
+drop trigger if exists _500_reset_lane on webhooks.webhooks;
+create trigger _500_reset_lane
+  after update of enabled on webhooks.webhooks
+  for each row when (new.enabled and not old.enabled)
+  execute function webhooks_private.tg_webhooks__reset_lane();
+
+------------------------------------------------------------------------------------
+-- The claim's choice
+
+-- private (claim): lock and return the due deliveries a claim may lease now, by the
+-- rules at the top of this file. p_relay: the relay asking; p_slots: its request
+-- slots (null: no company shares); p_per_webhook: what it may hold of one webhook;
+-- p_busy_*: what it holds (in flight, queued, waiting for a paced slot), per webhook;
+-- p_only_webhooks: look at these webhooks only (a refill), else at every webhook with
+-- due deliveries. A paced delivery comes with its slot [send_at, send_until) (null:
+-- send at once). One more row, without a delivery (delivery_id null), says that a
+-- webhook with due deliveries was at its fleet-wide cap. Deliveries of a disabled
+-- webhook are returned regardless of limits: the claim fails them without sending.
+-- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
+-- takes (lanes and deliveries) hold until that claim commits. Every read of the
+-- outbox here is of pending or in-flight rows by webhook: with #15's queue table,
+-- webhooks.delivery_queue with locked_by null / not null.
+drop function if exists webhooks_private.lane_claim(integer, integer, integer, bigint[], integer[], bigint[]);
+create or replace function webhooks_private.lane_claim(
+  p_relay         text,
+  p_limit         integer,
+  p_slots         integer,
+  p_per_webhook   integer,
+  p_busy_webhooks bigint[],
+  p_busy_counts   integer[],
+  p_only_webhooks bigint[]
+)
+returns table (delivery_id bigint, send_at timestamptz, send_until timestamptz)
+language plpgsql
+volatile
+as $$
+#variable_conflict use_column
+declare
+  -- pacing hands out send times at most this far ahead
+  v_horizon constant interval := interval '1 second';
+  v_lanes bigint[];
+begin
+  -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
+  --    Another relay deciding for one of them is waited for (a claim holds its lanes
+  --    for a millisecond or two): skipping it would leave a busy webhook unserved.
+  --    A statement of its own: the next one counts rows in flight with a snapshot
+  --    taken after these locks.
+  with recursive hooks(w) as (
+    -- each webhook with pending deliveries, one index probe each (a loose index scan)
+    select min(d.webhook_id) from webhooks.deliveries d
+    where d.state = 'pending' and p_only_webhooks is null
+    union all
+    select (select min(d.webhook_id) from webhooks.deliveries d
+            where d.state = 'pending' and d.webhook_id > hooks.w)
+    from hooks
+    where hooks.w is not null
+  ),
+  asked as (
+    select hooks.w from hooks where hooks.w is not null
+    union all
+    select o.w from unnest(p_only_webhooks) as o(w)
+  ),
+  ready as (
+    select l.webhook_id, l.company_id, l.served_at, w.enabled
+    from asked
+    join webhooks_private.lanes l on l.webhook_id = asked.w
+    join webhooks.webhooks w on w.id = asked.w
+    where exists (select 1 from webhooks.deliveries d
+                  where d.webhook_id = asked.w and d.state = 'pending' and d.next_attempt_at <= now())
+      and (not w.enabled
+           or ((l.open_until is null or l.open_until <= now())
+               and (w.rate_limit is null or l.paced_until is null or l.paced_until <= now() + v_horizon)))
+  ),
+  rotation as (
+    select r.webhook_id,
+           row_number() over (partition by r.company_id order by r.served_at, r.webhook_id) as turn,
+           max(r.served_at) over (partition by r.company_id) as company_served,
+           r.company_id,
+           r.enabled
+    from ready r
+  )
+  select array_agg(c.webhook_id) into v_lanes
+  from (
+    select l.webhook_id
+    from webhooks_private.lanes l
+    where l.webhook_id = any (array(
+      select r.webhook_id
+      from rotation r
+      -- disabled first (failing them costs no slot), then every company's first
+      -- lane, then every company's second, …
+      order by r.enabled, r.turn, r.company_served, r.company_id
+      limit p_limit))
+    -- in one order, so that claims and settles locking several lanes never deadlock
+    order by l.webhook_id
+    for update of l
+  ) c;
+  if v_lanes is null then
+    return;
+  end if;
+
+  -- 2. how many each lane may take, then its oldest due deliveries, locked
+  return query
+  with busy as (
+    select b.w, b.n
+    from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
+  ),
+  lane as (
+    select l.webhook_id, l.company_id, l.served_at, l.open_until, l.probes, w.enabled, w.rate_limit,
+           greatest(l.paced_until, now()) as pace_from,
+           case
+             when not w.enabled then p_limit
+             -- the breaker opened while this claim waited for the lane
+             when l.open_until > now() then 0
+             else least(
+               webhooks_private.max_in_flight(w.max_in_flight) - f.n,
+               p_per_webhook - coalesce(b.n, 0),
+               case when l.open_until is not null then 1 end,  -- a probe (open_until has passed)
+               case when w.rate_limit is not null
+                    then floor(extract(epoch from now() + v_horizon - greatest(l.paced_until, now()))
+                               * w.rate_limit)::integer + 1 end)
+           end as room,
+           w.enabled and webhooks_private.max_in_flight(w.max_in_flight) <= f.n as at_cap
+    from webhooks_private.lanes l
+    join webhooks.webhooks w on w.id = l.webhook_id
+    left join busy b on b.w = l.webhook_id
+    -- in flight to this webhook, all relays together: the other relays' leases, and
+    -- what this relay says it holds (its leases whose request has ended, their result
+    -- not yet written, no longer take a slot at the receiver)
+    cross join lateral (select count(*)::integer + coalesce(b.n, 0) as n
+                        from webhooks.deliveries d
+                        where d.webhook_id = l.webhook_id and d.state = 'in_flight'
+                          and d.locked_by <> p_relay) f
+    where l.webhook_id = any (v_lanes)
+  ),
+  open_lane as (
+    select * from lane where room > 0
+  ),
+  -- what the relay holds, per company (for the company shares)
+  held as (
+    select l.company_id, sum(b.n)::integer as n
+    from busy b
+    join webhooks_private.lanes l on l.webhook_id = b.w
+    group by l.company_id
+  ),
+  company as (
+    select c.company_id, count(*)::integer as lanes
+    from open_lane c
+    where c.enabled
+    group by c.company_id
+  ),
+  active as (
+    select count(*)::integer as n
+    from (select company_id from company union select company_id from held where n > 0) a
+  ),
+  share as (
+    select c.company_id, c.lanes,
+           least(
+             -- a fair part of this batch
+             ceil(p_limit::numeric / greatest((select count(*) from company), 1)),
+             -- and of the relay's slots, an eighth kept free for newcomers
+             case when p_slots is null then p_limit
+                  else greatest(floor((p_slots - p_slots / 8)::numeric / (select n from active))
+                                - coalesce(h.n, 0), 0) end
+           )::integer as room
+    from company c
+    left join held h on h.company_id = c.company_id
+  ),
+  -- each lane's fair part of its company's share, in rotation order: every company's
+  -- first lane, then every company's second, …; cut so that no company takes more
+  -- than its share and the batch no more than p_limit
+  wanted as (
+    select l.webhook_id, l.company_id, l.enabled, l.rate_limit, l.pace_from, l.open_until, s.room as company_room,
+           case when not l.enabled then l.room
+                else least(l.room, ceil(s.room::numeric / s.lanes)::integer) end as take,
+           row_number() over (partition by l.company_id order by l.served_at, l.webhook_id) as turn,
+           max(l.served_at) over (partition by l.company_id) as company_served
+    from open_lane l
+    left join share s on s.company_id = l.company_id
+  ),
+  within_company as (
+    select w.*,
+           case when not w.enabled then w.take
+                else least(w.take, greatest(w.company_room - coalesce(sum(w.take) over (
+                       partition by w.company_id order by w.turn rows between unbounded preceding and 1 preceding), 0), 0))
+           end as company_take
+    from wanted w
+  ),
+  alloc as (
+    select c.webhook_id, c.rate_limit, c.pace_from, c.open_until,
+           least(c.company_take, greatest(p_limit - coalesce(sum(c.company_take) over (
+             order by c.enabled, c.turn, c.company_served, c.company_id
+             rows between unbounded preceding and 1 preceding), 0), 0))::integer as take
+    from within_company c
+  ),
+  picked as (
+    select a.webhook_id, a.rate_limit, a.pace_from, a.open_until, c.id,
+           row_number() over (partition by a.webhook_id order by c.next_attempt_at, c.id) as nth
+    from alloc a
+    cross join lateral (
+      select d.id, d.next_attempt_at
+      from webhooks.deliveries d
+      where d.webhook_id = a.webhook_id
+        and d.state = 'pending'
+        and d.next_attempt_at <= now()
+      -- webhook_id first: the (webhook_id, next_attempt_at) index, never a walk of
+      -- every webhook's older due rows
+      order by d.webhook_id, d.next_attempt_at
+      limit greatest(a.take, 0)
+      for update skip locked
+    ) c
+  ),
+  served as (
+    update webhooks_private.lanes l
+    set served_at = now(),
+        paced_until = case when g.rate_limit is null then l.paced_until
+                           else g.pace_from + make_interval(secs => g.got::float8 / g.rate_limit) end,
+        -- a probe: the next may follow only after a longer wait, whatever this one's outcome
+        probes = case when l.open_until is null then l.probes else l.probes + 1 end,
+        open_until = case when l.open_until is null then null
+                          else now() + webhooks_private.breaker_wait(l.probes + 2) end
+    from (select p.webhook_id, count(*) as got, min(p.pace_from) as pace_from, min(p.rate_limit) as rate_limit
+          from picked p group by p.webhook_id) g
+    where l.webhook_id = g.webhook_id
+  )
+  select p.id,
+         case when p.rate_limit is not null
+              then p.pace_from + make_interval(secs => (p.nth - 1)::float8 / p.rate_limit) end,
+         case when p.rate_limit is not null
+              then p.pace_from + make_interval(secs => p.nth::float8 / p.rate_limit) end
+  from picked p
+  union all
+  -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
+  -- cap; the relay looks again once it has settled something
+  select null, null, null
+  where exists (select 1 from lane where lane.at_cap);
+end;
+$$;
+
+------------------------------------------------------------------------------------
+-- The settle's part: the circuit breaker and auto-disable
+
+-- private (settle): count a batch of attempt results into their webhooks' lanes, one
+-- array element per attempt (p_webhook_ids: each attempt's webhook; null: skipped).
+-- A success closes the breaker; failures in a row open it after
+-- webhooks.breaker_after; a webhook whose every attempt has failed for
+-- webhooks.auto_disable_after is disabled (disabled_by = 'relay'). Lanes of healthy
+-- webhooks (no failure before, none now) are not written.
+drop function if exists webhooks_private.lane_results(bigint[], timestamptz[], integer[], text[]);
+create or replace function webhooks_private.lane_results(
+  p_webhook_ids  bigint[],
+  p_attempted_at timestamptz[],
+  p_status_codes integer[],
+  p_errors       text[]
+)
+returns void
+language plpgsql
+volatile
+-- planned once per connection (the settle calls it on every batch)
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+  v_after constant integer := webhooks_private.setting('webhooks.breaker_after', '5')::integer;
+  v_disable_after constant interval := webhooks_private.setting('webhooks.auto_disable_after', '5 days')::interval;
+begin
+  -- lanes locked in the order claims lock them (no deadlock), and only those that
+  -- will change: a failure now, or failures before
+  perform 1
+  from webhooks_private.lanes l
+  where l.webhook_id in (select r.webhook_id
+                         from unnest(p_webhook_ids, p_status_codes) as r(webhook_id, status_code)
+                         where not coalesce(r.status_code between 200 and 299, false))
+     or (l.failures > 0 and l.webhook_id = any (p_webhook_ids))
+  order by l.webhook_id
+  for update of l;
+
+  with result as (
+    select r.webhook_id, r.attempted_at,
+           coalesce(r.status_code between 200 and 299, false) as ok,
+           coalesce(r.error, 'HTTP ' || r.status_code, 'no response') as error
+    from unnest(p_webhook_ids, p_attempted_at, p_status_codes, p_errors)
+      as r(webhook_id, attempted_at, status_code, error)
+    where r.webhook_id is not null
+  ),
+  last_ok as (
+    select r.webhook_id, max(r.attempted_at) filter (where r.ok) as at
+    from result r
+    group by r.webhook_id
+  ),
+  per_lane as (
+    -- the failures that came after the batch's last success (all, if none succeeded)
+    select r.webhook_id, k.at as last_ok,
+           count(*) filter (where not r.ok and r.attempted_at > coalesce(k.at, '-infinity'))::integer as failed,
+           min(r.attempted_at) filter (where not r.ok and r.attempted_at > coalesce(k.at, '-infinity')) as first_failed,
+           (array_agg(r.error order by r.attempted_at desc) filter (where not r.ok))[1] as last_error
+    from result r
+    join last_ok k on k.webhook_id = r.webhook_id
+    group by r.webhook_id, k.at
+  ),
+  counted as (
+    update webhooks_private.lanes l
+    set failures = case when p.last_ok is null then l.failures + p.failed else p.failed end,
+        failing_since = case when p.last_ok is null then coalesce(l.failing_since, p.first_failed)
+                             else p.first_failed end,
+        open_until = case
+          when (case when p.last_ok is null then l.failures + p.failed else p.failed end) < v_after then null
+          when p.last_ok is null and l.open_until is not null then l.open_until
+          else now() + webhooks_private.breaker_wait(1) end,
+        probes = case when p.last_ok is null then l.probes else 0 end
+    from per_lane p
+    where l.webhook_id = p.webhook_id
+      and (p.failed > 0 or l.failures > 0)
+    returning l.webhook_id, l.failures, l.failing_since, p.last_error
+  )
+  update webhooks.webhooks w
+  set enabled = false,
+      disabled_at = now(),
+      disabled_by = 'relay',
+      -- within what a disable reason may hold (10_config.sql): the endpoint's error
+      -- text shortened, control characters made spaces
+      disabled_reason = format('every attempt has failed for %s (%s attempts since %s); the last: %s',
+                               v_disable_after, c.failures,
+                               to_char(c.failing_since at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
+                               left(btrim(regexp_replace(c.last_error, '[\u0001-\u001f\u007f-\u009f]', ' ', 'g')), 300))
+  from counted c
+  where w.id = c.webhook_id
+    and w.enabled
+    and c.failures > 0
+    and c.failing_since <= now() - v_disable_after;
+end;
+$$;

@@ -1,0 +1,76 @@
+// The circuit breaker: after a run of failed attempts a webhook's deliveries wait
+// behind it, and its endpoint gets one probe at growing intervals instead of every
+// delivery's own retries. Held deliveries are not attempted and not charged an
+// attempt. Once a probe succeeds, the rest go.
+import test from 'ava';
+import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+
+const PROBE_INTERVAL_MS = 300;
+
+test('a failing endpoint costs one probe per growing interval; its deliveries go once it recovers', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_after = 3`);
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_probe_interval = '${PROBE_INTERVAL_MS} milliseconds'`);
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_probe_max_interval = '${4 * PROBE_INTERVAL_MS} milliseconds'`);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/down') });
+  // one request at a time, so that the order of attempts is the order of results
+  await database.pool.query('update webhooks.webhooks set max_in_flight = 1 where id = $1', [webhook.id]);
+  receiver.route('/down', { secret: webhook.secret, otherwise: 500 });
+  for (let i = 0; i < 10; i++) await f.contact(company.id);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  // three failures open the breaker, then probes: 3 + 4 requests
+  await receiver.waitFor(7, { path: '/down' });
+  const failing = receiver.received('/down');
+  const { rows: lane } = await database.pool.query(
+    'select failures, open_until is not null as open, probes from webhooks_private.lanes where webhook_id = $1',
+    [webhook.id],
+  );
+  t.true(lane[0].open, 'the breaker is open');
+  t.true(lane[0].failures >= 6, `${lane[0].failures} failures in a row`);
+
+  // the probes come one per interval, each interval twice the one before (up to the cap)
+  const probes = failing.slice(3, 7).map((r) => r.receivedAt);
+  const gaps = probes.slice(1).map((at, i) => at - probes[i]!);
+  t.log(`gaps between probes: ${gaps.map((g) => g.toFixed(0)).join(', ')} ms`);
+  const wanted = [2, 4, 4].map((k) => k * PROBE_INTERVAL_MS);
+  // measured at the receiver: a probe that reached it late makes the next gap look
+  // shorter, so half the interval is asked for (each delivery's own retries would
+  // come every few tens of milliseconds here)
+  gaps.forEach((gap, i) => t.true(gap >= wanted[i]! * 0.5, `probe gap ${i + 1}: ${gap.toFixed(0)} ms, wanted ${wanted[i]}`));
+
+  // the history stays truthful: one attempt row per request, and the deliveries the
+  // breaker held were never attempted
+  const { rows: before } = await database.pool.query(
+    `select (select count(*)::int from webhooks.delivery_attempts where webhook_id = $1) as attempt_rows,
+            (select sum(attempts)::int from webhooks.deliveries where webhook_id = $1) as charged,
+            (select count(*)::int from webhooks.deliveries where webhook_id = $1 and attempts = 0) as untouched`,
+    [webhook.id],
+  );
+  const sent = receiver.received('/down').length;
+  t.true(before[0].attempt_rows <= sent && before[0].attempt_rows >= sent - 1, 'an attempt row for each request (the last may be on its way)');
+  t.true(before[0].charged <= sent, 'no delivery was charged an attempt it did not make');
+  t.true(before[0].untouched >= 1, 'deliveries waited behind the breaker untried');
+
+  // the endpoint recovers: the next probe succeeds and everything goes
+  receiver.route('/down', { otherwise: 200 });
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 10, 30_000);
+  t.true(deliveries.every((d) => d.state === 'succeeded'));
+  const { rows: history } = await database.pool.query(
+    `select d.attempts, (select count(*)::int from webhooks.delivery_attempts a where a.delivery_id = d.id) as rows
+     from webhooks.deliveries d where d.webhook_id = $1`,
+    [webhook.id],
+  );
+  t.true(history.every((h) => h.attempts === h.rows), 'each delivery\'s attempt count is its history');
+  t.is(history.reduce((sum, h) => sum + h.attempts, 0), receiver.received('/down').length, 'one attempt per request');
+  await waitForRows(
+    database.pool,
+    'select failures, open_until, probes from webhooks_private.lanes where webhook_id = $1',
+    [webhook.id],
+    (rows) => rows[0].failures === 0 && rows[0].open_until === null && rows[0].probes === 0,
+  );
+  t.pass();
+});

@@ -1,0 +1,44 @@
+// rate_limit paces a webhook for the whole fleet: two relays together send it no
+// more than 20 requests (plus one) in any second-long window.
+import test from 'ava';
+import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+
+test('rate_limit = 20: no second-long window holds more than 21 requests, with two relays', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
+  await database.pool.query('update webhooks.webhooks set rate_limit = 20 where id = $1', [webhook.id]);
+  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 80) n`,
+    [company.id],
+  );
+
+  const relays = ['relay-a', 'relay-b'].map((id) => testRelay(database.url, { RELAY_ID: id }));
+  for (const relay of relays) t.teardown(() => relay.stop());
+  await Promise.all(relays.map((relay) => relay.start()));
+
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 80, 60_000);
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), 'each sent once, none charged for waiting');
+  t.is(receiver.received('/paced').length, 80, 'each delivery arrived once');
+  // when each request was sent, as the relays recorded it (the receiver's clock would
+  // add this busy machine's scheduling delays to what is measured)
+  const { rows } = await database.pool.query(
+    `select extract(epoch from attempted_at) * 1000 as at from webhooks.delivery_attempts
+     where webhook_id = $1 order by attempted_at`,
+    [webhook.id],
+  );
+  const sent = rows.map((r) => Number(r.at));
+  const arrived = receiver.received('/paced').map((r) => r.receivedAt).sort((a, b) => a - b);
+  t.log(`busiest second: ${busiest(sent)} sent, ${busiest(arrived)} arrived; all 80 in ${((sent.at(-1)! - sent[0]!) / 1000).toFixed(2)} s`);
+  t.true(busiest(sent) <= 21, `${busiest(sent)} requests sent within one second`);
+});
+
+/** The most times within any second-long window (the busiest windows start at a time of the list). */
+function busiest(times: number[]): number {
+  let most = 0;
+  for (let i = 0, j = 0; i < times.length; i++) {
+    while (j < times.length && times[j]! < times[i]! + 1000) j++;
+    most = Math.max(most, j - i);
+  }
+  return most;
+}
