@@ -583,11 +583,15 @@ async function sendTestFor(webhook, button) {
 // ---- one webhook: its history of changes ---------------------------------------
 
 async function renderAudit(webhookId, mine) {
-  const { entries, totalCount } = await fetchAuditLog(webhookId);
+  const [{ entries, totalCount }, choices] = await Promise.all([fetchAuditLog(webhookId), fetchChoices()]);
   if (mine !== generation) return;
+  const names = {
+    statuses: new Map(choices.statuses.map((s) => [s.id, s.name])),
+    users: new Map(choices.users.map((u) => [u.id, u.name])),
+  };
   replace($('audit-list'), entries.length
     ? entries.map((entry) => {
-      const { what, detail } = auditWords(entry);
+      const { what, detail } = auditWords(entry, names);
       return h('li', { dataset: { action: entry.action } },
         h('span', { class: 'nowrap' }, formatTime(entry.at)),
         h('span', { class: 'actor' }, entry.actor),

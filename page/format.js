@@ -278,12 +278,12 @@ const SETTING_WORDS = {
   max_attempts: 'attempts', ignore_sources: 'ignored sources', watch_fields: 'watched fields', conditions: 'conditions',
 };
 
-function valueWords(key, value) {
+function valueWords(key, value, names) {
   if (value === null || value === undefined) return key === 'status_id' ? 'any status' : key === 'user_id' ? 'any user' : 'none';
   if (key === 'actions' && Array.isArray(value)) return value.map(actionWords).join(', ');
   if ((key === 'fields' || key === 'watch_fields') && Array.isArray(value)) return value.map(fieldLabel).join(', ');
-  if (key === 'status_id') return `status #${value}`;
-  if (key === 'user_id') return `user #${value}`;
+  if (key === 'status_id') return names.statuses?.get(String(value)) ?? `status #${value}`;
+  if (key === 'user_id') return names.users?.get(String(value)) ?? `user #${value}`;
   if (Array.isArray(value)) return value.join(', ') || 'none';
   if (typeof value === 'object') return JSON.stringify(value);
   return String(value);
@@ -291,15 +291,16 @@ function valueWords(key, value) {
 
 /**
  * One entry of a webhook's audit trail in words: { what, detail } (detail may be '').
- * entry: { action, details }
+ * entry: { action, details }; names: { statuses, users }, Maps of id → name (a status
+ * or user gone since is named by its id).
  */
-export function auditWords(entry) {
+export function auditWords(entry, names = {}) {
   const d = entry.details ?? {};
   switch (entry.action) {
     case 'webhook.created': return { what: 'Created', detail: d.url ? `posting to ${d.url}` : '' };
     case 'webhook.updated': {
       const changes = Object.entries(d.changed ?? {}).map(([key, change]) =>
-        `${SETTING_WORDS[key] ?? fieldWords(key)}: ${valueWords(key, change.from)} → ${valueWords(key, change.to)}`);
+        `${SETTING_WORDS[key] ?? fieldWords(key)}: ${valueWords(key, change.from, names)} → ${valueWords(key, change.to, names)}`);
       return { what: 'Changed', detail: changes.join('; ') };
     }
     case 'webhook.deleted': return { what: 'Deleted', detail: '' };

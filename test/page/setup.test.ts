@@ -201,7 +201,7 @@ browserTest('an admin creates a webhook through the form, sees its secret once, 
   const changed = await page.textContent('#audit-list li[data-action="webhook.updated"]') ?? '';
   t.true(changed.includes('jane.admin@purple.example'));
   t.true(changed.includes('name: Thank-you notes → Handwritten thank-you notes'), changed);
-  t.true(changed.includes('status: status #'), changed);
+  t.true(changed.includes('status: Thank You Note → any status'), changed);
 
   // Times Fired leaves the test out
   await page.click('.back');
