@@ -383,3 +383,57 @@ export async function fetchAuditLog(webhookId) {
   const log = (await graphql(AUDIT, { id: webhookId })).webhookById?.auditLog;
   return { totalCount: log?.totalCount ?? 0, entries: log?.nodes ?? [] };
 }
+
+// ---- backfill ------------------------------------------------------------------
+
+const BACKFILLS = /* GraphQL */ `
+  query Backfills {
+    allBackfills(orderBy: ID_DESC, first: 100) {
+      nodes { id webhookId state total queued unfinished createdAt finishedAt }
+    }
+  }
+`;
+
+/** A backfill in the page's terms: counts as numbers; sent = queued and finished. */
+function backfillOf(node) {
+  const queued = Number(node.queued);
+  return {
+    id: node.id,
+    webhookId: node.webhookId,
+    state: node.state,
+    total: node.total === null ? null : Number(node.total),
+    queued,
+    sent: queued - Number(node.unfinished),
+    createdAt: node.createdAt,
+    finishedAt: node.finishedAt,
+  };
+}
+
+/** The latest backfill of each webhook of the company (of its latest hundred), by webhook id. */
+export async function fetchBackfills() {
+  const data = await graphql(BACKFILLS);
+  const latest = new Map();
+  for (const node of data.allBackfills.nodes) {
+    if (!latest.has(node.webhookId)) latest.set(node.webhookId, backfillOf(node));
+  }
+  return latest;
+}
+
+const START_BACKFILL = /* GraphQL */ `
+  mutation StartBackfill($id: BigInt!) { startBackfill(input: { pWebhookId: $id }) { result } }
+`;
+
+/** Starts a backfill of a webhook; resolves with its id. */
+export async function startBackfill(webhookId) {
+  const data = await graphql(START_BACKFILL, { id: webhookId });
+  return data.startBackfill.result;
+}
+
+const CANCEL_BACKFILL = /* GraphQL */ `
+  mutation CancelBackfill($id: BigInt!) { cancelBackfill(input: { pBackfillId: $id }) { result { id state } } }
+`;
+
+/** Cancels a running backfill. */
+export async function cancelBackfill(backfillId) {
+  await graphql(CANCEL_BACKFILL, { id: backfillId });
+}

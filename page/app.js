@@ -1,5 +1,6 @@
 // Reports » Webhooks: the company's webhooks with their Times Fired for a Date Range,
-// each webhook's firing history, Disable / Enable and Replay; for admins, setting
+// each webhook's firing history, Disable / Enable, Replay, and Backfill with its live
+// progress; for admins, setting
 // webhooks up (New webhook, Edit, Delete, Rotate secret, Send test); for everyone, a
 // webhook's history of changes.
 //
@@ -9,8 +10,9 @@
 //   #/webhooks/<id>?page=&outcome=   one webhook: its firings and its history of changes
 //   #/webhooks/<id>/edit       its edit form
 import {
-  ApiError, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchChoices, fetchFiring,
-  fetchHistory, fetchReport, replayDelivery, rotateSecret, sendTest, session, setWebhookEnabled, updateWebhook,
+  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
+  fetchFiring, fetchHistory, fetchReport, replayDelivery, rotateSecret, sendTest, session, setWebhookEnabled,
+  startBackfill, updateWebhook,
 } from './api.js';
 import { h, replace } from './dom.js';
 import {
@@ -20,6 +22,8 @@ import {
 } from './format.js';
 
 const PAGE_SIZE = 50;
+/** How often the report asks for the progress of running backfills. */
+const BACKFILL_REFRESH_MS = 1000;
 const RANGE_KEY = 'bpd-webhooks.range';
 const OUTCOMES = [
   { id: 'all', label: 'All' },
@@ -209,7 +213,7 @@ function breakableUrl(url) {
   return url.split(/(?<=[^/]\/)(?!\/)/).flatMap((part, i) => (i ? [h('wbr'), part] : [part]));
 }
 
-function webhookRow(webhook) {
+function webhookRow(webhook, backfill) {
   const toggle = h('button', {
     type: 'button',
     class: webhook.enabled ? 'secondary danger' : 'secondary',
@@ -231,25 +235,126 @@ function webhookRow(webhook) {
       class: 'failed-count',
       href: historyHash(webhook.id, { outcome: 'failed' }),
     }, `${formatCount(webhook.timesFailed)} failed`) : null),
-    h('td', { class: 'actions' }, readOnly ? null : toggle),
+    h('td', { class: 'actions' }, readOnly ? null : toggle, h('div', { class: 'backfill' }, backfillCell(webhook, backfill))),
   );
 }
 
 async function renderReport(instants, days, mine) {
   $('page-title').textContent = 'Webhooks';
   document.title = 'Webhooks · Reports · Big Purple Dot';
-  const report = await fetchReport(instants);
+  const [report, backfills] = await Promise.all([fetchReport(instants), fetchBackfills()]);
   if (mine !== generation) return;
   $('who-name').textContent = report.companyName ?? '';
   const active = report.webhooks.filter((w) => w.enabled).length;
   $('page-subtitle').textContent =
     `${active} active, ${report.webhooks.length - active} disabled · Times Fired ${rangeWords(days.fromDay, days.toDay)}`;
   replace($('webhooks-body'), report.webhooks.length
-    ? report.webhooks.map(webhookRow)
+    ? report.webhooks.map((webhook) => webhookRow(webhook, backfills.get(webhook.id)))
     : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, readOnly
       ? 'Your company has no webhooks yet. An admin of your company can set one up here.'
       : 'Your company has no webhooks yet. Press "New webhook" to set one up.')));
   showView('report');
+  followBackfills(report.webhooks, backfills, mine);
+}
+
+// ---- backfill ----------------------------------------------------------------
+
+let backfillTimer;
+
+/**
+ * While a backfill of the report runs (or its snapshots are on their way), asks again
+ * every BACKFILL_REFRESH_MS and redraws each webhook's backfill cell, for as long as
+ * this view is the current one.
+ */
+function followBackfills(webhooks, latest, mine) {
+  clearTimeout(backfillTimer);
+  if (![...latest.values()].some(stillGoing)) return;
+  backfillTimer = setTimeout(async () => {
+    if (mine !== generation) return;
+    try {
+      const now = await fetchBackfills();
+      if (mine !== generation) return;
+      for (const webhook of webhooks) {
+        const cell = document.querySelector(`tr[data-webhook-id="${webhook.id}"] .backfill`);
+        if (cell) replace(cell, backfillCell(webhook, now.get(webhook.id)));
+      }
+      followBackfills(webhooks, now, mine);
+    } catch (error) {
+      if (mine === generation) handleError(error);
+    }
+  }, BACKFILL_REFRESH_MS);
+}
+
+/** Queued or sending: what is queued is not all sent yet. */
+function stillGoing(backfill) {
+  return backfill.state === 'running' || backfill.sent < backfill.queued;
+}
+
+/** Progress (running, or its last snapshots on their way), the last outcome, and the admin's buttons. */
+function backfillCell(webhook, backfill) {
+  const parts = [];
+  if (backfill && stillGoing(backfill)) {
+    const of = backfill.state === 'running' ? backfill.total : backfill.queued;
+    const words = of === null
+      ? `Backfill: counting contacts…`
+      : `Backfill: ${formatCount(backfill.sent)} of ${formatCount(of)} sent`;
+    parts.push(h('progress', {
+      max: of ?? 1,
+      value: of === null ? false : Math.min(backfill.sent, of),
+      'aria-label': words,
+    }), h('div', { class: 'reason backfill-words' }, words));
+    if (!readOnly && backfill.state === 'running') {
+      const cancel = h('button', {
+        type: 'button', class: 'secondary', dataset: { action: 'cancel-backfill' },
+        onclick: () => cancelWebhookBackfill(webhook, backfill, cancel),
+      }, 'Cancel backfill');
+      parts.push(cancel);
+    }
+    return parts;
+  }
+  if (backfill) {
+    const when = formatDate(backfill.finishedAt);
+    parts.push(h('div', { class: 'reason backfill-words' }, backfill.state === 'done'
+      ? `Backfilled ${formatCount(backfill.queued)} contacts on ${when}`
+      : `Backfill cancelled on ${when} after ${formatCount(backfill.queued)}`));
+  }
+  if (!readOnly) {
+    const start = h('button', {
+      type: 'button', class: 'secondary', dataset: { action: 'backfill' },
+      disabled: !webhook.enabled,
+      title: webhook.enabled ? 'Send every contact of your company to this webhook once' : 'This webhook is disabled: enable it to backfill',
+      onclick: () => startWebhookBackfill(webhook, start),
+    }, 'Backfill');
+    parts.push(start);
+  }
+  return parts;
+}
+
+async function startWebhookBackfill(webhook, button) {
+  clearMessages();
+  if (!window.confirm(`Send every contact of your company to "${webhook.name}", once each?`)) return;
+  button.disabled = true;
+  try {
+    await startBackfill(webhook.id);
+    flash(`Backfill started · ${webhook.name}`);
+    await render();
+  } catch (error) {
+    button.disabled = false;
+    handleError(error);
+  }
+}
+
+async function cancelWebhookBackfill(webhook, backfill, button) {
+  clearMessages();
+  button.disabled = true;
+  try {
+    await cancelBackfill(backfill.id);
+    flash(`Backfill cancelled · ${webhook.name}`);
+    await render();
+  } catch (error) {
+    button.disabled = false;
+    handleError(error);
+  }
 }
 
 async function toggleWebhook(webhook, button) {

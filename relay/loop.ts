@@ -6,6 +6,7 @@
 //   queries.ts    every statement (claim, settle, release, rescue, wake-up)
 //   deliver.ts    one signed POST per attempt; settle.ts writes the results in batches
 //   rescuer.ts    expired leases back to pending, on a timer of its own
+//   backfiller.ts the next batch of running backfills, on a timer of its own
 //   listener.ts   LISTEN for wake-ups; idle.ts the connection that says "asleep"
 // One claim runs at a time; wake-ups during a claim fold into the next one.
 //
@@ -23,6 +24,7 @@ import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
 import { RelayMetrics } from './metrics.ts';
 import { claimDeliveries, ping, releaseDeliveries, type Claimed, type DeliveryJob } from './queries.ts';
+import { Backfiller } from './backfiller.ts';
 import { Rescuer } from './rescuer.ts';
 import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
 import type { RelaySettings } from './settings.ts';
@@ -48,6 +50,7 @@ export class Relay {
   private readonly scheduler = new Scheduler();
   private readonly wakeUp: WakeUp;
   private readonly rescuer: Rescuer;
+  private readonly backfiller: Backfiller;
   private listener: Listener | null = null;
   private pollTimer: NodeJS.Timeout | undefined;
   /** the claim round under way, if any (stop() waits for it) */
@@ -89,6 +92,7 @@ export class Relay {
       wake: () => this.wake(),
     });
     this.rescuer = new Rescuer({ db: this.pool, log: this.log, intervalMs: settings.rescueIntervalMs, onRescued: () => this.wake() });
+    this.backfiller = new Backfiller({ db: this.pool, log: this.log, intervalMs: settings.backfillIntervalMs });
   }
 
   /** The claim loop's mode (scheduler.ts says what each means). */
@@ -115,6 +119,7 @@ export class Relay {
       'relay started',
     );
     this.rescuer.start();
+    this.backfiller.start();
     this.wake();
   }
 
@@ -298,6 +303,7 @@ export class Relay {
     this.scheduler.setMode('stopping');
     clearInterval(this.pollTimer);
     const rescuerStopped = this.rescuer.stop();
+    const backfillerStopped = this.backfiller.stop();
     await this.listener?.close();
     await this.round;
     const queued = this.slots.takeQueued();
@@ -322,6 +328,7 @@ export class Relay {
     await this.wakeUp.close();
     await this.sender.close();
     await rescuerStopped;
+    await backfillerStopped;
     await this.pool.end();
     this.log.info({ ...this.stats, ...this.settler.stats }, 'relay stopped');
   }

@@ -1,6 +1,6 @@
 // Every statement the relay sends, one exported function each: the rest of the relay
 // holds no SQL. Each calls one function of the engine (sql/30_delivery.sql,
-// sql/20_wakeup.sql), which decides; the relay only asks. Claim and settle are named
+// sql/20_wakeup.sql, sql/35_backfill.sql), which decides; the relay only asks. Claim and settle are named
 // (prepared once per connection): they run thousands of times a second under load.
 import type pg from 'pg';
 
@@ -148,6 +148,15 @@ export async function releaseDeliveries(db: Db, relayId: string, deliveryIds: re
 export async function rescueExpiredLeases(db: Db): Promise<number> {
   const { rows } = await db.query('select webhooks_relay.rescue_expired_leases() as rescued');
   return rows[0].rescued as number;
+}
+
+/**
+ * One step of the running backfills (webhooks_relay.backfill_step, or of `only`
+ * alone): resolves with the snapshots written, 0 when none had room or work.
+ */
+export async function backfillStep(db: Db, only: string | null = null): Promise<number> {
+  const { rows } = await db.query('select webhooks_relay.backfill_step(p_only => $1::bigint) as written', [only]);
+  return rows[0].written as number;
 }
 
 /**

@@ -4,6 +4,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { parseNetworks, type NetworkList } from './destinations.ts';
+import { BACKFILLER_INTERVAL_DEFAULT_MS } from './backfiller.ts';
 import { RESCUER_INTERVAL_DEFAULT_MS } from './rescuer.ts';
 
 export interface RelaySettings {
@@ -26,6 +27,8 @@ export interface RelaySettings {
   /** how often the relay looks for due work without being notified */
   pollIntervalMs: number;
   rescueIntervalMs: number;
+  /** how often the relay steps running backfills (sql/35_backfill.sql) */
+  backfillIntervalMs: number;
   connectTimeoutMs: number;
   /** the whole request: connect, send, response headers and the body excerpt */
   requestTimeoutMs: number;
@@ -53,6 +56,7 @@ export const ENVIRONMENT = {
   RELAY_LEASE_MS: { default: '60000', help: 'how long a claimed delivery is reserved for this relay' },
   RELAY_POLL_INTERVAL_MS: { default: '1000', help: 'how often to look for due work without a notification' },
   RELAY_RESCUE_INTERVAL_MS: { default: String(RESCUER_INTERVAL_DEFAULT_MS), help: 'how often to return expired leases to pending' },
+  RELAY_BACKFILL_INTERVAL_MS: { default: String(BACKFILLER_INTERVAL_DEFAULT_MS), help: 'how often to write the next batch of running backfills (when they have room)' },
   RELAY_CONNECT_TIMEOUT_MS: { default: '5000', help: 'TCP/TLS connect timeout' },
   RELAY_REQUEST_TIMEOUT_MS: { default: '15000', help: 'whole-request timeout (must be shorter than the lease)' },
   RELAY_RESPONSE_EXCERPT_BYTES: { default: '1024', help: 'response body bytes read and kept in history' },
@@ -110,6 +114,7 @@ export function relaySettings(env: Environment = process.env, defaults: Environm
     leaseMs: integer(merged, 'RELAY_LEASE_MS', 100, 86_400_000),
     pollIntervalMs: integer(merged, 'RELAY_POLL_INTERVAL_MS', 10, 3_600_000),
     rescueIntervalMs: integer(merged, 'RELAY_RESCUE_INTERVAL_MS', 10, 3_600_000),
+    backfillIntervalMs: integer(merged, 'RELAY_BACKFILL_INTERVAL_MS', 10, 3_600_000),
     connectTimeoutMs: integer(merged, 'RELAY_CONNECT_TIMEOUT_MS', 1, 600_000),
     requestTimeoutMs: integer(merged, 'RELAY_REQUEST_TIMEOUT_MS', 1, 3_600_000),
     responseExcerptBytes: integer(merged, 'RELAY_RESPONSE_EXCERPT_BYTES', 0, 65_536),

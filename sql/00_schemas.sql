@@ -21,6 +21,7 @@
 --   20_wakeup          when a capturing transaction wakes the relay
 --   25_capture         the triggers on crm.* that write the outbox
 --   30_delivery        the delivery state machine: claim, settle, release, rescue, replay
+--   35_backfill        backfill: every contact a company has, paced, resumable
 --   40_history         webhooks.fire_history, the DBAs' view
 --   45_admin           the admin API's changes to webhooks
 --   47_audit           the audit trail of every change to a webhook, and test sends

@@ -164,6 +164,11 @@ begin
       'webhook actions must list at least one action');
   end if;
   new.actions := array(select a from unnest(new.actions) with ordinality t(a, n) group by a order by min(n));
+  -- a snapshot is what a backfill sends (35_backfill.sql), never a change to hear
+  if 'contact.snapshot' = any (new.actions) then
+    perform webhooks_private.config_error('webhook_action_snapshot', 'actions',
+      'contact.snapshot is sent by a backfill (backfill), whatever the actions: it cannot be subscribed to');
+  end if;
 
   -- A filter applies to every action of its webhook, so it may only sit on a
   -- webhook whose actions all understand it.

@@ -93,9 +93,27 @@ begin
 end;
 $generate$;
 
--- private: write one delivery to the outbox. The only function that does: what a
--- delivery row is (its table, its columns) is the outbox's business, not capture's.
--- Wakes a sleeping relay (20_wakeup.sql).
+-- private: how long a new delivery waits before its first attempt. Live changes go
+-- at once; a backfill's snapshots wait webhooks.backfill_defer (35_backfill.sql), so
+-- that the claim, which takes the earliest due first, serves live deliveries written
+-- meanwhile before them.
+create or replace function webhooks_private.first_attempt_delay(p_action webhooks.action)
+returns interval
+language plpgsql
+stable
+as $$
+begin
+  if p_action = 'contact.snapshot' then
+    return webhooks_private.setting('webhooks.backfill_defer', '1 second')::interval;
+  end if;
+  return interval '0';
+end;
+$$;
+
+-- private: write one delivery to the outbox. The only function that does (capture
+-- below and backfill, 35_backfill.sql, both write through it): what a delivery row is
+-- (its table, its columns) and when it is first due is the outbox's business, not
+-- capture's. Wakes a sleeping relay (20_wakeup.sql).
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint, jsonb);
 create or replace function webhooks_private.enqueue(
@@ -109,8 +127,9 @@ returns void
 language plpgsql
 as $$
 begin
-  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
-  values (p_webhook_id, p_company_id, p_action, p_contact_id, p_payload);
+  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
+  values (p_webhook_id, p_company_id, p_action, p_contact_id, p_payload,
+          now() + webhooks_private.first_attempt_delay(p_action));
   perform webhooks_private.wake_relay();   -- 20_wakeup.sql
 end;
 $$;
@@ -138,15 +157,34 @@ create or replace function webhooks_private.capture(
 returns void
 language plpgsql
 -- The statement below is cheap to run and costly to plan. Its custom plans (which
--- know which companies are set) look cheaper than the generic one, so the plan cache
--- would plan it anew on every call (about 200 µs, measured); this setting costs about
--- 2 µs, and only on the path that writes a delivery.
+-- know the companies and the filters' arguments) look cheaper than the generic one,
+-- so the plan cache would plan it anew on every call (about 200 µs, measured); this
+-- setting costs about 2 µs, and only on the path that writes a delivery.
 set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_contact_id constant bigint := (p_contact ->> 'id')::bigint;
   v_timestamp constant text := to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+  v_companies bigint[];
 begin
+  -- the companies concerned: most contacts have no assignment, and then the owner
+  -- alone is (an array built here costs less than a union in the statement below)
+  if p_only_company is not null then
+    v_companies := array[p_only_company];
+  elsif exists (select 1 from crm.contact_assignments a where a.contact_id = v_contact_id) then
+    v_companies := array(select (p_contact ->> 'company_id')::bigint
+                         union
+                         select u.company_id
+                         from crm.contact_assignments a
+                         join crm.users u on u.id = a.user_id
+                         where a.contact_id = v_contact_id);
+  else
+    v_companies := array[(p_contact ->> 'company_id')::bigint];
+  end if;
+  if p_also_company is not null and p_also_company <> all (v_companies) then
+    v_companies := v_companies || p_also_company;
+  end if;
+
   perform webhooks_private.enqueue(
             s.webhook_id, s.company_id, p_action, v_contact_id,
             jsonb_build_object(
@@ -155,18 +193,7 @@ begin
               'data', jsonb_build_object('contact', p_contact - s.payload_omit, 'source', p_source) || p_data))
   from (
     select s.*
-    from (
-      select (p_contact ->> 'company_id')::bigint as company_id where p_only_company is null
-      union
-      select u.company_id
-      from crm.contact_assignments a
-      join crm.users u on u.id = a.user_id
-      where p_only_company is null and a.contact_id = v_contact_id
-      union
-      select p_only_company where p_only_company is not null
-      union
-      select p_also_company where p_also_company is not null
-    ) concerned
+    from unnest(v_companies) concerned(company_id)
     -- one equality probe of the primary key per company concerned ("offset 0" keeps
     -- it a probe: a join here is planned as a scan of every subscription)
     cross join lateral (

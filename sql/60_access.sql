@@ -93,7 +93,7 @@ revoke all on all tables in schema webhooks from webhook_viewer, webhook_admin;
 
 grant usage on schema webhooks to webhook_viewer;
 grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
-  webhooks.fire_history, webhooks.delivery_day_counts to webhook_viewer;
+  webhooks.fire_history, webhooks.delivery_day_counts, webhooks.backfills to webhook_viewer;
 
 grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)
   on webhooks.webhooks to webhook_admin;
@@ -113,6 +113,10 @@ revoke all on function webhooks.company_statuses(), webhooks.company_users() fro
 grant execute on function webhooks.company_statuses(), webhooks.company_users() to webhook_viewer;
 -- replay: put a finished delivery back in the outbox
 grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to webhook_admin;
+-- backfill: start one, cancel it (its snapshots not sent yet fail with the reason)
+grant insert (webhook_id, company_id, created_by) on webhooks.backfills to webhook_admin;
+grant update (state, finished_at) on webhooks.backfills to webhook_admin;
+grant update (last_error) on webhooks.deliveries to webhook_admin;
 
 -- The helpers the API functions call live in webhooks_private, which PostGraphile
 -- does not show. A function there may be called by a role only if granted here: the
@@ -170,6 +174,7 @@ alter table webhooks.webhooks enable row level security;
 alter table webhooks.deliveries enable row level security;
 alter table webhooks.delivery_attempts enable row level security;
 alter table webhooks.delivery_day_counts enable row level security;
+alter table webhooks.backfills enable row level security;
 alter table webhooks.audit_log enable row level security;
 
 drop policy if exists company_reads on webhooks.webhooks;
@@ -210,6 +215,19 @@ create policy company_reads on webhooks.delivery_attempts
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
 
+drop policy if exists company_reads on webhooks.backfills;
+create policy company_reads on webhooks.backfills
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_inserts on webhooks.backfills;
+create policy company_inserts on webhooks.backfills
+  for insert to webhook_admin
+  with check (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_updates on webhooks.backfills;
+create policy company_updates on webhooks.backfills
+  for update to webhook_admin
+  using (company_id = (select webhooks.current_company_id()))
+  with check (company_id = (select webhooks.current_company_id()));
 drop policy if exists company_reads on webhooks.audit_log;
 create policy company_reads on webhooks.audit_log
   for select to webhook_viewer

@@ -92,3 +92,22 @@ comment on table webhooks.delivery_day_counts is $$
 @behavior -*
 The report's counts of days long past (50_report_counts.sql): read them through webhooks.webhook_report.$$;
 comment on function webhooks.roll_up_report_counts() is '@behavior -*';
+
+-- backfill (35_backfill.sql)
+comment on table webhooks.backfills is $$
+@behavior -insert -update -delete
+A backfill: every contact of your company (that passes the webhook's conditions) sent to one webhook as a contact.snapshot delivery, paced beside live deliveries.$$;
+comment on column webhooks.backfills.state is 'running, done or cancelled.';
+comment on column webhooks.backfills.total is 'Contacts to send: counted when the backfill begins (null until then); once done, how many were sent.';
+comment on column webhooks.backfills.queued is 'Snapshot deliveries written to the outbox so far.';
+comment on column webhooks.backfills.position is '@behavior -*';
+comment on column webhooks.backfills.created_by is 'Who started it (the token subject).';
+comment on column webhooks.backfills.finished_at is 'When it finished or was cancelled.';
+comment on function webhooks.backfills_unfinished(webhooks.backfills) is $$
+@fieldName unfinished
+Snapshots queued but not finished yet (pending or being sent): sent so far is queued minus unfinished.$$;
+comment on function webhooks.backfill(bigint) is $$
+@name start_backfill
+Start a backfill of a webhook: every contact of your company that passes its conditions is sent once, as contact.snapshot with source "backfill". Returns the backfill id.$$;
+comment on function webhooks.cancel_backfill(bigint) is
+  'Cancel a running backfill: nothing more is queued, and its snapshots not sent yet fail with the reason.';

@@ -121,8 +121,8 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
   for (const hidden of ['WebhookSecret', 'Subscription', 'FireHistory', 'DeliveryDayCount', 'DeliveryDaysToCount']) t.false(names.has(hidden), hidden);
   const fieldsOf = (name: string) => types.find((type) => type.name === name)!.fields!.map((field) => field.name);
   t.deepEqual(fieldsOf('Mutation').sort(), [
-    'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
-    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'sendTestWebhook', 'updateWebhook',
+    'cancelBackfill', 'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
+    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'sendTestWebhook', 'startBackfill', 'updateWebhook',
   ]);
   const query = fieldsOf('Query');
   for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'countTests', 'allDeliveryDayCounts']) {
@@ -136,6 +136,8 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
   const attempt = fieldsOf('DeliveryAttempt');
   t.false(attempt.includes('relayId'));
   t.true(attempt.includes('responseBody'));
+  t.false(fieldsOf('Backfill').includes('position'));
+  t.false(query.includes('backfillStep'));
 });
 
 test('the Reports page is served at / and /reports/webhooks, its files with their content types, nothing outside its folder', async (t) => {

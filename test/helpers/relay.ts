@@ -21,6 +21,7 @@ export function testRelayEnvironment(databaseUrl: string, overrides: Record<stri
     RELAY_ALLOW_NETWORKS: '127.0.0.0/8,::1/128',
     RELAY_POLL_INTERVAL_MS: '50',
     RELAY_RESCUE_INTERVAL_MS: '100',
+    RELAY_BACKFILL_INTERVAL_MS: '50',
     RELAY_LOG_LEVEL: process.env.RELAY_TEST_LOG_LEVEL ?? 'silent',
     ...overrides,
   };

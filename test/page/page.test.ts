@@ -144,18 +144,18 @@ browserTest('the report shows active and disabled webhooks in plain words; the D
   const created = new Intl.DateTimeFormat('en-US', { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' })
     .format(new Date());
 
-  // newest first; the last column is the Disable / Enable button
+  // newest first; the last column is the Disable / Enable and Backfill buttons
   t.deepEqual(await cells(page, row(sheet.id)), [
     'Contacts spreadsheet', 'Contact created Contact saved in BPD', created, 'https://sheets.example.com/macros/s/AKfy/exec',
-    `Disabled since ${created} The receiver answered 410 Gone`, '0', 'Enable',
+    `Disabled since ${created} The receiver answered 410 Gone`, '0', 'Enable Backfill',
   ]);
   t.deepEqual(await cells(page, row(jane.id)), [
     'Jane’s new contacts to Asana', 'User assigned: Jane Doe', created, 'https://hooks.asana.example.com/bpd/tasks',
-    'Active', '1', 'Disable',
+    'Active', '1', 'Disable Backfill',
   ]);
   t.deepEqual(await cells(page, row(notes.id)), [
     'Handwritten thank-you notes', 'Status added: Thank You Note', created,
-    'https://api.handwritten.example.com/v1/bpd/thank-you', 'Active', '5 1 failed', 'Disable',
+    'https://api.handwritten.example.com/v1/bpd/thank-you', 'Active', '5 1 failed', 'Disable Backfill',
   ]);
   t.is(await page.getAttribute('#range-presets [aria-pressed=true]', 'data-preset'), '30');
   t.regex(await page.textContent('#page-subtitle') ?? '', /^2 active, 1 disabled · Times Fired /);

@@ -1,0 +1,299 @@
+-- bpd-webhooks engine: backfill, the contacts a company already has.
+--
+-- A webhook connected today hears only what changes from now on. A backfill sends it
+-- every contact that concerns its company (owned, or assigned to one of its users)
+-- and passes its conditions (15_filters.sql), as one delivery of action
+-- contact.snapshot each: the payload contact.created would carry (the contact's id
+-- and the chosen fields), with source 'backfill', whatever actions the webhook
+-- subscribes to. Each is an ordinary delivery (retries, history, replay).
+--
+-- Public API:
+--   webhooks.backfill(p_webhook_id)        starts one; returns its id (admins)
+--   webhooks.cancel_backfill(p_backfill_id) stops it (admins)
+--   webhooks.backfills                      progress: state, total, queued (viewers)
+-- Private, for whoever drives the work (the relay on a timer, `npm run backfill`):
+--   webhooks_relay.backfill_step()          one batch of each running backfill
+--
+-- Paced so that live deliveries keep their latency:
+-- * a step writes one batch (webhooks.backfill_batch contacts) of a backfill, and only
+--   while fewer than webhooks.backfill_outstanding of its snapshots are still
+--   unfinished (pending or in flight): the outbox never holds more than that many of
+--   them, so live deliveries never queue behind a whole company;
+-- * a snapshot is first due webhooks.backfill_defer after it is written
+--   (webhooks_private.first_attempt_delay, 25_capture.sql): the claim takes the
+--   earliest due first, so live deliveries written meanwhile go before it;
+-- * a receiver that fails holds its backfill back: failed snapshots waiting for their
+--   retry still count as unfinished.
+-- Resumable: the walk goes through the company's contacts in id order, and the last
+-- id it examined (position) is written in the transaction that writes the batch's
+-- deliveries. A step that dies writes nothing; the next one starts where the last
+-- committed one stopped. Steps of one backfill never overlap (its row is locked,
+-- SKIP LOCKED), so any number of relays and tools may drive them.
+--
+-- Settings (Postgres settings, like the retry schedule's):
+--   webhooks.backfill_batch        contacts a step examines per backfill   default 500
+--   webhooks.backfill_outstanding  unfinished snapshots a backfill may     default 1000
+--                                  have before its next batch waits
+--   webhooks.backfill_defer        a snapshot's first attempt waits        default 1 second
+--                                  (read by 25_capture.sql)
+--
+-- A snapshot has nothing changed, so a condition "changed" is false for it. A disabled
+-- webhook's backfill pauses (no batch is written) until it is enabled or cancelled.
+
+-- private: the settings above, with their defaults (one home each)
+create or replace function webhooks_private.backfill_batch()
+returns integer
+language sql
+stable
+as $$
+  select greatest(webhooks_private.setting('webhooks.backfill_batch', '500')::integer, 1);
+$$;
+
+create or replace function webhooks_private.backfill_outstanding()
+returns integer
+language sql
+stable
+as $$
+  select greatest(webhooks_private.setting('webhooks.backfill_outstanding', '1000')::integer, 1);
+$$;
+
+-- private: the contacts of a backfill's walk after p_after, in id order, at most
+-- p_limit: those of the company, and those assigned to one of its users. Each side
+-- reads one index range.
+create or replace function webhooks_private.backfill_contacts(p_company_id bigint, p_after bigint, p_limit integer)
+returns setof crm.contacts
+language sql
+stable
+as $$
+  select c.*
+  from crm.contacts c
+  where c.id in (
+    select ids.id
+    from (
+      (select o.id from crm.contacts o
+       where o.company_id = p_company_id and o.id > p_after
+       order by o.id limit p_limit)
+      union
+      (select a.contact_id from crm.users u
+       join crm.contact_assignments a on a.user_id = u.id
+       where u.company_id = p_company_id and a.contact_id > p_after
+       group by a.contact_id
+       order by a.contact_id limit p_limit)
+    ) ids
+    order by ids.id
+    limit p_limit)
+  order by c.id;
+$$;
+
+-- private: does the webhook want this contact's snapshot? (its conditions, if any)
+create or replace function webhooks_private.backfill_wants(p_conditions jsonb, p_contact jsonb)
+returns boolean
+language plpgsql
+stable
+as $$
+begin
+  return p_conditions is null or webhooks_private.condition_holds(p_conditions, p_contact, null, null);
+end;
+$$;
+
+-- private: how many contacts a backfill of this webhook will send, as of now
+create or replace function webhooks_private.backfill_total(p_webhook webhooks.webhooks)
+returns bigint
+language sql
+stable
+as $$
+  select count(*)
+  from webhooks_private.backfill_contacts(p_webhook.company_id, 0, 2147483647) c
+  where webhooks_private.backfill_wants(p_webhook.conditions, to_jsonb(c));
+$$;
+
+-- public: a backfill's snapshots written but not finished yet (pending or in flight);
+-- its sent = queued - unfinished. GraphQL: the field unfinished of Backfill. Runs as
+-- the caller. Few rows: the pacing keeps them under webhooks.backfill_outstanding.
+create or replace function webhooks.backfills_unfinished(p_backfill webhooks.backfills)
+returns bigint
+language sql
+stable
+as $$
+  select count(*)
+  from webhooks.deliveries d
+  where d.webhook_id = p_backfill.webhook_id
+    and d.state in ('pending', 'in_flight')
+    and d.action = 'contact.snapshot'
+    and d.created_at >= p_backfill.created_at;
+$$;
+
+------------------------------------------------------------------------------------
+-- Starting and cancelling (the admin API: run as the caller, so grants and row-level
+-- security decide which webhooks and backfills they reach)
+
+-- public: start a backfill of a webhook of the caller's company; returns its id
+create or replace function webhooks.backfill(p_webhook_id bigint)
+returns bigint
+language plpgsql
+volatile
+as $$
+declare
+  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(p_webhook_id);
+  v_id bigint;
+begin
+  if not v_webhook.enabled then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('webhook %s is disabled; enable it before a backfill', v_webhook.id),
+      constraint = 'webhook_disabled',
+      column = 'webhook_id';
+  end if;
+  -- the webhook's row is locked (webhook_for_update): two starts at once queue here
+  select b.id into v_id from webhooks.backfills b where b.webhook_id = v_webhook.id and b.state = 'running';
+  if found then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('backfill %s of webhook %s is still running; cancel it or wait for it to finish', v_id, v_webhook.id),
+      constraint = 'backfill_running',
+      column = 'webhook_id';
+  end if;
+  insert into webhooks.backfills (webhook_id, company_id, created_by)
+  values (v_webhook.id, v_webhook.company_id, webhooks.current_actor())
+  returning id into v_id;
+  return v_id;
+end;
+$$;
+
+-- public: cancel a running backfill: no further batch, and its snapshots not sent yet
+-- fail with the reason (those being sent finish as they go)
+create or replace function webhooks.cancel_backfill(p_backfill_id bigint)
+returns webhooks.backfills
+language plpgsql
+volatile
+as $$
+declare
+  v webhooks.backfills;
+begin
+  -- waits for a step under way to commit its batch: those snapshots are cancelled too
+  select * into v from webhooks.backfills b where b.id = p_backfill_id for update;
+  if not found then
+    raise exception using
+      errcode = 'no_data_found',
+      message = format('backfill %s not found', p_backfill_id),
+      constraint = 'backfill_not_found',
+      column = 'id';
+  end if;
+  if v.state <> 'running' then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('backfill %s is %s, not running', v.id, v.state),
+      constraint = 'backfill_not_running',
+      column = 'id';
+  end if;
+  update webhooks.deliveries d
+  set state = 'failed',
+      completed_at = now(),
+      last_error = format('not sent: backfill %s was cancelled', v.id)
+  where d.webhook_id = v.webhook_id
+    and d.state = 'pending'
+    and d.action = 'contact.snapshot'
+    and d.created_at >= v.created_at;
+  update webhooks.backfills b
+  set state = 'cancelled', finished_at = now()
+  where b.id = v.id
+  returning * into v;
+  return v;
+end;
+$$;
+
+------------------------------------------------------------------------------------
+-- The work
+
+-- private: one batch of one backfill, its row locked by the caller. Returns the
+-- snapshots written.
+create or replace function webhooks_private.backfill_batch_of(p_backfill webhooks.backfills)
+returns integer
+language plpgsql
+volatile
+as $$
+declare
+  v_webhook webhooks.webhooks;
+  v_batch constant integer := webhooks_private.backfill_batch();
+  v_room integer;
+  v_timestamp constant text := to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+  v_contact crm.contacts;
+  v_json jsonb;
+  v_seen integer := 0;
+  v_written integer := 0;
+  v_position bigint := p_backfill.position;
+  v_omit text[];
+begin
+  select * into v_webhook from webhooks.webhooks w where w.id = p_backfill.webhook_id;
+  if not v_webhook.enabled then
+    return 0;   -- paused while disabled
+  end if;
+  v_omit := webhooks_private.payload_omit(v_webhook.fields);   -- 10_config.sql
+
+  -- yield: wait while enough of its snapshots are still on their way
+  v_room := webhooks_private.backfill_outstanding() - webhooks.backfills_unfinished(p_backfill);
+  if v_room < least(v_batch, webhooks_private.backfill_outstanding()) then
+    return 0;
+  end if;
+
+  if p_backfill.total is null then
+    update webhooks.backfills b set total = webhooks_private.backfill_total(v_webhook)
+    where b.id = p_backfill.id;
+  end if;
+
+  for v_contact in
+    select * from webhooks_private.backfill_contacts(v_webhook.company_id, p_backfill.position, v_batch)
+  loop
+    v_seen := v_seen + 1;
+    v_position := v_contact.id;
+    v_json := to_jsonb(v_contact);
+    continue when not webhooks_private.backfill_wants(v_webhook.conditions, v_json);
+    -- the payload contact.created carries (webhooks_private.capture, 25_capture.sql),
+    -- with source 'backfill'
+    perform webhooks_private.enqueue(v_webhook.id, v_webhook.company_id, 'contact.snapshot', v_contact.id,
+      jsonb_build_object(
+        'type', 'contact.snapshot',
+        'timestamp', v_timestamp,
+        'data', jsonb_build_object('contact', v_json - v_omit, 'source', 'backfill')));
+    v_written := v_written + 1;
+  end loop;
+
+  update webhooks.backfills b
+  set position = v_position,
+      queued = b.queued + v_written,
+      -- the walk is over when a batch comes back short
+      state = case when v_seen < v_batch then 'done' else 'running' end,
+      total = case when v_seen < v_batch then b.queued + v_written else b.total end,
+      finished_at = case when v_seen < v_batch then now() end
+  where b.id = p_backfill.id;
+  return v_written;
+end;
+$$;
+
+-- private (relay, tools): one batch of each running backfill that has room (or of
+-- p_only alone), at most p_limit backfills; a backfill another step is working on is
+-- skipped. Returns the snapshots written (0: nothing to do now).
+drop function if exists webhooks_relay.backfill_step(integer);
+create or replace function webhooks_relay.backfill_step(p_limit integer default 16, p_only bigint default null)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_backfill webhooks.backfills;
+  v_written integer := 0;
+begin
+  for v_backfill in
+    select * from webhooks.backfills b
+    where b.state = 'running' and (p_only is null or b.id = p_only)
+    order by b.id
+    limit greatest(p_limit, 1)
+    for update skip locked
+  loop
+    v_written := v_written + webhooks_private.backfill_batch_of(v_backfill);
+  end loop;
+  return v_written;
+end;
+$$;

@@ -1,0 +1,115 @@
+// Reports » Webhooks: the Backfill action and its live progress bar, in headless
+// Chromium against the real API. The backfill's steps and the sending are done here
+// in SQL, so the test decides what the page must show at each moment.
+import test from 'ava';
+import type { Page } from 'playwright-core';
+import { browserAvailability, launchBrowser, type RunningBrowser } from '../helpers/browser.ts';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+
+const availability = browserAvailability();
+const browserTest = availability.ok ? test : test.skip;
+if (!availability.ok) console.warn(`page tests skipped: ${availability.reason}`);
+
+const { db, api } = useTestDatabaseWithApi(test);
+let browser: RunningBrowser | undefined;
+
+test.before(async () => {
+  if (availability.ok) browser = await launchBrowser();
+});
+test.after.always(async () => {
+  await browser?.close();
+});
+
+async function signedIn(companyId: string, role: 'webhook_admin' | 'webhook_viewer'): Promise<{ page: Page; problems: string[] }> {
+  const page = await browser!.context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(message.text());
+  });
+  await page.goto(`${api().api.url}/reports/webhooks`);
+  await page.fill('#token', await api().token(companyId, role));
+  await page.click('#sign-in-form button[type=submit]');
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  return { page, problems };
+}
+
+async function untilText(page: Page, selector: string, expected: string): Promise<void> {
+  try {
+    await page.waitForFunction(
+      ([s, e]) => document.querySelector(s)?.textContent?.trim() === e,
+      [selector, expected] as const,
+      { timeout: 15_000 },
+    );
+  } catch {
+    const actual = await page.locator(selector).first().textContent().catch(() => null);
+    throw new Error(`${selector}: expected ${JSON.stringify(expected)}, found ${JSON.stringify(actual?.trim())}`);
+  }
+}
+
+browserTest('an admin starts a backfill; its bar follows the snapshots sent, live, until it is done; a viewer sees it without buttons', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const name = '<img src=x onerror="window.injected=1"> Sync';
+  const hook = await f.webhook({ companyId: company.id, name, actions: ['contact.deleted'] });
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'C' || i from generate_series(1, 30) i`, [company.id]);
+  const row = `tr[data-webhook-id="${hook.id}"]`;
+
+  const { page, problems } = await signedIn(company.id, 'webhook_admin');
+  page.once('dialog', (dialog) => {
+    t.is(dialog.message(), `Send every contact of your company to "${name}", once each?`);
+    void dialog.accept();
+  });
+  await page.click(`${row} [data-action=backfill]`);
+  await untilText(page, '#flash', `Backfill started · ${name}`);
+  await untilText(page, `${row} .backfill-words`, 'Backfill: counting contacts…');
+  t.true(await page.isVisible(`${row} [data-action=cancel-backfill]`));
+
+  const { rows: [{ id }] } = await db().pool.query('select id from webhooks.backfills where webhook_id = $1', [hook.id]);
+  // one step writes all 30 (a batch is 500) and ends the walk: what remains is sending
+  await db().pool.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  await untilText(page, `${row} .backfill-words`, 'Backfill: 0 of 30 sent');
+  t.false(await page.isVisible(`${row} [data-action=cancel-backfill]`), 'all queued: nothing left to cancel');
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+     where id in (select id from webhooks.deliveries where webhook_id = $1 order by id limit 12)`, [hook.id]);
+  await untilText(page, `${row} .backfill-words`, 'Backfill: 12 of 30 sent');
+  t.is(await page.getAttribute(`${row} progress`, 'value'), '12');
+  t.is(await page.getAttribute(`${row} progress`, 'max'), '30');
+
+  const viewer = await signedIn(company.id, 'webhook_viewer');
+  await untilText(viewer.page, `${row} .backfill-words`, 'Backfill: 12 of 30 sent');
+  t.is(await viewer.page.locator(`${row} .backfill button`).count(), 0, 'a viewer gets no buttons');
+
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now() where webhook_id = $1 and state = 'pending'`, [hook.id]);
+  await page.waitForFunction((r) => /^Backfilled 30 contacts on /.test(document.querySelector(`${r} .backfill-words`)?.textContent ?? ''), row, { timeout: 15_000 });
+  t.true(await page.isVisible(`${row} [data-action=backfill]`), 'done: a new one may start');
+  t.is(await page.evaluate(() => (window as unknown as { injected?: number }).injected), undefined);
+  t.deepEqual(problems, []);
+  t.deepEqual(viewer.problems, []);
+  await viewer.page.close();
+  await page.close();
+});
+
+browserTest('cancel: the bar gives way to what it came to; a disabled webhook offers no Backfill', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const off = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], enabled: false });
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'C' || i from generate_series(1, 5) i`, [company.id]);
+  await db().pool.query('select webhooks.backfill($1)', [hook.id]);
+  const row = `tr[data-webhook-id="${hook.id}"]`;
+
+  const { page, problems } = await signedIn(company.id, 'webhook_admin');
+  t.true(await page.isDisabled(`tr[data-webhook-id="${off.id}"] [data-action=backfill]`));
+  await page.click(`${row} [data-action=cancel-backfill]`);
+  await page.waitForFunction((r) => /^Backfill cancelled on .+ after 0$/.test(document.querySelector(`${r} .backfill-words`)?.textContent ?? ''), row, { timeout: 15_000 });
+  const { rows: [backfill] } = await db().pool.query('select state from webhooks.backfills where webhook_id = $1', [hook.id]);
+  t.is(backfill.state, 'cancelled');
+  t.deepEqual(problems, []);
+  await page.close();
+});

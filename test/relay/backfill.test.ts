@@ -1,0 +1,187 @@
+// Backfill end to end: started through GraphQL, driven by real relays (their
+// backfiller), received by a real HTTP receiver. 10,000 contacts arrive once each,
+// through a graceful relay restart, a relay killed with SIGKILL and an API restart;
+// live deliveries keep arriving meanwhile; cancel stops it.
+import test from 'ava';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { startTestApi, type TestApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+import { spawnRelay, relayScene, waitForRows } from '../helpers/relay.ts';
+
+const CONTACTS = 10_000;
+
+/** Inserts n contacts of a company in one statement (first_name = 'Contact <n>', city = 'City <n>'). */
+async function manyContacts(pool: { query: (sql: string, params: unknown[]) => Promise<unknown> }, companyId: string, n: number) {
+  await pool.query(
+    `insert into crm.contacts (company_id, first_name, last_name, email, city)
+     select $1, 'Contact ' || i, 'Backfilled', 'c' || i || '@example.com', 'City ' || i
+     from generate_series(1, $2) i`, [companyId, n]);
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  await exited;
+}
+
+async function progress(api: TestApi, token: string, id: string) {
+  const response = await api.gql(token, 'query($id: BigInt!) { backfillById(id: $id) { id state total queued finishedAt webhookId } }', { id });
+  if (response.errors) throw new Error(JSON.stringify(response.errors));
+  return response.data.backfillById;
+}
+
+test('10,000 contacts: each arrives once with its fields, through relay restarts (graceful and SIGKILL) and an API restart; live deliveries keep arriving', async (t) => {
+  t.timeout(240_000);
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  // quicker pacing than the defaults, so the test is short; the pacing itself is the same
+  await pool.query(`alter database ${database.name} set webhooks.backfill_defer = '20 milliseconds'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['first_name', 'city'], url: receiver.url('/sync') });
+  const live = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['first_name'], url: receiver.url('/live') });
+  receiver.route('/sync', { secret: hook.secret });
+  receiver.route('/live', { secret: live.secret });
+  await pool.query('alter table crm.contacts disable trigger _500_webhooks_created');
+  await manyContacts(pool, company.id, CONTACTS);
+  await pool.query('alter table crm.contacts enable trigger _500_webhooks_created');
+  const { rows: contacts } = await pool.query('select id, first_name, city from crm.contacts where company_id = $1 order by id', [company.id]);
+
+  let api = await startTestApi(database.url);
+  t.teardown(() => api.stop());
+  let token = await api.token(company.id);
+  const started = await api.gql(token, 'mutation($id: BigInt!) { startBackfill(input: { pWebhookId: $id }) { result } }', { id: hook.id });
+  t.falsy(started.errors);
+  const backfillId: string = started.data.startBackfill.result;
+
+  const relays: ChildProcess[] = [];
+  t.teardown(() => Promise.all(relays.map((r) => stopChild(r, 'SIGKILL'))));
+  const relay = (): ChildProcess => {
+    const child = spawnRelay(database.url, { RELAY_LEASE_MS: '20000', RELAY_REQUEST_TIMEOUT_MS: '5000' });
+    relays.push(child);
+    return child;
+  };
+
+  let first = relay();
+  await receiver.waitFor(1500, { path: '/sync', timeoutMs: 90_000 });
+  // a graceful restart: queued deliveries are released, requests in flight settle
+  await stopChild(first, 'SIGTERM');
+  // the API goes away and comes back meanwhile: progress lives in SQL
+  await api.stop();
+  api = await startTestApi(database.url);
+  token = await api.token(company.id);
+  const midway = await progress(api, token, backfillId);
+  t.is(midway.state, 'running');
+  t.is(midway.total, String(CONTACTS));
+  first = relay();
+
+  // live work during the backfill: a new contact, and an update of a backfilled one
+  const fresh = await f.contact(company.id, { first_name: 'Live' });
+  await pool.query(`update crm.contacts set city = 'Moved' where id = $1`, [contacts[CONTACTS - 1].id]);
+  const [liveRequest] = await receiver.waitFor(1, { path: '/live', timeoutMs: 60_000 });
+  t.is(JSON.parse(liveRequest!.body).data.contact.id, Number(fresh.id));
+
+  await receiver.waitFor(5000, { path: '/sync', timeoutMs: 90_000 });
+  // killed: whatever it held comes back when its lease runs out
+  await stopChild(first, 'SIGKILL');
+  relay();
+  relay();
+
+  const done = await waitForRows(pool, 'select * from webhooks.backfills where id = $1', [backfillId], (rows) => rows[0]?.state === 'done', 180_000);
+  t.is(done[0].queued, String(CONTACTS + 1), 'the contact created meanwhile is part of the walk too');
+  await waitForRows(pool,
+    `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state in ('pending', 'in_flight')`,
+    [hook.id], (rows) => rows[0].n === 0, 120_000);
+
+  // SQL: one snapshot per contact, all sent
+  const { rows: snapshots } = await pool.query(
+    `select contact_id, message_id, state, payload from webhooks.deliveries
+     where webhook_id = $1 and action = 'contact.snapshot' order by contact_id`, [hook.id]);
+  t.is(snapshots.length, CONTACTS + 1);
+  t.is(new Set(snapshots.map((s) => s.contact_id)).size, CONTACTS + 1, 'no contact written twice');
+  t.true(snapshots.every((s) => s.state === 'succeeded'));
+
+  // the receiver: every message, each contact with its fields; a message seen twice
+  // only if a relay was killed while sending it (at least once), never two messages
+  const requests = receiver.received('/sync');
+  t.true(requests.every((r) => r.verified));
+  const byMessage = new Map<string, any>();
+  for (const request of requests) byMessage.set(String(request.headers['webhook-id']), JSON.parse(request.body));
+  const snapshotMessages = [...byMessage.values()].filter((body) => body.type === 'contact.snapshot');
+  t.is(snapshotMessages.length, CONTACTS + 1);
+  const expected = new Map(contacts.map((c) => [Number(c.id), c]));
+  for (const body of snapshotMessages) {
+    const contact = body.data.contact;
+    t.is(body.data.source, 'backfill');
+    if (contact.id === Number(fresh.id)) continue;
+    const row = expected.get(contact.id);
+    if (!row) t.fail(`unexpected contact ${contact.id}`);
+    else if (contact.first_name !== row.first_name || !(contact.city === row.city || contact.city === 'Moved')) {
+      t.fail(`contact ${contact.id}: ${JSON.stringify(contact)}`);
+    }
+    expected.delete(contact.id);
+  }
+  t.is(expected.size, 0, 'every contact arrived');
+  // a message received more than once was attempted that many times (a relay killed
+  // while sending it, or a lease that ran out on a starved machine): at least once,
+  // never a second message
+  const times = new Map<string, number>();
+  for (const request of requests) times.set(String(request.headers['webhook-id']), (times.get(String(request.headers['webhook-id'])) ?? 0) + 1);
+  const repeated = [...times].filter(([, n]) => n > 1);
+  t.log(`requests ${requests.length}, messages ${byMessage.size}, received more than once: ${repeated.length}`);
+  if (repeated.length > 0) {
+    const { rows: attempts } = await pool.query(
+      'select message_id, attempts from webhooks.deliveries where message_id = any ($1::text[])', [repeated.map(([id]) => id)]);
+    const attemptsOf = new Map(attempts.map((r) => [r.message_id as string, r.attempts as number]));
+    t.true(repeated.every(([id, n]) => (attemptsOf.get(id) ?? 0) >= n), 'each time it arrived was an attempt of its delivery');
+  }
+
+  const final = await progress(api, token, backfillId);
+  t.like(final, { state: 'done', total: String(CONTACTS + 1), queued: String(CONTACTS + 1) });
+  t.truthy(final.finishedAt);
+});
+
+test('cancel stops it: nothing more is queued or sent, and what was not sent fails with the reason', async (t) => {
+  t.timeout(120_000);
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  await pool.query(`alter database ${database.name} set webhooks.backfill_batch = '100'`);
+  await pool.query(`alter database ${database.name} set webhooks.backfill_outstanding = '200'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], url: receiver.url('/sync') });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  // the receiver holds its answers until the test has cancelled
+  receiver.route('/sync', { secret: hook.secret, otherwise: { status: 200, after: held } });
+  await manyContacts(pool, company.id, 2000);
+
+  const api = await startTestApi(database.url);
+  t.teardown(() => api.stop());
+  const token = await api.token(company.id);
+  const started = await api.gql(token, 'mutation($id: BigInt!) { startBackfill(input: { pWebhookId: $id }) { result } }', { id: hook.id });
+  const backfillId: string = started.data.startBackfill.result;
+  const child = spawnRelay(database.url, { RELAY_PER_WEBHOOK_IN_FLIGHT: '4' });
+  t.teardown(() => stopChild(child, 'SIGKILL'));
+  await receiver.waitFor(4, { path: '/sync' });
+
+  const viewer = await api.token(company.id, 'webhook_viewer');
+  const refused = await api.gql(viewer, 'mutation($id: BigInt!) { cancelBackfill(input: { pBackfillId: $id }) { result { state } } }', { id: backfillId });
+  t.truthy(refused.errors);
+  const cancelled = await api.gql(token, 'mutation($id: BigInt!) { cancelBackfill(input: { pBackfillId: $id }) { result { id state queued finishedAt } } }', { id: backfillId });
+  t.falsy(cancelled.errors);
+  t.is(cancelled.data.cancelBackfill.result.state, 'cancelled');
+  const queued = Number(cancelled.data.cancelBackfill.result.queued);
+  t.true(queued < 2000);
+  release();
+
+  const final = await waitForRows(pool,
+    `select state, last_error from webhooks.deliveries where webhook_id = $1`, [hook.id],
+    (rows) => rows.every((r) => r.state === 'succeeded' || r.state === 'failed'), 60_000);
+  t.is(final.length, queued, 'nothing written after the cancel');
+  const sent = final.filter((r) => r.state === 'succeeded').length;
+  t.true(sent >= 4 && sent <= 8, `sent ${sent}: those in flight or queued in the relay when it was cancelled`);
+  t.true(final.filter((r) => r.state === 'failed').every((r) => r.last_error === `not sent: backfill ${backfillId} was cancelled`));
+  // the relay keeps stepping: still nothing more
+  const { rows: [after] } = await pool.query('select state, queued from webhooks.backfills where id = $1', [backfillId]);
+  t.like(after, { state: 'cancelled', queued: String(queued) });
+  t.is(receiver.received('/sync').length, sent);
+});

@@ -1,0 +1,245 @@
+// Backfill in SQL (sql/35_backfill.sql): which contacts get a snapshot, what it
+// carries, the pacing, resuming, cancelling, and the refusals. The steps are driven
+// here by hand; test/relay/backfill.test.ts runs them through a relay.
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { deliveriesOf, factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+const make = () => factories(db().pool);
+
+async function start(webhookId: string): Promise<string> {
+  const { rows } = await db().pool.query('select webhooks.backfill($1) as id', [webhookId]);
+  return rows[0].id;
+}
+async function step(id: string): Promise<number> {
+  const { rows } = await db().pool.query('select webhooks_relay.backfill_step(p_only => $1) as written', [id]);
+  return rows[0].written;
+}
+async function backfillRow(id: string) {
+  const { rows } = await db().pool.query('select * from webhooks.backfills where id = $1', [id]);
+  return rows[0];
+}
+/** Marks every unfinished delivery of the webhook sent, as a relay would. */
+async function sendAll(webhookId: string) {
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+     where webhook_id = $1 and state = 'pending'`, [webhookId]);
+}
+/** Steps (sending everything in between) until the backfill is no longer running. */
+async function runToEnd(id: string, webhookId: string) {
+  for (let i = 0; i < 1000 && (await backfillRow(id)).state === 'running'; i++) {
+    await step(id);
+    await sendAll(webhookId);
+  }
+}
+
+test('a snapshot of every contact of the company, as contact.created would carry it, whatever the actions', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const other = await f.company();
+  const otherUser = await f.user(other.id);
+  const a = await f.contact(company.id, { first_name: 'Grace', city: 'Arlington' });
+  const b = await f.contact(company.id, { first_name: 'Alan', city: 'London' });
+  const assigned = await f.contact(other.id, { first_name: 'Edsger' });
+  const notOurs = await f.contact(other.id);
+  // the other company's contact concerns us through an assignment to our user
+  const ourUser = await f.user(company.id);
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2), ($3, $4)',
+    [assigned.id, ourUser.id, notOurs.id, otherUser.id]);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['first_name', 'city'] });
+  const created = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['first_name', 'city'] });
+
+  const id = await start(hook.id);
+  t.like(await backfillRow(id), { state: 'running', webhook_id: hook.id, company_id: company.id, total: null, queued: '0' });
+  await runToEnd(id, hook.id);
+
+  const row = await backfillRow(id);
+  t.like(row, { state: 'done', total: '3', queued: '3' });
+  t.truthy(row.finished_at);
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => r.contact_id), [a.id, b.id, assigned.id]);
+  t.true(rows.every((r) => r.action === 'contact.snapshot' && r.company_id === company.id));
+  t.deepEqual(rows[0].payload.data, { contact: { id: Number(a.id), first_name: 'Grace', city: 'Arlington' }, source: 'backfill' });
+  t.is(rows[0].payload.type, 'contact.snapshot');
+  t.regex(rows[0].payload.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+
+  // the same contact as contact.created carries it: the same data but for the source
+  await db().pool.query('delete from webhooks.deliveries where webhook_id = $1', [created.id]);
+  const fresh = await f.contact(company.id, { first_name: 'Barbara', city: 'Boston' });
+  const [live] = await deliveriesOf(db().pool, [created.id]);
+  const second = await start(created.id);
+  await runToEnd(second, created.id);
+  const snapshot = (await deliveriesOf(db().pool, [created.id])).find((r) => r.action === 'contact.snapshot' && r.contact_id === fresh.id)!;
+  t.deepEqual({ ...snapshot.payload.data, source: 'x' }, { ...live.payload.data, source: 'x' });
+  t.deepEqual(Object.keys(snapshot.payload), Object.keys(live.payload));
+});
+
+test('the webhook\'s conditions decide who gets a snapshot; "changed" is false for a snapshot', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const denver = await f.contact(company.id, { city: 'Denver' });
+  await f.contact(company.id, { city: 'Boston' });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], conditions: { field: 'city', op: 'eq', value: 'Denver' } });
+  const changed = await f.webhook({ companyId: company.id, actions: ['contact.updated'], conditions: { field: 'city', op: 'changed' } });
+
+  const id = await start(hook.id);
+  await runToEnd(id, hook.id);
+  t.like(await backfillRow(id), { state: 'done', total: '1', queued: '1' });
+  t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => r.contact_id), [denver.id]);
+
+  const none = await start(changed.id);
+  await runToEnd(none, changed.id);
+  t.like(await backfillRow(none), { state: 'done', total: '0', queued: '0' });
+});
+
+test('paced: a batch at a time, the next only once enough of its snapshots are sent; each snapshot due after the defer', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 25; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query("set webhooks.backfill_batch = '10'; set webhooks.backfill_outstanding = '15'");
+  const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
+  const stepHere = async () => (await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
+
+  t.is(await stepHere(), 10);
+  t.is(await stepHere(), 0, 'waits: 10 unfinished leave no room for a batch of 10 within 15');
+  const { rows: due } = await db().pool.query(
+    `select next_attempt_at - created_at as defer from webhooks.deliveries where webhook_id = $1`, [hook.id]);
+  t.true(due.every((r) => r.defer.seconds === 1 || r.defer.milliseconds === 1000), JSON.stringify(due[0]));
+  // five sent: 5 unfinished, room for 10
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+     where id in (select id from webhooks.deliveries where webhook_id = $1 order by id limit 5)`, [hook.id]);
+  t.is(await stepHere(), 10);
+  t.like(await backfillRow(id), { state: 'running', queued: '20', total: '25' });
+  await sendAll(hook.id);
+  t.is(await stepHere(), 5);
+  t.like(await backfillRow(id), { state: 'done', queued: '25', total: '25' });
+});
+
+test('resumes where the last committed batch stopped: a step that rolls back leaves nothing, the next writes each contact once', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 12; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const id = await start(hook.id);
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query("set webhooks.backfill_batch = '5'");
+  await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  // a step that dies before it commits (a relay killed mid-batch)
+  await client.query('begin');
+  await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  await client.query('rollback');
+  t.like(await backfillRow(id), { queued: '5' });
+  for (let i = 0; i < 5; i++) {
+    await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+    await sendAll(hook.id);
+  }
+  t.like(await backfillRow(id), { state: 'done', queued: '12', total: '12' });
+  const ids = (await deliveriesOf(db().pool, [hook.id])).map((r) => r.contact_id);
+  t.is(new Set(ids).size, 12);
+  t.is(ids.length, 12);
+});
+
+test('two steps at once never write one batch twice', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 8; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const id = await start(hook.id);
+  const first = await db().pool.connect();
+  const second = await db().pool.connect();
+  t.teardown(() => { first.release(); second.release(); });
+  await first.query('begin');
+  t.is((await first.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 8);
+  t.is((await second.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 0, 'the row is locked: skipped');
+  await first.query('commit');
+  t.like(await backfillRow(id), { state: 'done', queued: '8' });
+  t.is((await deliveriesOf(db().pool, [hook.id])).length, 8);
+});
+
+test('cancel: no further batch, and snapshots not sent yet fail with the reason; live deliveries untouched', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 6; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query('delete from webhooks.deliveries where webhook_id = $1', [hook.id]);
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query("set webhooks.backfill_batch = '4'");
+  const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
+  await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  const live = await f.contact(company.id);
+
+  const { rows: [cancelled] } = await db().pool.query('select * from webhooks.cancel_backfill($1)', [id]);
+  t.is(cancelled.state, 'cancelled');
+  t.truthy(cancelled.finished_at);
+  t.is((await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 0);
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  const snapshots = rows.filter((r) => r.action === 'contact.snapshot');
+  t.is(snapshots.length, 4);
+  t.true(snapshots.every((r: any) => r.state === 'failed' && r.last_error === `not sent: backfill ${id} was cancelled`));
+  t.like(rows.find((r) => r.contact_id === live.id), { action: 'contact.created', state: 'pending' });
+
+  const again = await db().pool.query('select webhooks.cancel_backfill($1)', [id]).catch((e) => e);
+  t.like(again, { code: '55000', constraint: 'backfill_not_running' });
+});
+
+test('refused by name: a second backfill while one runs, a disabled webhook, an unknown one; contact.snapshot cannot be subscribed', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const disabled = await f.webhook({ companyId: company.id, actions: ['contact.created'], enabled: false });
+  await start(hook.id);
+  t.like(await start(hook.id).catch((e) => e), { code: '55000', constraint: 'backfill_running' });
+  t.like(await start(disabled.id).catch((e) => e), { code: '55000', constraint: 'webhook_disabled' });
+  t.like(await start('987654321').catch((e) => e), { code: 'P0002', constraint: 'webhook_not_found' });
+  t.like(await db().pool.query('select webhooks.cancel_backfill(987654321)').catch((e) => e), { code: 'P0002', constraint: 'backfill_not_found' });
+  t.like(await f.webhook({ companyId: company.id, actions: ['contact.snapshot'] }).catch((e) => e),
+    { code: '23514', constraint: 'webhook_action_snapshot' });
+});
+
+test('a disabled webhook\'s backfill pauses and goes on once it is enabled again', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 3; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const id = await start(hook.id);
+  await db().pool.query(`update webhooks.webhooks set enabled = false, disabled_at = now() where id = $1`, [hook.id]);
+  await step(id);
+  t.like(await backfillRow(id), { state: 'running', queued: '0' });
+  await db().pool.query(`update webhooks.webhooks set enabled = true, disabled_at = null where id = $1`, [hook.id]);
+  await runToEnd(id, hook.id);
+  t.like(await backfillRow(id), { state: 'done', queued: '3' });
+});
+
+test('row-level security: a company sees and cancels only its own backfills; a viewer cannot start one', async (t) => {
+  const f = make();
+  const a = await f.company();
+  const b = await f.company();
+  const aHook = await f.webhook({ companyId: a.id, actions: ['contact.created'] });
+  const bHook = await f.webhook({ companyId: b.id, actions: ['contact.created'] });
+  const bBackfill = await start(bHook.id);
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  const as = async (role: string, sql: string, params: unknown[]) => {
+    await client.query('begin');
+    try {
+      await client.query(`select set_config('jwt.claims.company_id', $1, true); set local role ${role}`.replace('$1', `'${a.id}'`));
+      return await client.query(sql, params);
+    } finally {
+      await client.query('rollback');
+    }
+  };
+  t.deepEqual((await as('webhook_viewer', 'select id from webhooks.backfills', [])).rows, []);
+  t.like(await as('webhook_admin', 'select webhooks.backfill($1)', [bHook.id]).catch((e) => e), { constraint: 'webhook_not_found' });
+  t.like(await as('webhook_admin', 'select webhooks.cancel_backfill($1)', [bBackfill]).catch((e) => e), { constraint: 'backfill_not_found' });
+  t.like(await as('webhook_viewer', 'select webhooks.backfill($1)', [aHook.id]).catch((e) => e), { code: '42501' });
+  const mine = await as('webhook_admin', 'select webhooks.backfill($1) as id', [aHook.id]);
+  t.truthy(mine.rows[0].id);
+  t.like(await backfillRow(bBackfill), { state: 'running' });
+});

@@ -1,0 +1,55 @@
+// `npm run backfill -- --webhook N`: starts a backfill, drives it and shows its
+// progress until every snapshot is sent; --cancel stops one.
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { relayScene, testRelay } from '../helpers/relay.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const run = promisify(execFile);
+
+function backfillCli(databaseUrl: string, ...args: string[]) {
+  return run(process.execPath, [`${root}tools/backfill.ts`, ...args], {
+    cwd: root,
+    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl },
+    timeout: 120_000,
+  });
+}
+
+test('--webhook N: progress lines until every snapshot is sent; the receiver has each contact once', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await database.pool.query(`alter database ${database.name} set webhooks.backfill_defer = '10 milliseconds'`);
+  await database.pool.query(`alter database ${database.name} set webhooks.backfill_batch = '100'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'C' || i from generate_series(1, 300) i`, [company.id]);
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  const { stdout } = await backfillCli(database.url, '--webhook', hook.id);
+  const lines = stdout.trim().split('\n');
+  t.regex(lines[0]!, /^backfill \d+ of webhook \d+ started$/);
+  t.true(lines.includes('100% 300 / 300 sent, 300 queued'), stdout);
+  t.regex(lines.at(-1)!, /^backfill \d+ done: 300 snapshots sent/);
+  const ids = receiver.received('/sync').map((r) => JSON.parse(r.body).data.contact.id);
+  t.is(new Set(ids).size, 300);
+});
+
+test('refusals are said by name; --cancel stops a running backfill', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const unknown = await backfillCli(database.url, '--webhook', '99999999').catch((e) => e);
+  t.is(unknown.code, 1);
+  t.regex(unknown.stderr, /webhook 99999999 not found \(webhook_not_found\)/);
+  const bad = await backfillCli(database.url, '--webhook', '1; drop table x').catch((e) => e);
+  t.is(bad.code, 2);
+
+  const { rows: [{ id }] } = await database.pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const { stdout } = await backfillCli(database.url, '--cancel', id);
+  t.is(stdout.trim(), `backfill ${id} cancelled after 0 snapshots`);
+  const { rows: [row] } = await database.pool.query('select state from webhooks.backfills where id = $1', [id]);
+  t.is(row.state, 'cancelled');
+});
