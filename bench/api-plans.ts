@@ -8,7 +8,7 @@
 // A plan is index-driven when it reads the company's rows (or its webhook's) from an
 // index range rather than scanning and filtering the table: the time then follows
 // the page, not the table. `--without-company-indexes` drops the indexes of
-// migrations/0012_company_indexes.sql first, to show what they change.
+// migrations/0014_company_indexes.sql first, to show what they change.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
