@@ -96,8 +96,10 @@ $generate$;
 -- private: how long a new delivery waits before its first attempt. Live changes go
 -- at once; a backfill's snapshots wait webhooks.backfill_defer (35_backfill.sql), so
 -- that the claim, which takes the earliest due first, serves live deliveries written
--- meanwhile before them.
-create or replace function webhooks_private.first_attempt_delay(p_action webhooks.action)
+-- meanwhile before them; an update or save to a webhook with a coalesce_window waits
+-- that window, for further changes to merge into it (enqueue below).
+drop function if exists webhooks_private.first_attempt_delay(webhooks.action);
+create or replace function webhooks_private.first_attempt_delay(p_action webhooks.action, p_coalesce_window interval)
 returns interval
 language plpgsql
 stable
@@ -105,15 +107,38 @@ as $$
 begin
   if p_action = 'contact.snapshot' then
     return webhooks_private.setting('webhooks.backfill_defer', '1 second')::interval;
+  elsif p_action in ('contact.updated', 'contact.saved') and p_coalesce_window is not null then
+    return p_coalesce_window;
   end if;
   return interval '0';
 end;
+$$;
+
+-- private: the union of two changed_fields lists, first seen first
+create or replace function webhooks_private.changed_fields_union(p_before jsonb, p_after jsonb)
+returns jsonb
+language sql
+immutable
+as $$
+  select coalesce(jsonb_agg(u.f order by u.n), '[]'::jsonb)
+  from (select f, min(n) as n
+        from jsonb_array_elements(coalesce(p_before, '[]') || coalesce(p_after, '[]')) with ordinality t(f, n)
+        group by f) u;
 $$;
 
 -- private: write one delivery to the outbox. The only function that does (capture
 -- below and backfill, 35_backfill.sql, both write through it): what a delivery row is
 -- (its table, its columns) and when it is first due is the outbox's business, not
 -- capture's. Wakes a sleeping relay (20_wakeup.sql).
+--
+-- Coalescing (a webhook's coalesce_window, docs/backfill.md): an update or save of a
+-- contact merges into the delivery of the same action, webhook and contact that is
+-- still waiting out its window (pending, never attempted, not due yet): the same
+-- message, the latest payload, changed_fields the union, data.merged counted. Any
+-- other change of that contact ends the wait of such a delivery (due now), so that
+-- nothing waits behind it and no action but updates and saves is ever delayed.
+-- A writer of the same contact row waits for the one before it (the row lock), so
+-- merges into one delivery happen one after the other.
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint, jsonb);
 create or replace function webhooks_private.enqueue(
@@ -126,10 +151,35 @@ create or replace function webhooks_private.enqueue(
 returns void
 language plpgsql
 as $$
+declare
+  v_window interval;
+  v_payload jsonb := p_payload;
 begin
+  select w.coalesce_window into v_window from webhooks.webhooks w where w.id = p_webhook_id;
+  if v_window is not null then
+    if p_action in ('contact.updated', 'contact.saved') then
+      update webhooks.deliveries d
+      set payload = jsonb_set(jsonb_set(p_payload,
+                      '{data,changed_fields}',
+                      webhooks_private.changed_fields_union(d.payload #> '{data,changed_fields}', p_payload #> '{data,changed_fields}')),
+                      '{data,merged}', to_jsonb(coalesce((d.payload #>> '{data,merged}')::integer, 1) + 1))
+      where d.webhook_id = p_webhook_id and d.contact_id = p_contact_id
+        and d.state = 'pending' and d.action = p_action and d.attempts = 0 and d.next_attempt_at > now();
+      if found then
+        return;
+      end if;
+      v_payload := jsonb_set(p_payload, '{data,merged}', '1');
+    else
+      update webhooks.deliveries d
+      set next_attempt_at = now()
+      where d.webhook_id = p_webhook_id and d.contact_id = p_contact_id
+        and d.state = 'pending' and d.action in ('contact.updated', 'contact.saved')
+        and d.attempts = 0 and d.next_attempt_at > now();
+    end if;
+  end if;
   insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
-  values (p_webhook_id, p_company_id, p_action, p_contact_id, p_payload,
-          now() + webhooks_private.first_attempt_delay(p_action));
+  values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload,
+          now() + webhooks_private.first_attempt_delay(p_action, v_window));
   perform webhooks_private.wake_relay();   -- 20_wakeup.sql
 end;
 $$;

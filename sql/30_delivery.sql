@@ -328,6 +328,14 @@ begin
           left join webhooks.deliveries d on d.id = r.id
           order by r.n),
     p_attempted_at, p_status_codes, p_errors);
+  -- an ordered delivery that ended lets the next of its contact go (28_lanes.sql):
+  -- look now, not at the next poll
+  if cardinality(webhooks_private.ordered_webhooks()) > 0 and exists (
+       select 1 from webhooks.deliveries d
+       where d.id = any (p_ids) and d.state in ('succeeded', 'failed')
+         and d.webhook_id = any (webhooks_private.ordered_webhooks())) then
+    perform webhooks_private.notify_relays();   -- 20_wakeup.sql
+  end if;
 end;
 $$;
 
