@@ -13,6 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { deliveriesFill } from './api-data.ts';
 import { startEmbeddedPostgres } from '../tools/embedded-postgres.ts';
 import { migrate } from '../tools/migrate.ts';
 
@@ -40,21 +41,7 @@ try {
     from generate_series(1, ${COMPANIES}) c, generate_series(1, ${WEBHOOKS_PER_COMPANY}) n;
     insert into webhooks.webhooks (company_id, name, url, fields, actions)
     values (${COMPANIES + 1}, 'Hook 1', 'https://receiver.example.com/empty', '{first_name}', '{contact.created}');`);
-  await client.query(`
-    insert into webhooks.deliveries
-      (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, last_status_code, created_at)
-    select w.id, w.company_id, 'contact.created', i,
-           jsonb_build_object('type', 'contact.created', 'data', jsonb_build_object('contact', jsonb_build_object('id', i))),
-           s.state,
-           case when s.state = 'pending' then 0 else 1 end,
-           case when s.state = 'pending' then null else t.at + interval '1 second' end,
-           case s.state when 'succeeded' then 200 when 'failed' then 500 end,
-           t.at
-    from generate_series(1, ${DELIVERIES}) i
-    cross join lateral (select case when i % 4 = 0 then 1 else 2 + (i % 99) end as company_id) c
-    cross join lateral (select case when i % 100 < 90 then 'succeeded' when i % 100 < 98 then 'failed' else 'pending' end as state) s
-    cross join lateral (select now() - (i::float8 / ${DELIVERIES}) * interval '90 days' as at) t
-    join webhooks.webhooks w on w.company_id = c.company_id and w.name = 'Hook ' || (1 + (i / 7) % ${WEBHOOKS_PER_COMPANY});`);
+  await client.query(deliveriesFill(DELIVERIES, WEBHOOKS_PER_COMPANY));
   await client.query(`
     insert into webhooks.delivery_attempts (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code)
     select id, webhook_id, company_id, 1, completed_at - interval '1 second', 120, last_status_code
