@@ -9,6 +9,8 @@
 //   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
 //   --mode MODE      run one mode only (burn-down, open-loop, fleet or noisy-neighbour)
 //   --relays A,B,…   fleet mode: relays on one database (default 1,2,4)
+//                    (noisy-neighbour mode: the healthy company's rate is the first
+//                    of --rates, default 200/s)
 //   --rounds N       burn-down rounds (default 1 with --quick, else 2)
 //   --rates A,B,…    open-loop rates per second (default 250,500,1000,2000)
 //   --seconds N      open-loop window (default 4 with --quick, else 20)
@@ -116,7 +118,8 @@ try {
     }
   }
   if (runs('noisy-neighbour') && options.only !== 'graphile-worker') {
-    const rate = 200;
+    // the first of --rates if given: the healthy company's changes per second
+    const rate = options.rates ? plan.rates[0]! : 200;
     for (const isNoisy of [false, true]) {
       log(`[${elapsed()}] noisy neighbour: ${isNoisy ? 'beside' : 'without'} a company of silent webhooks, ${rate}/s for ${plan.seconds}s`);
       noisy.push(await noisyNeighbour(bench, { rate, seconds: plan.seconds, noisy: isNoisy, backlogContacts: options.quick ? 300 : 1000 }));

@@ -23,8 +23,8 @@ export const EXPECTED_MIGRATION = readdirSync(MIGRATIONS_DIR)
 /** The paths operationsRoutes answers. */
 export const OPERATIONS_PATHS: ReadonlySet<string> = new Set(['/metrics', '/healthz', '/readyz']);
 
-/** How long a readiness or backlog question may take before the answer is "no". */
-const DATABASE_CHECK_TIMEOUT_MS = 2_000;
+/** How long a readiness or backlog question may take before the answer is "no" (or "unknown"). */
+const DATABASE_CHECK_TIMEOUT_MS = 5_000;
 
 type Queryable = Pick<pg.Pool, 'query'>;
 
@@ -60,13 +60,12 @@ export async function readiness(db: Queryable): Promise<Readiness> {
 }
 
 /**
- * A registry with the process metrics (CPU, memory, event loop lag, handles) and the
+ * A registry (a new one, or the one given) with the process metrics (CPU, memory, event loop lag, handles) and the
  * backlog as the database sees it, asked at scrape time (one query per scrape):
  * deliveries due now and how long the oldest of them has waited, and whether the
  * database answered at all.
  */
-export function operationsRegistry(db: Queryable): Registry {
-  const registry = new Registry();
+export function operationsRegistry(db: Queryable, registry: Registry = new Registry()): Registry {
   collectDefaultMetrics({ register: registry });
   let scrape: Promise<{ due: number; oldest: number } | undefined> | undefined;
   const backlog = () => {
@@ -90,8 +89,8 @@ export function operationsRegistry(db: Queryable): Registry {
     help: 'Deliveries waiting to be sent whose time has come (pending, next attempt now or earlier).',
     registers: [registry],
     async collect() {
-      const now = await backlog();
-      if (now) this.set(now.due);
+      // unknown (NaN) while the database does not answer: never a stale or a reassuring 0
+      this.set((await backlog())?.due ?? Number.NaN);
     },
   });
   new Gauge({
@@ -99,8 +98,7 @@ export function operationsRegistry(db: Queryable): Registry {
     help: 'How long the longest-waiting due delivery has been due, in seconds (0 when none is due).',
     registers: [registry],
     async collect() {
-      const now = await backlog();
-      if (now) this.set(now.oldest);
+      this.set((await backlog())?.oldest ?? Number.NaN);
     },
   });
   return registry;

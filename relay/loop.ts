@@ -22,6 +22,7 @@ import { Sender } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
+import { RelayMetrics } from './metrics.ts';
 import { claimDeliveries, ping, releaseDeliveries, type Claimed, type DeliveryJob } from './queries.ts';
 import { Backfiller } from './backfiller.ts';
 import { Rescuer } from './rescuer.ts';
@@ -39,7 +40,10 @@ export class Relay {
   readonly log: Logger;
   /** counters for logs and benchmarks */
   readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0, released: 0 };
-  private readonly pool: pg.Pool;
+  /** Prometheus metrics (relay/metrics.ts); exposed by main.ts on RELAY_METRICS_PORT */
+  readonly metrics: RelayMetrics;
+  /** the relay's connections (as its role): /readyz and the backlog gauges ask through them too */
+  readonly pool: pg.Pool;
   private readonly sender: Sender;
   private readonly settler: Settler;
   private readonly slots: Slots;
@@ -59,8 +63,9 @@ export class Relay {
   /** a claim found a webhook at its fleet-wide cap (max_in_flight): look again after a settle */
   private capHeldBack = false;
 
-  constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
+  constructor(settings: RelaySettings, options: { log?: Logger; metrics?: RelayMetrics } = {}) {
     this.settings = settings;
+    this.metrics = options.metrics ?? new RelayMetrics();
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
     this.sender = new Sender(settings, this.log);
@@ -70,6 +75,7 @@ export class Relay {
       relayId: settings.relayId,
       log: this.log,
       batchSize: settings.batchSize,
+      metrics: this.metrics,
       onSettled: () => {
         if (this.mode === 'held_back') this.kick();
         // settled deliveries free their webhook's fleet-wide slots (max_in_flight):
@@ -216,6 +222,7 @@ export class Relay {
     if (claimed.atCap) this.capHeldBack = true;
     // the lease counts from the claim's statement, a little after `started`
     this.slots.claimed(view, only, claimed, started + this.settings.leaseMs);
+    this.metrics.claimed(claimed.jobs.length);
     this.stats.claims++;
     this.stats.claimMs += Math.round(performance.now() - started);
     this.stats.claimed += claimed.jobs.length;
@@ -262,7 +269,9 @@ export class Relay {
 
   /** One attempt, its slot already held; the freed slot goes to a queued delivery. */
   private async send(job: DeliveryJob): Promise<void> {
-    const result = await this.sender.send(job);
+    this.metrics.requestStarted();
+    const result = await this.sender.send(job); // never throws: a failure is a result
+    this.metrics.requestEnded();
     this.settler.add(result);
     const freed = this.slots.finished(job, performance.now(), this.mode !== 'stopping');
     for (const next of freed.start) void this.send(next);

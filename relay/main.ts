@@ -7,6 +7,8 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Relay } from './loop.ts';
+import { operationsRegistry } from '../ops/operations.ts';
+import { startOperationsServer, type OperationsServer } from '../ops/server.ts';
 import { RELAY_NODE_FLAGS, runsWithRelayFlags } from './node-flags.ts';
 import { relaySettings, SettingsError } from './settings.ts';
 
@@ -38,7 +40,7 @@ async function runRelay(): Promise<void> {
       if (stopping) return;
       stopping = true;
       relay.log.info({ signal }, 'stopping');
-      relay.stop().then(
+      Promise.all([relay.stop(), operations?.stop()]).then(
         () => process.exit(0),
         (error: unknown) => {
           relay.log.error({ err: error }, 'stop failed');
@@ -46,6 +48,15 @@ async function runRelay(): Promise<void> {
         },
       );
     });
+  }
+
+  let operations: OperationsServer | undefined;
+  const { metricsPort, metricsHost } = relay.settings;
+  if (metricsPort !== null) {
+    // beside the relay's own: process metrics and the backlog, asked through the relay's connections
+    operationsRegistry(relay.pool, relay.metrics.registry);
+    operations = await startOperationsServer({ port: metricsPort, host: metricsHost, registry: relay.metrics.registry, db: relay.pool });
+    relay.log.info({ url: operations.url }, 'metrics, health and readiness served');
   }
 
   try {

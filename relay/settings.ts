@@ -35,6 +35,9 @@ export interface RelaySettings {
   /** at most this much of a response body is read and kept in history */
   responseExcerptBytes: number;
   logLevel: string;
+  /** where /metrics, /healthz and /readyz are served (ops/); null: nowhere */
+  metricsPort: number | null;
+  metricsHost: string;
 }
 
 /** Environment variables, their defaults and what they mean (the README lists them). */
@@ -58,6 +61,8 @@ export const ENVIRONMENT = {
   RELAY_REQUEST_TIMEOUT_MS: { default: '15000', help: 'whole-request timeout (must be shorter than the lease)' },
   RELAY_RESPONSE_EXCERPT_BYTES: { default: '1024', help: 'response body bytes read and kept in history' },
   RELAY_LOG_LEVEL: { default: 'info', help: 'pino level: info logs every settled attempt' },
+  RELAY_METRICS_PORT: { default: '', help: 'port of /metrics, /healthz and /readyz (docs/operations.md); empty: none' },
+  RELAY_METRICS_HOST: { default: '127.0.0.1', help: 'address the metrics port listens on' },
 } as const;
 
 type Environment = Record<string, string | undefined>;
@@ -114,6 +119,8 @@ export function relaySettings(env: Environment = process.env, defaults: Environm
     requestTimeoutMs: integer(merged, 'RELAY_REQUEST_TIMEOUT_MS', 1, 3_600_000),
     responseExcerptBytes: integer(merged, 'RELAY_RESPONSE_EXCERPT_BYTES', 0, 65_536),
     logLevel: merged.RELAY_LOG_LEVEL || ENVIRONMENT.RELAY_LOG_LEVEL.default,
+    metricsPort: merged.RELAY_METRICS_PORT ? integer(merged, 'RELAY_METRICS_PORT', 0, 65_535) : null,
+    metricsHost: merged.RELAY_METRICS_HOST || ENVIRONMENT.RELAY_METRICS_HOST.default,
   };
   if (settings.leaseMs <= settings.requestTimeoutMs) {
     throw new SettingsError(

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import { isConnectionError } from './database.ts';
 import type { AttemptResult } from './deliver.ts';
+import type { RelayMetrics } from './metrics.ts';
 import { settleDeliveries, type AttemptRecord } from './queries.ts';
 
 /** Retrying a batch while the database is unreachable: at most this long between tries. */
@@ -42,6 +43,7 @@ export class Settler {
   private idle: Array<() => void> = [];
 
   private readonly onSettled: () => void;
+  private readonly metrics: RelayMetrics | undefined;
 
   constructor(options: {
     db: Pick<pg.Pool, 'query'>;
@@ -50,7 +52,10 @@ export class Settler {
     batchSize: number;
     /** called after each batch is written (the relay may claim again) */
     onSettled?: () => void;
+    /** counts each settled attempt by the state SQL gave it */
+    metrics?: RelayMetrics;
   }) {
+    this.metrics = options.metrics;
     this.db = options.db;
     this.relayId = options.relayId;
     this.log = options.log;
@@ -140,6 +145,10 @@ export class Settler {
 
   private async write(batch: AttemptResult[]): Promise<void> {
     const settled = await settleDeliveries(this.db, this.relayId, batch.map(record));
+    for (const result of batch) {
+      const row = settled.get(result.job.deliveryId);
+      if (row) this.metrics?.settled(row.state, result.durationMs);
+    }
     if (!this.log.isLevelEnabled('info')) return;
     for (const result of batch) {
       const row = settled.get(result.job.deliveryId);

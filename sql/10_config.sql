@@ -212,7 +212,8 @@ end;
 $$;
 
 -- private: the contact columns a payload leaves out, for a webhook sending p_fields
--- (every payload carries the contact's id)
+-- (every payload carries the contact's id). The columns of this moment: capture
+-- checks each payload against payload_keys too, for columns added since.
 create or replace function webhooks_private.payload_omit(p_fields text[])
 returns text[]
 language sql
@@ -222,8 +223,18 @@ as $$
   where f <> 'id' and f <> all (p_fields);
 $$;
 
+-- private: the keys a payload's contact may hold, for a webhook sending p_fields: the
+-- id and the chosen fields, nothing else, whatever columns crm.contacts has
+create or replace function webhooks_private.payload_keys(p_fields text[])
+returns text[]
+language sql
+immutable
+as $$
+  select '{id}' || array_remove(p_fields, 'id');
+$$;
+
 -- Keep webhooks_private.subscriptions equal to "enabled webhooks × their actions",
--- each row with what capture needs of its webhook (filters, payload_omit).
+-- each row with what capture needs of its webhook (filters, payload_omit, payload_keys).
 create or replace function webhooks_private.tg_webhooks__sync_subscriptions()
 returns trigger
 language plpgsql
@@ -242,9 +253,10 @@ begin
   end if;
   if new.enabled then
     insert into webhooks_private.subscriptions
-      (action, company_id, webhook_id, status_id, user_id, payload_omit, ignore_sources, watch_fields, conditions)
+      (action, company_id, webhook_id, status_id, user_id, payload_omit, payload_keys,
+       ignore_sources, watch_fields, conditions)
     select a, new.company_id, new.id, new.status_id, new.user_id, webhooks_private.payload_omit(new.fields),
-           new.ignore_sources, new.watch_fields, new.conditions
+           webhooks_private.payload_keys(new.fields), new.ignore_sources, new.watch_fields, new.conditions
     from unnest(new.actions) a
     on conflict do nothing;
   end if;

@@ -1,6 +1,6 @@
 -- bpd-webhooks engine: capture.
 --
--- Triggers on the CRM tables write one webhooks.deliveries row per matching webhook,
+-- Triggers on the CRM tables write one delivery (webhooks.deliveries) per matching webhook,
 -- in the same transaction as the change: a rolled-back change leaves nothing, a
 -- committed one is never lost. The payload is built here, from the row as it was at
 -- that moment, and stored: history shows exactly what was (or will be) sent.
@@ -27,6 +27,14 @@
 -- * the payload's contact is to_jsonb(row) minus the columns the webhook does not
 --   send (one C operator), and capture hands each delivery to webhooks_private.enqueue,
 --   the one function that writes the outbox.
+--
+-- crm.contacts belongs to the CRM, which may add, drop or rename its columns without
+-- applying this file again. Neither may change what a webhook is sent, nor make a
+-- contact write fail: both the generated comparison and payload_omit are checked
+-- against the row itself on every use (two C operators each), and when the row has
+-- columns they did not know, capture takes the slower way that knows no columns:
+-- a diff of the two rows as jsonb, and a payload built from the keys the webhook
+-- chose (payload_keys). Applying sql/ again (npm run migrate) makes it fast again.
 --
 -- A transaction that wrote deliveries wakes the relay (wake_relay, 20_wakeup.sql): it
 -- notifies on the channel bpd_webhooks only if a relay is asleep, and at most once:
@@ -69,20 +77,23 @@ $$;
 -- private: the names of the contact columns whose values differ between two versions
 -- of a row (updated_at, which an application may bump on every write, does not count),
 -- in jsonb's key order (shorter names first). Generated from the catalog each time
--- this file is applied: crm.contacts belongs to the CRM, and after it gains a column
--- `npm run migrate` teaches capture about it. (Column names from pg_attribute, quoted
--- with %I; nothing a tenant wrote.) A typed comparison per column costs a fraction of
--- a diff of two jsonb documents.
+-- this file is applied, with contact_columns(): the columns it was generated for.
+-- Callers use it only for a row whose columns are exactly those (contact_columns_known,
+-- below); otherwise contact_changes_json. (Column names from pg_attribute, quoted with
+-- %I and %L; nothing a tenant wrote.) A typed comparison per column costs a fraction
+-- of a diff of two jsonb documents.
 do $generate$
 declare
   v_terms text;
+  v_columns text[];
 begin
   select string_agg(format('case when o.%1$I is distinct from n.%1$I then %1$L end', a.attname),
                     ', ' order by length(a.attname), a.attname collate "C")
-  into v_terms
+           filter (where a.attname <> 'updated_at'),
+         array_agg(a.attname::text order by a.attnum)
+  into v_terms, v_columns
   from pg_catalog.pg_attribute a
-  where a.attrelid = 'crm.contacts'::regclass and a.attnum > 0 and not a.attisdropped
-    and a.attname <> 'updated_at';
+  where a.attrelid = 'crm.contacts'::regclass and a.attnum > 0 and not a.attisdropped;
   execute format($f$
     create or replace function webhooks_private.contact_changes(o crm.contacts, n crm.contacts)
     returns text[]
@@ -90,14 +101,65 @@ begin
     immutable
     as $body$ select pg_catalog.array_remove(array[%s]::text[], null) $body$
   $f$, v_terms);
+  execute format($f$
+    create or replace function webhooks_private.contact_columns()
+    returns text[]
+    language sql
+    immutable
+    as $body$ select %L::text[] $body$
+  $f$, v_columns);
 end;
 $generate$;
+
+-- private: does a contact row (as jsonb) have exactly the columns contact_changes and
+-- payload_omit were made for? False after the CRM added, dropped or renamed a column
+-- and sql/ was not applied since. (Inlined: two C operators on a constant array.)
+create or replace function webhooks_private.contact_columns_known(p_contact jsonb)
+returns boolean
+language sql
+immutable
+as $$
+  select p_contact ?& webhooks_private.contact_columns()
+         and p_contact - webhooks_private.contact_columns() = '{}'::jsonb;
+$$;
+
+-- private: contact_changes for any columns, from the two rows as jsonb: what an update
+-- takes while crm.contacts has columns contact_changes does not know. (plpgsql, as
+-- contact_only below: it keeps its plan from call to call; a SQL function that cannot
+-- be inlined plans its query again in every statement that calls it.)
+create or replace function webhooks_private.contact_changes_json(o jsonb, n jsonb)
+returns text[]
+language plpgsql
+immutable
+as $$
+begin
+  return (select coalesce(array_agg(e.key order by length(e.key), e.key collate "C"), '{}')
+          from jsonb_each(n) e
+          where e.key <> 'updated_at' and e.value is distinct from o -> e.key);
+end;
+$$;
+
+-- private: the contact's keys among p_keys, and no other: a payload's contact while
+-- crm.contacts has columns that payload_omit does not know
+create or replace function webhooks_private.contact_only(p_contact jsonb, p_keys text[])
+returns jsonb
+language plpgsql
+immutable
+as $$
+begin
+  return (select coalesce(jsonb_object_agg(e.key, e.value), '{}')
+          from jsonb_each(p_contact) e
+          where e.key = any (p_keys));
+end;
+$$;
 
 -- private: how long a new delivery waits before its first attempt. Live changes go
 -- at once; a backfill's snapshots wait webhooks.backfill_defer (35_backfill.sql), so
 -- that the claim, which takes the earliest due first, serves live deliveries written
--- meanwhile before them.
-create or replace function webhooks_private.first_attempt_delay(p_action webhooks.action)
+-- meanwhile before them; an update or save to a webhook with a coalesce_window waits
+-- that window, for further changes to merge into it (enqueue below).
+drop function if exists webhooks_private.first_attempt_delay(webhooks.action);
+create or replace function webhooks_private.first_attempt_delay(p_action webhooks.action, p_coalesce_window interval)
 returns interval
 language plpgsql
 stable
@@ -105,15 +167,38 @@ as $$
 begin
   if p_action = 'contact.snapshot' then
     return webhooks_private.setting('webhooks.backfill_defer', '1 second')::interval;
+  elsif p_action in ('contact.updated', 'contact.saved') and p_coalesce_window is not null then
+    return p_coalesce_window;
   end if;
   return interval '0';
 end;
+$$;
+
+-- private: the union of two changed_fields lists, first seen first
+create or replace function webhooks_private.changed_fields_union(p_before jsonb, p_after jsonb)
+returns jsonb
+language sql
+immutable
+as $$
+  select coalesce(jsonb_agg(u.f order by u.n), '[]'::jsonb)
+  from (select f, min(n) as n
+        from jsonb_array_elements(coalesce(p_before, '[]') || coalesce(p_after, '[]')) with ordinality t(f, n)
+        group by f) u;
 $$;
 
 -- private: write one delivery to the outbox. The only function that does (capture
 -- below and backfill, 35_backfill.sql, both write through it): what a delivery row is
 -- (its table, its columns) and when it is first due is the outbox's business, not
 -- capture's. Wakes a sleeping relay (20_wakeup.sql).
+--
+-- Coalescing (a webhook's coalesce_window, docs/backfill.md): an update or save of a
+-- contact merges into the delivery of the same action, webhook and contact that is
+-- still waiting out its window (pending, never attempted, not due yet): the same
+-- message, the latest payload, changed_fields the union, data.merged counted. Any
+-- other change of that contact ends the wait of such a delivery (due now), so that
+-- nothing waits behind it and no action but updates and saves is ever delayed.
+-- A writer of the same contact row waits for the one before it (the row lock), so
+-- merges into one delivery happen one after the other.
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint, jsonb);
 create or replace function webhooks_private.enqueue(
@@ -126,15 +211,57 @@ create or replace function webhooks_private.enqueue(
 returns void
 language plpgsql
 as $$
+declare
+  v_window interval;
+  v_payload jsonb := p_payload;
+  v_merge_id bigint;
+  v_merge_created timestamptz;
 begin
+  select w.coalesce_window into v_window from webhooks.webhooks w where w.id = p_webhook_id;
+  if v_window is not null then
+    if p_action in ('contact.updated', 'contact.saved') then
+      -- the delivery still waiting out its window: its queue row, locked so that no
+      -- claim takes it while its payload changes (a claim that leased it first wins:
+      -- locked_by is no longer null, and this change becomes a message of its own)
+      select q.delivery_id, q.created_at into v_merge_id, v_merge_created
+      from webhooks.delivery_queue q
+      where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
+        and q.locked_by is null and q.action = p_action and q.attempts = 0 and q.next_attempt_at > now()
+      order by q.delivery_id
+      limit 1
+      for update;
+      if found then
+        -- its message in history, in the partition of its day (28_outbox.sql)
+        execute format($sql$
+          update %s h
+          set payload = jsonb_set(jsonb_set($1,
+                          '{data,changed_fields}',
+                          webhooks_private.changed_fields_union(h.payload #> '{data,changed_fields}', $1 #> '{data,changed_fields}')),
+                          '{data,merged}', to_jsonb(coalesce((h.payload #>> '{data,merged}')::integer, 1) + 1))
+          where h.id = $2 and h.created_at = $3$sql$,
+          webhooks_private.history_relation(webhooks_private.utc_day(v_merge_created)))
+        using p_payload, v_merge_id, v_merge_created;
+        return;
+      end if;
+      v_payload := jsonb_set(p_payload, '{data,merged}', '1');
+    else
+      update webhooks.delivery_queue q
+      set next_attempt_at = now()
+      where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
+        and q.locked_by is null and q.action in ('contact.updated', 'contact.saved')
+        and q.attempts = 0 and q.next_attempt_at > now();
+    end if;
+  end if;
   -- the message into history, its small row into the queue (28_outbox.sql)
   with written as (
     insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload)
-    values (p_webhook_id, p_company_id, p_action, p_contact_id, p_payload)
+    values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload)
     returning id, created_at
   )
-  insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id, next_attempt_at)
-  select w.id, w.created_at, p_webhook_id, p_company_id, now() + webhooks_private.first_attempt_delay(p_action)
+  insert into webhooks.delivery_queue
+    (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+  select w.id, w.created_at, p_webhook_id, p_company_id, p_action, p_contact_id,
+         now() + webhooks_private.first_attempt_delay(p_action, v_window)
   from written w;
   perform webhooks_private.wake_relay();   -- 20_wakeup.sql
 end;
@@ -146,7 +273,10 @@ $$;
 -- just left) whose filters (15_filters.sql) let the change through. p_contact is the
 -- row the payload shows. For an update, p_changed names the columns it changed
 -- (updated_at included) and p_old_custom is custom as it was; both null otherwise.
--- Each payload holds the contact's id and the webhook's chosen fields, nothing else.
+-- Each payload holds the contact's id and the webhook's chosen fields, nothing else:
+-- p_contact minus payload_omit when that leaves only payload_keys (always, unless
+-- crm.contacts gained a column since payload_omit was made), else built from
+-- payload_keys alone.
 drop function if exists webhooks_private.capture(webhooks.action, text, jsonb, jsonb, jsonb, bigint, bigint, bigint, bigint);
 create or replace function webhooks_private.capture(
   p_action       webhooks.action,
@@ -196,9 +326,12 @@ begin
             jsonb_build_object(
               'type', p_action,
               'timestamp', v_timestamp,
-              'data', jsonb_build_object('contact', p_contact - s.payload_omit, 'source', p_source) || p_data))
+              'data', jsonb_build_object(
+                        'contact', case when s.contact - s.payload_keys = '{}'::jsonb then s.contact
+                                        else webhooks_private.contact_only(p_contact, s.payload_keys) end,
+                        'source', p_source) || p_data))
   from (
-    select s.*
+    select s.*, p_contact - s.payload_omit as contact
     from unnest(v_companies) concerned(company_id)
     -- one equality probe of the primary key per company concerned ("offset 0" keeps
     -- it a probe: a join here is planned as a scan of every subscription)
@@ -247,6 +380,7 @@ declare
   v_source constant text := coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
   v_action constant webhooks.action :=
     case when v_source = 'platform' then 'contact.saved' else 'contact.updated' end;
+  v_contact jsonb;
   v_changed text[];
 begin
   -- the path nearly every write takes: nobody concerned listens (a contact that
@@ -257,11 +391,16 @@ begin
      and not exists (select 1 from crm.contact_assignments a where a.contact_id = new.id) then
     return null;
   end if;
-  v_changed := webhooks_private.contact_changes(old, new);
+  v_contact := to_jsonb(new);
+  if webhooks_private.contact_columns_known(v_contact) then
+    v_changed := webhooks_private.contact_changes(old, new);
+  else
+    v_changed := webhooks_private.contact_changes_json(to_jsonb(old), v_contact);
+  end if;
   if v_action = 'contact.updated' and cardinality(v_changed) = 0 then
     return null;
   end if;
-  perform webhooks_private.capture(v_action, v_source, to_jsonb(new),
+  perform webhooks_private.capture(v_action, v_source, v_contact,
     case when new.updated_at is distinct from old.updated_at then v_changed || 'updated_at'::text else v_changed end,
     old.custom, jsonb_build_object('changed_fields', to_jsonb(v_changed)),
     p_also_company => case when old.company_id <> new.company_id then old.company_id end);
@@ -425,15 +564,18 @@ drop function if exists webhooks_private.company_listens(webhooks.action, bigint
 -- step). Derive them again here, once per apply: payload_omit follows the columns of
 -- crm.contacts, which may have changed since; an unchanged row is not written.
 insert into webhooks_private.subscriptions as s
-  (action, company_id, webhook_id, status_id, user_id, payload_omit, ignore_sources, watch_fields, conditions)
+  (action, company_id, webhook_id, status_id, user_id, payload_omit, payload_keys,
+   ignore_sources, watch_fields, conditions)
 select a, w.company_id, w.id, w.status_id, w.user_id, webhooks_private.payload_omit(w.fields),
-       w.ignore_sources, w.watch_fields, w.conditions
+       webhooks_private.payload_keys(w.fields), w.ignore_sources, w.watch_fields, w.conditions
 from webhooks.webhooks w
 cross join unnest(w.actions) a
 where w.enabled
 on conflict (action, company_id, webhook_id) do update
   set status_id = excluded.status_id, user_id = excluded.user_id, payload_omit = excluded.payload_omit,
-      ignore_sources = excluded.ignore_sources, watch_fields = excluded.watch_fields, conditions = excluded.conditions
-  where (s.status_id, s.user_id, s.payload_omit, s.ignore_sources, s.watch_fields, s.conditions)
+      payload_keys = excluded.payload_keys, ignore_sources = excluded.ignore_sources,
+      watch_fields = excluded.watch_fields, conditions = excluded.conditions
+  where (s.status_id, s.user_id, s.payload_omit, s.payload_keys, s.ignore_sources, s.watch_fields, s.conditions)
         is distinct from
-        (excluded.status_id, excluded.user_id, excluded.payload_omit, excluded.ignore_sources, excluded.watch_fields, excluded.conditions);
+        (excluded.status_id, excluded.user_id, excluded.payload_omit, excluded.payload_keys,
+         excluded.ignore_sources, excluded.watch_fields, excluded.conditions);

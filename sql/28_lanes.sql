@@ -98,6 +98,41 @@ create trigger _500_reset_lane
   execute function webhooks_private.tg_webhooks__reset_lane();
 
 ------------------------------------------------------------------------------------
+-- Ordered webhooks (webhooks.webhooks.ordered; docs/backfill.md says what a receiver
+-- may rely on). Their deliveries of one contact go one at a time, in delivery id
+-- order: a pending delivery is held back while another delivery of the same webhook
+-- and contact is in flight, or pending with a smaller id (a retry waiting for its
+-- next attempt holds back the later ones of its contact only). The claim asks this of
+-- the rows of ordered webhooks alone, so that other webhooks pay nothing; settle
+-- wakes the relays when an ordered delivery ends, so that the next of its contact
+-- goes at once.
+
+-- private: is this pending delivery of an ordered webhook held back? One short range
+-- of the queue's delivery_queue_contact_idx (28_outbox.sql: the queue holds exactly
+-- the deliveries pending or in flight).
+create or replace function webhooks_private.held_back(p_webhook_id bigint, p_contact_id bigint, p_delivery_id bigint)
+returns boolean
+language plpgsql
+stable
+as $$
+begin
+  return exists (select 1 from webhooks.delivery_queue e
+                 where e.webhook_id = p_webhook_id and e.contact_id = p_contact_id
+                   and e.delivery_id <> p_delivery_id
+                   and (e.locked_by is not null or e.delivery_id < p_delivery_id));
+end;
+$$;
+
+-- private: the ordered webhooks (a partial index: nothing to read when none is)
+create or replace function webhooks_private.ordered_webhooks()
+returns bigint[]
+language sql
+stable
+as $$
+  select coalesce(array_agg(w.id), '{}') from webhooks.webhooks w where w.ordered;
+$$;
+
+------------------------------------------------------------------------------------
 -- The claim's choice
 
 -- private (claim): lock and return the due deliveries a claim may lease now, by the
@@ -132,6 +167,8 @@ declare
   -- pacing hands out send times at most this far ahead
   v_horizon constant interval := interval '1 second';
   v_lanes bigint[];
+  -- ordered webhooks: their deliveries are picked only when not held back
+  v_ordered constant bigint[] := webhooks_private.ordered_webhooks();
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    Another relay deciding for one of them is waited for (a claim holds its lanes
@@ -295,6 +332,7 @@ begin
       where d.webhook_id = a.webhook_id
         and d.locked_by is null
         and d.next_attempt_at <= now()
+        and (a.webhook_id <> all (v_ordered) or not webhooks_private.held_back(a.webhook_id, d.contact_id, d.delivery_id))
       -- webhook_id first: the (webhook_id, next_attempt_at) index, never a walk of
       -- every webhook's older due rows
       order by d.webhook_id, d.next_attempt_at

@@ -1,4 +1,4 @@
--- bpd-webhooks engine, part 2b: the outbox's storage (tables in migrations/0009_outbox.sql;
+-- bpd-webhooks engine, part 2b: the outbox's storage (tables in migrations/0016_outbox.sql;
 -- docs/outbox.md for the design and its measurements).
 --
 --   webhooks.delivery_history   one row per message with its payload, partitioned by
@@ -59,7 +59,7 @@ begin
   end if;
   if tg_op = 'INSERT' then
     new.id := coalesce(new.id, nextval(pg_get_serial_sequence('webhooks.delivery_history', 'id')));
-    -- (as the column's default in 0009_outbox)
+    -- (as the column's default in 0016_outbox)
     new.message_id := coalesce(new.message_id, 'msg_' || encode(uuid_send(gen_random_uuid()), 'hex'));
     new.state := coalesce(new.state, 'pending');
     new.attempts := coalesce(new.attempts, 0);
@@ -108,12 +108,13 @@ begin
   end if;
   if v_queued then
     insert into webhooks.delivery_queue as q
-      (delivery_id, created_at, webhook_id, company_id, next_attempt_at, attempts, locked_by, locked_until,
-       last_attempt_at, last_status_code, last_error)
-    values (new.id, new.created_at, new.webhook_id, new.company_id, new.next_attempt_at, new.attempts,
-            new.locked_by, new.locked_until, new.last_attempt_at, new.last_status_code, new.last_error)
+      (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at, attempts, locked_by,
+       locked_until, last_attempt_at, last_status_code, last_error)
+    values (new.id, new.created_at, new.webhook_id, new.company_id, new.action, new.contact_id, new.next_attempt_at,
+            new.attempts, new.locked_by, new.locked_until, new.last_attempt_at, new.last_status_code, new.last_error)
     on conflict (delivery_id) do update
       set created_at = excluded.created_at, webhook_id = excluded.webhook_id, company_id = excluded.company_id,
+          action = excluded.action, contact_id = excluded.contact_id,
           next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts,
           locked_by = excluded.locked_by, locked_until = excluded.locked_until,
           last_attempt_at = excluded.last_attempt_at, last_status_code = excluded.last_status_code,
@@ -308,16 +309,27 @@ $$;
 -- (a generic plan, or a join) opens and locks every partition on each call, a cost
 -- that grows with the days kept (measured: a claim went from 2.7 to 9.4 ms CPU
 -- between 10 and 104 partitions). The hot path reads history once per claim, from
--- each day's partition by name (webhooks_private.history_partition); inserts into
+-- each day's partition by name (webhooks_private.history_relation); inserts into
 -- the partitioned tables are routed row by row and open only the partition they reach.
 
--- private: the history partition that holds a day's messages
-create or replace function webhooks_private.history_partition(p_day date)
+-- private: the relation to read a day's messages from: the day's history partition,
+-- or, should it not exist (a day whose partition was not made in time, its rows in
+-- the safety net below), the partitioned table itself. Qualified, quoted.
+drop function if exists webhooks_private.history_partition(date);
+create or replace function webhooks_private.history_relation(p_day date)
 returns text
-language sql
-immutable
+language plpgsql
+stable
 as $$
-  select webhooks_private.partition_name('delivery_history', p_day);
+declare
+  v_partition constant text :=
+    format('webhooks_partitions.%I', webhooks_private.partition_name('delivery_history', p_day));
+begin
+  if to_regclass(v_partition) is not null then
+    return v_partition;
+  end if;
+  return 'webhooks.delivery_history';
+end;
 $$;
 
 select webhooks.create_partitions();

@@ -248,8 +248,8 @@ begin
              l.send_at, l.send_until, $10, $11
       from unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)
         as l(id, created_at, webhook_id, attempt, url, secret, previous, send_at, send_until)
-      join webhooks_partitions.%I h on h.id = l.id and h.created_at = l.created_at$sql$,
-      webhooks_private.history_partition(v_day))
+      join %s h on h.id = l.id and h.created_at = l.created_at$sql$,
+      webhooks_private.history_relation(v_day))
     using v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until,
           p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap;
   end loop;
@@ -414,6 +414,12 @@ begin
           left join unnest(v_ids, v_webhooks) as a(id, webhook_id) on a.id = r.id
           order by r.n),
     p_attempted_at, p_status_codes, p_errors);
+  -- an ordered delivery that ended lets the next of its contact go (28_lanes.sql):
+  -- look now, not at the next poll
+  if exists (select 1 from unnest(v_states, v_webhooks) as e(state, webhook_id)
+             where e.state <> 'pending' and e.webhook_id = any (webhooks_private.ordered_webhooks())) then
+    perform webhooks_private.notify_relays();   -- 20_wakeup.sql
+  end if;
 
   return query select * from unnest(v_ids, v_states, v_next);
 end;

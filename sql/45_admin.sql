@@ -165,3 +165,23 @@ begin
   return v;
 end;
 $$;
+
+-- public: how the webhook's deliveries go (docs/backfill.md): coalesce_window (null:
+-- off; at most 1 hour) merges a burst of updates or saves of one contact into one
+-- message; ordered sends a contact's deliveries one at a time, in order
+create or replace function webhooks.set_webhook_delivery(id bigint, coalesce_window interval, ordered boolean)
+returns webhooks.webhooks
+language plpgsql
+volatile
+as $$
+declare
+  v webhooks.webhooks := webhooks_private.webhook_for_update(set_webhook_delivery.id);
+begin
+  update webhooks.webhooks w
+  set coalesce_window = set_webhook_delivery.coalesce_window,
+      ordered = coalesce(set_webhook_delivery.ordered, false)
+  where w.id = v.id
+  returning * into v;
+  return v;
+end;
+$$;

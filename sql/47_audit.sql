@@ -1,9 +1,9 @@
 -- bpd-webhooks engine: the audit trail and test sends.
 --
 -- webhooks.audit_log has one row for every change made to a webhook: created,
--- updated, deleted, disabled, enabled, secret rotated, deliveries replayed, a test
--- sent. The rows are decided here, in the database, from the changes themselves:
--- triggers on webhooks.webhooks and webhooks.deliveries write them whoever makes the
+-- updated, deleted, disabled, enabled, secret rotated, deliveries replayed, a
+-- backfill started or cancelled, a test sent. The rows are decided here, in the database, from the changes themselves:
+-- triggers on webhooks.webhooks, webhooks.deliveries and webhooks.backfills write them whoever makes the
 -- change (GraphQL, psql, the relay), so none can be skipped, and no API role may
 -- write the table (trigger functions run as their owner, 60_access.sql).
 --
@@ -100,6 +100,30 @@ drop trigger if exists _900_audit on webhooks.webhooks;
 create trigger _900_audit
   after insert or update or delete on webhooks.webhooks
   for each row execute function webhooks_private.tg_webhooks__audit();
+
+------------------------------------------------------------------------------------
+-- Backfills (35_backfill.sql): started, and cancelled before they were done
+
+create or replace function webhooks_private.tg_backfills__audit()
+returns trigger
+language plpgsql
+as $$
+begin
+  if tg_op = 'INSERT' then
+    perform webhooks_private.audit(new.company_id, new.webhook_id, 'webhook.backfill_started',
+      jsonb_build_object('backfill_id', new.id));
+  elsif old.state = 'running' and new.state = 'cancelled' then
+    perform webhooks_private.audit(new.company_id, new.webhook_id, 'webhook.backfill_cancelled',
+      jsonb_strip_nulls(jsonb_build_object('backfill_id', new.id, 'queued', new.queued, 'total', new.total)));
+  end if;
+  return null;
+end;
+$$;
+
+drop trigger if exists _900_audit on webhooks.backfills;
+create trigger _900_audit
+  after insert or update of state on webhooks.backfills
+  for each row execute function webhooks_private.tg_backfills__audit();
 
 ------------------------------------------------------------------------------------
 -- Replays and test sends

@@ -129,6 +129,8 @@ grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to we
 grant insert (webhook_id, company_id, created_by) on webhooks.backfills to webhook_admin;
 grant update (state, finished_at) on webhooks.backfills to webhook_admin;
 grant update (last_error) on webhooks.deliveries to webhook_admin;
+-- how the webhook's deliveries go (45_admin.sql: set_webhook_delivery)
+grant update (coalesce_window, ordered) on webhooks.webhooks to webhook_admin;
 
 -- The helpers the API functions call live in webhooks_private, which PostGraphile
 -- does not show. A function there may be called by a role only if granted here: the

@@ -236,3 +236,26 @@ test('contactFields, companyStatuses and companyUsers answer an admin: what the 
   t.true(data.contactFields.includes('first_name'));
   t.deepEqual(data.companyStatuses.nodes, [{ name: 'Thank You Note' }]);
 });
+
+test('starting and cancelling a backfill leave rows, with who did it', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const connection = await db().pool.connect();
+  let backfillId: string;
+  try {
+    await connection.query('begin');
+    await connection.query(`select set_config('jwt.claims.company_id', $1, true), set_config('jwt.claims.sub', 'jane@purple.example', true)`, [company.id]);
+    await connection.query('set local role webhook_admin');
+    backfillId = (await connection.query('select webhooks.backfill($1) as id', [hook.id])).rows[0].id;
+    await connection.query('select webhooks.cancel_backfill($1)', [backfillId]);
+    await connection.query('commit');
+  } finally {
+    connection.release();
+  }
+  const rows = (await auditRows(hook.id)).slice(1);
+  t.deepEqual(rows.map((r) => [r.actor, r.action, r.details.backfill_id]), [
+    ['jane@purple.example', 'webhook.backfill_started', Number(backfillId)],
+    ['jane@purple.example', 'webhook.backfill_cancelled', Number(backfillId)],
+  ]);
+});

@@ -122,7 +122,7 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
   const fieldsOf = (name: string) => types.find((type) => type.name === name)!.fields!.map((field) => field.name);
   t.deepEqual(fieldsOf('Mutation').sort(), [
     'cancelBackfill', 'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
-    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'sendTestWebhook', 'startBackfill', 'updateWebhook',
+    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'sendTestWebhook', 'setWebhookDelivery', 'startBackfill', 'updateWebhook',
   ]);
   const query = fieldsOf('Query');
   for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'countTests', 'allDeliveryDayCounts']) {

@@ -1,11 +1,11 @@
-// An install of the one-table outbox (the migrations before 0009_outbox) migrates to the queue,
+// An install of the one-table outbox (the migrations before 0016_outbox) migrates to the queue,
 // history, results and attempts of 0006 with every delivery and attempt intact: ids,
 // message ids, states, counts, leases; new ids go on after the old ones.
 import { readdir } from 'node:fs/promises';
 import test from 'ava';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
-import { migrate, migrationsDir } from '../../tools/migrate.ts';
+import { migrate, migrationsDir, MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
 import { databaseUrl } from '../helpers/db.ts';
 
 test('deliveries and attempts of the previous schema move into the new tables unchanged', async (t) => {
@@ -22,11 +22,11 @@ test('deliveries and attempts of the previous schema move into the new tables un
   await client.connect();
   t.teardown(() => client.end());
 
-  // the tables as they were before 0009 (no engine functions: rows are written by hand)
-  const before = (await readdir(migrationsDir)).filter((file) => file.endsWith('.sql') && file < '0009_outbox.sql');
+  // the tables as they were before 0016 (no engine functions: rows are written by hand)
+  const before = (await readdir(migrationsDir)).filter((file) => file.endsWith('.sql') && file < '0016_outbox.sql');
   await runner({
     dbClient: client, dir: migrationsDir, direction: 'up', count: before.length,
-    migrationsTable: 'migrations', migrationsSchema: 'public', checkOrder: true, log: () => {},
+    migrationsTable: MIGRATIONS_TABLE, migrationsSchema: MIGRATIONS_SCHEMA, createMigrationsSchema: true, checkOrder: true, log: () => {},
   });
   await client.query(`insert into crm.companies (id, name) overriding system value values (1, 'One')`);
   await client.query(`insert into webhooks.webhooks (id, company_id, name, url, fields, actions)
@@ -75,8 +75,12 @@ test('deliveries and attempts of the previous schema move into the new tables un
      from webhooks.delivery_attempts order by id`);
   t.deepEqual(attemptsAfter, attemptsBefore);
   // pending and in flight are queued (the lease kept), finished ones have a result
-  const { rows: queued } = await client.query('select delivery_id, locked_by from webhooks.delivery_queue order by 1');
-  t.deepEqual(queued, [{ delivery_id: '103', locked_by: null }, { delivery_id: '104', locked_by: 'relay-a' }]);
+  const { rows: queued } = await client.query(
+    'select delivery_id, locked_by, action, contact_id from webhooks.delivery_queue order by 1');
+  t.deepEqual(queued, [
+    { delivery_id: '103', locked_by: null, action: 'contact.created', contact_id: '1103' },
+    { delivery_id: '104', locked_by: 'relay-a', action: 'contact.created', contact_id: '1104' },
+  ]);
   const { rows: [{ n: results }] } = await client.query('select count(*)::int as n from webhooks.delivery_results');
   t.is(results, 3);
   // every row sits in its day's partition
@@ -89,10 +93,11 @@ test('deliveries and attempts of the previous schema move into the new tables un
   t.deepEqual(misplaced, []);
 
   // new deliveries and attempts get ids after the old ones (the webhook written before
-  // the engine existed gets its subscription now)
-  await client.query(`insert into webhooks_private.subscriptions (action, company_id, webhook_id)
-                      values ('contact.created', 1, 7) on conflict do nothing`);
+  // the engine existed gets its subscription, secret and lane now)
+  await client.query(`insert into webhooks_private.subscriptions (action, company_id, webhook_id, payload_keys)
+                      values ('contact.created', 1, 7, '{id,email}') on conflict do nothing`);
   await client.query(`insert into webhooks_private.webhook_secrets (webhook_id, secret) values (7, 'whsec_test') on conflict do nothing`);
+  await client.query(`insert into webhooks_private.lanes (webhook_id, company_id) values (7, 1) on conflict do nothing`);
   await client.query(`insert into crm.contacts (company_id, email) values (1, 'new@example.com')`);
   const { rows: [fresh] } = await client.query(`select max(id)::int as id from webhooks.deliveries`);
   t.true(fresh.id > 105);

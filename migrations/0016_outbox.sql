@@ -35,6 +35,7 @@ alter table webhooks.deliveries rename to deliveries_0005;
 alter table webhooks.delivery_attempts rename to delivery_attempts_0005;
 alter index webhooks.delivery_attempts_pkey rename to delivery_attempts_0005_pkey;
 alter index webhooks.delivery_attempts_delivery_idx rename to delivery_attempts_0005_delivery_idx;
+alter index webhooks.delivery_attempts_company_idx rename to delivery_attempts_0005_company_idx;
 drop trigger if exists _900_recount_day_on_insert on webhooks.deliveries_0005;
 drop trigger if exists _900_recount_day_on_update on webhooks.deliveries_0005;
 drop trigger if exists _900_recount_day_on_delete on webhooks.deliveries_0005;
@@ -61,6 +62,9 @@ create table webhooks.delivery_history (
 create index delivery_history_webhook_idx
   on webhooks.delivery_history (webhook_id, company_id, created_at, id);
 -- the report takes test sends off Times Fired (0008_audit_log): they are few
+-- the admin API's company-wide lists page one company's rows in id order (as
+-- deliveries_company_idx did, 0014_company_indexes)
+create index delivery_history_company_idx on webhooks.delivery_history (company_id, id);
 create index delivery_history_tests_idx on webhooks.delivery_history (webhook_id, created_at)
   where action = 'webhook.test';
 
@@ -96,6 +100,10 @@ create table webhooks.delivery_queue (
   created_at       timestamptz not null,
   webhook_id       bigint not null,
   company_id       bigint not null,
+  -- what coalescing and ordered webhooks ask of the deliveries on their way
+  -- (sql/25_capture.sql, sql/28_lanes.sql), answered from the queue alone
+  action           webhooks.action not null,
+  contact_id       bigint not null,
   next_attempt_at  timestamptz not null default now(),
   attempts         integer not null default 0,
   -- the lease: which relay holds the delivery in flight, and until when
@@ -117,6 +125,10 @@ create index delivery_queue_webhook_due_idx on webhooks.delivery_queue (webhook_
 -- short index range, and the rescue's "whose lease ran out?" reads in-flight rows only
 create index delivery_queue_leases_idx on webhooks.delivery_queue (webhook_id, locked_until)
   where locked_by is not null;
+-- a webhook's deliveries of one contact on their way: what an update merges into
+-- (coalescing), and what holds an ordered delivery back; a short range per question
+-- (as deliveries_unfinished_contact_idx was, 0014_coalesce_ordered)
+create index delivery_queue_contact_idx on webhooks.delivery_queue (webhook_id, contact_id, delivery_id);
 
 -- One row per HTTP attempt (or refused send, or lease that ran out). No foreign key:
 -- a key-share lock on the delivery per attempt costs more than it protects (attempts
@@ -141,6 +153,7 @@ create table webhooks.delivery_attempts (
   constraint delivery_attempts_has_outcome check (status_code is not null or error is not null)
 ) partition by range (delivery_created_at);
 create index delivery_attempts_delivery_idx on webhooks.delivery_attempts (delivery_id, attempt);
+create index delivery_attempts_company_idx on webhooks.delivery_attempts (company_id, id);
 
 -- a partition for each day the old rows were created on, and today's
 do $$
@@ -178,9 +191,9 @@ from webhooks.deliveries_0005
 where state in ('succeeded', 'failed');
 
 insert into webhooks.delivery_queue
-  (delivery_id, created_at, webhook_id, company_id, next_attempt_at, attempts, locked_by,
+  (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at, attempts, locked_by,
    locked_until, last_attempt_at, last_status_code, last_error)
-select id, created_at, webhook_id, company_id, next_attempt_at, attempts, locked_by,
+select id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at, attempts, locked_by,
        locked_until, last_attempt_at, last_status_code, last_error
 from webhooks.deliveries_0005
 where state in ('pending', 'in_flight');

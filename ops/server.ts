@@ -1,0 +1,47 @@
+// An HTTP server of its own for /metrics, /healthz and /readyz (ops/operations.ts),
+// for a process that serves nothing else: the relay, on RELAY_METRICS_PORT.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type pg from 'pg';
+import type { Registry } from 'prom-client';
+import { operationsRoutes } from './operations.ts';
+
+export interface OperationsServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startOperationsServer(options: {
+  port: number;
+  host: string;
+  registry: Registry;
+  db: Pick<pg.Pool, 'query'>;
+}): Promise<OperationsServer> {
+  const routes = operationsRoutes({ registry: options.registry, db: options.db });
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    routes(req, res, path).then(
+      (served) => {
+        if (!served) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: /metrics, /healthz, /readyz\n');
+      },
+      (error: Error) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end(`${error.message}\n`);
+        else res.destroy();
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`,
+    port,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,37 @@
+// setWebhookDelivery: the coalesce window and ordering through GraphQL, for admins of
+// the webhook's own company only; the window's bound named.
+import test from 'ava';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+
+const SET = `mutation($id: BigInt!, $window: IntervalInput, $ordered: Boolean) {
+  setWebhookDelivery(input: { id: $id, coalesceWindow: $window, ordered: $ordered }) {
+    result { id ordered coalesceWindow { seconds minutes } }
+  }
+}`;
+
+test('an admin sets the window and ordering; null turns coalescing off; a viewer and another company cannot', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const theirs = await f.webhook({ companyId: other.id, actions: ['contact.updated'] });
+  const admin = await api().token(company.id);
+
+  const set = await api().gql(admin, SET, { id: hook.id, window: { seconds: 10 }, ordered: true });
+  t.falsy(set.errors, JSON.stringify(set.errors));
+  t.like(set.data.setWebhookDelivery.result, { ordered: true, coalesceWindow: { seconds: 10 } });
+  const off = await api().gql(admin, SET, { id: hook.id, window: null, ordered: false });
+  t.like(off.data.setWebhookDelivery.result, { ordered: false, coalesceWindow: null });
+
+  const tooLong = await api().gql(admin, SET, { id: hook.id, window: { minutes: 61 }, ordered: false });
+  t.is(tooLong.errors?.[0]?.extensions?.constraint, 'webhooks_coalesce_window_range');
+  const notOurs = await api().gql(admin, SET, { id: theirs.id, window: { seconds: 5 }, ordered: true });
+  t.truthy(notOurs.errors);
+  const viewer = await api().gql(await api().token(company.id, 'webhook_viewer'), SET, { id: hook.id, window: { seconds: 5 }, ordered: true });
+  t.truthy(viewer.errors);
+  const { rows } = await db().pool.query('select coalesce_window, ordered from webhooks.webhooks where id = any ($1::bigint[]) order by id', [[hook.id, theirs.id]]);
+  t.deepEqual(rows.map((r) => [r.coalesce_window, r.ordered]), [[null, false], [null, false]]);
+});

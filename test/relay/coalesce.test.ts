@@ -1,0 +1,90 @@
+// Coalescing (webhooks.webhooks.coalesce_window): a burst of updates of one contact is
+// one message; other actions are never merged nor delayed. The window is long here and
+// its end is brought forward in SQL, so no assertion depends on the clock.
+import test from 'ava';
+import { inTransaction } from '../helpers/sql.ts';
+import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
+
+test('50 updates inside the window: one POST, the union of changed fields, merged = 50; after the window a new message; a delete is never merged', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.deleted'], fields: ['city', 'phone'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'City 0' });
+  const other = await f.contact(company.id, { city: 'Elsewhere' });
+
+  for (let i = 1; i <= 50; i++) {
+    const column = i === 25 ? 'phone' : 'city';
+    await inTransaction(pool, "set local webhooks.source = 'import'", (c) =>
+      c.query(`update crm.contacts set ${column} = $2 where id = $1`, [contact.id, i === 25 ? '555-0125' : `City ${i}`]));
+  }
+  await pool.query(`update crm.contacts set city = 'Other 1' where id = $1`, [other.id]);
+
+  const { rows } = await pool.query(
+    `select id, message_id, payload, state, next_attempt_at > now() + interval '50 minutes' as waiting
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.is(rows.length, 2, 'one delivery per contact');
+  const [burst] = rows;
+  t.true(burst.waiting, 'waits out its window');
+  t.deepEqual(burst.payload.data.changed_fields, ['city', 'phone']);
+  t.is(burst.payload.data.merged, 50);
+  t.deepEqual(burst.payload.data.contact, { id: Number(contact.id), city: 'City 50', phone: '555-0125' });
+  t.is(burst.payload.data.source, 'import');
+
+  // the window ends: one POST
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await pool.query(`update webhooks.deliveries set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+  const sent = await receiver.waitFor(2, { path: '/sync' });
+  const first = sent.find((r) => JSON.parse(r.body).data.contact.id === Number(contact.id))!;
+  t.is(first.headers['webhook-id'], burst.message_id);
+  t.is(JSON.parse(first.body).data.merged, 50);
+  t.true(first.verified);
+
+  // after the window: a new message
+  await pool.query(`update crm.contacts set city = 'Later' where id = $1`, [contact.id]);
+  // a delete: never merged, never delayed, and it ends the wait of the update before it
+  await pool.query(`delete from crm.contacts where id = $1`, [contact.id]);
+  const after = await waitForRows(pool,
+    `select message_id, action, payload, state from webhooks.deliveries where webhook_id = $1 and contact_id = $2 order by id`,
+    [hook.id, contact.id], (r) => r.length === 3 && r.every((d) => d.state === 'succeeded'), 60_000);
+  t.deepEqual(after.map((d) => d.action), ['contact.updated', 'contact.updated', 'contact.deleted']);
+  t.not(after[1].message_id, after[0].message_id);
+  t.is(after[1].payload.data.merged, 1);
+  t.is(after[2].payload.data.merged, undefined);
+  t.is(receiver.received('/sync').length, 4);
+});
+
+test('with a window, other actions are due at once and carry no count', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const status = await f.status(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.status_added', 'contact.updated'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const contact = await f.contact(company.id);
+  await pool.query(`update crm.contacts set city = 'Waiting' where id = $1`, [contact.id]);
+  await pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+  const { rows } = await pool.query(
+    `select action, payload, next_attempt_at <= now() as due from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.action, r.due, r.payload.data.merged]), [
+    ['contact.created', true, undefined],
+    ['contact.updated', true, 1],   // its wait ended by the status change that followed it
+    ['contact.status_added', true, undefined],
+  ]);
+});
+
+test('a webhook without a window: every update is its own message, due at once; the window is bounded by name', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const contact = await f.contact(company.id);
+  for (let i = 0; i < 3; i++) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `C${i}`]);
+  const { rows } = await pool.query(
+    `select payload, next_attempt_at <= now() as due from webhooks.deliveries where webhook_id = $1`, [hook.id]);
+  t.is(rows.length, 3);
+  t.true(rows.every((r) => r.due && r.payload.data.merged === undefined));
+  const refused = await pool.query(`select webhooks.set_webhook_delivery($1, '2 hours', false)`, [hook.id]).catch((e) => e);
+  t.like(refused, { code: '23514', constraint: 'webhooks_coalesce_window_range' });
+});

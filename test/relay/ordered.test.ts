@@ -1,0 +1,80 @@
+// Ordered webhooks (webhooks.webhooks.ordered): a contact's deliveries one at a time,
+// in the order of its changes; a retry holds back only the later ones of its contact.
+import test from 'ava';
+import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
+
+const cityOf = (body: string) => JSON.parse(body).data.contact.city as string;
+
+test('20 quick updates arrive in order although the receiver fails the 3rd twice', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret, replies: [200, 200, 500, 500] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'v0' });
+  for (let i = 1; i <= 20; i++) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `v${i}`]);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const requests = await receiver.waitFor(22, { path: '/sync', timeoutMs: 60_000 });
+  t.deepEqual(requests.map((r) => cityOf(r.body)),
+    ['v1', 'v2', 'v3', 'v3', 'v3', ...Array.from({ length: 17 }, (_, i) => `v${i + 4}`)]);
+  t.true(requests.every((r) => r.verified));
+});
+
+test('a contact whose delivery is stuck holds back its own later ones only: other contacts flow', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  receiver.route('/sync', { secret: hook.secret, replies: [{ status: 200, after: held }] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const slow = await f.contact(company.id, { city: 'slow 0' });
+  const others = await Promise.all([1, 2, 3].map((n) => f.contact(company.id, { city: `c${n} 0` })));
+
+  // the held answer must not time out while the others flow
+  const relay = testRelay(database.url, { RELAY_REQUEST_TIMEOUT_MS: '120000', RELAY_LEASE_MS: '240000' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await pool.query(`update crm.contacts set city = 'slow 1' where id = $1`, [slow.id]);
+  await receiver.waitFor(1, { path: '/sync' });   // slow 1: in flight, its answer held
+  await pool.query(`update crm.contacts set city = 'slow 2' where id = $1`, [slow.id]);
+  for (let i = 1; i <= 5; i++) {
+    for (const other of others) await pool.query(`update crm.contacts set city = $2 where id = $1`, [other.id, `${other.city!.split(' ')[0]} ${i}`]);
+  }
+  const flowed = await receiver.waitFor(16, { path: '/sync', timeoutMs: 60_000 });
+  t.false(flowed.some((r) => cityOf(r.body) === 'slow 2'), 'slow 2 waits for slow 1');
+  for (const other of others) {
+    const name = other.city!.split(' ')[0];
+    t.deepEqual(flowed.map((r) => cityOf(r.body)).filter((c) => c.startsWith(`${name} `)), [1, 2, 3, 4, 5].map((i) => `${name} ${i}`));
+  }
+  release();
+  const all = await receiver.waitFor(17, { path: '/sync', timeoutMs: 60_000 });
+  t.is(cityOf(all[16]!.body), 'slow 2');
+});
+
+test('order holds with two relays', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const contacts = await Promise.all([1, 2, 3, 4, 5].map((n) => f.contact(company.id, { city: `k${n}:0` })));
+  const relays = [testRelay(database.url, { RELAY_BATCH_SIZE: '3' }), testRelay(database.url, { RELAY_BATCH_SIZE: '3' })];
+  t.teardown(() => Promise.all(relays.map((r) => r.stop())));
+  await Promise.all(relays.map((r) => r.start()));
+  for (let i = 1; i <= 20; i++) {
+    for (const [n, contact] of contacts.entries()) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `k${n + 1}:${i}`]);
+  }
+  const requests = await receiver.waitFor(100, { path: '/sync', timeoutMs: 90_000 });
+  for (const n of [1, 2, 3, 4, 5]) {
+    const seen = requests.map((r) => cityOf(r.body)).filter((c) => c.startsWith(`k${n}:`)).map((c) => Number(c.split(':')[1]));
+    t.deepEqual(seen, Array.from({ length: 20 }, (_, i) => i + 1), `contact ${n}`);
+  }
+  await waitForRows(pool, `select state from webhooks.deliveries where webhook_id = $1`, [hook.id],
+    (rows) => rows.length === 100 && rows.every((r) => r.state === 'succeeded'), 60_000);
+  const { rows } = await pool.query(`select count(distinct relay_id)::int as relays from webhooks.delivery_attempts where webhook_id = $1`, [hook.id]);
+  t.log(`attempts made by ${rows[0].relays} relays`);
+});

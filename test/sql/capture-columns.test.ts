@@ -1,0 +1,120 @@
+// The CRM owns crm.contacts and may add, drop or rename its columns at any time,
+// without re-applying the engine. A payload still carries exactly the contact's id and
+// the fields its webhook chose, and no contact write fails because of capture.
+// The tests change the table itself, so they run one after another.
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { deliveriesOf, factories } from '../helpers/factories.ts';
+import { inTransaction } from '../helpers/sql.ts';
+import { migrate } from '../../tools/migrate.ts';
+
+const db = useTestDatabase(test);
+const make = () => factories(db().pool);
+
+const ACTIONS = ['contact.created', 'contact.updated', 'contact.saved', 'contact.status_added', 'contact.deleted'];
+
+test.serial('a column added to contacts reaches no payload that did not choose it, on every action', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const status = await f.status(company.id);
+  const before = await f.webhook({ companyId: company.id, actions: ACTIONS, fields: ['first_name', 'email'] });
+  const watching = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], watchFields: ['city'] });
+
+  await db().pool.query('alter table crm.contacts add column ssn text');
+  // a webhook configured afterwards may choose the new column, and gets it
+  const chooser = await f.webhook({ companyId: company.id, actions: ACTIONS, fields: ['ssn'] });
+  const after = await f.webhook({ companyId: company.id, actions: ACTIONS, fields: ['last_name'] });
+
+  const contact = await f.contact(company.id, { first_name: 'Ada', last_name: 'Lovelace', ssn: '078-05-1120' });
+  await inTransaction(db().pool, "set local webhooks.source = 'encompass'", async (c) => {
+    await c.query("update crm.contacts set city = 'London', ssn = '219-09-9999' where id = $1", [contact.id]);
+    // a change to the new column alone is a change: contact.updated fires, and names it
+    await c.query("update crm.contacts set ssn = '457-55-5462' where id = $1", [contact.id]);
+  });
+  await inTransaction(db().pool, "set local webhooks.source = 'platform'", (c) =>
+    c.query("update crm.contacts set ssn = '123-45-6789' where id = $1", [contact.id]));
+  await db().pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+  await db().pool.query('delete from crm.contacts where id = $1', [contact.id]);
+
+  const id = Number(contact.id);
+  const sent = async (hookId: string) =>
+    (await deliveriesOf(db().pool, [hookId])).map((r) => [r.action, r.payload.data.contact, r.payload.data.changed_fields]);
+  const expectations: [string, Record<string, unknown>][] = [
+    [before.id, { id, first_name: 'Ada', email: contact.email }],
+    [after.id, { id, last_name: 'Lovelace' }],
+  ];
+  for (const [hookId, contactJson] of expectations) {
+    t.deepEqual(await sent(hookId), [
+      ['contact.created', contactJson, undefined],
+      ['contact.updated', contactJson, ['ssn', 'city']],
+      ['contact.updated', contactJson, ['ssn']],
+      ['contact.saved', contactJson, ['ssn']],
+      ['contact.status_added', contactJson, undefined],
+      ['contact.deleted', contactJson, undefined],
+    ]);
+  }
+  t.deepEqual(await sent(chooser.id), [
+    ['contact.created', { id, ssn: '078-05-1120' }, undefined],
+    ['contact.updated', { id, ssn: '219-09-9999' }, ['ssn', 'city']],
+    ['contact.updated', { id, ssn: '457-55-5462' }, ['ssn']],
+    ['contact.saved', { id, ssn: '123-45-6789' }, ['ssn']],
+    ['contact.status_added', { id, ssn: '123-45-6789' }, undefined],
+    ['contact.deleted', { id, ssn: '123-45-6789' }, undefined],
+  ]);
+  // watch_fields still narrows: only the update that changed the city
+  t.deepEqual(await sent(watching.id), [['contact.updated', { id, city: 'London' }, ['ssn', 'city']]]);
+});
+
+test.serial('a column dropped or renamed fails no contact write, and payloads stay as chosen', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ACTIONS, fields: ['first_name', 'street'] });
+  const contact = await f.contact(company.id, { first_name: 'Alan', street: '1 Bletchley Park', postal_code: 'MK3 6EB', phone: '555-0100' });
+
+  await db().pool.query('alter table crm.contacts drop column postal_code');
+  await db().pool.query('alter table crm.contacts rename column phone to phone_number');
+
+  const added = await f.contact(company.id, { first_name: 'Joan', phone_number: '555-0101' });
+  await inTransaction(db().pool, "set local webhooks.source = 'api'", async (c) => {
+    await c.query("update crm.contacts set city = 'Cambridge' where id = $1", [contact.id]);
+    await c.query("update crm.contacts set phone_number = '555-0199' where id = $1", [contact.id]);
+  });
+  await inTransaction(db().pool, "set local webhooks.source = 'platform'", (c) =>
+    c.query("update crm.contacts set first_name = 'Alan M.' where id = $1", [contact.id]));
+  await db().pool.query('delete from crm.contacts where id = $1', [contact.id]);
+
+  // a chosen column dropped: the payload has what is left of the choice
+  await db().pool.query('alter table crm.contacts drop column street');
+  await db().pool.query("update crm.contacts set first_name = 'Joan C.' where id = $1", [added.id]);
+
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  const id = Number(contact.id);
+  t.deepEqual(rows.map((r) => [r.action, r.payload.data.contact, r.payload.data.changed_fields]), [
+    ['contact.created', { id, first_name: 'Alan', street: '1 Bletchley Park' }, undefined],
+    ['contact.created', { id: Number(added.id), first_name: 'Joan', street: null }, undefined],
+    ['contact.updated', { id, first_name: 'Alan', street: '1 Bletchley Park' }, ['city']],
+    ['contact.updated', { id, first_name: 'Alan', street: '1 Bletchley Park' }, ['phone_number']],
+    ['contact.saved', { id, first_name: 'Alan M.', street: '1 Bletchley Park' }, ['first_name']],
+    ['contact.deleted', { id, first_name: 'Alan M.', street: '1 Bletchley Park' }, undefined],
+    ['contact.updated', { id: Number(added.id), first_name: 'Joan C.' }, ['first_name']],
+  ]);
+});
+
+test.serial('once the engine is applied again, capture knows the new columns and sends the same', async (t) => {
+  await migrate(db().url);
+  const { rows: [known] } = await db().pool.query(`
+    select webhooks_private.contact_columns() @> '{ssn,phone_number}' as knows_new,
+           webhooks_private.contact_columns() && '{postal_code,phone,street}' as knows_gone`);
+  t.deepEqual(known, { knows_new: true, knows_gone: false });
+
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['first_name'] });
+  const contact = await f.contact(company.id, { first_name: 'Ada', ssn: '078-05-1120' });
+  await db().pool.query("update crm.contacts set ssn = '219-09-9999' where id = $1", [contact.id]);
+
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => r.payload.data), [
+    { contact: { id: Number(contact.id), first_name: 'Ada' }, source: 'unknown', changed_fields: ['ssn'] },
+  ]);
+});
