@@ -166,15 +166,18 @@ as $$
 declare
   -- pacing hands out send times at most this far ahead
   v_horizon constant interval := interval '1 second';
+  v_ready bigint[];
   v_lanes bigint[];
   -- ordered webhooks: their deliveries are picked only when not held back
   v_ordered constant bigint[] := webhooks_private.ordered_webhooks();
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
-  --    Another relay deciding for one of them is waited for (a claim holds its lanes
-  --    for a millisecond or two): skipping it would leave a busy webhook unserved.
-  --    A statement of its own: the next one counts rows in flight with a snapshot
-  --    taken after these locks.
+  --    A lane another relay is deciding for is passed over when others are ready
+  --    (that relay serves it; claims of different webhooks never queue behind each
+  --    other), and waited for when there is nothing else (a claim holds its lanes for
+  --    a millisecond or two; coming back empty would leave a busy webhook to one
+  --    relay). Statements of their own: the next one counts rows in flight with a
+  --    snapshot taken after these locks.
   with recursive hooks(w) as (
     -- each webhook with pending deliveries, one index probe each (a loose index scan)
     select min(d.webhook_id) from webhooks.delivery_queue d
@@ -209,21 +212,31 @@ begin
            r.enabled
     from ready r
   )
+  select array(
+    select r.webhook_id
+    from rotation r
+    -- disabled first (failing them costs no slot), then every company's first
+    -- lane, then every company's second, …
+    order by r.enabled, r.turn, r.company_served, r.company_id
+    limit p_limit)
+  into v_ready;
+  if cardinality(v_ready) = 0 then
+    return;
+  end if;
+
+  -- in one order, so that claims and settles locking several lanes never deadlock
   select array_agg(c.webhook_id) into v_lanes
-  from (
-    select l.webhook_id
-    from webhooks_private.lanes l
-    where l.webhook_id = any (array(
-      select r.webhook_id
-      from rotation r
-      -- disabled first (failing them costs no slot), then every company's first
-      -- lane, then every company's second, …
-      order by r.enabled, r.turn, r.company_served, r.company_id
-      limit p_limit))
-    -- in one order, so that claims and settles locking several lanes never deadlock
-    order by l.webhook_id
-    for update of l
-  ) c;
+  from (select l.webhook_id from webhooks_private.lanes l
+        where l.webhook_id = any (v_ready)
+        order by l.webhook_id
+        for update of l skip locked) c;
+  if v_lanes is null then
+    select array_agg(c.webhook_id) into v_lanes
+    from (select l.webhook_id from webhooks_private.lanes l
+          where l.webhook_id = any (v_ready)
+          order by l.webhook_id
+          for update of l) c;
+  end if;
   if v_lanes is null then
     return;
   end if;
