@@ -8,7 +8,7 @@
 // A plan is index-driven when it reads the company's rows (or its webhook's) from an
 // index range rather than scanning and filtering the table: the time then follows
 // the page, not the table. `--without-company-indexes` drops the indexes of
-// migrations/0014_company_indexes.sql first, to show what they change.
+// migrations/0016_outbox.sql (as 0014_company_indexes made them) first, to show what they change.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,13 +43,14 @@ try {
     values (${COMPANIES + 1}, 'Hook 1', 'https://receiver.example.com/empty', '{first_name}', '{contact.created}');`);
   await client.query(deliveriesFill(DELIVERIES, WEBHOOKS_PER_COMPANY));
   await client.query(`
-    insert into webhooks.delivery_attempts (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code)
-    select id, webhook_id, company_id, 1, completed_at - interval '1 second', 120, last_status_code
+    insert into webhooks.delivery_attempts
+      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code)
+    select id, created_at, webhook_id, company_id, 1, completed_at - interval '1 second', 120, last_status_code
     from webhooks.deliveries where state <> 'pending';`);
   if (withoutIndexes) {
-    await client.query('drop index webhooks.deliveries_company_idx; drop index webhooks.delivery_attempts_company_idx;');
+    await client.query('drop index webhooks.delivery_history_company_idx; drop index webhooks.delivery_attempts_company_idx;');
   }
-  await client.query('vacuum analyze webhooks.deliveries, webhooks.delivery_attempts, webhooks.webhooks');
+  await client.query('vacuum analyze webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results, webhooks.delivery_attempts, webhooks.webhooks');
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   const { rows: [counts] } = await client.query(
     `select (select count(*) from webhooks.deliveries)::int as deliveries, (select count(*) from webhooks.delivery_attempts)::int as attempts`);

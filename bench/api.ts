@@ -55,7 +55,7 @@ try {
            '{contact.created,contact.updated}', now() - interval '120 days' + n * interval '1 hour'
     from generate_series(1, ${COMPANIES}) c, generate_series(1, ${WEBHOOKS_PER_COMPANY}) n;`);
   await pool.query(deliveriesFill(DELIVERIES, WEBHOOKS_PER_COMPANY));
-  await pool.query('vacuum analyze webhooks.deliveries, webhooks.webhooks');
+  await pool.query('vacuum analyze webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results, webhooks.webhooks');
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   const { rows: [counts] } = await pool.query(
     `select count(*)::int as total, count(*) filter (where company_id = 1)::int as big, count(*) filter (where company_id = 2)::int as typical

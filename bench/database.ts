@@ -33,7 +33,7 @@ export interface Clone {
   drop(): Promise<void>;
 }
 
-async function onDatabase<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+export async function onDatabase<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -48,7 +48,7 @@ export async function startBenchPostgres(options: { statements: boolean }): Prom
   let server = await startEmbeddedPostgres({ dataDir, persistent: true });
   if (options.statements) {
     // pg_stat_statements must be preloaded: set it, then restart on the same folder
-    await onDatabase(server.url(), (c) => c.query("alter system set shared_preload_libraries = 'pg_stat_statements'").then(() => c.query("alter system set pg_stat_statements.track = 'all'")));
+    await onDatabase(server.url(), (c) => c.query("alter system set shared_preload_libraries = 'pg_stat_statements'").then(() => c.query("alter system set pg_stat_statements.track = 'all'")).then(() => c.query("alter system set pg_stat_statements.track_planning = on")));
     await server.stop();
     server = await startEmbeddedPostgres({ dataDir, port: server.port, persistent: true });
   }

@@ -13,7 +13,7 @@ import { spawnChild, type ChildHandle } from './child.ts';
 import { now } from './clock.ts';
 import { bpdContender } from './contenders/bpd.ts';
 import { postgresCpuSeconds } from './cpu.ts';
-import { writeChanges } from './database.ts';
+import { onDatabase, writeChanges } from './database.ts';
 import type { Bench } from './modes.ts';
 import { writeAtRate } from './writer.ts';
 
@@ -56,11 +56,16 @@ async function spawnRelays(bench: Bench, databaseUrl: string, count: number, lab
   return children;
 }
 
-/** The burn-down with `relays` relays started together on one backlog. */
-export async function fleetBurnDown(bench: Bench, relays: number, count: number, timeoutMs: number): Promise<FleetResult> {
+/**
+ * The burn-down with `relays` relays started together on one backlog, spread over
+ * `webhooks` webhooks of the one company (each contact's changes go to one of them).
+ */
+export async function fleetBurnDown(bench: Bench, relays: number, count: number, timeoutMs: number, webhooks = 1): Promise<FleetResult> {
   const clone = await bench.pg.clone(`fleet_${relays}`);
   try {
+    if (webhooks > 1) await shardContacts(clone.url, webhooks);
     await bpdContender.prepare(clone.url, bench.receiver.url);
+    if (webhooks > 1) await shardWebhooks(clone.url, webhooks);
     await writeChanges(clone.url, 1, count);
     await bench.receiver.take();
     const children = await spawnRelays(bench, clone.url, relays, `fleet-${relays}`);
@@ -92,6 +97,27 @@ export async function fleetBurnDown(bench: Bench, relays: number, count: number,
   } finally {
     await clone.drop();
   }
+}
+
+// Contact c belongs to shard c % n (custom.shard, set before any webhook exists, so
+// this fires nothing); the benchmark's webhook takes shard 0 and n − 1 copies of it
+// the others, by a condition: each change fires exactly one webhook.
+async function shardContacts(url: string, n: number): Promise<void> {
+  await onDatabase(url, (c) => c.query(`update crm.contacts set custom = custom || jsonb_build_object('shard', id % $1)`, [n]));
+}
+
+async function shardWebhooks(url: string, n: number): Promise<void> {
+  await onDatabase(url, async (c) => {
+    const shard = (k: number) => JSON.stringify({ field: 'custom.shard', op: 'eq', value: k });
+    const { rows: [first] } = await c.query(`update webhooks.webhooks set conditions = $1 returning *`, [shard(0)]);
+    for (let k = 1; k < n; k++) {
+      await c.query(
+        `insert into webhooks.webhooks (company_id, name, url, fields, actions, max_in_flight, conditions)
+         values ($1, $2, $3, $4, $5, $6, $7)`,
+        [first.company_id, `${first.name} ${k}`, first.url, first.fields, first.actions, first.max_in_flight, shard(k)],
+      );
+    }
+  });
 }
 
 export function fleetTable(results: FleetResult[]): string {

@@ -9,6 +9,8 @@
 //   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
 //   --mode MODE      run one mode only (burn-down, open-loop, fleet or noisy-neighbour)
 //   --relays A,B,…   fleet mode: relays on one database (default 1,2,4)
+//   --webhooks N     fleet mode: the changes spread over N webhooks of the company
+//                    (default 1: every relay claims the same webhook)
 //                    (noisy-neighbour mode: the healthy company's rate is the first
 //                    of --rates, default 200/s)
 //   --rounds N       burn-down rounds (default 1 with --quick, else 2)
@@ -37,6 +39,7 @@ const { values: options } = parseArgs({
     rates: { type: 'string' },
     seconds: { type: 'string' },
     relays: { type: 'string', default: '1,2,4' },
+    webhooks: { type: 'string', default: '1' },
   },
 });
 const modes = ['burn-down', 'open-loop', 'fleet', 'noisy-neighbour'];
@@ -113,8 +116,8 @@ try {
   // #11: bpd-webhooks alone (graphile-worker has no fleet-wide limits to compare)
   if (runs('fleet') && options.only !== 'graphile-worker') {
     for (const relays of options.relays.split(',').map(Number)) {
-      log(`[${elapsed()}] fleet: ${relays} relay(s), ${plan.burnDownCount} changes`);
-      fleets.push(await fleetBurnDown(bench, relays, plan.burnDownCount, 120_000));
+      log(`[${elapsed()}] fleet: ${relays} relay(s), ${plan.burnDownCount} changes to ${options.webhooks} webhook(s)`);
+      fleets.push(await fleetBurnDown(bench, relays, plan.burnDownCount, 120_000, Number(options.webhooks)));
     }
   }
   if (runs('noisy-neighbour') && options.only !== 'graphile-worker') {
@@ -137,7 +140,7 @@ if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
 if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
 if (openLoops.length > 0) console.log(openLoopTable(openLoops));
 if (fleets.length > 0) {
-  console.log(`\n### Fleet: the burn-down of ${plan.burnDownCount} changes with several relays on one database\n`);
+  console.log(`\n### Fleet: the burn-down of ${plan.burnDownCount} changes to ${options.webhooks} webhook(s) with several relays on one database\n`);
   console.log(fleetTable(fleets));
 }
 if (noisy.length > 0) {

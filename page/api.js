@@ -150,6 +150,7 @@ const FIRING_FIELDS = `
 const HISTORY = /* GraphQL */ `
   query History($id: BigInt!, $since: Datetime, $until: Datetime, $state: String, $first: Int!, $offset: Int!) {
     currentCompanyName
+    keptSince
     webhookReport(since: $since, until: $until) { nodes { ${REPORT_FIELDS} } }
     webhookById(id: $id) {
       pending: history(since: $since, until: $until, state: "pending", first: 0) { totalCount }
@@ -193,6 +194,9 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first }
   return {
     companyName: data.currentCompanyName,
     webhook,
+    // where the kept history starts (null: nothing dropped yet): firings created
+    // before it are gone, though the counts still include them
+    keptSince: data.keptSince,
     counts: {
       all: webhook.timesFired,
       succeeded: webhook.timesSucceeded,
@@ -333,6 +337,52 @@ export async function updateWebhook(webhookId, setup) {
     clearConditions: setup.conditions === null,
   });
   return data.updateWebhook.result;
+}
+
+const DELIVERY_SETTINGS = /* GraphQL */ `
+  query DeliverySettings($id: BigInt!) {
+    webhookById(id: $id) { maxInFlight rateLimit ordered coalesceWindow { seconds minutes hours } }
+  }
+`;
+
+/**
+ * How a webhook's deliveries go: { maxInFlight, rateLimit, coalesceSeconds, ordered }
+ * (null: the default: the engine's cap, no pacing, no coalescing); null when the
+ * webhook is not the caller's company's.
+ */
+export async function fetchDeliverySettings(webhookId) {
+  const w = (await graphql(DELIVERY_SETTINGS, { id: webhookId })).webhookById;
+  if (!w) return null;
+  const window = w.coalesceWindow;
+  return {
+    maxInFlight: w.maxInFlight,
+    rateLimit: w.rateLimit,
+    // the window is at most an hour (the database's rule), so these three say it all
+    coalesceSeconds: window ? Math.round((window.hours ?? 0) * 3600 + (window.minutes ?? 0) * 60 + (window.seconds ?? 0)) : null,
+    ordered: w.ordered,
+  };
+}
+
+const SAVE_DELIVERY = /* GraphQL */ `
+  mutation SaveDelivery($id: BigInt!, $maxInFlight: Int, $rateLimit: Int, $clearMaxInFlight: Boolean!,
+                        $clearRateLimit: Boolean!, $window: IntervalInput, $ordered: Boolean!) {
+    limits: updateWebhook(input: { id: $id, maxInFlight: $maxInFlight, rateLimit: $rateLimit,
+                                   clearMaxInFlight: $clearMaxInFlight, clearRateLimit: $clearRateLimit }) { result { id } }
+    delivery: setWebhookDelivery(input: { id: $id, coalesceWindow: $window, ordered: $ordered }) { result { id } }
+  }
+`;
+
+/** Saves how a webhook's deliveries go (the shape fetchDeliverySettings gives; null: the default). */
+export async function saveDeliverySettings(webhookId, settings) {
+  await graphql(SAVE_DELIVERY, {
+    id: webhookId,
+    maxInFlight: settings.maxInFlight,
+    rateLimit: settings.rateLimit,
+    clearMaxInFlight: settings.maxInFlight === null,
+    clearRateLimit: settings.rateLimit === null,
+    window: settings.coalesceSeconds === null ? null : { seconds: settings.coalesceSeconds },
+    ordered: settings.ordered,
+  });
 }
 
 const DELETE = /* GraphQL */ `

@@ -11,14 +11,14 @@
 //   #/webhooks/<id>/edit       its edit form
 import {
   ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
-  fetchFiring, fetchHistory, fetchReport, replayDelivery, rotateSecret, sendTest, session, setWebhookEnabled,
-  startBackfill, updateWebhook,
+  fetchDeliverySettings, fetchFiring, fetchHistory, fetchReport, replayDelivery, rotateSecret, saveDeliverySettings,
+  sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
 import { h, replace } from './dom.js';
 import {
   CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
-  contactLabel, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, outcomeWords,
-  parseConditions, presetDays, rangeInstants, rangeWords, setupProblems, sourceList, triggerLines, urlProblem,
+  contactLabel, deliverySettingsOf, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, outcomeWords,
+  parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines, urlProblem,
 } from './format.js';
 
 const PAGE_SIZE = 50;
@@ -526,7 +526,10 @@ async function renderHistory(where, instants, days, mine) {
   replayBlocked = !webhook.enabled;
   $('page-title').textContent = webhook.name;
   document.title = `${webhook.name} · Webhooks · Big Purple Dot`;
-  $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}`;
+  const beforeKept = history.keptSince && new Date(instants.from) < new Date(history.keptSince);
+  $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}` + (beforeKept
+    ? `. Firings before ${formatDate(history.keptSince)} are no longer kept, so they are not listed here; the counts still include them.`
+    : '');
   replace($('history-facts'),
     h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),
     h('div', {}, h('dt', {}, 'Posts to'), h('dd', { class: 'url' }, h('code', {}, breakableUrl(webhook.url)))),
@@ -710,7 +713,12 @@ async function renderAudit(webhookId, mine) {
 
 // ---- the setup form ----------------------------------------------------------
 
-const FORM_FIELDS = ['name', 'url', 'actions', 'status_id', 'user_id', 'fields', 'watch_fields', 'ignore_sources', 'conditions'];
+const FORM_FIELDS = ['name', 'url', 'actions', 'status_id', 'user_id', 'fields', 'watch_fields', 'ignore_sources', 'conditions',
+  'max_in_flight', 'rate_limit', 'coalesce_window'];
+/** The inputs whose own value a problem concerns (marked aria-invalid) */
+const TEXT_FIELDS = ['name', 'url', 'status_id', 'user_id', 'ignore_sources', 'conditions', 'max_in_flight', 'rate_limit', 'coalesce_window'];
+/** A new webhook's deliveries: the engine's cap, no pacing, no merging, no order kept */
+const DEFAULT_DELIVERY = { maxInFlight: null, rateLimit: null, coalesceSeconds: null, ordered: false };
 
 function fieldError(name) {
   return h('p', { class: 'field-error', id: `error-${name}`, role: 'alert', hidden: true });
@@ -722,7 +730,7 @@ function setFieldError(form, name, text) {
   error.textContent = text ?? '';
   error.hidden = !text;
   const input = form.querySelector(`[data-field="${name}"] input, [data-field="${name}"] select, [data-field="${name}"] textarea`);
-  if (input && ['name', 'url', 'status_id', 'user_id', 'ignore_sources', 'conditions'].includes(name)) {
+  if (input && TEXT_FIELDS.includes(name)) {
     input.setAttribute('aria-invalid', String(Boolean(text)));
   }
   return true;
@@ -751,6 +759,12 @@ function readSetup(form) {
     ignoreSources: sourceList(form.querySelector('#setup-ignore').value),
     conditions: parsed.problem ? null : parsed.conditions,
     conditionsProblem: parsed.problem ?? null,
+    delivery: {
+      max_in_flight: form.querySelector('#setup-max-in-flight').value,
+      rate_limit: form.querySelector('#setup-rate-limit').value,
+      coalesce_window: form.querySelector('#setup-coalesce').value,
+      ordered: form.querySelector('#setup-ordered').checked,
+    },
   };
 }
 
@@ -762,7 +776,19 @@ function syncPickers(form) {
   form.querySelector('[data-field="watch_fields"]').hidden = !actions.some((a) => WATCHED_ACTIONS.includes(a));
 }
 
-function setupForm({ webhook, choices }) {
+/** A whole-number box of the Delivery settings: its label, its hint, its error */
+function numberField(name, id, label, value, placeholder, hint) {
+  return h('div', { class: 'field', dataset: { field: name } },
+    h('label', { for: id }, label),
+    h('input', {
+      type: 'text', id, name, inputmode: 'numeric', size: 8, value: value === null ? '' : String(value), placeholder,
+      'aria-describedby': `hint-${name} error-${name}`,
+    }),
+    h('p', { class: 'hint', id: `hint-${name}` }, hint),
+    fieldError(name));
+}
+
+function setupForm({ webhook, choices, delivery }) {
   const editing = Boolean(webhook);
   const chosenFields = webhook?.fields ?? ['first_name', 'last_name', 'email'].filter((f) => choices.fields.includes(f));
   const url = h('input', {
@@ -823,6 +849,17 @@ function setupForm({ webhook, choices }) {
         }, webhook?.conditions ? JSON.stringify(webhook.conditions, null, 2) : ''),
         h('p', { class: 'hint', id: 'hint-conditions' }, 'A condition in JSON: {"all": […]}, {"any": […]}, {"not": …} or {"field", "op", "value"} (docs/filters.md). Empty: every contact.'),
         fieldError('conditions'))),
+    h('fieldset', { class: 'delivery' },
+      h('legend', {}, 'Delivery (optional)'),
+      numberField('max_in_flight', 'setup-max-in-flight', 'Requests at once', delivery.maxInFlight, 'default',
+        'At most this many requests to this URL at the same time, all relays together. Empty: the engine\'s default (32 unless your operator changed it).'),
+      numberField('rate_limit', 'setup-rate-limit', 'Requests per second', delivery.rateLimit, 'no limit',
+        'Paces deliveries for a receiver that limits its rate. Empty: as fast as they come.'),
+      numberField('coalesce_window', 'setup-coalesce', 'Merge a contact\'s updates within (seconds)', delivery.coalesceSeconds, 'off',
+        'Contact updated / Contact saved wait this long, and later changes of the same contact join them: one message with the latest values. At most 3600. Empty: every change is sent.'),
+      h('label', { class: 'check' },
+        h('input', { type: 'checkbox', id: 'setup-ordered', name: 'ordered', checked: delivery.ordered }),
+        'Send each contact\'s changes one at a time, in the order they happened')),
     h('div', { class: 'form-buttons' },
       h('button', { type: 'submit', class: 'primary', id: 'setup-submit' }, editing ? 'Save changes' : 'Create webhook'),
       h('a', { href: editing ? historyHash(webhook.id) : '#/', id: 'setup-cancel' }, 'Cancel')),
@@ -858,9 +895,11 @@ async function submitSetup(form, webhook) {
   }
   const submit = form.querySelector('#setup-submit');
   submit.disabled = true;
+  const delivery = deliverySettingsOf(setup.delivery);
   try {
     if (webhook) {
       await updateWebhook(webhook.id, setup);
+      if (!sameDeliverySettings(delivery, form.loadedDelivery)) await saveDeliverySettings(webhook.id, delivery);
       flash(`Saved · ${setup.name.trim()}`);
       keepFlash = true;
       location.hash = historyHash(webhook.id);
@@ -871,6 +910,16 @@ async function submitSetup(form, webhook) {
         secret: created.secret,
         note: `The secret of "${created.webhook.name}".`,
       };
+      // the webhook exists from here on, so a refusal of its delivery settings does
+      // not keep the admin on the form (with a second Create to press)
+      const refused = sameDeliverySettings(delivery, DEFAULT_DELIVERY) ? null
+        : await saveDeliverySettings(created.webhook.id, delivery).then(() => null, (error) => error);
+      if (refused) {
+        flash(`Created · ${created.webhook.name}, with the default delivery settings: ${refused.message}`);
+        keepFlash = true;
+        location.hash = historyHash(created.webhook.id);
+        return;
+      }
       flash(`Created · ${created.webhook.name}`);
       keepFlash = true;
       location.hash = historyHash(created.webhook.id);
@@ -892,14 +941,15 @@ async function renderSetup(where, instants, mine) {
     showView(null);
     return;
   }
-  const [choices, report] = await Promise.all([
+  const [choices, report, delivery] = await Promise.all([
     fetchChoices(),
     where.view === 'edit' ? fetchReport(instants) : null,
+    where.view === 'edit' ? fetchDeliverySettings(where.webhookId) : DEFAULT_DELIVERY,
   ]);
   if (mine !== generation) return;
   const webhook = report ? report.webhooks.find((w) => w.id === where.webhookId) : null;
   if (report) $('who-name').textContent = report.companyName ?? '';
-  if (where.view === 'edit' && !webhook) {
+  if (where.view === 'edit' && (!webhook || !delivery)) {
     showError(`There is no webhook #${where.webhookId} in your company.`);
     showView(null);
     return;
@@ -909,7 +959,10 @@ async function renderSetup(where, instants, mine) {
   $('page-subtitle').textContent = webhook
     ? 'Changes apply to events from now on; firings already made keep what they sent.'
     : 'Where to send which contact fields when what happens. The signing secret is shown once, after Create.';
-  replace($('setup'), setupForm({ webhook, choices }));
+  const form = setupForm({ webhook, choices, delivery });
+  // what Save compares against: only a change of these is sent
+  form.loadedDelivery = delivery;
+  replace($('setup'), form);
   showView('setup');
   $('setup-name').focus();
 }

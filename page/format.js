@@ -268,7 +268,44 @@ export function setupProblems(setup) {
     problems.user_id = 'A user applies to User assigned only: choose only that action, or Any user.';
   }
   if (setup.conditionsProblem) problems.conditions = setup.conditionsProblem;
+  for (const [name, words, max] of DELIVERY_LIMITS) {
+    if (!wholeNumberIn(setup.delivery?.[name] ?? '', max)) problems[name] = `${words}: a whole number from 1 to ${max.toLocaleString('en-US')}, or empty.`;
+  }
   return problems;
+}
+
+/** The delivery settings' bounds, as the database's CHECK constraints have them. */
+const DELIVERY_LIMITS = [
+  ['max_in_flight', 'Requests at once', 1000],
+  ['rate_limit', 'Requests per second', 10000],
+  ['coalesce_window', 'Merge window', 3600],
+];
+
+/** Empty, or a whole number from 1 to max (as typed: digits only). */
+function wholeNumberIn(text, max) {
+  const trimmed = String(text).trim();
+  return trimmed === '' || (/^\d{1,6}$/.test(trimmed) && Number(trimmed) >= 1 && Number(trimmed) <= max);
+}
+
+/**
+ * The delivery settings as the API takes them, from the form's text:
+ * { max_in_flight, rate_limit, coalesce_window (seconds), ordered } →
+ * { maxInFlight, rateLimit, coalesceSeconds, ordered }, an empty box being null.
+ */
+export function deliverySettingsOf(delivery) {
+  const number = (text) => (String(text).trim() === '' ? null : Number(String(text).trim()));
+  return {
+    maxInFlight: number(delivery.max_in_flight),
+    rateLimit: number(delivery.rate_limit),
+    coalesceSeconds: number(delivery.coalesce_window),
+    ordered: Boolean(delivery.ordered),
+  };
+}
+
+/** Whether two delivery settings (deliverySettingsOf's shape) say the same. */
+export function sameDeliverySettings(a, b) {
+  return a.maxInFlight === b.maxInFlight && a.rateLimit === b.rateLimit
+    && a.coalesceSeconds === b.coalesceSeconds && a.ordered === b.ordered;
 }
 
 // ---- the history of changes ----------------------------------------------------
@@ -276,10 +313,19 @@ export function setupProblems(setup) {
 const SETTING_WORDS = {
   name: 'name', url: 'URL', fields: 'fields', actions: 'actions', status_id: 'status', user_id: 'user',
   max_attempts: 'attempts', ignore_sources: 'ignored sources', watch_fields: 'watched fields', conditions: 'conditions',
+  max_in_flight: 'requests at once', rate_limit: 'requests per second', coalesce_window: 'merge window',
+  ordered: 'one at a time per contact',
+};
+
+/** What an unset (null) setting means */
+const UNSET_WORDS = {
+  status_id: 'any status', user_id: 'any user', max_in_flight: 'the default', rate_limit: 'no limit', coalesce_window: 'off',
 };
 
 function valueWords(key, value, names) {
-  if (value === null || value === undefined) return key === 'status_id' ? 'any status' : key === 'user_id' ? 'any user' : 'none';
+  if (value === null || value === undefined) return UNSET_WORDS[key] ?? 'none';
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (key === 'coalesce_window') return intervalWords(value);
   if (key === 'actions' && Array.isArray(value)) return value.map(actionWords).join(', ');
   if ((key === 'fields' || key === 'watch_fields') && Array.isArray(value)) return value.map(fieldLabel).join(', ');
   if (key === 'status_id') return names.statuses?.get(String(value)) ?? `status #${value}`;
@@ -287,6 +333,12 @@ function valueWords(key, value, names) {
   if (Array.isArray(value)) return value.join(', ') || 'none';
   if (typeof value === 'object') return JSON.stringify(value);
   return String(value);
+}
+
+/** A Postgres interval as JSON gives it, "00:01:30" → "90 s"; another shape as it is */
+function intervalWords(text) {
+  const parts = /^(\d+):(\d\d):(\d\d)$/.exec(String(text));
+  return parts ? `${formatCount(Number(parts[1]) * 3600 + Number(parts[2]) * 60 + Number(parts[3]))} s` : String(text);
 }
 
 /**

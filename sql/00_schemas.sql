@@ -77,6 +77,7 @@ $$;
 --   (lock_space, capturing_lock)   capture vs. a relay going idle    20_wakeup.sql
 --   (lock_space, relay_idle_lock)  a relay waiting for work          20_wakeup.sql
 --   day_counts_lock(webhook_id)    one webhook's report day counts   50_report_counts.sql
+--   partition_lock()               making outbox partitions          28_outbox.sql
 --   4204204204 (one bigint)        a migrate is running              tools/migrate.ts
 -- (The migrate lock is taken before sql/ exists, so it lives in tools/migrate.ts.)
 
@@ -105,6 +106,16 @@ language sql
 immutable
 as $$
   select 2;
+$$;
+
+-- the advisory lock of making partitions of the outbox (one for all: two makers each
+-- holding one parent's lock and waiting for another's would deadlock)
+create or replace function webhooks_private.partition_lock()
+returns bigint
+language sql
+immutable
+as $$
+  select hashtextextended('bpd_webhooks.partitions', 0);
 $$;
 
 -- the advisory lock of one webhook's report day counts (one bigint key per webhook)

@@ -1,6 +1,6 @@
 -- bpd-webhooks engine: capture.
 --
--- Triggers on the CRM tables write one webhooks.deliveries row per matching webhook,
+-- Triggers on the CRM tables write one delivery (webhooks.deliveries) per matching webhook,
 -- in the same transaction as the change: a rolled-back change leaves nothing, a
 -- committed one is never lost. The payload is built here, from the row as it was at
 -- that moment, and stored: history shows exactly what was (or will be) sent.
@@ -214,32 +214,55 @@ as $$
 declare
   v_window interval;
   v_payload jsonb := p_payload;
+  v_merge_id bigint;
+  v_merge_created timestamptz;
 begin
   select w.coalesce_window into v_window from webhooks.webhooks w where w.id = p_webhook_id;
   if v_window is not null then
     if p_action in ('contact.updated', 'contact.saved') then
-      update webhooks.deliveries d
-      set payload = jsonb_set(jsonb_set(p_payload,
-                      '{data,changed_fields}',
-                      webhooks_private.changed_fields_union(d.payload #> '{data,changed_fields}', p_payload #> '{data,changed_fields}')),
-                      '{data,merged}', to_jsonb(coalesce((d.payload #>> '{data,merged}')::integer, 1) + 1))
-      where d.webhook_id = p_webhook_id and d.contact_id = p_contact_id
-        and d.state = 'pending' and d.action = p_action and d.attempts = 0 and d.next_attempt_at > now();
+      -- the delivery still waiting out its window: its queue row, locked so that no
+      -- claim takes it while its payload changes (a claim that leased it first wins:
+      -- locked_by is no longer null, and this change becomes a message of its own)
+      select q.delivery_id, q.created_at into v_merge_id, v_merge_created
+      from webhooks.delivery_queue q
+      where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
+        and q.locked_by is null and q.action = p_action and q.attempts = 0 and q.next_attempt_at > now()
+      order by q.delivery_id
+      limit 1
+      for update;
       if found then
+        -- its message in history, in the partition of its day (28_outbox.sql)
+        execute format($sql$
+          update %s h
+          set payload = jsonb_set(jsonb_set($1,
+                          '{data,changed_fields}',
+                          webhooks_private.changed_fields_union(h.payload #> '{data,changed_fields}', $1 #> '{data,changed_fields}')),
+                          '{data,merged}', to_jsonb(coalesce((h.payload #>> '{data,merged}')::integer, 1) + 1))
+          where h.id = $2 and h.created_at = $3$sql$,
+          webhooks_private.history_relation(webhooks_private.utc_day(v_merge_created)))
+        using p_payload, v_merge_id, v_merge_created;
         return;
       end if;
       v_payload := jsonb_set(p_payload, '{data,merged}', '1');
     else
-      update webhooks.deliveries d
+      update webhooks.delivery_queue q
       set next_attempt_at = now()
-      where d.webhook_id = p_webhook_id and d.contact_id = p_contact_id
-        and d.state = 'pending' and d.action in ('contact.updated', 'contact.saved')
-        and d.attempts = 0 and d.next_attempt_at > now();
+      where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
+        and q.locked_by is null and q.action in ('contact.updated', 'contact.saved')
+        and q.attempts = 0 and q.next_attempt_at > now();
     end if;
   end if;
-  insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
-  values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload,
-          now() + webhooks_private.first_attempt_delay(p_action, v_window));
+  -- the message into history, its small row into the queue (28_outbox.sql)
+  with written as (
+    insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload)
+    values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload)
+    returning id, created_at
+  )
+  insert into webhooks.delivery_queue
+    (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+  select w.id, w.created_at, p_webhook_id, p_company_id, p_action, p_contact_id,
+         now() + webhooks_private.first_attempt_delay(p_action, v_window)
+  from written w;
   perform webhooks_private.wake_relay();   -- 20_wakeup.sql
 end;
 $$;

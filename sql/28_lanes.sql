@@ -108,17 +108,18 @@ create trigger _500_reset_lane
 -- goes at once.
 
 -- private: is this pending delivery of an ordered webhook held back? One short range
--- of deliveries_unfinished_contact_idx.
+-- of the queue's delivery_queue_contact_idx (28_outbox.sql: the queue holds exactly
+-- the deliveries pending or in flight).
 create or replace function webhooks_private.held_back(p_webhook_id bigint, p_contact_id bigint, p_delivery_id bigint)
 returns boolean
 language plpgsql
 stable
 as $$
 begin
-  return exists (select 1 from webhooks.deliveries e
+  return exists (select 1 from webhooks.delivery_queue e
                  where e.webhook_id = p_webhook_id and e.contact_id = p_contact_id
-                   and e.state in ('pending', 'in_flight') and e.id <> p_delivery_id
-                   and (e.state = 'in_flight' or e.id < p_delivery_id));
+                   and e.delivery_id <> p_delivery_id
+                   and (e.locked_by is not null or e.delivery_id < p_delivery_id));
 end;
 $$;
 
@@ -145,8 +146,8 @@ $$;
 -- webhook are returned regardless of limits: the claim fails them without sending.
 -- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
 -- takes (lanes and deliveries) hold until that claim commits. Every read of the
--- outbox here is of pending or in-flight rows by webhook: with #15's queue table,
--- webhooks.delivery_queue with locked_by null / not null.
+-- outbox here is of pending or in-flight rows by webhook: webhooks.delivery_queue
+-- (28_outbox.sql) with locked_by null / not null.
 drop function if exists webhooks_private.lane_claim(integer, integer, integer, bigint[], integer[], bigint[]);
 create or replace function webhooks_private.lane_claim(
   p_relay         text,
@@ -165,22 +166,25 @@ as $$
 declare
   -- pacing hands out send times at most this far ahead
   v_horizon constant interval := interval '1 second';
+  v_ready bigint[];
   v_lanes bigint[];
   -- ordered webhooks: their deliveries are picked only when not held back
   v_ordered constant bigint[] := webhooks_private.ordered_webhooks();
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
-  --    Another relay deciding for one of them is waited for (a claim holds its lanes
-  --    for a millisecond or two): skipping it would leave a busy webhook unserved.
-  --    A statement of its own: the next one counts rows in flight with a snapshot
-  --    taken after these locks.
+  --    A lane another relay is deciding for is passed over when others are ready
+  --    (that relay serves it; claims of different webhooks never queue behind each
+  --    other), and waited for when there is nothing else (a claim holds its lanes for
+  --    a millisecond or two; coming back empty would leave a busy webhook to one
+  --    relay). Statements of their own: the next one counts rows in flight with a
+  --    snapshot taken after these locks.
   with recursive hooks(w) as (
     -- each webhook with pending deliveries, one index probe each (a loose index scan)
-    select min(d.webhook_id) from webhooks.deliveries d
-    where d.state = 'pending' and p_only_webhooks is null
+    select min(d.webhook_id) from webhooks.delivery_queue d
+    where d.locked_by is null and p_only_webhooks is null
     union all
-    select (select min(d.webhook_id) from webhooks.deliveries d
-            where d.state = 'pending' and d.webhook_id > hooks.w)
+    select (select min(d.webhook_id) from webhooks.delivery_queue d
+            where d.locked_by is null and d.webhook_id > hooks.w)
     from hooks
     where hooks.w is not null
   ),
@@ -194,8 +198,8 @@ begin
     from asked
     join webhooks_private.lanes l on l.webhook_id = asked.w
     join webhooks.webhooks w on w.id = asked.w
-    where exists (select 1 from webhooks.deliveries d
-                  where d.webhook_id = asked.w and d.state = 'pending' and d.next_attempt_at <= now())
+    where exists (select 1 from webhooks.delivery_queue d
+                  where d.webhook_id = asked.w and d.locked_by is null and d.next_attempt_at <= now())
       and (not w.enabled
            or ((l.open_until is null or l.open_until <= now())
                and (w.rate_limit is null or l.paced_until is null or l.paced_until <= now() + v_horizon)))
@@ -208,21 +212,31 @@ begin
            r.enabled
     from ready r
   )
+  select array(
+    select r.webhook_id
+    from rotation r
+    -- disabled first (failing them costs no slot), then every company's first
+    -- lane, then every company's second, …
+    order by r.enabled, r.turn, r.company_served, r.company_id
+    limit p_limit)
+  into v_ready;
+  if cardinality(v_ready) = 0 then
+    return;
+  end if;
+
+  -- in one order, so that claims and settles locking several lanes never deadlock
   select array_agg(c.webhook_id) into v_lanes
-  from (
-    select l.webhook_id
-    from webhooks_private.lanes l
-    where l.webhook_id = any (array(
-      select r.webhook_id
-      from rotation r
-      -- disabled first (failing them costs no slot), then every company's first
-      -- lane, then every company's second, …
-      order by r.enabled, r.turn, r.company_served, r.company_id
-      limit p_limit))
-    -- in one order, so that claims and settles locking several lanes never deadlock
-    order by l.webhook_id
-    for update of l
-  ) c;
+  from (select l.webhook_id from webhooks_private.lanes l
+        where l.webhook_id = any (v_ready)
+        order by l.webhook_id
+        for update of l skip locked) c;
+  if v_lanes is null then
+    select array_agg(c.webhook_id) into v_lanes
+    from (select l.webhook_id from webhooks_private.lanes l
+          where l.webhook_id = any (v_ready)
+          order by l.webhook_id
+          for update of l) c;
+  end if;
   if v_lanes is null then
     return;
   end if;
@@ -256,8 +270,8 @@ begin
     -- what this relay says it holds (its leases whose request has ended, their result
     -- not yet written, no longer take a slot at the receiver)
     cross join lateral (select count(*)::integer + coalesce(b.n, 0) as n
-                        from webhooks.deliveries d
-                        where d.webhook_id = l.webhook_id and d.state = 'in_flight'
+                        from webhooks.delivery_queue d
+                        where d.webhook_id = l.webhook_id and d.locked_by is not null
                           and d.locked_by <> p_relay) f
     where l.webhook_id = any (v_lanes)
   ),
@@ -326,12 +340,12 @@ begin
            row_number() over (partition by a.webhook_id order by c.next_attempt_at, c.id) as nth
     from alloc a
     cross join lateral (
-      select d.id, d.next_attempt_at
-      from webhooks.deliveries d
+      select d.delivery_id as id, d.next_attempt_at
+      from webhooks.delivery_queue d
       where d.webhook_id = a.webhook_id
-        and d.state = 'pending'
+        and d.locked_by is null
         and d.next_attempt_at <= now()
-        and (a.webhook_id <> all (v_ordered) or not webhooks_private.held_back(a.webhook_id, d.contact_id, d.id))
+        and (a.webhook_id <> all (v_ordered) or not webhooks_private.held_back(a.webhook_id, d.contact_id, d.delivery_id))
       -- webhook_id first: the (webhook_id, next_attempt_at) index, never a walk of
       -- every webhook's older due rows
       order by d.webhook_id, d.next_attempt_at

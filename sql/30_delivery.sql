@@ -155,10 +155,9 @@ language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
--- Index paths only: the outbox grows in bursts faster than autovacuum analyses it,
+-- Index paths only: the queue grows in bursts faster than autovacuum analyses it,
 -- and with stale statistics the planner chose to read every pending row (a bitmap
--- scan and a sort) for a batch of 32: 12-21 ms a claim instead of under 2 (measured
--- on 20,000 fresh rows). The indexes serve every query here at any size.
+-- scan and a sort) for a batch of 32. The indexes serve every query here at any size.
 set enable_seqscan = off
 set enable_bitmapscan = off
 -- one plan per connection: with custom plans each call planned its queries again
@@ -170,6 +169,16 @@ declare
   v_send_at timestamptz[];
   v_send_until timestamptz[];
   v_at_cap boolean;
+  v_ids bigint[];
+  v_created timestamptz[];
+  v_webhooks bigint[];
+  v_attempts integer[];
+  v_urls text[];
+  v_secrets text[];
+  v_previous text[];
+  v_leased_at timestamptz[];
+  v_leased_until timestamptz[];
+  v_day date;
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
   select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
@@ -188,37 +197,62 @@ begin
     return;
   end if;
 
-  -- 2. fail what a disabled webhook would get; lease the rest
-  return query
+  -- 2. fail what a disabled webhook would get; lease the rest (queue rows only)
   with chosen as (
-    select c.id, c.send_at, c.send_until, d.webhook_id, w.enabled
+    select c.id, c.send_at, c.send_until, q.webhook_id, w.enabled
     from unnest(v_locked, v_send_at, v_send_until) as c(id, send_at, send_until)
-    join webhooks.deliveries d on d.id = c.id
-    join webhooks.webhooks w on w.id = d.webhook_id
+    join webhooks.delivery_queue q on q.delivery_id = c.id
+    join webhooks.webhooks w on w.id = q.webhook_id
   ),
   not_sent as (
-    update webhooks.deliveries d
-    set state = 'failed',
-        completed_at = now(),
-        last_error = 'not sent: the webhook is disabled'
+    delete from webhooks.delivery_queue q
+    using chosen c
+    where q.delivery_id = c.id and not c.enabled
+    returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
+              q.last_status_code
+  ),
+  not_sent_ended as (
+    insert into webhooks.delivery_results
+      (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
+       last_error)
+    select n.delivery_id, n.created_at, n.webhook_id, n.company_id, 'failed', n.attempts, n.last_attempt_at,
+           n.last_status_code, 'not sent: the webhook is disabled'
+    from not_sent n
+  ),
+  leased as (
+    update webhooks.delivery_queue q
+    set locked_by = p_relay,
+        locked_until = now() + p_lease,
+        attempts = q.attempts + 1,
+        last_attempt_at = now()
     from chosen c
-    where d.id = c.id and not c.enabled
+    join webhooks.webhooks w on w.id = c.webhook_id
+    left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
+    where q.delivery_id = c.id and c.enabled
+    returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, s.secret,
+              case when s.previous_expires_at > now() then s.previous_secret end as previous_secret,
+              c.send_at, c.send_until
   )
-  update webhooks.deliveries d
-  set state = 'in_flight',
-      locked_by = p_relay,
-      locked_until = now() + p_lease,
-      attempts = d.attempts + 1,
-      last_attempt_at = now()
-  from chosen c
-  join webhooks.webhooks w on w.id = c.webhook_id
-  left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
-  where d.id = c.id and c.enabled
-  returning d.id, d.message_id, d.webhook_id, d.attempts, w.url, d.payload::text, s.secret,
-            case when s.previous_expires_at > now() then s.previous_secret end,
-            c.send_at, c.send_until,
-            p_only_webhooks is null and cardinality(v_locked) >= p_limit,
-            v_at_cap;
+  select coalesce(array_agg(l.delivery_id), '{}'), coalesce(array_agg(l.created_at), '{}'),
+         coalesce(array_agg(l.webhook_id), '{}'), coalesce(array_agg(l.attempts), '{}'),
+         coalesce(array_agg(l.url), '{}'), coalesce(array_agg(l.secret), '{}'),
+         coalesce(array_agg(l.previous_secret), '{}'), coalesce(array_agg(l.send_at), '{}'),
+         coalesce(array_agg(l.send_until), '{}')
+  into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until
+  from leased l;
+
+  -- 3. what to send, from each day's history partition (nearly always one; 28_outbox.sql)
+  for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
+    return query execute format($sql$
+      select l.id, h.message_id, l.webhook_id, l.attempt, l.url, h.payload::text, l.secret, l.previous,
+             l.send_at, l.send_until, $10, $11
+      from unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        as l(id, created_at, webhook_id, attempt, url, secret, previous, send_at, send_until)
+      join %s h on h.id = l.id and h.created_at = l.created_at$sql$,
+      webhooks_private.history_relation(v_day))
+    using v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until,
+          p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap;
+  end loop;
 end;
 $$;
 
@@ -231,8 +265,9 @@ $$;
 -- relay still holds it. 2xx succeeds; 410 Gone fails the delivery and disables the
 -- webhook; anything else (other statuses, 3xx included, timeouts, refused
 -- destinations) is retried after retry_wait, or fails once the attempts are used up.
--- Returns the new state of each delivery settled; a result missing from the answer
--- had lost its lease.
+-- A delivery that ends leaves the queue and its history row is written, once; one
+-- retried stays in the queue, due later. Returns the new state of each delivery
+-- settled; a result missing from the answer had lost its lease.
 create or replace function webhooks_relay.settle_deliveries(
   p_relay           text,
   p_ids             bigint[],
@@ -252,90 +287,141 @@ set search_path = pg_catalog, pg_temp
 -- Index paths only, for the reason given at claim_deliveries.
 set enable_seqscan = off
 set enable_bitmapscan = off
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
+declare
+  v_ids bigint[];
+  v_states text[];
+  v_next timestamptz[];
+  v_webhooks bigint[];
+  v_gone bigint[];
 begin
-  return query
+  -- the results of deliveries this relay still holds (found by their primary key,
+  -- locked, and checked: "still mine, still in flight")
   with result as (
     select *
     from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
                 p_response_bodies, p_retry_after_s)
       as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
   ),
-  recorded as (
-    insert into webhooks.delivery_attempts
-      (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code, error,
-       response_body, relay_id)
-    select r.id, d.webhook_id, d.company_id, r.attempt, r.attempted_at, greatest(r.duration_ms, 0),
-           r.status_code, case when r.status_code is null then coalesce(r.error, 'no response') else r.error end,
-           r.response_body, p_relay
-    from result r
-    join webhooks.deliveries d on d.id = r.id
-    -- a settle repeated because its answer was lost on the way back records nothing
-    -- twice (asked only of results this relay no longer holds: a rare case)
-    where (d.state = 'in_flight' and d.locked_by = p_relay)
-       or not exists (select 1 from webhooks.delivery_attempts a
-                      where a.delivery_id = r.id and a.attempt = r.attempt
-                        and a.relay_id = p_relay and a.attempted_at = r.attempted_at)
+  mine as (
+    select q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts
+    from webhooks.delivery_queue q
+    -- (is not distinct from, not =: with "=" the planner may prove the lease index's
+    -- predicate and walk every lease in it instead of probing the primary key)
+    where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
+    for update
   ),
   outcome as (
-    select r.id, r.attempted_at, r.status_code, r.error, d.attempts, r.retry_after_s,
+    select r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
+           r.retry_after_s, m.created_at, m.webhook_id, m.company_id, m.attempts,
            case
              when r.status_code between 200 and 299 then 'succeeded'
              when r.status_code = 410 then 'failed'
-             when d.attempts >= webhooks_private.max_attempts(w.max_attempts) then 'failed'
+             when m.attempts >= webhooks_private.max_attempts(w.max_attempts) then 'failed'
              else 'pending'
            end as new_state
     from result r
-    join webhooks.deliveries d on d.id = r.id
-    join webhooks.webhooks w on w.id = d.webhook_id
-    where d.state = 'in_flight' and d.locked_by = p_relay
+    join mine m on m.delivery_id = r.id
+    join webhooks.webhooks w on w.id = m.webhook_id
   ),
-  settled as (
-    update webhooks.deliveries d
-    set state = o.new_state,
-        locked_by = null,
+  recorded as (
+    insert into webhooks.delivery_attempts
+      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
+       status_code, error, response_body, relay_id)
+    select o.id, o.created_at, o.webhook_id, o.company_id, o.attempt, o.attempted_at, greatest(o.duration_ms, 0),
+           o.status_code, case when o.status_code is null then coalesce(o.error, 'no response') else o.error end,
+           o.response_body, p_relay
+    from outcome o
+  ),
+  finished as (
+    delete from webhooks.delivery_queue q
+    using outcome o
+    where q.delivery_id = o.id and o.new_state <> 'pending'
+  ),
+  ended as (
+    insert into webhooks.delivery_results
+      (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
+       last_error)
+    select o.id, o.created_at, o.webhook_id, o.company_id, o.new_state, o.attempts, o.attempted_at, o.status_code,
+           case when o.new_state = 'succeeded' then null else coalesce(o.error, 'HTTP ' || o.status_code) end
+    from outcome o
+    where o.new_state <> 'pending'
+  ),
+  retried as (
+    update webhooks.delivery_queue q
+    set locked_by = null,
         locked_until = null,
         last_attempt_at = o.attempted_at,
         last_status_code = o.status_code,
-        last_error = case when o.new_state = 'succeeded' then null
-                          else coalesce(o.error, 'HTTP ' || o.status_code) end,
-        completed_at = case when o.new_state = 'pending' then null else now() end,
-        next_attempt_at = case when o.new_state = 'pending'
-                               then now() + webhooks_private.retry_wait(o.attempts, o.retry_after_s)
-                               else d.next_attempt_at end
+        last_error = coalesce(o.error, 'HTTP ' || o.status_code),
+        next_attempt_at = now() + webhooks_private.retry_wait(o.attempts, o.retry_after_s)
     from outcome o
-    -- checked again on the row as locked: a rescue may have come between
-    where d.id = o.id and d.state = 'in_flight' and d.locked_by = p_relay
-    returning d.id, d.webhook_id, d.message_id, d.state, d.next_attempt_at, o.status_code
+    where o.new_state = 'pending' and q.delivery_id = o.id
+    returning q.delivery_id, q.next_attempt_at
   ),
-  gone as (
+  answer as (
+    select o.*, rt.next_attempt_at
+    from outcome o
+    left join retried rt on rt.delivery_id = o.id
+  )
+  select coalesce(array_agg(a.id), '{}'), coalesce(array_agg(a.new_state), '{}'),
+         coalesce(array_agg(coalesce(a.next_attempt_at, now())), '{}'),
+         coalesce(array_agg(a.webhook_id), '{}'),
+         coalesce(array_agg(a.id) filter (where a.status_code = 410), '{}')
+  into v_ids, v_states, v_next, v_webhooks, v_gone
+  from answer a;
+
+  -- 410 Gone: the endpoint asks not to be called again
+  if cardinality(v_gone) > 0 then
     update webhooks.webhooks w
     set enabled = false,
         disabled_at = now(),
         disabled_by = 'relay',
         disabled_reason = format('the endpoint answered 410 Gone to message %s: it asks not to be called again', g.message_id)
-    from (select distinct on (s.webhook_id) s.webhook_id, s.message_id
-          from settled s where s.status_code = 410 order by s.webhook_id, s.id) g
-    where w.id = g.webhook_id and w.enabled
-  )
-  select s.id, s.state, s.next_attempt_at from settled s;
-  -- the circuit breaker and auto-disable (sql/28_lanes.sql), each attempt counted
-  -- for its webhook
+    from (select distinct on (d.webhook_id) d.webhook_id, d.message_id
+          from webhooks.deliveries d
+          where d.id = any (v_gone)
+          order by d.webhook_id, d.id) g
+    where w.id = g.webhook_id and w.enabled;
+  end if;
+
+  -- results of deliveries this relay no longer holds (its lease ran out, or this is a
+  -- settle repeated because its answer was lost on the way back): recorded as
+  -- attempts once, the delivery left alone. Rare; found by id in every partition.
+  if cardinality(v_ids) < cardinality(p_ids) then
+    insert into webhooks.delivery_attempts
+      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
+       status_code, error, response_body, relay_id)
+    select r.id, h.created_at, h.webhook_id, h.company_id, r.attempt, r.attempted_at, greatest(r.duration_ms, 0),
+           r.status_code, case when r.status_code is null then coalesce(r.error, 'no response') else r.error end,
+           r.response_body, p_relay
+    from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors, p_response_bodies)
+      as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body)
+    join webhooks.delivery_history h on h.id = r.id
+    where r.id <> all (v_ids)
+      and not exists (select 1 from webhooks.delivery_attempts a
+                      where a.delivery_id = r.id and a.delivery_created_at = h.created_at
+                        and a.attempt = r.attempt and a.relay_id = p_relay and a.attempted_at = r.attempted_at);
+  end if;
+
+  -- the circuit breaker and auto-disable (28_lanes.sql), each attempt counted for its
+  -- webhook (a result whose lease was lost counts for none)
   perform webhooks_private.lane_results(
-    array(select d.webhook_id
+    array(select a.webhook_id
           from unnest(p_ids) with ordinality as r(id, n)
-          left join webhooks.deliveries d on d.id = r.id
+          left join unnest(v_ids, v_webhooks) as a(id, webhook_id) on a.id = r.id
           order by r.n),
     p_attempted_at, p_status_codes, p_errors);
   -- an ordered delivery that ended lets the next of its contact go (28_lanes.sql):
   -- look now, not at the next poll
-  if cardinality(webhooks_private.ordered_webhooks()) > 0 and exists (
-       select 1 from webhooks.deliveries d
-       where d.id = any (p_ids) and d.state in ('succeeded', 'failed')
-         and d.webhook_id = any (webhooks_private.ordered_webhooks())) then
+  if exists (select 1 from unnest(v_states, v_webhooks) as e(state, webhook_id)
+             where e.state <> 'pending' and e.webhook_id = any (webhooks_private.ordered_webhooks())) then
     perform webhooks_private.notify_relays();   -- 20_wakeup.sql
   end if;
+
+  return query select * from unnest(v_ids, v_states, v_next);
 end;
 $$;
 
@@ -358,16 +444,14 @@ as $$
 declare
   v_released integer;
 begin
-  update webhooks.deliveries d
-  set state = 'pending',
-      locked_by = null,
+  update webhooks.delivery_queue q
+  set locked_by = null,
       locked_until = null,
-      attempts = greatest(d.attempts - 1, 0),
+      attempts = greatest(q.attempts - 1, 0),
       last_attempt_at = (select max(a.attempted_at) from webhooks.delivery_attempts a
-                         where a.delivery_id = d.id)
-  where d.id = any (p_ids)
-    and d.state = 'in_flight'
-    and d.locked_by = p_relay;
+                         where a.delivery_id = q.delivery_id and a.delivery_created_at = q.created_at)
+  where q.delivery_id = any (p_ids)
+    and q.locked_by = p_relay;
   get diagnostics v_released = row_count;
   return v_released;
 end;
@@ -378,7 +462,8 @@ $$;
 
 -- private (relay): return deliveries whose lease ran out to pending, due now (or to
 -- failed when their attempts are used up). The attempt their relay made, or may
--- have made, is recorded as such. Wakes the relays when it rescued anything.
+-- have made, is recorded as such. Wakes the relays when it rescued anything. Reads
+-- the in-flight rows alone (their own partial index), however long the queue.
 create or replace function webhooks_relay.rescue_expired_leases(p_limit integer default 1000)
 returns integer
 language plpgsql
@@ -390,20 +475,20 @@ declare
   v_rescued integer;
 begin
   with expired as (
-    select d.id, d.webhook_id, d.company_id, d.attempts, d.locked_by, d.locked_until,
-           coalesce(d.last_attempt_at, now()) as claimed_at,
+    select q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.locked_by, q.locked_until,
+           coalesce(q.last_attempt_at, now()) as claimed_at,
            webhooks_private.max_attempts(w.max_attempts) as max_attempts
-    from webhooks.deliveries d
-    join webhooks.webhooks w on w.id = d.webhook_id
-    where d.state = 'in_flight' and d.locked_until < now()
-    order by d.locked_until
+    from webhooks.delivery_queue q
+    join webhooks.webhooks w on w.id = q.webhook_id
+    where q.locked_by is not null and q.locked_until < now()
+    order by q.locked_until
     limit p_limit
-    for update of d skip locked
+    for update of q skip locked
   ),
   recorded as (
     insert into webhooks.delivery_attempts
-      (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, error, relay_id)
-    select e.id, e.webhook_id, e.company_id, e.attempts, e.claimed_at,
+      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, error, relay_id)
+    select e.delivery_id, e.created_at, e.webhook_id, e.company_id, e.attempts, e.claimed_at,
            least(extract(epoch from now() - e.claimed_at) * 1000, 2147483647)::integer,
            -- (no relay id in the text: ids name hosts, and tenants read this; the
            -- attempt's relay_id keeps it for operators)
@@ -411,18 +496,31 @@ begin
                   e.locked_until),
            e.locked_by
     from expired e
+  ),
+  finished as (
+    delete from webhooks.delivery_queue q
+    using expired e
+    where q.delivery_id = e.delivery_id and e.attempts >= e.max_attempts
+  ),
+  ended as (
+    insert into webhooks.delivery_results
+      (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_error)
+    select e.delivery_id, e.created_at, e.webhook_id, e.company_id, 'failed', e.attempts, e.claimed_at,
+           format('lease expired: the relay did not settle attempt %s', e.attempts)
+    from expired e
+    where e.attempts >= e.max_attempts
+  ),
+  requeued as (
+    update webhooks.delivery_queue q
+    set locked_by = null,
+        locked_until = null,
+        last_status_code = null,
+        last_error = format('lease expired: the relay did not settle attempt %s', e.attempts),
+        next_attempt_at = now()
+    from expired e
+    where e.attempts < e.max_attempts and q.delivery_id = e.delivery_id
   )
-  update webhooks.deliveries d
-  set state = case when e.attempts >= e.max_attempts then 'failed' else 'pending' end,
-      locked_by = null,
-      locked_until = null,
-      last_status_code = null,
-      last_error = format('lease expired: the relay did not settle attempt %s', e.attempts),
-      completed_at = case when e.attempts >= e.max_attempts then now() end,
-      next_attempt_at = now()
-  from expired e
-  where d.id = e.id;
-  get diagnostics v_rescued = row_count;
+  select count(*) into v_rescued from expired;
   if v_rescued > 0 then
     perform webhooks_private.notify_relays();   -- 20_wakeup.sql
   end if;
@@ -486,7 +584,7 @@ declare
   v webhooks.deliveries;
   v_webhook webhooks.webhooks;
 begin
-  select * into v from webhooks.deliveries d where d.id = replay_delivery.id for update;
+  select * into v from webhooks.deliveries d where d.id = replay_delivery.id;
   if not found then
     raise exception using
       errcode = 'no_data_found',
@@ -515,7 +613,6 @@ begin
     select * from webhooks.deliveries d
     where d.webhook_id = v_webhook.id and d.created_at >= coalesce(since, '-infinity') and d.state = 'failed'
     order by d.created_at, d.id
-    for update
   loop
     return next webhooks_private.requeue_delivery(v);
   end loop;

@@ -107,20 +107,20 @@ as $$
   where webhooks_private.backfill_wants(p_webhook.conditions, to_jsonb(c));
 $$;
 
--- public: a backfill's snapshots written but not finished yet (pending or in flight);
--- its sent = queued - unfinished. GraphQL: the field unfinished of Backfill. Runs as
--- the caller. Few rows: the pacing keeps them under webhooks.backfill_outstanding.
+-- public: a backfill's snapshots written but not finished yet (pending or in flight:
+-- still in the queue, 28_outbox.sql); its sent = queued - unfinished. GraphQL: the
+-- field unfinished of Backfill. Runs as the caller. Few rows: the pacing keeps them
+-- under webhooks.backfill_outstanding.
 create or replace function webhooks.backfills_unfinished(p_backfill webhooks.backfills)
 returns bigint
 language sql
 stable
 as $$
   select count(*)
-  from webhooks.deliveries d
-  where d.webhook_id = p_backfill.webhook_id
-    and d.state in ('pending', 'in_flight')
-    and d.action = 'contact.snapshot'
-    and d.created_at >= p_backfill.created_at;
+  from webhooks.delivery_queue q
+  where q.webhook_id = p_backfill.webhook_id
+    and q.action = 'contact.snapshot'
+    and q.created_at >= p_backfill.created_at;
 $$;
 
 ------------------------------------------------------------------------------------

@@ -142,38 +142,34 @@ as $$
   select 'webhooks.replay_audit_' || p_webhook_id;
 $$;
 
--- the first delivery ids are listed; the count says how many there were in all
-create or replace function webhooks_private.tg_deliveries__audit_replay()
-returns trigger
+-- private: a delivery was replayed (called by the view's write trigger, 28_outbox.sql,
+-- when an update takes a finished delivery back to pending). The first delivery ids
+-- are listed; the count says how many there were in all.
+drop function if exists webhooks_private.tg_deliveries__audit_replay();
+create or replace function webhooks_private.audit_replay(p_company_id bigint, p_webhook_id bigint, p_delivery_id bigint)
+returns void
 language plpgsql
 as $$
 declare
-  v_row_id bigint := nullif(current_setting(webhooks_private.replay_audit_setting(new.webhook_id), true), '')::bigint;
+  v_row_id bigint := nullif(current_setting(webhooks_private.replay_audit_setting(p_webhook_id), true), '')::bigint;
 begin
   if v_row_id is not null then
     update webhooks.audit_log a
     set details = jsonb_build_object(
           'deliveries', (a.details ->> 'deliveries')::integer + 1,
           'delivery_ids', case when jsonb_array_length(a.details -> 'delivery_ids') < 20
-                               then (a.details -> 'delivery_ids') || to_jsonb(new.id)
+                               then (a.details -> 'delivery_ids') || to_jsonb(p_delivery_id)
                                else a.details -> 'delivery_ids' end)
     where a.id = v_row_id;
     if found then
-      return null;
+      return;
     end if;
   end if;
-  v_row_id := webhooks_private.audit(new.company_id, new.webhook_id, 'webhook.replayed',
-    jsonb_build_object('deliveries', 1, 'delivery_ids', jsonb_build_array(new.id)));
-  perform pg_catalog.set_config(webhooks_private.replay_audit_setting(new.webhook_id), v_row_id::text, true);
-  return null;
+  v_row_id := webhooks_private.audit(p_company_id, p_webhook_id, 'webhook.replayed',
+    jsonb_build_object('deliveries', 1, 'delivery_ids', jsonb_build_array(p_delivery_id)));
+  perform pg_catalog.set_config(webhooks_private.replay_audit_setting(p_webhook_id), v_row_id::text, true);
 end;
 $$;
-
-drop trigger if exists _900_audit_replay on webhooks.deliveries;
-create trigger _900_audit_replay
-  after update on webhooks.deliveries
-  for each row when (old.state in ('succeeded', 'failed') and new.state = 'pending')
-  execute function webhooks_private.tg_deliveries__audit_replay();
 
 -- public: the sample contact a test sends (id 0): a test sends its id and the
 -- webhook's chosen fields (a column not listed here is sent as null)

@@ -22,23 +22,6 @@
 -- 70_graphql.sql. Counting a range: webhooks_private.count_deliveries(), which the
 -- report calls. The lock's key: webhooks_private.day_counts_lock (00_schemas.sql).
 
--- private: the UTC day of a time, and the time a UTC day starts
-create or replace function webhooks_private.utc_day(p_at timestamptz)
-returns date
-language sql
-immutable
-as $$
-  select (p_at at time zone 'utc')::date;
-$$;
-
-create or replace function webhooks_private.utc_day_start(p_day date)
-returns timestamptz
-language sql
-immutable
-as $$
-  select p_day::timestamp at time zone 'utc';
-$$;
-
 -- private: a delivery of this webhook created at p_at changed: its day's count is no
 -- longer known (dropped now, counted again by the next roll-up)
 create or replace function webhooks_private.recount_day(p_webhook_id bigint, p_at timestamptz)
@@ -83,33 +66,36 @@ end;
 $$;
 
 -- Only deliveries older than a day can belong to a counted day (days are counted two
--- days after they end), so the WHEN keeps these triggers off the everyday path.
-drop trigger if exists _900_recount_day_on_insert on webhooks.deliveries;
-create trigger _900_recount_day_on_insert
-  after insert on webhooks.deliveries
-  for each row when (new.created_at < now() - interval '1 day')
-  execute function webhooks_private.tg_deliveries__recount_day();
-
-drop trigger if exists _900_recount_day_on_update on webhooks.deliveries;
-create trigger _900_recount_day_on_update
-  after update on webhooks.deliveries
-  for each row when (
-    (old.created_at < now() - interval '1 day' or new.created_at < now() - interval '1 day')
-    and (old.state is distinct from new.state
-         or old.created_at is distinct from new.created_at
-         or old.webhook_id is distinct from new.webhook_id))
-  execute function webhooks_private.tg_deliveries__recount_day();
-
-drop trigger if exists _900_recount_day_on_delete on webhooks.deliveries;
-create trigger _900_recount_day_on_delete
-  after delete on webhooks.deliveries
-  for each row when (old.created_at < now() - interval '1 day')
-  execute function webhooks_private.tg_deliveries__recount_day();
-
-drop trigger if exists _900_forget_counts_on_truncate on webhooks.deliveries;
-create trigger _900_forget_counts_on_truncate
-  after truncate on webhooks.deliveries
-  for each statement execute function webhooks_private.tg_deliveries__forget_counts();
+-- days after they end), so the WHEN keeps these triggers off the everyday path. A
+-- delivery's day changes when its message is written or removed (history) and when
+-- it ends or is taken back by a replay (results).
+do $$
+declare
+  v_table text;
+begin
+  foreach v_table in array array['delivery_history', 'delivery_results'] loop
+    execute format('drop trigger if exists _900_recount_day_on_insert on webhooks.%I', v_table);
+    execute format($t$create trigger _900_recount_day_on_insert
+      after insert on webhooks.%I
+      for each row when (new.created_at < now() - interval '1 day')
+      execute function webhooks_private.tg_deliveries__recount_day()$t$, v_table);
+    execute format('drop trigger if exists _900_recount_day_on_update on webhooks.%I', v_table);
+    execute format($t$create trigger _900_recount_day_on_update
+      after update on webhooks.%I
+      for each row when (old.created_at < now() - interval '1 day' or new.created_at < now() - interval '1 day')
+      execute function webhooks_private.tg_deliveries__recount_day()$t$, v_table);
+    execute format('drop trigger if exists _900_recount_day_on_delete on webhooks.%I', v_table);
+    execute format($t$create trigger _900_recount_day_on_delete
+      after delete on webhooks.%I
+      for each row when (old.created_at < now() - interval '1 day')
+      execute function webhooks_private.tg_deliveries__recount_day()$t$, v_table);
+    execute format('drop trigger if exists _900_forget_counts_on_truncate on webhooks.%I', v_table);
+    execute format($t$create trigger _900_forget_counts_on_truncate
+      after truncate on webhooks.%I
+      for each statement execute function webhooks_private.tg_deliveries__forget_counts()$t$, v_table);
+  end loop;
+end;
+$$;
 
 -- private: count the days of one webhook that can be counted now: days noted for
 -- counting again, and days after the last one counted; a day not finished yet is
@@ -149,7 +135,7 @@ begin
   into v_from;
   if v_from is null then
     select webhooks_private.utc_day(min(created_at)) into v_from
-    from webhooks.deliveries where webhook_id = p_webhook_id and company_id = v_company_id;
+    from webhooks.delivery_history where webhook_id = p_webhook_id and company_id = v_company_id;
   end if;
 
   for v_day in
@@ -158,15 +144,18 @@ begin
     select generate_series(v_from, v_before - 1, interval '1 day')::date where v_from is not null
     order by 1
   loop
-    select count(*),
-           count(*) filter (where state = 'succeeded'),
-           count(*) filter (where state = 'failed'),
-           coalesce(bool_and(state in ('succeeded', 'failed')), true)
-    into v_fired, v_succeeded, v_failed, v_finished
-    from webhooks.deliveries
+    select count(*) into v_fired
+    from webhooks.delivery_history
     where webhook_id = p_webhook_id and company_id = v_company_id
       and created_at >= webhooks_private.utc_day_start(v_day)
       and created_at < webhooks_private.utc_day_start(v_day + 1);
+    select count(*) filter (where state = 'succeeded'), count(*) filter (where state = 'failed')
+    into v_succeeded, v_failed
+    from webhooks.delivery_results
+    where webhook_id = p_webhook_id and company_id = v_company_id
+      and created_at >= webhooks_private.utc_day_start(v_day)
+      and created_at < webhooks_private.utc_day_start(v_day + 1);
+    v_finished := v_succeeded + v_failed = v_fired;
     if v_finished then
       insert into webhooks.delivery_day_counts (webhook_id, company_id, day, fired, succeeded, failed)
       values (p_webhook_id, v_company_id, v_day, v_fired, v_succeeded, v_failed)
@@ -208,8 +197,9 @@ $$;
 
 -- private, the report's counting: a webhook's deliveries created in [since, until):
 -- the counted days wholly inside the range from delivery_day_counts, everything else
--- counted from the outbox, one index range per stretch between them. Runs as the
--- caller: row-level security applies to both tables.
+-- counted from the rows, one index range per stretch between them (the messages from
+-- history, how they ended from results). Runs as the caller: row-level security
+-- applies to all three tables.
 drop function if exists webhooks.count_deliveries(bigint, bigint, timestamptz, timestamptz);
 create or replace function webhooks_private.count_deliveries(
   p_webhook_id bigint,
@@ -254,13 +244,15 @@ begin
   loop
     v_day_start := r.day::timestamp at time zone 'utc';
     if v_day_start > v_cursor then
-      select fired + count(*),
-             succeeded + count(*) filter (where d.state = 'succeeded'),
-             failed + count(*) filter (where d.state = 'failed')
+      select fired + (select count(*) from webhooks.delivery_history d
+                      where d.webhook_id = p_webhook_id and d.company_id = p_company_id
+                        and d.created_at >= v_cursor and d.created_at < v_day_start),
+             succeeded + count(*) filter (where e.state = 'succeeded'),
+             failed + count(*) filter (where e.state = 'failed')
       into fired, succeeded, failed
-      from webhooks.deliveries d
-      where d.webhook_id = p_webhook_id and d.company_id = p_company_id
-        and d.created_at >= v_cursor and d.created_at < v_day_start;
+      from webhooks.delivery_results e
+      where e.webhook_id = p_webhook_id and e.company_id = p_company_id
+        and e.created_at >= v_cursor and e.created_at < v_day_start;
     end if;
     fired := fired + r.fired;
     succeeded := succeeded + r.succeeded;
@@ -269,13 +261,15 @@ begin
   end loop;
 
   if v_cursor < v_until then
-    select fired + count(*),
-           succeeded + count(*) filter (where d.state = 'succeeded'),
-           failed + count(*) filter (where d.state = 'failed')
-    into fired, succeeded, failed
-    from webhooks.deliveries d
-    where d.webhook_id = p_webhook_id and d.company_id = p_company_id
-      and d.created_at >= v_cursor and d.created_at < v_until;
+      select fired + (select count(*) from webhooks.delivery_history d
+                      where d.webhook_id = p_webhook_id and d.company_id = p_company_id
+                        and d.created_at >= v_cursor and d.created_at < v_until),
+             succeeded + count(*) filter (where e.state = 'succeeded'),
+             failed + count(*) filter (where e.state = 'failed')
+      into fired, succeeded, failed
+      from webhooks.delivery_results e
+      where e.webhook_id = p_webhook_id and e.company_id = p_company_id
+        and e.created_at >= v_cursor and e.created_at < v_until;
   end if;
 end;
 $$;

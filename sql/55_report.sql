@@ -85,8 +85,9 @@ returns table (fired bigint, succeeded bigint, failed bigint)
 language sql
 stable
 as $$
-  select count(*), count(*) filter (where d.state = 'succeeded'), count(*) filter (where d.state = 'failed')
-  from webhooks.deliveries d
+  select count(*), count(*) filter (where r.state = 'succeeded'), count(*) filter (where r.state = 'failed')
+  from webhooks.delivery_history d
+  left join webhooks.delivery_results r on r.delivery_id = d.id and r.created_at = d.created_at
   where d.webhook_id = p_webhook_id and d.action::text = 'webhook.test'
     and d.created_at >= coalesce(p_since, '-infinity') and d.created_at < coalesce(p_until, 'infinity');
 $$;

@@ -22,8 +22,8 @@ as $$
 $$;
 
 -- Deliveries due now (pending, next attempt reached) and how long the longest-waiting
--- of them has been due, in seconds (0 when none is). Reads the partial index of due
--- pending rows (deliveries_pending_due_idx) only.
+-- of them has been due, in seconds (0 when none is). Reads the queue's partial index
+-- of rows not in flight (delivery_queue_due_idx, 28_outbox.sql) only.
 create or replace function webhooks_ops.backlog(out due bigint, out oldest_due_seconds double precision)
 language sql
 stable
@@ -32,6 +32,6 @@ set search_path = pg_catalog, pg_temp
 as $$
   select count(*),
          coalesce(extract(epoch from now() - min(next_attempt_at)), 0)::double precision
-  from webhooks.deliveries
-  where state = 'pending' and next_attempt_at <= now();
+  from webhooks.delivery_queue
+  where locked_by is null and next_attempt_at <= now();
 $$;

@@ -94,6 +94,16 @@ revoke all on all tables in schema webhooks from webhook_viewer, webhook_admin;
 grant usage on schema webhooks to webhook_viewer;
 grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
   webhooks.fire_history, webhooks.delivery_day_counts, webhooks.backfills to webhook_viewer;
+-- webhooks.deliveries is a view that runs as its caller: reading it reads these
+-- (under their row-level security below)
+grant select on webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results to webhook_viewer;
+-- the totals per webhook and day, kept or dropped (29_retention.sql)
+grant select on webhooks.daily_counts to webhook_viewer;
+-- the outbox's upkeep (28_outbox.sql, 29_retention.sql) is its owner's: migrate and
+-- tools/maintain.ts; where the kept history starts is for anyone to read
+revoke all on function webhooks.create_partitions(integer), webhooks.expired_days(),
+  webhooks.forget_day(date) from public;
+grant execute on function webhooks.kept_since() to webhook_viewer;
 
 grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)
   on webhooks.webhooks to webhook_admin;
@@ -111,7 +121,9 @@ grant execute on function webhooks.send_test_webhook(bigint) to webhook_admin;
 -- are the API roles only
 revoke all on function webhooks.company_statuses(), webhooks.company_users() from public;
 grant execute on function webhooks.company_statuses(), webhooks.company_users() to webhook_viewer;
--- replay: put a finished delivery back in the outbox
+-- replay: put a finished delivery back in the outbox (through the view, whose
+-- INSTEAD OF trigger writes history and queue as their owner; the rows it can reach
+-- are those the caller reads, under row-level security)
 grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to webhook_admin;
 -- backfill: start one, cancel it (its snapshots not sent yet fail with the reason)
 grant insert (webhook_id, company_id, created_by) on webhooks.backfills to webhook_admin;
@@ -173,7 +185,9 @@ grant execute on all functions in schema webhooks_ops to webhook_authenticator, 
 -- Owners and superusers (migrations, the relay, DBAs in psql) are not filtered.
 
 alter table webhooks.webhooks enable row level security;
-alter table webhooks.deliveries enable row level security;
+alter table webhooks.delivery_history enable row level security;
+alter table webhooks.delivery_queue enable row level security;
+alter table webhooks.delivery_results enable row level security;
 alter table webhooks.delivery_attempts enable row level security;
 alter table webhooks.delivery_day_counts enable row level security;
 alter table webhooks.backfills enable row level security;
@@ -197,15 +211,18 @@ create policy company_deletes on webhooks.webhooks
   for delete to webhook_admin
   using (company_id = (select webhooks.current_company_id()));
 
-drop policy if exists company_reads on webhooks.deliveries;
-create policy company_reads on webhooks.deliveries
+drop policy if exists company_reads on webhooks.delivery_history;
+create policy company_reads on webhooks.delivery_history
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
-drop policy if exists company_updates on webhooks.deliveries;
-create policy company_updates on webhooks.deliveries
-  for update to webhook_admin
-  using (company_id = (select webhooks.current_company_id()))
-  with check (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_reads on webhooks.delivery_results;
+create policy company_reads on webhooks.delivery_results
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+drop policy if exists company_reads on webhooks.delivery_queue;
+create policy company_reads on webhooks.delivery_queue
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
 
 drop policy if exists company_reads on webhooks.delivery_day_counts;
 create policy company_reads on webhooks.delivery_day_counts

@@ -25,7 +25,9 @@ comment on column webhooks.webhooks.secret_rotated_at is 'When the signing secre
 comment on column webhooks.webhooks.max_in_flight is 'At most this many requests to this webhook at once, all relays together (null: the default, 32 unless the database says otherwise).';
 comment on column webhooks.webhooks.rate_limit is 'At most this many requests to this webhook per second, all relays together (null: no pacing).';
 
-comment on table webhooks.deliveries is $$
+comment on view webhooks.deliveries is $$
+@primaryKey id
+@foreignKey (webhook_id) references webhooks.webhooks (id)
 @behavior -insert -update -delete
 One message to one webhook (one event), with its delivery state. Retries are attempts of the same message.$$;
 comment on column webhooks.deliveries.message_id is 'The webhook-id header: the same on every attempt and replay.';
@@ -35,8 +37,11 @@ comment on column webhooks.deliveries.locked_by is '@behavior -*';
 comment on column webhooks.deliveries.locked_until is '@behavior -*';
 
 comment on table webhooks.delivery_attempts is $$
+@unique id
+@foreignKey (delivery_id) references webhooks.deliveries (id)
 @behavior -insert -update -delete
 One HTTP attempt of a delivery.$$;
+comment on column webhooks.delivery_attempts.delivery_created_at is '@behavior -*';
 -- which relay made an attempt: relay ids name hosts, for operators only
 comment on column webhooks.delivery_attempts.relay_id is '@behavior -*';
 
@@ -88,6 +93,23 @@ comment on function webhooks.send_test_webhook(bigint) is
 comment on function webhooks.sample_contact() is 'The sample contact a test sends (id 0).';
 
 -- in the public schema for DBAs and the API server, not for GraphQL
+comment on table webhooks.delivery_history is $$
+@behavior -*
+The outbox's messages, partitioned by day (28_outbox.sql): read them through webhooks.deliveries.$$;
+comment on table webhooks.delivery_results is $$
+@behavior -*
+How each finished delivery ended (28_outbox.sql): read them through webhooks.deliveries.$$;
+comment on table webhooks.delivery_queue is $$
+@behavior -*
+The deliveries on their way (28_outbox.sql): read them through webhooks.deliveries.$$;
+comment on function webhooks.create_partitions(integer) is '@behavior -*';
+comment on function webhooks.expired_days() is '@behavior -*';
+comment on function webhooks.forget_day(date) is '@behavior -*';
+comment on view webhooks.daily_counts is $$
+@behavior -*
+Times fired, succeeded, failed and pending per webhook and UTC day, kept or already dropped by the retention (29_retention.sql).$$;
+comment on function webhooks.kept_since() is
+  'Where the kept history starts: deliveries created before it were dropped by the retention (their totals remain in the report). Null while nothing was dropped.';
 comment on table webhooks.delivery_day_counts is $$
 @behavior -*
 The report's counts of days long past (50_report_counts.sql): read them through webhooks.webhook_report.$$;

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_DATABASE, DEFAULT_EMBEDDED_PORT, PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
 import { ensureDatabase } from './ensure-database.ts';
 import { migrate } from './migrate.ts';
+import { maintain } from './maintain.ts';
 import { Supervisor } from './supervisor.ts';
 import { RELAY_NODE_FLAGS } from '../relay/node-flags.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
@@ -66,10 +67,21 @@ const supervisor = new Supervisor([
 ], { events: { started: (name, pid) => console.log(`${name}: started (pid ${pid})`) } });
 supervisor.start();
 
+// The outbox's upkeep (tools/maintain.ts): partitions ahead, day counts, retention.
+// Here because it needs the tables' owner, which only this process connects as.
+const MAINTAIN_EVERY_MS = 60 * 60_000;
+const maintainLog = toolsLogger('maintain');
+const upkeep = () =>
+  maintain(db.url, (line) => maintainLog.info(line)).catch((error) => maintainLog.error({ err: error }, 'outbox upkeep failed; trying again in an hour'));
+void upkeep();
+const upkeepTimer = setInterval(() => void upkeep(), MAINTAIN_EVERY_MS);
+upkeepTimer.unref();
+
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
+  clearInterval(upkeepTimer);
   console.log(`${signal}: stopping`);
   await supervisor.stop().catch((error) => toolsLogger('start').error({ err: error }, 'stopping the parts failed'));
   await db.stop();

@@ -59,7 +59,7 @@ export const bpdContender: Contender = {
   name: 'bpd-webhooks',
   file: fileURLToPath(import.meta.url),
   execArgv: RELAY_NODE_FLAGS,
-  unfinishedSql: "select count(*) from webhooks.deliveries where state in ('pending', 'in_flight')",
+  unfinishedSql: 'select count(*) from webhooks.delivery_queue',
   prepare: installWebhook,
 };
 

@@ -24,8 +24,8 @@ async function twoCompanies() {
     `update webhooks.deliveries set state = 'failed', attempts = 1, completed_at = now(), last_status_code = 500 where id = $1`,
     [bDelivery.id]);
   const { rows: [bAttempt] } = await db().pool.query(
-    `insert into webhooks.delivery_attempts (delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code)
-     values ($1, $2, $3, 1, now(), 12, 500) returning id`, [bDelivery.id, bHook.id, b.id]);
+    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code)
+     values ($1, $2, $3, $4, 1, now(), 12, 500) returning id`, [bDelivery.id, bDelivery.created_at, bHook.id, b.id]);
   return { a, b, aHook, bHook, bDisabled, bStatus, bUser, bDelivery, bAttempt: bAttempt.id as string };
 }
 

@@ -118,6 +118,7 @@ export interface DeliveryRow {
   payload: { type: string; timestamp: string; data: Record<string, any> };
   state: string;
   attempts: number;
+  created_at: Date;
 }
 
 /** The deliveries of the given webhooks, oldest first. */

@@ -275,3 +275,69 @@ browserTest('a viewer sees no New webhook, Edit, Send test, Rotate secret or Del
   t.true(await page.isHidden('#setup'));
   await page.close();
 });
+
+browserTest('the form sets how deliveries go: requests at once, per second, the merge window and order; bad numbers are refused beside their box', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const page = await signedIn(company.id);
+  const settingsOf = async (id: string) => (await database.pool.query(
+    `select max_in_flight, rate_limit, extract(epoch from coalesce_window)::int as coalesce_seconds, ordered
+     from webhooks.webhooks where id = $1`, [id])).rows[0];
+
+  // a new webhook with every delivery setting, the first tries refused by the form
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.fill('#setup-name', 'Letters');
+  await page.fill('#setup-url', receiver.url('/letters'));
+  await page.check('input[name=action][value="contact.updated"]');
+  await page.fill('#setup-max-in-flight', '0');
+  await page.fill('#setup-rate-limit', 'fast');
+  await page.fill('#setup-coalesce', '7200');
+  await page.click('#setup-submit');
+  t.is(await page.textContent('#error-max_in_flight'), 'Requests at once: a whole number from 1 to 1,000, or empty.');
+  t.is(await page.textContent('#error-rate_limit'), 'Requests per second: a whole number from 1 to 10,000, or empty.');
+  t.is(await page.textContent('#error-coalesce_window'), 'Merge window: a whole number from 1 to 3,600, or empty.');
+  t.is(await page.getAttribute('#setup-rate-limit', 'aria-invalid'), 'true');
+  t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id])).rows[0].n, 0);
+
+  await page.fill('#setup-max-in-flight', '4');
+  await page.fill('#setup-rate-limit', '20');
+  await page.fill('#setup-coalesce', '90');
+  await page.check('#setup-ordered');
+  await page.click('#setup-submit');
+  await page.waitForSelector('#secret-panel:not([hidden])');
+  t.is(await page.textContent('#flash'), 'Created · Letters');
+  const { rows: [webhook] } = await database.pool.query('select id from webhooks.webhooks where company_id = $1', [company.id]);
+  t.deepEqual(await settingsOf(webhook.id), { max_in_flight: 4, rate_limit: 20, coalesce_seconds: 90, ordered: true });
+
+  // the edit form shows them; emptied boxes go back to the defaults
+  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
+  await page.waitForSelector('#setup-form');
+  t.is(await page.inputValue('#setup-max-in-flight'), '4');
+  t.is(await page.inputValue('#setup-rate-limit'), '20');
+  t.is(await page.inputValue('#setup-coalesce'), '90');
+  t.true(await page.isChecked('#setup-ordered'));
+  await page.fill('#setup-rate-limit', '');
+  await page.fill('#setup-coalesce', '');
+  await page.uncheck('#setup-ordered');
+  await page.click('#setup-submit');
+  await untilText(page, '#flash', 'Saved · Letters');
+  t.deepEqual(await settingsOf(webhook.id), { max_in_flight: 4, rate_limit: null, coalesce_seconds: null, ordered: false });
+
+  // the history of changes says it in words
+  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await untilText(page, '#audit-list', /one at a time per contact: yes → no; merge window: 90 s → off.*requests per second: 20 → no limit/);
+
+  // a save that leaves them as they are changes nothing of them
+  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
+  await page.waitForSelector('#setup-form');
+  t.is(await page.inputValue('#setup-rate-limit'), '');
+  await page.fill('#setup-name', 'Handwritten letters');
+  await page.click('#setup-submit');
+  await untilText(page, '#flash', 'Saved · Handwritten letters');
+  const { rows: [last] } = await database.pool.query(
+    `select details from webhooks.audit_log where webhook_id = $1 order by id desc limit 1`, [webhook.id]);
+  t.deepEqual(Object.keys(last.details.changed), ['name']);
+  t.deepEqual(await settingsOf(webhook.id), { max_in_flight: 4, rate_limit: null, coalesce_seconds: null, ordered: false });
+  t.deepEqual(problems.get(page), []);
+});

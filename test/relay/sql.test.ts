@@ -290,6 +290,8 @@ test('the relay role may claim, settle, release and rescue, and read or write no
   t.teardown(() => client.end());
   for (const sql of [
     'select * from webhooks.deliveries',
+    'select * from webhooks.delivery_queue',
+    'select * from webhooks.delivery_history',
     'select * from webhooks_private.webhook_secrets',
     'select * from crm.contacts',
     `update webhooks.webhooks set enabled = true`,

@@ -1,0 +1,122 @@
+-- bpd-webhooks engine, part 2c: retention, and the totals that outlive the rows.
+--
+-- The outbox keeps each day of history (its partitions of delivery_history,
+-- delivery_results and delivery_attempts, 28_outbox.sql) for webhooks.retention
+-- (an interval, default 90 days; ALTER DATABASE … SET webhooks.retention = '30 days'),
+-- then drops it whole: never a bulk DELETE. A day is dropped only when
+--   - it ended more than the retention ago,
+--   - none of its deliveries is pending or in flight (no queue row of that day), and
+--   - every webhook that fired that day has its count in delivery_day_counts
+--     (50_report_counts.sql: a day is counted only once all its deliveries ended),
+-- so the report's totals and webhooks.daily_counts are the same before and after.
+--
+-- Dropping waits for no lock that claims and settles take: DETACH PARTITION …
+-- CONCURRENTLY, which cannot run inside a transaction, so a client runs it (not a
+-- function): tools/maintain.ts, which `npm run maintain` runs once and `npm start`
+-- every hour. This file answers what may be dropped (webhooks.expired_days()) and
+-- records where the kept history starts (webhooks.kept_since()).
+
+-- private: the retention in force
+create or replace function webhooks_private.retention()
+returns interval
+language sql
+stable
+as $$
+  select webhooks_private.setting('webhooks.retention', '90 days')::interval;
+$$;
+
+-- public (maintenance and DBAs; not in GraphQL): the days that may be dropped now,
+-- oldest first, with their partitions as parent table and partition name.
+create or replace function webhooks.expired_days()
+returns table (day date, parents text[], partitions text[])
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_before constant date := webhooks_private.utc_day(now() - webhooks_private.retention());
+  v_day date;
+  v_history text;
+  v_uncounted boolean;
+begin
+  for v_day in
+    select distinct to_date(right(c.relname, 8), 'YYYYMMDD')
+    from pg_inherits i
+    join pg_class c on c.oid = i.inhrelid
+    where i.inhparent in (select format('webhooks.%I', t.table_name)::regclass
+                          from webhooks_private.outbox_partitioned() t)
+      and c.relname ~ '_p[0-9]{8}$'
+      and to_date(right(c.relname, 8), 'YYYYMMDD') < v_before
+    order by 1
+  loop
+    -- still on its way
+    continue when exists (
+      select 1 from webhooks.delivery_queue q
+      where q.created_at >= webhooks_private.utc_day_start(v_day)
+        and q.created_at < webhooks_private.utc_day_start(v_day + 1));
+    -- a webhook of that day whose count is not (or no longer) rolled up
+    v_history := webhooks_private.partition_name('delivery_history', v_day);
+    if to_regclass(format('webhooks_partitions.%I', v_history)) is not null then
+      execute format(
+        'select exists (select 1 from webhooks_partitions.%I h
+                        where not exists (select 1 from webhooks.delivery_day_counts c
+                                          where c.webhook_id = h.webhook_id and c.day = %L))',
+        v_history, v_day)
+      into v_uncounted;
+      continue when v_uncounted;
+    end if;
+    day := v_day;
+    select array_agg(t.table_name order by t.table_name), array_agg(c.relname::text order by t.table_name)
+    into parents, partitions
+    from webhooks_private.outbox_partitioned() t
+    join pg_class c on c.relname = webhooks_private.partition_name(t.table_name, v_day)
+                   and c.relnamespace = 'webhooks_partitions'::regnamespace;
+    return next;
+  end loop;
+end;
+$$;
+
+-- public (maintenance): a day's partitions are gone; the kept history starts after it
+create or replace function webhooks.forget_day(p_day date)
+returns void
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  insert into webhooks_private.outbox_kept_since (kept_since)
+  values (webhooks_private.utc_day_start(p_day + 1))
+  on conflict (one) do update set kept_since = greatest(excluded.kept_since, webhooks_private.outbox_kept_since.kept_since);
+$$;
+
+-- public (the API and the page): where the kept history starts: deliveries created
+-- before it were dropped by the retention (their totals remain in the report and in
+-- webhooks.daily_counts). Null while nothing was ever dropped.
+create or replace function webhooks.kept_since()
+returns timestamptz
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select kept_since from webhooks_private.outbox_kept_since;
+$$;
+
+-- public (DBAs): one row per webhook per UTC day with deliveries, kept or already
+-- dropped: days counted by the roll-up from delivery_day_counts, the rest counted from
+-- the rows. Runs as its caller (row-level security applies).
+create or replace view webhooks.daily_counts with (security_invoker = true) as
+select c.webhook_id, c.company_id, c.day, c.fired, c.succeeded, c.failed, 0::bigint as pending
+from webhooks.delivery_day_counts c
+union all
+select h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date as day,
+       count(*) as fired,
+       count(*) filter (where r.state = 'succeeded') as succeeded,
+       count(*) filter (where r.state = 'failed') as failed,
+       count(*) filter (where r.state is null) as pending
+from webhooks.delivery_history h
+left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at
+where not exists (select 1 from webhooks.delivery_day_counts c
+                  where c.webhook_id = h.webhook_id and c.day = (h.created_at at time zone 'utc')::date)
+group by h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date;

@@ -1,0 +1,43 @@
+// Claims of different webhooks do not wait for each other: a lane another relay is
+// deciding for is passed over when the claim has other lanes to serve, and waited for
+// only when it is all there is (so a busy webhook is never left unserved).
+import test from 'ava';
+import pg from 'pg';
+import { createTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { waitForRows } from '../helpers/relay.ts';
+
+const CLAIM = `select delivery_id, webhook_id from webhooks_relay.claim_deliveries($1, 10, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`;
+
+test('a lane being decided by another relay is passed over while others are ready, and waited for once it is the only one', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const held = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const free = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < 2; i++) await f.contact(company.id); // two deliveries to each
+
+  // another relay's claim, deciding for one lane (its transaction still open)
+  const other = new pg.Client({ connectionString: database.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('begin');
+  await other.query('select 1 from webhooks_private.lanes where webhook_id = $1 for update', [held.id]);
+
+  // a claim with a bound on its wait: before, it queued behind the held lane
+  const claimer = new pg.Client({ connectionString: database.url });
+  await claimer.connect();
+  t.teardown(() => claimer.end());
+  await claimer.query(`set statement_timeout = '5s'`);
+  const first = await claimer.query(CLAIM, ['relay-b']);
+  t.deepEqual(first.rows.map((r) => r.webhook_id), [free.id, free.id], 'the free lane is served at once, the held one passed over');
+
+  // now the held lane is the only one with due deliveries: the claim waits for it
+  const pid = (await claimer.query('select pg_backend_pid() as pid')).rows[0].pid;
+  const second = claimer.query(CLAIM, ['relay-b']);
+  await waitForRows(database.pool,
+    `select 1 from pg_locks where pid = $1 and not granted`, [pid], (rows) => rows.length === 1);
+  await other.query('commit');
+  t.deepEqual((await second).rows.map((r) => r.webhook_id), [held.id, held.id]);
+});

@@ -1,0 +1,169 @@
+// The outbox's partitions and retention (sql/28_outbox.sql, sql/29_retention.sql,
+// tools/maintain.ts): days are made ahead and across day boundaries; a day past the
+// retention is dropped whole once all of it ended and its counts are rolled up, never
+// a day with a delivery still on its way; totals are the same before and after; a
+// dropped delivery cannot be replayed; a drop does not hold up claims and settles.
+import test from 'ava';
+import pg from 'pg';
+import { maintain } from '../../tools/maintain.ts';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+const DAY = 86_400_000;
+
+function utcDay(offsetDays: number): Date {
+  const now = new Date();
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) + offsetDays * DAY);
+}
+
+async function partitionsOf(table: string): Promise<string[]> {
+  const { rows } = await db().pool.query(
+    `select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid
+     where i.inhparent = $1::regclass order by 1`, [`webhooks.${table}`]);
+  return rows.map((r) => r.relname as string);
+}
+
+test.serial('partitions are made ahead, one per UTC day; a delivery written for a day long past gets its day', async (t) => {
+  await db().pool.query('select webhooks.create_partitions(3)');
+  for (const table of ['delivery_history', 'delivery_results', 'delivery_attempts']) {
+    const names = await partitionsOf(table);
+    for (let day = 0; day <= 3; day++) {
+      const name = `${table}_p${utcDay(day).toISOString().slice(0, 10).replaceAll('-', '')}`;
+      t.true(names.includes(name), name);
+    }
+  }
+  // each partition takes exactly its day: [00:00 UTC, next 00:00 UTC)
+  const { rows: [bounds] } = await db().pool.query(
+    `select pg_get_expr(c.relpartbound, c.oid) as bound from pg_class c where c.relname = $1`,
+    [`delivery_history_p${utcDay(1).toISOString().slice(0, 10).replaceAll('-', '')}`]);
+  t.regex(bounds.bound, new RegExp(`FROM \\('${utcDay(1).toISOString().slice(0, 10)} 00:00:00\\+00'\\) TO \\('${utcDay(2).toISOString().slice(0, 10)} 00:00:00\\+00'\\)`));
+  // the last microsecond of a day and the first of the next go to two partitions
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const { rows } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     select $1, $2, 'contact.created', 1, '{}', 'succeeded', 1, t, t
+     from unnest(array[$3::timestamptz - interval '1 microsecond', $3::timestamptz]) t
+     returning id`,
+    [webhook.id, company.id, utcDay(-40)]);
+  const { rows: placed } = await db().pool.query(
+    `select tableoid::regclass::text as partition from webhooks.delivery_history where id = any ($1::bigint[]) order by id`,
+    [rows.map((r) => r.id)]);
+  t.deepEqual(placed.map((r) => r.partition), [-41, -40].map((day) =>
+    `webhooks_partitions.delivery_history_p${utcDay(day).toISOString().slice(0, 10).replaceAll('-', '')}`));
+  await db().pool.query('delete from webhooks.deliveries where id = any ($1::bigint[])', [rows.map((r) => r.id)]);
+});
+
+test.serial('retention drops whole days past it, keeps a day with a delivery on its way, keeps every total, and refuses to replay what is gone', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+
+  // days 10, 9 and 8 ago: finished; day 9 ago also has one still pending; day 1 ago: recent
+  const rows: Array<[number, string]> = [
+    [-10, 'succeeded'], [-10, 'failed'], [-10, 'succeeded'],
+    [-9, 'succeeded'], [-9, 'pending'],
+    [-8, 'failed'],
+    [-1, 'succeeded'], [-1, 'pending'],
+  ];
+  const ids: Record<string, string[]> = {};
+  for (const [[day, state], i] of rows.map((r, i) => [r, i] as const)) {
+    const at = new Date(utcDay(day).getTime() + (i + 1) * 600_000);
+    const { rows: [d] } = await db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+       values ($1, $2, 'contact.created', $3, '{}', $4, $5, $6, $7) returning id`,
+      [webhook.id, company.id, i + 1, state, state === 'pending' ? 0 : 1, state === 'pending' ? null : at, at]);
+    (ids[day] ??= []).push(d.id);
+    if (state !== 'pending') {
+      await db().pool.query(
+        `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code)
+         values ($1, $2, $3, $4, 1, $2, 5, $5)`,
+        [d.id, at, webhook.id, company.id, state === 'succeeded' ? 204 : 500]);
+    }
+  }
+  await db().pool.query('select webhooks.create_partitions()');
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+
+  const totals = async () => {
+    const { rows: [report] } = await db().pool.query(
+      `select c.* from webhooks_private.count_deliveries($1, $2, $3, $4) c`,
+      [webhook.id, company.id, utcDay(-20), utcDay(1)]);
+    const { rows: daily } = await db().pool.query(
+      `select to_char(day, 'YYYY-MM-DD') as day, fired::int, succeeded::int, failed::int, pending::int
+       from webhooks.daily_counts where webhook_id = $1 order by day`, [webhook.id]);
+    return { report, daily };
+  };
+  const before = await totals();
+  t.deepEqual(before.report, { fired: '8', succeeded: '4', failed: '2' });
+
+  const result = await maintain(db().url);
+  // days 10 and 8 ago go; day 9 ago has a pending delivery; day 1 ago is recent
+  // (the emptied days of the test before go too)
+  const iso = (day: number) => utcDay(day).toISOString().slice(0, 10);
+  t.true(result.daysDropped.includes(iso(-10)) && result.daysDropped.includes(iso(-8)));
+  t.false(result.daysDropped.includes(iso(-9)) || result.daysDropped.includes(iso(-1)));
+  const history = await partitionsOf('delivery_history');
+  const attempts = await partitionsOf('delivery_attempts');
+  for (const [day, kept] of [[-10, false], [-9, true], [-8, false], [-1, true]] as const) {
+    const suffix = `_p${utcDay(day).toISOString().slice(0, 10).replaceAll('-', '')}`;
+    t.is(history.includes(`delivery_history${suffix}`), kept, `history ${day}`);
+    t.is(attempts.includes(`delivery_attempts${suffix}`), kept, `attempts ${day}`);
+  }
+  const { rows: [gone] } = await db().pool.query(
+    'select count(*)::int as n from webhooks.deliveries where id = any ($1::bigint[])', [[...ids[-10], ...ids[-8]]]);
+  t.is(gone.n, 0);
+
+  // the totals outlive the rows
+  t.deepEqual(await totals(), before);
+  const { rows: [kept] } = await db().pool.query('select webhooks.kept_since() as at');
+  t.deepEqual(kept.at, utcDay(-7));
+
+  // nothing more to drop on a second run
+  t.deepEqual((await maintain(db().url)).daysDropped, []);
+
+  // a replay of a dropped delivery: a clear error
+  const error = await t.throwsAsync(db().pool.query('select webhooks.replay_delivery($1)', [ids[-10][0]]));
+  t.regex(error!.message, /not found/);
+  await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
+});
+
+test.serial('a drop waits for the readers of the day it drops, while claims and settles go on', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  const at = new Date(utcDay(-12).getTime() + 600_000);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`,
+    [webhook.id, company.id, at]);
+  await db().pool.query('select webhooks.create_partitions()');
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+
+  // a reader of the old day holds it open
+  const reader = new pg.Client({ connectionString: db().url });
+  await reader.connect();
+  t.teardown(() => reader.end());
+  await reader.query('begin');
+  await reader.query('select count(*) from webhooks.deliveries where created_at < now() - interval \'10 days\'');
+
+  const dropping = maintain(db().url);
+  // meanwhile a delivery is captured, claimed and settled as usual
+  await f.contact(company.id);
+  const { rows: claimed } = await db().pool.query(
+    `select * from webhooks_relay.claim_deliveries('relay-r', 10, interval '1 minute', 10, '{}', '{}', array[$1::bigint])`,
+    [webhook.id]);
+  t.is(claimed.length, 1);
+  const { rows: settled } = await db().pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-r', array[$1::bigint], array[1], array[now()], array[5],
+       array[204], array[null::text], array[null::text], array[null::int])`, [claimed[0].delivery_id]);
+  t.is(settled[0].state, 'succeeded');
+
+  await reader.query('commit');
+  const result = await dropping;
+  t.deepEqual(result.daysDropped, [utcDay(-12).toISOString().slice(0, 10)]);
+  await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
+});
