@@ -387,8 +387,13 @@ end;
 $$;
 
 -- private: does the contact meet the condition? p_contact: the row the payload is
--- built from. For an update, p_changed names the columns it changed and p_old_custom
--- is custom as it was; both are null for every other action.
+-- built from. For an update, p_old_custom is custom as it was, and p_changed names
+-- the columns it changed; for every other action both are null (changed is false).
+-- An update's p_changed may be null while it is not known yet: capture asks first,
+-- before it compares the two rows (25_capture.sql). Then "changed" on a column is
+-- unknown, and so may be the answer: null, "perhaps", true or false only when that
+-- leaf cannot decide it (SQL's three-valued logic: false and unknown is false, true
+-- or unknown is true). Every other leaf is true or false, never null.
 drop function if exists webhooks_private.condition_holds(jsonb, jsonb, jsonb);
 create or replace function webhooks_private.condition_holds(p_condition jsonb, p_contact jsonb, p_changed text[], p_old_custom jsonb)
 returns boolean
@@ -400,23 +405,36 @@ declare
   v_op text;
   v_value jsonb;
   v_actual jsonb;
-  v_item jsonb;
+  v_items jsonb;
+  v_holds boolean;
+  v_result boolean;
   v_found boolean;
 begin
+  -- all/any walk their list by index: plain expressions, no query per node
   if p_condition ? 'all' then
-    for v_item in select jsonb_array_elements(p_condition -> 'all') loop
-      if not webhooks_private.condition_holds(v_item, p_contact, p_changed, p_old_custom) then
+    v_items := p_condition -> 'all';
+    v_result := true;
+    for i in 0 .. jsonb_array_length(v_items) - 1 loop
+      v_holds := webhooks_private.condition_holds(v_items -> i, p_contact, p_changed, p_old_custom);
+      if not v_holds then
         return false;
+      elsif v_holds is null then
+        v_result := null;
       end if;
     end loop;
-    return true;
+    return v_result;
   elsif p_condition ? 'any' then
-    for v_item in select jsonb_array_elements(p_condition -> 'any') loop
-      if webhooks_private.condition_holds(v_item, p_contact, p_changed, p_old_custom) then
+    v_items := p_condition -> 'any';
+    v_result := false;
+    for i in 0 .. jsonb_array_length(v_items) - 1 loop
+      v_holds := webhooks_private.condition_holds(v_items -> i, p_contact, p_changed, p_old_custom);
+      if v_holds then
         return true;
+      elsif v_holds is null then
+        v_result := null;
       end if;
     end loop;
-    return false;
+    return v_result;
   elsif p_condition ? 'not' then
     return not webhooks_private.condition_holds(p_condition -> 'not', p_contact, p_changed, p_old_custom);
   end if;
@@ -440,8 +458,8 @@ begin
       v_found := coalesce(jsonb_typeof(v_actual) = 'string' and v_value ? (v_actual #>> '{}'), false);
       if not v_found and v_actual is not null
          and (jsonb_typeof(v_actual) <> 'string' or (v_actual #>> '{}') ~ '^[-+.0-9]') then
-        for v_item in select jsonb_array_elements(v_value) loop
-          if webhooks_private.condition_compare(v_actual, v_item, v_field) = 0 then
+        for i in 0 .. jsonb_array_length(v_value) - 1 loop
+          if webhooks_private.condition_compare(v_actual, v_value -> i, v_field) = 0 then
             v_found := true;
             exit;
           end if;
@@ -457,21 +475,25 @@ begin
     when 'gte' then
       return coalesce(webhooks_private.condition_compare(v_actual, v_value, v_field) >= 0, false);
     when 'contains' then
-      return jsonb_typeof(v_actual) = 'string'
-             and strpos(lower(v_actual #>> '{}'), lower(v_value #>> '{}')) > 0;
+      -- (coalesce: an empty field is false, not unknown, inside all/any/not as well)
+      return coalesce(jsonb_typeof(v_actual) = 'string'
+                      and strpos(lower(v_actual #>> '{}'), lower(v_value #>> '{}')) > 0, false);
     when 'starts_with' then
-      return jsonb_typeof(v_actual) = 'string'
-             and starts_with(lower(v_actual #>> '{}'), lower(v_value #>> '{}'));
+      return coalesce(jsonb_typeof(v_actual) = 'string'
+                      and starts_with(lower(v_actual #>> '{}'), lower(v_value #>> '{}')), false);
     when 'is_null' then
       return v_actual is null;
     when 'not_null' then
       return v_actual is not null;
     when 'changed' then
-      if left(v_field, 7) = 'custom.' then
-        return p_changed is not null
-               and p_old_custom -> substr(v_field, 8) is distinct from p_contact -> 'custom' -> substr(v_field, 8);
+      if p_old_custom is null then
+        return false;   -- not an update
+      elsif left(v_field, 7) = 'custom.' then
+        return p_old_custom -> substr(v_field, 8) is distinct from p_contact -> 'custom' -> substr(v_field, 8);
+      elsif p_changed is null then
+        return null;    -- an update whose changed columns are not known yet
       end if;
-      return coalesce(v_field = any (p_changed), false);
+      return v_field = any (p_changed);
     else
       return false;   -- configuration refuses any other operator
   end case;

@@ -358,12 +358,18 @@ create or replace function webhooks_private.tg_contacts__created()
 returns trigger
 language plpgsql
 as $$
+declare
+  v_source constant text := coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
 begin
-  -- a new contact has no assignments yet: only its owner is concerned
+  -- a new contact has no assignments yet: only its owner is concerned. The probe
+  -- decides the webhooks' filters too (as the update trigger's does, below), so a
+  -- webhook whose filters turn the contact away costs no more than their evaluation.
   if exists (select 1 from webhooks_private.subscriptions s
-             where s.action = 'contact.created' and s.company_id = new.company_id) then
-    perform webhooks_private.capture('contact.created',
-      coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown'),
+             where s.action = 'contact.created' and s.company_id = new.company_id
+               and s.status_id is null and s.user_id is null
+               and not (v_source = any (s.ignore_sources))
+               and (s.conditions is null or webhooks_private.condition_holds(s.conditions, to_jsonb(new), null, null))) then
+    perform webhooks_private.capture('contact.created', v_source,
       to_jsonb(new), null, null, '{}', p_only_company => new.company_id);
   end if;
   return null;
@@ -384,10 +390,20 @@ declare
   v_changed text[];
 begin
   -- the path nearly every write takes: nobody concerned listens (a contact that
-  -- changes company is looked at in full: the company it leaves is concerned too)
+  -- changes company is looked at in full: the company it leaves is concerned too).
+  -- The owner's subscriptions are decided here as far as they can be without
+  -- comparing the two rows: the source, then the conditions, with the changed
+  -- columns not known yet (a "changed" leaf on a column is unknown: condition_holds
+  -- answers null, "perhaps", unless the other leaves decide). So a webhook whose
+  -- conditions fail costs the probe plus their evaluation, and the diff, the JSON
+  -- and capture() are reached only when some webhook may want the change.
   if new.company_id = old.company_id
      and not exists (select 1 from webhooks_private.subscriptions s
-                     where s.action = v_action and s.company_id = new.company_id)
+                     where s.action = v_action and s.company_id = new.company_id
+                       and s.status_id is null and s.user_id is null
+                       and not (v_source = any (s.ignore_sources))
+                       and (s.conditions is null
+                            or webhooks_private.condition_holds(s.conditions, to_jsonb(new), null, old.custom) is not false))
      and not exists (select 1 from crm.contact_assignments a where a.contact_id = new.id) then
     return null;
   end if;

@@ -133,6 +133,10 @@ const cases: Case[] = [
   { what: 'contains, any case', condition: { field: 'email', op: 'contains', value: '@PURPLE.' }, contact: { email: 'jane@purple.example' }, fires: true },
   { what: 'contains: % and _ are plain characters', condition: { field: 'email', op: 'contains', value: '%' }, contact: { email: 'jane@purple.example' }, fires: false },
   { what: 'contains on a null column', condition: { field: 'city', op: 'contains', value: 'x' }, contact: {}, fires: false },
+  { what: 'contains on a null column, inside all', condition: { all: [{ field: 'city', op: 'contains', value: 'x' }] }, contact: {}, fires: false },
+  { what: 'not contains on a null column holds', condition: { not: { field: 'city', op: 'contains', value: 'x' } }, contact: {}, fires: true },
+  { what: 'starts_with on a null column, inside all', condition: { all: [{ field: 'city', op: 'starts_with', value: 'x' }] }, contact: {}, fires: false },
+  { what: 'not starts_with on a null custom key holds', condition: { not: { field: 'custom.source', op: 'starts_with', value: 'x' } }, contact: {}, fires: true },
   { what: 'starts_with, any case', condition: { field: 'postal_code', op: 'starts_with', value: '236' }, contact: { postal_code: '23666' }, fires: true },
   { what: 'starts_with on custom text', condition: { field: 'custom.source', op: 'starts_with', value: 'zil' }, contact: { custom: { source: 'Zillow lead' } }, fires: true },
   { what: 'starts_with on a custom number', condition: { field: 'custom.source', op: 'starts_with', value: '1' }, contact: { custom: { source: 12 } }, fires: false },
@@ -205,6 +209,55 @@ test('changed: true only for an update that changed the field, never for other a
   await write(null, ['insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]]); // no
   await write(null, ['delete from crm.contacts where id = $1', [contact.id]]);                                  // no
   t.deepEqual(await actionsOf(hook.id), ['contact.updated', 'contact.saved']);
+});
+
+test('changed beside other leaves: decided with the update\'s changed columns, whatever order the leaves come in', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const both = await f.webhook({
+    companyId: company.id, actions: ['contact.updated', 'contact.saved'],
+    conditions: { all: [STATES, { field: 'email', op: 'changed' }] },
+  });
+  const either = await f.webhook({
+    companyId: company.id, actions: ['contact.updated'],
+    conditions: { any: [{ field: 'email', op: 'changed' }, { field: 'state', op: 'eq', value: 'VA' }] },
+  });
+  const unchanged = await f.webhook({
+    companyId: company.id, actions: ['contact.updated'],
+    conditions: { not: { field: 'email', op: 'changed' } },
+  });
+  const contact = await f.contact(company.id, { state: 'PA' });
+  await write('api', ['update crm.contacts set email = $2 where id = $1', [contact.id, 'a1@example.com']]);       // either
+  await write('api', ['update crm.contacts set state = $2 where id = $1', [contact.id, 'VA']]);                  // either, unchanged
+  await write('api', ['update crm.contacts set city = $2 where id = $1', [contact.id, 'Hampton']]);              // either, unchanged
+  await write('api', ['update crm.contacts set email = $2 where id = $1', [contact.id, 'a2@example.com']]);      // both, either
+  await write('platform', ['update crm.contacts set email = $2 where id = $1', [contact.id, 'a3@example.com']]); // both (saved)
+  await write('platform', ['update crm.contacts set phone = $2 where id = $1', [contact.id, '555']]);            // none
+  const fired = async (hook: { id: string }) =>
+    (await deliveriesOf(db().pool, [hook.id])).map((r) => [r.action, r.payload.data.changed_fields]);
+  t.deepEqual(await fired(both), [['contact.updated', ['email']], ['contact.saved', ['email']]]);
+  t.deepEqual(await fired(either), [['contact.updated', ['email']], ['contact.updated', ['state']], ['contact.updated', ['city']], ['contact.updated', ['email']]]);
+  t.deepEqual(await fired(unchanged), [['contact.updated', ['state']], ['contact.updated', ['city']]]);
+});
+
+test('the filters of every company concerned: an assigned user\'s company and the company a contact leaves', async (t) => {
+  const f = make();
+  const owner = await f.company();
+  const partner = await f.company();
+  const next = await f.company();
+  const ownerHook = await f.webhook({ companyId: owner.id, actions: ['contact.updated'], conditions: { field: 'state', op: 'eq', value: 'VA' } });
+  const partnerHook = await f.webhook({ companyId: partner.id, actions: ['contact.updated'], conditions: { field: 'state', op: 'eq', value: 'MD' } });
+  const partnerEcho = await f.webhook({ companyId: partner.id, actions: ['contact.updated'], ignoreSources: ['api'] });
+  const contact = await f.contact(owner.id, { state: 'PA' });
+  const user = await f.user(partner.id);
+  await write(null, ['insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]]);
+  await write('api', ['update crm.contacts set city = $2 where id = $1', [contact.id, 'Dover']]);    // nobody
+  await write('api', ['update crm.contacts set state = $2 where id = $1', [contact.id, 'MD']]);      // partner
+  await write(null, ['update crm.contacts set state = $2 where id = $1', [contact.id, 'VA']]);       // owner, echo
+  await write(null, ['delete from crm.contact_assignments where contact_id = $1', [contact.id]]);
+  await write('api', ['update crm.contacts set company_id = $2 where id = $1', [contact.id, next.id]]); // owner: the company it leaves, and it is VA
+  const count = async (hook: { id: string }) => (await deliveriesOf(db().pool, [hook.id])).length;
+  t.deepEqual([await count(ownerHook), await count(partnerHook), await count(partnerEcho)], [2, 1, 1]);
 });
 
 test('a webhook whose conditions fail writes no delivery row at all, and the write itself succeeds', async (t) => {
