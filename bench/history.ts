@@ -27,6 +27,8 @@ const { values: options } = parseArgs({
     quick: { type: 'boolean', default: false },
     deliveries: { type: 'string' },
     rounds: { type: 'string', default: '400' },
+    // stop before the retention step and keep the database until Ctrl-C (to look at it)
+    keep: { type: 'boolean', default: false },
   },
 });
 const DELIVERIES = Number(options.deliveries ?? (options.quick ? 1_000_000 : 10_000_000));
@@ -259,7 +261,12 @@ try {
   // the report as it reads in steady state: the hourly roll-up of day counts done
   await client.query('select webhooks.roll_up_report_counts()');
   await reportOfBiggestCompany();
-  await retentionUnderLoad();
+  if (options.keep) {
+    console.log(`kept until Ctrl-C: ${url}`);
+    await new Promise((resolve) => process.once('SIGINT', resolve));
+  } else {
+    await retentionUnderLoad();
+  }
 } finally {
   await client.end().catch(() => {});
   await server.stop();

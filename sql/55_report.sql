@@ -79,7 +79,9 @@ create type webhooks.webhook_report_row as (
 -- private: the test sends of a webhook in [since, until)
 -- (webhooks.send_test_webhook, 47_audit.sql), which the report takes off its
 -- counts: tests show in the history but are not fired by events. A small partial
--- index holds them.
+-- index holds them (delivery_history_tests_idx: the condition is written as its
+-- predicate, action = 'webhook.test', so that the planner proves it and reads that
+-- index alone; as action::text it read every message of the webhook).
 create or replace function webhooks_private.count_tests(p_webhook_id bigint, p_since timestamptz, p_until timestamptz)
 returns table (fired bigint, succeeded bigint, failed bigint)
 language sql
@@ -88,7 +90,7 @@ as $$
   select count(*), count(*) filter (where r.state = 'succeeded'), count(*) filter (where r.state = 'failed')
   from webhooks.delivery_history d
   left join webhooks.delivery_results r on r.delivery_id = d.id and r.created_at = d.created_at
-  where d.webhook_id = p_webhook_id and d.action::text = 'webhook.test'
+  where d.webhook_id = p_webhook_id and d.action = 'webhook.test'::webhooks.action
     and d.created_at >= coalesce(p_since, '-infinity') and d.created_at < coalesce(p_until, 'infinity');
 $$;
 
