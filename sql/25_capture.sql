@@ -200,26 +200,29 @@ $$;
 -- other change of that contact ends the wait of such a delivery (due now), so that
 -- nothing waits behind it and no action but updates and saves is ever delayed.
 -- A writer of the same contact row waits for the one before it (the row lock), so
--- merges into one delivery happen one after the other.
+-- merges into one delivery happen one after the other. p_coalesce_window is the
+-- webhook's, as its caller already holds it (capture: from the subscription row,
+-- which carries it; backfill: from the webhook), so that no delivery pays a lookup.
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint, jsonb);
+drop function if exists webhooks_private.enqueue(bigint, bigint, webhooks.action, bigint, jsonb);
 create or replace function webhooks_private.enqueue(
-  p_webhook_id bigint,
-  p_company_id bigint,
-  p_action     webhooks.action,
-  p_contact_id bigint,
-  p_payload    jsonb
+  p_webhook_id      bigint,
+  p_company_id      bigint,
+  p_action          webhooks.action,
+  p_contact_id      bigint,
+  p_payload         jsonb,
+  p_coalesce_window interval
 )
 returns void
 language plpgsql
 as $$
 declare
-  v_window interval;
+  v_window constant interval := p_coalesce_window;
   v_payload jsonb := p_payload;
   v_merge_id bigint;
   v_merge_created timestamptz;
 begin
-  select w.coalesce_window into v_window from webhooks.webhooks w where w.id = p_webhook_id;
   if v_window is not null then
     if p_action in ('contact.updated', 'contact.saved') then
       -- the delivery still waiting out its window: its queue row, locked so that no
@@ -340,7 +343,8 @@ begin
                         'contact', case when (p_contact - s.payload_omit) - s.payload_keys = '{}'::jsonb
                                         then p_contact - s.payload_omit
                                         else webhooks_private.contact_only(p_contact, s.payload_keys) end,
-                        'source', p_source) || p_data))
+                        'source', p_source) || p_data),
+            s.coalesce_window)
   from webhooks_private.subscriptions s
   where s.action = p_action and s.company_id = any (v_companies)
     and (s.status_id is null or s.status_id = p_status_id)
@@ -583,17 +587,20 @@ drop function if exists webhooks_private.company_listens(webhooks.action, bigint
 -- crm.contacts, which may have changed since; an unchanged row is not written.
 insert into webhooks_private.subscriptions as s
   (action, company_id, webhook_id, status_id, user_id, payload_omit, payload_keys,
-   ignore_sources, watch_fields, conditions)
+   ignore_sources, watch_fields, conditions, coalesce_window)
 select a, w.company_id, w.id, w.status_id, w.user_id, webhooks_private.payload_omit(w.fields),
-       webhooks_private.payload_keys(w.fields), w.ignore_sources, w.watch_fields, w.conditions
+       webhooks_private.payload_keys(w.fields), w.ignore_sources, w.watch_fields, w.conditions,
+       w.coalesce_window
 from webhooks.webhooks w
 cross join unnest(w.actions) a
 where w.enabled
 on conflict (action, company_id, webhook_id) do update
   set status_id = excluded.status_id, user_id = excluded.user_id, payload_omit = excluded.payload_omit,
       payload_keys = excluded.payload_keys, ignore_sources = excluded.ignore_sources,
-      watch_fields = excluded.watch_fields, conditions = excluded.conditions
-  where (s.status_id, s.user_id, s.payload_omit, s.payload_keys, s.ignore_sources, s.watch_fields, s.conditions)
+      watch_fields = excluded.watch_fields, conditions = excluded.conditions,
+      coalesce_window = excluded.coalesce_window
+  where (s.status_id, s.user_id, s.payload_omit, s.payload_keys, s.ignore_sources, s.watch_fields, s.conditions,
+         s.coalesce_window)
         is distinct from
         (excluded.status_id, excluded.user_id, excluded.payload_omit, excluded.payload_keys,
-         excluded.ignore_sources, excluded.watch_fields, excluded.conditions);
+         excluded.ignore_sources, excluded.watch_fields, excluded.conditions, excluded.coalesce_window);

@@ -254,7 +254,8 @@ begin
       jsonb_build_object(
         'type', 'contact.snapshot',
         'timestamp', v_timestamp,
-        'data', jsonb_build_object('contact', v_json - v_omit, 'source', 'backfill')));
+        'data', jsonb_build_object('contact', v_json - v_omit, 'source', 'backfill')),
+      v_webhook.coalesce_window);
     v_written := v_written + 1;
   end loop;
 
