@@ -18,7 +18,8 @@
 -- <table>_pYYYYMMDD. The engine makes them ahead of time (webhooks.create_partitions(),
 -- sql/28_outbox.sql, which also owns that naming; it is repeated here once, frozen, for
 -- the days of the rows this migration copies). No DEFAULT partition: Postgres cannot
--- detach a partition CONCURRENTLY while one exists, and retention must not block.
+-- detach a partition CONCURRENTLY while one exists, and retention must not block;
+-- sql/28_outbox.sql adds a tail after the days made instead (a range to MAXVALUE).
 
 create schema if not exists webhooks_partitions;
 

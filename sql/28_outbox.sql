@@ -179,8 +179,23 @@ as $$
 $$;
 
 ------------------------------------------------------------------------------------
--- Partitions: one per UTC day, for history and attempts alike, named
--- webhooks_partitions.<table>_pYYYYMMDD.
+-- Partitions
+--
+-- Each of history, results and attempts has, in schema webhooks_partitions:
+--   <table>_pYYYYMMDD            one UTC day, made ahead (webhooks.create_partitions)
+--   <table>_pYYYYMMDD_YYYYMMDD   a span of days, first and last: the tail's rows when
+--                                maintenance had not run for two weeks (below)
+--   <table>_from_YYYYMMDD        the tail: every time from the end of the last day
+--                                made, so that a capture never fails for want of a
+--                                partition, whether or not maintenance runs
+-- The tail is a range partition up to MAXVALUE, not a DEFAULT partition: Postgres
+-- refuses DETACH … CONCURRENTLY while a DEFAULT partition exists, and retention must
+-- not block. Days are made two weeks ahead, so the tail is empty: tools/maintain.ts
+-- moves it ahead each day (DETACH … CONCURRENTLY, the days made, a new tail). Should
+-- it hold rows (maintenance stopped for two weeks), they stay where they are and the
+-- tail becomes a span of days (bounded by a CHECK validated without blocking writes,
+-- then re-attached with those bounds in one short transaction), and days are made
+-- after it: no row moves, no long lock.
 
 -- private: the partitioned tables of the outbox, their partition keys, and the
 -- storage parameters of their partitions (all insert-only: pages filled)
@@ -194,6 +209,15 @@ as $$
          ('delivery_attempts', 'delivery_created_at', 'fillfactor = 100');
 $$;
 
+-- private: how many days ahead partitions are made (one home for the two weeks)
+create or replace function webhooks_private.days_ahead()
+returns integer
+language sql
+immutable
+as $$
+  select 14;
+$$;
+
 -- private: the name of one day's partition of one table
 create or replace function webhooks_private.partition_name(p_table text, p_day date)
 returns text
@@ -203,49 +227,153 @@ as $$
   select p_table || '_p' || to_char(p_day, 'YYYYMMDD');
 $$;
 
--- private: make one day's partition of one table (in this transaction). Built apart and
--- attached, so that claims and settles go on meanwhile (ATTACH takes SHARE UPDATE
--- EXCLUSIVE on the parent; CREATE TABLE … PARTITION OF would take ACCESS EXCLUSIVE).
-create or replace function webhooks_private.create_partition(p_table text, p_key text, p_storage text, p_day date)
+-- private: the name of a span of days' partition of one table (first and last day)
+create or replace function webhooks_private.span_name(p_table text, p_first date, p_last date)
+returns text
+language sql
+immutable
+as $$
+  select p_table || '_p' || to_char(p_first, 'YYYYMMDD') || '_' || to_char(p_last, 'YYYYMMDD');
+$$;
+
+-- private: the name of one table's tail that starts on a day
+create or replace function webhooks_private.tail_name(p_table text, p_from date)
+returns text
+language sql
+immutable
+as $$
+  select p_table || '_from_' || to_char(p_from, 'YYYYMMDD');
+$$;
+
+-- private: the outbox's partitions of days and spans (not the tails), with the first
+-- and last day each holds, read from their names (the catalog, not tenant text)
+create or replace function webhooks_private.outbox_partitions()
+returns table (table_name text, partition_name text, first_day date, last_day date)
+language sql
+stable
+as $$
+  select t.table_name, c.relname::text,
+         to_date(m[1], 'YYYYMMDD'), to_date(coalesce(m[2], m[1]), 'YYYYMMDD')
+  from webhooks_private.outbox_partitioned() t
+  join pg_catalog.pg_inherits i on i.inhparent = pg_catalog.to_regclass('webhooks.' || t.table_name)
+  join pg_catalog.pg_class c on c.oid = i.inhrelid
+  cross join lateral pg_catalog.regexp_match(c.relname, '^' || t.table_name || '_p([0-9]{8})(?:_([0-9]{8}))?$') m
+  where m is not null;
+$$;
+
+-- private: a table's tail, as attached (detach_pending: a detach … concurrently began
+-- and was not finished), and the day it starts on; no row: none is attached
+create or replace function webhooks_private.outbox_tail(p_table text)
+returns table (tail_name text, starts date, detach_pending boolean)
+language sql
+stable
+as $$
+  select c.relname::text, to_date(right(c.relname, 8), 'YYYYMMDD'), i.inhdetachpending
+  from pg_catalog.pg_inherits i
+  join pg_catalog.pg_class c on c.oid = i.inhrelid
+  where i.inhparent = pg_catalog.to_regclass('webhooks.' || p_table)
+    and c.relname ~ ('^' || p_table || '_from_[0-9]{8}$');
+$$;
+
+-- private: is a day of one table already taken by a partition (its own, a span's, or
+-- the tail's)? Then no partition of its own can be made for it now.
+create or replace function webhooks_private.day_taken(p_table text, p_day date)
+returns boolean
+language sql
+stable
+as $$
+  select exists (select 1 from webhooks_private.outbox_partitions() p
+                 where p.table_name = p_table and p_day between p.first_day and p.last_day)
+      or exists (select 1 from webhooks_private.outbox_tail(p_table) t where p_day >= t.starts);
+$$;
+
+-- private: make a partition of one table for the times [p_from, p_to) (p_to null: up
+-- to MAXVALUE), in this transaction. Built apart and attached, so that claims and
+-- settles go on meanwhile (ATTACH takes SHARE UPDATE EXCLUSIVE on the parent;
+-- CREATE TABLE … PARTITION OF would take ACCESS EXCLUSIVE). False: it exists.
+create or replace function webhooks_private.attach_new_partition(
+  p_table text, p_key text, p_storage text, p_name text, p_from timestamptz, p_to timestamptz
+)
 returns boolean
 language plpgsql
 as $$
-declare
-  v_name constant text := webhooks_private.partition_name(p_table, p_day);
-  v_from constant timestamptz := webhooks_private.utc_day_start(p_day);
-  v_to constant timestamptz := webhooks_private.utc_day_start(p_day + 1);
 begin
-  if to_regclass(format('webhooks_partitions.%I', v_name)) is not null then
+  if to_regclass(format('webhooks_partitions.%I', p_name)) is not null then
     return false;
   end if;
-  -- one maker at a time: a second waits, then may find the day made (read from
-  -- pg_class by a query of its own: its snapshot is taken after the wait, while
-  -- to_regclass may answer from a catalog snapshot taken before it)
+  -- one maker at a time: a second waits, then may find it made (read from pg_class
+  -- by a query of its own: its snapshot is taken after the wait, while to_regclass
+  -- may answer from a catalog snapshot taken before it)
   perform pg_advisory_xact_lock(webhooks_private.partition_lock());
   if exists (select 1 from pg_class c
-             where c.relname = v_name and c.relnamespace = 'webhooks_partitions'::regnamespace) then
+             where c.relname = p_name and c.relnamespace = 'webhooks_partitions'::regnamespace) then
     return false;
   end if;
   execute format('create table webhooks_partitions.%I (like webhooks.%I including defaults including constraints including storage) with (%s)',
-                 v_name, p_table, p_storage);
-  -- a CHECK of the bounds spares ATTACH a scan of the new table
-  execute format('alter table webhooks_partitions.%I add constraint bounds check (%I >= %L and %I < %L)',
-                 v_name, p_key, v_from, p_key, v_to);
-  execute format('alter table webhooks.%I attach partition webhooks_partitions.%I for values from (%L) to (%L)',
-                 p_table, v_name, v_from, v_to);
-  execute format('alter table webhooks_partitions.%I drop constraint bounds', v_name);
+                 p_name, p_table, p_storage);
+  if p_to is null then
+    execute format('alter table webhooks.%I attach partition webhooks_partitions.%I for values from (%L) to (maxvalue)',
+                   p_table, p_name, p_from);
+  else
+    -- a CHECK of the bounds spares ATTACH a scan of the new table
+    execute format('alter table webhooks_partitions.%I add constraint bounds check (%I >= %L and %I < %L)',
+                   p_name, p_key, p_from, p_key, p_to);
+    execute format('alter table webhooks.%I attach partition webhooks_partitions.%I for values from (%L) to (%L)',
+                   p_table, p_name, p_from, p_to);
+    execute format('alter table webhooks_partitions.%I drop constraint bounds', p_name);
+  end if;
   return true;
 end;
 $$;
 
--- public (for migrate, the timers of npm start, the relay and the API, and DBAs): make
--- the partitions of the days from today to p_days_ahead days ahead. There is no
--- DEFAULT partition (Postgres cannot detach a partition CONCURRENTLY while one exists):
--- a capture on a day without its partition would fail, so days are made two weeks
--- ahead and every hour. Never waits long for a lock (lock_timeout): a day it could not
--- make now is made by the next call. Returns how many partitions it made.
+-- private: make one day's partition of one table, unless the day is taken
+create or replace function webhooks_private.create_partition(p_table text, p_key text, p_storage text, p_day date)
+returns boolean
+language plpgsql
+as $$
+begin
+  if to_regclass(format('webhooks_partitions.%I', webhooks_private.partition_name(p_table, p_day))) is not null
+     or webhooks_private.day_taken(p_table, p_day) then
+    return false;
+  end if;
+  return webhooks_private.attach_new_partition(p_table, p_key, p_storage,
+    webhooks_private.partition_name(p_table, p_day),
+    webhooks_private.utc_day_start(p_day), webhooks_private.utc_day_start(p_day + 1));
+end;
+$$;
+
+-- private: attach a table's tail, from the end of its last day or span (today when it
+-- has none from today on), unless one is attached. False: nothing made.
+create or replace function webhooks_private.attach_tail(p_table text)
+returns boolean
+language plpgsql
+as $$
+declare
+  v_table record;
+  v_from date;
+begin
+  select * into strict v_table from webhooks_private.outbox_partitioned() t where t.table_name = p_table;
+  -- (one being detached is finished first, by tools/maintain.ts: the two would overlap)
+  if exists (select 1 from webhooks_private.outbox_tail(p_table)) then
+    return false;
+  end if;
+  select greatest(max(p.last_day) + 1, webhooks_private.utc_day(now())) into v_from
+  from webhooks_private.outbox_partitions() p
+  where p.table_name = p_table;
+  v_from := coalesce(v_from, webhooks_private.utc_day(now()));
+  return webhooks_private.attach_new_partition(p_table, v_table.key_column, v_table.storage,
+    webhooks_private.tail_name(p_table, v_from), webhooks_private.utc_day_start(v_from), null);
+end;
+$$;
+
+-- public (for migrate, the timers of npm start, and DBAs): make the partitions of the
+-- days from today to p_days_ahead days ahead, and each table's tail after them. A day
+-- the tail already covers is not made here: tools/maintain.ts moves the tail first
+-- (webhooks.outbox_tails says when). Never waits long for a lock (lock_timeout): a
+-- day it could not make now is made by the next call. Returns how many partitions it
+-- made (tails included).
 drop function if exists webhooks.create_partitions(integer);
-create or replace function webhooks.create_partitions(p_days_ahead integer default 14)
+create or replace function webhooks.create_partitions(p_days_ahead integer default webhooks_private.days_ahead())
 returns integer
 language plpgsql
 security definer
@@ -276,15 +404,24 @@ begin
           webhooks_private.partition_name(v_table.table_name, v_day);
       end;
     end loop;
+    begin
+      if webhooks_private.attach_tail(v_table.table_name) then
+        v_made := v_made + 1;
+      end if;
+    exception when lock_not_available then
+      raise warning 'bpd-webhooks: the tail of % not made now (a lock was busy); the next call makes it',
+        v_table.table_name;
+    end;
   end loop;
   return v_made;
 end;
 $$;
 comment on function webhooks.create_partitions(integer) is
-  'Makes the outbox''s daily partitions from today to p_days_ahead days ahead (migrate, and the timers of npm start, call it).';
+  'Makes the outbox''s daily partitions from today to p_days_ahead days ahead, and the tail after them (migrate, and the timers of npm start, call it).';
 
--- private: make a day's partitions of every outbox table now, if missing (for writes
--- to the view of deliveries created on a day long past: DBAs' repairs, tests)
+-- private: make a day's partitions of every outbox table now, if the day is not taken
+-- (for writes to the view of deliveries created on a day long past: DBAs' repairs,
+-- tests; a day the tail or a span covers goes there)
 create or replace function webhooks_private.ensure_day(p_day date)
 returns void
 language plpgsql
@@ -303,6 +440,195 @@ end;
 $$;
 
 ------------------------------------------------------------------------------------
+-- Moving the tail (tools/maintain.ts; docs/outbox.md)
+
+-- public (maintenance): what each table's tail needs now:
+--   keep    it starts after the days ahead are all made
+--   detach  it is empty and starts two days or more ahead: detach it concurrently,
+--           make the days (webhooks.create_partitions), then
+--           webhooks.readmit_detached_tails()
+--   span    it holds rows, or starts within a day: it becomes the span of days up to
+--           span_until (excluded), where it is: webhooks.bound_tail, then
+--           webhooks.validate_tail, then webhooks.tail_to_span, then
+--           webhooks.create_partitions
+-- One answer for all three tables (their days are made and dropped together).
+create or replace function webhooks.outbox_tails()
+returns table (table_name text, tail_name text, starts date, detach_pending boolean, action text, span_until date)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_today constant date := webhooks_private.utc_day(now());
+  v_latest date;
+  v_action text := 'keep';
+  v_table record;
+  v_tail record;
+  v_rows boolean;
+begin
+  -- the latest day with rows in a tail, and whether any tail must move
+  for v_table in select * from webhooks_private.outbox_partitioned() loop
+    for v_tail in select * from webhooks_private.outbox_tail(v_table.table_name) t where not t.detach_pending loop
+      execute format('select max(%I) is not null, webhooks_private.utc_day(max(%I)) from webhooks_partitions.%I',
+                     v_table.key_column, v_table.key_column, v_tail.tail_name)
+        into v_rows, v_latest;
+      if v_rows or v_tail.starts <= v_today + 1 then
+        v_action := 'span';
+        span_until := greatest(coalesce(span_until, v_today + 2), v_today + 2, v_latest + 1);
+      elsif v_tail.starts <= v_today + webhooks_private.days_ahead() and v_action = 'keep' then
+        v_action := 'detach';
+      end if;
+    end loop;
+  end loop;
+  for v_table in select * from webhooks_private.outbox_partitioned() loop
+    for v_tail in select * from webhooks_private.outbox_tail(v_table.table_name) loop
+      table_name := v_table.table_name;
+      tail_name := v_tail.tail_name;
+      starts := v_tail.starts;
+      detach_pending := v_tail.detach_pending;
+      action := case when v_tail.detach_pending then 'detach' else v_action end;
+      return next;
+    end loop;
+  end loop;
+end;
+$$;
+
+-- private: the CHECK that bounds a tail to become a span
+create or replace function webhooks_private.span_check()
+returns text
+language sql
+immutable
+as $$
+  select 'outbox_span_bounds';
+$$;
+
+-- public (maintenance, step 1 of 3 of a tail becoming a span): forbid the tail times
+-- from p_until on (a CHECK, NOT VALID: no scan; a moment's ACCESS EXCLUSIVE lock on
+-- the tail alone). Its own transaction: the next step scans without that lock.
+create or replace function webhooks.bound_tail(p_table text, p_until date)
+returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set lock_timeout = '1s'
+as $$
+declare
+  v_table record;
+  v_tail record;
+begin
+  select * into strict v_table from webhooks_private.outbox_partitioned() t where t.table_name = p_table;
+  select * into strict v_tail from webhooks_private.outbox_tail(p_table) t where not t.detach_pending;
+  if p_until <= webhooks_private.utc_day(now()) + 1 then
+    raise exception using errcode = 'invalid_parameter_value',
+      message = format('a span must end two days ahead or later, not on %s: a capture today must still fit', p_until);
+  end if;
+  execute format('alter table webhooks_partitions.%I drop constraint if exists %I', v_tail.tail_name, webhooks_private.span_check());
+  execute format('alter table webhooks_partitions.%I add constraint %I check (%I >= %L and %I < %L) not valid',
+                 v_tail.tail_name, webhooks_private.span_check(),
+                 v_table.key_column, webhooks_private.utc_day_start(v_tail.starts),
+                 v_table.key_column, webhooks_private.utc_day_start(p_until));
+end;
+$$;
+
+-- public (maintenance, step 2 of 3): check the tail's rows against the bound: a scan
+-- that takes SHARE UPDATE EXCLUSIVE, so captures and settles go on meanwhile
+create or replace function webhooks.validate_tail(p_table text)
+returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set lock_timeout = '1s'
+as $$
+declare
+  v_tail record;
+begin
+  select * into strict v_tail from webhooks_private.outbox_tail(p_table) t where not t.detach_pending;
+  execute format('alter table webhooks_partitions.%I validate constraint %I', v_tail.tail_name, webhooks_private.span_check());
+end;
+$$;
+
+-- public (maintenance, step 3 of 3): the bounded tail becomes the span of its days,
+-- where its rows are: detached and attached again with the bounds its CHECK proves
+-- (no scan), in one transaction. That transaction holds ACCESS EXCLUSIVE on the
+-- parent for a moment (no DETACH … CONCURRENTLY here: the tail's times must never be
+-- without a partition); it waits for it at most lock_timeout, and is tried again.
+-- Then webhooks.create_partitions makes the days after the span and the new tail.
+create or replace function webhooks.tail_to_span(p_table text)
+returns text
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set lock_timeout = '1s'
+-- the CHECK's text is read below: its times written in UTC
+set timezone = 'UTC'
+as $$
+declare
+  v_table record;
+  v_tail record;
+  v_until date;
+  v_span text;
+begin
+  select * into strict v_table from webhooks_private.outbox_partitioned() t where t.table_name = p_table;
+  select * into strict v_tail from webhooks_private.outbox_tail(p_table) t where not t.detach_pending;
+  -- the bound, from the validated CHECK (webhooks.bound_tail made it, 'YYYY-MM-DD 00:00:00+00')
+  select to_date(substring(pg_get_constraintdef(c.oid) from '< ''([0-9]{4}-[0-9]{2}-[0-9]{2})'), 'YYYY-MM-DD')
+  into v_until
+  from pg_constraint c
+  where c.conrelid = format('webhooks_partitions.%I', v_tail.tail_name)::regclass
+    and c.conname = webhooks_private.span_check() and c.convalidated;
+  if v_until is null then
+    raise exception using errcode = 'object_not_in_prerequisite_state',
+      message = format('the tail %s has no validated bound: webhooks.bound_tail and webhooks.validate_tail come first', v_tail.tail_name);
+  end if;
+  v_span := webhooks_private.span_name(p_table, v_tail.starts, v_until - 1);
+  execute format('alter table webhooks.%I detach partition webhooks_partitions.%I', p_table, v_tail.tail_name);
+  execute format('alter table webhooks_partitions.%I rename to %I', v_tail.tail_name, v_span);
+  execute format('alter table webhooks.%I attach partition webhooks_partitions.%I for values from (%L) to (%L)',
+                 p_table, v_span, webhooks_private.utc_day_start(v_tail.starts), webhooks_private.utc_day_start(v_until));
+  execute format('alter table webhooks_partitions.%I drop constraint %I', v_span, webhooks_private.span_check());
+  -- (the times after the span, two days ahead or more, get their days and a new tail
+  -- from webhooks.create_partitions, next)
+  return v_span;
+end;
+$$;
+
+-- public (maintenance, after a tail was detached and the days were made): rows a
+-- detached tail still holds (written for a day ahead while it was being detached)
+-- go back through the partitioned table to their day; then the old tail is dropped.
+-- Returns the rows moved.
+create or replace function webhooks.readmit_detached_tails()
+returns bigint
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_table record;
+  v_old record;
+  v_rows bigint;
+  v_moved bigint := 0;
+begin
+  for v_table in select * from webhooks_private.outbox_partitioned() loop
+    for v_old in
+      select c.relname::text as name
+      from pg_class c
+      where c.relnamespace = 'webhooks_partitions'::regnamespace and c.relkind = 'r'
+        and c.relname ~ ('^' || v_table.table_name || '_from_[0-9]{8}$')
+        and not exists (select 1 from pg_inherits i where i.inhrelid = c.oid)
+    loop
+      execute format('insert into webhooks.%I overriding system value select * from webhooks_partitions.%I',
+                     v_table.table_name, v_old.name);
+      get diagnostics v_rows = row_count;
+      v_moved := v_moved + v_rows;
+      execute format('drop table webhooks_partitions.%I', v_old.name);
+    end loop;
+  end loop;
+  return v_moved;
+end;
+$$;
+
+------------------------------------------------------------------------------------
 -- Reaching one partition
 --
 -- A statement that joins a partitioned table on a created_at it learns while running
@@ -312,9 +638,9 @@ $$;
 -- each day's partition by name (webhooks_private.history_relation); inserts into
 -- the partitioned tables are routed row by row and open only the partition they reach.
 
--- private: the relation to read a day's messages from: the day's history partition,
--- or, should it not exist (a day whose partition was not made in time, its rows in
--- the safety net below), the partitioned table itself. Qualified, quoted.
+-- private: the relation to read a day's messages from: the day's history partition
+-- (one catalog probe: nearly always), else the span or tail that holds the day, else
+-- the partitioned table itself. Qualified, quoted.
 drop function if exists webhooks_private.history_partition(date);
 create or replace function webhooks_private.history_relation(p_day date)
 returns text
@@ -324,9 +650,21 @@ as $$
 declare
   v_partition constant text :=
     format('webhooks_partitions.%I', webhooks_private.partition_name('delivery_history', p_day));
+  v_other text;
 begin
   if to_regclass(v_partition) is not null then
     return v_partition;
+  end if;
+  select p.partition_name into v_other
+  from webhooks_private.outbox_partitions() p
+  where p.table_name = 'delivery_history' and p_day between p.first_day and p.last_day;
+  if v_other is null then
+    select t.tail_name into v_other
+    from webhooks_private.outbox_tail('delivery_history') t
+    where p_day >= t.starts and not t.detach_pending;
+  end if;
+  if v_other is not null then
+    return format('webhooks_partitions.%I', v_other);
   end if;
   return 'webhooks.delivery_history';
 end;

@@ -26,7 +26,9 @@ as $$
 $$;
 
 -- public (maintenance and DBAs; not in GraphQL): the days that may be dropped now,
--- oldest first, with their partitions as parent table and partition name.
+-- oldest first, with their partitions as parent table and partition name. A span of
+-- days (28_outbox.sql) is dropped whole once its last day may be: it comes as one row,
+-- its last day in day.
 create or replace function webhooks.expired_days()
 returns table (day date, parents text[], partitions text[])
 language plpgsql
@@ -36,42 +38,36 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_before constant date := webhooks_private.utc_day(now() - webhooks_private.retention());
-  v_day date;
-  v_history text;
+  v_range record;
   v_uncounted boolean;
 begin
-  for v_day in
-    select distinct to_date(right(c.relname, 8), 'YYYYMMDD')
-    from pg_inherits i
-    join pg_class c on c.oid = i.inhrelid
-    where i.inhparent in (select format('webhooks.%I', t.table_name)::regclass
-                          from webhooks_private.outbox_partitioned() t)
-      and c.relname ~ '_p[0-9]{8}$'
-      and to_date(right(c.relname, 8), 'YYYYMMDD') < v_before
-    order by 1
+  for v_range in
+    select distinct p.first_day, p.last_day
+    from webhooks_private.outbox_partitions() p
+    where p.last_day < v_before
+    order by p.first_day, p.last_day
   loop
     -- still on its way
     continue when exists (
       select 1 from webhooks.delivery_queue q
-      where q.created_at >= webhooks_private.utc_day_start(v_day)
-        and q.created_at < webhooks_private.utc_day_start(v_day + 1));
-    -- a webhook of that day whose count is not (or no longer) rolled up
-    v_history := webhooks_private.partition_name('delivery_history', v_day);
-    if to_regclass(format('webhooks_partitions.%I', v_history)) is not null then
-      execute format(
-        'select exists (select 1 from webhooks_partitions.%I h
-                        where not exists (select 1 from webhooks.delivery_day_counts c
-                                          where c.webhook_id = h.webhook_id and c.day = %L))',
-        v_history, v_day)
-      into v_uncounted;
-      continue when v_uncounted;
-    end if;
-    day := v_day;
-    select array_agg(t.table_name order by t.table_name), array_agg(c.relname::text order by t.table_name)
+      where q.created_at >= webhooks_private.utc_day_start(v_range.first_day)
+        and q.created_at < webhooks_private.utc_day_start(v_range.last_day + 1));
+    -- a webhook of those days whose count is not (or no longer) rolled up (the times
+    -- as constants: the plan reads the partitions that hold them, whatever their names)
+    execute format(
+      'select exists (select 1 from webhooks.delivery_history h
+                      where h.created_at >= %L and h.created_at < %L
+                        and not exists (select 1 from webhooks.delivery_day_counts c
+                                        where c.webhook_id = h.webhook_id
+                                          and c.day = webhooks_private.utc_day(h.created_at)))',
+      webhooks_private.utc_day_start(v_range.first_day), webhooks_private.utc_day_start(v_range.last_day + 1))
+    into v_uncounted;
+    continue when v_uncounted;
+    day := v_range.last_day;
+    select array_agg(p.table_name order by p.table_name), array_agg(p.partition_name order by p.table_name)
     into parents, partitions
-    from webhooks_private.outbox_partitioned() t
-    join pg_class c on c.relname = webhooks_private.partition_name(t.table_name, v_day)
-                   and c.relnamespace = 'webhooks_partitions'::regnamespace;
+    from webhooks_private.outbox_partitions() p
+    where p.first_day = v_range.first_day and p.last_day = v_range.last_day;
     return next;
   end loop;
 end;

@@ -102,7 +102,8 @@ grant select on webhooks.daily_counts to webhook_viewer;
 -- the outbox's upkeep (28_outbox.sql, 29_retention.sql) is its owner's: migrate and
 -- tools/maintain.ts; where the kept history starts is for anyone to read
 revoke all on function webhooks.create_partitions(integer), webhooks.expired_days(),
-  webhooks.forget_day(date) from public;
+  webhooks.forget_day(date), webhooks.outbox_tails(), webhooks.bound_tail(text, date),
+  webhooks.validate_tail(text), webhooks.tail_to_span(text), webhooks.readmit_detached_tails() from public;
 grant execute on function webhooks.kept_since() to webhook_viewer;
 
 grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)

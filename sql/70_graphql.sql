@@ -105,6 +105,11 @@ The deliveries on their way (28_outbox.sql): read them through webhooks.deliveri
 comment on function webhooks.create_partitions(integer) is '@behavior -*';
 comment on function webhooks.expired_days() is '@behavior -*';
 comment on function webhooks.forget_day(date) is '@behavior -*';
+comment on function webhooks.outbox_tails() is '@behavior -*';
+comment on function webhooks.bound_tail(text, date) is '@behavior -*';
+comment on function webhooks.validate_tail(text) is '@behavior -*';
+comment on function webhooks.tail_to_span(text) is '@behavior -*';
+comment on function webhooks.readmit_detached_tails() is '@behavior -*';
 comment on view webhooks.daily_counts is $$
 @behavior -*
 Times fired, succeeded, failed and pending per webhook and UTC day, kept or already dropped by the retention (29_retention.sql).$$;

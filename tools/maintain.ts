@@ -1,13 +1,16 @@
-// The outbox's upkeep (docs/outbox.md): the partitions of the days ahead, the report's
-// day counts rolled up, and the days past the retention dropped whole. `npm run
-// maintain` runs it once; `npm start` every hour. It needs the tables' owner (migrate's
-// DATABASE_URL): detaching a partition is the owner's right.
+// The outbox's upkeep (docs/outbox.md): the partitions of the days ahead and the tail
+// after them, the report's day counts rolled up, and the days past the retention
+// dropped whole. `npm run maintain` runs it once; `npm start` every hour. It needs the
+// tables' owner (migrate's DATABASE_URL): detaching a partition is the owner's right.
 //
-// Dropping never makes claims or settles wait: DETACH PARTITION … CONCURRENTLY takes
-// no lock that they take, and cannot run inside a transaction, which is why this is a
-// client and not a function. Each statement waits at most LOCK_TIMEOUT for a lock and
-// is tried again later; a detach interrupted half way is finished (FINALIZE) by the
-// next run.
+// Neither moving the tail nor dropping makes claims, settles or captures wait:
+// DETACH PARTITION … CONCURRENTLY takes no lock that they take, and cannot run inside
+// a transaction, which is why this is a client and not a function. Each statement
+// waits at most LOCK_TIMEOUT for a lock and is tried again later; a detach
+// interrupted half way is finished (FINALIZE) by the next run. The one exception is
+// the tail that holds rows (maintenance had stopped for two weeks): it becomes a span
+// of days in one transaction that holds the parent's lock for a moment (SQL decides
+// how: webhooks.outbox_tails, 28_outbox.sql).
 import pg from 'pg';
 
 const LOCK_TIMEOUT = '1s';
@@ -15,8 +18,18 @@ const TRIES = 5;
 
 export interface MaintainResult {
   partitionsMade: number;
+  /** what was done to the tails: 'keep', 'detach' (moved ahead) or 'span' */
+  tails: string;
   daysRolledUp: number;
   daysDropped: string[];
+}
+
+interface Tail {
+  table_name: string;
+  tail_name: string;
+  detach_pending: boolean;
+  action: 'keep' | 'detach' | 'span';
+  span_until: string | null;
 }
 
 export async function maintain(databaseUrl: string, log: (line: string) => void = () => {}): Promise<MaintainResult> {
@@ -24,7 +37,9 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
   await client.connect();
   try {
     await client.query(`set lock_timeout = '${LOCK_TIMEOUT}'`);
-    const { rows: [made] } = await client.query('select webhooks.create_partitions() as n');
+    let { rows: [{ n: made }] } = await client.query('select webhooks.create_partitions() as n');
+    const tails = await moveTails(client, log);
+    if (tails !== 'keep') made += (await client.query('select webhooks.create_partitions() as n')).rows[0].n;
     const { rows: [counted] } = await client.query('select webhooks.roll_up_report_counts() as n');
     const { rows: days } = await client.query<{ day: string; parents: string[]; partitions: string[] }>(
       `select to_char(day, 'YYYY-MM-DD') as day, parents, partitions from webhooks.expired_days()`,
@@ -38,31 +53,71 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
       log(`dropped the history of ${day}`);
       dropped.push(day);
     }
-    return { partitionsMade: made.n, daysRolledUp: counted.n, daysDropped: dropped };
+    return { partitionsMade: made, tails, daysRolledUp: counted.n, daysDropped: dropped };
   } finally {
     await client.end();
   }
 }
 
-async function dropPartition(client: pg.Client, parent: string, partition: string): Promise<void> {
-  // names come from the catalog (webhooks.expired_days), quoted all the same
+// The tails, as webhooks.outbox_tails says: moved ahead (detached, the days made, rows
+// written meanwhile put back), or made spans of the days they hold (three steps, each
+// its own transaction). Returns what was done.
+async function moveTails(client: pg.Client, log: (line: string) => void): Promise<Tail['action']> {
+  const { rows: tails } = await client.query<Tail>(
+    `select table_name, tail_name, detach_pending, action, to_char(span_until, 'YYYY-MM-DD') as span_until
+     from webhooks.outbox_tails()`,
+  );
+  if (tails.some((tail) => tail.action === 'span')) {
+    for (const tail of tails.filter((t) => t.action === 'span')) {
+      await retried(() => client.query('select webhooks.bound_tail($1, $2::date)', [tail.table_name, tail.span_until]));
+      await retried(() => client.query('select webhooks.validate_tail($1)', [tail.table_name]));
+      const { rows: [span] } = await retried(() =>
+        client.query<{ name: string }>('select webhooks.tail_to_span($1) as name', [tail.table_name]));
+      log(`the tail ${tail.tail_name} held rows: it is now ${span!.name}`);
+    }
+    return 'span';
+  }
+  if (tails.some((tail) => tail.action === 'detach')) {
+    for (const tail of tails.filter((t) => t.action === 'detach')) {
+      await detachPartition(client, tail.table_name, tail.tail_name);
+    }
+    await client.query('select webhooks.create_partitions()');
+    await client.query('select webhooks.readmit_detached_tails()');
+    log(`the tails moved ahead`);
+    return 'detach';
+  }
+  return 'keep';
+}
+
+async function detachPartition(client: pg.Client, parent: string, partition: string): Promise<void> {
+  // names come from the catalog (webhooks.expired_days, webhooks.outbox_tails), quoted all the same
   const parentName = `webhooks.${pg.escapeIdentifier(parent)}`;
   const partitionName = `webhooks_partitions.${pg.escapeIdentifier(partition)}`;
+  await retried(async () => {
+    const { rows: [state] } = await client.query(
+      `select i.inhdetachpending as pending
+       from pg_inherits i
+       where i.inhrelid = to_regclass($1) and i.inhparent = to_regclass($2)`,
+      [partitionName, parentName],
+    );
+    if (state?.pending) {
+      await client.query(`alter table ${parentName} detach partition ${partitionName} finalize`);
+    } else if (state) {
+      await client.query(`alter table ${parentName} detach partition ${partitionName} concurrently`);
+    }
+  });
+}
+
+async function dropPartition(client: pg.Client, parent: string, partition: string): Promise<void> {
+  await detachPartition(client, parent, partition);
+  await client.query(`drop table if exists webhooks_partitions.${pg.escapeIdentifier(partition)}`);
+}
+
+// a statement that gave up waiting for a lock (lock_timeout) is tried again, a few times
+async function retried<T>(run: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const { rows: [state] } = await client.query(
-        `select i.inhdetachpending as pending
-         from pg_inherits i
-         where i.inhrelid = to_regclass($1) and i.inhparent = to_regclass($2)`,
-        [partitionName, parentName],
-      );
-      if (state?.pending) {
-        await client.query(`alter table ${parentName} detach partition ${partitionName} finalize`);
-      } else if (state) {
-        await client.query(`alter table ${parentName} detach partition ${partitionName} concurrently`);
-      }
-      await client.query(`drop table if exists ${partitionName}`);
-      return;
+      return await run();
     } catch (error) {
       if ((error as { code?: string }).code !== '55P03' || attempt >= TRIES) throw error; // lock_not_available
       await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
@@ -79,7 +134,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   const result = await maintain(url, (line) => console.log(line));
   console.log(
-    `partitions made: ${result.partitionsMade}; day counts rolled up: ${result.daysRolledUp}; ` +
+    `partitions made: ${result.partitionsMade}; tails: ${result.tails}; day counts rolled up: ${result.daysRolledUp}; ` +
       `days dropped: ${result.daysDropped.length ? result.daysDropped.join(', ') : 'none'}`,
   );
 }
