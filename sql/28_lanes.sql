@@ -107,9 +107,10 @@ create trigger _500_reset_lane
 -- wakes the relays when an ordered delivery ends, so that the next of its contact
 -- goes at once.
 
--- private: is this pending delivery of an ordered webhook held back? One short range
--- of the queue's delivery_queue_contact_idx (28_outbox.sql: the queue holds exactly
--- the deliveries pending or in flight).
+-- private: is this pending delivery of an ordered webhook held back? Two short ranges
+-- of the queue (28_outbox.sql: it holds exactly the deliveries pending or in flight):
+-- an older pending one of the contact (delivery_queue_contact_idx), one of the contact
+-- in flight (delivery_queue_leases_idx, migration 0018).
 create or replace function webhooks_private.held_back(p_webhook_id bigint, p_contact_id bigint, p_delivery_id bigint)
 returns boolean
 language plpgsql
@@ -118,8 +119,10 @@ as $$
 begin
   return exists (select 1 from webhooks.delivery_queue e
                  where e.webhook_id = p_webhook_id and e.contact_id = p_contact_id
-                   and e.delivery_id <> p_delivery_id
-                   and (e.locked_by is not null or e.delivery_id < p_delivery_id));
+                   and e.locked_by is null and e.delivery_id < p_delivery_id)
+      or exists (select 1 from webhooks.delivery_queue e
+                 where e.webhook_id = p_webhook_id and e.contact_id = p_contact_id
+                   and e.locked_by is not null);
 end;
 $$;
 
