@@ -234,7 +234,8 @@ as $$
 $$;
 
 -- Keep webhooks_private.subscriptions equal to "enabled webhooks × their actions",
--- each row with what capture needs of its webhook (filters, payload_omit, payload_keys).
+-- each row with what capture needs of its webhook (filters, payload_omit, payload_keys,
+-- coalesce_window).
 create or replace function webhooks_private.tg_webhooks__sync_subscriptions()
 returns trigger
 language plpgsql
@@ -242,10 +243,10 @@ as $$
 begin
   if tg_op = 'UPDATE'
      and (new.enabled, new.actions, new.fields, new.status_id, new.user_id,
-          new.ignore_sources, new.watch_fields, new.conditions)
+          new.ignore_sources, new.watch_fields, new.conditions, new.coalesce_window)
          is not distinct from
          (old.enabled, old.actions, old.fields, old.status_id, old.user_id,
-          old.ignore_sources, old.watch_fields, old.conditions) then
+          old.ignore_sources, old.watch_fields, old.conditions, old.coalesce_window) then
     return null;
   end if;
   if tg_op = 'UPDATE' then
@@ -254,9 +255,10 @@ begin
   if new.enabled then
     insert into webhooks_private.subscriptions
       (action, company_id, webhook_id, status_id, user_id, payload_omit, payload_keys,
-       ignore_sources, watch_fields, conditions)
+       ignore_sources, watch_fields, conditions, coalesce_window)
     select a, new.company_id, new.id, new.status_id, new.user_id, webhooks_private.payload_omit(new.fields),
-           webhooks_private.payload_keys(new.fields), new.ignore_sources, new.watch_fields, new.conditions
+           webhooks_private.payload_keys(new.fields), new.ignore_sources, new.watch_fields, new.conditions,
+           new.coalesce_window
     from unnest(new.actions) a
     on conflict do nothing;
   end if;

@@ -18,10 +18,12 @@
 -- diff rows, evaluate filters (15_filters.sql) or build JSON. The rules that keep it
 -- cheap, each measured with bench/capture.ts (docs/capture.md has the figures):
 -- * the first question is inline in the trigger, one expression: no helper call;
--- * lookups are plain equalities on the primary key of webhooks_private.subscriptions
---   (a join or "= any($array)" gets a generic plan that scans every subscription);
---   a subscription row carries the webhook's filters and payload_omit, so a match
---   needs no join to webhooks.webhooks;
+-- * lookups probe the primary key of webhooks_private.subscriptions (action,
+--   company_id, webhook_id): an equality in the triggers, "company_id = any(...)"
+--   in capture(), whose generic plan is an index scan only because capture() turns
+--   bitmap scans off (with them: a bitmap scan and a sort; a join: a scan of every
+--   subscription); a subscription row carries the webhook's filters, payload_omit
+--   and payload_keys, so a match needs no join to webhooks.webhooks;
 -- * the list of changed columns is a typed comparison per column, generated from the
 --   catalog below, not a diff of two jsonb documents;
 -- * the payload's contact is to_jsonb(row) minus the columns the webhook does not
@@ -198,26 +200,29 @@ $$;
 -- other change of that contact ends the wait of such a delivery (due now), so that
 -- nothing waits behind it and no action but updates and saves is ever delayed.
 -- A writer of the same contact row waits for the one before it (the row lock), so
--- merges into one delivery happen one after the other.
+-- merges into one delivery happen one after the other. p_coalesce_window is the
+-- webhook's, as its caller already holds it (capture: from the subscription row,
+-- which carries it; backfill: from the webhook), so that no delivery pays a lookup.
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint, jsonb);
+drop function if exists webhooks_private.enqueue(bigint, bigint, webhooks.action, bigint, jsonb);
 create or replace function webhooks_private.enqueue(
-  p_webhook_id bigint,
-  p_company_id bigint,
-  p_action     webhooks.action,
-  p_contact_id bigint,
-  p_payload    jsonb
+  p_webhook_id      bigint,
+  p_company_id      bigint,
+  p_action          webhooks.action,
+  p_contact_id      bigint,
+  p_payload         jsonb,
+  p_coalesce_window interval
 )
 returns void
 language plpgsql
 as $$
 declare
-  v_window interval;
+  v_window constant interval := p_coalesce_window;
   v_payload jsonb := p_payload;
   v_merge_id bigint;
   v_merge_created timestamptz;
 begin
-  select w.coalesce_window into v_window from webhooks.webhooks w where w.id = p_webhook_id;
   if v_window is not null then
     if p_action in ('contact.updated', 'contact.saved') then
       -- the delivery still waiting out its window: its queue row, locked so that no
@@ -294,9 +299,14 @@ returns void
 language plpgsql
 -- The statement below is cheap to run and costly to plan. Its custom plans (which
 -- know the companies and the filters' arguments) look cheaper than the generic one,
--- so the plan cache would plan it anew on every call (about 200 µs, measured); this
--- setting costs about 2 µs, and only on the path that writes a delivery.
+-- so the plan cache would plan it anew on every call (about 120 to 200 µs, measured);
+-- these settings cost about 2 µs, and only on the path that may write a delivery.
+-- Without bitmap scans the generic plan is one index scan of the primary key; with
+-- them it was a bitmap scan, a nested loop over the companies and a sort, whose
+-- executor start alone cost more than the insert's (about 20 µs a matching update,
+-- measured with perf and single-statement timing).
 set plan_cache_mode = force_generic_plan
+set enable_bitmapscan = off
 as $$
 declare
   v_contact_id constant bigint := (p_contact ->> 'id')::bigint;
@@ -321,33 +331,29 @@ begin
     v_companies := v_companies || p_also_company;
   end if;
 
+  -- one statement, flat: an index scan of the primary key of subscriptions (action,
+  -- company_id, webhook_id) for the companies concerned, the filters, and a payload
+  -- only for the rows they let through
   perform webhooks_private.enqueue(
             s.webhook_id, s.company_id, p_action, v_contact_id,
             jsonb_build_object(
               'type', p_action,
               'timestamp', v_timestamp,
               'data', jsonb_build_object(
-                        'contact', case when s.contact - s.payload_keys = '{}'::jsonb then s.contact
+                        'contact', case when (p_contact - s.payload_omit) - s.payload_keys = '{}'::jsonb
+                                        then p_contact - s.payload_omit
                                         else webhooks_private.contact_only(p_contact, s.payload_keys) end,
-                        'source', p_source) || p_data))
-  from (
-    select s.*, p_contact - s.payload_omit as contact
-    from unnest(v_companies) concerned(company_id)
-    -- one equality probe of the primary key per company concerned ("offset 0" keeps
-    -- it a probe: a join here is planned as a scan of every subscription)
-    cross join lateral (
-      select * from webhooks_private.subscriptions s
-      where s.action = p_action and s.company_id = concerned.company_id
-      offset 0
-    ) s
-    where (s.status_id is null or s.status_id = p_status_id)
-      and (s.user_id is null or s.user_id = p_user_id)
-      -- the webhook's filters, before any payload is built
-      and not (p_source = any (s.ignore_sources))
-      and (cardinality(s.watch_fields) = 0 or p_changed is null or s.watch_fields && p_changed)
-      and (s.conditions is null or webhooks_private.condition_holds(s.conditions, p_contact, p_changed, p_old_custom))
-    order by s.webhook_id
-  ) s;
+                        'source', p_source) || p_data),
+            s.coalesce_window)
+  from webhooks_private.subscriptions s
+  where s.action = p_action and s.company_id = any (v_companies)
+    and (s.status_id is null or s.status_id = p_status_id)
+    and (s.user_id is null or s.user_id = p_user_id)
+    -- the webhook's filters, before any payload is built
+    and not (p_source = any (s.ignore_sources))
+    and (cardinality(s.watch_fields) = 0 or p_changed is null or s.watch_fields && p_changed)
+    and (s.conditions is null or webhooks_private.condition_holds(s.conditions, p_contact, p_changed, p_old_custom))
+  order by s.webhook_id;
 end;
 $$;
 
@@ -581,17 +587,20 @@ drop function if exists webhooks_private.company_listens(webhooks.action, bigint
 -- crm.contacts, which may have changed since; an unchanged row is not written.
 insert into webhooks_private.subscriptions as s
   (action, company_id, webhook_id, status_id, user_id, payload_omit, payload_keys,
-   ignore_sources, watch_fields, conditions)
+   ignore_sources, watch_fields, conditions, coalesce_window)
 select a, w.company_id, w.id, w.status_id, w.user_id, webhooks_private.payload_omit(w.fields),
-       webhooks_private.payload_keys(w.fields), w.ignore_sources, w.watch_fields, w.conditions
+       webhooks_private.payload_keys(w.fields), w.ignore_sources, w.watch_fields, w.conditions,
+       w.coalesce_window
 from webhooks.webhooks w
 cross join unnest(w.actions) a
 where w.enabled
 on conflict (action, company_id, webhook_id) do update
   set status_id = excluded.status_id, user_id = excluded.user_id, payload_omit = excluded.payload_omit,
       payload_keys = excluded.payload_keys, ignore_sources = excluded.ignore_sources,
-      watch_fields = excluded.watch_fields, conditions = excluded.conditions
-  where (s.status_id, s.user_id, s.payload_omit, s.payload_keys, s.ignore_sources, s.watch_fields, s.conditions)
+      watch_fields = excluded.watch_fields, conditions = excluded.conditions,
+      coalesce_window = excluded.coalesce_window
+  where (s.status_id, s.user_id, s.payload_omit, s.payload_keys, s.ignore_sources, s.watch_fields, s.conditions,
+         s.coalesce_window)
         is distinct from
         (excluded.status_id, excluded.user_id, excluded.payload_omit, excluded.payload_keys,
-         excluded.ignore_sources, excluded.watch_fields, excluded.conditions);
+         excluded.ignore_sources, excluded.watch_fields, excluded.conditions, excluded.coalesce_window);

@@ -107,9 +107,10 @@ create trigger _500_reset_lane
 -- wakes the relays when an ordered delivery ends, so that the next of its contact
 -- goes at once.
 
--- private: is this pending delivery of an ordered webhook held back? One short range
--- of the queue's delivery_queue_contact_idx (28_outbox.sql: the queue holds exactly
--- the deliveries pending or in flight).
+-- private: is this pending delivery of an ordered webhook held back? Two short ranges
+-- of the queue (28_outbox.sql: it holds exactly the deliveries pending or in flight):
+-- an older pending one of the contact (delivery_queue_contact_idx), one of the contact
+-- in flight (delivery_queue_leases_idx, migration 0018).
 create or replace function webhooks_private.held_back(p_webhook_id bigint, p_contact_id bigint, p_delivery_id bigint)
 returns boolean
 language plpgsql
@@ -118,8 +119,10 @@ as $$
 begin
   return exists (select 1 from webhooks.delivery_queue e
                  where e.webhook_id = p_webhook_id and e.contact_id = p_contact_id
-                   and e.delivery_id <> p_delivery_id
-                   and (e.locked_by is not null or e.delivery_id < p_delivery_id));
+                   and e.locked_by is null and e.delivery_id < p_delivery_id)
+      or exists (select 1 from webhooks.delivery_queue e
+                 where e.webhook_id = p_webhook_id and e.contact_id = p_contact_id
+                   and e.locked_by is not null);
 end;
 $$;
 
@@ -149,7 +152,9 @@ $$;
 -- outbox here is of pending or in-flight rows by webhook: webhooks.delivery_queue
 -- (28_outbox.sql) with locked_by null / not null.
 drop function if exists webhooks_private.lane_claim(integer, integer, integer, bigint[], integer[], bigint[]);
-create or replace function webhooks_private.lane_claim(
+-- (its result gained the row's ctid: a new result type needs the old one dropped)
+drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[]);
+create function webhooks_private.lane_claim(
   p_relay         text,
   p_limit         integer,
   p_slots         integer,
@@ -158,7 +163,7 @@ create or replace function webhooks_private.lane_claim(
   p_busy_counts   integer[],
   p_only_webhooks bigint[]
 )
-returns table (delivery_id bigint, send_at timestamptz, send_until timestamptz)
+returns table (delivery_id bigint, row_ctid tid, send_at timestamptz, send_until timestamptz)
 language plpgsql
 volatile
 as $$
@@ -336,11 +341,11 @@ begin
     from within_company c
   ),
   picked as (
-    select a.webhook_id, a.rate_limit, a.pace_from, a.open_until, c.id,
+    select a.webhook_id, a.rate_limit, a.pace_from, a.open_until, c.id, c.row_ctid,
            row_number() over (partition by a.webhook_id order by c.next_attempt_at, c.id) as nth
     from alloc a
     cross join lateral (
-      select d.delivery_id as id, d.next_attempt_at
+      select d.delivery_id as id, d.ctid as row_ctid, d.next_attempt_at
       from webhooks.delivery_queue d
       where d.webhook_id = a.webhook_id
         and d.locked_by is null
@@ -366,7 +371,7 @@ begin
           from picked p group by p.webhook_id) g
     where l.webhook_id = g.webhook_id
   )
-  select p.id,
+  select p.id, p.row_ctid,
          case when p.rate_limit is not null
               then p.pace_from + make_interval(secs => (p.nth - 1)::float8 / p.rate_limit) end,
          case when p.rate_limit is not null
@@ -375,7 +380,7 @@ begin
   union all
   -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
   -- cap; the relay looks again once it has settled something
-  select null, null, null
+  select null, null, null, null
   where exists (select 1 from lane where lane.at_cap);
 end;
 $$;

@@ -166,6 +166,7 @@ as $$
 #variable_conflict use_column
 declare
   v_locked bigint[];
+  v_ctids tid[];
   v_send_at timestamptz[];
   v_send_until timestamptz[];
   v_at_cap boolean;
@@ -182,10 +183,11 @@ declare
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
   select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
+         array_agg(c.row_ctid) filter (where c.delivery_id is not null),
          array_agg(c.send_at) filter (where c.delivery_id is not null),
          array_agg(c.send_until) filter (where c.delivery_id is not null),
          coalesce(bool_or(c.delivery_id is null), false)
-    into v_locked, v_send_at, v_send_until, v_at_cap
+    into v_locked, v_ctids, v_send_at, v_send_until, v_at_cap
   from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
                                    p_busy_counts, p_only_webhooks) c;
   if v_locked is null then
@@ -198,16 +200,18 @@ begin
   end if;
 
   -- 2. fail what a disabled webhook would get; lease the rest (queue rows only)
+  --    (the rows are reached by the ctid lane_claim locked them at: this transaction
+  --    holds them, so no one else can have moved them)
   with chosen as (
-    select c.id, c.send_at, c.send_until, q.webhook_id, w.enabled
-    from unnest(v_locked, v_send_at, v_send_until) as c(id, send_at, send_until)
-    join webhooks.delivery_queue q on q.delivery_id = c.id
+    select c.id, c.row_ctid, c.send_at, c.send_until, q.webhook_id, w.enabled
+    from unnest(v_locked, v_ctids, v_send_at, v_send_until) as c(id, row_ctid, send_at, send_until)
+    join webhooks.delivery_queue q on q.ctid = c.row_ctid
     join webhooks.webhooks w on w.id = q.webhook_id
   ),
   not_sent as (
     delete from webhooks.delivery_queue q
     using chosen c
-    where q.delivery_id = c.id and not c.enabled
+    where q.ctid = c.row_ctid and not c.enabled
     returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
               q.last_status_code
   ),
@@ -228,7 +232,7 @@ begin
     from chosen c
     join webhooks.webhooks w on w.id = c.webhook_id
     left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
-    where q.delivery_id = c.id and c.enabled
+    where q.ctid = c.row_ctid and c.enabled
     returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, s.secret,
               case when s.previous_expires_at > now() then s.previous_secret end as previous_secret,
               c.send_at, c.send_until
@@ -296,6 +300,7 @@ declare
   v_next timestamptz[];
   v_webhooks bigint[];
   v_gone bigint[];
+  v_ordered bigint[];
 begin
   -- the results of deliveries this relay still holds (found by their primary key,
   -- locked, and checked: "still mine, still in flight")
@@ -306,7 +311,9 @@ begin
       as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
   ),
   mine as (
-    select q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts
+    -- ctid: the row version this statement locked, so that the delete or update below
+    -- reaches it without a second walk of the primary key
+    select q.ctid, q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts
     from webhooks.delivery_queue q
     -- (is not distinct from, not =: with "=" the planner may prove the lease index's
     -- predicate and walk every lease in it instead of probing the primary key)
@@ -315,7 +322,7 @@ begin
   ),
   outcome as (
     select r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
-           r.retry_after_s, m.created_at, m.webhook_id, m.company_id, m.attempts,
+           r.retry_after_s, m.ctid, m.created_at, m.webhook_id, m.company_id, m.attempts,
            case
              when r.status_code between 200 and 299 then 'succeeded'
              when r.status_code = 410 then 'failed'
@@ -338,7 +345,7 @@ begin
   finished as (
     delete from webhooks.delivery_queue q
     using outcome o
-    where q.delivery_id = o.id and o.new_state <> 'pending'
+    where q.ctid = o.ctid and o.new_state <> 'pending'
   ),
   ended as (
     insert into webhooks.delivery_results
@@ -358,7 +365,7 @@ begin
         last_error = coalesce(o.error, 'HTTP ' || o.status_code),
         next_attempt_at = now() + webhooks_private.retry_wait(o.attempts, o.retry_after_s)
     from outcome o
-    where o.new_state = 'pending' and q.delivery_id = o.id
+    where o.new_state = 'pending' and q.ctid = o.ctid
     returning q.delivery_id, q.next_attempt_at
   ),
   answer as (
@@ -407,17 +414,26 @@ begin
   end if;
 
   -- the circuit breaker and auto-disable (28_lanes.sql), each attempt counted for its
-  -- webhook (a result whose lease was lost counts for none)
-  perform webhooks_private.lane_results(
-    array(select a.webhook_id
-          from unnest(p_ids) with ordinality as r(id, n)
-          left join unnest(v_ids, v_webhooks) as a(id, webhook_id) on a.id = r.id
-          order by r.n),
-    p_attempted_at, p_status_codes, p_errors);
+  -- webhook (a result whose lease was lost counts for none). A batch of successes to
+  -- webhooks without failures changes no lane: asked in one probe, the usual case
+  -- costs no call (a call cost a millisecond a batch)
+  if exists (select 1 from unnest(p_status_codes) as r(status_code)
+             where not coalesce(r.status_code between 200 and 299, false))
+     or exists (select 1 from webhooks_private.lanes l
+                where l.webhook_id = any (v_webhooks) and l.failures > 0) then
+    perform webhooks_private.lane_results(
+      array(select a.webhook_id
+            from unnest(p_ids) with ordinality as r(id, n)
+            left join unnest(v_ids, v_webhooks) as a(id, webhook_id) on a.id = r.id
+            order by r.n),
+      p_attempted_at, p_status_codes, p_errors);
+  end if;
   -- an ordered delivery that ended lets the next of its contact go (28_lanes.sql):
-  -- look now, not at the next poll
-  if exists (select 1 from unnest(v_states, v_webhooks) as e(state, webhook_id)
-             where e.state <> 'pending' and e.webhook_id = any (webhooks_private.ordered_webhooks())) then
+  -- look now, not at the next poll (the ordered webhooks read once, not per result)
+  v_ordered := webhooks_private.ordered_webhooks();
+  if cardinality(v_ordered) > 0
+     and exists (select 1 from unnest(v_states, v_webhooks) as e(state, webhook_id)
+                 where e.state <> 'pending' and e.webhook_id = any (v_ordered)) then
     perform webhooks_private.notify_relays();   -- 20_wakeup.sql
   end if;
 

@@ -116,11 +116,15 @@ returns bigint
 language sql
 stable
 as $$
-  select count(*)
-  from webhooks.delivery_queue q
-  where q.webhook_id = p_backfill.webhook_id
-    and q.action = 'contact.snapshot'
-    and q.created_at >= p_backfill.created_at;
+  -- pending and in flight apart: each is a range of one of the queue's partial indexes
+  select (select count(*)
+          from webhooks.delivery_queue q
+          where q.webhook_id = p_backfill.webhook_id and q.locked_by is null
+            and q.action = 'contact.snapshot' and q.created_at >= p_backfill.created_at)
+       + (select count(*)
+          from webhooks.delivery_queue q
+          where q.webhook_id = p_backfill.webhook_id and q.locked_by is not null
+            and q.action = 'contact.snapshot' and q.created_at >= p_backfill.created_at);
 $$;
 
 ------------------------------------------------------------------------------------
@@ -254,7 +258,8 @@ begin
       jsonb_build_object(
         'type', 'contact.snapshot',
         'timestamp', v_timestamp,
-        'data', jsonb_build_object('contact', v_json - v_omit, 'source', 'backfill')));
+        'data', jsonb_build_object('contact', v_json - v_omit, 'source', 'backfill')),
+      v_webhook.coalesce_window);
     v_written := v_written + 1;
   end loop;
 

@@ -295,3 +295,23 @@ test('fire history view: one row per firing with webhook name and state', async 
     'select webhook_name, action::text, contact_id, state, attempts from webhooks.fire_history where webhook_id = $1', [hook.id]);
   t.deepEqual(rows, [{ webhook_name: 'Sheet sync', action: 'contact.created', contact_id: contact.id, state: 'pending', attempts: 0 }]);
 });
+
+test('a webhook\'s merge window, as it is now: set, updates of a contact merge; cleared, each is a message of its own', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  const contact = await f.contact(company.id);
+  const update = (city: string) => db().pool.query('update crm.contacts set city = $2 where id = $1', [contact.id, city]);
+
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  await update('One');
+  await update('Two');
+  t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => [r.payload.data.contact.city, r.payload.data.merged]), [['Two', 2]]);
+
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, null, false)`, [hook.id]);
+  await db().pool.query('update webhooks.deliveries set next_attempt_at = now() where webhook_id = $1', [hook.id]);
+  await update('Three');
+  await update('Four');
+  t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => [r.payload.data.contact.city, r.payload.data.merged]),
+    [['Two', 2], ['Three', undefined], ['Four', undefined]]);
+});
