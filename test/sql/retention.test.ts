@@ -167,3 +167,26 @@ test.serial('a drop waits for the readers of the day it drops, while claims and 
   t.deepEqual(result.daysDropped, [utcDay(-12).toISOString().slice(0, 10)]);
   await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
 });
+
+test.serial('a day past the retention whose counts are not all rolled up is kept until they are', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const counted = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const late = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  const at = new Date(utcDay(-30).getTime() + 3_600_000);
+  for (const hook of [counted, late]) {
+    await db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+       values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`, [hook.id, company.id, at]);
+  }
+  const day = utcDay(-30).toISOString().slice(0, 10);
+  const expired = async () => (await db().pool.query(
+    `select to_char(day, 'YYYY-MM-DD') as day from webhooks.expired_days()`)).rows.map((r) => r.day as string);
+  // one webhook's day counted, the other's not yet
+  await db().pool.query('select webhooks_private.roll_up_webhook_days($1)', [counted.id]);
+  t.false((await expired()).includes(day));
+  await db().pool.query('select webhooks_private.roll_up_webhook_days($1)', [late.id]);
+  t.true((await expired()).includes(day));
+  await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
+});
