@@ -197,7 +197,7 @@ async function retentionUnderLoad(): Promise<void> {
     while (running) {
       // 100 deliveries every 100 ms, each through webhooks_private.enqueue
       await producer.query(`
-        select webhooks_private.enqueue(w.id, w.company_id, 'contact.updated', i, ${PAYLOAD('i')})
+        select webhooks_private.enqueue(w.id, w.company_id, 'contact.updated', i, ${PAYLOAD('i')}, null)
         from generate_series(1, 100) i
         join webhooks.webhooks w on w.id = (select min(id) from webhooks.webhooks) + ${WEBHOOKS_PER_COMPANY} + i % 100`);
       captured += 100;
