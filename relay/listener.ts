@@ -1,7 +1,4 @@
-// Listener: LISTEN on the engine's channel (CHANNEL) on a connection of its own,
-// reconnected here for ever, with backoff, until closed. pg-listen is told never to
-// retry by itself: its retry loop cannot be stopped once begun, so a relay stopped
-// during an outage would keep trying (and its process would not exit).
+// Listener: LISTEN on the engine's channel (CHANNEL) on a connection of its own (pg-listen reconnects it).
 // A notification is only a hint to look now; so is every (re)connection, because
 // whatever was written while the connection was down sent its NOTIFY to nobody.
 import pgListen, { type Subscriber } from 'pg-listen';
@@ -29,12 +26,11 @@ export function startListener(options: { databaseUrl: string; log: Logger; onWak
     const current = createPostgresSubscriber(
       { connectionString: databaseUrl },
       {
-        // a lost connection is reported at once (as "error"); connect() below tries again
-        retryLimit: 1,
+        // reconnect for ever, backing off to one try every 2 s
+        retryLimit: Infinity,
+        retryTimeout: 0,
+        retryInterval: (n) => backoffMs(n, { capMs: RECONNECT_CAP_MS }),
         paranoidChecking: 10_000,
-        // payloads are not read (a notification is a hint), so none can fail to parse:
-        // every "error" means the connection is lost
-        parse: (payload: string) => payload,
       },
     );
     subscriber = current;
@@ -45,12 +41,10 @@ export function startListener(options: { databaseUrl: string; log: Logger; onWak
       log.debug('listening for notifications');
       onWake();
     });
-    current.events.on('error', (error) => {
-      if (closed || subscriber !== current) return;
-      log.warn({ err: error }, 'notification connection lost; reconnecting');
-      void current.close().catch(() => {});
-      retry = setTimeout(() => void connect(attempt + 1), backoffMs(attempt, { capMs: RECONNECT_CAP_MS }));
+    current.events.on('reconnect', (n) => {
+      if (n === 1) log.warn('notification connection lost; reconnecting');
     });
+    current.events.on('error', (error) => log.error({ err: error }, 'notification connection failed'));
     try {
       await current.connect();
       await current.listenTo(CHANNEL);
