@@ -433,6 +433,15 @@ begin
   if to_regclass(format('webhooks_partitions.%I', webhooks_private.partition_name('delivery_attempts', p_day))) is not null then
     return;
   end if;
+  -- else one maker at a time, for the whole day: a second waits until the first has
+  -- committed all three tables' partitions, then finds them made (a query of its own,
+  -- with a snapshot taken after the wait)
+  perform pg_advisory_xact_lock(webhooks_private.partition_lock());
+  if exists (select 1 from pg_class c
+             where c.relname = webhooks_private.partition_name('delivery_attempts', p_day)
+               and c.relnamespace = 'webhooks_partitions'::regnamespace) then
+    return;
+  end if;
   for v_table in select * from webhooks_private.outbox_partitioned() loop
     perform webhooks_private.create_partition(v_table.table_name, v_table.key_column, v_table.storage, p_day);
   end loop;
