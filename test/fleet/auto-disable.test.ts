@@ -3,7 +3,7 @@
 import test from 'ava';
 import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
 
-test('every attempt failing for auto_disable_after disables the webhook; enabling it again starts clean', async (t) => {
+test('every attempt failing for auto_disable_after disables the webhook (audited as "relay"); enabling it again starts clean', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   for (const [name, value] of [
     ['webhooks.auto_disable_after', '1 second'],
@@ -34,6 +34,10 @@ test('every attempt failing for auto_disable_after disables the webhook; enablin
     [webhook.id],
   );
   t.true(disabled.disabled_at.getTime() - firstFailure[0].at.getTime() >= 1000, 'not before the span had passed');
+  // the audit trail says the relay did it, and why
+  const { rows: audit } = await database.pool.query(
+    `select actor, action, details from webhooks.audit_log where webhook_id = $1 and action = 'webhook.disabled'`, [webhook.id]);
+  t.deepEqual(audit, [{ actor: 'relay', action: 'webhook.disabled', details: { reason: disabled.disabled_reason } }]);
 
   // the report (what the page shows) carries the reason
   const { rows: report } = await database.pool.query(

@@ -92,7 +92,7 @@ test('always 500: failed after the webhook\'s max_attempts, and kept in history'
   t.deepEqual(history, { state: 'failed', attempts: 3 });
 });
 
-test('410 Gone: the delivery fails and the relay disables the webhook, with a reason', async (t) => {
+test('410 Gone: the delivery fails and the relay disables the webhook, with a reason, in the audit trail as "relay"', async (t) => {
   const { pool, receiver, f, company, relay } = await setup(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/gone') });
   receiver.route('/gone', { secret: webhook.secret, otherwise: 410 });
@@ -110,6 +110,10 @@ test('410 Gone: the delivery fails and the relay disables the webhook, with a re
   t.truthy(hook.disabled_at);
   t.is(hook.disabled_reason, `the endpoint answered 410 Gone to message ${delivery.message_id}: it asks not to be called again`);
   t.is(receiver.received('/gone').length, 1);
+  // the audit trail says the relay did it, and why
+  const { rows: audit } = await pool.query(
+    `select actor, action, details from webhooks.audit_log where webhook_id = $1 and action = 'webhook.disabled'`, [webhook.id]);
+  t.deepEqual(audit, [{ actor: 'relay', action: 'webhook.disabled', details: { reason: hook.disabled_reason } }]);
 
   // a disabled webhook gets no new deliveries
   await f.contact(company.id);
