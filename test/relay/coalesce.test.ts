@@ -88,3 +88,26 @@ test('a webhook without a window: every update is its own message, due at once; 
   const refused = await pool.query(`select webhooks.set_webhook_delivery($1, '2 hours', false)`, [hook.id]).catch((e) => e);
   t.like(refused, { code: '23514', constraint: 'webhooks_coalesce_window_range' });
 });
+
+test('saves (source platform) merge like updates: one message per action, each with its own count', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.saved', 'contact.updated'], fields: ['city', 'phone'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Start' });
+  const save = (column: string, value: string) => inTransaction(pool, "set local webhooks.source = 'platform'", (c) =>
+    c.query(`update crm.contacts set ${column} = $2 where id = $1`, [contact.id, value]));
+  await save('city', 'Saved 1');
+  await save('phone', '555-0101');
+  await pool.query(`update crm.contacts set city = 'Imported' where id = $1`, [contact.id]);
+  await save('city', 'Saved 2');
+
+  const { rows } = await pool.query(
+    `select action, payload, next_attempt_at > now() + interval '50 minutes' as waiting
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.action, r.waiting, r.payload.data.merged, r.payload.data.changed_fields, r.payload.data.contact.city]), [
+    ['contact.saved', true, 3, ['city', 'phone'], 'Saved 2'],
+    ['contact.updated', true, 1, ['city'], 'Imported'],
+  ]);
+  t.is(rows[0].payload.data.source, 'platform');
+});
