@@ -1,16 +1,18 @@
 // Postgres restarts under a running relay: the relay reconnects by itself, writes the
 // result of a request that finished while the database was down, and delivers what
-// was written while it was away (no NOTIFY reached it for those).
+// was written while it was away (no NOTIFY reached it for those); its /readyz says
+// "not ready" meanwhile.
 import test from 'ava';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
 import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
 import { migrate } from '../../tools/migrate.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver } from '../helpers/receiver.ts';
-import { testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { spawnRelay, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
 test('Postgres restarted while the relay runs: it reconnects and delivers what was written meanwhile', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'bpd-relay-restart-'));
@@ -65,4 +67,41 @@ test('Postgres restarted while the relay runs: it reconnects and delivers what w
   const [, , , , later] = await receiver.waitFor(5, { path: '/hook' });
   t.is(JSON.parse(later!.body).data.contact.first_name, 'Later');
   t.is(receiver.received('/hook').length, 5, 'nothing sent twice');
+});
+
+/** Asks url/readyz until it answers `status` (every 200 ms, for at most a minute). */
+async function readyzUntil(url: string, status: number): Promise<any> {
+  for (let i = 0; ; i++) {
+    const response = await fetch(`${url}/readyz`).catch(() => undefined);
+    if (response?.status === status) return await response.json();
+    if (i >= 300) throw new Error(`the relay's /readyz did not answer ${status} within a minute`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+test('the relay\'s /readyz fails while Postgres is down and recovers when it is back; /healthz stays up', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'bpd-relay-readyz-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  let server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
+  t.teardown(() => server.stop());
+  await migrate(server.url());
+
+  const metricsPort = await freePort();
+  const relay = spawnRelay(server.url(), { RELAY_METRICS_PORT: String(metricsPort) });
+  relay.stdout!.resume();
+  relay.stderr!.resume();
+  t.teardown(() => void relay.kill('SIGKILL'));
+  const url = `http://127.0.0.1:${metricsPort}`;
+  t.deepEqual(await readyzUntil(url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
+
+  await server.stop();
+  const down = await readyzUntil(url, 503);
+  t.is(down.status, 'unavailable');
+  t.regex(down.reason, /^database: /);
+  t.is((await fetch(`${url}/healthz`)).status, 200);
+  t.is(relay.exitCode, null, 'the relay waits for the database, it does not exit');
+
+  server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
+  t.deepEqual(await readyzUntil(url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
 });
