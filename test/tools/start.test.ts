@@ -11,44 +11,10 @@ import { freePort } from '../../tools/embedded-postgres.ts';
 import { Supervisor } from '../../tools/supervisor.ts';
 import { createTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { lines } from '../helpers/lines.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-
-/** Lines a process writes, and a way to wait for one that matches. */
-function lines(stream: NodeJS.ReadableStream) {
-  const seen: string[] = [];
-  const waiters: Array<{ pattern: RegExp; from: number; resolve: (match: RegExpMatchArray) => void }> = [];
-  let rest = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    rest += chunk;
-    const parts = rest.split('\n');
-    rest = parts.pop()!;
-    for (const line of parts) {
-      seen.push(line);
-      for (const waiter of [...waiters]) {
-        const match = line.match(waiter.pattern);
-        if (match && seen.length > waiter.from) {
-          waiters.splice(waiters.indexOf(waiter), 1);
-          waiter.resolve(match);
-        }
-      }
-    }
-  });
-  return {
-    seen,
-    /** the next line matching pattern from now on (or already seen, with from: 0) */
-    next(pattern: RegExp, timeoutMs = 60_000, from = seen.length): Promise<RegExpMatchArray> {
-      const earlier = seen.slice(from).map((line) => line.match(pattern)).find(Boolean);
-      if (earlier) return Promise.resolve(earlier);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms:\n${seen.join('\n')}`)), timeoutMs);
-        waiters.push({ pattern, from, resolve: (match) => (clearTimeout(timer), resolve(match)) });
-      });
-    },
-  };
-}
 
 const alive = (pid: number) => {
   try {
