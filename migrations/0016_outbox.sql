@@ -177,11 +177,20 @@ end;
 $$;
 
 -- the data of today's installs, ids, message ids, states and counts as they were
+-- (each step says how far it got: `npm run migrate` shows the "progress: " notices)
+do $$
+begin
+  raise notice 'progress: 0016_outbox: moving % deliveries and % attempts into the partitioned outbox',
+    (select count(*) from webhooks.deliveries_0005), (select count(*) from webhooks.delivery_attempts_0005);
+end;
+$$;
+
 insert into webhooks.delivery_history
   (id, message_id, webhook_id, company_id, action, contact_id, payload, created_at)
 overriding system value
 select id, message_id, webhook_id, company_id, action, contact_id, payload, created_at
 from webhooks.deliveries_0005;
+do $$ begin raise notice 'progress: 0016_outbox: 1 of 4: history copied'; end; $$;
 
 insert into webhooks.delivery_results
   (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at,
@@ -190,6 +199,7 @@ select id, created_at, webhook_id, company_id, state, attempts, last_attempt_at,
        last_status_code, last_error, completed_at
 from webhooks.deliveries_0005
 where state in ('succeeded', 'failed');
+do $$ begin raise notice 'progress: 0016_outbox: 2 of 4: results copied'; end; $$;
 
 insert into webhooks.delivery_queue
   (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at, attempts, locked_by,
@@ -198,6 +208,7 @@ select id, created_at, webhook_id, company_id, action, contact_id, next_attempt_
        locked_until, last_attempt_at, last_status_code, last_error
 from webhooks.deliveries_0005
 where state in ('pending', 'in_flight');
+do $$ begin raise notice 'progress: 0016_outbox: 3 of 4: queue copied'; end; $$;
 
 insert into webhooks.delivery_attempts
   (id, delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at,
@@ -207,6 +218,7 @@ select a.id, a.delivery_id, d.created_at, a.webhook_id, a.company_id, a.attempt,
        a.duration_ms, a.status_code, a.error, a.response_body, a.relay_id
 from webhooks.delivery_attempts_0005 a
 join webhooks.deliveries_0005 d on d.id = a.delivery_id;
+do $$ begin raise notice 'progress: 0016_outbox: 4 of 4: attempts copied'; end; $$;
 
 -- the identities go on from where the old ones were
 select setval(pg_get_serial_sequence('webhooks.delivery_history', 'id'),

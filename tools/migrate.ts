@@ -25,6 +25,14 @@ export const MIGRATE_LOCK = 4_204_204_204;
 export const MIGRATIONS_SCHEMA = 'webhooks_private';
 export const MIGRATIONS_TABLE = 'migrations';
 
+/**
+ * A migration that moves data says how much as it goes (RAISE NOTICE with this
+ * prefix); migrate passes those lines on, so a long one is not a silent terminal.
+ */
+export const PROGRESS_NOTICE = 'progress: ';
+/** What node-pg-migrate says as it begins a migration. */
+const MIGRATION_BEGINS = /^### MIGRATION (\S+) \(UP\) ###$/;
+
 export async function migrate(databaseUrl: string, log: (line: string) => void = () => {}): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
@@ -32,6 +40,11 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
     await client.query('set client_min_messages = warning');
     await moveMigrationsTable(client);
+    const onNotice = (notice: { message?: string }) => {
+      if (notice.message?.startsWith(PROGRESS_NOTICE)) log(`  ${notice.message.slice(PROGRESS_NOTICE.length)}`);
+    };
+    client.on('notice', onNotice);
+    await client.query('set client_min_messages = notice');
     const ran = await runner({
       dbClient: client,
       dir: migrationsDir,
@@ -40,8 +53,13 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
       migrationsSchema: MIGRATIONS_SCHEMA,
       checkOrder: true,
       noLock: true, // our own lock already covers the whole run
-      log: () => {},
+      log: (line: string) => {
+        const begins = MIGRATION_BEGINS.exec(line);
+        if (begins) log(`migrating ${begins[1]}…`);
+      },
     });
+    await client.query('set client_min_messages = warning');
+    client.off('notice', onNotice);
     for (const migration of ran) log(`migrated ${migration.name}`);
     await applyEngine(client);
     log(`applied sql/ (${(await engineFiles()).length} files)`);

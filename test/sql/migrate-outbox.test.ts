@@ -8,7 +8,7 @@ import { runner } from 'node-pg-migrate';
 import { migrate, migrationsDir, MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
 import { databaseUrl } from '../helpers/db.ts';
 
-test('deliveries and attempts of the previous schema move into the new tables unchanged', async (t) => {
+test('deliveries and attempts of the previous schema move into the new tables unchanged, saying how many as they go', async (t) => {
   const name = `bpd_test_outbox_${process.pid}`;
   const server = new pg.Client({ connectionString: process.env.DATABASE_URL });
   await server.connect();
@@ -66,7 +66,20 @@ test('deliveries and attempts of the previous schema move into the new tables un
     `select id, delivery_id, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code, relay_id
      from webhooks.delivery_attempts order by id`);
 
-  await migrate(databaseUrl(name));
+  const said: string[] = [];
+  await migrate(databaseUrl(name), (line) => said.push(line));
+  // the terminal hears which migration runs and how much it moves, before it is done
+  const outbox = said.indexOf('migrating 0016_outbox…');
+  t.true(outbox >= 0, said.join('\n'));
+  t.deepEqual(said.slice(outbox, outbox + 6), [
+    'migrating 0016_outbox…',
+    '  0016_outbox: moving 5 deliveries and 3 attempts into the partitioned outbox',
+    '  0016_outbox: 1 of 4: history copied',
+    '  0016_outbox: 2 of 4: results copied',
+    '  0016_outbox: 3 of 4: queue copied',
+    '  0016_outbox: 4 of 4: attempts copied',
+  ]);
+  t.true(said.includes('migrated 0016_outbox'));
 
   const { rows: after } = await client.query(`select ${columns} from webhooks.deliveries order by id`);
   t.deepEqual(after, deliveriesBefore);
