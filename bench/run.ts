@@ -7,7 +7,7 @@
 //   --concurrency N  deliveries in flight per contender (default: the relay's
 //                    RELAY_PER_WEBHOOK_IN_FLIGHT default; the benchmark has one webhook)
 //   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
-//   --mode MODE      run one mode only (burn-down, open-loop, fleet or noisy-neighbour)
+//   --mode MODE      run one mode only (burn-down, open-loop, fleet, noisy-neighbour, or sync)
 //   --relays A,B,…   fleet mode: relays on one database (default 1,2,4)
 //   --webhooks N     fleet mode: the changes spread over N webhooks of the company
 //                    (default 1: every relay claims the same webhook)
@@ -16,6 +16,12 @@
 //   --rounds N       burn-down rounds (default 1 with --quick, else 2)
 //   --rates A,B,…    open-loop rates per second (default 250,500,1000,2000)
 //   --seconds N      open-loop window (default 4 with --quick, else 20)
+//   --mode sync      backfill and ordering instead (bench/sync.ts, docs/backfill.md):
+//                    live p99 alone and during a backfill of --contacts N contacts
+//                    (default 100,000; 20,000 with --quick), and deliveries/s to an
+//                    ordered webhook with 1,000 contacts changing at once
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -40,14 +46,24 @@ const { values: options } = parseArgs({
     seconds: { type: 'string' },
     relays: { type: 'string', default: '1,2,4' },
     webhooks: { type: 'string', default: '1' },
+    contacts: { type: 'string' },
   },
 });
-const modes = ['burn-down', 'open-loop', 'fleet', 'noisy-neighbour'];
+const modes = ['burn-down', 'open-loop', 'fleet', 'noisy-neighbour', 'sync'];
 if (options.mode && !modes.includes(options.mode)) {
   console.error(`bench: --mode must be one of ${modes.join(', ')}`);
   process.exit(2);
 }
 const runs = (mode: string) => !options.mode || options.mode === mode;
+
+// backfill and ordering measure one relay against its own database: a script of their
+// own, run only when asked for (a full run of it takes several minutes)
+if (options.mode === 'sync') {
+  const contacts = options.contacts ?? (options.quick ? '20000' : '100000');
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./sync.ts', import.meta.url)), '--contacts', contacts], { stdio: 'inherit' });
+  const [code] = await once(child, 'exit');
+  process.exit(code ?? 1);
+}
 
 const chosen = options.quick
   ? { rounds: 1, burnDownCount: 5_000, limitCount: 5_000, rates: [250, 500, 1000, 2000], seconds: 4, drainMs: 10_000 }

@@ -6,7 +6,8 @@
 //                  backfill of N contacts (default 100,000) runs to another webhook
 //   ordered        1,000 contacts changed at once, five times (5,000 deliveries):
 //                  deliveries/s to an ordered webhook beside the same to a plain one
-// Figures depend on the machine: compare the rows of one run, not runs.
+// Figures depend on the machine: compare the rows of one run, not runs. Progress goes
+// to stderr every few seconds; the tables to stdout at the end.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
@@ -44,6 +45,8 @@ const postgres = await startEmbeddedPostgres({ dataDir, fast: true });
 const databaseUrl = postgres.url();
 await migrate(databaseUrl);
 const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+// a connection the server ends as it stops at the end of the run: expected then
+pool.on('error', () => {});
 
 function relay(): ChildProcess {
   return spawn(process.execPath, [...RELAY_NODE_FLAGS, `${root}relay/main.ts`], {
@@ -63,6 +66,15 @@ async function until(check: () => Promise<boolean> | boolean, timeoutMs: number)
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+const benchStarted = Date.now();
+/** What the run is doing now, said on stderr every PROGRESS_EVERY_MS. */
+let doing = (): string => 'starting';
+const PROGRESS_EVERY_MS = 5000;
+const say = (line: string) => console.error(`bench:sync [${((Date.now() - benchStarted) / 1000).toFixed(0)}s] ${line}`);
+const progressTimer = setInterval(() => say(doing()), PROGRESS_EVERY_MS);
+progressTimer.unref();
+const arrived = (path: string) => arrivals.filter((a) => a.path === path).length;
+
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 
 const company = (await one('insert into crm.companies (name) values ($1) returning id', ['Bench'])).id;
@@ -79,11 +91,14 @@ async function liveLatency(label: string): Promise<{ label: string; p50: number;
   const before = arrivals.filter((a) => a.path === '/live').length;
   const stop = Date.now() + 15_000;
   let written = 0;
+  const backfill = doing;
+  doing = () => `${label}: ${written} written, ${arrived('/live') - before} arrived${label.includes('during') ? `; ${backfill()}` : ''}`;
   while (Date.now() < stop) {
     await pool.query(`update crm.contacts set city = 'live ' || $2 where id = $1`, [liveContact, written++]);
     await new Promise((r) => setTimeout(r, 50));
   }
   await until(() => arrivals.filter((a) => a.path === '/live').length >= before + written, 120_000);
+  doing = backfill;
   const latencies = arrivals.filter((a) => a.path === '/live').slice(before)
     .map((a) => a.at - Date.parse(a.body.timestamp)).sort((x, y) => x - y);
   return { label, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), n: latencies.length };
@@ -92,6 +107,8 @@ async function liveLatency(label: string): Promise<{ label: string; p50: number;
 const liveHook = await webhook('/live', ['contact.updated']);
 const liveContact = (await one(`insert into crm.contacts (company_id, first_name) values ($1, 'live') returning id`, [company])).id;
 const sync = await webhook('/sync', ['contact.deleted']);
+say(`writing ${BACKFILL_CONTACTS.toLocaleString('en-US')} contacts to backfill`);
+doing = () => `writing ${BACKFILL_CONTACTS.toLocaleString('en-US')} contacts`;
 await pool.query(`alter table crm.contacts disable trigger user`);
 await pool.query(
   `insert into crm.contacts (company_id, first_name, city) select $1, 'C' || i, 'City ' || i from generate_series(1, $2) i`,
@@ -107,6 +124,7 @@ const rows: string[] = [];
 const alone = await liveLatency('live updates alone');
 const started = Date.now();
 const backfillId = (await one('select webhooks.backfill($1) as id', [sync])).id;
+doing = () => `backfill: ${arrived('/sync').toLocaleString('en-US')} of ${BACKFILL_CONTACTS.toLocaleString('en-US')} snapshots arrived`;
 const during = await liveLatency(`live updates during a backfill of ${BACKFILL_CONTACTS.toLocaleString('en-US')} contacts`);
 await until(async () => (await one('select state from webhooks.backfills where id = $1', [backfillId])).state === 'done', 30 * 60_000);
 await until(() => arrivals.filter((a) => a.path === '/sync').length >= BACKFILL_CONTACTS, 30 * 60_000);
@@ -122,6 +140,7 @@ for (const ordered of [false, true]) {
   const hook = await webhook(path, ['contact.updated'], ordered);
   const ids = (await pool.query(
     `insert into crm.contacts (company_id, first_name) select $1, 'O' || i from generate_series(1, 1000) i returning id`, [company])).rows.map((r) => r.id);
+  doing = () => `${ordered ? 'ordered' : 'not ordered'}: ${arrived(path).toLocaleString('en-US')} of 5,000 arrived`;
   const t0 = Date.now();
   for (let round = 1; round <= 5; round++) {
     await pool.query(`update crm.contacts set city = $2 where id = any ($1::bigint[])`, [ids, `round ${round}`]);
@@ -144,6 +163,7 @@ for (const ordered of [false, true]) {
 }
 void liveHook;
 
+clearInterval(progressTimer);
 console.log(['', ...rows, ...orderedRows, ''].join('\n'));
 relayProcess.kill('SIGTERM');
 await once(relayProcess, 'exit');
