@@ -203,15 +203,23 @@ begin
   --    (the rows are reached by the ctid lane_claim locked them at: this transaction
   --    holds them, so no one else can have moved them)
   with chosen as (
-    select c.id, c.row_ctid, c.send_at, c.send_until, q.webhook_id, w.enabled
+    select c.id, c.row_ctid, c.send_at, c.send_until, q.webhook_id
     from unnest(v_locked, v_ctids, v_send_at, v_send_until) as c(id, row_ctid, send_at, send_until)
     join webhooks.delivery_queue q on q.ctid = c.row_ctid
-    join webhooks.webhooks w on w.id = q.webhook_id
+  ),
+  -- each webhook once, however many of its deliveries the batch holds
+  hooks as materialized (
+    select w.id, w.enabled, w.url, s.secret,
+           case when s.previous_expires_at > now() then s.previous_secret end as previous_secret
+    from webhooks.webhooks w
+    left join webhooks_private.webhook_secrets s on s.webhook_id = w.id
+    where w.id in (select c.webhook_id from chosen c)
   ),
   not_sent as (
     delete from webhooks.delivery_queue q
     using chosen c
-    where q.ctid = c.row_ctid and not c.enabled
+    join hooks w on w.id = c.webhook_id
+    where q.ctid = c.row_ctid and not w.enabled
     returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
               q.last_status_code
   ),
@@ -230,11 +238,9 @@ begin
         attempts = q.attempts + 1,
         last_attempt_at = now()
     from chosen c
-    join webhooks.webhooks w on w.id = c.webhook_id
-    left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
-    where q.ctid = c.row_ctid and c.enabled
-    returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, s.secret,
-              case when s.previous_expires_at > now() then s.previous_secret end as previous_secret,
+    join hooks w on w.id = c.webhook_id
+    where q.ctid = c.row_ctid and w.enabled
+    returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secret,
               c.send_at, c.send_until
   )
   select coalesce(array_agg(l.delivery_id), '{}'), coalesce(array_agg(l.created_at), '{}'),
@@ -321,18 +327,24 @@ begin
     where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
     for update
   ),
+  -- each webhook's attempt limit, read once however many of its results the batch holds
+  hooks as materialized (
+    select w.id, webhooks_private.max_attempts(w.max_attempts) as max_attempts
+    from webhooks.webhooks w
+    where w.id in (select m.webhook_id from mine m)
+  ),
   outcome as (
     select r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
            r.retry_after_s, m.ctid, m.created_at, m.webhook_id, m.company_id, m.attempts,
            case
              when r.status_code between 200 and 299 then 'succeeded'
              when r.status_code = 410 then 'failed'
-             when m.attempts >= webhooks_private.max_attempts(w.max_attempts) then 'failed'
+             when m.attempts >= w.max_attempts then 'failed'
              else 'pending'
            end as new_state
     from result r
     join mine m on m.delivery_id = r.id
-    join webhooks.webhooks w on w.id = m.webhook_id
+    join hooks w on w.id = m.webhook_id
   ),
   recorded as (
     insert into webhooks.delivery_attempts
