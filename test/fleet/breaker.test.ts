@@ -35,18 +35,23 @@ test('a failing endpoint costs one probe per growing interval; its deliveries go
 
   // the last requests are probes, one per interval, each interval twice the one before
   // up to the cap: 600, 1200, 1200 ms between probes (or 1200 throughout when the
-  // fourth request was already a probe). A claim can come no earlier than its wait,
-  // but a probe may reach the receiver late on a busy machine, making the next gap
-  // look short by as much: the span of the three gaps together is what must hold
-  // (lateness cancels out but for the first probe's), and each gap must still be far
-  // longer than a delivery's own retries (a few tens of milliseconds here).
-  const last = failing.slice(-4).map((r) => r.receivedAt);
+  // fourth request was already a probe). Judged by when the relay sent each request
+  // (the attempt rows' attempted_at): a probe is claimed no earlier than its interval
+  // after the result before it was written, so a busy machine can only make a gap
+  // longer; when the receiver saw a request could make the next gap look short.
+  const attempts = await waitForRows<{ attempted_at: Date }>(
+    database.pool,
+    'select attempted_at from webhooks.delivery_attempts where webhook_id = $1 order by attempted_at',
+    [webhook.id],
+    (rows) => rows.length >= 8,
+  );
+  const last = attempts.slice(4, 8).map((r) => r.attempted_at.getTime());
   const gaps = last.slice(1).map((at, i) => at - last[i]!);
-  t.log(`gaps between the last probes: ${gaps.map((g) => g.toFixed(0)).join(', ')} ms`);
+  t.log(`gaps between the last probes: ${gaps.join(', ')} ms`);
   const span = last.at(-1)! - last[0]!;
   const wanted = (2 + 4 + 4) * PROBE_INTERVAL_MS;
-  t.true(span >= wanted * 0.75, `the last three probe gaps span ${span.toFixed(0)} ms, wanted ${wanted}`);
-  gaps.forEach((gap, i) => t.true(gap >= PROBE_INTERVAL_MS / 2, `probe gap ${i + 1}: ${gap.toFixed(0)} ms`));
+  t.true(span >= wanted * 0.95, `the last three probe gaps span ${span} ms, wanted ${wanted}`);
+  gaps.forEach((gap, i) => t.true(gap >= 2 * PROBE_INTERVAL_MS * 0.95, `probe gap ${i + 1}: ${gap} ms`));
 
   // the history stays truthful: one attempt row per request, and the deliveries the
   // breaker held were never attempted
