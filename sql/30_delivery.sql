@@ -203,8 +203,8 @@ begin
   --    (the rows are reached by the ctid lane_claim locked them at: this transaction
   --    holds them, so no one else can have moved them)
   with chosen as (
-    select c.id, c.row_ctid, c.send_at, c.send_until, q.webhook_id
-    from unnest(v_locked, v_ctids, v_send_at, v_send_until) as c(id, row_ctid, send_at, send_until)
+    select c.id, c.row_ctid, c.send_at, c.send_until, c.n, q.webhook_id
+    from unnest(v_locked, v_ctids, v_send_at, v_send_until) with ordinality as c(id, row_ctid, send_at, send_until, n)
     join webhooks.delivery_queue q on q.ctid = c.row_ctid
   ),
   -- each webhook once, however many of its deliveries the batch holds
@@ -241,13 +241,15 @@ begin
     join hooks w on w.id = c.webhook_id
     where q.ctid = c.row_ctid and w.enabled
     returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secret,
-              c.send_at, c.send_until
+              c.send_at, c.send_until, c.n
   )
-  select coalesce(array_agg(l.delivery_id), '{}'), coalesce(array_agg(l.created_at), '{}'),
-         coalesce(array_agg(l.webhook_id), '{}'), coalesce(array_agg(l.attempts), '{}'),
-         coalesce(array_agg(l.url), '{}'), coalesce(array_agg(l.secret), '{}'),
-         coalesce(array_agg(l.previous_secret), '{}'), coalesce(array_agg(l.send_at), '{}'),
-         coalesce(array_agg(l.send_until), '{}')
+  -- in the order lane_claim chose them (oldest first within a lane): the relay sends
+  -- in this order
+  select coalesce(array_agg(l.delivery_id order by l.n), '{}'), coalesce(array_agg(l.created_at order by l.n), '{}'),
+         coalesce(array_agg(l.webhook_id order by l.n), '{}'), coalesce(array_agg(l.attempts order by l.n), '{}'),
+         coalesce(array_agg(l.url order by l.n), '{}'), coalesce(array_agg(l.secret order by l.n), '{}'),
+         coalesce(array_agg(l.previous_secret order by l.n), '{}'), coalesce(array_agg(l.send_at order by l.n), '{}'),
+         coalesce(array_agg(l.send_until order by l.n), '{}')
   into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until
   from leased l;
 
@@ -256,9 +258,10 @@ begin
     return query execute format($sql$
       select l.id, h.message_id, l.webhook_id, l.attempt, l.url, h.payload::text, l.secret, l.previous,
              l.send_at, l.send_until, $10, $11
-      from unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        as l(id, created_at, webhook_id, attempt, url, secret, previous, send_at, send_until)
-      join %s h on h.id = l.id and h.created_at = l.created_at$sql$,
+      from unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) with ordinality
+        as l(id, created_at, webhook_id, attempt, url, secret, previous, send_at, send_until, n)
+      join %s h on h.id = l.id and h.created_at = l.created_at
+      order by l.n$sql$,
       webhooks_private.history_relation(v_day))
     using v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until,
           p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap;
