@@ -90,7 +90,7 @@ begin
 
   if new.secret_rotated_at is distinct from old.secret_rotated_at then
     perform webhooks_private.audit(new.company_id, new.id, 'webhook.secret_rotated',
-      jsonb_build_object('previous_secret_valid_until', now() + interval '24 hours'));
+      jsonb_build_object('previous_secret_valid_until', now() + webhooks_private.secret_grace()));
   end if;
   return null;
 end;
