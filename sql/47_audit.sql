@@ -241,7 +241,7 @@ begin
   returning * into v;
   perform webhooks_private.audit(v.company_id, v.webhook_id, 'webhook.test',
     jsonb_build_object('delivery_id', v.id, 'message_id', v.message_id));
-  perform webhooks_private.wake_relay();   -- 36_wakeup.sql
+  perform webhooks_private.wake_relay();   -- 20_wakeup.sql
   return v;
 end;
 $$;
