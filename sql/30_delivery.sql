@@ -245,7 +245,7 @@ begin
   into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until
   from leased l;
 
-  -- 3. what to send, from each day's history partition (nearly always one; 28_outbox.sql)
+  -- 3. what to send, from each day's history partition (nearly always one; 22_outbox.sql)
   for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
     return query execute format($sql$
       select l.id, h.message_id, l.webhook_id, l.attempt, l.url, h.payload::text, l.secret, l.previous,
