@@ -2,7 +2,7 @@
 // itself, defines. Postgres does not enforce it (a PL/pgSQL body is resolved when it
 // runs), so a forward reference slips in unnoticed; this reads the files as a DBA
 // would and names any.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import test from 'ava';
 import { sqlDir } from '../../tools/migrate.ts';
 
@@ -42,4 +42,27 @@ test('no file of sql/ uses a function, view or table that a later file defines',
     }
   });
   t.deepEqual(forward, []);
+});
+
+/** Every file under these folders, and these files, may name others in comments and prose. */
+const NAMING = ['sql', 'migrations', 'relay', 'api', 'tools', 'ops', 'page', 'test', 'bench', 'docs', 'README.md'];
+const ROOT = new URL('../../', import.meta.url);
+
+function filesUnder(path: string): string[] {
+  const url = new URL(path, ROOT);
+  if (!statSync(url).isDirectory()) return [path];
+  return readdirSync(url, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? filesUnder(`${path}/${entry.name}`) : /\.(ts|js|sql|md|html|css)$/.test(entry.name) ? [`${path}/${entry.name}`] : []);
+}
+
+test('every file of the engine that a comment or a doc names exists: no stale references', (t) => {
+  const stale: string[] = [];
+  for (const file of NAMING.flatMap(filesUnder)) {
+    const text = readFileSync(new URL(file, ROOT), 'utf8');
+    for (const [named] of text.matchAll(/\b(?:(?:relay|api|tools|test|bench|ops|page|docs|migrations|sql)\/[\w./-]+\.(?:ts|js|md|sql|html|css)|\d\d_\w+\.sql|\d{4}_\w+\.sql)\b/g)) {
+      const path = /^\d\d_/.test(named) ? `sql/${named}` : /^\d{4}_/.test(named) ? `migrations/${named}` : named;
+      if (!existsSync(new URL(path, ROOT))) stale.push(`${file} names ${named}`);
+    }
+  }
+  t.deepEqual([...new Set(stale)], []);
 });
