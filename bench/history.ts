@@ -127,11 +127,11 @@ async function fillHistory(): Promise<void> {
       r as (
         insert into webhooks.delivery_results
           (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code, last_error, completed_at)
-        select id, created_at, webhook_id, company_id,
-               case when id % 50 = 0 then 'failed' else 'succeeded' end, 1, created_at + interval '1 second',
-               case when id % 50 = 0 then 500 else 200 end, case when id % 50 = 0 then 'HTTP 500' end,
+        select id, created_at, webhook_id, company_id, 'failed', 1, created_at + interval '1 second', 500, 'HTTP 500',
                created_at + interval '1 second'
         from h
+        -- one in 50 failed; a success has no result row, as a settle writes it
+        where id % 50 = 0
       )
       insert into webhooks.delivery_attempts
         (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code, relay_id)

@@ -5,7 +5,8 @@
 --                               created_at (UTC days); written once, by capture
 --   webhooks.delivery_queue     one small row per delivery on its way: all that claim,
 --                               settle and rescue update
---   webhooks.delivery_results   one small row per delivery that ended, written once
+--   webhooks.delivery_results   one small row per delivery that failed, written once
+--                               (a success writes none: its last attempt says it all)
 --   webhooks.delivery_attempts  one row per attempt
 -- results and attempts are partitioned like history, by the delivery's created_at.
 --
@@ -16,6 +17,12 @@
 ------------------------------------------------------------------------------------
 -- The view
 
+drop function if exists webhooks_private.last_attempt(bigint, timestamptz);
+
+-- A delivery is on its way while it has a queue row; it failed if it has a result
+-- row; otherwise it succeeded, and its last attempt tells how (the settle writes no
+-- row for a success: a quarter of a settle's buffers, docs/outbox.md). A success
+-- written through the view (a DBA's repair, a test) keeps a result row of its own.
 create or replace view webhooks.deliveries with (security_invoker = true) as
 select h.id,
        h.message_id,
@@ -25,24 +32,40 @@ select h.id,
        h.contact_id,
        h.payload,
        case when q.locked_by is not null then 'in_flight'
-            when r.state is not null and q.delivery_id is null then r.state
-            else 'pending' end as state,
-       coalesce(q.attempts, r.attempts, 0) as attempts,
-       coalesce(q.next_attempt_at, r.completed_at, h.created_at) as next_attempt_at,
+            when q.delivery_id is not null then 'pending'
+            else coalesce(r.state, 'succeeded') end as state,
+       coalesce(q.attempts, r.attempts, s.attempt, 0) as attempts,
+       coalesce(q.next_attempt_at, r.completed_at, s.completed_at, h.created_at) as next_attempt_at,
        q.locked_by,
        q.locked_until,
-       case when q.delivery_id is null then r.last_attempt_at else q.last_attempt_at end as last_attempt_at,
-       case when q.delivery_id is null then r.last_status_code else q.last_status_code end as last_status_code,
-       case when q.delivery_id is null then r.last_error else q.last_error end as last_error,
-       case when q.delivery_id is null then r.completed_at end as completed_at,
+       case when q.delivery_id is not null then q.last_attempt_at
+            when r.delivery_id is not null then r.last_attempt_at
+            else s.attempted_at end as last_attempt_at,
+       case when q.delivery_id is not null then q.last_status_code
+            when r.delivery_id is not null then r.last_status_code
+            else s.status_code end as last_status_code,
+       case when q.delivery_id is not null then q.last_error
+            when r.delivery_id is not null then r.last_error end as last_error,
+       case when q.delivery_id is null then coalesce(r.completed_at, s.completed_at, h.created_at) end as completed_at,
        h.created_at
 from webhooks.delivery_history h
 left join webhooks.delivery_queue q on q.delivery_id = h.id
-left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at;
+left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at
+-- a success settled by a relay: its last attempt (one probe of one partition's index,
+-- made only for a row with neither a queue row nor a result)
+left join lateral (
+  select a.attempt, a.attempted_at, a.status_code,
+         a.attempted_at + a.duration_ms * interval '1 millisecond' as completed_at
+  from webhooks.delivery_attempts a
+  where q.delivery_id is null and r.delivery_id is null
+    and a.delivery_id = h.id and a.delivery_created_at = h.created_at
+  order by a.attempt desc, a.id desc
+  limit 1
+) s on true;
 
 -- Writes to the view (DBAs' repairs, replays, tests) go to history, queue and
 -- results: a row pending or in flight has a queue row and no result, a finished one
--- a result and no queue row.
+-- a result and no queue row (a success too: what it says is then its own).
 create or replace function webhooks_private.tg_deliveries__write()
 returns trigger
 language plpgsql
@@ -76,7 +99,17 @@ begin
       raise exception using errcode = 'feature_not_supported', message = 'a delivery''s id cannot change';
     end if;
     if new.created_at is distinct from old.created_at then
-      perform webhooks_private.ensure_day(webhooks_private.utc_day(new.created_at));
+      begin
+        perform webhooks_private.ensure_day(webhooks_private.utc_day(new.created_at));
+      exception when object_in_use then
+        -- an UPDATE of the view reads delivery_attempts (a success's last attempt), and
+        -- Postgres attaches no partition to a table a running statement reads
+        raise exception using
+          errcode = 'object_in_use',
+          message = format('delivery %s cannot move to %s: that day has no partitions yet, and they cannot be made by a statement that reads the outbox',
+                           old.id, webhooks_private.utc_day(new.created_at)),
+          hint = format('make the day first: select webhooks_private.ensure_day(%L)', webhooks_private.utc_day(new.created_at));
+      end;
     end if;
     update webhooks.delivery_history h
     set message_id = new.message_id, webhook_id = new.webhook_id, company_id = new.company_id,

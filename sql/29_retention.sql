@@ -114,10 +114,12 @@ from webhooks.delivery_day_counts c
 union all
 select h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date as day,
        count(*) as fired,
-       count(*) filter (where r.state = 'succeeded') as succeeded,
+       -- (as count_rows, 50_report_counts.sql: what is neither on its way nor failed succeeded)
+       count(*) filter (where q.delivery_id is null and r.state is distinct from 'failed') as succeeded,
        count(*) filter (where r.state = 'failed') as failed,
-       count(*) filter (where r.state is null) as pending
+       count(*) filter (where q.delivery_id is not null) as pending
 from webhooks.delivery_history h
+left join webhooks.delivery_queue q on q.delivery_id = h.id
 left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at
 where not exists (select 1 from webhooks.delivery_day_counts c
                   where c.webhook_id = h.webhook_id and c.day = (h.created_at at time zone 'utc')::date)

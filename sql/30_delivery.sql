@@ -269,8 +269,9 @@ $$;
 -- relay still holds it. 2xx succeeds; 410 Gone fails the delivery and disables the
 -- webhook; anything else (other statuses, 3xx included, timeouts, refused
 -- destinations) is retried after retry_wait, or fails once the attempts are used up.
--- A delivery that ends leaves the queue and its history row is written, once; one
--- retried stays in the queue, due later. Returns the new state of each delivery
+-- A delivery that ends leaves the queue; one that failed gets its result row, once
+-- (a success gets none: its attempt row says it all, 22_outbox.sql); one retried
+-- stays in the queue, due later. Returns the new state of each delivery
 -- settled; a result missing from the answer had lost its lease.
 create or replace function webhooks_relay.settle_deliveries(
   p_relay           text,
@@ -354,7 +355,7 @@ begin
     select o.id, o.created_at, o.webhook_id, o.company_id, o.new_state, o.attempts, o.attempted_at, o.status_code,
            case when o.new_state = 'succeeded' then null else coalesce(o.error, 'HTTP ' || o.status_code) end
     from outcome o
-    where o.new_state <> 'pending'
+    where o.new_state = 'failed'
   ),
   retried as (
     update webhooks.delivery_queue q

@@ -68,7 +68,8 @@ $$;
 -- Only deliveries older than a day can belong to a counted day (days are counted two
 -- days after they end), so the WHEN keeps these triggers off the everyday path. A
 -- delivery's day changes when its message is written or removed (history) and when
--- it ends or is taken back by a replay (results).
+-- its failure is written or taken back by a replay (results). A day is counted only
+-- once nothing of it is on its way, so a delivery ending later changes no count.
 do $$
 declare
   v_table text;
@@ -95,6 +96,37 @@ begin
       for each statement execute function webhooks_private.tg_deliveries__forget_counts()$t$, v_table);
   end loop;
 end;
+$$;
+
+-- private: a webhook's deliveries created in [p_since, p_until), counted from the
+-- rows, in one statement (one snapshot): the messages (history), those that failed
+-- (results) and those still on their way (queue, one short range of each of its two
+-- partial indexes: the rows waiting, and the rows in flight). The rest succeeded: a
+-- success writes no row of its own (22_outbox.sql).
+create or replace function webhooks_private.count_rows(
+  p_webhook_id bigint,
+  p_company_id bigint,
+  p_since timestamptz,
+  p_until timestamptz,
+  out messages bigint,
+  out failures bigint,
+  out on_its_way bigint
+)
+language sql
+stable
+as $$
+  select (select count(*) from webhooks.delivery_history d
+          where d.webhook_id = p_webhook_id and d.company_id = p_company_id
+            and d.created_at >= p_since and d.created_at < p_until),
+         (select count(*) from webhooks.delivery_results e
+          where e.webhook_id = p_webhook_id and e.company_id = p_company_id
+            and e.created_at >= p_since and e.created_at < p_until and e.state = 'failed'),
+         (select count(*) from webhooks.delivery_queue q
+          where q.webhook_id = p_webhook_id and q.locked_by is null
+            and q.company_id = p_company_id and q.created_at >= p_since and q.created_at < p_until)
+         + (select count(*) from webhooks.delivery_queue q
+            where q.webhook_id = p_webhook_id and q.locked_by is not null
+              and q.company_id = p_company_id and q.created_at >= p_since and q.created_at < p_until);
 $$;
 
 -- private: count the days of one webhook that can be counted now: days noted for
@@ -144,18 +176,10 @@ begin
     select generate_series(v_from, v_before - 1, interval '1 day')::date where v_from is not null
     order by 1
   loop
-    select count(*) into v_fired
-    from webhooks.delivery_history
-    where webhook_id = p_webhook_id and company_id = v_company_id
-      and created_at >= webhooks_private.utc_day_start(v_day)
-      and created_at < webhooks_private.utc_day_start(v_day + 1);
-    select count(*) filter (where state = 'succeeded'), count(*) filter (where state = 'failed')
-    into v_succeeded, v_failed
-    from webhooks.delivery_results
-    where webhook_id = p_webhook_id and company_id = v_company_id
-      and created_at >= webhooks_private.utc_day_start(v_day)
-      and created_at < webhooks_private.utc_day_start(v_day + 1);
-    v_finished := v_succeeded + v_failed = v_fired;
+    select c.messages, c.messages - c.failures - c.on_its_way, c.failures, c.on_its_way = 0
+    into v_fired, v_succeeded, v_failed, v_finished
+    from webhooks_private.count_rows(p_webhook_id, v_company_id, webhooks_private.utc_day_start(v_day),
+                                     webhooks_private.utc_day_start(v_day + 1)) c;
     if v_finished then
       insert into webhooks.delivery_day_counts (webhook_id, company_id, day, fired, succeeded, failed)
       values (p_webhook_id, v_company_id, v_day, v_fired, v_succeeded, v_failed)
@@ -197,9 +221,8 @@ $$;
 
 -- private, the report's counting: a webhook's deliveries created in [since, until):
 -- the counted days wholly inside the range from delivery_day_counts, everything else
--- counted from the rows, one index range per stretch between them (the messages from
--- history, how they ended from results). Runs as the caller: row-level security
--- applies to all three tables.
+-- counted from the rows, one index range per stretch between them (count_rows). Runs
+-- as the caller: row-level security applies to every table it reads.
 drop function if exists webhooks.count_deliveries(bigint, bigint, timestamptz, timestamptz);
 create or replace function webhooks_private.count_deliveries(
   p_webhook_id bigint,
@@ -244,15 +267,9 @@ begin
   loop
     v_day_start := r.day::timestamp at time zone 'utc';
     if v_day_start > v_cursor then
-      select fired + (select count(*) from webhooks.delivery_history d
-                      where d.webhook_id = p_webhook_id and d.company_id = p_company_id
-                        and d.created_at >= v_cursor and d.created_at < v_day_start),
-             succeeded + count(*) filter (where e.state = 'succeeded'),
-             failed + count(*) filter (where e.state = 'failed')
+      select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
       into fired, succeeded, failed
-      from webhooks.delivery_results e
-      where e.webhook_id = p_webhook_id and e.company_id = p_company_id
-        and e.created_at >= v_cursor and e.created_at < v_day_start;
+      from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, v_day_start) c;
     end if;
     fired := fired + r.fired;
     succeeded := succeeded + r.succeeded;
@@ -261,15 +278,9 @@ begin
   end loop;
 
   if v_cursor < v_until then
-      select fired + (select count(*) from webhooks.delivery_history d
-                      where d.webhook_id = p_webhook_id and d.company_id = p_company_id
-                        and d.created_at >= v_cursor and d.created_at < v_until),
-             succeeded + count(*) filter (where e.state = 'succeeded'),
-             failed + count(*) filter (where e.state = 'failed')
-      into fired, succeeded, failed
-      from webhooks.delivery_results e
-      where e.webhook_id = p_webhook_id and e.company_id = p_company_id
-        and e.created_at >= v_cursor and e.created_at < v_until;
+    select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
+    into fired, succeeded, failed
+    from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, v_until) c;
   end if;
 end;
 $$;

@@ -87,8 +87,11 @@ returns table (fired bigint, succeeded bigint, failed bigint)
 language sql
 stable
 as $$
-  select count(*), count(*) filter (where r.state = 'succeeded'), count(*) filter (where r.state = 'failed')
+  -- (as count_rows, 50_report_counts.sql: what is neither on its way nor failed succeeded)
+  select count(*), count(*) filter (where q.delivery_id is null and r.state is distinct from 'failed'),
+         count(*) filter (where r.state = 'failed')
   from webhooks.delivery_history d
+  left join webhooks.delivery_queue q on q.delivery_id = d.id
   left join webhooks.delivery_results r on r.delivery_id = d.id and r.created_at = d.created_at
   where d.webhook_id = p_webhook_id and d.action = 'webhook.test'::webhooks.action
     and d.created_at >= coalesce(p_since, '-infinity') and d.created_at < coalesce(p_until, 'infinity');

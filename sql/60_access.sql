@@ -142,6 +142,7 @@ revoke execute on all functions in schema webhooks_private from public;
 grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
 -- the report's counting (webhooks.webhook_report)
 grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),
+  webhooks_private.count_rows(bigint, bigint, timestamptz, timestamptz),
   webhooks_private.count_tests(bigint, timestamptz, timestamptz)
   to webhook_viewer;
 -- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql)

@@ -98,7 +98,7 @@ comment on table webhooks.delivery_history is $$
 The outbox's messages, partitioned by day (22_outbox.sql): read them through webhooks.deliveries.$$;
 comment on table webhooks.delivery_results is $$
 @behavior -*
-How each finished delivery ended (22_outbox.sql): read them through webhooks.deliveries.$$;
+How each failed delivery ended (22_outbox.sql): read them through webhooks.deliveries.$$;
 comment on table webhooks.delivery_queue is $$
 @behavior -*
 The deliveries on their way (22_outbox.sql): read them through webhooks.deliveries.$$;

@@ -179,6 +179,7 @@ test('replayFailed re-queues exactly the failed deliveries of the webhook create
   const rows = await deliveriesOf(db().pool, [webhook.id]);
   const [old, failed, succeeded, pending] = rows;
   await finish(old.id, 'failed');
+  await db().pool.query("select webhooks_private.ensure_day(webhooks_private.utc_day(now() - interval '3 days'))");
   await db().pool.query("update webhooks.deliveries set created_at = now() - interval '3 days' where id = $1", [old.id]);
   await finish(failed.id, 'failed');
   await finish(succeeded.id, 'succeeded');

@@ -78,3 +78,22 @@ test('order holds with two relays', async (t) => {
   const { rows } = await pool.query(`select count(distinct relay_id)::int as relays from webhooks.delivery_attempts where webhook_id = $1`, [hook.id]);
   t.log(`attempts made by ${rows[0].relays} relays`);
 });
+
+test('a delivery that fails for good lets the next of its contact go', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync'), maxAttempts: 2 });
+  receiver.route('/sync', { secret: hook.secret, replies: [500, 500] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'v0' });
+  for (let i = 1; i <= 3; i++) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `v${i}`]);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const requests = await receiver.waitFor(4, { path: '/sync', timeoutMs: 60_000 });
+  t.deepEqual(requests.map((r) => cityOf(r.body)), ['v1', 'v1', 'v2', 'v3']);
+  const rows = await waitForRows(pool, `select state, attempts from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id],
+    (r) => r.length === 3 && r.every((d) => d.state !== 'pending' && d.state !== 'in_flight'), 60_000);
+  t.deepEqual(rows, [{ state: 'failed', attempts: 2 }, { state: 'succeeded', attempts: 1 }, { state: 'succeeded', attempts: 1 }]);
+});

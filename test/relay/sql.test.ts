@@ -173,6 +173,44 @@ test('settle: 2xx succeeds, a failure is rescheduled, the last failure fails', a
   t.is(rows[0].n, 5);
 });
 
+test('settle: a success writes its attempt and no result row; the view, the counts and a roll-up tell it from that attempt', async (t) => {
+  const { pool, company, webhook } = await setup(t, 2);
+  const [a, b] = await claim(pool, 'relay-a', 10, 10);
+  await settle(pool, 'relay-a', [{ id: a.delivery_id, attempt: 1, status: 204 }, { id: b.delivery_id, attempt: 1, status: 410 }]);
+  const { rows: results } = await pool.query(
+    'select delivery_id::text as id, state from webhooks.delivery_results order by delivery_id');
+  t.deepEqual(results, [{ id: b.delivery_id, state: 'failed' }]);
+  const { rows: [attempt] } = await pool.query('select * from webhooks.delivery_attempts where delivery_id = $1', [a.delivery_id]);
+  const succeeded = await delivery(pool, a.delivery_id);
+  t.like(succeeded, { state: 'succeeded', attempts: 1, last_status_code: 204, last_error: null, locked_by: null });
+  t.deepEqual(succeeded.last_attempt_at, attempt.attempted_at);
+  t.deepEqual(succeeded.completed_at, new Date(attempt.attempted_at.getTime() + attempt.duration_ms));
+
+  const counted = async () => (await pool.query(
+    `select c.fired::int, c.succeeded::int, c.failed::int, d.pending::int
+     from webhooks_private.count_deliveries($1, $2, null, null) c, webhooks.daily_counts d where d.webhook_id = $1`,
+    [webhook.id, company.id])).rows[0];
+  t.deepEqual(await counted(), { fired: 2, succeeded: 1, failed: 1, pending: 0 });
+
+  // moved three days back: through the view only once the day has partitions; here in
+  // the tables themselves, so that the success keeps no result row. The day is rolled
+  // up with the success counted, and replaying it makes it pending again
+  const moved = `update webhooks.deliveries set created_at = created_at - interval '3 days' where id = $1`;
+  const refused = await t.throwsAsync(pool.query(moved, [a.delivery_id]));
+  t.like(refused as object, { code: '55006', hint: `make the day first: select webhooks_private.ensure_day('${
+    new Date(Date.now() - 3 * 86400_000).toISOString().slice(0, 10)}')` });
+  await pool.query(`select webhooks_private.ensure_day(webhooks_private.utc_day(now() - interval '3 days'))`);
+  await pool.query(`update webhooks.delivery_attempts set delivery_created_at = delivery_created_at - interval '3 days'`);
+  await pool.query(`update webhooks.delivery_results set created_at = created_at - interval '3 days'`);
+  await pool.query(`update webhooks.delivery_history set created_at = created_at - interval '3 days'`);
+  await pool.query('select webhooks.roll_up_report_counts()');
+  const { rows: days } = await pool.query('select fired::int, succeeded::int, failed::int from webhooks.delivery_day_counts where webhook_id = $1', [webhook.id]);
+  t.deepEqual(days, [{ fired: 2, succeeded: 1, failed: 1 }]);
+  t.like(await delivery(pool, a.delivery_id), { state: 'succeeded', last_status_code: 204 });
+  await pool.query(`update webhooks.deliveries set state = 'pending', completed_at = null, next_attempt_at = now() where id = $1`, [a.delivery_id]);
+  t.deepEqual(await counted(), { fired: 2, succeeded: 0, failed: 1, pending: 1 });
+});
+
 test('settle is idempotent: repeating one (its answer lost on the way back) changes and records nothing more', async (t) => {
   const { pool } = await setup(t, 1);
   const [claimed] = await claim(pool, 'relay-a', 10, 10);
