@@ -16,10 +16,10 @@
 --
 -- Partitions live in schema webhooks_partitions, one per UTC day, named
 -- <table>_pYYYYMMDD. The engine makes them ahead of time (webhooks.create_partitions(),
--- sql/28_outbox.sql, which also owns that naming; it is repeated here once, frozen, for
+-- sql/22_outbox.sql, which also owns that naming; it is repeated here once, frozen, for
 -- the days of the rows this migration copies). No DEFAULT partition: Postgres cannot
 -- detach a partition CONCURRENTLY while one exists, and retention must not block;
--- sql/28_outbox.sql adds a tail after the days made instead (a range to MAXVALUE).
+-- sql/22_outbox.sql adds a tail after the days made instead (a range to MAXVALUE).
 
 create schema if not exists webhooks_partitions;
 
@@ -49,7 +49,7 @@ create table webhooks.delivery_history (
   -- no foreign key (as in the tables below): its check takes a key-share lock on the
   -- webhook per delivery captured, and attaching each day's partition would take a
   -- lock on webhooks.webhooks that waits for (and deadlocks with) configuration
-  -- changes; a webhook's delete removes its history (sql/28_outbox.sql)
+  -- changes; a webhook's delete removes its history (sql/22_outbox.sql)
   webhook_id       bigint not null,
   company_id       bigint not null,
   action           webhooks.action not null,

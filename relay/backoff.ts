@@ -1,6 +1,7 @@
-// The one backoff the relay's retries share (the listener's reconnects, settles while
-// the database is unreachable): doubling from a base, capped. A reconnect storm
-// after a database restart stays at one try per cap per connection.
+// The one backoff the project's retries share (the listener's reconnects, settles
+// while the database is unreachable, npm start restarting a crashed part): doubling
+// from a base, capped. A reconnect storm after a database restart stays at one try
+// per cap per connection.
 
 /** The wait before retry number `attempt` (0 for the first retry). */
 export function backoffMs(attempt: number, options: { baseMs?: number; capMs: number }): number {

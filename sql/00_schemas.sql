@@ -77,7 +77,7 @@ $$;
 --   (lock_space, capturing_lock)   capture vs. a relay going idle    20_wakeup.sql
 --   (lock_space, relay_idle_lock)  a relay waiting for work          20_wakeup.sql
 --   day_counts_lock(webhook_id)    one webhook's report day counts   50_report_counts.sql
---   partition_lock()               making outbox partitions          28_outbox.sql
+--   partition_lock()               making outbox partitions          22_outbox.sql
 --   4204204204 (one bigint)        a migrate is running              tools/migrate.ts
 -- (The migrate lock is taken before sql/ exists, so it lives in tools/migrate.ts.)
 

@@ -236,7 +236,7 @@ begin
       limit 1
       for update;
       if found then
-        -- its message in history, in the partition of its day (28_outbox.sql)
+        -- its message in history, in the partition of its day (22_outbox.sql)
         execute format($sql$
           update %s h
           set payload = jsonb_set(jsonb_set($1,
@@ -257,7 +257,7 @@ begin
         and q.attempts = 0 and q.next_attempt_at > now();
     end if;
   end if;
-  -- the message into history, its small row into the queue (28_outbox.sql)
+  -- the message into history, its small row into the queue (22_outbox.sql)
   with written as (
     insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload)
     values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload)

@@ -108,7 +108,7 @@ create trigger _500_reset_lane
 -- goes at once.
 
 -- private: is this pending delivery of an ordered webhook held back? Two short ranges
--- of the queue (28_outbox.sql: it holds exactly the deliveries pending or in flight):
+-- of the queue (22_outbox.sql: it holds exactly the deliveries pending or in flight):
 -- an older pending one of the contact (delivery_queue_contact_idx), one of the contact
 -- in flight (delivery_queue_leases_idx, migration 0018).
 create or replace function webhooks_private.held_back(p_webhook_id bigint, p_contact_id bigint, p_delivery_id bigint)
@@ -150,7 +150,7 @@ $$;
 -- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
 -- takes (lanes and deliveries) hold until that claim commits. Every read of the
 -- outbox here is of pending or in-flight rows by webhook: webhooks.delivery_queue
--- (28_outbox.sql) with locked_by null / not null.
+-- (22_outbox.sql) with locked_by null / not null.
 drop function if exists webhooks_private.lane_claim(integer, integer, integer, bigint[], integer[], bigint[]);
 -- (its result gained the row's ctid: a new result type needs the old one dropped)
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[]);

@@ -1,7 +1,7 @@
 -- bpd-webhooks engine, part 2c: retention, and the totals that outlive the rows.
 --
 -- The outbox keeps each day of history (its partitions of delivery_history,
--- delivery_results and delivery_attempts, 28_outbox.sql) for webhooks.retention
+-- delivery_results and delivery_attempts, 22_outbox.sql) for webhooks.retention
 -- (an interval, default 90 days; ALTER DATABASE … SET webhooks.retention = '30 days'),
 -- then drops it whole: never a bulk DELETE. A day is dropped only when
 --   - it ended more than the retention ago,
@@ -27,7 +27,7 @@ $$;
 
 -- public (maintenance and DBAs; not in GraphQL): the days that may be dropped now,
 -- oldest first, with their partitions as parent table and partition name. A span of
--- days (28_outbox.sql) is dropped whole once its last day may be: it comes as one row,
+-- days (22_outbox.sql) is dropped whole once its last day may be: it comes as one row,
 -- its last day in day.
 create or replace function webhooks.expired_days()
 returns table (day date, parents text[], partitions text[])

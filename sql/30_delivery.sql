@@ -253,7 +253,7 @@ begin
   into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until
   from leased l;
 
-  -- 3. what to send, from each day's history partition (nearly always one; 28_outbox.sql)
+  -- 3. what to send, from each day's history partition (nearly always one; 22_outbox.sql)
   for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
     return query execute format($sql$
       select l.id, h.message_id, l.webhook_id, l.attempt, l.url, h.payload::text, l.secret, l.previous,
@@ -279,7 +279,7 @@ $$;
 -- webhook; anything else (other statuses, 3xx included, timeouts, refused
 -- destinations) is retried after retry_wait, or fails once the attempts are used up.
 -- A delivery that ends leaves the queue; one that failed gets its result row, once
--- (a success gets none: its attempt row says it all, 28_outbox.sql); one retried
+-- (a success gets none: its attempt row says it all, 22_outbox.sql); one retried
 -- stays in the queue, due later. Returns the new state of each delivery
 -- settled; a result missing from the answer had lost its lease.
 create or replace function webhooks_relay.settle_deliveries(

@@ -108,7 +108,7 @@ as $$
 $$;
 
 -- public: a backfill's snapshots written but not finished yet (pending or in flight:
--- still in the queue, 28_outbox.sql); its sent = queued - unfinished. GraphQL: the
+-- still in the queue, 22_outbox.sql); its sent = queued - unfinished. GraphQL: the
 -- field unfinished of Backfill. Runs as the caller. Few rows: the pacing keeps them
 -- under webhooks.backfill_outstanding.
 create or replace function webhooks.backfills_unfinished(p_backfill webhooks.backfills)

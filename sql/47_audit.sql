@@ -90,7 +90,7 @@ begin
 
   if new.secret_rotated_at is distinct from old.secret_rotated_at then
     perform webhooks_private.audit(new.company_id, new.id, 'webhook.secret_rotated',
-      jsonb_build_object('previous_secret_valid_until', now() + interval '24 hours'));
+      jsonb_build_object('previous_secret_valid_until', now() + webhooks_private.secret_grace()));
   end if;
   return null;
 end;
@@ -142,9 +142,9 @@ as $$
   select 'webhooks.replay_audit_' || p_webhook_id;
 $$;
 
--- private: a delivery was replayed (called by the view's write trigger, 28_outbox.sql,
--- when an update takes a finished delivery back to pending). The first delivery ids
--- are listed; the count says how many there were in all.
+-- private: a delivery was replayed (an update took a finished delivery back to
+-- pending). The first delivery ids are listed; the count says how many there were in
+-- all.
 drop function if exists webhooks_private.tg_deliveries__audit_replay();
 create or replace function webhooks_private.audit_replay(p_company_id bigint, p_webhook_id bigint, p_delivery_id bigint)
 returns void
@@ -170,6 +170,26 @@ begin
   perform pg_catalog.set_config(webhooks_private.replay_audit_setting(p_webhook_id), v_row_id::text, true);
 end;
 $$;
+
+-- Every write to the view webhooks.deliveries goes through its instead-of trigger
+-- _500_write (22_outbox.sql); this one fires after it on an update, with the same
+-- old and new rows, whoever replays (replay_delivery, replay_failed, a DBA's update).
+create or replace function webhooks_private.tg_deliveries__audit()
+returns trigger
+language plpgsql
+as $$
+begin
+  if old.state in ('succeeded', 'failed') and new.state = 'pending' then
+    perform webhooks_private.audit_replay(new.company_id, new.webhook_id, new.id);
+  end if;
+  return new;
+end;
+$$;
+
+drop trigger if exists _900_audit on webhooks.deliveries;
+create trigger _900_audit
+  instead of update on webhooks.deliveries
+  for each row execute function webhooks_private.tg_deliveries__audit();
 
 -- public: the sample contact a test sends (id 0): a test sends its id and the
 -- webhook's chosen fields (a column not listed here is sent as null)
@@ -241,7 +261,7 @@ begin
   returning * into v;
   perform webhooks_private.audit(v.company_id, v.webhook_id, 'webhook.test',
     jsonb_build_object('delivery_id', v.id, 'message_id', v.message_id));
-  perform webhooks_private.wake_relay();   -- 36_wakeup.sql
+  perform webhooks_private.wake_relay();   -- 20_wakeup.sql
   return v;
 end;
 $$;

@@ -102,7 +102,7 @@ $$;
 -- rows, in one statement (one snapshot): the messages (history), those that failed
 -- (results) and those still on their way (queue, one short range of each of its two
 -- partial indexes: the rows waiting, and the rows in flight). The rest succeeded: a
--- success writes no row of its own (28_outbox.sql).
+-- success writes no row of its own (22_outbox.sql).
 create or replace function webhooks_private.count_rows(
   p_webhook_id bigint,
   p_company_id bigint,

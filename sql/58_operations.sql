@@ -23,7 +23,7 @@ $$;
 
 -- Deliveries due now (pending, next attempt reached) and how long the longest-waiting
 -- of them has been due, in seconds (0 when none is). Reads the queue's partial index
--- of rows not in flight (delivery_queue_due_idx, 28_outbox.sql) only.
+-- of rows not in flight (delivery_queue_due_idx, 22_outbox.sql) only.
 create or replace function webhooks_ops.backlog(out due bigint, out oldest_due_seconds double precision)
 language sql
 stable

@@ -99,7 +99,7 @@ grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attemp
 grant select on webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results to webhook_viewer;
 -- the totals per webhook and day, kept or dropped (29_retention.sql)
 grant select on webhooks.daily_counts to webhook_viewer;
--- the outbox's upkeep (28_outbox.sql, 29_retention.sql) is its owner's: migrate and
+-- the outbox's upkeep (22_outbox.sql, 29_retention.sql) is its owner's: migrate and
 -- tools/maintain.ts; where the kept history starts is for anyone to read
 revoke all on function webhooks.create_partitions(integer), webhooks.expired_days(),
   webhooks.forget_day(date), webhooks.outbox_tails(), webhooks.bound_tail(text, date),

@@ -95,13 +95,13 @@ comment on function webhooks.sample_contact() is 'The sample contact a test send
 -- in the public schema for DBAs and the API server, not for GraphQL
 comment on table webhooks.delivery_history is $$
 @behavior -*
-The outbox's messages, partitioned by day (28_outbox.sql): read them through webhooks.deliveries.$$;
+The outbox's messages, partitioned by day (22_outbox.sql): read them through webhooks.deliveries.$$;
 comment on table webhooks.delivery_results is $$
 @behavior -*
-How each failed delivery ended (28_outbox.sql): read them through webhooks.deliveries.$$;
+How each failed delivery ended (22_outbox.sql): read them through webhooks.deliveries.$$;
 comment on table webhooks.delivery_queue is $$
 @behavior -*
-The deliveries on their way (28_outbox.sql): read them through webhooks.deliveries.$$;
+The deliveries on their way (22_outbox.sql): read them through webhooks.deliveries.$$;
 comment on function webhooks.create_partitions(integer) is '@behavior -*';
 comment on function webhooks.expired_days() is '@behavior -*';
 comment on function webhooks.forget_day(date) is '@behavior -*';

@@ -10,7 +10,7 @@
 // interrupted half way is finished (FINALIZE) by the next run. The one exception is
 // the tail that holds rows (maintenance had stopped for two weeks): it becomes a span
 // of days in one transaction that holds the parent's lock for a moment (SQL decides
-// how: webhooks.outbox_tails, 28_outbox.sql).
+// how: webhooks.outbox_tails, 22_outbox.sql).
 import pg from 'pg';
 
 const LOCK_TIMEOUT = '1s';

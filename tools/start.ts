@@ -39,6 +39,7 @@ console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.
 const apiPort = Number(process.env.PORT ?? 5678);
 const apiHost = process.env.HOST ?? '127.0.0.1';
 const apiUrl = `http://${apiHost === '0.0.0.0' ? 'localhost' : apiHost}:${apiPort}`;
+const supervisorLog = toolsLogger('supervisor');
 const supervisor = new Supervisor([
   {
     // Loopback is allowed here unless RELAY_ALLOW_NETWORKS says otherwise, so a
@@ -64,7 +65,11 @@ const supervisor = new Supervisor([
       HOST: apiHost,
     },
   },
-], { events: { started: (name, pid) => console.log(`${name}: started (pid ${pid})`) } });
+], {
+  // a part that died is a problem an operator's log must show, as the parts log theirs
+  log: (line) => supervisorLog.error(line),
+  events: { started: (name, pid) => console.log(`${name}: started (pid ${pid})`) },
+});
 supervisor.start();
 
 // The outbox's upkeep (tools/maintain.ts): partitions ahead, day counts, retention.

@@ -10,6 +10,7 @@
 // killed outright leaves no part behind (tools/part.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { backoffMs } from '../relay/backoff.ts';
 
 const PART_LAUNCHER = fileURLToPath(new URL('./part.ts', import.meta.url));
 
@@ -91,7 +92,7 @@ export class Supervisor {
       if (this.#stopping) return;
       const upMs = Date.now() - part.startedAt;
       part.crashesInARow = upMs >= this.#backoff.resetAfterMs ? 1 : part.crashesInARow + 1;
-      const pauseMs = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** (part.crashesInARow - 1));
+      const pauseMs = backoffMs(part.crashesInARow - 1, { baseMs: this.#backoff.initialMs, capMs: this.#backoff.maxMs });
       this.#log(`${spec.name} (pid ${child.pid}) exited ${signal ? `on ${signal}` : `with code ${code}`} after ${(upMs / 1000).toFixed(1)} s; ` +
         `restarting in ${pauseMs} ms (crash ${part.crashesInARow} in a row); the other parts go on`);
       part.restartTimer = setTimeout(() => this.#spawn(part), pauseMs);

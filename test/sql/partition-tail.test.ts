@@ -1,4 +1,4 @@
-// The tail of the outbox's partitions (sql/28_outbox.sql, tools/maintain.ts): a capture
+// The tail of the outbox's partitions (sql/22_outbox.sql, tools/maintain.ts): a capture
 // never fails for want of a day's partition. When maintenance has not run for two weeks
 // the day's rows go to the tail, are claimed and settled as usual, and the next
 // maintenance makes the tail a span of those days (nothing moved, nothing lost) and the

@@ -1,4 +1,4 @@
-// The outbox's partitions and retention (sql/28_outbox.sql, sql/29_retention.sql,
+// The outbox's partitions and retention (sql/22_outbox.sql, sql/29_retention.sql,
 // tools/maintain.ts): days are made ahead and across day boundaries; a day past the
 // retention is dropped whole once all of it ended and its counts are rolled up, never
 // a day with a delivery still on its way; totals are the same before and after; a

@@ -120,10 +120,8 @@ begin
       where a.delivery_id = old.id and a.delivery_created_at = old.created_at;
     end if;
     delete from webhooks.delivery_results where delivery_id = old.id and created_at = old.created_at;
-    -- a finished delivery back to pending is a replay: it goes in the audit trail
-    if old.state in ('succeeded', 'failed') and new.state = 'pending' then
-      perform webhooks_private.audit_replay(new.company_id, new.webhook_id, new.id);   -- 47_audit.sql
-    end if;
+    -- (a finished delivery back to pending is a replay: the audit trail's trigger on
+    -- this view records it, _900_audit in 47_audit.sql)
   end if;
   v_queued := new.state in ('pending', 'in_flight');
   if (new.state = 'in_flight') <> (new.locked_by is not null and new.locked_until is not null)
