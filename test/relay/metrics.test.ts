@@ -42,6 +42,7 @@ test('a relay with RELAY_METRICS_PORT counts each outcome, claims and requests, 
   t.is(metrics.get('bpd_webhooks_claimed_total'), 3);
   t.is(metrics.get('bpd_webhooks_requests_in_flight'), 0);
   t.is(metrics.get('bpd_webhooks_due'), 0);
+  t.is(metrics.get('bpd_webhooks_oldest_due_seconds'), 0);
   t.is(metrics.get('bpd_webhooks_database_up'), 1);
   t.true(metrics.has('process_cpu_seconds_total'));
   for (const series of metrics.keys()) t.notRegex(series, /company|webhook_id|url=/);
