@@ -1,69 +1,87 @@
-// Listener: LISTEN on the engine's channel (CHANNEL) on a connection of its own (pg-listen reconnects it).
+// Listener: LISTEN on the engine's channel (CHANNEL) on a connection of its own,
+// reconnected here for ever, with backoff, until closed.
 // A notification is only a hint to look now; so is every (re)connection, because
 // whatever was written while the connection was down sent its NOTIFY to nobody.
-import pgListen, { type Subscriber } from 'pg-listen';
+//
+// Written on pg's Client rather than a listener library: the one we used (pg-listen)
+// kept a reconnect loop running after close(), so a relay stopped during a database
+// outage never let its process exit. Here every connection and every timer belongs to
+// this function, and close() ends them all.
+import pg from 'pg';
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import { CHANNEL } from './engine-names.ts';
 
 /** Reconnecting: at most this long between tries. */
 const RECONNECT_CAP_MS = 2_000;
-
-// pg-listen is CommonJS with its function on `exports.default`
-const createPostgresSubscriber = pgListen.default;
+/** How often an idle connection is asked whether it still lives (a connection can die
+ * without a word, e.g. when a network path drops it). */
+const CHECK_EVERY_MS = 10_000;
 
 export interface Listener {
   close(): Promise<void>;
 }
 
-export function startListener(options: { databaseUrl: string; log: Logger; onWake: () => void }): Listener {
+export function startListener(options: {
+  databaseUrl: string;
+  log: Logger;
+  onWake: () => void;
+  checkEveryMs?: number;
+}): Listener {
   const { databaseUrl, log, onWake } = options;
+  const checkEveryMs = options.checkEveryMs ?? CHECK_EVERY_MS;
   let closed = false;
-  let subscriber: Subscriber | null = null;
+  let client: pg.Client | null = null;
   let retry: NodeJS.Timeout | undefined;
+  let check: NodeJS.Timeout | undefined;
+  // failed tries since the last connection that worked
+  let failures = 0;
 
-  const connect = async (attempt: number): Promise<void> => {
-    const current = createPostgresSubscriber(
-      { connectionString: databaseUrl },
-      {
-        // reconnect for ever, backing off to one try every 2 s
-        retryLimit: Infinity,
-        retryTimeout: 0,
-        retryInterval: (n) => backoffMs(n, { capMs: RECONNECT_CAP_MS }),
-        paranoidChecking: 10_000,
-      },
-    );
-    subscriber = current;
-    current.events.on('notification', () => onWake());
-    current.events.on('connected', () => {
-      // a reconnect that finished after close() brings a fresh connection: end it too
-      if (closed) return void current.close().catch(() => {});
-      log.debug('listening for notifications');
-      onWake();
-    });
-    current.events.on('reconnect', (n) => {
-      if (n === 1) log.warn('notification connection lost; reconnecting');
-    });
-    current.events.on('error', (error) => log.error({ err: error }, 'notification connection failed'));
+  const connect = async (): Promise<void> => {
+    const current = new pg.Client({ connectionString: databaseUrl, keepAlive: true });
+    client = current;
+    let lost = false;
+    let listening = false;
+    const onLost = (error?: Error) => {
+      if (lost || closed) return;
+      lost = true;
+      clearInterval(check);
+      current.removeAllListeners('notification');
+      void current.end().catch(() => {});
+      if (listening) log.warn({ err: error }, 'notification connection lost; reconnecting');
+      else if (failures === 0) log.warn({ err: error }, 'cannot listen for notifications yet; polling meanwhile and retrying');
+      failures += 1;
+      retry = setTimeout(() => void connect(), backoffMs(failures - 1, { capMs: RECONNECT_CAP_MS }));
+    };
+    current.on('notification', () => onWake());
+    current.on('error', onLost);
+    current.on('end', () => onLost());
     try {
       await current.connect();
-      await current.listenTo(CHANNEL);
-      if (attempt > 0) log.info('notification connection established');
-      onWake(); // anything written before LISTEN took effect
+      await current.query(`LISTEN ${pg.escapeIdentifier(CHANNEL)}`);
     } catch (error) {
-      await current.close().catch(() => {});
-      if (closed) return;
-      if (attempt === 0) log.warn({ err: error }, 'cannot listen for notifications yet; polling meanwhile and retrying');
-      retry = setTimeout(() => void connect(attempt + 1), backoffMs(attempt, { capMs: RECONNECT_CAP_MS }));
+      onLost(error as Error);
+      return;
     }
+    if (closed || lost) return void current.end().catch(() => {});
+    listening = true;
+    if (failures > 0) log.info('notification connection established');
+    else log.debug('listening for notifications');
+    failures = 0;
+    check = setInterval(() => {
+      current.query('select 1').catch((error: Error) => onLost(error));
+    }, checkEveryMs);
+    check.unref();
+    onWake(); // anything written before LISTEN took effect
   };
-  void connect(0);
+  void connect();
 
   return {
     async close() {
       closed = true;
       clearTimeout(retry);
-      await subscriber?.close().catch(() => {});
+      clearInterval(check);
+      await client?.end().catch(() => {});
     },
   };
 }

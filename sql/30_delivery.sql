@@ -203,15 +203,23 @@ begin
   --    (the rows are reached by the ctid lane_claim locked them at: this transaction
   --    holds them, so no one else can have moved them)
   with chosen as (
-    select c.id, c.row_ctid, c.send_at, c.send_until, q.webhook_id, w.enabled
-    from unnest(v_locked, v_ctids, v_send_at, v_send_until) as c(id, row_ctid, send_at, send_until)
+    select c.id, c.row_ctid, c.send_at, c.send_until, c.n, q.webhook_id
+    from unnest(v_locked, v_ctids, v_send_at, v_send_until) with ordinality as c(id, row_ctid, send_at, send_until, n)
     join webhooks.delivery_queue q on q.ctid = c.row_ctid
-    join webhooks.webhooks w on w.id = q.webhook_id
+  ),
+  -- each webhook once, however many of its deliveries the batch holds
+  hooks as materialized (
+    select w.id, w.enabled, w.url, s.secret,
+           case when s.previous_expires_at > now() then s.previous_secret end as previous_secret
+    from webhooks.webhooks w
+    left join webhooks_private.webhook_secrets s on s.webhook_id = w.id
+    where w.id in (select c.webhook_id from chosen c)
   ),
   not_sent as (
     delete from webhooks.delivery_queue q
     using chosen c
-    where q.ctid = c.row_ctid and not c.enabled
+    join hooks w on w.id = c.webhook_id
+    where q.ctid = c.row_ctid and not w.enabled
     returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
               q.last_status_code
   ),
@@ -230,18 +238,18 @@ begin
         attempts = q.attempts + 1,
         last_attempt_at = now()
     from chosen c
-    join webhooks.webhooks w on w.id = c.webhook_id
-    left join webhooks_private.webhook_secrets s on s.webhook_id = c.webhook_id
-    where q.ctid = c.row_ctid and c.enabled
-    returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, s.secret,
-              case when s.previous_expires_at > now() then s.previous_secret end as previous_secret,
-              c.send_at, c.send_until
+    join hooks w on w.id = c.webhook_id
+    where q.ctid = c.row_ctid and w.enabled
+    returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secret,
+              c.send_at, c.send_until, c.n
   )
-  select coalesce(array_agg(l.delivery_id), '{}'), coalesce(array_agg(l.created_at), '{}'),
-         coalesce(array_agg(l.webhook_id), '{}'), coalesce(array_agg(l.attempts), '{}'),
-         coalesce(array_agg(l.url), '{}'), coalesce(array_agg(l.secret), '{}'),
-         coalesce(array_agg(l.previous_secret), '{}'), coalesce(array_agg(l.send_at), '{}'),
-         coalesce(array_agg(l.send_until), '{}')
+  -- in the order lane_claim chose them (oldest first within a lane): the relay sends
+  -- in this order
+  select coalesce(array_agg(l.delivery_id order by l.n), '{}'), coalesce(array_agg(l.created_at order by l.n), '{}'),
+         coalesce(array_agg(l.webhook_id order by l.n), '{}'), coalesce(array_agg(l.attempts order by l.n), '{}'),
+         coalesce(array_agg(l.url order by l.n), '{}'), coalesce(array_agg(l.secret order by l.n), '{}'),
+         coalesce(array_agg(l.previous_secret order by l.n), '{}'), coalesce(array_agg(l.send_at order by l.n), '{}'),
+         coalesce(array_agg(l.send_until order by l.n), '{}')
   into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until
   from leased l;
 
@@ -250,9 +258,10 @@ begin
     return query execute format($sql$
       select l.id, h.message_id, l.webhook_id, l.attempt, l.url, h.payload::text, l.secret, l.previous,
              l.send_at, l.send_until, $10, $11
-      from unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)
-        as l(id, created_at, webhook_id, attempt, url, secret, previous, send_at, send_until)
-      join %s h on h.id = l.id and h.created_at = l.created_at$sql$,
+      from unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) with ordinality
+        as l(id, created_at, webhook_id, attempt, url, secret, previous, send_at, send_until, n)
+      join %s h on h.id = l.id and h.created_at = l.created_at
+      order by l.n$sql$,
       webhooks_private.history_relation(v_day))
     using v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until,
           p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap;
@@ -321,18 +330,24 @@ begin
     where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
     for update
   ),
+  -- each webhook's attempt limit, read once however many of its results the batch holds
+  hooks as materialized (
+    select w.id, webhooks_private.max_attempts(w.max_attempts) as max_attempts
+    from webhooks.webhooks w
+    where w.id in (select m.webhook_id from mine m)
+  ),
   outcome as (
     select r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
            r.retry_after_s, m.ctid, m.created_at, m.webhook_id, m.company_id, m.attempts,
            case
              when r.status_code between 200 and 299 then 'succeeded'
              when r.status_code = 410 then 'failed'
-             when m.attempts >= webhooks_private.max_attempts(w.max_attempts) then 'failed'
+             when m.attempts >= w.max_attempts then 'failed'
              else 'pending'
            end as new_state
     from result r
     join mine m on m.delivery_id = r.id
-    join webhooks.webhooks w on w.id = m.webhook_id
+    join hooks w on w.id = m.webhook_id
   ),
   recorded as (
     insert into webhooks.delivery_attempts
