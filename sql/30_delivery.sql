@@ -180,6 +180,12 @@ declare
   v_leased_at timestamptz[];
   v_leased_until timestamptz[];
   v_day date;
+  v_day_ids bigint[];
+  v_day_messages text[];
+  v_day_bodies text[];
+  v_message_ids bigint[] := '{}';
+  v_messages text[] := '{}';
+  v_bodies text[] := '{}';
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
   select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
@@ -253,19 +259,25 @@ begin
   into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until
   from leased l;
 
-  -- 3. what to send, from each day's history partition (nearly always one; 22_outbox.sql)
+  -- 3. what to send: the messages, from each day's history partition by name (nearly
+  --    always one; 22_outbox.sql), in a statement kept small because it is planned on
+  --    every call; then everything together in one statement planned once
   for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
-    return query execute format($sql$
-      select l.id, h.message_id, l.webhook_id, l.attempt, l.url, h.payload::text, l.secret, l.previous,
-             l.send_at, l.send_until, $10, $11
-      from unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) with ordinality
-        as l(id, created_at, webhook_id, attempt, url, secret, previous, send_at, send_until, n)
-      join %s h on h.id = l.id and h.created_at = l.created_at
-      order by l.n$sql$,
-      webhooks_private.history_relation(v_day))
-    using v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until,
-          p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap;
+    execute format('select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text) from %s h where h.id = any ($1)',
+                   webhooks_private.history_relation(v_day))
+      into v_day_ids, v_day_messages, v_day_bodies
+      using v_ids;
+    v_message_ids := v_message_ids || v_day_ids;
+    v_messages := v_messages || v_day_messages;
+    v_bodies := v_bodies || v_day_bodies;
   end loop;
+  return query
+  select l.id, m.message_id, l.webhook_id, l.attempt, l.url, m.body, l.secret, l.previous,
+         l.send_at, l.send_until, p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap
+  from unnest(v_ids, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until)
+    with ordinality as l(id, webhook_id, attempt, url, secret, previous, send_at, send_until, n)
+  join unnest(v_message_ids, v_messages, v_bodies) as m(id, message_id, body) on m.id = l.id
+  order by l.n;
 end;
 $$;
 
