@@ -253,10 +253,12 @@ as $$
 $$;
 
 -- private: the name of one day's partition of one table
+-- (stable, as to_char is: so that Postgres inlines it rather than planning it again
+-- on every call, as it did while this said immutable)
 create or replace function webhooks_private.partition_name(p_table text, p_day date)
 returns text
 language sql
-immutable
+stable
 as $$
   select p_table || '_p' || to_char(p_day, 'YYYYMMDD');
 $$;

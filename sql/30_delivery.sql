@@ -380,7 +380,7 @@ begin
       (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
        last_error)
     select o.id, o.created_at, o.webhook_id, o.company_id, o.new_state, o.attempts, o.attempted_at, o.status_code,
-           case when o.new_state = 'succeeded' then null else coalesce(o.error, 'HTTP ' || o.status_code) end
+           coalesce(o.error, 'HTTP ' || o.status_code)
     from outcome o
     where o.new_state = 'failed'
   ),
