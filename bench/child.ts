@@ -3,6 +3,8 @@
 //   child → parent  {type: 'ready'}        set up (connections open), not working yet
 //   parent → child  {type: 'go'}           start working; CPU is counted from here
 //   child → parent  {type: 'started'}      working (e.g. the worker's startup finished)
+//   parent → child  {type: 'mark'}         count CPU (and the worker's figures) from
+//   child → parent  {type: 'marked'}       here on: what came before was warm-up
 //   child → parent  {type: 'done', ...}    optional: a limit that finished its own work
 //   parent → child  {type: 'stop'}         stop, report, exit
 //   child → parent  {type: 'stats', ...}   CPU seconds since go, peak RSS, extra figures
@@ -17,11 +19,13 @@ export interface ChildStats {
 export interface Worker {
   /** begins the work; resolves once started */
   start(): Promise<void> | void;
+  /** optional: count the extra figures from here on (the warm-up is over) */
+  mark?(): void;
   /** stops the work (gracefully) and returns extra figures to report */
   stop(): Promise<Record<string, number> | void>;
 }
 
-type FromChild = { type: 'ready' } | { type: 'started' } | { type: 'done'; extra: Record<string, number> } | ({ type: 'stats' } & ChildStats);
+type FromChild = { type: 'ready' } | { type: 'started' } | { type: 'marked' } | { type: 'done'; extra: Record<string, number> } | ({ type: 'stats' } & ChildStats);
 
 // ---------------------------------------------------------------- child side
 
@@ -35,6 +39,10 @@ export async function serveChild(setup: (finished: (extra: Record<string, number
       cpuAtGo = process.cpuUsage();
       await worker.start();
       send({ type: 'started' });
+    } else if (message.type === 'mark') {
+      cpuAtGo = process.cpuUsage();
+      worker.mark?.();
+      send({ type: 'marked' });
     } else if (message.type === 'stop') {
       const extra = (await worker.stop()) ?? {};
       const cpu = process.cpuUsage(cpuAtGo);
@@ -58,6 +66,8 @@ export interface ChildHandle {
   pid: number;
   /** tells the child to start; resolves once it says it has started */
   go(): Promise<void>;
+  /** CPU and the worker's figures count from here on; resolves once the child has marked */
+  mark(): Promise<void>;
   /** resolves when the child says it finished on its own (limits), with its figures */
   done: Promise<Record<string, number>>;
   /** stops the child and returns its figures; kills it if it does not answer within the bound */
@@ -85,6 +95,7 @@ export async function spawnChild(file: string, options: SpawnOptions): Promise<C
   });
   let resolveStarted: () => void = () => {};
   const started = new Promise<void>((resolve) => (resolveStarted = resolve));
+  let resolveMarked: () => void = () => {};
   let resolveDone: (extra: Record<string, number>) => void = () => {};
   const done = new Promise<Record<string, number>>((resolve) => (resolveDone = resolve));
   let resolveStats: (stats: ChildStats) => void = () => {};
@@ -95,6 +106,7 @@ export async function spawnChild(file: string, options: SpawnOptions): Promise<C
     child.on('message', (message: FromChild) => {
       if (message.type === 'ready') resolve();
       else if (message.type === 'started') resolveStarted();
+      else if (message.type === 'marked') resolveMarked();
       else if (message.type === 'done') resolveDone(message.extra);
       else if (message.type === 'stats') resolveStats(message);
     });
@@ -107,6 +119,11 @@ export async function spawnChild(file: string, options: SpawnOptions): Promise<C
     go: () => {
       child.send({ type: 'go' });
       return started;
+    },
+    mark: () => {
+      const marked = new Promise<void>((resolve) => (resolveMarked = resolve));
+      child.send({ type: 'mark' });
+      return marked;
     },
     async stop(timeoutMs = 20_000) {
       if (child.exitCode !== null) throw new Error(`${options.name} exited early with code ${child.exitCode}`);

@@ -110,10 +110,12 @@ export const WEBHOOK_FIELDS = ['first_name', 'last_name', 'email', 'phone', 'str
 /**
  * Writes changes number from..to (inclusive): change s sets custom.seq = s on one
  * contact, fired by the capture triggers of whatever contender owns the database.
- * Batched in statements of at most CONTACTS rows (a statement changes a row once).
+ * Batched in statements of at most CONTACTS rows (a statement changes a row once);
+ * atOnce: all in one transaction, so that every change becomes visible together.
  */
-export async function writeChanges(url: string, from: number, to: number): Promise<void> {
+export async function writeChanges(url: string, from: number, to: number, options: { atOnce?: boolean } = {}): Promise<void> {
   await onDatabase(url, async (client) => {
+    if (options.atOnce) await client.query('begin');
     for (let start = from; start <= to; start += CONTACTS) {
       const end = Math.min(to, start + CONTACTS - 1);
       await client.query(
@@ -123,6 +125,7 @@ export async function writeChanges(url: string, from: number, to: number): Promi
         [start, end, CONTACTS],
       );
     }
+    if (options.atOnce) await client.query('commit');
   });
 }
 

@@ -31,7 +31,7 @@ import { sampleBody, startBenchPostgres } from './database.ts';
 import { dbLimit, httpLimit } from './limits.ts';
 import { burnDown, combine, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
 import { burnDownTable, machine, openLoopTable } from './report.ts';
-import { fleetBurnDown, fleetTable, NOISY_WEBHOOKS, noisyNeighbour, noisyTable, type FleetResult, type NoisyResult } from './fleet.ts';
+import { FLEET_WARM_UP_PER_RELAY, fleetBurnDown, fleetTable, NOISY_WEBHOOKS, noisyNeighbour, noisyTable, type FleetResult, type NoisyResult } from './fleet.ts';
 import { startReceiver } from './receiver.ts';
 
 const { values: options } = parseArgs({
@@ -156,7 +156,7 @@ if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
 if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
 if (openLoops.length > 0) console.log(openLoopTable(openLoops));
 if (fleets.length > 0) {
-  console.log(`\n### Fleet: the burn-down of ${plan.burnDownCount} changes to ${options.webhooks} webhook(s) with several relays on one database\n`);
+  console.log(`\n### Fleet: the burn-down of ${plan.burnDownCount} changes to ${options.webhooks} webhook(s) with several relays on one database, each relay warmed by ${FLEET_WARM_UP_PER_RELAY} deliveries first\n`);
   console.log(fleetTable(fleets));
 }
 if (noisy.length > 0) {

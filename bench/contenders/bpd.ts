@@ -45,12 +45,18 @@ export function benchRelaySettings(env: NodeJS.ProcessEnv = process.env): RelayS
 
 async function child(): Promise<void> {
   const relay = new Relay(benchRelaySettings());
+  const figures = () => {
+    const { claims, claimed, emptyClaims, claimMs } = relay.stats;
+    return { claims, claimed, emptyClaims, claimMs };
+  };
+  let base = figures();
   await serveChild(async () => ({
     start: () => relay.start(),
+    mark: () => (base = figures()),
     async stop() {
       await relay.stop();
-      const { claims, claimed, emptyClaims, claimMs } = relay.stats;
-      return { claims, claimed, emptyClaims, claimMs };
+      const now = figures();
+      return Object.fromEntries(Object.entries(now).map(([key, value]) => [key, value - base[key as keyof typeof base]]));
     },
   }));
 }
