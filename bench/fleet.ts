@@ -86,6 +86,10 @@ export async function fleetBurnDown(bench: Bench, relays: number, count: number,
     await Promise.all(children.map((child) => child.mark()));
     const arrived = bench.receiver.expect(count, timeoutMs);
     await writeChanges(clone.url, 1, count, { atOnce: true });
+    // with --profile: the top statements of the measured burn-down alone
+    if (bench.cpuProfDir) {
+      await onDatabase(clone.url, (c) => c.query(`select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)`));
+    }
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
     const startedAt = now();
     const complete = await arrived;

@@ -207,9 +207,13 @@ begin
     from asked
     join webhooks_private.lanes l on l.webhook_id = asked.w
     join webhooks.webhooks w on w.id = asked.w
-    where exists (select 1 from webhooks.delivery_queue d
-                  where d.webhook_id = asked.w and d.locked_by is null and d.next_attempt_at <= now())
-      and (not w.enabled
+    -- something due: one index probe per webhook. A lateral probe with a limit, not
+    -- "exists": that one the planner may make a hash semi join, which reads every
+    -- due row of the queue on every claim (test/fleet/claim-cost.test.ts)
+    cross join lateral (select 1 from webhooks.delivery_queue d
+                        where d.webhook_id = asked.w and d.locked_by is null and d.next_attempt_at <= now()
+                        limit 1) due
+    where (not w.enabled
            or ((l.open_until is null or l.open_until <= now())
                and (w.rate_limit is null or l.paced_until is null or l.paced_until <= now() + v_horizon)))
   ),

@@ -1,0 +1,48 @@
+// A claim reads what it takes, not the backlog: with thousands of deliveries due to
+// one webhook, a claim of ten reads the entries it leases and those of the rows in
+// flight (fewer than the fleet-wide cap), never a tenth of the backlog, whatever the
+// statistics said when the connection planned its statements.
+// (Its question "has this webhook anything due?" was once planned as a hash join
+// that read every due row of the queue on every claim: 18,400 of them in a backlog of
+// 20,000, three milliseconds a claim.)
+import test from 'ava';
+import pg from 'pg';
+import { createTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+const BACKLOG = 3_000;
+const BOUND = BACKLOG / 10;
+const CLAIM = `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`;
+// index entries of the queue read by this transaction so far
+const QUEUE_INDEX_READS = `select coalesce(sum(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)::int as n
+                           from pg_index i where i.indrelid = 'webhooks.delivery_queue'::regclass`;
+
+for (const statistics of ['taken before the backlog', 'taken with the backlog'] as const) {
+  test(`a claim of 10 from a backlog of ${BACKLOG} reads fewer than ${BOUND} index entries (statistics ${statistics})`, async (t) => {
+    const database = await createTestDatabase();
+    t.teardown(() => database.drop());
+    const f = factories(database.pool);
+    const company = await f.company();
+    await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+    await f.webhook({ companyId: company.id, actions: ['contact.deleted'] }); // a second lane, nothing due
+    if (statistics === 'taken before the backlog') await database.pool.query('analyze webhooks.delivery_queue');
+    await database.pool.query(
+      `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, $2::int) n`,
+      [company.id, BACKLOG],
+    );
+    if (statistics === 'taken with the backlog') await database.pool.query('analyze webhooks.delivery_queue');
+
+    // a relay's connection: its statements planned now, once
+    const relay = new pg.Client({ connectionString: database.url });
+    await relay.connect();
+    t.teardown(() => relay.end());
+    for (let round = 1; round <= 3; round++) {
+      await relay.query('begin');
+      const claimed = await relay.query(CLAIM);
+      const { rows: [reads] } = await relay.query(QUEUE_INDEX_READS);
+      await relay.query('commit');
+      t.is(claimed.rows.length, 10);
+      t.true(reads.n < BOUND, `claim ${round} read ${reads.n} index entries of the queue for 10 deliveries`);
+    }
+  });
+}
