@@ -157,6 +157,7 @@ $$;
 -- (22_outbox.sql) with locked_by null / not null.
 drop function if exists webhooks_private.lane_claim(integer, integer, integer, bigint[], integer[], bigint[]);
 -- (its result gained the row's ctid: a new result type needs the old one dropped)
+-- (and its created_at, so that the claim reads the messages before it leases)
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[]);
 create function webhooks_private.lane_claim(
   p_relay         text,
@@ -167,7 +168,7 @@ create function webhooks_private.lane_claim(
   p_busy_counts   integer[],
   p_only_webhooks bigint[]
 )
-returns table (delivery_id bigint, row_ctid tid, send_at timestamptz, send_until timestamptz)
+returns table (delivery_id bigint, created_at timestamptz, row_ctid tid, send_at timestamptz, send_until timestamptz)
 language plpgsql
 volatile
 as $$
@@ -349,11 +350,11 @@ begin
     from within_company c
   ),
   picked as (
-    select a.webhook_id, a.rate_limit, a.pace_from, a.open_until, c.id, c.row_ctid,
+    select a.webhook_id, a.rate_limit, a.pace_from, a.open_until, c.id, c.created_at, c.row_ctid,
            row_number() over (partition by a.webhook_id order by c.next_attempt_at, c.id) as nth
     from alloc a
     cross join lateral (
-      select d.delivery_id as id, d.ctid as row_ctid, d.next_attempt_at
+      select d.delivery_id as id, d.created_at, d.ctid as row_ctid, d.next_attempt_at
       from webhooks.delivery_queue d
       where d.webhook_id = a.webhook_id
         and d.locked_by is null
@@ -379,7 +380,7 @@ begin
           from picked p group by p.webhook_id) g
     where l.webhook_id = g.webhook_id
   )
-  select p.id, p.row_ctid,
+  select p.id, p.created_at, p.row_ctid,
          case when p.rate_limit is not null
               then p.pace_from + make_interval(secs => (p.nth - 1)::float8 / p.rate_limit) end,
          case when p.rate_limit is not null
@@ -388,7 +389,7 @@ begin
   union all
   -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
   -- cap; the relay looks again once it has settled something
-  select null, null, null, null
+  select null, null, null, null, null
   where exists (select 1 from lane where lane.at_cap);
 end;
 $$;

@@ -166,19 +166,11 @@ as $$
 #variable_conflict use_column
 declare
   v_locked bigint[];
+  v_created timestamptz[];
   v_ctids tid[];
   v_send_at timestamptz[];
   v_send_until timestamptz[];
   v_at_cap boolean;
-  v_ids bigint[];
-  v_created timestamptz[];
-  v_webhooks bigint[];
-  v_attempts integer[];
-  v_urls text[];
-  v_secrets text[];
-  v_previous text[];
-  v_leased_at timestamptz[];
-  v_leased_until timestamptz[];
   v_day date;
   v_day_ids bigint[];
   v_day_messages text[];
@@ -189,11 +181,12 @@ declare
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
   select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
+         array_agg(c.created_at) filter (where c.delivery_id is not null),
          array_agg(c.row_ctid) filter (where c.delivery_id is not null),
          array_agg(c.send_at) filter (where c.delivery_id is not null),
          array_agg(c.send_until) filter (where c.delivery_id is not null),
          coalesce(bool_or(c.delivery_id is null), false)
-    into v_locked, v_ctids, v_send_at, v_send_until, v_at_cap
+    into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_at_cap
   from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
                                    p_busy_counts, p_only_webhooks) c;
   if v_locked is null then
@@ -205,9 +198,24 @@ begin
     return;
   end if;
 
-  -- 2. fail what a disabled webhook would get; lease the rest (queue rows only)
+  -- 2. what to send: the messages, from each day's history partition by name (nearly
+  --    always one; 22_outbox.sql), in a statement kept small because it is planned on
+  --    every call. Read before the lease: the rows are locked, nothing changes them.
+  for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
+    execute format('select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text) from %s h where h.id = any ($1)',
+                   webhooks_private.history_relation(v_day))
+      into v_day_ids, v_day_messages, v_day_bodies
+      using v_locked;
+    v_message_ids := v_message_ids || v_day_ids;
+    v_messages := v_messages || v_day_messages;
+    v_bodies := v_bodies || v_day_bodies;
+  end loop;
+
+  -- 3. fail what a disabled webhook would get; lease the rest (queue rows only) and
+  --    return them with their messages, in one statement planned once
   --    (the rows are reached by the ctid lane_claim locked them at: this transaction
   --    holds them, so no one else can have moved them)
+  return query
   with chosen as (
     select c.id, c.row_ctid, c.send_at, c.send_until, c.n, q.webhook_id
     from unnest(v_locked, v_ctids, v_send_at, v_send_until) with ordinality as c(id, row_ctid, send_at, send_until, n)
@@ -246,37 +254,15 @@ begin
     from chosen c
     join hooks w on w.id = c.webhook_id
     where q.ctid = c.row_ctid and w.enabled
-    returning q.delivery_id, q.created_at, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secret,
+    returning q.delivery_id, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secret,
               c.send_at, c.send_until, c.n
   )
   -- in the order lane_claim chose them (oldest first within a lane): the relay sends
   -- in this order
-  select coalesce(array_agg(l.delivery_id order by l.n), '{}'), coalesce(array_agg(l.created_at order by l.n), '{}'),
-         coalesce(array_agg(l.webhook_id order by l.n), '{}'), coalesce(array_agg(l.attempts order by l.n), '{}'),
-         coalesce(array_agg(l.url order by l.n), '{}'), coalesce(array_agg(l.secret order by l.n), '{}'),
-         coalesce(array_agg(l.previous_secret order by l.n), '{}'), coalesce(array_agg(l.send_at order by l.n), '{}'),
-         coalesce(array_agg(l.send_until order by l.n), '{}')
-  into v_ids, v_created, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until
-  from leased l;
-
-  -- 3. what to send: the messages, from each day's history partition by name (nearly
-  --    always one; 22_outbox.sql), in a statement kept small because it is planned on
-  --    every call; then everything together in one statement planned once
-  for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
-    execute format('select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text) from %s h where h.id = any ($1)',
-                   webhooks_private.history_relation(v_day))
-      into v_day_ids, v_day_messages, v_day_bodies
-      using v_ids;
-    v_message_ids := v_message_ids || v_day_ids;
-    v_messages := v_messages || v_day_messages;
-    v_bodies := v_bodies || v_day_bodies;
-  end loop;
-  return query
-  select l.id, m.message_id, l.webhook_id, l.attempt, l.url, m.body, l.secret, l.previous,
+  select l.delivery_id, m.message_id, l.webhook_id, l.attempts, l.url, m.body, l.secret, l.previous_secret,
          l.send_at, l.send_until, p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap
-  from unnest(v_ids, v_webhooks, v_attempts, v_urls, v_secrets, v_previous, v_leased_at, v_leased_until)
-    with ordinality as l(id, webhook_id, attempt, url, secret, previous, send_at, send_until, n)
-  join unnest(v_message_ids, v_messages, v_bodies) as m(id, message_id, body) on m.id = l.id
+  from leased l
+  join unnest(v_message_ids, v_messages, v_bodies) as m(id, message_id, body) on m.id = l.delivery_id
   order by l.n;
 end;
 $$;
