@@ -41,3 +41,40 @@ test('a lane being decided by another relay is passed over while others are read
   await other.query('commit');
   t.deepEqual((await second).rows.map((r) => r.webhook_id), [held.id, held.id]);
 });
+
+test('a claim that finds every lane taken waits for the first in rotation only, then takes it while the others are still held', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const first = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const second = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < 2; i++) await f.contact(company.id);
+  // the rotation: the lane served longest ago first
+  await database.pool.query(`update webhooks_private.lanes set served_at = now() - interval '1 minute' where webhook_id = $1`, [first.id]);
+  await database.pool.query(`update webhooks_private.lanes set served_at = now() where webhook_id = $1`, [second.id]);
+
+  // two other relays' claims, each deciding for one lane
+  const holders = [];
+  for (const webhook of [first, second]) {
+    const holder = new pg.Client({ connectionString: database.url });
+    await holder.connect();
+    t.teardown(() => holder.end());
+    await holder.query('begin');
+    await holder.query('select 1 from webhooks_private.lanes where webhook_id = $1 for update', [webhook.id]);
+    holders.push(holder);
+  }
+
+  const claimer = new pg.Client({ connectionString: database.url });
+  await claimer.connect();
+  t.teardown(() => claimer.end());
+  // bounded: before, the claim waited for every lane, the second's holder included
+  await claimer.query(`set statement_timeout = '5s'`);
+  const pid = (await claimer.query('select pg_backend_pid() as pid')).rows[0].pid;
+  const claim = claimer.query(CLAIM, ['relay-c']);
+  await waitForRows(database.pool,
+    `select 1 from pg_locks where pid = $1 and not granted`, [pid], (rows) => rows.length === 1);
+  await holders[0]!.query('commit');
+  t.deepEqual((await claim).rows.map((r) => r.webhook_id), [first.id, first.id], 'the first lane, while the second is still held');
+  await holders[1]!.query('commit');
+});
