@@ -6,6 +6,8 @@ import test from 'ava';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 
 const PROBE_INTERVAL_MS = 300;
+// enough that some wait behind the breaker untried however many go before it opens
+const CONTACTS = 16;
 
 test('a failing endpoint costs one probe per growing interval; its deliveries go once it recovers', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
@@ -16,44 +18,48 @@ test('a failing endpoint costs one probe per growing interval; its deliveries go
   // one request at a time, so that the order of attempts is the order of results
   await database.pool.query('update webhooks.webhooks set max_in_flight = 1 where id = $1', [webhook.id]);
   receiver.route('/down', { secret: webhook.secret, otherwise: 500 });
-  for (let i = 0; i < 12; i++) await f.contact(company.id);
+  for (let i = 0; i < CONTACTS; i++) await f.contact(company.id);
 
   const relay = testRelay(database.url);
   t.teardown(() => relay.stop());
   await relay.start();
 
-  // three failures open the breaker (a fourth may already be on its way when the
-  // third's result is written, or, on a busy machine, a fifth), then probes: 9
-  // requests in all, the last four of them probes
-  await receiver.waitFor(9, { path: '/down' });
-  const failing = receiver.received('/down');
-  const { rows: lane } = await database.pool.query(
-    'select failures, open_until is not null as open, probes from webhooks_private.lanes where webhook_id = $1',
+  // three failures open the breaker. How many requests went before it opened depends
+  // on the machine: a request's slot is free once its response is in, before its
+  // result is written, so on a busy machine a few more go while the results that
+  // open the breaker wait to be written. Counted when it is seen open: at most one
+  // more request can be on its way then (max_in_flight = 1).
+  await waitForRows(database.pool, 'select 1 from webhooks_private.lanes where webhook_id = $1 and open_until is not null',
+    [webhook.id], (rows) => rows.length === 1);
+  const { rows: [opened] } = await database.pool.query(
+    'select failures, (select count(*)::int from webhooks.delivery_attempts where webhook_id = $1) as attempts from webhooks_private.lanes where webhook_id = $1',
     [webhook.id],
   );
-  t.true(lane[0].open, 'the breaker is open');
-  t.true(lane[0].failures >= 7, `${lane[0].failures} failures in a row`);
+  t.true(opened.failures >= 3, `${opened.failures} failures in a row opened it`);
 
-  // the last requests are probes, one per interval, each interval twice the one before
-  // up to the cap: 600, 1200, 1200 ms between probes (or 1200 throughout when the
-  // fourth request was already a probe). Judged by when the relay sent each request
-  // (the attempt rows' attempted_at). A probe is claimed no earlier than its interval
-  // after the claim of the one before; a busy machine can only delay a send after its
-  // claim, which shortens the next gap by that delay: the span of the three gaps must
-  // hold within that, and each gap stay far longer than a delivery's own retries.
+  // then probes, one per interval, each interval twice the one before up to the cap:
+  // 300 ms after it opened, then 600, 1200, 1200 ms between probes. The four requests
+  // after the one that may have been on its way are judged, by when the relay sent
+  // each (the attempt rows' attempted_at). A probe is claimed no earlier than its
+  // interval after the claim of the one before; a busy machine can only delay a send
+  // after its claim, which shortens the next gap by that delay: the span of the three
+  // gaps must hold within that, and each gap stay far longer than a delivery's own
+  // retries.
   const attempts = await waitForRows<{ attempted_at: Date }>(
     database.pool,
     'select attempted_at from webhooks.delivery_attempts where webhook_id = $1 order by attempted_at',
     [webhook.id],
-    (rows) => rows.length >= 9,
+    (rows) => rows.length >= opened.attempts + 5,
   );
-  const last = attempts.slice(5, 9).map((r) => r.attempted_at.getTime());
-  const gaps = last.slice(1).map((at, i) => at - last[i]!);
-  t.log(`gaps between the last probes: ${gaps.join(', ')} ms`);
-  const span = last.at(-1)! - last[0]!;
+  const probes = attempts.slice(opened.attempts + 1, opened.attempts + 5).map((r) => r.attempted_at.getTime());
+  const gaps = probes.slice(1).map((at, i) => at - probes[i]!);
+  t.log(`${opened.attempts} attempts before the breaker was seen open; gaps between the probes after: ${gaps.join(', ')} ms`);
+  const span = probes.at(-1)! - probes[0]!;
   const wanted = (2 + 4 + 4) * PROBE_INTERVAL_MS;
-  t.true(span >= wanted * 0.85, `the last three probe gaps span ${span} ms, wanted ${wanted}`);
+  t.true(span >= wanted * 0.85, `the three probe gaps span ${span} ms, wanted ${wanted}`);
   gaps.forEach((gap, i) => t.true(gap >= 2 * PROBE_INTERVAL_MS * 0.75, `probe gap ${i + 1}: ${gap} ms`));
+  const { rows: lane } = await database.pool.query('select open_until is not null as open from webhooks_private.lanes where webhook_id = $1', [webhook.id]);
+  t.true(lane[0].open, 'the breaker is still open');
 
   // the history stays truthful: one attempt row per request, and the deliveries the
   // breaker held were never attempted
@@ -70,7 +76,7 @@ test('a failing endpoint costs one probe per growing interval; its deliveries go
 
   // the endpoint recovers: the next probe succeeds and everything goes
   receiver.route('/down', { otherwise: 200 });
-  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 12, 30_000);
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], CONTACTS, 30_000);
   t.true(deliveries.every((d) => d.state === 'succeeded'));
   const { rows: history } = await database.pool.query(
     `select d.attempts, (select count(*)::int from webhooks.delivery_attempts a where a.delivery_id = d.id) as rows
