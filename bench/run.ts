@@ -29,7 +29,7 @@ import { bpdContender, RELAY_DEFAULT_CONCURRENCY } from './contenders/bpd.ts';
 import { graphileWorkerContender } from './contenders/graphile-worker.ts';
 import { sampleBody, startBenchPostgres } from './database.ts';
 import { dbLimit, httpLimit } from './limits.ts';
-import { burnDown, combine, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
+import { burnDown, combine, OPEN_LOOP_WARM_UP_SECONDS, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
 import { burnDownTable, machine, openLoopTable } from './report.ts';
 import { FLEET_WARM_UP_PER_RELAY, fleetBurnDown, fleetTable, NOISY_WEBHOOKS, noisyNeighbour, noisyTable, type FleetResult, type NoisyResult } from './fleet.ts';
 import { startReceiver } from './receiver.ts';
@@ -153,7 +153,7 @@ console.log(`## Run of ${machine()}`);
 console.log(`\nConcurrency ${bench.concurrency} per contender; Postgres 17 (embedded, default durability); ${options.quick ? 'quick run' : 'full run'} in ${elapsed()}.`);
 if (rounds > 0) console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped${rounds > 1 ? ` (mean of ${rounds} rounds)` : ''}\n`);
 if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
-if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival\n`);
+if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival (after ${OPEN_LOOP_WARM_UP_SECONDS} s at the rate, not measured)\n`);
 if (openLoops.length > 0) console.log(openLoopTable(openLoops));
 if (fleets.length > 0) {
   console.log(`\n### Fleet: the burn-down of ${plan.burnDownCount} changes to ${options.webhooks} webhook(s) with several relays on one database, each relay warmed by ${FLEET_WARM_UP_PER_RELAY} deliveries first\n`);

@@ -30,6 +30,8 @@ export async function writeAtRate(
   seconds: number,
   /** called every ~250 ms with the number committed so far */
   sample: (committed: number) => void,
+  /** the changes write custom.seq = seqOffset + their number (a warm-up writes apart from the window) */
+  seqOffset = 0,
 ): Promise<Written> {
   const total = Math.round(rate * seconds);
   const committedAt = new Float64Array(total + 1);
@@ -58,7 +60,7 @@ export async function writeAtRate(
       const mine = ++seq;
       const scheduled = startedAt + (due * 1000) / rate;
       const write: Promise<void> = pool
-        .query({ name: 'bench-change', text: SINGLE_CHANGE, values: [contactOf(mine), mine] })
+        .query({ name: 'bench-change', text: SINGLE_CHANGE, values: [contactOf(seqOffset + mine), seqOffset + mine] })
         .then(
           () => {
             const at = now();
