@@ -15,7 +15,9 @@ import { CHANNEL } from './engine-names.ts';
 /** Reconnecting: at most this long between tries. */
 const RECONNECT_CAP_MS = 2_000;
 /** How often an idle connection is asked whether it still lives (a connection can die
- * without a word, e.g. when a network path drops it). */
+ * without a word, e.g. when a network path drops it), and how long its answer may
+ * take: a question that is never answered is what such a death looks like (TCP
+ * keepalive would notice only after hours). */
 const CHECK_EVERY_MS = 10_000;
 
 export interface Listener {
@@ -38,7 +40,8 @@ export function startListener(options: {
   let failures = 0;
 
   const connect = async (): Promise<void> => {
-    const current = new pg.Client({ connectionString: databaseUrl, keepAlive: true });
+    // (query_timeout: the check's answer, and LISTEN's, must come within a check period)
+    const current = new pg.Client({ connectionString: databaseUrl, keepAlive: true, query_timeout: checkEveryMs });
     client = current;
     let lost = false;
     let listening = false;

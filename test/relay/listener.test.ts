@@ -1,6 +1,7 @@
-// The relay's notification listener, closed while Postgres is down and it is
-// reconnecting, stops reconnecting: a relay stopped during an outage leaves nothing
-// that keeps its process alive.
+// The relay's notification listener: closed while Postgres is down and it is
+// reconnecting, it stops reconnecting (a relay stopped during an outage leaves nothing
+// that keeps its process alive); a connection that goes silent is noticed by its
+// periodic check and replaced.
 import test from 'ava';
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -8,7 +9,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { pino } from 'pino';
+import { startListener } from '../../relay/listener.ts';
+import { CHANNEL } from '../../relay/engine-names.ts';
 import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
+import { createTestDatabase } from '../helpers/db.ts';
 
 const CHILD = fileURLToPath(new URL('../helpers/listener-child.ts', import.meta.url));
 
@@ -35,4 +41,72 @@ test('closed during a database outage, the listener stops reconnecting and its p
   const timeout = new Promise((resolve) => setTimeout(resolve, 15_000, 'still running'));
   const outcome = await Promise.race([exited.then(() => 'exited'), timeout]);
   t.is(outcome, 'exited', 'nothing is left running in the listener\'s process once it is closed');
+});
+
+// A TCP path to Postgres that can go silent: connections made before freeze() stop
+// carrying bytes either way and stay open (as when a network path drops them without
+// a word); connections made after it work.
+async function freezableProxy(target: URL): Promise<{ url: string; freeze: () => void; close: () => Promise<void> }> {
+  const live = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      live.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => live.delete(socket));
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String(port);
+  return {
+    url: url.toString(),
+    freeze() {
+      for (const socket of live) {
+        socket.unpipe();
+        socket.pause();
+      }
+      live.clear();
+    },
+    async close() {
+      server.close();
+    },
+  };
+}
+
+test('a connection that goes silent is given up at the next check and listening resumes on a new one', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const proxy = await freezableProxy(new URL(database.url));
+  t.teardown(() => proxy.close());
+  let wakes = 0;
+  let woken: () => void = () => {};
+  const listener = startListener({
+    databaseUrl: proxy.url,
+    log: pino({ level: 'silent' }),
+    onWake: () => {
+      wakes += 1;
+      woken();
+    },
+    checkEveryMs: 200,
+  });
+  t.teardown(() => listener.close());
+  const nextWake = () => new Promise<void>((resolve) => (woken = resolve));
+
+  await nextWake(); // listening (a first look)
+  proxy.freeze();
+  // the check asks and gets no answer: the listener gives the connection up and
+  // listens again on a new one, which wakes the relay once (a bound of 5 s on a wait
+  // that, without the check's own bound, lasted as long as TCP keepalive: hours)
+  const bound = new Promise<'no'>((resolve) => setTimeout(resolve, 5_000, 'no'));
+  t.is(await Promise.race([nextWake().then(() => 'yes' as const), bound]), 'yes', 'listening again after the path went silent');
+  // and it hears notifications there
+  const heard = nextWake();
+  await database.pool.query(`select pg_notify($1, '')`, [CHANNEL]);
+  await heard;
+  t.true(wakes >= 3);
 });
