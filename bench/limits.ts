@@ -66,7 +66,7 @@ async function dbLimitChild(): Promise<void> {
   const settings = benchRelaySettings();
   const total = Number(process.env.COUNT);
   const log = relayLogger(settings.relayId, 'warn');
-  const pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log });
+  const pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
   await pool.query('select 1');
   const settler = new Settler({ db: pool, relayId: settings.relayId, log, batchSize: settings.batchSize });
   let claimed = 0;

@@ -9,7 +9,11 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 
-export function relayPool(options: { databaseUrl: string; role: string | null; log: Logger; max?: number }): pg.Pool {
+// query_timeout: a connection whose network path goes silent answers nothing and
+// reports nothing (TCP gives up only after many minutes); a query without an answer
+// for that long fails, and the pool drops the connection it was on. Every query of
+// the relay's takes milliseconds, so the bound is generous (RELAY_DB_QUERY_TIMEOUT_MS).
+export function relayPool(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; max?: number }): pg.Pool {
   const settings = ['-c synchronous_commit=off'];
   if (options.role) settings.push(`-c role=${options.role}`);
   const pool = new pg.Pool({
@@ -19,6 +23,7 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
     application_name: 'bpd-webhooks-relay',
     keepAlive: true,
     connectionTimeoutMillis: 10_000,
+    query_timeout: options.queryTimeoutMs,
   });
   // an idle connection that breaks (say, Postgres restarts) is dropped and replaced
   // on next use; it must not bring the process down
@@ -26,10 +31,24 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
   return pool;
 }
 
+/** How long a stopping relay waits for a database connection to close: one whose
+ * network path went silent never answers the goodbye. */
+export const CLOSE_BOUND_MS = 2_000;
+
+/** Waits for `closing` at most CLOSE_BOUND_MS, then goes on (the process's exit ends what is left). */
+export async function closeWithin(what: string, closing: Promise<void>, log: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<'not closed'>((resolve) => (timer = setTimeout(resolve, CLOSE_BOUND_MS, 'not closed')));
+  const outcome = await Promise.race([closing.then(() => 'closed' as const), bound]);
+  clearTimeout(timer);
+  if (outcome === 'not closed') log.warn(`${what} did not close within ${CLOSE_BOUND_MS} ms (its network path may be silent); stopping without it`);
+}
+
 /** True for errors that mean "the database is not reachable right now", not "you may not". */
 export function isConnectionError(error: unknown): boolean {
   const e = error as { code?: string; message?: string };
   if (e.code && /^(08|57P0[123])/.test(e.code)) return true; // connection exception, shutdown
   if (e.code && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code)) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|connection timeout/i.test(e.message ?? '');
+  // (Query read timeout: pg's query_timeout, a connection gone silent)
+  return /Connection terminated|timeout exceeded when trying to connect|connection timeout|Query read timeout/i.test(e.message ?? '');
 }

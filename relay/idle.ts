@@ -6,20 +6,26 @@
 // pool: if the connection breaks, the lock is gone, captures stop notifying, and the
 // relay is woken at once to look for itself.
 //
+// A question on it that gets no answer within queryTimeoutMs (RELAY_DB_QUERY_TIMEOUT_MS)
+// means its network path went silent: the connection is given up like a broken one.
+//
 // relay_idle is a re-entrant lock: it is given back exactly as often as it was taken
 // (`held`), so that no unlock is refused (each refusal is a WARNING in the server log).
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { isConnectionError } from './database.ts';
 import { awake, capturesDone, goingIdle } from './queries.ts';
+
+type Options = { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; onLost: () => void };
 
 export class IdleAnnouncer {
   private client: pg.Client | null = null;
   private connecting: Promise<pg.Client> | null = null;
   /** how many times this connection holds relay_idle */
   private held = 0;
-  private readonly options: { databaseUrl: string; role: string | null; log: Logger; onLost: () => void };
+  private readonly options: Options;
 
-  constructor(options: { databaseUrl: string; role: string | null; log: Logger; onLost: () => void }) {
+  constructor(options: Options) {
     this.options = options;
   }
 
@@ -30,7 +36,7 @@ export class IdleAnnouncer {
    */
   async goingIdle(): Promise<boolean> {
     const client = await this.connection();
-    const safe = await goingIdle(client);
+    const safe = await this.ask(client, goingIdle);
     if (this.client === client) this.held++;
     return safe;
   }
@@ -43,14 +49,14 @@ export class IdleAnnouncer {
   async capturesDone(): Promise<boolean | null> {
     const client = this.client;
     if (!client || this.held === 0) return null;
-    const done = await capturesDone(client);
+    const done = await this.ask(client, capturesDone);
     return this.client === client ? done : null;
   }
 
   /** The relay is awake: captures need not notify it any more. */
   async awake(): Promise<void> {
     while (this.held > 0 && this.client) {
-      await awake(this.client);
+      await this.ask(this.client, awake);
       this.held--;
     }
   }
@@ -62,6 +68,26 @@ export class IdleAnnouncer {
     await client?.end().catch(() => {});
   }
 
+  /** One question on the connection; one that breaks it, or gets no answer, gives it up. */
+  private async ask<T>(client: pg.Client, question: (client: pg.Client) => Promise<T>): Promise<T> {
+    try {
+      return await question(client);
+    } catch (error) {
+      if (isConnectionError(error)) this.lose(client, error as Error);
+      throw error;
+    }
+  }
+
+  /** The connection is gone, and the lock with it: captures stop notifying, so look now. */
+  private lose(client: pg.Client, error?: Error): void {
+    if (this.client !== client) return;
+    this.client = null;
+    this.held = 0;
+    if (error) this.options.log.warn({ err: error }, 'idle-announcement connection lost');
+    void client.end().catch(() => {});
+    this.options.onLost();
+  }
+
   private connection(): Promise<pg.Client> {
     if (this.client) return Promise.resolve(this.client);
     this.connecting ??= this.connect().finally(() => {
@@ -71,22 +97,16 @@ export class IdleAnnouncer {
   }
 
   private async connect(): Promise<pg.Client> {
-    const { databaseUrl, role, log, onLost } = this.options;
+    const { databaseUrl, role, log, queryTimeoutMs } = this.options;
     const client = new pg.Client({
       connectionString: databaseUrl,
       options: role ? `-c role=${role}` : undefined,
       application_name: 'bpd-webhooks-relay-idle',
       keepAlive: true,
+      query_timeout: queryTimeoutMs,
     });
-    const lost = (error?: Error) => {
-      if (this.client !== client) return;
-      this.client = null;
-      this.held = 0;
-      if (error) log.warn({ err: error }, 'idle-announcement connection lost');
-      onLost();
-    };
-    client.on('error', lost);
-    client.on('end', () => lost());
+    client.on('error', (error) => this.lose(client, error));
+    client.on('end', () => this.lose(client));
     // what the server says on this connection it also writes to its log: say it here too
     client.on('notice', (notice) => log.warn({ severity: notice.severity, notice: notice.message }, 'database notice on the idle connection'));
     await client.connect();

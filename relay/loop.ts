@@ -17,7 +17,7 @@
 // max_in_flight across all relays, its rate_limit slots, its circuit breaker.
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { isConnectionError, relayPool } from './database.ts';
+import { closeWithin, isConnectionError, relayPool } from './database.ts';
 import { Sender } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
@@ -67,7 +67,7 @@ export class Relay {
     this.settings = settings;
     this.metrics = options.metrics ?? new RelayMetrics();
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
-    this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log });
+    this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
     this.sender = new Sender(settings, this.log);
     this.slots = new Slots(settings);
     this.settler = new Settler({
@@ -87,7 +87,13 @@ export class Relay {
       },
     });
     this.wakeUp = new WakeUp({
-      idle: new IdleAnnouncer({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, onLost: () => this.wake() }),
+      idle: new IdleAnnouncer({
+        databaseUrl: settings.databaseUrl,
+        role: settings.databaseRole,
+        log: this.log,
+        queryTimeoutMs: settings.databaseQueryTimeoutMs,
+        onLost: () => this.wake(),
+      }),
       log: this.log,
       wake: () => this.wake(),
     });
@@ -304,7 +310,7 @@ export class Relay {
     clearInterval(this.pollTimer);
     const rescuerStopped = this.rescuer.stop();
     const backfillerStopped = this.backfiller.stop();
-    await this.listener?.close();
+    if (this.listener) await closeWithin('the notification connection', this.listener.close(), this.log);
     await this.round;
     const queued = this.slots.takeQueued();
     for (const [timer, job] of this.pacing) {
@@ -325,11 +331,11 @@ export class Relay {
       );
     }
     this.settler.stop();
-    await this.wakeUp.close();
+    await closeWithin('the idle-announcement connection', this.wakeUp.close(), this.log);
     await this.sender.close();
     await rescuerStopped;
     await backfillerStopped;
-    await this.pool.end();
+    await closeWithin('the connection pool', this.pool.end(), this.log);
     this.log.info({ ...this.stats, ...this.settler.stats }, 'relay stopped');
   }
 

@@ -13,6 +13,8 @@ export interface RelaySettings {
   relayId: string;
   /** the role the relay's queries run as (null: the connecting user itself) */
   databaseRole: string | null;
+  /** a query of the relay's without an answer for this long is given up with its connection */
+  databaseQueryTimeoutMs: number;
   /** networks the relay may send to although they are loopback, private, … */
   allowNetworks: NetworkList;
   /** deliveries claimed per round trip */
@@ -45,6 +47,10 @@ export const ENVIRONMENT = {
   DATABASE_URL: { default: '', help: 'the database whose outbox the relay drains (required)' },
   RELAY_ID: { default: '<host>:<pid>:<random>', help: 'names this relay in leases and attempt history' },
   RELAY_DB_ROLE: { default: 'bpd_webhooks_relay', help: "role the relay's queries run as; empty: the connecting user" },
+  RELAY_DB_QUERY_TIMEOUT_MS: {
+    default: '30000',
+    help: 'a database query without an answer for this long is given up with its connection (a network path that went silent)',
+  },
   RELAY_ALLOW_NETWORKS: { default: '', help: 'comma-separated CIDRs the relay may send to although loopback, private, link-local, …' },
   RELAY_BATCH_SIZE: { default: '100', help: 'deliveries claimed per round trip' },
   RELAY_MAX_IN_FLIGHT: { default: '256', help: 'HTTP requests in flight, all webhooks together' },
@@ -106,6 +112,7 @@ export function relaySettings(env: Environment = process.env, defaults: Environm
     databaseUrl,
     relayId: merged.RELAY_ID || `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
     databaseRole: role === '' ? null : role,
+    databaseQueryTimeoutMs: integer(merged, 'RELAY_DB_QUERY_TIMEOUT_MS', 100, 3_600_000),
     allowNetworks,
     batchSize: integer(merged, 'RELAY_BATCH_SIZE', 1, 10_000),
     maxInFlight: integer(merged, 'RELAY_MAX_IN_FLIGHT', 1, 100_000),

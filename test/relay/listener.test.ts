@@ -9,12 +9,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { startListener } from '../../relay/listener.ts';
 import { CHANNEL } from '../../relay/engine-names.ts';
 import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
 import { createTestDatabase } from '../helpers/db.ts';
+import { freezableProxy } from '../helpers/proxy.ts';
 
 const CHILD = fileURLToPath(new URL('../helpers/listener-child.ts', import.meta.url));
 
@@ -42,41 +42,6 @@ test('closed during a database outage, the listener stops reconnecting and its p
   const outcome = await Promise.race([exited.then(() => 'exited'), timeout]);
   t.is(outcome, 'exited', 'nothing is left running in the listener\'s process once it is closed');
 });
-
-// A TCP path to Postgres that can go silent: connections made before freeze() stop
-// carrying bytes either way and stay open (as when a network path drops them without
-// a word); connections made after it work.
-async function freezableProxy(target: URL): Promise<{ url: string; freeze: () => void; close: () => Promise<void> }> {
-  const live = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    for (const socket of [client, upstream]) {
-      live.add(socket);
-      socket.on('error', () => {});
-      socket.on('close', () => live.delete(socket));
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  const url = new URL(target);
-  url.hostname = '127.0.0.1';
-  url.port = String(port);
-  return {
-    url: url.toString(),
-    freeze() {
-      for (const socket of live) {
-        socket.unpipe();
-        socket.pause();
-      }
-      live.clear();
-    },
-    async close() {
-      server.close();
-    },
-  };
-}
 
 test('a connection that goes silent is given up at the next check and listening resumes on a new one', async (t) => {
   const database = await createTestDatabase();

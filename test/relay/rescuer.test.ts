@@ -16,7 +16,7 @@ async function setup(t: ExecutionContext, options: { deliveries?: number; interv
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
   for (let i = 0; i < (options.deliveries ?? 2); i++) await f.contact(company.id);
   const log = pino({ level: 'silent' });
-  const pool = relayPool({ databaseUrl: database.url, role: 'bpd_webhooks_relay', log });
+  const pool = relayPool({ databaseUrl: database.url, role: 'bpd_webhooks_relay', log, queryTimeoutMs: 30_000 });
   t.teardown(() => pool.end());
   const results: RescueResult[] = [];
   const rescuer = new Rescuer({ db: pool, log, intervalMs: options.intervalMs, onRescued: (result) => results.push(result) });
