@@ -42,7 +42,7 @@ export interface RelaySettings {
   metricsHost: string;
 }
 
-/** Environment variables, their defaults and what they mean (the README lists them). */
+/** Environment variables, their defaults and what they mean (docs/relay.md lists them). */
 export const ENVIRONMENT = {
   DATABASE_URL: { default: '', help: 'the database whose outbox the relay drains (required)' },
   RELAY_ID: { default: '<host>:<pid>:<random>', help: 'names this relay in leases and attempt history' },
