@@ -185,9 +185,9 @@ begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    A lane another relay is deciding for is passed over when others are ready
   --    (that relay serves it; claims of different webhooks never queue behind each
-  --    other), and waited for when there is nothing else (a claim holds its lanes for
-  --    a millisecond or two; coming back empty would leave a busy webhook to one
-  --    relay). Statements of their own: the next one counts rows in flight with a
+  --    other); when every one is taken, the first in rotation is waited for (a claim
+  --    holds its lanes for a millisecond or two; coming back empty would leave a busy
+  --    webhook to one relay). Statements of their own: the next one counts rows in flight with a
   --    snapshot taken after these locks.
   with recursive hooks(w) as (
     -- each webhook with pending deliveries, one index probe each (a loose index scan)
