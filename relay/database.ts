@@ -9,6 +9,12 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 
+/** How long opening a database connection may take, on every connection of the relay
+ * (at most: no longer than a query may wait for its answer): one whose path goes
+ * silent during the handshake would otherwise wait until TCP gives up (many minutes). */
+export const CONNECT_TIMEOUT_MS = 10_000;
+export const connectTimeoutMs = (queryTimeoutMs: number) => Math.min(CONNECT_TIMEOUT_MS, queryTimeoutMs);
+
 // query_timeout: a connection whose network path goes silent answers nothing and
 // reports nothing (TCP gives up only after many minutes); a query without an answer
 // for that long fails, and the pool drops the connection it was on. Every query of
@@ -22,7 +28,7 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
     options: settings.join(' '),
     application_name: 'bpd-webhooks-relay',
     keepAlive: true,
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: connectTimeoutMs(options.queryTimeoutMs),
     query_timeout: options.queryTimeoutMs,
   });
   // an idle connection that breaks (say, Postgres restarts) is dropped and replaced

@@ -10,6 +10,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
+import { connectTimeoutMs } from './database.ts';
 import { CHANNEL } from './engine-names.ts';
 
 /** Reconnecting: at most this long between tries. */
@@ -41,7 +42,12 @@ export function startListener(options: {
 
   const connect = async (): Promise<void> => {
     // (query_timeout: the check's answer, and LISTEN's, must come within a check period)
-    const current = new pg.Client({ connectionString: databaseUrl, keepAlive: true, query_timeout: checkEveryMs });
+    const current = new pg.Client({
+      connectionString: databaseUrl,
+      keepAlive: true,
+      connectionTimeoutMillis: connectTimeoutMs(checkEveryMs),
+      query_timeout: checkEveryMs,
+    });
     client = current;
     let lost = false;
     let listening = false;

@@ -1,13 +1,20 @@
 // A TCP path to Postgres that can go silent, for tests of what a silent network does
 // to the relay: connections made before freeze() stop carrying bytes either way and
 // stay open (as when a network path drops them without a word); connections made
-// after it work.
+// after it work. While silent() holds, new connections are accepted and carry
+// nothing either, until speak().
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 
-export async function freezableProxy(target: URL): Promise<{ url: string; freeze: () => void; close: () => Promise<void> }> {
+export async function freezableProxy(
+  target: URL,
+): Promise<{ url: string; freeze: () => void; silent: () => void; speak: () => void; close: () => Promise<void> }> {
   const live = new Set<Socket>();
   const all = new Set<Socket>();
+  let mute = false;
   const server = createServer((client) => {
+    all.add(client);
+    client.on('error', () => {});
+    if (mute) return void client.pause();
     const upstream = connect(Number(target.port), target.hostname);
     for (const socket of [client, upstream]) {
       live.add(socket);
@@ -23,14 +30,22 @@ export async function freezableProxy(target: URL): Promise<{ url: string; freeze
   const url = new URL(target);
   url.hostname = '127.0.0.1';
   url.port = String(port);
+  const freeze = () => {
+    for (const socket of live) {
+      socket.unpipe();
+      socket.pause();
+    }
+    live.clear();
+  };
   return {
     url: url.toString(),
-    freeze() {
-      for (const socket of live) {
-        socket.unpipe();
-        socket.pause();
-      }
-      live.clear();
+    freeze,
+    silent() {
+      mute = true;
+      freeze();
+    },
+    speak() {
+      mute = false;
     },
     async close() {
       for (const socket of all) socket.destroy();

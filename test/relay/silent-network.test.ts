@@ -1,8 +1,10 @@
 // The network path to Postgres goes silent under a running relay (its connections stay
 // open and carry nothing, as when a path drops them without a word): the relay gives
 // up each query that gets no answer within RELAY_DB_QUERY_TIMEOUT_MS, with its
-// connection, and goes on over new connections. Before, its claim waited on a silent
-// connection until TCP gave up (many minutes), and nothing was sent meanwhile.
+// connection, and goes on over new connections; a connection it opens meanwhile is
+// given up if its handshake gets no answer. Before, its claim (or its handshake)
+// waited on a silent connection until TCP gave up (many minutes), and nothing was
+// sent meanwhile.
 import test from 'ava';
 import { freezableProxy } from '../helpers/proxy.ts';
 import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
@@ -30,4 +32,31 @@ test('a database connection gone silent is given up and the relay goes on over a
   t.is(await Promise.race([arrived, bound]), 'arrived');
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 2);
   t.true(deliveries.every((d) => d.state === 'succeeded'), 'and its result written over a new connection');
+});
+
+test('a path silent for a while, new connections included: the relay gives up the handshakes too, and delivers once it speaks again', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const proxy = await freezableProxy(new URL(database.url));
+  t.teardown(() => proxy.close());
+
+  const relay = testRelay(proxy.url, { RELAY_DB_QUERY_TIMEOUT_MS: '500' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await f.contact(company.id, { first_name: 'Before' });
+  await receiver.waitFor(1, { path: '/hook' });
+
+  // every connection, old and new, carries nothing for a while (the relay's own
+  // connections to open meanwhile wait in their handshake: before, for ever)
+  proxy.silent();
+  await f.contact(company.id, { first_name: 'During' });
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  t.is(receiver.received('/hook').length, 1, 'nothing reached the relay meanwhile');
+  proxy.speak();
+  const arrived = receiver.waitFor(2, { path: '/hook' }).then(() => 'arrived' as const);
+  const bound = new Promise<'not yet'>((resolve) => setTimeout(resolve, 10_000, 'not yet'));
+  t.is(await Promise.race([arrived, bound]), 'arrived');
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 2);
+  t.true(deliveries.every((d) => d.state === 'succeeded'));
 });
