@@ -9,6 +9,11 @@ import test from 'ava';
 import { freezableProxy } from '../helpers/proxy.ts';
 import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
+// Short, so that the test is, yet not so short that a sound connection's first
+// statements (planned on first use, slow on a busy test machine) miss it: with 500 ms
+// a CI run gave up sound connections one after the other.
+const QUERY_TIMEOUT_MS = '2000';
+
 test('a database connection gone silent is given up and the relay goes on over a new one', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
@@ -16,7 +21,7 @@ test('a database connection gone silent is given up and the relay goes on over a
   const proxy = await freezableProxy(new URL(database.url));
   t.teardown(() => proxy.close());
 
-  const relay = testRelay(proxy.url, { RELAY_DB_QUERY_TIMEOUT_MS: '500' });
+  const relay = testRelay(proxy.url, { RELAY_DB_QUERY_TIMEOUT_MS: QUERY_TIMEOUT_MS });
   t.teardown(() => relay.stop());
   await relay.start();
   await f.contact(company.id, { first_name: 'Before' });
@@ -26,9 +31,9 @@ test('a database connection gone silent is given up and the relay goes on over a
   proxy.freeze();
   await f.contact(company.id, { first_name: 'After' });
   // bounded: the relay polls every 50 ms here; what it asks on a silent connection is
-  // given up after 500 ms
+  // given up after QUERY_TIMEOUT_MS, each of its four pooled connections at worst
   const arrived = receiver.waitFor(2, { path: '/hook' }).then(() => 'arrived' as const);
-  const bound = new Promise<'not yet'>((resolve) => setTimeout(resolve, 10_000, 'not yet'));
+  const bound = new Promise<'not yet'>((resolve) => setTimeout(resolve, 30_000, 'not yet'));
   t.is(await Promise.race([arrived, bound]), 'arrived');
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 2);
   t.true(deliveries.every((d) => d.state === 'succeeded'), 'and its result written over a new connection');
@@ -41,7 +46,7 @@ test('a path silent for a while, new connections included: the relay gives up th
   const proxy = await freezableProxy(new URL(database.url));
   t.teardown(() => proxy.close());
 
-  const relay = testRelay(proxy.url, { RELAY_DB_QUERY_TIMEOUT_MS: '500' });
+  const relay = testRelay(proxy.url, { RELAY_DB_QUERY_TIMEOUT_MS: QUERY_TIMEOUT_MS });
   t.teardown(() => relay.stop());
   await relay.start();
   await f.contact(company.id, { first_name: 'Before' });
@@ -55,7 +60,7 @@ test('a path silent for a while, new connections included: the relay gives up th
   t.is(receiver.received('/hook').length, 1, 'nothing reached the relay meanwhile');
   proxy.speak();
   const arrived = receiver.waitFor(2, { path: '/hook' }).then(() => 'arrived' as const);
-  const bound = new Promise<'not yet'>((resolve) => setTimeout(resolve, 10_000, 'not yet'));
+  const bound = new Promise<'not yet'>((resolve) => setTimeout(resolve, 30_000, 'not yet'));
   t.is(await Promise.race([arrived, bound]), 'arrived');
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 2);
   t.true(deliveries.every((d) => d.state === 'succeeded'));
