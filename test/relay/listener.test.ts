@@ -57,7 +57,7 @@ test('a connection that goes silent is given up at the next check and listening 
       wakes += 1;
       woken();
     },
-    checkEveryMs: 200,
+    checkEveryMs: 500, // (also its bound on the handshake and on LISTEN: not so short that a busy machine misses it)
   });
   t.teardown(() => listener.close());
   const nextWake = () => new Promise<void>((resolve) => (woken = resolve));
