@@ -12,8 +12,8 @@ import type { Logger } from 'pino';
 /** How long opening a database connection may take, on every connection of the relay
  * (at most: no longer than a query may wait for its answer): one whose path goes
  * silent during the handshake would otherwise wait until TCP gives up (many minutes). */
-export const CONNECT_TIMEOUT_MS = 10_000;
-export const connectTimeoutMs = (queryTimeoutMs: number) => Math.min(CONNECT_TIMEOUT_MS, queryTimeoutMs);
+const DB_CONNECT_TIMEOUT_MS = 10_000;
+export const dbConnectTimeoutMs = (queryTimeoutMs: number) => Math.min(DB_CONNECT_TIMEOUT_MS, queryTimeoutMs);
 
 // query_timeout: a connection whose network path goes silent answers nothing and
 // reports nothing (TCP gives up only after many minutes); a query without an answer
@@ -28,7 +28,7 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
     options: settings.join(' '),
     application_name: 'bpd-webhooks-relay',
     keepAlive: true,
-    connectionTimeoutMillis: connectTimeoutMs(options.queryTimeoutMs),
+    connectionTimeoutMillis: dbConnectTimeoutMs(options.queryTimeoutMs),
     query_timeout: options.queryTimeoutMs,
   });
   // an idle connection that breaks (say, Postgres restarts) is dropped and replaced
@@ -39,7 +39,7 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
 
 /** How long a stopping relay waits for a database connection to close: one whose
  * network path went silent never answers the goodbye. */
-export const CLOSE_BOUND_MS = 2_000;
+const CLOSE_BOUND_MS = 2_000;
 
 /** Waits for `closing` at most CLOSE_BOUND_MS, then goes on (the process's exit ends what is left). */
 export async function closeWithin(what: string, closing: Promise<void>, log: Logger): Promise<void> {

@@ -13,7 +13,7 @@
 // (`held`), so that no unlock is refused (each refusal is a WARNING in the server log).
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { connectTimeoutMs, isConnectionError } from './database.ts';
+import { dbConnectTimeoutMs, isConnectionError } from './database.ts';
 import { awake, capturesDone, goingIdle } from './queries.ts';
 
 type Options = { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; onLost: () => void };
@@ -103,7 +103,7 @@ export class IdleAnnouncer {
       options: role ? `-c role=${role}` : undefined,
       application_name: 'bpd-webhooks-relay-idle',
       keepAlive: true,
-      connectionTimeoutMillis: connectTimeoutMs(queryTimeoutMs),
+      connectionTimeoutMillis: dbConnectTimeoutMs(queryTimeoutMs),
       query_timeout: queryTimeoutMs,
     });
     client.on('error', (error) => this.lose(client, error));

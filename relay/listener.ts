@@ -10,7 +10,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
-import { connectTimeoutMs } from './database.ts';
+import { dbConnectTimeoutMs } from './database.ts';
 import { CHANNEL } from './engine-names.ts';
 
 /** Reconnecting: at most this long between tries. */
@@ -45,7 +45,7 @@ export function startListener(options: {
     const current = new pg.Client({
       connectionString: databaseUrl,
       keepAlive: true,
-      connectionTimeoutMillis: connectTimeoutMs(checkEveryMs),
+      connectionTimeoutMillis: dbConnectTimeoutMs(checkEveryMs),
       query_timeout: checkEveryMs,
     });
     client = current;

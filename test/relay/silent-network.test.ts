@@ -5,8 +5,9 @@
 // given up if its handshake gets no answer. Before, its claim (or its handshake)
 // waited on a silent connection until TCP gave up (many minutes), and nothing was
 // sent meanwhile.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { freezableProxy } from '../helpers/proxy.ts';
+import type { Receiver } from '../helpers/receiver.ts';
 import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
 // Short, so that the test is, yet not so short that a sound connection's first
@@ -14,8 +15,10 @@ import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.
 // a CI run gave up sound connections one after the other.
 const QUERY_TIMEOUT_MS = '2000';
 
-test('a database connection gone silent is given up and the relay goes on over a new one', async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
+/** A relay whose database is reached through a proxy that can go silent, one delivery sent through it. */
+async function relayBehindProxy(t: ExecutionContext) {
+  const scene = await relayScene(t);
+  const { database, receiver, f, company } = scene;
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
   receiver.route('/hook', { secret: webhook.secret });
   const proxy = await freezableProxy(new URL(database.url));
@@ -27,30 +30,32 @@ test('a database connection gone silent is given up and the relay goes on over a
   await f.contact(company.id, { first_name: 'Before' });
   await receiver.waitFor(1, { path: '/hook' });
   await waitForFinalDeliveries(database.pool, [webhook.id], 1);
+  return { ...scene, webhook, proxy };
+}
+
+/**
+ * Whether a second delivery arrives within a bound: the relay polls every 50 ms here,
+ * and what it asks on a silent connection is given up after QUERY_TIMEOUT_MS, each of
+ * its four pooled connections at worst.
+ */
+function secondArrival(receiver: Receiver): Promise<'arrived' | 'not yet'> {
+  const arrived = receiver.waitFor(2, { path: '/hook' }).then(() => 'arrived' as const);
+  const bound = new Promise<'not yet'>((resolve) => setTimeout(resolve, 30_000, 'not yet'));
+  return Promise.race([arrived, bound]);
+}
+
+test('a database connection gone silent is given up and the relay goes on over a new one', async (t) => {
+  const { database, receiver, f, company, webhook, proxy } = await relayBehindProxy(t);
 
   proxy.freeze();
   await f.contact(company.id, { first_name: 'After' });
-  // bounded: the relay polls every 50 ms here; what it asks on a silent connection is
-  // given up after QUERY_TIMEOUT_MS, each of its four pooled connections at worst
-  const arrived = receiver.waitFor(2, { path: '/hook' }).then(() => 'arrived' as const);
-  const bound = new Promise<'not yet'>((resolve) => setTimeout(resolve, 30_000, 'not yet'));
-  t.is(await Promise.race([arrived, bound]), 'arrived');
+  t.is(await secondArrival(receiver), 'arrived');
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 2);
   t.true(deliveries.every((d) => d.state === 'succeeded'), 'and its result written over a new connection');
 });
 
 test('a path silent for a while, new connections included: the relay gives up the handshakes too, and delivers once it speaks again', async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
-  receiver.route('/hook', { secret: webhook.secret });
-  const proxy = await freezableProxy(new URL(database.url));
-  t.teardown(() => proxy.close());
-
-  const relay = testRelay(proxy.url, { RELAY_DB_QUERY_TIMEOUT_MS: QUERY_TIMEOUT_MS });
-  t.teardown(() => relay.stop());
-  await relay.start();
-  await f.contact(company.id, { first_name: 'Before' });
-  await receiver.waitFor(1, { path: '/hook' });
+  const { database, receiver, f, company, webhook, proxy } = await relayBehindProxy(t);
 
   // every connection, old and new, carries nothing for a while (the relay's own
   // connections to open meanwhile wait in their handshake: before, for ever)
@@ -59,9 +64,7 @@ test('a path silent for a while, new connections included: the relay gives up th
   await new Promise((resolve) => setTimeout(resolve, 1_500));
   t.is(receiver.received('/hook').length, 1, 'nothing reached the relay meanwhile');
   proxy.speak();
-  const arrived = receiver.waitFor(2, { path: '/hook' }).then(() => 'arrived' as const);
-  const bound = new Promise<'not yet'>((resolve) => setTimeout(resolve, 30_000, 'not yet'));
-  t.is(await Promise.race([arrived, bound]), 'arrived');
+  t.is(await secondArrival(receiver), 'arrived');
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 2);
   t.true(deliveries.every((d) => d.state === 'succeeded'));
 });
