@@ -80,6 +80,7 @@ async function dbLimitChild(): Promise<void> {
         limit: Math.min(settings.batchSize, settings.maxInFlight),
         leaseMs: settings.leaseMs,
         perWebhookCap: settings.perWebhookInFlight,
+        capByWebhook: new Map(),
         heldByWebhook: new Map(),
         only,
         slots: settings.maxInFlight,

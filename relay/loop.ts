@@ -206,7 +206,11 @@ export class Relay {
   private async discover(): Promise<Claimed> {
     await this.wakeUp.beforeDiscovery();
     const claimed = await this.claim(null);
-    const found = claimed.moreDue || claimed.jobs.length > 0;
+    // found: due work that only another discovery would bring. A webhook this claim
+    // filled to its cap (backlogged) is refilled on its own as its queue runs low,
+    // in claims of a useful size; discovering again at once would only take the few
+    // slots each finished request frees, one costly claim after another.
+    const found = claimed.moreDue || claimed.jobs.some((job) => !this.slots.isBacklogged(job.webhookId));
     if (await this.wakeUp.afterDiscovery(found, this.mode === 'stopping')) this.scheduler.requestDiscovery();
     return claimed;
   }
@@ -214,20 +218,21 @@ export class Relay {
   /** Claims (discovery when `only` is null, else a refill of those webhooks). */
   private async claim(only: string[] | null): Promise<Claimed> {
     const view = this.slots.claimView();
-    if (!view) return { jobs: [], moreDue: false, atCap: false };
+    if (!view) return { jobs: [], filled: new Set(), moreDue: false, atCap: false };
     const started = performance.now();
     const claimed = await claimDeliveries(this.pool, {
       relayId: this.settings.relayId,
       limit: Math.min(this.settings.batchSize, view.room),
       leaseMs: this.settings.leaseMs,
       perWebhookCap: view.perWebhookCap,
+      capByWebhook: view.capByWebhook,
       heldByWebhook: view.heldByWebhook,
       only,
       slots: this.settings.maxInFlight,
     });
     if (claimed.atCap) this.capHeldBack = true;
     // the lease counts from the claim's statement, a little after `started`
-    this.slots.claimed(view, only, claimed, started + this.settings.leaseMs);
+    this.slots.claimed(only, claimed, started + this.settings.leaseMs);
     this.metrics.claimed(claimed.jobs.length);
     this.stats.claims++;
     this.stats.claimMs += Math.round(performance.now() - started);
@@ -279,6 +284,8 @@ export class Relay {
     const result = await this.sender.send(job); // never throws: a failure is a result
     this.metrics.requestEnded();
     this.settler.add(result);
+    const ok = result.outcome.kind === 'response' && result.outcome.status >= 200 && result.outcome.status < 300;
+    this.slots.measured(job.webhookId, result.durationMs, ok);
     const freed = this.slots.finished(job, performance.now(), this.mode !== 'stopping');
     for (const next of freed.start) void this.send(next);
     if (freed.tooLate.length > 0) void this.release(freed.tooLate, 'their lease would run out before the request, or their rate_limit slot passed');

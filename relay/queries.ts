@@ -37,6 +37,8 @@ export interface ClaimRequest {
    * done, counting `heldByWebhook`: its request slots plus its prefetch queue
    */
   perWebhookCap: number;
+  /** webhooks held whose cap is not perWebhookCap, and their cap */
+  capByWebhook: ReadonlyMap<string, number>;
   /** deliveries this relay holds now (in flight and queued), per webhook id */
   heldByWebhook: ReadonlyMap<string, number>;
   /** refill these webhooks only; null: discover due work of all webhooks */
@@ -47,6 +49,8 @@ export interface ClaimRequest {
 
 export interface Claimed {
   jobs: DeliveryJob[];
+  /** webhooks that took all the claim allowed them (their caps, their company's share, the batch): more may be due */
+  filled: Set<string>;
   /** a discovery was cut off at the limit: more may be due now */
   moreDue: boolean;
   /** a webhook with due deliveries was at its fleet-wide cap: look again after a settle */
@@ -60,8 +64,8 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
     text: `
       select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret,
              (extract(epoch from send_at) * 1000)::float8 as send_at,
-             (extract(epoch from send_until) * 1000)::float8 as send_until, more_due, at_cap
-      from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8)`,
+             (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap
+      from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[])`,
     values: [
       request.relayId,
       request.limit,
@@ -71,6 +75,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
       [...request.heldByWebhook.values()],
       request.only,
       request.slots,
+      [...request.heldByWebhook.keys()].map((id) => request.capByWebhook.get(id) ?? null),
     ],
   });
   // a row without a delivery only says at_cap
@@ -86,7 +91,8 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
     sendAt: row.send_at === null ? null : Number(row.send_at),
     sendUntil: row.send_until === null ? null : Number(row.send_until),
   }));
-  return { jobs, moreDue: rows.some((row) => row.more_due), atCap: rows.some((row) => row.at_cap) };
+  const filled = new Set<string>(rows.filter((row) => row.webhook_filled).map((row) => row.webhook_id));
+  return { jobs, filled, moreDue: rows.some((row) => row.more_due), atCap: rows.some((row) => row.at_cap) };
 }
 
 /** What one attempt came to, as settle_deliveries takes it. */

@@ -11,14 +11,29 @@
 //              until then, then admits it like any other.
 //   held       in flight, queued or paced: claimed by this relay and not yet finished.
 //
-// Caps: one webhook's held deliveries ≤ perWebhookInFlight + prefetch (its claim
+// Caps: one webhook's held deliveries ≤ perWebhookInFlight + its queue cap (its claim
 // cap); all held ≤ maxInFlight + maxQueued, where the relay-wide queue is as large
 // beside maxInFlight as one webhook's queue is beside its slots.
+//
+// A webhook's queue cap is the prefetch, unless its requests come back fast and
+// well: then it may queue what its slots send in PREFETCH_HORIZON_MS (from the mean
+// duration of its recent successful requests), up to two claim batches (a refill at
+// half the queue then brings a whole batch) and maxQueued. A queued delivery
+// then still waits about that long at most, far within its lease, and a fast
+// receiver's deliveries come in claims of a useful size: each claim costs the
+// database nearly a millisecond whatever it carries (BENCHMARKS.md). A failed
+// request puts the webhook back to the prefetch (a failing endpoint is not worth
+// claiming ahead for: its circuit breaker may open), as does holding none of it.
 //
 // Backlogged: a webhook whose last claim filled all it could take, so it likely has
 // more due. It is refilled on its own (a claim of its index range only) once its
 // queue runs low, so that the refill lands before its slots go idle.
 import type { DeliveryJob } from './queries.ts';
+
+/** A healthy, fast webhook may queue what its request slots send in this long. */
+export const PREFETCH_HORIZON_MS = 250;
+/** The weight of each new request in a webhook's mean request duration. */
+const DURATION_WEIGHT = 1 / 8;
 
 export interface SlotLimits {
   /** requests in flight, all webhooks together */
@@ -27,6 +42,8 @@ export interface SlotLimits {
   perWebhookInFlight: number;
   /** deliveries of one webhook queued ahead of its free request slots */
   prefetch: number;
+  /** deliveries claimed per round trip */
+  batchSize: number;
   /** the whole request: a queued delivery whose lease would end sooner is not sent */
   requestTimeoutMs: number;
 }
@@ -37,6 +54,8 @@ export interface ClaimView {
   room: number;
   /** at most this many of one webhook held, counting what is held already */
   perWebhookCap: number;
+  /** held webhooks that may hold more than perWebhookCap (their requests are fast), and how many */
+  capByWebhook: Map<string, number>;
   /** held per webhook (in flight and queued) when the claim was asked for */
   heldByWebhook: Map<string, number>;
 }
@@ -65,6 +84,8 @@ export class Slots {
   /** when each claimed delivery's lease runs out, on the caller's clock */
   private readonly leaseEnds = new WeakMap<DeliveryJob, number>();
   private readonly backlogged = new Set<string>();
+  /** mean duration of recent successful requests (ms), per webhook held */
+  private readonly meanMs = new Map<string, number>();
 
   constructor(limits: SlotLimits) {
     this.limits = limits;
@@ -79,9 +100,32 @@ export class Slots {
     return this.queuedCount;
   }
 
-  /** one webhook's claim cap: its request slots and its queue */
+  /** a webhook's claim cap without a measure of its requests: its request slots and the prefetch */
   get perWebhookCap(): number {
     return this.limits.perWebhookInFlight + this.limits.prefetch;
+  }
+
+  /** what one webhook may queue: the prefetch, or more while its requests are fast and succeed */
+  queueCap(webhookId: string): number {
+    const mean = this.meanMs.get(webhookId);
+    if (mean === undefined || this.limits.prefetch === 0) return this.limits.prefetch;
+    const sentInHorizon = Math.floor((PREFETCH_HORIZON_MS * this.limits.perWebhookInFlight) / Math.max(mean, 1));
+    return Math.min(Math.max(this.limits.prefetch, sentInHorizon), 2 * this.limits.batchSize, this.maxQueued);
+  }
+
+  /** one webhook's claim cap: its request slots and its queue cap */
+  capOf(webhookId: string): number {
+    return this.limits.perWebhookInFlight + this.queueCap(webhookId);
+  }
+
+  /** A request of this webhook ended after durationMs: ok when it succeeded. */
+  measured(webhookId: string, durationMs: number, ok: boolean): void {
+    if (!ok) {
+      this.meanMs.delete(webhookId);
+      return;
+    }
+    const mean = this.meanMs.get(webhookId);
+    this.meanMs.set(webhookId, mean === undefined ? durationMs : mean + (durationMs - mean) * DURATION_WEIGHT);
   }
 
   /** deliveries the relay may still claim, all webhooks together */
@@ -123,25 +167,28 @@ export class Slots {
     const heldByWebhook = new Map(this.inFlightByWebhook);
     for (const [id, jobs] of this.queues) heldByWebhook.set(id, (heldByWebhook.get(id) ?? 0) + jobs.length);
     for (const [id, n] of this.pacedByWebhook) heldByWebhook.set(id, (heldByWebhook.get(id) ?? 0) + n);
-    return { room, perWebhookCap: this.perWebhookCap, heldByWebhook };
+    const capByWebhook = new Map<string, number>();
+    for (const id of heldByWebhook.keys()) {
+      const cap = this.capOf(id);
+      if (cap !== this.perWebhookCap) capByWebhook.set(id, cap);
+    }
+    return { room, perWebhookCap: this.perWebhookCap, capByWebhook, heldByWebhook };
   }
 
   /**
-   * Records what a claim brought: when the leases end, and which webhooks filled all
-   * they could take (backlogged: likely more due). `only` names the webhooks a refill
-   * asked for (null: a discovery); `moreDue`: a discovery was cut off at its limit.
+   * Records what a claim brought: when the leases end, and which webhooks are
+   * backlogged (the database says the claim filled all it allowed them, so more is
+   * likely due). `only` names the webhooks a refill asked for (null: a discovery).
    */
-  claimed(view: ClaimView, only: string[] | null, claimed: { jobs: DeliveryJob[]; moreDue: boolean }, leaseEndsAt: number): void {
-    const got = new Map<string, number>();
+  claimed(only: string[] | null, claimed: { jobs: DeliveryJob[]; filled: ReadonlySet<string> }, leaseEndsAt: number): void {
+    const got = new Set<string>();
     for (const job of claimed.jobs) {
       this.leaseEnds.set(job, leaseEndsAt);
-      got.set(job.webhookId, (got.get(job.webhookId) ?? 0) + 1);
+      got.add(job.webhookId);
     }
-    for (const id of only ?? got.keys()) {
-      const free = view.perWebhookCap - (view.heldByWebhook.get(id) ?? 0);
-      if ((got.get(id) ?? 0) >= free) this.backlogged.add(id);
-      // a discovery cut off at its limit says nothing about the webhooks it reached
-      else if (only || !claimed.moreDue) this.backlogged.delete(id);
+    for (const id of only ?? got) {
+      if (claimed.filled.has(id)) this.backlogged.add(id);
+      else this.backlogged.delete(id);
     }
   }
 
@@ -173,6 +220,8 @@ export class Slots {
     this.inFlightCount--;
     const freed: Freed = { start: [], tooLate: [] };
     if (startNext) this.startQueued(job.webhookId, now, freed);
+    // a measure of a webhook no longer held would outlive what it measured
+    if (this.heldOf(job.webhookId) === 0) this.meanMs.delete(job.webhookId);
     return freed;
   }
 
@@ -199,14 +248,15 @@ export class Slots {
   }
 
   /**
-   * A backlogged webhook is refilled once its queue has run down to half the
-   * prefetch (without prefetch: as soon as a slot is free), so that a refill lands
-   * before its slots go idle and each claim takes a useful batch.
+   * A backlogged webhook is refilled once its queue has run down to half its queue
+   * cap (without prefetch: as soon as a slot is free), so that a refill lands before
+   * its slots go idle and each claim takes a useful batch.
    */
   private runsLow(webhookId: string): boolean {
+    const queueCap = this.queueCap(webhookId);
     return (
-      this.heldOf(webhookId) < this.perWebhookCap &&
-      (this.queues.get(webhookId)?.length ?? 0) <= Math.floor(this.limits.prefetch / 2)
+      this.heldOf(webhookId) < this.limits.perWebhookInFlight + queueCap &&
+      (this.queues.get(webhookId)?.length ?? 0) <= Math.floor(queueCap / 2)
     );
   }
 

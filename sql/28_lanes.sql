@@ -145,10 +145,14 @@ $$;
 -- private (claim): lock and return the due deliveries a claim may lease now, by the
 -- rules at the top of this file. p_relay: the relay asking; p_slots: its request
 -- slots (null: no company shares); p_per_webhook: what it may hold of one webhook;
--- p_busy_*: what it holds (in flight, queued, waiting for a paced slot), per webhook;
+-- p_busy_*: what it holds (in flight, queued, waiting for a paced slot), per webhook,
+-- and what it may hold of that webhook when that is not p_per_webhook (a webhook whose
+-- requests come back fast may queue more: relay/slots.ts);
 -- p_only_webhooks: look at these webhooks only (a refill), else at every webhook with
 -- due deliveries. A paced delivery comes with its slot [send_at, send_until) (null:
--- send at once). One more row, without a delivery (delivery_id null), says that a
+-- send at once); webhook_filled: its webhook took all this claim allowed it, whatever
+-- set that (its caps, its company's share, the batch), so more of it may be due. One
+-- more row, without a delivery (delivery_id null), says that a
 -- webhook with due deliveries was at its fleet-wide cap. Deliveries of a disabled
 -- webhook are returned regardless of limits: the claim fails them without sending.
 -- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
@@ -159,6 +163,8 @@ drop function if exists webhooks_private.lane_claim(integer, integer, integer, b
 -- (its result gained the row's ctid: a new result type needs the old one dropped)
 -- (and its created_at, so that the claim reads the messages before it leases)
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[]);
+-- (and each held webhook's own cap, p_busy_caps)
+drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[]);
 create function webhooks_private.lane_claim(
   p_relay         text,
   p_limit         integer,
@@ -166,9 +172,11 @@ create function webhooks_private.lane_claim(
   p_per_webhook   integer,
   p_busy_webhooks bigint[],
   p_busy_counts   integer[],
-  p_only_webhooks bigint[]
+  p_only_webhooks bigint[],
+  p_busy_caps     integer[]
 )
-returns table (delivery_id bigint, created_at timestamptz, row_ctid tid, send_at timestamptz, send_until timestamptz)
+returns table (delivery_id bigint, created_at timestamptz, row_ctid tid, send_at timestamptz, send_until timestamptz,
+               webhook_filled boolean)
 language plpgsql
 volatile
 as $$
@@ -260,8 +268,8 @@ begin
   -- 2. how many each lane may take, then its oldest due deliveries, locked
   return query
   with busy as (
-    select b.w, b.n
-    from unnest(p_busy_webhooks, p_busy_counts) as b(w, n)
+    select b.w, b.n, b.cap
+    from unnest(p_busy_webhooks, p_busy_counts, p_busy_caps) as b(w, n, cap)
   ),
   lane as (
     select l.webhook_id, l.company_id, l.served_at, l.open_until, l.probes, w.enabled, w.rate_limit,
@@ -272,7 +280,7 @@ begin
              when l.open_until > now() then 0
              else least(
                webhooks_private.max_in_flight(w.max_in_flight) - f.n,
-               p_per_webhook - coalesce(b.n, 0),
+               coalesce(b.cap, p_per_webhook) - coalesce(b.n, 0),
                case when l.open_until is not null then 1 end,  -- a probe (open_until has passed)
                case when w.rate_limit is not null
                     then floor(extract(epoch from now() + v_horizon - greatest(l.paced_until, now()))
@@ -353,7 +361,8 @@ begin
   ),
   picked as (
     select a.webhook_id, a.rate_limit, a.pace_from, a.open_until, c.id, c.created_at, c.row_ctid,
-           row_number() over (partition by a.webhook_id order by c.next_attempt_at, c.id) as nth
+           row_number() over (partition by a.webhook_id order by c.next_attempt_at, c.id) as nth,
+           count(*) over (partition by a.webhook_id) >= a.take as webhook_filled
     from alloc a
     cross join lateral (
       select d.delivery_id as id, d.created_at, d.ctid as row_ctid, d.next_attempt_at
@@ -386,12 +395,13 @@ begin
          case when p.rate_limit is not null
               then p.pace_from + make_interval(secs => (p.nth - 1)::float8 / p.rate_limit) end,
          case when p.rate_limit is not null
-              then p.pace_from + make_interval(secs => p.nth::float8 / p.rate_limit) end
+              then p.pace_from + make_interval(secs => p.nth::float8 / p.rate_limit) end,
+         p.webhook_filled
   from picked p
   union all
   -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
   -- cap; the relay looks again once it has settled something
-  select null, null, null, null, null
+  select null, null, null, null, null, null
   where exists (select 1 from lane where lane.at_cap);
 end;
 $$;

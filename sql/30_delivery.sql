@@ -118,15 +118,19 @@ $$;
 -- max_in_flight, its rate_limit and its circuit breaker, each company within its
 -- share of the relay's p_slots request slots. p_per_webhook caps what this relay
 -- holds of one webhook (in flight and queued); p_busy_webhooks/p_busy_counts say
--- what it holds. p_only_webhooks null: look at every webhook with due deliveries
+-- what it holds, and p_busy_caps (entries may be null) a cap of a held webhook's own
+-- in place of p_per_webhook. p_only_webhooks null: look at every webhook with due deliveries
 -- (discovery; more_due says the batch was full); given: refill those webhooks only.
 -- Returns what the relay needs to send: the body is the stored payload serialised
 -- here, once, and signed as is; send_at and send_until, when not null, are the slot
--- the delivery must be sent in (rate_limit pacing), else handed back. at_cap: a
+-- the delivery must be sent in (rate_limit pacing), else handed back; webhook_filled:
+-- its webhook took all this claim allowed it (more of it may be due). at_cap: a
 -- webhook with due deliveries was at its fleet-wide cap (look again after a settle);
 -- when nothing is leased it comes in a row of its own, its delivery_id null. Due deliveries of a disabled webhook are not
 -- sent: they fail with a reason.
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]);
+-- (p_busy_caps came after p_slots)
+drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer);
 create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
@@ -135,7 +139,8 @@ create or replace function webhooks_relay.claim_deliveries(
   p_busy_webhooks bigint[] default '{}',
   p_busy_counts   integer[] default '{}',
   p_only_webhooks bigint[] default null,
-  p_slots         integer default null
+  p_slots         integer default null,
+  p_busy_caps     integer[] default null
 )
 returns table (
   delivery_id     bigint,
@@ -148,6 +153,7 @@ returns table (
   previous_secret text,
   send_at         timestamptz,
   send_until      timestamptz,
+  webhook_filled  boolean,
   more_due        boolean,
   at_cap          boolean
 )
@@ -170,6 +176,7 @@ declare
   v_ctids tid[];
   v_send_at timestamptz[];
   v_send_until timestamptz[];
+  v_filled boolean[];
   v_at_cap boolean;
   v_day date;
   v_day_ids bigint[];
@@ -185,15 +192,16 @@ begin
          array_agg(c.row_ctid) filter (where c.delivery_id is not null),
          array_agg(c.send_at) filter (where c.delivery_id is not null),
          array_agg(c.send_until) filter (where c.delivery_id is not null),
+         array_agg(c.webhook_filled) filter (where c.delivery_id is not null),
          coalesce(bool_or(c.delivery_id is null), false)
-    into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_at_cap
+    into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap
   from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
-                                   p_busy_counts, p_only_webhooks) c;
+                                   p_busy_counts, p_only_webhooks, p_busy_caps) c;
   if v_locked is null then
     -- nothing to lease; say whether a fleet-wide cap held deliveries back
     if v_at_cap then
       return query select null::bigint, null::text, null::bigint, null::integer, null::text, null::text,
-                          null::text, null::text, null::timestamptz, null::timestamptz, false, true;
+                          null::text, null::text, null::timestamptz, null::timestamptz, null::boolean, false, true;
     end if;
     return;
   end if;
@@ -217,8 +225,9 @@ begin
   --    holds them, so no one else can have moved them)
   return query
   with chosen as (
-    select c.id, c.row_ctid, c.send_at, c.send_until, c.n, q.webhook_id
-    from unnest(v_locked, v_ctids, v_send_at, v_send_until) with ordinality as c(id, row_ctid, send_at, send_until, n)
+    select c.id, c.row_ctid, c.send_at, c.send_until, c.filled, c.n, q.webhook_id
+    from unnest(v_locked, v_ctids, v_send_at, v_send_until, v_filled)
+      with ordinality as c(id, row_ctid, send_at, send_until, filled, n)
     join webhooks.delivery_queue q on q.ctid = c.row_ctid
   ),
   -- each webhook once, however many of its deliveries the batch holds
@@ -255,12 +264,12 @@ begin
     join hooks w on w.id = c.webhook_id
     where q.ctid = c.row_ctid and w.enabled
     returning q.delivery_id, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secret,
-              c.send_at, c.send_until, c.n
+              c.send_at, c.send_until, c.filled, c.n
   )
   -- in the order lane_claim chose them (oldest first within a lane): the relay sends
   -- in this order
   select l.delivery_id, m.message_id, l.webhook_id, l.attempts, l.url, m.body, l.secret, l.previous_secret,
-         l.send_at, l.send_until, p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap
+         l.send_at, l.send_until, l.filled, p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap
   from leased l
   join unnest(v_message_ids, v_messages, v_bodies) as m(id, message_id, body) on m.id = l.delivery_id
   order by l.n;

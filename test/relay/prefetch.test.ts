@@ -107,3 +107,27 @@ test('a graceful stop releases what was queued and never sent: pending again, it
   t.is(receiver.received('/hook').length, 2);
   t.is(relay.stats.released, 2);
 });
+
+test('a fast receiver\'s backlog goes in claims of a useful size: its queue deepens while its requests come back fast and well', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const total = 400;
+  for (let i = 0; i < total; i++) await f.contact(company.id);
+
+  // 4 slots and a prefetch of 4: a claim could bring at most 8 of this webhook, were
+  // its queue not allowed to deepen (up to two batches of 16 here)
+  const relay = testRelay(database.url, {
+    RELAY_PER_WEBHOOK_IN_FLIGHT: '4', RELAY_PREFETCH: '4', RELAY_MAX_IN_FLIGHT: '64', RELAY_BATCH_SIZE: '16',
+    RELAY_POLL_INTERVAL_MS: '1000', // (a poll's discovery takes whatever is free at the time)
+  });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], total);
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
+  t.is(receiver.received('/hook').length, total, 'each delivery sent once');
+  const { claims, claimed } = relay.stats;
+  t.is(claimed, total);
+  t.true(claimed / claims > 8, `${claims} claims for ${claimed} deliveries: more than 8 a claim`);
+  t.log(`${claims} claims, ${(claimed / claims).toFixed(1)} deliveries a claim`);
+});

@@ -2,7 +2,7 @@
 // receiver, the clock passed in. Each test names one rule of the bookkeeping.
 import test from 'ava';
 import type { DeliveryJob } from '../../relay/queries.ts';
-import { missedSlot, Slots, type SlotLimits } from '../../relay/slots.ts';
+import { missedSlot, PREFETCH_HORIZON_MS, Slots, type SlotLimits } from '../../relay/slots.ts';
 
 const LEASE_MS = 60_000;
 let nextId = 1;
@@ -15,14 +15,29 @@ function job(webhookId: string, slot: { sendAt: number; sendUntil: number } | nu
   };
 }
 
+const LIMITS: SlotLimits = { maxInFlight: 10, perWebhookInFlight: 2, prefetch: 2, batchSize: 100, requestTimeoutMs: 1_000 };
+
+/** Jobs of these webhooks, as a claim brings them: nothing filled (no more due). */
+function brought(...jobs: DeliveryJob[]) {
+  return { jobs, filled: new Set<string>() };
+}
+
 /** Slots with these limits, and a helper that claims jobs as the loop does. */
 function setup(limits: Partial<SlotLimits> = {}) {
-  const slots = new Slots({ maxInFlight: 10, perWebhookInFlight: 2, prefetch: 2, requestTimeoutMs: 1_000, ...limits });
-  /** a discovery (only null) or refill that brought `jobs`; true for each started at once */
-  const claim = (jobs: DeliveryJob[], options: { only?: string[] | null; moreDue?: boolean; now?: number } = {}) => {
+  const slots = new Slots({ ...LIMITS, ...limits });
+  /**
+   * A discovery (only null) or refill that brought `jobs`; true for each started at
+   * once. `filled`: the webhooks the database says took all it allowed them; by
+   * default, as its caps alone would say (each webhook's cap less what was held).
+   */
+  const claim = (jobs: DeliveryJob[], options: { only?: string[] | null; filled?: string[]; now?: number } = {}) => {
     const view = slots.claimView();
     if (!view) throw new Error('no room to claim');
-    slots.claimed(view, options.only ?? null, { jobs, moreDue: options.moreDue ?? false }, (options.now ?? 0) + LEASE_MS);
+    const got = new Map<string, number>();
+    for (const j of jobs) got.set(j.webhookId, (got.get(j.webhookId) ?? 0) + 1);
+    const filled = new Set(options.filled ??
+      [...got].filter(([id, n]) => n >= (view.capByWebhook.get(id) ?? view.perWebhookCap) - (view.heldByWebhook.get(id) ?? 0)).map(([id]) => id));
+    slots.claimed(options.only ?? null, { jobs, filled }, (options.now ?? 0) + LEASE_MS);
     return jobs.map((j) => slots.admit(j));
   };
   return { slots, claim };
@@ -69,8 +84,7 @@ test('a finished request starts the next of its own webhook first', (t) => {
   const a2 = job('a');
   const b1 = job('b');
   const b2 = job('b');
-  const view = slots.claimView()!;
-  slots.claimed(view, null, { jobs: [a1, b1, b2, a2], moreDue: false }, LEASE_MS);
+  slots.claimed(null, brought(a1, b1, b2, a2), LEASE_MS);
   t.deepEqual([a1, b1, b2, a2].map((j) => slots.admit(j)), [true, true, false, false]);
   const freed = slots.finished(a1, 10);
   t.deepEqual(freed.start, [a2], "a's own queue first, though b's waited longer");
@@ -82,8 +96,7 @@ test('a finished request starts the next of its own webhook first', (t) => {
 test('a slot freed under the relay-wide cap goes to another webhook that waited for it', (t) => {
   const { slots } = setup({ maxInFlight: 2, perWebhookInFlight: 2, prefetch: 2 });
   const [a1, a2, b1] = [job('a'), job('a'), job('b')];
-  const view = slots.claimView()!;
-  slots.claimed(view, null, { jobs: [a1, a2, b1], moreDue: false }, LEASE_MS);
+  slots.claimed(null, brought(a1, a2, b1), LEASE_MS);
   t.deepEqual([a1, a2, b1].map((j) => slots.admit(j)), [true, true, false]);
   t.deepEqual(slots.finished(a1, 10).start, [b1]);
   t.is(slots.inFlight, 2);
@@ -92,7 +105,7 @@ test('a slot freed under the relay-wide cap goes to another webhook that waited 
 test('a queued delivery whose lease would run out before its request could end is handed back, not sent', (t) => {
   const { slots } = setup({ maxInFlight: 10, perWebhookInFlight: 1, prefetch: 2, requestTimeoutMs: 1_000 });
   const [a1, a2, a3] = [job('a'), job('a'), job('a')];
-  slots.claimed(slots.claimView()!, null, { jobs: [a1, a2, a3], moreDue: false }, LEASE_MS);
+  slots.claimed(null, brought(a1, a2, a3), LEASE_MS);
   [a1, a2, a3].forEach((j) => slots.admit(j));
   // one request timeout before the lease ends: too late to start
   const freed = slots.finished(a1, LEASE_MS - 1_000);
@@ -122,15 +135,15 @@ test('a webhook whose claim filled all it could take is backlogged; one that got
   t.false(slots.isBacklogged('b'));
 });
 
-test('a discovery cut off at its limit does not clear a backlog; a refill or a full discovery that comes back short does', (t) => {
+test('a webhook stays backlogged while the database says each claim filled all it allowed; a claim that brings less clears it', (t) => {
   const { slots, claim } = setup({ maxInFlight: 100, perWebhookInFlight: 2, prefetch: 0 });
   const first = [job('a'), job('a')];
   claim(first);
   t.true(slots.isBacklogged('a'));
   first.forEach((j) => slots.finished(j, 0));
   const [second] = [job('a')];
-  claim([second], { moreDue: true });
-  t.true(slots.isBacklogged('a'), 'one of two free, but the discovery stopped at its limit');
+  claim([second], { filled: ['a'] });
+  t.true(slots.isBacklogged('a'), 'one of two free, but its company share (say) allowed one: filled');
   slots.finished(second, 0);
   claim([], { only: ['a'] });
   t.false(slots.isBacklogged('a'), 'its own refill found nothing more');
@@ -138,7 +151,7 @@ test('a discovery cut off at its limit does not clear a backlog; a refill or a f
   claim(third);
   third.forEach((j) => slots.finished(j, 0));
   claim([job('a')]);
-  t.false(slots.isBacklogged('a'), 'a discovery that reached the end found one of two free');
+  t.false(slots.isBacklogged('a'), 'a discovery that brought one of two it was allowed');
 });
 
 test('a backlogged webhook is refilled once its queue has run down to half the prefetch', (t) => {
@@ -164,7 +177,7 @@ test('without prefetch, a backlogged webhook is refilled as soon as a slot is fr
 });
 
 test('paced deliveries count as held until their rate_limit slot; one whose slot passed is handed back, not sent', (t) => {
-  const slots = new Slots({ maxInFlight: 10, perWebhookInFlight: 1, prefetch: 1, requestTimeoutMs: 1_000 });
+  const slots = new Slots({ ...LIMITS, maxInFlight: 10, perWebhookInFlight: 1, prefetch: 1 });
   const now = Date.now();
   const paced = job('p', { sendAt: now + 500, sendUntil: now + 550 });
   slots.pace(paced);
@@ -181,10 +194,60 @@ test('paced deliveries count as held until their rate_limit slot; one whose slot
   // queued behind a busy slot until its own slot has passed: handed back
   const first = job('p');
   const late = job('p', { sendAt: now - 100, sendUntil: now - 50 });
-  const view = slots.claimView()!;
-  slots.claimed(view, null, { jobs: [first, late], moreDue: false }, performance.now() + LEASE_MS);
+  slots.claimed(null, brought(first, late), performance.now() + LEASE_MS);
   t.true(slots.admit(first));
   t.false(slots.admit(late));
   const freed = slots.finished(first, performance.now());
   t.deepEqual(freed, { start: [], tooLate: [late] });
+});
+
+test('a webhook whose requests come back fast and well may queue what its slots send in the horizon, within two batches and the relay-wide queue', (t) => {
+  const { slots } = setup({ maxInFlight: 100, perWebhookInFlight: 2, prefetch: 2, batchSize: 30 });
+  t.is(slots.maxQueued, 100);
+  t.is(slots.queueCap('a'), 2, 'nothing measured: the prefetch');
+  slots.measured('a', PREFETCH_HORIZON_MS / 10, true);
+  t.is(slots.queueCap('a'), 20, 'two slots, each sending ten requests in the horizon');
+  t.is(slots.capOf('a'), 22);
+  slots.measured('b', PREFETCH_HORIZON_MS / 100, true);
+  t.is(slots.queueCap('b'), 60, 'two batches of 30 at most');
+  slots.measured('c', PREFETCH_HORIZON_MS * 4, true);
+  t.is(slots.queueCap('c'), 2, 'slow: never below the prefetch');
+  t.is(setup({ prefetch: 0 }).slots.queueCap('a'), 0, 'no prefetch: no queue, however fast');
+});
+
+test('one failed request puts a fast webhook back to the prefetch; its mean follows later requests', (t) => {
+  const { slots } = setup({ maxInFlight: 100, perWebhookInFlight: 2, prefetch: 2 });
+  slots.measured('a', 10, true);
+  t.is(slots.queueCap('a'), 50);
+  slots.measured('a', 10, false);
+  t.is(slots.queueCap('a'), 2, 'a failure: the prefetch');
+  slots.measured('a', 10, true);
+  for (let i = 0; i < 40; i++) slots.measured('a', 250, true);
+  t.is(slots.queueCap('a'), 2, 'slower again: the mean follows');
+});
+
+test('a claim is told the cap of each held webhook that may queue more, and a refill is due at half its queue', (t) => {
+  const { slots, claim } = setup({ maxInFlight: 100, perWebhookInFlight: 2, prefetch: 2 });
+  const jobs = Array.from({ length: 4 }, () => job('a'));
+  claim(jobs);
+  t.true(slots.isBacklogged('a'), 'filled its cap of 4');
+  t.deepEqual([...slots.claimView()!.capByWebhook], [], 'nothing measured yet');
+  slots.measured('a', 25, true);
+  slots.finished(jobs[0], 0);
+  t.is(slots.queueCap('a'), 20);
+  t.deepEqual([...slots.claimView()!.capByWebhook], [['a', 22]]);
+  t.deepEqual(slots.refillsDue(), ['a'], 'queue of 1: at most half of 20');
+  claim(Array.from({ length: 19 }, () => job('a')), { only: ['a'] });
+  t.is(slots.heldOf('a'), 22);
+  t.deepEqual(slots.refillsDue(), [], 'held all it may');
+});
+
+test('a webhook no longer held forgets how fast it was', (t) => {
+  const { slots, claim } = setup({ maxInFlight: 100, perWebhookInFlight: 2, prefetch: 2 });
+  const [a1] = [job('a')];
+  claim([a1]);
+  slots.measured('a', 10, true);
+  t.is(slots.queueCap('a'), 50);
+  slots.finished(a1, 0);
+  t.is(slots.queueCap('a'), 2);
 });

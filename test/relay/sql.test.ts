@@ -18,11 +18,15 @@ async function setup(t: { teardown: (fn: () => Promise<void>) => void }, deliver
   return { database, pool, f, company, webhook };
 }
 
-const claim = (pool: pg.Pool, relay: string, limit: number, perWebhook: number, busy: Record<string, number> = {}, only: string[] | null = null) =>
+const claim = (
+  pool: pg.Pool, relay: string, limit: number, perWebhook: number, busy: Record<string, number> = {}, only: string[] | null = null,
+  options: { slots?: number; caps?: Record<string, number> } = {},
+) =>
   pool
     .query(
-      `select * from webhooks_relay.claim_deliveries($1, $2, interval '1 minute', $3, $4::bigint[], $5::integer[], $6::bigint[])`,
-      [relay, limit, perWebhook, Object.keys(busy), Object.values(busy), only],
+      `select * from webhooks_relay.claim_deliveries($1, $2, interval '1 minute', $3, $4::bigint[], $5::integer[], $6::bigint[], $7, $8::integer[])`,
+      [relay, limit, perWebhook, Object.keys(busy), Object.values(busy), only, options.slots ?? null,
+       Object.keys(busy).map((id) => options.caps?.[id] ?? null)],
     )
     .then((r) => r.rows);
 
@@ -124,6 +128,34 @@ test('claim: a discovery cut off at the limit says more may be due; a refill rea
   t.true(refill.every((r) => !r.more_due));
   t.is((await claim(pool, 'relay-b', 10, 3, { [first.id]: 3 }, [first.id])).length, 0);
   t.is((await claim(pool, 'relay-b', 10, 3, {}, [second.id])).length, 3);
+});
+
+test('claim: each delivery says whether its webhook took all the claim allowed it, whatever set that', async (t) => {
+  const { pool, f, company, webhook: first } = await setup(t, 0);
+  const second = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < 6; i++) await f.contact(company.id); // 6 deliveries to each webhook
+  const filled = (rows: Array<{ webhook_id: string; webhook_filled: boolean }>) =>
+    Object.fromEntries([...new Set(rows.map((r) => r.webhook_id))].map((id) => [id, rows.filter((r) => r.webhook_id === id).map((r) => r.webhook_filled)]));
+  const release = () => pool.query(`update webhooks.deliveries set state = 'pending', locked_by = null, locked_until = null`);
+
+  t.deepEqual(filled(await claim(pool, 'relay-a', 100, 4)), { [first.id]: [true, true, true, true], [second.id]: [true, true, true, true] }, 'its cap');
+  await release();
+  t.deepEqual(filled(await claim(pool, 'relay-a', 100, 10)), { [first.id]: Array(6).fill(false), [second.id]: Array(6).fill(false) }, 'all it had due');
+  await release();
+  t.deepEqual(filled(await claim(pool, 'relay-a', 4, 10)), { [first.id]: [true, true], [second.id]: [true, true] }, 'the batch');
+  await release();
+  // 16 slots: the company may hold 14 (an eighth kept free), 11 held already (the
+  // second webhook, past its cap): 3 more
+  t.deepEqual(filled(await claim(pool, 'relay-a', 100, 10, { [first.id]: 0, [second.id]: 11 }, null, { slots: 16 })), { [first.id]: [true, true, true] },
+    'its company share');
+});
+
+test('claim: a webhook the relay holds may come with a cap of its own in place of the per-webhook cap', async (t) => {
+  const { pool, webhook } = await setup(t, 12);
+  const got = await claim(pool, 'relay-a', 100, 2, { [webhook.id]: 3 }, [webhook.id], { caps: { [webhook.id]: 10 } });
+  t.is(got.length, 7, 'its own cap of 10, less the 3 it holds');
+  t.true(got.every((r) => r.webhook_filled));
+  t.is((await claim(pool, 'relay-a', 100, 2, { [webhook.id]: 1 })).length, 1, 'without: the per-webhook cap of 2');
 });
 
 test('claim: a discovery looks past a queue head that belongs to webhooks at their cap', async (t) => {
