@@ -31,6 +31,8 @@ export interface NetworkList {
   cidrs: string[];
   /** address literal → refusal (null: allowed), remembered: the answer never changes */
   verdicts: Map<string, string | null>;
+  /** a URL's host → refusal (null: allowed, or a name, judged when it resolves) */
+  hostVerdicts: Map<string, string | null>;
 }
 
 /** Parses "127.0.0.0/8, ::1/128" (a bare address means that one address). */
@@ -49,7 +51,7 @@ export function parseNetworks(text: string): NetworkList {
     networks.push([ipaddr.parse(address), prefix]);
     cidrs.push(part);
   }
-  return { networks, cidrs, verdicts: new Map() };
+  return { networks, cidrs, verdicts: new Map(), hostVerdicts: new Map() };
 }
 
 const cidr = (text: string): [Address, number] => ipaddr.parseCIDR(text);
@@ -188,20 +190,27 @@ export class DestinationRefused extends Error {
 }
 
 function cachedRefusal(text: string, allow: NetworkList): string | null {
-  let why = allow.verdicts.get(text);
-  if (why === undefined) {
-    why = refusal(text, allow);
-    if (allow.verdicts.size >= 10_000) allow.verdicts.clear();
-    allow.verdicts.set(text, why);
-  }
-  return why;
+  return cached(allow.verdicts, text, () => refusal(text, allow));
 }
 
 /** Refuses a host that is an address literal in any spelling; null for a name (judged when it resolves). */
 export function refuseLiteral(host: string, allow: NetworkList): DestinationRefused | null {
-  if (!parseAddress(host)) return null;
-  const why = cachedRefusal(host.replace(/^\[(.*)\]$/, '$1'), allow);
+  // asked before every request: the verdict on each host is kept (parsing the address
+  // cost more than the rest of the check)
+  const why = cached(allow.hostVerdicts, host, () =>
+    parseAddress(host) ? cachedRefusal(host.replace(/^\[(.*)\]$/, '$1'), allow) : null);
   return why ? new DestinationRefused(why) : null;
+}
+
+/** A verdict from `verdicts`, else judged and kept (at most 10,000 kept: a relay sends to few hosts). */
+function cached(verdicts: Map<string, string | null>, key: string, judge: () => string | null): string | null {
+  let why = verdicts.get(key);
+  if (why === undefined) {
+    why = judge();
+    if (verdicts.size >= 10_000) verdicts.clear();
+    verdicts.set(key, why);
+  }
+  return why;
 }
 
 /** Refuses a URL whose host is an address literal, before any connection. */
