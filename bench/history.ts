@@ -259,7 +259,10 @@ try {
   console.log(`ratio to the empty history: claim p99 ${(percentile(full.claim, 99) / percentile(empty.claim, 99)).toFixed(2)}×, ` +
     `settle p99 ${(percentile(full.settle, 99) / percentile(empty.settle, 99)).toFixed(2)}×`);
   // the report as it reads in steady state: the hourly roll-up of day counts done
-  await client.query('select webhooks.roll_up_report_counts()');
+  // (the first one counts every webhook's days of the whole history)
+  const rollUpStarted = performance.now();
+  const { rows: [{ days }] } = await client.query('select webhooks.roll_up_report_counts() as days');
+  console.log(`first roll-up of the day counts: ${Number(days).toLocaleString('en')} webhook days in ${((performance.now() - rollUpStarted) / 1000).toFixed(1)} s`);
   await reportOfBiggestCompany();
   if (options.keep) {
     console.log(`kept until Ctrl-C: ${url}`);

@@ -39,13 +39,9 @@ as $$
 declare
   v_before constant date := webhooks_private.utc_day(now() - webhooks_private.retention());
   v_range record;
+  v_day date;
   v_uncounted boolean;
-  v_kept bigint;
-  -- the messages counted per day, read once: {"2026-11-30": fired, …}
-  v_counted jsonb;
 begin
-  select coalesce(jsonb_object_agg(c.day::text, c.fired), '{}') into v_counted
-  from (select k.day, sum(k.fired) as fired from webhooks.delivery_day_counts k where k.day < v_before group by k.day) c;
   for v_range in
     select distinct p.first_day, p.last_day
     from webhooks_private.outbox_partitions() p
@@ -57,17 +53,32 @@ begin
       select 1 from webhooks.delivery_queue q
       where q.created_at >= webhooks_private.utc_day_start(v_range.first_day)
         and q.created_at < webhooks_private.utc_day_start(v_range.last_day + 1));
-    -- a webhook of those days whose count is not (or no longer) rolled up. A row of
-    -- delivery_day_counts exists only while it is exact (50_report_counts.sql), so
-    -- every webhook's count is there exactly when they add up to the messages kept:
-    -- one count of the days' rows, not a probe per row (that read cost the claims
-    -- CPU while a drop ran). The times as constants: the plan reads the partitions
-    -- that hold them, whatever their names.
-    execute format('select count(*) from webhooks.delivery_history h where h.created_at >= %L and h.created_at < %L',
-                   webhooks_private.utc_day_start(v_range.first_day), webhooks_private.utc_day_start(v_range.last_day + 1))
-    into v_kept;
-    v_uncounted := v_kept <> (select coalesce(sum((v_counted ->> d::date::text)::bigint), 0)
-                              from generate_series(v_range.first_day, v_range.last_day, interval '1 day') d);
+    -- a webhook with messages on one of those days whose count of that day is not
+    -- (or no longer) rolled up. A row of delivery_day_counts exists only while it is
+    -- exact (50_report_counts.sql), so one probe per webhook and day says it: the
+    -- day's webhooks found by a loose scan of the history's webhook index (one index
+    -- probe each), not by reading the day's messages (a count of them all, at 10
+    -- million deliveries, took CPU from the claims while a drop ran: BENCHMARKS.md).
+    -- The times as constants: the plan reads the partition that holds them.
+    v_uncounted := false;
+    for v_day in select d::date from generate_series(v_range.first_day, v_range.last_day, interval '1 day') d loop
+      execute format(
+        $q$with recursive hooks(w) as (
+             select min(h.webhook_id) from webhooks.delivery_history h
+             where h.created_at >= %1$L and h.created_at < %2$L
+             union all
+             select (select min(h.webhook_id) from webhooks.delivery_history h
+                     where h.webhook_id > hooks.w and h.created_at >= %1$L and h.created_at < %2$L)
+             from hooks
+             where hooks.w is not null)
+           select exists (select 1 from hooks
+                          where hooks.w is not null
+                            and not exists (select 1 from webhooks.delivery_day_counts c
+                                            where c.webhook_id = hooks.w and c.day = %3$L))$q$,
+        webhooks_private.utc_day_start(v_day), webhooks_private.utc_day_start(v_day + 1), v_day)
+      into v_uncounted;
+      exit when v_uncounted;
+    end loop;
     continue when v_uncounted;
     day := v_range.last_day;
     select array_agg(p.table_name order by p.table_name), array_agg(p.partition_name order by p.table_name)
