@@ -118,10 +118,14 @@ $$;
 
 -- public (DBAs): one row per webhook per UTC day with deliveries, kept or already
 -- dropped: days counted by the roll-up from delivery_day_counts, the rest counted from
--- the rows. Runs as its caller (row-level security applies).
+-- the rows. Test sends are left out, as in the report's Times Fired. Runs as its
+-- caller (row-level security applies).
 create or replace view webhooks.daily_counts with (security_invoker = true) as
 select c.webhook_id, c.company_id, c.day, c.fired, c.succeeded, c.failed, 0::bigint as pending
 from webhooks.delivery_day_counts c
+-- (the roll-up counts every day from a webhook's first delivery on; a day without any
+-- has nothing to say here)
+where c.fired > 0
 union all
 select h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date as day,
        count(*) as fired,
@@ -132,6 +136,7 @@ select h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date as da
 from webhooks.delivery_history h
 left join webhooks.delivery_queue q on q.delivery_id = h.id
 left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at
-where not exists (select 1 from webhooks.delivery_day_counts c
+where h.action <> 'webhook.test'
+  and not exists (select 1 from webhooks.delivery_day_counts c
                   where c.webhook_id = h.webhook_id and c.day = (h.created_at at time zone 'utc')::date)
 group by h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date;

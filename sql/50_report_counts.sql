@@ -102,7 +102,11 @@ $$;
 -- rows, in one statement (one snapshot): the messages (history), those that failed
 -- (results) and those still on their way (queue, one short range of each of its two
 -- partial indexes: the rows waiting, and the rows in flight). The rest succeeded: a
--- success writes no row of its own (22_outbox.sql).
+-- success writes no row of its own (22_outbox.sql). Test sends are not counted: they
+-- show in the history but were fired by no event (the report's Times Fired, and
+-- webhooks.daily_counts, leave them out). Every message less the tests, each an
+-- index-only count (the tests have a partial index of their own, 0020): reading each
+-- message's action would cost a heap visit a message.
 -- The times go into the statement as constants, so that its plan reads only the
 -- partitions that hold them. As parameters (a plan made before their values are
 -- known), every call opened every partition of history and results: 20 ms a call
@@ -122,24 +126,35 @@ as $$
 begin
   execute format(
     $q$select (select count(*) from webhooks.delivery_history d
-               where d.webhook_id = $1 and d.company_id = $2 and d.created_at >= %1$L and d.created_at < %2$L),
+               where d.webhook_id = $1 and d.company_id = $2 and d.created_at >= %1$L and d.created_at < %2$L)
+              - t.messages,
               (select count(*) from webhooks.delivery_results e
                where e.webhook_id = $1 and e.company_id = $2
-                 and e.created_at >= %1$L and e.created_at < %2$L and e.state = 'failed'),
+                 and e.created_at >= %1$L and e.created_at < %2$L and e.state = 'failed')
+              - t.failures,
               (select count(*) from webhooks.delivery_queue q
-               where q.webhook_id = $1 and q.locked_by is null
+               where q.webhook_id = $1 and q.locked_by is null and q.action <> 'webhook.test'
                  and q.company_id = $2 and q.created_at >= %1$L and q.created_at < %2$L)
               + (select count(*) from webhooks.delivery_queue q
-                 where q.webhook_id = $1 and q.locked_by is not null
-                   and q.company_id = $2 and q.created_at >= %1$L and q.created_at < %2$L)$q$,
+                 where q.webhook_id = $1 and q.locked_by is not null and q.action <> 'webhook.test'
+                   and q.company_id = $2 and q.created_at >= %1$L and q.created_at < %2$L)
+       from (select count(*) as messages, count(e.delivery_id) as failures
+             from webhooks.delivery_history d
+             left join webhooks.delivery_results e
+               on e.delivery_id = d.id and e.created_at = d.created_at and e.state = 'failed'
+                  -- (said again of e: so that the plan reads the range's results only)
+                  and e.created_at >= %1$L and e.created_at < %2$L
+             where d.webhook_id = $1 and d.company_id = $2 and d.action = 'webhook.test'
+               and d.created_at >= %1$L and d.created_at < %2$L) t$q$,
     p_since, p_until)
   into messages, failures, on_its_way
   using p_webhook_id, p_company_id;
 end;
 $$;
 
--- private: as count_rows, for each UTC day from p_first to p_last (every day, counts
--- of 0 included), in one statement: a roll-up counts all its days of a webhook at once
+-- private: as count_rows (test sends left out), for each UTC day from p_first to
+-- p_last (every day, counts of 0 included), in one statement: a roll-up counts all
+-- its days of a webhook at once
 create or replace function webhooks_private.count_days(
   p_webhook_id bigint,
   p_company_id bigint,
@@ -152,7 +167,7 @@ stable
 as $$
 begin
   return query execute format(
-    $q$select d.day::date, coalesce(h.n, 0), coalesce(e.n, 0), coalesce(q.n, 0)
+    $q$select d.day::date, coalesce(h.n, 0) - coalesce(t.n, 0), coalesce(e.n, 0) - coalesce(t.failed, 0), coalesce(q.n, 0)
        from generate_series(%3$L::date, %4$L::date, interval '1 day') d(day)
        left join (select webhooks_private.utc_day(h.created_at) as day, count(*) as n
                   from webhooks.delivery_history h
@@ -163,13 +178,21 @@ begin
                   where e.webhook_id = $1 and e.company_id = $2
                     and e.created_at >= %1$L and e.created_at < %2$L and e.state = 'failed'
                   group by 1) e on e.day = d.day
+       left join (select webhooks_private.utc_day(h.created_at) as day, count(*) as n, count(e.delivery_id) as failed
+                  from webhooks.delivery_history h
+                  left join webhooks.delivery_results e
+                    on e.delivery_id = h.id and e.created_at = h.created_at and e.state = 'failed'
+                       and e.created_at >= %1$L and e.created_at < %2$L
+                  where h.webhook_id = $1 and h.company_id = $2 and h.action = 'webhook.test'
+                    and h.created_at >= %1$L and h.created_at < %2$L
+                  group by 1) t on t.day = d.day
        left join (select webhooks_private.utc_day(q.created_at) as day, count(*) as n
                   from (select q.created_at from webhooks.delivery_queue q
-                        where q.webhook_id = $1 and q.locked_by is null
+                        where q.webhook_id = $1 and q.locked_by is null and q.action <> 'webhook.test'
                           and q.company_id = $2 and q.created_at >= %1$L and q.created_at < %2$L
                         union all
                         select q.created_at from webhooks.delivery_queue q
-                        where q.webhook_id = $1 and q.locked_by is not null
+                        where q.webhook_id = $1 and q.locked_by is not null and q.action <> 'webhook.test'
                           and q.company_id = $2 and q.created_at >= %1$L and q.created_at < %2$L) q
                   group by 1) q on q.day = d.day$q$,
     webhooks_private.utc_day_start(p_first), webhooks_private.utc_day_start(p_last + 1), p_first, p_last)

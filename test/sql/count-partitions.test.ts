@@ -48,3 +48,34 @@ test('counting a day of one webhook opens that day\'s partitions only, whatever 
   t.deepEqual(perDay.rows.map((r) => [r.day, r.messages, r.on_its_way]), [[day, '1', '1'], [perDay.rows[1].day, '0', '0']]);
   t.is(perDay.opened.length, 4, `two days of history and results: ${perDay.opened.join(', ')}`);
 });
+
+test('the report counts up to tomorrow unless a delivery was written for a later day, and then up to its end', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  const end = async (until: string | null) => (await db().pool.query(
+    `select webhooks_private.history_end($1::timestamptz) = webhooks_private.utc_day_start(webhooks_private.utc_day(now()) + 1) as tomorrow,
+            webhooks_private.history_end($1::timestamptz) as at`, [until])).rows[0];
+  t.true((await end(null)).tomorrow, 'open end: tomorrow, no later delivery');
+  t.true((await end('2999-01-01')).tomorrow);
+  t.deepEqual((await end('2000-01-01')).at, new Date('2000-01-01'), 'an end before tomorrow stays');
+
+  // a DBA's delivery three days ahead: the end stays open, and the report counts it
+  const ahead = new Date(Date.now() + 3 * 86_400_000);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`, [webhook.id, company.id, ahead]);
+  t.is((await end(null)).at, null);
+  t.deepEqual((await end('2999-01-01')).at, new Date('2999-01-01'));
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    await client.query(`select set_config('role', 'webhook_viewer', true), set_config('jwt.claims.company_id', $1, true)`, [company.id]);
+    const { rows: [report] } = await client.query('select times_fired, times_succeeded, times_pending from webhooks.webhook_report(null, null)');
+    t.deepEqual(report, { times_fired: '2', times_succeeded: '1', times_pending: '1' });
+  } finally {
+    await client.query('rollback');
+  }
+});

@@ -190,3 +190,49 @@ test.serial('a day past the retention whose counts are not all rolled up is kept
   t.true((await expired()).includes(day));
   await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
 });
+
+test.serial('test sends are out of Times Fired before and after their day is dropped, in the report and in daily_counts alike', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  // day 12 ago: a delivery that succeeded, one that failed, a test send that succeeded
+  // and one that failed
+  const at = (minute: number) => new Date(utcDay(-12).getTime() + minute * 60_000);
+  for (const [minute, action, state] of [
+    [10, 'contact.created', 'succeeded'], [20, 'contact.created', 'failed'],
+    [30, 'webhook.test', 'succeeded'], [40, 'webhook.test', 'failed'],
+  ] as const) {
+    await db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+       values ($1, $2, $3, 1, '{}', $4, 1, $5, $5)`, [webhook.id, company.id, action, state, at(minute)]);
+  }
+  const report = async () => {
+    const client = await db().pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(`select set_config('role', 'webhook_viewer', true), set_config('jwt.claims.company_id', $1, true)`, [company.id]);
+      const { rows: [row] } = await client.query(
+        `select times_fired::int as fired, times_succeeded::int as succeeded, times_failed::int as failed
+         from webhooks.webhook_report($1, $2)`, [utcDay(-20), utcDay(-11)]);
+      await client.query('rollback');
+      return row;
+    } finally {
+      client.release();
+    }
+  };
+  const daily = async () => (await db().pool.query(
+    `select fired::int, succeeded::int, failed::int from webhooks.daily_counts where webhook_id = $1`, [webhook.id])).rows;
+  const events = { fired: 2, succeeded: 1, failed: 1 };
+
+  t.deepEqual(await report(), events, 'counted from the rows');
+  t.deepEqual(await daily(), [events], 'daily_counts from the rows');
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  t.deepEqual(await report(), events, 'from the day counts');
+  t.deepEqual(await daily(), [events]);
+  const result = await maintain(db().url);
+  t.true(result.daysDropped.includes(utcDay(-12).toISOString().slice(0, 10)));
+  t.deepEqual(await report(), events, 'the day dropped: the same');
+  t.deepEqual(await daily(), [events]);
+  await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
+});
