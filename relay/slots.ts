@@ -25,8 +25,8 @@
 // request puts the webhook back to the prefetch (a failing endpoint is not worth
 // claiming ahead for: its circuit breaker may open), as does holding none of it.
 //
-// Backlogged: a webhook whose last claim filled all it could take, so it likely has
-// more due. It is refilled on its own (a claim of its index range only) once its
+// Backlogged: a webhook whose last claim filled all the database allowed it (its
+// caps, its company's share or the batch ended it), so it likely has more due. It is refilled on its own (a claim of its index range only) once its
 // queue runs low, so that the refill lands before its slots go idle.
 import type { DeliveryJob } from './queries.ts';
 
