@@ -42,6 +42,7 @@ export class Settler {
   private readonly relayId: string;
   private readonly log: Logger;
   private readonly batchSize: number;
+  private readonly gatherMs: number;
   private queue: AttemptResult[] = [];
   private flushing: Promise<void> | null = null;
   private failures = 0;
@@ -62,6 +63,8 @@ export class Settler {
     relayId: string;
     log: Logger;
     batchSize: number;
+    /** how long a short batch waits for more results (default SETTLE_GATHER_MS) */
+    gatherMs?: number;
     /** called after each batch is written (the relay may claim again) */
     onSettled?: () => void;
     /** counts each settled attempt by the state SQL gave it */
@@ -72,6 +75,7 @@ export class Settler {
     this.relayId = options.relayId;
     this.log = options.log;
     this.batchSize = options.batchSize;
+    this.gatherMs = options.gatherMs ?? SETTLE_GATHER_MS;
     this.onSettled = options.onSettled ?? (() => {});
   }
 
@@ -131,11 +135,11 @@ export class Settler {
     for (const resolve of this.idle.splice(0)) resolve();
   }
 
-  /** Waits for a whole batch, SETTLE_GATHER_MS at most, unless drain() hurries. */
+  /** Waits for a whole batch, gatherMs at most, unless drain() or stop() hurries. */
   private gather(): Promise<void> {
     if (this.queue.length >= this.batchSize || this.hurry || this.stopped) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.gathered?.(), SETTLE_GATHER_MS);
+      const timer = setTimeout(() => this.gathered?.(), this.gatherMs);
       this.gathered = () => {
         clearTimeout(timer);
         this.gathered = null;

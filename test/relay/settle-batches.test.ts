@@ -1,0 +1,62 @@
+// The settler (relay/settle.ts) writes results in batches: one that is short of the
+// batch size waits a while (SETTLE_GATHER_MS) for more, since every settle costs the
+// database about as much whatever it carries; a whole batch goes at once, and drain()
+// cuts the wait short. Against a real database: the deliveries are claimed by SQL,
+// their results written by the settler as the relay writes them. The waits here are
+// a minute long, so that only what these rules say can end them.
+import test from 'ava';
+import pino from 'pino';
+import type { AttemptResult } from '../../relay/deliver.ts';
+import { claimDeliveries } from '../../relay/queries.ts';
+import { Settler } from '../../relay/settle.ts';
+import { createTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { waitForRows } from '../helpers/relay.ts';
+
+const RELAY = 'relay-settle';
+const A_MINUTE = 60_000;
+
+/** A database with `count` deliveries leased to RELAY, their results as 204s, and a settler. */
+async function setup(t: { teardown: (fn: () => Promise<void>) => void }, count: number, batchSize: number) {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (let i = 0; i < count; i++) await f.contact(company.id);
+  const { jobs } = await claimDeliveries(database.pool, {
+    relayId: RELAY, limit: count, leaseMs: A_MINUTE, perWebhookCap: count, capByWebhook: new Map(), heldByWebhook: new Map(),
+    only: null, slots: 256,
+  });
+  const results: AttemptResult[] = jobs.map((job) => ({
+    job, attemptedAt: new Date(), durationMs: 3,
+    outcome: { kind: 'response', status: 204, bodyExcerpt: '', retryAfterSeconds: null, note: null },
+  }));
+  const settler = new Settler({ db: database.pool, relayId: RELAY, log: pino({ level: 'silent' }), batchSize, gatherMs: A_MINUTE });
+  t.teardown(async () => settler.stop());
+  const succeeded = async () => (await database.pool.query(
+    `select count(*)::int as n from webhooks.deliveries where state = 'succeeded'`)).rows[0].n as number;
+  return { database, results, settler, succeeded };
+}
+
+test('results that come apart wait for each other, and drain writes them at once, in one settle', async (t) => {
+  const { results, settler, succeeded } = await setup(t, 5, 100);
+  t.is(results.length, 5);
+  for (const result of results) {
+    settler.add(result);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  t.is(await succeeded(), 0, 'a short batch waits');
+  t.true(await settler.drain(5_000), 'drain does not wait out the gathering');
+  t.is(await succeeded(), 5);
+  t.deepEqual(settler.stats.settles, 1);
+  t.is(settler.waiting, 0);
+});
+
+test('a whole batch is written without waiting', async (t) => {
+  const { database, results, settler } = await setup(t, 3, 3);
+  for (const result of results) settler.add(result);
+  await waitForRows(database.pool, `select count(*)::int as n from webhooks.deliveries where state = 'succeeded'`, [],
+    (rows) => rows[0].n === 3);
+  t.is(settler.stats.settles, 1);
+});
