@@ -56,7 +56,8 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
 }
 
 function claimLine(extra: Record<string, number>): string {
-  return `${extra.claims} claims, ${fixed(extra.claimed / extra.claims, 1)} rows per claim, ${extra.emptyClaims} empty, ${fixed(extra.claimMs / extra.claims, 2)} ms per claim round trip`;
+  const settles = extra.settles ? `; ${extra.settles} settles, ${fixed(extra.settled / extra.settles, 1)} results per settle` : '';
+  return `${extra.claims} claims, ${fixed(extra.claimed / extra.claims, 1)} rows per claim, ${extra.emptyClaims} empty, ${fixed(extra.claimMs / extra.claims, 2)} ms per claim round trip${settles}`;
 }
 
 export function openLoopTable(results: OpenLoopResult[]): string {

@@ -40,6 +40,11 @@ export class Relay {
   readonly log: Logger;
   /** counters for logs and benchmarks */
   readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0, released: 0 };
+
+  /** the settler's counts: settles, results settled, their time */
+  get settleStats(): Readonly<Settler['stats']> {
+    return this.settler.stats;
+  }
   /** Prometheus metrics (relay/metrics.ts); exposed by main.ts on RELAY_METRICS_PORT */
   readonly metrics: RelayMetrics;
   /** the relay's connections (as its role): /readyz and the backlog gauges ask through them too */

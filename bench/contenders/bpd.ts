@@ -47,7 +47,8 @@ async function child(): Promise<void> {
   const relay = new Relay(benchRelaySettings());
   const figures = () => {
     const { claims, claimed, emptyClaims, claimMs } = relay.stats;
-    return { claims, claimed, emptyClaims, claimMs };
+    const { settles, settled } = relay.settleStats;
+    return { claims, claimed, emptyClaims, claimMs, settles, settled };
   };
   let base = figures();
   await serveChild(async () => ({
