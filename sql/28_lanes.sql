@@ -185,7 +185,10 @@ declare
   -- pacing hands out send times at most this far ahead
   v_horizon constant interval := interval '1 second';
   v_ready bigint[];
+  v_bound integer[];
+  v_first boolean[];
   v_lanes bigint[];
+  v_room integer;
   v_attempt integer;
   -- ordered webhooks: their deliveries are picked only when not held back
   v_ordered constant bigint[] := webhooks_private.ordered_webhooks();
@@ -195,8 +198,8 @@ begin
   --    (that relay serves it; claims of different webhooks never queue behind each
   --    other); when every one is taken, the first in rotation is waited for (a claim
   --    holds its lanes for a millisecond or two; coming back empty would leave a busy
-  --    webhook to one relay). Statements of their own: the next one counts rows in flight with a
-  --    snapshot taken after these locks.
+  --    webhook to one relay). Statements of their own: the next one counts rows in
+  --    flight with a snapshot taken after these locks.
   with recursive hooks(w) as (
     -- each webhook with pending deliveries, one index probe each (a loose index scan)
     select min(d.webhook_id) from webhooks.delivery_queue d
@@ -213,10 +216,16 @@ begin
     select o.w from unnest(p_only_webhooks) as o(w)
   ),
   ready as (
-    select l.webhook_id, l.company_id, l.served_at, w.enabled
+    select l.webhook_id, l.company_id, l.served_at, w.enabled,
+           -- the most this claim could give the lane (its rows in flight elsewhere
+           -- not counted: an upper bound, known before the lane is locked)
+           case when not w.enabled then p_limit
+                when l.open_until is not null then 1   -- a probe
+                else coalesce(b.cap, p_per_webhook) - coalesce(b.n, 0) end as bound
     from asked
     join webhooks_private.lanes l on l.webhook_id = asked.w
     join webhooks.webhooks w on w.id = asked.w
+    left join unnest(p_busy_webhooks, p_busy_counts, p_busy_caps) as b(w, n, cap) on b.w = asked.w
     -- something due: one index probe per webhook. A lateral probe with a limit, not
     -- "exists": that one the planner may make a hash semi join, which reads every
     -- due row of the queue on every claim (test/fleet/claim-cost.test.ts)
@@ -228,40 +237,64 @@ begin
                and (w.rate_limit is null or l.paced_until is null or l.paced_until <= now() + v_horizon)))
   ),
   rotation as (
-    select r.webhook_id,
+    select r.webhook_id, r.bound,
            row_number() over (partition by r.company_id order by r.served_at, r.webhook_id) as turn,
            max(r.served_at) over (partition by r.company_id) as company_served,
            r.company_id,
            r.enabled
     from ready r
-  )
-  select array(
-    select r.webhook_id
+  ),
+  chosen as (
+    select r.webhook_id, r.bound, r.turn,
+           -- disabled first (failing them costs no slot), then every company's first
+           -- lane, then every company's second, …
+           row_number() over (order by r.enabled, r.turn, r.company_served, r.company_id) as place
     from rotation r
-    -- disabled first (failing them costs no slot), then every company's first
-    -- lane, then every company's second, …
-    order by r.enabled, r.turn, r.company_served, r.company_id
-    limit p_limit)
-  into v_ready;
-  if cardinality(v_ready) = 0 then
+    -- a lane this relay holds all it may of: nothing to take, and locking it would
+    -- keep other relays from it
+    where r.bound > 0
+    order by place
+    limit p_limit
+  )
+  select array_agg(c.webhook_id order by c.place), array_agg(c.bound order by c.place),
+         array_agg(c.turn = 1 order by c.place)
+  into v_ready, v_bound, v_first
+  from chosen c;
+  if v_ready is null then
     return;
   end if;
 
-  -- the free ones of them, in one order, so that claims and settles locking several
-  -- lanes never deadlock. When every one is being decided by another relay, wait for
-  -- the first in rotation alone (holding none: no deadlock), then take again whichever
-  -- are free by then. (Waiting for them all queued a claim behind every other claim of
-  -- those lanes: 15 ms a wait with four relays on eight webhooks.)
+  -- the free ones of them, in rotation order, and no more than the batch needs:
+  -- every company's first lane (its place in the rotation), then further lanes only
+  -- while what those taken may give (due rows, up to their bound) is short of p_limit. A lane locked is a lane no
+  -- other relay can claim from until this claim commits: a claim that locked every
+  -- lane it could use made relays of a fleet wait for each other (four relays over
+  -- eight webhooks: a third of the claims waited, 17 ms each). SKIP LOCKED never
+  -- waits, so the order of locking cannot deadlock. When every one is being decided
+  -- by another relay, wait for the first in rotation alone (holding none: no
+  -- deadlock), then take again whichever are free by then. (Waiting for them all
+  -- queued a claim behind every other claim of those lanes.)
   for v_attempt in 1 .. 2 loop
-    select array_agg(c.webhook_id) into v_lanes
-    from (select l.webhook_id from webhooks_private.lanes l
-          where l.webhook_id = any (v_ready)
-          order by l.webhook_id
-          for update of l skip locked) c;
-    exit when v_lanes is not null or v_attempt = 2;
+    v_lanes := '{}';
+    v_room := 0;
+    for i in 1 .. cardinality(v_ready) loop
+      continue when v_room >= p_limit and not v_first[i];
+      perform 1 from webhooks_private.lanes l where l.webhook_id = v_ready[i] for update of l skip locked;
+      if found then
+        v_lanes := v_lanes || v_ready[i];
+        -- what it may give: its bound, or fewer when fewer are due (counted no
+        -- further than the batch still needs: the rows the claim then reads)
+        select v_room + count(*) into v_room
+        from (select 1 from webhooks.delivery_queue d
+              where d.webhook_id = v_ready[i] and d.locked_by is null and d.next_attempt_at <= now()
+              order by d.webhook_id, d.next_attempt_at
+              limit greatest(least(v_bound[i], p_limit - v_room), 1)) due;
+      end if;
+    end loop;
+    exit when cardinality(v_lanes) > 0 or v_attempt = 2;
     perform 1 from webhooks_private.lanes l where l.webhook_id = v_ready[1] for update of l;
   end loop;
-  if v_lanes is null then
+  if cardinality(v_lanes) = 0 then
     return;
   end if;
 

@@ -78,3 +78,41 @@ test('a claim that finds every lane taken waits for the first in rotation only, 
   t.deepEqual((await claim).rows.map((r) => r.webhook_id), [first.id, first.id], 'the first lane, while the second is still held');
   await holders[1]!.query('commit');
 });
+
+test('a claim locks only the lanes its batch needs: another relay claims from the other webhooks meanwhile', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const webhooks = [];
+  for (let i = 0; i < 3; i++) webhooks.push(await f.webhook({ companyId: company.id, actions: ['contact.created'] }));
+  for (let i = 0; i < 4; i++) await f.contact(company.id); // four deliveries to each
+  for (const [i, webhook] of webhooks.entries()) {
+    await database.pool.query(`update webhooks_private.lanes set served_at = now() - make_interval(mins => 10 - $2::int) where webhook_id = $1`, [webhook.id, i]);
+  }
+  const client = async () => {
+    const c = new pg.Client({ connectionString: database.url });
+    await c.connect();
+    t.teardown(() => c.end());
+    await c.query(`set statement_timeout = '5s'`);
+    return c;
+  };
+
+  // relay-a's claim of six, its transaction still open: the first lane in rotation
+  // has four due, so the second is needed too (the six shared between them); the
+  // third is not
+  const a = await client();
+  await a.query('begin');
+  const claimedByA = await a.query(`select delivery_id, webhook_id from webhooks_relay.claim_deliveries('relay-a', 6, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`);
+  t.deepEqual(claimedByA.rows.map((r) => r.webhook_id), [...Array(3).fill(webhooks[0]!.id), ...Array(3).fill(webhooks[1]!.id)]);
+  const free = await database.pool.query(
+    `select l.webhook_id from webhooks_private.lanes l where l.webhook_id = any ($1::bigint[]) order by l.webhook_id for update skip locked`,
+    [webhooks.map((w) => w.id)]);
+  t.deepEqual(free.rows.map((r) => r.webhook_id), [webhooks[2]!.id], 'the lane it had no use for is not held');
+
+  // relay-b, meanwhile: the third webhook at once (before, it waited for relay-a)
+  const b = await client();
+  const claimedByB = await b.query(CLAIM, ['relay-b']);
+  t.deepEqual(claimedByB.rows.map((r) => r.webhook_id), Array(4).fill(webhooks[2]!.id));
+  await a.query('commit');
+});
