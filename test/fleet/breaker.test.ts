@@ -26,34 +26,36 @@ test('a failing endpoint costs one probe per growing interval; its deliveries go
 
   // three failures open the breaker. How many requests went before it opened depends
   // on the machine: a request's slot is free once its response is in, before its
-  // result is written, so on a busy machine a few more go while the results that
-  // open the breaker wait to be written. Counted when it is seen open: at most one
-  // more request can be on its way then (max_in_flight = 1).
-  await waitForRows(database.pool, 'select 1 from webhooks_private.lanes where webhook_id = $1 and open_until is not null',
+  // result is written (results wait up to SETTLE_GATHER_MS to be written together),
+  // so a few more go while the results that open the breaker wait. So the probes are
+  // told by time: the attempts from half an interval after the breaker opened (its
+  // first wait, 300 ms, counts from then; a request leased before it opened goes at
+  // once, and max_in_flight = 1 leaves at most one such).
+  const [opened] = await waitForRows<{ failures: number; probes: number; opened_at: Date }>(database.pool,
+    `select failures, probes, open_until - interval '${PROBE_INTERVAL_MS} milliseconds' as opened_at
+     from webhooks_private.lanes where webhook_id = $1 and open_until is not null`,
     [webhook.id], (rows) => rows.length === 1);
-  const { rows: [opened] } = await database.pool.query(
-    'select failures, (select count(*)::int from webhooks.delivery_attempts where webhook_id = $1) as attempts from webhooks_private.lanes where webhook_id = $1',
-    [webhook.id],
-  );
-  t.true(opened.failures >= 3, `${opened.failures} failures in a row opened it`);
+  t.true(opened!.failures >= 3, `${opened!.failures} failures in a row opened it`);
+  t.is(opened!.probes, 0, 'seen open before its first probe');
+  const probesFrom = opened!.opened_at.getTime() + PROBE_INTERVAL_MS / 2;
 
   // then probes, one per interval, each interval twice the one before up to the cap:
-  // 300 ms after it opened, then 600, 1200, 1200 ms between probes. The four requests
-  // after the one that may have been on its way are judged, by when the relay sent
-  // each (the attempt rows' attempted_at). A probe is claimed no earlier than its
-  // interval after the claim of the one before; a busy machine can only delay a send
-  // after its claim, which shortens the next gap by that delay: the span of the three
-  // gaps must hold within that, and each gap stay far longer than a delivery's own
-  // retries.
+  // 300 ms after it opened, then 600, 1200, 1200 ms between probes. The first four
+  // probes are judged, by when the relay sent each (the attempt rows' attempted_at).
+  // A probe is claimed no earlier than its interval after the claim of the one
+  // before; a busy machine can only delay a send after its claim, which shortens the
+  // next gap by that delay: the span of the three gaps must hold within that, and
+  // each gap stay far longer than a delivery's own retries.
   const attempts = await waitForRows<{ attempted_at: Date }>(
     database.pool,
-    'select attempted_at from webhooks.delivery_attempts where webhook_id = $1 order by attempted_at',
-    [webhook.id],
-    (rows) => rows.length >= opened.attempts + 5,
+    'select attempted_at from webhooks.delivery_attempts where webhook_id = $1 and attempted_at >= $2 order by attempted_at',
+    [webhook.id, new Date(probesFrom)],
+    (rows) => rows.length >= 4,
   );
-  const probes = attempts.slice(opened.attempts + 1, opened.attempts + 5).map((r) => r.attempted_at.getTime());
+  const probes = attempts.slice(0, 4).map((r) => r.attempted_at.getTime());
   const gaps = probes.slice(1).map((at, i) => at - probes[i]!);
-  t.log(`${opened.attempts} attempts before the breaker was seen open; gaps between the probes after: ${gaps.join(', ')} ms`);
+  t.log(`the first probe ${probes[0]! - opened!.opened_at.getTime()} ms after the breaker opened; gaps between the probes after: ${gaps.join(', ')} ms`);
+  t.true(probes[0]! - opened!.opened_at.getTime() >= PROBE_INTERVAL_MS * 0.75, 'the first probe waited its interval');
   const span = probes.at(-1)! - probes[0]!;
   const wanted = (2 + 4 + 4) * PROBE_INTERVAL_MS;
   t.true(span >= wanted * 0.85, `the three probe gaps span ${span} ms, wanted ${wanted}`);
