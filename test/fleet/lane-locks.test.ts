@@ -79,14 +79,15 @@ test('a claim that finds every lane taken waits for the first in rotation only, 
   await holders[1]!.query('commit');
 });
 
-test('a claim locks only the lanes its batch needs: another relay claims from the other webhooks meanwhile', async (t) => {
+test('a claim that meets another relay locks only the lanes its batch needs: a third relay claims from the rest meanwhile', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const f = factories(database.pool);
   const company = await f.company();
   const webhooks = [];
-  for (let i = 0; i < 3; i++) webhooks.push(await f.webhook({ companyId: company.id, actions: ['contact.created'] }));
+  for (let i = 0; i < 4; i++) webhooks.push(await f.webhook({ companyId: company.id, actions: ['contact.created'] }));
   for (let i = 0; i < 4; i++) await f.contact(company.id); // four deliveries to each
+  // the rotation: webhooks[0] served longest ago, then [1], [2], [3]
   for (const [i, webhook] of webhooks.entries()) {
     await database.pool.query(`update webhooks_private.lanes set served_at = now() - make_interval(mins => 10 - $2::int) where webhook_id = $1`, [webhook.id, i]);
   }
@@ -97,22 +98,41 @@ test('a claim locks only the lanes its batch needs: another relay claims from th
     await c.query(`set statement_timeout = '5s'`);
     return c;
   };
+  const [w0, w1, w2, w3] = webhooks.map((w) => w.id);
 
-  // relay-a's claim of six, its transaction still open: the first lane in rotation
-  // has four due, so the second is needed too (the six shared between them); the
-  // third is not
+  // relay-x is deciding for the second lane
+  const x = await client();
+  await x.query('begin');
+  await x.query('select 1 from webhooks_private.lanes where webhook_id = $1 for update', [w1]);
+
+  // relay-a's claim of six, its transaction still open: the first lane has four due,
+  // the second is taken, the third makes six; the fourth it has no use for
   const a = await client();
   await a.query('begin');
   const claimedByA = await a.query(`select delivery_id, webhook_id from webhooks_relay.claim_deliveries('relay-a', 6, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`);
-  t.deepEqual(claimedByA.rows.map((r) => r.webhook_id), [...Array(3).fill(webhooks[0]!.id), ...Array(3).fill(webhooks[1]!.id)]);
+  t.deepEqual(claimedByA.rows.map((r) => r.webhook_id), [w0, w0, w0, w2, w2, w2]);
   const free = await database.pool.query(
     `select l.webhook_id from webhooks_private.lanes l where l.webhook_id = any ($1::bigint[]) order by l.webhook_id for update skip locked`,
     [webhooks.map((w) => w.id)]);
-  t.deepEqual(free.rows.map((r) => r.webhook_id), [webhooks[2]!.id], 'the lane it had no use for is not held');
+  t.deepEqual(free.rows.map((r) => r.webhook_id), [w3], 'the lane it had no use for is not held');
 
-  // relay-b, meanwhile: the third webhook at once (before, it waited for relay-a)
+  // relay-b, meanwhile: the fourth webhook at once (before, it waited for relay-a)
   const b = await client();
   const claimedByB = await b.query(CLAIM, ['relay-b']);
-  t.deepEqual(claimedByB.rows.map((r) => r.webhook_id), Array(4).fill(webhooks[2]!.id));
+  t.deepEqual(claimedByB.rows.map((r) => r.webhook_id), Array(4).fill(w3));
   await a.query('commit');
+  await x.query('commit');
+});
+
+test('a relay alone spreads its batch over every webhook with due deliveries', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const webhooks = [];
+  for (let i = 0; i < 4; i++) webhooks.push(await f.webhook({ companyId: company.id, actions: ['contact.created'] }));
+  for (let i = 0; i < 4; i++) await f.contact(company.id);
+  const { rows } = await database.pool.query(`select webhook_id from webhooks_relay.claim_deliveries('relay-a', 8, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`);
+  t.deepEqual([...new Set(rows.map((r) => r.webhook_id))].sort(), webhooks.map((w) => w.id).sort(), 'two of each: every webhook\'s queue fed');
+  t.is(rows.length, 8);
 });
