@@ -201,20 +201,33 @@ begin
   --    holds its lanes for a millisecond or two; coming back empty would leave a busy
   --    webhook to one relay). Statements of their own: the next one counts rows in
   --    flight with a snapshot taken after these locks.
-  with recursive hooks(w) as (
-    -- each webhook with pending deliveries, one index probe each (a loose index scan)
-    select min(d.webhook_id) from webhooks.delivery_queue d
-    where d.locked_by is null and p_only_webhooks is null
+  with recursive hooks(w, first_due) as (
+    -- each webhook with pending deliveries and its earliest due time, one index
+    -- probe each (a loose index scan of (webhook_id, next_attempt_at)): what is due
+    -- is known without a probe of its own
+    (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
+     where d.locked_by is null and p_only_webhooks is null
+     order by d.webhook_id, d.next_attempt_at
+     limit 1)
     union all
-    select (select min(d.webhook_id) from webhooks.delivery_queue d
-            where d.locked_by is null and d.webhook_id > hooks.w)
+    select n.webhook_id, n.next_attempt_at
     from hooks
-    where hooks.w is not null
+    cross join lateral (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
+                        where d.locked_by is null and d.webhook_id > hooks.w
+                        order by d.webhook_id, d.next_attempt_at
+                        limit 1) n
   ),
   asked as (
-    select hooks.w from hooks where hooks.w is not null
+    select hooks.w from hooks where hooks.first_due <= now()
     union all
-    select o.w from unnest(p_only_webhooks) as o(w)
+    -- a refill's webhooks: something due, one index probe each. A lateral probe with
+    -- a limit, not "exists": that one the planner may make a hash semi join, which
+    -- reads every due row of the queue on every claim (test/fleet/claim-cost.test.ts)
+    select o.w
+    from unnest(p_only_webhooks) as o(w)
+    cross join lateral (select 1 from webhooks.delivery_queue d
+                        where d.webhook_id = o.w and d.locked_by is null and d.next_attempt_at <= now()
+                        limit 1) due
   ),
   ready as (
     select l.webhook_id, l.company_id, l.served_at, w.enabled,
@@ -227,12 +240,6 @@ begin
     join webhooks_private.lanes l on l.webhook_id = asked.w
     join webhooks.webhooks w on w.id = asked.w
     left join unnest(p_busy_webhooks, p_busy_counts, p_busy_caps) as b(w, n, cap) on b.w = asked.w
-    -- something due: one index probe per webhook. A lateral probe with a limit, not
-    -- "exists": that one the planner may make a hash semi join, which reads every
-    -- due row of the queue on every claim (test/fleet/claim-cost.test.ts)
-    cross join lateral (select 1 from webhooks.delivery_queue d
-                        where d.webhook_id = asked.w and d.locked_by is null and d.next_attempt_at <= now()
-                        limit 1) due
     where (not w.enabled
            or ((l.open_until is null or l.open_until <= now())
                and (w.rate_limit is null or l.paced_until is null or l.paced_until <= now() + v_horizon)))
