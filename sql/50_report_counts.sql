@@ -16,21 +16,64 @@
 -- WHEN test. A per-webhook advisory lock orders a roll-up and such a write: whichever
 -- commits second sees the other.
 --
+-- The days not counted yet (about two days of a webhook's rows) are counted by the
+-- hour meanwhile, into webhooks.delivery_hour_counts: every hour of those days that
+-- ended more than two hours ago and whose deliveries have all finished, an hour
+-- without deliveries included (from the webhook's first delivery on), so that the
+-- report reads one row an hour where it counted every delivery. Once a day is
+-- counted, its hours go. A write to a delivery older than an hour marks its hour's
+-- row stale and moves the row's version on (or writes a stale row); the roll-up
+-- replaces a row only if its version is still the one it read before counting. The
+-- writer and the roll-up meet on that row (an upsert waits for the other's
+-- uncommitted one), not on a lock held for the roll-up's whole run: a relay settling
+-- a delivery that failed for good after an hour of retries never waits for a roll-up.
+-- The hour's margin is an hour (the day's is a day): a transaction open for more
+-- than an hour when it changes a delivery of a counted hour goes unseen by that
+-- hour's row (the WHEN reads its now(), its start), until the day is counted from the
+-- rows.
+
 -- Rolling up: webhooks.roll_up_report_counts(), which the API server calls every few
 -- minutes (as webhook_authenticator, the one role allowed to: 60_access.sql), or a
 -- DBA as owner: an entry point, so in the public schema, and hidden from GraphQL in
 -- 70_graphql.sql. Counting a range: webhooks_private.count_deliveries(), which the
 -- report calls. The lock's key: webhooks_private.day_counts_lock (00_schemas.sql).
 
--- private: a delivery of this webhook created at p_at changed: its day's count is no
--- longer known (dropped now, counted again by the next roll-up)
-create or replace function webhooks_private.recount_day(p_webhook_id bigint, p_at timestamptz)
+-- private: the UTC hour a time falls in (its start)
+create or replace function webhooks_private.utc_hour(p_at timestamptz)
+returns timestamptz
+language sql
+immutable
+as $$
+  select pg_catalog.date_bin('1 hour', p_at, timestamptz '2000-01-01 00:00:00+00');
+$$;
+
+-- private: a delivery of this webhook (of company p_company_id) created at p_at
+-- changed: its hour's count is stale, and if it is older than a day its day's count is
+-- no longer known (dropped now, counted again by the next roll-up)
+drop function if exists webhooks_private.recount_day(bigint, timestamptz);
+create or replace function webhooks_private.recount_day(p_webhook_id bigint, p_company_id bigint, p_at timestamptz)
 returns void
 language plpgsql
 as $$
 declare
   v_day constant date := webhooks_private.utc_day(p_at);
 begin
+  -- hour rows are made for the days not counted yet (roll_up_webhook_hours): a stale
+  -- row is written for a delivery of those days (so that a roll-up counting its hour
+  -- meanwhile meets it), an older one's row only marked if there still is one (a
+  -- roll-up makes none there, and a bulk write of old deliveries leaves no rows)
+  if p_at >= webhooks_private.utc_day_start(webhooks_private.utc_day(now() - interval '3 days')) then
+    insert into webhooks.delivery_hour_counts as c (webhook_id, company_id, hour, fired, succeeded, failed, stale)
+    values (p_webhook_id, p_company_id, webhooks_private.utc_hour(p_at), 0, 0, 0, true)
+    on conflict (webhook_id, hour) do update set stale = true, version = c.version + 1;
+  else
+    update webhooks.delivery_hour_counts c set stale = true, version = c.version + 1
+    where c.webhook_id = p_webhook_id and c.hour = webhooks_private.utc_hour(p_at);
+  end if;
+  -- days are counted two days after they end: a younger delivery's day has no row
+  if p_at >= now() - interval '1 day' then
+    return;
+  end if;
   -- shared: writers do not wait for each other, only for a roll-up of this webhook
   perform pg_advisory_xact_lock_shared(webhooks_private.day_counts_lock(p_webhook_id));
   delete from webhooks.delivery_day_counts where webhook_id = p_webhook_id and day = v_day;
@@ -46,10 +89,10 @@ language plpgsql
 as $$
 begin
   if tg_op in ('UPDATE', 'DELETE') then
-    perform webhooks_private.recount_day(old.webhook_id, old.created_at);
+    perform webhooks_private.recount_day(old.webhook_id, old.company_id, old.created_at);
   end if;
   if tg_op in ('UPDATE', 'INSERT') then
-    perform webhooks_private.recount_day(new.webhook_id, new.created_at);
+    perform webhooks_private.recount_day(new.webhook_id, new.company_id, new.created_at);
   end if;
   return null;
 end;
@@ -60,13 +103,15 @@ returns trigger
 language plpgsql
 as $$
 begin
-  truncate webhooks.delivery_day_counts, webhooks_private.delivery_days_to_count;
+  truncate webhooks.delivery_day_counts, webhooks.delivery_hour_counts, webhooks_private.delivery_days_to_count;
   return null;
 end;
 $$;
 
--- Only deliveries older than a day can belong to a counted day (days are counted two
--- days after they end), so the WHEN keeps these triggers off the everyday path. A
+-- Only deliveries older than an hour can belong to a counted hour or day (hours are
+-- counted two hours after they end, days two days), so the WHEN keeps these triggers
+-- off the everyday path (a delivery that fails for good after an hour of retries
+-- passes through them once). A
 -- delivery's day changes when its message is written or removed (history) and when
 -- its failure is written or taken back by a replay (results). A day is counted only
 -- once nothing of it is on its way, so a delivery ending later changes no count.
@@ -78,17 +123,17 @@ begin
     execute format('drop trigger if exists _900_recount_day_on_insert on webhooks.%I', v_table);
     execute format($t$create trigger _900_recount_day_on_insert
       after insert on webhooks.%I
-      for each row when (new.created_at < now() - interval '1 day')
+      for each row when (new.created_at < now() - interval '1 hour')
       execute function webhooks_private.tg_deliveries__recount_day()$t$, v_table);
     execute format('drop trigger if exists _900_recount_day_on_update on webhooks.%I', v_table);
     execute format($t$create trigger _900_recount_day_on_update
       after update on webhooks.%I
-      for each row when (old.created_at < now() - interval '1 day' or new.created_at < now() - interval '1 day')
+      for each row when (old.created_at < now() - interval '1 hour' or new.created_at < now() - interval '1 hour')
       execute function webhooks_private.tg_deliveries__recount_day()$t$, v_table);
     execute format('drop trigger if exists _900_recount_day_on_delete on webhooks.%I', v_table);
     execute format($t$create trigger _900_recount_day_on_delete
       after delete on webhooks.%I
-      for each row when (old.created_at < now() - interval '1 day')
+      for each row when (old.created_at < now() - interval '1 hour')
       execute function webhooks_private.tg_deliveries__recount_day()$t$, v_table);
     execute format('drop trigger if exists _900_forget_counts_on_truncate on webhooks.%I', v_table);
     execute format($t$create trigger _900_forget_counts_on_truncate
@@ -164,41 +209,46 @@ begin
 end;
 $$;
 
--- private: as count_rows (test sends left out), for each UTC day from p_first to
--- p_last (every day, counts of 0 included), in one statement: a roll-up counts all
--- its days of a webhook at once
-create or replace function webhooks_private.count_days(
+-- private: as count_rows (test sends left out), for each UTC period of p_width (a day
+-- or an hour) in [p_from, p_until), both on its boundaries: every period, counts of 0
+-- included, in one statement: a roll-up counts all its days (or hours) of a webhook
+-- at once
+drop function if exists webhooks_private.count_days(bigint, bigint, date, date);
+create or replace function webhooks_private.count_periods(
   p_webhook_id bigint,
   p_company_id bigint,
-  p_first date,
-  p_last date
+  p_from timestamptz,
+  p_until timestamptz,
+  p_width interval
 )
-returns table (day date, messages bigint, failures bigint, on_its_way bigint)
+returns table (period_start timestamptz, messages bigint, failures bigint, on_its_way bigint)
 language plpgsql
 stable
+-- a day is 24 hours in UTC: generate_series steps in the session's time zone
+set timezone = 'UTC'
 as $$
 declare
   v record;
 begin
   for v in execute format(
-    $q$select d.day::date as day, coalesce(h.n, 0) - coalesce(t.n, 0) as messages, coalesce(e.n, 0) as failures,
+    $q$select d.at as period_start, coalesce(h.n, 0) - coalesce(t.n, 0) as messages, coalesce(e.n, 0) as failures,
               coalesce(q.n, 0) as on_its_way, coalesce(t.n, 0) as tests
-       from generate_series(%3$L::date, %4$L::date, interval '1 day') d(day)
-       left join (select webhooks_private.utc_day(h.created_at) as day, count(*) as n
+       from generate_series(%1$L::timestamptz, %2$L::timestamptz - %3$L::interval, %3$L::interval) d(at)
+       left join (select pg_catalog.date_bin(%3$L, h.created_at, %4$L) as at, count(*) as n
                   from webhooks.delivery_history h
                   where h.webhook_id = $1 and h.company_id = $2 and h.created_at >= %1$L and h.created_at < %2$L
-                  group by 1) h on h.day = d.day
-       left join (select webhooks_private.utc_day(e.created_at) as day, count(*) as n
+                  group by 1) h on h.at = d.at
+       left join (select pg_catalog.date_bin(%3$L, e.created_at, %4$L) as at, count(*) as n
                   from webhooks.delivery_results e
                   where e.webhook_id = $1 and e.company_id = $2
                     and e.created_at >= %1$L and e.created_at < %2$L and e.state = 'failed'
-                  group by 1) e on e.day = d.day
-       left join (select webhooks_private.utc_day(h.created_at) as day, count(*) as n
+                  group by 1) e on e.at = d.at
+       left join (select pg_catalog.date_bin(%3$L, h.created_at, %4$L) as at, count(*) as n
                   from webhooks.delivery_history h
                   where h.webhook_id = $1 and h.company_id = $2 and h.action = 'webhook.test'
                     and h.created_at >= %1$L and h.created_at < %2$L
-                  group by 1) t on t.day = d.day
-       left join (select webhooks_private.utc_day(q.created_at) as day, count(*) as n
+                  group by 1) t on t.at = d.at
+       left join (select pg_catalog.date_bin(%3$L, q.created_at, %4$L) as at, count(*) as n
                   from (select q.created_at from webhooks.delivery_queue q
                         where q.webhook_id = $1 and q.locked_by is null and q.action <> 'webhook.test'
                           and q.company_id = $2 and q.created_at >= %1$L and q.created_at < %2$L
@@ -206,29 +256,75 @@ begin
                         select q.created_at from webhooks.delivery_queue q
                         where q.webhook_id = $1 and q.locked_by is not null and q.action <> 'webhook.test'
                           and q.company_id = $2 and q.created_at >= %1$L and q.created_at < %2$L) q
-                  group by 1) q on q.day = d.day$q$,
-    webhooks_private.utc_day_start(p_first), webhooks_private.utc_day_start(p_last + 1), p_first, p_last)
+                  group by 1) q on q.at = d.at$q$,
+    p_from, p_until, p_width, timestamptz '2000-01-01 00:00:00+00')
   using p_webhook_id, p_company_id
   loop
-    day := v.day;
+    period_start := v.period_start;
     messages := v.messages;
     on_its_way := v.on_its_way;
     failures := v.failures;
-    -- a day with tests: its failures without the tests that failed, from count_rows
-    -- (which asks which tests failed only then: most days have none)
+    -- a period with tests: its failures without the tests that failed, from count_rows
+    -- (which asks which tests failed only then: most periods have none)
     if v.tests > 0 then
       select c.failures into failures
-      from webhooks_private.count_rows(p_webhook_id, p_company_id, webhooks_private.utc_day_start(v.day),
-                                       webhooks_private.utc_day_start(v.day + 1)) c;
+      from webhooks_private.count_rows(p_webhook_id, p_company_id, v.period_start, v.period_start + p_width) c;
     end if;
     return next;
   end loop;
 end;
 $$;
 
+-- private: count the finished hours of one webhook's days not counted yet, from the
+-- first hour without a true row (and not before its first delivery) to the last that
+-- ended two hours ago. No lock: a row is replaced only if its version is still the
+-- one read before counting (a writer that changed a delivery of the hour meanwhile
+-- moved it on, and the hour stays stale until the next roll-up).
+create or replace function webhooks_private.roll_up_webhook_hours(p_webhook_id bigint, p_company_id bigint, p_first_day date)
+returns void
+language plpgsql
+as $$
+declare
+  v_until constant timestamptz := webhooks_private.utc_hour(now() - interval '2 hours');
+  v_from timestamptz;
+  v_first timestamptz;
+  v_hours timestamptz[];
+  v_versions bigint[];
+begin
+  -- the hours of counted days are the day's now
+  delete from webhooks.delivery_hour_counts
+  where webhook_id = p_webhook_id and hour < webhooks_private.utc_day_start(p_first_day);
+  select min(h.at) into v_from
+  from generate_series(webhooks_private.utc_day_start(p_first_day), v_until - interval '1 hour', interval '1 hour') h(at)
+  where not exists (select 1 from webhooks.delivery_hour_counts c
+                    where c.webhook_id = p_webhook_id and c.hour = h.at and not c.stale);
+  select webhooks_private.utc_hour(min(h.created_at)) into v_first
+  from webhooks.delivery_history h
+  where h.webhook_id = p_webhook_id and h.company_id = p_company_id;
+  v_from := greatest(v_from, v_first);
+  if v_first is null or v_from is null or v_from >= v_until then
+    return;   -- never fired, or nothing new
+  end if;
+  -- the versions before counting (a statement, so a snapshot, of its own)
+  select coalesce(array_agg(c.hour), '{}'), coalesce(array_agg(c.version), '{}') into v_hours, v_versions
+  from webhooks.delivery_hour_counts c
+  where c.webhook_id = p_webhook_id and c.hour >= v_from and c.hour < v_until;
+  insert into webhooks.delivery_hour_counts as c (webhook_id, company_id, hour, fired, succeeded, failed, stale, version)
+  select p_webhook_id, p_company_id, k.period_start, k.messages, k.messages - k.failures, k.failures, false,
+         coalesce(v.version, 0)   -- the version read (0: no row then)
+  from webhooks_private.count_periods(p_webhook_id, p_company_id, v_from, v_until, interval '1 hour') k
+  left join unnest(v_hours, v_versions) as v(hour, version) on v.hour = k.period_start
+  where k.on_its_way = 0
+  on conflict (webhook_id, hour) do update
+    set fired = excluded.fired, succeeded = excluded.succeeded, failed = excluded.failed, stale = false
+    where c.version = excluded.version;
+end;
+$$;
+
 -- private: count the days of one webhook that can be counted now: days noted for
 -- counting again, and days after the last one counted; a day not finished yet is
--- noted for next time. Returns how many days got a row.
+-- noted for next time. Then the finished hours of the days not counted yet
+-- (roll_up_webhook_hours). Returns how many days got a row.
 create or replace function webhooks_private.roll_up_webhook_days(p_webhook_id bigint)
 returns integer
 language plpgsql
@@ -242,18 +338,19 @@ declare
   v_count record;
   v_counted integer := 0;
 begin
-  -- most runs find nothing to do for most webhooks: say so without taking the lock
+  select company_id into v_company_id from webhooks.webhooks where id = p_webhook_id;
+  if not found then
+    delete from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id;
+    return 0;
+  end if;
+  perform webhooks_private.roll_up_webhook_hours(p_webhook_id, v_company_id, v_before);
+  -- most runs find no day to count for most webhooks: say so without taking the lock
   -- (which would make a writer of an old delivery wait until this run commits)
   if not exists (select 1 from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id and day < v_before)
      and (select max(day) from webhooks.delivery_day_counts where webhook_id = p_webhook_id) >= v_before - 1 then
     return 0;
   end if;
   perform pg_advisory_xact_lock(webhooks_private.day_counts_lock(p_webhook_id));
-  select company_id into v_company_id from webhooks.webhooks where id = p_webhook_id;
-  if not found then
-    delete from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id;
-    return 0;
-  end if;
   -- new days start after the last day counted or noted, else at the first delivery
   select greatest(
            (select max(day) + 1 from webhooks.delivery_day_counts where webhook_id = p_webhook_id),
@@ -275,10 +372,11 @@ begin
 
   -- every day to count, counted in one statement (one per day cost a plan each)
   for v_count in
-    select k.day, k.messages, k.failures, k.on_its_way
-    from webhooks_private.count_days(p_webhook_id, v_company_id, v_days[1], v_days[cardinality(v_days)]) k
-    where k.day = any (v_days)
-    order by k.day
+    select webhooks_private.utc_day(k.period_start) as day, k.messages, k.failures, k.on_its_way
+    from webhooks_private.count_periods(p_webhook_id, v_company_id, webhooks_private.utc_day_start(v_days[1]),
+                                        webhooks_private.utc_day_start(v_days[cardinality(v_days)] + 1), interval '1 day') k
+    where webhooks_private.utc_day(k.period_start) = any (v_days)
+    order by k.period_start
   loop
     if v_count.on_its_way = 0 then
       insert into webhooks.delivery_day_counts (webhook_id, company_id, day, fired, succeeded, failed)
@@ -320,10 +418,53 @@ begin
 end;
 $$;
 
+-- private, the report's counting of a stretch no day row covers: the true hour rows
+-- wholly inside [p_since, p_until), everything else counted from the rows
+-- (count_rows), one index range per stretch between them. Runs as the caller.
+create or replace function webhooks_private.count_stretch(
+  p_webhook_id bigint,
+  p_company_id bigint,
+  p_since timestamptz,
+  p_until timestamptz,
+  inout fired bigint,
+  inout succeeded bigint,
+  inout failed bigint
+)
+language plpgsql
+stable
+as $$
+declare
+  v_cursor timestamptz := p_since;
+  r record;
+begin
+  for r in
+    select c.hour, c.fired, c.succeeded, c.failed
+    from webhooks.delivery_hour_counts c
+    where c.webhook_id = p_webhook_id and c.hour >= p_since and c.hour <= p_until - interval '1 hour' and not c.stale
+    order by c.hour
+  loop
+    if r.hour > v_cursor then
+      select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
+      into fired, succeeded, failed
+      from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, r.hour) c;
+    end if;
+    fired := fired + r.fired;
+    succeeded := succeeded + r.succeeded;
+    failed := failed + r.failed;
+    v_cursor := r.hour + interval '1 hour';
+  end loop;
+  if v_cursor < p_until then
+    select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
+    into fired, succeeded, failed
+    from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, p_until) c;
+  end if;
+end;
+$$;
+
 -- private, the report's counting: a webhook's deliveries created in [since, until):
 -- the counted days wholly inside the range from delivery_day_counts, everything else
--- counted from the rows, one index range per stretch between them (count_rows). Runs
--- as the caller: row-level security applies to every table it reads.
+-- from the hours counted and the rows (count_stretch). Runs as the caller: row-level
+-- security applies to every table it reads.
 drop function if exists webhooks.count_deliveries(bigint, bigint, timestamptz, timestamptz);
 create or replace function webhooks_private.count_deliveries(
   p_webhook_id bigint,
@@ -368,9 +509,8 @@ begin
   loop
     v_day_start := r.day::timestamp at time zone 'utc';
     if v_day_start > v_cursor then
-      select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
-      into fired, succeeded, failed
-      from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, v_day_start) c;
+      select c.fired, c.succeeded, c.failed into fired, succeeded, failed
+      from webhooks_private.count_stretch(p_webhook_id, p_company_id, v_cursor, v_day_start, fired, succeeded, failed) c;
     end if;
     fired := fired + r.fired;
     succeeded := succeeded + r.succeeded;
@@ -379,9 +519,8 @@ begin
   end loop;
 
   if v_cursor < v_until then
-    select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
-    into fired, succeeded, failed
-    from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, v_until) c;
+    select c.fired, c.succeeded, c.failed into fired, succeeded, failed
+    from webhooks_private.count_stretch(p_webhook_id, p_company_id, v_cursor, v_until, fired, succeeded, failed) c;
   end if;
 end;
 $$;

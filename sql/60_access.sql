@@ -93,7 +93,7 @@ revoke all on all tables in schema webhooks from webhook_viewer, webhook_admin;
 
 grant usage on schema webhooks to webhook_viewer;
 grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
-  webhooks.fire_history, webhooks.delivery_day_counts, webhooks.backfills to webhook_viewer;
+  webhooks.fire_history, webhooks.delivery_day_counts, webhooks.delivery_hour_counts, webhooks.backfills to webhook_viewer;
 -- webhooks.deliveries is a view that runs as its caller: reading it reads these
 -- (under their row-level security below)
 grant select on webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results to webhook_viewer;
@@ -143,6 +143,7 @@ grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
 -- the report's counting (webhooks.webhook_report)
 grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),
   webhooks_private.count_rows(bigint, bigint, timestamptz, timestamptz),
+  webhooks_private.count_stretch(bigint, bigint, timestamptz, timestamptz, bigint, bigint, bigint),
   webhooks_private.history_end(timestamptz),
   webhooks_private.utc_day(timestamptz),
   webhooks_private.utc_day_start(date)
@@ -194,6 +195,7 @@ alter table webhooks.delivery_queue enable row level security;
 alter table webhooks.delivery_results enable row level security;
 alter table webhooks.delivery_attempts enable row level security;
 alter table webhooks.delivery_day_counts enable row level security;
+alter table webhooks.delivery_hour_counts enable row level security;
 alter table webhooks.backfills enable row level security;
 alter table webhooks.audit_log enable row level security;
 
@@ -230,6 +232,11 @@ create policy company_reads on webhooks.delivery_queue
 
 drop policy if exists company_reads on webhooks.delivery_day_counts;
 create policy company_reads on webhooks.delivery_day_counts
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+
+drop policy if exists company_reads on webhooks.delivery_hour_counts;
+create policy company_reads on webhooks.delivery_hour_counts
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
 

@@ -118,6 +118,9 @@ comment on function webhooks.kept_since() is
 comment on table webhooks.delivery_day_counts is $$
 @behavior -*
 The report's counts of days long past (50_report_counts.sql): read them through webhooks.webhook_report.$$;
+comment on table webhooks.delivery_hour_counts is $$
+@behavior -*
+The report's counts of the finished hours of recent days (50_report_counts.sql): read them through webhooks.webhook_report.$$;
 comment on function webhooks.roll_up_report_counts() is '@behavior -*';
 
 -- backfill (35_backfill.sql)

@@ -43,7 +43,8 @@ test('counting a day of one webhook opens that day\'s partitions only, whatever 
   t.deepEqual(counted.opened, [`delivery_history_p${day}`, `delivery_results_p${day}`]);
 
   const perDay = await partitionsOpened(
-    `select to_char(day, 'YYYYMMDD') as day, messages, on_its_way from webhooks_private.count_days($1, $2, ${today}, ${today} + 1)`,
+    `select to_char(period_start at time zone 'utc', 'YYYYMMDD') as day, messages, on_its_way
+     from webhooks_private.count_periods($1, $2, ${today}::timestamp at time zone 'utc', (${today} + 2)::timestamp at time zone 'utc', interval '1 day')`,
     [webhook.id, company.id]);
   t.deepEqual(perDay.rows.map((r) => [r.day, r.messages, r.on_its_way]), [[day, '1', '1'], [perDay.rows[1].day, '0', '0']]);
   t.is(perDay.opened.length, 4, `two days of history and results: ${perDay.opened.join(', ')}`);

@@ -1,0 +1,177 @@
+// The report's hour counts (sql/50_report_counts.sql): the finished hours of the days
+// not counted yet are counted by the roll-up, a write to a delivery of a counted hour
+// makes its row stale at once, and a roll-up that counted before such a write never
+// writes its older count over it. Whatever the rows of delivery_hour_counts, the
+// report says what counting the deliveries would say.
+import test from 'ava';
+import pg from 'pg';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+import { waitForRows } from '../helpers/relay.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+
+const HOUR = 3_600_000;
+const STATES = ['succeeded', 'succeeded', 'failed'];
+
+/** The start of the UTC hour `hoursAgo` hours before the current one. */
+function hourStart(hoursAgo: number): number {
+  return Math.floor(Date.now() / HOUR) * HOUR - hoursAgo * HOUR;
+}
+
+/** Finished deliveries in the hours 26 to 3 hours before this one (three an hour, two in every fourth hour). */
+async function recentHistory(webhookId: string, companyId: string) {
+  const times: string[] = [];
+  const states: string[] = [];
+  for (let ago = 26; ago >= 3; ago--) {
+    for (let i = 0; i < (ago % 4 === 0 ? 2 : 3); i++) {
+      times.push(new Date(hourStart(ago) + i * 700_000 + 1_000).toISOString());
+      states.push(STATES[(ago + i) % STATES.length]!);
+    }
+  }
+  const { rows } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     select $1, $2, 'contact.created', 1, '{}', s, 1, t, t
+     from unnest($3::timestamptz[], $4::text[]) as r(t, s)
+     returning id, created_at`,
+    [webhookId, companyId, times, states]);
+  return rows as Array<{ id: string; created_at: Date }>;
+}
+
+async function rawCounts(webhookId: string, since: string | null, until: string | null) {
+  const { rows: [row] } = await db().pool.query(
+    `select count(*)::text as fired, count(*) filter (where state = 'succeeded')::text as succeeded,
+            count(*) filter (where state = 'failed')::text as failed
+     from webhooks.deliveries
+     where webhook_id = $1 and created_at >= coalesce($2::timestamptz, '-infinity') and created_at < coalesce($3::timestamptz, 'infinity')`,
+    [webhookId, since, until]);
+  return row as { fired: string; succeeded: string; failed: string };
+}
+
+async function reported(token: string, webhookId: string, since: string | null, until: string | null) {
+  const response = await api().gql(token, `query($since: Datetime, $until: Datetime) {
+      webhookReport(since: $since, until: $until) { nodes { webhookId timesFired timesSucceeded timesFailed } } }`,
+    { since, until });
+  if (response.errors) throw new Error(JSON.stringify(response.errors));
+  const row = response.data.webhookReport.nodes.find((node: any) => node.webhookId === webhookId);
+  return { fired: row.timesFired, succeeded: row.timesSucceeded, failed: row.timesFailed };
+}
+
+/** Ranges over the recent hours: open, on hour boundaries, starting and ending mid-hour. */
+function ranges(): Array<[string | null, string | null]> {
+  const at = (hoursAgo: number, minutes = 0) => new Date(hourStart(hoursAgo) + minutes * 60_000).toISOString();
+  return [[null, null], [at(30), null], [at(20), at(5)], [at(20, 7), at(5, 31)], [at(12, 59), null], [null, at(9, 1)], [at(4), at(4)]];
+}
+
+async function assertReportMatchesRows(t: any, token: string, webhookId: string, when: string) {
+  for (const [since, until] of ranges()) {
+    t.deepEqual(await reported(token, webhookId, since, until), await rawCounts(webhookId, since, until), `${when}: [${since}, ${until})`);
+  }
+}
+
+async function hourRows(webhookId: string) {
+  const { rows } = await db().pool.query(
+    `select extract(epoch from hour)::bigint * 1000 as hour, fired::int, succeeded::int, failed::int, stale
+     from webhooks.delivery_hour_counts where webhook_id = $1 order by hour`, [webhookId]);
+  return rows.map((r) => ({ ...r, hour: Number(r.hour) }));
+}
+
+// serial: a roll-up covers every webhook of the database, so these tests take turns
+test.serial('the finished hours of recent days are counted, an hour with a delivery on its way is not, and the report equals the rows', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const silent = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const rows = await recentHistory(hook.id, company.id);
+  // an hour with a delivery still on its way, and a delivery of the hour before last
+  // (an hour that ended less than two hours ago)
+  const unfinished = rows.find((r) => r.created_at.getTime() >= hourStart(10) && r.created_at.getTime() < hourStart(9))!;
+  await db().pool.query("update webhooks.deliveries set state = 'pending', completed_at = null where id = $1", [unfinished.id]);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [hook.id, company.id, new Date(hourStart(1) + 60_000).toISOString()]);
+  const token = await api().token(company.id);
+
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  // (the writes above made stale rows of the hours they touched: those count as none)
+  const counted = (await hourRows(hook.id)).filter((r) => !r.stale);
+  const expected = [];
+  for (let ago = 26; ago >= 3; ago--) {
+    if (ago === 10) continue;
+    const n = ago % 4 === 0 ? 2 : 3;
+    const failed = Array.from({ length: n }, (_, i) => STATES[(ago + i) % STATES.length]).filter((s) => s === 'failed').length;
+    expected.push({ hour: hourStart(ago), fired: n, succeeded: n - failed, failed, stale: false });
+  }
+  t.deepEqual(counted, expected, 'every hour from the first delivery to the last that ended two hours ago, the unfinished one left out');
+  t.deepEqual(await hourRows(silent.id), [], 'a webhook that never fired has no hour rows');
+  await assertReportMatchesRows(t, token, hook.id, 'rolled up');
+
+  // the delivery on its way ends: the next roll-up counts its hour
+  await db().pool.query("update webhooks.deliveries set state = 'succeeded', completed_at = now() where id = $1", [unfinished.id]);
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  t.true((await hourRows(hook.id)).some((r) => r.hour === hourStart(10) && !r.stale));
+  await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
+});
+
+test.serial('a write to a delivery of a counted hour makes its row stale at once; the next roll-up counts it again', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const rows = await recentHistory(hook.id, company.id);
+  const token = await api().token(company.id);
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+
+  const inHour = (ago: number) => rows.filter((r) => r.created_at.getTime() >= hourStart(ago) && r.created_at.getTime() < hourStart(ago - 1));
+  const [deleted] = inHour(7);
+  const [failed] = inHour(15);
+  await db().pool.query('delete from webhooks.deliveries where id = $1', [deleted!.id]);
+  await db().pool.query("update webhooks.deliveries set state = 'failed' where id = $1", [failed!.id]);
+  const replay = await api().gql(token, 'mutation($id: BigInt!) { replayDelivery(input: { id: $id }) { result { state } } }', { id: failed!.id });
+  t.is(replay.data.replayDelivery.result.state, 'pending');
+  const stale = (await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour);
+  t.deepEqual(stale, [hourStart(15), hourStart(7)]);
+  await assertReportMatchesRows(t, token, hook.id, 'after the writes');
+
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  t.deepEqual((await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour), [hourStart(15)], 'the hour of the replayed delivery waits for it to end');
+  t.like((await hourRows(hook.id)).find((r) => r.hour === hourStart(7)), { fired: inHour(7).length - 1, stale: false });
+  await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
+});
+
+test.serial('a roll-up that counted an hour before a write to it does not write its count over the stale row', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const rows = await recentHistory(hook.id, company.id);
+  const token = await api().token(company.id);
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  const inHour = (ago: number) => rows.filter((r) => r.created_at.getTime() >= hourStart(ago) && r.created_at.getTime() < hourStart(ago - 1));
+
+  // an earlier hour made stale (committed), so that the next roll-up counts from there on
+  await db().pool.query('delete from webhooks.deliveries where id = $1', [inHour(20)[0]!.id]);
+  // a writer, its transaction still open: a delivery of a later counted hour deleted
+  const writer = new pg.Client({ connectionString: db().url });
+  await writer.connect();
+  t.teardown(() => writer.end());
+  await writer.query('begin');
+  await writer.query('delete from webhooks.deliveries where id = $1', [inHour(8)[0]!.id]);
+
+  // the roll-up counts without the writer's change, then meets its row and waits
+  const rollUp = new pg.Client({ connectionString: db().url });
+  await rollUp.connect();
+  t.teardown(() => rollUp.end());
+  await rollUp.query(`set statement_timeout = '10s'`);
+  const pid = (await rollUp.query('select pg_backend_pid() as pid')).rows[0].pid;
+  const running = rollUp.query('select webhooks.roll_up_report_counts()');
+  await waitForRows(db().pool, 'select 1 from pg_locks where pid = $1 and not granted', [pid], (r) => r.length > 0);
+  await writer.query('commit');
+  await running;
+
+  const after = await hourRows(hook.id);
+  t.like(after.find((r) => r.hour === hourStart(20)), { fired: inHour(20).length - 1, stale: false }, 'the hour stale before it began: counted');
+  t.like(after.find((r) => r.hour === hourStart(8)), { stale: true }, 'the hour written meanwhile: left stale');
+  await assertReportMatchesRows(t, token, hook.id, 'after the race');
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  t.like((await hourRows(hook.id)).find((r) => r.hour === hourStart(8)), { fired: inHour(8).length - 1, stale: false });
+  await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
+});
