@@ -38,13 +38,22 @@
 -- 70_graphql.sql. Counting a range: webhooks_private.count_deliveries(), which the
 -- report calls. The lock's key: webhooks_private.day_counts_lock (00_schemas.sql).
 
+-- private: the start of the UTC period of p_width (an hour, a day) a time falls in
+create or replace function webhooks_private.utc_bin(p_width interval, p_at timestamptz)
+returns timestamptz
+language sql
+immutable
+as $$
+  select pg_catalog.date_bin(p_width, p_at, timestamptz '2000-01-01 00:00:00+00');
+$$;
+
 -- private: the UTC hour a time falls in (its start)
 create or replace function webhooks_private.utc_hour(p_at timestamptz)
 returns timestamptz
 language sql
 immutable
 as $$
-  select pg_catalog.date_bin('1 hour', p_at, timestamptz '2000-01-01 00:00:00+00');
+  select webhooks_private.utc_bin('1 hour', p_at);
 $$;
 
 -- private: a delivery of this webhook (of company p_company_id) created at p_at
@@ -234,21 +243,21 @@ begin
     $q$select d.at as period_start, coalesce(h.n, 0) - coalesce(t.n, 0) as messages, coalesce(e.n, 0) as failures,
               coalesce(q.n, 0) as on_its_way, coalesce(t.n, 0) as tests
        from generate_series(%1$L::timestamptz, %2$L::timestamptz - %3$L::interval, %3$L::interval) d(at)
-       left join (select pg_catalog.date_bin(%3$L, h.created_at, %4$L) as at, count(*) as n
+       left join (select webhooks_private.utc_bin(%3$L, h.created_at) as at, count(*) as n
                   from webhooks.delivery_history h
                   where h.webhook_id = $1 and h.company_id = $2 and h.created_at >= %1$L and h.created_at < %2$L
                   group by 1) h on h.at = d.at
-       left join (select pg_catalog.date_bin(%3$L, e.created_at, %4$L) as at, count(*) as n
+       left join (select webhooks_private.utc_bin(%3$L, e.created_at) as at, count(*) as n
                   from webhooks.delivery_results e
                   where e.webhook_id = $1 and e.company_id = $2
                     and e.created_at >= %1$L and e.created_at < %2$L and e.state = 'failed'
                   group by 1) e on e.at = d.at
-       left join (select pg_catalog.date_bin(%3$L, h.created_at, %4$L) as at, count(*) as n
+       left join (select webhooks_private.utc_bin(%3$L, h.created_at) as at, count(*) as n
                   from webhooks.delivery_history h
                   where h.webhook_id = $1 and h.company_id = $2 and h.action = 'webhook.test'
                     and h.created_at >= %1$L and h.created_at < %2$L
                   group by 1) t on t.at = d.at
-       left join (select pg_catalog.date_bin(%3$L, q.created_at, %4$L) as at, count(*) as n
+       left join (select webhooks_private.utc_bin(%3$L, q.created_at) as at, count(*) as n
                   from (select q.created_at from webhooks.delivery_queue q
                         where q.webhook_id = $1 and q.locked_by is null and q.action <> 'webhook.test'
                           and q.company_id = $2 and q.created_at >= %1$L and q.created_at < %2$L
@@ -257,7 +266,7 @@ begin
                         where q.webhook_id = $1 and q.locked_by is not null and q.action <> 'webhook.test'
                           and q.company_id = $2 and q.created_at >= %1$L and q.created_at < %2$L) q
                   group by 1) q on q.at = d.at$q$,
-    p_from, p_until, p_width, timestamptz '2000-01-01 00:00:00+00')
+    p_from, p_until, p_width)
   using p_webhook_id, p_company_id
   loop
     period_start := v.period_start;
