@@ -3,6 +3,7 @@
 import test from 'ava';
 import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
+import { insertFinished, rawCounts, reported } from '../helpers/report-counts.ts';
 import { waitForRows } from '../helpers/relay.ts';
 
 const { db, api } = useTestDatabaseWithApi(test);
@@ -21,32 +22,7 @@ async function history(webhookId: string, companyId: string, perDay = 5) {
       states.push(STATES[(day + i) % STATES.length]);
     }
   }
-  const { rows } = await db().pool.query(
-    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
-     select $1, $2, 'contact.created', 1, '{}', s, 1, t, t
-     from unnest($3::timestamptz[], $4::text[]) as r(t, s)
-     returning id, created_at`,
-    [webhookId, companyId, times, states]);
-  return { startOfToday, rows: rows as Array<{ id: string; created_at: Date }> };
-}
-
-async function rawCounts(webhookId: string, since: string | null, until: string | null) {
-  const { rows: [row] } = await db().pool.query(
-    `select count(*)::text as fired, count(*) filter (where state = 'succeeded')::text as succeeded,
-            count(*) filter (where state = 'failed')::text as failed
-     from webhooks.deliveries
-     where webhook_id = $1 and created_at >= coalesce($2::timestamptz, '-infinity') and created_at < coalesce($3::timestamptz, 'infinity')`,
-    [webhookId, since, until]);
-  return row as { fired: string; succeeded: string; failed: string };
-}
-
-async function reported(token: string, webhookId: string, since: string | null, until: string | null) {
-  const response = await api().gql(token, `query($since: Datetime, $until: Datetime) {
-      webhookReport(since: $since, until: $until) { nodes { webhookId timesFired timesSucceeded timesFailed } } }`,
-    { since, until });
-  if (response.errors) throw new Error(JSON.stringify(response.errors));
-  const row = response.data.webhookReport.nodes.find((node: any) => node.webhookId === webhookId);
-  return { fired: row.timesFired, succeeded: row.timesSucceeded, failed: row.timesFailed };
+  return { startOfToday, rows: await insertFinished(db().pool, webhookId, companyId, times, states) };
 }
 
 /** Ranges that start and end mid-day, on day boundaries, open, empty, inverted. */
@@ -67,7 +43,7 @@ function ranges(startOfToday: number): Array<[string | null, string | null]> {
 
 async function assertReportMatchesRows(t: any, token: string, webhookId: string, startOfToday: number, when: string) {
   for (const [since, until] of ranges(startOfToday)) {
-    t.deepEqual(await reported(token, webhookId, since, until), await rawCounts(webhookId, since, until), `${when}: [${since}, ${until})`);
+    t.deepEqual(await reported(api(), token, webhookId, since, until), await rawCounts(db().pool, webhookId, since, until), `${when}: [${since}, ${until})`);
   }
 }
 

@@ -7,6 +7,7 @@ import test from 'ava';
 import pg from 'pg';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
+import { insertFinished, rawCounts, reported } from '../helpers/report-counts.ts';
 import { waitForRows } from '../helpers/relay.ts';
 
 const { db, api } = useTestDatabaseWithApi(test);
@@ -29,32 +30,7 @@ async function recentHistory(webhookId: string, companyId: string) {
       states.push(STATES[(ago + i) % STATES.length]!);
     }
   }
-  const { rows } = await db().pool.query(
-    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
-     select $1, $2, 'contact.created', 1, '{}', s, 1, t, t
-     from unnest($3::timestamptz[], $4::text[]) as r(t, s)
-     returning id, created_at`,
-    [webhookId, companyId, times, states]);
-  return rows as Array<{ id: string; created_at: Date }>;
-}
-
-async function rawCounts(webhookId: string, since: string | null, until: string | null) {
-  const { rows: [row] } = await db().pool.query(
-    `select count(*)::text as fired, count(*) filter (where state = 'succeeded')::text as succeeded,
-            count(*) filter (where state = 'failed')::text as failed
-     from webhooks.deliveries
-     where webhook_id = $1 and created_at >= coalesce($2::timestamptz, '-infinity') and created_at < coalesce($3::timestamptz, 'infinity')`,
-    [webhookId, since, until]);
-  return row as { fired: string; succeeded: string; failed: string };
-}
-
-async function reported(token: string, webhookId: string, since: string | null, until: string | null) {
-  const response = await api().gql(token, `query($since: Datetime, $until: Datetime) {
-      webhookReport(since: $since, until: $until) { nodes { webhookId timesFired timesSucceeded timesFailed } } }`,
-    { since, until });
-  if (response.errors) throw new Error(JSON.stringify(response.errors));
-  const row = response.data.webhookReport.nodes.find((node: any) => node.webhookId === webhookId);
-  return { fired: row.timesFired, succeeded: row.timesSucceeded, failed: row.timesFailed };
+  return insertFinished(db().pool, webhookId, companyId, times, states);
 }
 
 /** Ranges over the recent hours: open, on hour boundaries, starting and ending mid-hour. */
@@ -65,7 +41,7 @@ function ranges(): Array<[string | null, string | null]> {
 
 async function assertReportMatchesRows(t: any, token: string, webhookId: string, when: string) {
   for (const [since, until] of ranges()) {
-    t.deepEqual(await reported(token, webhookId, since, until), await rawCounts(webhookId, since, until), `${when}: [${since}, ${until})`);
+    t.deepEqual(await reported(api(), token, webhookId, since, until), await rawCounts(db().pool, webhookId, since, until), `${when}: [${since}, ${until})`);
   }
 }
 
@@ -74,6 +50,18 @@ async function hourRows(webhookId: string) {
     `select extract(epoch from hour)::bigint * 1000 as hour, fired::int, succeeded::int, failed::int, stale
      from webhooks.delivery_hour_counts where webhook_id = $1 order by hour`, [webhookId]);
   return rows.map((r) => ({ ...r, hour: Number(r.hour) }));
+}
+
+/** A webhook with recentHistory, rolled up; inHour(n): its deliveries of the hour n hours ago. */
+async function countedScene() {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const rows = await recentHistory(hook.id, company.id);
+  const token = await api().token(company.id);
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  const inHour = (ago: number) => rows.filter((r) => r.created_at.getTime() >= hourStart(ago) && r.created_at.getTime() < hourStart(ago - 1));
+  return { hook, token, inHour };
 }
 
 // serial: a roll-up covers every webhook of the database, so these tests take turns
@@ -114,14 +102,7 @@ test.serial('the finished hours of recent days are counted, an hour with a deliv
 });
 
 test.serial('a write to a delivery of a counted hour makes its row stale at once; the next roll-up counts it again', async (t) => {
-  const f = factories(db().pool);
-  const company = await f.company();
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  const rows = await recentHistory(hook.id, company.id);
-  const token = await api().token(company.id);
-  await db().pool.query('select webhooks.roll_up_report_counts()');
-
-  const inHour = (ago: number) => rows.filter((r) => r.created_at.getTime() >= hourStart(ago) && r.created_at.getTime() < hourStart(ago - 1));
+  const { hook, token, inHour } = await countedScene();
   const [deleted] = inHour(7);
   const [failed] = inHour(15);
   await db().pool.query('delete from webhooks.deliveries where id = $1', [deleted!.id]);
@@ -139,13 +120,7 @@ test.serial('a write to a delivery of a counted hour makes its row stale at once
 });
 
 test.serial('a roll-up that counted an hour before a write to it does not write its count over the stale row', async (t) => {
-  const f = factories(db().pool);
-  const company = await f.company();
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  const rows = await recentHistory(hook.id, company.id);
-  const token = await api().token(company.id);
-  await db().pool.query('select webhooks.roll_up_report_counts()');
-  const inHour = (ago: number) => rows.filter((r) => r.created_at.getTime() >= hourStart(ago) && r.created_at.getTime() < hourStart(ago - 1));
+  const { hook, token, inHour } = await countedScene();
 
   // an earlier hour made stale (committed), so that the next roll-up counts from there on
   await db().pool.query('delete from webhooks.deliveries where id = $1', [inHour(20)[0]!.id]);

@@ -9,6 +9,18 @@ import { waitForRows } from '../helpers/relay.ts';
 
 const CLAIM = `select delivery_id, webhook_id from webhooks_relay.claim_deliveries($1, 10, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`;
 
+/** A database with one company's four webhooks, four deliveries due to each. */
+async function fourWebhooksWithDue(t: { teardown(fn: () => unknown): void }) {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const webhooks = [];
+  for (let i = 0; i < 4; i++) webhooks.push(await f.webhook({ companyId: company.id, actions: ['contact.created'] }));
+  for (let i = 0; i < 4; i++) await f.contact(company.id);
+  return { database, webhooks };
+}
+
 test('a lane being decided by another relay is passed over while others are ready, and waited for once it is the only one', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
@@ -80,13 +92,7 @@ test('a claim that finds every lane taken waits for the first in rotation only, 
 });
 
 test('a claim that meets another relay locks only the lanes its batch needs: a third relay claims from the rest meanwhile', async (t) => {
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const f = factories(database.pool);
-  const company = await f.company();
-  const webhooks = [];
-  for (let i = 0; i < 4; i++) webhooks.push(await f.webhook({ companyId: company.id, actions: ['contact.created'] }));
-  for (let i = 0; i < 4; i++) await f.contact(company.id); // four deliveries to each
+  const { database, webhooks } = await fourWebhooksWithDue(t);
   // the rotation: webhooks[0] served longest ago, then [1], [2], [3]
   for (const [i, webhook] of webhooks.entries()) {
     await database.pool.query(`update webhooks_private.lanes set served_at = now() - make_interval(mins => 10 - $2::int) where webhook_id = $1`, [webhook.id, i]);
@@ -125,13 +131,7 @@ test('a claim that meets another relay locks only the lanes its batch needs: a t
 });
 
 test('a relay alone spreads its batch over every webhook with due deliveries', async (t) => {
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const f = factories(database.pool);
-  const company = await f.company();
-  const webhooks = [];
-  for (let i = 0; i < 4; i++) webhooks.push(await f.webhook({ companyId: company.id, actions: ['contact.created'] }));
-  for (let i = 0; i < 4; i++) await f.contact(company.id);
+  const { database, webhooks } = await fourWebhooksWithDue(t);
   const { rows } = await database.pool.query(`select webhook_id from webhooks_relay.claim_deliveries('relay-a', 8, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`);
   t.deepEqual([...new Set(rows.map((r) => r.webhook_id))].sort(), webhooks.map((w) => w.id).sort(), 'two of each: every webhook\'s queue fed');
   t.is(rows.length, 8);
