@@ -285,8 +285,8 @@ end;
 $$;
 
 -- private: count the finished hours of one webhook's days not counted yet, from the
--- first hour without a true row (and not before its first delivery) to the last that
--- ended two hours ago. No lock: a row is replaced only if its version is still the
+-- first hour without a true row (and not before its first delivery of those days) to
+-- the last that ended two hours ago. No lock: a row is replaced only if its version is still the
 -- one read before counting (a writer that changed a delivery of the hour meanwhile
 -- moved it on, and the hour stays stale until the next roll-up).
 create or replace function webhooks_private.roll_up_webhook_hours(p_webhook_id bigint, p_company_id bigint, p_first_day date)
@@ -307,12 +307,20 @@ begin
   from generate_series(webhooks_private.utc_day_start(p_first_day), v_until - interval '1 hour', interval '1 hour') h(at)
   where not exists (select 1 from webhooks.delivery_hour_counts c
                     where c.webhook_id = p_webhook_id and c.hour = h.at and not c.stale);
-  select webhooks_private.utc_hour(min(h.created_at)) into v_first
-  from webhooks.delivery_history h
-  where h.webhook_id = p_webhook_id and h.company_id = p_company_id;
+  if v_from is null then
+    return;   -- nothing new
+  end if;
+  -- (read in the partitions of those days alone, the time a constant so that the
+  -- plan opens only those: a webhook with no delivery there gets no rows, and the
+  -- report counts its few rows)
+  execute format($q$select webhooks_private.utc_hour(min(h.created_at)) from webhooks.delivery_history h
+                    where h.webhook_id = $1 and h.company_id = $2 and h.created_at >= %L$q$,
+                 webhooks_private.utc_day_start(p_first_day))
+  into v_first
+  using p_webhook_id, p_company_id;
   v_from := greatest(v_from, v_first);
-  if v_first is null or v_from is null or v_from >= v_until then
-    return;   -- never fired, or nothing new
+  if v_first is null or v_from >= v_until then
+    return;   -- no delivery in those days, or none before the last hour to count
   end if;
   -- the versions before counting (a statement, so a snapshot, of its own)
   select coalesce(array_agg(c.hour), '{}'), coalesce(array_agg(c.version), '{}') into v_hours, v_versions
