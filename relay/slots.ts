@@ -26,8 +26,9 @@
 // claiming ahead for: its circuit breaker may open), as does holding none of it.
 //
 // Backlogged: a webhook whose last claim filled all the database allowed it (its
-// caps, its company's share or the batch ended it), so it likely has more due. It is refilled on its own (a claim of its index range only) once its
-// queue runs low, so that the refill lands before its slots go idle.
+// caps, its company's share or the batch ended it), so it likely has more due. It is
+// refilled on its own (a claim of its index range only) once its queue runs low, so
+// that the refill lands before its slots go idle.
 import type { DeliveryJob } from './queries.ts';
 
 /** A healthy, fast webhook may queue what its request slots send in this long. */

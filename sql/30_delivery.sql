@@ -119,8 +119,9 @@ $$;
 -- share of the relay's p_slots request slots. p_per_webhook caps what this relay
 -- holds of one webhook (in flight and queued); p_busy_webhooks/p_busy_counts say
 -- what it holds, and p_busy_caps (entries may be null) a cap of a held webhook's own
--- in place of p_per_webhook. p_only_webhooks null: look at every webhook with due deliveries
--- (discovery; more_due says the batch was full); given: refill those webhooks only.
+-- in place of p_per_webhook. p_only_webhooks null: look at every webhook with due
+-- deliveries (discovery; more_due says the batch was full); given: refill those
+-- webhooks only.
 -- Returns what the relay needs to send: the body is the stored payload serialised
 -- here, once, and signed as is; send_at and send_until, when not null, are the slot
 -- the delivery must be sent in (rate_limit pacing), else handed back; webhook_filled:

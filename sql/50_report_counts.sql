@@ -435,53 +435,13 @@ begin
 end;
 $$;
 
--- private, the report's counting of a stretch no day row covers: the true hour rows
--- wholly inside [p_since, p_until), everything else counted from the rows
--- (count_rows), one index range per stretch between them. Runs as the caller.
-create or replace function webhooks_private.count_stretch(
-  p_webhook_id bigint,
-  p_company_id bigint,
-  p_since timestamptz,
-  p_until timestamptz,
-  inout fired bigint,
-  inout succeeded bigint,
-  inout failed bigint
-)
-language plpgsql
-stable
-as $$
-declare
-  v_cursor timestamptz := p_since;
-  r record;
-begin
-  for r in
-    select c.hour, c.fired, c.succeeded, c.failed
-    from webhooks.delivery_hour_counts c
-    where c.webhook_id = p_webhook_id and c.hour >= p_since and c.hour <= p_until - interval '1 hour' and not c.stale
-    order by c.hour
-  loop
-    if r.hour > v_cursor then
-      select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
-      into fired, succeeded, failed
-      from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, r.hour) c;
-    end if;
-    fired := fired + r.fired;
-    succeeded := succeeded + r.succeeded;
-    failed := failed + r.failed;
-    v_cursor := r.hour + interval '1 hour';
-  end loop;
-  if v_cursor < p_until then
-    select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
-    into fired, succeeded, failed
-    from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, p_until) c;
-  end if;
-end;
-$$;
+drop function if exists webhooks_private.count_stretch(bigint, bigint, timestamptz, timestamptz, bigint, bigint, bigint);
 
 -- private, the report's counting: a webhook's deliveries created in [since, until):
--- the counted days wholly inside the range from delivery_day_counts, everything else
--- from the hours counted and the rows (count_stretch). Runs as the caller: row-level
--- security applies to every table it reads.
+-- the periods counted wholly inside the range (days from delivery_day_counts, the
+-- true hours of days without a day row from delivery_hour_counts), everything else
+-- counted from the rows, one index range per stretch between them (count_rows). Runs
+-- as the caller: row-level security applies to every table it reads.
 drop function if exists webhooks.count_deliveries(bigint, bigint, timestamptz, timestamptz);
 create or replace function webhooks_private.count_deliveries(
   p_webhook_id bigint,
@@ -501,7 +461,6 @@ declare
   v_first_day date;
   v_end_day date;
   v_cursor timestamptz := v_since;
-  v_day_start timestamptz;
   r record;
 begin
   fired := 0;
@@ -519,25 +478,33 @@ begin
   v_end_day := (v_until at time zone 'utc')::date;
 
   for r in
-    select c.day, c.fired, c.succeeded, c.failed
+    select webhooks_private.utc_day_start(c.day) as starts, interval '1 day' as lasts, c.fired, c.succeeded, c.failed
     from webhooks.delivery_day_counts c
     where c.webhook_id = p_webhook_id and c.day >= v_first_day and c.day < v_end_day
-    order by c.day
+    union all
+    -- (a day just counted keeps its hours until the next roll-up: its day row counts)
+    select h.hour, interval '1 hour', h.fired, h.succeeded, h.failed
+    from webhooks.delivery_hour_counts h
+    where h.webhook_id = p_webhook_id and h.hour >= v_since and h.hour <= v_until - interval '1 hour' and not h.stale
+      and not exists (select 1 from webhooks.delivery_day_counts c
+                      where c.webhook_id = p_webhook_id and c.day = webhooks_private.utc_day(h.hour))
+    order by 1
   loop
-    v_day_start := r.day::timestamp at time zone 'utc';
-    if v_day_start > v_cursor then
-      select c.fired, c.succeeded, c.failed into fired, succeeded, failed
-      from webhooks_private.count_stretch(p_webhook_id, p_company_id, v_cursor, v_day_start, fired, succeeded, failed) c;
+    if r.starts > v_cursor then
+      select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
+      into fired, succeeded, failed
+      from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, r.starts) c;
     end if;
     fired := fired + r.fired;
     succeeded := succeeded + r.succeeded;
     failed := failed + r.failed;
-    v_cursor := (r.day + 1)::timestamp at time zone 'utc';
+    v_cursor := r.starts + r.lasts;
   end loop;
 
   if v_cursor < v_until then
-    select c.fired, c.succeeded, c.failed into fired, succeeded, failed
-    from webhooks_private.count_stretch(p_webhook_id, p_company_id, v_cursor, v_until, fired, succeeded, failed) c;
+    select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
+    into fired, succeeded, failed
+    from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, v_until) c;
   end if;
 end;
 $$;

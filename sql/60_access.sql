@@ -143,7 +143,6 @@ grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
 -- the report's counting (webhooks.webhook_report)
 grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),
   webhooks_private.count_rows(bigint, bigint, timestamptz, timestamptz),
-  webhooks_private.count_stretch(bigint, bigint, timestamptz, timestamptz, bigint, bigint, bigint),
   webhooks_private.history_end(timestamptz),
   webhooks_private.utc_day(timestamptz),
   webhooks_private.utc_day_start(date)
