@@ -170,6 +170,32 @@ create trigger _500_write
   instead of insert or update or delete on webhooks.deliveries
   for each row execute function webhooks_private.tg_deliveries__write();
 
+-- private: each webhook with deliveries waiting (queue rows not in flight) and the
+-- earliest next attempt among them, by a loose index scan of
+-- delivery_queue_webhook_due_idx (webhook_id, next_attempt_at): one index probe per
+-- such webhook, whatever its backlog. What the claim discovers (28_lanes.sql) and the
+-- backlog figure walks (58_operations.sql). SQL, so that callers inline it.
+create or replace function webhooks_private.waiting_webhooks()
+returns table (webhook_id bigint, first_due timestamptz)
+language sql
+stable
+as $$
+  with recursive hooks(w, first_due) as (
+    (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
+     where d.locked_by is null
+     order by d.webhook_id, d.next_attempt_at
+     limit 1)
+    union all
+    select n.webhook_id, n.next_attempt_at
+    from hooks
+    cross join lateral (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
+                        where d.locked_by is null and d.webhook_id > hooks.w
+                        order by d.webhook_id, d.next_attempt_at
+                        limit 1) n
+  )
+  select hooks.w, hooks.first_due from hooks;
+$$;
+
 -- A webhook's delete takes its history, queue rows, results and attempts with it (no
 -- foreign keys on them: a key-share lock per row written on the hot path costs more
 -- than it protects, and a partition's foreign key, cloned when the partition is

@@ -201,21 +201,10 @@ begin
   --    holds its lanes for a millisecond or two; coming back empty would leave a busy
   --    webhook to one relay). Statements of their own: the next one counts rows in
   --    flight with a snapshot taken after these locks.
-  with recursive hooks(w, first_due) as (
-    -- each webhook with pending deliveries and its earliest due time, one index
-    -- probe each (a loose index scan of (webhook_id, next_attempt_at)): what is due
-    -- is known without a probe of its own
-    (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
-     where d.locked_by is null and p_only_webhooks is null
-     order by d.webhook_id, d.next_attempt_at
-     limit 1)
-    union all
-    select n.webhook_id, n.next_attempt_at
-    from hooks
-    cross join lateral (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
-                        where d.locked_by is null and d.webhook_id > hooks.w
-                        order by d.webhook_id, d.next_attempt_at
-                        limit 1) n
+  with hooks as (
+    -- each webhook with deliveries waiting, and its earliest due time (22_outbox.sql)
+    select h.webhook_id as w, h.first_due from webhooks_private.waiting_webhooks() h
+    where p_only_webhooks is null
   ),
   asked as (
     select hooks.w from hooks where hooks.first_due <= now()

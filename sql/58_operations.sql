@@ -22,16 +22,22 @@ as $$
 $$;
 
 -- Deliveries due now (pending, next attempt reached) and how long the longest-waiting
--- of them has been due, in seconds (0 when none is). Reads the queue's partial index
--- of rows not in flight (delivery_queue_due_idx, 22_outbox.sql) only.
+-- of them has been due, in seconds (0 when none is). Walks the queue's index of rows
+-- not in flight by webhook and due time (delivery_queue_webhook_due_idx, 22_outbox.sql)
+-- as the claim does: one probe for each webhook with rows on their way, then the due
+-- part of its range; retries waiting for a later attempt are not read.
 create or replace function webhooks_ops.backlog(out due bigint, out oldest_due_seconds double precision)
 language sql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select count(*),
-         coalesce(extract(epoch from now() - min(next_attempt_at)), 0)::double precision
-  from webhooks.delivery_queue
-  where locked_by is null and next_attempt_at <= now();
+  select coalesce(sum(c.due), 0)::bigint,
+         coalesce(extract(epoch from now() - min(c.oldest)), 0)::double precision
+  from webhooks_private.waiting_webhooks() h
+  cross join lateral (select count(*) as due, min(d.next_attempt_at) as oldest
+                      from webhooks.delivery_queue d
+                      where d.webhook_id = h.webhook_id and d.locked_by is null
+                        and d.next_attempt_at <= now()) c
+  where h.first_due <= now();
 $$;
