@@ -40,3 +40,9 @@ export function postgresCpuSeconds(postmasterPid: number): number {
   }
   return ticks / TICKS_PER_SECOND;
 }
+
+/** CPU time of one process (user and system), in seconds: NaN once it has exited. */
+export function processCpuSeconds(pid: number): number {
+  const fields = statFields(pid);
+  return fields ? (at(fields, 14) + at(fields, 15)) / TICKS_PER_SECOND : Number.NaN;
+}

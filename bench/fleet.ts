@@ -12,7 +12,7 @@ import { analyse, committedSeqs, latency, upTo, type Latency } from './analysis.
 import { spawnChild, type ChildHandle } from './child.ts';
 import { now } from './clock.ts';
 import { bpdContender } from './contenders/bpd.ts';
-import { postgresCpuSeconds } from './cpu.ts';
+import { postgresCpuSeconds, processCpuSeconds } from './cpu.ts';
 import { onDatabase, writeChanges } from './database.ts';
 import type { Bench } from './modes.ts';
 import { writeAtRate } from './writer.ts';
@@ -27,6 +27,8 @@ export interface FleetResult {
   /** the relays' CPU seconds together, per 1,000 deliveries */
   cpuPer1k: number;
   pgCpuPer1k: number;
+  /** the receiver's CPU seconds per 1,000 deliveries: it shares the machine's cores */
+  receiverCpuPer1k: number;
   /** claims that found nothing, all relays together */
   emptyClaims: number;
   claims: number;
@@ -91,11 +93,13 @@ export async function fleetBurnDown(bench: Bench, relays: number, count: number,
       await onDatabase(clone.url, (c) => c.query(`select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)`));
     }
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
+    const receiverBefore = processCpuSeconds(bench.receiver.pid);
     const startedAt = now();
     const complete = await arrived;
     if (!complete) bench.log(`  ${relays} relays: not all ${count} arrived within ${timeoutMs} ms`);
     const stats = await Promise.all(children.map((child) => child.stop()));
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
+    const receiverCpu = processCpuSeconds(bench.receiver.pid) - receiverBefore;
     const delivery = analyse(await bench.receiver.take(), upTo(count));
     const seconds = (delivery.lastArrival - startedAt) / 1000;
     const per1k = (cpu: number) => (cpu * 1000) / delivery.delivered;
@@ -109,6 +113,7 @@ export async function fleetBurnDown(bench: Bench, relays: number, count: number,
       perSecond: delivery.delivered / seconds,
       cpuPer1k: per1k(stats.reduce((total, s) => total + s.cpuSeconds, 0)),
       pgCpuPer1k: per1k(pgCpu),
+      receiverCpuPer1k: per1k(receiverCpu),
       claims: sum('claims'),
       emptyClaims: sum('emptyClaims'),
       complete,
@@ -142,13 +147,13 @@ async function shardWebhooks(url: string, n: number): Promise<void> {
 export function fleetTable(results: FleetResult[]): string {
   const one = results.find((r) => r.relays === 1);
   const lines = [
-    '| relays | deliveries/s | × 1 relay | relays CPU s/1k | Postgres CPU s/1k | claims (empty) | missing | duplicates |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| relays | deliveries/s | × 1 relay | relays CPU s/1k | Postgres CPU s/1k | receiver CPU s/1k | claims (empty) | missing | duplicates |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of results) {
     lines.push(
       `| ${r.relays} | ${r.perSecond.toFixed(0)}${r.complete ? '' : ' (incomplete)'} | ${one ? (r.perSecond / one.perSecond).toFixed(2) : '–'} | ` +
-        `${r.cpuPer1k.toFixed(3)} | ${r.pgCpuPer1k.toFixed(3)} | ${r.claims} (${r.emptyClaims}) | ${r.missing} | ${r.duplicates} |`,
+        `${r.cpuPer1k.toFixed(3)} | ${r.pgCpuPer1k.toFixed(3)} | ${r.receiverCpuPer1k.toFixed(3)} | ${r.claims} (${r.emptyClaims}) | ${r.missing} | ${r.duplicates} |`,
     );
   }
   return lines.join('\n');

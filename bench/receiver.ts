@@ -80,6 +80,8 @@ function serve(): void {
 export interface Receiver {
   url: string;
   origin: string;
+  /** the receiver's process (its CPU time is read from /proc) */
+  pid: number;
   /** distinct sequence numbers seen since the last take() */
   count(): Promise<number>;
   /** resolves true once `distinct` sequence numbers have arrived, false after timeoutMs */
@@ -112,6 +114,7 @@ export async function startReceiver(): Promise<Receiver> {
   return {
     origin,
     url: `${origin}/hook`,
+    pid: child.pid!,
     count: async () => (await ask({ type: 'count' })).count!,
     expect: async (distinct, timeoutMs) => {
       let timer: NodeJS.Timeout | undefined;
