@@ -1,6 +1,7 @@
-// The HTTP side shared by the graphile-worker contender and the HTTP-only limit: one
-// undici Pool per process with one connection per unit of concurrency, and the
-// Standard Webhooks headers, so both send what the relay sends.
+// The graphile-worker contender's HTTP side, written as a task author would: one undici
+// Pool per process with one connection per unit of concurrency, request(), and the
+// Standard Webhooks headers, so it sends what the relay sends. (The relay's own
+// sender, relay/deliver.ts, is leaner per request: BENCHMARKS.md says by how much.)
 import { createHmac } from 'node:crypto';
 import { Pool } from 'undici';
 

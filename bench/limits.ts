@@ -1,6 +1,7 @@
 // The machine's limits, each measured in a child process of its own:
-//   http: the same ~1 KiB body, signed, POSTed to the receiver with the same undici
-//         Pool and the same concurrency as the contenders, as fast as it goes; no database.
+//   http: the same ~1 KiB body, signed and POSTed to the receiver by the relay's own
+//         sender (relay/deliver.ts, with the relay's settings) at the contenders'
+//         concurrency, as fast as it goes; no database.
 //   db:   the relay's own claim and settle (webhooks_relay.claim_deliveries and
 //         settle_deliveries, through the relay's own modules and settings) over a
 //         pre-filled outbox, every claimed row settled as delivered (204) at once,
@@ -13,7 +14,8 @@ import { serveChild, spawnChild } from './child.ts';
 import { now } from './clock.ts';
 import { postgresCpuSeconds } from './cpu.ts';
 import { writeChanges } from './database.ts';
-import { BENCH_SECRET, post, senderPool, webhookHeaders } from './http.ts';
+import { BENCH_SECRET } from './http.ts';
+import { Sender } from '../relay/deliver.ts';
 import type { Bench, LimitResult } from './modes.ts';
 import { claimDeliveries } from '../relay/queries.ts';
 import { relayPool } from '../relay/database.ts';
@@ -27,13 +29,13 @@ const self = fileURLToPath(import.meta.url);
 // ---------------------------------------------------------------- children
 
 async function httpLimitChild(): Promise<void> {
-  const origin = process.env.RECEIVER_ORIGIN!;
-  const path = process.env.RECEIVER_PATH!;
+  const url = `${process.env.RECEIVER_ORIGIN!}${process.env.RECEIVER_PATH!}`;
   const concurrency = Number(process.env.CONCURRENCY);
   const total = Number(process.env.COUNT);
   // the body with "seq":0, as the relay would send change 0
   const template = process.env.BODY!;
-  const pool = senderPool(origin, concurrency);
+  // (the sender needs no database; the settings' reader insists on one)
+  const sender = new Sender(benchRelaySettings({ ...process.env, DATABASE_URL: 'postgres://unused' }));
   let next = 1;
   let failures = 0;
 
@@ -41,8 +43,11 @@ async function httpLimitChild(): Promise<void> {
     while (next <= last) {
       const seq = next++;
       const body = template.replace('"seq":0', `"seq":${seq}`);
-      const status = await post(pool, path, webhookHeaders(BENCH_SECRET, `msg_limit_${seq}`, body), body);
-      if (status !== 204) failures++;
+      const { outcome } = await sender.send({
+        deliveryId: String(seq), messageId: `msg_limit_${seq}`, webhookId: '1', attempt: 1, url, body,
+        secret: BENCH_SECRET, previousSecret: null, sendAt: null, sendUntil: null,
+      });
+      if (outcome.kind !== 'response' || outcome.status !== 204) failures++;
     }
   }
   const lanes = (last: number) => Promise.all(Array.from({ length: concurrency }, () => lane(last)));
@@ -57,7 +62,7 @@ async function httpLimitChild(): Promise<void> {
       void lanes(total).then(() => finished({ elapsedMs: now() - started, done: total - warmUp, failures }));
     },
     async stop() {
-      await pool.close();
+      await sender.close();
     },
   }));
 }
