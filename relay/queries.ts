@@ -111,7 +111,8 @@ export interface AttemptRecord {
 
 export interface SettledDelivery {
   state: 'succeeded' | 'pending' | 'failed';
-  nextAttemptAt: Date;
+  /** when a retry is due (null unless pending: nothing else needs it parsed) */
+  nextAttemptAt: Date | null;
 }
 
 /**
@@ -123,7 +124,7 @@ export async function settleDeliveries(db: Db, relayId: string, batch: readonly 
   const { rows } = await db.query({
     name: 'bpd_webhooks_settle',
     text: `
-      select delivery_id, state, next_attempt_at
+      select delivery_id, state, case when state = 'pending' then next_attempt_at end as next_attempt_at
       from webhooks_relay.settle_deliveries($1, $2::bigint[], $3::integer[], $4::timestamptz[], $5::integer[],
                                               $6::integer[], $7::text[], $8::text[], $9::integer[])`,
     values: [

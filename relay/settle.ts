@@ -179,13 +179,13 @@ export class Settler {
 
   private async write(batch: AttemptResult[]): Promise<void> {
     const settled = await settleDeliveries(this.db, this.relayId, batch.map(record));
+    // each settled attempt logged at info, a lost lease at warn: the fields are built
+    // only for a line that is written
+    const logSettled = this.log.isLevelEnabled('info');
     for (const result of batch) {
       const row = settled.get(result.job.deliveryId);
       if (row) this.metrics?.settled(row.state, result.durationMs);
-    }
-    if (!this.log.isLevelEnabled('info')) return;
-    for (const result of batch) {
-      const row = settled.get(result.job.deliveryId);
+      if (row && !logSettled) continue;
       const fields = {
         delivery: result.job.deliveryId,
         message: result.job.messageId,
@@ -199,7 +199,7 @@ export class Settler {
         this.log.warn({ ...fields, state: 'lease lost' }, 'attempt recorded, but the lease had run out: another relay owns the delivery now');
       } else {
         this.log.info(
-          { ...fields, state: row.state, nextAttemptAt: row.state === 'pending' ? row.nextAttemptAt : undefined },
+          { ...fields, state: row.state, nextAttemptAt: row.nextAttemptAt ?? undefined },
           'settled',
         );
       }

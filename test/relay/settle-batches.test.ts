@@ -17,7 +17,8 @@ const RELAY = 'relay-settle';
 const A_MINUTE = 60_000;
 
 /** A database with `count` deliveries leased to RELAY, their results as 204s, and a settler. */
-async function setup(t: { teardown: (fn: () => Promise<void>) => void }, count: number, batchSize: number) {
+async function setup(t: { teardown: (fn: () => Promise<void>) => void }, count: number, batchSize: number,
+                     log: pino.Logger = pino({ level: 'silent' })) {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const f = factories(database.pool);
@@ -32,7 +33,7 @@ async function setup(t: { teardown: (fn: () => Promise<void>) => void }, count: 
     job, attemptedAt: new Date(), durationMs: 3,
     outcome: { kind: 'response', status: 204, bodyExcerpt: '', retryAfterSeconds: null, note: null },
   }));
-  const settler = new Settler({ db: database.pool, relayId: RELAY, log: pino({ level: 'silent' }), batchSize, gatherMs: A_MINUTE });
+  const settler = new Settler({ db: database.pool, relayId: RELAY, log, batchSize, gatherMs: A_MINUTE });
   t.teardown(async () => settler.stop());
   const succeeded = async () => (await database.pool.query(
     `select count(*)::int as n from webhooks.deliveries where state = 'succeeded'`)).rows[0].n as number;
@@ -59,4 +60,20 @@ test('a whole batch is written without waiting', async (t) => {
   await waitForRows(database.pool, `select count(*)::int as n from webhooks.deliveries where state = 'succeeded'`, [],
     (rows) => rows[0].n === 3);
   t.is(settler.stats.settles, 1);
+});
+
+test('a result whose lease ran out is warned of when the log level is warn (settled attempts not logged)', async (t) => {
+  const lines: Array<{ level: number; msg: string; delivery?: string }> = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const { database, results, settler, succeeded } = await setup(t, 2, 100, log);
+  // the first delivery's lease runs out and another relay takes it
+  await database.pool.query(
+    `update webhooks.deliveries set locked_by = 'relay-other', locked_until = now() + interval '1 minute' where id = $1`,
+    [results[0].job.deliveryId]);
+  for (const result of results) settler.add(result);
+  t.true(await settler.drain(5_000));
+  t.is(await succeeded(), 1);
+  t.deepEqual(lines.map((l) => [l.level, l.delivery, l.msg]), [
+    [40, results[0].job.deliveryId, 'attempt recorded, but the lease had run out: another relay owns the delivery now'],
+  ]);
 });
