@@ -46,3 +46,33 @@ for (const statistics of ['taken before the backlog', 'taken with the backlog'] 
     }
   });
 }
+
+// A refill asks about its own webhooks only: the walk over every webhook with
+// deliveries waiting (webhooks_private.waiting_webhooks) is discovery's, and a refill
+// that ran it would read an index entry for each of them.
+test('a refill of one webhook reads its own range, not one entry for every webhook with deliveries waiting', async (t) => {
+  const WEBHOOKS = 200;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hooks = [];
+  for (let i = 0; i < WEBHOOKS; i++) hooks.push(await f.webhook({ companyId: company.id, actions: ['contact.created'] }));
+  // one delivery waiting for each webhook
+  await f.contact(company.id);
+  await database.pool.query('analyze webhooks.delivery_queue');
+
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const refill = `select delivery_id, webhook_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+                    '{}'::bigint[], '{}'::integer[], array[$1::bigint])`;
+  for (const hook of hooks.slice(0, 3)) {
+    await relay.query('begin');
+    const claimed = await relay.query(refill, [hook.id]);
+    const { rows: [reads] } = await relay.query(QUEUE_INDEX_READS);
+    await relay.query('commit');
+    t.deepEqual(claimed.rows.map((row) => row.webhook_id), [hook.id]);
+    t.true(reads.n < WEBHOOKS / 4, `a refill read ${reads.n} index entries of the queue`);
+  }
+});
