@@ -119,7 +119,7 @@ const excerptDecoder = new TextDecoder('utf-8', { fatal: false });
 /** Thrown into a request whose response body runs past the excerpt: its connection is dropped. */
 class LongBody extends Error {}
 
-type Ended = (HttpOutcome & { kind: 'response' }) | { kind: 'failed'; error: unknown; timedOut: boolean };
+export type Ended = (HttpOutcome & { kind: 'response' }) | { kind: 'failed'; error: unknown; timedOut: boolean };
 
 /**
  * One request's exchange, as undici's dispatcher reports it (Dispatcher.dispatch): the
@@ -133,7 +133,7 @@ type Ended = (HttpOutcome & { kind: 'response' }) | { kind: 'failed'; error: unk
  * (20,000 signed POSTs to a receiver on loopback, 32 in flight: about 50–80 µs of CPU
  * a send here against 70–100 through request(), in interleaved runs).
  */
-class Exchange implements Dispatcher.DispatchHandler {
+export class Exchange implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | null = null;
   private status = 0;
   private headers: Record<string, string | string[] | undefined> = {};

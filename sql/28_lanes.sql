@@ -47,6 +47,16 @@ as $$
   select coalesce(p_webhook_max, webhooks_private.setting('webhooks.max_in_flight', '32')::integer);
 $$;
 
+-- private: what the claiming relay may still take of one webhook: its cap for that
+-- webhook (p_cap, else p_per_webhook) less what it holds of it (p_held, null: none)
+create or replace function webhooks_private.relay_room(p_cap integer, p_per_webhook integer, p_held integer)
+returns integer
+language sql
+immutable
+as $$
+  select coalesce(p_cap, p_per_webhook) - coalesce(p_held, 0);
+$$;
+
 -- private: how long an open breaker waits before probe number p_probe (1 for the first)
 create or replace function webhooks_private.breaker_wait(p_probe integer)
 returns interval
@@ -224,7 +234,7 @@ begin
            -- not counted: an upper bound, known before the lane is locked)
            case when not w.enabled then p_limit
                 when l.open_until is not null then 1   -- a probe
-                else coalesce(b.cap, p_per_webhook) - coalesce(b.n, 0) end as bound
+                else webhooks_private.relay_room(b.cap, p_per_webhook, b.n) end as bound
     from asked
     join webhooks_private.lanes l on l.webhook_id = asked.w
     join webhooks.webhooks w on w.id = asked.w
@@ -317,7 +327,7 @@ begin
              when l.open_until > now() then 0
              else least(
                webhooks_private.max_in_flight(w.max_in_flight) - f.n,
-               coalesce(b.cap, p_per_webhook) - coalesce(b.n, 0),
+               webhooks_private.relay_room(b.cap, p_per_webhook, b.n),
                case when l.open_until is not null then 1 end,  -- a probe (open_until has passed)
                case when w.rate_limit is not null
                     then floor(extract(epoch from now() + v_horizon - greatest(l.paced_until, now()))

@@ -1,0 +1,88 @@
+// One request's exchange with undici's dispatcher (relay/deliver.ts), driven by hand:
+// what it ends with, and when it aborts the request. No socket, no database.
+import test from 'ava';
+import type { Dispatcher } from 'undici';
+import { Exchange, type Ended } from '../../relay/deliver.ts';
+
+/** A stand-in for undici's controller: records the reasons it was aborted with. */
+function controller() {
+  const reasons: Error[] = [];
+  let signal!: () => void;
+  const c = {
+    reasons,
+    /** resolves at the first abort */
+    abortedNow: new Promise<void>((resolve) => (signal = resolve)),
+    get aborted() { return reasons.length > 0; },
+    get paused() { return false; },
+    get reason() { return reasons[0] ?? null; },
+    abort(reason: Error) {
+      reasons.push(reason);
+      signal();
+    },
+    pause() {},
+    resume() {},
+  };
+  return c as typeof c & Dispatcher.DispatchController;
+}
+
+function exchange(limit: number, timeoutMs: number) {
+  const ends: Ended[] = [];
+  let ended!: () => void;
+  const first = new Promise<void>((resolve) => (ended = resolve));
+  const x = new Exchange(limit, timeoutMs, (end) => {
+    ends.push(end);
+    ended();
+  });
+  return { x, ends, first };
+}
+
+test('timed out before its connection is up: the attempt ends then, and the request is aborted when the connection comes', async (t) => {
+  const { x, ends, first } = exchange(1024, 20);
+  await first;
+  t.like(ends[0], { kind: 'failed', timedOut: true });
+  const c = controller();
+  x.onRequestStart(c);
+  t.is(c.reasons.length, 1, 'aborted before anything is written');
+  x.onResponseError(c, c.reasons[0]);
+  t.is(ends.length, 1, 'ended once');
+});
+
+test('timed out while the receiver answers: aborted, and ended as a timeout', async (t) => {
+  const { x, ends, first } = exchange(1024, 20);
+  const c = controller();
+  x.onRequestStart(c);
+  x.onResponseStart(c, 200, {});
+  await c.abortedNow;
+  t.is(ends.length, 0, 'not ended until undici reports the abort');
+  // undici reports the abort as an error of the exchange
+  x.onResponseError(c, c.reasons[0]);
+  await first;
+  t.like(ends[0], { kind: 'failed', timedOut: true });
+});
+
+test('a body past the limit: its first bytes kept, the connection dropped, the response counted', (t) => {
+  const { x, ends } = exchange(4, 60_000);
+  const c = controller();
+  x.onRequestStart(c);
+  x.onResponseStart(c, 503, { 'retry-after': '7' });
+  x.onResponseData(c, Buffer.from('ab'));
+  t.is(c.reasons.length, 0);
+  x.onResponseData(c, Buffer.from('cdef'));
+  t.is(c.reasons.length, 1, 'the connection is dropped rather than read on');
+  x.onResponseError(c, c.reasons[0]);
+  t.deepEqual(ends, [{ kind: 'response', status: 503, bodyExcerpt: 'abcd', retryAfterSeconds: 7, note: null }]);
+});
+
+test('a redirect ends as a response with its note; a body within the limit is kept whole', (t) => {
+  const { x, ends } = exchange(1024, 60_000);
+  const c = controller();
+  x.onRequestStart(c);
+  x.onResponseStart(c, 301, { location: 'https://elsewhere.example/' });
+  x.onResponseData(c, Buffer.from('moved'));
+  x.onResponseEnd();
+  t.is(c.reasons.length, 0);
+  t.deepEqual(ends, [{
+    kind: 'response', status: 301, bodyExcerpt: 'moved', retryAfterSeconds: null,
+    note: 'redirect not followed: HTTP 301 to https://elsewhere.example/',
+  }]);
+});
