@@ -320,8 +320,13 @@ declare
   v_gone bigint[];
   v_ordered bigint[];
 begin
-  -- the results of deliveries this relay still holds (found by their primary key,
-  -- locked, and checked: "still mine, still in flight")
+  -- the results of deliveries this relay still holds ("still mine, still in flight"),
+  -- found by their primary key. Not locked here: each change below reaches the row
+  -- version read here (its ctid) and repeats the guard, and a row changed in between
+  -- (rescued, leased again) is not that version any more: it is left alone, and its
+  -- result recorded as one whose lease was lost (below). Only what the changes
+  -- returned counts as settled. A lock taken first cost a WAL record and another
+  -- write to the row's page per delivery (docs/outbox.md).
   with result as (
     select *
     from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
@@ -329,14 +334,13 @@ begin
       as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
   ),
   mine as (
-    -- ctid: the row version this statement locked, so that the delete or update below
-    -- reaches it without a second walk of the primary key
+    -- ctid: the row version read here, which the delete or update below reaches
+    -- without a second walk of the primary key, and only if it is still that version
     select q.ctid, q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts
     from webhooks.delivery_queue q
     -- (is not distinct from, not =: with "=" the planner may prove the lease index's
     -- predicate and walk every lease in it instead of probing the primary key)
     where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
-    for update
   ),
   -- each webhook's attempt limit, read once however many of its results the batch holds
   hooks as materialized (
@@ -357,28 +361,11 @@ begin
     join mine m on m.delivery_id = r.id
     join hooks w on w.id = m.webhook_id
   ),
-  recorded as (
-    insert into webhooks.delivery_attempts
-      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
-       status_code, error, response_body, relay_id)
-    select o.id, o.created_at, o.webhook_id, o.company_id, o.attempt, o.attempted_at, greatest(o.duration_ms, 0),
-           o.status_code, case when o.status_code is null then coalesce(o.error, 'no response') else o.error end,
-           o.response_body, p_relay
-    from outcome o
-  ),
   finished as (
     delete from webhooks.delivery_queue q
     using outcome o
-    where q.ctid = o.ctid and o.new_state <> 'pending'
-  ),
-  ended as (
-    insert into webhooks.delivery_results
-      (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
-       last_error)
-    select o.id, o.created_at, o.webhook_id, o.company_id, o.new_state, o.attempts, o.attempted_at, o.status_code,
-           coalesce(o.error, 'HTTP ' || o.status_code)
-    from outcome o
-    where o.new_state = 'failed'
+    where q.ctid = o.ctid and o.new_state <> 'pending' and q.locked_by is not distinct from p_relay
+    returning q.delivery_id
   ),
   retried as (
     update webhooks.delivery_queue q
@@ -389,13 +376,37 @@ begin
         last_error = coalesce(o.error, 'HTTP ' || o.status_code),
         next_attempt_at = now() + webhooks_private.retry_wait(o.attempts, o.retry_after_s)
     from outcome o
-    where o.new_state = 'pending' and q.ctid = o.ctid
+    where o.new_state = 'pending' and q.ctid = o.ctid and q.locked_by is not distinct from p_relay
     returning q.delivery_id, q.next_attempt_at
   ),
-  answer as (
+  -- what this settle changed: only these are its deliveries' attempts and results
+  settled as (
     select o.*, rt.next_attempt_at
     from outcome o
+    left join finished f on f.delivery_id = o.id
     left join retried rt on rt.delivery_id = o.id
+    where f.delivery_id is not null or rt.delivery_id is not null
+  ),
+  recorded as (
+    insert into webhooks.delivery_attempts
+      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
+       status_code, error, response_body, relay_id)
+    select o.id, o.created_at, o.webhook_id, o.company_id, o.attempt, o.attempted_at, greatest(o.duration_ms, 0),
+           o.status_code, case when o.status_code is null then coalesce(o.error, 'no response') else o.error end,
+           o.response_body, p_relay
+    from settled o
+  ),
+  ended as (
+    insert into webhooks.delivery_results
+      (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
+       last_error)
+    select o.id, o.created_at, o.webhook_id, o.company_id, o.new_state, o.attempts, o.attempted_at, o.status_code,
+           coalesce(o.error, 'HTTP ' || o.status_code)
+    from settled o
+    where o.new_state = 'failed'
+  ),
+  answer as (
+    select * from settled
   )
   select coalesce(array_agg(a.id), '{}'), coalesce(array_agg(a.new_state), '{}'),
          coalesce(array_agg(coalesce(a.next_attempt_at, now())), '{}'),

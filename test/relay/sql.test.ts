@@ -288,6 +288,37 @@ test('settle is guarded: a relay whose lease was rescued cannot overwrite the ne
   t.like(attempts[2], { attempt: 2, status_code: 200, relay_id: 'relay-new' });
 });
 
+test('settle is guarded at the row itself: a rescue that commits while the settle waits for the row wins', async (t) => {
+  const { pool } = await setup(t, 1);
+  const [claimed] = await claim(pool, 'relay-late', 10, 10);
+  await pool.query(`update webhooks.deliveries set locked_until = now() - interval '1 second' where id = $1`, [claimed.delivery_id]);
+  // the rescue holds the row, uncommitted; the settle starts from a snapshot in which
+  // the row is still relay-late's, and reaches the row only once the rescue is done
+  const rescuer = await pool.connect();
+  const settler = await pool.connect();
+  t.teardown(() => { rescuer.release(); settler.release(); });
+  await rescuer.query('begin');
+  t.is((await rescuer.query('select webhooks_relay.rescue_expired_leases() as n')).rows[0].n, 1);
+  const { rows: [{ pid }] } = await settler.query('select pg_backend_pid() as pid');
+  const settling = settle(settler as unknown as pg.Pool, 'relay-late', [{ id: claimed.delivery_id, attempt: 1, status: 200 }]);
+  for (;;) {
+    const { rows } = await pool.query(`select wait_event_type from pg_stat_activity where pid = $1`, [pid]);
+    if (rows[0]?.wait_event_type === 'Lock') break;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await rescuer.query('commit');
+
+  t.deepEqual(await settling, [], 'the lease was lost: nothing settled');
+  t.like(await delivery(pool, claimed.delivery_id), { state: 'pending', locked_by: null, attempts: 1 });
+  const { rows: results } = await pool.query('select * from webhooks.delivery_results where delivery_id = $1', [claimed.delivery_id]);
+  t.deepEqual(results, []);
+  const { rows: attempts } = await pool.query(
+    'select attempt, status_code, relay_id from webhooks.delivery_attempts where delivery_id = $1 order by id',
+    [claimed.delivery_id],
+  );
+  t.deepEqual(attempts.map((a) => a.status_code), [null, 200], 'the rescue\'s note, then the late result, recorded once');
+});
+
 test('release: claimed but unsent rows go back to pending, uncounted; other relays\' rows and settled rows are untouched', async (t) => {
   const { pool } = await setup(t, 5, { maxAttempts: 3 });
   const mine = await claim(pool, 'relay-stopping', 3, 10);
