@@ -1,5 +1,5 @@
 // The relay's small parts on their own: the destination guard, settings, signatures,
-// Retry-After. (Everything with a database and a receiver is in the other relay-* files.)
+// Retry-After, the settle's array parameters. (Everything with a database and a receiver is in the other relay-* files.)
 import test from 'ava';
 import { Webhook } from 'standardwebhooks';
 import { parseRetryAfter } from '../../relay/deliver.ts';
@@ -14,6 +14,7 @@ import {
   specialKind,
   TENANT_REFUSAL,
 } from '../../relay/destinations.ts';
+import { numberArray, timeArray } from '../../relay/queries.ts';
 import { relaySettings } from '../../relay/settings.ts';
 import { signatureHeaders } from '../../relay/sign.ts';
 
@@ -187,4 +188,11 @@ test('Retry-After: seconds or an HTTP date; anything else is ignored', (t) => {
   t.true(inAMinute >= 58 && inAMinute <= 61, String(inAMinute));
   t.is(parseRetryAfter(new Date(Date.now() - 60_000).toUTCString()), 0);
   t.is(parseRetryAfter('99999999999'), 2_147_483_647);
+});
+
+test('the settle\'s array parameters: numbers and bigint strings as they are, NULL for null, times in UTC to the millisecond', (t) => {
+  t.is(numberArray(['9007199254740993', '1']), '{9007199254740993,1}');
+  t.is(numberArray([204, null, 0]), '{204,NULL,0}');
+  t.is(numberArray([]), '{}');
+  t.is(timeArray([new Date(Date.UTC(2026, 11, 1, 23, 59, 59, 7)), new Date(0)]), '{2026-12-01T23:59:59.007Z,1970-01-01T00:00:00.000Z}');
 });
