@@ -58,8 +58,14 @@ async function spawnRelays(bench: Bench, databaseUrl: string, count: number, lab
   return children;
 }
 
-/** Deliveries each relay sends before the measured burn-down (see fleetBurnDown). */
-export const FLEET_WARM_UP_PER_RELAY = 1_000;
+/**
+ * Deliveries each relay sends before the measured burn-down (see fleetBurnDown). A
+ * relay's CPU per send keeps falling for its first 20,000 to 30,000 sends (the Sender
+ * alone, 32 in flight: 108–127 µs a send over sends 5,000–25,000, 75–90 after;
+ * BENCHMARKS.md). With 1,000 each, four relays sent their share of the backlog still
+ * in that dearer stretch, one relay mostly past it.
+ */
+export const FLEET_WARM_UP_PER_RELAY = 8_000;
 
 /**
  * The burn-down with `relays` relays on one backlog, spread over `webhooks` webhooks
