@@ -112,11 +112,16 @@ function childEnv(bench: Bench, contender: Contender, databaseUrl: string): Reco
   };
 }
 
-export async function burnDown(bench: Bench, contender: Contender, count: number, timeoutMs: number): Promise<BurnDownResult> {
+export async function burnDown(bench: Bench, contender: Contender, count: number, timeoutMs: number, warmUp = 0): Promise<BurnDownResult> {
   const clone = await bench.pg.clone(`${contender.name}_burn`);
   try {
     await contender.prepare(clone.url, bench.receiver.url);
-    await writeChanges(clone.url, 1, count);
+    // cold (the default): the backlog is written with the sender stopped, and time and
+    // CPU count from its start. Warm (--warm N): the sender first delivers N changes,
+    // then the backlog is committed in one transaction while it runs, and time and CPU
+    // count from that commit (as the fleet mode does, bench/fleet.ts)
+    if (warmUp === 0) await writeChanges(clone.url, 1, count);
+    else await writeChanges(clone.url, count + 1, count + warmUp);
     await bench.receiver.take();
     const child = await spawnChild(contender.file, {
       name: `${contender.name}-burn-down`,
@@ -124,10 +129,19 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
       execArgv: contender.execArgv,
       cpuProfDir: bench.cpuProfDir,
     });
+    if (warmUp > 0) {
+      const warmed = bench.receiver.expect(warmUp, timeoutMs);
+      await child.go();
+      if (!(await warmed)) bench.log(`  ${contender.name}: the ${warmUp} warm-up deliveries did not all arrive within ${timeoutMs} ms`);
+      await whenFinished(clone.url, contender.unfinishedSql, 60_000);
+      await bench.receiver.take();
+      await child.mark();
+    }
+    const arrived = bench.receiver.expect(count, timeoutMs);
+    if (warmUp > 0) await writeChanges(clone.url, 1, count, { atOnce: true });
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
     const startedAt = now();
-    const arrived = bench.receiver.expect(count, timeoutMs);
-    await child.go();
+    if (warmUp === 0) await child.go();
     const complete = await arrived;
     if (!complete) bench.log(`  ${contender.name}: not all ${count} arrived within ${timeoutMs} ms`);
     // arrived is not finished: the contender still has to record each delivery as done

@@ -14,6 +14,9 @@
 //                    (noisy-neighbour mode: the healthy company's rate is the first
 //                    of --rates, default 200/s)
 //   --rounds N       burn-down rounds (default 1 with --quick, else 2)
+//   --warm N         burn-down: each contender first delivers N changes, then the
+//                    backlog is committed at once while it runs (default 0: cold, the
+//                    backlog written with the senders stopped)
 //   --rates A,B,…    open-loop rates per second (default 250,500,1000,2000)
 //   --seconds N      open-loop window (default 4 with --quick, else 20)
 //   --mode sync      backfill and ordering instead (bench/sync.ts, docs/backfill.md):
@@ -42,6 +45,7 @@ const { values: options } = parseArgs({
     only: { type: 'string' },
     mode: { type: 'string' },
     rounds: { type: 'string' },
+    warm: { type: 'string', default: '0' },
     rates: { type: 'string' },
     seconds: { type: 'string' },
     relays: { type: 'string', default: '1,2,4' },
@@ -114,7 +118,7 @@ try {
     dbRounds.push(await dbLimit(bench, plan.limitCount));
     for (const contender of round % 2 === 0 ? contenders : [...contenders].reverse()) {
       log(`[${elapsed()}] round ${round + 1}: burn-down: ${contender.name}, ${plan.burnDownCount} changes`);
-      contenderRounds.get(contender.name)!.push(await burnDown(bench, contender, plan.burnDownCount, 120_000));
+      contenderRounds.get(contender.name)!.push(await burnDown(bench, contender, plan.burnDownCount, 120_000, Number(options.warm)));
     }
   }
   if (rounds > 0) {
@@ -151,7 +155,10 @@ try {
 
 console.log(`## Run of ${machine()}`);
 console.log(`\nConcurrency ${bench.concurrency} per contender; Postgres 17 (embedded, default durability); ${options.quick ? 'quick run' : 'full run'} in ${elapsed()}.`);
-if (rounds > 0) console.log(`\n### Burn-down: ${plan.burnDownCount} changes written with the senders stopped${rounds > 1 ? ` (mean of ${rounds} rounds)` : ''}\n`);
+const burnDownHow = Number(options.warm) > 0
+  ? `committed at once while the senders run, each warmed by ${options.warm} deliveries first`
+  : 'written with the senders stopped';
+if (rounds > 0) console.log(`\n### Burn-down: ${plan.burnDownCount} changes ${burnDownHow}${rounds > 1 ? ` (mean of ${rounds} rounds)` : ''}\n`);
 if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
 if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival (after ${OPEN_LOOP_WARM_UP_SECONDS} s at the rate, not measured)\n`);
 if (openLoops.length > 0) console.log(openLoopTable(openLoops));
