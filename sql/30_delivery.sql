@@ -280,6 +280,16 @@ $$;
 ------------------------------------------------------------------------------------
 -- settle
 
+-- private: what an attempt row says went wrong: the error given, and an attempt that
+-- got no HTTP status always says something (delivery_attempts_has_outcome)
+create or replace function webhooks_private.attempt_error(p_status_code integer, p_error text)
+returns text
+language sql
+immutable
+as $$
+  select case when p_status_code is null then coalesce(p_error, 'no response') else p_error end;
+$$;
+
 -- private (relay): apply a batch of attempt results, one array element per attempt.
 -- Every attempt becomes a row of webhooks.delivery_attempts, even one whose lease
 -- ran out meanwhile (it did happen). The delivery itself changes only while this
@@ -392,7 +402,7 @@ begin
       (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
        status_code, error, response_body, relay_id)
     select o.id, o.created_at, o.webhook_id, o.company_id, o.attempt, o.attempted_at, greatest(o.duration_ms, 0),
-           o.status_code, case when o.status_code is null then coalesce(o.error, 'no response') else o.error end,
+           o.status_code, webhooks_private.attempt_error(o.status_code, o.error),
            o.response_body, p_relay
     from settled o
   ),
@@ -437,7 +447,7 @@ begin
       (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
        status_code, error, response_body, relay_id)
     select r.id, h.created_at, h.webhook_id, h.company_id, r.attempt, r.attempted_at, greatest(r.duration_ms, 0),
-           r.status_code, case when r.status_code is null then coalesce(r.error, 'no response') else r.error end,
+           r.status_code, webhooks_private.attempt_error(r.status_code, r.error),
            r.response_body, p_relay
     from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors, p_response_bodies)
       as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body)
