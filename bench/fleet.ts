@@ -13,8 +13,8 @@ import { spawnChild, type ChildHandle } from './child.ts';
 import { now } from './clock.ts';
 import { bpdContender } from './contenders/bpd.ts';
 import { postgresCpuSeconds, processCpuSeconds } from './cpu.ts';
-import { onDatabase, writeChanges } from './database.ts';
-import type { Bench } from './modes.ts';
+import { onDatabase, vacuumAfterWarmUp, writeChanges } from './database.ts';
+import { whenFinished, type Bench } from './modes.ts';
 import { writeAtRate } from './writer.ts';
 
 export interface FleetResult {
@@ -91,6 +91,8 @@ export async function fleetBurnDown(bench: Bench, relays: number, count: number,
     await Promise.all(children.map((child) => child.go()));
     if (!(await warmed)) bench.log(`  ${relays} relays: the ${warmUp} warm-up deliveries did not all arrive within ${timeoutMs} ms`);
     await bench.receiver.take();
+    await whenFinished(clone.url, bpdContender.unfinishedSql, 30_000);
+    await vacuumAfterWarmUp(clone.url);
     await Promise.all(children.map((child) => child.mark()));
     const arrived = bench.receiver.expect(count, timeoutMs);
     await writeChanges(clone.url, 1, count, { atOnce: true });

@@ -9,7 +9,7 @@ import { analyse, committedSeqs, latency, upTo, type Latency } from './analysis.
 import { spawnChild, type ChildStats } from './child.ts';
 import { now } from './clock.ts';
 import { postgresCpuSeconds } from './cpu.ts';
-import { writeChanges, type BenchPostgres } from './database.ts';
+import { vacuumAfterWarmUp, writeChanges, type BenchPostgres } from './database.ts';
 import type { Receiver } from './receiver.ts';
 import { writeAtRate } from './writer.ts';
 
@@ -134,6 +134,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
       await child.go();
       if (!(await warmed)) bench.log(`  ${contender.name}: the ${warmUp} warm-up deliveries did not all arrive within ${timeoutMs} ms`);
       await whenFinished(clone.url, contender.unfinishedSql, 60_000);
+      await vacuumAfterWarmUp(clone.url);
       await bench.receiver.take();
       await child.mark();
     }
@@ -170,7 +171,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
 }
 
 /** Polls (every 25 ms, at most boundMs) until the SQL counts nothing unfinished; the time then, or NaN. */
-async function whenFinished(url: string, sql: string, boundMs: number): Promise<number> {
+export async function whenFinished(url: string, sql: string, boundMs: number): Promise<number> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
