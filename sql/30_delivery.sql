@@ -414,16 +414,13 @@ begin
            coalesce(o.error, 'HTTP ' || o.status_code)
     from settled o
     where o.new_state = 'failed'
-  ),
-  answer as (
-    select * from settled
   )
   select coalesce(array_agg(a.id), '{}'), coalesce(array_agg(a.new_state), '{}'),
          coalesce(array_agg(coalesce(a.next_attempt_at, now())), '{}'),
          coalesce(array_agg(a.webhook_id), '{}'),
          coalesce(array_agg(a.id) filter (where a.status_code = 410), '{}')
   into v_ids, v_states, v_next, v_webhooks, v_gone
-  from answer a;
+  from settled a;
 
   -- 410 Gone: the endpoint asks not to be called again
   if cardinality(v_gone) > 0 then
