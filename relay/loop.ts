@@ -35,6 +35,12 @@ import { WakeUp } from './wakeup.ts';
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
 
+/**
+ * How soon a relay asks again after a claim found every webhook it could serve being
+ * claimed by other relays (lanes_busy): such a claim holds them a few milliseconds.
+ */
+export const LANES_BUSY_RETRY_MS = 10;
+
 export class Relay {
   readonly settings: RelaySettings;
   readonly log: Logger;
@@ -58,6 +64,8 @@ export class Relay {
   private readonly backfiller: Backfiller;
   private listener: Listener | null = null;
   private pollTimer: NodeJS.Timeout | undefined;
+  /** the look again after a claim that found every lane busy (LANES_BUSY_RETRY_MS) */
+  private lanesBusyTimer: NodeJS.Timeout | undefined;
   /** the claim round under way, if any (stop() waits for it) */
   private round: Promise<void> | null = null;
   private stopped: Promise<void> | null = null;
@@ -223,7 +231,7 @@ export class Relay {
   /** Claims (discovery when `only` is null, else a refill of those webhooks). */
   private async claim(only: string[] | null): Promise<Claimed> {
     const view = this.slots.claimView();
-    if (!view) return { jobs: [], filled: new Set(), moreDue: false, atCap: false };
+    if (!view) return { jobs: [], filled: new Set(), moreDue: false, atCap: false, lanesBusy: false };
     const started = performance.now();
     const claimed = await claimDeliveries(this.pool, {
       relayId: this.settings.relayId,
@@ -236,6 +244,7 @@ export class Relay {
       slots: this.settings.maxInFlight,
     });
     if (claimed.atCap) this.capHeldBack = true;
+    if (claimed.lanesBusy) this.lookAgainSoon();
     // the lease counts from the claim's statement, a little after `started`
     this.slots.claimed(only, claimed, started + this.settings.leaseMs);
     this.metrics.claimed(claimed.jobs.length);
@@ -246,6 +255,18 @@ export class Relay {
     if (only) this.stats.refills++;
     if (only && claimed.jobs.length === 0) this.stats.emptyRefills++;
     return claimed;
+  }
+
+  /**
+   * Another relay was claiming from every webhook this claim could serve: the claim
+   * did not wait for them (sql/28_lanes.sql says why); this relay looks again shortly.
+   */
+  private lookAgainSoon(): void {
+    if (this.lanesBusyTimer !== undefined || this.mode === 'stopping') return;
+    this.lanesBusyTimer = setTimeout(() => {
+      this.lanesBusyTimer = undefined;
+      if (this.mode !== 'stopping') this.wake();
+    }, LANES_BUSY_RETRY_MS);
   }
 
   /**
@@ -320,6 +341,7 @@ export class Relay {
   private async shutdown(): Promise<void> {
     this.scheduler.setMode('stopping');
     clearInterval(this.pollTimer);
+    clearTimeout(this.lanesBusyTimer);
     const rescuerStopped = this.rescuer.stop();
     const backfillerStopped = this.backfiller.stop();
     if (this.listener) await closeWithin('the notification connection', this.listener.close(), this.log);

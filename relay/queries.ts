@@ -55,6 +55,8 @@ export interface Claimed {
   moreDue: boolean;
   /** a webhook with due deliveries was at its fleet-wide cap: look again after a settle */
   atCap: boolean;
+  /** nothing leased: every webhook the claim could serve was being claimed by another relay; look again shortly */
+  lanesBusy: boolean;
 }
 
 /** Leases a batch of due deliveries to this relay (webhooks_relay.claim_deliveries). */
@@ -64,7 +66,8 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
     text: `
       select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret,
              (extract(epoch from send_at) * 1000)::float8 as send_at,
-             (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap
+             (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap,
+             lanes_busy
       from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[])`,
     values: [
       request.relayId,
@@ -78,7 +81,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
       [...request.heldByWebhook.keys()].map((id) => request.capByWebhook.get(id) ?? null),
     ],
   });
-  // a row without a delivery only says at_cap
+  // a row without a delivery only says at_cap or lanes_busy
   const jobs = rows.filter((row) => row.delivery_id !== null).map((row) => ({
     deliveryId: row.delivery_id,
     messageId: row.message_id,
@@ -92,7 +95,9 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
     sendUntil: row.send_until === null ? null : Number(row.send_until),
   }));
   const filled = new Set<string>(rows.filter((row) => row.webhook_filled).map((row) => row.webhook_id));
-  return { jobs, filled, moreDue: rows.some((row) => row.more_due), atCap: rows.some((row) => row.at_cap) };
+  return { jobs, filled, moreDue: rows.some((row) => row.more_due), atCap: rows.some((row) => row.at_cap),
+    lanesBusy: rows.some((row) => row.lanes_busy),
+  };
 }
 
 /** What one attempt came to, as settle_deliveries takes it. */

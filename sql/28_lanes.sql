@@ -21,8 +21,11 @@
 --
 -- The lane row is locked while a claim decides for it, so two relays never both
 -- count the same free slots: claims of one webhook take turns (each holds the lane
--- for a millisecond or two), claims of different webhooks do not meet. Counting rows in flight (not a counter) keeps the cap exact whatever a
--- relay's crash left behind: rescue and release need not touch the lane.
+-- for a millisecond or two), claims of different webhooks do not meet. A claim never
+-- waits for a lane: one that finds every lane it could serve taken by other relays'
+-- claims says so (lanes_busy) and the relay asks again shortly. Counting rows in
+-- flight (not a counter) keeps the cap exact whatever a relay's crash left behind:
+-- rescue and release need not touch the lane.
 --
 -- The circuit breaker and auto-disable are written by settles (lane_results): a
 -- healthy webhook's successes find failures = 0 and write nothing.
@@ -162,8 +165,9 @@ $$;
 -- due deliveries. A paced delivery comes with its slot [send_at, send_until) (null:
 -- send at once); webhook_filled: its webhook took all this claim allowed it, whatever
 -- set that (its caps, its company's share, the batch), so more of it may be due. One
--- more row, without a delivery (delivery_id null), says that a
--- webhook with due deliveries was at its fleet-wide cap. Deliveries of a disabled
+-- more row, without a delivery (delivery_id null), says that a webhook with due
+-- deliveries was at its fleet-wide cap, or, with lanes_busy, that every lane the
+-- claim could serve was being decided by another relay (nothing leased). Deliveries of a disabled
 -- webhook are returned regardless of limits: the claim fails them without sending.
 -- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
 -- takes (lanes and deliveries) hold until that claim commits. Every read of the
@@ -173,7 +177,7 @@ drop function if exists webhooks_private.lane_claim(integer, integer, integer, b
 -- (its result gained the row's ctid: a new result type needs the old one dropped)
 -- (and its created_at, so that the claim reads the messages before it leases)
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[]);
--- (and each held webhook's own cap, p_busy_caps)
+-- (and each held webhook's own cap, p_busy_caps; and lanes_busy in its result)
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[]);
 create function webhooks_private.lane_claim(
   p_relay         text,
@@ -186,7 +190,7 @@ create function webhooks_private.lane_claim(
   p_busy_caps     integer[]
 )
 returns table (delivery_id bigint, created_at timestamptz, row_ctid tid, send_at timestamptz, send_until timestamptz,
-               webhook_filled boolean)
+               webhook_filled boolean, lanes_busy boolean)
 language plpgsql
 volatile
 as $$
@@ -199,18 +203,15 @@ declare
   v_first boolean[];
   v_lanes bigint[];
   v_room integer;
-  v_contended boolean;
-  v_attempt integer;
+  v_contended boolean := false;
   -- ordered webhooks: their deliveries are picked only when not held back
   v_ordered constant bigint[] := webhooks_private.ordered_webhooks();
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
-  --    A lane another relay is deciding for is passed over when others are ready
-  --    (that relay serves it; claims of different webhooks never queue behind each
-  --    other); when every one is taken, the first in rotation is waited for (a claim
-  --    holds its lanes for a millisecond or two; coming back empty would leave a busy
-  --    webhook to one relay). Statements of their own: the next one counts rows in
-  --    flight with a snapshot taken after these locks.
+  --    A lane another relay is deciding for is passed over (that relay serves it;
+  --    claims of different webhooks never queue behind each other); when every one
+  --    is taken, the claim returns at once, saying so. Statements of their own: the
+  --    next one counts rows in flight with a snapshot taken after these locks.
   with hooks as (
     -- each webhook with deliveries waiting, and its earliest due time (22_outbox.sql)
     select h.webhook_id as w, h.first_due from webhooks_private.waiting_webhooks() h
@@ -281,38 +282,39 @@ begin
   -- of the claims waited (17 ms each). A relay alone takes every free lane: the batch
   -- spread over all its webhooks keeps each one's queue fed (one relay over eight
   -- webhooks delivered a quarter less when each claim served one or two of them).
-  -- SKIP LOCKED never waits, so the order of locking cannot deadlock. When every one
-  -- is being decided by another relay, wait for the first in rotation alone (holding
-  -- none: no deadlock), then take again whichever are free by then. (Waiting for
-  -- them all queued a claim behind every other claim of those lanes.)
-  for v_attempt in 1 .. 2 loop
-    v_lanes := '{}';
-    v_room := 0;
-    v_contended := v_attempt = 2;   -- it waited for another relay's claim
-    for i in 1 .. cardinality(v_ready) loop
-      continue when v_contended and v_room >= p_limit and not v_first[i];
-      perform 1 from webhooks_private.lanes l where l.webhook_id = v_ready[i] for update of l skip locked;
-      if not found then
-        v_contended := true;
-      else
-        v_lanes := v_lanes || v_ready[i];
-        -- what it may give: its bound, or fewer when fewer are due (counted no
-        -- further than the batch still needs: the rows the claim then reads). Not for
-        -- the last lane, which no later lane's choice depends on: with four relays on
-        -- one webhook this count read about 5,900 buffers a claim (the index entries of
-        -- rows other relays had just leased, kept while their claims held snapshots)
-        continue when i = cardinality(v_ready);
-        select v_room + count(*) into v_room
-        from (select 1 from webhooks.delivery_queue d
-              where d.webhook_id = v_ready[i] and d.locked_by is null and d.next_attempt_at <= now()
-              order by d.webhook_id, d.next_attempt_at
-              limit greatest(least(v_bound[i], p_limit - v_room), 1)) due;
-      end if;
-    end loop;
-    exit when cardinality(v_lanes) > 0 or v_attempt = 2;
-    perform 1 from webhooks_private.lanes l where l.webhook_id = v_ready[1] for update of l;
+  -- SKIP LOCKED never waits, so the order of locking cannot deadlock.
+  -- When every one is being decided by another relay, nothing is waited for: the
+  -- claim's statement would hold its snapshot all the while, and the index entries
+  -- of the rows the other relays lease and settle meanwhile could not be marked dead,
+  -- so every claim read them again (four relays on one webhook: waits of 22–50 ms,
+  -- the count of rows in flight reading 1,548 buffers a claim against 294 without
+  -- them; docs/relay-fairness.md). The relay asks again shortly instead (lanes_busy,
+  -- relay/loop.ts).
+  v_lanes := '{}';
+  v_room := 0;
+  for i in 1 .. cardinality(v_ready) loop
+    continue when v_contended and v_room >= p_limit and not v_first[i];
+    perform 1 from webhooks_private.lanes l where l.webhook_id = v_ready[i] for update of l skip locked;
+    if not found then
+      v_contended := true;
+    else
+      v_lanes := v_lanes || v_ready[i];
+      -- what it may give: its bound, or fewer when fewer are due (counted no
+      -- further than the batch still needs: the rows the claim then reads). Not for
+      -- the last lane, which no later lane's choice depends on: with four relays on
+      -- one webhook this count read about 5,900 buffers a claim (the index entries of
+      -- rows other relays had just leased, kept while their claims held snapshots)
+      continue when i = cardinality(v_ready);
+      select v_room + count(*) into v_room
+      from (select 1 from webhooks.delivery_queue d
+            where d.webhook_id = v_ready[i] and d.locked_by is null and d.next_attempt_at <= now()
+            order by d.webhook_id, d.next_attempt_at
+            limit greatest(least(v_bound[i], p_limit - v_room), 1)) due;
+    end if;
   end loop;
   if cardinality(v_lanes) = 0 then
+    return query select null::bigint, null::timestamptz, null::tid, null::timestamptz, null::timestamptz,
+                        null::boolean, true;
     return;
   end if;
 
@@ -447,12 +449,12 @@ begin
               then p.pace_from + make_interval(secs => (p.nth - 1)::float8 / p.rate_limit) end,
          case when p.rate_limit is not null
               then p.pace_from + make_interval(secs => p.nth::float8 / p.rate_limit) end,
-         p.webhook_filled
+         p.webhook_filled, false
   from picked p
   union all
   -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
   -- cap; the relay looks again once it has settled something
-  select null, null, null, null, null, null
+  select null, null, null, null, null, null, false
   where exists (select 1 from lane where lane.at_cap);
 end;
 $$;

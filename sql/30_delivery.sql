@@ -127,11 +127,16 @@ $$;
 -- the delivery must be sent in (rate_limit pacing), else handed back; webhook_filled:
 -- its webhook took all this claim allowed it (more of it may be due). at_cap: a
 -- webhook with due deliveries was at its fleet-wide cap (look again after a settle);
--- when nothing is leased it comes in a row of its own, its delivery_id null. Due deliveries of a disabled webhook are not
--- sent: they fail with a reason.
+-- lanes_busy: every webhook this claim could serve was being claimed by another
+-- relay at that moment, so nothing was leased (look again shortly: that claim holds
+-- them a few milliseconds); when nothing is leased these come in a row of their own,
+-- its delivery_id null. Due deliveries of a disabled webhook are not sent: they fail
+-- with a reason.
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]);
 -- (p_busy_caps came after p_slots)
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer);
+-- (lanes_busy came after at_cap: a new result type needs the old one dropped)
+drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[]);
 create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
@@ -156,7 +161,8 @@ returns table (
   send_until      timestamptz,
   webhook_filled  boolean,
   more_due        boolean,
-  at_cap          boolean
+  at_cap          boolean,
+  lanes_busy      boolean
 )
 language plpgsql
 volatile
@@ -179,6 +185,7 @@ declare
   v_send_until timestamptz[];
   v_filled boolean[];
   v_at_cap boolean;
+  v_lanes_busy boolean;
   v_day date;
   v_day_ids bigint[];
   v_day_messages text[];
@@ -194,15 +201,18 @@ begin
          array_agg(c.send_at) filter (where c.delivery_id is not null),
          array_agg(c.send_until) filter (where c.delivery_id is not null),
          array_agg(c.webhook_filled) filter (where c.delivery_id is not null),
-         coalesce(bool_or(c.delivery_id is null), false)
-    into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap
+         coalesce(bool_or(c.delivery_id is null and not c.lanes_busy), false),
+         coalesce(bool_or(c.lanes_busy), false)
+    into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap, v_lanes_busy
   from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
                                    p_busy_counts, p_only_webhooks, p_busy_caps) c;
   if v_locked is null then
-    -- nothing to lease; say whether a fleet-wide cap held deliveries back
-    if v_at_cap then
+    -- nothing to lease; say whether a fleet-wide cap or other relays' claims held
+    -- deliveries back
+    if v_at_cap or v_lanes_busy then
       return query select null::bigint, null::text, null::bigint, null::integer, null::text, null::text,
-                          null::text, null::text, null::timestamptz, null::timestamptz, null::boolean, false, true;
+                          null::text, null::text, null::timestamptz, null::timestamptz, null::boolean, false,
+                          v_at_cap, v_lanes_busy;
     end if;
     return;
   end if;
@@ -270,7 +280,8 @@ begin
   -- in the order lane_claim chose them (oldest first within a lane): the relay sends
   -- in this order
   select l.delivery_id, m.message_id, l.webhook_id, l.attempts, l.url, m.body, l.secret, l.previous_secret,
-         l.send_at, l.send_until, l.filled, p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap
+         l.send_at, l.send_until, l.filled, p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap,
+         false
   from leased l
   join unnest(v_message_ids, v_messages, v_bodies) as m(id, message_id, body) on m.id = l.delivery_id
   order by l.n;

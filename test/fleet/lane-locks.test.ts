@@ -1,13 +1,15 @@
-// Claims of different webhooks do not wait for each other: a lane another relay is
-// deciding for is passed over when the claim has other lanes to serve, and waited for
-// only when it is all there is (so a busy webhook is never left unserved).
+// Claims never wait for each other: a lane another relay is deciding for is passed
+// over when the claim has other lanes to serve; when it is all there is, the claim
+// returns at once saying so (lanes_busy), and the relay asks again shortly. (A claim
+// that waited held its snapshot all the while: sql/28_lanes.sql.)
 import test from 'ava';
 import pg from 'pg';
 import { createTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { waitForRows } from '../helpers/relay.ts';
+import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 
 const CLAIM = `select delivery_id, webhook_id from webhooks_relay.claim_deliveries($1, 10, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`;
+const CLAIM_ALL = `select delivery_id, webhook_id, at_cap, lanes_busy from webhooks_relay.claim_deliveries($1, 10, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`;
 
 /** A database with one company's four webhooks, four deliveries due to each. */
 async function fourWebhooksWithDue(t: { teardown(fn: () => unknown): void }) {
@@ -21,7 +23,7 @@ async function fourWebhooksWithDue(t: { teardown(fn: () => unknown): void }) {
   return { database, webhooks };
 }
 
-test('a lane being decided by another relay is passed over while others are ready, and waited for once it is the only one', async (t) => {
+test('a lane being decided by another relay is passed over while others are ready, and not waited for once it is the only one', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const f = factories(database.pool);
@@ -37,24 +39,28 @@ test('a lane being decided by another relay is passed over while others are read
   await other.query('begin');
   await other.query('select 1 from webhooks_private.lanes where webhook_id = $1 for update', [held.id]);
 
-  // a claim with a bound on its wait: before, it queued behind the held lane
+  // claims with a bound on their wait: a claim that waited would fail
   const claimer = new pg.Client({ connectionString: database.url });
   await claimer.connect();
   t.teardown(() => claimer.end());
   await claimer.query(`set statement_timeout = '5s'`);
-  const first = await claimer.query(CLAIM, ['relay-b']);
-  t.deepEqual(first.rows.map((r) => r.webhook_id), [free.id, free.id], 'the free lane is served at once, the held one passed over');
+  const first = await claimer.query(CLAIM_ALL, ['relay-b']);
+  t.deepEqual(first.rows.map((r) => [r.webhook_id, r.lanes_busy]), [[free.id, false], [free.id, false]],
+    'the free lane is served at once, the held one passed over');
 
-  // now the held lane is the only one with due deliveries: the claim waits for it
-  const pid = (await claimer.query('select pg_backend_pid() as pid')).rows[0].pid;
-  const second = claimer.query(CLAIM, ['relay-b']);
-  await waitForRows(database.pool,
-    `select 1 from pg_locks where pid = $1 and not granted`, [pid], (rows) => rows.length === 1);
+  // now the held lane is the only one with due deliveries: the claim says so at once
+  const second = await claimer.query(CLAIM_ALL, ['relay-b']);
+  t.deepEqual(second.rows, [{ delivery_id: null, webhook_id: null, at_cap: false, lanes_busy: true }]);
+  t.is((await database.pool.query(`select count(*)::int as n from webhooks.delivery_queue where webhook_id = $1 and locked_by is not null`, [held.id])).rows[0].n, 0,
+    'nothing of it leased');
+
+  // and takes it once the other claim has committed
   await other.query('commit');
-  t.deepEqual((await second).rows.map((r) => r.webhook_id), [held.id, held.id]);
+  const third = await claimer.query(CLAIM_ALL, ['relay-b']);
+  t.deepEqual(third.rows.map((r) => [r.webhook_id, r.lanes_busy]), [[held.id, false], [held.id, false]]);
 });
 
-test('a claim that finds every lane taken waits for the first in rotation only, then takes it while the others are still held', async (t) => {
+test('a claim that finds every lane taken holds none and waits for none, then takes the first one freed while the others are still held', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const f = factories(database.pool);
@@ -80,14 +86,14 @@ test('a claim that finds every lane taken waits for the first in rotation only, 
   const claimer = new pg.Client({ connectionString: database.url });
   await claimer.connect();
   t.teardown(() => claimer.end());
-  // bounded: before, the claim waited for every lane, the second's holder included
   await claimer.query(`set statement_timeout = '5s'`);
-  const pid = (await claimer.query('select pg_backend_pid() as pid')).rows[0].pid;
-  const claim = claimer.query(CLAIM, ['relay-c']);
-  await waitForRows(database.pool,
-    `select 1 from pg_locks where pid = $1 and not granted`, [pid], (rows) => rows.length === 1);
+  // it returns while both lanes are still held: it waited for neither
+  const busy = await claimer.query(CLAIM_ALL, ['relay-c']);
+  t.deepEqual(busy.rows, [{ delivery_id: null, webhook_id: null, at_cap: false, lanes_busy: true }]);
+
   await holders[0]!.query('commit');
-  t.deepEqual((await claim).rows.map((r) => r.webhook_id), [first.id, first.id], 'the first lane, while the second is still held');
+  const claim = await claimer.query(CLAIM, ['relay-c']);
+  t.deepEqual(claim.rows.map((r) => r.webhook_id), [first.id, first.id], 'the first lane, while the second is still held');
   await holders[1]!.query('commit');
 });
 
@@ -135,4 +141,31 @@ test('a relay alone spreads its batch over every webhook with due deliveries', a
   const { rows } = await database.pool.query(`select webhook_id from webhooks_relay.claim_deliveries('relay-a', 8, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`);
   t.deepEqual([...new Set(rows.map((r) => r.webhook_id))].sort(), webhooks.map((w) => w.id).sort(), 'two of each: every webhook\'s queue fed');
   t.is(rows.length, 8);
+});
+
+test('a relay whose claim found every lane busy asks again shortly, not at its next poll', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret, otherwise: { status: 200 } });
+  await f.contact(company.id);
+
+  // another relay's claim is deciding for the webhook's lane
+  const other = new pg.Client({ connectionString: database.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('begin');
+  await other.query('select 1 from webhooks_private.lanes where webhook_id = $1 for update', [webhook.id]);
+
+  // a relay that polls once a minute: only its look again can bring the delivery soon
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-busy', RELAY_POLL_INTERVAL_MS: '60000' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  // it keeps asking (a discovery and its last look are two claims; more are its looks again)
+  await waitForRows(database.pool, 'select 1', [], () => relay.stats.emptyClaims >= 5, 10_000);
+  t.is(receiver.received('/hook').length, 0);
+
+  await other.query('commit');
+  const [delivery] = await waitForFinalDeliveries(database.pool, [webhook.id], 1, 5_000);
+  t.is(delivery!.state, 'succeeded');
+  t.is(receiver.received('/hook').length, 1);
 });
