@@ -35,11 +35,6 @@ import { WakeUp } from './wakeup.ts';
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
 
-/**
- * How soon a relay asks again after a claim found every webhook it could serve being
- * claimed by other relays (lanes_busy): such a claim holds them a few milliseconds.
- */
-export const LANES_BUSY_RETRY_MS = 10;
 
 export class Relay {
   readonly settings: RelaySettings;
@@ -64,7 +59,7 @@ export class Relay {
   private readonly backfiller: Backfiller;
   private listener: Listener | null = null;
   private pollTimer: NodeJS.Timeout | undefined;
-  /** the look again after a claim that found every lane busy (LANES_BUSY_RETRY_MS) */
+  /** the end of lanes_busy (scheduler.ts) */
   private lanesBusyTimer: NodeJS.Timeout | undefined;
   /** the claim round under way, if any (stop() waits for it) */
   private round: Promise<void> | null = null;
@@ -211,6 +206,11 @@ export class Relay {
         return;
       }
       for (const job of claimed.jobs) this.dispatch(job);
+      const lanesBusyMs = this.scheduler.lanesBusyWait(claimed.lanesBusy);
+      if (lanesBusyMs !== null && this.mode !== 'stopping') {
+        this.restWhileLanesBusy(lanesBusyMs);
+        return;
+      }
     } while (this.scheduler.moreToClaim(view));
     if (this.mode !== 'stopping') this.scheduler.setMode('waiting');
   }
@@ -244,7 +244,6 @@ export class Relay {
       slots: this.settings.maxInFlight,
     });
     if (claimed.atCap) this.capHeldBack = true;
-    if (claimed.lanesBusy) this.lookAgainSoon();
     // the lease counts from the claim's statement, a little after `started`
     this.slots.claimed(only, claimed, started + this.settings.leaseMs);
     this.metrics.claimed(claimed.jobs.length);
@@ -258,15 +257,18 @@ export class Relay {
   }
 
   /**
-   * Another relay was claiming from every webhook this claim could serve: the claim
-   * did not wait for them (sql/28_lanes.sql says why); this relay looks again shortly.
+   * Another relay was claiming from every webhook this claim could serve, and the
+   * claim did not wait for them (sql/28_lanes.sql says why): no claim for `waitMs`,
+   * then a discovery.
    */
-  private lookAgainSoon(): void {
-    if (this.lanesBusyTimer !== undefined || this.mode === 'stopping') return;
+  private restWhileLanesBusy(waitMs: number): void {
+    this.scheduler.setMode('lanes_busy');
     this.lanesBusyTimer = setTimeout(() => {
       this.lanesBusyTimer = undefined;
-      if (this.mode !== 'stopping') this.wake();
-    }, LANES_BUSY_RETRY_MS);
+      if (this.mode !== 'lanes_busy') return;
+      this.scheduler.setMode('waiting');
+      this.wake();
+    }, waitMs);
   }
 
   /**

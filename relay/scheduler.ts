@@ -27,10 +27,19 @@
 //              to be written, so no claim (each delivery sent meanwhile would be sent
 //              again if the relay stopped before writing it). Enters: when a claim is
 //              due. Leaves: the next written batch kicks.
+//   lanes_busy every webhook the last claim could serve was being claimed by another
+//              relay at that moment; the claim did not wait for them (a waiting claim
+//              holds its snapshot: sql/28_lanes.sql). No claim until a timer of
+//              lanesBusyWait() runs out: 10 ms, twice as long after each claim that
+//              finds them busy again, at most LANES_BUSY_RETRY_MAX_MS, back to 10 ms
+//              after any other claim (a relay that asked again at every finished
+//              request made thousands of empty claims a run). Requests and settles go
+//              on meanwhile. Enters: from claiming. Leaves: the timer → waiting, with a
+//              discovery due.
 //   stopping   stop() was called: no claim starts any more. Enters: from any mode.
 //              Leaves: never.
 
-export type LoopMode = 'new' | 'waiting' | 'claiming' | 'full' | 'held_back' | 'stopping';
+export type LoopMode = 'new' | 'waiting' | 'claiming' | 'full' | 'held_back' | 'lanes_busy' | 'stopping';
 
 /**
  * Back-pressure: no new claim while this many batches of results wait to be written.
@@ -39,12 +48,21 @@ export type LoopMode = 'new' | 'waiting' | 'claiming' | 'full' | 'held_back' | '
  */
 export const UNSETTLED_BATCHES_LIMIT = 2;
 
+/**
+ * The first wait after a claim found every lane it could serve busy (lanes_busy): a
+ * claim holds its lanes a few milliseconds. Doubled while they stay busy, up to the
+ * most.
+ */
+export const LANES_BUSY_RETRY_MS = 10;
+export const LANES_BUSY_RETRY_MAX_MS = 160;
+
 const TRANSITIONS: Record<LoopMode, readonly LoopMode[]> = {
   new: ['waiting', 'stopping'],
   waiting: ['claiming', 'full', 'held_back', 'waiting', 'stopping'],
-  claiming: ['claiming', 'waiting', 'full', 'held_back', 'stopping'],
+  claiming: ['claiming', 'waiting', 'full', 'held_back', 'lanes_busy', 'stopping'],
   full: ['claiming', 'full', 'held_back', 'waiting', 'stopping'],
   held_back: ['claiming', 'full', 'held_back', 'waiting', 'stopping'],
+  lanes_busy: ['waiting', 'stopping'],
   stopping: ['stopping'],
 };
 
@@ -69,6 +87,8 @@ export class Scheduler {
   private current: LoopMode = 'new';
   /** a wake-up asked for a discovery that has not run yet */
   private discoveryDue = false;
+  /** the next wait in lanes_busy */
+  private lanesBusyMs = LANES_BUSY_RETRY_MS;
   private readonly onMode: (from: LoopMode, to: LoopMode) => void;
 
   constructor(options: { onMode?: (from: LoopMode, to: LoopMode) => void } = {}) {
@@ -98,6 +118,21 @@ export class Scheduler {
   /** True when a kick may start a claim round now (otherwise it folds into the current one, or is moot). */
   mayStartRound(): boolean {
     return this.current === 'waiting' || this.current === 'full' || this.current === 'held_back';
+  }
+
+  /**
+   * After a claim: how long to rest in lanes_busy when it found every lane busy
+   * (null: it did not), the next such wait doubled; any other claim starts again from
+   * LANES_BUSY_RETRY_MS.
+   */
+  lanesBusyWait(lanesBusy: boolean): number | null {
+    if (!lanesBusy) {
+      this.lanesBusyMs = LANES_BUSY_RETRY_MS;
+      return null;
+    }
+    const wait = this.lanesBusyMs;
+    this.lanesBusyMs = Math.min(wait * 2, LANES_BUSY_RETRY_MAX_MS);
+    return wait;
   }
 
   /** After a claim: is another one due at once? */

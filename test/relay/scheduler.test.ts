@@ -1,7 +1,14 @@
 // The claim scheduler on its own (relay/scheduler.ts): one mode, the transitions it
 // allows, and what the loop does next. No database.
 import test from 'ava';
-import { Scheduler, UNSETTLED_BATCHES_LIMIT, type LoopMode, type SchedulerView } from '../../relay/scheduler.ts';
+import {
+  LANES_BUSY_RETRY_MAX_MS,
+  LANES_BUSY_RETRY_MS,
+  Scheduler,
+  UNSETTLED_BATCHES_LIMIT,
+  type LoopMode,
+  type SchedulerView,
+} from '../../relay/scheduler.ts';
 
 function view(overrides: Partial<SchedulerView> = {}): SchedulerView {
   return { full: false, unsettled: 0, batchSize: 10, refillsDue: () => [], ...overrides };
@@ -10,8 +17,10 @@ function view(overrides: Partial<SchedulerView> = {}): SchedulerView {
 test('a scheduler starts new, and a kick starts a round only while waiting, full or held back', (t) => {
   const scheduler = new Scheduler();
   t.is(scheduler.mode, 'new');
-  const kickable: Record<LoopMode, boolean> = { new: false, waiting: true, claiming: false, full: true, held_back: true, stopping: false };
-  for (const mode of ['waiting', 'claiming', 'full', 'held_back', 'stopping'] as const) {
+  const kickable: Record<LoopMode, boolean> = {
+    new: false, waiting: true, claiming: false, full: true, held_back: true, lanes_busy: false, stopping: false,
+  };
+  for (const mode of ['waiting', 'claiming', 'lanes_busy', 'waiting', 'claiming', 'full', 'held_back', 'stopping'] as const) {
     scheduler.setMode(mode);
     t.is(scheduler.mayStartRound(), kickable[mode], mode);
   }
@@ -61,4 +70,28 @@ test('after a claim, another follows while a discovery or a refill is due, never
   t.true(scheduler.moreToClaim(view()));
   scheduler.setMode('stopping');
   t.false(scheduler.moreToClaim(view({ refillsDue: () => ['1'] })));
+});
+
+test('lanes busy: a rest of 10 ms, doubled while claims keep finding them busy, up to the most; any other claim starts again', (t) => {
+  const scheduler = new Scheduler();
+  const waits = [];
+  for (let i = 0; i < 6; i++) waits.push(scheduler.lanesBusyWait(true));
+  t.deepEqual(waits, [LANES_BUSY_RETRY_MS, 20, 40, 80, 160, 160]);
+  t.is(LANES_BUSY_RETRY_MAX_MS, 160);
+  t.is(scheduler.lanesBusyWait(false), null, 'a claim that found its lanes free rests not at all');
+  t.is(scheduler.lanesBusyWait(true), LANES_BUSY_RETRY_MS);
+});
+
+test('lanes busy is entered from a claim only, and left for waiting or stopping', (t) => {
+  const scheduler = new Scheduler();
+  scheduler.setMode('waiting');
+  t.throws(() => scheduler.setMode('lanes_busy'), { message: /no transition from waiting to lanes_busy/ });
+  scheduler.setMode('claiming');
+  scheduler.setMode('lanes_busy');
+  t.throws(() => scheduler.setMode('claiming'), { message: /no transition from lanes_busy to claiming/ });
+  scheduler.setMode('waiting');
+  scheduler.setMode('claiming');
+  scheduler.setMode('lanes_busy');
+  scheduler.setMode('stopping');
+  t.is(scheduler.mode, 'stopping');
 });
