@@ -62,28 +62,38 @@ async function spawnRelays(bench: Bench, databaseUrl: string, count: number, lab
  * Deliveries each relay sends before the measured burn-down (see fleetBurnDown). A
  * relay's CPU per send keeps falling for its first 20,000 to 30,000 sends (the Sender
  * alone, 32 in flight: 108–127 µs a send over sends 5,000–25,000, 75–90 after;
- * BENCHMARKS.md). With 1,000 each, four relays sent their share of the backlog still
- * in that dearer stretch, one relay mostly past it.
+ * BENCHMARKS.md). With fewer, four relays sent their share of the backlog still in
+ * that dearer stretch, one relay mostly past it: with 8,000 each, four relays' CPU
+ * per delivery was 1.6–2× one relay's (0.21–0.27 against 0.13–0.17 s/1k), with 25,000
+ * 1.14× (2026-12-01). A quick run keeps 8,000: its ratios are the rougher for it.
  */
-export const FLEET_WARM_UP_PER_RELAY = 8_000;
+export const FLEET_WARM_UP_PER_RELAY = { full: 25_000, quick: 8_000 } as const;
 
 /**
  * The burn-down with `relays` relays on one backlog, spread over `webhooks` webhooks
  * of the one company (each contact's changes go to one of them). Measured warm: the
- * relays first send FLEET_WARM_UP_PER_RELAY deliveries each, so that every connection
- * has planned its statements (about 20 ms of Postgres time for each of a relay's four
- * connections) and V8 has compiled the relay's hot paths; then the backlog is
+ * relays first send options.warmUpPerRelay deliveries each (FLEET_WARM_UP_PER_RELAY),
+ * so that every connection has planned its statements (about 20 ms of Postgres time
+ * for each of a relay's four connections) and V8 has compiled the relay's hot paths
+ * and grown its heap; then the backlog is
  * committed in one transaction, and time and CPU count from that commit. A cold start
  * costs each relay the same whatever the fleet; counted in a short run it would make
  * four relays look slower than one for a reason a fleet running for days never meets.
  */
-export async function fleetBurnDown(bench: Bench, relays: number, count: number, timeoutMs: number, webhooks = 1): Promise<FleetResult> {
+export async function fleetBurnDown(
+  bench: Bench,
+  relays: number,
+  count: number,
+  timeoutMs: number,
+  options: { webhooks?: number; warmUpPerRelay: number },
+): Promise<FleetResult> {
+  const webhooks = options.webhooks ?? 1;
   const clone = await bench.pg.clone(`fleet_${relays}`);
   try {
     if (webhooks > 1) await shardContacts(clone.url, webhooks);
     await bpdContender.prepare(clone.url, bench.receiver.url);
     if (webhooks > 1) await shardWebhooks(clone.url, webhooks);
-    const warmUp = FLEET_WARM_UP_PER_RELAY * relays;
+    const warmUp = options.warmUpPerRelay * relays;
     await writeChanges(clone.url, count + 1, count + warmUp);
     await bench.receiver.take();
     const children = await spawnRelays(bench, clone.url, relays, `fleet-${relays}`);

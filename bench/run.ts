@@ -77,6 +77,8 @@ const plan = {
   rates: options.rates ? options.rates.split(',').map(Number) : chosen.rates,
   seconds: options.seconds ? Number(options.seconds) : chosen.seconds,
 };
+/** each fleet relay's warm-up (bench/fleet.ts) */
+const warmUpPerRelay = options.quick ? FLEET_WARM_UP_PER_RELAY.quick : FLEET_WARM_UP_PER_RELAY.full;
 
 // a hard bound on the whole run, whatever happens
 const wholeRunBound = setTimeout(() => {
@@ -137,7 +139,7 @@ try {
   if (runs('fleet') && options.only !== 'graphile-worker') {
     for (const relays of options.relays.split(',').map(Number)) {
       log(`[${elapsed()}] fleet: ${relays} relay(s), ${plan.burnDownCount} changes to ${options.webhooks} webhook(s)`);
-      fleets.push(await fleetBurnDown(bench, relays, plan.burnDownCount, 120_000, Number(options.webhooks)));
+      fleets.push(await fleetBurnDown(bench, relays, plan.burnDownCount, 120_000, { webhooks: Number(options.webhooks), warmUpPerRelay }));
     }
   }
   if (runs('noisy-neighbour') && options.only !== 'graphile-worker') {
@@ -163,7 +165,7 @@ if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
 if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival (after ${OPEN_LOOP_WARM_UP_SECONDS} s at the rate, not measured)\n`);
 if (openLoops.length > 0) console.log(openLoopTable(openLoops));
 if (fleets.length > 0) {
-  console.log(`\n### Fleet: the burn-down of ${plan.burnDownCount} changes to ${options.webhooks} webhook(s) with several relays on one database, each relay warmed by ${FLEET_WARM_UP_PER_RELAY} deliveries first\n`);
+  console.log(`\n### Fleet: the burn-down of ${plan.burnDownCount} changes to ${options.webhooks} webhook(s) with several relays on one database, each relay warmed by ${warmUpPerRelay} deliveries first\n`);
   console.log(fleetTable(fleets));
 }
 if (noisy.length > 0) {
