@@ -296,8 +296,20 @@ export class Relay {
    */
   private pace(job: DeliveryJob, waitMs: number): void {
     this.slots.pace(job);
+    this.paceFor(job, waitMs);
+  }
+
+  private paceFor(job: DeliveryJob, waitMs: number): void {
     const timer = setTimeout(() => {
       this.pacing.delete(timer);
+      // a timer may fire a little before its time (it counts from the event loop's
+      // clock, which lags the wall clock): never send before the slot opens, or a
+      // second could hold rate_limit + 2 requests
+      const early = job.sendAt! - Date.now();
+      if (early > 0) {
+        this.paceFor(job, early);
+        return;
+      }
       const left = this.slots.unpace(job);
       job.sendAt = null;
       this.dispatch(job);
