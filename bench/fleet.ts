@@ -65,7 +65,7 @@ async function spawnRelays(bench: Bench, databaseUrl: string, count: number, lab
  * BENCHMARKS.md). With fewer, four relays sent their share of the backlog still in
  * that dearer stretch, one relay mostly past it: with 8,000 each, four relays' CPU
  * per delivery was 1.6–2× one relay's (0.21–0.27 against 0.13–0.17 s/1k), with 25,000
- * 1.14× (2026-12-01). A quick run keeps 8,000: its ratios are the rougher for it.
+ * 1.2–1.5× (2026-12-01). A quick run keeps 8,000: its ratios are the rougher for it.
  */
 export const FLEET_WARM_UP_PER_RELAY = { full: 25_000, quick: 8_000 } as const;
 

@@ -35,7 +35,6 @@ import { WakeUp } from './wakeup.ts';
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
 
-
 export class Relay {
   readonly settings: RelaySettings;
   readonly log: Logger;
@@ -299,6 +298,7 @@ export class Relay {
     this.paceFor(job, waitMs);
   }
 
+  /** The timer of a paced delivery (pace() counted it held). */
   private paceFor(job: DeliveryJob, waitMs: number): void {
     const timer = setTimeout(() => {
       this.pacing.delete(timer);

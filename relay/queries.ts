@@ -95,7 +95,11 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
     sendUntil: row.send_until === null ? null : Number(row.send_until),
   }));
   const filled = new Set<string>(rows.filter((row) => row.webhook_filled).map((row) => row.webhook_id));
-  return { jobs, filled, moreDue: rows.some((row) => row.more_due), atCap: rows.some((row) => row.at_cap),
+  return {
+    jobs,
+    filled,
+    moreDue: rows.some((row) => row.more_due),
+    atCap: rows.some((row) => row.at_cap),
     lanesBusy: rows.some((row) => row.lanes_busy),
   };
 }
