@@ -288,8 +288,8 @@ begin
   -- of the rows the other relays lease and settle meanwhile could not be marked dead,
   -- so every claim read them again (four relays on one webhook: waits of 22–50 ms,
   -- the count of rows in flight reading 1,548 buffers a claim against 294 without
-  -- them; docs/relay-fairness.md). The relay asks again shortly instead (lanes_busy,
-  -- relay/loop.ts).
+  -- them; docs/relay-fairness.md). The relay asks again shortly instead (the
+  -- lanes_busy mode of relay/scheduler.ts).
   v_lanes := '{}';
   v_room := 0;
   for i in 1 .. cardinality(v_ready) loop
