@@ -42,3 +42,47 @@ function busiest(times: number[]): number {
   }
   return most;
 }
+
+// Node's timers count from the event loop's clock, which lags the wall clock, so a
+// pacing timer may fire a moment before its slot opens. Here every timer fires 5 ms
+// early; the relay must still send no paced delivery before its slot.
+test.serial('a paced delivery is never sent before its slot opens, though its timer fires early', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
+  const RATE = 20;
+  await database.pool.query('update webhooks.webhooks set rate_limit = $2 where id = $1', [webhook.id, RATE]);
+  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 30) n`,
+    [company.id],
+  );
+
+  const realSetTimeout = globalThis.setTimeout;
+  const early = ((callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) =>
+    realSetTimeout(callback, ms !== undefined && ms > 6 ? ms - 5 : ms, ...args)) as typeof setTimeout;
+  globalThis.setTimeout = early;
+  t.teardown(() => {
+    globalThis.setTimeout = realSetTimeout;
+  });
+
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-early' });
+  t.teardown(() => relay.stop());
+  // when each paced delivery was handed to the sender, against its slot
+  const tooSoon: number[] = [];
+  let paced = 0;
+  const sender = (relay as unknown as { sender: { send: (job: { sendUntil: number | null }) => Promise<unknown> } }).sender;
+  const send = sender.send.bind(sender);
+  sender.send = (job) => {
+    if (job.sendUntil !== null) {
+      paced++;
+      const opens = job.sendUntil - 1000 / RATE;
+      if (Date.now() < opens) tooSoon.push(opens - Date.now());
+    }
+    return send(job);
+  };
+  await relay.start();
+  await waitForFinalDeliveries(database.pool, [webhook.id], 30, 60_000);
+  globalThis.setTimeout = realSetTimeout;
+  t.true(paced > 20, `${paced} deliveries waited for their slots`);
+  t.deepEqual(tooSoon, [], 'ms before their slots opened');
+});
