@@ -13,8 +13,8 @@ import { spawnChild, type ChildHandle } from './child.ts';
 import { now } from './clock.ts';
 import { bpdContender } from './contenders/bpd.ts';
 import { postgresCpuSeconds, processCpuSeconds } from './cpu.ts';
-import { onDatabase, vacuumAfterWarmUp, writeChanges } from './database.ts';
-import { whenFinished, type Bench } from './modes.ts';
+import { onDatabase, writeChanges } from './database.ts';
+import { warmUpSenders, type Bench } from './modes.ts';
 import { writeAtRate } from './writer.ts';
 
 export interface FleetResult {
@@ -97,13 +97,7 @@ export async function fleetBurnDown(
     await writeChanges(clone.url, count + 1, count + warmUp);
     await bench.receiver.take();
     const children = await spawnRelays(bench, clone.url, relays, `fleet-${relays}`);
-    const warmed = bench.receiver.expect(warmUp, timeoutMs);
-    await Promise.all(children.map((child) => child.go()));
-    if (!(await warmed)) bench.log(`  ${relays} relays: the ${warmUp} warm-up deliveries did not all arrive within ${timeoutMs} ms`);
-    await bench.receiver.take();
-    if (Number.isNaN(await whenFinished(clone.url, bpdContender.unfinishedSql, 30_000))) bench.log(`  ${relays} relays: the warm-up was not all settled within 30 s`);
-    await vacuumAfterWarmUp(clone.url);
-    await Promise.all(children.map((child) => child.mark()));
+    await warmUpSenders(bench, clone.url, children, { count: warmUp, unfinishedSql: bpdContender.unfinishedSql, label: `${relays} relays`, timeoutMs });
     const arrived = bench.receiver.expect(count, timeoutMs);
     await writeChanges(clone.url, 1, count, { atOnce: true });
     // with --profile: the top statements of the measured burn-down alone

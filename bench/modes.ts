@@ -6,7 +6,7 @@
 //              runs; commit-to-arrival latency and whether the backlog grew.
 import pg from 'pg';
 import { analyse, committedSeqs, latency, upTo, type Latency } from './analysis.ts';
-import { spawnChild, type ChildStats } from './child.ts';
+import { spawnChild, type ChildHandle, type ChildStats } from './child.ts';
 import { now } from './clock.ts';
 import { postgresCpuSeconds } from './cpu.ts';
 import { vacuumAfterWarmUp, writeChanges, type BenchPostgres } from './database.ts';
@@ -129,15 +129,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
       execArgv: contender.execArgv,
       cpuProfDir: bench.cpuProfDir,
     });
-    if (warmUp > 0) {
-      const warmed = bench.receiver.expect(warmUp, timeoutMs);
-      await child.go();
-      if (!(await warmed)) bench.log(`  ${contender.name}: the ${warmUp} warm-up deliveries did not all arrive within ${timeoutMs} ms`);
-      if (Number.isNaN(await whenFinished(clone.url, contender.unfinishedSql, 60_000))) bench.log(`  ${contender.name}: the warm-up was not all settled within 60 s`);
-      await vacuumAfterWarmUp(clone.url);
-      await bench.receiver.take();
-      await child.mark();
-    }
+    if (warmUp > 0) await warmUpSenders(bench, clone.url, [child], { count: warmUp, unfinishedSql: contender.unfinishedSql, label: contender.name, timeoutMs });
     const arrived = bench.receiver.expect(count, timeoutMs);
     if (warmUp > 0) await writeChanges(clone.url, 1, count, { atOnce: true });
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
@@ -170,8 +162,30 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
   }
 }
 
+/**
+ * The warm-up of a measured run (burn-down --warm, the fleet): the senders, spawned
+ * and waiting, deliver the `count` changes already written; then, once those are all
+ * settled, the database is vacuumed (bench/database.ts says why), the receiver
+ * forgets them and each sender marks its CPU, so that what follows is measured alone.
+ * What did not arrive or settle in time is logged, not fatal.
+ */
+export async function warmUpSenders(
+  bench: Bench,
+  url: string,
+  senders: ChildHandle[],
+  options: { count: number; unfinishedSql: string; label: string; timeoutMs: number },
+): Promise<void> {
+  const warmed = bench.receiver.expect(options.count, options.timeoutMs);
+  await Promise.all(senders.map((sender) => sender.go()));
+  if (!(await warmed)) bench.log(`  ${options.label}: the ${options.count} warm-up deliveries did not all arrive within ${options.timeoutMs} ms`);
+  if (Number.isNaN(await whenFinished(url, options.unfinishedSql, 60_000))) bench.log(`  ${options.label}: the warm-up was not all settled within 60 s`);
+  await vacuumAfterWarmUp(url);
+  await bench.receiver.take();
+  await Promise.all(senders.map((sender) => sender.mark()));
+}
+
 /** Polls (every 25 ms, at most boundMs) until the SQL counts nothing unfinished; the time then, or NaN. */
-export async function whenFinished(url: string, sql: string, boundMs: number): Promise<number> {
+async function whenFinished(url: string, sql: string, boundMs: number): Promise<number> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
