@@ -395,7 +395,7 @@ begin
     delete from webhooks.delivery_queue q
     using outcome o
     where q.ctid = o.ctid and o.new_state <> 'pending' and q.locked_by is not distinct from p_relay
-    returning q.delivery_id
+    returning o.*, null::timestamptz as next_attempt_at
   ),
   retried as (
     update webhooks.delivery_queue q
@@ -407,15 +407,16 @@ begin
         next_attempt_at = now() + webhooks_private.retry_wait(o.attempts, o.retry_after_s)
     from outcome o
     where o.new_state = 'pending' and q.ctid = o.ctid and q.locked_by is not distinct from p_relay
-    returning q.delivery_id, q.next_attempt_at
+    returning o.*, q.next_attempt_at
   ),
-  -- what this settle changed: only these are its deliveries' attempts and results
+  -- what this settle changed: only these are its deliveries' attempts and results.
+  -- Each change returns its outcome whole: a join back to the outcomes by id was a
+  -- nested loop of every result by every row changed (the planner sees one row in
+  -- each), 10,000 comparisons for a batch of 100.
   settled as (
-    select o.*, rt.next_attempt_at
-    from outcome o
-    left join finished f on f.delivery_id = o.id
-    left join retried rt on rt.delivery_id = o.id
-    where f.delivery_id is not null or rt.delivery_id is not null
+    select * from finished
+    union all
+    select * from retried
   ),
   recorded as (
     insert into webhooks.delivery_attempts
