@@ -19,6 +19,10 @@ import { writeAtRate } from './writer.ts';
 
 export interface FleetResult {
   relays: number;
+  /** how long the receiver took to answer each request (0: at once) */
+  receiverMs: number;
+  /** deliveries each relay sent before the measured burn-down */
+  warmUpPerRelay: number;
   count: number;
   delivered: number;
   missing: number;
@@ -85,9 +89,10 @@ export async function fleetBurnDown(
   relays: number,
   count: number,
   timeoutMs: number,
-  options: { webhooks?: number; warmUpPerRelay: number },
+  options: { webhooks?: number; warmUpPerRelay: number; receiverMs?: number },
 ): Promise<FleetResult> {
   const webhooks = options.webhooks ?? 1;
+  const receiverMs = options.receiverMs ?? 0;
   const clone = await bench.pg.clone(`fleet_${relays}`);
   try {
     if (webhooks > 1) await shardContacts(clone.url, webhooks);
@@ -98,6 +103,8 @@ export async function fleetBurnDown(
     await bench.receiver.take();
     const children = await spawnRelays(bench, clone.url, relays, `fleet-${relays}`);
     await warmUpSenders(bench, clone.url, children, { count: warmUp, unfinishedSql: bpdContender.unfinishedSql, label: `${relays} relays`, timeoutMs });
+    // the warm-up at full speed; the measured burn-down against the receiver's delay
+    if (receiverMs > 0) await bench.receiver.answerAfter(receiverMs);
     const arrived = bench.receiver.expect(count, timeoutMs);
     await writeChanges(clone.url, 1, count, { atOnce: true });
     // with --profile: the top statements of the measured burn-down alone
@@ -118,6 +125,8 @@ export async function fleetBurnDown(
     const sum = (key: string) => stats.reduce((total, s) => total + (s.extra[key] ?? 0), 0);
     return {
       relays,
+      receiverMs,
+      warmUpPerRelay: options.warmUpPerRelay,
       count,
       delivered: delivery.delivered,
       missing: delivery.missing,
@@ -131,6 +140,7 @@ export async function fleetBurnDown(
       complete,
     };
   } finally {
+    if (receiverMs > 0) await bench.receiver.answerAfter(0);
     await clone.drop();
   }
 }
@@ -156,6 +166,7 @@ async function shardWebhooks(url: string, n: number): Promise<void> {
   });
 }
 
+/** One table for the runs against one receiver delay: each compared to its one relay. */
 export function fleetTable(results: FleetResult[]): string {
   const one = results.find((r) => r.relays === 1);
   const lines = [

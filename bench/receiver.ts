@@ -1,5 +1,5 @@
-// The receiver every contender posts to: node:http on loopback, answers 204, and
-// records for each request its arrival time, its webhook-id and the sequence number
+// The receiver every contender posts to: node:http on loopback, answers 204 (at once,
+// or after a set delay, as an endpoint that takes its time would), and records for each request its arrival time, its webhook-id and the sequence number
 // that the benchmark wrote into the contact (so an arrival can be matched to the
 // commit that caused it). It runs in a process of its own so that its work does not
 // count against any contender, and talks to the benchmark over the IPC channel.
@@ -20,7 +20,8 @@ export interface Arrivals {
 type Request =
   | { type: 'count'; ref: number }
   | { type: 'take'; ref: number }
-  | { type: 'expect'; ref: number; distinct: number };
+  | { type: 'expect'; ref: number; distinct: number }
+  | { type: 'answer-after'; ref: number; ms: number };
 
 type Reply = { ref: number; count?: number; arrivals?: Arrivals; reached?: boolean };
 
@@ -31,6 +32,8 @@ function serve(): void {
   let arrivals: Arrivals = { seqs: [], times: [], ids: [] };
   let distinct = new Set<number>();
   let waiting: { ref: number; distinct: number } | undefined;
+  /** how long each request waits for its answer (its arrival is recorded at once) */
+  let answerAfterMs = 0;
 
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
@@ -43,7 +46,8 @@ function serve(): void {
       arrivals.times.push(at);
       arrivals.ids.push(String(request.headers['webhook-id'] ?? ''));
       distinct.add(seq);
-      response.writeHead(204).end();
+      if (answerAfterMs > 0) setTimeout(() => response.writeHead(204).end(), answerAfterMs);
+      else response.writeHead(204).end();
       if (waiting && distinct.size >= waiting.distinct) {
         process.send!({ ref: waiting.ref, reached: true } satisfies Reply);
         waiting = undefined;
@@ -61,6 +65,9 @@ function serve(): void {
       process.send!({ ref: message.ref, arrivals } satisfies Reply);
       arrivals = { seqs: [], times: [], ids: [] };
       distinct = new Set();
+    } else if (message.type === 'answer-after') {
+      answerAfterMs = message.ms;
+      process.send!({ ref: message.ref } satisfies Reply);
     } else if (message.type === 'expect') {
       if (distinct.size >= message.distinct) {
         process.send!({ ref: message.ref, reached: true } satisfies Reply);
@@ -86,6 +93,8 @@ export interface Receiver {
   count(): Promise<number>;
   /** resolves true once `distinct` sequence numbers have arrived, false after timeoutMs */
   expect(distinct: number, timeoutMs: number): Promise<boolean>;
+  /** answer each request `ms` after it arrived from now on (0: at once) */
+  answerAfter(ms: number): Promise<void>;
   /** everything recorded since the last take(); starts afresh */
   take(): Promise<Arrivals>;
   stop(): Promise<void>;
@@ -125,6 +134,9 @@ export async function startReceiver(): Promise<Receiver> {
       const result = await Promise.race([reached, timeout]);
       clearTimeout(timer);
       return result;
+    },
+    answerAfter: async (ms) => {
+      await ask({ type: 'answer-after', ms });
     },
     take: async () => (await ask({ type: 'take' })).arrivals!,
     stop: async () => {

@@ -10,6 +10,10 @@
 //   --mode MODE      run one mode only (burn-down, open-loop, fleet, noisy-neighbour, or sync)
 //   --relays A,B,…   fleet mode: relays on one database (default 1,2,4)
 //   --webhooks N     fleet mode: the changes spread over N webhooks of the company
+//   --receiver-ms A,B,…  fleet mode: how long the receiver takes to answer, one
+//                    table each (default 0,50: the relays and the machine's cores are
+//                    the limit, then endpoints that take 50 ms and the relays' request
+//                    slots are; the second burns down a third of the changes)
 //                    (default 1: every relay claims the same webhook)
 //                    (noisy-neighbour mode: the healthy company's rate is the first
 //                    of --rates, default 200/s)
@@ -50,6 +54,7 @@ const { values: options } = parseArgs({
     seconds: { type: 'string' },
     relays: { type: 'string', default: '1,2,4' },
     webhooks: { type: 'string', default: '1' },
+    'receiver-ms': { type: 'string', default: '0,50' },
     contacts: { type: 'string' },
   },
 });
@@ -137,9 +142,14 @@ try {
 
   // #11: bpd-webhooks alone (graphile-worker has no fleet-wide limits to compare)
   if (runs('fleet') && options.only !== 'graphile-worker') {
-    for (const relays of options.relays.split(',').map(Number)) {
-      log(`[${elapsed()}] fleet: ${relays} relay(s), ${plan.burnDownCount} changes to ${options.webhooks} webhook(s)`);
-      fleets.push(await fleetBurnDown(bench, relays, plan.burnDownCount, 120_000, { webhooks: Number(options.webhooks), warmUpPerRelay }));
+    for (const receiverMs of options['receiver-ms'].split(',').map(Number)) {
+      // a slow receiver: fewer changes, and the quick warm-up (the cores are not the limit)
+      const count = receiverMs > 0 ? Math.round(plan.burnDownCount / 3) : plan.burnDownCount;
+      const warmUp = receiverMs > 0 ? FLEET_WARM_UP_PER_RELAY.quick : warmUpPerRelay;
+      for (const relays of options.relays.split(',').map(Number)) {
+        log(`[${elapsed()}] fleet: ${relays} relay(s), ${count} changes to ${options.webhooks} webhook(s), the receiver answering after ${receiverMs} ms`);
+        fleets.push(await fleetBurnDown(bench, relays, count, 120_000, { webhooks: Number(options.webhooks), warmUpPerRelay: warmUp, receiverMs }));
+      }
     }
   }
   if (runs('noisy-neighbour') && options.only !== 'graphile-worker') {
@@ -164,9 +174,11 @@ if (rounds > 0) console.log(`\n### Burn-down: ${plan.burnDownCount} changes ${bu
 if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
 if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival (after ${OPEN_LOOP_WARM_UP_SECONDS} s at the rate, not measured)\n`);
 if (openLoops.length > 0) console.log(openLoopTable(openLoops));
-if (fleets.length > 0) {
-  console.log(`\n### Fleet: the burn-down of ${plan.burnDownCount} changes to ${options.webhooks} webhook(s) with several relays on one database, each relay warmed by ${warmUpPerRelay} deliveries first\n`);
-  console.log(fleetTable(fleets));
+for (const receiverMs of [...new Set(fleets.map((r) => r.receiverMs))]) {
+  const group = fleets.filter((r) => r.receiverMs === receiverMs);
+  const answering = receiverMs > 0 ? `, the receiver answering each request after ${receiverMs} ms` : '';
+  console.log(`\n### Fleet: the burn-down of ${group[0].count} changes to ${options.webhooks} webhook(s) with several relays on one database${answering}, each relay warmed by ${group[0].warmUpPerRelay} deliveries first\n`);
+  console.log(fleetTable(group));
 }
 if (noisy.length > 0) {
   console.log(`\n### Noisy neighbour: the benchmark company's changes while another company's ${NOISY_WEBHOOKS} webhooks hang, one relay at its defaults\n`);
