@@ -1,8 +1,10 @@
-// Two modes of #11, for bpd-webhooks alone (graphile-worker has no counterpart):
+// Two modes of #11:
 //   fleet:           the burn-down with 1, 2, 4 relays on one database: deliveries/s
 //                    and the CPU (relays together, Postgres) per 1,000 deliveries;
-//                    throughput must not fall as relays are added.
-//   noisy neighbour: the open loop of the benchmark company while another company's
+//                    throughput must not fall as relays are added. graphile-worker
+//                    beside it, with as many worker processes.
+//   noisy neighbour: bpd-webhooks alone (graphile-worker has no per-company
+//                    fairness to compare): the open loop of the benchmark company while another company's
 //                    eight webhooks post to a socket that never answers, with a deep
 //                    backlog queued for them: the healthy company's p50/p99, beside
 //                    the same run without the noisy company.
@@ -14,10 +16,12 @@ import { now } from './clock.ts';
 import { bpdContender } from './contenders/bpd.ts';
 import { postgresCpuSeconds, processCpuSeconds } from './cpu.ts';
 import { onDatabase, writeChanges } from './database.ts';
-import { warmUpSenders, type Bench } from './modes.ts';
+import { childEnv, warmUpSenders, type Bench, type Contender } from './modes.ts';
 import { writeAtRate } from './writer.ts';
 
 export interface FleetResult {
+  name: string;
+  /** relays (graphile-worker: worker processes) on the one database */
   relays: number;
   /** how long the receiver took to answer each request (0: at once) */
   receiverMs: number;
@@ -39,23 +43,15 @@ export interface FleetResult {
   complete: boolean;
 }
 
-function childEnv(bench: Bench, databaseUrl: string, relayId: string): Record<string, string> {
-  return {
-    DATABASE_URL: databaseUrl,
-    RECEIVER_ORIGIN: bench.receiver.origin,
-    RECEIVER_URL: bench.receiver.url,
-    CONCURRENCY: String(bench.concurrency),
-    RELAY_ID: relayId,
-  };
-}
-
-async function spawnRelays(bench: Bench, databaseUrl: string, count: number, label: string): Promise<ChildHandle[]> {
+async function spawnSenders(bench: Bench, contender: Contender, databaseUrl: string, count: number, label: string): Promise<ChildHandle[]> {
   const children: ChildHandle[] = [];
   for (let i = 1; i <= count; i++) {
-    children.push(await spawnChild(bpdContender.file, {
-      name: `${label}-relay-${i}`,
-      env: childEnv(bench, databaseUrl, `${label}-relay-${i}`),
-      execArgv: bpdContender.execArgv,
+    const name = `${label}-${contender.name}-${i}`;
+    children.push(await spawnChild(contender.file, {
+      name,
+      // RELAY_ID: each relay's leases and attempts name it (graphile-worker ignores it)
+      env: { ...childEnv(bench, contender, databaseUrl), RELAY_ID: name },
+      execArgv: contender.execArgv,
       cpuProfDir: bench.cpuProfDir,
     }));
   }
@@ -86,6 +82,7 @@ export const FLEET_WARM_UP_PER_RELAY = { full: 25_000, quick: 8_000 } as const;
  */
 export async function fleetBurnDown(
   bench: Bench,
+  contender: Contender,
   relays: number,
   count: number,
   timeoutMs: number,
@@ -93,16 +90,18 @@ export async function fleetBurnDown(
 ): Promise<FleetResult> {
   const webhooks = options.webhooks ?? 1;
   const receiverMs = options.receiverMs ?? 0;
-  const clone = await bench.pg.clone(`fleet_${relays}`);
+  // the webhooks of bpd-webhooks; graphile-worker's jobs go to one queue whatever
+  const shards = contender === bpdContender ? webhooks : 1;
+  const clone = await bench.pg.clone(`fleet_${contender === bpdContender ? 'bpd' : 'peer'}_${relays}`);
   try {
-    if (webhooks > 1) await shardContacts(clone.url, webhooks);
-    await bpdContender.prepare(clone.url, bench.receiver.url);
-    if (webhooks > 1) await shardWebhooks(clone.url, webhooks);
+    if (shards > 1) await shardContacts(clone.url, shards);
+    await contender.prepare(clone.url, bench.receiver.url);
+    if (shards > 1) await shardWebhooks(clone.url, shards);
     const warmUp = options.warmUpPerRelay * relays;
     await writeChanges(clone.url, count + 1, count + warmUp);
     await bench.receiver.take();
-    const children = await spawnRelays(bench, clone.url, relays, `fleet-${relays}`);
-    await warmUpSenders(bench, clone.url, children, { count: warmUp, unfinishedSql: bpdContender.unfinishedSql, label: `${relays} relays`, timeoutMs });
+    const children = await spawnSenders(bench, contender, clone.url, relays, `fleet-${relays}`);
+    await warmUpSenders(bench, clone.url, children, { count: warmUp, unfinishedSql: contender.unfinishedSql, label: `${contender.name} × ${relays}`, timeoutMs });
     // the warm-up at full speed; the measured burn-down against the receiver's delay
     if (receiverMs > 0) await bench.receiver.answerAfter(receiverMs);
     const arrived = bench.receiver.expect(count, timeoutMs);
@@ -115,7 +114,7 @@ export async function fleetBurnDown(
     const receiverBefore = processCpuSeconds(bench.receiver.pid);
     const startedAt = now();
     const complete = await arrived;
-    if (!complete) bench.log(`  ${relays} relays: not all ${count} arrived within ${timeoutMs} ms`);
+    if (!complete) bench.log(`  ${contender.name} × ${relays}: not all ${count} arrived within ${timeoutMs} ms`);
     const stats = await Promise.all(children.map((child) => child.stop()));
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
     const receiverCpu = processCpuSeconds(bench.receiver.pid) - receiverBefore;
@@ -124,6 +123,7 @@ export async function fleetBurnDown(
     const per1k = (cpu: number) => (cpu * 1000) / delivery.delivered;
     const sum = (key: string) => stats.reduce((total, s) => total + (s.extra[key] ?? 0), 0);
     return {
+      name: contender.name,
       relays,
       receiverMs,
       warmUpPerRelay: options.warmUpPerRelay,
@@ -166,17 +166,21 @@ async function shardWebhooks(url: string, n: number): Promise<void> {
   });
 }
 
-/** One table for the runs against one receiver delay: each compared to its one relay. */
+/**
+ * One table for the runs against one receiver delay: each run compared to its own
+ * contender's run with one sender. Claims are the relay's (graphile-worker counts none).
+ */
 export function fleetTable(results: FleetResult[]): string {
-  const one = results.find((r) => r.relays === 1);
   const lines = [
-    '| relays | deliveries/s | × 1 relay | relays CPU s/1k | Postgres CPU s/1k | receiver CPU s/1k | claims (empty) | missing | duplicates |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| contender | relays (workers) | deliveries/s | × 1 | CPU s/1k (all of them) | Postgres CPU s/1k | receiver CPU s/1k | claims (empty) | missing | duplicates |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of results) {
+    const one = results.find((o) => o.name === r.name && o.relays === 1);
+    const claims = r.name === bpdContender.name ? `${r.claims} (${r.emptyClaims})` : '–';
     lines.push(
-      `| ${r.relays} | ${r.perSecond.toFixed(0)}${r.complete ? '' : ' (incomplete)'} | ${one ? (r.perSecond / one.perSecond).toFixed(2) : '–'} | ` +
-        `${r.cpuPer1k.toFixed(3)} | ${r.pgCpuPer1k.toFixed(3)} | ${r.receiverCpuPer1k.toFixed(3)} | ${r.claims} (${r.emptyClaims}) | ${r.missing} | ${r.duplicates} |`,
+      `| ${r.name} | ${r.relays} | ${r.perSecond.toFixed(0)}${r.complete ? '' : ' (incomplete)'} | ${one ? (r.perSecond / one.perSecond).toFixed(2) : '–'} | ` +
+        `${r.cpuPer1k.toFixed(3)} | ${r.pgCpuPer1k.toFixed(3)} | ${r.receiverCpuPer1k.toFixed(3)} | ${claims} | ${r.missing} | ${r.duplicates} |`,
     );
   }
   return lines.join('\n');
@@ -255,7 +259,7 @@ export async function noisyNeighbour(bench: Bench, options: { rate: number; seco
     await bpdContender.prepare(clone.url, bench.receiver.url);
     const noisyBacklog = options.noisy ? await installNoisyCompany(clone.url, silent.url, options.backlogContacts) : 0;
     await bench.receiver.take();
-    const [relay] = await spawnRelays(bench, clone.url, 1, `noisy-${options.noisy}`);
+    const [relay] = await spawnSenders(bench, bpdContender, clone.url, 1, `noisy-${options.noisy}`);
     await relay!.go();
     if (options.noisy) {
       // the silent endpoints hold requests before the healthy company's window opens

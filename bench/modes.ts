@@ -102,7 +102,7 @@ function cost(stats: ChildStats, pgCpu: number, deliveries: number): Cost {
   return { cpuPer1k: per1k(stats.cpuSeconds), pgCpuPer1k: per1k(pgCpu), peakRssMb: stats.peakRssMb, extra: stats.extra };
 }
 
-function childEnv(bench: Bench, contender: Contender, databaseUrl: string): Record<string, string> {
+export function childEnv(bench: Bench, contender: Contender, databaseUrl: string): Record<string, string> {
   return {
     ...contender.env,
     DATABASE_URL: databaseUrl,

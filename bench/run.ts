@@ -8,7 +8,8 @@
 //                    RELAY_PER_WEBHOOK_IN_FLIGHT default; the benchmark has one webhook)
 //   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
 //   --mode MODE      run one mode only (burn-down, open-loop, fleet, noisy-neighbour, or sync)
-//   --relays A,B,…   fleet mode: relays on one database (default 1,2,4)
+//   --relays A,B,…   fleet mode: relays on one database (default 1,2,4); with --mode
+//                    fleet, as many graphile-worker processes beside them
 //   --webhooks N     fleet mode: the changes spread over N webhooks of the company
 //   --receiver-ms A,B,…  fleet mode: how long the receiver takes to answer, one
 //                    table each (default 0,50: the relays and the machine's cores are
@@ -89,7 +90,7 @@ const warmUpPerRelay = options.quick ? FLEET_WARM_UP_PER_RELAY.quick : FLEET_WAR
 const wholeRunBound = setTimeout(() => {
   console.error('bench: gave up after the whole-run bound');
   process.exit(3);
-}, (options.quick ? 4 : 20) * 60_000);
+}, (options.quick ? 4 : 20) * (options.mode === 'fleet' ? 2.5 : 1) * 60_000);
 wholeRunBound.unref();
 
 const log = (line: string) => console.error(line);
@@ -140,15 +141,21 @@ try {
     }
   }
 
-  // #11: bpd-webhooks alone (graphile-worker has no fleet-wide limits to compare)
-  if (runs('fleet') && options.only !== 'graphile-worker') {
+  // #11: relays on one database; asked for alone (--mode fleet), graphile-worker with
+  // as many worker processes too, each number of senders running both in alternating
+  // order (its trigger writes the backlogs and warm-ups at about 1.5 ms a change: too
+  // slow for the run of every mode)
+  const fleetContenders = options.mode === 'fleet' ? contenders : contenders.filter((c) => c === bpdContender);
+  if (runs('fleet')) {
     for (const receiverMs of options['receiver-ms'].split(',').map(Number)) {
       // a slow receiver: fewer changes, and the quick warm-up (the cores are not the limit)
       const count = receiverMs > 0 ? Math.round(plan.burnDownCount / 3) : plan.burnDownCount;
       const warmUp = receiverMs > 0 ? FLEET_WARM_UP_PER_RELAY.quick : warmUpPerRelay;
-      for (const relays of options.relays.split(',').map(Number)) {
-        log(`[${elapsed()}] fleet: ${relays} relay(s), ${count} changes to ${options.webhooks} webhook(s), the receiver answering after ${receiverMs} ms`);
-        fleets.push(await fleetBurnDown(bench, relays, count, 120_000, { webhooks: Number(options.webhooks), warmUpPerRelay: warmUp, receiverMs }));
+      for (const [index, relays] of options.relays.split(',').map(Number).entries()) {
+        for (const contender of index % 2 === 0 ? fleetContenders : [...fleetContenders].reverse()) {
+          log(`[${elapsed()}] fleet: ${contender.name} × ${relays}, ${count} changes to ${options.webhooks} webhook(s), the receiver answering after ${receiverMs} ms`);
+          fleets.push(await fleetBurnDown(bench, contender, relays, count, 120_000, { webhooks: Number(options.webhooks), warmUpPerRelay: warmUp, receiverMs }));
+        }
       }
     }
   }
@@ -175,9 +182,9 @@ if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
 if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival (after ${OPEN_LOOP_WARM_UP_SECONDS} s at the rate, not measured)\n`);
 if (openLoops.length > 0) console.log(openLoopTable(openLoops));
 for (const receiverMs of [...new Set(fleets.map((r) => r.receiverMs))]) {
-  const group = fleets.filter((r) => r.receiverMs === receiverMs);
+  const group = fleets.filter((r) => r.receiverMs === receiverMs).sort((a, b) => a.name.localeCompare(b.name) || a.relays - b.relays);
   const answering = receiverMs > 0 ? `, the receiver answering each request after ${receiverMs} ms` : '';
-  console.log(`\n### Fleet: the burn-down of ${group[0].count} changes to ${options.webhooks} webhook(s) with several relays on one database${answering}, each relay warmed by ${group[0].warmUpPerRelay} deliveries first\n`);
+  console.log(`\n### Fleet: the burn-down of ${group[0].count} changes to ${options.webhooks} webhook(s) with several relays (graphile-worker: worker processes) on one database${answering}, each warmed by ${group[0].warmUpPerRelay} deliveries first\n`);
   console.log(fleetTable(group));
 }
 if (noisy.length > 0) {
