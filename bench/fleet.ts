@@ -3,11 +3,11 @@
 //                    and the CPU (relays together, Postgres) per 1,000 deliveries;
 //                    throughput must not fall as relays are added. graphile-worker
 //                    beside it, with as many worker processes.
-//   noisy neighbour: bpd-webhooks alone (graphile-worker has no per-company
-//                    fairness to compare): the open loop of the benchmark company while another company's
+//   noisy neighbour: the open loop of the benchmark company while another company's
 //                    eight webhooks post to a socket that never answers, with a deep
 //                    backlog queued for them: the healthy company's p50/p99, beside
-//                    the same run without the noisy company.
+//                    the same run without the noisy company. bpd-webhooks alone
+//                    (graphile-worker has no companies to be fair between).
 import { createServer, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import { analyse, committedSeqs, latency, upTo, type Latency } from './analysis.ts';
