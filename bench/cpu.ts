@@ -1,7 +1,7 @@
 // CPU time of the whole Postgres instance, read from /proc: the postmaster's own time,
 // the time of its children that already exited (cutime, cstime) and the time of the
 // live backends. The difference over a phase is what Postgres spent on that phase.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
@@ -18,16 +18,33 @@ function statFields(pid: number | string): string[] | undefined {
 // fields after ')' start at field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17
 const at = (fields: string[], field: number) => Number(fields[field - 3]);
 
+// The children of a process, found by their parent pid in /proc/<pid>/stat (field 4).
+// Not /proc/<pid>/task/<tid>/children: the kernel builds that list in pieces, and a
+// child that forks or exits meanwhile can make it skip others (proc(5)); with relays'
+// connections opening and the backlog writer's closing as a window opened, a live
+// backend went uncounted at its start, and its whole CPU appeared in the window once
+// it was reaped.
 function childrenOf(pid: number): string[] {
   const children: string[] = [];
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      children.push(...readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean));
-    } catch {
-      // a thread that ended
-    }
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = statFields(entry);
+    if (fields && Number(fields[4 - 3]) === pid) children.push(entry);
   }
   return children;
+}
+
+/**
+ * Resolves once process `pid` is gone and reaped (at most boundMs). A backend's CPU
+ * moves into the postmaster's cutime only when the postmaster reaps it; a connection
+ * closed just before a measured window opens is waited for, so that its work stays
+ * out of the window whichever side of the reaping the window's first reading falls.
+ */
+export async function processGone(pid: number, boundMs = 2_000): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (existsSync(`/proc/${pid}`) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
 }
 
 export function postgresCpuSeconds(postmasterPid: number): number {

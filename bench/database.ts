@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { startEmbeddedPostgres, type RunningPostgres } from '../tools/embedded-postgres.ts';
 import { migrate } from '../tools/migrate.ts';
+import { processGone } from './cpu.ts';
 import { topStatements } from './statements.ts';
 
 const TEMPLATE = 'bench_template';
@@ -33,13 +34,20 @@ export interface Clone {
   drop(): Promise<void>;
 }
 
+/**
+ * One connection for `work`, closed after it; returns once its backend has exited
+ * (bench/cpu.ts, processGone): the bench's Postgres is on this machine, and the
+ * backlog's writer closes just before a measured window opens.
+ */
 export async function onDatabase<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
+  const backend = (client as unknown as { processID: number }).processID;
   try {
     return await work(client);
   } finally {
     await client.end();
+    await processGone(backend);
   }
 }
 
