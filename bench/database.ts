@@ -141,8 +141,9 @@ export async function writeChanges(url: string, from: number, to: number, option
  * After a warm-up (bench/fleet.ts, burn-down --warm): the warm-up left dead rows (its
  * changed contacts, its finished queue rows or jobs), which autovacuum, as it keeps up
  * with a system running for days, would otherwise clean in the middle of the measured
- * burn-down. It did: Postgres CPU per delivery 0.49 s/1k with four relays in one run,
- * 0.14 in the one before.
+ * burn-down. (A run with Postgres CPU per delivery at 0.49 s/1k, 0.14 in the one
+ * before, was put down to it; such outliers were later found to be the accounting race
+ * that bench/cpu.ts now avoids, so that run may have been one of them.)
  */
 export async function vacuumAfterWarmUp(url: string): Promise<void> {
   await onDatabase(url, (client) => client.query('vacuum (analyze)'));
