@@ -1,7 +1,8 @@
 // The receiver every contender posts to: node:http on loopback, answers 204 (at once,
-// or after a set delay, as an endpoint that takes its time would), and records for each request its arrival time, its webhook-id and the sequence number
-// that the benchmark wrote into the contact (so an arrival can be matched to the
-// commit that caused it). It runs in a process of its own so that its work does not
+// or after a set delay, as an endpoint that takes its time would), and records for
+// each request its arrival time, its webhook-id and the sequence number that the
+// benchmark wrote into the contact (so an arrival can be matched to the commit that
+// caused it). It runs in a process of its own so that its work does not
 // count against any contender, and talks to the benchmark over the IPC channel.
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';

@@ -11,18 +11,18 @@
 //   --relays A,B,…   fleet mode: relays on one database (default 1,2,4); with --mode
 //                    fleet, as many graphile-worker processes beside them
 //   --webhooks N     fleet mode: the changes spread over N webhooks of the company
+//                    (default 1: every relay claims the same webhook)
 //   --receiver-ms A,B,…  fleet mode: how long the receiver takes to answer, one
 //                    table each (default 0,50: the relays and the machine's cores are
 //                    the limit, then endpoints that take 50 ms and the relays' request
 //                    slots are; the second burns down a third of the changes)
-//                    (default 1: every relay claims the same webhook)
-//                    (noisy-neighbour mode: the healthy company's rate is the first
-//                    of --rates, default 200/s)
 //   --rounds N       burn-down rounds (default 1 with --quick, else 2)
 //   --warm N         burn-down: each contender first delivers N changes, then the
 //                    backlog is committed at once while it runs (default 0: cold, the
 //                    backlog written with the senders stopped)
-//   --rates A,B,…    open-loop rates per second (default 250,500,1000,2000)
+//   --rates A,B,…    open-loop rates per second (default 250,500,1000,2000); the
+//                    noisy-neighbour mode takes the first as the healthy company's
+//                    rate (default 200/s)
 //   --seconds N      open-loop window (default 4 with --quick, else 20)
 //   --mode sync      backfill and ordering instead (bench/sync.ts, docs/backfill.md):
 //                    live p99 alone and during a backfill of --contacts N contacts
