@@ -1,7 +1,7 @@
 // `npm run bench [-- --quick] [-- --profile]`: bpd-webhooks, graphile-worker and the
 // machine's limits, measured in one run on the same Postgres and the same receiver.
 // Prints one markdown table per mode (burn-down, open loop) with the ratios.
-//   --quick          a run under two minutes (fewer changes, shorter windows)
+//   --quick          a run of three to four minutes (fewer changes, shorter windows)
 //   --profile        V8 CPU profiles of every child (bench/profiles/) and the top
 //                    statements from pg_stat_statements
 //   --concurrency N  deliveries in flight per contender (default: the relay's
@@ -90,7 +90,7 @@ const warmUpPerRelay = options.quick ? FLEET_WARM_UP_PER_RELAY.quick : FLEET_WAR
 const wholeRunBound = setTimeout(() => {
   console.error('bench: gave up after the whole-run bound');
   process.exit(3);
-}, (options.quick ? 4 : 20) * (options.mode === 'fleet' ? 2.5 : 1) * 60_000);
+}, (options.quick ? 6 : 20) * (options.mode === 'fleet' ? 2.5 : 1) * 60_000);
 wholeRunBound.unref();
 
 const log = (line: string) => console.error(line);
