@@ -90,9 +90,10 @@ export async function fleetBurnDown(
 ): Promise<FleetResult> {
   const webhooks = options.webhooks ?? 1;
   const receiverMs = options.receiverMs ?? 0;
+  const isRelay = contender === bpdContender;
   // the webhooks of bpd-webhooks; graphile-worker's jobs go to one queue whatever
-  const shards = contender === bpdContender ? webhooks : 1;
-  const clone = await bench.pg.clone(`fleet_${contender === bpdContender ? 'bpd' : 'peer'}_${relays}`);
+  const shards = isRelay ? webhooks : 1;
+  const clone = await bench.pg.clone(`fleet_${isRelay ? 'bpd' : 'peer'}_${relays}`);
   try {
     if (shards > 1) await shardContacts(clone.url, shards);
     await contender.prepare(clone.url, bench.receiver.url);
