@@ -30,7 +30,7 @@ import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
 import type { RelaySettings } from './settings.ts';
 import { Settler } from './settle.ts';
 import { missedSlot, Slots } from './slots.ts';
-import { WakeUp } from './wakeup.ts';
+import { WakeUp, type Found } from './wakeup.ts';
 
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
@@ -218,11 +218,15 @@ export class Relay {
   private async discover(): Promise<Claimed> {
     await this.wakeUp.beforeDiscovery();
     const claimed = await this.claim(null);
-    // found: due work that only another discovery would bring. A webhook this claim
-    // filled to its cap (backlogged) is refilled on its own as its queue runs low,
-    // in claims of a useful size; discovering again at once would only take the few
-    // slots each finished request frees, one costly claim after another.
-    const found = claimed.moreDue || claimed.jobs.some((job) => !this.slots.isBacklogged(job.webhookId));
+    // found: due work that only another discovery would bring (full: more than this
+    // claim could take). A webhook this claim filled to its cap (backlogged) is
+    // refilled on its own as its queue runs low, in claims of a useful size;
+    // discovering again at once would only take the few slots each finished request
+    // frees, one costly claim after another.
+    const found: Found = {
+      deliveries: claimed.jobs.filter((job) => !this.slots.isBacklogged(job.webhookId)).length,
+      full: claimed.moreDue,
+    };
     if (await this.wakeUp.afterDiscovery(found, this.mode === 'stopping')) this.scheduler.requestDiscovery();
     return claimed;
   }

@@ -4,8 +4,8 @@
 //
 // Two kinds of claim (webhooks_relay.claim_deliveries):
 //   discovery  "what is due, anywhere?": asked for by wake() (a NOTIFY, the listener
-//              (re)connecting, the poll timer, a rescue or a release) and repeated at
-//              once while it finds work (see wakeup.ts for how it ends).
+//              (re)connecting, the poll timer, a rescue or a release) and repeated
+//              while it finds work (wakeup.ts: how soon, and how a run of them ends).
 //   refill     a backlogged webhook's queue runs low: its next rows straight from its
 //              own index range, without walking the other webhooks' queues.
 //

@@ -6,9 +6,21 @@
 // ended, one last discovery, and if that finds nothing too, the relay sleeps until
 // a NOTIFY or the poll timer.
 //
+// How soon an awake relay looks again depends on what it found: a full batch (more is
+// due) or a few deliveries or more, at once; fewer than TRICKLE_BELOW (a trickle: it
+// took all that was due, and little comes between claims), after LINGER_MS, so that a
+// trickle is taken a few at a time rather than by a claim that finds one and another
+// that finds none for each delivery. Where changes come faster, claims carry more and
+// follow each other at once, as the latency wants.
+//
 // Phases (one at a time, changed only by setPhase()):
 //   awake          relay_idle not held. Enters: before any discovery that is not the
-//                  last look. Leaves: an empty discovery → last_look or captures_open.
+//                  last look. Leaves: a discovery that found a trickle → lingering;
+//                  an empty one → last_look or captures_open.
+//   lingering      relay_idle not held (captures need not notify): the next discovery
+//                  comes after LINGER_MS. Enters: from awake, as above. Leaves: that
+//                  discovery, or any sooner one (a finished request, the poll timer)
+//                  → awake.
 //   last_look      relay_idle held and no capture that skipped its NOTIFY is open: one
 //                  more discovery. Leaves: it finds work → awake; it finds none → asleep.
 //   captures_open  relay_idle held, but a capture that skipped its NOTIFY is still
@@ -26,7 +38,24 @@ import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import type { IdleAnnouncer } from './idle.ts';
 
-export type WakePhase = 'awake' | 'last_look' | 'captures_open' | 'asleep';
+export type WakePhase = 'awake' | 'lingering' | 'last_look' | 'captures_open' | 'asleep';
+
+/** What a discovery found: how many deliveries only a discovery brings, and whether its batch was full. */
+export interface Found {
+  deliveries: number;
+  full: boolean;
+}
+
+/** A discovery that found fewer deliveries than this (and not a full batch) found a trickle. */
+export const TRICKLE_BELOW = 4;
+
+/**
+ * After a trickle, an awake relay looks again this much later. Deliveries committed
+ * meanwhile wait at most this long more; a relay taking 250 changes a second made
+ * about 1.5 claims a delivery without it (a claim that found one, then one that found
+ * none, for most of them), each near a millisecond of Postgres time (BENCHMARKS.md).
+ */
+export const LINGER_MS = 5;
 
 /** A capture that skipped its NOTIFY is still open: ask again this soon, */
 export const RECHECK_FIRST_MS = 2;
@@ -39,7 +68,8 @@ export class WakeUp {
   private current: WakePhase = 'awake';
   /** changes with every phase change: an answer that comes back after one is stale */
   private epoch = 0;
-  private recheck: NodeJS.Timeout | undefined;
+  /** the phase's timer: the lingering relay's next look, or the next recheck of open captures */
+  private timer: NodeJS.Timeout | undefined;
   /** rechecks since the relay last found work or found the captures done */
   private rechecks = 0;
   private closed = false;
@@ -66,14 +96,22 @@ export class WakeUp {
   }
 
   /**
-   * After a discovery: true when another discovery is due at once (it found work, or
-   * it is time for the last look). `stopping`: no going idle.
+   * After a discovery: true when another discovery is due at once (it found plenty,
+   * or it is time for the last look); after a trickle the next comes after LINGER_MS
+   * by itself. `stopping`: neither.
    */
-  async afterDiscovery(found: boolean, stopping: boolean): Promise<boolean> {
-    if (found) {
+  async afterDiscovery(found: Found, stopping: boolean): Promise<boolean> {
+    if (found.full || found.deliveries >= TRICKLE_BELOW) {
       this.rechecks = 0;
       this.setPhase('awake');
       return true;
+    }
+    if (found.deliveries > 0) {
+      this.rechecks = 0;
+      if (stopping) return false;
+      this.setPhase('lingering');
+      this.timer = setTimeout(() => this.wake(), LINGER_MS);
+      return false;
     }
     if (this.current === 'last_look') {
       this.setPhase('asleep');
@@ -111,14 +149,14 @@ export class WakeUp {
     if (next === this.current) return;
     this.current = next;
     this.epoch++;
-    clearTimeout(this.recheck);
-    this.recheck = undefined;
+    clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   /** Runs `then` after the next backoff step. */
   private schedule(then: () => void): void {
-    clearTimeout(this.recheck);
-    this.recheck = setTimeout(then, backoffMs(this.rechecks++, { baseMs: RECHECK_FIRST_MS, capMs: RECHECK_CAP_MS }));
+    clearTimeout(this.timer);
+    this.timer = setTimeout(then, backoffMs(this.rechecks++, { baseMs: RECHECK_FIRST_MS, capMs: RECHECK_CAP_MS }));
   }
 
   private async checkCaptures(epoch: number): Promise<void> {

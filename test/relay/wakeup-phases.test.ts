@@ -1,0 +1,91 @@
+// The wake-up protocol's phases on their own (relay/wakeup.ts): how soon an awake relay
+// looks again after each kind of discovery, and how it goes idle. No database: the
+// idle connection is a stand-in that records what it was asked.
+import test from 'ava';
+import pino from 'pino';
+import { LINGER_MS, TRICKLE_BELOW, WakeUp } from '../../relay/wakeup.ts';
+
+function setup(options: { safe?: boolean } = {}) {
+  const asked: string[] = [];
+  let woken = 0;
+  let onWake: () => void = () => {};
+  const wakeUp = new WakeUp({
+    idle: {
+      goingIdle: async () => {
+        asked.push('goingIdle');
+        return options.safe ?? true;
+      },
+      capturesDone: async () => {
+        asked.push('capturesDone');
+        return true;
+      },
+      awake: async () => {
+        asked.push('awake');
+      },
+      close: async () => {},
+    },
+    log: pino({ level: 'silent' }),
+    wake: () => {
+      woken++;
+      onWake();
+    },
+  });
+  const nextWake = () => new Promise<void>((resolve) => (onWake = resolve));
+  return { wakeUp, asked, woken: () => woken, nextWake };
+}
+
+test('a full batch, or a few deliveries or more: the next discovery at once, still awake', async (t) => {
+  const { wakeUp, asked } = setup();
+  t.true(await wakeUp.afterDiscovery({ deliveries: 1, full: true }, false));
+  t.is(wakeUp.phase, 'awake');
+  t.true(await wakeUp.afterDiscovery({ deliveries: TRICKLE_BELOW, full: false }, false));
+  t.is(wakeUp.phase, 'awake');
+  t.deepEqual(asked, [], 'no announcement: captures still need not notify');
+  await wakeUp.close();
+});
+
+test('a trickle: no discovery at once, one by itself LINGER_MS later, and captures still need not notify', async (t) => {
+  const { wakeUp, asked, woken, nextWake } = setup();
+  const started = performance.now();
+  const woke = nextWake();
+  t.false(await wakeUp.afterDiscovery({ deliveries: TRICKLE_BELOW - 1, full: false }, false));
+  t.is(wakeUp.phase, 'lingering');
+  await woke;
+  t.true(performance.now() - started >= LINGER_MS - 1, 'not before the linger is over');
+  t.is(woken(), 1);
+  t.deepEqual(asked, [], 'relay_idle never taken');
+  await wakeUp.beforeDiscovery();
+  t.is(wakeUp.phase, 'awake');
+  await wakeUp.close();
+});
+
+test('a discovery sooner than the linger (a finished request, the poll timer) ends it: no second wake', async (t) => {
+  const { wakeUp, woken } = setup();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 1, full: false }, false));
+  await wakeUp.beforeDiscovery();
+  t.is(wakeUp.phase, 'awake');
+  await new Promise((resolve) => setTimeout(resolve, LINGER_MS * 4));
+  t.is(woken(), 0);
+  await wakeUp.close();
+});
+
+test('nothing found: going idle, one last look, then asleep', async (t) => {
+  const { wakeUp, asked } = setup();
+  t.true(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false), 'the last look comes at once');
+  t.is(wakeUp.phase, 'last_look');
+  await wakeUp.beforeDiscovery();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  t.is(wakeUp.phase, 'asleep');
+  t.deepEqual(asked, ['goingIdle']);
+  await wakeUp.close();
+});
+
+test('stopping: neither a linger nor going idle', async (t) => {
+  const { wakeUp, asked, woken } = setup();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 1, full: false }, true));
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, true));
+  await new Promise((resolve) => setTimeout(resolve, LINGER_MS * 4));
+  t.is(woken(), 0);
+  t.deepEqual(asked, []);
+  await wakeUp.close();
+});
