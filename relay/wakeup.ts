@@ -22,7 +22,8 @@
 //                  discovery, or any sooner one (a finished request, the poll timer)
 //                  → awake.
 //   last_look      relay_idle held and no capture that skipped its NOTIFY is open: one
-//                  more discovery. Leaves: it finds work → awake; it finds none → asleep.
+//                  more discovery. Leaves: it finds work (a trickle too) → awake, the
+//                  next discovery at once; it finds none → asleep.
 //   captures_open  relay_idle held, but a capture that skipped its NOTIFY is still
 //                  open (a long import, a session idle in transaction). The relay asks
 //                  again, backing off from RECHECK_FIRST_MS to RECHECK_CAP_MS, on its
@@ -101,17 +102,18 @@ export class WakeUp {
    * by itself. `stopping`: neither.
    */
   async afterDiscovery(found: Found, stopping: boolean): Promise<boolean> {
-    if (found.full || found.deliveries >= TRICKLE_BELOW) {
+    if (found.full || found.deliveries > 0) {
       this.rechecks = 0;
+      // a trickle found awake; one found by the last look goes on at once, so that
+      // the next discovery gives relay_idle back without waiting
+      if (!found.full && found.deliveries < TRICKLE_BELOW && this.current === 'awake') {
+        if (stopping) return false;
+        this.setPhase('lingering');
+        this.timer = setTimeout(() => this.wake(), LINGER_MS);
+        return false;
+      }
       this.setPhase('awake');
       return true;
-    }
-    if (found.deliveries > 0) {
-      this.rechecks = 0;
-      if (stopping) return false;
-      this.setPhase('lingering');
-      this.timer = setTimeout(() => this.wake(), LINGER_MS);
-      return false;
     }
     if (this.current === 'last_look') {
       this.setPhase('asleep');

@@ -80,6 +80,19 @@ test('nothing found: going idle, one last look, then asleep', async (t) => {
   await wakeUp.close();
 });
 
+test('a trickle found by the last look: the next discovery at once, which gives relay_idle back', async (t) => {
+  const { wakeUp, asked, woken } = setup();
+  t.true(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  t.is(wakeUp.phase, 'last_look');
+  await wakeUp.beforeDiscovery();
+  t.true(await wakeUp.afterDiscovery({ deliveries: 1, full: false }, false));
+  t.is(wakeUp.phase, 'awake');
+  await wakeUp.beforeDiscovery();
+  t.deepEqual(asked, ['goingIdle', 'awake']);
+  t.is(woken(), 0);
+  await wakeUp.close();
+});
+
 test('stopping: neither a linger nor going idle', async (t) => {
   const { wakeUp, asked, woken } = setup();
   t.false(await wakeUp.afterDiscovery({ deliveries: 1, full: false }, true));
