@@ -16,7 +16,7 @@ import { now } from './clock.ts';
 import { bpdContender } from './contenders/bpd.ts';
 import { postgresCpuSeconds, processCpuSeconds } from './cpu.ts';
 import { onDatabase, writeChanges } from './database.ts';
-import { childEnv, warmUpSenders, type Bench, type Contender } from './modes.ts';
+import { childEnv, mean, warmUpSenders, type Bench, type Contender } from './modes.ts';
 import { writeAtRate } from './writer.ts';
 
 export interface FleetResult {
@@ -32,6 +32,8 @@ export interface FleetResult {
   missing: number;
   duplicates: number;
   perSecond: number;
+  /** deliveries/s of each round (combineFleet: a row of several rounds) */
+  rounds: number[];
   /** the relays' CPU seconds together, per 1,000 deliveries */
   cpuPer1k: number;
   pgCpuPer1k: number;
@@ -133,6 +135,7 @@ export async function fleetBurnDown(
       missing: delivery.missing,
       duplicates: delivery.duplicates,
       perSecond: delivery.delivered / seconds,
+      rounds: [delivery.delivered / seconds],
       cpuPer1k: per1k(stats.reduce((total, s) => total + s.cpuSeconds, 0)),
       pgCpuPer1k: per1k(pgCpu),
       receiverCpuPer1k: per1k(receiverCpu),
@@ -168,8 +171,36 @@ async function shardWebhooks(url: string, n: number): Promise<void> {
 }
 
 /**
- * One table for the runs against one receiver delay: each run compared to its own
- * contender's run with one sender. Claims are the relay's (graphile-worker counts none).
+ * The rounds of each run (one contender, one number of senders, one receiver delay)
+ * as one row, in the order first run: rates and CPU per delivery their means, counts
+ * of losses and claims their sums. A round alone swings by ±15 % on two shared cores.
+ */
+export function combineFleet(results: FleetResult[]): FleetResult[] {
+  const groups = new Map<string, FleetResult[]>();
+  for (const r of results) {
+    const key = `${r.name}\u0000${r.relays}\u0000${r.receiverMs}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()].map((rounds) => ({
+    ...rounds[0]!,
+    delivered: rounds.reduce((sum, r) => sum + r.delivered, 0),
+    missing: rounds.reduce((sum, r) => sum + r.missing, 0),
+    duplicates: rounds.reduce((sum, r) => sum + r.duplicates, 0),
+    perSecond: mean(rounds.map((r) => r.perSecond)),
+    rounds: rounds.flatMap((r) => r.rounds),
+    cpuPer1k: mean(rounds.map((r) => r.cpuPer1k)),
+    pgCpuPer1k: mean(rounds.map((r) => r.pgCpuPer1k)),
+    receiverCpuPer1k: mean(rounds.map((r) => r.receiverCpuPer1k)),
+    claims: rounds.reduce((sum, r) => sum + r.claims, 0),
+    emptyClaims: rounds.reduce((sum, r) => sum + r.emptyClaims, 0),
+    complete: rounds.every((r) => r.complete),
+  }));
+}
+
+/**
+ * One table for the runs against one receiver delay (combined rounds: combineFleet):
+ * each run compared to its own contender's run with one sender. Claims are the
+ * relay's (graphile-worker counts none).
  */
 export function fleetTable(results: FleetResult[]): string {
   const lines = [
@@ -179,8 +210,9 @@ export function fleetTable(results: FleetResult[]): string {
   for (const r of results) {
     const one = results.find((o) => o.name === r.name && o.relays === 1);
     const claims = r.name === bpdContender.name ? `${r.claims} (${r.emptyClaims})` : '–';
+    const each = r.rounds.length > 1 ? ` (${r.rounds.map((x) => x.toFixed(0)).join(', ')})` : '';
     lines.push(
-      `| ${r.name} | ${r.relays} | ${r.perSecond.toFixed(0)}${r.complete ? '' : ' (incomplete)'} | ${one ? (r.perSecond / one.perSecond).toFixed(2) : '–'} | ` +
+      `| ${r.name} | ${r.relays} | ${r.perSecond.toFixed(0)}${each}${r.complete ? '' : ' (incomplete)'} | ${one ? (r.perSecond / one.perSecond).toFixed(2) : '–'} | ` +
         `${r.cpuPer1k.toFixed(3)} | ${r.pgCpuPer1k.toFixed(3)} | ${r.receiverCpuPer1k.toFixed(3)} | ${claims} | ${r.missing} | ${r.duplicates} |`,
     );
   }

@@ -278,7 +278,7 @@ export interface LimitResult extends Cost {
   missing: number;
 }
 
-const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+export const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 
 /** Several rounds of one contender (or limit) as one row: means, the worst memory, all losses. */
 export function combine<T extends BurnDownResult | LimitResult>(results: T[]): T {

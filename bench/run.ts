@@ -16,6 +16,8 @@
 //                    table each (default 0,50: the relays and the machine's cores are
 //                    the limit, then endpoints that take 50 ms and the relays' request
 //                    slots are; the second burns down a third of the changes)
+//   --fleet-rounds N fleet mode: rounds of each run, the numbers of relays in
+//                    alternating order (default 2: one round swings by ±15 %)
 //   --rounds N       burn-down rounds (default 1 with --quick, else 2)
 //   --warm N         burn-down: each contender first delivers N changes, then the
 //                    backlog is committed at once while it runs (default 0: cold, the
@@ -39,7 +41,7 @@ import { sampleBody, startBenchPostgres } from './database.ts';
 import { dbLimit, httpLimit } from './limits.ts';
 import { burnDown, combine, OPEN_LOOP_WARM_UP_SECONDS, openLoop, type Bench, type BurnDownResult, type LimitResult, type OpenLoopResult } from './modes.ts';
 import { burnDownTable, machine, openLoopTable } from './report.ts';
-import { FLEET_WARM_UP_PER_RELAY, fleetBurnDown, fleetTable, NOISY_WEBHOOKS, noisyNeighbour, noisyTable, type FleetResult, type NoisyResult } from './fleet.ts';
+import { combineFleet, FLEET_WARM_UP_PER_RELAY, fleetBurnDown, fleetTable, NOISY_WEBHOOKS, noisyNeighbour, noisyTable, type FleetResult, type NoisyResult } from './fleet.ts';
 import { startReceiver } from './receiver.ts';
 
 const { values: options } = parseArgs({
@@ -56,6 +58,7 @@ const { values: options } = parseArgs({
     relays: { type: 'string', default: '1,2,4' },
     webhooks: { type: 'string', default: '1' },
     'receiver-ms': { type: 'string', default: '0,50' },
+    'fleet-rounds': { type: 'string', default: '2' },
     contacts: { type: 'string' },
   },
 });
@@ -90,7 +93,7 @@ const warmUpPerRelay = options.quick ? FLEET_WARM_UP_PER_RELAY.quick : FLEET_WAR
 const wholeRunBound = setTimeout(() => {
   console.error('bench: gave up after the whole-run bound');
   process.exit(3);
-}, (options.quick ? 6 : 20) * (options.mode === 'fleet' ? 2.5 : 1) * 60_000);
+}, (options.quick ? 8 : 25) * (options.mode === 'fleet' ? 2.5 : 1) * 60_000);
 wholeRunBound.unref();
 
 const log = (line: string) => console.error(line);
@@ -151,10 +154,13 @@ try {
       // a slow receiver: fewer changes, and the quick warm-up (the cores are not the limit)
       const count = receiverMs > 0 ? Math.round(plan.burnDownCount / 3) : plan.burnDownCount;
       const warmUp = receiverMs > 0 ? FLEET_WARM_UP_PER_RELAY.quick : warmUpPerRelay;
-      for (const [index, relays] of options.relays.split(',').map(Number).entries()) {
-        for (const contender of index % 2 === 0 ? fleetContenders : [...fleetContenders].reverse()) {
-          log(`[${elapsed()}] fleet: ${contender.name} × ${relays}, ${count} changes to ${options.webhooks} webhook(s), the receiver answering after ${receiverMs} ms`);
-          fleets.push(await fleetBurnDown(bench, contender, relays, count, 120_000, { webhooks: Number(options.webhooks), warmUpPerRelay: warmUp, receiverMs }));
+      const relayCounts = options.relays.split(',').map(Number);
+      for (let round = 0; round < Number(options['fleet-rounds']); round++) {
+        for (const [index, relays] of (round % 2 === 0 ? relayCounts : [...relayCounts].reverse()).entries()) {
+          for (const contender of index % 2 === 0 ? fleetContenders : [...fleetContenders].reverse()) {
+            log(`[${elapsed()}] fleet, round ${round + 1}: ${contender.name} × ${relays}, ${count} changes to ${options.webhooks} webhook(s), the receiver answering after ${receiverMs} ms`);
+            fleets.push(await fleetBurnDown(bench, contender, relays, count, 120_000, { webhooks: Number(options.webhooks), warmUpPerRelay: warmUp, receiverMs }));
+          }
         }
       }
     }
@@ -181,10 +187,12 @@ if (rounds > 0) console.log(`\n### Burn-down: ${plan.burnDownCount} changes ${bu
 if (rounds > 0) console.log(burnDownTable(burnDowns, limits));
 if (openLoops.length > 0) console.log(`\n### Open loop: changes at a fixed rate for ${plan.seconds} s, latency from commit to arrival (after ${OPEN_LOOP_WARM_UP_SECONDS} s at the rate, not measured)\n`);
 if (openLoops.length > 0) console.log(openLoopTable(openLoops));
-for (const receiverMs of [...new Set(fleets.map((r) => r.receiverMs))]) {
-  const group = fleets.filter((r) => r.receiverMs === receiverMs).sort((a, b) => a.name.localeCompare(b.name) || a.relays - b.relays);
+const fleetRows = combineFleet(fleets);
+for (const receiverMs of [...new Set(fleetRows.map((r) => r.receiverMs))]) {
+  const group = fleetRows.filter((r) => r.receiverMs === receiverMs).sort((a, b) => a.name.localeCompare(b.name) || a.relays - b.relays);
   const answering = receiverMs > 0 ? `, the receiver answering each request after ${receiverMs} ms` : '';
-  console.log(`\n### Fleet: the burn-down of ${group[0].count} changes to ${options.webhooks} webhook(s) with several relays (graphile-worker: worker processes) on one database${answering}, each warmed by ${group[0].warmUpPerRelay} deliveries first\n`);
+  const rounds = group[0].rounds.length > 1 ? ` (mean of ${group[0].rounds.length} rounds, the numbers of relays in alternating order)` : '';
+  console.log(`\n### Fleet: the burn-down of ${group[0].count} changes to ${options.webhooks} webhook(s) with several relays (graphile-worker: worker processes) on one database${answering}, each warmed by ${group[0].warmUpPerRelay} deliveries first${rounds}\n`);
   console.log(fleetTable(group));
 }
 if (noisy.length > 0) {
