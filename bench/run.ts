@@ -1,7 +1,7 @@
 // `npm run bench [-- --quick] [-- --profile]`: bpd-webhooks, graphile-worker and the
 // machine's limits, measured in one run on the same Postgres and the same receiver.
 // Prints one markdown table per mode (burn-down, open loop) with the ratios.
-//   --quick          a run of three to four minutes (fewer changes, shorter windows)
+//   --quick          a run of four to five minutes (fewer changes, shorter windows)
 //   --profile        V8 CPU profiles of every child (bench/profiles/) and the top
 //                    statements from pg_stat_statements
 //   --concurrency N  deliveries in flight per contender (default: the relay's

@@ -99,7 +99,7 @@ export class WakeUp {
   /**
    * After a discovery: true when another discovery is due at once (it found plenty,
    * or it is time for the last look); after a trickle the next comes after LINGER_MS
-   * by itself. `stopping`: neither.
+   * by itself. `stopping`: no linger and no going idle.
    */
   async afterDiscovery(found: Found, stopping: boolean): Promise<boolean> {
     if (found.full || found.deliveries > 0) {
