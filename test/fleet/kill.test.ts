@@ -33,13 +33,22 @@ test('SIGKILL of one of three relays under load: nothing lost, duplicates only o
     relays.set(id, child);
   }
 
-  // under load: a sixth of the backlog has arrived, and the doomed relay holds some
+  // under load: a sixth of the backlog has arrived. Then the receiver holds its
+  // answers, so that what the doomed relay claims from now on stays in flight
+  // until it dies (a delivery it held a moment before could settle in between).
   await receiver.waitFor(100, { timeoutMs: 60_000 });
-  await waitForHeld(database.pool, 'relay-2', ids);
+  let openGate!: () => void;
+  const gate = new Promise<void>((resolve) => (openGate = resolve));
+  for (const path of ['/a', '/b', '/c']) receiver.route(path, { otherwise: { status: 200, after: gate } });
+  t.teardown(() => openGate());
+  const { rows: [{ gatedSince }] } = await database.pool.query('select now() as "gatedSince"');
+  await waitForHeld(database.pool, 'relay-2', ids, gatedSince);
   const doomed = relays.get('relay-2')!;
   const exited = once(doomed, 'exit');
   doomed.kill('SIGKILL');
   t.is((await exited)[1], 'SIGKILL');
+  for (const path of ['/a', '/b', '/c']) receiver.route(path, { otherwise: { status: 200, delayMs: 5 } });
+  openGate();
 
   const deliveries = await waitForFinalDeliveries(database.pool, ids, 600, 90_000);
   t.true(deliveries.every((d) => d.state === 'succeeded'), 'every delivery succeeded');
@@ -70,12 +79,15 @@ test('SIGKILL of one of three relays under load: nothing lost, duplicates only o
   t.log(`relay-2 held ${heldIds.size}; ${twice.length} arrived twice, ${twice.filter((id) => heldIds.has(id)).length} of them held by relay-2`);
 });
 
-async function waitForHeld(pool: import('pg').Pool, relayId: string, ids: string[]): Promise<void> {
+// until the relay holds a delivery it claimed after `since` (its request waits at the
+// receiver's gate, so it cannot settle before the relay is killed)
+async function waitForHeld(pool: import('pg').Pool, relayId: string, ids: string[], since: Date): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const { rows } = await pool.query(
-      `select count(*)::int as n from webhooks.deliveries where webhook_id = any ($1::bigint[]) and locked_by = $2`,
-      [ids, relayId],
+      `select count(*)::int as n from webhooks.deliveries
+       where webhook_id = any ($1::bigint[]) and locked_by = $2 and last_attempt_at > $3`,
+      [ids, relayId, since],
     );
     if (rows[0].n > 0) return;
     await new Promise((resolve) => setTimeout(resolve, 10));
