@@ -37,9 +37,24 @@ export async function writeAtRate(
   const committedAt = new Float64Array(total + 1);
   const late: number[] = [];
   // enough connections that commit waits (fsync) overlap: Postgres groups their flushes
-  const pool = new pg.Pool({ connectionString: url, max: CONNECTIONS });
-  // open the connections before the clock starts
-  await Promise.all(Array.from({ length: CONNECTIONS }, () => pool.query('select 1')));
+  // (and never closed for being idle: pg's pool closes a client idle for 10 s, and its
+  // replacement would start cold in the middle of the window)
+  const pool = new pg.Pool({ connectionString: url, max: CONNECTIONS, idleTimeoutMillis: 0 });
+  // open the connections before the clock starts, and warm each one, as an
+  // application's pool is warm: a change rolled back runs the contender's triggers
+  // once on every connection (their functions compiled, their statements planned)
+  // and leaves nothing to deliver. Cold, sixteen first changes at the window's start
+  // took the CPU the senders needed: 75 of the 77 deliveries slower than 30 ms in a
+  // 250/s window of bpd-webhooks came in its first 170 ms (2026-12-01).
+  const clients = await Promise.all(Array.from({ length: CONNECTIONS }, () => pool.connect()));
+  await Promise.all(
+    clients.map(async (client, i) => {
+      await client.query('begin');
+      await client.query({ name: 'bench-change', text: SINGLE_CHANGE, values: [contactOf(seqOffset + i + 1), 0] });
+      await client.query('rollback');
+    }),
+  );
+  for (const client of clients) client.release();
   let committed = 0;
   let failed = 0;
   let dropped = 0;
