@@ -30,6 +30,12 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
     keepAlive: true,
     connectionTimeoutMillis: dbConnectTimeoutMs(options.queryTimeoutMs),
     query_timeout: options.queryTimeoutMs,
+    // kept open however long idle (pg closes a connection idle for 10 s by default):
+    // a new connection's first claim compiles the relay's functions and plans their
+    // statements, about 20 ms of Postgres time, which a trickle of changes a minute
+    // apart would have paid on every one. A handful of connections cost the server
+    // little; one that breaks while idle is dropped and replaced on next use (below).
+    idleTimeoutMillis: 0,
   });
   // an idle connection that breaks (say, Postgres restarts) is dropped and replaced
   // on next use; it must not bring the process down
