@@ -32,9 +32,11 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
     query_timeout: options.queryTimeoutMs,
     // kept open however long idle (pg closes a connection idle for 10 s by default):
     // a new connection's first claim compiles the relay's functions and plans their
-    // statements, about 20 ms of Postgres time, which a trickle of changes a minute
-    // apart would have paid on every one. A handful of connections cost the server
-    // little; one that breaks while idle is dropped and replaced on next use (below).
+    // statements, about 20 ms of Postgres time. At the default intervals the relay's
+    // own timers use every connection more often than that; with timers a minute
+    // apart, each change of a trickle would have paid it. A handful of connections
+    // cost the server little; one that breaks while idle is dropped and replaced on
+    // next use (below).
     idleTimeoutMillis: 0,
   });
   // an idle connection that breaks (say, Postgres restarts) is dropped and replaced
