@@ -73,6 +73,37 @@ export async function fire(pool: pg.Pool, input: FiringInput): Promise<string> {
   return delivery.id;
 }
 
+// the days seedCompany fires on (days ago), and how far back fireMany reaches (10,000
+// firings a minute apart: seven days)
+const HISTORY_DAYS_AGO = [20, 25, 28, 40, 55, 70, 85];
+const SEEDED_DAYS_AGO = [1, 2, 3, 45, ...HISTORY_DAYS_AGO];
+const FIRE_MANY_DAYS = 8;
+
+/**
+ * Makes the partitions of every past day the seeds write, in one go, once per pool:
+ * tests that seed side by side wait for the same making. Each firing makes its own
+ * day too (fire, fireMany), but with
+ * several tests making the same past days at once, an insert was seen to miss a day's
+ * partition that another test's ensure_day had just attached and committed (CI,
+ * 2026-12-01: three tests at once, "no partition of relation delivery_history found
+ * for row"). A firing's time is 5 minutes before its day's moment: the day before
+ * is made too.
+ */
+function seededDays(pool: pg.Pool): Promise<void> {
+  let making = seededDaysMade.get(pool);
+  if (!making) {
+    const days = new Set<number>();
+    for (const d of SEEDED_DAYS_AGO) days.add(d).add(d + 1);
+    for (let d = 0; d <= FIRE_MANY_DAYS; d++) days.add(d);
+    making = pool
+      .query(`select webhooks_private.ensure_day((now() at time zone 'utc')::date - d) from unnest($1::int[]) d`, [[...days]])
+      .then(() => undefined);
+    seededDaysMade.set(pool, making);
+  }
+  return making;
+}
+const seededDaysMade = new WeakMap<pg.Pool, Promise<void>>();
+
 export interface ReportCompany {
   companyId: string;
   notes: Webhook;
@@ -91,6 +122,7 @@ export interface ReportCompany {
  * retry, one failure), 5 in the last 30, 9 in the last 90.
  */
 export async function seedCompany(pool: pg.Pool, companyName = 'Purple Realty'): Promise<ReportCompany> {
+  await seededDays(pool);
   const make = factories(pool);
   const company = await make.company(companyName);
   const jane = await make.user(company.id, 'Jane Doe');
@@ -136,7 +168,7 @@ export async function seedCompany(pool: pg.Pool, companyName = 'Purple Realty'):
     webhook: notes, contact: grace, action: 'contact.status_added', daysAgo: 2,
     outcome: 'failed', attempts: 5, statusCode: 500, error: 'HTTP 500 Internal Server Error', data: status,
   });
-  for (const daysAgo of [20, 25, 28, 40, 55, 70, 85]) {
+  for (const daysAgo of HISTORY_DAYS_AGO) {
     // 3 of these fall in the last 30 days, all of them in the last 90
     await fire(pool, {
       webhook: notes, contact: daysAgo % 2 ? ada : grace, action: 'contact.status_added', daysAgo,
@@ -160,6 +192,7 @@ export async function seedCompany(pool: pg.Pool, companyName = 'Purple Realty'):
  * statement, so that a history of 10,000 firings takes a moment to write.
  */
 export async function fireMany(pool: pg.Pool, webhook: Webhook, contact: Contact, count: number): Promise<void> {
+  await seededDays(pool);
   // in bulk, into the outbox's tables themselves (a write to the view of deliveries
   // costs a trigger call per row); the partitions of the days first
   await pool.query(
