@@ -82,12 +82,11 @@ const FIRE_MANY_DAYS = 8;
 /**
  * Makes the partitions of every past day the seeds write, in one go, once per pool:
  * tests that seed side by side wait for the same making. Each firing makes its own
- * day too (fire, fireMany), but with
- * several tests making the same past days at once, an insert was seen to miss a day's
- * partition that another test's ensure_day had just attached and committed (CI,
- * 2026-12-01: three tests at once, "no partition of relation delivery_history found
- * for row"). A firing's time is 5 minutes before its day's moment: the day before
- * is made too.
+ * day too (fire, fireMany), but with several tests making the same past days at once,
+ * an insert was seen to miss a day's partition that another test's ensure_day had
+ * just attached and committed (CI, 2026-12-01: three tests at once, "no partition of
+ * relation delivery_history found for row"). A firing's time is 5 minutes before its
+ * day's moment: the day before is made too.
  */
 function seededDays(pool: pg.Pool): Promise<void> {
   let making = seededDaysMade.get(pool);
