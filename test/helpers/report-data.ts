@@ -75,8 +75,8 @@ export async function fire(pool: pg.Pool, input: FiringInput): Promise<string> {
 
 // the days seedCompany fires on (days ago), and how far back fireMany reaches (10,000
 // firings a minute apart: seven days)
-const HISTORY_DAYS_AGO = [20, 25, 28, 40, 55, 70, 85];
-const SEEDED_DAYS_AGO = [1, 2, 3, 45, ...HISTORY_DAYS_AGO];
+const SEED_DAYS_AGO = { succeeded: 1, failed: 2, assigned: 3, gone: 45, history: [20, 25, 28, 40, 55, 70, 85] };
+const SEEDED_DAYS_AGO = [SEED_DAYS_AGO.succeeded, SEED_DAYS_AGO.failed, SEED_DAYS_AGO.assigned, SEED_DAYS_AGO.gone, ...SEED_DAYS_AGO.history];
 const FIRE_MANY_DAYS = 8;
 
 /**
@@ -160,14 +160,14 @@ export async function seedCompany(pool: pg.Pool, companyName = 'Purple Realty'):
 
   const status = { status: { id: thankYou.id, name: thankYou.name } };
   const succeededId = await fire(pool, {
-    webhook: notes, contact: ada, action: 'contact.status_added', daysAgo: 1,
+    webhook: notes, contact: ada, action: 'contact.status_added', daysAgo: SEED_DAYS_AGO.succeeded,
     outcome: 'succeeded', attempts: 2, statusCode: 503, data: status,
   });
   const failedId = await fire(pool, {
-    webhook: notes, contact: grace, action: 'contact.status_added', daysAgo: 2,
+    webhook: notes, contact: grace, action: 'contact.status_added', daysAgo: SEED_DAYS_AGO.failed,
     outcome: 'failed', attempts: 5, statusCode: 500, error: 'HTTP 500 Internal Server Error', data: status,
   });
-  for (const daysAgo of HISTORY_DAYS_AGO) {
+  for (const daysAgo of SEED_DAYS_AGO.history) {
     // 3 of these fall in the last 30 days, all of them in the last 90
     await fire(pool, {
       webhook: notes, contact: daysAgo % 2 ? ada : grace, action: 'contact.status_added', daysAgo,
@@ -175,11 +175,11 @@ export async function seedCompany(pool: pg.Pool, companyName = 'Purple Realty'):
     });
   }
   await fire(pool, {
-    webhook: janeHook, contact: ada, action: 'contact.user_assigned', daysAgo: 3, outcome: 'succeeded', attempts: 1,
+    webhook: janeHook, contact: ada, action: 'contact.user_assigned', daysAgo: SEED_DAYS_AGO.assigned, outcome: 'succeeded', attempts: 1,
     data: { user: { id: jane.id, name: jane.name, email: jane.email, company_id: company.id } },
   });
   await fire(pool, {
-    webhook: sheet, contact: grace, action: 'contact.created', daysAgo: 45, outcome: 'failed', attempts: 1,
+    webhook: sheet, contact: grace, action: 'contact.created', daysAgo: SEED_DAYS_AGO.gone, outcome: 'failed', attempts: 1,
     statusCode: 410, error: 'HTTP 410 Gone',
   });
   return { companyId: company.id, notes, jane: janeHook, sheet, ada, grace, failedId, succeededId };
