@@ -37,21 +37,26 @@ as $$
 $$;
 
 -- private: called by capture after writing deliveries (at most once per transaction
--- it matters; the locks are re-entrant and cheap to take again).
-create or replace function webhooks_private.wake_relay()
-returns void
+-- it matters; the locks are re-entrant and cheap to take again). True when it
+-- notified. (Its calls are assignments, not PERFORM: 25_capture.sql says why.)
+drop function if exists webhooks_private.wake_relay();
+create function webhooks_private.wake_relay()
+returns boolean
 language plpgsql
 as $$
+declare
+  v_unlocked boolean;
 begin
   if pg_try_advisory_xact_lock_shared(webhooks_private.lock_space(), webhooks_private.capturing_lock()) then
     -- no relay is between "going idle" and "asleep"; is one asleep?
     if pg_try_advisory_lock(webhooks_private.lock_space(), webhooks_private.relay_idle_lock()) then
       -- relay_idle is free: all awake
-      perform pg_advisory_unlock(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
-      return;
+      v_unlocked := pg_advisory_unlock(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
+      return false;
     end if;
   end if;
   perform webhooks_private.notify_relays();
+  return true;
 end;
 $$;
 
