@@ -68,6 +68,36 @@ export function latency(committedAt: Float64Array, delivery: Delivery): Latency 
   };
 }
 
+export interface LatencySplit {
+  /** commit to the sender's first attempt: waiting for, and in, the claim */
+  toSend: { p50: number; p99: number };
+  /** that attempt to its arrival at the receiver: the request, and the sender's own delays */
+  toArrival: { p50: number; p99: number };
+  samples: number;
+}
+
+/**
+ * The commit-to-arrival latency in two, over the changes whose first send is known
+ * (`firstSends`: seq → epoch ms, the sender's clock; this machine's, as the
+ * benchmark's clock is).
+ */
+export function latencySplit(committedAt: Float64Array, firstSends: Map<number, number>, delivery: Delivery): LatencySplit {
+  const toSend: number[] = [];
+  const toArrival: number[] = [];
+  for (const [seq, arrived] of delivery.arrivedAt) {
+    const committed = committedAt[seq];
+    const sent = firstSends.get(seq);
+    if (!(committed > 0) || sent === undefined) continue;
+    toSend.push(sent - committed);
+    toArrival.push(arrived - sent);
+  }
+  const ends = (values: number[]) => {
+    values.sort((a, b) => a - b);
+    return { p50: percentile(values, 50), p99: percentile(values, 99) };
+  };
+  return { toSend: ends(toSend), toArrival: ends(toArrival), samples: toSend.length };
+}
+
 /** 1..count */
 export function upTo(count: number): number[] {
   return Array.from({ length: count }, (_, i) => i + 1);

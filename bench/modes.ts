@@ -5,7 +5,7 @@
 //   open loop: changes written at a fixed rate for a bounded time while the contender
 //              runs; commit-to-arrival latency and whether the backlog grew.
 import pg from 'pg';
-import { analyse, committedSeqs, latency, upTo, type Latency } from './analysis.ts';
+import { analyse, committedSeqs, latency, latencySplit, upTo, type Latency, type LatencySplit } from './analysis.ts';
 import { spawnChild, type ChildHandle, type ChildStats } from './child.ts';
 import { now } from './clock.ts';
 import { postgresCpuSeconds } from './cpu.ts';
@@ -39,6 +39,12 @@ export interface Contender {
   prepare(databaseUrl: string, receiverUrl: string): Promise<void>;
   /** SQL counting the work not yet recorded as done (outbox rows, queued jobs) */
   unfinishedSql: string;
+  /**
+   * When the sender began each change's first attempt (epoch ms, the sender's clock),
+   * by the change's sequence number: splits the open loop's latency in two
+   * (analysis.ts, latencySplit). Read before the clone is dropped; optional.
+   */
+  firstSends?(databaseUrl: string): Promise<Map<number, number>>;
 }
 
 export interface Cost {
@@ -86,6 +92,8 @@ export interface OpenLoopResult extends Cost {
   missing: number;
   duplicates: number;
   latency: Latency;
+  /** the latency in two: commit to the first send, and that send to its arrival (firstSends) */
+  split: LatencySplit | null;
   /** changes committed and not yet arrived, at the end of the writing window */
   backlogAtEnd: number;
   /** the highest such count during the window */
@@ -244,6 +252,7 @@ export async function openLoop(
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
     const delivery = analyse(await bench.receiver.take(), committedSeqs(written.committedAt));
     const backlogMax = Math.max(backlogAtEnd, ...backlog);
+    const firstSends = contender.firstSends ? await contender.firstSends(clone.url) : null;
     return {
       name: contender.name,
       rate,
@@ -256,6 +265,7 @@ export async function openLoop(
       missing: delivery.missing,
       duplicates: delivery.duplicates,
       latency: latency(written.committedAt, delivery),
+      split: firstSends ? latencySplit(written.committedAt, firstSends, delivery) : null,
       backlogAtEnd,
       backlogMax,
       // more than a quarter second of work left over when the writing stopped: the

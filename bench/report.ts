@@ -85,7 +85,11 @@ export function openLoopTable(results: OpenLoopResult[]): string {
     const peer = results.find((r) => r.name === PEER && r.rate === rate);
     const target = rate <= 1000 ? ` (target p99 ≤ 30 ms: ${bpd ? (bpd.latency.p99 <= 30 ? 'met' : '**not met**') : '–'})` : '';
     const claims = bpd?.extra.claims ? `; ${BPD} ${claimLine(bpd.extra)}` : '';
-    return `- ${rate}/s: ${BPD} / ${PEER} p99 ${ratio(bpd?.latency.p99 ?? NaN, peer?.latency.p99 ?? NaN)}, process CPU per delivery ${ratio(bpd?.cpuPer1k ?? NaN, peer?.cpuPer1k ?? NaN)}${target}${claims}`;
+    const split = bpd?.split
+      ? `; commit to first send p50 ${fixed(bpd.split.toSend.p50, 1)} / p99 ${fixed(bpd.split.toSend.p99, 1)} ms, ` +
+        `that send to arrival p50 ${fixed(bpd.split.toArrival.p50, 1)} / p99 ${fixed(bpd.split.toArrival.p99, 1)} ms`
+      : '';
+    return `- ${rate}/s: ${BPD} / ${PEER} p99 ${ratio(bpd?.latency.p99 ?? NaN, peer?.latency.p99 ?? NaN)}, process CPU per delivery ${ratio(bpd?.cpuPer1k ?? NaN, peer?.cpuPer1k ?? NaN)}${target}${claims}${split}`;
   });
   return `${table(header, rows)}\n\n${ratios.join('\n')}`;
 }

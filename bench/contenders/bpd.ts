@@ -62,12 +62,29 @@ async function child(): Promise<void> {
   }));
 }
 
+/** Each change's first attempt as the relay recorded it (attempted_at: when it began the request). */
+async function firstSends(databaseUrl: string): Promise<Map<number, number>> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      `select (h.payload #>> '{data,contact,custom,seq}')::bigint as seq, extract(epoch from a.attempted_at) * 1000 as sent
+       from webhooks.delivery_history h
+       join webhooks.delivery_attempts a on a.delivery_id = h.id and a.delivery_created_at = h.created_at and a.attempt = 1`,
+    );
+    return new Map(rows.map((row) => [Number(row.seq), Number(row.sent)]));
+  } finally {
+    await client.end();
+  }
+}
+
 export const bpdContender: Contender = {
   name: 'bpd-webhooks',
   file: fileURLToPath(import.meta.url),
   execArgv: RELAY_NODE_FLAGS,
   unfinishedSql: 'select count(*) from webhooks.delivery_queue',
   prepare: installWebhook,
+  firstSends,
 };
 
 if (process.env.BENCH_CHILD === fileURLToPath(import.meta.url)) await child();
