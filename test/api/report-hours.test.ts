@@ -119,6 +119,21 @@ test.serial('a write to a delivery of a counted hour makes its row stale at once
   await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
 });
 
+test.serial('a message written into a counted hour through the view makes its row stale at once', async (t) => {
+  const { hook, token } = await countedScene();
+  // pending: no result row is written with it, whose trigger would see it too (history
+  // has no INSERT trigger: the view's write notes it, sql/50_report_counts.sql)
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', $3)`,
+    [hook.id, hook.company_id, new Date(hourStart(11) + 60_000).toISOString()]);
+  t.deepEqual((await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour), [hourStart(11)]);
+  await assertReportMatchesRows(t, token, hook.id, 'after the insert');
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  t.deepEqual((await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour), [hourStart(11)], 'the hour waits for its delivery to end');
+  await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
+});
+
 test.serial('a roll-up that counted an hour before a write to it does not write its count over the stale row', async (t) => {
   const { hook, token, inHour } = await countedScene();
 
