@@ -19,15 +19,14 @@
 -- Who notes such a write: row triggers on delivery_results (inserts, updates,
 -- deletes) and on delivery_history (updates, deletes), and, for a message written
 -- into the past, a trigger on the view webhooks.deliveries, after the one that writes
--- it (22_outbox.sql): history has no INSERT trigger, because every capture inserts
--- there. A trigger on
--- it cost every matching contact write about 8 µs (of about 95, single UPDATE
--- statements, five rounds interleaved), paid at each statement's start whether it
--- fired or not: Postgres copies a table's triggers, WHEN clauses as text, for every
--- statement that writes it, and parses the WHEN of the triggers that may fire. So the
--- triggers here have no WHEN (their function tests the time), and a message written
--- into the past straight into delivery_history, not through the view, is not seen:
--- DBAs write deliveries through webhooks.deliveries.
+-- it (22_outbox.sql). History has no INSERT trigger because every capture inserts
+-- there: its triggers with a WHEN each cost a matching contact write about 8 µs of
+-- 98 (single UPDATE statements, rounds interleaved; docs/capture.md), whether they
+-- fired or not, as Postgres copies a table's triggers, WHEN clauses as text, for every
+-- statement that writes it, and parses the WHEN of those that may fire. So these
+-- triggers have no WHEN (their function tests the time), and a message written into
+-- the past straight into delivery_history, not through the view, is not seen: DBAs
+-- write deliveries through webhooks.deliveries.
 --
 -- The days not counted yet (about two days of a webhook's rows) are counted by the
 -- hour meanwhile, into webhooks.delivery_hour_counts: every hour of those days that
