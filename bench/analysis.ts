@@ -51,13 +51,8 @@ export interface Latency {
   samples: number;
 }
 
-/** Commit-to-arrival latency over the changes that arrived. */
-export function latency(committedAt: Float64Array, delivery: Delivery): Latency {
-  const values: number[] = [];
-  for (const [seq, arrived] of delivery.arrivedAt) {
-    const committed = committedAt[seq];
-    if (committed > 0) values.push(arrived - committed);
-  }
+/** The percentiles of a set of durations (sorted here, in place). */
+function summary(values: number[]): Latency {
   values.sort((a, b) => a - b);
   return {
     p50: percentile(values, 50),
@@ -68,12 +63,21 @@ export function latency(committedAt: Float64Array, delivery: Delivery): Latency 
   };
 }
 
+/** Commit-to-arrival latency over the changes that arrived. */
+export function latency(committedAt: Float64Array, delivery: Delivery): Latency {
+  const values: number[] = [];
+  for (const [seq, arrived] of delivery.arrivedAt) {
+    const committed = committedAt[seq];
+    if (committed > 0) values.push(arrived - committed);
+  }
+  return summary(values);
+}
+
 export interface LatencySplit {
   /** commit to the sender's first attempt: waiting for, and in, the claim */
-  toSend: { p50: number; p99: number };
+  toSend: Latency;
   /** that attempt to its arrival at the receiver: the request, and the sender's own delays */
-  toArrival: { p50: number; p99: number };
-  samples: number;
+  toArrival: Latency;
 }
 
 /**
@@ -91,11 +95,7 @@ export function latencySplit(committedAt: Float64Array, firstSends: Map<number, 
     toSend.push(sent - committed);
     toArrival.push(arrived - sent);
   }
-  const ends = (values: number[]) => {
-    values.sort((a, b) => a - b);
-    return { p50: percentile(values, 50), p99: percentile(values, 99) };
-  };
-  return { toSend: ends(toSend), toArrival: ends(toArrival), samples: toSend.length };
+  return { toSend: summary(toSend), toArrival: summary(toArrival) };
 }
 
 /** 1..count */
