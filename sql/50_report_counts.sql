@@ -154,10 +154,14 @@ begin
     execute format('drop trigger if exists _900_recount_day_on_update on webhooks.%I', v_table);
     execute format('drop trigger if exists _900_recount_day_on_delete on webhooks.%I', v_table);
     execute format('drop trigger if exists _900_recount_day on webhooks.%I', v_table);
+    -- (history: only updates of what a count depends on; a coalesced update's new
+    -- payload, 25_capture.sql, calls no trigger)
     execute format($t$create trigger _900_recount_day
       after %s on webhooks.%I
       for each row execute function webhooks_private.tg_deliveries__recount_day()$t$,
-      case when v_table = 'delivery_history' then 'update or delete' else 'insert or update or delete' end, v_table);
+      case when v_table = 'delivery_history' then 'update of webhook_id, company_id, action, created_at or delete'
+           else 'insert or update or delete' end,
+      v_table);
     execute format('drop trigger if exists _900_forget_counts_on_truncate on webhooks.%I', v_table);
     execute format($t$create trigger _900_forget_counts_on_truncate
       after truncate on webhooks.%I

@@ -134,6 +134,18 @@ test.serial('a message written into a counted hour through the view makes its ro
   await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
 });
 
+test.serial('a delivery moved to another counted hour makes both rows stale, the one it joins seen by history\'s own trigger', async (t) => {
+  const { hook, token, inHour } = await countedScene();
+  const [moved] = inHour(9);
+  // pending again: its result row goes (that trigger sees the hour it leaves), a queue
+  // row comes, and only history's trigger sees the hour it joins
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'pending', completed_at = null, created_at = $2 where id = $1`,
+    [moved!.id, new Date(hourStart(5) + 60_000).toISOString()]);
+  t.deepEqual((await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour), [hourStart(9), hourStart(5)]);
+  await assertReportMatchesRows(t, token, hook.id, 'after the move');
+});
+
 test.serial('a roll-up that counted an hour before a write to it does not write its count over the stale row', async (t) => {
   const { hook, token, inHour } = await countedScene();
 
