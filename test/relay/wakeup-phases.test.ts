@@ -80,6 +80,39 @@ test('nothing found: going idle, one last look, then asleep', async (t) => {
   await wakeUp.close();
 });
 
+test('nothing found right after finding work: one more look LINGER_MS later, and only then going idle', async (t) => {
+  const { wakeUp, asked, woken, nextWake } = setup();
+  t.true(await wakeUp.afterDiscovery({ deliveries: TRICKLE_BELOW, full: false }, false));
+  await wakeUp.beforeDiscovery();
+  const started = performance.now();
+  const woke = nextWake();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false), 'no discovery at once');
+  t.is(wakeUp.phase, 'lingering');
+  t.false(asked.includes('goingIdle'), 'not announced: captures still need not notify');
+  await woke;
+  t.true(performance.now() - started >= LINGER_MS - 1, 'not before the linger is over');
+  await wakeUp.beforeDiscovery();
+  // the look again finds nothing too: now the relay goes idle
+  t.true(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false), 'the last look comes at once');
+  t.is(wakeUp.phase, 'last_look');
+  t.deepEqual(asked.filter((q) => q === 'goingIdle'), ['goingIdle']);
+  t.is(woken(), 1);
+  await wakeUp.close();
+});
+
+test('the look again finds work: awake, never announced', async (t) => {
+  const { wakeUp, asked } = setup();
+  t.true(await wakeUp.afterDiscovery({ deliveries: 1, full: true }, false));
+  await wakeUp.beforeDiscovery();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  t.is(wakeUp.phase, 'lingering');
+  await wakeUp.beforeDiscovery();
+  t.true(await wakeUp.afterDiscovery({ deliveries: TRICKLE_BELOW, full: false }, false));
+  t.is(wakeUp.phase, 'awake');
+  t.false(asked.includes('goingIdle'));
+  await wakeUp.close();
+});
+
 test('a trickle found by the last look: the next discovery at once, which gives relay_idle back', async (t) => {
   const { wakeUp, asked, woken } = setup();
   t.true(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
