@@ -636,9 +636,16 @@ begin
 end;
 $$;
 
--- private: refuse to queue for a disabled webhook: it would not be sent
+-- private: refuse what a disabled webhook would not send (a replay, a test send, a
+-- backfill): the one home of the webhook_disabled refusal. p_doing completes "enable
+-- it before …"; p_column is the argument the caller named the webhook by.
 drop function if exists webhooks.require_enabled(webhooks.webhooks);
-create or replace function webhooks_private.require_enabled(p_webhook webhooks.webhooks)
+drop function if exists webhooks_private.require_enabled(webhooks.webhooks);
+create or replace function webhooks_private.require_enabled(
+  p_webhook webhooks.webhooks,
+  p_doing   text default 'replaying',
+  p_column  text default 'webhook_id'
+)
 returns void
 language plpgsql
 as $$
@@ -646,9 +653,9 @@ begin
   if not p_webhook.enabled then
     raise exception using
       errcode = 'object_not_in_prerequisite_state',
-      message = format('webhook %s is disabled; enable it before replaying', p_webhook.id),
+      message = format('webhook %s is disabled; enable it before %s', p_webhook.id, p_doing),
       constraint = 'webhook_disabled',
-      column = 'webhook_id';
+      column = p_column;
   end if;
 end;
 $$;

@@ -141,13 +141,7 @@ declare
   v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(p_webhook_id);
   v_id bigint;
 begin
-  if not v_webhook.enabled then
-    raise exception using
-      errcode = 'object_not_in_prerequisite_state',
-      message = format('webhook %s is disabled; enable it before a backfill', v_webhook.id),
-      constraint = 'webhook_disabled',
-      column = 'webhook_id';
-  end if;
+  perform webhooks_private.require_enabled(v_webhook, 'a backfill');   -- 30_delivery.sql
   -- the webhook's row is locked (webhook_for_update): two starts at once queue here
   select b.id into v_id from webhooks.backfills b where b.webhook_id = v_webhook.id and b.state = 'running';
   if found then

@@ -244,13 +244,7 @@ begin
       constraint = 'webhook_not_found',
       column = 'id';
   end if;
-  if not v_webhook.enabled then
-    raise exception using
-      errcode = 'object_not_in_prerequisite_state',
-      message = format('webhook %s is disabled; enable it before sending a test', v_webhook.id),
-      constraint = 'webhook_disabled',
-      column = 'id';
-  end if;
+  perform webhooks_private.require_enabled(v_webhook, 'sending a test', 'id');   -- 30_delivery.sql
   insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
   values (v_webhook.id, v_webhook.company_id, 'webhook.test', 0, jsonb_build_object(
     'type', 'webhook.test',

@@ -153,7 +153,7 @@ grant execute on function
   webhooks_private.issued_secret(bigint),
   webhooks_private.issued_secret_setting(bigint),
   webhooks_private.secret_grace(),
-  webhooks_private.require_enabled(webhooks.webhooks),
+  webhooks_private.require_enabled(webhooks.webhooks, text, text),
   webhooks_private.requeue_delivery(webhooks.deliveries)
   to webhook_admin;
 
