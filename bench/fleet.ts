@@ -16,7 +16,7 @@ import { now } from './clock.ts';
 import { bpdContender } from './contenders/bpd.ts';
 import { postgresCpuSeconds, processCpuSeconds } from './cpu.ts';
 import { onDatabase, writeChanges } from './database.ts';
-import { childEnv, mean, warmUpSenders, type Bench, type Contender } from './modes.ts';
+import { childEnv, mean, warmUpAtRate, warmUpSenders, type Bench, type Contender } from './modes.ts';
 import { writeAtRate } from './writer.ts';
 
 export interface FleetResult {
@@ -299,7 +299,8 @@ export async function noisyNeighbour(bench: Bench, options: { rate: number; seco
       const deadline = now() + 10_000;
       while (silent.open() < NOISY_WEBHOOKS && now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    // warm, as the open loop is (the silent endpoints keep holding meanwhile)
+    await warmUpAtRate(bench, clone.url, options.rate, 30_000, `noisy neighbour, ${label}`);
     const written = await writeAtRate(clone.url, options.rate, options.seconds, () => {});
     const silentHeld = silent.open();
     await bench.receiver.expect(written.committed, 30_000);

@@ -209,6 +209,20 @@ async function whenFinished(url: string, sql: string, boundMs: number): Promise<
   }
 }
 
+/**
+ * The window measures running, not starting: first OPEN_LOOP_WARM_UP_SECONDS at the
+ * rate, unmeasured (a fresh connection plans its statements on first use, V8 compiles
+ * the hot paths; in a run without it the first second held the slowest 1% of the
+ * window), all of it arrived and taken from the receiver before the window opens.
+ */
+export async function warmUpAtRate(bench: Bench, url: string, rate: number, drainTimeoutMs: number, label: string): Promise<void> {
+  const warmUp = await writeAtRate(url, rate, OPEN_LOOP_WARM_UP_SECONDS, () => {}, WARM_UP_SEQ_OFFSET);
+  if (!(await bench.receiver.expect(warmUp.committed, drainTimeoutMs))) {
+    bench.log(`  ${label}: the warm-up did not all arrive within the drain bound`);
+  }
+  await bench.receiver.take();
+}
+
 export async function openLoop(
   bench: Bench,
   contender: Contender,
@@ -227,15 +241,7 @@ export async function openLoop(
       cpuProfDir: bench.cpuProfDir,
     });
     await child.go();
-    // the window measures running, not starting: first OPEN_LOOP_WARM_UP_SECONDS at the
-    // rate, unmeasured (a fresh connection plans its statements on first use, V8
-    // compiles the hot paths; in a run without it the first second held the slowest
-    // 1% of the window), all of it arrived before the window opens
-    const warmUp = await writeAtRate(clone.url, rate, OPEN_LOOP_WARM_UP_SECONDS, () => {}, WARM_UP_SEQ_OFFSET);
-    if (!(await bench.receiver.expect(warmUp.committed, drainTimeoutMs))) {
-      bench.log(`  ${contender.name} @ ${rate}/s: the warm-up did not all arrive within the drain bound`);
-    }
-    await bench.receiver.take();
+    await warmUpAtRate(bench, clone.url, rate, drainTimeoutMs, `${contender.name} @ ${rate}/s`);
     await child.mark();
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
 

@@ -196,7 +196,7 @@ for (const receiverMs of [...new Set(fleetRows.map((r) => r.receiverMs))]) {
   console.log(fleetTable(group));
 }
 if (noisy.length > 0) {
-  console.log(`\n### Noisy neighbour: the benchmark company's changes while another company's ${NOISY_WEBHOOKS} webhooks hang, one relay at its defaults\n`);
+  console.log(`\n### Noisy neighbour: the benchmark company's changes while another company's ${NOISY_WEBHOOKS} webhooks hang, one relay at its defaults (after ${OPEN_LOOP_WARM_UP_SECONDS} s at the rate, not measured)\n`);
   console.log(noisyTable(noisy));
 }
 for (const report of postgres.statementReports) {
