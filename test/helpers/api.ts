@@ -67,15 +67,20 @@ export async function startTestApi(ownerUrl: string, options: { reportCountsEver
 /**
  * A database of its own for the test file (as useTestDatabase) and the API running
  * against it, made one after the other in one hook (ava runs hooks at once).
+ * `beforeApi` runs on the database before the API opens its first connection.
  */
-export function useTestDatabaseWithApi(test: {
-  before: (fn: () => Promise<void>) => void;
-  after: { always: (fn: () => Promise<void>) => void };
-}): { db: () => TestDatabase; api: () => TestApi } {
+export function useTestDatabaseWithApi(
+  test: {
+    before: (fn: () => Promise<void>) => void;
+    after: { always: (fn: () => Promise<void>) => void };
+  },
+  options: { beforeApi?: (database: TestDatabase) => Promise<void> } = {},
+): { db: () => TestDatabase; api: () => TestApi } {
   let database: TestDatabase | undefined;
   let running: TestApi | undefined;
   test.before(async () => {
     database = await createTestDatabase();
+    await options.beforeApi?.(database);
     running = await startTestApi(database.url);
   });
   test.after.always(async () => {
