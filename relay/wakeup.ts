@@ -112,9 +112,10 @@ export class WakeUp {
    * by itself. `stopping`: no linger and no going idle.
    */
   async afterDiscovery(found: Found, stopping: boolean): Promise<boolean> {
+    const foundWork = found.full || found.deliveries > 0;
     const foundWorkBefore = this.foundWork;
-    this.foundWork = found.full || found.deliveries > 0;
-    if (found.full || found.deliveries > 0) {
+    this.foundWork = foundWork;
+    if (foundWork) {
       this.rechecks = 0;
       // a trickle found awake; one found by the last look goes on at once, so that
       // the next discovery gives relay_idle back without waiting

@@ -223,7 +223,7 @@ test('sendTestWebhook: refused for a viewer, for a disabled webhook and for anot
   const codeOf = async (token: string, id: string) => (await api().gql(token, SEND, { id })).errors?.[0]?.extensions;
 
   t.like(await codeOf(await api().token(a.id, 'webhook_viewer'), hook.id), { code: '42501' });
-  t.like(await codeOf(await api().token(a.id), off.id), { code: '55000', constraint: 'webhook_disabled' });
+  t.like(await codeOf(await api().token(a.id), off.id), { code: '55000', constraint: 'webhook_disabled', column: 'id' });
   t.like(await codeOf(await api().token(a.id), other.id), { code: 'P0002', constraint: 'webhook_not_found' });
   t.deepEqual(await deliveriesOf(db().pool, [hook.id, off.id, other.id]), []);
 

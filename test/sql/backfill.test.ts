@@ -196,7 +196,10 @@ test('refused by name: a second backfill while one runs, a disabled webhook, an 
   const disabled = await f.webhook({ companyId: company.id, actions: ['contact.created'], enabled: false });
   await start(hook.id);
   t.like(await start(hook.id).catch((e) => e), { code: '55000', constraint: 'backfill_running' });
-  t.like(await start(disabled.id).catch((e) => e), { code: '55000', constraint: 'webhook_disabled' });
+  t.like(await start(disabled.id).catch((e) => e), {
+    code: '55000', constraint: 'webhook_disabled', column: 'webhook_id',
+    message: `webhook ${disabled.id} is disabled; enable it before a backfill`,
+  });
   t.like(await start('987654321').catch((e) => e), { code: 'P0002', constraint: 'webhook_not_found' });
   t.like(await db().pool.query('select webhooks.cancel_backfill(987654321)').catch((e) => e), { code: 'P0002', constraint: 'backfill_not_found' });
   t.like(await f.webhook({ companyId: company.id, actions: ['contact.snapshot'] }).catch((e) => e),
