@@ -18,8 +18,8 @@
 --
 -- Who notes such a write: row triggers on delivery_results (inserts, updates,
 -- deletes) and on delivery_history (updates, deletes), and, for a message written
--- into the past, a trigger on the view webhooks.deliveries, after the one that writes
--- it (22_outbox.sql). History has no INSERT trigger because every capture inserts
+-- into the past or moved to another day (another partition), a trigger on the view
+-- webhooks.deliveries, after the one that writes it (22_outbox.sql). History has no INSERT trigger because every capture inserts
 -- there: its triggers with a WHEN each cost a matching contact write about 8 µs of
 -- 98 (single UPDATE statements, rounds interleaved; docs/capture.md), whether they
 -- fired or not, as Postgres copies a table's triggers, WHEN clauses as text, for every
@@ -170,14 +170,19 @@ begin
 end;
 $$;
 
--- a message written into the past through the view (history itself has no INSERT
--- trigger): after _500_write, which filled in new.created_at, in the same row
+-- a message written into the past through the view, or moved there (history itself
+-- has no INSERT trigger; and a delivery moved to another day moves to another
+-- partition, which Postgres does as a DELETE and an INSERT: history's UPDATE trigger
+-- does not fire, its DELETE trigger notes the time it leaves, nothing the time it
+-- joins; within a day, history's UPDATE trigger sees both). After _500_write, which
+-- filled in new.created_at, in the same row.
 create or replace function webhooks_private.tg_deliveries__count_written()
 returns trigger
 language plpgsql
 as $$
 begin
-  if webhooks_private.may_be_counted(new.created_at) then
+  if (tg_op = 'INSERT' or webhooks_private.utc_day(new.created_at) <> webhooks_private.utc_day(old.created_at))
+     and webhooks_private.may_be_counted(new.created_at) then
     perform webhooks_private.recount_day(new.webhook_id, new.company_id, new.created_at);
   end if;
   return new;
@@ -186,7 +191,7 @@ $$;
 
 drop trigger if exists _900_recount_day on webhooks.deliveries;
 create trigger _900_recount_day
-  instead of insert on webhooks.deliveries
+  instead of insert or update on webhooks.deliveries
   for each row execute function webhooks_private.tg_deliveries__count_written();
 
 -- private: a webhook's deliveries created in [p_since, p_until), counted from the

@@ -134,16 +134,36 @@ test.serial('a message written into a counted hour through the view makes its ro
   await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
 });
 
-test.serial('a delivery moved to another counted hour makes both rows stale, the one it joins seen by history\'s own trigger', async (t) => {
+/** The UTC day of the hour `hoursAgo` hours before this one. */
+function dayOf(hoursAgo: number): string {
+  return new Date(hourStart(hoursAgo)).toISOString().slice(0, 10);
+}
+
+/** Moves a delivery of the hour 9 hours ago into the hour `toAgo` hours ago: both rows are stale at once. */
+async function assertMoveMakesBothStale(t: any, toAgo: number) {
   const { hook, token, inHour } = await countedScene();
   const [moved] = inHour(9);
   // pending again: its result row goes (that trigger sees the hour it leaves), a queue
-  // row comes, and only history's trigger sees the hour it joins
+  // row comes
   await db().pool.query(
     `update webhooks.deliveries set state = 'pending', completed_at = null, created_at = $2 where id = $1`,
-    [moved!.id, new Date(hourStart(5) + 60_000).toISOString()]);
-  t.deepEqual((await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour), [hourStart(9), hourStart(5)]);
+    [moved!.id, new Date(hourStart(toAgo) + 60_000).toISOString()]);
+  t.deepEqual((await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour), [hourStart(9), hourStart(toAgo)].sort((a, b) => a - b));
   await assertReportMatchesRows(t, token, hook.id, 'after the move');
+}
+
+test.serial('a delivery moved to another counted hour of its day makes both rows stale, the one it joins seen by history\'s own trigger', async (t) => {
+  // an hour beside it on the same UTC day: the row stays in its partition
+  await assertMoveMakesBothStale(t, [8, 10].find((ago) => dayOf(ago) === dayOf(9))!);
+});
+
+test.serial('a delivery moved to a counted hour of another day makes both rows stale, the one it joins seen by the view\'s trigger', async (t) => {
+  // another UTC day, so another partition: Postgres moves the row as a DELETE and an
+  // INSERT, and history's UPDATE trigger does not fire (the hours 26 to 3 hours ago
+  // span two days unless they are exactly one; then 2 hours ago is the next day)
+  const toAgo = Array.from({ length: 24 }, (_, i) => 26 - i).find((ago) => dayOf(ago) !== dayOf(9)) ?? 2;
+  t.not(dayOf(toAgo), dayOf(9));
+  await assertMoveMakesBothStale(t, toAgo);
 });
 
 test.serial('a roll-up that counted an hour before a write to it does not write its count over the stale row', async (t) => {
