@@ -19,7 +19,8 @@
 -- Who notes such a write: row triggers on delivery_results (inserts, updates,
 -- deletes) and on delivery_history (updates, deletes), and, for a message written
 -- into the past or moved to another day (another partition), a trigger on the view
--- webhooks.deliveries, after the one that writes it (22_outbox.sql). History has no INSERT trigger because every capture inserts
+-- webhooks.deliveries, after the one that writes it (22_outbox.sql). History has no
+-- INSERT trigger because every capture inserts
 -- there: its triggers with a WHEN each cost a matching contact write about 8 µs of
 -- 98 (single UPDATE statements, rounds interleaved; docs/capture.md), whether they
 -- fired or not, as Postgres copies a table's triggers, WHEN clauses as text, for every

@@ -67,8 +67,13 @@ test.serial('the report equals counting the rows: before a roll-up, after it, af
   t.true(counted.every((c) => c.fired === 5));
   await assertReportMatchesRows(t, token, hook.id, startOfToday, 'rolled up');
 
-  // changes to counted days: a replay, a retry settling, a delete, a late insert
-  const [replayed, settled, deleted] = [rows[10], rows[20], rows[30]];
+  // changes to counted days: a replay, a retry settling, a delete, a late insert, a
+  // delivery moved to another counted day on its way again (another partition: no
+  // result row is written, whose trigger would see the day it joins)
+  const [replayed, settled, deleted, moved] = [rows[10], rows[20], rows[30], rows[40]];
+  const movedTo = new Date(startOfToday - 6 * DAY + 2 * 3_600_000).toISOString(); // a day no other change touches
+  await db().pool.query("update webhooks.deliveries set state = 'pending', completed_at = null, created_at = $2 where id = $1",
+    [moved.id, movedTo]);
   await db().pool.query("update webhooks.deliveries set state = 'failed' where id = $1", [replayed.id]);
   const replay = await api().gql(token, 'mutation($id: BigInt!) { replayDelivery(input: { id: $id }) { result { state } } }', { id: replayed.id });
   t.is(replay.data.replayDelivery.result.state, 'pending');
@@ -84,8 +89,10 @@ test.serial('the report equals counting the rows: before a roll-up, after it, af
   await assertReportMatchesRows(t, token, hook.id, startOfToday, 'rolled up again');
   const { rows: [{ pendingDays }] } = await db().pool.query(
     `select count(*)::int as "pendingDays" from webhooks.delivery_day_counts
-     where webhook_id = $1 and day = any (array[(($2::timestamptz) at time zone 'utc')::date, (($3::timestamptz) at time zone 'utc')::date])`,
-    [hook.id, replayed.created_at, unfinished.created_at]);
+     where webhook_id = $1
+       and day = any (array[(($2::timestamptz) at time zone 'utc')::date, (($3::timestamptz) at time zone 'utc')::date,
+                            (($4::timestamptz) at time zone 'utc')::date])`,
+    [hook.id, replayed.created_at, unfinished.created_at, movedTo]);
   t.is(pendingDays, 0, 'days with a delivery on its way stay uncounted');
 });
 
