@@ -33,7 +33,7 @@
 // eight sessions on the machine's cores. (On a virtual machine the host's steal still
 // counts as the session's time, and only makes it longer: hence the lowest.)
 import { execFile } from 'node:child_process';
-import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';

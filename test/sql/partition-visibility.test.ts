@@ -6,6 +6,7 @@
 // this sequence does not bring it back: Postgres takes the other session's catalog
 // changes in before the writes.)
 import test from 'ava';
+import type pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -16,7 +17,7 @@ const DAY_MADE_BEFORE = '2024-01-10';
 const DAY_MADE_MEANWHILE = '2024-01-11';
 const DAY_MOVED_TO = '2024-01-12';
 
-async function insertThroughView(client: { query: Function }, webhookId: string, companyId: string, at: string): Promise<string> {
+async function insertThroughView(client: pg.PoolClient, webhookId: string, companyId: string, at: string): Promise<string> {
   const { rows } = await client.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, created_at)
      values ($1, $2, 'contact.created', 1, '{}', $3) returning id`, [webhookId, companyId, at]);
