@@ -194,6 +194,64 @@ as $$
         group by f) u;
 $$;
 
+-- private: the largest payload a delivery may carry, in bytes: the database setting
+-- webhooks.max_payload_bytes (alter database … set webhooks.max_payload_bytes =
+-- 4194304), 1 MiB unless changed, and never less than payload_bytes_floor() nor more
+-- than 64 MiB. A contact's payload is a kilobyte or two; one a thousand times that
+-- is a tenant's custom data gone wrong, and every webhook that chose the field would
+-- store it and send it again on every retry. A value that is not a whole number is
+-- ignored (the default holds): a setting must never make a contact write fail.
+create or replace function webhooks_private.max_payload_bytes()
+returns integer
+language plpgsql
+stable
+as $$
+declare
+  v_setting constant text := pg_catalog.btrim(webhooks_private.setting('webhooks.max_payload_bytes', ''));
+begin
+  if v_setting !~ '^[0-9]{1,10}$' then
+    return 1048576;
+  end if;
+  return least(greatest(v_setting::bigint, webhooks_private.payload_bytes_floor()), 67108864)::integer;
+end;
+$$;
+
+-- private: no limit is set below this (64 KiB), so a payload up to this size never
+-- pays for reading the setting (inlined: a constant)
+create or replace function webhooks_private.payload_bytes_floor()
+returns integer
+language sql
+immutable
+as $$
+  select 65536;
+$$;
+
+-- private: what is kept of a delivery whose payload was over max_payload_bytes: the
+-- event (type, timestamp, source, the contact's id) and what was left out, so that
+-- history tells it without storing the oversized payload once per webhook
+create or replace function webhooks_private.payload_summary(p_payload jsonb, p_contact_id bigint, p_bytes integer, p_limit integer)
+returns jsonb
+language sql
+immutable
+as $$
+  select jsonb_build_object(
+    'type', p_payload -> 'type',
+    'timestamp', p_payload -> 'timestamp',
+    'data', jsonb_strip_nulls(jsonb_build_object(
+              'contact', jsonb_build_object('id', p_contact_id),
+              'source', p_payload #> '{data,source}',
+              'omitted', jsonb_build_object('reason', 'payload_too_large', 'bytes', p_bytes, 'limit', p_limit))));
+$$;
+
+-- private: was this delivery's payload left out for its size (payload_summary)?
+create or replace function webhooks_private.payload_omitted(p_payload jsonb)
+returns boolean
+language sql
+immutable
+as $$
+  select p_payload #>> '{data,omitted,reason}' is not distinct from 'payload_too_large';
+$$;
+
 -- private: write one delivery to the outbox. The only function that does (capture
 -- below and backfill, 35_backfill.sql, both write through it): what a delivery row is
 -- (its table, its columns) and when it is first due is the outbox's business, not
@@ -209,6 +267,11 @@ $$;
 -- merges into one delivery happen one after the other. p_coalesce_window is the
 -- webhook's, as its caller already holds it (capture: from the subscription row,
 -- which carries it; backfill: from the webhook), so that no delivery pays a lookup.
+--
+-- A payload over max_payload_bytes is not queued: the delivery is written finished,
+-- failed with the reason, its payload replaced by payload_summary (Times Fired counts
+-- it, the Reports page shows why it was not sent). It merges into no waiting
+-- delivery. The contact write itself goes on: no webhook may make it fail.
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint, jsonb);
 drop function if exists webhooks_private.enqueue(bigint, bigint, webhooks.action, bigint, jsonb);
@@ -229,7 +292,23 @@ declare
   v_merge_id bigint;
   v_merge_created timestamptz;
   v_notified boolean;
+  -- (the size of the jsonb as built: known without serialising it)
+  v_bytes constant integer := pg_catalog.pg_column_size(p_payload);
+  v_limit integer;
 begin
+  if v_bytes > webhooks_private.payload_bytes_floor() then
+    v_limit := webhooks_private.max_payload_bytes();
+    if v_bytes > v_limit then
+      insert into webhooks.deliveries
+        (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at)
+      values (p_webhook_id, p_company_id, p_action, p_contact_id,
+              webhooks_private.payload_summary(p_payload, p_contact_id, v_bytes, v_limit), 'failed', 0,
+              format('not sent: its payload was %s bytes, over the limit of %s (webhooks.max_payload_bytes)',
+                     v_bytes, v_limit),
+              now());
+      return;
+    end if;
+  end if;
   if v_window is not null then
     if p_action in ('contact.updated', 'contact.saved') then
       -- the delivery still waiting out its window: its queue row, locked so that no

@@ -45,6 +45,19 @@
 -- With the defaults: 10 attempts, waits of 10 s, 30 s, 1.5 min, 4.5 min, 13.5 min,
 -- 40.5 min, 2 h, 6 h, 12 h: the last attempt comes about 21 hours after the first.
 
+-- private: the most bytes of bodies one claim returns unless its caller says less
+-- (32 MiB). Payloads are bounded one by one (webhooks.max_payload_bytes, 25_capture.sql);
+-- this bounds a batch of them, in the relay's memory and in the arrays the claim
+-- builds (Postgres refuses any value over 1 GB: a batch of big payloads would make
+-- every claim fail, every company's deliveries with it).
+create or replace function webhooks_private.claim_max_bytes()
+returns integer
+language sql
+immutable
+as $$
+  select 33554432;
+$$;
+
 -- private: attempts a delivery of this webhook gets (p_webhook_max: webhooks.max_attempts)
 create or replace function webhooks_private.max_attempts(p_webhook_max integer)
 returns integer
@@ -131,7 +144,9 @@ $$;
 -- relay at that moment, so nothing was leased (look again shortly: that claim holds
 -- them a few milliseconds); when nothing is leased these come in a row of their own,
 -- its delivery_id null. Due deliveries of a disabled webhook are not sent: they fail
--- with a reason.
+-- with a reason. p_max_bytes bounds the bodies one claim returns (null:
+-- claim_max_bytes()); rows past it stay pending, and more_due and webhook_filled say
+-- that more is due.
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]);
 -- (p_busy_caps came after p_slots)
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer);
@@ -146,7 +161,8 @@ create or replace function webhooks_relay.claim_deliveries(
   p_busy_counts   integer[] default '{}',
   p_only_webhooks bigint[] default null,
   p_slots         integer default null,
-  p_busy_caps     integer[] default null
+  p_busy_caps     integer[] default null,
+  p_max_bytes     integer default null
 )
 returns table (
   delivery_id     bigint,
@@ -202,6 +218,9 @@ declare
   v_message_ids bigint[] := '{}';
   v_messages text[] := '{}';
   v_bodies text[] := '{}';
+  v_bytes_left bigint := coalesce(p_max_bytes, webhooks_private.claim_max_bytes());
+  v_day_bytes bigint;
+  v_cut boolean := false;
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
   select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
@@ -229,15 +248,37 @@ begin
   -- 2. what to send: the messages, from each day's history partition by name (nearly
   --    always one; 22_outbox.sql), in a statement kept small because it is planned on
   --    every call. Read before the lease: the rows are locked, nothing changes them.
+  --    No more than p_max_bytes of bodies (claim_max_bytes) in one claim, and always
+  --    one: the rows past that (oldest first within a day) are left pending for the
+  --    next claim.
   for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
-    execute format('select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text) from %s h where h.id = any ($1)',
-                   webhooks_private.history_relation(v_day))
-      into v_day_ids, v_day_messages, v_day_bodies
-      using v_locked;
+    continue when v_bytes_left <= 0;
+    execute format($q$
+      select array_agg(m.id), array_agg(m.message_id), array_agg(m.body), sum(octet_length(m.body))
+      from (select h.id, h.message_id, b.body, sum(octet_length(b.body)) over w as upto, row_number() over w as n
+            from %s h
+            -- (offset 0: the payload is serialised once, not again for its length)
+            cross join lateral (select h.payload::text offset 0) as b(body)
+            where h.id = any ($1)
+            window w as (order by h.id)) m
+      where m.upto <= $2 or (m.n = 1 and $3)$q$,
+      webhooks_private.history_relation(v_day))
+      into v_day_ids, v_day_messages, v_day_bodies, v_day_bytes
+      using v_locked, v_bytes_left, cardinality(v_message_ids) = 0;
     v_message_ids := v_message_ids || v_day_ids;
     v_messages := v_messages || v_day_messages;
     v_bodies := v_bodies || v_day_bodies;
+    v_bytes_left := v_bytes_left - coalesce(v_day_bytes, 0);
   end loop;
+  if cardinality(v_message_ids) < cardinality(v_locked) then
+    -- over the budget: lease only the rows read; their webhooks may have more due
+    v_cut := true;
+    select array_agg(c.id order by c.n), array_agg(c.row_ctid order by c.n), array_agg(c.send_at order by c.n),
+           array_agg(c.send_until order by c.n), array_agg(true)
+      into v_locked, v_ctids, v_send_at, v_send_until, v_filled
+    from unnest(v_locked, v_ctids, v_send_at, v_send_until) with ordinality as c(id, row_ctid, send_at, send_until, n)
+    where c.id = any (v_message_ids);
+  end if;
 
   -- 3. fail what a disabled webhook would get; lease the rest (queue rows only) and
   --    return them with their messages, in one statement planned once
@@ -289,8 +330,8 @@ begin
   -- in the order lane_claim chose them (oldest first within a lane): the relay sends
   -- in this order
   select l.delivery_id, m.message_id, l.webhook_id, l.attempts, l.url, m.body, l.secret, l.previous_secret,
-         l.send_at, l.send_until, l.filled, p_only_webhooks is null and cardinality(v_locked) >= p_limit, v_at_cap,
-         false
+         l.send_at, l.send_until, l.filled, (p_only_webhooks is null and cardinality(v_locked) >= p_limit) or v_cut,
+         v_at_cap, false
   from leased l
   join unnest(v_message_ids, v_messages, v_bodies) as m(id, message_id, body) on m.id = l.delivery_id
   order by l.n;
@@ -678,13 +719,23 @@ begin
       constraint = 'delivery_not_found',
       column = 'id';
   end if;
+  if webhooks_private.payload_omitted(v.payload) then
+    -- only a summary was kept (webhooks_private.enqueue): nothing to send again
+    raise exception using
+      errcode = 'program_limit_exceeded',
+      message = format('delivery %s was never sent: its payload was over webhooks.max_payload_bytes, and only a summary of it was kept',
+                       v.id),
+      constraint = 'delivery_payload_too_large',
+      column = 'id';
+  end if;
   v_webhook := webhooks_private.webhook_for_update(v.webhook_id);
   perform webhooks_private.require_enabled(v_webhook);
   return webhooks_private.requeue_delivery(v);
 end;
 $$;
 
--- public: send again every failed delivery of a webhook created since a time
+-- public: send again every failed delivery of a webhook created since a time (but
+-- those never sent for their payload's size: replay_delivery refuses them one by one)
 create or replace function webhooks.replay_failed(webhook_id bigint, since timestamptz)
 returns setof webhooks.deliveries
 language plpgsql
@@ -698,6 +749,7 @@ begin
   for v in
     select * from webhooks.deliveries d
     where d.webhook_id = v_webhook.id and d.created_at >= coalesce(since, '-infinity') and d.state = 'failed'
+      and not webhooks_private.payload_omitted(d.payload)
     order by d.created_at, d.id
   loop
     return next webhooks_private.requeue_delivery(v);

@@ -1,0 +1,129 @@
+// Payloads have a bound (webhooks.max_payload_bytes, sql/25_capture.sql) and so do
+// claims (claim_max_bytes, sql/30_delivery.sql): a tenant's oversized custom data is
+// never queued nor sent again on every retry, and a batch of big payloads cannot make
+// the claim fail for every company.
+import test from 'ava';
+import pg from 'pg';
+import { createTestDatabase, useTestDatabase } from '../helpers/db.ts';
+import { deliveriesOf, factories } from '../helpers/factories.ts';
+import { inTransaction } from '../helpers/sql.ts';
+
+const db = useTestDatabase(test);
+const make = () => factories(db().pool);
+
+/** custom data whose payload is about `bytes` long */
+const customOf = (bytes: number) => JSON.stringify({ notes: 'n'.repeat(bytes) });
+
+const queued = async (pool: pg.Pool, ids: string[]) =>
+  (await pool.query('select delivery_id from webhooks.delivery_queue where delivery_id = any ($1::bigint[])', [ids])).rows;
+
+test('a payload over 1 MiB is not queued: the delivery is failed with the reason, a summary kept; the write goes on', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const withNotes = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['first_name', 'custom'] });
+  const without = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['first_name'] });
+
+  const contact = await f.contact(company.id, { first_name: 'Big', custom: customOf(1_100_000) });
+
+  const [failed] = await deliveriesOf(db().pool, [withNotes.id]);
+  t.is(failed.state, 'failed');
+  t.is(failed.attempts, 0);
+  t.regex((failed as any).last_error, /^not sent: its payload was 11\d{5} bytes, over the limit of 1048576 \(webhooks\.max_payload_bytes\)$/);
+  t.truthy((failed as any).completed_at);
+  t.regex(failed.message_id, /^msg_[0-9a-f]{32}$/);
+  t.is(failed.payload.type, 'contact.created');
+  t.deepEqual(failed.payload.data.contact, { id: Number(contact.id) });
+  t.is(failed.payload.data.source, 'unknown');
+  t.like(failed.payload.data.omitted, { reason: 'payload_too_large', limit: 1048576 });
+  t.true(failed.payload.data.omitted.bytes > 1_100_000);
+  t.deepEqual(await queued(db().pool, [failed.id]), [], 'never in the queue');
+
+  // the webhook that did not choose custom gets its delivery as ever
+  const [sent] = await deliveriesOf(db().pool, [without.id]);
+  t.is(sent.state, 'pending');
+  t.deepEqual(sent.payload.data.contact, { id: Number(contact.id), first_name: 'Big' });
+  t.is((await queued(db().pool, [sent.id])).length, 1);
+});
+
+test('webhooks.max_payload_bytes: lower or higher, never below 64 KiB; a value that is no number leaves 1 MiB', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['custom'] });
+  const created = async (setting: string, bytes: number) => {
+    await inTransaction(db().pool, `set local webhooks.max_payload_bytes = '${setting}'`, (c) =>
+      c.query('insert into crm.contacts (company_id, custom) values ($1, $2)', [company.id, customOf(bytes)]));
+    const rows = await deliveriesOf(db().pool, [hook.id]);
+    return rows[rows.length - 1].state;
+  };
+  t.is(await created('100000', 150_000), 'failed', 'lowered to 100,000 bytes');
+  t.is(await created('100000', 90_000), 'pending');
+  t.is(await created('1000', 60_000), 'pending', 'a limit under 64 KiB counts as 64 KiB');
+  t.is(await created('1000', 70_000), 'failed');
+  t.is(await created('lots', 1_000_000), 'pending', 'not a number: the default');
+  t.is(await created('lots', 1_100_000), 'failed');
+  t.is(await created(' 2097152 ', 1_100_000), 'pending', 'raised to 2 MiB');
+});
+
+test('an oversized update merges into no waiting delivery: that one keeps its payload, the oversized one fails on its own', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city', 'custom'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Boston' });
+
+  await db().pool.query('update crm.contacts set city = $2 where id = $1', [contact.id, 'Denver']);
+  await db().pool.query('update crm.contacts set custom = $2 where id = $1', [contact.id, customOf(1_100_000)]);
+
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => r.state), ['pending', 'failed']);
+  t.like(rows[0].payload.data, { contact: { id: Number(contact.id), city: 'Denver', custom: {} }, changed_fields: ['city'], merged: 1 });
+  t.is(rows[1].payload.data.omitted.reason, 'payload_too_large');
+});
+
+test('a delivery never sent for its size is not replayed: replayDelivery refuses it by name, replayFailed passes it by', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['custom'] });
+  await f.contact(company.id, { custom: customOf(1_100_000) });
+  await f.contact(company.id);
+  const [big, small] = await deliveriesOf(db().pool, [hook.id]);
+  await db().pool.query(`update webhooks.deliveries set state = 'failed', completed_at = now() where id = $1`, [small.id]);
+
+  const refused = await db().pool.query('select webhooks.replay_delivery($1)', [big.id]).catch((error) => error);
+  t.like(refused, { code: '54000', constraint: 'delivery_payload_too_large', column: 'id' });
+  t.regex(refused.message, new RegExp(`^delivery ${big.id} was never sent: its payload was over webhooks.max_payload_bytes`));
+
+  const { rows } = await db().pool.query(`select id from webhooks.replay_failed($1, '-infinity')`, [hook.id]);
+  t.deepEqual(rows.map((r) => r.id), [small.id]);
+  t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => r.state), ['failed', 'pending']);
+});
+
+test('a claim returns at most p_max_bytes of bodies, and always one; the rest stay pending for the next claim', async (t) => {
+  // a database of its own: a claim takes any due row
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['custom'] });
+  for (let i = 0; i < 3; i++) await f.contact(company.id, { custom: customOf(40_000) });
+  const ids = (await deliveriesOf(database.pool, [hook.id])).map((r) => r.id);
+
+  const claim = (maxBytes: number | null) =>
+    database.pool
+      .query(
+        `select delivery_id, length(body) as bytes, webhook_filled, more_due
+         from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10, '{}', '{}', null, null, null, $1)`,
+        [maxBytes],
+      )
+      .then((r) => r.rows);
+
+  const first = await claim(100_000);
+  t.deepEqual(first.map((r) => r.delivery_id), ids.slice(0, 2), 'two bodies of about 40 kB fit in 100,000 bytes, a third would not');
+  t.true(first.every((r) => r.bytes > 40_000 && r.webhook_filled && r.more_due));
+  t.is((await database.pool.query(`select count(*)::int as n from webhooks.deliveries where state = 'pending'`)).rows[0].n, 1);
+
+  const second = await claim(1);
+  t.deepEqual(second.map((r) => r.delivery_id), [ids[2]], 'one, however small the budget');
+
+  t.deepEqual(await claim(null), [], 'nothing left');
+});
