@@ -722,7 +722,7 @@ begin
   if webhooks_private.payload_omitted(v.payload) then
     -- only a summary was kept (webhooks_private.enqueue): nothing to send again
     raise exception using
-      errcode = 'program_limit_exceeded',
+      errcode = 'object_not_in_prerequisite_state',
       message = format('delivery %s was never sent: its payload was over webhooks.max_payload_bytes, and only a summary of it was kept',
                        v.id),
       constraint = 'delivery_payload_too_large',

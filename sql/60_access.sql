@@ -154,7 +154,8 @@ grant execute on function
   webhooks_private.issued_secret_setting(bigint),
   webhooks_private.secret_grace(),
   webhooks_private.require_enabled(webhooks.webhooks, text, text),
-  webhooks_private.requeue_delivery(webhooks.deliveries)
+  webhooks_private.requeue_delivery(webhooks.deliveries),
+  webhooks_private.payload_omitted(jsonb)
   to webhook_admin;
 
 -- the authenticator's one right of its own: rolling up the report's daily counts

@@ -169,6 +169,22 @@ test('replayDelivery refuses a delivery a relay is sending right now, and one of
   t.like(disabled.errors?.[0].extensions, { code: '55000', constraint: 'webhook_disabled', column: 'webhook_id' });
 });
 
+test('replayDelivery refuses by name a delivery never sent for its payload\'s size', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_CREATED'], fields: ['first_name', 'custom'] });
+  await f.contact(company.id, { custom: JSON.stringify({ notes: 'n'.repeat(1_100_000) }) });
+  const [delivery] = await deliveriesOf(db().pool, [webhook.id]);
+  t.is(delivery.state, 'failed');
+
+  const refused = await api().gql(token, 'mutation($id: BigInt!) { replayDelivery(input: { id: $id }) { result { state } } }', { id: delivery.id });
+  t.like(refused.errors?.[0].extensions, { code: '55000', constraint: 'delivery_payload_too_large', column: 'id' });
+  t.regex(refused.errors?.[0].message ?? '', /was never sent: its payload was over webhooks\.max_payload_bytes/);
+  const replayed = await api().gql(token, 'mutation($id: BigInt!) { replayFailed(input: { webhookId: $id, since: "2000-01-01T00:00:00Z" }) { result { id } } }', { id: webhook.id });
+  t.deepEqual(replayed.data?.replayFailed?.result, []);
+});
+
 test('replayFailed re-queues exactly the failed deliveries of the webhook created since the given time', async (t) => {
   const f = make();
   const company = await f.company();

@@ -90,7 +90,7 @@ test('a delivery never sent for its size is not replayed: replayDelivery refuses
   await db().pool.query(`update webhooks.deliveries set state = 'failed', completed_at = now() where id = $1`, [small.id]);
 
   const refused = await db().pool.query('select webhooks.replay_delivery($1)', [big.id]).catch((error) => error);
-  t.like(refused, { code: '54000', constraint: 'delivery_payload_too_large', column: 'id' });
+  t.like(refused, { code: '55000', constraint: 'delivery_payload_too_large', column: 'id' });
   t.regex(refused.message, new RegExp(`^delivery ${big.id} was never sent: its payload was over webhooks.max_payload_bytes`));
 
   const { rows } = await db().pool.query(`select id from webhooks.replay_failed($1, '-infinity')`, [hook.id]);
