@@ -57,6 +57,25 @@ as $$
   select coalesce(nullif(current_setting(p_name, true), ''), p_default);
 $$;
 
+-- private: a setting that is a whole number, kept within [p_min, p_max]; one that is
+-- not a whole number gives p_default. Settings are set with ALTER DATABASE, which
+-- cannot check them, and some are read by capture: a typo must never make a contact
+-- write fail.
+create or replace function webhooks_private.integer_setting(p_name text, p_default integer, p_min integer, p_max integer)
+returns integer
+language plpgsql
+stable
+as $$
+declare
+  v_setting constant text := pg_catalog.btrim(webhooks_private.setting(p_name, ''));
+begin
+  if v_setting !~ '^[0-9]{1,10}$' then
+    return p_default;
+  end if;
+  return least(greatest(v_setting::bigint, p_min), p_max)::integer;
+end;
+$$;
+
 ------------------------------------------------------------------------------------
 -- One home for each shared fact. Immutable SQL functions: the planner inlines them
 -- and folds them to constants, so calling one costs nothing at run time.
@@ -78,6 +97,7 @@ $$;
 --   (lock_space, relay_idle_lock)  a relay waiting for work          20_wakeup.sql
 --   day_counts_lock(webhook_id)    one webhook's report day counts   50_report_counts.sql
 --   partition_lock()               making outbox partitions          22_outbox.sql
+--   company_webhooks_lock(company) creating one company's webhooks   10_config.sql
 --   4204204204 (one bigint)        a migrate is running              tools/migrate.ts
 -- (The migrate lock is taken before sql/ exists, so it lives in tools/migrate.ts.)
 
@@ -116,6 +136,16 @@ language sql
 immutable
 as $$
   select hashtextextended('bpd_webhooks.partitions', 0);
+$$;
+
+-- the advisory lock of creating one company's webhooks (one bigint key per company):
+-- two creations count the company's webhooks one after the other
+create or replace function webhooks_private.company_webhooks_lock(p_company_id bigint)
+returns bigint
+language sql
+immutable
+as $$
+  select hashtextextended('bpd_webhooks.company_webhooks', p_company_id);
 $$;
 
 -- the advisory lock of one webhook's report day counts (one bigint key per webhook)

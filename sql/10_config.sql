@@ -25,6 +25,21 @@ begin
 end;
 $$;
 
+-- private: the most webhooks one company may have, disabled ones included: the
+-- database setting webhooks.max_webhooks_per_company, 100 unless changed (1 to
+-- 100,000). A company needs a handful (one per receiving service, or per status tag);
+-- each webhook is a lane every claim may visit and a subscription every contact write
+-- of its company asks about, so thousands of them would be one tenant's cost to all.
+-- (Stripe allows 16 endpoints per account, GitHub 20 webhooks per event per
+-- repository.)
+create or replace function webhooks_private.max_webhooks_per_company()
+returns integer
+language sql
+stable
+as $$
+  select webhooks_private.integer_setting('webhooks.max_webhooks_per_company', 100, 1, 100000);
+$$;
+
 -- public: the contact columns a webhook may choose in `fields` (GraphQL:
 -- contactFields); the validation below asks the same function. As its owner: naming
 -- crm.contacts needs a right on schema crm, which no API role has.
@@ -77,10 +92,24 @@ declare
   v_space constant text := '[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]';
   v_name_max constant integer := 200;
   v_reason_max constant integer := 500;
+  v_webhooks_max integer;
+  v_webhooks integer;
 begin
   if tg_op = 'UPDATE' and new.company_id <> old.company_id then
     perform webhooks_private.config_error('webhook_company_immutable', 'company_id',
       'a webhook cannot move to another company; create a new one instead');
+  end if;
+  if tg_op = 'INSERT' then
+    -- one creation at a time per company, so that two cannot both see room for one
+    -- (the count's snapshot is taken after the lock: a statement of its own)
+    perform pg_advisory_xact_lock(webhooks_private.company_webhooks_lock(new.company_id));
+    v_webhooks_max := webhooks_private.max_webhooks_per_company();
+    select count(*) into v_webhooks from webhooks.webhooks w where w.company_id = new.company_id;
+    if v_webhooks >= v_webhooks_max then
+      perform webhooks_private.config_error('webhook_limit_reached', 'company_id',
+        format('a company may have at most %s webhooks (webhooks.max_webhooks_per_company), and company %s has %s: delete one first',
+               v_webhooks_max, new.company_id, v_webhooks));
+    end if;
   end if;
 
   -- a name is trimmed of every Unicode white space character (btrim knows the ASCII

@@ -194,6 +194,16 @@ as $$
         group by f) u;
 $$;
 
+-- private: no limit is set below this (64 KiB), so a payload up to this size never
+-- pays for reading the setting (inlined: a constant)
+create or replace function webhooks_private.payload_bytes_floor()
+returns integer
+language sql
+immutable
+as $$
+  select 65536;
+$$;
+
 -- private: the largest payload a delivery may carry, in bytes: the database setting
 -- webhooks.max_payload_bytes (alter database … set webhooks.max_payload_bytes =
 -- 4194304), 1 MiB unless changed, and never less than payload_bytes_floor() nor more
@@ -203,27 +213,11 @@ $$;
 -- ignored (the default holds): a setting must never make a contact write fail.
 create or replace function webhooks_private.max_payload_bytes()
 returns integer
-language plpgsql
+language sql
 stable
 as $$
-declare
-  v_setting constant text := pg_catalog.btrim(webhooks_private.setting('webhooks.max_payload_bytes', ''));
-begin
-  if v_setting !~ '^[0-9]{1,10}$' then
-    return 1048576;
-  end if;
-  return least(greatest(v_setting::bigint, webhooks_private.payload_bytes_floor()), 67108864)::integer;
-end;
-$$;
-
--- private: no limit is set below this (64 KiB), so a payload up to this size never
--- pays for reading the setting (inlined: a constant)
-create or replace function webhooks_private.payload_bytes_floor()
-returns integer
-language sql
-immutable
-as $$
-  select 65536;
+  select webhooks_private.integer_setting('webhooks.max_payload_bytes', 1048576,
+                                          webhooks_private.payload_bytes_floor(), 67108864);
 $$;
 
 -- private: what is kept of a delivery whose payload was over max_payload_bytes: the

@@ -169,6 +169,22 @@ test('replayDelivery refuses a delivery a relay is sending right now, and one of
   t.like(disabled.errors?.[0].extensions, { code: '55000', constraint: 'webhook_disabled', column: 'webhook_id' });
 });
 
+test('createWebhook past the company\'s 100 webhooks is refused by name; another company may still create', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const other = await f.company();
+  await db().pool.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+     select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.created}' from generate_series(1, 99) n`,
+    [company.id]);
+  const token = await adminOf(company.id);
+  await t.notThrowsAsync(createThroughApi(token, { name: 'the hundredth' }));
+  const refused = await api().gql(token, CREATE, { name: 'one too many', url: 'https://receiver.example.com/x', fields: ['first_name'], actions: ['CONTACT_CREATED'] });
+  t.like(refused.errors?.[0].extensions, { code: '23514', constraint: 'webhook_limit_reached', column: 'company_id' });
+  t.regex(refused.errors?.[0].message ?? '', /^a company may have at most 100 webhooks \(webhooks\.max_webhooks_per_company\), and company \d+ has 100: delete one first$/);
+  await t.notThrowsAsync(createThroughApi(await adminOf(other.id), { name: 'elsewhere' }));
+});
+
 test('replayDelivery refuses by name a delivery never sent for its payload\'s size', async (t) => {
   const f = make();
   const company = await f.company();
