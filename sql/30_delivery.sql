@@ -271,7 +271,8 @@ begin
     v_bytes_left := v_bytes_left - coalesce(v_day_bytes, 0);
   end loop;
   if cardinality(v_message_ids) < cardinality(v_locked) then
-    -- over the budget: lease only the rows read; their webhooks may have more due
+    -- over the budget: lease only the rows read; their webhooks may have more due (a
+    -- paced webhook's slots for the rows left go unused: lane_claim counted them)
     v_cut := true;
     select array_agg(c.id order by c.n), array_agg(c.row_ctid order by c.n), array_agg(c.send_at order by c.n),
            array_agg(c.send_until order by c.n), array_agg(true)
