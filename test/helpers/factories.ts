@@ -119,6 +119,8 @@ export interface DeliveryRow {
   state: string;
   attempts: number;
   created_at: Date;
+  last_error: string | null;
+  completed_at: Date | null;
 }
 
 /** The deliveries of the given webhooks, oldest first. */
