@@ -7,7 +7,12 @@ import { deliveriesOf, factories } from '../helpers/factories.ts';
 
 const db = useTestDatabase(test);
 
-async function createCrmAppRole() {
+// made once per file: two tests granting at the same time collide on the catalog
+// rows ("tuple concurrently updated")
+let crmAppRole: Promise<void> | undefined;
+const createCrmAppRole = () => (crmAppRole ??= makeCrmAppRole());
+
+async function makeCrmAppRole() {
   // roles belong to the whole cluster, which test files share
   await db().pool.query(`
     do $$ begin
@@ -51,4 +56,24 @@ test('a role with grants on crm alone fires webhooks, and cannot touch them', as
   t.deepEqual(rows.map((r) => r.action), [
     'contact.created', 'contact.updated', 'contact.status_added', 'contact.user_assigned', 'contact.deleted',
   ]);
+});
+
+test('the same role writing a contact too large to send: the write goes on, the delivery is failed with the reason', async (t) => {
+  await createCrmAppRole();
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, fields: ['first_name', 'custom'], actions: ['contact.created'] });
+  const client = await db().pool.connect();
+  try {
+    await client.query('set role bpd_test_crm_app');
+    await client.query('set search_path = crm, public');
+    await client.query("insert into contacts (company_id, first_name, custom) values ($1, 'Big', $2)",
+      [company.id, JSON.stringify({ notes: 'n'.repeat(1_100_000) })]);
+  } finally {
+    await client.query('reset role; reset search_path');
+    client.release();
+  }
+  const [delivery] = await deliveriesOf(db().pool, [hook.id]);
+  t.is(delivery.state, 'failed');
+  t.regex(delivery.last_error ?? '', /^not sent: its payload was \d+ bytes, over the limit of 1048576/);
 });
