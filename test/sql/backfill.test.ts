@@ -246,3 +246,20 @@ test('row-level security: a company sees and cancels only its own backfills; a v
   t.truthy(mine.rows[0].id);
   t.like(await backfillRow(bBackfill), { state: 'running' });
 });
+
+test('a contact too large to send gets a failed snapshot with the reason; the backfill goes on to the end', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const small = await f.contact(company.id, { first_name: 'Small' });
+  const big = await f.contact(company.id, { first_name: 'Big', custom: JSON.stringify({ notes: 'n'.repeat(1_100_000) }) });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['first_name', 'custom'] });
+
+  const id = await start(hook.id);
+  await runToEnd(id, hook.id);
+
+  t.like(await backfillRow(id), { state: 'done', total: '2', queued: '2' });
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.contact_id, r.state]), [[small.id, 'succeeded'], [big.id, 'failed']]);
+  t.regex(rows[1].last_error ?? '', /^not sent: its payload was \d+ bytes, over the limit of 1048576/);
+  t.like(rows[1].payload, { type: 'contact.snapshot', data: { contact: { id: Number(big.id) }, source: 'backfill' } });
+});
