@@ -37,6 +37,10 @@ test('a payload over 1 MiB is not queued: the delivery is failed with the reason
   t.like(failed.payload.data.omitted, { reason: 'payload_too_large', limit: 1048576 });
   t.true(failed.payload.data.omitted.bytes > 1_100_000);
   t.deepEqual(await queued(db().pool, [failed.id]), [], 'never in the queue');
+  const { rows: [counted] } = await db().pool.query(
+    `select fired, succeeded, failed from webhooks_private.count_deliveries($1, $2, now() - interval '1 day', now() + interval '1 day')`,
+    [withNotes.id, company.id]);
+  t.deepEqual(counted, { fired: '1', succeeded: '0', failed: '1' }, 'Times Fired counts it, as failed');
 
   // the webhook that did not choose custom gets its delivery as ever
   const [sent] = await deliveriesOf(db().pool, [without.id]);
@@ -126,4 +130,19 @@ test('a claim returns at most p_max_bytes of bodies, and always one; the rest st
   t.deepEqual(second.map((r) => r.delivery_id), [ids[2]], 'one, however small the budget');
 
   t.deepEqual(await claim(null), [], 'nothing left');
+
+  // without p_max_bytes: claim_max_bytes(), 32 MiB; two payloads of 17 MB do not fit
+  const client = await database.pool.connect();
+  try {
+    await client.query(`set webhooks.max_payload_bytes = '20000000'`);
+    for (let i = 0; i < 2; i++) {
+      await client.query('insert into crm.contacts (company_id, custom) values ($1, $2)', [company.id, customOf(17_000_000)]);
+    }
+  } finally {
+    await client.query('reset webhooks.max_payload_bytes');
+    client.release();
+  }
+  const large = (await deliveriesOf(database.pool, [hook.id])).slice(3).map((r) => r.id);
+  t.deepEqual((await claim(null)).map((r) => r.delivery_id), large.slice(0, 1));
+  t.deepEqual((await claim(null)).map((r) => r.delivery_id), large.slice(1));
 });
