@@ -23,7 +23,7 @@ import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
 import { RelayMetrics } from './metrics.ts';
-import { claimDeliveries, ping, releaseDeliveries, type Claimed, type DeliveryJob } from './queries.ts';
+import { claimDeliveries, ping, refusedSettings, releaseDeliveries, type Claimed, type DeliveryJob } from './queries.ts';
 import { Backfiller } from './backfiller.ts';
 import { Rescuer } from './rescuer.ts';
 import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
@@ -405,6 +405,21 @@ export class Relay {
           (role ? ` (it runs as role ${role}: run npm run migrate, and GRANT ${role} TO the user of DATABASE_URL, or set RELAY_DB_ROLE= to use that user as is)` : ''),
         { cause: error },
       );
+    }
+    await this.warnOfRefusedSettings();
+  }
+
+  /**
+   * A DBA's typo in an engine setting stops nothing (the default or a bound holds,
+   * sql/02_settings.sql), so it would go unseen: each one is said once, at start.
+   */
+  private async warnOfRefusedSettings(): Promise<void> {
+    try {
+      for (const { name, set_to: setTo, value, refusal } of await refusedSettings(this.pool)) {
+        this.log.warn({ setting: name, setTo, inForce: value }, `setting ${name} = '${setTo}' is not used: ${refusal}`);
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, 'cannot read which engine settings are in force');
     }
   }
 }

@@ -218,6 +218,20 @@ export async function awake(db: Db): Promise<void> {
   await db.query('select webhooks_relay.awake()');
 }
 
+/** An engine setting whose value as set is not the one in force (sql/02_settings.sql). */
+export interface RefusedSetting {
+  name: string;
+  set_to: string;
+  value: string;
+  refusal: string;
+}
+
+/** The engine's settings whose value as set was refused (webhooks_ops.refused_settings). */
+export async function refusedSettings(db: Db): Promise<RefusedSetting[]> {
+  const { rows } = await db.query<RefusedSetting>('select name, set_to, value, refusal from webhooks_ops.refused_settings()');
+  return rows;
+}
+
 /** The cheapest statement that proves the connection works under the relay's role. */
 export async function ping(db: Db): Promise<void> {
   await db.query('select 1');

@@ -8,12 +8,13 @@
 -- Public API (stable names other programs and DBAs rely on):
 --   webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attempts,
 --   webhooks.fire_history, webhooks.audit_log, the type webhooks.action, the NOTIFY channel bpd_webhooks,
---   and the transaction setting webhooks.source.
+--   the transaction setting webhooks.source, and the engine's settings (webhooks.settings).
 -- Private (may change between versions; do not call from applications):
 --   everything in schema webhooks_private, the relay's entry points in schema
 --   webhooks_relay, and the health questions in schema webhooks_ops.
 --
 -- The files after this one:
+--   02_settings        the engine's settings: names, defaults, bounds, webhooks.settings
 --   05_caller          who is calling (the request's claims)
 --   10_config          webhook configuration: validation, subscriptions
 --   15_filters         a webhook's filters: what they may say, how they are evaluated
@@ -46,35 +47,6 @@ comment on schema webhooks_relay is
   'bpd-webhooks internals: the relay''s entry points (claim, settle, rescue). Not an API.';
 comment on schema webhooks_ops is
   'bpd-webhooks operations: readiness and backlog questions for the API''s and the relay''s health endpoints.';
-
--- private: a Postgres setting of the engine (webhooks.source, webhooks.retry_base, ...),
--- or its default when unset or empty. A DBA sets them per database, role or session.
-create or replace function webhooks_private.setting(p_name text, p_default text)
-returns text
-language sql
-stable
-as $$
-  select coalesce(nullif(current_setting(p_name, true), ''), p_default);
-$$;
-
--- private: a setting that is a whole number, kept within [p_min, p_max]; one that is
--- not a whole number gives p_default. Settings are set with ALTER DATABASE, which
--- cannot check them, and some are read by capture: a typo must never make a contact
--- write fail.
-create or replace function webhooks_private.integer_setting(p_name text, p_default integer, p_min integer, p_max integer)
-returns integer
-language plpgsql
-stable
-as $$
-declare
-  v_setting constant text := pg_catalog.btrim(webhooks_private.setting(p_name, ''));
-begin
-  if v_setting !~ '^[0-9]{1,10}$' then
-    return p_default;
-  end if;
-  return least(greatest(v_setting::bigint, p_min), p_max)::integer;
-end;
-$$;
 
 ------------------------------------------------------------------------------------
 -- One home for each shared fact. Immutable SQL functions: the planner inlines them

@@ -26,8 +26,7 @@ end;
 $$;
 
 -- private: the most webhooks one company may have, disabled ones included: the
--- database setting webhooks.max_webhooks_per_company, 100 unless changed (1 to
--- 100,000). A company needs a handful (one per receiving service, or per status tag);
+-- setting webhooks.max_webhooks_per_company (02_settings.sql: 100 unless changed). A company needs a handful (one per receiving service, or per status tag);
 -- each webhook is a lane every claim may visit and a subscription every contact write
 -- of its company asks about, so thousands of them would be one tenant's cost to all.
 -- (Stripe allows 16 endpoints per account, GitHub 20 webhooks per event per
@@ -37,7 +36,7 @@ returns integer
 language sql
 stable
 as $$
-  select webhooks_private.integer_setting('webhooks.max_webhooks_per_company', 100, 1, 100000);
+  select webhooks_private.integer_setting('webhooks.max_webhooks_per_company');
 $$;
 
 -- public: the contact columns a webhook may choose in `fields` (GraphQL:

@@ -174,7 +174,7 @@ stable
 as $$
 begin
   if p_action = 'contact.snapshot' then
-    return webhooks_private.setting('webhooks.backfill_defer', '1 second')::interval;
+    return webhooks_private.interval_setting('webhooks.backfill_defer');
   elsif p_action in ('contact.updated', 'contact.saved') and p_coalesce_window is not null then
     return p_coalesce_window;
   end if;
@@ -194,30 +194,17 @@ as $$
         group by f) u;
 $$;
 
--- private: no limit is set below this (64 KiB), so a payload up to this size never
--- pays for reading the setting (inlined: a constant)
-create or replace function webhooks_private.payload_bytes_floor()
-returns integer
-language sql
-immutable
-as $$
-  select 65536;
-$$;
-
--- private: the largest payload a delivery may carry, in bytes: the database setting
--- webhooks.max_payload_bytes (alter database … set webhooks.max_payload_bytes =
--- 4194304), 1 MiB unless changed, and never less than payload_bytes_floor() nor more
--- than 64 MiB. A contact's payload is a kilobyte or two; one a thousand times that
--- is a tenant's custom data gone wrong, and every webhook that chose the field would
--- store it and send it again on every retry. A value that is not a whole number is
--- ignored (the default holds): a setting must never make a contact write fail.
+-- private: the largest payload a delivery may carry, in bytes: the setting
+-- webhooks.max_payload_bytes (02_settings.sql: 1 MiB unless changed, 64 KiB to 64
+-- MiB). A contact's payload is a kilobyte or two; one a thousand times that is a
+-- tenant's custom data gone wrong, and every webhook that chose the field would store
+-- it and send it again on every retry.
 create or replace function webhooks_private.max_payload_bytes()
 returns integer
 language sql
 stable
 as $$
-  select webhooks_private.integer_setting('webhooks.max_payload_bytes', 1048576,
-                                          webhooks_private.payload_bytes_floor(), 67108864);
+  select webhooks_private.integer_setting('webhooks.max_payload_bytes');
 $$;
 
 -- private: what is kept of a delivery whose payload was over max_payload_bytes: the

@@ -30,16 +30,9 @@
 -- The circuit breaker and auto-disable are written by settles (lane_results): a
 -- healthy webhook's successes find failures = 0 and write nothing.
 --
--- Settings (ALTER DATABASE … SET, as for the retry schedule in 30_delivery.sql):
---   webhooks.max_in_flight              requests in flight to one webhook, all  default 32
---                                       relays together (its max_in_flight overrides it)
---   webhooks.breaker_after              failed attempts in a row that open a    default 5
---                                       webhook's circuit breaker
---   webhooks.breaker_probe_interval     the wait before the first probe; each   default 30 seconds
---                                       further probe waits twice the one before
---   webhooks.breaker_probe_max_interval no wait between probes is longer        default 1 hour
---   webhooks.auto_disable_after         a webhook whose every attempt has       default 5 days
---                                       failed for this long is disabled by the relay
+-- Settings (02_settings.sql has their defaults and bounds): webhooks.max_in_flight (a
+-- webhook's own max_in_flight overrides it), webhooks.breaker_after,
+-- breaker_probe_interval, breaker_probe_max_interval and auto_disable_after.
 
 -- private: the most requests in flight to one webhook, all relays together
 create or replace function webhooks_private.max_in_flight(p_webhook_max integer)
@@ -47,7 +40,7 @@ returns integer
 language sql
 stable
 as $$
-  select coalesce(p_webhook_max, webhooks_private.setting('webhooks.max_in_flight', '32')::integer);
+  select coalesce(p_webhook_max, webhooks_private.integer_setting('webhooks.max_in_flight'));
 $$;
 
 -- private: what the claiming relay may still take of one webhook: its cap for that
@@ -67,9 +60,9 @@ language sql
 stable
 as $$
   select least(
-    webhooks_private.setting('webhooks.breaker_probe_interval', '30 seconds')::interval
+    webhooks_private.interval_setting('webhooks.breaker_probe_interval')
       * power(2, least(greatest(p_probe, 1) - 1, 30)),
-    webhooks_private.setting('webhooks.breaker_probe_max_interval', '1 hour')::interval);
+    webhooks_private.interval_setting('webhooks.breaker_probe_max_interval'));
 $$;
 
 ------------------------------------------------------------------------------------
@@ -482,8 +475,8 @@ volatile
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-  v_after constant integer := webhooks_private.setting('webhooks.breaker_after', '5')::integer;
-  v_disable_after constant interval := webhooks_private.setting('webhooks.auto_disable_after', '5 days')::interval;
+  v_after constant integer := webhooks_private.integer_setting('webhooks.breaker_after');
+  v_disable_after constant interval := webhooks_private.interval_setting('webhooks.auto_disable_after');
 begin
   -- lanes locked in the order claims lock them (no deadlock), and only those that
   -- will change: a failure now, or failures before

@@ -22,7 +22,7 @@ returns interval
 language sql
 stable
 as $$
-  select webhooks_private.setting('webhooks.retention', '90 days')::interval;
+  select webhooks_private.interval_setting('webhooks.retention');
 $$;
 
 -- public (maintenance and DBAs; not in GraphQL): the days that may be dropped now,

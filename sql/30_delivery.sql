@@ -30,18 +30,10 @@
 -- Public: webhooks.retry_schedule() shows the retry schedule in force;
 -- webhooks.replay_delivery and webhooks.replay_failed (GraphQL mutations).
 --
--- Settings (Postgres settings, so a DBA sets them per database, per role or per
--- session, e.g. ALTER DATABASE bpd SET webhooks.max_attempts = 8):
---   webhooks.max_attempts     attempts before a delivery fails        default 10
---                             (a webhook's own max_attempts overrides it)
---   webhooks.retry_base       wait after the first failed attempt     default 10 seconds
---   webhooks.retry_factor     each further wait is this many times    default 3
---                             the one before
---   webhooks.retry_max_delay  no single wait is longer               default 12 hours
---   webhooks.retry_jitter     each wait is varied at random by ±      default 0.25
---                             this fraction, so that deliveries that failed together
---                             do not all come back at the same instant
---   webhooks.retry_after_max  a Retry-After header is honoured up to  default 6 hours
+-- Settings (02_settings.sql has their defaults and bounds): webhooks.max_attempts (a
+-- webhook's own max_attempts overrides it), webhooks.retry_base, retry_factor,
+-- retry_max_delay, retry_jitter (each wait varied at random, so that deliveries that
+-- failed together do not all come back at the same instant) and retry_after_max.
 -- With the defaults: 10 attempts, waits of 10 s, 30 s, 1.5 min, 4.5 min, 13.5 min,
 -- 40.5 min, 2 h, 6 h, 12 h: the last attempt comes about 21 hours after the first.
 
@@ -64,7 +56,7 @@ returns integer
 language sql
 stable
 as $$
-  select coalesce(p_webhook_max, webhooks_private.setting('webhooks.max_attempts', '10')::integer);
+  select coalesce(p_webhook_max, webhooks_private.integer_setting('webhooks.max_attempts'));
 $$;
 
 -- private: how long to wait after failed attempt number p_attempt, before jitter
@@ -74,9 +66,9 @@ language sql
 stable
 as $$
   select make_interval(secs => least(
-    extract(epoch from webhooks_private.setting('webhooks.retry_base', '10 seconds')::interval)
-      * power(webhooks_private.setting('webhooks.retry_factor', '3')::float8, greatest(p_attempt, 1) - 1),
-    extract(epoch from webhooks_private.setting('webhooks.retry_max_delay', '12 hours')::interval)));
+    extract(epoch from webhooks_private.interval_setting('webhooks.retry_base'))
+      * power(webhooks_private.number_setting('webhooks.retry_factor'), greatest(p_attempt, 1) - 1),
+    extract(epoch from webhooks_private.interval_setting('webhooks.retry_max_delay'))));
 $$;
 
 -- private: how long to wait after failed attempt number p_attempt, when the endpoint
@@ -90,9 +82,9 @@ volatile -- random()
 as $$
   select greatest(
     webhooks_private.nominal_retry_delay(p_attempt)
-      * (1 + webhooks_private.setting('webhooks.retry_jitter', '0.25')::float8 * (2 * random() - 1)),
+      * (1 + webhooks_private.number_setting('webhooks.retry_jitter') * (2 * random() - 1)),
     least(make_interval(secs => greatest(coalesce(p_retry_after_s, 0), 0)),
-          webhooks_private.setting('webhooks.retry_after_max', '6 hours')::interval));
+          webhooks_private.interval_setting('webhooks.retry_after_max')));
 $$;
 
 -- public: the retry schedule in force (without jitter), one row per attempt. Runs as

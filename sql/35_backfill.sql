@@ -30,23 +30,19 @@
 -- committed one stopped. Steps of one backfill never overlap (its row is locked,
 -- SKIP LOCKED), so any number of relays and tools may drive them.
 --
--- Settings (Postgres settings, like the retry schedule's):
---   webhooks.backfill_batch        contacts a step examines per backfill   default 500
---   webhooks.backfill_outstanding  unfinished snapshots a backfill may     default 1000
---                                  have before its next batch waits
---   webhooks.backfill_defer        a snapshot's first attempt waits        default 1 second
---                                  (read by 25_capture.sql)
+-- Settings (02_settings.sql has their defaults and bounds): webhooks.backfill_batch,
+-- webhooks.backfill_outstanding, and webhooks.backfill_defer (read by 25_capture.sql).
 --
 -- A snapshot has nothing changed, so a condition "changed" is false for it. A disabled
 -- webhook's backfill pauses (no batch is written) until it is enabled or cancelled.
 
--- private: the settings above, with their defaults (one home each)
+-- private: the settings above
 create or replace function webhooks_private.backfill_batch()
 returns integer
 language sql
 stable
 as $$
-  select greatest(webhooks_private.setting('webhooks.backfill_batch', '500')::integer, 1);
+  select webhooks_private.integer_setting('webhooks.backfill_batch');
 $$;
 
 create or replace function webhooks_private.backfill_outstanding()
@@ -54,7 +50,7 @@ returns integer
 language sql
 stable
 as $$
-  select greatest(webhooks_private.setting('webhooks.backfill_outstanding', '1000')::integer, 1);
+  select webhooks_private.integer_setting('webhooks.backfill_outstanding');
 $$;
 
 -- private: the contacts of a backfill's walk after p_after, in id order, at most

@@ -122,6 +122,9 @@ comment on table webhooks.delivery_hour_counts is $$
 @behavior -*
 The report's counts of the finished hours of recent days (50_report_counts.sql): read them through webhooks.webhook_report.$$;
 comment on function webhooks.roll_up_report_counts() is '@behavior -*';
+comment on view webhooks.settings is $$
+@behavior -*
+The engine's settings in force, as set, their defaults, and why a value set was refused (02_settings.sql).$$;
 
 -- backfill (35_backfill.sql)
 comment on table webhooks.backfills is $$

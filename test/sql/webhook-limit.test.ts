@@ -71,9 +71,9 @@ test('the default is 100; a value that is no number leaves it, one out of range 
   };
   t.is(await limit(null), 100);
   t.is(await limit('many'), 100);
-  t.is(await limit('-5'), 100);
+  t.is(await limit('-5'), 1);
   t.is(await limit(' 250 '), 250);
   t.is(await limit('0'), 1);
-  t.is(await limit('99999999999'), 100);
+  t.is(await limit('99999999999'), 100000);
   t.is(await limit('9999999999'), 100000);
 });

@@ -1,0 +1,230 @@
+-- bpd-webhooks engine: its settings, one home for each name, default and bound.
+--
+-- A DBA sets them as Postgres settings, per database, role or session:
+--   alter database bpd set webhooks.max_attempts = 8;
+-- ALTER DATABASE … SET accepts any text for a name with a dot and checks nothing, and
+-- these are read by every claim, settle and contact write. So a value the engine
+-- cannot use must not stop it: one that is not of its kind (a typo, "thirty") leaves
+-- the default in force, one out of bounds is held to the bound it passed, and neither
+-- is ever an error. What is in force, and why a value was refused, is one query away:
+--   select * from webhooks.settings;
+-- and each relay logs the refusals when it starts (webhooks_ops.refused_settings()).
+--
+-- The bounds keep each setting where the engine's arithmetic and promises hold: a
+-- retry factor of 1e400 overflowed every failed attempt's settle, a negative retention
+-- would have maintenance drop today's partitions and those made ahead (and contact
+-- writes then fail for want of one), a max_in_flight of 0 would send nothing ever.
+
+-- private: no max_payload_bytes is allowed below this (64 KiB), so a payload up to
+-- this size never pays for reading the setting (inlined: a constant; capture compares
+-- every payload's size to it)
+create or replace function webhooks_private.payload_bytes_floor()
+returns integer
+language sql
+immutable
+as $$
+  select 65536;
+$$;
+
+-- private: the settings, with their kind (integer, number or interval), default,
+-- least and most values, and what each is. The one home of these facts: the readers
+-- below, webhooks.settings and docs/operations.md's table follow it.
+create or replace function webhooks_private.setting_rules()
+returns table (name text, kind text, default_value text, least_value text, most_value text, about text)
+language sql
+immutable
+as $$
+  values
+    ('webhooks.max_attempts', 'integer', '10', '1', '100',
+     'attempts before a delivery fails (a webhook''s own max_attempts overrides it)'),
+    ('webhooks.retry_base', 'interval', '10 seconds', '0 seconds', '1 day',
+     'the wait after the first failed attempt'),
+    ('webhooks.retry_factor', 'number', '3', '1', '100',
+     'each further wait is this many times the one before'),
+    ('webhooks.retry_max_delay', 'interval', '12 hours', '0 seconds', '30 days',
+     'no single wait between attempts is longer'),
+    ('webhooks.retry_jitter', 'number', '0.25', '0', '1',
+     'each wait is varied at random by ± this fraction'),
+    ('webhooks.retry_after_max', 'interval', '6 hours', '0 seconds', '30 days',
+     'a receiver''s Retry-After is honoured up to this'),
+    ('webhooks.max_in_flight', 'integer', '32', '1', '1000',
+     'requests in flight to one webhook, all relays together (a webhook''s own max_in_flight overrides it)'),
+    ('webhooks.breaker_after', 'integer', '5', '1', '1000',
+     'failed attempts in a row that open a webhook''s circuit breaker'),
+    ('webhooks.breaker_probe_interval', 'interval', '30 seconds', '0 seconds', '1 day',
+     'the wait before an open breaker''s first probe; each further probe waits twice the one before'),
+    ('webhooks.breaker_probe_max_interval', 'interval', '1 hour', '0 seconds', '7 days',
+     'no wait between probes is longer'),
+    ('webhooks.auto_disable_after', 'interval', '5 days', '0 seconds', '365 days',
+     'a webhook whose every attempt has failed for this long is disabled by the relay'),
+    ('webhooks.retention', 'interval', '90 days', '1 day', '36500 days',
+     'history older than this is dropped, a day at a time (its totals stay in the report)'),
+    ('webhooks.backfill_defer', 'interval', '1 second', '0 seconds', '1 hour',
+     'how long a backfill''s snapshots wait, so that live deliveries go first'),
+    ('webhooks.backfill_batch', 'integer', '500', '1', '10000',
+     'contacts one step of a backfill examines'),
+    ('webhooks.backfill_outstanding', 'integer', '1000', '1', '100000',
+     'unfinished snapshots a backfill may have before its next batch waits'),
+    ('webhooks.max_payload_bytes', 'integer', '1048576', webhooks_private.payload_bytes_floor()::text, '67108864',
+     'a delivery whose payload is larger is not sent: it is written failed, with the reason'),
+    ('webhooks.max_webhooks_per_company', 'integer', '100', '1', '100000',
+     'webhooks one company may have, disabled ones included');
+$$;
+
+-- private: the rule of one setting as [kind, default, least, most], null for a name
+-- that is not one. Generated from setting_rules() each time this file is applied: a
+-- CASE over constants, so that a reader called with a constant name (all of them)
+-- has its default folded into its plan, and a setting nobody set costs a
+-- current_setting() and no query.
+do $generate$
+declare
+  v_cases text;
+begin
+  select string_agg(format('when %L then array[%L, %L, %L, %L]', r.name, r.kind, r.default_value, r.least_value,
+                           r.most_value), ' ' order by r.name)
+  into v_cases
+  from webhooks_private.setting_rules() r;
+  execute format($f$
+    create or replace function webhooks_private.setting_rule(p_name text)
+    returns text[]
+    language sql
+    immutable
+    as $body$ select case p_name %s end $body$
+  $f$, v_cases);
+end;
+$generate$;
+
+-- private: a setting's value as set (p_set, the text of current_setting) checked
+-- against its rule: the value in force, canonical (an interval as Postgres prints it),
+-- and, when that is not what was set, why. Strict: a setting not set is null here,
+-- and the reader takes the default without calling it.
+create or replace function webhooks_private.setting_check(p_name text, p_set text, out value text, out refusal text)
+language plpgsql
+stable
+strict
+as $$
+declare
+  v_rule constant text[] := webhooks_private.setting_rule(p_name);
+  v_set constant text := pg_catalog.btrim(p_set);
+  v_number numeric;
+  v_interval interval;
+begin
+  if v_rule is null then
+    raise exception 'webhooks.setting_check: % is not a setting of the engine', p_name;
+  end if;
+  if v_set = '' then
+    select c.value, c.refusal into value, refusal from webhooks_private.setting_check(p_name, v_rule[2]) c;
+    return;
+  end if;
+  if v_rule[1] = 'interval' then
+    begin
+      v_interval := v_set::interval;
+    exception when data_exception then
+      value := v_rule[2]::interval::text;
+      refusal := 'not an interval: the default holds';
+      return;
+    end;
+    if v_interval < v_rule[3]::interval then
+      value := v_rule[3]::interval::text;
+      refusal := format('less than %s, the least allowed: %s holds', v_rule[3], v_rule[3]);
+    elsif v_interval > v_rule[4]::interval then
+      value := v_rule[4]::interval::text;
+      refusal := format('more than %s, the most allowed: %s holds', v_rule[4], v_rule[4]);
+    else
+      value := v_interval::text;
+    end if;
+    return;
+  end if;
+  -- a whole number, or (number) a decimal with at most a four-digit exponent: no text
+  -- that numeric could refuse reaches the cast
+  if v_rule[1] = 'integer' and v_set !~ '^[+-]?[0-9]{1,30}$' then
+    value := v_rule[2];
+    refusal := 'not a whole number: the default holds';
+    return;
+  elsif v_rule[1] = 'number' and v_set !~ '^[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,4})?$' then
+    value := v_rule[2];
+    refusal := 'not a number: the default holds';
+    return;
+  end if;
+  v_number := v_set::numeric;
+  if v_number < v_rule[3]::numeric then
+    value := v_rule[3];
+    refusal := format('less than %s, the least allowed: %s holds', v_rule[3], v_rule[3]);
+  elsif v_number > v_rule[4]::numeric then
+    value := v_rule[4];
+    refusal := format('more than %s, the most allowed: %s holds', v_rule[4], v_rule[4]);
+  else
+    value := pg_catalog.trim_scale(v_number)::text;
+  end if;
+end;
+$$;
+
+-- (the readers before these, re-applied over an older engine)
+drop function if exists webhooks_private.setting(text, text);
+
+-- private: the readers, one per kind. Each is inlined into its caller: with the name a
+-- constant, a setting not set costs one current_setting() (its default is a constant
+-- of the plan); one set is checked by setting_check.
+create or replace function webhooks_private.setting_in_force(p_name text)
+returns text
+language sql
+stable
+as $$
+  select coalesce((webhooks_private.setting_check(p_name, nullif(pg_catalog.current_setting(p_name, true), ''))).value,
+                  (webhooks_private.setting_rule(p_name))[2]);
+$$;
+
+drop function if exists webhooks_private.integer_setting(text, integer, integer, integer);
+create or replace function webhooks_private.integer_setting(p_name text)
+returns integer
+language sql
+stable
+as $$
+  select webhooks_private.setting_in_force(p_name)::integer;
+$$;
+
+create or replace function webhooks_private.number_setting(p_name text)
+returns double precision
+language sql
+stable
+as $$
+  select webhooks_private.setting_in_force(p_name)::double precision;
+$$;
+
+create or replace function webhooks_private.interval_setting(p_name text)
+returns interval
+language sql
+stable
+as $$
+  select webhooks_private.setting_in_force(p_name)::interval;
+$$;
+
+-- public (DBAs; not in GraphQL, not granted to the API's roles): every setting of the
+-- engine in this session (the database's, the role's, or one SET here), the value in
+-- force, as set (null: not set), its default, why the value set is not the one in
+-- force, and what it is.
+create or replace view webhooks.settings as
+select r.name,
+       c.value,
+       nullif(pg_catalog.current_setting(r.name, true), '') as set_to,
+       r.default_value,
+       c.refusal,
+       r.about
+from webhooks_private.setting_rules() r
+cross join lateral webhooks_private.setting_check(
+  r.name, coalesce(nullif(pg_catalog.current_setting(r.name, true), ''), r.default_value)) c;
+
+-- operations (the relay and the API; their roles: 60_access.sql): the settings whose
+-- value set is not the one in force. Names and settings only: nothing a tenant wrote.
+create or replace function webhooks_ops.refused_settings()
+returns table (name text, set_to text, value text, refusal text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.name, s.set_to, s.value, s.refusal
+  from webhooks.settings s
+  where s.refusal is not null
+  order by s.name;
+$$;

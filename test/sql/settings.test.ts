@@ -1,0 +1,121 @@
+// The engine's settings (sql/02_settings.sql) are set with ALTER DATABASE … SET, which
+// checks nothing: a typo there must not stop every company's deliveries. A value the
+// engine cannot use leaves the default in force, one out of bounds is held to them,
+// and webhooks.settings says so.
+import test from 'ava';
+import { readFile } from 'node:fs/promises';
+import type pg from 'pg';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { inTransaction } from '../helpers/sql.ts';
+
+const db = useTestDatabase(test);
+const make = () => factories(db().pool);
+
+/** `set local` of each setting, for inTransaction */
+const setLocal = (settings: Record<string, string>) =>
+  Object.entries(settings).map(([name, value]) => `set local ${name} = '${value}'`).join('; ');
+
+/** one due delivery of a fresh webhook, claimed and settled with `status` under `settings` */
+async function claimAndSettle(settings: Record<string, string>, status: number) {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  return inTransaction(db().pool, setLocal(settings), async (c: pg.PoolClient) => {
+    const { rows: claimed } = await c.query(
+      `select * from webhooks_relay.claim_deliveries('relay-s', 10, interval '1 minute', 10, '{}', '{}', array[$1::bigint])`,
+      [hook.id]);
+    const { rows: settled } = await c.query(
+      `select delivery_id, state, extract(epoch from next_attempt_at - now())::float8 as wait_s
+       from webhooks_relay.settle_deliveries('relay-s', array[$1::bigint], array[$2::int], array[now()], array[5],
+                                              array[$3::int], array[null::text], array[null::text], array[null::int])`,
+      [claimed[0]?.delivery_id, claimed[0]?.attempt, status]);
+    return { claimed, settled };
+  });
+}
+
+test('settings the engine cannot read leave the defaults in force: claims and settles go on', async (t) => {
+  const { claimed, settled } = await claimAndSettle({
+    'webhooks.max_in_flight': 'thirty',
+    'webhooks.max_attempts': 'ten',
+    'webhooks.retry_base': 'soon',
+    'webhooks.retry_factor': 'x3',
+    'webhooks.retry_max_delay': 'a while',
+    'webhooks.retry_jitter': 'some',
+    'webhooks.retry_after_max': '6 hourz',
+    'webhooks.breaker_after': 'five',
+    'webhooks.auto_disable_after': 'never',
+  }, 500);
+  t.is(claimed.length, 1);
+  t.is(settled.length, 1);
+  t.is(settled[0].state, 'pending');
+  // the default schedule: 10 seconds ± 25 %
+  t.true(settled[0].wait_s > 7 && settled[0].wait_s < 13, `waits ${settled[0].wait_s} s`);
+});
+
+test('settings out of bounds are held to them', async (t) => {
+  // max_attempts 0 is held to 1: the first failure is the last
+  const once = await claimAndSettle({ 'webhooks.max_attempts': '0' }, 500);
+  t.is(once.settled[0].state, 'failed');
+  // a factor of 1e400 would overflow: held to 100, and every wait to retry_max_delay
+  const huge = await claimAndSettle({ 'webhooks.retry_factor': '1e400', 'webhooks.retry_base': '-5 seconds',
+                                      'webhooks.retry_jitter': '7' }, 500);
+  t.is(huge.settled[0].state, 'pending');
+  // retry_base below 0 is held to 0; a jitter of 7 to 1 (the wait never goes below now)
+  t.true(huge.settled[0].wait_s >= -1 && huge.settled[0].wait_s < 1, `waits ${huge.settled[0].wait_s} s`);
+});
+
+test('webhooks.settings lists every setting: in force, as set, its default, and why a value was refused', async (t) => {
+  const rows = await inTransaction(db().pool, setLocal({
+    'webhooks.max_in_flight': 'thirty',
+    'webhooks.max_attempts': '5000',
+    'webhooks.retention': '1 hour',
+    'webhooks.retry_base': '20 seconds',
+  }), async (c) => (await c.query('select * from webhooks.settings order by name')).rows);
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  t.deepEqual(
+    [...byName.keys()].sort(),
+    ['webhooks.auto_disable_after', 'webhooks.backfill_batch', 'webhooks.backfill_defer', 'webhooks.backfill_outstanding',
+     'webhooks.breaker_after', 'webhooks.breaker_probe_interval', 'webhooks.breaker_probe_max_interval',
+     'webhooks.max_attempts', 'webhooks.max_in_flight', 'webhooks.max_payload_bytes', 'webhooks.max_webhooks_per_company',
+     'webhooks.retention', 'webhooks.retry_after_max', 'webhooks.retry_base', 'webhooks.retry_factor',
+     'webhooks.retry_jitter', 'webhooks.retry_max_delay']);
+  t.like(byName.get('webhooks.max_in_flight'),
+    { value: '32', set_to: 'thirty', default_value: '32', refusal: 'not a whole number: the default holds' });
+  t.like(byName.get('webhooks.max_attempts'),
+    { value: '100', set_to: '5000', default_value: '10', refusal: 'more than 100, the most allowed: 100 holds' });
+  t.like(byName.get('webhooks.retention'),
+    { value: '1 day', set_to: '1 hour', default_value: '90 days', refusal: 'less than 1 day, the least allowed: 1 day holds' });
+  t.like(byName.get('webhooks.retry_base'), { value: '00:00:20', set_to: '20 seconds', refusal: null });
+  t.like(byName.get('webhooks.retry_jitter'), { value: '0.25', set_to: null, default_value: '0.25', refusal: null });
+  for (const row of rows) t.truthy(row.about, `${row.name} says what it is`);
+});
+
+test('the relay and the API can ask which settings were refused, and nothing else', async (t) => {
+  await inTransaction(db().pool, setLocal({ 'webhooks.retry_factor': 'three' }), async (c) => {
+    await c.query('set local role bpd_webhooks_relay');
+    const { rows } = await c.query('select * from webhooks_ops.refused_settings()');
+    t.deepEqual(rows, [{ name: 'webhooks.retry_factor', set_to: 'three', value: '3', refusal: 'not a number: the default holds' }]);
+    await t.throwsAsync(c.query('select * from webhooks.settings'), { code: '42501' });
+  });
+});
+
+test('retention that cannot be read keeps 90 days, and is never under a day: nothing is dropped early', async (t) => {
+  const kept = await inTransaction(db().pool, setLocal({ 'webhooks.retention': 'forever' }), async (c) =>
+    (await c.query('select webhooks_private.retention()::text as r')).rows[0].r);
+  t.is(kept, '90 days');
+  // a negative retention would drop today's partitions and those made ahead
+  const least = await inTransaction(db().pool, setLocal({ 'webhooks.retention': '-90 days' }), async (c) =>
+    (await c.query('select webhooks_private.retention()::text as r')).rows[0].r);
+  t.is(least, '1 day');
+});
+
+test("docs/operations.md's table of settings is the engine's own", async (t) => {
+  const docs = await readFile(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+  const documented = docs.split('\n').filter((line) => line.startsWith('| `webhooks.'));
+  const { rows } = await db().pool.query(
+    `select format('| %s | %s | %s | %s | %s | %s |', '\`' || name || '\`', kind, default_value, least_value, most_value, about) as line
+     from webhooks_private.setting_rules()`);
+  t.deepEqual(documented, rows.map((r) => r.line));
+});
