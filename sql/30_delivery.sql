@@ -727,23 +727,61 @@ begin
 end;
 $$;
 
--- public: send again every failed delivery of a webhook created since a time (but
--- those never sent for their payload's size: replay_delivery refuses them one by one)
-create or replace function webhooks.replay_failed(webhook_id bigint, since timestamptz)
+-- private: the most deliveries one replay_failed call sends again. Each is a write of
+-- history, queue and counts (about half a millisecond): a webhook that failed for days
+-- has hundreds of thousands, more than one request's statement timeout allows, and a
+-- call that timed out would replay nothing, ever. So a call replays the oldest few
+-- and the caller calls again: those replayed are no longer failed.
+create or replace function webhooks_private.replay_max_deliveries()
+returns integer
+language sql
+immutable
+as $$
+  select 1000;
+$$;
+
+-- public: send again the failed deliveries of a webhook created since a time, oldest
+-- first, at most max_deliveries of them (replay_max_deliveries() unless given, and no
+-- more): a call that returns that many may have left more, which the next call takes.
+-- Not those never sent for their payload's size: replay_delivery refuses them one by one.
+drop function if exists webhooks.replay_failed(bigint, timestamptz);
+create or replace function webhooks.replay_failed(webhook_id bigint, since timestamptz, max_deliveries integer default null)
 returns setof webhooks.deliveries
 language plpgsql
 volatile
 as $$
 declare
   v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(replay_failed.webhook_id);
+  v_most constant integer := webhooks_private.replay_max_deliveries();
   v webhooks.deliveries;
 begin
+  if max_deliveries is not null and max_deliveries not between 1 and v_most then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('replayFailed replays from 1 to %s deliveries a call (maxDeliveries); call it again for more', v_most),
+      constraint = 'replay_max_deliveries_range',
+      column = 'max_deliveries';
+  end if;
   perform webhooks_private.require_enabled(v_webhook);
   for v in
-    select * from webhooks.deliveries d
-    where d.webhook_id = v_webhook.id and d.created_at >= coalesce(since, '-infinity') and d.state = 'failed'
-      and not webhooks_private.payload_omitted(d.payload)
-    order by d.created_at, d.id
+    -- the failed ones from their result rows (22_outbox.sql: a delivery is failed when
+    -- it has a failed result and no queue row), in the order of the results' index:
+    -- a webhook that failed for days has hundreds of thousands, and the view would
+    -- join and sort them all to take the first few
+    select d.*
+    from (select r.delivery_id, r.created_at
+          from webhooks.delivery_results r
+          where r.webhook_id = v_webhook.id and r.company_id = v_webhook.company_id
+            and r.created_at >= coalesce(since, '-infinity') and r.state = 'failed'
+            and not exists (select 1 from webhooks.delivery_queue q where q.delivery_id = r.delivery_id)
+            and not exists (select 1 from webhooks.delivery_history h
+                            where h.id = r.delivery_id and h.created_at = r.created_at
+                              and webhooks_private.payload_omitted(h.payload))
+          order by r.created_at, r.delivery_id
+          limit coalesce(max_deliveries, v_most)) f
+    cross join lateral (select * from webhooks.deliveries d
+                        where d.id = f.delivery_id and d.created_at = f.created_at) d
+    order by f.created_at, f.delivery_id
   loop
     return next webhooks_private.requeue_delivery(v);
   end loop;

@@ -155,7 +155,8 @@ grant execute on function
   webhooks_private.secret_grace(),
   webhooks_private.require_enabled(webhooks.webhooks, text, text),
   webhooks_private.requeue_delivery(webhooks.deliveries),
-  webhooks_private.payload_omitted(jsonb)
+  webhooks_private.payload_omitted(jsonb),
+  webhooks_private.replay_max_deliveries()
   to webhook_admin;
 
 -- the authenticator's one right of its own: rolling up the report's daily counts

@@ -230,6 +230,42 @@ test('replayFailed re-queues exactly the failed deliveries of the webhook create
   t.deepEqual(states.map((r) => r.state), ['failed', 'pending', 'succeeded', 'pending', 'failed']);
 });
 
+test('replayFailed replays at most maxDeliveries (1,000 unless given) a call, oldest first; calls again go on where it stopped', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_CREATED'] });
+  // 1,003 failed deliveries, written as the relay would leave them
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at)
+     select $1, $2, 'contact.created', i, jsonb_build_object('type', 'contact.created', 'data', jsonb_build_object('contact', jsonb_build_object('id', i))),
+            'failed', 3, 'HTTP 500', now()
+     from generate_series(1, 1003) i`, [webhook.id, company.id]);
+  const ids = (await deliveriesOf(db().pool, [webhook.id])).map((d) => d.id);
+  const replay = async (maxDeliveries?: number) => {
+    const response = await api().gql(token, `mutation($id: BigInt!, $max: Int) {
+        replayFailed(input: { webhookId: $id, since: "2000-01-01T00:00:00Z", maxDeliveries: $max }) { result { id state } } }`,
+      { id: webhook.id, max: maxDeliveries });
+    if (response.errors) return response.errors[0];
+    return (response.data.replayFailed.result as Array<{ id: string }>).map((d) => d.id);
+  };
+
+  t.deepEqual(await replay(2), ids.slice(0, 2));
+  t.deepEqual(await replay(), ids.slice(2, 1002));
+  t.deepEqual(await replay(), ids.slice(1002));
+  t.deepEqual(await replay(), []);
+  const { rows: [left] } = await db().pool.query(
+    `select count(*) filter (where state = 'pending')::int as pending, count(*)::int as all from webhooks.deliveries where webhook_id = $1`, [webhook.id]);
+  t.deepEqual(left, { pending: 1003, all: 1003 });
+
+  for (const wrong of [0, 1001]) {
+    t.like(await replay(wrong), {
+      message: 'replayFailed replays from 1 to 1000 deliveries a call (maxDeliveries); call it again for more',
+      extensions: { code: '22023', constraint: 'replay_max_deliveries_range', column: 'max_deliveries' },
+    });
+  }
+});
+
 test('rotateWebhookSecret returns a new secret once; the previous one stays valid for 24 hours', async (t) => {
   const f = make();
   const company = await f.company();
