@@ -62,17 +62,20 @@ export async function readiness(db: Queryable): Promise<Readiness> {
 /**
  * A registry (a new one, or the one given) with the process metrics (CPU, memory, event loop lag, handles) and the
  * backlog as the database sees it, asked at scrape time (one query per scrape):
- * deliveries due now and how long the oldest of them has waited, and whether the
- * database answered at all.
+ * deliveries due now and how long the oldest of them has waited, the engine settings
+ * whose value set was refused (sql/02_settings.sql), and whether the database answered
+ * at all.
  */
 export function operationsRegistry(db: Queryable, registry: Registry = new Registry()): Registry {
   collectDefaultMetrics({ register: registry });
-  let scrape: Promise<{ due: number; oldest: number } | undefined> | undefined;
+  let scrape: Promise<{ due: number; oldest: number; refused: number } | undefined> | undefined;
   const backlog = () => {
     // the gauges of one scrape share one question
-    scrape ??= within(db.query<{ due: string; oldest: number }>('select due, oldest_due_seconds as oldest from webhooks_ops.backlog()'),
+    scrape ??= within(db.query<{ due: string; oldest: number; refused: string }>(
+      `select b.due, b.oldest_due_seconds as oldest, (select count(*) from webhooks_ops.refused_settings()) as refused
+       from webhooks_ops.backlog() b`),
       DATABASE_CHECK_TIMEOUT_MS, 'database')
-      .then(({ rows: [row] }) => ({ due: Number(row.due), oldest: Number(row.oldest) }), () => undefined)
+      .then(({ rows: [row] }) => ({ due: Number(row.due), oldest: Number(row.oldest), refused: Number(row.refused) }), () => undefined)
       .finally(() => setImmediate(() => (scrape = undefined)));
     return scrape;
   };
@@ -99,6 +102,14 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
     registers: [registry],
     async collect() {
       this.set((await backlog())?.oldest ?? Number.NaN);
+    },
+  });
+  new Gauge({
+    name: 'bpd_webhooks_settings_refused',
+    help: 'Engine settings whose value as set is not in force (not of their kind, or out of bounds): see webhooks.settings.',
+    registers: [registry],
+    async collect() {
+      this.set((await backlog())?.refused ?? Number.NaN);
     },
   });
   return registry;

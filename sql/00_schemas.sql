@@ -46,7 +46,7 @@ comment on schema webhooks_private is
 comment on schema webhooks_relay is
   'bpd-webhooks internals: the relay''s entry points (claim, settle, rescue). Not an API.';
 comment on schema webhooks_ops is
-  'bpd-webhooks operations: readiness and backlog questions for the API''s and the relay''s health endpoints.';
+  'bpd-webhooks operations: readiness, backlog and refused-settings questions for the API''s and the relay''s health endpoints.';
 
 ------------------------------------------------------------------------------------
 -- One home for each shared fact. Immutable SQL functions: the planner inlines them

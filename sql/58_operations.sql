@@ -7,7 +7,8 @@
 -- question is one function that runs as its owner and answers counts only: no row,
 -- no company, nothing a tenant wrote. They live in a schema of their own, which
 -- PostGraphile does not show.
--- (The schema webhooks_ops: 00_schemas.sql; the grants: 60_access.sql.)
+-- (The schema webhooks_ops: 00_schemas.sql; the grants: 60_access.sql. The third
+-- question, which settings were refused: 02_settings.sql.)
 
 -- The newest versioned migration applied (node-pg-migrate's table
 -- webhooks_private.migrations, tools/migrate.ts).

@@ -30,7 +30,8 @@ test('/healthz says the process lives; /readyz that the database answers at the 
 test('/metrics is Prometheus text with process metrics; request counts and the backlog move', async (t) => {
   const before = await metrics(api().api.url);
   for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds',
-    'bpd_webhooks_database_up', 'bpd_webhooks_due', 'bpd_webhooks_oldest_due_seconds', 'bpd_webhooks_api_requests_in_flight']) {
+    'bpd_webhooks_database_up', 'bpd_webhooks_due', 'bpd_webhooks_oldest_due_seconds', 'bpd_webhooks_settings_refused',
+    'bpd_webhooks_api_requests_in_flight']) {
     t.true(before.has(name), name);
   }
   t.is(before.get('bpd_webhooks_database_up'), 1);
@@ -138,6 +139,23 @@ test('/readyz fails while the database is unreachable and recovers when it is ba
   const back = await readyzUntil(running.url, 200);
   t.is(back.migration, EXPECTED_MIGRATION);
   t.is((await metrics(running.url)).get('bpd_webhooks_database_up'), 1);
+});
+
+test('bpd_webhooks_settings_refused counts the engine settings whose value set is not in force', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`alter database ${database.name} set webhooks.retry_factor = 'x3'`);
+  await database.pool.query(`alter database ${database.name} set webhooks.max_in_flight = '0'`);
+  const running = await startApi({
+    databaseUrl: await authenticatorUrl(database.url, 'authenticator-for-tests'),
+    jwtSecret: 'operations-test',
+    port: await freePort(),
+    poolSize: 2,
+    reportCountsEveryMs: 0,
+  });
+  t.teardown(() => running.stop());
+  t.is((await metrics(running.url)).get('bpd_webhooks_settings_refused'), 2);
+  t.is((await metrics(api().api.url)).get('bpd_webhooks_settings_refused'), 0, 'none in a database that sets none');
 });
 
 test('/readyz fails while the database is behind the migrations this code expects', async (t) => {
