@@ -141,18 +141,21 @@ begin
       constraint = 'deliveries_completed_iff_final';
   end if;
   if v_queued then
+    -- (payload_bytes: the claim's byte budget, 30_delivery.sql; a payload written
+    -- here, by a replay or a DBA, is measured by its text)
     insert into webhooks.delivery_queue as q
       (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at, attempts, locked_by,
-       locked_until, last_attempt_at, last_status_code, last_error)
+       locked_until, last_attempt_at, last_status_code, last_error, payload_bytes)
     values (new.id, new.created_at, new.webhook_id, new.company_id, new.action, new.contact_id, new.next_attempt_at,
-            new.attempts, new.locked_by, new.locked_until, new.last_attempt_at, new.last_status_code, new.last_error)
+            new.attempts, new.locked_by, new.locked_until, new.last_attempt_at, new.last_status_code, new.last_error,
+            octet_length(new.payload::text))
     on conflict (delivery_id) do update
       set created_at = excluded.created_at, webhook_id = excluded.webhook_id, company_id = excluded.company_id,
           action = excluded.action, contact_id = excluded.contact_id,
           next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts,
           locked_by = excluded.locked_by, locked_until = excluded.locked_until,
           last_attempt_at = excluded.last_attempt_at, last_status_code = excluded.last_status_code,
-          last_error = excluded.last_error;
+          last_error = excluded.last_error, payload_bytes = excluded.payload_bytes;
   else
     delete from webhooks.delivery_queue where delivery_id = new.id;
     insert into webhooks.delivery_results

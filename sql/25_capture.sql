@@ -273,7 +273,8 @@ declare
   v_merge_id bigint;
   v_merge_created timestamptz;
   v_notified boolean;
-  -- (the size of the jsonb as built: known without serialising it)
+  -- (the size of the jsonb as built: known without serialising it; kept in the queue
+  -- row, where the claim's byte budget reads it, 30_delivery.sql)
   v_bytes constant integer := pg_catalog.pg_column_size(p_payload);
   v_limit integer;
 begin
@@ -294,14 +295,19 @@ begin
     if p_action in ('contact.updated', 'contact.saved') then
       -- the delivery still waiting out its window: its queue row, locked so that no
       -- claim takes it while its payload changes (a claim that leased it first wins:
-      -- locked_by is no longer null, and this change becomes a message of its own)
-      select q.delivery_id, q.created_at into v_merge_id, v_merge_created
-      from webhooks.delivery_queue q
-      where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
-        and q.locked_by is null and q.action = p_action and q.attempts = 0 and q.next_attempt_at > now()
-      order by q.delivery_id
-      limit 1
-      for update;
+      -- locked_by is no longer null, and this change becomes a message of its own),
+      -- and given the size of the payload it will carry
+      update webhooks.delivery_queue q
+      set payload_bytes = v_bytes
+      where q.ctid = (select w.ctid
+                      from webhooks.delivery_queue w
+                      where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
+                        and w.locked_by is null and w.action = p_action and w.attempts = 0
+                        and w.next_attempt_at > now()
+                      order by w.delivery_id
+                      limit 1
+                      for update)
+      returning q.delivery_id, q.created_at into v_merge_id, v_merge_created;
       if found then
         -- its message in history, in the partition of its day (22_outbox.sql)
         execute format($sql$
@@ -331,9 +337,9 @@ begin
     returning id, created_at
   )
   insert into webhooks.delivery_queue
-    (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+    (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at, payload_bytes)
   select w.id, w.created_at, p_webhook_id, p_company_id, p_action, p_contact_id,
-         now() + webhooks_private.first_attempt_delay(p_action, v_window)
+         now() + webhooks_private.first_attempt_delay(p_action, v_window), v_bytes
   from written w;
   v_notified := webhooks_private.wake_relay();   -- 20_wakeup.sql
 end;

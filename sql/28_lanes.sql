@@ -170,7 +170,8 @@ drop function if exists webhooks_private.lane_claim(integer, integer, integer, b
 -- (its result gained the row's ctid: a new result type needs the old one dropped)
 -- (and its created_at, so that the claim reads the messages before it leases)
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[]);
--- (and each held webhook's own cap, p_busy_caps; and lanes_busy in its result)
+-- (and each held webhook's own cap, p_busy_caps; and lanes_busy in its result; and
+-- each delivery's payload_bytes, for the claim's byte budget)
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[]);
 create function webhooks_private.lane_claim(
   p_relay         text,
@@ -183,7 +184,7 @@ create function webhooks_private.lane_claim(
   p_busy_caps     integer[]
 )
 returns table (delivery_id bigint, created_at timestamptz, row_ctid tid, send_at timestamptz, send_until timestamptz,
-               webhook_filled boolean, lanes_busy boolean)
+               webhook_filled boolean, lanes_busy boolean, payload_bytes integer)
 language plpgsql
 volatile
 as $$
@@ -307,7 +308,7 @@ begin
   end loop;
   if cardinality(v_lanes) = 0 then
     return query select null::bigint, null::timestamptz, null::tid, null::timestamptz, null::timestamptz,
-                        null::boolean, true;
+                        null::boolean, true, null::integer;
     return;
   end if;
 
@@ -406,12 +407,12 @@ begin
     from within_company c
   ),
   picked as (
-    select a.webhook_id, a.rate_limit, a.pace_from, a.open_until, c.id, c.created_at, c.row_ctid,
+    select a.webhook_id, a.rate_limit, a.pace_from, a.open_until, c.id, c.created_at, c.row_ctid, c.payload_bytes,
            row_number() over (partition by a.webhook_id order by c.next_attempt_at, c.id) as nth,
            count(*) over (partition by a.webhook_id) >= a.take as webhook_filled
     from alloc a
     cross join lateral (
-      select d.delivery_id as id, d.created_at, d.ctid as row_ctid, d.next_attempt_at
+      select d.delivery_id as id, d.created_at, d.ctid as row_ctid, d.next_attempt_at, d.payload_bytes
       from webhooks.delivery_queue d
       where d.webhook_id = a.webhook_id
         and d.locked_by is null
@@ -442,12 +443,12 @@ begin
               then p.pace_from + make_interval(secs => (p.nth - 1)::float8 / p.rate_limit) end,
          case when p.rate_limit is not null
               then p.pace_from + make_interval(secs => p.nth::float8 / p.rate_limit) end,
-         p.webhook_filled, false
+         p.webhook_filled, false, p.payload_bytes
   from picked p
   union all
   -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
   -- cap; the relay looks again once it has settled something
-  select null, null, null, null, null, null, false
+  select null, null, null, null, null, null, false, null
   where exists (select 1 from lane where lane.at_cap);
 end;
 $$;

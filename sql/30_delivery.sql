@@ -37,11 +37,14 @@
 -- With the defaults: 10 attempts, waits of 10 s, 30 s, 1.5 min, 4.5 min, 13.5 min,
 -- 40.5 min, 2 h, 6 h, 12 h: the last attempt comes about 21 hours after the first.
 
--- private: the most bytes of bodies one claim returns unless its caller says less
+-- private: the most bytes of payloads one claim returns unless its caller says less
 -- (32 MiB). Payloads are bounded one by one (webhooks.max_payload_bytes, 25_capture.sql);
 -- this bounds a batch of them, in the relay's memory and in the arrays the claim
 -- builds (Postgres refuses any value over 1 GB: a batch of big payloads would make
--- every claim fail, every company's deliveries with it).
+-- every claim fail, every company's deliveries with it). Counted as max_payload_bytes
+-- counts them, the jsonb's size as capture built it (a payload written otherwise: its
+-- text's), which is about the size of the body sent; at most six times it, for a
+-- payload of nothing but control characters, each sent as \u00XX.
 create or replace function webhooks_private.claim_max_bytes()
 returns integer
 language sql
@@ -136,7 +139,7 @@ $$;
 -- relay at that moment, so nothing was leased (look again shortly: that claim holds
 -- them a few milliseconds); when nothing is leased these come in a row of their own,
 -- its delivery_id null. Due deliveries of a disabled webhook are not sent: they fail
--- with a reason. p_max_bytes bounds the bodies one claim returns (null:
+-- with a reason. p_max_bytes bounds the payloads one claim returns (null:
 -- claim_max_bytes()); rows past it stay pending, and more_due and webhook_filled say
 -- that more is due.
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]);
@@ -210,8 +213,8 @@ declare
   v_message_ids bigint[] := '{}';
   v_messages text[] := '{}';
   v_bodies text[] := '{}';
-  v_bytes_left bigint := coalesce(p_max_bytes, webhooks_private.claim_max_bytes());
-  v_day_bytes bigint;
+  v_sizes integer[];
+  v_max_bytes constant bigint := coalesce(p_max_bytes, webhooks_private.claim_max_bytes());
   v_cut boolean := false;
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
@@ -222,8 +225,9 @@ begin
          array_agg(c.send_until) filter (where c.delivery_id is not null),
          array_agg(c.webhook_filled) filter (where c.delivery_id is not null),
          coalesce(bool_or(c.delivery_id is null and not c.lanes_busy), false),
-         coalesce(bool_or(c.lanes_busy), false)
-    into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap, v_lanes_busy
+         coalesce(bool_or(c.lanes_busy), false),
+         array_agg(c.payload_bytes) filter (where c.delivery_id is not null)
+    into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap, v_lanes_busy, v_sizes
   from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
                                    p_busy_counts, p_only_webhooks, p_busy_caps) c;
   if v_locked is null then
@@ -237,41 +241,37 @@ begin
     return;
   end if;
 
-  -- 2. what to send: the messages, from each day's history partition by name (nearly
+  -- 2. no more than p_max_bytes of payloads (claim_max_bytes) in one claim, and always
+  --    one: counted from the sizes capture wrote into the queue rows (payload_bytes,
+  --    25_capture.sql), in the order lane_claim chose the rows; those past the budget
+  --    are left pending for the next claim, and their webhooks may have more due (a
+  --    paced webhook's slots for the rows left go unused: lane_claim counted them)
+  if (select sum(s) from unnest(v_sizes) s) > v_max_bytes then
+    v_cut := true;
+    select array_agg(c.id order by c.n), array_agg(c.created order by c.n), array_agg(c.row_ctid order by c.n),
+           array_agg(c.send_at order by c.n), array_agg(c.send_until order by c.n), array_agg(true)
+      into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled
+    from (select c.*, sum(coalesce(c.size, 0)) over (order by c.n) as upto
+          from unnest(v_locked, v_created, v_ctids, v_send_at, v_send_until, v_sizes)
+            with ordinality as c(id, created, row_ctid, send_at, send_until, size, n)) c
+    where c.upto <= v_max_bytes or c.n = 1;
+  end if;
+
+  --    what to send: the messages, from each day's history partition by name (nearly
   --    always one; 22_outbox.sql), in a statement kept small because it is planned on
   --    every call. Read before the lease: the rows are locked, nothing changes them.
-  --    No more than p_max_bytes of bodies (claim_max_bytes) in one claim, and always
-  --    one: the rows past that (oldest first within a day) are left pending for the
-  --    next claim.
   for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
-    continue when v_bytes_left <= 0;
     execute format($q$
-      select array_agg(m.id), array_agg(m.message_id), array_agg(m.body), sum(octet_length(m.body))
-      from (select h.id, h.message_id, b.body, sum(octet_length(b.body)) over w as upto, row_number() over w as n
-            from %s h
-            -- (offset 0: the payload is serialised once, not again for its length)
-            cross join lateral (select h.payload::text offset 0) as b(body)
-            where h.id = any ($1)
-            window w as (order by h.id)) m
-      where m.upto <= $2 or (m.n = 1 and $3)$q$,
+      select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text)
+      from %s h
+      where h.id = any ($1)$q$,
       webhooks_private.history_relation(v_day))
-      into v_day_ids, v_day_messages, v_day_bodies, v_day_bytes
-      using v_locked, v_bytes_left, cardinality(v_message_ids) = 0;
+      into v_day_ids, v_day_messages, v_day_bodies
+      using v_locked;
     v_message_ids := v_message_ids || v_day_ids;
     v_messages := v_messages || v_day_messages;
     v_bodies := v_bodies || v_day_bodies;
-    v_bytes_left := v_bytes_left - coalesce(v_day_bytes, 0);
   end loop;
-  if cardinality(v_message_ids) < cardinality(v_locked) then
-    -- over the budget: lease only the rows read; their webhooks may have more due (a
-    -- paced webhook's slots for the rows left go unused: lane_claim counted them)
-    v_cut := true;
-    select array_agg(c.id order by c.n), array_agg(c.row_ctid order by c.n), array_agg(c.send_at order by c.n),
-           array_agg(c.send_until order by c.n), array_agg(true)
-      into v_locked, v_ctids, v_send_at, v_send_until, v_filled
-    from unnest(v_locked, v_ctids, v_send_at, v_send_until) with ordinality as c(id, row_ctid, send_at, send_until, n)
-    where c.id = any (v_message_ids);
-  end if;
 
   -- 3. fail what a disabled webhook would get; lease the rest (queue rows only) and
   --    return them with their messages, in one statement planned once

@@ -2,6 +2,7 @@
 // claims (claim_max_bytes, sql/30_delivery.sql): a tenant's oversized custom data is
 // never queued nor sent again on every retry, and a batch of big payloads cannot make
 // the claim fail for every company.
+import { readFile } from 'node:fs/promises';
 import test from 'ava';
 import pg from 'pg';
 import { createTestDatabase, useTestDatabase } from '../helpers/db.ts';
@@ -100,6 +101,40 @@ test('a delivery never sent for its size is not replayed: replayDelivery refuses
   const { rows } = await db().pool.query(`select id from webhooks.replay_failed($1, '-infinity')`, [hook.id]);
   t.deepEqual(rows.map((r) => r.id), [small.id]);
   t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => r.state), ['failed', 'pending']);
+});
+
+test('each waiting delivery carries its payload\'s size, which the claim counts: written by capture, renewed by a merge, measured again by a replay or the migration', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city', 'custom'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  const size = async () => (await db().pool.query(
+    `select q.payload_bytes, octet_length(h.payload::text) as text_bytes
+     from webhooks.delivery_queue q join webhooks.delivery_history h on h.id = q.delivery_id and h.created_at = q.created_at
+     where q.webhook_id = $1`, [hook.id])).rows;
+
+  await db().pool.query('update crm.contacts set city = $2 where id = $1', [contact.id, 'Denver']);
+  const [small] = await size();
+  t.true(small.payload_bytes > 100 && small.payload_bytes < 1000, `${small.payload_bytes} bytes`);
+  // a later change merges into it (coalesce_window): the size is the new payload's
+  await db().pool.query('update crm.contacts set custom = $2 where id = $1', [contact.id, customOf(50_000)]);
+  const [merged] = await size();
+  t.true(merged.payload_bytes > 50_000 && Math.abs(merged.payload_bytes - merged.text_bytes) < 1_000, JSON.stringify(merged));
+
+  // a replay writes the queue row again, from the payload's text
+  const [delivery] = await deliveriesOf(db().pool, [hook.id]);
+  await db().pool.query(`update webhooks.deliveries set state = 'failed', completed_at = now() where id = $1`, [delivery.id]);
+  t.deepEqual(await size(), []);
+  await db().pool.query('select webhooks.replay_delivery($1)', [delivery.id]);
+  const [replayed] = await size();
+  t.is(replayed.payload_bytes, replayed.text_bytes);
+
+  // rows written before the column existed get their size from migration 0025 (run again: it is idempotent)
+  await db().pool.query('update webhooks.delivery_queue set payload_bytes = null where webhook_id = $1', [hook.id]);
+  await db().pool.query(await readFile(new URL('../../migrations/0025_queue_payload_bytes.sql', import.meta.url), 'utf8'));
+  const [migrated] = await size();
+  t.is(migrated.payload_bytes, migrated.text_bytes);
 });
 
 test('a claim returns at most p_max_bytes of bodies, and always one; the rest stay pending for the next claim', async (t) => {
