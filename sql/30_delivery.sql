@@ -257,8 +257,8 @@ begin
     where c.upto <= v_max_bytes or c.n = 1;
   end if;
 
-  --    what to send: the messages, from each day's history partition by name (nearly
-  --    always one; 22_outbox.sql), in a statement kept small because it is planned on
+  -- 3. what to send: the messages, from each day's history partition by name (nearly
+  --    always one; 22_outbox.sql), a plain lookup by key because it is planned on
   --    every call. Read before the lease: the rows are locked, nothing changes them.
   for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
     execute format($q$
@@ -273,7 +273,7 @@ begin
     v_bodies := v_bodies || v_day_bodies;
   end loop;
 
-  -- 3. fail what a disabled webhook would get; lease the rest (queue rows only) and
+  -- 4. fail what a disabled webhook would get; lease the rest (queue rows only) and
   --    return them with their messages, in one statement planned once
   --    (the rows are reached by the ctid lane_claim locked them at: this transaction
   --    holds them, so no one else can have moved them)
