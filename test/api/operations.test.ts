@@ -111,19 +111,19 @@ async function readyzUntil(url: string, status: number): Promise<any> {
   }
 }
 
+/** An API of its own on databaseUrl, stopped with the test. */
+async function apiOn(t: { teardown: (fn: () => Promise<void>) => void }, databaseUrl: string) {
+  const running = await startApi({ databaseUrl, jwtSecret: 'operations-test', port: await freePort(), poolSize: 2, reportCountsEveryMs: 0 });
+  t.teardown(() => running.stop());
+  return running;
+}
+
 test('/readyz fails while the database is unreachable and recovers when it is back; /healthz stays up', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const proxy = await cuttableProxy(new URL(database.url));
   t.teardown(() => proxy.close());
-  const running = await startApi({
-    databaseUrl: proxy.url(await authenticatorUrl(database.url, 'authenticator-for-tests')),
-    jwtSecret: 'operations-test',
-    port: await freePort(),
-    poolSize: 2,
-    reportCountsEveryMs: 0,
-  });
-  t.teardown(() => running.stop());
+  const running = await apiOn(t, proxy.url(await authenticatorUrl(database.url, 'authenticator-for-tests')));
   await readyzUntil(running.url, 200);
 
   await proxy.cut();
@@ -146,14 +146,7 @@ test('bpd_webhooks_settings_refused counts the engine settings whose value set i
   t.teardown(() => database.drop());
   await database.pool.query(`alter database ${database.name} set webhooks.retry_factor = 'x3'`);
   await database.pool.query(`alter database ${database.name} set webhooks.max_in_flight = '0'`);
-  const running = await startApi({
-    databaseUrl: await authenticatorUrl(database.url, 'authenticator-for-tests'),
-    jwtSecret: 'operations-test',
-    port: await freePort(),
-    poolSize: 2,
-    reportCountsEveryMs: 0,
-  });
-  t.teardown(() => running.stop());
+  const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
   t.is((await metrics(running.url)).get('bpd_webhooks_settings_refused'), 2);
   t.is((await metrics(api().api.url)).get('bpd_webhooks_settings_refused'), 0, 'none in a database that sets none');
 });
@@ -161,14 +154,7 @@ test('bpd_webhooks_settings_refused counts the engine settings whose value set i
 test('/readyz fails while the database is behind the migrations this code expects', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
-  const running = await startApi({
-    databaseUrl: await authenticatorUrl(database.url, 'authenticator-for-tests'),
-    jwtSecret: 'operations-test',
-    port: await freePort(),
-    poolSize: 2,
-    reportCountsEveryMs: 0,
-  });
-  t.teardown(() => running.stop());
+  const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
   await database.pool.query('delete from webhooks_private.migrations where name = $1', [EXPECTED_MIGRATION]);
   const response = await fetch(`${running.url}/readyz`);
   t.is(response.status, 503);
