@@ -94,10 +94,31 @@ begin
 end;
 $generate$;
 
+-- private: a bound or default of a setting's kind, as Postgres prints it (an
+-- interval) or as written (a number); and its magnitude, to compare with the value set
+-- (an interval's seconds). Stable, not immutable: reading an interval depends on the
+-- session's IntervalStyle, and an immutable SQL function that does is not inlined.
+create or replace function webhooks_private.setting_canonical(p_kind text, p_value text)
+returns text
+language sql
+stable
+as $$
+  select case when p_kind = 'interval' then p_value::interval::text else p_value end;
+$$;
+
+create or replace function webhooks_private.setting_magnitude(p_kind text, p_value text)
+returns numeric
+language sql
+stable
+as $$
+  select case when p_kind = 'interval' then extract(epoch from p_value::interval) else p_value::numeric end;
+$$;
+
 -- private: a setting's value as set (p_set, the text of current_setting) checked
 -- against its rule: the value in force, canonical (an interval as Postgres prints it),
 -- and, when that is not what was set, why. Strict: a setting not set is null here,
--- and the reader takes the default without calling it.
+-- and the reader takes the default without calling it. Intervals are compared by
+-- their length in seconds, as extract(epoch …) counts it.
 create or replace function webhooks_private.setting_check(p_name text, p_set text, out value text, out refusal text)
 language plpgsql
 stable
@@ -105,7 +126,9 @@ strict
 as $$
 declare
   v_rule constant text[] := webhooks_private.setting_rule(p_name);
+  v_kind constant text := v_rule[1];
   v_set constant text := pg_catalog.btrim(p_set);
+  v_set_value text;
   v_number numeric;
   v_interval interval;
 begin
@@ -116,45 +139,37 @@ begin
     select c.value, c.refusal into value, refusal from webhooks_private.setting_check(p_name, v_rule[2]) c;
     return;
   end if;
-  if v_rule[1] = 'interval' then
+  -- of its kind? A whole number, or (number) a decimal with at most a four-digit
+  -- exponent, so that no text numeric could refuse reaches the cast; an interval as
+  -- Postgres reads one
+  if v_kind = 'interval' then
     begin
       v_interval := v_set::interval;
+      v_set_value := v_interval::text;
+      v_number := extract(epoch from v_interval);
     exception when data_exception then
-      value := v_rule[2]::interval::text;
-      refusal := 'not an interval: the default holds';
-      return;
+      v_set_value := null;
     end;
-    if v_interval < v_rule[3]::interval then
-      value := v_rule[3]::interval::text;
-      refusal := format('less than %s, the least allowed: %s holds', v_rule[3], v_rule[3]);
-    elsif v_interval > v_rule[4]::interval then
-      value := v_rule[4]::interval::text;
-      refusal := format('more than %s, the most allowed: %s holds', v_rule[4], v_rule[4]);
-    else
-      value := v_interval::text;
-    end if;
+  elsif v_kind = 'integer' and v_set ~ '^[+-]?[0-9]{1,30}$'
+        or v_kind = 'number' and v_set ~ '^[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,4})?$' then
+    v_number := v_set::numeric;
+    v_set_value := pg_catalog.trim_scale(v_number)::text;
+  end if;
+  if v_set_value is null then
+    value := webhooks_private.setting_canonical(v_kind, v_rule[2]);
+    refusal := format('not %s: the default holds',
+                      case v_kind when 'interval' then 'an interval' when 'integer' then 'a whole number' else 'a number' end);
     return;
   end if;
-  -- a whole number, or (number) a decimal with at most a four-digit exponent: no text
-  -- that numeric could refuse reaches the cast
-  if v_rule[1] = 'integer' and v_set !~ '^[+-]?[0-9]{1,30}$' then
-    value := v_rule[2];
-    refusal := 'not a whole number: the default holds';
-    return;
-  elsif v_rule[1] = 'number' and v_set !~ '^[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,4})?$' then
-    value := v_rule[2];
-    refusal := 'not a number: the default holds';
-    return;
-  end if;
-  v_number := v_set::numeric;
-  if v_number < v_rule[3]::numeric then
-    value := v_rule[3];
+  -- within its bounds?
+  if v_number < webhooks_private.setting_magnitude(v_kind, v_rule[3]) then
+    value := webhooks_private.setting_canonical(v_kind, v_rule[3]);
     refusal := format('less than %s, the least allowed: %s holds', v_rule[3], v_rule[3]);
-  elsif v_number > v_rule[4]::numeric then
-    value := v_rule[4];
+  elsif v_number > webhooks_private.setting_magnitude(v_kind, v_rule[4]) then
+    value := webhooks_private.setting_canonical(v_kind, v_rule[4]);
     refusal := format('more than %s, the most allowed: %s holds', v_rule[4], v_rule[4]);
   else
-    value := pg_catalog.trim_scale(v_number)::text;
+    value := v_set_value;
   end if;
 end;
 $$;
@@ -204,15 +219,11 @@ $$;
 -- force, as set (null: not set), its default, why the value set is not the one in
 -- force, and what it is.
 create or replace view webhooks.settings as
-select r.name,
-       c.value,
-       nullif(pg_catalog.current_setting(r.name, true), '') as set_to,
-       r.default_value,
-       c.refusal,
-       r.about
+select r.name, c.value, s.set_to, r.default_value, c.refusal, r.about
 from webhooks_private.setting_rules() r
-cross join lateral webhooks_private.setting_check(
-  r.name, coalesce(nullif(pg_catalog.current_setting(r.name, true), ''), r.default_value)) c;
+cross join lateral (select nullif(pg_catalog.current_setting(r.name, true), '') as set_to) s
+-- (not set: checked as empty, which is the default)
+cross join lateral webhooks_private.setting_check(r.name, coalesce(s.set_to, '')) c;
 
 -- operations (the relay and the API; their roles: 60_access.sql): the settings whose
 -- value set is not the one in force. Names and settings only: nothing a tenant wrote.

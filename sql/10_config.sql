@@ -26,9 +26,10 @@ end;
 $$;
 
 -- private: the most webhooks one company may have, disabled ones included: the
--- setting webhooks.max_webhooks_per_company (02_settings.sql: 100 unless changed). A company needs a handful (one per receiving service, or per status tag);
--- each webhook is a lane every claim may visit and a subscription every contact write
--- of its company asks about, so thousands of them would be one tenant's cost to all.
+-- setting webhooks.max_webhooks_per_company (02_settings.sql: 100 unless changed). A
+-- company needs a handful (one per receiving service, or per status tag); each
+-- webhook is a lane every claim may visit and a subscription every contact write of
+-- its company asks about, so thousands of them would be one tenant's cost to all.
 -- (Stripe allows 16 endpoints per account, GitHub 20 webhooks per event per
 -- repository.)
 create or replace function webhooks_private.max_webhooks_per_company()
