@@ -35,6 +35,17 @@ import { WakeUp, type Found } from './wakeup.ts';
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
 
+/**
+ * At start the first claim goes alone, on the connection the check of the database
+ * opened: the rescuer, the backfiller and the check of the settings begin this long
+ * after it is asked for (or after the shorter of their intervals). Each of them on a
+ * connection of its own opens it and compiles and plans its functions (40–70 ms of
+ * Postgres time at a cold start, measured); first, they made the first claim wait for
+ * a connection of its own and for the CPU, and a backlog's first delivery came 150 ms
+ * after start instead of 70 (BENCHMARKS.md, 2026-12-02).
+ */
+const SIDE_WORK_AFTER_MS = 250;
+
 export class Relay {
   readonly settings: RelaySettings;
   readonly log: Logger;
@@ -58,6 +69,8 @@ export class Relay {
   private readonly backfiller: Backfiller;
   private listener: Listener | null = null;
   private pollTimer: NodeJS.Timeout | undefined;
+  /** the start of the rescuer, the backfiller and the settings check (SIDE_WORK_AFTER_MS) */
+  private sideWorkTimer: NodeJS.Timeout | undefined;
   /** the end of lanes_busy (scheduler.ts) */
   private lanesBusyTimer: NodeJS.Timeout | undefined;
   /** the claim round under way, if any (stop() waits for it) */
@@ -131,9 +144,15 @@ export class Relay {
       },
       'relay started',
     );
-    this.rescuer.start();
-    this.backfiller.start();
     this.wake();
+    this.sideWorkTimer = setTimeout(
+      () => {
+        this.rescuer.start();
+        this.backfiller.start();
+        void this.warnOfRefusedSettings();
+      },
+      Math.min(SIDE_WORK_AFTER_MS, this.settings.rescueIntervalMs, this.settings.backfillIntervalMs),
+    );
   }
 
   /** Looks for due work now, anywhere (a NOTIFY, a timer, a reconnect, a rescue). */
@@ -360,6 +379,7 @@ export class Relay {
     this.scheduler.setMode('stopping');
     clearInterval(this.pollTimer);
     clearTimeout(this.lanesBusyTimer);
+    clearTimeout(this.sideWorkTimer);
     const rescuerStopped = this.rescuer.stop();
     const backfillerStopped = this.backfiller.stop();
     if (this.listener) await closeWithin('the notification connection', this.listener.close(), this.log);
@@ -406,7 +426,6 @@ export class Relay {
         { cause: error },
       );
     }
-    await this.warnOfRefusedSettings();
   }
 
   /**
