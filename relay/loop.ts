@@ -41,8 +41,9 @@ const SETTLE_GRACE_MS = 10_000;
  * after it is asked for (or after the shorter of their intervals). Each of them on a
  * connection of its own opens it and compiles and plans its functions (40–70 ms of
  * Postgres time at a cold start, measured); first, they made the first claim wait for
- * a connection of its own and for the CPU, and a backlog's first delivery came 150 ms
- * after start instead of 70 (BENCHMARKS.md, 2026-12-02).
+ * a connection of its own and for the CPU: a backlog's first claim returned 140 ms
+ * after start instead of 82, its first delivery arrived at 190 ms instead of 140
+ * (BENCHMARKS.md, 2026-12-02).
  */
 const SIDE_WORK_AFTER_MS = 250;
 
