@@ -76,3 +76,28 @@ test('an open capturing transaction costs an idle relay nothing while it stays o
     await relay.stop();
   }
 });
+
+test("a discovery's deliveries are sent before the relay announces it is going idle: that answer may take a round trip", async (t) => {
+  // A first discovery that fills its webhook (a backlog beyond the relay's room for it)
+  // finds no work for a second discovery, so the relay goes on to announce idleness
+  // (relay_idle, on a connection of its own: at start, one it has yet to open). What it
+  // claimed must not wait for that: here the announcement cannot finish, as another
+  // session holds relay_idle exclusively, and the claimed deliveries still arrive.
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  for (let i = 0; i < 5; i++) await f.contact(company.id);
+
+  const holder = await database.pool.connect();
+  t.teardown(() => holder.release());
+  await holder.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS, LOCK_KEYS.relayIdle]);
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR, RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '0' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const first = await receiver.waitFor(2, { path: '/hook', timeoutMs: 10_000 });
+  t.is(new Set(first.map((r) => r.headers['webhook-id'])).size, 2, 'the first discovery took two (the room for the webhook), both sent');
+
+  await holder.query('select pg_advisory_unlock($1, $2)', [LOCK_CLASS, LOCK_KEYS.relayIdle]);
+  const all = await receiver.waitFor(5, { path: '/hook', timeoutMs: 10_000 });
+  t.is(new Set(all.map((r) => r.headers['webhook-id'])).size, 5);
+});
