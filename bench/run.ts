@@ -18,7 +18,7 @@
 //                    slots are; the second burns down a third of the changes)
 //   --fleet-rounds N fleet mode: rounds of each run, the numbers of relays in
 //                    alternating order (default 2: one round swings by ±15 %)
-//   --rounds N       burn-down rounds (default 1 with --quick, else 2)
+//   --rounds N       burn-down rounds (default 1 with --quick, else 4)
 //   --warm N         burn-down: each contender first delivers N changes, then the
 //                    backlog is committed at once while it runs (default 0: cold, the
 //                    backlog written with the senders stopped)
@@ -80,7 +80,7 @@ if (options.mode === 'sync') {
 
 const chosen = options.quick
   ? { rounds: 1, burnDownCount: 5_000, limitCount: 5_000, rates: [250, 500, 1000, 2000], seconds: 4, drainMs: 10_000 }
-  : { rounds: 2, burnDownCount: 30_000, limitCount: 30_000, rates: [250, 500, 1000, 2000], seconds: 20, drainMs: 30_000 };
+  : { rounds: 4, burnDownCount: 30_000, limitCount: 30_000, rates: [250, 500, 1000, 2000], seconds: 20, drainMs: 30_000 };
 const plan = {
   ...chosen,
   rates: options.rates ? options.rates.split(',').map(Number) : chosen.rates,
@@ -121,7 +121,9 @@ try {
   const dbRounds: LimitResult[] = [];
   const contenderRounds = new Map<string, BurnDownResult[]>(contenders.map((c) => [c.name, []]));
   // rounds in alternating order (A B, then B A), so that neither side always runs
-  // first or last on a machine whose load drifts
+  // first or last on a machine whose load drifts; four of them in a full run: this
+  // machine runs at half speed for stretches of a minute or more (BENCHMARKS.md), and
+  // two rounds could leave one contender in such a stretch both times
   for (let round = 0; round < rounds; round++) {
     log(`[${elapsed()}] round ${round + 1}: limit: HTTP only, ${plan.limitCount} POSTs`);
     httpRounds.push(await httpLimit(bench, plan.limitCount, body));
