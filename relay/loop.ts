@@ -40,10 +40,10 @@ const SETTLE_GRACE_MS = 10_000;
  * opened: the rescuer, the backfiller and the check of the settings begin this long
  * after it is asked for (or after the shorter of their intervals). Each of them on a
  * connection of its own opens it and compiles and plans its functions (40–70 ms of
- * Postgres time at a cold start, measured); first, they made the first claim wait for
- * a connection of its own and for the CPU: a backlog's first claim returned 140 ms
- * after start instead of 82, its first delivery arrived at 190 ms instead of 140
- * (BENCHMARKS.md, 2026-12-02).
+ * Postgres time at a cold start, measured). When they went first, the first claim
+ * waited for a connection of its own and for the CPU: a backlog's first claim came
+ * back 140 ms after start instead of 82, its first delivery arrived at 190 ms
+ * instead of 140 (BENCHMARKS.md, 2026-12-02).
  */
 const SIDE_WORK_AFTER_MS = 250;
 
