@@ -245,7 +245,10 @@ begin
   --    one: counted from the sizes capture wrote into the queue rows (payload_bytes,
   --    25_capture.sql), in the order lane_claim chose the rows; those past the budget
   --    are left pending for the next claim, and their webhooks may have more due (a
-  --    paced webhook's slots for the rows left go unused: lane_claim counted them)
+  --    paced webhook's slots for the rows left go unused: lane_claim counted them).
+  --    A size may be null: a row an older engine wrote while an upgrade was between
+  --    migrations/0025 and sql/ (the column cannot be NOT NULL until no engine that
+  --    leaves it out can still be writing); it counts as nothing, as before 0025.
   if (select sum(s) from unnest(v_sizes) s) > v_max_bytes then
     v_cut := true;
     select array_agg(c.id order by c.n), array_agg(c.created order by c.n), array_agg(c.row_ctid order by c.n),
