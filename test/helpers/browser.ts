@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -55,4 +55,31 @@ export async function launchBrowser(): Promise<RunningBrowser> {
       await rm(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** How often untilText looks again: on a timer, so that the wait does not depend on
+ *  animation frames, which a starved or hidden tab gets late or not at all. The timeout is
+ *  generous because CI runs every test file at once on two cores; one wait of 10 s timed
+ *  out there with its text already on the page. */
+const TEXT_POLL_MS = 50;
+const TEXT_TIMEOUT_MS = 20_000;
+
+/** Waits until the element's text, trimmed, is `expected` or matches it (the page loads
+ *  asynchronously); returns that text. On a timeout, says what it found instead. */
+export async function untilText(page: Page, selector: string, expected: string | RegExp): Promise<string> {
+  try {
+    const handle = await page.waitForFunction(
+      ([s, source, flags]) => {
+        const text = document.querySelector(s)?.textContent?.trim() ?? null;
+        if (text === null) return false;
+        return (flags === null ? text === source : new RegExp(source, flags).test(text)) ? text : false;
+      },
+      [selector, typeof expected === 'string' ? expected : expected.source, typeof expected === 'string' ? null : expected.flags] as const,
+      { timeout: TEXT_TIMEOUT_MS, polling: TEXT_POLL_MS },
+    );
+    return (await handle.jsonValue()) as string;
+  } catch {
+    const actual = await page.locator(selector).first().textContent().catch(() => null);
+    throw new Error(`${selector}: expected ${typeof expected === 'string' ? JSON.stringify(expected) : String(expected)}, found ${JSON.stringify(actual?.trim())}`);
+  }
 }

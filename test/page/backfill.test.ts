@@ -3,7 +3,7 @@
 // in SQL, so the test decides what the page must show at each moment.
 import test from 'ava';
 import type { Page } from 'playwright-core';
-import { browserAvailability, launchBrowser, type RunningBrowser } from '../helpers/browser.ts';
+import { browserAvailability, launchBrowser, type RunningBrowser, untilText } from '../helpers/browser.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -33,19 +33,6 @@ async function signedIn(companyId: string, role: 'webhook_admin' | 'webhook_view
   await page.click('#sign-in-form button[type=submit]');
   await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
   return { page, problems };
-}
-
-async function untilText(page: Page, selector: string, expected: string): Promise<void> {
-  try {
-    await page.waitForFunction(
-      ([s, e]) => document.querySelector(s)?.textContent?.trim() === e,
-      [selector, expected] as const,
-      { timeout: 15_000 },
-    );
-  } catch {
-    const actual = await page.locator(selector).first().textContent().catch(() => null);
-    throw new Error(`${selector}: expected ${JSON.stringify(expected)}, found ${JSON.stringify(actual?.trim())}`);
-  }
 }
 
 browserTest('an admin starts a backfill; its bar follows the snapshots sent, live, until it is done; a viewer sees it without buttons', async (t) => {
@@ -85,7 +72,7 @@ browserTest('an admin starts a backfill; its bar follows the snapshots sent, liv
 
   await db().pool.query(
     `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now() where webhook_id = $1 and state = 'pending'`, [hook.id]);
-  await page.waitForFunction((r) => /^Backfilled 30 contacts on /.test(document.querySelector(`${r} .backfill-words`)?.textContent ?? ''), row, { timeout: 15_000 });
+  await untilText(page, `${row} .backfill-words`, /^Backfilled 30 contacts on /);
   t.true(await page.isVisible(`${row} [data-action=backfill]`), 'done: a new one may start');
   t.is(await page.evaluate(() => (window as unknown as { injected?: number }).injected), undefined);
   t.deepEqual(problems, []);
@@ -107,7 +94,7 @@ browserTest('cancel: the bar gives way to what it came to; a disabled webhook of
   const { page, problems } = await signedIn(company.id, 'webhook_admin');
   t.true(await page.isDisabled(`tr[data-webhook-id="${off.id}"] [data-action=backfill]`));
   await page.click(`${row} [data-action=cancel-backfill]`);
-  await page.waitForFunction((r) => /^Backfill cancelled on .+ after 0$/.test(document.querySelector(`${r} .backfill-words`)?.textContent ?? ''), row, { timeout: 15_000 });
+  await untilText(page, `${row} .backfill-words`, /^Backfill cancelled on .+ after 0$/);
   const { rows: [backfill] } = await db().pool.query('select state from webhooks.backfills where webhook_id = $1', [hook.id]);
   t.is(backfill.state, 'cancelled');
   t.deepEqual(problems, []);

@@ -6,7 +6,7 @@ import { SignJWT } from 'jose';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { browserAvailability, launchBrowser, type RunningBrowser } from '../helpers/browser.ts';
+import { browserAvailability, launchBrowser, type RunningBrowser, untilText } from '../helpers/browser.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { fireMany, seedCompany } from '../helpers/report-data.ts';
@@ -60,20 +60,6 @@ async function signedIn(companyId: string): Promise<Page> {
   await signIn(page, await api().token(companyId, 'webhook_admin', 'jane.admin@purple.example'));
   await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
   return page;
-}
-
-/** Waits until the element's text, trimmed, is `expected` (the page loads asynchronously). */
-async function untilText(page: Page, selector: string, expected: string): Promise<void> {
-  try {
-    await page.waitForFunction(
-      ([s, e]) => document.querySelector(s)?.textContent?.trim() === e,
-      [selector, expected] as const,
-      { timeout: 10_000 },
-    );
-  } catch {
-    const actual = await page.locator(selector).first().textContent().catch(() => null);
-    throw new Error(`${selector}: expected ${JSON.stringify(expected)}, found ${JSON.stringify(actual?.trim())}`);
-  }
 }
 
 const timesFired = (webhookId: string) => `tr[data-webhook-id="${webhookId}"] .times-fired`;

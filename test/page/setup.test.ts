@@ -6,7 +6,7 @@
 import test from 'ava';
 import type { Page } from 'playwright-core';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
-import { browserAvailability, launchBrowser, type RunningBrowser } from '../helpers/browser.ts';
+import { browserAvailability, launchBrowser, type RunningBrowser, untilText } from '../helpers/browser.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver, type Receiver } from '../helpers/receiver.ts';
@@ -55,24 +55,6 @@ async function signedIn(companyId: string, role: 'webhook_admin' | 'webhook_view
   await page.click('#sign-in-form button[type=submit]');
   await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
   return page;
-}
-
-async function untilText(page: Page, selector: string, expected: string | RegExp): Promise<string> {
-  try {
-    const handle = await page.waitForFunction(
-      ([s, source, flags]) => {
-        const text = document.querySelector(s)?.textContent?.trim() ?? null;
-        if (text === null) return false;
-        return (flags === null ? text === source : new RegExp(source, flags).test(text)) ? text : false;
-      },
-      [selector, typeof expected === 'string' ? expected : expected.source, typeof expected === 'string' ? null : expected.flags] as const,
-      { timeout: 20_000 },
-    );
-    return (await handle.jsonValue()) as string;
-  } catch {
-    const actual = await page.locator(selector).first().textContent().catch(() => null);
-    throw new Error(`${selector}: expected ${String(expected)}, found ${JSON.stringify(actual?.trim())}`);
-  }
 }
 
 const storedSecret = async (webhookId: string) =>
