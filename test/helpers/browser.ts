@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TestFn } from 'ava';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -82,4 +83,53 @@ export async function untilText(page: Page, selector: string, expected: string |
     const actual = await page.locator(selector).first().textContent().catch(() => null);
     throw new Error(`${selector}: expected ${typeof expected === 'string' ? JSON.stringify(expected) : String(expected)}, found ${JSON.stringify(actual?.trim())}`);
   }
+}
+
+export interface PageTests {
+  /** `test`, or `test.skip` where there is no browser (outside CI; under CI that fails) */
+  browserTest: TestFn | TestFn['skip'];
+  /** a fresh tab (its own sessionStorage) at `url`, its errors collected for problemsOf */
+  openTab(url: string): Promise<Page>;
+  /** a tab's exceptions and console errors so far, for t.deepEqual(…, []) */
+  problemsOf(page: Page): string[];
+}
+
+/** One browser for a test file's page tests: launched before them, closed after them. */
+export function useBrowser(test: TestFn): PageTests {
+  const availability = browserAvailability();
+  if (!availability.ok) console.warn(`page tests skipped: ${availability.reason}`);
+  let browser: RunningBrowser | undefined;
+  const problems = new WeakMap<Page, string[]>();
+  test.before(async () => {
+    if (availability.ok) browser = await launchBrowser();
+  });
+  test.after.always(async () => {
+    await browser?.close();
+  });
+  return {
+    browserTest: availability.ok ? test : test.skip,
+    async openTab(url) {
+      const page = await browser!.context.newPage();
+      const seen: string[] = [];
+      problems.set(page, seen);
+      page.on('pageerror', (error) => seen.push(error.message));
+      page.on('console', (message) => {
+        if (message.type() === 'error') seen.push(message.text());
+      });
+      await page.goto(url);
+      return page;
+    },
+    problemsOf: (page) => problems.get(page)!,
+  };
+}
+
+/** Signs in on the Reports page with a token, as an admin pastes it. */
+export async function signIn(page: Page, token: string): Promise<void> {
+  await page.fill('#token', token);
+  await page.click('#sign-in-form button[type=submit]');
+}
+
+/** Waits until the report shows its table of webhooks. */
+export async function untilReport(page: Page): Promise<void> {
+  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
 }

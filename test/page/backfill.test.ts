@@ -3,36 +3,18 @@
 // in SQL, so the test decides what the page must show at each moment.
 import test from 'ava';
 import type { Page } from 'playwright-core';
-import { browserAvailability, launchBrowser, type RunningBrowser, untilText } from '../helpers/browser.ts';
+import { signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 
-const availability = browserAvailability();
-const browserTest = availability.ok ? test : test.skip;
-if (!availability.ok) console.warn(`page tests skipped: ${availability.reason}`);
-
 const { db, api } = useTestDatabaseWithApi(test);
-let browser: RunningBrowser | undefined;
-
-test.before(async () => {
-  if (availability.ok) browser = await launchBrowser();
-});
-test.after.always(async () => {
-  await browser?.close();
-});
+const { browserTest, openTab, problemsOf } = useBrowser(test);
 
 async function signedIn(companyId: string, role: 'webhook_admin' | 'webhook_viewer'): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser!.context.newPage();
-  const problems: string[] = [];
-  page.on('pageerror', (error) => problems.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(message.text());
-  });
-  await page.goto(`${api().api.url}/reports/webhooks`);
-  await page.fill('#token', await api().token(companyId, role));
-  await page.click('#sign-in-form button[type=submit]');
-  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
-  return { page, problems };
+  const page = await openTab(`${api().api.url}/reports/webhooks`);
+  await signIn(page, await api().token(companyId, role));
+  await untilReport(page);
+  return { page, problems: problemsOf(page) };
 }
 
 browserTest('an admin starts a backfill; its bar follows the snapshots sent, live, until it is done; a viewer sees it without buttons', async (t) => {

@@ -6,59 +6,29 @@ import { SignJWT } from 'jose';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { browserAvailability, launchBrowser, type RunningBrowser, untilText } from '../helpers/browser.ts';
+import { signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { fireMany, seedCompany } from '../helpers/report-data.ts';
 
 const RESULTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
 
-// under CI a missing browser throws here and fails the run
-const availability = browserAvailability();
-const browserTest = availability.ok ? test : test.skip;
-if (!availability.ok) console.warn(`page tests skipped: ${availability.reason}`);
-
 const { db, api } = useTestDatabaseWithApi(test);
-let browser: RunningBrowser | undefined;
+const { browserTest, openTab, problemsOf } = useBrowser(test);
 
 test.before(async () => {
-  if (!availability.ok) return;
   await mkdir(RESULTS, { recursive: true });
-  browser = await launchBrowser();
-});
-
-test.after.always(async () => {
-  await browser?.close();
 });
 
 // ---- driving the page ----------------------------------------------------------------
 
-/** Each tab's own errors (exceptions, console errors), for t.deepEqual(…, []). */
-const problems = new WeakMap<Page, string[]>();
-const problemsOf = (page: Page) => problems.get(page)!;
-
 /** A fresh tab (its own sessionStorage) on the Reports page. */
-async function openPage(): Promise<Page> {
-  const page = await browser!.context.newPage();
-  const seen: string[] = [];
-  problems.set(page, seen);
-  page.on('pageerror', (error) => seen.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error') seen.push(message.text());
-  });
-  await page.goto(`${api().api.url}/reports/webhooks`);
-  return page;
-}
-
-async function signIn(page: Page, token: string): Promise<void> {
-  await page.fill('#token', token);
-  await page.click('#sign-in-form button[type=submit]');
-}
+const openPage = () => openTab(`${api().api.url}/reports/webhooks`);
 
 async function signedIn(companyId: string): Promise<Page> {
   const page = await openPage();
   await signIn(page, await api().token(companyId, 'webhook_admin', 'jane.admin@purple.example'));
-  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  await untilReport(page);
   return page;
 }
 

@@ -6,22 +6,17 @@
 import test from 'ava';
 import type { Page } from 'playwright-core';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
-import { browserAvailability, launchBrowser, type RunningBrowser, untilText } from '../helpers/browser.ts';
+import { signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver, type Receiver } from '../helpers/receiver.ts';
 import { relayTestDatabase, testRelay } from '../helpers/relay.ts';
 import type { Relay } from '../../relay/loop.ts';
 
-const availability = browserAvailability();
-const browserTest = availability.ok ? test : test.skip;
-if (!availability.ok) console.warn(`page tests skipped: ${availability.reason}`);
-
 let database: TestDatabase;
 let api: TestApi;
 let relay: Relay;
 let receiver: Receiver;
-let browser: RunningBrowser | undefined;
 
 test.before(async () => {
   database = await relayTestDatabase();
@@ -29,31 +24,21 @@ test.before(async () => {
   receiver = await startReceiver();
   relay = testRelay(database.url);
   await relay.start();
-  if (availability.ok) browser = await launchBrowser();
 });
 
 test.after.always(async () => {
-  await browser?.close();
   await relay?.stop();
   await receiver?.close();
   await api?.stop();
   await database?.drop();
 });
 
-const problems = new WeakMap<Page, string[]>();
+const { browserTest, openTab, problemsOf } = useBrowser(test);
 
 async function signedIn(companyId: string, role: 'webhook_admin' | 'webhook_viewer' = 'webhook_admin'): Promise<Page> {
-  const page = await browser!.context.newPage();
-  const seen: string[] = [];
-  problems.set(page, seen);
-  page.on('pageerror', (error) => seen.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error') seen.push(message.text());
-  });
-  await page.goto(`${api.api.url}/reports/webhooks`);
-  await page.fill('#token', await api.token(companyId, role, 'jane.admin@purple.example'));
-  await page.click('#sign-in-form button[type=submit]');
-  await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
+  const page = await openTab(`${api.api.url}/reports/webhooks`);
+  await signIn(page, await api.token(companyId, role, 'jane.admin@purple.example'));
+  await untilReport(page);
   return page;
 }
 
@@ -203,7 +188,7 @@ browserTest('an admin creates a webhook through the form, sees its secret once, 
   await untilText(page, '#flash', 'Deleted · Handwritten thank-you notes');
   await page.waitForSelector('#report:not([hidden]) #webhooks-body td.empty');
   t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where id = $1', [webhook.id])).rows[0].n, 0);
-  t.deepEqual(problems.get(page), []);
+  t.deepEqual(problemsOf(page), []);
   await page.close();
 });
 
@@ -238,7 +223,7 @@ browserTest('the form\'s checks and the database\'s refusals show beside the inp
   await untilText(page, '#error-user_id', `user ${stranger.id} is not a user of company ${company.id}`);
   t.true(await page.isHidden('#error'), 'not as a page error');
   t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id])).rows[0].n, 0);
-  t.deepEqual(problems.get(page), []);
+  t.deepEqual(problemsOf(page), []);
   await page.close();
 });
 
@@ -321,5 +306,5 @@ browserTest('the form sets how deliveries go: requests at once, per second, the 
     `select details from webhooks.audit_log where webhook_id = $1 order by id desc limit 1`, [webhook.id]);
   t.deepEqual(Object.keys(last.details.changed), ['name']);
   t.deepEqual(await settingsOf(webhook.id), { max_in_flight: 4, rate_limit: null, coalesce_seconds: null, ordered: false });
-  t.deepEqual(problems.get(page), []);
+  t.deepEqual(problemsOf(page), []);
 });
