@@ -40,10 +40,8 @@ const SETTLE_GRACE_MS = 10_000;
  * opened: the rescuer, the backfiller and the check of the settings begin this long
  * after it is asked for (or after the shorter of their intervals). Each of them on a
  * connection of its own opens it and compiles and plans its functions (40–70 ms of
- * Postgres time at a cold start, measured). When they went first, the first claim
- * waited for a connection of its own and for the CPU: a backlog's first claim came
- * back 140 ms after start instead of 82, its first delivery arrived at 190 ms
- * instead of 140 (BENCHMARKS.md, 2026-12-02).
+ * Postgres time at a cold start). When they went first, the first claim waited for a
+ * connection of its own and for the CPU (docs/relay.md, "Start", has the figures).
  */
 const SIDE_WORK_AFTER_MS = 250;
 
@@ -237,7 +235,7 @@ export class Relay {
    * A discovery claim, between the wake-up protocol's two steps (wakeup.ts), its
    * deliveries dispatched before the second: when the claim found no work for another
    * discovery, that step announces idleness, a round trip on a connection of its own
-   * (at start, one still to be opened: a backlog's first requests waited 28 ms for it).
+   * (at start, one still to be opened; docs/relay.md, the wake-up's phases).
    */
   private async discover(): Promise<Claimed> {
     await this.wakeUp.beforeDiscovery();
