@@ -6,9 +6,17 @@ import test from 'ava';
 import type pg from 'pg';
 import { relayScene, testRelay } from '../helpers/relay.ts';
 
-/** What each statement of the relay's pool is, in the order they were sent. */
-function recordStatements(pool: pg.Pool): string[] {
+/** How long the test waits for the statements that follow the first claim. */
+const FOLLOWERS_DEADLINE_MS = 5_000;
+
+/**
+ * What each statement of the relay's pool is, in the order they were sent, and
+ * `seen(kinds)`: resolves once each of those kinds was sent, rejects naming the
+ * missing ones after FOLLOWERS_DEADLINE_MS.
+ */
+function recordStatements(pool: pg.Pool): { sent: string[]; seen: (kinds: string[]) => Promise<void> } {
   const sent: string[] = [];
+  const waiters: Array<() => void> = [];
   const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
   const kinds: Array<[RegExp, string]> = [
     [/^bpd_webhooks_claim/, 'claim'],
@@ -21,9 +29,22 @@ function recordStatements(pool: pg.Pool): string[] {
     const first = args[0] as string | { name?: string; text?: string };
     const text = typeof first === 'string' ? first : (first.name ?? first.text ?? '');
     sent.push(kinds.find(([pattern]) => pattern.test(text))?.[1] ?? text);
+    for (const waiter of waiters.splice(0)) waiter();
     return query(...args);
   };
-  return sent;
+  const seen = (wanted: string[]) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`not sent within ${FOLLOWERS_DEADLINE_MS} ms: ${wanted.filter((kind) => !sent.includes(kind)).join(', ')}`));
+      }, FOLLOWERS_DEADLINE_MS);
+      const check = () => {
+        if (!wanted.every((kind) => sent.includes(kind))) return void waiters.push(check);
+        clearTimeout(timer);
+        resolve();
+      };
+      check();
+    });
+  return { sent, seen };
 }
 
 test('the first statement after the check of the database is the claim; the rescuer, the backfiller and the settings check follow', async (t) => {
@@ -34,11 +55,11 @@ test('the first statement after the check of the database is the claim; the resc
 
   const relay = testRelay(database.url);
   t.teardown(() => relay.stop());
-  const sent = recordStatements(relay.pool);
+  const { sent, seen } = recordStatements(relay.pool);
   await relay.start();
   await receiver.waitFor(1, { path: '/hook' });
   // each of them runs soon after (the test relay's intervals: 50 and 100 ms)
-  while (!['rescue', 'backfill', 'settings'].every((kind) => sent.includes(kind))) await new Promise((resolve) => setTimeout(resolve, 10));
+  await seen(['rescue', 'backfill', 'settings']);
 
   t.deepEqual(sent.slice(0, 2), ['ping', 'claim']);
   const firstClaim = sent.indexOf('claim');
