@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { relayScene, testRelay } from '../helpers/relay.ts';
 
 /** How long the test waits for the statements that follow the first claim. */
-const FOLLOWERS_DEADLINE_MS = 5_000;
+const FOLLOWERS_DEADLINE_MS = 20_000;
 
 /**
  * What each statement of the relay's pool is, in the order they were sent, and
