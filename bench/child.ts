@@ -7,7 +7,8 @@
 //   child → parent  {type: 'marked'}       here on: what came before was warm-up
 //   child → parent  {type: 'done', ...}    optional: a limit that finished its own work
 //   parent → child  {type: 'stop'}         stop, report, exit
-//   child → parent  {type: 'stats', ...}   CPU seconds since go, peak RSS, extra figures
+//   child → parent  {type: 'stats', ...}   CPU seconds from go (or mark) to stop, peak RSS,
+//                                          extra figures
 import { fork, type ChildProcess } from 'node:child_process';
 
 export interface ChildStats {
@@ -44,8 +45,10 @@ export async function serveChild(setup: (finished: (extra: Record<string, number
       worker.mark?.();
       send({ type: 'marked' });
     } else if (message.type === 'stop') {
-      const extra = (await worker.stop()) ?? {};
+      // CPU up to the stop: the stop's own work (ending connections and timers) is not
+      // the work measured, and grows with the number of processes (bench/cpu.ts)
       const cpu = process.cpuUsage(cpuAtGo);
+      const extra = (await worker.stop()) ?? {};
       send({
         type: 'stats',
         cpuSeconds: cpuAtGo ? (cpu.user + cpu.system) / 1e6 : 0,

@@ -1,6 +1,12 @@
 // CPU time of the whole Postgres instance, read from /proc: the postmaster's own time,
 // the time of its children that already exited (cutime, cstime) and the time of the
 // live backends. The difference over a phase is what Postgres spent on that phase.
+//
+// A measured phase ends before its senders stop: ending a sender's connections costs
+// Postgres CPU of its own (each backend's exit), which grows with the connections and
+// is not the work measured. Counted in, it made four relays' stop 0.5 s of Postgres
+// CPU against 0.1 s for one relay, and graphile-worker's pool of 34 connections
+// 0.11–0.20 s against the relay's 0.08–0.10 (2026-12-02; BENCHMARKS.md).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux

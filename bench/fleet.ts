@@ -16,7 +16,7 @@ import { now } from './clock.ts';
 import { bpdContender } from './contenders/bpd.ts';
 import { postgresCpuSeconds, processCpuSeconds } from './cpu.ts';
 import { onDatabase, writeChanges } from './database.ts';
-import { childEnv, mean, warmUpAtRate, warmUpSenders, type Bench, type Contender } from './modes.ts';
+import { childEnv, mean, warmUpAtRate, warmUpSenders, whenFinished, type Bench, type Contender } from './modes.ts';
 import { writeAtRate } from './writer.ts';
 
 export interface FleetResult {
@@ -118,9 +118,12 @@ export async function fleetBurnDown(
     const startedAt = now();
     const complete = await arrived;
     if (!complete) bench.log(`  ${contender.name} × ${relays}: not all ${count} arrived within ${timeoutMs} ms`);
-    const stats = await Promise.all(children.map((child) => child.stop()));
+    // the work ends when every delivery is recorded as done; the senders' stop is not
+    // part of it (bench/cpu.ts)
+    if (complete) await whenFinished(clone.url, contender.unfinishedSql, 60_000);
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
     const receiverCpu = processCpuSeconds(bench.receiver.pid) - receiverBefore;
+    const stats = await Promise.all(children.map((child) => child.stop()));
     const delivery = analyse(await bench.receiver.take(), upTo(count));
     const seconds = (delivery.lastArrival - startedAt) / 1000;
     const per1k = (cpu: number) => (cpu * 1000) / delivery.delivered;

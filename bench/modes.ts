@@ -147,8 +147,8 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
     if (!complete) bench.log(`  ${contender.name}: not all ${count} arrived within ${timeoutMs} ms`);
     // arrived is not finished: the contender still has to record each delivery as done
     const settledAt = complete ? await whenFinished(clone.url, contender.unfinishedSql, 60_000) : Number.NaN;
-    const stats = await child.stop();
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
+    const stats = await child.stop();
     const delivery = analyse(await bench.receiver.take(), upTo(count));
     const drainSeconds = (delivery.lastArrival - startedAt) / 1000;
     return {
@@ -193,7 +193,7 @@ export async function warmUpSenders(
 }
 
 /** Polls (every 25 ms, at most boundMs) until the SQL counts nothing unfinished; the time then, or NaN. */
-async function whenFinished(url: string, sql: string, boundMs: number): Promise<number> {
+export async function whenFinished(url: string, sql: string, boundMs: number): Promise<number> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -254,8 +254,9 @@ export async function openLoop(
     const backlogAtEnd = written.committed - (await bench.receiver.count());
     const complete = await bench.receiver.expect(written.committed, drainTimeoutMs);
     if (!complete) bench.log(`  ${contender.name} @ ${rate}/s: not all ${written.committed} arrived within the drain bound`);
-    const stats = await child.stop();
+    if (complete) await whenFinished(clone.url, contender.unfinishedSql, 60_000);
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
+    const stats = await child.stop();
     const delivery = analyse(await bench.receiver.take(), committedSeqs(written.committedAt));
     const backlogMax = Math.max(backlogAtEnd, ...backlog);
     const firstSends = contender.firstSends ? await contender.firstSends(clone.url) : null;
