@@ -1,7 +1,7 @@
 // The machine's limits, each measured in a child process of its own:
 //   http: the same ~1 KiB body, signed and POSTed to the receiver by the relay's own
-//         sender (relay/deliver.ts, with the relay's settings) at the contenders'
-//         concurrency, as fast as it goes; no database.
+//         sender (relay/deliver.ts, with the relay's settings and V8 flags) at the
+//         contenders' concurrency, as fast as it goes; no database.
 //   db:   the relay's own claim and settle (webhooks_relay.claim_deliveries and
 //         settle_deliveries, through the relay's own modules and settings) over a
 //         pre-filled outbox, every claimed row settled as delivered (204) at once,
@@ -134,6 +134,10 @@ export async function httpLimit(bench: Bench, count: number, body: string): Prom
       COUNT: String(count),
       BODY: body,
     },
+    // the relay's V8 flags, as the database-only limit has them: the two halves of the
+    // relay measured as the relay runs (its young generation of 4 MB costs garbage
+    // collection that V8's default would not)
+    execArgv: bpdContender.execArgv,
     cpuProfDir: bench.cpuProfDir,
   });
   await child.go();
