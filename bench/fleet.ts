@@ -120,7 +120,7 @@ export async function fleetBurnDown(
     if (!complete) bench.log(`  ${contender.name} × ${relays}: not all ${count} arrived within ${timeoutMs} ms`);
     // the work ends when every delivery is recorded as done; the senders' stop is not
     // part of it (bench/cpu.ts)
-    if (complete) await whenFinished(clone.url, contender.unfinishedSql, 60_000);
+    if (complete) await whenFinished(clone.url, contender.unfinishedSql);
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
     const receiverCpu = processCpuSeconds(bench.receiver.pid) - receiverBefore;
     const stats = await Promise.all(children.map((child) => child.stop()));

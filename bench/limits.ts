@@ -135,8 +135,8 @@ export async function httpLimit(bench: Bench, count: number, body: string): Prom
       BODY: body,
     },
     // the relay's V8 flags, as the database-only limit has them: the two halves of the
-    // relay measured as the relay runs (its young generation of 4 MB costs garbage
-    // collection that V8's default would not)
+    // relay measured as the relay runs them (its small young generation collects
+    // garbage more often than V8's default)
     execArgv: bpdContender.execArgv,
     cpuProfDir: bench.cpuProfDir,
   });

@@ -18,6 +18,9 @@ export const OPEN_LOOP_WARM_UP_SECONDS = 2;
 /** The warm-up's changes are numbered from here, apart from the window's 1..n. */
 const WARM_UP_SEQ_OFFSET = 100_000_000;
 
+/** How long a run waits, after the last arrival, for every delivery to be recorded as done. */
+const FINISH_BOUND_MS = 60_000;
+
 export interface Bench {
   pg: BenchPostgres;
   receiver: Receiver;
@@ -146,7 +149,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
     const complete = await arrived;
     if (!complete) bench.log(`  ${contender.name}: not all ${count} arrived within ${timeoutMs} ms`);
     // arrived is not finished: the contender still has to record each delivery as done
-    const settledAt = complete ? await whenFinished(clone.url, contender.unfinishedSql, 60_000) : Number.NaN;
+    const settledAt = complete ? await whenFinished(clone.url, contender.unfinishedSql) : Number.NaN;
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
     const stats = await child.stop();
     const delivery = analyse(await bench.receiver.take(), upTo(count));
@@ -186,14 +189,17 @@ export async function warmUpSenders(
   const warmed = bench.receiver.expect(options.count, options.timeoutMs);
   await Promise.all(senders.map((sender) => sender.go()));
   if (!(await warmed)) bench.log(`  ${options.label}: the ${options.count} warm-up deliveries did not all arrive within ${options.timeoutMs} ms`);
-  if (Number.isNaN(await whenFinished(url, options.unfinishedSql, 60_000))) bench.log(`  ${options.label}: the warm-up was not all settled within 60 s`);
+  if (Number.isNaN(await whenFinished(url, options.unfinishedSql))) bench.log(`  ${options.label}: the warm-up was not all settled within ${FINISH_BOUND_MS / 1000} s`);
   await vacuumAfterWarmUp(url);
   await bench.receiver.take();
   await Promise.all(senders.map((sender) => sender.mark()));
 }
 
-/** Polls (every 25 ms, at most boundMs) until the SQL counts nothing unfinished; the time then, or NaN. */
-export async function whenFinished(url: string, sql: string, boundMs: number): Promise<number> {
+/**
+ * Polls (every 25 ms, at most boundMs) until the SQL counts nothing unfinished; the
+ * time then, or NaN.
+ */
+export async function whenFinished(url: string, sql: string, boundMs = FINISH_BOUND_MS): Promise<number> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -254,7 +260,7 @@ export async function openLoop(
     const backlogAtEnd = written.committed - (await bench.receiver.count());
     const complete = await bench.receiver.expect(written.committed, drainTimeoutMs);
     if (!complete) bench.log(`  ${contender.name} @ ${rate}/s: not all ${written.committed} arrived within the drain bound`);
-    if (complete) await whenFinished(clone.url, contender.unfinishedSql, 60_000);
+    if (complete) await whenFinished(clone.url, contender.unfinishedSql);
     const pgCpu = postgresCpuSeconds(bench.pg.pid) - pgBefore;
     const stats = await child.stop();
     const delivery = analyse(await bench.receiver.take(), committedSeqs(written.committedAt));
