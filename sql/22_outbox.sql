@@ -114,10 +114,15 @@ begin
           hint = format('make the day first: select webhooks_private.ensure_day(%L)', webhooks_private.utc_day(new.created_at));
       end;
     end if;
-    update webhooks.delivery_history h
-    set message_id = new.message_id, webhook_id = new.webhook_id, company_id = new.company_id,
-        action = new.action, contact_id = new.contact_id, payload = new.payload, created_at = new.created_at
-    where h.id = old.id and h.created_at = old.created_at;
+    -- (history only when the message changed: a replay changes none of it, and an
+    -- update would write the payload's row and its indexes again for nothing)
+    if (new.message_id, new.webhook_id, new.company_id, new.action, new.contact_id, new.payload, new.created_at)
+       is distinct from (old.message_id, old.webhook_id, old.company_id, old.action, old.contact_id, old.payload, old.created_at) then
+      update webhooks.delivery_history h
+      set message_id = new.message_id, webhook_id = new.webhook_id, company_id = new.company_id,
+          action = new.action, contact_id = new.contact_id, payload = new.payload, created_at = new.created_at
+      where h.id = old.id and h.created_at = old.created_at;
+    end if;
     if new.created_at is distinct from old.created_at then
       update webhooks.delivery_attempts a set delivery_created_at = new.created_at
       where a.delivery_id = old.id and a.delivery_created_at = old.created_at;

@@ -175,14 +175,17 @@ $$;
 -- has no INSERT trigger; and a delivery moved to another day moves to another
 -- partition, which Postgres does as a DELETE and an INSERT: history's UPDATE trigger
 -- does not fire, its DELETE trigger notes the time it leaves, nothing the time it
--- joins; within a day, history's UPDATE trigger sees both). After _500_write, which
+-- joins; within a day, history's UPDATE trigger sees both); and a success put back
+-- on its way (a replay), which removes no result row when its relay wrote none and
+-- leaves history as it was, so no table's trigger sees it. After _500_write, which
 -- filled in new.created_at, in the same row.
 create or replace function webhooks_private.tg_deliveries__count_written()
 returns trigger
 language plpgsql
 as $$
 begin
-  if (tg_op = 'INSERT' or webhooks_private.utc_day(new.created_at) <> webhooks_private.utc_day(old.created_at))
+  if (tg_op = 'INSERT' or webhooks_private.utc_day(new.created_at) <> webhooks_private.utc_day(old.created_at)
+      or (old.state = 'succeeded' and new.state in ('pending', 'in_flight')))
      and webhooks_private.may_be_counted(new.created_at) then
     perform webhooks_private.recount_day(new.webhook_id, new.company_id, new.created_at);
   end if;

@@ -154,7 +154,7 @@ grant execute on function
   webhooks_private.issued_secret_setting(bigint),
   webhooks_private.secret_grace(),
   webhooks_private.require_enabled(webhooks.webhooks, text, text),
-  webhooks_private.requeue_delivery(webhooks.deliveries),
+  webhooks_private.requeue_deliveries(bigint[], timestamptz[]),
   webhooks_private.payload_omitted(jsonb),
   webhooks_private.replay_max_deliveries()
   to webhook_admin;
