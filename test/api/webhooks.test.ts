@@ -218,6 +218,11 @@ test('replayFailed re-queues exactly the failed deliveries of the webhook create
   const [otherFailed] = await deliveriesOf(db().pool, [other.webhook.id]);
   await finish(otherFailed.id, 'failed');
 
+  // the message itself is not written again: its history row keeps its version
+  const historyVersion = async () => (await db().pool.query(
+    'select xmin::text from webhooks.delivery_history where id = $1', [failed.id])).rows[0].xmin;
+  const versionBefore = await historyVersion();
+
   const since = new Date(Date.now() - 24 * 3600_000).toISOString();
   const replayed = await api().gql(token, `mutation($id: BigInt!, $since: Datetime!) {
       replayFailed(input: { webhookId: $id, since: $since }) { result { id messageId state } } }`, { id: webhook.id, since });
@@ -228,6 +233,7 @@ test('replayFailed re-queues exactly the failed deliveries of the webhook create
     'select id, state from webhooks.deliveries where id = any ($1::bigint[]) order by array_position($1::bigint[], id)',
     [[old.id, failed.id, succeeded.id, pending.id, otherFailed.id]]);
   t.deepEqual(states.map((r) => r.state), ['failed', 'pending', 'succeeded', 'pending', 'failed']);
+  t.is(await historyVersion(), versionBefore);
 });
 
 test('replayFailed replays at most maxDeliveries (1,000 unless given) a call, oldest first; calls again go on where it stopped', async (t) => {
