@@ -24,8 +24,10 @@
 -- deliveries come at most a second after it commits. The poll timer stays as a
 -- safety net.
 --
--- Capture (25_capture.sql) calls wake_relay(); rescue (30_delivery.sql) wakes every
--- relay with notify_relays(). The relay's side: relay/idle.ts.
+-- Capture (25_capture.sql) calls wake_relay(), and so does every write to the view
+-- webhooks.deliveries that leaves a delivery due now (replays, test sends, a DBA's
+-- repair: 22_outbox.sql); rescue (30_delivery.sql) wakes every relay with
+-- notify_relays(). The relay's side: relay/idle.ts.
 
 -- private: wake every relay that listens (the channel: 00_schemas.sql)
 create or replace function webhooks_private.notify_relays()

@@ -75,6 +75,7 @@ language plpgsql
 as $$
 declare
   v_queued boolean;
+  v_woken boolean;
 begin
   if tg_op = 'DELETE' then
     delete from webhooks.delivery_queue where delivery_id = old.id;
@@ -161,6 +162,11 @@ begin
           locked_by = excluded.locked_by, locked_until = excluded.locked_until,
           last_attempt_at = excluded.last_attempt_at, last_status_code = excluded.last_status_code,
           last_error = excluded.last_error, payload_bytes = excluded.payload_bytes;
+    -- due now (a replay, a test send, a DBA's repair): a relay asleep would otherwise
+    -- find it only at its next poll (20_wakeup.sql; re-entrant, so once a row is cheap)
+    if new.state = 'pending' and new.next_attempt_at <= now() then
+      v_woken := webhooks_private.wake_relay();
+    end if;
   else
     delete from webhooks.delivery_queue where delivery_id = new.id;
     insert into webhooks.delivery_results

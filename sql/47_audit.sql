@@ -221,7 +221,7 @@ $$;
 -- of Times Fired. It runs as its owner, to write the outbox and the audit trail that
 -- the API roles may not write; so it finds the webhook among the caller's company's
 -- own itself (row-level security does not apply to the owner), and only admins may
--- call it.
+-- call it. (Its write to the view wakes a relay asleep: 22_outbox.sql.)
 create or replace function webhooks.send_test_webhook(id bigint)
 returns webhooks.deliveries
 language plpgsql
@@ -255,7 +255,6 @@ begin
   returning * into v;
   perform webhooks_private.audit(v.company_id, v.webhook_id, 'webhook.test',
     jsonb_build_object('delivery_id', v.id, 'message_id', v.message_id));
-  perform webhooks_private.wake_relay();   -- 20_wakeup.sql
   return v;
 end;
 $$;

@@ -3,7 +3,8 @@
 // capturing transaction, and a relay that is awake finds new work without one.
 import test from 'ava';
 import { LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
-import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
+import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+import { inTransaction } from '../helpers/sql.ts';
 
 const HOUR = String(60 * 60 * 1000);
 
@@ -41,6 +42,34 @@ test('a sleeping relay is woken by NOTIFY, and a busy one needs none', async (t)
     await f.contact(company.id);
     const all = await receiver.waitFor(32, { path: '/hook', timeoutMs: 10_000 });
     t.is(new Set(all.map((r) => r.headers['webhook-id'])).size, 32);
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('a replay and a test send wake a sleeping relay: written through the view, due now', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR });
+  await relay.start();
+  const asAdmin = (sql: string, values: unknown[]) => inTransaction(database.pool,
+    `select set_config('role', 'webhook_admin', true), set_config('jwt.claims.company_id', '${company.id}', true)`,
+    (client) => client.query(sql, values));
+  try {
+    await relayAsleep(database.pool);
+    await f.contact(company.id);
+    const [delivery] = await waitForFinalDeliveries(database.pool, [webhook.id], 1);
+
+    await relayAsleep(database.pool);
+    await asAdmin('select webhooks.replay_delivery($1)', [delivery.id]);
+    const [first, replayed] = await receiver.waitFor(2, { path: '/hook', timeoutMs: 10_000 });
+    t.is(replayed.headers['webhook-id'], first.headers['webhook-id']);
+
+    await relayAsleep(database.pool);
+    await asAdmin('select webhooks.send_test_webhook($1)', [webhook.id]);
+    const [, , test] = await receiver.waitFor(3, { path: '/hook', timeoutMs: 10_000 });
+    t.is(JSON.parse(test.body).type, 'webhook.test');
   } finally {
     await relay.stop();
   }
