@@ -228,10 +228,7 @@ async function main() {
     const evaluationTimes: Record<string, EvaluationTimes> = {};
     for (let round = 1; round <= ROUNDS; round++) {
       for (const [name, setup] of Object.entries(setups)) {
-        await admin.query('drop database if exists bench_run with (force)');
-        await admin.query('create database bench_run template bench_template strategy file_copy');
-        await sql(server.url('bench_run'), setup);
-        await sql(server.url('bench_run'), 'vacuum analyze');
+        await cloneWithSetup(admin, server.url('bench_run'), setup);
         const tps = await pgbench(server.url('bench_run'), scriptFile);
         rates[name].push(tps);
         if (round === 1) statementTimes[name] = await timeStatements(server.url('bench_run'));
@@ -252,6 +249,15 @@ async function main() {
     await rm(dataDir, { recursive: true, force: true });
     await rm(scriptFile, { force: true });
   }
+}
+
+// A fresh clone of the bench's data at url (its database made again), with a set-up.
+async function cloneWithSetup(admin: pg.Client, url: string, setup: string) {
+  const database = new URL(url).pathname.slice(1);
+  await admin.query(`drop database if exists ${database} with (force)`);
+  await admin.query(`create database ${database} template bench_template strategy file_copy`);
+  await sql(url, setup);
+  await sql(url, 'vacuum analyze');
 }
 
 async function sql(url: string, text: string) {
@@ -410,13 +416,8 @@ async function timeEvaluation(url: string, inTrigger: boolean): Promise<Evaluati
 // slices back to back (A B, then B A, …): the measured set-up's rate over the
 // reference's, one ratio a pair.
 async function pairedRatios(admin: pg.Client, urlA: string, urlB: string, scriptFile: string, reference: string, measured: string): Promise<number[]> {
-  for (const [url, name] of [[urlA, reference], [urlB, measured]]) {
-    const database = new URL(url).pathname.slice(1);
-    await admin.query(`drop database if exists ${database} with (force)`);
-    await admin.query(`create database ${database} template bench_template strategy file_copy`);
-    await sql(url, setups[name]);
-    await sql(url, 'vacuum analyze');
-  }
+  await cloneWithSetup(admin, urlA, setups[reference]);
+  await cloneWithSetup(admin, urlB, setups[measured]);
   const ratios: number[] = [];
   for (let slice = 0; slice < PAIRED_SLICES; slice++) {
     const referenceFirst = slice % 2 === 0;
