@@ -22,6 +22,12 @@ export interface ApiLimits {
   maxPageSize: number;
   /** statement_timeout of every request's SQL, in milliseconds */
   statementTimeoutMs: number;
+  /** GraphQL requests of one company running at once (api/company-share.ts) */
+  companyMaxInFlight: number;
+  /** requests of one company waiting for a turn; more are refused at once */
+  companyMaxQueued: number;
+  /** how long a request waits for its company's turn, in milliseconds, before it is refused */
+  companyMaxWaitMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
@@ -31,6 +37,11 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   defaultPageSize: 100,
   maxPageSize: 1_000,
   statementTimeoutMs: 5_000,
+  // the Reports page sends at most three at once (the third waits a moment for a turn);
+  // with the pool's 10 connections, four companies at their most leave two to the rest
+  companyMaxInFlight: 2,
+  companyMaxQueued: 16,
+  companyMaxWaitMs: 5_000,
 });
 
 /** The environment variable of each limit. */
@@ -41,6 +52,9 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
   defaultPageSize: 'API_DEFAULT_PAGE_SIZE',
   maxPageSize: 'API_MAX_PAGE_SIZE',
   statementTimeoutMs: 'API_STATEMENT_TIMEOUT_MS',
+  companyMaxInFlight: 'API_COMPANY_MAX_IN_FLIGHT',
+  companyMaxQueued: 'API_COMPANY_MAX_QUEUED',
+  companyMaxWaitMs: 'API_COMPANY_MAX_WAIT_MS',
 });
 
 /** The codes (extensions.code) of the refusals. */
@@ -50,6 +64,7 @@ export const LIMIT_CODES = Object.freeze({
   nodes: 'QUERY_TOO_COSTLY',
   pageSize: 'PAGE_TOO_LARGE',
   timeout: 'QUERY_TIMEOUT',
+  companyShare: 'TOO_MANY_REQUESTS',
 });
 
 /** The limits of the environment (unset: the default); throws naming a bad setting. */

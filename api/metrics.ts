@@ -1,11 +1,21 @@
 // The admin API's own metrics, beside the shared ones of ops/operations.ts: HTTP
-// requests by route (a fixed set) and status, their duration, and those in flight.
+// requests by route (a fixed set) and status, their duration, those in flight, and
+// those waiting for their company's turn.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { CompanyShare } from './company-share.ts';
 
 export type Route = 'graphql' | 'graphiql' | 'page' | 'operations';
 
-export function apiMetrics(registry: Registry) {
+export function apiMetrics(registry: Registry, share: CompanyShare) {
+  new Gauge({
+    name: 'bpd_webhooks_api_requests_waiting',
+    help: 'GraphQL requests waiting for a turn of their company (API_COMPANY_MAX_IN_FLIGHT).',
+    registers: [registry],
+    collect() {
+      this.set(share.waiting);
+    },
+  });
   const inFlight = new Gauge({
     name: 'bpd_webhooks_api_requests_in_flight',
     help: 'Admin API HTTP requests being answered now.',

@@ -15,6 +15,7 @@ import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
 import { apiMetrics, type Route } from './metrics.ts';
+import { CompanyShare, type Admission } from './company-share.ts';
 import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes } from '../ops/operations.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
@@ -48,6 +49,16 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers }).end(text);
 }
 
+/** 429: the company has its share of requests running and waiting (api/company-share.ts). */
+function refuseBusy(res: ServerResponse, why: Exclude<Admission, { admitted: true }>['why']): void {
+  const message = why === 'queue_full'
+    ? 'too many requests of this company at once: try again in a moment ' +
+      `(${LIMIT_SETTINGS.companyMaxInFlight} running, ${LIMIT_SETTINGS.companyMaxQueued} waiting)`
+    : 'too many requests of this company at once: this one waited its turn too long ' +
+      `(${LIMIT_SETTINGS.companyMaxWaitMs}); try again in a moment`;
+  sendJson(res, 429, { errors: [{ message, extensions: { code: LIMIT_CODES.companyShare, why } }] }, { 'retry-after': '1' });
+}
+
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
   const log = options.log ?? apiLogger();
@@ -77,7 +88,12 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
 
   // /metrics, /healthz, /readyz (ops/operations.ts): the API's pool asks the database
   const registry = operationsRegistry(pool);
-  const metrics = apiMetrics(registry);
+  const share = new CompanyShare({
+    maxInFlight: limits.companyMaxInFlight,
+    maxQueued: limits.companyMaxQueued,
+    maxWaitMs: limits.companyMaxWaitMs,
+  });
+  const metrics = apiMetrics(registry, share);
   const operations = operationsRoutes({ registry, db: pool });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -104,8 +120,9 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
         }] }, { connection: 'close' });
         return;
       }
+      let claims: Claims;
       try {
-        claimsByRequest.set(req, await verifyAuthorization(req.headers.authorization, options.jwtSecret, { maxLifetimeSeconds }));
+        claims = await verifyAuthorization(req.headers.authorization, options.jwtSecret, { maxLifetimeSeconds });
       } catch (error) {
         if (!(error instanceof AuthError)) throw error;
         // nothing else: no data, no schema, just why
@@ -113,6 +130,17 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
           { 'www-authenticate': 'Bearer' });
         return;
       }
+      // the company's turn (api/company-share.ts); a client that leaves while it
+      // waits gives its place up
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
+      const turn = await share.admit(claims.company_id, gone.signal);
+      if (!turn.admitted) {
+        if (turn.why !== 'gone') refuseBusy(res, turn.why);
+        return;
+      }
+      res.once('close', turn.release);
+      claimsByRequest.set(req, claims);
       graphql(req, res);
       return;
     }

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { signToken, type ApiRole } from '../../api/auth.ts';
 import { authenticatorUrl } from '../../api/authenticator.ts';
+import type { ApiLimits } from '../../api/limits.ts';
 import { startApi, type RunningApi } from '../../api/server.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
 import { createTestDatabase, type TestDatabase } from './db.ts';
@@ -31,13 +32,17 @@ export interface TestApi {
   stop(): Promise<void>;
 }
 
-export async function startTestApi(ownerUrl: string, options: { reportCountsEveryMs?: number } = {}): Promise<TestApi> {
+export async function startTestApi(
+  ownerUrl: string,
+  options: { reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits> } = {},
+): Promise<TestApi> {
   const jwtSecret = randomBytes(32).toString('base64url');
   const api = await startApi({
     databaseUrl: await authenticatorUrl(ownerUrl, AUTHENTICATOR_PASSWORD),
     jwtSecret,
     port: await freePort(),
-    poolSize: 4,
+    poolSize: options.poolSize ?? 4,
+    limits: options.limits,
     // tests roll the report's counts up themselves, when they mean to
     reportCountsEveryMs: options.reportCountsEveryMs ?? 0,
   });

@@ -1,0 +1,129 @@
+// Each company's share of the API (api/company-share.ts): a company's slow requests,
+// here held by a lock a DBA keeps, take at most its share of the pool, so another
+// company is answered meanwhile; past its share a company's requests wait their turn,
+// and past the queue or the wait they are refused with a named error.
+import test from 'ava';
+import { DEFAULT_LIMITS } from '../../api/limits.ts';
+import { useTestDatabase } from '../helpers/db.ts';
+import { startTestApi, type TestApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+import { scrape } from '../helpers/prometheus.ts';
+
+const db = useTestDatabase(test);
+
+const RENAME = 'mutation($id: BigInt!, $name: String!) { updateWebhook(input: { id: $id, name: $name }) { result { name } } }';
+const COUNT = '{ allWebhooks { totalCount } }';
+
+async function companyWithWebhook(api: TestApi) {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  return { hook, token: await api.token(company.id) };
+}
+
+/** A DBA's transaction that holds the webhook's row: every update of it waits. */
+async function holdRow(webhookId: string) {
+  const dba = await db().pool.connect();
+  await dba.query('begin');
+  await dba.query('select 1 from webhooks.webhooks where id = $1 for update', [webhookId]);
+  return {
+    async release() {
+      await dba.query('commit');
+      dba.release();
+    },
+  };
+}
+
+/** Backends of this database waiting for a lock now. */
+async function lockWaiters(): Promise<number> {
+  const { rows } = await db().pool.query(
+    `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
+  return rows[0].n;
+}
+
+/** Until `n` backends wait for a lock (polled: Postgres sends no signal). */
+async function untilLockWaiters(n: number): Promise<void> {
+  while ((await lockWaiters()) < n) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+/** The API's requests waiting for their company's turn, once there are `n`. */
+async function waitingForTurn(api: TestApi, n: number): Promise<void> {
+  while ((await scrape(api.api.url)).get('bpd_webhooks_api_requests_waiting') !== n) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test.serial('a company whose requests wait on a lock holds its share of the pool, and another company is answered meanwhile', async (t) => {
+  // the pool (4) is larger than a company's share (2): without the share, a
+  // company's six requests took all four connections, and the other company's
+  // request waited until they timed out
+  const api = await startTestApi(db().url, { poolSize: 4 });
+  try {
+    const a = await companyWithWebhook(api);
+    const b = await companyWithWebhook(api);
+    const lock = await holdRow(a.hook.id);
+    const answered: string[] = [];
+    const renames = Array.from({ length: 6 }, (_, i) =>
+      api.gql(a.token, RENAME, { id: a.hook.id, name: `Renamed ${i}` }).finally(() => answered.push(`a${i}`)));
+    await untilLockWaiters(DEFAULT_LIMITS.companyMaxInFlight);
+    await waitingForTurn(api, 4);
+    const other = await api.gql(b.token, COUNT);
+    answered.push('b');
+    t.deepEqual(other.data, { allWebhooks: { totalCount: 1 } });
+    t.deepEqual(answered, ['b'], 'the other company is answered while the first one\'s requests still wait');
+    t.is(await lockWaiters(), DEFAULT_LIMITS.companyMaxInFlight, 'the first company holds no more backends than its share');
+    await lock.release();
+    const results = await Promise.all(renames);
+    t.deepEqual(results.map((r) => [r.status, r.errors]), Array(6).fill([200, undefined]), 'every one waited its turn and ran');
+    const { rows } = await db().pool.query('select name from webhooks.webhooks where id = $1', [a.hook.id]);
+    t.regex(rows[0].name, /^Renamed \d$/);
+  } finally {
+    await api.stop();
+  }
+});
+
+test.serial('past its running and waiting share a company\'s request is refused at once with TOO_MANY_REQUESTS', async (t) => {
+  const api = await startTestApi(db().url, { limits: { companyMaxInFlight: 1, companyMaxQueued: 2 } });
+  try {
+    const a = await companyWithWebhook(api);
+    const lock = await holdRow(a.hook.id);
+    const held = Array.from({ length: 3 }, (_, i) => api.gql(a.token, RENAME, { id: a.hook.id, name: `Held ${i}` }));
+    await untilLockWaiters(1);
+    await waitingForTurn(api, 2);
+    const response = await fetch(`${api.api.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${a.token}` },
+      body: JSON.stringify({ query: COUNT }),
+    });
+    t.is(response.status, 429);
+    t.is(response.headers.get('retry-after'), '1');
+    const body = (await response.json()) as { errors: Array<{ message: string; extensions: Record<string, unknown> }> };
+    t.deepEqual(body.errors[0].extensions, { code: 'TOO_MANY_REQUESTS', why: 'queue_full' });
+    t.regex(body.errors[0].message, /API_COMPANY_MAX_IN_FLIGHT.*API_COMPANY_MAX_QUEUED/);
+    await lock.release();
+    t.deepEqual((await Promise.all(held)).map((r) => r.errors), [undefined, undefined, undefined], 'the three before it ran');
+  } finally {
+    await api.stop();
+  }
+});
+
+test.serial('a request that waits longer than API_COMPANY_MAX_WAIT_MS for its company\'s turn is refused, and the turn goes on', async (t) => {
+  const api = await startTestApi(db().url, { limits: { companyMaxInFlight: 1, companyMaxWaitMs: 100 } });
+  try {
+    const a = await companyWithWebhook(api);
+    const lock = await holdRow(a.hook.id);
+    const first = api.gql(a.token, RENAME, { id: a.hook.id, name: 'First' });
+    await untilLockWaiters(1);
+    const late = await api.gql(a.token, COUNT);
+    t.is(late.status, 429);
+    t.deepEqual(late.errors?.[0].extensions, { code: 'TOO_MANY_REQUESTS', why: 'waited_too_long' });
+    t.regex(late.errors![0].message, /API_COMPANY_MAX_WAIT_MS/);
+    await lock.release();
+    t.is((await first).errors, undefined);
+    // nothing is left waiting or held: the next request runs at once
+    t.deepEqual((await api.gql(a.token, COUNT)).data, { allWebhooks: { totalCount: 1 } });
+    t.is((await scrape(api.api.url)).get('bpd_webhooks_api_requests_waiting'), 0);
+  } finally {
+    await api.stop();
+  }
+});
