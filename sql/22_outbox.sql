@@ -19,6 +19,20 @@
 
 drop function if exists webhooks_private.last_attempt(bigint, timestamptz);
 
+-- private: the webhooks deleted whose deliveries are still kept, which the views
+-- webhooks.deliveries and webhooks.daily_counts and the companies' reads of attempts
+-- leave out (an empty array nearly always; called once per query, as an InitPlan).
+-- Owner's rights: the caller may not read webhooks_private's tables.
+create or replace function webhooks_private.deleted_webhooks()
+returns bigint[]
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(array_agg(p.webhook_id), '{}') from webhooks_private.webhooks_to_purge p;
+$$;
+
 -- A delivery is on its way while it has a queue row; it failed if it has a result
 -- row; otherwise it succeeded, and its last attempt tells how (the settle writes no
 -- row for a success: a quarter of a settle's buffers, docs/outbox.md). A success
@@ -64,7 +78,9 @@ left join lateral (
           and a.delivery_id = h.id and a.delivery_created_at = h.created_at
         order by a.attempt desc, a.id desc
         limit 1) l
-) s on true;
+) s on true
+-- a deleted webhook's deliveries, until maintenance has removed them (below)
+where h.webhook_id <> all ((select webhooks_private.deleted_webhooks())::bigint[]);
 
 -- Writes to the view (DBAs' repairs, replays, tests) go to history, queue and
 -- results: a row pending or in flight has a queue row and no result, a finished one
@@ -210,35 +226,111 @@ as $$
   select hooks.w, hooks.first_due from hooks;
 $$;
 
--- A webhook's delete takes its history, queue rows, results and attempts with it (no
--- foreign keys on them: a key-share lock per row written on the hot path costs more
--- than it protects, and a partition's foreign key, cloned when the partition is
--- attached, would lock webhooks.webhooks every day). Its counts go by their foreign
--- keys, and its days waiting to be counted here: while its rows are deleted, the
--- count triggers pass them by (50_report_counts.sql, forgotten_webhook_setting()).
--- Marking the day of each row deleted to be counted again cost 50 µs a row: 6 s for
--- 100,000 kept deliveries, past the API's statement timeout.
+-- A webhook's delete takes its queue rows with it at once (no relay sends them), and
+-- notes the webhook in webhooks_to_purge: its history, results and attempts are left
+-- to maintenance (webhooks.purge_deleted_webhooks(), below), and until they are gone
+-- no view and no company reads them (webhooks_private.deleted_webhooks()). Deleting
+-- them in the same statement cost about 0.5 s per 100,000 kept deliveries, so a busy
+-- webhook's delete ran past the API's statement timeout. (No foreign keys on these
+-- tables: a key-share lock per row written on the hot path costs more than it
+-- protects, and a partition's foreign key, cloned when the partition is attached,
+-- would lock webhooks.webhooks every day.) Its counts go by their foreign keys, and
+-- its days waiting to be counted here.
 create or replace function webhooks_private.tg_webhooks__forget_deliveries()
 returns trigger
 language plpgsql
 as $$
 begin
-  perform pg_catalog.set_config(webhooks_private.forgotten_webhook_setting(), old.id::text, true);
   delete from webhooks.delivery_queue where webhook_id = old.id;
-  delete from webhooks.delivery_results where webhook_id = old.id and company_id = old.company_id;
-  delete from webhooks.delivery_attempts a
-  using webhooks.delivery_history h
-  where h.webhook_id = old.id and h.company_id = old.company_id
-    and a.delivery_id = h.id and a.delivery_created_at = h.created_at;
-  delete from webhooks.delivery_history where webhook_id = old.id and company_id = old.company_id;
   delete from webhooks_private.delivery_days_to_count where webhook_id = old.id;
-  perform pg_catalog.set_config(webhooks_private.forgotten_webhook_setting(), '', true);
+  insert into webhooks_private.webhooks_to_purge (webhook_id, company_id)
+  values (old.id, old.company_id)
+  on conflict (webhook_id) do nothing;
   return old;
 end;
 $$;
 
--- private: the setting that names the webhook whose rows are being deleted with it,
--- for the rest of the statement that deletes them ('' after)
+-- public (maintenance and DBAs; not in GraphQL): one batch of a deleted webhook's
+-- deliveries removed, the oldest day of the webhook deleted first: at most
+-- p_max_rows deliveries of that day, with their results and attempts. Returns how
+-- many deliveries it removed; 0 when that webhook had none left (it is then no longer
+-- noted); null when no webhook waits. Run it until it returns null, each call its own
+-- transaction (tools/maintain.ts does). The day's bounds go into the statement as
+-- constants, so its plan reads one partition of each table, as count_rows does
+-- (50_report_counts.sql); the count triggers pass the rows by (their counts went with
+-- the webhook).
+create or replace function webhooks.purge_deleted_webhooks(p_max_rows integer default 10000)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v record;
+  v_first timestamptz;
+  v_from timestamptz;
+  v_until timestamptz;
+  v_ids bigint[];
+  v_removed integer;
+begin
+  if p_max_rows is null or p_max_rows < 1 then
+    raise exception 'purge_deleted_webhooks: p_max_rows must be at least 1, not %', p_max_rows
+      using errcode = '22023';
+  end if;
+  select p.webhook_id, p.company_id into v
+  from webhooks_private.webhooks_to_purge p
+  order by p.deleted_at, p.webhook_id
+  limit 1
+  for update skip locked;
+  if not found then
+    return null;
+  end if;
+  select h.created_at into v_first
+  from webhooks.delivery_history h
+  where h.webhook_id = v.webhook_id and h.company_id = v.company_id
+  order by h.created_at
+  limit 1;
+  if v_first is null then
+    delete from webhooks_private.webhooks_to_purge where webhook_id = v.webhook_id;
+    return 0;
+  end if;
+  v_from := webhooks_private.utc_day_start(webhooks_private.utc_day(v_first));
+  v_until := v_from + interval '1 day';
+  -- the batch's ids first, then each table's rows by its key: one index probe per row
+  -- (a join to the batch was planned as a hash join over the whole day's partition,
+  -- every company's rows, once per batch)
+  execute format(
+    $q$select array_agg(h.id) from (
+         select h.id from webhooks.delivery_history h
+         where h.webhook_id = $1 and h.company_id = $2 and h.created_at >= %1$L and h.created_at < %2$L
+         limit $3) h$q$, v_from, v_until)
+  into v_ids
+  using v.webhook_id, v.company_id, p_max_rows;
+  perform pg_catalog.set_config(webhooks_private.forgotten_webhook_setting(), v.webhook_id::text, true);
+  execute format(
+    $q$delete from webhooks.delivery_attempts a
+       where a.delivery_id = any ($1) and a.delivery_created_at >= %1$L and a.delivery_created_at < %2$L$q$,
+    v_from, v_until)
+  using v_ids;
+  execute format(
+    $q$delete from webhooks.delivery_results r
+       where r.delivery_id = any ($1) and r.created_at >= %1$L and r.created_at < %2$L$q$,
+    v_from, v_until)
+  using v_ids;
+  execute format(
+    $q$delete from webhooks.delivery_history h
+       where h.id = any ($1) and h.created_at >= %1$L and h.created_at < %2$L$q$,
+    v_from, v_until)
+  using v_ids;
+  get diagnostics v_removed = row_count;
+  perform pg_catalog.set_config(webhooks_private.forgotten_webhook_setting(), '', true);
+  return v_removed;
+end;
+$$;
+
+-- private: the setting that names the deleted webhook whose rows the purge is
+-- deleting, while it deletes them ('' after)
 create or replace function webhooks_private.forgotten_webhook_setting()
 returns text
 language sql

@@ -103,7 +103,8 @@ grant select on webhooks.daily_counts to webhook_viewer;
 -- tools/maintain.ts; where the kept history starts is for anyone to read
 revoke all on function webhooks.create_partitions(integer), webhooks.expired_days(),
   webhooks.forget_day(date), webhooks.outbox_tails(), webhooks.bound_tail(text, date),
-  webhooks.validate_tail(text), webhooks.tail_to_span(text), webhooks.readmit_detached_tails() from public;
+  webhooks.validate_tail(text), webhooks.tail_to_span(text), webhooks.readmit_detached_tails(),
+  webhooks.purge_deleted_webhooks(integer) from public;
 grant execute on function webhooks.kept_since() to webhook_viewer;
 
 grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)
@@ -147,6 +148,9 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   webhooks_private.utc_day(timestamptz),
   webhooks_private.utc_day_start(date)
   to webhook_viewer;
+-- what webhooks.deliveries, webhooks.daily_counts and the attempts' row-level
+-- security leave out (22_outbox.sql)
+grant execute on function webhooks_private.deleted_webhooks() to webhook_viewer, bpd_webhooks_relay;
 -- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql)
 grant execute on function
   webhooks_private.webhook_for_update(bigint),
@@ -244,7 +248,9 @@ create policy company_reads on webhooks.delivery_hour_counts
 drop policy if exists company_reads on webhooks.delivery_attempts;
 create policy company_reads on webhooks.delivery_attempts
   for select to webhook_viewer
-  using (company_id = (select webhooks.current_company_id()));
+  -- (a deleted webhook's attempts are removed in batches after it: 22_outbox.sql)
+  using (company_id = (select webhooks.current_company_id())
+         and webhook_id <> all ((select webhooks_private.deleted_webhooks())::bigint[]));
 
 drop policy if exists company_reads on webhooks.backfills;
 create policy company_reads on webhooks.backfills

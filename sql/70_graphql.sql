@@ -53,7 +53,7 @@ comment on function webhooks.create_webhook(text, text, text[], webhooks.action[
 comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean, integer, integer, boolean, boolean) is
   'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId / clearConditions remove a filter, an empty ignoreSources / watchFields list empties it; clearMaxInFlight / clearRateLimit go back to the default limit and to no pacing.';
 comment on function webhooks.delete_webhook(bigint) is
-  'Delete a webhook and its history.';
+  'Delete a webhook and its history: the history leaves every list at once, and the database at the next maintenance (within the hour).';
 comment on function webhooks.disable_webhook(bigint, text) is
   'Disable a webhook ("Webhook Status: Disabled"), recording who and why.';
 comment on function webhooks.enable_webhook(bigint) is
@@ -110,6 +110,7 @@ comment on function webhooks.bound_tail(text, date) is '@behavior -*';
 comment on function webhooks.validate_tail(text) is '@behavior -*';
 comment on function webhooks.tail_to_span(text) is '@behavior -*';
 comment on function webhooks.readmit_detached_tails() is '@behavior -*';
+comment on function webhooks.purge_deleted_webhooks(integer) is '@behavior -*';
 comment on view webhooks.daily_counts is $$
 @behavior -*
 Times fired, succeeded, failed and pending per webhook and UTC day, kept or already dropped by the retention (29_retention.sql).$$;

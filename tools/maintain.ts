@@ -1,6 +1,6 @@
 // The outbox's upkeep (docs/outbox.md): the partitions of the days ahead and the tail
-// after them, the report's day counts rolled up, and the days past the retention
-// dropped whole. `npm run maintain` runs it once; `npm start` every hour. It needs the
+// after them, the report's day counts rolled up, deleted webhooks' deliveries removed
+// in batches, and the days past the retention dropped whole. `npm run maintain` runs it once; `npm start` every hour. It needs the
 // tables' owner (migrate's DATABASE_URL): detaching a partition is the owner's right.
 //
 // Neither moving the tail nor dropping makes claims, settles or captures wait:
@@ -21,6 +21,8 @@ export interface MaintainResult {
   /** what was done to the tails: 'keep', 'detach' (moved ahead) or 'span' */
   tails: string;
   daysRolledUp: number;
+  /** deliveries of deleted webhooks removed (webhooks.purge_deleted_webhooks) */
+  deliveriesPurged: number;
   daysDropped: string[];
 }
 
@@ -41,6 +43,9 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
     const tails = await moveTails(client, log);
     if (tails !== 'keep') made += (await client.query('select webhooks.create_partitions() as n')).rows[0].n;
     const { rows: [counted] } = await client.query('select webhooks.roll_up_report_counts() as n');
+    // before the retention: a day that still holds a deleted webhook's rows is not dropped
+    const purged = await purgeDeletedWebhooks(client);
+    if (purged > 0) log(`removed ${purged} deliveries of deleted webhooks`);
     const { rows: days } = await client.query<{ day: string; parents: string[]; partitions: string[] }>(
       `select to_char(day, 'YYYY-MM-DD') as day, parents, partitions from webhooks.expired_days()`,
     );
@@ -53,9 +58,21 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
       log(`dropped the history of ${day}`);
       dropped.push(day);
     }
-    return { partitionsMade: made, tails, daysRolledUp: counted.n, daysDropped: dropped };
+    return { partitionsMade: made, tails, daysRolledUp: counted.n, deliveriesPurged: purged, daysDropped: dropped };
   } finally {
     await client.end();
+  }
+}
+
+// Deleted webhooks' deliveries, one batch (one day of one webhook) per transaction,
+// until none is left: each batch is short, so the relay's claims and settles on the
+// same partitions never wait long behind it.
+async function purgeDeletedWebhooks(client: pg.Client): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const { rows: [batch] } = await client.query<{ n: number | null }>('select webhooks.purge_deleted_webhooks() as n');
+    if (batch!.n === null) return total;
+    total += batch!.n;
   }
 }
 

@@ -1,21 +1,33 @@
-// A webhook's delete takes its history, results and attempts with it (22_outbox.sql),
-// and its counts go by their foreign keys. Recounting the day of every row it deletes
-// would be work thrown away: 50 µs a row, 6 s for 100,000 kept deliveries, past the
-// API's statement timeout, so a busy webhook could not be deleted at all.
+// A webhook's delete (22_outbox.sql): its queue rows and counts go at once; its kept
+// history, results and attempts leave every view at once and the tables in batches,
+// one day of one webhook each (webhooks.purge_deleted_webhooks(), run by maintenance).
+// Deleting them in the delete's own statement cost about 0.5 s per 100,000 kept
+// deliveries, so a busy webhook's delete ran past the API's statement timeout. And
+// none of its rows marks a day to be counted again: that cost 50 µs a row.
 import test from 'ava';
+import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 
 const db = useTestDatabase(test);
 
-/** Failed deliveries of the webhook, created three days ago (a day already counted). */
-async function pastDeliveries(webhook: { id: string; company_id: string }, count: number) {
-  await db().pool.query(`select webhooks_private.ensure_day(webhooks_private.utc_day(now() - interval '3 days'))`);
-  await db().pool.query(
+type Webhook = { id: string; company_id: string };
+
+/** Failed deliveries of the webhook created `daysAgo` days ago, each with its attempt. */
+async function pastDeliveries(webhook: Webhook, count: number, daysAgo = 3) {
+  const at = `now() - interval '${daysAgo} days'`;
+  await db().pool.query(`select webhooks_private.ensure_day(webhooks_private.utc_day(${at}))`);
+  const { rows } = await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error,
                                       completed_at, created_at)
-     select $1, $2, 'contact.created', i, '{"type": "contact.created"}', 'failed', 1, 'HTTP 500', now(), now() - interval '3 days'
-     from generate_series(1, $3) i`, [webhook.id, webhook.company_id, count]);
+     select $1, $2, 'contact.created', i, '{"type": "contact.created"}', 'failed', 1, 'HTTP 500', now(), ${at}
+     from generate_series(1, $3) i
+     returning id`, [webhook.id, webhook.company_id, count]);
+  // (times read back in SQL: a Date in JavaScript keeps milliseconds, not microseconds)
+  await db().pool.query(
+    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code)
+     select h.id, h.created_at, h.webhook_id, h.company_id, 1, h.created_at, 5, 500
+     from webhooks.delivery_history h where h.id = any ($1::bigint[])`, [rows.map((r) => r.id)]);
 }
 
 async function countsOf(webhookId: string) {
@@ -23,12 +35,24 @@ async function countsOf(webhookId: string) {
     `select (select count(*) from webhooks.delivery_day_counts where webhook_id = $1)::int as days,
             (select count(*) from webhooks.delivery_hour_counts where webhook_id = $1)::int as hours,
             (select count(*) from webhooks_private.delivery_days_to_count where webhook_id = $1)::int as to_count,
+            (select count(*) from webhooks.daily_counts where webhook_id = $1)::int as daily,
+            (select count(*) from webhooks.deliveries where webhook_id = $1)::int as deliveries,
             (select count(*) from webhooks.delivery_history where webhook_id = $1)::int as history,
-            (select count(*) from webhooks.delivery_results where webhook_id = $1)::int as results`, [webhookId]);
+            (select count(*) from webhooks.delivery_results where webhook_id = $1)::int as results,
+            (select count(*) from webhooks.delivery_attempts where webhook_id = $1)::int as attempts`, [webhookId]);
   return counts;
 }
 
-test("a webhook's delete leaves none of its rows or counts, and marks none of its days to be counted again; a delete after it in the same transaction still does", async (t) => {
+async function purgeBatches(maxRows?: number): Promise<Array<number | null>> {
+  const batches: Array<number | null> = [];
+  do {
+    const { rows: [batch] } = await db().pool.query('select webhooks.purge_deleted_webhooks(coalesce($1, 10000)) as n', [maxRows ?? null]);
+    batches.push(batch.n);
+  } while (batches.at(-1) !== null && batches.length < 20);
+  return batches;
+}
+
+test.serial("a webhook's delete leaves none of its counts and marks none of its days to be counted again; its rows leave the views at once and the tables at the purge; a delete after it in the same transaction still marks its day", async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
@@ -36,7 +60,7 @@ test("a webhook's delete leaves none of its rows or counts, and marks none of it
   await pastDeliveries(gone, 20);
   await pastDeliveries(kept, 2);
   await db().pool.query('select webhooks.roll_up_report_counts()');
-  t.like(await countsOf(gone.id), { days: 1, to_count: 0, history: 20, results: 20 });
+  t.like(await countsOf(gone.id), { days: 1, to_count: 0, daily: 1, deliveries: 20, history: 20, results: 20, attempts: 20 });
 
   const client = await db().pool.connect();
   t.teardown(() => client.release());
@@ -45,7 +69,59 @@ test("a webhook's delete leaves none of its rows or counts, and marks none of it
   await client.query('delete from webhooks.deliveries where id = (select min(id) from webhooks.delivery_history where webhook_id = $1)', [kept.id]);
   await client.query('commit');
 
-  t.deepEqual(await countsOf(gone.id), { days: 0, hours: 0, to_count: 0, history: 0, results: 0 });
+  // the delete itself did not touch the kept rows: what it costs does not grow with them
+  t.deepEqual(await countsOf(gone.id), { days: 0, hours: 0, to_count: 0, daily: 0, deliveries: 0, history: 20, results: 20, attempts: 20 });
   // the other webhook's day lost a delivery: it is counted again
-  t.like(await countsOf(kept.id), { days: 0, to_count: 1, history: 1 });
+  t.like(await countsOf(kept.id), { days: 0, to_count: 1, deliveries: 1, history: 1 });
+
+  t.deepEqual(await purgeBatches(), [20, 0, null]);
+  t.deepEqual(await countsOf(gone.id), { days: 0, hours: 0, to_count: 0, daily: 0, deliveries: 0, history: 0, results: 0, attempts: 0 });
+  t.like(await countsOf(kept.id), { to_count: 1, deliveries: 1, history: 1, results: 1, attempts: 1 });
+});
+
+test.serial('the purge goes one day of one webhook at a time, oldest day first, at most p_max_rows a batch; webhooks deleted first go first; a bad batch size is refused', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const first = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const second = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await pastDeliveries(first, 7, 3);
+  await pastDeliveries(first, 2, 4);
+  await pastDeliveries(second, 3, 3);
+  await db().pool.query('delete from webhooks.webhooks where id = $1', [first.id]);
+  await db().pool.query('delete from webhooks.webhooks where id = $1', [second.id]);
+
+  const { rows: [one] } = await db().pool.query('select webhooks.purge_deleted_webhooks(5) as n');
+  t.is(one.n, 2);
+  // the oldest day went whole, nothing of the later one
+  const { rows: days } = await db().pool.query(
+    `select (created_at at time zone 'utc')::date::text as day, count(*)::int as n
+     from webhooks.delivery_history where webhook_id = $1 group by 1`, [first.id]);
+  t.is(days.length, 1);
+  t.is(days[0].n, 7);
+
+  t.deepEqual(await purgeBatches(5), [5, 2, 0, 3, 0, null]);
+  t.like(await countsOf(first.id), { history: 0, results: 0, attempts: 0 });
+  t.like(await countsOf(second.id), { history: 0, results: 0, attempts: 0 });
+
+  for (const bad of [0, -1]) {
+    const error = await t.throwsAsync(db().pool.query('select webhooks.purge_deleted_webhooks($1)', [bad]));
+    t.like(error, { code: '22023' });
+  }
+});
+
+test.serial('maintenance purges deleted webhooks before the retention, so a day past it that held their rows is dropped in the same run', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await pastDeliveries(gone, 4, 12);
+  await db().pool.query('delete from webhooks.webhooks where id = $1', [gone.id]);
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
+
+  const result = await maintain(db().url);
+  t.is(result.deliveriesPurged, 4);
+  const day = new Date(Date.now() - 12 * 86_400_000).toISOString().slice(0, 10);
+  t.true(result.daysDropped.includes(day), JSON.stringify(result.daysDropped));
+  t.like(await countsOf(gone.id), { history: 0, results: 0, attempts: 0 });
+  t.is((await maintain(db().url)).deliveriesPurged, 0);
 });
