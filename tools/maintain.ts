@@ -11,6 +11,7 @@
 // the tail that holds rows (maintenance had stopped for two weeks): it becomes a span
 // of days in one transaction that holds the parent's lock for a moment (SQL decides
 // how: webhooks.outbox_tails, 22_outbox.sql).
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 
 const LOCK_TIMEOUT = '1s';
@@ -65,14 +66,17 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
 }
 
 // Deleted webhooks' deliveries, one batch (one day of one webhook) per transaction,
-// until none is left: each batch is short, so the relay's claims and settles on the
-// same partitions never wait long behind it.
+// until none is left. Each batch is short, and is followed by a pause as long as it
+// took: a deleted webhook with millions of kept deliveries costs the database half a
+// core for a while, never a whole one (the relay's claims and settles go on beside).
 async function purgeDeletedWebhooks(client: pg.Client): Promise<number> {
   let total = 0;
   for (;;) {
+    const started = performance.now();
     const { rows: [batch] } = await client.query<{ n: number | null }>('select webhooks.purge_deleted_webhooks() as n');
     if (batch!.n === null) return total;
     total += batch!.n;
+    await sleep(performance.now() - started);
   }
 }
 
