@@ -120,6 +120,11 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
         }] }, { connection: 'close' });
         return;
       }
+      // a client that leaves at any point from here on: it gives its place up while it
+      // waits, and its turn back if it had one (its close may come while the token is
+      // checked, before the turn's own listener is there)
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
       let claims: Claims;
       try {
         claims = await verifyAuthorization(req.headers.authorization, options.jwtSecret, { maxLifetimeSeconds });
@@ -130,13 +135,14 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
           { 'www-authenticate': 'Bearer' });
         return;
       }
-      // the company's turn (api/company-share.ts); a client that leaves while it
-      // waits gives its place up
-      const gone = new AbortController();
-      res.once('close', () => gone.abort());
+      // the company's turn (api/company-share.ts)
       const turn = await share.admit(claims.company_id, gone.signal);
       if (!turn.admitted) {
         if (turn.why !== 'gone') refuseBusy(res, turn.why);
+        return;
+      }
+      if (gone.signal.aborted) {
+        turn.release();
         return;
       }
       res.once('close', turn.release);

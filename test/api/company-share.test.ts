@@ -2,6 +2,7 @@
 // here held by a lock a DBA keeps, take at most its share of the pool, so another
 // company is answered meanwhile; past its share a company's requests wait their turn,
 // and past the queue or the wait they are refused with a named error.
+import { connect } from 'node:net';
 import test from 'ava';
 import { DEFAULT_LIMITS } from '../../api/limits.ts';
 import { useTestDatabase } from '../helpers/db.ts';
@@ -123,6 +124,37 @@ test.serial('a request that waits longer than API_COMPANY_MAX_WAIT_MS for its co
     // nothing is left waiting or held: the next request runs at once
     t.deepEqual((await api.gql(a.token, COUNT)).data, { allWebhooks: { totalCount: 1 } });
     t.is((await scrape(api.api.url)).get('bpd_webhooks_api_requests_waiting'), 0);
+  } finally {
+    await api.stop();
+  }
+});
+
+/** A POST of the query with the token whose client closes its connection as soon as it is sent. */
+function sendAndLeave(url: string, token: string, query: string): Promise<void> {
+  const { hostname, port } = new URL(url);
+  const body = JSON.stringify({ query });
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => {
+      socket.end(`POST /graphql HTTP/1.1\r\nhost: ${hostname}\r\nauthorization: Bearer ${token}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, () => {
+        socket.destroy();
+        resolve();
+      });
+    });
+    socket.on('error', reject);
+  });
+}
+
+test.serial('a client that goes away while its token is checked or while its request runs gives its turn back', async (t) => {
+  const api = await startTestApi(db().url, { limits: { companyMaxInFlight: 1, companyMaxWaitMs: 2_000 } });
+  try {
+    const a = await companyWithWebhook(api);
+    for (let i = 0; i < 40; i++) await sendAndLeave(api.api.url, a.token, COUNT);
+    // every turn those took came back: the next request gets one (before the fix, a
+    // client gone while its token was checked kept its turn for good: 429 here)
+    const next = await api.gql(a.token, COUNT);
+    t.is(next.status, 200, JSON.stringify(next.errors));
+    t.deepEqual(next.data, { allWebhooks: { totalCount: 1 } });
   } finally {
     await api.stop();
   }
