@@ -227,12 +227,16 @@ as $$
 $$;
 
 -- A webhook's delete takes its queue rows with it at once (no relay sends them), and
--- notes the webhook in webhooks_to_purge: its history, results and attempts are left
--- to maintenance (webhooks.purge_deleted_webhooks(), below), and until they are gone
--- no view and no company reads them (webhooks_private.deleted_webhooks()). Deleting
--- them in the same statement cost about 0.5 s per 100,000 kept deliveries, so a busy
--- webhook's delete ran past the API's statement timeout. (No foreign keys on these
--- tables: a key-share lock per row written on the hot path costs more than it
+-- its kept history, results and attempts too when they are few (at most
+-- inline_purge_max_rows() deliveries, nearly every webhook deleted). A webhook with
+-- more is noted in webhooks_to_purge: the rest of its rows are left to maintenance
+-- (webhooks.purge_deleted_webhooks(), below), and until they are gone no view and no
+-- company reads them (webhooks_private.deleted_webhooks()). Deleting them all in the
+-- same statement cost about 0.5 s per 100,000 kept deliveries, so a busy webhook's
+-- delete ran past the API's statement timeout. The few deleted at once keep the list
+-- short, which every read of the view compares each row against: a company that
+-- creates and deletes webhooks in a loop adds nothing to it. (No foreign keys on
+-- these tables: a key-share lock per row written on the hot path costs more than it
 -- protects, and a partition's foreign key, cloned when the partition is attached,
 -- would lock webhooks.webhooks every day.) Its counts go by their foreign keys, and
 -- its days waiting to be counted here.
@@ -240,74 +244,75 @@ create or replace function webhooks_private.tg_webhooks__forget_deliveries()
 returns trigger
 language plpgsql
 as $$
+declare
+  v_room integer := webhooks_private.inline_purge_max_rows();
+  v_removed integer;
 begin
   delete from webhooks.delivery_queue where webhook_id = old.id;
   delete from webhooks_private.delivery_days_to_count where webhook_id = old.id;
-  insert into webhooks_private.webhooks_to_purge (webhook_id, company_id)
-  values (old.id, old.company_id)
-  on conflict (webhook_id) do nothing;
+  loop
+    v_removed := webhooks_private.purge_webhook_day(old.id, old.company_id, v_room);
+    exit when v_removed = 0;
+    v_room := v_room - v_removed;
+    if v_room <= 0 then
+      insert into webhooks_private.webhooks_to_purge (webhook_id, company_id)
+      values (old.id, old.company_id)
+      on conflict (webhook_id) do nothing;
+      exit;
+    end if;
+  end loop;
   return old;
 end;
 $$;
 
--- public (maintenance and DBAs; not in GraphQL): one batch of a deleted webhook's
--- deliveries removed, the oldest day of the webhook deleted first: at most
--- p_max_rows deliveries of that day, with their results and attempts. Returns how
--- many deliveries it removed; 0 when that webhook had none left (it is then no longer
--- noted); null when no webhook waits. Run it until it returns null, each call its own
--- transaction (tools/maintain.ts does). The day's bounds go into the statement as
--- constants, so its plan reads one partition of each table, as count_rows does
--- (50_report_counts.sql); the count triggers pass the rows by (their counts went with
--- the webhook).
-create or replace function webhooks.purge_deleted_webhooks(p_max_rows integer default 10000)
+-- private: the most deliveries a webhook's delete removes itself (a few ms); the rest
+-- are maintenance's
+create or replace function webhooks_private.inline_purge_max_rows()
+returns integer
+language sql
+immutable
+as $$
+  select 1000;
+$$;
+
+-- private: one batch of a deleted webhook's kept deliveries removed: at most p_max_rows
+-- of its oldest day, with their results and attempts. Returns how many; 0 when it has
+-- none left. The day's bounds go into the statements as constants, so that each plan
+-- reads one partition of each table, as count_rows does (50_report_counts.sql); the
+-- batch's ids are read first, then each table's rows by their key, one index probe a
+-- row (a join to the batch was planned as a hash join over the day's whole partition,
+-- every company's rows, once per batch). The count triggers pass the rows by: their
+-- counts went with the webhook.
+create or replace function webhooks_private.purge_webhook_day(p_webhook_id bigint, p_company_id bigint, p_max_rows integer)
 returns integer
 language plpgsql
 volatile
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v record;
   v_first timestamptz;
   v_from timestamptz;
   v_until timestamptz;
   v_ids bigint[];
   v_removed integer;
 begin
-  if p_max_rows is null or p_max_rows < 1 then
-    raise exception 'purge_deleted_webhooks: p_max_rows must be at least 1, not %', p_max_rows
-      using errcode = '22023';
-  end if;
-  select p.webhook_id, p.company_id into v
-  from webhooks_private.webhooks_to_purge p
-  order by p.deleted_at, p.webhook_id
-  limit 1
-  for update skip locked;
-  if not found then
-    return null;
-  end if;
   select h.created_at into v_first
   from webhooks.delivery_history h
-  where h.webhook_id = v.webhook_id and h.company_id = v.company_id
+  where h.webhook_id = p_webhook_id and h.company_id = p_company_id
   order by h.created_at
   limit 1;
   if v_first is null then
-    delete from webhooks_private.webhooks_to_purge where webhook_id = v.webhook_id;
     return 0;
   end if;
   v_from := webhooks_private.utc_day_start(webhooks_private.utc_day(v_first));
   v_until := v_from + interval '1 day';
-  -- the batch's ids first, then each table's rows by its key: one index probe per row
-  -- (a join to the batch was planned as a hash join over the whole day's partition,
-  -- every company's rows, once per batch)
   execute format(
     $q$select array_agg(h.id) from (
          select h.id from webhooks.delivery_history h
          where h.webhook_id = $1 and h.company_id = $2 and h.created_at >= %1$L and h.created_at < %2$L
          limit $3) h$q$, v_from, v_until)
   into v_ids
-  using v.webhook_id, v.company_id, p_max_rows;
-  perform pg_catalog.set_config(webhooks_private.forgotten_webhook_setting(), v.webhook_id::text, true);
+  using p_webhook_id, p_company_id, p_max_rows;
+  perform pg_catalog.set_config(webhooks_private.forgotten_webhook_setting(), p_webhook_id::text, true);
   execute format(
     $q$delete from webhooks.delivery_attempts a
        where a.delivery_id = any ($1) and a.delivery_created_at >= %1$L and a.delivery_created_at < %2$L$q$,
@@ -325,6 +330,43 @@ begin
   using v_ids;
   get diagnostics v_removed = row_count;
   perform pg_catalog.set_config(webhooks_private.forgotten_webhook_setting(), '', true);
+  return v_removed;
+end;
+$$;
+
+-- public (maintenance and DBAs; not in GraphQL): one batch of the deleted webhooks'
+-- kept deliveries removed, the webhook deleted first first (purge_webhook_day: at
+-- most p_max_rows of its oldest day). Returns how many deliveries it removed; 0 when
+-- that webhook had none left (it is then no longer noted); null when no webhook
+-- waits. Run it until it returns null, each call its own transaction
+-- (tools/maintain.ts does).
+create or replace function webhooks.purge_deleted_webhooks(p_max_rows integer default 10000)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v record;
+  v_removed integer;
+begin
+  if p_max_rows is null or p_max_rows < 1 then
+    raise exception 'purge_deleted_webhooks: p_max_rows must be at least 1, not %', p_max_rows
+      using errcode = '22023';
+  end if;
+  select p.webhook_id, p.company_id into v
+  from webhooks_private.webhooks_to_purge p
+  order by p.deleted_at, p.webhook_id
+  limit 1
+  for update skip locked;
+  if not found then
+    return null;
+  end if;
+  v_removed := webhooks_private.purge_webhook_day(v.webhook_id, v.company_id, p_max_rows);
+  if v_removed = 0 then
+    delete from webhooks_private.webhooks_to_purge where webhook_id = v.webhook_id;
+  end if;
   return v_removed;
 end;
 $$;

@@ -74,7 +74,11 @@ begin
            select exists (select 1 from hooks
                           where hooks.w is not null
                             and not exists (select 1 from webhooks.delivery_day_counts c
-                                            where c.webhook_id = hooks.w and c.day = %3$L))$q$,
+                                            where c.webhook_id = hooks.w and c.day = %3$L)
+                            -- (a webhook gone has no totals to keep: its rows are
+                            -- its purge's, or a capture's that committed just after
+                            -- its delete, which nothing else would ever remove)
+                            and exists (select 1 from webhooks.webhooks w where w.id = hooks.w))$q$,
         webhooks_private.utc_day_start(v_day), webhooks_private.utc_day_start(v_day + 1), v_day)
       into v_uncounted;
       exit when v_uncounted;

@@ -53,7 +53,7 @@ comment on function webhooks.create_webhook(text, text, text[], webhooks.action[
 comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean, integer, integer, boolean, boolean) is
   'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId / clearConditions remove a filter, an empty ignoreSources / watchFields list empties it; clearMaxInFlight / clearRateLimit go back to the default limit and to no pacing.';
 comment on function webhooks.delete_webhook(bigint) is
-  'Delete a webhook and its history: the history leaves every list at once, and the database at the next maintenance (within the hour).';
+  'Delete a webhook and its history: the history leaves every list at once (the database too, unless it is long: then at the next maintenance, within the hour).';
 comment on function webhooks.disable_webhook(bigint, text) is
   'Disable a webhook ("Webhook Status: Disabled"), recording who and why.';
 comment on function webhooks.enable_webhook(bigint) is

@@ -44,7 +44,7 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
     const tails = await moveTails(client, log);
     if (tails !== 'keep') made += (await client.query('select webhooks.create_partitions() as n')).rows[0].n;
     const { rows: [counted] } = await client.query('select webhooks.roll_up_report_counts() as n');
-    // before the retention: a day that still holds a deleted webhook's rows is not dropped
+    // (a day past the retention goes whole, whatever deleted webhooks' rows it holds)
     const purged = await purgeDeletedWebhooks(client);
     if (purged > 0) log(`removed ${purged} deliveries of deleted webhooks`);
     const { rows: days } = await client.query<{ day: string; parents: string[]; partitions: string[] }>(
