@@ -222,6 +222,15 @@ $$;
 -- the API roles may not write; so it finds the webhook among the caller's company's
 -- own itself (row-level security does not apply to the owner), and only admins may
 -- call it. (Its write to the view wakes a relay asleep: 22_outbox.sql.)
+-- private: the most test sends of one webhook on their way at once
+create or replace function webhooks_private.max_test_sends_waiting()
+returns integer
+language sql
+immutable
+as $$
+  select 10;
+$$;
+
 create or replace function webhooks.send_test_webhook(id bigint)
 returns webhooks.deliveries
 language plpgsql
@@ -245,6 +254,22 @@ begin
       column = 'id';
   end if;
   perform webhooks_private.require_enabled(v_webhook, 'sending a test', 'id');   -- 30_delivery.sql
+  -- a bound on what test sends can queue: a receiver that does not answer keeps them
+  -- retrying, and a script that sends tests in a loop would fill the outbox. Two
+  -- short ranges of the queue's indexes (test sends are contact 0), pending and in
+  -- flight; concurrent sends of one webhook wait for each other (the row lock above).
+  if (select count(*) from webhooks.delivery_queue q
+      where q.webhook_id = v_webhook.id and q.contact_id = 0 and q.locked_by is null and q.action = 'webhook.test')
+     + (select count(*) from webhooks.delivery_queue q
+        where q.webhook_id = v_webhook.id and q.contact_id = 0 and q.locked_by is not null and q.action = 'webhook.test')
+     >= webhooks_private.max_test_sends_waiting() then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('webhook %s has %s test sends on their way already: wait until one is delivered or fails',
+                       v_webhook.id, webhooks_private.max_test_sends_waiting()),
+      constraint = 'test_sends_waiting',
+      column = 'id';
+  end if;
   insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
   values (v_webhook.id, v_webhook.company_id, 'webhook.test', 0, jsonb_build_object(
     'type', 'webhook.test',

@@ -400,3 +400,33 @@ test('retrySchedule: the schedule in force, for a viewer too; the number of atte
     t.like(refused.errors![0], { message: 'max attempts must be from 1 to 100', extensions: { code: '22023' } }, String(n));
   }
 });
+
+test('sendTestWebhook: at most ten test sends of a webhook on their way; past them a named refusal, and room again as they end', async (t) => {
+  const company = await make().company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_CREATED'] });
+  const { webhook: other } = await createThroughApi(token, { actions: ['CONTACT_CREATED'] });
+  const SEND = 'mutation($id: BigInt!) { sendTestWebhook(input: { id: $id }) { result { id state } } }';
+  const sent: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const answer = await api().gql(token, SEND, { id: webhook.id });
+    t.is(answer.errors, undefined, JSON.stringify(answer.errors));
+    sent.push(answer.data.sendTestWebhook.result.id);
+  }
+  // one of them being sent right now still counts
+  await db().pool.query(`update webhooks.delivery_queue set locked_by = 'relay-1', locked_until = now() + interval '1 minute' where delivery_id = $1`, [sent[0]]);
+
+  const refused = await api().gql(token, SEND, { id: webhook.id });
+  t.is(refused.errors?.length, 1);
+  t.like(refused.errors![0], {
+    message: `webhook ${webhook.id} has 10 test sends on their way already: wait until one is delivered or fails`,
+    extensions: { code: '55000', constraint: 'test_sends_waiting', column: 'id' },
+  });
+  const { rows: [queued] } = await db().pool.query(`select count(*)::int as n from webhooks.delivery_queue where webhook_id = $1`, [webhook.id]);
+  t.is(queued.n, 10);
+  // another webhook of the company has its own ten
+  t.is((await api().gql(token, SEND, { id: other.id })).errors, undefined);
+
+  await finish(sent[1]!, 'succeeded', 1);
+  t.is((await api().gql(token, SEND, { id: webhook.id })).errors, undefined);
+});
