@@ -156,6 +156,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const result = await maintain(url, (line) => console.log(line));
   console.log(
     `partitions made: ${result.partitionsMade}; tails: ${result.tails}; day counts rolled up: ${result.daysRolledUp}; ` +
+      `deleted webhooks' deliveries removed: ${result.deliveriesPurged}; ` +
       `days dropped: ${result.daysDropped.length ? result.daysDropped.join(', ') : 'none'}`,
   );
 }
