@@ -21,6 +21,7 @@ const REQUEST_ERRORS = new Set([
   '23505', // unique_violation
   '23514', // check_violation (the configuration rules of sql/10_config.sql)
   '42501', // insufficient_privilege (a viewer trying to change something)
+  '54000', // program_limit_exceeded (a company's changes of the hour, sql/47_audit.sql)
   '55000', // object_not_in_prerequisite_state (e.g. replaying an in-flight delivery)
   'P0002', // no_data_found (not found, or not yours: the same to the caller)
 ]);

@@ -68,7 +68,9 @@ as $$
     ('webhooks.max_payload_bytes', 'integer', '1048576', webhooks_private.payload_bytes_floor()::text, '67108864',
      'a delivery whose payload is larger is not sent: it is written failed, with the reason'),
     ('webhooks.max_webhooks_per_company', 'integer', '100', '1', '100000',
-     'webhooks one company may have, disabled ones included');
+     'webhooks one company may have, disabled ones included'),
+    ('webhooks.max_changes_per_hour', 'integer', '1000', '1', '1000000',
+     'changes one company may make to its webhooks through the API in an hour (each a row of the audit trail: creates, updates, deletes, replays, test sends, backfills)');
 $$;
 
 -- private: the rule of one setting as [kind, default, least, most], null for a name

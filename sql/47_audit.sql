@@ -20,7 +20,8 @@
 -- webhooks.send_test_webhook(id) (GraphQL: sendTestWebhook); webhooks.sample_contact()
 -- (GraphQL: sampleContact), the contact a test sends.
 
--- private: append one row
+-- private: append one row; a change made through the API (a request's company is
+-- set) is one of its company's changes of the hour (charge_change)
 create or replace function webhooks_private.audit(
   p_company_id bigint,
   p_webhook_id bigint,
@@ -29,12 +30,54 @@ create or replace function webhooks_private.audit(
   p_actor      text default null
 )
 returns bigint
-language sql
+language plpgsql
 volatile
 as $$
+declare
+  v_id bigint;
+begin
+  if webhooks.current_company_id() is not null then
+    perform webhooks_private.charge_change(p_company_id);
+  end if;
   insert into webhooks.audit_log (company_id, webhook_id, actor, action, details)
   values (p_company_id, p_webhook_id, coalesce(p_actor, webhooks_private.audit_actor()), p_action, p_details)
-  returning id;
+  returning id into v_id;
+  return v_id;
+end;
+$$;
+
+-- private: one change of the company's allowance, webhooks.max_changes_per_hour
+-- (02_settings.sql), as a bucket that holds an hour's changes and refills at that
+-- rate: a burst of them at once, and no more than that many an hour for long. Every
+-- change an admin makes is an audit row, and some write more (a test send writes a
+-- delivery): without it a script changing webhooks in a loop, at the few ms a change
+-- takes, would grow the database by millions of rows a day. A refusal rolls the
+-- change back, its charge with it. Changes by DBAs and the relay are not counted.
+-- The company's row is locked until the change commits: one company's changes go
+-- one after the other, as its creations already do (10_config.sql).
+create or replace function webhooks_private.charge_change(p_company_id bigint)
+returns void
+language plpgsql
+volatile
+as $$
+declare
+  v_per_hour constant integer := webhooks_private.integer_setting('webhooks.max_changes_per_hour');
+  v_left double precision;
+begin
+  insert into webhooks_private.company_changes as c (company_id, tokens, at)
+  values (p_company_id, v_per_hour - 1, now())
+  on conflict (company_id) do update
+    set tokens = least(v_per_hour, c.tokens + extract(epoch from now() - c.at) * v_per_hour / 3600.0) - 1,
+        at = now()
+  returning tokens into v_left;
+  if v_left < 0 then
+    raise exception using
+      errcode = 'program_limit_exceeded',
+      message = format('company %s made its %s changes to webhooks of this hour (webhooks.max_changes_per_hour): the next is allowed in %s s',
+                       p_company_id, v_per_hour, ceil(-v_left * 3600.0 / v_per_hour)),
+      constraint = 'company_changes_per_hour';
+  end if;
+end;
 $$;
 
 -- private: the settings of a webhook an admin chooses, as the audit shows them.

@@ -430,3 +430,39 @@ test('sendTestWebhook: at most ten test sends of a webhook on their way; past th
   await finish(sent[1]!, 'succeeded', 1);
   t.is((await api().gql(token, SEND, { id: webhook.id })).errors, undefined);
 });
+
+test('a company makes at most webhooks.max_changes_per_hour changes through the API in an hour; past them a named refusal, nothing changed, and other companies and DBAs are not held', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const other = await f.company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, { actions: ['CONTACT_CREATED'] });
+  const budget = async () => (await db().pool.query(
+    'select tokens from webhooks_private.company_changes where company_id = $1', [company.id])).rows[0]?.tokens;
+  // the create was one change of the hour's 1,000
+  t.is(Math.round(await budget()), 999);
+  // most of the hour spent: two changes left
+  await db().pool.query(`update webhooks_private.company_changes set tokens = 2, at = now() where company_id = $1`, [company.id]);
+  const RENAME = 'mutation($id: BigInt!, $name: String!) { updateWebhook(input: { id: $id, name: $name }) { result { name } } }';
+  for (const name of ['One', 'Two']) {
+    const answer = await api().gql(token, RENAME, { id: webhook.id, name });
+    t.is(answer.errors, undefined, JSON.stringify(answer.errors));
+  }
+  const refused = await api().gql(token, RENAME, { id: webhook.id, name: 'Three' });
+  t.is(refused.errors?.length, 1);
+  t.like(refused.errors![0], { extensions: { code: '54000', constraint: 'company_changes_per_hour' } });
+  t.regex(refused.errors![0].message, /^company \d+ made its 1000 changes to webhooks of this hour \(webhooks\.max_changes_per_hour\): the next is allowed in \d+ s$/);
+  const { rows: [row] } = await db().pool.query('select name from webhooks.webhooks where id = $1', [webhook.id]);
+  t.is(row.name, 'Two');
+  // a test send is a change too
+  t.like((await api().gql(token, 'mutation($id: BigInt!) { sendTestWebhook(input: { id: $id }) { result { id } } }', { id: webhook.id })).errors?.[0],
+    { extensions: { constraint: 'company_changes_per_hour' } });
+
+  // another company has its own hour; a DBA's change is not counted
+  t.is((await createThroughApi(await adminOf(other.id), { actions: ['CONTACT_CREATED'] })).webhook.companyId, other.id);
+  await db().pool.query(`update webhooks.webhooks set name = 'By the DBA' where id = $1`, [webhook.id]);
+
+  // the hour refills as it goes: 3.6 s a change at 1,000 an hour
+  await db().pool.query(`update webhooks_private.company_changes set at = at - interval '4 seconds' where company_id = $1`, [company.id]);
+  t.is((await api().gql(token, RENAME, { id: webhook.id, name: 'Four' })).errors, undefined);
+});
