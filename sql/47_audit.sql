@@ -258,13 +258,6 @@ as $$
     'updated_at', now());
 $$;
 
--- public: queue one signed test delivery (action and payload type webhook.test) to
--- the webhook, with the sample contact's chosen fields. It goes through the outbox
--- and the relay like any delivery and shows in the history; the report leaves it out
--- of Times Fired. It runs as its owner, to write the outbox and the audit trail that
--- the API roles may not write; so it finds the webhook among the caller's company's
--- own itself (row-level security does not apply to the owner), and only admins may
--- call it. (Its write to the view wakes a relay asleep: 22_outbox.sql.)
 -- private: the most test sends of one webhook on their way at once
 create or replace function webhooks_private.max_test_sends_waiting()
 returns integer
@@ -274,6 +267,13 @@ as $$
   select 10;
 $$;
 
+-- public: queue one signed test delivery (action and payload type webhook.test) to
+-- the webhook, with the sample contact's chosen fields. It goes through the outbox
+-- and the relay like any delivery and shows in the history; the report leaves it out
+-- of Times Fired. It runs as its owner, to write the outbox and the audit trail that
+-- the API roles may not write; so it finds the webhook among the caller's company's
+-- own itself (row-level security does not apply to the owner), and only admins may
+-- call it. (Its write to the view wakes a relay asleep: 22_outbox.sql.)
 create or replace function webhooks.send_test_webhook(id bigint)
 returns webhooks.deliveries
 language plpgsql
