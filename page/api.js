@@ -29,6 +29,15 @@ export class ApiError extends Error {
 
 const GET_A_TOKEN = 'Get a new one with "npm run token -- --company <your company id>".';
 
+// a request refused for its company's turn (429) is sent again this many times
+const MAX_REFUSALS = 5;
+
+/** The wait a 429 asks for (its Retry-After, in seconds), from a quarter second to five. */
+function retryAfterMs(response) {
+  const seconds = Number(response.headers.get('retry-after'));
+  return Math.min(5_000, Math.max(250, Number.isFinite(seconds) ? seconds * 1000 : 1000));
+}
+
 /** Runs one GraphQL operation; resolves with its data or rejects with an ApiError. */
 export async function graphql(query, variables = {}) {
   const token = session.token();
@@ -37,18 +46,25 @@ export async function graphql(query, variables = {}) {
   if (seen.problem === 'expired') throw new ApiError('expired', expiredWords(seen.claims));
 
   let response;
-  try {
-    response = await fetch('/graphql', {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'application/graphql-response+json, application/json',
-        authorization: `Bearer ${token}`,
-      },
-      body: JSON.stringify({ query, variables }),
-    });
-  } catch {
-    throw new ApiError('network', 'The server cannot be reached. Is "npm start" running?');
+  for (let refusals = 0; ; refusals++) {
+    try {
+      response = await fetch('/graphql', {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/graphql-response+json, application/json',
+          authorization: `Bearer ${token}`,
+        },
+        body: JSON.stringify({ query, variables }),
+      });
+    } catch {
+      throw new ApiError('network', 'The server cannot be reached. Is "npm start" running?');
+    }
+    // 429: the company's requests had their turns taken (docs/api-limits.md). The
+    // server refuses before running anything, so a change is safe to send again: after
+    // Retry-After, a few times, and only then is the refusal shown
+    if (response.status !== 429 || refusals >= MAX_REFUSALS) break;
+    await new Promise((resolve) => setTimeout(resolve, retryAfterMs(response)));
   }
 
   let body = null;

@@ -7,8 +7,9 @@ import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
-import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
+import { scrape } from '../helpers/prometheus.ts';
 import { fireMany, seedCompany } from '../helpers/report-data.ts';
 
 const RESULTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
@@ -333,4 +334,47 @@ test('the company name is read for the caller\'s own company only', async (t) =>
     await client.query('rollback');
     client.release();
   }
+});
+
+browserTest('a click refused because the company\'s turn is taken (429) is tried again after Retry-After, not lost', async (t) => {
+  const { companyId, notes } = await seedCompany(db().pool);
+  // an API where the company has one turn and nobody may wait for it
+  const tight = await startTestApi(db().url, { limits: { companyMaxInFlight: 1, companyMaxQueued: 0 } });
+  t.teardown(() => tight.stop());
+  const token = await tight.token(companyId, 'webhook_admin', 'jane.admin@purple.example');
+  const page = await openTab(`${tight.api.url}/reports/webhooks`);
+  await signIn(page, token);
+  await untilReport(page);
+
+  // the company's one turn, held by a rename waiting on a DBA's lock of the webhook
+  const dba = await db().pool.connect();
+  t.teardown(() => dba.release());
+  await dba.query('begin');
+  await dba.query('select 1 from webhooks.webhooks where id = $1 for update', [notes.id]);
+  const rename = tight.gql(token, 'mutation($id: BigInt!) { updateWebhook(input: { id: $id, name: "Renamed" }) { result { name } } }', { id: notes.id });
+  const refusals = async () => [...(await scrape(tight.api.url)).entries()]
+    .filter(([series]) => series.startsWith('bpd_webhooks_api_requests_total') && series.includes('code="429"'))
+    .reduce((sum, [, n]) => sum + n, 0);
+  const until = async (what: string, done: () => Promise<boolean>) => {
+    for (const started = Date.now(); !(await done()); await new Promise((r) => setTimeout(r, 20))) {
+      if (Date.now() - started > 10_000) throw new Error(`not within 10 s: ${what}`);
+    }
+  };
+  await until('the rename waits on the lock', async () => (await db().pool.query(
+    `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n === 1);
+
+  const button = `${row(notes.id)} [data-action]`;
+  await page.click(button);
+  await until('the click is refused', async () => (await refusals()) >= 1);
+  await dba.query('commit');
+  t.is((await rename).errors, undefined);
+
+  // tried again once the turn was free: the webhook is disabled, and the page says so
+  await untilText(page, button, 'Enable');
+  t.is(await page.textContent('#flash'), 'Webhook Status: Disable · Handwritten thank-you notes');
+  const { rows: [stored] } = await db().pool.query('select enabled from webhooks.webhooks where id = $1', [notes.id]);
+  t.false(stored.enabled);
+  // (the browser logs each refused request itself; nothing else went wrong)
+  t.deepEqual(problemsOf(page).filter((problem) => !/status of 429 \(Too Many Requests\)/.test(problem)), []);
+  await page.close();
 });
