@@ -59,23 +59,61 @@ export async function readiness(db: Queryable): Promise<Readiness> {
   }
 }
 
+/** What one scrape asks the database: the backlog, the refused settings and the outbox's upkeep. */
+interface DatabaseAnswers {
+  due: number;
+  oldest: number;
+  refused: number;
+  daysAhead: number;
+  daysPastRetention: number;
+  webhooksToPurge: number;
+}
+
+/** The gauges read from the database at each scrape, each with the answer it shows. */
+const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answers: DatabaseAnswers) => number }> = [
+  { name: 'bpd_webhooks_due',
+    help: 'Deliveries waiting to be sent whose time has come (pending, next attempt now or earlier).',
+    value: (a) => a.due },
+  { name: 'bpd_webhooks_oldest_due_seconds',
+    help: 'How long the longest-waiting due delivery has been due, in seconds (0 when none is due).',
+    value: (a) => a.oldest },
+  { name: 'bpd_webhooks_settings_refused',
+    help: 'Engine settings whose value as set is not in force (not of their kind, or out of bounds): see webhooks.settings.',
+    value: (a) => a.refused },
+  { name: 'bpd_webhooks_partition_days_ahead',
+    help: 'Days after today whose history partitions are made: one fewer each day maintenance does not run.',
+    value: (a) => a.daysAhead },
+  { name: 'bpd_webhooks_history_days_past_retention',
+    help: 'Days of history kept although older than webhooks.retention (0 or 1 while maintenance runs hourly).',
+    value: (a) => a.daysPastRetention },
+  { name: 'bpd_webhooks_deleted_webhooks_to_purge',
+    help: 'Deleted webhooks whose kept deliveries maintenance has yet to remove.',
+    value: (a) => a.webhooksToPurge },
+];
+
 /**
- * A registry (a new one, or the one given) with the process metrics (CPU, memory, event loop lag, handles) and the
- * backlog as the database sees it, asked at scrape time (one query per scrape):
- * deliveries due now and how long the oldest of them has waited, the engine settings
- * whose value set was refused (sql/02_settings.sql), and whether the database answered
- * at all.
+ * A registry (a new one, or the one given) with the process metrics (CPU, memory,
+ * event loop lag, handles) and what the database answers at scrape time, in one query
+ * per scrape (DATABASE_GAUGES): deliveries due now and how long the oldest of them has
+ * waited, the engine settings whose value set was refused (sql/02_settings.sql), how
+ * far the outbox's upkeep is behind (webhooks_ops.upkeep(), sql/58_operations.sql),
+ * and whether the database answered at all.
  */
 export function operationsRegistry(db: Queryable, registry: Registry = new Registry()): Registry {
   collectDefaultMetrics({ register: registry });
-  let scrape: Promise<{ due: number; oldest: number; refused: number } | undefined> | undefined;
-  const backlog = () => {
+  let scrape: Promise<DatabaseAnswers | undefined> | undefined;
+  const ask = () => {
     // the gauges of one scrape share one question
-    scrape ??= within(db.query<{ due: string; oldest: number; refused: string }>(
-      `select b.due, b.oldest_due_seconds as oldest, (select count(*) from webhooks_ops.refused_settings()) as refused
-       from webhooks_ops.backlog() b`),
+    scrape ??= within(db.query(
+      `select b.due, b.oldest_due_seconds as oldest, (select count(*) from webhooks_ops.refused_settings()) as refused,
+              u.days_ahead, u.days_past_retention, u.webhooks_to_purge
+       from webhooks_ops.backlog() b, webhooks_ops.upkeep() u`),
       DATABASE_CHECK_TIMEOUT_MS, 'database')
-      .then(({ rows: [row] }) => ({ due: Number(row.due), oldest: Number(row.oldest), refused: Number(row.refused) }), () => undefined)
+      .then(({ rows: [row] }) => ({
+        due: Number(row.due), oldest: Number(row.oldest), refused: Number(row.refused),
+        daysAhead: Number(row.days_ahead), daysPastRetention: Number(row.days_past_retention),
+        webhooksToPurge: Number(row.webhooks_to_purge),
+      }), () => undefined)
       .finally(() => setImmediate(() => (scrape = undefined)));
     return scrape;
   };
@@ -84,34 +122,21 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
     help: 'Whether the database answered the last scrape (1) or not (0).',
     registers: [registry],
     async collect() {
-      this.set((await backlog()) ? 1 : 0);
+      this.set((await ask()) ? 1 : 0);
     },
   });
-  new Gauge({
-    name: 'bpd_webhooks_due',
-    help: 'Deliveries waiting to be sent whose time has come (pending, next attempt now or earlier).',
-    registers: [registry],
-    async collect() {
-      // unknown (NaN) while the database does not answer: never a stale or a reassuring 0
-      this.set((await backlog())?.due ?? Number.NaN);
-    },
-  });
-  new Gauge({
-    name: 'bpd_webhooks_oldest_due_seconds',
-    help: 'How long the longest-waiting due delivery has been due, in seconds (0 when none is due).',
-    registers: [registry],
-    async collect() {
-      this.set((await backlog())?.oldest ?? Number.NaN);
-    },
-  });
-  new Gauge({
-    name: 'bpd_webhooks_settings_refused',
-    help: 'Engine settings whose value as set is not in force (not of their kind, or out of bounds): see webhooks.settings.',
-    registers: [registry],
-    async collect() {
-      this.set((await backlog())?.refused ?? Number.NaN);
-    },
-  });
+  for (const { name, help, value } of DATABASE_GAUGES) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        // unknown (NaN) while the database does not answer: never a stale or a reassuring 0
+        const answers = await ask();
+        this.set(answers ? value(answers) : Number.NaN);
+      },
+    });
+  }
   return registry;
 }
 

@@ -1,13 +1,13 @@
 -- bpd-webhooks engine: what operators' tools ask (ops/operations.ts).
 --
--- The admin API and the relay answer /readyz and /metrics with two questions to the
--- database: "is it migrated to the version this code expects?" and "how big and how
--- old is the backlog?". Neither process's role may read the tables involved (the API
+-- The admin API and the relay answer /readyz and /metrics with three questions to
+-- the database: "is it migrated to the version this code expects?", "how big and how
+-- old is the backlog?" and "is maintenance keeping up?". Neither process's role may read the tables involved (the API
 -- logs in as webhook_authenticator, the relay works as bpd_webhooks_relay), so each
 -- question is one function that runs as its owner and answers counts only: no row,
 -- no company, nothing a tenant wrote. They live in a schema of their own, which
 -- PostGraphile does not show.
--- (The schema webhooks_ops: 00_schemas.sql; the grants: 60_access.sql. The third
+-- (The schema webhooks_ops: 00_schemas.sql; the grants: 60_access.sql. The fourth
 -- question, which settings were refused: 02_settings.sql.)
 
 -- The newest versioned migration applied (node-pg-migrate's table
@@ -41,4 +41,41 @@ as $$
                       where d.webhook_id = h.webhook_id and d.locked_by is null
                         and d.next_attempt_at <= now()) c
   where h.first_due <= now();
+$$;
+
+-- How far the outbox's upkeep (tools/maintain.ts: hourly under npm start, else a
+-- DBA's schedule) is behind. When it stops, nothing fails at once: the days made
+-- ahead run out one a day, after which new deliveries land in the tail (which the
+-- next run must turn into a span of days), history outlives the retention and grows,
+-- and deleted webhooks' rows stay in the tables. Operators see it here first
+-- (/metrics, docs/operations.md), as three counts:
+--   days_ahead          days after today with partitions of their own: days_ahead()
+--                       right after maintenance, one fewer each UTC midnight it does
+--                       not run, 0 at the least
+--   days_past_retention days of history kept although they ended more than the
+--                       retention ago: 0, or 1 for up to an hour after midnight; more
+--                       when maintenance does not run, or while a day holds a delivery
+--                       still on its way (or a count not rolled up), which it may
+--   webhooks_to_purge   deleted webhooks whose kept deliveries wait to be removed
+-- Read from the catalog's list of partitions and one small table: well under a
+-- millisecond, whatever the history holds.
+create or replace function webhooks_ops.upkeep(
+  out days_ahead integer, out days_past_retention integer, out webhooks_to_purge bigint)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  with made as (
+    select p.table_name, max(p.last_day) as last_day
+    from webhooks_private.outbox_partitions() p
+    group by p.table_name
+  )
+  select
+    greatest(coalesce((select min(m.last_day) from made m), webhooks_private.utc_day(now()))
+             - webhooks_private.utc_day(now()), 0),
+    (select count(distinct p.last_day)::integer
+     from webhooks_private.outbox_partitions() p
+     where p.last_day < webhooks_private.utc_day(now() - webhooks_private.retention())),
+    (select count(*) from webhooks_private.webhooks_to_purge);
 $$;

@@ -31,7 +31,8 @@ test('/metrics is Prometheus text with process metrics; request counts and the b
   const before = await metrics(api().api.url);
   for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds',
     'bpd_webhooks_database_up', 'bpd_webhooks_due', 'bpd_webhooks_oldest_due_seconds', 'bpd_webhooks_settings_refused',
-    'bpd_webhooks_api_requests_in_flight']) {
+    'bpd_webhooks_api_requests_in_flight', 'bpd_webhooks_partition_days_ahead',
+    'bpd_webhooks_history_days_past_retention', 'bpd_webhooks_deleted_webhooks_to_purge']) {
     t.true(before.has(name), name);
   }
   t.is(before.get('bpd_webhooks_database_up'), 1);
@@ -49,6 +50,13 @@ test('/metrics is Prometheus text with process metrics; request counts and the b
   await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
      values ($1, $2, 'contact.created', 9, '{}', now() + interval '1 hour')`, [hook.id, company.id]);
+  // and a deleted webhook with more kept deliveries than its delete removes
+  const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at)
+     select $1, $2, 'contact.created', n, '{}', 'succeeded', 1, now()
+     from generate_series(1, webhooks_private.inline_purge_max_rows() + 1) n`, [gone.id, company.id]);
+  await db().pool.query('delete from webhooks.webhooks where id = $1', [gone.id]);
   const token = await api().token(company.id, 'webhook_viewer');
   await api().gql(token, '{ currentCompanyId }');
   await api().gql(token, '{ currentCompanyId }');
@@ -60,6 +68,10 @@ test('/metrics is Prometheus text with process metrics; request counts and the b
   t.is(after.get('bpd_webhooks_due'), (before.get('bpd_webhooks_due') ?? 0) + 3);
   t.true(after.get('bpd_webhooks_oldest_due_seconds')! >= 3600);
   t.true(after.get('bpd_webhooks_oldest_due_seconds')! < 3600 + 600);
+  t.is(after.get('bpd_webhooks_deleted_webhooks_to_purge'), (before.get('bpd_webhooks_deleted_webhooks_to_purge') ?? 0) + 1);
+  // the template was migrated (its days made) today, or yesterday if this run began before midnight
+  t.true(after.get('bpd_webhooks_partition_days_ahead')! >= 13, 'two weeks ahead, less a day at most');
+  t.is(after.get('bpd_webhooks_history_days_past_retention'), 0);
   t.true(after.has('bpd_webhooks_api_request_duration_seconds_count{route="graphql"}'));
   // no label names a company or a webhook
   for (const series of after.keys()) t.notRegex(series, /company|webhook_id|url=/);
