@@ -133,6 +133,10 @@ function reportRowOf(node) {
     timesSucceeded: Number(node.timesSucceeded),
     timesFailed: Number(node.timesFailed),
     timesPending: Number(node.timesPending),
+    failuresInARow: node.failuresInARow ?? 0,
+    failingSince: node.failingSince,
+    pausedUntil: node.pausedUntil,
+    disablesAt: node.disablesAt,
   };
 }
 
@@ -140,6 +144,7 @@ const REPORT_FIELDS = `
   webhookId name url actions fields statusId statusName userId userName createdAt
   enabled disabledAt disabledBy disabledReason ignoreSources watchFields conditions
   timesFired timesSucceeded timesFailed timesPending
+  failuresInARow failingSince pausedUntil disablesAt
 `;
 
 const REPORT = /* GraphQL */ `

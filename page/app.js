@@ -17,7 +17,7 @@ import {
 import { h, replace } from './dom.js';
 import {
   CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
-  contactLabel, deliverySettingsOf, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, outcomeWords,
+  contactLabel, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, outcomeWords,
   parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines, urlProblem,
 } from './format.js';
 
@@ -198,8 +198,12 @@ function applyCustomRange(event) {
 
 // ---- the report --------------------------------------------------------------
 
-/** Active, or Disabled with since when and why. */
+/** Active; Failing with how, since when and what comes next; or Disabled with since when and why. */
 function statusCell(webhook) {
+  const failing = failingLines(webhook);
+  if (failing.length) {
+    return [h('span', { class: 'badge bad' }, 'Failing'), ...failing.map((line) => h('div', { class: 'reason failing' }, line))];
+  }
   if (webhook.enabled) return h('span', { class: 'badge ok' }, 'Active');
   return [
     h('span', { class: 'badge off' }, 'Disabled'),

@@ -140,6 +140,21 @@ export function formatTime(iso) {
   return timeFormat.format(new Date(iso));
 }
 
+/**
+ * Why an enabled webhook shows as Failing (its receiver's last attempts all failed),
+ * as lines: how many in a row since when, until when its deliveries wait for the next
+ * try, and when the relay will disable it unless one succeeds. Empty when healthy.
+ */
+export function failingLines(webhook) {
+  if (!webhook.enabled || !webhook.failuresInARow) return [];
+  const attempts = webhook.failuresInARow === 1 ? '1 failed attempt' : `${formatCount(webhook.failuresInARow)} failed attempts in a row`;
+  return [
+    `${attempts} since ${formatTime(webhook.failingSince)}`,
+    webhook.pausedUntil ? `Deliveries wait for the next try at ${formatTime(webhook.pausedUntil)}` : null,
+    webhook.disablesAt ? `Will be disabled ${formatTime(webhook.disablesAt)} unless an attempt succeeds` : null,
+  ].filter((line) => line !== null);
+}
+
 /** 10000 → "10,000" */
 export function formatCount(n) {
   return numberFormat.format(n);

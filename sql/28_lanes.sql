@@ -454,6 +454,30 @@ end;
 $$;
 
 ------------------------------------------------------------------------------------
+-- The circuit breaker as the company's admins see it (the report, 55_report.sql)
+
+-- private: the caller's company's webhooks whose last attempts failed: how many in a
+-- row, since when, until when the breaker holds their deliveries (null: it does not,
+-- or its wait is over and a probe goes next) and when the webhook will be disabled
+-- unless an attempt succeeds first. As the owner: the lanes are the relay's, and this
+-- reads the caller's company's alone (lanes_company_idx).
+create or replace function webhooks_private.failing_webhooks()
+returns table (webhook_id bigint, failures integer, failing_since timestamptz, paused_until timestamptz,
+               disables_at timestamptz)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select l.webhook_id, l.failures, l.failing_since,
+         case when l.open_until > now() then l.open_until end,
+         l.failing_since + webhooks_private.interval_setting('webhooks.auto_disable_after')
+  from webhooks_private.lanes l
+  where l.company_id = webhooks.current_company_id()
+    and l.failures > 0;
+$$;
+
+------------------------------------------------------------------------------------
 -- The settle's part: the circuit breaker and auto-disable
 
 -- private (settle): count a batch of attempt results into their webhooks' lanes, one

@@ -73,7 +73,15 @@ create type webhooks.webhook_report_row as (
   times_fired     bigint,
   times_succeeded bigint,
   times_failed    bigint,
-  times_pending   bigint
+  times_pending   bigint,
+  -- an enabled webhook whose attempts are failing, as the relay's circuit breaker counts
+  -- them (28_lanes.sql): attempts failed in a row (0: the last one succeeded), since
+  -- when, until when its deliveries wait for the next try (null: they go now), and
+  -- when it will be disabled if none succeeds (webhooks.auto_disable_after)
+  failures_in_a_row integer,
+  failing_since   timestamptz,
+  paused_until    timestamptz,
+  disables_at     timestamptz
 );
 
 -- (test sends, webhooks.send_test_webhook in 47_audit.sql, are in the history but not
@@ -116,10 +124,12 @@ as $$
          w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason,
          w.ignore_sources, w.watch_fields, w.conditions,
          w.max_in_flight, w.rate_limit,
-         c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed
+         c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed,
+         coalesce(fw.failures, 0), fw.failing_since, fw.paused_until, fw.disables_at
   from webhooks.webhooks w
   left join webhooks.company_statuses() s on s.id = w.status_id
   left join webhooks.company_users() u on u.id = w.user_id
+  left join webhooks_private.failing_webhooks() fw on fw.webhook_id = w.id and w.enabled
   -- (the end of the readable history: a subquery of its own, so asked once a report)
   cross join lateral webhooks_private.count_deliveries(w.id, w.company_id, since,
                                                        (select webhooks_private.history_end(until))) c

@@ -146,7 +146,8 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   webhooks_private.count_rows(bigint, bigint, timestamptz, timestamptz),
   webhooks_private.history_end(timestamptz),
   webhooks_private.utc_day(timestamptz),
-  webhooks_private.utc_day_start(date)
+  webhooks_private.utc_day_start(date),
+  webhooks_private.failing_webhooks()
   to webhook_viewer;
 -- what webhooks.deliveries, webhooks.daily_counts and the attempts' row-level
 -- security leave out (22_outbox.sql)

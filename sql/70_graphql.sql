@@ -47,6 +47,14 @@ comment on column webhooks.delivery_attempts.relay_id is '@behavior -*';
 
 comment on type webhooks.webhook_report_row is
   'One line of the webhooks report: a webhook and what it did in the date range.';
+comment on column webhooks.webhook_report_row.failures_in_a_row is
+  'Attempts failed one after the other (0 when the last succeeded, or the webhook is disabled).';
+comment on column webhooks.webhook_report_row.failing_since is
+  'When the first of the attempts failed in a row was made.';
+comment on column webhooks.webhook_report_row.paused_until is
+  'While failing: the deliveries wait until then for the next try (the circuit breaker), instead of each retrying on its own.';
+comment on column webhooks.webhook_report_row.disables_at is
+  'While failing: when the webhook will be disabled unless an attempt succeeds first (webhooks.auto_disable_after after failingSince).';
 
 comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb) is
   'Create a webhook for your company. The response carries its signing secret: store it, it is never shown again.';

@@ -62,6 +62,55 @@ test('the report names the status and user a webhook filters on; the company\'s 
   t.deepEqual(lists.data.companyUsers.nodes, [{ id: user.id, name: 'Ada Admin', email: user.email }]);
 });
 
+/** Attempts of a webhook as the relay's settle counts them into its lane (28_lanes.sql), at the given times. */
+async function attemptsSettled(webhookId: string, attempts: Array<{ at: string; status: number | null; error?: string }>) {
+  await db().pool.query(
+    'select webhooks_private.lane_results($1::bigint[], $2::timestamptz[], $3::integer[], $4::text[])',
+    [attempts.map(() => webhookId), attempts.map((a) => a.at), attempts.map((a) => a.status),
+      attempts.map((a) => a.error ?? null)]);
+}
+
+test('the report says which webhooks are failing: attempts failed in a row, since when, until when deliveries wait for the next try, and when it will be disabled', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const healthy = await f.webhook({ companyId: company.id, actions: ['contact.created'], name: 'Healthy' });
+  const failing = await f.webhook({ companyId: company.id, actions: ['contact.created'], name: 'Failing' });
+  const recovered = await f.webhook({ companyId: company.id, actions: ['contact.created'], name: 'Recovered' });
+  const { rows: [times] } = await db().pool.query(
+    `select array_agg(to_char((now() - interval '1 day' + n * interval '1 hour') at time zone 'UTC',
+                              'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') order by n) as at,
+            to_char((now() - interval '1 day' + interval '1 hour' + interval '5 days') at time zone 'UTC',
+                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as disables_at
+     from generate_series(1, 6) n`);
+  // six failures in a row open the breaker (webhooks.breaker_after: 5)
+  await attemptsSettled(failing.id, times.at.map((at: string) => ({ at, status: 500 })));
+  await attemptsSettled(recovered.id, [{ at: times.at[0], status: null, error: 'timeout' }, { at: times.at[1], status: 204 }]);
+  await attemptsSettled(healthy.id, [{ at: times.at[0], status: 200 }]);
+
+  const token = await api().token(company.id, 'webhook_viewer');
+  const report = await api().gql(token,
+    '{ webhookReport { nodes { name failuresInARow failingSince pausedUntil disablesAt } } }');
+  t.is(report.errors, undefined);
+  const byName = Object.fromEntries(report.data.webhookReport.nodes.map((n: any) => [n.name, n]));
+  t.deepEqual(byName.Healthy, { name: 'Healthy', failuresInARow: 0, failingSince: null, pausedUntil: null, disablesAt: null });
+  t.deepEqual(byName.Recovered, { name: 'Recovered', failuresInARow: 0, failingSince: null, pausedUntil: null, disablesAt: null });
+  t.like(byName.Failing, { failuresInARow: 6 });
+  t.is(new Date(byName.Failing.failingSince).toISOString(), new Date(times.at[0]).toISOString());
+  t.is(new Date(byName.Failing.disablesAt).toISOString(), new Date(times.disables_at).toISOString());
+  // the breaker's first wait (webhooks.breaker_probe_interval, 30 s) from the settle
+  const paused = new Date(byName.Failing.pausedUntil).getTime() - Date.now();
+  t.true(paused > 0 && paused <= 30_000, `paused for ${paused} ms more`);
+
+  // another company's report does not show it; a disabled webhook is not "to be disabled"
+  const other = await f.company();
+  const otherReport = await api().gql(await api().token(other.id, 'webhook_viewer'), '{ webhookReport { nodes { name } } }');
+  t.deepEqual(otherReport.data.webhookReport.nodes, []);
+  await db().pool.query('update webhooks.webhooks set enabled = false where id = $1', [failing.id]);
+  const after = await api().gql(token, '{ webhookReport { nodes { name failuresInARow disablesAt pausedUntil } } }');
+  t.deepEqual(after.data.webhookReport.nodes.find((n: any) => n.name === 'Failing'),
+    { name: 'Failing', failuresInARow: 0, disablesAt: null, pausedUntil: null });
+});
+
 test('the report lists every webhook of the company, active and disabled, with counts that match the deliveries in the range', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();

@@ -223,6 +223,34 @@ browserTest('Disable shows "Webhook Status: Disable" and turns into Enable, whic
   await page.close();
 });
 
+browserTest('a webhook whose receiver keeps failing shows as Failing: how many attempts since when, the next try, and when it will be disabled; a success makes it Active again', async (t) => {
+  const { companyId, notes, jane } = await seedCompany(db().pool);
+  // six failed attempts, an hour apart from a day ago, as the relay's settle counts them
+  // (webhooks.breaker_after is 5: the breaker opens, its first wait 30 s)
+  const { rows: [{ first }] } = await db().pool.query(
+    `with attempts as (select now() - interval '1 day' + n * interval '1 hour' as at from generate_series(1, 6) n)
+     select webhooks_private.lane_results(array_fill($1::bigint, array[6]), array_agg(at order by at),
+                                          array_fill(503, array[6]), array_fill(null::text, array[6])),
+            min(at) as first
+     from attempts`, [notes.id]);
+  const page = await signedIn(companyId);
+  const time = (at: Date) => new Intl.DateTimeFormat('en-US', {
+    year: 'numeric', month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', second: '2-digit', timeZone: 'UTC',
+  }).format(at);
+  const status = (await cells(page, row(notes.id)))[4];
+  t.true(status.startsWith(`Failing 6 failed attempts in a row since ${time(first)} Deliveries wait for the next try at `), status);
+  t.true(status.endsWith(` Will be disabled ${time(new Date(first.getTime() + 5 * 86_400_000))} unless an attempt succeeds`), status);
+  t.is((await cells(page, row(jane.id)))[4], 'Active');
+
+  // the receiver answers again: the next report shows it Active
+  await db().pool.query(
+    `select webhooks_private.lane_results(array[$1::bigint], array[now()], array[200], array[null::text])`, [notes.id]);
+  await page.click('#range-presets [data-preset="7"]');
+  await untilText(page, `${row(notes.id)} td:nth-child(5)`, 'Active');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
   const make = factories(db().pool);
   const company = await make.company('Busy Brokers');
