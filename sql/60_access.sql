@@ -105,6 +105,8 @@ revoke all on function webhooks.create_partitions(integer), webhooks.expired_day
   webhooks.forget_day(date), webhooks.outbox_tails(), webhooks.bound_tail(text, date),
   webhooks.validate_tail(text), webhooks.tail_to_span(text), webhooks.readmit_detached_tails(),
   webhooks.purge_deleted_webhooks(integer) from public;
+-- where the backlog is (58_operations.sql): every company's webhooks, for operators
+revoke all on function webhooks.backlog_by_webhook() from public;
 grant execute on function webhooks.kept_since() to webhook_viewer;
 
 grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)

@@ -1,6 +1,7 @@
 // The backlog figure of /metrics (webhooks_ops.backlog, sql/58_operations.sql): the
 // deliveries due now and how long the longest-waiting of them has been due. Rows in
-// flight and retries waiting for a later attempt are not due.
+// flight and retries waiting for a later attempt are not due. And where it is, for the
+// operator an alert woke (webhooks.backlog_by_webhook): per webhook, of every company.
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
@@ -39,4 +40,60 @@ test('the backlog counts the due deliveries of every webhook, and the oldest of 
   } finally {
     await client.query('rollback');
   }
+});
+
+test('where the backlog is: one row per webhook with deliveries on their way, of every company, the longest-waiting first; only for its owner', async (t) => {
+  const f = factories(db().pool);
+  const [one, two] = [await f.company(), await f.company()];
+  const contact = await f.contact(one.id);
+  const stuck = await f.webhook({ companyId: one.id, actions: ['contact.created'], name: 'Stuck' });
+  const busy = await f.webhook({ companyId: two.id, actions: ['contact.created'], name: 'Busy' });
+  const later = await f.webhook({ companyId: two.id, actions: ['contact.created'], name: 'Later' });
+  await f.webhook({ companyId: two.id, actions: ['contact.created'], name: 'Idle' });
+
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const delivery = (webhook: { id: string; company_id: string }, state: string, nextAttempt: string) => client.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, next_attempt_at,
+                                        locked_by, locked_until)
+       values ($1, $2, 'contact.created', $3, '{}', $4, case when $4 = 'in_flight' then 1 else 0 end, now() + $5::interval,
+               case when $4 = 'in_flight' then 'relay-1' end, case when $4 = 'in_flight' then now() + interval '1 minute' end)`,
+      [webhook.id, webhook.company_id, contact.id, state, nextAttempt]);
+    await delivery(stuck, 'pending', '-1 hour');
+    await delivery(stuck, 'pending', '-10 seconds');
+    await delivery(stuck, 'pending', '2 hours');
+    await delivery(busy, 'in_flight', '-5 seconds');
+    await delivery(busy, 'in_flight', '-5 seconds');
+    await delivery(busy, 'pending', '-1 minute');
+    await delivery(later, 'pending', '1 day');
+    // the breaker of the stuck one is open
+    await client.query(
+      `select webhooks_private.lane_results(array_fill($1::bigint, array[6]), array_fill(now() - interval '1 hour', array[6]),
+                                            array_fill(500, array[6]), array_fill(null::text, array[6]))`, [stuck.id]);
+
+    const { rows } = await client.query(
+      `select company_id::text, webhook_id::text, name, enabled, due::int, later::int, in_flight::int,
+              round(extract(epoch from now() - oldest_due_at))::int as waited_s, failures_in_a_row, paused_until > now() as paused
+       from webhooks.backlog_by_webhook()`);
+    t.deepEqual(rows, [
+      { company_id: one.id, webhook_id: stuck.id, name: 'Stuck', enabled: true, due: 2, later: 1, in_flight: 0, waited_s: 3600,
+        failures_in_a_row: 6, paused: true },
+      { company_id: two.id, webhook_id: busy.id, name: 'Busy', enabled: true, due: 1, later: 0, in_flight: 2, waited_s: 60,
+        failures_in_a_row: 0, paused: null },
+      { company_id: two.id, webhook_id: later.id, name: 'Later', enabled: true, due: 0, later: 1, in_flight: 0, waited_s: null,
+        failures_in_a_row: 0, paused: null },
+    ]);
+  } finally {
+    await client.query('rollback');
+  }
+  // it crosses companies: the API's roles may not call it
+  const viewer = await db().pool.connect();
+  t.teardown(() => viewer.release());
+  await viewer.query('begin');
+  await viewer.query('set local role webhook_viewer');
+  const refused = await t.throwsAsync(viewer.query('select * from webhooks.backlog_by_webhook()'));
+  t.is((refused as { code?: string }).code, '42501');
+  await viewer.query('rollback');
 });
