@@ -1,6 +1,10 @@
 // The 1,000,000-delivery history both API benchmarks read: delivery i goes a quarter
 // to company 1, the rest round-robin over companies 2..100; within a company
-// round-robin over its webhooks; times spread over 90 days.
+// round-robin over its webhooks; times spread over 90 days. 2 % are still on their
+// way, and only in the last day, as with the retry schedule (a delivery's attempts
+// end within about a day): before 2026-12-03 they were spread over all 90 days, so no
+// day ever ended, the report's day counts could not be rolled up, and every report
+// counted its whole range from the rows.
 export function deliveriesFill(deliveries: number, webhooksPerCompany: number): string {
   const DELIVERIES = deliveries;
   const WEBHOOKS_PER_COMPANY = webhooksPerCompany;
@@ -16,7 +20,9 @@ export function deliveriesFill(deliveries: number, webhooksPerCompany: number): 
            t.at
     from generate_series(1, ${DELIVERIES}) i
     cross join lateral (select case when i % 4 = 0 then 1 else 2 + (i % 99) end as company_id) c
-    cross join lateral (select case when i % 100 < 90 then 'succeeded' when i % 100 < 98 then 'failed' else 'pending' end as state) s
     cross join lateral (select now() - (i::float8 / ${DELIVERIES}) * interval '90 days' as at) t
+    cross join lateral (select case when i % 100 < 90 then 'succeeded'
+                                    when i % 100 < 98 or t.at < now() - interval '1 day' then 'failed'
+                                    else 'pending' end as state) s
     join webhooks.webhooks w on w.company_id = c.company_id and w.name = 'Hook ' || (1 + (i / 7) % ${WEBHOOKS_PER_COMPANY});`;
 }

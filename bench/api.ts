@@ -3,7 +3,8 @@
 //
 // Data: 100 companies × 10 webhooks; 1,000,000 deliveries over the last 90 days, a
 // quarter of them (250,000) of company 1, the "big" one, the rest spread evenly over
-// the 99 others (~7,600 each); states 90 % succeeded, 8 % failed, 2 % pending.
+// the 99 others (~7,600 each); states 90 % succeeded, 8 % failed, and 2 % pending if of
+// the last day, failed if older (bench/api-data.ts).
 // Written by one INSERT … SELECT generate_series, then VACUUM ANALYZE (as autovacuum
 // would do for a real table) so the report can count from the index alone.
 //

@@ -37,6 +37,11 @@ $$;
 -- row; otherwise it succeeded, and its last attempt tells how (the settle writes no
 -- row for a success: a quarter of a settle's buffers, docs/outbox.md). A success
 -- written through the view (a DBA's repair, a test) keeps a result row of its own.
+-- Queue and result rows are joined by their webhook as well as by the delivery (the
+-- same always, as capture writes them together): a query of one webhook (its
+-- history page) then reads that webhook's rows of each through its index, where by
+-- the delivery alone its plan hashed every result row the company had, in every day
+-- kept (test/sql/history-reads.test.ts).
 create or replace view webhooks.deliveries with (security_invoker = true) as
 select h.id,
        h.message_id,
@@ -63,8 +68,8 @@ select h.id,
        case when q.delivery_id is null then coalesce(r.completed_at, s.completed_at, h.created_at) end as completed_at,
        h.created_at
 from webhooks.delivery_history h
-left join webhooks.delivery_queue q on q.delivery_id = h.id
-left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at
+left join webhooks.delivery_queue q on q.delivery_id = h.id and q.webhook_id = h.webhook_id
+left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at and r.webhook_id = h.webhook_id
 -- a success settled by a relay: its last attempt (one probe of one partition's index,
 -- made only for a row with neither a queue row nor a result). The aggregate makes it
 -- one row whatever happens, which lets the planner drop the join from a query that
