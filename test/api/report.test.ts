@@ -101,10 +101,22 @@ test('the report says which webhooks are failing: attempts failed in a row, sinc
   const paused = new Date(byName.Failing.pausedUntil).getTime() - Date.now();
   t.true(paused > 0 && paused <= 30_000, `paused for ${paused} ms more`);
 
-  // another company's report does not show it; a disabled webhook is not "to be disabled"
+  // another company's report does not show it, nor does the lanes' reader as that company
   const other = await f.company();
   const otherReport = await api().gql(await api().token(other.id, 'webhook_viewer'), '{ webhookReport { nodes { name } } }');
   t.deepEqual(otherReport.data.webhookReport.nodes, []);
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(`select set_config('role', 'webhook_viewer', true), set_config('jwt.claims.company_id', $1, true)`, [other.id]);
+    t.deepEqual((await client.query('select webhook_id from webhooks_private.failing_webhooks()')).rows, []);
+    await client.query(`select set_config('jwt.claims.company_id', $1, true)`, [company.id]);
+    t.deepEqual((await client.query('select webhook_id::text from webhooks_private.failing_webhooks()')).rows, [{ webhook_id: failing.id }]);
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+  // a disabled webhook is not "to be disabled"
   await db().pool.query('update webhooks.webhooks set enabled = false where id = $1', [failing.id]);
   const after = await api().gql(token, '{ webhookReport { nodes { name failuresInARow disablesAt pausedUntil } } }');
   t.deepEqual(after.data.webhookReport.nodes.find((n: any) => n.name === 'Failing'),
