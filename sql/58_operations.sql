@@ -2,13 +2,15 @@
 --
 -- The admin API and the relay answer /readyz and /metrics with three questions to
 -- the database: "is it migrated to the version this code expects?", "how big and how
--- old is the backlog?" and "is maintenance keeping up?". Neither process's role may read the tables involved (the API
--- logs in as webhook_authenticator, the relay works as bpd_webhooks_relay), so each
--- question is one function that runs as its owner and answers counts only: no row,
--- no company, nothing a tenant wrote. They live in a schema of their own, which
--- PostGraphile does not show.
+-- old is the backlog?" and "is maintenance keeping up?". Neither process's role may
+-- read the tables involved (the API logs in as webhook_authenticator, the relay works
+-- as bpd_webhooks_relay), so each question is one function that runs as its owner and
+-- answers counts only: no row, no company, nothing a tenant wrote. They live in a
+-- schema of their own, which PostGraphile does not show.
 -- (The schema webhooks_ops: 00_schemas.sql; the grants: 60_access.sql. The fourth
--- question, which settings were refused: 02_settings.sql.)
+-- question, which settings were refused: 02_settings.sql.) At the end, the question an
+-- alert leads the owner to, which names companies and so is the owner's alone:
+-- webhooks.backlog_by_webhook().
 
 -- The newest versioned migration applied (node-pg-migrate's table
 -- webhooks_private.migrations, tools/migrate.ts).
@@ -54,8 +56,8 @@ $$;
 --                       not run, 0 at the least
 --   days_past_retention days of history kept although they ended more than the
 --                       retention ago: 0, or 1 for up to an hour after midnight; more
---                       when maintenance does not run, or while a day holds a delivery
---                       still on its way (or a count not rolled up), which it may
+--                       when maintenance does not run, or while a day still holds a
+--                       delivery on its way or a count not rolled up (kept on purpose)
 --   webhooks_to_purge   deleted webhooks whose kept deliveries wait to be removed
 -- Read from the catalog's list of partitions and one small table: well under a
 -- millisecond, whatever the history holds.
