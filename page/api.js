@@ -165,14 +165,14 @@ const FIRING_FIELDS = `
   lastStatusCode lastError lastAttemptAt completedAt createdAt nextAttemptAt payload
 `;
 
-// The webhook's line of the report gives the history its facts and the same counts
-// as the table; "pending" is counted apart, as the report's pending includes firings
-// being sent at this moment.
+// The webhook's line of the report (asked for that webhook alone) gives the history
+// its facts and the same counts as the table; "pending" is counted apart, as the
+// report's pending includes firings being sent at this moment.
 const HISTORY = /* GraphQL */ `
   query History($id: BigInt!, $since: Datetime, $until: Datetime, $state: String, $first: Int!, $offset: Int!) {
     currentCompanyName
     keptSince
-    webhookReport(since: $since, until: $until) { nodes { ${REPORT_FIELDS} } }
+    webhookReport(since: $since, until: $until, webhookId: $id) { nodes { ${REPORT_FIELDS} } }
     webhookById(id: $id) {
       pending: history(since: $since, until: $until, state: "pending", first: 0) { totalCount }
       page: history(since: $since, until: $until, state: $state, first: $first, offset: $offset) {

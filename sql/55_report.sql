@@ -1,8 +1,10 @@
 -- bpd-webhooks engine: the report behind REPORTS >> Webhooks.
 --
 -- Public API, read-only:
---   webhooks.webhook_report(since, until)  every webhook of the company with times
---                                          fired / succeeded / failed in the range
+--   webhooks.webhook_report(since, until, webhook_id)
+--                                          every webhook of the company (or the one
+--                                          named) with times fired / succeeded /
+--                                          failed in the range
 --                                          (counting: 50_report_counts.sql)
 --   webhooks.webhooks_history(webhook, …)  one webhook's deliveries, newest first
 --                                          (GraphQL: the field `history` of Webhook)
@@ -114,7 +116,15 @@ end;
 $$;
 
 -- public: the report for [since, until); null ends are open. Newest webhooks first.
-create or replace function webhooks.webhook_report(since timestamptz default null, until timestamptz default null)
+-- With webhook_id, that webhook's line alone (a history page needs no other: the
+-- whole report counts every webhook of the company, 100 at most, each its own
+-- statement); nothing when it is not the caller's company's.
+drop function if exists webhooks.webhook_report(timestamptz, timestamptz);
+create or replace function webhooks.webhook_report(
+  since      timestamptz default null,
+  until      timestamptz default null,
+  webhook_id bigint default null
+)
 returns setof webhooks.webhook_report_row
 language sql
 stable
@@ -133,6 +143,7 @@ as $$
   -- (the end of the readable history: a subquery of its own, so asked once a report)
   cross join lateral webhooks_private.count_deliveries(w.id, w.company_id, since,
                                                        (select webhooks_private.history_end(until))) c
+  where webhook_report.webhook_id is null or w.id = webhook_report.webhook_id
   order by w.created_at desc, w.id desc;
 $$;
 

@@ -175,6 +175,30 @@ test('the report lists every webhook of the company, active and disabled, with c
   t.like(allActive, { timesFired: '6', timesSucceeded: '3', timesFailed: '2', timesPending: '1' });
 });
 
+test('the report of one webhook (its history page) has that line alone, counted as in the whole report; not another company\'s', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const one = await f.webhook({ companyId: company.id, actions: ['contact.created'], name: 'One' });
+  const two = await f.webhook({ companyId: company.id, actions: ['contact.created'], name: 'Two' });
+  const theirs = await f.webhook({ companyId: other.id, actions: ['contact.created'], name: 'Theirs' });
+  await deliveries(one.id, company.id, [{ at: '2026-11-20T10:00:00Z', state: 'succeeded' }, { at: '2026-11-20T11:00:00Z', state: 'failed' }]);
+  await deliveries(two.id, company.id, [{ at: '2026-11-20T10:00:00Z', state: 'succeeded' }]);
+  await deliveries(theirs.id, other.id, [{ at: '2026-11-20T10:00:00Z', state: 'failed' }]);
+  const token = await api().token(company.id, 'webhook_viewer');
+  const ONE = `query($id: BigInt, $since: Datetime) { webhookReport(since: $since, webhookId: $id) {
+    nodes { webhookId name timesFired timesSucceeded timesFailed timesPending } } }`;
+  const since = '2026-11-01T00:00:00Z';
+  const whole = await api().gql(token, ONE, { since });
+  const alone = await api().gql(token, ONE, { id: one.id, since });
+  t.is(alone.errors, undefined);
+  t.deepEqual(alone.data.webhookReport.nodes, [{ webhookId: one.id, name: 'One', timesFired: '2', timesSucceeded: '1', timesFailed: '1', timesPending: '0' }]);
+  t.deepEqual(alone.data.webhookReport.nodes, whole.data.webhookReport.nodes.filter((n: any) => n.webhookId === one.id));
+  t.is(whole.data.webhookReport.nodes.length, 2);
+  const notOurs = await api().gql(token, ONE, { id: theirs.id, since });
+  t.deepEqual(notOurs.data.webhookReport.nodes, []);
+});
+
 const HISTORY = `query($id: BigInt!, $since: Datetime, $until: Datetime, $state: String, $after: Cursor) {
   webhookById(id: $id) {
     history(since: $since, until: $until, state: $state, first: 2, after: $after) {
