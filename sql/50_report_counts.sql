@@ -489,21 +489,29 @@ $$;
 
 drop function if exists webhooks_private.count_stretch(bigint, bigint, timestamptz, timestamptz, bigint, bigint, bigint);
 
--- private, the report's counting: a webhook's deliveries created in [since, until):
--- the periods counted wholly inside the range (days from delivery_day_counts, the
--- true hours of days without a day row from delivery_hour_counts), everything else
--- counted from the rows, one index range per stretch between them (count_rows). Runs
--- as the caller: row-level security applies to every table it reads.
-drop function if exists webhooks.count_deliveries(bigint, bigint, timestamptz, timestamptz);
-create or replace function webhooks_private.count_deliveries(
-  p_webhook_id bigint,
-  p_company_id bigint,
+drop function if exists webhooks_private.count_rows_many(bigint[], bigint[], timestamptz[], timestamptz[]);
+
+-- private, the report's counting: the deliveries of many webhooks (each with its
+-- company) created in [since, until): the periods counted wholly inside the range
+-- (days from delivery_day_counts, the true hours of days without a day row from
+-- delivery_hour_counts), and everything else counted from the rows, as count_rows
+-- counts (the same four counts), every webhook's stretches between them in one
+-- statement. One row per webhook given. Runs as the caller: row-level security
+-- applies to every table it reads.
+-- One statement, with the stretches' bounds as values rather than constants: its
+-- plan is made once a connection and kept, and each stretch reads only its own
+-- partitions as it is counted (run-time pruning), where a statement a stretch with
+-- its bounds as constants (count_rows) was planned for every stretch of every
+-- webhook. A company's 100 webhooks, 100,000 deliveries in 30 days: the report went
+-- from 452 to 78 ms (7 days: 141 to 30); one webhook's line from 8 to 11 ms (7 days:
+-- 3.4 to 4.3), a scratch test as a viewer, 2026-12-03.
+create or replace function webhooks_private.count_deliveries_of(
+  p_webhook_ids bigint[],
+  p_company_ids bigint[],
   since timestamptz,
-  until timestamptz,
-  out fired bigint,
-  out succeeded bigint,
-  out failed bigint
+  until timestamptz
 )
+returns table (webhook_id bigint, fired bigint, succeeded bigint, failed bigint)
 language plpgsql
 stable
 as $$
@@ -512,13 +520,9 @@ declare
   v_until constant timestamptz := coalesce(until, 'infinity');
   v_first_day date;
   v_end_day date;
-  v_cursor timestamptz := v_since;
-  r record;
 begin
-  fired := 0;
-  succeeded := 0;
-  failed := 0;
   if v_since >= v_until then
+    return query select w, 0::bigint, 0::bigint, 0::bigint from unnest(p_webhook_ids) as w;
     return;
   end if;
   -- the days wholly inside [since, until): from the first day starting at or after
@@ -529,34 +533,92 @@ begin
   end if;
   v_end_day := (v_until at time zone 'utc')::date;
 
-  for r in
-    select webhooks_private.utc_day_start(c.day) as starts, interval '1 day' as lasts, c.fired, c.succeeded, c.failed
+  return query
+  with periods as (
+    select c.webhook_id, webhooks_private.utc_day_start(c.day) as starts,
+           webhooks_private.utc_day_start(c.day + 1) as ends, c.fired, c.succeeded, c.failed
     from webhooks.delivery_day_counts c
-    where c.webhook_id = p_webhook_id and c.day >= v_first_day and c.day < v_end_day
+    where c.webhook_id = any (p_webhook_ids) and c.day >= v_first_day and c.day < v_end_day
     union all
     -- (a day just counted keeps its hours until the next roll-up: its day row counts)
-    select h.hour, interval '1 hour', h.fired, h.succeeded, h.failed
+    select h.webhook_id, h.hour, h.hour + interval '1 hour', h.fired, h.succeeded, h.failed
     from webhooks.delivery_hour_counts h
-    where h.webhook_id = p_webhook_id and h.hour >= v_since and h.hour <= v_until - interval '1 hour' and not h.stale
+    where h.webhook_id = any (p_webhook_ids) and h.hour >= v_since and h.hour <= v_until - interval '1 hour'
+      and not h.stale
       and not exists (select 1 from webhooks.delivery_day_counts c
-                      where c.webhook_id = p_webhook_id and c.day = webhooks_private.utc_day(h.hour))
-    order by 1
-  loop
-    if r.starts > v_cursor then
-      select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
-      into fired, succeeded, failed
-      from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, r.starts) c;
-    end if;
-    fired := fired + r.fired;
-    succeeded := succeeded + r.succeeded;
-    failed := failed + r.failed;
-    v_cursor := r.starts + r.lasts;
-  end loop;
-
-  if v_cursor < v_until then
-    select fired + c.messages, succeeded + c.messages - c.failures - c.on_its_way, failed + c.failures
-    into fired, succeeded, failed
-    from webhooks_private.count_rows(p_webhook_id, p_company_id, v_cursor, v_until) c;
-  end if;
+                      where c.webhook_id = h.webhook_id and c.day = webhooks_private.utc_day(h.hour))
+  ),
+  hooks as (
+    select k.webhook_id, k.company_id from unnest(p_webhook_ids, p_company_ids) as k(webhook_id, company_id)
+  ),
+  -- the stretches between the periods, before the first and after the last
+  stretches as (
+    select p.webhook_id, k.company_id,
+           coalesce(lag(p.ends) over (partition by p.webhook_id order by p.starts), v_since) as s, p.starts as u
+    from periods p
+    join hooks k on k.webhook_id = p.webhook_id
+    union all
+    select k.webhook_id, k.company_id,
+           coalesce((select max(p.ends) from periods p where p.webhook_id = k.webhook_id), v_since), v_until
+    from hooks k
+  ),
+  counted as (
+    select t.webhook_id,
+           sum((select count(*) from webhooks.delivery_history d
+                where d.webhook_id = t.webhook_id and d.company_id = t.company_id
+                  and d.created_at >= t.s and d.created_at < t.u)
+             - (select count(*) from webhooks.delivery_history d
+                where d.webhook_id = t.webhook_id and d.company_id = t.company_id and d.action = 'webhook.test'
+                  and d.created_at >= t.s and d.created_at < t.u)) as messages,
+           sum((select count(*) from webhooks.delivery_results e
+                where e.webhook_id = t.webhook_id and e.company_id = t.company_id and e.state = 'failed'
+                  and e.created_at >= t.s and e.created_at < t.u)
+             - (select count(*) from webhooks.delivery_history d
+                join webhooks.delivery_results e on e.delivery_id = d.id and e.created_at = d.created_at
+                where d.webhook_id = t.webhook_id and d.company_id = t.company_id and d.action = 'webhook.test'
+                  and e.state = 'failed' and d.created_at >= t.s and d.created_at < t.u
+                  and e.created_at >= t.s and e.created_at < t.u)) as failures,
+           -- (one short range of each of the queue's two partial indexes)
+           sum((select count(*) from webhooks.delivery_queue q
+                where q.webhook_id = t.webhook_id and q.locked_by is null and q.action <> 'webhook.test'
+                  and q.company_id = t.company_id and q.created_at >= t.s and q.created_at < t.u)
+             + (select count(*) from webhooks.delivery_queue q
+                where q.webhook_id = t.webhook_id and q.locked_by is not null and q.action <> 'webhook.test'
+                  and q.company_id = t.company_id and q.created_at >= t.s and q.created_at < t.u)) as on_its_way
+    from stretches t
+    where t.u > t.s
+    group by t.webhook_id
+  ),
+  summed as (
+    select p.webhook_id, sum(p.fired)::bigint as fired, sum(p.succeeded)::bigint as succeeded,
+           sum(p.failed)::bigint as failed
+    from periods p
+    group by p.webhook_id
+  )
+  select k.webhook_id,
+         coalesce(p.fired, 0) + coalesce(r.messages, 0)::bigint,
+         coalesce(p.succeeded, 0) + coalesce(r.messages - r.failures - r.on_its_way, 0)::bigint,
+         coalesce(p.failed, 0) + coalesce(r.failures, 0)::bigint
+  from hooks k
+  left join summed p on p.webhook_id = k.webhook_id
+  left join counted r on r.webhook_id = k.webhook_id;
 end;
+$$;
+
+-- private, the report's counting for one webhook (count_deliveries_of, for one)
+drop function if exists webhooks.count_deliveries(bigint, bigint, timestamptz, timestamptz);
+create or replace function webhooks_private.count_deliveries(
+  p_webhook_id bigint,
+  p_company_id bigint,
+  since timestamptz,
+  until timestamptz,
+  out fired bigint,
+  out succeeded bigint,
+  out failed bigint
+)
+language sql
+stable
+as $$
+  select c.fired, c.succeeded, c.failed
+  from webhooks_private.count_deliveries_of(array[p_webhook_id], array[p_company_id], since, until) c;
 $$;

@@ -129,6 +129,18 @@ returns setof webhooks.webhook_report_row
 language sql
 stable
 as $$
+  with listed as (
+    select w.* from webhooks.webhooks w
+    where webhook_report.webhook_id is null or w.id = webhook_report.webhook_id
+  ),
+  -- every listed webhook counted at once (50_report_counts.sql), up to the end of the
+  -- readable history (asked once a report)
+  counted as (
+    select c.*
+    from webhooks_private.count_deliveries_of((select array_agg(l.id) from listed l),
+                                              (select array_agg(l.company_id) from listed l),
+                                              since, webhooks_private.history_end(until)) c
+  )
   select w.id, w.name, w.url, w.actions, w.fields,
          w.status_id, s.name, w.user_id, u.name, w.created_at,
          w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason,
@@ -136,14 +148,11 @@ as $$
          w.max_in_flight, w.rate_limit,
          c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed,
          coalesce(fw.failures, 0), fw.failing_since, fw.paused_until, fw.disables_at
-  from webhooks.webhooks w
+  from listed w
+  join counted c on c.webhook_id = w.id
   left join webhooks.company_statuses() s on s.id = w.status_id
   left join webhooks.company_users() u on u.id = w.user_id
   left join webhooks_private.failing_webhooks() fw on fw.webhook_id = w.id and w.enabled
-  -- (the end of the readable history: a subquery of its own, so asked once a report)
-  cross join lateral webhooks_private.count_deliveries(w.id, w.company_id, since,
-                                                       (select webhooks_private.history_end(until))) c
-  where webhook_report.webhook_id is null or w.id = webhook_report.webhook_id
   order by w.created_at desc, w.id desc;
 $$;
 

@@ -145,6 +145,7 @@ revoke execute on all functions in schema webhooks_private from public;
 grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
 -- the report's counting (webhooks.webhook_report)
 grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),
+  webhooks_private.count_deliveries_of(bigint[], bigint[], timestamptz, timestamptz),
   webhooks_private.count_rows(bigint, bigint, timestamptz, timestamptz),
   webhooks_private.history_end(timestamptz),
   webhooks_private.utc_day(timestamptz),
