@@ -6,7 +6,6 @@ import { authenticatorUrl } from '../../api/authenticator.ts';
 import { DEFAULT_LIMITS } from '../../api/limits.ts';
 import { startApi } from '../../api/server.ts';
 import { signToken } from '../../api/auth.ts';
-import { freePort } from '../../tools/embedded-postgres.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -157,7 +156,7 @@ test('SQL that runs past the statement timeout is cancelled and named', async (t
   const short = await startApi({
     databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
     jwtSecret,
-    port: await freePort(),
+    port: 0,
     poolSize: 2,
     reportCountsEveryMs: 0,
     limits: { statementTimeoutMs: 300 },

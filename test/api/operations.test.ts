@@ -125,7 +125,7 @@ async function readyzUntil(url: string, status: number): Promise<any> {
 
 /** An API of its own on databaseUrl, stopped with the test. */
 async function apiOn(t: { teardown: (fn: () => Promise<void>) => void }, databaseUrl: string) {
-  const running = await startApi({ databaseUrl, jwtSecret: 'operations-test', port: await freePort(), poolSize: 2, reportCountsEveryMs: 0 });
+  const running = await startApi({ databaseUrl, jwtSecret: 'operations-test', port: 0, poolSize: 2, reportCountsEveryMs: 0 });
   t.teardown(() => running.stop());
   return running;
 }

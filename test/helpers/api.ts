@@ -5,7 +5,6 @@ import { signToken, type ApiRole } from '../../api/auth.ts';
 import { authenticatorUrl } from '../../api/authenticator.ts';
 import type { ApiLimits } from '../../api/limits.ts';
 import { startApi, type RunningApi } from '../../api/server.ts';
-import { freePort } from '../../tools/embedded-postgres.ts';
 import { createTestDatabase, type TestDatabase } from './db.ts';
 
 // One password for every test file: the role is shared by the whole cluster, and
@@ -40,7 +39,8 @@ export async function startTestApi(
   const api = await startApi({
     databaseUrl: await authenticatorUrl(ownerUrl, AUTHENTICATOR_PASSWORD),
     jwtSecret,
-    port: await freePort(),
+    // the kernel's choice at listen: a port found free beforehand may be taken by then
+    port: 0,
     poolSize: options.poolSize ?? 4,
     limits: options.limits,
     // tests roll the report's counts up themselves, when they mean to
