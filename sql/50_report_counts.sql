@@ -216,7 +216,9 @@ create trigger _900_recount_day
 -- The times go into the statement as constants, so that its plan reads only the
 -- partitions that hold them. As parameters (a plan made before their values are
 -- known), every call opened every partition of history and results: 20 ms a call
--- with 90 days kept, and a first roll-up of 1,000 webhooks ran for minutes.
+-- with 90 days kept, and a first roll-up of 1,000 webhooks ran for minutes. (The
+-- report counts the same four for many stretches at once, in count_deliveries_of
+-- below: what one counts, the other must.)
 create or replace function webhooks_private.count_rows(
   p_webhook_id bigint,
   p_company_id bigint,
