@@ -4,7 +4,8 @@
 // Data: 100 companies × 10 webhooks; 1,000,000 deliveries over the last 90 days, a
 // quarter of them (250,000) of company 1, the "big" one, the rest spread evenly over
 // the 99 others (~7,600 each); states 90 % succeeded, 8 % failed, and 2 % pending if of
-// the last day, failed if older (bench/api-data.ts).
+// the last day, failed if older (bench/api-data.ts). Beside them, a company of 100
+// webhooks (as many as a company may have) with 100,000 deliveries over the 90 days.
 // Written by one INSERT … SELECT generate_series, then VACUUM ANALYZE (as autovacuum
 // would do for a real table) so the report can count from the index alone.
 //
@@ -38,6 +39,10 @@ const DELIVERIES = quick ? 200_000 : 1_000_000;
 const COMPANIES = 100;
 const WEBHOOKS_PER_COMPANY = 10;
 const TARGET_MS = 50;
+// the company of as many webhooks as a company may have (webhooks.max_webhooks_per_company)
+const WIDE_COMPANY = COMPANIES + 1;
+const WIDE_WEBHOOKS = 100;
+const WIDE_DELIVERIES = quick ? 30_000 : 100_000;
 
 const dataDir = await mkdtemp(join(tmpdir(), 'bpd-bench-api-'));
 const server = await startEmbeddedPostgres({ dataDir, fast: true });
@@ -56,6 +61,22 @@ try {
            '{contact.created,contact.updated}', now() - interval '120 days' + n * interval '1 hour'
     from generate_series(1, ${COMPANIES}) c, generate_series(1, ${WEBHOOKS_PER_COMPANY}) n;`);
   await pool.query(deliveriesFill(DELIVERIES, WEBHOOKS_PER_COMPANY));
+  // and a company with as many webhooks as a company may have, each firing alike:
+  // the report counts every webhook's rest from the rows (50_report_counts.sql)
+  await pool.query(`
+    insert into crm.companies (id, name) values (${WIDE_COMPANY}, 'Wide');
+    insert into webhooks.webhooks (company_id, name, url, fields, actions, created_at)
+    select ${WIDE_COMPANY}, 'Hook ' || n, 'https://receiver.example.com/wide/' || n, '{first_name,email}',
+           '{contact.created}', now() - interval '120 days'
+    from generate_series(1, ${WIDE_WEBHOOKS}) n;
+    insert into webhooks.deliveries
+      (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, last_status_code, created_at)
+    select w.id, w.company_id, 'contact.created', i, '{"type": "contact.created"}',
+           case when i % 10 = 0 then 'failed' else 'succeeded' end, 1, t.at + interval '1 second',
+           case when i % 10 = 0 then 500 else 200 end, t.at
+    from generate_series(1, ${WIDE_DELIVERIES}) i
+    cross join lateral (select now() - (i::float8 / ${WIDE_DELIVERIES}) * interval '90 days' as at) t
+    join webhooks.webhooks w on w.company_id = ${WIDE_COMPANY} and w.name = 'Hook ' || (1 + i % ${WIDE_WEBHOOKS});`);
   await pool.query('vacuum analyze webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results, webhooks.webhooks');
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   const { rows: [counts] } = await pool.query(
@@ -129,7 +150,7 @@ try {
 
   const reportSql = 'select * from webhooks.webhook_report($1, $2)';
   const cases: Array<{ name: string; rows: string; sql?: () => Promise<unknown>; http: () => Promise<unknown> }> = [];
-  for (const [label, company] of [['typical company', 2], ['big company', 1]] as const) {
+  for (const [label, company] of [['typical company', 2], ['big company', 1], [`company of ${WIDE_WEBHOOKS} webhooks`, WIDE_COMPANY]] as const) {
     for (const days of [30, 90]) {
       const since = ago(days);
       const inRange = (await pool.query('select count(*)::int as n from webhooks.deliveries where company_id = $1 and created_at >= $2', [company, since])).rows[0].n;
@@ -179,7 +200,7 @@ try {
   sqlClient.release();
 
   console.log(`bench:api: ${counts.total.toLocaleString('en')} deliveries (big company ${counts.big.toLocaleString('en')}, typical ${counts.typical.toLocaleString('en')}), ` +
-    `${COMPANIES * WEBHOOKS_PER_COMPANY} webhooks; loaded in ${loadSeconds.toFixed(1)} s; ${RUNS} runs each after ${WARMUP} warm-up; ` +
+    `${COMPANIES * WEBHOOKS_PER_COMPANY} webhooks and ${WIDE_WEBHOOKS} more of one company, which has ${WIDE_DELIVERIES.toLocaleString('en')} of the deliveries; loaded in ${loadSeconds.toFixed(1)} s; ${RUNS} runs each after ${WARMUP} warm-up; ` +
     `${cpus().length} CPUs, Postgres without fsync.`);
   console.log(`first roll-up of the daily counts: ${days.toLocaleString('en')} webhook-days in ${rollUpSeconds.toFixed(1)} s; ` +
     `the next one (nothing new): ${rollUpAgainMs.toFixed(0)} ms.`);
