@@ -138,8 +138,10 @@ select h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date as da
        count(*) filter (where r.state = 'failed') as failed,
        count(*) filter (where q.delivery_id is not null) as pending
 from webhooks.delivery_history h
-left join webhooks.delivery_queue q on q.delivery_id = h.id
-left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at
+-- (by webhook too, as in webhooks.deliveries, 22_outbox.sql: one webhook's days read
+-- its own queue and result rows, not its company's)
+left join webhooks.delivery_queue q on q.delivery_id = h.id and q.webhook_id = h.webhook_id
+left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at and r.webhook_id = h.webhook_id
 where h.action <> 'webhook.test'
   -- (a deleted webhook's counts went with it; its rows go soon, 22_outbox.sql)
   and h.webhook_id <> all ((select webhooks_private.deleted_webhooks())::bigint[])

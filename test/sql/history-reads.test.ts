@@ -36,7 +36,7 @@ function rowsRead(node: PlanNode, into: Map<string, number> = new Map()): Map<st
 // (Its history rows it finds through the index of its webhook, as the plans at a
 // million rows show; in tables this small the planner may as well filter the
 // company's, so they are not asserted here.)
-test("one webhook's history reads its own results and queue rows only", async (t) => {
+test("one webhook's history and its days read its own results and queue rows only", async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const other = await f.company();
@@ -71,6 +71,11 @@ test("one webhook's history reads its own results and queue rows only", async (t
        select h.* from webhooks.webhooks w, webhooks.webhooks_history(w, now() - interval '30 days', null, null) h
        where w.id = ${Number(quiet.id)} order by h.created_at desc, h.id desc limit 26`);
     const read = rowsRead(plan.Plan);
+    // and its days in webhooks.daily_counts, counted from the rows (29_retention.sql)
+    const { rows: [{ 'QUERY PLAN': [days] }] } = await client.query(
+      `explain (analyze, format json) select * from webhooks.daily_counts where webhook_id = ${Number(quiet.id)}`);
+    const readForDays = rowsRead(days.Plan);
+    t.true((readForDays.get('delivery_results') ?? 0) <= 3, `results rows read for daily_counts: ${readForDays.get('delivery_results')}`);
     t.true((read.get('delivery_results') ?? 0) <= 3, `results rows read: ${read.get('delivery_results')}`);
     t.true((read.get('delivery_queue') ?? 0) <= 3, `queue rows read: ${read.get('delivery_queue')}`);
   } finally {
