@@ -6,7 +6,7 @@
 // webhook's delete ran past the API's statement timeout. And none of its rows marks
 // a day to be counted again: that cost 50 µs a row.
 import test from 'ava';
-import { maintain } from '../../tools/maintain.ts';
+import { maintain, purgeDeletedWebhooks } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -129,6 +129,40 @@ test.serial('maintenance purges deleted webhooks before the retention, so a day 
   t.true(result.daysDropped.includes(day), JSON.stringify(result.daysDropped));
   t.like(await countsOf(gone.id), { history: 0, results: 0, attempts: 0 });
   t.is((await maintain(db().url)).deliveriesPurged, 0);
+});
+
+test.serial('maintenance pauses after each batch of a purge as long as the batch took, so the purge keeps the database busy half the time at most', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const { rows: [{ n: inline }] } = await db().pool.query('select webhooks_private.inline_purge_max_rows() as n');
+  await pastDeliveries(gone, inline, 6);
+  await pastDeliveries(gone, 5, 5);
+  await pastDeliveries(gone, 6, 4);
+  await db().pool.query('delete from webhooks.webhooks where id = $1', [gone.id]);
+
+  // each batch timed as the database answers it, and each pause recorded
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  const events: Array<{ batch: number } | { pause: number }> = [];
+  const timed = {
+    query: async (text: string) => {
+      const started = performance.now();
+      const result = await client.query(text);
+      events.push({ batch: performance.now() - started });
+      return result;
+    },
+  } as unknown as Pick<import('pg').Client, 'query'>;
+  const purged = await purgeDeletedWebhooks(timed, async (ms) => { events.push({ pause: ms }); });
+  t.is(purged, 11);
+  // batches of 5 and 6, the webhook's note cleared (0), then nothing left (no pause)
+  t.is(events.length, 7);
+  for (let i = 0; i < 6; i += 2) {
+    const { batch } = events[i] as { batch: number };
+    const { pause } = events[i + 1] as { pause: number };
+    t.true(pause >= batch, `pause ${pause} ms after a batch of ${batch} ms`);
+  }
+  t.true('batch' in events[6]);
 });
 
 test.serial('rows of a webhook gone without a note (a capture that committed just after its delete) do not hold their day past the retention', async (t) => {
