@@ -197,3 +197,36 @@ test.serial('a roll-up that counted an hour before a write to it does not write 
   t.like((await hourRows(hook.id)).find((r) => r.hour === hourStart(8)), { fired: inHour(8).length - 1, stale: false });
   await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
 });
+
+test.serial('a counted day whose hour rows are still there is counted once: by its day row where the range holds it whole, by its hours where not', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const token = await api().token(company.id);
+  // a day that ended four days ago, three deliveries an hour
+  const dayStart = Math.floor(Date.now() / (24 * HOUR)) * 24 * HOUR - 5 * 24 * HOUR;
+  const times: string[] = [];
+  const states: string[] = [];
+  for (let hour = 0; hour < 24; hour++) {
+    for (let i = 0; i < 3; i++) {
+      times.push(new Date(dayStart + hour * HOUR + i * 600_000 + 1_000).toISOString());
+      states.push(STATES[(hour + i) % STATES.length]!);
+    }
+  }
+  await insertFinished(db().pool, hook.id, company.id, times, states);
+  await db().pool.query('select webhooks.roll_up_report_counts()');
+  // its hours, as true as its day row (as a roll-up leaves them until the next one)
+  await db().pool.query(
+    `insert into webhooks.delivery_hour_counts (webhook_id, company_id, hour, fired, succeeded, failed, stale)
+     select webhook_id, company_id, date_trunc('hour', created_at), count(*), count(*) filter (where state = 'succeeded'),
+            count(*) filter (where state = 'failed'), false
+     from webhooks.deliveries where webhook_id = $1 group by 1, 2, 3`, [hook.id]);
+  const { rows: [both] } = await db().pool.query(
+    `select (select fired::int from webhooks.delivery_day_counts where webhook_id = $1 and day = $2::timestamptz::date) as day,
+            (select count(*)::int from webhooks.delivery_hour_counts where webhook_id = $1) as hours`, [hook.id, new Date(dayStart).toISOString()]);
+  t.deepEqual(both, { day: 72, hours: 24 });
+  const at = (hours: number) => new Date(dayStart + hours * HOUR).toISOString();
+  for (const [since, until] of [[null, null], [at(-1), at(25)], [at(0), at(24)], [at(5), null], [at(3), at(30)], [at(-2), at(20)]] as const) {
+    t.deepEqual(await reported(api(), token, hook.id, since, until), await rawCounts(db().pool, hook.id, since, until), `[${since}, ${until})`);
+  }
+});
