@@ -28,6 +28,14 @@ export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.ur
  * webhooks, 2026-12-03). Longer than the roll-up's interval, which keeps one warm.
  */
 export const API_IDLE_CONNECTION_MS = 10 * 60_000;
+/**
+ * TCP keepalives on the API's connections after this long idle: a connection kept for
+ * minutes must outlive the idle timeouts of the NATs and firewalls on its path (some
+ * drop a quiet connection after 4 to 6 minutes, and then the next request on it would
+ * wait for an answer that never comes); the operating system then probes it every
+ * tcp_keepalive_intvl (75 s unless set).
+ */
+export const API_KEEPALIVE_AFTER_MS = 30_000;
 
 export interface ApiOptions {
   databaseUrl: string;
@@ -74,7 +82,13 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const limits = limitsFromEnv(process.env, options.limits);
   const maxLifetimeSeconds = options.tokenMaxLifetimeSeconds ?? maxTokenLifetime();
   const claimsByRequest = new WeakMap<object, Claims>();
-  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10, idleTimeoutMillis: API_IDLE_CONNECTION_MS });
+  const pool = new pg.Pool({
+    connectionString: options.databaseUrl,
+    max: options.poolSize ?? 10,
+    idleTimeoutMillis: API_IDLE_CONNECTION_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: API_KEEPALIVE_AFTER_MS,
+  });
   let stopping = false;
   // an idle connection dropped by the server (restart, failover) is replaced on next use
   pool.on('error', (error) => {

@@ -103,8 +103,11 @@ async function cuttableProxy(target: URL) {
       return url.toString();
     },
     async cut() {
-      await new Promise<void>((resolve) => server!.close(() => resolve()));
+      // (close() calls back once every connection has ended: the API keeps its idle
+      // ones for minutes, so they are ended here first)
+      const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
+      await closed;
     },
     restore: open,
     close: async () => {
