@@ -15,7 +15,7 @@ export function rollUpReportCounts(pool: pg.Pool, everyMs: number, log: Logger):
   const run = () => {
     if (running || stopped) return;
     running = pool
-      .query('select webhooks.roll_up_report_counts()')
+      .query('call webhooks.roll_up_report_counts()')
       .then(() => undefined)
       .catch((error: Error) => {
         if (!stopped) log.error({ err: error }, "rolling up the report's daily counts failed");

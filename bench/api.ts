@@ -186,10 +186,10 @@ try {
   const unrolledHttp = await timed(() => http(1, REPORT, { since: bigSince }));
   results.push(`| report, big company, 90 days, before any roll-up (all counted from the outbox) | all of its ${counts.big.toLocaleString('en')} | ${unrolled.p50.toFixed(1)} / ${unrolled.p95.toFixed(1)} | ${unrolledHttp.p50.toFixed(1)} / ${unrolledHttp.p95.toFixed(1)} | |`);
   const rollUpStarted = performance.now();
-  const { rows: [{ days }] } = await pool.query('select webhooks.roll_up_report_counts() as days');
+  const { rows: [{ days }] } = await pool.query('call webhooks.roll_up_report_counts()');
   const rollUpSeconds = (performance.now() - rollUpStarted) / 1000;
   const rollUpAgainStarted = performance.now();
-  await pool.query('select webhooks.roll_up_report_counts()');
+  await pool.query('call webhooks.roll_up_report_counts()');
   const rollUpAgainMs = performance.now() - rollUpAgainStarted;
 
   for (const c of cases) {

@@ -184,7 +184,7 @@ async function reportOfBiggestCompany(): Promise<void> {
 async function retentionUnderLoad(): Promise<void> {
   const { rows: [{ name }] } = await client.query('select current_database() as name');
   await client.query(`alter database ${name} set webhooks.retention = '60 days'`);
-  await client.query('select webhooks.roll_up_report_counts()');
+  await client.query('call webhooks.roll_up_report_counts()');
   const producer = new pg.Client({ connectionString: url });
   const consumer = new pg.Client({ connectionString: url });
   await producer.connect();
@@ -261,7 +261,7 @@ try {
   // the report as it reads in steady state: the hourly roll-up of day counts done
   // (the first one counts every webhook's days of the whole history)
   const rollUpStarted = performance.now();
-  const { rows: [{ days }] } = await client.query('select webhooks.roll_up_report_counts() as days');
+  const { rows: [{ days }] } = await client.query('call webhooks.roll_up_report_counts()');
   console.log(`first roll-up of the day counts: ${Number(days).toLocaleString('en')} webhook days in ${((performance.now() - rollUpStarted) / 1000).toFixed(1)} s`);
   await reportOfBiggestCompany();
   if (options.keep) {

@@ -45,10 +45,10 @@
 -- hour's row (may_be_counted reads its now(), its start), until the day is counted
 -- from the rows.
 
--- Rolling up: webhooks.roll_up_report_counts(), which the API server calls every few
--- minutes (as webhook_authenticator, the one role allowed to: 60_access.sql), or a
+-- Rolling up: CALL webhooks.roll_up_report_counts(), which the API server runs every
+-- few minutes (as webhook_authenticator, the one role allowed to: 60_access.sql), or a
 -- DBA as owner: an entry point, so in the public schema, and hidden from GraphQL in
--- 70_graphql.sql. Counting a range: webhooks_private.count_deliveries(), which the
+-- 70_graphql.sql; it commits every few webhooks. Counting a range: webhooks_private.count_deliveries(), which the
 -- report calls. The lock's key: webhooks_private.day_counts_lock (00_schemas.sql).
 
 -- private: the start of the UTC period of p_width (an hour, a day) a time falls in
@@ -388,7 +388,10 @@ begin
   where k.on_its_way = 0
   on conflict (webhook_id, hour) do update
     set fired = excluded.fired, succeeded = excluded.succeeded, failed = excluded.failed, stale = false
-    where c.version = excluded.version;
+    where c.version = excluded.version
+      -- (an hour still on its way is counted again at every roll-up, and every hour
+      -- after it with it: those already true are not written again)
+      and (c.fired, c.succeeded, c.failed, c.stale) is distinct from (excluded.fired, excluded.succeeded, excluded.failed, false);
 end;
 $$;
 
@@ -467,25 +470,83 @@ begin
 end;
 $$;
 
--- public (for the API server and DBAs; not in GraphQL): roll up every webhook's
--- countable days; returns how many day rows were written. Runs as its owner.
-create or replace function webhooks.roll_up_report_counts()
-returns integer
+-- public (for the API server and DBAs; not in GraphQL): roll up the countable days of
+-- the webhooks after p_after_webhook_id (null: from the first), at most
+-- p_max_webhooks of them, in the order of their ids. Returns the last webhook rolled
+-- up (null once none is left) and how many day rows were written. Runs as its owner.
+-- One transaction a call: roll_up_report_counts, below, calls it batch by batch.
+drop function if exists webhooks.roll_up_report_counts_after(bigint, integer);
+create or replace function webhooks.roll_up_report_counts_after(
+  p_after_webhook_id bigint,
+  p_max_webhooks integer,
+  out last_webhook_id bigint,
+  out days integer
+)
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_total integer := 0;
   v_webhook_id bigint;
 begin
-  -- webhooks that are gone but still have days noted
-  delete from webhooks_private.delivery_days_to_count n
-  where not exists (select 1 from webhooks.webhooks w where w.id = n.webhook_id);
-  for v_webhook_id in select id from webhooks.webhooks order by id loop
-    v_total := v_total + webhooks_private.roll_up_webhook_days(v_webhook_id);
+  days := 0;
+  if p_after_webhook_id is null then
+    -- webhooks that are gone but still have days noted
+    delete from webhooks_private.delivery_days_to_count n
+    where not exists (select 1 from webhooks.webhooks w where w.id = n.webhook_id);
+  end if;
+  for v_webhook_id in
+    select w.id from webhooks.webhooks w
+    where w.id > coalesce(p_after_webhook_id, 0)
+    order by w.id
+    limit p_max_webhooks
+  loop
+    days := days + webhooks_private.roll_up_webhook_days(v_webhook_id);
+    last_webhook_id := v_webhook_id;
   end loop;
-  return v_total;
+end;
+$$;
+
+-- public (for the API server, DBAs and pg_cron; not in GraphQL): roll up every
+-- webhook's countable days, p_webhooks_per_batch webhooks a transaction; returns how
+-- many day rows were written. CALL it outside a transaction block.
+-- Committed batch by batch because a webhook's roll-up holds its lock
+-- (day_counts_lock) until its transaction ends, and a write to one of its deliveries
+-- older than a day (a replay, the relay settling a delivery that failed for good)
+-- waits for that lock: rolled up in one transaction, every webhook rolled up early in
+-- a run held its writers back until the whole run had ended (33 s for the first
+-- roll-up of 1,100 webhooks in bench:api), and the run's snapshot kept vacuum from
+-- the queue's dead rows as long (test/api/report-counts.test.ts).
+-- A procedure that commits runs as its caller (Postgres allows no SECURITY DEFINER
+-- there); each batch runs as its owner.
+do $$
+begin
+  -- (a function until 2026-12-03)
+  if exists (select 1 from pg_catalog.pg_proc
+             where oid = to_regprocedure('webhooks.roll_up_report_counts()') and prokind = 'f') then
+    drop function webhooks.roll_up_report_counts();
+  end if;
+end;
+$$;
+create or replace procedure webhooks.roll_up_report_counts(
+  inout days integer default null,
+  p_webhooks_per_batch integer default 25
+)
+language plpgsql
+as $$
+declare
+  v_batch record;
+  v_after bigint;
+begin
+  days := 0;
+  loop
+    select b.last_webhook_id, b.days into v_batch
+    from webhooks.roll_up_report_counts_after(v_after, p_webhooks_per_batch) b;
+    days := days + v_batch.days;
+    exit when v_batch.last_webhook_id is null;
+    v_after := v_batch.last_webhook_id;
+    commit;
+  end loop;
 end;
 $$;
 

@@ -44,7 +44,7 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
     let { rows: [{ n: made }] } = await client.query('select webhooks.create_partitions() as n');
     const tails = await moveTails(client, log);
     if (tails !== 'keep') made += (await client.query('select webhooks.create_partitions() as n')).rows[0].n;
-    const { rows: [counted] } = await client.query('select webhooks.roll_up_report_counts() as n');
+    const { rows: [counted] } = await client.query('call webhooks.roll_up_report_counts()');
     // (a day past the retention goes whole, whatever deleted webhooks' rows it holds)
     const purged = await purgeDeletedWebhooks(client);
     if (purged > 0) log(`removed ${purged} deliveries of deleted webhooks`);
@@ -60,7 +60,7 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
       log(`dropped the history of ${day}`);
       dropped.push(day);
     }
-    return { partitionsMade: made, tails, daysRolledUp: counted.n, deliveriesPurged: purged, daysDropped: dropped };
+    return { partitionsMade: made, tails, daysRolledUp: counted.days, deliveriesPurged: purged, daysDropped: dropped };
   } finally {
     await client.end();
   }

@@ -1,6 +1,7 @@
 // The report's daily counts (sql/50_report_counts.sql): whatever has been rolled up
 // and whatever changed since, the report says what counting the rows would say.
 import test from 'ava';
+import pg from 'pg';
 import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { insertFinished, rawCounts, reported } from '../helpers/report-counts.ts';
@@ -10,6 +11,7 @@ const { db, api } = useTestDatabaseWithApi(test);
 
 const DAY = 86_400_000;
 const STATES = ['succeeded', 'succeeded', 'succeeded', 'failed'];
+const ROLL_UP_ONE_WEBHOOK_A_BATCH = 'call webhooks.roll_up_report_counts(p_webhooks_per_batch => 1)';
 
 /** Deliveries spread over the days 3 to 12 days ago, at varied hours, finished. */
 async function history(webhookId: string, companyId: string, perDay = 5) {
@@ -60,7 +62,7 @@ test.serial('the report equals counting the rows: before a roll-up, after it, af
 
   await assertReportMatchesRows(t, token, hook.id, startOfToday, 'nothing rolled up');
 
-  const { rows: [{ written }] } = await db().pool.query('select webhooks.roll_up_report_counts() as written');
+  const { rows: [{ days: written }] } = await db().pool.query('call webhooks.roll_up_report_counts()');
   t.is(written, 9, 'ten days, one not finished');
   const { rows: counted } = await db().pool.query('select day::text, fired::int from webhooks.delivery_day_counts where webhook_id = $1 order by day', [hook.id]);
   t.is(counted.length, 9);
@@ -85,7 +87,7 @@ test.serial('the report equals counting the rows: before a roll-up, after it, af
     [hook.id, company.id, new Date(startOfToday - 4 * DAY + 3_600_000).toISOString()]);
   await assertReportMatchesRows(t, token, hook.id, startOfToday, 'after changes');
 
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   await assertReportMatchesRows(t, token, hook.id, startOfToday, 'rolled up again');
   const { rows: [{ pendingDays }] } = await db().pool.query(
     `select count(*)::int as "pendingDays" from webhooks.delivery_day_counts
@@ -102,7 +104,7 @@ test.serial('recent days are never rolled up: they change all the time', async (
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
   await f.contact(company.id);
   await db().pool.query("update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now() where webhook_id = $1", [hook.id]);
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   const { rows } = await db().pool.query('select * from webhooks.delivery_day_counts where webhook_id = $1', [hook.id]);
   t.deepEqual(rows, []);
 });
@@ -116,4 +118,44 @@ test.serial('the API server rolls the counts up by itself, as webhook_authentica
   t.teardown(() => rolling.stop());
   const counted = await waitForRows(db().pool, 'select day from webhooks.delivery_day_counts where webhook_id = $1', [hook.id], (rows) => rows.length === 10);
   t.is(counted.length, 10);
+});
+
+test.serial('a roll-up commits webhook by webhook: a change to an old delivery of a webhook it has counted does not wait for the rest of it', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const first = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const later = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const { startOfToday, rows: firstRows } = await history(first.id, company.id, 2);
+  const { rows: laterRows } = await history(later.id, company.id, 2);
+  const token = await api().token(company.id);
+
+  // a writer of an old delivery of the later webhook, its transaction open: the roll-up
+  // counts the first webhook, then waits for the writer at the later one
+  const writer = new pg.Client({ connectionString: db().url });
+  await writer.connect();
+  t.teardown(() => writer.end());
+  await writer.query('begin');
+  // (days before the hour counts' three: the writer and the roll-up meet on the lock alone)
+  const old = (rows: Array<{ id: string; created_at: Date }>) => rows.find((r) => startOfToday - r.created_at.getTime() > 5 * DAY)!.id;
+  await writer.query("update webhooks.deliveries set state = 'failed' where id = $1", [old(laterRows)]);
+  const rollUp = new pg.Client({ connectionString: db().url });
+  await rollUp.connect();
+  t.teardown(() => rollUp.end());
+  const pid = (await rollUp.query('select pg_backend_pid() as pid')).rows[0].pid;
+  const running = rollUp.query(ROLL_UP_ONE_WEBHOOK_A_BATCH);
+  await waitForRows(db().pool, `select 1 from pg_locks where pid = $1 and locktype = 'advisory' and not granted`, [pid], (r) => r.length > 0);
+  t.true((await db().pool.query('select 1 from webhooks.delivery_day_counts where webhook_id = $1', [first.id])).rows.length > 0,
+    'the first webhook is counted, and committed');
+
+  // a replay of an old delivery of the first webhook goes through at once
+  const replayer = new pg.Client({ connectionString: db().url });
+  await replayer.connect();
+  t.teardown(() => replayer.end());
+  await replayer.query(`set lock_timeout = '2s'`);
+  await replayer.query("update webhooks.deliveries set state = 'failed' where id = $1", [old(firstRows)]);
+
+  await writer.query('commit');
+  await running;
+  await assertReportMatchesRows(t, token, first.id, startOfToday, 'after the roll-up');
+  await assertReportMatchesRows(t, token, later.id, startOfToday, 'after the roll-up');
 });

@@ -59,7 +59,7 @@ async function countedScene() {
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
   const rows = await recentHistory(hook.id, company.id);
   const token = await api().token(company.id);
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   const inHour = (ago: number) => rows.filter((r) => r.created_at.getTime() >= hourStart(ago) && r.created_at.getTime() < hourStart(ago - 1));
   return { hook, token, inHour };
 }
@@ -80,7 +80,7 @@ test.serial('the finished hours of recent days are counted, an hour with a deliv
      values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [hook.id, company.id, new Date(hourStart(1) + 60_000).toISOString()]);
   const token = await api().token(company.id);
 
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   // (the writes above made stale rows of the hours they touched: those count as none)
   const counted = (await hourRows(hook.id)).filter((r) => !r.stale);
   const expected = [];
@@ -96,7 +96,7 @@ test.serial('the finished hours of recent days are counted, an hour with a deliv
 
   // the delivery on its way ends: the next roll-up counts its hour
   await db().pool.query("update webhooks.deliveries set state = 'succeeded', completed_at = now() where id = $1", [unfinished.id]);
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   t.true((await hourRows(hook.id)).some((r) => r.hour === hourStart(10) && !r.stale));
   await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
 });
@@ -113,7 +113,7 @@ test.serial('a write to a delivery of a counted hour makes its row stale at once
   t.deepEqual(stale, [hourStart(15), hourStart(7)]);
   await assertReportMatchesRows(t, token, hook.id, 'after the writes');
 
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   t.deepEqual((await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour), [hourStart(15)], 'the hour of the replayed delivery waits for it to end');
   t.like((await hourRows(hook.id)).find((r) => r.hour === hourStart(7)), { fired: inHour(7).length - 1, stale: false });
   await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
@@ -129,7 +129,7 @@ test.serial('a message written into a counted hour through the view makes its ro
     [hook.id, hook.company_id, new Date(hourStart(11) + 60_000).toISOString()]);
   t.deepEqual((await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour), [hourStart(11)]);
   await assertReportMatchesRows(t, token, hook.id, 'after the insert');
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   t.deepEqual((await hourRows(hook.id)).filter((r) => r.stale).map((r) => r.hour), [hourStart(11)], 'the hour waits for its delivery to end');
   await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
 });
@@ -184,7 +184,7 @@ test.serial('a roll-up that counted an hour before a write to it does not write 
   t.teardown(() => rollUp.end());
   await rollUp.query(`set statement_timeout = '10s'`);
   const pid = (await rollUp.query('select pg_backend_pid() as pid')).rows[0].pid;
-  const running = rollUp.query('select webhooks.roll_up_report_counts()');
+  const running = rollUp.query('call webhooks.roll_up_report_counts()');
   await waitForRows(db().pool, 'select 1 from pg_locks where pid = $1 and not granted', [pid], (r) => r.length > 0);
   await writer.query('commit');
   await running;
@@ -193,7 +193,7 @@ test.serial('a roll-up that counted an hour before a write to it does not write 
   t.like(after.find((r) => r.hour === hourStart(20)), { fired: inHour(20).length - 1, stale: false }, 'the hour stale before it began: counted');
   t.like(after.find((r) => r.hour === hourStart(8)), { stale: true }, 'the hour written meanwhile: left stale');
   await assertReportMatchesRows(t, token, hook.id, 'after the race');
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   t.like((await hourRows(hook.id)).find((r) => r.hour === hourStart(8)), { fired: inHour(8).length - 1, stale: false });
   await assertReportMatchesRows(t, token, hook.id, 'rolled up again');
 });
@@ -214,7 +214,7 @@ test.serial('a counted day whose hour rows are still there is counted once: by i
     }
   }
   await insertFinished(db().pool, hook.id, company.id, times, states);
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   // its hours, as true as its day row (as a roll-up leaves them until the next one)
   await db().pool.query(
     `insert into webhooks.delivery_hour_counts (webhook_id, company_id, hour, fired, succeeded, failed, stale)
@@ -229,4 +229,19 @@ test.serial('a counted day whose hour rows are still there is counted once: by i
   for (const [since, until] of [[null, null], [at(-1), at(25)], [at(0), at(24)], [at(5), null], [at(3), at(30)], [at(-2), at(20)]] as const) {
     t.deepEqual(await reported(api(), token, hook.id, since, until), await rawCounts(db().pool, hook.id, since, until), `[${since}, ${until})`);
   }
+});
+
+test.serial('a roll-up leaves alone the counted hours it finds unchanged: an earlier hour still on its way does not rewrite those after it', async (t) => {
+  const { hook, inHour } = await countedScene();
+  // an hour with a delivery on its way: every roll-up counts again from there
+  await db().pool.query("update webhooks.deliveries set state = 'pending', completed_at = null where id = $1", [inHour(20)[0]!.id]);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  const versions = async () => (await db().pool.query(
+    `select extract(epoch from hour)::bigint * 1000 as hour, xmin::text as xmin
+     from webhooks.delivery_hour_counts where webhook_id = $1 and hour > $2 order by hour`,
+    [hook.id, new Date(hourStart(20)).toISOString()])).rows;
+  const before = await versions();
+  t.true(before.length >= 15);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  t.deepEqual(await versions(), before, 'no row written again');
 });

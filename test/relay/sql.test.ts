@@ -235,7 +235,7 @@ test('settle: a success writes its attempt and no result row; the view, the coun
   await pool.query(`update webhooks.delivery_attempts set delivery_created_at = delivery_created_at - interval '3 days'`);
   await pool.query(`update webhooks.delivery_results set created_at = created_at - interval '3 days'`);
   await pool.query(`update webhooks.delivery_history set created_at = created_at - interval '3 days'`);
-  await pool.query('select webhooks.roll_up_report_counts()');
+  await pool.query('call webhooks.roll_up_report_counts()');
   const { rows: days } = await pool.query('select fired::int, succeeded::int, failed::int from webhooks.delivery_day_counts where webhook_id = $1', [webhook.id]);
   t.deepEqual(days, [{ fired: 2, succeeded: 1, failed: 1 }]);
   t.like(await delivery(pool, a.delivery_id), { state: 'succeeded', last_status_code: 204 });

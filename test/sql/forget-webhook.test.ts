@@ -60,7 +60,7 @@ test.serial("a webhook's delete takes a short history with it at once, leaves no
   const kept = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
   await pastDeliveries(gone, 20);
   await pastDeliveries(kept, 2);
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   t.like(await countsOf(gone.id), { days: 1, to_count: 0, daily: 1, deliveries: 20, history: 20, results: 20, attempts: 20 });
 
   const client = await db().pool.connect();
@@ -89,7 +89,7 @@ test.serial("past inline_purge_max_rows() the delete takes the oldest of them; t
   await pastDeliveries(first, 2, 3);
   await pastDeliveries(second, inline + 3, 3);
   await pastDeliveries(kept, 2, 3);
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   await db().pool.query('delete from webhooks.webhooks where id = $1', [first.id]);
   await db().pool.query('delete from webhooks.webhooks where id = $1', [second.id]);
 

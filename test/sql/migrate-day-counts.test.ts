@@ -26,7 +26,7 @@ test('counts rolled up before 0021 lose the test sends still kept, and only thos
       `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
        values ($1, $2, $3, 1, '{}', $4, 1, $5, $5)`, [webhook.id, company.id, action, state, at]);
   }
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   const counts = async () => (await db().pool.query(
     `select to_char(day, 'YYYY-MM-DD') as day, fired::int, succeeded::int, failed::int
      from webhooks.delivery_day_counts where webhook_id = $1 and fired > 0 order by day`, [webhook.id])).rows;

@@ -85,7 +85,7 @@ test.serial('retention drops whole days past it, keeps a day with a delivery on 
     }
   }
   await db().pool.query('select webhooks.create_partitions()');
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
 
   const totals = async () => {
     const { rows: [report] } = await db().pool.query(
@@ -141,7 +141,7 @@ test.serial('a drop waits for the readers of the day it drops, while claims and 
      values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`,
     [webhook.id, company.id, at]);
   await db().pool.query('select webhooks.create_partitions()');
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
 
   // a reader of the old day holds it open
   const reader = new pg.Client({ connectionString: db().url });
@@ -227,7 +227,7 @@ test.serial('test sends are out of Times Fired before and after their day is dro
 
   t.deepEqual(await report(), events, 'counted from the rows');
   t.deepEqual(await daily(), [events], 'daily_counts from the rows');
-  await db().pool.query('select webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
   t.deepEqual(await report(), events, 'from the day counts');
   t.deepEqual(await daily(), [events]);
   const result = await maintain(db().url);
