@@ -364,14 +364,16 @@ begin
   if v_from is null then
     return;   -- nothing new
   end if;
-  -- (read in the partitions of those days alone, the time a constant so that the
-  -- plan opens only those: a webhook with no delivery there gets no rows, and the
-  -- report counts its few rows)
-  execute format($q$select webhooks_private.utc_hour(min(h.created_at)) from webhooks.delivery_history h
-                    where h.webhook_id = $1 and h.company_id = $2 and h.created_at >= %L$q$,
-                 webhooks_private.utc_day_start(p_first_day))
-  into v_first
-  using p_webhook_id, p_company_id;
+  -- (its first delivery of those days: a webhook with none there gets no rows, and
+  -- the report counts its few rows. A statement of its own, its plan kept for the
+  -- roll-up's session and its partitions chosen as it starts: with the time a
+  -- constant, each call planned the partitions from that day on, 2.8 ms a webhook
+  -- against 0.06 (a scratch test of 4,900 webhooks, 2026-12-03), most of a roll-up
+  -- that found nothing new)
+  select webhooks_private.utc_hour(min(h.created_at)) into v_first
+  from webhooks.delivery_history h
+  where h.webhook_id = p_webhook_id and h.company_id = p_company_id
+    and h.created_at >= webhooks_private.utc_day_start(p_first_day);
   v_from := greatest(v_from, v_first);
   if v_first is null or v_from >= v_until then
     return;   -- no delivery in those days, or none before the last hour to count
