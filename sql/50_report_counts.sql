@@ -48,8 +48,9 @@
 -- Rolling up: CALL webhooks.roll_up_report_counts(), which the API server runs every
 -- few minutes (as webhook_authenticator, the one role allowed to: 60_access.sql), or a
 -- DBA as owner: an entry point, so in the public schema, and hidden from GraphQL in
--- 70_graphql.sql; it commits every few webhooks. Counting a range: webhooks_private.count_deliveries(), which the
--- report calls. The lock's key: webhooks_private.day_counts_lock (00_schemas.sql).
+-- 70_graphql.sql; it commits every few webhooks. Counting a range:
+-- webhooks_private.count_deliveries(), which the report calls. The lock's key:
+-- webhooks_private.day_counts_lock (00_schemas.sql).
 
 -- private: the start of the UTC period of p_width (an hour, a day) a time falls in
 create or replace function webhooks_private.utc_bin(p_width interval, p_at timestamptz)
@@ -477,7 +478,6 @@ $$;
 -- p_max_webhooks of them, in the order of their ids. Returns the last webhook rolled
 -- up (null once none is left) and how many day rows were written. Runs as its owner.
 -- One transaction a call: roll_up_report_counts, below, calls it batch by batch.
-drop function if exists webhooks.roll_up_report_counts_after(bigint, integer);
 create or replace function webhooks.roll_up_report_counts_after(
   p_after_webhook_id bigint,
   p_max_webhooks integer,
@@ -540,6 +540,11 @@ declare
   v_batch record;
   v_after bigint;
 begin
+  if p_webhooks_per_batch is null or p_webhooks_per_batch < 1 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('p_webhooks_per_batch must be 1 or more, not %s', coalesce(p_webhooks_per_batch::text, 'null'));
+  end if;
   days := 0;
   loop
     select b.last_webhook_id, b.days into v_batch

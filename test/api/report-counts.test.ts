@@ -159,3 +159,10 @@ test.serial('a roll-up commits webhook by webhook: a change to an old delivery o
   await assertReportMatchesRows(t, token, first.id, startOfToday, 'after the roll-up');
   await assertReportMatchesRows(t, token, later.id, startOfToday, 'after the roll-up');
 });
+
+test.serial('a roll-up asked for batches of no webhook says so', async (t) => {
+  for (const batch of ['0', '-3', 'null']) {
+    await t.throwsAsync(db().pool.query(`call webhooks.roll_up_report_counts(p_webhooks_per_batch => ${batch})`),
+      { message: `p_webhooks_per_batch must be 1 or more, not ${batch}` });
+  }
+});
