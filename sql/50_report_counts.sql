@@ -48,7 +48,8 @@
 -- Rolling up: CALL webhooks.roll_up_report_counts(), which the API server runs every
 -- few minutes (as webhook_authenticator, the one role allowed to: 60_access.sql), or a
 -- DBA as owner: an entry point, so in the public schema, and hidden from GraphQL in
--- 70_graphql.sql; it commits every few webhooks. Counting a range:
+-- 70_graphql.sql; it commits every few webhooks, and until a new day can be counted
+-- visits only the webhooks with something new to count. Counting a range:
 -- webhooks_private.count_deliveries(), which the report calls. The lock's key:
 -- webhooks_private.day_counts_lock (00_schemas.sql).
 
@@ -358,10 +359,13 @@ begin
   -- the hours of counted days are the day's now
   delete from webhooks.delivery_hour_counts
   where webhook_id = p_webhook_id and hour < webhooks_private.utc_day_start(p_first_day);
+  -- (the webhook's true hours read once, into a hash: a probe of the key per hour
+  -- cost 0.19 ms a webhook, most of a roll-up that finds nothing new)
   select min(h.at) into v_from
   from generate_series(webhooks_private.utc_day_start(p_first_day), v_until - interval '1 hour', interval '1 hour') h(at)
-  where not exists (select 1 from webhooks.delivery_hour_counts c
-                    where c.webhook_id = p_webhook_id and c.hour = h.at and not c.stale);
+  where h.at not in (select c.hour from webhooks.delivery_hour_counts c
+                     where c.webhook_id = p_webhook_id and c.hour >= webhooks_private.utc_day_start(p_first_day)
+                       and not c.stale);
   if v_from is null then
     return;   -- nothing new
   end if;
@@ -398,6 +402,16 @@ begin
 end;
 $$;
 
+-- private: the first day not countable yet: days are counted once they ended more than
+-- two days ago (a writer's WHEN allows a day's margin)
+create or replace function webhooks_private.countable_before()
+returns date
+language sql
+stable
+as $$
+  select webhooks_private.utc_day(now() - interval '2 days');
+$$;
+
 -- private: count the days of one webhook that can be counted now: days noted for
 -- counting again, and days after the last one counted; a day not finished yet is
 -- noted for next time. Then the finished hours of the days not counted yet
@@ -407,8 +421,7 @@ returns integer
 language plpgsql
 as $$
 declare
-  -- days that ended more than two days ago (a writer's WHEN allows a day's margin)
-  v_before constant date := webhooks_private.utc_day(now() - interval '2 days');
+  v_before constant date := webhooks_private.countable_before();
   v_company_id bigint;
   v_from date;
   v_days date[];
@@ -476,42 +489,102 @@ $$;
 -- public (for the API server and DBAs; not in GraphQL): roll up the countable days of
 -- the webhooks after p_after_webhook_id (null: from the first), at most
 -- p_max_webhooks of them, in the order of their ids. Returns the last webhook rolled
--- up (null once none is left) and how many day rows were written. Runs as its owner.
--- One transaction a call: roll_up_report_counts, below, calls it batch by batch.
+-- up (null once none is left), how many day rows were written, how many webhooks were
+-- visited, and the run's first day not countable yet (counting_before: the caller
+-- passes it to the next batch of the same run). Runs as its owner. One transaction a
+-- call: roll_up_report_counts, below, calls it batch by batch.
+-- Which webhooks: once a run has gone through all of them (report_counts_rolled_up),
+-- each had every day before its counting_before counted or noted to count again.
+-- Until a new day can be counted, a webhook can have something new only if it has
+-- deliveries since (hours to count, days on their way) or days noted (a write to an
+-- old delivery): a roll-up visits those alone, found by a walk of the history index
+-- from one webhook to the next over the last days' partitions. The first roll-up of
+-- a new day visits them all, as it counts that day. A visit of any other webhook
+-- finds nothing, at about 0.4 ms: a roll-up of 20,000 webhooks, 2,000 of them with
+-- deliveries in the last days, took 10.4 s visiting all and 1.1 s visiting those
+-- (a scratch test, 2026-12-03).
+drop function if exists webhooks.roll_up_report_counts_after(bigint, integer);
 create or replace function webhooks.roll_up_report_counts_after(
   p_after_webhook_id bigint,
   p_max_webhooks integer,
+  p_counting_before date default null,
   out last_webhook_id bigint,
-  out days integer
+  out days integer,
+  out visited integer,
+  out counting_before date
 )
 language plpgsql
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+  v_before constant date := webhooks_private.countable_before();
+  v_after constant bigint := coalesce(p_after_webhook_id, 0);
+  v_since timestamptz;
+  v_webhook_ids bigint[];
   v_webhook_id bigint;
 begin
   days := 0;
+  visited := 0;
+  counting_before := coalesce(p_counting_before, v_before);
+  if counting_before > v_before then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('p_counting_before must be %s or earlier (the first day not countable yet), not %s',
+                       v_before, counting_before);
+  end if;
   if p_after_webhook_id is null then
     -- webhooks that are gone but still have days noted
     delete from webhooks_private.delivery_days_to_count n
     where not exists (select 1 from webhooks.webhooks w where w.id = n.webhook_id);
   end if;
-  for v_webhook_id in
-    select w.id from webhooks.webhooks w
-    where w.id > coalesce(p_after_webhook_id, 0)
-    order by w.id
-    limit p_max_webhooks
-  loop
+  if exists (select 1 from webhooks_private.report_counts_rolled_up r where r.counted_before >= v_before) then
+    v_since := webhooks_private.utc_day_start(v_before);
+    v_webhook_ids := array(
+      select c.webhook_id
+      from ((with recursive active(webhook_id) as (
+               select (select min(h.webhook_id) from webhooks.delivery_history h
+                       where h.webhook_id > v_after and h.created_at >= v_since)
+               union all
+               select (select min(h.webhook_id) from webhooks.delivery_history h
+                       where h.webhook_id > a.webhook_id and h.created_at >= v_since)
+               from active a
+               where a.webhook_id is not null)
+             select a.webhook_id from active a where a.webhook_id is not null
+             limit p_max_webhooks)
+            union
+            (select n.webhook_id from webhooks_private.delivery_days_to_count n
+             where n.webhook_id > v_after and n.day < v_before
+             group by n.webhook_id
+             order by n.webhook_id
+             limit p_max_webhooks)) c
+      order by c.webhook_id
+      limit p_max_webhooks);
+  else
+    v_webhook_ids := array(
+      select w.id from webhooks.webhooks w
+      where w.id > v_after
+      order by w.id
+      limit p_max_webhooks);
+  end if;
+  foreach v_webhook_id in array v_webhook_ids loop
     days := days + webhooks_private.roll_up_webhook_days(v_webhook_id);
+    visited := visited + 1;
     last_webhook_id := v_webhook_id;
   end loop;
+  if last_webhook_id is null then
+    -- the run went through every webhook
+    insert into webhooks_private.report_counts_rolled_up as r (counted_before)
+    values (counting_before)
+    on conflict (one) do update set counted_before = greatest(r.counted_before, excluded.counted_before);
+  end if;
 end;
 $$;
 
 -- public (for the API server, DBAs and pg_cron; not in GraphQL): roll up every
 -- webhook's countable days, p_webhooks_per_batch webhooks a transaction; returns how
--- many day rows were written. CALL it outside a transaction block.
+-- many day rows were written and how many webhooks were visited. CALL it outside a
+-- transaction block.
 -- Committed batch by batch because a webhook's roll-up holds its lock
 -- (day_counts_lock) until its transaction ends, and a write to one of its deliveries
 -- older than a day (a replay, the relay settling a delivery that failed for good)
@@ -530,8 +603,11 @@ begin
   end if;
 end;
 $$;
+-- (without visited until 2026-12-03)
+drop procedure if exists webhooks.roll_up_report_counts(integer, integer);
 create or replace procedure webhooks.roll_up_report_counts(
   inout days integer default null,
+  inout visited integer default null,
   p_webhooks_per_batch integer default 25
 )
 language plpgsql
@@ -539,6 +615,7 @@ as $$
 declare
   v_batch record;
   v_after bigint;
+  v_counting_before date;
 begin
   if p_webhooks_per_batch is null or p_webhooks_per_batch < 1 then
     raise exception using
@@ -546,12 +623,15 @@ begin
       message = format('p_webhooks_per_batch must be 1 or more, not %s', coalesce(p_webhooks_per_batch::text, 'null'));
   end if;
   days := 0;
+  visited := 0;
   loop
-    select b.last_webhook_id, b.days into v_batch
-    from webhooks.roll_up_report_counts_after(v_after, p_webhooks_per_batch) b;
+    select b.last_webhook_id, b.days, b.visited, b.counting_before into v_batch
+    from webhooks.roll_up_report_counts_after(v_after, p_webhooks_per_batch, v_counting_before) b;
     days := days + v_batch.days;
+    visited := visited + v_batch.visited;
     exit when v_batch.last_webhook_id is null;
     v_after := v_batch.last_webhook_id;
+    v_counting_before := v_batch.counting_before;
     commit;
   end loop;
 end;

@@ -23,6 +23,8 @@ export interface MaintainResult {
   /** what was done to the tails: 'keep', 'detach' (moved ahead) or 'span' */
   tails: string;
   daysRolledUp: number;
+  /** webhooks the roll-up visited: all of them once a day, else those with something new */
+  webhooksRolledUp: number;
   /** deliveries of deleted webhooks removed (webhooks.purge_deleted_webhooks) */
   deliveriesPurged: number;
   daysDropped: string[];
@@ -60,7 +62,7 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
       log(`dropped the history of ${day}`);
       dropped.push(day);
     }
-    return { partitionsMade: made, tails, daysRolledUp: counted.days, deliveriesPurged: purged, daysDropped: dropped };
+    return { partitionsMade: made, tails, daysRolledUp: counted.days, webhooksRolledUp: counted.visited, deliveriesPurged: purged, daysDropped: dropped };
   } finally {
     await client.end();
   }
@@ -160,7 +162,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   const result = await maintain(url, (line) => console.log(line));
   console.log(
-    `partitions made: ${result.partitionsMade}; tails: ${result.tails}; day counts rolled up: ${result.daysRolledUp}; ` +
+    `partitions made: ${result.partitionsMade}; tails: ${result.tails}; day counts rolled up: ${result.daysRolledUp} (of ${result.webhooksRolledUp} webhooks visited); ` +
       `deleted webhooks' deliveries removed: ${result.deliveriesPurged}; ` +
       `days dropped: ${result.daysDropped.length ? result.daysDropped.join(', ') : 'none'}`,
   );

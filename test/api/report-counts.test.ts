@@ -160,9 +160,61 @@ test.serial('a roll-up commits webhook by webhook: a change to an old delivery o
   await assertReportMatchesRows(t, token, later.id, startOfToday, 'after the roll-up');
 });
 
-test.serial('a roll-up asked for batches of no webhook says so', async (t) => {
+test.serial('until a new day can be counted, a roll-up visits only the webhooks with deliveries since the last day it could count, or days to count again; then all of them', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const quiet = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const recent = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const idle = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const { startOfToday, rows: quietRows } = await history(quiet.id, company.id, 1);
+  await insertFinished(db().pool, recent.id, company.id, [new Date(Date.now() - 3 * 3_600_000).toISOString()], ['succeeded']);
+  const token = await api().token(company.id);
+  const rollUp = async () => (await db().pool.query('call webhooks.roll_up_report_counts(p_webhooks_per_batch => 2)')).rows[0];
+  const webhooks = async () => (await db().pool.query('select count(*)::int as n from webhooks.webhooks')).rows[0].n;
+  // the webhooks with a delivery created since the start of the first day not
+  // countable yet, or with a day noted to count again
+  const expected = async () => (await db().pool.query(
+    `select array_agg(w.id::text order by w.id) as ids from webhooks.webhooks w
+     where exists (select 1 from webhooks.deliveries d
+                   where d.webhook_id = w.id and d.created_at >= (((now() - interval '2 days') at time zone 'utc')::date)::timestamp at time zone 'utc')
+        or exists (select 1 from webhooks_private.delivery_days_to_count n
+                   where n.webhook_id = w.id and n.day < ((now() - interval '2 days') at time zone 'utc')::date)`)).rows[0].ids as string[];
+
+  // as if no roll-up had gone through every webhook yet: this one does
+  await db().pool.query('delete from webhooks_private.report_counts_rolled_up');
+  const first = await rollUp();
+  t.is(first.visited, await webhooks(), 'the first visits every webhook');
+  t.is((await db().pool.query('select count(*)::int as n from webhooks.delivery_day_counts where webhook_id = $1', [quiet.id])).rows[0].n,
+    10, "the quiet webhook's ten days");
+
+  const visiting = await expected();
+  t.true(visiting.includes(recent.id));
+  t.false(visiting.includes(quiet.id));
+  t.false(visiting.includes(idle.id));
+  t.is((await rollUp()).visited, visiting.length, 'the next visits the webhooks with something to count');
+  await assertReportMatchesRows(t, token, quiet.id, startOfToday, 'after the next');
+
+  // a settle of an old delivery of the quiet webhook notes its day: visited once more
+  const old = quietRows.find((r) => startOfToday - r.created_at.getTime() > 5 * DAY)!;
+  await db().pool.query("update webhooks.deliveries set state = 'failed' where id = $1 and state = 'succeeded'", [old.id]);
+  t.true((await expected()).includes(quiet.id));
+  const again = await rollUp();
+  t.is(again.visited, visiting.length + 1);
+  t.is((await rollUp()).visited, visiting.length, 'once counted, it is left alone again');
+  await assertReportMatchesRows(t, token, quiet.id, startOfToday, 'after the settle');
+
+  // once a new day can be counted, every webhook is visited (here: as if the last
+  // roll-up through all of them had been a day ago)
+  await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = counted_before - 1');
+  t.is((await rollUp()).visited, await webhooks());
+  t.is((await rollUp()).visited, visiting.length);
+});
+
+test.serial('a roll-up asked for batches of no webhook, or for days not countable yet, says so', async (t) => {
   for (const batch of ['0', '-3', 'null']) {
     await t.throwsAsync(db().pool.query(`call webhooks.roll_up_report_counts(p_webhooks_per_batch => ${batch})`),
       { message: `p_webhooks_per_batch must be 1 or more, not ${batch}` });
   }
+  await t.throwsAsync(db().pool.query('select * from webhooks.roll_up_report_counts_after(null, 1, current_date)'),
+    { message: /^p_counting_before must be \d{4}-\d\d-\d\d or earlier \(the first day not countable yet\), not \d{4}-\d\d-\d\d$/ });
 });
