@@ -6,12 +6,15 @@
 // the 99 others (~7,600 each); states 90 % succeeded, 8 % failed, and 2 % pending if of
 // the last day, failed if older (bench/api-data.ts). Beside them, a company of 100
 // webhooks (as many as a company may have) with 100,000 deliveries over the 90 days.
+// And 1,000 quiet companies of 10 webhooks each: 7 in 10 never fired, the rest a few
+// times 60 to 80 days ago (what the roll-up visits only once a day).
 // Written by one INSERT … SELECT generate_series, then VACUUM ANALYZE (as autovacuum
 // would do for a real table) so the report can count from the index alone.
 //
 // Then the report is measured once before the daily counts are rolled up (every
-// delivery counted from the outbox), the roll-up is timed, and the rest measured
-// with the counts in place, as the API server keeps them.
+// delivery counted from the outbox), the roll-up is timed (the first, the next with
+// nothing new, and the first of a new day, which visits every webhook again), and
+// the rest measured with the counts in place, as the API server keeps them.
 //
 // Measured, each as the median and 95th percentile of RUNS requests after a warm-up:
 //   SQL    the report query alone, in a transaction with the request's role and
@@ -43,6 +46,9 @@ const TARGET_MS = 50;
 const WIDE_COMPANY = COMPANIES + 1;
 const WIDE_WEBHOOKS = 100;
 const WIDE_DELIVERIES = quick ? 30_000 : 100_000;
+// companies whose webhooks are quiet, numbered from QUIET_FIRST
+const QUIET_COMPANIES = quick ? 200 : 1_000;
+const QUIET_FIRST = 1_001;
 
 const dataDir = await mkdtemp(join(tmpdir(), 'bpd-bench-api-'));
 const server = await startEmbeddedPostgres({ dataDir, fast: true });
@@ -77,6 +83,20 @@ try {
     from generate_series(1, ${WIDE_DELIVERIES}) i
     cross join lateral (select now() - (i::float8 / ${WIDE_DELIVERIES}) * interval '90 days' as at) t
     join webhooks.webhooks w on w.company_id = ${WIDE_COMPANY} and w.name = 'Hook ' || (1 + i % ${WIDE_WEBHOOKS});`);
+  await pool.query(`
+    insert into crm.companies (id, name)
+    select ${QUIET_FIRST} + g, 'Quiet ' || g from generate_series(0, ${QUIET_COMPANIES - 1}) g;
+    insert into webhooks.webhooks (company_id, name, url, fields, actions, created_at)
+    select ${QUIET_FIRST} + g, 'Hook ' || n, 'https://receiver.example.com/quiet/' || g || '/' || n, '{first_name,email}',
+           '{contact.created}', now() - interval '120 days'
+    from generate_series(0, ${QUIET_COMPANIES - 1}) g, generate_series(1, ${WEBHOOKS_PER_COMPANY}) n;
+    insert into webhooks.deliveries
+      (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, last_status_code, created_at)
+    select w.id, w.company_id, 'contact.created', 1, '{"type": "contact.created"}', 'succeeded', 1,
+           t.at + interval '1 second', 200, t.at
+    from webhooks.webhooks w
+    cross join lateral generate_series(now() - interval '80 days', now() - interval '60 days', interval '2 days') t(at)
+    where w.company_id >= ${QUIET_FIRST} and w.id % 10 < 3;`);
   await pool.query('vacuum analyze webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results, webhooks.webhooks');
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   const { rows: [counts] } = await pool.query(
@@ -185,12 +205,17 @@ try {
   const unrolled = await timed(() => sql(1, reportSql, [bigSince, null]));
   const unrolledHttp = await timed(() => http(1, REPORT, { since: bigSince }));
   results.push(`| report, big company, 90 days, before any roll-up (all counted from the outbox) | all of its ${counts.big.toLocaleString('en')} | ${unrolled.p50.toFixed(1)} / ${unrolled.p95.toFixed(1)} | ${unrolledHttp.p50.toFixed(1)} / ${unrolledHttp.p95.toFixed(1)} | |`);
-  const rollUpStarted = performance.now();
-  const { rows: [{ days }] } = await pool.query('call webhooks.roll_up_report_counts()');
-  const rollUpSeconds = (performance.now() - rollUpStarted) / 1000;
-  const rollUpAgainStarted = performance.now();
-  await pool.query('call webhooks.roll_up_report_counts()');
-  const rollUpAgainMs = performance.now() - rollUpAgainStarted;
+  const rollUp = async () => {
+    const started = performance.now();
+    const { rows: [row] } = await pool.query('call webhooks.roll_up_report_counts()');
+    return { ms: performance.now() - started, days: row.days as number, visited: row.visited as number };
+  };
+  const firstRollUp = await rollUp();
+  const nothingNew = await rollUp();
+  // the first roll-up of a new day visits every webhook: as if the last to go through
+  // them all had been a day earlier
+  await pool.query('update webhooks_private.report_counts_rolled_up set counted_before = counted_before - 1');
+  const newDay = await rollUp();
 
   for (const c of cases) {
     const viaSql = c.sql ? await timed(c.sql) : undefined;
@@ -200,10 +225,14 @@ try {
   sqlClient.release();
 
   console.log(`bench:api: ${counts.total.toLocaleString('en')} deliveries (big company ${counts.big.toLocaleString('en')}, typical ${counts.typical.toLocaleString('en')}), ` +
-    `${COMPANIES * WEBHOOKS_PER_COMPANY} webhooks and ${WIDE_WEBHOOKS} more of one company, which has ${WIDE_DELIVERIES.toLocaleString('en')} of the deliveries; loaded in ${loadSeconds.toFixed(1)} s; ${RUNS} runs each after ${WARMUP} warm-up; ` +
+    `${COMPANIES * WEBHOOKS_PER_COMPANY} webhooks and ${WIDE_WEBHOOKS} more of one company, which has ${WIDE_DELIVERIES.toLocaleString('en')} of the deliveries, ` +
+    `and ${(QUIET_COMPANIES * WEBHOOKS_PER_COMPANY).toLocaleString('en')} quiet webhooks; loaded in ${loadSeconds.toFixed(1)} s; ${RUNS} runs each after ${WARMUP} warm-up; ` +
     `${cpus().length} CPUs, Postgres without fsync.`);
-  console.log(`first roll-up of the daily counts: ${days.toLocaleString('en')} webhook-days in ${rollUpSeconds.toFixed(1)} s; ` +
-    `the next one (nothing new): ${rollUpAgainMs.toFixed(0)} ms.`);
+  const webhooks = (await pool.query('select count(*)::int as n from webhooks.webhooks')).rows[0].n as number;
+  console.log(`first roll-up of the daily counts: ${firstRollUp.days.toLocaleString('en')} webhook-days in ${(firstRollUp.ms / 1000).toFixed(1)} s, ` +
+    `${firstRollUp.visited.toLocaleString('en')} webhooks visited; the next, nothing new: ${nothingNew.ms.toFixed(0)} ms, ` +
+    `${nothingNew.visited.toLocaleString('en')} of the ${webhooks.toLocaleString('en')} webhooks visited; ` +
+    `the first of a new day: ${newDay.ms.toFixed(0)} ms, ${newDay.visited.toLocaleString('en')} visited.`);
   console.log('');
   console.log(`| request | deliveries | SQL p50 / p95 ms | HTTP p50 / p95 ms | HTTP p50 under ${TARGET_MS} ms |`);
   console.log('| --- | --- | --- | --- | --- |');
