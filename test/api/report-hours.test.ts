@@ -245,3 +245,35 @@ test.serial('a roll-up leaves alone the counted hours it finds unchanged: an ear
   await db().pool.query('call webhooks.roll_up_report_counts()');
   t.deepEqual(await versions(), before, 'no row written again');
 });
+
+test.serial('a webhook whose hours are counted is not counted again: neither the hours before its first delivery nor one still on its way bring its other hours back', async (t) => {
+  const { hook, token, inHour } = await countedScene();
+  const pending = inHour(20)[0]!;
+  await db().pool.query("update webhooks.deliveries set state = 'pending', completed_at = null where id = $1", [pending.id]);
+  // how often this webhook's roll-up counts periods (its own session counts its calls)
+  const session = new pg.Client({ connectionString: db().url });
+  await session.connect();
+  t.teardown(() => session.end());
+  await session.query("set track_functions = 'pl'");
+  const countingsOf = async (work: () => Promise<unknown>) => {
+    const read = async () => {
+      await session.query('select pg_stat_force_next_flush()');
+      await session.query('select 1'); // (the flush comes as this session goes idle)
+      return (await db().pool.query(
+        `select coalesce(sum(calls), 0)::int as n from pg_stat_user_functions
+         where funcid = 'webhooks_private.count_periods(bigint, bigint, timestamptz, timestamptz, interval)'::regprocedure`)).rows[0].n as number;
+    };
+    const before = await read();
+    await work();
+    return (await read()) - before;
+  };
+  const rollUpThisWebhook = () => session.query('select webhooks_private.roll_up_webhook_days($1)', [hook.id]);
+
+  t.is(await countingsOf(rollUpThisWebhook), 0, 'an hour on its way, its hour row stale: nothing to count yet');
+  t.is(await countingsOf(rollUpThisWebhook), 0);
+  await db().pool.query("update webhooks.deliveries set state = 'succeeded', completed_at = now() where id = $1", [pending.id]);
+  t.is(await countingsOf(rollUpThisWebhook), 1, 'the hour finished: counted');
+  t.is((await hourRows(hook.id)).find((r) => r.hour === hourStart(20))?.stale, false);
+  t.is(await countingsOf(rollUpThisWebhook), 0, 'then nothing again');
+  await assertReportMatchesRows(t, token, hook.id, 'after');
+});
