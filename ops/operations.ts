@@ -67,6 +67,7 @@ interface DatabaseAnswers {
   daysAhead: number;
   daysPastRetention: number;
   webhooksToPurge: number;
+  reportDaysBehind: number;
 }
 
 /** The gauges read from the database at each scrape, each with the answer it shows. */
@@ -89,6 +90,9 @@ const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answe
   { name: 'bpd_webhooks_deleted_webhooks_to_purge',
     help: 'Deleted webhooks whose kept deliveries maintenance has yet to remove.',
     value: (a) => a.webhooksToPurge },
+  { name: 'bpd_webhooks_report_counts_days_behind',
+    help: "Countable days the report's counts have not reached in every webhook (0, or 1 until the first roll-up after UTC midnight).",
+    value: (a) => a.reportDaysBehind },
 ];
 
 /**
@@ -96,7 +100,8 @@ const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answe
  * event loop lag, handles) and what the database answers at scrape time, in one query
  * per scrape (DATABASE_GAUGES): deliveries due now and how long the oldest of them has
  * waited, the engine settings whose value set was refused (sql/02_settings.sql), how
- * far the outbox's upkeep is behind (webhooks_ops.upkeep(), sql/58_operations.sql),
+ * far the outbox's upkeep and the report's roll-up are behind (webhooks_ops.upkeep(),
+ * sql/58_operations.sql),
  * and whether the database answered at all.
  */
 export function operationsRegistry(db: Queryable, registry: Registry = new Registry()): Registry {
@@ -106,13 +111,13 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
     // the gauges of one scrape share one question
     scrape ??= within(db.query(
       `select b.due, b.oldest_due_seconds as oldest, (select count(*) from webhooks_ops.refused_settings()) as refused,
-              u.days_ahead, u.days_past_retention, u.webhooks_to_purge
+              u.days_ahead, u.days_past_retention, u.webhooks_to_purge, u.report_days_behind
        from webhooks_ops.backlog() b, webhooks_ops.upkeep() u`),
       DATABASE_CHECK_TIMEOUT_MS, 'database')
       .then(({ rows: [row] }) => ({
         due: Number(row.due), oldest: Number(row.oldest), refused: Number(row.refused),
         daysAhead: Number(row.days_ahead), daysPastRetention: Number(row.days_past_retention),
-        webhooksToPurge: Number(row.webhooks_to_purge),
+        webhooksToPurge: Number(row.webhooks_to_purge), reportDaysBehind: Number(row.report_days_behind),
       }), () => undefined)
       .finally(() => setImmediate(() => (scrape = undefined)));
     return scrape;

@@ -59,10 +59,28 @@ $$;
 --                       when maintenance does not run, or while a day still holds a
 --                       delivery on its way or a count not rolled up (kept on purpose)
 --   webhooks_to_purge   deleted webhooks whose kept deliveries wait to be removed
--- Read from the catalog's list of partitions and one small table: well under a
+--   report_days_behind  countable days (ended more than two days ago) that the last
+--                       roll-up through every webhook had not reached
+--                       (50_report_counts.sql): 0, or 1 until the first roll-up after
+--                       UTC midnight (every 5 minutes under the API server); more when
+--                       nothing rolls up, and the report counts those days from the
+--                       rows, slower, and the retention keeps them. With no roll-up
+--                       through every webhook yet, the days since the first webhook
+--                       was made.
+-- Read from the catalog's list of partitions and small tables: well under a
 -- millisecond, whatever the history holds.
+do $$
+begin
+  -- (three counts until 2026-12-03)
+  if exists (select 1 from pg_catalog.pg_proc
+             where oid = to_regprocedure('webhooks_ops.upkeep()') and cardinality(proallargtypes) = 3) then
+    drop function webhooks_ops.upkeep();
+  end if;
+end;
+$$;
 create or replace function webhooks_ops.upkeep(
-  out days_ahead integer, out days_past_retention integer, out webhooks_to_purge bigint)
+  out days_ahead integer, out days_past_retention integer, out webhooks_to_purge bigint,
+  out report_days_behind integer)
 language sql
 stable
 security definer
@@ -79,7 +97,12 @@ as $$
     (select count(distinct p.last_day)::integer
      from webhooks_private.outbox_partitions() p
      where p.last_day < webhooks_private.utc_day(now() - webhooks_private.retention())),
-    (select count(*) from webhooks_private.webhooks_to_purge);
+    (select count(*) from webhooks_private.webhooks_to_purge),
+    greatest(webhooks_private.countable_before()
+             - coalesce((select r.counted_before from webhooks_private.report_counts_rolled_up r),
+                        (select webhooks_private.utc_day(min(w.created_at)) from webhooks.webhooks w),
+                        webhooks_private.countable_before()),
+             0);
 $$;
 
 -- public (operators and DBAs, as the owner; not the API's roles, not GraphQL: it

@@ -32,7 +32,8 @@ test('/metrics is Prometheus text with process metrics; request counts and the b
   for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds',
     'bpd_webhooks_database_up', 'bpd_webhooks_due', 'bpd_webhooks_oldest_due_seconds', 'bpd_webhooks_settings_refused',
     'bpd_webhooks_api_requests_in_flight', 'bpd_webhooks_partition_days_ahead',
-    'bpd_webhooks_history_days_past_retention', 'bpd_webhooks_deleted_webhooks_to_purge']) {
+    'bpd_webhooks_history_days_past_retention', 'bpd_webhooks_deleted_webhooks_to_purge',
+    'bpd_webhooks_report_counts_days_behind']) {
     t.true(before.has(name), name);
   }
   t.is(before.get('bpd_webhooks_database_up'), 1);
@@ -72,6 +73,8 @@ test('/metrics is Prometheus text with process metrics; request counts and the b
   // the template was migrated (its days made) today, or yesterday if this run began before midnight
   t.true(after.get('bpd_webhooks_partition_days_ahead')! >= 13, 'two weeks ahead, less a day at most');
   t.is(after.get('bpd_webhooks_history_days_past_retention'), 0);
+  // (the webhooks here were made today: no countable day yet)
+  t.is(after.get('bpd_webhooks_report_counts_days_behind'), 0);
   t.true(after.has('bpd_webhooks_api_request_duration_seconds_count{route="graphql"}'));
   // no label names a company or a webhook
   for (const series of after.keys()) t.notRegex(series, /company|webhook_id|url=/);

@@ -1,7 +1,8 @@
 // How far the outbox's upkeep is behind (webhooks_ops.upkeep(), sql/58_operations.sql),
 // which /metrics shows to operators: the days made ahead, the days kept past the
-// retention and the deleted webhooks whose deliveries wait to be removed. Each moves
-// as maintenance falls behind and comes back when it runs (tools/maintain.ts).
+// retention, the deleted webhooks whose deliveries wait to be removed, and the days
+// the report's roll-up has not reached. Each moves as maintenance falls behind and
+// comes back when it runs (tools/maintain.ts).
 import test from 'ava';
 import pg from 'pg';
 import { maintain } from '../../tools/maintain.ts';
@@ -10,7 +11,7 @@ import { factories } from '../helpers/factories.ts';
 
 const db = useTestDatabase(test);
 
-interface Upkeep { days_ahead: number; days_past_retention: number; webhooks_to_purge: number }
+interface Upkeep { days_ahead: number; days_past_retention: number; webhooks_to_purge: number; report_days_behind: number }
 
 /** Asked by a new session: one that sees the retention as the database now sets it. */
 async function upkeep(): Promise<Upkeep> {
@@ -18,7 +19,7 @@ async function upkeep(): Promise<Upkeep> {
   await client.connect();
   try {
     const { rows: [row] } = await client.query(
-      'select days_ahead, days_past_retention, webhooks_to_purge::int from webhooks_ops.upkeep()');
+      'select days_ahead, days_past_retention, webhooks_to_purge::int, report_days_behind from webhooks_ops.upkeep()');
     return row;
   } finally {
     await client.end();
@@ -53,7 +54,7 @@ async function forgetDaysAhead(days: number): Promise<void> {
 
 test.serial('after maintenance: two weeks made ahead, nothing past the retention, nothing to purge', async (t) => {
   await maintain(db().url);
-  t.deepEqual(await upkeep(), { days_ahead: 14, days_past_retention: 0, webhooks_to_purge: 0 });
+  t.deepEqual(await upkeep(), { days_ahead: 14, days_past_retention: 0, webhooks_to_purge: 0, report_days_behind: 0 });
 });
 
 test.serial('days made ahead fall when maintenance does not run, and come back when it does', async (t) => {
@@ -96,4 +97,25 @@ test.serial('a deleted webhook whose deliveries are too many for its delete wait
   t.is((await upkeep()).webhooks_to_purge, 1);
   t.is((await maintain(db().url)).deliveriesPurged, 5);
   t.is((await upkeep()).webhooks_to_purge, 0);
+});
+
+test.serial("the report's counts: days behind when no roll-up goes through every webhook, none once one does", async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await maintain(db().url);
+  t.is((await upkeep()).report_days_behind, 0);
+  // as if the last roll-up through every webhook had been three days ago
+  await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = counted_before - 3');
+  t.is((await upkeep()).report_days_behind, 3);
+  // as if none ever had: the days since the first webhook was made, less the two
+  // days not countable yet
+  await db().pool.query('delete from webhooks_private.report_counts_rolled_up');
+  await db().pool.query("update webhooks.webhooks set created_at = now() - interval '10 days' where id = (select min(id) from webhooks.webhooks)");
+  const { rows: [{ expected }] } = await db().pool.query(
+    `select webhooks_private.countable_before() - webhooks_private.utc_day(min(created_at)) as expected from webhooks.webhooks`);
+  t.true(expected >= 7 && expected <= 8);
+  t.is((await upkeep()).report_days_behind, expected);
+  await maintain(db().url);
+  t.is((await upkeep()).report_days_behind, 0);
 });
