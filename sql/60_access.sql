@@ -152,6 +152,8 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   webhooks_private.utc_day_start(date),
   webhooks_private.failing_webhooks()
   to webhook_viewer;
+-- a webhook's history (webhooks.webhooks_history)
+grant execute on function webhooks_private.oldest_queued_at(bigint) to webhook_viewer;
 -- what webhooks.deliveries, webhooks.daily_counts and the attempts' row-level
 -- security leave out (22_outbox.sql)
 grant execute on function webhooks_private.deleted_webhooks() to webhook_viewer, bpd_webhooks_relay;
