@@ -1,10 +1,10 @@
 // `npm run bench:api-plans`: the query plans of the admin API's list queries for one
-// company, on the data of `npm run bench:api` (1,000,000 deliveries, a quarter of
-// them of company 1, ~7,600 of each of 99 others) as the relay leaves them (an attempt
-// per finished delivery, a result row per failure: bench/api-data.ts), and a company
-// with no rows at all. Each query runs as a viewer of that
-// company (row-level security on), as PostGraphile sends it in shape: a page of 101
-// rows (100 and "is there more"), and a total count.
+// company, with the API's planner settings, on the data of `npm run bench:api`
+// (1,000,000 deliveries, a quarter of them of company 1, ~7,600 of each of 99 others)
+// as the relay leaves them (an attempt per finished delivery, a result row per
+// failure: bench/api-data.ts), and a company with no rows at all. Each query runs as a
+// viewer of that company (row-level security on), as PostGraphile sends it in shape:
+// a page of 101 rows (100 and "is there more"), and a total count.
 //
 // A plan is index-driven when it reads the company's rows (or its webhook's) from an
 // index range rather than scanning and filtering the table: the time then follows
@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { AS_THE_RELAY_LEAVES_THEM, deliveriesFill } from './api-data.ts';
+import { API_PLANNER_SETTINGS } from '../api/preset.ts';
 import { startEmbeddedPostgres } from '../tools/embedded-postgres.ts';
 import { migrate } from '../tools/migrate.ts';
 
@@ -81,6 +82,8 @@ try {
     for (const query of QUERIES) {
       await client.query('begin');
       await client.query(`select set_config('role', 'webhook_viewer', true), set_config('jwt.claims.company_id', $1, true)`, [String(company)]);
+      // and the planner settings the API gives each request
+      for (const [name, value] of Object.entries(API_PLANNER_SETTINGS)) await client.query('select set_config($1, $2, true)', [name, value]);
       // the plan a fresh connection would pick (no generic-plan surprises): run twice, report the second
       await client.query(`explain analyze ${query.sql(ids)}`);
       const { rows } = await client.query(`explain (analyze, costs off, timing off, summary on) ${query.sql(ids)}`);
