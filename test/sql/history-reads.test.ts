@@ -60,4 +60,3 @@ test("one webhook's history and its days read its own results and queue rows onl
     await client.query('rollback');
   }
 });
-
