@@ -174,9 +174,9 @@ const HISTORY = /* GraphQL */ `
     keptSince
     webhookReport(since: $since, until: $until, webhookId: $id) { nodes { ${REPORT_FIELDS} } }
     webhookById(id: $id) {
-      pending: history(since: $since, until: $until, state: "pending", first: 0) { totalCount }
+      pending: historyCount(since: $since, until: $until, state: "pending")
+      total: historyCount(since: $since, until: $until, state: $state)
       page: history(since: $since, until: $until, state: $state, first: $first, offset: $offset) {
-        totalCount
         nodes { ${FIRING_FIELDS} }
       }
     }
@@ -222,9 +222,9 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first }
       all: webhook.timesFired,
       succeeded: webhook.timesSucceeded,
       failed: webhook.timesFailed,
-      pending: node.pending.totalCount,
+      pending: Number(node.pending),
     },
-    totalCount: node.page.totalCount,
+    totalCount: Number(node.total),
     firings: node.page.nodes.map(firingOf),
   };
 }

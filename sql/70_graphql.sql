@@ -78,6 +78,9 @@ comment on function webhooks.webhooks_history(webhooks.webhooks, timestamptz, ti
 @fieldName history
 @behavior +order
 The deliveries of this webhook created in [since, until), optionally in one state, newest first. Cursors are keysets on (created_at, id): pages stay put while new deliveries arrive.$$;
+comment on function webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text) is $$
+@fieldName historyCount
+How many deliveries `history` gives for the same since, until and state: from the report's daily counts, so it costs about the same for any number of deliveries (the connection's totalCount counts them one by one).$$;
 comment on function webhooks.current_company_id() is 'The company of the caller.';
 comment on function webhooks.current_actor() is 'Who the caller is (the token subject).';
 comment on function webhooks.contact_fields() is 'The contact fields a webhook may send.';
