@@ -75,6 +75,10 @@ begin
                           where hooks.w is not null
                             and not exists (select 1 from webhooks.delivery_day_counts c
                                             where c.webhook_id = hooks.w and c.day = %3$L)
+                            -- (a day of test sends alone has no count: they are in none)
+                            and exists (select 1 from webhooks.delivery_history h
+                                        where h.webhook_id = hooks.w and h.created_at >= %1$L and h.created_at < %2$L
+                                          and h.action <> 'webhook.test')
                             -- (a webhook gone has no totals to keep: its rows are
                             -- its purge's, or a capture's that committed just after
                             -- its delete, which nothing else would ever remove)
@@ -127,8 +131,8 @@ $$;
 create or replace view webhooks.daily_counts with (security_invoker = true) as
 select c.webhook_id, c.company_id, c.day, c.fired, c.succeeded, c.failed, 0::bigint as pending
 from webhooks.delivery_day_counts c
--- (the roll-up counts every day from a webhook's first delivery on; a day without any
--- has nothing to say here)
+-- (a day without deliveries has a row only as the last its webhook's roll-up counted:
+-- nothing to say here)
 where c.fired > 0
 union all
 select h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date as day,

@@ -99,6 +99,9 @@ grant select on webhooks.webhooks, webhooks.deliveries, webhooks.delivery_attemp
 grant select on webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results to webhook_viewer;
 -- the totals per webhook and day, kept or dropped (29_retention.sql)
 grant select on webhooks.daily_counts to webhook_viewer;
+-- which counted days are to be counted again: the report counts them from the rows
+-- (webhooks_private.count_deliveries_of, 50_report_counts.sql)
+grant select on webhooks_private.delivery_days_to_count to webhook_viewer;
 -- the outbox's upkeep (22_outbox.sql, 29_retention.sql) is its owner's: migrate and
 -- tools/maintain.ts; where the kept history starts is for anyone to read
 revoke all on function webhooks.create_partitions(integer), webhooks.expired_days(),
@@ -209,6 +212,7 @@ alter table webhooks.delivery_results enable row level security;
 alter table webhooks.delivery_attempts enable row level security;
 alter table webhooks.delivery_day_counts enable row level security;
 alter table webhooks.delivery_hour_counts enable row level security;
+alter table webhooks_private.delivery_days_to_count enable row level security;
 alter table webhooks.backfills enable row level security;
 alter table webhooks.audit_log enable row level security;
 
@@ -245,6 +249,11 @@ create policy company_reads on webhooks.delivery_queue
 
 drop policy if exists company_reads on webhooks.delivery_day_counts;
 create policy company_reads on webhooks.delivery_day_counts
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+
+drop policy if exists company_reads on webhooks_private.delivery_days_to_count;
+create policy company_reads on webhooks_private.delivery_days_to_count
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
 

@@ -1,6 +1,8 @@
 // Migration 0021: day counts written before it held their day's test sends (the
 // report took the tests off by reading them, until retention dropped them). It takes
 // off the tests still kept, once; counts of days without tests stay as they were.
+// Migration 0029: the rows of days without deliveries go. (Serial: a roll-up in one
+// test would count the days of the other.)
 import test from 'ava';
 import { migrate } from '../../tools/migrate.ts';
 import { useTestDatabase } from '../helpers/db.ts';
@@ -9,7 +11,7 @@ import { factories } from '../helpers/factories.ts';
 const db = useTestDatabase(test);
 const MIGRATION = '0021_day_counts_without_tests';
 
-test('counts rolled up before 0021 lose the test sends still kept, and only those', async (t) => {
+test.serial('counts rolled up before 0021 lose the test sends still kept, and only those', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
@@ -47,4 +49,35 @@ test('counts rolled up before 0021 lose the test sends still kept, and only thos
   t.deepEqual(await counts(), without);
   const { rows } = await db().pool.query(`select 1 from webhooks_private.migrations where name = $1`, [MIGRATION]);
   t.is(rows.length, 1, 'recorded again');
+});
+
+test.serial('0029: the rows of days without deliveries go, but each webhook\'s last; the notes to count again get their company', async (t) => {
+  const MIGRATION_0029 = '0029_day_counts_of_days_with_deliveries';
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const now = new Date();
+  const iso = (offset: number) =>
+    new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + offset)).toISOString().slice(0, 10);
+  // as a roll-up before 0029 left them: a row for every day from the first delivery on,
+  // 30 to 21 days ago, two of them with deliveries; and a note without its company
+  await db().pool.query(
+    `insert into webhooks.delivery_day_counts (webhook_id, company_id, day, fired, succeeded, failed)
+     select $1, $2, d::date, case when d::date in ($3::date, $4::date) then 2 else 0 end,
+            case when d::date in ($3::date, $4::date) then 2 else 0 end, 0
+     from generate_series($5::date, $6::date, interval '1 day') d`,
+    [webhook.id, company.id, iso(-30), iso(-25), iso(-30), iso(-21)]);
+  await db().pool.query('alter table webhooks_private.delivery_days_to_count alter column company_id drop not null');
+  await db().pool.query('insert into webhooks_private.delivery_days_to_count (webhook_id, day) values ($1, $2), (-1, $2)',
+    [webhook.id, iso(-28)]);
+
+  await db().pool.query(`delete from webhooks_private.migrations where name >= $1`, [MIGRATION_0029]);
+  await migrate(db().url);
+  const { rows } = await db().pool.query(
+    `select to_char(day, 'YYYY-MM-DD') as day, fired::int from webhooks.delivery_day_counts where webhook_id = $1 order by day`,
+    [webhook.id]);
+  t.deepEqual(rows, [{ day: iso(-30), fired: 2 }, { day: iso(-25), fired: 2 }, { day: iso(-21), fired: 0 }]);
+  const { rows: notes } = await db().pool.query(
+    `select webhook_id::text, company_id::text, to_char(day, 'YYYY-MM-DD') as day from webhooks_private.delivery_days_to_count`);
+  t.deepEqual(notes, [{ webhook_id: webhook.id, company_id: company.id, day: iso(-28) }], "a webhook gone: its note goes");
 });

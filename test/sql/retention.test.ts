@@ -191,7 +191,7 @@ test.serial('a day past the retention whose counts are not all rolled up is kept
   await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
 });
 
-test.serial('test sends are out of Times Fired before and after their day is dropped, in the report and in daily_counts alike', async (t) => {
+test.serial('test sends are out of Times Fired before and after their day is dropped, in the report and in daily_counts alike; a day of test sends alone is dropped', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
@@ -207,6 +207,10 @@ test.serial('test sends are out of Times Fired before and after their day is dro
       `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
        values ($1, $2, $3, 1, '{}', $4, 1, $5, $5)`, [webhook.id, company.id, action, state, at(minute)]);
   }
+  // day 13 ago: a test send alone (a day with no count: it is in none)
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'webhook.test', 0, '{}', 'succeeded', 1, $3, $3)`, [webhook.id, company.id, new Date(utcDay(-13).getTime() + 60_000)]);
   const report = async () => {
     const client = await db().pool.connect();
     try {
@@ -232,6 +236,7 @@ test.serial('test sends are out of Times Fired before and after their day is dro
   t.deepEqual(await daily(), [events]);
   const result = await maintain(db().url);
   t.true(result.daysDropped.includes(utcDay(-12).toISOString().slice(0, 10)));
+  t.true(result.daysDropped.includes(utcDay(-13).toISOString().slice(0, 10)), 'the day of a test send alone');
   t.deepEqual(await report(), events, 'the day dropped: the same');
   t.deepEqual(await daily(), [events]);
   await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
