@@ -1,10 +1,9 @@
 -- Up Migration
 -- The report's day counts (sql/50_report_counts.sql) had a row for every day of every
 -- webhook from its first delivery on, a day without any included: a row a day for each
--- quiet webhook, kept for ever. From now on a day without deliveries has no row, but
--- for the last day a webhook's roll-up counted (how far it counted), and the report
--- knows such a day from a day noted to be counted again by the notes themselves, which
--- its callers may now read for their own company: the notes carry the company.
+-- quiet webhook, kept for ever. From now on a day without deliveries has no row: the
+-- report knows such a day from one noted to be counted again by the notes themselves,
+-- which its callers may now read for their own company: the notes carry the company.
 alter table webhooks_private.delivery_days_to_count add column if not exists company_id bigint;
 update webhooks_private.delivery_days_to_count n
 set company_id = w.company_id
@@ -14,7 +13,5 @@ where w.id = n.webhook_id and n.company_id is null;
 delete from webhooks_private.delivery_days_to_count where company_id is null;
 alter table webhooks_private.delivery_days_to_count alter column company_id set not null;
 
--- the rows of days without deliveries, but each webhook's last
-delete from webhooks.delivery_day_counts c
-where c.fired = 0 and c.succeeded = 0 and c.failed = 0
-  and c.day < (select max(l.day) from webhooks.delivery_day_counts l where l.webhook_id = c.webhook_id);
+-- the rows of days without deliveries
+delete from webhooks.delivery_day_counts where fired = 0 and succeeded = 0 and failed = 0;

@@ -16,12 +16,14 @@
 -- test of their time. A per-webhook advisory lock orders a roll-up and such a write:
 -- whichever commits second sees the other.
 --
--- A day without deliveries (test sends aside) gets no row, but the last day a roll-up
--- of its webhook counted, which says how far that webhook is counted (a roll-up counts
--- every day from the webhook's first delivery on). So between a webhook's first row and
--- its last, a day without a row had none, unless it is noted to be counted again: the
--- report counts only those from the rows. (Until 2026-12-04 every such day had a row
--- of zeros, for every webhook, quiet or not, for ever.)
+-- A day without deliveries (test sends aside) gets no row. Once a roll-up has gone
+-- through every webhook, each had every day before its first day not countable then
+-- (webhooks_private.all_counted_before()) counted or noted to count again: a day
+-- before it without a row had no deliveries, unless it is noted, and the report counts
+-- only those from the rows. Later roll-ups visit only the webhooks with deliveries
+-- since, or days noted. (Until 2026-12-04 every such day had a row of zeros, for every
+-- webhook, quiet or not, for ever, and every webhook was visited once a day to write
+-- it.)
 --
 -- Who notes such a write: row triggers on delivery_results (inserts, updates,
 -- deletes) and on delivery_history (updates, deletes), and, for a message written
@@ -151,7 +153,8 @@ returns trigger
 language plpgsql
 as $$
 begin
-  truncate webhooks.delivery_day_counts, webhooks.delivery_hour_counts, webhooks_private.delivery_days_to_count;
+  truncate webhooks.delivery_day_counts, webhooks.delivery_hour_counts, webhooks_private.delivery_days_to_count,
+           webhooks_private.report_counts_rolled_up;
   return null;
 end;
 $$;
@@ -425,6 +428,22 @@ as $$
   select webhooks_private.utc_day(now() - interval '2 days');
 $$;
 
+-- private: the first day not counted for every webhook: the last roll-up that went
+-- through all of them (report_counts_rolled_up) counted each one's days before it, or
+-- noted them to count again; and a day counted without deliveries has no row. So a
+-- day before it without a row of a webhook had none of its deliveries, unless noted.
+-- Null while no roll-up has gone through every webhook. As the owner: the report
+-- asks it for its callers.
+create or replace function webhooks_private.all_counted_before()
+returns date
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select r.counted_before from webhooks_private.report_counts_rolled_up r;
+$$;
+
 -- private: count the days of one webhook that can be counted now: days noted for
 -- counting again, and days after the last one counted; a day not finished yet is
 -- noted for next time. Then the finished hours of the days not counted yet
@@ -437,9 +456,10 @@ declare
   v_before constant date := webhooks_private.countable_before();
   v_company_id bigint;
   v_from date;
+  -- every webhook's days before it are counted, or noted to count again, or had no
+  -- deliveries (null: no roll-up has gone through every webhook yet)
+  v_all_counted_before constant date := webhooks_private.all_counted_before();
   v_days date[];
-  v_last date;
-  v_counted_to date;
   v_count record;
   v_counted integer := 0;
 begin
@@ -452,14 +472,18 @@ begin
   -- most runs find no day to count for most webhooks: say so without taking the lock
   -- (which would make a writer of an old delivery wait until this run commits)
   if not exists (select 1 from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id and day < v_before)
-     and (select max(day) from webhooks.delivery_day_counts where webhook_id = p_webhook_id) >= v_before - 1 then
+     and greatest((select max(day) + 1 from webhooks.delivery_day_counts where webhook_id = p_webhook_id),
+                  v_all_counted_before) >= v_before then
     return 0;
   end if;
   perform pg_advisory_xact_lock(webhooks_private.day_counts_lock(p_webhook_id));
-  -- new days start after the last day counted or noted, else at the first delivery
-  select max(day) into v_counted_to from webhooks.delivery_day_counts where webhook_id = p_webhook_id;
-  select greatest(v_counted_to + 1,
-                  (select max(day) + 1 from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id))
+  -- new days start after the last day counted, or where every webhook is counted to,
+  -- else at the first delivery. (Not after the last day noted, as until 2026-12-04: a
+  -- writer notes days not countable yet too, a retry's settle a day after its
+  -- delivery, and the days between were then never counted: left to count from the
+  -- rows for ever, and kept by the retention for ever. The days noted come in below.)
+  select greatest((select max(day) + 1 from webhooks.delivery_day_counts where webhook_id = p_webhook_id),
+                  v_all_counted_before)
   into v_from;
   if v_from is null then
     select webhooks_private.utc_day(min(created_at)) into v_from
@@ -474,7 +498,6 @@ begin
   if v_days is null then
     return 0;
   end if;
-  v_last := v_days[cardinality(v_days)];
 
   -- every day to count, counted in one statement (one per day cost a plan each)
   for v_count in
@@ -485,10 +508,8 @@ begin
     order by k.period_start
   loop
     if v_count.on_its_way = 0 then
-      -- a day without deliveries gets no row, but the last one counted when it is a
-      -- new one: it says how far this webhook is counted (the report reads the days
-      -- between a webhook's rows as counted, count_deliveries_of below)
-      if v_count.messages > 0 or (v_count.day = v_last and v_last > coalesce(v_counted_to, '-infinity')) then
+      -- (a day without deliveries gets no row: see the top)
+      if v_count.messages > 0 then
         insert into webhooks.delivery_day_counts (webhook_id, company_id, day, fired, succeeded, failed)
         values (p_webhook_id, v_company_id, v_count.day, v_count.messages, v_count.messages - v_count.failures,
                 v_count.failures)
@@ -503,12 +524,6 @@ begin
       on conflict do nothing;
     end if;
   end loop;
-  -- the row of a day without deliveries that said how far it was counted before: a
-  -- later row says it now
-  delete from webhooks.delivery_day_counts c
-  where c.webhook_id = p_webhook_id and c.day = v_counted_to
-    and c.fired = 0 and c.succeeded = 0 and c.failed = 0
-    and exists (select 1 from webhooks.delivery_day_counts l where l.webhook_id = p_webhook_id and l.day > v_counted_to);
   return v_counted;
 end;
 $$;
@@ -522,14 +537,16 @@ $$;
 -- call: roll_up_report_counts, below, calls it batch by batch.
 -- Which webhooks: once a run has gone through all of them (report_counts_rolled_up),
 -- each had every day before its counting_before counted or noted to count again.
--- Until a new day can be counted, a webhook can have something new only if it has
--- deliveries since (hours to count, days on their way) or days noted (a write to an
+-- After that, a webhook can have something new only if it has deliveries since that
+-- day (days to count, hours to count, days on their way) or days noted (a write to an
 -- old delivery): a roll-up visits those alone, found by a walk of the history index
--- from one webhook to the next over the last days' partitions. The first roll-up of
--- a new day visits them all, as it counts that day. A visit of any other webhook
--- finds nothing, at about 0.4 ms: a roll-up of 20,000 webhooks, 2,000 of them with
--- deliveries in the last days, took 10.4 s visiting all and 1.1 s visiting those
--- (a scratch test, 2026-12-03).
+-- from one webhook to the next over the partitions since that day; the rest have
+-- nothing to count (a day without deliveries gets no row). Only the first roll-up of
+-- an install visits every webhook. A visit of any other webhook finds nothing, at
+-- about 0.4 ms: a roll-up of 20,000 webhooks, 2,000 of them with deliveries in the
+-- last days, took 10.4 s visiting all and 1.1 s visiting those (a scratch test,
+-- 2026-12-03). (Until 2026-12-04 the first roll-up of each day visited every webhook,
+-- to write a row of zeros for each quiet one.)
 drop function if exists webhooks.roll_up_report_counts_after(bigint, integer);
 create or replace function webhooks.roll_up_report_counts_after(
   p_after_webhook_id bigint,
@@ -565,8 +582,8 @@ begin
     delete from webhooks_private.delivery_days_to_count n
     where not exists (select 1 from webhooks.webhooks w where w.id = n.webhook_id);
   end if;
-  if exists (select 1 from webhooks_private.report_counts_rolled_up r where r.counted_before >= v_before) then
-    v_since := webhooks_private.utc_day_start(v_before);
+  if webhooks_private.all_counted_before() is not null then
+    v_since := webhooks_private.utc_day_start(least(webhooks_private.all_counted_before(), v_before));
     v_webhook_ids := array(
       select c.webhook_id
       from ((with recursive active(webhook_id) as (
@@ -707,6 +724,7 @@ as $$
 declare
   v_since constant timestamptz := coalesce(since, '-infinity');
   v_until constant timestamptz := coalesce(until, 'infinity');
+  v_all_counted_before constant date := webhooks_private.all_counted_before();
   v_first_day date;
   v_end_day date;
 begin
@@ -745,20 +763,6 @@ begin
           from candidates p) p
     where p.is_day or not p.day_taken
   ),
-  -- each webhook's counted span, from its first day row to its last, whatever the
-  -- range: a day in it without a row had no delivery (a roll-up writes no row for such
-  -- a day, roll_up_webhook_days above), unless it is noted to be counted again.
-  -- (Materialized, and the empty gaps left out before it is used: taken into the
-  -- stretches, its three probes ran for every gap, a 90-day report of bench:api's
-  -- typical company took 36 to 51 ms where it took 7; 2026-12-04)
-  counted_span as materialized (
-    select k.webhook_id,
-           webhooks_private.utc_day_start((select min(c.day) from webhooks.delivery_day_counts c
-                                           where c.webhook_id = k.webhook_id)) as starts,
-           webhooks_private.utc_day_start((select max(c.day) from webhooks.delivery_day_counts c
-                                           where c.webhook_id = k.webhook_id) + 1) as ends
-    from unnest(p_webhook_ids) as k(webhook_id)
-  ),
   hooks as (
     select k.webhook_id, k.company_id from unnest(p_webhook_ids, p_company_ids) as k(webhook_id, company_id)
   ),
@@ -779,21 +783,22 @@ begin
     from hooks k
     left join summed p on p.webhook_id = k.webhook_id
   ),
-  -- what of them is counted from the rows: a gap's whole days inside the webhook's
-  -- counted span had no deliveries but those noted to be counted again; the rest (the
-  -- parts of days at its ends, the days outside the span) may have any. Without the
-  -- span, a quiet webhook's report counted every empty day of the range from the rows,
-  -- or read a row of zeros for each, which the roll-up once wrote for every day
+  -- what of them is counted from the rows: a gap's whole days before every webhook is
+  -- counted to had no deliveries but those noted to be counted again (a day without
+  -- deliveries has no row: see the top); the rest (the parts of days at its ends, the
+  -- days since) may have any. Without it, a quiet webhook's report counted every empty
+  -- day of the range from the rows, or read a row of zeros for each, which the roll-up
+  -- wrote for every webhook and day until 2026-12-04
   stretches as (
     select g.webhook_id, g.company_id, x.s, x.u
     from gaps g
-    join counted_span z on z.webhook_id = g.webhook_id
-    -- the gap's whole days inside the span: [zf, zt) when zf < zt (never without a span)
+    -- the gap's whole days before that: [zf, zt) when zf < zt (none before a roll-up
+    -- went through every webhook)
     cross join lateral (
-      select case when z.starts is null then 'infinity'
-                  else greatest(webhooks_private.utc_day_start(webhooks_private.utc_day(g.s - interval '1 microsecond') + 1),
-                                z.starts) end as zf,
-             least(webhooks_private.utc_day_start(webhooks_private.utc_day(g.u)), z.ends) as zt
+      select case when v_all_counted_before is null then 'infinity'
+                  else webhooks_private.utc_day_start(webhooks_private.utc_day(g.s - interval '1 microsecond') + 1) end as zf,
+             least(webhooks_private.utc_day_start(webhooks_private.utc_day(g.u)),
+                   webhooks_private.utc_day_start(v_all_counted_before)) as zt
     ) b
     cross join lateral (
       select g.s, g.u where not (b.zf < b.zt)

@@ -151,6 +151,7 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   webhooks_private.count_deliveries_of(bigint[], bigint[], timestamptz, timestamptz),
   webhooks_private.count_rows(bigint, bigint, timestamptz, timestamptz),
   webhooks_private.history_end(timestamptz),
+  webhooks_private.all_counted_before(),
   webhooks_private.utc_day(timestamptz),
   webhooks_private.utc_day_start(date),
   webhooks_private.failing_webhooks()

@@ -1,8 +1,9 @@
 // Days without deliveries (sql/50_report_counts.sql): the roll-up writes no row for
-// them, but for the last day it counted of each webhook, which says how far that
-// webhook is counted; the report reads the days without a row between a webhook's
-// first row and its last as empty, unless they are noted to be counted again. Until
-// 2026-12-04 every such day had a row of zeros, for every webhook, for ever.
+// them; once a roll-up has gone through every webhook, the report reads the days
+// before its first day not countable without a row as empty, unless they are noted to
+// be counted again, and later roll-ups visit only the webhooks with deliveries since.
+// Until 2026-12-04 every such day had a row of zeros, for every webhook, for ever, and
+// every webhook was visited once a day to write it.
 import test from 'ava';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
@@ -17,6 +18,7 @@ const at = (daysAgo: number, hours = 0) => new Date(startOfToday - daysAgo * DAY
 const day = (daysAgo: number) => at(daysAgo).slice(0, 10);
 // the last day a roll-up may count: the one that ended more than two days ago
 const LAST_COUNTABLE = 3;
+const ROLL_UP = 'call webhooks.roll_up_report_counts()';
 
 /** Ranges over the quiet days and across them: whole days, parts of days, open ends. */
 const RANGES: Array<[string | null, string | null]> = [
@@ -39,7 +41,7 @@ async function dayRows(webhookId: string): Promise<Array<[string, number]>> {
 }
 
 // serial: a roll-up covers every webhook of the database
-test.serial('a quiet webhook has rows for its days with deliveries and for the last day counted; the report equals the rows, a day noted to count again included', async (t) => {
+test.serial('a quiet webhook has rows for its days with deliveries alone; the report equals the rows, a day noted to count again included', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const quiet = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
@@ -51,9 +53,8 @@ test.serial('a quiet webhook has rows for its days with deliveries and for the l
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      values ($1, $2, 'webhook.test', 0, '{}', 'succeeded', 1, $3, $3)`, [quiet.id, company.id, at(10, 2)]);
 
-  await db().pool.query('call webhooks.roll_up_report_counts()');
-  t.deepEqual(await dayRows(quiet.id), [[day(20), 2], [day(14), 1], [day(5), 1], [day(LAST_COUNTABLE), 0]],
-    'no row for the days between');
+  await db().pool.query(ROLL_UP);
+  t.deepEqual(await dayRows(quiet.id), [[day(20), 2], [day(14), 1], [day(5), 1]], 'no row for the days between');
   await assertReportMatchesRows(t, token, quiet.id, 'rolled up');
 
   // a delivery written into an empty day of the span, and one deleted from a counted
@@ -70,8 +71,8 @@ test.serial('a quiet webhook has rows for its days with deliveries and for the l
   t.deepEqual(noted.map((r) => r.day), [day(14), day(8)]);
   await assertReportMatchesRows(t, token, quiet.id, 'days noted');
 
-  await db().pool.query('call webhooks.roll_up_report_counts()');
-  t.deepEqual(await dayRows(quiet.id), [[day(20), 2], [day(8), 1], [day(5), 1], [day(LAST_COUNTABLE), 0]],
+  await db().pool.query(ROLL_UP);
+  t.deepEqual(await dayRows(quiet.id), [[day(20), 2], [day(8), 1], [day(5), 1]],
     'the emptied day has no row now, the day written into has one');
   await assertReportMatchesRows(t, token, quiet.id, 'rolled up again');
 
@@ -95,19 +96,34 @@ test.serial('a quiet webhook has rows for its days with deliveries and for the l
   }
 });
 
-test.serial("the next day's roll-up moves the row that says how far a webhook is counted", async (t) => {
+test.serial("a new day's roll-up visits only the webhooks with deliveries since the day before, and counts that day even when a later one is noted; a quiet webhook's days still read as empty", async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const quiet = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const idle = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const busy = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
   const token = await api().token(company.id);
-  await insertFinished(db().pool, hook.id, company.id, [at(10, 3)], ['succeeded']);
-  // as a roll-up four days ago left it: day 10 ago counted, and counted up to 7 days ago
-  await db().pool.query(
-    `insert into webhooks.delivery_day_counts (webhook_id, company_id, day, fired, succeeded, failed)
-     values ($1, $2, $3, 1, 1, 0), ($1, $2, $4, 0, 0, 0)`, [hook.id, company.id, day(10), day(7)]);
-  await db().pool.query('select webhooks_private.roll_up_webhook_days($1)', [hook.id]);
-  t.deepEqual(await dayRows(hook.id), [[day(10), 1], [day(LAST_COUNTABLE), 0]]);
-  await assertReportMatchesRows(t, token, hook.id, 'counted on');
+  await insertFinished(db().pool, quiet.id, company.id, [at(10, 3)], ['succeeded']);
+  // (busy's delivery of 1 day ago, written more than a day after it was created, notes
+  // its day, which is not countable yet: the days before it must still be counted)
+  await insertFinished(db().pool, busy.id, company.id, [at(LAST_COUNTABLE, 3), at(1, 3)], ['succeeded', 'failed']);
+  const webhooks = Number((await db().pool.query('select count(*) from webhooks.webhooks')).rows[0].count);
+  // the first roll-up of an install visits every webhook
+  await db().pool.query('delete from webhooks_private.report_counts_rolled_up');
+  t.is((await db().pool.query(ROLL_UP)).rows[0].visited, webhooks);
+
+  // as if the last day countable had not been, the last time: its day comes now
+  await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = counted_before - 1');
+  await db().pool.query('delete from webhooks.delivery_day_counts where day = $1', [day(LAST_COUNTABLE)]);
+  const { rows: [{ since }] } = await db().pool.query(
+    `select array_agg(w.id::text order by w.id) as since from webhooks.webhooks w
+     where exists (select 1 from webhooks.deliveries d where d.webhook_id = w.id and d.created_at >= $1)`, [at(LAST_COUNTABLE)]);
+  t.true(since.includes(busy.id) && !since.includes(quiet.id) && !since.includes(idle.id));
+  t.is((await db().pool.query(ROLL_UP)).rows[0].visited, since.length, 'the webhooks with deliveries since that day');
+  t.deepEqual(await dayRows(busy.id), [[day(LAST_COUNTABLE), 1]]);
+  t.deepEqual(await dayRows(quiet.id), [[day(10), 1]]);
+  t.deepEqual(await dayRows(idle.id), []);
+  for (const hook of [quiet, idle, busy]) await assertReportMatchesRows(t, token, hook.id, `webhook ${hook.id}`);
 });
 
 test.serial("the report of a quiet webhook does not count its empty days from the rows", async (t) => {
@@ -121,8 +137,8 @@ test.serial("the report of a quiet webhook does not count its empty days from th
   const busyHook = await f.webhook({ companyId: busy.id, actions: ['contact.created'] });
   const everyDay = Array.from({ length: 30 }, (_, i) => at(i + 1, 12));
   await insertFinished(db().pool, busyHook.id, busy.id, everyDay, everyDay.map(() => 'succeeded'));
-  await db().pool.query('call webhooks.roll_up_report_counts()');
-  t.deepEqual(await dayRows(hook.id), [[day(25), 1], [day(4), 1], [day(LAST_COUNTABLE), 0]]);
+  await db().pool.query(ROLL_UP);
+  t.deepEqual(await dayRows(hook.id), [[day(25), 1], [day(4), 1]]);
 
   // index scans of history in one transaction, as the company's viewer: counting a
   // stretch of days from the rows probes each day's partition
