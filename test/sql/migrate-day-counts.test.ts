@@ -51,7 +51,7 @@ test.serial('counts rolled up before 0021 lose the test sends still kept, and on
   t.is(rows.length, 1, 'recorded again');
 });
 
-test.serial('0029: the rows of days without deliveries go; the notes to count again get their company', async (t) => {
+test.serial('0029: the rows of days without deliveries go; the notes to count again get their company; a day a roll-up skipped is noted', async (t) => {
   const MIGRATION_0029 = '0029_day_counts_of_days_with_deliveries';
   const f = factories(db().pool);
   const company = await f.company();
@@ -67,6 +67,15 @@ test.serial('0029: the rows of days without deliveries go; the notes to count ag
             case when d::date in ($3::date, $4::date) then 2 else 0 end, 0
      from generate_series($5::date, $6::date, interval '1 day') d`,
     [webhook.id, company.id, iso(-30), iso(-25), iso(-30), iso(-21)]);
+  // and a day with a delivery that a roll-up skipped (no row, no note), before where
+  // the last roll-up through every webhook counted
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`, [webhook.id, company.id, `${iso(-23)}T05:00:00Z`]);
+  await db().pool.query('delete from webhooks_private.delivery_days_to_count');
+  await db().pool.query(
+    `insert into webhooks_private.report_counts_rolled_up (counted_before) values ($1)
+     on conflict (one) do update set counted_before = excluded.counted_before`, [iso(-2)]);
   await db().pool.query('alter table webhooks_private.delivery_days_to_count alter column company_id drop not null');
   await db().pool.query('insert into webhooks_private.delivery_days_to_count (webhook_id, day) values ($1, $2), (-1, $2)',
     [webhook.id, iso(-28)]);
@@ -78,6 +87,10 @@ test.serial('0029: the rows of days without deliveries go; the notes to count ag
     [webhook.id]);
   t.deepEqual(rows, [{ day: iso(-30), fired: 2 }, { day: iso(-25), fired: 2 }]);
   const { rows: notes } = await db().pool.query(
-    `select webhook_id::text, company_id::text, to_char(day, 'YYYY-MM-DD') as day from webhooks_private.delivery_days_to_count`);
-  t.deepEqual(notes, [{ webhook_id: webhook.id, company_id: company.id, day: iso(-28) }], "a webhook gone: its note goes");
+    `select webhook_id::text, company_id::text, to_char(day, 'YYYY-MM-DD') as day from webhooks_private.delivery_days_to_count
+     order by day`);
+  t.deepEqual(notes, [
+    { webhook_id: webhook.id, company_id: company.id, day: iso(-28) },
+    { webhook_id: webhook.id, company_id: company.id, day: iso(-23) },
+  ], "a webhook gone: its note goes; the day skipped is noted");
 });
