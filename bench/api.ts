@@ -214,9 +214,10 @@ try {
     return { ms: performance.now() - started, days: row.days as number, visited: row.visited as number };
   };
   const firstRollUp = await rollUp();
+  const dayRows = (await pool.query('select count(*)::int as n from webhooks.delivery_day_counts')).rows[0].n as number;
   const nothingNew = await rollUp();
-  // the first roll-up of a new day visits every webhook: as if the last to go through
-  // them all had been a day earlier
+  // the first roll-up of a new day (as if the last to go through every webhook had
+  // been a day earlier): it visits the webhooks with deliveries since
   await pool.query('update webhooks_private.report_counts_rolled_up set counted_before = counted_before - 1');
   const newDay = await rollUp();
 
@@ -232,7 +233,8 @@ try {
     `and ${(QUIET_COMPANIES * WEBHOOKS_PER_COMPANY).toLocaleString('en')} quiet webhooks; loaded in ${loadSeconds.toFixed(1)} s; ${RUNS} runs each after ${WARMUP} warm-up; ` +
     `${cpus().length} CPUs, Postgres without fsync.`);
   const webhooks = (await pool.query('select count(*)::int as n from webhooks.webhooks')).rows[0].n as number;
-  console.log(`first roll-up of the daily counts: ${firstRollUp.days.toLocaleString('en')} webhook-days in ${(firstRollUp.ms / 1000).toFixed(1)} s, ` +
+  console.log(`first roll-up of the daily counts: ${firstRollUp.days.toLocaleString('en')} webhook-days in ${(firstRollUp.ms / 1000).toFixed(1)} s ` +
+    `(${dayRows.toLocaleString('en')} rows: days with deliveries), ` +
     `${firstRollUp.visited.toLocaleString('en')} webhooks visited; the next, nothing new: ${nothingNew.ms.toFixed(0)} ms, ` +
     `${nothingNew.visited.toLocaleString('en')} of the ${webhooks.toLocaleString('en')} webhooks visited; ` +
     `the first of a new day: ${newDay.ms.toFixed(0)} ms, ${newDay.visited.toLocaleString('en')} visited.`);
