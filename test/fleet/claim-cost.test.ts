@@ -80,17 +80,23 @@ test('a refill of one webhook reads its own range, not one entry for every webho
   }
 });
 
-// A discovery finds each busy webhook's lane by its key: with sorts priced out, its
-// generic plan once read every lane in company order and compared each with every
-// webhook found (999,000 comparisons a claim over 1,000 busy webhooks: 40 ms, and 295
-// ms over 3,000), idle lanes included.
-test('a discovery reads the lanes of the webhooks with deliveries waiting, each by its key, not every lane', async (t) => {
-  const BUSY = 300;
-  const IDLE = 900;
+// Claims and settles find the lanes they need by their keys, however many webhooks
+// there are. With sorts priced out (claim_deliveries), a discovery's generic plan once
+// read every lane in company order and compared each with every webhook found
+// (999,000 comparisons a claim over 1,000 busy webhooks: 40 ms, and 295 ms over
+// 3,000), and a settle with a failure read every lane to lock the few it changes.
+const BUSY = 300;
+const IDLE = 900;
+const LANE_INDEX_READS = `select coalesce(sum(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)::int as n
+                          from pg_index i where i.indrelid = 'webhooks_private.lanes'::regclass`;
+const DISCOVERY = `select delivery_id, attempt from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 32,
+                     '{}'::bigint[], '{}'::integer[], null::bigint[], 256)`;
+
+/** Companies of 100 webhooks (webhooks.max_webhooks_per_company), BUSY of them with a delivery waiting, IDLE without. */
+async function manyLanes(t: any) {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const f = factories(database.pool);
-  // companies of 100 webhooks (webhooks.max_webhooks_per_company): the first ones busy
   for (let made = 0; made < BUSY + IDLE; made += 100) {
     const company = await f.company();
     await database.pool.query(
@@ -104,24 +110,44 @@ test('a discovery reads the lanes of the webhooks with deliveries waiting, each 
     }
   }
   await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
-
   const relay = new pg.Client({ connectionString: database.url });
   await relay.connect();
   t.teardown(() => relay.end());
-  const discovery = `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 32,
-                       '{}'::bigint[], '{}'::integer[], null::bigint[], 256)`;
-  const laneIndexReads = `select coalesce(sum(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)::int as n
-                          from pg_index i where i.indrelid = 'webhooks_private.lanes'::regclass`;
+  // index entries of the lanes read by one statement (the counts of a session's
+  // transactions add up until they are flushed: the difference across it)
+  const laneReads = async <T>(statement: string, values: unknown[] = []) => {
+    const { rows: [before] } = await relay.query(LANE_INDEX_READS);
+    const result = await relay.query(statement, values);
+    const { rows: [after] } = await relay.query(LANE_INDEX_READS);
+    return { rows: result.rows as T[], reads: (after.n as number) - (before.n as number) };
+  };
+  return { relay, laneReads };
+}
+
+test('a discovery reads the lanes of the webhooks with deliveries waiting, each by its key, not every lane', async (t) => {
+  const { relay, laneReads } = await manyLanes(t);
   for (let round = 1; round <= 3; round++) {
-    // (the counts of a session's transactions add up until they are flushed: the
-    // difference across the claim)
     await relay.query('begin');
-    const { rows: [before] } = await relay.query(laneIndexReads);
-    const claimed = await relay.query(discovery);
-    const { rows: [after] } = await relay.query(laneIndexReads);
+    const { rows, reads } = await laneReads(DISCOVERY);
     await relay.query('rollback');
-    const reads = after.n - before.n;
-    t.true(claimed.rows.length > 20, `discovery ${round} leased ${claimed.rows.length}`);
+    t.true(rows.length > 20, `discovery ${round} leased ${rows.length}`);
     t.true(reads < BUSY + IDLE / 3, `discovery ${round} read ${reads} index entries of the lanes (${BUSY} busy, ${IDLE} idle)`);
+  }
+});
+
+test('a settle with failures locks the lanes of its webhooks by their keys, not every lane', async (t) => {
+  const { relay, laneReads } = await manyLanes(t);
+  for (let round = 1; round <= 3; round++) {
+    const { rows: claimed } = await relay.query(DISCOVERY);
+    const ids = claimed.map((row) => row.delivery_id);
+    await relay.query('begin');
+    const { rows: settled, reads } = await laneReads(
+      `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], $2::integer[], $3::timestamptz[], $4::integer[],
+                                                       $5::integer[], $6::text[], $7::text[], $8::integer[])`,
+      [ids, claimed.map((row) => row.attempt), ids.map(() => new Date().toISOString()), ids.map(() => 5), ids.map(() => 500),
+       ids.map(() => null), ids.map(() => null), ids.map(() => null)]);
+    await relay.query('commit');
+    t.is(settled.length, ids.length);
+    t.true(reads < 4 * ids.length, `settle ${round} of ${ids.length} failures read ${reads} index entries of the lanes`);
   }
 });
