@@ -442,6 +442,10 @@ begin
     from (select p.webhook_id, count(*) as got, min(p.pace_from) as pace_from, min(p.rate_limit) as rate_limit
           from picked p group by p.webhook_id) g
     where l.webhook_id = g.webhook_id
+      -- (the lanes locked above, the index's condition: without it, with sorts priced
+      -- out, every claim merged the lanes' whole key index with its few; 3 ms a claim
+      -- over 20,000 webhooks, 2026-12-04)
+      and l.webhook_id = any (v_lanes)
   )
   select p.id, p.created_at, p.row_ctid,
          case when p.rate_limit is not null

@@ -84,7 +84,8 @@ test('a refill of one webhook reads its own range, not one entry for every webho
 // there are. With sorts priced out (claim_deliveries), a discovery's generic plan once
 // read every lane in company order and compared each with every webhook found
 // (999,000 comparisons a claim over 1,000 busy webhooks: 40 ms, and 295 ms over
-// 3,000), and a settle with a failure read every lane to lock the few it changes.
+// 3,000), every claim merged the lanes' whole key index with the few it had served,
+// and a settle with a failure read every lane to lock the few it changes.
 const BUSY = 300;
 const IDLE = 900;
 const LANE_INDEX_READS = `select coalesce(sum(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)::int as n
@@ -92,23 +93,32 @@ const LANE_INDEX_READS = `select coalesce(sum(pg_stat_get_xact_tuples_returned(i
 const DISCOVERY = `select delivery_id, attempt from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 32,
                      '{}'::bigint[], '{}'::integer[], null::bigint[], 256)`;
 
-/** Companies of 100 webhooks (webhooks.max_webhooks_per_company), BUSY of them with a delivery waiting, IDLE without. */
-async function manyLanes(t: any) {
+/**
+ * Companies of 100 webhooks (webhooks.max_webhooks_per_company), IDLE without
+ * deliveries, then BUSY with one waiting each (the newest: a walk of the lanes in key
+ * order to them reads every idle lane first).
+ */
+async function manyLanes(t: any, { busy = BUSY, backlog = 0 } = {}) {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const f = factories(database.pool);
-  for (let made = 0; made < BUSY + IDLE; made += 100) {
+  for (let made = 0; made < busy + IDLE; made += 100) {
     const company = await f.company();
     await database.pool.query(
       `insert into webhooks.webhooks (company_id, name, url, fields, actions)
        select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.created}'
        from generate_series(1, 100) n`, [company.id]);
-    if (made < BUSY) {
+    if (made >= IDLE) {
       await database.pool.query(
         `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
          select w.id, w.company_id, 'contact.created', 1, '{}' from webhooks.webhooks w where w.company_id = $1`, [company.id]);
     }
   }
+  // and a backlog of the newest webhook
+  await database.pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+     select w.id, w.company_id, 'contact.created', i, '{}'
+     from (select * from webhooks.webhooks order by id desc limit 1) w, generate_series(1, $1::int) i`, [backlog]);
   await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
   const relay = new pg.Client({ connectionString: database.url });
   await relay.connect();
@@ -132,6 +142,24 @@ test('a discovery reads the lanes of the webhooks with deliveries waiting, each 
     await relay.query('rollback');
     t.true(rows.length > 20, `discovery ${round} leased ${rows.length}`);
     t.true(reads < BUSY + IDLE / 3, `discovery ${round} read ${reads} index entries of the lanes (${BUSY} busy, ${IDLE} idle)`);
+  }
+});
+
+test('a refill of one webhook reads its own lane, however many lanes there are', async (t) => {
+  // (the queue's rows all one webhook's, a backlog: planned for a claim of many rows of
+  // one webhook, the lanes' update once walked their key index from the first lane to
+  // the claim's)
+  const { relay, laneReads } = await manyLanes(t, { busy: 0, backlog: 2_000 });
+  const { rows: [busy] } = await relay.query('select max(webhook_id)::text as id from webhooks.delivery_queue');
+  for (let round = 1; round <= 3; round++) {
+    await relay.query('begin');
+    const { rows, reads } = await laneReads<{ webhook_id: string }>(
+      `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+         '{}'::bigint[], '{}'::integer[], array[$1::bigint])`, [busy.id]);
+    await relay.query('rollback');
+    t.deepEqual([...new Set(rows.map((row) => row.webhook_id))], [busy.id]);
+    t.is(rows.length, 10);
+    t.true(reads < 10, `refill ${round} read ${reads} index entries of the lanes (${IDLE} lanes)`);
   }
 });
 
