@@ -132,18 +132,10 @@ begin
 end;
 $$;
 
--- private: the ordered webhooks (a partial index: nothing to read when none is).
--- plpgsql, not sql: asked by every claim and settle, and a sql function that reads a
--- table is planned again on every call (40 µs), a plpgsql one once per connection
-create or replace function webhooks_private.ordered_webhooks()
-returns bigint[]
-language plpgsql
-stable
-as $$
-begin
-  return coalesce((select array_agg(w.id) from webhooks.webhooks w where w.ordered), '{}');
-end;
-$$;
+-- (Until 2026-12-04 every claim and settle read the ids of all ordered webhooks, of
+-- every company, and compared each row with each: the claim now reads its lanes'
+-- webhooks' own flag, the settle its batch's.)
+drop function if exists webhooks_private.ordered_webhooks();
 
 ------------------------------------------------------------------------------------
 -- The claim's choice
@@ -198,8 +190,6 @@ declare
   v_lanes bigint[];
   v_room integer;
   v_contended boolean := false;
-  -- ordered webhooks: their deliveries are picked only when not held back
-  v_ordered constant bigint[] := webhooks_private.ordered_webhooks();
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    A lane another relay is deciding for is passed over (that relay serves it;
@@ -224,24 +214,29 @@ begin
                         limit 1) due
   ),
   ready as (
-    select l.webhook_id, l.company_id, l.served_at, w.enabled,
+    select l.webhook_id, l.company_id, l.served_at, l.enabled,
            -- the most this claim could give the lane (its rows in flight elsewhere
            -- not counted: an upper bound, known before the lane is locked)
-           case when not w.enabled then p_limit
+           case when not l.enabled then p_limit
                 when l.open_until is not null then 1   -- a probe
                 else webhooks_private.relay_room(b.cap, p_per_webhook, b.n) end as bound
     from asked
-    -- each webhook's lane by its key. (Not a join the planner may turn around: with
-    -- sorts priced out (claim_deliveries), it read every lane in company order from
-    -- lanes_company_idx and compared each with every webhook found, for the window
-    -- below: 999,000 comparisons a claim over 1,000 busy webhooks, 40 ms, and 295 ms
-    -- over 3,000; 2026-12-04)
-    cross join lateral (select l.* from webhooks_private.lanes l where l.webhook_id = asked.w offset 0) l
-    join webhooks.webhooks w on w.id = asked.w
+    -- each webhook's lane and webhook by their keys. (Not joins the planner may turn
+    -- around: with sorts priced out (claim_deliveries), it read every lane in company
+    -- order from lanes_company_idx and compared each with every webhook found, for the
+    -- window below: 999,000 comparisons a claim over 1,000 busy webhooks, 40 ms, and
+    -- 295 ms over 3,000; or, planned for few, merged the webhooks' whole key index
+    -- with them; 2026-12-04)
+    cross join lateral (select l.webhook_id, l.company_id, l.served_at, l.open_until, l.paced_until, w.enabled,
+                               w.rate_limit
+                        from webhooks_private.lanes l
+                        join webhooks.webhooks w on w.id = l.webhook_id
+                        where l.webhook_id = asked.w
+                        offset 0) l
     left join unnest(p_busy_webhooks, p_busy_counts, p_busy_caps) as b(w, n, cap) on b.w = asked.w
-    where (not w.enabled
+    where (not l.enabled
            or ((l.open_until is null or l.open_until <= now())
-               and (w.rate_limit is null or l.paced_until is null or l.paced_until <= now() + v_horizon)))
+               and (l.rate_limit is null or l.paced_until is null or l.paced_until <= now() + v_horizon)))
   ),
   rotation as (
     select r.webhook_id, r.bound,
@@ -324,7 +319,7 @@ begin
     from unnest(p_busy_webhooks, p_busy_counts, p_busy_caps) as b(w, n, cap)
   ),
   lane as (
-    select l.webhook_id, l.company_id, l.served_at, l.open_until, l.probes, w.enabled, w.rate_limit,
+    select l.webhook_id, l.company_id, l.served_at, l.open_until, l.probes, w.enabled, w.rate_limit, w.ordered,
            greatest(l.paced_until, now()) as pace_from,
            case
              when not w.enabled then p_limit
@@ -350,6 +345,10 @@ begin
                         where d.webhook_id = l.webhook_id and d.locked_by is not null
                           and d.locked_by <> p_relay) f
     where l.webhook_id = any (v_lanes)
+      -- (said of the webhooks too, their index's condition: without it, planned for
+      -- many rows of one webhook, the join merged the webhooks' whole key index with
+      -- the claim's few, every claim; 2026-12-04)
+      and w.id = any (v_lanes)
   ),
   open_lane as (
     select * from lane where room > 0
@@ -388,7 +387,7 @@ begin
   -- first lane, then every company's second, …; cut so that no company takes more
   -- than its share and the batch no more than p_limit
   wanted as (
-    select l.webhook_id, l.company_id, l.enabled, l.rate_limit, l.pace_from, l.open_until, s.room as company_room,
+    select l.webhook_id, l.company_id, l.enabled, l.rate_limit, l.ordered, l.pace_from, l.open_until, s.room as company_room,
            case when not l.enabled then l.room
                 else least(l.room, ceil(s.room::numeric / s.lanes)::integer) end as take,
            row_number() over (partition by l.company_id order by l.served_at, l.webhook_id) as turn,
@@ -405,7 +404,7 @@ begin
     from wanted w
   ),
   alloc as (
-    select c.webhook_id, c.rate_limit, c.pace_from, c.open_until,
+    select c.webhook_id, c.rate_limit, c.ordered, c.pace_from, c.open_until,
            least(c.company_take, greatest(p_limit - coalesce(sum(c.company_take) over (
              order by c.enabled, c.turn, c.company_served, c.company_id
              rows between unbounded preceding and 1 preceding), 0), 0))::integer as take
@@ -422,7 +421,8 @@ begin
       where d.webhook_id = a.webhook_id
         and d.locked_by is null
         and d.next_attempt_at <= now()
-        and (a.webhook_id <> all (v_ordered) or not webhooks_private.held_back(a.webhook_id, d.contact_id, d.delivery_id))
+        -- (an ordered webhook's deliveries are picked only when not held back)
+        and (not a.ordered or not webhooks_private.held_back(a.webhook_id, d.contact_id, d.delivery_id))
       -- webhook_id first: the (webhook_id, next_attempt_at) index, never a walk of
       -- every webhook's older due rows
       order by d.webhook_id, d.next_attempt_at

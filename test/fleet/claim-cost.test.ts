@@ -98,16 +98,16 @@ const DISCOVERY = `select delivery_id, attempt from webhooks_relay.claim_deliver
  * deliveries, then BUSY with one waiting each (the newest: a walk of the lanes in key
  * order to them reads every idle lane first).
  */
-async function manyLanes(t: any, { busy = BUSY, backlog = 0 } = {}) {
+async function manyLanes(t: any, { busy = BUSY, backlog = 0, idleOrdered = false } = {}) {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const f = factories(database.pool);
   for (let made = 0; made < busy + IDLE; made += 100) {
     const company = await f.company();
     await database.pool.query(
-      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-       select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.created}'
-       from generate_series(1, 100) n`, [company.id]);
+      `insert into webhooks.webhooks (company_id, name, url, fields, actions, ordered)
+       select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.created}', $2
+       from generate_series(1, 100) n`, [company.id, idleOrdered && made < IDLE]);
     if (made >= IDLE) {
       await database.pool.query(
         `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
@@ -131,7 +131,7 @@ async function manyLanes(t: any, { busy = BUSY, backlog = 0 } = {}) {
     const { rows: [after] } = await relay.query(LANE_INDEX_READS);
     return { rows: result.rows as T[], reads: (after.n as number) - (before.n as number) };
   };
-  return { relay, laneReads };
+  return { relay, laneReads, database };
 }
 
 test('a discovery reads the lanes of the webhooks with deliveries waiting, each by its key, not every lane', async (t) => {
@@ -177,5 +177,32 @@ test('a settle with failures locks the lanes of its webhooks by their keys, not 
     await relay.query('commit');
     t.is(settled.length, ids.length);
     t.true(reads < 4 * ids.length, `settle ${round} of ${ids.length} failures read ${reads} index entries of the lanes`);
+  }
+});
+
+// A claim and a settle read the webhooks they serve, by their keys: they once read
+// the ids of every company's ordered webhooks (whose deliveries go one at a time),
+// each time, and compared every claimed row with each; and a claim planned for many
+// rows of one webhook merged the webhooks' whole key index with its few.
+test('a claim and a settle read their own webhooks, not every ordered webhook nor every webhook', async (t) => {
+  const { relay, database } = await manyLanes(t, { busy: 0, backlog: 200, idleOrdered: true });
+  const webhookIndexReads = `select coalesce(sum(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)::int as n
+                             from pg_index i where i.indrelid = 'webhooks.webhooks'::regclass`;
+  const { rows: [ordered] } = await database.pool.query('select count(*)::int as n from webhooks.webhooks where ordered');
+  t.is(ordered.n, IDLE);
+  for (let round = 1; round <= 3; round++) {
+    await relay.query('begin');
+    const { rows: [before] } = await relay.query(webhookIndexReads);
+    const { rows: claimed } = await relay.query(DISCOVERY);
+    const ids = claimed.map((row) => row.delivery_id);
+    await relay.query(
+      `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], $2::integer[], $3::timestamptz[], $4::integer[],
+                                                       $5::integer[], $6::text[], $7::text[], $8::integer[])`,
+      [ids, claimed.map((row) => row.attempt), ids.map(() => new Date().toISOString()), ids.map(() => 5), ids.map(() => 200),
+       ids.map(() => null), ids.map(() => null), ids.map(() => null)]);
+    const { rows: [after] } = await relay.query(webhookIndexReads);
+    await relay.query('commit');
+    t.is(ids.length, 32);
+    t.true(after.n - before.n < 50, `claim and settle ${round} read ${after.n - before.n} index entries of the webhooks (${IDLE} ordered)`);
   }
 });
