@@ -9,13 +9,11 @@ import test from 'ava';
 import pg from 'pg';
 import { createTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { indexUse } from '../helpers/plans.ts';
 
 const BACKLOG = 3_000;
 const BOUND = BACKLOG / 10;
 const CLAIM = `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10, '{}'::bigint[], '{}'::integer[], null::bigint[])`;
-// index entries of the queue read by this transaction so far
-const QUEUE_INDEX_READS = `select coalesce(sum(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)::int as n
-                           from pg_index i where i.indrelid = 'webhooks.delivery_queue'::regclass`;
 
 for (const statistics of ['taken before the backlog', 'taken with the backlog'] as const) {
   test(`a claim of 10 from a backlog of ${BACKLOG} reads fewer than ${BOUND} index entries (statistics ${statistics})`, async (t) => {
@@ -38,11 +36,10 @@ for (const statistics of ['taken before the backlog', 'taken with the backlog'] 
     t.teardown(() => relay.end());
     for (let round = 1; round <= 3; round++) {
       await relay.query('begin');
-      const claimed = await relay.query(CLAIM);
-      const { rows: [reads] } = await relay.query(QUEUE_INDEX_READS);
+      const { result: claimed, used: reads } = await indexUse(relay, 'webhooks.delivery_queue', () => relay.query(CLAIM));
       await relay.query('commit');
       t.is(claimed.rows.length, 10);
-      t.true(reads.n < BOUND, `claim ${round} read ${reads.n} index entries of the queue for 10 deliveries`);
+      t.true(reads < BOUND, `claim ${round} read ${reads} index entries of the queue for 10 deliveries`);
     }
   });
 }
@@ -72,11 +69,10 @@ test('a refill of one webhook reads its own range, not one entry for every webho
                     '{}'::bigint[], '{}'::integer[], array[$1::bigint])`;
   for (const hook of hooks.slice(0, 3)) {
     await relay.query('begin');
-    const claimed = await relay.query(refill, [hook.id]);
-    const { rows: [reads] } = await relay.query(QUEUE_INDEX_READS);
+    const { result: claimed, used: reads } = await indexUse(relay, 'webhooks.delivery_queue', () => relay.query(refill, [hook.id]));
     await relay.query('commit');
     t.deepEqual(claimed.rows.map((row) => row.webhook_id), [hook.id]);
-    t.true(reads.n < WEBHOOKS / 4, `a refill read ${reads.n} index entries of the queue`);
+    t.true(reads < WEBHOOKS / 4, `a refill read ${reads} index entries of the queue`);
   }
 });
 
@@ -88,8 +84,6 @@ test('a refill of one webhook reads its own range, not one entry for every webho
 // and a settle with a failure read every lane to lock the few it changes.
 const BUSY = 300;
 const IDLE = 900;
-const LANE_INDEX_READS = `select coalesce(sum(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)::int as n
-                          from pg_index i where i.indrelid = 'webhooks_private.lanes'::regclass`;
 const DISCOVERY = `select delivery_id, attempt from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 32,
                      '{}'::bigint[], '{}'::integer[], null::bigint[], 256)`;
 
@@ -123,13 +117,10 @@ async function manyLanes(t: any, { busy = BUSY, backlog = 0, idleOrdered = false
   const relay = new pg.Client({ connectionString: database.url });
   await relay.connect();
   t.teardown(() => relay.end());
-  // index entries of the lanes read by one statement (the counts of a session's
-  // transactions add up until they are flushed: the difference across it)
+  // index entries of the lanes read by one statement
   const laneReads = async <T>(statement: string, values: unknown[] = []) => {
-    const { rows: [before] } = await relay.query(LANE_INDEX_READS);
-    const result = await relay.query(statement, values);
-    const { rows: [after] } = await relay.query(LANE_INDEX_READS);
-    return { rows: result.rows as T[], reads: (after.n as number) - (before.n as number) };
+    const { result, used } = await indexUse(relay, 'webhooks_private.lanes', () => relay.query(statement, values));
+    return { rows: result.rows as T[], reads: used };
   };
   return { relay, laneReads, database };
 }
@@ -186,23 +177,22 @@ test('a settle with failures locks the lanes of its webhooks by their keys, not 
 // rows of one webhook merged the webhooks' whole key index with its few.
 test('a claim and a settle read their own webhooks, not every ordered webhook nor every webhook', async (t) => {
   const { relay, database } = await manyLanes(t, { busy: 0, backlog: 200, idleOrdered: true });
-  const webhookIndexReads = `select coalesce(sum(pg_stat_get_xact_tuples_returned(i.indexrelid)), 0)::int as n
-                             from pg_index i where i.indrelid = 'webhooks.webhooks'::regclass`;
   const { rows: [ordered] } = await database.pool.query('select count(*)::int as n from webhooks.webhooks where ordered');
   t.is(ordered.n, IDLE);
   for (let round = 1; round <= 3; round++) {
     await relay.query('begin');
-    const { rows: [before] } = await relay.query(webhookIndexReads);
-    const { rows: claimed } = await relay.query(DISCOVERY);
-    const ids = claimed.map((row) => row.delivery_id);
-    await relay.query(
-      `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], $2::integer[], $3::timestamptz[], $4::integer[],
-                                                       $5::integer[], $6::text[], $7::text[], $8::integer[])`,
-      [ids, claimed.map((row) => row.attempt), ids.map(() => new Date().toISOString()), ids.map(() => 5), ids.map(() => 200),
-       ids.map(() => null), ids.map(() => null), ids.map(() => null)]);
-    const { rows: [after] } = await relay.query(webhookIndexReads);
+    const { result: ids, used: reads } = await indexUse(relay, 'webhooks.webhooks', async () => {
+      const { rows: claimed } = await relay.query(DISCOVERY);
+      const ids = claimed.map((row) => row.delivery_id);
+      await relay.query(
+        `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], $2::integer[], $3::timestamptz[], $4::integer[],
+                                                         $5::integer[], $6::text[], $7::text[], $8::integer[])`,
+        [ids, claimed.map((row) => row.attempt), ids.map(() => new Date().toISOString()), ids.map(() => 5), ids.map(() => 200),
+         ids.map(() => null), ids.map(() => null), ids.map(() => null)]);
+      return ids;
+    });
     await relay.query('commit');
     t.is(ids.length, 32);
-    t.true(after.n - before.n < 50, `claim and settle ${round} read ${after.n - before.n} index entries of the webhooks (${IDLE} ordered)`);
+    t.true(reads < 50, `claim and settle ${round} read ${reads} index entries of the webhooks (${IDLE} ordered)`);
   }
 });

@@ -22,3 +22,26 @@ export function rowsRead(node: PlanNode, into: Map<string, number> = new Map()):
   for (const child of node.Plans ?? []) rowsRead(child, into);
   return into;
 }
+
+type Queryable = { query(text: string, values?: unknown[]): Promise<{ rows: any[] }> };
+
+/**
+ * What one statement made of a table's indexes (its partitions' too): the index
+ * entries their scans returned, or how many scans there were, as this session's
+ * statistics count them. A session's counts add up across its transactions until
+ * they are flushed, so it is the difference across the statement.
+ */
+export async function indexUse<T = unknown>(
+  db: Queryable, table: string, statement: () => Promise<T>, what: 'entries' | 'scans' = 'entries',
+): Promise<{ result: T; used: number }> {
+  const counted = async () => (await db.query(
+    `select coalesce(sum(case when $2 = 'scans' then pg_stat_get_xact_numscans(i.indexrelid)
+                              else pg_stat_get_xact_tuples_returned(i.indexrelid) end), 0)::int as n
+     from pg_index i
+     where i.indrelid = $1::regclass
+        or i.indrelid in (select p.inhrelid from pg_inherits p where p.inhparent = $1::regclass)`,
+    [table, what])).rows[0].n as number;
+  const before = await counted();
+  const result = await statement();
+  return { result, used: (await counted()) - before };
+}
