@@ -528,9 +528,9 @@ begin
       p_attempted_at, p_status_codes, p_errors);
   end if;
   -- an ordered delivery that ended lets the next of its contact go (28_lanes.sql):
-  -- look now, not at the next poll (each of the batch's webhooks that ended one looked
-  -- up by its key: joined, the plan read the partial index of every company's ordered
-  -- webhooks instead)
+  -- look now, not at the next poll (each of the batch's webhooks that ended one,
+  -- looked up by its key; until 2026-12-04, the ids of every company's ordered
+  -- webhooks, read at each settle)
   if exists (select 1
              from (select distinct e.webhook_id from unnest(v_states, v_webhooks) as e(state, webhook_id)
                    where e.state <> 'pending') e
