@@ -531,10 +531,11 @@ begin
   -- look now, not at the next poll (each of the batch's webhooks that ended one,
   -- looked up by its key; until 2026-12-04, the ids of every company's ordered
   -- webhooks, read at each settle)
-  if exists (select 1
-             from (select distinct e.webhook_id from unnest(v_states, v_webhooks) as e(state, webhook_id)
-                   where e.state <> 'pending') e
-             where (select w.ordered from webhooks.webhooks w where w.id = e.webhook_id)) then
+  if exists (select 1 from webhooks.webhooks w where w.ordered)   -- (none: one empty index probe)
+     and exists (select 1
+                 from (select distinct e.webhook_id from unnest(v_states, v_webhooks) as e(state, webhook_id)
+                       where e.state <> 'pending') e
+                 where (select w.ordered from webhooks.webhooks w where w.id = e.webhook_id)) then
     perform webhooks_private.notify_relays();   -- 20_wakeup.sql
   end if;
 

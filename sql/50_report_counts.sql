@@ -564,6 +564,7 @@ as $$
 declare
   v_before constant date := webhooks_private.countable_before();
   v_after constant bigint := coalesce(p_after_webhook_id, 0);
+  v_all_counted_before constant date := webhooks_private.all_counted_before();
   v_since timestamptz;
   v_webhook_ids bigint[];
   v_webhook_id bigint;
@@ -582,8 +583,8 @@ begin
     delete from webhooks_private.delivery_days_to_count n
     where not exists (select 1 from webhooks.webhooks w where w.id = n.webhook_id);
   end if;
-  if webhooks_private.all_counted_before() is not null then
-    v_since := webhooks_private.utc_day_start(least(webhooks_private.all_counted_before(), v_before));
+  if v_all_counted_before is not null then
+    v_since := webhooks_private.utc_day_start(least(v_all_counted_before, v_before));
     v_webhook_ids := array(
       select c.webhook_id
       from ((with recursive active(webhook_id) as (

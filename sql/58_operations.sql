@@ -99,7 +99,7 @@ as $$
      where p.last_day < webhooks_private.utc_day(now() - webhooks_private.retention())),
     (select count(*) from webhooks_private.webhooks_to_purge),
     greatest(webhooks_private.countable_before()
-             - coalesce((select r.counted_before from webhooks_private.report_counts_rolled_up r),
+             - coalesce(webhooks_private.all_counted_before(),
                         (select webhooks_private.utc_day(min(w.created_at)) from webhooks.webhooks w),
                         webhooks_private.countable_before()),
              0);
