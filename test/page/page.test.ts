@@ -226,13 +226,19 @@ browserTest('Disable shows "Webhook Status: Disable" and turns into Enable, whic
 browserTest('a webhook whose receiver keeps failing shows as Failing: how many attempts since when, the next try, and when it will be disabled; a success makes it Active again', async (t) => {
   const { companyId, notes, jane } = await seedCompany(db().pool);
   // six failed attempts, an hour apart from a day ago, as the relay's settle counts them
-  // (webhooks.breaker_after is 5: the breaker opens, its first wait 30 s)
-  const { rows: [{ first }] } = await db().pool.query(
+  // (webhooks.breaker_after is 5: the breaker opens; its first wait set to an hour here,
+  // so that the page still shows it open however long the browser takes)
+  const settle = await db().pool.connect();
+  t.teardown(() => settle.release());
+  await settle.query('begin');
+  await settle.query(`set local webhooks.breaker_probe_interval = '1 hour'`);
+  const { rows: [{ first }] } = await settle.query(
     `with attempts as (select now() - interval '1 day' + n * interval '1 hour' as at from generate_series(1, 6) n)
      select webhooks_private.lane_results(array_fill($1::bigint, array[6]), array_agg(at order by at),
                                           array_fill(503, array[6]), array_fill(null::text, array[6])),
             min(at) as first
      from attempts`, [notes.id]);
+  await settle.query('commit');
   const page = await signedIn(companyId);
   const time = (at: Date) => new Intl.DateTimeFormat('en-US', {
     year: 'numeric', month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', second: '2-digit', timeZone: 'UTC',
@@ -366,8 +372,11 @@ test('the company name is read for the caller\'s own company only', async (t) =>
 
 browserTest('a click refused because the company\'s turn is taken (429) is tried again after Retry-After, not lost', async (t) => {
   const { companyId, notes } = await seedCompany(db().pool);
-  // an API where the company has one turn and nobody may wait for it
-  const tight = await startTestApi(db().url, { limits: { companyMaxInFlight: 1, companyMaxQueued: 0 } });
+  // an API where the company has one turn and nobody may wait for it; the rename that
+  // holds the turn waits on a lock for as long as the click takes on a busy machine
+  const tight = await startTestApi(db().url, {
+    limits: { companyMaxInFlight: 1, companyMaxQueued: 0, statementTimeoutMs: 120_000 },
+  });
   t.teardown(() => tight.stop());
   const token = await tight.token(companyId, 'webhook_admin', 'jane.admin@purple.example');
   const page = await openTab(`${tight.api.url}/reports/webhooks`);
