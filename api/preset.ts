@@ -156,14 +156,23 @@ export interface PresetOptions {
 }
 
 /**
- * The planner settings of every request. Partitionwise joins let a webhook's history
- * page join each day's history rows to that day's results and stop at the page's end;
- * without them it sorts all of the webhook's history first (webhooks.webhooks_history,
- * sql/55_report.sql). Not a database-wide setting: the relay's statements reach one
- * partition and were measured without it, and it makes planning a join of partitioned
- * tables dearer.
+ * The planner settings of every request.
+ * - Partitionwise joins let a webhook's history page join each day's history rows to
+ *   that day's results and stop at the page's end; without them it sorts all of the
+ *   webhook's history first (webhooks.webhooks_history, sql/55_report.sql). Not a
+ *   database-wide setting: the relay's statements reach one partition and were
+ *   measured without it, and it makes planning a join of partitioned tables dearer.
+ * - Generic plans from a connection's first request: PostGraphile prepares each
+ *   statement, and Postgres plans the first five executions of a prepared statement
+ *   for their own arguments before it keeps one plan. Over the history's partitions
+ *   those plans cost 40–70 ms a request against 10–15 for the kept one, and for a
+ *   page of history they may sort all of a webhook's rows (BENCHMARKS.md, "Generic
+ *   plans from a connection's first request").
  */
-export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = { enable_partitionwise_join: 'on' };
+export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
+  enable_partitionwise_join: 'on',
+  plan_cache_mode: 'force_generic_plan',
+};
 
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {

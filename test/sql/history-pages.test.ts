@@ -65,12 +65,12 @@ test("a page of a big webhook's history reads about a page of its rows, not all 
     for (const [name, value] of Object.entries(API_PLANNER_SETTINGS)) {
       await client.query('select set_config($1, $2, true)', [name, value]);
     }
+    // the API's prepared statement, from a connection's first request on (its settings
+    // make it plan the statement once, not anew for each of a connection's first five
+    // requests, with the webhook's id: with a row or two a day expected, sorting all of
+    // the webhook's rows and merging the days cost about the same to the planner, which
+    // took either, and planning each request cost 30 to 50 ms at bench:api's size)
     await client.query(`prepare history_page(bigint, text) as ${HISTORY_PAGE}`);
-    // the plan the API's prepared statement keeps after a connection's first five
-    // requests (those are planned each for its own: with a row or two a day expected,
-    // sorting all of the webhook's rows and merging the days cost about the same to the
-    // planner, which may take either; BENCHMARKS.md)
-    await client.query('set local plan_cache_mode = force_generic_plan');
     const page = async (state: string | null) => {
       const execute = `execute history_page(${Number(big.id)}, ${state === null ? 'null' : `'${state}'`})`;
       const { rows: [{ 'QUERY PLAN': [plan] }] } = await client.query(`explain (analyze, format json) ${execute}`);
