@@ -49,6 +49,9 @@ export async function launchBrowser(): Promise<RunningBrowser> {
     locale: 'en-US',
     timezoneId: 'UTC',
   });
+  // every wait of a page test (waitForSelector, click): Playwright's own 30 s was near
+  // what a test file of a dozen tabs at once takes on a loaded machine under CI
+  context.setDefaultTimeout(BROWSER_WAIT_MS);
   return {
     context,
     async close() {
@@ -58,12 +61,14 @@ export async function launchBrowser(): Promise<RunningBrowser> {
   };
 }
 
+/** How long any wait of a page test may take. Generous because CI runs every test file
+ *  at once on two cores: one wait of 10 s timed out there with its text already on the
+ *  page, and a file's dozen tabs took 25–35 s each in a slow run. */
+const BROWSER_WAIT_MS = 60_000;
+
 /** How often untilText looks again: on a timer, so that the wait does not depend on
- *  animation frames, which a starved or hidden tab gets late or not at all. The timeout is
- *  generous because CI runs every test file at once on two cores; one wait of 10 s timed
- *  out there with its text already on the page. */
+ *  animation frames, which a starved or hidden tab gets late or not at all. */
 const TEXT_POLL_MS = 50;
-const TEXT_TIMEOUT_MS = 20_000;
 
 /** Waits until the element's text, trimmed, is `expected` or matches it (the page loads
  *  asynchronously); returns that text. On a timeout, says what it found instead. */
@@ -76,7 +81,7 @@ export async function untilText(page: Page, selector: string, expected: string |
         return (flags === null ? text === source : new RegExp(source, flags).test(text)) ? text : false;
       },
       [selector, typeof expected === 'string' ? expected : expected.source, typeof expected === 'string' ? null : expected.flags] as const,
-      { timeout: TEXT_TIMEOUT_MS, polling: TEXT_POLL_MS },
+      { timeout: BROWSER_WAIT_MS, polling: TEXT_POLL_MS },
     );
     return (await handle.jsonValue()) as string;
   } catch {
