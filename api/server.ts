@@ -53,6 +53,8 @@ export interface ApiOptions {
   log?: Logger;
   /** request limits; unset ones come from the environment (api/limits.ts), else their defaults */
   limits?: Partial<ApiLimits>;
+  /** how long a connection above the warm ones may stay idle (default API_IDLE_CONNECTION_MS) */
+  idleConnectionMs?: number;
 }
 
 export interface RunningApi {
@@ -82,10 +84,16 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const limits = limitsFromEnv(process.env, options.limits);
   const maxLifetimeSeconds = options.tokenMaxLifetimeSeconds ?? maxTokenLifetime();
   const claimsByRequest = new WeakMap<object, Claims>();
+  const poolSize = options.poolSize ?? 10;
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
-    max: options.poolSize ?? 10,
-    idleTimeoutMillis: API_IDLE_CONNECTION_MS,
+    max: poolSize,
+    // however long they stay idle, as many stay open as one company's requests may
+    // use at once (API_COMPANY_MAX_IN_FLIGHT): an admin who opens the page after a
+    // quiet spell finds its first requests' connections warm, not only the one the
+    // roll-up used last
+    min: Math.min(limits.companyMaxInFlight, poolSize),
+    idleTimeoutMillis: options.idleConnectionMs ?? API_IDLE_CONNECTION_MS,
     keepAlive: true,
     keepAliveInitialDelayMillis: API_KEEPALIVE_AFTER_MS,
   });

@@ -33,7 +33,7 @@ export interface TestApi {
 
 export async function startTestApi(
   ownerUrl: string,
-  options: { reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits> } = {},
+  options: { reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits>; idleConnectionMs?: number } = {},
 ): Promise<TestApi> {
   const jwtSecret = randomBytes(32).toString('base64url');
   const api = await startApi({
@@ -43,6 +43,7 @@ export async function startTestApi(
     port: 0,
     poolSize: options.poolSize ?? 4,
     limits: options.limits,
+    idleConnectionMs: options.idleConnectionMs,
     // tests roll the report's counts up themselves, when they mean to
     reportCountsEveryMs: options.reportCountsEveryMs ?? 0,
   });
