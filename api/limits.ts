@@ -63,6 +63,7 @@ export const LIMIT_CODES = Object.freeze({
   depth: 'QUERY_TOO_DEEP',
   nodes: 'QUERY_TOO_COSTLY',
   pageSize: 'PAGE_TOO_LARGE',
+  pageNegative: 'PAGE_ARGUMENT_NEGATIVE',
   timeout: 'QUERY_TIMEOUT',
   companyShare: 'TOO_MANY_REQUESTS',
 });
@@ -113,14 +114,35 @@ function isConnection(field: GraphQLField<unknown, unknown>): boolean {
   return field.args.some((arg) => arg.name === 'first');
 }
 
-class PageTooLarge extends Error {}
+/** A page argument refused: its message and code say which and why. */
+class PageRefused extends Error {
+  readonly code: string;
+  readonly extensions: Record<string, unknown>;
+  constructor(message: string, code: string, extensions: Record<string, unknown>) {
+    super(message);
+    this.code = code;
+    this.extensions = extensions;
+  }
+}
+
+/** Why a page argument may not be used (Postgres refuses a negative LIMIT or OFFSET
+ *  only as it runs, and the error would reach the caller as an internal one), or nothing. */
+function pageArgumentRefusal(limits: ApiLimits, name: string, value: unknown): PageRefused | undefined {
+  if (typeof value !== 'number') return undefined;
+  if (value < 0) {
+    return new PageRefused(`${name}: ${value} is negative: ask for 0 or more`, LIMIT_CODES.pageNegative, {});
+  }
+  if (name !== 'offset' && value > limits.maxPageSize) {
+    return new PageRefused(`${name}: ${value} is more than one page may hold: at most ${limits.maxPageSize} (${LIMIT_SETTINGS.maxPageSize})`,
+      LIMIT_CODES.pageSize, { limit: limits.maxPageSize });
+  }
+  return undefined;
+}
 
 function pageSizeOf(limits: ApiLimits, args: Record<string, unknown>): number {
-  for (const name of ['first', 'last'] as const) {
-    const value = args[name];
-    if (typeof value === 'number' && value > limits.maxPageSize) {
-      throw new PageTooLarge(`${name}: ${value} is more than one page may hold: at most ${limits.maxPageSize} (${LIMIT_SETTINGS.maxPageSize})`);
-    }
+  for (const name of ['first', 'last', 'offset'] as const) {
+    const refusal = pageArgumentRefusal(limits, name, args[name]);
+    if (refusal) throw refusal;
   }
   const asked = (args.first ?? args.last) as number | null | undefined;
   return typeof asked === 'number' ? Math.max(asked, 0) : limits.defaultPageSize;
@@ -154,9 +176,7 @@ export function refuseCostly(limits: ApiLimits, operation: Operation): GraphQLEr
       estimators: [estimator(limits)],
     });
   } catch (error) {
-    if (error instanceof PageTooLarge) {
-      return refusal(error.message, LIMIT_CODES.pageSize, { limit: limits.maxPageSize });
-    }
+    if (error instanceof PageRefused) return refusal(error.message, error.code, error.extensions);
     // a bad variable or operation name: GraphQL itself says so when it runs
     return undefined;
   }
@@ -175,9 +195,8 @@ export function refuseCostly(limits: ApiLimits, operation: Operation): GraphQLEr
  */
 export function boundedPage(limits: ApiLimits, $first: Step | undefined, $last: Step | undefined): { $first: Step; $last?: Step } {
   const check = (name: string) => (value: unknown) => {
-    if (typeof value === 'number' && value > limits.maxPageSize) {
-      throw new SafeError(`${name}: at most ${limits.maxPageSize}`, { code: LIMIT_CODES.pageSize });
-    }
+    const refused = pageArgumentRefusal(limits, name, value);
+    if (refused) throw new SafeError(refused.message, { code: refused.code, ...refused.extensions });
     return value ?? null;
   };
   return {

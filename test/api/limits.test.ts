@@ -83,6 +83,27 @@ test('first and last above the page maximum are refused as literals and as varia
   }
 });
 
+test('a negative first, last or offset is refused by name, as a literal and as a variable, nested too', async (t) => {
+  const { viewer } = await busyCompany();
+  for (const [query, variables, argument] of [
+    ['{ allDeliveries(first: -1) { nodes { id } } }', {}, 'first'],
+    ['{ allDeliveries(last: -5) { nodes { id } } }', {}, 'last'],
+    ['{ allDeliveries(first: 10, offset: -1) { nodes { id } } }', {}, 'offset'],
+    ['query($n: Int) { allDeliveries(first: $n) { nodes { id } } }', { n: -1 }, 'first'],
+    ['query($n: Int) { allWebhooks { nodes { history(first: 5, offset: $n) { nodes { id } } } } }', { n: -3 }, 'offset'],
+    ['{ allWebhooks { nodes { history(first: -1) { nodes { id } } } } }', {}, 'first'],
+  ] as const) {
+    const refused = await api().gql(viewer, query, variables);
+    t.is(refused.data, undefined, query);
+    t.is(refused.errors?.[0].extensions?.code, 'PAGE_ARGUMENT_NEGATIVE', query);
+    t.regex(refused.errors![0].message, new RegExp(`^${argument}: -\\d+ is negative`), query);
+  }
+  // zero is a page of nothing
+  const none = await api().gql(viewer, '{ allDeliveries(first: 0, offset: 0) { totalCount nodes { id } } }');
+  t.is(none.errors, undefined);
+  t.deepEqual(none.data.allDeliveries, { totalCount: DELIVERIES, nodes: [] });
+});
+
 test('a connection without first or last returns the default page; first, last and cursors still page', async (t) => {
   const { viewer, hook } = await busyCompany();
   const all = await api().gql(viewer, '{ allDeliveries { totalCount pageInfo { hasNextPage } nodes { id } } }');
