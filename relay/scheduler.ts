@@ -30,8 +30,8 @@
 //   lanes_busy every webhook the last claim could serve was being claimed by another
 //              relay at that moment; the claim did not wait for them (a waiting claim
 //              holds its snapshot: sql/28_lanes.sql). No claim until a timer of
-//              lanesBusyWait() runs out: 20 ms, twice as long after each claim that
-//              finds them busy again, at most LANES_BUSY_RETRY_MAX_MS, back to 20 ms
+//              lanesBusyWait() runs out: 40 ms, twice as long after each claim that
+//              finds them busy again, at most LANES_BUSY_RETRY_MAX_MS, back to 40 ms
 //              after any other claim (four relays that could also claim again at
 //              each finished request made 2,224 empty claims in a burn-down of
 //              30,000, against 270–570 with a rest of 10–40 ms). Requests and settles go
@@ -53,12 +53,13 @@ export const UNSETTLED_BATCHES_LIMIT = 2;
  * The first wait after a claim found every lane it could serve busy (lanes_busy): a
  * claim holds its lanes a few milliseconds. Doubled while they stay busy, up to the
  * most. The other relays serve those lanes meanwhile, so a longer rest costs the
- * fleet little: 20–80 ms against 10–40 left a third fewer empty claims and took 11 %
- * less Postgres CPU a delivery with four relays on one webhook (BENCHMARKS.md, "A
- * longer rest when another relay is claiming").
+ * fleet little: with four relays on one webhook, 20–80 ms against 10–40 left a third
+ * fewer empty claims and took 11 % less Postgres CPU a delivery, and 40–160 fewer
+ * and less again, behind a slow receiver as fast (BENCHMARKS.md, "A longer rest when
+ * another relay is claiming").
  */
-export const LANES_BUSY_RETRY_MS = 20;
-export const LANES_BUSY_RETRY_MAX_MS = 80;
+export const LANES_BUSY_RETRY_MS = 40;
+export const LANES_BUSY_RETRY_MAX_MS = 160;
 
 const TRANSITIONS: Record<LoopMode, readonly LoopMode[]> = {
   new: ['waiting', 'stopping'],

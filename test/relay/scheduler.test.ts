@@ -72,13 +72,13 @@ test('after a claim, another follows while a discovery or a refill is due, never
   t.false(scheduler.moreToClaim(view({ refillsDue: () => ['1'] })));
 });
 
-test('lanes busy: a rest of 20 ms, doubled while claims keep finding them busy, up to the most; any other claim starts again', (t) => {
+test('lanes busy: a rest of 40 ms, doubled while claims keep finding them busy, up to the most; any other claim starts again', (t) => {
   const scheduler = new Scheduler();
   const waits = [];
   for (let i = 0; i < 6; i++) waits.push(scheduler.lanesBusyWait(true));
-  t.deepEqual(waits, [LANES_BUSY_RETRY_MS, 40, 80, 80, 80, 80]);
-  t.is(LANES_BUSY_RETRY_MS, 20);
-  t.is(LANES_BUSY_RETRY_MAX_MS, 80);
+  t.deepEqual(waits, [LANES_BUSY_RETRY_MS, 80, 160, 160, 160, 160]);
+  t.is(LANES_BUSY_RETRY_MS, 40);
+  t.is(LANES_BUSY_RETRY_MAX_MS, 160);
   t.is(scheduler.lanesBusyWait(false), null, 'a claim that found its lanes free rests not at all');
   t.is(scheduler.lanesBusyWait(true), LANES_BUSY_RETRY_MS);
 });
