@@ -53,9 +53,9 @@ export const UNSETTLED_BATCHES_LIMIT = 2;
  * The first wait after a claim found every lane it could serve busy (lanes_busy): a
  * claim holds its lanes a few milliseconds. Doubled while they stay busy, up to the
  * most. The other relays serve those lanes meanwhile, so a longer rest costs the
- * fleet little: with four relays on one webhook, 20–80 ms against 10–40 left a third
- * fewer empty claims and took 11 % less Postgres CPU a delivery, and 40–160 fewer
- * and less again, behind a slow receiver as fast (BENCHMARKS.md, "A longer rest when
+ * fleet little: with four relays on one webhook, 40–160 ms against 10–40 left half
+ * the empty claims and took 12 % less Postgres CPU a delivery, for as many
+ * deliveries a second, behind a slow receiver too (BENCHMARKS.md, "A longer rest when
  * another relay is claiming").
  */
 export const LANES_BUSY_RETRY_MS = 40;
