@@ -145,7 +145,7 @@ function pageSizeOf(limits: ApiLimits, args: Record<string, unknown>): number {
     if (refusal) throw refusal;
   }
   const asked = (args.first ?? args.last) as number | null | undefined;
-  return typeof asked === 'number' ? Math.max(asked, 0) : limits.defaultPageSize;
+  return typeof asked === 'number' ? asked : limits.defaultPageSize;
 }
 
 /**

@@ -131,8 +131,8 @@ $$;
 create or replace view webhooks.daily_counts with (security_invoker = true) as
 select c.webhook_id, c.company_id, c.day, c.fired, c.succeeded, c.failed, 0::bigint as pending
 from webhooks.delivery_day_counts c
--- (a day without deliveries has a row only as the last its webhook's roll-up counted:
--- nothing to say here)
+-- (the roll-up writes no row for a day without deliveries, 50_report_counts.sql; one
+-- written by hand would have nothing to say here)
 where c.fired > 0
 union all
 select h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date as day,

@@ -10,6 +10,7 @@ import { DEFAULT_LIMITS } from '../../api/limits.ts';
 import { startTestApi } from '../helpers/api.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 
@@ -22,12 +23,6 @@ async function apiBackends(): Promise<number[]> {
     'select pid from pg_stat_activity where datname = current_database() and usename = $1 order by pid',
     [AUTHENTICATOR_ROLE]);
   return rows.map((row) => row.pid as number);
-}
-
-async function until(what: string, done: () => Promise<boolean>): Promise<void> {
-  for (const started = Date.now(); !(await done()); await new Promise((resolve) => setTimeout(resolve, 10))) {
-    if (Date.now() - started > 10_000) throw new Error(`not within 10 s: ${what}`);
-  }
 }
 
 test("after a quiet spell one company's worth of connections is still open; the rest closed after their idle time", async (t) => {

@@ -37,6 +37,11 @@ export interface RunningBrowser {
   close(): Promise<void>;
 }
 
+/** How long any wait of a page test may take. Generous because CI runs every test file
+ *  at once on two cores: one wait of 10 s timed out there with its text already on the
+ *  page, and a file's dozen tabs took 25–35 s each in a slow run. */
+const BROWSER_WAIT_MS = 60_000;
+
 /** Launches Chromium with a fresh profile folder of its own, thrown away on close. */
 export async function launchBrowser(): Promise<RunningBrowser> {
   const userDataDir = await mkdtemp(join(tmpdir(), 'bpd-chromium-'));
@@ -60,11 +65,6 @@ export async function launchBrowser(): Promise<RunningBrowser> {
     },
   };
 }
-
-/** How long any wait of a page test may take. Generous because CI runs every test file
- *  at once on two cores: one wait of 10 s timed out there with its text already on the
- *  page, and a file's dozen tabs took 25–35 s each in a slow run. */
-const BROWSER_WAIT_MS = 60_000;
 
 /** How often untilText looks again: on a timer, so that the wait does not depend on
  *  animation frames, which a starved or hidden tab gets late or not at all. */

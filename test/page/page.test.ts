@@ -11,6 +11,7 @@ import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { scrape } from '../helpers/prometheus.ts';
 import { fireMany, seedCompany } from '../helpers/report-data.ts';
+import { until } from '../helpers/until.ts';
 
 const RESULTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
 
@@ -392,11 +393,6 @@ browserTest('a click refused because the company\'s turn is taken (429) is tried
   const refusals = async () => [...(await scrape(tight.api.url)).entries()]
     .filter(([series]) => series.startsWith('bpd_webhooks_api_requests_total') && series.includes('code="429"'))
     .reduce((sum, [, n]) => sum + n, 0);
-  const until = async (what: string, done: () => Promise<boolean>) => {
-    for (const started = Date.now(); !(await done()); await new Promise((r) => setTimeout(r, 20))) {
-      if (Date.now() - started > 10_000) throw new Error(`not within 10 s: ${what}`);
-    }
-  };
   await until('the rename waits on the lock', async () => (await db().pool.query(
     `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n === 1);
 
