@@ -18,6 +18,12 @@ export function machine(): string {
 export const BPD = 'bpd-webhooks';
 export const PEER = 'graphile-worker';
 
+// issue #15's burn-down targets: deliveries/s at least this many times the peer's
+// (reaching for 2×), Postgres CPU per delivery at most the peer's
+const BURN_DOWN_RATE_TARGET = 1.5;
+const BURN_DOWN_PG_CPU_TARGET = 1;
+const verdict = (met: boolean | null) => (met === null ? '–' : met ? 'met' : '**not met**');
+
 // the mean, and each round's figure when there were several
 const perSecond = (r: { perSecond: number; rounds: number[] }) =>
   r.rounds.length > 1 ? `${fixed(r.perSecond)} (${r.rounds.map((x) => fixed(x)).join(', ')})` : fixed(r.perSecond);
@@ -44,10 +50,14 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
   const peer = results.find((r) => r.name === PEER);
   const lower = limits.length ? Math.min(...limits.map((l) => l.perSecond)) : Number.NaN;
   const lowerName = limits.find((l) => l.perSecond === lower)?.name ?? '';
+  const rate = bpd && peer ? bpd.perSecond / peer.perSecond : Number.NaN;
+  const pgCpu = bpd && peer ? bpd.pgCpuPer1k / peer.pgCpuPer1k : Number.NaN;
   const ratios = [
-    `- ${BPD} / ${PEER}: **${ratio(bpd?.perSecond ?? NaN, peer?.perSecond ?? NaN)}** deliveries/s (target ≥ 2×), ` +
+    `- ${BPD} / ${PEER}: **${ratio(bpd?.perSecond ?? NaN, peer?.perSecond ?? NaN)}** deliveries/s ` +
+      `(target ≥ ${BURN_DOWN_RATE_TARGET}×, reaching for 2×: ${verdict(Number.isFinite(rate) ? rate >= BURN_DOWN_RATE_TARGET : null)}), ` +
       `${ratio(bpd?.cpuPer1k ?? NaN, peer?.cpuPer1k ?? NaN)} process CPU per delivery, ` +
-      `${ratio(bpd?.pgCpuPer1k ?? NaN, peer?.pgCpuPer1k ?? NaN)} Postgres CPU per delivery`,
+      `${ratio(bpd?.pgCpuPer1k ?? NaN, peer?.pgCpuPer1k ?? NaN)} Postgres CPU per delivery ` +
+      `(target ≤ ${BURN_DOWN_PG_CPU_TARGET}×: ${verdict(Number.isFinite(pgCpu) ? pgCpu <= BURN_DOWN_PG_CPU_TARGET : null)})`,
     `- ${BPD} / lower limit (${lowerName}): **${fixed((100 * (bpd?.perSecond ?? NaN)) / lower)}%** (target ≥ 50%)`,
     ...limits.map((l) => `- ${BPD} / ${l.name}: ${fixed((100 * (bpd?.perSecond ?? NaN)) / l.perSecond)}%`),
   ];
@@ -83,7 +93,7 @@ export function openLoopTable(results: OpenLoopResult[]): string {
   const ratios = rates.map((rate) => {
     const bpd = results.find((r) => r.name === BPD && r.rate === rate);
     const peer = results.find((r) => r.name === PEER && r.rate === rate);
-    const target = rate <= 1000 ? ` (target p99 ≤ 30 ms: ${bpd ? (bpd.latency.p99 <= 30 ? 'met' : '**not met**') : '–'})` : '';
+    const target = rate <= 1000 ? ` (target p99 ≤ 30 ms: ${verdict(bpd ? bpd.latency.p99 <= 30 : null)})` : '';
     const claims = bpd?.extra.claims ? `; ${BPD} ${claimLine(bpd.extra)}` : '';
     const split = bpd?.split
       ? `; commit to first send p50 ${fixed(bpd.split.toSend.p50, 1)} / p99 ${fixed(bpd.split.toSend.p99, 1)} ms, ` +
