@@ -82,9 +82,9 @@ export class Relay {
   /** a claim found a webhook at its fleet-wide cap (max_in_flight): look again after a settle */
   private capHeldBack = false;
 
-  constructor(settings: RelaySettings, options: { log?: Logger; metrics?: RelayMetrics } = {}) {
+  constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
     this.settings = settings;
-    this.metrics = options.metrics ?? new RelayMetrics();
+    this.metrics = new RelayMetrics(() => this.slots.inFlight);
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
     this.sender = new Sender(settings, this.log);
@@ -358,9 +358,7 @@ export class Relay {
 
   /** One attempt, its slot already held; the freed slot goes to a queued delivery. */
   private async send(job: DeliveryJob): Promise<void> {
-    this.metrics.requestStarted();
     const result = await this.sender.send(job); // never throws: a failure is a result
-    this.metrics.requestEnded();
     this.settler.add(result);
     const ok = result.outcome.kind === 'response' && result.outcome.status >= 200 && result.outcome.status < 300;
     this.slots.measured(job.webhookId, result.durationMs, ok);

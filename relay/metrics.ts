@@ -1,11 +1,21 @@
 // The relay's own metrics (docs/operations.md), counted where the relay learns each
-// fact: a claim when the claim call returns, a request while it is open, an outcome
-// when settle has written it (SQL decides succeeded, retry or failed). Labels are
-// fixed sets: never a company, a webhook or a URL.
+// fact: a claim when the claim call returns, the outcomes of a settle when it has
+// written them (SQL decides succeeded, retry or failed), and the requests open when
+// /metrics is read (the relay counts them anyway). Nothing is counted per request
+// that a batch can count once: at 13,000 deliveries/s, updating the counters per
+// delivery was about 2 % of the relay's throughput (BENCHMARKS.md, 2026-12-04).
+// Labels are fixed sets: never a company, a webhook or a URL.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** What settle_deliveries says became of an attempt, or a refusal before any request. */
 export type Outcome = 'succeeded' | 'retry' | 'failed';
+
+/** Each outcome's label set, built once. */
+const OUTCOME_LABELS: Readonly<Record<Outcome, { outcome: Outcome }>> = {
+  succeeded: { outcome: 'succeeded' },
+  retry: { outcome: 'retry' },
+  failed: { outcome: 'failed' },
+};
 
 export class RelayMetrics {
   readonly registry: Registry;
@@ -15,8 +25,11 @@ export class RelayMetrics {
   readonly #claims: Counter;
   readonly #claimed: Counter;
 
-  /** registry: where the metrics are exposed (a fresh one when not given) */
-  constructor(registry: Registry = new Registry()) {
+  /**
+   * inFlight: how many requests are open now, read at each scrape; registry: where
+   * the metrics are exposed (a fresh one when not given)
+   */
+  constructor(inFlight: () => number, registry: Registry = new Registry()) {
     this.registry = registry;
     this.#deliveries = new Counter({
       name: 'bpd_webhooks_deliveries_total',
@@ -35,6 +48,9 @@ export class RelayMetrics {
       name: 'bpd_webhooks_requests_in_flight',
       help: 'HTTP requests to receivers open now.',
       registers: [registry],
+      collect() {
+        this.set(inFlight());
+      },
     });
     this.#claims = new Counter({
       name: 'bpd_webhooks_claims_total',
@@ -46,9 +62,9 @@ export class RelayMetrics {
       help: 'Deliveries claimed.',
       registers: [registry],
     });
-    for (const outcome of ['succeeded', 'retry', 'failed'] as const) {
+    for (const labels of Object.values(OUTCOME_LABELS)) {
       // every outcome present from the start: a ratio has a denominator before the first failure
-      this.#deliveries.inc({ outcome }, 0);
+      this.#deliveries.inc(labels, 0);
     }
   }
 
@@ -57,18 +73,23 @@ export class RelayMetrics {
     this.#claimed.inc(rows);
   }
 
-  requestStarted(): void {
-    this.#inFlight.inc();
-  }
-
-  requestEnded(): void {
-    this.#inFlight.dec();
-  }
-
-  /** One attempt settled: state is what settle_deliveries wrote (pending means a retry). */
-  settled(state: string, durationMs: number): void {
-    const outcome: Outcome = state === 'succeeded' ? 'succeeded' : state === 'pending' ? 'retry' : 'failed';
-    this.#deliveries.inc({ outcome });
-    this.#duration.observe({ outcome }, durationMs / 1000);
+  /**
+   * The attempts one settle wrote: each one's state as settle_deliveries wrote it
+   * (pending means a retry) and its duration.
+   */
+  settled(attempts: ReadonlyArray<{ state: string; durationMs: number }>): void {
+    let succeeded = 0;
+    let retry = 0;
+    let failed = 0;
+    for (const { state, durationMs } of attempts) {
+      const outcome: Outcome = state === 'succeeded' ? 'succeeded' : state === 'pending' ? 'retry' : 'failed';
+      if (outcome === 'succeeded') succeeded++;
+      else if (outcome === 'retry') retry++;
+      else failed++;
+      this.#duration.observe(OUTCOME_LABELS[outcome], durationMs / 1000);
+    }
+    if (succeeded > 0) this.#deliveries.inc(OUTCOME_LABELS.succeeded, succeeded);
+    if (retry > 0) this.#deliveries.inc(OUTCOME_LABELS.retry, retry);
+    if (failed > 0) this.#deliveries.inc(OUTCOME_LABELS.failed, failed);
   }
 }

@@ -182,9 +182,10 @@ export class Settler {
     // each settled attempt logged at info, a lost lease at warn: the fields are built
     // only for a line that is written
     const logSettled = this.log.isLevelEnabled('info');
+    const attempts: Array<{ state: string; durationMs: number }> = [];
     for (const result of batch) {
       const row = settled.get(result.job.deliveryId);
-      if (row) this.metrics?.settled(row.state, result.durationMs);
+      if (row) attempts.push({ state: row.state, durationMs: result.durationMs });
       if (row && !logSettled) continue;
       const fields = {
         delivery: result.job.deliveryId,
@@ -204,5 +205,6 @@ export class Settler {
         );
       }
     }
+    this.metrics?.settled(attempts);
   }
 }
