@@ -21,7 +21,6 @@ export class RelayMetrics {
   readonly registry: Registry;
   readonly #deliveries: Counter<'outcome'>;
   readonly #duration: Histogram<'outcome'>;
-  readonly #inFlight: Gauge;
   readonly #claims: Counter;
   readonly #claimed: Counter;
 
@@ -44,7 +43,8 @@ export class RelayMetrics {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     });
-    this.#inFlight = new Gauge({
+    // registered, and read at each scrape: nothing to keep
+    new Gauge({
       name: 'bpd_webhooks_requests_in_flight',
       help: 'HTTP requests to receivers open now.',
       registers: [registry],
