@@ -3,17 +3,11 @@
 // at the moment of the scrape.
 import test from 'ava';
 import { RelayMetrics } from '../../relay/metrics.ts';
+import { parsePrometheus } from '../helpers/prometheus.ts';
 
+/** What a scraper reads of these metrics now. */
 async function values(metrics: RelayMetrics): Promise<Map<string, number>> {
-  const found = new Map<string, number>();
-  for (const metric of await metrics.registry.getMetricsAsJSON()) {
-    for (const value of metric.values) {
-      const labels = Object.entries(value.labels).map(([key, label]) => `${key}="${label}"`).join(',');
-      const name = (value as { metricName?: string }).metricName ?? metric.name;
-      found.set(labels ? `${name}{${labels}}` : name, value.value);
-    }
-  }
-  return found;
+  return parsePrometheus(await metrics.registry.metrics());
 }
 
 test('a settle counts each outcome once per attempt and observes each duration', async (t) => {
