@@ -3,7 +3,8 @@ import { cpus, totalmem } from 'node:os';
 import type { BurnDownResult, LimitResult, OpenLoopResult } from './modes.ts';
 
 const fixed = (value: number, digits = 0) => (Number.isFinite(value) ? value.toFixed(digits) : '–');
-const ratio = (a: number, b: number) => (Number.isFinite(a / b) && b !== 0 ? `${(a / b).toFixed(2)}×` : '–');
+const times = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '–');
+const ratio = (a: number, b: number) => (b !== 0 ? times(a / b) : '–');
 
 function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -53,10 +54,10 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
   const rate = bpd && peer ? bpd.perSecond / peer.perSecond : Number.NaN;
   const pgCpu = bpd && peer ? bpd.pgCpuPer1k / peer.pgCpuPer1k : Number.NaN;
   const ratios = [
-    `- ${BPD} / ${PEER}: **${ratio(bpd?.perSecond ?? NaN, peer?.perSecond ?? NaN)}** deliveries/s ` +
+    `- ${BPD} / ${PEER}: **${times(rate)}** deliveries/s ` +
       `(target ≥ ${BURN_DOWN_RATE_TARGET}×, reaching for 2×: ${verdict(Number.isFinite(rate) ? rate >= BURN_DOWN_RATE_TARGET : null)}), ` +
       `${ratio(bpd?.cpuPer1k ?? NaN, peer?.cpuPer1k ?? NaN)} process CPU per delivery, ` +
-      `${ratio(bpd?.pgCpuPer1k ?? NaN, peer?.pgCpuPer1k ?? NaN)} Postgres CPU per delivery ` +
+      `${times(pgCpu)} Postgres CPU per delivery ` +
       `(target ≤ ${BURN_DOWN_PG_CPU_TARGET}×: ${verdict(Number.isFinite(pgCpu) ? pgCpu <= BURN_DOWN_PG_CPU_TARGET : null)})`,
     `- ${BPD} / lower limit (${lowerName}): **${fixed((100 * (bpd?.perSecond ?? NaN)) / lower)}%** (target ≥ 50%)`,
     ...limits.map((l) => `- ${BPD} / ${l.name}: ${fixed((100 * (bpd?.perSecond ?? NaN)) / l.perSecond)}%`),

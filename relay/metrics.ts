@@ -17,6 +17,12 @@ const OUTCOME_LABELS: Readonly<Record<Outcome, { outcome: Outcome }>> = {
   failed: { outcome: 'failed' },
 };
 
+/** One attempt a settle wrote: its state as settle_deliveries wrote it (pending means a retry), and its duration. */
+export interface SettledAttempt {
+  state: string;
+  durationMs: number;
+}
+
 export class RelayMetrics {
   readonly registry: Registry;
   readonly #deliveries: Counter<'outcome'>;
@@ -73,11 +79,8 @@ export class RelayMetrics {
     this.#claimed.inc(rows);
   }
 
-  /**
-   * The attempts one settle wrote: each one's state as settle_deliveries wrote it
-   * (pending means a retry) and its duration.
-   */
-  settled(attempts: ReadonlyArray<{ state: string; durationMs: number }>): void {
+  /** The attempts one settle wrote. */
+  settled(attempts: readonly SettledAttempt[]): void {
     let succeeded = 0;
     let retry = 0;
     let failed = 0;

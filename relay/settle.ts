@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import { isConnectionError } from './database.ts';
 import type { AttemptResult } from './deliver.ts';
-import type { RelayMetrics } from './metrics.ts';
+import type { RelayMetrics, SettledAttempt } from './metrics.ts';
 import { settleDeliveries, type AttemptRecord } from './queries.ts';
 
 /** Retrying a batch while the database is unreachable: at most this long between tries. */
@@ -182,7 +182,7 @@ export class Settler {
     // each settled attempt logged at info, a lost lease at warn: the fields are built
     // only for a line that is written
     const logSettled = this.log.isLevelEnabled('info');
-    const attempts: Array<{ state: string; durationMs: number }> = [];
+    const attempts: SettledAttempt[] = [];
     for (const result of batch) {
       const row = settled.get(result.job.deliveryId);
       if (row) attempts.push({ state: row.state, durationMs: result.durationMs });
