@@ -28,7 +28,7 @@ import { Backfiller } from './backfiller.ts';
 import { Rescuer } from './rescuer.ts';
 import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
 import type { RelaySettings } from './settings.ts';
-import { Settler } from './settle.ts';
+import { settleBatchSize, Settler } from './settle.ts';
 import { missedSlot, Slots } from './slots.ts';
 import { WakeUp, type Found } from './wakeup.ts';
 
@@ -93,7 +93,7 @@ export class Relay {
       db: this.pool,
       relayId: settings.relayId,
       log: this.log,
-      batchSize: settings.batchSize,
+      batchSize: settleBatchSize(settings.batchSize),
       metrics: this.metrics,
       onSettled: () => {
         if (this.mode === 'held_back') this.kick();
@@ -197,7 +197,7 @@ export class Relay {
     const view: SchedulerView = {
       full: false,
       unsettled: 0,
-      batchSize: this.settings.batchSize,
+      settleBatchSize: settleBatchSize(this.settings.batchSize),
       refillsDue: () => this.slots.refillsDue(),
     };
     do {

@@ -83,7 +83,8 @@ export interface SchedulerView {
   full: boolean;
   /** results waiting to be written */
   unsettled: number;
-  batchSize: number;
+  /** the most results one settle writes (settle.ts) */
+  settleBatchSize: number;
   /** backlogged webhooks whose queue runs low */
   refillsDue: () => string[];
 }
@@ -151,7 +152,7 @@ export class Scheduler {
    */
   nextStep(view: SchedulerView): Step {
     if (view.full) return { kind: 'rest', mode: 'full' };
-    if (view.unsettled > UNSETTLED_BATCHES_LIMIT * view.batchSize) return { kind: 'rest', mode: 'held_back' };
+    if (view.unsettled > UNSETTLED_BATCHES_LIMIT * view.settleBatchSize) return { kind: 'rest', mode: 'held_back' };
     if (this.discoveryDue) {
       this.discoveryDue = false;
       return { kind: 'discovery' };

@@ -2,7 +2,14 @@
 // after a bounded number of deliveries (each one sent meanwhile would be sent again
 // if the relay stopped before writing its result), and goes on once they are written.
 import test from 'ava';
+import { UNSETTLED_BATCHES_LIMIT } from '../../relay/scheduler.ts';
+import { settleBatchSize } from '../../relay/settle.ts';
 import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+
+const CLAIM_BATCH = 2;
+const SLOTS = 2;
+// held back once more than two settles' worth of results wait: 2 × 4 + 1 = 9
+const WAITING_WHEN_HELD_BACK = UNSETTLED_BATCHES_LIMIT * settleBatchSize(CLAIM_BATCH) + 1;
 
 async function until(condition: () => boolean, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
@@ -24,16 +31,16 @@ test('results that cannot be written hold further claims back', async (t) => {
   await blocker.query('begin');
   await blocker.query('lock table webhooks.delivery_attempts in share mode');
 
-  const relay = testRelay(database.url, { RELAY_BATCH_SIZE: '2', RELAY_PER_WEBHOOK_IN_FLIGHT: '2' });
+  const relay = testRelay(database.url, { RELAY_BATCH_SIZE: String(CLAIM_BATCH), RELAY_PER_WEBHOOK_IN_FLIGHT: String(SLOTS) });
   await relay.start();
   try {
     await until(() => relay.mode === 'held_back');
     // what it holds is still sent (its leases run on), and nothing more is claimed:
-    // held back at more than two batches of results waiting (5), it holds at most
-    // its two request slots and a queue of two batches (a fast webhook's, slots.ts)
+    // held back at WAITING_WHEN_HELD_BACK results waiting, it holds at most its two
+    // request slots and a queue of two claim batches (a fast webhook's, slots.ts)
     await until(() => receiver.received('/hook').length === relay.stats.claimed);
     const sent = receiver.received('/hook').length;
-    t.true(sent <= 5 + 2 + 2 * 2, `sent ${sent} before holding back`);
+    t.true(sent <= WAITING_WHEN_HELD_BACK + SLOTS + 2 * CLAIM_BATCH, `sent ${sent} before holding back`);
     t.is(relay.mode, 'held_back');
     t.is(relay.stats.claimed, sent);
 

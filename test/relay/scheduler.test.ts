@@ -11,7 +11,7 @@ import {
 } from '../../relay/scheduler.ts';
 
 function view(overrides: Partial<SchedulerView> = {}): SchedulerView {
-  return { full: false, unsettled: 0, batchSize: 10, refillsDue: () => [], ...overrides };
+  return { full: false, unsettled: 0, settleBatchSize: 10, refillsDue: () => [], ...overrides };
 }
 
 test('a scheduler starts new, and a kick starts a round only while waiting, full or held back', (t) => {
