@@ -195,6 +195,10 @@ set enable_bitmapscan = off
 set enable_sort = off
 -- one plan per connection: with custom plans each call planned its queries again
 set plan_cache_mode = force_generic_plan
+-- and no parallel workers: a claim reads a few hundred rows by key, and a worker
+-- started for it costs more than the claim (step 3 once planned a parallel scan of a
+-- day's whole company index for a batch of 193: 4 ms instead of 0.4)
+set max_parallel_workers_per_gather = 0
 as $$
 #variable_conflict use_column
 declare
@@ -263,14 +267,19 @@ begin
   -- 3. what to send: the messages, from each day's history partition by name (nearly
   --    always one; 22_outbox.sql), a plain lookup by key because it is planned on
   --    every call. Read before the lease: the rows are locked, nothing changes them.
+  --    Each row by its whole key (id, created_at): a probe of the primary key per
+  --    row, whatever the statistics say. Asked as "id = any ($1)", a key prefix, it
+  --    guessed from a day's partition without statistics (a burst's) that a batch of
+  --    about 200 ids would match most of it, and chose to walk the day's company
+  --    index, or to start parallel workers for it (4 ms a claim; BENCHMARKS.md).
   for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
     execute format($q$
       select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text)
-      from %s h
-      where h.id = any ($1)$q$,
+      from unnest($1, $2) as k(id, created_at)
+      join %s h on h.id = k.id and h.created_at = k.created_at$q$,
       webhooks_private.history_relation(v_day))
       into v_day_ids, v_day_messages, v_day_bodies
-      using v_locked;
+      using v_locked, v_created;
     v_message_ids := v_message_ids || v_day_ids;
     v_messages := v_messages || v_day_messages;
     v_bodies := v_bodies || v_day_bodies;
