@@ -52,8 +52,8 @@ export const ENVIRONMENT = {
     help: 'a database query without an answer for this long is given up with its connection (a network path that went silent)',
   },
   RELAY_ALLOW_NETWORKS: { default: '', help: 'comma-separated CIDRs the relay may send to although loopback, private, link-local, …' },
-  RELAY_BATCH_SIZE: { default: '100', help: 'deliveries claimed per round trip (a settle writes up to twice as many results)' },
-  RELAY_MAX_IN_FLIGHT: { default: '256', help: 'HTTP requests in flight, all webhooks together' },
+  RELAY_BATCH_SIZE: { default: '200', help: 'deliveries claimed per round trip (a settle writes up to twice as many results)' },
+  RELAY_MAX_IN_FLIGHT: { default: '512', help: 'HTTP requests in flight, all webhooks together' },
   RELAY_PER_WEBHOOK_IN_FLIGHT: { default: '32', help: 'HTTP requests in flight to one webhook' },
   RELAY_PREFETCH: {
     default: '',

@@ -144,7 +144,7 @@ test('a name is checked on the addresses it resolves to', async (t) => {
 
 test('settings: defaults, and bad values named', (t) => {
   const settings = relaySettings({ DATABASE_URL: 'postgres://x@localhost/db' });
-  t.like(settings, { databaseRole: 'bpd_webhooks_relay', batchSize: 100, perWebhookInFlight: 32, prefetch: 32, leaseMs: 60_000, requestTimeoutMs: 15_000 });
+  t.like(settings, { databaseRole: 'bpd_webhooks_relay', batchSize: 200, maxInFlight: 512, perWebhookInFlight: 32, prefetch: 32, leaseMs: 60_000, requestTimeoutMs: 15_000 });
   t.deepEqual(settings.allowNetworks.cidrs, []);
   t.is(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_PER_WEBHOOK_IN_FLIGHT: '4' }).prefetch, 4, 'prefetch follows the per-webhook cap');
   t.is(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_PREFETCH: '0' }).prefetch, 0);
