@@ -197,7 +197,7 @@ export class Relay {
     const view: SchedulerView = {
       full: false,
       unsettled: 0,
-      settleBatchSize: settleBatchSize(this.settings.batchSize),
+      settleBatchSize: this.settler.batchSize,
       refillsDue: () => this.slots.refillsDue(),
     };
     do {

@@ -57,7 +57,8 @@ export class Settler {
   private readonly db: Pick<pg.Pool, 'query'>;
   private readonly relayId: string;
   private readonly log: Logger;
-  private readonly batchSize: number;
+  /** the most results one settle writes */
+  readonly batchSize: number;
   private readonly gatherMs: number;
   private queue: AttemptResult[] = [];
   private flushing: Promise<void> | null = null;
