@@ -4,8 +4,7 @@
 // request slots and no more; a healthy webhook of another company is delivered as
 // fast beside them as it was alone (its p99 within a second more).
 import test from 'ava';
-import type { TestDatabase } from '../helpers/db.ts';
-import type { Receiver } from '../helpers/receiver.ts';
+import { healthyLatencies } from '../helpers/latencies.ts';
 import { relayScene, spawnRelay } from '../helpers/relay.ts';
 
 const SILENT_WEBHOOKS = 8;
@@ -33,7 +32,7 @@ test('a company with eight silent endpoints and a deep backlog delays another co
   await f.contact(quiet.id);
   await receiver.waitFor(1, { path: '/healthy', timeoutMs: 60_000 });
   // alone: the healthy company's latency on this machine, now
-  const alone = await healthyLatencies(database, receiver, f, quiet.id, healthy.id, 1);
+  const alone = await healthyLatencies({ database, receiver, f, companyId: quiet.id, webhookId: healthy.id, arrivedBefore: 1, changes: HEALTHY_CHANGES });
 
   // the noisy company's backlog; its silent endpoints hold requests...
   await database.pool.query(
@@ -49,40 +48,9 @@ test('a company with eight silent endpoints and a deep backlog delays another co
   t.true(held[0].n >= SILENT_WEBHOOKS);
 
   // ...while the healthy company's changes are written again
-  const beside = await healthyLatencies(database, receiver, f, quiet.id, healthy.id, 1 + HEALTHY_CHANGES);
+  const beside = await healthyLatencies({ database, receiver, f, companyId: quiet.id, webhookId: healthy.id, arrivedBefore: 1 + HEALTHY_CHANGES, changes: HEALTHY_CHANGES });
   const silentRequests = silentPaths.reduce((sum, path) => sum + receiver.received(path).length, 0);
   t.log(`the noisy company held ${held[0].n} deliveries in flight; its silent endpoints got ${silentRequests} requests, none answered`);
   t.log(`healthy company alone: p50 ${alone.p50.toFixed(0)} ms, p99 ${alone.p99.toFixed(0)} ms; beside the noisy one: p50 ${beside.p50.toFixed(0)} ms, p99 ${beside.p99.toFixed(0)} ms`);
   t.true(beside.p99 - alone.p99 < 1000, `p99 ${beside.p99.toFixed(0)} ms beside, ${alone.p99.toFixed(0)} ms alone: ${beside.all}`);
 });
-
-/** Writes HEALTHY_CHANGES changes of the healthy company one by one; commit-to-arrival latencies. */
-async function healthyLatencies(
-  database: TestDatabase,
-  receiver: Receiver,
-  f: ReturnType<typeof import('../helpers/factories.ts').factories>,
-  companyId: string,
-  webhookId: string,
-  arrivedBefore: number,
-): Promise<{ p50: number; p99: number; all: string }> {
-  const committedAt = new Map<string, number>();
-  for (let i = 0; i < HEALTHY_CHANGES; i++) {
-    const contact = await f.contact(companyId);
-    const committed = performance.timeOrigin + performance.now();
-    const { rows } = await database.pool.query(
-      'select message_id from webhooks.deliveries where webhook_id = $1 and contact_id = $2',
-      [webhookId, contact.id],
-    );
-    committedAt.set(rows[0].message_id, committed);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  const arrived = (await receiver.waitFor(arrivedBefore + HEALTHY_CHANGES, { path: '/healthy', timeoutMs: 60_000 })).slice(arrivedBefore);
-  const latencies = arrived
-    .map((r) => r.receivedAt - committedAt.get(String(r.headers['webhook-id']))!)
-    .sort((a, b) => a - b);
-  return {
-    p50: latencies[Math.floor(latencies.length / 2)]!,
-    p99: latencies[Math.ceil(latencies.length * 0.99) - 1]!,
-    all: latencies.map((l) => l.toFixed(0)).join(' '),
-  };
-}
