@@ -89,6 +89,8 @@ async function dbLimitChild(): Promise<void> {
         heldByWebhook: new Map(),
         only,
         slots: settings.maxInFlight,
+        heldBytesByWebhook: new Map(),
+        byteBudget: settings.maxHeldBytes,
       });
       refill = [...new Set(jobs.map((job) => job.webhookId))];
       if (jobs.length === 0 && only === null) break;

@@ -84,7 +84,7 @@ export class Relay {
 
   constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
     this.settings = settings;
-    this.metrics = new RelayMetrics(() => this.slots.inFlight);
+    this.metrics = new RelayMetrics({ inFlight: () => this.slots.inFlight, heldBytes: () => this.slots.heldBytes });
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
     this.sender = new Sender(settings, this.log);
@@ -279,6 +279,8 @@ export class Relay {
       heldByWebhook: view.heldByWebhook,
       only,
       slots: this.settings.maxInFlight,
+      heldBytesByWebhook: view.heldBytesByWebhook,
+      byteBudget: view.byteBudget,
     });
     if (claimed.atCap) this.capHeldBack = true;
     // the lease counts from the claim's statement, a little after `started`

@@ -31,10 +31,10 @@ export class RelayMetrics {
   readonly #claimed: Counter;
 
   /**
-   * inFlight: how many requests are open now, read at each scrape; registry: where
-   * the metrics are exposed (a fresh one when not given)
+   * now: what the relay holds, read at each scrape (requests open, bytes of bodies
+   * held); registry: where the metrics are exposed (a fresh one when not given)
    */
-  constructor(inFlight: () => number, registry: Registry = new Registry()) {
+  constructor(now: { inFlight: () => number; heldBytes: () => number }, registry: Registry = new Registry()) {
     this.registry = registry;
     this.#deliveries = new Counter({
       name: 'bpd_webhooks_deliveries_total',
@@ -55,7 +55,15 @@ export class RelayMetrics {
       help: 'HTTP requests to receivers open now.',
       registers: [registry],
       collect() {
-        this.set(inFlight());
+        this.set(now.inFlight());
+      },
+    });
+    new Gauge({
+      name: 'bpd_webhooks_payload_bytes_held',
+      help: 'Bytes of payloads the relay holds now: in flight, queued and paced (RELAY_MAX_HELD_BYTES bounds them).',
+      registers: [registry],
+      collect() {
+        this.set(now.heldBytes());
       },
     });
     this.#claims = new Counter({

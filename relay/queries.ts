@@ -45,6 +45,10 @@ export interface ClaimRequest {
   only: string[] | null;
   /** the relay's request slots: each company with work gets its share of them */
   slots: number;
+  /** the bytes of the bodies this relay holds now, per webhook id (a key missing: none) */
+  heldBytesByWebhook: ReadonlyMap<string, number>;
+  /** the most bytes of bodies it may hold: each company with work gets its share (null: no bound) */
+  byteBudget: number | null;
 }
 
 export interface Claimed {
@@ -68,7 +72,8 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
              (extract(epoch from send_at) * 1000)::float8 as send_at,
              (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap,
              lanes_busy
-      from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[])`,
+      from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[],
+                                                  null, $10::bigint[], $11)`,
     values: [
       request.relayId,
       request.limit,
@@ -79,6 +84,8 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
       request.only,
       request.slots,
       [...request.heldByWebhook.keys()].map((id) => request.capByWebhook.get(id) ?? null),
+      [...request.heldByWebhook.keys()].map((id) => request.heldBytesByWebhook.get(id) ?? 0),
+      request.byteBudget,
     ],
   });
   // a row without a delivery only says at_cap or lanes_busy

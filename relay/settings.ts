@@ -25,6 +25,8 @@ export interface RelaySettings {
   perWebhookInFlight: number;
   /** deliveries of one webhook claimed ahead of its free request slots, queued locally */
   prefetch: number;
+  /** bytes of payloads held (in flight, queued, paced), all webhooks together; each company gets its share */
+  maxHeldBytes: number;
   leaseMs: number;
   /** how often the relay looks for due work without being notified */
   pollIntervalMs: number;
@@ -58,6 +60,12 @@ export const ENVIRONMENT = {
   RELAY_PREFETCH: {
     default: '',
     help: 'deliveries of one webhook claimed ahead of its free request slots, 0 to RELAY_PER_WEBHOOK_IN_FLIGHT; empty: RELAY_PER_WEBHOOK_IN_FLIGHT',
+  },
+  RELAY_MAX_HELD_BYTES: {
+    // 48 MiB: the relay's heap is 128 (node-flags.ts), and a claim's bodies arrive
+    // while the held ones are still there
+    default: '50331648',
+    help: 'bytes of payloads held (in flight and queued), all webhooks together; each company with work gets its share',
   },
   RELAY_LEASE_MS: { default: '60000', help: 'how long a claimed delivery is reserved for this relay' },
   RELAY_POLL_INTERVAL_MS: { default: '1000', help: 'how often to look for due work without a notification' },
@@ -118,6 +126,7 @@ export function relaySettings(env: Environment = process.env, defaults: Environm
     maxInFlight: integer(merged, 'RELAY_MAX_IN_FLIGHT', 1, 100_000),
     perWebhookInFlight: integer(merged, 'RELAY_PER_WEBHOOK_IN_FLIGHT', 1, 10_000),
     prefetch: 0, // below: its default follows perWebhookInFlight
+    maxHeldBytes: integer(merged, 'RELAY_MAX_HELD_BYTES', 65_536, 1_073_741_824),
     leaseMs: integer(merged, 'RELAY_LEASE_MS', 100, 86_400_000),
     pollIntervalMs: integer(merged, 'RELAY_POLL_INTERVAL_MS', 10, 3_600_000),
     rescueIntervalMs: integer(merged, 'RELAY_RESCUE_INTERVAL_MS', 10, 3_600_000),

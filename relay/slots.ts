@@ -13,7 +13,12 @@
 //
 // Caps: one webhook's held deliveries ≤ perWebhookInFlight + its queue cap (its claim
 // cap); all held ≤ maxInFlight + maxQueued, where the relay-wide queue is as large
-// beside maxInFlight as one webhook's queue is beside its slots.
+// beside maxInFlight as one webhook's queue is beside its slots. And in bytes: the
+// bodies held ≤ maxHeldBytes, give or take the last delivery claimed (a claim always
+// brings one: sql/30_delivery.sql); the relay does not claim while it holds them all,
+// and tells the claim what it holds per webhook, from which the claim gives each
+// company its share of the bytes as of the slots (sql/28_lanes.sql). A body's size is
+// its length: the claim counts payload_bytes, about the same.
 //
 // A webhook's queue cap is the prefetch, unless its requests come back fast and
 // well: then it may queue what its slots send in PREFETCH_HORIZON_MS (from the mean
@@ -47,6 +52,8 @@ export interface SlotLimits {
   batchSize: number;
   /** the whole request: a queued delivery whose lease would end sooner is not sent */
   requestTimeoutMs: number;
+  /** bodies held (in flight, queued, paced), all webhooks together; absent: no bound */
+  maxHeldBytes?: number;
 }
 
 /** What the relay held when a claim was asked for: the claim's inputs, kept for its outcome. */
@@ -59,6 +66,10 @@ export interface ClaimView {
   capByWebhook: Map<string, number>;
   /** held per webhook (in flight and queued) when the claim was asked for */
   heldByWebhook: Map<string, number>;
+  /** the bytes of the bodies held, per webhook (every key of heldByWebhook) */
+  heldBytesByWebhook: Map<string, number>;
+  /** the most bytes of bodies the relay may hold (null: no bound) */
+  byteBudget: number | null;
 }
 
 /** What a finished request frees: the deliveries to start now, and those to hand back. */
@@ -76,6 +87,9 @@ export class Slots {
   private inFlightCount = 0;
   private queuedCount = 0;
   private pacedCount = 0;
+  private heldBytesCount = 0;
+  /** the bytes of the bodies held, per webhook */
+  private readonly bytesByWebhook = new Map<string, number>();
   /** deliveries waiting for their rate_limit slot, per webhook */
   private readonly pacedByWebhook = new Map<string, number>();
   /** requests in flight, per webhook */
@@ -99,6 +113,11 @@ export class Slots {
 
   get queued(): number {
     return this.queuedCount;
+  }
+
+  /** the bytes of the bodies held: in flight, queued and paced */
+  get heldBytes(): number {
+    return this.heldBytesCount;
   }
 
   /** a webhook's claim cap without a measure of its requests: its request slots and the prefetch */
@@ -134,9 +153,14 @@ export class Slots {
     return this.limits.maxInFlight + this.maxQueued - this.inFlightCount - this.queuedCount - this.pacedCount;
   }
 
-  /** The relay holds all it may: no claim until a request finishes. */
+  /** bytes of bodies the relay may still claim (Infinity: no bound) */
+  byteRoom(): number {
+    return (this.limits.maxHeldBytes ?? Infinity) - this.heldBytesCount;
+  }
+
+  /** The relay holds all it may, in deliveries or in bytes: no claim until a request finishes. */
   isFull(): boolean {
-    return this.room() <= 0;
+    return this.room() <= 0 || this.byteRoom() <= 0;
   }
 
   /** deliveries held of one webhook: in flight and queued */
@@ -150,6 +174,7 @@ export class Slots {
   pace(job: DeliveryJob): void {
     this.pacedByWebhook.set(job.webhookId, (this.pacedByWebhook.get(job.webhookId) ?? 0) + 1);
     this.pacedCount++;
+    this.holdBytes(job);
   }
 
   /** Its slot has come (or the relay stops): it is admitted or released next. Returns how many of its webhook still wait. */
@@ -158,13 +183,14 @@ export class Slots {
     if (left === 0) this.pacedByWebhook.delete(job.webhookId);
     else this.pacedByWebhook.set(job.webhookId, left);
     this.pacedCount--;
+    this.letGoBytes(job);
     return left;
   }
 
   /** The inputs of the next claim, or null when the relay is full. */
   claimView(): ClaimView | null {
+    if (this.isFull()) return null;
     const room = this.room();
-    if (room <= 0) return null;
     const heldByWebhook = new Map(this.inFlightByWebhook);
     for (const [id, jobs] of this.queues) heldByWebhook.set(id, (heldByWebhook.get(id) ?? 0) + jobs.length);
     for (const [id, n] of this.pacedByWebhook) heldByWebhook.set(id, (heldByWebhook.get(id) ?? 0) + n);
@@ -173,7 +199,14 @@ export class Slots {
       const cap = this.capOf(id);
       if (cap !== this.perWebhookCap) capByWebhook.set(id, cap);
     }
-    return { room, perWebhookCap: this.perWebhookCap, capByWebhook, heldByWebhook };
+    return {
+      room,
+      perWebhookCap: this.perWebhookCap,
+      capByWebhook,
+      heldByWebhook,
+      heldBytesByWebhook: new Map(this.bytesByWebhook),
+      byteBudget: this.limits.maxHeldBytes ?? null,
+    };
   }
 
   /**
@@ -198,6 +231,7 @@ export class Slots {
    * false when it waits in its webhook's queue. `mayStart` false (stopping): queue it.
    */
   admit(job: DeliveryJob, mayStart = true): boolean {
+    this.holdBytes(job);
     if (mayStart && this.canStart(job.webhookId)) {
       this.occupy(job.webhookId);
       return true;
@@ -219,6 +253,7 @@ export class Slots {
     if (left === 0) this.inFlightByWebhook.delete(job.webhookId);
     else this.inFlightByWebhook.set(job.webhookId, left);
     this.inFlightCount--;
+    this.letGoBytes(job);
     const freed: Freed = { start: [], tooLate: [] };
     if (startNext) this.startQueued(job.webhookId, now, freed);
     // a measure of a webhook no longer held would outlive what it measured
@@ -231,6 +266,7 @@ export class Slots {
     const jobs = [...this.queues.values()].flat();
     this.queues.clear();
     this.queuedCount = 0;
+    for (const job of jobs) this.letGoBytes(job);
     return jobs;
   }
 
@@ -261,6 +297,20 @@ export class Slots {
     );
   }
 
+  private holdBytes(job: DeliveryJob): void {
+    const bytes = job.body.length;
+    this.heldBytesCount += bytes;
+    this.bytesByWebhook.set(job.webhookId, (this.bytesByWebhook.get(job.webhookId) ?? 0) + bytes);
+  }
+
+  private letGoBytes(job: DeliveryJob): void {
+    const bytes = job.body.length;
+    this.heldBytesCount -= bytes;
+    const left = this.bytesByWebhook.get(job.webhookId)! - bytes;
+    if (left === 0) this.bytesByWebhook.delete(job.webhookId);
+    else this.bytesByWebhook.set(job.webhookId, left);
+  }
+
   private canStart(webhookId: string): boolean {
     return this.inFlightCount < this.limits.maxInFlight && (this.inFlightByWebhook.get(webhookId) ?? 0) < this.limits.perWebhookInFlight;
   }
@@ -283,6 +333,7 @@ export class Slots {
         // that has passed
         if (now + this.limits.requestTimeoutMs >= (this.leaseEnds.get(job) ?? 0) || missedSlot(job)) {
           freed.tooLate.push(job);
+          this.letGoBytes(job);
         } else {
           this.occupy(id);
           freed.start.push(job);

@@ -15,6 +15,11 @@
 --   the circuit breaker    while open, nothing; once its wait is over, one probe;
 --   its company's share    of the relay's request slots: (slots − an eighth kept free
 --                          for companies that have nothing yet) ÷ companies with work;
+--                          and likewise of the payload bytes the relay may hold
+--                          (RELAY_MAX_HELD_BYTES), counted from the queue rows'
+--                          payload_bytes: a company whose endpoints hang holds its
+--                          share of the relay's memory, as of its slots (a company
+--                          that holds nothing gets one delivery however large);
 -- and serves lanes in rotation: companies served longest ago first, within a company
 -- its webhooks served longest ago first, each a fair part of the batch. Oldest-first
 -- holds within one webhook only.
@@ -144,16 +149,22 @@ drop function if exists webhooks_private.ordered_webhooks();
 -- rules at the top of this file. p_relay: the relay asking; p_slots: its request
 -- slots (null: no company shares); p_per_webhook: what it may hold of one webhook;
 -- p_busy_*: what it holds (in flight, queued, waiting for a paced slot), per webhook,
--- and what it may hold of that webhook when that is not p_per_webhook (a webhook whose
--- requests come back fast may queue more: relay/slots.ts);
+-- in deliveries and in payload bytes, and what it may hold of that webhook when that
+-- is not p_per_webhook (a webhook whose requests come back fast may queue more:
+-- relay/slots.ts); p_byte_budget: the payload bytes it may hold (null: no byte shares);
 -- p_only_webhooks: look at these webhooks only (a refill), else at every webhook with
 -- due deliveries. A paced delivery comes with its slot [send_at, send_until) (null:
 -- send at once); webhook_filled: its webhook took all this claim allowed it, whatever
 -- set that (its caps, its company's share, the batch), so more of it may be due. One
 -- more row, without a delivery (delivery_id null), says that a webhook with due
 -- deliveries was at its fleet-wide cap, or, with lanes_busy, that every lane the
--- claim could serve was being decided by another relay (nothing leased). Deliveries of a disabled
--- webhook are returned regardless of limits: the claim fails them without sending.
+-- claim could serve was being decided by another relay (nothing leased). Each
+-- delivery also comes with its company, its place in its webhook's turn (nth, 1 for
+-- the oldest), and its company's byte share: what it may still take in payload
+-- bytes (byte_room; null: no byte shares), and whether it holds nothing (it may then
+-- take one delivery however large). claim_deliveries cuts by them. Deliveries of a
+-- disabled webhook are returned regardless of limits: the claim fails them without
+-- sending.
 -- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
 -- takes (lanes and deliveries) hold until that claim commits. Every read of the
 -- outbox here is of pending or in-flight rows by webhook: webhooks.delivery_queue
@@ -165,6 +176,9 @@ drop function if exists webhooks_private.lane_claim(text, integer, integer, inte
 -- (and each held webhook's own cap, p_busy_caps; and lanes_busy in its result; and
 -- each delivery's payload_bytes, for the claim's byte budget)
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[]);
+-- (and the bytes held per webhook and the relay's byte budget, for the companies'
+-- byte shares)
+drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[], bigint[], bigint);
 create function webhooks_private.lane_claim(
   p_relay         text,
   p_limit         integer,
@@ -173,10 +187,13 @@ create function webhooks_private.lane_claim(
   p_busy_webhooks bigint[],
   p_busy_counts   integer[],
   p_only_webhooks bigint[],
-  p_busy_caps     integer[]
+  p_busy_caps     integer[],
+  p_busy_bytes    bigint[],
+  p_byte_budget   bigint
 )
 returns table (delivery_id bigint, created_at timestamptz, row_ctid tid, send_at timestamptz, send_until timestamptz,
-               webhook_filled boolean, lanes_busy boolean, payload_bytes integer)
+               webhook_filled boolean, lanes_busy boolean, payload_bytes integer, company_id bigint, nth integer,
+               byte_room bigint, holds_nothing boolean)
 language plpgsql
 volatile
 as $$
@@ -308,15 +325,15 @@ begin
   end loop;
   if cardinality(v_lanes) = 0 then
     return query select null::bigint, null::timestamptz, null::tid, null::timestamptz, null::timestamptz,
-                        null::boolean, true, null::integer;
+                        null::boolean, true, null::integer, null::bigint, null::integer, null::bigint, null::boolean;
     return;
   end if;
 
   -- 2. how many each lane may take, then its oldest due deliveries, locked
   return query
   with busy as (
-    select b.w, b.n, b.cap
-    from unnest(p_busy_webhooks, p_busy_counts, p_busy_caps) as b(w, n, cap)
+    select b.w, b.n, b.cap, b.bytes
+    from unnest(p_busy_webhooks, p_busy_counts, p_busy_caps, p_busy_bytes) as b(w, n, cap, bytes)
   ),
   lane as (
     select l.webhook_id, l.company_id, l.served_at, l.open_until, l.probes, w.enabled, w.rate_limit, w.ordered,
@@ -355,7 +372,7 @@ begin
   ),
   -- what the relay holds, per company (for the company shares)
   held as (
-    select l.company_id, sum(b.n)::integer as n
+    select l.company_id, sum(b.n)::integer as n, coalesce(sum(b.bytes), 0)::bigint as bytes
     from busy b
     join webhooks_private.lanes l on l.webhook_id = b.w
     group by l.company_id
@@ -371,6 +388,11 @@ begin
     from (select company_id from company union select company_id from held where n > 0) a
   ),
   share as (
+    select s.company_id, s.lanes, s.byte_room, s.holds_nothing,
+           -- a company at its byte share takes nothing more (one that holds nothing
+           -- may take one delivery however large: claim_deliveries cuts the rest)
+           case when s.byte_room = 0 and not s.holds_nothing then 0 else s.room end as room
+    from (
     select c.company_id, c.lanes,
            least(
              -- a fair part of this batch
@@ -379,15 +401,22 @@ begin
              case when p_slots is null then p_limit
                   else greatest(floor((p_slots - p_slots / 8)::numeric / (select n from active))
                                 - coalesce(h.n, 0), 0) end
-           )::integer as room
+           )::integer as room,
+           -- and of the relay's payload bytes, alike (null: no byte shares)
+           case when p_byte_budget is not null
+                then greatest(floor((p_byte_budget - p_byte_budget / 8)::numeric / (select n from active))
+                              - coalesce(h.bytes, 0), 0)::bigint end as byte_room,
+           coalesce(h.bytes, 0) = 0 as holds_nothing
     from company c
     left join held h on h.company_id = c.company_id
+    ) s
   ),
   -- each lane's fair part of its company's share, in rotation order: every company's
   -- first lane, then every company's second, …; cut so that no company takes more
   -- than its share and the batch no more than p_limit
   wanted as (
     select l.webhook_id, l.company_id, l.enabled, l.rate_limit, l.ordered, l.pace_from, l.open_until, s.room as company_room,
+           s.byte_room, s.holds_nothing,
            case when not l.enabled then l.room
                 else least(l.room, ceil(s.room::numeric / s.lanes)::integer) end as take,
            row_number() over (partition by l.company_id order by l.served_at, l.webhook_id) as turn,
@@ -404,14 +433,15 @@ begin
     from wanted w
   ),
   alloc as (
-    select c.webhook_id, c.rate_limit, c.ordered, c.pace_from, c.open_until,
+    select c.webhook_id, c.company_id, c.byte_room, c.holds_nothing, c.rate_limit, c.ordered, c.pace_from, c.open_until,
            least(c.company_take, greatest(p_limit - coalesce(sum(c.company_take) over (
              order by c.enabled, c.turn, c.company_served, c.company_id
              rows between unbounded preceding and 1 preceding), 0), 0))::integer as take
     from within_company c
   ),
   picked as (
-    select a.webhook_id, a.rate_limit, a.pace_from, a.open_until, c.id, c.created_at, c.row_ctid, c.payload_bytes,
+    select a.webhook_id, a.company_id, a.byte_room, a.holds_nothing, a.rate_limit, a.pace_from, a.open_until, c.id,
+           c.created_at, c.row_ctid, c.payload_bytes,
            row_number() over (partition by a.webhook_id order by c.next_attempt_at, c.id) as nth,
            count(*) over (partition by a.webhook_id) >= a.take as webhook_filled
     from alloc a
@@ -452,12 +482,12 @@ begin
               then p.pace_from + make_interval(secs => (p.nth - 1)::float8 / p.rate_limit) end,
          case when p.rate_limit is not null
               then p.pace_from + make_interval(secs => p.nth::float8 / p.rate_limit) end,
-         p.webhook_filled, false, p.payload_bytes
+         p.webhook_filled, false, p.payload_bytes, p.company_id, p.nth::integer, p.byte_room, p.holds_nothing
   from picked p
   union all
   -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
   -- cap; the relay looks again once it has settled something
-  select null, null, null, null, null, null, false, null
+  select null, null, null, null, null, null, false, null, null, null, null, null
   where exists (select 1 from lane where lane.at_cap);
 end;
 $$;

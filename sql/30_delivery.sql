@@ -141,12 +141,17 @@ $$;
 -- its delivery_id null. Due deliveries of a disabled webhook are not sent: they fail
 -- with a reason. p_max_bytes bounds the payloads one claim returns (null:
 -- claim_max_bytes()); rows past it stay pending, and more_due and webhook_filled say
--- that more is due.
+-- that more is due. p_byte_budget: the payload bytes the relay may hold in all
+-- (RELAY_MAX_HELD_BYTES), and p_busy_bytes what it holds per webhook, beside
+-- p_busy_counts: the claim takes no more than the budget leaves, and each company no
+-- more than its share of it (sql/28_lanes.sql). Null: no bound but p_max_bytes.
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]);
 -- (p_busy_caps came after p_slots)
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer);
 -- (lanes_busy came after at_cap: a new result type needs the old one dropped)
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[]);
+-- (p_busy_bytes and p_byte_budget came last)
+drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer);
 create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
@@ -157,7 +162,9 @@ create or replace function webhooks_relay.claim_deliveries(
   p_only_webhooks bigint[] default null,
   p_slots         integer default null,
   p_busy_caps     integer[] default null,
-  p_max_bytes     integer default null
+  p_max_bytes     integer default null,
+  p_busy_bytes    bigint[] default null,
+  p_byte_budget   bigint default null
 )
 returns table (
   delivery_id     bigint,
@@ -218,7 +225,16 @@ declare
   v_messages text[] := '{}';
   v_bodies text[] := '{}';
   v_sizes integer[];
-  v_max_bytes constant bigint := coalesce(p_max_bytes, webhooks_private.claim_max_bytes());
+  v_companies bigint[];
+  v_nths integer[];
+  v_byte_rooms bigint[];
+  v_holds_nothing boolean[];
+  v_total bigint;
+  v_least_room bigint;
+  -- (least() passes over a null: no budget, or no bytes held)
+  v_max_bytes constant bigint := least(coalesce(p_max_bytes, webhooks_private.claim_max_bytes()),
+                                       p_byte_budget - (select sum(b) from unnest(p_busy_bytes) b),
+                                       p_byte_budget);
   v_cut boolean := false;
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
@@ -230,10 +246,49 @@ begin
          array_agg(c.webhook_filled) filter (where c.delivery_id is not null),
          coalesce(bool_or(c.delivery_id is null and not c.lanes_busy), false),
          coalesce(bool_or(c.lanes_busy), false),
-         array_agg(c.payload_bytes) filter (where c.delivery_id is not null)
-    into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap, v_lanes_busy, v_sizes
+         array_agg(c.payload_bytes) filter (where c.delivery_id is not null),
+         array_agg(c.company_id) filter (where c.delivery_id is not null),
+         array_agg(c.nth) filter (where c.delivery_id is not null),
+         array_agg(c.byte_room) filter (where c.delivery_id is not null),
+         array_agg(c.holds_nothing) filter (where c.delivery_id is not null),
+         sum(c.payload_bytes), min(c.byte_room)
+    into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap, v_lanes_busy, v_sizes,
+         v_companies, v_nths, v_byte_rooms, v_holds_nothing, v_total, v_least_room
   from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
-                                   p_busy_counts, p_only_webhooks, p_busy_caps) c;
+                                   p_busy_counts, p_only_webhooks, p_busy_caps, p_busy_bytes, p_byte_budget) c;
+
+  -- 2. no more than p_max_bytes of payloads (claim_max_bytes), nor than what the
+  --    relay's byte budget leaves, in one claim, and always one (a relay that holds
+  --    its whole budget does not claim: relay/slots.ts); and no company more than its
+  --    share of the budget (lane_claim's byte_room), its webhooks' first rows first,
+  --    then their second, …, except that a company that holds nothing gets one
+  --    delivery however large. Counted from the sizes capture wrote into the queue
+  --    rows (payload_bytes, 25_capture.sql), in the order lane_claim chose the rows;
+  --    those past a budget are left pending (locked until this claim commits) for a
+  --    later claim, and their webhooks may have more due (a paced webhook's slots
+  --    for the rows left go unused, a probe cut waits for the next: lane_claim
+  --    counted them). Computed only when the sizes could pass a budget: with
+  --    payloads of a few kB they never do.
+  --    A size may be null: a row an older engine wrote while an upgrade was between
+  --    migrations/0025 and sql/ (the column cannot be NOT NULL until no engine that
+  --    leaves it out can still be writing); it counts as nothing, as before 0025.
+  if v_total > least(v_max_bytes, v_least_room) then
+    select array_agg(c.id order by c.n), array_agg(c.created order by c.n), array_agg(c.row_ctid order by c.n),
+           array_agg(c.send_at order by c.n), array_agg(c.send_until order by c.n), array_agg(true)
+      into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled
+    from (select f.*, sum(coalesce(f.size, 0)) over (order by f.n) as upto, row_number() over (order by f.n) as k
+          from (select c.*,
+                       sum(coalesce(c.size, 0)) over (partition by c.company_id order by c.nth, c.n) as company_upto,
+                       row_number() over (partition by c.company_id order by c.nth, c.n) as company_k
+                from unnest(v_locked, v_created, v_ctids, v_send_at, v_send_until, v_sizes, v_companies, v_nths,
+                            v_byte_rooms, v_holds_nothing)
+                  with ordinality as c(id, created, row_ctid, send_at, send_until, size, company_id, nth,
+                                       byte_room, holds_nothing, n)) f
+          where f.byte_room is null or f.company_upto <= f.byte_room or (f.holds_nothing and f.company_k = 1)) c
+    where c.upto <= v_max_bytes or c.k = 1;
+    v_cut := true;
+  end if;
+
   if v_locked is null then
     -- nothing to lease; say whether a fleet-wide cap or other relays' claims held
     -- deliveries back
@@ -243,25 +298,6 @@ begin
                           v_at_cap, v_lanes_busy;
     end if;
     return;
-  end if;
-
-  -- 2. no more than p_max_bytes of payloads (claim_max_bytes) in one claim, and always
-  --    one: counted from the sizes capture wrote into the queue rows (payload_bytes,
-  --    25_capture.sql), in the order lane_claim chose the rows; those past the budget
-  --    are left pending for the next claim, and their webhooks may have more due (a
-  --    paced webhook's slots for the rows left go unused: lane_claim counted them).
-  --    A size may be null: a row an older engine wrote while an upgrade was between
-  --    migrations/0025 and sql/ (the column cannot be NOT NULL until no engine that
-  --    leaves it out can still be writing); it counts as nothing, as before 0025.
-  if (select sum(s) from unnest(v_sizes) s) > v_max_bytes then
-    v_cut := true;
-    select array_agg(c.id order by c.n), array_agg(c.created order by c.n), array_agg(c.row_ctid order by c.n),
-           array_agg(c.send_at order by c.n), array_agg(c.send_until order by c.n), array_agg(true)
-      into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled
-    from (select c.*, sum(coalesce(c.size, 0)) over (order by c.n) as upto
-          from unnest(v_locked, v_created, v_ctids, v_send_at, v_send_until, v_sizes)
-            with ordinality as c(id, created, row_ctid, send_at, send_until, size, n)) c
-    where c.upto <= v_max_bytes or c.n = 1;
   end if;
 
   -- 3. what to send: the messages, from each day's history partition by name (nearly

@@ -1,9 +1,11 @@
 // RelayMetrics alone, without a relay or a database: what a scrape reads after a
-// settle's outcomes are counted, and the requests in flight as the relay counts them
-// at the moment of the scrape.
+// settle's outcomes are counted; the requests in flight as the relay counts them
+// at the moment of the scrape, and the bytes of payloads held.
 import test from 'ava';
 import { RelayMetrics } from '../../relay/metrics.ts';
 import { parsePrometheus } from '../helpers/prometheus.ts';
+
+const NOTHING_HELD = { inFlight: () => 0, heldBytes: () => 0 };
 
 /** What a scraper reads of these metrics now. */
 async function values(metrics: RelayMetrics): Promise<Map<string, number>> {
@@ -11,7 +13,7 @@ async function values(metrics: RelayMetrics): Promise<Map<string, number>> {
 }
 
 test('a settle counts each outcome once per attempt and observes each duration', async (t) => {
-  const metrics = new RelayMetrics(() => 0);
+  const metrics = new RelayMetrics(NOTHING_HELD);
   metrics.settled([
     { state: 'succeeded', durationMs: 5 },
     { state: 'pending', durationMs: 40 },
@@ -32,14 +34,20 @@ test('a settle counts each outcome once per attempt and observes each duration',
 });
 
 test('every outcome is there at zero before the first settle', async (t) => {
-  const read = await values(new RelayMetrics(() => 0));
+  const read = await values(new RelayMetrics(NOTHING_HELD));
   for (const outcome of ['succeeded', 'retry', 'failed']) t.is(read.get(`bpd_webhooks_deliveries_total{outcome="${outcome}"}`), 0);
 });
 
-test('requests in flight are read when scraped', async (t) => {
+test('requests in flight and the bytes of payloads held are read when scraped', async (t) => {
   let open = 3;
-  const metrics = new RelayMetrics(() => open);
-  t.is((await values(metrics)).get('bpd_webhooks_requests_in_flight'), 3);
+  let bytes = 70_000;
+  const metrics = new RelayMetrics({ inFlight: () => open, heldBytes: () => bytes });
+  const first = await values(metrics);
+  t.is(first.get('bpd_webhooks_requests_in_flight'), 3);
+  t.is(first.get('bpd_webhooks_payload_bytes_held'), 70_000);
   open = 0;
-  t.is((await values(metrics)).get('bpd_webhooks_requests_in_flight'), 0);
+  bytes = 0;
+  const then = await values(metrics);
+  t.is(then.get('bpd_webhooks_requests_in_flight'), 0);
+  t.is(then.get('bpd_webhooks_payload_bytes_held'), 0);
 });

@@ -15,6 +15,11 @@ function job(webhookId: string, slot: { sendAt: number; sendUntil: number } | nu
   };
 }
 
+/** A delivery of this webhook whose body is `bytes` long. */
+function sized(webhookId: string, bytes: number): DeliveryJob {
+  return { ...job(webhookId), body: 'x'.repeat(bytes) };
+}
+
 const LIMITS: SlotLimits = { maxInFlight: 10, perWebhookInFlight: 2, prefetch: 2, batchSize: 100, requestTimeoutMs: 1_000 };
 
 /** Jobs of these webhooks, as a claim brings them: nothing filled (no more due). */
@@ -250,4 +255,61 @@ test('a webhook no longer held forgets how fast it was', (t) => {
   t.is(slots.queueCap('a'), 50);
   slots.finished(a1, 0);
   t.is(slots.queueCap('a'), 2);
+});
+
+test('the bodies held are counted in bytes per webhook until their request ends; the relay is full once it holds its byte budget', (t) => {
+  const { slots, claim } = setup({ maxHeldBytes: 1_000 });
+  const [a1, a2, b1] = [sized('a', 400), sized('a', 400), sized('b', 100)];
+  t.deepEqual(claim([a1, a2, b1]), [true, true, true]);
+  t.is(slots.heldBytes, 900);
+  const view = slots.claimView()!;
+  t.deepEqual(view.heldBytesByWebhook, new Map([['a', 800], ['b', 100]]));
+  t.is(view.byteBudget, 1_000);
+  t.is(slots.byteRoom(), 100);
+
+  // a claim always brings one delivery, however large: the budget is passed, and no claim follows
+  claim([sized('c', 300)]);
+  t.is(slots.heldBytes, 1_200);
+  t.true(slots.isFull(), 'full in bytes, with room for 16 deliveries');
+  t.is(slots.claimView(), null);
+
+  slots.finished(a1, 0);
+  t.is(slots.heldBytes, 800);
+  t.false(slots.isFull());
+  t.deepEqual(slots.claimView()!.heldBytesByWebhook, new Map([['a', 400], ['b', 100], ['c', 300]]));
+  slots.finished(a2, 0);
+  t.false(slots.claimView()!.heldBytesByWebhook.has('a'), 'a webhook no longer held is not reported');
+});
+
+test('queued, paced and handed-back deliveries hold their bytes until they leave the relay', (t) => {
+  const { slots, claim } = setup({ maxHeldBytes: 10_000, perWebhookInFlight: 1, prefetch: 2 });
+  const [a1, a2, a3] = [sized('a', 100), sized('a', 200), sized('a', 300)];
+  t.deepEqual(claim([a1, a2, a3]), [true, false, false]);
+  t.is(slots.heldBytes, 600, 'the queued ones count');
+  const paced = { ...sized('p', 50), sendAt: Date.now() + 500, sendUntil: Date.now() + 550 };
+  slots.pace(paced);
+  t.is(slots.heldBytes, 650);
+  slots.unpace(paced);
+  t.is(slots.heldBytes, 600);
+
+  // a2 and a3 too late for their lease: handed back, their bytes with them
+  const freed = slots.finished(a1, LEASE_MS - 1_000);
+  t.deepEqual(freed.tooLate, [a2, a3]);
+  t.is(slots.heldBytes, 0);
+
+  const [b1, b2] = [sized('b', 70), sized('b', 80)];
+  claim([b1, b2]);
+  t.deepEqual(slots.takeQueued(), [b2]);
+  t.is(slots.heldBytes, 70, 'the one still in flight');
+  slots.finished(b1, 0, false);
+  t.is(slots.heldBytes, 0);
+  t.deepEqual(slots.claimView()!.heldBytesByWebhook, new Map());
+});
+
+test('without a byte budget the bytes are counted and bound nothing', (t) => {
+  const { slots, claim } = setup();
+  claim([sized('a', 5_000_000)]);
+  t.is(slots.heldBytes, 5_000_000);
+  t.false(slots.isFull());
+  t.is(slots.claimView()!.byteBudget, null);
 });

@@ -181,3 +181,42 @@ test('a claim returns at most p_max_bytes of bodies, and always one; the rest st
   t.deepEqual((await claim(null)).map((r) => r.delivery_id), large.slice(0, 1));
   t.deepEqual((await claim(null)).map((r) => r.delivery_id), large.slice(1));
 });
+
+test('a relay\'s byte budget: each company gets its share of it, one that holds nothing gets one delivery however large, and no claim passes what the budget leaves', async (t) => {
+  // a database of its own: a claim takes any due row
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const hooks: Record<'a' | 'b', string> = { a: '', b: '' };
+  for (const name of ['a', 'b'] as const) {
+    const company = await f.company();
+    hooks[name] = (await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['custom'] })).id;
+    for (let i = 0; i < 4; i++) await f.contact(company.id, { custom: customOf(40_000) });
+  }
+  const nameOf = new Map(Object.entries(hooks).map(([name, id]) => [id, name]));
+  /** a claim by a relay with this byte budget that holds `heldA` bytes of webhook a: how many of each webhook it leased */
+  const claim = async (budget: number, heldA: number) => {
+    const { rows } = await database.pool.query(
+      `select webhook_id, webhook_filled
+       from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10, $1::bigint[], $2::integer[], null, 100,
+                                            null, null, $3::bigint[], $4)`,
+      heldA > 0 ? [[hooks.a], [2], [heldA], budget] : [[], [], [], budget]);
+    const got: Record<string, number> = {};
+    for (const row of rows) got[nameOf.get(row.webhook_id)!] = (got[nameOf.get(row.webhook_id)!] ?? 0) + 1;
+    t.true(rows.every((row) => row.webhook_filled), 'a webhook cut by its share may have more due');
+    await database.pool.query(`update webhooks.delivery_queue set locked_by = null, locked_until = null, attempts = 0`);
+    return got;
+  };
+
+  // two companies with work: a share of (200,000 − an eighth) ÷ 2 = 87,500 each; a
+  // holds 90,000 already, b gets two bodies of about 40 kB
+  t.deepEqual(await claim(200_000, 90_000), { b: 2 });
+  // neither holds anything: a share of 43,750 each, one body each
+  t.deepEqual(await claim(100_000, 0), { a: 1, b: 1 });
+  // a share of 28,672, smaller than a body: each company would get its first one,
+  // but the budget (65,536) holds one of them only
+  t.deepEqual(Object.values(await claim(65_536, 0)), [1]);
+  // what the budget leaves is the claim's limit: 200,000 − 130,000 held, one body of
+  // b (its share, 87,500, would allow two) and none of a
+  t.deepEqual(await claim(200_000, 130_000), { b: 1 });
+});

@@ -1,0 +1,60 @@
+// What a relay holds of payloads is bounded in bytes, and shared among companies as
+// its request slots are (RELAY_MAX_HELD_BYTES; sql/28_lanes.sql): a company whose
+// endpoints hang, with large payloads, holds its share of the bytes and no more, and
+// another company's deliveries go beside it as fast as alone. Without the bound, four
+// silent webhooks held 32 requests and a queue of 32 each: 256 payloads of 20 kB.
+import test from 'ava';
+import { healthyLatencies } from '../helpers/latencies.ts';
+import { relayScene, spawnRelay } from '../helpers/relay.ts';
+
+const SILENT_WEBHOOKS = 4;
+const BACKLOG_CONTACTS = 100; // × 4 webhooks: 400 deliveries of about 20 kB waiting
+const PAYLOAD_NOTES = 20_000;
+const MAX_HELD_BYTES = 1_048_576;
+const HEALTHY_CHANGES = 30;
+
+test('a company with silent endpoints and large payloads holds its share of the relay\'s bytes; another company goes beside it', async (t) => {
+  const { database, receiver, f, company: noisy } = await relayScene(t);
+  const quiet = await f.company();
+  const silentPaths = Array.from({ length: SILENT_WEBHOOKS }, (_, i) => `/silent-${i}`);
+  for (const path of silentPaths) {
+    await f.webhook({ companyId: noisy.id, actions: ['contact.created'], fields: ['custom'], url: receiver.route(path, { otherwise: 'hang' }) });
+  }
+  const healthy = await f.webhook({ companyId: quiet.id, actions: ['contact.created'], url: receiver.url('/healthy') });
+  receiver.route('/healthy', { secret: healthy.secret, otherwise: 200 });
+
+  const relay = spawnRelay(database.url, { RELAY_MAX_HELD_BYTES: String(MAX_HELD_BYTES) });
+  t.teardown(() => void relay.kill('SIGKILL'));
+  t.teardown(() => receiver.close());
+
+  await f.contact(quiet.id);
+  await receiver.waitFor(1, { path: '/healthy', timeoutMs: 60_000 });
+  const alone = await healthyLatencies({ database, receiver, f, companyId: quiet.id, webhookId: healthy.id, arrivedBefore: 1, changes: HEALTHY_CHANGES });
+
+  await database.pool.query(
+    `insert into crm.contacts (company_id, custom)
+     select $1, jsonb_build_object('notes', repeat('n', $3::int) || n) from generate_series(1, $2::int) n`,
+    [noisy.id, BACKLOG_CONTACTS, PAYLOAD_NOTES],
+  );
+  await Promise.all(silentPaths.map((path) => receiver.waitFor(1, { path, timeoutMs: 60_000 })));
+  const beside = await healthyLatencies({
+    database, receiver, f, companyId: quiet.id, webhookId: healthy.id, arrivedBefore: 1 + HEALTHY_CHANGES, changes: HEALTHY_CHANGES,
+  });
+
+  // what the relay holds now, by the queue rows it leased: the silent endpoints' and
+  // their queues (none of them has answered)
+  const { rows: [held] } = await database.pool.query(
+    `select count(*)::int as deliveries, coalesce(sum(payload_bytes), 0)::int as bytes, max(payload_bytes) as largest
+     from webhooks.delivery_queue where company_id = $1 and locked_by is not null`,
+    [noisy.id],
+  );
+  const sent = silentPaths.reduce((sum, path) => sum + receiver.received(path).length, 0);
+  t.log(`the noisy company holds ${held.deliveries} deliveries, ${held.bytes} bytes (${sent} requests hanging)`);
+  t.log(`healthy company alone: p99 ${alone.p99.toFixed(0)} ms; beside the noisy one: p99 ${beside.p99.toFixed(0)} ms`);
+  t.true(held.largest > PAYLOAD_NOTES);
+  t.true(held.deliveries >= SILENT_WEBHOOKS, 'each silent webhook holds some');
+  // its share: seven eighths of the relay's bytes (an eighth is kept for companies
+  // that hold nothing), and the row that took it over
+  t.true(held.bytes <= (MAX_HELD_BYTES * 7) / 8 + held.largest, `${held.bytes} bytes held`);
+  t.true(beside.p99 - alone.p99 < 1000, `p99 ${beside.p99.toFixed(0)} ms beside, ${alone.p99.toFixed(0)} ms alone: ${beside.all}`);
+});
