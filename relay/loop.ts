@@ -138,6 +138,7 @@ export class Relay {
         maxInFlight: this.settings.maxInFlight,
         perWebhookInFlight: this.settings.perWebhookInFlight,
         prefetch: this.settings.prefetch,
+        maxHeldBytes: this.settings.maxHeldBytes,
         leaseMs: this.settings.leaseMs,
         allowNetworks: this.settings.allowNetworks.cidrs,
       },

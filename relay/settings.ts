@@ -65,7 +65,7 @@ export const ENVIRONMENT = {
     // 48 MiB: the relay's heap is 128 (node-flags.ts), and a claim's bodies arrive
     // while the held ones are still there
     default: '50331648',
-    help: 'bytes of payloads held (in flight and queued), all webhooks together; each company with work gets its share',
+    help: 'bytes of payloads held (in flight, queued, paced), all webhooks together; each company with work gets its share',
   },
   RELAY_LEASE_MS: { default: '60000', help: 'how long a claimed delivery is reserved for this relay' },
   RELAY_POLL_INTERVAL_MS: { default: '1000', help: 'how often to look for due work without a notification' },

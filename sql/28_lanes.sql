@@ -163,8 +163,8 @@ drop function if exists webhooks_private.ordered_webhooks();
 -- the oldest), and its company's byte share: what it may still take in payload
 -- bytes (byte_room; null: no byte shares), and whether it holds nothing (it may then
 -- take one delivery however large). claim_deliveries cuts by them. Deliveries of a
--- disabled webhook are returned regardless of limits: the claim fails them without
--- sending.
+-- disabled webhook are returned regardless of limits, sent false: the claim fails
+-- them without reading or sending them.
 -- Called by webhooks_relay.claim_deliveries, inside its transaction: the locks it
 -- takes (lanes and deliveries) hold until that claim commits. Every read of the
 -- outbox here is of pending or in-flight rows by webhook: webhooks.delivery_queue
@@ -193,7 +193,7 @@ create function webhooks_private.lane_claim(
 )
 returns table (delivery_id bigint, created_at timestamptz, row_ctid tid, send_at timestamptz, send_until timestamptz,
                webhook_filled boolean, lanes_busy boolean, payload_bytes integer, company_id bigint, nth integer,
-               byte_room bigint, holds_nothing boolean)
+               byte_room bigint, holds_nothing boolean, sent boolean)
 language plpgsql
 volatile
 as $$
@@ -325,7 +325,8 @@ begin
   end loop;
   if cardinality(v_lanes) = 0 then
     return query select null::bigint, null::timestamptz, null::tid, null::timestamptz, null::timestamptz,
-                        null::boolean, true, null::integer, null::bigint, null::integer, null::bigint, null::boolean;
+                        null::boolean, true, null::integer, null::bigint, null::integer, null::bigint, null::boolean,
+                        null::boolean;
     return;
   end if;
 
@@ -416,7 +417,8 @@ begin
   -- than its share and the batch no more than p_limit
   wanted as (
     select l.webhook_id, l.company_id, l.enabled, l.rate_limit, l.ordered, l.pace_from, l.open_until, s.room as company_room,
-           s.byte_room, s.holds_nothing,
+           -- (a disabled webhook's deliveries are failed, not sent: no bytes held)
+           case when l.enabled then s.byte_room end as byte_room, s.holds_nothing,
            case when not l.enabled then l.room
                 else least(l.room, ceil(s.room::numeric / s.lanes)::integer) end as take,
            row_number() over (partition by l.company_id order by l.served_at, l.webhook_id) as turn,
@@ -433,14 +435,15 @@ begin
     from wanted w
   ),
   alloc as (
-    select c.webhook_id, c.company_id, c.byte_room, c.holds_nothing, c.rate_limit, c.ordered, c.pace_from, c.open_until,
+    select c.webhook_id, c.company_id, c.enabled, c.byte_room, c.holds_nothing, c.rate_limit, c.ordered, c.pace_from,
+           c.open_until,
            least(c.company_take, greatest(p_limit - coalesce(sum(c.company_take) over (
              order by c.enabled, c.turn, c.company_served, c.company_id
              rows between unbounded preceding and 1 preceding), 0), 0))::integer as take
     from within_company c
   ),
   picked as (
-    select a.webhook_id, a.company_id, a.byte_room, a.holds_nothing, a.rate_limit, a.pace_from, a.open_until, c.id,
+    select a.webhook_id, a.company_id, a.enabled, a.byte_room, a.holds_nothing, a.rate_limit, a.pace_from, a.open_until, c.id,
            c.created_at, c.row_ctid, c.payload_bytes,
            row_number() over (partition by a.webhook_id order by c.next_attempt_at, c.id) as nth,
            count(*) over (partition by a.webhook_id) >= a.take as webhook_filled
@@ -482,12 +485,12 @@ begin
               then p.pace_from + make_interval(secs => (p.nth - 1)::float8 / p.rate_limit) end,
          case when p.rate_limit is not null
               then p.pace_from + make_interval(secs => p.nth::float8 / p.rate_limit) end,
-         p.webhook_filled, false, p.payload_bytes, p.company_id, p.nth::integer, p.byte_room, p.holds_nothing
+         p.webhook_filled, false, p.payload_bytes, p.company_id, p.nth::integer, p.byte_room, p.holds_nothing, p.enabled
   from picked p
   union all
   -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
   -- cap; the relay looks again once it has settled something
-  select null, null, null, null, null, null, false, null, null, null, null, null
+  select null, null, null, null, null, null, false, null, null, null, null, null, null
   where exists (select 1 from lane where lane.at_cap);
 end;
 $$;

@@ -229,6 +229,9 @@ declare
   v_nths integer[];
   v_byte_rooms bigint[];
   v_holds_nothing boolean[];
+  v_sent boolean[];
+  v_read_ids bigint[];
+  v_read_created timestamptz[];
   v_total bigint;
   v_least_room bigint;
   -- (least() passes over a null: no budget, or no bytes held)
@@ -251,9 +254,10 @@ begin
          array_agg(c.nth) filter (where c.delivery_id is not null),
          array_agg(c.byte_room) filter (where c.delivery_id is not null),
          array_agg(c.holds_nothing) filter (where c.delivery_id is not null),
-         sum(c.payload_bytes), min(c.byte_room)
+         array_agg(c.sent) filter (where c.delivery_id is not null),
+         sum(c.payload_bytes) filter (where c.sent), min(c.byte_room)
     into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap, v_lanes_busy, v_sizes,
-         v_companies, v_nths, v_byte_rooms, v_holds_nothing, v_total, v_least_room
+         v_companies, v_nths, v_byte_rooms, v_holds_nothing, v_sent, v_total, v_least_room
   from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
                                    p_busy_counts, p_only_webhooks, p_busy_caps, p_busy_bytes, p_byte_budget) c;
 
@@ -268,25 +272,33 @@ begin
   --    later claim, and their webhooks may have more due (a paced webhook's slots
   --    for the rows left go unused, a probe cut waits for the next: lane_claim
   --    counted them). Computed only when the sizes could pass a budget: with
-  --    payloads of a few kB they never do.
+  --    payloads of a few kB they never do. A disabled webhook's deliveries (sent
+  --    false) weigh nothing: they are failed, never read nor sent.
   --    A size may be null: a row an older engine wrote while an upgrade was between
   --    migrations/0025 and sql/ (the column cannot be NOT NULL until no engine that
   --    leaves it out can still be writing); it counts as nothing, as before 0025.
+  --    Only a cut by the claim's budget says that more is due now (more_due): rows
+  --    cut by their company's share wait until it holds less, as rows past its share
+  --    of the slots do, and a relay told to look again at once would only cut them
+  --    again.
   if v_total > least(v_max_bytes, v_least_room) then
-    select array_agg(c.id order by c.n), array_agg(c.created order by c.n), array_agg(c.row_ctid order by c.n),
-           array_agg(c.send_at order by c.n), array_agg(c.send_until order by c.n), array_agg(true)
-      into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled
-    from (select f.*, sum(coalesce(f.size, 0)) over (order by f.n) as upto, row_number() over (order by f.n) as k
+    select array_agg(c.id order by c.n) filter (where c.fits), array_agg(c.created order by c.n) filter (where c.fits),
+           array_agg(c.row_ctid order by c.n) filter (where c.fits), array_agg(c.send_at order by c.n) filter (where c.fits),
+           array_agg(c.send_until order by c.n) filter (where c.fits), array_agg(true) filter (where c.fits),
+           array_agg(c.sent order by c.n) filter (where c.fits), coalesce(bool_or(not c.fits), false)
+      into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_sent, v_cut
+    from (select f.*, not f.sent
+                      or sum(coalesce(f.size, 0)) over (partition by f.sent order by f.n) <= v_max_bytes
+                      or row_number() over (partition by f.sent order by f.n) = 1 as fits
           from (select c.*,
-                       sum(coalesce(c.size, 0)) over (partition by c.company_id order by c.nth, c.n) as company_upto,
-                       row_number() over (partition by c.company_id order by c.nth, c.n) as company_k
+                       sum(coalesce(c.size, 0)) over (partition by c.company_id, c.sent order by c.nth, c.n) as company_upto,
+                       row_number() over (partition by c.company_id, c.sent order by c.nth, c.n) as company_k
                 from unnest(v_locked, v_created, v_ctids, v_send_at, v_send_until, v_sizes, v_companies, v_nths,
-                            v_byte_rooms, v_holds_nothing)
+                            v_byte_rooms, v_holds_nothing, v_sent)
                   with ordinality as c(id, created, row_ctid, send_at, send_until, size, company_id, nth,
-                                       byte_room, holds_nothing, n)) f
-          where f.byte_room is null or f.company_upto <= f.byte_room or (f.holds_nothing and f.company_k = 1)) c
-    where c.upto <= v_max_bytes or c.k = 1;
-    v_cut := true;
+                                       byte_room, holds_nothing, sent, n)) f
+          where not f.sent or f.byte_room is null or f.company_upto <= f.byte_room
+             or (f.holds_nothing and f.company_k = 1)) c;
   end if;
 
   if v_locked is null then
@@ -308,14 +320,23 @@ begin
   --    guessed from a day's partition without statistics (a burst's) that a batch of
   --    about 200 ids would match most of it, and chose to walk the day's company
   --    index, or to start parallel workers for it (4 ms a claim; BENCHMARKS.md).
-  for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_created) c loop
+  --    (Only the messages to be sent: a disabled webhook's deliveries are failed
+  --    unread.)
+  v_read_ids := v_locked;
+  v_read_created := v_created;
+  if false = any (v_sent) then
+    select array_agg(c.id), array_agg(c.created) into v_read_ids, v_read_created
+    from unnest(v_locked, v_created, v_sent) as c(id, created, sent)
+    where c.sent;
+  end if;
+  for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_read_created) c loop
     execute format($q$
       select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text)
       from unnest($1, $2) as k(id, created_at)
       join %s h on h.id = k.id and h.created_at = k.created_at$q$,
       webhooks_private.history_relation(v_day))
       into v_day_ids, v_day_messages, v_day_bodies
-      using v_locked, v_created;
+      using v_read_ids, v_read_created;
     v_message_ids := v_message_ids || v_day_ids;
     v_messages := v_messages || v_day_messages;
     v_bodies := v_bodies || v_day_bodies;

@@ -188,34 +188,56 @@ test('a relay\'s byte budget: each company gets its share of it, one that holds 
   t.teardown(() => database.drop());
   const f = factories(database.pool);
   const hooks: Record<'a' | 'b', string> = { a: '', b: '' };
+  let disabled = '';
   for (const name of ['a', 'b'] as const) {
     const company = await f.company();
     hooks[name] = (await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['custom'] })).id;
+    // and a webhook of a's that is disabled with deliveries waiting
+    if (name === 'a') disabled = (await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['custom'] })).id;
     for (let i = 0; i < 4; i++) await f.contact(company.id, { custom: customOf(40_000) });
   }
+  await database.pool.query('update webhooks.webhooks set enabled = false where id = $1', [disabled]);
   const nameOf = new Map(Object.entries(hooks).map(([name, id]) => [id, name]));
-  /** a claim by a relay with this byte budget that holds `heldA` bytes of webhook a: how many of each webhook it leased */
+  /**
+   * a claim by a relay with this byte budget that holds `heldA` bytes of webhook a:
+   * how many of each webhook it leased; moreDue: whether it says that more is due now
+   */
+  let moreDue = false;
   const claim = async (budget: number, heldA: number) => {
     const { rows } = await database.pool.query(
-      `select webhook_id, webhook_filled
+      `select webhook_id, webhook_filled, more_due
        from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10, $1::bigint[], $2::integer[], null, 100,
                                             null, null, $3::bigint[], $4)`,
       heldA > 0 ? [[hooks.a], [2], [heldA], budget] : [[], [], [], budget]);
     const got: Record<string, number> = {};
     for (const row of rows) got[nameOf.get(row.webhook_id)!] = (got[nameOf.get(row.webhook_id)!] ?? 0) + 1;
     t.true(rows.every((row) => row.webhook_filled), 'a webhook cut by its share may have more due');
+    moreDue = rows.some((row) => row.more_due);
     await database.pool.query(`update webhooks.delivery_queue set locked_by = null, locked_until = null, attempts = 0`);
     return got;
   };
 
   // two companies with work: a share of (200,000 − an eighth) ÷ 2 = 87,500 each; a
   // holds 90,000 already, b gets two bodies of about 40 kB
+  // a is past its share, but its disabled webhook's deliveries are failed all the
+  // same: they are neither read nor sent, and weigh nothing (the claim serves
+  // disabled webhooks first, with the whole batch)
+  t.deepEqual(await claim(200_000, 90_000), {});
+  const { rows: notSent } = await database.pool.query(
+    `select state, last_error from webhooks.deliveries where webhook_id = $1`, [disabled]);
+  t.deepEqual(notSent.map((r) => [r.state, r.last_error]), Array(4).fill(['failed', 'not sent: the webhook is disabled']));
   t.deepEqual(await claim(200_000, 90_000), { b: 2 });
+  t.false(moreDue, 'nothing more for this relay now: a is past its share');
+  // a holds 50,000, under its share: its room of 37,500 takes no body of 40 kB, and
+  // more is not due now (a claim at once would cut them again)
+  t.deepEqual(await claim(200_000, 50_000), { b: 2 });
+  t.false(moreDue);
   // neither holds anything: a share of 43,750 each, one body each
   t.deepEqual(await claim(100_000, 0), { a: 1, b: 1 });
   // a share of 28,672, smaller than a body: each company would get its first one,
   // but the budget (65,536) holds one of them only
   t.deepEqual(Object.values(await claim(65_536, 0)), [1]);
+  t.true(moreDue, 'cut by the budget: more is due as soon as the relay has room');
   // what the budget leaves is the claim's limit: 200,000 − 130,000 held, one body of
   // b (its share, 87,500, would allow two) and none of a
   t.deepEqual(await claim(200_000, 130_000), { b: 1 });
