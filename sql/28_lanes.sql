@@ -264,21 +264,23 @@ begin
     from ready r
   ),
   chosen as (
-    select r.webhook_id, r.bound, r.turn,
-           -- disabled first (failing them costs no slot), then every company's first
-           -- lane, then every company's second, …
-           row_number() over (order by r.enabled, r.turn, r.company_served, r.company_id) as place
+    select r.webhook_id, r.bound, r.turn, r.enabled,
+           -- every company's first lane, then every company's second, …; and apart,
+           -- the disabled ones (their deliveries are failed, never sent), after them
+           -- and with a batch of their own: a disabled webhook's backlog never holds
+           -- up another's deliveries (until 2026-12-04 they came first, and a backlog
+           -- of them took whole batches, claim after claim), nor waits for them
+           row_number() over (partition by r.enabled order by r.turn, r.company_served, r.company_id) as place
     from rotation r
     -- a lane this relay holds all it may of: nothing to take, and locking it would
     -- keep other relays from it
     where r.bound > 0
-    order by place
-    limit p_limit
   )
-  select array_agg(c.webhook_id order by c.place), array_agg(c.bound order by c.place),
-         array_agg(c.turn = 1 order by c.place)
+  select array_agg(c.webhook_id order by not c.enabled, c.place), array_agg(c.bound order by not c.enabled, c.place),
+         array_agg(c.turn = 1 order by not c.enabled, c.place)
   into v_ready, v_bound, v_first
-  from chosen c;
+  from chosen c
+  where c.place <= p_limit;
   if v_ready is null then
     return;
   end if;
@@ -414,7 +416,8 @@ begin
   ),
   -- each lane's fair part of its company's share, in rotation order: every company's
   -- first lane, then every company's second, …; cut so that no company takes more
-  -- than its share and the batch no more than p_limit
+  -- than its share and the batch no more than p_limit (disabled webhooks, apart, no
+  -- more than a batch of their own: step 1)
   wanted as (
     select l.webhook_id, l.company_id, l.enabled, l.rate_limit, l.ordered, l.pace_from, l.open_until, s.room as company_room,
            -- (a disabled webhook's deliveries are failed, not sent: no bytes held)
@@ -438,7 +441,7 @@ begin
     select c.webhook_id, c.company_id, c.enabled, c.byte_room, c.holds_nothing, c.rate_limit, c.ordered, c.pace_from,
            c.open_until,
            least(c.company_take, greatest(p_limit - coalesce(sum(c.company_take) over (
-             order by c.enabled, c.turn, c.company_served, c.company_id
+             partition by c.enabled order by c.turn, c.company_served, c.company_id
              rows between unbounded preceding and 1 preceding), 0), 0))::integer as take
     from within_company c
   ),

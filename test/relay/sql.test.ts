@@ -375,6 +375,22 @@ test('a disabled webhook: its due deliveries are not sent but fail with a reason
   ]);
 });
 
+test('a disabled webhook\'s backlog does not take the batch from another company: the disabled ones fail in a batch of their own beside it', async (t) => {
+  const { pool, f, webhook: disabled } = await setup(t, 12);
+  await pool.query(`update webhooks.webhooks set enabled = false, disabled_at = now(), disabled_reason = 'paused' where id = $1`, [disabled.id]);
+  const other = await f.company();
+  const healthy = await f.webhook({ companyId: other.id, actions: ['contact.created'] });
+  for (let i = 0; i < 3; i++) await f.contact(other.id);
+  const failedCount = async () => (await pool.query(
+    `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state = 'failed'`, [disabled.id])).rows[0].n;
+
+  const first = await claim(pool, 'relay-a', 10, 10, {}, null, { slots: 256 });
+  t.deepEqual(first.map((r) => r.webhook_id), [healthy.id, healthy.id, healthy.id]);
+  t.is(await failedCount(), 10, 'a batch of them');
+  t.deepEqual(await claim(pool, 'relay-a', 10, 10, {}, null, { slots: 256 }), []);
+  t.is(await failedCount(), 12);
+});
+
 test('illegal states cannot be stored', async (t) => {
   const { pool, webhook } = await setup(t, 1);
   const error = await t.throwsAsync(
