@@ -1,11 +1,11 @@
 // What a relay holds of payloads is bounded in bytes, and shared among companies as
 // its request slots are (RELAY_MAX_HELD_BYTES; sql/28_lanes.sql): a company whose
 // endpoints hang, with large payloads, holds its share of the bytes and no more, and
-// another company's deliveries go beside it as fast as alone. Without the bound, four
-// silent webhooks held 32 requests and a queue of 32 each: 256 payloads of 20 kB.
+// another company's deliveries go beside it as fast as alone. Without the bound, these
+// four silent webhooks held 2.6 MB of payloads where the relay was given 1 MiB.
 import test from 'ava';
-import { healthyLatencies } from '../helpers/latencies.ts';
-import { relayScene, spawnRelay } from '../helpers/relay.ts';
+import { healthyCompany } from '../helpers/latencies.ts';
+import { relayScene } from '../helpers/relay.ts';
 
 const SILENT_WEBHOOKS = 4;
 const BACKLOG_CONTACTS = 100; // × 4 webhooks: 400 deliveries of about 20 kB waiting
@@ -14,22 +14,16 @@ const MAX_HELD_BYTES = 1_048_576;
 const HEALTHY_CHANGES = 30;
 
 test('a company with silent endpoints and large payloads holds its share of the relay\'s bytes; another company goes beside it', async (t) => {
-  const { database, receiver, f, company: noisy } = await relayScene(t);
-  const quiet = await f.company();
+  const scene = await relayScene(t);
+  const { database, receiver, f, company: noisy } = scene;
   const silentPaths = Array.from({ length: SILENT_WEBHOOKS }, (_, i) => `/silent-${i}`);
   for (const path of silentPaths) {
     await f.webhook({ companyId: noisy.id, actions: ['contact.created'], fields: ['custom'], url: receiver.route(path, { otherwise: 'hang' }) });
   }
-  const healthy = await f.webhook({ companyId: quiet.id, actions: ['contact.created'], url: receiver.url('/healthy') });
-  receiver.route('/healthy', { secret: healthy.secret, otherwise: 200 });
-
-  const relay = spawnRelay(database.url, { RELAY_MAX_HELD_BYTES: String(MAX_HELD_BYTES) });
-  t.teardown(() => void relay.kill('SIGKILL'));
-  t.teardown(() => receiver.close());
-
-  await f.contact(quiet.id);
-  await receiver.waitFor(1, { path: '/healthy', timeoutMs: 60_000 });
-  const alone = await healthyLatencies({ database, receiver, f, companyId: quiet.id, webhookId: healthy.id, arrivedBefore: 1, changes: HEALTHY_CHANGES });
+  const healthy = await healthyCompany(t, scene, {
+    changes: HEALTHY_CHANGES, relayEnvironment: { RELAY_MAX_HELD_BYTES: String(MAX_HELD_BYTES) },
+  });
+  const { alone } = healthy;
 
   await database.pool.query(
     `insert into crm.contacts (company_id, custom)
@@ -37,9 +31,7 @@ test('a company with silent endpoints and large payloads holds its share of the 
     [noisy.id, BACKLOG_CONTACTS, PAYLOAD_NOTES],
   );
   await Promise.all(silentPaths.map((path) => receiver.waitFor(1, { path, timeoutMs: 60_000 })));
-  const beside = await healthyLatencies({
-    database, receiver, f, companyId: quiet.id, webhookId: healthy.id, arrivedBefore: 1 + HEALTHY_CHANGES, changes: HEALTHY_CHANGES,
-  });
+  const beside = await healthy.beside();
 
   // what the relay holds now, by the queue rows it leased: the silent endpoints' and
   // their queues (none of them has answered)

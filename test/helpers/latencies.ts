@@ -1,10 +1,41 @@
 // A healthy company's latency beside a noisy one (test/fleet): commit to arrival of
 // each of its changes, written one by one.
+import type { ExecutionContext } from 'ava';
 import type { TestDatabase } from './db.ts';
 import type { factories } from './factories.ts';
 import type { Receiver } from './receiver.ts';
+import { spawnRelay } from './relay.ts';
 
 type Factories = ReturnType<typeof factories>;
+
+/**
+ * A healthy company, its webhook to a receiver that answers at once, and a relay in
+ * a process of its own as in production (its settings: `relayEnvironment`, else its
+ * defaults). Once the relay has delivered a first change, the company's latencies
+ * alone, over `changes` changes; beside() measures them again, once the test has made
+ * its noise. Hanging requests end when the receiver drops them, before the relay is
+ * killed (teardowns run last first).
+ */
+export async function healthyCompany(
+  t: Pick<ExecutionContext, 'teardown'>,
+  scene: { database: TestDatabase; receiver: Receiver; f: Factories },
+  options: { changes: number; relayEnvironment?: Record<string, string> },
+) {
+  const { database, receiver, f } = scene;
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/healthy') });
+  receiver.route('/healthy', { secret: webhook.secret, otherwise: 200 });
+  const relay = spawnRelay(database.url, options.relayEnvironment);
+  t.teardown(() => void relay.kill('SIGKILL'));
+  t.teardown(() => receiver.close());
+
+  await f.contact(company.id);
+  await receiver.waitFor(1, { path: '/healthy', timeoutMs: 60_000 });
+  const measure = (arrivedBefore: number) =>
+    healthyLatencies({ database, receiver, f, companyId: company.id, webhookId: webhook.id, arrivedBefore, changes: options.changes });
+  const alone = await measure(1);
+  return { company, webhook, relay, alone, beside: () => measure(1 + options.changes) };
+}
 
 /** Writes `changes` changes of the healthy company one by one; commit-to-arrival latencies. */
 export async function healthyLatencies({ database, receiver, f, companyId, webhookId, arrivedBefore, changes }: {
