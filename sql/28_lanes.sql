@@ -396,22 +396,22 @@ begin
            -- may take one delivery however large: claim_deliveries cuts the rest)
            case when s.byte_room = 0 and not s.holds_nothing then 0 else s.room end as room
     from (
-    select c.company_id, c.lanes,
-           least(
-             -- a fair part of this batch
-             ceil(p_limit::numeric / greatest((select count(*) from company), 1)),
-             -- and of the relay's slots, an eighth kept free for newcomers
-             case when p_slots is null then p_limit
-                  else greatest(floor((p_slots - p_slots / 8)::numeric / (select n from active))
-                                - coalesce(h.n, 0), 0) end
-           )::integer as room,
-           -- and of the relay's payload bytes, alike (null: no byte shares)
-           case when p_byte_budget is not null
-                then greatest(floor((p_byte_budget - p_byte_budget / 8)::numeric / (select n from active))
-                              - coalesce(h.bytes, 0), 0)::bigint end as byte_room,
-           coalesce(h.bytes, 0) = 0 as holds_nothing
-    from company c
-    left join held h on h.company_id = c.company_id
+      select c.company_id, c.lanes,
+             least(
+               -- a fair part of this batch
+               ceil(p_limit::numeric / greatest((select count(*) from company), 1)),
+               -- and of the relay's slots, an eighth kept free for newcomers
+               case when p_slots is null then p_limit
+                    else greatest(floor((p_slots - p_slots / 8)::numeric / (select n from active))
+                                  - coalesce(h.n, 0), 0) end
+             )::integer as room,
+             -- and of the relay's payload bytes, alike (null: no byte shares)
+             case when p_byte_budget is not null
+                  then greatest(floor((p_byte_budget - p_byte_budget / 8)::numeric / (select n from active))
+                                - coalesce(h.bytes, 0), 0)::bigint end as byte_room,
+             coalesce(h.bytes, 0) = 0 as holds_nothing
+      from company c
+      left join held h on h.company_id = c.company_id
     ) s
   ),
   -- each lane's fair part of its company's share, in rotation order: every company's
