@@ -137,6 +137,22 @@ begin
 end;
 $$;
 
+-- private: how many of an ordered webhook's oldest due deliveries a claim looks at
+-- to find the p_take it may send (those not held back). It steps over the later
+-- deliveries of a contact whose delivery is on its way or waiting for a retry, but no
+-- further than this: 5,000 updates of one contact behind one of its deliveries in
+-- flight cost every claim of the relay, every company's, 50 ms and 15,000 index
+-- entries (test/fleet/claim-cost.test.ts). The price: while more of one contact's
+-- deliveries than this wait behind a stuck one, the webhook's other contacts behind
+-- them wait too (docs/backfill.md).
+create or replace function webhooks_private.ordered_scan_rows(p_take integer)
+returns integer
+language sql
+immutable
+as $$
+  select greatest(p_take, 1) * 8;
+$$;
+
 -- (Until 2026-12-04 every claim and settle read the ids of all ordered webhooks, of
 -- every company, and compared each row with each: the claim now reads its lanes'
 -- webhooks' own flag, the settle its batch's.)
@@ -452,18 +468,37 @@ begin
            count(*) over (partition by a.webhook_id) >= a.take as webhook_filled
     from alloc a
     cross join lateral (
-      select d.delivery_id as id, d.created_at, d.ctid as row_ctid, d.next_attempt_at, d.payload_bytes
-      from webhooks.delivery_queue d
-      where d.webhook_id = a.webhook_id
-        and d.locked_by is null
-        and d.next_attempt_at <= now()
-        -- (an ordered webhook's deliveries are picked only when not held back)
-        and (not a.ordered or not webhooks_private.held_back(a.webhook_id, d.contact_id, d.delivery_id))
-      -- webhook_id first: the (webhook_id, next_attempt_at) index, never a walk of
-      -- every webhook's older due rows
-      order by d.webhook_id, d.next_attempt_at
-      limit greatest(a.take, 0)
-      for update skip locked
+      -- its oldest due deliveries, as many as it may take
+      select * from (
+       select d.delivery_id as id, d.created_at, d.ctid as row_ctid, d.next_attempt_at, d.payload_bytes
+       from webhooks.delivery_queue d
+       where not a.ordered
+         and d.webhook_id = a.webhook_id
+         and d.locked_by is null
+         and d.next_attempt_at <= now()
+       -- webhook_id first: the (webhook_id, next_attempt_at) index, never a walk of
+       -- every webhook's older due rows
+       order by d.webhook_id, d.next_attempt_at
+       limit greatest(a.take, 0)
+       for update skip locked) unordered
+      union all
+      -- an ordered webhook's: those not held back, among its oldest due ones, no
+      -- further than ordered_scan_rows()
+      select * from (
+       select d.delivery_id, d.created_at, d.ctid, d.next_attempt_at, d.payload_bytes
+       from (select q.ctid as row_ctid
+             from webhooks.delivery_queue q
+             where a.ordered
+               and q.webhook_id = a.webhook_id
+               and q.locked_by is null
+               and q.next_attempt_at <= now()
+             order by q.webhook_id, q.next_attempt_at
+             limit webhooks_private.ordered_scan_rows(a.take)) k
+       join webhooks.delivery_queue d on d.ctid = k.row_ctid
+       where not webhooks_private.held_back(a.webhook_id, d.contact_id, d.delivery_id)
+       order by d.next_attempt_at
+       limit greatest(a.take, 0)
+       for update of d skip locked) ordered
     ) c
   ),
   served as (
