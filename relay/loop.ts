@@ -84,7 +84,11 @@ export class Relay {
 
   constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
     this.settings = settings;
-    this.metrics = new RelayMetrics({ inFlight: () => this.slots.inFlight, heldBytes: () => this.slots.heldBytes });
+    this.metrics = new RelayMetrics({
+      inFlight: () => this.slots.inFlight,
+      heldBytes: () => this.slots.heldBytes,
+      byteBudget: settings.maxHeldBytes,
+    });
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
     this.sender = new Sender(settings, this.log);

@@ -32,9 +32,13 @@ export class RelayMetrics {
 
   /**
    * now: what the relay holds, read at each scrape (requests open, bytes of bodies
-   * held); registry: where the metrics are exposed (a fresh one when not given)
+   * held), and the most bytes it may hold; registry: where the metrics are exposed
+   * (a fresh one when not given)
    */
-  constructor(now: { inFlight: () => number; heldBytes: () => number }, registry: Registry = new Registry()) {
+  constructor(
+    now: { inFlight: () => number; heldBytes: () => number; byteBudget?: number },
+    registry: Registry = new Registry(),
+  ) {
     this.registry = registry;
     this.#deliveries = new Counter({
       name: 'bpd_webhooks_deliveries_total',
@@ -66,6 +70,13 @@ export class RelayMetrics {
         this.set(now.heldBytes());
       },
     });
+    if (now.byteBudget !== undefined) {
+      new Gauge({
+        name: 'bpd_webhooks_payload_bytes_budget',
+        help: 'RELAY_MAX_HELD_BYTES: the most bytes of payloads the relay holds; at it, the relay claims nothing more.',
+        registers: [registry],
+      }).set(now.byteBudget);
+    }
     this.#claims = new Counter({
       name: 'bpd_webhooks_claims_total',
       help: 'Claim calls made to the database.',

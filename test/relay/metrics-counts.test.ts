@@ -38,13 +38,14 @@ test('every outcome is there at zero before the first settle', async (t) => {
   for (const outcome of ['succeeded', 'retry', 'failed']) t.is(read.get(`bpd_webhooks_deliveries_total{outcome="${outcome}"}`), 0);
 });
 
-test('requests in flight and the bytes of payloads held are read when scraped', async (t) => {
+test('requests in flight and the bytes of payloads held are read when scraped, beside the byte budget', async (t) => {
   let open = 3;
   let bytes = 70_000;
-  const metrics = new RelayMetrics({ inFlight: () => open, heldBytes: () => bytes });
+  const metrics = new RelayMetrics({ inFlight: () => open, heldBytes: () => bytes, byteBudget: 1_048_576 });
   const first = await values(metrics);
   t.is(first.get('bpd_webhooks_requests_in_flight'), 3);
   t.is(first.get('bpd_webhooks_payload_bytes_held'), 70_000);
+  t.is(first.get('bpd_webhooks_payload_bytes_budget'), 1_048_576);
   open = 0;
   bytes = 0;
   const then = await values(metrics);

@@ -41,6 +41,8 @@ test('a relay with RELAY_METRICS_PORT counts each outcome, claims and requests, 
   t.true(metrics.get('bpd_webhooks_claims_total')! >= 2);
   t.is(metrics.get('bpd_webhooks_claimed_total'), 3);
   t.is(metrics.get('bpd_webhooks_requests_in_flight'), 0);
+  t.is(metrics.get('bpd_webhooks_payload_bytes_held'), 0);
+  t.is(metrics.get('bpd_webhooks_payload_bytes_budget'), 50_331_648, 'RELAY_MAX_HELD_BYTES at its default');
   t.is(metrics.get('bpd_webhooks_due'), 0);
   t.is(metrics.get('bpd_webhooks_oldest_due_seconds'), 0);
   t.is(metrics.get('bpd_webhooks_database_up'), 1);
