@@ -20,7 +20,7 @@ import type { Bench, LimitResult } from './modes.ts';
 import { claimDeliveries } from '../relay/queries.ts';
 import { relayPool } from '../relay/database.ts';
 import { relayLogger } from '../relay/log.ts';
-import { Settler } from '../relay/settle.ts';
+import { settleBatchSize, Settler } from '../relay/settle.ts';
 import { benchRelaySettings, bpdContender } from './contenders/bpd.ts';
 import { within } from './within.ts';
 
@@ -73,7 +73,8 @@ async function dbLimitChild(): Promise<void> {
   const log = relayLogger(settings.relayId, 'warn');
   const pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
   await pool.query('select 1');
-  const settler = new Settler({ db: pool, relayId: settings.relayId, log, batchSize: settings.batchSize });
+  // settles as large as the relay's (two claims' worth)
+  const settler = new Settler({ db: pool, relayId: settings.relayId, log, batchSize: settleBatchSize(settings.batchSize) });
   let claimed = 0;
 
   async function run(deadline: number): Promise<void> {

@@ -36,7 +36,7 @@ export class RelayMetrics {
    * (a fresh one when not given)
    */
   constructor(
-    now: { inFlight: () => number; heldBytes: () => number; byteBudget?: number },
+    now: { inFlight: () => number; heldBytes: () => number; byteBudget: number },
     registry: Registry = new Registry(),
   ) {
     this.registry = registry;
@@ -70,13 +70,11 @@ export class RelayMetrics {
         this.set(now.heldBytes());
       },
     });
-    if (now.byteBudget !== undefined) {
-      new Gauge({
-        name: 'bpd_webhooks_payload_bytes_budget',
-        help: 'RELAY_MAX_HELD_BYTES: the most bytes of payloads the relay holds; at it, the relay claims nothing more.',
-        registers: [registry],
-      }).set(now.byteBudget);
-    }
+    new Gauge({
+      name: 'bpd_webhooks_payload_bytes_budget',
+      help: 'RELAY_MAX_HELD_BYTES: the most bytes of payloads the relay holds; at it, the relay claims nothing more.',
+      registers: [registry],
+    }).set(now.byteBudget);
     this.#claims = new Counter({
       name: 'bpd_webhooks_claims_total',
       help: 'Claim calls made to the database.',

@@ -5,7 +5,7 @@ import test from 'ava';
 import { RelayMetrics } from '../../relay/metrics.ts';
 import { parsePrometheus } from '../helpers/prometheus.ts';
 
-const NOTHING_HELD = { inFlight: () => 0, heldBytes: () => 0 };
+const NOTHING_HELD = { inFlight: () => 0, heldBytes: () => 0, byteBudget: 1_048_576 };
 
 /** What a scraper reads of these metrics now. */
 async function values(metrics: RelayMetrics): Promise<Map<string, number>> {
