@@ -303,7 +303,9 @@ begin
                       from webhooks.delivery_queue w
                       where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
                         and w.locked_by is null and w.action = p_action and w.attempts = 0
-                        and w.next_attempt_at > now()
+                        -- (held_due: the time it had, if a claim put it off while an
+                        -- earlier delivery of an ordered webhook was in its way)
+                        and coalesce(w.held_due, w.next_attempt_at) > now()
                       order by w.delivery_id
                       limit 1
                       for update)
@@ -324,10 +326,11 @@ begin
       v_payload := jsonb_set(p_payload, '{data,merged}', '1');
     else
       update webhooks.delivery_queue q
-      set next_attempt_at = now()
+      set next_attempt_at = now(),
+          held_due = null
       where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
         and q.locked_by is null and q.action in ('contact.updated', 'contact.saved')
-        and q.attempts = 0 and q.next_attempt_at > now();
+        and q.attempts = 0 and coalesce(q.held_due, q.next_attempt_at) > now();
     end if;
   end if;
   -- the message into history, its small row into the queue (22_outbox.sql)

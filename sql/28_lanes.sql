@@ -114,9 +114,14 @@ create trigger _500_reset_lane
 -- order: a pending delivery is held back while another delivery of the same webhook
 -- and contact is in flight, or pending with a smaller id (a retry waiting for its
 -- next attempt holds back the later ones of its contact only). The claim asks this of
--- the rows of ordered webhooks alone, so that other webhooks pay nothing; settle
--- wakes the relays when an ordered delivery ends, so that the next of its contact
--- goes at once.
+-- the rows of ordered webhooks alone, so that other webhooks pay nothing.
+--
+-- A claim first puts off the held-back deliveries among those it will look at
+-- (put_off_held_back): each becomes due when what holds it back is due to end, its
+-- own due time kept in held_due, so that the claim's look at the webhook's oldest due
+-- deliveries, which has a bound (ordered_scan_rows), finds those it may send behind
+-- them. When an ordered delivery ends, its settle lets the next of its contact go at
+-- the time it had, and wakes the relays (30_delivery.sql), so that it goes at once.
 
 -- private: is this pending delivery of an ordered webhook held back? Two short ranges
 -- of the queue (22_outbox.sql: it holds exactly the deliveries pending or in flight):
@@ -162,6 +167,113 @@ language sql
 immutable
 as $$
   select greatest(p_take, 1) * 8;
+$$;
+
+-- private: the soonest a held-back delivery put off is looked at again, when what
+-- holds it back is due now (a pending delivery of its contact that this claim or the
+-- next will send); its settle lets it go sooner
+create or replace function webhooks_private.held_back_recheck()
+returns interval
+language sql
+immutable
+as $$
+  select interval '1 second';
+$$;
+
+-- private: how far past what it will look at a claim puts off held-back deliveries of
+-- one ordered webhook (put_off_held_back), so that one contact's backlog behind a
+-- delivery in its way is out of the claims' sight in a few claims, at a bounded cost
+-- each: 1,024 deliveries at the default of 32 requests
+create or replace function webhooks_private.put_off_rows(p_take integer)
+returns integer
+language sql
+immutable
+as $$
+  select webhooks_private.ordered_scan_rows(p_take) * 4;
+$$;
+
+-- private (claim): put off the deliveries of one ordered webhook that are held back,
+-- among the contacts of the p_bound × 8 oldest due ones (ordered_scan_rows: what the
+-- claim's step 2 will look at): their due deliveries among those and the
+-- put_off_rows() after them, a contact's all when one of its is in flight, else all
+-- but its first pending. Each is due again when what holds it back is
+-- due to end, by its lease or its next attempt, and no sooner than
+-- held_back_recheck(); held_due keeps the time it had, which the settle that ends
+-- the delivery in its way gives back to the next one (30_delivery.sql). Returns how
+-- many were put off.
+-- Until 2026-12-04 a claim only stepped over held-back deliveries, no further than
+-- ordered_scan_rows(): 300 updates of one contact behind its delivery in flight held
+-- back every other contact of the webhook for as long as that delivery took
+-- (test/relay/ordered.test.ts).
+-- What holds a delivery back is locked (FOR KEY SHARE) before the delivery is put
+-- off: a settle that ends it waits for this claim to commit and then finds the
+-- delivery put off, to let it go. One being changed is passed over (SKIP LOCKED):
+-- nothing is then put off behind it, which is always safe (the claim's step 2 still
+-- asks held_back of every delivery it sends). The claim never waits for a writer.
+create or replace function webhooks_private.put_off_held_back(p_webhook_id bigint, p_bound integer)
+returns integer
+language plpgsql
+volatile
+-- the deliveries looked at and their contacts matched by a hash: the planner, which
+-- sees one row in each, chose a nested loop, 1,280 × 256 comparisons (54 ms a claim
+-- of an ordered webhook with 5,000 deliveries of 1,000 contacts waiting)
+set enable_nestloop = off
+as $$
+declare
+  v_put_off integer;
+begin
+  with due as (
+    -- its oldest due deliveries: those step 2 will look at, and put_off_rows() more
+    select q.ctid as row_ctid, q.contact_id, q.delivery_id,
+           row_number() over (order by q.webhook_id, q.next_attempt_at) as n
+    from webhooks.delivery_queue q
+    where q.webhook_id = p_webhook_id and q.locked_by is null and q.next_attempt_at <= now()
+    order by q.webhook_id, q.next_attempt_at
+    limit webhooks_private.ordered_scan_rows(p_bound) + webhooks_private.put_off_rows(p_bound)
+  ),
+  contact as (
+    -- the contacts of those step 2 will look at
+    select distinct d.contact_id from due d where d.n <= webhooks_private.ordered_scan_rows(p_bound)
+  ),
+  in_the_way as (
+    -- each one's deliveries in flight, and its first pending one, locked
+    select c.contact_id, b.until as flight_ends, f.delivery_id as first_id, f.next_attempt_at as first_due
+    from contact c
+    left join lateral (select max(x.locked_until) as until
+                       from (select e.locked_until from webhooks.delivery_queue e
+                             where e.webhook_id = p_webhook_id and e.contact_id = c.contact_id
+                               and e.locked_by is not null
+                             for key share of e skip locked) x) b on true
+    left join lateral (select e.delivery_id, e.next_attempt_at from webhooks.delivery_queue e
+                       where e.webhook_id = p_webhook_id and e.contact_id = c.contact_id and e.locked_by is null
+                       order by e.delivery_id
+                       limit 1
+                       for key share of e skip locked) f on true
+  ),
+  held as (
+    select d.row_ctid,
+           greatest(w.flight_ends, w.first_due, now() + webhooks_private.held_back_recheck()) as until
+    from due d
+    join in_the_way w on w.contact_id = d.contact_id
+    where w.flight_ends is not null or d.delivery_id > w.first_id
+  ),
+  locked as (
+    -- each by its ctid (a lateral: a join the planner would make a hash of every due
+    -- row of the queue), unless a writer holds it
+    select l.row_ctid, h.until
+    from held h
+    cross join lateral (select q.ctid as row_ctid from webhooks.delivery_queue q
+                        where q.ctid = h.row_ctid and q.locked_by is null and q.next_attempt_at <= now()
+                        for no key update of q skip locked) l
+  )
+  update webhooks.delivery_queue q
+  set held_due = coalesce(q.held_due, q.next_attempt_at),
+      next_attempt_at = h.until
+  from locked h
+  where q.ctid = h.row_ctid;
+  get diagnostics v_put_off = row_count;
+  return v_put_off;
+end;
 $$;
 
 -- (Until 2026-12-04 every claim and settle read the ids of all ordered webhooks, of
@@ -231,9 +343,11 @@ declare
   v_ready bigint[];
   v_bound integer[];
   v_first boolean[];
+  v_ordered boolean[];
   v_lanes bigint[];
   v_room integer;
   v_contended boolean := false;
+  v_put_off integer;
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    A lane another relay is deciding for is passed over (that relay serves it;
@@ -258,7 +372,7 @@ begin
                         limit 1) due
   ),
   ready as (
-    select l.webhook_id, l.company_id, l.served_at, l.enabled,
+    select l.webhook_id, l.company_id, l.served_at, l.enabled, l.ordered,
            -- the most this claim could give the lane (its rows in flight elsewhere
            -- not counted: an upper bound, known before the lane is locked)
            case when not l.enabled then p_limit
@@ -272,7 +386,7 @@ begin
     -- 295 ms over 3,000; or, planned for few, merged the webhooks' whole key index
     -- with them; 2026-12-04)
     cross join lateral (select l.webhook_id, l.company_id, l.served_at, l.open_until, l.paced_until, w.enabled,
-                               w.rate_limit
+                               w.rate_limit, w.ordered
                         from webhooks_private.lanes l
                         join webhooks.webhooks w on w.id = l.webhook_id
                         where l.webhook_id = asked.w
@@ -287,11 +401,12 @@ begin
            row_number() over (partition by r.company_id order by r.served_at, r.webhook_id) as turn,
            max(r.served_at) over (partition by r.company_id) as company_served,
            r.company_id,
-           r.enabled
+           r.enabled,
+           r.ordered
     from ready r
   ),
   chosen as (
-    select r.webhook_id, r.bound, r.turn, r.enabled,
+    select r.webhook_id, r.bound, r.turn, r.enabled, r.ordered,
            -- every company's first lane, then every company's second, …; and apart,
            -- the disabled ones (their deliveries are failed, never sent), after them
            -- and with a batch of their own: a disabled webhook's backlog never holds
@@ -304,8 +419,9 @@ begin
     where r.bound > 0
   )
   select array_agg(c.webhook_id order by not c.enabled, c.place), array_agg(c.bound order by not c.enabled, c.place),
-         array_agg(c.turn = 1 order by not c.enabled, c.place)
-  into v_ready, v_bound, v_first
+         array_agg(c.turn = 1 order by not c.enabled, c.place),
+         array_agg(c.enabled and c.ordered order by not c.enabled, c.place)
+  into v_ready, v_bound, v_first, v_ordered
   from chosen c
   where c.place <= p_limit;
   if v_ready is null then
@@ -339,6 +455,11 @@ begin
       v_contended := true;
     else
       v_lanes := v_lanes || v_ready[i];
+      -- an ordered webhook's deliveries held back by an earlier one of their
+      -- contact: put off, so that step 2 looks past them (put_off_held_back)
+      if v_ordered[i] then
+        v_put_off := webhooks_private.put_off_held_back(v_ready[i], v_bound[i]);
+      end if;
       -- what it may give: its bound, or fewer when fewer are due (counted no
       -- further than the batch still needs: the rows the claim then reads). Not for
       -- the last lane, which no later lane's choice depends on: with four relays on

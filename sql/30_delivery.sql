@@ -382,7 +382,9 @@ begin
     set locked_by = p_relay,
         locked_until = now() + p_lease,
         attempts = q.attempts + 1,
-        last_attempt_at = now()
+        last_attempt_at = now(),
+        -- (a held-back delivery put off, due again and no longer held back)
+        held_due = null
     from chosen c
     join hooks w on w.id = c.webhook_id
     where q.ctid = c.row_ctid and w.enabled
@@ -450,6 +452,7 @@ declare
   v_states text[];
   v_next timestamptz[];
   v_webhooks bigint[];
+  v_contacts bigint[];
   v_gone bigint[];
 begin
   -- the results of deliveries this relay still holds ("still mine, still in flight"),
@@ -468,7 +471,7 @@ begin
   mine as (
     -- ctid: the row version read here, which the delete or update below reaches
     -- without a second walk of the primary key, and only if it is still that version
-    select q.ctid, q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts
+    select q.ctid, q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.contact_id, q.attempts
     from webhooks.delivery_queue q
     -- (is not distinct from, not =: with "=" the planner may prove the lease index's
     -- predicate and walk every lease in it instead of probing the primary key)
@@ -482,7 +485,7 @@ begin
   ),
   outcome as (
     select r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
-           r.retry_after_s, m.ctid, m.created_at, m.webhook_id, m.company_id, m.attempts,
+           r.retry_after_s, m.ctid, m.created_at, m.webhook_id, m.company_id, m.contact_id, m.attempts,
            case
              when r.status_code between 200 and 299 then 'succeeded'
              when r.status_code = 410 then 'failed'
@@ -541,8 +544,9 @@ begin
   select coalesce(array_agg(a.id), '{}'), coalesce(array_agg(a.new_state), '{}'),
          coalesce(array_agg(coalesce(a.next_attempt_at, now())), '{}'),
          coalesce(array_agg(a.webhook_id), '{}'),
+         coalesce(array_agg(a.contact_id), '{}'),
          coalesce(array_agg(a.id) filter (where a.status_code = 410), '{}')
-  into v_ids, v_states, v_next, v_webhooks, v_gone
+  into v_ids, v_states, v_next, v_webhooks, v_contacts, v_gone
   from settled a;
 
   -- 410 Gone: the endpoint asks not to be called again
@@ -594,14 +598,33 @@ begin
       p_attempted_at, p_status_codes, p_errors);
   end if;
   -- an ordered delivery that ended lets the next of its contact go (28_lanes.sql):
-  -- look now, not at the next poll (each of the batch's webhooks that ended one,
-  -- looked up by its key; until 2026-12-04, the ids of every company's ordered
-  -- webhooks, read at each settle)
+  -- due at the time it had, if a claim put it off while this one was in its way
+  -- (locked by that claim, a delivery that ends here waits for it to commit, so the
+  -- next is found put off), and the relays told now, not at their next poll. The
+  -- next one being changed (a writer merging into it) is left as it is, due when the
+  -- claim said. (Each of the batch's webhooks that ended one, looked up by its key;
+  -- until 2026-12-04, the ids of every company's ordered webhooks, read at each
+  -- settle.)
   if exists (select 1 from webhooks.webhooks w where w.ordered)   -- (none: one empty index probe)
      and exists (select 1
                  from (select distinct e.webhook_id from unnest(v_states, v_webhooks) as e(state, webhook_id)
                        where e.state <> 'pending') e
                  where (select w.ordered from webhooks.webhooks w where w.id = e.webhook_id)) then
+    update webhooks.delivery_queue q
+    set next_attempt_at = least(q.next_attempt_at, q.held_due),
+        held_due = null
+    from (select distinct e.webhook_id, e.contact_id
+          from unnest(v_states, v_webhooks, v_contacts) as e(state, webhook_id, contact_id)
+          where e.state <> 'pending'
+            and (select w.ordered from webhooks.webhooks w where w.id = e.webhook_id)) e
+    cross join lateral (select n.ctid from webhooks.delivery_queue n
+                        where n.webhook_id = e.webhook_id and n.contact_id = e.contact_id and n.locked_by is null
+                        order by n.delivery_id
+                        limit 1
+                        -- (not FOR UPDATE: that would pass over the one a claim has
+                        -- just found in the way of its later ones, FOR KEY SHARE)
+                        for no key update of n skip locked) n
+    where q.ctid = n.ctid and q.held_due is not null;
     perform webhooks_private.notify_relays();   -- 20_wakeup.sql
   end if;
 

@@ -97,3 +97,42 @@ test('a delivery that fails for good lets the next of its contact go', async (t)
     (r) => r.length === 3 && r.every((d) => d.state !== 'pending' && d.state !== 'in_flight'), 60_000);
   t.deepEqual(rows, [{ state: 'failed', attempts: 2 }, { state: 'succeeded', attempts: 1 }, { state: 'succeeded', attempts: 1 }]);
 });
+
+// A claim looks at no more than ordered_scan_rows() of an ordered webhook's oldest due
+// deliveries (sql/28_lanes.sql). Until 2026-12-04, 300 updates of one contact behind
+// its delivery in flight filled that window, and every other contact of the webhook
+// waited behind them for as long as that delivery took (hours, for one being
+// retried). Now a claim puts the held-back ones off until their contact's delivery
+// ends, and that delivery's settle lets the next one go at once.
+test('hundreds of a contact\'s deliveries held back behind one in flight do not hold back the other contacts', async (t) => {
+  const STUCK = 300;
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  receiver.route('/sync', { secret: hook.secret, replies: [{ status: 200, after: held }] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const slow = await f.contact(company.id, { city: 'slow 0' });
+  const other = await f.contact(company.id, { city: 'other 0' });
+
+  const relay = testRelay(database.url, { RELAY_REQUEST_TIMEOUT_MS: '120000', RELAY_LEASE_MS: '240000' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await pool.query(`update crm.contacts set city = 'slow 1' where id = $1`, [slow.id]);
+  await receiver.waitFor(1, { path: '/sync' });   // slow 1: in flight, its answer held
+  await pool.query(`do $$ begin for i in 2..${STUCK + 1} loop
+                      update crm.contacts set city = 'slow ' || i where id = ${Number(slow.id)};
+                    end loop; end $$`);
+  await pool.query(`update crm.contacts set city = 'other 1' where id = $1`, [other.id]);
+
+  const flowed = await receiver.waitFor(2, { path: '/sync', timeoutMs: 20_000 });
+  t.is(cityOf(flowed[1]!.body), 'other 1', 'the other contact\'s update goes while slow 1 is in flight');
+  release();
+  const all = await receiver.waitFor(STUCK + 2, { path: '/sync', timeoutMs: 90_000 });
+  t.deepEqual(all.map((r) => cityOf(r.body)).filter((c) => c.startsWith('slow ')),
+    Array.from({ length: STUCK + 1 }, (_, i) => `slow ${i + 1}`), 'the contact\'s updates in order, each once');
+  const rows = await waitForRows(pool, `select state from webhooks.deliveries where webhook_id = $1`, [hook.id],
+    (r) => r.length === STUCK + 2 && r.every((d) => d.state === 'succeeded'), 60_000);
+  t.is(rows.length, STUCK + 2);
+});

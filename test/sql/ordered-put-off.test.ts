@@ -1,0 +1,55 @@
+// An ordered webhook's delivery held back behind an earlier one of its contact is put
+// off by the claim that finds it so (webhooks_private.put_off_held_back), and the
+// settle that ends the earlier one lets it go at the time it had. Being put off
+// changes nothing else: a coalescing webhook's delivery past its window takes in no
+// later change for having been put off.
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+const CLAIM = `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+                 '{}'::bigint[], '{}'::integer[], null::bigint[])`;
+
+test('held back, put off until the delivery in its way ends, then due at the time it had; past its window it merges nothing', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'u0' });
+  const queued = async () => (await pool.query(
+    `select q.delivery_id as id, q.locked_by is not null as in_flight, q.held_due is not null as put_off,
+            q.next_attempt_at <= now() as due, h.payload #>> '{data,contact,city}' as city
+     from webhooks.delivery_queue q join webhooks.delivery_history h on h.id = q.delivery_id
+     where q.webhook_id = $1 order by q.delivery_id`, [hook.id])).rows;
+  // a delivery whose coalescing window is over (as if an hour had passed)
+  const windowOver = (id: string) =>
+    pool.query(`update webhooks.delivery_queue set next_attempt_at = now() - interval '1 minute' where delivery_id = $1`, [id]);
+
+  await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
+  const [first] = await queued();
+  await windowOver(first.id);
+  t.deepEqual((await pool.query(CLAIM)).rows.map((r) => r.delivery_id), [first.id]);
+
+  await pool.query(`update crm.contacts set city = 'u2' where id = $1`, [contact.id]);
+  const second = (await queued())[1];
+  await windowOver(second.id);
+  t.deepEqual((await pool.query(CLAIM)).rows, [], 'u2 is held back by u1 in flight');
+  t.like((await queued())[1], { id: second.id, put_off: true, due: false });
+  const { rows: [lease] } = await pool.query(
+    `select (select locked_until from webhooks.delivery_queue where delivery_id = $1) as lease_ends,
+            (select next_attempt_at from webhooks.delivery_queue where delivery_id = $2) as put_off_until`, [first.id, second.id]);
+  t.deepEqual(lease.put_off_until, lease.lease_ends, 'put off until the lease of the one in its way ends');
+
+  // its window is over: a later change is a delivery of its own, as if it had not been put off
+  await pool.query(`update crm.contacts set city = 'u3' where id = $1`, [contact.id]);
+  t.deepEqual((await queued()).map((d) => d.city), ['u1', 'u2', 'u3']);
+
+  await pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{200}', '{null}', '{ok}', '{null}')`,
+    [[first.id], [new Date()]]);
+  t.like((await queued())[0], { id: second.id, put_off: false, due: true }, 'u1 ended: u2 goes at the time it had');
+  t.like((await queued())[1], { city: 'u3', put_off: false, due: false }, 'u3 waits out its window');
+  t.deepEqual((await pool.query(CLAIM)).rows.map((r) => r.delivery_id), [second.id]);
+});
