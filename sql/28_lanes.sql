@@ -97,10 +97,32 @@ begin
 end;
 $$;
 
+-- a webhook no longer ordered: its deliveries put off for being held back
+-- (put_off_held_back, below) are due at the time they had, not when what held them
+-- back ends (an hour away, for one waiting for its retry)
+create or replace function webhooks_private.tg_webhooks__release_held_back()
+returns trigger
+language plpgsql
+as $$
+begin
+  update webhooks.delivery_queue q
+  set next_attempt_at = least(q.next_attempt_at, q.held_due),
+      held_due = null
+  where q.webhook_id = new.id and q.locked_by is null and q.held_due is not null;
+  return null;
+end;
+$$;
+
 drop trigger if exists _500_create_lane on webhooks.webhooks;
 create trigger _500_create_lane
   after insert on webhooks.webhooks
   for each row execute function webhooks_private.tg_webhooks__create_lane();
+
+drop trigger if exists _500_release_held_back on webhooks.webhooks;
+create trigger _500_release_held_back
+  after update of ordered on webhooks.webhooks
+  for each row when (old.ordered and not new.ordered)
+  execute function webhooks_private.tg_webhooks__release_held_back();
 
 drop trigger if exists _500_reset_lane on webhooks.webhooks;
 create trigger _500_reset_lane

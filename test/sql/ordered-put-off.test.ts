@@ -53,3 +53,24 @@ test('held back, put off until the delivery in its way ends, then due at the tim
   t.like((await queued())[1], { city: 'u3', put_off: false, due: false }, 'u3 waits out its window');
   t.deepEqual((await pool.query(CLAIM)).rows.map((r) => r.delivery_id), [second.id]);
 });
+
+test('a webhook no longer ordered: its deliveries put off are due at the time they had', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'u0' });
+  await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
+  t.is((await pool.query(CLAIM)).rows.length, 1);
+  await pool.query(`update crm.contacts set city = 'u2' where id = $1`, [contact.id]);
+  t.deepEqual((await pool.query(CLAIM)).rows, [], 'u2 is held back by u1 in flight');
+  const state = async () => (await pool.query(
+    `select held_due is not null as put_off, next_attempt_at <= now() as due
+     from webhooks.delivery_queue where webhook_id = $1 and locked_by is null`, [hook.id])).rows;
+  t.deepEqual(await state(), [{ put_off: true, due: false }]);
+
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, false)`, [hook.id]);
+  t.deepEqual(await state(), [{ put_off: false, due: true }]);
+  t.is((await pool.query(CLAIM)).rows.length, 1, 'u2 goes beside u1, as any webhook\'s would');
+});
