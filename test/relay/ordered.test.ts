@@ -136,3 +136,34 @@ test('hundreds of a contact\'s deliveries held back behind one in flight do not 
     (r) => r.length === STUCK + 2 && r.every((d) => d.state === 'succeeded'), 60_000);
   t.is(rows.length, STUCK + 2);
 });
+
+test('hundreds of a contact\'s deliveries behind one waiting an hour for its retry: the other contacts flow, the held-back ones wait for it', async (t) => {
+  const STUCK = 300;
+  const { database, receiver, f, company } = await relayScene(t, { retryBase: '1 hour' });
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret, replies: [500] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const slow = await f.contact(company.id, { city: 'slow 0' });
+  const other = await f.contact(company.id, { city: 'other 0' });
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await pool.query(`update crm.contacts set city = 'slow 1' where id = $1`, [slow.id]);
+  const [head] = await waitForRows(pool,
+    `select next_attempt_at from webhooks.delivery_queue where webhook_id = $1 and attempts = 1 and locked_by is null`, [hook.id],
+    (rows) => rows.length === 1, 20_000);   // slow 1 failed once: its retry an hour away
+  await pool.query(`do $$ begin for i in 2..${STUCK + 1} loop
+                      update crm.contacts set city = 'slow ' || i where id = ${Number(slow.id)};
+                    end loop; end $$`);
+  await pool.query(`update crm.contacts set city = 'other 1' where id = $1`, [other.id]);
+
+  const requests = await receiver.waitFor(2, { path: '/sync', timeoutMs: 20_000 });
+  t.is(cityOf(requests[1]!.body), 'other 1');
+  const { rows: [held] } = await pool.query(
+    `select count(*)::int as n, min(next_attempt_at) as soonest from webhooks.delivery_queue
+     where webhook_id = $1 and attempts = 0`, [hook.id]);
+  t.is(held.n, STUCK);
+  t.true(held.soonest >= head.next_attempt_at, 'none is looked at again before slow 1\'s retry');
+});
