@@ -8,8 +8,11 @@ import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 
 const db = useTestDatabase(test);
-const CLAIM = `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
-                 '{}'::bigint[], '{}'::integer[], null::bigint[])`;
+// a claim of the test's own webhook (the tests of this file share a database and run
+// at once: a claim of every webhook would lease the other test's deliveries)
+const claim = (pool: { query: (text: string, values: unknown[]) => Promise<{ rows: any[] }> }, webhookId: string) =>
+  pool.query(`select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+                '{}'::bigint[], '{}'::integer[], array[$1::bigint])`, [webhookId]);
 
 test('held back, put off until the delivery in its way ends, then due at the time it had; past its window it merges nothing', async (t) => {
   const pool = db().pool;
@@ -30,12 +33,12 @@ test('held back, put off until the delivery in its way ends, then due at the tim
   await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
   const [first] = await queued();
   await windowOver(first.id);
-  t.deepEqual((await pool.query(CLAIM)).rows.map((r) => r.delivery_id), [first.id]);
+  t.deepEqual((await claim(pool, hook.id)).rows.map((r) => r.delivery_id), [first.id]);
 
   await pool.query(`update crm.contacts set city = 'u2' where id = $1`, [contact.id]);
   const second = (await queued())[1];
   await windowOver(second.id);
-  t.deepEqual((await pool.query(CLAIM)).rows, [], 'u2 is held back by u1 in flight');
+  t.deepEqual((await claim(pool, hook.id)).rows, [], 'u2 is held back by u1 in flight');
   t.like((await queued())[1], { id: second.id, put_off: true, due: false });
   const { rows: [lease] } = await pool.query(
     `select (select locked_until from webhooks.delivery_queue where delivery_id = $1) as lease_ends,
@@ -51,7 +54,7 @@ test('held back, put off until the delivery in its way ends, then due at the tim
     [[first.id], [new Date()]]);
   t.like((await queued())[0], { id: second.id, put_off: false, due: true }, 'u1 ended: u2 goes at the time it had');
   t.like((await queued())[1], { city: 'u3', put_off: false, due: false }, 'u3 waits out its window');
-  t.deepEqual((await pool.query(CLAIM)).rows.map((r) => r.delivery_id), [second.id]);
+  t.deepEqual((await claim(pool, hook.id)).rows.map((r) => r.delivery_id), [second.id]);
 });
 
 test('a webhook no longer ordered: its deliveries put off are due at the time they had', async (t) => {
@@ -62,9 +65,9 @@ test('a webhook no longer ordered: its deliveries put off are due at the time th
   await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
   const contact = await f.contact(company.id, { city: 'u0' });
   await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
-  t.is((await pool.query(CLAIM)).rows.length, 1);
+  t.is((await claim(pool, hook.id)).rows.length, 1);
   await pool.query(`update crm.contacts set city = 'u2' where id = $1`, [contact.id]);
-  t.deepEqual((await pool.query(CLAIM)).rows, [], 'u2 is held back by u1 in flight');
+  t.deepEqual((await claim(pool, hook.id)).rows, [], 'u2 is held back by u1 in flight');
   const state = async () => (await pool.query(
     `select held_due is not null as put_off, next_attempt_at <= now() as due
      from webhooks.delivery_queue where webhook_id = $1 and locked_by is null`, [hook.id])).rows;
@@ -72,5 +75,5 @@ test('a webhook no longer ordered: its deliveries put off are due at the time th
 
   await pool.query(`select webhooks.set_webhook_delivery($1, null, false)`, [hook.id]);
   t.deepEqual(await state(), [{ put_off: false, due: true }]);
-  t.is((await pool.query(CLAIM)).rows.length, 1, 'u2 goes beside u1, as any webhook\'s would');
+  t.is((await claim(pool, hook.id)).rows.length, 1, 'u2 goes beside u1, as any webhook\'s would');
 });
