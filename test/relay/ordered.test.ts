@@ -1,9 +1,21 @@
 // Ordered webhooks (webhooks.webhooks.ordered): a contact's deliveries one at a time,
 // in the order of its changes; a retry holds back only the later ones of its contact.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
 
 const cityOf = (body: string) => JSON.parse(body).data.contact.city as string;
+
+/** An ordered webhook of the scene's company, posting to /sync, whose first request is answered only once release() is called. */
+async function orderedWithHeldAnswer(t: ExecutionContext) {
+  const scene = await relayScene(t);
+  const { database, receiver, f, company } = scene;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  receiver.route('/sync', { secret: hook.secret, replies: [{ status: 200, after: held }] });
+  await database.pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  return { ...scene, pool: database.pool, hook, release };
+}
 
 test('20 quick updates arrive in order although the receiver fails the 3rd twice', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
@@ -24,13 +36,7 @@ test('20 quick updates arrive in order although the receiver fails the 3rd twice
 });
 
 test('a contact whose delivery is stuck holds back its own later ones only: other contacts flow', async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
-  const pool = database.pool;
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  receiver.route('/sync', { secret: hook.secret, replies: [{ status: 200, after: held }] });
-  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const { database, pool, receiver, f, company, release } = await orderedWithHeldAnswer(t);
   const slow = await f.contact(company.id, { city: 'slow 0' });
   const others = await Promise.all([1, 2, 3].map((n) => f.contact(company.id, { city: `c${n} 0` })));
 
@@ -106,13 +112,7 @@ test('a delivery that fails for good lets the next of its contact go', async (t)
 // ends, and that delivery's settle lets the next one go at once.
 test('hundreds of a contact\'s deliveries held back behind one in flight do not hold back the other contacts', async (t) => {
   const STUCK = 300;
-  const { database, receiver, f, company } = await relayScene(t);
-  const pool = database.pool;
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  receiver.route('/sync', { secret: hook.secret, replies: [{ status: 200, after: held }] });
-  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const { database, pool, receiver, f, company, hook, release } = await orderedWithHeldAnswer(t);
   const slow = await f.contact(company.id, { city: 'slow 0' });
   const other = await f.contact(company.id, { city: 'other 0' });
 
