@@ -243,6 +243,18 @@ as $$
 declare
   v_put_off integer;
 begin
+  -- nothing to do unless one of the first few is held back: a claim sends those that
+  -- are not, so the deliveries in front are held back whenever held-back ones fill
+  -- what a claim looks at (looking through them all cost an ordered webhook's claim
+  -- 1.7 ms of its 5.6 when nothing was held back)
+  if not exists (select 1
+                 from (select q.contact_id, q.delivery_id from webhooks.delivery_queue q
+                       where q.webhook_id = p_webhook_id and q.locked_by is null and q.next_attempt_at <= now()
+                       order by q.webhook_id, q.next_attempt_at
+                       limit 8) k
+                 where webhooks_private.held_back(p_webhook_id, k.contact_id, k.delivery_id)) then
+    return 0;
+  end if;
   with due as (
     -- its oldest due deliveries: those step 2 will look at, and put_off_rows() more
     select q.ctid as row_ctid, q.contact_id, q.delivery_id,
