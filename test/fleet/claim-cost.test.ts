@@ -76,13 +76,14 @@ test('a claim puts an ordered webhook\'s held-back backlog of one contact out of
   const { rows: first } = await relay.query(claim);
   t.deepEqual(first.map((r) => r.webhook_id).sort(), [healthy.id, ordered.id].sort());
   // each claim puts off at most 32 × 8 + 1,024 of them (put_off_rows), reading a
-  // few entries for each and those of the ones put off before it (not yet cleaned
-  // up): 4,900 to 10,000 entries in each of the first three here, then 3,700 (the
-  // entries left of the old row versions, while other sessions' snapshots keep them)
+  // few entries for each, and those of the old versions of the ones put off before
+  // it until they are cleaned up: 4,900 to 10,000 entries in each of the first three
+  // claims run alone, up to 17,700 beside the whole suite (whose sessions keep the
+  // old versions longer), then 1 to 3,700
   for (let round = 1; round <= 6; round++) {
     const { result, used } = await indexUse(relay, 'webhooks.delivery_queue', () => relay.query(claim));
     t.deepEqual(result.rows, [], 'the rest of the contact\'s updates are held back');
-    t.true(used < 15_000, `claim ${round} read ${used} index entries of the queue`);
+    t.true(used < 40_000, `claim ${round} read ${used} index entries of the queue`);
   }
   const { rows: [after] } = await database.pool.query(
     `select count(*) filter (where held_due is not null)::int as put_off,
