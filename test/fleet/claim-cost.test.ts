@@ -80,10 +80,16 @@ test('a claim puts an ordered webhook\'s held-back backlog of one contact out of
   // it until they are cleaned up: 4,900 to 10,000 entries in each of the first three
   // claims run alone, up to 17,700 beside the whole suite (whose sessions keep the
   // old versions longer), then 1 to 3,700
+  const putOff = async () => (await database.pool.query(
+    `select count(*)::int as n from webhooks.delivery_queue where webhook_id = $1 and held_due is not null`, [ordered.id])).rows[0].n;
+  let before = await putOff();
   for (let round = 1; round <= 6; round++) {
     const { result, used } = await indexUse(relay, 'webhooks.delivery_queue', () => relay.query(claim));
     t.deepEqual(result.rows, [], 'the rest of the contact\'s updates are held back');
     t.true(used < 40_000, `claim ${round} read ${used} index entries of the queue`);
+    const now = await putOff();
+    t.true(now - before <= 32 * 8 + 1_024, `claim ${round} put off ${now - before}`);
+    before = now;
   }
   const { rows: [after] } = await database.pool.query(
     `select count(*) filter (where held_due is not null)::int as put_off,
