@@ -162,7 +162,7 @@ export async function fetchReport({ from, to }) {
 
 const FIRING_FIELDS = `
   id messageId action contactId state attempts
-  lastStatusCode lastError lastAttemptAt completedAt createdAt nextAttemptAt payload
+  lastStatusCode lastError lastAttemptAt completedAt createdAt nextAttemptAt heldBack payload
 `;
 
 // The webhook's line of the report (asked for that webhook alone) gives the history
@@ -197,6 +197,7 @@ function firingOf(node) {
     completedAt: node.completedAt,
     createdAt: node.createdAt,
     nextAttemptAt: node.nextAttemptAt,
+    heldBack: node.heldBack,
     payload: node.payload,
   };
 }

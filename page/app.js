@@ -428,6 +428,14 @@ function contactCell(firing) {
   return [name, ' ', h('span', { class: 'contact-id' }, `#${firing.contactId}`)];
 }
 
+/** When a pending firing goes: at its next try, or (an ordered webhook) once the firing of the same contact before it has ended. */
+function pendingReason(firing) {
+  return firing.heldBack
+    ? h('div', { class: 'reason', title: 'This webhook sends the firings of one contact one at a time, in order' },
+      'waiting for an earlier firing of this contact')
+    : h('div', { class: 'reason nowrap' }, `next try ${formatTime(firing.nextAttemptAt)}`);
+}
+
 function firingRows(firing) {
   const details = detailsRow(firing);
   const show = h('button', {
@@ -456,8 +464,7 @@ function firingRows(firing) {
       ? h('span', { class: 'badge test', title: 'A test send: not counted in Times Fired' }, actionWords(firing.action))
       : actionWords(firing.action)),
     h('td', {}, contactCell(firing)),
-    h('td', {}, outcomeBadge(firing.state), firing.state === 'pending'
-      ? h('div', { class: 'reason nowrap' }, `next try ${formatTime(firing.nextAttemptAt)}`) : null),
+    h('td', {}, outcomeBadge(firing.state), firing.state === 'pending' ? pendingReason(firing) : null),
     h('td', { class: 'num' }, firing.lastStatusCode ?? '—'),
     h('td', { class: 'error-text' }, firing.lastError ?? ''),
     h('td', { class: 'num' }, String(firing.attempts)),

@@ -66,7 +66,18 @@ select h.id,
        case when q.delivery_id is not null then q.last_error
             when r.delivery_id is not null then r.last_error end as last_error,
        case when q.delivery_id is null then coalesce(r.completed_at, s.completed_at, h.created_at) end as completed_at,
-       h.created_at
+       h.created_at,
+       -- pending behind an earlier delivery of its contact to an ordered webhook (28_lanes.sql):
+       -- put off by a claim (held_due), or not yet seen by one (a short range of the
+       -- contact's queue rows, read only for a pending row of an ordered webhook)
+       case when q.delivery_id is null or q.locked_by is not null then false
+            when q.held_due is not null then true
+            when (select w.ordered from webhooks.webhooks w where w.id = q.webhook_id)
+              then exists (select from webhooks.delivery_queue e
+                           where e.webhook_id = q.webhook_id and e.contact_id = q.contact_id
+                             and e.delivery_id <> q.delivery_id
+                             and (e.delivery_id < q.delivery_id or e.locked_by is not null))
+            else false end as held_back
 from webhooks.delivery_history h
 left join webhooks.delivery_queue q on q.delivery_id = h.id and q.webhook_id = h.webhook_id
 left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at and r.webhook_id = h.webhook_id

@@ -33,6 +33,8 @@ One message to one webhook (one event), with its delivery state. Retries are att
 comment on column webhooks.deliveries.message_id is 'The webhook-id header: the same on every attempt and replay.';
 comment on column webhooks.deliveries.payload is 'The body sent, as it was when the event happened.';
 comment on column webhooks.deliveries.state is 'pending, in_flight, succeeded or failed.';
+comment on column webhooks.deliveries.held_back is
+  'True: pending behind an earlier delivery of the same contact (an ordered webhook); it goes once that one has ended, whatever next_attempt_at says.';
 comment on column webhooks.deliveries.locked_by is '@behavior -*';
 comment on column webhooks.deliveries.locked_until is '@behavior -*';
 

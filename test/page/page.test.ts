@@ -200,6 +200,33 @@ browserTest('Times Fired opens the history with successes and failures; Replay q
   await page.close();
 });
 
+browserTest('an ordered webhook\'s firing behind an earlier one of its contact says it waits for it, not when its next try is', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('In Order Realty');
+  const webhook = await f.webhook({ companyId: company.id, name: 'Ledger sync', actions: ['contact.updated'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [webhook.id]);
+  const [ada, grace] = [await f.contact(company.id, { city: 'a0' }), await f.contact(company.id, { city: 'g0' })];
+  await pool.query(`update crm.contacts set city = 'a1' where id = $1`, [ada.id]);
+  // a relay holds Ada's first firing; her second and Grace's come after it
+  await pool.query(`select * from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 hour', 10,
+                      '{}'::bigint[], '{}'::integer[], array[$1::bigint])`, [webhook.id]);
+  await pool.query(`update crm.contacts set city = 'a2' where id = $1`, [ada.id]);
+  await pool.query(`update crm.contacts set city = 'g1' where id = $1`, [grace.id]);
+  const { rows } = await pool.query(`select id from webhooks.deliveries where webhook_id = $1 order by id`, [webhook.id]);
+  const [sending, held, free] = rows.map((r) => r.id);
+
+  const page = await signedIn(company.id);
+  await page.click(timesFired(webhook.id));
+  await page.waitForSelector('#history-body tr[data-delivery-id]');
+  const outcome = async (id: string) => (await cells(page, `#history-body tr[data-delivery-id="${id}"]`))[3];
+  t.is(await outcome(sending), 'Sending');
+  t.is(await outcome(held), 'Pending waiting for an earlier firing of this contact');
+  t.regex(await outcome(free), /^Pending next try /, 'another contact\'s firing is not held back');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('Disable shows "Webhook Status: Disable" and turns into Enable, which turns the webhook back on', async (t) => {
   const { companyId, notes } = await seedCompany(db().pool);
   const page = await signedIn(companyId);

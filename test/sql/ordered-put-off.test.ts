@@ -44,16 +44,30 @@ test('held back, put off until the delivery in its way ends, then due at the tim
     `select (select locked_until from webhooks.delivery_queue where delivery_id = $1) as lease_ends,
             (select next_attempt_at from webhooks.delivery_queue where delivery_id = $2) as put_off_until`, [first.id, second.id]);
   t.deepEqual(lease.put_off_until, lease.lease_ends, 'put off until the lease of the one in its way ends');
+  const heldBack = async () => (await pool.query(
+    `select payload #>> '{data,contact,city}' as city, state, held_back
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id])).rows;
 
   // its window is over: a later change is a delivery of its own, as if it had not been put off
   await pool.query(`update crm.contacts set city = 'u3' where id = $1`, [contact.id]);
   t.deepEqual((await queued()).map((d) => d.city), ['u1', 'u2', 'u3']);
+  // what webhooks.deliveries says of each: u2 put off, u3 not yet seen by a claim
+  t.deepEqual(await heldBack(), [
+    { city: 'u1', state: 'in_flight', held_back: false },
+    { city: 'u2', state: 'pending', held_back: true },
+    { city: 'u3', state: 'pending', held_back: true },
+  ]);
 
   await pool.query(
     `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{200}', '{null}', '{ok}', '{null}')`,
     [[first.id], [new Date()]]);
   t.like((await queued())[0], { id: second.id, put_off: false, due: true }, 'u1 ended: u2 goes at the time it had');
   t.like((await queued())[1], { city: 'u3', put_off: false, due: false }, 'u3 waits out its window');
+  t.deepEqual(await heldBack(), [
+    { city: 'u1', state: 'succeeded', held_back: false },
+    { city: 'u2', state: 'pending', held_back: false },
+    { city: 'u3', state: 'pending', held_back: true },
+  ], 'u3 waits behind u2 now');
   t.deepEqual((await claim(pool, hook.id)).rows.map((r) => r.delivery_id), [second.id]);
 });
 
@@ -75,5 +89,7 @@ test('a webhook no longer ordered: its deliveries put off are due at the time th
 
   await pool.query(`select webhooks.set_webhook_delivery($1, null, false)`, [hook.id]);
   t.deepEqual(await state(), [{ put_off: false, due: true }]);
+  t.deepEqual((await pool.query(`select state, held_back from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id])).rows,
+    [{ state: 'in_flight', held_back: false }, { state: 'pending', held_back: false }], 'nothing holds it back now');
   t.is((await claim(pool, hook.id)).rows.length, 1, 'u2 goes beside u1, as any webhook\'s would');
 });
