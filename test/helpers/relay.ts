@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import pino, { type Logger } from 'pino';
 import { RELAY_NODE_FLAGS } from '../../relay/node-flags.ts';
 import { Relay } from '../../relay/loop.ts';
 import { relaySettings } from '../../relay/settings.ts';
@@ -27,8 +28,20 @@ export function testRelayEnvironment(databaseUrl: string, overrides: Record<stri
   };
 }
 
-export function testRelay(databaseUrl: string, overrides: Record<string, string> = {}): Relay {
-  return new Relay(relaySettings(testRelayEnvironment(databaseUrl, overrides)));
+export function testRelay(databaseUrl: string, overrides: Record<string, string> = {}, options: { log?: Logger } = {}): Relay {
+  return new Relay(relaySettings(testRelayEnvironment(databaseUrl, overrides)), options);
+}
+
+/** A relay's log kept in memory (the last `keep` lines), to show when a test fails. */
+export function rememberedLog(keep = 200): { log: Logger; lines: () => string[] } {
+  const lines: string[] = [];
+  const log = pino({ name: 'bpd-webhooks-relay', level: 'debug' }, {
+    write(line: string) {
+      lines.push(line.trimEnd());
+      if (lines.length > keep) lines.shift();
+    },
+  });
+  return { log, lines: () => [...lines] };
 }
 
 /** The relay as its own process, as `npm run relay` starts it. */
