@@ -23,7 +23,8 @@ import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
 import { RelayMetrics } from './metrics.ts';
-import { claimDeliveries, ping, refusedSettings, releaseDeliveries, type Claimed, type DeliveryJob } from './queries.ts';
+import { Holdings } from './holdings.ts';
+import { claimDeliveries, ping, refusedSettings, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
 import { Backfiller } from './backfiller.ts';
 import { Rescuer } from './rescuer.ts';
 import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
@@ -62,6 +63,8 @@ export class Relay {
   private readonly sender: Sender;
   private readonly settler: Settler;
   private readonly slots: Slots;
+  /** what this relay holds, and whether a lost claim answer left leases unheard of */
+  private readonly holdings = new Holdings();
   private readonly scheduler = new Scheduler();
   private readonly wakeUp: WakeUp;
   private readonly rescuer: Rescuer;
@@ -99,6 +102,7 @@ export class Relay {
       log: this.log,
       batchSize: settleBatchSize(settings.batchSize),
       metrics: this.metrics,
+      onWritten: (results) => this.holdings.ended(results.map((result) => result.job)),
       onSettled: () => {
         if (this.mode === 'held_back') this.kick();
         // settled deliveries free their webhook's fleet-wide slots (max_in_flight):
@@ -274,6 +278,7 @@ export class Relay {
   private async claim(only: string[] | null): Promise<Claimed> {
     const view = this.slots.claimView();
     if (!view) return { jobs: [], filled: new Set(), moreDue: false, atCap: false, lanesBusy: false };
+    if (this.holdings.inDoubt) await this.releaseUnheld();
     const started = performance.now();
     const claimed = await claimDeliveries(this.pool, {
       relayId: this.settings.relayId,
@@ -286,7 +291,12 @@ export class Relay {
       slots: this.settings.maxInFlight,
       heldBytesByWebhook: view.heldBytesByWebhook,
       byteBudget: view.byteBudget,
+    }).catch((error: unknown) => {
+      // the claim may have run and leased what its answer would have said
+      if (isConnectionError(error)) this.holdings.claimAnswerLost();
+      throw error;
     });
+    this.holdings.claimed(claimed.jobs);
     if (claimed.atCap) this.capHeldBack = true;
     // the lease counts from the claim's statement, a little after `started`
     this.slots.claimed(only, claimed, started + this.settings.leaseMs);
@@ -383,8 +393,23 @@ export class Relay {
     return new Promise<void>((resolve) => this.whenNoneInFlight.push(resolve));
   }
 
+  /**
+   * After a claim whose answer was lost: hands back what it may have leased (every
+   * delivery leased to this relay that it does not hold), before the next claim.
+   */
+  private async releaseUnheld(): Promise<void> {
+    const released = await this.holdings.endDoubt((heldIds) => releaseUnheldLeases(this.pool, this.settings.relayId, heldIds));
+    this.stats.released += released;
+    if (released > 0) {
+      this.log.warn({ released, held: this.holdings.size }, 'released deliveries leased by a claim whose answer was lost');
+    }
+  }
+
   /** Back to pending, attempt not counted; what fails to be released waits for its lease. */
   private async release(jobs: DeliveryJob[], why: string): Promise<void> {
+    // (one that fails to be released is no longer held either: a later release of
+    // the unheld hands it back, else its lease runs out)
+    this.holdings.ended(jobs);
     try {
       const released = await releaseDeliveries(this.pool, this.settings.relayId, jobs.map((job) => job.deliveryId));
       this.stats.released += released;

@@ -182,6 +182,16 @@ export async function releaseDeliveries(db: Db, relayId: string, deliveryIds: re
   return rows[0].released as number;
 }
 
+/**
+ * Hands back every delivery leased to this relay but not among `heldIds`: what a claim
+ * whose answer was lost leased (webhooks_relay.release_unheld_leases). Returns how
+ * many were released.
+ */
+export async function releaseUnheldLeases(db: Db, relayId: string, heldIds: readonly string[]): Promise<number> {
+  const { rows } = await db.query('select webhooks_relay.release_unheld_leases($1, $2::bigint[]) as released', [relayId, numberArray(heldIds)]);
+  return rows[0].released as number;
+}
+
 /** Returns deliveries whose lease ran out to pending (webhooks_relay.rescue_expired_leases). */
 export async function rescueExpiredLeases(db: Db): Promise<number> {
   const { rows } = await db.query('select webhooks_relay.rescue_expired_leases() as rescued');

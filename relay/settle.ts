@@ -73,6 +73,7 @@ export class Settler {
   private hurry = false;
 
   private readonly onSettled: () => void;
+  private readonly onWritten: (results: readonly AttemptResult[]) => void;
   private readonly metrics: RelayMetrics | undefined;
 
   constructor(options: {
@@ -84,6 +85,8 @@ export class Settler {
     gatherMs?: number;
     /** called after each batch is written (the relay may claim again) */
     onSettled?: () => void;
+    /** the results no longer waiting: written (or, refused on their own, dropped) */
+    onWritten?: (results: readonly AttemptResult[]) => void;
     /** counts each settled attempt by the state SQL gave it */
     metrics?: RelayMetrics;
   }) {
@@ -94,6 +97,7 @@ export class Settler {
     this.batchSize = options.batchSize;
     this.gatherMs = options.gatherMs ?? SETTLE_GATHER_MS;
     this.onSettled = options.onSettled ?? (() => {});
+    this.onWritten = options.onWritten ?? (() => {});
   }
 
   get waiting(): number {
@@ -166,7 +170,7 @@ export class Settler {
   }
 
   private done(count: number): void {
-    this.queue.splice(0, count);
+    this.onWritten(this.queue.splice(0, count));
     this.stats.settles++;
     this.stats.settled += count;
     this.onSettled();

@@ -23,7 +23,8 @@
 --
 -- Private API for the relay, in a schema of its own (webhooks_relay: usage and
 -- EXECUTE granted to bpd_webhooks_relay in 60_access.sql, to nobody else):
--- claim_deliveries, settle_deliveries, release_deliveries, rescue_expired_leases.
+-- claim_deliveries, settle_deliveries, release_deliveries, release_unheld_leases,
+-- rescue_expired_leases.
 -- They are SECURITY DEFINER so that the relay's role needs no grant on any table, no
 -- row-level security policy, and no access to webhooks_private: these functions (and
 -- the idle announcements of 20_wakeup.sql) are all it can do.
@@ -662,6 +663,30 @@ begin
   get diagnostics v_released = row_count;
   return v_released;
 end;
+$$;
+
+-- private (relay): hand back every delivery leased to this relay that it does not
+-- hold (p_held: those in flight, queued, paced, or with a result not yet written).
+-- Such leases come from a claim whose answer never reached the relay: the claim
+-- committed, then its connection broke or went silent on the way back, and the relay
+-- could not tell whether it had run. Released as release_deliveries releases (never
+-- sent: the attempt taken back). Until 2026-12-04 they waited for their lease to run
+-- out (RELAY_LEASE_MS, a minute by default), and the rescue then recorded an attempt
+-- that was never made. The relay asks this only after such a claim, before its next
+-- one (it runs one claim at a time, relay/loop.ts), so no claim of its own is under
+-- way. Reads every lease in flight (their index does not lead with the relay): a rare
+-- path. Returns how many were released.
+create or replace function webhooks_relay.release_unheld_leases(p_relay text, p_held bigint[])
+returns integer
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select webhooks_relay.release_deliveries(
+           p_relay,
+           array(select q.delivery_id from webhooks.delivery_queue q
+                 where q.locked_by = p_relay and q.delivery_id <> all (p_held)));
 $$;
 
 ------------------------------------------------------------------------------------

@@ -2,13 +2,16 @@
 // to the relay: connections made before freeze() stop carrying bytes either way and
 // stay open (as when a network path drops them without a word); connections made
 // after it work. While silent() holds, new connections are accepted and carry
-// nothing either, until speak().
+// nothing either, until speak(). deafen(): connections made before it still carry
+// what the client sends, and nothing comes back (a query runs, its answer is lost).
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 
 export async function freezableProxy(
   target: URL,
-): Promise<{ url: string; freeze: () => void; silent: () => void; speak: () => void; close: () => Promise<void> }> {
+): Promise<{ url: string; freeze: () => void; silent: () => void; speak: () => void; deafen: () => void; close: () => Promise<void> }> {
   const live = new Set<Socket>();
+  // each live connection's way back: the server's socket and the client's
+  const answers = new Map<Socket, Socket>();
   const all = new Set<Socket>();
   let mute = false;
   const server = createServer((client) => {
@@ -24,6 +27,8 @@ export async function freezableProxy(
     }
     client.pipe(upstream);
     upstream.pipe(client);
+    answers.set(upstream, client);
+    upstream.on('close', () => answers.delete(upstream));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
@@ -36,6 +41,7 @@ export async function freezableProxy(
       socket.pause();
     }
     live.clear();
+    answers.clear();
   };
   return {
     url: url.toString(),
@@ -46,6 +52,13 @@ export async function freezableProxy(
     },
     speak() {
       mute = false;
+    },
+    deafen() {
+      for (const [upstream, client] of answers) {
+        upstream.unpipe(client);
+        upstream.pause();
+      }
+      answers.clear();
     },
     async close() {
       for (const socket of all) socket.destroy();

@@ -8,7 +8,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { freezableProxy } from '../helpers/proxy.ts';
 import type { Receiver } from '../helpers/receiver.ts';
-import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 
 // Short, so that the test is, yet not so short that a sound connection's first
 // statements (planned on first use, slow on a busy test machine) miss it: with 500 ms
@@ -16,7 +16,7 @@ import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '..
 const QUERY_TIMEOUT_MS = '2000';
 
 /** A relay whose database is reached through a proxy that can go silent, one delivery sent through it. */
-async function relayBehindProxy(t: ExecutionContext) {
+async function relayBehindProxy(t: ExecutionContext, overrides: Record<string, string> = {}) {
   const scene = await relayScene(t);
   const { database, receiver, f, company } = scene;
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
@@ -30,7 +30,7 @@ async function relayBehindProxy(t: ExecutionContext) {
   t.teardown(() => {
     if (!t.passed) for (const line of lines()) t.log(line);
   });
-  const relay = testRelay(proxy.url, { RELAY_DB_QUERY_TIMEOUT_MS: QUERY_TIMEOUT_MS }, { log });
+  const relay = testRelay(proxy.url, { RELAY_DB_QUERY_TIMEOUT_MS: QUERY_TIMEOUT_MS, ...overrides }, { log });
   t.teardown(() => relay.stop());
   await relay.start();
   await f.contact(company.id, { first_name: 'Before' });
@@ -73,4 +73,21 @@ test('a path silent for a while, new connections included: the relay gives up th
   t.is(await secondArrival(receiver), 'arrived');
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 2);
   t.true(deliveries.every((d) => d.state === 'succeeded'));
+});
+
+test('a claim whose answer is lost on the way back: what it leased goes again once a claim is answered, not a lease later, and once', async (t) => {
+  // the default lease: a minute, past this test's bound
+  const { database, receiver, f, company, webhook, proxy } = await relayBehindProxy(t, { RELAY_LEASE_MS: '60000' });
+
+  // the relay's connections still carry its questions, and no answer comes back: its
+  // next claim runs, leases the delivery, and the relay never hears of it
+  proxy.deafen();
+  await f.contact(company.id, { first_name: 'After' });
+  await waitForRows(database.pool,
+    `select 1 from webhooks.delivery_queue where webhook_id = $1 and locked_by is not null`, [webhook.id], (rows) => rows.length === 1);
+  t.is(await secondArrival(receiver), 'arrived');
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 2);
+  t.deepEqual(deliveries.map((d) => [d.state, d.attempts]), [['succeeded', 1], ['succeeded', 1]],
+    'the lost claim\'s attempt taken back: it sent nothing');
+  t.is(receiver.received('/hook').length, 2, 'each delivery sent once');
 });

@@ -391,6 +391,26 @@ test('a disabled webhook\'s backlog does not take the batch from another company
   t.is(await failedCount(), 12);
 });
 
+test('release of the unheld: what a lost claim leased goes back to pending, uncounted; what the relay holds and other relays\' rows are untouched', async (t) => {
+  const { pool } = await setup(t, 5);
+  const [held, lost1, lost2] = await claim(pool, 'relay-a', 3, 10);
+  const theirs = await claim(pool, 'relay-b', 2, 10);
+  t.is(theirs.length, 2);
+
+  // relay-a heard of `held` only: the claim that leased the other two lost its answer
+  const { rows: [released] } = await pool.query(
+    'select webhooks_relay.release_unheld_leases($1, $2::bigint[]) as n', ['relay-a', [held.delivery_id]]);
+  t.is(released.n, 2);
+  for (const row of [lost1, lost2]) {
+    t.like(await delivery(pool, row.delivery_id), { state: 'pending', attempts: 0, locked_by: null, last_attempt_at: null });
+  }
+  t.like(await delivery(pool, held.delivery_id), { state: 'in_flight', attempts: 1, locked_by: 'relay-a' });
+  for (const row of theirs) t.like(await delivery(pool, row.delivery_id), { state: 'in_flight', locked_by: 'relay-b' });
+  const { rows: [none] } = await pool.query(
+    'select webhooks_relay.release_unheld_leases($1, $2::bigint[]) as n', ['relay-a', [held.delivery_id]]);
+  t.is(none.n, 0, 'nothing more to release');
+});
+
 test('illegal states cannot be stored', async (t) => {
   const { pool, webhook } = await setup(t, 1);
   const error = await t.throwsAsync(

@@ -1,0 +1,51 @@
+// The deliveries this relay holds, and the doubt a lost claim answer leaves.
+//
+// A claim commits on the server and its answer travels back. When the connection
+// breaks or goes silent on the way back (a query without an answer within
+// RELAY_DB_QUERY_TIMEOUT_MS), the relay cannot tell whether the claim ran; if it did,
+// it leased deliveries the relay never heard of. They used to wait for their lease to
+// run out (RELAY_LEASE_MS, a minute by default). Now a claim that fails so leaves the
+// relay in doubt, and before its next claim (one claim runs at a time) it hands back
+// every delivery leased to it that it does not hold (webhooks_relay.release_unheld_leases).
+//
+// Held: from the claim that leased it until its result is written (settle.ts) or it
+// is released (handed back unsent). In flight, queued and paced deliveries all are.
+import type { DeliveryJob } from './queries.ts';
+
+export class Holdings {
+  private readonly ids = new Set<string>();
+  private doubt = false;
+
+  /** A claim whose connection failed before its answer came: it may have leased deliveries unheard of. */
+  get inDoubt(): boolean {
+    return this.doubt;
+  }
+
+  get size(): number {
+    return this.ids.size;
+  }
+
+  claimed(jobs: readonly DeliveryJob[]): void {
+    for (const job of jobs) this.ids.add(job.deliveryId);
+  }
+
+  /** No longer held: its result is written, or it was handed back. */
+  ended(jobs: Iterable<DeliveryJob>): void {
+    for (const job of jobs) this.ids.delete(job.deliveryId);
+  }
+
+  claimAnswerLost(): void {
+    this.doubt = true;
+  }
+
+  /**
+   * Ends the doubt: `release` is given every delivery held now and hands back the
+   * others leased to this relay. Resolves with what it released; rejects (the doubt
+   * remains) if it does.
+   */
+  async endDoubt(release: (heldIds: string[]) => Promise<number>): Promise<number> {
+    const released = await release([...this.ids]);
+    this.doubt = false;
+    return released;
+  }
+}

@@ -1,0 +1,37 @@
+// The relay's holdings on their own (relay/holdings.ts): no database. What a claim
+// whose answer was lost leaves in doubt, and what the release of the unheld is told.
+import test from 'ava';
+import { Holdings } from '../../relay/holdings.ts';
+import type { DeliveryJob } from '../../relay/queries.ts';
+
+const job = (id: string): DeliveryJob => ({
+  deliveryId: id, messageId: `msg_${id}`, webhookId: '1', attempt: 1, url: 'http://127.0.0.1/', body: '{}',
+  secret: null, previousSecret: null, sendAt: null, sendUntil: null,
+});
+
+test('held from its claim until its result is written or it is handed back', (t) => {
+  const holdings = new Holdings();
+  const [a, b, c] = [job('1'), job('2'), job('3')];
+  holdings.claimed([a, b, c]);
+  holdings.ended([b]);
+  holdings.ended([c]);
+  t.is(holdings.size, 1);
+  t.false(holdings.inDoubt, 'no claim answer lost');
+});
+
+test('a lost claim answer leaves the relay in doubt until a release of the unheld succeeds, told every delivery held then', async (t) => {
+  const holdings = new Holdings();
+  holdings.claimed([job('1'), job('2')]);
+  holdings.claimAnswerLost();
+  t.true(holdings.inDoubt);
+
+  await t.throwsAsync(holdings.endDoubt(async () => {
+    throw new Error('connection terminated');
+  }));
+  t.true(holdings.inDoubt, 'still in doubt: the release did not run');
+
+  const told: string[][] = [];
+  t.is(await holdings.endDoubt(async (held) => (told.push(held), 3)), 3);
+  t.deepEqual(told, [['1', '2']]);
+  t.false(holdings.inDoubt);
+});
