@@ -3,9 +3,9 @@
 //         sender (relay/deliver.ts, with the relay's settings and V8 flags) at the
 //         contenders' concurrency, as fast as it goes; no database.
 //   db:   the relay's own claim and settle (webhooks_relay.claim_deliveries and
-//         settle_deliveries, through the relay's own modules and settings) over a
-//         pre-filled outbox, every claimed row settled as delivered (204) at once,
-//         without any HTTP.
+//         settle_deliveries, through the relay's own modules and settings, claims as
+//         large as the relay's) over a pre-filled outbox, every claimed row settled as
+//         delivered (204) at once, without any HTTP.
 // A contender that delivers through both can at best reach the lower of the two.
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -85,7 +85,11 @@ async function dbLimitChild(): Promise<void> {
         relayId: settings.relayId,
         limit: Math.min(settings.batchSize, settings.maxInFlight),
         leaseMs: settings.leaseMs,
-        perWebhookCap: settings.perWebhookInFlight,
+        // claims as large as the relay's for a webhook whose requests end at once: its
+        // cap is then its request slots and two batches queued (Slots.queueCap), so a
+        // claim takes a whole batch (until 2026-12-04 the cap was the request slots
+        // alone: claims of 32 where the relay's were about 195)
+        perWebhookCap: settings.perWebhookInFlight + 2 * settings.batchSize,
         capByWebhook: new Map(),
         heldByWebhook: new Map(),
         only,

@@ -62,6 +62,12 @@ export function burnDownTable(results: BurnDownResult[], limits: LimitResult[]):
     `- ${BPD} / lower limit (${lowerName}): **${fixed((100 * (bpd?.perSecond ?? NaN)) / lower)}%** (target ≥ 50%)`,
     ...limits.map((l) => `- ${BPD} / ${l.name}: ${fixed((100 * (bpd?.perSecond ?? NaN)) / l.perSecond)}%`),
   ];
+  // both halves on the same cores: each limit uses the machine whole, so a relay that
+  // does both can at best reach one over the sum of their times a delivery
+  if (limits.length > 1) {
+    const together = 1 / limits.reduce((sum, l) => sum + 1 / l.perSecond, 0);
+    ratios.push(`- ${BPD} / the limits together (1 / Σ 1/limit: ${fixed(together)}/s): ${fixed((100 * (bpd?.perSecond ?? NaN)) / together)}%`);
+  }
   if (bpd?.extra.claims) ratios.push(`- ${BPD}: ${claimLine(bpd.extra)}`);
   return `${table(header, rows)}\n\n${ratios.join('\n')}`;
 }
