@@ -7,6 +7,8 @@
 // run out (RELAY_LEASE_MS, a minute by default). Now a claim that fails so leaves the
 // relay in doubt, and before its next claim (one claim runs at a time) it hands back
 // every delivery leased to it that it does not hold (webhooks_relay.release_unheld_leases).
+// A release that fails so leaves the same doubt: what it handed back may still be
+// leased to the relay, which no longer holds it.
 //
 // Held: from the claim that leased it until its result is written (settle.ts) or it
 // is released (handed back unsent). In flight, queued and paced deliveries all are.
@@ -16,7 +18,7 @@ export class Holdings {
   private readonly ids = new Set<string>();
   private doubt = false;
 
-  /** A claim whose connection failed before its answer came: it may have leased deliveries unheard of. */
+  /** A claim or a release whose connection failed before its answer came: leases the relay does not hold may exist. */
   get inDoubt(): boolean {
     return this.doubt;
   }
@@ -34,7 +36,8 @@ export class Holdings {
     for (const job of jobs) this.ids.delete(job.deliveryId);
   }
 
-  claimAnswerLost(): void {
+  /** A claim or a release got no answer (its connection failed): it may or may not have run. */
+  answerLost(): void {
     this.doubt = true;
   }
 

@@ -293,7 +293,7 @@ export class Relay {
       byteBudget: view.byteBudget,
     }).catch((error: unknown) => {
       // the claim may have run and leased what its answer would have said
-      if (isConnectionError(error)) this.holdings.claimAnswerLost();
+      if (isConnectionError(error)) this.holdings.answerLost();
       throw error;
     });
     this.holdings.claimed(claimed.jobs);
@@ -416,7 +416,9 @@ export class Relay {
       this.log.info({ queued: jobs.length, released, why }, 'released deliveries claimed but not sent');
       if (this.mode !== 'stopping') this.wake(); // they are due again
     } catch (error) {
-      this.log.warn({ err: error, queued: jobs.length, why }, 'cannot release deliveries claimed but not sent: they return to pending when their lease runs out');
+      // handed back before the next claim if the database answers by then (holdings.ts)
+      if (isConnectionError(error)) this.holdings.answerLost();
+      this.log.warn({ err: error, queued: jobs.length, why }, 'cannot release deliveries claimed but not sent: they return to pending before the next claim, or when their lease runs out');
     }
   }
 

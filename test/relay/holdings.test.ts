@@ -22,7 +22,7 @@ test('held from its claim until its result is written or it is handed back', (t)
 test('a lost claim answer leaves the relay in doubt until a release of the unheld succeeds, told every delivery held then', async (t) => {
   const holdings = new Holdings();
   holdings.claimed([job('1'), job('2')]);
-  holdings.claimAnswerLost();
+  holdings.answerLost();
   t.true(holdings.inDoubt);
 
   await t.throwsAsync(holdings.endDoubt(async () => {
