@@ -63,7 +63,7 @@ export class Relay {
   private readonly sender: Sender;
   private readonly settler: Settler;
   private readonly slots: Slots;
-  /** what this relay holds, and whether a lost claim answer left leases unheard of */
+  /** what this relay holds, and whether a lost answer may have left leases it does not hold */
   private readonly holdings = new Holdings();
   private readonly scheduler = new Scheduler();
   private readonly wakeUp: WakeUp;
@@ -394,18 +394,18 @@ export class Relay {
   }
 
   /**
-   * After a claim whose answer was lost: hands back what it may have leased (every
-   * delivery leased to this relay that it does not hold), before the next claim.
+   * After a claim or a release whose answer was lost: hands back every delivery
+   * leased to this relay that it does not hold, before the next claim.
    */
   private async releaseUnheld(): Promise<void> {
     const released = await this.holdings.endDoubt((heldIds) => releaseUnheldLeases(this.pool, this.settings.relayId, heldIds));
     this.stats.released += released;
     if (released > 0) {
-      this.log.warn({ released, held: this.holdings.size }, 'released deliveries leased by a claim whose answer was lost');
+      this.log.warn({ released, held: this.holdings.size }, 'released deliveries leased to this relay that it did not hold (a claim or release whose answer was lost)');
     }
   }
 
-  /** Back to pending, attempt not counted; what fails to be released waits for its lease. */
+  /** Back to pending, attempt not counted; what fails to be released goes back before the next claim, or when its lease runs out. */
   private async release(jobs: DeliveryJob[], why: string): Promise<void> {
     // (one that fails to be released is no longer held either: a later release of
     // the unheld hands it back, else its lease runs out)

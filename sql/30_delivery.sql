@@ -672,9 +672,9 @@ $$;
 -- could not tell whether it had run. Released as release_deliveries releases (never
 -- sent: the attempt taken back). Until 2026-12-04 they waited for their lease to run
 -- out (RELAY_LEASE_MS, a minute by default), and the rescue then recorded an attempt
--- that was never made. The relay asks this only after such a claim, before its next
--- one (it runs one claim at a time, relay/loop.ts), so no claim of its own is under
--- way. Reads every lease in flight (their index does not lead with the relay): a rare
+-- that was never made. (A release whose answer was lost leaves the same doubt.) The
+-- relay asks this only then, before its next claim (it runs one claim at a time,
+-- relay/loop.ts), so no claim of its own is under way. Reads every lease in flight (their index does not lead with the relay): a rare
 -- path. Returns how many were released.
 create or replace function webhooks_relay.release_unheld_leases(p_relay text, p_held bigint[])
 returns integer
