@@ -400,6 +400,7 @@ export class Relay {
   private async releaseUnheld(): Promise<void> {
     const released = await this.holdings.endDoubt((heldIds) => releaseUnheldLeases(this.pool, this.settings.relayId, heldIds));
     this.stats.released += released;
+    this.metrics.unheldReleased(released);
     if (released > 0) {
       this.log.warn({ released, held: this.holdings.size }, 'released deliveries leased to this relay that it did not hold (a claim or release whose answer was lost)');
     }

@@ -29,6 +29,7 @@ export class RelayMetrics {
   readonly #duration: Histogram<'outcome'>;
   readonly #claims: Counter;
   readonly #claimed: Counter;
+  readonly #unheldReleased: Counter;
 
   /**
    * now: what the relay holds, read at each scrape (requests open, bytes of bodies
@@ -85,6 +86,11 @@ export class RelayMetrics {
       help: 'Deliveries claimed.',
       registers: [registry],
     });
+    this.#unheldReleased = new Counter({
+      name: 'bpd_webhooks_unheld_leases_released_total',
+      help: 'Deliveries leased to this relay that it did not hold, handed back after a claim or a release whose answer was lost (relay/holdings.ts).',
+      registers: [registry],
+    });
     for (const labels of Object.values(OUTCOME_LABELS)) {
       // every outcome present from the start: a ratio has a denominator before the first failure
       this.#deliveries.inc(labels, 0);
@@ -94,6 +100,11 @@ export class RelayMetrics {
   claimed(rows: number): void {
     this.#claims.inc();
     this.#claimed.inc(rows);
+  }
+
+  /** Deliveries a release of the unheld handed back. */
+  unheldReleased(count: number): void {
+    this.#unheldReleased.inc(count);
   }
 
   /** The attempts one settle wrote. */

@@ -40,6 +40,7 @@ test('a relay with RELAY_METRICS_PORT counts each outcome, claims and requests, 
   t.is(metrics.get('bpd_webhooks_attempt_duration_seconds_count{outcome="retry"}'), 1);
   t.true(metrics.get('bpd_webhooks_claims_total')! >= 2);
   t.is(metrics.get('bpd_webhooks_claimed_total'), 3);
+  t.is(metrics.get('bpd_webhooks_unheld_leases_released_total'), 0, 'no answer lost');
   t.is(metrics.get('bpd_webhooks_requests_in_flight'), 0);
   t.is(metrics.get('bpd_webhooks_payload_bytes_held'), 0);
   t.is(metrics.get('bpd_webhooks_payload_bytes_budget'), 50_331_648, 'RELAY_MAX_HELD_BYTES at its default');

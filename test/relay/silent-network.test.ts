@@ -36,7 +36,7 @@ async function relayBehindProxy(t: ExecutionContext, overrides: Record<string, s
   await f.contact(company.id, { first_name: 'Before' });
   await receiver.waitFor(1, { path: '/hook' });
   await waitForFinalDeliveries(database.pool, [webhook.id], 1);
-  return { ...scene, webhook, proxy };
+  return { ...scene, webhook, proxy, relay };
 }
 
 /**
@@ -77,7 +77,7 @@ test('a path silent for a while, new connections included: the relay gives up th
 
 test('a claim whose answer is lost on the way back: what it leased goes again once a claim is answered, not a lease later, and once', async (t) => {
   // the default lease: a minute, past this test's bound
-  const { database, receiver, f, company, webhook, proxy } = await relayBehindProxy(t, { RELAY_LEASE_MS: '60000' });
+  const { database, receiver, f, company, webhook, proxy, relay } = await relayBehindProxy(t, { RELAY_LEASE_MS: '60000' });
 
   // the relay's connections still carry its questions, and no answer comes back: its
   // next claim runs, leases the delivery, and the relay never hears of it
@@ -90,4 +90,6 @@ test('a claim whose answer is lost on the way back: what it leased goes again on
   t.deepEqual(deliveries.map((d) => [d.state, d.attempts]), [['succeeded', 1], ['succeeded', 1]],
     'the lost claim\'s attempt taken back: it sent nothing');
   t.is(receiver.received('/hook').length, 2, 'each delivery sent once');
+  const counted = await relay.metrics.registry.getSingleMetric('bpd_webhooks_unheld_leases_released_total')!.get();
+  t.is(counted.values[0].value, 1, 'and counted for operators');
 });
