@@ -47,7 +47,7 @@ export interface RelaySettings {
 /** Environment variables, their defaults and what they mean (docs/relay.md lists them). */
 export const ENVIRONMENT = {
   DATABASE_URL: { default: '', help: 'the database whose outbox the relay drains (required)' },
-  RELAY_ID: { default: '<host>:<pid>:<random>', help: 'names this relay in leases and attempt history' },
+  RELAY_ID: { default: '<host>:<pid>:<random>', help: 'names this relay in leases and attempt history; unique to one running relay, new at each start' },
   RELAY_DB_ROLE: { default: 'bpd_webhooks_relay', help: "role the relay's queries run as; empty: the connecting user" },
   RELAY_DB_QUERY_TIMEOUT_MS: {
     default: '30000',
