@@ -674,14 +674,16 @@ $$;
 -- out (RELAY_LEASE_MS, a minute by default), and the rescue then recorded an attempt
 -- that was never made. (A release whose answer was lost leaves the same doubt.) The
 -- relay asks this only then, before its next claim (it runs one claim at a time,
--- relay/loop.ts), so no claim of its own is under way. Reads every lease in flight (their index does not lead with the relay): a rare
--- path. Returns how many were released.
+-- relay/loop.ts), so no claim of its own is under way. Reads every lease in flight,
+-- through their own partial index (it does not lead with the relay), never the
+-- pending rows of a backlog: a rare path. Returns how many were released.
 create or replace function webhooks_relay.release_unheld_leases(p_relay text, p_held bigint[])
 returns integer
 language sql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
+set enable_seqscan = off
 as $$
   select webhooks_relay.release_deliveries(
            p_relay,

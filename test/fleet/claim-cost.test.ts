@@ -341,3 +341,35 @@ test('a claim reads its messages by their key from a day of history without stat
       `a claim of ${batch} read the history through ${scanned.join(', ')}`);
   }
 });
+
+// The hand-back after a lost claim answer (release_unheld_leases) reads the leases in
+// flight, never the backlog's pending rows: it runs before the relay's next claim.
+test(`the hand-back of unheld leases reads the leases in flight, not a backlog of ${BACKLOG}`, async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  // statistics of an empty queue: a sequential scan looks cheapest
+  await database.pool.query('analyze webhooks.delivery_queue');
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, $2::int) n`,
+    [company.id, BACKLOG],
+  );
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const { rows: claimed } = await relay.query(CLAIM);
+  t.is(claimed.length, 10);
+
+  const seqScans = async () => (await relay.query(
+    `select pg_stat_get_xact_numscans('webhooks.delivery_queue'::regclass)::int as n`)).rows[0].n as number;
+  await relay.query('begin');
+  const scansBefore = await seqScans();
+  const { result, used } = await indexUse(relay, 'webhooks.delivery_queue', () => relay.query(
+    `select webhooks_relay.release_unheld_leases('relay-a', $1::bigint[]) as released`, [claimed.slice(0, 4).map((r) => r.delivery_id)]));
+  t.is(await seqScans() - scansBefore, 0, 'no sequential scan of the queue');
+  await relay.query('commit');
+  t.is(result.rows[0].released, 6, 'the six it did not hold');
+  t.true(used < BOUND, `it read ${used} index entries of the queue`);
+});
