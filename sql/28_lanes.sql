@@ -145,34 +145,8 @@ create trigger _500_reset_lane
 -- them. When an ordered delivery ends, its settle lets the next of its contact go at
 -- the time it had, and wakes the relays (30_delivery.sql), so that it goes at once.
 
--- private: is this pending delivery of an ordered webhook held back? Two short ranges
--- of the queue (22_outbox.sql: it holds exactly the deliveries pending or in flight):
--- an older pending one of the contact (delivery_queue_contact_idx), one of the contact
--- in flight (delivery_queue_leases_idx, migration 0018).
-create or replace function webhooks_private.held_back(p_webhook_id bigint, p_contact_id bigint, p_delivery_id bigint)
-returns boolean
-language plpgsql
-stable
-as $$
-begin
-  -- Each asked in the order of the index that answers it (and not with "exists",
-  -- which drops the order): the claim prices sorts out, so the order names the index.
-  -- With the statistics of a queue analysed before a burst, the planner took either
-  -- index for as cheap as the other, and walked the webhook's whole range of due rows
-  -- for each delivery asked about: 4,904 entries and 0.44 ms, 113 ms a claim of an
-  -- ordered webhook with 5,000 deliveries waiting (test/fleet/claim-cost.test.ts).
-  return coalesce((select true from webhooks.delivery_queue e
-                   where e.webhook_id = p_webhook_id and e.contact_id = p_contact_id
-                     and e.locked_by is null and e.delivery_id < p_delivery_id
-                   order by e.webhook_id, e.contact_id, e.delivery_id
-                   limit 1), false)
-      or coalesce((select true from webhooks.delivery_queue e
-                   where e.webhook_id = p_webhook_id and e.contact_id = p_contact_id
-                     and e.locked_by is not null
-                   order by e.webhook_id, e.contact_id, e.locked_until
-                   limit 1), false);
-end;
-$$;
+-- (held_back, the question "is this pending delivery held back?", is in
+-- 22_outbox.sql: webhooks.deliveries asks it too, and is made before this file)
 
 -- private: how many of an ordered webhook's oldest due deliveries a claim looks at
 -- to find the p_take it may send (those not held back). It steps over the later
@@ -380,7 +354,6 @@ declare
   v_lanes bigint[];
   v_room integer;
   v_contended boolean := false;
-  v_put_off integer;
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    A lane another relay is deciding for is passed over (that relay serves it;
@@ -491,7 +464,7 @@ begin
       -- an ordered webhook's deliveries held back by an earlier one of their
       -- contact: put off, so that step 2 looks past them (put_off_held_back)
       if v_ordered[i] then
-        v_put_off := webhooks_private.put_off_held_back(v_ready[i], v_bound[i]);
+        perform webhooks_private.put_off_held_back(v_ready[i], v_bound[i]);
       end if;
       -- what it may give: its bound, or fewer when fewer are due (counted no
       -- further than the batch still needs: the rows the claim then reads). Not for

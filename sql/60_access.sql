@@ -158,6 +158,8 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   to webhook_viewer;
 -- a webhook's history (webhooks.webhooks_history)
 grant execute on function webhooks_private.oldest_queued_at(bigint) to webhook_viewer;
+-- (webhooks.deliveries.held_back asks the claim's question, 22_outbox.sql)
+grant execute on function webhooks_private.held_back(bigint, bigint, bigint) to webhook_viewer;
 -- what webhooks.deliveries, webhooks.daily_counts and the attempts' row-level
 -- security leave out (22_outbox.sql)
 grant execute on function webhooks_private.deleted_webhooks() to webhook_viewer, bpd_webhooks_relay;
