@@ -11,24 +11,28 @@
 //   - what turning the stored payloads (jsonb) into the text the relay sends costs per
 //     delivery, measured on the same rows.
 // A benchmark, not a test. Knobs: --count N (30000), --batch N (the relay's
-// RELAY_BATCH_SIZE default), --rounds N (2: the figures are each round's).
+// RELAY_BATCH_SIZE default), --rounds N (2: the figures are each round's), --fields
+// a,b,… (the contact fields the webhook sends: the bench's ten by default, a body of
+// about 1 KiB; `--fields email` makes payloads of about 200 bytes).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { claimDeliveries, settleDeliveries, type DeliveryJob } from '../relay/queries.ts';
 import { relaySettings } from '../relay/settings.ts';
 import { installWebhook } from './contenders/bpd.ts';
-import { onDatabase, startBenchPostgres, writeChanges } from './database.ts';
+import { onDatabase, startBenchPostgres, WEBHOOK_FIELDS, writeChanges } from './database.ts';
 
 const { values: options } = parseArgs({
   options: {
     count: { type: 'string', default: '30000' },
     batch: { type: 'string', default: String(relaySettings({ DATABASE_URL: 'postgres://unused' }).batchSize) },
     rounds: { type: 'string', default: '2' },
+    fields: { type: 'string', default: WEBHOOK_FIELDS.join(',') },
   },
 });
 const COUNT = Number(options.count);
 const BATCH = Number(options.batch);
+const FIELDS = options.fields.split(',');
 const RELAY_ID = 'bench-sql';
 
 /** User and system CPU of one process, in ms (USER_HZ = 100). */
@@ -67,11 +71,11 @@ const microseconds = (ms: number, deliveries: number) => ((ms * 1000) / deliveri
 
 const bench = await startBenchPostgres({ statements: true });
 try {
-  console.log(`bench:sql: ${COUNT} deliveries, claims of up to ${BATCH}, one connection, no HTTP`);
+  console.log(`bench:sql: ${COUNT} deliveries, claims of up to ${BATCH}, the webhook's fields ${FIELDS.join(', ')}, one connection, no HTTP`);
   for (let round = 1; round <= Number(options.rounds); round++) {
     const clone = await bench.clone('sql');
     try {
-      await installWebhook(clone.url, 'http://127.0.0.1:9/unused');
+      await installWebhook(clone.url, 'http://127.0.0.1:9/unused', FIELDS);
       await writeChanges(clone.url, 1, COUNT);
       await onDatabase(clone.url, (c) => c.query('select pg_stat_statements_reset()'));
       const relay = new pg.Client({ connectionString: clone.url, options: '-c synchronous_commit=off -c role=bpd_webhooks_relay' });

@@ -15,14 +15,14 @@ import type { Contender } from '../modes.ts';
  * relays' throughput, not the fleet-wide cap (each relay still sends at most its
  * concurrency at once, and claims as far ahead as its prefetch).
  */
-export async function installWebhook(databaseUrl: string, receiverUrl: string): Promise<void> {
+export async function installWebhook(databaseUrl: string, receiverUrl: string, fields: readonly string[] = WEBHOOK_FIELDS): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
     await client.query(
       `insert into webhooks.webhooks (company_id, name, url, fields, actions, max_in_flight)
        values (1, 'Benchmark receiver', $1, $2, '{contact.updated}', 1000)`,
-      [receiverUrl, WEBHOOK_FIELDS],
+      [receiverUrl, fields],
     );
   } finally {
     await client.end();
