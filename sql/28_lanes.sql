@@ -698,12 +698,32 @@ $$;
 ------------------------------------------------------------------------------------
 -- The settle's part: the circuit breaker and auto-disable
 
+-- private: the longest a settle (settle_deliveries, 30_delivery.sql, and lane_results,
+-- below) waits for a row another transaction holds. The engine's own transactions
+-- hold one for milliseconds; one outside it, for as long as it stays open.
+create or replace function webhooks_private.settle_lock_wait()
+returns text
+language sql
+immutable
+as $$
+  select '1s';
+$$;
+
 -- private (settle): count a batch of attempt results into their webhooks' lanes, one
 -- array element per attempt (p_webhook_ids: each attempt's webhook; null: skipped).
 -- A success closes the breaker; failures in a row open it after
 -- webhooks.breaker_after; a webhook whose every attempt has failed for
 -- webhooks.auto_disable_after is disabled (disabled_by = 'relay'). Lanes of healthy
 -- webhooks (no failure before, none now) are not written.
+--
+-- It never waits long for a lock: the settle that calls it writes every company's
+-- results. The engine holds a lane for milliseconds (a claim, another relay's
+-- settle), and is waited for; a transaction outside it may hold one for as long as
+-- it stays open (a session that enables or deletes the webhook: the lane is reset or
+-- deleted with it). Such a lane is waited for at most settle_lock_wait(), then left
+-- out: this batch's counts for it are dropped, as that enable or delete would drop
+-- them. A webhook row held the same way is not auto-disabled now; a later failure
+-- does it.
 drop function if exists webhooks_private.lane_results(bigint[], timestamptz[], integer[], text[]);
 create or replace function webhooks_private.lane_results(
   p_webhook_ids  bigint[],
@@ -718,22 +738,39 @@ volatile
 set plan_cache_mode = force_generic_plan
 as $$
 declare
+  v_lock_timeout constant text := current_setting('lock_timeout');
   v_after constant integer := webhooks_private.integer_setting('webhooks.breaker_after');
   v_disable_after constant interval := webhooks_private.interval_setting('webhooks.auto_disable_after');
+  -- the batch's webhooks with a failure now
+  v_failed constant bigint[] := array(select r.webhook_id
+                                      from unnest(p_webhook_ids, p_status_codes) as r(webhook_id, status_code)
+                                      where not coalesce(r.status_code between 200 and 299, false));
+  -- the lanes this batch counts into, locked
+  v_lanes bigint[];
 begin
   -- lanes locked in the order claims lock them (no deadlock), and only those that
   -- will change: a failure now, or failures before. (The batch's webhooks said first,
   -- the index's condition: with "a failure now or failures before" alone, a batch with
   -- a failure read every lane, 0.65 ms a settle over 3,000 of them; 2026-12-04.)
-  perform 1
-  from webhooks_private.lanes l
-  where l.webhook_id = any (p_webhook_ids)
-    and (l.webhook_id in (select r.webhook_id
-                          from unnest(p_webhook_ids, p_status_codes) as r(webhook_id, status_code)
-                          where not coalesce(r.status_code between 200 and 299, false))
-         or l.failures > 0)
-  order by l.webhook_id
-  for update of l;
+  begin
+    -- (the block's own setting: its end, or its failure, puts back the caller's)
+    perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
+    select coalesce(array_agg(l.webhook_id), '{}') into v_lanes
+    from (select l.webhook_id
+          from webhooks_private.lanes l
+          where l.webhook_id = any (p_webhook_ids) and (l.webhook_id = any (v_failed) or l.failures > 0)
+          order by l.webhook_id
+          for update of l) l;
+    perform set_config('lock_timeout', v_lock_timeout, true);
+  exception when lock_not_available then
+    -- a lane held past the wait by a transaction outside the engine: those free
+    -- now are counted, that one is left out
+    select coalesce(array_agg(l.webhook_id), '{}') into v_lanes
+    from (select l.webhook_id
+          from webhooks_private.lanes l
+          where l.webhook_id = any (p_webhook_ids) and (l.webhook_id = any (v_failed) or l.failures > 0)
+          for update of l skip locked) l;
+  end;
 
   with result as (
     select r.webhook_id, r.attempted_at,
@@ -770,8 +807,19 @@ begin
         probes = case when p.last_ok is null then l.probes else 0 end
     from per_lane p
     where l.webhook_id = p.webhook_id
+      and l.webhook_id = any (v_lanes)
       and (p.failed > 0 or l.failures > 0)
     returning l.webhook_id, l.failures, l.failing_since, p.last_error
+  ),
+  -- webhooks to disable whose rows no other transaction holds
+  disabling as (
+    select w.id, c.failures, c.failing_since, c.last_error
+    from webhooks.webhooks w
+    join counted c on c.webhook_id = w.id
+    where w.enabled
+      and c.failures > 0
+      and c.failing_since <= now() - v_disable_after
+    for no key update of w skip locked
   )
   update webhooks.webhooks w
   set enabled = false,
@@ -783,10 +831,7 @@ begin
                                v_disable_after, c.failures,
                                to_char(c.failing_since at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
                                left(btrim(regexp_replace(c.last_error, '[\u0001-\u001f\u007f-\u009f]', ' ', 'g')), 300))
-  from counted c
-  where w.id = c.webhook_id
-    and w.enabled
-    and c.failures > 0
-    and c.failing_since <= now() - v_disable_after;
+  from disabling c
+  where w.id = c.id;
 end;
 $$;

@@ -425,7 +425,20 @@ $$;
 -- A delivery that ends leaves the queue; one that failed gets its result row, once
 -- (a success gets none: its attempt row says it all, 22_outbox.sql); one retried
 -- stays in the queue, due later. Returns the new state of each delivery
--- settled; a result missing from the answer had lost its lease.
+-- settled; a result missing from the answer had lost its lease, or its delivery
+-- was held by another transaction (below).
+--
+-- A settle writes every company's results in one statement, so it never waits long
+-- for a row another transaction holds. The engine holds the rows a settle changes for
+-- milliseconds at most (a rescue of a lease that ran out); a transaction outside it
+-- may hold them for as long as it stays open: a session that deletes a webhook
+-- deletes its queue rows, those in flight included, and a session that changes or
+-- deletes a webhook holds its row. The first is waited for at most
+-- settle_lock_wait() (28_lanes.sql), then the settle is done again without the deliveries held
+-- (their results are left out of the answer: the lease runs out, and the rescue
+-- retries the delivery if it is still there once that transaction ends); the second
+-- is never waited for (the webhook is left enabled, and the next 410 or failure
+-- disables it). test/relay/open-transaction.test.ts shows both.
 create or replace function webhooks_relay.settle_deliveries(
   p_relay           text,
   p_ids             bigint[],
@@ -441,6 +454,66 @@ returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
 language plpgsql
 volatile
 security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_lock_timeout constant text := current_setting('lock_timeout');
+  v_free bigint[];
+  v_held bigint[];
+begin
+  begin
+    -- (the block's own setting: its end, or its failure, puts back the caller's)
+    perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
+    return query
+      select * from webhooks_private.settle_results(p_relay, p_ids, p_attempts, p_attempted_at, p_duration_ms,
+                                                     p_status_codes, p_errors, p_response_bodies, p_retry_after_s);
+    perform set_config('lock_timeout', v_lock_timeout, true);
+    return;
+  exception when lock_not_available then
+    -- (nothing was returned: the results come back only once the settle is done)
+    null;
+  end;
+  -- a delivery held past the wait: those still this relay's that another transaction
+  -- holds are left out, the rest locked (none of them waited for again) and settled
+  v_free := array(select q.delivery_id
+                  from webhooks.delivery_queue q
+                  where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
+                  for no key update of q skip locked);
+  v_held := array(select q.delivery_id
+                  from webhooks.delivery_queue q
+                  where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
+                    and q.delivery_id <> all (v_free));
+  return query
+    select s.*
+    from (select array_agg(r.id) as ids, array_agg(r.attempt) as attempts, array_agg(r.attempted_at) as attempted_at,
+                 array_agg(r.duration_ms) as duration_ms, array_agg(r.status_code) as status_codes,
+                 array_agg(r.error) as errors, array_agg(r.response_body) as response_bodies,
+                 array_agg(r.retry_after_s) as retry_after_s
+          from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
+                      p_response_bodies, p_retry_after_s)
+            as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
+          where r.id <> all (v_held)) f
+    cross join lateral webhooks_private.settle_results(p_relay, f.ids, f.attempts, f.attempted_at, f.duration_ms,
+                                                         f.status_codes, f.errors, f.response_bodies, f.retry_after_s) s
+    where f.ids is not null;
+end;
+$$;
+
+-- private (settle_deliveries): the settle itself, as described above it
+create or replace function webhooks_private.settle_results(
+  p_relay           text,
+  p_ids             bigint[],
+  p_attempts        integer[],
+  p_attempted_at    timestamptz[],
+  p_duration_ms     integer[],
+  p_status_codes    integer[],
+  p_errors          text[],
+  p_response_bodies text[],
+  p_retry_after_s   integer[]
+)
+returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
+language plpgsql
+volatile
 set search_path = pg_catalog, pg_temp
 -- Index paths only, for the reason given at claim_deliveries.
 set enable_seqscan = off
@@ -550,17 +623,28 @@ begin
   into v_ids, v_states, v_next, v_webhooks, v_contacts, v_gone
   from settled a;
 
-  -- 410 Gone: the endpoint asks not to be called again
+  -- 410 Gone: the endpoint asks not to be called again. A webhook whose row another
+  -- transaction holds (a session that changes or deletes it and stays open) is passed
+  -- over, never waited for: this statement writes every company's results. It stays
+  -- enabled, and the next 410 disables it (test/relay/open-transaction.test.ts).
   if cardinality(v_gone) > 0 then
+    with g as (
+      select distinct on (d.webhook_id) d.webhook_id, d.message_id
+      from webhooks.deliveries d
+      where d.id = any (v_gone)
+      order by d.webhook_id, d.id
+    ),
+    free as (
+      select w.id from webhooks.webhooks w
+      where w.id in (select g.webhook_id from g) and w.enabled
+      for no key update of w skip locked
+    )
     update webhooks.webhooks w
     set enabled = false,
         disabled_at = now(),
         disabled_by = 'relay',
         disabled_reason = format('the endpoint answered 410 Gone to message %s: it asks not to be called again', g.message_id)
-    from (select distinct on (d.webhook_id) d.webhook_id, d.message_id
-          from webhooks.deliveries d
-          where d.id = any (v_gone)
-          order by d.webhook_id, d.id) g
+    from g join free on free.id = g.webhook_id
     where w.id = g.webhook_id and w.enabled;
   end if;
 
