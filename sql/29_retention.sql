@@ -80,8 +80,9 @@ begin
                                         where h.webhook_id = hooks.w and h.created_at >= %1$L and h.created_at < %2$L
                                           and h.action <> 'webhook.test')
                             -- (a webhook gone has no totals to keep: its rows are
-                            -- its purge's, or a capture's that committed just after
-                            -- its delete, which nothing else would ever remove)
+                            -- its purge's, or those of a capture that committed just
+                            -- after its delete, after recheck_deleted_webhooks
+                            -- forgot it, 22_outbox.sql)
                             and exists (select 1 from webhooks.webhooks w where w.id = hooks.w))$q$,
         webhooks_private.utc_day_start(v_day), webhooks_private.utc_day_start(v_day + 1), v_day)
       into v_uncounted;

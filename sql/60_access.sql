@@ -107,7 +107,7 @@ grant select on webhooks_private.delivery_days_to_count to webhook_viewer;
 revoke all on function webhooks.create_partitions(integer), webhooks.expired_days(),
   webhooks.forget_day(date), webhooks.outbox_tails(), webhooks.bound_tail(text, date),
   webhooks.validate_tail(text), webhooks.tail_to_span(text), webhooks.readmit_detached_tails(),
-  webhooks.purge_deleted_webhooks(integer) from public;
+  webhooks.purge_deleted_webhooks(integer), webhooks.recheck_deleted_webhooks() from public;
 -- where the backlog is (58_operations.sql): every company's webhooks, for operators
 revoke all on function webhooks.backlog_by_webhook() from public;
 grant execute on function webhooks.kept_since() to webhook_viewer;

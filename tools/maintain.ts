@@ -1,6 +1,6 @@
 // The outbox's upkeep (docs/outbox.md): the partitions of the days ahead and the tail
 // after them, the report's day counts rolled up, deleted webhooks' deliveries removed
-// in batches, and the days past the retention dropped whole. `npm run maintain` runs
+// in batches (those written while a delete was open included), and the days past the retention dropped whole. `npm run maintain` runs
 // it once; `npm start` every hour. It needs the tables' owner (migrate's
 // DATABASE_URL): detaching a partition is the owner's right.
 //
@@ -25,6 +25,8 @@ export interface MaintainResult {
   daysRolledUp: number;
   /** webhooks the roll-up visited: all of them once a day, else those with something new */
   webhooksRolledUp: number;
+  /** deleted webhooks found with deliveries written while their delete was open (webhooks.recheck_deleted_webhooks) */
+  deletedWebhooksFoundWithRows: number;
   /** deliveries of deleted webhooks removed (webhooks.purge_deleted_webhooks) */
   deliveriesPurged: number;
   daysDropped: string[];
@@ -48,6 +50,8 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
     if (tails !== 'keep') made += (await client.query('select webhooks.create_partitions() as n')).rows[0].n;
     const { rows: [counted] } = await client.query('call webhooks.roll_up_report_counts()');
     // (a day past the retention goes whole, whatever deleted webhooks' rows it holds)
+    const { rows: [rechecked] } = await client.query<{ n: number }>('select webhooks.recheck_deleted_webhooks() as n');
+    if (rechecked!.n > 0) log(`found deliveries written for ${rechecked!.n} webhooks while their delete was open`);
     const purged = await purgeDeletedWebhooks(client);
     if (purged > 0) log(`removed ${purged} deliveries of deleted webhooks`);
     const { rows: days } = await client.query<{ day: string; parents: string[]; partitions: string[] }>(
@@ -62,7 +66,10 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
       log(`dropped the history of ${day}`);
       dropped.push(day);
     }
-    return { partitionsMade: made, tails, daysRolledUp: counted.days, webhooksRolledUp: counted.visited, deliveriesPurged: purged, daysDropped: dropped };
+    return {
+      partitionsMade: made, tails, daysRolledUp: counted.days, webhooksRolledUp: counted.visited,
+      deletedWebhooksFoundWithRows: rechecked!.n, deliveriesPurged: purged, daysDropped: dropped,
+    };
   } finally {
     await client.end();
   }
