@@ -294,9 +294,11 @@ begin
   if v_window is not null then
     if p_action in ('contact.updated', 'contact.saved') then
       -- the delivery still waiting out its window: its queue row, locked so that no
-      -- claim takes it while its payload changes (a claim that leased it first wins:
-      -- locked_by is no longer null, and this change becomes a message of its own),
-      -- and given the size of the payload it will carry
+      -- claim takes it while its payload changes, and given the size of the payload
+      -- it will carry. One held by another transaction is passed over, and this
+      -- change becomes a message of its own: a claim leasing it (it is no longer
+      -- waiting), or a delete of the webhook left open (a DBA's session), which the
+      -- writer must not wait for (test/sql/open-delete.test.ts).
       update webhooks.delivery_queue q
       set payload_bytes = v_bytes
       where q.ctid = (select w.ctid
@@ -308,7 +310,7 @@ begin
                         and coalesce(w.held_due, w.next_attempt_at) > now()
                       order by w.delivery_id
                       limit 1
-                      for update)
+                      for update skip locked)
       returning q.delivery_id, q.created_at into v_merge_id, v_merge_created;
       if found then
         -- its message in history, in the partition of its day (22_outbox.sql)
@@ -325,12 +327,17 @@ begin
       end if;
       v_payload := jsonb_set(p_payload, '{data,merged}', '1');
     else
+      -- (the contact's updates waiting out their window go now, before this one; one
+      -- held by another transaction is passed over, as above)
       update webhooks.delivery_queue q
       set next_attempt_at = now(),
           held_due = null
-      where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
-        and q.locked_by is null and q.action in ('contact.updated', 'contact.saved')
-        and q.attempts = 0 and coalesce(q.held_due, q.next_attempt_at) > now();
+      where q.ctid in (select w.ctid
+                       from webhooks.delivery_queue w
+                       where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
+                         and w.locked_by is null and w.action in ('contact.updated', 'contact.saved')
+                         and w.attempts = 0 and coalesce(w.held_due, w.next_attempt_at) > now()
+                       for update skip locked);
     end if;
   end if;
   -- the message into history, its small row into the queue (22_outbox.sql)

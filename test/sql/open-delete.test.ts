@@ -1,0 +1,51 @@
+// A webhook's delete left open (a DBA's session, a script) holds its queue rows: a
+// change to one of its contacts does not wait for it. With a coalesce window the
+// change's capture would merge into the webhook's pending delivery, or bring it
+// forward; a delivery held by another transaction is passed over instead, and the
+// change written as a message of its own (which maintenance removes if the delete
+// commits: forget-webhook.test.ts).
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+
+test("a change to a contact whose coalesced delivery a webhook's open delete holds is written at once", async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.deleted'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const updated = await f.contact(company.id);
+  const deleted = await f.contact(company.id);
+  for (const contact of [updated, deleted]) {
+    await db().pool.query(`update crm.contacts set city = 'Before' where id = $1`, [contact.id]);
+  }
+  const { rows: waiting } = await db().pool.query('select contact_id from webhooks.delivery_queue where webhook_id = $1', [hook.id]);
+  t.is(waiting.length, 2);
+
+  const dba = await db().pool.connect();
+  t.teardown(() => dba.release());
+  await dba.query('begin');
+  await dba.query('delete from webhooks.webhooks where id = $1', [hook.id]);
+
+  // each change in a session that gives up after 3 s: it would wait for the DBA
+  const writer = await db().pool.connect();
+  t.teardown(() => writer.release());
+  await writer.query(`set statement_timeout = '3s'`);
+  // an update would merge into the pending delivery; a delete would bring it forward
+  await t.notThrowsAsync(writer.query(`update crm.contacts set city = 'During' where id = $1`, [updated.id]));
+  await t.notThrowsAsync(writer.query('delete from crm.contacts where id = $1', [deleted.id]));
+  await dba.query('rollback');
+
+  // the delete undone: the pending deliveries as they were, and the two changes as
+  // messages of their own
+  const { rows } = await db().pool.query(
+    `select contact_id, action, payload #> '{data,merged}' as merged from webhooks.deliveries
+     where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows, [
+    { contact_id: updated.id, action: 'contact.updated', merged: 1 },
+    { contact_id: deleted.id, action: 'contact.updated', merged: 1 },
+    { contact_id: updated.id, action: 'contact.updated', merged: 1 },
+    { contact_id: deleted.id, action: 'contact.deleted', merged: null },
+  ]);
+});
