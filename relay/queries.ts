@@ -19,9 +19,13 @@ export interface DeliveryJob {
   secret: string | null;
   previousSecret: string | null;
   /**
-   * The webhook's rate_limit pacing (epoch ms; null: not paced): sent not before
-   * sendAt and before sendUntil, else handed back (the claim's slots add up to the
-   * rate across the whole fleet).
+   * The webhook's rate_limit pacing (epoch ms on this relay's clock; null: not
+   * paced): sent not before sendAt and before sendUntil, else handed back (the
+   * claim's slots add up to the rate across the whole fleet). The database gives the
+   * slot as times from its own clock, which the relay's need not agree with: read as
+   * how far ahead of the database's clock the slot is, and placed that far ahead of
+   * this relay's clock when the answer arrives (a relay whose clock ran ahead by more
+   * than a slot's 1/rate_limit used to hand every paced delivery back).
    */
   sendAt: number | null;
   sendUntil: number | null;
@@ -69,9 +73,9 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
     name: 'bpd_webhooks_claim',
     text: `
       select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret,
-             (extract(epoch from send_at) * 1000)::float8 as send_at,
-             (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap,
-             lanes_busy
+             (extract(epoch from send_at - clock_timestamp()) * 1000)::float8 as send_in,
+             (extract(epoch from send_until - clock_timestamp()) * 1000)::float8 as send_within, webhook_filled,
+             more_due, at_cap, lanes_busy
       from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[],
                                                   null, $10::bigint[], $11)`,
     values: [
@@ -88,6 +92,8 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
       request.byteBudget,
     ],
   });
+  // (the slots' times as this relay's clock reads them: see DeliveryJob.sendAt)
+  const now = Date.now();
   // a row without a delivery only says at_cap or lanes_busy
   const jobs = rows.filter((row) => row.delivery_id !== null).map((row) => ({
     deliveryId: row.delivery_id,
@@ -98,8 +104,8 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
     body: row.body,
     secret: row.secret,
     previousSecret: row.previous_secret,
-    sendAt: row.send_at === null ? null : Number(row.send_at),
-    sendUntil: row.send_until === null ? null : Number(row.send_until),
+    sendAt: row.send_in === null ? null : now + Number(row.send_in),
+    sendUntil: row.send_within === null ? null : now + Number(row.send_within),
   }));
   const filled = new Set<string>(rows.filter((row) => row.webhook_filled).map((row) => row.webhook_id));
   return {

@@ -348,7 +348,8 @@ export class Slots {
 /**
  * A paced delivery whose rate_limit slot has passed is handed back rather than sent
  * late: sent late, it could fall into the next slot's second and break the
- * webhook's rate_limit. (Slots are on the wall clock, as the database hands them out.)
+ * webhook's rate_limit. (Slots are on this relay's clock: the claim placed them there,
+ * queries.ts.)
  */
 export function missedSlot(job: DeliveryJob, wallNow = Date.now()): boolean {
   return job.sendUntil !== null && wallNow >= job.sendUntil;

@@ -86,3 +86,34 @@ test.serial('a paced delivery is never sent before its slot opens, though its ti
   t.true(paced > 20, `${paced} deliveries waited for their slots`);
   t.deepEqual(tooSoon, [], 'ms before their slots opened');
 });
+
+// The claim gives each paced delivery its slot from the database's clock; a relay's
+// own clock may run ahead of it (another host, a clock not kept in step). Here the
+// relay's runs 3 s ahead, far more than a slot's 50 ms: its deliveries still go, at
+// the rate. (They were each handed back as past their slot, claimed again, and
+// handed back again, for ever.)
+test.serial("a relay whose clock runs ahead of the database's still sends paced deliveries, at the rate", async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
+  await database.pool.query('update webhooks.webhooks set rate_limit = 20 where id = $1', [webhook.id]);
+  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 30) n`,
+    [company.id],
+  );
+
+  const realNow = Date.now;
+  Date.now = () => realNow() + 3_000;
+  t.teardown(() => {
+    Date.now = realNow;
+  });
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-ahead' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 30, 15_000);
+  Date.now = realNow;
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), 'each sent once, none charged for waiting');
+  const arrived = receiver.received('/paced').map((r) => r.receivedAt).sort((a, b) => a - b);
+  t.is(arrived.length, 30);
+  t.true(busiest(arrived) <= 22, `${busiest(arrived)} requests arrived within one second`);
+});
