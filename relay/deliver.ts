@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
 import type { DeliveryJob } from './queries.ts';
 import { DestinationRefused, guardedConnector, refuseLiteralHost, type NetworkList } from './destinations.ts';
+import { receiverResolver, type ReceiverResolver } from './dns.ts';
 import { signatureHeaders } from './sign.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -26,6 +27,8 @@ export interface AttemptResult {
 
 export interface SenderOptions {
   allowNetworks: NetworkList;
+  /** the DNS servers receivers' names are asked of (null: the system's; dns.ts) */
+  dnsServers: string[] | null;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
   responseExcerptBytes: number;
@@ -36,12 +39,14 @@ type RefusalLog = Pick<Logger, 'warn'>;
 
 export class Sender {
   private readonly agent: Agent;
+  private readonly resolver: ReceiverResolver;
   private readonly options: SenderOptions;
   private readonly log: RefusalLog | null;
 
   constructor(options: SenderOptions, log: RefusalLog | null = null) {
     this.options = options;
     this.log = log;
+    this.resolver = receiverResolver({ servers: options.dnsServers, timeoutMs: options.connectTimeoutMs });
     this.agent = new Agent({
       // the relay caps requests itself (per webhook and in total)
       connections: null,
@@ -49,7 +54,7 @@ export class Sender {
       keepAliveTimeout: 10_000,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
-      connect: guardedConnector(options.allowNetworks, { timeout: options.connectTimeoutMs }),
+      connect: guardedConnector(options.allowNetworks, { timeout: options.connectTimeoutMs, resolver: this.resolver }),
     });
   }
 
@@ -110,6 +115,7 @@ export class Sender {
 
   async close(): Promise<void> {
     await this.agent.close();
+    this.resolver.close();
   }
 }
 
@@ -229,11 +235,19 @@ function destinationRefused(error: unknown): DestinationRefused | null {
 }
 
 function describe(error: unknown, timedOut: boolean, options: SenderOptions, url: URL): string {
-  const e = error as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
+  type Cause = { code?: string; message?: string; syscall?: string };
+  const e = error as Cause & { name?: string; cause?: Cause };
   if (timedOut) {
     return `timeout: no complete response from ${url.host} within ${options.requestTimeoutMs} ms`;
   }
   const code = e.code ?? e.cause?.code;
+  // a DNS query's error (dns.ts: queryA, queryAaaa; getaddrinfo for the system's names)
+  const syscall = e.syscall ?? e.cause?.syscall ?? '';
+  if (syscall.startsWith('query') || syscall === 'getaddrinfo') {
+    return code === 'ETIMEOUT'
+      ? `DNS: no answer for ${url.hostname} within ${options.connectTimeoutMs} ms`
+      : `DNS: cannot resolve ${url.hostname} (${code})`;
+  }
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return `timeout: could not connect to ${url.host} within ${options.connectTimeoutMs} ms`;

@@ -11,14 +11,16 @@
 // Where the check runs: on the URL's host when it is an address literal (sockets
 // skip the lookup for those), on every address a name resolves to (the lookup below
 // is the socket's own, so a name that resolves differently on a second look cannot
-// slip past it), and once more on the peer of each new connection (guardedConnector).
+// slip past it; dns.ts says how names are resolved), and once more on the peer of each
+// new connection (guardedConnector).
 //
 // What a tenant sees of a refusal is TENANT_REFUSAL and nothing more; which address,
 // which kind of network and the allow-list are for the operator's log (`detail`).
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import type { LookupAddress } from 'node:dns';
 import type { Socket } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { buildConnector } from 'undici';
+import { receiverResolver, type ReceiverResolver } from './dns.ts';
 
 type Address = ipaddr.IPv4 | ipaddr.IPv6;
 
@@ -220,12 +222,15 @@ export function refuseLiteralHost(url: URL, allow: NetworkList): DestinationRefu
 
 type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
-/** A socket `lookup` that resolves as usual and keeps only the addresses allowed. */
-export function guardedLookup(allow: NetworkList) {
+/** The resolver of guardedLookup when none is given (the system's DNS servers, 5 s). */
+let defaultResolver: ReceiverResolver | null = null;
+
+/** A socket `lookup` that resolves through `resolver` (dns.ts) and keeps only the addresses allowed. */
+export function guardedLookup(allow: NetworkList, resolver: Pick<ReceiverResolver, 'lookup'> | null = null) {
+  const resolving = resolver ?? (defaultResolver ??= receiverResolver({ servers: null, timeoutMs: 5_000 }));
   return (hostname: string, options: { family?: number | string; all?: boolean }, callback: LookupCallback): void => {
     const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : Number(options.family ?? 0);
-    dnsLookup(hostname, { all: true, family: family as 0 | 4 | 6 }, (error, addresses) => {
-      if (error) return callback(error, []);
+    resolving.lookup(hostname, family as 0 | 4 | 6).then((addresses) => {
       const permitted = addresses.filter((a) => refusal(a.address, allow) === null);
       if (permitted.length === 0) {
         const reasons = addresses.map((a) => refusal(a.address, allow)).join('; ');
@@ -233,7 +238,7 @@ export function guardedLookup(allow: NetworkList) {
       }
       if (options.all) return callback(null, permitted);
       callback(null, permitted[0]!.address, permitted[0]!.family);
-    });
+    }, (error: NodeJS.ErrnoException) => callback(error, []));
   };
 }
 
@@ -242,8 +247,8 @@ export function guardedLookup(allow: NetworkList) {
  * connecting, a name through guardedLookup, and every new connection's peer once it
  * is up (whatever path led there, nothing is sent to a refused peer).
  */
-export function guardedConnector(allow: NetworkList, options: { timeout: number }): buildConnector.connector {
-  const connect = buildConnector({ timeout: options.timeout, lookup: guardedLookup(allow) } as buildConnector.BuildOptions);
+export function guardedConnector(allow: NetworkList, options: { timeout: number; resolver: ReceiverResolver }): buildConnector.connector {
+  const connect = buildConnector({ timeout: options.timeout, lookup: guardedLookup(allow, options.resolver) } as buildConnector.BuildOptions);
   return (target, callback) => {
     const literal = refuseLiteral(target.hostname, allow);
     if (literal) {

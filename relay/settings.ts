@@ -1,6 +1,7 @@
 // The relay's settings, read from the environment (or given by a caller such as
 // `npm start` or a test). Bad values stop the relay at start with a message that
 // names the variable; nothing is guessed.
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { parseNetworks, type NetworkList } from './destinations.ts';
@@ -33,6 +34,8 @@ export interface RelaySettings {
   rescueIntervalMs: number;
   /** how often the relay steps running backfills (sql/35_backfill.sql) */
   backfillIntervalMs: number;
+  /** the DNS servers receivers' names are asked of (address or address:port); null: the system's */
+  dnsServers: string[] | null;
   connectTimeoutMs: number;
   /** the whole request: connect, send, response headers and the body excerpt */
   requestTimeoutMs: number;
@@ -71,7 +74,11 @@ export const ENVIRONMENT = {
   RELAY_POLL_INTERVAL_MS: { default: '1000', help: 'how often to look for due work without a notification' },
   RELAY_RESCUE_INTERVAL_MS: { default: String(RESCUER_INTERVAL_DEFAULT_MS), help: 'how often to return expired leases to pending' },
   RELAY_BACKFILL_INTERVAL_MS: { default: String(BACKFILLER_INTERVAL_DEFAULT_MS), help: 'how often to write the next batch of running backfills (when they have room)' },
-  RELAY_CONNECT_TIMEOUT_MS: { default: '5000', help: 'TCP/TLS connect timeout' },
+  RELAY_DNS_SERVERS: {
+    default: '',
+    help: "comma-separated DNS servers (address or address:port) asked for receivers' addresses; empty: the system's (resolv.conf)",
+  },
+  RELAY_CONNECT_TIMEOUT_MS: { default: '5000', help: 'TCP/TLS connect timeout (and the DNS query timeout)' },
   RELAY_REQUEST_TIMEOUT_MS: { default: '15000', help: 'whole-request timeout (must be shorter than the lease)' },
   RELAY_RESPONSE_EXCERPT_BYTES: { default: '1024', help: 'response body bytes read and kept in history' },
   RELAY_LOG_LEVEL: { default: 'info', help: 'pino level: info logs every settled attempt' },
@@ -95,6 +102,19 @@ function integer(env: Environment, name: keyof typeof ENVIRONMENT, min: number, 
 }
 
 const ROLE_NAME = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
+
+/** RELAY_DNS_SERVERS: "10.0.0.2, 127.0.0.1:5353, ::1, [::1]:53" (empty: null, the system's). */
+function dnsServers(text: string): string[] | null {
+  const servers = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const server of servers) {
+    // an address alone, an IPv6 address with a port in brackets, or an IPv4 one with a port
+    const [, address = server, port = '53'] = /^\[(.+)\]:(\d{1,5})$/.exec(server) ?? /^([^:]+):(\d{1,5})$/.exec(server) ?? [];
+    if (!isIP(address) || Number(port) < 1 || Number(port) > 65_535) {
+      throw new SettingsError(`RELAY_DNS_SERVERS: ${JSON.stringify(server)} is not a DNS server such as 10.0.0.2, 127.0.0.1:5353 or [::1]:53`);
+    }
+  }
+  return servers.length > 0 ? servers : null;
+}
 
 /** Reads the settings; `defaults` stand in for variables the environment leaves unset. */
 export function relaySettings(env: Environment = process.env, defaults: Environment = {}): RelaySettings {
@@ -131,6 +151,7 @@ export function relaySettings(env: Environment = process.env, defaults: Environm
     pollIntervalMs: integer(merged, 'RELAY_POLL_INTERVAL_MS', 10, 3_600_000),
     rescueIntervalMs: integer(merged, 'RELAY_RESCUE_INTERVAL_MS', 10, 3_600_000),
     backfillIntervalMs: integer(merged, 'RELAY_BACKFILL_INTERVAL_MS', 10, 3_600_000),
+    dnsServers: dnsServers(merged.RELAY_DNS_SERVERS ?? ''),
     connectTimeoutMs: integer(merged, 'RELAY_CONNECT_TIMEOUT_MS', 1, 600_000),
     requestTimeoutMs: integer(merged, 'RELAY_REQUEST_TIMEOUT_MS', 1, 3_600_000),
     responseExcerptBytes: integer(merged, 'RELAY_RESPONSE_EXCERPT_BYTES', 0, 65_536),

@@ -158,6 +158,12 @@ test('settings: defaults, and bad values named', (t) => {
   t.regex(error({ RELAY_LEASE_MS: '1000', RELAY_REQUEST_TIMEOUT_MS: '1000' })!, /^RELAY_LEASE_MS \(1000\) must be longer than RELAY_REQUEST_TIMEOUT_MS \(1000\)/);
   t.regex(error({ RELAY_PER_WEBHOOK_IN_FLIGHT: '4', RELAY_PREFETCH: '5' })!, /^RELAY_PREFETCH \(5\) must not exceed RELAY_PER_WEBHOOK_IN_FLIGHT \(4\)/);
   t.regex(error({ RELAY_ALLOW_NETWORKS: '10.0.0.0/40' })!, /^RELAY_ALLOW_NETWORKS: "10\.0\.0\.0\/40" is not a network/);
+  t.is(settings.dnsServers, null, "the system's DNS servers");
+  t.deepEqual(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_DNS_SERVERS: '10.0.0.2, 127.0.0.1:5353, ::1, [::1]:53' }).dnsServers,
+    ['10.0.0.2', '127.0.0.1:5353', '::1', '[::1]:53']);
+  for (const bad of ['dns.example.com', '10.0.0.2:0', '10.0.0.2:99999', '[::1]', '10.0.0.256']) {
+    t.is(error({ RELAY_DNS_SERVERS: bad }), `RELAY_DNS_SERVERS: ${JSON.stringify(bad)} is not a DNS server such as 10.0.0.2, 127.0.0.1:5353 or [::1]:53`, bad);
+  }
   t.regex(error({ RELAY_DB_ROLE: 'x; drop table y' })!, /^RELAY_DB_ROLE must be a plain role name/);
   t.regex(error({ RELAY_LOG_LEVEL: 'loud' })!, /^RELAY_LOG_LEVEL must be one of/);
 });

@@ -25,6 +25,7 @@ test('a TLS handshake that never answers ends at the request timeout, not the lo
   const port = (server.address() as { port: number }).port;
   const sender = new Sender({
     allowNetworks: parseNetworks('127.0.0.1/32'),
+    dnsServers: null,
     connectTimeoutMs: 60_000,
     requestTimeoutMs: 300,
     responseExcerptBytes: 1024,
