@@ -32,7 +32,17 @@ export interface SenderOptions {
   connectTimeoutMs: number;
   requestTimeoutMs: number;
   responseExcerptBytes: number;
+  /** how long an idle connection is kept (KEEP_ALIVE_MS unless a test says otherwise) */
+  keepAliveMs?: number;
 }
+
+/**
+ * An idle connection to a receiver is closed after this long, whatever the receiver's
+ * `Keep-Alive: timeout=…` asks for (undici would keep one up to 10 minutes): each is a
+ * file descriptor, and a tenant's receivers could otherwise keep thousands of them
+ * open, across webhooks and names, until the relay could open no more for anyone.
+ */
+export const KEEP_ALIVE_MS = 10_000;
 
 /** Where refusals are explained: the operator's log (the tenant sees TENANT_REFUSAL only). */
 type RefusalLog = Pick<Logger, 'warn'>;
@@ -51,7 +61,8 @@ export class Sender {
       // the relay caps requests itself (per webhook and in total)
       connections: null,
       pipelining: 1,
-      keepAliveTimeout: 10_000,
+      keepAliveTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
+      keepAliveMaxTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
       connect: guardedConnector(options.allowNetworks, { timeout: options.connectTimeoutMs, resolver: this.resolver }),

@@ -1,6 +1,7 @@
 // The sender alone (relay/deliver.ts), against sockets that misbehave: the whole
 // request, connecting included, gets RELAY_REQUEST_TIMEOUT_MS, whatever the connect
 // timeout.
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import test from 'ava';
 import { Sender } from '../../relay/deliver.ts';
@@ -39,4 +40,39 @@ test('a TLS handshake that never answers ends at the request timeout, not the lo
   t.true(tookMs < 5_000, `the attempt took ${Math.round(tookMs)} ms`);
   // the handshake fails now, and the sender closes without waiting for it
   for (const socket of sockets) socket.destroy();
+});
+
+test("an idle connection is closed after the sender's keep-alive, however long the receiver asks it to stay", async (t) => {
+  const closed: number[] = [];
+  const server = createHttpServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      response.writeHead(200, { 'keep-alive': 'timeout=600' });
+      response.end('ok');
+    });
+  });
+  server.keepAliveTimeout = 600_000;
+  server.on('connection', (socket: Socket) => socket.on('close', () => closed.push(performance.now())));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const port = (server.address() as { port: number }).port;
+  const sender = new Sender({
+    allowNetworks: parseNetworks('127.0.0.1/32'),
+    dnsServers: null,
+    connectTimeoutMs: 1_000,
+    requestTimeoutMs: 1_000,
+    responseExcerptBytes: 1024,
+    keepAliveMs: 200,
+  });
+  t.teardown(() => sender.close());
+
+  const result = await sender.send(job(`http://127.0.0.1:${port}/hook`));
+  t.like(result.outcome, { kind: 'response', status: 200 });
+  const answered = performance.now();
+  while (closed.length === 0 && performance.now() - answered < 5_000) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.is(closed.length, 1, 'the idle connection was closed');
+  t.true(closed[0]! - answered < 2_000, `closed ${Math.round(closed[0]! - answered)} ms after the answer`);
 });
