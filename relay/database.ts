@@ -9,6 +9,22 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 
+/**
+ * The settings every session of the relay starts with (a connection's startup
+ * `options`). READ COMMITTED whatever the database's default: the engine's claims,
+ * settles and rescues are written for it (SKIP LOCKED, a row changed meanwhile passed
+ * by, a fresh snapshot for each statement). A DBA who sets
+ * `default_transaction_isolation` to repeatable read or serializable for the CRM's
+ * own sake made them fail with serialization errors under load: results dropped,
+ * deliveries left in flight until their lease ran out, then sent twice
+ * (test/relay/default-isolation.test.ts).
+ */
+export function sessionOptions(role: string | null, extra: string[] = []): string {
+  const settings = ['-c default_transaction_isolation=read\\ committed', ...extra];
+  if (role) settings.push(`-c role=${role}`);
+  return settings.join(' ');
+}
+
 /** How long opening a database connection may take, on every connection of the relay
  * (at most: no longer than a query may wait for its answer): one whose path goes
  * silent during the handshake would otherwise wait until TCP gives up (many minutes). */
@@ -20,12 +36,10 @@ export const dbConnectTimeoutMs = (queryTimeoutMs: number) => Math.min(DB_CONNEC
 // for that long fails, and the pool drops the connection it was on. Every query of
 // the relay's takes milliseconds, so the bound is generous (RELAY_DB_QUERY_TIMEOUT_MS).
 export function relayPool(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; max?: number }): pg.Pool {
-  const settings = ['-c synchronous_commit=off'];
-  if (options.role) settings.push(`-c role=${options.role}`);
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
     max: options.max ?? 4,
-    options: settings.join(' '),
+    options: sessionOptions(options.role, ['-c synchronous_commit=off']),
     application_name: 'bpd-webhooks-relay',
     keepAlive: true,
     connectionTimeoutMillis: dbConnectTimeoutMs(options.queryTimeoutMs),

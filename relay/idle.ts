@@ -13,7 +13,7 @@
 // (`held`), so that no unlock is refused (each refusal is a WARNING in the server log).
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { dbConnectTimeoutMs, isConnectionError } from './database.ts';
+import { dbConnectTimeoutMs, isConnectionError, sessionOptions } from './database.ts';
 import { awake, capturesDone, goingIdle } from './queries.ts';
 
 type Options = { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; onLost: () => void };
@@ -100,7 +100,7 @@ export class IdleAnnouncer {
     const { databaseUrl, role, log, queryTimeoutMs } = this.options;
     const client = new pg.Client({
       connectionString: databaseUrl,
-      options: role ? `-c role=${role}` : undefined,
+      options: sessionOptions(role),
       application_name: 'bpd-webhooks-relay-idle',
       keepAlive: true,
       connectionTimeoutMillis: dbConnectTimeoutMs(queryTimeoutMs),

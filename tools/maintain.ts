@@ -45,6 +45,9 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
   await client.connect();
   try {
     await client.query(`set lock_timeout = '${LOCK_TIMEOUT}'`);
+    // (whatever the database's default: the steps read with a snapshot per statement,
+    // webhooks.recheck_deleted_webhooks included)
+    await client.query(`set default_transaction_isolation = 'read committed'`);
     let { rows: [{ n: made }] } = await client.query('select webhooks.create_partitions() as n');
     const tails = await moveTails(client, log);
     if (tails !== 'keep') made += (await client.query('select webhooks.create_partitions() as n')).rows[0].n;

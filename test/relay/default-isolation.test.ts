@@ -1,0 +1,38 @@
+// A DBA may make repeatable read or serializable the database's default isolation,
+// for the CRM's own sake. The relay's sessions stay READ COMMITTED, which the engine's
+// claims, settles and rescues are written for: under the stricter levels they failed
+// with serialization errors once two relays met, their results were dropped, and the
+// deliveries sat in flight until their lease ran out and were then sent again.
+import test from 'ava';
+import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+
+for (const level of ['repeatable read', 'serializable']) {
+  test(`a database whose default isolation is ${level}: two relays deliver everything once, in read committed sessions`, async (t) => {
+    const { database, receiver, f, company } = await relayScene(t);
+    await database.pool.query(`alter database ${database.name} set default_transaction_isolation = '${level}'`);
+    const hooks = [];
+    for (let i = 0; i < 3; i++) {
+      const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url(`/h${i}`) });
+      // two failures first: retries make settles and claims of both relays meet
+      receiver.route(`/h${i}`, { secret: hook.secret, replies: [500, 500], otherwise: 200 });
+      hooks.push(hook);
+    }
+    const relays = ['relay-a', 'relay-b'].map((id) => testRelay(database.url, { RELAY_ID: id }));
+    for (const relay of relays) t.teardown(() => relay.stop());
+    await Promise.all(relays.map((relay) => relay.start()));
+    for (const relay of relays) {
+      const { rows: [session] } = await relay.pool.query('show transaction_isolation');
+      t.is(session.transaction_isolation, 'read committed');
+    }
+
+    await database.pool.query(
+      `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 300) n`,
+      [company.id],
+    );
+    // (within a lease: none waited for its lease to run out)
+    const done = await waitForFinalDeliveries(database.pool, hooks.map((h) => h.id), 900, 30_000);
+    t.true(done.every((d) => d.state === 'succeeded'));
+    const requests = hooks.reduce((sum, _, i) => sum + receiver.received(`/h${i}`).length, 0);
+    t.is(requests, 900 + 6, 'each delivery sent once, and the two failures of each webhook');
+  });
+}
