@@ -26,7 +26,7 @@ async function relayBehindProxy(t: ExecutionContext, overrides: Record<string, s
 
   // its log, shown if the test fails (a run under a loaded machine once waited past
   // the 30 s bound below for the second delivery, and nothing said why)
-  const { log, lines } = rememberedLog();
+  const { log, lines } = rememberedLog(5_000);
   t.teardown(() => {
     if (!t.passed) for (const line of lines()) t.log(line);
   });
@@ -36,7 +36,7 @@ async function relayBehindProxy(t: ExecutionContext, overrides: Record<string, s
   await f.contact(company.id, { first_name: 'Before' });
   await receiver.waitFor(1, { path: '/hook' });
   await waitForFinalDeliveries(database.pool, [webhook.id], 1);
-  return { ...scene, webhook, proxy, relay };
+  return { ...scene, webhook, proxy, relay, logLines: lines };
 }
 
 /**
@@ -77,7 +77,7 @@ test('a path silent for a while, new connections included: the relay gives up th
 
 test('a claim whose answer is lost on the way back: what it leased goes again once a claim is answered, not a lease later, and once', async (t) => {
   // the default lease: a minute, past this test's bound
-  const { database, receiver, f, company, webhook, proxy, relay } = await relayBehindProxy(t, { RELAY_LEASE_MS: '60000' });
+  const { database, receiver, f, company, webhook, proxy, relay, logLines } = await relayBehindProxy(t, { RELAY_LEASE_MS: '60000' });
 
   // the relay's connections still carry its questions, and no answer comes back: its
   // next claim runs, leases the delivery, and the relay never hears of it
@@ -90,6 +90,15 @@ test('a claim whose answer is lost on the way back: what it leased goes again on
   t.deepEqual(deliveries.map((d) => [d.state, d.attempts]), [['succeeded', 1], ['succeeded', 1]],
     'the lost claim\'s attempt taken back: it sent nothing');
   t.is(receiver.received('/hook').length, 2, 'each delivery sent once');
+  // counted for operators as the relay learned it: every other connection opened
+  // before the path went deaf is deaf too, and a hand-back sent on one of them runs
+  // but its answer (how many it released) is lost as the claim's was; the next finds
+  // nothing left to hand back. So the count is what the answered hand-backs said.
+  const said = logLines()
+    .map((line) => JSON.parse(line) as { msg?: string; released?: number })
+    .filter((line) => line.msg?.startsWith('released deliveries leased to this relay that it did not hold'))
+    .reduce((sum, line) => sum + line.released!, 0);
   const counted = await relay.metrics.registry.getSingleMetric('bpd_webhooks_unheld_leases_released_total')!.get();
-  t.is(counted.values[0].value, 1, 'and counted for operators');
+  t.is(counted.values[0]?.value ?? 0, said, 'and counted for operators');
+  t.true(said <= 1);
 });
