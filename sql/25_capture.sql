@@ -233,6 +233,75 @@ as $$
   select p_payload #>> '{data,omitted,reason}' is not distinct from 'payload_too_large';
 $$;
 
+-- private (enqueue): merge a change into its contact's delivery still waiting out its
+-- coalesce window; false when there is none. Its queue row is locked so that no claim
+-- takes it while its payload changes, and given the size of the payload it will
+-- carry. One held by another transaction is passed over, and the change becomes a
+-- message of its own: a claim leasing it (it is no longer waiting), or a delete of
+-- the webhook left open (a DBA's session), which the writer must not wait for
+-- (test/sql/coalesce-writers.test.ts).
+create or replace function webhooks_private.merge_into_waiting(
+  p_webhook_id bigint,
+  p_action     webhooks.action,
+  p_contact_id bigint,
+  p_payload    jsonb,
+  p_bytes      integer
+)
+returns boolean
+language plpgsql
+as $$
+declare
+  v_merge_id bigint;
+  v_merge_created timestamptz;
+begin
+  update webhooks.delivery_queue q
+  set payload_bytes = p_bytes
+  where q.ctid = (select w.ctid
+                  from webhooks.delivery_queue w
+                  where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
+                    and w.locked_by is null and w.action = p_action and w.attempts = 0
+                    -- (held_due: the time it had, if a claim put it off while an
+                    -- earlier delivery of an ordered webhook was in its way)
+                    and coalesce(w.held_due, w.next_attempt_at) > now()
+                  order by w.delivery_id
+                  limit 1
+                  for update skip locked)
+  returning q.delivery_id, q.created_at into v_merge_id, v_merge_created;
+  if not found then
+    return false;
+  end if;
+  -- its message in history, in the partition of its day (22_outbox.sql)
+  execute format($sql$
+    update %s h
+    set payload = jsonb_set(jsonb_set($1,
+                    '{data,changed_fields}',
+                    webhooks_private.changed_fields_union(h.payload #> '{data,changed_fields}', $1 #> '{data,changed_fields}')),
+                    '{data,merged}', to_jsonb(coalesce((h.payload #>> '{data,merged}')::integer, 1) + 1))
+    where h.id = $2 and h.created_at = $3$sql$,
+    webhooks_private.history_relation(webhooks_private.utc_day(v_merge_created)))
+  using p_payload, v_merge_id, v_merge_created;
+  return true;
+end;
+$$;
+
+-- private (enqueue): another action of a contact ends the wait of its updates still
+-- waiting out their coalesce window: they go now, before it. One held by another
+-- transaction is passed over, as in merge_into_waiting.
+create or replace function webhooks_private.bring_forward_waiting(p_webhook_id bigint, p_contact_id bigint)
+returns void
+language sql
+as $$
+  update webhooks.delivery_queue q
+  set next_attempt_at = now(),
+      held_due = null
+  where q.ctid in (select w.ctid
+                   from webhooks.delivery_queue w
+                   where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
+                     and w.locked_by is null and w.action in ('contact.updated', 'contact.saved')
+                     and w.attempts = 0 and coalesce(w.held_due, w.next_attempt_at) > now()
+                   for update skip locked);
+$$;
+
 -- private: write one delivery to the outbox. The only function that does (capture
 -- below and backfill, 35_backfill.sql, both write through it): what a delivery row is
 -- (its table, its columns) and when it is first due is the outbox's business, not
@@ -245,7 +314,10 @@ $$;
 -- other change of that contact ends the wait of such a delivery (due now), so that
 -- nothing waits behind it and no action but updates and saves is ever delayed.
 -- A writer of the same contact row waits for the one before it (the row lock), so
--- merges into one delivery happen one after the other. p_coalesce_window is the
+-- merges into one delivery happen one after the other. No other transaction makes a
+-- writer wait or fail here: a waiting delivery held by one, or (for a writer in
+-- REPEATABLE READ or SERIALIZABLE) changed since the writer's snapshot, is passed
+-- over (merge_into_waiting, bring_forward_waiting). p_coalesce_window is the
 -- webhook's, as its caller already holds it (capture: from the subscription row,
 -- which carries it; backfill: from the webhook), so that no delivery pays a lookup.
 --
@@ -270,13 +342,12 @@ as $$
 declare
   v_window constant interval := p_coalesce_window;
   v_payload jsonb := p_payload;
-  v_merge_id bigint;
-  v_merge_created timestamptz;
   v_notified boolean;
   -- (the size of the jsonb as built: known without serialising it; kept in the queue
   -- row, where the claim's byte budget reads it, 30_delivery.sql)
   v_bytes constant integer := pg_catalog.pg_column_size(p_payload);
   v_limit integer;
+  v_merged boolean;
 begin
   if v_bytes > webhooks_private.payload_bytes_floor() then
     v_limit := webhooks_private.max_payload_bytes();
@@ -292,52 +363,33 @@ begin
     end if;
   end if;
   if v_window is not null then
+    -- (a writer in READ COMMITTED never meets a serialization failure here; one in
+    -- REPEATABLE READ or SERIALIZABLE does when the delivery changed after its
+    -- snapshot: a claim leased it meanwhile. Only such a writer pays for the block's
+    -- subtransaction: thousands in one transaction, an import's, would overflow each
+    -- backend's cache of them and slow every snapshot of the server.)
     if p_action in ('contact.updated', 'contact.saved') then
-      -- the delivery still waiting out its window: its queue row, locked so that no
-      -- claim takes it while its payload changes, and given the size of the payload
-      -- it will carry. One held by another transaction is passed over, and this
-      -- change becomes a message of its own: a claim leasing it (it is no longer
-      -- waiting), or a delete of the webhook left open (a DBA's session), which the
-      -- writer must not wait for (test/sql/open-delete.test.ts).
-      update webhooks.delivery_queue q
-      set payload_bytes = v_bytes
-      where q.ctid = (select w.ctid
-                      from webhooks.delivery_queue w
-                      where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
-                        and w.locked_by is null and w.action = p_action and w.attempts = 0
-                        -- (held_due: the time it had, if a claim put it off while an
-                        -- earlier delivery of an ordered webhook was in its way)
-                        and coalesce(w.held_due, w.next_attempt_at) > now()
-                      order by w.delivery_id
-                      limit 1
-                      for update skip locked)
-      returning q.delivery_id, q.created_at into v_merge_id, v_merge_created;
-      if found then
-        -- its message in history, in the partition of its day (22_outbox.sql)
-        execute format($sql$
-          update %s h
-          set payload = jsonb_set(jsonb_set($1,
-                          '{data,changed_fields}',
-                          webhooks_private.changed_fields_union(h.payload #> '{data,changed_fields}', $1 #> '{data,changed_fields}')),
-                          '{data,merged}', to_jsonb(coalesce((h.payload #>> '{data,merged}')::integer, 1) + 1))
-          where h.id = $2 and h.created_at = $3$sql$,
-          webhooks_private.history_relation(webhooks_private.utc_day(v_merge_created)))
-        using p_payload, v_merge_id, v_merge_created;
+      if current_setting('transaction_isolation') = 'read committed' then
+        v_merged := webhooks_private.merge_into_waiting(p_webhook_id, p_action, p_contact_id, p_payload, v_bytes);
+      else
+        begin
+          v_merged := webhooks_private.merge_into_waiting(p_webhook_id, p_action, p_contact_id, p_payload, v_bytes);
+        exception when serialization_failure then
+          v_merged := false;
+        end;
+      end if;
+      if v_merged then
         return;
       end if;
       v_payload := jsonb_set(p_payload, '{data,merged}', '1');
+    elsif current_setting('transaction_isolation') = 'read committed' then
+      perform webhooks_private.bring_forward_waiting(p_webhook_id, p_contact_id);
     else
-      -- (the contact's updates waiting out their window go now, before this one; one
-      -- held by another transaction is passed over, as above)
-      update webhooks.delivery_queue q
-      set next_attempt_at = now(),
-          held_due = null
-      where q.ctid in (select w.ctid
-                       from webhooks.delivery_queue w
-                       where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
-                         and w.locked_by is null and w.action in ('contact.updated', 'contact.saved')
-                         and w.attempts = 0 and coalesce(w.held_due, w.next_attempt_at) > now()
-                       for update skip locked);
+      begin
+        perform webhooks_private.bring_forward_waiting(p_webhook_id, p_contact_id);
+      exception when serialization_failure then
+        null;
+      end;
     end if;
   end if;
   -- the message into history, its small row into the queue (22_outbox.sql)

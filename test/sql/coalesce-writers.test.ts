@@ -1,9 +1,10 @@
-// A webhook's delete left open (a DBA's session, a script) holds its queue rows: a
-// change to one of its contacts does not wait for it. With a coalesce window the
-// change's capture would merge into the webhook's pending delivery, or bring it
-// forward; a delivery held by another transaction is passed over instead, and the
-// change written as a message of its own (which maintenance removes if the delete
-// commits: forget-webhook.test.ts).
+// With a coalesce window, a change's capture merges into its contact's pending
+// delivery, or brings it forward (sql/25_capture.sql, enqueue). No webhook may make the
+// change wait or fail: a delivery held by another transaction (a webhook's delete left
+// open in a DBA's session) is passed over, and so is one a writer in REPEATABLE READ
+// or SERIALIZABLE cannot lock because it changed after its snapshot (a claim leased it
+// meanwhile); the change becomes a message of its own (which maintenance removes if
+// the delete commits: forget-webhook.test.ts).
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
@@ -49,3 +50,32 @@ test("a change to a contact whose coalesced delivery a webhook's open delete hol
     { contact_id: deleted.id, action: 'contact.deleted', merged: null },
   ]);
 });
+
+for (const level of ['repeatable read', 'serializable']) {
+  test(`a writer in ${level} whose contact's coalesced delivery changed after its snapshot: the change is written, as a message of its own`, async (t) => {
+    const f = factories(db().pool);
+    const company = await f.company();
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+    await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+    const contact = await f.contact(company.id);
+    await db().pool.query(`update crm.contacts set city = 'Before' where id = $1`, [contact.id]);
+
+    const writer = await db().pool.connect();
+    t.teardown(async () => {
+      await writer.query('rollback');
+      writer.release();
+    });
+    await writer.query(`begin isolation level ${level}`);
+    await writer.query('select count(*) from crm.contacts'); // the snapshot
+    // meanwhile the pending delivery changes (as a claim's lease would change it)
+    await db().pool.query(
+      `update webhooks.delivery_queue set next_attempt_at = next_attempt_at + interval '1 second' where webhook_id = $1`, [hook.id]);
+    await t.notThrowsAsync(writer.query(`update crm.contacts set city = 'During' where id = $1`, [contact.id]));
+    await writer.query('commit');
+
+    const { rows } = await db().pool.query(
+      `select payload #>> '{data,contact,city}' as city, payload #> '{data,merged}' as merged from webhooks.deliveries
+       where webhook_id = $1 order by id`, [hook.id]);
+    t.deepEqual(rows, [{ city: 'Before', merged: 1 }, { city: 'During', merged: 1 }]);
+  });
+}
