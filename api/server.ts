@@ -17,6 +17,7 @@ import { staticFiles } from './static.ts';
 import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
 import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes } from '../ops/operations.ts';
+import { KEEPALIVE_AFTER_MS, sessionOptions } from '../relay/database.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
 
@@ -28,14 +29,6 @@ export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.ur
  * webhooks, 2026-12-03). Longer than the roll-up's interval, which keeps one warm.
  */
 export const API_IDLE_CONNECTION_MS = 10 * 60_000;
-/**
- * TCP keepalives on the API's connections after this long idle: a connection kept for
- * minutes must outlive the idle timeouts of the NATs and firewalls on its path (some
- * drop a quiet connection after 4 to 6 minutes, and then the next request on it would
- * wait for an answer that never comes); the operating system then probes it every
- * tcp_keepalive_intvl (75 s unless set).
- */
-export const API_KEEPALIVE_AFTER_MS = 30_000;
 
 export interface ApiOptions {
   databaseUrl: string;
@@ -88,6 +81,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
     max: poolSize,
+    // READ COMMITTED whatever the database's default (relay/database.ts says why)
+    options: sessionOptions(null),
     // however long they stay idle, as many stay open as one company's requests may
     // use at once (API_COMPANY_MAX_IN_FLIGHT): an admin who opens the page after a
     // quiet spell finds its first requests' connections warm, not only the one the
@@ -95,7 +90,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     min: Math.min(limits.companyMaxInFlight, poolSize),
     idleTimeoutMillis: options.idleConnectionMs ?? API_IDLE_CONNECTION_MS,
     keepAlive: true,
-    keepAliveInitialDelayMillis: API_KEEPALIVE_AFTER_MS,
+    // (relay/database.ts says why)
+    keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,
   });
   let stopping = false;
   // an idle connection dropped by the server (restart, failover) is replaced on next use

@@ -10,10 +10,11 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 
 /**
- * The settings every session of the relay starts with (a connection's startup
- * `options`). READ COMMITTED whatever the database's default: the engine's claims,
- * settles and rescues are written for it (SKIP LOCKED, a row changed meanwhile passed
- * by, a fresh snapshot for each statement). A DBA who sets
+ * The settings every session of the relay (and the API's, api/server.ts) starts with
+ * (a connection's startup `options`). READ COMMITTED whatever the database's default:
+ * the engine's claims, settles and rescues, and the API's changes, are written for it
+ * (SKIP LOCKED, a row changed meanwhile passed by or waited for, a fresh snapshot for
+ * each statement). A DBA who sets
  * `default_transaction_isolation` to repeatable read or serializable for the CRM's
  * own sake made them fail with serialization errors under load: results dropped,
  * deliveries left in flight until their lease ran out, then sent twice
@@ -24,6 +25,17 @@ export function sessionOptions(role: string | null, extra: string[] = []): strin
   if (role) settings.push(`-c role=${role}`);
   return settings.join(' ');
 }
+
+/**
+ * TCP keepalives on a database connection after this long idle, for the relay's and
+ * the API's (api/server.ts): a connection kept for minutes must outlive the idle
+ * timeouts of the NATs and firewalls on its path (some drop a quiet connection after 4
+ * to 6 minutes, and then the next query on it would wait for an answer that never
+ * comes, RELAY_DB_QUERY_TIMEOUT_MS for the relay); the operating system then probes it
+ * every tcp_keepalive_intvl (75 s unless set). Without it, the system's default is two
+ * hours. (The relay keeps its pool's connections however long idle, below.)
+ */
+export const KEEPALIVE_AFTER_MS = 30_000;
 
 /** How long opening a database connection may take, on every connection of the relay
  * (at most: no longer than a query may wait for its answer): one whose path goes
@@ -42,6 +54,7 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
     options: sessionOptions(options.role, ['-c synchronous_commit=off']),
     application_name: 'bpd-webhooks-relay',
     keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,
     connectionTimeoutMillis: dbConnectTimeoutMs(options.queryTimeoutMs),
     query_timeout: options.queryTimeoutMs,
     // kept open however long idle (pg closes a connection idle for 10 s by default):

@@ -13,7 +13,7 @@
 // (`held`), so that no unlock is refused (each refusal is a WARNING in the server log).
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { dbConnectTimeoutMs, isConnectionError, sessionOptions } from './database.ts';
+import { dbConnectTimeoutMs, isConnectionError, KEEPALIVE_AFTER_MS, sessionOptions } from './database.ts';
 import { awake, capturesDone, goingIdle } from './queries.ts';
 
 type Options = { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; onLost: () => void };
@@ -103,6 +103,7 @@ export class IdleAnnouncer {
       options: sessionOptions(role),
       application_name: 'bpd-webhooks-relay-idle',
       keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,
       connectionTimeoutMillis: dbConnectTimeoutMs(queryTimeoutMs),
       query_timeout: queryTimeoutMs,
     });

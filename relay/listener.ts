@@ -10,7 +10,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
-import { dbConnectTimeoutMs } from './database.ts';
+import { dbConnectTimeoutMs, KEEPALIVE_AFTER_MS } from './database.ts';
 import { CHANNEL } from './engine-names.ts';
 
 /** Reconnecting: at most this long between tries. */
@@ -44,7 +44,9 @@ export function startListener(options: {
     // (query_timeout: the check's answer, and LISTEN's, must come within a check period)
     const current = new pg.Client({
       connectionString: databaseUrl,
+      application_name: 'bpd-webhooks-relay-listener',
       keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,
       connectionTimeoutMillis: dbConnectTimeoutMs(checkEveryMs),
       query_timeout: checkEveryMs,
     });
