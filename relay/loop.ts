@@ -26,6 +26,7 @@ import { RelayMetrics } from './metrics.ts';
 import { Holdings } from './holdings.ts';
 import { claimDeliveries, ping, refusedSettings, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
 import { Backfiller } from './backfiller.ts';
+import { DatabaseClock } from './database-clock.ts';
 import { Rescuer } from './rescuer.ts';
 import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
 import type { RelaySettings } from './settings.ts';
@@ -84,6 +85,8 @@ export class Relay {
   private readonly pacing = new Map<NodeJS.Timeout, DeliveryJob>();
   /** a claim found a webhook at its fleet-wide cap (max_in_flight): look again after a settle */
   private capHeldBack = false;
+  /** the database's clock as this relay reads it: where rate_limit slots fall */
+  private readonly databaseClock = new DatabaseClock();
 
   constructor(settings: RelaySettings, options: { log?: Logger } = {}) {
     this.settings = settings;
@@ -291,7 +294,7 @@ export class Relay {
       slots: this.settings.maxInFlight,
       heldBytesByWebhook: view.heldBytesByWebhook,
       byteBudget: view.byteBudget,
-    }).catch((error: unknown) => {
+    }, this.databaseClock).catch((error: unknown) => {
       // the claim may have run and leased what its answer would have said
       if (isConnectionError(error)) this.holdings.answerLost();
       throw error;

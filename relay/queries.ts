@@ -3,6 +3,7 @@
 // sql/20_wakeup.sql, sql/35_backfill.sql), which decides; the relay only asks. Claim and settle are named
 // (prepared once per connection): they run thousands of times a second under load.
 import type pg from 'pg';
+import { DatabaseClock } from './database-clock.ts';
 
 type Db = Pick<pg.Pool | pg.Client, 'query'>;
 
@@ -22,10 +23,7 @@ export interface DeliveryJob {
    * The webhook's rate_limit pacing (epoch ms on this relay's clock; null: not
    * paced): sent not before sendAt and before sendUntil, else handed back (the
    * claim's slots add up to the rate across the whole fleet). The database gives the
-   * slot as times from its own clock, which the relay's need not agree with: read as
-   * how far ahead of the database's clock the slot is, and placed that far ahead of
-   * this relay's clock when the answer arrives (a relay whose clock ran ahead by more
-   * than a slot's 1/rate_limit used to hand every paced delivery back).
+   * slot on its own clock; database-clock.ts places it on the relay's.
    */
   sendAt: number | null;
   sendUntil: number | null;
@@ -67,15 +65,18 @@ export interface Claimed {
   lanesBusy: boolean;
 }
 
-/** Leases a batch of due deliveries to this relay (webhooks_relay.claim_deliveries). */
-export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Claimed> {
+/**
+ * Leases a batch of due deliveries to this relay (webhooks_relay.claim_deliveries);
+ * `clock` notes the database's time of the answer and places the slots on this relay's.
+ */
+export async function claimDeliveries(db: Db, request: ClaimRequest, clock: DatabaseClock = new DatabaseClock()): Promise<Claimed> {
   const { rows } = await db.query({
     name: 'bpd_webhooks_claim',
     text: `
       select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret,
-             (extract(epoch from send_at - clock_timestamp()) * 1000)::float8 as send_in,
-             (extract(epoch from send_until - clock_timestamp()) * 1000)::float8 as send_within, webhook_filled,
-             more_due, at_cap, lanes_busy
+             (extract(epoch from send_at) * 1000)::float8 as send_at,
+             (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap,
+             lanes_busy, (extract(epoch from clock_timestamp()) * 1000)::float8 as database_now
       from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[],
                                                   null, $10::bigint[], $11)`,
     values: [
@@ -92,8 +93,9 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
       request.byteBudget,
     ],
   });
-  // (the slots' times as this relay's clock reads them: see DeliveryJob.sendAt)
-  const now = Date.now();
+  // the database's time as the last row left it, beside this relay's now that all
+  // have arrived: the slots' times as this relay's clock reads them
+  if (rows.length > 0) clock.observe(Number(rows.at(-1)!.database_now), Date.now());
   // a row without a delivery only says at_cap or lanes_busy
   const jobs = rows.filter((row) => row.delivery_id !== null).map((row) => ({
     deliveryId: row.delivery_id,
@@ -104,8 +106,8 @@ export async function claimDeliveries(db: Db, request: ClaimRequest): Promise<Cl
     body: row.body,
     secret: row.secret,
     previousSecret: row.previous_secret,
-    sendAt: row.send_in === null ? null : now + Number(row.send_in),
-    sendUntil: row.send_within === null ? null : now + Number(row.send_within),
+    sendAt: row.send_at === null ? null : clock.toLocal(Number(row.send_at)),
+    sendUntil: row.send_until === null ? null : clock.toLocal(Number(row.send_until)),
   }));
   const filled = new Set<string>(rows.filter((row) => row.webhook_filled).map((row) => row.webhook_id));
   return {

@@ -349,7 +349,7 @@ export class Slots {
  * A paced delivery whose rate_limit slot has passed is handed back rather than sent
  * late: sent late, it could fall into the next slot's second and break the
  * webhook's rate_limit. (Slots are on this relay's clock: the claim placed them there,
- * queries.ts.)
+ * database-clock.ts.)
  */
 export function missedSlot(job: DeliveryJob, wallNow = Date.now()): boolean {
   return job.sendUntil !== null && wallNow >= job.sendUntil;
