@@ -3,32 +3,53 @@
 // agree with it (another host, a clock not kept in step): a relay whose clock ran
 // ahead by more than a slot (50 ms at rate_limit = 20) used to find every slot passed.
 //
-// Each claim's answer carries the database's time as it was sent (clock_timestamp());
-// the relay notes it beside its own time when the answer has arrived. The offset of
-// the two clocks is at least that difference, more by the answer's way back (its
-// transit and parsing), never less: so the largest difference of the last minute is
-// the estimate, as close as the quickest answer came, and steady from one claim to the
-// next. (Placing each slot by its own claim's answer instead moved slots by each
-// answer's delay: two relays' slots came closer than 1/rate_limit, and 22 requests fell
-// within a second at rate_limit = 20.) Clocks drift by parts per million: a minute's
-// window follows them.
+// Each claim's answer carries the database's time as it was sent (clock_timestamp()).
+// The relay's clock read when it asked and when the answer had arrived bound the
+// offset of the two clocks, as NTP does: the database's time less the arrival is at
+// most the offset, less the asking at least. The bounds of the last minute together
+// say where it lies.
+//   - Where it may be nil (the clocks agree within the quickest round trip, as on
+//     hosts that keep time), the relay's own clock is taken: every relay then places
+//     the slots exactly where the database does, and a second holds at most
+//     rate_limit + 1 of them however the relays' answers were delayed. (An estimate
+//     per relay moves each relay's slots by its own error: two relays' slots came
+//     closer than 1/rate_limit, and 22 requests fell within a second at 20.)
+//   - Else the lower bound: never earlier than a slot, as late as the quickest answer
+//     took to come back.
+// Clocks drift by parts per million: a minute's window follows them.
 export const CLOCK_WINDOW_MS = 60_000;
 
-export class DatabaseClock {
-  /** recent differences (database − relay), largest first, each newer than the one before it */
-  private readonly differences: Array<{ at: number; difference: number }> = [];
+type Bound = { at: number; value: number };
 
-  /** Notes the database's time `databaseMs` in an answer that arrived at `localMs` (this relay's clock). */
-  observe(databaseMs: number, localMs: number): void {
-    const difference = databaseMs - localMs;
-    // a difference no larger than a newer one can never be the largest again
-    while (this.differences.length > 0 && this.differences.at(-1)!.difference <= difference) this.differences.pop();
-    this.differences.push({ at: localMs, difference });
-    while (this.differences[0]!.at < localMs - CLOCK_WINDOW_MS) this.differences.shift();
+/** Appends to a window kept in order of time whose first entry is its largest (sign 1) or smallest (-1). */
+function keep(window: Bound[], bound: Bound, sign: 1 | -1): void {
+  // an entry no better than a newer one can never be the best again
+  while (window.length > 0 && sign * window.at(-1)!.value <= sign * bound.value) window.pop();
+  window.push(bound);
+  while (window[0]!.at < bound.at - CLOCK_WINDOW_MS) window.shift();
+}
+
+export class DatabaseClock {
+  /** database − arrival: the offset is at least each (their largest first) */
+  private readonly lower: Bound[] = [];
+  /** database − asking: the offset is at most each (their smallest first) */
+  private readonly upper: Bound[] = [];
+
+  /** Notes the database's time `databaseMs` in an answer asked for at `askedMs` and arrived at `arrivedMs` (this relay's clock). */
+  observe(databaseMs: number, askedMs: number, arrivedMs: number): void {
+    keep(this.lower, { at: arrivedMs, value: databaseMs - arrivedMs }, 1);
+    keep(this.upper, { at: arrivedMs, value: databaseMs - askedMs }, -1);
   }
 
-  /** A time of the database's clock on this relay's (as is before anything was observed). */
+  /** The database's clock less this relay's, as far as the answers of the last minute tell. */
+  offset(): number {
+    const atLeast = this.lower[0]?.value ?? 0;
+    const atMost = this.upper[0]?.value ?? 0;
+    return atLeast <= 0 && atMost >= 0 ? 0 : atLeast;
+  }
+
+  /** A time of the database's clock on this relay's. */
   toLocal(databaseMs: number): number {
-    return databaseMs - (this.differences[0]?.difference ?? 0);
+    return databaseMs - this.offset();
   }
 }

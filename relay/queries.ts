@@ -70,6 +70,7 @@ export interface Claimed {
  * `clock` notes the database's time of the answer and places the slots on this relay's.
  */
 export async function claimDeliveries(db: Db, request: ClaimRequest, clock: DatabaseClock = new DatabaseClock()): Promise<Claimed> {
+  const asked = Date.now();
   const { rows } = await db.query({
     name: 'bpd_webhooks_claim',
     text: `
@@ -93,9 +94,9 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
       request.byteBudget,
     ],
   });
-  // the database's time as the last row left it, beside this relay's now that all
-  // have arrived: the slots' times as this relay's clock reads them
-  if (rows.length > 0) clock.observe(Number(rows.at(-1)!.database_now), Date.now());
+  // the database's time as the last row left it, between this relay's when it asked
+  // and now that all have arrived: the slots' times as this relay's clock reads them
+  if (rows.length > 0) clock.observe(Number(rows.at(-1)!.database_now), asked, Date.now());
   // a row without a delivery only says at_cap or lanes_busy
   const jobs = rows.filter((row) => row.delivery_id !== null).map((row) => ({
     deliveryId: row.delivery_id,

@@ -1,26 +1,33 @@
-// The database's clock as the relay reads it (relay/database-clock.ts): the largest
-// difference of the last minute, as close as the quickest answer came.
+// The database's clock as the relay reads it (relay/database-clock.ts): the relay's own
+// where the answers allow the clocks to agree, else the lower bound of their offset.
 import test from 'ava';
 import { CLOCK_WINDOW_MS, DatabaseClock } from '../../relay/database-clock.ts';
 
-test('before any answer the clocks are taken to agree', (t) => {
-  t.is(new DatabaseClock().toLocal(1_000), 1_000);
+test('before any answer, and while the answers allow it, the clocks are taken to agree', (t) => {
+  const clock = new DatabaseClock();
+  t.is(clock.toLocal(1_000), 1_000);
+  // answers 2 to 40 ms on their way, the database's clock 1 ms ahead: within them
+  clock.observe(10_000 + 1, 10_000 - 2, 10_000 + 2);
+  clock.observe(10_100 + 1, 10_100 - 40, 10_100 + 3);
+  t.is(clock.offset(), 0);
+  t.is(clock.toLocal(20_000), 20_000);
 });
 
-test("a slot goes where the quickest answer of the last minute puts it, however late the latest answer came", (t) => {
+test('a database clock 3 s behind: slots go where the quickest answer of the last minute puts them, never early', (t) => {
   const clock = new DatabaseClock();
-  // the database's clock 3 s behind the relay's; answers 2, 40 and 9 ms on their way
-  clock.observe(10_000 - 3_000 - 2, 10_000);
-  clock.observe(10_100 - 3_000 - 40, 10_100);
-  clock.observe(10_200 - 3_000 - 9, 10_200);
-  t.is(clock.toLocal(20_000), 20_000 + 3_002, 'never earlier than the slot opens, 2 ms late at most');
+  // asked at 10,000, the database at 7,000, arrived 2 ms later; then answers 40 and 9 ms late
+  clock.observe(7_000, 10_000, 10_002);
+  clock.observe(7_100, 10_100 - 1, 10_100 + 40);
+  clock.observe(7_200, 10_200 - 1, 10_200 + 9);
+  t.is(clock.offset(), -3_002);
+  t.is(clock.toLocal(20_000), 23_002, 'late by the quickest answer\'s way back, 2 ms');
 });
 
-test('a difference older than the window is forgotten, so the estimate follows a clock that drifts', (t) => {
+test('bounds older than the window are forgotten, so the estimate follows a clock that drifts', (t) => {
   const clock = new DatabaseClock();
-  clock.observe(1_000 + 50, 1_000); // the database 50 ms ahead, then 10 ms
-  clock.observe(1_000 + CLOCK_WINDOW_MS - 1 + 10, 1_000 + CLOCK_WINDOW_MS - 1);
-  t.is(clock.toLocal(100_000), 100_000 - 50);
-  clock.observe(2_000 + CLOCK_WINDOW_MS + 10, 2_000 + CLOCK_WINDOW_MS);
-  t.is(clock.toLocal(100_000), 100_000 - 10);
+  clock.observe(1_000 + 5_000, 1_000, 1_000); // the database 5 s ahead, then 4 s
+  clock.observe(1_000 + CLOCK_WINDOW_MS + 4_000, 1_000 + CLOCK_WINDOW_MS - 1, 1_000 + CLOCK_WINDOW_MS);
+  t.is(clock.offset(), 5_000);
+  clock.observe(2_000 + CLOCK_WINDOW_MS + 4_000, 2_000 + CLOCK_WINDOW_MS, 2_000 + CLOCK_WINDOW_MS);
+  t.is(clock.offset(), 4_000);
 });
