@@ -6,6 +6,7 @@
 import test from 'ava';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
+import { waitForRows } from '../helpers/relay.ts';
 
 const { db, api } = useTestDatabaseWithApi(test, {
   beforeApi: (database) => database.pool.query(`alter database ${database.name} set default_transaction_isolation = 'serializable'`).then(() => {}),
@@ -26,8 +27,10 @@ test("an admin's change waits for a DBA's change of the same webhook, then goes 
   await dba.query('begin');
   await dba.query('update webhooks.webhooks set name = $2 where id = $1', [hook.id, 'Renamed by the DBA']);
   const change = api().gql(admin, SET, { id: hook.id, window: null, ordered: true });
-  // the admin's change is waiting for the DBA's row lock
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // the admin's change waits for the DBA's row lock
+  await waitForRows(db().pool,
+    `select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`, [],
+    (rows) => rows.length > 0, 10_000);
   await dba.query('commit');
   const done = await change;
   t.falsy(done.errors, JSON.stringify(done.errors));
