@@ -218,7 +218,11 @@ export class Settler {
         durationMs: result.durationMs,
       };
       if (!row) {
-        this.log.warn({ ...fields, state: 'lease lost' }, 'attempt recorded, but the lease had run out: another relay owns the delivery now');
+        this.log.warn(
+          { ...fields, state: 'lease lost' },
+          'not settled: its lease had run out (another relay owns the delivery, and the attempt is recorded), ' +
+            'or a transaction outside the engine holds it (its lease will run out)',
+        );
       } else {
         this.log.info(
           { ...fields, state: row.state, nextAttemptAt: row.nextAttemptAt ?? undefined },
