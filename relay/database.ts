@@ -14,11 +14,10 @@ import type { Logger } from 'pino';
  * (a connection's startup `options`). READ COMMITTED whatever the database's default:
  * the engine's claims, settles and rescues, and the API's changes, are written for it
  * (SKIP LOCKED, a row changed meanwhile passed by or waited for, a fresh snapshot for
- * each statement). A DBA who sets
- * `default_transaction_isolation` to repeatable read or serializable for the CRM's
- * own sake made them fail with serialization errors under load: results dropped,
- * deliveries left in flight until their lease ran out, then sent twice
- * (test/relay/default-isolation.test.ts).
+ * each statement). A DBA who set `default_transaction_isolation` to repeatable read
+ * or serializable for the CRM's own sake made them fail with serialization errors
+ * under load: results dropped, deliveries left in flight until their lease ran out,
+ * then sent twice (test/relay/default-isolation.test.ts, test/api/default-isolation.test.ts).
  */
 export function sessionOptions(role: string | null, extra: string[] = []): string {
   const settings = ['-c default_transaction_isolation=read\\ committed', ...extra];

@@ -22,6 +22,32 @@ export interface ReceiverResolver {
   close(): void;
 }
 
+/**
+ * Once one family has answered with addresses, how long the other is waited for: some
+ * servers never answer AAAA queries, and the name's IPv4 addresses need not wait the
+ * whole DNS timeout for them.
+ */
+export const OTHER_FAMILY_GRACE_MS = 50;
+
+type Asked = PromiseSettledResult<string[]>;
+
+/** The A and AAAA answers; the later of the two waited for OTHER_FAMILY_GRACE_MS at most once the first has addresses. */
+async function bothFamilies(v4: Promise<string[]>, v6: Promise<string[]>): Promise<[Asked, Asked]> {
+  const settled = [v4, v6].map((p) => p.then(
+    (value): Asked => ({ status: 'fulfilled', value }),
+    (reason: unknown): Asked => ({ status: 'rejected', reason }),
+  ));
+  const first = await Promise.race(settled);
+  if (first.status !== 'fulfilled' || first.value.length === 0) return [await settled[0]!, await settled[1]!];
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<Asked>((resolve) => {
+    timer = setTimeout(resolve, OTHER_FAMILY_GRACE_MS, { status: 'fulfilled', value: [] });
+  });
+  const both = await Promise.all(settled.map((s) => Promise.race([s, grace])));
+  clearTimeout(timer);
+  return [both[0]!, both[1]!];
+}
+
 /** Names the system resolves (hosts file, search domains): none a tenant can delegate. */
 export function askSystem(hostname: string): boolean {
   const name = hostname.toLowerCase().replace(/\.$/, '');
@@ -41,10 +67,10 @@ export function receiverResolver(options: { servers: string[] | null; timeoutMs:
   return {
     async lookup(hostname, family) {
       if (askSystem(hostname)) return systemLookup(hostname, { all: true, family });
-      const asked = await Promise.allSettled([
+      const asked = await bothFamilies(
         family === 6 ? Promise.resolve([]) : resolver.resolve4(hostname),
         family === 4 ? Promise.resolve([]) : resolver.resolve6(hostname),
-      ]);
+      );
       const addresses: LookupAddress[] = [];
       for (const [i, result] of asked.entries()) {
         if (result.status === 'fulfilled') for (const address of result.value) addresses.push({ address, family: i === 0 ? 4 : 6 });

@@ -1,5 +1,5 @@
 // A DNS server on loopback for tests (UDP, packets by `dns-packet`): answers A
-// queries as `answer` says, AAAA with no data, and never answers a name `answer`
+// queries as `answer` says, AAAA with no data, and never answers a query `answer`
 // says 'hang' for, as a zone delegated to a server that drops queries would.
 //
 //   const dns = await startDnsServer((name) => name.endsWith('.hang.test') ? 'hang' : '127.0.0.1');
@@ -18,8 +18,8 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-/** `answer(name)`: the IPv4 address of the name, null for no such name, or 'hang'. */
-export async function startDnsServer(answer: (name: string) => string | null | 'hang'): Promise<DnsServer> {
+/** `answer(name, type)`: the IPv4 address of the name, null for no such name, or 'hang' ('A' or 'AAAA'). */
+export async function startDnsServer(answer: (name: string, type: string) => string | null | 'hang'): Promise<DnsServer> {
   const socket = createSocket('udp4');
   const queries: string[] = [];
   const waiters: Array<{ count: number; matching: (name: string) => boolean; resolve: () => void }> = [];
@@ -34,7 +34,7 @@ export async function startDnsServer(answer: (name: string) => string | null | '
         waiter.resolve();
       }
     }
-    const address = answer(question.name);
+    const address = answer(question.name, question.type);
     if (address === 'hang') return;
     const response = packet.encode({
       type: 'response',

@@ -8,7 +8,9 @@ import { askSystem, receiverResolver } from '../../relay/dns.ts';
 import { guardedLookup, parseNetworks, TENANT_REFUSAL } from '../../relay/destinations.ts';
 
 const hangs = (name: string) => name.endsWith('.hang.test');
-const answer = (name: string) => (hangs(name) ? 'hang' : name === 'ok.fast.test' ? '127.0.0.1' : null);
+const answer = (name: string, type: string) =>
+  hangs(name) || (name === 'v4.no-aaaa.test' && type === 'AAAA') ? 'hang'
+    : name === 'ok.fast.test' || name === 'v4.no-aaaa.test' ? '127.0.0.1' : null;
 
 test('a company whose webhooks name hosts whose DNS never answers does not hold up another company\'s deliveries', async (t) => {
   const { database, receiver, f, company: hostile } = await relayScene(t);
@@ -70,6 +72,13 @@ test('a name resolves through the DNS servers given, each address checked; local
   t.regex(refused.error?.detail ?? '', /^destination refused: ok\.fast\.test resolves to 127\.0\.0\.1 \(loopback\)/);
   t.is((await lookup('nowhere.test', '127.0.0.0/8')).error?.code, 'ENOTFOUND');
   t.is((await lookup('x.hang.test', '127.0.0.0/8')).error?.code, 'ETIMEOUT');
+  // a server that never answers AAAA: the IPv4 addresses do not wait the 3 s its
+  // queries would take to give up
+  const patient = receiverResolver({ servers: [dns.server], timeoutMs: 4_000 });
+  t.teardown(() => patient.close());
+  const started = performance.now();
+  t.deepEqual(await patient.lookup('v4.no-aaaa.test', 0), [{ address: '127.0.0.1', family: 4 }]);
+  t.true(performance.now() - started < 1_000, `${Math.round(performance.now() - started)} ms`);
   t.false(dns.queries.includes('localhost'));
   t.deepEqual(await lookup('localhost', '127.0.0.0/8'), { error: null, address: '127.0.0.1' });
   t.false(dns.queries.includes('localhost'), 'asked of the system');
