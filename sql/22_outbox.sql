@@ -435,7 +435,7 @@ $$;
 -- change that could still write for it had a transaction id by then. (A writer in
 -- REPEATABLE READ reads the subscriptions as of its first query, and could write for
 -- a webhook later than that; it would be found only if it wrote before the webhook
--- was forgotten.) Returns how many webhooks were found with rows.
+-- was forgotten.) Returns how many webhooks were found with such rows.
 create or replace function webhooks.recheck_deleted_webhooks()
 returns integer
 language plpgsql
@@ -460,7 +460,11 @@ begin
       insert into webhooks_private.webhooks_to_purge (webhook_id, company_id)
       values (v.webhook_id, v.company_id)
       on conflict (webhook_id) do nothing;
-      v_found := v_found + 1;
+      -- (one its delete noted already, for the rows too many to remove at once, is
+      -- not counted)
+      if found then
+        v_found := v_found + 1;
+      end if;
     end if;
     if v.settled_after is null then
       update webhooks_private.webhooks_deleted_recently

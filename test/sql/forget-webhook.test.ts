@@ -125,6 +125,7 @@ test.serial('maintenance purges deleted webhooks before the retention, so a day 
 
   const result = await maintain(db().url);
   t.is(result.deliveriesPurged, 4);
+  t.is(result.deletedWebhooksFoundWithRows, 0, 'noted by its delete: nothing written after it');
   const day = new Date(Date.now() - 12 * 86_400_000).toISOString().slice(0, 10);
   t.true(result.daysDropped.includes(day), JSON.stringify(result.daysDropped));
   t.like(await countsOf(gone.id), { history: 0, results: 0, attempts: 0 });
