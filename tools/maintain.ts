@@ -1,8 +1,9 @@
 // The outbox's upkeep (docs/outbox.md): the partitions of the days ahead and the tail
 // after them, the report's day counts rolled up, deleted webhooks' deliveries removed
-// in batches (those written while a delete was open included), and the days past the retention dropped whole. `npm run maintain` runs
-// it once; `npm start` every hour. It needs the tables' owner (migrate's
-// DATABASE_URL): detaching a partition is the owner's right.
+// in batches (those written while a delete was open included), and the days past the
+// retention dropped whole. `npm run maintain` runs it once; `npm start` every hour. It
+// needs the tables' owner (migrate's DATABASE_URL): detaching a partition is the
+// owner's right.
 //
 // Neither moving the tail nor dropping makes claims, settles or captures wait:
 // DETACH PARTITION … CONCURRENTLY takes no lock that they take, and cannot run inside
