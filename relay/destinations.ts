@@ -20,7 +20,7 @@ import type { LookupAddress } from 'node:dns';
 import type { Socket } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { buildConnector } from 'undici';
-import { receiverResolver, type ReceiverResolver } from './dns.ts';
+import type { ReceiverResolver } from './dns.ts';
 
 type Address = ipaddr.IPv4 | ipaddr.IPv6;
 
@@ -222,15 +222,11 @@ export function refuseLiteralHost(url: URL, allow: NetworkList): DestinationRefu
 
 type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
-/** The resolver of guardedLookup when none is given (the system's DNS servers, 5 s). */
-let defaultResolver: ReceiverResolver | null = null;
-
 /** A socket `lookup` that resolves through `resolver` (dns.ts) and keeps only the addresses allowed. */
-export function guardedLookup(allow: NetworkList, resolver: Pick<ReceiverResolver, 'lookup'> | null = null) {
-  const resolving = resolver ?? (defaultResolver ??= receiverResolver({ servers: null, timeoutMs: 5_000 }));
+export function guardedLookup(allow: NetworkList, resolver: Pick<ReceiverResolver, 'lookup'>) {
   return (hostname: string, options: { family?: number | string; all?: boolean }, callback: LookupCallback): void => {
     const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : Number(options.family ?? 0);
-    resolving.lookup(hostname, family as 0 | 4 | 6).then((addresses) => {
+    resolver.lookup(hostname, family as 0 | 4 | 6).then((addresses) => {
       const permitted = addresses.filter((a) => refusal(a.address, allow) === null);
       if (permitted.length === 0) {
         const reasons = addresses.map((a) => refusal(a.address, allow)).join('; ');

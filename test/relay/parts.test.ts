@@ -14,6 +14,7 @@ import {
   specialKind,
   TENANT_REFUSAL,
 } from '../../relay/destinations.ts';
+import { receiverResolver } from '../../relay/dns.ts';
 import { numberArray, timeArray } from '../../relay/queries.ts';
 import { relaySettings } from '../../relay/settings.ts';
 import { signatureHeaders } from '../../relay/sign.ts';
@@ -132,7 +133,7 @@ test('an address literal in the URL is refused before any connection, in every s
 test('a name is checked on the addresses it resolves to', async (t) => {
   const resolve = (allow: string) =>
     new Promise<{ error: (Error & { detail?: string }) | null; address: unknown }>((done) =>
-      guardedLookup(parseNetworks(allow))('localhost', { family: 4 }, (error, address) => done({ error, address })),
+      guardedLookup(parseNetworks(allow), receiverResolver({ servers: null, timeoutMs: 5_000 }))('localhost', { family: 4 }, (error, address) => done({ error, address })),
     );
   const refused = await resolve('');
   t.is(refused.error?.message, TENANT_REFUSAL);
