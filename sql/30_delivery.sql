@@ -432,13 +432,15 @@ $$;
 -- for a row another transaction holds. The engine holds the rows a settle changes for
 -- milliseconds at most (a rescue of a lease that ran out); a transaction outside it
 -- may hold them for as long as it stays open: a session that deletes a webhook
--- deletes its queue rows, those in flight included, and a session that changes or
--- deletes a webhook holds its row. The first is waited for at most
--- settle_lock_wait() (28_lanes.sql), then the settle is done again without the deliveries held
--- (their results are left out of the answer: the lease runs out, and the rescue
--- retries the delivery if it is still there once that transaction ends); the second
--- is never waited for (the webhook is left enabled, and the next 410 or failure
--- disables it). test/relay/open-transaction.test.ts shows both.
+-- deletes its queue rows, those in flight included; a session that writes a
+-- webhook's deliveries older than an hour holds the count rows of their hours; and a
+-- session that changes or deletes a webhook holds its row. The first two are waited
+-- for at most settle_lock_wait() (28_lanes.sql), then the settle is done again
+-- without the deliveries held, webhook by webhook (their results are left out of the
+-- answer: the lease runs out, and the rescue retries the delivery if it is still
+-- there once that transaction ends); the last is never waited for (the webhook is
+-- left enabled, and the next 410 or failure disables it).
+-- test/relay/open-transaction.test.ts shows each.
 create or replace function webhooks_relay.settle_deliveries(
   p_relay           text,
   p_ids             bigint[],
@@ -459,7 +461,7 @@ as $$
 declare
   v_lock_timeout constant text := current_setting('lock_timeout');
   v_free bigint[];
-  v_held bigint[];
+  v_webhook_ids bigint[];
 begin
   begin
     -- (the block's own setting: its end, or its failure, puts back the caller's)
@@ -475,27 +477,36 @@ begin
   end;
   -- a delivery held past the wait: those still this relay's that another transaction
   -- holds are left out, the rest locked (none of them waited for again) and settled
+  -- webhook by webhook, each waited for at most settle_lock_wait() too: a lock held on
+  -- something else of one webhook's (the count of an old delivery's hour, which a
+  -- session writing that webhook's old deliveries holds) leaves out that webhook's
+  -- results alone
   v_free := array(select q.delivery_id
                   from webhooks.delivery_queue q
                   where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
                   for no key update of q skip locked);
-  v_held := array(select q.delivery_id
-                  from webhooks.delivery_queue q
-                  where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
-                    and q.delivery_id <> all (v_free));
-  return query
-    select s.*
-    from (select array_agg(r.id) as ids, array_agg(r.attempt) as attempts, array_agg(r.attempted_at) as attempted_at,
-                 array_agg(r.duration_ms) as duration_ms, array_agg(r.status_code) as status_codes,
-                 array_agg(r.error) as errors, array_agg(r.response_body) as response_bodies,
-                 array_agg(r.retry_after_s) as retry_after_s
-          from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
-                      p_response_bodies, p_retry_after_s)
-            as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
-          where r.id <> all (v_held)) f
-    cross join lateral webhooks_private.settle_results(p_relay, f.ids, f.attempts, f.attempted_at, f.duration_ms,
-                                                         f.status_codes, f.errors, f.response_bodies, f.retry_after_s) s
-    where f.ids is not null;
+  for v_webhook_ids in
+    select array_agg(q.delivery_id) from webhooks.delivery_queue q where q.delivery_id = any (v_free) group by q.webhook_id
+  loop
+    begin
+      perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
+      return query
+        select s.*
+        from (select array_agg(r.id) as ids, array_agg(r.attempt) as attempts, array_agg(r.attempted_at) as attempted_at,
+                     array_agg(r.duration_ms) as duration_ms, array_agg(r.status_code) as status_codes,
+                     array_agg(r.error) as errors, array_agg(r.response_body) as response_bodies,
+                     array_agg(r.retry_after_s) as retry_after_s
+              from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
+                          p_response_bodies, p_retry_after_s)
+                as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
+              where r.id = any (v_webhook_ids)) f
+        cross join lateral webhooks_private.settle_results(p_relay, f.ids, f.attempts, f.attempted_at, f.duration_ms,
+                                                             f.status_codes, f.errors, f.response_bodies, f.retry_after_s) s;
+      perform set_config('lock_timeout', v_lock_timeout, true);
+    exception when lock_not_available then
+      null;
+    end;
+  end loop;
 end;
 $$;
 
@@ -782,11 +793,56 @@ $$;
 -- failed when their attempts are used up). The attempt their relay made, or may
 -- have made, is recorded as such. Wakes the relays when it rescued anything. Reads
 -- the in-flight rows alone (their own partial index), however long the queue.
+--
+-- Like a settle, a rescue writes every company's rows in one statement, and so waits
+-- at most settle_lock_wait() for a lock another transaction holds (the count of an
+-- old delivery's hour, held by a session that writes that webhook's old deliveries
+-- and stays open); then it rescues webhook by webhook, each waited for as long,
+-- leaving the held webhook's rows to a later run.
+-- test/relay/open-transaction.test.ts shows it.
 create or replace function webhooks_relay.rescue_expired_leases(p_limit integer default 1000)
 returns integer
 language plpgsql
 volatile
 security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_lock_timeout constant text := current_setting('lock_timeout');
+  v_rescued integer := 0;
+  v_webhook_id bigint;
+begin
+  begin
+    -- (the block's own setting: its end, or its failure, puts back the caller's)
+    perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
+    v_rescued := webhooks_private.rescue_leases(p_limit, null);
+    perform set_config('lock_timeout', v_lock_timeout, true);
+    return v_rescued;
+  exception when lock_not_available then
+    null;
+  end;
+  for v_webhook_id in
+    select distinct q.webhook_id from webhooks.delivery_queue q
+    where q.locked_by is not null and q.locked_until < now()
+    limit p_limit
+  loop
+    begin
+      perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
+      v_rescued := v_rescued + webhooks_private.rescue_leases(p_limit, v_webhook_id);
+      perform set_config('lock_timeout', v_lock_timeout, true);
+    exception when lock_not_available then
+      null;
+    end;
+  end loop;
+  return v_rescued;
+end;
+$$;
+
+-- private (rescue_expired_leases): the rescue itself, of every webhook's rows or of one's
+create or replace function webhooks_private.rescue_leases(p_limit integer, p_webhook_id bigint)
+returns integer
+language plpgsql
+volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
@@ -799,6 +855,7 @@ begin
     from webhooks.delivery_queue q
     join webhooks.webhooks w on w.id = q.webhook_id
     where q.locked_by is not null and q.locked_until < now()
+      and (p_webhook_id is null or q.webhook_id = p_webhook_id)
     order by q.locked_until
     limit p_limit
     for update of q skip locked

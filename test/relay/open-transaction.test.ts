@@ -136,3 +136,92 @@ test('a session that disables and enables a webhook while its request is in flig
   const { rows: [lane] } = await database.pool.query('select failures, failing_since from webhooks_private.lanes where webhook_id = $1', [flaky.id]);
   t.deepEqual(lane, { failures: 0, failing_since: null });
 });
+
+test('a session that writes a webhook\'s old deliveries and stays open holds that hour\'s count: other webhooks\' results are written within seconds; once it ends, the held failure is recorded', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const other = await f.company();
+  const contact = await f.contact(company.id);
+  let answer!: () => void;
+  const answered = new Promise<void>((resolve) => (answer = resolve));
+  // one attempt: its failure is final, and a final failure's row changes its hour's count
+  const old = await f.webhook({ companyId: company.id, actions: ['contact.updated'], url: receiver.url('/old'), maxAttempts: 1 });
+  receiver.route('/old', { secret: old.secret, replies: [{ status: 500, after: answered }], otherwise: 200 });
+  const healthy = await f.webhook({ companyId: other.id, actions: ['contact.created'], url: receiver.url('/healthy') });
+  receiver.route('/healthy', { secret: healthy.secret, otherwise: 200 });
+  // a delivery made two hours ago and due now: its failure changes a counted hour
+  const oldDelivery = (state: string) => [
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, created_at,
+                                      next_attempt_at, completed_at)
+     values ($1, $2, 'contact.updated', $3, '{}', $4, case when $4 = 'succeeded' then 1 else 0 end,
+             date_trunc('hour', now()) - interval '2 hours', now(), case when $4 = 'succeeded' then now() end)`,
+    [old.id, company.id, contact.id, state],
+  ] as [string, unknown[]];
+  await database.pool.query(...oldDelivery('pending'));
+
+  // a lease short enough to see it run out
+  const relay = testRelay(database.url, { RELAY_REQUEST_TIMEOUT_MS: '2000', RELAY_LEASE_MS: '4000', RELAY_RESCUE_INTERVAL_MS: '200' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await receiver.waitFor(1, { path: '/old' });
+  // a DBA writes another delivery of that webhook into the same hour, and stays open:
+  // the hour's count row is theirs until they end
+  const dba = await openTransaction(t, database.pool, oldDelivery('succeeded'));
+  answer();
+  for (let i = 0; i < 3; i++) await f.contact(other.id);
+  const done = await waitForFinalDeliveries(database.pool, [healthy.id], 3, 8_000);
+  t.deepEqual(done.map((d) => d.state), ['succeeded', 'succeeded', 'succeeded']);
+
+  // the held failure was left out; once the DBA ends, its lease runs out and it is
+  // recorded as failed after its one attempt
+  await dba.commit();
+  const [failed] = await waitForRows(
+    database.pool,
+    `select state, attempts from webhooks.deliveries where webhook_id = $1 and state <> 'succeeded'`,
+    [old.id],
+    (rows) => rows[0]?.state === 'failed',
+    15_000,
+  );
+  t.deepEqual(failed, { state: 'failed', attempts: 1 });
+  t.is(receiver.received('/old').length, 1);
+});
+
+test('the same session beside leases that ran out: the rescue returns other webhooks\' deliveries within seconds; the held one is failed once it ends', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const other = await f.company();
+  const [contact, otherContact] = [await f.contact(company.id), await f.contact(other.id)];
+  const old = await f.webhook({ companyId: company.id, actions: ['contact.updated'], url: receiver.url('/old'), maxAttempts: 1 });
+  receiver.route('/old', { secret: old.secret, otherwise: 200 });
+  const healthy = await f.webhook({ companyId: other.id, actions: ['contact.updated'], url: receiver.url('/healthy') });
+  receiver.route('/healthy', { secret: healthy.secret, otherwise: 200 });
+  // a relay that died holding two deliveries: the old webhook's last attempt (its
+  // failure changes a counted hour) and the other company's first
+  const delivery = (webhook: { id: string; company_id: string }, contactId: string, state: string, age: string) => [
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, created_at,
+                                      next_attempt_at, locked_by, locked_until, completed_at)
+     values ($1, $2, 'contact.updated', $3, '{}', $4, 1, date_trunc('hour', now()) - $5::interval, now() - interval '1 minute',
+             case when $4 = 'in_flight' then 'relay-gone' end, case when $4 = 'in_flight' then now() - interval '1 second' end,
+             case when $4 = 'succeeded' then now() end)`,
+    [webhook.id, webhook.company_id, contactId, state, age],
+  ] as [string, unknown[]];
+  await database.pool.query(...delivery(old, contact.id, 'in_flight', '2 hours'));
+  await database.pool.query(...delivery(healthy, otherContact.id, 'in_flight', '0 hours'));
+  // a DBA writes another delivery of the old webhook into the same hour, and stays open
+  const dba = await openTransaction(t, database.pool, delivery(old, contact.id, 'succeeded', '2 hours'));
+
+  const relay = testRelay(database.url, { RELAY_RESCUE_INTERVAL_MS: '200' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const [done] = await waitForFinalDeliveries(database.pool, [healthy.id], 1, 8_000);
+  t.deepEqual([done.state, done.attempts], ['succeeded', 2]);
+
+  await dba.commit();
+  const [failed] = await waitForRows(
+    database.pool,
+    `select state, attempts, last_error from webhooks.deliveries where webhook_id = $1 and state <> 'succeeded'`,
+    [old.id],
+    (rows) => rows[0]?.state === 'failed',
+    8_000,
+  );
+  t.deepEqual(failed, { state: 'failed', attempts: 1, last_error: 'lease expired: the relay did not settle attempt 1' });
+  t.is(receiver.received('/old').length, 0);
+});
