@@ -431,11 +431,11 @@ $$;
 -- purge (webhooks_to_purge: out of every view at once, removed by
 -- purge_deleted_webhooks, queue rows included). A webhook is forgotten here once
 -- every transaction that was running when maintenance first saw its delete has
--- ended: the capture of a change takes a snapshot for each of its queries, so a
--- change that could still write for it had a transaction id by then. (A writer in
--- REPEATABLE READ reads the subscriptions as of its first query, and could write for
--- a webhook later than that; it would be found only if it wrote before the webhook
--- was forgotten.) Returns how many webhooks were found with such rows.
+-- ended, and no snapshot older than that is held: a writer in REPEATABLE READ reads
+-- the subscriptions as of its first query, and may write for the webhook long after
+-- it, though it had no transaction id when the delete committed (its snapshot's
+-- xmin is each backend's backend_xmin, which every role may read). Returns how many
+-- webhooks were found with such rows.
 create or replace function webhooks.recheck_deleted_webhooks()
 returns integer
 language plpgsql
@@ -470,7 +470,10 @@ begin
       update webhooks_private.webhooks_deleted_recently
       set settled_after = pg_snapshot_xmax(v_snapshot)
       where webhook_id = v.webhook_id;
-    elsif pg_snapshot_xmin(v_snapshot) >= v.settled_after then
+    elsif pg_snapshot_xmin(v_snapshot) >= v.settled_after
+          -- (xid has no order of its own: the older of two has the greater age)
+          and not exists (select 1 from pg_catalog.pg_stat_activity a
+                          where a.backend_xmin is not null and age(a.backend_xmin) > age(v.settled_after::xid)) then
       -- (looked at above with a snapshot taken after those transactions ended)
       delete from webhooks_private.webhooks_deleted_recently where webhook_id = v.webhook_id;
     end if;

@@ -173,6 +173,39 @@ test.serial("a change written while a webhook's delete is open leaves a delivery
   t.is(await noted(), 0);
 });
 
+test.serial("a REPEATABLE READ writer whose snapshot predates a webhook's delete can write for it later: the webhook is not forgotten while that snapshot lives, and the delivery is removed", async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const noted = async () =>
+    (await db().pool.query('select count(*)::int as n from webhooks_private.webhooks_deleted_recently where webhook_id = $1', [gone.id])).rows[0].n;
+
+  // the writer's snapshot, taken before the delete; it has written nothing yet, so it
+  // has no transaction id
+  const writer = await db().pool.connect();
+  t.teardown(async () => {
+    await writer.query('rollback');
+    writer.release();
+  });
+  await writer.query('begin isolation level repeatable read');
+  await writer.query('select count(*) from crm.contacts');
+  await db().pool.query('delete from webhooks.webhooks where id = $1', [gone.id]);
+  // maintenance sees the delete, then sees it again with every transaction of that
+  // time ended but the writer, which holds only a snapshot
+  for (let i = 0; i < 3; i++) await db().pool.query('select webhooks.recheck_deleted_webhooks()');
+  t.is(await noted(), 1, 'kept while a snapshot from before the delete lives');
+
+  // the writer's change reads the subscriptions as of its snapshot: a delivery for
+  // the deleted webhook
+  await writer.query(`insert into crm.contacts (company_id, first_name) values ($1, 'Late')`, [company.id]);
+  await writer.query('commit');
+  t.like(await countsOf(gone.id), { deliveries: 1 });
+  const result = await maintain(db().url);
+  t.is(result.deletedWebhooksFoundWithRows, 1);
+  t.like(await countsOf(gone.id), { deliveries: 0, history: 0 });
+  t.is((await db().pool.query('select count(*)::int as n from webhooks.delivery_queue where webhook_id = $1', [gone.id])).rows[0].n, 0);
+});
+
 test.serial('maintenance pauses after each batch of a purge as long as the batch took, so the purge keeps the database busy half the time at most', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
