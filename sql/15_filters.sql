@@ -368,9 +368,11 @@ begin
       v_a := p_actual #>> '{}';
       v_b := p_value #>> '{}';
       if v_b ~ '^\d{4}-\d{2}-\d{2}[T ]' and left(p_field, 7) <> 'custom.'
-         and webhooks_private.condition_field_kind(p_field) = 'timestamp' then
-        -- both sides cast: the column's text is Postgres's own output, the value
-        -- passed is_iso_time when it was configured
+         and webhooks_private.condition_field_kind(p_field) = 'timestamp'
+         and pg_catalog.pg_input_is_valid(v_b, 'timestamptz') then
+        -- both sides cast: the column's text is Postgres's own output, the value is
+        -- a time (it passed is_iso_time when it was configured, unless the column was
+        -- text then: such a value, no time, compares as text, below)
         return case when v_a::timestamptz < v_b::timestamptz then -1
                     when v_a::timestamptz > v_b::timestamptz then 1 else 0 end;
       elsif v_b ~ '^\d{4}-\d{2}-\d{2}$' then

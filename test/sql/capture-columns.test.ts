@@ -100,6 +100,35 @@ test.serial('a column dropped or renamed fails no contact write, and payloads st
   ]);
 });
 
+test.serial('a column that became a time fails no contact write over a condition written for its text', async (t) => {
+  const f = make();
+  const company = await f.company();
+  await db().pool.query('alter table crm.contacts add column last_seen text');
+  // configured while last_seen was text: any text is a valid value then
+  const unlike = await f.webhook({
+    companyId: company.id, actions: ['contact.created', 'contact.updated', 'contact.deleted'], fields: ['first_name'],
+    conditions: { field: 'last_seen', op: 'ne', value: '2026-01-01 sometime' },
+  });
+  const like = await f.webhook({
+    companyId: company.id, actions: ['contact.created'], fields: ['first_name'],
+    conditions: { field: 'last_seen', op: 'eq', value: '2026-01-01 sometime' },
+  });
+  await db().pool.query('alter table crm.contacts alter column last_seen type timestamptz using null');
+
+  // the value is no time: it compares as text, as any other text does
+  const contact = await f.contact(company.id, { first_name: 'Grace', last_seen: '2026-01-01T09:00:00Z' });
+  await db().pool.query("update crm.contacts set first_name = 'Grace H.' where id = $1", [contact.id]);
+  await db().pool.query('delete from crm.contacts where id = $1', [contact.id]);
+
+  const id = Number(contact.id);
+  t.deepEqual((await deliveriesOf(db().pool, [unlike.id])).map((r) => [r.action, r.payload.data.contact]), [
+    ['contact.created', { id, first_name: 'Grace' }],
+    ['contact.updated', { id, first_name: 'Grace H.' }],
+    ['contact.deleted', { id, first_name: 'Grace H.' }],
+  ]);
+  t.deepEqual(await deliveriesOf(db().pool, [like.id]), []);
+});
+
 test.serial('once the engine is applied again, capture knows the new columns and sends the same', async (t) => {
   await migrate(db().url);
   const { rows: [known] } = await db().pool.query(`
