@@ -207,6 +207,18 @@ begin
       message = 'a delivery has completed_at exactly when it has finished (succeeded or failed)',
       constraint = 'deliveries_completed_iff_final';
   end if;
+  -- a finished delivery of a day past the retention stays finished: maintenance may be
+  -- dropping its day already (expired_days saw no queue row there, 29_retention.sql),
+  -- and the delivery would go with it, its day's count too
+  if v_queued and tg_op = 'UPDATE' and old.state in ('succeeded', 'failed')
+     and webhooks_private.utc_day(new.created_at) < webhooks_private.first_kept_day() then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('delivery %s is older than the retention (webhooks.retention), and its day is dropped soon: it cannot be sent again',
+                       old.id),
+      constraint = 'delivery_past_retention',
+      column = 'id';
+  end if;
   if v_queued then
     -- (payload_bytes: the claim's byte budget, 30_delivery.sql; a payload written
     -- here, by a replay or a DBA, is measured by its text)

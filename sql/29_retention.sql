@@ -25,6 +25,21 @@ as $$
   select webhooks_private.interval_setting('webhooks.retention');
 $$;
 
+-- private: the first day the retention keeps; the days before it may be dropped at any
+-- moment (expired_days), so no finished delivery of theirs goes back on its way: a
+-- replay taken while maintenance drops its day would lose it with the day (22_outbox.sql).
+-- As its owner: replay_failed (30_delivery.sql) asks it as the admin, who may not read
+-- the settings' helpers.
+create or replace function webhooks_private.first_kept_day()
+returns date
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select webhooks_private.utc_day(now() - webhooks_private.retention());
+$$;
+
 -- public (maintenance and DBAs; not in GraphQL): the days that may be dropped now,
 -- oldest first, with their partitions as parent table and partition name. A span of
 -- days (22_outbox.sql) is dropped whole once its last day may be: it comes as one row,
@@ -37,7 +52,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_before constant date := webhooks_private.utc_day(now() - webhooks_private.retention());
+  v_before constant date := webhooks_private.first_kept_day();
   v_range record;
   v_day date;
   v_uncounted boolean;

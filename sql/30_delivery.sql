@@ -1011,7 +1011,8 @@ $$;
 -- public: send again the failed deliveries of a webhook created since a time, oldest
 -- first, at most max_deliveries of them (replay_max_deliveries() unless given, and no
 -- more): a call that returns that many may have left more, which the next call takes.
--- Not those never sent for their payload's size: replay_delivery refuses them one by one.
+-- Not those never sent for their payload's size: replay_delivery refuses them one by one;
+-- nor those older than the retention, which it refuses too.
 drop function if exists webhooks.replay_failed(bigint, timestamptz);
 create or replace function webhooks.replay_failed(webhook_id bigint, since timestamptz, max_deliveries integer default null)
 returns setof webhooks.deliveries
@@ -1042,7 +1043,9 @@ begin
   from (select r.delivery_id, r.created_at
         from webhooks.delivery_results r
         where r.webhook_id = v_webhook.id and r.company_id = v_webhook.company_id
-          and r.created_at >= coalesce(since, '-infinity') and r.state = 'failed'
+          -- (none of a day past the retention: it cannot go back on its way, 22_outbox.sql)
+          and r.created_at >= greatest(since, webhooks_private.utc_day_start(webhooks_private.first_kept_day()))
+          and r.state = 'failed'
           and not exists (select 1 from webhooks.delivery_queue q where q.delivery_id = r.delivery_id)
           and not exists (select 1 from webhooks.delivery_history h
                           where h.id = r.delivery_id and h.created_at = r.created_at

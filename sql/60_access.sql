@@ -172,7 +172,8 @@ grant execute on function
   webhooks_private.require_enabled(webhooks.webhooks, text, text),
   webhooks_private.requeue_deliveries(bigint[], timestamptz[]),
   webhooks_private.payload_omitted(jsonb),
-  webhooks_private.replay_max_deliveries()
+  webhooks_private.replay_max_deliveries(),
+  webhooks_private.first_kept_day()
   to webhook_admin;
 
 -- the authenticator's one right of its own: rolling up the report's daily counts

@@ -1,0 +1,84 @@
+// A day past the retention is dropped only while none of its deliveries is on its way
+// (sql/29_retention.sql). A drop that waits for a reader of the day (DETACH PARTITION
+// CONCURRENTLY waits for it) leaves the day readable meanwhile, after expired_days()
+// found nothing of it on its way: a delivery of such a day cannot be replayed, else
+// it would be lost with the day (a queue row without its message) and so would its
+// day's count.
+import test from 'ava';
+import pg from 'pg';
+import { maintain } from '../../tools/maintain.ts';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
+
+const db = useTestDatabase(test);
+const DAY = 86_400_000;
+
+function utcDay(offsetDays: number): Date {
+  const now = new Date();
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) + offsetDays * DAY);
+}
+
+test('a delivery replayed while its day is being dropped is not lost with the day', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
+  const at = new Date(utcDay(-12).getTime() + 600_000);
+  const { rows: [failed] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'failed', 1, 'HTTP 500', $3, $3) returning id`,
+    [webhook.id, company.id, at]);
+  await db().pool.query('select webhooks.create_partitions()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+
+  // a reader of the old day holds the drop up
+  const reader = new pg.Client({ connectionString: db().url });
+  await reader.connect();
+  t.teardown(() => reader.end());
+  await reader.query('begin');
+  await reader.query(`select count(*) from webhooks.deliveries where created_at < now() - interval '10 days'`);
+
+  const dropping = maintain(db().url);
+  await until('the drop waits for the reader', async () => (await db().pool.query(
+    `select 1 from pg_stat_activity where query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
+
+  // meanwhile an admin replays the day's failed delivery: refused, the day being past
+  // the retention (it would have gone with the day)
+  const refused = await t.throwsAsync(db().pool.query('select webhooks.replay_delivery($1)', [failed.id]));
+  t.is((refused as unknown as { constraint: string }).constraint, 'delivery_past_retention');
+
+  await reader.query('commit');
+  const result = await dropping;
+  t.true(result.daysDropped.includes(utcDay(-12).toISOString().slice(0, 10)));
+  const { rows: [queued] } = await db().pool.query(
+    `select count(*)::int as n from webhooks.delivery_queue q
+     where q.webhook_id = $1 and not exists (select 1 from webhooks.delivery_history h where h.id = q.delivery_id)`,
+    [webhook.id]);
+  t.is(queued.n, 0);
+});
+
+test('replay_failed leaves out the failed deliveries older than the retention, and sends the rest', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const ids: string[] = [];
+  for (const day of [-12, -2]) {
+    const at = new Date(utcDay(day).getTime() + 600_000);
+    const { rows: [d] } = await db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at, created_at)
+       values ($1, $2, 'contact.created', 1, '{}', 'failed', 1, 'HTTP 500', $3, $3) returning id`,
+      [webhook.id, company.id, at]);
+    ids.push(d.id);
+  }
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query(`set webhooks.retention = '5 days'`);
+  for (const since of [null, utcDay(-20)]) {
+    const { rows } = await client.query('select id from webhooks.replay_failed($1, $2)', [webhook.id, since]);
+    t.deepEqual(rows.map((r) => r.id), since === null ? [ids[1]] : []);
+  }
+  const { rows } = await db().pool.query('select id, state from webhooks.deliveries where webhook_id = $1 order by id', [webhook.id]);
+  t.deepEqual(rows, [{ id: ids[0], state: 'failed' }, { id: ids[1], state: 'pending' }]);
+});
