@@ -743,7 +743,8 @@ begin
   end if;
   for v_table in select * from webhooks_private.outbox_partitioned() loop
     for v_day in
-      select d::date from generate_series(v_today, v_today + p_days_ahead, interval '1 day') d
+      -- (days as dates, not times: 29_retention.sql, expired_days, says why)
+      select v_today + n from generate_series(0, p_days_ahead) n
     loop
       begin
         if webhooks_private.create_partition(v_table.table_name, v_table.key_column, v_table.storage, v_day) then
