@@ -95,7 +95,15 @@ declare
   v_terms text;
   v_columns text[];
 begin
-  select string_agg(format('case when o.%1$I is distinct from n.%1$I then %1$L end', a.attname),
+  -- (a column whose type has no default btree equality of its own, json, point, xml,
+  -- arrays and enums among them, is compared as jsonb, as contact_changes_json does: IS
+  -- DISTINCT FROM on json or point has no operator, and applying this file failed)
+  select string_agg(case when exists (select 1 from pg_catalog.pg_opclass c
+                                      join pg_catalog.pg_am m on m.oid = c.opcmethod
+                                      where m.amname = 'btree' and c.opcdefault and c.opcintype = a.atttypid)
+                         then format('case when o.%1$I is distinct from n.%1$I then %1$L end', a.attname)
+                         else format('case when pg_catalog.to_jsonb(o.%1$I) is distinct from pg_catalog.to_jsonb(n.%1$I) then %1$L end',
+                                     a.attname) end,
                     ', ' order by length(a.attname), a.attname collate "C")
            filter (where a.attname <> 'updated_at'),
          array_agg(a.attname::text order by a.attnum)

@@ -129,6 +129,28 @@ test.serial('a column that became a time fails no contact write over a condition
   t.deepEqual(await deliveriesOf(db().pool, [like.id]), []);
 });
 
+test.serial('columns of types without equality (json, point) neither stop the engine being applied nor hide a change', async (t) => {
+  await db().pool.query('alter table crm.contacts add column prefs json, add column location point');
+  // applied again, the engine knows them: the typed comparison of each column is made for them too
+  await t.notThrowsAsync(migrate(db().url));
+
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['prefs', 'location'] });
+  const contact = await f.contact(company.id, { prefs: '{"news": true}', location: '(1,2)' });
+  await db().pool.query(`update crm.contacts set prefs = '{"news": false}' where id = $1`, [contact.id]);
+  await db().pool.query(`update crm.contacts set location = '(3,4)' where id = $1`, [contact.id]);
+  // the same values again: nothing changed, nothing sent
+  await db().pool.query(`update crm.contacts set prefs = '{"news": false}', location = '(3,4)' where id = $1`, [contact.id]);
+
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.payload.data.contact, r.payload.data.changed_fields]), [
+    [{ id: Number(contact.id), prefs: { news: false }, location: '(1,2)' }, ['prefs']],
+    [{ id: Number(contact.id), prefs: { news: false }, location: '(3,4)' }, ['location']],
+  ]);
+  await db().pool.query('alter table crm.contacts drop column prefs, drop column location');
+});
+
 test.serial('once the engine is applied again, capture knows the new columns and sends the same', async (t) => {
   await migrate(db().url);
   const { rows: [known] } = await db().pool.query(`
