@@ -348,8 +348,10 @@ begin
     when 'number' then
       if v_actual_type = 'number' then
         v_a_number := p_actual::numeric;
+      -- ([0-9], not \d: in a database whose collation is ICU, \d matches the digits of
+      -- every script, which numeric does not read)
       elsif v_actual_type = 'string'
-            and (p_actual #>> '{}') ~ '^[+-]?(\d{1,40}(\.\d{0,40})?|\.\d{1,40})([eE][+-]?\d{1,3})?$' then
+            and (p_actual #>> '{}') ~ '^[+-]?([0-9]{1,40}(\.[0-9]{0,40})?|\.[0-9]{1,40})([eE][+-]?[0-9]{1,3})?$' then
         v_a_number := (p_actual #>> '{}')::numeric;
       else
         return null;
