@@ -614,9 +614,13 @@ create trigger _500_webhooks_updated
   after update on crm.contacts
   for each row execute function webhooks_private.tg_contacts__updated();
 
--- _900_: the last BEFORE trigger, so no later trigger can cancel a delete already announced
+-- The last BEFORE trigger, so that no later one can cancel a delete already announced
+-- (a CRM's soft delete returns null). Triggers fire in the byte order of their names:
+-- "~" sorts after every letter, digit and "_" (the _900_ it was named before came
+-- before any lowercase name, so a CRM's contacts_soft_delete fired after it).
 drop trigger if exists _900_webhooks_deleted on crm.contacts;
-create trigger _900_webhooks_deleted
+drop trigger if exists "~webhooks_deleted" on crm.contacts;
+create trigger "~webhooks_deleted"
   before delete on crm.contacts
   for each row execute function webhooks_private.tg_contacts__deleted();
 
