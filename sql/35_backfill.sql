@@ -200,7 +200,7 @@ $$;
 -- The work
 
 -- private: one batch of one backfill, its row locked by the caller. Returns the
--- snapshots written.
+-- snapshots written; null when it can do nothing now (paused, or no room).
 create or replace function webhooks_private.backfill_batch_of(p_backfill webhooks.backfills)
 returns integer
 language plpgsql
@@ -220,14 +220,14 @@ declare
 begin
   select * into v_webhook from webhooks.webhooks w where w.id = p_backfill.webhook_id;
   if not v_webhook.enabled then
-    return 0;   -- paused while disabled
+    return null;   -- paused while disabled
   end if;
   v_omit := webhooks_private.payload_omit(v_webhook.fields);   -- 10_config.sql
 
   -- yield: wait while enough of its snapshots are still on their way
   v_room := webhooks_private.backfill_outstanding() - webhooks.backfills_unfinished(p_backfill);
   if v_room < least(v_batch, webhooks_private.backfill_outstanding()) then
-    return 0;
+    return null;
   end if;
 
   if p_backfill.total is null then
@@ -267,7 +267,10 @@ $$;
 
 -- private (relay, tools): one batch of each running backfill that has room (or of
 -- p_only alone), at most p_limit backfills; a backfill another step is working on is
--- skipped. Returns the snapshots written (0: nothing to do now).
+-- skipped. Those that can do nothing now (paused, or waiting for their snapshots to
+-- be sent) are passed over and take none of the p_limit places: in id order, a few
+-- companies' paused backfills otherwise held every later one back for as long as
+-- they stayed paused. Returns the snapshots written (0: nothing to do now).
 drop function if exists webhooks_relay.backfill_step(integer);
 create or replace function webhooks_relay.backfill_step(p_limit integer default 16, p_only bigint default null)
 returns integer
@@ -278,16 +281,21 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_backfill webhooks.backfills;
+  v_batch integer;
+  v_served integer := 0;
   v_written integer := 0;
 begin
   for v_backfill in
     select * from webhooks.backfills b
     where b.state = 'running' and (p_only is null or b.id = p_only)
     order by b.id
-    limit greatest(p_limit, 1)
     for update skip locked
   loop
-    v_written := v_written + webhooks_private.backfill_batch_of(v_backfill);
+    v_batch := webhooks_private.backfill_batch_of(v_backfill);
+    continue when v_batch is null;
+    v_written := v_written + v_batch;
+    v_served := v_served + 1;
+    exit when v_served >= greatest(p_limit, 1);
   end loop;
   return v_written;
 end;
