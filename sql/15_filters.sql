@@ -90,6 +90,27 @@ exception when others then
 end;
 $$;
 
+-- private (condition_compare): does a text read as a time without error, as a time
+-- is_iso_time accepts? Decided without casting it, so without a subtransaction, in
+-- the writer's transaction: a value saved while its column was text (anything at
+-- all) is compared to the column once the CRM makes it a timestamptz, and a cast
+-- that fails would fail the write. ([0-9], not \d: under an ICU collation \d
+-- matches every script's digits.)
+create or replace function webhooks_private.reads_as_time(p_text text)
+returns boolean
+language sql
+immutable
+as $$
+  -- (a CASE: its branches run in order, so the integers are read only from digits)
+  select case when p_text ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-5])(:[0-5][0-9])?)$'
+                   and left(p_text, 4) <> '0000'
+              -- (the day within its month: the cast refuses 2026-02-30)
+              then substr(p_text, 9, 2)::integer
+                   <= extract(day from make_date(left(p_text, 4)::integer, substr(p_text, 6, 2)::integer, 1)
+                                       + interval '1 month - 1 day')
+              else false end;
+$$;
+
 -- private: what is wrong with one value V of a leaf (null: nothing)
 create or replace function webhooks_private.condition_value_problem(p_kind text, p_op text, p_field text, p_value jsonb)
 returns text
@@ -371,7 +392,7 @@ begin
       v_b := p_value #>> '{}';
       if v_b ~ '^\d{4}-\d{2}-\d{2}[T ]' and left(p_field, 7) <> 'custom.'
          and webhooks_private.condition_field_kind(p_field) = 'timestamp'
-         and pg_catalog.pg_input_is_valid(v_b, 'timestamptz') then
+         and webhooks_private.reads_as_time(v_b) then
         -- both sides cast: the column's text is Postgres's own output, the value is
         -- a time (it passed is_iso_time when it was configured, unless the column was
         -- text then: such a value, no time, compares as text, below)

@@ -299,3 +299,20 @@ test('all three filters together: the Thank You Note letter for states served, n
   const rows = await deliveriesOf(db().pool, [letters.id]);
   t.deepEqual(rows.map((r) => r.payload.data.contact.first_name), ['Mary']);
 });
+
+test('a condition value is compared as a time only if it reads as one, decided without casting it: exactly the values the cast reads', async (t) => {
+  const values = [
+    '2026-01-31T09:00:00Z', '2026-01-31 09:00+02', '2026-01-31T09:00:00.123456-05:30', '2024-02-29T00:00Z',
+    '2026-02-29T00:00Z', '2026-02-30 10:00Z', '2026-04-31T10:00Z', '2026-13-01T10:00Z', '0000-01-01T00:00Z',
+    '2026-01-01T24:00Z', '2026-01-01T10:60Z', '2026-01-01T10:00+16', '2026-01-01 sometime', '2026-01-01', '',
+    '٢٠٢٦-01-01T10:00Z',
+  ];
+  const { rows } = await db().pool.query(
+    `select v, webhooks_private.reads_as_time(v) as reads from unnest($1::text[]) v`, [values]);
+  const reads = Object.fromEntries(rows.map((r) => [r.v, r.reads]));
+  // each value said to read as a time is cast without error; the rest are not cast
+  for (const value of values.filter((v) => reads[v])) {
+    await t.notThrowsAsync(db().pool.query('select $1::timestamptz', [value]), value);
+  }
+  t.deepEqual(values.filter((v) => reads[v]), values.slice(0, 4));
+});
