@@ -205,14 +205,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   private respond(): void {
     const status = this.status;
-    const location = this.headers.location;
+    // kept to the excerpt's length as a body is: a header may run to undici's 16 KiB,
+    // and the note is stored in the attempt, the queue row and the delivery's result
+    // (one character a byte: undici reads header values as latin1)
+    const location = this.headers.location === undefined ? '' : String(this.headers.location);
+    const shown = location.length > this.limit ? `${location.slice(0, this.limit)}…` : location;
     this.end({
       kind: 'response',
       status,
       bodyExcerpt: this.chunks.length === 0 ? '' : excerptDecoder.decode(Buffer.concat(this.chunks)).replaceAll('\u0000', '\uFFFD'),
       retryAfterSeconds: parseRetryAfter(this.headers['retry-after']),
       note: status >= 300 && status < 400
-        ? `redirect not followed: HTTP ${status}${location ? ` to ${String(location)}` : ''}`
+        ? `redirect not followed: HTTP ${status}${shown ? ` to ${shown}` : ''}`
         : null,
     });
   }

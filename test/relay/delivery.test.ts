@@ -150,6 +150,24 @@ test('3xx: the redirect is not followed and counts as a failure', async (t) => {
   t.is(receiver.received('/elsewhere').length, 0);
 });
 
+test('3xx with a long Location: the note keeps as much of it as a body excerpt, not the whole header', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/moved'), maxAttempts: 1 });
+  // a header may be up to 16 KiB (undici's limit), sixteen times the body's excerpt
+  const location = `${receiver.url('/elsewhere')}?${'a'.repeat(15_000)}`;
+  receiver.route('/moved', { secret: webhook.secret, otherwise: { status: 302, headers: { location } } });
+  await relay.start();
+
+  await f.contact(company.id);
+  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+
+  const note = `redirect not followed: HTTP 302 to ${location.slice(0, 1024)}…`;
+  t.is(delivery.state, 'failed');
+  t.is(delivery.last_error, note);
+  const [attempt] = await attemptsOf(pool, delivery.id);
+  t.is(attempt!.error, note);
+});
+
 test('Retry-After: honoured, within the cap', async (t) => {
   const { pool, receiver, f, company, relay } = await setup(t);
   const polite = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/busy') });
