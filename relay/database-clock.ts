@@ -52,4 +52,9 @@ export class DatabaseClock {
   toLocal(databaseMs: number): number {
     return databaseMs - this.offset();
   }
+
+  /** A time of this relay's clock on the database's. */
+  toDatabase(localMs: number): number {
+    return localMs + this.offset();
+  }
 }

@@ -52,10 +52,18 @@ export class Sender {
   private readonly resolver: ReceiverResolver;
   private readonly options: SenderOptions;
   private readonly log: RefusalLog | null;
+  private readonly now: () => number;
 
-  constructor(options: SenderOptions, log: RefusalLog | null = null) {
+  /**
+   * `now`: the time an attempt is recorded at. The relay gives the database's clock as
+   * it reads it (database-clock.ts): SQL compares attempts' times with its own now()
+   * (the breaker's and auto-disable's spans, history), and a relay's clock days
+   * behind made a webhook's first failure look days old and disabled it.
+   */
+  constructor(options: SenderOptions, log: RefusalLog | null = null, now: () => number = Date.now) {
     this.options = options;
     this.log = log;
+    this.now = now;
     this.resolver = receiverResolver({ servers: options.dnsServers, timeoutMs: options.connectTimeoutMs });
     this.agent = new Agent({
       // the relay caps requests itself (per webhook and in total)
@@ -70,7 +78,7 @@ export class Sender {
   }
 
   async send(job: DeliveryJob): Promise<AttemptResult> {
-    const attemptedAt = new Date();
+    const attemptedAt = new Date(this.now());
     const started = performance.now();
     const outcome = await this.attempt(job);
     return { job, attemptedAt, durationMs: Math.round(performance.now() - started), outcome };

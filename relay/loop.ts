@@ -97,7 +97,7 @@ export class Relay {
     });
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
-    this.sender = new Sender(settings, this.log);
+    this.sender = new Sender(settings, this.log, () => this.databaseClock.toDatabase(Date.now()));
     this.slots = new Slots(settings);
     this.settler = new Settler({
       db: this.pool,

@@ -1,7 +1,8 @@
 // A webhook whose every attempt has failed for webhooks.auto_disable_after is
 // disabled by the relay, with a reason the page shows; enabling it again starts clean.
 import test from 'ava';
-import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
+import { fileURLToPath } from 'node:url';
+import { relayScene, spawnRelay, testRelay, waitForRows } from '../helpers/relay.ts';
 
 test('every attempt failing for auto_disable_after disables the webhook (audited as "relay"); enabling it again starts clean', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
@@ -84,4 +85,34 @@ test('an endpoint error of any length or characters still makes a reason the web
   t.is(rows[0].disabled_by, 'relay');
   t.true(rows[0].disabled_reason.length <= 500);
   t.regex(rows[0].disabled_reason, /^every attempt has failed for 00:00:00 \(1 attempts since .+\); the last: bad news {2}x+$/);
+});
+
+test('a relay whose clock is days behind the database\'s: its first failure disables nothing, and history has the attempt when it was made', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/blip') });
+  receiver.route('/blip', { replies: [503], otherwise: 200 });
+  await f.contact(company.id);
+
+  // six days behind: more than webhooks.auto_disable_after (5 days) between the
+  // relay's clock and the database's
+  const relay = spawnRelay(database.url, { TEST_CLOCK_SHIFT_MS: String(-6 * 86_400_000) },
+    ['--import', fileURLToPath(new URL('../helpers/shifted-clock.ts', import.meta.url))]);
+  t.teardown(() => void relay.kill('SIGKILL'));
+
+  const [delivered] = await waitForRows(
+    database.pool,
+    'select state, attempts from webhooks.deliveries where webhook_id = $1',
+    [webhook.id],
+    (rows) => rows[0]?.state === 'succeeded' || rows[0]?.state === 'failed',
+  );
+  t.like(delivered, { state: 'succeeded', attempts: 2 });
+  const { rows: [hook] } = await database.pool.query('select enabled, disabled_reason from webhooks.webhooks where id = $1', [webhook.id]);
+  t.like(hook, { enabled: true, disabled_reason: null });
+  const { rows: attempts } = await database.pool.query(
+    `select status_code, extract(epoch from now() - attempted_at)::float8 as age_s
+     from webhooks.delivery_attempts where webhook_id = $1 order by attempt`,
+    [webhook.id],
+  );
+  t.deepEqual(attempts.map((a) => a.status_code), [503, 200]);
+  t.true(attempts.every((a) => a.age_s > -60 && a.age_s < 60), `attempted ${attempts.map((a) => a.age_s).join(', ')} s ago`);
 });

@@ -44,9 +44,9 @@ export function rememberedLog(keep = 200): { log: Logger; lines: () => string[] 
   return { log, lines: () => [...lines] };
 }
 
-/** The relay as its own process, as `npm run relay` starts it. */
-export function spawnRelay(databaseUrl: string, overrides: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, [...RELAY_NODE_FLAGS, `${root}relay/main.ts`], {
+/** The relay as its own process, as `npm run relay` starts it (`nodeArgs`: more of node's own arguments). */
+export function spawnRelay(databaseUrl: string, overrides: Record<string, string> = {}, nodeArgs: string[] = []): ChildProcess {
+  return spawn(process.execPath, [...RELAY_NODE_FLAGS, ...nodeArgs, `${root}relay/main.ts`], {
     cwd: root,
     env: { PATH: process.env.PATH, ...testRelayEnvironment(databaseUrl, overrides) },
     stdio: ['ignore', 'pipe', 'pipe'],
