@@ -1,8 +1,8 @@
 // Settle: attempt results are gathered and written back in batches, one statement
 // per batch (webhooks_relay.settle_deliveries; SQL decides success, retry or
-// failure). While the database is unreachable the results wait here and are tried
-// again; if the relay stops before they are written, their leases run out and the
-// deliveries are sent again: at least once, never lost.
+// failure). While the database is unreachable, or cannot write at all (cannotWriteNow),
+// the results wait here and are tried again; if the relay stops before they are written,
+// their leases run out and the deliveries are sent again: at least once, never lost.
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
@@ -36,6 +36,22 @@ export const SETTLE_BATCH_CLAIMS = 2;
 /** The most results one settle writes, for a relay that claims `claimBatchSize` at a time. */
 export function settleBatchSize(claimBatchSize: number): number {
   return claimBatchSize * SETTLE_BATCH_CLAIMS;
+}
+
+/**
+ * The database cannot write now, whatever it is given: a read-only transaction (a
+ * standby, default_transaction_read_only), a deadlock or serialization failure (40),
+ * disk, memory or connections run out (53), an I/O error (58). A result refused so on
+ * its own is kept and tried again after a wait, as when the database is unreachable.
+ * It used to be dropped like a result refused for its content: every result in hand
+ * was, each delivery went again once its lease ran out, and its history said the
+ * lease had expired. (A cancelled statement or a lock not available is left out: a
+ * row that another transaction holds can cause either, and only its result should
+ * wait for it.)
+ */
+export function cannotWriteNow(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && (code === '25006' || /^(40|53|58)/.test(code));
 }
 
 /** An attempt as settle_deliveries records it. */
@@ -140,10 +156,14 @@ export class Settler {
         this.stats.settleMs += Math.round(performance.now() - started);
         this.done(batch.length);
         this.failures = 0;
-      } catch (error) {
+      } catch (refused) {
+        let error = refused;
         if (!isConnectionError(error)) {
-          await this.isolate(batch, error);
-          continue;
+          // written one by one; unless a write finds the database unable to write
+          // at all, which leaves the rest to wait as a lost connection does
+          const interruptedBy = await this.isolate(batch, error);
+          if (interruptedBy === null) continue;
+          error = interruptedBy;
         }
         this.failures++;
         const waitMs = backoffMs(this.failures, { capMs: RETRY_CAP_MS });
@@ -180,15 +200,18 @@ export class Settler {
    * The database refused a batch (not a lost connection): write its results one by
    * one, so that one bad result cannot hold back the others. A result refused on its
    * own is dropped with an error log; its lease runs out and the rescue retries the
-   * delivery (or fails it once its attempts are used up).
+   * delivery (or fails it once its attempts are used up). Returns the error that
+   * stopped it before the end (a lost connection, or the database unable to write:
+   * the results not written wait), else null.
    */
-  private async isolate(batch: AttemptResult[], batchError: unknown): Promise<void> {
+  private async isolate(batch: AttemptResult[], batchError: unknown): Promise<unknown> {
     this.log.warn({ err: batchError, results: batch.length }, 'settle refused; writing the results one by one');
     for (const result of batch) {
       try {
         await this.write([result]);
       } catch (error) {
-        if (isConnectionError(error)) return; // the outer loop waits and tries the rest again
+        // the outer loop waits and tries the rest again
+        if (isConnectionError(error) || cannotWriteNow(error)) return error;
         this.log.error(
           { err: error, delivery: result.job.deliveryId, webhook: result.job.webhookId, attempt: result.job.attempt },
           'cannot settle this attempt; its lease will run out and the rescue takes it from there',
@@ -196,6 +219,7 @@ export class Settler {
       }
       this.done(1);
     }
+    return null;
   }
 
   private async write(batch: AttemptResult[]): Promise<void> {

@@ -2,7 +2,8 @@
 // writes the batch one by one, drops the refused result, and the rescue takes over
 // that delivery once its lease runs out.
 import test from 'ava';
-import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { until } from '../helpers/until.ts';
 
 test('a result that cannot be settled is isolated; the other deliveries settle', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
@@ -32,4 +33,37 @@ test('a result that cannot be settled is isolated; the other deliveries settle',
   }
   const { rows: [hook] } = await database.pool.query('select enabled from webhooks.webhooks where id = $1', [gone.id]);
   t.true(hook.enabled, 'the disable could not be written');
+});
+
+test('a batch the database cannot write for now (read-only) is written once it can: not dropped as a refused result', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  let answer!: () => void;
+  receiver.route('/hook', { replies: [{ status: 200, after: new Promise<void>((resolve) => (answer = resolve)) }] });
+  await f.contact(company.id);
+
+  const { log, lines } = rememberedLog(5_000);
+  const relay = testRelay(database.url, { RELAY_LEASE_MS: '15000', RELAY_REQUEST_TIMEOUT_MS: '10000' }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await receiver.waitFor(1, { path: '/hook' });
+
+  // while the request is out, the database turns read-only for a moment (a standby
+  // not yet promoted, an operator's default_transaction_read_only): the relay's new
+  // connections can read but not write
+  const dropRelayConnections = () => database.pool.query(
+    `select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and application_name = 'bpd-webhooks-relay'`,
+    [database.name]);
+  await database.pool.query(`alter database ${database.name} set default_transaction_read_only = on`);
+  await dropRelayConnections();
+  answer();
+  await until('a settle refused as read-only', async () => lines().some((line) => /"msg":"settle /.test(line) && /"code":"25006"/.test(line)));
+  await database.pool.query(`alter database ${database.name} reset default_transaction_read_only`);
+  await dropRelayConnections();
+
+  const [delivery] = await waitForFinalDeliveries(database.pool, [webhook.id], 1);
+  t.like(delivery, { state: 'succeeded', attempts: 1, last_status_code: 200 });
+  const { rows } = await database.pool.query('select attempt, status_code, error from webhooks.delivery_attempts where webhook_id = $1', [webhook.id]);
+  t.deepEqual(rows, [{ attempt: 1, status_code: 200, error: null }], 'the attempt as it was made, not a lease that ran out');
+  t.is(receiver.received('/hook').length, 1, 'sent once');
 });
