@@ -578,7 +578,10 @@ begin
              else 'pending'
            end as new_state
     from result r
-    join mine m on m.delivery_id = r.id
+    -- the lease of the attempt this result is of: a settle repeated (its answer lost)
+    -- after the same relay leased the delivery again is an older attempt's, and must
+    -- not end or reschedule the lease now in flight (it is recorded once, below)
+    join mine m on m.delivery_id = r.id and m.attempts = r.attempt
     join hooks w on w.id = m.webhook_id
   ),
   finished as (

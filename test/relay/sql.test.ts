@@ -259,6 +259,32 @@ test('settle is idempotent: repeating one (its answer lost on the way back) chan
   t.like(await delivery(pool, claimed.delivery_id), { state: 'succeeded', attempts: 1 });
 });
 
+test('settle repeated after the delivery was claimed again by the same relay: the old attempt\'s result leaves the new lease alone', async (t) => {
+  const { pool } = await setup(t, 1);
+  const [first] = await claim(pool, 'relay-a', 10, 10);
+  const attemptedAt = new Date();
+  // attempt 1 answered 500; its settle commits but the answer is lost on the way back
+  const settleFirst = () =>
+    pool.query(
+      `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{500}', '{null}', '{oops}', '{null}')`,
+      [[first.delivery_id], [attemptedAt]],
+    );
+  t.is((await settleFirst()).rowCount, 1);
+  // the database stays away longer than the retry wait: the same relay claims the
+  // delivery again (attempt 2) before its repeated settle of attempt 1 gets through
+  await pool.query('update webhooks.deliveries set next_attempt_at = now() where id = $1', [first.delivery_id]);
+  const [second] = await claim(pool, 'relay-a', 10, 10);
+  t.is(second.attempt, 2);
+  t.is((await settleFirst()).rowCount, 0, 'attempt 1 settles nothing more');
+  t.like(await delivery(pool, first.delivery_id), { state: 'in_flight', locked_by: 'relay-a', attempts: 2 });
+
+  await settle(pool, 'relay-a', [{ id: second.delivery_id, attempt: 2, status: 200 }]);
+  t.like(await delivery(pool, first.delivery_id), { state: 'succeeded', attempts: 2, last_status_code: 200 });
+  const { rows } = await pool.query(
+    'select attempt, status_code from webhooks.delivery_attempts where delivery_id = $1 order by attempt', [first.delivery_id]);
+  t.deepEqual(rows, [{ attempt: 1, status_code: 500 }, { attempt: 2, status_code: 200 }]);
+});
+
 test('settle is guarded: a relay whose lease was rescued cannot overwrite the new holder', async (t) => {
   const { pool } = await setup(t, 1);
   const [claimed] = await claim(pool, 'relay-late', 10, 10);
