@@ -3,7 +3,8 @@
 // the attempt; send() does not throw. Settle and SQL decide what the outcome means.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { Agent, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { Agent, type buildConnector, type Dispatcher } from 'undici';
 import type { DeliveryJob } from './queries.ts';
 import { DestinationRefused, guardedConnector, refuseLiteralHost, type NetworkList } from './destinations.ts';
 import { receiverResolver, type ReceiverResolver } from './dns.ts';
@@ -44,6 +45,51 @@ export interface SenderOptions {
  */
 export const KEEP_ALIVE_MS = 10_000;
 
+/**
+ * The most bytes read from a connection for one request's answer: far above any the
+ * relay keeps (16 KiB of headers, undici's bound, and RELAY_RESPONSE_EXCERPT_BYTES of
+ * body, 64 KiB at most) with their framing. Past it the connection is dropped. The
+ * body past the excerpt is cut off by Exchange, but undici counts neither a chunk's
+ * extensions nor interim (1xx) responses, and says nothing while they arrive: a
+ * receiver could stream them for the whole request timeout, hundreds of megabytes
+ * and a quarter of a core of the relay's CPU for each such request on loopback.
+ */
+export const RESPONSE_MAX_BYTES = 1024 * 1024;
+
+class ResponseTooLong extends Error {
+  readonly code = 'ERR_RESPONSE_TOO_LONG';
+}
+
+/**
+ * A connector whose connections drop an answer that runs past `maxBytes`: counted as
+ * undici reads the socket, from the last request written on it (one at a time:
+ * pipelining 1).
+ */
+export function boundedConnector(connect: buildConnector.connector, maxBytes: number): buildConnector.connector {
+  return (target, callback) => {
+    connect(target, (error, socket) => {
+      if (error) return callback(error, null);
+      const connection = socket as Socket;
+      let received = 0;
+      const read = connection.read;
+      const write = connection.write;
+      connection.write = function (this: Socket, ...args: unknown[]) {
+        received = 0;
+        return (write as (...a: unknown[]) => boolean).apply(this, args);
+      } as Socket['write'];
+      connection.read = function (this: Socket, size?: number) {
+        const chunk: unknown = read.call(this, size);
+        if (chunk !== null && (received += (chunk as Buffer).length) > maxBytes) {
+          this.destroy(new ResponseTooLong(`more than ${maxBytes} bytes in answer`));
+          return null;
+        }
+        return chunk;
+      };
+      callback(null, socket!);
+    });
+  };
+}
+
 /** Where refusals are explained: the operator's log (the tenant sees TENANT_REFUSAL only). */
 type RefusalLog = Pick<Logger, 'warn'>;
 
@@ -73,7 +119,10 @@ export class Sender {
       keepAliveMaxTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
-      connect: guardedConnector(options.allowNetworks, { timeout: options.connectTimeoutMs, resolver: this.resolver }),
+      connect: boundedConnector(
+        guardedConnector(options.allowNetworks, { timeout: options.connectTimeoutMs, resolver: this.resolver }),
+        RESPONSE_MAX_BYTES,
+      ),
     });
   }
 
@@ -282,6 +331,8 @@ function describe(error: unknown, timedOut: boolean, options: SenderOptions, url
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return `DNS: cannot resolve ${url.hostname} (${code})`;
+    case 'ERR_RESPONSE_TOO_LONG':
+      return `response from ${url.host} ran past ${RESPONSE_MAX_BYTES} bytes without ending`;
     case 'UND_ERR_SOCKET':
     case 'ECONNRESET':
       return `connection to ${url.host} closed before a complete response`;

@@ -4,7 +4,7 @@
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import test from 'ava';
-import { Sender } from '../../relay/deliver.ts';
+import { RESPONSE_MAX_BYTES, Sender } from '../../relay/deliver.ts';
 import { parseNetworks } from '../../relay/destinations.ts';
 
 function job(url: string) {
@@ -76,3 +76,49 @@ test("an idle connection is closed after the sender's keep-alive, however long t
   t.is(closed.length, 1, 'the idle connection was closed');
   t.true(closed[0]! - answered < 2_000, `closed ${Math.round(closed[0]! - answered)} ms after the answer`);
 });
+
+/** A receiver that answers each request with `first`, then `more` for as long as the connection lasts. */
+async function streaming(t: { teardown: (fn: () => void) => void }, first: string, more: Buffer) {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    socket.once('data', () => {
+      socket.write(first);
+      const pump = () => { while (!socket.destroyed && socket.write(more)); };
+      socket.on('drain', pump);
+      pump();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  return (server.address() as { port: number }).port;
+}
+
+// undici counts neither a chunk's extensions against the body nor interim (1xx)
+// responses against anything, and tells its handler nothing while they arrive: the
+// connection's own count bounds them (RESPONSE_MAX_BYTES), long before the timeout
+for (const [what, first, more] of [
+  ['a chunk extension that never ends', 'HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n1', Buffer.from(`;${'a'.repeat(65_536)}`)],
+  ['interim responses that never end', '', Buffer.from('HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n'.repeat(1_000))],
+] as const) {
+  test(`${what}: the connection is dropped once the answer runs past RESPONSE_MAX_BYTES`, async (t) => {
+    const port = await streaming(t, first, more);
+    const sender = new Sender({
+      allowNetworks: parseNetworks('127.0.0.1/32'),
+      dnsServers: null,
+      connectTimeoutMs: 1_000,
+      requestTimeoutMs: 30_000,
+      responseExcerptBytes: 1024,
+    });
+    t.teardown(() => sender.close());
+    const started = performance.now();
+    const result = await sender.send(job(`http://127.0.0.1:${port}/hook`));
+    const tookMs = performance.now() - started;
+    t.deepEqual(result.outcome, { kind: 'error', error: `response from 127.0.0.1:${port} ran past ${RESPONSE_MAX_BYTES} bytes without ending` });
+    t.true(tookMs < 10_000, `the attempt took ${Math.round(tookMs)} ms`);
+  });
+}
