@@ -12,10 +12,15 @@
 //
 // Held: from the claim that leased it until its result is written (settle.ts) or it
 // is released (handed back unsent). In flight, queued and paced deliveries all are.
+// Counted by claim, not by delivery: a delivery may be claimed again while the result
+// of its earlier attempt still waits to be written (that settle's answer was lost),
+// and writing that result must not make the relay forget the attempt in flight (a
+// release of the unheld would hand its lease back, and it would go twice at once).
 import type { DeliveryJob } from './queries.ts';
 
 export class Holdings {
-  private readonly ids = new Set<string>();
+  /** each claim's job, until it ends */
+  private readonly jobs = new Set<DeliveryJob>();
   private doubt = false;
 
   /** A claim or a release whose connection failed before its answer came: leases the relay does not hold may exist. */
@@ -24,16 +29,16 @@ export class Holdings {
   }
 
   get size(): number {
-    return this.ids.size;
+    return this.jobs.size;
   }
 
   claimed(jobs: readonly DeliveryJob[]): void {
-    for (const job of jobs) this.ids.add(job.deliveryId);
+    for (const job of jobs) this.jobs.add(job);
   }
 
   /** No longer held: its result is written, or it was handed back. */
   ended(jobs: Iterable<DeliveryJob>): void {
-    for (const job of jobs) this.ids.delete(job.deliveryId);
+    for (const job of jobs) this.jobs.delete(job);
   }
 
   /** A claim or a release got no answer (its connection failed): it may or may not have run. */
@@ -47,7 +52,7 @@ export class Holdings {
    * remains) if it does.
    */
   async endDoubt(release: (heldIds: string[]) => Promise<number>): Promise<number> {
-    const released = await release([...this.ids]);
+    const released = await release([...new Set(Array.from(this.jobs, (job) => job.deliveryId))]);
     this.doubt = false;
     return released;
   }

@@ -35,3 +35,20 @@ test('a lost claim answer leaves the relay in doubt until a release of the unhel
   t.deepEqual(told, [['1', '2']]);
   t.false(holdings.inDoubt);
 });
+
+test('a delivery claimed again while its earlier attempt\'s result waits stays held when that result is written', async (t) => {
+  // the settle of attempt 1 committed but its answer was lost: the result waits to
+  // be written again, and meanwhile a claim leases the delivery for attempt 2
+  const holdings = new Holdings();
+  const first = job('1');
+  holdings.claimed([first]);
+  const second = { ...job('1'), attempt: 2 };
+  holdings.claimed([second]);
+  holdings.ended([first]);
+  holdings.answerLost();
+  const told: string[][] = [];
+  await holdings.endDoubt(async (held) => (told.push(held), 0));
+  t.deepEqual(told, [['1']], 'attempt 2 is in flight: its lease is not handed back');
+  holdings.ended([second]);
+  t.is(holdings.size, 0);
+});
