@@ -461,7 +461,7 @@ export async function fetchAuditLog(webhookId) {
 const BACKFILLS = /* GraphQL */ `
   query Backfills {
     allBackfills(orderBy: ID_DESC, first: 100) {
-      nodes { id webhookId state total queued unfinished createdAt finishedAt }
+      nodes { id webhookId state total queued unfinished createdAt finishedAt error }
     }
   }
 `;
@@ -478,6 +478,7 @@ function backfillOf(node) {
     sent: queued - Number(node.unfinished),
     createdAt: node.createdAt,
     finishedAt: node.finishedAt,
+    error: node.error,
   };
 }
 

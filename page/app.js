@@ -320,7 +320,9 @@ function backfillCell(webhook, backfill) {
     const when = formatDate(backfill.finishedAt);
     parts.push(h('div', { class: 'reason backfill-words' }, backfill.state === 'done'
       ? `Backfilled ${formatCount(backfill.queued)} contacts on ${when}`
-      : `Backfill cancelled on ${when} after ${formatCount(backfill.queued)}`));
+      : backfill.state === 'failed'
+        ? `Backfill stopped on ${when} after ${formatCount(backfill.queued)}: ${backfill.error}`
+        : `Backfill cancelled on ${when} after ${formatCount(backfill.queued)}`));
   }
   if (!readOnly) {
     const start = h('button', {

@@ -282,6 +282,8 @@ as $$
 declare
   v_backfill webhooks.backfills;
   v_batch integer;
+  v_message text;
+  v_state text;
   v_served integer := 0;
   v_written integer := 0;
 begin
@@ -291,7 +293,24 @@ begin
     order by b.id
     for update skip locked
   loop
-    v_batch := webhooks_private.backfill_batch_of(v_backfill);
+    begin
+      v_batch := webhooks_private.backfill_batch_of(v_backfill);
+    exception when others then
+      -- its batch is undone; the backfill stops, and the step goes on to the others
+      -- (one transaction serves every company's backfills: an error here failed them
+      -- all, step after step). The company reads the SQLSTATE; the operator's log has
+      -- the message, which may name what tenants do not see.
+      get stacked diagnostics v_message = message_text, v_state = returned_sqlstate;
+      raise warning 'backfill % of webhook % failed after contact id %: % (SQLSTATE %)',
+        v_backfill.id, v_backfill.webhook_id, v_backfill.position, v_message, v_state;
+      update webhooks.backfills b
+      set state = 'failed',
+          finished_at = now(),
+          error = format('the contacts after id %s could not be written (SQLSTATE %s); try again, or ask your operator',
+                         v_backfill.position, v_state)
+      where b.id = v_backfill.id;
+      continue;
+    end;
     continue when v_batch is null;
     v_written := v_written + v_batch;
     v_served := v_served + 1;

@@ -146,12 +146,13 @@ The engine's settings in force, as set, their defaults, and why a value set was 
 comment on table webhooks.backfills is $$
 @behavior -insert -update -delete
 A backfill: every contact of your company (that passes the webhook's conditions) sent to one webhook as a contact.snapshot delivery, paced beside live deliveries.$$;
-comment on column webhooks.backfills.state is 'running, done or cancelled.';
+comment on column webhooks.backfills.state is 'running, done, cancelled or failed.';
+comment on column webhooks.backfills.error is 'Why it failed (a failed backfill only): where it stopped, and the SQLSTATE.';
 comment on column webhooks.backfills.total is 'Contacts to send: counted when the backfill begins (null until then); once done, how many were sent.';
 comment on column webhooks.backfills.queued is 'Snapshot deliveries written to the outbox so far.';
 comment on column webhooks.backfills.position is '@behavior -*';
 comment on column webhooks.backfills.created_by is 'Who started it (the token subject).';
-comment on column webhooks.backfills.finished_at is 'When it finished or was cancelled.';
+comment on column webhooks.backfills.finished_at is 'When it finished, was cancelled or failed.';
 comment on function webhooks.backfills_unfinished(webhooks.backfills) is $$
 @fieldName unfinished
 Snapshots queued but not finished yet (pending or being sent): sent so far is queued minus unfinished.$$;

@@ -39,7 +39,9 @@ await client.connect().catch((error: Error) => {
 
 interface Progress {
   id: string;
-  state: 'running' | 'done' | 'cancelled';
+  state: 'running' | 'done' | 'cancelled' | 'failed';
+  /** why it failed (a failed one only) */
+  error: string | null;
   total: string | null;
   queued: string;
   /** snapshots queued and not finished yet */
@@ -48,7 +50,7 @@ interface Progress {
 
 async function progressOf(backfillId: string): Promise<Progress> {
   const { rows } = await client.query(
-    'select b.id, b.state, b.total, b.queued, webhooks.backfills_unfinished(b) as unfinished from webhooks.backfills b where b.id = $1',
+    'select b.id, b.state, b.total, b.queued, b.error, webhooks.backfills_unfinished(b) as unfinished from webhooks.backfills b where b.id = $1',
     [backfillId]);
   return rows[0];
 }
@@ -132,6 +134,9 @@ if (interrupted) {
   console.log(`stopped following: backfill ${backfillId} goes on in the relay (npm run backfill -- --cancel ${backfillId} stops it)`);
 } else if (progress.state === 'done') {
   console.log(`backfill ${backfillId} done: ${progress.queued} snapshots sent (webhooks.fire_history shows each, failed ones too)`);
+} else if (progress.state === 'failed') {
+  console.error(`backfill ${backfillId} failed after ${progress.queued} snapshots: ${progress.error}`);
+  process.exitCode = 1;
 } else {
   console.log(`backfill ${backfillId} was ${progress.state} after ${progress.queued} snapshots`);
 }

@@ -79,6 +79,16 @@ browserTest('cancel: the bar gives way to what it came to; a disabled webhook of
   await untilText(page, `${row} .backfill-words`, /^Backfill cancelled on .+ after 0$/);
   const { rows: [backfill] } = await db().pool.query('select state from webhooks.backfills where webhook_id = $1', [hook.id]);
   t.is(backfill.state, 'cancelled');
+
+  // a backfill that failed says why, as the engine wrote it
+  const { rows: [failed] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  await db().pool.query(
+    `update webhooks.backfills set state = 'failed', finished_at = now(),
+            error = 'the contacts after id 0 could not be written (SQLSTATE 54000); try again, or ask your operator'
+     where id = $1`, [failed.id]);
+  await page.reload();
+  await untilText(page, `${row} .backfill-words`,
+    /^Backfill stopped on .+ after 0: the contacts after id 0 could not be written \(SQLSTATE 54000\); try again, or ask your operator$/);
   t.deepEqual(problems, []);
   await page.close();
 });

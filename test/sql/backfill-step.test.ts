@@ -2,6 +2,7 @@
 // serves at most p_limit of them. Those that can do nothing now (a disabled webhook's,
 // paused; one whose receiver has not taken its last batch yet) must not take those
 // places: else a few companies' paused backfills held every other company's still.
+// Nor may one whose batch fails: it stops alone, with its reason.
 // Its own database: a step without p_only steps every backfill there is.
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
@@ -9,7 +10,7 @@ import { deliveriesOf, factories } from '../helpers/factories.ts';
 
 const db = useTestDatabase(test);
 
-test('backfills that can do nothing now do not hold the others back', async (t) => {
+test.serial('backfills that can do nothing now do not hold the others back', async (t) => {
   const f = factories(db().pool);
   const start = async (webhookId: string) =>
     (await db().pool.query('select webhooks.backfill($1) as id', [webhookId])).rows[0].id as string;
@@ -32,4 +33,45 @@ test('backfills that can do nothing now do not hold the others back', async (t) 
   t.deepEqual(snapshots.map((d) => d.contact_id), [contact.id]);
   const { rows: [backfill] } = await db().pool.query('select state from webhooks.backfills where id = $1', [id]);
   t.is(backfill.state, 'done');
+});
+
+test.serial('a backfill whose batch fails stops with the reason, its batch unwritten; the other companies\' backfills go on', async (t) => {
+  const f = factories(db().pool);
+  const start = async (webhookId: string) =>
+    (await db().pool.query('select webhooks.backfill($1) as id', [webhookId])).rows[0].id as string;
+  const broken = await f.company();
+  const brokenHook = await f.webhook({ companyId: broken.id, actions: ['contact.created'] });
+  await f.contact(broken.id);
+  const healthy = await f.company();
+  const healthyHook = await f.webhook({ companyId: healthy.id, actions: ['contact.created'] });
+  const contact = await f.contact(healthy.id);
+  // whatever the reason, the broken company's snapshots cannot be written
+  await db().pool.query(`
+    create function public.refuse_snapshot() returns trigger language plpgsql as $$
+    begin
+      if new.action = 'contact.snapshot' and new.webhook_id = ${Number(brokenHook.id)} then
+        raise exception 'a value no payload can hold' using errcode = 'program_limit_exceeded';
+      end if;
+      return new;
+    end $$`);
+  await db().pool.query('create trigger refuse_snapshot before insert on webhooks.delivery_history for each row execute function public.refuse_snapshot()');
+  t.teardown(() => db().pool.query('drop trigger refuse_snapshot on webhooks.delivery_history'));
+  const brokenId = await start(brokenHook.id);
+  const healthyId = await start(healthyHook.id);
+
+  const { rows: [stepped] } = await db().pool.query('select webhooks_relay.backfill_step() as written');
+  t.is(stepped.written, 1);
+  t.deepEqual((await deliveriesOf(db().pool, [healthyHook.id])).filter((d) => d.action === 'contact.snapshot').map((d) => d.contact_id),
+    [contact.id]);
+  const { rows } = await db().pool.query(
+    'select id, state, queued::int, error, finished_at is not null as finished from webhooks.backfills where id = any ($1) order by id',
+    [[brokenId, healthyId]]);
+  t.deepEqual(rows, [
+    { id: brokenId, state: 'failed', queued: 0, finished: true,
+      error: 'the contacts after id 0 could not be written (SQLSTATE 54000); try again, or ask your operator' },
+    { id: healthyId, state: 'done', queued: 1, finished: true, error: null },
+  ]);
+  t.deepEqual((await deliveriesOf(db().pool, [brokenHook.id])).filter((d) => d.action === 'contact.snapshot'), []);
+  // a webhook whose backfill failed may start another
+  t.truthy(await start(brokenHook.id));
 });
