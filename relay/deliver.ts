@@ -159,7 +159,7 @@ export class Sender {
           const refusedAtConnect = destinationRefused(ended.error);
           resolve(refusedAtConnect
             ? this.refused(job, refusedAtConnect)
-            : { kind: 'error', error: describe(ended.error, ended.timedOut, this.options, url) });
+            : { kind: 'error', error: describeFailure(ended.error, ended.timedOut, this.options, url) });
         }
       });
       try {
@@ -265,8 +265,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // kept to the excerpt's length as a body is: a header may run to undici's 16 KiB,
     // and the note is stored in the attempt, the queue row and the delivery's result
     // (one character a byte: undici reads header values as latin1)
-    const location = this.headers.location === undefined ? '' : String(this.headers.location);
-    const shown = location.length > this.limit ? `${location.slice(0, this.limit)}…` : location;
+    const shown = clip(this.headers.location === undefined ? '' : String(this.headers.location), this.limit);
     this.end({
       kind: 'response',
       status,
@@ -306,7 +305,17 @@ function destinationRefused(error: unknown): DestinationRefused | null {
   return null;
 }
 
-function describe(error: unknown, timedOut: boolean, options: SenderOptions, url: URL): string {
+/** At most `limit` characters of a text a receiver chose, marked where it was cut. */
+function clip(text: string, limit: number): string {
+  return text.length > limit ? `${text.slice(0, limit)}…` : text;
+}
+
+/**
+ * What an attempt that got no response records. Stored in the attempt, the queue row
+ * and the result, so kept to RELAY_RESPONSE_EXCERPT_BYTES where the receiver writes
+ * it: a TLS error names every name of the receiver's certificate, as many as it has.
+ */
+export function describeFailure(error: unknown, timedOut: boolean, options: Pick<SenderOptions, 'requestTimeoutMs' | 'connectTimeoutMs' | 'responseExcerptBytes'>, url: URL): string {
   type Cause = { code?: string; message?: string; syscall?: string };
   const e = error as Cause & { name?: string; cause?: Cause };
   if (timedOut) {
@@ -337,6 +346,6 @@ function describe(error: unknown, timedOut: boolean, options: SenderOptions, url
     case 'ECONNRESET':
       return `connection to ${url.host} closed before a complete response`;
     default:
-      return `${code ? `${code}: ` : ''}${e.message ?? String(error)}`.replaceAll('\u0000', '');
+      return clip(`${code ? `${code}: ` : ''}${e.message ?? String(error)}`.replaceAll('\u0000', ''), options.responseExcerptBytes);
   }
 }

@@ -80,7 +80,7 @@ export const ENVIRONMENT = {
   },
   RELAY_CONNECT_TIMEOUT_MS: { default: '5000', help: 'TCP/TLS connect timeout (and the DNS query timeout)' },
   RELAY_REQUEST_TIMEOUT_MS: { default: '15000', help: 'whole-request timeout (must be shorter than the lease)' },
-  RELAY_RESPONSE_EXCERPT_BYTES: { default: '1024', help: 'response body bytes read and kept in history (and characters of a redirect\'s Location)' },
+  RELAY_RESPONSE_EXCERPT_BYTES: { default: '1024', help: 'response body bytes read and kept in history (and characters of a redirect\'s Location or of an error the receiver words)' },
   RELAY_LOG_LEVEL: { default: 'info', help: 'pino level: info logs every settled attempt' },
   RELAY_METRICS_PORT: { default: '', help: 'port of /metrics, /healthz and /readyz (docs/operations.md); empty: none' },
   RELAY_METRICS_HOST: { default: '127.0.0.1', help: 'address the metrics port listens on' },

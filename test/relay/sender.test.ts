@@ -4,7 +4,7 @@
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import test from 'ava';
-import { RESPONSE_MAX_BYTES, Sender } from '../../relay/deliver.ts';
+import { describeFailure, RESPONSE_MAX_BYTES, Sender } from '../../relay/deliver.ts';
 import { parseNetworks } from '../../relay/destinations.ts';
 
 function job(url: string) {
@@ -122,3 +122,17 @@ for (const [what, first, more] of [
     t.true(tookMs < 10_000, `the attempt took ${Math.round(tookMs)} ms`);
   });
 }
+
+test('an error the receiver words (a certificate naming thousands of hosts) is kept to RELAY_RESPONSE_EXCERPT_BYTES; the engine\'s own are whole', (t) => {
+  const options = { requestTimeoutMs: 15_000, connectTimeoutMs: 5_000, responseExcerptBytes: 1024 };
+  const url = new URL('https://receiver.example.com/hook');
+  const names = Array.from({ length: 3_000 }, (_, i) => `DNS:host-${i}.example.com`).join(', ');
+  const tls = Object.assign(new Error(`Hostname/IP does not match certificate's altnames: Host: receiver.example.com. is not in the cert's altnames: ${names}`),
+    { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+  const said = describeFailure(tls, false, options, url);
+  t.is(said.length, 1025);
+  t.true(said.startsWith("ERR_TLS_CERT_ALTNAME_INVALID: Hostname/IP does not match certificate's altnames"));
+  t.true(said.endsWith('…'));
+  t.is(describeFailure(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), false, options, url),
+    'connection refused by receiver.example.com');
+});
