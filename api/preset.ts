@@ -10,7 +10,7 @@ import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError } from './errors.ts';
 import { servableJson } from './deep-json.ts';
-import { boundedPage, depthRule, refuseCostly, type ApiLimits } from './limits.ts';
+import { boundedPage, depthRule, expandedFieldsRule, refuseCostly, type ApiLimits } from './limits.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 export const GRAPHIQL_PATH = '/graphiql';
@@ -73,9 +73,9 @@ const HistoryNewestFirst: GraphileConfig.Plugin = {
 };
 
 /**
- * The request limits of api/limits.ts: depth as a validation rule (cached with the
- * parsed document); page sizes and the answer's size once the variables are known,
- * before anything is planned or run; and every connection's page bounded, with a
+ * The request limits of api/limits.ts: depth and fields with fragments expanded as
+ * validation rules (cached with the parsed document); page sizes and the answer's
+ * size once the variables are known, before anything is planned or run; and every connection's page bounded, with a
  * default when the request gives neither first nor last.
  */
 function RequestLimits(limits: ApiLimits): GraphileConfig.Plugin {
@@ -87,7 +87,7 @@ function RequestLimits(limits: ApiLimits): GraphileConfig.Plugin {
     grafserv: {
       middleware: {
         setPreset(next, event) {
-          event.validationRules.push(depthRule(limits));
+          event.validationRules.push(depthRule(limits), expandedFieldsRule(limits));
           return next();
         },
       },

@@ -68,6 +68,26 @@ test('aliases do not escape the node limit', async (t) => {
   t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
 });
 
+test('fragments spread again and again do not escape the node limit', async (t) => {
+  const { viewer, company } = await busyCompany();
+  // each fragment spreads the next twice: 18 fragments select 2^17 fields in 800 bytes,
+  // which the planner expanded one by one (seconds of the server's one thread)
+  const LEVELS = 18;
+  const fragments = (levels: number) => Array.from({ length: levels }, (_, i) =>
+    `fragment F${i} on Query { ${i + 1 < levels ? `...F${i + 1} ...F${i + 1}` : 'currentCompanyId'} }`).join('\n');
+  const refused = await api().gql(viewer, `{ ...F0 }\n${fragments(LEVELS)}`);
+  t.is(refused.data, undefined);
+  t.is(refused.errors?.length, 1);
+  t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
+  t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxNodes);
+  t.is(refused.errors?.[0].extensions?.found, 2 ** (LEVELS - 1));
+  t.regex(refused.errors![0].message, /API_MAX_NODES/);
+  // a fragment spread a few times is fine
+  const few = await api().gql(viewer, `{ ...F0 }\n${fragments(3)}`);
+  t.is(few.errors, undefined);
+  t.deepEqual(few.data, { currentCompanyId: company.id });
+});
+
 test('first and last above the page maximum are refused as literals and as variables', async (t) => {
   const { viewer } = await busyCompany();
   const over = DEFAULT_LIMITS.maxPageSize + 1;
