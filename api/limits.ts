@@ -6,7 +6,7 @@
 // docs/api-limits.md lists each limit, its default, its code and its setting.
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { constant, lambda, SafeError, type Step } from 'postgraphile/grafast';
-import { GraphQLError, Kind, type GraphQLField, type SelectionSetNode, type ValidationContext, type ValidationRule } from 'postgraphile/graphql';
+import { GraphQLError, Kind, type FieldNode, type GraphQLField, type SelectionSetNode, type ValidationContext, type ValidationRule } from 'postgraphile/graphql';
 import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
 
 export interface ApiLimits {
@@ -109,22 +109,26 @@ export function depthRule(limits: ApiLimits): ValidationRule {
   }) as unknown as ValidationRule;
 }
 
-/** Fields selected in the selection set, each fragment spread counted as often as it is spread. */
-function expandedFieldCount(context: ValidationContext, selectionSet: SelectionSetNode | undefined,
-  fragments: Map<string, number>): number {
+/** What one field of a selection counts (`self`), and whether what it selects counts too. */
+type FieldWeight = (field: FieldNode) => { self: number; inside: boolean };
+
+/** The fields selected in the selection set, weighed, each fragment counted as often as it is spread. */
+function expandedCount(context: ValidationContext, selectionSet: SelectionSetNode | undefined,
+  weigh: FieldWeight, fragments: Map<string, number>): number {
   let count = 0;
   for (const selection of selectionSet?.selections ?? []) {
     if (selection.kind === Kind.FIELD) {
-      count += 1 + expandedFieldCount(context, selection.selectionSet, fragments);
+      const { self, inside } = weigh(selection);
+      count += self + (inside ? expandedCount(context, selection.selectionSet, weigh, fragments) : 0);
     } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-      count += expandedFieldCount(context, selection.selectionSet, fragments);
+      count += expandedCount(context, selection.selectionSet, weigh, fragments);
     } else {
       const name = selection.name.value;
       let size = fragments.get(name);
       if (size === undefined) {
         // a cycle counts nothing here: NoFragmentCyclesRule refuses it
         fragments.set(name, 0);
-        size = expandedFieldCount(context, context.getFragment(name)?.selectionSet, fragments);
+        size = expandedCount(context, context.getFragment(name)?.selectionSet, weigh, fragments);
         fragments.set(name, size);
       }
       count += size;
@@ -133,22 +137,39 @@ function expandedFieldCount(context: ValidationContext, selectionSet: SelectionS
   return count;
 }
 
+/** Every field is one. */
+const EVERY_FIELD: FieldWeight = () => ({ self: 1, inside: true });
+
+/** The introspection fields that answer from the schema: one each, and nothing inside counted. */
+const INTROSPECTION_FIELDS = new Set(['__schema', '__type']);
+const INTROSPECTION: FieldWeight = (field) =>
+  INTROSPECTION_FIELDS.has(field.name.value) ? { self: 1, inside: false } : { self: 0, inside: true };
+
 /**
- * Fields as the planner sees them, fragments expanded, at most the node limit. The
- * node count counts a field selected twice under one name once, as the answer holds
- * it once; the planner expands every spread of a fragment, so fragments that each
- * spread the next twice ask it for 2^n fields in a few hundred bytes (seconds of the
- * server's one thread at n = 20, for every company). A validation rule: counted once
- * for each fragment, and cached with the parsed document.
+ * Fields as the planner sees them, fragments expanded, at most the node limit; and
+ * introspection once. The node count counts a field selected twice under one name
+ * once, as the answer holds it once; the planner expands every spread of a fragment,
+ * so fragments that each spread the next twice ask it for 2^n fields in a few hundred
+ * bytes (seconds of the server's one thread at n = 20, for every company). The node
+ * count counts a list of the schema (types, fields) as one value, though `__schema`
+ * answers tens of kB: GraphQL bounds how deep an introspection goes, not how many
+ * aliases ask it, so 1,500 of them in 98 kB answered 44 MB. A validation rule:
+ * counted once for each fragment, and cached with the parsed document.
  */
 export function expandedFieldsRule(limits: ApiLimits): ValidationRule {
   return (context) => ({
     OperationDefinition(operation) {
-      const found = expandedFieldCount(context, operation.selectionSet, new Map());
+      const found = expandedCount(context, operation.selectionSet, EVERY_FIELD, new Map());
       if (found > limits.maxNodes) {
         context.reportError(refusal(
           `query selects too many fields: ${found} with its fragments expanded, at most ${limits.maxNodes} (${LIMIT_SETTINGS.maxNodes}); spread fewer fragments`,
           LIMIT_CODES.nodes, { limit: limits.maxNodes, found }));
+      }
+      const introspections = expandedCount(context, operation.selectionSet, INTROSPECTION, new Map());
+      if (introspections > 1) {
+        context.reportError(refusal(
+          `query asks for the schema ${introspections} times: introspection (__schema, __type) at most once a request`,
+          LIMIT_CODES.nodes, { limit: 1, found: introspections }));
       }
     },
   });

@@ -2,6 +2,7 @@
 // before it runs, with a code that names the limit, and the server keeps serving.
 import { request } from 'node:http';
 import test from 'ava';
+import { getIntrospectionQuery } from 'postgraphile/graphql';
 import { authenticatorUrl } from '../../api/authenticator.ts';
 import { DEFAULT_LIMITS } from '../../api/limits.ts';
 import { startApi } from '../../api/server.ts';
@@ -86,6 +87,36 @@ test('fragments spread again and again do not escape the node limit', async (t) 
   const few = await api().gql(viewer, `{ ...F0 }\n${fragments(3)}`);
   t.is(few.errors, undefined);
   t.deepEqual(few.data, { currentCompanyId: company.id });
+});
+
+test('introspection is asked once a request: aliases of __schema or __type are refused as too costly', async (t) => {
+  const { viewer } = await busyCompany();
+  // each alias answers about 30 kB from the schema alone, and counts six values:
+  // 1,500 of them in 98 kB were a 44 MB answer and seconds of the server's one thread
+  const INTROSPECTION = '__schema { types { fields { type { fields { name } } } } }';
+  const fragment = 'fragment T on Query { __type(name: "Webhook") { name } }';
+  for (const query of [
+    `{ a: ${INTROSPECTION} b: ${INTROSPECTION} }`,
+    `{ a: __type(name: "Webhook") { name } b: __type(name: "Delivery") { name } }`,
+    `{ ${INTROSPECTION} ...T }\n${fragment}`,
+    `mutation { a: sendTestWebhook(input: { id: "0" }) { query { ${INTROSPECTION} } }
+                b: sendTestWebhook(input: { id: "0" }) { query { __typename } } c: sendTestWebhook(input: { id: "0" }) { query { __type(name: "Webhook") { name } } } }`,
+  ]) {
+    const refused = await api().gql(viewer, query);
+    t.is(refused.data, undefined, query);
+    t.is(refused.errors?.length, 1, query);
+    t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY', query);
+    t.is(refused.errors?.[0].extensions?.limit, 1, query);
+    t.is(refused.errors?.[0].extensions?.found, 2, query);
+    t.regex(refused.errors![0].message, /__schema, __type/, query);
+  }
+  // once is served: the whole schema, as GraphiQL asks for it, with the data beside it
+  const whole = await api().gql(viewer, getIntrospectionQuery());
+  t.is(whole.errors, undefined);
+  t.true(whole.data.__schema.types.length > 50);
+  const beside = await api().gql(viewer, `{ currentCompanyId __type(name: "Webhook") { name } __typename a: __typename }`);
+  t.is(beside.errors, undefined);
+  t.is(beside.data.__type.name, 'Webhook');
 });
 
 test('first and last above the page maximum are refused as literals and as variables', async (t) => {
