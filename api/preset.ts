@@ -147,6 +147,38 @@ const DeepJsonAsText: GraphileConfig.Plugin = {
   },
 };
 
+/**
+ * One connection for a request at a time: its statements one after the other. Each
+ * top-level field of a query is a statement of its own, and grafast runs them at once,
+ * each on a connection of the pool: one request of six fields held six connections
+ * (and six backends, or the whole pool), past its company's share
+ * (api/company-share.ts), which counts requests. Mutations run one after the other
+ * already.
+ */
+const OneConnectionPerRequest: GraphileConfig.Plugin = {
+  name: 'OneConnectionPerRequest',
+  version: '1.0.0',
+  after: ['PgContextPlugin'],
+  grafast: {
+    middleware: {
+      prepareArgs(next, event) {
+        const context = event.args.contextValue as Grafast.Context;
+        const withPgClient = context.withPgClient;
+        if (withPgClient) {
+          let previous: Promise<unknown> = Promise.resolve();
+          const inTurn: typeof withPgClient = (pgSettings, callback) => {
+            const turn = previous.then(() => withPgClient(pgSettings, callback));
+            previous = turn.catch(() => undefined);
+            return turn;
+          };
+          context.withPgClient = inTurn;
+        }
+        return next();
+      },
+    },
+  },
+};
+
 export interface PresetOptions {
   /** the API's connections; the caller owns the pool and ends it */
   pool: pg.Pool;
@@ -177,7 +209,7 @@ export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, RequestLimits(options.limits)],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, RequestLimits(options.limits), OneConnectionPerRequest],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],

@@ -83,6 +83,37 @@ test.serial('a company whose requests wait on a lock holds its share of the pool
   }
 });
 
+test.serial('one request holds one connection, however many fields it asks at once, and another company is answered meanwhile', async (t) => {
+  // each top-level field of a query is its own statement, and they ran at once, each
+  // on a connection of its own: one request of six fields took all four of the pool
+  const api = await startTestApi(db().url, { poolSize: 4 });
+  const dba = await db().pool.connect();
+  try {
+    const a = await companyWithWebhook(api);
+    const b = await companyWithWebhook(api);
+    // a DBA's lock that every read of the deliveries waits for (the webhooks are not behind it)
+    await dba.query('begin');
+    await dba.query('lock table webhooks.delivery_history in access exclusive mode');
+    const answered: string[] = [];
+    const wide = api.gql(a.token, `{ ${Array.from({ length: 6 }, (_, i) => `d${i}: allDeliveries(first: 1, offset: ${i}) { nodes { id } }`).join(' ')} }`)
+      .finally(() => answered.push('a'));
+    await untilLockWaiters(1);
+    const other = await api.gql(b.token, COUNT);
+    answered.push('b');
+    t.deepEqual(other.data, { allWebhooks: { totalCount: 1 } });
+    t.deepEqual(answered, ['b'], 'the other company is answered while the wide request waits');
+    t.is(await lockWaiters(), 1, 'the wide request holds one backend');
+    await dba.query('commit');
+    const result = await wide;
+    t.is(result.errors, undefined);
+    t.deepEqual(Object.keys(result.data), ['d0', 'd1', 'd2', 'd3', 'd4', 'd5']);
+  } finally {
+    await dba.query('rollback').catch(() => {});
+    dba.release();
+    await api.stop();
+  }
+});
+
 test.serial('past its running and waiting share a company\'s request is refused at once with TOO_MANY_REQUESTS', async (t) => {
   const api = await startTestApi(db().url, { limits: { companyMaxInFlight: 1, companyMaxQueued: 2 } });
   try {
