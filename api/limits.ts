@@ -6,7 +6,7 @@
 // docs/api-limits.md lists each limit, its default, its code and its setting.
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { constant, lambda, SafeError, type Step } from 'postgraphile/grafast';
-import { GraphQLError, Kind, type FieldNode, type GraphQLField, type SelectionSetNode, type ValidationContext, type ValidationRule } from 'postgraphile/graphql';
+import { getNamedType, getNullableType, GraphQLError, isCompositeType, isListType, isObjectType, Kind, type FieldNode, type GraphQLCompositeType, type GraphQLField, type SelectionSetNode, type ValidationContext, type ValidationRule } from 'postgraphile/graphql';
 import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
 
 export interface ApiLimits {
@@ -175,6 +175,13 @@ export function expandedFieldsRule(limits: ApiLimits): ValidationRule {
   });
 }
 
+/**
+ * The most rows a list that is not a connection's page may hold: replayFailed's
+ * deliveries, at most webhooks_private.replay_max_deliveries() (sql/30_delivery.sql;
+ * test/api/limits.test.ts holds the two equal). The only such list of the schema.
+ */
+export const LONGEST_LIST = 1_000;
+
 /** A connection field: it pages (first/last) over a set. */
 function isConnection(field: GraphQLField<unknown, unknown>): boolean {
   return field.args.some((arg) => arg.name === 'first');
@@ -215,12 +222,22 @@ function pageSizeOf(limits: ApiLimits, args: Record<string, unknown>): number {
 }
 
 /**
- * The most values the answer may hold: every field is one, and a connection holds
- * what it selects once per row of its page (first, last or the default page size).
+ * A list of rows that is not a connection's page (its nodes and edges are counted at
+ * the connection), nor the schema's own (introspection: once a request, above).
+ */
+function isListOfRows(type: GraphQLCompositeType, field: GraphQLField<unknown, unknown>): boolean {
+  return isListType(getNullableType(field.type)) && isCompositeType(getNamedType(field.type))
+    && !type.name.startsWith('__') && !(isObjectType(type) && 'pageInfo' in type.getFields());
+}
+
+/**
+ * The most values the answer may hold: every field is one, a connection holds what
+ * it selects once per row of its page (first, last or the default page size), and
+ * another list of rows once per row it may hold (LONGEST_LIST).
  */
 function estimator(limits: ApiLimits): ComplexityEstimator {
-  return ({ field, args, childComplexity }) =>
-    1 + (isConnection(field) ? pageSizeOf(limits, args) : 1) * childComplexity;
+  return ({ type, field, args, childComplexity }) =>
+    1 + (isConnection(field) ? pageSizeOf(limits, args) : isListOfRows(type, field) ? LONGEST_LIST : 1) * childComplexity;
 }
 
 export interface Operation {

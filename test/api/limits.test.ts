@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import test from 'ava';
 import { getIntrospectionQuery } from 'postgraphile/graphql';
 import { authenticatorUrl } from '../../api/authenticator.ts';
-import { DEFAULT_LIMITS } from '../../api/limits.ts';
+import { DEFAULT_LIMITS, LONGEST_LIST } from '../../api/limits.ts';
 import { startApi } from '../../api/server.ts';
 import { signToken } from '../../api/auth.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
@@ -117,6 +117,34 @@ test('introspection is asked once a request: aliases of __schema or __type are r
   const beside = await api().gql(viewer, `{ currentCompanyId __type(name: "Webhook") { name } __typename a: __typename }`);
   t.is(beside.errors, undefined);
   t.is(beside.data.__type.name, 'Webhook');
+});
+
+test('a list that is not a connection counts as many rows as it may hold: replayFailed\'s deliveries', async (t) => {
+  const { company, hook } = await busyCompany();
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'failed', attempts = 1, completed_at = now(), last_status_code = 500
+     where webhook_id = $1`, [hook.id]);
+  const admin = await api().token(company.id, 'webhook_admin');
+  // each delivery replayed with its webhook's history: DELIVERIES x DELIVERIES payloads,
+  // which the count took for one list's worth (a 10 kB payload each held the
+  // server's thread for seconds, building an answer too long for a string)
+  const REPLAY = `mutation($id: BigInt!, $n: Int) { replayFailed(input: { webhookId: $id, since: "2000-01-01T00:00:00Z" }) {
+    result { id webhookByWebhookId { history(first: $n) { nodes { payload } } } } } }`;
+  const refused = await api().gql(admin, REPLAY, { id: hook.id, n: DELIVERIES });
+  t.is(refused.data, undefined);
+  t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
+  t.true((refused.errors?.[0].extensions?.found as number) > LONGEST_LIST * DELIVERIES);
+  // refused before it ran: nothing was replayed
+  const { rows } = await db().pool.query(`select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state = 'failed'`, [hook.id]);
+  t.is(rows[0].n, DELIVERIES);
+  // what a list of the deliveries themselves holds is served
+  const replayed = await api().gql(admin, `mutation($id: BigInt!) { replayFailed(input: { webhookId: $id, since: "2000-01-01T00:00:00Z" }) {
+    result { id messageId } } }`, { id: hook.id });
+  t.is(replayed.errors, undefined);
+  t.is(replayed.data.replayFailed.result.length, DELIVERIES);
+  // the list's most is the most replayFailed replays
+  const most = await db().pool.query('select webhooks_private.replay_max_deliveries() as n');
+  t.is(most.rows[0].n, LONGEST_LIST);
 });
 
 test('first and last above the page maximum are refused as literals and as variables', async (t) => {
