@@ -223,6 +223,12 @@ begin
     end if;
   end if;
 
+  -- a coalesce window waits from the change on: months and days, which last as long as
+  -- the month or day they start in, are taken as the range check takes them (30 days,
+  -- 24 hours), so what waits is what was checked (1 month - 29 days - 23 hours was an
+  -- hour to the check, and 25 hours from a day of December)
+  new.coalesce_window := justify_interval(new.coalesce_window);
+
   -- fleet-wide limits (sql/28_lanes.sql)
   if new.max_in_flight is not null and new.max_in_flight not between 1 and 1000 then
     perform webhooks_private.config_error('webhook_max_in_flight_range', 'max_in_flight',

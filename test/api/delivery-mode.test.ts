@@ -35,3 +35,23 @@ test('an admin sets the window and ordering; null turns coalescing off; a viewer
   const { rows } = await db().pool.query('select coalesce_window, ordered from webhooks.webhooks where id = any ($1::bigint[]) order by id', [[hook.id, theirs.id]]);
   t.deepEqual(rows.map((r) => [r.coalesce_window, r.ordered]), [[null, false], [null, false]]);
 });
+
+test('a window of months and days that the check takes for an hour waits an hour, not the length of a month', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const admin = await api().token(company.id);
+  // 1 month - 29 days - 23 hours is 1 hour to the check (a month of 30 days), and was
+  // stored as it was written: after a day of December, 25 hours
+  const set = await api().gql(admin, `mutation($id: BigInt!, $window: IntervalInput) {
+    setWebhookDelivery(input: { id: $id, coalesceWindow: $window, ordered: false }) {
+      result { coalesceWindow { months days hours minutes seconds } } } }`,
+  { id: hook.id, window: { months: 1, days: -29, hours: -23 } });
+  t.falsy(set.errors, JSON.stringify(set.errors));
+  t.deepEqual(set.data.setWebhookDelivery.result.coalesceWindow, { months: 0, days: 0, hours: 1, minutes: 0, seconds: 0 });
+  const { rows } = await db().pool.query(
+    `select (timestamptz '2026-12-04 00:00Z' + coalesce_window - timestamptz '2026-12-04 00:00Z')::text as waits,
+            (timestamptz '2026-02-04 00:00Z' + coalesce_window - timestamptz '2026-02-04 00:00Z')::text as waits_in_february
+     from webhooks.webhooks where id = $1`, [hook.id]);
+  t.deepEqual(rows[0], { waits: '01:00:00', waits_in_february: '01:00:00' });
+});
