@@ -10,7 +10,8 @@
 // connections and backends, whatever it sends.
 //
 // Pure bookkeeping, no I/O: the server admits a request after it has checked the
-// token (the company is the token's) and releases it when the response is done.
+// token (the company is the token's) and releases it when the request's work has
+// ended, whether its client is still there or not.
 
 export interface CompanyShareLimits {
   maxInFlight: number;

@@ -147,9 +147,9 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
         }] }, { connection: 'close' });
         return;
       }
-      // a client that leaves at any point from here on: it gives its place up while it
-      // waits, and its turn back if it had one (its close may come while the token is
-      // checked, before the turn's own listener is there)
+      // a client that leaves before its request runs: it gives its place up while it
+      // waits, and its turn back if it had one before GraphQL began (its close may come
+      // while the token is checked)
       const gone = new AbortController();
       res.once('close', () => gone.abort());
       let claims: Claims;
@@ -172,9 +172,16 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
         turn.release();
         return;
       }
-      res.once('close', turn.release);
       claimsByRequest.set(req, claims);
-      graphql(req, res);
+      // the turn is the request's until its work has ended, whether its client waits
+      // for the answer or not: a client that left handed its turn on while its SQL went
+      // on, and a company whose clients left every request held as many backends as it
+      // sent
+      try {
+        await graphql(req, res);
+      } finally {
+        turn.release();
+      }
       return;
     }
     if (path === GRAPHIQL_PATH || path.startsWith('/ruru-static/')) {

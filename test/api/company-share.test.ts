@@ -9,6 +9,7 @@ import { useTestDatabase } from '../helpers/db.ts';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { scrape } from '../helpers/prometheus.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 
@@ -107,6 +108,44 @@ test.serial('one request holds one connection, however many fields it asks at on
     const result = await wide;
     t.is(result.errors, undefined);
     t.deepEqual(Object.keys(result.data), ['d0', 'd1', 'd2', 'd3', 'd4', 'd5']);
+  } finally {
+    await dba.query('rollback').catch(() => {});
+    dba.release();
+    await api.stop();
+  }
+});
+
+test.serial('a client that leaves while its request runs leaves the turn taken until the request ends', async (t) => {
+  // the turn went back when the client went away, while its SQL went on: a company
+  // whose clients left each request once it ran held as many backends as it sent
+  const api = await startTestApi(db().url, { poolSize: 4 });
+  const dba = await db().pool.connect();
+  try {
+    const a = await companyWithWebhook(api);
+    const b = await companyWithWebhook(api);
+    await dba.query('begin');
+    await dba.query('lock table webhooks.delivery_history in access exclusive mode');
+    for (let i = 0; i < DEFAULT_LIMITS.companyMaxInFlight + 1; i++) {
+      const leave = new AbortController();
+      const sent = fetch(`${api.api.url}/graphql`, {
+        method: 'POST',
+        signal: leave.signal,
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${a.token}` },
+        body: JSON.stringify({ query: '{ allDeliveries(first: 1) { nodes { id } } }' }),
+      }).catch(() => undefined);
+      // it waits on the lock, or for its company's turn: then its client leaves
+      await until(`request ${i} waits`, async () =>
+        (await lockWaiters()) > i || (await scrape(api.api.url)).get('bpd_webhooks_api_requests_waiting') === 1);
+      leave.abort();
+      await sent;
+    }
+    t.is(await lockWaiters(), DEFAULT_LIMITS.companyMaxInFlight, 'the company holds no more backends than its share');
+    const other = await api.gql(b.token, COUNT);
+    t.deepEqual(other.data, { allWebhooks: { totalCount: 1 } });
+    await dba.query('commit');
+    // the turns come back as the requests end
+    const again = await api.gql(a.token, COUNT);
+    t.deepEqual(again.data, { allWebhooks: { totalCount: 1 } });
   } finally {
     await dba.query('rollback').catch(() => {});
     dba.release();
