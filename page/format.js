@@ -251,7 +251,7 @@ export function inspectToken(token, nowSeconds = Date.now() / 1000) {
 
 // The database's own rule for a webhook URL (sql/10_config.sql, webhook_url_invalid),
 // checked here first so that the form can say so beside the field at once.
-const URL_RULE = /^https?:\/\/[^\s/?#@]+(:[0-9]+)?([/?#]\S*)?$/i;
+const URL_RULE = /^https?:\/\/(\[[0-9a-f:.]+\]|([^\][\s/?#@:<>\\^|%\u0001-\u001f\u007f]|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$/i;
 const URL_MAX = 2048;
 
 /** Why a URL would be refused, in words, or null when the database will take it. */
@@ -260,7 +260,7 @@ export function urlProblem(url) {
   if (!value) return 'Enter the URL your receiver listens on.';
   if (value.length > URL_MAX) return `The URL is too long: at most ${formatCount(URL_MAX)} characters.`;
   if (!URL_RULE.test(value)) {
-    return 'Enter an absolute http:// or https:// URL, like https://example.com/hooks/bpd (no spaces, no user name or password in it).';
+    return 'Enter an absolute http:// or https:// URL, like https://example.com/hooks/bpd (no spaces, no user name or password in it, a port of digits).';
   }
   return null;
 }

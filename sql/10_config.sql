@@ -128,8 +128,12 @@ begin
       format('webhook name must be at most %s characters, got %s', v_name_max, char_length(new.name)));
   end if;
 
+  -- the authority is a host (a name, or an IPv6 address in brackets) and an optional
+  -- port, nothing else: no user, and none of the characters the URL standard forbids in
+  -- a host (and which the relay's parser refuses, failing every delivery), a percent
+  -- sign only to encode a byte
   if new.url is null
-     or new.url !~* '^https?://[^\s/?#@]+(:[0-9]+)?([/?#]\S*)?$'
+     or new.url !~* '^https?://(\[[0-9a-f:.]+\]|([^][\s/?#@:<>\\^|%\u0001-\u001f\u007f]|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$'
      or length(new.url) > 2048 then
     perform webhooks_private.config_error('webhook_url_invalid', 'url',
       format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', left(new.url, 2100)));

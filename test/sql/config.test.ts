@@ -69,6 +69,26 @@ for (const [what, change, rule, column] of badConfigurations) {
   });
 }
 
+test('refused: a URL whose authority is no host and port, which the relay could never send to (webhook_url_invalid)', async (t) => {
+  // each was stored, and every delivery of the webhook failed with "invalid URL"
+  const known = await ids();
+  for (const url of ['http://receiver.example.com:https/', 'http://[2001:db8::1/in', 'http://[2001:db8::1]]/in',
+    'http://[fe80::1%25eth0]/in', 'http://:443/in', 'http://[2001:db8::1]:80:80/in', 'http://recei<ver.example.com/',
+    'http://recei^ver.example.com/', 'http://recei|ver.example.com/', 'http://recei%zzver.example.com/',
+    'http://recei\u0001ver.example.com/']) {
+    t.throws(() => new URL(url), undefined, url);
+    const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url }));
+    t.is(error.constraint, 'webhook_url_invalid', url);
+    t.is(error.column, 'url', url);
+  }
+  // odd but readable: accepted
+  for (const url of ['http://receiver.example.com:/in', 'http://recei%76er.example.com/in', 'https://[2001:db8::1]:8443/in',
+    'http://[::ffff:203.0.113.9]/in', 'https://例え.jp/in', 'http://203.0.113.9:8080/in?a=b#c']) {
+    t.notThrows(() => new URL(url), url);
+    await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url }), url);
+  }
+});
+
 test('refused: an unknown action, by the webhooks.action type', async (t) => {
   const known = await ids();
   const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.exploded'] }));
