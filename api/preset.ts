@@ -148,36 +148,45 @@ const DeepJsonAsText: GraphileConfig.Plugin = {
 };
 
 /**
- * One connection for a request at a time: its statements one after the other. Each
- * top-level field of a query is a statement of its own, and grafast runs them at once,
- * each on a connection of the pool: one request of six fields held six connections
- * (and six backends, or the whole pool), past its company's share
- * (api/company-share.ts), which counts requests. Mutations run one after the other
- * already.
+ * One connection for a request at a time: its statements one after the other, all
+ * within one statement timeout. Each top-level field of a query is a statement of its
+ * own, and grafast ran them at once, each on a connection of the pool: one request of
+ * six fields held six connections (and six backends, or the whole pool), past its
+ * company's share (api/company-share.ts), which counts requests. One after the other,
+ * each statement gets what is left of the request's time (at least a millisecond:
+ * Postgres cancels it then), so a request's SQL is bounded as a statement's is.
+ * Mutations run one after the other already.
  */
-const OneConnectionPerRequest: GraphileConfig.Plugin = {
-  name: 'OneConnectionPerRequest',
-  version: '1.0.0',
-  after: ['PgContextPlugin'],
-  grafast: {
-    middleware: {
-      prepareArgs(next, event) {
-        const context = event.args.contextValue as Grafast.Context;
-        const withPgClient = context.withPgClient;
-        if (withPgClient) {
-          let previous: Promise<unknown> = Promise.resolve();
-          const inTurn: typeof withPgClient = (pgSettings, callback) => {
-            const turn = previous.then(() => withPgClient(pgSettings, callback));
-            previous = turn.catch(() => undefined);
-            return turn;
-          };
-          context.withPgClient = inTurn;
-        }
-        return next();
+function OneConnectionPerRequest(limits: ApiLimits): GraphileConfig.Plugin {
+  return {
+    name: 'OneConnectionPerRequest',
+    version: '1.0.0',
+    after: ['PgContextPlugin'],
+    grafast: {
+      middleware: {
+        prepareArgs(next, event) {
+          const context = event.args.contextValue as Grafast.Context;
+          const withPgClient = context.withPgClient;
+          if (withPgClient) {
+            let previous: Promise<unknown> = Promise.resolve();
+            let deadline: number | undefined;
+            const inTurn: typeof withPgClient = (pgSettings, callback) => {
+              const turn = previous.then(() => {
+                deadline ??= performance.now() + limits.statementTimeoutMs;
+                const left = Math.max(1, Math.ceil(deadline - performance.now()));
+                return withPgClient(pgSettings && { ...pgSettings, statement_timeout: String(left) }, callback);
+              });
+              previous = turn.catch(() => undefined);
+              return turn;
+            };
+            context.withPgClient = inTurn;
+          }
+          return next();
+        },
       },
     },
-  },
-};
+  };
+}
 
 export interface PresetOptions {
   /** the API's connections; the caller owns the pool and ends it */
@@ -209,7 +218,7 @@ export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, RequestLimits(options.limits), OneConnectionPerRequest],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, RequestLimits(options.limits), OneConnectionPerRequest(options.limits)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],

@@ -283,3 +283,41 @@ test('SQL that runs past the statement timeout is cancelled and named', async (t
   const { rows: [row] } = await db().pool.query('select enabled from webhooks.webhooks where id = $1', [hook.id]);
   t.true(row.enabled);
 });
+
+test('the statement timeout bounds the SQL of the whole request, however many fields it asks', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const jwtSecret = 'limits-test-secret';
+  const TIMEOUT_MS = 400;
+  const FIELDS = 8;
+  const short = await startApi({
+    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
+    jwtSecret,
+    port: 0,
+    poolSize: 2,
+    reportCountsEveryMs: 0,
+    limits: { statementTimeoutMs: TIMEOUT_MS },
+  });
+  const locker = await db().pool.connect();
+  try {
+    // every read of the deliveries waits for a DBA's lock: each field's statement would
+    // wait its own timeout, one after the other (FIELDS x TIMEOUT_MS)
+    await locker.query('begin');
+    await locker.query('lock table webhooks.delivery_history in access exclusive mode');
+    const viewer = await signToken(jwtSecret, { companyId: company.id, role: 'webhook_viewer' });
+    const started = performance.now();
+    const response = await fetch(`${short.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${viewer}` },
+      body: JSON.stringify({ query: `{ ${Array.from({ length: FIELDS }, (_, i) => `d${i}: allDeliveries(first: 1, offset: ${i}) { nodes { id } }`).join(' ')} }` }),
+    });
+    const body = (await response.json()) as any;
+    const elapsed = performance.now() - started;
+    t.deepEqual(body.errors?.map((e: any) => e.extensions?.code), Array(FIELDS).fill('QUERY_TIMEOUT'));
+    t.true(elapsed < (FIELDS / 2) * TIMEOUT_MS, `answered in ${Math.round(elapsed)} ms`);
+  } finally {
+    await locker.query('rollback');
+    locker.release();
+    await short.stop();
+  }
+});
