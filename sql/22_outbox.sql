@@ -526,6 +526,30 @@ as $$
   select p_day::timestamp at time zone 'utc';
 $$;
 
+-- private: the retention in force (29_retention.sql drops the days past it)
+create or replace function webhooks_private.retention()
+returns interval
+language sql
+stable
+as $$
+  select webhooks_private.interval_setting('webhooks.retention');
+$$;
+
+-- private: the first day the retention keeps; the days before it may be dropped at any
+-- moment (expired_days), so no finished delivery of theirs goes back on its way: a
+-- replay taken while maintenance drops its day would lose it with the day (22_outbox.sql).
+-- As its owner: replay_failed (30_delivery.sql) asks it as the admin, who may not read
+-- the settings' helpers.
+create or replace function webhooks_private.first_kept_day()
+returns date
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select webhooks_private.utc_day(now() - webhooks_private.retention());
+$$;
+
 ------------------------------------------------------------------------------------
 -- Partitions
 --

@@ -16,29 +16,7 @@
 -- every hour. This file answers what may be dropped (webhooks.expired_days()) and
 -- records where the kept history starts (webhooks.kept_since()).
 
--- private: the retention in force
-create or replace function webhooks_private.retention()
-returns interval
-language sql
-stable
-as $$
-  select webhooks_private.interval_setting('webhooks.retention');
-$$;
-
--- private: the first day the retention keeps; the days before it may be dropped at any
--- moment (expired_days), so no finished delivery of theirs goes back on its way: a
--- replay taken while maintenance drops its day would lose it with the day (22_outbox.sql).
--- As its owner: replay_failed (30_delivery.sql) asks it as the admin, who may not read
--- the settings' helpers.
-create or replace function webhooks_private.first_kept_day()
-returns date
-language sql
-stable
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-  select webhooks_private.utc_day(now() - webhooks_private.retention());
-$$;
+-- (webhooks_private.retention() and first_kept_day(): 22_outbox.sql, beside the days)
 
 -- public (maintenance and DBAs; not in GraphQL): the days that may be dropped now,
 -- oldest first, with their partitions as parent table and partition name. A span of
