@@ -231,13 +231,28 @@ function isListOfRows(type: GraphQLCompositeType, field: GraphQLField<unknown, u
 }
 
 /**
- * The most values the answer may hold: every field is one, a connection holds what
- * it selects once per row of its page (first, last or the default page size), and
- * another list of rows once per row it may hold (LONGEST_LIST).
+ * What a delivery's payload counts for: it may be webhooks.max_payload_bytes long (1 MiB
+ * by default), where another value is a few bytes. A page of the maximum size with
+ * its payloads was a gigabyte read into the API's one process, which serves every
+ * company. At 300, one answer holds at most 66 payloads (API_MAX_NODES / 300), and the
+ * Reports page's history (50 firings a page) fits.
+ */
+export const PAYLOAD_VALUES = 300;
+
+/** A field that serves a delivery's payload. */
+function isPayload(field: GraphQLField<unknown, unknown>): boolean {
+  return field.name === 'payload';
+}
+
+/**
+ * The most values the answer may hold: every field is one (a payload PAYLOAD_VALUES),
+ * a connection holds what it selects once per row of its page (first, last or the
+ * default page size), and another list of rows once per row it may hold (LONGEST_LIST).
  */
 function estimator(limits: ApiLimits): ComplexityEstimator {
   return ({ type, field, args, childComplexity }) =>
-    1 + (isConnection(field) ? pageSizeOf(limits, args) : isListOfRows(type, field) ? LONGEST_LIST : 1) * childComplexity;
+    (isPayload(field) ? PAYLOAD_VALUES : 1)
+      + (isConnection(field) ? pageSizeOf(limits, args) : isListOfRows(type, field) ? LONGEST_LIST : 1) * childComplexity;
 }
 
 export interface Operation {
