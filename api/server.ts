@@ -46,6 +46,8 @@ export interface ApiOptions {
   log?: Logger;
   /** request limits; unset ones come from the environment (api/limits.ts), else their defaults */
   limits?: Partial<ApiLimits>;
+  /** how long one answer of the database serves /readyz and /metrics (default DATABASE_ANSWER_REUSE_MS) */
+  operationsReuseMs?: number;
   /** how long a connection above the warm ones may stay idle (default API_IDLE_CONNECTION_MS) */
   idleConnectionMs?: number;
 }
@@ -114,14 +116,14 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
 
   // /metrics, /healthz, /readyz (ops/operations.ts): the API's pool asks the database
-  const registry = operationsRegistry(pool);
+  const registry = operationsRegistry(pool, undefined, options.operationsReuseMs);
   const share = new CompanyShare({
     maxInFlight: limits.companyMaxInFlight,
     maxQueued: limits.companyMaxQueued,
     maxWaitMs: limits.companyMaxWaitMs,
   });
   const metrics = apiMetrics(registry, share);
-  const operations = operationsRoutes({ registry, db: pool });
+  const operations = operationsRoutes({ registry, db: pool, reuseMs: options.operationsReuseMs });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;

@@ -26,6 +26,37 @@ export const OPERATIONS_PATHS: ReadonlySet<string> = new Set(['/metrics', '/heal
 /** How long a readiness or backlog question may take before the answer is "no" (or "unknown"). */
 const DATABASE_CHECK_TIMEOUT_MS = 5_000;
 
+/**
+ * How long one answer of the database serves /readyz, and one serves /metrics: both
+ * answer whoever reaches the port (the API's is the one the Reports page is served
+ * on), and each asked the database afresh, so a flood of them was a flood of queries,
+ * the backlog's among them, on the database every company shares. At most one
+ * question of each a second, however many ask.
+ */
+export const DATABASE_ANSWER_REUSE_MS = 1_000;
+
+/**
+ * `ask`, its answer shared by whoever asks while it runs and for `reuseMs` after (0:
+ * until the askers of the moment have it, as the gauges of one scrape do).
+ */
+function sharedAnswer<T>(ask: () => Promise<T>, reuseMs: number): () => Promise<T> {
+  let answer: Promise<T> | undefined;
+  return () => {
+    if (answer) return answer;
+    const asked = ask();
+    answer = asked;
+    const forget = () => {
+      const clear = () => {
+        if (answer === asked) answer = undefined;
+      };
+      if (reuseMs > 0) setTimeout(clear, reuseMs).unref();
+      else setImmediate(clear);
+    };
+    asked.then(forget, forget);
+    return asked;
+  };
+}
+
 type Queryable = Pick<pg.Pool, 'query'>;
 
 function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
@@ -104,12 +135,11 @@ const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answe
  * sql/58_operations.sql),
  * and whether the database answered at all.
  */
-export function operationsRegistry(db: Queryable, registry: Registry = new Registry()): Registry {
+export function operationsRegistry(db: Queryable, registry: Registry = new Registry(),
+  reuseMs: number = DATABASE_ANSWER_REUSE_MS): Registry {
   collectDefaultMetrics({ register: registry });
-  let scrape: Promise<DatabaseAnswers | undefined> | undefined;
-  const ask = () => {
-    // the gauges of one scrape share one question
-    scrape ??= within(db.query(
+  // the gauges of one scrape share one question, and the scrapes of a second too
+  const ask = sharedAnswer(() => within(db.query(
       `select b.due, b.oldest_due_seconds as oldest, (select count(*) from webhooks_ops.refused_settings()) as refused,
               u.days_ahead, u.days_past_retention, u.webhooks_to_purge, u.report_days_behind
        from webhooks_ops.backlog() b, webhooks_ops.upkeep() u`),
@@ -118,10 +148,7 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
         due: Number(row.due), oldest: Number(row.oldest), refused: Number(row.refused),
         daysAhead: Number(row.days_ahead), daysPastRetention: Number(row.days_past_retention),
         webhooksToPurge: Number(row.webhooks_to_purge), reportDaysBehind: Number(row.report_days_behind),
-      }), () => undefined)
-      .finally(() => setImmediate(() => (scrape = undefined)));
-    return scrape;
-  };
+      }), () => undefined), reuseMs);
   new Gauge({
     name: 'bpd_webhooks_database_up',
     help: 'Whether the database answered the last scrape (1) or not (0).',
@@ -153,7 +180,8 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
  * Answers /metrics, /healthz and /readyz; returns false for any other path (the
  * caller serves it). GET or HEAD only.
  */
-export function operationsRoutes(options: { registry: Registry; db: Queryable }) {
+export function operationsRoutes(options: { registry: Registry; db: Queryable; reuseMs?: number }) {
+  const ready = sharedAnswer(() => readiness(options.db), options.reuseMs ?? DATABASE_ANSWER_REUSE_MS);
   return async function serve(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
     if (!OPERATIONS_PATHS.has(path)) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -163,7 +191,7 @@ export function operationsRoutes(options: { registry: Registry; db: Queryable })
     if (path === '/healthz') {
       send(res, 200, 'application/json; charset=utf-8', JSON.stringify({ status: 'ok' }));
     } else if (path === '/readyz') {
-      const state = await readiness(options.db);
+      const state = await ready();
       send(res, state.ready ? 200 : 503, 'application/json; charset=utf-8',
         JSON.stringify(state.ready ? { status: 'ready', migration: state.migration } : { status: 'unavailable', reason: state.reason }));
     } else {

@@ -1,11 +1,12 @@
 // The admin API's operator endpoints (ops/operations.ts, api/metrics.ts): /healthz,
 // /readyz that follows the database (down and back, migrated or not) and /metrics in
 // Prometheus text whose numbers move with what happens.
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import test from 'ava';
 import { authenticatorUrl } from '../../api/authenticator.ts';
 import { startApi } from '../../api/server.ts';
-import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
+import { DATABASE_ANSWER_REUSE_MS, EXPECTED_MIGRATION, operationsRegistry, operationsRoutes } from '../../ops/operations.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
 import { MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
@@ -131,7 +132,7 @@ async function readyzUntil(url: string, status: number): Promise<any> {
 
 /** An API of its own on databaseUrl, stopped with the test. */
 async function apiOn(t: { teardown: (fn: () => Promise<void>) => void }, databaseUrl: string) {
-  const running = await startApi({ databaseUrl, jwtSecret: 'operations-test', port: 0, poolSize: 2, reportCountsEveryMs: 0 });
+  const running = await startApi({ databaseUrl, jwtSecret: 'operations-test', port: 0, poolSize: 2, reportCountsEveryMs: 0, operationsReuseMs: 0 });
   t.teardown(() => running.stop());
   return running;
 }
@@ -177,4 +178,34 @@ test('/readyz fails while the database is behind the migrations this code expect
   const response = await fetch(`${running.url}/readyz`);
   t.is(response.status, 503);
   t.regex((await response.json()).reason, /this code expects .*npm run migrate/);
+});
+
+test('/readyz and /metrics ask the database once a second at most, however many ask them (anyone who reaches the port may)', async (t) => {
+  const pool = db().pool;
+  // the database's questions, counted as the routes ask them
+  const asked = { readiness: 0, gauges: 0 };
+  const counted = {
+    query: (text: string) => {
+      if (/latest_migration/.test(text)) asked.readiness++;
+      else asked.gauges++;
+      return pool.query(text);
+    },
+  } as unknown as import('pg').Pool;
+  const registry = operationsRegistry(counted);
+  const serve = operationsRoutes({ registry, db: counted });
+  const server = createHttpServer((req, res) => void serve(req, res, new URL(req.url!, 'http://localhost').pathname));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+
+  const started = performance.now();
+  for (let round = 0; round < 20; round++) {
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => fetch(`${url}/${i % 2 ? 'readyz' : 'metrics'}`)));
+    t.true(answers.every((r) => r.status === 200));
+  }
+  // 100 of each: as many questions as seconds went by (and the first), not one each
+  const most = Math.ceil((performance.now() - started) / DATABASE_ANSWER_REUSE_MS) + 1;
+  t.true(asked.readiness <= most, `readiness asked ${asked.readiness} times, at most ${most}`);
+  t.true(asked.gauges <= most, `gauges asked ${asked.gauges} times, at most ${most}`);
+  t.true(asked.readiness >= 1 && asked.gauges >= 1);
 });

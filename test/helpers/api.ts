@@ -46,6 +46,8 @@ export async function startTestApi(
     idleConnectionMs: options.idleConnectionMs,
     // tests roll the report's counts up themselves, when they mean to
     reportCountsEveryMs: options.reportCountsEveryMs ?? 0,
+    // and read /metrics' figures as they are now, not as they were a second ago
+    operationsReuseMs: 0,
   });
   return {
     api,
