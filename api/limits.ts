@@ -234,10 +234,11 @@ function isListOfRows(type: GraphQLCompositeType, field: GraphQLField<unknown, u
  * What a delivery's payload counts for: it may be webhooks.max_payload_bytes long (1 MiB
  * by default), where another value is a few bytes. A page of the maximum size with
  * its payloads was a gigabyte read into the API's one process, which serves every
- * company. At 300, one answer holds at most 66 payloads (API_MAX_NODES / 300), and the
- * Reports page's history (50 firings a page) fits.
+ * company. At 150, one answer holds at most 133 payloads (API_MAX_NODES / 150), and a
+ * page of the default size with its payloads and a few dozen other fields still fits
+ * (the Reports page asks 50).
  */
-export const PAYLOAD_VALUES = 300;
+export const PAYLOAD_VALUES = 150;
 
 /** A field that serves a delivery's payload. */
 function isPayload(field: GraphQLField<unknown, unknown>): boolean {
