@@ -156,6 +156,11 @@ begin
         or v_kind = 'number' and v_set ~ '^[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,4})?$' then
     v_number := v_set::numeric;
     v_set_value := pg_catalog.trim_scale(v_number)::text;
+    -- (number) and one double precision, which the readers use, can hold: 1e-400 is
+    -- within a bound of 0, but reading it would be an error in every settle
+    if v_kind = 'number' and v_number <> 0 and abs(v_number) < 1e-300 then
+      v_set_value := null;
+    end if;
   end if;
   if v_set_value is null then
     value := webhooks_private.setting_canonical(v_kind, v_rule[2]);

@@ -66,6 +66,17 @@ test('settings out of bounds are held to them', async (t) => {
   t.true(huge.settled[0].wait_s >= -1 && huge.settled[0].wait_s < 1, `waits ${huge.settled[0].wait_s} s`);
 });
 
+test('a number too near 0 for double precision is not one: the default holds, and settles go on', async (t) => {
+  // 1e-400 is within the jitter's bounds (0 to 1), but double precision, which the
+  // readers use, cannot hold it: every failed attempt's settle would be an error
+  const { settled } = await claimAndSettle({ 'webhooks.retry_jitter': '1e-400' }, 500);
+  t.is(settled[0].state, 'pending');
+  t.true(settled[0].wait_s > 7 && settled[0].wait_s < 13, `waits ${settled[0].wait_s} s`);
+  const [row] = await inTransaction(db().pool, setLocal({ 'webhooks.retry_jitter': '1e-400' }), async (c) =>
+    (await c.query(`select value, refusal from webhooks.settings where name = 'webhooks.retry_jitter'`)).rows);
+  t.deepEqual(row, { value: '0.25', refusal: 'not a number: the default holds' });
+});
+
 test('webhooks.settings lists every setting: in force, as set, its default, and why a value was refused', async (t) => {
   const rows = await inTransaction(db().pool, setLocal({
     'webhooks.max_in_flight': 'thirty',
