@@ -47,7 +47,7 @@ function key(secret: string): Uint8Array {
 }
 
 /** One positive integer in bigint range, as a string; null for anything else. */
-function companyIdOf(claim: unknown): string | null {
+export function companyIdOf(claim: unknown): string | null {
   // a JSON number beyond 2^53 has already lost digits: it could name another company
   if (typeof claim === 'number') return Number.isSafeInteger(claim) && claim > 0 ? String(claim) : null;
   if (typeof claim === 'string' && /^[1-9][0-9]{0,18}$/.test(claim) && BigInt(claim) <= BIGINT_MAX) return claim;

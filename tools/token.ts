@@ -2,7 +2,7 @@
 // prints a bearer token for the admin API, signed with JWT_SECRET or, when that is
 // not set, with the development secret `npm start` keeps in .data/jwt-secret.
 import { parseArgs } from 'node:util';
-import { API_ROLES, DEFAULT_TOKEN_LIFETIME, durationSeconds, maxTokenLifetime, signToken, type ApiRole } from '../api/auth.ts';
+import { API_ROLES, companyIdOf, DEFAULT_TOKEN_LIFETIME, durationSeconds, maxTokenLifetime, signToken, type ApiRole } from '../api/auth.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
 
 const usage = 'usage: npm run token -- --company <id> [--role webhook_admin|webhook_viewer] [--sub <who>] [--expires 12h]';
@@ -20,8 +20,9 @@ if (values.help || !values.company) {
   console.error(usage);
   process.exit(values.help ? 0 : 2);
 }
-if (!/^[1-9][0-9]*$/.test(values.company)) {
-  console.error(`--company must be a company id (a positive integer), got ${JSON.stringify(values.company)}`);
+// (as the API reads the token's claim: a positive integer a bigint holds)
+if (companyIdOf(values.company) === null) {
+  console.error(`--company must be a company id (a positive integer, at most a bigint), got ${JSON.stringify(values.company)}`);
   process.exit(2);
 }
 if (!(API_ROLES as readonly string[]).includes(values.role!)) {
