@@ -71,6 +71,7 @@ $$;
 --   partition_lock()               making outbox partitions          22_outbox.sql
 --   company_webhooks_lock(company) creating one company's webhooks   10_config.sql
 --   4204204204 (one bigint)        a migrate is running              tools/migrate.ts
+--   4204204205 (one bigint)        the outbox's upkeep is running    tools/maintain.ts
 -- (The migrate lock is taken before sql/ exists, so it lives in tools/migrate.ts.)
 
 -- the engine's two-key lock space: 'bpdw' read as a 32-bit integer

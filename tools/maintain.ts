@@ -19,6 +19,15 @@ import pg from 'pg';
 const LOCK_TIMEOUT = '1s';
 const TRIES = 5;
 
+/**
+ * The advisory lock key that says "the outbox's upkeep is running" (one bigint key;
+ * the engine's others are listed in sql/00_schemas.sql). A session lock serialises
+ * whole runs: a second run (npm start's next hour while a detach still waits for a
+ * long reader, or a DBA's npm run maintain beside it) would otherwise finish or
+ * drop the first one's partitions under it, and fail.
+ */
+export const MAINTAIN_LOCK = 4_204_204_205;
+
 export interface MaintainResult {
   partitionsMade: number;
   /** what was done to the tails: 'keep', 'detach' (moved ahead) or 'span' */
@@ -45,6 +54,7 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
+    await client.query('select pg_advisory_lock($1)', [MAINTAIN_LOCK]);
     await client.query(`set lock_timeout = '${LOCK_TIMEOUT}'`);
     // (whatever the database's default: the steps read with a snapshot per statement,
     // webhooks.recheck_deleted_webhooks included)
