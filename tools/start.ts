@@ -1,6 +1,7 @@
 // `npm start`: a real Postgres (embedded unless DATABASE_URL says otherwise), the
 // schema brought up to date, and the parts of bpd-webhooks running beside it.
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_DATABASE, DEFAULT_EMBEDDED_PORT, PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
 import { ensureDatabase } from './ensure-database.ts';
@@ -28,6 +29,22 @@ async function database(): Promise<{ url: string; stop: () => Promise<void> }> {
   return { url: server.url(DEFAULT_DATABASE), stop: () => server.stop() };
 }
 
+// The API's port, taken by something else (another npm start, say): the API could
+// only crash and restart, while whatever answers there made this look up. Say so now.
+const apiPort = Number(process.env.PORT ?? 5678);
+const apiHost = process.env.HOST ?? '127.0.0.1';
+const taken = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+  const probe = createServer();
+  probe.once('error', (error: NodeJS.ErrnoException) => resolve(error));
+  probe.listen(apiPort, apiHost, () => probe.close(() => resolve(null)));
+});
+if (taken) {
+  console.error(taken.code === 'EADDRINUSE'
+    ? `port ${apiPort} on ${apiHost} is taken (another npm start?): stop what listens there, or set PORT to a free port`
+    : `the admin API cannot listen on ${apiHost}:${apiPort}: ${taken.message}`);
+  process.exit(1);
+}
+
 const db = await database();
 await migrate(db.url, (line) => console.log(line));
 console.log(`Postgres: ${db.url}`);
@@ -36,8 +53,6 @@ console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.
 // The parts run as child processes under one supervisor (tools/supervisor.ts): a
 // crash of one is logged and it is started again, while the other goes on (the API
 // dying must not stop deliveries).
-const apiPort = Number(process.env.PORT ?? 5678);
-const apiHost = process.env.HOST ?? '127.0.0.1';
 const apiUrl = `http://${apiHost === '0.0.0.0' ? 'localhost' : apiHost}:${apiPort}`;
 const supervisorLog = toolsLogger('supervisor');
 const supervisor = new Supervisor([

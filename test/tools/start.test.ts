@@ -3,6 +3,8 @@
 // back by itself, and a stop ends the parts before the process exits.
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,4 +116,31 @@ test('a part that keeps dying is restarted after pauses that double, each crash 
     ['3', '40', '3'],
     ['3', '40', '4'], // the longest pause
   ]);
+});
+
+test("npm start on a port something else answers says so and stops: never 'up' on another server's /healthz", async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  // something else (another npm start, say) on the API's port, answering /healthz
+  const other = createServer((_req, res) => res.writeHead(200).end('{"status":"ok"}'));
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => other.close(() => resolve())));
+  const port = (other.address() as AddressInfo).port;
+
+  const start = spawn(process.execPath, [`${root}tools/start.ts`], {
+    cwd: root,
+    env: { PATH: process.env.PATH, DATABASE_URL: database.url, PORT: String(port), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = lines(start.stdout!);
+  const err = lines(start.stderr!);
+  t.teardown(() => void (start.exitCode === null && start.kill('SIGKILL')));
+  const code = await Promise.race([
+    // (close: its output read to the end)
+    new Promise<number | null>((resolve) => start.once('close', (exitCode) => resolve(exitCode))),
+    out.next(/bpd-webhooks is up/, 60_000, 0).then(() => 'up', () => 'neither up nor stopped within a minute'),
+  ]);
+  t.is(code, 1);
+  t.regex(err.seen.join('\n'), new RegExp(`port ${port} .*is taken`));
+  t.false(out.seen.some((line) => /bpd-webhooks is up/.test(line)));
 });
