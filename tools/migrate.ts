@@ -93,21 +93,66 @@ async function engineFiles(): Promise<string[]> {
   return (await readdir(sqlDir)).filter((name) => name.endsWith('.sql')).sort();
 }
 
+/**
+ * The engine's schemas, whose tables and views sql/ changes (policies, triggers,
+ * views), all locked before the first file; and of the CRM's tables, those with the
+ * engine's capture triggers (no other, so the CRM's other writes never wait).
+ */
+const ENGINE_SCHEMAS = ['webhooks', 'webhooks_private'];
+const CAPTURED_SCHEMA = 'crm';
+
+/**
+ * sql/ replaces views, triggers and policies on tables the relay, the API and the CRM
+ * use all the time. Taking those locks file by file, it held some while it waited for
+ * others, and a claim or a contact write that held one of those and wanted one of the
+ * first deadlocked with it: the migrate failed (or the CRM's write). So the run takes
+ * them all first, in one LOCK that waits at most ENGINE_LOCK_TIMEOUT (under the
+ * deadlock check's 1 s: it gives way, never the others), then applies the files
+ * without waiting on anyone; the others wait for it, well under a second. A run that
+ * gave way starts over, a little later (at random, so as not to meet the same claims
+again), up to ENGINE_TRIES times: a few under a busy relay, a minute or so at most.
+ */
+const ENGINE_LOCK_TIMEOUT = '500ms';
+const ENGINE_TRIES = 50;
+
 async function applyEngine(client: pg.Client): Promise<void> {
-  await client.query('begin');
-  try {
-    for (const name of await engineFiles()) {
-      const text = await readFile(`${sqlDir}/${name}`, 'utf8');
-      try {
-        await client.query(text);
-      } catch (error) {
-        throw new Error(`sql/${name}: ${(error as Error).message}`, { cause: error });
+  const files = await engineFiles();
+  for (let attempt = 1; ; attempt++) {
+    await client.query('begin');
+    try {
+      await client.query(`set local lock_timeout = '${ENGINE_LOCK_TIMEOUT}'`);
+      const { rows: [{ relations }] } = await client.query<{ relations: string | null }>(
+        `select string_agg(format('%I.%I', n.nspname, c.relname), ', ' order by c.oid) as relations
+         from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+         where c.relkind in ('r', 'p', 'v', 'm') and not c.relispartition
+           and (n.nspname = any ($1)
+                or n.nspname = $2 and exists (select 1 from pg_catalog.pg_trigger t
+                                                join pg_catalog.pg_proc f on f.oid = t.tgfoid
+                                                where t.tgrelid = c.oid and not t.tgisinternal
+                                                  and f.pronamespace::regnamespace::text = any ($1)))`,
+        [ENGINE_SCHEMAS, CAPTURED_SCHEMA]);
+      if (relations) await client.query(`lock table ${relations} in access exclusive mode`);
+      for (const name of files) {
+        const text = await readFile(`${sqlDir}/${name}`, 'utf8');
+        try {
+          await client.query(text);
+        } catch (error) {
+          throw new Error(`sql/${name}: ${(error as Error).message}`, { cause: error });
+        }
       }
+      await client.query('commit');
+      return;
+    } catch (error) {
+      await client.query('rollback');
+      const code = ((error as Error).cause as { code?: string } | undefined)?.code ?? (error as { code?: string }).code;
+      // lock_not_available, deadlock_detected: busy, not wrong
+      if (code !== '55P03' && code !== '40P01') throw error;
+      if (attempt >= ENGINE_TRIES) {
+        throw new Error(`sql/ not applied: its tables stayed in use (${(error as Error).message}) ${ENGINE_TRIES} times; ` +
+          'a long transaction holds one (see pg_stat_activity): run migrate again once it ends', { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100 * attempt, 1_000)));
     }
-    await client.query('commit');
-  } catch (error) {
-    await client.query('rollback');
-    throw error;
   }
 }
 
