@@ -28,6 +28,8 @@ export interface EmbeddedOptions {
 }
 
 const USER = 'postgres';
+/** where it listens: loopback only */
+const LISTEN_ADDRESS = '127.0.0.1';
 const PASSWORD = 'postgres';
 
 /** Where `npm start` keeps its own Postgres unless told otherwise (EMBEDDED_PG_PORT). */
@@ -128,10 +130,30 @@ function checkPostgresCanReach(dataDir: string): void {
   }
 }
 
+/**
+ * A port something else listens on (another npm start, a Postgres of one's own) makes
+ * the server exit as it starts, and the package then rejects with nothing at all: say
+ * so before.
+ */
+async function checkPortFree(port: number): Promise<void> {
+  const taken = await new Promise<boolean>((resolve) => {
+    const probe = createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EADDRINUSE'));
+    probe.listen(port, LISTEN_ADDRESS, () => probe.close(() => resolve(false)));
+  });
+  if (taken) {
+    throw new PostgresCannotRun(
+      `The embedded Postgres cannot start: port ${port} on ${LISTEN_ADDRESS} is taken (another npm start, or a Postgres of your own?); ` +
+        'stop what listens there, set EMBEDDED_PG_PORT to a free port, or set DATABASE_URL to a Postgres of your own.',
+    );
+  }
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<RunningPostgres> {
   checkPostgresCanReach(options.dataDir);
   const port = options.port ?? (await freePort());
-  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'];
+  await checkPortFree(port);
+  const flags = ['-c', `listen_addresses=${LISTEN_ADDRESS}`, '-c', 'max_connections=200'];
   if (options.fast) {
     flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   }

@@ -3,11 +3,12 @@
 // that says what to do, not an EACCES stack trace from spawning initdb.
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { firstFolderClosedTo, freePort } from '../../tools/embedded-postgres.ts';
+import { firstFolderClosedTo, freePort, PostgresCannotRun, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const asRoot = process.getuid?.() === 0;
@@ -77,3 +78,14 @@ for (const [command, script] of [['npm start', 'tools/start.ts'], ['npm test', '
     t.regex(lines[0]!, /set DATABASE_URL to a Postgres of your own\.$/);
   });
 }
+
+test('a port something else listens on stops the embedded Postgres with one sentence that names it', async (t) => {
+  const other = createServer();
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => other.close(() => resolve())));
+  const port = (other.address() as AddressInfo).port;
+  const dataDir = await mkdtemp(join(tmpdir(), 'bpd-taken-port-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const error = await t.throwsAsync(startEmbeddedPostgres({ dataDir, port, fast: true }), { instanceOf: PostgresCannotRun });
+  t.regex(error!.message, new RegExp(`^The embedded Postgres cannot start: port ${port} on 127\\.0\\.0\\.1 is taken .*EMBEDDED_PG_PORT`));
+});
