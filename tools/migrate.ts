@@ -40,6 +40,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
     await client.query('set client_min_messages = warning');
     await moveMigrationsTable(client);
+    await refuseNewerDatabase(client);
     const onNotice = (notice: { message?: string }) => {
       if (notice.message?.startsWith(PROGRESS_NOTICE)) log(`  ${notice.message.slice(PROGRESS_NOTICE.length)}`);
     };
@@ -87,6 +88,25 @@ async function moveMigrationsTable(client: pg.Client): Promise<void> {
   );
   if (!recorded!.ours) return;
   await client.query(`alter table public.${MIGRATIONS_TABLE} set schema ${MIGRATIONS_SCHEMA}`);
+}
+
+/**
+ * A database that recorded a migration this checkout has no file for was migrated by
+ * newer code: re-applying this checkout's sql/ would put its older engine under the
+ * newer relays and API (a host restarted on the old version mid-rollout, with npm
+ * start, which migrates first). So nothing is done, and the error says why.
+ */
+async function refuseNewerDatabase(client: pg.Client): Promise<void> {
+  const table = `${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`;
+  const { rows: [found] } = await client.query<{ found: boolean }>('select to_regclass($1) is not null as found', [table]);
+  if (!found!.found) return;
+  const known = new Set((await readdir(migrationsDir)).filter((name) => name.endsWith('.sql')).map((name) => name.replace(/\.sql$/, '')));
+  const { rows } = await client.query<{ name: string }>(`select name from ${table} order by name`);
+  const unknown = rows.map((row) => row.name).filter((name) => !known.has(name));
+  if (unknown.length > 0) {
+    throw new Error(`this database was migrated by newer code (${unknown.join(', ')}: no such file in migrations/); ` +
+      'nothing was done, so as not to put this older engine under it: run the newer code, or its migrate');
+  }
 }
 
 async function engineFiles(): Promise<string[]> {
