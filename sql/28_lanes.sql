@@ -554,10 +554,16 @@ begin
              least(
                -- a fair part of this batch
                ceil(p_limit::numeric / greatest((select count(*) from company), 1)),
-               -- and of the relay's slots, an eighth kept free for newcomers
+               -- and of the relay's slots, an eighth kept free for newcomers; a
+               -- company that holds none of them gets one, however many companies
+               -- have work (the batch, at most the relay's free slots, bounds them
+               -- all): with more companies than slots to share, the share is below
+               -- one, and until 2026-12-04 no newcomer got a delivery until some
+               -- company's request ended (test/fleet/many-companies.test.ts)
                case when p_slots is null then p_limit
                     else greatest(floor((p_slots - p_slots / 8)::numeric / (select n from active))
-                                  - coalesce(h.n, 0), 0) end
+                                  - coalesce(h.n, 0),
+                                  case when coalesce(h.n, 0) = 0 then 1 else 0 end) end
              )::integer as room,
              -- and of the relay's payload bytes, alike (null: no byte shares)
              case when p_byte_budget is not null

@@ -1,0 +1,55 @@
+// Many companies, few slots each: a company's share of the relay's request slots,
+// (slots − slots/8) ÷ companies with work, falls below one when more companies have
+// work than the relay has slots to share. A company that holds nothing at the relay
+// still gets one delivery while the relay has a free slot: else every newcomer waited
+// for some company's hanging request to time out (the relay's default 512 slots: once
+// 449 companies had work).
+import test from 'ava';
+import { relayScene, testRelay } from '../helpers/relay.ts';
+
+const SLOTS = 8; // 7 to share, 1 kept free for a company that has nothing yet
+
+test('companies whose endpoints hang hold all but the kept slot: another company\'s delivery still goes within a second', async (t) => {
+  const { database, receiver, f } = await relayScene(t);
+  // (hanging requests end after 5 s: well after the second the newcomer may wait)
+  const relay = testRelay(database.url, { RELAY_MAX_IN_FLIGHT: String(SLOTS), RELAY_REQUEST_TIMEOUT_MS: '5000' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  // one company after another, each one delivery to an endpoint that never answers
+  const hanging = SLOTS - SLOTS / 8;
+  for (let i = 0; i < hanging; i++) {
+    const company = await f.company();
+    await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.route(`/hang-${i}`, { otherwise: 'hang' }) });
+    await f.contact(company.id);
+    await receiver.waitFor(1, { path: `/hang-${i}`, timeoutMs: 10_000 });
+  }
+
+  const newcomer = await f.company();
+  const webhook = await f.webhook({ companyId: newcomer.id, actions: ['contact.created'], url: receiver.url('/newcomer') });
+  receiver.route('/newcomer', { secret: webhook.secret });
+  const written = Date.now();
+  await f.contact(newcomer.id);
+  const [request] = await receiver.waitFor(1, { path: '/newcomer', timeoutMs: 10_000 });
+  const waited = request!.receivedAt - written;
+  t.log(`the newcomer's delivery arrived after ${waited} ms beside ${hanging} hanging requests of ${hanging} companies`);
+  t.true(request!.verified);
+  t.true(waited < 1000, `waited ${waited} ms`);
+});
+
+test('more companies with one delivery each than the relay has slots to share: every one is served', async (t) => {
+  const { database, receiver, f } = await relayScene(t);
+  const companies = SLOTS + 4;
+  const webhooks: string[] = [];
+  for (let i = 0; i < companies; i++) {
+    const company = await f.company();
+    const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+    webhooks.push(webhook.id);
+    await f.contact(company.id);
+  }
+  const relay = testRelay(database.url, { RELAY_MAX_IN_FLIGHT: String(SLOTS) });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const requests = await receiver.waitFor(companies, { path: '/hook', timeoutMs: 10_000 });
+  t.is(new Set(requests.map((r) => r.headers['webhook-id'])).size, companies);
+});
