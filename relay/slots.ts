@@ -216,8 +216,10 @@ export class Slots {
    */
   claimed(only: string[] | null, claimed: { jobs: DeliveryJob[]; filled: ReadonlySet<string> }, leaseEndsAt: number): void {
     const got = new Set<string>();
+    const wallNow = Date.now();
     for (const job of claimed.jobs) {
-      this.leaseEnds.set(job, leaseEndsAt);
+      // a paced delivery's lease counts from the end of its slot (claim_deliveries)
+      this.leaseEnds.set(job, leaseEndsAt + Math.max(0, (job.sendUntil ?? wallNow) - wallNow));
       got.add(job.webhookId);
     }
     for (const id of only ?? got) {

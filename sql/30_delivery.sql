@@ -381,7 +381,14 @@ begin
   leased as (
     update webhooks.delivery_queue q
     set locked_by = p_relay,
-        locked_until = now() + p_lease,
+        -- a paced delivery's request may start as late as the end of its slot (up
+        -- to two seconds ahead): its lease counts from there, so that it outlasts the
+        -- request as any other's does (RELAY_LEASE_MS > RELAY_REQUEST_TIMEOUT_MS).
+        -- Until 2026-12-04 it counted from the claim, and a lease a second or two
+        -- longer than the request timeout ran out under a paced request, which the
+        -- rescue then sent again (test/fleet/rate-limit.test.ts).
+        -- (greatest passes over a null: no slot)
+        locked_until = greatest(c.send_until, now()) + p_lease,
         attempts = q.attempts + 1,
         last_attempt_at = now(),
         -- (a held-back delivery put off, due again and no longer held back)

@@ -117,3 +117,33 @@ test.serial("a relay whose clock runs ahead of the database's still sends paced 
   t.is(arrived.length, 30);
   t.true(busiest(arrived) <= 22, `${busiest(arrived)} requests arrived within one second`);
 });
+
+// A paced delivery's lease must outlast its request as any other's does
+// (RELAY_LEASE_MS > RELAY_REQUEST_TIMEOUT_MS), though the request starts up to a
+// second or two after the claim, in its slot: else the rescue puts it back while it
+// is still being sent, and the receiver gets it twice.
+test('a paced delivery sent in a slot a second after its claim keeps its lease for the whole request', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
+  await database.pool.query('update webhooks.webhooks set rate_limit = 1 where id = $1', [webhook.id]);
+  // each answer within the request timeout, but taking most of it
+  receiver.route('/paced', { secret: webhook.secret, otherwise: { status: 200, delayMs: 900 } });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 3) n`,
+    [company.id],
+  );
+  const relay = testRelay(database.url, { RELAY_LEASE_MS: '1500', RELAY_REQUEST_TIMEOUT_MS: '1000' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 3, 30_000);
+  const { rows: attempts } = await database.pool.query(
+    `select delivery_id, attempt, status_code, error from webhooks.delivery_attempts where webhook_id = $1 order by attempted_at`,
+    [webhook.id],
+  );
+  t.log(attempts.map((a) => `${a.delivery_id}#${a.attempt}: ${a.status_code ?? a.error}`).join('\n'));
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), 'each attempted once');
+  t.deepEqual(attempts.map((a) => a.status_code), [200, 200, 200]);
+  const ids = receiver.received('/paced').map((r) => r.headers['webhook-id']);
+  t.is(new Set(ids).size, ids.length, `each delivery arrived once: ${ids.join(', ')}`);
+});
