@@ -645,17 +645,33 @@ begin
        for update of d skip locked) ordered
     ) c
   ),
+  -- the lanes locked that could take nothing by their own limits: at their
+  -- fleet-wide cap, or their company at its share. Their turn is over as if served:
+  -- kept at the front of the rotation, they filled the view of every claim (its
+  -- batch's worth of lanes, step 1) while their companies held their shares, and a
+  -- company served after them waited behind them for as long, up to the request
+  -- timeout (until 2026-12-04; test/fleet/many-companies.test.ts). Lanes the batch
+  -- had no room left for keep their place.
+  passed as (
+    select l.webhook_id
+    from lane l
+    left join wanted w on w.webhook_id = l.webhook_id
+    -- (a disabled webhook's deliveries are failed, apart from any share: step 1)
+    where l.enabled and (l.room <= 0 or w.company_room = 0)
+  ),
   served as (
     update webhooks_private.lanes l
     set served_at = now(),
         paced_until = case when g.rate_limit is null then l.paced_until
                            else g.pace_from + make_interval(secs => g.got::float8 / g.rate_limit) end,
         -- a probe: the next may follow only after a longer wait, whatever this one's outcome
-        probes = case when l.open_until is null then l.probes else l.probes + 1 end,
-        open_until = case when l.open_until is null then null
+        probes = case when l.open_until is null or g.got is null then l.probes else l.probes + 1 end,
+        open_until = case when l.open_until is null or g.got is null then l.open_until
                           else now() + webhooks_private.breaker_wait(l.probes + 2) end
     from (select p.webhook_id, count(*) as got, min(p.pace_from) as pace_from, min(p.rate_limit) as rate_limit
-          from picked p group by p.webhook_id) g
+          from picked p group by p.webhook_id
+          union all
+          select s.webhook_id, null, null, null from passed s) g
     where l.webhook_id = g.webhook_id
       -- (the lanes locked above, the index's condition: without it, with sorts priced
       -- out, every claim merged the lanes' whole key index with its few; 3 ms a claim
