@@ -58,6 +58,21 @@ as $$
   select coalesce(p_cap, p_per_webhook) - coalesce(p_held, 0);
 $$;
 
+-- private: how long after the claim a webhook's rate_limit slots may begin: no
+-- sooner than its answer reaches the relay. Slots from the claim's own now() had
+-- passed by then when shorter than its round trip (a slot is 1/rate_limit: 0.2 ms at
+-- 5,000), and were handed back: a webhook's last few deliveries, claimed again, got
+-- such slots again, claim after claim, for ever (until 2026-12-04;
+-- test/fleet/rate-limit.test.ts). Only when the webhook's slots have run out: a
+-- paced webhook's next slots follow its last ones.
+create or replace function webhooks_private.pacing_lead()
+returns interval
+language sql
+immutable
+as $$
+  select interval '50 milliseconds';
+$$;
+
 -- private: how long an open breaker waits before probe number p_probe (1 for the first)
 create or replace function webhooks_private.breaker_wait(p_probe integer)
 returns interval
@@ -494,7 +509,7 @@ begin
   ),
   lane as (
     select l.webhook_id, l.company_id, l.served_at, l.open_until, l.probes, w.enabled, w.rate_limit, w.ordered,
-           greatest(l.paced_until, now()) as pace_from,
+           greatest(l.paced_until, now() + webhooks_private.pacing_lead()) as pace_from,
            case
              when not w.enabled then p_limit
              -- the breaker opened while this claim waited for the lane
@@ -504,7 +519,8 @@ begin
                webhooks_private.relay_room(b.cap, p_per_webhook, b.n),
                case when l.open_until is not null then 1 end,  -- a probe (open_until has passed)
                case when w.rate_limit is not null
-                    then floor(extract(epoch from now() + v_horizon - greatest(l.paced_until, now()))
+                    then floor(extract(epoch from now() + v_horizon
+                                                  - greatest(l.paced_until, now() + webhooks_private.pacing_lead()))
                                * w.rate_limit)::integer + 1 end)
            end as room,
            w.enabled and webhooks_private.max_in_flight(w.max_in_flight) <= f.n as at_cap

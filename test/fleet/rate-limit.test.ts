@@ -147,3 +147,27 @@ test('a paced delivery sent in a slot a second after its claim keeps its lease f
   const ids = receiver.received('/paced').map((r) => r.headers['webhook-id']);
   t.is(new Set(ids).size, ids.length, `each delivery arrived once: ${ids.join(', ')}`);
 });
+
+// At a high rate a slot is shorter than a claim's round trip: slots handed out from
+// the claim's own time have passed when its answer arrives, and their deliveries are
+// handed back. A webhook's last few deliveries, claimed again, got such slots again,
+// claim after claim, and were never sent. A claim's slots begin once its answer may
+// have arrived (webhooks_private.pacing_lead).
+test('rate_limit = 5000: every delivery goes, though a slot is shorter than a claim\'s round trip', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
+  await database.pool.query('update webhooks.webhooks set rate_limit = 5000 where id = $1', [webhook.id]);
+  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 100) n`,
+    [company.id],
+  );
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 100, 60_000);
+  t.log(`released ${relay.stats.released} times`);
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
+  t.is(receiver.received('/paced').length, 100, 'each delivery arrived once');
+});
