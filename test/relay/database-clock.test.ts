@@ -1,7 +1,7 @@
 // The database's clock as the relay reads it (relay/database-clock.ts): the relay's own
 // where the answers allow the clocks to agree, else the lower bound of their offset.
 import test from 'ava';
-import { CLOCK_WINDOW_MS, DatabaseClock } from '../../relay/database-clock.ts';
+import { CLOCK_WINDOW_MS, DatabaseClock, OFFSET_SLEW } from '../../relay/database-clock.ts';
 
 test('before any answer, and while the answers allow it, the clocks are taken to agree', (t) => {
   const clock = new DatabaseClock();
@@ -30,4 +30,20 @@ test('bounds older than the window are forgotten, so the estimate follows a cloc
   t.is(clock.offset(), 5_000);
   clock.observe(2_000 + CLOCK_WINDOW_MS + 4_000, 2_000 + CLOCK_WINDOW_MS, 2_000 + CLOCK_WINDOW_MS);
   t.is(clock.offset(), 4_000);
+});
+
+test('a quicker answer moves the offset earlier by OFFSET_SLEW of the time between answers at most: slots never crowd', (t) => {
+  const clock = new DatabaseClock();
+  // the database 3 s behind; the first answer 100 ms on its way back, the next 2 ms
+  clock.observe(7_000, 10_000 - 1, 10_100);
+  t.is(clock.offset(), -3_100);
+  clock.observe(7_200, 10_200 - 1, 10_202);
+  t.is(clock.offset(), -3_100 + 102 * OFFSET_SLEW, 'earlier by 5 ms of the 98');
+  // answers as quick, a second apart: it gets there, never past the estimate
+  for (let at = 11_202; at <= 13_202; at += 1_000) clock.observe(at - 3_002, at - 1, at);
+  t.is(clock.offset(), -3_002);
+  // later at once: the database 4 s behind once those answers have left the window
+  const at = 13_202 + CLOCK_WINDOW_MS + 1;
+  clock.observe(at - 4_000, at - 1, at);
+  t.is(clock.offset(), -4_000);
 });
