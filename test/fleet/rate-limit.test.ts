@@ -126,13 +126,16 @@ test('a paced delivery sent in a slot a second after its claim keeps its lease f
   const { database, receiver, f, company } = await relayScene(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
   await database.pool.query('update webhooks.webhooks set rate_limit = 1 where id = $1', [webhook.id]);
-  // each answer within the request timeout, but taking most of it
-  receiver.route('/paced', { secret: webhook.secret, otherwise: { status: 200, delayMs: 900 } });
+  // each answer within the request timeout (by half a second: a loaded machine's
+  // timers run late), but taking most of it
+  receiver.route('/paced', { secret: webhook.secret, otherwise: { status: 200, delayMs: 2_500 } });
   await database.pool.query(
     `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 3) n`,
     [company.id],
   );
-  const relay = testRelay(database.url, { RELAY_LEASE_MS: '1500', RELAY_REQUEST_TIMEOUT_MS: '1000' });
+  // a claim's second slot begins a second after it, and its request ends past a lease
+  // counted from the claim
+  const relay = testRelay(database.url, { RELAY_LEASE_MS: '3100', RELAY_REQUEST_TIMEOUT_MS: '3000' });
   t.teardown(() => relay.stop());
   await relay.start();
 
