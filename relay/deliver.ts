@@ -61,30 +61,30 @@ class ResponseTooLong extends Error {
 }
 
 /**
- * A connector whose connections drop an answer that runs past `maxBytes`: counted as
- * undici reads the socket, from the last request written on it (one at a time:
- * pipelining 1).
+ * A connector whose connections drop an answer that runs past `maxBytes`: the bytes the
+ * connection has read since its last request was written (undici writes a request and
+ * reads its answer, one at a time: pipelining 1), looked at as each part of the answer
+ * arrives. A listener of the socket's, not a replacement of its read and write
+ * methods, which undici calls and a later undici may call otherwise.
  */
 export function boundedConnector(connect: buildConnector.connector, maxBytes: number): buildConnector.connector {
   return (target, callback) => {
     connect(target, (error, socket) => {
       if (error) return callback(error, null);
       const connection = socket as Socket;
-      let received = 0;
-      const read = connection.read;
-      const write = connection.write;
-      connection.write = function (this: Socket, ...args: unknown[]) {
-        received = 0;
-        return (write as (...a: unknown[]) => boolean).apply(this, args);
-      } as Socket['write'];
-      connection.read = function (this: Socket, size?: number) {
-        const chunk: unknown = read.call(this, size);
-        if (chunk !== null && (received += (chunk as Buffer).length) > maxBytes) {
-          this.destroy(new ResponseTooLong(`more than ${maxBytes} bytes in answer`));
-          return null;
+      let writtenAt = -1;
+      let readBefore = 0;
+      // (before undici's own listener: what arrived is still buffered)
+      connection.on('readable', () => {
+        if (connection.bytesWritten !== writtenAt) {
+          // the first part of the answer to a request written since
+          writtenAt = connection.bytesWritten;
+          readBefore = connection.bytesRead - connection.readableLength;
         }
-        return chunk;
-      };
+        if (connection.bytesRead - readBefore > maxBytes) {
+          connection.destroy(new ResponseTooLong(`more than ${maxBytes} bytes in answer`));
+        }
+      });
       callback(null, socket!);
     });
   };
