@@ -5,14 +5,11 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { utcDay } from '../helpers/days.ts';
 
-const db = useTestDatabase(test);
 const DAY = 86_400_000;
 
-function utcDay(offsetDays: number): Date {
-  const now = new Date();
-  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) + offsetDays * DAY);
-}
+const db = useTestDatabase(test);
 const iso = (day: Date) => day.toISOString().slice(0, 10);
 
 /** A POSIX time zone 4 hours behind UTC whose summer time (3 hours behind) starts at local midnight of day. */

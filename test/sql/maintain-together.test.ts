@@ -9,14 +9,9 @@ import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
+import { utcDay } from '../helpers/days.ts';
 
 const db = useTestDatabase(test);
-const DAY = 86_400_000;
-
-function utcDay(offsetDays: number): Date {
-  const now = new Date();
-  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) + offsetDays * DAY);
-}
 
 test('a second maintenance run while the first waits to detach a day neither fails nor drops twice', async (t) => {
   const f = factories(db().pool);

@@ -8,14 +8,9 @@ import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { utcDay } from '../helpers/days.ts';
 
 const db = useTestDatabase(test);
-const DAY = 86_400_000;
-
-function utcDay(offsetDays: number): Date {
-  const now = new Date();
-  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) + offsetDays * DAY);
-}
 
 /** the shell lines docs/outbox.md gives for the drops, as written */
 async function documentedDrops(): Promise<string> {

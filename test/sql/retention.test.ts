@@ -8,14 +8,9 @@ import pg from 'pg';
 import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { utcDay } from '../helpers/days.ts';
 
 const db = useTestDatabase(test);
-const DAY = 86_400_000;
-
-function utcDay(offsetDays: number): Date {
-  const now = new Date();
-  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) + offsetDays * DAY);
-}
 
 async function partitionsOf(table: string): Promise<string[]> {
   const { rows } = await db().pool.query(
