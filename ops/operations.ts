@@ -81,8 +81,13 @@ export async function readiness(db: Queryable): Promise<Readiness> {
       db.query<{ migration: string | null }>('select webhooks_ops.latest_migration() as migration'),
       DATABASE_CHECK_TIMEOUT_MS, 'database');
     if (row.migration !== EXPECTED_MIGRATION) {
+      // (migrations are named in order: one after ours is newer code's, which this
+      // code's migrate refuses to run under, tools/migrate.ts)
+      const newer = row.migration !== null && row.migration > EXPECTED_MIGRATION;
       return { ready: false, migration: row.migration ?? undefined,
-        reason: `database migrated to ${row.migration ?? 'nothing'}, this code expects ${EXPECTED_MIGRATION}: run npm run migrate` };
+        reason: newer
+          ? `database migrated by newer code (${row.migration}), this code expects ${EXPECTED_MIGRATION}: run the newer code`
+          : `database migrated to ${row.migration ?? 'nothing'}, this code expects ${EXPECTED_MIGRATION}: run npm run migrate` };
     }
     return { ready: true, migration: row.migration };
   } catch (error) {

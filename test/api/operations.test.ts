@@ -180,6 +180,20 @@ test('/readyz fails while the database is behind the migrations this code expect
   t.regex((await response.json()).reason, /this code expects .*npm run migrate/);
 });
 
+test('/readyz fails while the database is ahead of this code, and says to run the newer code, not migrate', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
+  // a migration newer code ran (migrate of this code refuses such a database)
+  await database.pool.query(
+    `insert into webhooks_private.migrations (name, run_on) values ($1, now())`, ['9999_from_newer_code']);
+  const response = await fetch(`${running.url}/readyz`);
+  t.is(response.status, 503);
+  const { reason } = await response.json();
+  t.regex(reason, /^database migrated by newer code \(9999_from_newer_code\), this code expects /);
+  t.notRegex(reason, /npm run migrate/);
+});
+
 test('/readyz and /metrics ask the database once a second at most, however many ask them (anyone who reaches the port may)', async (t) => {
   const pool = db().pool;
   // the database's questions, counted as the routes ask them
