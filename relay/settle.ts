@@ -158,9 +158,10 @@ export class Settler {
         this.failures = 0;
       } catch (refused) {
         let error = refused;
-        if (!isConnectionError(error)) {
-          // written one by one; unless a write finds the database unable to write
-          // at all, which leaves the rest to wait as a lost connection does
+        // a database unreachable, or unable to write at all: the batch waits and goes
+        // again; refused for what it holds: written one by one, unless a write finds
+        // the database unable to write, which leaves the rest to wait alike
+        if (!isConnectionError(error) && !cannotWriteNow(error)) {
           const interruptedBy = await this.isolate(batch, error);
           if (interruptedBy === null) continue;
           error = interruptedBy;
