@@ -28,6 +28,7 @@ import pg from 'pg';
 import { startEmbeddedPostgres } from '../tools/embedded-postgres.ts';
 import { migrate } from '../tools/migrate.ts';
 import { RELAY_NODE_FLAGS } from '../relay/node-flags.ts';
+import { now } from './clock.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 20_000);
@@ -35,7 +36,6 @@ const RATE = Number(process.env.BENCH_RATE ?? 500);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const WARM_UP_SECONDS = 2;
 const PHASES = (process.env.BENCH_PHASES ?? 'burn-1,burn-10,open').split(',');
-const now = () => performance.timeOrigin + performance.now();
 
 // --- receiver -----------------------------------------------------------------
 let received = 0;
