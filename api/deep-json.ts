@@ -5,8 +5,15 @@
 // a JSON value nested deeper than MAX_SERVED_JSON_DEPTH is served as its JSON text
 // (a string, written without recursion), everything else as it is. Nothing is lost,
 // and no depth can break an answer. docs/api-limits.md says so to API users.
+import { GraphQLError } from 'postgraphile/graphql';
+import { LIMIT_CODES } from './limits.ts';
 
-/** Deeper than this, a JSON value is served as its text. Few JSON parsers accept more (Ruby: 100). */
+/**
+ * Deeper than this, a JSON value is served as its text, and a JSON input (a webhook's
+ * conditions, a condition on a payload) is refused: turned into SQL, it went through
+ * JSON.stringify too, and a few thousand levels failed the request with a masked
+ * "An error occurred". Few JSON parsers accept more (Ruby: 100).
+ */
 export const MAX_SERVED_JSON_DEPTH = 100;
 
 /** Whether value nests deeper than depth (arrays and objects count one level each). */
@@ -54,4 +61,13 @@ export function stringifyDeep(value: unknown): string {
 /** What the API serves for a JSON value: itself, or its text when it nests too deep. */
 export function servableJson(value: unknown): unknown {
   return nestsDeeperThan(value, MAX_SERVED_JSON_DEPTH) ? stringifyDeep(value) : value;
+}
+
+/** A JSON input as it is, or a named refusal when it nests deeper than MAX_SERVED_JSON_DEPTH. */
+export function acceptableJson(value: unknown): unknown {
+  if (nestsDeeperThan(value, MAX_SERVED_JSON_DEPTH)) {
+    throw new GraphQLError(`a JSON value nested deeper than ${MAX_SERVED_JSON_DEPTH} levels is not accepted`,
+      { extensions: { code: LIMIT_CODES.jsonDepth, limit: MAX_SERVED_JSON_DEPTH } });
+  }
+  return value;
 }

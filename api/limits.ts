@@ -66,6 +66,7 @@ export const LIMIT_CODES = Object.freeze({
   pageNegative: 'PAGE_ARGUMENT_NEGATIVE',
   timeout: 'QUERY_TIMEOUT',
   companyShare: 'TOO_MANY_REQUESTS',
+  jsonDepth: 'JSON_TOO_DEEP',
 });
 
 /** The limits of the environment (unset: the default); throws naming a bad setting. */

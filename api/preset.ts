@@ -9,7 +9,7 @@ import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError } from './errors.ts';
-import { servableJson } from './deep-json.ts';
+import { acceptableJson, servableJson } from './deep-json.ts';
 import { boundedPage, depthRule, expandedFieldsRule, refuseCostly, type ApiLimits } from './limits.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -132,7 +132,10 @@ function RequestLimits(limits: ApiLimits): GraphileConfig.Plugin {
   };
 }
 
-/** JSON values (payloads) nested too deep to serialise are served as their text (api/deep-json.ts). */
+/**
+ * JSON values (payloads) nested too deep to serialise are served as their text, and
+ * JSON inputs nested as deep are refused by name (api/deep-json.ts).
+ */
 const DeepJsonAsText: GraphileConfig.Plugin = {
   name: 'DeepJsonAsText',
   version: '1.0.0',
@@ -141,7 +144,14 @@ const DeepJsonAsText: GraphileConfig.Plugin = {
       GraphQLScalarType(spec, build) {
         if (spec.name !== build.inflection.builtin('JSON')) return spec;
         const serialize = spec.serialize ?? ((value: unknown) => value);
-        return { ...spec, serialize: (value: unknown) => servableJson(serialize(value)) };
+        const parseValue = spec.parseValue ?? ((value: unknown) => value);
+        const parseLiteral = spec.parseLiteral;
+        return {
+          ...spec,
+          serialize: (value: unknown) => servableJson(serialize(value)),
+          parseValue: (value: unknown) => acceptableJson(parseValue(value)),
+          ...(parseLiteral ? { parseLiteral: (...args: Parameters<typeof parseLiteral>) => acceptableJson(parseLiteral(...args)) } : {}),
+        };
       },
     },
   },

@@ -66,3 +66,34 @@ test('stringifyDeep writes what JSON.stringify writes, at any depth', (t) => {
   t.false(nestsDeeperThan({ a: [[1]] }, 3));
   t.true(nestsDeeperThan({ a: [[1]] }, 2));
 });
+
+test('a JSON input nested deeper than the limit is refused by name (JSON_TOO_DEEP), as a variable or written in the query; one at the limit reaches the database\'s rules', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const admin = await api().token(company.id);
+  const CREATE = `mutation($v: JSON) { createWebhook(input: { name: "deep", url: "https://deep.example.com", fields: ["email"],
+                    actions: [CONTACT_CREATED], conditions: $v }) { result { secret } } }`;
+  const nested = (n: number) => '['.repeat(n) + ']'.repeat(n);
+  // a variable, sent as JSON text (a client's JSON.stringify could not write it either)
+  const post = async (query: string, variablesText: string) => {
+    const response = await fetch(`${api().api.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` },
+      body: `{"query": ${JSON.stringify(query)}, "variables": ${variablesText}}`,
+    });
+    return (await response.json()) as { errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
+  };
+  for (const n of [MAX_SERVED_JSON_DEPTH + 1, 5_000, 30_000]) {
+    const refused = await post(CREATE, `{"v": ${nested(n)}}`);
+    t.is(refused.errors?.[0]?.extensions?.code, 'JSON_TOO_DEEP', `variable nested ${n} levels: ${JSON.stringify(refused.errors)}`);
+    t.regex(refused.errors?.[0]?.message ?? '', new RegExp(`nested deeper than ${MAX_SERVED_JSON_DEPTH} levels`));
+  }
+  // (GraphQL's parser itself gives up near 2,500 levels, before any value is made)
+  const literal = await api().gql(admin, CREATE.replace('conditions: $v', `conditions: ${nested(1_500)}`).replace('($v: JSON)', ''));
+  t.is(literal.errors?.[0]?.extensions?.code, 'JSON_TOO_DEEP', `written in the query: ${JSON.stringify(literal.errors)}`);
+  // at the limit: the value reaches the database, whose rule for conditions says what is wrong
+  const atLimit = await post(CREATE, `{"v": ${nested(MAX_SERVED_JSON_DEPTH)}}`);
+  t.is(atLimit.errors?.[0]?.extensions?.constraint, 'webhook_conditions_invalid', JSON.stringify(atLimit.errors));
+  const { rows } = await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id]);
+  t.is(rows[0].n, 0);
+});
