@@ -230,7 +230,9 @@ export function rangeWords(fromDay, toDay) {
  * (unverified: the server decides) or why it cannot be a token at all.
  */
 export function inspectToken(token, nowSeconds = Date.now() / 1000) {
-  const trimmed = (token ?? '').trim().replace(/^Bearer\s+/i, '');
+  // a token has no white space: what a wrapped line gains when it is copied goes (sent
+  // as it was, a line break made the request fail as if the server could not be reached)
+  const trimmed = (token ?? '').trim().replace(/^Bearer\s+/i, '').replace(/\s+/g, '');
   if (!trimmed) return { problem: 'missing' };
   const parts = trimmed.split('.');
   if (parts.length !== 3) return { problem: 'malformed' };
@@ -241,6 +243,8 @@ export function inspectToken(token, nowSeconds = Date.now() / 1000) {
   } catch {
     return { problem: 'malformed' };
   }
+  // (claims are an object: JSON such as null is no token's)
+  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return { problem: 'malformed' };
   if (typeof claims.exp === 'number' && claims.exp <= nowSeconds) {
     return { problem: 'expired', token: trimmed, claims };
   }

@@ -96,6 +96,26 @@ browserTest('sign-in says what is wrong with a missing, malformed, expired or wr
   await page.close();
 });
 
+browserTest('a token copied with line breaks in it signs in; one whose claims are not an object is said to be no token', async (t) => {
+  const { companyId } = await seedCompany(db().pool);
+  const page = await openPage();
+  const error = '#sign-in-error';
+
+  // a token has no white space: a terminal that wrapped the line adds some when it is copied
+  await signIn(page, 'eyJhbGciOiJIUzI1NiJ9.bnVsbA.c2ln');
+  await untilText(page, error, /^That is not a token/);
+  t.is(await page.evaluate(() => sessionStorage.length), 0);
+
+  const token = await api().token(companyId);
+  await signIn(page, `${token.slice(0, 40)}\n${token.slice(40, 90)}\r\n ${token.slice(90)}`);
+  await untilReport(page);
+  t.is(await page.textContent('#who-name'), 'Purple Realty');
+  t.true(await page.isHidden('#error'), await page.textContent('#error') ?? '');
+  t.is(await page.evaluate(() => sessionStorage.getItem('bpd-webhooks.token')), token);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('the report shows active and disabled webhooks in plain words; the Date Range changes Times Fired', async (t) => {
   const { companyId, notes, jane, sheet } = await seedCompany(db().pool);
   const page = await signedIn(companyId);
