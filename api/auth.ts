@@ -92,6 +92,11 @@ export async function verifyAuthorization(
       `invalid token: claim "company_id" must be one positive integer, at most ${BIGINT_MAX} (a number or a string of digits)`,
     );
   }
+  // the subject becomes a Postgres setting, whose text holds no NUL: such a token failed
+  // every request, after the token was accepted, with a masked error
+  if (typeof payload.sub === 'string' && payload.sub.includes('\u0000')) {
+    throw new AuthError('invalid token: claim "sub" must be a string without NUL characters');
+  }
   const sub = typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : undefined;
   return { role: role as ApiRole, company_id: companyId, sub };
 }

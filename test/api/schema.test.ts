@@ -68,6 +68,8 @@ test('no token, a bad token, or a token for a role the API does not serve: HTTP 
     ['company_id with a leading zero', await signed({ company_id: '01' }), companyMessage],
     ['company_id true', await signed({ company_id: true }), companyMessage],
     ['company_id an object', await signed({ company_id: { id: 1 } }), companyMessage],
+    // Postgres text holds no NUL: such a subject failed every request with a masked error
+    ['sub with a NUL character', await signed({ company_id: '1', sub: 'jane\u0000admin' }), /^invalid token: claim "sub" must be a string without NUL characters/],
     ['no token', undefined, /missing Authorization header/],
     ['garbage', 'not-a-jwt', /invalid token/],
     ['wrong secret', forged, /invalid token: signature verification failed/],
