@@ -415,6 +415,38 @@ begin
 end;
 $$;
 
+-- A webhook's window shortened or turned off: its updates and saves still waiting out
+-- the old window wait the new one from their change (created_at, when their first
+-- wait began), or not at all. Kept waiting the old one (up to an hour), they went
+-- after the contact's later changes, which no longer wait (a delete, an update once
+-- the window is off) and, the window off, no longer end their wait
+-- (bring_forward_waiting): the receiver got the delete, then the update before it.
+create or replace function webhooks_private.tg_webhooks__shorten_waits()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_notified boolean;
+begin
+  update webhooks.delivery_queue q
+  set next_attempt_at = q.created_at + coalesce(new.coalesce_window, interval '0')
+  where q.webhook_id = new.id and q.locked_by is null and q.action in ('contact.updated', 'contact.saved')
+    and q.attempts = 0 and q.held_due is null and q.next_attempt_at > now()
+    and q.next_attempt_at > q.created_at + coalesce(new.coalesce_window, interval '0');
+  if found then
+    v_notified := webhooks_private.wake_relay();
+  end if;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_shorten_waits on webhooks.webhooks;
+create trigger _500_shorten_waits
+  after update of coalesce_window on webhooks.webhooks
+  for each row when (new.coalesce_window is null and old.coalesce_window is not null
+                     or new.coalesce_window < old.coalesce_window)
+  execute function webhooks_private.tg_webhooks__shorten_waits();
+
 -- private: one delivery for each enabled webhook subscribed to p_action (and, with
 -- status_id / user_id, to this status or this user) of the companies concerned by the
 -- contact (or of p_only_company alone; p_also_company adds one: the company a contact

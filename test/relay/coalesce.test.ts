@@ -111,3 +111,34 @@ test('saves (source platform) merge like updates: one message per action, each w
   ]);
   t.is(rows[0].payload.data.source, 'platform');
 });
+
+test('a window shortened or turned off ends the wait of the updates waiting out the old one: no delete or later update goes before them', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.deleted'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const kept = await f.contact(company.id);
+  const deleted = await f.contact(company.id);
+  for (const contact of [kept, deleted]) {
+    await pool.query(`update crm.contacts set city = 'First' where id = $1`, [contact.id]);
+  }
+  const waits = async () => (await pool.query(
+    `select contact_id, action, (next_attempt_at - created_at)::text as waits, next_attempt_at <= now() as due
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id])).rows;
+  t.deepEqual((await waits()).map((r) => r.waits), ['01:00:00', '01:00:00']);
+
+  // shortened: they wait the new window from their change, not the old one
+  await pool.query(`select webhooks.set_webhook_delivery($1, '10 seconds', false)`, [hook.id]);
+  t.deepEqual((await waits()).map((r) => r.waits), ['00:00:10', '00:00:10']);
+
+  // off: they are due now, as every change from now on is
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, false)`, [hook.id]);
+  await pool.query(`update crm.contacts set city = 'Second' where id = $1`, [kept.id]);
+  await pool.query('delete from crm.contacts where id = $1', [deleted.id]);
+  t.deepEqual((await waits()).map((r) => [r.contact_id, r.action, r.due]), [
+    [kept.id, 'contact.updated', true],
+    [deleted.id, 'contact.updated', true],
+    [kept.id, 'contact.updated', true],
+    [deleted.id, 'contact.deleted', true],
+  ]);
+});
