@@ -271,6 +271,14 @@ begin
                     -- (held_due: the time it had, if a claim put it off while an
                     -- earlier delivery of an ordered webhook was in its way)
                     and coalesce(w.held_due, w.next_attempt_at) > now()
+                    -- an ordered webhook's: the contact's latest message only. Merged
+                    -- into one before a save (an update) of the contact still waiting
+                    -- its turn, a later change went before it, and the receiver
+                    -- applied the older values last.
+                    and not (exists (select 1 from webhooks.delivery_queue l
+                                     where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
+                                       and l.delivery_id > w.delivery_id)
+                             and (select o.ordered from webhooks.webhooks o where o.id = p_webhook_id))
                   order by w.delivery_id
                   limit 1
                   for update skip locked)

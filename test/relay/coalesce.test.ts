@@ -142,3 +142,30 @@ test('a window shortened or turned off ends the wait of the updates waiting out 
     [deleted.id, 'contact.deleted', true],
   ]);
 });
+
+test('ordered: an update merges only into its contact\'s latest message, so a save between is never sent after the later update', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.saved', 'contact.updated'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Start' });
+  const save = (city: string) => inTransaction(pool, "set local webhooks.source = 'platform'", (c) =>
+    c.query('update crm.contacts set city = $2 where id = $1', [contact.id, city]));
+  const update = (city: string) => pool.query('update crm.contacts set city = $2 where id = $1', [contact.id, city]);
+  await update('Imported 1');
+  await update('Imported 2');
+  await save('Saved');
+  await update('Imported 3');
+  await update('Imported 4');
+
+  // in the order of their ids (the order an ordered webhook sends them), the messages
+  // end with the contact as it is
+  const { rows } = await pool.query(
+    `select action, payload #>> '{data,contact,city}' as city, payload #> '{data,merged}' as merged
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.action, r.city, r.merged]), [
+    ['contact.updated', 'Imported 2', 2],
+    ['contact.saved', 'Saved', 1],
+    ['contact.updated', 'Imported 4', 2],
+  ]);
+});
