@@ -217,6 +217,9 @@ declare
   v_written integer := 0;
   v_position bigint := p_backfill.position;
   v_omit text[];
+  v_locked bigint[];
+  v_next integer := 1;
+  v_held boolean := false;
 begin
   select * into v_webhook from webhooks.webhooks w where w.id = p_backfill.webhook_id;
   if not v_webhook.enabled then
@@ -235,9 +238,39 @@ begin
     where b.id = p_backfill.id;
   end if;
 
+  -- An ordered webhook's batch: its contacts locked first (FOR SHARE, never waiting),
+  -- then read. A contact a writer holds (its change's delivery has its id already,
+  -- before this snapshot's) ends the batch before it: its snapshot is written by a
+  -- later step, once the change is committed, and shows it. Read without the lock, the
+  -- snapshot showed the contact as it was before that change and was sent after it,
+  -- and a writer could change it between the read and the snapshot's write too: the
+  -- receiver applied the older values last.
+  -- (A step in REPEATABLE READ or SERIALIZABLE, a DBA's, cannot lock a contact
+  -- changed after its snapshot: it writes nothing now, and a later step goes on.)
+  if v_webhook.ordered then
+    begin
+      v_locked := array(select c.id from crm.contacts c
+                        where c.id in (select b.id
+                                       from webhooks_private.backfill_contacts(v_webhook.company_id, p_backfill.position, v_batch) b)
+                        order by c.id
+                        for share of c skip locked);
+    exception when serialization_failure then
+      v_locked := '{}';
+    end;
+  end if;
   for v_contact in
     select * from webhooks_private.backfill_contacts(v_webhook.company_id, p_backfill.position, v_batch)
   loop
+    if v_webhook.ordered then
+      -- (both in id order: a contact no longer concerned is passed over)
+      while v_locked[v_next] < v_contact.id loop
+        v_next := v_next + 1;
+      end loop;
+      if v_locked[v_next] is distinct from v_contact.id then
+        v_held := true;
+        exit;
+      end if;
+    end if;
     v_seen := v_seen + 1;
     v_position := v_contact.id;
     v_json := to_jsonb(v_contact);
@@ -257,10 +290,14 @@ begin
   set position = v_position,
       queued = b.queued + v_written,
       -- the walk is over when a batch comes back short
-      state = case when v_seen < v_batch then 'done' else 'running' end,
-      total = case when v_seen < v_batch then b.queued + v_written else b.total end,
-      finished_at = case when v_seen < v_batch then now() end
+      state = case when v_seen < v_batch and not v_held then 'done' else 'running' end,
+      total = case when v_seen < v_batch and not v_held then b.queued + v_written else b.total end,
+      finished_at = case when v_seen < v_batch and not v_held then now() end
   where b.id = p_backfill.id;
+  -- held at its first contact: it can do nothing now, and takes no step's place
+  if v_held and v_seen = 0 then
+    return null;
+  end if;
   return v_written;
 end;
 $$;

@@ -75,3 +75,37 @@ test.serial('a backfill whose batch fails stops with the reason, its batch unwri
   // a webhook whose backfill failed may start another
   t.truthy(await start(brokenHook.id));
 });
+
+test.serial('an ordered webhook\'s backfill held at a contact a writer holds takes none of a step\'s places from the others', async (t) => {
+  const f = factories(db().pool);
+  const start = async (webhookId: string) =>
+    (await db().pool.query('select webhooks.backfill($1) as id', [webhookId])).rows[0].id as string;
+  const backfillRow = async (id: string) =>
+    (await db().pool.query('select * from webhooks.backfills where id = $1', [id])).rows[0];
+  // (the backfills the tests before left running: cancelled, so that these two are all)
+  for (const { id } of (await db().pool.query(`select id from webhooks.backfills where state = 'running'`)).rows) {
+    await db().pool.query('select webhooks.cancel_backfill($1)', [id]);
+  }
+  const company = await f.company();
+  const other = await f.company();
+  const held = await f.contact(company.id);
+  await f.contact(other.id);
+  const ordered = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [ordered.id]);
+  const plain = await f.webhook({ companyId: other.id, actions: ['contact.updated'] });
+  const first = await start(ordered.id);
+  const second = await start(plain.id);
+
+  const writer = await db().pool.connect();
+  t.teardown(async () => {
+    await writer.query('rollback');
+    writer.release();
+  });
+  await writer.query('begin');
+  await writer.query(`update crm.contacts set city = 'Open' where id = $1`, [held.id]);
+  // a step that serves one backfill: the held one, first in line, writes nothing and
+  // leaves its place to the next
+  await db().pool.query('select webhooks_relay.backfill_step(p_limit => 1)');
+  t.like(await backfillRow(first), { state: 'running', queued: '0' });
+  t.like(await backfillRow(second), { state: 'done', queued: '1' });
+});

@@ -263,3 +263,58 @@ test('a contact too large to send gets a failed snapshot with the reason; the ba
   t.regex(rows[1].last_error ?? '', /^not sent: its payload was \d+ bytes, over the limit of 1048576/);
   t.like(rows[1].payload, { type: 'contact.snapshot', data: { contact: { id: Number(big.id) }, source: 'backfill' } });
 });
+
+test('ordered: a snapshot never carries a contact older than a live change sent before it (a writer open while the batch is written)', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const before = await f.contact(company.id, { city: 'Before 1' });
+  const contact = await f.contact(company.id, { city: 'Old' });
+  const after = await f.contact(company.id, { city: 'After 1' });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const id = await start(hook.id);
+
+  // a live change whose transaction is still open while the step writes the batch:
+  // its delivery's id (the order an ordered webhook sends in) comes before the snapshot's
+  const writer = await db().pool.connect();
+  t.teardown(() => writer.release());
+  await writer.query('begin');
+  await writer.query(`update crm.contacts set city = 'New' where id = $1`, [contact.id]);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  // the step never waits for the writer
+  await stepper.query(`set statement_timeout = '3s'`);
+  await stepper.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  await writer.query('commit');
+  await runToEnd(id, hook.id);
+
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  const ofContact = rows.filter((r) => r.contact_id === contact.id);
+  t.deepEqual(ofContact.map((r) => r.action), ['contact.updated', 'contact.snapshot']);
+  t.is(ofContact.at(-1)!.payload.data.contact.city, 'New', 'the last message a receiver applies is the contact as it is');
+  t.deepEqual(rows.filter((r) => r.action === 'contact.snapshot').map((r) => r.contact_id), [before.id, contact.id, after.id]);
+  t.like(await backfillRow(id), { state: 'done', queued: '3', total: '3' });
+});
+
+test('ordered: a step in repeatable read whose contact changed after its snapshot writes that snapshot later, and the backfill goes on', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const contact = await f.contact(company.id, { city: 'Old' });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const id = await start(hook.id);
+
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release());
+  await stepper.query('begin isolation level repeatable read');
+  await stepper.query('select count(*) from crm.contacts'); // the snapshot
+  await db().pool.query(`update crm.contacts set city = 'New' where id = $1`, [contact.id]);
+  await stepper.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  await stepper.query('commit');
+  t.like(await backfillRow(id), { state: 'running', queued: '0' });
+
+  await runToEnd(id, hook.id);
+  t.like(await backfillRow(id), { state: 'done', queued: '1', total: '1' });
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.action, r.payload.data.contact.city]), [['contact.updated', 'New'], ['contact.snapshot', 'New']]);
+});
