@@ -87,6 +87,24 @@ test('after rotateWebhookSecret, deliveries verify with the new secret and, for 
   t.notThrows(() => new Webhook(oldSecret.slice('whsec_'.length)).verify(request.body, request.headers as Record<string, string>));
 });
 
+// Known gap: one previous secret is kept. A second rotation within the 24 hours (the
+// page's advice for a new secret lost before it was stored) ends the first secret's
+// validity at once, though its rotation promised it 24 hours: a receiver still on it
+// fails every delivery. Marked failing until more than one rotated-out secret is kept.
+test.failing('two rotations within 24 hours: deliveries still verify with the secret the first rotation replaced', async (t) => {
+  const { receiver, f, company, gql } = await setup(t);
+  const { secret: oldSecret, webhook } = (await gql(CREATE, { url: receiver.url('/in') })).createWebhook.result;
+  const rotate = 'mutation($id: BigInt!) { rotateWebhookSecret(input: { id: $id }) { result { secret } } }';
+  await gql(rotate, { id: webhook.id });
+  const { secret: newest } = (await gql(rotate, { id: webhook.id })).rotateWebhookSecret.result;
+
+  receiver.route('/in', { secret: newest, replies: [200] });
+  await f.contact(company.id);
+  const [request] = await receiver.waitFor(1, { path: '/in' });
+  t.true(request.verified, `newest secret: ${request.verifyError}`);
+  t.notThrows(() => new Webhook(oldSecret.slice('whsec_'.length)).verify(request.body, request.headers as Record<string, string>));
+});
+
 test('a 410 Gone disables the webhook, and its history of changes says the relay did it', async (t) => {
   const { pool, receiver, f, company, gql } = await setup(t);
   const { webhook } = (await gql(CREATE, { url: receiver.url('/gone') })).createWebhook.result;
