@@ -137,6 +137,7 @@ as $$
 declare
   v_queued boolean;
   v_woken boolean;
+  v_leased_by text;
 begin
   if tg_op = 'DELETE' then
     delete from webhooks.delivery_queue where delivery_id = old.id;
@@ -162,6 +163,23 @@ begin
   else
     if new.id is distinct from old.id then
       raise exception using errcode = 'feature_not_supported', message = 'a delivery''s id cannot change';
+    end if;
+    -- A delivery this statement read as pending and finishes (a backfill's cancel, a
+    -- DBA's repair) that a relay's claim has leased since, or whose relay has settled
+    -- it since (each committed after the statement began), is the relay's: left as
+    -- it is, the row skipped. Finished anyway, it left the queue while the relay sent
+    -- it (recorded as not sent, its settle lost), and an ordered webhook's next
+    -- delivery of its contact went beside it. Its queue row is locked first (a claim
+    -- leasing it now is waited for), then read as it is now.
+    if old.state = 'pending' and new.state in ('succeeded', 'failed') then
+      perform 1 from webhooks.delivery_queue q
+      where q.delivery_id = old.id and q.webhook_id = old.webhook_id
+      for update;
+      select q.locked_by into v_leased_by from webhooks.delivery_queue q
+      where q.delivery_id = old.id and q.webhook_id = old.webhook_id;
+      if not found or v_leased_by is not null then
+        return null;
+      end if;
     end if;
     if new.created_at is distinct from old.created_at then
       begin

@@ -4,6 +4,7 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 const make = () => factories(db().pool);
@@ -317,4 +318,47 @@ test('ordered: a step in repeatable read whose contact changed after its snapsho
   t.like(await backfillRow(id), { state: 'done', queued: '1', total: '1' });
   const rows = await deliveriesOf(db().pool, [hook.id]);
   t.deepEqual(rows.map((r) => [r.action, r.payload.data.contact.city]), [['contact.updated', 'New'], ['contact.snapshot', 'New']]);
+});
+
+test('cancel beside a claim: a snapshot leased while the cancel runs is left to its relay, still in flight', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const contact = await f.contact(company.id);
+  await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const id = await start(hook.id);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
+  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+
+  // a relay's claim leases the snapshot and has not committed yet
+  const relay = await db().pool.connect();
+  t.teardown(() => relay.release());
+  await relay.query('begin');
+  const { rows: claimed } = await relay.query(
+    `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10, p_only_webhooks => array[$1::bigint])`, [hook.id]);
+  t.is(claimed.length, 1);
+  let cancelled = false;
+  const cancelling = db().pool.query('select webhooks.cancel_backfill($1)', [id]).then(() => {
+    cancelled = true;
+  });
+  // the cancel is done, or it has read the snapshot as pending and waits for the claim
+  const { rows: [{ pid }] } = await relay.query('select pg_backend_pid() as pid');
+  await until('the cancel is done or waits for the claim', async () => cancelled || (await db().pool.query(
+    `select 1 from pg_stat_activity where query like '%cancel_backfill%' and $1 = any (pg_blocking_pids(pid))`,
+    [pid])).rowCount! > 0);
+  await relay.query('commit');
+  await cancelling;
+
+  // the snapshot is the relay's: in flight, its lease kept, so the contact's next
+  // change waits for it
+  const [snapshot] = await deliveriesOf(db().pool, [hook.id]);
+  t.like(snapshot, { action: 'contact.snapshot', state: 'in_flight', locked_by: 'relay-a' });
+  await db().pool.query(`update crm.contacts set city = 'After' where id = $1`, [contact.id]);
+  const { rows: next } = await db().pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries('relay-b', 10, interval '1 minute', 10, p_only_webhooks => array[$1::bigint])`, [hook.id]);
+  t.is(next.length, 0, 'the update waits for the snapshot in flight');
 });
