@@ -164,14 +164,15 @@ begin
     if new.id is distinct from old.id then
       raise exception using errcode = 'feature_not_supported', message = 'a delivery''s id cannot change';
     end if;
-    -- A delivery this statement read as pending and finishes (a backfill's cancel, a
+    -- A delivery this statement read as pending (a backfill's cancel, a replay, a
     -- DBA's repair) that a relay's claim has leased since, or whose relay has settled
     -- it since (each committed after the statement began), is the relay's: left as
     -- it is, the row skipped. Finished anyway, it left the queue while the relay sent
-    -- it (recorded as not sent, its settle lost), and an ordered webhook's next
+    -- it (recorded as not sent, its settle lost); written pending, its lease was
+    -- wiped and another relay sent it too. Either way an ordered webhook's next
     -- delivery of its contact went beside it. Its queue row is locked first (a claim
     -- leasing it now is waited for), then read as it is now.
-    if old.state = 'pending' and new.state in ('succeeded', 'failed') then
+    if old.state = 'pending' then
       perform 1 from webhooks.delivery_queue q
       where q.delivery_id = old.id and q.webhook_id = old.webhook_id
       for update;

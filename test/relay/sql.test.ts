@@ -6,6 +6,7 @@ import test from 'ava';
 import pg from 'pg';
 import { createTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
 
 async function setup(t: { teardown: (fn: () => Promise<void>) => void }, deliveries = 1, webhookOptions: { maxAttempts?: number } = {}) {
   const database = await createTestDatabase();
@@ -377,6 +378,29 @@ test('release: claimed but unsent rows go back to pending, uncounted; other rela
   // released rows are due as before: the next claim takes them, as attempt 1 and 2 again
   const next = await claim(pool, 'relay-next', 10, 10);
   t.deepEqual(next.map((r) => [r.delivery_id, r.attempt]).sort(), [[queued.delivery_id, 1], [retried.delivery_id, 2]].sort());
+});
+
+test('a replay of a pending delivery beside a claim leasing it: the lease stands, and the replay is refused as in flight', async (t) => {
+  const { pool } = await setup(t, 1);
+  const { rows: [{ id }] } = await pool.query('select id from webhooks.deliveries');
+  const relay = await pool.connect();
+  t.teardown(async () => relay.release());
+  await relay.query('begin');
+  const { rows: claimed } = await relay.query(
+    `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10)`);
+  t.is(claimed.length, 1);
+  let replayed = false;
+  const replay = pool.query('select webhooks.replay_delivery($1)', [id]).then(
+    (result) => { replayed = true; return result; },
+    (error) => { replayed = true; return error; });
+  // the replay is done, or it has read the delivery as pending and waits for the claim
+  const { rows: [{ pid }] } = await relay.query('select pg_backend_pid() as pid');
+  await until('the replay is done or waits for the claim', async () => replayed || (await pool.query(
+    `select 1 from pg_stat_activity where query like '%replay_delivery%' and $1 = any (pg_blocking_pids(pid))`,
+    [pid])).rowCount! > 0);
+  await relay.query('commit');
+  t.like(await replay, { code: '55000', constraint: 'delivery_in_flight' });
+  t.like(await delivery(pool, id), { state: 'in_flight', attempts: 1, locked_by: 'relay-a' });
 });
 
 test('rescue: a lease that runs out on the last attempt fails the delivery', async (t) => {
