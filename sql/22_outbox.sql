@@ -170,14 +170,12 @@ begin
     -- it is, the row skipped. Finished anyway, it left the queue while the relay sent
     -- it (recorded as not sent, its settle lost); written pending, its lease was
     -- wiped and another relay sent it too. Either way an ordered webhook's next
-    -- delivery of its contact went beside it. Its queue row is locked first (a claim
-    -- leasing it now is waited for), then read as it is now.
+    -- delivery of its contact went beside it. Its queue row is read locked (a claim
+    -- leasing it now is waited for, and the row read as that claim left it).
     if old.state = 'pending' then
-      perform 1 from webhooks.delivery_queue q
+      select q.locked_by into v_leased_by from webhooks.delivery_queue q
       where q.delivery_id = old.id and q.webhook_id = old.webhook_id
       for update;
-      select q.locked_by into v_leased_by from webhooks.delivery_queue q
-      where q.delivery_id = old.id and q.webhook_id = old.webhook_id;
       if not found or v_leased_by is not null then
         return null;
       end if;

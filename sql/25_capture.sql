@@ -275,10 +275,10 @@ begin
                     -- into one before a save (an update) of the contact still waiting
                     -- its turn, a later change went before it, and the receiver
                     -- applied the older values last.
-                    and not (exists (select 1 from webhooks.delivery_queue l
-                                     where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
-                                       and l.delivery_id > w.delivery_id)
-                             and (select o.ordered from webhooks.webhooks o where o.id = p_webhook_id))
+                    and not ((select o.ordered from webhooks.webhooks o where o.id = p_webhook_id)
+                             and exists (select 1 from webhooks.delivery_queue l
+                                         where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
+                                           and l.delivery_id > w.delivery_id))
                   order by w.delivery_id
                   limit 1
                   for update skip locked)
