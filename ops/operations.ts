@@ -1,7 +1,8 @@
 // What an operator's tools ask each process (the admin API on its port, the relay on
 // RELAY_METRICS_PORT): GET /metrics (Prometheus text, prom-client), GET /healthz (the
-// process lives and serves HTTP) and GET /readyz (the database answers and its
-// migrations are the ones this code expects). docs/operations.md lists the metrics.
+// process lives and serves HTTP) and GET /readyz (the database answers, and its
+// migrations and the sql/ it last applied are this code's). docs/operations.md lists
+// the metrics.
 //
 // Labels are bounded sets only (an outcome, a route): never a company, a webhook or
 // a URL, so the number of series does not grow with tenants.
@@ -10,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { ENGINE_FINGERPRINT } from './engine.ts';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations/', import.meta.url));
 
@@ -74,22 +76,58 @@ export interface Readiness {
   migration?: string;
 }
 
-/** Ready: the database answers, and its newest migration is the one this code expects. */
+/** Enough of a fingerprint (ops/engine.ts) to tell two apart in a reason. */
+function short(fingerprint: string): string {
+  return fingerprint.slice(0, 12);
+}
+
+/**
+ * The newest migration, and the fingerprint of the sql/ last applied (null: none
+ * recorded), in one question; in two only for the sql/ of a release from before the
+ * record, which has not the second function (a migrate that stopped before this
+ * release's sql/), so that its migrations still say what to do.
+ */
+async function askReadiness(db: Queryable): Promise<{ migration: string | null; applied: string | null }> {
+  try {
+    const { rows: [row] } = await db.query<{ migration: string | null; applied: string | null }>(
+      'select webhooks_ops.latest_migration() as migration, webhooks_ops.applied_sql() as applied');
+    return row;
+  } catch (error) {
+    // undefined_function (and undefined_table, the record's, to be sure)
+    const code = (error as { code?: string }).code;
+    if (code !== '42883' && code !== '42P01') throw error;
+    const { rows: [row] } = await db.query<{ migration: string | null }>('select webhooks_ops.latest_migration() as migration');
+    return { migration: row.migration, applied: null };
+  }
+}
+
+/**
+ * Ready: the database answers, its newest migration is the one this code expects, and
+ * the sql/ its last migrate applied is this code's (ENGINE_FINGERPRINT): current
+ * migrations alone leave the functions, triggers and views of another release
+ * possible, when a migrate stopped before sql/ or another release's ran last.
+ */
 export async function readiness(db: Queryable): Promise<Readiness> {
   try {
-    const { rows: [row] } = await within(
-      db.query<{ migration: string | null }>('select webhooks_ops.latest_migration() as migration'),
-      DATABASE_CHECK_TIMEOUT_MS, 'database');
-    if (row.migration !== EXPECTED_MIGRATION) {
+    const { migration, applied } = await within(askReadiness(db), DATABASE_CHECK_TIMEOUT_MS, 'database');
+    if (migration !== EXPECTED_MIGRATION) {
       // (migrations are named in order: one after ours is newer code's, which this
       // code's migrate refuses to run under, tools/migrate.ts)
-      const newer = row.migration !== null && row.migration > EXPECTED_MIGRATION;
-      return { ready: false, migration: row.migration ?? undefined,
+      const newer = migration !== null && migration > EXPECTED_MIGRATION;
+      return { ready: false, migration: migration ?? undefined,
         reason: newer
-          ? `database migrated by newer code (${row.migration}), this code expects ${EXPECTED_MIGRATION}: run the newer code`
-          : `database migrated to ${row.migration ?? 'nothing'}, this code expects ${EXPECTED_MIGRATION}: run npm run migrate` };
+          ? `database migrated by newer code (${migration}), this code expects ${EXPECTED_MIGRATION}: run the newer code`
+          : `database migrated to ${migration ?? 'nothing'}, this code expects ${EXPECTED_MIGRATION}: run npm run migrate` };
     }
-    return { ready: true, migration: row.migration };
+    if (applied !== ENGINE_FINGERPRINT) {
+      return { ready: false, migration,
+        reason: applied === null
+          ? `database's sql/ (functions, triggers, views) was never recorded as applied (a migrate that stopped before it?), ` +
+            `this code's is ${short(ENGINE_FINGERPRINT)}: run npm run migrate`
+          : `database's sql/ (functions, triggers, views) is not this code's (${short(applied)}, ` +
+            `this code's ${short(ENGINE_FINGERPRINT)}): run npm run migrate` };
+    }
+    return { ready: true, migration };
   } catch (error) {
     return { ready: false, reason: `database: ${(error as Error).message}` };
   }

@@ -1,8 +1,9 @@
 -- bpd-webhooks engine: what operators' tools ask (ops/operations.ts).
 --
 -- The admin API and the relay answer /readyz and /metrics with three questions to
--- the database: "is it migrated to the version this code expects?", "how big and how
--- old is the backlog?" and "is maintenance keeping up?". Neither process's role may
+-- the database: "is it migrated to the version this code expects, and does it run
+-- this code's sql/?", "how big and how old is the backlog?" and "is maintenance
+-- keeping up?". Neither process's role may
 -- read the tables involved (the API logs in as webhook_authenticator, the relay works
 -- as bpd_webhooks_relay), so each question is one function that runs as its owner and
 -- answers counts only: no row, no company, nothing a tenant wrote. They live in a
@@ -22,6 +23,20 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
   select max(name) from webhooks_private.migrations;
+$$;
+
+-- The fingerprint of the sql/ the last migrate applied (webhooks_private.sql_applied,
+-- recorded with it by tools/migrate.ts), null when none is recorded: /readyz compares
+-- it with this code's (ops/engine.ts). Asked only once the migrations are current, so
+-- the table is there.
+create or replace function webhooks_ops.applied_sql()
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select fingerprint from webhooks_private.sql_applied;
 $$;
 
 -- Deliveries due now (pending, next attempt reached) and how long the longest-waiting

@@ -1,14 +1,15 @@
 // Brings a database up to date: the versioned table changes in migrations/, then the
-// engine in sql/ re-applied from scratch. Safe to run twice and to run twice at once:
-// a session advisory lock serialises whole runs.
-import { readdir, readFile } from 'node:fs/promises';
+// engine in sql/ re-applied from scratch, as this process read it when it started
+// (ops/engine.ts), with a record of which (webhooks_private.sql_applied). Safe to run
+// twice and to run twice at once: a session advisory lock serialises whole runs.
+import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
+import { ENGINE_FILES, ENGINE_FINGERPRINT } from '../ops/engine.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 export const migrationsDir = `${root}migrations`;
-export const sqlDir = `${root}sql`;
 
 /**
  * The advisory lock key that says "a bpd-webhooks migrate is running" (one bigint
@@ -63,7 +64,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     client.off('notice', onNotice);
     for (const migration of ran) log(`migrated ${migration.name}`);
     await applyEngine(client);
-    log(`applied sql/ (${(await engineFiles()).length} files)`);
+    log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } finally {
     await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]).catch(() => {});
     await client.end();
@@ -109,10 +110,6 @@ async function refuseNewerDatabase(client: pg.Client): Promise<void> {
   }
 }
 
-async function engineFiles(): Promise<string[]> {
-  return (await readdir(sqlDir)).filter((name) => name.endsWith('.sql')).sort();
-}
-
 /**
  * The engine's schemas, whose tables and views sql/ changes (policies, triggers,
  * views), all locked before the first file; and of the CRM's tables, those with the
@@ -136,7 +133,6 @@ const ENGINE_LOCK_TIMEOUT = '500ms';
 const ENGINE_TRIES = 50;
 
 async function applyEngine(client: pg.Client): Promise<void> {
-  const files = await engineFiles();
   for (let attempt = 1; ; attempt++) {
     await client.query('begin');
     try {
@@ -152,14 +148,20 @@ async function applyEngine(client: pg.Client): Promise<void> {
                                                   and f.pronamespace::regnamespace::text = any ($1)))`,
         [ENGINE_SCHEMAS, CAPTURED_SCHEMA]);
       if (relations) await client.query(`lock table ${relations} in access exclusive mode`);
-      for (const name of files) {
-        const text = await readFile(`${sqlDir}/${name}`, 'utf8');
+      for (const { name, text } of ENGINE_FILES) {
         try {
           await client.query(text);
         } catch (error) {
           throw new Error(`sql/${name}: ${(error as Error).message}`, { cause: error });
         }
       }
+      // what was applied, in the same transaction: a run that fails leaves the record
+      // of the sql/ still in force, and /readyz (ops/operations.ts) compares it with
+      // the code's
+      await client.query(
+        `insert into webhooks_private.sql_applied (fingerprint) values ($1)
+         on conflict (one) do update set fingerprint = excluded.fingerprint, applied_at = now()`,
+        [ENGINE_FINGERPRINT]);
       await client.query('commit');
       return;
     } catch (error) {

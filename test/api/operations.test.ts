@@ -1,6 +1,6 @@
 // The admin API's operator endpoints (ops/operations.ts, api/metrics.ts): /healthz,
-// /readyz that follows the database (down and back, migrated or not) and /metrics in
-// Prometheus text whose numbers move with what happens.
+// /readyz that follows the database (down and back, migrated or not, running this
+// code's sql/ or not) and /metrics in Prometheus text whose numbers move with what happens.
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import test from 'ava';
@@ -8,7 +8,7 @@ import { authenticatorUrl } from '../../api/authenticator.ts';
 import { startApi } from '../../api/server.ts';
 import { DATABASE_ANSWER_REUSE_MS, EXPECTED_MIGRATION, operationsRegistry, operationsRoutes } from '../../ops/operations.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
-import { MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
+import { migrate, MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
@@ -192,6 +192,39 @@ test('/readyz fails while the database is ahead of this code, and says to run th
   const { reason } = await response.json();
   t.regex(reason, /^database migrated by newer code \(9999_from_newer_code\), this code expects /);
   t.notRegex(reason, /npm run migrate/);
+});
+
+test('/readyz fails while the database runs sql/ other than this code\'s, migrations current, and says to run npm run migrate, which makes it ready', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
+  await readyzUntil(running.url, 200);
+
+  // a migrate of another release ran last, over the same migrations: its sql/ (here,
+  // one function of it) and its record of what it applied
+  await database.pool.query(`create or replace function webhooks_private.payload_bytes_floor() returns integer
+                             language sql immutable as $$ select 131072 $$`);
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  const other = await readyzUntil(running.url, 503);
+  t.is(other.status, 'unavailable');
+  t.regex(other.reason, /^database's sql\/ .*is not this code's \(abababababab, this code's [0-9a-f]{12}\): run npm run migrate$/);
+
+  // this code's migrate ran its migrations, then stopped before sql/ (or an install
+  // older than the record): no record at all
+  await database.pool.query('delete from webhooks_private.sql_applied');
+  const never = await readyzUntil(running.url, 503);
+  t.regex(never.reason, /^database's sql\/ .*was never recorded as applied.*: run npm run migrate$/);
+  // the sql/ of a release from before the record, which has not the question either
+  await database.pool.query('drop function webhooks_ops.applied_sql()');
+  t.is((await readyzUntil(running.url, 503)).reason, never.reason);
+  // and before the migration of the record too: the migrations say what to do
+  await database.pool.query('delete from webhooks_private.migrations where name = $1', [EXPECTED_MIGRATION]);
+  t.regex((await readyzUntil(running.url, 503)).reason, /^database migrated to \d{4}_\w+, this code expects .*: run npm run migrate$/);
+
+  await migrate(database.url);
+  t.deepEqual(await readyzUntil(running.url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
+  const { rows: [floor] } = await database.pool.query('select webhooks_private.payload_bytes_floor() as n');
+  t.is(floor.n, 65536, "this code's sql/ is back");
 });
 
 test('/readyz and /metrics ask the database once a second at most, however many ask them (anyone who reaches the port may)', async (t) => {

@@ -4,7 +4,7 @@
 // would and names any.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import test from 'ava';
-import { sqlDir } from '../../tools/migrate.ts';
+import { SQL_DIR } from '../../ops/engine.ts';
 
 /** The text without comments (SQL's `--` and block comments), so only code counts. */
 function code(text: string): string {
@@ -26,10 +26,10 @@ function definitions(files: Array<{ name: string; code: string }>): Map<string, 
 }
 
 test('no file of sql/ uses a function, view or table that a later file defines', (t) => {
-  const files = readdirSync(sqlDir)
+  const files = readdirSync(SQL_DIR)
     .filter((name) => name.endsWith('.sql'))
     .sort()
-    .map((name) => ({ name, code: code(readFileSync(`${sqlDir}/${name}`, 'utf8')) }));
+    .map((name) => ({ name, code: code(readFileSync(`${SQL_DIR}/${name}`, 'utf8')) }));
   t.true(files.length > 10);
   const firstDefinedIn = definitions(files);
   const forward: string[] = [];
