@@ -3,10 +3,10 @@
 -- The admin API and the relay answer /readyz and /metrics with three questions to
 -- the database: "is it migrated to the version this code expects, and does it run
 -- this code's sql/?", "how big and how old is the backlog?" and "is maintenance
--- keeping up?". Neither process's role may
--- read the tables involved (the API logs in as webhook_authenticator, the relay works
--- as bpd_webhooks_relay), so each question is one function that runs as its owner and
--- answers counts only: no row, no company, nothing a tenant wrote. They live in a
+-- keeping up?". Neither process's role may read the tables involved (the API logs in
+-- as webhook_authenticator, the relay works as bpd_webhooks_relay), so each question
+-- is one function that runs as its owner and answers counts only (or fingerprints):
+-- no row, no company, nothing a tenant wrote. They live in a
 -- schema of their own, which PostGraphile does not show.
 -- (The schema webhooks_ops: 00_schemas.sql; the grants: 60_access.sql. The fourth
 -- question, which settings were refused: 02_settings.sql.) At the end, the question an
