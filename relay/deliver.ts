@@ -149,7 +149,7 @@ export class Sender {
     const headers = {
       'content-type': 'application/json',
       'user-agent': USER_AGENT,
-      ...signatureHeaders(job.messageId, job.body, job.secret, job.previousSecret),
+      ...signatureHeaders(job.messageId, job.body, job.secret, job.previousSecrets),
     };
     return new Promise<HttpOutcome>((resolve) => {
       const exchange = new Exchange(this.options.responseExcerptBytes, this.options.requestTimeoutMs, (ended) => {

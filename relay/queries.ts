@@ -18,7 +18,8 @@ export interface DeliveryJob {
   /** the stored payload, serialised once by Postgres: sent and signed byte for byte */
   body: string;
   secret: string | null;
-  previousSecret: string | null;
+  /** the rotated-out secrets still valid (sql/15_secrets.sql): each signs too */
+  previousSecrets: string[];
   /**
    * The webhook's rate_limit pacing (epoch ms on this relay's clock; null: not
    * paced): sent not before sendAt and before sendUntil, else handed back (the
@@ -74,7 +75,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
   const { rows } = await db.query({
     name: 'bpd_webhooks_claim',
     text: `
-      select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secret,
+      select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secrets,
              (extract(epoch from send_at) * 1000)::float8 as send_at,
              (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap,
              lanes_busy, (extract(epoch from clock_timestamp()) * 1000)::float8 as database_now
@@ -106,7 +107,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
     url: row.url,
     body: row.body,
     secret: row.secret,
-    previousSecret: row.previous_secret,
+    previousSecrets: row.previous_secrets,
     sendAt: row.send_at === null ? null : clock.toLocal(Number(row.send_at)),
     sendUntil: row.send_until === null ? null : clock.toLocal(Number(row.send_until)),
   }));

@@ -46,12 +46,14 @@ export function signatureHeaders(
   messageId: string,
   body: string,
   secret: string,
-  previousSecret: string | null,
+  previousSecrets: readonly string[],
   now: number = Date.now(),
 ): SignedHeaders {
   const timestamp = Math.floor(now / 1000);
   const signatures = [sign(secret, messageId, timestamp, body)];
-  if (previousSecret && previousSecret !== secret) signatures.push(sign(previousSecret, messageId, timestamp, body));
+  for (const previous of previousSecrets) {
+    if (previous !== secret) signatures.push(sign(previous, messageId, timestamp, body));
+  }
   return {
     'webhook-id': messageId,
     'webhook-timestamp': String(timestamp),

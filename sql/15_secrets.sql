@@ -2,12 +2,14 @@
 --
 -- A webhook gets a secret when it is created (trigger _500_create_secret); the
 -- response to the create, and only that, shows it (trigger _600_issue_secret and
--- issued_secret below). Rotating makes a new one and keeps the previous one valid for
--- a grace period, during which the relay signs with both (claim_deliveries in
--- 30_delivery.sql reads them); then the previous one is ignored.
+-- issued_secret below). Rotating makes a new one and keeps the one it replaces valid
+-- for a grace period, each rotated-out secret its own, during which the relay signs
+-- with all of them (claim_deliveries in 30_delivery.sql reads them); then it is
+-- ignored, and dropped at the next rotation.
 --
--- Secrets live in webhooks_private.webhook_secrets, a table granted to no API role
--- and to no relay role: only functions running as their owner read or write it.
+-- Secrets live in webhooks_private.webhook_secrets and rotated_secrets, tables granted
+-- to no API role and to no relay role: only functions running as their owner read or
+-- write them.
 
 -- private: how long a rotated-out secret stays valid
 create or replace function webhooks_private.secret_grace()
@@ -77,24 +79,65 @@ as $$
   select nullif(current_setting(webhooks_private.issued_secret_setting(p_webhook_id), true), '');
 $$;
 
+-- private: how many rotated-out secrets may be valid at once. Each signs every
+-- delivery of its webhook while it is (one HMAC and about 50 bytes of header more),
+-- so their number is bounded; a rotation past it is refused until the oldest expires.
+create or replace function webhooks_private.max_rotated_secrets()
+returns integer
+language sql
+immutable
+as $$
+  select 3;
+$$;
+
+-- private: a webhook's rotated-out secrets still valid, the newest first: the relay
+-- signs with each beside the current one (claim_deliveries, 30_delivery.sql)
+create or replace function webhooks_private.valid_rotated_secrets(p_webhook_id bigint)
+returns text[]
+language sql
+stable
+as $$
+  select array(select r.secret from webhooks_private.rotated_secrets r
+               where r.webhook_id = p_webhook_id and r.expires_at > now()
+               order by r.expires_at desc);
+$$;
+
 -- AFTER INSERT: the secret made by _500_create_secret is handed out.
--- AFTER UPDATE OF secret_rotated_at: rotate. The current secret becomes the previous
--- one, valid for secret_grace() more (the relay signs with both meanwhile); a new one
--- replaces it.
+-- AFTER UPDATE OF secret_rotated_at: rotate. The current secret joins the rotated-out
+-- ones, valid for secret_grace() more (the relay signs with all of them meanwhile);
+-- a new one replaces it. Each rotated-out secret keeps its own grace: with one kept,
+-- a second rotation within the grace (the page's advice for a new secret lost before
+-- it was stored) ended the first one's at once, and a receiver still on it failed
+-- every delivery.
 create or replace function webhooks_private.tg_webhooks__issue_secret()
 returns trigger
 language plpgsql
 as $$
 declare
   v_secret text;
+  v_valid integer;
+  v_oldest timestamptz;
 begin
   if tg_op = 'INSERT' then
     select secret into v_secret from webhooks_private.webhook_secrets where webhook_id = new.id;
   elsif new.secret_rotated_at is distinct from old.secret_rotated_at then
+    delete from webhooks_private.rotated_secrets where webhook_id = new.id and expires_at <= now();
+    select count(*), min(expires_at) into v_valid, v_oldest
+    from webhooks_private.rotated_secrets where webhook_id = new.id;
+    if v_valid >= webhooks_private.max_rotated_secrets() then
+      raise exception using
+        errcode = 'object_not_in_prerequisite_state',
+        message = format('webhook %s has %s rotated-out secrets still valid, the most there may be: rotate again after %s, when the oldest expires',
+                         new.id, v_valid, to_char(v_oldest at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+        constraint = 'webhook_secret_rotations',
+        column = 'id';
+    end if;
+    insert into webhooks_private.rotated_secrets (webhook_id, secret, expires_at)
+    select s.webhook_id, s.secret, now() + webhooks_private.secret_grace()
+    from webhooks_private.webhook_secrets s
+    where s.webhook_id = new.id;
     update webhooks_private.webhook_secrets
-    set previous_secret = secret,
-        previous_expires_at = now() + webhooks_private.secret_grace(),
-        secret = webhooks_private.new_secret()
+    set secret = webhooks_private.new_secret()
     where webhook_id = new.id
     returning secret into v_secret;
     if not found then

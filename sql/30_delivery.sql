@@ -153,6 +153,16 @@ drop function if exists webhooks_relay.claim_deliveries(text, integer, interval,
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[]);
 -- (p_busy_bytes and p_byte_budget came last)
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer);
+-- (previous_secrets, every rotated-out secret still valid, replaced previous_secret)
+do $drop$
+begin
+  if exists (select from pg_catalog.pg_proc p
+             where p.oid = to_regprocedure('webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer, bigint[], bigint)')
+               and 'previous_secret' = any (p.proargnames)) then
+    drop function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer, bigint[], bigint);
+  end if;
+end;
+$drop$;
 create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
@@ -175,7 +185,7 @@ returns table (
   url             text,
   body            text,
   secret          text,
-  previous_secret text,
+  previous_secrets text[],
   send_at         timestamptz,
   send_until      timestamptz,
   webhook_filled  boolean,
@@ -357,7 +367,7 @@ begin
   -- each webhook once, however many of its deliveries the batch holds
   hooks as materialized (
     select w.id, w.enabled, w.url, s.secret,
-           case when s.previous_expires_at > now() then s.previous_secret end as previous_secret
+           webhooks_private.valid_rotated_secrets(w.id) as previous_secrets
     from webhooks.webhooks w
     left join webhooks_private.webhook_secrets s on s.webhook_id = w.id
     where w.id in (select c.webhook_id from chosen c)
@@ -396,12 +406,12 @@ begin
     from chosen c
     join hooks w on w.id = c.webhook_id
     where q.ctid = c.row_ctid and w.enabled
-    returning q.delivery_id, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secret,
+    returning q.delivery_id, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secrets,
               c.send_at, c.send_until, c.filled, c.n
   )
   -- in the order lane_claim chose them (oldest first within a lane): the relay sends
   -- in this order
-  select l.delivery_id, m.message_id, l.webhook_id, l.attempts, l.url, m.body, l.secret, l.previous_secret,
+  select l.delivery_id, m.message_id, l.webhook_id, l.attempts, l.url, m.body, l.secret, l.previous_secrets,
          l.send_at, l.send_until, l.filled, (p_only_webhooks is null and cardinality(v_locked) >= p_limit) or v_cut,
          v_at_cap, false
   from leased l

@@ -88,8 +88,8 @@ test('every admin action through GraphQL leaves a row with the token subject as 
   t.deepEqual(rows[2].details, { reason: 'maintenance' });
   // the rotation's row says when the previous secret stops verifying, as the secret itself does
   const { rows: [secret] } = await db().pool.query(
-    'select previous_expires_at from webhooks_private.webhook_secrets where webhook_id = $1', [id]);
-  t.is(new Date(rows[4].details.previous_secret_valid_until).getTime(), secret.previous_expires_at.getTime());
+    'select expires_at from webhooks_private.rotated_secrets where webhook_id = $1', [id]);
+  t.is(new Date(rows[4].details.previous_secret_valid_until).getTime(), secret.expires_at.getTime());
   t.deepEqual(rows[5].details, { deliveries: 1, delivery_ids: [Number(deliveries[0].id)] });
   // replayFailed's two deliveries make one row
   t.deepEqual(rows[6].details, { deliveries: 2, delivery_ids: deliveries.map((d) => Number(d.id)) });

@@ -287,12 +287,43 @@ test('rotateWebhookSecret returns a new secret once; the previous one stays vali
   t.truthy(result.webhook.secretRotatedAt);
 
   const { rows: [stored] } = await db().pool.query(
-    `select secret, previous_secret, extract(epoch from previous_expires_at - now()) / 3600 as hours_left
-     from webhooks_private.webhook_secrets where webhook_id = $1`, [webhook.id]);
+    `select s.secret, r.secret as rotated_out, extract(epoch from r.expires_at - now()) / 3600 as hours_left
+     from webhooks_private.webhook_secrets s join webhooks_private.rotated_secrets r using (webhook_id)
+     where webhook_id = $1`, [webhook.id]);
   t.is(stored.secret, result.secret);
-  t.is(stored.previous_secret, first);
+  t.is(stored.rotated_out, first);
   t.true(stored.hours_left > 23.9 && stored.hours_left <= 24);
   t.true(Math.abs(Date.parse(result.previousSecretExpiresAt) - (Date.now() + 24 * 3600_000)) < 60_000);
+});
+
+test('rotateWebhookSecret: at most three rotated-out secrets valid at once; past them, a named refusal that says when', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, {});
+  const rotate = () => api().gql(token, 'mutation($id: BigInt!) { rotateWebhookSecret(input: { id: $id }) { result { secret } } }',
+    { id: webhook.id });
+  for (let i = 0; i < 3; i++) t.falsy((await rotate()).errors, `rotation ${i + 1}`);
+  const { rows: [before] } = await db().pool.query(
+    'select secret from webhooks_private.webhook_secrets where webhook_id = $1', [webhook.id]);
+
+  const refused = await rotate();
+  t.like(refused.errors?.[0].extensions, { code: '55000', constraint: 'webhook_secret_rotations', column: 'id' });
+  t.regex(refused.errors![0].message, /has 3 rotated-out secrets still valid, the most there may be: rotate again after \d{4}-\d\d-\d\dT/);
+  // nothing changed: the same secret signs, the same three stay valid
+  const { rows: [after] } = await db().pool.query(
+    `select s.secret, (select count(*)::int from webhooks_private.rotated_secrets r where r.webhook_id = s.webhook_id) as rotated_out
+     from webhooks_private.webhook_secrets s where webhook_id = $1`, [webhook.id]);
+  t.deepEqual(after, { secret: before.secret, rotated_out: 3 });
+
+  // once the oldest has expired, a rotation goes again, and the expired one is gone
+  await db().pool.query(`update webhooks_private.rotated_secrets set expires_at = now() - interval '1 second'
+                         where webhook_id = $1 and expires_at = (select min(expires_at) from webhooks_private.rotated_secrets
+                                                                 where webhook_id = $1)`, [webhook.id]);
+  t.falsy((await rotate()).errors);
+  const { rows: [{ count }] } = await db().pool.query(
+    'select count(*)::int from webhooks_private.rotated_secrets where webhook_id = $1 and expires_at > now()', [webhook.id]);
+  t.is(count, 3);
 });
 
 test('updateWebhook changes what it is given, keeps the rest, and clears a filter on request', async (t) => {

@@ -191,24 +191,29 @@ test('Retry-After: honoured, within the cap', async (t) => {
   t.true(wait.get(greedy.id)! >= 6 * 3600 - 1 && wait.get(greedy.id)! < 6 * 3600 + 60, `capped at 6 h, waits ${wait.get(greedy.id)} s`);
 });
 
-test('a rotated secret: both signatures are sent while the previous one is valid', async (t) => {
+test('rotated secrets: each signs while it is valid, an expired one no longer', async (t) => {
   const { pool, receiver, f, company, relay } = await setup(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/rotated') });
-  const { rows: [rotated] } = await pool.query(
-    `update webhooks_private.webhook_secrets
-     set previous_secret = secret, previous_expires_at = now() + interval '1 day', secret = webhooks_private.new_secret()
-     where webhook_id = $1 returning secret, previous_secret`,
-    [webhook.id],
-  );
+  const secretOf = async () => (await pool.query(
+    'select secret from webhooks_private.webhook_secrets where webhook_id = $1', [webhook.id])).rows[0].secret as string;
+  const first = await secretOf();
+  await pool.query('update webhooks.webhooks set secret_rotated_at = clock_timestamp() where id = $1', [webhook.id]);
+  const second = await secretOf();
+  await pool.query('update webhooks.webhooks set secret_rotated_at = clock_timestamp() where id = $1', [webhook.id]);
+  const current = await secretOf();
+  // the first rotated-out secret's grace ran out; the second's has not
+  await pool.query(`update webhooks_private.rotated_secrets set expires_at = now() - interval '1 second'
+                    where webhook_id = $1 and secret = $2`, [webhook.id, first]);
   await relay.start();
 
   await f.contact(company.id);
   const [request] = await receiver.waitFor(1, { path: '/rotated' });
 
   t.is(String(request!.headers['webhook-signature']).split(' ').length, 2);
-  for (const secret of [rotated.secret, rotated.previous_secret]) {
+  for (const secret of [current, second]) {
     t.notThrows(() => new Webhook(secret).verify(request!.body, request!.headers as Record<string, string>));
   }
+  t.throws(() => new Webhook(first).verify(request!.body, request!.headers as Record<string, string>));
 });
 
 test('private and loopback destinations are refused without an allow-list, and recorded as failed attempts', async (t) => {

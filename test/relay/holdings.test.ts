@@ -6,7 +6,7 @@ import type { DeliveryJob } from '../../relay/queries.ts';
 
 const job = (id: string): DeliveryJob => ({
   deliveryId: id, messageId: `msg_${id}`, webhookId: '1', attempt: 1, url: 'http://127.0.0.1/', body: '{}',
-  secret: null, previousSecret: null, sendAt: null, sendUntil: null,
+  secret: null, previousSecrets: [], sendAt: null, sendUntil: null,
 });
 
 test('held from its claim until its result is written or it is handed back', (t) => {

@@ -10,7 +10,7 @@ let nextId = 1;
 function job(webhookId: string, slot: { sendAt: number; sendUntil: number } | null = null): DeliveryJob {
   const id = String(nextId++);
   return {
-    deliveryId: id, messageId: `msg_${id}`, webhookId, attempt: 1, url: 'http://127.0.0.1/', body: '{}', secret: null, previousSecret: null,
+    deliveryId: id, messageId: `msg_${id}`, webhookId, attempt: 1, url: 'http://127.0.0.1/', body: '{}', secret: null, previousSecrets: [],
     sendAt: slot?.sendAt ?? null, sendUntil: slot?.sendUntil ?? null,
   };
 }

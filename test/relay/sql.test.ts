@@ -96,7 +96,7 @@ test('claim: a batch, capped per webhook, minus what the relay already has in fl
   const first = await claim(pool, 'relay-a', 10, 2);
   t.is(first.length, 2);
   const { rows: [stored] } = await pool.query('select payload::text as body, message_id from webhooks.deliveries where id = $1', [first[0].delivery_id]);
-  t.like(first[0], { webhook_id: webhook.id, attempt: 1, body: stored.body, message_id: stored.message_id, secret: webhook.secret, previous_secret: null });
+  t.like(first[0], { webhook_id: webhook.id, attempt: 1, body: stored.body, message_id: stored.message_id, secret: webhook.secret, previous_secrets: [] });
 
   t.is((await claim(pool, 'relay-a', 10, 2, { [webhook.id]: 2 })).length, 0, 'the webhook is at its cap for this relay');
   t.is((await claim(pool, 'relay-a', 10, 2, { [webhook.id]: 1 })).length, 1);

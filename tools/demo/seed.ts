@@ -145,10 +145,10 @@ export async function seedDemo(pool: pg.Pool, receiverUrl: string, progress: Pro
           [spec.name, url, spec.fields, spec.actions, statusId ?? null, userId ?? null]);
         id = made.rows[0]!.id;
       }
-      const { rows: [keys] } = await client.query<{ secret: string; previous_secret: string | null }>(
-        `select secret, case when previous_expires_at > now() then previous_secret end as previous_secret
+      const { rows: [keys] } = await client.query<{ secret: string; previous_secrets: string[] }>(
+        `select secret, webhooks_private.valid_rotated_secrets(webhook_id) as previous_secrets
          from webhooks_private.webhook_secrets where webhook_id = $1`, [id]);
-      webhooks.push({ ...spec, id, url, secrets: [keys!.secret, ...(keys!.previous_secret ? [keys!.previous_secret] : [])] });
+      webhooks.push({ ...spec, id, url, secrets: [keys!.secret, ...keys!.previous_secrets] });
       progress('webhooks', i + 1, DEMO_WEBHOOKS.length);
     }
 
@@ -177,18 +177,18 @@ export async function seedDemo(pool: pg.Pool, receiverUrl: string, progress: Pro
 
 /**
  * The signing secrets of every webhook of the company that posts to the receiver,
- * by path: the current one and, for 24 hours after a rotation, the previous one.
+ * by path: the current one and, for 24 hours after each rotation, the one it replaced.
  * Read again every few seconds, so that webhooks made or rotated on the page verify too.
  */
 export async function receiverSecrets(pool: pg.Pool, companyId: string, receiverUrl: string): Promise<Map<string, string[]>> {
-  const { rows } = await pool.query<{ url: string; secret: string; previous_secret: string | null }>(
-    `select w.url, s.secret, case when s.previous_expires_at > now() then s.previous_secret end as previous_secret
+  const { rows } = await pool.query<{ url: string; secret: string; previous_secrets: string[] }>(
+    `select w.url, s.secret, webhooks_private.valid_rotated_secrets(w.id) as previous_secrets
      from webhooks.webhooks w join webhooks_private.webhook_secrets s on s.webhook_id = w.id
      where w.company_id = $1 and starts_with(w.url, $2 || '/')`, [companyId, receiverUrl]);
   const byPath = new Map<string, string[]>();
   for (const row of rows) {
     const path = row.url.slice(receiverUrl.length).split('?')[0]!;
-    byPath.set(path, [...(byPath.get(path) ?? []), row.secret, ...(row.previous_secret ? [row.previous_secret] : [])]);
+    byPath.set(path, [...(byPath.get(path) ?? []), row.secret, ...row.previous_secrets]);
   }
   return byPath;
 }
