@@ -219,10 +219,17 @@ export interface PresetOptions {
  *   those plans cost 40–70 ms a request against 10–15 for the kept one, and for a
  *   page of history they may sort all of a webhook's rows (BENCHMARKS.md, "Generic
  *   plans from a connection's first request").
+ * - No sequential scan where an index will do: every request reads one company's rows
+ *   by an index. A day's partition still nearly empty (the first hour of a UTC day,
+ *   two rows in it) was read by a sequential scan, which gives its rows in no order:
+ *   the page of history then sorted all of a webhook's rows of every day instead of
+ *   merging the days newest first (test/sql/history-pages.test.ts failed from 00:00
+ *   to about 01:00 UTC, 3,002 rows read for a page of 25).
  */
 export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
   enable_partitionwise_join: 'on',
   plan_cache_mode: 'force_generic_plan',
+  enable_seqscan: 'off',
 };
 
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {

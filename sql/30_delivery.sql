@@ -317,7 +317,7 @@ begin
     -- deliveries back
     if v_at_cap or v_lanes_busy then
       return query select null::bigint, null::text, null::bigint, null::integer, null::text, null::text,
-                          null::text, null::text, null::timestamptz, null::timestamptz, null::boolean, false,
+                          null::text, null::text[], null::timestamptz, null::timestamptz, null::boolean, false,
                           v_at_cap, v_lanes_busy;
     end if;
     return;
