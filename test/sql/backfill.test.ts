@@ -265,7 +265,7 @@ test('a contact too large to send gets a failed snapshot with the reason; the ba
   t.like(rows[1].payload, { type: 'contact.snapshot', data: { contact: { id: Number(big.id) }, source: 'backfill' } });
 });
 
-test('ordered: a snapshot never carries a contact older than a live change sent before it (a writer open while the batch is written)', async (t) => {
+test.serial('ordered: a snapshot never carries a contact older than a live change sent before it (a writer open while the batch is written)', async (t) => {
   const f = make();
   const company = await f.company();
   const before = await f.contact(company.id, { city: 'Before 1' });
@@ -297,7 +297,7 @@ test('ordered: a snapshot never carries a contact older than a live change sent 
   t.like(await backfillRow(id), { state: 'done', queued: '3', total: '3' });
 });
 
-test('ordered: a step in repeatable read whose contact changed after its snapshot writes that snapshot later, and the backfill goes on', async (t) => {
+test.serial('ordered: a step in repeatable read whose contact changed after its snapshot writes that snapshot later, and the backfill goes on', async (t) => {
   const f = make();
   const company = await f.company();
   const contact = await f.contact(company.id, { city: 'Old' });
@@ -320,7 +320,7 @@ test('ordered: a step in repeatable read whose contact changed after its snapsho
   t.deepEqual(rows.map((r) => [r.action, r.payload.data.contact.city]), [['contact.updated', 'New'], ['contact.snapshot', 'New']]);
 });
 
-test('cancel beside a claim: a snapshot leased while the cancel runs is left to its relay, still in flight', async (t) => {
+test.serial('cancel beside a claim: a snapshot leased while the cancel runs is left to its relay, still in flight', async (t) => {
   const f = make();
   const company = await f.company();
   const contact = await f.contact(company.id);
@@ -334,20 +334,24 @@ test('cancel beside a claim: a snapshot leased while the cancel runs is left to 
   t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
   await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
 
-  // a relay's claim leases the snapshot and has not committed yet
+  // a relay's claim leases the snapshot and has not committed yet (the cancel on a
+  // connection of its own, taken first: the file's tests share a pool, and one waiting
+  // for a connection while the claim is open would wait for ever)
   const relay = await db().pool.connect();
-  t.teardown(() => relay.release());
+  t.teardown(() => relay.release(true));
+  const canceller = await db().pool.connect();
+  t.teardown(() => canceller.release());
   await relay.query('begin');
   const { rows: claimed } = await relay.query(
     `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10, p_only_webhooks => array[$1::bigint])`, [hook.id]);
   t.is(claimed.length, 1);
   let cancelled = false;
-  const cancelling = db().pool.query('select webhooks.cancel_backfill($1)', [id]).then(() => {
+  const cancelling = canceller.query('select webhooks.cancel_backfill($1)', [id]).then(() => {
     cancelled = true;
   });
   // the cancel is done, or it has read the snapshot as pending and waits for the claim
   const { rows: [{ pid }] } = await relay.query('select pg_backend_pid() as pid');
-  await until('the cancel is done or waits for the claim', async () => cancelled || (await db().pool.query(
+  await until('the cancel is done or waits for the claim', async () => cancelled || (await stepper.query(
     `select 1 from pg_stat_activity where query like '%cancel_backfill%' and $1 = any (pg_blocking_pids(pid))`,
     [pid])).rowCount! > 0);
   await relay.query('commit');
