@@ -501,8 +501,11 @@ begin
       where webhook_id = v.webhook_id;
     elsif pg_snapshot_xmin(v_snapshot) >= v.settled_after
           -- (xid has no order of its own: the older of two has the greater age)
+          -- (of this database's sessions: one of another database writes nothing here,
+          -- and a session left open there kept every webhook of this one noted)
           and not exists (select 1 from pg_catalog.pg_stat_activity a
-                          where a.backend_xmin is not null and age(a.backend_xmin) > age(v.settled_after::xid)) then
+                          where a.datname = pg_catalog.current_database()
+                            and a.backend_xmin is not null and age(a.backend_xmin) > age(v.settled_after::xid)) then
       -- (looked at above with a snapshot taken after those transactions ended)
       delete from webhooks_private.webhooks_deleted_recently where webhook_id = v.webhook_id;
     end if;

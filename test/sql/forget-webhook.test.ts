@@ -6,6 +6,7 @@
 // webhook's delete ran past the API's statement timeout. And none of its rows marks
 // a day to be counted again: that cost 50 µs a row.
 import test from 'ava';
+import pg from 'pg';
 import { maintain, purgeDeletedWebhooks } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
@@ -204,6 +205,25 @@ test.serial("a REPEATABLE READ writer whose snapshot predates a webhook's delete
   t.is(result.deletedWebhooksFoundWithRows, 1);
   t.like(await countsOf(gone.id), { deliveries: 0, history: 0 });
   t.is((await db().pool.query('select count(*)::int as n from webhooks.delivery_queue where webhook_id = $1', [gone.id])).rows[0].n, 0);
+});
+
+test.serial("a snapshot held open in another database of the cluster does not keep a webhook's delete noted: nothing there writes here", async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const elsewhere = new URL(db().url);
+  elsewhere.pathname = '/postgres';
+  const other = new pg.Client({ connectionString: elsewhere.toString() });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('begin isolation level repeatable read');
+  await other.query('select count(*) from pg_catalog.pg_class');
+  await db().pool.query('delete from webhooks.webhooks where id = $1', [gone.id]);
+
+  for (let i = 0; i < 3; i++) await db().pool.query('select webhooks.recheck_deleted_webhooks()');
+  const { rows: [{ n }] } = await db().pool.query(
+    'select count(*)::int as n from webhooks_private.webhooks_deleted_recently where webhook_id = $1', [gone.id]);
+  t.is(n, 0);
 });
 
 test.serial('maintenance pauses after each batch of a purge as long as the batch took, so the purge keeps the database busy half the time at most', async (t) => {
