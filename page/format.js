@@ -266,6 +266,13 @@ export function urlProblem(url) {
   if (!URL_RULE.test(value)) {
     return 'Enter an absolute http:// or https:// URL, like https://example.com/hooks/bpd (no spaces, no user name or password in it, a port of digits).';
   }
+  // the URL standard's own parser, as the relay's: a host ending in a number must be an
+  // IPv4 address (the database refuses the rest too, webhooks_private.host_is_bad_number)
+  try {
+    new URL(value);
+  } catch {
+    return 'This URL cannot be read: a host that ends in a number must be an IPv4 address, like 203.0.113.9.';
+  }
   return null;
 }
 

@@ -25,6 +25,78 @@ begin
 end;
 $$;
 
+-- private: does a URL's host end in a number without being an IPv4 address? The URL
+-- standard's host parser reads a host whose last label (a final dot aside) is a
+-- number, decimal or 0x hex, as an IPv4 address: one to four parts, each decimal, 0x
+-- hex or 0-led octal, all but the last below 256, the last below 256^(5 - parts).
+-- Anything else such a host is fails the parse (999999999999, 1.2.3.4.5,
+-- receiver.example.123), in the relay as in a browser, and every delivery with it.
+-- Percent-escapes are decoded first, as the standard does. (p_host: the authority
+-- without its port; tenant text, read by regular expressions only.)
+create or replace function webhooks_private.host_is_bad_number(p_host text)
+returns boolean
+language plpgsql
+immutable
+as $$
+declare
+  v_host text := '';
+  v_parts text[];
+  v_count integer;
+  v_part text;
+  v_value numeric;
+  i integer := 1;
+begin
+  -- percent-decoded (a byte past ASCII becomes some other letter: no number either way)
+  while i <= length(p_host) loop
+    if substr(p_host, i, 1) = '%' and substr(p_host, i + 1, 2) ~ '^[0-9A-Fa-f]{2}$' then
+      v_host := v_host || chr(('x' || substr(p_host, i + 1, 2))::bit(8)::integer);
+      i := i + 3;
+    else
+      v_host := v_host || substr(p_host, i, 1);
+      i := i + 1;
+    end if;
+  end loop;
+  v_parts := string_to_array(lower(v_host), '.');
+  v_count := cardinality(v_parts);
+  if v_count > 1 and v_parts[v_count] = '' then
+    v_count := v_count - 1;
+  end if;
+  -- the last label a number? (else a name: not this rule's)
+  if v_count = 0 or v_parts[v_count] !~ '^([0-9]+|0x[0-9a-f]*)$' then
+    return false;
+  end if;
+  if v_count > 4 then
+    return true;
+  end if;
+  for k in 1 .. v_count loop
+    v_part := v_parts[k];
+    -- (more digits than any part of an address may have: too large, whatever they are)
+    if length(v_part) > 40 then
+      return true;
+    end if;
+    if v_part ~ '^0x[0-9a-f]*$' then
+      v_value := 0;
+      for j in 3 .. length(v_part) loop
+        v_value := v_value * 16 + ('x0' || substr(v_part, j, 1))::bit(8)::integer;
+      end loop;
+    elsif v_part ~ '^0[0-7]+$' then
+      v_value := 0;
+      for j in 2 .. length(v_part) loop
+        v_value := v_value * 8 + substr(v_part, j, 1)::integer;
+      end loop;
+    elsif v_part ~ '^(0|[1-9][0-9]*)$' then
+      v_value := v_part::numeric;
+    else
+      return true;
+    end if;
+    if k < v_count and v_value >= 256 or v_value >= 256 ^ (5 - v_count) then
+      return true;
+    end if;
+  end loop;
+  return false;
+end;
+$$;
+
 -- private: the most webhooks one company may have, disabled ones included: the
 -- setting webhooks.max_webhooks_per_company (02_settings.sql: 100 unless changed). A
 -- company needs a handful (one per receiving service, or per status tag); each
@@ -137,6 +209,11 @@ begin
      or length(new.url) > 2048 then
     perform webhooks_private.config_error('webhook_url_invalid', 'url',
       format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', left(new.url, 2100)));
+  end if;
+  if webhooks_private.host_is_bad_number(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
+    perform webhooks_private.config_error('webhook_url_invalid', 'url',
+      format('webhook url host ends in a number but is no IPv4 address (at most four parts, each below 256, the last below 256^(5 - parts)), got %L',
+             left(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)'), 300)));
   end if;
   -- the port, if any: after the host or after an IPv6 literal's closing bracket
   v_port := substring(substring(new.url from '^[A-Za-z]+://([^/?#]*)') from ':([0-9]+)$');

@@ -89,6 +89,26 @@ test('refused: a URL whose authority is no host and port, which the relay could 
   }
 });
 
+test('refused: a host that ends in a number but is no IPv4 address, which the URL standard (and so the relay) refuses (webhook_url_invalid)', async (t) => {
+  // each was stored, and every delivery of the webhook failed with "invalid URL"
+  const known = await ids();
+  for (const host of ['999999999999', '1.2.3.4.5', '0x100000000', '1.256.0.0', 'receiver.example.123', 'a.0x1', '1.2.3.08',
+    '08.1.1.1', '4294967296', '1.16777216', '%31.2.3.4.5', 'receiver.example.1.']) {
+    const url = `http://${host}/in`;
+    t.throws(() => new URL(url), undefined, url);
+    const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url }));
+    t.is(error.constraint, 'webhook_url_invalid', url);
+    t.regex(error.message, /ends in a number but is no IPv4 address/, url);
+  }
+  // numbers the standard reads as addresses, and names that only look numeric: accepted
+  for (const host of ['4294967295', '1.16777215', '0x7f.1', '0300.0250.0.1', '203.0.113.9.', 'receiver.example.1a',
+    '0xg.example', '1.2.3.0x', '123.example.com', 'recei%76er.example.com']) {
+    const url = `http://${host}/in`;
+    t.notThrows(() => new URL(url), url);
+    await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url }), url);
+  }
+});
+
 test('refused: an unknown action, by the webhooks.action type', async (t) => {
   const known = await ids();
   const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.exploded'] }));
