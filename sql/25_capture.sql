@@ -743,6 +743,20 @@ declare
   r record;
   v_webhooks integer;
 begin
+  -- "first of its company" is decided one transaction at a time for each contact and
+  -- company that listens for it: the lock is held to the commit, and the question below
+  -- (a statement of its own, with a snapshot taken after the lock) sees an assignment
+  -- committed meanwhile. Without it two transactions at once each saw no colleague and
+  -- both sent a "first". Taken in one order (contact, company), so two statements
+  -- never wait for each other's; two transactions assigning in opposite orders across
+  -- statements may deadlock, and Postgres ends one of them.
+  perform pg_advisory_xact_lock(webhooks_private.first_assignment_lock(k.contact_id, k.company_id))
+  from (select distinct i.contact_id, u.company_id
+        from inserted i
+        join crm.users u on u.id = i.user_id
+        where exists (select 1 from webhooks_private.subscriptions s
+                      where s.action = 'contact.first_company_user_assigned' and s.company_id = u.company_id)
+        order by i.contact_id, u.company_id) k;
   for r in
     select to_jsonb(c) as contact, c.id as contact_id, c.company_id as owner_company_id,
            u.company_id as user_company_id,
