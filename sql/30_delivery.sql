@@ -766,16 +766,32 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_released integer;
+  v_webhooks bigint[];
 begin
-  update webhooks.delivery_queue q
-  set locked_by = null,
-      locked_until = null,
-      attempts = greatest(q.attempts - 1, 0),
-      last_attempt_at = (select max(a.attempted_at) from webhooks.delivery_attempts a
-                         where a.delivery_id = q.delivery_id and a.delivery_created_at = q.created_at)
-  where q.delivery_id = any (p_ids)
-    and q.locked_by = p_relay;
-  get diagnostics v_released = row_count;
+  with released as (
+    update webhooks.delivery_queue q
+    set locked_by = null,
+        locked_until = null,
+        attempts = greatest(q.attempts - 1, 0),
+        last_attempt_at = (select max(a.attempted_at) from webhooks.delivery_attempts a
+                           where a.delivery_id = q.delivery_id and a.delivery_created_at = q.created_at)
+    where q.delivery_id = any (p_ids)
+      and q.locked_by = p_relay
+    returning q.webhook_id
+  )
+  select count(*), array_agg(distinct r.webhook_id) into v_released, v_webhooks from released r;
+  -- A webhook whose breaker is open had one delivery leased, its probe, and the claim
+  -- made the next wait longer as it leased it (28_lanes.sql). Handed back unsent, the
+  -- probe had no answer: the breaker goes back to where it was, the probe due again,
+  -- as if it had not been claimed. (It used to keep the longer wait: a relay stopping
+  -- or a missed slot doubled a failing endpoint's wait without a request.)
+  update webhooks_private.lanes l
+  set probes = greatest(l.probes - 1, 0),
+      open_until = now()
+  where l.webhook_id in (select k.webhook_id from webhooks_private.lanes k
+                         where k.webhook_id = any (v_webhooks) and k.open_until > now() and k.probes > 0
+                         order by k.webhook_id
+                         for update of k);
   return v_released;
 end;
 $$;

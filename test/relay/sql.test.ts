@@ -403,6 +403,23 @@ test('a replay of a pending delivery beside a claim leasing it: the lease stands
   t.like(await delivery(pool, id), { state: 'in_flight', attempts: 1, locked_by: 'relay-a' });
 });
 
+test('release of a probe: the breaker is as it was before the probe was claimed, and the next claim takes a probe at once', async (t) => {
+  const { pool, webhook } = await setup(t, 3);
+  // open, its wait over, one probe gone before (the next wait would be twice the first)
+  await pool.query(`update webhooks_private.lanes set failures = 5, failing_since = now() - interval '1 hour',
+                      open_until = now() - interval '1 second', probes = 1 where webhook_id = $1`, [webhook.id]);
+  const lane = async () => (await pool.query(
+    'select probes, open_until <= now() as probe_due from webhooks_private.lanes where webhook_id = $1', [webhook.id])).rows[0];
+
+  const probe = await claim(pool, 'relay-a', 10, 10);
+  t.is(probe.length, 1, 'one probe');
+  t.deepEqual(await lane(), { probes: 2, probe_due: false });
+  // handed back unsent (the relay stopping): no answer, so no longer wait
+  await pool.query('select webhooks_relay.release_deliveries($1, $2::bigint[])', ['relay-a', [probe[0].delivery_id]]);
+  t.deepEqual(await lane(), { probes: 1, probe_due: true });
+  t.is((await claim(pool, 'relay-b', 10, 10)).length, 1, 'a probe goes again at once');
+});
+
 test('rescue: a lease that runs out on the last attempt fails the delivery', async (t) => {
   const { pool } = await setup(t, 1, { maxAttempts: 1 });
   const [claimed] = await claim(pool, 'relay-gone', 10, 10);
