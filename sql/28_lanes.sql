@@ -85,6 +85,21 @@ as $$
     webhooks_private.interval_setting('webhooks.breaker_probe_max_interval'));
 $$;
 
+-- private: when an open breaker lets probe number p_probe go, of a webhook failing
+-- since p_failing_since: after breaker_wait, but not past the time the webhook is to
+-- be disabled (failing_since + auto_disable_after), so that a probe goes then and its
+-- failure disables it on time (waits grow to an hour: the disable came up to an hour
+-- late), and never sooner than the first wait.
+create or replace function webhooks_private.breaker_reopens(p_probe integer, p_failing_since timestamptz)
+returns timestamptz
+language sql
+stable
+as $$
+  select least(now() + webhooks_private.breaker_wait(p_probe),
+               greatest(p_failing_since + webhooks_private.interval_setting('webhooks.auto_disable_after'),
+                        now() + webhooks_private.breaker_wait(1)));
+$$;
+
 ------------------------------------------------------------------------------------
 -- A lane for every webhook; a clean breaker when a webhook is enabled again
 
@@ -683,7 +698,7 @@ begin
         -- a probe: the next may follow only after a longer wait, whatever this one's outcome
         probes = case when l.open_until is null or g.got is null then l.probes else l.probes + 1 end,
         open_until = case when l.open_until is null or g.got is null then l.open_until
-                          else now() + webhooks_private.breaker_wait(l.probes + 2) end
+                          else webhooks_private.breaker_reopens(l.probes + 2, l.failing_since) end
     from (select p.webhook_id, count(*) as got, min(p.pace_from) as pace_from, min(p.rate_limit) as rate_limit
           from picked p group by p.webhook_id
           union all

@@ -420,6 +420,27 @@ test('release of a probe: the breaker is as it was before the probe was claimed,
   t.is((await claim(pool, 'relay-b', 10, 10)).length, 1, 'a probe goes again at once');
 });
 
+test('an open breaker never waits past the time the webhook is to be disabled: its probe goes then, and its failure disables it on time', async (t) => {
+  const { database, pool, webhook } = await setup(t, 3);
+  await pool.query(`alter database ${database.name} set webhooks.auto_disable_after = '1 hour'`);
+  // failing for 59 minutes, its breaker's next wait the longest (an hour)
+  await pool.query(`update webhooks_private.lanes set failures = 40, failing_since = now() - interval '59 minutes',
+                      open_until = now() - interval '1 second', probes = 12 where webhook_id = $1`, [webhook.id]);
+  // (a connection opened after the setting, which is read as a session starts)
+  const fresh = new pg.Client({ connectionString: database.url });
+  await fresh.connect();
+  t.teardown(() => fresh.end());
+  const [probe] = (await fresh.query(
+    `select * from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10)`)).rows;
+  t.truthy(probe, 'the probe');
+  const { rows: [lane] } = await fresh.query(
+    `select extract(epoch from open_until - (failing_since + interval '1 hour')) as past_disable,
+            extract(epoch from open_until - now()) as wait_s
+     from webhooks_private.lanes where webhook_id = $1`, [webhook.id]);
+  t.true(lane.past_disable <= 0, `the next probe ${lane.past_disable} s after the webhook is to be disabled`);
+  t.true(lane.wait_s >= 29, `but no sooner than the first wait (30 s): ${lane.wait_s} s`);
+});
+
 test('rescue: a lease that runs out on the last attempt fails the delivery', async (t) => {
   const { pool } = await setup(t, 1, { maxAttempts: 1 });
   const [claimed] = await claim(pool, 'relay-gone', 10, 10);
