@@ -101,10 +101,12 @@ export class Sender {
   private readonly now: () => number;
 
   /**
-   * `now`: the time an attempt is recorded at. The relay gives the database's clock as
-   * it reads it (database-clock.ts): SQL compares attempts' times with its own now()
-   * (the breaker's and auto-disable's spans, history), and a relay's clock days
-   * behind made a webhook's first failure look days old and disabled it.
+   * `now`: the time an attempt is recorded at, and signed with (webhook-timestamp). The
+   * relay gives the database's clock as it reads it (database-clock.ts): SQL compares
+   * attempts' times with its own now() (the breaker's and auto-disable's spans,
+   * history), and a relay's clock days behind made a webhook's first failure look
+   * days old and disabled it. The timestamp a receiver checks is that same time, so
+   * that what it was sent and what history shows agree, whichever relay sent it.
    */
   constructor(options: SenderOptions, log: RefusalLog | null = null, now: () => number = Date.now) {
     this.options = options;
@@ -129,11 +131,11 @@ export class Sender {
   async send(job: DeliveryJob): Promise<AttemptResult> {
     const attemptedAt = new Date(this.now());
     const started = performance.now();
-    const outcome = await this.attempt(job);
+    const outcome = await this.attempt(job, attemptedAt.getTime());
     return { job, attemptedAt, durationMs: Math.round(performance.now() - started), outcome };
   }
 
-  private attempt(job: DeliveryJob): Promise<HttpOutcome> {
+  private attempt(job: DeliveryJob, attemptedAtMs: number): Promise<HttpOutcome> {
     let url: URL;
     try {
       url = new URL(job.url);
@@ -149,7 +151,7 @@ export class Sender {
     const headers = {
       'content-type': 'application/json',
       'user-agent': USER_AGENT,
-      ...signatureHeaders(job.messageId, job.body, job.secret, job.previousSecrets),
+      ...signatureHeaders(job.messageId, job.body, job.secret, job.previousSecrets, attemptedAtMs),
     };
     return new Promise<HttpOutcome>((resolve) => {
       const exchange = new Exchange(this.options.responseExcerptBytes, this.options.requestTimeoutMs, (ended) => {

@@ -136,3 +136,30 @@ test('an error the receiver words (a certificate naming thousands of hosts) is k
   t.is(describeFailure(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), false, options, url),
     'connection refused by receiver.example.com');
 });
+
+test('webhook-timestamp is the attempt time the sender records (the database clock as the relay reads it), not the relay host clock', async (t) => {
+  const headers: Array<Record<string, string | string[] | undefined>> = [];
+  const server = createHttpServer((request, response) => {
+    headers.push(request.headers);
+    request.resume();
+    request.on('end', () => response.end('ok'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  // the database's clock three hours ahead of this host's: receivers check the
+  // timestamp within minutes, and the history records the attempt at the database's time
+  const databaseNow = Date.now() + 3 * 3600_000;
+  const sender = new Sender({
+    allowNetworks: parseNetworks('127.0.0.1/32'),
+    dnsServers: null,
+    connectTimeoutMs: 5_000,
+    requestTimeoutMs: 5_000,
+    responseExcerptBytes: 1024,
+  }, null, () => databaseNow);
+  t.teardown(() => sender.close());
+
+  const result = await sender.send(job(`http://127.0.0.1:${port}/hook`));
+  t.is(result.attemptedAt.getTime(), databaseNow);
+  t.is(headers[0]!['webhook-timestamp'], String(Math.floor(databaseNow / 1000)));
+});
