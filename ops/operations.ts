@@ -61,10 +61,13 @@ function sharedAnswer<T>(ask: () => Promise<T>, reuseMs: number): () => Promise<
 
 type Queryable = Pick<pg.Pool, 'query'>;
 
+/** The database gave no answer within a check's time (within, below). */
+class DatabaseTimeout extends Error {}
+
 function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new DatabaseTimeout(`${what}: no answer within ${ms} ms`)), ms);
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
@@ -129,8 +132,24 @@ export async function readiness(db: Queryable): Promise<Readiness> {
     }
     return { ready: true, migration };
   } catch (error) {
-    return { ready: false, reason: `database: ${(error as Error).message}` };
+    return { ready: false, reason: unansweredReason(error) };
   }
+}
+
+/**
+ * Why the database did not answer, by its kind alone: a system error's code
+ * (ECONNREFUSED, ENOTFOUND), a SQLSTATE (28P01: the login refused), or our own
+ * timeout. The API answers /readyz on the port of its page and GraphQL, and the
+ * driver's words name the database's host, address, port or role.
+ */
+function unansweredReason(error: unknown): string {
+  if (error instanceof DatabaseTimeout) return error.message;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && /[0-9]/.test(code)) {
+    return `database: not answering (SQLSTATE ${code})`;
+  }
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return `database: not answering (${code})`;
+  return 'database: not answering';
 }
 
 /** What one scrape asks the database: the backlog, the refused settings and the outbox's upkeep. */
