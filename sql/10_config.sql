@@ -131,9 +131,11 @@ $$;
 -- private: the caller's webhook p_id, locked, or a not-found error. Run as the caller,
 -- so row-level security applies: a webhook of another company is invisible, and "not
 -- yours" and "does not exist" give the same error and reveal nothing. API functions
--- (45_admin.sql, 15_secrets.sql, 30_delivery.sql) start with it.
+-- (45_admin.sql, 15_secrets.sql, 30_delivery.sql) start with it. p_column is the
+-- argument the caller named the webhook by, which the error names.
 drop function if exists webhooks.webhook_for_update(bigint);
-create or replace function webhooks_private.webhook_for_update(p_id bigint)
+drop function if exists webhooks_private.webhook_for_update(bigint);
+create or replace function webhooks_private.webhook_for_update(p_id bigint, p_column text default 'id')
 returns webhooks.webhooks
 language plpgsql
 as $$
@@ -146,7 +148,7 @@ begin
       errcode = 'no_data_found',
       message = format('webhook %s not found', p_id),
       constraint = 'webhook_not_found',
-      column = 'id';
+      column = p_column;
   end if;
   return v;
 end;

@@ -1056,7 +1056,7 @@ language plpgsql
 volatile
 as $$
 declare
-  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(replay_failed.webhook_id);
+  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(replay_failed.webhook_id, 'webhook_id');
   v_most constant integer := webhooks_private.replay_max_deliveries();
   v_ids bigint[];
   v_created_at timestamptz[];

@@ -134,7 +134,7 @@ language plpgsql
 volatile
 as $$
 declare
-  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(p_webhook_id);
+  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(p_webhook_id, 'webhook_id');
   v_id bigint;
 begin
   perform webhooks_private.require_enabled(v_webhook, 'a backfill');   -- 30_delivery.sql

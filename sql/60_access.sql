@@ -165,7 +165,7 @@ grant execute on function webhooks_private.held_back(bigint, bigint, bigint) to 
 grant execute on function webhooks_private.deleted_webhooks() to webhook_viewer, bpd_webhooks_relay;
 -- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql)
 grant execute on function
-  webhooks_private.webhook_for_update(bigint),
+  webhooks_private.webhook_for_update(bigint, text),
   webhooks_private.issued_secret(bigint),
   webhooks_private.issued_secret_setting(bigint),
   webhooks_private.secret_grace(),

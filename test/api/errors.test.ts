@@ -111,3 +111,16 @@ test('a NUL in text and a number beyond bigint are input errors that say so, not
   t.is(hugeArgument.errors?.[0].extensions?.code, '22003');
   t.is(await webhookCount(company.id), 0);
 });
+
+test('a missing webhook named by webhookId is refused naming webhook_id, the argument the caller gave', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id);
+  const calls: Array<[string, string]> = [
+    ['startBackfill', 'mutation { startBackfill(input: { pWebhookId: "987654321" }) { result } }'],
+    ['replayFailed', 'mutation { replayFailed(input: { webhookId: "987654321", since: "2000-01-01T00:00:00Z" }) { result { id } } }'],
+  ];
+  for (const [name, mutation] of calls) {
+    const response = await api().gql(token, mutation);
+    t.like(response.errors?.[0], { message: 'webhook 987654321 not found', extensions: { code: 'P0002', constraint: 'webhook_not_found', column: 'webhook_id' } }, name);
+  }
+});
