@@ -22,6 +22,10 @@ import {
 } from './format.js';
 
 const PAGE_SIZE = 50;
+/** The last page whose offset a GraphQL Int (32 bits, signed) can say: a link to a
+ *  page past it (typed, or from a history since dropped) asks for this one, which is
+ *  past the end of any history and so lands on its last page. */
+const MAX_PAGE = Math.floor((2 ** 31 - 1) / PAGE_SIZE) + 1;
 /** How often the report asks for the progress of running backfills. */
 const BACKFILL_REFRESH_MS = 1000;
 const RANGE_KEY = 'bpd-webhooks.range';
@@ -74,7 +78,7 @@ function route() {
   const match = path.match(/^\/webhooks\/(\d+)$/);
   if (match) {
     const outcome = OUTCOMES.some((o) => o.id === params.get('outcome')) ? params.get('outcome') : 'all';
-    const page = Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1);
+    const page = Math.min(MAX_PAGE, Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1));
     return { view: 'history', webhookId: match[1], outcome, page };
   }
   return { view: 'report' };

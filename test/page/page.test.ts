@@ -335,6 +335,9 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
   // a link past the end lands on the last page
   await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=999&outcome=failed`);
   await untilText(page, '#page-info', '951–1,000 of 1,000 · page 20 of 20');
+  // also one whose offset would be past what a GraphQL Int holds
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=99999999999`);
+  await untilText(page, '#page-info', '9,951–10,000 of 10,000 · page 200 of 200');
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
