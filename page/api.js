@@ -231,19 +231,28 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first }
 }
 
 const ATTEMPTS = /* GraphQL */ `
-  query Attempts($id: BigInt!) {
+  query Attempts($id: BigInt!, $first: Int!, $offset: Int!) {
     deliveryById(id: $id) {
-      deliveryAttemptsByDeliveryId(orderBy: ATTEMPT_ASC) {
+      deliveryAttemptsByDeliveryId(orderBy: ATTEMPT_DESC, first: $first, offset: $offset) {
+        totalCount
         nodes { attempt attemptedAt durationMs statusCode error responseBody }
       }
     }
   }
 `;
 
-/** Each HTTP attempt of one firing, first to last. */
-export async function fetchAttempts(deliveryId) {
-  const data = await graphql(ATTEMPTS, { id: deliveryId });
-  return data.deliveryById?.deliveryAttemptsByDeliveryId.nodes ?? [];
+/** How many attempts one fetch brings: the API's default page. A firing replayed
+ *  again and again has more; the latest come first, the earlier ones on request. */
+export const ATTEMPTS_PAGE = 100;
+
+/**
+ * HTTP attempts of one firing, latest first, skipping the `offset` latest: the page's
+ * attempts (first to last within it) and how many the firing has in all.
+ */
+export async function fetchAttempts(deliveryId, offset = 0) {
+  const data = await graphql(ATTEMPTS, { id: deliveryId, first: ATTEMPTS_PAGE, offset });
+  const connection = data.deliveryById?.deliveryAttemptsByDeliveryId;
+  return { attempts: (connection?.nodes ?? []).reverse(), total: connection?.totalCount ?? 0 };
 }
 
 const DISABLE = /* GraphQL */ `

@@ -10,7 +10,7 @@
 //   #/webhooks/<id>?page=&outcome=   one webhook: its firings and its history of changes
 //   #/webhooks/<id>/edit       its edit form
 import {
-  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
+  ATTEMPTS_PAGE, ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
   fetchDeliverySettings, fetchFiring, fetchHistory, fetchReport, replayDelivery, rotateSecret, saveDeliverySettings,
   sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
@@ -389,20 +389,28 @@ function outcomeBadge(state) {
   return h('span', { class: `badge ${tone}` }, outcomeWords(state));
 }
 
-function attemptsTable(attempts) {
+/** The attempts shown, first to last; a button for the earlier ones not shown yet. */
+function attemptsTable(attempts, total, showEarlier) {
   if (!attempts.length) return h('p', { class: 'muted' }, 'Not attempted yet.');
-  return h('table', { class: 'attempts' },
-    h('thead', {}, h('tr', {},
-      h('th', { scope: 'col' }, '#'), h('th', { scope: 'col' }, 'Time'), h('th', { scope: 'col', class: 'num' }, 'Took'),
-      h('th', { scope: 'col', class: 'num' }, 'Status'), h('th', { scope: 'col' }, 'Error / response'))),
-    h('tbody', {}, attempts.map((a) => h('tr', {},
-      h('td', {}, String(a.attempt)),
-      h('td', { class: 'nowrap' }, formatTime(a.attemptedAt)),
-      h('td', { class: 'num' }, `${formatCount(a.durationMs)} ms`),
-      h('td', { class: 'num' }, a.statusCode ?? '—'),
-      h('td', {},
-        a.error ? h('div', { class: 'error-text' }, a.error) : null,
-        a.responseBody ? h('code', { class: 'response' }, a.responseBody) : null)))));
+  const hidden = total - attempts.length;
+  return h('div', {},
+    hidden > 0
+      ? h('button', { type: 'button', class: 'link-button earlier-attempts', onclick: showEarlier },
+        hidden > ATTEMPTS_PAGE ? `Show ${formatCount(ATTEMPTS_PAGE)} earlier attempts (of ${formatCount(hidden)})`
+          : `Show the ${formatCount(hidden)} earlier attempt${hidden === 1 ? '' : 's'}`)
+      : null,
+    h('table', { class: 'attempts' },
+      h('thead', {}, h('tr', {},
+        h('th', { scope: 'col' }, '#'), h('th', { scope: 'col' }, 'Time'), h('th', { scope: 'col', class: 'num' }, 'Took'),
+        h('th', { scope: 'col', class: 'num' }, 'Status'), h('th', { scope: 'col' }, 'Error / response'))),
+      h('tbody', {}, attempts.map((a) => h('tr', {},
+        h('td', {}, String(a.attempt)),
+        h('td', { class: 'nowrap' }, formatTime(a.attemptedAt)),
+        h('td', { class: 'num' }, `${formatCount(a.durationMs)} ms`),
+        h('td', { class: 'num' }, a.statusCode ?? '—'),
+        h('td', {},
+          a.error ? h('div', { class: 'error-text' }, a.error) : null,
+          a.responseBody ? h('code', { class: 'response' }, a.responseBody) : null))))));
 }
 
 /** The details under a firing: the payload as sent and, loaded when first opened, its attempts. */
@@ -414,16 +422,30 @@ function detailsRow(firing) {
         // a payload nested too deep to serve as JSON comes as its JSON text (docs/api-limits.md)
         typeof firing.payload === 'string' ? firing.payload : JSON.stringify(firing.payload, null, 2))),
       h('div', {}, h('h3', {}, 'Attempts'), attempts))));
-  let loaded = false;
-  row.load = () => {
-    if (loaded) return;
-    loaded = true;
-    fetchAttempts(firing.id)
-      .then((list) => replace(attempts, attemptsTable(list)))
+  // the attempts shown so far by number, and how many the firing has: the latest page
+  // when first opened, each earlier page on request (a new attempt meanwhile shifts
+  // the pages by one; keyed by number, none is shown twice)
+  const shown = new Map();
+  let total = 0;
+  let loading = false;
+  const more = () => {
+    if (loading) return;
+    loading = true;
+    fetchAttempts(firing.id, shown.size)
+      .then((page) => {
+        for (const a of page.attempts) shown.set(a.attempt, a);
+        total = Math.max(page.total, shown.size);
+        const ordered = [...shown.values()].sort((a, b) => a.attempt - b.attempt);
+        replace(attempts, attemptsTable(ordered, total, more));
+      })
       .catch((error) => {
-        loaded = false;
-        replace(attempts, h('p', { class: 'error-text' }, error.message));
-      });
+        if (shown.size === 0) replace(attempts, h('p', { class: 'error-text' }, error.message));
+        else showError(error.message);
+      })
+      .finally(() => { loading = false; });
+  };
+  row.load = () => {
+    if (shown.size === 0) more();
   };
   return row;
 }

@@ -10,7 +10,7 @@ import { signIn, untilReport, untilText, useBrowser } from '../helpers/browser.t
 import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { scrape } from '../helpers/prometheus.ts';
-import { fireMany, seedCompany } from '../helpers/report-data.ts';
+import { fire, fireMany, seedCompany } from '../helpers/report-data.ts';
 import { until } from '../helpers/until.ts';
 
 const RESULTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
@@ -338,6 +338,32 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
   // also one whose offset would be past what a GraphQL Int holds
   await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=99999999999`);
   await untilText(page, '#page-info', '9,951–10,000 of 10,000 · page 200 of 200');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('a firing tried more than a hundred times shows its latest attempts, and the earlier ones on request', async (t) => {
+  const make = factories(db().pool);
+  const company = await make.company('Stubborn Receivers');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Replayed often', actions: ['contact.created'] });
+  const firingId = await fire(db().pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 130, statusCode: 500 });
+  const page = await signedIn(company.id);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
+  await page.click(`${firing} button:has-text("Show")`);
+  const attempts = `${firing} + tr table.attempts tbody tr`;
+  await page.waitForSelector(attempts);
+  const numbers = async () => (await page.locator(`${attempts} > td:first-child`).allInnerTexts()).map(Number);
+  const latest = await numbers();
+  t.is(latest.length, 100);
+  t.deepEqual([latest[0], latest[99]], [31, 130], 'the latest hundred, first to last');
+  const earlier = `${firing} + tr button.earlier-attempts`;
+  t.is(await page.textContent(earlier), 'Show the 30 earlier attempts');
+  await page.click(earlier);
+  await until('the earlier attempts shown', async () => (await numbers()).length === 130);
+  t.deepEqual(await numbers(), Array.from({ length: 130 }, (_, i) => i + 1));
+  t.is(await page.locator(earlier).count(), 0, 'nothing left to show');
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
