@@ -90,6 +90,51 @@ function refusal(message: string, code: string, extra: Record<string, unknown> =
   return new GraphQLError(message, { extensions: { code, ...extra } });
 }
 
+/**
+ * How deep brackets ({, [, () may nest in a query's text. GraphQL's parser recurses
+ * on each level and overflows the stack near 2,500 (a JSON literal, a selection set),
+ * answering "Maximum call stack size exceeded" and nothing named. Every query these
+ * limits let run nests far less: fields to maxDepth, a JSON value to
+ * MAX_SERVED_JSON_DEPTH (api/deep-json.ts), a few levels of arguments around them.
+ */
+export const MAX_QUERY_TEXT_NESTING = 500;
+
+/**
+ * Whether a GraphQL text nests brackets deeper than limit, counting outside strings,
+ * block strings and comments; in one pass without recursion, before the parser runs.
+ */
+export function textNestsDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '#') {
+      while (i < text.length && text[i] !== '\n' && text[i] !== '\r') i++;
+    } else if (c === '"' && text.startsWith('"""', i)) {
+      // a block string ends at the first """ not escaped as \"""
+      for (i += 3; i < text.length && !text.startsWith('"""', i); i++) {
+        if (text.startsWith('\\"""', i)) i += 3;
+      }
+      i += 2;
+    } else if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"' && text[i] !== '\n'; i++) {
+        if (text[i] === '\\') i++;
+      }
+    } else if (c === '{' || c === '[' || c === '(') {
+      if (++depth > limit) return true;
+    } else if (c === '}' || c === ']' || c === ')') {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/** The refusal of a query text nested past MAX_QUERY_TEXT_NESTING, or nothing. */
+export function refuseDeepText(query: unknown): SafeError | undefined {
+  if (typeof query !== 'string' || !textNestsDeeperThan(query, MAX_QUERY_TEXT_NESTING)) return undefined;
+  return new SafeError(`query text nests brackets more than ${MAX_QUERY_TEXT_NESTING} levels deep: no query needs that many`,
+    { statusCode: 400, code: LIMIT_CODES.depth, limit: MAX_QUERY_TEXT_NESTING });
+}
+
 /** The depth limit, as a validation rule (depth does not depend on variables). */
 export function depthRule(limits: ApiLimits): ValidationRule {
   return maxDepthRule({

@@ -4,6 +4,7 @@
 // JSON text.
 import test from 'ava';
 import { MAX_SERVED_JSON_DEPTH, nestsDeeperThan, stringifyDeep } from '../../api/deep-json.ts';
+import { MAX_QUERY_TEXT_NESTING, textNestsDeeperThan } from '../../api/limits.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -88,12 +89,43 @@ test('a JSON input nested deeper than the limit is refused by name (JSON_TOO_DEE
     t.is(refused.errors?.[0]?.extensions?.code, 'JSON_TOO_DEEP', `variable nested ${n} levels: ${JSON.stringify(refused.errors)}`);
     t.regex(refused.errors?.[0]?.message ?? '', new RegExp(`nested deeper than ${MAX_SERVED_JSON_DEPTH} levels`));
   }
-  // (GraphQL's parser itself gives up near 2,500 levels, before any value is made)
-  const literal = await api().gql(admin, CREATE.replace('conditions: $v', `conditions: ${nested(1_500)}`).replace('($v: JSON)', ''));
+  // (a text nested past MAX_QUERY_TEXT_NESTING is refused before it is parsed, below)
+  const literal = await api().gql(admin, CREATE.replace('conditions: $v', `conditions: ${nested(MAX_QUERY_TEXT_NESTING - 10)}`).replace('($v: JSON)', ''));
   t.is(literal.errors?.[0]?.extensions?.code, 'JSON_TOO_DEEP', `written in the query: ${JSON.stringify(literal.errors)}`);
   // at the limit: the value reaches the database, whose rule for conditions says what is wrong
   const atLimit = await post(CREATE, `{"v": ${nested(MAX_SERVED_JSON_DEPTH)}}`);
   t.is(atLimit.errors?.[0]?.extensions?.constraint, 'webhook_conditions_invalid', JSON.stringify(atLimit.errors));
   const { rows } = await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id]);
   t.is(rows[0].n, 0);
+});
+
+test('a query text nested past what GraphQL\'s parser can read is refused by name (QUERY_TOO_DEEP), not with the parser\'s stack overflow', async (t) => {
+  const company = await factories(db().pool).company();
+  const admin = await api().token(company.id);
+  const nested = (n: number) => '['.repeat(n) + ']'.repeat(n);
+  const texts = [
+    `mutation { createWebhook(input: { name: "deep", url: "https://deep.example.com", fields: ["email"], actions: [CONTACT_CREATED], conditions: ${nested(3_000)} }) { result { secret } } }`,
+    `{ ${'webhooks { nodes { '.repeat(2_000)}id${' } }'.repeat(2_000)} }`,
+  ];
+  for (const query of texts) {
+    const response = await fetch(`${api().api.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` },
+      body: JSON.stringify({ query }),
+    });
+    const body = (await response.json()) as { errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
+    t.is(response.status, 400, query.slice(0, 40));
+    t.like(body.errors?.[0], { extensions: { code: 'QUERY_TOO_DEEP', limit: MAX_QUERY_TEXT_NESTING } }, JSON.stringify(body.errors));
+    t.regex(body.errors?.[0]?.message ?? '', new RegExp(`query text nests brackets more than ${MAX_QUERY_TEXT_NESTING} levels deep`));
+  }
+});
+
+test('the nesting of a query text counts brackets outside strings and comments only', (t) => {
+  t.false(textNestsDeeperThan('{ a(b: [[1]]) { c } }', 4));
+  t.true(textNestsDeeperThan('{ a(b: [[1]]) { c } }', 3));
+  t.false(textNestsDeeperThan('{ a(b: "[[[[[[[[") }', 2));
+  t.false(textNestsDeeperThan('{ a(b: "\\"[[[[ \\" [[[") }', 2), 'escaped quotes stay in the string');
+  t.false(textNestsDeeperThan('{ a(b: """ [[[[ \\""" [[[[ """) }', 2), 'a block string, its escaped triple quote in it');
+  t.false(textNestsDeeperThan('{ a # [[[[[[\n }', 1));
+  t.true(textNestsDeeperThan('{'.repeat(50_000), 100));
 });
