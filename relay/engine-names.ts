@@ -6,6 +6,13 @@
 /** The channel capture notifies on commit when a relay sleeps (sql/20_wakeup.sql). */
 export const CHANNEL = 'bpd_webhooks';
 
+/**
+ * A notification on CHANNEL whose payload starts with this names a webhook that changed
+ * its URL, was disabled or deleted, or had its secret rotated: the relay hands back
+ * what it holds of it unsent (sql/20_wakeup.sql, relay/loop.ts).
+ */
+export const WEBHOOK_CHANGED_NOTICE = 'webhook_changed:';
+
 /** The class of every advisory lock the engine takes: 'bpdw' as a 32-bit integer. */
 export const LOCK_CLASS = 1651532919;
 

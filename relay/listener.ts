@@ -1,7 +1,9 @@
 // Listener: LISTEN on the engine's channel (CHANNEL) on a connection of its own,
 // reconnected here for ever, with backoff, until closed.
 // A notification is only a hint to look now; so is every (re)connection, because
-// whatever was written while the connection was down sent its NOTIFY to nobody.
+// whatever was written while the connection was down sent its NOTIFY to nobody. One
+// that names a changed webhook (WEBHOOK_CHANGED_NOTICE) goes to onWebhookChanged: a
+// hint too, as a lost one leaves the relay sending what it holds as it was claimed.
 //
 // Written on pg's Client rather than a listener library: the one we used (pg-listen)
 // kept a reconnect loop running after close(), so a relay stopped during a database
@@ -11,7 +13,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import { dbConnectTimeoutMs, KEEPALIVE_AFTER_MS } from './database.ts';
-import { CHANNEL } from './engine-names.ts';
+import { CHANNEL, WEBHOOK_CHANGED_NOTICE } from './engine-names.ts';
 
 /** Reconnecting: at most this long between tries. */
 const RECONNECT_CAP_MS = 2_000;
@@ -29,9 +31,15 @@ export function startListener(options: {
   databaseUrl: string;
   log: Logger;
   onWake: () => void;
+  /** a webhook changed (sql/20_wakeup.sql): its id */
+  onWebhookChanged?: (webhookId: string) => void;
   checkEveryMs?: number;
 }): Listener {
   const { databaseUrl, log, onWake } = options;
+  const onNotification = (payload: string | undefined) => {
+    if (payload?.startsWith(WEBHOOK_CHANGED_NOTICE)) options.onWebhookChanged?.(payload.slice(WEBHOOK_CHANGED_NOTICE.length));
+    else onWake();
+  };
   const checkEveryMs = options.checkEveryMs ?? CHECK_EVERY_MS;
   let closed = false;
   let client: pg.Client | null = null;
@@ -64,7 +72,7 @@ export function startListener(options: {
       failures += 1;
       retry = setTimeout(() => void connect(), backoffMs(failures - 1, { capMs: RECONNECT_CAP_MS }));
     };
-    current.on('notification', () => onWake());
+    current.on('notification', (message) => onNotification(message.payload));
     current.on('error', onLost);
     current.on('end', () => onLost());
     try {

@@ -83,6 +83,10 @@ export class Relay {
   private whenNoneInFlight: Array<() => void> = [];
   /** deliveries waiting for their rate_limit slot, by their timer */
   private readonly pacing = new Map<NodeJS.Timeout, DeliveryJob>();
+  /** a claim is under way (claims run one at a time) */
+  private claiming = false;
+  /** webhooks that changed while it was: what it brings of them is handed back */
+  private readonly changedWhileClaiming = new Set<string>();
   /** a claim found a webhook at its fleet-wide cap (max_in_flight): look again after a settle */
   private capHeldBack = false;
   /** the database's clock as this relay reads it: where rate_limit slots fall */
@@ -142,7 +146,12 @@ export class Relay {
     this.scheduler.setMode('waiting');
     await this.checkDatabase();
     this.pollTimer = setInterval(() => this.wake(), this.settings.pollIntervalMs);
-    this.listener = startListener({ databaseUrl: this.settings.databaseUrl, log: this.log, onWake: () => this.wake() });
+    this.listener = startListener({
+      databaseUrl: this.settings.databaseUrl,
+      log: this.log,
+      onWake: () => this.wake(),
+      onWebhookChanged: (webhookId) => this.webhookChanged(webhookId),
+    });
     this.log.info(
       {
         batchSize: this.settings.batchSize,
@@ -244,6 +253,26 @@ export class Relay {
   }
 
   /**
+   * A webhook changed its URL, was disabled or deleted, or had its secret rotated
+   * (sql/20_wakeup.sql): what the relay holds of it and has not sent (queued, paced)
+   * was claimed with the webhook as it was, and is handed back, to be claimed again
+   * as it is now. So is what a claim under way brings of it: that claim may have read
+   * the webhook before the change. Requests already sent finish.
+   */
+  private webhookChanged(webhookId: string): void {
+    if (this.claiming) this.changedWhileClaiming.add(webhookId);
+    const jobs = this.slots.takeQueued(webhookId);
+    for (const [timer, job] of this.pacing) {
+      if (job.webhookId !== webhookId) continue;
+      clearTimeout(timer);
+      this.pacing.delete(timer);
+      this.slots.unpace(job);
+      jobs.push(job);
+    }
+    if (jobs.length > 0) void this.release(jobs, 'their webhook changed after they were claimed');
+  }
+
+  /**
    * A discovery claim, between the wake-up protocol's two steps (wakeup.ts), its
    * deliveries dispatched before the second: when the claim found no work for another
    * discovery, that step announces idleness, a round trip on a connection of its own
@@ -283,6 +312,8 @@ export class Relay {
     if (!view) return { jobs: [], filled: new Set(), moreDue: false, atCap: false, lanesBusy: false };
     if (this.holdings.inDoubt) await this.releaseUnheld();
     const started = performance.now();
+    this.claiming = true;
+    this.changedWhileClaiming.clear();
     const claimed = await claimDeliveries(this.pool, {
       relayId: this.settings.relayId,
       limit: Math.min(this.settings.batchSize, view.room),
@@ -298,8 +329,17 @@ export class Relay {
       // the claim may have run and leased what its answer would have said
       if (isConnectionError(error)) this.holdings.answerLost();
       throw error;
+    }).finally(() => {
+      this.claiming = false;
     });
     this.holdings.claimed(claimed.jobs);
+    if (this.changedWhileClaiming.size > 0) {
+      const stale = claimed.jobs.filter((job) => this.changedWhileClaiming.has(job.webhookId));
+      if (stale.length > 0) {
+        claimed.jobs = claimed.jobs.filter((job) => !this.changedWhileClaiming.has(job.webhookId));
+        void this.release(stale, 'their webhook changed while they were claimed');
+      }
+    }
     if (claimed.atCap) this.capHeldBack = true;
     // the lease counts from the claim's statement, a little after `started`
     this.slots.claimed(only, claimed, started + this.settings.leaseMs);

@@ -263,11 +263,20 @@ export class Slots {
     return freed;
   }
 
-  /** Empties every queue (a graceful stop): these deliveries are to be released. */
-  takeQueued(): DeliveryJob[] {
-    const jobs = [...this.queues.values()].flat();
-    this.queues.clear();
-    this.queuedCount = 0;
+  /**
+   * Empties every queue (a graceful stop), or one webhook's (it changed since its
+   * deliveries were claimed): these deliveries are to be released.
+   */
+  takeQueued(webhookId?: string): DeliveryJob[] {
+    let jobs: DeliveryJob[];
+    if (webhookId === undefined) {
+      jobs = [...this.queues.values()].flat();
+      this.queues.clear();
+    } else {
+      jobs = this.queues.get(webhookId) ?? [];
+      this.queues.delete(webhookId);
+    }
+    this.queuedCount -= jobs.length;
     for (const job of jobs) this.letGoBytes(job);
     return jobs;
   }

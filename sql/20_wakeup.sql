@@ -103,3 +103,42 @@ begin
   perform pg_advisory_unlock_shared(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
 end;
 $$;
+
+-- A webhook changed where its deliveries go, whether it sends, or how they are signed
+-- (its URL, a disable, a delete, a rotated secret). A relay may hold some of its
+-- deliveries claimed with the webhook as it was, queued behind its busy request
+-- slots or waiting for a rate_limit slot: sent, they would go to the old URL, signed
+-- without the new secret, or out of a disabled webhook. So every relay is told, by a
+-- notification that names the webhook, and hands those back to be claimed again as
+-- the webhook is now (relay/loop.ts); requests already under way finish. Rare writes
+-- of configuration: their commit's NOTIFY costs nothing that matters.
+create or replace function webhooks_private.webhook_changed_notice()
+returns text
+language sql
+immutable
+as $$
+  select 'webhook_changed:';
+$$;
+
+create or replace function webhooks_private.tg_webhooks__notify_changed()
+returns trigger
+language plpgsql
+as $$
+begin
+  perform pg_notify(webhooks_private.notify_channel(), webhooks_private.webhook_changed_notice() || old.id);
+  return null;
+end;
+$$;
+
+drop trigger if exists _900_notify_changed on webhooks.webhooks;
+create trigger _900_notify_changed
+  after update of url, enabled, secret_rotated_at on webhooks.webhooks
+  for each row
+  when (old.url is distinct from new.url or (old.enabled and not new.enabled)
+        or old.secret_rotated_at is distinct from new.secret_rotated_at)
+  execute function webhooks_private.tg_webhooks__notify_changed();
+drop trigger if exists _900_notify_deleted on webhooks.webhooks;
+create trigger _900_notify_deleted
+  after delete on webhooks.webhooks
+  for each row
+  execute function webhooks_private.tg_webhooks__notify_changed();

@@ -133,6 +133,20 @@ test('while stopping, a freed slot starts nothing, and every queued delivery is 
   t.is(slots.inFlight, 0);
 });
 
+test('one webhook\'s queue is taken for release (it changed): the others\' stay, its slots in flight too', (t) => {
+  const { slots, claim } = setup({ perWebhookInFlight: 1, prefetch: 2 });
+  const a = [sized('a', 10), sized('a', 20), sized('a', 30)];
+  const b = [sized('b', 5), sized('b', 6)];
+  claim([...a, ...b]);
+  t.deepEqual(slots.takeQueued('a'), [a[1], a[2]]);
+  t.deepEqual(slots.takeQueued('c'), [], 'a webhook not held: nothing');
+  t.is(slots.queued, 1, "b's queued one stays");
+  t.is(slots.heldOf('a'), 1, 'its request in flight');
+  t.is(slots.heldBytes, 10 + 5 + 6);
+  t.deepEqual(slots.finished(a[0], 0), { start: [], tooLate: [] }, 'its freed slot starts nothing of its own');
+  t.deepEqual(slots.finished(b[0], 0).start, [b[1]]);
+});
+
 test('a webhook whose claim filled all it could take is backlogged; one that got less is not', (t) => {
   const { slots, claim } = setup({ perWebhookInFlight: 2, prefetch: 2 });
   claim([job('a'), job('a'), job('a'), job('a'), job('b')]);

@@ -3,7 +3,7 @@
 // every relay is awake (sql/20_wakeup.sql).
 import test from 'ava';
 import pg from 'pg';
-import { CHANNEL, LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
+import { CHANNEL, LOCK_CLASS, LOCK_KEYS, WEBHOOK_CHANGED_NOTICE } from '../../relay/engine-names.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -146,6 +146,7 @@ test.serial('waking up gives relay_idle back once, and writes no warning to the 
 test('TypeScript names the channel and the lock keys as the engine defines them', async (t) => {
   const { rows: [row] } = await db().pool.query(
     `select webhooks_private.notify_channel() as channel, webhooks_private.lock_space() as class,
-            webhooks_private.capturing_lock() as capturing, webhooks_private.relay_idle_lock() as relay_idle`);
-  t.deepEqual(row, { channel: CHANNEL, class: LOCK_CLASS, capturing: LOCK_KEYS.capturing, relay_idle: LOCK_KEYS.relayIdle });
+            webhooks_private.capturing_lock() as capturing, webhooks_private.relay_idle_lock() as relay_idle,
+            webhooks_private.webhook_changed_notice() as changed`);
+  t.deepEqual(row, { channel: CHANNEL, class: LOCK_CLASS, capturing: LOCK_KEYS.capturing, relay_idle: LOCK_KEYS.relayIdle, changed: WEBHOOK_CHANGED_NOTICE });
 });

@@ -1,0 +1,63 @@
+// A webhook changed while the relay holds its deliveries: those queued in the relay
+// (claimed ahead of a free slot, not sent yet) go by the webhook as it is now. A new
+// URL gets them, not the old one; a disabled webhook sends none of them. Requests
+// already in flight finish where they went.
+import test from 'ava';
+import { until } from '../helpers/until.ts';
+import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+
+/** Replies that each wait for their own gate, opened by the test. */
+function gatedReplies(count: number) {
+  const opens: Array<() => void> = [];
+  const replies = Array.from({ length: count }, () => ({
+    status: 200,
+    after: new Promise<void>((resolve) => opens.push(resolve)),
+  }));
+  return { replies, opens };
+}
+
+/** Five deliveries of one webhook: two in flight to /old (held by their gates), two queued in the relay. */
+async function twoSentTwoQueued(t: Parameters<typeof relayScene>[0]) {
+  const scene = await relayScene(t);
+  const { database, receiver, f, company } = scene;
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/old') });
+  const { replies, opens } = gatedReplies(2);
+  receiver.route('/old', { secret: webhook.secret, replies });
+  receiver.route('/new', { secret: webhook.secret });
+  for (let i = 0; i < 5; i++) await f.contact(company.id);
+  const relay = testRelay(database.url, { RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '2' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await receiver.waitFor(2, { path: '/old' });
+  await waitForRows(database.pool, `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state = 'in_flight'`,
+    [webhook.id], (rows) => rows[0].n === 4);
+  return { ...scene, webhook, opens, relay };
+}
+
+test('a new URL gets the deliveries queued in the relay, not the old one', async (t) => {
+  const { database, receiver, webhook, opens, relay } = await twoSentTwoQueued(t);
+  await database.pool.query(`update webhooks.webhooks set url = $2 where id = $1`, [webhook.id, receiver.url('/new')]);
+  // the two queued go back to the outbox and come again with the new URL, behind the
+  // two requests still open (the webhook's two slots)
+  await until('the queued deliveries handed back', async () => relay.stats.released === 2);
+  for (const open of opens) open();
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 5);
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), JSON.stringify(deliveries));
+  t.is(receiver.received('/old').length, 2, 'only the two in flight when the URL changed went to the old URL');
+  t.is(receiver.received('/new').length, 3);
+  t.true(receiver.received('/new').every((r) => r.verified));
+});
+
+test('a webhook disabled sends none of the deliveries queued in the relay: they fail unsent, as its others do', async (t) => {
+  const { database, receiver, webhook, opens, relay } = await twoSentTwoQueued(t);
+  await database.pool.query(`update webhooks.webhooks set enabled = false, disabled_at = now(), disabled_by = 'admin', disabled_reason = 'wrong receiver' where id = $1`, [webhook.id]);
+  await until('the queued deliveries handed back', async () => relay.stats.released === 2);
+  for (const open of opens) open();
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 5);
+  t.deepEqual(
+    deliveries.map((d) => [d.state, d.attempts, d.last_error]).sort(),
+    [...Array(3).fill(['failed', 0, 'not sent: the webhook is disabled']), ...Array(2).fill(['succeeded', 1, null])],
+    JSON.stringify(deliveries),
+  );
+  t.is(receiver.received('/old').length, 2, 'only the two in flight when it was disabled');
+});
