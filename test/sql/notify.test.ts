@@ -150,3 +150,30 @@ test('TypeScript names the channel and the lock keys as the engine defines them'
             webhooks_private.webhook_changed_notice() as changed`);
   t.deepEqual(row, { channel: CHANNEL, class: LOCK_CLASS, capturing: LOCK_KEYS.capturing, relay_idle: LOCK_KEYS.relayIdle, changed: WEBHOOK_CHANGED_NOTICE });
 });
+
+test.serial('a webhook whose URL changes, that is disabled or deleted, or whose secret is rotated is named to every relay; other edits and enabling are not', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const relay = await relayConnection(db().url);
+  try {
+    const edits: Array<[string, string]> = [
+      ['a new name', `update webhooks.webhooks set name = 'Renamed' where id = $1`],
+      ['a new URL', `update webhooks.webhooks set url = 'https://moved.example.com/in' where id = $1`],
+      ['disabled', `update webhooks.webhooks set enabled = false, disabled_at = now(), disabled_by = 'admin' where id = $1`],
+      ['enabled', `update webhooks.webhooks set enabled = true, disabled_at = null, disabled_by = null where id = $1`],
+      ['a rotated secret', `update webhooks.webhooks set secret_rotated_at = clock_timestamp() where id = $1`],
+      ['deleted', `delete from webhooks.webhooks where id = $1`],
+    ];
+    const heard: string[] = [];
+    for (const [edit, sql] of edits) {
+      await db().pool.query(sql, [hook.id]);
+      await sentinel(db().pool, `after ${edit}`);
+      for (let n = await relay.next(); n.payload !== `after ${edit}`; n = await relay.next()) heard.push(`${edit}: ${n.payload}`);
+    }
+    const named = `${WEBHOOK_CHANGED_NOTICE}${hook.id}`;
+    t.deepEqual(heard, [`a new URL: ${named}`, `disabled: ${named}`, `a rotated secret: ${named}`, `deleted: ${named}`]);
+  } finally {
+    await relay.close();
+  }
+});
