@@ -22,6 +22,16 @@ export type Reply =
   | 'hang'
   | { status: number; body?: string; headers?: Record<string, string>; after?: Promise<unknown>; delayMs?: number };
 
+/** Replies that each wait for their own gate, opened one by one by the test (`opens[i]()`). */
+export function gatedReplies(count: number): { replies: Reply[]; opens: Array<() => void> } {
+  const opens: Array<() => void> = [];
+  const replies = Array.from({ length: count }, () => ({
+    status: 200,
+    after: new Promise<void>((resolve) => opens.push(resolve)),
+  }));
+  return { replies, opens };
+}
+
 export interface RouteOptions {
   /** secret(s) the signature must match (any one of them); none: not checked */
   secret?: string | string[];

@@ -4,17 +4,8 @@
 // already in flight finish where they went.
 import test from 'ava';
 import { until } from '../helpers/until.ts';
+import { gatedReplies } from '../helpers/receiver.ts';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
-
-/** Replies that each wait for their own gate, opened by the test. */
-function gatedReplies(count: number) {
-  const opens: Array<() => void> = [];
-  const replies = Array.from({ length: count }, () => ({
-    status: 200,
-    after: new Promise<void>((resolve) => opens.push(resolve)),
-  }));
-  return { replies, opens };
-}
 
 /** Five deliveries of one webhook: two in flight to /old (held by their gates), two queued in the relay. */
 async function twoSentTwoQueued(t: Parameters<typeof relayScene>[0]) {

@@ -3,17 +3,8 @@
 // RELAY_PER_WEBHOOK_IN_FLIGHT requests at once, and a graceful stop hands back what
 // was queued but never sent.
 import test from 'ava';
+import { gatedReplies } from '../helpers/receiver.ts';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
-
-/** Replies that each wait for their own gate, opened one by one by the test. */
-function gatedReplies(count: number) {
-  const opens: Array<() => void> = [];
-  const replies = Array.from({ length: count }, () => ({
-    status: 200,
-    after: new Promise<void>((resolve) => opens.push(resolve)),
-  }));
-  return { replies, opens };
-}
 
 test('claimed ahead, sent within the cap: the endpoint never has more than its slots in flight', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
