@@ -47,8 +47,26 @@ function columnOf(error: PgErrorFields): string | undefined {
   return /^Key \(([a-z_][a-z0-9_]*)\)=/.exec(error.detail ?? '')?.[1];
 }
 
+/**
+ * SQLSTATEs of a transaction the database ended so that another could go on (a
+ * deadlock; a serialization failure, should a caller's isolation allow one): the
+ * request's transaction is rolled back whole, and the same request sent again is
+ * what Postgres's documentation prescribes.
+ */
+const TRY_AGAIN_STATES = new Set(['40P01', '40001']);
+
+/** extensions.code of a request to send again as it is */
+const TRY_AGAIN_CODE = 'TRY_AGAIN';
+
 export function maskError(error: GraphQLError): GraphQLError {
   const db = databaseErrorIn(error.originalError);
+  if (db?.code && TRY_AGAIN_STATES.has(db.code)) {
+    const why = db.code === '40P01' ? 'to break a deadlock with another transaction' : 'as it conflicted with another transaction';
+    return new GraphQLError(
+      `the database ended this request ${why} (SQLSTATE ${db.code}); nothing it did was kept: send it again`,
+      { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path,
+        originalError: error.originalError, extensions: { code: TRY_AGAIN_CODE, sqlstate: db.code } });
+  }
   // statement_timeout (api/limits.ts): the request asked for more work than allowed
   if (db?.code === '57014') {
     return new GraphQLError(

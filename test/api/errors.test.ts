@@ -3,6 +3,7 @@
 import test from 'ava';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
 
 const { db, api } = useTestDatabaseWithApi(test);
 
@@ -123,4 +124,36 @@ test('a missing webhook named by webhookId is refused naming webhook_id, the arg
     const response = await api().gql(token, mutation);
     t.like(response.errors?.[0], { message: 'webhook 987654321 not found', extensions: { code: 'P0002', constraint: 'webhook_not_found', column: 'webhook_id' } }, name);
   }
+});
+
+test.serial('a request the database ends to break a deadlock says to send it again (TRY_AGAIN), not "An error occurred"; and it may', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  const { rows: [delivery] } = await db().pool.query('select id from webhooks.deliveries where webhook_id = $1', [hook.id]);
+  await db().pool.query(`update webhooks.deliveries set state = 'failed', attempts = 1, completed_at = now(), last_status_code = 500 where id = $1`, [delivery.id]);
+  const token = await api().token(company.id);
+  const REPLAY = 'mutation($id: BigInt!) { replayDelivery(input: { id: $id }) { result { id state } } }';
+
+  // a DBA's transaction holds the delivery's result and then wants the webhook, which
+  // the replay holds while it waits for that result: one of the two must end
+  const dba = await db().pool.connect();
+  try {
+    await dba.query('begin');
+    await dba.query('select 1 from webhooks.delivery_results where delivery_id = $1 for update', [delivery.id]);
+    const replay = api().gql(token, REPLAY, { id: delivery.id });
+    await until('the replay waits for the DBA', async () => (await db().pool.query(
+      `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%replay_delivery%'`)).rows[0].n === 1);
+    const dbaWaits = dba.query('select 1 from webhooks.webhooks where id = $1 for update', [hook.id]);
+    const refused = await replay;
+    await dbaWaits;
+    t.like(refused.errors?.[0], { extensions: { code: 'TRY_AGAIN', sqlstate: '40P01' } }, JSON.stringify(refused.errors));
+    t.regex(refused.errors?.[0].message ?? '', /deadlock.*nothing .* was kept.*send it again/);
+  } finally {
+    await dba.query('rollback');
+    dba.release();
+  }
+  const again = await api().gql(token, REPLAY, { id: delivery.id });
+  t.like(again.data?.replayDelivery?.result, { id: delivery.id, state: 'pending' });
 });
