@@ -29,7 +29,8 @@ export class ApiError extends Error {
 
 const GET_A_TOKEN = 'Get a new one with "npm run token -- --company <your company id>".';
 
-// a request refused for its company's turn (429) is sent again this many times
+// a request refused for its company's turn (429), or ended by the database to break a
+// deadlock (TRY_AGAIN), is sent again this many times
 const MAX_REFUSALS = 5;
 
 /** The wait a 429 asks for (its Retry-After, in seconds), from a quarter second to five. */
@@ -46,6 +47,7 @@ export async function graphql(query, variables = {}) {
   if (seen.problem === 'expired') throw new ApiError('expired', expiredWords(seen.claims));
 
   let response;
+  let body = null;
   for (let refusals = 0; ; refusals++) {
     try {
       response = await fetch('/graphql', {
@@ -63,16 +65,21 @@ export async function graphql(query, variables = {}) {
     // 429: the company's requests had their turns taken (docs/api-limits.md). The
     // server refuses before running anything, so a change is safe to send again: after
     // Retry-After, a few times, and only then is the refusal shown
-    if (response.status !== 429 || refusals >= MAX_REFUSALS) break;
-    await new Promise((resolve) => setTimeout(resolve, retryAfterMs(response)));
+    if (response.status === 429 && refusals < MAX_REFUSALS) {
+      await new Promise((resolve) => setTimeout(resolve, retryAfterMs(response)));
+      continue;
+    }
+    body = null;
+    try {
+      body = await response.json();
+    } catch {
+      // a proxy's HTML error page, or an empty reply: judged by its status below
+    }
+    // TRY_AGAIN: the database ended the request to break a deadlock, and kept nothing
+    // of it (docs/api.md): sent again at once, a few times
+    if (!body?.errors?.some((e) => e.extensions?.code === 'TRY_AGAIN') || refusals >= MAX_REFUSALS) break;
   }
 
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    // a proxy's HTML error page, or an empty reply: judged by its status below
-  }
   const errors = body?.errors ?? [];
   const message = errors.map((e) => e.message).join('; ');
   // the API answers 401 for a missing, malformed, forged or expired token, and only then

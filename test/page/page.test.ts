@@ -447,6 +447,49 @@ test('the company name is read for the caller\'s own company only', async (t) =>
   }
 });
 
+browserTest('a Replay the database ends to break a deadlock is sent again by the page, not shown as an error', async (t) => {
+  const make = factories(db().pool);
+  const company = await make.company('Deadlocked Realty');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Contended', actions: ['contact.created'] });
+  const firingId = await fire(db().pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 1, statusCode: 500 });
+  const page = await signedIn(company.id);
+  const replay = `#history-body tr[data-delivery-id="${firingId}"] button:has-text("Replay")`;
+  const flash = `Replay: firing #${firingId} is queued to be sent again.`;
+  const waitingReplays = async () => (await db().pool.query(
+    `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%replay_delivery%'`)).rows[0].n;
+
+  // A DBA's transaction holds the firing's result, then wants the webhook the replay
+  // holds. Postgres ends whichever of the two checks for a deadlock once both wait:
+  // the replay, unless its one check came before the DBA asked (a busy machine),
+  // when the DBA's is ended instead and the replay goes through; then once more.
+  let replayEnded = false;
+  for (let round = 1; round <= 5 && !replayEnded; round++) {
+    await db().pool.query(`update webhooks.deliveries set state = 'failed', completed_at = now() where id = $1`, [firingId]);
+    await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?round=${round}`);
+    await page.waitForSelector(replay);
+    const dba = await db().pool.connect();
+    try {
+      await dba.query('begin');
+      await dba.query('select 1 from webhooks.delivery_results where delivery_id = $1 for update', [firingId]);
+      await page.click(replay);
+      await until('the replay waits for the DBA', async () => (await waitingReplays()) === 1);
+      replayEnded = await dba.query('select 1 from webhooks.webhooks where id = $1 for update', [webhook.id]).then(() => true, () => false);
+      // the page sent the replay again, and it waits for the DBA's transaction
+      if (replayEnded) await until('the replay sent again waits for the DBA', async () => (await waitingReplays()) === 1);
+    } finally {
+      await dba.query('rollback');
+      dba.release();
+    }
+    await untilText(page, '#flash', flash);
+  }
+  t.true(replayEnded, 'the database ended the replay in one of five rounds');
+  const { rows } = await db().pool.query('select state from webhooks.deliveries where id = $1', [firingId]);
+  t.deepEqual(rows, [{ state: 'pending' }]);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a click refused because the company\'s turn is taken (429) is tried again after Retry-After, not lost', async (t) => {
   const { companyId, notes } = await seedCompany(db().pool);
   // an API where the company has one turn and nobody may wait for it; the rename that
