@@ -261,14 +261,7 @@ export class Relay {
    */
   private webhookChanged(webhookId: string): void {
     if (this.claiming) this.changedWhileClaiming.add(webhookId);
-    const jobs = this.slots.takeQueued(webhookId);
-    for (const [timer, job] of this.pacing) {
-      if (job.webhookId !== webhookId) continue;
-      clearTimeout(timer);
-      this.pacing.delete(timer);
-      this.slots.unpace(job);
-      jobs.push(job);
-    }
+    const jobs = [...this.slots.takeQueued(webhookId), ...this.takePaced(webhookId)];
     if (jobs.length > 0) void this.release(jobs, 'their webhook changed after they were claimed');
   }
 
@@ -416,6 +409,19 @@ export class Relay {
     this.pacing.set(timer, job);
   }
 
+  /** Stops the timers of the paced deliveries (of one webhook, or all): these are to be released. */
+  private takePaced(webhookId?: string): DeliveryJob[] {
+    const taken: DeliveryJob[] = [];
+    for (const [timer, job] of this.pacing) {
+      if (webhookId !== undefined && job.webhookId !== webhookId) continue;
+      clearTimeout(timer);
+      this.pacing.delete(timer);
+      this.slots.unpace(job);
+      taken.push(job);
+    }
+    return taken;
+  }
+
   /** One attempt, its slot already held; the freed slot goes to a queued delivery. */
   private async send(job: DeliveryJob): Promise<void> {
     const result = await this.sender.send(job); // never throws: a failure is a result
@@ -475,13 +481,7 @@ export class Relay {
     const backfillerStopped = this.backfiller.stop();
     if (this.listener) await closeWithin('the notification connection', this.listener.close(), this.log);
     await this.round;
-    const queued = this.slots.takeQueued();
-    for (const [timer, job] of this.pacing) {
-      clearTimeout(timer);
-      this.slots.unpace(job);
-      queued.push(job);
-    }
-    this.pacing.clear();
+    const queued = [...this.slots.takeQueued(), ...this.takePaced()];
     if (queued.length > 0) await this.release(queued, 'stopping');
     if (this.slots.inFlight > 0) {
       this.log.info({ inFlight: this.slots.inFlight }, 'stopping: waiting for requests in flight');
