@@ -1,5 +1,6 @@
 // A webhook changed while the relay holds its deliveries: those queued in the relay
-// (claimed ahead of a free slot, not sent yet) go by the webhook as it is now. A new
+// (claimed ahead of a free slot, or waiting for a rate_limit slot; not sent yet) go
+// by the webhook as it is now. A new
 // URL gets them, not the old one; a disabled webhook sends none of them. Requests
 // already in flight finish where they went.
 import test from 'ava';
@@ -51,4 +52,45 @@ test('a webhook disabled sends none of the deliveries queued in the relay: they 
     JSON.stringify(deliveries),
   );
   t.is(receiver.received('/old').length, 2, 'only the two in flight when it was disabled');
+});
+
+// A delivery claimed with a rate_limit slot still ahead waits in the relay for it
+// (paced). A new URL gets it, as it gets the queued ones. At rate_limit = 1 the relay
+// holds the next delivery for about a second after it sends one; the change must
+// reach the relay within that second, which a loaded machine can miss: a round in
+// which nothing was handed back (the paced delivery's slot came first) proves
+// nothing, and the scene is made again, up to five times.
+test('a new URL gets the deliveries waiting in the relay for their rate_limit slot', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  for (let round = 1; round <= 5; round++) {
+    const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url(`/old/${round}`) });
+    await database.pool.query('update webhooks.webhooks set rate_limit = 1 where id = $1', [webhook.id]);
+    receiver.route(`/old/${round}`, { secret: webhook.secret });
+    receiver.route(`/new/${round}`, { secret: webhook.secret });
+    for (let i = 0; i < 3; i++) await f.contact(company.id);
+    const relay = testRelay(database.url);
+    await relay.start();
+    try {
+      await receiver.waitFor(1, { path: `/old/${round}` });
+      // the first settled and the next one claimed, its slot a second after the first's
+      await waitForRows(database.pool,
+        `select count(*) filter (where state = 'succeeded')::int as sent, count(*) filter (where state = 'in_flight')::int as held
+         from webhooks.deliveries where webhook_id = $1`,
+        [webhook.id], (rows) => rows[0].sent === 1 && rows[0].held === 1);
+      await database.pool.query(`update webhooks.webhooks set url = $2 where id = $1`, [webhook.id, receiver.url(`/new/${round}`)]);
+      const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 3);
+      t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), JSON.stringify(deliveries));
+      const old = receiver.received(`/old/${round}`).length;
+      t.log(`round ${round}: ${old} to the old URL, ${receiver.received(`/new/${round}`).length} to the new, ${relay.stats.released} handed back`);
+      if (relay.stats.released > 0) {
+        t.is(old, 1, 'the paced delivery handed back went to the new URL');
+        t.is(receiver.received(`/new/${round}`).length, 2);
+        t.true(receiver.received(`/new/${round}`).every((r) => r.verified));
+        return;
+      }
+    } finally {
+      await relay.stop();
+    }
+  }
+  t.fail('in five rounds the relay never handed back a paced delivery for the new URL');
 });
