@@ -31,6 +31,12 @@
 --   conditions      at most 16 KB as text, 100 conditions (all/any/not and leaves
 --                   together), 50 entries in one all/any, nesting 8 deep, 100 values in
 --                   one in/not_in, 500 characters in one value  webhook_conditions_invalid
+--                   and a company's webhooks together at most
+--                   webhooks.max_conditions_per_company (1,000 unless set)
+--                                                      webhook_conditions_limit_reached
+-- And what one evaluation examines is bounded, whatever the contact holds: a text is
+-- looked at by its first 10,000 characters (condition_subject, below), so that a
+-- company's conditions cost a write about the same on a contact of a megabyte.
 -- A refusal is a check_violation (23514) whose CONSTRAINT is the rule, whose COLUMN is
 -- the setting and whose message starts with the part at fault: all[1].op: unknown
 -- operator "equals".
@@ -273,6 +279,17 @@ begin
 end;
 $$;
 
+-- private: how many conditions a webhook's conditions hold: all/any/not and leaves
+-- together (every JSON object of the tree), 0 for none
+create or replace function webhooks_private.condition_count(p_conditions jsonb)
+returns integer
+language sql
+immutable
+as $$
+  select count(*)::integer from jsonb_path_query(coalesce(p_conditions, 'null'::jsonb), 'strict $.**') n
+  where jsonb_typeof(n) = 'object';
+$$;
+
 -- BEFORE INSERT OR UPDATE, after _100_validate: refuse bad filters, store them tidy.
 create or replace function webhooks_private.tg_webhooks__validate_filters()
 returns trigger
@@ -281,6 +298,9 @@ as $$
 declare
   v_bad text;
   v_problem text;
+  v_count integer;
+  v_others integer;
+  v_max integer;
 begin
   if tg_op = 'UPDATE'
      and new.ignore_sources is not distinct from old.ignore_sources
@@ -320,14 +340,30 @@ begin
   if new.conditions is not null then
     if octet_length(new.conditions::text) > 16384 then
       v_problem := 'conditions: at most 16384 bytes';
-    elsif (select count(*) from jsonb_path_query(new.conditions, 'strict $.**') n
-           where jsonb_typeof(n) = 'object') > 100 then
+    elsif webhooks_private.condition_count(new.conditions) > 100 then
       v_problem := 'conditions: at most 100 conditions in all';
     else
       v_problem := webhooks_private.condition_problem(new.conditions, '', 1);
     end if;
     if v_problem is not null then
       perform webhooks_private.config_error('webhook_conditions_invalid', 'conditions', v_problem);
+    end if;
+    -- the company's webhooks together: every contact write that concerns the company
+    -- may evaluate all of them, another company's contact too (through a user of this
+    -- company assigned to it). One change of a company's conditions at a time, so that
+    -- two cannot both see room (the sum's snapshot is taken after the lock).
+    if tg_op = 'INSERT' or new.conditions is distinct from old.conditions then
+      v_count := webhooks_private.condition_count(new.conditions);
+      perform pg_advisory_xact_lock(webhooks_private.company_webhooks_lock(new.company_id));
+      v_max := webhooks_private.integer_setting('webhooks.max_conditions_per_company');
+      select coalesce(sum(webhooks_private.condition_count(w.conditions)), 0) into v_others
+      from webhooks.webhooks w
+      where w.company_id = new.company_id and w.id <> new.id and w.conditions is not null;
+      if v_others + v_count > v_max then
+        perform webhooks_private.config_error('webhook_conditions_limit_reached', 'conditions',
+          format('conditions: company %s''s webhooks may have at most %s conditions together (webhooks.max_conditions_per_company); its others have %s, this one %s',
+                 new.company_id, v_max, v_others, v_count));
+      end if;
     end if;
   end if;
   return new;
@@ -411,16 +447,98 @@ begin
 end;
 $$;
 
--- private: does the contact meet the condition? p_contact: the row the payload is
--- built from. For an update, p_old_custom is custom as it was, and p_changed names
--- the columns it changed; for every other action both are null (changed is false).
+-- private: the most characters of one text a condition examines (one home)
+create or replace function webhooks_private.condition_text_max()
+returns integer
+language sql
+immutable
+as $$
+  select 10000;
+$$;
+
+-- private: a value of the contact as a condition sees it: a text cut to its first
+-- condition_text_max() characters; an object or an array, which no operator but
+-- is_null and not_null looks into, empty
+create or replace function webhooks_private.condition_value(p_value jsonb)
+returns jsonb
+language sql
+immutable
+as $$
+  select case jsonb_typeof(p_value)
+           when 'string' then
+             case when length(p_value #>> '{}') > webhooks_private.condition_text_max()
+                  then to_jsonb(left(p_value #>> '{}', webhooks_private.condition_text_max()))
+                  else p_value end
+           when 'object' then '{}'::jsonb
+           when 'array' then '[]'::jsonb
+           else p_value
+         end;
+$$;
+
+-- private: the contact (as capture turns it into JSON) as conditions see it, made
+-- once a write: each column's value and each of custom's through condition_value.
+-- Conditions run inside the writer's transaction, for every company the contact
+-- concerns; without the cut, contains on a text of a megabyte lowered the whole text
+-- for every leaf: 10 ms a leaf, 50 s for one update of a contact another company's
+-- hundred webhooks watched (BENCHMARKS.md, "What a write's conditions may cost").
+-- A contact of at most condition_text_max() bytes (nearly all) holds no text to cut
+-- and is taken as it is; a custom that is an array is emptied even then, so that
+-- custom.0 never reads its first element (condition_holds reads custom.KEY by path).
+-- p_contact must be a value built in memory (to_jsonb of a row): pg_column_size of
+-- one stored and compressed would be its compressed size.
+create or replace function webhooks_private.condition_subject(p_contact jsonb)
+returns jsonb
+language plpgsql
+immutable
+as $$
+begin
+  -- (plpgsql, not sql: a sql function with a subquery is not inlined, and is planned
+  -- again in every statement that calls it, hundreds of µs a write)
+  if pg_column_size(p_contact) <= webhooks_private.condition_text_max()
+     and jsonb_typeof(p_contact -> 'custom') is distinct from 'array' then
+    return p_contact;
+  end if;
+  return (select jsonb_object_agg(e.key,
+                   case when e.key = 'custom' and jsonb_typeof(e.value) = 'object'
+                        then (select coalesce(jsonb_object_agg(c.key, webhooks_private.condition_value(c.value)), '{}'::jsonb)
+                              from jsonb_each(e.value) c)
+                        else webhooks_private.condition_value(e.value) end)
+          from jsonb_each(p_contact) e);
+end;
+$$;
+
+-- private: the keys of custom an update changed (their values differ, or one side
+-- lacks them); null for no update (p_old null). Made once a write, from the whole
+-- values, so that "changed" sees a change past what condition_subject keeps.
+create or replace function webhooks_private.custom_changes(p_old jsonb, p_new jsonb)
+returns text[]
+language plpgsql
+immutable
+strict
+as $$
+begin
+  if p_old = p_new then
+    return '{}';
+  end if;
+  return array(select coalesce(o.key, n.key)
+               from jsonb_each(case when jsonb_typeof(p_old) = 'object' then p_old else '{}' end) o
+               full join jsonb_each(case when jsonb_typeof(p_new) = 'object' then p_new else '{}' end) n on n.key = o.key
+               where o.value is distinct from n.value);
+end;
+$$;
+
+-- private: does the contact meet the condition? p_contact: the contact as conditions
+-- see it (condition_subject of the row the payload is built from). For an update,
+-- p_changed names the columns it changed and p_changed_custom the keys of custom
+-- (custom_changes); for every other action both are null (changed is false).
 -- An update's p_changed may be null while it is not known yet: capture asks first,
 -- before it compares the two rows (25_capture.sql). Then "changed" on a column is
 -- unknown, and so may be the answer: null, "perhaps", true or false only when that
 -- leaf cannot decide it (SQL's three-valued logic: false and unknown is false, true
 -- or unknown is true). Every other leaf is true or false, never null.
 drop function if exists webhooks_private.condition_holds(jsonb, jsonb, jsonb);
-create or replace function webhooks_private.condition_holds(p_condition jsonb, p_contact jsonb, p_changed text[], p_old_custom jsonb)
+drop function if exists webhooks_private.condition_holds(jsonb, jsonb, text[], jsonb);
+create or replace function webhooks_private.condition_holds(p_condition jsonb, p_contact jsonb, p_changed text[], p_changed_custom text[])
 returns boolean
 language plpgsql
 stable
@@ -440,7 +558,7 @@ begin
     v_items := p_condition -> 'all';
     v_result := true;
     for i in 0 .. jsonb_array_length(v_items) - 1 loop
-      v_holds := webhooks_private.condition_holds(v_items -> i, p_contact, p_changed, p_old_custom);
+      v_holds := webhooks_private.condition_holds(v_items -> i, p_contact, p_changed, p_changed_custom);
       if not v_holds then
         return false;
       elsif v_holds is null then
@@ -452,7 +570,7 @@ begin
     v_items := p_condition -> 'any';
     v_result := false;
     for i in 0 .. jsonb_array_length(v_items) - 1 loop
-      v_holds := webhooks_private.condition_holds(v_items -> i, p_contact, p_changed, p_old_custom);
+      v_holds := webhooks_private.condition_holds(v_items -> i, p_contact, p_changed, p_changed_custom);
       if v_holds then
         return true;
       elsif v_holds is null then
@@ -461,13 +579,14 @@ begin
     end loop;
     return v_result;
   elsif p_condition ? 'not' then
-    return not webhooks_private.condition_holds(p_condition -> 'not', p_contact, p_changed, p_old_custom);
+    return not webhooks_private.condition_holds(p_condition -> 'not', p_contact, p_changed, p_changed_custom);
   end if;
 
   v_field := p_condition ->> 'field';
   v_op := p_condition ->> 'op';
   v_value := p_condition -> 'value';
-  v_actual := case when left(v_field, 7) = 'custom.' then p_contact -> 'custom' -> substr(v_field, 8)
+  -- by path: custom is not copied out for each leaf, only the value read
+  v_actual := case when left(v_field, 7) = 'custom.' then p_contact #> array['custom', substr(v_field, 8)]
                    else p_contact -> v_field end;
   if v_actual = 'null'::jsonb then
     v_actual := null;
@@ -511,10 +630,10 @@ begin
     when 'not_null' then
       return v_actual is not null;
     when 'changed' then
-      if p_old_custom is null then
+      if p_changed_custom is null then
         return false;   -- not an update
       elsif left(v_field, 7) = 'custom.' then
-        return p_old_custom -> substr(v_field, 8) is distinct from p_contact -> 'custom' -> substr(v_field, 8);
+        return substr(v_field, 8) = any (p_changed_custom);
       elsif p_changed is null then
         return null;    -- an update whose changed columns are not known yet
       end if;

@@ -539,7 +539,11 @@ begin
     -- the webhook's filters, before any payload is built
     and not (p_source = any (s.ignore_sources))
     and (cardinality(s.watch_fields) = 0 or p_changed is null or s.watch_fields && p_changed)
-    and (s.conditions is null or webhooks_private.condition_holds(s.conditions, p_contact, p_changed, p_old_custom))
+    -- (the contact as conditions see it and custom's changed keys: made once, and
+    -- only when some webhook has conditions)
+    and (s.conditions is null
+         or webhooks_private.condition_holds(s.conditions, (select webhooks_private.condition_subject(p_contact)), p_changed,
+                                             (select webhooks_private.custom_changes(p_old_custom, p_contact -> 'custom'))))
   -- the primary key's own order: the index scan returns the rows in it (for an
   -- "= any" too, since Postgres 17), so the plan has no Sort (ordered by webhook_id
   -- alone it sorted: about 5 µs a matching update, measured with docs/capture.md's
@@ -568,7 +572,9 @@ begin
              where s.action = 'contact.created' and s.company_id = new.company_id
                and s.status_id is null and s.user_id is null
                and not (v_source = any (s.ignore_sources))
-               and (s.conditions is null or webhooks_private.condition_holds(s.conditions, to_jsonb(new), null, null))) then
+               and (s.conditions is null
+                    or webhooks_private.condition_holds(s.conditions, (select webhooks_private.condition_subject(to_jsonb(new))),
+                                                        null, null))) then
     v_webhooks := webhooks_private.capture('contact.created', v_source,
       to_jsonb(new), null, null, '{}', p_only_company => new.company_id);
   end if;
@@ -604,7 +610,9 @@ begin
                        and s.status_id is null and s.user_id is null
                        and not (v_source = any (s.ignore_sources))
                        and (s.conditions is null
-                            or webhooks_private.condition_holds(s.conditions, to_jsonb(new), null, old.custom) is not false))
+                            or webhooks_private.condition_holds(s.conditions, (select webhooks_private.condition_subject(to_jsonb(new))),
+                                                                null, (select webhooks_private.custom_changes(old.custom, new.custom)))
+                               is not false))
      and not exists (select 1 from crm.contact_assignments a where a.contact_id = new.id) then
     return null;
   end if;

@@ -88,7 +88,7 @@ language plpgsql
 stable
 as $$
 begin
-  return p_conditions is null or webhooks_private.condition_holds(p_conditions, p_contact, null, null);
+  return p_conditions is null or webhooks_private.condition_holds(p_conditions, webhooks_private.condition_subject(p_contact), null, null);
 end;
 $$;
 

@@ -316,3 +316,61 @@ test('a condition value is compared as a time only if it reads as one, decided w
   }
   t.deepEqual(values.filter((v) => reads[v]), values.slice(0, 4));
 });
+
+// ---- what one write's conditions may cost ------------------------------------------
+// Conditions run inside the writer's transaction, for every company the contact
+// concerns: another company's, through a user of theirs assigned to it, too. What
+// they examine of a contact is bounded, and so is how many a company may have.
+
+const TEXT_MAX = 10_000;
+
+test('contains looks for its text in a field\'s first 10,000 characters, not past them; starts_with, eq and changed see the whole', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = (conditions: unknown) => f.webhook({ companyId: company.id, actions: ['contact.updated'], conditions });
+  const found = await hook({ field: 'custom.notes', op: 'contains', value: 'NEEDLE' });
+  const column = await hook({ field: 'street', op: 'contains', value: 'NEEDLE' });
+  const prefix = await hook({ field: 'custom.notes', op: 'starts_with', value: 'xxx' });
+  const equal = await hook({ field: 'custom.notes', op: 'eq', value: 'x'.repeat(500) });
+  const changed = await hook({ field: 'custom.notes', op: 'changed' });
+  const contact = await f.contact(company.id);
+  const notes = (text: string) => JSON.stringify({ notes: text });
+  const within = 'x'.repeat(TEXT_MAX - 6) + 'needle';   // ends at the 10,000th character
+  const past = 'x'.repeat(TEXT_MAX - 5) + 'needle';     // its last character is the 10,001st
+  await write('api', ['update crm.contacts set custom = $2, street = $3 where id = $1', [contact.id, notes(within), within]]);
+  await write('api', ['update crm.contacts set custom = $2, street = $3 where id = $1', [contact.id, notes(past), past]]);
+  // a change past the first 10,000 characters is a change
+  await write('api', ['update crm.contacts set custom = $2 where id = $1', [contact.id, notes(past + '!')]]);
+  const count = async (h: { id: string }) => (await deliveriesOf(db().pool, [h.id])).length;
+  t.deepEqual(
+    [await count(found), await count(column), await count(prefix), await count(equal), await count(changed)],
+    [1, 1, 3, 0, 3],
+  );
+});
+
+test('a company\'s webhooks have at most webhooks.max_conditions_per_company conditions together: a named refusal past it', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const other = await f.company();
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query(`set webhooks.max_conditions_per_company = '10'`);
+  const leaves = (n: number) => ({ any: Array.from({ length: n }, (_, i) => ({ field: 'state', op: 'eq', value: `S${i}` })) });
+  const insert = (companyId: string, conditions: unknown) => client.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions, conditions)
+     values ($1, 'filtered', 'https://receiver.example.com/in', '{email}', '{contact.updated}', $2) returning id`,
+    [companyId, conditions]);
+  const first = (await insert(company.id, leaves(5))).rows[0].id;   // 6 conditions: the any and its 5
+  await insert(company.id, leaves(3));                               // 4: 10 in all
+  const refused = await insert(company.id, { field: 'state', op: 'eq', value: 'VA' }).catch((error) => error);
+  t.like(refused, { code: '23514', constraint: 'webhook_conditions_limit_reached', column: 'conditions' });
+  t.is(refused.message,
+    `conditions: company ${company.id}'s webhooks may have at most 10 conditions together (webhooks.max_conditions_per_company); its others have 10, this one 1`);
+  // an edit counts the webhook's new conditions in place of its old ones
+  const grown = await client.query('update webhooks.webhooks set conditions = $2 where id = $1', [first, leaves(6)]).catch((error) => error);
+  t.like(grown, { constraint: 'webhook_conditions_limit_reached' });
+  await t.notThrowsAsync(client.query('update webhooks.webhooks set conditions = $2 where id = $1', [first, leaves(4)]));
+  await t.notThrowsAsync(insert(company.id, null));
+  await t.notThrowsAsync(insert(company.id, { field: 'state', op: 'eq', value: 'VA' }));
+  await t.notThrowsAsync(insert(other.id, leaves(8)));
+});
