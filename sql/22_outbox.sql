@@ -476,7 +476,25 @@ declare
   v record;
   v_found integer := 0;
   v_snapshot constant pg_snapshot := pg_current_snapshot();
+  v_oldest integer;
 begin
+  -- the oldest transaction (its id) or snapshot (its xmin) of this database's other
+  -- sessions and prepared transactions, as the age of the oldest, read now (the
+  -- activity's snapshot taken anew), before the rows are looked for below. Of this
+  -- database's alone: one of another database writes nothing here, and its open
+  -- transaction (in the cluster-wide xmin of every snapshot, this session's own too)
+  -- kept every webhook of this one noted for as long as it ran.
+  -- (xid has no order of its own: the older of two has the greater age)
+  perform pg_catalog.pg_stat_clear_snapshot();
+  v_oldest := (
+    select max(a.age)
+    from (select greatest(age(s.backend_xid), age(s.backend_xmin)) as age
+          from pg_catalog.pg_stat_activity s
+          where s.datname = pg_catalog.current_database() and s.pid <> pg_catalog.pg_backend_pid()
+          union all
+          select age(p.transaction)
+          from pg_catalog.pg_prepared_xacts p
+          where p.database = pg_catalog.current_database()) a);
   for v in
     select r.webhook_id, r.company_id, r.settled_after
     from webhooks_private.webhooks_deleted_recently r
@@ -499,13 +517,7 @@ begin
       update webhooks_private.webhooks_deleted_recently
       set settled_after = pg_snapshot_xmax(v_snapshot)
       where webhook_id = v.webhook_id;
-    elsif pg_snapshot_xmin(v_snapshot) >= v.settled_after
-          -- (xid has no order of its own: the older of two has the greater age)
-          -- (of this database's sessions: one of another database writes nothing here,
-          -- and a session left open there kept every webhook of this one noted)
-          and not exists (select 1 from pg_catalog.pg_stat_activity a
-                          where a.datname = pg_catalog.current_database()
-                            and a.backend_xmin is not null and age(a.backend_xmin) > age(v.settled_after::xid)) then
+    elsif coalesce(v_oldest, 0) <= age(v.settled_after::xid) then
       -- (looked at above with a snapshot taken after those transactions ended)
       delete from webhooks_private.webhooks_deleted_recently where webhook_id = v.webhook_id;
     end if;

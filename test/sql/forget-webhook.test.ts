@@ -232,6 +232,29 @@ test.serial("a snapshot held open in another database of the cluster does not ke
   t.pass();
 });
 
+test.serial("a transaction holding an id, left open in another database of the cluster, does not keep a webhook's delete noted", async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const elsewhere = new URL(db().url);
+  elsewhere.pathname = '/postgres';
+  const other = new pg.Client({ connectionString: elsewhere.toString() });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('begin');
+  await other.query('select pg_current_xact_id()');   // an id, older than the delete's
+  await db().pool.query('delete from webhooks.webhooks where id = $1', [gone.id]);
+
+  await until('the delete is forgotten while the other database\'s transaction is open', async () => {
+    await db().pool.query('select webhooks.recheck_deleted_webhooks()');
+    const { rows: [{ n }] } = await db().pool.query(
+      'select count(*)::int as n from webhooks_private.webhooks_deleted_recently where webhook_id = $1', [gone.id]);
+    return n === 0;
+  });
+  const { rows: [{ open }] } = await other.query(`select pg_current_xact_id_if_assigned() is not null as open`);
+  t.true(open);
+});
+
 test.serial('maintenance pauses after each batch of a purge as long as the batch took, so the purge keeps the database busy half the time at most', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
