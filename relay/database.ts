@@ -18,9 +18,16 @@ import type { Logger } from 'pino';
  * or serializable for the CRM's own sake made them fail with serialization errors
  * under load: results dropped, deliveries left in flight until their lease ran out,
  * then sent twice (test/relay/default-isolation.test.ts, test/api/default-isolation.test.ts).
+ * And no JIT compilation: the claim and the settle turn sorts and sequential scans off
+ * (sql/30_delivery.sql), which prices their plans at 10^10, past every
+ * jit_*_above_cost, and the API turns sequential scans off (api/preset.ts). On a
+ * Postgres built with LLVM (Debian's and most packaged ones; the embedded one is not)
+ * each claim spent about a second compiling its statements, every call, and the
+ * relay all but stopped. Their statements are small; JIT never pays for them
+ * (test/relay/session-settings.test.ts).
  */
 export function sessionOptions(role: string | null, extra: string[] = []): string {
-  const settings = ['-c default_transaction_isolation=read\\ committed', ...extra];
+  const settings = ['-c default_transaction_isolation=read\\ committed', '-c jit=off', ...extra];
   if (role) settings.push(`-c role=${role}`);
   return settings.join(' ');
 }
