@@ -490,9 +490,12 @@ language plpgsql
 -- Without bitmap scans the generic plan is one index scan of the primary key; with
 -- them it was a bitmap scan, a nested loop over the companies and a sort, whose
 -- executor start alone cost more than the insert's (about 20 µs a matching update,
--- measured with perf and single-statement timing).
+-- measured with perf and single-statement timing). And no JIT, as every function that
+-- turns a planner method off (claim_deliveries says why): this runs in the writers'
+-- sessions, whose settings are theirs.
 set plan_cache_mode = force_generic_plan
 set enable_bitmapscan = off
+set jit = off
 as $$
 declare
   v_contact_id constant bigint := (p_contact ->> 'id')::bigint;

@@ -243,6 +243,7 @@ volatile
 -- sees one row in each, chose a nested loop, 1,280 × 256 comparisons (54 ms a claim
 -- of an ordered webhook with 5,000 deliveries of 1,000 contacts waiting)
 set enable_nestloop = off
+set jit = off   -- a method turned off prices a plan past JIT's thresholds (claim_deliveries)
 as $$
 declare
   v_put_off integer;

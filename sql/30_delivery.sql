@@ -211,6 +211,11 @@ set enable_bitmapscan = off
 -- in those, 0.10–0.12 in the others; docs/outbox.md). The sorts that remain have no
 -- other way.
 set enable_sort = off
+-- and no JIT: the methods turned off price these plans at 10^10, past every
+-- jit_*_above_cost, and on a Postgres built with LLVM each claim compiled itself for
+-- about a second (the relay's sessions turn it off too: relay/database.ts; this is
+-- for every other caller)
+set jit = off
 -- one plan per connection: with custom plans each call planned its queries again
 set plan_cache_mode = force_generic_plan
 -- and no parallel workers: a claim reads a few hundred rows by key, and a worker
@@ -543,9 +548,10 @@ returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
 language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
--- Index paths only, for the reason given at claim_deliveries.
+-- Index paths only, and no JIT, for the reasons given at claim_deliveries.
 set enable_seqscan = off
 set enable_bitmapscan = off
+set jit = off
 set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
@@ -815,6 +821,7 @@ volatile
 security definer
 set search_path = pg_catalog, pg_temp
 set enable_seqscan = off
+set jit = off   -- (claim_deliveries says why)
 as $$
   select webhooks_relay.release_deliveries(
            p_relay,
