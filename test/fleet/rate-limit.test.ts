@@ -121,34 +121,45 @@ test.serial("a relay whose clock runs ahead of the database's still sends paced 
 // A paced delivery's lease must outlast its request as any other's does
 // (RELAY_LEASE_MS > RELAY_REQUEST_TIMEOUT_MS), though the request starts up to a
 // second or two after the claim, in its slot: else the rescue puts it back while it
-// is still being sent, and the receiver gets it twice.
+// is still being sent, and the receiver gets it twice. The request must end past a
+// lease counted from the claim and within its timeout, a window of 0.9 s: on a
+// loaded machine the receiver's answer can come past the timeout, and a round with a
+// timed-out attempt proves nothing. The scene is made again then, up to three times.
 test('a paced delivery sent in a slot a second after its claim keeps its lease for the whole request', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
-  await database.pool.query('update webhooks.webhooks set rate_limit = 1 where id = $1', [webhook.id]);
-  // each answer within the request timeout (by half a second: a loaded machine's
-  // timers run late), but taking most of it
-  receiver.route('/paced', { secret: webhook.secret, otherwise: { status: 200, delayMs: 2_500 } });
-  await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 3) n`,
-    [company.id],
-  );
-  // a claim's second slot begins a second after it, and its request ends past a lease
-  // counted from the claim
-  const relay = testRelay(database.url, { RELAY_LEASE_MS: '3100', RELAY_REQUEST_TIMEOUT_MS: '3000' });
-  t.teardown(() => relay.stop());
-  await relay.start();
-
-  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 3, 30_000);
-  const { rows: attempts } = await database.pool.query(
-    `select delivery_id, attempt, status_code, error from webhooks.delivery_attempts where webhook_id = $1 order by attempted_at`,
-    [webhook.id],
-  );
-  t.log(attempts.map((a) => `${a.delivery_id}#${a.attempt}: ${a.status_code ?? a.error}`).join('\n'));
-  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), 'each attempted once');
-  t.deepEqual(attempts.map((a) => a.status_code), [200, 200, 200]);
-  const ids = receiver.received('/paced').map((r) => r.headers['webhook-id']);
-  t.is(new Set(ids).size, ids.length, `each delivery arrived once: ${ids.join(', ')}`);
+  for (let round = 1; round <= 3; round++) {
+    const path = `/paced/${round}`;
+    const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url(path) });
+    await database.pool.query('update webhooks.webhooks set rate_limit = 1 where id = $1', [webhook.id]);
+    // each answer within the request timeout (by half a second: a loaded machine's
+    // timers run late), but taking most of it
+    receiver.route(path, { secret: webhook.secret, otherwise: { status: 200, delayMs: 2_500 } });
+    await database.pool.query(
+      `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 3) n`,
+      [company.id],
+    );
+    // a claim's second slot begins a second after it, and its request ends past a lease
+    // counted from the claim
+    const relay = testRelay(database.url, { RELAY_LEASE_MS: '3100', RELAY_REQUEST_TIMEOUT_MS: '3000' });
+    await relay.start();
+    try {
+      const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 3, 30_000);
+      const { rows: attempts } = await database.pool.query(
+        `select delivery_id, attempt, status_code, error from webhooks.delivery_attempts where webhook_id = $1 order by attempted_at`,
+        [webhook.id],
+      );
+      t.log(`round ${round}:\n${attempts.map((a) => `${a.delivery_id}#${a.attempt}: ${a.status_code ?? a.error}`).join('\n')}`);
+      if (attempts.some((a) => a.error?.startsWith('timeout'))) continue;
+      t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), 'each attempted once');
+      t.deepEqual(attempts.map((a) => a.status_code), [200, 200, 200]);
+      const ids = receiver.received(path).map((r) => r.headers['webhook-id']);
+      t.is(new Set(ids).size, ids.length, `each delivery arrived once: ${ids.join(', ')}`);
+      return;
+    } finally {
+      await relay.stop();
+    }
+  }
+  t.fail('in three rounds an answer always came past the request timeout: the machine is too slow for this test');
 });
 
 // At a high rate a slot is shorter than a claim's round trip: slots handed out from
