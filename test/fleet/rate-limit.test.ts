@@ -173,15 +173,19 @@ test('rate_limit = 5000: every delivery goes, though a slot is shorter than a cl
   await database.pool.query('update webhooks.webhooks set rate_limit = 5000 where id = $1', [webhook.id]);
   receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
   await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 100) n`,
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 40) n`,
     [company.id],
   );
   const relay = testRelay(database.url);
   t.teardown(() => relay.stop());
   await relay.start();
 
-  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 100, 60_000);
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 40, 90_000);
   t.log(`released ${relay.stats.released} times`);
   t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
-  t.is(receiver.received('/paced').length, 100, 'each delivery arrived once');
+  t.is(receiver.received('/paced').length, 40, 'each delivery arrived once');
+  // a slot holds 50 deliveries and lasts 10 ms (pacing_group): a timer can hit it. With
+  // a slot of 0.2 ms each (until 2026-12-05) nearly every one was missed, handed back
+  // and claimed again: 3,817 times for these 40 on a busy machine, and 31 s
+  t.true(relay.stats.released <= 400, `handed back ${relay.stats.released} times`);
 });
