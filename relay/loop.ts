@@ -463,7 +463,9 @@ export class Relay {
     try {
       const released = await releaseDeliveries(this.pool, this.settings.relayId, jobs.map((job) => job.deliveryId));
       this.stats.released += released;
-      this.log.info({ queued: jobs.length, released, why }, 'released deliveries claimed but not sent');
+      // (which ones, the first hundred: an operator can follow a delivery through the log)
+      this.log.info({ queued: jobs.length, released, why, deliveries: jobs.slice(0, 100).map((job) => job.deliveryId) },
+        'released deliveries claimed but not sent');
       if (this.mode !== 'stopping') this.wake(); // they are due again
     } catch (error) {
       // handed back before the next claim if the database answers by then (holdings.ts)

@@ -186,6 +186,7 @@ test('rate_limit = 5000: every delivery goes, though a slot is shorter than a cl
   t.is(receiver.received('/paced').length, 40, 'each delivery arrived once');
   // a slot holds 50 deliveries and lasts 10 ms (pacing_group): a timer can hit it. With
   // a slot of 0.2 ms each (until 2026-12-05) nearly every one was missed, handed back
-  // and claimed again: 3,817 times for these 40 on a busy machine, and 31 s
-  t.true(relay.stats.released <= 400, `handed back ${relay.stats.released} times`);
+  // and claimed again: 3,817 times for these 40 on a busy machine, and 31 s (now
+  // 92–131 alone, 543 in a full test run)
+  t.true(relay.stats.released <= 1_500, `handed back ${relay.stats.released} times`);
 });
