@@ -76,6 +76,20 @@ as $$
   select greatest(1, p_rate / 100);
 $$;
 
+-- private: where the slot of the delivery p_index places after the first (0 for it)
+-- begins, from where the claim's slots begin: whole slots of pacing_group(p_rate)
+-- deliveries, each that many times 1/p_rate long. A delivery's slot ends where the
+-- one pacing_group() places after begins; a claim's slots end where its p_got-th
+-- delivery's would begin, rounded up to a whole slot (p_got + group - 1).
+create or replace function webhooks_private.pacing_offset(p_index bigint, p_rate integer)
+returns interval
+language sql
+immutable
+as $$
+  select make_interval(secs => (p_index / webhooks_private.pacing_group(p_rate)
+                                * webhooks_private.pacing_group(p_rate))::float8 / p_rate);
+$$;
+
 -- private: how long after the claim a webhook's rate_limit slots may begin: no
 -- sooner than its answer reaches the relay. Slots from the claim's own now() had
 -- passed by then when shorter than its round trip (a slot is 1/rate_limit: 0.2 ms at
@@ -714,9 +728,8 @@ begin
     set served_at = now(),
         -- (the end of the last slot given: a slot partly used is not shared with the next claim)
         paced_until = case when g.rate_limit is null then l.paced_until
-                           else g.pace_from + make_interval(secs =>
-                                  ((g.got + webhooks_private.pacing_group(g.rate_limit) - 1) / webhooks_private.pacing_group(g.rate_limit)
-                                   * webhooks_private.pacing_group(g.rate_limit))::float8 / g.rate_limit) end,
+                           else g.pace_from + webhooks_private.pacing_offset(
+                                  g.got + webhooks_private.pacing_group(g.rate_limit) - 1, g.rate_limit) end,
         -- a probe: the next may follow only after a longer wait, whatever this one's outcome
         probes = case when l.open_until is null or g.got is null then l.probes else l.probes + 1 end,
         open_until = case when l.open_until is null or g.got is null then l.open_until
@@ -732,15 +745,11 @@ begin
       and l.webhook_id = any (v_lanes)
   )
   select p.id, p.created_at, p.row_ctid,
-         -- its slot: the ((nth - 1) / group)th after pace_from, group / rate_limit long
+         -- its slot
          case when p.rate_limit is not null
-              then p.pace_from + make_interval(secs =>
-                     ((p.nth - 1) / webhooks_private.pacing_group(p.rate_limit)
-                      * webhooks_private.pacing_group(p.rate_limit))::float8 / p.rate_limit) end,
+              then p.pace_from + webhooks_private.pacing_offset(p.nth - 1, p.rate_limit) end,
          case when p.rate_limit is not null
-              then p.pace_from + make_interval(secs =>
-                     (((p.nth - 1) / webhooks_private.pacing_group(p.rate_limit) + 1)
-                      * webhooks_private.pacing_group(p.rate_limit))::float8 / p.rate_limit) end,
+              then p.pace_from + webhooks_private.pacing_offset(p.nth - 1 + webhooks_private.pacing_group(p.rate_limit), p.rate_limit) end,
          p.webhook_filled, false, p.payload_bytes, p.company_id, p.nth::integer, p.byte_room, p.holds_nothing, p.enabled
   from picked p
   union all

@@ -4,6 +4,7 @@ import test, { type ExecutionContext } from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories, type WebhookInput } from '../helpers/factories.ts';
 import { inTransaction } from '../helpers/sql.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 const make = () => factories(db().pool);
@@ -373,4 +374,26 @@ test('a company\'s webhooks have at most webhooks.max_conditions_per_company con
   await t.notThrowsAsync(insert(company.id, null));
   await t.notThrowsAsync(insert(company.id, { field: 'state', op: 'eq', value: 'VA' }));
   await t.notThrowsAsync(insert(other.id, leaves(8)));
+});
+
+test('two webhooks whose conditions fit the company\'s room only one at a time, written at once: the second waits for the first, then is refused', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const [first, second] = [await db().pool.connect(), await db().pool.connect()];
+  t.teardown(() => { first.release(); second.release(); });
+  for (const c of [first, second]) await c.query(`set webhooks.max_conditions_per_company = '6'`);
+  const conditions = { any: Array.from({ length: 4 }, (_, i) => ({ field: 'state', op: 'eq', value: `S${i}` })) };   // 5
+  const insert = (c: typeof first) => c.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions, conditions)
+     values ($1, 'filtered', 'https://receiver.example.com/in', '{email}', '{contact.updated}', $2)`,
+    [company.id, conditions]);
+  await first.query('begin');
+  await insert(first);
+  const refused = second.query('begin').then(() => insert(second)).catch((error) => error);
+  // the second waits for the first's lock on the company's conditions
+  await until('the second insert waits', async () => (await db().pool.query(
+    `select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows.length > 0);
+  await first.query('commit');
+  t.like(await refused, { constraint: 'webhook_conditions_limit_reached' });
+  await second.query('rollback');
 });
