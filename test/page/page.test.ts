@@ -466,7 +466,9 @@ browserTest('a Replay the database ends to break a deadlock is sent again by the
   let replayEnded = false;
   for (let round = 1; round <= 5 && !replayEnded; round++) {
     await db().pool.query(`update webhooks.deliveries set state = 'failed', completed_at = now() where id = $1`, [firingId]);
-    await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?round=${round}`);
+    // the round in the query, not the hash: a new hash alone keeps the page, and the
+    // last round's flash with it, which said "queued" before this round's replay was
+    await page.goto(`${api().api.url}/reports/webhooks?round=${round}#/webhooks/${webhook.id}`);
     await page.waitForSelector(replay);
     const dba = await db().pool.connect();
     try {
