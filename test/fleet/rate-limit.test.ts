@@ -33,6 +33,38 @@ test('rate_limit = 20: no second-long window holds more than 21 requests, with t
   t.true(busiest(sent) <= 21, `${busiest(sent)} requests sent within one second`);
 });
 
+// From 200 a second a slot holds rate/100 deliveries (pacing_group in 28_lanes.sql), so
+// a second-long window that begins inside one slot and ends inside another may hold
+// rate + rate/100 requests, and no more, however the two relays' claims interleave.
+test('rate_limit = 300: no second-long window holds more than 303 requests, with two relays', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
+  await database.pool.query('update webhooks.webhooks set rate_limit = 300 where id = $1', [webhook.id]);
+  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 900) n`,
+    [company.id],
+  );
+
+  const relays = ['relay-a', 'relay-b'].map((id) => testRelay(database.url, { RELAY_ID: id }));
+  for (const relay of relays) t.teardown(() => relay.stop());
+  await Promise.all(relays.map((relay) => relay.start()));
+
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 900, 90_000);
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), 'each sent once, none charged for waiting');
+  const { rows } = await database.pool.query(
+    `select extract(epoch from attempted_at) * 1000 as at from webhooks.delivery_attempts
+     where webhook_id = $1 order by attempted_at`,
+    [webhook.id],
+  );
+  const sent = rows.map((r) => Number(r.at));
+  t.is(sent.length, 900, 'each delivery attempted once');
+  t.log(`busiest second: ${busiest(sent)} sent; all 900 in ${((sent.at(-1)! - sent[0]!) / 1000).toFixed(2)} s`);
+  t.true(busiest(sent) <= 303, `${busiest(sent)} requests sent within one second`);
+  // and the pacing is what bounds them: the relays did send near the rate
+  t.true(busiest(sent) >= 100, `${busiest(sent)} requests in the busiest second`);
+});
+
 /** The most times within any second-long window (the busiest windows start at a time of the list). */
 function busiest(times: number[]): number {
   let most = 0;
