@@ -39,15 +39,18 @@ for (const level of ['repeatable read', 'serializable']) {
     const { rows: [{ expired }] } = await database.pool.query(
       `select count(*)::int as expired from webhooks.delivery_attempts where error like 'lease expired%'`);
     t.is(expired, 0);
-    // each delivery sent, and the two failures of each webhook; more only as
-    // at-least-once allows (under a full test run's load, 41 more of 906 once, with
-    // neither of the above and not explained yet; alone, none)
+    // each delivery sent, and the two failures of each webhook; more only where an
+    // attempt was recorded for it. Under a full test run's load the receiver, in this
+    // process, answered some requests past the 15 s request timeout: those attempts are
+    // recorded as timeouts and sent again (41 more requests of 906 once; 39 and 45 with
+    // six busy loops beside), which is at-least-once working, not a lost attempt
     const ids = hooks.flatMap((_, i) => receiver.received(`/h${i}`).map((r) => r.headers['webhook-id']));
     t.is(new Set(ids).size, 900, 'every delivery arrived');
-    t.log(`${ids.length} requests for 906 expected`);
     const { rows: kinds } = await database.pool.query(
-      `select status_code, left(error, 60) as error, count(*)::int as n from webhooks.delivery_attempts group by 1, 2 order by 3 desc`);
-    t.log(JSON.stringify(kinds));
+      `select status_code, left(error, 40) as error, count(*)::int as n from webhooks.delivery_attempts group by 1, 2 order by 3 desc`);
+    t.log(`${ids.length} requests for 906 expected; attempts: ${JSON.stringify(kinds)}`);
+    const attempts = kinds.reduce((sum, kind) => sum + kind.n, 0);
     t.true(ids.length >= 906);
+    t.true(ids.length <= attempts, `${ids.length} requests arrived, ${attempts} attempts recorded`);
   });
 }
