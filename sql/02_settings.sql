@@ -67,6 +67,8 @@ as $$
      'unfinished snapshots a backfill may have before its next batch waits'),
     ('webhooks.max_payload_bytes', 'integer', '1048576', webhooks_private.payload_bytes_floor()::text, '67108864',
      'a delivery whose payload is larger is not sent: it is written failed, with the reason'),
+    ('webhooks.max_payload_bytes_per_change', 'integer', '16777216', webhooks_private.payload_bytes_floor()::text, '1073741824',
+     'the payloads over 64 KiB that one contact change writes for one company''s webhooks together: those past it are written failed, with the reason'),
     ('webhooks.max_webhooks_per_company', 'integer', '100', '1', '100000',
      'webhooks one company may have, disabled ones included'),
     ('webhooks.max_conditions_per_company', 'integer', '1000', '1', '1000000',

@@ -215,10 +215,74 @@ as $$
   select webhooks_private.integer_setting('webhooks.max_payload_bytes');
 $$;
 
--- private: what is kept of a delivery whose payload was over max_payload_bytes: the
--- event (type, timestamp, source, the contact's id) and what was left out, so that
--- history tells it without storing the oversized payload once per webhook
-create or replace function webhooks_private.payload_summary(p_payload jsonb, p_contact_id bigint, p_bytes integer, p_limit integer)
+-- private: the most bytes of payloads one contact change may write for one company's
+-- webhooks together, counting those over payload_bytes_floor() only: the setting
+-- webhooks.max_payload_bytes_per_change (02_settings.sql: 16 MiB unless changed). A
+-- company has up to 100 webhooks, and each may choose a contact's custom data of up
+-- to max_payload_bytes: without it one change of one large contact wrote 100 payloads
+-- of a megabyte, 100 MiB of history and WAL in the writer's transaction. Per company,
+-- so that a company concerned through an assigned user cannot spend the owner's; and
+-- never less than max_payload_bytes (enqueue), so that any payload within that limit
+-- goes when it is the first of its change and company.
+create or replace function webhooks_private.max_payload_bytes_per_change()
+returns integer
+language sql
+stable
+as $$
+  select webhooks_private.integer_setting('webhooks.max_payload_bytes_per_change');
+$$;
+
+-- private: the transaction's setting that counts the large payloads written for the
+-- change and company of the moment (count_change_payload)
+create or replace function webhooks_private.change_payload_setting()
+returns text
+language sql
+immutable
+as $$
+  select 'webhooks.change_payload_bytes';
+$$;
+
+-- private (enqueue): the bytes of large payloads the change of the moment has written
+-- for p_company_id, with p_bytes more; counted (in change_payload_setting()) only when
+-- within p_limit, so that a payload past it leaves room for a smaller one after it.
+-- A change is a contact, an action and a statement (a row changes once a statement),
+-- and capture enqueues a change's deliveries company by company, so one count at a
+-- time is all it needs: another change or company starts it again. What a writer may
+-- have set the setting to is never an error: anything but such a count starts again.
+create or replace function webhooks_private.count_change_payload(
+  p_company_id bigint,
+  p_action     webhooks.action,
+  p_contact_id bigint,
+  p_bytes      integer,
+  p_limit      integer
+)
+returns bigint
+language plpgsql
+as $$
+declare
+  v_change constant text := format('%s %s %s %s', p_contact_id, p_action, p_company_id,
+                                   extract(epoch from statement_timestamp()));
+  v_counted constant text[] := regexp_match(coalesce(current_setting(webhooks_private.change_payload_setting(), true), ''),
+                                            '^(.*) ([0-9]{1,18})$');
+  v_total bigint := p_bytes;
+begin
+  if v_counted[1] = v_change then
+    v_total := v_total + v_counted[2]::bigint;
+  end if;
+  if v_total <= p_limit then
+    perform pg_catalog.set_config(webhooks_private.change_payload_setting(), v_change || ' ' || v_total, true);
+  end if;
+  return v_total;
+end;
+$$;
+
+-- private: what is kept of a delivery whose payload was over max_payload_bytes (or
+-- took its change past max_payload_bytes_per_change: p_setting): the event (type,
+-- timestamp, source, the contact's id) and what was left out, so that history tells
+-- it without storing the oversized payload once per webhook
+drop function if exists webhooks_private.payload_summary(jsonb, bigint, integer, integer);
+create or replace function webhooks_private.payload_summary(p_payload jsonb, p_contact_id bigint, p_bytes bigint, p_limit integer,
+                                                            p_setting text)
 returns jsonb
 language sql
 immutable
@@ -229,7 +293,8 @@ as $$
     'data', jsonb_strip_nulls(jsonb_build_object(
               'contact', jsonb_build_object('id', p_contact_id),
               'source', p_payload #> '{data,source}',
-              'omitted', jsonb_build_object('reason', 'payload_too_large', 'bytes', p_bytes, 'limit', p_limit))));
+              'omitted', jsonb_build_object('reason', 'payload_too_large', 'bytes', p_bytes, 'limit', p_limit,
+                                            'setting', p_setting))));
 $$;
 
 -- private: was this delivery's payload left out for its size (payload_summary)?
@@ -340,7 +405,9 @@ $$;
 -- A payload over max_payload_bytes is not queued: the delivery is written finished,
 -- failed with the reason, its payload replaced by payload_summary (Times Fired counts
 -- it, the Reports page shows why it was not sent). It merges into no waiting
--- delivery. The contact write itself goes on: no webhook may make it fail.
+-- delivery. So is one that takes its change's large payloads for the company past
+-- max_payload_bytes_per_change. The contact write itself goes on: no webhook may make
+-- it fail.
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint);
 drop function if exists webhooks_private.enqueue(webhooks.action, jsonb, jsonb, bigint, bigint, bigint, bigint, jsonb);
 drop function if exists webhooks_private.enqueue(bigint, bigint, webhooks.action, bigint, jsonb);
@@ -363,6 +430,7 @@ declare
   -- row, where the claim's byte budget reads it, 30_delivery.sql)
   v_bytes constant integer := pg_catalog.pg_column_size(p_payload);
   v_limit integer;
+  v_change_bytes bigint;
   v_merged boolean;
 begin
   if v_bytes > webhooks_private.payload_bytes_floor() then
@@ -371,9 +439,25 @@ begin
       insert into webhooks.deliveries
         (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at)
       values (p_webhook_id, p_company_id, p_action, p_contact_id,
-              webhooks_private.payload_summary(p_payload, p_contact_id, v_bytes, v_limit), 'failed', 0,
+              webhooks_private.payload_summary(p_payload, p_contact_id, v_bytes, v_limit, 'webhooks.max_payload_bytes'),
+              'failed', 0,
               format('not sent: its payload was %s bytes, over the limit of %s (webhooks.max_payload_bytes)',
                      v_bytes, v_limit),
+              now());
+      return;
+    end if;
+    -- (never below max_payload_bytes: a payload within it goes when it is its change's first)
+    v_limit := greatest(webhooks_private.max_payload_bytes_per_change(), v_limit);
+    v_change_bytes := webhooks_private.count_change_payload(p_company_id, p_action, p_contact_id, v_bytes, v_limit);
+    if v_change_bytes > v_limit then
+      insert into webhooks.deliveries
+        (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at)
+      values (p_webhook_id, p_company_id, p_action, p_contact_id,
+              webhooks_private.payload_summary(p_payload, p_contact_id, v_change_bytes, v_limit,
+                                               'webhooks.max_payload_bytes_per_change'),
+              'failed', 0,
+              format('not sent: its payload of %s bytes took this change''s payloads for the company to %s bytes, over the limit of %s (webhooks.max_payload_bytes_per_change)',
+                     v_bytes, v_change_bytes, v_limit),
               now());
       return;
     end if;

@@ -1019,8 +1019,8 @@ begin
     -- only a summary was kept (webhooks_private.enqueue): nothing to send again
     raise exception using
       errcode = 'object_not_in_prerequisite_state',
-      message = format('delivery %s was never sent: its payload was over webhooks.max_payload_bytes, and only a summary of it was kept',
-                       v.id),
+      message = format('delivery %s was never sent: its payload was over %s, and only a summary of it was kept',
+                       v.id, coalesce(v.payload #>> '{data,omitted,setting}', 'webhooks.max_payload_bytes')),
       constraint = 'delivery_payload_too_large',
       column = 'id';
   end if;

@@ -50,6 +50,68 @@ test('a payload over 1 MiB is not queued: the delivery is failed with the reason
   t.is((await queued(db().pool, [sent.id])).length, 1);
 });
 
+// A company has up to 100 webhooks, each of which may choose custom data of up to
+// max_payload_bytes: one change of a large contact wrote a payload for each, 100 MiB
+// in the writer's transaction. Per change and company, the large payloads together
+// stop at webhooks.max_payload_bytes_per_change.
+test('the large payloads of one change for one company stop at max_payload_bytes_per_change; the others fail with the reason; another company and the next change have their own', async (t) => {
+  const f = make();
+  const owner = await f.company();
+  const other = await f.company();
+  const hooks = [];
+  for (let i = 0; i < 4; i++) {
+    hooks.push(await f.webhook({ companyId: owner.id, actions: ['contact.created', 'contact.updated'], fields: ['first_name', 'custom'] }));
+  }
+  const small = await f.webhook({ companyId: owner.id, actions: ['contact.created'], fields: ['first_name'] });
+  const theirs = await f.webhook({ companyId: other.id, actions: ['contact.updated'], fields: ['custom'] });
+  const user = await f.user(other.id);
+
+  const setting = "set local webhooks.max_payload_bytes = '250000'; set local webhooks.max_payload_bytes_per_change = '450000'";
+  const contact = await inTransaction(db().pool, setting, async (c) =>
+    (await c.query('insert into crm.contacts (company_id, first_name, custom) values ($1, $2, $3) returning id',
+      [owner.id, 'Big', customOf(200_000)])).rows[0]);
+
+  const states = async (ids: string[]) => (await deliveriesOf(db().pool, ids)).map((d) => d.state);
+  // two of about 200,000 bytes fit in 450,000; the third and fourth do not
+  t.deepEqual(await states(hooks.map((h) => h.id)), ['pending', 'pending', 'failed', 'failed']);
+  const failed = (await deliveriesOf(db().pool, [hooks[2]!.id]))[0];
+  t.regex(failed.last_error ?? '',
+    /^not sent: its payload of 2\d{5} bytes took this change's payloads for the company to 6\d{5} bytes, over the limit of 450000 \(webhooks\.max_payload_bytes_per_change\)$/);
+  t.like(failed.payload.data.omitted, { reason: 'payload_too_large', limit: 450000, setting: 'webhooks.max_payload_bytes_per_change' });
+  t.deepEqual(failed.payload.data.contact, { id: Number(contact.id) });
+  t.deepEqual(await queued(db().pool, [failed.id]), [], 'never in the queue');
+  t.deepEqual(await states([small.id]), ['pending'], 'a small payload is not counted');
+  const refused = await db().pool.query('select webhooks.replay_delivery($1)', [failed.id]).catch((error) => error);
+  t.like(refused, { code: '55000', constraint: 'delivery_payload_too_large' });
+  t.regex(refused.message, /its payload was over webhooks\.max_payload_bytes_per_change/);
+
+  // the next change (a statement of its own, in the same transaction too) counts anew,
+  // and so does another company concerned by the same change (its user is assigned;
+  // its deliveries are written after the owner's, who spent the owner's count)
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+  await inTransaction(db().pool, setting, async (c) => {
+    await c.query('update crm.contacts set custom = $2 where id = $1', [contact.id, customOf(210_000)]);
+    await c.query('update crm.contacts set custom = $2 where id = $1', [contact.id, customOf(220_000)]);
+  });
+  const updates = (await deliveriesOf(db().pool, hooks.map((h) => h.id))).filter((d) => d.action === 'contact.updated');
+  t.deepEqual(updates.map((d) => d.state).sort(), ['failed', 'failed', 'failed', 'failed', 'pending', 'pending', 'pending', 'pending']);
+  t.deepEqual(await states([theirs.id]), ['pending', 'pending'], 'the other company has its own count');
+
+  // a writer's own text in the setting is never an error, only a count started anew
+  await inTransaction(db().pool, `${setting}; set local webhooks.change_payload_bytes = 'no count 99999999999999999999'`, (c) =>
+    c.query('update crm.contacts set custom = $2 where id = $1', [contact.id, customOf(200_000)]));
+  const last = (await deliveriesOf(db().pool, hooks.map((h) => h.id))).filter((d) => d.action === 'contact.updated').slice(-4);
+  t.deepEqual(last.map((d) => d.state).sort(), ['failed', 'failed', 'pending', 'pending']);
+
+  // a count below max_payload_bytes is held to it: a payload within that limit goes
+  // when it is its change's first
+  await inTransaction(db().pool, "set local webhooks.max_payload_bytes = '250000'; set local webhooks.max_payload_bytes_per_change = '100000'", (c) =>
+    c.query('update crm.contacts set custom = $2 where id = $1', [contact.id, customOf(190_000)]));
+  const held = (await deliveriesOf(db().pool, hooks.map((h) => h.id))).filter((d) => d.action === 'contact.updated').slice(-4);
+  t.deepEqual(held.map((d) => d.state), ['pending', 'failed', 'failed', 'failed']);
+  t.like(held[1]!.payload.data.omitted, { limit: 250000 });
+});
+
 test('webhooks.max_payload_bytes: lower or higher, never below 64 KiB; a value that is no number leaves 1 MiB', async (t) => {
   const f = make();
   const company = await f.company();

@@ -89,7 +89,7 @@ test('webhooks.settings lists every setting: in force, as set, its default, and 
     [...byName.keys()].sort(),
     ['webhooks.auto_disable_after', 'webhooks.backfill_batch', 'webhooks.backfill_defer', 'webhooks.backfill_outstanding',
      'webhooks.breaker_after', 'webhooks.breaker_probe_interval', 'webhooks.breaker_probe_max_interval',
-     'webhooks.max_attempts', 'webhooks.max_changes_per_hour', 'webhooks.max_conditions_per_company', 'webhooks.max_in_flight', 'webhooks.max_payload_bytes', 'webhooks.max_webhooks_per_company',
+     'webhooks.max_attempts', 'webhooks.max_changes_per_hour', 'webhooks.max_conditions_per_company', 'webhooks.max_in_flight', 'webhooks.max_payload_bytes', 'webhooks.max_payload_bytes_per_change', 'webhooks.max_webhooks_per_company',
      'webhooks.retention', 'webhooks.retry_after_max', 'webhooks.retry_base', 'webhooks.retry_factor',
      'webhooks.retry_jitter', 'webhooks.retry_max_delay']);
   t.like(byName.get('webhooks.max_in_flight'),
