@@ -509,7 +509,7 @@ export async function fetchBackfills() {
 }
 
 const START_BACKFILL = /* GraphQL */ `
-  mutation StartBackfill($id: BigInt!) { startBackfill(input: { pWebhookId: $id }) { result } }
+  mutation StartBackfill($id: BigInt!) { startBackfill(input: { webhookId: $id }) { result } }
 `;
 
 /** Starts a backfill of a webhook; resolves with its id. */
@@ -519,7 +519,7 @@ export async function startBackfill(webhookId) {
 }
 
 const CANCEL_BACKFILL = /* GraphQL */ `
-  mutation CancelBackfill($id: BigInt!) { cancelBackfill(input: { pBackfillId: $id }) { result { id state } } }
+  mutation CancelBackfill($id: BigInt!) { cancelBackfill(input: { id: $id }) { result { id state } } }
 `;
 
 /** Cancels a running backfill. */

@@ -8,8 +8,8 @@
 -- subscribes to. Each is an ordinary delivery (retries, history, replay).
 --
 -- Public API:
---   webhooks.backfill(p_webhook_id)        starts one; returns its id (admins)
---   webhooks.cancel_backfill(p_backfill_id) stops it (admins)
+--   webhooks.backfill(webhook_id)          starts one; returns its id (admins)
+--   webhooks.cancel_backfill(id)           stops it (admins)
 --   webhooks.backfills                      progress: state, total, queued (viewers)
 -- Private, for whoever drives the work (the relay on a timer, `npm run backfill`):
 --   webhooks_relay.backfill_step()          one batch of each running backfill
@@ -127,14 +127,29 @@ $$;
 -- Starting and cancelling (the admin API: run as the caller, so grants and row-level
 -- security decide which webhooks and backfills they reach)
 
+-- Their arguments are named as GraphQL shows them (startBackfill(input: {webhookId}),
+-- cancelBackfill(input: {id})), as replay_failed's and replay_delivery's are; until
+-- 2026-12-05 they were p_webhook_id and p_backfill_id, and GraphQL said pWebhookId
+-- and pBackfillId. A function's argument names cannot be changed in place.
+do $rename$
+begin
+  if (select proargnames[1] from pg_proc where oid = to_regprocedure('webhooks.backfill(bigint)')) = 'p_webhook_id' then
+    drop function webhooks.backfill(bigint);
+  end if;
+  if (select proargnames[1] from pg_proc where oid = to_regprocedure('webhooks.cancel_backfill(bigint)')) = 'p_backfill_id' then
+    drop function webhooks.cancel_backfill(bigint);
+  end if;
+end;
+$rename$;
+
 -- public: start a backfill of a webhook of the caller's company; returns its id
-create or replace function webhooks.backfill(p_webhook_id bigint)
+create or replace function webhooks.backfill(webhook_id bigint)
 returns bigint
 language plpgsql
 volatile
 as $$
 declare
-  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(p_webhook_id, 'webhook_id');
+  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(backfill.webhook_id, 'webhook_id');
   v_id bigint;
 begin
   perform webhooks_private.require_enabled(v_webhook, 'a backfill');   -- 30_delivery.sql
@@ -156,7 +171,7 @@ $$;
 
 -- public: cancel a running backfill: no further batch, and its snapshots not sent yet
 -- fail with the reason (those being sent finish as they go)
-create or replace function webhooks.cancel_backfill(p_backfill_id bigint)
+create or replace function webhooks.cancel_backfill(id bigint)
 returns webhooks.backfills
 language plpgsql
 volatile
@@ -165,11 +180,11 @@ declare
   v webhooks.backfills;
 begin
   -- waits for a step under way to commit its batch: those snapshots are cancelled too
-  select * into v from webhooks.backfills b where b.id = p_backfill_id for update;
+  select * into v from webhooks.backfills b where b.id = cancel_backfill.id for update;
   if not found then
     raise exception using
       errcode = 'no_data_found',
-      message = format('backfill %s not found', p_backfill_id),
+      message = format('backfill %s not found', cancel_backfill.id),
       constraint = 'backfill_not_found',
       column = 'id';
   end if;

@@ -117,7 +117,7 @@ test('a missing webhook named by webhookId is refused naming webhook_id, the arg
   const company = await factories(db().pool).company();
   const token = await api().token(company.id);
   const calls: Array<[string, string]> = [
-    ['startBackfill', 'mutation { startBackfill(input: { pWebhookId: "987654321" }) { result } }'],
+    ['startBackfill', 'mutation { startBackfill(input: { webhookId: "987654321" }) { result } }'],
     ['replayFailed', 'mutation { replayFailed(input: { webhookId: "987654321", since: "2000-01-01T00:00:00Z" }) { result { id } } }'],
   ];
   for (const [name, mutation] of calls) {

@@ -50,7 +50,7 @@ test('10,000 contacts: each arrives once with its fields, through relay restarts
   let api = await startTestApi(database.url);
   t.teardown(() => api.stop());
   let token = await api.token(company.id);
-  const started = await api.gql(token, 'mutation($id: BigInt!) { startBackfill(input: { pWebhookId: $id }) { result } }', { id: hook.id });
+  const started = await api.gql(token, 'mutation($id: BigInt!) { startBackfill(input: { webhookId: $id }) { result } }', { id: hook.id });
   t.falsy(started.errors);
   const backfillId: string = started.data.startBackfill.result;
 
@@ -157,16 +157,16 @@ test('cancel stops it: nothing more is queued or sent, and what was not sent fai
   const api = await startTestApi(database.url);
   t.teardown(() => api.stop());
   const token = await api.token(company.id);
-  const started = await api.gql(token, 'mutation($id: BigInt!) { startBackfill(input: { pWebhookId: $id }) { result } }', { id: hook.id });
+  const started = await api.gql(token, 'mutation($id: BigInt!) { startBackfill(input: { webhookId: $id }) { result } }', { id: hook.id });
   const backfillId: string = started.data.startBackfill.result;
   const child = spawnRelay(database.url, { RELAY_PER_WEBHOOK_IN_FLIGHT: '4' });
   t.teardown(() => stopChild(child, 'SIGKILL'));
   await receiver.waitFor(4, { path: '/sync' });
 
   const viewer = await api.token(company.id, 'webhook_viewer');
-  const refused = await api.gql(viewer, 'mutation($id: BigInt!) { cancelBackfill(input: { pBackfillId: $id }) { result { state } } }', { id: backfillId });
+  const refused = await api.gql(viewer, 'mutation($id: BigInt!) { cancelBackfill(input: { id: $id }) { result { state } } }', { id: backfillId });
   t.truthy(refused.errors);
-  const cancelled = await api.gql(token, 'mutation($id: BigInt!) { cancelBackfill(input: { pBackfillId: $id }) { result { id state queued finishedAt } } }', { id: backfillId });
+  const cancelled = await api.gql(token, 'mutation($id: BigInt!) { cancelBackfill(input: { id: $id }) { result { id state queued finishedAt } } }', { id: backfillId });
   t.falsy(cancelled.errors);
   t.is(cancelled.data.cancelBackfill.result.state, 'cancelled');
   const queued = Number(cancelled.data.cancelBackfill.result.queued);
