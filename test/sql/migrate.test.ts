@@ -3,7 +3,7 @@ import test from 'ava';
 import pg from 'pg';
 import { readdir } from 'node:fs/promises';
 import { migrate, migrationsDir } from '../../tools/migrate.ts';
-import { databaseUrl } from '../helpers/db.ts';
+import { createTestDatabase, databaseUrl } from '../helpers/db.ts';
 
 let emptyDatabases = 0;
 
@@ -117,4 +117,28 @@ test('a public.migrations of someone else (not recording ours) is left alone', a
     const ours = (await readdir(migrationsDir)).filter((name) => name.endsWith('.sql')).map((name) => name.slice(0, -4)).sort();
     t.deepEqual((await migrationsRecorded(url, 'webhooks_private.migrations')).map((row) => row.name), ours);
   });
+});
+
+test('re-applied over an install whose backfill functions had the old argument names, sql/ renames them (GraphQL: webhookId, id)', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const names = async () => (await database.pool.query(
+    `select proname, proargnames from pg_proc
+     where oid in ('webhooks.backfill(bigint)'::regprocedure, 'webhooks.cancel_backfill(bigint)'::regprocedure) order by proname`)).rows;
+  // as an install before 2026-12-05 had them
+  await database.pool.query(`
+    drop function webhooks.backfill(bigint);
+    drop function webhooks.cancel_backfill(bigint);
+    create function webhooks.backfill(p_webhook_id bigint) returns bigint language sql as 'select p_webhook_id';
+    create function webhooks.cancel_backfill(p_backfill_id bigint) returns webhooks.backfills language sql
+      as 'select * from webhooks.backfills where id = p_backfill_id'`);
+  t.deepEqual(await names(), [
+    { proname: 'backfill', proargnames: ['p_webhook_id'] },
+    { proname: 'cancel_backfill', proargnames: ['p_backfill_id'] },
+  ]);
+  await migrate(database.url);
+  t.deepEqual(await names(), [
+    { proname: 'backfill', proargnames: ['webhook_id'] },
+    { proname: 'cancel_backfill', proargnames: ['id'] },
+  ]);
 });
