@@ -2,21 +2,14 @@
 // sql/28_lanes.sql). A file of its own: 600 deliveries through two relays load this
 // process, and the other paced tests measure time.
 import test from 'ava';
-import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
-import { busiest } from '../helpers/windows.ts';
+import { busiest, pacedScene, sentTimes } from '../helpers/paced.ts';
+import { testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
 // From 200 a second a slot holds rate/100 deliveries (pacing_group in 28_lanes.sql), so
 // a second-long window that begins inside one slot and ends inside another may hold
 // rate + rate/100 requests, and no more, however the two relays' claims interleave.
 test('rate_limit = 300: no second-long window holds more than 303 requests, with two relays', async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
-  await database.pool.query('update webhooks.webhooks set rate_limit = 300 where id = $1', [webhook.id]);
-  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
-  await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 600) n`,
-    [company.id],
-  );
+  const { database, webhook } = await pacedScene(t, 300, 600);
 
   const relays = ['relay-a', 'relay-b'].map((id) => testRelay(database.url, { RELAY_ID: id }));
   for (const relay of relays) t.teardown(() => relay.stop());
@@ -24,12 +17,7 @@ test('rate_limit = 300: no second-long window holds more than 303 requests, with
 
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 600, 90_000);
   t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), 'each sent once, none charged for waiting');
-  const { rows } = await database.pool.query(
-    `select extract(epoch from attempted_at) * 1000 as at from webhooks.delivery_attempts
-     where webhook_id = $1 order by attempted_at`,
-    [webhook.id],
-  );
-  const sent = rows.map((r) => Number(r.at));
+  const sent = await sentTimes(database.pool, webhook.id);
   t.is(sent.length, 600, 'each delivery attempted once');
   // (slots of twice the rate made it 334; alone the busiest second holds about 260, and
   // under a full test run's load as few as 75: no bound from below holds there)

@@ -1,18 +1,11 @@
 // rate_limit paces a webhook for the whole fleet: two relays together send it no
 // more than 20 requests (plus one) in any second-long window.
 import test from 'ava';
+import { busiest, pacedScene, sentTimes } from '../helpers/paced.ts';
 import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
-import { busiest } from '../helpers/windows.ts';
 
 test('rate_limit = 20: no second-long window holds more than 21 requests, with two relays', async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
-  await database.pool.query('update webhooks.webhooks set rate_limit = 20 where id = $1', [webhook.id]);
-  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
-  await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 80) n`,
-    [company.id],
-  );
+  const { database, receiver, webhook } = await pacedScene(t, 20, 80);
 
   const relays = ['relay-a', 'relay-b'].map((id) => testRelay(database.url, { RELAY_ID: id }));
   for (const relay of relays) t.teardown(() => relay.stop());
@@ -23,12 +16,7 @@ test('rate_limit = 20: no second-long window holds more than 21 requests, with t
   t.is(receiver.received('/paced').length, 80, 'each delivery arrived once');
   // when each request was sent, as the relays recorded it (the receiver's clock would
   // add this busy machine's scheduling delays to what is measured)
-  const { rows } = await database.pool.query(
-    `select extract(epoch from attempted_at) * 1000 as at from webhooks.delivery_attempts
-     where webhook_id = $1 order by attempted_at`,
-    [webhook.id],
-  );
-  const sent = rows.map((r) => Number(r.at));
+  const sent = await sentTimes(database.pool, webhook.id);
   const arrived = receiver.received('/paced').map((r) => r.receivedAt).sort((a, b) => a - b);
   t.log(`busiest second: ${busiest(sent)} sent, ${busiest(arrived)} arrived; all 80 in ${((sent.at(-1)! - sent[0]!) / 1000).toFixed(2)} s`);
   t.true(busiest(sent) <= 21, `${busiest(sent)} requests sent within one second`);
@@ -39,15 +27,8 @@ test('rate_limit = 20: no second-long window holds more than 21 requests, with t
 // pacing timer may fire a moment before its slot opens. Here every timer fires 5 ms
 // early; the relay must still send no paced delivery before its slot.
 test.serial('a paced delivery is never sent before its slot opens, though its timer fires early', async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
   const RATE = 20;
-  await database.pool.query('update webhooks.webhooks set rate_limit = $2 where id = $1', [webhook.id, RATE]);
-  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
-  await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 30) n`,
-    [company.id],
-  );
+  const { database, webhook } = await pacedScene(t, RATE, 30);
 
   const realSetTimeout = globalThis.setTimeout;
   const early = ((callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) =>
@@ -85,14 +66,7 @@ test.serial('a paced delivery is never sent before its slot opens, though its ti
 // the rate. (They were each handed back as past their slot, claimed again, and
 // handed back again, for ever.)
 test.serial("a relay whose clock runs ahead of the database's still sends paced deliveries, at the rate", async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
-  await database.pool.query('update webhooks.webhooks set rate_limit = 20 where id = $1', [webhook.id]);
-  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
-  await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 30) n`,
-    [company.id],
-  );
+  const { database, receiver, webhook } = await pacedScene(t, 20, 30);
 
   const realNow = Date.now;
   Date.now = () => realNow() + 3_000;
@@ -109,12 +83,7 @@ test.serial("a relay whose clock runs ahead of the database's still sends paced 
   // when each was sent, as the relay recorded it (by its own clock, 3 s ahead for all
   // alike): the receiver's arrival times add a loaded machine's scheduling delays, and
   // once showed 24 in a second under a full test run
-  const { rows } = await database.pool.query(
-    `select extract(epoch from attempted_at) * 1000 as at from webhooks.delivery_attempts
-     where webhook_id = $1 order by attempted_at`,
-    [webhook.id],
-  );
-  const sent = rows.map((r) => Number(r.at));
+  const sent = await sentTimes(database.pool, webhook.id);
   t.is(sent.length, 30);
   t.true(busiest(sent) <= 22, `${busiest(sent)} requests sent within one second`);
 });
@@ -171,14 +140,7 @@ test('a paced delivery sent in a slot a second after its claim keeps its lease f
 // claim after claim, and were never sent. A claim's slots begin once its answer may
 // have arrived (webhooks_private.pacing_lead).
 test('rate_limit = 5000: every delivery goes, though a slot is shorter than a claim\'s round trip', async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/paced') });
-  await database.pool.query('update webhooks.webhooks set rate_limit = 5000 where id = $1', [webhook.id]);
-  receiver.route('/paced', { secret: webhook.secret, otherwise: 200 });
-  await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 40) n`,
-    [company.id],
-  );
+  const { database, receiver, webhook } = await pacedScene(t, 5000, 40);
   const relay = testRelay(database.url);
   t.teardown(() => relay.stop());
   await relay.start();
