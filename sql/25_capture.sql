@@ -431,34 +431,30 @@ declare
   v_bytes constant integer := pg_catalog.pg_column_size(p_payload);
   v_limit integer;
   v_change_bytes bigint;
+  v_not_sent text;
   v_merged boolean;
 begin
   if v_bytes > webhooks_private.payload_bytes_floor() then
     v_limit := webhooks_private.max_payload_bytes();
     if v_bytes > v_limit then
-      insert into webhooks.deliveries
-        (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at)
-      values (p_webhook_id, p_company_id, p_action, p_contact_id,
-              webhooks_private.payload_summary(p_payload, p_contact_id, v_bytes, v_limit, 'webhooks.max_payload_bytes'),
-              'failed', 0,
-              format('not sent: its payload was %s bytes, over the limit of %s (webhooks.max_payload_bytes)',
-                     v_bytes, v_limit),
-              now());
-      return;
+      v_not_sent := format('not sent: its payload was %s bytes, over the limit of %s (webhooks.max_payload_bytes)',
+                           v_bytes, v_limit);
+      v_payload := webhooks_private.payload_summary(p_payload, p_contact_id, v_bytes, v_limit, 'webhooks.max_payload_bytes');
+    else
+      -- (never below max_payload_bytes: a payload within it goes when it is its change's first)
+      v_limit := greatest(webhooks_private.max_payload_bytes_per_change(), v_limit);
+      v_change_bytes := webhooks_private.count_change_payload(p_company_id, p_action, p_contact_id, v_bytes, v_limit);
+      if v_change_bytes > v_limit then
+        v_not_sent := format('not sent: its payload of %s bytes took this change''s payloads for the company to %s bytes, over the limit of %s (webhooks.max_payload_bytes_per_change)',
+                             v_bytes, v_change_bytes, v_limit);
+        v_payload := webhooks_private.payload_summary(p_payload, p_contact_id, v_change_bytes, v_limit,
+                                                      'webhooks.max_payload_bytes_per_change');
+      end if;
     end if;
-    -- (never below max_payload_bytes: a payload within it goes when it is its change's first)
-    v_limit := greatest(webhooks_private.max_payload_bytes_per_change(), v_limit);
-    v_change_bytes := webhooks_private.count_change_payload(p_company_id, p_action, p_contact_id, v_bytes, v_limit);
-    if v_change_bytes > v_limit then
+    if v_not_sent is not null then
       insert into webhooks.deliveries
         (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at)
-      values (p_webhook_id, p_company_id, p_action, p_contact_id,
-              webhooks_private.payload_summary(p_payload, p_contact_id, v_change_bytes, v_limit,
-                                               'webhooks.max_payload_bytes_per_change'),
-              'failed', 0,
-              format('not sent: its payload of %s bytes took this change''s payloads for the company to %s bytes, over the limit of %s (webhooks.max_payload_bytes_per_change)',
-                     v_bytes, v_change_bytes, v_limit),
-              now());
+      values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload, 'failed', 0, v_not_sent, now());
       return;
     end if;
   end if;
