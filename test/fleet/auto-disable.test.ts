@@ -78,7 +78,7 @@ test('an endpoint error of any length or characters still makes a reason the web
       [`bad\u0001news\u009f ${'x'.repeat(2000)}`],
     ]);
   } finally {
-    client.release();
+    client.release(true);
   }
   const { rows } = await database.pool.query('select enabled, disabled_by, disabled_reason from webhooks.webhooks where id = $1', [webhook.id]);
   t.false(rows[0].enabled);

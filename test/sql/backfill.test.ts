@@ -100,7 +100,7 @@ test('paced: a batch at a time, the next only once enough of its snapshots are s
   for (let i = 0; i < 25; i++) await f.contact(company.id);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
   const client = await db().pool.connect();
-  t.teardown(() => client.release());
+  t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '10'; set webhooks.backfill_outstanding = '15'");
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
   const stepHere = async () => (await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
@@ -128,7 +128,7 @@ test('resumes where the last committed batch stopped: a step that rolls back lea
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
   const id = await start(hook.id);
   const client = await db().pool.connect();
-  t.teardown(() => client.release());
+  t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '5'");
   await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
   // a step that dies before it commits (a relay killed mid-batch)
@@ -170,7 +170,7 @@ test('cancel: no further batch, and snapshots not sent yet fail with the reason;
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
   await db().pool.query('delete from webhooks.deliveries where webhook_id = $1', [hook.id]);
   const client = await db().pool.connect();
-  t.teardown(() => client.release());
+  t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '4'");
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
   await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
@@ -229,7 +229,7 @@ test('row-level security: a company sees and cancels only its own backfills; a v
   const bHook = await f.webhook({ companyId: b.id, actions: ['contact.created'] });
   const bBackfill = await start(bHook.id);
   const client = await db().pool.connect();
-  t.teardown(() => client.release());
+  t.teardown(() => client.release(true));
   const as = async (role: string, sql: string, params: unknown[]) => {
     await client.query('begin');
     try {

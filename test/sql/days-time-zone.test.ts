@@ -34,7 +34,7 @@ test.serial('a roll-up in such a zone counts every countable day', async (t) => 
   // as captured on their day (a delivery written into the past notes its day for counting)
   await db().pool.query('delete from webhooks_private.delivery_days_to_count where webhook_id = $1', [webhook.id]);
   const client = await db().pool.connect();
-  t.teardown(() => client.release());
+  t.teardown(() => client.release(true));
   await client.query(`set timezone = '${summerTimeFromMidnightOf(days[1]!)}'`);
   await client.query('call webhooks.roll_up_report_counts()');
 
@@ -66,7 +66,7 @@ test.serial('expired_days in such a zone keeps a span whose last day is not coun
     [webhook.id, company.id, new Date(last!.getTime() + 12 * 3_600_000)]);
 
   const client = await db().pool.connect();
-  t.teardown(() => client.release());
+  t.teardown(() => client.release(true));
   await client.query(`set webhooks.retention = '30 days'`);
   await client.query(`set timezone = '${summerTimeFromMidnightOf(middle!)}'`);
   const { rows } = await client.query(`select to_char(day, 'YYYY-MM-DD') as day from webhooks.expired_days()`);

@@ -72,7 +72,7 @@ test.serial('replay_failed leaves out the failed deliveries older than the reten
     ids.push(d.id);
   }
   const client = await db().pool.connect();
-  t.teardown(() => client.release());
+  t.teardown(() => client.release(true));
   await client.query(`set webhooks.retention = '5 days'`);
   for (const since of [null, utcDay(-20)]) {
     const { rows } = await client.query('select id from webhooks.replay_failed($1, $2)', [webhook.id, since]);

@@ -22,7 +22,7 @@ test('past the limit a webhook is refused by name; another company is not concer
   const company = await f.company();
   const other = await f.company();
   const client = await withLimit('3');
-  t.teardown(() => client.release());
+  t.teardown(() => client.release(true));
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) ids.push((await client.query(INSERT, [company.id, `hook ${i}`])).rows[0].id);
   // disabled ones count: they are rows the company keeps
@@ -64,7 +64,7 @@ test('two creations at once for the last place: one is made, the other refused',
 
 test('the default is 100; a value that is no number leaves it, one out of range is held to 1 to 100,000', async (t) => {
   const client = await db().pool.connect();
-  t.teardown(() => client.release());
+  t.teardown(() => client.release(true));
   const limit = async (value: string | null) => {
     await client.query(value === null ? 'reset webhooks.max_webhooks_per_company' : `set webhooks.max_webhooks_per_company = '${value}'`);
     return (await client.query('select webhooks_private.max_webhooks_per_company() as n')).rows[0].n;
