@@ -31,7 +31,7 @@ test("a change to a contact whose coalesced delivery a webhook's open delete hol
 
   // each change in a session that gives up after 3 s: it would wait for the DBA
   const writer = await db().pool.connect();
-  t.teardown(() => writer.release());
+  t.teardown(() => writer.release(true));
   await writer.query(`set statement_timeout = '3s'`);
   // an update would merge into the pending delivery; a delete would bring it forward
   await t.notThrowsAsync(writer.query(`update crm.contacts set city = 'During' where id = $1`, [updated.id]));
