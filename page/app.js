@@ -100,6 +100,14 @@ function flash(text) {
   element.hidden = false;
 }
 
+// (its text goes with it: a message hidden but still in the page could be read, by a
+// screen reader or a test, as if it had just been said)
+function hideFlash() {
+  const element = $('flash');
+  element.hidden = true;
+  element.textContent = '';
+}
+
 function showError(text) {
   const element = $('error');
   element.textContent = text;
@@ -107,7 +115,7 @@ function showError(text) {
 }
 
 function clearMessages() {
-  $('flash').hidden = true;
+  hideFlash();
   showError('');
 }
 
@@ -1047,7 +1055,7 @@ $('secret-done').addEventListener('click', () => {
 });
 $('confirm-no').addEventListener('click', closeConfirm);
 window.addEventListener('hashchange', () => {
-  if (!keepFlash) $('flash').hidden = true;
+  if (!keepFlash) hideFlash();
   keepFlash = false;
   closeConfirm();
   if (!issuedSecret) $('secret-panel').hidden = true;
