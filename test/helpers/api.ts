@@ -82,14 +82,14 @@ export function useTestDatabaseWithApi(
     before: (fn: () => Promise<void>) => void;
     after: { always: (fn: () => Promise<void>) => void };
   },
-  options: { beforeApi?: (database: TestDatabase) => Promise<void> } = {},
+  options: { beforeApi?: (database: TestDatabase) => Promise<void>; limits?: Partial<ApiLimits> } = {},
 ): { db: () => TestDatabase; api: () => TestApi } {
   let database: TestDatabase | undefined;
   let running: TestApi | undefined;
   test.before(async () => {
     database = await createTestDatabase();
     await options.beforeApi?.(database);
-    running = await startTestApi(database.url);
+    running = await startTestApi(database.url, { limits: options.limits });
   });
   test.after.always(async () => {
     await running?.stop();

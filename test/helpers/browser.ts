@@ -42,6 +42,13 @@ export interface RunningBrowser {
  *  page, and a file's dozen tabs took 25–35 s each in a slow run. */
 const BROWSER_WAIT_MS = 60_000;
 
+/** The API's limits under a page test: its statements may take as long as the page is
+ *  waited for. A request's time counts from its first turn at a connection, so on a
+ *  starved machine waiting for one of the test API's four may use up the 5 s default;
+ *  the page then shows the timeout and the view never comes. The limits have
+ *  tests of their own (test/api/limits.test.ts). */
+export const PAGE_TEST_API_LIMITS = Object.freeze({ statementTimeoutMs: BROWSER_WAIT_MS });
+
 /** Launches Chromium with a fresh profile folder of its own, thrown away on close. */
 export async function launchBrowser(): Promise<RunningBrowser> {
   const userDataDir = await mkdtemp(join(tmpdir(), 'bpd-chromium-'));
@@ -86,7 +93,10 @@ export async function untilText(page: Page, selector: string, expected: string |
     return (await handle.jsonValue()) as string;
   } catch {
     const actual = await page.locator(selector).first().textContent().catch(() => null);
-    throw new Error(`${selector}: expected ${typeof expected === 'string' ? JSON.stringify(expected) : String(expected)}, found ${JSON.stringify(actual?.trim())}`);
+    // and what the page said instead, if anything: an answer it could not show
+    const said = await page.locator('#error:not([hidden]), #flash:not([hidden])').allTextContents().catch(() => []);
+    throw new Error(`${selector}: expected ${typeof expected === 'string' ? JSON.stringify(expected) : String(expected)}, found ${JSON.stringify(actual?.trim())}` +
+      (said.length ? `; the page said ${said.map((text) => JSON.stringify(text.trim())).join(', ')}` : ''));
   }
 }
 

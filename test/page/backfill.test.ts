@@ -3,11 +3,11 @@
 // in SQL, so the test decides what the page must show at each moment.
 import test from 'ava';
 import type { Page } from 'playwright-core';
-import { signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 
-const { db, api } = useTestDatabaseWithApi(test);
+const { db, api } = useTestDatabaseWithApi(test, { limits: PAGE_TEST_API_LIMITS });
 const { browserTest, openTab, problemsOf } = useBrowser(test);
 
 async function signedIn(companyId: string, role: 'webhook_admin' | 'webhook_viewer'): Promise<{ page: Page; problems: string[] }> {

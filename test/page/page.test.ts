@@ -6,7 +6,7 @@ import { SignJWT } from 'jose';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { scrape } from '../helpers/prometheus.ts';
@@ -15,7 +15,7 @@ import { until } from '../helpers/until.ts';
 
 const RESULTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
 
-const { db, api } = useTestDatabaseWithApi(test);
+const { db, api } = useTestDatabaseWithApi(test, { limits: PAGE_TEST_API_LIMITS });
 const { browserTest, openTab, problemsOf } = useBrowser(test);
 
 test.before(async () => {

@@ -6,7 +6,7 @@
 import test from 'ava';
 import type { Page } from 'playwright-core';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
-import { signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver, type Receiver } from '../helpers/receiver.ts';
@@ -20,7 +20,7 @@ let receiver: Receiver;
 
 test.before(async () => {
   database = await relayTestDatabase();
-  api = await startTestApi(database.url);
+  api = await startTestApi(database.url, { limits: PAGE_TEST_API_LIMITS });
   receiver = await startReceiver();
   relay = testRelay(database.url);
   await relay.start();
