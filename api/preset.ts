@@ -172,6 +172,11 @@ const DeepJsonAsText: GraphileConfig.Plugin = {
  * each statement gets what is left of the request's time (at least a millisecond:
  * Postgres cancels it then), so a request's SQL is bounded as a statement's is.
  * Mutations run one after the other already.
+ *
+ * The request's time is its statements' time on a connection, not its waits for one:
+ * counted from the first turn, a request of two fields whose second waited for the
+ * pool while other companies' requests held it was cancelled with nearly nothing
+ * left, and told to ask for less (test/api/limits.test.ts).
  */
 function OneConnectionPerRequest(limits: ApiLimits): GraphileConfig.Plugin {
   return {
@@ -185,12 +190,19 @@ function OneConnectionPerRequest(limits: ApiLimits): GraphileConfig.Plugin {
           const withPgClient = context.withPgClient;
           if (withPgClient) {
             let previous: Promise<unknown> = Promise.resolve();
-            let deadline: number | undefined;
+            // ms the request's statements have held a connection so far
+            let used = 0;
             const inTurn: typeof withPgClient = (pgSettings, callback) => {
               const turn = previous.then(() => {
-                deadline ??= performance.now() + limits.statementTimeoutMs;
-                const left = Math.max(1, Math.ceil(deadline - performance.now()));
-                return withPgClient(pgSettings && { ...pgSettings, statement_timeout: String(left) }, callback);
+                const left = Math.max(1, Math.ceil(limits.statementTimeoutMs - used));
+                return withPgClient(pgSettings && { ...pgSettings, statement_timeout: String(left) }, async (client) => {
+                  const started = performance.now();
+                  try {
+                    return await callback(client);
+                  } finally {
+                    used += performance.now() - started;
+                  }
+                });
               });
               previous = turn.catch(() => undefined);
               return turn;

@@ -9,6 +9,7 @@ import { startApi } from '../../api/server.ts';
 import { signToken } from '../../api/auth.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
 
 const { db, api } = useTestDatabaseWithApi(test);
 
@@ -301,6 +302,72 @@ test('SQL that runs past the statement timeout is cancelled and named', async (t
   }
   const { rows: [row] } = await db().pool.query('select enabled from webhooks.webhooks where id = $1', [hook.id]);
   t.true(row.enabled);
+});
+
+test('time a request waits for one of the API\'s connections is not taken from the statement timeout of its SQL', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const jwtSecret = 'limits-test-secret';
+  const TIMEOUT_MS = 1_000;
+  // one connection: a request waits for it while another holds it
+  const short = await startApi({
+    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
+    jwtSecret,
+    port: 0,
+    poolSize: 1,
+    reportCountsEveryMs: 0,
+    limits: { statementTimeoutMs: TIMEOUT_MS },
+  });
+  const post = async (token: string, query: string) => {
+    const response = await fetch(`${short.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query }),
+    });
+    return (await response.json()) as any;
+  };
+  const waitingOnLock = async (pattern: string) => (await db().pool.query(
+    `select 1 from pg_stat_activity
+     where datname = current_database() and wait_event_type = 'Lock' and query like $1 and pid <> pg_backend_pid()`,
+    [pattern],
+  )).rowCount! > 0;
+  const rowLocker = await db().pool.connect();
+  const tableLocker = await db().pool.connect();
+  try {
+    // an admin's change waits for a row a DBA holds, keeping the one connection for its
+    // whole timeout
+    await rowLocker.query('begin');
+    await rowLocker.query('select 1 from webhooks.webhooks where id = $1 for update', [hook.id]);
+    await tableLocker.query('begin');
+    await tableLocker.query('lock table webhooks.delivery_history in access exclusive mode');
+    const admin = await signToken(jwtSecret, { companyId: company.id, role: 'webhook_admin' });
+    const viewer = await signToken(jwtSecret, { companyId: other.id, role: 'webhook_viewer' });
+    const held = post(admin, `mutation { disableWebhook(input: { id: "${hook.id}" }) { result { enabled } } }`);
+    await until('the change has the connection, waiting on the row', () => waitingOnLock('%disable_webhook%'));
+    // another company's report of two fields, two statements one after the other, asked
+    // meanwhile: its first waits that long for the connection, its second then waits a
+    // moment on another DBA's lock
+    let answered = false;
+    const started = performance.now();
+    const report = post(viewer, '{ a: allWebhooks(first: 1) { nodes { id } } b: allDeliveries(first: 1) { nodes { id } } }')
+      .finally(() => { answered = true; });
+    t.is((await held).errors?.[0].extensions?.code, 'QUERY_TIMEOUT', 'the change ran into its own timeout');
+    await until('the report\'s second statement waits on the lock, or the report is answered',
+      async () => answered || await waitingOnLock('%deliver%'));
+    await tableLocker.query('rollback');
+    const answer = await report;
+    const took = performance.now() - started;
+    t.true(took >= TIMEOUT_MS / 2, `the report waited for the connection: answered after ${Math.round(took)} ms`);
+    t.deepEqual(answer, { data: { a: { nodes: [] }, b: { nodes: [] } } }, 'and its SQL then had its own time');
+  } finally {
+    await rowLocker.query('rollback');
+    await tableLocker.query('rollback');
+    rowLocker.release();
+    tableLocker.release();
+    await short.stop();
+  }
 });
 
 test('the statement timeout bounds the SQL of the whole request, however many fields it asks', async (t) => {

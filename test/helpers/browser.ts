@@ -43,10 +43,11 @@ export interface RunningBrowser {
 const BROWSER_WAIT_MS = 60_000;
 
 /** The API's limits under a page test: its statements may take as long as the page is
- *  waited for. A request's time counts from its first turn at a connection, so on a
- *  starved machine waiting for one of the test API's four may use up the 5 s default;
- *  the page then shows the timeout and the view never comes. The limits have
- *  tests of their own (test/api/limits.test.ts). */
+ *  waited for. In a CI run of every test file at once on two cores a history view
+ *  never came, its cause not recorded: the statement timeout may have cancelled its
+ *  request (until api/preset.ts stopped counting waits for a connection, a later
+ *  statement of a request could be left a millisecond). The limits have tests of
+ *  their own (test/api/limits.test.ts). */
 export const PAGE_TEST_API_LIMITS = Object.freeze({ statementTimeoutMs: BROWSER_WAIT_MS });
 
 /** Launches Chromium with a fresh profile folder of its own, thrown away on close. */
