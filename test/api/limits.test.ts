@@ -268,37 +268,49 @@ test('a request body over the limit is answered 413, with or without a length', 
   t.is(fine.status, 200);
 });
 
+/** An API of its own over this file's database, with its own pool size and statement
+ *  timeout; `post` sends a GraphQL request with a bearer token and returns its body. */
+async function shortApi(t: { teardown: (fn: () => Promise<void>) => void }, options: { poolSize: number; statementTimeoutMs: number }) {
+  const jwtSecret = 'limits-test-secret';
+  const running = await startApi({
+    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
+    jwtSecret,
+    port: 0,
+    poolSize: options.poolSize,
+    reportCountsEveryMs: 0,
+    limits: { statementTimeoutMs: options.statementTimeoutMs },
+  });
+  t.teardown(() => running.stop());
+  return {
+    token: (companyId: string, role: 'webhook_admin' | 'webhook_viewer') => signToken(jwtSecret, { companyId, role }),
+    async post(token: string, query: string): Promise<any> {
+      const response = await fetch(`${running.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query }),
+      });
+      return response.json();
+    },
+  };
+}
+
 test('SQL that runs past the statement timeout is cancelled and named', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  const jwtSecret = 'limits-test-secret';
-  const short = await startApi({
-    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
-    jwtSecret,
-    port: 0,
-    poolSize: 2,
-    reportCountsEveryMs: 0,
-    limits: { statementTimeoutMs: 300 },
-  });
+  const short = await shortApi(t, { poolSize: 2, statementTimeoutMs: 300 });
   const locker = await db().pool.connect();
   try {
     // an admin's change waits for a row another transaction holds: the wait is cut short
     await locker.query('begin');
     await locker.query('select 1 from webhooks.webhooks where id = $1 for update', [hook.id]);
-    const admin = await signToken(jwtSecret, { companyId: company.id, role: 'webhook_admin' });
-    const response = await fetch(`${short.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` },
-      body: JSON.stringify({ query: `mutation { disableWebhook(input: { id: "${hook.id}" }) { result { enabled } } }` }),
-    });
-    const body = (await response.json()) as any;
+    const body = await short.post(await short.token(company.id, 'webhook_admin'),
+      `mutation { disableWebhook(input: { id: "${hook.id}" }) { result { enabled } } }`);
     t.is(body.errors?.[0].extensions?.code, 'QUERY_TIMEOUT');
     t.regex(body.errors[0].message, /API_STATEMENT_TIMEOUT_MS/);
   } finally {
     await locker.query('rollback');
     locker.release();
-    await short.stop();
   }
   const { rows: [row] } = await db().pool.query('select enabled from webhooks.webhooks where id = $1', [hook.id]);
   t.true(row.enabled);
@@ -309,25 +321,9 @@ test('time a request waits for one of the API\'s connections is not taken from t
   const company = await f.company();
   const other = await f.company();
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  const jwtSecret = 'limits-test-secret';
   const TIMEOUT_MS = 1_000;
   // one connection: a request waits for it while another holds it
-  const short = await startApi({
-    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
-    jwtSecret,
-    port: 0,
-    poolSize: 1,
-    reportCountsEveryMs: 0,
-    limits: { statementTimeoutMs: TIMEOUT_MS },
-  });
-  const post = async (token: string, query: string) => {
-    const response = await fetch(`${short.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-      body: JSON.stringify({ query }),
-    });
-    return (await response.json()) as any;
-  };
+  const short = await shortApi(t, { poolSize: 1, statementTimeoutMs: TIMEOUT_MS });
   const waitingOnLock = async (pattern: string) => (await db().pool.query(
     `select 1 from pg_stat_activity
      where datname = current_database() and wait_event_type = 'Lock' and query like $1 and pid <> pg_backend_pid()`,
@@ -342,16 +338,14 @@ test('time a request waits for one of the API\'s connections is not taken from t
     await rowLocker.query('select 1 from webhooks.webhooks where id = $1 for update', [hook.id]);
     await tableLocker.query('begin');
     await tableLocker.query('lock table webhooks.delivery_history in access exclusive mode');
-    const admin = await signToken(jwtSecret, { companyId: company.id, role: 'webhook_admin' });
-    const viewer = await signToken(jwtSecret, { companyId: other.id, role: 'webhook_viewer' });
-    const held = post(admin, `mutation { disableWebhook(input: { id: "${hook.id}" }) { result { enabled } } }`);
+    const held = short.post(await short.token(company.id, 'webhook_admin'), `mutation { disableWebhook(input: { id: "${hook.id}" }) { result { enabled } } }`);
     await until('the change has the connection, waiting on the row', () => waitingOnLock('%disable_webhook%'));
     // another company's report of two fields, two statements one after the other, asked
     // meanwhile: its first waits that long for the connection, its second then waits a
     // moment on another DBA's lock
     let answered = false;
     const started = performance.now();
-    const report = post(viewer, '{ a: allWebhooks(first: 1) { nodes { id } } b: allDeliveries(first: 1) { nodes { id } } }')
+    const report = short.post(await short.token(other.id, 'webhook_viewer'), '{ a: allWebhooks(first: 1) { nodes { id } } b: allDeliveries(first: 1) { nodes { id } } }')
       .finally(() => { answered = true; });
     t.is((await held).errors?.[0].extensions?.code, 'QUERY_TIMEOUT', 'the change ran into its own timeout');
     await until('the report\'s second statement waits on the lock, or the report is answered',
@@ -366,46 +360,32 @@ test('time a request waits for one of the API\'s connections is not taken from t
     await tableLocker.query('rollback');
     rowLocker.release();
     tableLocker.release();
-    await short.stop();
   }
 });
 
 test('the statement timeout bounds the SQL of the whole request, however many fields it asks', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
-  const jwtSecret = 'limits-test-secret';
   // (a timeout long beside what each field costs to set up, which a loaded machine
   // stretches: 8 fields of 400 ms once took 3.4 s with the bound in place)
   const TIMEOUT_MS = 1_500;
   const FIELDS = 8;
-  const short = await startApi({
-    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
-    jwtSecret,
-    port: 0,
-    poolSize: 2,
-    reportCountsEveryMs: 0,
-    limits: { statementTimeoutMs: TIMEOUT_MS },
-  });
+  const short = await shortApi(t, { poolSize: 2, statementTimeoutMs: TIMEOUT_MS });
   const locker = await db().pool.connect();
   try {
     // every read of the deliveries waits for a DBA's lock: each field's statement would
     // wait its own timeout, one after the other (FIELDS x TIMEOUT_MS)
     await locker.query('begin');
     await locker.query('lock table webhooks.delivery_history in access exclusive mode');
-    const viewer = await signToken(jwtSecret, { companyId: company.id, role: 'webhook_viewer' });
+    const viewer = await short.token(company.id, 'webhook_viewer');
     const started = performance.now();
-    const response = await fetch(`${short.url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${viewer}` },
-      body: JSON.stringify({ query: `{ ${Array.from({ length: FIELDS }, (_, i) => `d${i}: allDeliveries(first: 1, offset: ${i}) { nodes { id } }`).join(' ')} }` }),
-    });
-    const body = (await response.json()) as any;
+    const body = await short.post(viewer,
+      `{ ${Array.from({ length: FIELDS }, (_, i) => `d${i}: allDeliveries(first: 1, offset: ${i}) { nodes { id } }`).join(' ')} }`);
     const elapsed = performance.now() - started;
     t.deepEqual(body.errors?.map((e: any) => e.extensions?.code), Array(FIELDS).fill('QUERY_TIMEOUT'));
     t.true(elapsed < (FIELDS / 2) * TIMEOUT_MS, `answered in ${Math.round(elapsed)} ms`);
   } finally {
     await locker.query('rollback');
     locker.release();
-    await short.stop();
   }
 });
