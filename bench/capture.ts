@@ -370,7 +370,7 @@ async function timeEvaluation(url: string, inTrigger: boolean): Promise<Evaluati
           v_wanted := exists (select 1 from webhooks_private.subscriptions s
                               where s.action = 'contact.updated' and s.company_id = v_contact.company_id
                                 and webhooks_private.condition_holds(s.conditions, (select webhooks_private.condition_subject(to_jsonb(v_contact))),
-                                                                     null, (select webhooks_private.custom_changes(v_contact.custom, v_contact.custom)))
+                                                                     null, array[null]::text[])
                                     is not false);
           t1 := clock_timestamp();
           v_wanted := exists (select 1 from webhooks_private.subscriptions s

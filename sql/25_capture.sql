@@ -83,9 +83,11 @@ end;
 $$;
 
 -- private: the names of the contact columns whose values differ between two versions
--- of a row (updated_at, which an application may bump on every write, does not count),
--- in jsonb's key order (shorter names first). Generated from the catalog each time
--- this file is applied, with contact_columns(): the columns it was generated for.
+-- of a row, updated_at included (the update trigger takes it out of what counts as a
+-- change: an application may bump it on every write), in jsonb's key order (shorter
+-- names first). Generated from the catalog each time
+-- this file is applied, with contact_columns(): the columns it was generated for, and
+-- contact_custom(): the row's custom, typed.
 -- Callers use it only for a row whose columns are exactly those (contact_columns_known,
 -- below); otherwise contact_changes_json. (Column names from pg_attribute, quoted with
 -- %I and %L; nothing a tenant wrote.) A typed comparison per column costs a fraction
@@ -94,6 +96,7 @@ do $generate$
 declare
   v_terms text;
   v_columns text[];
+  v_custom_type regtype;
 begin
   -- (a column whose type has no default btree equality of its own, json, point, xml,
   -- arrays and enums among them, is compared as jsonb, as contact_changes_json does: IS
@@ -104,12 +107,14 @@ begin
                          then format('case when o.%1$I is distinct from n.%1$I then %1$L end', a.attname)
                          else format('case when pg_catalog.to_jsonb(o.%1$I) is distinct from pg_catalog.to_jsonb(n.%1$I) then %1$L end',
                                      a.attname) end,
-                    ', ' order by length(a.attname), a.attname collate "C")
-           filter (where a.attname <> 'updated_at'),
+                    ', ' order by length(a.attname), a.attname collate "C"),
          array_agg(a.attname::text order by a.attnum)
   into v_terms, v_columns
   from pg_catalog.pg_attribute a
   where a.attrelid = 'crm.contacts'::regclass and a.attnum > 0 and not a.attisdropped;
+  select a.atttypid into v_custom_type
+  from pg_catalog.pg_attribute a
+  where a.attrelid = 'crm.contacts'::regclass and a.attname = 'custom' and not a.attisdropped;
   execute format($f$
     create or replace function webhooks_private.contact_changes(o crm.contacts, n crm.contacts)
     returns text[]
@@ -117,6 +122,16 @@ begin
     immutable
     as $body$ select pg_catalog.array_remove(array[%s]::text[], null) $body$
   $f$, v_terms);
+  -- (custom as jsonb, as to_jsonb of the row has it; '{}' with no such column)
+  execute format($f$
+    create or replace function webhooks_private.contact_custom(o crm.contacts)
+    returns jsonb
+    language sql
+    immutable
+    as $body$ select %s $body$
+  $f$, case when v_custom_type = 'jsonb'::regtype then 'coalesce(o.custom, ''{}'')'
+            when v_custom_type is not null then 'coalesce(pg_catalog.to_jsonb(o.custom), ''{}'')'
+            else '''{}''::jsonb' end);
   execute format($f$
     create or replace function webhooks_private.contact_columns()
     returns text[]
@@ -151,7 +166,7 @@ as $$
 begin
   return (select coalesce(array_agg(e.key order by length(e.key), e.key collate "C"), '{}')
           from jsonb_each(n) e
-          where e.key <> 'updated_at' and e.value is distinct from o -> e.key);
+          where e.value is distinct from o -> e.key);
 end;
 $$;
 
@@ -540,7 +555,8 @@ create trigger _500_shorten_waits
 -- contact (or of p_only_company alone; p_also_company adds one: the company a contact
 -- just left) whose filters (15_filters.sql) let the change through. p_contact is the
 -- row the payload shows. For an update, p_changed names the columns it changed
--- (updated_at included) and p_old_custom is custom as it was; both null otherwise.
+-- (updated_at included) and p_old_custom is custom as it was (as jsonb: '{}' when the
+-- contacts table has no custom column); both null otherwise.
 -- Each payload holds the contact's id and the webhook's chosen fields, nothing else:
 -- p_contact minus payload_omit when that leaves only payload_keys (always, unless
 -- crm.contacts gained a column since payload_omit was made), else built from
@@ -626,7 +642,7 @@ begin
     -- only when some webhook has conditions)
     and (s.conditions is null
          or webhooks_private.condition_holds(s.conditions, (select webhooks_private.condition_subject(p_contact)), p_changed,
-                                             (select webhooks_private.custom_changes(p_old_custom, p_contact -> 'custom'))))
+                                             (select webhooks_private.custom_changes(p_old_custom, coalesce(p_contact -> 'custom', '{}')))))
   -- the primary key's own order: the index scan returns the rows in it (for an
   -- "= any" too, since Postgres 17), so the plan has no Sort (ordered by webhook_id
   -- alone it sorted: about 5 µs a matching update, measured with docs/capture.md's
@@ -676,7 +692,10 @@ declare
   v_action constant webhooks.action :=
     case when v_source = 'platform' then 'contact.saved' else 'contact.updated' end;
   v_contact jsonb;
+  v_old jsonb;
+  v_old_custom jsonb;
   v_changed text[];
+  v_fields text[];
   v_webhooks integer;
 begin
   -- the path nearly every write takes: nobody concerned listens (a contact that
@@ -686,7 +705,11 @@ begin
   -- columns not known yet (a "changed" leaf on a column is unknown: condition_holds
   -- answers null, "perhaps", unless the other leaves decide). So a webhook whose
   -- conditions fail costs the probe plus their evaluation, and the diff, the JSON
-  -- and capture() are reached only when some webhook may want the change.
+  -- and capture() are reached only when some webhook may want the change. Which keys
+  -- of custom changed is not known here either: array[null] makes a "changed" leaf on
+  -- custom.KEY unknown too (KEY = any (array[null]) is null). Knowing it took the old
+  -- row's custom, read by name (a CRM that renamed the column had every contact
+  -- update fail) or as JSON (two rows made JSON for every probe with conditions).
   if new.company_id = old.company_id
      and not exists (select 1 from webhooks_private.subscriptions s
                      where s.action = v_action and s.company_id = new.company_id
@@ -694,7 +717,7 @@ begin
                        and not (v_source = any (s.ignore_sources))
                        and (s.conditions is null
                             or webhooks_private.condition_holds(s.conditions, (select webhooks_private.condition_subject(to_jsonb(new))),
-                                                                null, (select webhooks_private.custom_changes(old.custom, new.custom)))
+                                                                null, array[null]::text[])
                                is not false))
      and not exists (select 1 from crm.contact_assignments a where a.contact_id = new.id) then
     return null;
@@ -702,15 +725,19 @@ begin
   v_contact := to_jsonb(new);
   if webhooks_private.contact_columns_known(v_contact) then
     v_changed := webhooks_private.contact_changes(old, new);
+    v_old_custom := webhooks_private.contact_custom(old);
   else
-    v_changed := webhooks_private.contact_changes_json(to_jsonb(old), v_contact);
+    v_old := to_jsonb(old);
+    v_changed := webhooks_private.contact_changes_json(v_old, v_contact);
+    v_old_custom := coalesce(v_old -> 'custom', '{}');
   end if;
-  if v_action = 'contact.updated' and cardinality(v_changed) = 0 then
+  -- (updated_at does not count as a change, nor is it named in changed_fields)
+  v_fields := array_remove(v_changed, 'updated_at');
+  if v_action = 'contact.updated' and cardinality(v_fields) = 0 then
     return null;
   end if;
-  v_webhooks := webhooks_private.capture(v_action, v_source, v_contact,
-    case when new.updated_at is distinct from old.updated_at then v_changed || 'updated_at'::text else v_changed end,
-    old.custom, jsonb_build_object('changed_fields', to_jsonb(v_changed)),
+  v_webhooks := webhooks_private.capture(v_action, v_source, v_contact, v_changed,
+    v_old_custom, jsonb_build_object('changed_fields', to_jsonb(v_fields)),
     p_also_company => case when old.company_id <> new.company_id then old.company_id end);
   return null;
 end;

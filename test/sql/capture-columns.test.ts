@@ -100,6 +100,47 @@ test.serial('a column dropped or renamed fails no contact write, and payloads st
   ]);
 });
 
+test.serial('custom and updated_at renamed fail no contact write: changes still fire, conditions and watched fields still apply', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const plain = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['first_name'] });
+  const conditioned = await f.webhook({
+    companyId: company.id, actions: ['contact.updated'], fields: ['first_name'],
+    conditions: { field: 'first_name', op: 'eq', value: 'Edsger' },
+  });
+  const watching = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], watchFields: ['city'] });
+  const cityChanged = await f.webhook({
+    companyId: company.id, actions: ['contact.updated'], fields: ['city'], conditions: { field: 'city', op: 'changed' },
+  });
+  const contact = await f.contact(company.id, { first_name: 'Edsger' });
+
+  await db().pool.query('alter table crm.contacts rename column custom to extra');
+  await db().pool.query('alter table crm.contacts rename column updated_at to modified_at');
+  t.teardown(async () => {
+    await db().pool.query('alter table crm.contacts rename column extra to custom');
+    await db().pool.query('alter table crm.contacts rename column modified_at to updated_at');
+  });
+
+  await db().pool.query("update crm.contacts set city = 'Austin' where id = $1", [contact.id]);
+  await db().pool.query(`update crm.contacts set extra = '{"score": 9}' where id = $1`, [contact.id]);
+  await db().pool.query("update crm.contacts set first_name = 'Edsger W.' where id = $1", [contact.id]);
+
+  const sent = async (hookId: string) =>
+    (await deliveriesOf(db().pool, [hookId])).map((r) => [r.payload.data.contact, r.payload.data.changed_fields]);
+  const id = Number(contact.id);
+  t.deepEqual(await sent(plain.id), [
+    [{ id, first_name: 'Edsger' }, ['city']],
+    [{ id, first_name: 'Edsger' }, ['extra']],
+    [{ id, first_name: 'Edsger W.' }, ['first_name']],
+  ]);
+  t.deepEqual(await sent(conditioned.id), [
+    [{ id, first_name: 'Edsger' }, ['city']],
+    [{ id, first_name: 'Edsger' }, ['extra']],
+  ]);
+  t.deepEqual(await sent(watching.id), [[{ id, city: 'Austin' }, ['city']]]);
+  t.deepEqual(await sent(cityChanged.id), [[{ id, city: 'Austin' }, ['city']]]);
+});
+
 test.serial('a column that became a time fails no contact write over a condition written for its text', async (t) => {
   const f = make();
   const company = await f.company();
