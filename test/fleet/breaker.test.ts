@@ -27,12 +27,13 @@ test('a failing endpoint costs one probe per growing interval; its deliveries go
   // three failures open the breaker. How many requests went before it opened depends
   // on the machine: a request's slot is free once its response is in, before its
   // result is written (results wait up to SETTLE_GATHER_MS to be written together),
-  // so a few more go while the results that open the breaker wait. So the probes are
-  // told by time: the attempts from half an interval after the breaker opened (its
-  // first wait, 300 ms, counts from then; a request leased before it opened goes at
-  // once, and max_in_flight = 1 leaves at most one such).
-  const [opened] = await waitForRows<{ failures: number; probes: number; opened_at: Date }>(database.pool,
-    `select failures, probes, open_until - interval '${PROBE_INTERVAL_MS} milliseconds' as opened_at
+  // so a few more go while the results that open the breaker wait, and while the
+  // settle that opens it runs: its wait (open_until) counts from the settle's start,
+  // but claims see the breaker open only once it commits (a CI run sent four requests
+  // 18 to 78 ms after that start). So the attempts judged are those sent after the
+  // test saw the breaker open (seen_at, the database's clock, as attempted_at is).
+  const [opened] = await waitForRows<{ failures: number; probes: number; opened_at: Date; seen_at: Date }>(database.pool,
+    `select failures, probes, open_until - interval '${PROBE_INTERVAL_MS} milliseconds' as opened_at, clock_timestamp() as seen_at
      from webhooks_private.lanes where webhook_id = $1 and open_until is not null`,
     [webhook.id], (rows) => rows.length === 1);
   t.true(opened!.failures >= 3, `${opened!.failures} failures in a row opened it`);
@@ -47,20 +48,19 @@ test('a failing endpoint costs one probe per growing interval; its deliveries go
   // next gap by that delay: the span of the three gaps must hold within that, and
   // each gap stay at least one interval (half the shortest wanted: a send delayed by
   // a busy machine took one from 600 to 390 ms; a probe that did not wait would
-  // follow the one before within milliseconds).
-  // The one request leased before the breaker opened (max_in_flight = 1 leaves at most
-  // one) may be sent after it opened, late on a busy machine: a fresh-clone run sent
-  // it 268 ms after, 92 ms before the first probe; another failed the first-wait check
-  // below, its figures cut from the log, as a send after half an interval followed by
-  // the probe more than half an interval later would have. So the first attempt
-  // after the breaker opened is that one if it went before three quarters of the
-  // first wait, or if another follows it within half an interval; the probes are the
-  // four after it. Only the first may be passed over so: a second early attempt is
-  // an early probe, and fails the test below.
+  // follow the one before within milliseconds). (Seen open late, past the first
+  // probe, the probes judged start at the second: the same checks hold for them.)
+  // One request leased before the breaker opened (max_in_flight = 1 leaves at most
+  // one) may be sent after the test saw it open, late on a busy machine (a fresh-clone
+  // run sent it 268 ms after the breaker's start, 92 ms before the first probe). So the
+  // first attempt judged is that one if it went before three quarters of the first
+  // wait, or if another follows it within half an interval; the probes are the four
+  // after it. Only the first may be passed over so: a second early attempt is an early
+  // probe, and fails the test below.
   const attempts = await waitForRows<{ attempted_at: Date }>(
     database.pool,
     'select attempted_at from webhooks.delivery_attempts where webhook_id = $1 and attempted_at >= $2 order by attempted_at',
-    [webhook.id, new Date(openedAt)],
+    [webhook.id, opened!.seen_at],
     (rows) => rows.length >= 5,
   );
   const sentAt = attempts.map((r) => r.attempted_at.getTime());
@@ -68,7 +68,7 @@ test('a failing endpoint costs one probe per growing interval; its deliveries go
   const probes = sentAt.slice(leasedBefore, leasedBefore + 4);
   const gaps = probes.slice(1).map((at, i) => at - probes[i]!);
   // the figures go in the message, so that a failure's log holds them
-  const seen = `attempts sent ${sentAt.map((at) => at - openedAt).join(', ')} ms after the breaker opened; ` +
+  const seen = `seen open ${opened!.seen_at.getTime() - openedAt} ms and attempts sent ${sentAt.map((at) => at - openedAt).join(', ')} ms after the breaker opened; ` +
     `${leasedBefore ? 'the first passed over as leased before; ' : ''}probe gaps ${gaps.join(', ')} ms`;
   t.log(seen);
   t.true(probes[0]! - openedAt >= PROBE_INTERVAL_MS * 0.75, `the first probe waited its interval: ${seen}`);
