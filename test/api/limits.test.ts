@@ -1,5 +1,8 @@
 // Every GraphQL request is bounded (api/limits.ts): a request over a limit is refused
 // before it runs, with a code that names the limit, and the server keeps serving.
+// The tests that lock a table as a DBA would run serially (ava runs them before the
+// others): every other test's reads of that table would wait behind the lock, and one
+// ran into the statement timeout so in a CI run.
 import { request } from 'node:http';
 import test from 'ava';
 import { getIntrospectionQuery } from 'postgraphile/graphql';
@@ -316,7 +319,7 @@ test('SQL that runs past the statement timeout is cancelled and named', async (t
   t.true(row.enabled);
 });
 
-test('time a request waits for one of the API\'s connections is not taken from the statement timeout of its SQL', async (t) => {
+test.serial('time a request waits for one of the API\'s connections is not taken from the statement timeout of its SQL', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const other = await f.company();
@@ -363,7 +366,7 @@ test('time a request waits for one of the API\'s connections is not taken from t
   }
 });
 
-test('the statement timeout bounds the SQL of the whole request, however many fields it asks', async (t) => {
+test.serial('the statement timeout bounds the SQL of the whole request, however many fields it asks', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   // (a timeout long beside what each field costs to set up, which a loaded machine
