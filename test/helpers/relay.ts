@@ -98,9 +98,10 @@ export async function waitForRows<T = Record<string, any>>(
 
 /** Waits until every delivery of these webhooks is final (succeeded or failed). */
 export async function waitForFinalDeliveries(pool: Pick<pg.Pool, 'query'>, webhookIds: string[], count: number, timeoutMs?: number) {
-  // counted until they are there, then read once: reading every row every 20 ms took
-  // the test's process (where the receiver answers) from its requests under a full
-  // run's load, and a timeout's rows filled a CI log
+  // counted until they are there, then read once: every row read every 20 ms, in the
+  // process where a test's receiver answers, is the likely reason that receiver answered
+  // past the relay's request timeout under a full run's load; and a timeout's rows
+  // filled a CI log
   await waitForRows<{ states: Record<string, number> | null }>(
     pool,
     `select jsonb_object_agg(state, n) as states
