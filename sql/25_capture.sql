@@ -85,9 +85,9 @@ $$;
 -- private: the names of the contact columns whose values differ between two versions
 -- of a row, updated_at included (the update trigger takes it out of what counts as a
 -- change: an application may bump it on every write), in jsonb's key order (shorter
--- names first). Generated from the catalog each time
--- this file is applied, with contact_columns(): the columns it was generated for, and
--- contact_custom(): the row's custom, typed.
+-- names first). Generated from the catalog each time this file is applied, with
+-- contact_columns(): the columns it was generated for, and contact_custom(): the
+-- row's custom, typed.
 -- Callers use it only for a row whose columns are exactly those (contact_columns_known,
 -- below); otherwise contact_changes_json. (Column names from pg_attribute, quoted with
 -- %I and %L; nothing a tenant wrote.) A typed comparison per column costs a fraction
@@ -108,13 +108,11 @@ begin
                          else format('case when pg_catalog.to_jsonb(o.%1$I) is distinct from pg_catalog.to_jsonb(n.%1$I) then %1$L end',
                                      a.attname) end,
                     ', ' order by length(a.attname), a.attname collate "C"),
-         array_agg(a.attname::text order by a.attnum)
-  into v_terms, v_columns
+         array_agg(a.attname::text order by a.attnum),
+         max(a.atttypid) filter (where a.attname = 'custom')
+  into v_terms, v_columns, v_custom_type
   from pg_catalog.pg_attribute a
   where a.attrelid = 'crm.contacts'::regclass and a.attnum > 0 and not a.attisdropped;
-  select a.atttypid into v_custom_type
-  from pg_catalog.pg_attribute a
-  where a.attrelid = 'crm.contacts'::regclass and a.attname = 'custom' and not a.attisdropped;
   execute format($f$
     create or replace function webhooks_private.contact_changes(o crm.contacts, n crm.contacts)
     returns text[]

@@ -22,7 +22,6 @@ test('rate_limit = 20: no second-long window holds more than 21 requests, with t
   t.true(busiest(sent) <= 21, `${busiest(sent)} requests sent within one second`);
 });
 
-
 // Node's timers count from the event loop's clock, which lags the wall clock, so a
 // pacing timer may fire a moment before its slot opens. Here every timer fires 5 ms
 // early; the relay must still send no paced delivery before its slot.
