@@ -28,6 +28,8 @@ export interface ApiLimits {
   companyMaxQueued: number;
   /** how long a request waits for its company's turn, in milliseconds, before it is refused */
   companyMaxWaitMs: number;
+  /** how long a statement waits for one of the pool's connections, in milliseconds, before the request is refused */
+  poolWaitMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
@@ -42,6 +44,10 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   companyMaxInFlight: 2,
   companyMaxQueued: 16,
   companyMaxWaitMs: 5_000,
+  // every connection held by other companies' requests, each for at most the
+  // statement timeout: a request that waited twice that long is behind a queue that
+  // will not clear soon, and its client is told so rather than left waiting
+  poolWaitMs: 10_000,
 });
 
 /** The environment variable of each limit. */
@@ -55,6 +61,7 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
   companyMaxInFlight: 'API_COMPANY_MAX_IN_FLIGHT',
   companyMaxQueued: 'API_COMPANY_MAX_QUEUED',
   companyMaxWaitMs: 'API_COMPANY_MAX_WAIT_MS',
+  poolWaitMs: 'API_POOL_WAIT_MS',
 });
 
 /** The codes (extensions.code) of the refusals. */
@@ -67,6 +74,7 @@ export const LIMIT_CODES = Object.freeze({
   timeout: 'QUERY_TIMEOUT',
   companyShare: 'TOO_MANY_REQUESTS',
   jsonDepth: 'JSON_TOO_DEEP',
+  poolWait: 'DATABASE_BUSY',
 });
 
 /** The limits of the environment (unset: the default); throws naming a bad setting. */
@@ -349,4 +357,20 @@ export function boundedPage(limits: ApiLimits, $first: Step | undefined, $last: 
       ([first, last]) => check('first')(first) ?? (last == null ? limits.defaultPageSize : null)),
     ...($last ? { $last: lambda($last, check('last')) } : {}),
   };
+}
+
+/** what pg-pool rejects a connect() with once connectionTimeoutMillis has passed */
+const POOL_WAIT_TIMEOUT_MESSAGE = 'timeout exceeded when trying to connect';
+
+/**
+ * The refusal of a statement that waited `poolWaitMs` for one of the pool's
+ * connections (the pool's connectionTimeoutMillis, api/server.ts), or undefined for any
+ * other error of connecting. Nothing of the request ran on the database meanwhile.
+ */
+export function poolWaitRefusal(error: unknown, limits: Pick<ApiLimits, 'poolWaitMs'>): SafeError | undefined {
+  if (!(error instanceof Error) || error.message !== POOL_WAIT_TIMEOUT_MESSAGE) return undefined;
+  return new SafeError(
+    `every database connection of the API was in use for ${limits.poolWaitMs} ms (${LIMIT_SETTINGS.poolWaitMs}): ` +
+    'this statement of the request did not run; try again in a moment',
+    { code: LIMIT_CODES.poolWait });
 }

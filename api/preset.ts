@@ -10,7 +10,7 @@ import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
-import { boundedPage, depthRule, expandedFieldsRule, refuseCostly, refuseDeepText, type ApiLimits } from './limits.ts';
+import { boundedPage, depthRule, expandedFieldsRule, poolWaitRefusal, refuseCostly, refuseDeepText, type ApiLimits } from './limits.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 export const GRAPHIQL_PATH = '/graphiql';
@@ -195,13 +195,17 @@ function OneConnectionPerRequest(limits: ApiLimits): GraphileConfig.Plugin {
             const inTurn: typeof withPgClient = (pgSettings, callback) => {
               const turn = previous.then(() => {
                 const left = Math.max(1, Math.ceil(limits.statementTimeoutMs - used));
+                let connected = false;
                 return withPgClient(pgSettings && { ...pgSettings, statement_timeout: String(left) }, async (client) => {
+                  connected = true;
                   const started = performance.now();
                   try {
                     return await callback(client);
                   } finally {
                     used += performance.now() - started;
                   }
+                }).catch((error: unknown) => {
+                  throw connected ? error : (poolWaitRefusal(error, limits) ?? error);
                 });
               });
               previous = turn.catch(() => undefined);

@@ -83,6 +83,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
     max: poolSize,
+    // a statement that waits this long for a connection is refused by name (DATABASE_BUSY)
+    connectionTimeoutMillis: limits.poolWaitMs,
     // READ COMMITTED whatever the database's default (relay/database.ts says why)
     options: sessionOptions(null),
     // however long they stay idle, as many stay open as one company's requests may

@@ -273,7 +273,8 @@ test('a request body over the limit is answered 413, with or without a length', 
 
 /** An API of its own over this file's database, with its own pool size and statement
  *  timeout; `post` sends a GraphQL request with a bearer token and returns its body. */
-async function shortApi(t: { teardown: (fn: () => Promise<void>) => void }, options: { poolSize: number; statementTimeoutMs: number }) {
+async function shortApi(t: { teardown: (fn: () => Promise<void>) => void },
+  options: { poolSize: number; statementTimeoutMs: number; poolWaitMs?: number }) {
   const jwtSecret = 'limits-test-secret';
   const running = await startApi({
     databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
@@ -281,7 +282,7 @@ async function shortApi(t: { teardown: (fn: () => Promise<void>) => void }, opti
     port: 0,
     poolSize: options.poolSize,
     reportCountsEveryMs: 0,
-    limits: { statementTimeoutMs: options.statementTimeoutMs },
+    limits: { statementTimeoutMs: options.statementTimeoutMs, ...(options.poolWaitMs ? { poolWaitMs: options.poolWaitMs } : {}) },
   });
   t.teardown(() => running.stop());
   return {
@@ -363,6 +364,41 @@ test.serial('time a request waits for one of the API\'s connections is not taken
     await tableLocker.query('rollback');
     rowLocker.release();
     tableLocker.release();
+  }
+});
+
+test.serial('a request that waits API_POOL_WAIT_MS for a connection is refused by name; the next one runs once a connection is free', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const POOL_WAIT_MS = 300;
+  // one connection, held by an admin's change waiting on a DBA's row lock for up to 5 s
+  const short = await shortApi(t, { poolSize: 1, statementTimeoutMs: 5_000, poolWaitMs: POOL_WAIT_MS });
+  const locker = await db().pool.connect();
+  let held: Promise<any> | undefined;
+  try {
+    await locker.query('begin');
+    await locker.query('select 1 from webhooks.webhooks where id = $1 for update', [hook.id]);
+    held = short.post(await short.token(company.id, 'webhook_admin'), `mutation { disableWebhook(input: { id: "${hook.id}" }) { result { enabled } } }`);
+    await until('the change has the connection, waiting on the row', async () => (await db().pool.query(
+      `select 1 from pg_stat_activity
+       where datname = current_database() and wait_event_type = 'Lock' and query like '%disable_webhook%' and pid <> pg_backend_pid()`,
+    )).rowCount! > 0);
+    const viewer = await short.token(other.id, 'webhook_viewer');
+    const started = performance.now();
+    const refused = await short.post(viewer, '{ allWebhooks { nodes { id } } }');
+    const took = performance.now() - started;
+    t.deepEqual(refused.errors?.map((e: any) => e.extensions?.code), ['DATABASE_BUSY']);
+    t.regex(refused.errors[0].message, /^every database connection of the API was in use for 300 ms \(API_POOL_WAIT_MS\)/);
+    t.true(took >= POOL_WAIT_MS && took < 4_000, `refused after ${Math.round(took)} ms, long before the change's timeout`);
+    await locker.query('rollback');
+    t.deepEqual((await held).data, { disableWebhook: { result: { enabled: false } } }, 'the change that held the connection went on');
+    t.deepEqual(await short.post(viewer, '{ allWebhooks { nodes { id } } }'), { data: { allWebhooks: { nodes: [] } } });
+  } finally {
+    await locker.query('rollback');
+    locker.release();
+    await held?.catch(() => undefined);
   }
 });
 
