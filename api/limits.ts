@@ -28,7 +28,7 @@ export interface ApiLimits {
   companyMaxQueued: number;
   /** how long a request waits for its company's turn, in milliseconds, before it is refused */
   companyMaxWaitMs: number;
-  /** how long a statement waits for one of the pool's connections, in milliseconds, before the request is refused */
+  /** how long a statement waits for one of the pool's connections, in milliseconds, before it is refused unrun */
   poolWaitMs: number;
 }
 
@@ -365,7 +365,7 @@ const POOL_WAIT_TIMEOUT_MESSAGE = 'timeout exceeded when trying to connect';
 /**
  * The refusal of a statement that waited `poolWaitMs` for one of the pool's
  * connections (the pool's connectionTimeoutMillis, api/server.ts), or undefined for any
- * other error of connecting. Nothing of the request ran on the database meanwhile.
+ * other error of connecting. That statement never ran; those of the request before it did.
  */
 export function poolWaitRefusal(error: unknown, limits: Pick<ApiLimits, 'poolWaitMs'>): SafeError | undefined {
   if (!(error instanceof Error) || error.message !== POOL_WAIT_TIMEOUT_MESSAGE) return undefined;
