@@ -320,19 +320,29 @@ test('SQL that runs past the statement timeout is cancelled and named', async (t
   t.true(row.enabled);
 });
 
-test.serial('time a request waits for one of the API\'s connections is not taken from the statement timeout of its SQL', async (t) => {
+/** A company with a webhook (an admin's change to it will hold a connection) and another company. */
+async function companyAndNeighbour() {
   const f = factories(db().pool);
   const company = await f.company();
   const other = await f.company();
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  const TIMEOUT_MS = 1_000;
-  // one connection: a request waits for it while another holds it
-  const short = await shortApi(t, { poolSize: 1, statementTimeoutMs: TIMEOUT_MS });
-  const waitingOnLock = async (pattern: string) => (await db().pool.query(
+  return { company, other, hook };
+}
+
+/** Whether a statement like `pattern` waits on a lock. */
+async function waitingOnLock(pattern: string): Promise<boolean> {
+  return (await db().pool.query(
     `select 1 from pg_stat_activity
      where datname = current_database() and wait_event_type = 'Lock' and query like $1 and pid <> pg_backend_pid()`,
     [pattern],
   )).rowCount! > 0;
+}
+
+test.serial('time a request waits for one of the API\'s connections is not taken from the statement timeout of its SQL', async (t) => {
+  const { company, other, hook } = await companyAndNeighbour();
+  const TIMEOUT_MS = 1_000;
+  // one connection: a request waits for it while another holds it
+  const short = await shortApi(t, { poolSize: 1, statementTimeoutMs: TIMEOUT_MS });
   const rowLocker = await db().pool.connect();
   const tableLocker = await db().pool.connect();
   try {
@@ -368,10 +378,7 @@ test.serial('time a request waits for one of the API\'s connections is not taken
 });
 
 test.serial('a request that waits API_POOL_WAIT_MS for a connection is refused by name; the next one runs once a connection is free', async (t) => {
-  const f = factories(db().pool);
-  const company = await f.company();
-  const other = await f.company();
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const { company, other, hook } = await companyAndNeighbour();
   const POOL_WAIT_MS = 300;
   // one connection, held by an admin's change waiting on a DBA's row lock (for up to
   // its 30 s timeout: far longer than the refusal may take on a loaded machine)
@@ -382,10 +389,7 @@ test.serial('a request that waits API_POOL_WAIT_MS for a connection is refused b
     await locker.query('begin');
     await locker.query('select 1 from webhooks.webhooks where id = $1 for update', [hook.id]);
     held = short.post(await short.token(company.id, 'webhook_admin'), `mutation { disableWebhook(input: { id: "${hook.id}" }) { result { enabled } } }`);
-    await until('the change has the connection, waiting on the row', async () => (await db().pool.query(
-      `select 1 from pg_stat_activity
-       where datname = current_database() and wait_event_type = 'Lock' and query like '%disable_webhook%' and pid <> pg_backend_pid()`,
-    )).rowCount! > 0);
+    await until('the change has the connection, waiting on the row', () => waitingOnLock('%disable_webhook%'));
     const viewer = await short.token(other.id, 'webhook_viewer');
     const started = performance.now();
     const refused = await short.post(viewer, '{ allWebhooks { nodes { id } } }');
