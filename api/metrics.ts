@@ -1,19 +1,30 @@
 // The admin API's own metrics, beside the shared ones of ops/operations.ts: HTTP
-// requests by route (a fixed set) and status, their duration, those in flight, and
-// those waiting for their company's turn.
+// requests by route (a fixed set) and status, their duration, those in flight, those
+// waiting for their company's turn, and statements waiting for a database connection.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type pg from 'pg';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { CompanyShare } from './company-share.ts';
 
 export type Route = 'graphql' | 'graphiql' | 'page' | 'operations';
 
-export function apiMetrics(registry: Registry, share: CompanyShare) {
+export function apiMetrics(registry: Registry, share: CompanyShare, pool: Pick<pg.Pool, 'waitingCount'>) {
   new Gauge({
     name: 'bpd_webhooks_api_requests_waiting',
     help: 'GraphQL requests waiting for a turn of their company (API_COMPANY_MAX_IN_FLIGHT).',
     registers: [registry],
     collect() {
       this.set(share.waiting);
+    },
+  });
+  // above 0 for long, the pool is what the API waits on: past API_POOL_WAIT_MS a
+  // statement is refused (DATABASE_BUSY)
+  new Gauge({
+    name: 'bpd_webhooks_api_connections_waiting',
+    help: 'Statements of the API waiting for one of its database connections (each at most API_POOL_WAIT_MS).',
+    registers: [registry],
+    collect() {
+      this.set(pool.waitingCount);
     },
   });
   const inFlight = new Gauge({

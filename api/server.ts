@@ -124,7 +124,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     maxQueued: limits.companyMaxQueued,
     maxWaitMs: limits.companyMaxWaitMs,
   });
-  const metrics = apiMetrics(registry, share);
+  const metrics = apiMetrics(registry, share, pool);
   const operations = operationsRoutes({ registry, db: pool, reuseMs: options.operationsReuseMs });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -12,6 +12,7 @@ import { startApi } from '../../api/server.ts';
 import { signToken } from '../../api/auth.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
+import { scrape } from '../helpers/prometheus.ts';
 import { until } from '../helpers/until.ts';
 
 const { db, api } = useTestDatabaseWithApi(test);
@@ -274,7 +275,7 @@ test('a request body over the limit is answered 413, with or without a length', 
 /** An API of its own over this file's database, with its own pool size and statement
  *  timeout; `post` sends a GraphQL request with a bearer token and returns its body. */
 async function shortApi(t: { teardown: (fn: () => Promise<void>) => void },
-  options: { poolSize: number; statementTimeoutMs: number; poolWaitMs?: number }) {
+  options: { poolSize: number; statementTimeoutMs: number; poolWaitMs?: number; operationsReuseMs?: number }) {
   const jwtSecret = 'limits-test-secret';
   const running = await startApi({
     databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
@@ -283,9 +284,11 @@ async function shortApi(t: { teardown: (fn: () => Promise<void>) => void },
     poolSize: options.poolSize,
     reportCountsEveryMs: 0,
     limits: { statementTimeoutMs: options.statementTimeoutMs, ...(options.poolWaitMs ? { poolWaitMs: options.poolWaitMs } : {}) },
+    ...(options.operationsReuseMs ? { operationsReuseMs: options.operationsReuseMs } : {}),
   });
   t.teardown(() => running.stop());
   return {
+    url: running.url,
     token: (companyId: string, role: 'webhook_admin' | 'webhook_viewer') => signToken(jwtSecret, { companyId, role }),
     async post(token: string, query: string): Promise<any> {
       const response = await fetch(`${running.url}/graphql`, {
@@ -379,10 +382,15 @@ test.serial('time a request waits for one of the API\'s connections is not taken
 
 test.serial('a request that waits API_POOL_WAIT_MS for a connection is refused by name; the next one runs once a connection is free', async (t) => {
   const { company, other, hook } = await companyAndNeighbour();
-  const POOL_WAIT_MS = 300;
+  const POOL_WAIT_MS = 1_000;
   // one connection, held by an admin's change waiting on a DBA's row lock (for up to
-  // its 30 s timeout: far longer than the refusal may take on a loaded machine)
-  const short = await shortApi(t, { poolSize: 1, statementTimeoutMs: 30_000, poolWaitMs: POOL_WAIT_MS });
+  // its 30 s timeout: far longer than the refusal may take on a loaded machine); the
+  // metrics' own question to the database answered once, before, and kept a minute,
+  // so that scrapes wait for no connection
+  const short = await shortApi(t, { poolSize: 1, statementTimeoutMs: 30_000, poolWaitMs: POOL_WAIT_MS, operationsReuseMs: 60_000 });
+  const waiting = async () => (await scrape(short.url)).get('bpd_webhooks_api_connections_waiting');
+  await scrape(short.url);   // (its question may wait for the pool's first connection)
+  t.is(await waiting(), 0);
   const locker = await db().pool.connect();
   let held: Promise<any> | undefined;
   try {
@@ -392,10 +400,15 @@ test.serial('a request that waits API_POOL_WAIT_MS for a connection is refused b
     await until('the change has the connection, waiting on the row', () => waitingOnLock('%disable_webhook%'));
     const viewer = await short.token(other.id, 'webhook_viewer');
     const started = performance.now();
-    const refused = await short.post(viewer, '{ allWebhooks { nodes { id } } }');
+    let answered = false;
+    const asked = short.post(viewer, '{ allWebhooks { nodes { id } } }').finally(() => { answered = true; });
+    await until('the metrics show the statement waiting for a connection', async () => answered || await waiting() === 1);
+    t.false(answered, 'seen waiting before it was refused');
+    const refused = await asked;
     const took = performance.now() - started;
     t.deepEqual(refused.errors?.map((e: any) => e.extensions?.code), ['DATABASE_BUSY']);
-    t.regex(refused.errors[0].message, /^every database connection of the API was in use for 300 ms \(API_POOL_WAIT_MS\)/);
+    t.regex(refused.errors[0].message, /^every database connection of the API was in use for 1000 ms \(API_POOL_WAIT_MS\)/);
+    t.is(await waiting(), 0);
     t.true(took >= POOL_WAIT_MS && took < 15_000, `refused after ${Math.round(took)} ms, long before the change's timeout`);
     await locker.query('rollback');
     t.deepEqual((await held).data, { disableWebhook: { result: { enabled: false } } }, 'the change that held the connection went on');
