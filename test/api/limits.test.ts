@@ -1,8 +1,9 @@
 // Every GraphQL request is bounded (api/limits.ts): a request over a limit is refused
 // before it runs, with a code that names the limit, and the server keeps serving.
-// The tests that lock a table as a DBA would run serially (ava runs them before the
-// others): every other test's reads of that table would wait behind the lock, and one
-// ran into the statement timeout so in a CI run.
+// The tests that lock a table as a DBA would, or hold an API's one connection and time
+// what waits for it, run serially (ava runs them before the others): every other test's
+// reads of a locked table would wait behind the lock (one ran into the statement
+// timeout so in a CI run), and the other tests' load would stretch the times judged.
 import { request } from 'node:http';
 import test from 'ava';
 import { getIntrospectionQuery } from 'postgraphile/graphql';
