@@ -195,6 +195,19 @@ const excerptDecoder = new TextDecoder('utf-8', { fatal: false });
 /** Thrown into a request whose response body runs past the excerpt: its connection is dropped. */
 class LongBody extends Error {}
 
+/**
+ * Thrown into a request whose answer has a status no final response follows (101, or
+ * below 100): undici would end it itself, with a parser assertion as the error.
+ */
+class NoFinalStatus extends Error {
+  readonly code = 'ERR_NO_FINAL_STATUS';
+  readonly status: number;
+  constructor(status: number) {
+    super(`status ${status}`);
+    this.status = status;
+  }
+}
+
 export type Ended = (HttpOutcome & { kind: 'response' }) | { kind: 'failed'; error: unknown; timedOut: boolean };
 
 /**
@@ -242,7 +255,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.timedOut) controller.abort(new Error('timeout'));
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // a switch of protocols, or no HTTP status at all: nothing final follows (interim
+    // 102 and 103 come here too, before the final response, and are read past)
+    if (statusCode === 101 || statusCode < 100) {
+      controller.abort(new NoFinalStatus(statusCode));
+      return;
+    }
     this.status = statusCode;
     this.headers = headers;
   }
@@ -344,7 +363,20 @@ export function describeFailure(error: unknown, timedOut: boolean, options: Pick
       return `DNS: cannot resolve ${url.hostname} (${code})`;
     case 'ERR_RESPONSE_TOO_LONG':
       return `response from ${url.host} ran past ${RESPONSE_MAX_BYTES} bytes without ending`;
+    case 'ERR_NO_FINAL_STATUS': {
+      const status = (error as NoFinalStatus).status;
+      return status === 101
+        ? `${url.host} answered 101 Switching Protocols to a webhook POST: no final status`
+        : `${url.host} answered with status ${status}, which is not an HTTP status`;
+    }
     case 'UND_ERR_SOCKET':
+      // undici's words for an answer it ends itself: 100 Continue (it sends no
+      // Expect header and reads no further), and an upgrade it did not ask for
+      if (e.message === 'bad response') {
+        return `${url.host} answered 100 Continue, which the relay does not read past (it sends no Expect: 100-continue): no final status`;
+      }
+      if (e.message === 'bad upgrade') return `${url.host} answered 101 Switching Protocols to a webhook POST: no final status`;
+      return `connection to ${url.host} closed before a complete response`;
     case 'ECONNRESET':
       return `connection to ${url.host} closed before a complete response`;
     default:

@@ -163,3 +163,50 @@ test('webhook-timestamp is the attempt time the sender records (the database clo
   t.is(result.attemptedAt.getTime(), databaseNow);
   t.is(headers[0]!['webhook-timestamp'], String(Math.floor(databaseNow / 1000)));
 });
+
+/** A receiver that answers every request with `answer`, as written, and keeps the connection open. */
+async function answering(t: { teardown: (fn: () => void) => void }, answer: string) {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    socket.once('data', () => socket.write(answer));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  return (server.address() as { port: number }).port;
+}
+
+// undici ends these exchanges itself (100 Continue: it sends no Expect header and
+// reads no further; 101: a POST is never upgraded; a status below 100: an assertion
+// of its parser's). The attempt said "connection closed before a complete response",
+// or gave the tenant the text of undici's assertion: it says what the endpoint answered.
+for (const [what, answer, error] of [
+  ['100 Continue before the final response', 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
+    (host: string) => `${host} answered 100 Continue, which the relay does not read past (it sends no Expect: 100-continue): no final status`],
+  ['101 Switching Protocols with an Upgrade header', 'HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n',
+    (host: string) => `${host} answered 101 Switching Protocols to a webhook POST: no final status`],
+  ['101 Switching Protocols without one', 'HTTP/1.1 101 Switching Protocols\r\n\r\n',
+    (host: string) => `${host} answered 101 Switching Protocols to a webhook POST: no final status`],
+  ['a status below 100', 'HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n',
+    (host: string) => `${host} answered with status 99, which is not an HTTP status`],
+  ['status 000', 'HTTP/1.1 000 Odd\r\ncontent-length: 0\r\n\r\n',
+    (host: string) => `${host} answered with status 0, which is not an HTTP status`],
+] as const) {
+  test(`${what}: the attempt says what the endpoint answered`, async (t) => {
+    const port = await answering(t, answer);
+    const sender = new Sender({
+      allowNetworks: parseNetworks('127.0.0.1/32'),
+      dnsServers: null,
+      connectTimeoutMs: 1_000,
+      requestTimeoutMs: 5_000,
+      responseExcerptBytes: 1024,
+    });
+    t.teardown(() => sender.close());
+    const result = await sender.send(job(`http://127.0.0.1:${port}/hook`));
+    t.deepEqual(result.outcome, { kind: 'error', error: error(`127.0.0.1:${port}`) });
+  });
+}
