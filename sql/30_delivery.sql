@@ -763,6 +763,17 @@ $$;
 -- back and last_attempt_at as its recorded history says. Only rows still in flight
 -- and held by p_relay change: a row rescued meanwhile, settled, or leased to another
 -- relay is left alone. Returns how many were released.
+--
+-- Like a settle, a release never waits long for a row another transaction holds: a
+-- session that deletes a webhook holds its queue rows, those the relay queued
+-- included, for as long as it stays open, and one that enables or deletes it holds
+-- its lane. Such rows are waited for at most settle_lock_wait(), then passed over
+-- (their lease runs out; if they are still there, the rescue takes them), and the
+-- others released. Until 2026-12-05 a release waited for them: past
+-- RELAY_DB_QUERY_TIMEOUT_MS the relay took the answer for lost, and the hand-back of
+-- the unheld that then comes before every claim waited for the same rows, so the
+-- relay claimed nothing for any company while the session stayed open
+-- (test/relay/open-transaction.test.ts).
 create or replace function webhooks_relay.release_deliveries(p_relay text, p_ids bigint[])
 returns integer
 language plpgsql
@@ -771,9 +782,42 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+  v_lock_timeout constant text := current_setting('lock_timeout');
+  v_released integer;
+begin
+  begin
+    -- (the block's own setting: its end, or its failure, puts back the caller's)
+    perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
+    v_released := webhooks_private.release_leases(p_relay, p_ids, false);
+    perform set_config('lock_timeout', v_lock_timeout, true);
+    return v_released;
+  exception when lock_not_available then
+    null;
+  end;
+  -- a row or a lane held past the wait: those free now are released, the rest passed over
+  return webhooks_private.release_leases(p_relay, p_ids, true);
+end;
+$$;
+
+-- private (release_deliveries): the release itself, as described above it; with
+-- p_skip_held, rows and lanes another transaction holds are passed over, not waited for
+create or replace function webhooks_private.release_leases(p_relay text, p_ids bigint[], p_skip_held boolean)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_ids bigint[] := p_ids;
   v_released integer;
   v_webhooks bigint[];
+  v_lanes bigint[];
 begin
+  if p_skip_held then
+    v_ids := array(select q.delivery_id from webhooks.delivery_queue q
+                   where q.delivery_id = any (p_ids) and q.locked_by = p_relay
+                   for no key update of q skip locked);
+  end if;
   with released as (
     update webhooks.delivery_queue q
     set locked_by = null,
@@ -781,7 +825,7 @@ begin
         attempts = greatest(q.attempts - 1, 0),
         last_attempt_at = (select max(a.attempted_at) from webhooks.delivery_attempts a
                            where a.delivery_id = q.delivery_id and a.delivery_created_at = q.created_at)
-    where q.delivery_id = any (p_ids)
+    where q.delivery_id = any (v_ids)
       and q.locked_by = p_relay
     returning q.webhook_id
   )
@@ -790,14 +834,23 @@ begin
   -- made the next wait longer as it leased it (28_lanes.sql). Handed back unsent, the
   -- probe had no answer: the breaker goes back to where it was, the probe due again,
   -- as if it had not been claimed. (It used to keep the longer wait: a relay stopping
-  -- or a missed slot doubled a failing endpoint's wait without a request.)
+  -- or a missed slot doubled a failing endpoint's wait without a request.) A lane
+  -- held by another transaction is left as it is (an enable or a delete resets it).
+  if p_skip_held then
+    v_lanes := array(select k.webhook_id from webhooks_private.lanes k
+                     where k.webhook_id = any (v_webhooks) and k.open_until > now() and k.probes > 0
+                     order by k.webhook_id
+                     for update of k skip locked);
+  else
+    v_lanes := array(select k.webhook_id from webhooks_private.lanes k
+                     where k.webhook_id = any (v_webhooks) and k.open_until > now() and k.probes > 0
+                     order by k.webhook_id
+                     for update of k);
+  end if;
   update webhooks_private.lanes l
   set probes = greatest(l.probes - 1, 0),
       open_until = now()
-  where l.webhook_id in (select k.webhook_id from webhooks_private.lanes k
-                         where k.webhook_id = any (v_webhooks) and k.open_until > now() and k.probes > 0
-                         order by k.webhook_id
-                         for update of k);
+  where l.webhook_id = any (v_lanes);
   return v_released;
 end;
 $$;

@@ -3,7 +3,8 @@
 // own bookkeeping: the relay's settles, which write every company's results in one
 // statement, never wait for it.
 import test from 'ava';
-import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+import { until } from '../helpers/until.ts';
 
 /** A session that runs `statements` and stays open until it ends (commit or rollback), or the test does. */
 async function openTransaction(t: { teardown(fn: () => Promise<void>): void }, pool: import('pg').Pool, ...statements: Array<[string, unknown[]]>) {
@@ -224,4 +225,44 @@ test('the same session beside leases that ran out: the rescue returns other webh
   );
   t.deepEqual(failed, { state: 'failed', attempts: 1, last_error: 'lease expired: the relay did not settle attempt 1' });
   t.is(receiver.received('/old').length, 0);
+});
+
+test('a session that deletes a webhook while deliveries of it wait in the relay, and stays open: handing them back passes over the held rows, and other companies\' deliveries keep being claimed', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const other = await f.company();
+  const slow = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/slow') });
+  receiver.route('/slow', { secret: slow.secret, otherwise: 'hang' });
+  const healthy = await f.webhook({ companyId: other.id, actions: ['contact.created'], url: receiver.url('/healthy') });
+  receiver.route('/healthy', { secret: healthy.secret, otherwise: 200 });
+  // two deliveries of the slow webhook: one request slot, so the second waits in the
+  // relay's queue; the first times out when the second's lease could no longer cover
+  // a request, and the second is handed back unsent
+  await f.contact(company.id);
+  await f.contact(company.id);
+
+  // (a database query bound of 2 s, where the default is 30: a release left waiting
+  // that long is given up as a lost answer)
+  const { log, lines } = rememberedLog();
+  const relay = testRelay(database.url, {
+    RELAY_PER_WEBHOOK_IN_FLIGHT: '1', RELAY_PREFETCH: '1', RELAY_REQUEST_TIMEOUT_MS: '2000', RELAY_LEASE_MS: '3000',
+    RELAY_DB_QUERY_TIMEOUT_MS: '2000', RELAY_RESCUE_INTERVAL_MS: '60000',
+  }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await receiver.waitFor(1, { path: '/slow' });
+  // the webhook deleted in a transaction left open: its queue rows are the session's
+  const dba = await openTransaction(t, database.pool, ['delete from webhooks.webhooks where id = $1', [slow.id]]);
+
+  // the queued delivery's release ends, whatever it could release
+  const released = () => lines().map((line) => JSON.parse(line)).find((entry) =>
+    /^(released deliveries claimed but not sent|cannot release deliveries claimed but not sent)/.test(entry.msg));
+  await until('the relay hands back the queued delivery', async () => released() !== undefined);
+  t.like(released(), { msg: 'released deliveries claimed but not sent', queued: 1, released: 0 });
+
+  // the other company's deliveries are claimed and sent meanwhile
+  for (let i = 0; i < 3; i++) await f.contact(other.id);
+  const done = await waitForFinalDeliveries(database.pool, [healthy.id], 3, 8_000);
+  t.deepEqual(done.map((d) => d.state), ['succeeded', 'succeeded', 'succeeded']);
+  t.is(receiver.received('/slow').length, 1, 'the queued delivery was never sent');
+  await dba.rollback();
 });
