@@ -121,6 +121,28 @@ $$;
 ------------------------------------------------------------------------------------
 -- claim
 
+-- private (claim): the longest a claim waits for what another transaction holds
+-- when it fails a disabled webhook's deliveries unsent (the counts of their hours:
+-- the engine's own transactions hold one for milliseconds), and how long the
+-- deliveries it could not fail then wait before a claim tries again. Not
+-- settle_lock_wait(): a claim waits while it holds its lanes, and the relay claims
+-- one claim at a time.
+create or replace function webhooks_private.claim_lock_wait()
+returns text
+language sql
+immutable
+as $$
+  select '50ms';
+$$;
+
+create or replace function webhooks_private.unsent_put_off()
+returns interval
+language sql
+immutable
+as $$
+  select interval '10 seconds';
+$$;
+
 -- private (relay): lease up to p_limit due deliveries to relay p_relay for p_lease.
 -- Which ones is decided by webhooks_private.lane_claim (sql/28_lanes.sql): fair
 -- rotation across companies then webhooks, each webhook within its fleet-wide
@@ -358,10 +380,51 @@ begin
     v_bodies := v_bodies || v_day_bodies;
   end loop;
 
-  -- 4. fail what a disabled webhook would get; lease the rest (queue rows only) and
-  --    return them with their messages, in one statement planned once
-  --    (the rows are reached by the ctid lane_claim locked them at: this transaction
-  --    holds them, so no one else can have moved them)
+  -- 4. fail what a disabled webhook would get, in a statement of its own (rows of a
+  --    claim only now and then: the claim's own statement below stays as it is
+  --    planned). A failure's result row changes its hour's count, which a session
+  --    that writes that webhook's older deliveries holds until it ends (50_report_counts.sql):
+  --    waited for at most claim_lock_wait(), then those deliveries are put off
+  --    (unsent_put_off()) and failed by a later claim. Until 2026-12-05 this was part
+  --    of the statement below, which waited for such a session for as long as it
+  --    stayed open: every claim of the relay, every company's, failed at
+  --    RELAY_DB_QUERY_TIMEOUT_MS and came back to the same rows
+  --    (test/relay/open-transaction.test.ts).
+  if false = any (v_sent) then
+    declare
+      v_lock_timeout constant text := current_setting('lock_timeout');
+    begin
+      begin
+        -- (the block's own setting: its end, or its failure, puts back the caller's)
+        perform set_config('lock_timeout', webhooks_private.claim_lock_wait(), true);
+        with not_sent as (
+          delete from webhooks.delivery_queue q
+          using unnest(v_ctids) as c(row_ctid), webhooks.webhooks w
+          where q.ctid = c.row_ctid and w.id = q.webhook_id and not w.enabled
+          returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
+                    q.last_status_code
+        )
+        insert into webhooks.delivery_results
+          (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
+           last_error)
+        select n.delivery_id, n.created_at, n.webhook_id, n.company_id, 'failed', n.attempts, n.last_attempt_at,
+               n.last_status_code, 'not sent: the webhook is disabled'
+        from not_sent n;
+        perform set_config('lock_timeout', v_lock_timeout, true);
+      exception when lock_not_available then
+        -- (this transaction holds the rows since lane_claim: only their due time moves)
+        update webhooks.delivery_queue q
+        set next_attempt_at = now() + webhooks_private.unsent_put_off()
+        from unnest(v_ctids) as c(row_ctid), webhooks.webhooks w
+        where q.ctid = c.row_ctid and w.id = q.webhook_id and not w.enabled;
+      end;
+    end;
+  end if;
+
+  -- 5. lease the rest (queue rows only) and return them with their messages, in one
+  --    statement planned once (the rows are reached by the ctid lane_claim locked
+  --    them at: this transaction holds them, so no one else can have moved them; a
+  --    disabled webhook's, failed or put off above, are no longer at theirs)
   return query
   with chosen as (
     select c.id, c.row_ctid, c.send_at, c.send_until, c.filled, c.n, q.webhook_id
@@ -376,22 +439,6 @@ begin
     from webhooks.webhooks w
     left join webhooks_private.webhook_secrets s on s.webhook_id = w.id
     where w.id in (select c.webhook_id from chosen c)
-  ),
-  not_sent as (
-    delete from webhooks.delivery_queue q
-    using chosen c
-    join hooks w on w.id = c.webhook_id
-    where q.ctid = c.row_ctid and not w.enabled
-    returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
-              q.last_status_code
-  ),
-  not_sent_ended as (
-    insert into webhooks.delivery_results
-      (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
-       last_error)
-    select n.delivery_id, n.created_at, n.webhook_id, n.company_id, 'failed', n.attempts, n.last_attempt_at,
-           n.last_status_code, 'not sent: the webhook is disabled'
-    from not_sent n
   ),
   leased as (
     update webhooks.delivery_queue q

@@ -266,3 +266,46 @@ test('a session that deletes a webhook while deliveries of it wait in the relay,
   t.is(receiver.received('/slow').length, 1, 'the queued delivery was never sent');
   await dba.rollback();
 });
+
+test('the same session on a disabled webhook\'s hour: the claim that fails its due deliveries unsent does not wait for it, and other companies\' deliveries are claimed meanwhile', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const other = await f.company();
+  const contact = await f.contact(company.id);
+  const old = await f.webhook({ companyId: company.id, actions: ['contact.updated'], url: receiver.url('/old') });
+  receiver.route('/old', { secret: old.secret, otherwise: 200 });
+  const healthy = await f.webhook({ companyId: other.id, actions: ['contact.created'], url: receiver.url('/healthy') });
+  receiver.route('/healthy', { secret: healthy.secret, otherwise: 200 });
+  const oldDelivery = (state: string) => [
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, created_at,
+                                      next_attempt_at, completed_at)
+     values ($1, $2, 'contact.updated', $3, '{}', $4, case when $4 = 'succeeded' then 1 else 0 end,
+             date_trunc('hour', now()) - interval '2 hours', now(), case when $4 = 'succeeded' then now() end)`,
+    [old.id, company.id, contact.id, state],
+  ] as [string, unknown[]];
+  // a delivery made two hours ago, due now, of a webhook since disabled: the next
+  // claim fails it unsent, which changes its hour's count
+  await database.pool.query(...oldDelivery('pending'));
+  await database.pool.query('update webhooks.webhooks set enabled = false where id = $1', [old.id]);
+  // a DBA writes another delivery of that webhook into the same hour, and stays open
+  const dba = await openTransaction(t, database.pool, oldDelivery('succeeded'));
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  for (let i = 0; i < 3; i++) await f.contact(other.id);
+  const done = await waitForFinalDeliveries(database.pool, [healthy.id], 3, 8_000);
+  t.deepEqual(done.map((d) => d.state), ['succeeded', 'succeeded', 'succeeded']);
+
+  // once the DBA ends, the disabled webhook's delivery is failed unsent (by a claim
+  // after its put-off)
+  await dba.commit();
+  const [failed] = await waitForRows(
+    database.pool,
+    `select state, attempts, last_error from webhooks.deliveries where webhook_id = $1 and state <> 'succeeded'`,
+    [old.id],
+    (rows) => rows[0]?.state === 'failed',
+    15_000,
+  );
+  t.deepEqual(failed, { state: 'failed', attempts: 0, last_error: 'not sent: the webhook is disabled' });
+  t.is(receiver.received('/old').length, 0);
+});
