@@ -8,7 +8,7 @@ import { Agent, type buildConnector, type Dispatcher } from 'undici';
 import type { DeliveryJob } from './queries.ts';
 import { DestinationRefused, guardedConnector, refuseLiteralHost, type NetworkList } from './destinations.ts';
 import { receiverResolver, type ReceiverResolver } from './dns.ts';
-import { signatureHeaders } from './sign.ts';
+import { signatureHeaders, type SignedHeaders } from './sign.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 export const USER_AGENT = `bpd-webhooks-relay/${version}`;
@@ -148,11 +148,16 @@ export class Sender {
     const refused = refuseLiteralHost(url, this.options.allowNetworks);
     if (refused) return Promise.resolve(this.refused(job, refused));
     if (!job.secret) return Promise.resolve({ kind: 'error', error: 'not sent: the webhook has no signing secret' });
-    const headers = {
-      'content-type': 'application/json',
-      'user-agent': USER_AGENT,
-      ...signatureHeaders(job.messageId, job.body, job.secret, job.previousSecrets, attemptedAtMs),
-    };
+    let signed: SignedHeaders;
+    try {
+      signed = signatureHeaders(job.messageId, job.body, job.secret, job.previousSecrets, attemptedAtMs);
+    } catch (error) {
+      // a secret written by hand that the tables' check let through ("whsec_" and
+      // nothing after it): this attempt fails, not the relay (it used to throw here,
+      // and the relay process died on it, claim after claim)
+      return Promise.resolve({ kind: 'error', error: `not sent: the webhook's signing secret cannot sign (${(error as Error).message})` });
+    }
+    const headers = { 'content-type': 'application/json', 'user-agent': USER_AGENT, ...signed };
     return new Promise<HttpOutcome>((resolve) => {
       const exchange = new Exchange(this.options.responseExcerptBytes, this.options.requestTimeoutMs, (ended) => {
         if (ended.kind === 'response') {

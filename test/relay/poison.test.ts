@@ -67,3 +67,30 @@ test('a batch the database cannot write for now (read-only) is written once it c
   t.deepEqual(rows, [{ attempt: 1, status_code: 200, error: null }], 'the attempt as it was made, not a lease that ran out');
   t.is(receiver.received('/hook').length, 1, 'sent once');
 });
+
+test('a stored secret that cannot sign (the tables\' check lets "whsec_" through) fails that webhook\'s attempts with the reason; the relay goes on', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const broken = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/broken'), maxAttempts: 1 });
+  const rotated = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/rotated'), maxAttempts: 1 });
+  const fine = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/fine') });
+  receiver.route('/fine', { secret: fine.secret, otherwise: 200 });
+  // written by hand, as a DBA importing secrets might: both pass "like 'whsec_%'"
+  await database.pool.query(`update webhooks_private.webhook_secrets set secret = 'whsec_' where webhook_id = $1`, [broken.id]);
+  await database.pool.query(
+    `insert into webhooks_private.rotated_secrets (webhook_id, secret, expires_at) values ($1, 'whsec-not-base64', now() + interval '1 hour')`,
+    [rotated.id],
+  );
+  await f.contact(company.id);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  const { claimed } = await relay.runOnce();
+  t.is(claimed, 3);
+  const [done] = await waitForFinalDeliveries(database.pool, [fine.id], 1);
+  t.is(done.state, 'succeeded');
+  for (const [webhook, why] of [[broken, 'a signing secret must not be empty'], [rotated, 'a signing secret must start with whsec_']] as const) {
+    const [delivery] = await waitForFinalDeliveries(database.pool, [webhook.id], 1);
+    t.like(delivery, { state: 'failed', attempts: 1, last_error: `not sent: the webhook's signing secret cannot sign (${why})` });
+  }
+  t.deepEqual(receiver.requests.map((r) => r.path), ['/fine']);
+});
