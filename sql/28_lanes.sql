@@ -565,7 +565,12 @@ begin
              else least(
                webhooks_private.max_in_flight(w.max_in_flight) - f.n,
                webhooks_private.relay_room(b.cap, p_per_webhook, b.n),
-               case when l.open_until is not null then 1 end,  -- a probe (open_until has passed)
+               -- a probe (open_until has passed), and none while a request to the
+               -- webhook is on its way (in flight, or held by this relay to send):
+               -- the wait before it counts from the last probe's claim, and a
+               -- probe that hangs longer (a wait shorter than the request timeout)
+               -- let a second one through beside it (until 2026-12-05)
+               case when l.open_until is not null then case when f.n > 0 then 0 else 1 end end,
                case when w.rate_limit is not null
                     then floor(extract(epoch from now() + v_horizon
                                                   - greatest(l.paced_until, now() + webhooks_private.pacing_lead()))

@@ -111,3 +111,32 @@ test('a failing endpoint costs one probe per growing interval; its deliveries go
   );
   t.pass();
 });
+
+test('a probe that hangs lets no second probe through, however short the probe interval', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_after = 2`);
+  // waits far shorter than the request timeout (the settings allow 0 s)
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_probe_interval = '50 milliseconds'`);
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_probe_max_interval = '50 milliseconds'`);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/down') });
+  // one request at a time until the breaker opens
+  await database.pool.query('update webhooks.webhooks set max_in_flight = 1 where id = $1', [webhook.id]);
+  // two quick failures open the breaker; every request after them hangs
+  receiver.route('/down', { secret: webhook.secret, replies: [500, 500], otherwise: 'hang' });
+  for (let i = 0; i < 8; i++) await f.contact(company.id);
+
+  const relay = testRelay(database.url, { RELAY_REQUEST_TIMEOUT_MS: '1500', RELAY_LEASE_MS: '5000' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await waitForRows(database.pool, 'select 1 from webhooks_private.lanes where webhook_id = $1 and open_until is not null',
+    [webhook.id], (rows) => rows.length === 1);
+  // open: room for a second request beside a probe that hangs, were it let through
+  await database.pool.query('update webhooks.webhooks set max_in_flight = 2 where id = $1', [webhook.id]);
+  const before = receiver.received('/down').length;
+
+  // two probes: each went once every request before it had ended (timed out)
+  const probes = (await receiver.waitFor(before + 2, { path: '/down' })).slice(before);
+  t.deepEqual(probes.map((r) => r.concurrent), [1, 1], `requests to the endpoint at once: ${probes.map((r) => r.concurrent).join(', ')}`);
+  const { rows: [lane] } = await database.pool.query('select probes, open_until is not null as open from webhooks_private.lanes where webhook_id = $1', [webhook.id]);
+  t.true(lane.open && lane.probes >= 2, JSON.stringify(lane));
+});
