@@ -21,6 +21,14 @@ import type { DeliveryJob } from './queries.ts';
 export class Holdings {
   /** each claim's job, until it ends */
   private readonly jobs = new Set<DeliveryJob>();
+  /**
+   * Jobs whose request was made and whose result could not be written (the settle
+   * left it out, or refused it on its own), until (Date.now()) their lease has run
+   * out: the delivery is still leased to this relay, and the rescue is to record
+   * that attempt. Handed back as unsent, it lost the attempt from its history and
+   * its count, and went again at once.
+   */
+  private readonly unwritten = new Map<DeliveryJob, number>();
   private doubt = false;
 
   /** A claim or a release whose connection failed before its answer came: leases the relay does not hold may exist. */
@@ -41,6 +49,11 @@ export class Holdings {
     for (const job of jobs) this.jobs.delete(job);
   }
 
+  /** Requests made whose results were not written: still this relay's until `until` (its lease's end, or later). */
+  unwrittenUntil(jobs: Iterable<DeliveryJob>, until: number): void {
+    for (const job of jobs) this.unwritten.set(job, until);
+  }
+
   /** A claim or a release got no answer (its connection failed): it may or may not have run. */
   answerLost(): void {
     this.doubt = true;
@@ -51,8 +64,9 @@ export class Holdings {
    * others leased to this relay. Resolves with what it released; rejects (the doubt
    * remains) if it does.
    */
-  async endDoubt(release: (heldIds: string[]) => Promise<number>): Promise<number> {
-    const released = await release([...new Set(Array.from(this.jobs, (job) => job.deliveryId))]);
+  async endDoubt(release: (heldIds: string[]) => Promise<number>, now = Date.now()): Promise<number> {
+    for (const [job, until] of this.unwritten) if (until <= now) this.unwritten.delete(job);
+    const released = await release([...new Set(Array.from([...this.jobs, ...this.unwritten.keys()], (job) => job.deliveryId))]);
     this.doubt = false;
     return released;
   }

@@ -110,6 +110,12 @@ export class Relay {
       batchSize: settleBatchSize(settings.batchSize),
       metrics: this.metrics,
       onWritten: (results) => this.holdings.ended(results.map((result) => result.job)),
+      // still leased to this relay: not to be handed back as never sent while the
+      // lease holds (a lease from its claim, or from a paced one's slot end: at most
+      // a lease from now, or from that slot end)
+      onUnwritten: (results) => {
+        for (const { job } of results) this.holdings.unwrittenUntil([job], Math.max(Date.now(), job.sendUntil ?? 0) + settings.leaseMs);
+      },
       onSettled: () => {
         if (this.mode === 'held_back') this.kick();
         // settled deliveries free their webhook's fleet-wide slots (max_in_flight):

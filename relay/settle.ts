@@ -90,6 +90,7 @@ export class Settler {
 
   private readonly onSettled: () => void;
   private readonly onWritten: (results: readonly AttemptResult[]) => void;
+  private readonly onUnwritten: (results: readonly AttemptResult[]) => void;
   private readonly metrics: RelayMetrics | undefined;
 
   constructor(options: {
@@ -103,6 +104,8 @@ export class Settler {
     onSettled?: () => void;
     /** the results no longer waiting: written (or, refused on their own, dropped) */
     onWritten?: (results: readonly AttemptResult[]) => void;
+    /** of those, the ones the database did not take: left out of a settle (lease lost, row held), or refused */
+    onUnwritten?: (results: readonly AttemptResult[]) => void;
     /** counts each settled attempt by the state SQL gave it */
     metrics?: RelayMetrics;
   }) {
@@ -114,6 +117,7 @@ export class Settler {
     this.gatherMs = options.gatherMs ?? SETTLE_GATHER_MS;
     this.onSettled = options.onSettled ?? (() => {});
     this.onWritten = options.onWritten ?? (() => {});
+    this.onUnwritten = options.onUnwritten ?? (() => {});
   }
 
   get waiting(): number {
@@ -217,6 +221,7 @@ export class Settler {
           { err: error, delivery: result.job.deliveryId, webhook: result.job.webhookId, attempt: result.job.attempt },
           'cannot settle this attempt; its lease will run out and the rescue takes it from there',
         );
+        this.onUnwritten([result]);
       }
       this.done(1);
     }
@@ -229,9 +234,11 @@ export class Settler {
     // only for a line that is written
     const logSettled = this.log.isLevelEnabled('info');
     const attempts: SettledAttempt[] = [];
+    const unwritten: AttemptResult[] = [];
     for (const result of batch) {
       const row = settled.get(result.job.deliveryId);
       if (row) attempts.push({ state: row.state, durationMs: result.durationMs });
+      else unwritten.push(result);
       if (row && !logSettled) continue;
       const fields = {
         delivery: result.job.deliveryId,
@@ -256,5 +263,6 @@ export class Settler {
       }
     }
     this.metrics?.settled(attempts);
+    if (unwritten.length > 0) this.onUnwritten(unwritten);
   }
 }

@@ -2,6 +2,7 @@
 // writes the batch one by one, drops the refused result, and the rescue takes over
 // that delivery once its lease runs out.
 import test from 'ava';
+import { freezableProxy } from '../helpers/proxy.ts';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
 
@@ -93,4 +94,43 @@ test('a stored secret that cannot sign (the tables\' check lets "whsec_" through
     t.like(delivery, { state: 'failed', attempts: 1, last_error: `not sent: the webhook's signing secret cannot sign (${why})` });
   }
   t.deepEqual(receiver.requests.map((r) => r.path), ['/fine']);
+});
+
+test('a result that could not be written is still held until its lease runs out: a hand-back after a lost claim answer does not take it for never sent', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/gone'), maxAttempts: 1 });
+  receiver.route('/gone', { otherwise: 410 });
+  // as in the first test: the disable its 410 asks for cannot be written
+  await database.pool.query(`alter table webhooks.webhooks disable trigger _100_validate`);
+  await database.pool.query(`update webhooks.webhooks set fields = '{shoe_size}' where id = $1`, [gone.id]);
+  await database.pool.query(`alter table webhooks.webhooks enable trigger _100_validate`);
+  const contact = await f.contact(company.id);
+  const proxy = await freezableProxy(new URL(database.url));
+  t.teardown(() => proxy.close());
+
+  const { log, lines } = rememberedLog(5_000);
+  const logged = (msg: string) => lines().some((line) => (JSON.parse(line).msg as string).startsWith(msg));
+  // the default lease, a minute: past this test
+  const relay = testRelay(proxy.url, { RELAY_DB_QUERY_TIMEOUT_MS: '2000', RELAY_LEASE_MS: '60000' }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await receiver.waitFor(1, { path: '/gone' });
+  await until('the 410 is refused and dropped', async () => logged('cannot settle this attempt'));
+
+  // a claim whose answer is lost: the relay hands back what is leased to it and not
+  // held, before its next claim
+  const later = await f.webhook({ companyId: company.id, actions: ['contact.updated'], url: receiver.url('/later') });
+  receiver.route('/later', { secret: later.secret, otherwise: 200 });
+  proxy.deafen();
+  await database.pool.query(`update crm.contacts set first_name = 'Later' where id = $1`, [contact.id]);
+  await until('the hand-back of what the relay does not hold', async () =>
+    logged('released deliveries leased to this relay that it did not hold'), 30_000);
+  await waitForFinalDeliveries(database.pool, [later.id], 1, 30_000);
+
+  // the dropped result's delivery is still leased, its attempt counted: the request
+  // it made was not taken back as never sent, nor made again
+  const { rows: [delivery] } = await database.pool.query(
+    'select state, attempts, locked_by is not null as leased from webhooks.deliveries where webhook_id = $1', [gone.id]);
+  t.deepEqual(delivery, { state: 'in_flight', attempts: 1, leased: true });
+  t.is(receiver.received('/gone').length, 1);
 });
