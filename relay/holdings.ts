@@ -22,13 +22,13 @@ export class Holdings {
   /** each claim's job, until it ends */
   private readonly jobs = new Set<DeliveryJob>();
   /**
-   * Jobs whose request was made and whose result could not be written (the settle
-   * left it out, or refused it on its own), until (Date.now()) their lease has run
-   * out: the delivery is still leased to this relay, and the rescue is to record
-   * that attempt. Handed back as unsent, it lost the attempt from its history and
-   * its count, and went again at once.
+   * Deliveries whose request was made and whose result could not be written (the
+   * settle left it out, or refused it on its own), by id, until (Date.now()) their
+   * lease has run out: still leased to this relay, and the rescue is to record that
+   * attempt. Handed back as unsent, the attempt went missing from its history and
+   * its count, and the delivery went again at once.
    */
-  private readonly unwritten = new Map<DeliveryJob, number>();
+  private readonly unwritten = new Map<string, number>();
   private doubt = false;
 
   /** A claim or a release whose connection failed before its answer came: leases the relay does not hold may exist. */
@@ -49,9 +49,18 @@ export class Holdings {
     for (const job of jobs) this.jobs.delete(job);
   }
 
-  /** Requests made whose results were not written: still this relay's until `until` (its lease's end, or later). */
-  unwrittenUntil(jobs: Iterable<DeliveryJob>, until: number): void {
-    for (const job of jobs) this.unwritten.set(job, until);
+  /** A request made whose result was not written: its delivery is this relay's until `until` (its lease's end, or later). */
+  unwrittenUntil(job: DeliveryJob, until: number, now = Date.now()): void {
+    this.forgetUnwritten(now);
+    this.unwritten.set(job.deliveryId, Math.max(until, this.unwritten.get(job.deliveryId) ?? 0));
+  }
+
+  /** Those whose lease is over, from the oldest noted (their ends come in about that order). */
+  private forgetUnwritten(now: number): void {
+    for (const [id, until] of this.unwritten) {
+      if (until > now) break;
+      this.unwritten.delete(id);
+    }
   }
 
   /** A claim or a release got no answer (its connection failed): it may or may not have run. */
@@ -65,8 +74,8 @@ export class Holdings {
    * remains) if it does.
    */
   async endDoubt(release: (heldIds: string[]) => Promise<number>, now = Date.now()): Promise<number> {
-    for (const [job, until] of this.unwritten) if (until <= now) this.unwritten.delete(job);
-    const released = await release([...new Set(Array.from([...this.jobs, ...this.unwritten.keys()], (job) => job.deliveryId))]);
+    this.forgetUnwritten(now);
+    const released = await release([...new Set([...Array.from(this.jobs, (job) => job.deliveryId), ...this.unwritten.keys()])]);
     this.doubt = false;
     return released;
   }

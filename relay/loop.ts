@@ -114,7 +114,7 @@ export class Relay {
       // lease holds (a lease from its claim, or from a paced one's slot end: at most
       // a lease from now, or from that slot end)
       onUnwritten: (results) => {
-        for (const { job } of results) this.holdings.unwrittenUntil([job], Math.max(Date.now(), job.sendUntil ?? 0) + settings.leaseMs);
+        for (const { job } of results) this.holdings.unwrittenUntil(job, Math.max(Date.now(), job.sendUntil ?? 0) + settings.leaseMs);
       },
       onSettled: () => {
         if (this.mode === 'held_back') this.kick();

@@ -52,3 +52,19 @@ test('a delivery claimed again while its earlier attempt\'s result waits stays h
   holdings.ended([second]);
   t.is(holdings.size, 0);
 });
+
+test('a request made whose result was not written stays the relay\'s for the hand-back until its lease is over', async (t) => {
+  const holdings = new Holdings();
+  const made = job('7');
+  holdings.claimed([made]);
+  holdings.unwrittenUntil(made, 60_000, 0);
+  holdings.ended([made]);
+  const told: string[][] = [];
+  const release = async (held: string[]) => {
+    told.push(held);
+    return 0;
+  };
+  await holdings.endDoubt(release, 59_999);
+  await holdings.endDoubt(release, 60_000);
+  t.deepEqual(told, [['7'], []]);
+});
