@@ -13,8 +13,11 @@ const REQUEST_ERRORS = new Set([
   '22P02', // invalid_text_representation (e.g. an unknown action as text)
   '22003', // numeric_value_out_of_range (e.g. an id beyond bigint)
   '22021', // character_not_in_repertoire (e.g. a NUL character in text)
+  '22P05', // untranslatable_character (e.g. \u0000 in a JSON argument)
   '22007', // invalid_datetime_format
   '22008', // datetime_field_overflow
+  '22009', // invalid_time_zone_displacement_value (e.g. a time at +99:00)
+  '22015', // interval_field_overflow (e.g. an interval of 10^18 seconds)
   '22023', // invalid_parameter_value
   '23502', // not_null_violation
   '23503', // foreign_key_violation

@@ -113,6 +113,41 @@ test('a NUL in text and a number beyond bigint are input errors that say so, not
   t.is(await webhookCount(company.id), 0);
 });
 
+test('a time zone offset out of range, an interval field out of range and a NUL in a JSON argument are input errors that say so, not "An error occurred"', async (t) => {
+  // each was masked as an internal error: 22009, 22015 and 22P05 are Postgres reading
+  // the caller's text, as 22007 and 22021 are
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const token = await api().token(company.id);
+  const HISTORY = 'query($id: BigInt!, $since: Datetime) { webhookById(id: $id) { history(since: $since) { nodes { id } } } }';
+  for (const since of ['2026-01-01T00:00:00+99:00', '-9999-01-01T00:00:00Z']) {
+    const response = await api().gql(token, HISTORY, { id: hook.id, since });
+    t.is(response.errors?.length, 1, since);
+    t.notRegex(response.errors![0].message, /An error occurred/, since);
+    t.regex(response.errors![0].message, /time zone displacement out of range/, since);
+    t.is(response.errors![0].extensions?.code, '22009', since);
+  }
+
+  const WINDOW = 'mutation($id: BigInt!, $window: IntervalInput) { setWebhookDelivery(input: { id: $id, coalesceWindow: $window, ordered: false }) { result { id } } }';
+  const window = await api().gql(token, WINDOW, { id: hook.id, window: { seconds: 1e18 } });
+  t.is(window.errors?.length, 1);
+  t.notRegex(window.errors![0].message, /An error occurred/);
+  t.regex(window.errors![0].message, /interval field value out of range/);
+  t.is(window.errors![0].extensions?.code, '22015');
+
+  const UPDATE = 'mutation($id: BigInt!, $conditions: JSON) { updateWebhook(input: { id: $id, conditions: $conditions }) { result { id } } }';
+  for (const conditions of [{ field: 'city', op: 'eq', value: 'Spring\u0000field' }, { field: 'custom.a\u0000', op: 'is_null' }]) {
+    const response = await api().gql(token, UPDATE, { id: hook.id, conditions });
+    t.is(response.errors?.length, 1);
+    t.notRegex(response.errors![0].message, /An error occurred/);
+    t.regex(response.errors![0].message, /unsupported Unicode escape sequence/);
+    t.is(response.errors![0].extensions?.code, '22P05');
+  }
+  const { rows: [row] } = await db().pool.query('select conditions, coalesce_window from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(row, { conditions: null, coalesce_window: null }, 'nothing was changed');
+});
+
 test('a missing webhook named by webhookId is refused naming webhook_id, the argument the caller gave', async (t) => {
   const company = await factories(db().pool).company();
   const token = await api().token(company.id);
