@@ -97,6 +97,28 @@ begin
 end;
 $$;
 
+-- private: is the text between a URL's brackets an IPv6 address, as the URL standard's
+-- IPv6 parser reads one? Postgres's inet reads the same forms, but for an IPv4 address
+-- (no colon) and an embedded IPv4 address of fewer than four parts (::1.2.3), which
+-- the standard refuses, as it does a part with a leading zero (::01.2.3.4). Only
+-- configuration calls it: it may try the cast. (p_text: tenant text, read by a
+-- regular expression and the inet type's input function only.)
+create or replace function webhooks_private.is_ipv6_address(p_text text)
+returns boolean
+language plpgsql
+immutable
+as $$
+begin
+  if p_text is null or p_text !~ ':'
+     or (p_text ~ '[.]' and p_text !~ ':(0|[1-9][0-9]{0,2})([.](0|[1-9][0-9]{0,2})){3}$') then
+    return false;
+  end if;
+  return family(p_text::inet) = 6 and masklen(p_text::inet) = 128;
+exception when others then
+  return false;
+end;
+$$;
+
 -- private: the most webhooks one company may have, disabled ones included: the
 -- setting webhooks.max_webhooks_per_company (02_settings.sql: 100 unless changed). A
 -- company needs a handful (one per receiving service, or per status tag); each
@@ -211,6 +233,13 @@ begin
      or length(new.url) > 2048 then
     perform webhooks_private.config_error('webhook_url_invalid', 'url',
       format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', left(new.url, 2100)));
+  end if;
+  -- an IPv6 literal: brackets that hold an address ([:::::] and [1.2.3.4] fit the
+  -- pattern above, and the relay's parser refuses them)
+  if new.url ~ '^[A-Za-z]+://\[' and not webhooks_private.is_ipv6_address(substring(new.url from '^[A-Za-z]+://\[([^]]*)\]')) then
+    perform webhooks_private.config_error('webhook_url_invalid', 'url',
+      format('webhook url host is in brackets but is no IPv6 address, got %L',
+             left(substring(new.url from '^[A-Za-z]+://(\[[^]]*\]?)'), 300)));
   end if;
   if webhooks_private.host_is_bad_number(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
     perform webhooks_private.config_error('webhook_url_invalid', 'url',

@@ -89,6 +89,27 @@ test('refused: a URL whose authority is no host and port, which the relay could 
   }
 });
 
+test('refused: brackets that hold no IPv6 address, which the URL standard (and so the relay) refuses (webhook_url_invalid)', async (t) => {
+  // each was stored, and every delivery of the webhook failed with "invalid URL"
+  const known = await ids();
+  for (const host of ['[:::::]', '[1.2.3.4]', '[1::2::3]', '[12345::]', '[1:2:3:4:5:6:7:8:9]', '[::1.2.3]', '[::1.2]',
+    '[::1.2.3.256]', '[::01.2.3.4]', '[1.2.3.4::]', '[:]', '[.]', '[::ffff:1.2.3.04]', '[1:2:3:4:5:6:7:1.2.3.4]']) {
+    const url = `http://${host}/in`;
+    t.throws(() => new URL(url), undefined, url);
+    const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url }));
+    t.is(error.constraint, 'webhook_url_invalid', url);
+    t.is(error.column, 'url', url);
+    t.regex(error.message, /no IPv6 address/, url);
+  }
+  // every form of an IPv6 address: accepted
+  for (const host of ['[::1]', '[::]', '[2001:DB8::1]', '[1:2:3:4:5:6:7:8]', '[1:2:3:4:5:6:7::]', '[::1:2:3:4:5:6:7]',
+    '[0001::]', '[::ffff:203.0.113.9]', '[1:2:3:4:5:6:1.2.3.4]', '[fe80::0.0.0.0]', '[2001:db8::1]:8443']) {
+    const url = `http://${host}/in`;
+    t.notThrows(() => new URL(url), url);
+    await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url }), url);
+  }
+});
+
 test('refused: a host that ends in a number but is no IPv4 address, which the URL standard (and so the relay) refuses (webhook_url_invalid)', async (t) => {
   // each was stored, and every delivery of the webhook failed with "invalid URL"
   const known = await ids();
