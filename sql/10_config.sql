@@ -97,6 +97,40 @@ begin
 end;
 $$;
 
+-- private: do a URL host's percent-escapes decode to something the URL standard
+-- refuses in a host? It decodes them before it reads the host, so an escape may not
+-- stand for what may not be written there: a control character, a space, DEL, or one
+-- of # % / : < > ? @ [ \ ] ^ | (the forbidden domain code points); and the bytes
+-- decoded must be UTF-8. (p_host: the authority without its port; tenant text, read
+-- by regular expressions and decode() only.)
+create or replace function webhooks_private.host_is_bad_escape(p_host text)
+returns boolean
+language plpgsql
+immutable
+as $$
+declare
+  v_bytes bytea := '';
+  i integer := 1;
+begin
+  if p_host is null or strpos(p_host, '%') = 0 then
+    return false;
+  end if;
+  while i <= length(p_host) loop
+    if substr(p_host, i, 1) = '%' and substr(p_host, i + 1, 2) ~ '^[0-9A-Fa-f]{2}$' then
+      v_bytes := v_bytes || decode(substr(p_host, i + 1, 2), 'hex');
+      i := i + 3;
+    else
+      v_bytes := v_bytes || convert_to(substr(p_host, i, 1), 'UTF8');
+      i := i + 1;
+    end if;
+  end loop;
+  -- (convert_from refuses bytes that are no UTF-8, and NUL)
+  return convert_from(v_bytes, 'UTF8') ~ '[\u0001-\u0020#%/:<>?@\[\\\]^|\u007f]';
+exception when others then
+  return true;
+end;
+$$;
+
 -- private: is the text between a URL's brackets an IPv6 address, as the URL standard's
 -- IPv6 parser reads one? Postgres's inet reads the same forms, but for an IPv4 address
 -- (no colon) and an embedded IPv4 address of fewer than four parts (::1.2.3), which
@@ -240,6 +274,11 @@ begin
     perform webhooks_private.config_error('webhook_url_invalid', 'url',
       format('webhook url host is in brackets but is no IPv6 address, got %L',
              left(substring(new.url from '^[A-Za-z]+://(\[[^]]*\]?)'), 300)));
+  end if;
+  if webhooks_private.host_is_bad_escape(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
+    perform webhooks_private.config_error('webhook_url_invalid', 'url',
+      format('webhook url host has percent-escapes of characters a host may not hold (a control character, a space, # %% / : < > ? @ [ \ ] ^ |) or of bytes that are no UTF-8, got %L',
+             left(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)'), 300)));
   end if;
   if webhooks_private.host_is_bad_number(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
     perform webhooks_private.config_error('webhook_url_invalid', 'url',

@@ -89,6 +89,27 @@ test('refused: a URL whose authority is no host and port, which the relay could 
   }
 });
 
+test('refused: a host whose percent-escapes decode to a character the URL standard forbids in a host, or to no UTF-8 (webhook_url_invalid)', async (t) => {
+  // each was stored, and every delivery of the webhook failed with "invalid URL": the
+  // standard decodes a host's escapes before it reads the host
+  const known = await ids();
+  for (const host of ['a%20b', 'a%2fb', 'a%00b', 'a%25b', 'a%3Ab', 'a%40b', 'a%5bb', 'a%5Db', 'a%5cb', 'a%7cb', 'a%5eb',
+    'a%3cb', 'a%3eb', 'a%23b', 'a%3fb', 'a%09b', 'a%01b', 'a%1fb', 'a%7fb', 'a%ff', 'a%c3', 'a%80b', 'a%ed%a0%80b']) {
+    const url = `http://${host}.example/in`;
+    t.throws(() => new URL(url), undefined, url);
+    const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url }));
+    t.is(error.constraint, 'webhook_url_invalid', url);
+    t.is(error.column, 'url', url);
+    t.regex(error.message, /percent-escapes/, url);
+  }
+  // escapes of what a host may hold: accepted
+  for (const host of ['recei%76er', 'a%2eb', 'a%c3%a9', 'a%2ab', 'a%7eb', 'a%22b', 'a%e3%80%82b', '%ef%bb%bfa']) {
+    const url = `http://${host}.example/in`;
+    t.notThrows(() => new URL(url), url);
+    await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url }), url);
+  }
+});
+
 test('refused: brackets that hold no IPv6 address, which the URL standard (and so the relay) refuses (webhook_url_invalid)', async (t) => {
   // each was stored, and every delivery of the webhook failed with "invalid URL"
   const known = await ids();
