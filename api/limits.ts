@@ -6,7 +6,7 @@
 // docs/api-limits.md lists each limit, its default, its code and its setting.
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { constant, lambda, SafeError, type Step } from 'postgraphile/grafast';
-import { getNamedType, getNullableType, GraphQLError, isCompositeType, isListType, isObjectType, Kind, type FieldNode, type GraphQLCompositeType, type GraphQLField, type SelectionSetNode, type ValidationContext, type ValidationRule } from 'postgraphile/graphql';
+import { getNamedType, getNullableType, GraphQLError, isCompositeType, isInterfaceType, isListType, isObjectType, Kind, type FieldNode, type GraphQLCompositeType, type GraphQLField, type GraphQLNamedType, type SelectionSetNode, type ValidationContext, type ValidationRule } from 'postgraphile/graphql';
 import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
 
 export interface ApiLimits {
@@ -16,6 +16,8 @@ export interface ApiLimits {
   maxDepth: number;
   /** field values one answer may hold: each connection multiplies what it selects by its page size */
   maxNodes: number;
+  /** fields of one request that each plan a read of their own (plannedFieldWeight) */
+  maxPlannedFields: number;
   /** rows of one connection page when neither first nor last is given */
   defaultPageSize: number;
   /** the most first / last may ask for */
@@ -36,6 +38,10 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   maxBodyBytes: 100_000,
   maxDepth: 8,
   maxNodes: 20_000,
+  // the Reports page's requests plan at most 9 (a webhook's history); the planning of n of them grows as n²
+  // (a one-row page of history 25 times: about 65 ms of the server's thread, 500
+  // times: 4 to 8 s)
+  maxPlannedFields: 50,
   defaultPageSize: 100,
   maxPageSize: 1_000,
   statementTimeoutMs: 5_000,
@@ -55,6 +61,7 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
   maxBodyBytes: 'API_MAX_BODY_BYTES',
   maxDepth: 'API_MAX_DEPTH',
   maxNodes: 'API_MAX_NODES',
+  maxPlannedFields: 'API_MAX_PLANNED_FIELDS',
   defaultPageSize: 'API_DEFAULT_PAGE_SIZE',
   maxPageSize: 'API_MAX_PAGE_SIZE',
   statementTimeoutMs: 'API_STATEMENT_TIMEOUT_MS',
@@ -163,26 +170,42 @@ export function depthRule(limits: ApiLimits): ValidationRule {
   }) as unknown as ValidationRule;
 }
 
+/** A field as written, with its definition (none for an unknown field or __typename) and whether it is a field of a root type (Query, Mutation). */
+interface WrittenField {
+  node: FieldNode;
+  definition: GraphQLField<unknown, unknown> | undefined;
+  ofRoot: boolean;
+}
+
 /** What one field of a selection counts (`self`), and whether what it selects counts too. */
-type FieldWeight = (field: FieldNode) => { self: number; inside: boolean };
+type FieldWeight = (field: WrittenField) => { self: number; inside: boolean };
 
 /** The fields selected in the selection set, weighed, each fragment counted as often as it is spread. */
 function expandedCount(context: ValidationContext, selectionSet: SelectionSetNode | undefined,
-  weigh: FieldWeight, fragments: Map<string, number>): number {
+  parent: GraphQLNamedType | undefined, weigh: FieldWeight, fragments: Map<string, number>): number {
+  const schema = context.getSchema();
+  const ofRoot = parent !== undefined && (parent === schema.getQueryType() || parent === schema.getMutationType());
   let count = 0;
   for (const selection of selectionSet?.selections ?? []) {
     if (selection.kind === Kind.FIELD) {
-      const { self, inside } = weigh(selection);
-      count += self + (inside ? expandedCount(context, selection.selectionSet, weigh, fragments) : 0);
+      const definition = parent && (isObjectType(parent) || isInterfaceType(parent))
+        ? parent.getFields()[selection.name.value] : undefined;
+      const { self, inside } = weigh({ node: selection, definition, ofRoot });
+      count += self + (inside
+        ? expandedCount(context, selection.selectionSet, definition && getNamedType(definition.type), weigh, fragments)
+        : 0);
     } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-      count += expandedCount(context, selection.selectionSet, weigh, fragments);
+      const type = selection.typeCondition ? schema.getType(selection.typeCondition.name.value) : parent;
+      count += expandedCount(context, selection.selectionSet, type, weigh, fragments);
     } else {
       const name = selection.name.value;
       let size = fragments.get(name);
       if (size === undefined) {
         // a cycle counts nothing here: NoFragmentCyclesRule refuses it
         fragments.set(name, 0);
-        size = expandedCount(context, context.getFragment(name)?.selectionSet, weigh, fragments);
+        const fragment = context.getFragment(name);
+        const type = fragment ? schema.getType(fragment.typeCondition.name.value) : undefined;
+        size = expandedCount(context, fragment?.selectionSet, type, weigh, fragments);
         fragments.set(name, size);
       }
       count += size;
@@ -196,8 +219,25 @@ const EVERY_FIELD: FieldWeight = () => ({ self: 1, inside: true });
 
 /** The introspection fields that answer from the schema: one each, and nothing inside counted. */
 const INTROSPECTION_FIELDS = new Set(['__schema', '__type']);
-const INTROSPECTION: FieldWeight = (field) =>
-  INTROSPECTION_FIELDS.has(field.name.value) ? { self: 1, inside: false } : { self: 0, inside: true };
+const INTROSPECTION: FieldWeight = ({ node }) =>
+  INTROSPECTION_FIELDS.has(node.name.value) ? { self: 1, inside: false } : { self: 0, inside: true };
+
+/**
+ * The fields that each plan a read of their own: every field of Query or Mutation (a
+ * function, a table, a mutation; a mutation's payload selects Query again), every field that takes arguments (a connection, a computed
+ * field such as historyCount) and every field that selects fields (a row, a page).
+ * A column of a row that takes no arguments is read with its row, and counts nothing.
+ * The planner compares each such field's steps with the others' to merge them, so
+ * its time grows with the square of their number: 500 aliases of a one-row page of
+ * history (31 kB, about 1,500 values) held the server's one thread, which every
+ * company shares, for 4 to 8 s. Introspection is answered from the schema, not
+ * planned (and asked once a request, above).
+ */
+const PLANNED_FIELD: FieldWeight = ({ node, definition, ofRoot }) => {
+  if (node.name.value.startsWith('__')) return { self: 0, inside: false };
+  const planned = ofRoot || definition === undefined || definition.args.length > 0 || isCompositeType(getNamedType(definition.type));
+  return { self: planned ? 1 : 0, inside: true };
+};
 
 /**
  * Fields as the planner sees them, fragments expanded, at most the node limit; and
@@ -213,13 +253,22 @@ const INTROSPECTION: FieldWeight = (field) =>
 export function expandedFieldsRule(limits: ApiLimits): ValidationRule {
   return (context) => ({
     OperationDefinition(operation) {
-      const found = expandedCount(context, operation.selectionSet, EVERY_FIELD, new Map());
+      const root = context.getSchema().getRootType(operation.operation) ?? undefined;
+      const found = expandedCount(context, operation.selectionSet, root, EVERY_FIELD, new Map());
       if (found > limits.maxNodes) {
         context.reportError(refusal(
           `query selects too many fields: ${found} with its fragments expanded, at most ${limits.maxNodes} (${LIMIT_SETTINGS.maxNodes}); spread fewer fragments`,
           LIMIT_CODES.nodes, { limit: limits.maxNodes, found }));
       }
-      const introspections = expandedCount(context, operation.selectionSet, INTROSPECTION, new Map());
+      const planned = expandedCount(context, operation.selectionSet, root, PLANNED_FIELD, new Map());
+      // (one refusal at a time: a document of too many fields is refused for that already)
+      if (found <= limits.maxNodes && planned > limits.maxPlannedFields) {
+        context.reportError(refusal(
+          `query plans too many fields: ${planned} fields of Query or Mutation, fields with arguments and fields that select fields, ` +
+          `at most ${limits.maxPlannedFields} (${LIMIT_SETTINGS.maxPlannedFields}); ask in fewer aliases, or in several requests`,
+          LIMIT_CODES.nodes, { limit: limits.maxPlannedFields, found: planned }));
+      }
+      const introspections = expandedCount(context, operation.selectionSet, root, INTROSPECTION, new Map());
       if (introspections > 1) {
         context.reportError(refusal(
           `query asks for the schema ${introspections} times: introspection (__schema, __type) at most once a request`,

@@ -70,9 +70,53 @@ test('a query within the depth whose pages multiply past the node limit is refus
 
 test('aliases do not escape the node limit', async (t) => {
   const { viewer } = await busyCompany();
-  const aliases = Array.from({ length: 300 }, (_, i) => `a${i}: allDeliveries { nodes { id } }`).join('\n');
+  const aliases = Array.from({ length: 10 }, (_, i) => `a${i}: allDeliveries(first: 1000) { nodes { id } }`).join('\n');
   const refused = await api().gql(viewer, `{ ${aliases} }`);
   t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
+  t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxNodes);
+});
+
+test('fields that each plan a read of their own are at most API_MAX_PLANNED_FIELDS a request, however few values they answer', async (t) => {
+  const { viewer, hook } = await busyCompany();
+  // 500 aliases of a one-row page of history, 31 kB and about 1,500 values, held the
+  // server's one thread for 4 to 8 s while it planned them (every company's requests
+  // waited), and the planning grows with the square of the fields
+  const since = (i: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
+  const histories = (n: number) => `query($id: BigInt!) { webhookById(id: $id) { ${Array.from({ length: n }, (_, i) =>
+    `a${i}: history(since: "${since(i)}", first: 1) { nodes { id } }`).join(' ')} } }`;
+  let lag = 0;
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    lag = Math.max(lag, now - last - 10);
+    last = now;
+  }, 10);
+  const refused = await api().gql(viewer, histories(500), { id: hook.id });
+  clearInterval(timer);
+  t.is(refused.data, undefined);
+  t.is(refused.errors?.length, 1);
+  t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
+  t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxPlannedFields);
+  // webhookById, and each alias's history and its nodes
+  t.is(refused.errors?.[0].extensions?.found, 1 + 2 * 500);
+  t.regex(refused.errors![0].message, /API_MAX_PLANNED_FIELDS/);
+  t.true(lag < 500, `the server's thread was held ${Math.round(lag)} ms`);
+
+  // top-level fields count each, arguments or not; leaves of a row do not
+  const roots = Array.from({ length: DEFAULT_LIMITS.maxPlannedFields + 1 }, (_, i) => `a${i}: currentCompanyId`).join(' ');
+  t.is((await api().gql(viewer, `{ ${roots} }`)).errors?.[0].extensions?.found, DEFAULT_LIMITS.maxPlannedFields + 1);
+  const leaves = Array.from({ length: 100 }, (_, i) => `a${i}: name`).join(' ');
+  t.is((await api().gql(viewer, `{ allWebhooks(first: 2) { nodes { ${leaves} } } }`)).errors, undefined);
+  // so do fragments, spread by spread
+  const spread = await api().gql(viewer, `query($id: BigInt!) { webhookById(id: $id) { ...H ...H ...H ...H ...H ...H } }
+    fragment H on Webhook { ${Array.from({ length: 10 }, (_, i) => `h${i}: historyCount(since: "${since(i)}")`).join(' ')} }`, { id: hook.id });
+  t.is(spread.errors?.[0].extensions?.found, 1 + 60);
+  // the page's own requests stay far within it, and so does a fair number of aliases
+  const within = await api().gql(viewer, histories(Math.floor((DEFAULT_LIMITS.maxPlannedFields - 1) / 2)), { id: hook.id });
+  t.is(within.errors, undefined);
+  t.is(within.data.webhookById.a0.nodes.length, 1);
+  const whole = await api().gql(viewer, getIntrospectionQuery());
+  t.is(whole.errors, undefined);
 });
 
 test('fragments spread again and again do not escape the node limit', async (t) => {
