@@ -92,15 +92,46 @@ begin
 end;
 $$;
 
--- private: how many contacts a backfill of this webhook will send, as of now
-create or replace function webhooks_private.backfill_total(p_webhook webhooks.webhooks)
+-- private: the contacts a backfill of the company examines, as of now: those of the
+-- company and those assigned to one of its users (backfill_contacts' ids), counted
+-- from the indexes alone
+create or replace function webhooks_private.backfill_examined(p_company_id bigint)
 returns bigint
 language sql
 stable
 as $$
   select count(*)
-  from webhooks_private.backfill_contacts(p_webhook.company_id, 0, 2147483647) c
-  where webhooks_private.backfill_wants(p_webhook.conditions, to_jsonb(c));
+  from ((select o.id from crm.contacts o where o.company_id = p_company_id)
+        union
+        (select a.contact_id from crm.users u
+         join crm.contact_assignments a on a.user_id = u.id
+         where u.company_id = p_company_id)) ids;
+$$;
+
+-- private: how many contacts a backfill of this webhook will send, as of now, for its
+-- first step to write as its total. A webhook with conditions sends those that pass
+-- them, which only evaluating them on every contact can tell: the step that serves
+-- every company's backfills then took as long as the company's contacts (58 s for
+-- 50,000 contacts and 99 conditions), and every other company's backfill waited. So
+-- they are evaluated only for a company of no more contacts than a batch; past that,
+-- the total is the contacts to examine (at least what will be sent), and it becomes
+-- what was sent when the backfill is done (backfill_batch_of).
+create or replace function webhooks_private.backfill_total(p_webhook webhooks.webhooks)
+returns bigint
+language plpgsql
+stable
+as $$
+declare
+  v_batch constant integer := webhooks_private.backfill_batch();
+begin
+  if p_webhook.conditions is not null
+     and (select count(*) from webhooks_private.backfill_contacts(p_webhook.company_id, 0, v_batch + 1)) <= v_batch then
+    return (select count(*)
+            from webhooks_private.backfill_contacts(p_webhook.company_id, 0, v_batch) c
+            where webhooks_private.backfill_wants(p_webhook.conditions, to_jsonb(c)));
+  end if;
+  return webhooks_private.backfill_examined(p_webhook.company_id);
+end;
 $$;
 
 -- public: a backfill's snapshots written but not finished yet (pending or in flight:

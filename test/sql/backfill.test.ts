@@ -94,6 +94,50 @@ test('the webhook\'s conditions decide who gets a snapshot; "changed" is false f
   t.like(await backfillRow(none), { state: 'done', total: '0', queued: '0' });
 });
 
+test('a step does no more than its batch for a backfill\'s total, however many contacts the company has: with conditions, the total counts every contact to examine until done', async (t) => {
+  // webhooks_relay.backfill_step serves every company's backfills one after the other.
+  // The first step of a backfill counted its total by evaluating the webhook's
+  // conditions on every contact of the company: 58 s for 50,000 contacts and 99
+  // conditions, while every other company's backfill waited.
+  const f = make();
+  const company = await f.company();
+  const CONTACTS = 2_000;
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name, city) select $1, 'F' || n, 'City ' || n from generate_series(1, $2::int) n`,
+    [company.id, CONTACTS]);
+  const leaves = (k: number) => Array.from({ length: 48 }, (_, i) => ({ field: 'city', op: 'contains', value: `nowhere ${k}.${i}` }));
+  const none = { any: [{ any: leaves(1) }, { any: leaves(2) }] };
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], conditions: none });
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+  await client.query("set webhooks.backfill_batch = '10'");
+  const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
+  const started = performance.now();
+  t.is((await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 0);
+  const elapsed = performance.now() - started;
+  t.true(elapsed < 1_000, `the first step took ${Math.round(elapsed)} ms`);
+  t.like(await backfillRow(id), { state: 'running', total: String(CONTACTS), queued: '0' });
+  // once done, the total is what was sent
+  for (let i = 0; i < 1_000 && (await backfillRow(id)).state === 'running'; i++) {
+    await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  }
+  t.like(await backfillRow(id), { state: 'done', total: '0', queued: '0' });
+
+  // without conditions, or with a company of no more contacts than a batch, the total
+  // is exact from the first step
+  const plain = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const { rows: [{ id: plainId }] } = await client.query('select webhooks.backfill($1) as id', [plain.id]);
+  await client.query('select webhooks_relay.backfill_step(p_only => $1)', [plainId]);
+  t.like(await backfillRow(plainId), { state: 'running', total: String(CONTACTS), queued: '10' });
+  const small = await f.company();
+  await f.contact(small.id, { city: 'Denver' });
+  await f.contact(small.id, { city: 'Boston' });
+  const denver = await f.webhook({ companyId: small.id, actions: ['contact.updated'], conditions: { field: 'city', op: 'eq', value: 'Denver' } });
+  const { rows: [{ id: denverId }] } = await client.query('select webhooks.backfill($1) as id', [denver.id]);
+  await client.query('select webhooks_relay.backfill_step(p_only => $1)', [denverId]);
+  t.like(await backfillRow(denverId), { total: '1', queued: '1' });
+});
+
 test('paced: a batch at a time, the next only once enough of its snapshots are sent; each snapshot due after the defer', async (t) => {
   const f = make();
   const company = await f.company();
