@@ -4,6 +4,7 @@
 // unknown field, a status of another company, a webhook that is not theirs. Those
 // pass through with their SQLSTATE and, when Postgres names them, the rule
 // (constraint) and the field (column) in `extensions`.
+import { SafeError } from 'postgraphile/grafast';
 import { defaultMaskError } from 'postgraphile/grafserv';
 import { GraphQLError } from 'postgraphile/graphql';
 import { LIMIT_CODES, LIMIT_SETTINGS } from './limits.ts';
@@ -61,7 +62,27 @@ const TRY_AGAIN_STATES = new Set(['40P01', '40001']);
 /** extensions.code of a request to send again as it is */
 const TRY_AGAIN_CODE = 'TRY_AGAIN';
 
+/**
+ * The page arguments PostGraphile refuses itself, with a message and nothing else: a
+ * cursor that is no cursor of ours or was given out for another order, and offset
+ * with last. Named here like the page arguments of api/limits.ts, so that a client
+ * can tell them apart from the rest.
+ */
+const PAGE_ARGUMENT_REFUSALS: ReadonlyArray<[RegExp, string]> = [
+  [/^Invalid cursor\b|^Invalid '(after|before)' cursor\b/, LIMIT_CODES.cursor],
+  [/^Cannot use 'offset' with 'last'/, LIMIT_CODES.pageArguments],
+];
+
 export function maskError(error: GraphQLError): GraphQLError {
+  if (error.originalError instanceof SafeError && error.extensions?.code === undefined) {
+    const code = PAGE_ARGUMENT_REFUSALS.find(([pattern]) => pattern.test(error.message))?.[1];
+    if (code) {
+      return new GraphQLError(error.message, {
+        nodes: error.nodes, source: error.source, positions: error.positions, path: error.path,
+        originalError: error.originalError, extensions: { code },
+      });
+    }
+  }
   const db = databaseErrorIn(error.originalError);
   if (db?.code && TRY_AGAIN_STATES.has(db.code)) {
     const why = db.code === '40P01' ? 'to break a deadlock with another transaction' : 'as it conflicted with another transaction';

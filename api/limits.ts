@@ -78,6 +78,8 @@ export const LIMIT_CODES = Object.freeze({
   nodes: 'QUERY_TOO_COSTLY',
   pageSize: 'PAGE_TOO_LARGE',
   pageNegative: 'PAGE_ARGUMENT_NEGATIVE',
+  pageArguments: 'PAGE_ARGUMENTS_CONFLICT',
+  cursor: 'INVALID_CURSOR',
   timeout: 'QUERY_TIMEOUT',
   companyShare: 'TOO_MANY_REQUESTS',
   jsonDepth: 'JSON_TOO_DEEP',

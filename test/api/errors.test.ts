@@ -148,6 +148,35 @@ test('a time zone offset out of range, an interval field out of range and a NUL 
   t.deepEqual(row, { conditions: null, coalesce_window: null }, 'nothing was changed');
 });
 
+test('a cursor that is not one of ours, or of another order, and offset with last are refused with a code, as every page argument is', async (t) => {
+  // their messages came through, but with no extensions.code for a client to act on
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  const token = await api().token(company.id);
+  const HISTORY = 'query($id: BigInt!, $after: Cursor) { webhookById(id: $id) { history(after: $after) { nodes { id } } } }';
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64');
+  const { data: { webhookReport: { pageInfo: { endCursor: reportCursor } } } } =
+    await api().gql(token, '{ webhookReport(first: 1) { pageInfo { endCursor } } }');
+  for (const [name, variables] of [
+    ['not base64 JSON', { after: 'garbage' }],
+    ['not a list', { after: b64({ a: 1 }) }],
+    ['a list of another order', { after: b64(['natural', 1]) }],
+    ['the report\'s cursor', { after: reportCursor }],
+  ] as const) {
+    const response = await api().gql(token, HISTORY, { id: hook.id, ...variables });
+    t.is(response.errors?.length, 1, name);
+    t.regex(response.errors![0].message, /cursor/, name);
+    t.is(response.errors![0].extensions?.code, 'INVALID_CURSOR', name);
+  }
+  const before = await api().gql(token, '{ allWebhooks(before: "Zm9v") { nodes { id } } }');
+  t.is(before.errors![0].extensions?.code, 'INVALID_CURSOR');
+  const both = await api().gql(token, '{ allWebhooks(last: 1, offset: 1) { nodes { id } } }');
+  t.regex(both.errors![0].message, /Cannot use 'offset' with 'last'/);
+  t.is(both.errors![0].extensions?.code, 'PAGE_ARGUMENTS_CONFLICT');
+});
+
 test('a missing webhook named by webhookId is refused naming webhook_id, the argument the caller gave', async (t) => {
   const company = await factories(db().pool).company();
   const token = await api().token(company.id);
