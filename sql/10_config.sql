@@ -100,8 +100,9 @@ $$;
 -- private: do a URL host's percent-escapes decode to something the URL standard
 -- refuses in a host? It decodes them before it reads the host, so an escape may not
 -- stand for what may not be written there: a control character, a space, DEL, or one
--- of # % / : < > ? @ [ \ ] ^ | (the forbidden domain code points); and the bytes
--- decoded must be UTF-8. (p_host: the authority without its port; tenant text, read
+-- of # % / : < > ? @ [ \ ] ^ | (the forbidden domain code points), nor what its IDNA
+-- processing refuses as the URL pattern does (tg_webhooks__validate, below); and the
+-- bytes decoded must be UTF-8. (p_host: the authority without its port; tenant text, read
 -- by regular expressions and decode() only.)
 create or replace function webhooks_private.host_is_bad_escape(p_host text)
 returns boolean
@@ -125,7 +126,8 @@ begin
     end if;
   end loop;
   -- (convert_from refuses bytes that are no UTF-8, and NUL)
-  return convert_from(v_bytes, 'UTF8') ~ '[\u0001-\u0020#%/:<>?@\[\\\]^|\u007f]';
+  return convert_from(v_bytes, 'UTF8')
+         ~ '[\u0001-\u0020#%/:<>?@\[\\\]^|\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef\ufffe\uffff\ue000-\uf8ff\U000f0000-\U0010ffff]';
 exception when others then
   return true;
 end;
@@ -261,9 +263,12 @@ begin
   -- the authority is a host (a name, or an IPv6 address in brackets) and an optional
   -- port, nothing else: no user, and none of the characters the URL standard forbids in
   -- a host (and which the relay's parser refuses, failing every delivery), a percent
-  -- sign only to encode a byte
+  -- sign only to encode a byte; nor a character its IDNA processing refuses in a name
+  -- whatever the Unicode version: white space (U+00A0 becomes a space), C1 controls,
+  -- bidi controls, noncharacters, private use. (A name IDNA refuses for another
+  -- reason, such as unassigned code points or bad punycode, is not caught here.)
   if new.url is null
-     or new.url !~* '^https?://(\[[0-9a-f:.]+\]|([^][\s/?#@:<>\\^|%\u0001-\u001f\u007f]|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$'
+     or new.url !~* '^https?://(\[[0-9a-f:.]+\]|([^][\s/?#@:<>\\^|%\u0001-\u001f\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef\ufffe\uffff\ue000-\uf8ff\U000f0000-\U0010ffff]|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$'
      or length(new.url) > 2048 then
     perform webhooks_private.config_error('webhook_url_invalid', 'url',
       format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', left(new.url, 2100)));

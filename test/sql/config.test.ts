@@ -94,7 +94,8 @@ test('refused: a host whose percent-escapes decode to a character the URL standa
   // standard decodes a host's escapes before it reads the host
   const known = await ids();
   for (const host of ['a%20b', 'a%2fb', 'a%00b', 'a%25b', 'a%3Ab', 'a%40b', 'a%5bb', 'a%5Db', 'a%5cb', 'a%7cb', 'a%5eb',
-    'a%3cb', 'a%3eb', 'a%23b', 'a%3fb', 'a%09b', 'a%01b', 'a%1fb', 'a%7fb', 'a%ff', 'a%c3', 'a%80b', 'a%ed%a0%80b']) {
+    'a%3cb', 'a%3eb', 'a%23b', 'a%3fb', 'a%09b', 'a%01b', 'a%1fb', 'a%7fb', 'a%ff', 'a%c3', 'a%80b', 'a%ed%a0%80b', 'a%c2%a0b',
+    'a%e2%80%aeb']) {
     const url = `http://${host}.example/in`;
     t.throws(() => new URL(url), undefined, url);
     const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url }));
@@ -105,6 +106,25 @@ test('refused: a host whose percent-escapes decode to a character the URL standa
   // escapes of what a host may hold: accepted
   for (const host of ['recei%76er', 'a%2eb', 'a%c3%a9', 'a%2ab', 'a%7eb', 'a%22b', 'a%e3%80%82b', '%ef%bb%bfa']) {
     const url = `http://${host}.example/in`;
+    t.notThrows(() => new URL(url), url);
+    await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url }), url);
+  }
+});
+
+test('refused: a host with a character the URL standard\'s IDNA processing refuses: Unicode white space, C1 controls, bidi controls, noncharacters, private use (webhook_url_invalid)', async (t) => {
+  // each was stored, and every delivery of the webhook failed with "invalid URL"
+  const known = await ids();
+  for (const c of ['\u00a0', '\u3000', '\u2028', '\u0085', '\u0080', '\u009f', '\u200e', '\u202e', '\u2066', '\u061c',
+    '\ufdd0', '\uffff', '\ue000', '\u{10fffd}']) {
+    const url = `https://a${c}b.example/in`;
+    t.throws(() => new URL(url), undefined, url);
+    const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url }));
+    t.is(error.constraint, 'webhook_url_invalid', url);
+    t.is(error.column, 'url', url);
+  }
+  // what IDNA maps or ignores, and letters of any script: accepted
+  for (const c of ['\u00ad', '\u200b', '\ufeff', '\u00e9', '\u4f8b', '\u{1f600}', '\uff21']) {
+    const url = `https://a${c}b.example/in`;
     t.notThrows(() => new URL(url), url);
     await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url }), url);
   }
