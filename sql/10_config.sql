@@ -97,6 +97,19 @@ begin
 end;
 $$;
 
+-- private: the characters from DEL on that a URL's IDNA processing refuses in a host
+-- name whatever the Unicode version, as ranges of a regular expression's bracket: DEL
+-- and the C1 controls, white space (U+00A0 becomes a space), bidi controls,
+-- noncharacters and private use. The URL pattern (tg_webhooks__validate, below) and
+-- host_is_bad_escape refuse them, written or escaped.
+create or replace function webhooks_private.host_refused_unicode()
+returns text
+language sql
+immutable
+as $$
+  select '\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef\ufffe\uffff\ue000-\uf8ff\U000f0000-\U0010ffff';
+$$;
+
 -- private: do a URL host's percent-escapes decode to something the URL standard
 -- refuses in a host? It decodes them before it reads the host, so an escape may not
 -- stand for what may not be written there: a control character, a space, DEL, or one
@@ -127,7 +140,7 @@ begin
   end loop;
   -- (convert_from refuses bytes that are no UTF-8, and NUL)
   return convert_from(v_bytes, 'UTF8')
-         ~ '[\u0001-\u0020#%/:<>?@\[\\\]^|\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef\ufffe\uffff\ue000-\uf8ff\U000f0000-\U0010ffff]';
+         ~ ('[\u0001-\u0020#%/:<>?@\[\\\]^|' || webhooks_private.host_refused_unicode() || ']');
 exception when others then
   return true;
 end;
@@ -268,7 +281,8 @@ begin
   -- bidi controls, noncharacters, private use. (A name IDNA refuses for another
   -- reason, such as unassigned code points or bad punycode, is not caught here.)
   if new.url is null
-     or new.url !~* '^https?://(\[[0-9a-f:.]+\]|([^][\s/?#@:<>\\^|%\u0001-\u001f\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef\ufffe\uffff\ue000-\uf8ff\U000f0000-\U0010ffff]|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$'
+     or new.url !~* ('^https?://(\[[0-9a-f:.]+\]|([^][\s/?#@:<>\\^|%\u0001-\u001f' || webhooks_private.host_refused_unicode()
+                      || ']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$')
      or length(new.url) > 2048 then
     perform webhooks_private.config_error('webhook_url_invalid', 'url',
       format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', left(new.url, 2100)));
