@@ -64,6 +64,38 @@ begin
 end;
 $$;
 
+-- private: a delivery of p_contact_id left the queue of webhook p_webhook_id otherwise
+-- than by a settle (a cancelled backfill's snapshot failed unsent, a DBA's repair
+-- through webhooks.deliveries): the next delivery of its contact, if a claim put it
+-- off while that one was in its way (28_lanes.sql), is due at the time it had, and a
+-- relay asleep is woken. As a settle does for the deliveries it ends (30_delivery.sql);
+-- until 2026-12-05 these waited for the time the claim had put them off to: the
+-- retry of a snapshot that was never to come, up to 12 hours late in the schedule
+-- (test/sql/ordered-put-off.test.ts). The next one being changed (a writer merging
+-- into it, a claim) is passed over, due when the claim said, as in the settle.
+create or replace function webhooks_private.let_next_of_contact_go(p_webhook_id bigint, p_contact_id bigint)
+returns void
+language plpgsql
+volatile
+as $$
+declare
+  v_woken boolean;
+begin
+  update webhooks.delivery_queue q
+  set next_attempt_at = least(q.next_attempt_at, q.held_due),
+      held_due = null
+  where q.ctid = (select n.ctid from webhooks.delivery_queue n
+                  where n.webhook_id = p_webhook_id and n.contact_id = p_contact_id and n.locked_by is null
+                  order by n.delivery_id
+                  limit 1
+                  for no key update of n skip locked)
+    and q.held_due is not null;
+  if found then
+    v_woken := webhooks_private.wake_relay();   -- 20_wakeup.sql
+  end if;
+end;
+$$;
+
 -- A delivery is on its way while it has a queue row; it failed if it has a result
 -- row; otherwise it succeeded, and its last attempt tells how (the settle writes no
 -- row for a success: a quarter of a settle's buffers, docs/outbox.md). A success
@@ -141,6 +173,9 @@ declare
 begin
   if tg_op = 'DELETE' then
     delete from webhooks.delivery_queue where delivery_id = old.id;
+    if found then
+      perform webhooks_private.let_next_of_contact_go(old.webhook_id, old.contact_id);
+    end if;
     delete from webhooks.delivery_results where delivery_id = old.id and created_at = old.created_at;
     delete from webhooks.delivery_attempts where delivery_id = old.id and delivery_created_at = old.created_at;
     delete from webhooks.delivery_history where id = old.id and created_at = old.created_at;
@@ -259,6 +294,10 @@ begin
     end if;
   else
     delete from webhooks.delivery_queue where delivery_id = new.id;
+    -- (finished here while it was on its way: nothing it held back waits for it now)
+    if found then
+      perform webhooks_private.let_next_of_contact_go(old.webhook_id, old.contact_id);
+    end if;
     insert into webhooks.delivery_results
       (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
        last_error, completed_at)

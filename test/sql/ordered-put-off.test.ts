@@ -93,3 +93,58 @@ test('a webhook no longer ordered: its deliveries put off are due at the time th
     [{ state: 'in_flight', held_back: false }, { state: 'pending', held_back: false }], 'nothing holds it back now');
   t.is((await claim(pool, hook.id)).rows.length, 1, 'u2 goes beside u1, as any webhook\'s would');
 });
+
+// A delivery in the way may leave the queue otherwise than by a settle: a cancelled
+// backfill fails its snapshots waiting for a retry, a DBA fails or deletes a stuck
+// delivery through webhooks.deliveries. The contact's next delivery, put off until
+// that retry (hours away, late in the schedule), is nothing's to wait for any more.
+async function putOffBehindSnapshot(t: import('ava').ExecutionContext) {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const contact = await f.contact(company.id, { city: 'u0' });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  await f.contact(company.id, { city: 'not yet' });
+  const { rows: [{ id: backfill }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  // a batch of one: the backfill is still running after it (a batch that comes back short ends it)
+  const stepper = await pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query(`set webhooks.backfill_batch = '1'`);
+  await stepper.query('select webhooks_relay.backfill_step(p_only => $1)', [backfill]);
+  // (past its defer)
+  await pool.query(`update webhooks.delivery_queue set next_attempt_at = now() - interval '1 second' where webhook_id = $1`, [hook.id]);
+  const { rows: [snapshot] } = await claim(pool, hook.id);
+  t.truthy(snapshot);
+  // the receiver refuses the snapshot and asks for an hour
+  await pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{503}', '{null}', '{busy}', '{3600}')`,
+    [[snapshot.delivery_id], [new Date()]]);
+  await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
+  t.deepEqual((await claim(pool, hook.id)).rows, [], 'u1 is held back by the snapshot waiting for its retry');
+  const live = async () => (await pool.query(
+    `select q.held_due is not null as put_off, q.next_attempt_at <= now() as due, d.held_back
+     from webhooks.delivery_queue q join webhooks.deliveries d on d.id = q.delivery_id
+     where q.webhook_id = $1 and q.action = 'contact.updated'`, [hook.id])).rows;
+  t.deepEqual(await live(), [{ put_off: true, due: false, held_back: true }]);
+  return { pool, hook, backfill, snapshot: snapshot.delivery_id as string, live };
+}
+
+test('a backfill cancelled while its snapshot waits for a retry: the live change put off behind it goes at once', async (t) => {
+  const { pool, hook, backfill, live } = await putOffBehindSnapshot(t);
+  await pool.query('select webhooks.cancel_backfill($1)', [backfill]);
+  t.deepEqual(await live(), [{ put_off: false, due: true, held_back: false }], 'nothing holds it back now');
+  t.is((await claim(pool, hook.id)).rows.length, 1);
+});
+
+test('a delivery in the way failed or deleted through webhooks.deliveries: the next of its contact goes at once', async (t) => {
+  for (const repair of [
+    `update webhooks.deliveries set state = 'failed', completed_at = now(), last_error = 'given up' where id = $1`,
+    `delete from webhooks.deliveries where id = $1`,
+  ]) {
+    const { pool, hook, snapshot, live } = await putOffBehindSnapshot(t);
+    await pool.query(repair, [snapshot]);
+    t.deepEqual(await live(), [{ put_off: false, due: true, held_back: false }], repair);
+    t.is((await claim(pool, hook.id)).rows.length, 1);
+  }
+});
