@@ -51,6 +51,14 @@ begin
   -- index for as cheap as the other, and walked the webhook's whole range of due rows
   -- for each delivery asked about: 4,904 entries and 0.44 ms, 113 ms a claim of an
   -- ordered webhook with 5,000 deliveries waiting (test/fleet/claim-cost.test.ts).
+  -- A test send (contact 0, the sample contact: webhooks.send_test_webhook, 47_audit.sql)
+  -- is no contact's change: never held back. Until 2026-12-05 test sends were ordered
+  -- as a contact's deliveries, and an admin who fixed a receiver that had failed a
+  -- first test saw the next one wait for that one's retry, minutes or hours away
+  -- (test/sql/ordered-put-off.test.ts).
+  if p_contact_id = 0 then
+    return false;
+  end if;
   return coalesce((select true from webhooks.delivery_queue e
                    where e.webhook_id = p_webhook_id and e.contact_id = p_contact_id
                      and e.locked_by is null and e.delivery_id < p_delivery_id

@@ -302,8 +302,9 @@ begin
     limit webhooks_private.ordered_scan_rows(p_bound) + webhooks_private.put_off_rows(p_bound)
   ),
   contact as (
-    -- the contacts of those step 2 will look at
-    select distinct d.contact_id from due d where d.n <= webhooks_private.ordered_scan_rows(p_bound)
+    -- the contacts of those step 2 will look at (not test sends, contact 0: never
+    -- held back, 22_outbox.sql)
+    select distinct d.contact_id from due d where d.n <= webhooks_private.ordered_scan_rows(p_bound) and d.contact_id <> 0
   ),
   in_the_way as (
     -- each one's deliveries in flight, and its first pending one, locked

@@ -148,3 +148,34 @@ test('a delivery in the way failed or deleted through webhooks.deliveries: the n
     t.is((await claim(pool, hook.id)).rows.length, 1);
   }
 });
+
+// A test send is no contact's change (contact 0, the sample contact): an admin who
+// fixes a receiver that failed a first test and sends another must see it go, not
+// wait behind the first one's retry.
+test('test sends are no contact\'s: one waiting for its retry, or in flight, holds back no later test send', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const client = await pool.connect();
+  t.teardown(() => client.release(true));
+  await client.query(`select set_config('jwt.claims.company_id', $1, false)`, [company.id]);
+  const testSend = async () => (await client.query('select id from webhooks.send_test_webhook($1)', [hook.id])).rows[0].id as string;
+
+  const first = await testSend();
+  t.deepEqual((await claim(pool, hook.id)).rows.map((r) => r.delivery_id), [first]);
+  // the receiver is not ready yet, and asks for an hour
+  await pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{503}', '{null}', '{busy}', '{3600}')`,
+    [[first], [new Date()]]);
+  const second = await testSend();
+  t.deepEqual((await claim(pool, hook.id)).rows.map((r) => r.delivery_id), [second], 'the second test goes at once');
+  const third = await testSend();
+  t.deepEqual((await claim(pool, hook.id)).rows.map((r) => r.delivery_id), [third], 'beside the second, in flight');
+  t.deepEqual((await pool.query(`select id, state, held_back from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id])).rows, [
+    { id: first, state: 'pending', held_back: false },
+    { id: second, state: 'in_flight', held_back: false },
+    { id: third, state: 'in_flight', held_back: false },
+  ]);
+});
