@@ -308,22 +308,44 @@ begin
   ),
   in_the_way as (
     -- each one's deliveries in flight, and its first pending one, locked
-    select c.contact_id, b.until as flight_ends, f.delivery_id as first_id, f.next_attempt_at as first_due
+    select c.contact_id, b.until as flight_ends, f.delivery_id as first_id, f.next_attempt_at as first_due,
+           f.ctid as first_ctid,
+           -- an update or save waiting out its coalesce window (25_capture.sql) with a
+           -- due delivery of its contact behind it: it can take no further change (an
+           -- ordered webhook's merge goes into its contact's latest message only), and
+           -- goes now (brought, below)
+           f.attempts = 0 and f.action in ('contact.updated', 'contact.saved') and f.held_due is null
+             and f.next_attempt_at > now() as first_waiting
     from contact c
     left join lateral (select max(x.locked_until) as until
                        from (select e.locked_until from webhooks.delivery_queue e
                              where e.webhook_id = p_webhook_id and e.contact_id = c.contact_id
                                and e.locked_by is not null
                              for key share of e skip locked) x) b on true
-    left join lateral (select e.delivery_id, e.next_attempt_at from webhooks.delivery_queue e
+    left join lateral (select e.ctid, e.delivery_id, e.next_attempt_at, e.attempts, e.action, e.held_due
+                       from webhooks.delivery_queue e
                        where e.webhook_id = p_webhook_id and e.contact_id = c.contact_id and e.locked_by is null
                        order by e.delivery_id
                        limit 1
                        for key share of e skip locked) f on true
   ),
+  -- Such an update is brought forward when the change after it is captured
+  -- (bring_forward_waiting), unless another transaction held it then: a writer that
+  -- had merged a change into it and was still open. Until 2026-12-05 it then waited
+  -- out its whole window, and the change behind it (a status or assignment change,
+  -- which is never to wait) with it, up to an hour
+  -- (test/sql/coalesce-writers.test.ts).
+  brought as (
+    update webhooks.delivery_queue q
+    set next_attempt_at = now()
+    from in_the_way w
+    where q.ctid = w.first_ctid and w.first_waiting
+    returning q.delivery_id
+  ),
   held as (
     select d.row_ctid,
-           greatest(w.flight_ends, w.first_due, now() + webhooks_private.held_back_recheck()) as until
+           greatest(w.flight_ends, case when w.first_waiting then now() else w.first_due end,
+                    now() + webhooks_private.held_back_recheck()) as until
     from due d
     join in_the_way w on w.contact_id = d.contact_id
     where w.flight_ends is not null or d.delivery_id > w.first_id

@@ -79,3 +79,45 @@ for (const level of ['repeatable read', 'serializable']) {
     t.deepEqual(rows, [{ city: 'Before', merged: 1 }, { city: 'During', merged: 1 }]);
   });
 }
+
+// A status change passes over its contact's update waiting out its window when another
+// writer holds that delivery (it merged a change into it, in a transaction still
+// open), and the update is not brought forward. On an ordered webhook the status change
+// waited behind it for the whole window, although it is never to wait: the claim that
+// finds it held back behind such an update (which can take no further change) sends
+// the update now.
+test('ordered: a status change made while a writer that merged into its contact\'s waiting update is still open does not wait out the window', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const status = await f.status(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.status_added'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
+  const contact = await f.contact(company.id);
+  await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
+
+  const writer = await pool.connect();
+  t.teardown(() => writer.release(true));
+  await writer.query('begin');
+  await writer.query(`update crm.contacts set city = 'u2' where id = $1`, [contact.id]);   // merged, its delivery held
+  await pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+  await writer.query('commit');
+
+  const claim = async () => (await pool.query(
+    `select d.action from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+       '{}'::bigint[], '{}'::integer[], array[$1::bigint]) c join webhooks.deliveries d on d.id = c.delivery_id`, [hook.id])).rows;
+  t.deepEqual(await claim(), [{ action: 'contact.updated' }], 'the update goes now, the status change behind it');
+  const { rows } = await pool.query(
+    `select action, state, payload #>> '{data,contact,city}' as city, payload #> '{data,merged}' as merged
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows, [
+    { action: 'contact.updated', state: 'in_flight', city: 'u2', merged: 2 },
+    { action: 'contact.status_added', state: 'pending', city: 'u1', merged: null },
+  ]);
+  const { rows: [update] } = await pool.query(
+    `select id from webhooks.deliveries where webhook_id = $1 and action = 'contact.updated'`, [hook.id]);
+  await pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{200}', '{null}', '{ok}', '{null}')`,
+    [[update.id], [new Date()]]);
+  t.deepEqual(await claim(), [{ action: 'contact.status_added' }], 'then the status change');
+});
