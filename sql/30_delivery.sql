@@ -626,7 +626,8 @@ begin
   mine as (
     -- ctid: the row version read here, which the delete or update below reaches
     -- without a second walk of the primary key, and only if it is still that version
-    select q.ctid, q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.contact_id, q.attempts
+    select q.ctid, q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.contact_id, q.attempts, q.action,
+           q.last_attempt_at
     from webhooks.delivery_queue q
     -- (is not distinct from, not =: with "=" the planner may prove the lease index's
     -- predicate and walk every lease in it instead of probing the primary key)
@@ -645,6 +646,14 @@ begin
              when r.status_code between 200 and 299 then 'succeeded'
              when r.status_code = 410 then 'failed'
              when m.attempts >= w.max_attempts then 'failed'
+             -- a snapshot being sent when its backfill was cancelled: not tried again
+             -- (35_backfill.sql). Until 2026-12-05 it was, for the whole schedule, and on
+             -- an ordered webhook it held back its contact's changes all the while
+             -- (test/sql/backfill.test.ts). (last_attempt_at: when this attempt was
+             -- claimed; one replayed after the cancel is retried as any delivery.)
+             when m.action = 'contact.snapshot'
+                  and webhooks_private.backfill_cancelled(m.webhook_id, m.created_at, m.last_attempt_at)
+               then 'failed'
              else 'pending'
            end as new_state
     from result r

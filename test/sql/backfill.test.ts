@@ -408,3 +408,50 @@ test.serial('cancel beside a claim: a snapshot leased while the cancel runs is l
     `select delivery_id from webhooks_relay.claim_deliveries('relay-b', 10, interval '1 minute', 10, p_only_webhooks => array[$1::bigint])`, [hook.id]);
   t.is(next.length, 0, 'the update waits for the snapshot in flight');
 });
+
+// A snapshot a relay is sending when its backfill is cancelled finishes; if its
+// attempt fails it is not retried: nothing more of a cancelled backfill is sent. On
+// an ordered webhook its retries, up to 21 hours of them, held back every later
+// change of its contact.
+test.serial('cancel: a snapshot in flight at the cancel whose attempt fails is not tried again, and the contact\'s next change goes', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const contact = await f.contact(company.id, { city: 'Before' });
+  await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const id = await start(hook.id);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
+  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+  const claim = async (relay: string) => (await db().pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries($2, 10, interval '1 minute', 10, p_only_webhooks => array[$1::bigint])`,
+    [hook.id, relay])).rows.map((r) => r.delivery_id as string);
+  const [snapshot] = await claim('relay-a');
+  t.truthy(snapshot);
+  await db().pool.query('select webhooks.cancel_backfill($1)', [id]);
+  await db().pool.query(`update crm.contacts set city = 'After' where id = $1`, [contact.id]);
+
+  // the receiver refuses the snapshot
+  const { rows: [settled] } = await db().pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{400}', '{null}', '{no}', '{null}')`,
+    [[snapshot], [new Date()]]);
+  t.like(settled, { delivery_id: snapshot, state: 'failed' });
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.like(rows.find((r) => r.id === snapshot), { action: 'contact.snapshot', state: 'failed', attempts: 1 });
+  const [update] = await claim('relay-b');
+  t.truthy(update, 'the update goes');
+
+  // sent again by hand after the cancel, it is retried as any delivery
+  await db().pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-b', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{200}', '{null}', '{ok}', '{null}')`,
+    [[update], [new Date()]]);
+  await db().pool.query('select webhooks.replay_delivery($1)', [snapshot]);
+  t.deepEqual(await claim('relay-c'), [snapshot]);
+  const { rows: [again] } = await db().pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-c', $1::bigint[], '{2}', $2::timestamptz[], '{5}', '{400}', '{null}', '{no}', '{null}')`,
+    [[snapshot], [new Date()]]);
+  t.like(again, { delivery_id: snapshot, state: 'pending' });
+});
