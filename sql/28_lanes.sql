@@ -334,12 +334,16 @@ begin
   -- had merged a change into it and was still open. Until 2026-12-05 it then waited
   -- out its whole window, and the change behind it (a status or assignment change,
   -- which is never to wait) with it, up to an hour
-  -- (test/sql/coalesce-writers.test.ts).
+  -- (test/sql/coalesce-writers.test.ts). One another transaction holds is passed over,
+  -- as everything here: the claim never waits for a writer or a session.
   brought as (
     update webhooks.delivery_queue q
     set next_attempt_at = now()
     from in_the_way w
-    where q.ctid = w.first_ctid and w.first_waiting
+    cross join lateral (select e.ctid as row_ctid from webhooks.delivery_queue e
+                        where e.ctid = w.first_ctid and w.first_waiting
+                        for no key update of e skip locked) l
+    where q.ctid = l.row_ctid
     returning q.delivery_id
   ),
   held as (

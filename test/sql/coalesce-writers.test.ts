@@ -121,3 +121,40 @@ test('ordered: a status change made while a writer that merged into its contact\
     [[update.id], [new Date()]]);
   t.deepEqual(await claim(), [{ action: 'contact.status_added' }], 'then the status change');
 });
+
+// The claim that sends such an update now must not wait for a transaction that holds
+// it: a claim waits with its lanes held, and a session (a DBA's change of the
+// webhook's window, which shortens the waits of its deliveries, left open) may stay
+// open for hours. Until it ends, the update
+// is passed over and the change behind it stays held back; the claim after it sends
+// the update. (A writer that merged into it holds it FOR UPDATE, which the claim's
+// look at the contact's first delivery already passes over.)
+test('ordered: the claim passes over a waiting update that an open session holds, and sends it once the session ends', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const status = await f.status(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.status_added'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
+  const contact = await f.contact(company.id);
+  await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
+
+  const dba = await pool.connect();
+  t.teardown(() => dba.release(true));
+  await dba.query('begin');
+  await dba.query(`update webhooks.webhooks set coalesce_window = '30 minutes' where id = $1`, [hook.id]);
+  await pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+
+  const claimer = await pool.connect();
+  t.teardown(() => claimer.release(true));
+  // (a claim that waited for the session fails here instead of answering)
+  await claimer.query(`set lock_timeout = '2s'`);
+  const claim = async () => (await claimer.query(
+    `select d.action from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+       '{}'::bigint[], '{}'::integer[], array[$1::bigint]) c join webhooks.deliveries d on d.id = c.delivery_id`, [hook.id])).rows;
+  t.deepEqual(await claim(), [], 'nothing goes while the session holds the update');
+  await dba.query('commit');
+  // (the change behind it may have been put off for a recheck: due again now)
+  await pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1 and held_due is not null`, [hook.id]);
+  t.deepEqual(await claim(), [{ action: 'contact.updated' }], 'the update goes once the session has ended');
+});
