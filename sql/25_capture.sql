@@ -834,6 +834,26 @@ begin
 end;
 $$;
 
+-- A tag changed in place (an UPDATE that gives the row another status or another
+-- contact) is the old tag taken away and the new one given: removed, then added, as
+-- a delete and an insert would say it. "update of": an update that sets neither
+-- column (added_at) calls nothing.
+create or replace function webhooks_private.tg_contact_statuses__changed()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_webhooks integer;
+begin
+  if old.contact_id is not distinct from new.contact_id and old.status_id is not distinct from new.status_id then
+    return null;
+  end if;
+  v_webhooks := webhooks_private.status_event('contact.status_removed', old.contact_id, old.status_id);
+  v_webhooks := webhooks_private.status_event('contact.status_added', new.contact_id, new.status_id);
+  return null;
+end;
+$$;
+
 drop trigger if exists _500_webhooks_status_added on crm.contact_statuses;
 create trigger _500_webhooks_status_added
   after insert on crm.contact_statuses
@@ -843,6 +863,11 @@ drop trigger if exists _500_webhooks_status_removed on crm.contact_statuses;
 create trigger _500_webhooks_status_removed
   after delete on crm.contact_statuses
   for each row execute function webhooks_private.tg_contact_statuses__removed();
+
+drop trigger if exists _500_webhooks_status_changed on crm.contact_statuses;
+create trigger _500_webhooks_status_changed
+  after update of contact_id, status_id on crm.contact_statuses
+  for each row execute function webhooks_private.tg_contact_statuses__changed();
 
 ------------------------------------------------------------------------------------
 -- crm.contact_assignments
@@ -914,6 +939,78 @@ create trigger _500_webhooks_assigned
   after insert on crm.contact_assignments
   referencing new table as inserted
   for each statement execute function webhooks_private.tg_contact_assignments__assigned();
+
+-- An assignment changed in place (an UPDATE that gives the row another user or
+-- another contact) assigns that user to that contact: the same events as an insert
+-- of the pairs the statement made that were not there before it (an update of
+-- assigned_at alone, or one that gives the rows back the pairs they had, makes none).
+-- The insert trigger's steps, over those pairs. (No column list: Postgres allows
+-- none on a trigger with transition tables; such updates are rare, and one that
+-- makes no pair costs the one query that finds none.)
+create or replace function webhooks_private.tg_contact_assignments__reassigned()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_source constant text := webhooks_private.current_source();
+  r record;
+  v_webhooks integer;
+begin
+  if not exists (select 1 from after_update n
+                 where not exists (select 1 from before_update o
+                                   where o.contact_id = n.contact_id and o.user_id = n.user_id)) then
+    return null;
+  end if;
+  perform pg_advisory_xact_lock(webhooks_private.first_assignment_lock(k.contact_id, k.company_id))
+  from (select distinct i.contact_id, u.company_id
+        from after_update i
+        join crm.users u on u.id = i.user_id
+        where not exists (select 1 from before_update o where o.contact_id = i.contact_id and o.user_id = i.user_id)
+          and exists (select 1 from webhooks_private.subscriptions s
+                      where s.action = 'contact.first_company_user_assigned' and s.company_id = u.company_id)
+        order by i.contact_id, u.company_id) k;
+  for r in
+    with made as materialized (
+      select distinct n.contact_id, n.user_id
+      from after_update n
+      where not exists (select 1 from before_update o where o.contact_id = n.contact_id and o.user_id = n.user_id))
+    select to_jsonb(c) as contact, c.id as contact_id, c.company_id as owner_company_id,
+           u.company_id as user_company_id,
+           jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'company_id', u.company_id) as user_json,
+           i.user_id = min(i.user_id) over (partition by i.contact_id, u.company_id)
+           and not exists (
+             select 1
+             from crm.contact_assignments a
+             join crm.users au on au.id = a.user_id
+             where a.contact_id = i.contact_id
+               and au.company_id = u.company_id
+               and not exists (select 1 from made n where n.contact_id = a.contact_id and n.user_id = a.user_id)
+           ) as is_first
+    from made i
+    join crm.users u on u.id = i.user_id
+    join crm.contacts c on c.id = i.contact_id
+    order by i.contact_id, i.user_id
+  loop
+    if r.is_first and exists (select 1 from webhooks_private.subscriptions s
+                              where s.action = 'contact.first_company_user_assigned'
+                                and s.company_id = r.user_company_id) then
+      v_webhooks := webhooks_private.capture('contact.first_company_user_assigned', v_source, r.contact, null, null,
+        jsonb_build_object('user', r.user_json), p_only_company => r.user_company_id);
+    end if;
+    if webhooks_private.contact_wanted('contact.user_assigned', r.contact_id, r.owner_company_id) then
+      v_webhooks := webhooks_private.capture('contact.user_assigned', v_source, r.contact, null, null,
+        jsonb_build_object('user', r.user_json), p_user_id => (r.user_json ->> 'id')::bigint);
+    end if;
+  end loop;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_webhooks_reassigned on crm.contact_assignments;
+create trigger _500_webhooks_reassigned
+  after update on crm.contact_assignments
+  referencing old table as before_update new table as after_update
+  for each statement execute function webhooks_private.tg_contact_assignments__reassigned();
 
 ------------------------------------------------------------------------------------
 -- Functions this file no longer has (re-applied over an older engine)
