@@ -783,6 +783,12 @@ create trigger "~webhooks_deleted"
 ------------------------------------------------------------------------------------
 -- crm.contact_statuses
 
+-- crm.users and crm.statuses belong to the CRM as crm.contacts does: of their columns
+-- the engine reads id and company_id by name, and the name and email a payload shows
+-- from the row as JSON, so that a CRM that renames or drops one fails no write (a
+-- payload then shows null for it). Read by name, a renamed users.email failed every
+-- assignment, whether a webhook listened or not.
+
 -- private: the status-tag event for one contact_statuses row. Nothing fires when the
 -- contact or the status is gone: the row was removed by the cascade of their delete,
 -- and contact.deleted (or nothing, for a deleted status tag) tells that story.
@@ -805,7 +811,7 @@ begin
     return 0;
   end if;
   return webhooks_private.capture(p_action, webhooks_private.current_source(), to_jsonb(v_contact), null, null,
-    jsonb_build_object('status', jsonb_build_object('id', v_status.id, 'name', v_status.name)),
+    jsonb_build_object('status', jsonb_build_object('id', v_status.id, 'name', to_jsonb(v_status) -> 'name')),
     p_status_id => v_status.id);
 end;
 $$;
@@ -901,7 +907,8 @@ begin
   for r in
     select to_jsonb(c) as contact, c.id as contact_id, c.company_id as owner_company_id,
            u.company_id as user_company_id,
-           jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'company_id', u.company_id) as user_json,
+           jsonb_build_object('id', u.id, 'name', to_jsonb(u) -> 'name', 'email', to_jsonb(u) -> 'email',
+                              'company_id', u.company_id) as user_json,
            -- first of its company: the smallest user id of that company in this
            -- statement, and no assignment of that company from before it
            i.user_id = min(i.user_id) over (partition by i.contact_id, u.company_id)
@@ -976,7 +983,8 @@ begin
       where not exists (select 1 from before_update o where o.contact_id = n.contact_id and o.user_id = n.user_id))
     select to_jsonb(c) as contact, c.id as contact_id, c.company_id as owner_company_id,
            u.company_id as user_company_id,
-           jsonb_build_object('id', u.id, 'name', u.name, 'email', u.email, 'company_id', u.company_id) as user_json,
+           jsonb_build_object('id', u.id, 'name', to_jsonb(u) -> 'name', 'email', to_jsonb(u) -> 'email',
+                              'company_id', u.company_id) as user_json,
            i.user_id = min(i.user_id) over (partition by i.contact_id, u.company_id)
            and not exists (
              select 1

@@ -1,6 +1,7 @@
 // The CRM owns crm.contacts and may add, drop or rename its columns at any time,
 // without re-applying the engine. A payload still carries exactly the contact's id and
-// the fields its webhook chose, and no contact write fails because of capture.
+// the fields its webhook chose, and no contact write fails because of capture. The same
+// holds for the columns of crm.users and crm.statuses that a payload shows.
 // The tests change the table itself, so they run one after another.
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
@@ -208,5 +209,42 @@ test.serial('once the engine is applied again, capture knows the new columns and
   const rows = await deliveriesOf(db().pool, [hook.id]);
   t.deepEqual(rows.map((r) => r.payload.data), [
     { contact: { id: Number(contact.id), first_name: 'Ada' }, source: 'unknown', changed_fields: ['ssn'] },
+  ]);
+});
+
+test.serial('a column of users or statuses renamed fails no assignment or status write; the payload names what it still can', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const quiet = await f.company();
+  const user = await f.user(company.id, 'Jane Doe');
+  const quietUser = await f.user(quiet.id, 'John Roe');
+  const status = await f.status(company.id, 'Lead');
+  const quietStatus = await f.status(quiet.id, 'Lead');
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.user_assigned', 'contact.status_added'] });
+  const contact = await f.contact(company.id);
+  const quietContact = await f.contact(quiet.id);
+
+  await db().pool.query('alter table crm.users rename column email to email_address');
+  await db().pool.query('alter table crm.statuses rename column name to label');
+  t.teardown(async () => {
+    await db().pool.query('alter table crm.users rename column email_address to email');
+    await db().pool.query('alter table crm.statuses rename column label to name');
+  });
+
+  // nobody listens: the writes go through
+  await t.notThrowsAsync(db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)',
+    [quietContact.id, quietUser.id]));
+  await t.notThrowsAsync(db().pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)',
+    [quietContact.id, quietStatus.id]));
+  // a webhook listens: the writes go through, and it hears them
+  await t.notThrowsAsync(db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)',
+    [contact.id, user.id]));
+  await t.notThrowsAsync(db().pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)',
+    [contact.id, status.id]));
+
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.action, r.payload.data.user ?? r.payload.data.status]), [
+    ['contact.user_assigned', { id: Number(user.id), name: 'Jane Doe', email: null, company_id: Number(company.id) }],
+    ['contact.status_added', { id: Number(status.id), name: null }],
   ]);
 });
