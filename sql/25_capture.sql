@@ -633,6 +633,11 @@ begin
   where s.action = p_action and s.company_id = any (v_companies)
     and (s.status_id is null or s.status_id = p_status_id)
     and (s.user_id is null or s.user_id = p_user_id)
+    -- (a contact deleted by its company's delete is announced after that delete took
+    -- the company's webhooks, and before the cascade took their subscriptions: the
+    -- delete trigger is an AFTER trigger, fired once every cascade of the company's
+    -- row has run. No other action asks.)
+    and (p_action <> 'contact.deleted' or exists (select 1 from webhooks.webhooks w where w.id = s.webhook_id))
     -- the webhook's filters, before any payload is built
     and not (p_source = any (s.ignore_sources))
     and (cardinality(s.watch_fields) = 0 or p_changed is null or s.watch_fields && p_changed)
@@ -741,9 +746,15 @@ begin
 end;
 $$;
 
--- BEFORE DELETE, not AFTER: the foreign keys' cascade removes the contact's
--- assignments before any AFTER trigger runs, and with them the knowledge of which
--- companies were concerned. The row is already locked here, so the delete proceeds.
+-- AFTER DELETE: it fires only for a row the delete removed, so no trigger of the CRM's
+-- can cancel a delete once announced (a soft delete returns null from its BEFORE
+-- trigger), whatever its name. The foreign keys' cascades that take the contact's
+-- assignments, and with them the companies concerned, are AFTER triggers of the
+-- contacts too ("RI_ConstraintTrigger_a_…"), queued row by row beside this one and
+-- fired in the byte order of their names: named "!…", this one comes first, and
+-- still sees the row's assignments. (It was the last BEFORE trigger, "~…", until
+-- 2026-12-05: a CRM trigger named after it, "éviter_suppression", cancelled deletes
+-- already announced.)
 create or replace function webhooks_private.tg_contacts__deleted()
 returns trigger
 language plpgsql
@@ -756,7 +767,7 @@ begin
       coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown'),
       to_jsonb(old), null, null, '{}');
   end if;
-  return old;
+  return null;
 end;
 $$;
 
@@ -770,14 +781,14 @@ create trigger _500_webhooks_updated
   after update on crm.contacts
   for each row execute function webhooks_private.tg_contacts__updated();
 
--- The last BEFORE trigger, so that no later one can cancel a delete already announced
--- (a CRM's soft delete returns null). Triggers fire in the byte order of their names:
--- "~" sorts after every letter, digit and "_" (the _900_ it was named before came
--- before any lowercase name, so a CRM's contacts_soft_delete fired after it).
+-- The first AFTER DELETE trigger (above): "!" sorts before every letter, digit and
+-- "_", and so before the cascades' "RI_ConstraintTrigger_a_…". (A BEFORE trigger
+-- before: _900_, then "~", each of which a CRM trigger's name could sort after.)
 drop trigger if exists _900_webhooks_deleted on crm.contacts;
 drop trigger if exists "~webhooks_deleted" on crm.contacts;
-create trigger "~webhooks_deleted"
-  before delete on crm.contacts
+drop trigger if exists "!webhooks_deleted" on crm.contacts;
+create trigger "!webhooks_deleted"
+  after delete on crm.contacts
   for each row execute function webhooks_private.tg_contacts__deleted();
 
 ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 // The CRM's own triggers on crm.contacts. A BEFORE DELETE trigger may cancel a delete
 // (return null: a soft delete, a guard); contact.deleted is announced by the engine's
-// BEFORE DELETE trigger (sql/25_capture.sql), which must therefore fire after every
-// other, whatever the CRM names its triggers (Postgres fires them in the byte order
-// of their names, where "_" comes before every lowercase letter).
+// AFTER DELETE trigger (sql/25_capture.sql), which fires only for a row deleted,
+// whatever the CRM names its triggers, and before the cascades of the foreign keys
+// take the contact's assignments (Postgres fires triggers in the byte order of their
+// names: "!" comes before the "RI_ConstraintTrigger…" of the cascades).
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
@@ -37,4 +38,45 @@ test('a delete that a CRM trigger cancels announces no contact.deleted', async (
   await db().pool.query('drop trigger contacts_soft_delete on crm.contacts');
   await db().pool.query('delete from crm.contacts where id = $1', [contact.id]);
   t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => r.action), ['contact.deleted']);
+});
+
+test('a delete cancelled by a CRM trigger whose name sorts after "~" ("éviter_suppression") announces nothing', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  await db().pool.query(`
+    create function public.contacts_keep() returns trigger language plpgsql as $$
+    begin
+      return case when old.company_id = ${Number(company.id)} then null else old end;
+    end $$`);
+  // (UTF-8: "é" is 0xC3 0xA9, after "~" and every ASCII character)
+  await db().pool.query(`create trigger "éviter_suppression" before delete on crm.contacts
+                         for each row execute function public.contacts_keep()`);
+  t.teardown(() => db().pool.query('drop trigger if exists "éviter_suppression" on crm.contacts'));
+
+  const contact = await f.contact(company.id);
+  await db().pool.query('delete from crm.contacts where id = $1', [contact.id]);
+  const { rows: [kept] } = await db().pool.query('select count(*)::int as n from crm.contacts where id = $1', [contact.id]);
+  t.is(kept.n, 1);
+  t.deepEqual(await deliveriesOf(db().pool, [hook.id]), []);
+});
+
+test('contact.deleted reaches the companies of assigned users for every row of a delete, and of a company\'s delete', async (t) => {
+  const f = factories(db().pool);
+  const owner = await f.company();
+  const partner = await f.company();
+  const partnerUser = await f.user(partner.id);
+  const ownerHook = await f.webhook({ companyId: owner.id, actions: ['contact.deleted'] });
+  const partnerHook = await f.webhook({ companyId: partner.id, actions: ['contact.deleted'] });
+  const contacts = [await f.contact(owner.id), await f.contact(owner.id), await f.contact(owner.id)];
+  for (const c of contacts) {
+    await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [c.id, partnerUser.id]);
+  }
+  await db().pool.query('delete from crm.contacts where id = any ($1::bigint[])', [contacts.slice(0, 2).map((c) => c.id)]);
+  // the last one goes with its company
+  await db().pool.query('delete from crm.companies where id = $1', [owner.id]);
+
+  const ids = (rows: { contact_id: string }[]) => rows.map((r) => r.contact_id).sort();
+  t.deepEqual(ids(await deliveriesOf(db().pool, [partnerHook.id])), contacts.map((c) => c.id).sort());
+  t.deepEqual(await deliveriesOf(db().pool, [ownerHook.id]), []); // (deleted with its company, its deliveries with it)
 });
