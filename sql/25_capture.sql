@@ -889,17 +889,21 @@ create trigger _500_webhooks_status_changed
 ------------------------------------------------------------------------------------
 -- crm.contact_assignments
 
--- A statement-level trigger with the inserted rows as a table: "the first user of
--- company C on this contact" is a question about the whole statement (two users of C
--- assigned by one INSERT must yield one first, not two or none).
-create or replace function webhooks_private.tg_contact_assignments__assigned()
-returns trigger
+-- private: the events of the (contact, user) pairs a statement assigned (an insert's
+-- rows, or an update's pairs that were not there before it), given as two arrays in
+-- step, each pair once: contact.user_assigned for each, and
+-- contact.first_company_user_assigned for a user who is the first of their company
+-- on the contact. "First" is a question about the whole statement: two users of a
+-- company assigned by one statement yield one first, not two or none. Returns how
+-- many webhooks took them.
+create or replace function webhooks_private.assignments_made(p_contact_ids bigint[], p_user_ids bigint[])
+returns integer
 language plpgsql
 as $$
 declare
   v_source constant text := webhooks_private.current_source();
   r record;
-  v_webhooks integer;
+  v_webhooks integer := 0;
 begin
   -- "first of its company" is decided one transaction at a time for each contact and
   -- company that listens for it: the lock is held to the commit, and the question below
@@ -910,92 +914,21 @@ begin
   -- statements may deadlock, and Postgres ends one of them.
   perform pg_advisory_xact_lock(webhooks_private.first_assignment_lock(k.contact_id, k.company_id))
   from (select distinct i.contact_id, u.company_id
-        from inserted i
+        from unnest(p_contact_ids, p_user_ids) as i(contact_id, user_id)
         join crm.users u on u.id = i.user_id
         where exists (select 1 from webhooks_private.subscriptions s
                       where s.action = 'contact.first_company_user_assigned' and s.company_id = u.company_id)
         order by i.contact_id, u.company_id) k;
   for r in
+    with made as materialized (
+      select i.contact_id, i.user_id from unnest(p_contact_ids, p_user_ids) as i(contact_id, user_id)
+    )
     select to_jsonb(c) as contact, c.id as contact_id, c.company_id as owner_company_id,
            u.company_id as user_company_id,
            jsonb_build_object('id', u.id, 'name', to_jsonb(u) -> 'name', 'email', to_jsonb(u) -> 'email',
                               'company_id', u.company_id) as user_json,
            -- first of its company: the smallest user id of that company in this
            -- statement, and no assignment of that company from before it
-           i.user_id = min(i.user_id) over (partition by i.contact_id, u.company_id)
-           and not exists (
-             select 1
-             from crm.contact_assignments a
-             join crm.users au on au.id = a.user_id
-             where a.contact_id = i.contact_id
-               and au.company_id = u.company_id
-               and not exists (select 1 from inserted n where n.contact_id = a.contact_id and n.user_id = a.user_id)
-           ) as is_first
-    from inserted i
-    join crm.users u on u.id = i.user_id
-    join crm.contacts c on c.id = i.contact_id
-    order by i.contact_id, i.user_id
-  loop
-    -- goes to the assigned user's company alone
-    if r.is_first and exists (select 1 from webhooks_private.subscriptions s
-                              where s.action = 'contact.first_company_user_assigned'
-                                and s.company_id = r.user_company_id) then
-      v_webhooks := webhooks_private.capture('contact.first_company_user_assigned', v_source, r.contact, null, null,
-        jsonb_build_object('user', r.user_json), p_only_company => r.user_company_id);
-    end if;
-    if webhooks_private.contact_wanted('contact.user_assigned', r.contact_id, r.owner_company_id) then
-      v_webhooks := webhooks_private.capture('contact.user_assigned', v_source, r.contact, null, null,
-        jsonb_build_object('user', r.user_json), p_user_id => (r.user_json ->> 'id')::bigint);
-    end if;
-  end loop;
-  return null;
-end;
-$$;
-
-drop trigger if exists _500_webhooks_assigned on crm.contact_assignments;
-create trigger _500_webhooks_assigned
-  after insert on crm.contact_assignments
-  referencing new table as inserted
-  for each statement execute function webhooks_private.tg_contact_assignments__assigned();
-
--- An assignment changed in place (an UPDATE that gives the row another user or
--- another contact) assigns that user to that contact: the same events as an insert
--- of the pairs the statement made that were not there before it (an update of
--- assigned_at alone, or one that gives the rows back the pairs they had, makes none).
--- The insert trigger's steps, over those pairs. (No column list: Postgres allows
--- none on a trigger with transition tables; such updates are rare, and one that
--- makes no pair costs the one query that finds none.)
-create or replace function webhooks_private.tg_contact_assignments__reassigned()
-returns trigger
-language plpgsql
-as $$
-declare
-  v_source constant text := webhooks_private.current_source();
-  r record;
-  v_webhooks integer;
-begin
-  if not exists (select 1 from after_update n
-                 where not exists (select 1 from before_update o
-                                   where o.contact_id = n.contact_id and o.user_id = n.user_id)) then
-    return null;
-  end if;
-  perform pg_advisory_xact_lock(webhooks_private.first_assignment_lock(k.contact_id, k.company_id))
-  from (select distinct i.contact_id, u.company_id
-        from after_update i
-        join crm.users u on u.id = i.user_id
-        where not exists (select 1 from before_update o where o.contact_id = i.contact_id and o.user_id = i.user_id)
-          and exists (select 1 from webhooks_private.subscriptions s
-                      where s.action = 'contact.first_company_user_assigned' and s.company_id = u.company_id)
-        order by i.contact_id, u.company_id) k;
-  for r in
-    with made as materialized (
-      select distinct n.contact_id, n.user_id
-      from after_update n
-      where not exists (select 1 from before_update o where o.contact_id = n.contact_id and o.user_id = n.user_id))
-    select to_jsonb(c) as contact, c.id as contact_id, c.company_id as owner_company_id,
-           u.company_id as user_company_id,
-           jsonb_build_object('id', u.id, 'name', to_jsonb(u) -> 'name', 'email', to_jsonb(u) -> 'email',
-                              'company_id', u.company_id) as user_json,
            i.user_id = min(i.user_id) over (partition by i.contact_id, u.company_id)
            and not exists (
              select 1
@@ -1010,17 +943,72 @@ begin
     join crm.contacts c on c.id = i.contact_id
     order by i.contact_id, i.user_id
   loop
+    -- goes to the assigned user's company alone
     if r.is_first and exists (select 1 from webhooks_private.subscriptions s
                               where s.action = 'contact.first_company_user_assigned'
                                 and s.company_id = r.user_company_id) then
-      v_webhooks := webhooks_private.capture('contact.first_company_user_assigned', v_source, r.contact, null, null,
-        jsonb_build_object('user', r.user_json), p_only_company => r.user_company_id);
+      v_webhooks := v_webhooks + webhooks_private.capture('contact.first_company_user_assigned', v_source, r.contact,
+        null, null, jsonb_build_object('user', r.user_json), p_only_company => r.user_company_id);
     end if;
     if webhooks_private.contact_wanted('contact.user_assigned', r.contact_id, r.owner_company_id) then
-      v_webhooks := webhooks_private.capture('contact.user_assigned', v_source, r.contact, null, null,
+      v_webhooks := v_webhooks + webhooks_private.capture('contact.user_assigned', v_source, r.contact, null, null,
         jsonb_build_object('user', r.user_json), p_user_id => (r.user_json ->> 'id')::bigint);
     end if;
   end loop;
+  return v_webhooks;
+end;
+$$;
+
+-- A statement-level trigger with the inserted rows as a table (assignments_made says why)
+create or replace function webhooks_private.tg_contact_assignments__assigned()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_contact_ids bigint[];
+  v_user_ids bigint[];
+  v_webhooks integer;
+begin
+  select array_agg(i.contact_id order by i.contact_id, i.user_id), array_agg(i.user_id order by i.contact_id, i.user_id)
+  into v_contact_ids, v_user_ids
+  from inserted i;
+  if v_contact_ids is not null then
+    v_webhooks := webhooks_private.assignments_made(v_contact_ids, v_user_ids);
+  end if;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_webhooks_assigned on crm.contact_assignments;
+create trigger _500_webhooks_assigned
+  after insert on crm.contact_assignments
+  referencing new table as inserted
+  for each statement execute function webhooks_private.tg_contact_assignments__assigned();
+
+-- An assignment changed in place (an UPDATE that gives the row another user or
+-- another contact) assigns that user to that contact: the same events as an insert
+-- of the pairs the statement made that were not there before it (an update of
+-- assigned_at alone, or one that gives the rows back the pairs they had, makes none).
+-- assignments_made, over those pairs. (No column list: Postgres allows
+-- none on a trigger with transition tables; such updates are rare, and one that
+-- makes no pair costs the one query that finds none.)
+create or replace function webhooks_private.tg_contact_assignments__reassigned()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_contact_ids bigint[];
+  v_user_ids bigint[];
+  v_webhooks integer;
+begin
+  select array_agg(n.contact_id order by n.contact_id, n.user_id), array_agg(n.user_id order by n.contact_id, n.user_id)
+  into v_contact_ids, v_user_ids
+  from (select distinct n.contact_id, n.user_id
+        from after_update n
+        where not exists (select 1 from before_update o where o.contact_id = n.contact_id and o.user_id = n.user_id)) n;
+  if v_contact_ids is not null then
+    v_webhooks := webhooks_private.assignments_made(v_contact_ids, v_user_ids);
+  end if;
   return null;
 end;
 $$;
