@@ -475,6 +475,25 @@ $$;
 ------------------------------------------------------------------------------------
 -- settle
 
+-- private (settle, below): was the backfill that wrote a snapshot of this
+-- webhook at p_created_at cancelled after p_claimed_at, while the attempt claimed then
+-- was being made? (Its backfill is the webhook's latest started by then: one runs at
+-- a time.) Such a snapshot whose attempt failed is failed, not tried again; one
+-- replayed after the cancel (replay_failed) is retried as any delivery. One index
+-- probe (backfills_webhook_idx), asked only of a snapshot's failed attempt.
+create or replace function webhooks_private.backfill_cancelled(p_webhook_id bigint, p_created_at timestamptz,
+                                                               p_claimed_at timestamptz)
+returns boolean
+language sql
+stable
+as $$
+  select coalesce((select b.state = 'cancelled' and b.finished_at >= p_claimed_at
+                   from webhooks.backfills b
+                   where b.webhook_id = p_webhook_id and b.created_at <= p_created_at
+                   order by b.created_at desc
+                   limit 1), false);
+$$;
+
 -- private: what an attempt row says went wrong: the error given, and an attempt that
 -- got no HTTP status always says something (delivery_attempts_has_outcome)
 create or replace function webhooks_private.attempt_error(p_status_code integer, p_error text)
@@ -647,7 +666,7 @@ begin
              when r.status_code = 410 then 'failed'
              when m.attempts >= w.max_attempts then 'failed'
              -- a snapshot being sent when its backfill was cancelled: not tried again
-             -- (35_backfill.sql). Until 2026-12-05 it was, for the whole schedule, and on
+             -- (backfill_cancelled, above). Until 2026-12-05 it was, for the whole schedule, and on
              -- an ordered webhook it held back its contact's changes all the while
              -- (test/sql/backfill.test.ts). (last_attempt_at: when this attempt was
              -- claimed; one replayed after the cancel is retried as any delivery.)

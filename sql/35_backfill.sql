@@ -242,25 +242,6 @@ begin
 end;
 $$;
 
--- private (settle, 30_delivery.sql): was the backfill that wrote a snapshot of this
--- webhook at p_created_at cancelled after p_claimed_at, while the attempt claimed then
--- was being made? (Its backfill is the webhook's latest started by then: one runs at
--- a time.) Such a snapshot whose attempt failed is failed, not tried again; one
--- replayed after the cancel (replay_failed) is retried as any delivery. One index
--- probe (backfills_webhook_idx), asked only of a snapshot's failed attempt.
-create or replace function webhooks_private.backfill_cancelled(p_webhook_id bigint, p_created_at timestamptz,
-                                                               p_claimed_at timestamptz)
-returns boolean
-language sql
-stable
-as $$
-  select coalesce((select b.state = 'cancelled' and b.finished_at >= p_claimed_at
-                   from webhooks.backfills b
-                   where b.webhook_id = p_webhook_id and b.created_at <= p_created_at
-                   order by b.created_at desc
-                   limit 1), false);
-$$;
-
 ------------------------------------------------------------------------------------
 -- The work
 
