@@ -72,15 +72,44 @@ begin
 end;
 $$;
 
+-- private: an ordered webhook's delivery of each (webhook, contact) pair ended or left
+-- the queue: the next delivery of that contact, if a claim put it off while that one
+-- was in its way (28_lanes.sql), is due at the time it had (held_due). The settle
+-- asks it for the deliveries it ends (30_delivery.sql), let_next_of_contact_go for one
+-- that leaves the queue otherwise. The next one being changed (a writer merging into
+-- it) is passed over, due when the claim said. Not FOR UPDATE: that would pass over
+-- the one a claim has just found in the way of its later ones, FOR KEY SHARE. (Locked
+-- by that claim, a delivery that ends waits for it to commit, so the next is found
+-- put off.) Returns how many were let go.
+create or replace function webhooks_private.let_next_go(p_webhook_ids bigint[], p_contact_ids bigint[])
+returns integer
+language plpgsql
+volatile
+as $$
+declare
+  v_let_go integer;
+begin
+  update webhooks.delivery_queue q
+  set next_attempt_at = least(q.next_attempt_at, q.held_due),
+      held_due = null
+  from unnest(p_webhook_ids, p_contact_ids) as e(webhook_id, contact_id)
+  cross join lateral (select n.ctid from webhooks.delivery_queue n
+                      where n.webhook_id = e.webhook_id and n.contact_id = e.contact_id and n.locked_by is null
+                      order by n.delivery_id
+                      limit 1
+                      for no key update of n skip locked) n
+  where q.ctid = n.ctid and q.held_due is not null;
+  get diagnostics v_let_go = row_count;
+  return v_let_go;
+end;
+$$;
+
 -- private: a delivery of p_contact_id left the queue of webhook p_webhook_id otherwise
 -- than by a settle (a cancelled backfill's snapshot failed unsent, a DBA's repair
--- through webhooks.deliveries): the next delivery of its contact, if a claim put it
--- off while that one was in its way (28_lanes.sql), is due at the time it had, and a
--- relay asleep is woken. As a settle does for the deliveries it ends (30_delivery.sql);
--- until 2026-12-05 these waited for the time the claim had put them off to: the
--- retry of a snapshot that was never to come, up to 12 hours late in the schedule
--- (test/sql/ordered-put-off.test.ts). The next one being changed (a writer merging
--- into it, a claim) is passed over, due when the claim said, as in the settle.
+-- through webhooks.deliveries): the next of its contact goes (let_next_go), and a
+-- relay asleep is woken. Until 2026-12-05 these waited for the time the claim had
+-- put them off to: the retry of a snapshot that was never to come, up to 12 hours
+-- late in the schedule (test/sql/ordered-put-off.test.ts).
 create or replace function webhooks_private.let_next_of_contact_go(p_webhook_id bigint, p_contact_id bigint)
 returns void
 language plpgsql
@@ -89,16 +118,7 @@ as $$
 declare
   v_woken boolean;
 begin
-  update webhooks.delivery_queue q
-  set next_attempt_at = least(q.next_attempt_at, q.held_due),
-      held_due = null
-  where q.ctid = (select n.ctid from webhooks.delivery_queue n
-                  where n.webhook_id = p_webhook_id and n.contact_id = p_contact_id and n.locked_by is null
-                  order by n.delivery_id
-                  limit 1
-                  for no key update of n skip locked)
-    and q.held_due is not null;
-  if found then
+  if webhooks_private.let_next_go(array[p_webhook_id], array[p_contact_id]) > 0 then
     v_woken := webhooks_private.wake_relay();   -- 20_wakeup.sql
   end if;
 end;

@@ -623,6 +623,9 @@ as $$
 #variable_conflict use_column
 declare
   v_ids bigint[];
+  v_ended_webhooks bigint[];
+  v_ended_contacts bigint[];
+  v_let_go integer;
   v_states text[];
   v_next timestamptz[];
   v_webhooks bigint[];
@@ -794,34 +797,21 @@ begin
             order by r.n),
       p_attempted_at, p_status_codes, p_errors);
   end if;
-  -- an ordered delivery that ended lets the next of its contact go (28_lanes.sql):
-  -- due at the time it had, if a claim put it off while this one was in its way
-  -- (locked by that claim, a delivery that ends here waits for it to commit, so the
-  -- next is found put off), and the relays told now, not at their next poll. The
-  -- next one being changed (a writer merging into it) is left as it is, due when the
-  -- claim said. (Each of the batch's webhooks that ended one, looked up by its key;
-  -- until 2026-12-04, the ids of every company's ordered webhooks, read at each
-  -- settle.)
+  -- an ordered delivery that ended lets the next of its contact go (let_next_go,
+  -- 22_outbox.sql), and the relays are told now, not at their next poll. (Each of the
+  -- batch's webhooks that ended one, looked up by its key; until 2026-12-04, the ids of
+  -- every company's ordered webhooks, read at each settle.)
   if exists (select 1 from webhooks.webhooks w where w.ordered)   -- (none: one empty index probe)
      and exists (select 1
                  from (select distinct e.webhook_id from unnest(v_states, v_webhooks) as e(state, webhook_id)
                        where e.state <> 'pending') e
                  where (select w.ordered from webhooks.webhooks w where w.id = e.webhook_id)) then
-    update webhooks.delivery_queue q
-    set next_attempt_at = least(q.next_attempt_at, q.held_due),
-        held_due = null
+    select array_agg(e.webhook_id), array_agg(e.contact_id) into v_ended_webhooks, v_ended_contacts
     from (select distinct e.webhook_id, e.contact_id
           from unnest(v_states, v_webhooks, v_contacts) as e(state, webhook_id, contact_id)
           where e.state <> 'pending'
-            and (select w.ordered from webhooks.webhooks w where w.id = e.webhook_id)) e
-    cross join lateral (select n.ctid from webhooks.delivery_queue n
-                        where n.webhook_id = e.webhook_id and n.contact_id = e.contact_id and n.locked_by is null
-                        order by n.delivery_id
-                        limit 1
-                        -- (not FOR UPDATE: that would pass over the one a claim has
-                        -- just found in the way of its later ones, FOR KEY SHARE)
-                        for no key update of n skip locked) n
-    where q.ctid = n.ctid and q.held_due is not null;
+            and (select w.ordered from webhooks.webhooks w where w.id = e.webhook_id)) e;
+    v_let_go := webhooks_private.let_next_go(v_ended_webhooks, v_ended_contacts);
     perform webhooks_private.notify_relays();   -- 20_wakeup.sql
   end if;
 
