@@ -80,13 +80,8 @@ for (const level of ['repeatable read', 'serializable']) {
   });
 }
 
-// A status change passes over its contact's update waiting out its window when another
-// writer holds that delivery (it merged a change into it, in a transaction still
-// open), and the update is not brought forward. On an ordered webhook the status change
-// waited behind it for the whole window, although it is never to wait: the claim that
-// finds it held back behind such an update (which can take no further change) sends
-// the update now.
-test('ordered: a status change made while a writer that merged into its contact\'s waiting update is still open does not wait out the window', async (t) => {
+/** An ordered webhook with a coalesce window of an hour, and a contact whose update waits out that window in it. */
+async function orderedUpdateWaiting() {
   const pool = db().pool;
   const f = factories(pool);
   const company = await f.company();
@@ -95,6 +90,17 @@ test('ordered: a status change made while a writer that merged into its contact\
   await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
   const contact = await f.contact(company.id);
   await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
+  return { pool, status, hook, contact };
+}
+
+// A status change passes over its contact's update waiting out its window when another
+// writer holds that delivery (it merged a change into it, in a transaction still
+// open), and the update is not brought forward. On an ordered webhook the status change
+// waited behind it for the whole window, although it is never to wait: the claim that
+// finds it held back behind such an update (which can take no further change) sends
+// the update now.
+test('ordered: a status change made while a writer that merged into its contact\'s waiting update is still open does not wait out the window', async (t) => {
+  const { pool, status, hook, contact } = await orderedUpdateWaiting();
 
   const writer = await pool.connect();
   t.teardown(() => writer.release(true));
@@ -130,14 +136,7 @@ test('ordered: a status change made while a writer that merged into its contact\
 // the update. (A writer that merged into it holds it FOR UPDATE, which the claim's
 // look at the contact's first delivery already passes over.)
 test('ordered: the claim passes over a waiting update that an open session holds, and sends it once the session ends', async (t) => {
-  const pool = db().pool;
-  const f = factories(pool);
-  const company = await f.company();
-  const status = await f.status(company.id);
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.status_added'], fields: ['city'] });
-  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
-  const contact = await f.contact(company.id);
-  await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
+  const { pool, status, hook, contact } = await orderedUpdateWaiting();
 
   const dba = await pool.connect();
   t.teardown(() => dba.release(true));
