@@ -12,10 +12,14 @@ import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexit
 export interface ApiLimits {
   /** bytes of one request body; more is answered 413 */
   maxBodyBytes: number;
+  /** bytes of the query text (variables not counted); more is answered 413 before it is parsed */
+  maxQueryBytes: number;
   /** nesting of fields in one operation (a leaf field at the top is depth 1) */
   maxDepth: number;
   /** field values one answer may hold: each connection multiplies what it selects by its page size */
   maxNodes: number;
+  /** fields of one request as written, each alias and each spread of a fragment counted */
+  maxFields: number;
   /** fields of one request that each plan a read of their own (plannedFieldWeight) */
   maxPlannedFields: number;
   /** rows of one connection page when neither first nor last is given */
@@ -36,8 +40,15 @@ export interface ApiLimits {
 
 export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   maxBodyBytes: 100_000,
+  // the text is parsed, validated and planned on the server's one thread, some 30 µs a
+  // field: 95 kB took 100 to 500 ms whatever it asked. The page's texts are under 2 kB,
+  // the whole schema's introspection under 3 kB; variables count toward the body only
+  maxQueryBytes: 20_000,
   maxDepth: 8,
   maxNodes: 20_000,
+  // 1,000 fields take some 30 ms to plan and answer; the page's largest request (a
+  // webhook's history) has about 50, the whole schema's introspection 220
+  maxFields: 1_000,
   // the Reports page's requests plan at most 9 (a webhook's history); the planning of n of them grows as n²
   // (a one-row page of history 25 times: about 65 ms of the server's thread, 500
   // times: 4 to 8 s)
@@ -59,8 +70,10 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
 /** The environment variable of each limit. */
 export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.freeze({
   maxBodyBytes: 'API_MAX_BODY_BYTES',
+  maxQueryBytes: 'API_MAX_QUERY_BYTES',
   maxDepth: 'API_MAX_DEPTH',
   maxNodes: 'API_MAX_NODES',
+  maxFields: 'API_MAX_FIELDS',
   maxPlannedFields: 'API_MAX_PLANNED_FIELDS',
   defaultPageSize: 'API_DEFAULT_PAGE_SIZE',
   maxPageSize: 'API_MAX_PAGE_SIZE',
@@ -74,6 +87,7 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
 /** The codes (extensions.code) of the refusals. */
 export const LIMIT_CODES = Object.freeze({
   body: 'REQUEST_TOO_LARGE',
+  queryText: 'QUERY_TOO_LARGE',
   depth: 'QUERY_TOO_DEEP',
   nodes: 'QUERY_TOO_COSTLY',
   pageSize: 'PAGE_TOO_LARGE',
@@ -145,9 +159,17 @@ export function textNestsDeeperThan(text: string, limit: number): boolean {
   return false;
 }
 
-/** The refusal of a query text nested past MAX_QUERY_TEXT_NESTING, or nothing. */
-export function refuseDeepText(query: unknown): SafeError | undefined {
-  if (typeof query !== 'string' || !textNestsDeeperThan(query, MAX_QUERY_TEXT_NESTING)) return undefined;
+/** The refusal of a query text longer than maxQueryBytes or nested past
+ *  MAX_QUERY_TEXT_NESTING, or nothing: asked before the text is parsed. */
+export function refuseQueryText(limits: ApiLimits, query: unknown): SafeError | undefined {
+  if (typeof query !== 'string') return undefined;
+  // a character is at most 3 bytes of UTF-8 (a surrogate pair, 2 characters, 4)
+  if (query.length * 3 > limits.maxQueryBytes && Buffer.byteLength(query) > limits.maxQueryBytes) {
+    return new SafeError(`query text is larger than ${limits.maxQueryBytes} bytes (${LIMIT_SETTINGS.maxQueryBytes}): ` +
+      'ask in several requests; values belong in variables, which count toward the body only',
+    { statusCode: 413, code: LIMIT_CODES.queryText, limit: limits.maxQueryBytes });
+  }
+  if (!textNestsDeeperThan(query, MAX_QUERY_TEXT_NESTING)) return undefined;
   return new SafeError(`query text nests brackets more than ${MAX_QUERY_TEXT_NESTING} levels deep: no query needs that many`,
     { statusCode: 400, code: LIMIT_CODES.depth, limit: MAX_QUERY_TEXT_NESTING });
 }
@@ -242,7 +264,7 @@ const PLANNED_FIELD: FieldWeight = ({ node, definition, ofRoot }) => {
 };
 
 /**
- * Fields as the planner sees them, fragments expanded, at most the node limit; and
+ * Fields as the planner sees them, fragments expanded, at most maxFields; and
  * introspection once. The node count counts a field selected twice under one name
  * once, as the answer holds it once; the planner expands every spread of a fragment,
  * so fragments that each spread the next twice ask it for 2^n fields in a few hundred
@@ -257,14 +279,15 @@ export function expandedFieldsRule(limits: ApiLimits): ValidationRule {
     OperationDefinition(operation) {
       const root = context.getSchema().getRootType(operation.operation) ?? undefined;
       const found = expandedCount(context, operation.selectionSet, root, EVERY_FIELD, new Map());
-      if (found > limits.maxNodes) {
+      if (found > limits.maxFields) {
         context.reportError(refusal(
-          `query selects too many fields: ${found} with its fragments expanded, at most ${limits.maxNodes} (${LIMIT_SETTINGS.maxNodes}); spread fewer fragments`,
-          LIMIT_CODES.nodes, { limit: limits.maxNodes, found }));
+          `query selects too many fields: ${found} as written, each alias and each spread of a fragment counted, ` +
+          `at most ${limits.maxFields} (${LIMIT_SETTINGS.maxFields}); ask in several requests`,
+          LIMIT_CODES.nodes, { limit: limits.maxFields, found }));
       }
       const planned = expandedCount(context, operation.selectionSet, root, PLANNED_FIELD, new Map());
       // (one refusal at a time: a document of too many fields is refused for that already)
-      if (found <= limits.maxNodes && planned > limits.maxPlannedFields) {
+      if (found <= limits.maxFields && planned > limits.maxPlannedFields) {
         context.reportError(refusal(
           `query plans too many fields: ${planned} fields of Query or Mutation, fields with arguments and fields that select fields, ` +
           `at most ${limits.maxPlannedFields} (${LIMIT_SETTINGS.maxPlannedFields}); ask in fewer aliases, or in several requests`,

@@ -10,7 +10,7 @@ import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
-import { boundedPage, depthRule, expandedFieldsRule, poolWaitRefusal, refuseCostly, refuseDeepText, type ApiLimits } from './limits.ts';
+import { boundedPage, depthRule, expandedFieldsRule, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits } from './limits.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 export const GRAPHIQL_PATH = '/graphiql';
@@ -92,7 +92,7 @@ function RequestLimits(limits: ApiLimits): GraphileConfig.Plugin {
         },
         // before GraphQL's parser, which recurses on every bracket
         processGraphQLRequestBody(next, event) {
-          const refusal = refuseDeepText(event.body.query);
+          const refusal = refuseQueryText(limits, event.body.query);
           if (refusal) throw refusal;
           return next();
         },

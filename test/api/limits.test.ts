@@ -85,13 +85,14 @@ test('fields that each plan a read of their own are at most API_MAX_PLANNED_FIEL
   const histories = (n: number) => `query($id: BigInt!) { webhookById(id: $id) { ${Array.from({ length: n }, (_, i) =>
     `a${i}: history(since: "${since(i)}", first: 1) { nodes { id } }`).join(' ')} } }`;
   // (refused while the document is validated, so before any of it is planned)
-  const refused = await api().gql(viewer, histories(500), { id: hook.id });
+  // (200 of them, 12 kB, within the text's limit)
+  const refused = await api().gql(viewer, histories(200), { id: hook.id });
   t.is(refused.data, undefined);
   t.is(refused.errors?.length, 1);
   t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
   t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxPlannedFields);
   // webhookById, and each alias's history and its nodes
-  t.is(refused.errors?.[0].extensions?.found, 1 + 2 * 500);
+  t.is(refused.errors?.[0].extensions?.found, 1 + 2 * 200);
   t.regex(refused.errors![0].message, /API_MAX_PLANNED_FIELDS/);
 
   // top-level fields count each, arguments or not; leaves of a row do not
@@ -111,7 +112,61 @@ test('fields that each plan a read of their own are at most API_MAX_PLANNED_FIEL
   t.is(whole.errors, undefined);
 });
 
-test('fragments spread again and again do not escape the node limit', async (t) => {
+test('fields as written are at most API_MAX_FIELDS a request, each alias and each spread of a fragment counted', async (t) => {
+  const { viewer, hook } = await busyCompany();
+  // 9,000 aliases of a webhook's name, 95 kB and well within the node count, held the
+  // server's one thread for about half a second while they were planned and answered
+  // (some 30 µs a field, for every company)
+  const names = (n: number) => `query($id: BigInt!) { webhookById(id: $id) { ${Array.from({ length: n }, (_, i) => `a${i}: name`).join(' ')} } }`;
+  const refused = await api().gql(viewer, names(DEFAULT_LIMITS.maxFields), { id: hook.id });
+  t.is(refused.data, undefined);
+  t.is(refused.errors?.length, 1);
+  t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
+  t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxFields);
+  // webhookById and its aliases
+  t.is(refused.errors?.[0].extensions?.found, 1 + DEFAULT_LIMITS.maxFields);
+  t.regex(refused.errors![0].message, /API_MAX_FIELDS/);
+  // one fewer is served
+  const served = await api().gql(viewer, names(DEFAULT_LIMITS.maxFields - 1), { id: hook.id });
+  t.is(served.errors, undefined);
+  t.is(served.data.webhookById.a0, hook.name);
+  // a fragment counts its fields each time it is spread
+  const spread = await api().gql(viewer, `query($id: BigInt!) { webhookById(id: $id) { ${'...N '.repeat(DEFAULT_LIMITS.maxFields / 4)} } }
+    fragment N on Webhook { a: name b: name c: name d: name }`, { id: hook.id });
+  t.is(spread.errors?.[0].extensions?.found, 1 + DEFAULT_LIMITS.maxFields);
+});
+
+test('a query text over API_MAX_QUERY_BYTES is refused before it is parsed; variables count only toward the body', async (t) => {
+  const { viewer } = await busyCompany();
+  // 95 kB of text took 100 to 500 ms of the server's one thread to parse, validate and
+  // plan, whatever it asked; the page's texts are under 2 kB, the whole schema's
+  // introspection under 3 kB
+  const unclosed = `{ currentCompanyId ${'x '.repeat(DEFAULT_LIMITS.maxQueryBytes)}`;
+  const refused = await post(api().api.url, viewer, JSON.stringify({ query: unclosed }), true);
+  t.is(refused.status, 413);
+  const error = JSON.parse(refused.body).errors[0];
+  // (not the parser's "Syntax Error": it never ran)
+  t.is(error.extensions.code, 'QUERY_TOO_LARGE');
+  t.is(error.extensions.limit, DEFAULT_LIMITS.maxQueryBytes);
+  t.regex(error.message, /API_MAX_QUERY_BYTES/);
+  // bytes, not characters: a comment of two-byte characters half the limit long
+  const start = `{ currentCompanyId } #${(DEFAULT_LIMITS.maxQueryBytes - 22) % 2 ? ' ' : '  '}`;
+  const chars = (DEFAULT_LIMITS.maxQueryBytes - Buffer.byteLength(start)) / 2;
+  const twoByte = await api().gql(viewer, start + 'é'.repeat(chars + 1));
+  t.is(twoByte.errors?.[0].extensions?.code, 'QUERY_TOO_LARGE');
+  t.true((start + 'é'.repeat(chars + 1)).length < DEFAULT_LIMITS.maxQueryBytes);
+  const exactly = start + 'é'.repeat(chars);
+  t.is(Buffer.byteLength(exactly), DEFAULT_LIMITS.maxQueryBytes);
+  t.is((await api().gql(viewer, exactly)).errors, undefined);
+  // variables many times the text's limit, within the body's, are served
+  const padded = await post(api().api.url, viewer, JSON.stringify({
+    query: '{ allWebhooks { totalCount } }', variables: { pad: 'x'.repeat(DEFAULT_LIMITS.maxBodyBytes - 1_000) },
+  }), true);
+  t.is(padded.status, 200, padded.body.slice(0, 300));
+  t.deepEqual(JSON.parse(padded.body), { data: { allWebhooks: { totalCount: 2 } } });
+});
+
+test('fragments spread again and again do not escape the limit of fields', async (t) => {
   const { viewer, company } = await busyCompany();
   // each fragment spreads the next twice: 18 fragments select 2^17 fields in 800 bytes,
   // which the planner expanded one by one (seconds of the server's one thread)
@@ -122,9 +177,9 @@ test('fragments spread again and again do not escape the node limit', async (t) 
   t.is(refused.data, undefined);
   t.is(refused.errors?.length, 1);
   t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
-  t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxNodes);
+  t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxFields);
   t.is(refused.errors?.[0].extensions?.found, 2 ** (LEVELS - 1));
-  t.regex(refused.errors![0].message, /API_MAX_NODES/);
+  t.regex(refused.errors![0].message, /API_MAX_FIELDS/);
   // a fragment spread a few times is fine
   const few = await api().gql(viewer, `{ ...F0 }\n${fragments(3)}`);
   t.is(few.errors, undefined);
