@@ -47,11 +47,13 @@ export function settleBatchSize(claimBatchSize: number): number {
  * was, each delivery went again once its lease ran out, and its history said the
  * lease had expired. (A cancelled statement or a lock not available is left out: a
  * row that another transaction holds can cause either, and only its result should
- * wait for it.)
+ * wait for it. But a lock on a whole table of the engine's, which the settle names
+ * as settle_table_locked, holds every result alike.)
  */
 export function cannotWriteNow(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' && (code === '25006' || /^(40|53|58)/.test(code));
+  const { code, constraint } = error as { code?: unknown; constraint?: unknown };
+  return typeof code === 'string' &&
+    (code === '25006' || /^(40|53|58)/.test(code) || (code === '55P03' && constraint === 'settle_table_locked'));
 }
 
 /** An attempt as settle_deliveries records it. */

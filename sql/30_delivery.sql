@@ -529,6 +529,45 @@ $$;
 -- there once that transaction ends); the last is never waited for (the webhook is
 -- left enabled, and the next 410 or failure disables it).
 -- test/relay/open-transaction.test.ts shows each.
+-- private (settle): a settle that waited settle_lock_wait() in vain, for a lock on
+-- one of the engine's tables rather than on rows (a DBA's CREATE INDEX without
+-- CONCURRENTLY, LOCK TABLE, an ALTER TABLE waiting its turn): raised as
+-- lock_not_available with the constraint settle_table_locked, which the relay takes
+-- as "cannot write now" (relay/settle.ts, cannotWriteNow): the whole batch waits and
+-- is written again. Such a lock holds every result alike, and left out of the answer,
+-- as a held row's is, every delivery in flight stayed so until its lease ran out and
+-- was sent again (until 2026-12-05; test/relay/backpressure.test.ts). A table lock of
+-- the engine's own upkeep, met here by chance, costs a batch a wait, nothing more.
+create or replace function webhooks_private.raise_if_table_locked()
+returns void
+language plpgsql
+as $$
+declare
+  r record;
+begin
+  select n.nspname as schema_name, c.relname as table_name, l.pid, l.mode, l.granted
+  into r
+  from pg_catalog.pg_locks l
+  join pg_catalog.pg_class c on c.oid = l.relation
+  join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+  where l.locktype = 'relation' and l.pid <> pg_backend_pid()
+    and l.database = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
+    -- the modes that conflict with a write's ROW EXCLUSIVE, held or waited for
+    and l.mode in ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+    and n.nspname in ('webhooks', 'webhooks_private', 'webhooks_partitions')
+  limit 1;
+  if found then
+    raise exception using
+      errcode = 'lock_not_available',
+      message = format('%I.%I is locked by session %s (%s%s): the results wait and are written again',
+                       r.schema_name, r.table_name, r.pid, r.mode, case when r.granted then '' else ', waiting' end),
+      constraint = 'settle_table_locked',
+      schema = r.schema_name,
+      table = r.table_name;
+  end if;
+end;
+$$;
+
 create or replace function webhooks_relay.settle_deliveries(
   p_relay           text,
   p_ids             bigint[],
@@ -561,7 +600,7 @@ begin
     return;
   exception when lock_not_available then
     -- (nothing was returned: the results come back only once the settle is done)
-    null;
+    perform webhooks_private.raise_if_table_locked();
   end;
   -- a delivery held past the wait: those still this relay's that another transaction
   -- holds are left out, the rest locked (none of them waited for again) and settled
@@ -592,7 +631,7 @@ begin
                                                              f.status_codes, f.errors, f.response_bodies, f.retry_after_s) s;
       perform set_config('lock_timeout', v_lock_timeout, true);
     exception when lock_not_available then
-      null;
+      perform webhooks_private.raise_if_table_locked();
     end;
   end loop;
 end;
@@ -992,7 +1031,7 @@ begin
       v_rescued := v_rescued + webhooks_private.rescue_leases(p_limit, v_webhook_id);
       perform set_config('lock_timeout', v_lock_timeout, true);
     exception when lock_not_available then
-      null;
+      perform webhooks_private.raise_if_table_locked();
     end;
   end loop;
   return v_rescued;

@@ -4,7 +4,7 @@
 import test from 'ava';
 import { UNSETTLED_BATCHES_LIMIT } from '../../relay/scheduler.ts';
 import { settleBatchSize } from '../../relay/settle.ts';
-import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
 const CLAIM_BATCH = 2;
 const SLOTS = 2;
@@ -48,6 +48,40 @@ test('results that cannot be written hold further claims back', async (t) => {
     const rows = await waitForFinalDeliveries(database.pool, [webhook.id], 40);
     t.true(rows.every((row) => row.state === 'succeeded'));
     t.is(new Set(receiver.received('/hook').map((r) => r.headers['webhook-id'])).size, 40);
+  } finally {
+    await blocker.query('rollback').catch(() => {});
+    blocker.release();
+    await relay.stop();
+  }
+});
+
+test('a lock on the attempts table held past the settle\'s wait (an index built without CONCURRENTLY) makes the results wait, not be sent again', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  await database.pool.query('insert into crm.contacts (company_id) select $1 from generate_series(1, 10)', [company.id]);
+
+  // CREATE INDEX takes this lock on its table for as long as it builds
+  const blocker = await database.pool.connect();
+  await blocker.query('begin');
+  await blocker.query('lock table webhooks.delivery_attempts in share mode');
+
+  const { log, lines } = rememberedLog();
+  const relay = testRelay(database.url, { RELAY_BATCH_SIZE: String(CLAIM_BATCH) }, { log });
+  await relay.start();
+  try {
+    // a settle gave up waiting for the lock (settle_lock_wait(), 1 s): with the
+    // results left out of its answer, each delivery stayed in flight until its lease
+    // ran out (60 s) and was sent again
+    await until(() => lines().some((line) => /settle failed|not settled/.test(line)), 20_000);
+    await blocker.query('commit');
+    const rows = await waitForFinalDeliveries(database.pool, [webhook.id], 10);
+    t.true(rows.every((row) => row.state === 'succeeded'));
+    const { rows: attempts } = await database.pool.query<{ attempts: number }>(
+      'select attempts from webhooks.deliveries where webhook_id = $1', [webhook.id]);
+    t.deepEqual(attempts.map((row) => row.attempts), Array(10).fill(1));
+    t.is(receiver.received('/hook').length, 10);
+    t.true(lines().some((line) => /settle failed; will try again/.test(line) && /delivery_attempts/.test(line)));
   } finally {
     await blocker.query('rollback').catch(() => {});
     blocker.release();
