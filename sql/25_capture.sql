@@ -258,14 +258,22 @@ $$;
 -- private (enqueue): the bytes of large payloads the change of the moment has written
 -- for p_company_id, with p_bytes more; counted (in change_payload_setting()) only when
 -- within p_limit, so that a payload past it leaves room for a smaller one after it.
--- A change is a contact, an action and a statement (a row changes once a statement),
--- and capture enqueues a change's deliveries company by company, so one count at a
--- time is all it needs: another change or company starts it again. What a writer may
+-- A change is a contact, an action, the contact's row version as it is now (the
+-- version a create or an update made: a row changes once a statement), the user or
+-- status of an assignment or status event (p_event) and the top-level statement.
+-- statement_timestamp() alone was one for a whole DO block or function call: the
+-- second change of a contact made by one was counted on top of the first, and its
+-- payloads failed though each change alone was within the limit. (The row version is
+-- looked up here, on this path only: a payload over payload_bytes_floor().)
+-- capture enqueues a change's deliveries company by company, so one count at a time
+-- is all it needs: another change or company starts it again. What a writer may
 -- have set the setting to is never an error: anything but such a count starts again.
+drop function if exists webhooks_private.count_change_payload(bigint, webhooks.action, bigint, integer, integer);
 create or replace function webhooks_private.count_change_payload(
   p_company_id bigint,
   p_action     webhooks.action,
   p_contact_id bigint,
+  p_event      text,
   p_bytes      integer,
   p_limit      integer
 )
@@ -273,7 +281,8 @@ returns bigint
 language plpgsql
 as $$
 declare
-  v_change constant text := format('%s %s %s %s', p_contact_id, p_action, p_company_id,
+  v_change constant text := format('%s %s %s %s %s %s', p_contact_id, p_action, p_company_id, p_event,
+                                   (select c.ctid from crm.contacts c where c.id = p_contact_id),
                                    extract(epoch from statement_timestamp()));
   v_counted constant text[] := regexp_match(coalesce(current_setting(webhooks_private.change_payload_setting(), true), ''),
                                             '^(.*) ([0-9]{1,18})$');
@@ -456,7 +465,8 @@ begin
     else
       -- (never below max_payload_bytes: a payload within it goes when it is its change's first)
       v_limit := greatest(webhooks_private.max_payload_bytes_per_change(), v_limit);
-      v_change_bytes := webhooks_private.count_change_payload(p_company_id, p_action, p_contact_id, v_bytes, v_limit);
+      v_change_bytes := webhooks_private.count_change_payload(p_company_id, p_action, p_contact_id,
+        coalesce(p_payload #>> '{data,user,id}', p_payload #>> '{data,status,id}'), v_bytes, v_limit);
       if v_change_bytes > v_limit then
         v_not_sent := format('not sent: its payload of %s bytes took this change''s payloads for the company to %s bytes, over the limit of %s (webhooks.max_payload_bytes_per_change)',
                              v_bytes, v_change_bytes, v_limit);

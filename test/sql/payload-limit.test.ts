@@ -112,6 +112,45 @@ test('the large payloads of one change for one company stop at max_payload_bytes
   t.like(held[1]!.payload.data.omitted, { limit: 250000 });
 });
 
+// statement_timestamp() is one for a whole top-level statement: the two changes of
+// one contact made by one DO block (or one function call) were one change to the
+// budget, and the second change's payloads failed though each change alone fitted.
+test('two changes of one contact in one DO block each have their own budget', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hooks = [];
+  for (let i = 0; i < 2; i++) {
+    hooks.push(await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['custom'] }));
+  }
+  const contact = await f.contact(company.id, { first_name: 'Big' });
+  await inTransaction(db().pool, "set local webhooks.max_payload_bytes = '250000'; set local webhooks.max_payload_bytes_per_change = '450000'",
+    (c) => c.query(`do $$
+      begin
+        update crm.contacts set custom = jsonb_build_object('notes', repeat('a', 200000)) where id = ${Number(contact.id)};
+        update crm.contacts set custom = jsonb_build_object('notes', repeat('b', 200000)) where id = ${Number(contact.id)};
+      end $$`));
+  const updates = (await deliveriesOf(db().pool, hooks.map((h) => h.id))).filter((d) => d.action === 'contact.updated');
+  // two payloads of about 200,000 bytes a change: each change fits in 450,000
+  t.deepEqual(updates.map((d) => [d.payload.data.contact.custom?.notes?.[0], d.state]),
+    [['a', 'pending'], ['a', 'pending'], ['b', 'pending'], ['b', 'pending']]);
+
+  // so do two status tags given in one DO block: two events, each its own change
+  const tagged = [];
+  for (let i = 0; i < 2; i++) {
+    tagged.push(await f.webhook({ companyId: company.id, actions: ['contact.status_added'], fields: ['custom'] }));
+  }
+  const [one, two] = [await f.status(company.id), await f.status(company.id)];
+  await inTransaction(db().pool, "set local webhooks.max_payload_bytes = '250000'; set local webhooks.max_payload_bytes_per_change = '450000'",
+    (c) => c.query(`do $$
+      begin
+        insert into crm.contact_statuses (contact_id, status_id) values (${Number(contact.id)}, ${Number(one!.id)});
+        insert into crm.contact_statuses (contact_id, status_id) values (${Number(contact.id)}, ${Number(two!.id)});
+      end $$`));
+  const tags = await deliveriesOf(db().pool, tagged.map((h) => h.id));
+  t.deepEqual(tags.map((d) => [d.payload.data.status?.id, d.state]),
+    [[Number(one!.id), 'pending'], [Number(one!.id), 'pending'], [Number(two!.id), 'pending'], [Number(two!.id), 'pending']]);
+});
+
 test('webhooks.max_payload_bytes: lower or higher, never below 64 KiB; a value that is no number leaves 1 MiB', async (t) => {
   const f = make();
   const company = await f.company();
