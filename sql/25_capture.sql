@@ -917,9 +917,11 @@ declare
 begin
   -- "first of its company" is decided one transaction at a time for each contact and
   -- company that listens for it: the lock is held to the commit, and the question below
-  -- (a statement of its own, with a snapshot taken after the lock) sees an assignment
-  -- committed meanwhile. Without it two transactions at once each saw no colleague and
-  -- both sent a "first". Taken in one order (contact, company), so two statements
+  -- (a statement of its own, with a snapshot taken after the lock, at READ COMMITTED)
+  -- sees an assignment committed meanwhile. Without it two transactions at once each
+  -- saw no colleague and both sent a "first". (At REPEATABLE READ or SERIALIZABLE the
+  -- snapshot is the transaction's, older than the lock: the row of first_assignments
+  -- written below with each first fails such a writer instead, 40001.) Taken in one order (contact, company), so two statements
   -- never wait for each other's; two transactions assigning in opposite orders across
   -- statements may deadlock, and Postgres ends one of them.
   perform pg_advisory_xact_lock(webhooks_private.first_assignment_lock(k.contact_id, k.company_id))
@@ -957,6 +959,17 @@ begin
     if r.is_first and exists (select 1 from webhooks_private.subscriptions s
                               where s.action = 'contact.first_company_user_assigned'
                                 and s.company_id = r.user_company_id) then
+      -- (the first's row version, written under the lock above, at every isolation
+      -- level: the question was asked in this transaction's snapshot, which at
+      -- REPEATABLE READ or SERIALIZABLE was taken before the lock was granted and
+      -- misses a colleague's first committed since. That transaction wrote this row
+      -- after our snapshot, so writing it fails this one with a serialization failure,
+      -- 40001, which such a writer retries, and its retry sees the colleague. At READ
+      -- COMMITTED the question saw every first committed before the lock, and the
+      -- write never waits: the lock is the row's.)
+      insert into webhooks_private.first_assignments as f (contact_id, company_id)
+      values (r.contact_id, r.user_company_id)
+      on conflict (contact_id, company_id) do update set sent_at = excluded.sent_at;
       v_webhooks := v_webhooks + webhooks_private.capture('contact.first_company_user_assigned', v_source, r.contact,
         null, null, jsonb_build_object('user', r.user_json), p_only_company => r.user_company_id);
     end if;

@@ -53,3 +53,95 @@ test.serial('the first assignment rolled back: the other is the first', async (t
   const { rows, second } = await twoAssigning(t, 'rollback');
   t.deepEqual(rows.map((r) => r.payload.data.user.id), [Number(second.id)]);
 });
+
+// At REPEATABLE READ and SERIALIZABLE the question is asked in the transaction's
+// snapshot, taken before the lock was granted: it missed the colleague whose
+// transaction committed meanwhile, and both sent a "first". Such a writer gets one
+// first in all, or a serialization failure (40001), which it must retry anyway: its
+// retry sees the colleague and sends none.
+type Isolation = 'repeatable read' | 'serializable';
+
+/** ends the open transaction of client with its last statement's outcome: committed,
+ * or rolled back on a serialization failure and done again in a transaction of its own */
+async function finishRetrying(t: { is: (a: unknown, b: unknown) => void }, client: pg.Client, isolation: Isolation,
+  last: Promise<unknown>, again: () => Promise<unknown>): Promise<'committed' | 'retried'> {
+  const failed = await last.then(() => client.query('commit')).then(() => null, (error) => error);
+  if (!failed) return 'committed';
+  t.is(failed.code, '40001');
+  await client.query('rollback');
+  await client.query(`begin isolation level ${isolation}`);
+  await again();
+  await client.query('commit');
+  return 'retried';
+}
+
+for (const isolation of ['repeatable read', 'serializable'] as const) {
+  test.serial(`${isolation}: two users of one company assigned at once, the second waiting for the first: one first in all`, async (t) => {
+    const f = factories(db().pool);
+    const company = await f.company();
+    const [first, second] = [await f.user(company.id), await f.user(company.id)];
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned'] });
+    const contact = await f.contact(company.id);
+    const [a, b, watcher] = [await connected(t), await connected(t), await connected(t)];
+    const assign = (client: pg.Client, userId: string) =>
+      client.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, userId]);
+
+    const bPid = (await b.query('select pg_backend_pid() as pid')).rows[0].pid;
+    await a.query(`begin isolation level ${isolation}`);
+    await assign(a, first.id);
+    await b.query(`begin isolation level ${isolation}`);
+    const bAssigning = assign(b, second.id);
+    bAssigning.catch(() => {});
+    await until('the second assignment waits for the first', async () => (await watcher.query(
+      'select 1 from pg_stat_activity where pid = $1 and cardinality(pg_blocking_pids(pid)) > 0', [bPid])).rowCount! > 0);
+    await a.query('commit');
+    t.log(await finishRetrying(t, b, isolation, bAssigning, () => assign(b, second.id)));
+
+    const rows = await deliveriesOf(db().pool, [hook.id]);
+    t.deepEqual(rows.map((r) => r.payload.data.user.id), [Number(first.id)]);
+    const { rows: assigned } = await db().pool.query(
+      'select user_id from crm.contact_assignments where contact_id = $1 order by user_id', [contact.id]);
+    t.deepEqual(assigned.map((r) => r.user_id), [first.id, second.id]);
+  });
+
+  test.serial(`${isolation}: a colleague assigned and committed after the snapshot was taken: no second first`, async (t) => {
+    const f = factories(db().pool);
+    const company = await f.company();
+    const [first, second] = [await f.user(company.id), await f.user(company.id)];
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned'] });
+    const contact = await f.contact(company.id);
+    const b = await connected(t);
+    const assign = (client: pg.Client | pg.Pool, userId: string) =>
+      client.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, userId]);
+
+    await b.query(`begin isolation level ${isolation}`);
+    // (the snapshot: no assignment yet)
+    t.deepEqual((await b.query('select user_id from crm.contact_assignments where contact_id = $1', [contact.id])).rows, []);
+    await assign(db().pool, first.id);   // another writer, READ COMMITTED, committed
+    t.log(await finishRetrying(t, b, isolation, assign(b, second.id), () => assign(b, second.id)));
+
+    const rows = await deliveriesOf(db().pool, [hook.id]);
+    t.deepEqual(rows.map((r) => r.payload.data.user.id), [Number(first.id)]);
+  });
+
+  test.serial(`${isolation}: the same after the company had a first once and lost it: no second first`, async (t) => {
+    const f = factories(db().pool);
+    const company = await f.company();
+    const [earlier, first, second] = [await f.user(company.id), await f.user(company.id), await f.user(company.id)];
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned'] });
+    const contact = await f.contact(company.id);
+    const b = await connected(t);
+    const assign = (client: pg.Client | pg.Pool, userId: string) =>
+      client.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, userId]);
+    await assign(db().pool, earlier.id);
+    await db().pool.query('delete from crm.contact_assignments where contact_id = $1', [contact.id]);
+
+    await b.query(`begin isolation level ${isolation}`);
+    t.deepEqual((await b.query('select user_id from crm.contact_assignments where contact_id = $1', [contact.id])).rows, []);
+    await assign(db().pool, first.id);   // the company's first again, committed
+    t.log(await finishRetrying(t, b, isolation, assign(b, second.id), () => assign(b, second.id)));
+
+    const rows = await deliveriesOf(db().pool, [hook.id]);
+    t.deepEqual(rows.map((r) => r.payload.data.user.id), [Number(earlier.id), Number(first.id)]);
+  });
+}
