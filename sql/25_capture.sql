@@ -921,9 +921,10 @@ begin
   -- sees an assignment committed meanwhile. Without it two transactions at once each
   -- saw no colleague and both sent a "first". (At REPEATABLE READ or SERIALIZABLE the
   -- snapshot is the transaction's, older than the lock: the row of first_assignments
-  -- written below with each first fails such a writer instead, 40001.) Taken in one order (contact, company), so two statements
-  -- never wait for each other's; two transactions assigning in opposite orders across
-  -- statements may deadlock, and Postgres ends one of them.
+  -- written below with each first fails such a writer instead, 40001.) Taken in one
+  -- order (contact, company), so two statements never wait for each other's; two
+  -- transactions assigning in opposite orders across statements may deadlock, and
+  -- Postgres ends one of them.
   perform pg_advisory_xact_lock(webhooks_private.first_assignment_lock(k.contact_id, k.company_id))
   from (select distinct i.contact_id, u.company_id
         from unnest(p_contact_ids, p_user_ids) as i(contact_id, user_id)
