@@ -772,6 +772,9 @@ as $$
 declare
   v_webhooks integer;
 begin
+  -- (a contact gone has no firsts to come: its rows of first_assignments go too, one
+  -- probe of that table's key)
+  delete from webhooks_private.first_assignments f where f.contact_id = old.id;
   if webhooks_private.contact_wanted('contact.deleted', old.id, old.company_id) then
     v_webhooks := webhooks_private.capture('contact.deleted',
       coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown'),

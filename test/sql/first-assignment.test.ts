@@ -145,3 +145,20 @@ for (const isolation of ['repeatable read', 'serializable'] as const) {
     t.deepEqual(rows.map((r) => r.payload.data.user.id), [Number(earlier.id), Number(first.id)]);
   });
 }
+
+test('a deleted contact takes its companies\' rows of firsts with it', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const user = await f.user(company.id);
+  await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned'] });
+  const [gone, kept] = [await f.contact(company.id), await f.contact(company.id)];
+  for (const contact of [gone, kept]) {
+    await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+  }
+  const firsts = async () => (await db().pool.query<{ contact_id: string }>(
+    'select contact_id from webhooks_private.first_assignments where company_id = $1 order by contact_id', [company.id])).rows
+    .map((row) => row.contact_id);
+  t.deepEqual(await firsts(), [gone.id, kept.id]);
+  await db().pool.query('delete from crm.contacts where id = $1', [gone.id]);
+  t.deepEqual(await firsts(), [kept.id]);
+});
