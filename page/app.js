@@ -17,7 +17,7 @@ import {
 import { h, replace } from './dom.js';
 import {
   CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
-  contactLabel, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, outcomeWords,
+  contactLabel, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, nextTry, outcomeWords,
   parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines, urlProblem,
 } from './format.js';
 
@@ -464,12 +464,12 @@ function contactCell(firing) {
   return [name, ' ', h('span', { class: 'contact-id' }, `#${firing.contactId}`)];
 }
 
-/** When a pending firing goes: at its next try, or (an ordered webhook) once the firing of the same contact before it has ended. */
+/** When a pending firing goes: at its next try, or (an ordered webhook) once the firing of the same contact before it has ended, or (a backfill's snapshot) once its webhook is enabled. */
 function pendingReason(firing) {
   return firing.heldBack
     ? h('div', { class: 'reason', title: 'This webhook sends the firings of one contact one at a time, in order' },
       'waiting for an earlier firing of this contact')
-    : h('div', { class: 'reason nowrap' }, `next try ${formatTime(firing.nextAttemptAt)}`);
+    : h('div', { class: 'reason nowrap' }, nextTry(firing.nextAttemptAt));
 }
 
 function firingRows(firing) {

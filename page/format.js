@@ -141,6 +141,15 @@ export function formatTime(iso) {
 }
 
 /**
+ * When a pending firing is tried next: "next try Nov 28, 2026, 11:43:25 PM", or, for a
+ * backfill's snapshot held while its webhook is disabled (no next try: the API says
+ * null), that it waits for the webhook to be enabled.
+ */
+export function nextTry(nextAttemptAt) {
+  return nextAttemptAt == null ? 'waiting for the webhook to be enabled' : `next try ${formatTime(nextAttemptAt)}`;
+}
+
+/**
  * Why an enabled webhook shows as Failing (its receiver's last attempts all failed),
  * as lines: how many in a row since when, until when its deliveries wait for the next
  * try, and when the relay will disable it unless one succeeds. Empty when healthy.

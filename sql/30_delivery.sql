@@ -143,6 +143,22 @@ as $$
   select interval '10 seconds';
 $$;
 
+-- private (claim, and enabling a webhook): the due time of a backfill's snapshot
+-- held while its webhook is disabled: none (a claim never finds it due). A disabled
+-- webhook's backfill pauses (35_backfill.sql), and so do the snapshots it has written:
+-- failed unsent as a disabled webhook's other deliveries are, up to
+-- webhooks.backfill_outstanding contacts never got theirs, for the backfill went on
+-- after them once enabled (until 2026-12-05; test/sql/backfill.test.ts). Held, they
+-- go once the webhook is enabled (tg_webhooks__release_held_snapshots, below), or fail
+-- with the others if their backfill is cancelled meanwhile (they are pending).
+create or replace function webhooks_private.snapshot_held()
+returns timestamptz
+language sql
+immutable
+as $$
+  select 'infinity'::timestamptz;
+$$;
+
 -- private (relay): lease up to p_limit due deliveries to relay p_relay for p_lease.
 -- Which ones is decided by webhooks_private.lane_claim (sql/28_lanes.sql): fair
 -- rotation across companies then webhooks, each webhook within its fleet-wide
@@ -162,7 +178,7 @@ $$;
 -- relay at that moment, so nothing was leased (look again shortly: that claim holds
 -- them a few milliseconds); when nothing is leased these come in a row of their own,
 -- its delivery_id null. Due deliveries of a disabled webhook are not sent: they fail
--- with a reason. p_max_bytes bounds the payloads one claim returns (null:
+-- with a reason, but a backfill's snapshots wait until it is enabled. p_max_bytes bounds the payloads one claim returns (null:
 -- claim_max_bytes()); rows past it stay pending, and more_due and webhook_filled say
 -- that more is due. p_byte_budget: the payload bytes the relay may hold in all
 -- (RELAY_MAX_HELD_BYTES), and p_busy_bytes what it holds per webhook, beside
@@ -382,15 +398,22 @@ begin
 
   -- 4. fail what a disabled webhook would get, in a statement of its own (rows of a
   --    claim only now and then: the claim's own statement below stays as it is
-  --    planned). A failure's result row changes its hour's count, which a session
-  --    that writes that webhook's older deliveries holds until it ends (50_report_counts.sql):
-  --    waited for at most claim_lock_wait(), then those deliveries are put off
+  --    planned), but hold a backfill's snapshots until it is enabled again
+  --    (snapshot_held(), above: no result row, so no count to wait for; this
+  --    transaction holds the rows since lane_claim). A failure's result row changes
+  --    its hour's count, which a session that writes that webhook's older
+  --    deliveries holds until it ends (50_report_counts.sql): waited for at most
+  --    claim_lock_wait(), then those deliveries are put off
   --    (unsent_put_off()) and failed by a later claim. Until 2026-12-05 this was part
   --    of the statement below, which waited for such a session for as long as it
   --    stayed open: every claim of the relay, every company's, failed at
   --    RELAY_DB_QUERY_TIMEOUT_MS and came back to the same rows
   --    (test/relay/open-transaction.test.ts).
   if false = any (v_sent) then
+    update webhooks.delivery_queue q
+    set next_attempt_at = webhooks_private.snapshot_held()
+    from unnest(v_ctids) as c(row_ctid), webhooks.webhooks w
+    where q.ctid = c.row_ctid and w.id = q.webhook_id and not w.enabled and q.action = 'contact.snapshot';
     declare
       v_lock_timeout constant text := current_setting('lock_timeout');
     begin
@@ -400,7 +423,7 @@ begin
         with not_sent as (
           delete from webhooks.delivery_queue q
           using unnest(v_ctids) as c(row_ctid), webhooks.webhooks w
-          where q.ctid = c.row_ctid and w.id = q.webhook_id and not w.enabled
+          where q.ctid = c.row_ctid and w.id = q.webhook_id and not w.enabled and q.action <> 'contact.snapshot'
           returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
                     q.last_status_code
         )
@@ -416,7 +439,7 @@ begin
         update webhooks.delivery_queue q
         set next_attempt_at = now() + webhooks_private.unsent_put_off()
         from unnest(v_ctids) as c(row_ctid), webhooks.webhooks w
-        where q.ctid = c.row_ctid and w.id = q.webhook_id and not w.enabled;
+        where q.ctid = c.row_ctid and w.id = q.webhook_id and not w.enabled and q.action <> 'contact.snapshot';
       end;
     end;
   end if;
@@ -471,6 +494,34 @@ begin
   order by l.n;
 end;
 $$;
+
+-- A webhook enabled again: its backfill's snapshots held while it was disabled
+-- (snapshot_held(), claim step 4) are due now, and a relay asleep is woken. One range
+-- of the queue's due index (webhook, due time), read only when a webhook is enabled;
+-- a row another transaction holds is waited for, as any write of the queue from a
+-- change of the webhook (the claim holds its rows for milliseconds).
+create or replace function webhooks_private.tg_webhooks__release_held_snapshots()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_woken boolean;
+begin
+  update webhooks.delivery_queue q
+  set next_attempt_at = now()
+  where q.webhook_id = new.id and q.locked_by is null and q.next_attempt_at = webhooks_private.snapshot_held();
+  if found then
+    v_woken := webhooks_private.wake_relay();   -- 20_wakeup.sql
+  end if;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_release_held_snapshots on webhooks.webhooks;
+create trigger _500_release_held_snapshots
+  after update of enabled on webhooks.webhooks
+  for each row when (new.enabled and not old.enabled)
+  execute function webhooks_private.tg_webhooks__release_held_snapshots();
 
 ------------------------------------------------------------------------------------
 -- settle

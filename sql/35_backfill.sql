@@ -34,7 +34,8 @@
 -- webhooks.backfill_outstanding, and webhooks.backfill_defer (read by 25_capture.sql).
 --
 -- A snapshot has nothing changed, so a condition "changed" is false for it. A disabled
--- webhook's backfill pauses (no batch is written) until it is enabled or cancelled.
+-- webhook's backfill pauses (no batch is written) until it is enabled or cancelled,
+-- and the claim holds the snapshots written already (30_delivery.sql, snapshot_held()).
 
 -- private: the settings above
 create or replace function webhooks_private.backfill_batch()

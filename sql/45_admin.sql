@@ -123,7 +123,9 @@ $$;
 
 -- public: stop a webhook firing; records who and why. Deliveries already queued are
 -- not sent: the relay settles them as failed ("not sent: the webhook is disabled"),
--- so after enable_webhook, replay_failed(id, disabled_at) sends them after all.
+-- so after enable_webhook, replay_failed(id, disabled_at) sends them after all. A
+-- backfill's snapshots are held instead, and go once it is enabled (30_delivery.sql,
+-- snapshot_held()).
 create or replace function webhooks.disable_webhook(id bigint, reason text default null)
 returns webhooks.webhooks
 language plpgsql

@@ -14,3 +14,9 @@ test('a URL the standard cannot read is refused before it is sent: a host ending
   }
   t.regex(urlProblem('ftp://files.example.com/in') ?? '', /^Enter an absolute http:\/\/ or https:\/\/ URL/);
 });
+
+test('a pending firing says when it is tried next; a backfill\'s snapshot held while its webhook is disabled (no time) says it waits for the enable', async (t) => {
+  const { nextTry } = (await import(formatModule)) as { nextTry: (at: string | null) => string };
+  t.regex(nextTry('2026-12-05T23:50:00.000000+00:00'), /^next try \w{3} \d+, 2026, /);
+  t.is(nextTry(null), 'waiting for the webhook to be enabled');
+});

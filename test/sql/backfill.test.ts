@@ -455,3 +455,83 @@ test.serial('cancel: a snapshot in flight at the cancel whose attempt fails is n
     [[snapshot], [new Date()]]);
   t.like(again, { delivery_id: snapshot, state: 'pending' });
 });
+
+// docs/backfill.md: "A disabled webhook's backfill pauses". The snapshots already
+// written (up to webhooks.backfill_outstanding of them) wait too, held by the claim
+// that finds them due while the webhook is disabled, and go once it is enabled;
+// failed as a disabled webhook's live deliveries are, their contacts never got one.
+test.serial('disabled during a backfill: its snapshots written are held, not failed, and go once it is enabled; every contact once', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 6; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const live = await f.contact(company.id);
+  await db().pool.query(`update crm.contacts set city = 'Live' where id = $1`, [live.id]);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '4'");
+  const { rows: [{ id }] } = await stepper.query('select webhooks.backfill($1) as id', [hook.id]);
+  const stepHere = async () => (await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
+  t.is(await stepHere(), 4);
+  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+  const claim = async (relay: string) => (await db().pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries($2, 10, interval '1 minute', 10)
+     where webhook_id = $1 or delivery_id is null`,
+    [hook.id, relay])).rows.map((r) => r.delivery_id as string);
+  const sendAll = async (relay: string, ids: string[]) => db().pool.query(
+    `select * from webhooks_relay.settle_deliveries($1, $2::bigint[], array_fill(1, array[$3::int]),
+       array_fill(now(), array[$3::int]), array_fill(5, array[$3::int]), array_fill(200, array[$3::int]),
+       array_fill(null::text, array[$3::int]), array_fill(null::text, array[$3::int]), array_fill(null::int, array[$3::int]))`,
+    [relay, ids, ids.length]);
+
+  await db().pool.query('select webhooks.disable_webhook($1)', [hook.id]);
+  t.deepEqual(await claim('relay-a'), [], 'nothing sent while disabled');
+  t.is(await stepHere(), 0, 'no batch written while disabled');
+  let rows = await deliveriesOf(db().pool, [hook.id]);
+  t.like(rows.find((r) => r.contact_id === live.id), { action: 'contact.updated', state: 'failed', last_error: 'not sent: the webhook is disabled' });
+  const snapshots = rows.filter((r) => r.action === 'contact.snapshot');
+  t.is(snapshots.length, 4);
+  t.deepEqual(snapshots.map((r) => r.state), ['pending', 'pending', 'pending', 'pending'], 'held, not failed');
+  t.deepEqual(await claim('relay-a'), [], 'still nothing sent while disabled');
+
+  // enabled (as a relay's auto-disable is undone too): they go at once, then the rest
+  await db().pool.query('select webhooks.enable_webhook($1)', [hook.id]);
+  const held = await claim('relay-b');
+  t.deepEqual([...held].sort(), snapshots.map((r) => r.id).sort());
+  await sendAll('relay-b', held);
+  for (let i = 0; i < 10 && (await backfillRow(id)).state === 'running'; i++) {
+    await stepHere();
+    await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+    await sendAll('relay-b', await claim('relay-b'));
+  }
+  t.like(await backfillRow(id), { state: 'done', queued: '7', total: '7' });
+  rows = (await deliveriesOf(db().pool, [hook.id])).filter((r) => r.action === 'contact.snapshot');
+  const { rows: contacts } = await db().pool.query('select id from crm.contacts where company_id = $1 order by id', [company.id]);
+  t.deepEqual(rows.map((r) => r.contact_id), contacts.map((c) => c.id), 'every contact once');
+  t.true(rows.every((r) => r.state === 'succeeded'), JSON.stringify(rows.map((r) => [r.state, r.last_error])));
+});
+
+test.serial('disabled, then its backfill cancelled: the snapshots held fail as cancelled, and nothing is sent once it is enabled', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 4; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '3'");
+  const { rows: [{ id }] } = await stepper.query('select webhooks.backfill($1) as id', [hook.id]);
+  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 3);
+  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+  const claim = async () => (await db().pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10)
+     where webhook_id = $1 or delivery_id is null`, [hook.id])).rows;
+  await db().pool.query(`update webhooks.webhooks set enabled = false, disabled_by = 'relay', disabled_reason = 'failing' where id = $1`, [hook.id]);
+  t.deepEqual(await claim(), []);
+  t.true((await deliveriesOf(db().pool, [hook.id])).every((r) => r.state === 'pending'));
+  await db().pool.query('select webhooks.cancel_backfill($1)', [id]);
+  await db().pool.query('select webhooks.enable_webhook($1)', [hook.id]);
+  t.deepEqual(await claim(), []);
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.is(rows.length, 3);
+  t.true(rows.every((r) => r.state === 'failed' && r.last_error === `not sent: backfill ${id} was cancelled`));
+});
