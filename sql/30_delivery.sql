@@ -497,9 +497,13 @@ $$;
 
 -- A webhook enabled again: its backfill's snapshots held while it was disabled
 -- (snapshot_held(), claim step 4) are due now, and a relay asleep is woken. One range
--- of the queue's due index (webhook, due time), read only when a webhook is enabled;
--- a row another transaction holds is waited for, as any write of the queue from a
--- change of the webhook (the claim holds its rows for milliseconds).
+-- of the queue's due index (webhook, due time), read only when a webhook is enabled.
+-- After _500_reset_lane (28_lanes.sql), whose write of the webhook's lane waits for a
+-- claim that holds the lane: such a claim may be holding the webhook's snapshots as
+-- disabled (it read the webhook before the enable), and a release that came first
+-- found none of them, which then waited for the next enable; a claim that comes after
+-- the lane's write finds the lane locked, and takes none of them
+-- (test/sql/backfill.test.ts).
 create or replace function webhooks_private.tg_webhooks__release_held_snapshots()
 returns trigger
 language plpgsql
@@ -517,8 +521,8 @@ begin
 end;
 $$;
 
-drop trigger if exists _500_release_held_snapshots on webhooks.webhooks;
-create trigger _500_release_held_snapshots
+drop trigger if exists _600_release_held_snapshots on webhooks.webhooks;
+create trigger _600_release_held_snapshots
   after update of enabled on webhooks.webhooks
   for each row when (new.enabled and not old.enabled)
   execute function webhooks_private.tg_webhooks__release_held_snapshots();

@@ -535,3 +535,38 @@ test.serial('disabled, then its backfill cancelled: the snapshots held fail as c
   t.is(rows.length, 3);
   t.true(rows.every((r) => r.state === 'failed' && r.last_error === `not sent: backfill ${id} was cancelled`));
 });
+
+// A claim that holds a disabled webhook's snapshots while the webhook is being enabled:
+// the enable waits for the claim (the lane's row, which both lock), and its release
+// must come after that wait, or the snapshots held by the claim, committed after the
+// release looked for them, would wait for the next enable.
+test.serial('enabled while a claim holds its snapshots: none is left held once the enable commits', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 2; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const id = await start(hook.id);
+  t.is(await step(id), 2);
+  await db().pool.query(`update webhooks.webhooks set enabled = false where id = $1`, [hook.id]);
+  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+  const relay = await db().pool.connect();
+  t.teardown(() => relay.release(true));
+  const enabler = await db().pool.connect();
+  t.teardown(() => enabler.release(true));
+  await relay.query('begin');
+  const { rows } = await relay.query(
+    `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10)
+     where webhook_id = $1`, [hook.id]);
+  t.deepEqual(rows, []);
+  const enabling = enabler.query('select webhooks.enable_webhook($1)', [hook.id]);
+  const { rows: [{ pid }] } = await relay.query('select pg_backend_pid() as pid');
+  await until('the enable waits for the claim', async () => (await db().pool.query(
+    `select 1 from pg_stat_activity where query like '%enable_webhook%' and $1 = any (pg_blocking_pids(pid))`,
+    [pid])).rowCount! > 0);
+  await relay.query('commit');
+  await enabling;
+  const { rows: queue } = await db().pool.query(
+    `select next_attempt_at = 'infinity' as held, next_attempt_at <= now() as due
+     from webhooks.delivery_queue where webhook_id = $1`, [hook.id]);
+  t.deepEqual(queue, [{ held: false, due: true }, { held: false, due: true }]);
+});
