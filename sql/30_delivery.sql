@@ -530,12 +530,13 @@ create trigger _600_release_held_snapshots
 ------------------------------------------------------------------------------------
 -- settle
 
--- private (settle, below): was the backfill that wrote a snapshot of this
+-- private (settle and rescue, below): was the backfill that wrote a snapshot of this
 -- webhook at p_created_at cancelled after p_claimed_at, while the attempt claimed then
 -- was being made? (Its backfill is the webhook's latest started by then: one runs at
--- a time.) Such a snapshot whose attempt failed is failed, not tried again; one
--- replayed after the cancel (replay_failed) is retried as any delivery. One index
--- probe (backfills_webhook_idx), asked only of a snapshot's failed attempt.
+-- a time.) Such a snapshot whose attempt failed, or whose lease ran out (the rescue),
+-- is failed, not tried again; one replayed after the cancel (replay_failed) is retried
+-- as any delivery. One index probe (backfills_webhook_idx), asked only of a snapshot's
+-- failed attempt or lease run out.
 create or replace function webhooks_private.backfill_cancelled(p_webhook_id bigint, p_created_at timestamptz,
                                                                p_claimed_at timestamptz)
 returns boolean
@@ -1045,7 +1046,8 @@ $$;
 -- rescue
 
 -- private (relay): return deliveries whose lease ran out to pending, due now (or to
--- failed when their attempts are used up). The attempt their relay made, or may
+-- failed when their attempts are used up, or when a snapshot's backfill was cancelled
+-- while it was being sent, as the settle does). The attempt their relay made, or may
 -- have made, is recorded as such. Wakes the relays when it rescued anything. Reads
 -- the in-flight rows alone (their own partial index), however long the queue.
 --
@@ -1103,9 +1105,9 @@ as $$
 declare
   v_rescued integer;
 begin
-  with expired as (
+  with leases as (
     select q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.locked_by, q.locked_until,
-           coalesce(q.last_attempt_at, now()) as claimed_at,
+           q.action, coalesce(q.last_attempt_at, now()) as claimed_at,
            webhooks_private.max_attempts(w.max_attempts) as max_attempts
     from webhooks.delivery_queue q
     join webhooks.webhooks w on w.id = q.webhook_id
@@ -1114,6 +1116,15 @@ begin
     order by q.locked_until
     limit p_limit
     for update of q skip locked
+  ),
+  -- a snapshot whose backfill was cancelled while this attempt was being made is not
+  -- tried again, as the settle says (backfill_cancelled, above); until 2026-12-05 the
+  -- rescue put it back to pending and it was sent again (test/sql/backfill.test.ts)
+  expired as (
+    select l.*,
+           l.action = 'contact.snapshot'
+             and webhooks_private.backfill_cancelled(l.webhook_id, l.created_at, l.claimed_at) as cancelled
+    from leases l
   ),
   recorded as (
     insert into webhooks.delivery_attempts
@@ -1130,15 +1141,16 @@ begin
   finished as (
     delete from webhooks.delivery_queue q
     using expired e
-    where q.delivery_id = e.delivery_id and e.attempts >= e.max_attempts
+    where q.delivery_id = e.delivery_id and (e.attempts >= e.max_attempts or e.cancelled)
   ),
   ended as (
     insert into webhooks.delivery_results
       (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_error)
     select e.delivery_id, e.created_at, e.webhook_id, e.company_id, 'failed', e.attempts, e.claimed_at,
            format('lease expired: the relay did not settle attempt %s', e.attempts)
+             || case when e.cancelled then '; not tried again: its backfill was cancelled' else '' end
     from expired e
-    where e.attempts >= e.max_attempts
+    where e.attempts >= e.max_attempts or e.cancelled
   ),
   requeued as (
     update webhooks.delivery_queue q
@@ -1148,7 +1160,7 @@ begin
         last_error = format('lease expired: the relay did not settle attempt %s', e.attempts),
         next_attempt_at = now()
     from expired e
-    where e.attempts < e.max_attempts and q.delivery_id = e.delivery_id
+    where e.attempts < e.max_attempts and not e.cancelled and q.delivery_id = e.delivery_id
   )
   select count(*) into v_rescued from expired;
   if v_rescued > 0 then

@@ -570,3 +570,38 @@ test.serial('enabled while a claim holds its snapshots: none is left held once t
      from webhooks.delivery_queue where webhook_id = $1`, [hook.id]);
   t.deepEqual(queue, [{ held: false, due: true }, { held: false, due: true }]);
 });
+
+// The rescue of a lease that ran out (its relay died while sending) treats a cancelled
+// backfill's snapshot as the settle does: failed, not sent again.
+test.serial('cancel: a snapshot in flight at the cancel whose relay dies is failed by the rescue, not sent again', async (t) => {
+  const f = make();
+  const company = await f.company();
+  await f.contact(company.id);
+  await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const id = await start(hook.id);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
+  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+  // leases that have run out by the time the rescue looks
+  const claim = async (relay: string) => (await db().pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries($2, 10, interval '0 seconds', 10, p_only_webhooks => array[$1::bigint])`,
+    [hook.id, relay])).rows.map((r) => r.delivery_id as string);
+  const rescue = async () => (await db().pool.query('select webhooks_relay.rescue_expired_leases() as n')).rows[0].n;
+  const [snapshot] = await claim('relay-a');
+  t.truthy(snapshot);
+  await db().pool.query('select webhooks.cancel_backfill($1)', [id]);
+  t.like((await deliveriesOf(db().pool, [hook.id])).find((r) => r.id === snapshot), { state: 'in_flight' });
+
+  t.is(await rescue(), 1);
+  t.like((await deliveriesOf(db().pool, [hook.id])).find((r) => r.id === snapshot), { state: 'failed', attempts: 1 });
+  t.deepEqual(await claim('relay-b'), [], 'not sent again');
+
+  // replayed after the cancel, it is rescued as any delivery
+  await db().pool.query('select webhooks.replay_delivery($1)', [snapshot]);
+  t.deepEqual(await claim('relay-c'), [snapshot]);
+  t.is(await rescue(), 1);
+  t.like((await deliveriesOf(db().pool, [hook.id])).find((r) => r.id === snapshot), { state: 'pending', attempts: 2 });
+});
