@@ -28,7 +28,10 @@
 -- id it examined (position) is written in the transaction that writes the batch's
 -- deliveries. A step that dies writes nothing; the next one starts where the last
 -- committed one stopped. Steps of one backfill never overlap (its row is locked,
--- SKIP LOCKED), so any number of relays and tools may drive them.
+-- SKIP LOCKED), so any number of relays and tools may drive them. A step reads the
+-- contacts committed as it runs: one inserted by a transaction still open then (its
+-- id was handed out at the insert) is passed over, and gets no snapshot; its own
+-- contact.created is what the webhook gets of it (docs/backfill.md).
 --
 -- Settings (02_settings.sql has their defaults and bounds): webhooks.backfill_batch,
 -- webhooks.backfill_outstanding, and webhooks.backfill_defer (read by 25_capture.sql).
