@@ -185,3 +185,60 @@ test('cancel stops it: nothing more is queued or sent, and what was not sent fai
   t.like(after, { state: 'cancelled', queued: String(queued) });
   t.is(receiver.received('/sync').length, sent);
 });
+
+// docs/backfill.md: "A disabled webhook's backfill pauses". The snapshots written
+// before the disable (up to webhooks.backfill_outstanding) failed "not sent: the
+// webhook is disabled" as they came due, and the backfill, enabled again, went on after
+// them: those contacts never got their snapshot. Held, they go after the enable.
+test('disabled during a backfill, then enabled: every contact arrives once, no snapshot failed', async (t) => {
+  t.timeout(120_000);
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  await pool.query(`alter database ${database.name} set webhooks.backfill_batch = '100'`);
+  await pool.query(`alter database ${database.name} set webhooks.backfill_outstanding = '200'`);
+  await pool.query(`alter database ${database.name} set webhooks.backfill_defer = '20 milliseconds'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['first_name'], url: receiver.url('/sync') });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  // the receiver holds its answers until the webhook is disabled
+  receiver.route('/sync', { secret: hook.secret, otherwise: { status: 200, after: held } });
+  const CONTACTS_HERE = 1000;
+  await manyContacts(pool, company.id, CONTACTS_HERE);
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const child = spawnRelay(database.url, { RELAY_PER_WEBHOOK_IN_FLIGHT: '4' });
+  t.teardown(() => stopChild(child, 'SIGKILL'));
+  await receiver.waitFor(4, { path: '/sync' });
+
+  await pool.query('select webhooks.disable_webhook($1)', [hook.id]);
+  release();
+  // the relay has settled what it was sending, handed back what it held, and its
+  // claims have seen every snapshot left: none due, none in flight
+  const waiting = await waitForRows(pool,
+    `select count(*)::int as pending,
+            count(*) filter (where q.locked_by is not null or q.next_attempt_at <> 'infinity')::int as not_held
+     from webhooks.delivery_queue q where q.webhook_id = $1`, [hook.id],
+    (rows) => rows[0].not_held === 0, 60_000);
+  t.true(waiting[0].pending > 0, 'snapshots were waiting when it was disabled');
+  const { rows: failed } = await pool.query(
+    `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state = 'failed'`, [hook.id]);
+  t.is(failed[0].n, 0, 'none failed while disabled');
+  const { rows: [paused] } = await pool.query('select state, queued from webhooks.backfills where id = $1', [backfillId]);
+  t.is(paused.state, 'running');
+
+  await pool.query('select webhooks.enable_webhook($1)', [hook.id]);
+  await waitForRows(pool, 'select state from webhooks.backfills where id = $1', [backfillId], (rows) => rows[0].state === 'done', 90_000);
+  await waitForRows(pool,
+    `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state in ('pending', 'in_flight')`,
+    [hook.id], (rows) => rows[0].n === 0, 60_000);
+
+  const { rows: snapshots } = await pool.query(
+    `select contact_id, state from webhooks.deliveries where webhook_id = $1 order by contact_id`, [hook.id]);
+  t.is(snapshots.length, CONTACTS_HERE);
+  t.true(snapshots.every((s) => s.state === 'succeeded'));
+  const requests = receiver.received('/sync');
+  t.true(requests.every((r) => r.verified));
+  const contactOf = new Map<string, number>();
+  for (const request of requests) contactOf.set(String(request.headers['webhook-id']), JSON.parse(request.body).data.contact.id);
+  const { rows: contacts } = await pool.query('select id from crm.contacts where company_id = $1 order by id', [company.id]);
+  t.deepEqual([...contactOf.values()].sort((a, b) => a - b), contacts.map((c) => Number(c.id)), 'every contact once');
+});
