@@ -247,6 +247,29 @@ browserTest('an ordered webhook\'s firing behind an earlier one of its contact s
   await page.close();
 });
 
+browserTest('a backfill\'s snapshot held while its webhook is disabled says it waits for the webhook to be enabled', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Paused Backfill Realty');
+  const webhook = await f.webhook({ companyId: company.id, name: 'Mirror', actions: ['contact.deleted'] });
+  await f.contact(company.id, { city: 'Denver' });
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [webhook.id]);
+  await pool.query('select webhooks_relay.backfill_step(p_only => $1)', [backfillId]);
+  await pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [webhook.id]);
+  await pool.query('select webhooks.disable_webhook($1)', [webhook.id]);
+  // a relay's claim finds it due: held (no next try), not failed
+  await pool.query(`select * from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 hour', 10)`);
+  const { rows: [snapshot] } = await pool.query(`select id, state from webhooks.deliveries where webhook_id = $1`, [webhook.id]);
+  t.is(snapshot.state, 'pending');
+
+  const page = await signedIn(company.id);
+  await page.click(timesFired(webhook.id));
+  await page.waitForSelector('#history-body tr[data-delivery-id]');
+  t.is((await cells(page, `#history-body tr[data-delivery-id="${snapshot.id}"]`))[3], 'Pending waiting for the webhook to be enabled');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('Disable shows "Webhook Status: Disable" and turns into Enable, which turns the webhook back on', async (t) => {
   const { companyId, notes } = await seedCompany(db().pool);
   const page = await signedIn(companyId);
