@@ -530,13 +530,55 @@ create trigger _600_release_held_snapshots
 ------------------------------------------------------------------------------------
 -- settle
 
--- private (settle and rescue, below): was the backfill that wrote a snapshot of this
--- webhook at p_created_at cancelled after p_claimed_at, while the attempt claimed then
--- was being made? (Its backfill is the webhook's latest started by then: one runs at
--- a time.) Such a snapshot whose attempt failed, or whose lease ran out (the rescue),
--- is failed, not tried again; one replayed after the cancel (replay_failed) is retried
--- as any delivery. One index probe (backfills_webhook_idx), asked only of a snapshot's
--- failed attempt or lease run out.
+-- private: the backfill that wrote a snapshot of this webhook at p_created_at: the
+-- webhook's latest started by then (one runs at a time). One index probe
+-- (backfills_webhook_idx).
+create or replace function webhooks_private.snapshot_backfill(p_webhook_id bigint, p_created_at timestamptz)
+returns setof webhooks.backfills
+language sql
+stable
+as $$
+  select * from webhooks.backfills b
+  where b.webhook_id = p_webhook_id and b.created_at <= p_created_at
+  order by b.created_at desc
+  limit 1;
+$$;
+
+-- private (cancel_backfill, 35_backfill.sql; and a release, below): fail a cancelled
+-- backfill's snapshots not sent yet, with the reason: those pending (p_ids null), or
+-- those of p_ids among them. Through the view, as a DBA's repair: each leaves the
+-- queue with its result, and on an ordered webhook the next of its contact goes
+-- (22_outbox.sql). Returns how many.
+create or replace function webhooks_private.fail_unsent_snapshots(p_backfill webhooks.backfills,
+                                                                  p_ids bigint[] default null)
+returns integer
+language plpgsql
+volatile
+as $$
+declare
+  v_failed integer;
+begin
+  update webhooks.deliveries d
+  set state = 'failed',
+      completed_at = now(),
+      last_error = format('not sent: backfill %s was cancelled', p_backfill.id)
+  where d.webhook_id = p_backfill.webhook_id
+    and d.state = 'pending'
+    and d.action = 'contact.snapshot'
+    and d.created_at >= p_backfill.created_at
+    and (p_ids is null or d.id = any (p_ids));
+  get diagnostics v_failed = row_count;
+  return v_failed;
+end;
+$$;
+
+-- private (settle, release and rescue, below): was the backfill that wrote a snapshot
+-- of this webhook at p_created_at (snapshot_backfill) cancelled after p_claimed_at,
+-- while the attempt claimed then was being made? Such a snapshot whose attempt
+-- failed, or whose lease ran out (the rescue), is failed, not tried again, and one
+-- handed back unsent (a release) fails as not sent; one replayed after the cancel
+-- (replay_failed) is retried as any delivery. One index probe, asked only of a
+-- snapshot's failed attempt, release or lease run out.
 create or replace function webhooks_private.backfill_cancelled(p_webhook_id bigint, p_created_at timestamptz,
                                                                p_claimed_at timestamptz)
 returns boolean
@@ -544,10 +586,7 @@ language sql
 stable
 as $$
   select coalesce((select b.state = 'cancelled' and b.finished_at >= p_claimed_at
-                   from webhooks.backfills b
-                   where b.webhook_id = p_webhook_id and b.created_at <= p_created_at
-                   order by b.created_at desc
-                   limit 1), false);
+                   from webhooks_private.snapshot_backfill(p_webhook_id, p_created_at) b), false);
 $$;
 
 -- private: what an attempt row says went wrong: the error given, and an attempt that
@@ -920,9 +959,10 @@ $$;
 -- private (relay): hand back deliveries this relay claimed but never sent (it claims
 -- ahead of its free request slots and is stopping with some still queued). Each
 -- becomes pending again, due as before, with the attempt its claim counted taken
--- back and last_attempt_at as its recorded history says. Only rows still in flight
--- and held by p_relay change: a row rescued meanwhile, settled, or leased to another
--- relay is left alone. Returns how many were released.
+-- back and last_attempt_at as its recorded history says (a snapshot whose backfill
+-- was cancelled since its claim fails instead, not sent: release_leases). Only rows
+-- still in flight and held by p_relay change: a row rescued meanwhile, settled, or
+-- leased to another relay is left alone. Returns how many were released.
 --
 -- Like a settle, a release never waits long for a row another transaction holds: a
 -- session that deletes a webhook holds its queue rows, those the relay queued
@@ -959,6 +999,29 @@ begin
 end;
 $$;
 
+-- private (release_leases): hand back these deliveries leased to p_relay, never sent:
+-- pending again, due as before, the attempt their claim counted taken back and
+-- last_attempt_at as their recorded history says. Returns the webhook of each.
+create or replace function webhooks_private.release_rows(p_relay text, p_ids bigint[])
+returns bigint[]
+language sql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+  with released as (
+    update webhooks.delivery_queue q
+    set locked_by = null,
+        locked_until = null,
+        attempts = greatest(q.attempts - 1, 0),
+        last_attempt_at = (select max(a.attempted_at) from webhooks.delivery_attempts a
+                           where a.delivery_id = q.delivery_id and a.delivery_created_at = q.created_at)
+    where q.delivery_id = any (p_ids)
+      and q.locked_by = p_relay
+    returning q.webhook_id
+  )
+  select coalesce(array_agg(r.webhook_id), '{}') from released r;
+$$;
+
 -- private (release_deliveries): the release itself, as described above it; with
 -- p_skip_held, rows and lanes another transaction holds are passed over, not waited for
 create or replace function webhooks_private.release_leases(p_relay text, p_ids bigint[], p_skip_held boolean)
@@ -972,24 +1035,52 @@ declare
   v_released integer;
   v_webhooks bigint[];
   v_lanes bigint[];
+  v_cancelled bigint[];
+  v_backfill webhooks.backfills;
+  v_lock_timeout constant text := current_setting('lock_timeout');
 begin
   if p_skip_held then
     v_ids := array(select q.delivery_id from webhooks.delivery_queue q
                    where q.delivery_id = any (p_ids) and q.locked_by = p_relay
                    for no key update of q skip locked);
   end if;
-  with released as (
-    update webhooks.delivery_queue q
-    set locked_by = null,
-        locked_until = null,
-        attempts = greatest(q.attempts - 1, 0),
-        last_attempt_at = (select max(a.attempted_at) from webhooks.delivery_attempts a
-                           where a.delivery_id = q.delivery_id and a.delivery_created_at = q.created_at)
-    where q.delivery_id = any (v_ids)
-      and q.locked_by = p_relay
-    returning q.webhook_id
-  )
-  select count(*), array_agg(distinct r.webhook_id) into v_released, v_webhooks from released r;
+  -- Snapshots whose backfill was cancelled since they were claimed (backfill_cancelled,
+  -- above: last_attempt_at is their claim's time) were not sent: they fail as the cancel
+  -- failed those pending then (fail_unsent_snapshots). Handed back pending, another
+  -- relay sent them after the cancel (until 2026-12-05; test/sql/backfill.test.ts).
+  -- Their results change their hours' counts, which a session may hold (release_deliveries):
+  -- waited for at most settle_lock_wait(), else they stay leased, and the rescue fails
+  -- them once their lease has run out.
+  v_cancelled := array(select q.delivery_id from webhooks.delivery_queue q
+                       where q.delivery_id = any (v_ids) and q.locked_by = p_relay
+                         and q.action = 'contact.snapshot'
+                         and webhooks_private.backfill_cancelled(q.webhook_id, q.created_at, q.last_attempt_at));
+  if cardinality(v_cancelled) > 0 then
+    v_ids := array(select i from unnest(v_ids) i where i <> all (v_cancelled));
+  end if;
+  v_webhooks := webhooks_private.release_rows(p_relay, v_ids);
+  v_released := cardinality(v_webhooks);
+  if cardinality(v_cancelled) > 0 then
+    begin
+      -- (the block's own setting: its end, or its failure, puts back the caller's)
+      perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
+      v_webhooks := v_webhooks || webhooks_private.release_rows(p_relay, v_cancelled);
+      for v_backfill in
+        select distinct on (b.id) b.*
+        from webhooks.delivery_queue q
+        cross join lateral webhooks_private.snapshot_backfill(q.webhook_id, q.created_at) b
+        where q.delivery_id = any (v_cancelled)
+        order by b.id
+      loop
+        perform webhooks_private.fail_unsent_snapshots(v_backfill, v_cancelled);
+      end loop;
+      perform set_config('lock_timeout', v_lock_timeout, true);
+      v_released := cardinality(v_webhooks);
+    exception when lock_not_available then
+      null;
+    end;
+  end if;
+  v_webhooks := array(select distinct w from unnest(v_webhooks) w);
   -- A webhook whose breaker is open had one delivery leased, its probe, and the claim
   -- made the next wait longer as it leased it (28_lanes.sql). Handed back unsent, the
   -- probe had no answer: the breaker goes back to where it was, the probe due again,

@@ -230,14 +230,7 @@ begin
       constraint = 'backfill_not_running',
       column = 'id';
   end if;
-  update webhooks.deliveries d
-  set state = 'failed',
-      completed_at = now(),
-      last_error = format('not sent: backfill %s was cancelled', v.id)
-  where d.webhook_id = v.webhook_id
-    and d.state = 'pending'
-    and d.action = 'contact.snapshot'
-    and d.created_at >= v.created_at;
+  perform webhooks_private.fail_unsent_snapshots(v);   -- 30_delivery.sql
   update webhooks.backfills b
   set state = 'cancelled', finished_at = now()
   where b.id = v.id

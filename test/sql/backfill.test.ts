@@ -629,3 +629,32 @@ test.serial('a contact created by a transaction still open as the walk passes it
   t.deepEqual(rows.filter((r) => r.action === 'contact.snapshot').map((r) => r.contact_id), [before.id, after.id]);
   t.deepEqual(rows.filter((r) => r.contact_id === open.id).map((r) => r.action), ['contact.created']);
 });
+
+// A snapshot a relay claimed but had not sent yet when its backfill was cancelled,
+// handed back unsent (the relay stopping): not sent yet, so failed as the cancel fails
+// those pending, never sent after the cancel.
+test.serial('cancel: a snapshot claimed but handed back unsent after the cancel fails as cancelled, and is not sent', async (t) => {
+  const f = make();
+  const company = await f.company();
+  await f.contact(company.id);
+  await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const id = await start(hook.id);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
+  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+  const claim = async (relay: string) => (await db().pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries($2, 10, interval '1 minute', 10, p_only_webhooks => array[$1::bigint])`,
+    [hook.id, relay])).rows.map((r) => r.delivery_id as string);
+  const [snapshot] = await claim('relay-a');
+  t.truthy(snapshot);
+  await db().pool.query('select webhooks.cancel_backfill($1)', [id]);
+  const { rows: [{ released }] } = await db().pool.query(
+    `select webhooks_relay.release_deliveries('relay-a', $1::bigint[]) as released`, [[snapshot]]);
+  t.is(released, 1);
+  t.like((await deliveriesOf(db().pool, [hook.id])).find((r) => r.id === snapshot),
+    { state: 'failed', attempts: 0, last_error: `not sent: backfill ${id} was cancelled` });
+  t.deepEqual(await claim('relay-b'), [], 'not sent after the cancel');
+});
