@@ -163,7 +163,8 @@ grant execute on function webhooks_private.held_back(bigint, bigint, bigint) to 
 -- what webhooks.deliveries, webhooks.daily_counts and the attempts' row-level
 -- security leave out (22_outbox.sql)
 grant execute on function webhooks_private.deleted_webhooks() to webhook_viewer, bpd_webhooks_relay;
--- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql)
+-- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql,
+-- cancel_backfill in 35_backfill.sql)
 grant execute on function
   webhooks_private.webhook_for_update(bigint, text),
   webhooks_private.issued_secret(bigint),
@@ -173,7 +174,8 @@ grant execute on function
   webhooks_private.requeue_deliveries(bigint[], timestamptz[]),
   webhooks_private.payload_omitted(jsonb),
   webhooks_private.replay_max_deliveries(),
-  webhooks_private.first_kept_day()
+  webhooks_private.first_kept_day(),
+  webhooks_private.fail_unsent_snapshots(webhooks.backfills, bigint[])
   to webhook_admin;
 
 -- the authenticator's one right of its own: rolling up the report's daily counts

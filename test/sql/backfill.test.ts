@@ -287,6 +287,9 @@ test('row-level security: a company sees and cancels only its own backfills; a v
   t.like(await as('webhook_viewer', 'select webhooks.backfill($1)', [aHook.id]).catch((e) => e), { code: '42501' });
   const mine = await as('webhook_admin', 'select webhooks.backfill($1) as id', [aHook.id]);
   t.truthy(mine.rows[0].id);
+  // its own, an admin cancels (the helper that fails its snapshots is granted to it)
+  const cancelled = await as('webhook_admin', 'select (webhooks.cancel_backfill(webhooks.backfill($1))).state', [aHook.id]);
+  t.is(cancelled.rows[0].state, 'cancelled');
   t.like(await backfillRow(bBackfill), { state: 'running' });
 });
 
