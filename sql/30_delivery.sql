@@ -178,9 +178,9 @@ $$;
 -- relay at that moment, so nothing was leased (look again shortly: that claim holds
 -- them a few milliseconds); when nothing is leased these come in a row of their own,
 -- its delivery_id null. Due deliveries of a disabled webhook are not sent: they fail
--- with a reason, but a backfill's snapshots wait until it is enabled. p_max_bytes bounds the payloads one claim returns (null:
--- claim_max_bytes()); rows past it stay pending, and more_due and webhook_filled say
--- that more is due. p_byte_budget: the payload bytes the relay may hold in all
+-- with a reason, but a backfill's snapshots wait until it is enabled (step 4).
+-- p_max_bytes bounds the payloads one claim returns (null: claim_max_bytes()); rows
+-- past it stay pending, and more_due and webhook_filled say that more is due. p_byte_budget: the payload bytes the relay may hold in all
 -- (RELAY_MAX_HELD_BYTES), and p_busy_bytes what it holds per webhook, beside
 -- p_busy_counts: the claim takes no more than the budget leaves, and each company no
 -- more than its share of it (sql/28_lanes.sql). Null: no bound but p_max_bytes.
@@ -1045,12 +1045,12 @@ begin
                    for no key update of q skip locked);
   end if;
   -- Snapshots whose backfill was cancelled since they were claimed (backfill_cancelled,
-  -- above: last_attempt_at is their claim's time) were not sent: they fail as the cancel
-  -- failed those pending then (fail_unsent_snapshots). Handed back pending, another
-  -- relay sent them after the cancel (until 2026-12-05; test/sql/backfill.test.ts).
-  -- Their results change their hours' counts, which a session may hold (release_deliveries):
-  -- waited for at most settle_lock_wait(), else they stay leased, and the rescue fails
-  -- them once their lease has run out.
+  -- above: last_attempt_at is their claim's time) were not sent: they fail as the
+  -- cancel failed those pending then (fail_unsent_snapshots). Handed back pending,
+  -- another relay sent them after the cancel (until 2026-12-05;
+  -- test/sql/backfill.test.ts). Their results change their hours' counts, which a
+  -- session may hold (release_deliveries): waited for at most settle_lock_wait(), else
+  -- they stay leased, and the rescue fails them once their lease has run out.
   v_cancelled := array(select q.delivery_id from webhooks.delivery_queue q
                        where q.delivery_id = any (v_ids) and q.locked_by = p_relay
                          and q.action = 'contact.snapshot'
