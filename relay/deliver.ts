@@ -152,9 +152,10 @@ export class Sender {
     try {
       signed = signatureHeaders(job.messageId, job.body, job.secret, job.previousSecrets, attemptedAtMs);
     } catch (error) {
-      // a secret written by hand that the tables' check let through ("whsec_" and
-      // nothing after it): this attempt fails, not the relay (it used to throw here,
-      // and the relay process died on it, claim after claim)
+      // a secret written by hand before the tables checked its form (migration 0036,
+      // NOT VALID: such a row stays until the secret is rotated), "whsec_" and nothing
+      // after it: this attempt fails, not the relay (it used to throw here, and the
+      // relay process died on it, claim after claim)
       return Promise.resolve({ kind: 'error', error: `not sent: the webhook's signing secret cannot sign (${(error as Error).message})` });
     }
     const headers = { 'content-type': 'application/json', 'user-agent': USER_AGENT, ...signed };

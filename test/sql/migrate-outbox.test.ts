@@ -109,7 +109,7 @@ test('deliveries and attempts of the previous schema move into the new tables un
   // the engine existed gets its subscription, secret and lane now)
   await client.query(`insert into webhooks_private.subscriptions (action, company_id, webhook_id, payload_keys)
                       values ('contact.created', 1, 7, '{id,email}') on conflict do nothing`);
-  await client.query(`insert into webhooks_private.webhook_secrets (webhook_id, secret) values (7, 'whsec_test') on conflict do nothing`);
+  await client.query(`insert into webhooks_private.webhook_secrets (webhook_id, secret) values (7, 'whsec_' || repeat('A', 42) || 'E=') on conflict do nothing`);
   await client.query(`insert into webhooks_private.lanes (webhook_id, company_id) values (7, 1) on conflict do nothing`);
   await client.query(`insert into crm.contacts (company_id, email) values (1, 'new@example.com')`);
   const { rows: [fresh] } = await client.query(`select max(id)::int as id from webhooks.deliveries`);
