@@ -409,9 +409,28 @@ begin
       format('rate_limit must be from 1 to 10000 requests per second (or null for none), got %s', new.rate_limit));
   end if;
 
-  if tg_op = 'UPDATE' then
-    new.updated_at := now();
+  return new;
+end;
+$$;
+
+-- BEFORE UPDATE, the last: an update that leaves the webhook as it was, once it is
+-- validated and tidied (a name trimmed, fields deduplicated, filters stored tidy,
+-- 15_filters.sql), changes nothing: no row is written, so no AFTER trigger runs (no
+-- audit row, no change of the company's hour spent, no notice to the relays, no
+-- subscription rewritten), and the statement counts no row. Else updated_at says
+-- when. (A no-op updated the row and wrote no audit row: it was no change of
+-- webhooks.max_changes_per_hour, and a loop of them was unbounded.) The API functions
+-- that change a webhook answer it as it is then (45_admin.sql).
+create or replace function webhooks_private.tg_webhooks__skip_unchanged()
+returns trigger
+language plpgsql
+as $$
+begin
+  new.updated_at := old.updated_at;
+  if new is not distinct from old then
+    return null;
   end if;
+  new.updated_at := now();
   return new;
 end;
 $$;
@@ -476,6 +495,11 @@ drop trigger if exists _100_validate on webhooks.webhooks;
 create trigger _100_validate
   before insert or update on webhooks.webhooks
   for each row execute function webhooks_private.tg_webhooks__validate();
+
+drop trigger if exists _900_skip_unchanged on webhooks.webhooks;
+create trigger _900_skip_unchanged
+  before update on webhooks.webhooks
+  for each row execute function webhooks_private.tg_webhooks__skip_unchanged();
 
 drop trigger if exists _500_sync_subscriptions on webhooks.webhooks;
 create trigger _500_sync_subscriptions

@@ -57,7 +57,9 @@ $$;
 -- public: change a webhook. A null argument leaves that setting as it is;
 -- clear_status_id / clear_user_id / clear_conditions remove the filter, an empty
 -- ignore_sources / watch_fields empties it; clear_max_in_flight / clear_rate_limit go
--- back to the default (webhooks.max_in_flight) and to no pacing.
+-- back to the default (webhooks.max_in_flight) and to no pacing. A call that
+-- leaves every setting as it is changes nothing (10_config.sql, _900_skip_unchanged)
+-- and answers the webhook as it is.
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean);
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, integer, integer, boolean, boolean);
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean);
@@ -86,6 +88,7 @@ volatile
 as $$
 declare
   v webhooks.webhooks := webhooks_private.webhook_for_update(update_webhook.id);
+  v_updated webhooks.webhooks;
 begin
   update webhooks.webhooks w
   set name      = coalesce(update_webhook.name, w.name),
@@ -102,8 +105,11 @@ begin
       rate_limit    = case when clear_rate_limit then null
                            else coalesce(update_webhook.rate_limit, w.rate_limit) end
   where w.id = v.id
-  returning * into v;
-  return v;
+  returning * into v_updated;
+  if not found then
+    return v;   -- nothing changed: not written
+  end if;
+  return v_updated;
 end;
 $$;
 
@@ -170,7 +176,8 @@ $$;
 
 -- public: how the webhook's deliveries go (docs/backfill.md): coalesce_window (null:
 -- off; at most 1 hour) merges a burst of updates or saves of one contact into one
--- message; ordered sends a contact's deliveries one at a time, in order
+-- message; ordered sends a contact's deliveries one at a time, in order. The same
+-- settings again change nothing, as in update_webhook.
 create or replace function webhooks.set_webhook_delivery(id bigint, coalesce_window interval, ordered boolean)
 returns webhooks.webhooks
 language plpgsql
@@ -178,12 +185,16 @@ volatile
 as $$
 declare
   v webhooks.webhooks := webhooks_private.webhook_for_update(set_webhook_delivery.id);
+  v_updated webhooks.webhooks;
 begin
   update webhooks.webhooks w
   set coalesce_window = set_webhook_delivery.coalesce_window,
       ordered = coalesce(set_webhook_delivery.ordered, false)
   where w.id = v.id
-  returning * into v;
-  return v;
+  returning * into v_updated;
+  if not found then
+    return v;   -- nothing changed: not written
+  end if;
+  return v_updated;
 end;
 $$;

@@ -1,7 +1,9 @@
 // Bad webhook configuration is refused by the database itself, with a named error.
 import test, { type ExecutionContext } from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
+import { CHANNEL, WEBHOOK_CHANGED_NOTICE } from '../../relay/engine-names.ts';
 import { factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 const make = () => factories(db().pool);
@@ -292,4 +294,70 @@ test('a disable reason: trimmed, at most 500 characters, no control characters b
   t.is((await disable('x'.repeat(500))).rows[0].disabled_reason.length, 500);
   await enable();
   t.is((await disable(' \u2003 ')).rows[0].disabled_reason, null, 'white space only is no reason');
+});
+
+test('an update that changes nothing writes nothing: no new row version, no audit row, no change of the hour spent, no notice to the relays; it answers the webhook as it is', async (t) => {
+  // such an update wrote the row (updated_at moved on) but no audit row, so it was no
+  // change of the hour (webhooks.max_changes_per_hour): a loop of them was unbounded
+  const known = await ids();
+  const hook = await make().webhook({
+    companyId: known.company, name: 'Same', actions: ['contact.status_added'], statusId: known.status, fields: ['email', 'city'],
+  });
+  await db().pool.query(`update webhooks.webhooks set ignore_sources = '{import}', watch_fields = '{email}', max_in_flight = 4,
+                           conditions = '{"field": "city", "op": "eq", "value": "Springfield"}', coalesce_window = '10 minutes'
+                         where id = $1`, [hook.id]);
+  const client = await db().pool.connect();
+  const listener = await db().pool.connect();
+  t.teardown(() => { client.release(true); listener.release(true); });
+  const heard: string[] = [];
+  listener.on('notification', (n) => heard.push(n.payload ?? ''));
+  await listener.query(`listen ${CHANNEL}`);
+  const asAdmin = async (sql: string, params: unknown[]) => {
+    await client.query('begin');
+    try {
+      await client.query(`select set_config('jwt.claims.company_id', $1, true)`, [known.company]);
+      await client.query('set local role webhook_admin');
+      const result = await client.query(sql, params);
+      await client.query('commit');
+      return result;
+    } catch (error) {
+      await client.query('rollback');
+      throw error;
+    }
+  };
+  const state = async () => (await db().pool.query(
+    `select w.xmin::text as version, w.updated_at, (select count(*)::int from webhooks.audit_log a where a.webhook_id = w.id) as audit_rows,
+            (select row(c.tokens, c.at)::text from webhooks_private.company_changes c where c.company_id = w.company_id) as spent
+     from webhooks.webhooks w where w.id = $1`, [hook.id])).rows[0];
+  // a change through the API first, so that the company has spent one of its hour
+  await asAdmin('select webhooks.update_webhook($1, name => $2)', [hook.id, 'Same ']);
+  await asAdmin('select webhooks.set_webhook_delivery($1, $2, false)', [hook.id, '10 minutes']);
+  const before = await state();
+  const { rows: [row] } = await db().pool.query('select * from webhooks.webhooks where id = $1', [hook.id]);
+
+  const { rows: [answer] } = await asAdmin(
+    `select (w).* from webhooks.update_webhook($1, name => $2, url => $3, fields => $4, actions => $5, status_id => $6,
+       ignore_sources => $7, watch_fields => $8, conditions => $9, max_in_flight => $10) w`,
+    [hook.id, ' Same\u00a0', row.url, ['email', 'city', 'email'], row.actions, known.status, ['import', 'import'], ['email'],
+      row.conditions, 4]);
+  t.deepEqual(answer, row, 'the webhook as it is');
+  const { rows: [unchanged] } = await asAdmin('select (w).* from webhooks.update_webhook($1) w', [hook.id]);
+  t.deepEqual(unchanged, row, 'nothing given: the webhook as it is');
+  const { rows: [delivery] } = await asAdmin('select (w).* from webhooks.set_webhook_delivery($1, $2, false) w', [hook.id, '600 seconds']);
+  t.deepEqual(delivery, row, 'setWebhookDelivery with the same settings: the webhook as it is');
+  await asAdmin('update webhooks.webhooks set url = url, name = name where id = $1', [hook.id]);
+  t.deepEqual(await state(), before, 'no row written, no audit row, nothing spent of the hour');
+
+  // a change is still one: written, audited, spent, and the relays told of a new URL
+  await asAdmin('select webhooks.update_webhook($1, url => $2)', [hook.id, 'https://moved.example.com/in']);
+  const after = await state();
+  t.not(after.version, before.version);
+  t.true(after.updated_at > before.updated_at);
+  t.is(after.audit_rows, before.audit_rows + 1);
+  t.not(after.spent, before.spent);
+  // (other tests' webhooks are told of on the same channel: this one's notices, in
+  // the order of their commits)
+  const notice = `${WEBHOOK_CHANGED_NOTICE}${hook.id}`;
+  await until('the notice of the change', async () => heard.includes(notice));
+  t.deepEqual(heard.filter((payload) => payload === notice), [notice], 'the change alone was told');
 });

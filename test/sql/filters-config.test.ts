@@ -115,9 +115,13 @@ test('accepted: filters stored tidy; JSON null means always; the defaults filter
   t.deepEqual(hook.ignore_sources, ['encompass', 'api']);
   t.deepEqual(hook.watch_fields, ['phone', 'email']);
   t.is(hook.conditions, null);
+  await db().pool.query(`update webhooks.webhooks set conditions = '{"field": "state", "op": "eq", "value": "VA"}' where id = $1`, [hook.id]);
   const { rows } = await db().pool.query(
     `update webhooks.webhooks set conditions = 'null'::jsonb where id = $1 returning conditions`, [hook.id]);
   t.is(rows[0].conditions, null);
+  // (and the same again changes nothing: no row is written, 10_config.sql)
+  const again = await db().pool.query(`update webhooks.webhooks set conditions = 'null'::jsonb where id = $1`, [hook.id]);
+  t.is(again.rowCount, 0);
   const plain = await db().pool.query(
     `insert into webhooks.webhooks (company_id, name, url, fields, actions)
      values ($1, 'plain', 'https://example.com/h', '{email}', '{contact.created}') returning ignore_sources, watch_fields, conditions`, [company]);
