@@ -625,6 +625,46 @@ as $$
   select p_day::timestamp at time zone 'utc';
 $$;
 
+-- private: p_at, a time a caller asks a report, a history or a replay about (its
+-- argument p_argument: since, until), when it is within what may be asked: from
+-- 1970-01-01 to 9999-12-31 (UTC), or open (null, -infinity, infinity); else a named
+-- refusal (22008, requested_time_range, the COLUMN naming the argument). Deliveries
+-- are made at now(); the counting steps a day or an hour past the times it is given,
+-- which at Postgres's own ends (4714-11-24 BC, 294276) failed with a bare "timestamp
+-- out of range". Immutable: given a constant, the planner asks it as it plans.
+create or replace function webhooks_private.requested_time(p_at timestamptz, p_argument text)
+returns timestamptz
+language plpgsql
+immutable
+as $$
+begin
+  if isfinite(p_at)
+     and not (p_at >= timestamptz '1970-01-01 00:00:00+00' and p_at < timestamptz '10000-01-01 00:00:00+00') then
+    raise exception using
+      errcode = 'datetime_field_overflow',
+      message = format('%s must be from 1970-01-01 to 9999-12-31 (UTC), or open (null), got %s', p_argument, p_at),
+      constraint = 'requested_time_range',
+      column = p_argument;
+  end if;
+  return p_at;
+end;
+$$;
+
+-- private: true when both since and until may be asked (requested_time), else its
+-- refusal: for a query's condition, which Postgres tests once, before any row
+-- (webhook_report, 55_report.sql), and for a function's start
+create or replace function webhooks_private.requested_times(p_since timestamptz, p_until timestamptz)
+returns boolean
+language plpgsql
+immutable
+as $$
+begin
+  perform webhooks_private.requested_time(p_since, 'since');
+  perform webhooks_private.requested_time(p_until, 'until');
+  return true;
+end;
+$$;
+
 -- private: the retention in force (29_retention.sql drops the days past it)
 create or replace function webhooks_private.retention()
 returns interval

@@ -1390,6 +1390,7 @@ begin
       constraint = 'replay_max_deliveries_range',
       column = 'max_deliveries';
   end if;
+  perform webhooks_private.requested_times(since, null);   -- 22_outbox.sql
   perform webhooks_private.require_enabled(v_webhook);
   -- the failed ones from their result rows (22_outbox.sql: a delivery is failed when
   -- it has a failed result and no queue row), in the order of the results' index:

@@ -133,7 +133,9 @@ stable
 as $$
   with listed as (
     select w.* from webhooks.webhooks w
-    where webhook_report.webhook_id is null or w.id = webhook_report.webhook_id
+    where (webhook_report.webhook_id is null or w.id = webhook_report.webhook_id)
+      -- (since and until within what may be asked, 22_outbox.sql: else a named refusal)
+      and webhooks_private.requested_times(since, until)
   ),
   -- every listed webhook counted at once (50_report_counts.sql), up to the end of the
   -- readable history (asked once a report)
@@ -205,11 +207,14 @@ as $$
     -- always true; it lets the index (webhook_id, company_id, created_at, id) bound
     -- the scan by time for callers row-level security does not filter (owners, DBAs)
     and d.company_id = w.company_id
-    -- (one lower bound, so that it is the index's)
-    and d.created_at >= greatest(coalesce(since, '-infinity'),
+    -- (one lower bound, so that it is the index's; since and until within what may
+    -- be asked, 22_outbox.sql, else a named refusal: asked in the bounds themselves,
+    -- which the partitions' pruning evaluates, as a condition of its own is tested in
+    -- each partition's scan, and none is left when until is before them all)
+    and d.created_at >= greatest(coalesce(webhooks_private.requested_time(since, 'since'), '-infinity'),
                                  case when webhooks_history.state in ('pending', 'in_flight')
                                       then webhooks_private.oldest_queued_at(w.id) end)
-    and d.created_at < coalesce(until, 'infinity')
+    and d.created_at < coalesce(webhooks_private.requested_time(until, 'until'), 'infinity')
     and (webhooks_history.state is null or d.state = webhooks_history.state)
   order by d.created_at desc, d.id desc;
 $$;
@@ -243,6 +248,7 @@ declare
   v_events record;
   v_tests record;
 begin
+  perform webhooks_private.requested_times(since, until);   -- 22_outbox.sql
   if v_since >= v_until then
     return 0;
   end if;

@@ -154,7 +154,10 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   webhooks_private.all_counted_before(),
   webhooks_private.utc_day(timestamptz),
   webhooks_private.utc_day_start(date),
-  webhooks_private.failing_webhooks()
+  webhooks_private.failing_webhooks(),
+  -- (and the history's and replay's: the times that may be asked)
+  webhooks_private.requested_time(timestamptz, text),
+  webhooks_private.requested_times(timestamptz, timestamptz)
   to webhook_viewer;
 -- a webhook's history (webhooks.webhooks_history)
 grant execute on function webhooks_private.oldest_queued_at(bigint) to webhook_viewer;

@@ -92,6 +92,40 @@ test('a malformed date names the problem instead of an internal error', async (t
   t.is(response.errors![0].extensions?.code, '22007');
 });
 
+test('a report or a history asked for a time before 1970 or after 9999 names the argument and the range (requested_time_range), not "An error occurred" or a bare overflow', async (t) => {
+  // Postgres's own ends (4714-11-24 BC, 294276) failed deep in the counting with
+  // "timestamp out of range" (22008) and no argument named
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  const token = await api().token(company.id, 'webhook_viewer');
+  const REPORT = 'query($since: Datetime, $until: Datetime) { webhookReport(since: $since, until: $until) { nodes { timesFired } } }';
+  const HISTORY = 'query($id: BigInt!, $since: Datetime, $until: Datetime) { webhookById(id: $id) { history(since: $since, until: $until) { nodes { id } } } }';
+  const COUNT = 'query($id: BigInt!, $since: Datetime, $until: Datetime) { webhookById(id: $id) { historyCount(since: $since, until: $until) } }';
+  for (const at of ['4714-11-24 00:00:00+00 BC', '1969-12-31T23:59:59Z', '10000-01-01T00:00:00Z', '294276-12-31T23:59:59Z']) {
+    for (const [what, query] of [['report', REPORT], ['history', HISTORY], ['historyCount', COUNT]] as const) {
+      for (const column of ['since', 'until'] as const) {
+        const response = await api().gql(token, query, { id: hook.id, [column]: at });
+        const name = `${what} ${column} ${at}`;
+        t.is(response.errors?.length, 1, name);
+        t.like(response.errors?.[0]?.extensions, { code: '22008', constraint: 'requested_time_range', column }, name);
+        t.regex(response.errors?.[0]?.message ?? '', new RegExp(`^${column} must be from 1970-01-01 to 9999-12-31 \\(UTC\\), or open \\(null\\), got `), name);
+      }
+    }
+  }
+  // the years between, and open ends: answered
+  for (const [since, until] of [['1970-01-01T00:00:00Z', '9999-12-31T23:59:59Z'], ['-infinity', 'infinity'], [null, null]]) {
+    const response = await api().gql(token, `query($id: BigInt!, $since: Datetime, $until: Datetime) {
+        webhookReport(since: $since, until: $until, webhookId: $id) { nodes { timesFired } }
+        webhookById(id: $id) { history(since: $since, until: $until) { nodes { id } } historyCount(since: $since, until: $until) } }`,
+    { id: hook.id, since, until });
+    t.is(response.errors, undefined, `[${since}, ${until})`);
+    t.like(response.data, { webhookReport: { nodes: [{ timesFired: '1' }] }, webhookById: { historyCount: '1' } }, `[${since}, ${until})`);
+  }
+});
+
 test('a NUL in text and a number beyond bigint are input errors that say so, not "An error occurred"', async (t) => {
   const company = await factories(db().pool).company();
   const token = await api().token(company.id);

@@ -1,0 +1,83 @@
+// The times a report or a history is asked for (since, until) are bounded: from
+// 1970-01-01 to 9999-12-31 (UTC), or open (null, or -infinity / infinity). Outside,
+// a named refusal that says so; the times at Postgres's ends (4714-11-24 BC, 294276)
+// failed deep in the counting with "timestamp out of range" (22008) and nothing more.
+import test from 'ava';
+import type pg from 'pg';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+
+const OUTSIDE = ['4714-11-24 00:00:00+00 BC', '0001-01-01 00:00:00+00', '1969-12-31 23:59:59.999999+00',
+  '10000-01-01 00:00:00+00', '294276-12-31 23:59:59+00'];
+const INSIDE = [null, '-infinity', 'infinity', '1970-01-01 00:00:00+00', '9999-12-31 23:59:59.999999+00'];
+
+/** What each reader answers for since / until (as the company's admin: row-level security applies). */
+function readers(webhookId: string): Array<[string, string]> {
+  return [
+    ['webhook_report', 'select count(*) from webhooks.webhook_report(since => $1, until => $2)'],
+    ['webhook_report of one webhook', `select count(*) from webhooks.webhook_report(since => $1, until => $2, webhook_id => ${webhookId})`],
+    ['webhooks_history', `select count(*) from webhooks.webhooks w, webhooks.webhooks_history(w, $1, $2) where w.id = ${webhookId}`],
+    ['webhooks_history_count', `select webhooks.webhooks_history_count(w, $1, $2) from webhooks.webhooks w where w.id = ${webhookId}`],
+    ['webhooks_history_count of pending', `select webhooks.webhooks_history_count(w, $1, $2, 'pending') from webhooks.webhooks w where w.id = ${webhookId}`],
+  ];
+}
+
+async function asAdmin(client: pg.PoolClient, companyId: string, sql: string, params: unknown[]) {
+  await client.query('begin');
+  try {
+    await client.query(`select set_config('jwt.claims.company_id', $1, true)`, [companyId]);
+    await client.query('set local role webhook_admin');
+    return await client.query(sql, params);
+  } finally {
+    await client.query('rollback');
+  }
+}
+
+test.serial('a report or a history asked for a time before 1970 or after 9999 is refused by name, whichever end; open ends and the years between are answered', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  // counted once (every day before the last two, for every webhook): the counting then
+  // looks at the days around since and until, as it does in a database in use
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+
+  for (const [reader, sql] of readers(hook.id)) {
+    for (const at of OUTSIDE) {
+      for (const [column, params] of [['since', [at, null]], ['until', [null, at]]] as const) {
+        const error = await t.throwsAsync(asAdmin(client, company.id, sql, [...params])) as any;
+        t.like(error, { code: '22008', constraint: 'requested_time_range', column }, `${reader} ${column} ${at}`);
+        t.regex(error?.message ?? '', new RegExp(`^${column} must be from 1970-01-01 to 9999-12-31 \\(UTC\\), or open \\(null\\), got `),
+          `${reader} ${column} ${at}`);
+      }
+    }
+    for (const since of INSIDE) {
+      for (const until of INSIDE) {
+        await t.notThrowsAsync(asAdmin(client, company.id, sql, [since, until]), `${reader} [${since}, ${until})`);
+      }
+    }
+  }
+  // and the answers with open ends are the history's
+  const { rows: [counted] } = await asAdmin(client, company.id,
+    `select webhooks.webhooks_history_count(w, '-infinity', 'infinity') as n from webhooks.webhooks w where w.id = $1`, [hook.id]);
+  t.is(counted.n, '1');
+});
+
+test('replaying failed deliveries since a time before 1970 or after 9999 is refused by name too', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+  for (const at of OUTSIDE) {
+    const error = await t.throwsAsync(asAdmin(client, company.id, 'select * from webhooks.replay_failed($1, $2)', [hook.id, at])) as any;
+    t.like(error, { code: '22008', constraint: 'requested_time_range', column: 'since' }, at);
+  }
+  for (const at of ['-infinity', '1970-01-01 00:00:00+00', '2000-01-01 00:00:00+00']) {
+    await t.notThrowsAsync(asAdmin(client, company.id, 'select * from webhooks.replay_failed($1, $2)', [hook.id, at]), at);
+  }
+});
