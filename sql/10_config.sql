@@ -97,6 +97,67 @@ begin
 end;
 $$;
 
+-- private: character classes, each as the ranges of a regular expression's bracket
+-- (their one statement: the rules below build their patterns from them)
+
+-- every Unicode White_Space character
+create or replace function webhooks_private.white_space()
+returns text
+language sql
+immutable
+as $$
+  select '\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000';
+$$;
+
+-- the bidi controls (Unicode's Bidi_Control): marks, embeddings, overrides and
+-- isolates. In a text shown among others they reorder what follows them, the page's
+-- own text included: "Invoice" U+202E "slx.exe" shows as "Invoiceexe.xls".
+create or replace function webhooks_private.bidi_controls()
+returns text
+language sql
+immutable
+as $$
+  select '\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069';
+$$;
+
+-- the characters that show nothing of themselves: Unicode's Default_Ignorable_Code_Point
+-- (soft hyphen, zero-width spaces and joiners, word joiner, invisible operators,
+-- variation selectors, fillers, tags, …) and the blank Braille pattern, U+2800
+-- (a character with a glyph, but a blank one)
+create or replace function webhooks_private.invisible_characters()
+returns text
+language sql
+immutable
+as $$
+  select '\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f'
+         '\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a'
+         '\U000e0000-\U000e0fff';
+$$;
+
+-- private: does a text a tenant chose, to be shown to people (a webhook's name, a
+-- disable reason), hold a bidi control? (p_text: tenant text, read by a regular
+-- expression only)
+create or replace function webhooks_private.has_bidi_control(p_text text)
+returns boolean
+language sql
+immutable
+as $$
+  select p_text ~ ('[' || webhooks_private.bidi_controls() || ']');
+$$;
+
+-- private: does such a text show nothing: no character but white space, controls and
+-- characters that show nothing of themselves? (A name so made looks like no name on
+-- the page, or, beside another, like that one.) (p_text: tenant text, read by a
+-- regular expression only)
+create or replace function webhooks_private.shows_nothing(p_text text)
+returns boolean
+language sql
+immutable
+as $$
+  select p_text !~ ('[^' || webhooks_private.white_space() || webhooks_private.invisible_characters()
+                    || '\u0001-\u001f\u007f-\u009f]');
+$$;
+
 -- private: the characters from DEL on that a URL's IDNA processing refuses in a host
 -- name whatever the Unicode version, as ranges of a regular expression's bracket: DEL
 -- and the C1 controls, white space (U+00A0 becomes a space), bidi controls,
@@ -107,7 +168,8 @@ returns text
 language sql
 immutable
 as $$
-  select '\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef\ufffe\uffff\ue000-\uf8ff\U000f0000-\U0010ffff';
+  select '\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000' || webhooks_private.bidi_controls()
+         || '\ufdd0-\ufdef\ufffe\uffff\ue000-\uf8ff\U000f0000-\U0010ffff';
 $$;
 
 -- private: do a URL host's percent-escapes decode to something the URL standard
@@ -234,7 +296,7 @@ declare
   v_port text;
   v_status_actions constant webhooks.action[] := '{contact.status_added,contact.status_removed}';
   -- every Unicode White_Space character
-  v_space constant text := '[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]';
+  v_space constant text := '[' || webhooks_private.white_space() || ']';
   v_name_max constant integer := 200;
   v_reason_max constant integer := 500;
   v_webhooks_max integer;
@@ -257,20 +319,34 @@ begin
     end if;
   end if;
 
-  -- a name is trimmed of every Unicode white space character (btrim knows the ASCII
-  -- space only, and a regex's \s depends on the locale), then must be something
-  new.name := regexp_replace(new.name, format('^%s+|%s+$', v_space, v_space), '', 'g');
-  if new.name is null or new.name = '' then
-    perform webhooks_private.config_error('webhook_name_required', 'name', 'webhook name must not be empty or white space only');
-  end if;
-  -- control characters (C0, DEL, C1): a name is shown in pages, logs and terminals
-  if new.name ~ '[\u0001-\u001f\u007f-\u009f]' then
-    perform webhooks_private.config_error('webhook_name_control_characters', 'name',
-      'webhook name must not contain control characters (tabs, line breaks, escapes, …)');
-  end if;
-  if char_length(new.name) > v_name_max then
-    perform webhooks_private.config_error('webhook_name_too_long', 'name',
-      format('webhook name must be at most %s characters, got %s', v_name_max, char_length(new.name)));
+  -- a name: checked when it is written (a webhook stored before a rule was added is
+  -- still disabled, by an admin or by the relay, and changed otherwise). It is trimmed
+  -- of every Unicode white space character (btrim knows the ASCII space only, and a
+  -- regex's \s depends on the locale), then must be something
+  if tg_op = 'INSERT' or new.name is distinct from old.name then
+    new.name := regexp_replace(new.name, format('^%s+|%s+$', v_space, v_space), '', 'g');
+    if new.name is null or new.name = '' then
+      perform webhooks_private.config_error('webhook_name_required', 'name', 'webhook name must not be empty or white space only');
+    end if;
+    -- control characters (C0, DEL, C1): a name is shown in pages, logs and terminals
+    if new.name ~ '[\u0001-\u001f\u007f-\u009f]' then
+      perform webhooks_private.config_error('webhook_name_control_characters', 'name',
+        'webhook name must not contain control characters (tabs, line breaks, escapes, …)');
+    end if;
+    -- and on the Reports page, among other webhooks' names: nothing that reorders the
+    -- text around it, and something that shows
+    if webhooks_private.has_bidi_control(new.name) then
+      perform webhooks_private.config_error('webhook_name_bidi_controls', 'name',
+        'webhook name must not contain bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069): they reorder the text shown around them');
+    end if;
+    if webhooks_private.shows_nothing(new.name) then
+      perform webhooks_private.config_error('webhook_name_invisible', 'name',
+        'webhook name must have a character that shows: zero-width and other invisible characters alone look like no name');
+    end if;
+    if char_length(new.name) > v_name_max then
+      perform webhooks_private.config_error('webhook_name_too_long', 'name',
+        format('webhook name must be at most %s characters, got %s', v_name_max, char_length(new.name)));
+    end if;
   end if;
 
   -- the authority is a host (a name, or an IPv6 address in brackets) and an optional
@@ -311,12 +387,20 @@ begin
       format('webhook url port must be from 1 to 65535, got %s', left(v_port, 30)));
   end if;
 
-  -- a disable reason (disableWebhook's, tenant text): checked when it is written
+  -- a disable reason (disableWebhook's, tenant text, shown on the Reports page):
+  -- checked when it is written; one that shows nothing is none
   if tg_op = 'INSERT' or new.disabled_reason is distinct from old.disabled_reason then
     new.disabled_reason := nullif(regexp_replace(new.disabled_reason, format('^%s+|%s+$', v_space, v_space), '', 'g'), '');
     if new.disabled_reason ~ '[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]' then
       perform webhooks_private.config_error('webhook_disabled_reason_control_characters', 'disabled_reason',
         'a disable reason must not contain control characters other than tabs and line breaks');
+    end if;
+    if webhooks_private.has_bidi_control(new.disabled_reason) then
+      perform webhooks_private.config_error('webhook_disabled_reason_bidi_controls', 'disabled_reason',
+        'a disable reason must not contain bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069): they reorder the text shown around them');
+    end if;
+    if webhooks_private.shows_nothing(new.disabled_reason) then
+      new.disabled_reason := null;
     end if;
     if char_length(new.disabled_reason) > v_reason_max then
       perform webhooks_private.config_error('webhook_disabled_reason_too_long', 'disabled_reason',

@@ -947,11 +947,13 @@ begin
       disabled_at = now(),
       disabled_by = 'relay',
       -- within what a disable reason may hold (10_config.sql): the endpoint's error
-      -- text shortened, control characters made spaces
+      -- text shortened, control characters and bidi controls made spaces
       disabled_reason = format('every attempt has failed for %s (%s attempts since %s); the last: %s',
                                v_disable_after, c.failures,
                                to_char(c.failing_since at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
-                               left(btrim(regexp_replace(c.last_error, '[\u0001-\u001f\u007f-\u009f]', ' ', 'g')), 300))
+                               left(btrim(regexp_replace(c.last_error,
+                                                         '[\u0001-\u001f\u007f-\u009f' || webhooks_private.bidi_controls() || ']',
+                                                         ' ', 'g')), 300))
   from disabling c
   where w.id = c.id;
 end;

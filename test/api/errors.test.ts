@@ -34,6 +34,8 @@ test('each bad webhook configuration is refused with its rule, its field and a m
     ['bad URL', { url: 'ftp://files.example.com/x' }, { constraint: 'webhook_url_invalid', column: 'url' }, /absolute http:\/\/ or https:\/\/ URL.*ftp:\/\/files/],
     ['URL without host', { url: 'https://' }, { constraint: 'webhook_url_invalid', column: 'url' }, /URL/],
     ['empty name', { name: '  ' }, { constraint: 'webhook_name_required', column: 'name' }, /name must not be empty/],
+    ['name with a bidi override', { name: 'Invoice\u202eslx.exe' }, { constraint: 'webhook_name_bidi_controls', column: 'name' }, /name must not contain bidi controls/],
+    ['name that shows nothing', { name: '\u200b\u200b' }, { constraint: 'webhook_name_invisible', column: 'name' }, /name must have a character that shows/],
     ['unknown field', { fields: ['email', 'shoe_size'] }, { constraint: 'webhook_field_unknown', column: 'fields' }, /unknown contact field 'shoe_size'; known fields: .*first_name/],
     ['no fields', { fields: [] }, { constraint: 'webhook_fields_empty', column: 'fields' }, /at least one contact field/],
     ['no actions', { actions: [] }, { constraint: 'webhook_actions_empty', column: 'actions' }, /at least one action/],

@@ -33,6 +33,26 @@ const badConfigurations: Array<[string, (ids: Ids) => Record<string, unknown>, s
   ['a name with a line break inside', () => ({ name: 'Two\nlines' }), 'webhook_name_control_characters', 'name'],
   ['a name with DEL', () => ({ name: 'a\u007fb' }), 'webhook_name_control_characters', 'name'],
   ['a name with a C1 control', () => ({ name: 'a\u009bb' }), 'webhook_name_control_characters', 'name'],
+  // a name is shown on the Reports page, in the audit and in logs: bidi controls
+  // reorder what follows them (and the page's text around it), and a name of
+  // characters that show nothing looks like no name, or like another
+  ['a name with a right-to-left override', () => ({ name: 'Invoice\u202eslx.exe' }), 'webhook_name_bidi_controls', 'name'],
+  ['a name with a right-to-left override alone', () => ({ name: '\u202e' }), 'webhook_name_bidi_controls', 'name'],
+  ['a name with bidi isolates', () => ({ name: 'a\u2066b\u2067c\u2068d\u2069' }), 'webhook_name_bidi_controls', 'name'],
+  ['a name of bidi isolates alone', () => ({ name: '\u2066\u2069' }), 'webhook_name_bidi_controls', 'name'],
+  ['a name with a bidi embedding', () => ({ name: 'Hook\u202a' }), 'webhook_name_bidi_controls', 'name'],
+  ['a name with a right-to-left mark', () => ({ name: 'Hook\u200f' }), 'webhook_name_bidi_controls', 'name'],
+  ['a name with a left-to-right mark', () => ({ name: '\u200eHook' }), 'webhook_name_bidi_controls', 'name'],
+  ['a name with an Arabic letter mark', () => ({ name: 'Hook\u061c' }), 'webhook_name_bidi_controls', 'name'],
+  ['a name of a zero-width space', () => ({ name: '\u200b' }), 'webhook_name_invisible', 'name'],
+  ['a name of a byte order mark', () => ({ name: '\ufeff' }), 'webhook_name_invisible', 'name'],
+  ['a name of a soft hyphen', () => ({ name: '\u00ad' }), 'webhook_name_invisible', 'name'],
+  ['a name of zero-width joiners and a word joiner', () => ({ name: '\u200c\u200d\u2060' }), 'webhook_name_invisible', 'name'],
+  ['a name of zero-width spaces around white space', () => ({ name: '\u200b \u3000\u200b' }), 'webhook_name_invisible', 'name'],
+  ['a name of a Hangul filler', () => ({ name: '\u3164' }), 'webhook_name_invisible', 'name'],
+  ['a name of a blank Braille pattern', () => ({ name: '\u2800\u2800' }), 'webhook_name_invisible', 'name'],
+  ['a name of a variation selector', () => ({ name: '\ufe0f' }), 'webhook_name_invisible', 'name'],
+  ['a name of tag characters', () => ({ name: '\u{e0041}\u{e007f}' }), 'webhook_name_invisible', 'name'],
   ['a URL with port 0', () => ({ url: 'https://receiver.example.com:0/in' }), 'webhook_url_port_invalid', 'url'],
   ['a URL with port 65536', () => ({ url: 'https://receiver.example.com:65536/in' }), 'webhook_url_port_invalid', 'url'],
   ['a URL with a port of 30 digits', () => ({ url: `https://receiver.example.com:${'9'.repeat(30)}/in` }), 'webhook_url_port_invalid', 'url'],
@@ -221,6 +241,12 @@ test('accepted: names and URLs at their bounds, trimmed of any white space', asy
   t.is(padded.name, 'Hook');
   const inner = await make().webhook({ companyId: known.company, actions: ['contact.created'], name: 'Zoë\u00a0&\u2003Co' });
   t.is(inner.name, 'Zoë\u00a0&\u2003Co', 'white space inside a name is kept');
+  // right-to-left scripts, and invisible characters beside visible ones (a family
+  // emoji's joiners, a Persian word's non-joiner, a soft hyphen): kept as written
+  for (const name of ['שלום', 'مرحبا بالعالم', '👨\u200d👩\u200d👧', 'می\u200cخواهم', 'Hook\u00adshot', '\u200bHook']) {
+    const hook = await make().webhook({ companyId: known.company, actions: ['contact.created'], name });
+    t.is(hook.name, name);
+  }
   for (const url of ['https://receiver.example.com:1/in', 'https://receiver.example.com:65535/in', 'http://[2001:db8::1]:8080/in', 'http://[2001:db8::1]/in', `https://receiver.example.com/${'a'.repeat(2000)}`]) {
     await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url }), url);
   }
@@ -274,7 +300,7 @@ test('an enabled webhook carries no stale reason', async (t) => {
   t.is(stale.constraint, 'webhooks_disabled_consistent');
 });
 
-test('a disable reason: trimmed, at most 500 characters, no control characters but tabs and line breaks', async (t) => {
+test('a disable reason: trimmed, at most 500 characters, no control characters but tabs and line breaks, no bidi controls; one that shows nothing is none', async (t) => {
   const known = await ids();
   const hook = await make().webhook({ companyId: known.company, actions: ['contact.created'] });
   const disable = (reason: string) =>
@@ -285,6 +311,8 @@ test('a disable reason: trimmed, at most 500 characters, no control characters b
     ['x'.repeat(501), 'webhook_disabled_reason_too_long'],
     ['bell\u0007', 'webhook_disabled_reason_control_characters'],
     ['\u001b[2Jcleared', 'webhook_disabled_reason_control_characters'],
+    ['paused by \u202eemda', 'webhook_disabled_reason_bidi_controls'],
+    ['\u2067maintenance\u2069', 'webhook_disabled_reason_bidi_controls'],
   ] as const) {
     const error = await refusal(t, disable(reason));
     t.like(error, { code: '23514', constraint: rule, column: 'disabled_reason' }, rule);
@@ -294,6 +322,10 @@ test('a disable reason: trimmed, at most 500 characters, no control characters b
   t.is((await disable('x'.repeat(500))).rows[0].disabled_reason.length, 500);
   await enable();
   t.is((await disable(' \u2003 ')).rows[0].disabled_reason, null, 'white space only is no reason');
+  await enable();
+  t.is((await disable('\u200b\ufeff \u00ad')).rows[0].disabled_reason, null, 'nothing that shows is no reason either');
+  await enable();
+  t.is((await disable('עדכון \u200d')).rows[0].disabled_reason, 'עדכון \u200d', 'a right-to-left script is kept as written');
 });
 
 test('an update that changes nothing writes nothing: no new row version, no audit row, no change of the hour spent, no notice to the relays; it answers the webhook as it is', async (t) => {
@@ -360,4 +392,20 @@ test('an update that changes nothing writes nothing: no new row version, no audi
   const notice = `${WEBHOOK_CHANGED_NOTICE}${hook.id}`;
   await until('the notice of the change', async () => heard.includes(notice));
   t.deepEqual(heard.filter((payload) => payload === notice), [notice], 'the change alone was told');
+});
+
+test.serial('the name rules apply to a name as it is written: a webhook whose name was stored before them can still be changed otherwise, and renamed only to a name that passes', async (t) => {
+  const known = await ids();
+  const hook = await make().webhook({ companyId: known.company, actions: ['contact.created'] });
+  // as if stored before bidi controls were refused
+  await db().pool.query('alter table webhooks.webhooks disable trigger _100_validate');
+  await db().pool.query(`update webhooks.webhooks set name = 'Old\u202ename' where id = $1`, [hook.id]);
+  await db().pool.query('alter table webhooks.webhooks enable trigger _100_validate');
+  // disabled (by an admin, or by the relay on a 410) and moved: no name given, none checked
+  await db().pool.query(`update webhooks.webhooks set enabled = false, url = 'https://moved.example.com/in' where id = $1`, [hook.id]);
+  const renamed = await refusal(t, db().pool.query(`update webhooks.webhooks set name = 'New\u2066name' where id = $1`, [hook.id]));
+  t.like(renamed, { code: '23514', constraint: 'webhook_name_bidi_controls', column: 'name' });
+  const { rows: [row] } = await db().pool.query('select name, enabled, url from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(row, { name: 'Old\u202ename', enabled: false, url: 'https://moved.example.com/in' });
+  await db().pool.query(`update webhooks.webhooks set name = 'New name' where id = $1`, [hook.id]);
 });
