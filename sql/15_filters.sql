@@ -26,7 +26,8 @@
 -- does not compare makes its leaf false.
 --
 -- Bounds, each refused by name (every tenant input is hostile):
---   ignore_sources  at most 20 names of 1 to 100 characters    webhook_ignore_sources_invalid
+--   ignore_sources  at most 20 names of 1 to 100 characters, each showing
+--                   something and without bidi controls   webhook_ignore_sources_invalid
 --   watch_fields    columns of crm.contacts, at most 100 entries  webhook_watch_field_unknown
 --   conditions      at most 16 KB as text, 100 conditions (all/any/not and leaves
 --                   together), 50 entries in one all/any, nesting 8 deep, 100 values in
@@ -318,6 +319,20 @@ begin
   if found then
     perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
       format('ignore_sources: a source is a name of 1 to 100 characters, got %s', coalesce(to_jsonb(left(v_bad, 100))::text, 'null')));
+  end if;
+  -- the setup form shows them: as a webhook's name (10_config.sql), none reorders the
+  -- text around it, and each shows (named by its place: the message does not echo it)
+  select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
+  where webhooks_private.has_bidi_control(s) order by n limit 1;
+  if found then
+    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+      format('ignore_sources: a source must not contain bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), as source %s does', v_count));
+  end if;
+  select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
+  where webhooks_private.shows_nothing(s) order by n limit 1;
+  if found then
+    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+      format('ignore_sources: a source must have a character that shows, which source %s has not', v_count));
   end if;
   new.ignore_sources := array(select s from unnest(new.ignore_sources) with ordinality t(s, n) group by s order by min(n));
 

@@ -20,6 +20,13 @@ const refusals: Array<[string, Filters, string, string, RegExp]> = [
   ['an empty source', { ignoreSources: ['api', '  '] }, 'webhook_ignore_sources_invalid', 'ignore_sources', /^ignore_sources: a source is a name of 1 to 100 characters, got " {2}"$/],
   ['a null source', { ignoreSources: [null as unknown as string] }, 'webhook_ignore_sources_invalid', 'ignore_sources', /got null$/],
   ['a source of 101 characters', { ignoreSources: ['x'.repeat(101)] }, 'webhook_ignore_sources_invalid', 'ignore_sources', /1 to 100 characters/],
+  // the setup form shows the sources: as a name, none reorders the text around it, and each shows
+  ['a source with a bidi override', { ignoreSources: ['api', 'imp\u202eort'] }, 'webhook_ignore_sources_invalid', 'ignore_sources',
+    /^ignore_sources: a source must not contain bidi controls \(U\+061C, U\+200E, U\+200F, U\+202A to U\+202E, U\+2066 to U\+2069\), as source 2 does$/],
+  ['a source of a zero-width space', { ignoreSources: ['\u200b'] }, 'webhook_ignore_sources_invalid', 'ignore_sources',
+    /^ignore_sources: a source must have a character that shows, which source 1 has not$/],
+  ['a source of Unicode white space', { ignoreSources: ['api', 'crm', '\u3000\u00a0'] }, 'webhook_ignore_sources_invalid', 'ignore_sources',
+    /^ignore_sources: a source must have a character that shows, which source 3 has not$/],
   // watch_fields
   ['a watched field that is not a column', { watchFields: ['email', 'shoe_size'] },
     'webhook_watch_field_unknown', 'watch_fields', /^watch_fields: unknown contact field "shoe_size"; known fields: id, company_id, first_name, /],
