@@ -349,6 +349,14 @@ begin
     end if;
   end if;
 
+  -- no bidi control anywhere in it: the path, query and fragment may hold any character
+  -- but white space, and the Reports page shows the URL as written ("/" U+202E
+  -- "gnp.exe" shows as "/exe.png"); the URL standard sends them percent-encoded, which
+  -- is how they may be written. Checked when the URL is written, as the names are.
+  if (tg_op = 'INSERT' or new.url is distinct from old.url) and webhooks_private.has_bidi_control(new.url) then
+    perform webhooks_private.config_error('webhook_url_invalid', 'url',
+      'webhook url must not contain bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069); write them percent-encoded (%E2%80%AE)');
+  end if;
   -- the authority is a host (a name, or an IPv6 address in brackets) and an optional
   -- port, nothing else: no user, and none of the characters the URL standard forbids in
   -- a host (and which the relay's parser refuses, failing every delivery), a percent

@@ -152,6 +152,21 @@ test('refused: a host with a character the URL standard\'s IDNA processing refus
   }
 });
 
+test('refused: a URL with a bidi control anywhere, which the URL standard reads but the Reports page would show reordered (webhook_url_invalid)', async (t) => {
+  // each was stored: the path and query may hold any character but white space, and
+  // "/\u202egnp.exe" showed as "/exe.png"
+  const known = await ids();
+  for (const url of ['https://receiver.example.com/in/\u202egnp.exe', 'https://receiver.example.com/in?to=\u2067moc.elpmaxe\u2069',
+    'https://receiver.example.com/\u200fin', 'https://receiver.example.com/in#\u061c']) {
+    t.notThrows(() => new URL(url), url);
+    const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url }));
+    t.like(error, { code: '23514', constraint: 'webhook_url_invalid', column: 'url' }, url);
+    t.regex(error.message, /^webhook url must not contain bidi controls \(U\+061C, U\+200E, U\+200F, U\+202A to U\+202E, U\+2066 to U\+2069\); write them percent-encoded \(%E2%80%AE\)$/, url);
+  }
+  // percent-encoded, as the URL standard sends them anyway: accepted
+  await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url: 'https://receiver.example.com/in/%E2%80%AEgnp.exe' }));
+});
+
 test('refused: brackets that hold no IPv6 address, which the URL standard (and so the relay) refuses (webhook_url_invalid)', async (t) => {
   // each was stored, and every delivery of the webhook failed with "invalid URL"
   const known = await ids();
