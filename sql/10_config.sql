@@ -120,6 +120,18 @@ as $$
   select '\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069';
 $$;
 
+-- the same, in words, for the messages that refuse them: "U+061C, U+200E, …, U+2066
+-- to U+2069"
+create or replace function webhooks_private.bidi_controls_in_words()
+returns text
+language sql
+immutable
+as $$
+  select regexp_replace(string_agg(coalesce('U+' || upper(m[1]), 'to'), ' ' order by n),
+                        '(U\+[0-9A-F]+) (?=U)', '\1, ', 'g')
+  from regexp_matches(webhooks_private.bidi_controls(), '\\u([0-9a-fA-F]{4})|-', 'g') with ordinality t(m, n);
+$$;
+
 -- the characters that show nothing of themselves: Unicode's Default_Ignorable_Code_Point
 -- (soft hyphen, zero-width spaces and joiners, word joiner, invisible operators,
 -- variation selectors, fillers, tags, …) and the blank Braille pattern, U+2800
@@ -337,7 +349,8 @@ begin
     -- text around it, and something that shows
     if webhooks_private.has_bidi_control(new.name) then
       perform webhooks_private.config_error('webhook_name_bidi_controls', 'name',
-        'webhook name must not contain bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069): they reorder the text shown around them');
+        format('webhook name must not contain bidi controls (%s): they reorder the text shown around them',
+               webhooks_private.bidi_controls_in_words()));
     end if;
     if webhooks_private.shows_nothing(new.name) then
       perform webhooks_private.config_error('webhook_name_invisible', 'name',
@@ -355,7 +368,8 @@ begin
   -- is how they may be written. Checked when the URL is written, as the names are.
   if (tg_op = 'INSERT' or new.url is distinct from old.url) and webhooks_private.has_bidi_control(new.url) then
     perform webhooks_private.config_error('webhook_url_invalid', 'url',
-      'webhook url must not contain bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069); write them percent-encoded (%E2%80%AE)');
+      format('webhook url must not contain bidi controls (%s); write them percent-encoded (%%E2%%80%%AE)',
+             webhooks_private.bidi_controls_in_words()));
   end if;
   -- the authority is a host (a name, or an IPv6 address in brackets) and an optional
   -- port, nothing else: no user, and none of the characters the URL standard forbids in
@@ -405,7 +419,8 @@ begin
     end if;
     if webhooks_private.has_bidi_control(new.disabled_reason) then
       perform webhooks_private.config_error('webhook_disabled_reason_bidi_controls', 'disabled_reason',
-        'a disable reason must not contain bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069): they reorder the text shown around them');
+        format('a disable reason must not contain bidi controls (%s): they reorder the text shown around them',
+               webhooks_private.bidi_controls_in_words()));
     end if;
     if webhooks_private.shows_nothing(new.disabled_reason) then
       new.disabled_reason := null;

@@ -314,19 +314,21 @@ begin
     perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
       format('ignore_sources: at most 20 sources, got %s', cardinality(new.ignore_sources)));
   end if;
+  -- the setup form shows them: as a webhook's name (10_config.sql), none reorders the
+  -- text around it, and each shows (named by its place: no message echoes a source
+  -- that holds one)
+  select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
+  where webhooks_private.has_bidi_control(s) order by n limit 1;
+  if found then
+    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+      format('ignore_sources: a source must not contain bidi controls (%s), as source %s does',
+             webhooks_private.bidi_controls_in_words(), v_count));
+  end if;
   select s into v_bad from unnest(new.ignore_sources) s
   where s is null or btrim(s) = '' or length(s) > 100 limit 1;
   if found then
     perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
       format('ignore_sources: a source is a name of 1 to 100 characters, got %s', coalesce(to_jsonb(left(v_bad, 100))::text, 'null')));
-  end if;
-  -- the setup form shows them: as a webhook's name (10_config.sql), none reorders the
-  -- text around it, and each shows (named by its place: the message does not echo it)
-  select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
-  where webhooks_private.has_bidi_control(s) order by n limit 1;
-  if found then
-    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
-      format('ignore_sources: a source must not contain bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), as source %s does', v_count));
   end if;
   select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
   where webhooks_private.shows_nothing(s) order by n limit 1;
