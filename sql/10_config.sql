@@ -362,51 +362,57 @@ begin
     end if;
   end if;
 
-  -- no bidi control anywhere in it: the path, query and fragment may hold any character
-  -- but white space, and the Reports page shows the URL as written ("/" U+202E
-  -- "gnp.exe" shows as "/exe.png"); the URL standard sends them percent-encoded, which
-  -- is how they may be written. Checked when the URL is written, as the names are.
-  if (tg_op = 'INSERT' or new.url is distinct from old.url) and webhooks_private.has_bidi_control(new.url) then
-    perform webhooks_private.config_error('webhook_url_invalid', 'url',
-      format('webhook url must not contain bidi controls (%s); write them percent-encoded (%%E2%%80%%AE)',
-             webhooks_private.bidi_controls_in_words()));
-  end if;
-  -- the authority is a host (a name, or an IPv6 address in brackets) and an optional
-  -- port, nothing else: no user, and none of the characters the URL standard forbids in
-  -- a host (and which the relay's parser refuses, failing every delivery), a percent
-  -- sign only to encode a byte; nor a character its IDNA processing refuses in a name
-  -- whatever the Unicode version: white space (U+00A0 becomes a space), C1 controls,
-  -- bidi controls, noncharacters, private use. (A name IDNA refuses for another
-  -- reason, such as unassigned code points or bad punycode, is not caught here.)
-  if new.url is null
-     or new.url !~* ('^https?://(\[[0-9a-f:.]+\]|([^][\s/?#@:<>\\^|%\u0001-\u001f' || webhooks_private.host_refused_unicode()
-                      || ']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$')
-     or length(new.url) > 2048 then
-    perform webhooks_private.config_error('webhook_url_invalid', 'url',
-      format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', left(new.url, 2100)));
-  end if;
-  -- an IPv6 literal: brackets that hold an address ([:::::] and [1.2.3.4] fit the
-  -- pattern above, and the relay's parser refuses them)
-  if new.url ~ '^[A-Za-z]+://\[' and not webhooks_private.is_ipv6_address(substring(new.url from '^[A-Za-z]+://\[([^]]*)\]')) then
-    perform webhooks_private.config_error('webhook_url_invalid', 'url',
-      format('webhook url host is in brackets but is no IPv6 address, got %L',
-             left(substring(new.url from '^[A-Za-z]+://(\[[^]]*\]?)'), 300)));
-  end if;
-  if webhooks_private.host_is_bad_escape(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
-    perform webhooks_private.config_error('webhook_url_invalid', 'url',
-      format('webhook url host has percent-escapes of characters a host may not hold (a control character, a space, # %% / : < > ? @ [ \ ] ^ |) or of bytes that are no UTF-8, got %L',
-             left(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)'), 300)));
-  end if;
-  if webhooks_private.host_is_bad_number(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
-    perform webhooks_private.config_error('webhook_url_invalid', 'url',
-      format('webhook url host ends in a number but is no IPv4 address (at most four parts, each below 256, the last below 256^(5 - parts)), got %L',
-             left(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)'), 300)));
-  end if;
-  -- the port, if any: after the host or after an IPv6 literal's closing bracket
-  v_port := substring(substring(new.url from '^[A-Za-z]+://([^/?#]*)') from ':([0-9]+)$');
-  if v_port is not null and v_port::numeric not between 1 and 65535 then
-    perform webhooks_private.config_error('webhook_url_port_invalid', 'url',
-      format('webhook url port must be from 1 to 65535, got %s', left(v_port, 30)));
+  -- The URL's rules, checked when a URL is written (as a name's are): a webhook whose
+  -- URL was stored before a rule, which the relay can never send to, could not be
+  -- disabled, by an admin or by the relay, nor changed otherwise (until 2026-12-05;
+  -- test/sql/config.test.ts).
+  if tg_op = 'INSERT' or new.url is distinct from old.url then
+    -- no bidi control anywhere in it: the path, query and fragment may hold any character
+    -- but white space, and the Reports page shows the URL as written ("/" U+202E
+    -- "gnp.exe" shows as "/exe.png"); the URL standard sends them percent-encoded, which
+    -- is how they may be written.
+    if webhooks_private.has_bidi_control(new.url) then
+      perform webhooks_private.config_error('webhook_url_invalid', 'url',
+        format('webhook url must not contain bidi controls (%s); write them percent-encoded (%%E2%%80%%AE)',
+               webhooks_private.bidi_controls_in_words()));
+    end if;
+    -- the authority is a host (a name, or an IPv6 address in brackets) and an optional
+    -- port, nothing else: no user, and none of the characters the URL standard forbids in
+    -- a host (and which the relay's parser refuses, failing every delivery), a percent
+    -- sign only to encode a byte; nor a character its IDNA processing refuses in a name
+    -- whatever the Unicode version: white space (U+00A0 becomes a space), C1 controls,
+    -- bidi controls, noncharacters, private use. (A name IDNA refuses for another
+    -- reason, such as unassigned code points or bad punycode, is not caught here.)
+    if new.url is null
+       or new.url !~* ('^https?://(\[[0-9a-f:.]+\]|([^][\s/?#@:<>\\^|%\u0001-\u001f' || webhooks_private.host_refused_unicode()
+                        || ']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$')
+       or length(new.url) > 2048 then
+      perform webhooks_private.config_error('webhook_url_invalid', 'url',
+        format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', left(new.url, 2100)));
+    end if;
+    -- an IPv6 literal: brackets that hold an address ([:::::] and [1.2.3.4] fit the
+    -- pattern above, and the relay's parser refuses them)
+    if new.url ~ '^[A-Za-z]+://\[' and not webhooks_private.is_ipv6_address(substring(new.url from '^[A-Za-z]+://\[([^]]*)\]')) then
+      perform webhooks_private.config_error('webhook_url_invalid', 'url',
+        format('webhook url host is in brackets but is no IPv6 address, got %L',
+               left(substring(new.url from '^[A-Za-z]+://(\[[^]]*\]?)'), 300)));
+    end if;
+    if webhooks_private.host_is_bad_escape(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
+      perform webhooks_private.config_error('webhook_url_invalid', 'url',
+        format('webhook url host has percent-escapes of characters a host may not hold (a control character, a space, # %% / : < > ? @ [ \ ] ^ |) or of bytes that are no UTF-8, got %L',
+               left(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)'), 300)));
+    end if;
+    if webhooks_private.host_is_bad_number(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
+      perform webhooks_private.config_error('webhook_url_invalid', 'url',
+        format('webhook url host ends in a number but is no IPv4 address (at most four parts, each below 256, the last below 256^(5 - parts)), got %L',
+               left(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)'), 300)));
+    end if;
+    -- the port, if any: after the host or after an IPv6 literal's closing bracket
+    v_port := substring(substring(new.url from '^[A-Za-z]+://([^/?#]*)') from ':([0-9]+)$');
+    if v_port is not null and v_port::numeric not between 1 and 65535 then
+      perform webhooks_private.config_error('webhook_url_port_invalid', 'url',
+        format('webhook url port must be from 1 to 65535, got %s', left(v_port, 30)));
+    end if;
   end if;
 
   -- a disable reason (disableWebhook's, tenant text, shown on the Reports page):
@@ -450,35 +456,44 @@ begin
     end if;
   end if;
 
-  if coalesce(cardinality(new.fields), 0) = 0 then
-    perform webhooks_private.config_error('webhook_fields_empty', 'fields',
-      'webhook fields must list at least one contact field');
+  -- The rules below, as a name's and a URL's, are checked when what they judge is
+  -- written: a webhook whose field the CRM has dropped since, or whose user has moved to
+  -- another company, could not be disabled, by an admin or by the relay, nor changed
+  -- otherwise (until 2026-12-05; test/sql/config.test.ts).
+  if tg_op = 'INSERT' or new.fields is distinct from old.fields then
+    if coalesce(cardinality(new.fields), 0) = 0 then
+      perform webhooks_private.config_error('webhook_fields_empty', 'fields',
+        'webhook fields must list at least one contact field');
+    end if;
+    select f into v_unknown
+    from unnest(new.fields) f
+    where f is null or f <> all (webhooks.contact_fields())
+    limit 1;
+    if found then
+      perform webhooks_private.config_error('webhook_field_unknown', 'fields',
+        format('unknown contact field %L; known fields: %s', v_unknown, array_to_string(webhooks.contact_fields(), ', ')));
+    end if;
+    -- keep the first occurrence of each field, in the order given
+    new.fields := array(select f from unnest(new.fields) with ordinality t(f, n) group by f order by min(n));
   end if;
-  select f into v_unknown
-  from unnest(new.fields) f
-  where f is null or f <> all (webhooks.contact_fields())
-  limit 1;
-  if found then
-    perform webhooks_private.config_error('webhook_field_unknown', 'fields',
-      format('unknown contact field %L; known fields: %s', v_unknown, array_to_string(webhooks.contact_fields(), ', ')));
-  end if;
-  -- keep the first occurrence of each field, in the order given
-  new.fields := array(select f from unnest(new.fields) with ordinality t(f, n) group by f order by min(n));
 
-  if coalesce(cardinality(new.actions), 0) = 0 or array_position(new.actions, null) is not null then
-    perform webhooks_private.config_error('webhook_actions_empty', 'actions',
-      'webhook actions must list at least one action');
-  end if;
-  new.actions := array(select a from unnest(new.actions) with ordinality t(a, n) group by a order by min(n));
-  -- a snapshot is what a backfill sends (35_backfill.sql), never a change to hear
-  if 'contact.snapshot' = any (new.actions) then
-    perform webhooks_private.config_error('webhook_action_snapshot', 'actions',
-      'contact.snapshot is sent by a backfill (backfill), whatever the actions: it cannot be subscribed to');
+  if tg_op = 'INSERT' or new.actions is distinct from old.actions then
+    if coalesce(cardinality(new.actions), 0) = 0 or array_position(new.actions, null) is not null then
+      perform webhooks_private.config_error('webhook_actions_empty', 'actions',
+        'webhook actions must list at least one action');
+    end if;
+    new.actions := array(select a from unnest(new.actions) with ordinality t(a, n) group by a order by min(n));
+    -- a snapshot is what a backfill sends (35_backfill.sql), never a change to hear
+    if 'contact.snapshot' = any (new.actions) then
+      perform webhooks_private.config_error('webhook_action_snapshot', 'actions',
+        'contact.snapshot is sent by a backfill (backfill), whatever the actions: it cannot be subscribed to');
+    end if;
   end if;
 
   -- A filter applies to every action of its webhook, so it may only sit on a
   -- webhook whose actions all understand it.
-  if new.status_id is not null then
+  if new.status_id is not null
+     and (tg_op = 'INSERT' or (new.status_id, new.actions) is distinct from (old.status_id, old.actions)) then
     if not (new.actions <@ v_status_actions) then
       perform webhooks_private.config_error('webhook_status_needs_status_actions', 'status_id',
         'status_id filters status actions only: a webhook with status_id may subscribe only to contact.status_added and contact.status_removed');
@@ -489,7 +504,8 @@ begin
     end if;
   end if;
 
-  if new.user_id is not null then
+  if new.user_id is not null
+     and (tg_op = 'INSERT' or (new.user_id, new.actions) is distinct from (old.user_id, old.actions)) then
     if new.actions <> '{contact.user_assigned}'::webhooks.action[] then
       perform webhooks_private.config_error('webhook_user_needs_user_assigned', 'user_id',
         'user_id filters contact.user_assigned only: a webhook with user_id may subscribe only to that action');

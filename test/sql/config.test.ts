@@ -424,3 +424,49 @@ test.serial('the name rules apply to a name as it is written: a webhook whose na
   t.deepEqual(row, { name: 'Old\u202ename', enabled: false, url: 'https://moved.example.com/in' });
   await db().pool.query(`update webhooks.webhooks set name = 'New name' where id = $1`, [hook.id]);
 });
+
+test.serial('the URL rules apply to a URL as it is written: a webhook whose URL was stored before a rule can still be disabled, by an admin or the relay, and changed otherwise', async (t) => {
+  const known = await ids();
+  const hook = await make().webhook({ companyId: known.company, actions: ['contact.created'] });
+  // as if stored before brackets had to hold an IPv6 address
+  await db().pool.query('alter table webhooks.webhooks disable trigger _100_validate');
+  await db().pool.query(`update webhooks.webhooks set url = 'https://[1.2.3.4]/in' where id = $1`, [hook.id]);
+  await db().pool.query('alter table webhooks.webhooks enable trigger _100_validate');
+  // every delivery to it fails ("invalid URL"): the relay disables it, as an admin may
+  await db().pool.query(`update webhooks.webhooks set enabled = false, disabled_by = 'relay', disabled_at = now(),
+    disabled_reason = 'every attempt failed for 5 days' where id = $1`, [hook.id]);
+  await db().pool.query(`update webhooks.webhooks set name = 'Renamed' where id = $1`, [hook.id]);
+  const { rows: [row] } = await db().pool.query('select name, enabled, disabled_by, url from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(row, { name: 'Renamed', enabled: false, disabled_by: 'relay', url: 'https://[1.2.3.4]/in' });
+  // a URL written now passes the rules
+  const moved = await refusal(t, db().pool.query(`update webhooks.webhooks set url = 'https://[5.6.7.8]/in' where id = $1`, [hook.id]));
+  t.like(moved, { code: '23514', constraint: 'webhook_url_invalid', column: 'url' });
+  await db().pool.query(`update webhooks.webhooks set url = 'https://moved.example.com/in' where id = $1`, [hook.id]);
+});
+
+test.serial('the other rules apply to what is written too: a webhook whose field the CRM dropped, or whose user moved to another company, can still be disabled and changed otherwise', async (t) => {
+  const known = await ids();
+  const fields = await make().webhook({ companyId: known.company, actions: ['contact.created'] });
+  const user = await make().webhook({ companyId: known.company, actions: ['contact.user_assigned'], userId: known.user });
+  // a field of a column the CRM has since dropped
+  await db().pool.query('alter table webhooks.webhooks disable trigger _100_validate');
+  await db().pool.query(`update webhooks.webhooks set fields = '{email,fax}' where id = $1`, [fields.id]);
+  await db().pool.query('alter table webhooks.webhooks enable trigger _100_validate');
+  // the user moved to another company
+  const { rows: [foreign] } = await db().pool.query('select company_id from crm.users where id = $1', [known.foreignUser]);
+  await db().pool.query('update crm.users set company_id = $2 where id = $1', [known.user, foreign.company_id]);
+  for (const hook of [fields, user]) {
+    await db().pool.query(`update webhooks.webhooks set enabled = false, disabled_by = 'relay', disabled_at = now(),
+      disabled_reason = 'every attempt failed for 5 days' where id = $1`, [hook.id]);
+    await db().pool.query(`update webhooks.webhooks set name = 'Renamed', rate_limit = 5 where id = $1`, [hook.id]);
+  }
+  const { rows } = await db().pool.query(
+    'select fields, user_id, enabled, name, rate_limit from webhooks.webhooks where id = any($1) order by id', [[fields.id, user.id]]);
+  t.like(rows[0], { fields: ['email', 'fax'], enabled: false, name: 'Renamed', rate_limit: 5 });
+  t.like(rows[1], { user_id: known.user, enabled: false, name: 'Renamed', rate_limit: 5 });
+  // written again, they are checked
+  t.like(await refusal(t, db().pool.query(`update webhooks.webhooks set fields = '{fax,email}' where id = $1`, [fields.id])),
+    { constraint: 'webhook_field_unknown', column: 'fields' });
+  t.like(await refusal(t, db().pool.query('update webhooks.webhooks set user_id = $2 where id = $1', [user.id, known.foreignUser])),
+    { constraint: 'webhook_user_other_company', column: 'user_id' });
+});
