@@ -7,17 +7,27 @@ import { freezableProxy } from '../helpers/proxy.ts';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
 
+/**
+ * A trigger of a DBA's that refuses every change of one webhook: what the settle
+ * writes for it (the disable a 410 asks for) fails inside the settle statement. (A
+ * configuration stored before a rule did so until 2026-12-05; the rules now apply to
+ * what is written, and such a webhook is disabled.)
+ */
+async function refuseChangesOf(pool: import('pg').Pool, webhookId: string) {
+  await pool.query(`create function public.refuse_webhook_change() returns trigger language plpgsql
+    as $$ begin raise exception 'a change of webhook % is refused', old.id; end $$`);
+  await pool.query(`create trigger refuse_change before update on webhooks.webhooks
+    for each row when (old.id = ${Number(webhookId)}) execute function public.refuse_webhook_change()`);
+}
+
 test('a result that cannot be settled is isolated; the other deliveries settle', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/gone'), maxAttempts: 1 });
   const fine = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/fine') });
   receiver.route('/gone', { otherwise: 410 });
   receiver.route('/fine', { otherwise: 200 });
-  // A configuration that no longer passes validation (as after a schema change):
-  // disabling the webhook on its 410 now fails inside the settle statement.
-  await database.pool.query(`alter table webhooks.webhooks disable trigger _100_validate`);
-  await database.pool.query(`update webhooks.webhooks set fields = '{shoe_size}' where id = $1`, [gone.id]);
-  await database.pool.query(`alter table webhooks.webhooks enable trigger _100_validate`);
+  // disabling the webhook on its 410 fails inside the settle statement
+  await refuseChangesOf(database.pool, gone.id);
   for (let i = 0; i < 3; i++) await f.contact(company.id);
 
   // a short lease, so that the rescue comes soon; the request timeout below it must
@@ -108,9 +118,7 @@ test('a result that could not be written is still held until its lease runs out:
   const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/gone'), maxAttempts: 1 });
   receiver.route('/gone', { otherwise: 410 });
   // as in the first test: the disable its 410 asks for cannot be written
-  await database.pool.query(`alter table webhooks.webhooks disable trigger _100_validate`);
-  await database.pool.query(`update webhooks.webhooks set fields = '{shoe_size}' where id = $1`, [gone.id]);
-  await database.pool.query(`alter table webhooks.webhooks enable trigger _100_validate`);
+  await refuseChangesOf(database.pool, gone.id);
   const contact = await f.contact(company.id);
   const proxy = await freezableProxy(new URL(database.url));
   t.teardown(() => proxy.close());
