@@ -124,7 +124,8 @@ $$;
 -- against its rule: the value in force, canonical (an interval as Postgres prints it),
 -- and, when that is not what was set, why. Strict: a setting not set is null here,
 -- and the reader takes the default without calling it. Intervals are compared by
--- their length in seconds, as extract(epoch …) counts it.
+-- their length in seconds, as extract(epoch …) counts it, and with the least value
+-- also by the least it can be (a month of 28 days, or of 31 when taken away).
 create or replace function webhooks_private.setting_check(p_name text, p_set text, out value text, out refusal text)
 language plpgsql
 stable
@@ -136,7 +137,11 @@ declare
   v_set constant text := pg_catalog.btrim(p_set);
   v_set_value text;
   v_number numeric;
+  -- (interval) its least length: extract(epoch …) counts a month as 30 days, and one
+  -- is 28 to 31
+  v_shortest numeric;
   v_interval interval;
+  v_months numeric;
 begin
   if v_rule is null then
     raise exception 'webhooks.setting_check: % is not a setting of the engine', p_name;
@@ -153,6 +158,8 @@ begin
       v_interval := v_set::interval;
       v_set_value := v_interval::text;
       v_number := extract(epoch from v_interval);
+      v_months := extract(year from v_interval) * 12 + extract(month from v_interval);
+      v_shortest := v_number - case when v_months > 0 then v_months * 2 else -v_months end * 86400;
     exception when data_exception then
       v_set_value := null;
     end;
@@ -172,10 +179,16 @@ begin
                       case v_kind when 'interval' then 'an interval' when 'integer' then 'a whole number' else 'a number' end);
     return;
   end if;
-  -- within its bounds?
+  -- within its bounds? (an interval of months less days, as '1 mon -29 days', is
+  -- within them by its epoch in every month but the shortest: a month back from
+  -- March is 28 days, and that retention reached a day into the future)
   if v_number < webhooks_private.setting_magnitude(v_kind, v_rule[3]) then
     value := webhooks_private.setting_canonical(v_kind, v_rule[3]);
     refusal := format('less than %s, the least allowed: %s holds', v_rule[3], v_rule[3]);
+  elsif v_shortest < webhooks_private.setting_magnitude(v_kind, v_rule[3]) then
+    value := webhooks_private.setting_canonical(v_kind, v_rule[3]);
+    refusal := format('less than %s in the shortest months (a month is 28 to 31 days), the least allowed: %s holds',
+                      v_rule[3], v_rule[3]);
   elsif v_number > webhooks_private.setting_magnitude(v_kind, v_rule[4]) then
     value := webhooks_private.setting_canonical(v_kind, v_rule[4]);
     refusal := format('more than %s, the most allowed: %s holds', v_rule[4], v_rule[4]);

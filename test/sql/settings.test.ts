@@ -130,3 +130,23 @@ test("docs/operations.md's table of settings is the engine's own", async (t) => 
      from webhooks_private.setting_rules()`);
   t.deepEqual(documented, rows.map((r) => r.line));
 });
+
+test('an interval of months less days is held to its least in the shortest months: retention never keeps less than a day', async (t) => {
+  // '1 mon -29 days' is 1 day as extract(epoch …) counts it (a month of 30 days), but
+  // in March (a month back is February's 28 days) it reaches a day into the future:
+  // the days kept would start tomorrow, and maintenance would drop today's partitions
+  const settings = setLocal({ 'webhooks.retention': '1 mon -29 days' });
+  const [row] = await inTransaction(db().pool, settings, async (c) =>
+    (await c.query(`select value, refusal from webhooks.settings where name = 'webhooks.retention'`)).rows);
+  t.is(row.value, '1 day');
+  t.truthy(row.refusal);
+  const shorter = await inTransaction(db().pool, settings, async (c) => (await c.query(
+    `select to_char(d, 'YYYY-MM-DD') as day
+     from generate_series(timestamptz '2027-01-01 12:00+00', timestamptz '2028-12-31 12:00+00', interval '1 day') d
+     where d - webhooks_private.retention() > d - interval '1 day'`)).rows.map((r) => r.day));
+  t.deepEqual(shorter, []);
+  // one of months and days alike is as it was
+  const [kept] = await inTransaction(db().pool, setLocal({ 'webhooks.retention': '1 mon -27 days' }), async (c) =>
+    (await c.query(`select value, refusal from webhooks.settings where name = 'webhooks.retention'`)).rows);
+  t.deepEqual(kept, { value: '1 mon -27 days', refusal: null });
+});
