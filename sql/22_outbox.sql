@@ -678,7 +678,10 @@ $$;
 -- moment (expired_days), so no finished delivery of theirs goes back on its way: a
 -- replay taken while maintenance drops its day would lose it with the day (22_outbox.sql).
 -- As its owner: replay_failed (30_delivery.sql) asks it as the admin, who may not read
--- the settings' helpers.
+-- the settings' helpers. The retention is taken from the UTC time (a timestamp, not a
+-- timestamptz): a timestamptz less days or months steps in the session's time zone,
+-- and in one whose clock moved since then the days kept started a day apart from a
+-- session's in UTC, so that maintenance could drop a day the API still replays.
 create or replace function webhooks_private.first_kept_day()
 returns date
 language sql
@@ -686,7 +689,7 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select webhooks_private.utc_day(now() - webhooks_private.retention());
+  select ((now() at time zone 'utc') - webhooks_private.retention())::date;
 $$;
 
 ------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ as $$
              - webhooks_private.utc_day(now()), 0),
     (select count(distinct p.last_day)::integer
      from webhooks_private.outbox_partitions() p
-     where p.last_day < webhooks_private.utc_day(now() - webhooks_private.retention())),
+     where p.last_day < webhooks_private.first_kept_day()),
     (select count(*) from webhooks_private.webhooks_to_purge),
     greatest(webhooks_private.countable_before()
              - coalesce(webhooks_private.all_counted_before(),

@@ -72,3 +72,31 @@ test.serial('expired_days in such a zone keeps a span whose last day is not coun
   const { rows } = await client.query(`select to_char(day, 'YYYY-MM-DD') as day from webhooks.expired_days()`);
   t.false(rows.some((r) => r.day === iso(last!)));
 });
+
+/** A POSIX time zone 12 hours behind UTC whose summer time, 12 hours ahead, began ten days ago and lasts a month. */
+function summerTimeOfADayAhead(): string {
+  const today = utcDay(0);
+  const n = Math.round((today.getTime() - Date.UTC(today.getUTCFullYear(), 0, 1)) / DAY);
+  return `AAA12BBB-12,${(n + 355) % 365}/0,${(n + 20) % 365}/0`;
+}
+
+test.serial('the retention keeps the same days in any time zone: a session whose zone changed its clock meanwhile drops no day kept', async (t) => {
+  // the first day the retention keeps (90 days, the default), as a session in UTC sees it
+  const { rows: [{ day }] } = await db().pool.query(
+    `select to_char(webhooks_private.first_kept_day(), 'YYYY-MM-DD') as day`);
+  t.is(day, iso(utcDay(-90)));
+  await db().pool.query('select webhooks_private.ensure_day($1::date)', [day]);
+
+  // in a zone whose clock moved a day ahead since then, 90 days back by its calendar
+  // end a day later in UTC: the same day is kept, and is not past the retention
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+  await client.query(`set timezone = '${summerTimeOfADayAhead()}'`);
+  const { rows: [kept] } = await client.query(`select to_char(webhooks_private.first_kept_day(), 'YYYY-MM-DD') as day`);
+  t.is(kept.day, day);
+  const { rows: expired } = await client.query(`select to_char(day, 'YYYY-MM-DD') as day from webhooks.expired_days()`);
+  t.false(expired.some((r) => r.day === day), `${day} is among the days to drop`);
+  const { rows: [inZone] } = await client.query('select days_past_retention from webhooks_ops.upkeep()');
+  const { rows: [inUtc] } = await db().pool.query('select days_past_retention from webhooks_ops.upkeep()');
+  t.is(inZone.days_past_retention, inUtc.days_past_retention);
+});
