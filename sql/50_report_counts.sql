@@ -570,6 +570,17 @@ declare
   v_webhook_ids bigint[];
   v_webhook_id bigint;
 begin
+  -- a webhook's days are counted once its lock is held (roll_up_webhook_days), by
+  -- statements that must see what the writers it waited for wrote: read committed.
+  -- Under repeatable read the snapshot was this transaction's first, taken before the
+  -- wait: a delivery replayed meanwhile was counted failed, its day's note to count
+  -- again taken away, and the count stayed wrong (test/sql/roll-up-isolation.test.ts)
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception using
+      errcode = 'invalid_transaction_state',
+      message = format('the roll-up runs at read committed, not %s: CALL webhooks.roll_up_report_counts(), which sees to it, '
+                       'or SET TRANSACTION ISOLATION LEVEL READ COMMITTED first', current_setting('transaction_isolation'));
+  end if;
   days := 0;
   visited := 0;
   counting_before := coalesce(p_counting_before, v_before);
@@ -670,6 +681,12 @@ begin
   end if;
   days := 0;
   visited := 0;
+  -- every batch at read committed (roll_up_report_counts_after says why), whatever
+  -- the database's default (pg_cron runs this with it)
+  if current_setting('transaction_isolation') <> 'read committed' then
+    commit;
+    set transaction isolation level read committed;
+  end if;
   loop
     select b.last_webhook_id, b.days, b.visited, b.counting_before into v_batch
     from webhooks.roll_up_report_counts_after(v_after, p_webhooks_per_batch, v_counting_before) b;
@@ -679,6 +696,7 @@ begin
     v_after := v_batch.last_webhook_id;
     v_counting_before := v_batch.counting_before;
     commit;
+    set transaction isolation level read committed;
   end loop;
 end;
 $$;

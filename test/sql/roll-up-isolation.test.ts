@@ -1,0 +1,64 @@
+// The report's roll-up (sql/50_report_counts.sql) counts a webhook's days once it holds
+// the webhook's lock, which a writer of its old deliveries holds until it commits: the
+// count must see what that writer wrote. Under repeatable read (a database whose
+// default a DBA set so for the CRM's sake; pg_cron runs the roll-up with the
+// database's default), the snapshot was taken as the CALL began, before the wait: a
+// delivery replayed meanwhile was counted failed, its day written as counted, and
+// the day's note to count again taken away, so the count stayed wrong for ever, and
+// the retention dropped the day with it.
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { utcDay } from '../helpers/days.ts';
+import { waitForRows } from '../helpers/relay.ts';
+
+const db = useTestDatabase(test);
+
+test('a roll-up under repeatable read counts what the writer it waited for wrote', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const day = utcDay(-10);
+  const at = new Date(day.getTime() + 12 * 3_600_000);
+  // two finished deliveries of a day long past, one failed; written into the past, so
+  // the day is noted to be counted
+  const { rows: [, failed] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     select $1, $2, 'contact.created', 1, '{}', s, 1, $3, $3 from unnest(array['succeeded', 'failed']) s
+     returning id`, [webhook.id, company.id, at]);
+
+  // a replay of the failed one, not committed yet (it holds the webhook's lock)
+  const writer = await db().pool.connect();
+  const rollUp = await db().pool.connect();
+  t.teardown(() => { writer.release(true); rollUp.release(true); });
+  await writer.query('begin');
+  await writer.query(
+    `update webhooks.deliveries set state = 'pending', completed_at = null, next_attempt_at = now() where id = $1`,
+    [failed.id]);
+  // the roll-up begins meanwhile, under repeatable read, and waits for the lock
+  await rollUp.query(`set default_transaction_isolation = 'repeatable read'`);
+  const { rows: [{ pid }] } = await rollUp.query('select pg_backend_pid() as pid');
+  const rolled = rollUp.query('call webhooks.roll_up_report_counts()');
+  await waitForRows(db().pool, `select 1 from pg_locks where pid = $1 and locktype = 'advisory' and not granted`,
+    [pid], (rows) => rows.length > 0);
+  await writer.query('commit');
+  await rolled;
+
+  // the replayed delivery is on its way: the day is not counted, and says so
+  const { rows } = await db().pool.query(
+    `select fired::int, succeeded::int, failed::int, pending::int from webhooks.daily_counts where webhook_id = $1 and day = $2::date`,
+    [webhook.id, day.toISOString().slice(0, 10)]);
+  t.deepEqual(rows, [{ fired: 2, succeeded: 1, failed: 0, pending: 1 }]);
+});
+
+test('one batch of the roll-up asked under repeatable read is refused; the procedure runs its batches at read committed', async (t) => {
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+  await client.query('begin isolation level repeatable read');
+  await t.throwsAsync(client.query('select * from webhooks.roll_up_report_counts_after(null, 10)'),
+    { message: /read committed, not repeatable read/ });
+  await client.query('rollback');
+  await client.query(`set default_transaction_isolation = 'serializable'`);
+  const { rows: [counted] } = await client.query('call webhooks.roll_up_report_counts()');
+  t.is(typeof counted.days, 'number');
+});
