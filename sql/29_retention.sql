@@ -94,6 +94,50 @@ begin
 end;
 $$;
 
+-- public (maintenance): the last look before a day goes, once its partition of history
+-- is detached (DETACH … CONCURRENTLY: every transaction that could read the day has
+-- ended, and none can find its deliveries now): is one of them on its way? expired_days
+-- found none, but a replay the retention's refusal let through meanwhile (a session
+-- whose webhooks.retention is longer, or whose transaction began before midnight)
+-- puts one back in the queue; dropped, the day left a queue row without its message,
+-- whose attempt row then had no partition: every later rescue of expired leases,
+-- every company's, failed on it. Then the partition is attached again (a scan of it,
+-- under a lock of it alone) and the answer is true: the day stays, its results and
+-- attempts (still attached: history is detached first) with it, until expired_days
+-- names it again. False: nothing of it is on its way, or it is gone.
+create or replace function webhooks.keep_day_on_its_way(p_partition text)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_days constant text[] := pg_catalog.regexp_match(p_partition, '^delivery_history_p([0-9]{8})(?:_([0-9]{8}))?$');
+  v_from timestamptz;
+  v_until timestamptz;
+begin
+  if v_days is null then
+    raise exception using errcode = 'invalid_parameter_value',
+      message = format('%s is not a partition of days of delivery_history', p_partition);
+  end if;
+  if pg_catalog.to_regclass(format('webhooks_partitions.%I', p_partition)) is null then
+    return false;
+  end if;
+  v_from := webhooks_private.utc_day_start(to_date(v_days[1], 'YYYYMMDD'));
+  v_until := webhooks_private.utc_day_start(to_date(coalesce(v_days[2], v_days[1]), 'YYYYMMDD') + 1);
+  if not exists (select 1 from webhooks.delivery_queue q where q.created_at >= v_from and q.created_at < v_until) then
+    return false;
+  end if;
+  if not exists (select 1 from pg_catalog.pg_inherits i
+                 where i.inhrelid = format('webhooks_partitions.%I', p_partition)::regclass) then
+    execute format('alter table webhooks.delivery_history attach partition webhooks_partitions.%I for values from (%L) to (%L)',
+                   p_partition, v_from, v_until);
+  end if;
+  return true;
+end;
+$$;
+
 -- public (maintenance): a day's partitions are gone; the kept history starts after it
 create or replace function webhooks.forget_day(p_day date)
 returns void

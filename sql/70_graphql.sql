@@ -117,6 +117,7 @@ comment on table webhooks.delivery_queue is $$
 The deliveries on their way (22_outbox.sql): read them through webhooks.deliveries.$$;
 comment on function webhooks.create_partitions(integer) is '@behavior -*';
 comment on function webhooks.expired_days() is '@behavior -*';
+comment on function webhooks.keep_day_on_its_way(text) is '@behavior -*';
 comment on function webhooks.forget_day(date) is '@behavior -*';
 comment on function webhooks.outbox_tails() is '@behavior -*';
 comment on function webhooks.bound_tail(text, date) is '@behavior -*';

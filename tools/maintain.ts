@@ -73,8 +73,9 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
     );
     const dropped: string[] = [];
     for (const { day, parents, partitions } of days) {
-      for (const [i, partition] of partitions.entries()) {
-        await dropPartition(client, parents[i], partition);
+      if (!(await dropDay(client, parents, partitions))) {
+        log(`kept the history of ${day}: a delivery of it went back on its way while it was being dropped`);
+        continue;
       }
       await client.query('select webhooks.forget_day($1::date)', [day]);
       log(`dropped the history of ${day}`);
@@ -155,6 +156,25 @@ async function detachPartition(client: pg.Client, parent: string, partition: str
       await client.query(`alter table ${parentName} detach partition ${partitionName} concurrently`);
     }
   });
+}
+
+// A day's partitions, history's first: once it is detached no one can find the day's
+// deliveries, and webhooks.keep_day_on_its_way looks again for one on its way (a
+// replay let through after expired_days looked), attaching it back if so. False: the
+// day is kept, its results and attempts untouched.
+async function dropDay(client: pg.Client, parents: string[], partitions: string[]): Promise<boolean> {
+  const order = [...partitions.keys()].sort((a, b) =>
+    Number(parents[b] === 'delivery_history') - Number(parents[a] === 'delivery_history'));
+  for (const i of order) {
+    if (parents[i] === 'delivery_history') {
+      await detachPartition(client, parents[i], partitions[i]!);
+      const { rows: [{ kept }] } = await retried(() => client.query<{ kept: boolean }>(
+        'select webhooks.keep_day_on_its_way($1) as kept', [partitions[i]]));
+      if (kept) return false;
+    }
+    await dropPartition(client, parents[i]!, partitions[i]!);
+  }
+  return true;
 }
 
 async function dropPartition(client: pg.Client, parent: string, partition: string): Promise<void> {

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { utcDay } from '../helpers/days.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 
@@ -20,7 +21,7 @@ async function documentedDrops(): Promise<string> {
   return block[1]!;
 }
 
-test("the psql drops of docs/outbox.md drop an expired day and record where the kept history starts", async (t) => {
+test.serial("the psql drops of docs/outbox.md drop an expired day and record where the kept history starts", async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
@@ -43,4 +44,47 @@ test("the psql drops of docs/outbox.md drop an expired day and record where the 
   t.is(gone.n, 0);
   const { rows: [kept] } = await db().pool.query('select webhooks.kept_since() as kept');
   t.deepEqual(kept.kept, utcDay(-9));
+});
+
+test.serial("the psql drops keep a day whose delivery went back on its way while they ran", async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  const [first, second] = [utcDay(-14), utcDay(-13)];
+  const { rows: [, failed] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at, created_at)
+     select $1, $2, 'contact.created', 1, '{}', s, 1, 'HTTP 500', t, t
+     from unnest(array['succeeded', 'failed'], array[$3::timestamptz, $4::timestamptz]) as x(s, t)
+     returning id`,
+    [webhook.id, company.id, new Date(first!.getTime() + 600_000), new Date(second!.getTime() + 600_000)]);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+
+  // a reader holds the first day's drop up while the second day's delivery is replayed
+  // by a session whose own retention let it through
+  const reader = await db().pool.connect();
+  t.teardown(() => reader.release(true));
+  await reader.query('begin');
+  await reader.query(`select count(*) from webhooks.deliveries where created_at < now() - interval '10 days'`);
+  const dropping = promisify(execFile)('sh', ['-c', await documentedDrops()], {
+    env: { ...process.env, DATABASE_URL: db().url, PSQLRC: '/dev/null' },
+  });
+  await until('the drop waits for the reader', async () => (await db().pool.query(
+    `select 1 from pg_stat_activity where query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
+  const admin = await db().pool.connect();
+  t.teardown(() => admin.release(true));
+  await admin.query(`set webhooks.retention = '90 days'`);
+  await admin.query(
+    `update webhooks.deliveries set state = 'pending', completed_at = null, next_attempt_at = now() where id = $1`, [failed.id]);
+  await admin.query('reset webhooks.retention');
+  await reader.query('commit');
+  await dropping;
+
+  const { rows } = await db().pool.query(
+    `select to_char(first_day, 'YYYY-MM-DD') as day, array_agg(table_name order by table_name) as tables
+     from webhooks_private.outbox_partitions() where first_day in ($1::date, $2::date) group by first_day`,
+    [first!.toISOString().slice(0, 10), second!.toISOString().slice(0, 10)]);
+  t.deepEqual(rows, [{ day: second!.toISOString().slice(0, 10), tables: ['delivery_attempts', 'delivery_history', 'delivery_results'] }]);
+  const { rows: [replayed] } = await db().pool.query('select state from webhooks.deliveries where id = $1', [failed.id]);
+  t.is(replayed.state, 'pending');
 });
