@@ -13,8 +13,9 @@
 -- Dropping waits for no lock that claims and settles take: DETACH PARTITION …
 -- CONCURRENTLY, which cannot run inside a transaction, so a client runs it (not a
 -- function): tools/maintain.ts, which `npm run maintain` runs once and `npm start`
--- every hour. This file answers what may be dropped (webhooks.expired_days()) and
--- records where the kept history starts (webhooks.kept_since()).
+-- every hour. This file answers what may be dropped (webhooks.expired_days()), looks
+-- once more before a day goes (webhooks.keep_day_on_its_way()), and records where the
+-- kept history starts (webhooks.kept_since()).
 
 -- (webhooks_private.retention() and first_kept_day(): 22_outbox.sql, beside the days)
 
