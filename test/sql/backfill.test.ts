@@ -35,6 +35,27 @@ async function runToEnd(id: string, webhookId: string) {
   }
 }
 
+/**
+ * The webhook's backfill started, its first batch (one snapshot) written and due now;
+ * the stepper, a connection of the test's own, writes batches of one.
+ */
+async function firstSnapshotDue(t: { is: (a: unknown, b: unknown) => void; teardown: (fn: () => void) => void }, webhookId: string) {
+  const id = await start(webhookId);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
+  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [webhookId]);
+  return { id, stepper };
+}
+/** The webhook's due deliveries claimed by relay for lease, as a relay claims them. */
+async function claimOf(webhookId: string, relay: string, lease: string): Promise<string[]> {
+  const { rows } = await db().pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries($2, 10, $3::interval, 10, p_only_webhooks => array[$1::bigint])`,
+    [webhookId, relay, lease]);
+  return rows.map((r) => r.delivery_id as string);
+}
+
 test('a snapshot of every contact of the company, as contact.created would carry it, whatever the actions', async (t) => {
   const f = make();
   const company = await f.company();
@@ -372,12 +393,7 @@ test.serial('cancel beside a claim: a snapshot leased while the cancel runs is l
   await f.contact(company.id);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
   await db().pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
-  const id = await start(hook.id);
-  const stepper = await db().pool.connect();
-  t.teardown(() => stepper.release(true));
-  await stepper.query("set webhooks.backfill_batch = '1'");
-  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
-  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+  const { id, stepper } = await firstSnapshotDue(t, hook.id);
 
   // a relay's claim leases the snapshot and has not committed yet (the cancel on a
   // connection of its own, taken first: the file's tests share a pool, and one waiting
@@ -423,15 +439,8 @@ test.serial('cancel: a snapshot in flight at the cancel whose attempt fails is n
   await f.contact(company.id);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
   await db().pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
-  const id = await start(hook.id);
-  const stepper = await db().pool.connect();
-  t.teardown(() => stepper.release(true));
-  await stepper.query("set webhooks.backfill_batch = '1'");
-  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
-  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
-  const claim = async (relay: string) => (await db().pool.query(
-    `select delivery_id from webhooks_relay.claim_deliveries($2, 10, interval '1 minute', 10, p_only_webhooks => array[$1::bigint])`,
-    [hook.id, relay])).rows.map((r) => r.delivery_id as string);
+  const { id } = await firstSnapshotDue(t, hook.id);
+  const claim = (relay: string) => claimOf(hook.id, relay, '1 minute');
   const [snapshot] = await claim('relay-a');
   t.truthy(snapshot);
   await db().pool.query('select webhooks.cancel_backfill($1)', [id]);
@@ -582,16 +591,9 @@ test.serial('cancel: a snapshot in flight at the cancel whose relay dies is fail
   await f.contact(company.id);
   await f.contact(company.id);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
-  const id = await start(hook.id);
-  const stepper = await db().pool.connect();
-  t.teardown(() => stepper.release(true));
-  await stepper.query("set webhooks.backfill_batch = '1'");
-  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
-  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+  const { id } = await firstSnapshotDue(t, hook.id);
   // leases that have run out by the time the rescue looks
-  const claim = async (relay: string) => (await db().pool.query(
-    `select delivery_id from webhooks_relay.claim_deliveries($2, 10, interval '0 seconds', 10, p_only_webhooks => array[$1::bigint])`,
-    [hook.id, relay])).rows.map((r) => r.delivery_id as string);
+  const claim = (relay: string) => claimOf(hook.id, relay, '0 seconds');
   const rescue = async () => (await db().pool.query('select webhooks_relay.rescue_expired_leases() as n')).rows[0].n;
   const [snapshot] = await claim('relay-a');
   t.truthy(snapshot);
@@ -642,15 +644,8 @@ test.serial('cancel: a snapshot claimed but handed back unsent after the cancel 
   await f.contact(company.id);
   await f.contact(company.id);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
-  const id = await start(hook.id);
-  const stepper = await db().pool.connect();
-  t.teardown(() => stepper.release(true));
-  await stepper.query("set webhooks.backfill_batch = '1'");
-  t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 1);
-  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
-  const claim = async (relay: string) => (await db().pool.query(
-    `select delivery_id from webhooks_relay.claim_deliveries($2, 10, interval '1 minute', 10, p_only_webhooks => array[$1::bigint])`,
-    [hook.id, relay])).rows.map((r) => r.delivery_id as string);
+  const { id } = await firstSnapshotDue(t, hook.id);
+  const claim = (relay: string) => claimOf(hook.id, relay, '1 minute');
   const [snapshot] = await claim('relay-a');
   t.truthy(snapshot);
   await db().pool.query('select webhooks.cancel_backfill($1)', [id]);
