@@ -272,6 +272,7 @@ declare
   v_at_cap boolean;
   v_lanes_busy boolean;
   v_day date;
+  v_relation text;
   v_day_ids bigint[];
   v_day_messages text[];
   v_day_bodies text[];
@@ -383,18 +384,36 @@ begin
     from unnest(v_locked, v_created, v_sent) as c(id, created, sent)
     where c.sent;
   end if;
+  --    A day with no partition of history (dropped by hand, 29_retention.sql) is read
+  --    from the partitioned table, for that day's rows alone: all the claim's rows
+  --    there found every other day's messages a second time, and the claim returned
+  --    those deliveries twice. A row whose message is not found leaves the queue
+  --    unsent (drop_orphaned_deliveries, below); the rest go on.
   for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_read_created) c loop
-    execute format($q$
+    v_relation := webhooks_private.history_relation(v_day);
+    if v_relation = 'webhooks.delivery_history' then
       select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text)
-      from unnest($1, $2) as k(id, created_at)
-      join %s h on h.id = k.id and h.created_at = k.created_at$q$,
-      webhooks_private.history_relation(v_day))
       into v_day_ids, v_day_messages, v_day_bodies
-      using v_read_ids, v_read_created;
+      from unnest(v_read_ids, v_read_created) as k(id, created_at)
+      join webhooks.delivery_history h on h.id = k.id and h.created_at = k.created_at
+      where webhooks_private.utc_day(k.created_at) = v_day;
+    else
+      execute format($q$
+        select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text)
+        from unnest($1, $2) as k(id, created_at)
+        join %s h on h.id = k.id and h.created_at = k.created_at$q$,
+        v_relation)
+        into v_day_ids, v_day_messages, v_day_bodies
+        using v_read_ids, v_read_created;
+    end if;
     v_message_ids := v_message_ids || v_day_ids;
     v_messages := v_messages || v_day_messages;
     v_bodies := v_bodies || v_day_bodies;
   end loop;
+  if cardinality(v_message_ids) < cardinality(v_read_ids) then
+    perform webhooks_private.drop_orphaned_deliveries(
+      array(select unnest(v_read_ids) except select unnest(v_message_ids)));
+  end if;
 
   -- 4. fail what a disabled webhook would get, in a statement of its own (rows of a
   --    claim only now and then: the claim's own statement below stays as it is
@@ -434,7 +453,14 @@ begin
                n.last_status_code, 'not sent: the webhook is disabled'
         from not_sent n;
         perform set_config('lock_timeout', v_lock_timeout, true);
-      exception when lock_not_available then
+      exception when lock_not_available or check_violation then
+        -- (check_violation: a row whose day has no partition of results, dropped by
+        -- hand, 29_retention.sql: such rows leave the queue unfailed, and the others
+        -- are failed by a later claim)
+        if sqlstate = '23514' and webhooks_private.drop_orphaned_deliveries(
+             array(select c.id from unnest(v_locked, v_sent) as c(id, sent) where not c.sent)) = 0 then
+          raise;
+        end if;
         -- (this transaction holds the rows since lane_claim: only their due time moves)
         update webhooks.delivery_queue q
         set next_attempt_at = now() + webhooks_private.unsent_put_off()
@@ -1168,6 +1194,15 @@ begin
     return v_rescued;
   exception when lock_not_available then
     null;
+  when check_violation then
+    -- an expired lease whose day has no partition of attempts (dropped by hand, or
+    -- left by maintenance stopped half way: 29_retention.sql): until 2026-12-06 every
+    -- rescue, every company's, failed on it. Such rows leave the queue
+    -- (drop_orphaned_deliveries), and the rescue begins again.
+    if webhooks_private.drop_orphaned_deliveries(null) = 0 then
+      raise;
+    end if;
+    return webhooks_relay.rescue_expired_leases(p_limit);
   end;
   for v_webhook_id in
     select distinct q.webhook_id from webhooks.delivery_queue q
@@ -1180,9 +1215,52 @@ begin
       perform set_config('lock_timeout', v_lock_timeout, true);
     exception when lock_not_available then
       perform webhooks_private.raise_if_table_locked();
+    when check_violation then
+      -- (as above; the webhook's other leases are rescued by the next run)
+      if webhooks_private.drop_orphaned_deliveries(null) = 0 then
+        raise;
+      end if;
     end;
   end loop;
   return v_rescued;
+end;
+$$;
+
+-- private (the claim and the rescue, in the rare case): deliveries on their way whose
+-- message is gone (their day's history dropped by hand, or detached and dropped by a
+-- maintenance run that stopped half way before the queue was looked at again:
+-- 29_retention.sql) leave the queue unsent: nothing can send them, their attempt may
+-- have no partition to go to, and a failure's result row would mark a day counted from
+-- rows no longer there. Each is named in a WARNING (the server's log). p_ids: those to
+-- look at (a claim's rows), or null: every expired lease (the rescue's). Rows another
+-- transaction holds are passed over. Returns how many left.
+create or replace function webhooks_private.drop_orphaned_deliveries(p_ids bigint[])
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_row record;
+  v_left integer := 0;
+begin
+  for v_row in
+    delete from webhooks.delivery_queue q
+    where q.ctid in (
+      select c.ctid from webhooks.delivery_queue c
+      where (case when p_ids is null then c.locked_by is not null and c.locked_until < now()
+                  else c.delivery_id = any (p_ids) end)
+        and not exists (select 1 from webhooks.delivery_history h
+                        where h.id = c.delivery_id and h.created_at = c.created_at)
+      for update of c skip locked)
+    returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.contact_id
+  loop
+    v_left := v_left + 1;
+    raise warning 'bpd-webhooks: delivery % of webhook % (company %), created at %, left the queue unsent: its message is gone (its day''s history was dropped)',
+      v_row.delivery_id, v_row.webhook_id, v_row.company_id, v_row.created_at;
+    perform webhooks_private.let_next_of_contact_go(v_row.webhook_id, v_row.contact_id);
+  end loop;
+  return v_left;
 end;
 $$;
 

@@ -50,7 +50,16 @@ interface Tail {
   span_until: string | null;
 }
 
-export async function maintain(databaseUrl: string, log: (line: string) => void = () => {}): Promise<MaintainResult> {
+/** afterStep: called after each step of a day's drop (tests stop a run there, as a crash would) */
+export interface MaintainOptions {
+  afterStep?: (step: string) => void | Promise<void>;
+}
+
+export async function maintain(
+  databaseUrl: string,
+  log: (line: string) => void = () => {},
+  { afterStep = () => {} }: MaintainOptions = {},
+): Promise<MaintainResult> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -73,11 +82,12 @@ export async function maintain(databaseUrl: string, log: (line: string) => void 
     );
     const dropped: string[] = [];
     for (const { day, parents, partitions } of days) {
-      if (!(await dropDay(client, parents, partitions))) {
+      if (!(await dropDay(client, parents, partitions, afterStep))) {
         log(`kept the history of ${day}: a delivery of it went back on its way while it was being dropped`);
         continue;
       }
       await client.query('select webhooks.forget_day($1::date)', [day]);
+      await afterStep(`forgot ${day}`);
       log(`dropped the history of ${day}`);
       dropped.push(day);
     }
@@ -162,17 +172,22 @@ async function detachPartition(client: pg.Client, parent: string, partition: str
 // deliveries, and webhooks.keep_day_on_its_way looks again for one on its way (a
 // replay let through after expired_days looked), attaching it back if so. False: the
 // day is kept, its results and attempts untouched.
-async function dropDay(client: pg.Client, parents: string[], partitions: string[]): Promise<boolean> {
+async function dropDay(
+  client: pg.Client, parents: string[], partitions: string[], afterStep: (step: string) => void | Promise<void>,
+): Promise<boolean> {
   const order = [...partitions.keys()].sort((a, b) =>
     Number(parents[b] === 'delivery_history') - Number(parents[a] === 'delivery_history'));
   for (const i of order) {
     if (parents[i] === 'delivery_history') {
       await detachPartition(client, parents[i], partitions[i]!);
+      await afterStep(`detached ${partitions[i]}`);
       const { rows: [{ kept }] } = await retried(() => client.query<{ kept: boolean }>(
         'select webhooks.keep_day_on_its_way($1) as kept', [partitions[i]]));
       if (kept) return false;
+      await afterStep(`looked again at ${partitions[i]}`);
     }
     await dropPartition(client, parents[i]!, partitions[i]!);
+    await afterStep(`dropped ${partitions[i]}`);
   }
   return true;
 }
