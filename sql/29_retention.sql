@@ -139,7 +139,33 @@ begin
 end;
 $$;
 
--- public (maintenance): a day's partitions are gone; the kept history starts after it
+-- public (maintenance): the partitions of history of days past the retention that are
+-- attached to nothing: left by a run stopped between the detach of a day's history
+-- and its drop (its results and attempts, still attached, are named by expired_days).
+-- The next run looks at each once more (keep_day_on_its_way attaches it back if one of
+-- its deliveries is on its way: left detached, that one was a queue row without its
+-- message) and drops the others. A day kept is not named (one detached by hand).
+create or replace function webhooks.detached_history_days()
+returns table (day date, partition_name text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select to_date(coalesce(m[2], m[1]), 'YYYYMMDD'), c.relname::text
+  from pg_catalog.pg_class c
+  cross join lateral pg_catalog.regexp_match(c.relname, '^delivery_history_p([0-9]{8})(?:_([0-9]{8}))?$') m
+  where c.relnamespace = 'webhooks_partitions'::regnamespace and c.relkind = 'r' and m is not null
+    and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = c.oid)
+    and to_date(coalesce(m[2], m[1]), 'YYYYMMDD') < webhooks_private.first_kept_day()
+  order by 1, 2;
+$$;
+
+-- public (maintenance): a day's partitions go now; the kept history starts after it.
+-- Called before the first of them goes (tools/maintain.ts): a run stopped half way
+-- leaves the day either before kept_since and shown whole (a day kept, its rows
+-- counted one by one, webhooks.webhooks_history_count in 55_report.sql) or shown not
+-- at all, never counted from its day counts while its history shows nothing.
 create or replace function webhooks.forget_day(p_day date)
 returns void
 language sql

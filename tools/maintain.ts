@@ -81,13 +81,34 @@ export async function maintain(
       `select to_char(day, 'YYYY-MM-DD') as day, parents, partitions from webhooks.expired_days()`,
     );
     const dropped: string[] = [];
+    // a day's history a stopped run left detached: on its way again, attached back; else dropped
+    const { rows: leftovers } = await client.query<{ day: string; partition_name: string }>(
+      `select to_char(day, 'YYYY-MM-DD') as day, partition_name from webhooks.detached_history_days()`,
+    );
+    for (const { day, partition_name: partition } of leftovers) {
+      const { rows: [{ kept }] } = await retried(() => client.query<{ kept: boolean }>(
+        'select webhooks.keep_day_on_its_way($1) as kept', [partition]));
+      if (kept) {
+        log(`attached back the history of ${day}, left detached by a run that stopped: a delivery of it is on its way`);
+        continue;
+      }
+      await client.query('select webhooks.forget_day($1::date)', [day]);
+      await client.query(`drop table if exists webhooks_partitions.${pg.escapeIdentifier(partition)}`);
+      log(`dropped the history of ${day}, left detached by a run that stopped`);
+    }
     for (const { day, parents, partitions } of days) {
+      // The kept history starts after the day before any of it goes: a run stopped at
+      // any step leaves the day either shown whole, before webhooks.kept_since() (the
+      // history's count then counts its rows, as the page shows them), or not shown
+      // at all. Until 2026-12-06 the day was forgotten after its last drop, and a run
+      // stopped between the two left it counted from its day counts while the history
+      // showed none of it, for good (no later run names a day without partitions).
+      await client.query('select webhooks.forget_day($1::date)', [day]);
+      await afterStep(`forgot ${day}`);
       if (!(await dropDay(client, parents, partitions, afterStep))) {
         log(`kept the history of ${day}: a delivery of it went back on its way while it was being dropped`);
         continue;
       }
-      await client.query('select webhooks.forget_day($1::date)', [day]);
-      await afterStep(`forgot ${day}`);
       log(`dropped the history of ${day}`);
       dropped.push(day);
     }
