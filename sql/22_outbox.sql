@@ -692,6 +692,20 @@ as $$
   select ((now() at time zone 'utc') - webhooks_private.retention())::date;
 $$;
 
+-- public (the API and the page): where the kept history starts: deliveries created
+-- before it were dropped by the retention (their totals remain in the report and in
+-- webhooks.daily_counts; webhooks.forget_day, 29_retention.sql, moves it). Null while
+-- nothing was ever dropped. No delivery is written into a day before it (ensure_day).
+create or replace function webhooks.kept_since()
+returns timestamptz
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select kept_since from webhooks_private.outbox_kept_since;
+$$;
+
 ------------------------------------------------------------------------------------
 -- Partitions
 --

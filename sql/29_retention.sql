@@ -14,10 +14,12 @@
 -- CONCURRENTLY, which cannot run inside a transaction, so a client runs it (not a
 -- function): tools/maintain.ts, which `npm run maintain` runs once and `npm start`
 -- every hour. This file answers what may be dropped (webhooks.expired_days()), looks
--- once more before a day goes (webhooks.keep_day_on_its_way()), and records where the
--- kept history starts (webhooks.kept_since()).
+-- once more before a day goes (webhooks.keep_day_on_its_way()), finds a day's history a
+-- stopped run left detached (webhooks.detached_history_days()), and records where the
+-- kept history starts (webhooks.forget_day(); webhooks.kept_since() reads it).
 
--- (webhooks_private.retention() and first_kept_day(): 22_outbox.sql, beside the days)
+-- (webhooks_private.retention(), first_kept_day() and webhooks.kept_since(): 22_outbox.sql,
+-- beside the days)
 
 -- public (maintenance and DBAs; not in GraphQL): the days that may be dropped now,
 -- oldest first, with their partitions as parent table and partition name. A span of
@@ -178,18 +180,6 @@ as $$
   on conflict (one) do update set kept_since = greatest(excluded.kept_since, webhooks_private.outbox_kept_since.kept_since);
 $$;
 
--- public (the API and the page): where the kept history starts: deliveries created
--- before it were dropped by the retention (their totals remain in the report and in
--- webhooks.daily_counts). Null while nothing was ever dropped.
-create or replace function webhooks.kept_since()
-returns timestamptz
-language sql
-stable
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-  select kept_since from webhooks_private.outbox_kept_since;
-$$;
 
 -- public (DBAs): one row per webhook per UTC day with deliveries, kept or already
 -- dropped: days counted by the roll-up from delivery_day_counts, the rest counted from
