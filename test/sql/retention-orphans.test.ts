@@ -63,6 +63,32 @@ test.serial('a queue row whose day was dropped by hand stops neither the rescue 
   t.is(leased.n, 3);
 });
 
+test.serial('a disabled webhook\'s queue row whose day was dropped by hand does not stop the claim: it leaves the queue unfailed', async (t) => {
+  const f = factories(db().pool);
+  const [a, b] = [await f.company(), await f.company()];
+  const wa = await f.webhook({ companyId: a.id, actions: ['contact.created'] });
+  const wb = await f.webhook({ companyId: b.id, actions: ['contact.created'] });
+  const day = utcDay(-4);
+  const { rows: [orphan] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'pending', 0, $3) returning id`,
+    [wa.id, a.id, new Date(day.getTime() + 600_000)]);
+  const { rows: [live] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts)
+     values ($1, $2, 'contact.created', 1, '{}', 'pending', 0) returning id`, [wb.id, b.id]);
+  await db().pool.query('update webhooks.webhooks set enabled = false where id = $1', [wa.id]);
+  await db().pool.query(`drop table webhooks_partitions.delivery_history_p${ymd(day)}, webhooks_partitions.delivery_results_p${ymd(day)},
+                         webhooks_partitions.delivery_attempts_p${ymd(day)}`);
+
+  const { rows: claimed } = await db().pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries('relay-r', 10, interval '1 minute', 10,
+       p_only_webhooks => array[$1::bigint, $2::bigint])`, [wa.id, wb.id]);
+  t.deepEqual(claimed.map((r) => r.delivery_id), [live.id]);
+  const { rows: [left] } = await db().pool.query(
+    'select count(*)::int as n from webhooks.delivery_queue where delivery_id = $1', [orphan.id]);
+  t.is(left.n, 0);
+});
+
 test.serial('a write into a day already dropped is refused, and the day keeps its total', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
