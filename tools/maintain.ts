@@ -97,12 +97,10 @@ export async function maintain(
       log(`dropped the history of ${day}, left detached by a run that stopped`);
     }
     for (const { day, parents, partitions } of days) {
-      // The kept history starts after the day before any of it goes: a run stopped at
-      // any step leaves the day either shown whole, before webhooks.kept_since() (the
-      // history's count then counts its rows, as the page shows them), or not shown
-      // at all. Until 2026-12-06 the day was forgotten after its last drop, and a run
-      // stopped between the two left it counted from its day counts while the history
-      // showed none of it, for good (no later run names a day without partitions).
+      // forgotten before any of it goes (webhooks.forget_day, 29_retention.sql, says
+      // why). Until 2026-12-06 after its last drop: a run stopped between the two left
+      // the day counted from its day counts while the history showed none of it, for
+      // good (no later run names a day without partitions).
       await client.query('select webhooks.forget_day($1::date)', [day]);
       await afterStep(`forgot ${day}`);
       if (!(await dropDay(client, parents, partitions, afterStep))) {
