@@ -89,6 +89,25 @@ test.serial('a disabled webhook\'s queue row whose day was dropped by hand does 
   t.is(left.n, 0);
 });
 
+test.serial('a day\'s history left detached with a delivery on its way is attached back by the next maintenance run', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
+  const day = utcDay(-11);
+  const { rows: [pending] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'pending', 0, $3) returning id`,
+    [webhook.id, company.id, new Date(day.getTime() + 600_000)]);
+  // as a run stopped between the detach of the day's history and its look at the queue
+  // leaves it
+  await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.delivery_history_p${ymd(day)}`);
+  await maintain(db().url);
+  const { rows } = await db().pool.query('select id, state from webhooks.deliveries where webhook_id = $1', [webhook.id]);
+  t.deepEqual(rows, [{ id: pending.id, state: 'pending' }]);
+});
+
 test.serial('a write into a day already dropped is refused, and the day keeps its total', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
