@@ -11,8 +11,10 @@ import { maintain, purgeDeletedWebhooks } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
+import { noDayDroppedBeforeEachTest } from '../helpers/days.ts';
 
 const db = useTestDatabase(test);
+noDayDroppedBeforeEachTest(test, db);
 
 type Webhook = { id: string; company_id: string };
 

@@ -8,14 +8,11 @@ import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { utcDay } from '../helpers/days.ts';
+import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
 import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
-// each test starts as a database that never dropped a day: a day once dropped takes no
-// writes (webhooks_private.ensure_day), and these tests write into days an earlier one
-// dropped
-test.afterEach.always(() => db().pool.query('delete from webhooks_private.outbox_kept_since'));
+noDayDroppedBeforeEachTest(test, db);
 
 /** the shell lines docs/outbox.md gives for the drops, as written */
 async function documentedDrops(): Promise<string> {

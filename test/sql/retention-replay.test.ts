@@ -11,13 +11,10 @@ import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
-import { utcDay } from '../helpers/days.ts';
+import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
 
 const db = useTestDatabase(test);
-// each test starts as a database that never dropped a day: a day once dropped takes no
-// writes (webhooks_private.ensure_day), and these tests write into days an earlier one
-// dropped
-test.afterEach.always(() => db().pool.query('delete from webhooks_private.outbox_kept_since'));
+noDayDroppedBeforeEachTest(test, db);
 
 test.serial('a delivery replayed while its day is being dropped is not lost with the day', async (t) => {
   const f = factories(db().pool);

@@ -8,13 +8,10 @@ import pg from 'pg';
 import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { utcDay } from '../helpers/days.ts';
+import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
 
 const db = useTestDatabase(test);
-// each test starts as a database that never dropped a day: a day once dropped takes no
-// writes (webhooks_private.ensure_day), and these tests write into days an earlier one
-// dropped
-test.afterEach.always(() => db().pool.query('delete from webhooks_private.outbox_kept_since'));
+noDayDroppedBeforeEachTest(test, db);
 
 async function partitionsOf(table: string): Promise<string[]> {
   const { rows } = await db().pool.query(
