@@ -1195,8 +1195,8 @@ begin
   exception when lock_not_available then
     null;
   when check_violation then
-    -- an expired lease whose day has no partition of attempts (dropped by hand, or
-    -- left by maintenance stopped half way: 29_retention.sql): until 2026-12-06 every
+    -- an expired lease whose day has no partition of attempts (dropped by hand:
+    -- maintenance drops no day with a delivery on its way, 29_retention.sql): until 2026-12-06 every
     -- rescue, every company's, failed on it. Such rows leave the queue
     -- (drop_orphaned_deliveries), and the rescue begins again.
     if webhooks_private.drop_orphaned_deliveries(null) = 0 then
@@ -1227,9 +1227,8 @@ end;
 $$;
 
 -- private (the claim and the rescue, in the rare case): deliveries on their way whose
--- message is gone (their day's history dropped by hand, or detached and dropped by a
--- maintenance run that stopped half way before the queue was looked at again:
--- 29_retention.sql) leave the queue unsent: nothing can send them, their attempt may
+-- message is gone (their day's history dropped by hand: maintenance drops no day with
+-- a delivery on its way, 29_retention.sql) leave the queue unsent: nothing can send them, their attempt may
 -- have no partition to go to, and a failure's result row would mark a day counted from
 -- rows no longer there. Each is named in a WARNING (the server's log). p_ids: those to
 -- look at (a claim's rows), or null: every expired lease (the rescue's). Rows another
