@@ -399,3 +399,35 @@ begin
   return v_written;
 end;
 $$;
+
+-- public (maintenance, tools/maintain.ts, before the roll-up; as the owner): the
+-- snapshots held for a disabled webhook (30_delivery.sql, snapshot_held()) whose day
+-- is past the retention fail, not sent, and their day can go. Held, they are pending,
+-- and a day with a delivery on its way is kept (29_retention.sql): a webhook left
+-- disabled kept its snapshots' days, every company's history of them, for as long as
+-- it stayed so (until 2026-12-06; test/sql/retention.test.ts). Through the view, as a
+-- DBA's repair: each leaves the queue with its result, counted in its day. Returns how
+-- many.
+create or replace function webhooks.fail_held_snapshots_past_retention()
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_failed integer;
+begin
+  update webhooks.deliveries d
+  set state = 'failed',
+      completed_at = now(),
+      last_error = 'not sent: its webhook stayed disabled until its day was past the retention (webhooks.retention)'
+  from (select q.delivery_id, q.created_at from webhooks.delivery_queue q
+        where q.next_attempt_at = webhooks_private.snapshot_held()
+          and q.locked_by is null
+          and q.created_at < webhooks_private.utc_day_start(webhooks_private.first_kept_day())) h
+  where d.id = h.delivery_id and d.created_at = h.created_at and d.state = 'pending';
+  get diagnostics v_failed = row_count;
+  return v_failed;
+end;
+$$;

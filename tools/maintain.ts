@@ -39,6 +39,8 @@ export interface MaintainResult {
   deletedWebhooksFoundWithRows: number;
   /** deliveries of deleted webhooks removed (webhooks.purge_deleted_webhooks) */
   deliveriesPurged: number;
+  /** backfill snapshots held for disabled webhooks, failed as their days passed the retention (webhooks.fail_held_snapshots_past_retention) */
+  snapshotsFailed: number;
   daysDropped: string[];
 }
 
@@ -71,6 +73,10 @@ export async function maintain(
     let { rows: [{ n: made }] } = await client.query('select webhooks.create_partitions() as n');
     const tails = await moveTails(client, log);
     if (tails !== 'keep') made += (await client.query('select webhooks.create_partitions() as n')).rows[0].n;
+    // (before the roll-up, which then counts their failures: their days can go this run)
+    const { rows: [{ n: snapshotsFailed }] } = await client.query<{ n: number }>(
+      'select webhooks.fail_held_snapshots_past_retention() as n');
+    if (snapshotsFailed > 0) log(`failed ${snapshotsFailed} snapshots held for disabled webhooks, their days past the retention`);
     const { rows: [counted] } = await client.query('call webhooks.roll_up_report_counts()');
     // (a day past the retention goes whole, whatever deleted webhooks' rows it holds)
     const { rows: [rechecked] } = await client.query<{ n: number }>('select webhooks.recheck_deleted_webhooks() as n');
@@ -112,7 +118,7 @@ export async function maintain(
     }
     return {
       partitionsMade: made, tails, daysRolledUp: counted.days, webhooksRolledUp: counted.visited,
-      deletedWebhooksFoundWithRows: rechecked!.n, deliveriesPurged: purged, daysDropped: dropped,
+      deletedWebhooksFoundWithRows: rechecked!.n, deliveriesPurged: purged, snapshotsFailed, daysDropped: dropped,
     };
   } finally {
     await client.end();

@@ -237,3 +237,36 @@ test.serial('test sends are out of Times Fired before and after their day is dro
   t.deepEqual(await daily(), [events]);
   await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
 });
+
+// A backfill's snapshots are held while their webhook is disabled (30_delivery.sql,
+// snapshot_held()), pending: a day with one is kept. Held for ever, they kept their day,
+// every company's history of it, for as long as the webhook stayed disabled.
+test.serial('a snapshot held for a disabled webhook fails once its day is past the retention, and the day goes', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
+  const [old, recent] = [new Date(utcDay(-10).getTime() + 600_000), new Date(utcDay(-1).getTime() + 600_000)];
+  const { rows: written } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, created_at)
+     select $1, $2, 'contact.snapshot', n, '{}', t from unnest(array[1, 2], array[$3::timestamptz, $4::timestamptz]) as x(n, t)
+     returning id`,
+    [webhook.id, company.id, old, recent]);
+  await db().pool.query('select webhooks.create_partitions()');
+  // disabled, and the claim held them
+  await db().pool.query('select webhooks.disable_webhook($1)', [webhook.id]);
+  await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = 'infinity' where webhook_id = $1`, [webhook.id]);
+
+  const result = await maintain(db().url);
+  t.true(result.daysDropped.includes(utcDay(-10).toISOString().slice(0, 10)));
+  const { rows } = await db().pool.query(
+    'select id, state, last_error from webhooks.deliveries where webhook_id = $1 order by id', [webhook.id]);
+  // the old one's day is gone, its failure counted; the recent one is still held
+  t.deepEqual(rows.map((r) => [r.id, r.state]), [[written[1].id, 'pending']]);
+  const { rows: daily } = await db().pool.query(
+    `select fired::int, failed::int, pending::int from webhooks.daily_counts where webhook_id = $1 and day = $2`,
+    [webhook.id, utcDay(-10).toISOString().slice(0, 10)]);
+  t.deepEqual(daily, [{ fired: 1, failed: 1, pending: 0 }]);
+  t.is(result.snapshotsFailed, 1);
+});
