@@ -62,7 +62,7 @@ const WEBHOOKS_PER_COMPANY = 10;
 const UPDATED_CONTACTS = CONTACTS / 2;
 
 const OTHER_ACTIONS = "'{contact.created,contact.deleted,contact.status_added}'";
-const ENGINE_TRIGGERS = ['_500_webhooks_created', '_500_webhooks_updated', '"!webhooks_deleted"'];
+const ENGINE_TRIGGERS = ['"!webhooks_created"', '"!webhooks_updated"', '"!webhooks_deleted"'];
 
 const DROP_ENGINE = ENGINE_TRIGGERS.map((t) => `drop trigger ${t} on crm.contacts;`).join('\n');
 

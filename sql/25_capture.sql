@@ -784,13 +784,23 @@ begin
 end;
 $$;
 
+-- Named "!…", as the delete trigger below, to fire before every AFTER trigger of the
+-- CRM's: Postgres fires a row's AFTER triggers in the byte order of their names, and
+-- a CRM trigger that writes the contact again fires the engine's triggers for that
+-- write within its own run. Named "_500_…" until 2026-12-06, they came after a CRM
+-- trigger whose name starts with a capital or a digit ("Upper_city"): its update was
+-- announced before the change that caused it (before the contact's contact.created,
+-- even), and the last message showed the row as it was before it
+-- (test/sql/crm-triggers.test.ts).
 drop trigger if exists _500_webhooks_created on crm.contacts;
-create trigger _500_webhooks_created
+drop trigger if exists "!webhooks_created" on crm.contacts;
+create trigger "!webhooks_created"
   after insert on crm.contacts
   for each row execute function webhooks_private.tg_contacts__created();
 
 drop trigger if exists _500_webhooks_updated on crm.contacts;
-create trigger _500_webhooks_updated
+drop trigger if exists "!webhooks_updated" on crm.contacts;
+create trigger "!webhooks_updated"
   after update on crm.contacts
   for each row execute function webhooks_private.tg_contacts__updated();
 

@@ -42,9 +42,9 @@ test('10,000 contacts: each arrives once with its fields, through relay restarts
   const live = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['first_name'], url: receiver.url('/live') });
   receiver.route('/sync', { secret: hook.secret });
   receiver.route('/live', { secret: live.secret });
-  await pool.query('alter table crm.contacts disable trigger _500_webhooks_created');
+  await pool.query('alter table crm.contacts disable trigger "!webhooks_created"');
   await manyContacts(pool, company.id, CONTACTS);
-  await pool.query('alter table crm.contacts enable trigger _500_webhooks_created');
+  await pool.query('alter table crm.contacts enable trigger "!webhooks_created"');
   const { rows: contacts } = await pool.query('select id, first_name, city from crm.contacts where company_id = $1 order by id', [company.id]);
 
   let api = await startTestApi(database.url);

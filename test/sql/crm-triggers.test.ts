@@ -80,3 +80,35 @@ test('contact.deleted reaches the companies of assigned users for every row of a
   t.deepEqual(ids(await deliveriesOf(db().pool, [partnerHook.id])), contacts.map((c) => c.id).sort());
   t.deepEqual(await deliveriesOf(db().pool, [ownerHook.id]), []); // (deleted with its company, its deliveries with it)
 });
+
+test('a CRM trigger that updates the contact again, whatever its name: its changes are announced after the one that caused them', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['city'] });
+  // a CRM's AFTER trigger that writes the row once more; its name sorts before
+  // "_" (capitals and digits do)
+  await db().pool.query(`
+    create function public.contacts_upper_city() returns trigger language plpgsql as $$
+    begin
+      if new.company_id = ${Number(company.id)} and new.city is distinct from upper(new.city) then
+        update crm.contacts set city = upper(city) where id = new.id;
+      end if;
+      return null;
+    end $$`);
+  await db().pool.query(`create trigger "Upper_city" after insert or update on crm.contacts
+                         for each row execute function public.contacts_upper_city()`);
+  t.teardown(() => db().pool.query('drop trigger if exists "Upper_city" on crm.contacts'));
+
+  const contact = await f.contact(company.id, { city: 'boston' });
+  await db().pool.query("update crm.contacts set city = 'denver' where id = $1", [contact.id]);
+
+  const { rows: [stored] } = await db().pool.query('select city from crm.contacts where id = $1', [contact.id]);
+  t.is(stored.city, 'DENVER');
+  // in the order of the changes, and the last one shows the row as stored
+  t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => [r.action, r.payload.data.contact.city]), [
+    ['contact.created', 'boston'],
+    ['contact.updated', 'BOSTON'],
+    ['contact.updated', 'denver'],
+    ['contact.updated', 'DENVER'],
+  ]);
+});
