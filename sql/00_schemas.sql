@@ -70,7 +70,6 @@ $$;
 --   day_counts_lock(webhook_id)    one webhook's report day counts   50_report_counts.sql
 --   partition_lock()               making outbox partitions          22_outbox.sql
 --   company_webhooks_lock(company) creating one company's webhooks   10_config.sql
---   first_assignment_lock(contact, company)  a company's first user on a contact  25_capture.sql
 --   4204204204 (one bigint)        a migrate is running              tools/migrate.ts
 --   4204204205 (one bigint)        the outbox's upkeep is running    tools/maintain.ts
 -- (The migrate lock is taken before sql/ exists, so it lives in tools/migrate.ts.)
@@ -122,16 +121,10 @@ as $$
   select hashtextextended('bpd_webhooks.company_webhooks', p_company_id);
 $$;
 
--- the advisory lock of deciding whether a user is a company's first on a contact
--- (one bigint key per contact and company): two assignments at once, each seeing no
--- colleague committed, both sent contact.first_company_user_assigned
-create or replace function webhooks_private.first_assignment_lock(p_contact_id bigint, p_company_id bigint)
-returns bigint
-language sql
-immutable
-as $$
-  select hashtextextended('bpd_webhooks.first_assignment.' || p_contact_id, p_company_id);
-$$;
+-- (whether a user is a company's first on a contact was decided under an advisory
+-- lock a contact and company until 2026-12-06: a row lock of first_assignments now,
+-- 25_capture.sql, which takes no room in the server's lock table)
+drop function if exists webhooks_private.first_assignment_lock(bigint, bigint);
 
 -- the advisory lock of one webhook's report day counts (one bigint key per webhook)
 create or replace function webhooks_private.day_counts_lock(p_webhook_id bigint)

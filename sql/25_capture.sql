@@ -929,22 +929,31 @@ declare
   v_webhooks integer := 0;
 begin
   -- "first of its company" is decided one transaction at a time for each contact and
-  -- company that listens for it: the lock is held to the commit, and the question below
-  -- (a statement of its own, with a snapshot taken after the lock, at READ COMMITTED)
-  -- sees an assignment committed meanwhile. Without it two transactions at once each
-  -- saw no colleague and both sent a "first". (At REPEATABLE READ or SERIALIZABLE the
-  -- snapshot is the transaction's, older than the lock: the row of first_assignments
-  -- written below with each first fails such a writer instead, 40001.) Taken in one
+  -- company that listens for it: this statement writes that pair's row of
+  -- first_assignments first, and the row lock is held to the commit. A transaction
+  -- that may send the same first waits for it here, and the question below (a
+  -- statement of its own, with a snapshot taken after the wait, at READ COMMITTED)
+  -- sees the assignment committed meanwhile. Without it two transactions at once each
+  -- saw no colleague and both sent a "first". At REPEATABLE READ or SERIALIZABLE the
+  -- snapshot is the transaction's, older than the wait: writing a row that a
+  -- colleague's transaction wrote after it fails such a writer with a serialization
+  -- failure, 40001, which it retries, and its retry sees the colleague. Written in one
   -- order (contact, company), so two statements never wait for each other's; two
   -- transactions assigning in opposite orders across statements may deadlock, and
-  -- Postgres ends one of them.
-  perform pg_advisory_xact_lock(webhooks_private.first_assignment_lock(k.contact_id, k.company_id))
+  -- Postgres ends one of them. (A row lock lives in the row. Until 2026-12-06 this was
+  -- an advisory lock a pair, each a room in the server's lock table, shared by every
+  -- session: a transaction assigning some ten thousand contacts failed with "out of
+  -- shared memory", and so did every other session needing a lock meanwhile;
+  -- test/sql/first-assignment.test.ts.)
+  insert into webhooks_private.first_assignments as f (contact_id, company_id)
+  select k.contact_id, k.company_id
   from (select distinct i.contact_id, u.company_id
         from unnest(p_contact_ids, p_user_ids) as i(contact_id, user_id)
         join crm.users u on u.id = i.user_id
         where exists (select 1 from webhooks_private.subscriptions s
-                      where s.action = 'contact.first_company_user_assigned' and s.company_id = u.company_id)
-        order by i.contact_id, u.company_id) k;
+                      where s.action = 'contact.first_company_user_assigned' and s.company_id = u.company_id)) k
+  order by k.contact_id, k.company_id
+  on conflict (contact_id, company_id) do update set sent_at = excluded.sent_at;
   for r in
     with made as materialized (
       select i.contact_id, i.user_id from unnest(p_contact_ids, p_user_ids) as i(contact_id, user_id)
@@ -973,17 +982,6 @@ begin
     if r.is_first and exists (select 1 from webhooks_private.subscriptions s
                               where s.action = 'contact.first_company_user_assigned'
                                 and s.company_id = r.user_company_id) then
-      -- (the first's row version, written under the lock above, at every isolation
-      -- level: the question was asked in this transaction's snapshot, which at
-      -- REPEATABLE READ or SERIALIZABLE was taken before the lock was granted and
-      -- misses a colleague's first committed since. That transaction wrote this row
-      -- after our snapshot, so writing it fails this one with a serialization failure,
-      -- 40001, which such a writer retries, and its retry sees the colleague. At READ
-      -- COMMITTED the question saw every first committed before the lock, and the
-      -- write never waits: the lock is the row's.)
-      insert into webhooks_private.first_assignments as f (contact_id, company_id)
-      values (r.contact_id, r.user_company_id)
-      on conflict (contact_id, company_id) do update set sent_at = excluded.sent_at;
       v_webhooks := v_webhooks + webhooks_private.capture('contact.first_company_user_assigned', v_source, r.contact,
         null, null, jsonb_build_object('user', r.user_json), p_only_company => r.user_company_id);
     end if;

@@ -162,3 +162,31 @@ test('a deleted contact takes its companies\' rows of firsts with it', async (t)
   await db().pool.query('delete from crm.contacts where id = $1', [gone.id]);
   t.deepEqual(await firsts(), [kept.id]);
 });
+
+test('an import assigning many contacts in one transaction takes no lock per contact: firsts hold no room in the lock table', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const user = await f.user(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned'] });
+  const { rows: contacts } = await db().pool.query<{ id: string }>(
+    "insert into crm.contacts (company_id, first_name) select $1, 'Imported' from generate_series(1, 400) returning id",
+    [company.id]);
+  const ids = contacts.map((c) => c.id);
+  const client = await connected(t);
+  await client.query('begin');
+  // one statement of 300 rows, then 100 statements of one (an import's loop)
+  await client.query('insert into crm.contact_assignments (contact_id, user_id) select unnest($1::bigint[]), $2',
+    [ids.slice(0, 300), user.id]);
+  await client.query(`do $$ declare c bigint; begin
+    foreach c in array '{${ids.slice(300).join(',')}}'::bigint[] loop
+      insert into crm.contact_assignments (contact_id, user_id) values (c, ${Number(user.id)});
+    end loop; end $$`);
+  // (an advisory lock a contact was a room of its own in the server's lock table,
+  // shared by every session: an import of some ten thousand contacts failed with
+  // "out of shared memory", and every other session's locks with it)
+  const { rows: [held] } = await client.query(
+    "select count(*)::int as n from pg_locks where pid = pg_backend_pid() and locktype = 'advisory'");
+  await client.query('commit');
+  t.true(held.n < 10, `${held.n} advisory locks held`);
+  t.is((await deliveriesOf(db().pool, [hook.id])).length, 400);
+});
