@@ -7,6 +7,7 @@ import pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
+import type { PlanNode } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -189,4 +190,55 @@ test('an import assigning many contacts in one transaction takes no lock per con
   await client.query('commit');
   t.true(held.n < 10, `${held.n} advisory locks held`);
   t.is((await deliveriesOf(db().pool, [hook.id])).length, 400);
+});
+
+/** rows the CTE scans of a plan read, over all their loops */
+function cteRowsRead(node: PlanNode & { 'CTE Name'?: string }): number {
+  const own = node['Node Type'] === 'CTE Scan'
+    ? ((node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0)) * (node['Actual Loops'] ?? 1) : 0;
+  return own + (node.Plans ?? []).reduce((sum, child) => sum + cteRowsRead(child), 0);
+}
+
+test('one statement assigning many contacts reads its own pairs a bounded number of times, not once a pair', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const user = await f.user(company.id);
+  await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned'] });
+  const n = 300;
+  const { rows: contacts } = await db().pool.query<{ id: string }>(
+    "insert into crm.contacts (company_id, first_name) select $1, 'Imported' from generate_series(1, $2) returning id",
+    [company.id, n]);
+  // a table of many assignments, as the CRM's is, and statistics that know it (other
+  // companies' rows, written without triggers: they are the table's size, nothing else)
+  const other = await f.company();
+  const otherUser = await f.user(other.id);
+  const filler = await connected(t);
+  await filler.query('set session_replication_role = replica');
+  await filler.query(`with c as (insert into crm.contacts (company_id) select $1 from generate_series(1, 5000) returning id)
+                      insert into crm.contact_assignments (contact_id, user_id) select id, $2 from c`, [other.id, otherUser.id]);
+  await filler.query('analyze crm.contacts, crm.contact_assignments, crm.users');
+  const client = await connected(t);
+  // the plan a long session comes to: generic, which knows nothing of the arrays'
+  // sizes (an import's connection, after a few small statements)
+  await client.query('set plan_cache_mode = force_generic_plan');
+  // every statement's plan, the triggers' included, as a notice to this client
+  const plans: { 'Query Text': string; Plan: PlanNode }[] = [];
+  client.on('notice', (notice) => {
+    const json = notice.message?.match(/plan:\s*(\{[\s\S]*\})\s*$/)?.[1];
+    if (json) plans.push(JSON.parse(json));
+  });
+  await client.query(`load 'auto_explain';
+    set auto_explain.log_min_duration = 0; set auto_explain.log_analyze = on; set auto_explain.log_timing = off;
+    set auto_explain.log_nested_statements = on; set auto_explain.log_format = json; set auto_explain.log_level = notice`);
+  await client.query('insert into crm.contact_assignments (contact_id, user_id) select unnest($1::bigint[]), $2',
+    [contacts.map((c) => c.id), user.id]);
+  await client.query('reset auto_explain.log_min_duration');
+
+  const question = plans.filter((p) => /with made as materialized/.test(p['Query Text']));
+  t.is(question.length, 1);
+  const read = cteRowsRead(question[0].Plan);
+  // (each pair looked for among all the statement's pairs: about n² / 2 rows)
+  t.true(read <= 10 * n, `the statement's pairs read ${read} times over for ${n} pairs`);
+  t.is((await deliveriesOf(db().pool, [(await db().pool.query(
+    'select id from webhooks.webhooks where company_id = $1', [company.id])).rows[0].id])).length, n);
 });
