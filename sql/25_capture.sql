@@ -837,7 +837,16 @@ declare
   v_status crm.statuses;
 begin
   select * into v_contact from crm.contacts where id = p_contact_id;
-  if not found or not webhooks_private.contact_wanted(p_action, v_contact.id, v_contact.company_id) then
+  if not found then
+    -- (a tag added before its contact, which only a deferrable foreign key allows: it
+    -- is announced at the commit, written_before_contact below. A tag removed with
+    -- no contact went with it: contact.deleted tells that.)
+    if p_action = 'contact.status_added' then
+      insert into webhooks_private.written_before_contact (contact_id, status_id) values (p_contact_id, p_status_id);
+    end if;
+    return 0;
+  end if;
+  if not webhooks_private.contact_wanted(p_action, v_contact.id, v_contact.company_id) then
     return 0;
   end if;
   select * into v_status from crm.statuses where id = p_status_id;
@@ -927,6 +936,7 @@ declare
   v_source constant text := webhooks_private.current_source();
   r record;
   v_webhooks integer := 0;
+  v_found integer := 0;
 begin
   -- "first of its company" is decided one transaction at a time for each contact and
   -- company that listens for it: this statement writes that pair's row of
@@ -995,10 +1005,76 @@ begin
       v_webhooks := v_webhooks + webhooks_private.capture('contact.user_assigned', v_source, r.contact, null, null,
         jsonb_build_object('user', r.user_json), p_user_id => (r.user_json ->> 'id')::bigint);
     end if;
+    v_found := v_found + 1;
   end loop;
+  -- (a pair whose contact is not there yet, which only a deferrable foreign key
+  -- allows: announced at the commit, written_before_contact below)
+  if v_found < cardinality(p_contact_ids) then
+    insert into webhooks_private.written_before_contact (contact_id, user_id)
+    select i.contact_id, i.user_id
+    from unnest(p_contact_ids, p_user_ids) as i(contact_id, user_id)
+    where not exists (select 1 from crm.contacts c where c.id = i.contact_id);
+  end if;
   return v_webhooks;
 end;
 $$;
+
+-- An assignment or a status tag written before the contact it names: a CRM whose
+-- foreign keys to crm.contacts are DEFERRABLE INITIALLY DEFERRED (as some ORMs make
+-- them) may, within one transaction. Its trigger finds no contact, and notes it in
+-- webhooks_private.written_before_contact (only then: a contact found costs nothing
+-- more); this deferred trigger of that table runs at the commit, once the contact is
+-- there, after its contact.created: the first run takes every row the transaction
+-- noted (later runs find none) and announces those still written, the assignments
+-- together, as one statement's (one first of a company), then the tags. Until
+-- 2026-12-06 such an assignment or tag fired nothing (test/sql/deferred-keys.test.ts).
+-- A row whose contact is still missing stays, and so does the transaction's failure
+-- on its foreign key at the commit. (A writer that makes the constraints IMMEDIATE
+-- before its contact exists runs this early: its rows stay, unannounced.)
+create or replace function webhooks_private.tg_written_before_contact__announce()
+returns trigger
+language plpgsql
+as $$
+declare
+  v_contact_ids bigint[];
+  v_user_ids bigint[];
+  v_tag_contact_ids bigint[];
+  v_status_ids bigint[];
+  v_webhooks integer;
+begin
+  with gone as (
+    delete from webhooks_private.written_before_contact w
+    where exists (select 1 from crm.contacts c where c.id = w.contact_id)
+    returning w.contact_id, w.user_id, w.status_id
+  )
+  select array_agg(g.contact_id order by g.contact_id, g.user_id) filter (where g.user_id is not null),
+         array_agg(g.user_id order by g.contact_id, g.user_id) filter (where g.user_id is not null),
+         array_agg(g.contact_id order by g.contact_id, g.status_id) filter (where g.status_id is not null),
+         array_agg(g.status_id order by g.contact_id, g.status_id) filter (where g.status_id is not null)
+  into v_contact_ids, v_user_ids, v_tag_contact_ids, v_status_ids
+  from (select distinct gone.contact_id, gone.user_id, gone.status_id
+        from gone
+        -- (still written: not removed again since)
+        where (gone.user_id is null
+               or exists (select 1 from crm.contact_assignments a where a.contact_id = gone.contact_id and a.user_id = gone.user_id))
+          and (gone.status_id is null
+               or exists (select 1 from crm.contact_statuses t where t.contact_id = gone.contact_id and t.status_id = gone.status_id))) g;
+  if v_contact_ids is not null then
+    v_webhooks := webhooks_private.assignments_made(v_contact_ids, v_user_ids);
+  end if;
+  for k in 1 .. coalesce(cardinality(v_status_ids), 0) loop
+    v_webhooks := webhooks_private.status_event('contact.status_added', v_tag_contact_ids[k], v_status_ids[k]);
+  end loop;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_announce on webhooks_private.written_before_contact;
+create constraint trigger _500_announce
+  after insert on webhooks_private.written_before_contact
+  deferrable initially deferred
+  for each row execute function webhooks_private.tg_written_before_contact__announce();
+
 
 -- A statement-level trigger with the inserted rows as a table (assignments_made says why)
 create or replace function webhooks_private.tg_contact_assignments__assigned()
