@@ -81,7 +81,9 @@ test('contact.deleted reaches the companies of assigned users for every row of a
   t.deepEqual(await deliveriesOf(db().pool, [ownerHook.id]), []); // (deleted with its company, its deliveries with it)
 });
 
-test('a CRM trigger that updates the contact again, whatever its name: its changes are announced after the one that caused them', async (t) => {
+// (serial: ava runs it before the others, so that its DDL on crm.contacts never meets
+// theirs, which Postgres may end as a deadlock)
+test.serial('a CRM trigger that updates the contact again, whatever its name: its changes are announced after the one that caused them', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['city'] });
