@@ -903,18 +903,29 @@ begin
 end;
 $$;
 
+-- Named "!…", as the contacts' triggers, to fire before every row trigger of the CRM's
+-- on the tags: a CRM trigger that updates the contact when a tag comes or goes has its
+-- contact.updated announced after the tag. Named "_500_…" until 2026-12-06, they came
+-- after a CRM trigger whose name starts with a capital or a digit, and the tag after
+-- the update it caused (test/sql/crm-triggers.test.ts). (The assignments' triggers
+-- are statement triggers, which Postgres fires after every row trigger, whatever the
+-- names: a CRM row trigger on the assignments that updates the contact has its update
+-- announced first.)
 drop trigger if exists _500_webhooks_status_added on crm.contact_statuses;
-create trigger _500_webhooks_status_added
+drop trigger if exists "!webhooks_status_added" on crm.contact_statuses;
+create trigger "!webhooks_status_added"
   after insert on crm.contact_statuses
   for each row execute function webhooks_private.tg_contact_statuses__added();
 
 drop trigger if exists _500_webhooks_status_removed on crm.contact_statuses;
-create trigger _500_webhooks_status_removed
+drop trigger if exists "!webhooks_status_removed" on crm.contact_statuses;
+create trigger "!webhooks_status_removed"
   after delete on crm.contact_statuses
   for each row execute function webhooks_private.tg_contact_statuses__removed();
 
 drop trigger if exists _500_webhooks_status_changed on crm.contact_statuses;
-create trigger _500_webhooks_status_changed
+drop trigger if exists "!webhooks_status_changed" on crm.contact_statuses;
+create trigger "!webhooks_status_changed"
   after update of contact_id, status_id on crm.contact_statuses
   for each row execute function webhooks_private.tg_contact_statuses__changed();
 

@@ -114,3 +114,32 @@ test.serial('a CRM trigger that updates the contact again, whatever its name: it
     ['contact.updated', 'DENVER'],
   ]);
 });
+
+// (serial, as the test above: DDL on a CRM table)
+test.serial('a CRM trigger on the status tags that updates the contact, whatever its name: the tag is announced before the update it caused', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const status = await f.status(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.status_added', 'contact.status_removed', 'contact.updated'], fields: ['city'] });
+  // a CRM's AFTER trigger that notes a tag on the contact; its name sorts before "_"
+  await db().pool.query(`
+    create function public.statuses_note_tag() returns trigger language plpgsql as $$
+    begin
+      update crm.contacts set city = case when tg_op = 'INSERT' then 'tagged' else 'untagged' end
+      where id = coalesce(new.contact_id, old.contact_id) and company_id = ${Number(company.id)};
+      return null;
+    end $$`);
+  await db().pool.query(`create trigger "Note_tag" after insert or delete on crm.contact_statuses
+                         for each row execute function public.statuses_note_tag()`);
+  t.teardown(() => db().pool.query('drop trigger if exists "Note_tag" on crm.contact_statuses'));
+
+  const contact = await f.contact(company.id, { city: 'boston' });
+  await db().pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+  await db().pool.query('delete from crm.contact_statuses where contact_id = $1 and status_id = $2', [contact.id, status.id]);
+  t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => [r.action, r.payload.data.contact.city]), [
+    ['contact.status_added', 'boston'],
+    ['contact.updated', 'tagged'],
+    ['contact.status_removed', 'tagged'],
+    ['contact.updated', 'untagged'],
+  ]);
+});
