@@ -815,20 +815,31 @@ as $$
   select p_table || '_from_' || to_char(p_from, 'YYYYMMDD');
 $$;
 
+-- private: the first and last day a partition of days or of a span of one table
+-- holds, read from its name (partition_name, span_name: the catalog's, not tenant
+-- text); no row: the name is no such partition's (a tail's, another table's)
+create or replace function webhooks_private.partition_days(p_table text, p_partition text)
+returns table (first_day date, last_day date)
+language sql
+stable
+as $$
+  select to_date(m[1], 'YYYYMMDD'), to_date(coalesce(m[2], m[1]), 'YYYYMMDD')
+  from pg_catalog.regexp_match(p_partition, '^' || p_table || '_p([0-9]{8})(?:_([0-9]{8}))?$') m
+  where m is not null;
+$$;
+
 -- private: the outbox's partitions of days and spans (not the tails), with the first
--- and last day each holds, read from their names (the catalog, not tenant text)
+-- and last day each holds
 create or replace function webhooks_private.outbox_partitions()
 returns table (table_name text, partition_name text, first_day date, last_day date)
 language sql
 stable
 as $$
-  select t.table_name, c.relname::text,
-         to_date(m[1], 'YYYYMMDD'), to_date(coalesce(m[2], m[1]), 'YYYYMMDD')
+  select t.table_name, c.relname::text, d.first_day, d.last_day
   from webhooks_private.outbox_partitioned() t
   join pg_catalog.pg_inherits i on i.inhparent = pg_catalog.to_regclass('webhooks.' || t.table_name)
   join pg_catalog.pg_class c on c.oid = i.inhrelid
-  cross join lateral pg_catalog.regexp_match(c.relname, '^' || t.table_name || '_p([0-9]{8})(?:_([0-9]{8}))?$') m
-  where m is not null;
+  cross join lateral webhooks_private.partition_days(t.table_name, c.relname) d;
 $$;
 
 -- private: a table's tail, as attached (detach_pending: a detach … concurrently began

@@ -116,19 +116,20 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_days constant text[] := pg_catalog.regexp_match(p_partition, '^delivery_history_p([0-9]{8})(?:_([0-9]{8}))?$');
+  v_days record;
   v_from timestamptz;
   v_until timestamptz;
 begin
-  if v_days is null then
+  select * into v_days from webhooks_private.partition_days('delivery_history', p_partition);
+  if not found then
     raise exception using errcode = 'invalid_parameter_value',
       message = format('%s is not a partition of days of delivery_history', p_partition);
   end if;
   if pg_catalog.to_regclass(format('webhooks_partitions.%I', p_partition)) is null then
     return false;
   end if;
-  v_from := webhooks_private.utc_day_start(to_date(v_days[1], 'YYYYMMDD'));
-  v_until := webhooks_private.utc_day_start(to_date(coalesce(v_days[2], v_days[1]), 'YYYYMMDD') + 1);
+  v_from := webhooks_private.utc_day_start(v_days.first_day);
+  v_until := webhooks_private.utc_day_start(v_days.last_day + 1);
   if not exists (select 1 from webhooks.delivery_queue q where q.created_at >= v_from and q.created_at < v_until) then
     return false;
   end if;
@@ -154,12 +155,12 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select to_date(coalesce(m[2], m[1]), 'YYYYMMDD'), c.relname::text
+  select d.last_day, c.relname::text
   from pg_catalog.pg_class c
-  cross join lateral pg_catalog.regexp_match(c.relname, '^delivery_history_p([0-9]{8})(?:_([0-9]{8}))?$') m
-  where c.relnamespace = 'webhooks_partitions'::regnamespace and c.relkind = 'r' and m is not null
+  cross join lateral webhooks_private.partition_days('delivery_history', c.relname) d
+  where c.relnamespace = 'webhooks_partitions'::regnamespace and c.relkind = 'r'
     and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = c.oid)
-    and to_date(coalesce(m[2], m[1]), 'YYYYMMDD') < webhooks_private.first_kept_day()
+    and d.last_day < webhooks_private.first_kept_day()
   order by 1, 2;
 $$;
 
