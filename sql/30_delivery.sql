@@ -1214,7 +1214,8 @@ begin
       v_rescued := v_rescued + webhooks_private.rescue_leases(p_limit, v_webhook_id);
       perform set_config('lock_timeout', v_lock_timeout, true);
     exception when lock_not_available then
-      perform webhooks_private.raise_if_table_locked();
+      -- (whatever holds it, a row or a whole table: its leases wait for a later run)
+      null;
     when check_violation then
       -- (as above; the webhook's other leases are rescued by the next run)
       if webhooks_private.drop_orphaned_deliveries(null) = 0 then
