@@ -629,3 +629,87 @@ create trigger _500_sync_subscriptions
   after insert or update on webhooks.webhooks
   for each row execute function webhooks_private.tg_webhooks__sync_subscriptions();
 -- (a deleted webhook's subscriptions go with it: ON DELETE CASCADE)
+
+------------------------------------------------------------------------------------
+-- When the CRM deletes a user or a status tag a webhook is filtered on
+--
+-- The webhook stays, with its history and Times Fired: it is disabled, by 'crm', with
+-- a reason that names what went and what enabling it again would do, and its filter is
+-- cleared (the key refuses a dangling one: migration 0038). Such a webhook could never
+-- fire again as it was: the user's assignments and the status's tags go with them.
+-- Until 2026-12-06 the keys cascaded, and the webhook was deleted with every firing
+-- it had recorded (test/sql/filter-targets.test.ts).
+
+-- private: tenant or CRM text quoted in a disable reason, within what a reason may
+-- hold (tg_webhooks__validate, above): control characters and bidi controls made
+-- spaces, trimmed, at most p_max characters
+create or replace function webhooks_private.quoted_in_reason(p_text text, p_max integer)
+returns text
+language sql
+immutable
+as $$
+  select left(btrim(regexp_replace(p_text, '[\u0001-\u001f\u007f-\u009f' || webhooks_private.bidi_controls() || ']',
+                                   ' ', 'g')), p_max);
+$$;
+
+-- private: disable the webhooks filtered on a deleted user or status (p_column names
+-- the filter, p_row is the deleted row as JSON: its name read from it, as capture
+-- reads a user's, so that a CRM that renames the column fails no delete)
+create or replace function webhooks_private.disable_filtered_on(p_column text, p_row jsonb)
+returns void
+language plpgsql
+as $$
+declare
+  v_id constant bigint := (p_row ->> 'id')::bigint;
+  v_what constant text := case p_column when 'user_id' then 'user' else 'status' end;
+  v_named constant text := coalesce(format(' (%s)', nullif(webhooks_private.quoted_in_reason(p_row ->> 'name', 100), '')), '');
+  v_reason constant text := format(
+    'The %1$s it was filtered on, %1$s %2$s%3$s, was deleted from the CRM. Enabled again, it fires for every %1$s; choose another %1$s first to keep it to one.',
+    v_what, v_id, v_named);
+begin
+  if p_column = 'user_id' then
+    update webhooks.webhooks w
+    set user_id = null, enabled = false, disabled_at = coalesce(w.disabled_at, now()),
+        disabled_by = coalesce(w.disabled_by, 'crm'), disabled_reason = v_reason
+    where w.user_id = v_id;
+  else
+    update webhooks.webhooks w
+    set status_id = null, enabled = false, disabled_at = coalesce(w.disabled_at, now()),
+        disabled_by = coalesce(w.disabled_by, 'crm'), disabled_reason = v_reason
+    where w.status_id = v_id;
+  end if;
+end;
+$$;
+
+create or replace function webhooks_private.tg_users__disable_webhooks()
+returns trigger
+language plpgsql
+as $$
+begin
+  perform webhooks_private.disable_filtered_on('user_id', to_jsonb(old));
+  return null;
+end;
+$$;
+
+create or replace function webhooks_private.tg_statuses__disable_webhooks()
+returns trigger
+language plpgsql
+as $$
+begin
+  perform webhooks_private.disable_filtered_on('status_id', to_jsonb(old));
+  return null;
+end;
+$$;
+
+-- AFTER: only a row the delete removed counts (a CRM trigger may cancel it). Named
+-- "!…" to fire before the key's own check of the same row ("RI_ConstraintTrigger_a_…",
+-- which sorts after), as the contacts' delete trigger does (25_capture.sql).
+drop trigger if exists "!webhooks_user_deleted" on crm.users;
+create trigger "!webhooks_user_deleted"
+  after delete on crm.users
+  for each row execute function webhooks_private.tg_users__disable_webhooks();
+
+drop trigger if exists "!webhooks_status_deleted" on crm.statuses;
+create trigger "!webhooks_status_deleted"
+  after delete on crm.statuses
+  for each row execute function webhooks_private.tg_statuses__disable_webhooks();

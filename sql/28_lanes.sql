@@ -951,9 +951,7 @@ begin
       disabled_reason = format('every attempt has failed for %s (%s attempts since %s); the last: %s',
                                v_disable_after, c.failures,
                                to_char(c.failing_since at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
-                               left(btrim(regexp_replace(c.last_error,
-                                                         '[\u0001-\u001f\u007f-\u009f' || webhooks_private.bidi_controls() || ']',
-                                                         ' ', 'g')), 300))
+                               webhooks_private.quoted_in_reason(c.last_error, 300))
   from disabling c
   where w.id = c.id;
 end;
