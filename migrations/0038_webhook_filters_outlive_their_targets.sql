@@ -14,5 +14,5 @@ alter table webhooks.webhooks
 alter table webhooks.webhooks
   add constraint webhooks_status_id_fkey foreign key (status_id) references crm.statuses,
   add constraint webhooks_user_id_fkey foreign key (user_id) references crm.users;
-create index webhooks_status_id_idx on webhooks.webhooks (status_id) where status_id is not null;
-create index webhooks_user_id_idx on webhooks.webhooks (user_id) where user_id is not null;
+create index if not exists webhooks_status_id_idx on webhooks.webhooks (status_id) where status_id is not null;
+create index if not exists webhooks_user_id_idx on webhooks.webhooks (user_id) where user_id is not null;
