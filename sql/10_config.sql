@@ -109,6 +109,15 @@ as $$
   select '\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000';
 $$;
 
+-- the control characters: C0 (tabs and line breaks among them, escapes), DEL and C1
+create or replace function webhooks_private.control_characters()
+returns text
+language sql
+immutable
+as $$
+  select '\u0001-\u001f\u007f-\u009f';
+$$;
+
 -- the bidi controls (Unicode's Bidi_Control): marks, embeddings, overrides and
 -- isolates. In a text shown among others they reorder what follows them, the page's
 -- own text included: "Invoice" U+202E "slx.exe" shows as "Invoiceexe.xls".
@@ -167,7 +176,7 @@ language sql
 immutable
 as $$
   select p_text !~ ('[^' || webhooks_private.white_space() || webhooks_private.invisible_characters()
-                    || '\u0001-\u001f\u007f-\u009f]');
+                    || webhooks_private.control_characters() || ']');
 $$;
 
 -- private: the characters from DEL on that a URL's IDNA processing refuses in a host
@@ -341,7 +350,7 @@ begin
       perform webhooks_private.config_error('webhook_name_required', 'name', 'webhook name must not be empty or white space only');
     end if;
     -- control characters (C0, DEL, C1): a name is shown in pages, logs and terminals
-    if new.name ~ '[\u0001-\u001f\u007f-\u009f]' then
+    if new.name ~ ('[' || webhooks_private.control_characters() || ']') then
       perform webhooks_private.config_error('webhook_name_control_characters', 'name',
         'webhook name must not contain control characters (tabs, line breaks, escapes, …)');
     end if;
@@ -648,7 +657,7 @@ returns text
 language sql
 immutable
 as $$
-  select left(btrim(regexp_replace(p_text, '[\u0001-\u001f\u007f-\u009f' || webhooks_private.bidi_controls() || ']',
+  select left(btrim(regexp_replace(p_text, '[' || webhooks_private.control_characters() || webhooks_private.bidi_controls() || ']',
                                    ' ', 'g')), p_max);
 $$;
 

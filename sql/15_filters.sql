@@ -27,7 +27,8 @@
 --
 -- Bounds, each refused by name (every tenant input is hostile):
 --   ignore_sources  at most 20 names of 1 to 100 characters, each showing
---                   something and without bidi controls   webhook_ignore_sources_invalid
+--                   something, without control characters, line or paragraph
+--                   separators or bidi controls           webhook_ignore_sources_invalid
 --   watch_fields    columns of crm.contacts, at most 100 entries  webhook_watch_field_unknown
 --   conditions      at most 16 KB as text, 100 conditions (all/any/not and leaves
 --                   together), 50 entries in one all/any, nesting 8 deep, 100 values in
@@ -310,33 +311,45 @@ begin
     return new;
   end if;
 
-  if cardinality(new.ignore_sources) > 20 then
-    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
-      format('ignore_sources: at most 20 sources, got %s', cardinality(new.ignore_sources)));
+  -- checked when they are written (a webhook stored before a rule was added can still
+  -- have its other filters changed)
+  if tg_op = 'INSERT' or new.ignore_sources is distinct from old.ignore_sources then
+    if cardinality(new.ignore_sources) > 20 then
+      perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+        format('ignore_sources: at most 20 sources, got %s', cardinality(new.ignore_sources)));
+    end if;
+    -- the setup form shows them: as a webhook's name (10_config.sql), none reorders the
+    -- text around it or breaks its line, and each shows (named by its place: no message
+    -- echoes a source that holds one)
+    select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
+    where webhooks_private.has_bidi_control(s) order by n limit 1;
+    if found then
+      perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+        format('ignore_sources: a source must not contain bidi controls (%s), as source %s does',
+               webhooks_private.bidi_controls_in_words(), v_count));
+    end if;
+    -- (U+2028 and U+2029 end a line as a line feed does, though no control character)
+    select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
+    where s ~ ('[' || webhooks_private.control_characters() || '\u2028\u2029]') order by n limit 1;
+    if found then
+      perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+        format('ignore_sources: a source must not contain control characters (tabs, line breaks, escapes, …) nor line or paragraph separators (U+2028, U+2029), as source %s does',
+               v_count));
+    end if;
+    select s into v_bad from unnest(new.ignore_sources) s
+    where s is null or btrim(s) = '' or length(s) > 100 limit 1;
+    if found then
+      perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+        format('ignore_sources: a source is a name of 1 to 100 characters, got %s', coalesce(to_jsonb(left(v_bad, 100))::text, 'null')));
+    end if;
+    select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
+    where webhooks_private.shows_nothing(s) order by n limit 1;
+    if found then
+      perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
+        format('ignore_sources: a source must have a character that shows, which source %s has not', v_count));
+    end if;
+    new.ignore_sources := array(select s from unnest(new.ignore_sources) with ordinality t(s, n) group by s order by min(n));
   end if;
-  -- the setup form shows them: as a webhook's name (10_config.sql), none reorders the
-  -- text around it, and each shows (named by its place: no message echoes a source
-  -- that holds one)
-  select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
-  where webhooks_private.has_bidi_control(s) order by n limit 1;
-  if found then
-    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
-      format('ignore_sources: a source must not contain bidi controls (%s), as source %s does',
-             webhooks_private.bidi_controls_in_words(), v_count));
-  end if;
-  select s into v_bad from unnest(new.ignore_sources) s
-  where s is null or btrim(s) = '' or length(s) > 100 limit 1;
-  if found then
-    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
-      format('ignore_sources: a source is a name of 1 to 100 characters, got %s', coalesce(to_jsonb(left(v_bad, 100))::text, 'null')));
-  end if;
-  select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
-  where webhooks_private.shows_nothing(s) order by n limit 1;
-  if found then
-    perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
-      format('ignore_sources: a source must have a character that shows, which source %s has not', v_count));
-  end if;
-  new.ignore_sources := array(select s from unnest(new.ignore_sources) with ordinality t(s, n) group by s order by min(n));
 
   if cardinality(new.watch_fields) > 100 then
     perform webhooks_private.config_error('webhook_watch_field_unknown', 'watch_fields',

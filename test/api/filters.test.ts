@@ -81,6 +81,11 @@ test('bad filters come back named, with the part at fault, and nothing changes',
 
   const created = await api().gql(token, CREATE, { actions: ['CONTACT_UPDATED'], conditions: STATES });
   const id = created.data.createWebhook.result.webhook.id;
+  const lineBreak = await api().gql(token, UPDATE, { id, ignoreSources: ['api', 'encompass\r\nX-Injected: 1'] });
+  t.like(lineBreak.errors![0], {
+    message: 'ignore_sources: a source must not contain control characters (tabs, line breaks, escapes, …) nor line or paragraph separators (U+2028, U+2029), as source 2 does',
+    extensions: { code: '23514', constraint: 'webhook_ignore_sources_invalid', column: 'ignore_sources' },
+  });
   const badUpdate = await api().gql(token, UPDATE, { id, ignoreSources: [''], conditions: { field: 'birthday', op: 'gt', value: 'yesterday' } });
   t.like(badUpdate.errors![0].extensions, { code: '23514', column: 'ignore_sources', constraint: 'webhook_ignore_sources_invalid' });
   const badValue = await api().gql(token, UPDATE, { id, conditions: { not: { field: 'birthday', op: 'gt', value: 'yesterday' } } });

@@ -3,6 +3,7 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories, type WebhookInput } from '../helpers/factories.ts';
+import { inTransaction } from '../helpers/sql.ts';
 
 const db = useTestDatabase(test);
 const make = () => factories(db().pool);
@@ -23,6 +24,13 @@ const refusals: Array<[string, Filters, string, string, RegExp]> = [
   // the setup form shows the sources: as a name, none reorders the text around it, and each shows
   ['a source with a bidi override', { ignoreSources: ['api', 'imp\u202eort'] }, 'webhook_ignore_sources_invalid', 'ignore_sources',
     /^ignore_sources: a source must not contain bidi controls \(U\+061C, U\+200E, U\+200F, U\+202A to U\+202E, U\+2066 to U\+2069\), as source 2 does$/],
+  // nor breaks its line, nor holds a control character (each named by its place, not echoed)
+  ...([
+    ['a line break', 'a\nb'], ['a carriage return', 'a\rb'], ['a tab', 'a\tb'], ['a line separator', 'a\u2028b'],
+    ['a paragraph separator', 'a\u2029b'], ['a next line (C1)', 'a\u0085b'], ['a terminal escape', '\u001b[31mapi'], ['DEL', 'a\u007fb'],
+  ] as const).map(([what, source]): [string, Filters, string, string, RegExp] => [
+    `a source with ${what}`, { ignoreSources: ['api', source] }, 'webhook_ignore_sources_invalid', 'ignore_sources',
+    /^ignore_sources: a source must not contain control characters \(tabs, line breaks, escapes, …\) nor line or paragraph separators \(U\+2028, U\+2029\), as source 2 does$/]),
   ['a source of a zero-width space', { ignoreSources: ['\u200b'] }, 'webhook_ignore_sources_invalid', 'ignore_sources',
     /^ignore_sources: a source must have a character that shows, which source 1 has not$/],
   ['a source of Unicode white space', { ignoreSources: ['api', 'crm', '\u3000\u00a0'] }, 'webhook_ignore_sources_invalid', 'ignore_sources',
@@ -113,13 +121,29 @@ test('refused on update too, and the webhook keeps its filters', async (t) => {
   t.deepEqual(rows[0], { conditions: VA, watch_fields: ['state'] });
 });
 
+test('the source rules apply to sources as they are written: a webhook whose sources were stored before a rule can still have its other filters changed', async (t) => {
+  const company = await companyId();
+  const hook = await make().webhook({ companyId: company, actions: ['contact.updated'], ignoreSources: ['api'] });
+  // as if stored before line breaks were refused (the triggers off for this transaction alone)
+  await inTransaction(db().pool, 'set local session_replication_role = replica',
+    (c) => c.query(`update webhooks.webhooks set ignore_sources = '{"api","two\nlines"}' where id = $1`, [hook.id]));
+  await db().pool.query(`update webhooks.webhooks set watch_fields = '{state}', conditions = $2 where id = $1`, [hook.id, VA]);
+  const { rows: [row] } = await db().pool.query('select ignore_sources, watch_fields, conditions from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(row, { ignore_sources: ['api', 'two\nlines'], watch_fields: ['state'], conditions: VA });
+  // written again, they are checked
+  const error = await t.throwsAsync(db().pool.query(
+    `update webhooks.webhooks set ignore_sources = '{"two\nlines","api"}' where id = $1`, [hook.id])) as PgError;
+  t.is(error.constraint, 'webhook_ignore_sources_invalid');
+  t.regex(error.message, /as source 1 does$/);
+});
+
 test('accepted: filters stored tidy; JSON null means always; the defaults filter nothing', async (t) => {
   const company = await companyId();
   const hook = await make().webhook({
     companyId: company, actions: ['contact.updated'],
-    ignoreSources: ['encompass', 'api', 'encompass'], watchFields: ['phone', 'email', 'phone'], conditions: null,
+    ignoreSources: ['encompass', 'api', 'encompass', 'Encompass 360'], watchFields: ['phone', 'email', 'phone'], conditions: null,
   });
-  t.deepEqual(hook.ignore_sources, ['encompass', 'api']);
+  t.deepEqual(hook.ignore_sources, ['encompass', 'api', 'Encompass 360']);
   t.deepEqual(hook.watch_fields, ['phone', 'email']);
   t.is(hook.conditions, null);
   await db().pool.query(`update webhooks.webhooks set conditions = '{"field": "state", "op": "eq", "value": "VA"}' where id = $1`, [hook.id]);
