@@ -11,6 +11,7 @@ import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
 import { boundedPage, depthRule, expandedFieldsRule, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits } from './limits.ts';
+import { refuseRequestedTimes } from './requested-times.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 export const GRAPHIQL_PATH = '/graphiql';
@@ -139,6 +140,23 @@ function RequestLimits(limits: ApiLimits): GraphileConfig.Plugin {
 }
 
 /**
+ * A since or until whose year Postgres's parser would refuse unnamed is refused by
+ * name before the query runs (api/requested-times.ts).
+ */
+const RequestedTimes: GraphileConfig.Plugin = {
+  name: 'RequestedTimes',
+  version: '1.0.0',
+  grafast: {
+    middleware: {
+      execute(next, event) {
+        const refusal = refuseRequestedTimes(event.args);
+        return refusal ? { errors: [refusal] } : next();
+      },
+    },
+  },
+};
+
+/**
  * JSON values (payloads) nested too deep to serialise are served as their text, and
  * JSON inputs nested as deep are refused by name (api/deep-json.ts).
  */
@@ -257,7 +275,7 @@ export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, RequestLimits(options.limits), OneConnectionPerRequest(options.limits)],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, RequestedTimes, RequestLimits(options.limits), OneConnectionPerRequest(options.limits)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],
