@@ -118,6 +118,16 @@ as $$
   select '\u0001-\u001f\u007f-\u009f';
 $$;
 
+-- the line and paragraph separators, U+2028 and U+2029: no control characters, but
+-- they end a line as a line feed does
+create or replace function webhooks_private.line_separators()
+returns text
+language sql
+immutable
+as $$
+  select '\u2028\u2029';
+$$;
+
 -- the bidi controls (Unicode's Bidi_Control): marks, embeddings, overrides and
 -- isolates. In a text shown among others they reorder what follows them, the page's
 -- own text included: "Invoice" U+202E "slx.exe" shows as "Invoiceexe.xls".
@@ -349,10 +359,11 @@ begin
     if new.name is null or new.name = '' then
       perform webhooks_private.config_error('webhook_name_required', 'name', 'webhook name must not be empty or white space only');
     end if;
-    -- control characters (C0, DEL, C1): a name is shown in pages, logs and terminals
-    if new.name ~ ('[' || webhooks_private.control_characters() || ']') then
+    -- control characters (C0, DEL, C1) and line separators: a name is shown in pages,
+    -- logs and terminals, on one line
+    if new.name ~ ('[' || webhooks_private.control_characters() || webhooks_private.line_separators() || ']') then
       perform webhooks_private.config_error('webhook_name_control_characters', 'name',
-        'webhook name must not contain control characters (tabs, line breaks, escapes, …)');
+        'webhook name must not contain control characters (tabs, line breaks, escapes, …) nor line or paragraph separators (U+2028, U+2029)');
     end if;
     -- and on the Reports page, among other webhooks' names: nothing that reorders the
     -- text around it, and something that shows

@@ -328,9 +328,8 @@ begin
         format('ignore_sources: a source must not contain bidi controls (%s), as source %s does',
                webhooks_private.bidi_controls_in_words(), v_count));
     end if;
-    -- (U+2028 and U+2029 end a line as a line feed does, though no control character)
     select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
-    where s ~ ('[' || webhooks_private.control_characters() || '\u2028\u2029]') order by n limit 1;
+    where s ~ ('[' || webhooks_private.control_characters() || webhooks_private.line_separators() || ']') order by n limit 1;
     if found then
       perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
         format('ignore_sources: a source must not contain control characters (tabs, line breaks, escapes, …) nor line or paragraph separators (U+2028, U+2029), as source %s does',

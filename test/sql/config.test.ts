@@ -31,6 +31,8 @@ const badConfigurations: Array<[string, (ids: Ids) => Record<string, unknown>, s
   ['a name with a bell', () => ({ name: 'Ding\u0007' }), 'webhook_name_control_characters', 'name'],
   ['a name with a terminal escape', () => ({ name: '\u001b[31mRed' }), 'webhook_name_control_characters', 'name'],
   ['a name with a line break inside', () => ({ name: 'Two\nlines' }), 'webhook_name_control_characters', 'name'],
+  ['a name with a line separator inside', () => ({ name: 'Two\u2028lines' }), 'webhook_name_control_characters', 'name'],
+  ['a name with a paragraph separator inside', () => ({ name: 'Two\u2029paragraphs' }), 'webhook_name_control_characters', 'name'],
   ['a name with DEL', () => ({ name: 'a\u007fb' }), 'webhook_name_control_characters', 'name'],
   ['a name with a C1 control', () => ({ name: 'a\u009bb' }), 'webhook_name_control_characters', 'name'],
   // a name is shown on the Reports page, in the audit and in logs: bidi controls
