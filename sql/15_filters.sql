@@ -311,8 +311,10 @@ begin
     return new;
   end if;
 
-  -- checked when they are written (a webhook stored before a rule was added can still
-  -- have its other filters changed)
+  -- Each filter is checked when it is written: a webhook stored before a rule was
+  -- added, or watching a column the CRM has dropped since, can still have its other
+  -- filters changed (until 2026-12-06 every filter was checked again on any change of
+  -- one; test/sql/filters-config.test.ts)
   if tg_op = 'INSERT' or new.ignore_sources is distinct from old.ignore_sources then
     if cardinality(new.ignore_sources) > 20 then
       perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
@@ -350,38 +352,40 @@ begin
     new.ignore_sources := array(select s from unnest(new.ignore_sources) with ordinality t(s, n) group by s order by min(n));
   end if;
 
-  if cardinality(new.watch_fields) > 100 then
-    perform webhooks_private.config_error('webhook_watch_field_unknown', 'watch_fields',
-      format('watch_fields: at most 100 fields, got %s', cardinality(new.watch_fields)));
+  if tg_op = 'INSERT' or new.watch_fields is distinct from old.watch_fields then
+    if cardinality(new.watch_fields) > 100 then
+      perform webhooks_private.config_error('webhook_watch_field_unknown', 'watch_fields',
+        format('watch_fields: at most 100 fields, got %s', cardinality(new.watch_fields)));
+    end if;
+    select f into v_bad from unnest(new.watch_fields) f
+    where f is null or f <> all (webhooks.contact_fields()) limit 1;
+    if found then
+      perform webhooks_private.config_error('webhook_watch_field_unknown', 'watch_fields',
+        format('watch_fields: unknown contact field %s; known fields: %s',
+               coalesce(to_jsonb(left(v_bad, 100))::text, 'null'), array_to_string(webhooks.contact_fields(), ', ')));
+    end if;
+    new.watch_fields := array(select f from unnest(new.watch_fields) with ordinality t(f, n) group by f order by min(n));
   end if;
-  select f into v_bad from unnest(new.watch_fields) f
-  where f is null or f <> all (webhooks.contact_fields()) limit 1;
-  if found then
-    perform webhooks_private.config_error('webhook_watch_field_unknown', 'watch_fields',
-      format('watch_fields: unknown contact field %s; known fields: %s',
-             coalesce(to_jsonb(left(v_bad, 100))::text, 'null'), array_to_string(webhooks.contact_fields(), ', ')));
-  end if;
-  new.watch_fields := array(select f from unnest(new.watch_fields) with ordinality t(f, n) group by f order by min(n));
 
-  if new.conditions = 'null'::jsonb then
-    new.conditions := null;   -- JSON null says "always", as SQL null does
-  end if;
-  if new.conditions is not null then
-    if octet_length(new.conditions::text) > 16384 then
-      v_problem := 'conditions: at most 16384 bytes';
-    elsif webhooks_private.condition_count(new.conditions) > 100 then
-      v_problem := 'conditions: at most 100 conditions in all';
-    else
-      v_problem := webhooks_private.condition_problem(new.conditions, '', 1);
+  if tg_op = 'INSERT' or new.conditions is distinct from old.conditions then
+    if new.conditions = 'null'::jsonb then
+      new.conditions := null;   -- JSON null says "always", as SQL null does
     end if;
-    if v_problem is not null then
-      perform webhooks_private.config_error('webhook_conditions_invalid', 'conditions', v_problem);
-    end if;
-    -- the company's webhooks together: every contact write that concerns the company
-    -- may evaluate all of them, another company's contact too (through a user of this
-    -- company assigned to it). One change of a company's conditions at a time, so that
-    -- two cannot both see room (the sum's snapshot is taken after the lock).
-    if tg_op = 'INSERT' or new.conditions is distinct from old.conditions then
+    if new.conditions is not null then
+      if octet_length(new.conditions::text) > 16384 then
+        v_problem := 'conditions: at most 16384 bytes';
+      elsif webhooks_private.condition_count(new.conditions) > 100 then
+        v_problem := 'conditions: at most 100 conditions in all';
+      else
+        v_problem := webhooks_private.condition_problem(new.conditions, '', 1);
+      end if;
+      if v_problem is not null then
+        perform webhooks_private.config_error('webhook_conditions_invalid', 'conditions', v_problem);
+      end if;
+      -- the company's webhooks together: every contact write that concerns the company
+      -- may evaluate all of them, another company's contact too (through a user of this
+      -- company assigned to it). One change of a company's conditions at a time, so that
+      -- two cannot both see room (the sum's snapshot is taken after the lock).
       v_count := webhooks_private.condition_count(new.conditions);
       perform pg_advisory_xact_lock(webhooks_private.company_webhooks_lock(new.company_id));
       v_max := webhooks_private.integer_setting('webhooks.max_conditions_per_company');

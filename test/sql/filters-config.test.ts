@@ -137,6 +137,24 @@ test('the source rules apply to sources as they are written: a webhook whose sou
   t.regex(error.message, /as source 1 does$/);
 });
 
+test('the field rules apply to fields as they are written: a webhook watching, or with a condition on, a column the CRM has since dropped can still have its other filters changed', async (t) => {
+  const company = await companyId();
+  const hook = await make().webhook({ companyId: company, actions: ['contact.updated'] });
+  const onFax = { field: 'fax', op: 'eq', value: '555' };
+  // as if stored while crm.contacts had a column fax (the triggers off for this transaction alone)
+  await inTransaction(db().pool, 'set local session_replication_role = replica',
+    (c) => c.query(`update webhooks.webhooks set watch_fields = '{fax}', conditions = $2 where id = $1`, [hook.id, onFax]));
+  await db().pool.query(`update webhooks.webhooks set ignore_sources = '{api}' where id = $1`, [hook.id]);
+  await db().pool.query(`update webhooks.webhooks set conditions = $2 where id = $1`, [hook.id, VA]);
+  await db().pool.query(`update webhooks.webhooks set watch_fields = '{state}', conditions = $2 where id = $1`, [hook.id, onFax])
+    .then(() => t.fail('a condition on fax, written again, is checked'), (error: PgError) => t.is(error.constraint, 'webhook_conditions_invalid'));
+  const { rows: [row] } = await db().pool.query('select ignore_sources, watch_fields, conditions from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(row, { ignore_sources: ['api'], watch_fields: ['fax'], conditions: VA });
+  // written again, they are checked
+  const error = await t.throwsAsync(db().pool.query(`update webhooks.webhooks set watch_fields = '{state,fax}' where id = $1`, [hook.id])) as PgError;
+  t.is(error.constraint, 'webhook_watch_field_unknown');
+});
+
 test('accepted: filters stored tidy; JSON null means always; the defaults filter nothing', async (t) => {
   const company = await companyId();
   const hook = await make().webhook({
