@@ -148,14 +148,15 @@ for (const isolation of ['repeatable read', 'serializable'] as const) {
 }
 
 // A company's webhook for firsts created while another company's first on the same
-// contact holds a writer up. The writer, at READ COMMITTED, writes the rows of firsts
-// for the companies it saw listening when its statement began (not this one), waits
-// there for a colleague, and asks "first?" after the wait: the new webhook listening
-// by then, it sends the company's first without its row, so without waiting for a
-// writer of that company's first that saw the webhook and wrote the row. Each takes
-// its own user as the first, and the company is sent two. (Still so: failing.)
+// contact holds a writer up. The writer, at READ COMMITTED, wrote the rows of firsts
+// for the companies it saw listening when its statement began (not this one), waited
+// there for a colleague, and asked "first?" after the wait: the new webhook listening
+// by then, it sent the company's first without its row, so without waiting for a
+// writer of that company's first that had seen the webhook and wrote the row. Each
+// took its own user as the first, and the company was sent two. Now the companies
+// that get firsts are those seen listening when the rows were written.
 for (const isolation of ['read committed', 'repeatable read', 'serializable'] as const) {
-  test.serial.failing(`a webhook for firsts created while an assignment waits for another company's first, and a colleague at ${isolation} assigns: one first`, async (t) => {
+  test.serial(`a webhook for firsts created while an assignment waits for another company's first, and a colleague at ${isolation} assigns: one first`, async (t) => {
     const f = factories(db().pool);
     const [owner, other] = [await f.company(), await f.company()];
     const [x1, x2] = [await f.user(owner.id), await f.user(owner.id)];
