@@ -263,7 +263,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     // a switch of protocols, or no HTTP status at all: nothing final follows (interim
-    // 102 and 103 come here too, before the final response, and are read past)
+    // 102 and 103 come here too, before the final response, and are read past; a 100
+    // never does: undici drops the connection at it, describeFailure)
     if (statusCode === 101 || statusCode < 100) {
       controller.abort(new NoFinalStatus(statusCode));
       return;
@@ -376,8 +377,14 @@ export function describeFailure(error: unknown, timedOut: boolean, options: Pick
         : `${url.host} answered with status ${status}, which is not an HTTP status`;
     }
     case 'UND_ERR_SOCKET':
-      // undici's words for an answer it ends itself: 100 Continue (it sends no
-      // Expect header and reads no further), and an upgrade it did not ask for
+      // undici's words for an answer it ends itself: an upgrade it did not ask
+      // for, and 100 Continue. Its HTTP/1.1 client drops the connection at any 100,
+      // whatever follows: a final status after it too, legal as that is (RFC 9110,
+      // 15.2), so such a receiver cannot be delivered to. Nothing asks it to read
+      // on: it refuses an Expect header, and its expectContinue is HTTP/2's (undici
+      // 7.30). The attempt fails with these words and is retried on the schedule;
+      // the connection is gone and the slot free (test/relay/interim-responses.test.ts).
+      // (Its other 'bad response', bytes while no request runs, ends no request.)
       if (e.message === 'bad response') {
         return `${url.host} answered 100 Continue, which the relay does not read past (it sends no Expect: 100-continue): no final status`;
       }

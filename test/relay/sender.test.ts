@@ -180,10 +180,11 @@ async function answering(t: { teardown: (fn: () => void) => void }, answer: stri
   return (server.address() as { port: number }).port;
 }
 
-// undici ends these exchanges itself (100 Continue: it sends no Expect header and
-// reads no further; 101: a POST is never upgraded; a status below 100: an assertion
-// of its parser's). The attempt said "connection closed before a complete response",
-// or gave the tenant the text of undici's assertion: it says what the endpoint answered.
+// undici ends these exchanges itself (100 Continue: it reads no HTTP/1.1 answer past
+// a 100, interim-responses.test.ts; 101: a POST is never upgraded; a status below
+// 100: an assertion of its parser's). The attempt said "connection closed before a
+// complete response", or gave the tenant the text of undici's assertion: it says
+// what the endpoint answered.
 for (const [what, answer, error] of [
   ['100 Continue before the final response', 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
     (host: string) => `${host} answered 100 Continue, which the relay does not read past (it sends no Expect: 100-continue): no final status`],
