@@ -164,6 +164,28 @@ as $$
   order by 1, 2;
 $$;
 
+-- public (operators, maintenance): the deliveries still on their way that keep days
+-- past the retention, by day and webhook. A day goes only once every delivery of it
+-- has ended (expired_days), so one webhook retrying for weeks (max_attempts up to
+-- 100, waits up to webhooks.retry_max_delay) keeps that day of every company's history
+-- past the retention: this names it, so that the metric
+-- bpd_webhooks_history_days_past_retention can be acted on (its webhook disabled, or
+-- its deliveries failed, by their admin or a DBA), and maintain says it. The queue
+-- holds only deliveries on their way: a read of it is short.
+create or replace function webhooks.held_past_retention()
+returns table (day date, company_id bigint, webhook_id bigint, on_their_way bigint, next_attempt_at timestamptz)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select (q.created_at at time zone 'utc')::date, q.company_id, q.webhook_id, count(*), min(q.next_attempt_at)
+  from webhooks.delivery_queue q
+  where q.created_at < webhooks_private.utc_day_start(webhooks_private.first_kept_day())
+  group by 1, 2, 3
+  order by 1, 2, 3;
+$$;
+
 -- public (maintenance): a day's partitions go now; the kept history starts after it.
 -- Called before the first of them goes (tools/maintain.ts): a run stopped half way
 -- leaves the day either before kept_since and shown whole (a day kept, its rows

@@ -120,6 +120,7 @@ comment on function webhooks.expired_days() is '@behavior -*';
 comment on function webhooks.keep_day_on_its_way(text) is '@behavior -*';
 comment on function webhooks.forget_day(date) is '@behavior -*';
 comment on function webhooks.detached_history_days() is '@behavior -*';
+comment on function webhooks.held_past_retention() is '@behavior -*';
 comment on function webhooks.fail_held_snapshots_past_retention() is '@behavior -*';
 comment on function webhooks.outbox_tails() is '@behavior -*';
 comment on function webhooks.bound_tail(text, date) is '@behavior -*';

@@ -42,6 +42,16 @@ export interface MaintainResult {
   /** backfill snapshots held for disabled webhooks, failed as their days passed the retention (webhooks.fail_held_snapshots_past_retention) */
   snapshotsFailed: number;
   daysDropped: string[];
+  /** the deliveries still on their way that keep days past the retention, by day and webhook (webhooks.held_past_retention) */
+  heldPastRetention: HeldDay[];
+}
+
+export interface HeldDay {
+  day: string;
+  companyId: string;
+  webhookId: string;
+  onTheirWay: number;
+  nextAttemptAt: Date;
 }
 
 interface Tail {
@@ -116,13 +126,28 @@ export async function maintain(
       log(`dropped the history of ${day}`);
       dropped.push(day);
     }
+    const held = await heldPastRetention(client);
+    for (const h of held) {
+      log(`kept the history of ${h.day} past the retention: webhook ${h.webhookId} (company ${h.companyId}) has ${h.onTheirWay} of its deliveries on their way, the next try at ${h.nextAttemptAt.toISOString()}`);
+    }
     return {
       partitionsMade: made, tails, daysRolledUp: counted.days, webhooksRolledUp: counted.visited,
       deletedWebhooksFoundWithRows: rechecked!.n, deliveriesPurged: purged, snapshotsFailed, daysDropped: dropped,
+      heldPastRetention: held,
     };
   } finally {
     await client.end();
   }
+}
+
+/** What keeps days past the retention (webhooks.held_past_retention, sql/29_retention.sql). */
+async function heldPastRetention(client: pg.Client): Promise<HeldDay[]> {
+  const { rows } = await client.query<{ day: string; company_id: string; webhook_id: string; on_their_way: string; next_attempt_at: Date }>(
+    `select to_char(day, 'YYYY-MM-DD') as day, company_id, webhook_id, on_their_way, next_attempt_at
+     from webhooks.held_past_retention()`);
+  return rows.map((r) => ({
+    day: r.day, companyId: r.company_id, webhookId: r.webhook_id, onTheirWay: Number(r.on_their_way), nextAttemptAt: r.next_attempt_at,
+  }));
 }
 
 // Deleted webhooks' deliveries, one batch (one day of one webhook) per transaction,

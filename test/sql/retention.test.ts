@@ -95,12 +95,20 @@ test.serial('retention drops whole days past it, keeps a day with a delivery on 
   const before = await totals();
   t.deepEqual(before.report, { fired: '8', succeeded: '4', failed: '2' });
 
-  const result = await maintain(db().url);
+  const said: string[] = [];
+  const result = await maintain(db().url, (line) => said.push(line));
   // days 10 and 8 ago go; day 9 ago has a pending delivery; day 1 ago is recent
   // (the emptied days of the test before go too)
   const iso = (day: number) => utcDay(day).toISOString().slice(0, 10);
   t.true(result.daysDropped.includes(iso(-10)) && result.daysDropped.includes(iso(-8)));
   t.false(result.daysDropped.includes(iso(-9)) || result.daysDropped.includes(iso(-1)));
+  // and what keeps day 9 ago is named: which webhook, how many, when next
+  const { rows: [pending] } = await db().pool.query(
+    'select next_attempt_at from webhooks.delivery_queue where delivery_id = $1', [ids[-9][1]]);
+  t.deepEqual(result.heldPastRetention, [
+    { day: iso(-9), companyId: company.id, webhookId: webhook.id, onTheirWay: 1, nextAttemptAt: pending.next_attempt_at },
+  ]);
+  t.true(said.includes(`kept the history of ${iso(-9)} past the retention: webhook ${webhook.id} (company ${company.id}) has 1 of its deliveries on their way, the next try at ${pending.next_attempt_at.toISOString()}`), said.join('\n'));
   const history = await partitionsOf('delivery_history');
   const attempts = await partitionsOf('delivery_attempts');
   for (const [day, kept] of [[-10, false], [-9, true], [-8, false], [-1, true]] as const) {
