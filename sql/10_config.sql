@@ -687,17 +687,13 @@ declare
     'The %1$s it was filtered on, %1$s %2$s%3$s, was deleted from the CRM. Enabled again, it fires for every %1$s; choose another %1$s first to keep it to one.',
     v_what, v_id, v_named);
 begin
-  if p_column = 'user_id' then
-    update webhooks.webhooks w
-    set user_id = null, enabled = false, disabled_at = coalesce(w.disabled_at, now()),
-        disabled_by = coalesce(w.disabled_by, 'crm'), disabled_reason = v_reason
-    where w.user_id = v_id;
-  else
-    update webhooks.webhooks w
-    set status_id = null, enabled = false, disabled_at = coalesce(w.disabled_at, now()),
-        disabled_by = coalesce(w.disabled_by, 'crm'), disabled_reason = v_reason
-    where w.status_id = v_id;
-  end if;
+  -- (p_column is one of the two the triggers below name, never a tenant's text)
+  execute format(
+    $u$update webhooks.webhooks w
+       set %1$I = null, enabled = false, disabled_at = coalesce(w.disabled_at, now()),
+           disabled_by = coalesce(w.disabled_by, 'crm'), disabled_reason = $2
+       where w.%1$I = $1$u$, p_column)
+  using v_id, v_reason;
 end;
 $$;
 
