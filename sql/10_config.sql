@@ -697,22 +697,13 @@ begin
 end;
 $$;
 
-create or replace function webhooks_private.tg_users__disable_webhooks()
+-- (the trigger names the filter's column: user_id on crm.users, status_id on crm.statuses)
+create or replace function webhooks_private.tg_filter_target__deleted()
 returns trigger
 language plpgsql
 as $$
 begin
-  perform webhooks_private.disable_filtered_on('user_id', to_jsonb(old));
-  return null;
-end;
-$$;
-
-create or replace function webhooks_private.tg_statuses__disable_webhooks()
-returns trigger
-language plpgsql
-as $$
-begin
-  perform webhooks_private.disable_filtered_on('status_id', to_jsonb(old));
+  perform webhooks_private.disable_filtered_on(tg_argv[0], to_jsonb(old));
   return null;
 end;
 $$;
@@ -723,9 +714,12 @@ $$;
 drop trigger if exists "!webhooks_user_deleted" on crm.users;
 create trigger "!webhooks_user_deleted"
   after delete on crm.users
-  for each row execute function webhooks_private.tg_users__disable_webhooks();
+  for each row execute function webhooks_private.tg_filter_target__deleted('user_id');
 
 drop trigger if exists "!webhooks_status_deleted" on crm.statuses;
 create trigger "!webhooks_status_deleted"
   after delete on crm.statuses
-  for each row execute function webhooks_private.tg_statuses__disable_webhooks();
+  for each row execute function webhooks_private.tg_filter_target__deleted('status_id');
+-- (a trigger function of each table, for a few hours of 2026-12-06)
+drop function if exists webhooks_private.tg_users__disable_webhooks();
+drop function if exists webhooks_private.tg_statuses__disable_webhooks();
