@@ -9,8 +9,8 @@
 -- The indexes serve the key's check on each delete of a user or status (and the
 -- trigger's update): without them each delete read every webhook.
 alter table webhooks.webhooks
-  drop constraint webhooks_status_id_fkey,
-  drop constraint webhooks_user_id_fkey;
+  drop constraint if exists webhooks_status_id_fkey,
+  drop constraint if exists webhooks_user_id_fkey;
 alter table webhooks.webhooks
   add constraint webhooks_status_id_fkey foreign key (status_id) references crm.statuses,
   add constraint webhooks_user_id_fkey foreign key (user_id) references crm.users;
