@@ -234,6 +234,20 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
   return registry;
 }
 
+/**
+ * The path of a request's target, or null when it is none: a target such as `//[` or
+ * `//a:b` reads as a URL whose host cannot be one, and new URL() throws on it. Anyone
+ * who reaches the port may send one; thrown in a server's request listener, it ended
+ * the process.
+ */
+export function requestPath(req: IncomingMessage): string | null {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost').pathname;
+  } catch {
+    return null;
+  }
+}
+
 function send(res: ServerResponse, status: number, contentType: string, body: string): void {
   res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store' }).end(body);
 }

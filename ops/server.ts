@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
-import { operationsRoutes } from './operations.ts';
+import { operationsRoutes, requestPath } from './operations.ts';
 
 export interface OperationsServer {
   url: string;
@@ -20,7 +20,11 @@ export async function startOperationsServer(options: {
 }): Promise<OperationsServer> {
   const routes = operationsRoutes({ registry: options.registry, db: options.db });
   const server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const path = requestPath(req);
+    if (path === null) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('bad request target\n');
+      return;
+    }
     routes(req, res, path).then(
       (served) => {
         if (!served) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: /metrics, /healthz, /readyz\n');
