@@ -16,7 +16,7 @@ import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
 import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
-import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes } from '../ops/operations.ts';
+import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, requestPath } from '../ops/operations.ts';
 import { KEEPALIVE_AFTER_MS, sessionOptions } from '../relay/database.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
@@ -128,7 +128,13 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const operations = operationsRoutes({ registry, db: pool, reuseMs: options.operationsReuseMs });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const path = requestPath(req);
+    if (path === null) {
+      // the client's error, not the API's: no 500, no error logged
+      metrics.track(req, res, 'page');
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('bad request target\n');
+      return;
+    }
     const route: Route = path === GRAPHQL_PATH ? 'graphql'
       : path === GRAPHIQL_PATH || path.startsWith('/ruru-static/') ? 'graphiql'
       : OPERATIONS_PATHS.has(path) ? 'operations' : 'page';

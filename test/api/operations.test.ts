@@ -256,3 +256,23 @@ test('/readyz and /metrics ask the database once a second at most, however many 
   t.true(asked.gauges <= most, `gauges asked ${asked.gauges} times, at most ${most}`);
   t.true(asked.readiness >= 1 && asked.gauges >= 1);
 });
+
+test('a request target that is no URL path (GET //[) is the client\'s error, 400, counted as such: not a failure of the API', async (t) => {
+  const { port } = api().api;
+  const before = await metrics(api().api.url);
+  for (const target of ['//[', '//a:b/graphql', '//:99999/metrics']) {
+    const status = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+      let answer = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk) => { answer += chunk; });
+      socket.on('error', reject);
+      socket.on('close', () => resolve(answer.slice(0, answer.indexOf('\r\n'))));
+    });
+    t.is(status, 'HTTP/1.1 400 Bad Request', target);
+  }
+  const after = await metrics(api().api.url);
+  const count = (series: string) => (after.get(series) ?? 0) - (before.get(series) ?? 0);
+  t.is(count('bpd_webhooks_api_requests_total{route="page",code="400"}'), 3);
+  t.is(count('bpd_webhooks_api_requests_total{route="page",code="500"}'), 0);
+});
