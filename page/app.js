@@ -238,7 +238,7 @@ function webhookRow(webhook, backfill) {
   }, webhook.enabled ? 'Disable' : 'Enable');
   return h('tr', { dataset: { webhookId: webhook.id }, class: webhook.enabled ? '' : 'is-disabled' },
     h('td', {}, h('div', { class: 'name' }, h('a', { href: historyHash(webhook.id), class: 'webhook-link' }, webhook.name))),
-    h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', {}, line)))),
+    h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', { title: line }, line)))),
     h('td', { class: 'nowrap' }, formatDate(webhook.createdAt)),
     h('td', { class: 'url' }, h('code', {}, breakableUrl(webhook.url))),
     h('td', {}, statusCell(webhook)),

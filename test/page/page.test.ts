@@ -424,6 +424,57 @@ browserTest('"Triggered by" says a webhook\'s filters in plain words, in the rep
   await page.close();
 });
 
+/**
+ * What runs past its own box sideways under `selector`: the table, when it must be
+ * scrolled sideways to reach its last columns, and each element whose content is
+ * wider than it (drawn over its neighbours), with its class and width.
+ */
+async function overflowing(page: Page, selector: string): Promise<string[]> {
+  return page.evaluate((s) => {
+    const root = document.querySelector(s)!;
+    const found: string[] = [];
+    const wrap = root.closest('.table-wrap')!;
+    if (wrap.scrollWidth > wrap.clientWidth + 1) found.push(`the table: ${wrap.scrollWidth}px wide in ${wrap.clientWidth}px`);
+    for (const element of root.querySelectorAll<HTMLElement>('*')) {
+      if (element.clientWidth > 0 && element.scrollWidth > element.clientWidth + 1 && getComputedStyle(element).overflowX === 'visible') {
+        found.push(`${element.tagName.toLowerCase()}.${element.className}: ${element.scrollWidth}px in ${element.clientWidth}px`);
+      }
+    }
+    return found;
+  }, selector);
+}
+
+browserTest('long text without spaces in a name, a filter or a disable reason wraps in its cell: every row\'s buttons stay on the page', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Long Words Realty');
+  const status = await f.status(company.id, `Status${'S'.repeat(300)}`);
+  const zips = Array.from({ length: 100 }, (_, i) => String(22_000 + i));
+  const long = await f.webhook({
+    companyId: company.id, name: `Name${'N'.repeat(196)}`, actions: ['contact.status_added'], statusId: status.id,
+    conditions: { all: [{ field: 'postal_code', op: 'in', value: zips }, { field: 'email', op: 'contains', value: `@${'e'.repeat(400)}` }] },
+    ignoreSources: Array.from({ length: 20 }, (_, i) => `integration-${i}`),
+  });
+  // as the relay words it after every attempt failed, quoting the receiver's error
+  const gone = await f.webhook({ companyId: company.id, name: 'Gone', actions: ['contact.created'], enabled: false });
+  await pool.query(`update webhooks.webhooks set disabled_by = 'relay', disabled_reason = $2 where id = $1`,
+    [gone.id, `every attempt has failed for 3 days; the last: redirect not followed: HTTP 301 to https://x.example/${'r'.repeat(400)}`]);
+  const page = await signedIn(company.id);
+  t.deepEqual(await overflowing(page, '#webhooks-table'), []);
+  for (const id of [long.id, gone.id]) {
+    const button = await page.locator(`${row(id)} [data-action]`).first().boundingBox();
+    t.true(button !== null && button.x + button.width <= page.viewportSize()!.width, `the button of webhook ${id} is on the page`);
+  }
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${long.id}`);
+  await untilText(page, '#page-title', long.name);
+  t.deepEqual(await page.evaluate(() => [...document.querySelectorAll<HTMLElement>('main *')]
+    .filter((e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX === 'visible')
+    .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}: ${e.scrollWidth}px in ${e.clientWidth}px`)), [],
+    'its title and facts fit the page');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a webhook of another company is not there', async (t) => {
   const mine = await seedCompany(db().pool);
   const theirs = await seedCompany(db().pool, 'Rival Realty');
