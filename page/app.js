@@ -458,10 +458,16 @@ function detailsRow(firing) {
   return row;
 }
 
+/**
+ * The contact as the payload names it, and its number. The name is CRM data, isolated
+ * (bdi): a bidi control in it (a last name ending in U+202E) would otherwise reorder
+ * the number after it ("#1234" shown as "4321#").
+ */
 function contactCell(firing) {
-  if (isTest(firing.action)) return ['Sample contact ', h('span', { class: 'contact-id' }, `#${firing.contactId}`)];
+  const id = h('span', { class: 'contact-id' }, `#${firing.contactId}`);
+  if (isTest(firing.action)) return h('div', { class: 'contact' }, 'Sample contact ', id);
   const { name } = contactLabel(firing.contactId, firing.payload);
-  return [name, ' ', h('span', { class: 'contact-id' }, `#${firing.contactId}`)];
+  return h('div', { class: 'contact' }, h('bdi', {}, name), ' ', id);
 }
 
 /** When a pending firing goes: at its next try, or (an ordered webhook) once the firing of the same contact before it has ended, or (a backfill's snapshot) once its webhook is enabled. */

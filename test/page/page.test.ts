@@ -437,7 +437,7 @@ async function overflowing(page: Page, selector: string): Promise<string[]> {
     if (wrap.scrollWidth > wrap.clientWidth + 1) found.push(`the table: ${wrap.scrollWidth}px wide in ${wrap.clientWidth}px`);
     for (const element of root.querySelectorAll<HTMLElement>('*')) {
       if (element.clientWidth > 0 && element.scrollWidth > element.clientWidth + 1 && getComputedStyle(element).overflowX === 'visible') {
-        found.push(`${element.tagName.toLowerCase()}.${element.className}: ${element.scrollWidth}px in ${element.clientWidth}px`);
+        found.push(`${element.tagName.toLowerCase()}.${element.className}: ${element.scrollWidth}px in ${element.clientWidth}px ${element.outerHTML.slice(0, 200)}`);
       }
     }
     return found;
@@ -471,6 +471,38 @@ browserTest('long text without spaces in a name, a filter or a disable reason wr
     .filter((e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX === 'visible')
     .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}: ${e.scrollWidth}px in ${e.clientWidth}px`)), [],
     'its title and facts fit the page');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('a contact\'s name from the CRM neither widens the history past the page nor reorders the contact\'s number after it', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Odd Contacts Realty');
+  // a name pasted without spaces, and one whose last character is RIGHT-TO-LEFT OVERRIDE
+  const long = await f.contact(company.id, { first_name: 'Z'.repeat(10_000), last_name: null });
+  const override = await f.contact(company.id, { first_name: 'Eve', last_name: 'Mallory\u202E' });
+  const webhook = await f.webhook({ companyId: company.id, name: 'Everyone', actions: ['contact.created'], fields: ['first_name', 'last_name'] });
+  const longId = await fire(pool, { webhook, contact: long, action: 'contact.created', daysAgo: 1, outcome: 'succeeded', attempts: 1 });
+  const overrideId = await fire(pool, { webhook, contact: override, action: 'contact.created', daysAgo: 1, outcome: 'succeeded', attempts: 1 });
+  const page = await signedIn(company.id);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await page.waitForSelector(`#history-body tr[data-delivery-id="${longId}"]`);
+  t.deepEqual(await overflowing(page, '#history-table'), []);
+  const show = await page.locator(`#history-body tr[data-delivery-id="${longId}"] button:has-text("Show")`).boundingBox();
+  t.true(show !== null && show.x + show.width <= page.viewportSize()!.width, 'the row\'s Show is on the page');
+  // "#<id>" reads left to right, its "#" first: the override ends with the name
+  const order = await page.locator(`#history-body tr[data-delivery-id="${overrideId}"] .contact-id`).evaluate((span) => {
+    const text = span.firstChild!;
+    const x = (i: number) => {
+      const range = document.createRange();
+      range.setStart(text, i);
+      range.setEnd(text, i + 1);
+      return range.getBoundingClientRect().x;
+    };
+    return { text: span.textContent, hashBeforeDigits: x(0) < x(1) };
+  });
+  t.deepEqual(order, { text: `#${override.id}`, hashBeforeDigits: true });
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
