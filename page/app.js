@@ -137,6 +137,9 @@ const TOKEN_PROBLEMS = {
 };
 
 function showSignIn(message = '') {
+  // a secret shown is the signed-in admin's: the next to sign in on this tab (another
+  // company's, perhaps) must not find it on the page
+  forgetSecret();
   $('app').hidden = true;
   $('who').hidden = true;
   $('sign-in').hidden = false;
@@ -690,6 +693,13 @@ async function rotateFor(webhook) {
   }
 }
 
+/** Takes a secret off the page: its panel hidden, its text gone, none waiting to be shown. */
+function forgetSecret() {
+  issuedSecret = null;
+  $('secret-panel').hidden = true;
+  $('secret-value').textContent = '';
+}
+
 /** The secret issued to this webhook, once: the panel keeps it until dismissed or left. */
 function showIssuedSecret(webhookId) {
   if (!issuedSecret || issuedSecret.webhookId !== webhookId) return;
@@ -1055,16 +1065,13 @@ $('sign-in-form').addEventListener('submit', signIn);
 $('sign-out').addEventListener('click', signOut);
 $('range').addEventListener('submit', applyCustomRange);
 $('copy-secret').addEventListener('click', copySecret);
-$('secret-done').addEventListener('click', () => {
-  $('secret-panel').hidden = true;
-  $('secret-value').textContent = '';
-});
+$('secret-done').addEventListener('click', forgetSecret);
 $('confirm-no').addEventListener('click', closeConfirm);
 window.addEventListener('hashchange', () => {
   if (!keepFlash) hideFlash();
   keepFlash = false;
   closeConfirm();
-  if (!issuedSecret) $('secret-panel').hidden = true;
+  if (!issuedSecret) forgetSecret();
   // a new view or page starts at its top, also when its link was at the bottom
   void render().then(() => window.scrollTo({ top: 0 }));
 });

@@ -4,6 +4,7 @@
 // follow, each recorded in the webhook's history of changes. A viewer sees none of
 // the controls.
 import test from 'ava';
+import { SignJWT } from 'jose';
 import type { Page } from 'playwright-core';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
 import { PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
@@ -229,6 +230,46 @@ browserTest('the form\'s checks and the database\'s refusals show beside the inp
   t.true(await page.isHidden('#error'), 'not as a page error');
   t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id])).rows[0].n, 0);
   t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('a secret shown is gone from the page once the tab is signed out, by Sign out or by a token that expired: the next to sign in on the tab does not see it', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const other = await f.company();
+  const hook = await f.webhook({ companyId: company.id, name: 'Sheet', actions: ['contact.created'] });
+  await f.webhook({ companyId: other.id, name: 'Theirs', actions: ['contact.created'] });
+  const page = await signedIn(company.id);
+  const showSecret = async () => {
+    await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
+    await page.click('#rotate-secret');
+    await page.click('#confirm-yes');
+    await page.waitForSelector('#secret-panel:not([hidden])');
+    t.is(await page.textContent('#secret-value'), await storedSecret(hook.id));
+  };
+
+  // the token expires while the secret is shown: the next request finds it so
+  await showSecret();
+  const expired = await new SignJWT({ role: 'webhook_admin', company_id: company.id })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
+    .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+    .sign(new TextEncoder().encode(api.jwtSecret));
+  await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
+  await page.click('#range-presets [data-preset="7"]');
+  await untilText(page, '#sign-in-error', /^This token expired on /);
+  t.is(await page.textContent('#secret-value'), '', 'gone from the page');
+  await signIn(page, await api.token(other.id));
+  await page.waitForSelector('#error:not([hidden]), #history:not([hidden])');
+  t.true(await page.isHidden('#secret-panel'), 'not shown to the next to sign in');
+
+  // Sign out
+  await page.click('#sign-out');
+  await signIn(page, await api.token(company.id));
+  await showSecret();
+  await page.click('#sign-out');
+  await page.waitForSelector('#sign-in:not([hidden])');
+  t.is(await page.textContent('#secret-value'), '', 'gone from the page');
   await page.close();
 });
 
