@@ -137,9 +137,11 @@ const TOKEN_PROBLEMS = {
 };
 
 function showSignIn(message = '') {
-  // a secret shown is the signed-in admin's: the next to sign in on this tab (another
-  // company's, perhaps) must not find it on the page
+  // what was shown or asked was the signed-in admin's: the next to sign in on this tab
+  // (another company's, perhaps) must not find it on the page, a secret least of all
   forgetSecret();
+  clearMessages();
+  closeConfirm();
   $('app').hidden = true;
   $('who').hidden = true;
   $('sign-in').hidden = false;

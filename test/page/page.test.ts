@@ -294,6 +294,33 @@ browserTest('Disable shows "Webhook Status: Disable" and turns into Enable, whic
   await page.close();
 });
 
+browserTest('a token found expired leaves nothing of its company on the page for the next to sign in: no message, no open question', async (t) => {
+  const mine = await seedCompany(db().pool);
+  const theirs = await seedCompany(db().pool, 'Rival Realty');
+  const page = await signedIn(mine.companyId);
+  await page.click('#range-presets [data-preset="7"]');
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${mine.notes.id}`);
+  await page.click(`#history-body tr[data-delivery-id="${mine.failedId}"] button:has-text("Replay")`);
+  await untilText(page, '#flash', `Replay: firing #${mine.failedId} is queued to be sent again.`);
+  await page.click('#delete-webhook');
+  await untilText(page, '#confirm-text', /^Delete "Handwritten thank-you notes"/);
+
+  const key = new TextEncoder().encode(api().jwtSecret);
+  const expired = await new SignJWT({ role: 'webhook_admin', company_id: mine.companyId })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
+    .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+    .sign(key);
+  await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
+  await page.click('#range-presets [data-preset="30"]');
+  await untilText(page, '#sign-in-error', /^This token expired on /);
+  await signIn(page, await api().token(theirs.companyId));
+  await page.waitForSelector('#error:not([hidden])');
+  t.true(await page.isHidden('#flash'), await page.textContent('#flash') ?? '');
+  t.true(await page.isHidden('#confirm'), await page.textContent('#confirm-text') ?? '');
+  await page.close();
+});
+
 browserTest('a webhook whose receiver keeps failing shows as Failing: how many attempts since when, the next try, and when it will be disabled; a success makes it Active again', async (t) => {
   const { companyId, notes, jane } = await seedCompany(db().pool);
   // six failed attempts, an hour apart from a day ago, as the relay's settle counts them
