@@ -2,7 +2,7 @@
 // token as a bearer token. The token lives in sessionStorage: it survives a reload
 // but is gone when the browser tab closes.
 // First the transport (session, errors), then the operations the page runs.
-import { inspectToken } from './format.js';
+import { crmName, inspectToken } from './format.js';
 
 const TOKEN_KEY = 'bpd-webhooks.token';
 
@@ -126,8 +126,8 @@ function reportRowOf(node) {
     url: node.url,
     actions: node.actions.map(actionName),
     fields: node.fields,
-    status: node.statusId ? { id: node.statusId, name: node.statusName ?? `status #${node.statusId}` } : null,
-    user: node.userId ? { id: node.userId, name: node.userName ?? `user #${node.userId}` } : null,
+    status: node.statusId ? { id: node.statusId, name: crmName(node.statusName ?? `status #${node.statusId}`) } : null,
+    user: node.userId ? { id: node.userId, name: crmName(node.userName ?? `user #${node.userId}`) } : null,
     createdAt: node.createdAt,
     enabled: node.enabled,
     disabledAt: node.disabledAt,
@@ -306,8 +306,8 @@ export async function fetchChoices() {
   const data = await graphql(CHOICES);
   return {
     fields: data.contactFields,
-    statuses: data.companyStatuses.nodes,
-    users: data.companyUsers.nodes,
+    statuses: data.companyStatuses.nodes.map((s) => ({ ...s, name: crmName(s.name) })),
+    users: data.companyUsers.nodes.map((u) => ({ ...u, name: crmName(u.name) })),
   };
 }
 

@@ -34,6 +34,21 @@ export function isTest(action) {
   return action === TEST_ACTION;
 }
 
+// The bidi controls (Unicode's Bidi_Control), as the database's class has them
+// (webhooks_private.bidi_controls(), sql/10_config.sql).
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * A name from the CRM (a status's, a user's) as the page quotes it among its own
+ * words, without bidi controls: one in it ("VIP" U+202E) reordered the words after it,
+ * a webhook's other triggers, what else a change changed. The database refuses them
+ * in what a tenant names for the engine (a webhook, a disable reason); the CRM's
+ * names are the CRM's.
+ */
+export function crmName(name) {
+  return String(name).replace(BIDI_CONTROLS, '');
+}
+
 /** A contact field as a form labels it: "first_name" → "First name", "custom.tier" → "Tier" */
 export function fieldLabel(field) {
   const words = fieldWords(field);

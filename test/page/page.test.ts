@@ -552,6 +552,47 @@ browserTest('a contact\'s name from the CRM neither widens the history past the 
   await page.close();
 });
 
+/** Whether `word`, inside the element, shows left to right: its first letter left of its second. */
+async function readsLeftToRight(page: Page, selector: string, word: string): Promise<boolean> {
+  return page.locator(selector).evaluate((element, w) => {
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const at = node.textContent!.indexOf(w);
+      if (at < 0) continue;
+      const x = (i: number) => {
+        const range = document.createRange();
+        range.setStart(node!, at + i);
+        range.setEnd(node!, at + i + 1);
+        return range.getBoundingClientRect().x;
+      };
+      return x(0) < x(1);
+    }
+    throw new Error(`no "${w}" in ${element.textContent}`);
+  }, word);
+}
+
+browserTest('a status named in the CRM with a bidi control does not reorder the words after it: its webhook\'s triggers, its history of changes', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Bidi Realty');
+  const vip = await f.status(company.id, 'VIP\u202E');
+  const notes = await f.status(company.id, 'Thank You Note');
+  const webhook = await f.webhook({
+    companyId: company.id, name: 'Letters', actions: ['contact.status_added'], statusId: vip.id, ignoreSources: ['encompass'],
+  });
+  await pool.query(`update webhooks.webhooks set status_id = $2 where id = $1`, [webhook.id, notes.id]);
+  await pool.query(`update webhooks.webhooks set status_id = $2 where id = $1`, [webhook.id, vip.id]);
+  const page = await signedIn(company.id);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await untilText(page, '#history-facts div:first-child dd', /encompass$/);
+  t.true(await readsLeftToRight(page, '#history-facts div:first-child dd', 'encompass'), 'the filter after the status');
+  await page.waitForSelector('#audit-list li[data-action="webhook.updated"]');
+  // "status: VIP → Thank You Note", then "status: Thank You Note → VIP"
+  t.true(await readsLeftToRight(page, '#audit-list li[data-action="webhook.updated"] >> nth=1', 'Thank'), 'the status after it');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a webhook of another company is not there', async (t) => {
   const mine = await seedCompany(db().pool);
   const theirs = await seedCompany(db().pool, 'Rival Realty');
