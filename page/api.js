@@ -155,16 +155,47 @@ const REPORT_FIELDS = `
 `;
 
 const REPORT = /* GraphQL */ `
-  query Report($since: Datetime, $until: Datetime) {
+  query Report($since: Datetime, $until: Datetime, $after: Cursor) {
     currentCompanyName
-    webhookReport(since: $since, until: $until) { nodes { ${REPORT_FIELDS} } }
+    webhookReport(since: $since, until: $until, after: $after) {
+      pageInfo { hasNextPage endCursor }
+      nodes { ${REPORT_FIELDS} }
+    }
   }
 `;
 
-/** Every webhook of the company, newest first, with its counts for [from, to). */
+/**
+ * Every webhook of the company, newest first, with its counts for [from, to). Asked a
+ * page at a time, the API's default page (API_DEFAULT_PAGE_SIZE, 100): a company may
+ * have more webhooks (webhooks.max_webhooks_per_company), and the rest were missing.
+ */
 export async function fetchReport({ from, to }) {
-  const data = await graphql(REPORT, { since: from, until: to });
-  return { companyName: data.currentCompanyName, webhooks: data.webhookReport.nodes.map(reportRowOf) };
+  // by id: a webhook made between two pages moves the later ones down by one
+  const webhooks = new Map();
+  let companyName = null;
+  let after = null;
+  do {
+    const data = await graphql(REPORT, { since: from, until: to, after });
+    companyName = data.currentCompanyName;
+    for (const node of data.webhookReport.nodes) webhooks.set(node.webhookId, reportRowOf(node));
+    const { hasNextPage, endCursor } = data.webhookReport.pageInfo;
+    after = hasNextPage ? endCursor : null;
+  } while (after);
+  return { companyName, webhooks: [...webhooks.values()] };
+}
+
+const WEBHOOK = /* GraphQL */ `
+  query Webhook($id: BigInt!) {
+    currentCompanyName
+    webhookReport(webhookId: $id) { nodes { ${REPORT_FIELDS} } }
+  }
+`;
+
+/** One webhook of the company as the report has it (null: not the company's), for its edit form. */
+export async function fetchWebhook(webhookId) {
+  const data = await graphql(WEBHOOK, { id: webhookId });
+  const node = data.webhookReport.nodes.find((n) => n.webhookId === webhookId);
+  return { companyName: data.currentCompanyName, webhook: node ? reportRowOf(node) : null };
 }
 
 const FIRING_FIELDS = `

@@ -11,7 +11,7 @@
 //   #/webhooks/<id>/edit       its edit form
 import {
   ATTEMPTS_PAGE, ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
-  fetchDeliverySettings, fetchFiring, fetchHistory, fetchReport, replayDelivery, rotateSecret, saveDeliverySettings,
+  fetchDeliverySettings, fetchFiring, fetchHistory, fetchReport, fetchWebhook, replayDelivery, rotateSecret, saveDeliverySettings,
   sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
 import { h, replace } from './dom.js';
@@ -1000,20 +1000,20 @@ async function submitSetup(form, webhook) {
   }
 }
 
-async function renderSetup(where, instants, mine) {
+async function renderSetup(where, mine) {
   if (readOnly) {
     showError('This token may only read. Setting webhooks up needs an admin token.');
     showView(null);
     return;
   }
-  const [choices, report, delivery] = await Promise.all([
+  const [choices, found, delivery] = await Promise.all([
     fetchChoices(),
-    where.view === 'edit' ? fetchReport(instants) : null,
+    where.view === 'edit' ? fetchWebhook(where.webhookId) : null,
     where.view === 'edit' ? fetchDeliverySettings(where.webhookId) : DEFAULT_DELIVERY,
   ]);
   if (mine !== generation) return;
-  const webhook = report ? report.webhooks.find((w) => w.id === where.webhookId) : null;
-  if (report) $('who-name').textContent = report.companyName ?? '';
+  const webhook = found?.webhook ?? null;
+  if (found) $('who-name').textContent = found.companyName ?? '';
   if (where.view === 'edit' && (!webhook || !delivery)) {
     showError(`There is no webhook #${where.webhookId} in your company.`);
     showView(null);
@@ -1054,7 +1054,7 @@ async function render() {
   document.body.setAttribute('aria-busy', 'true');
   try {
     if (where.view === 'history') await renderHistory(where, instants, days, mine);
-    else if (where.view === 'new' || where.view === 'edit') await renderSetup(where, instants, mine);
+    else if (where.view === 'new' || where.view === 'edit') await renderSetup(where, mine);
     else await renderReport(instants, days, mine);
   } catch (error) {
     if (mine === generation) handleError(error);

@@ -593,6 +593,27 @@ browserTest('a status named in the CRM with a bidi control does not reorder the 
   await page.close();
 });
 
+browserTest('a company with more webhooks than one page of the API holds sees them all, and can edit its oldest', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company('Many Hooks Realty');
+  const webhooks = [];
+  for (let i = 1; i <= 5; i++) webhooks.push(await f.webhook({ companyId: company.id, name: `Hook ${i}`, actions: ['contact.created'] }));
+  // an API whose connections give two rows unless asked for more (API_DEFAULT_PAGE_SIZE);
+  // a company's webhooks may be as many as webhooks.max_webhooks_per_company
+  const small = await startTestApi(db().url, { limits: { ...PAGE_TEST_API_LIMITS, defaultPageSize: 2 } });
+  t.teardown(() => small.stop());
+  const page = await openTab(`${small.api.url}/reports/webhooks`);
+  await signIn(page, await small.token(company.id));
+  await untilReport(page);
+  t.deepEqual(await page.locator('#webhooks-body .webhook-link').allTextContents(), ['Hook 5', 'Hook 4', 'Hook 3', 'Hook 2', 'Hook 1']);
+  t.regex(await page.textContent('#page-subtitle') ?? '', /^5 active, 0 disabled/);
+  await page.goto(`${small.api.url}/reports/webhooks#/webhooks/${webhooks[0].id}/edit`);
+  await untilText(page, '#page-title', 'Edit Hook 1');
+  t.is(await page.inputValue('#setup-name'), 'Hook 1');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a webhook of another company is not there', async (t) => {
   const mine = await seedCompany(db().pool);
   const theirs = await seedCompany(db().pool, 'Rival Realty');
