@@ -165,23 +165,29 @@ const REPORT = /* GraphQL */ `
 `;
 
 /**
- * Every webhook of the company, newest first, with its counts for [from, to). Asked a
- * page at a time, the API's default page (API_DEFAULT_PAGE_SIZE, 100): a company may
- * have more webhooks (webhooks.max_webhooks_per_company), and the rest were missing.
+ * Every node of a connection: its first page as given, then each next page asked with
+ * `next(cursor)` until the last. A connection gives the API's default page unless
+ * asked for more (API_DEFAULT_PAGE_SIZE, 100), and a company may have more webhooks
+ * (webhooks.max_webhooks_per_company), users and statuses than that: the rest were
+ * missing from the page.
  */
+async function allNodes(first, next) {
+  const nodes = [...first.nodes];
+  for (let page = first; page.pageInfo.hasNextPage;) {
+    page = await next(page.pageInfo.endCursor);
+    nodes.push(...page.nodes);
+  }
+  return nodes;
+}
+
+/** Every webhook of the company, newest first, with its counts for [from, to). */
 export async function fetchReport({ from, to }) {
+  const ask = (after) => graphql(REPORT, { since: from, until: to, after });
+  const data = await ask(null);
+  const nodes = await allNodes(data.webhookReport, async (after) => (await ask(after)).webhookReport);
   // by id: a webhook made between two pages moves the later ones down by one
-  const webhooks = new Map();
-  let companyName = null;
-  let after = null;
-  do {
-    const data = await graphql(REPORT, { since: from, until: to, after });
-    companyName = data.currentCompanyName;
-    for (const node of data.webhookReport.nodes) webhooks.set(node.webhookId, reportRowOf(node));
-    const { hasNextPage, endCursor } = data.webhookReport.pageInfo;
-    after = hasNextPage ? endCursor : null;
-  } while (after);
-  return { companyName, webhooks: [...webhooks.values()] };
+  const webhooks = new Map(nodes.map((node) => [node.webhookId, reportRowOf(node)]));
+  return { companyName: data.currentCompanyName, webhooks: [...webhooks.values()] };
 }
 
 const WEBHOOK = /* GraphQL */ `
@@ -324,21 +330,28 @@ export async function replayDelivery(deliveryId) {
 
 // ---- setting webhooks up ---------------------------------------------------------
 
+const STATUS_PAGE = 'pageInfo { hasNextPage endCursor } nodes { id name }';
+const USER_PAGE = 'pageInfo { hasNextPage endCursor } nodes { id name email }';
 const CHOICES = /* GraphQL */ `
-  query Choices {
-    contactFields
-    companyStatuses { nodes { id name } }
-    companyUsers { nodes { id name email } }
-  }
+  query Choices { contactFields companyStatuses { ${STATUS_PAGE} } companyUsers { ${USER_PAGE} } }
 `;
+const MORE_STATUSES = /* GraphQL */ `query MoreStatuses($after: Cursor) { companyStatuses(after: $after) { ${STATUS_PAGE} } }`;
+const MORE_USERS = /* GraphQL */ `query MoreUsers($after: Cursor) { companyUsers(after: $after) { ${USER_PAGE} } }`;
 
-/** What the setup form offers: the contact fields, the company's statuses and users. */
+/**
+ * What the setup form offers: the contact fields, the company's statuses and users,
+ * all of them (a webhook's user missing from its picker was cleared by Save).
+ */
 export async function fetchChoices() {
   const data = await graphql(CHOICES);
+  const [statuses, users] = await Promise.all([
+    allNodes(data.companyStatuses, async (after) => (await graphql(MORE_STATUSES, { after })).companyStatuses),
+    allNodes(data.companyUsers, async (after) => (await graphql(MORE_USERS, { after })).companyUsers),
+  ]);
   return {
     fields: data.contactFields,
-    statuses: data.companyStatuses.nodes.map((s) => ({ ...s, name: crmName(s.name) })),
-    users: data.companyUsers.nodes.map((u) => ({ ...u, name: crmName(u.name) })),
+    statuses: statuses.map((s) => ({ ...s, name: crmName(s.name) })),
+    users: users.map((u) => ({ ...u, name: crmName(u.name) })),
   };
 }
 

@@ -614,6 +614,41 @@ browserTest('a company with more webhooks than one page of the API holds sees th
   await page.close();
 });
 
+browserTest('a company with more users and statuses than one page of the API holds is offered them all; Save keeps a webhook\'s user and status', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Big Brokerage');
+  const users = [];
+  const statuses = [];
+  for (const name of ['Ann', 'Bob', 'Cy', 'Dee', 'Eve']) {
+    users.push(await f.user(company.id, name));
+    statuses.push(await f.status(company.id, `${name}'s status`));
+  }
+  const assigned = await f.webhook({ companyId: company.id, name: 'Eve\'s tasks', actions: ['contact.user_assigned'], userId: users[4].id });
+  const tagged = await f.webhook({ companyId: company.id, name: 'Eve\'s tags', actions: ['contact.status_added'], statusId: statuses[4].id });
+  // an API whose connections give two rows unless asked for more (API_DEFAULT_PAGE_SIZE)
+  const small = await startTestApi(db().url, { limits: { ...PAGE_TEST_API_LIMITS, defaultPageSize: 2 } });
+  t.teardown(() => small.stop());
+  const page = await openTab(`${small.api.url}/reports/webhooks`);
+  await signIn(page, await small.token(company.id));
+  await untilReport(page);
+
+  for (const [webhook, picker, offered, chosen] of [
+    [assigned, '#setup-user', users, users[4].id], [tagged, '#setup-status', statuses, statuses[4].id]] as const) {
+    await page.goto(`${small.api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
+    await untilText(page, '#page-title', `Edit ${webhook.name}`);
+    t.deepEqual(await page.locator(`${picker} option`).evaluateAll((options) => options.map((o) => (o as HTMLOptionElement).value)),
+      ['', ...offered.map((o) => o.id)]);
+    t.is(await page.inputValue(picker), chosen);
+    await page.click('#setup-submit');
+    await untilText(page, '#flash', `Saved · ${webhook.name}`);
+  }
+  const { rows } = await pool.query('select user_id, status_id from webhooks.webhooks where id = any($1) order by id', [[assigned.id, tagged.id]]);
+  t.deepEqual(rows, [{ user_id: users[4].id, status_id: null }, { user_id: null, status_id: statuses[4].id }]);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a webhook of another company is not there', async (t) => {
   const mine = await seedCompany(db().pool);
   const theirs = await seedCompany(db().pool, 'Rival Realty');
