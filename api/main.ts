@@ -19,8 +19,9 @@ try {
 const api = await startApi({
   databaseUrl,
   jwtSecret: secret,
-  port: Number(process.env.PORT ?? 5678),
-  host: process.env.HOST ?? '127.0.0.1',
+  // (empty is unset: PORT= is no port 0, HOST= no every address)
+  port: Number(process.env.PORT || 5678),
+  host: process.env.HOST || '127.0.0.1',
 });
 console.log(`Admin API: ${api.url}/graphql  (Ruru: ${api.url}/graphiql, Reports page: ${api.url}/reports/webhooks)`);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

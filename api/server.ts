@@ -210,7 +210,9 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 5678, options.host ?? '127.0.0.1', () => resolve());
+    // an empty host is none (a compose file's `HOST: ${HOST}` with HOST unset): given to
+    // listen() as it is, it listened on every address, the tokenless /metrics with it
+    server.listen(options.port ?? 5678, options.host || '127.0.0.1', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   const host = options.host && options.host !== '0.0.0.0' ? options.host : 'localhost';

@@ -31,8 +31,9 @@ async function database(): Promise<{ url: string; stop: () => Promise<void> }> {
 
 // The API's port, taken by something else (another npm start, say): the API could
 // only crash and restart, while whatever answers there made this look up. Say so now.
-const apiPort = Number(process.env.PORT ?? 5678);
-const apiHost = process.env.HOST ?? '127.0.0.1';
+// (empty is unset, as the API takes them: api/main.ts)
+const apiPort = Number(process.env.PORT || 5678);
+const apiHost = process.env.HOST || '127.0.0.1';
 const taken = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
   const probe = createServer();
   probe.once('error', (error: NodeJS.ErrnoException) => resolve(error));

@@ -3,6 +3,7 @@
 // code's sql/ or not) and /metrics in Prometheus text whose numbers move with what happens.
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import test from 'ava';
 import { authenticatorUrl } from '../../api/authenticator.ts';
 import { startApi } from '../../api/server.ts';
@@ -275,4 +276,20 @@ test('a request target that is no URL path (GET //[) is the client\'s error, 400
   const count = (series: string) => (after.get(series) ?? 0) - (before.get(series) ?? 0);
   t.is(count('bpd_webhooks_api_requests_total{route="page",code="400"}'), 3);
   t.is(count('bpd_webhooks_api_requests_total{route="page",code="500"}'), 0);
+});
+
+test('an empty HOST is no host: the API listens on loopback, not on every address (/metrics, /healthz and /readyz ask no token)', async (t) => {
+  const outside = Object.values(networkInterfaces()).flat().find((a) => a && !a.internal && a.family === 'IPv4');
+  if (!outside) {
+    t.pass('this machine has no address but loopback');
+    return;
+  }
+  // as a compose file's `HOST: ${HOST}` gives it when HOST is unset
+  const running = await startApi({
+    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'), jwtSecret: 'operations-test',
+    port: 0, host: '', poolSize: 1, reportCountsEveryMs: 0,
+  });
+  t.teardown(() => running.stop());
+  t.is((await fetch(`http://127.0.0.1:${running.port}/healthz`)).status, 200);
+  await t.throwsAsync(fetch(`http://${outside.address}:${running.port}/healthz`), undefined, `not on ${outside.address}`);
 });
