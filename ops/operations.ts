@@ -38,8 +38,20 @@ const DATABASE_CHECK_TIMEOUT_MS = 5_000;
 export const DATABASE_ANSWER_REUSE_MS = 1_000;
 
 /**
+ * How long a question the database has not answered is waited for by whoever asks,
+ * before one asks it again: a connection that went silent answers nothing until TCP
+ * gives up on it (many minutes), and /readyz would say "no" for as long.
+ */
+const UNANSWERED_QUESTION_SHARED_MS = 60_000;
+
+/**
  * `ask`, its answer shared by whoever asks while it runs and for `reuseMs` after (0:
- * until the askers of the moment have it, as the gauges of one scrape do).
+ * until the askers of the moment have it, as the gauges of one scrape do). A question
+ * to the database is shared as it is, each asker giving up on it after a check's time
+ * (within) but none asking again while it is out (for a minute at most): asked anew
+ * once each check had timed out, a database that did not answer (a table a migration
+ * held locked) had one more question, and one more connection of the pool held, every
+ * few seconds, until the API's pool was all probes and refused every company.
  */
 function sharedAnswer<T>(ask: () => Promise<T>, reuseMs: number): () => Promise<T> {
   let answer: Promise<T> | undefined;
@@ -47,10 +59,11 @@ function sharedAnswer<T>(ask: () => Promise<T>, reuseMs: number): () => Promise<
     if (answer) return answer;
     const asked = ask();
     answer = asked;
+    const clear = () => {
+      if (answer === asked) answer = undefined;
+    };
+    setTimeout(clear, UNANSWERED_QUESTION_SHARED_MS).unref();
     const forget = () => {
-      const clear = () => {
-        if (answer === asked) answer = undefined;
-      };
       if (reuseMs > 0) setTimeout(clear, reuseMs).unref();
       else setImmediate(clear);
     };
@@ -110,9 +123,9 @@ async function askReadiness(db: Queryable): Promise<{ migration: string | null; 
  * migrations alone leave the functions, triggers and views of another release
  * possible, when a migrate stopped before sql/ or another release's ran last.
  */
-export async function readiness(db: Queryable): Promise<Readiness> {
+export async function readiness(db: Queryable, ask: () => ReturnType<typeof askReadiness> = () => askReadiness(db)): Promise<Readiness> {
   try {
-    const { migration, applied } = await within(askReadiness(db), DATABASE_CHECK_TIMEOUT_MS, 'database');
+    const { migration, applied } = await within(ask(), DATABASE_CHECK_TIMEOUT_MS, 'database');
     if (migration !== EXPECTED_MIGRATION) {
       // (migrations are named in order: one after ours is newer code's, which this
       // code's migrate refuses to run under, tools/migrate.ts)
@@ -201,16 +214,16 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
   reuseMs: number = DATABASE_ANSWER_REUSE_MS): Registry {
   collectDefaultMetrics({ register: registry });
   // the gauges of one scrape share one question, and the scrapes of a second too
-  const ask = sharedAnswer(() => within(db.query(
+  const question = sharedAnswer(() => db.query(
       `select b.due, b.oldest_due_seconds as oldest, (select count(*) from webhooks_ops.refused_settings()) as refused,
               u.days_ahead, u.days_past_retention, u.webhooks_to_purge, u.report_days_behind
-       from webhooks_ops.backlog() b, webhooks_ops.upkeep() u`),
-      DATABASE_CHECK_TIMEOUT_MS, 'database')
+       from webhooks_ops.backlog() b, webhooks_ops.upkeep() u`), reuseMs);
+  const ask = (): Promise<DatabaseAnswers | undefined> => within(question(), DATABASE_CHECK_TIMEOUT_MS, 'database')
       .then(({ rows: [row] }) => ({
         due: Number(row.due), oldest: Number(row.oldest), refused: Number(row.refused),
         daysAhead: Number(row.days_ahead), daysPastRetention: Number(row.days_past_retention),
         webhooksToPurge: Number(row.webhooks_to_purge), reportDaysBehind: Number(row.report_days_behind),
-      }), () => undefined), reuseMs);
+      }), () => undefined);
   new Gauge({
     name: 'bpd_webhooks_database_up',
     help: 'Whether the database answered the last scrape (1) or not (0).',
@@ -257,7 +270,8 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
  * caller serves it). GET or HEAD only.
  */
 export function operationsRoutes(options: { registry: Registry; db: Queryable; reuseMs?: number }) {
-  const ready = sharedAnswer(() => readiness(options.db), options.reuseMs ?? DATABASE_ANSWER_REUSE_MS);
+  const question = sharedAnswer(() => askReadiness(options.db), options.reuseMs ?? DATABASE_ANSWER_REUSE_MS);
+  const ready = () => readiness(options.db, question);
   return async function serve(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
     if (!OPERATIONS_PATHS.has(path)) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -293,3 +293,30 @@ test('an empty HOST is no host: the API listens on loopback, not on every addres
   t.is((await fetch(`http://127.0.0.1:${running.port}/healthz`)).status, 200);
   await t.throwsAsync(fetch(`http://${outside.address}:${running.port}/healthz`), undefined, `not on ${outside.address}`);
 });
+
+test('a database that does not answer is asked once, not once a request: a question past its 5 s is waited for, not sent again (each held a connection of the pool)', async (t) => {
+  // questions sent, each left unanswered (a lock a migration holds, a silent network)
+  const asked = { readiness: 0, gauges: 0 };
+  const silent = {
+    query: (text: string) => {
+      if (/latest_migration/.test(text)) asked.readiness++;
+      else asked.gauges++;
+      return new Promise(() => {});
+    },
+  } as unknown as import('pg').Pool;
+  const serve = operationsRoutes({ registry: operationsRegistry(silent, undefined, 0), db: silent, reuseMs: 0 });
+  const server = createHttpServer((req, res) => void serve(req, res, new URL(req.url!, 'http://localhost').pathname));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  }));
+  const url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+  for (let round = 0; round < 2; round++) {
+    const [ready, scraped] = await Promise.all([fetch(`${url}/readyz`), metrics(url)]);
+    t.is(ready.status, 503);
+    t.deepEqual(await ready.json(), { status: 'unavailable', reason: 'database: no answer within 5000 ms' });
+    t.is(scraped.get('bpd_webhooks_database_up'), 0);
+  }
+  t.deepEqual(asked, { readiness: 1, gauges: 1 });
+});
