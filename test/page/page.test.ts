@@ -392,6 +392,30 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
   await page.close();
 });
 
+browserTest('a receiver\'s response, as the relay keeps it (1,024 bytes), can be read to its end under Show', async (t) => {
+  const pool = db().pool;
+  const make = factories(pool);
+  const company = await make.company('Wordy Receivers');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Verbose', actions: ['contact.created'] });
+  const firingId = await fire(pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 1, statusCode: 422 });
+  const body = `${Array.from({ length: 40 }, (_, i) => `line ${i}: the field "email" is not valid`).join('\n')}`.slice(0, 1000) + '\nTHE END';
+  await pool.query('update webhooks.delivery_attempts set response_body = $2 where delivery_id = $1', [firingId, body]);
+  const page = await signedIn(company.id);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
+  await page.click(`${firing} button:has-text("Show")`);
+  const response = page.locator(`${firing} + tr table.attempts .response`);
+  await response.waitFor();
+  t.is(await response.textContent(), body);
+  // scrolled with the wheel, as one reads it, its end comes into view
+  await response.hover();
+  await page.mouse.wheel(0, 5_000);
+  await until('the response scrolled to its end', () => response.evaluate((e) => e.scrollTop + e.clientHeight >= e.scrollHeight - 1));
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a firing tried more than a hundred times shows its latest attempts, and the earlier ones on request', async (t) => {
   const make = factories(db().pool);
   const company = await make.company('Stubborn Receivers');
