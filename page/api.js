@@ -275,9 +275,9 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first }
 }
 
 const ATTEMPTS = /* GraphQL */ `
-  query Attempts($id: BigInt!, $first: Int!, $offset: Int!) {
+  query Attempts($id: BigInt!, $offset: Int!) {
     deliveryById(id: $id) {
-      deliveryAttemptsByDeliveryId(orderBy: ATTEMPT_DESC, first: $first, offset: $offset) {
+      deliveryAttemptsByDeliveryId(orderBy: ATTEMPT_DESC, offset: $offset) {
         totalCount
         nodes { attempt attemptedAt durationMs statusCode error responseBody }
       }
@@ -285,16 +285,15 @@ const ATTEMPTS = /* GraphQL */ `
   }
 `;
 
-/** How many attempts one fetch brings: the API's default page. A firing replayed
- *  again and again has more; the latest come first, the earlier ones on request. */
-export const ATTEMPTS_PAGE = 100;
-
 /**
  * HTTP attempts of one firing, latest first, skipping the `offset` latest: the page's
- * attempts (first to last within it) and how many the firing has in all.
+ * attempts (first to last within it) and how many the firing has in all. A page is the
+ * API's default (API_DEFAULT_PAGE_SIZE, 100), never more: a page asked larger than an
+ * operator's API_MAX_PAGE_SIZE was refused, and with it the firing's attempts (as the
+ * history of changes and the report's backfills, below).
  */
 export async function fetchAttempts(deliveryId, offset = 0) {
-  const data = await graphql(ATTEMPTS, { id: deliveryId, first: ATTEMPTS_PAGE, offset });
+  const data = await graphql(ATTEMPTS, { id: deliveryId, offset });
   const connection = data.deliveryById?.deliveryAttemptsByDeliveryId;
   return { attempts: (connection?.nodes ?? []).reverse(), total: connection?.totalCount ?? 0 };
 }
@@ -506,11 +505,11 @@ export async function fetchFiring(deliveryId) {
 
 const AUDIT = /* GraphQL */ `
   query Audit($id: BigInt!) {
-    webhookById(id: $id) { auditLog(first: 100) { totalCount nodes { id at actor action details } } }
+    webhookById(id: $id) { auditLog { totalCount nodes { id at actor action details } } }
   }
 `;
 
-/** The webhook's history of changes, newest first (the last 100), and how many there are in all. */
+/** The webhook's history of changes, newest first (the API's default page of them, 100), and how many there are in all. */
 export async function fetchAuditLog(webhookId) {
   const log = (await graphql(AUDIT, { id: webhookId })).webhookById?.auditLog;
   return { totalCount: log?.totalCount ?? 0, entries: log?.nodes ?? [] };
@@ -520,7 +519,7 @@ export async function fetchAuditLog(webhookId) {
 
 const BACKFILLS = /* GraphQL */ `
   query Backfills {
-    allBackfills(orderBy: ID_DESC, first: 100) {
+    allBackfills(orderBy: ID_DESC) {
       nodes { id webhookId state total queued unfinished createdAt finishedAt error }
     }
   }
@@ -542,7 +541,7 @@ function backfillOf(node) {
   };
 }
 
-/** The latest backfill of each webhook of the company (of its latest hundred), by webhook id. */
+/** The latest backfill of each webhook of the company (of its latest, the API's default page: 100), by webhook id. */
 export async function fetchBackfills() {
   const data = await graphql(BACKFILLS);
   const latest = new Map();

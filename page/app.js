@@ -10,7 +10,7 @@
 //   #/webhooks/<id>?page=&outcome=   one webhook: its firings and its history of changes
 //   #/webhooks/<id>/edit       its edit form
 import {
-  ATTEMPTS_PAGE, ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
+  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
   fetchDeliverySettings, fetchFiring, fetchHistory, fetchReport, fetchWebhook, replayDelivery, rotateSecret, saveDeliverySettings,
   sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
@@ -402,14 +402,14 @@ function outcomeBadge(state) {
   return h('span', { class: `badge ${tone}` }, outcomeWords(state));
 }
 
-/** The attempts shown, first to last; a button for the earlier ones not shown yet. */
-function attemptsTable(attempts, total, showEarlier) {
+/** The attempts shown, first to last; a button for the earlier ones not shown yet, a page (pageSize) of them. */
+function attemptsTable(attempts, total, pageSize, showEarlier) {
   if (!attempts.length) return h('p', { class: 'muted' }, 'Not attempted yet.');
   const hidden = total - attempts.length;
   return h('div', {},
     hidden > 0
       ? h('button', { type: 'button', class: 'link-button earlier-attempts', onclick: showEarlier },
-        hidden > ATTEMPTS_PAGE ? `Show ${formatCount(ATTEMPTS_PAGE)} earlier attempts (of ${formatCount(hidden)})`
+        hidden > pageSize ? `Show ${formatCount(pageSize)} earlier attempts (of ${formatCount(hidden)})`
           : `Show the ${formatCount(hidden)} earlier attempt${hidden === 1 ? '' : 's'}`)
       : null,
     h('table', { class: 'attempts' },
@@ -440,6 +440,8 @@ function detailsRow(firing) {
   // the pages by one; keyed by number, none is shown twice)
   const shown = new Map();
   let total = 0;
+  // how many a page brings: the API's, learnt from the first, which is full when there are more
+  let pageSize = 0;
   let loading = false;
   const more = () => {
     if (loading) return;
@@ -448,8 +450,9 @@ function detailsRow(firing) {
       .then((page) => {
         for (const a of page.attempts) shown.set(a.attempt, a);
         total = Math.max(page.total, shown.size);
+        pageSize = Math.max(pageSize, page.attempts.length);
         const ordered = [...shown.values()].sort((a, b) => a.attempt - b.attempt);
-        replace(attempts, attemptsTable(ordered, total, more));
+        replace(attempts, attemptsTable(ordered, total, pageSize, more));
       })
       .catch((error) => {
         if (shown.size === 0) replace(attempts, h('p', { class: 'error-text' }, error.message));

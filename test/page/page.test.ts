@@ -442,6 +442,32 @@ browserTest('a firing tried more than a hundred times shows its latest attempts,
   await page.close();
 });
 
+browserTest('an API whose pages hold fewer than a hundred rows (API_MAX_PAGE_SIZE) serves the report, a history, its changes and its attempts', async (t) => {
+  const pool = db().pool;
+  const make = factories(pool);
+  const company = await make.company('Tight Pages');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Often tried', actions: ['contact.created'] });
+  const firingId = await fire(pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 70, statusCode: 500 });
+  const small = await startTestApi(db().url, { limits: { ...PAGE_TEST_API_LIMITS, maxPageSize: 60, defaultPageSize: 60 } });
+  t.teardown(() => small.stop());
+  const page = await openTab(`${small.api.url}/reports/webhooks`);
+  await signIn(page, await small.token(company.id));
+  await untilReport(page);
+  t.true(await page.isHidden('#error'), await page.textContent('#error') ?? '');
+  await page.click(timesFired(webhook.id));
+  await page.waitForSelector('#audit-list li[data-action="webhook.created"]');
+  t.true(await page.isHidden('#error'), await page.textContent('#error') ?? '');
+  const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
+  await page.click(`${firing} button:has-text("Show")`);
+  const earlier = `${firing} + tr button.earlier-attempts`;
+  await untilText(page, earlier, 'Show the 10 earlier attempts');
+  await page.click(earlier);
+  await until('every attempt shown', async () => (await page.locator(`${firing} + tr table.attempts tbody tr`).count()) === 70);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('"Triggered by" says a webhook\'s filters in plain words, in the report and in its history', async (t) => {
   const f = factories(db().pool);
   const company = await f.company('Filter Realty');
