@@ -169,6 +169,12 @@ function signOut() {
   showSignIn();
 }
 
+/** The company's name in the top bar; whole in its title, where a long one is cut short. */
+function showCompany(name) {
+  $('who-name').textContent = name ?? '';
+  $('who-name').title = name ?? '';
+}
+
 // ---- the Date Range control --------------------------------------------------
 
 function renderRangeControl() {
@@ -265,7 +271,7 @@ async function renderReport(instants, days, mine) {
   document.title = 'Webhooks · Reports · Big Purple Dot';
   const [report, backfills] = await Promise.all([fetchReport(instants), fetchBackfills()]);
   if (mine !== generation) return;
-  $('who-name').textContent = report.companyName ?? '';
+  showCompany(report.companyName);
   const active = report.webhooks.filter((w) => w.enabled).length;
   $('page-subtitle').textContent =
     `${active} active, ${report.webhooks.length - active} disabled · Times Fired ${rangeWords(days.fromDay, days.toDay)}`;
@@ -571,7 +577,7 @@ async function renderHistory(where, instants, days, mine) {
     first: PAGE_SIZE,
   });
   if (mine !== generation) return;
-  $('who-name').textContent = history.companyName ?? '';
+  showCompany(history.companyName);
   const webhook = history.webhook;
   if (!webhook) {
     showError(`There is no webhook #${where.webhookId} in your company.`);
@@ -1016,7 +1022,7 @@ async function renderSetup(where, mine) {
   ]);
   if (mine !== generation) return;
   const webhook = found?.webhook ?? null;
-  if (found) $('who-name').textContent = found.companyName ?? '';
+  if (found) showCompany(found.companyName);
   if (where.view === 'edit' && (!webhook || !delivery)) {
     showError(`There is no webhook #${where.webhookId} in your company.`);
     showView(null);

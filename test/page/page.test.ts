@@ -570,6 +570,19 @@ browserTest('the history of changes and the page\'s messages wrap a long URL and
   await page.close();
 });
 
+browserTest('a company name from the CRM without spaces leaves Sign out on the page', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company(`Realty${'R'.repeat(300)}`);
+  await f.webhook({ companyId: company.id, name: 'Sheet', actions: ['contact.created'] });
+  const page = await signedIn(company.id);
+  await untilText(page, '#who-name', /^Realty/);
+  const signOut = await page.locator('#sign-out').boundingBox();
+  t.true(signOut !== null && signOut.x + signOut.width <= page.viewportSize()!.width, 'Sign out is on the page');
+  t.true(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth), 'nothing wider than the page');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a contact\'s name from the CRM neither widens the history past the page nor reorders the contact\'s number after it', async (t) => {
   const pool = db().pool;
   const f = factories(pool);
