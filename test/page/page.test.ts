@@ -243,6 +243,8 @@ browserTest('an ordered webhook\'s firing behind an earlier one of its contact s
   t.is(await outcome(sending), 'Sending');
   t.is(await outcome(held), 'Pending waiting for an earlier firing of this contact');
   t.regex(await outcome(free), /^Pending next try /, 'another contact\'s firing is not held back');
+  // the next try, on one line, within its cell rather than over the next
+  t.deepEqual(await overflowing(page, '#history-table'), []);
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
