@@ -56,7 +56,7 @@ let keepFlash = false;
 function loadRange() {
   try {
     const saved = JSON.parse(sessionStorage.getItem(RANGE_KEY) ?? 'null');
-    if (saved?.preset === 'custom' && saved.fromDay && saved.toDay) return saved;
+    if (saved?.preset === 'custom' && !rangeInstants(saved.fromDay, saved.toDay).error) return saved;
     if (PRESETS.some((p) => p.id === saved?.preset)) return { preset: saved.preset };
   } catch {
     // a damaged saved range falls back to the default

@@ -213,9 +213,22 @@ export function isoDay(date) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
 }
 
+/** "YYYY-MM-DD" → that day's first moment, local time. */
 function localMidnight(day) {
   const [y, m, d] = day.split('-').map(Number);
-  return new Date(y, m - 1, d);
+  return dayOf(y, m - 1, d);
+}
+
+/** new Date(y, m, d), also for the years 0 to 99, which it takes for 1900 to 1999. */
+function dayOf(y, m, d) {
+  const date = new Date(2000, m, d);
+  date.setFullYear(y, m, d);
+  return date;
+}
+
+/** An instant the API takes (22_outbox.sql, requested_times): its year 0001 to 9999, written as four digits. */
+function askable(date) {
+  return /^(?!0000)\d{4}-/.test(date.toISOString());
 }
 
 /** The first and last day ("YYYY-MM-DD") of the last `days` days, today included. */
@@ -234,7 +247,8 @@ export function rangeInstants(fromDay, toDay) {
   const lastDay = localMidnight(toDay);
   if (Number.isNaN(from.getTime()) || Number.isNaN(lastDay.getTime())) return { error: 'Those dates are not valid.' };
   if (lastDay < from) return { error: 'The end date is before the start date.' };
-  const to = new Date(lastDay.getFullYear(), lastDay.getMonth(), lastDay.getDate() + 1);
+  const to = dayOf(lastDay.getFullYear(), lastDay.getMonth(), lastDay.getDate() + 1);
+  if (!askable(from) || !askable(to)) return { error: 'Choose days from the year 1 to 9999.' };
   return { from: from.toISOString(), to: to.toISOString() };
 }
 

@@ -20,3 +20,18 @@ test('a pending firing says when it is tried next; a backfill\'s snapshot held w
   t.regex(nextTry('2026-12-05T23:50:00.000000+00:00'), /^next try \w{3} \d+, 2026, /);
   t.is(nextTry(null), 'waiting for the webhook to be enabled');
 });
+
+test('a custom range is the days as typed, years 1 to 99 too (not 1901 to 1999); a year the API cannot take is said so before it is sent', async (t) => {
+  const { rangeInstants, rangeWords } = (await import(formatModule)) as {
+    rangeInstants: (from: string, to: string) => { from?: string; to?: string; error?: string };
+    rangeWords: (from: string, to: string) => string;
+  };
+  // (the test runs in the time zone of the machine: the instants are local midnights)
+  const range = rangeInstants('0025-03-01', '0025-03-02');
+  t.is(new Date(range.from!).getFullYear(), 25);
+  t.is(new Date(range.to!).getDate(), 3);
+  t.is(rangeWords('0025-03-01', '2026-12-01'), 'Mar 1, 25 – Dec 1, 2026');
+  t.deepEqual(rangeInstants('2026-12-01', '10000-01-01'), { error: 'Choose days from the year 1 to 9999.' });
+  t.deepEqual(rangeInstants('0000-12-31', '2026-12-01'), { error: 'Choose days from the year 1 to 9999.' });
+  t.truthy(rangeInstants('0001-01-02', '9999-12-30').from);
+});
