@@ -52,6 +52,12 @@ let generation = 0;
 let issuedSecret = null;
 /** A message set just before a change of view, kept across it. */
 let keepFlash = false;
+/**
+ * The setup form shown when the token was found expired or refused ({ hash, companyId,
+ * form }): its admin, signed in again for the same company, finds it as they left it,
+ * rather than a new one to type again.
+ */
+let unsentForm = null;
 
 function loadRange() {
   try {
@@ -122,6 +128,7 @@ function clearMessages() {
 /** Errors of the token send the admin back to sign in, with the reason. */
 function handleError(error) {
   if (error instanceof ApiError && ['signed-out', 'expired', 'rejected'].includes(error.kind)) {
+    keepUnsentForm();
     session.clear();
     showSignIn(error.message);
     return;
@@ -164,6 +171,7 @@ async function signIn(event) {
 }
 
 function signOut() {
+  unsentForm = null;
   session.clear();
   location.hash = '#/';
   showSignIn();
@@ -1033,12 +1041,29 @@ async function renderSetup(where, mine) {
   $('page-subtitle').textContent = webhook
     ? 'Changes apply to events from now on; firings already made keep what they sent.'
     : 'Where to send which contact fields when what happens. The signing secret is shown once, after Create.';
-  const form = setupForm({ webhook, choices, delivery });
+  const form = takeUnsentForm() ?? setupForm({ webhook, choices, delivery });
   // what Save compares against: only a change of these is sent
-  form.loadedDelivery = delivery;
+  form.loadedDelivery ??= delivery;
   replace($('setup'), form);
   showView('setup');
   $('setup-name').focus();
+}
+
+/** Keeps the setup form on view, if any, for its admin's next sign-in (unsentForm). */
+function keepUnsentForm() {
+  const form = $('setup').hidden ? null : $('setup-form');
+  unsentForm = form
+    ? { hash: location.hash, companyId: inspectToken(session.token()).claims?.company_id, form }
+    : null;
+}
+
+/** The form kept for this view and this token's company, once; null for any other. */
+function takeUnsentForm() {
+  const kept = unsentForm;
+  unsentForm = null;
+  const companyId = inspectToken(session.token()).claims?.company_id;
+  return kept && kept.hash === location.hash && companyId !== undefined && String(kept.companyId) === String(companyId)
+    ? kept.form : null;
 }
 
 // ---- rendering the current view ----------------------------------------------
@@ -1059,6 +1084,7 @@ async function render() {
   const days = rangeDays();
   const instants = rangeInstants(days.fromDay, days.toDay);
   const where = route();
+  if (where.view !== 'new' && where.view !== 'edit') unsentForm = null;
   const mine = ++generation;
   document.body.setAttribute('aria-busy', 'true');
   try {

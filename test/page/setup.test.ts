@@ -273,6 +273,49 @@ browserTest('a secret shown is gone from the page once the tab is signed out, by
   await page.close();
 });
 
+browserTest('a form filled while the token expired is kept for the admin of the same company who signs in again; not for another', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const other = await f.company();
+  const page = await signedIn(company.id);
+  const expire = async () => {
+    const expired = await new SignJWT({ role: 'webhook_admin', company_id: company.id })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+      .sign(new TextEncoder().encode(api.jwtSecret));
+    await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
+  };
+  const fill = async () => {
+    await page.goto(`${api.api.url}/reports/webhooks#/new`);
+    await page.waitForSelector('#setup-form');
+    await page.fill('#setup-name', 'Typed at length');
+    await page.fill('#setup-url', receiver.url('/typed'));
+    await page.check('input[name="action"][value="contact.created"]');
+    await expire();
+    await page.click('#setup-submit');
+    await untilText(page, '#sign-in-error', /^This token expired on /);
+  };
+
+  await fill();
+  await signIn(page, await api.token(company.id));
+  await page.waitForSelector('#setup:not([hidden]) #setup-form');
+  t.is(await page.inputValue('#setup-name'), 'Typed at length');
+  await page.click('#setup-submit');
+  await page.waitForSelector('#secret-panel:not([hidden])');
+  const { rows } = await database.pool.query('select name, url from webhooks.webhooks where company_id = $1', [company.id]);
+  t.deepEqual(rows, [{ name: 'Typed at length', url: receiver.url('/typed') }]);
+
+  // another company's admin, signing in on the same tab, gets a form of their own
+  await page.click('#secret-done');
+  await fill();
+  await signIn(page, await api.token(other.id));
+  await page.waitForSelector('#setup:not([hidden]) #setup-form');
+  t.is(await page.inputValue('#setup-name'), '');
+  t.deepEqual(problemsOf(page).filter((p) => !p.includes('401')), []);
+  await page.close();
+});
+
 browserTest('a viewer sees no New webhook, Edit, Send test, Rotate secret or Delete, but reads the history of changes', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
