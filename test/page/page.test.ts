@@ -547,6 +547,15 @@ browserTest('long text without spaces in a name, a filter or a disable reason wr
   await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${long.id}`);
   await untilText(page, '#page-title', long.name);
   t.deepEqual(await overflowing(page, 'main'), [], 'its title and facts fit the page');
+  // the questions and the secret's note that name it
+  await page.click('#delete-webhook');
+  await untilText(page, '#confirm-text', /^Delete "Name/);
+  t.deepEqual(await overflowing(page, 'main'), [], 'Delete\'s question fits the page');
+  await page.click('#confirm-no');
+  await page.click('#rotate-secret');
+  await page.click('#confirm-yes');
+  await untilText(page, '#secret-note', /^The new secret of "Name/);
+  t.deepEqual(await overflowing(page, 'main'), [], 'the new secret\'s note fits the page');
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
