@@ -146,7 +146,8 @@ const TOKEN_PROBLEMS = {
 function showSignIn(message = '') {
   // what was shown or asked was the signed-in admin's: the next to sign in on this tab
   // (another company's, perhaps) must not find it on the page, a secret least of all
-  forgetSecret();
+  // (one issued but not shown yet waits for its own company's sign-in: render)
+  hideSecret();
   clearMessages();
   closeConfirm();
   $('app').hidden = true;
@@ -701,22 +702,34 @@ async function rotateFor(webhook) {
   clearMessages();
   try {
     const rotated = await rotateSecret(webhook.id);
-    issuedSecret = {
-      webhookId: webhook.id,
-      secret: rotated.secret,
-      note: `The new secret of "${webhook.name}". The previous one keeps working until ${formatTime(rotated.previousSecretExpiresAt)}.`,
-    };
+    holdSecret(webhook.id, rotated.secret,
+      `The new secret of "${webhook.name}". The previous one keeps working until ${formatTime(rotated.previousSecretExpiresAt)}.`);
     await render();
   } catch (error) {
     handleError(error);
   }
 }
 
-/** Takes a secret off the page: its panel hidden, its text gone, none waiting to be shown. */
-function forgetSecret() {
-  issuedSecret = null;
+/**
+ * Keeps a secret just issued for its webhook's page to show, once. It is the company's
+ * of the token that asked for it: a token found expired right after (the page's next
+ * request) leaves it for the same company's next sign-in, and it is never shown to
+ * another's (render).
+ */
+function holdSecret(webhookId, secret, note) {
+  issuedSecret = { webhookId, secret, note, companyId: inspectToken(session.token()).claims?.company_id };
+}
+
+/** Takes a secret off the page: its panel hidden, its text gone. */
+function hideSecret() {
   $('secret-panel').hidden = true;
   $('secret-value').textContent = '';
+}
+
+/** And none waiting to be shown. */
+function forgetSecret() {
+  issuedSecret = null;
+  hideSecret();
 }
 
 /** The secret issued to this webhook, once: the panel keeps it until dismissed or left. */
@@ -987,11 +1000,7 @@ async function submitSetup(form, webhook) {
       location.hash = historyHash(webhook.id);
     } else {
       const created = await createWebhook(setup);
-      issuedSecret = {
-        webhookId: created.webhook.id,
-        secret: created.secret,
-        note: `The secret of "${created.webhook.name}".`,
-      };
+      holdSecret(created.webhook.id, created.secret, `The secret of "${created.webhook.name}".`);
       // the webhook exists from here on, so a refusal of its delivery settings does
       // not keep the admin on the form (with a second Create to press)
       const refused = sameDeliverySettings(delivery, DEFAULT_DELIVERY) ? null
@@ -1076,7 +1085,10 @@ async function render() {
   $('sign-in').hidden = true;
   $('app').hidden = false;
   $('who').hidden = false;
-  readOnly = inspectToken(session.token()).claims?.role === 'webhook_viewer';
+  const { claims } = inspectToken(session.token());
+  readOnly = claims?.role === 'webhook_viewer';
+  // a secret issued to another company's admin on this tab is not this one's to see
+  if (issuedSecret && String(issuedSecret.companyId) !== String(claims?.company_id)) issuedSecret = null;
   $('who-role').hidden = !readOnly;
   $('new-webhook').hidden = readOnly;
   showError('');

@@ -273,6 +273,35 @@ browserTest('a secret shown is gone from the page once the tab is signed out, by
   await page.close();
 });
 
+browserTest('a secret issued just as the token expires is shown once its admin signs in again, not lost', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, name: 'Sheet', actions: ['contact.created'] });
+  const page = await signedIn(company.id);
+  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
+  await page.waitForSelector('#rotate-secret');
+  // the rotation is the last request the token serves: it is found expired right after
+  const expired = await new SignJWT({ role: 'webhook_admin', company_id: company.id })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
+    .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+    .sign(new TextEncoder().encode(api.jwtSecret));
+  await page.route('**/graphql', async (route) => {
+    const response = await route.fetch();
+    if (route.request().postData()?.includes('rotateWebhookSecret')) {
+      await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
+    }
+    await route.fulfill({ response });
+  });
+  await page.click('#rotate-secret');
+  await page.click('#confirm-yes');
+  await untilText(page, '#sign-in-error', /^This token expired on /);
+  await signIn(page, await api.token(company.id));
+  await page.waitForSelector('#secret-panel:not([hidden])');
+  t.is(await page.textContent('#secret-value'), await storedSecret(hook.id));
+  await page.close();
+});
+
 browserTest('a form filled while the token expired is kept for the admin of the same company who signs in again; not for another', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
