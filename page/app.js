@@ -150,6 +150,9 @@ function showSignIn(message = '') {
   hideSecret();
   clearMessages();
   closeConfirm();
+  // and the view: shown again only once the next sign-in's own answer has replaced it
+  // (until then, or for good if it never came, it was the one before's on view)
+  showView(null);
   $('app').hidden = true;
   $('who').hidden = true;
   $('sign-in').hidden = false;

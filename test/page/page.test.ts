@@ -323,6 +323,27 @@ browserTest('a token found expired leaves nothing of its company on the page for
   await page.close();
 });
 
+browserTest('the next to sign in on a tab never sees the view of the one before, even while their own does not come', async (t) => {
+  const mine = await seedCompany(db().pool);
+  const theirs = await seedCompany(db().pool, 'Rival Realty');
+  const page = await signedIn(mine.companyId);
+  t.true(await page.isVisible(row(mine.notes.id)));
+  const expired = await new SignJWT({ role: 'webhook_admin', company_id: mine.companyId })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
+    .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+    .sign(new TextEncoder().encode(api().jwtSecret));
+  await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
+  await page.click('#range-presets [data-preset="7"]');
+  await untilText(page, '#sign-in-error', /^This token expired on /);
+  // the server out of reach for the next: their report never comes
+  await page.route('**/graphql', (route) => route.abort());
+  await signIn(page, await api().token(theirs.companyId));
+  await untilText(page, '#error', /^The server cannot be reached/);
+  t.false(await page.isVisible(row(mine.notes.id)), 'the company before\'s webhooks are not on view');
+  await page.close();
+});
+
 browserTest('a webhook whose receiver keeps failing shows as Failing: how many attempts since when, the next try, and when it will be disabled; a success makes it Active again', async (t) => {
   const { companyId, notes, jane } = await seedCompany(db().pool);
   // six failed attempts, an hour apart from a day ago, as the relay's settle counts them
