@@ -153,6 +153,7 @@ function showSignIn(message = '') {
   // and the view: shown again only once the next sign-in's own answer has replaced it
   // (until then, or for good if it never came, it was the one before's on view)
   showView(null);
+  showCompany('');
   $('app').hidden = true;
   $('who').hidden = true;
   $('sign-in').hidden = false;

@@ -341,6 +341,7 @@ browserTest('the next to sign in on a tab never sees the view of the one before,
   await signIn(page, await api().token(theirs.companyId));
   await untilText(page, '#error', /^The server cannot be reached/);
   t.false(await page.isVisible(row(mine.notes.id)), 'the company before\'s webhooks are not on view');
+  t.is(await page.textContent('#who-name'), '', 'nor its name');
   await page.close();
 });
 
