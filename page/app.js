@@ -29,6 +29,8 @@ const MAX_PAGE = Math.floor((2 ** 31 - 1) / PAGE_SIZE) + 1;
 /** How often the report asks for the progress of running backfills. */
 const BACKFILL_REFRESH_MS = 1000;
 const RANGE_KEY = 'bpd-webhooks.range';
+/** The tab's title on the report (and while no one is signed in) */
+const REPORT_TITLE = 'Webhooks · Reports · Big Purple Dot';
 const OUTCOMES = [
   { id: 'all', label: 'All' },
   { id: 'succeeded', label: 'Success' },
@@ -154,6 +156,9 @@ function showSignIn(message = '') {
   // (until then, or for good if it never came, it was the one before's on view)
   showView(null);
   showCompany('');
+  $('page-title').textContent = 'Webhooks';
+  $('page-subtitle').textContent = '';
+  document.title = REPORT_TITLE;
   $('app').hidden = true;
   $('who').hidden = true;
   $('sign-in').hidden = false;
@@ -281,7 +286,7 @@ function webhookRow(webhook, backfill) {
 
 async function renderReport(instants, days, mine) {
   $('page-title').textContent = 'Webhooks';
-  document.title = 'Webhooks · Reports · Big Purple Dot';
+  document.title = REPORT_TITLE;
   const [report, backfills] = await Promise.all([fetchReport(instants), fetchBackfills()]);
   if (mine !== generation) return;
   showCompany(report.companyName);

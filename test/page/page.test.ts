@@ -328,6 +328,7 @@ browserTest('the next to sign in on a tab never sees the view of the one before,
   const theirs = await seedCompany(db().pool, 'Rival Realty');
   const page = await signedIn(mine.companyId);
   t.true(await page.isVisible(row(mine.notes.id)));
+  await untilText(page, '#page-subtitle', /^2 active, 1 disabled/);
   const expired = await new SignJWT({ role: 'webhook_admin', company_id: mine.companyId })
     .setProtectedHeader({ alg: 'HS256' })
     .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
@@ -342,6 +343,7 @@ browserTest('the next to sign in on a tab never sees the view of the one before,
   await untilText(page, '#error', /^The server cannot be reached/);
   t.false(await page.isVisible(row(mine.notes.id)), 'the company before\'s webhooks are not on view');
   t.is(await page.textContent('#who-name'), '', 'nor its name');
+  t.is(await page.textContent('#page-subtitle'), '', 'nor its tally');
   await page.close();
 });
 
