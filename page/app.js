@@ -540,7 +540,7 @@ function firingRows(firing) {
     h('td', {}, contactCell(firing)),
     h('td', {}, outcomeBadge(firing.state), firing.state === 'pending' ? pendingReason(firing) : null),
     h('td', { class: 'num' }, firing.lastStatusCode ?? '—'),
-    h('td', { class: 'error-text' }, firing.lastError ?? ''),
+    h('td', {}, firing.lastError ? h('div', { class: 'error-text last-error' }, firing.lastError) : null),
     h('td', { class: 'num' }, String(firing.attempts)),
     h('td', {}, show),
     h('td', { class: 'actions' }, replayButton),

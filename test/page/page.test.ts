@@ -442,6 +442,33 @@ browserTest('a receiver\'s response, as the relay keeps it (1,024 bytes), can be
   await page.close();
 });
 
+browserTest('a long error (a redirect\'s Location, as long as the relay keeps) keeps its firing\'s row a few lines tall, the rest a scroll away', async (t) => {
+  const pool = db().pool;
+  const make = factories(pool);
+  const company = await make.company('Redirecting Receivers');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Moved', actions: ['contact.created'] });
+  // RELAY_RESPONSE_EXCERPT_BYTES may be up to 64 KiB, and a Location header 16 KiB
+  const error = `redirect not followed: HTTP 302 to https://login.example.com/sso?${'state=abc&'.repeat(1_600)}`;
+  const firingId = await fire(pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 1, error });
+  const page = await signedIn(company.id);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  const firing = page.locator(`#history-body tr[data-delivery-id="${firingId}"]`);
+  await firing.waitFor();
+  const height = (await firing.boundingBox())!.height;
+  t.true(height < 150, `the row is ${height} px tall`);
+  const cell = firing.locator('.error-text');
+  t.is(await cell.textContent(), error);
+  await cell.hover();
+  await page.mouse.wheel(0, 100_000);
+  await until('the error scrolled to its end', () => cell.evaluate((e) => {
+    const box = (e.firstElementChild ?? e) as HTMLElement;
+    return box.scrollTop > 0 && box.scrollTop + box.clientHeight >= box.scrollHeight - 1;
+  }));
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a firing tried more than a hundred times shows its latest attempts, and the earlier ones on request', async (t) => {
   const make = factories(db().pool);
   const company = await make.company('Stubborn Receivers');
