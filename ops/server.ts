@@ -6,6 +6,14 @@ import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import { operationsRoutes, requestPath } from './operations.ts';
 
+/**
+ * How many connections the server holds at once: more are closed as they come. A
+ * scraper and a probe or two need a few; idle connections without a bound, which
+ * anyone who reaches the port may open, held the relay's file descriptors, which its
+ * deliveries' sockets need (a system's default limit is 1,024).
+ */
+export const OPERATIONS_MAX_CONNECTIONS = 64;
+
 export interface OperationsServer {
   url: string;
   port: number;
@@ -35,6 +43,7 @@ export async function startOperationsServer(options: {
       },
     );
   });
+  server.maxConnections = OPERATIONS_MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());

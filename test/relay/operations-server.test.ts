@@ -4,7 +4,8 @@
 import { connect } from 'node:net';
 import test from 'ava';
 import { Registry } from 'prom-client';
-import { startOperationsServer } from '../../ops/server.ts';
+import { OPERATIONS_MAX_CONNECTIONS, startOperationsServer } from '../../ops/server.ts';
+import { until } from '../helpers/until.ts';
 
 /** The database of a relay that has none to ask: every question fails. */
 const noDatabase = { query: async () => { throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }); } };
@@ -37,4 +38,29 @@ test('a request target that is no URL path is refused, and the server goes on an
   const health = await fetch(`${server.url}/healthz`);
   t.is(health.status, 200);
   t.deepEqual(await health.json(), { status: 'ok' });
+});
+
+test('connections held open by whoever reaches the port are few: past OPERATIONS_MAX_CONNECTIONS they are closed, and /healthz still answers once they go', async (t) => {
+  const server = await startOperationsServer({ port: 0, host: '127.0.0.1', registry: new Registry(), db: noDatabase });
+  t.teardown(() => server.stop());
+  // idle connections, as a flood of them would hold the relay's file descriptors (its
+  // deliveries' sockets share them)
+  const held = 200;
+  const closed = await new Promise<number>((resolve) => {
+    let count = 0;
+    const sockets = Array.from({ length: held }, () => {
+      const socket = connect(server.port, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.on('close', () => count++);
+      return socket;
+    });
+    setTimeout(() => {
+      for (const socket of sockets) socket.destroy();
+      resolve(count);
+    }, 1_000);
+  });
+  t.true(closed >= held - OPERATIONS_MAX_CONNECTIONS, `${closed} of ${held} closed by the server`);
+  // (the server counts them gone as it sees them close)
+  await until('/healthz answers', () => fetch(`${server.url}/healthz`).then((r) => r.status === 200, () => false));
+  t.pass();
 });
