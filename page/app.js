@@ -795,7 +795,11 @@ async function sendTestFor(webhook, button) {
 // ---- one webhook: its history of changes ---------------------------------------
 
 async function renderAudit(webhookId, mine) {
-  const [{ entries, totalCount }, choices] = await Promise.all([fetchAuditLog(webhookId), fetchChoices()]);
+  const { entries, totalCount } = await fetchAuditLog(webhookId);
+  // the company's statuses and users name the changes of a filter: asked (every page of
+  // them, a brokerage may have a thousand users) only when a change names one
+  const named = entries.some((entry) => entry.details?.changed?.status_id || entry.details?.changed?.user_id);
+  const choices = named ? await fetchChoices() : { statuses: [], users: [] };
   if (mine !== generation) return;
   const names = {
     statuses: new Map(choices.statuses.map((s) => [s.id, s.name])),

@@ -770,6 +770,23 @@ browserTest('a company with more users and statuses than one page of the API hol
   }
   const { rows } = await pool.query('select user_id, status_id from webhooks.webhooks where id = any($1) order by id', [[assigned.id, tagged.id]]);
   t.deepEqual(rows, [{ user_id: users[4].id, status_id: null }, { user_id: null, status_id: statuses[4].id }]);
+
+  // a webhook's page asks for them (every page of them) only when its history of
+  // changes names a user or a status
+  await page.waitForSelector('#audit-list li[data-action="webhook.created"]');
+  await pool.query('update webhooks.webhooks set user_id = $2 where id = $1', [assigned.id, users[3].id]);
+  const asked: string[] = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/graphql')) asked.push(request.postDataJSON()?.query ?? '');
+  });
+  const plain = await f.webhook({ companyId: company.id, name: 'Plain', actions: ['contact.created'] });
+  await page.goto(`${small.api.url}/reports/webhooks#/webhooks/${plain.id}`);
+  await untilText(page, '#page-title', 'Plain');
+  await page.waitForSelector('body:not([aria-busy])');
+  t.is(asked.filter((query) => /companyUsers|companyStatuses/.test(query)).length, 0);
+  await page.goto(`${small.api.url}/reports/webhooks#/webhooks/${assigned.id}`);
+  await untilText(page, '#audit-list li[data-action="webhook.updated"]', /user: Eve → Dee$/);
+  t.true(asked.some((query) => /companyUsers/.test(query)));
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
