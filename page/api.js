@@ -206,7 +206,7 @@ export async function fetchWebhook(webhookId) {
 
 const FIRING_FIELDS = `
   id messageId action contactId state attempts
-  lastStatusCode lastError lastAttemptAt completedAt createdAt nextAttemptAt heldBack payload
+  lastStatusCode lastError lastAttemptAt completedAt createdAt nextAttemptAt heldBack contactName
 `;
 
 // The webhook's line of the report (asked for that webhook alone) gives the history
@@ -242,7 +242,8 @@ function firingOf(node) {
     createdAt: node.createdAt,
     nextAttemptAt: node.nextAttemptAt,
     heldBack: node.heldBack,
-    payload: node.payload,
+    // (the name alone: a row's payload is read when it is opened, fetchAttempts)
+    contactName: node.contactName,
   };
 }
 
@@ -275,8 +276,9 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first }
 }
 
 const ATTEMPTS = /* GraphQL */ `
-  query Attempts($id: BigInt!, $offset: Int!) {
+  query Attempts($id: BigInt!, $offset: Int!, $withPayload: Boolean!) {
     deliveryById(id: $id) {
+      payload @include(if: $withPayload)
       deliveryAttemptsByDeliveryId(orderBy: ATTEMPT_DESC, offset: $offset) {
         totalCount
         nodes { attempt attemptedAt durationMs statusCode error responseBody }
@@ -290,12 +292,13 @@ const ATTEMPTS = /* GraphQL */ `
  * attempts (first to last within it) and how many the firing has in all. A page is the
  * API's default (API_DEFAULT_PAGE_SIZE, 100), never more: a page asked larger than an
  * operator's API_MAX_PAGE_SIZE was refused, and with it the firing's attempts (as the
- * history of changes and the report's backfills, below).
+ * history of changes and the report's backfills, below). With the first page, the
+ * firing's payload as sent (the history's rows carry the contact's name alone).
  */
 export async function fetchAttempts(deliveryId, offset = 0) {
-  const data = await graphql(ATTEMPTS, { id: deliveryId, offset });
+  const data = await graphql(ATTEMPTS, { id: deliveryId, offset, withPayload: offset === 0 });
   const connection = data.deliveryById?.deliveryAttemptsByDeliveryId;
-  return { attempts: (connection?.nodes ?? []).reverse(), total: connection?.totalCount ?? 0 };
+  return { attempts: (connection?.nodes ?? []).reverse(), total: connection?.totalCount ?? 0, payload: offset === 0 ? data.deliveryById?.payload ?? null : undefined };
 }
 
 const DISABLE = /* GraphQL */ `

@@ -17,7 +17,7 @@ import {
 import { h, replace } from './dom.js';
 import {
   CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
-  contactLabel, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, nextTry, outcomeWords,
+  deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, nextTry, outcomeWords,
   parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines, urlProblem,
 } from './format.js';
 
@@ -450,14 +450,13 @@ function attemptsTable(attempts, total, pageSize, showEarlier) {
           a.responseBody ? h('code', { class: 'response' }, a.responseBody) : null))))));
 }
 
-/** The details under a firing: the payload as sent and, loaded when first opened, its attempts. */
+/** The details under a firing, loaded when first opened: the payload as sent and its attempts. */
 function detailsRow(firing) {
   const attempts = h('div', { class: 'attempts-list' }, h('p', { class: 'muted' }, 'Loading attempts…'));
+  const payload = h('pre', { class: 'payload muted' }, 'Loading…');
   const row = h('tr', { class: 'details-row', hidden: true },
     h('td', { colspan: 9 }, h('div', { class: 'details' },
-      h('div', {}, h('h3', {}, 'Payload sent'), h('pre', { class: 'payload' },
-        // a payload nested too deep to serve as JSON comes as its JSON text (docs/api-limits.md)
-        typeof firing.payload === 'string' ? firing.payload : JSON.stringify(firing.payload, null, 2))),
+      h('div', {}, h('h3', {}, 'Payload sent'), payload),
       h('div', {}, h('h3', {}, 'Attempts'), attempts))));
   // the attempts shown so far by number, and how many the firing has: the latest page
   // when first opened, each earlier page on request (a new attempt meanwhile shifts
@@ -472,6 +471,12 @@ function detailsRow(firing) {
     loading = true;
     fetchAttempts(firing.id, shown.size)
       .then((page) => {
+        if (page.payload !== undefined) {
+          payload.classList.remove('muted');
+          // a payload nested too deep to serve as JSON comes as its JSON text (docs/api-limits.md)
+          payload.textContent = page.payload === null ? '—'
+            : typeof page.payload === 'string' ? page.payload : JSON.stringify(page.payload, null, 2);
+        }
         for (const a of page.attempts) shown.set(a.attempt, a);
         total = Math.max(page.total, shown.size);
         pageSize = Math.max(pageSize, page.attempts.length);
@@ -491,15 +496,14 @@ function detailsRow(firing) {
 }
 
 /**
- * The contact as the payload names it, and its number. The name is CRM data, isolated
+ * The contact as its payload names it (the API's contactName), and its number. The name is CRM data, isolated
  * (bdi): a bidi control in it (a last name ending in U+202E) would otherwise reorder
  * the number after it ("#1234" shown as "4321#").
  */
 function contactCell(firing) {
   const id = h('span', { class: 'contact-id' }, `#${firing.contactId}`);
   if (isTest(firing.action)) return h('div', { class: 'contact' }, 'Sample contact ', id);
-  const { name } = contactLabel(firing.contactId, firing.payload);
-  return h('div', { class: 'contact' }, h('bdi', {}, name), ' ', id);
+  return h('div', { class: 'contact' }, h('bdi', {}, firing.contactName || 'Contact'), ' ', id);
 }
 
 /** When a pending firing goes: at its next try, or (an ordered webhook) once the firing of the same contact before it has ended, or (a backfill's snapshot) once its webhook is enabled. */

@@ -184,13 +184,6 @@ export function formatCount(n) {
   return numberFormat.format(n);
 }
 
-/** The contact of a firing as the payload carried it: its name, else its email, else "Contact". */
-export function contactLabel(contactId, payload) {
-  const contact = payload?.data?.contact ?? {};
-  const name = [contact.first_name, contact.last_name].filter(Boolean).join(' ');
-  return { name: name || contact.email || 'Contact', id: contactId };
-}
-
 /** A delivery's state as the page words it. */
 export function outcomeWords(state) {
   return { succeeded: 'Success', failed: 'Failure', pending: 'Pending', in_flight: 'Sending' }[state] ?? state;

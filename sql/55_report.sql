@@ -219,6 +219,24 @@ as $$
   order by d.created_at desc, d.id desc;
 $$;
 
+-- public (GraphQL: the field `contactName` of Delivery): the contact's name as the
+-- delivery's payload shows it: first and last name, else the email, at most 200
+-- characters (null: none of them, or a test send's sample). The page shows it in each
+-- row of a history: reading it there took each row's whole payload to the browser (up
+-- to webhooks.max_payload_bytes, 1 MiB; fifty to a page, serialised on the API's one
+-- thread, which every company shares), where the page needs the payload only when a
+-- row is opened. Runs as the caller.
+create or replace function webhooks.deliveries_contact_name(d webhooks.deliveries)
+returns text
+language sql
+stable
+as $$
+  select left(coalesce(nullif(concat_ws(' ', nullif(d.payload #>> '{data,contact,first_name}', ''),
+                                             nullif(d.payload #>> '{data,contact,last_name}', '')), ''),
+                       nullif(d.payload #>> '{data,contact,email}', '')),
+              200);
+$$;
+
 -- public: how many deliveries webhooks_history gives for the same arguments
 -- (GraphQL: the field `historyCount` of Webhook, what the page's pager shows), from
 -- the report's counting (50_report_counts.sql: days and hours rolled up, the rest
