@@ -221,7 +221,7 @@ $$;
 
 -- public (GraphQL: the field `contactName` of Delivery): the contact's name as the
 -- delivery's payload shows it: first and last name, else the email, at most 200
--- characters (null: none of them, or a test send's sample). The page shows it in each
+-- characters (null: the webhook sends none of them). The page shows it in each
 -- row of a history: reading it there took each row's whole payload to the browser (up
 -- to webhooks.max_payload_bytes, 1 MiB; fifty to a page, serialised on the API's one
 -- thread, which every company shares), where the page needs the payload only when a
