@@ -17,7 +17,7 @@ import { staticFiles } from './static.ts';
 import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
 import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, requestPath } from '../ops/operations.ts';
-import { KEEPALIVE_AFTER_MS, sessionOptions } from '../relay/database.ts';
+import { KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
 
@@ -100,7 +100,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   let stopping = false;
   // an idle connection dropped by the server (restart, failover) is replaced on next use
   pool.on('error', (error) => {
-    if (!stopping) log.warn({ err: error }, 'idle database connection lost');
+    if (!stopping) log.warn({ err: lostConnection(error) }, 'idle database connection lost');
   });
   const pgl = postgraphile(
     apiPreset({

@@ -74,8 +74,18 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
   });
   // an idle connection that breaks (say, Postgres restarts) is dropped and replaced
   // on next use; it must not bring the process down
-  pool.on('error', (error) => options.log.warn({ err: error }, 'database connection lost'));
+  pool.on('error', (error) => options.log.warn({ err: lostConnection(error) }, 'database connection lost'));
   return pool;
+}
+
+/**
+ * A lost connection's error as a log line tells it: what happened, its SQLSTATE and
+ * where. The error node-postgres gives an idle connection's loss carries that
+ * connection's client, whose state, logged with it, made each such line some
+ * kilobytes (test/api/lost-connection-log.test.ts).
+ */
+export function lostConnection(error: Error & { code?: string }): { type: string; message: string; code?: string; stack?: string } {
+  return { type: error.name, message: error.message, code: error.code, stack: error.stack };
 }
 
 /** How long a stopping relay waits for a database connection to close: one whose

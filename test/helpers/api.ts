@@ -5,6 +5,7 @@ import { signToken, type ApiRole } from '../../api/auth.ts';
 import { authenticatorUrl } from '../../api/authenticator.ts';
 import type { ApiLimits } from '../../api/limits.ts';
 import { startApi, type RunningApi } from '../../api/server.ts';
+import type { Logger } from 'pino';
 import { createTestDatabase, type TestDatabase } from './db.ts';
 
 // One password for every test file: the role is shared by the whole cluster, and
@@ -33,7 +34,7 @@ export interface TestApi {
 
 export async function startTestApi(
   ownerUrl: string,
-  options: { reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits>; idleConnectionMs?: number } = {},
+  options: { reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits>; idleConnectionMs?: number; log?: Logger } = {},
 ): Promise<TestApi> {
   const jwtSecret = randomBytes(32).toString('base64url');
   const api = await startApi({
@@ -44,6 +45,7 @@ export async function startTestApi(
     poolSize: options.poolSize ?? 4,
     limits: options.limits,
     idleConnectionMs: options.idleConnectionMs,
+    log: options.log,
     // tests roll the report's counts up themselves, when they mean to
     reportCountsEveryMs: options.reportCountsEveryMs ?? 0,
     // and read /metrics' figures as they are now, not as they were a second ago
