@@ -1,6 +1,7 @@
 // The admin API running in-process on a free port, logged in as webhook_authenticator
 // like in production, and a small GraphQL client that speaks real HTTP to it.
 import { randomBytes } from 'node:crypto';
+import { SignJWT } from 'jose';
 import { signToken, type ApiRole } from '../../api/auth.ts';
 import { authenticatorUrl } from '../../api/authenticator.ts';
 import type { ApiLimits } from '../../api/limits.ts';
@@ -105,4 +106,14 @@ export function useTestDatabaseWithApi(
 
 function raise(message: string): never {
   throw new Error(message);
+}
+
+/** An admin token of the company, signed with jwtSecret, that expired a minute ago (issued two hours before). */
+export function expiredToken(jwtSecret: string, companyId: string): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ role: 'webhook_admin', company_id: companyId })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt(now - 7200)
+    .setExpirationTime(now - 60)
+    .sign(new TextEncoder().encode(jwtSecret));
 }

@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
-import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
+import { expiredToken, startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { scrape } from '../helpers/prometheus.ts';
 import { fire, fireMany, seedCompany } from '../helpers/report-data.ts';
@@ -307,12 +307,7 @@ browserTest('a token found expired leaves nothing of its company on the page for
   await page.click('#delete-webhook');
   await untilText(page, '#confirm-text', /^Delete "Handwritten thank-you notes"/);
 
-  const key = new TextEncoder().encode(api().jwtSecret);
-  const expired = await new SignJWT({ role: 'webhook_admin', company_id: mine.companyId })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
-    .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
-    .sign(key);
+  const expired = await expiredToken(api().jwtSecret, mine.companyId);
   await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
   await page.click('#range-presets [data-preset="30"]');
   await untilText(page, '#sign-in-error', /^This token expired on /);
@@ -329,11 +324,7 @@ browserTest('the next to sign in on a tab never sees the view of the one before,
   const page = await signedIn(mine.companyId);
   t.true(await page.isVisible(row(mine.notes.id)));
   await untilText(page, '#page-subtitle', /^2 active, 1 disabled/);
-  const expired = await new SignJWT({ role: 'webhook_admin', company_id: mine.companyId })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
-    .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
-    .sign(new TextEncoder().encode(api().jwtSecret));
+  const expired = await expiredToken(api().jwtSecret, mine.companyId);
   await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
   await page.click('#range-presets [data-preset="7"]');
   await untilText(page, '#sign-in-error', /^This token expired on /);

@@ -4,9 +4,8 @@
 // follow, each recorded in the webhook's history of changes. A viewer sees none of
 // the controls.
 import test from 'ava';
-import { SignJWT } from 'jose';
 import type { Page } from 'playwright-core';
-import { startTestApi, type TestApi } from '../helpers/api.ts';
+import { expiredToken, startTestApi, type TestApi } from '../helpers/api.ts';
 import { PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
@@ -250,11 +249,7 @@ browserTest('a secret shown is gone from the page once the tab is signed out, by
 
   // the token expires while the secret is shown: the next request finds it so
   await showSecret();
-  const expired = await new SignJWT({ role: 'webhook_admin', company_id: company.id })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
-    .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
-    .sign(new TextEncoder().encode(api.jwtSecret));
+  const expired = await expiredToken(api.jwtSecret, company.id);
   await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
   await page.click('#range-presets [data-preset="7"]');
   await untilText(page, '#sign-in-error', /^This token expired on /);
@@ -281,11 +276,7 @@ browserTest('a secret issued just as the token expires is shown once its admin s
   await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
   await page.waitForSelector('#rotate-secret');
   // the rotation is the last request the token serves: it is found expired right after
-  const expired = await new SignJWT({ role: 'webhook_admin', company_id: company.id })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
-    .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
-    .sign(new TextEncoder().encode(api.jwtSecret));
+  const expired = await expiredToken(api.jwtSecret, company.id);
   await page.route('**/graphql', async (route) => {
     const response = await route.fetch();
     if (route.request().postData()?.includes('rotateWebhookSecret')) {
@@ -308,11 +299,7 @@ browserTest('a form filled while the token expired is kept for the admin of the 
   const other = await f.company();
   const page = await signedIn(company.id);
   const expire = async () => {
-    const expired = await new SignJWT({ role: 'webhook_admin', company_id: company.id })
-      .setProtectedHeader({ alg: 'HS256' })
-      .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
-      .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
-      .sign(new TextEncoder().encode(api.jwtSecret));
+    const expired = await expiredToken(api.jwtSecret, company.id);
     await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
   };
   const fill = async () => {
