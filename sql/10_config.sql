@@ -457,6 +457,19 @@ begin
     end if;
   end if;
 
+  -- a webhook whose filter the CRM deleted (below) is enabled again only once its admin
+  -- has chosen: another user or status, or none on purpose (update_webhook's clear_*)
+  if tg_op = 'UPDATE' and (new.user_id, new.status_id) is distinct from (old.user_id, old.status_id)
+     and new.deleted_filter_target is not distinct from old.deleted_filter_target then
+    new.deleted_filter_target := null;
+  end if;
+  if new.enabled and new.deleted_filter_target is not null then
+    perform webhooks_private.config_error('webhook_filter_target_deleted',
+      case when 'contact.user_assigned' = any (new.actions) then 'user_id' else 'status_id' end,
+      format('this webhook was filtered on %s, which the CRM deleted: choose another, or none to fire for every one, before enabling it',
+             new.deleted_filter_target));
+  end if;
+
   -- enabling or disabling in plain SQL (a DBA's update) records when and who, as
   -- disable_webhook does; enabling clears them. Values the writer gives are kept.
   if tg_op = 'INSERT' and not new.enabled
@@ -654,9 +667,11 @@ create trigger _500_sync_subscriptions
 -- When the CRM deletes a user or a status tag a webhook is filtered on
 --
 -- The webhook stays, with its history and Times Fired: it is disabled, by 'crm', with
--- a reason that names what went and what enabling it again would do, and its filter is
--- cleared (the key refuses a dangling one: migration 0038). Such a webhook could never
--- fire again as it was: the user's assignments and the status's tags go with them.
+-- a reason that names what went, and its filter is cleared (the key refuses a dangling
+-- one: migration 0038). Such a webhook could never fire again as it was: the user's
+-- assignments and the status's tags go with them. Without a filter it would fire for
+-- every user or status, so deleted_filter_target keeps it disabled until its admin
+-- chooses another, or none on purpose (the validation trigger, above; migration 0039).
 -- Until 2026-12-06 the keys cascaded, and the webhook was deleted with every firing
 -- it had recorded (test/sql/filter-targets.test.ts).
 
@@ -682,18 +697,19 @@ as $$
 declare
   v_id constant bigint := (p_row ->> 'id')::bigint;
   v_what constant text := case p_column when 'user_id' then 'user' else 'status' end;
-  v_named constant text := coalesce(format(' (%s)', nullif(webhooks_private.quoted_in_reason(p_row ->> 'name', 100), '')), '');
+  v_target constant text := format('%s %s', v_what, v_id)
+    || coalesce(format(' (%s)', nullif(webhooks_private.quoted_in_reason(p_row ->> 'name', 100), '')), '');
   v_reason constant text := format(
-    'The %1$s it was filtered on, %1$s %2$s%3$s, was deleted from the CRM. Enabled again, it fires for every %1$s; choose another %1$s first to keep it to one.',
-    v_what, v_id, v_named);
+    'The %1$s it was filtered on, %2$s, was deleted from the CRM. Choose another %1$s, or any %1$s, to enable it again.',
+    v_what, v_target);
 begin
   -- (p_column is one of the two the triggers below name, never a tenant's text)
   execute format(
     $u$update webhooks.webhooks w
        set %1$I = null, enabled = false, disabled_at = coalesce(w.disabled_at, now()),
-           disabled_by = coalesce(w.disabled_by, 'crm'), disabled_reason = $2
+           disabled_by = coalesce(w.disabled_by, 'crm'), disabled_reason = $2, deleted_filter_target = $3
        where w.%1$I = $1$u$, p_column)
-  using v_id, v_reason;
+  using v_id, v_reason, v_target;
 end;
 $$;
 

@@ -116,7 +116,7 @@ grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore
   on webhooks.webhooks to webhook_admin;
 grant update (name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions,
               enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at,
-              max_in_flight, rate_limit)
+              max_in_flight, rate_limit, deleted_filter_target)
   on webhooks.webhooks to webhook_admin;
 grant delete on webhooks.webhooks to webhook_admin;
 -- the audit trail (47_audit.sql) is read, never written, by the API roles: its rows

@@ -5,12 +5,13 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
+import { inTransaction } from '../helpers/sql.ts';
 
 const db = useTestDatabase(test);
 
 async function webhookRow(id: string) {
   const { rows } = await db().pool.query(
-    `select enabled, disabled_by, disabled_reason, disabled_at, user_id, status_id
+    `select enabled, disabled_by, disabled_reason, disabled_at, user_id, status_id, deleted_filter_target
      from webhooks.webhooks where id = $1`, [id]);
   return rows[0];
 }
@@ -48,10 +49,10 @@ test('deleting the user a webhook is filtered on disables it with a reason, clea
   await db().pool.query('delete from crm.users where id = $1', [user.id]);
 
   const row = await webhookRow(filtered.id);
-  t.like(row, { enabled: false, disabled_by: 'crm', user_id: null });
+  t.like(row, { enabled: false, disabled_by: 'crm', user_id: null, deleted_filter_target: `user ${user.id} (Jane Doe)` });
   t.truthy(row.disabled_at);
   t.is(row.disabled_reason,
-    `The user it was filtered on, user ${user.id} (Jane Doe), was deleted from the CRM. Enabled again, it fires for every user; choose another user first to keep it to one.`);
+    `The user it was filtered on, user ${user.id} (Jane Doe), was deleted from the CRM. Choose another user, or any user, to enable it again.`);
   t.is((await deliveriesOf(db().pool, [filtered.id])).length, 1, 'its firing is kept');
   t.is(await firedTotal(filtered.id), 1, 'so is its Times Fired');
   t.is(await subscriptions(filtered.id), 0, 'a disabled webhook hears nothing');
@@ -66,16 +67,41 @@ test('deleting the user a webhook is filtered on disables it with a reason, clea
   ]);
 });
 
-test('enabled again, it fires for every user, as its reason says', async (t) => {
-  const { f, user, other, filtered, company } = await userFiltered();
+test('it is enabled again only once its admin has chosen: another user, or any user on purpose', async (t) => {
+  const { f, user, other, filtered, company } = await userFiltered('Jane Doe');
   await db().pool.query('delete from crm.users where id = $1', [user.id]);
-  await db().pool.query('update webhooks.webhooks set enabled = true where id = $1', [filtered.id]);
+  // enabled as it is, it would fire for every user
+  const refused = await t.throwsAsync(db().pool.query('select webhooks.enable_webhook($1)', [filtered.id])) as any;
+  t.like(refused, { code: '23514', constraint: 'webhook_filter_target_deleted', column: 'user_id' });
+  t.is(refused.message, `this webhook was filtered on user ${user.id} (Jane Doe), which the CRM deleted: choose another, or none to fire for every one, before enabling it`);
+  t.like(await webhookRow(filtered.id), { enabled: false, disabled_by: 'crm' });
+  // another user: then it may be enabled, and hears that user
+  await db().pool.query('select webhooks.update_webhook($1, user_id => $2)', [filtered.id, other.id]);
+  t.like(await webhookRow(filtered.id), { user_id: other.id, deleted_filter_target: null, enabled: false });
+  await db().pool.query('select webhooks.enable_webhook($1)', [filtered.id]);
   t.like(await webhookRow(filtered.id), { enabled: true, disabled_by: null, disabled_reason: null });
-
   const contact = await f.contact(company.id);
   await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, other.id]);
-  const fired = await deliveriesOf(db().pool, [filtered.id]);
-  t.deepEqual(fired.map((d) => d.payload.data.user.id), [Number(user.id), Number(other.id)]);
+  t.deepEqual((await deliveriesOf(db().pool, [filtered.id])).map((d) => d.payload.data.user.id), [Number(user.id), Number(other.id)]);
+});
+
+test('any user, chosen on purpose: the filter cleared through update_webhook, it may be enabled and hears every user', async (t) => {
+  const { f, user, other, filtered, company } = await userFiltered();
+  await db().pool.query('delete from crm.users where id = $1', [user.id]);
+  await db().pool.query('select webhooks.update_webhook($1, clear_user_id => true)', [filtered.id]);
+  t.like(await webhookRow(filtered.id), { user_id: null, deleted_filter_target: null, enabled: false });
+  await db().pool.query('select webhooks.enable_webhook($1)', [filtered.id]);
+  const contact = await f.contact(company.id);
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, other.id]);
+  t.deepEqual((await deliveriesOf(db().pool, [filtered.id])).map((d) => d.payload.data.user.id), [Number(user.id), Number(other.id)]);
+  // the validation trigger refuses an enabled webhook with the mark, by name; past it
+  // (the triggers off), the table's own check does
+  const named = await t.throwsAsync(db().pool.query(
+    `update webhooks.webhooks set deleted_filter_target = 'user 1' where id = $1`, [filtered.id])) as any;
+  t.like(named, { code: '23514', constraint: 'webhook_filter_target_deleted' });
+  const checked = await t.throwsAsync(inTransaction(db().pool, 'set local session_replication_role = replica',
+    (c) => c.query(`update webhooks.webhooks set deleted_filter_target = 'user 1' where id = $1`, [filtered.id]))) as any;
+  t.like(checked, { code: '23514', constraint: 'webhooks_deleted_filter_target_disabled' });
 });
 
 test('a webhook disabled before keeps when and by whom; its reason says the user went', async (t) => {
@@ -113,7 +139,8 @@ test('deleting the status a webhook is filtered on disables it the same way', as
 
   t.like(await webhookRow(filtered.id), {
     enabled: false, disabled_by: 'crm', status_id: null,
-    disabled_reason: `The status it was filtered on, status ${status.id} (Hot lead), was deleted from the CRM. Enabled again, it fires for every status; choose another status first to keep it to one.`,
+    disabled_reason: `The status it was filtered on, status ${status.id} (Hot lead), was deleted from the CRM. Choose another status, or any status, to enable it again.`,
+    deleted_filter_target: `status ${status.id} (Hot lead)`,
   });
   t.is((await deliveriesOf(db().pool, [filtered.id])).length, 1);
 });
