@@ -133,6 +133,7 @@ function reportRowOf(node) {
     disabledAt: node.disabledAt,
     disabledBy: node.disabledBy,
     disabledReason: node.disabledReason,
+    deletedFilterTarget: node.deletedFilterTarget ?? null,
     ignoreSources: node.ignoreSources ?? [],
     watchFields: node.watchFields ?? [],
     conditions: node.conditions ?? null,
@@ -149,7 +150,7 @@ function reportRowOf(node) {
 
 const REPORT_FIELDS = `
   webhookId name url actions fields statusId statusName userId userName createdAt
-  enabled disabledAt disabledBy disabledReason ignoreSources watchFields conditions
+  enabled disabledAt disabledBy disabledReason deletedFilterTarget ignoreSources watchFields conditions
   timesFired timesSucceeded timesFailed timesPending
   failuresInARow failingSince pausedUntil disablesAt
 `;

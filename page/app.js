@@ -16,7 +16,7 @@ import {
 } from './api.js';
 import { h, replace } from './dom.js';
 import {
-  CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
+  CHOOSE_AGAIN, CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
   deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, nextTry, outcomeWords,
   parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines, urlProblem,
 } from './format.js';
@@ -900,6 +900,17 @@ function numberField(name, id, label, value, placeholder, hint) {
     fieldError(name));
 }
 
+/**
+ * The picker's first option, chosen, when the CRM deleted the user or status (kind) the
+ * webhook was filtered on: it names what went, and Save asks for another or Any.
+ */
+function chooseAgain(webhook, kind) {
+  if (!webhook?.deletedFilterTarget) return null;
+  const users = webhook.actions.includes(USER_ACTION);
+  if ((kind === 'user') !== users) return null;
+  return h('option', { value: CHOOSE_AGAIN, selected: true }, `Choose again: ${webhook.deletedFilterTarget} was deleted`);
+}
+
 function setupForm({ webhook, choices, delivery }) {
   const editing = Boolean(webhook);
   const chosenFields = webhook?.fields ?? ['first_name', 'last_name', 'email'].filter((f) => choices.fields.includes(f));
@@ -924,12 +935,14 @@ function setupForm({ webhook, choices, delivery }) {
     h('div', { class: 'field', dataset: { field: 'status_id' } },
       h('label', { for: 'setup-status' }, 'Which status'),
       h('select', { id: 'setup-status', name: 'status' },
+        chooseAgain(webhook, 'status'),
         h('option', { value: '' }, 'Any status'),
         choices.statuses.map((s) => h('option', { value: s.id, selected: webhook?.status?.id === s.id }, s.name))),
       fieldError('status_id')),
     h('div', { class: 'field', dataset: { field: 'user_id' } },
       h('label', { for: 'setup-user' }, 'Which user'),
       h('select', { id: 'setup-user', name: 'user' },
+        chooseAgain(webhook, 'user'),
         h('option', { value: '' }, 'Any user'),
         choices.users.map((u) => h('option', { value: u.id, selected: webhook?.user?.id === u.id }, `${u.name} (${u.email})`))),
       fieldError('user_id')),

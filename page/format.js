@@ -311,6 +311,14 @@ export function urlProblem(url) {
  * Checks the form's choices before they are sent. setup: { name, url, fields, actions,
  * statusId, userId }. Returns { field: words } for each field with a problem (empty: none).
  */
+/**
+ * A picker's value while the user or status a webhook was filtered on is deleted and
+ * nothing has been chosen in its place (deletedFilterTarget): Save asks for a choice,
+ * another or Any, rather than take the picker's Any for one (the API keeps such a
+ * webhook disabled until its admin chooses).
+ */
+export const CHOOSE_AGAIN = 'choose-again';
+
 export function setupProblems(setup) {
   const problems = {};
   if (!setup.name.trim()) problems.name = 'Give the webhook a name.';
@@ -318,10 +326,14 @@ export function setupProblems(setup) {
   if (url) problems.url = url;
   if (!setup.fields.length) problems.fields = 'Choose at least one contact field to send.';
   if (!setup.actions.length) problems.actions = 'Choose at least one action.';
-  if (setup.statusId && !setup.actions.every((a) => STATUS_ACTIONS.includes(a))) {
+  if (setup.statusId === CHOOSE_AGAIN) {
+    problems.status_id = 'The status this webhook was filtered on was deleted: choose another, or Any status.';
+  } else if (setup.statusId && !setup.actions.every((a) => STATUS_ACTIONS.includes(a))) {
     problems.status_id = 'A status applies to Status added and Status removed only: choose only those actions, or Any status.';
   }
-  if (setup.userId && !(setup.actions.length === 1 && setup.actions[0] === USER_ACTION)) {
+  if (setup.userId === CHOOSE_AGAIN) {
+    problems.user_id = 'The user this webhook was filtered on was deleted: choose another, or Any user.';
+  } else if (setup.userId && !(setup.actions.length === 1 && setup.actions[0] === USER_ACTION)) {
     problems.user_id = 'A user applies to User assigned only: choose only that action, or Any user.';
   }
   if (setup.conditionsProblem) problems.conditions = setup.conditionsProblem;

@@ -67,6 +67,9 @@ create type webhooks.webhook_report_row as (
   disabled_at     timestamptz,
   disabled_by     text,
   disabled_reason text,
+  -- the user or status it was filtered on, which the CRM deleted, until its admin
+  -- chooses again (10_config.sql)
+  deleted_filter_target text,
   ignore_sources  text[],
   watch_fields    text[],
   conditions      jsonb,
@@ -147,7 +150,7 @@ as $$
   )
   select w.id, w.name, w.url, w.actions, w.fields,
          w.status_id, s.name, w.user_id, u.name, w.created_at,
-         w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason,
+         w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason, w.deleted_filter_target,
          w.ignore_sources, w.watch_fields, w.conditions,
          w.max_in_flight, w.rate_limit,
          c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed,

@@ -232,6 +232,42 @@ browserTest('the form\'s checks and the database\'s refusals show beside the inp
   await page.close();
 });
 
+browserTest('a webhook whose user the CRM deleted: Edit asks to choose again, and Any user chosen on purpose lets it be enabled', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const user = await f.user(company.id, 'Jane Doe');
+  const hook = await f.webhook({ companyId: company.id, name: 'Jane’s assignments', actions: ['contact.user_assigned'], userId: user.id });
+  await database.pool.query('delete from crm.users where id = $1', [user.id]);
+  const page = await signedIn(company.id);
+  const toggle = `tr[data-webhook-id="${hook.id}"] [data-action]`;
+  // Enable as it is: refused, and the page says why
+  await untilText(page, toggle, 'Enable');
+  await page.click(toggle);
+  await untilText(page, '#error', /which the CRM deleted: choose another, or none to fire for every one, before enabling it$/);
+  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
+  await page.waitForSelector('#setup-form');
+  t.is(await page.inputValue('#setup-user'), 'choose-again');
+  t.is(await page.textContent('#setup-user option:checked'), `Choose again: user ${user.id} (Jane Doe) was deleted`);
+  // Save as it is: a choice is asked for, nothing is written
+  await page.click('#setup-submit');
+  await untilText(page, '#error-user_id', 'The user this webhook was filtered on was deleted: choose another, or Any user.');
+  const mark = async () => (await database.pool.query(
+    'select enabled, deleted_filter_target from webhooks.webhooks where id = $1', [hook.id])).rows[0];
+  t.deepEqual(await mark(), { enabled: false, deleted_filter_target: `user ${user.id} (Jane Doe)` });
+  // Any user, on purpose: saved, and the webhook may be enabled
+  await page.selectOption('#setup-user', '');
+  await page.click('#setup-submit');
+  await page.waitForSelector('#history:not([hidden])');
+  t.deepEqual(await mark(), { enabled: false, deleted_filter_target: null });
+  await page.goto(`${api.api.url}/reports/webhooks#/`);
+  await untilText(page, toggle, 'Enable');
+  await page.click(toggle);
+  await untilText(page, toggle, 'Disable');
+  t.deepEqual(await mark(), { enabled: true, deleted_filter_target: null });
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a secret shown is gone from the page once the tab is signed out, by Sign out or by a token that expired: the next to sign in on the tab does not see it', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
