@@ -697,6 +697,7 @@ as $$
 declare
   v_id constant bigint := (p_row ->> 'id')::bigint;
   v_what constant text := case p_column when 'user_id' then 'user' else 'status' end;
+  -- ("user 42 (Jane Doe)": update_webhook, 45_admin.sql, reads the kind from its first word)
   v_target constant text := format('%s %s', v_what, v_id)
     || coalesce(format(' (%s)', nullif(webhooks_private.quoted_in_reason(p_row ->> 'name', 100), '')), '');
   v_reason constant text := format(

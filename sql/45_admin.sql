@@ -97,8 +97,12 @@ begin
       actions   = coalesce(update_webhook.actions, w.actions),
       status_id = case when clear_status_id then null else coalesce(update_webhook.status_id, w.status_id) end,
       user_id   = case when clear_user_id then null else coalesce(update_webhook.user_id, w.user_id) end,
-      -- (a filter the CRM deleted, cleared on purpose: 10_config.sql)
-      deleted_filter_target = case when clear_user_id or clear_status_id then null else w.deleted_filter_target end,
+      -- (a filter the CRM deleted, cleared on purpose: the user filter for a deleted
+      -- user, the status filter for a deleted status, as disable_filtered_on names
+      -- them in 10_config.sql)
+      deleted_filter_target = case when clear_user_id and w.deleted_filter_target like 'user %'
+                                     or clear_status_id and w.deleted_filter_target like 'status %' then null
+                                   else w.deleted_filter_target end,
       ignore_sources = coalesce(update_webhook.ignore_sources, w.ignore_sources),
       watch_fields   = coalesce(update_webhook.watch_fields, w.watch_fields),
       conditions     = case when clear_conditions then null else coalesce(update_webhook.conditions, w.conditions) end,

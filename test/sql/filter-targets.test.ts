@@ -88,6 +88,9 @@ test('it is enabled again only once its admin has chosen: another user, or any u
 test('any user, chosen on purpose: the filter cleared through update_webhook, it may be enabled and hears every user', async (t) => {
   const { f, user, other, filtered, company } = await userFiltered();
   await db().pool.query('delete from crm.users where id = $1', [user.id]);
+  // the status filter cleared is not the user filter chosen
+  await db().pool.query('select webhooks.update_webhook($1, clear_status_id => true)', [filtered.id]);
+  t.like(await webhookRow(filtered.id), { deleted_filter_target: `user ${user.id} (${user.name})` });
   await db().pool.query('select webhooks.update_webhook($1, clear_user_id => true)', [filtered.id]);
   t.like(await webhookRow(filtered.id), { user_id: null, deleted_filter_target: null, enabled: false });
   await db().pool.query('select webhooks.enable_webhook($1)', [filtered.id]);
