@@ -38,7 +38,8 @@ interface PgErrorFields {
   message: string;
 }
 
-function databaseErrorIn(error: unknown): PgErrorFields | undefined {
+/** The database's error within error (a GraphQL error's originalError, its cause, …), or nothing. */
+export function databaseErrorIn(error: unknown): PgErrorFields | undefined {
   for (let e = error as any, depth = 0; e && depth < 5; e = e.originalError ?? e.cause, depth++) {
     if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string') return e;
   }

@@ -5,13 +5,14 @@ import './env.ts';
 import type {} from 'postgraphile';
 import type pg from 'pg';
 import { makePgService } from 'postgraphile/adaptors/pg';
+import { isPromiseLike } from 'postgraphile/grafast';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
 import { boundedPage, depthRule, expandedFieldsRule, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits } from './limits.ts';
-import { refuseRequestedTimes } from './requested-times.ts';
+import { nameInputErrors, refuseInputs } from './input-refusals.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 export const GRAPHIQL_PATH = '/graphiql';
@@ -140,17 +141,24 @@ function RequestLimits(limits: ApiLimits): GraphileConfig.Plugin {
 }
 
 /**
- * A since or until whose year Postgres's parser would refuse unnamed is refused by
- * name before the query runs (api/requested-times.ts).
+ * Every value sent into an argument or input field is judged by its type before the
+ * operation runs, and a bad one refused naming its rule and its argument or field;
+ * what Postgres still refuses of a time or a cursor is named after the input that sent
+ * it once the operation has run (api/input-refusals.ts).
  */
-const RequestedTimes: GraphileConfig.Plugin = {
-  name: 'RequestedTimes',
+const InputRefusals: GraphileConfig.Plugin = {
+  name: 'InputRefusals',
   version: '1.0.0',
   grafast: {
     middleware: {
       execute(next, event) {
-        const refusal = refuseRequestedTimes(event.args);
-        return refusal ? { errors: [refusal] } : next();
+        const { refusal, sent } = refuseInputs(event.args);
+        if (refusal) return { errors: [refusal] };
+        const result = next();
+        if (sent.length === 0) return result;
+        const named = (outcome: Awaited<typeof result>) =>
+          (Symbol.asyncIterator in outcome ? outcome : nameInputErrors(outcome, sent));
+        return isPromiseLike(result) ? Promise.resolve(result).then(named) : named(result);
       },
     },
   },
@@ -275,7 +283,7 @@ export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, RequestedTimes, RequestLimits(options.limits), OneConnectionPerRequest(options.limits)],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, RequestLimits(options.limits), OneConnectionPerRequest(options.limits)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],

@@ -554,6 +554,13 @@ begin
   -- 24 hours), so what waits is what was checked (1 month - 29 days - 23 hours was an
   -- hour to the check, and 25 hours from a day of December)
   new.coalesce_window := justify_interval(new.coalesce_window);
+  -- the table's check (webhooks_coalesce_window_range), with its column and range
+  -- said: the check alone named neither
+  if (tg_op = 'INSERT' or new.coalesce_window is distinct from old.coalesce_window)
+     and (new.coalesce_window <= interval '0' or new.coalesce_window > interval '1 hour') then
+    perform webhooks_private.config_error('webhooks_coalesce_window_range', 'coalesce_window',
+      format('coalesce_window must be more than 0 and at most 1 hour (or null: off), got %s', new.coalesce_window));
+  end if;
 
   -- fleet-wide limits (sql/28_lanes.sql)
   if new.max_in_flight is not null and new.max_in_flight not between 1 and 1000 then

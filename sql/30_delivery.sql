@@ -94,7 +94,8 @@ $$;
 -- public: the retry schedule in force (without jitter), one row per attempt. Runs as
 -- its owner: its helpers live in webhooks_private, which no API role may use, and it
 -- reads nothing but settings. p_max_attempts is bounded as a webhook's max_attempts is
--- (webhooks_max_attempts_range): a caller cannot ask for a billion rows.
+-- (webhooks_max_attempts_range): a caller cannot ask for a billion rows; refused by
+-- name (retry_max_attempts_range, the argument as its column).
 create or replace function webhooks.retry_schedule(p_max_attempts integer default null)
 returns table (attempt integer, wait_before interval, since_first_attempt interval)
 language plpgsql
@@ -106,7 +107,9 @@ begin
   if p_max_attempts is not null and p_max_attempts not between 1 and 100 then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = 'max attempts must be from 1 to 100';
+      message = 'max attempts must be from 1 to 100',
+      constraint = 'retry_max_attempts_range',
+      column = 'p_max_attempts';
   end if;
   return query
   select n,
