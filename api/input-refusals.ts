@@ -372,7 +372,8 @@ export function nameInputErrors<R extends ExecutionResult>(result: R, sent: Sent
   let changed = false;
   const errors = result.errors.map((error) => {
     const db = databaseErrorIn(error.originalError);
-    if (!db?.code || !READING_STATES.has(db.code)) return error;
+    // (an error with a constraint is a rule's refusal already: requested_time_range, …)
+    if (!db?.code || !READING_STATES.has(db.code) || db.constraint) return error;
     const input = inputQuoted(db.message, sent);
     if (!input) return error;
     changed = true;
