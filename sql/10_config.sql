@@ -310,7 +310,7 @@ begin
   if not found then
     raise exception using
       errcode = 'no_data_found',
-      message = format('webhook %s not found', p_id),
+      message = format('webhook %s not found', coalesce(p_id::text, '(no id given)')),
       constraint = 'webhook_not_found',
       column = p_column;
   end if;

@@ -1407,7 +1407,7 @@ begin
   if not found then
     raise exception using
       errcode = 'no_data_found',
-      message = format('delivery %s not found', replay_delivery.id),
+      message = format('delivery %s not found', coalesce(replay_delivery.id::text, '(no id given)')),
       constraint = 'delivery_not_found',
       column = 'id';
   end if;

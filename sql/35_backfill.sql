@@ -219,7 +219,7 @@ begin
   if not found then
     raise exception using
       errcode = 'no_data_found',
-      message = format('backfill %s not found', cancel_backfill.id),
+      message = format('backfill %s not found', coalesce(cancel_backfill.id::text, '(no id given)')),
       constraint = 'backfill_not_found',
       column = 'id';
   end if;

@@ -292,7 +292,7 @@ begin
   if not found then
     raise exception using
       errcode = 'no_data_found',
-      message = format('webhook %s not found', send_test_webhook.id),
+      message = format('webhook %s not found', coalesce(send_test_webhook.id::text, '(no id given)')),
       constraint = 'webhook_not_found',
       column = 'id';
   end if;

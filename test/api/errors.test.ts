@@ -273,6 +273,18 @@ test('a missing webhook named by webhookId is refused naming webhook_id, the arg
   }
 });
 
+test('a mutation given no id at all says so in its not-found refusal, not "webhook  not found"', async (t) => {
+  const token = await api().token((await factories(db().pool).company()).id);
+  for (const [mutation, what, constraint, column] of [
+    ['updateWebhook', 'webhook', 'webhook_not_found', 'id'], ['deleteWebhook', 'webhook', 'webhook_not_found', 'id'],
+    ['sendTestWebhook', 'webhook', 'webhook_not_found', 'id'], ['startBackfill', 'webhook', 'webhook_not_found', 'webhook_id'],
+    ['replayDelivery', 'delivery', 'delivery_not_found', 'id'], ['cancelBackfill', 'backfill', 'backfill_not_found', 'id'],
+  ]) {
+    const response = await api().gql(token, `mutation { ${mutation}(input: {}) { __typename } }`);
+    t.like(response.errors?.[0], { message: `${what} (no id given) not found`, extensions: { code: 'P0002', constraint, column } }, mutation);
+  }
+});
+
 test.serial('a request the database ends to break a deadlock says to send it again (TRY_AGAIN), not "An error occurred"; and it may', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
