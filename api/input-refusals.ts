@@ -27,7 +27,7 @@
 // - IntervalInput: an interval Postgres can hold, its seconds as plain decimals
 //   (interval_range, 22015);
 // - Cursor: a cursor this API could have given out: a 'natural' one counts rows from
-//   0, a keyset one holds texts, numbers or nulls (INVALID_CURSOR).
+//   0, a keyset one holds texts, numbers, booleans or nulls (INVALID_CURSOR).
 //
 // What Postgres still refuses of a Datetime (a month 13, a word it does not read, an
 // offset past 15:59, a zone it does not know) or of a cursor's values is named once

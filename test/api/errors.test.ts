@@ -185,6 +185,8 @@ test('a NUL in text and a number beyond bigint are refused naming the rule and t
   t.is(nul.errors?.length, 1);
   t.is(nul.errors![0].message, 'name must not contain a NUL character (U+0000): Postgres text cannot hold one');
   t.like(nul.errors![0].extensions, { code: '22021', constraint: 'nul_character', column: 'name' });
+  t.is(nul.status, 400, 'refused before anything ran: no data');
+  t.is(nul.data, undefined);
   // written in the query's text as an escape, as in a variable
   const literal = await api().gql(token, 'mutation { createWebhook(input: { name: "Hook\\u0000", url: "https://x.example.com", fields: ["email"], actions: [CONTACT_CREATED] }) { result { secret } } }');
   t.like(literal.errors?.[0]?.extensions, { code: '22021', constraint: 'nul_character', column: 'name' }, JSON.stringify(literal.errors));
