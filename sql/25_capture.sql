@@ -373,16 +373,22 @@ begin
   if not found then
     return false;
   end if;
-  -- its message in history, in the partition of its day (22_outbox.sql)
+  -- its message in history, in the partition of its day (22_outbox.sql). A contact
+  -- whose id changed (move_contact_deliveries) is named by the id it has now, and the
+  -- message keeps the first previous_contact_id it had: the id its receiver knows,
+  -- since nothing of this message was sent
   execute format($sql$
     update %s h
-    set payload = jsonb_set(jsonb_set($1,
+    set payload = jsonb_set(jsonb_set(
+                    case when h.payload #> '{data,previous_contact_id}' is null then $1
+                         else jsonb_set($1, '{data,previous_contact_id}', h.payload #> '{data,previous_contact_id}') end,
                     '{data,changed_fields}',
                     webhooks_private.changed_fields_union(h.payload #> '{data,changed_fields}', $1 #> '{data,changed_fields}')),
-                    '{data,merged}', to_jsonb(coalesce((h.payload #>> '{data,merged}')::integer, 1) + 1))
+                    '{data,merged}', to_jsonb(coalesce((h.payload #>> '{data,merged}')::integer, 1) + 1)),
+        contact_id = $4
     where h.id = $2 and h.created_at = $3$sql$,
     webhooks_private.history_relation(webhooks_private.utc_day(v_merge_created)))
-  using p_payload, v_merge_id, v_merge_created;
+  using p_payload, v_merge_id, v_merge_created, p_contact_id;
   return true;
 end;
 $$;
@@ -564,7 +570,11 @@ create trigger _500_shorten_waits
 -- just left) whose filters (15_filters.sql) let the change through. p_contact is the
 -- row the payload shows. For an update, p_changed names the columns it changed
 -- (updated_at included) and p_old_custom is custom as it was (as jsonb: '{}' when the
--- contacts table has no custom column); both null otherwise.
+-- contacts table has no custom column); both null otherwise. p_previous_id is the id
+-- an update changed (the contact's before it), null when it kept it: the companies of
+-- the users assigned under either id are concerned (a CRM's keys that cascade the new
+-- id to the assignments do so after this), and watch_fields do not hold such an
+-- update back: every later message names the new id, which this one alone tells.
 -- Each payload holds the contact's id and the webhook's chosen fields, nothing else:
 -- p_contact minus payload_omit when that leaves only payload_keys (always, unless
 -- crm.contacts gained a column since payload_omit was made), else built from
@@ -573,6 +583,8 @@ create trigger _500_shorten_waits
 drop function if exists webhooks_private.capture(webhooks.action, text, jsonb, jsonb, jsonb, bigint, bigint, bigint, bigint);
 -- (it returned nothing before)
 drop function if exists webhooks_private.capture(webhooks.action, text, jsonb, text[], jsonb, jsonb, bigint, bigint, bigint, bigint);
+-- (without p_previous_id before 2026-12-06; dropped as it is, each time: it is created, not replaced, below)
+drop function if exists webhooks_private.capture(webhooks.action, text, jsonb, text[], jsonb, jsonb, bigint, bigint, bigint, bigint, bigint);
 create function webhooks_private.capture(
   p_action       webhooks.action,
   p_source       text,
@@ -583,7 +595,8 @@ create function webhooks_private.capture(
   p_status_id    bigint default null,
   p_user_id      bigint default null,
   p_only_company bigint default null,
-  p_also_company bigint default null
+  p_also_company bigint default null,
+  p_previous_id  bigint default null
 )
 returns integer
 language plpgsql
@@ -611,6 +624,13 @@ begin
   -- alone is (an array built here costs less than a union in the statement below)
   if p_only_company is not null then
     v_companies := array[p_only_company];
+  elsif p_previous_id is not null then
+    v_companies := array(select (p_contact ->> 'company_id')::bigint
+                         union
+                         select u.company_id
+                         from crm.contact_assignments a
+                         join crm.users u on u.id = a.user_id
+                         where a.contact_id = any (array[v_contact_id, p_previous_id]));
   elsif exists (select 1 from crm.contact_assignments a where a.contact_id = v_contact_id) then
     v_companies := array(select (p_contact ->> 'company_id')::bigint
                          union
@@ -650,7 +670,8 @@ begin
     and (p_action <> 'contact.deleted' or exists (select 1 from webhooks.webhooks w where w.id = s.webhook_id))
     -- the webhook's filters, before any payload is built
     and not (p_source = any (s.ignore_sources))
-    and (cardinality(s.watch_fields) = 0 or p_changed is null or s.watch_fields && p_changed)
+    and (cardinality(s.watch_fields) = 0 or p_changed is null or s.watch_fields && p_changed
+         or p_previous_id is not null)
     -- (the contact as conditions see it and custom's changed keys: made once, and
     -- only when some webhook has conditions)
     and (s.conditions is null
@@ -694,8 +715,32 @@ begin
 end;
 $$;
 
+-- private: a contact's id changed (p_from to p_to, by an UPDATE: a CRM's merge or
+-- renumbering tool). It is the same contact: its deliveries still waiting follow the
+-- new id (move_contact_deliveries, 22_outbox.sql), and its rows of first_assignments
+-- go, as its delete takes them: kept, nothing removed them, and the next assignment
+-- writes the new id's. Called by the update trigger, before it announces the change,
+-- so that the announcement waits behind those deliveries and merges into them.
+-- Returns how many deliveries moved.
+create or replace function webhooks_private.contact_id_changed(p_from bigint, p_to bigint)
+returns integer
+language plpgsql
+as $$
+begin
+  delete from webhooks_private.first_assignments f where f.contact_id = p_from;
+  return webhooks_private.move_contact_deliveries(p_from, p_to);
+end;
+$$;
+
 -- contact.updated: an external source (anything but 'platform') changed a column.
 -- contact.saved: the BPD platform saved the contact, changed or not.
+-- An update that changes the contact's id announces the new id, and the id it had as
+-- data.previous_contact_id beside changed_fields (which names "id"): the same contact,
+-- renumbered, not one deleted and another created. Receivers of this CRM act on a
+-- contact.created (a welcome, a letter, a task) and a contact.deleted (an unsubscribe):
+-- announced so, a merge tool's renumbering sent those again for contacts that never
+-- came or went; and a webhook that hears updates alone heard nothing of it
+-- (docs/capture.md, "A contact whose id changes"; test/sql/contact-id-change.test.ts).
 create or replace function webhooks_private.tg_contacts__updated()
 returns trigger
 language plpgsql
@@ -709,10 +754,16 @@ declare
   v_old_custom jsonb;
   v_changed text[];
   v_fields text[];
+  v_previous_id bigint;
+  v_data jsonb;
   v_webhooks integer;
+  v_moved integer;
 begin
   -- the path nearly every write takes: nobody concerned listens (a contact that
-  -- changes company is looked at in full: the company it leaves is concerned too).
+  -- changes company is looked at in full: the company it leaves is concerned too;
+  -- so is one whose id changes, whose deliveries waiting must follow it whoever
+  -- listens, and whose assignments may still name the old id here: a CRM's keys
+  -- that cascade the new id to them do so after this trigger, whose name sorts first).
   -- The owner's subscriptions are decided here as far as they can be without
   -- comparing the two rows: the source, then the conditions, with the changed
   -- columns not known yet (a "changed" leaf on a column is unknown: condition_holds
@@ -723,7 +774,7 @@ begin
   -- custom.KEY unknown too (KEY = any (array[null]) is null). Knowing it took the old
   -- row's custom, read by name (a CRM that renamed the column had every contact
   -- update fail) or as JSON (two rows made JSON for every probe with conditions).
-  if new.company_id = old.company_id
+  if new.company_id = old.company_id and new.id = old.id
      and not exists (select 1 from webhooks_private.subscriptions s
                      where s.action = v_action and s.company_id = new.company_id
                        and s.status_id is null and s.user_id is null
@@ -734,6 +785,10 @@ begin
                                is not false))
      and not exists (select 1 from crm.contact_assignments a where a.contact_id = new.id) then
     return null;
+  end if;
+  if new.id <> old.id then
+    v_previous_id := old.id;
+    v_moved := webhooks_private.contact_id_changed(old.id, new.id);
   end if;
   v_contact := to_jsonb(new);
   if webhooks_private.contact_columns_known(v_contact) then
@@ -749,9 +804,13 @@ begin
   if v_action = 'contact.updated' and cardinality(v_fields) = 0 then
     return null;
   end if;
-  v_webhooks := webhooks_private.capture(v_action, v_source, v_contact, v_changed,
-    v_old_custom, jsonb_build_object('changed_fields', to_jsonb(v_fields)),
-    p_also_company => case when old.company_id <> new.company_id then old.company_id end);
+  v_data := jsonb_build_object('changed_fields', to_jsonb(v_fields));
+  if v_previous_id is not null then
+    v_data := v_data || jsonb_build_object('previous_contact_id', v_previous_id);
+  end if;
+  v_webhooks := webhooks_private.capture(v_action, v_source, v_contact, v_changed, v_old_custom, v_data,
+    p_also_company => case when old.company_id <> new.company_id then old.company_id end,
+    p_previous_id => v_previous_id);
   return null;
 end;
 $$;
@@ -886,7 +945,11 @@ $$;
 -- A tag changed in place (an UPDATE that gives the row another status or another
 -- contact) is the old tag taken away and the new one given: removed, then added, as
 -- a delete and an insert would say it. "update of": an update that sets neither
--- column (added_at) calls nothing.
+-- column (added_at) calls nothing. A tag that only follows its contact's new id (a
+-- CRM's key ON UPDATE CASCADE: its contact under the old id is gone) is the same tag
+-- on the same contact, and says nothing: the contact's update told the new id. Until
+-- 2026-12-06 it fired contact.status_added for the new id (and nothing for the old,
+-- found gone; test/sql/contact-id-change.test.ts).
 create or replace function webhooks_private.tg_contact_statuses__changed()
 returns trigger
 language plpgsql
@@ -895,6 +958,9 @@ declare
   v_webhooks integer;
 begin
   if old.contact_id is not distinct from new.contact_id and old.status_id is not distinct from new.status_id then
+    return null;
+  end if;
+  if old.status_id = new.status_id and not exists (select 1 from crm.contacts c where c.id = old.contact_id) then
     return null;
   end if;
   v_webhooks := webhooks_private.status_event('contact.status_removed', old.contact_id, old.status_id);
@@ -1159,7 +1225,11 @@ create trigger _500_webhooks_assigned
 -- An assignment changed in place (an UPDATE that gives the row another user or
 -- another contact) assigns that user to that contact: the same events as an insert
 -- of the pairs the statement made that were not there before it (an update of
--- assigned_at alone, or one that gives the rows back the pairs they had, makes none).
+-- assigned_at alone, or one that gives the rows back the pairs they had, makes none;
+-- nor does one whose user was on a contact gone since, which is a CRM's key ON UPDATE
+-- CASCADE carrying the assignments to their contact's new id: the same users on the
+-- same contact, whose update told the new id. Until 2026-12-06 it fired
+-- contact.user_assigned, and a first, for each; test/sql/contact-id-change.test.ts).
 -- assignments_made, over those pairs. (No column list: Postgres allows
 -- none on a trigger with transition tables; such updates are rare, and one that
 -- makes no pair costs the one query that finds none.)
@@ -1176,7 +1246,10 @@ begin
   into v_contact_ids, v_user_ids
   from (select distinct n.contact_id, n.user_id
         from after_update n
-        where not exists (select 1 from before_update o where o.contact_id = n.contact_id and o.user_id = n.user_id)) n;
+        where not exists (select 1 from before_update o where o.contact_id = n.contact_id and o.user_id = n.user_id)
+          and not exists (select 1 from before_update o
+                          where o.user_id = n.user_id
+                            and not exists (select 1 from crm.contacts c where c.id = o.contact_id))) n;
   if v_contact_ids is not null then
     v_webhooks := webhooks_private.assignments_made(v_contact_ids, v_user_ids);
   end if;

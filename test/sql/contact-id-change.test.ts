@@ -1,0 +1,139 @@
+// A contact whose id an UPDATE changes (a CRM's merge or renumbering tool) is the same
+// contact: announced as contact.updated (or contact.saved) of the new id, with the id
+// it had as data.previous_contact_id, so that a receiver keyed by the contact's id can
+// carry its record over. Its deliveries still waiting go before that message and merge
+// with it as one contact's, and nothing else is announced for it.
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { deliveriesOf, factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+const make = () => factories(db().pool);
+const ALL = ['contact.created', 'contact.updated', 'contact.saved', 'contact.deleted', 'contact.status_added',
+  'contact.status_removed', 'contact.user_assigned', 'contact.first_company_user_assigned'];
+// an id no contact has (the sequence hands out smaller ones)
+const freeId = async () => (await db().pool.query(
+  "select nextval(pg_get_serial_sequence('crm.contacts', 'id')) + 1000000 as id")).rows[0].id as string;
+const fired = async (hookId: string) => (await deliveriesOf(db().pool, [hookId])).map((r) => ({
+  action: r.action, contact_id: r.contact_id, id: String(r.payload.data.contact.id),
+  previous: r.payload.data.previous_contact_id === undefined ? undefined : String(r.payload.data.previous_contact_id),
+  changed: r.payload.data.changed_fields,
+}));
+const claim = (webhookId: string) => db().pool.query(
+  `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+     '{}'::bigint[], '{}'::integer[], array[$1::bigint])`, [webhookId]);
+
+test('the new id is announced as an update, with the id it had beside changed_fields, to a webhook watching other fields too', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ALL, fields: ['city'] });
+  const watching = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], watchFields: ['email'] });
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  const next = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  const renamed = { action: 'contact.updated', contact_id: next, id: next, previous: contact.id, changed: ['id'] };
+  t.deepEqual((await fired(hook.id)).slice(1), [renamed]);
+  t.deepEqual(await fired(watching.id), [renamed], 'every later message names the new id: watch_fields do not hold it back');
+
+  // saved on the platform, with another column changed by the same update
+  const client = await db().pool.connect();
+  const last = await freeId();
+  try {
+    await client.query('begin');
+    await client.query("set local webhooks.source = 'platform'");
+    await client.query("update crm.contacts set id = $2, city = 'Denver' where id = $1", [next, last]);
+    await client.query('commit');
+  } finally {
+    client.release();
+  }
+  t.deepEqual((await fired(hook.id)).slice(2), [
+    { action: 'contact.saved', contact_id: last, id: last, previous: next, changed: ['id', 'city'] },
+  ]);
+  // an update that keeps the id says nothing of one
+  await db().pool.query("update crm.contacts set city = 'Austin' where id = $1", [last]);
+  t.deepEqual((await fired(hook.id)).slice(3), [
+    { action: 'contact.updated', contact_id: last, id: last, previous: undefined, changed: ['city'] },
+  ]);
+});
+
+test('an ordered webhook: a delivery of the old id still waiting goes before the new id\'s, which waits behind it', async (t) => {
+  const f = make();
+  const company = await f.company();
+  // created and deleted only: the update of the id goes by the trigger's no-match path
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.deleted'], fields: ['city'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  const next = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  await db().pool.query('delete from crm.contacts where id = $1', [next]);
+  const { rows } = await db().pool.query(
+    `select action, contact_id, held_back from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows, [
+    { action: 'contact.created', contact_id: contact.id, held_back: false },
+    { action: 'contact.deleted', contact_id: next, held_back: true },
+  ]);
+  const { rows: claimed } = await claim(hook.id);
+  t.is(claimed.length, 1, 'the delete waits for the create of the id it had');
+});
+
+test('a coalescing webhook: the change of id and the updates around it are one message, which names the id first had', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  const [next, last] = [await freeId(), await freeId()];
+  await db().pool.query("update crm.contacts set city = 'Denver' where id = $1", [contact.id]);
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  await db().pool.query("update crm.contacts set city = 'Austin' where id = $1", [next]);
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [next, last]);
+  const deliveries = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(deliveries.map((d) => [d.contact_id, d.payload.data]), [[last, {
+    contact: { id: Number(last), city: 'Austin' }, source: 'unknown', changed_fields: ['city', 'id'],
+    previous_contact_id: Number(contact.id), merged: 4,
+  }]]);
+});
+
+test('a first assignment of the old id leaves nothing behind it', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const user = await f.user(company.id);
+  await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned'] });
+  const contact = await f.contact(company.id);
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+  await db().pool.query('delete from crm.contact_assignments where contact_id = $1', [contact.id]);
+  const next = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  const { rows } = await db().pool.query(
+    'select contact_id from webhooks_private.first_assignments where contact_id = any ($1::bigint[])', [[contact.id, next]]);
+  t.deepEqual(rows, []);
+});
+
+test('a CRM whose keys cascade the new id to tags and assignments: the companies of the assigned users hear it, and no tag or assignment is announced', async (t) => {
+  const pool = db().pool;
+  await pool.query(`
+    alter table crm.contact_assignments drop constraint contact_assignments_contact_id_fkey,
+      add constraint contact_assignments_contact_id_fkey foreign key (contact_id) references crm.contacts
+        on update cascade on delete cascade;
+    alter table crm.contact_statuses drop constraint contact_statuses_contact_id_fkey,
+      add constraint contact_statuses_contact_id_fkey foreign key (contact_id) references crm.contacts
+        on update cascade on delete cascade`);
+  const f = make();
+  const [owner, other] = [await f.company(), await f.company()];
+  const user = await f.user(other.id);
+  const status = await f.status(owner.id);
+  const contact = await f.contact(owner.id, { city: 'Boston' });
+  await pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+  await pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+  const [ownerHook, otherHook] = [await f.webhook({ companyId: owner.id, actions: ALL, fields: ['city'] }),
+    await f.webhook({ companyId: other.id, actions: ALL, fields: ['city'] })];
+  const next = await freeId();
+  await pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  const renamed = { action: 'contact.updated', contact_id: next, id: next, previous: contact.id, changed: ['id'] };
+  t.deepEqual(await fired(ownerHook.id), [renamed]);
+  t.deepEqual(await fired(otherHook.id), [renamed]);
+  const { rows } = await pool.query(
+    'select (select count(*) from crm.contact_assignments where contact_id = $1)::int as assigned, (select count(*) from crm.contact_statuses where contact_id = $1)::int as tagged',
+    [next]);
+  t.deepEqual(rows, [{ assigned: 1, tagged: 1 }], 'the CRM\'s keys carried them over');
+});
