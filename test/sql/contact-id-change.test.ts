@@ -137,3 +137,19 @@ test('a CRM whose keys cascade the new id to tags and assignments: the companies
     [next]);
   t.deepEqual(rows, [{ assigned: 1, tagged: 1 }], 'the CRM\'s keys carried them over');
 });
+
+test('ids changed by one statement, UPDATE or MERGE, each announced with the id it had', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
+  const [oneNext, twoNext] = [await freeId(), await freeId()];
+  await db().pool.query(`update crm.contacts c set id = v.next from (values ($1::bigint, $2::bigint), ($3, $4)) v(id, next)
+                         where c.id = v.id`, [one.id, oneNext, two.id, twoNext]);
+  const [oneLast, twoLast] = [await freeId(), await freeId()];
+  await db().pool.query(`merge into crm.contacts c using (values ($1::bigint, $2::bigint), ($3, $4)) v(id, next) on c.id = v.id
+                         when matched then update set id = v.next`, [oneNext, oneLast, twoNext, twoLast]);
+  t.deepEqual((await fired(hook.id)).map((d) => [d.id, d.previous]), [
+    [oneNext, one.id], [twoNext, two.id], [oneLast, oneNext], [twoLast, twoNext],
+  ]);
+});

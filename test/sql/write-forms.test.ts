@@ -136,3 +136,151 @@ test('a savepoint rolled back takes its changes\' deliveries with it; a contact 
     ['contact.created', contact.id, 'Austin', null],
   ]);
 });
+
+// (as a client of the CRM's app runs its statements: one transaction, each with its source)
+const inTransaction = async (source: string | null, work: (client: import('pg').PoolClient) => Promise<unknown>) => {
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    if (source) await client.query('select set_config(\'webhooks.source\', $1, true)', [source]);
+    await work(client);
+    await client.query('commit');
+  } catch (error) {
+    await client.query('rollback');
+    throw error;
+  } finally {
+    client.release();
+  }
+};
+
+test('INSERT … ON CONFLICT: DO NOTHING and DO UPDATE … WHERE that skips announce nothing for the row left; DO UPDATE to the same values is a save on the platform and nothing elsewhere', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: [...ALL, 'contact.saved'], fields: ['city'] });
+  const old = await f.contact(company.id, { city: 'Boston' });
+  const { rows: [{ id: next }] } = await db().pool.query("select nextval(pg_get_serial_sequence('crm.contacts', 'id')) + 1000000 as id");
+  await db().pool.query(`insert into crm.contacts (id, company_id, city) values ($1, $3, 'Denver'), ($2, $3, 'Austin')
+                         on conflict (id) do nothing`, [old.id, next, company.id]);
+  await db().pool.query(`insert into crm.contacts (id, company_id, city) values ($1, $2, 'Denver')
+                         on conflict (id) do update set city = excluded.city where crm.contacts.city is null`, [old.id, company.id]);
+  await db().pool.query(`insert into crm.contacts (id, company_id, city) values ($1, $2, 'Boston')
+                         on conflict (id) do update set city = excluded.city`, [old.id, company.id]);
+  await inTransaction('platform', (c) => c.query(`insert into crm.contacts (id, company_id, city) values ($1, $2, 'Boston')
+                                                  on conflict (id) do update set city = excluded.city`, [old.id, company.id]));
+  t.deepEqual((await fired(hook.id)).slice(1), [
+    ['contact.created', next, 'Austin', null],
+    ['contact.saved', old.id, 'Boston', []],
+  ]);
+});
+
+test('an UPDATE that changes nothing: nothing from an external source, contact.saved with no changed fields from the platform', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: [...ALL, 'contact.saved'], fields: ['city'] });
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  await db().pool.query('update crm.contacts set city = city where id = $1', [contact.id]);
+  await db().pool.query('update crm.contacts set updated_at = now() + interval \'1 second\' where id = $1', [contact.id]);
+  await inTransaction('platform', (c) => c.query('update crm.contacts set city = city where id = $1', [contact.id]));
+  t.deepEqual((await fired(hook.id)).slice(1), [['contact.saved', contact.id, 'Boston', []]]);
+});
+
+test('an UPDATE moving a contact to another company: both companies\' webhooks get the update, the row as it is now', async (t) => {
+  const f = make();
+  const [from, to] = [await f.company(), await f.company()];
+  const [fromHook, toHook] = [await f.webhook({ companyId: from.id, actions: ALL, fields: ['city', 'company_id'] }),
+    await f.webhook({ companyId: to.id, actions: ALL, fields: ['city', 'company_id'] })];
+  const contact = await f.contact(from.id, { city: 'Boston' });
+  await db().pool.query('update crm.contacts set company_id = $2 where id = $1', [contact.id, to.id]);
+  const moved = (await deliveriesOf(db().pool, [fromHook.id, toHook.id])).filter((r) => r.action !== 'contact.created')
+    .map((r) => [r.webhook_id, r.company_id, r.action, r.contact_id, r.payload.data]);
+  const data = { contact: { id: Number(contact.id), city: 'Boston', company_id: Number(to.id) }, source: 'unknown', changed_fields: ['company_id'] };
+  t.deepEqual(moved.sort(), [
+    [fromHook.id, from.id, 'contact.updated', contact.id, data],
+    [toHook.id, to.id, 'contact.updated', contact.id, data],
+  ].sort());
+  // the company it left is no longer concerned by its next change
+  await db().pool.query("update crm.contacts set city = 'Denver' where id = $1", [contact.id]);
+  t.is((await deliveriesOf(db().pool, [fromHook.id])).length, 2);
+  t.is((await deliveriesOf(db().pool, [toHook.id])).length, 2);
+});
+
+test('a multi-row UPDATE over two companies: each company hears its own contacts, once each', async (t) => {
+  const f = make();
+  const [a, b] = [await f.company(), await f.company()];
+  const [hookA, hookB] = [await f.webhook({ companyId: a.id, actions: ALL, fields: ['city'] }),
+    await f.webhook({ companyId: b.id, actions: ALL, fields: ['city'] })];
+  const [a1, a2, b1] = [await f.contact(a.id, { city: 'x' }), await f.contact(a.id, { city: 'x' }), await f.contact(b.id, { city: 'x' })];
+  await db().pool.query("update crm.contacts set city = 'Reno' where id = any ($1::bigint[])", [[a1.id, a2.id, b1.id]]);
+  const updated = async (hookId: string) => (await deliveriesOf(db().pool, [hookId])).filter((r) => r.action === 'contact.updated')
+    .map((r) => [r.company_id, r.contact_id, r.payload.data.contact.city, r.payload.data.changed_fields]);
+  t.deepEqual(await updated(hookA.id), [[a.id, a1.id, 'Reno', ['city']], [a.id, a2.id, 'Reno', ['city']]]);
+  t.deepEqual(await updated(hookB.id), [[b.id, b1.id, 'Reno', ['city']]]);
+});
+
+test('DELETE … RETURNING: contact.deleted with the row as it was, once a row', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ALL, fields: ['city'] });
+  const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
+  const { rows } = await db().pool.query('delete from crm.contacts where id = any ($1::bigint[]) returning id', [[one.id, two.id]]);
+  t.is(rows.length, 2);
+  t.deepEqual((await fired(hook.id)).slice(2), [
+    ['contact.deleted', one.id, 'Boston', null],
+    ['contact.deleted', two.id, 'Reno', null],
+  ]);
+});
+
+test('a transaction that aborts after its writes announces none of them', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const user = await f.user(company.id);
+  const status = await f.status(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ALL, fields: ['city'] });
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  await t.throwsAsync(inTransaction(null, async (c) => {
+    await c.query("insert into crm.contacts (company_id, city) values ($1, 'Austin')", [company.id]);
+    await c.query("update crm.contacts set city = 'Denver' where id = $1", [contact.id]);
+    await c.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+    await c.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+    await c.query('delete from crm.contacts where id = $1', [contact.id]);
+    await c.query('select 1 / 0');
+  }), { message: /division by zero/ });
+  t.deepEqual(await fired(hook.id), [['contact.created', contact.id, 'Boston', null]]);
+  t.deepEqual((await db().pool.query('select count(*)::int as n from webhooks_private.first_assignments where contact_id = $1',
+    [contact.id])).rows, [{ n: 0 }]);
+});
+
+test('writes through a view of the CRM\'s (an updatable view, and one with INSTEAD OF triggers) fire as writes to the table', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ALL, fields: ['city'] });
+  await db().pool.query(`
+    create or replace view crm.contacts_by_city as select id, company_id, city from crm.contacts where city is not null;
+    create or replace view crm.contacts_upper as select id, company_id, upper(city) as city from crm.contacts;
+    create or replace function crm.contacts_upper_write() returns trigger language plpgsql as $f$
+    begin
+      if tg_op = 'INSERT' then insert into crm.contacts (company_id, city) values (new.company_id, lower(new.city)) returning id into new.id;
+      elsif tg_op = 'UPDATE' then update crm.contacts set city = lower(new.city) where id = old.id;
+      else delete from crm.contacts where id = old.id; end if;
+      return coalesce(new, old);
+    end $f$;
+    drop trigger if exists write on crm.contacts_upper;
+    create trigger write instead of insert or update or delete on crm.contacts_upper
+      for each row execute function crm.contacts_upper_write();`);
+  const { rows: [{ id: first }] } = await db().pool.query(
+    "insert into crm.contacts_by_city (company_id, city) values ($1, 'boston') returning id", [company.id]);
+  await db().pool.query("update crm.contacts_by_city set city = 'denver' where id = $1", [first]);
+  await db().pool.query('delete from crm.contacts_by_city where id = $1', [first]);
+  const { rows: [{ id: second }] } = await db().pool.query(
+    "insert into crm.contacts_upper (company_id, city) values ($1, 'AUSTIN') returning id", [company.id]);
+  await db().pool.query("update crm.contacts_upper set city = 'RENO' where id = $1", [second]);
+  await db().pool.query('delete from crm.contacts_upper where id = $1', [second]);
+  t.deepEqual(await fired(hook.id), [
+    ['contact.created', first, 'boston', null],
+    ['contact.updated', first, 'denver', ['city']],
+    ['contact.deleted', first, 'denver', null],
+    ['contact.created', second, 'austin', null],
+    ['contact.updated', second, 'reno', ['city']],
+    ['contact.deleted', second, 'reno', null],
+  ]);
+});
