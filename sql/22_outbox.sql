@@ -340,7 +340,10 @@ begin
   end if;
   if v_queued then
     -- (payload_bytes: the claim's byte budget, 30_delivery.sql; a payload written
-    -- here, by a replay or a DBA, is measured by its text)
+    -- here, by a replay or a DBA, is measured by its text. A queue row keeps its
+    -- contact_id unless the write changes the delivery's: one whose contact's id
+    -- changed has the new id there, and history the old (move_contact_deliveries);
+    -- set back to the old by a repair of its due time, it went beside the new id's.)
     insert into webhooks.delivery_queue as q
       (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at, attempts, locked_by,
        locked_until, last_attempt_at, last_status_code, last_error, payload_bytes)
@@ -349,7 +352,9 @@ begin
             octet_length(new.payload::text))
     on conflict (delivery_id) do update
       set created_at = excluded.created_at, webhook_id = excluded.webhook_id, company_id = excluded.company_id,
-          action = excluded.action, contact_id = excluded.contact_id,
+          action = excluded.action,
+          contact_id = case when new.contact_id is distinct from old.contact_id then excluded.contact_id
+                            else q.contact_id end,
           next_attempt_at = excluded.next_attempt_at, attempts = excluded.attempts,
           locked_by = excluded.locked_by, locked_until = excluded.locked_until,
           last_attempt_at = excluded.last_attempt_at, last_status_code = excluded.last_status_code,

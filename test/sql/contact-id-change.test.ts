@@ -153,3 +153,22 @@ test('ids changed by one statement, UPDATE or MERGE, each announced with the id 
     [oneNext, one.id], [twoNext, two.id], [oneLast, oneNext], [twoLast, twoNext],
   ]);
 });
+
+test('a DBA\'s repair through webhooks.deliveries of a delivery moved to the new id leaves it there', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.deleted'], fields: ['city'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  const next = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  await db().pool.query(`update webhooks.deliveries set next_attempt_at = now() - interval '1 minute'
+                         where webhook_id = $1 and action = 'contact.created'`, [hook.id]);
+  await db().pool.query('delete from crm.contacts where id = $1', [next]);
+  const { rows } = await db().pool.query(
+    `select action, contact_id, held_back from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows, [
+    { action: 'contact.created', contact_id: contact.id, held_back: false },
+    { action: 'contact.deleted', contact_id: next, held_back: true },
+  ]);
+});
