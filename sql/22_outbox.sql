@@ -237,11 +237,14 @@ declare
   v_queued boolean;
   v_woken boolean;
   v_leased_by text;
+  -- (the contact its queue row has: the new id of a contact whose id changed,
+  -- move_contact_deliveries above, where history names the old, which let nothing go)
+  v_queued_contact bigint;
 begin
   if tg_op = 'DELETE' then
-    delete from webhooks.delivery_queue where delivery_id = old.id;
+    delete from webhooks.delivery_queue where delivery_id = old.id returning contact_id into v_queued_contact;
     if found then
-      perform webhooks_private.let_next_of_contact_go(old.webhook_id, old.contact_id);
+      perform webhooks_private.let_next_of_contact_go(old.webhook_id, v_queued_contact);
     end if;
     delete from webhooks.delivery_results where delivery_id = old.id and created_at = old.created_at;
     delete from webhooks.delivery_attempts where delivery_id = old.id and delivery_created_at = old.created_at;
@@ -365,10 +368,10 @@ begin
       v_woken := webhooks_private.wake_relay();
     end if;
   else
-    delete from webhooks.delivery_queue where delivery_id = new.id;
+    delete from webhooks.delivery_queue where delivery_id = new.id returning contact_id into v_queued_contact;
     -- (finished here while it was on its way: nothing it held back waits for it now)
     if found then
-      perform webhooks_private.let_next_of_contact_go(old.webhook_id, old.contact_id);
+      perform webhooks_private.let_next_of_contact_go(old.webhook_id, v_queued_contact);
     end if;
     insert into webhooks.delivery_results
       (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,

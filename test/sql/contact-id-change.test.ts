@@ -172,3 +172,25 @@ test('a DBA\'s repair through webhooks.deliveries of a delivery moved to the new
     { action: 'contact.deleted', contact_id: next, held_back: true },
   ]);
 });
+
+test('a delivery moved to the new id and ended through webhooks.deliveries lets the next of the new id go', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.deleted'], fields: ['city'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  const next = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  await db().pool.query('delete from crm.contacts where id = $1', [next]);
+  // the create waits for a retry an hour away; the claim puts the delete off behind it
+  await db().pool.query(`update webhooks.deliveries set attempts = 1, next_attempt_at = now() + interval '1 hour'
+                         where webhook_id = $1 and action = 'contact.created'`, [hook.id]);
+  t.deepEqual((await claim(hook.id)).rows, []);
+  const due = async () => (await db().pool.query(
+    `select action, next_attempt_at <= now() as due from webhooks.deliveries where webhook_id = $1 and state = 'pending' order by id`,
+    [hook.id])).rows;
+  t.deepEqual(await due(), [{ action: 'contact.created', due: false }, { action: 'contact.deleted', due: false }]);
+  await db().pool.query(`update webhooks.deliveries set state = 'failed', completed_at = now()
+                         where webhook_id = $1 and action = 'contact.created'`, [hook.id]);
+  t.deepEqual(await due(), [{ action: 'contact.deleted', due: true }]);
+});
