@@ -124,45 +124,6 @@ begin
 end;
 $$;
 
--- private: a contact's id changed (an UPDATE of crm.contacts.id: a CRM's merge or
--- renumbering tool; 25_capture.sql). Its deliveries still waiting in the queue, of
--- every webhook, take the new id as their contact there (their messages in history
--- keep the id they name): ordered webhooks and coalescing know a contact by its queue
--- rows' contact_id, so the new id's deliveries wait behind them and merge into them as
--- one contact's. Left under the old id, the new id's went beside them, before them
--- on a retry. Not one in flight (leased): its relay's settle finds its row by the
--- version it claimed, and would lose a row changed meanwhile; nor would the writer
--- wait for a relay's request. Such a delivery is not waited for (docs/capture.md).
--- A row a claim is leasing is waited for, and passed over once leased. The webhooks
--- with deliveries queued are found by a skip over the queue's index (one probe each),
--- then each one's rows of the contact by delivery_queue_contact_idx: rare, and
--- costing the writer of the change alone. Returns how many moved.
-create or replace function webhooks_private.move_contact_deliveries(p_from bigint, p_to bigint)
-returns integer
-language plpgsql
-volatile
-as $$
-declare
-  v_moved integer;
-begin
-  update webhooks.delivery_queue q
-  set contact_id = p_to
-  where q.webhook_id = any (array(
-          with recursive queued(webhook_id) as (
-            (select e.webhook_id from webhooks.delivery_queue e order by e.webhook_id limit 1)
-            union all
-            select (select e.webhook_id from webhooks.delivery_queue e
-                    where e.webhook_id > k.webhook_id order by e.webhook_id limit 1)
-            from queued k
-            where k.webhook_id is not null)
-          select k.webhook_id from queued k where k.webhook_id is not null))
-    and q.contact_id = p_from
-    and q.locked_by is null;
-  get diagnostics v_moved = row_count;
-  return v_moved;
-end;
-$$;
-
 -- A delivery is on its way while it has a queue row; it failed if it has a result
 -- row; otherwise it succeeded, and its last attempt tells how (the settle writes no
 -- row for a success: a quarter of a settle's buffers, docs/outbox.md). A success
@@ -238,7 +199,7 @@ declare
   v_woken boolean;
   v_leased_by text;
   -- (the contact its queue row has: the new id of a contact whose id changed,
-  -- move_contact_deliveries above, where history names the old, which let nothing go)
+  -- move_contact_deliveries below, where history names the old, which let nothing go)
   v_queued_contact bigint;
 begin
   if tg_op = 'DELETE' then
@@ -412,6 +373,37 @@ as $$
                         limit 1) n
   )
   select hooks.w, hooks.first_due from hooks;
+$$;
+
+-- private: a contact's id changed (an UPDATE of crm.contacts.id: a CRM's merge or
+-- renumbering tool; 25_capture.sql). Its deliveries still waiting in the queue, of
+-- every webhook, take the new id as their contact there (their messages in history
+-- keep the id they name): ordered webhooks and coalescing know a contact by its queue
+-- rows' contact_id, so the new id's deliveries wait behind them and merge into them as
+-- one contact's. Left under the old id, the new id's went beside them, before them
+-- on a retry. Not one in flight (leased): its relay's settle finds its row by the
+-- version it claimed, and would lose a row changed meanwhile; nor would the writer
+-- wait for a relay's request. Such a delivery is not waited for (docs/capture.md).
+-- A row a claim is leasing is waited for, and passed over once leased. The webhooks
+-- with deliveries waiting are found as the claim finds them (waiting_webhooks, one
+-- index probe each), then each one's rows of the contact in delivery_queue_contact_idx:
+-- rare, and costing the writer of the change alone. Returns how many moved.
+create or replace function webhooks_private.move_contact_deliveries(p_from bigint, p_to bigint)
+returns integer
+language plpgsql
+volatile
+as $$
+declare
+  v_moved integer;
+begin
+  update webhooks.delivery_queue q
+  set contact_id = p_to
+  where q.webhook_id = any (array(select h.webhook_id from webhooks_private.waiting_webhooks() h))
+    and q.contact_id = p_from
+    and q.locked_by is null;
+  get diagnostics v_moved = row_count;
+  return v_moved;
+end;
 $$;
 
 -- A webhook's delete takes its queue rows with it at once (no relay sends them), and
