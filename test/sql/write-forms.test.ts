@@ -284,3 +284,16 @@ test('writes through a view of the CRM\'s (an updatable view, and one with INSTE
     ['contact.deleted', second, 'reno', null],
   ]);
 });
+
+test('a session with session_replication_role = replica (a replication tool\'s, a restore\'s) runs no trigger, and announces nothing', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ALL, fields: ['city'] });
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  await inTransaction(null, async (c) => {
+    await c.query("set local session_replication_role = 'replica'");
+    await c.query("insert into crm.contacts (company_id, city) values ($1, 'Austin')", [company.id]);
+    await c.query("update crm.contacts set city = 'Denver' where id = $1", [contact.id]);
+  });
+  t.deepEqual(await fired(hook.id), [['contact.created', contact.id, 'Boston', null]]);
+});
