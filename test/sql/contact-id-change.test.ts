@@ -194,3 +194,34 @@ test('a delivery moved to the new id and ended through webhooks.deliveries lets 
                          where webhook_id = $1 and action = 'contact.created'`, [hook.id]);
   t.deepEqual(await due(), [{ action: 'contact.deleted', due: true }]);
 });
+
+test('a change of id rolled back to a savepoint leaves nothing moved, announced or removed', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const user = await f.user(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated', 'contact.first_company_user_assigned'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const contact = await f.contact(company.id);
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+  await db().pool.query('delete from crm.contact_assignments where contact_id = $1', [contact.id]);
+  const next = await freeId();
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query('savepoint s');
+    await client.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+    await client.query('rollback to savepoint s');
+    await client.query('commit');
+  } finally {
+    client.release();
+  }
+  const { rows } = await db().pool.query(
+    `select action, contact_id, (select q.contact_id from webhooks.delivery_queue q where q.delivery_id = d.id) as queued_as
+     from webhooks.deliveries d where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows, [
+    { action: 'contact.created', contact_id: contact.id, queued_as: contact.id },
+    { action: 'contact.first_company_user_assigned', contact_id: contact.id, queued_as: contact.id },
+  ]);
+  t.deepEqual((await db().pool.query('select contact_id from webhooks_private.first_assignments where contact_id = $1',
+    [contact.id])).rows, [{ contact_id: contact.id }]);
+});
