@@ -90,6 +90,20 @@ test("a page of a big webhook's history reads about a page of its rows, not all 
     const pending = await page('pending');
     t.deepEqual(pending.rows.map((row) => row[0]), queued.rows.map((row) => String(row.id)));
     t.true(pending.read <= 2, `history rows read for what is pending: ${pending.read}`);
+    // a page of a date range, as the report's Times Fired opens it: since and until are
+    // the request's variables, so the kept plan has them as parameters, and the page
+    // starts at until, not at the webhook's newest row (1,350 newer ones here)
+    await client.query(`prepare dated_page(bigint, timestamptz, timestamptz) as ${HISTORY_PAGE.replace('null, null, $2', '$2, $3, null')}`);
+    const dated = `execute dated_page(${Number(big.id)}, now() - interval '15 days', now() - interval '9 days')`;
+    const { rows: [{ 'QUERY PLAN': [datedPlan] }] } = await client.query(`explain (analyze, format json) ${dated}`);
+    const { rows: [{ array: datedRows }] } = await client.query(dated);
+    const { rows: [{ newest }] } = await client.query(
+      `select id::text as newest from webhooks.delivery_history
+       where webhook_id = $1 and created_at < now() - interval '9 days' order by created_at desc, id desc limit 1`, [big.id]);
+    t.is(datedRows.length, 25);
+    t.is(datedRows[0][0], newest);
+    const datedRead = rowsRead(datedPlan.Plan).get('delivery_history') ?? 0;
+    t.true(datedRead <= 25 + 21, `history rows read for a page of a date range: ${datedRead}`);
   } finally {
     await client.query('rollback');
   }
