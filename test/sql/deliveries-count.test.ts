@@ -35,7 +35,13 @@ test('a count of a company\'s deliveries reads history alone, as the API counts 
     t.is(n, 1);
     const { rows } = await client.query('explain (format json) select count(*) from webhooks.deliveries');
     const read = [...new Set(relations(rows[0]['QUERY PLAN'][0].Plan).map((name) => name.replace(/_(p\d{8}|from_\d{8}|span_.*)$/, '')))];
-    t.deepEqual(read, ['delivery_history']);
+    // PostgreSQL 15 drops no left join to a partitioned table (16 learned to): there the
+    // count reads the failures' result rows too, never the queue or the attempts
+    // (docs/operations.md, "Your own Postgres"). A one-row subquery in the view's place
+    // let 15 drop it, but made every query reading the state of many rows five times
+    // slower on 15 (the failures of 37,202 deliveries: 202 ms against 40); not kept.
+    const { rows: [{ version }] } = await client.query(`select current_setting('server_version_num')::int as version`);
+    t.deepEqual(read.sort(), version >= 160000 ? ['delivery_history'] : ['delivery_history', 'delivery_results']);
   } finally {
     await client.query('rollback');
   }
