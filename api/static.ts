@@ -17,12 +17,43 @@ const CONTENT_TYPES: Record<string, string> = {
   '.map': 'application/json; charset=utf-8',
 };
 
+/**
+ * What the browser is told with every answer of the page's folder, files and refusals
+ * alike (docs/security.md). The page is ES modules, a stylesheet and a data: icon from
+ * its own origin, and talks to /graphql only: no inline script or style, no eval, no
+ * other origin, so the policy allows nothing else. A page that injected markup (a
+ * webhook's name, a payload) could run nothing, nor send anything anywhere but here.
+ * No other site may frame it: an admin's Delete or Rotate secret clicked through a
+ * transparent frame over another page (clickjacking). nosniff: a file is only what its
+ * content-type says. no-referrer: the page's URL (a webhook's id, its hash) is no one
+ * else's to read.
+ */
+export const PAGE_CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+export const PAGE_SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'content-security-policy': PAGE_CONTENT_SECURITY_POLICY,
+  // (for browsers that know no frame-ancestors)
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+});
+
 /** Page routes that are the page itself, not files. */
 const PAGE_ROUTES = new Set(['/', '/reports/webhooks', '/reports/webhooks/']);
 
 export function staticFiles(root: string) {
   const base = normalize(root.endsWith(sep) ? root : root + sep);
   return async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    for (const [name, value] of Object.entries(PAGE_SECURITY_HEADERS)) res.setHeader(name, value);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
       return;

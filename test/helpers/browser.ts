@@ -101,12 +101,15 @@ export async function untilText(page: Page, selector: string, expected: string |
   }
 }
 
+/** How a tab's problems say a Content-Security-Policy violation (openTab). */
+export const CSP_VIOLATION = 'Content-Security-Policy violation:';
+
 export interface PageTests {
   /** `test`, or `test.skip` where there is no browser (outside CI; under CI that fails) */
   browserTest: TestFn | TestFn['skip'];
   /** a fresh tab (its own sessionStorage) at `url`, its errors collected for problemsOf */
   openTab(url: string): Promise<Page>;
-  /** a tab's exceptions and console errors so far, for t.deepEqual(…, []) */
+  /** a tab's exceptions, console errors and Content-Security-Policy violations so far, for t.deepEqual(…, []) */
   problemsOf(page: Page): string[];
 }
 
@@ -132,6 +135,16 @@ export function useBrowser(test: TestFn): PageTests {
       page.on('console', (message) => {
         if (message.type() === 'error') seen.push(message.text());
       });
+      // what the page's Content-Security-Policy refused (api/static.ts), said on the
+      // console as an error, whether or not the browser says so there itself: a page
+      // that needs what its policy forbids is a broken page, and every test's problems
+      // say so
+      await page.addInitScript((prefix) => {
+        document.addEventListener('securitypolicyviolation', (event) => {
+          console.error(`${prefix} ${event.effectiveDirective} refused ${event.blockedURI || 'an inline script or style'}` +
+            (event.sourceFile ? ` (${event.sourceFile}:${event.lineNumber})` : ''));
+        }, true);
+      }, CSP_VIOLATION);
       await page.goto(url);
       return page;
     },
