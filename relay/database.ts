@@ -80,12 +80,23 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
 
 /**
  * A lost connection's error as a log line tells it: what happened, its SQLSTATE and
- * where. The error node-postgres gives an idle connection's loss carries that
- * connection's client, whose state, logged with it, made each such line some
- * kilobytes (test/api/lost-connection-log.test.ts).
+ * the error's class. The error node-postgres gives an idle connection's loss carries
+ * that connection's client, whose state, logged with it, made each such line some
+ * kilobytes; and its stack is node-postgres's own frames (its parser, a socket's
+ * events), which say nothing of where: no caller of the engine's waits on an idle
+ * connection. Without them the line is about 200 characters
+ * (test/api/lost-connection-log.test.ts). Of the error's own class, so that the log's
+ * `type` names it (a plain object's would be Object).
  */
-export function lostConnection(error: Error & { code?: string }): { type: string; message: string; code?: string; stack?: string } {
-  return { type: error.name, message: error.message, code: error.code, stack: error.stack };
+export function lostConnection(error: Error & { code?: string }): Error & { code?: string } {
+  const short = Object.create(Object.getPrototypeOf(error) ?? Error.prototype) as Error & { code?: string };
+  Object.defineProperties(short, {
+    message: { value: error.message, enumerable: true },
+    code: { value: error.code, enumerable: true },
+    // (none: the log's serializer would take the class's, or write it empty)
+    stack: { value: undefined },
+  });
+  return short;
 }
 
 /** How long a stopping relay waits for a database connection to close: one whose
