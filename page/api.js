@@ -293,7 +293,7 @@ const ATTEMPTS = /* GraphQL */ `
  * attempts (first to last within it) and how many the firing has in all. A page is the
  * API's default (API_DEFAULT_PAGE_SIZE, 100), never more: a page asked larger than an
  * operator's API_MAX_PAGE_SIZE was refused, and with it the firing's attempts (as the
- * history of changes and the report's backfills, below). With the first page, the
+ * history of changes, below). With the first page, the
  * firing's payload as sent (the history's rows carry the contact's name alone).
  */
 export async function fetchAttempts(deliveryId, offset = 0) {
@@ -521,11 +521,11 @@ export async function fetchAuditLog(webhookId) {
 
 // ---- backfill ------------------------------------------------------------------
 
+const BACKFILL_PAGE = `pageInfo { hasNextPage endCursor }
+      nodes { id webhookId state total queued unfinished createdAt finishedAt error }`;
 const BACKFILLS = /* GraphQL */ `
-  query Backfills {
-    allBackfills(orderBy: ID_DESC) {
-      nodes { id webhookId state total queued unfinished createdAt finishedAt error }
-    }
+  query Backfills($after: Cursor) {
+    allBackfills(orderBy: ID_DESC, after: $after) { ${BACKFILL_PAGE} }
   }
 `;
 
@@ -545,11 +545,16 @@ function backfillOf(node) {
   };
 }
 
-/** The latest backfill of each webhook of the company (of its latest, the API's default page: 100), by webhook id. */
+/**
+ * The latest backfill of each webhook of the company, by webhook id: of all of its
+ * backfills, every page of them (a webhook backfilled once, before a hundred backfills
+ * of others, had none shown).
+ */
 export async function fetchBackfills() {
-  const data = await graphql(BACKFILLS);
+  const ask = async (after) => (await graphql(BACKFILLS, { after })).allBackfills;
+  const nodes = await allNodes(await ask(null), ask);
   const latest = new Map();
-  for (const node of data.allBackfills.nodes) {
+  for (const node of nodes) {
     if (!latest.has(node.webhookId)) latest.set(node.webhookId, backfillOf(node));
   }
   return latest;

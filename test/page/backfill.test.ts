@@ -92,3 +92,22 @@ browserTest('cancel: the bar gives way to what it came to; a disabled webhook of
   t.deepEqual(problems, []);
   await page.close();
 });
+
+browserTest('a webhook whose latest backfill is older than a hundred of its company\'s others still shows it', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const early = await f.webhook({ companyId: company.id, name: 'Backfilled once, long ago', actions: ['contact.deleted'] });
+  const busy = await f.webhook({ companyId: company.id, name: 'Backfilled often', actions: ['contact.deleted'] });
+  const done = (webhookId: string, count: number, contacts: number) => db().pool.query(
+    `insert into webhooks.backfills (webhook_id, company_id, state, total, queued, finished_at)
+     select $1, $2, 'done', $4, $4, now() from generate_series(1, $3)`, [webhookId, company.id, count, contacts]);
+  await done(early.id, 1, 7);
+  // more than a page of the API's (API_DEFAULT_PAGE_SIZE, 100) after it
+  await done(busy.id, 120, 3);
+
+  const { page, problems } = await signedIn(company.id, 'webhook_admin');
+  await untilText(page, `tr[data-webhook-id="${busy.id}"] .backfill-words`, /^Backfilled 3 contacts on /);
+  await untilText(page, `tr[data-webhook-id="${early.id}"] .backfill-words`, /^Backfilled 7 contacts on /);
+  t.deepEqual(problems, []);
+  await page.close();
+});
