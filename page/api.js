@@ -18,12 +18,18 @@ export const session = {
  * tried a change), 'network', 'api'.
  */
 export class ApiError extends Error {
-  /** field: the input the database blamed (extensions.column), rule: the rule it broke (extensions.constraint) */
-  constructor(kind, message, { field = null, rule = null } = {}) {
+  /**
+   * field: the input the database blamed (extensions.column), rule: the rule it broke
+   * (extensions.constraint); code and limit: a limit of the API's that the request
+   * went past (extensions.code and .limit: PAGE_TOO_LARGE, REQUEST_TOO_LARGE, docs/api-limits.md)
+   */
+  constructor(kind, message, { field = null, rule = null, code = null, limit = null } = {}) {
     super(message);
     this.kind = kind;
     this.field = field;
     this.rule = rule;
+    this.code = code;
+    this.limit = limit;
   }
 }
 
@@ -92,7 +98,13 @@ export async function graphql(query, variables = {}) {
   }
   if (errors.length) {
     const blamed = errors.find((e) => e.extensions?.column) ?? errors[0];
-    throw new ApiError('api', message, { field: blamed.extensions?.column ?? null, rule: blamed.extensions?.constraint ?? null });
+    const limit = Number(blamed.extensions?.limit);
+    throw new ApiError('api', message, {
+      field: blamed.extensions?.column ?? null,
+      rule: blamed.extensions?.constraint ?? null,
+      code: blamed.extensions?.code ?? null,
+      limit: Number.isSafeInteger(limit) && limit > 0 ? limit : null,
+    });
   }
   if (!response.ok || !body?.data) throw new ApiError('api', `The server answered ${response.status} ${response.statusText}.`);
   return body.data;

@@ -21,11 +21,12 @@ import {
   parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines, urlProblem,
 } from './format.js';
 
+/** Firings a page of the history holds, unless the API's pages hold fewer (historyPageSize). */
 const PAGE_SIZE = 50;
-/** The last page whose offset a GraphQL Int (32 bits, signed) can say: a link to a
- *  page past it (typed, or from a history since dropped) asks for this one, which is
- *  past the end of any history and so lands on its last page. */
-const MAX_PAGE = Math.floor((2 ** 31 - 1) / PAGE_SIZE) + 1;
+/** The last page whose offset a GraphQL Int (32 bits, signed) can say, at pageSize a
+ *  page: a link to a page past it (typed, or from a history since dropped) asks for
+ *  this one, which is past the end of any history and so lands on its last page. */
+const maxPage = (pageSize) => Math.floor((2 ** 31 - 1) / pageSize) + 1;
 /** How often the report asks for the progress of running backfills. */
 const BACKFILL_REFRESH_MS = 1000;
 const RANGE_KEY = 'bpd-webhooks.range';
@@ -48,6 +49,12 @@ let range = loadRange();
 let readOnly = false;
 /** A disabled webhook sends nothing, so its failed firings cannot be replayed until it is enabled. */
 let replayBlocked = false;
+/**
+ * Firings a page of the history holds: PAGE_SIZE, or the most the API's pages may hold
+ * where an operator set that lower (API_MAX_PAGE_SIZE): learnt from its refusal of a
+ * larger page (PAGE_TOO_LARGE), which says it (docs/api-limits.md).
+ */
+let historyPageSize = PAGE_SIZE;
 /** Bumped on every load, so that a slow, outdated answer never overwrites a newer one. */
 let generation = 0;
 /** A secret just issued ({ webhookId, secret, note }), shown once on that webhook's page. */
@@ -86,7 +93,7 @@ function route() {
   const match = path.match(/^\/webhooks\/(\d+)$/);
   if (match) {
     const outcome = OUTCOMES.some((o) => o.id === params.get('outcome')) ? params.get('outcome') : 'all';
-    const page = Math.min(MAX_PAGE, Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1));
+    const page = Math.min(maxPage(historyPageSize), Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1));
     return { view: 'history', webhookId: match[1], outcome, page };
   }
   return { view: 'report' };
@@ -574,9 +581,9 @@ function renderOutcomeFilter(where, counts) {
 }
 
 function renderPager(where, total) {
-  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
-  const first = total === 0 ? 0 : (where.page - 1) * PAGE_SIZE + 1;
-  const last = Math.min(total, where.page * PAGE_SIZE);
+  const pages = Math.max(1, Math.ceil(total / historyPageSize));
+  const first = total === 0 ? 0 : (where.page - 1) * historyPageSize + 1;
+  const last = Math.min(total, where.page * historyPageSize);
   const link = (label, page, enabled, rel) => enabled
     ? h('a', { href: historyHash(where.webhookId, { page, outcome: where.outcome }), rel, class: 'page-link' }, label)
     : h('span', { class: 'page-link', 'aria-disabled': 'true' }, label);
@@ -590,14 +597,27 @@ function renderPager(where, total) {
   );
 }
 
+/** The history's page, at the API's page size: a larger page refused teaches it (historyPageSize). */
+async function fetchHistoryPage(where, instants) {
+  for (;;) {
+    const pageSize = historyPageSize;
+    try {
+      return await fetchHistory({
+        webhookId: where.webhookId,
+        ...instants,
+        state: where.outcome === 'all' ? null : where.outcome,
+        offset: (Math.min(where.page, maxPage(pageSize)) - 1) * pageSize,
+        first: pageSize,
+      });
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === 'PAGE_TOO_LARGE' && error.limit && error.limit < pageSize)) throw error;
+      historyPageSize = error.limit;
+    }
+  }
+}
+
 async function renderHistory(where, instants, days, mine) {
-  const history = await fetchHistory({
-    webhookId: where.webhookId,
-    ...instants,
-    state: where.outcome === 'all' ? null : where.outcome,
-    offset: (where.page - 1) * PAGE_SIZE,
-    first: PAGE_SIZE,
-  });
+  const history = await fetchHistoryPage(where, instants);
   if (mine !== generation) return;
   showCompany(history.companyName);
   const webhook = history.webhook;
@@ -606,7 +626,7 @@ async function renderHistory(where, instants, days, mine) {
     showView(null);
     return;
   }
-  const pages = Math.ceil(history.totalCount / PAGE_SIZE);
+  const pages = Math.ceil(history.totalCount / historyPageSize);
   if (where.page > pages && pages > 0) {
     // a page past the end (an old link, a shorter range): its last page instead
     location.replace(historyHash(where.webhookId, { page: pages, outcome: where.outcome }));

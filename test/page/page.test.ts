@@ -515,6 +515,32 @@ browserTest('an API whose pages hold fewer than a hundred rows (API_MAX_PAGE_SIZ
   await page.close();
 });
 
+browserTest('an API whose pages hold fewer than fifty rows (API_MAX_PAGE_SIZE) serves a history in pages of that many', async (t) => {
+  const make = factories(db().pool);
+  const company = await make.company('Tiny Pages');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Paged small', actions: ['contact.created'] });
+  await fireMany(db().pool, webhook, contact, 45);
+  const small = await startTestApi(db().url, { limits: { ...PAGE_TEST_API_LIMITS, maxPageSize: 20, defaultPageSize: 20 } });
+  t.teardown(() => small.stop());
+  const page = await openTab(`${small.api.url}/reports/webhooks`);
+  await signIn(page, await small.token(company.id));
+  await untilReport(page);
+  await page.click(timesFired(webhook.id));
+  await untilText(page, '#page-info', '1–20 of 45 · page 1 of 3');
+  t.true(await page.isHidden('#error'), await page.textContent('#error') ?? '');
+  t.is(await page.locator('#history-body tr[data-delivery-id]').count(), 20);
+  await page.click('#pager [rel=last]');
+  await untilText(page, '#page-info', '41–45 of 45 · page 3 of 3');
+  t.is(await page.locator('#history-body tr[data-delivery-id]').count(), 5);
+  t.true(await page.isHidden('#error'), await page.textContent('#error') ?? '');
+  // (the browser logs the one refusal of a page of 50, HTTP 400, that taught the page the API's size)
+  const refusals = problemsOf(page).filter((problem) => /status of 400 \(Bad Request\)/.test(problem));
+  t.is(refusals.length, 1);
+  t.deepEqual(problemsOf(page).filter((problem) => !refusals.includes(problem)), []);
+  await page.close();
+});
+
 browserTest('"Triggered by" says a webhook\'s filters in plain words, in the report and in its history', async (t) => {
   const f = factories(db().pool);
   const company = await f.company('Filter Realty');
