@@ -1029,6 +1029,21 @@ function setupForm({ webhook, choices, delivery }) {
   return form;
 }
 
+/**
+ * Of the inputs that may be long, the one that takes most of a request: what a request
+ * the API found too large to read (API_MAX_BODY_BYTES, 100 kB unless set) is said
+ * beside. A condition of a thousand postal codes, most likely.
+ */
+function largestInput(setup) {
+  const sizes = [
+    ['conditions', JSON.stringify(setup.conditions ?? null).length],
+    ['ignore_sources', JSON.stringify(setup.ignoreSources).length],
+    ['name', JSON.stringify(setup.name).length],
+    ['url', JSON.stringify(setup.url).length],
+  ];
+  return sizes.reduce((largest, size) => (size[1] > largest[1] ? size : largest))[0];
+}
+
 async function submitSetup(form, webhook) {
   clearMessages();
   const setup = readSetup(form);
@@ -1067,9 +1082,12 @@ async function submitSetup(form, webhook) {
     }
   } catch (error) {
     submit.disabled = false;
-    // the database's refusal of one input goes beside that input
-    if (error instanceof ApiError && error.field && setFieldError(form, error.field, error.message)) {
-      form.querySelector(`[data-field="${error.field}"] input, [data-field="${error.field}"] select`)?.focus();
+    // the database's refusal of one input goes beside that input; so does the API's of
+    // a request too large to read (HTTP 413), beside the input that made it so
+    const field = error instanceof ApiError
+      ? error.field ?? (error.code === 'REQUEST_TOO_LARGE' ? largestInput(setup) : null) : null;
+    if (field && setFieldError(form, field, error.message)) {
+      form.querySelector(`[data-field="${field}"] input, [data-field="${field}"] select, [data-field="${field}"] textarea`)?.focus();
       return;
     }
     handleError(error);

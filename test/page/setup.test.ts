@@ -232,6 +232,29 @@ browserTest('the form\'s checks and the database\'s refusals show beside the inp
   await page.close();
 });
 
+browserTest('a condition too large for one request (API_MAX_BODY_BYTES) is refused beside its box, in the API\'s words', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const page = await signedIn(company.id);
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.fill('#setup-name', 'Every postal code');
+  await page.fill('#setup-url', 'https://hooks.example.com/in');
+  await page.check('input[name=action][value="contact.created"]');
+  // valid JSON, and about 150 kB of it
+  const codes = Array.from({ length: 15_000 }, (_, i) => String(10_000 + i).padStart(5, '0'));
+  await page.fill('#setup-conditions', JSON.stringify({ field: 'postal_code', op: 'in', value: codes }));
+  await page.click('#setup-submit');
+  await untilText(page, '#error-conditions', /^request body is larger than 100000 bytes \(API_MAX_BODY_BYTES\)/);
+  t.is(await page.getAttribute('#setup-conditions', 'aria-invalid'), 'true');
+  t.true(await page.isHidden('#error'), `not as a page error: ${await page.textContent('#error')}`);
+  t.false(await page.isDisabled('#setup-submit'), 'the form may be sent again');
+  t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id])).rows[0].n, 0);
+  // (the browser logs the refusal itself, HTTP 413)
+  t.deepEqual(problemsOf(page).filter((problem) => !/status of 413 \(Payload Too Large\)/.test(problem)), []);
+  await page.close();
+});
+
 browserTest('a webhook whose user the CRM deleted: Edit asks to choose again, and Any user chosen on purpose lets it be enabled', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
