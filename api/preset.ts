@@ -52,10 +52,18 @@ const PlainNames: GraphileConfig.Plugin = {
 };
 
 /**
- * A webhook's history reads newest first and pages with cursors that stay put while
- * new deliveries arrive: ordering by (created_at, id) makes the cursors keysets on
- * those columns (without an order, PostGraphile would count rows instead).
+ * A webhook's history reads newest first (and historyOldestFirst oldest first) and
+ * pages with cursors that stay put while new deliveries arrive: ordering by
+ * (created_at, id) makes the cursors keysets on those columns (without an order,
+ * PostGraphile would count rows instead).
  */
+/** Each history's order, as its SQL function orders it (sql/55_report.sql): the same, so that nothing is sorted again. */
+const HISTORY_ORDERS: Record<string, string[]> = {
+  webhooks_history: ['CREATED_AT_DESC', 'ID_DESC'],
+  // (its last pages, read from their end)
+  webhooks_history_oldest_first: ['CREATED_AT_ASC', 'ID_ASC'],
+};
+
 const HistoryNewestFirst: GraphileConfig.Plugin = {
   name: 'HistoryNewestFirst',
   version: '1.0.0',
@@ -64,11 +72,12 @@ const HistoryNewestFirst: GraphileConfig.Plugin = {
     hooks: {
       GraphQLObjectType_fields_field_args_arg(arg, build, context) {
         const { argName, pgFieldResource } = context.scope as { argName?: string; pgFieldResource?: { name: string } };
-        if (argName !== 'orderBy' || pgFieldResource?.name !== 'webhooks_history') return arg;
+        const order = argName === 'orderBy' && pgFieldResource ? HISTORY_ORDERS[pgFieldResource.name] : undefined;
+        if (!order) return arg;
         const OrderBy = build.getTypeByName('DeliveryOrderBy') as import('postgraphile/graphql').GraphQLEnumType | undefined;
-        const values = ['CREATED_AT_DESC', 'ID_DESC'].map((name) => OrderBy?.getValue(name)?.value);
+        const values = order.map((name) => OrderBy?.getValue(name)?.value);
         if (values.some((value) => value === undefined)) return arg;
-        return build.extend(arg, { defaultValue: values }, 'history: newest first by default');
+        return build.extend(arg, { defaultValue: values }, `${pgFieldResource!.name}: ${order.join(', ')} by default`);
       },
     },
   },

@@ -224,8 +224,11 @@ const FIRING_FIELDS = `
 
 // The webhook's line of the report (asked for that webhook alone) gives the history
 // its facts and the same counts as the table; "pending" is counted apart, as the
-// report's pending includes firings being sent at this moment.
-const HISTORY = /* GraphQL */ `
+// report's pending includes firings being sent at this moment. The page of firings is
+// asked of `history` (newest first) or, for a page nearer the history's oldest end, of
+// `historyOldestFirst`: an offset past the rest of the history would have the
+// database read every row before the page (docs/api.md).
+const historyQuery = (connection) => /* GraphQL */ `
   query History($id: BigInt!, $since: Datetime, $until: Datetime, $state: String, $first: Int!, $offset: Int!) {
     currentCompanyName
     keptSince
@@ -233,12 +236,26 @@ const HISTORY = /* GraphQL */ `
     webhookById(id: $id) {
       pending: historyCount(since: $since, until: $until, state: "pending")
       total: historyCount(since: $since, until: $until, state: $state)
-      page: history(since: $since, until: $until, state: $state, first: $first, offset: $offset) {
+      page: ${connection}(since: $since, until: $until, state: $state, first: $first, offset: $offset) {
         nodes { ${FIRING_FIELDS} }
       }
     }
   }
 `;
+const HISTORY = historyQuery('history');
+const HISTORY_FROM_OLDEST = historyQuery('historyOldestFirst');
+
+const HISTORY_COUNT = /* GraphQL */ `
+  query HistoryCount($id: BigInt!, $since: Datetime, $until: Datetime, $state: String) {
+    webhookById(id: $id) { total: historyCount(since: $since, until: $until, state: $state) }
+  }
+`;
+
+/** How many firings a webhook's history holds in [from, to), in one state or all (null: not the company's webhook). */
+export async function fetchHistoryCount({ webhookId, from, to, state }) {
+  const node = (await graphql(HISTORY_COUNT, { id: webhookId, since: from, until: to, state })).webhookById;
+  return node ? Number(node.total) : null;
+}
 
 function firingOf(node) {
   return {
@@ -262,11 +279,12 @@ function firingOf(node) {
 
 /**
  * One page of a webhook's firings in [from, to), newest first, optionally only those
- * in one state; with the counts per outcome. webhook is null when it is not the
+ * in one state; with the counts per outcome. fromOldest: offset and first count from
+ * the history's oldest end. webhook is null when it is not the
  * company's (or does not exist: the API does not say which).
  */
-export async function fetchHistory({ webhookId, from, to, state, offset, first }) {
-  const data = await graphql(HISTORY, { id: webhookId, since: from, until: to, state, first, offset });
+export async function fetchHistory({ webhookId, from, to, state, offset, first, fromOldest = false }) {
+  const data = await graphql(fromOldest ? HISTORY_FROM_OLDEST : HISTORY, { id: webhookId, since: from, until: to, state, first, offset });
   const row = data.webhookReport.nodes.find((node) => node.webhookId === webhookId);
   const node = data.webhookById;
   if (!row || !node) return { companyName: data.currentCompanyName, webhook: null };
@@ -284,7 +302,8 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first }
       pending: Number(node.pending),
     },
     totalCount: Number(node.total),
-    firings: node.page.nodes.map(firingOf),
+    // newest first, however asked
+    firings: (fromOldest ? [...node.page.nodes].reverse() : node.page.nodes).map(firingOf),
   };
 }
 

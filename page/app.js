@@ -11,7 +11,7 @@
 //   #/webhooks/<id>/edit       its edit form
 import {
   ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
-  fetchDeliverySettings, fetchFiring, fetchHistory, fetchReport, fetchWebhook, replayDelivery, rotateSecret, saveDeliverySettings,
+  fetchDeliverySettings, fetchFiring, fetchHistory, fetchHistoryCount, fetchReport, fetchWebhook, replayDelivery, rotateSecret, saveDeliverySettings,
   sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
 import { h, replace } from './dom.js';
@@ -597,18 +597,49 @@ function renderPager(where, total) {
   );
 }
 
-/** The history's page, at the API's page size: a larger page refused teaches it (historyPageSize). */
+/** How many firings the history on view held when last shown ({ key, total }): which end a page of it is nearer. */
+let historySeen = null;
+const historyKey = (where, instants) => JSON.stringify([where.webhookId, where.outcome, instants.from, instants.to]);
+
+/**
+ * Where a page of a history of `total` firings (null: not known) is asked: `offset`
+ * firings from its newest, or, nearer its oldest end, from there (fromOldest). An
+ * offset is read and thrown away row by row, so the Last page of a webhook of millions
+ * asked from the newest end read them all; from its own end it costs what the first
+ * does. A page past the end is asked as the last, which the view then goes to.
+ */
+function pagePlace(page, pageSize, total) {
+  const pages = total === null ? null : Math.ceil(total / pageSize);
+  const at = pages !== null && pages > 0 ? Math.min(page, pages) : page;
+  const fromNewest = (at - 1) * pageSize;
+  if (total === null || fromNewest >= total) return { offset: fromNewest, first: pageSize, fromOldest: false };
+  const end = Math.min(at * pageSize, total);
+  if (total - end >= fromNewest) return { offset: fromNewest, first: pageSize, fromOldest: false };
+  return { offset: total - end, first: end - fromNewest, fromOldest: true };
+}
+
+/**
+ * The history's page, at the API's page size (a larger page refused teaches it:
+ * historyPageSize), from the end it is nearer (pagePlace): the history's size known
+ * from its last view, else asked first (historyCount: about as cheap for millions as
+ * for ten). Asked from the oldest end of a history that has grown or shrunk since, the
+ * page is asked again for its new size, once.
+ */
 async function fetchHistoryPage(where, instants) {
-  for (;;) {
+  const key = historyKey(where, instants);
+  const state = where.outcome === 'all' ? null : where.outcome;
+  for (let again = 0; ; again++) {
     const pageSize = historyPageSize;
+    const page = Math.min(where.page, maxPage(pageSize));
     try {
-      return await fetchHistory({
-        webhookId: where.webhookId,
-        ...instants,
-        state: where.outcome === 'all' ? null : where.outcome,
-        offset: (Math.min(where.page, maxPage(pageSize)) - 1) * pageSize,
-        first: pageSize,
-      });
+      let total = historySeen?.key === key ? historySeen.total : null;
+      if (page > 1 && total === null) total = await fetchHistoryCount({ webhookId: where.webhookId, ...instants, state });
+      const place = pagePlace(page, pageSize, total);
+      const history = await fetchHistory({ webhookId: where.webhookId, ...instants, state, ...place });
+      if (!history.webhook) return history;
+      historySeen = { key, total: history.totalCount };
+      if (place.fromOldest && history.totalCount !== total && again === 0) continue;
+      return history;
     } catch (error) {
       if (!(error instanceof ApiError && error.code === 'PAGE_TOO_LARGE' && error.limit && error.limit < pageSize)) throw error;
       historyPageSize = error.limit;

@@ -179,24 +179,25 @@ begin
 end;
 $$;
 
--- public: one webhook's history (the "Times Fired" click): its deliveries created in
--- [since, until), optionally only those in one state, newest first. PostGraphile
--- exposes it as the field `history` of a webhook, a connection paged with cursors.
+-- private: one webhook's deliveries created in [since, until), optionally only those
+-- in one state, in no order: what webhooks_history and webhooks_history_oldest_first
+-- give, each in its order. A SQL function of one SELECT, so each caller's query
+-- takes it in whole (inlined), and its order and LIMIT reach the index.
 --
 -- A page reads its rows, not the webhook's history, when the planner joins history to
 -- its results partition by partition (enable_partitionwise_join, which the API sets
--- for its requests: api/preset.ts): each day's rows of the webhook, newest first by
--- its index, each probing its own day's results, merged across the days, stopped at
--- the page's end. Without it the planner, which expects a webhook to have a row or
--- two a day, sorts every row of the webhook to merge them with its results (30 ms at
--- 28,571 rows in bench:api, growing with the webhook; 8–12 ms with it, 2026-12-04).
--- Pending and in-flight deliveries are in the queue: a history asked for them starts
--- at the oldest queued delivery of the webhook, not at the first it ever had.
-create or replace function webhooks.webhooks_history(
+-- for its requests: api/preset.ts): each day's rows of the webhook, in the page's
+-- order by its index, each probing its own day's results, merged across the days,
+-- stopped at the page's end. Without it the planner, which expects a webhook to have
+-- a row or two a day, sorts every row of the webhook to merge them with its results
+-- (30 ms at 28,571 rows in bench:api, growing with the webhook; 8–12 ms with it,
+-- 2026-12-04). Pending and in-flight deliveries are in the queue: a history asked for
+-- them starts at the oldest queued delivery of the webhook, not at the first it ever had.
+create or replace function webhooks_private.history_rows(
   w     webhooks.webhooks,
-  since timestamptz default null,
-  until timestamptz default null,
-  state text default null
+  since timestamptz,
+  until timestamptz,
+  state text
 )
 returns setof webhooks.deliveries
 language sql
@@ -222,11 +223,52 @@ as $$
     -- (test/sql/history-pages.test.ts: 3,002 rows read for a page of 25 on 15; 2,132
     -- for a page of a date range on 17; 444 ms for a webhook of 30,000 deliveries))
     and d.created_at >= (select greatest(coalesce(webhooks_private.requested_time(since, 'since'), '-infinity'),
-                                         case when webhooks_history.state in ('pending', 'in_flight')
+                                         case when history_rows.state in ('pending', 'in_flight')
                                               then webhooks_private.oldest_queued_at(w.id) end))
     and d.created_at < (select coalesce(webhooks_private.requested_time(until, 'until'), 'infinity'))
-    and (webhooks_history.state is null or d.state = webhooks_history.state)
-  order by d.created_at desc, d.id desc;
+    and (history_rows.state is null or d.state = history_rows.state);
+$$;
+
+-- public: one webhook's history (the "Times Fired" click): its deliveries created in
+-- [since, until), optionally only those in one state, newest first (history_rows,
+-- above). PostGraphile exposes it as the field `history` of a webhook, a connection
+-- paged with cursors.
+create or replace function webhooks.webhooks_history(
+  w     webhooks.webhooks,
+  since timestamptz default null,
+  until timestamptz default null,
+  state text default null
+)
+returns setof webhooks.deliveries
+language sql
+stable
+as $$
+  select h.*
+  from webhooks_private.history_rows(w, since, until, state) h
+  order by h.created_at desc, h.id desc;
+$$;
+
+-- public: the same deliveries as webhooks_history, oldest first (GraphQL: the field
+-- `historyOldestFirst` of Webhook): the last pages of a history, read from their own
+-- end. Asked newest first, the page's last page was an offset past all the rest of
+-- the history, every row of which the database read and threw away (10,000 rows for
+-- the last page of 10,000; bounded only by the statement timeout for a webhook of
+-- millions); asked in reverse of webhooks_history's order, it sorted all of them.
+-- Oldest first, each day's rows are read oldest first by the same index, and the last
+-- page costs what the first does (test/sql/history-pages.test.ts).
+create or replace function webhooks.webhooks_history_oldest_first(
+  w     webhooks.webhooks,
+  since timestamptz default null,
+  until timestamptz default null,
+  state text default null
+)
+returns setof webhooks.deliveries
+language sql
+stable
+as $$
+  select h.*
+  from webhooks_private.history_rows(w, since, until, state) h
+  order by h.created_at, h.id;
 $$;
 
 -- public (GraphQL: the field `contactName` of Delivery): the contact's name as the

@@ -80,6 +80,10 @@ comment on function webhooks.webhooks_history(webhooks.webhooks, timestamptz, ti
 @fieldName history
 @behavior +order
 The deliveries of this webhook created in [since, until), optionally in one state, newest first. Cursors are keysets on (created_at, id): pages stay put while new deliveries arrive.$$;
+comment on function webhooks.webhooks_history_oldest_first(webhooks.webhooks, timestamptz, timestamptz, text) is $$
+@fieldName historyOldestFirst
+@behavior +order
+The same deliveries as `history`, oldest first: a history's last pages, read from their own end at the cost of its first (an `offset` past the rest of the history reads every row before it).$$;
 comment on function webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text) is $$
 @fieldName historyCount
 How many deliveries `history` gives for the same since, until and state: from the report's daily counts, so it costs about the same for any number of deliveries (the connection's totalCount counts them one by one).$$;

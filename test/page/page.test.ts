@@ -392,9 +392,28 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
 
   await page.click('#pager [rel=next]');
   await untilText(page, '#page-info', '51–100 of 10,000 · page 2 of 200');
+  const newest = await page.locator('#history-body tr[data-delivery-id]').first().getAttribute('data-delivery-id');
+  // Last asks for the oldest page, oldest first: no offset past the whole history,
+  // which the database would read and throw away row by row
+  const asked: Array<{ query: string; variables: Record<string, unknown> }> = [];
+  const listen = (request: import('playwright-core').Request) => {
+    if (request.url().endsWith('/graphql')) asked.push(request.postDataJSON());
+  };
+  page.on('request', listen);
   await page.click('#pager [rel=last]');
   await untilText(page, '#page-info', '9,951–10,000 of 10,000 · page 200 of 200');
+  page.off('request', listen);
+  const pages = asked.filter((request) => /\bhistory(OldestFirst)?\(/.test(request.query));
+  t.is(pages.length, 1, JSON.stringify(asked.map((request) => request.variables)));
+  t.regex(pages[0]!.query, /historyOldestFirst\(/);
+  t.like(pages[0]!.variables, { offset: 0, first: 50 });
   t.is(await shown(), 50);
+  // the oldest 50, newest first as every page
+  const { rows: oldest } = await db().pool.query(
+    'select id::text from webhooks.deliveries where webhook_id = $1 order by created_at, id limit 50', [webhook.id]);
+  t.deepEqual(await page.locator('#history-body tr[data-delivery-id]').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.deliveryId)),
+    oldest.map((row) => row.id).reverse());
+  t.not(newest, oldest[0]!.id);
   t.true(await page.isVisible('#pager span[aria-disabled]:has-text("Next")'), 'no page after the last');
 
   await page.click('#outcome-filter [data-outcome="failed"]');

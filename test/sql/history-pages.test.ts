@@ -22,6 +22,12 @@ const HISTORY_PAGE = `
                order by h.created_at desc, h.id desc limit 25)
   from webhooks.webhooks w where w.id = $1`;
 
+// Its last page as the Reports page asks for it: from the oldest end
+// (webhooks.webhooks_history_oldest_first, GraphQL historyOldestFirst).
+const OLDEST_PAGE = HISTORY_PAGE
+  .replace('webhooks.webhooks_history(', 'webhooks.webhooks_history_oldest_first(')
+  .replace('order by h.created_at desc, h.id desc', 'order by h.created_at, h.id');
+
 test("a page of a big webhook's history reads about a page of its rows, not all of them, as the API plans it", async (t) => {
   const f = factories(db().pool);
   const companies = [await f.company(), await f.company(), await f.company()];
@@ -71,8 +77,9 @@ test("a page of a big webhook's history reads about a page of its rows, not all 
     // the webhook's rows and merging the days cost about the same to the planner, which
     // took either, and planning each request cost 30 to 50 ms at bench:api's size)
     await client.query(`prepare history_page(bigint, text) as ${HISTORY_PAGE}`);
-    const page = async (state: string | null) => {
-      const execute = `execute history_page(${Number(big.id)}, ${state === null ? 'null' : `'${state}'`})`;
+    await client.query(`prepare oldest_page(bigint, text) as ${OLDEST_PAGE}`);
+    const page = async (state: string | null, statement = 'history_page') => {
+      const execute = `execute ${statement}(${Number(big.id)}, ${state === null ? 'null' : `'${state}'`})`;
       const { rows: [{ 'QUERY PLAN': [plan] }] } = await client.query(`explain (analyze, format json) ${execute}`);
       const { rows: [{ array: rows }] } = await client.query(execute);
       return { read: rowsRead(plan.Plan).get('delivery_history') ?? 0, rows: rows as string[][] };
@@ -104,6 +111,19 @@ test("a page of a big webhook's history reads about a page of its rows, not all 
     t.is(datedRows[0][0], newest);
     const datedRead = rowsRead(datedPlan.Plan).get('delivery_history') ?? 0;
     t.true(datedRead <= 25 + 21, `history rows read for a page of a date range: ${datedRead}`);
+
+    // the last page, from its own end: about a page of rows too, where an offset past
+    // the rest read all 3,002 (and the newest-first function asked oldest first sorted them)
+    const oldest = await page(null, 'oldest_page');
+    t.true(oldest.read <= 25 + 21, `history rows read for the last page: ${oldest.read} of 3,002`);
+    const { rows: everyRow } = await client.query(
+      'select h.id::text from webhooks.webhooks w, webhooks.webhooks_history(w) h where w.id = $1', [big.id]);
+    t.deepEqual(oldest.rows.map((row) => row[0]), everyRow.map((row) => row.id).slice(-25).reverse());
+    const oldestFailed = await page('failed', 'oldest_page');
+    t.true(oldestFailed.rows.every((row) => row[1] === 'failed'));
+    t.true(oldestFailed.read <= 250 + 21 + 10, `history rows read for the last page of failures: ${oldestFailed.read}`);
+    const oldestPending = await page('pending', 'oldest_page');
+    t.deepEqual(oldestPending.rows.map((row) => row[0]), queued.rows.map((row) => String(row.id)).reverse());
   } finally {
     await client.query('rollback');
   }
