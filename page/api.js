@@ -160,21 +160,28 @@ function reportRowOf(node) {
   };
 }
 
-const REPORT_FIELDS = `
+const COUNT_FIELDS = 'timesFired timesSucceeded timesFailed timesPending';
+const ROW_FIELDS = `
   webhookId name url actions fields statusId statusName userId userName createdAt
   enabled disabledAt disabledBy disabledReason deletedFilterTarget ignoreSources watchFields conditions
-  timesFired timesSucceeded timesFailed timesPending
   failuresInARow failingSince pausedUntil disablesAt
 `;
+const REPORT_FIELDS = `${ROW_FIELDS} ${COUNT_FIELDS}`;
 
+// The report's counts are asked once, of every webhook at once (webhookReportCounts),
+// and its rows page by page without them (withCounts: false): each page of
+// webhookReport with its counts counted every webhook of the company again (a company
+// may have more than a page, webhooks.max_webhooks_per_company; docs/api.md)
+const REPORT_PAGE = `pageInfo { hasNextPage endCursor } nodes { ${ROW_FIELDS} }`;
 const REPORT = /* GraphQL */ `
-  query Report($since: Datetime, $until: Datetime, $after: Cursor) {
+  query Report($since: Datetime, $until: Datetime) {
     currentCompanyName
-    webhookReport(since: $since, until: $until, after: $after) {
-      pageInfo { hasNextPage endCursor }
-      nodes { ${REPORT_FIELDS} }
-    }
+    webhookReportCounts(since: $since, until: $until)
+    webhookReport(withCounts: false) { ${REPORT_PAGE} }
   }
+`;
+const MORE_REPORT = /* GraphQL */ `
+  query MoreReport($after: Cursor) { webhookReport(withCounts: false, after: $after) { ${REPORT_PAGE} } }
 `;
 
 /**
@@ -195,11 +202,18 @@ async function allNodes(first, next) {
 
 /** Every webhook of the company, newest first, with its counts for [from, to). */
 export async function fetchReport({ from, to }) {
-  const ask = (after) => graphql(REPORT, { since: from, until: to, after });
-  const data = await ask(null);
-  const nodes = await allNodes(data.webhookReport, async (after) => (await ask(after)).webhookReport);
+  const data = await graphql(REPORT, { since: from, until: to });
+  const nodes = await allNodes(data.webhookReport, async (after) => (await graphql(MORE_REPORT, { after })).webhookReport);
+  const counts = data.webhookReportCounts ?? {};
+  // (none: a webhook made after the counts were asked, which has fired nothing yet)
+  const none = { fired: 0, succeeded: 0, failed: 0, pending: 0 };
   // by id: a webhook made between two pages moves the later ones down by one
-  const webhooks = new Map(nodes.map((node) => [node.webhookId, reportRowOf(node)]));
+  const webhooks = new Map(nodes.map((node) => {
+    const counted = counts[node.webhookId] ?? none;
+    return [node.webhookId, reportRowOf({
+      ...node, timesFired: counted.fired, timesSucceeded: counted.succeeded, timesFailed: counted.failed, timesPending: counted.pending,
+    })];
+  }));
   return { companyName: data.currentCompanyName, webhooks: [...webhooks.values()] };
 }
 

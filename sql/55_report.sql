@@ -6,6 +6,8 @@
 --                                          named) with times fired / succeeded /
 --                                          failed in the range
 --                                          (counting: 50_report_counts.sql)
+--   webhooks.webhook_report_counts(since, until)
+--                                          its counts alone, of every webhook at once
 --   webhooks.webhooks_history(webhook, …)  one webhook's deliveries, newest first
 --                                          (GraphQL: the field `history` of Webhook)
 --   webhooks.webhooks_history_count(webhook, …)
@@ -123,12 +125,18 @@ $$;
 -- public: the report for [since, until); null ends are open. Newest webhooks first.
 -- With webhook_id, that webhook's line alone (a history page needs no other: the
 -- whole report counts every webhook of the company, 100 at most, each its own
--- statement); nothing when it is not the caller's company's.
+-- statement); nothing when it is not the caller's company's. With_counts false: the
+-- webhooks without their counts (null), which are not counted: GraphQL pages the
+-- report (API_DEFAULT_PAGE_SIZE a page), and each page counted every webhook of the
+-- company again; the page asks the counts once, of webhook_report_counts (below),
+-- and its pages without them.
 drop function if exists webhooks.webhook_report(timestamptz, timestamptz);
+drop function if exists webhooks.webhook_report(timestamptz, timestamptz, bigint);
 create or replace function webhooks.webhook_report(
-  since      timestamptz default null,
-  until      timestamptz default null,
-  webhook_id bigint default null
+  since       timestamptz default null,
+  until       timestamptz default null,
+  webhook_id  bigint default null,
+  with_counts boolean default true
 )
 returns setof webhooks.webhook_report_row
 language sql
@@ -147,6 +155,7 @@ as $$
     from webhooks_private.count_deliveries_of((select array_agg(l.id) from listed l),
                                               (select array_agg(l.company_id) from listed l),
                                               since, webhooks_private.history_end(until)) c
+    where webhook_report.with_counts
   )
   select w.id, w.name, w.url, w.actions, w.fields,
          w.status_id, s.name, w.user_id, u.name, w.created_at,
@@ -156,11 +165,39 @@ as $$
          c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed,
          coalesce(fw.failures, 0), fw.failing_since, fw.paused_until, fw.disables_at
   from listed w
-  join counted c on c.webhook_id = w.id
+  left join counted c on c.webhook_id = w.id
   left join webhooks.company_statuses() s on s.id = w.status_id
   left join webhooks.company_users() u on u.id = w.user_id
   left join webhooks_private.failing_webhooks() fw on fw.webhook_id = w.id and w.enabled
+  -- (counted, every listed webhook has its row of counts)
+  where not webhook_report.with_counts or c.webhook_id is not null
   order by w.created_at desc, w.id desc;
+$$;
+
+-- public: the counts of webhook_report for [since, until), of every webhook of the
+-- caller's company at once, as one value: {"<webhook id>": {"fired": n, "succeeded":
+-- n, "failed": n, "pending": n}}. The page asks it once a report, and the report's
+-- rows, page by page, without their counts (with_counts false): one counting of the
+-- company's webhooks, not one a page (GraphQL: webhookReportCounts). One value, not
+-- a list of rows: not paged, and at most webhooks.max_webhooks_per_company entries.
+create or replace function webhooks.webhook_report_counts(
+  since timestamptz default null,
+  until timestamptz default null
+)
+returns jsonb
+language sql
+stable
+as $$
+  with listed as (
+    select w.id, w.company_id from webhooks.webhooks w
+    where webhooks_private.requested_times(since, until)
+  )
+  select coalesce(jsonb_object_agg(c.webhook_id::text, jsonb_build_object(
+           'fired', c.fired, 'succeeded', c.succeeded, 'failed', c.failed,
+           'pending', c.fired - c.succeeded - c.failed)), '{}'::jsonb)
+  from webhooks_private.count_deliveries_of((select array_agg(l.id) from listed l),
+                                            (select array_agg(l.company_id) from listed l),
+                                            since, webhooks_private.history_end(until)) c;
 $$;
 
 -- private: when the oldest delivery of a webhook on its way was created (infinity:

@@ -249,3 +249,58 @@ test('history: newest first, paged with cursors that stay put while new deliveri
   t.deepEqual(failed.nodes.map((n: any) => n.id), [ids[3], ids[1]]);
   t.is(failed.totalCount, 2);
 });
+
+test('the report\'s counts of every webhook at once (webhookReportCounts) are its own; its rows without counts (withCounts: false) count nothing', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const a = await f.webhook({ companyId: company.id, actions: ['contact.created'], name: 'A' });
+  const b = await f.webhook({ companyId: company.id, actions: ['contact.created'], name: 'B' });
+  const other = await f.company();
+  await f.webhook({ companyId: other.id, actions: ['contact.created'], name: 'Not ours' });
+  await deliveries(a.id, company.id, [
+    { at: '2026-11-02T10:00:00Z', state: 'succeeded' }, { at: '2026-11-03T10:00:00Z', state: 'failed' },
+    { at: '2026-11-04T10:00:00Z', state: 'pending' }, { at: '2026-10-31T10:00:00Z', state: 'succeeded' },
+  ]);
+  await deliveries(b.id, company.id, [{ at: '2026-11-05T10:00:00Z', state: 'failed' }]);
+  const token = await api().token(company.id, 'webhook_viewer');
+  const range = { since: '2026-11-01T00:00:00Z', until: '2026-11-10T00:00:00Z' };
+
+  const answer = await api().gql(token, `query($since: Datetime, $until: Datetime) {
+    webhookReportCounts(since: $since, until: $until)
+    webhookReport(since: $since, until: $until) { nodes { webhookId timesFired timesSucceeded timesFailed timesPending } }
+    rows: webhookReport(withCounts: false) { nodes { webhookId name timesFired timesSucceeded timesFailed timesPending } }
+  }`, range);
+  t.is(answer.errors, undefined, JSON.stringify(answer.errors));
+  t.deepEqual(answer.data.webhookReportCounts, {
+    [a.id]: { fired: 3, succeeded: 1, failed: 1, pending: 1 },
+    [b.id]: { fired: 1, succeeded: 0, failed: 1, pending: 0 },
+  });
+  for (const row of answer.data.webhookReport.nodes) {
+    t.deepEqual(answer.data.webhookReportCounts[row.webhookId], {
+      fired: Number(row.timesFired), succeeded: Number(row.timesSucceeded), failed: Number(row.timesFailed), pending: Number(row.timesPending),
+    });
+  }
+  t.deepEqual(answer.data.rows.nodes, [
+    { webhookId: b.id, name: 'B', timesFired: null, timesSucceeded: null, timesFailed: null, timesPending: null },
+    { webhookId: a.id, name: 'A', timesFired: null, timesSucceeded: null, timesFailed: null, timesPending: null },
+  ]);
+
+  // the work: the counting function's calls, as this transaction's statistics count them
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    await client.query(`set local track_functions = 'pl'`);
+    await client.query(`select set_config('role', 'webhook_viewer', true), set_config('jwt.claims.company_id', $1, true)`, [company.id]);
+    const calls = async () => Number((await client.query(
+      `select coalesce(pg_stat_get_xact_function_calls('webhooks_private.count_deliveries_of'::regproc), 0) as n`)).rows[0].n);
+    await client.query('select * from webhooks.webhook_report(with_counts => false)');
+    t.is(await calls(), 0, 'the rows alone count nothing');
+    await client.query('select * from webhooks.webhook_report()');
+    t.is(await calls(), 1);
+    await client.query('select webhooks.webhook_report_counts()');
+    t.is(await calls(), 2);
+  } finally {
+    await client.query('rollback');
+  }
+});

@@ -766,11 +766,30 @@ browserTest('a company with more webhooks than one page of the API holds sees th
   // a company's webhooks may be as many as webhooks.max_webhooks_per_company
   const small = await startTestApi(db().url, { limits: { ...PAGE_TEST_API_LIMITS, defaultPageSize: 2 } });
   t.teardown(() => small.stop());
+  // the oldest, on the API's third page, fired three times more than the others (all
+  // of them once, for the contact's creation)
+  const contact = await f.contact(company.id);
+  for (let i = 0; i < 3; i++) await fire(db().pool, { webhook: webhooks[0]!, contact, action: 'contact.created', daysAgo: 1 + i, outcome: 'succeeded', attempts: 1, statusCode: 200 });
   const page = await openTab(`${small.api.url}/reports/webhooks`);
+  // what the report's requests ask: the counts over the range once a view, not once a
+  // page of webhooks (each page of the report counted every webhook of the company)
+  const asked: string[] = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/graphql')) asked.push(request.postDataJSON().query);
+  });
+  const counted = () => asked.filter((query) => /webhookReportCounts\(|webhookReport\((?![^)]*withCounts: false)/.test(query)).length;
   await signIn(page, await small.token(company.id));
   await untilReport(page);
   t.deepEqual(await page.locator('#webhooks-body .webhook-link').allTextContents(), ['Hook 5', 'Hook 4', 'Hook 3', 'Hook 2', 'Hook 1']);
   t.regex(await page.textContent('#page-subtitle') ?? '', /^5 active, 0 disabled/);
+  t.is(await page.textContent(timesFired(webhooks[0]!.id)), '4');
+  t.is(await page.textContent(timesFired(webhooks[4]!.id)), '1');
+  t.true(asked.filter((query) => /webhookReport\(/.test(query)).length >= 3, 'three pages of webhooks');
+  t.is(counted(), 1, asked.join('\n'));
+  await page.click('#range-presets [data-preset="90"]');
+  await until('the report of 90 days', async () => counted() === 2 && !(await page.getAttribute('body', 'aria-busy')));
+  t.is(await page.textContent(timesFired(webhooks[0]!.id)), '4');
+  t.is(counted(), 2);
   await page.goto(`${small.api.url}/reports/webhooks#/webhooks/${webhooks[0].id}/edit`);
   await untilText(page, '#page-title', 'Edit Hook 1');
   t.is(await page.inputValue('#setup-name'), 'Hook 1');

@@ -18,7 +18,9 @@ function readers(webhookId: string): Array<[string, string]> {
   return [
     ['webhook_report', 'select count(*) from webhooks.webhook_report(since => $1, until => $2)'],
     ['webhook_report of one webhook', `select count(*) from webhooks.webhook_report(since => $1, until => $2, webhook_id => ${webhookId})`],
+    ['webhook_report_counts', 'select webhooks.webhook_report_counts(since => $1, until => $2)'],
     ['webhooks_history', `select count(*) from webhooks.webhooks w, webhooks.webhooks_history(w, $1, $2) where w.id = ${webhookId}`],
+    ['webhooks_history_oldest_first', `select count(*) from webhooks.webhooks w, webhooks.webhooks_history_oldest_first(w, $1, $2) where w.id = ${webhookId}`],
     ['webhooks_history_count', `select webhooks.webhooks_history_count(w, $1, $2) from webhooks.webhooks w where w.id = ${webhookId}`],
     ['webhooks_history_count of pending', `select webhooks.webhooks_history_count(w, $1, $2, 'pending') from webhooks.webhooks w where w.id = ${webhookId}`],
   ];
