@@ -46,8 +46,15 @@ export interface SenderOptions {
 export const KEEP_ALIVE_MS = 10_000;
 
 /**
+ * The most bytes of a response's status line and headers: undici's own bound, set
+ * here so that it is one named fact (an attempt past it says so). A receiver's 80 KB
+ * header, thousands of header lines or a header line without end stop there.
+ */
+export const RESPONSE_MAX_HEADER_BYTES = 16 * 1024;
+
+/**
  * The most bytes read from a connection for one request's answer: far above any the
- * relay keeps (16 KiB of headers, undici's bound, and RELAY_RESPONSE_EXCERPT_BYTES of
+ * relay keeps (RESPONSE_MAX_HEADER_BYTES of headers and RELAY_RESPONSE_EXCERPT_BYTES of
  * body, 64 KiB at most) with their framing. Past it the connection is dropped. The
  * body past the excerpt is cut off by Exchange, but undici counts neither a chunk's
  * extensions nor interim (1xx) responses, and says nothing while they arrive: a
@@ -119,6 +126,7 @@ export class Sender {
       pipelining: 1,
       keepAliveTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
       keepAliveMaxTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
+      maxHeaderSize: RESPONSE_MAX_HEADER_BYTES,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
       connect: boundedConnector(
@@ -293,7 +301,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // kept to the excerpt's length as a body is: a header may run to undici's 16 KiB,
     // and the note is stored in the attempt, the queue row and the delivery's result
     // (one character a byte: undici reads header values as latin1)
-    const shown = clip(this.headers.location === undefined ? '' : String(this.headers.location), this.limit);
+    const shown = clip(asUrl(this.headers.location === undefined ? '' : String(this.headers.location)), this.limit);
     this.end({
       kind: 'response',
       status,
@@ -339,6 +347,38 @@ function clip(text: string, limit: number): string {
 }
 
 /**
+ * Control characters, C0, DEL and C1: an error is shown on one line, in the page and
+ * in a DBA's terminal (where an escape sequence would act), so none are kept.
+ */
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]+/g;
+
+/** A text stored as one line: each run of control characters one space. */
+function oneLine(text: string): string {
+  return text.replaceAll(CONTROL_CHARACTERS, ' ').trim();
+}
+
+/**
+ * A Location as a URL: every character that is not visible ASCII (spaces, controls,
+ * latin1, which is how undici reads a header's bytes) percent-encoded as its byte.
+ * A legal URL reads as it came; a receiver's prose ("…; destination refused") or an
+ * escape sequence cannot pass for the relay's own words in the note.
+ */
+function asUrl(text: string): string {
+  return text.replace(/[^\u0021-\u007e]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 256 ? `%${code.toString(16).toUpperCase().padStart(2, '0')}` : encodeURIComponent(c);
+  });
+}
+
+/**
+ * The codes Node gives a certificate it does not trust (X509_V_ERR_* without the
+ * prefix: self-signed, expired, not yet valid, an unknown issuer, …). Node's message
+ * may add advice for whoever runs Node ("try running Node.js with --use-system-ca"),
+ * which is not the tenant's to follow.
+ */
+const UNTRUSTED_CERTIFICATE = /^(?:UNABLE_TO_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED|HOSTNAME_MISMATCH)/;
+
+/**
  * What an attempt that got no response records. Stored in the attempt, the queue row
  * and the result, so kept to RELAY_RESPONSE_EXCERPT_BYTES where the receiver writes
  * it: a TLS error names every name of the receiver's certificate, as many as it has.
@@ -368,6 +408,8 @@ export function describeFailure(error: unknown, timedOut: boolean, options: Pick
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return `DNS: cannot resolve ${url.hostname} (${code})`;
+    case 'UND_ERR_HEADERS_OVERFLOW':
+      return `response headers from ${url.host} ran past ${RESPONSE_MAX_HEADER_BYTES} bytes`;
     case 'ERR_RESPONSE_TOO_LONG':
       return `response from ${url.host} ran past ${RESPONSE_MAX_BYTES} bytes without ending`;
     case 'ERR_NO_FINAL_STATUS': {
@@ -392,7 +434,22 @@ export function describeFailure(error: unknown, timedOut: boolean, options: Pick
       return `connection to ${url.host} closed before a complete response`;
     case 'ECONNRESET':
       return `connection to ${url.host} closed before a complete response`;
-    default:
-      return clip(`${code ? `${code}: ` : ''}${e.message ?? String(error)}`.replaceAll('\u0000', ''), options.responseExcerptBytes);
   }
+  if (e.name === 'HTTPParserError') {
+    // llhttp's reason, one of its fixed words (the receiver's bytes are not quoted):
+    // a malformed status line, HTTP/0.9-style bytes, TLS on an http:// URL
+    const reason = /\((.*)\)$/.exec(e.message ?? '')?.[1] ?? 'unreadable';
+    return `${url.host} answered with bytes that are not an HTTP/1.1 response (${oneLine(reason)})`;
+  }
+  if (code?.startsWith('ERR_SSL_')) {
+    // OpenSSL's message runs over lines and names its source files; its reason is the point
+    // (plain text on an https:// URL: "wrong version number")
+    const reason = (e as { reason?: string }).reason;
+    return clip(oneLine(`TLS handshake with ${url.host} failed: ${reason ?? e.message ?? ''} (${code})`), options.responseExcerptBytes);
+  }
+  if (code && UNTRUSTED_CERTIFICATE.test(code)) {
+    const reason = (e.message ?? '').split(';')[0]!;
+    return clip(oneLine(`TLS: the certificate of ${url.host} is not trusted: ${reason} (${code})`), options.responseExcerptBytes);
+  }
+  return clip(oneLine(`${code ? `${code}: ` : ''}${e.message ?? String(error)}`), options.responseExcerptBytes);
 }

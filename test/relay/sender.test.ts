@@ -2,9 +2,14 @@
 // request, connecting included, gets RELAY_REQUEST_TIMEOUT_MS, whatever the connect
 // timeout.
 import { createServer as createHttpServer } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 import test from 'ava';
-import { describeFailure, RESPONSE_MAX_BYTES, Sender } from '../../relay/deliver.ts';
+import { describeFailure, RESPONSE_MAX_BYTES, RESPONSE_MAX_HEADER_BYTES, Sender } from '../../relay/deliver.ts';
 import { parseNetworks } from '../../relay/destinations.ts';
 
 function job(url: string) {
@@ -165,7 +170,7 @@ test('webhook-timestamp is the attempt time the sender records (the database clo
 });
 
 /** A receiver that answers every request with `answer`, as written, and keeps the connection open. */
-async function answering(t: { teardown: (fn: () => void) => void }, answer: string) {
+async function answering(t: { teardown: (fn: () => void) => void }, answer: string | Buffer) {
   const sockets: Socket[] = [];
   const server = createServer((socket) => {
     sockets.push(socket);
@@ -211,3 +216,96 @@ for (const [what, answer, error] of [
     t.deepEqual(result.outcome, { kind: 'error', error: error(`127.0.0.1:${port}`) });
   });
 }
+
+/** Control characters (C0, DEL, C1): none may reach a text the relay stores from a receiver's answer. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** A sender allowed to loopback, with short timeouts. */
+function loopbackSender(t: { teardown: (fn: () => void) => void }) {
+  const sender = new Sender({
+    allowNetworks: parseNetworks('127.0.0.1/32'),
+    dnsServers: null,
+    connectTimeoutMs: 1_000,
+    requestTimeoutMs: 5_000,
+    responseExcerptBytes: 1024,
+  });
+  t.teardown(() => sender.close());
+  return sender;
+}
+
+// OpenSSL's own words for a handshake that met plain text came with a line break and
+// the path of an OpenSSL source file; Node's for an untrusted certificate told the
+// tenant to run Node.js with --use-system-ca. The attempt names the host and what
+// went wrong, on one line.
+test('plain HTTP on an https:// URL: one line that names the host, no OpenSSL internals', async (t) => {
+  const port = await answering(t, 'HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
+  const result = await loopbackSender(t).send(job(`https://127.0.0.1:${port}/hook`));
+  t.deepEqual(result.outcome, {
+    kind: 'error',
+    error: `TLS handshake with 127.0.0.1:${port} failed: wrong version number (ERR_SSL_WRONG_VERSION_NUMBER)`,
+  });
+});
+
+test('a self-signed certificate: the attempt says it is not trusted, without advice meant for whoever runs Node.js', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bpd-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  const server = createTlsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (socket) => {
+    socket.on('error', () => {});
+    socket.end('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n');
+  });
+  server.on('tlsClientError', () => {});
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const result = await loopbackSender(t).send(job(`https://127.0.0.1:${port}/hook`));
+  t.deepEqual(result.outcome, {
+    kind: 'error',
+    error: `TLS: the certificate of 127.0.0.1:${port} is not trusted: self-signed certificate (DEPTH_ZERO_SELF_SIGNED_CERT)`,
+  });
+});
+
+test('a TLS answer on an http:// URL, or bytes that are no HTTP at all: the attempt names the host and says so', async (t) => {
+  for (const answer of [Buffer.from('160303007a020000760303', 'hex').toString('latin1'), 'your delivery was received\n']) {
+    const port = await answering(t, answer);
+    const result = await loopbackSender(t).send(job(`http://127.0.0.1:${port}/hook`));
+    t.deepEqual(result.outcome, {
+      kind: 'error',
+      error: `127.0.0.1:${port} answered with bytes that are not an HTTP/1.1 response (Expected HTTP/, RTSP/ or ICE/)`,
+    });
+  }
+  const port = await answering(t, 'HTTP/1.1 2000 OK\r\ncontent-length: 0\r\n\r\n');
+  const result = await loopbackSender(t).send(job(`http://127.0.0.1:${port}/hook`));
+  t.deepEqual(result.outcome, {
+    kind: 'error',
+    error: `127.0.0.1:${port} answered with bytes that are not an HTTP/1.1 response (Invalid response status)`,
+  });
+});
+
+for (const [what, head] of [
+  ['one header of 80 KB', `x-a: ${'a'.repeat(80_000)}\r\n\r\n`],
+  ['thousands of header lines', `${'x-a: b\r\n'.repeat(5_000)}\r\n`],
+  ['a header line without end', `x-a: ${'a'.repeat(200_000)}`],
+] as const) {
+  test(`${what}: the attempt says the headers ran past RESPONSE_MAX_HEADER_BYTES`, async (t) => {
+    const port = await answering(t, `HTTP/1.1 500 Internal Server Error\r\n${head}`);
+    const result = await loopbackSender(t).send(job(`http://127.0.0.1:${port}/hook`));
+    t.deepEqual(result.outcome, {
+      kind: 'error',
+      error: `response headers from 127.0.0.1:${port} ran past ${RESPONSE_MAX_HEADER_BYTES} bytes`,
+    });
+  });
+}
+
+test("a redirect's Location with control characters, spaces and latin1 is kept as a URL: escaped, on one line", async (t) => {
+  const location = Buffer.from('http://10.0.0.1/a b\t\u009b31m\u0085ok é; destination refused: not a public address', 'latin1');
+  const port = await answering(t, Buffer.concat([Buffer.from('HTTP/1.1 301 Moved\r\nlocation: '), location, Buffer.from('\r\ncontent-length: 0\r\n\r\n')]));
+  const result = await loopbackSender(t).send(job(`http://127.0.0.1:${port}/hook`));
+  t.like(result.outcome, {
+    kind: 'response',
+    status: 301,
+    note: 'redirect not followed: HTTP 301 to http://10.0.0.1/a%20b%09%9B31m%85ok%20%E9;%20destination%20refused:%20not%20a%20public%20address',
+  });
+  t.false(CONTROL.test((result.outcome as { note: string }).note));
+});
