@@ -168,7 +168,7 @@ export class Sender {
     }
     const headers = { 'content-type': 'application/json', 'user-agent': USER_AGENT, ...signed };
     return new Promise<HttpOutcome>((resolve) => {
-      const exchange = new Exchange(this.options.responseExcerptBytes, this.options.requestTimeoutMs, (ended) => {
+      const exchange = new Exchange(this.options.responseExcerptBytes, this.options.requestTimeoutMs, this.now, (ended) => {
         if (ended.kind === 'response') {
           resolve(ended);
         } else {
@@ -246,10 +246,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private ended = false;
   private readonly timer: NodeJS.Timeout;
   private readonly limit: number;
+  private readonly now: () => number;
   private readonly done: (ended: Ended) => void;
 
-  constructor(limit: number, timeoutMs: number, done: (ended: Ended) => void) {
+  /** `now`: the sender's clock (the database's as the relay reads it), which a Retry-After date is read against */
+  constructor(limit: number, timeoutMs: number, now: () => number, done: (ended: Ended) => void) {
     this.limit = limit;
+    this.now = now;
     this.done = done;
     this.timer = setTimeout(() => {
       this.timedOut = true;
@@ -306,7 +309,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
       kind: 'response',
       status,
       bodyExcerpt: this.chunks.length === 0 ? '' : excerptDecoder.decode(Buffer.concat(this.chunks)).replaceAll('\u0000', '\uFFFD'),
-      retryAfterSeconds: parseRetryAfter(this.headers['retry-after']),
+      // the clock read only for a response that has the header
+      retryAfterSeconds: this.headers['retry-after'] === undefined ? null : parseRetryAfter(this.headers['retry-after'], this.now()),
       note: status >= 300 && status < 400
         ? `redirect not followed: HTTP ${status}${shown ? ` to ${shown}` : ''}`
         : null,
@@ -321,8 +325,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Retry-After as seconds from now: delta-seconds or an HTTP date; null if absent or unreadable. */
-export function parseRetryAfter(header: string | string[] | undefined): number | null {
+/**
+ * Retry-After as seconds from `nowMs`: delta-seconds or an HTTP date; null if absent
+ * or unreadable. SQL adds the wait to its own now(), so a date is read against the
+ * database's clock as the relay reads it (the Sender's), not the relay host's: a host
+ * three days behind made a date an hour ahead a wait of three days (cut to
+ * webhooks.retry_after_max).
+ */
+export function parseRetryAfter(header: string | string[] | undefined, nowMs: number = Date.now()): number | null {
   const value = Array.isArray(header) ? header[0] : header;
   if (!value) return null;
   const trimmed = value.trim();
@@ -332,7 +342,7 @@ export function parseRetryAfter(header: string | string[] | undefined): number |
   if (!/[a-z]{3}/i.test(trimmed)) return null;
   const date = Date.parse(trimmed);
   if (Number.isNaN(date)) return null;
-  return Math.min(Math.max(0, Math.ceil((date - Date.now()) / 1000)), 2_147_483_647);
+  return Math.min(Math.max(0, Math.ceil((date - nowMs) / 1000)), 2_147_483_647);
 }
 
 /** The refusal behind an error from undici (it may wrap what the connector gave it). */

@@ -29,7 +29,7 @@ function exchange(limit: number, timeoutMs: number) {
   const ends: Ended[] = [];
   let ended!: () => void;
   const first = new Promise<void>((resolve) => (ended = resolve));
-  const x = new Exchange(limit, timeoutMs, (end) => {
+  const x = new Exchange(limit, timeoutMs, Date.now, (end) => {
     ends.push(end);
     ended();
   });

@@ -309,3 +309,31 @@ test("a redirect's Location with control characters, spaces and latin1 is kept a
   });
   t.false(CONTROL.test((result.outcome as { note: string }).note));
 });
+
+test("a Retry-After date is read against the attempt's clock (the database's as the relay reads it), not the relay host's", async (t) => {
+  // the database (and the receiver, whose clock agrees with it) three days ahead of
+  // this host: SQL adds the wait to its own now(), so the wait is the date less the
+  // database's time
+  const databaseNow = Date.now() + 3 * 86_400_000;
+  const server = createHttpServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      response.writeHead(503, { 'retry-after': new Date(databaseNow + 3_600_000).toUTCString() });
+      response.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const sender = new Sender({
+    allowNetworks: parseNetworks('127.0.0.1/32'),
+    dnsServers: null,
+    connectTimeoutMs: 5_000,
+    requestTimeoutMs: 5_000,
+    responseExcerptBytes: 1024,
+  }, null, () => databaseNow);
+  t.teardown(() => sender.close());
+  const result = await sender.send(job(`http://127.0.0.1:${port}/hook`));
+  const wait = (result.outcome as { retryAfterSeconds: number }).retryAfterSeconds;
+  t.true(wait >= 3_598 && wait <= 3_600, `waits ${wait} s`);
+});
