@@ -337,3 +337,18 @@ test("a Retry-After date is read against the attempt's clock (the database's as 
   const wait = (result.outcome as { retryAfterSeconds: number }).retryAfterSeconds;
   t.true(wait >= 3_598 && wait <= 3_600, `waits ${wait} s`);
 });
+
+test("a certificate that has expired, or names with control characters in them: one line in the relay's words", (t) => {
+  const options = { requestTimeoutMs: 15_000, connectTimeoutMs: 5_000, responseExcerptBytes: 1024 };
+  const url = new URL('https://receiver.example.com/hook');
+  // (the relay trusts Node's CA bundle alone, so an expired certificate of a public CA
+  // cannot be served on loopback: the error is made as Node makes it)
+  const expired = Object.assign(new Error('certificate has expired'), { code: 'CERT_HAS_EXPIRED' });
+  t.is(describeFailure(expired, false, options, url),
+    'TLS: the certificate of receiver.example.com is not trusted: certificate has expired (CERT_HAS_EXPIRED)');
+  const names = Object.assign(new Error("Hostname/IP does not match certificate's altnames: Host: receiver.example.com. is not in the cert's altnames: DNS:a\r\n\u001b[2Jb.example.com"),
+    { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+  const said = describeFailure(names, false, options, url);
+  t.false(CONTROL.test(said), JSON.stringify(said));
+  t.true(said.endsWith("altnames: DNS:a [2Jb.example.com"), said);
+});
