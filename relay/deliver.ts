@@ -301,9 +301,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   private respond(): void {
     const status = this.status;
-    // kept to the excerpt's length as a body is: a header may run to undici's 16 KiB,
-    // and the note is stored in the attempt, the queue row and the delivery's result
-    // (one character a byte: undici reads header values as latin1)
+    // kept to the excerpt's length as a body is: a header may run to
+    // RESPONSE_MAX_HEADER_BYTES, and the note is stored in the attempt, the queue row
+    // and the delivery's result (undici reads header values as latin1, one character
+    // a byte; asUrl makes one that is not visible ASCII three)
     const shown = clip(asUrl(this.headers.location === undefined ? '' : String(this.headers.location)), this.limit);
     this.end({
       kind: 'response',
@@ -448,8 +449,8 @@ export function describeFailure(error: unknown, timedOut: boolean, options: Pick
   if (e.name === 'HTTPParserError') {
     // llhttp's reason, one of its fixed words (the receiver's bytes are not quoted):
     // a malformed status line, HTTP/0.9-style bytes, TLS on an http:// URL
-    const reason = /\((.*)\)$/.exec(e.message ?? '')?.[1] ?? 'unreadable';
-    return `${url.host} answered with bytes that are not an HTTP/1.1 response (${oneLine(reason)})`;
+    const reason = /\((.*)\)$/.exec(e.message ?? '')?.[1] ?? e.message ?? 'unreadable';
+    return clip(`${url.host} answered with bytes that are not an HTTP/1.1 response (${oneLine(reason)})`, options.responseExcerptBytes);
   }
   if (code?.startsWith('ERR_SSL_')) {
     // OpenSSL's message runs over lines and names its source files; its reason is the point
