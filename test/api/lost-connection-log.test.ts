@@ -33,7 +33,9 @@ async function lostLine(lines: string[]): Promise<string> {
   return lines.find((l) => l.includes('idle database connection lost'))!;
 }
 
-test('an idle connection the server drops is logged as one short line with its SQLSTATE', async (t) => {
+// (serial: the first ends every authenticator connection of the database, which are
+// the other's warm connections too when both run at once)
+test.serial('an idle connection the server drops is logged as one short line with its SQLSTATE', async (t) => {
   const { lines, log } = logLines();
   const api = await startTestApi(db().url, { log });
   t.teardown(() => api.stop());
@@ -48,9 +50,10 @@ test('an idle connection the server drops is logged as one short line with its S
   t.true(line.length <= SHORT_LINE, `${line.length} characters: ${line}`);
 });
 
-test('an idle connection whose network path closes is logged as one short line too', async (t) => {
+test.serial('an idle connection whose network path closes is logged as one short line too', async (t) => {
   const { lines, log } = logLines();
   const proxy = await freezableProxy(new URL(await authenticatorUrl(db().url, 'authenticator-for-tests')));
+  t.teardown(() => proxy.close());
   const api = await startApi({ databaseUrl: proxy.url, jwtSecret: 'a'.repeat(43), port: 0, poolSize: 2, reportCountsEveryMs: 0, log });
   t.teardown(() => api.stop());
   await warm();
