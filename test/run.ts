@@ -12,13 +12,15 @@ import { migrate } from '../tools/migrate.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const TEMPLATE = 'bpd_test_template';
+/** enough for the tests of two-phase writers (test/helpers/two-phase.ts), which run one at a time per file */
+const PREPARED_TRANSACTIONS = 4;
 
 let serverUrl = process.env.DATABASE_URL;
 let stopServer = async () => {};
 let dataDir: string | undefined;
 if (!serverUrl) {
   dataDir = await mkdtemp(join(tmpdir(), 'bpd-test-pg-'));
-  const server = await startEmbeddedPostgres({ dataDir, fast: true }).catch(async (error) => {
+  const server = await startEmbeddedPostgres({ dataDir, fast: true, preparedTransactions: PREPARED_TRANSACTIONS }).catch(async (error) => {
     if (!(error instanceof PostgresCannotRun)) throw error;
     console.error(error.message);
     await rm(dataDir!, { recursive: true, force: true });
@@ -32,6 +34,8 @@ const admin = new pg.Client({ connectionString: serverUrl });
 await admin.connect();
 await admin.query(`drop database if exists ${TEMPLATE} with (force)`);
 await admin.query(`create database ${TEMPLATE}`);
+// read once here: ava wants every test declared at once, before any query could answer
+const preparedAllowed = (await admin.query('show max_prepared_transactions')).rows[0].max_prepared_transactions as string;
 await admin.end();
 const templateUrl = new URL(serverUrl);
 templateUrl.pathname = `/${TEMPLATE}`;
@@ -40,7 +44,7 @@ await migrate(templateUrl.toString());
 const code = await new Promise<number>((resolve) => {
   const child = spawn(join(root, 'node_modules/.bin/ava'), process.argv.slice(2), {
     stdio: 'inherit',
-    env: { ...process.env, DATABASE_URL: serverUrl, TEST_TEMPLATE_DATABASE: TEMPLATE },
+    env: { ...process.env, DATABASE_URL: serverUrl, TEST_TEMPLATE_DATABASE: TEMPLATE, TEST_MAX_PREPARED_TRANSACTIONS: preparedAllowed },
   });
   child.on('exit', (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0)));
 });

@@ -24,6 +24,12 @@ export interface EmbeddedOptions {
   persistent?: boolean;
   /** trade durability for speed: for throwaway test clusters only */
   fast?: boolean;
+  /**
+   * allow this many prepared transactions (PREPARE TRANSACTION), for tests of writers
+   * that commit in two phases; none unless said (Postgres's default), as npm start's
+   * writers need none. Each costs the server a few kB of shared memory.
+   */
+  preparedTransactions?: number;
   log?: (message: unknown) => void;
 }
 
@@ -157,6 +163,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<R
   if (options.fast) {
     flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   }
+  if (options.preparedTransactions) flags.push('-c', `max_prepared_transactions=${options.preparedTransactions}`);
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port,

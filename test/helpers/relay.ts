@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import pino, { type Logger } from 'pino';
+import { LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
 import { RELAY_NODE_FLAGS } from '../../relay/node-flags.ts';
 import { Relay } from '../../relay/loop.ts';
 import { relaySettings } from '../../relay/settings.ts';
@@ -114,4 +115,17 @@ export async function waitForFinalDeliveries(pool: Pick<pg.Pool, 'query'>, webho
     timeoutMs,
   );
   return (await pool.query('select * from webhooks.deliveries where webhook_id = any ($1::bigint[]) order by id', [webhookIds])).rows;
+}
+
+/** True once the relay's idle connection holds relay_idle: it has fallen asleep. */
+export function relayAsleep(pool: Pick<pg.Pool, 'query'>) {
+  return waitForRows(
+    pool,
+    `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+     where l.locktype = 'advisory' and l.classid = $1 and l.objid = $2 and l.granted
+       and a.application_name = 'bpd-webhooks-relay-idle'`,
+    [LOCK_CLASS, LOCK_KEYS.relayIdle],
+    (rows) => rows.length > 0,
+    10_000,
+  );
 }

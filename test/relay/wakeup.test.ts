@@ -3,23 +3,10 @@
 // capturing transaction, and a relay that is awake finds new work without one.
 import test from 'ava';
 import { LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
-import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+import { relayAsleep, relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 import { inTransaction } from '../helpers/sql.ts';
 
 const HOUR = String(60 * 60 * 1000);
-
-/** True once the relay's idle connection holds relay_idle: it has fallen asleep. */
-function relayAsleep(pool: Parameters<typeof waitForRows>[0]) {
-  return waitForRows(
-    pool,
-    `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
-     where l.locktype = 'advisory' and l.classid = $1 and l.objid = $2 and l.granted
-       and a.application_name = 'bpd-webhooks-relay-idle'`,
-    [LOCK_CLASS, LOCK_KEYS.relayIdle],
-    (rows) => rows.length > 0,
-    10_000,
-  );
-}
 
 test('a sleeping relay is woken by NOTIFY, and a busy one needs none', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);

@@ -5,44 +5,10 @@ import test from 'ava';
 import pg from 'pg';
 import { CHANNEL, LOCK_CLASS, LOCK_KEYS, WEBHOOK_CHANGED_NOTICE } from '../../relay/engine-names.ts';
 import { useTestDatabase } from '../helpers/db.ts';
+import { relayConnection, sentinel } from '../helpers/wake.ts';
 import { factories } from '../helpers/factories.ts';
 
 const db = useTestDatabase(test);
-
-/**
- * A connection that LISTENs on bpd_webhooks, as a relay's does, and can announce
- * itself idle or awake. next() resolves with the next notification, in order.
- */
-async function relayConnection(url: string) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  const queue: pg.Notification[] = [];
-  const waiters: Array<(n: pg.Notification) => void> = [];
-  client.on('notification', (n) => {
-    const waiter = waiters.shift();
-    if (waiter) waiter(n);
-    else queue.push(n);
-  });
-  await client.query(`listen ${CHANNEL}`);
-  return {
-    goingIdle: async () => (await client.query('select webhooks_relay.going_idle() as safe')).rows[0].safe as boolean,
-    capturesDone: async () => (await client.query('select webhooks_relay.captures_done() as done')).rows[0].done as boolean,
-    awake: () => client.query('select webhooks_relay.awake()'),
-    next: () => new Promise<pg.Notification>((resolve) => {
-      const queued = queue.shift();
-      if (queued) resolve(queued);
-      else waiters.push(resolve);
-    }),
-    pending: () => queue.length,
-    close: () => client.end(),
-  };
-}
-
-// A committed transaction that notifies with a payload of its own: every notification
-// before it in the stream came from earlier commits.
-async function sentinel(pool: pg.Pool, mark: string) {
-  await pool.query('select pg_notify($1, $2)', [CHANNEL, mark]);
-}
 
 async function hookFor(action: string) {
   const f = factories(db().pool);
