@@ -24,12 +24,35 @@
 -- deliveries come at most a second after it commits. The poll timer stays as a
 -- safety net.
 --
+-- A writer whose transactions may be prepared for a two-phase commit (an XA
+-- transaction manager's) sets webhooks.two_phase = on: Postgres refuses PREPARE
+-- TRANSACTION in a transaction that has sent a NOTIFY, so such a transaction sends
+-- none, and a sleeping relay finds its deliveries at its poll timer, or sooner if
+-- anything else wakes it (docs/relay.md#two-phase-writers). It still holds capturing
+-- when it can, so no relay falls asleep while it is open or prepared.
+--
 -- Capture (25_capture.sql) calls wake_relay(), and so does every write to the view
 -- webhooks.deliveries that leaves a delivery due now (replays, test sends, a DBA's
 -- repair: 22_outbox.sql); rescue (30_delivery.sql) wakes every relay with
 -- notify_relays(). The relay's side: relay/idle.ts.
 
--- private: wake every relay that listens (the channel: 00_schemas.sql)
+-- private: the writer said its transaction may be prepared (webhooks.two_phase, read
+-- as Postgres reads a boolean's usual spellings; anything else, or unset, is off). Read
+-- only where a NOTIFY is about to be sent: the capture of a change while every relay
+-- is awake never reads it.
+create or replace function webhooks_private.two_phase_writer()
+returns boolean
+language sql
+stable
+as $$
+  select coalesce(lower(btrim(current_setting('webhooks.two_phase', true))) in ('on', 'true', 'yes', '1'), false);
+$$;
+
+-- private: wake every relay that listens (the channel: 00_schemas.sql). A writer's
+-- wake-up goes through wake_relay(), which asks two_phase_writer() first; the others
+-- (a settle that lets an ordered delivery go, a rescue) are the relay's own.
+-- (A bare SELECT of one expression, so that it is inlined: the check written into it
+-- as a WHERE made each call 70 µs dearer, a capture's with a relay asleep among them.)
 create or replace function webhooks_private.notify_relays()
 returns void
 language sql
@@ -56,6 +79,9 @@ begin
       v_unlocked := pg_advisory_unlock(webhooks_private.lock_space(), webhooks_private.relay_idle_lock());
       return false;
     end if;
+  end if;
+  if webhooks_private.two_phase_writer() then
+    return false;
   end if;
   perform webhooks_private.notify_relays();
   return true;
@@ -111,7 +137,10 @@ $$;
 -- without the new secret, or out of a disabled webhook. So every relay is told, by a
 -- notification that names the webhook, and hands those back to be claimed again as
 -- the webhook is now (relay/loop.ts); requests already under way finish. Rare writes
--- of configuration: their commit's NOTIFY costs nothing that matters.
+-- of configuration: their commit's NOTIFY costs nothing that matters. A two-phase
+-- writer's transaction sends none (a CRM delete that disables a webhook filtered on
+-- a user or status, in an XA transaction): the relays then send what they had already
+-- claimed of it as it was, as they finish requests already under way.
 create or replace function webhooks_private.webhook_changed_notice()
 returns text
 language sql
@@ -125,7 +154,9 @@ returns trigger
 language plpgsql
 as $$
 begin
-  perform pg_notify(webhooks_private.notify_channel(), webhooks_private.webhook_changed_notice() || old.id);
+  if not webhooks_private.two_phase_writer() then
+    perform pg_notify(webhooks_private.notify_channel(), webhooks_private.webhook_changed_notice() || old.id);
+  end if;
   return null;
 end;
 $$;

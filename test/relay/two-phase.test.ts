@@ -1,0 +1,85 @@
+// A writer that commits in two phases (webhooks.two_phase = on, docs/relay.md#two-phase-writers)
+// sends no NOTIFY: a sleeping relay finds its deliveries at its poll timer, a relay
+// going idle once the prepared transaction's capturing lock is gone, and a prepared
+// transaction left open holds up no other company's deliveries.
+import test from 'ava';
+import type pg from 'pg';
+import { relayAsleep, relayScene, testRelay } from '../helpers/relay.ts';
+import { rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
+
+const twoPhase = twoPhaseTest(test);
+const HOUR = String(60 * 60 * 1000);
+
+/** Runs `sql` in a two-phase writer's transaction and prepares it as `name`. */
+async function prepareCapture(pool: pg.Pool, name: string, sql: string, values: unknown[]) {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    await client.query('set local webhooks.two_phase = on');
+    await client.query(sql, values);
+    await client.query(`prepare transaction '${name}'`);
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+twoPhase('a relay asleep: a two-phase capture is delivered within the poll interval after COMMIT PREPARED', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  t.teardown(async () => void (await rollBackPrepared(database.url)));
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const pollMs = 500;
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: String(pollMs) });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  for (let round = 1; round <= 3; round++) {
+    await relayAsleep(database.pool);
+    const name = transactionName();
+    await prepareCapture(database.pool, name, 'insert into crm.contacts (company_id) values ($1)', [company.id]);
+    await database.pool.query(`commit prepared '${name}'`);
+    const committed = Date.now();
+    await receiver.waitFor(round, { path: '/hook', timeoutMs: 10_000 });
+    const waited = Date.now() - committed;
+    t.log(`round ${round}: delivered ${waited} ms after COMMIT PREPARED`);
+    // the poll interval, and room for a claim and a request on a busy machine
+    t.true(waited < pollMs + 1_000, `delivered ${waited} ms after COMMIT PREPARED`);
+  }
+});
+
+twoPhase('a prepared transaction left open: other companies\' deliveries go at once, the relay does not spin, and its own delivery comes within a second of COMMIT PREPARED', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  t.teardown(async () => void (await rollBackPrepared(database.url)));
+  const other = await f.company();
+  const held = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/held') });
+  receiver.route('/held', { secret: held.secret });
+  const free = await f.webhook({ companyId: other.id, actions: ['contact.created'], url: receiver.url('/free') });
+  receiver.route('/free', { secret: free.secret });
+
+  // prepared before the relay starts, and left in doubt (a transaction manager that
+  // has not decided yet): it holds "capturing" the whole time, as a prepared
+  // transaction does across connections and restarts
+  const name = transactionName();
+  await prepareCapture(database.pool, name, 'insert into crm.contacts (company_id) values ($1)', [company.id]);
+
+  // the poll timer out of the picture: the wake-up protocol alone must bring everything
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  for (let i = 0; i < 3; i++) await f.contact(other.id);
+  await receiver.waitFor(3, { path: '/free', timeoutMs: 5_000 });
+  const claims = relay.stats.claims;
+  // left prepared this long: the relay's rechecks of "capturing" back off to once a second
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  t.true(relay.stats.claims - claims <= 2, `${relay.stats.claims - claims} claims while one transaction stayed prepared`);
+  t.is(receiver.received('/held').length, 0);
+
+  await database.pool.query(`commit prepared '${name}'`);
+  const committed = Date.now();
+  await receiver.waitFor(1, { path: '/held', timeoutMs: 10_000 });
+  const waited = Date.now() - committed;
+  t.log(`delivered ${waited} ms after COMMIT PREPARED`);
+  t.true(waited < 2_000, `delivered ${waited} ms after COMMIT PREPARED`);
+});
