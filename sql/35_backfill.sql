@@ -158,6 +158,30 @@ as $$
             and q.action = 'contact.snapshot' and q.created_at >= p_backfill.created_at);
 $$;
 
+-- public: the latest backfill of each webhook of the caller's company (the latest
+-- started; of two started in one transaction, the later), in webhook id order. A
+-- webhook never backfilled has no row. GraphQL: latestBackfills, which the Reports
+-- page asks every second while a backfill runs: one row per webhook, so at most
+-- webhooks.max_webhooks_per_company, each the first entry of the webhook's range of
+-- backfills_webhook_idx (webhook_id, created_at desc), however many the company has run
+-- (test/api/latest-backfills.test.ts). Before, the page read every backfill of the
+-- company, every page of them, each second. Runs as the caller: row-level security
+-- keeps it to the company's webhooks (as their owner, a DBA gets every company's).
+create or replace function webhooks.latest_backfills()
+returns setof webhooks.backfills
+language sql
+stable
+as $$
+  select b.*
+  from webhooks.webhooks w
+  cross join lateral (
+    select * from webhooks.backfills b
+    where b.webhook_id = w.id
+    order by b.created_at desc, b.id desc
+    limit 1) b
+  order by w.id;
+$$;
+
 ------------------------------------------------------------------------------------
 -- Starting and cancelling (the admin API: run as the caller, so grants and row-level
 -- security decide which webhooks and backfills they reach)
