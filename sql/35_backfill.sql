@@ -162,11 +162,13 @@ $$;
 -- started; of two started in one transaction, the later), in webhook id order. A
 -- webhook never backfilled has no row. GraphQL: latestBackfills, which the Reports
 -- page asks every second while a backfill runs: one row per webhook, so at most
--- webhooks.max_webhooks_per_company, each the first entry of the webhook's range of
--- backfills_webhook_idx (webhook_id, created_at desc), however many the company has run
--- (test/api/latest-backfills.test.ts). Before, the page read every backfill of the
--- company, every page of them, each second. Runs as the caller: row-level security
--- keeps it to the company's webhooks (as their owner, a DBA gets every company's).
+-- webhooks.max_webhooks_per_company, each read as the first two entries of the
+-- webhook's range of backfills_webhook_idx (webhook_id, created_at desc): the latest,
+-- and the next, which shows that none was started at the same instant. However many
+-- the company has run (test/api/latest-backfills.test.ts). Before, the page read every
+-- backfill of the company, every page of them, each second. Runs as the caller:
+-- row-level security keeps it to the company's webhooks (as their owner, a DBA gets
+-- every company's).
 create or replace function webhooks.latest_backfills()
 returns setof webhooks.backfills
 language sql
