@@ -160,3 +160,62 @@ as $$
                       where d.webhook_id = w.id and d.locked_by is not null) f
   order by c.oldest_due_at nulls last, c.due desc, w.id;
 $$;
+
+-- The transactions that hold the relays awake. Every transaction that captured a
+-- delivery without notifying holds capturing (SHARED) until it ends, and while anyone
+-- holds it no relay sleeps: each asks captures_done() again once a second
+-- (20_wakeup.sql, relay/idle.ts). A transaction left open (a session idle in
+-- transaction), or left prepared by a two-phase writer whose transaction manager went
+-- away (docs/relay.md#two-phase-writers), holds it for hours, across restarts of
+-- Postgres if prepared, and its deliveries wait for its end. Three counts:
+--   transactions    transactions holding capturing now, prepared or not
+--   oldest_seconds  the oldest one's age: since its start (pg_stat_activity), or since
+--                   its PREPARE for a prepared one (pg_prepared_xacts: its start is not
+--                   kept); 0 when none
+--   prepared        how many of them are prepared transactions
+-- Read from the server's lock table (pg_locks, read once), which shows every
+-- session's locks to any role, and a prepared transaction's too: with a null pid, and
+-- the virtual transaction id it had before PREPARE (Postgres 17; '-1/<its xid>' on 15,
+-- and for one recovered after a restart). So a prepared holder is found by the lock
+-- on its own xid that it holds under the same virtual transaction id, the xid
+-- pg_prepared_xacts names (its other xid locks, of subtransactions, name none). An
+-- open transaction's start is shown only to superusers, members of pg_read_all_stats
+-- and its own role: hence security definer (as the engine's owner). An owner that is
+-- none of them still counts every holder, prepared ones with their age, but not the
+-- age of another role's open transaction (docs/operations.md). Only shared holds
+-- count: a relay's captures_done() takes the lock exclusively for an instant.
+create or replace function webhooks_ops.capturing(
+  out transactions bigint, out oldest_seconds double precision, out prepared bigint)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  with locks as materialized (
+    select l.locktype, l.pid, l.virtualtransaction, l.transactionid
+    from pg_locks l
+    where (l.locktype = 'advisory'
+           and l.database = (select d.oid from pg_database d where d.datname = current_database())
+           and l.classid = webhooks_private.lock_space()::oid
+           and l.objid = webhooks_private.capturing_lock()::oid
+           and l.objsubid = 2
+           and l.mode = 'ShareLock' and l.granted)
+       or (l.locktype = 'transactionid' and l.pid is null and l.mode = 'ExclusiveLock')
+  ),
+  holders as (
+    select coalesce(x.prepared, a.xact_start) as since, l.pid is null as is_prepared
+    from locks l
+    left join lateral (select p.prepared
+                       from locks t
+                       join pg_prepared_xacts p on p.transaction = t.transactionid
+                       where l.pid is null and t.locktype = 'transactionid'
+                         and t.virtualtransaction = l.virtualtransaction
+                       limit 1) x on true
+    left join pg_stat_activity a on a.pid = l.pid
+    where l.locktype = 'advisory'
+  )
+  select count(*),
+         coalesce(extract(epoch from now() - min(h.since)), 0)::double precision,
+         count(*) filter (where h.is_prepared)
+  from holders h;
+$$;
