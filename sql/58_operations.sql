@@ -173,6 +173,9 @@ $$;
 --                   its PREPARE for a prepared one (pg_prepared_xacts: its start is not
 --                   kept); 0 when none
 --   prepared        how many of them are prepared transactions
+--   oldest_prepared_seconds  the oldest prepared one's age, since its PREPARE; 0 when
+--                   none (an alert on it is not set off by an old open transaction
+--                   beside a prepared one of a moment)
 -- Read from the server's lock table (pg_locks, read once), which shows every
 -- session's locks to any role, and a prepared transaction's too: with a null pid, and
 -- the virtual transaction id it had before PREPARE (Postgres 17; '-1/<its xid>' on 15,
@@ -185,7 +188,8 @@ $$;
 -- age of another role's open transaction (docs/operations.md). Only shared holds
 -- count: a relay's captures_done() takes the lock exclusively for an instant.
 create or replace function webhooks_ops.capturing(
-  out transactions bigint, out oldest_seconds double precision, out prepared bigint)
+  out transactions bigint, out oldest_seconds double precision, out prepared bigint,
+  out oldest_prepared_seconds double precision)
 language sql
 stable
 security definer
@@ -216,6 +220,7 @@ as $$
   )
   select count(*),
          coalesce(extract(epoch from now() - min(h.since)), 0)::double precision,
-         count(*) filter (where h.is_prepared)
+         count(*) filter (where h.is_prepared),
+         coalesce(extract(epoch from now() - min(h.since) filter (where h.is_prepared)), 0)::double precision
   from holders h;
 $$;

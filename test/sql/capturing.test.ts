@@ -22,26 +22,27 @@ interface Capturing {
   transactions: number;
   oldest_seconds: number;
   prepared: number;
+  oldest_prepared_seconds: number;
 }
 
 /** The roles that ask it: the relay's, and the API's login (sql/60_access.sql). */
 const ASKERS = ['bpd_webhooks_relay', 'webhook_authenticator'] as const;
 
 /**
- * The answer as `role` gets it, and what the oldest's age must be in the same
- * transaction (its now()) for a holder since `since` (a timestamptz as text: a Date
- * would lose the microseconds).
+ * The answer as `role` gets it, and the ages in the same transaction (its now()) of
+ * holders since each of `since` (timestamptz as text: a Date would lose the
+ * microseconds).
  */
-async function ask(role: string, since: string | null): Promise<{ answer: Capturing; expected: number | null }> {
+async function ask(role: string, ...since: string[]): Promise<{ answer: Capturing; ages: number[] }> {
   const client = await db().pool.connect();
   try {
     await client.query('begin');
     await client.query(`set local role ${role}`);
     const { rows: [answer] } = await client.query<Capturing>(
-      'select transactions::int, oldest_seconds, prepared::int from webhooks_ops.capturing()');
-    const { rows: [{ expected }] } = await client.query<{ expected: number | null }>(
-      'select extract(epoch from now() - $1::timestamptz)::double precision as expected', [since]);
-    return { answer, expected };
+      'select transactions::int, oldest_seconds, prepared::int, oldest_prepared_seconds from webhooks_ops.capturing()');
+    const { rows: [{ ages }] } = await client.query<{ ages: number[] }>(
+      'select array(select extract(epoch from now() - s)::double precision from unnest($1::timestamptz[]) s) as ages', [since]);
+    return { answer, ages };
   } finally {
     await client.query('rollback').catch(() => {});
     client.release();
@@ -51,10 +52,16 @@ async function ask(role: string, since: string | null): Promise<{ answer: Captur
 /** A transaction left open after capturing a new contact's delivery; its start as text. */
 async function openCapture(companyId: string): Promise<{ client: pg.PoolClient; started: string; ended?: boolean }> {
   const client = await db().pool.connect();
-  await client.query('begin');
-  const { rows: [{ started }] } = await client.query<{ started: string }>('select now()::text as started');
-  await client.query('insert into crm.contacts (company_id) values ($1)', [companyId]);
-  return { client, started };
+  try {
+    await client.query('begin');
+    const { rows: [{ started }] } = await client.query<{ started: string }>('select now()::text as started');
+    await client.query('insert into crm.contacts (company_id) values ($1)', [companyId]);
+    return { client, started };
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    client.release();
+    throw error;
+  }
 }
 
 /** Ends an open capture once (a test's finally ends it again when a check failed first). */
@@ -70,7 +77,7 @@ async function endOpen(open: { client: pg.PoolClient; ended?: boolean }, how: 'c
 
 test.serial('none held: nothing counted, and an age of 0', async (t) => {
   for (const role of ASKERS) {
-    t.deepEqual((await ask(role, null)).answer, { transactions: 0, oldest_seconds: 0, prepared: 0 }, role);
+    t.deepEqual((await ask(role)).answer, { transactions: 0, oldest_seconds: 0, prepared: 0, oldest_prepared_seconds: 0 }, role);
   }
 });
 
@@ -85,14 +92,14 @@ test.serial('a transaction left open after a capture is counted with its age, as
   try {
     t.false(await relay.capturesDone(), 'the open transaction holds capturing');
     for (const role of ASKERS) {
-      const { answer, expected } = await ask(role, open.started);
-      t.deepEqual(answer, { transactions: 1, oldest_seconds: expected!, prepared: 0 }, role);
+      const { answer, ages: [age] } = await ask(role, open.started);
+      t.deepEqual(answer, { transactions: 1, oldest_seconds: age, prepared: 0, oldest_prepared_seconds: 0 }, role);
       t.true(answer.oldest_seconds > 0, role);
     }
   } finally {
     await endOpen(open, 'commit');
   }
-  t.deepEqual((await ask('bpd_webhooks_relay', null)).answer, { transactions: 0, oldest_seconds: 0, prepared: 0 });
+  t.deepEqual((await ask('bpd_webhooks_relay')).answer, { transactions: 0, oldest_seconds: 0, prepared: 0, oldest_prepared_seconds: 0 });
 });
 
 twoPhase('a prepared transaction holding capturing is counted as prepared, aged from its PREPARE; an older open one is the oldest until it ends', async (t) => {
@@ -118,17 +125,18 @@ twoPhase('a prepared transaction holding capturing is counted as prepared, aged 
       'select prepared::text from pg_prepared_xacts where gid = $1', [name]);
 
     for (const role of ASKERS) {
-      const { answer, expected } = await ask(role, open.started);
-      t.deepEqual(answer, { transactions: 2, oldest_seconds: expected!, prepared: 1 }, role);
+      const { answer, ages: [opened, preparedAge] } = await ask(role, open.started, prepared);
+      t.true(opened > preparedAge, 'the open one began first');
+      t.deepEqual(answer, { transactions: 2, oldest_seconds: opened, prepared: 1, oldest_prepared_seconds: preparedAge }, role);
     }
     await endOpen(open, 'commit');
     for (const role of ASKERS) {
-      const { answer, expected } = await ask(role, prepared);
-      t.deepEqual(answer, { transactions: 1, oldest_seconds: expected!, prepared: 1 }, role);
+      const { answer, ages: [preparedAge] } = await ask(role, prepared);
+      t.deepEqual(answer, { transactions: 1, oldest_seconds: preparedAge, prepared: 1, oldest_prepared_seconds: preparedAge }, role);
       t.true(answer.oldest_seconds > 0, role);
     }
     await db().pool.query(`commit prepared '${name}'`);
-    t.deepEqual((await ask('webhook_authenticator', null)).answer, { transactions: 0, oldest_seconds: 0, prepared: 0 });
+    t.deepEqual((await ask('webhook_authenticator')).answer, { transactions: 0, oldest_seconds: 0, prepared: 0, oldest_prepared_seconds: 0 });
   } finally {
     await endOpen(open, 'rollback').catch(() => {});
   }
