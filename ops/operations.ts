@@ -165,7 +165,10 @@ function unansweredReason(error: unknown): string {
   return 'database: not answering';
 }
 
-/** What one scrape asks the database: the backlog, the refused settings and the outbox's upkeep. */
+/**
+ * What one scrape asks the database: the backlog, the refused settings, the outbox's
+ * upkeep, and the transactions that hold capturing (the relays awake).
+ */
 interface DatabaseAnswers {
   due: number;
   oldest: number;
@@ -174,6 +177,10 @@ interface DatabaseAnswers {
   daysPastRetention: number;
   webhooksToPurge: number;
   reportDaysBehind: number;
+  capturing: number;
+  oldestCapturing: number;
+  preparedCapturing: number;
+  oldestPreparedCapturing: number;
 }
 
 /** The gauges read from the database at each scrape, each with the answer it shows. */
@@ -199,6 +206,18 @@ const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answe
   { name: 'bpd_webhooks_report_counts_days_behind',
     help: "Countable days the report's counts have not reached in every webhook (0, or 1 until the first roll-up after UTC midnight).",
     value: (a) => a.reportDaysBehind },
+  { name: 'bpd_webhooks_capturing_transactions',
+    help: 'Transactions that captured a delivery and hold capturing until they end, prepared ones among them: while any does, no relay sleeps.',
+    value: (a) => a.capturing },
+  { name: 'bpd_webhooks_oldest_capturing_transaction_seconds',
+    help: 'Age of the oldest transaction holding capturing, in seconds (a prepared one since its PREPARE; 0 when none).',
+    value: (a) => a.oldestCapturing },
+  { name: 'bpd_webhooks_capturing_prepared_transactions',
+    help: 'Prepared transactions (two-phase writers) holding capturing: their deliveries wait for COMMIT PREPARED.',
+    value: (a) => a.preparedCapturing },
+  { name: 'bpd_webhooks_oldest_prepared_capturing_transaction_seconds',
+    help: 'How long the oldest prepared transaction holding capturing has been prepared, in seconds (0 when none).',
+    value: (a) => a.oldestPreparedCapturing },
 ];
 
 /**
@@ -207,8 +226,9 @@ const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answe
  * per scrape (DATABASE_GAUGES): deliveries due now and how long the oldest of them has
  * waited, the engine settings whose value set was refused (sql/02_settings.sql), how
  * far the outbox's upkeep and the report's roll-up are behind (webhooks_ops.upkeep(),
- * sql/58_operations.sql),
- * and whether the database answered at all.
+ * sql/58_operations.sql), the transactions that hold the relays awake, open or
+ * prepared (webhooks_ops.capturing(), there too: the server's lock table, read once a
+ * second at most as the rest), and whether the database answered at all.
  */
 export function operationsRegistry(db: Queryable, registry: Registry = new Registry(),
   reuseMs: number = DATABASE_ANSWER_REUSE_MS): Registry {
@@ -216,13 +236,17 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
   // the gauges of one scrape share one question, and the scrapes of a second too
   const question = sharedAnswer(() => db.query(
       `select b.due, b.oldest_due_seconds as oldest, (select count(*) from webhooks_ops.refused_settings()) as refused,
-              u.days_ahead, u.days_past_retention, u.webhooks_to_purge, u.report_days_behind
-       from webhooks_ops.backlog() b, webhooks_ops.upkeep() u`), reuseMs);
+              u.days_ahead, u.days_past_retention, u.webhooks_to_purge, u.report_days_behind,
+              c.transactions as capturing, c.oldest_seconds as oldest_capturing,
+              c.prepared as prepared_capturing, c.oldest_prepared_seconds as oldest_prepared_capturing
+       from webhooks_ops.backlog() b, webhooks_ops.upkeep() u, webhooks_ops.capturing() c`), reuseMs);
   const ask = (): Promise<DatabaseAnswers | undefined> => within(question(), DATABASE_CHECK_TIMEOUT_MS, 'database')
       .then(({ rows: [row] }) => ({
         due: Number(row.due), oldest: Number(row.oldest), refused: Number(row.refused),
         daysAhead: Number(row.days_ahead), daysPastRetention: Number(row.days_past_retention),
         webhooksToPurge: Number(row.webhooks_to_purge), reportDaysBehind: Number(row.report_days_behind),
+        capturing: Number(row.capturing), oldestCapturing: Number(row.oldest_capturing),
+        preparedCapturing: Number(row.prepared_capturing), oldestPreparedCapturing: Number(row.oldest_prepared_capturing),
       }), () => undefined);
   new Gauge({
     name: 'bpd_webhooks_database_up',
