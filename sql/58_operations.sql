@@ -1,14 +1,15 @@
 -- bpd-webhooks engine: what operators' tools ask (ops/operations.ts).
 --
--- The admin API and the relay answer /readyz and /metrics with three questions to
+-- The admin API and the relay answer /readyz and /metrics with four questions to
 -- the database: "is it migrated to the version this code expects, and does it run
--- this code's sql/?", "how big and how old is the backlog?" and "is maintenance
--- keeping up?". Neither process's role may read the tables involved (the API logs in
--- as webhook_authenticator, the relay works as bpd_webhooks_relay), so each question
+-- this code's sql/?", "how big and how old is the backlog?", "is maintenance
+-- keeping up?" and "which transactions hold the relays awake?". Neither process's
+-- role may read the tables involved (the API logs in as webhook_authenticator, the
+-- relay works as bpd_webhooks_relay), so each question
 -- is one function that runs as its owner and answers counts only (or fingerprints):
 -- no row, no company, nothing a tenant wrote. They live in a
 -- schema of their own, which PostGraphile does not show.
--- (The schema webhooks_ops: 00_schemas.sql; the grants: 60_access.sql. The fourth
+-- (The schema webhooks_ops: 00_schemas.sql; the grants: 60_access.sql. The fifth
 -- question, which settings were refused: 02_settings.sql.) At the end, the question an
 -- alert leads the owner to, which names companies and so is the owner's alone:
 -- webhooks.backlog_by_webhook().
@@ -161,13 +162,12 @@ as $$
   order by c.oldest_due_at nulls last, c.due desc, w.id;
 $$;
 
--- The transactions that hold the relays awake. Every transaction that captured a
--- delivery without notifying holds capturing (SHARED) until it ends, and while anyone
--- holds it no relay sleeps: each asks captures_done() again once a second
--- (20_wakeup.sql, relay/idle.ts). A transaction left open (a session idle in
+-- The transactions that hold the relays awake. A transaction that captured a delivery
+-- holds capturing (SHARED) until it ends, and while anyone holds it no relay sleeps:
+-- each asks captures_done() again once a second (20_wakeup.sql, relay/idle.ts). A transaction left open (a session idle in
 -- transaction), or left prepared by a two-phase writer whose transaction manager went
 -- away (docs/relay.md#two-phase-writers), holds it for hours, across restarts of
--- Postgres if prepared, and its deliveries wait for its end. Three counts:
+-- Postgres if prepared, and its deliveries wait for its end. Four figures:
 --   transactions    transactions holding capturing now, prepared or not
 --   oldest_seconds  the oldest one's age: since its start (pg_stat_activity), or since
 --                   its PREPARE for a prepared one (pg_prepared_xacts: its start is not
@@ -178,10 +178,11 @@ $$;
 --                   beside a prepared one of a moment)
 -- Read from the server's lock table (pg_locks, read once), which shows every
 -- session's locks to any role, and a prepared transaction's too: with a null pid, and
--- the virtual transaction id it had before PREPARE (Postgres 17; '-1/<its xid>' on 15,
--- and for one recovered after a restart). So a prepared holder is found by the lock
--- on its own xid that it holds under the same virtual transaction id, the xid
--- pg_prepared_xacts names (its other xid locks, of subtransactions, name none). An
+-- a virtual transaction id that is the same on each of its locks but no fixed form of
+-- its xid (on Postgres 17, the one it had before PREPARE). So a prepared holder is
+-- found by the lock on its own xid that it holds under the same virtual transaction
+-- id, the xid pg_prepared_xacts names (its other xid locks, of subtransactions, name
+-- none). An
 -- open transaction's start is shown only to superusers, members of pg_read_all_stats
 -- and its own role: hence security definer (as the engine's owner). An owner that is
 -- none of them still counts every holder, prepared ones with their age, but not the
