@@ -75,9 +75,19 @@ async function endOpen(open: { client: pg.PoolClient; ended?: boolean }, how: 'c
   }
 }
 
-test.serial('none held: nothing counted, and an age of 0', async (t) => {
+test.serial('none held: nothing counted, and an age of 0; a relay asking whether captures are done (capturing held exclusively) is not a holder', async (t) => {
   for (const role of ASKERS) {
     t.deepEqual((await ask(role)).answer, { transactions: 0, oldest_seconds: 0, prepared: 0, oldest_prepared_seconds: 0 }, role);
+  }
+  // captures_done() holds it so for an instant; held so for the length of the question
+  const relay = await db().pool.connect();
+  try {
+    await relay.query('begin');
+    await relay.query('select pg_advisory_xact_lock(webhooks_private.lock_space(), webhooks_private.capturing_lock())');
+    t.deepEqual((await ask('bpd_webhooks_relay')).answer, { transactions: 0, oldest_seconds: 0, prepared: 0, oldest_prepared_seconds: 0 });
+  } finally {
+    await relay.query('rollback').catch(() => {});
+    relay.release();
   }
 });
 
