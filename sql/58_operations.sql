@@ -188,6 +188,8 @@ $$;
 -- none of them still counts every holder, prepared ones with their age, but not the
 -- age of another role's open transaction (docs/operations.md). Only shared holds
 -- count: a relay's captures_done() takes the lock exclusively for an instant.
+-- About 1.4 ms a call, nearly all of it planning (reading pg_locks: 0.08 ms; the test
+-- server, 2026-12-06), asked once a second at most by each process's /metrics.
 create or replace function webhooks_ops.capturing(
   out transactions bigint, out oldest_seconds double precision, out prepared bigint,
   out oldest_prepared_seconds double precision)
