@@ -106,6 +106,23 @@ test.serial('a transaction left open after a capture is counted with its age, as
       t.deepEqual(answer, { transactions: 1, oldest_seconds: age, prepared: 0, oldest_prepared_seconds: 0 }, role);
       t.true(answer.oldest_seconds > 0, role);
     }
+    // what the roles are shown of it themselves: its lock, not its start (hence the
+    // question runs as the engine's owner)
+    const { rows: [{ pid }] } = await open.client.query<{ pid: number }>('select pg_backend_pid() as pid');
+    for (const role of ASKERS) {
+      const client = await db().pool.connect();
+      try {
+        await client.query('begin');
+        await client.query(`set local role ${role}`);
+        const { rows: [shown] } = await client.query(
+          `select (select count(*)::int from pg_locks where pid = $1 and locktype = 'advisory') as locks,
+                  (select xact_start from pg_stat_activity where pid = $1) as started`, [pid]);
+        t.deepEqual(shown, { locks: 1, started: null }, role);
+      } finally {
+        await client.query('rollback').catch(() => {});
+        client.release();
+      }
+    }
   } finally {
     await endOpen(open, 'commit');
   }
