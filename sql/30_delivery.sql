@@ -561,7 +561,10 @@ create trigger _600_release_held_snapshots
 
 -- private: the backfill that wrote a snapshot of this webhook at p_created_at: the
 -- webhook's latest started by then (one runs at a time). One index probe
--- (backfills_webhook_idx).
+-- (backfills_webhook_idx). Of two started at one instant (one transaction that
+-- cancelled a backfill and started the next), the later by its id: by its time alone
+-- either could come first, and a settle asked about the cancelled one failed the
+-- next one's snapshot for good instead of retrying it.
 create or replace function webhooks_private.snapshot_backfill(p_webhook_id bigint, p_created_at timestamptz)
 returns setof webhooks.backfills
 language sql
@@ -569,7 +572,7 @@ stable
 as $$
   select * from webhooks.backfills b
   where b.webhook_id = p_webhook_id and b.created_at <= p_created_at
-  order by b.created_at desc
+  order by b.created_at desc, b.id desc
   limit 1;
 $$;
 

@@ -656,3 +656,24 @@ test.serial('cancel: a snapshot claimed but handed back unsent after the cancel 
     { state: 'failed', attempts: 0, last_error: `not sent: backfill ${id} was cancelled` });
   t.deepEqual(await claim('relay-b'), [], 'not sent after the cancel');
 });
+
+test('a snapshot belongs to the later of two backfills started in one transaction (one cancelled, the next started): the one a settle asks about', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const { rows: [{ id: first }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
+    await client.query('select webhooks.cancel_backfill($1)', [first]);
+    const { rows: [{ id: second }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
+    t.true(BigInt(second) > BigInt(first));
+    // both started at the transaction's now(): the later by its id
+    const { rows: [{ id }] } = await client.query(
+      'select (webhooks_private.snapshot_backfill($1, now())).id', [hook.id]);
+    t.is(id, second);
+  } finally {
+    await client.query('rollback');
+  }
+});
