@@ -318,6 +318,18 @@ begin
 end;
 $$;
 
+-- private: the filter column a webhook's deleted_filter_target names: 'user_id' for
+-- "user 42 (Jane Doe)", 'status_id' for "status 7 (…)" (disable_filtered_on, below,
+-- writes the kind as its first word). Read by the refusal to enable such a webhook and
+-- by update_webhook's clear_user_id / clear_status_id (45_admin.sql).
+create or replace function webhooks_private.deleted_filter_column(p_mark text)
+returns text
+language sql
+immutable
+as $$
+  select case when p_mark like 'user %' then 'user_id' when p_mark like 'status %' then 'status_id' end;
+$$;
+
 create or replace function webhooks_private.tg_webhooks__validate()
 returns trigger
 language plpgsql
@@ -465,7 +477,7 @@ begin
   end if;
   if new.enabled and new.deleted_filter_target is not null then
     perform webhooks_private.config_error('webhook_filter_target_deleted',
-      case when 'contact.user_assigned' = any (new.actions) then 'user_id' else 'status_id' end,
+      webhooks_private.deleted_filter_column(new.deleted_filter_target),
       format('this webhook was filtered on %s, which the CRM deleted: choose another, or none to fire for every one, before enabling it',
              new.deleted_filter_target));
   end if;

@@ -98,11 +98,13 @@ begin
       status_id = case when clear_status_id then null else coalesce(update_webhook.status_id, w.status_id) end,
       user_id   = case when clear_user_id then null else coalesce(update_webhook.user_id, w.user_id) end,
       -- (a filter the CRM deleted, cleared on purpose: the user filter for a deleted
-      -- user, the status filter for a deleted status, as disable_filtered_on names
-      -- them in 10_config.sql)
-      deleted_filter_target = case when clear_user_id and w.deleted_filter_target like 'user %'
-                                     or clear_status_id and w.deleted_filter_target like 'status %' then null
-                                   else w.deleted_filter_target end,
+      -- user, the status filter for a deleted status: deleted_filter_column,
+      -- 10_config.sql)
+      deleted_filter_target = case webhooks_private.deleted_filter_column(w.deleted_filter_target)
+                                when 'user_id' then case when clear_user_id then null else w.deleted_filter_target end
+                                when 'status_id' then case when clear_status_id then null else w.deleted_filter_target end
+                                else w.deleted_filter_target
+                              end,
       ignore_sources = coalesce(update_webhook.ignore_sources, w.ignore_sources),
       watch_fields   = coalesce(update_webhook.watch_fields, w.watch_fields),
       conditions     = case when clear_conditions then null else coalesce(update_webhook.conditions, w.conditions) end,

@@ -179,7 +179,8 @@ grant execute on function
   webhooks_private.payload_omitted(jsonb),
   webhooks_private.replay_max_deliveries(),
   webhooks_private.first_kept_day(),
-  webhooks_private.fail_unsent_snapshots(webhooks.backfills, bigint[])
+  webhooks_private.fail_unsent_snapshots(webhooks.backfills, bigint[]),
+  webhooks_private.deleted_filter_column(text)
   to webhook_admin;
 
 -- the authenticator's one right of its own: rolling up the report's daily counts
