@@ -19,9 +19,9 @@ try {
 const api = await startApi({
   databaseUrl,
   jwtSecret: secret,
-  // (empty is unset: PORT= is no port 0, HOST= no every address)
-  port: Number(process.env.PORT || 5678),
-  host: process.env.HOST || '127.0.0.1',
+  // (empty is unset: PORT= is no port 0, HOST= no every address; startApi's defaults)
+  port: process.env.PORT ? Number(process.env.PORT) : undefined,
+  host: process.env.HOST,
 });
 console.log(`Admin API: ${api.url}/graphql  (Ruru: ${api.url}/graphiql, Reports page: ${api.url}/reports/webhooks)`);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

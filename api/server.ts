@@ -35,8 +35,9 @@ export interface ApiOptions {
   jwtSecret: string;
   /** a token's longest accepted life, in seconds (default: JWT_MAX_LIFETIME, else 24h) */
   tokenMaxLifetimeSeconds?: number;
-  /** 0 picks a free port */
+  /** 0 picks a free port (default 5678) */
   port?: number;
+  /** default 127.0.0.1; empty is none */
   host?: string;
   pageDir?: string;
   poolSize?: number;

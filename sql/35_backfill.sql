@@ -159,7 +159,8 @@ as $$
 $$;
 
 -- public: the latest backfill of each webhook of the caller's company (the latest
--- started; of two started in one transaction, the later), in webhook id order. A
+-- started; of two started in one transaction, the later: snapshot_backfill,
+-- 30_delivery.sql, asked of the present), in webhook id order. A
 -- webhook never backfilled has no row. GraphQL: latestBackfills, which the Reports
 -- page asks every second while a backfill runs: one row per webhook, so at most
 -- webhooks.max_webhooks_per_company, each read as the first two entries of the
@@ -176,11 +177,7 @@ stable
 as $$
   select b.*
   from webhooks.webhooks w
-  cross join lateral (
-    select * from webhooks.backfills b
-    where b.webhook_id = w.id
-    order by b.created_at desc, b.id desc
-    limit 1) b
+  cross join lateral webhooks_private.snapshot_backfill(w.id, 'infinity') b
   order by w.id;
 $$;
 

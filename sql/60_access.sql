@@ -157,7 +157,9 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   webhooks_private.failing_webhooks(),
   -- (and the history's and replay's: the times that may be asked)
   webhooks_private.requested_time(timestamptz, text),
-  webhooks_private.requested_times(timestamptz, timestamptz)
+  webhooks_private.requested_times(timestamptz, timestamptz),
+  -- (and each webhook's latest backfill, webhooks.latest_backfills)
+  webhooks_private.snapshot_backfill(bigint, timestamptz)
   to webhook_viewer;
 -- a webhook's history (webhooks.webhooks_history and its oldest first)
 grant execute on function webhooks_private.oldest_queued_at(bigint),

@@ -35,3 +35,25 @@ export async function rollBackPrepared(url: string): Promise<string[]> {
     await client.end();
   }
 }
+
+/**
+ * Runs `work` in a transaction on a connection of `pool`, after `setup` (say `set local
+ * webhooks.two_phase = on`; '' for none), and prepares it as `name`; rolled back if
+ * anything fails. The connection is free again after: the prepared transaction is not
+ * its own.
+ */
+export async function prepareTransaction(pool: pg.Pool, name: string, setup: string,
+  work: (client: pg.PoolClient) => Promise<unknown>): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    if (setup) await client.query(setup);
+    await work(client);
+    await client.query(`prepare transaction '${name}'`);
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}

@@ -8,7 +8,7 @@ import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
 import { scrape } from '../helpers/prometheus.ts';
 import { relayScene, spawnRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
-import { rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
+import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 
 const twoPhase = twoPhaseTest(test);
 
@@ -134,18 +134,8 @@ twoPhase('a transaction left prepared holding capturing shows on the relay\'s /m
   const { url } = await relayWithMetrics(t, database.url);
 
   const name = transactionName();
-  const writer = await database.pool.connect();
-  try {
-    await writer.query('begin');
-    await writer.query('set local webhooks.two_phase = on');
-    await writer.query('insert into crm.contacts (company_id) values ($1)', [company.id]);
-    await writer.query(`prepare transaction '${name}'`);
-  } catch (error) {
-    await writer.query('rollback').catch(() => {});
-    throw error;
-  } finally {
-    writer.release();
-  }
+  await prepareTransaction(database.pool, name, 'set local webhooks.two_phase = on', (writer) =>
+    writer.query('insert into crm.contacts (company_id) values ($1)', [company.id]));
   const held = await scrapeUntil(url, (m) => m.get('bpd_webhooks_capturing_prepared_transactions') === 1);
   t.like(capturing(held), { bpd_webhooks_capturing_transactions: 1, bpd_webhooks_capturing_prepared_transactions: 1 });
   const age = held.get('bpd_webhooks_oldest_prepared_capturing_transaction_seconds')!;

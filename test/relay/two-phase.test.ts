@@ -13,26 +13,14 @@ import { migrate } from '../../tools/migrate.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 import { relayAsleep, relayScene, testRelay } from '../helpers/relay.ts';
-import { rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
+import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 
 const twoPhase = twoPhaseTest(test);
 const HOUR = String(60 * 60 * 1000);
 
 /** Runs `sql` in a two-phase writer's transaction and prepares it as `name`. */
-async function prepareCapture(pool: pg.Pool, name: string, sql: string, values: unknown[]) {
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
-    await client.query('set local webhooks.two_phase = on');
-    await client.query(sql, values);
-    await client.query(`prepare transaction '${name}'`);
-  } catch (error) {
-    await client.query('rollback').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-}
+const prepareCapture = (pool: pg.Pool, name: string, sql: string, values: unknown[]) =>
+  prepareTransaction(pool, name, 'set local webhooks.two_phase = on', (client) => client.query(sql, values));
 
 twoPhase('a relay asleep: a two-phase capture is delivered within the poll interval after COMMIT PREPARED', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);

@@ -8,7 +8,7 @@ import test from 'ava';
 import type pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
+import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 import { relayConnection } from '../helpers/wake.ts';
 
 const db = useTestDatabase(test);
@@ -136,18 +136,8 @@ twoPhase('a prepared transaction holding capturing is counted as prepared, aged 
   const open = await openCapture(company.id);
   const name = transactionName();
   try {
-    const writer = await db().pool.connect();
-    try {
-      await writer.query('begin');
-      await writer.query('set local webhooks.two_phase = on');
-      await writer.query('insert into crm.contacts (company_id) values ($1)', [company.id]);
-      await writer.query(`prepare transaction '${name}'`);
-    } catch (error) {
-      await writer.query('rollback').catch(() => {});
-      throw error;
-    } finally {
-      writer.release();
-    }
+    await prepareTransaction(db().pool, name, 'set local webhooks.two_phase = on', (writer) =>
+      writer.query('insert into crm.contacts (company_id) values ($1)', [company.id]));
     const { rows: [{ prepared }] } = await db().pool.query<{ prepared: string }>(
       'select prepared::text from pg_prepared_xacts where gid = $1', [name]);
 

@@ -4,11 +4,10 @@
 // relay is asleep: such a writer sets webhooks.two_phase, and its transactions send
 // none (sql/20_wakeup.sql, docs/relay.md#two-phase-writers).
 import test from 'ava';
-import type pg from 'pg';
 import { LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
+import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 import { relayConnection, sentinel } from '../helpers/wake.ts';
 
 const db = useTestDatabase(test);
@@ -18,21 +17,6 @@ test.afterEach.always(async () => {
   await rollBackPrepared(db().url);
 });
 
-/** Runs `work` in a transaction that it then prepares as `name`; the connection is free again after. */
-async function prepare(pool: pg.Pool, name: string, setup: string, work: (client: pg.PoolClient) => Promise<unknown>) {
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
-    if (setup) await client.query(setup);
-    await work(client);
-    await client.query(`prepare transaction '${name}'`);
-  } catch (error) {
-    await client.query('rollback').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-}
 
 const TWO_PHASE = 'set local webhooks.two_phase = on';
 
@@ -49,7 +33,7 @@ twoPhase('a relay asleep: a contact update a webhook wants prepares, sends no no
   try {
     t.true(await relay.goingIdle(), 'the relay is asleep: captures notify');
     const name = transactionName();
-    await prepare(db().pool, name, TWO_PHASE, (client) =>
+    await prepareTransaction(db().pool, name, TWO_PHASE, (client) =>
       client.query(`update crm.contacts set city = 'Hampton' where id = $1`, [contact.id]));
     t.false(await relay.capturesDone(), 'the prepared transaction holds capturing: no relay falls asleep past it');
     t.is(await count('select count(*)::int as n from webhooks.deliveries where webhook_id = $1', [hook.id]), 0, 'not visible before COMMIT PREPARED');
@@ -72,7 +56,7 @@ twoPhase('a relay asleep: without webhooks.two_phase, PREPARE is refused (the NO
   const relay = await relayConnection(db().url);
   try {
     t.true(await relay.goingIdle());
-    const error = await t.throwsAsync(prepare(db().pool, transactionName(), '', (client) =>
+    const error = await t.throwsAsync(prepareTransaction(db().pool, transactionName(), '', (client) =>
       client.query('insert into crm.contacts (company_id) values ($1)', [company.id])));
     t.regex(error.message, /cannot PREPARE a transaction that has executed LISTEN, UNLISTEN, or NOTIFY/);
     t.is(await count('select count(*)::int as n from webhooks.deliveries where webhook_id = $1', [hook.id]), 0);
@@ -98,7 +82,7 @@ twoPhase('a relay asleep: every kind of capture prepares in a two-phase transact
   try {
     t.true(await relay.goingIdle());
     const name = transactionName();
-    await prepare(db().pool, name, TWO_PHASE, async (client) => {
+    await prepareTransaction(db().pool, name, TWO_PHASE, async (client) => {
       const { rows: [c] } = await client.query(`insert into crm.contacts (company_id, city) values ($1, 'Hampton') returning id`, [company.id]);
       await client.query(`update crm.contacts set city = 'Norfolk' where id = $1`, [c.id]);
       await client.query(`update crm.contacts set city = 'Richmond' where id = $1`, [c.id]);
@@ -130,7 +114,7 @@ twoPhase('ROLLBACK PREPARED leaves no delivery and no lock', async (t) => {
   try {
     t.true(await relay.goingIdle());
     const name = transactionName();
-    await prepare(db().pool, name, TWO_PHASE, (client) =>
+    await prepareTransaction(db().pool, name, TWO_PHASE, (client) =>
       client.query('insert into crm.contacts (company_id) values ($1)', [company.id]));
     await db().pool.query(`rollback prepared '${name}'`);
     t.is(await count('select count(*)::int as n from webhooks.deliveries where webhook_id = $1', [hook.id]), 0);
@@ -152,7 +136,7 @@ twoPhase('a relay awake: a two-phase capture holds capturing until COMMIT PREPAR
   const relay = await relayConnection(db().url);
   try {
     const name = transactionName();
-    await prepare(db().pool, name, TWO_PHASE, (client) =>
+    await prepareTransaction(db().pool, name, TWO_PHASE, (client) =>
       client.query('insert into crm.contacts (company_id) values ($1)', [company.id]));
     t.false(await relay.goingIdle(), 'prepared, not committed: look again');
     await db().pool.query(`commit prepared '${name}'`);
@@ -177,7 +161,7 @@ twoPhase('a relay asleep: a replay and a test send through webhooks.deliveries, 
     t.true(await relay.goingIdle());
     const asAdmin = `select set_config('role', 'webhook_admin', true), set_config('jwt.claims.company_id', '${company.id}', true)`;
     const name = transactionName();
-    await prepare(db().pool, name, TWO_PHASE, async (client) => {
+    await prepareTransaction(db().pool, name, TWO_PHASE, async (client) => {
       await client.query(asAdmin);
       await client.query('select webhooks.replay_delivery($1)', [delivery.id]);
       await client.query('select webhooks.send_test_webhook($1)', [hook.id]);
