@@ -292,6 +292,25 @@ as $$
   where attrelid = 'crm.contacts'::regclass and attnum > 0 and not attisdropped;
 $$;
 
+-- private: raises the not-found error of a thing the caller named by id: "webhook 42
+-- not found", "(no id given)" for a null id, constraint '<kind>_not_found' and the
+-- argument p_column. The one wording of every function that looks a thing up for its
+-- caller (webhook_for_update, below; replay_delivery, cancel_backfill,
+-- send_test_webhook); under row-level security "not yours" and "does not exist" meet
+-- here and read alike.
+create or replace function webhooks_private.raise_not_found(p_kind text, p_id bigint, p_column text default 'id')
+returns void
+language plpgsql
+as $$
+begin
+  raise exception using
+    errcode = 'no_data_found',
+    message = format('%s %s not found', p_kind, coalesce(p_id::text, '(no id given)')),
+    constraint = p_kind || '_not_found',
+    column = p_column;
+end;
+$$;
+
 -- private: the caller's webhook p_id, locked, or a not-found error. Run as the caller,
 -- so row-level security applies: a webhook of another company is invisible, and "not
 -- yours" and "does not exist" give the same error and reveal nothing. API functions
@@ -308,11 +327,7 @@ declare
 begin
   select * into v from webhooks.webhooks where id = p_id for update;
   if not found then
-    raise exception using
-      errcode = 'no_data_found',
-      message = format('webhook %s not found', coalesce(p_id::text, '(no id given)')),
-      constraint = 'webhook_not_found',
-      column = p_column;
+    perform webhooks_private.raise_not_found('webhook', p_id, p_column);
   end if;
   return v;
 end;

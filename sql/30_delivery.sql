@@ -1408,11 +1408,7 @@ declare
 begin
   select * into v from webhooks.deliveries d where d.id = replay_delivery.id;
   if not found then
-    raise exception using
-      errcode = 'no_data_found',
-      message = format('delivery %s not found', coalesce(replay_delivery.id::text, '(no id given)')),
-      constraint = 'delivery_not_found',
-      column = 'id';
+    perform webhooks_private.raise_not_found('delivery', replay_delivery.id);
   end if;
   if webhooks_private.payload_omitted(v.payload) then
     -- only a summary was kept (webhooks_private.enqueue): nothing to send again

@@ -240,11 +240,7 @@ begin
   -- waits for a step under way to commit its batch: those snapshots are cancelled too
   select * into v from webhooks.backfills b where b.id = cancel_backfill.id for update;
   if not found then
-    raise exception using
-      errcode = 'no_data_found',
-      message = format('backfill %s not found', coalesce(cancel_backfill.id::text, '(no id given)')),
-      constraint = 'backfill_not_found',
-      column = 'id';
+    perform webhooks_private.raise_not_found('backfill', cancel_backfill.id);
   end if;
   if v.state <> 'running' then
     raise exception using

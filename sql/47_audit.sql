@@ -290,11 +290,7 @@ begin
   where w.id = send_test_webhook.id and w.company_id = webhooks.current_company_id()
   for update;
   if not found then
-    raise exception using
-      errcode = 'no_data_found',
-      message = format('webhook %s not found', coalesce(send_test_webhook.id::text, '(no id given)')),
-      constraint = 'webhook_not_found',
-      column = 'id';
+    perform webhooks_private.raise_not_found('webhook', send_test_webhook.id);
   end if;
   perform webhooks_private.require_enabled(v_webhook, 'sending a test', 'id');   -- 30_delivery.sql
   -- a bound on what test sends can queue: a receiver that does not answer keeps them

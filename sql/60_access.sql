@@ -172,6 +172,7 @@ grant execute on function webhooks_private.deleted_webhooks() to webhook_viewer,
 -- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql,
 -- cancel_backfill in 35_backfill.sql)
 grant execute on function
+  webhooks_private.raise_not_found(text, bigint, text),
   webhooks_private.webhook_for_update(bigint, text),
   webhooks_private.issued_secret(bigint),
   webhooks_private.issued_secret_setting(bigint),
