@@ -9,7 +9,10 @@
 --   webhooks.webhook_report_counts(since, until)
 --                                          its counts alone, of every webhook at once
 --   webhooks.webhooks_history(webhook, …)  one webhook's deliveries, newest first
---                                          (GraphQL: the field `history` of Webhook)
+--                                          (GraphQL: the field `history` of Webhook),
+--                                          a page after the row it is asked to start
+--                                          after; webhooks_history_oldest_first the same
+--                                          oldest first (`historyOldestFirst`)
 --   webhooks.webhooks_history_count(webhook, …)
 --                                          how many: the field `historyCount`
 --   webhooks.company_statuses(), webhooks.company_users()
@@ -216,10 +219,35 @@ begin
 end;
 $$;
 
+-- private: the row a page of a history starts after, as webhooks_history and
+-- webhooks_history_oldest_first take it (after_created_at and after_id: the created_at
+-- and id of the last row of the page before, in the history's own order): both or
+-- neither (history_after_row, 22023, the COLUMN naming the one missing), its time
+-- within what may be asked (requested_time_range, 22008, after_created_at). Its
+-- created_at (null: none, the history's first page). Immutable, as requested_time.
+create or replace function webhooks_private.history_after(p_created_at timestamptz, p_id bigint)
+returns timestamptz
+language plpgsql
+immutable
+as $$
+begin
+  if (p_created_at is null) <> (p_id is null) then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('a page of a history starts after the row named by after_created_at and after_id: give both or neither (%s is missing)',
+                       case when p_id is null then 'after_id' else 'after_created_at' end),
+      constraint = 'history_after_row',
+      column = case when p_id is null then 'after_id' else 'after_created_at' end;
+  end if;
+  return webhooks_private.requested_time(p_created_at, 'after_created_at');
+end;
+$$;
+
 -- private: one webhook's deliveries created in [since, until), optionally only those
 -- in one state, in no order: what webhooks_history and webhooks_history_oldest_first
--- give, each in its order. A SQL function of one SELECT, so each caller's query
--- takes it in whole (inlined), and its order and LIMIT reach the index.
+-- give, each in its order (newest_first, a constant of each). A SQL function of one
+-- SELECT, so each caller's query takes it in whole (inlined), and its order and LIMIT
+-- reach the index.
 --
 -- A page reads its rows, not the webhook's history, when the planner joins history to
 -- its results partition by partition (enable_partitionwise_join, which the API sets
@@ -230,11 +258,24 @@ $$;
 -- (30 ms at 28,571 rows in bench:api, growing with the webhook; 8–12 ms with it,
 -- 2026-12-04). Pending and in-flight deliveries are in the queue: a history asked for
 -- them starts at the oldest queued delivery of the webhook, not at the first it ever had.
+--
+-- A page after the first starts after the last row of the page before (after_created_at
+-- and after_id; history_after, above), in the history's order: its rows are the next
+-- ones of (created_at, id), which each day's index reads from that row on, and the days
+-- wholly before it in that order are left out by the time bound it adds. So a page in
+-- the middle of a history of millions reads about the rows the first page reads, where
+-- an offset, or PostGraphile's cursor (which it tests on every row as a filter, not as
+-- a bound of the index), read and threw away every row before it
+-- (test/sql/history-pages.test.ts).
+drop function if exists webhooks_private.history_rows(webhooks.webhooks, timestamptz, timestamptz, text);
 create or replace function webhooks_private.history_rows(
-  w     webhooks.webhooks,
-  since timestamptz,
-  until timestamptz,
-  state text
+  w                webhooks.webhooks,
+  since            timestamptz,
+  until            timestamptz,
+  state            text,
+  after_created_at timestamptz,
+  after_id         bigint,
+  newest_first     boolean
 )
 returns setof webhooks.deliveries
 language sql
@@ -246,10 +287,11 @@ as $$
     -- always true; it lets the index (webhook_id, company_id, created_at, id) bound
     -- the scan by time for callers row-level security does not filter (owners, DBAs)
     and d.company_id = w.company_id
-    -- (one lower bound, so that it is the index's; since and until within what may
-    -- be asked, 22_outbox.sql, else a named refusal: asked in the bounds themselves,
-    -- which the partitions' pruning evaluates, as a condition of its own is tested in
-    -- each partition's scan, and none is left when until is before them all.
+    -- (one lower bound and one upper bound, so that each is the index's; since, until
+    -- and the row a page starts after within what may be asked, 22_outbox.sql, else a
+    -- named refusal: asked in the bounds themselves, which the partitions' pruning
+    -- evaluates, as a condition of its own is tested in each partition's scan, and
+    -- none is left when until is before them all.
     -- Each bound a subquery of its own, which Postgres computes once (an InitPlan) and
     -- hands to every day's index as a value. Written as the function calls themselves,
     -- a bound under row-level security waited for the policy's condition (the
@@ -258,53 +300,79 @@ as $$
     -- state were the statement's parameters, as the Reports page sends them. Each
     -- day's scan then priced higher, and a page sorted all of the webhook's rows
     -- (test/sql/history-pages.test.ts: 3,002 rows read for a page of 25 on 15; 2,132
-    -- for a page of a date range on 17; 444 ms for a webhook of 30,000 deliveries))
+    -- for a page of a date range on 17; 444 ms for a webhook of 30,000 deliveries).
+    -- newest_first is a constant of each caller: its cases are decided as the
+    -- function is inlined, and only its own direction's bounds are left)
     and d.created_at >= (select greatest(coalesce(webhooks_private.requested_time(since, 'since'), '-infinity'),
                                          case when history_rows.state in ('pending', 'in_flight')
-                                              then webhooks_private.oldest_queued_at(w.id) end))
-    and d.created_at < (select coalesce(webhooks_private.requested_time(until, 'until'), 'infinity'))
+                                              then webhooks_private.oldest_queued_at(w.id) end,
+                                         case when not newest_first
+                                              then webhooks_private.history_after(after_created_at, after_id) end))
+    and d.created_at < (select least(coalesce(webhooks_private.requested_time(until, 'until'), 'infinity'),
+                                     -- (created_at is kept to the microsecond)
+                                     case when newest_first
+                                          then webhooks_private.history_after(after_created_at, after_id) + interval '1 microsecond' end))
+    -- within the keyset's own microsecond, by id: a bound of the index too (a row
+    -- comparison of its last two columns), true of every row on a first page
+    and (not newest_first
+         or (d.created_at, d.id) < ((select coalesce(after_created_at, 'infinity')),
+                                    (select coalesce(after_id, 9223372036854775807))))
+    and (newest_first
+         or (d.created_at, d.id) > ((select coalesce(after_created_at, '-infinity')),
+                                    (select coalesce(after_id, -9223372036854775808))))
     and (history_rows.state is null or d.state = history_rows.state);
 $$;
 
 -- public: one webhook's history (the "Times Fired" click): its deliveries created in
 -- [since, until), optionally only those in one state, newest first (history_rows,
--- above). PostGraphile exposes it as the field `history` of a webhook, a connection
--- paged with cursors.
+-- above). PostGraphile exposes it as the field `history` of a webhook, a connection.
+-- The page after one is asked with the created_at and id of that page's last row
+-- (after_created_at, after_id; GraphQL afterCreatedAt, afterId): it costs what the
+-- first page costs, however deep in the history. An offset (GraphQL offset, or a
+-- cursor, after) is read and thrown away row by row.
+drop function if exists webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text);
 create or replace function webhooks.webhooks_history(
-  w     webhooks.webhooks,
-  since timestamptz default null,
-  until timestamptz default null,
-  state text default null
+  w                webhooks.webhooks,
+  since            timestamptz default null,
+  until            timestamptz default null,
+  state            text default null,
+  after_created_at timestamptz default null,
+  after_id         bigint default null
 )
 returns setof webhooks.deliveries
 language sql
 stable
 as $$
   select h.*
-  from webhooks_private.history_rows(w, since, until, state) h
+  from webhooks_private.history_rows(w, since, until, state, after_created_at, after_id, true) h
   order by h.created_at desc, h.id desc;
 $$;
 
 -- public: the same deliveries as webhooks_history, oldest first (GraphQL: the field
 -- `historyOldestFirst` of Webhook): the last pages of a history, read from their own
--- end. Asked newest first, the page's last page was an offset past all the rest of
--- the history, every row of which the database read and threw away (10,000 rows for
--- the last page of 10,000; bounded only by the statement timeout for a webhook of
--- millions); asked in reverse of webhooks_history's order, it sorted all of them.
--- Oldest first, each day's rows are read oldest first by the same index, and the last
--- page costs what the first does (test/sql/history-pages.test.ts).
+-- end, and with after_created_at and after_id (a row of the history) the rows newer
+-- than it, nearest first: the page before a page of webhooks_history is the rows after
+-- its first row here, reversed. Asked newest first, the page's last page was an offset
+-- past all the rest of the history, every row of which the database read and threw
+-- away (10,000 rows for the last page of 10,000; bounded only by the statement timeout
+-- for a webhook of millions); asked in reverse of webhooks_history's order, it sorted
+-- all of them. Oldest first, each day's rows are read oldest first by the same index,
+-- and the last page costs what the first does (test/sql/history-pages.test.ts).
+drop function if exists webhooks.webhooks_history_oldest_first(webhooks.webhooks, timestamptz, timestamptz, text);
 create or replace function webhooks.webhooks_history_oldest_first(
-  w     webhooks.webhooks,
-  since timestamptz default null,
-  until timestamptz default null,
-  state text default null
+  w                webhooks.webhooks,
+  since            timestamptz default null,
+  until            timestamptz default null,
+  state            text default null,
+  after_created_at timestamptz default null,
+  after_id         bigint default null
 )
 returns setof webhooks.deliveries
 language sql
 stable
 as $$
   select h.*
-  from webhooks_private.history_rows(w, since, until, state) h
+  from webhooks_private.history_rows(w, since, until, state, after_created_at, after_id, false) h
   order by h.created_at, h.id;
 $$;
 

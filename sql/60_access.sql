@@ -163,7 +163,8 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   to webhook_viewer;
 -- a webhook's history (webhooks.webhooks_history and its oldest first)
 grant execute on function webhooks_private.oldest_queued_at(bigint),
-  webhooks_private.history_rows(webhooks.webhooks, timestamptz, timestamptz, text) to webhook_viewer;
+  webhooks_private.history_after(timestamptz, bigint),
+  webhooks_private.history_rows(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint, boolean) to webhook_viewer;
 -- (webhooks.deliveries.held_back asks the claim's question, 22_outbox.sql)
 grant execute on function webhooks_private.held_back(bigint, bigint, bigint) to webhook_viewer;
 -- what webhooks.deliveries, webhooks.daily_counts and the attempts' row-level

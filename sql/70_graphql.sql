@@ -78,14 +78,14 @@ comment on function webhooks.webhook_report(timestamptz, timestamptz, bigint, bo
   'The webhooks report: every webhook of your company with times fired / succeeded / failed for deliveries created in [since, until); with webhookId, that webhook''s line alone. withCounts false: the webhooks without their counts (null), not counted: each page of the report counts every webhook of the company, so a client that reads several pages asks the counts once, of webhookReportCounts.';
 comment on function webhooks.webhook_report_counts(timestamptz, timestamptz) is
   'The counts of webhookReport for [since, until), of every webhook of your company at once, counted once: {"<webhookId>": {"fired", "succeeded", "failed", "pending"}}.';
-comment on function webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text) is $$
+comment on function webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint) is $$
 @fieldName history
 @behavior +order
-The deliveries of this webhook created in [since, until), optionally in one state, newest first. Cursors are keysets on (created_at, id): pages stay put while new deliveries arrive.$$;
-comment on function webhooks.webhooks_history_oldest_first(webhooks.webhooks, timestamptz, timestamptz, text) is $$
+The deliveries of this webhook created in [since, until), optionally in one state, newest first. The next page: afterCreatedAt and afterId, the createdAt and id of the last row shown (both or neither): it costs what the first page costs at any depth, where an `offset` or an `after` cursor reads and throws away every row before the page.$$;
+comment on function webhooks.webhooks_history_oldest_first(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint) is $$
 @fieldName historyOldestFirst
 @behavior +order
-The same deliveries as `history`, oldest first: a history's last pages, read from their own end at the cost of its first (an `offset` past the rest of the history reads every row before it).$$;
+The same deliveries as `history`, oldest first: a history's last pages, read from their own end at the cost of its first; with afterCreatedAt and afterId, the rows newer than that row, nearest first (the page before a page of `history`: after its first row, reversed).$$;
 comment on function webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text) is $$
 @fieldName historyCount
 How many deliveries `history` gives for the same since, until and state: from the report's daily counts, so it costs about the same for any number of deliveries (the connection's totalCount counts them one by one).$$;

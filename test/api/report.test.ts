@@ -250,6 +250,61 @@ test('history: newest first, paged with cursors that stay put while new deliveri
   t.is(failed.totalCount, 2);
 });
 
+const KEYSET_PAGE = `query($id: BigInt!, $state: String, $at: Datetime, $after: BigInt, $first: Int) {
+  webhookById(id: $id) {
+    newer: history(state: $state, first: $first, afterCreatedAt: $at, afterId: $after) { nodes { id createdAt } }
+    older: historyOldestFirst(state: $state, first: $first, afterCreatedAt: $at, afterId: $after) { nodes { id createdAt } }
+  }
+}`;
+
+test('history pages by the row they start after (afterCreatedAt, afterId), in either order, and stay put while new deliveries arrive; a half or malformed row is refused by name', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const ids = await deliveries(hook.id, company.id, [
+    { at: '2026-11-01T10:00:00.000001Z', state: 'succeeded' },
+    { at: '2026-11-02T10:00:00Z', state: 'failed' },
+    { at: '2026-11-03T10:00:00.123456Z', state: 'succeeded' },
+    { at: '2026-11-03T10:00:00.123456Z', state: 'failed' }, // same instant: id breaks the tie
+    { at: '2026-11-04T10:00:00Z', state: 'pending' },
+  ]);
+  const token = await api().token(company.id, 'webhook_viewer');
+  const page = async (variables: Record<string, unknown>) => {
+    const response = await api().gql(token, KEYSET_PAGE, { id: hook.id, first: 2, ...variables });
+    if (response.errors) throw new Error(JSON.stringify(response.errors));
+    return response.data.webhookById;
+  };
+  const idsOf = (nodes: Array<{ id: string }>) => nodes.map((n) => n.id);
+
+  const first = await page({});
+  t.deepEqual(idsOf(first.newer.nodes), [ids[4], ids[3]]);
+  // a new delivery arrives between pages: the next continues after the last row shown,
+  // its createdAt as the API gave it (to the microsecond)
+  const [arrived] = await deliveries(hook.id, company.id, [{ at: new Date().toISOString(), state: 'pending' }]);
+  const last = first.newer.nodes[1];
+  const second = await page({ at: last.createdAt, after: last.id });
+  t.deepEqual(idsOf(second.newer.nodes), [ids[2], ids[1]]);
+  // oldest first, the rows newer than it, nearest first
+  t.deepEqual(idsOf(second.older.nodes), [ids[4], arrived]);
+  // the page before a page: oldest first after its first row, reversed
+  const before = await page({ at: second.newer.nodes[0].createdAt, after: second.newer.nodes[0].id });
+  t.deepEqual(idsOf(before.older.nodes).reverse(), [ids[4], ids[3]]);
+  const third = await page({ at: second.newer.nodes[1].createdAt, after: second.newer.nodes[1].id });
+  t.deepEqual(idsOf(third.newer.nodes), [ids[0]]);
+  // in one state: the failures after the newest one
+  const failed = await page({ state: 'failed', at: first.newer.nodes[1].createdAt, after: ids[3] });
+  t.deepEqual(idsOf(failed.newer.nodes), [ids[1]]);
+
+  const refusal = async (variables: Record<string, unknown>) =>
+    (await api().gql(token, KEYSET_PAGE, { id: hook.id, ...variables })).errors?.[0]?.extensions;
+  t.like(await refusal({ at: last.createdAt }), { code: '22023', constraint: 'history_after_row', column: 'after_id' });
+  t.like(await refusal({ after: last.id }), { code: '22023', constraint: 'history_after_row', column: 'after_created_at' });
+  t.like(await refusal({ at: '1969-12-31T23:59:59Z', after: last.id }), { code: '22008', constraint: 'requested_time_range', column: 'after_created_at' });
+  t.like(await refusal({ at: '+275760-09-13T00:00:00.000Z', after: last.id }), { code: '22008', constraint: 'datetime_range', column: 'afterCreatedAt' });
+  t.like(await refusal({ at: 'yesterday-ish', after: last.id }), { constraint: 'datetime_invalid', column: 'afterCreatedAt' });
+  t.like(await refusal({ at: last.createdAt, after: '12x' }), { code: '22P02', constraint: 'bigint_invalid', column: 'afterId' });
+});
+
 test('the report\'s counts of every webhook at once (webhookReportCounts) are its own; its rows without counts (withCounts: false) count nothing', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();

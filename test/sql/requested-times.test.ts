@@ -83,3 +83,30 @@ test('replaying failed deliveries since a time before 1970 or after 9999 is refu
     await t.notThrowsAsync(asAdmin(client, company.id, 'select * from webhooks.replay_failed($1, $2)', [hook.id, at]), at);
   }
 });
+
+test('the row a page of a history starts after is refused by name when its time is outside 1970 to 9999 or half of it is missing', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+  for (const reader of ['webhooks_history', 'webhooks_history_oldest_first']) {
+    const sql = `select count(*)::int as n from webhooks.webhooks w, webhooks.${reader}(w, after_created_at => $1, after_id => $2) where w.id = ${hook.id}`;
+    for (const at of OUTSIDE) {
+      const error = await t.throwsAsync(asAdmin(client, company.id, sql, [at, '1'])) as any;
+      t.like(error, { code: '22008', constraint: 'requested_time_range', column: 'after_created_at' }, `${reader} ${at}`);
+    }
+    for (const [params, missing] of [[['2026-01-01 00:00:00+00', null], 'after_id'], [[null, '1'], 'after_created_at']] as const) {
+      const error = await t.throwsAsync(asAdmin(client, company.id, sql, [...params])) as any;
+      t.like(error, { code: '22023', constraint: 'history_after_row', column: missing }, `${reader} without ${missing}`);
+      t.regex(error?.message ?? '', new RegExp(`give both or neither \\(${missing} is missing\\)`));
+    }
+    // the ends of what may be asked: the one delivery is newer than 1970 and older than 9999
+    const answers = [];
+    for (const at of ['-infinity', 'infinity', '1970-01-01 00:00:00+00', '9999-12-31 23:59:59.999999+00']) {
+      answers.push((await asAdmin(client, company.id, sql, [at, '1'])).rows[0].n);
+    }
+    t.deepEqual(answers, reader === 'webhooks_history' ? [0, 1, 0, 1] : [1, 0, 1, 0], reader);
+  }
+});
