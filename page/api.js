@@ -241,16 +241,20 @@ const FIRING_FIELDS = `
 // report's pending includes firings being sent at this moment. The page of firings is
 // asked of `history` (newest first) or, for a page nearer the history's oldest end, of
 // `historyOldestFirst`: an offset past the rest of the history would have the
-// database read every row before the page (docs/api.md).
+// database read every row before the page (docs/api.md). The page next to one shown is
+// asked after a row of it (afterCreatedAt, afterId), which costs what the first page
+// costs at any depth.
 const historyQuery = (connection) => /* GraphQL */ `
-  query History($id: BigInt!, $since: Datetime, $until: Datetime, $state: String, $first: Int!, $offset: Int!) {
+  query History($id: BigInt!, $since: Datetime, $until: Datetime, $state: String, $first: Int!, $offset: Int!,
+                $afterCreatedAt: Datetime, $afterId: BigInt) {
     currentCompanyName
     keptSince
     webhookReport(since: $since, until: $until, webhookId: $id) { nodes { ${REPORT_FIELDS} } }
     webhookById(id: $id) {
       pending: historyCount(since: $since, until: $until, state: "pending")
       total: historyCount(since: $since, until: $until, state: $state)
-      page: ${connection}(since: $since, until: $until, state: $state, first: $first, offset: $offset) {
+      page: ${connection}(since: $since, until: $until, state: $state, afterCreatedAt: $afterCreatedAt, afterId: $afterId,
+                          first: $first, offset: $offset) {
         nodes { ${FIRING_FIELDS} }
       }
     }
@@ -294,11 +298,16 @@ function firingOf(node) {
 /**
  * One page of a webhook's firings in [from, to), newest first, optionally only those
  * in one state; with the counts per outcome. fromOldest: offset and first count from
- * the history's oldest end. webhook is null when it is not the
+ * the history's oldest end. after ({ id, createdAt }: a firing as fetchHistory gives
+ * it): the page starts after that firing, in the order asked (newest first: the
+ * older ones; fromOldest: the newer ones). webhook is null when it is not the
  * company's (or does not exist: the API does not say which).
  */
-export async function fetchHistory({ webhookId, from, to, state, offset, first, fromOldest = false }) {
-  const data = await graphql(fromOldest ? HISTORY_FROM_OLDEST : HISTORY, { id: webhookId, since: from, until: to, state, first, offset });
+export async function fetchHistory({ webhookId, from, to, state, offset, first, fromOldest = false, after = null }) {
+  const data = await graphql(fromOldest ? HISTORY_FROM_OLDEST : HISTORY, {
+    id: webhookId, since: from, until: to, state, first, offset,
+    afterCreatedAt: after?.createdAt ?? null, afterId: after?.id ?? null,
+  });
   const row = data.webhookReport.nodes.find((node) => node.webhookId === webhookId);
   const node = data.webhookById;
   if (!row || !node) return { companyName: data.currentCompanyName, webhook: null };

@@ -8,6 +8,8 @@
 //   #/                         the report
 //   #/new                      the New webhook form
 //   #/webhooks/<id>?page=&outcome=   one webhook: its firings and its history of changes
+//       (&after=<id>&at=<created at>: its page N starts after that firing; &before=…:
+//       it ends before it. Next and Previous say so, Back, reload and links find the same page)
 //   #/webhooks/<id>/edit       its edit form
 import {
   ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
@@ -94,15 +96,38 @@ function route() {
   if (match) {
     const outcome = OUTCOMES.some((o) => o.id === params.get('outcome')) ? params.get('outcome') : 'all';
     const page = Math.min(maxPage(historyPageSize), Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1));
-    return { view: 'history', webhookId: match[1], outcome, page };
+    return { view: 'history', webhookId: match[1], outcome, page, next: page > 1 ? nextTo(params) : null };
   }
   return { view: 'report' };
 }
 
-function historyHash(webhookId, { page = 1, outcome = 'all' } = {}) {
+/** A firing's id and createdAt as the API gives them (to the microsecond), as a link may say them. */
+const FIRING_ID = /^[0-9]{1,19}$/;
+const FIRING_TIME = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$/;
+
+/**
+ * The firing a page of the history is next to, as its link says it: { side, id,
+ * createdAt }, side 'after' (the page starts after it: Next) or 'before' (it ends
+ * before it: Previous); null when the link says none, or not as a firing is said.
+ */
+function nextTo(params) {
+  const side = params.has('after') ? 'after' : params.has('before') ? 'before' : null;
+  if (!side || (params.has('after') && params.has('before'))) return null;
+  const id = params.get(side);
+  const createdAt = params.get('at') ?? '';
+  return FIRING_ID.test(id) && FIRING_TIME.test(createdAt) ? { side, id, createdAt } : null;
+}
+
+/** The link to a page of a webhook's history: page N, or page N next to a firing shown (after or before it, nextTo). */
+function historyHash(webhookId, { page = 1, outcome = 'all', after = null, before = null } = {}) {
   const params = new URLSearchParams();
   if (page > 1) params.set('page', String(page));
   if (outcome !== 'all') params.set('outcome', outcome);
+  const firing = page > 1 ? after ?? before : null;
+  if (firing) {
+    params.set(after ? 'after' : 'before', firing.id);
+    params.set('at', firing.createdAt);
+  }
   const query = params.toString();
   return `#/webhooks/${webhookId}${query ? `?${query}` : ''}`;
 }
@@ -580,19 +605,26 @@ function renderOutcomeFilter(where, counts) {
   }, outcome.label, h('span', { class: 'count' }, formatCount(counts[outcome.id])))));
 }
 
-function renderPager(where, total) {
+/**
+ * First, Previous, Next and Last. Next is the page after the last firing shown, and
+ * Previous (but to the first page) the page before the first one shown: each costs
+ * what the first page costs at any depth, and stays put while new firings arrive
+ * (an offset read every firing before the page, row by row). First and Last are asked
+ * at their own ends.
+ */
+function renderPager(where, total, firings) {
   const pages = Math.max(1, Math.ceil(total / historyPageSize));
   const first = total === 0 ? 0 : (where.page - 1) * historyPageSize + 1;
   const last = Math.min(total, where.page * historyPageSize);
-  const link = (label, page, enabled, rel) => enabled
-    ? h('a', { href: historyHash(where.webhookId, { page, outcome: where.outcome }), rel, class: 'page-link' }, label)
+  const link = (label, page, enabled, rel, next = {}) => enabled
+    ? h('a', { href: historyHash(where.webhookId, { page, outcome: where.outcome, ...next }), rel, class: 'page-link' }, label)
     : h('span', { class: 'page-link', 'aria-disabled': 'true' }, label);
   replace($('pager'),
     link('« First', 1, where.page > 1, 'first'),
-    link('‹ Previous', where.page - 1, where.page > 1, 'prev'),
+    link('‹ Previous', where.page - 1, where.page > 1, 'prev', { before: firings[0] }),
     h('span', { class: 'page-info', id: 'page-info' }, total === 0 ? 'No firings' :
       `${formatCount(first)}–${formatCount(last)} of ${formatCount(total)} · page ${formatCount(where.page)} of ${formatCount(pages)}`),
-    link('Next ›', where.page + 1, where.page < pages, 'next'),
+    link('Next ›', where.page + 1, where.page < pages, 'next', { after: firings.at(-1) }),
     link('Last »', pages, where.page < pages, 'last'),
   );
 }
@@ -602,11 +634,14 @@ let historySeen = null;
 const historyKey = (where, instants) => JSON.stringify([where.webhookId, where.outcome, instants.from, instants.to]);
 
 /**
- * Where a page of a history of `total` firings (null: not known) is asked: `offset`
- * firings from its newest, or, nearer its oldest end, from there (fromOldest). An
- * offset is read and thrown away row by row, so the Last page of a webhook of millions
- * asked from the newest end read them all; from its own end it costs what the first
- * does. A page past the end is asked as the last, which the view then goes to.
+ * Where a page of a history of `total` firings (null: not known) is asked when no
+ * firing of the page before says it (First, Last, a link to page N, another date
+ * range): `offset` firings from its newest, or, nearer its oldest end, from there
+ * (fromOldest). An offset is read and thrown away row by row, so the Last page of a
+ * webhook of millions asked from the newest end read them all; from its own end it
+ * costs what the first does. A page in the middle asked so still reads up to half of
+ * the history: Next and Previous ask theirs next to a firing shown (renderPager). A
+ * page past the end is asked as the last, which the view then goes to.
  */
 function pagePlace(page, pageSize, total) {
   const pages = total === null ? null : Math.ceil(total / pageSize);
@@ -620,18 +655,30 @@ function pagePlace(page, pageSize, total) {
 
 /**
  * The history's page, at the API's page size (a larger page refused teaches it:
- * historyPageSize), from the end it is nearer (pagePlace): the history's size known
- * from its last view, else asked first (historyCount: about as cheap for millions as
- * for ten). Asked from the oldest end of a history that has grown or shrunk since, the
- * page is asked again for its new size, once.
+ * historyPageSize). Next to a firing of the page before (where.next, from Next or
+ * Previous): the firings after it (or before it, asked oldest first), whatever the
+ * page's depth; unless the history on view is another since (another date range): its
+ * page N is then asked as a page without one. Else from the end it is nearer
+ * (pagePlace): the history's size known from its last view, else asked first
+ * (historyCount: about as cheap for millions as for ten). Asked from the oldest end of
+ * a history that has grown or shrunk since, the page is asked again for its new size,
+ * once.
  */
 async function fetchHistoryPage(where, instants) {
   const key = historyKey(where, instants);
   const state = where.outcome === 'all' ? null : where.outcome;
+  const next = where.next && (historySeen === null || historySeen.key === key) ? where.next : null;
   for (let again = 0; ; again++) {
     const pageSize = historyPageSize;
     const page = Math.min(where.page, maxPage(pageSize));
     try {
+      if (next) {
+        const history = await fetchHistory({
+          webhookId: where.webhookId, ...instants, state, offset: 0, first: pageSize, fromOldest: next.side === 'before', after: next,
+        });
+        if (history.webhook) historySeen = { key, total: history.totalCount };
+        return { ...history, next };
+      }
       let total = historySeen?.key === key ? historySeen.total : null;
       if (page > 1 && total === null) total = await fetchHistoryCount({ webhookId: where.webhookId, ...instants, state });
       const place = pagePlace(page, pageSize, total);
@@ -663,6 +710,16 @@ async function renderHistory(where, instants, days, mine) {
     location.replace(historyHash(where.webhookId, { page: pages, outcome: where.outcome }));
     return;
   }
+  // next to a firing: nothing after it (its day dropped since, or the last firings
+  // gone) is the last page; less than a page before it, the first
+  if (history.next?.side === 'after' && history.firings.length === 0 && pages > 0) {
+    location.replace(historyHash(where.webhookId, { page: pages, outcome: where.outcome }));
+    return;
+  }
+  if (history.next?.side === 'before' && history.firings.length < historyPageSize) {
+    location.replace(historyHash(where.webhookId, { outcome: where.outcome }));
+    return;
+  }
   replayBlocked = !webhook.enabled;
   $('page-title').textContent = webhook.name;
   document.title = `${webhook.name} · Webhooks · Big Purple Dot`;
@@ -682,7 +739,7 @@ async function renderHistory(where, instants, days, mine) {
     : h('tr', {}, h('td', { colspan: 9, class: 'empty' }, where.outcome === 'all'
       ? 'No firings in this date range.'
       : `No firings with the outcome ${OUTCOMES.find((o) => o.id === where.outcome).label} in this date range.`)));
-  renderPager(where, history.totalCount);
+  renderPager(where, history.totalCount, history.firings);
   renderTools(webhook);
   showView('history');
   showIssuedSecret(webhook.id);

@@ -431,6 +431,72 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
   await page.close();
 });
 
+browserTest('Next and Previous ask the page next to a firing shown, at any depth, and stay put while new firings arrive; Back and reload find the same page', async (t) => {
+  const make = factories(db().pool);
+  const company = await make.company('Paging Partners');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Every new contact', actions: ['contact.created'] });
+  await fireMany(db().pool, webhook, contact, 500);
+  // the history as it is now, newest first
+  const { rows: before } = await db().pool.query(
+    'select id::text from webhooks.deliveries where webhook_id = $1 order by created_at desc, id desc', [webhook.id]);
+  const history = before.map((row) => row.id as string);
+  const shown = () => page.locator('#history-body tr[data-delivery-id]').evaluateAll(
+    (rows) => rows.map((r) => (r as HTMLElement).dataset.deliveryId));
+  const asked: Array<{ query: string; variables: Record<string, unknown> }> = [];
+  const pagesAsked = () => asked.splice(0).filter((request) => /\bhistory(OldestFirst)?\(/.test(request.query));
+
+  const page = await signedIn(company.id);
+  page.on('request', (request) => {
+    if (request.url().endsWith('/graphql')) asked.push(request.postDataJSON());
+  });
+  await page.click(timesFired(webhook.id));
+  await untilText(page, '#page-info', '1–50 of 500 · page 1 of 10');
+  t.deepEqual(await shown(), history.slice(0, 50));
+  const lastShown = await page.locator('#history-body tr[data-delivery-id]').last().getAttribute('data-delivery-id');
+
+  // a firing arrives among the newest: the next page is still the one after the last shown
+  const arrived = await fire(db().pool, { webhook, contact, action: 'contact.created', daysAgo: 0, outcome: 'succeeded', attempts: 1 });
+  pagesAsked();
+  await page.click('#pager [rel=next]');
+  await untilText(page, '#page-info', '51–100 of 501 · page 2 of 11');
+  t.deepEqual(await shown(), history.slice(50, 100));
+  const [second] = pagesAsked();
+  t.regex(second!.query, /\bhistory\(/);
+  t.like(second!.variables, { afterId: lastShown, offset: 0, first: 50 });
+  t.regex(String(second!.variables.afterCreatedAt), /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}/, 'to the microsecond');
+
+  await page.click('#pager [rel=next]');
+  await untilText(page, '#page-info', '101–150 of 501 · page 3 of 11');
+  t.deepEqual(await shown(), history.slice(100, 150));
+  t.regex(page.url(), new RegExp(`page=3&after=${history[99]}&at=`));
+  // reload: the same page
+  await page.reload();
+  await untilText(page, '#page-info', '101–150 of 501 · page 3 of 11');
+  t.deepEqual(await shown(), history.slice(100, 150));
+
+  // Previous: the page before the first shown, asked oldest first after it
+  pagesAsked();
+  await page.click('#pager [rel=prev]');
+  await untilText(page, '#page-info', '51–100 of 501 · page 2 of 11');
+  t.deepEqual(await shown(), history.slice(50, 100));
+  const [previous] = pagesAsked();
+  t.regex(previous!.query, /\bhistoryOldestFirst\(/);
+  t.like(previous!.variables, { afterId: history[100], offset: 0, first: 50 });
+  // Back: page 3 again
+  await page.goBack();
+  await untilText(page, '#page-info', '101–150 of 501 · page 3 of 11');
+  t.deepEqual(await shown(), history.slice(100, 150));
+  // the first page is the newest, the firing that arrived with it
+  await page.click('#pager [rel=first]');
+  await untilText(page, '#page-info', '1–50 of 501 · page 1 of 11');
+  const newest = await shown();
+  t.true(newest.includes(arrived));
+  t.deepEqual(newest.filter((id) => id !== arrived), history.slice(0, 49));
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a receiver\'s response, as the relay keeps it (1,024 bytes), can be read to its end under Show', async (t) => {
   const pool = db().pool;
   const make = factories(pool);
