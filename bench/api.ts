@@ -118,7 +118,8 @@ try {
 
   const REPORT = `query($since: Datetime, $until: Datetime) { webhookReport(since: $since, until: $until) {
     nodes { webhookId name url actions createdAt enabled timesFired timesSucceeded timesFailed timesPending } } }`;
-  const HISTORY = `query($id: BigInt!, $after: Cursor) { webhookById(id: $id) { history(first: 25, after: $after) {
+  const HISTORY = `query($id: BigInt!, $after: Cursor, $afterCreatedAt: Datetime, $afterId: BigInt, $offset: Int) {
+    webhookById(id: $id) { history(first: 25, after: $after, afterCreatedAt: $afterCreatedAt, afterId: $afterId, offset: $offset) {
     pageInfo { hasNextPage endCursor } nodes { id state attempts lastStatusCode lastError createdAt payload } } } }`;
 
   const ago = (days: number) => new Date(Date.now() - days * 86_400_000).toISOString();
@@ -195,6 +196,23 @@ try {
     name: 'history, page 41 of 25 (cursor)',
     rows: 'big company\'s webhook',
     http: () => http(1, HISTORY, { id: deepHook, after: deepCursor }),
+  });
+  // the middle of its history: the page after the row half way down, and the same page by an offset
+  const { rows: [middle] } = await pool.query(
+    'select (count(*) / 2)::int as offset from webhooks.delivery_history where webhook_id = $1', [deepHook]);
+  const { rows: [halfWay] } = await pool.query(
+    `select id::text, to_char(created_at at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as created_at
+     from webhooks.delivery_history where webhook_id = $1 order by created_at desc, id desc offset $2 limit 1`,
+    [deepHook, middle.offset - 1]);
+  cases.push({
+    name: `history, page of 25 after row ${Number(middle.offset).toLocaleString('en')} (afterCreatedAt, afterId)`,
+    rows: 'big company\'s webhook',
+    http: () => http(1, HISTORY, { id: deepHook, afterCreatedAt: halfWay.created_at, afterId: halfWay.id }),
+  });
+  cases.push({
+    name: `history, page of 25 after row ${Number(middle.offset).toLocaleString('en')} (offset)`,
+    rows: 'big company\'s webhook',
+    http: () => http(1, HISTORY, { id: deepHook, offset: Number(middle.offset) }),
   });
   cases.push({
     name: 'history, first page of 25',
