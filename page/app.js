@@ -657,8 +657,8 @@ function pagePlace(page, pageSize, total) {
  * The history's page, at the API's page size (a larger page refused teaches it:
  * historyPageSize). Next to a firing of the page before (where.next, from Next or
  * Previous): the firings after it (or before it, asked oldest first), whatever the
- * page's depth; unless the history on view is another since (another date range): its
- * page N is then asked as a page without one. Else from the end it is nearer
+ * page's depth; unless the history shown last was of another date range (changed on
+ * this page): page N of the new range is then asked by its number. Else from the end it is nearer
  * (pagePlace): the history's size known from its last view, else asked first
  * (historyCount: about as cheap for millions as for ten). Asked from the oldest end of
  * a history that has grown or shrunk since, the page is asked again for its new size,
