@@ -487,6 +487,12 @@ browserTest('Next and Previous ask the page next to a firing shown, at any depth
   await page.goBack();
   await untilText(page, '#page-info', '101–150 of 501 · page 3 of 11');
   t.deepEqual(await shown(), history.slice(100, 150));
+  // another Date Range: its page 3, by its number (the firing was of the range before)
+  pagesAsked();
+  await page.click('#range-presets [data-preset="7"]');
+  await until('the page of the new range', async () => pagesAsked().some((request) =>
+    request.variables.afterId === null && request.variables.offset === 100));
+  await untilText(page, '#page-info', '101–150 of 501 · page 3 of 11');
   // the first page is the newest, the firing that arrived with it
   await page.click('#pager [rel=first]');
   await untilText(page, '#page-info', '1–50 of 501 · page 1 of 11');
