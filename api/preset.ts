@@ -55,7 +55,9 @@ const PlainNames: GraphileConfig.Plugin = {
  * A webhook's history reads newest first (and historyOldestFirst oldest first) and
  * pages with cursors that stay put while new deliveries arrive: ordering by
  * (created_at, id) makes the cursors keysets on those columns (without an order,
- * PostGraphile would count rows instead).
+ * PostGraphile would count rows instead). PostGraphile tests such a cursor on every
+ * row as a filter, not as a bound of the index, so a page after one reads every newer
+ * row; the history's own afterCreatedAt and afterId bound it (sql/55_report.sql).
  */
 /** Each history's order, as its SQL function orders it (sql/55_report.sql): the same, so that nothing is sorted again. */
 const HISTORY_ORDERS: Record<string, string[]> = {
