@@ -375,19 +375,47 @@ as $$
   select hooks.w, hooks.first_due from hooks;
 $$;
 
+-- private: each webhook with deliveries in flight, by a loose index scan of the lease
+-- index (delivery_queue_leases_idx: webhook_id first), one index probe per such
+-- webhook. SQL, so that callers inline it.
+create or replace function webhooks_private.webhooks_in_flight()
+returns table (webhook_id bigint)
+language sql
+stable
+as $$
+  with recursive hooks(w) as (
+    (select d.webhook_id from webhooks.delivery_queue d
+     where d.locked_by is not null
+     order by d.webhook_id
+     limit 1)
+    union all
+    select n.webhook_id
+    from hooks
+    cross join lateral (select d.webhook_id from webhooks.delivery_queue d
+                        where d.locked_by is not null and d.webhook_id > hooks.w
+                        order by d.webhook_id
+                        limit 1) n
+  )
+  select hooks.w from hooks;
+$$;
+
 -- private: a contact's id changed (an UPDATE of crm.contacts.id: a CRM's merge or
--- renumbering tool; 25_capture.sql). Its deliveries still waiting in the queue, of
--- every webhook, take the new id as their contact there (their messages in history
--- keep the id they name): ordered webhooks and coalescing know a contact by its queue
--- rows' contact_id, so the new id's deliveries wait behind them and merge into them as
--- one contact's. Left under the old id, the new id's went beside them, before them
--- on a retry. Not one in flight (leased): its relay's settle finds its row by the
--- version it claimed, and would lose a row changed meanwhile; nor would the writer
--- wait for a relay's request. Such a delivery is not waited for (docs/capture.md).
--- A row a claim is leasing is waited for, and passed over once leased. The webhooks
+-- renumbering tool; 25_capture.sql). Its deliveries on their way, of every webhook,
+-- pending or in flight, take the new id as their contact in the queue (their messages
+-- in history keep the id they name): ordered webhooks and coalescing know a contact
+-- by its queue rows' contact_id, so the new id's deliveries wait behind them and merge
+-- into them as one contact's. Left under the old id, the new id's went beside them,
+-- before them on a retry. One in flight too (until 2026-12-06 it stayed under the old
+-- id): while its request is under way the new id's wait for it, a retry goes back to
+-- the new id's lane ahead of them, and its end lets the next of the new id go. Its
+-- lease is not touched ("still mine, still in flight" holds for its relay); a settle
+-- that the move overtakes settles it again (settle_results, 30_delivery.sql). A row a
+-- claim is leasing is waited for (milliseconds), then moved as leased. The webhooks
 -- with deliveries waiting are found as the claim finds them (waiting_webhooks, one
--- index probe each), then each one's rows of the contact in delivery_queue_contact_idx:
--- rare, and costing the writer of the change alone. Returns how many moved.
+-- index probe each), those with deliveries in flight so too (webhooks_in_flight), then each one's rows of the contact in the
+-- contact and lease indexes, in one statement (two would let a delivery that was
+-- leased or settled in between escape both): rare, and costing the writer of the
+-- change alone. Returns how many moved.
 create or replace function webhooks_private.move_contact_deliveries(p_from bigint, p_to bigint)
 returns integer
 language plpgsql
@@ -398,9 +426,12 @@ declare
 begin
   update webhooks.delivery_queue q
   set contact_id = p_to
-  where q.webhook_id = any (array(select h.webhook_id from webhooks_private.waiting_webhooks() h))
+  where q.webhook_id = any (array(select h.webhook_id from webhooks_private.waiting_webhooks() h
+                                  union
+                                  select f.webhook_id from webhooks_private.webhooks_in_flight() f))
     and q.contact_id = p_from
-    and q.locked_by is null;
+    -- (each arm one partial index: the contact index, pending; the lease index, in flight)
+    and (q.locked_by is null or q.locked_by is not null);
   get diagnostics v_moved = row_count;
   return v_moved;
 end;

@@ -716,10 +716,10 @@ end;
 $$;
 
 -- private: a contact's id changed (p_from to p_to, by an UPDATE: a CRM's merge or
--- renumbering tool). It is the same contact: its deliveries still waiting follow the
--- new id (move_contact_deliveries, 22_outbox.sql), and its rows of first_assignments
--- go, as its delete takes them: kept, nothing removed them, and the next assignment
--- writes the new id's. Called by the update trigger, before it announces the change,
+-- renumbering tool). It is the same contact: its deliveries on their way (pending or
+-- in flight) follow the new id (move_contact_deliveries, 22_outbox.sql), and its rows
+-- of first_assignments go, as its delete takes them: kept, nothing removed them, and
+-- the next assignment writes the new id's. Called by the update trigger, before it announces the change,
 -- so that the announcement waits behind those deliveries and merges into them.
 -- Returns how many deliveries moved.
 create or replace function webhooks_private.contact_id_changed(p_from bigint, p_to bigint)

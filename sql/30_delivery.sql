@@ -764,7 +764,12 @@ begin
 end;
 $$;
 
--- private (settle_deliveries): the settle itself, as described above it
+-- private (settle_deliveries): the settle itself, as described above it. p_again: a
+-- delivery still this relay's that the settle's statement passed over (its row was
+-- changed under it) is settled by a call of its own (false in that call: once).
+-- (p_again came last)
+drop function if exists webhooks_private.settle_results(text, bigint[], integer[], timestamptz[], integer[], integer[],
+                                                        text[], text[], integer[]);
 create or replace function webhooks_private.settle_results(
   p_relay           text,
   p_ids             bigint[],
@@ -774,7 +779,8 @@ create or replace function webhooks_private.settle_results(
   p_status_codes    integer[],
   p_errors          text[],
   p_response_bodies text[],
-  p_retry_after_s   integer[]
+  p_retry_after_s   integer[],
+  p_again           boolean default true
 )
 returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
 language plpgsql
@@ -797,6 +803,7 @@ declare
   v_webhooks bigint[];
   v_contacts bigint[];
   v_gone bigint[];
+  v_again bigint[] := '{}';
 begin
   -- the results of deliveries this relay still holds ("still mine, still in flight"),
   -- found by their primary key. Not locked here: each change below reaches the row
@@ -929,10 +936,41 @@ begin
     where w.id = g.webhook_id and w.enabled;
   end if;
 
+  -- Results the statement above passed over whose delivery this relay still holds, at
+  -- the attempt reported: their row was changed while the statement ran, by a write
+  -- that leaves the lease as it is (a contact's change of id moves its deliveries in
+  -- flight to the new id, move_contact_deliveries in 22_outbox.sql). Each change below
+  -- reaches the version the statement read, and that one was no longer the row's.
+  -- Settled again, once, by a statement that reads the row as it is now; recorded
+  -- here as lost, their request was sent again once the lease ran out. Asked only when
+  -- a result was passed over: one probe of the primary key each.
+  if p_again and cardinality(v_ids) < cardinality(p_ids) then
+    v_again := array(select r.id
+                     from unnest(p_ids, p_attempts) as r(id, attempt)
+                     join webhooks.delivery_queue q on q.delivery_id = r.id
+                     where r.id <> all (v_ids) and q.locked_by is not distinct from p_relay
+                       and q.attempts = r.attempt);
+  end if;
+  if cardinality(v_again) > 0 then
+    return query
+      select s.*
+      from (select array_agg(r.id) as ids, array_agg(r.attempt) as attempts, array_agg(r.attempted_at) as attempted_at,
+                   array_agg(r.duration_ms) as duration_ms, array_agg(r.status_code) as status_codes,
+                   array_agg(r.error) as errors, array_agg(r.response_body) as response_bodies,
+                   array_agg(r.retry_after_s) as retry_after_s
+            from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
+                        p_response_bodies, p_retry_after_s)
+              as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
+            where r.id = any (v_again)) f
+      cross join lateral webhooks_private.settle_results(p_relay, f.ids, f.attempts, f.attempted_at, f.duration_ms,
+                                                           f.status_codes, f.errors, f.response_bodies, f.retry_after_s,
+                                                           false) s;
+  end if;
+
   -- results of deliveries this relay no longer holds (its lease ran out, or this is a
   -- settle repeated because its answer was lost on the way back): recorded as
   -- attempts once, the delivery left alone. Rare; found by id in every partition.
-  if cardinality(v_ids) < cardinality(p_ids) then
+  if cardinality(v_ids) + cardinality(v_again) < cardinality(p_ids) then
     insert into webhooks.delivery_attempts
       (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
        status_code, error, response_body, relay_id)
@@ -942,7 +980,7 @@ begin
     from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors, p_response_bodies)
       as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body)
     join webhooks.delivery_history h on h.id = r.id
-    where r.id <> all (v_ids)
+    where r.id <> all (v_ids) and r.id <> all (v_again)
       and not exists (select 1 from webhooks.delivery_attempts a
                       where a.delivery_id = r.id and a.delivery_created_at = h.created_at
                         and a.attempt = r.attempt and a.relay_id = p_relay and a.attempted_at = r.attempted_at);

@@ -1,11 +1,12 @@
 // A contact whose id an UPDATE changes (a CRM's merge or renumbering tool) is the same
 // contact: announced as contact.updated (or contact.saved) of the new id, with the id
 // it had as data.previous_contact_id, so that a receiver keyed by the contact's id can
-// carry its record over. Its deliveries still waiting go before that message and merge
-// with it as one contact's, and nothing else is announced for it.
+// carry its record over. Its deliveries on their way (waiting or being sent) go before
+// that message and merge with it as one contact's, and nothing else is announced for it.
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 const make = () => factories(db().pool);
@@ -225,3 +226,100 @@ test('a change of id rolled back to a savepoint leaves nothing moved, announced 
   t.deepEqual((await db().pool.query('select contact_id from webhooks_private.first_assignments where contact_id = $1',
     [contact.id])).rows, [{ contact_id: contact.id }]);
 });
+
+// the queue row of each delivery of a webhook: the contact its lane is, in flight or
+// not, put off or not
+const queued = async (hookId: string) => (await db().pool.query(
+  `select h.action, q.contact_id, q.locked_by is not null as in_flight, q.held_due is not null as put_off
+   from webhooks.delivery_queue q join webhooks.delivery_history h on h.id = q.delivery_id
+   where q.webhook_id = $1 order by q.delivery_id`, [hookId])).rows;
+// a result of attempt `attempt` (the first unless said)
+const settle = (id: string, status: number, attempt = 1) => db().pool.query(
+  `select delivery_id, state from webhooks_relay.settle_deliveries('relay-a', array[$1::bigint], array[$3::integer],
+     array[now()], '{5}', array[$2::integer], '{null}', '{null}', '{null}')`, [id, status, attempt]);
+
+test('an ordered webhook: a delivery of the old id in flight takes the new id, holds the new id\'s back, and its retry goes before them', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['city'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  const [{ delivery_id: created }] = (await claim(hook.id)).rows;
+  const next = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  t.deepEqual(await queued(hook.id), [
+    { action: 'contact.created', contact_id: next, in_flight: true, put_off: false },
+    { action: 'contact.updated', contact_id: next, in_flight: false, put_off: false },
+  ]);
+  t.deepEqual((await claim(hook.id)).rows, [], 'the update of the new id waits for the create in flight');
+  t.deepEqual(await queued(hook.id), [
+    { action: 'contact.created', contact_id: next, in_flight: true, put_off: false },
+    { action: 'contact.updated', contact_id: next, in_flight: false, put_off: true },
+  ]);
+  t.deepEqual((await settle(created, 500)).rows, [{ delivery_id: created, state: 'pending' }]);
+  t.deepEqual(await queued(hook.id), [
+    { action: 'contact.created', contact_id: next, in_flight: false, put_off: false },
+    { action: 'contact.updated', contact_id: next, in_flight: false, put_off: true },
+  ], 'the retry is in the new id\'s lane, before its update');
+  await db().pool.query('update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1', [hook.id]);
+  t.deepEqual((await claim(hook.id)).rows, [{ delivery_id: created }], 'the retry goes first, alone');
+  t.deepEqual((await settle(created, 200, 2)).rows, [{ delivery_id: created, state: 'succeeded' }]);
+  t.deepEqual(await queued(hook.id), [
+    { action: 'contact.updated', contact_id: next, in_flight: false, put_off: false },
+  ], 'its end lets the new id\'s update go');
+  t.is((await claim(hook.id)).rows.length, 1);
+});
+
+test('a delivery of the old id put off behind one in flight goes when that one ends, under the new id', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['city'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  const [{ delivery_id: created }] = (await claim(hook.id)).rows;
+  await db().pool.query("update crm.contacts set city = 'Denver' where id = $1", [contact.id]);
+  t.deepEqual((await claim(hook.id)).rows, []);
+  const next = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  t.deepEqual((await settle(created, 200)).rows, [{ delivery_id: created, state: 'succeeded' }]);
+  const { rows } = await db().pool.query(
+    `select q.contact_id, q.held_due is not null as put_off, q.next_attempt_at <= now() as due
+     from webhooks.delivery_queue q where q.webhook_id = $1 order by q.delivery_id`, [hook.id]);
+  t.deepEqual(rows, [
+    { contact_id: next, put_off: false, due: true },
+    { contact_id: next, put_off: false, due: true },
+  ], 'Denver goes now, not when the create\'s lease would have ended');
+  const { rows: [denver] } = await db().pool.query(
+    "select id as delivery_id from webhooks.deliveries where webhook_id = $1 and payload #>> '{data,changed_fields,0}' = 'city'", [hook.id]);
+  t.deepEqual((await claim(hook.id)).rows, [denver], 'the change of id waits behind it');
+});
+
+for (const [status, state] of [[500, 'pending'], [200, 'succeeded']] as const) {
+  test(`a settle under way while the change of id moves its delivery settles it all the same (${status})`, async (t) => {
+    const f = make();
+    const company = await f.company();
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['city'] });
+    const contact = await f.contact(company.id, { city: 'Boston' });
+    const [{ delivery_id: created }] = (await claim(hook.id)).rows;
+    const next = await freeId();
+    const writer = await db().pool.connect();
+    try {
+      await writer.query('begin');
+      await writer.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+      const settling = settle(created, status);
+      await until('the settle waits for the change of id', async () => (await db().pool.query(
+        `select 1 from pg_stat_activity where query like '%settle_deliveries%' and $1 = any (pg_blocking_pids(pid))`,
+        [(await writer.query('select pg_backend_pid() as pid')).rows[0].pid])).rowCount! > 0);
+      await writer.query('commit');
+      t.deepEqual((await settling).rows, [{ delivery_id: created, state }]);
+    } finally {
+      writer.release();
+    }
+    t.deepEqual(await queued(hook.id), state === 'pending'
+      ? [{ action: 'contact.created', contact_id: next, in_flight: false, put_off: false }]
+      : []);
+    const { rows } = await db().pool.query(
+      'select attempt, status_code from webhooks.delivery_attempts where delivery_id = $1', [created]);
+    t.deepEqual(rows, [{ attempt: 1, status_code: status }], 'one attempt recorded');
+  });
+}
