@@ -187,6 +187,41 @@ left join lateral (
 -- a deleted webhook's deliveries, until maintenance has removed them (below)
 where h.webhook_id <> all ((select webhooks_private.deleted_webhooks())::bigint[]);
 
+-- private: the id a contact has now that had p_contact_id at p_since: each change of
+-- its id made since (webhooks_private.contact_renumberings, noted by the change:
+-- contact_id_changed in 25_capture.sql) followed in turn, one index probe each (none
+-- for a contact whose id never changed). By time: an id given to another contact
+-- later is that contact's from then on. Test sends (contact 0) are no contact's.
+create or replace function webhooks_private.contact_id_now(p_contact_id bigint, p_since timestamptz)
+returns bigint
+language plpgsql
+stable
+as $$
+declare
+  v_id bigint := p_contact_id;
+  v_at timestamptz := p_since;
+  v_seq bigint := 0;
+  v_next record;
+begin
+  if p_contact_id is null or p_contact_id = 0 then
+    return p_contact_id;
+  end if;
+  -- (each step strictly later than the last, by time then by the change's id: ends)
+  loop
+    select r.to_id, r.renumbered_at, r.id into v_next
+    from webhooks_private.contact_renumberings r
+    where r.from_id = v_id and (r.renumbered_at, r.id) > (v_at, v_seq)
+    order by r.from_id, r.renumbered_at, r.id
+    limit 1;
+    exit when not found;
+    v_id := v_next.to_id;
+    v_at := v_next.renumbered_at;
+    v_seq := v_next.id;
+  end loop;
+  return v_id;
+end;
+$$;
+
 -- Writes to the view (DBAs' repairs, replays, tests) go to history, queue and
 -- results: a row pending or in flight has a queue row and no result, a finished one
 -- a result and no queue row (a success too: what it says is then its own).
@@ -201,6 +236,8 @@ declare
   -- (the contact its queue row has: the new id of a contact whose id changed,
   -- move_contact_deliveries below, where history names the old, which let nothing go)
   v_queued_contact bigint;
+  -- (the contact of the lane a delivery that goes on its way here goes in)
+  v_lane bigint;
 begin
   if tg_op = 'DELETE' then
     delete from webhooks.delivery_queue where delivery_id = old.id returning contact_id into v_queued_contact;
@@ -307,11 +344,20 @@ begin
     -- here, by a replay or a DBA, is measured by its text. A queue row keeps its
     -- contact_id unless the write changes the delivery's: one whose contact's id
     -- changed has the new id there, and history the old (move_contact_deliveries);
-    -- set back to the old by a repair of its due time, it went beside the new id's.)
+    -- set back to the old by a repair of its due time, it went beside the new id's.
+    -- One that goes on its way here (a replay, an insert) or changes its contact is in
+    -- the lane of the id its contact has now, contact_id_now above: a replay of a
+    -- message captured before the contact's id changed went beside the new id's
+    -- deliveries, or behind those of another contact given the old id, until
+    -- 2026-12-06.)
+    if tg_op = 'INSERT' or old.state not in ('pending', 'in_flight') or new.contact_id is distinct from old.contact_id then
+      v_lane := webhooks_private.contact_id_now(new.contact_id, new.created_at);
+    end if;
     insert into webhooks.delivery_queue as q
       (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at, attempts, locked_by,
        locked_until, last_attempt_at, last_status_code, last_error, payload_bytes)
-    values (new.id, new.created_at, new.webhook_id, new.company_id, new.action, new.contact_id, new.next_attempt_at,
+    values (new.id, new.created_at, new.webhook_id, new.company_id, new.action,
+            coalesce(v_lane, new.contact_id), new.next_attempt_at,
             new.attempts, new.locked_by, new.locked_until, new.last_attempt_at, new.last_status_code, new.last_error,
             octet_length(new.payload::text))
     on conflict (delivery_id) do update

@@ -717,9 +717,11 @@ $$;
 
 -- private: a contact's id changed (p_from to p_to, by an UPDATE: a CRM's merge or
 -- renumbering tool). It is the same contact: its deliveries on their way (pending or
--- in flight) follow the new id (move_contact_deliveries, 22_outbox.sql), and its rows
+-- in flight) follow the new id (move_contact_deliveries, 22_outbox.sql), its rows
 -- of first_assignments go, as its delete takes them: kept, nothing removed them, and
--- the next assignment writes the new id's. Called by the update trigger, before it announces the change,
+-- the next assignment writes the new id's; and the change is noted
+-- (contact_renumberings: a replay of a message of the old id goes in the new id's
+-- lane, contact_id_now in 22_outbox.sql). Called by the update trigger, before it announces the change,
 -- so that the announcement waits behind those deliveries and merges into them.
 -- Returns how many deliveries moved.
 create or replace function webhooks_private.contact_id_changed(p_from bigint, p_to bigint)
@@ -728,6 +730,7 @@ language plpgsql
 as $$
 begin
   delete from webhooks_private.first_assignments f where f.contact_id = p_from;
+  insert into webhooks_private.contact_renumberings (from_id, to_id) values (p_from, p_to);
   return webhooks_private.move_contact_deliveries(p_from, p_to);
 end;
 $$;

@@ -201,6 +201,10 @@ as $$
   insert into webhooks_private.outbox_kept_since (kept_since)
   values (webhooks_private.utc_day_start(p_day + 1))
   on conflict (one) do update set kept_since = greatest(excluded.kept_since, webhooks_private.outbox_kept_since.kept_since);
+  -- the changes of contacts' ids made before it: no delivery kept was captured before
+  -- them (22_outbox.sql, contact_id_now, asks only those made since a delivery's)
+  delete from webhooks_private.contact_renumberings r
+  where r.renumbered_at < webhooks_private.utc_day_start(p_day + 1);
 $$;
 
 

@@ -323,3 +323,50 @@ for (const [status, state] of [[500, 'pending'], [200, 'succeeded']] as const) {
     t.deepEqual(rows, [{ attempt: 1, status_code: status }], 'one attempt recorded');
   });
 }
+
+test('a replay of a delivery captured under an id the contact no longer has goes in the lane of the id it has now', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['city'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
+  const sent = async () => {
+    for (const { delivery_id: id } of (await claim(hook.id)).rows) await settle(id, 200);
+  };
+  await sent();
+  const [next, last] = [await freeId(), await freeId()];
+  // one: its id, then next, then last; two takes the id one had first
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [one.id, next]);
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [next, last]);
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [two.id, one.id]);
+  await sent();
+  await db().pool.query("update crm.contacts set city = 'Austin' where id = $1", [one.id]);
+  await db().pool.query("update crm.contacts set city = 'Denver' where id = $1", [last]);
+  const created = async (contactId: string) => (await db().pool.query(
+    `select id from webhooks.deliveries where webhook_id = $1 and action = 'contact.created' and contact_id = $2`,
+    [hook.id, contactId])).rows[0].id as string;
+  const [oneCreated, twoCreated] = [await created(one.id), await created(two.id)];
+  t.is((await claim(hook.id)).rows.length, 2, 'Austin (two\'s) and Denver (one\'s) in flight');
+  await db().pool.query('select webhooks.replay_delivery($1)', [oneCreated]);
+  await db().pool.query('select webhooks.replay_delivery($1)', [twoCreated]);
+  const { rows } = await db().pool.query(
+    `select d.id, d.contact_id as named, q.contact_id as lane, d.held_back
+     from webhooks.deliveries d join webhooks.delivery_queue q on q.delivery_id = d.id
+     where d.id = any ($1::bigint[]) order by d.id`, [[oneCreated, twoCreated]]);
+  t.deepEqual(rows, [
+    { id: oneCreated, named: one.id, lane: last, held_back: true },
+    { id: twoCreated, named: two.id, lane: one.id, held_back: true },
+  ], 'each waits for the contact\'s delivery in flight');
+  t.deepEqual((await claim(hook.id)).rows, []);
+});
+
+test('the changes of ids noted go with the history they were kept for', async (t) => {
+  const pool = db().pool;
+  const [old, kept] = [await freeId(), await freeId()];
+  await pool.query(`insert into webhooks_private.contact_renumberings (from_id, to_id, renumbered_at)
+                    values ($1::bigint, $1::bigint + 1, now() - interval '3 days'), ($2::bigint, $2::bigint + 1, now())`, [old, kept]);
+  await pool.query(`select webhooks.forget_day(((now() at time zone 'utc') - interval '2 days')::date)`);
+  const { rows } = await pool.query(
+    'select from_id from webhooks_private.contact_renumberings where from_id = any ($1::bigint[])', [[old, kept]]);
+  t.deepEqual(rows, [{ from_id: kept }]);
+});
