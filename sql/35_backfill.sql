@@ -96,6 +96,47 @@ begin
 end;
 $$;
 
+-- private: one contact's snapshot for a backfill's webhook, if its conditions take it:
+-- the payload contact.created carries (webhooks_private.capture, 25_capture.sql), with
+-- source 'backfill', p_timestamp the batch's. Returns whether it was written.
+create or replace function webhooks_private.backfill_snapshot(p_webhook webhooks.webhooks, p_contact crm.contacts,
+                                                              p_omit text[], p_timestamp text)
+returns boolean
+language plpgsql
+volatile
+as $$
+declare
+  v_json constant jsonb := to_jsonb(p_contact);
+begin
+  if not webhooks_private.backfill_wants(p_webhook.conditions, v_json) then
+    return false;
+  end if;
+  perform webhooks_private.enqueue(p_webhook.id, p_webhook.company_id, 'contact.snapshot', p_contact.id,
+    jsonb_build_object(
+      'type', 'contact.snapshot',
+      'timestamp', p_timestamp,
+      'data', jsonb_build_object('contact', v_json - p_omit, 'source', 'backfill')),
+    p_webhook.coalesce_window);
+  return true;
+end;
+$$;
+
+-- private: those of the contacts p_ids that a backfill of the company examines (as
+-- backfill_contacts: owned, or assigned to one of its users), in id order
+create or replace function webhooks_private.backfill_contacts_among(p_company_id bigint, p_ids bigint[])
+returns setof crm.contacts
+language sql
+stable
+as $$
+  select c.*
+  from crm.contacts c
+  where c.id = any (p_ids)
+    and (c.company_id = p_company_id
+         or exists (select 1 from crm.contact_assignments a join crm.users u on u.id = a.user_id
+                    where a.contact_id = c.id and u.company_id = p_company_id))
+  order by c.id;
+$$;
+
 -- private: the contacts a backfill of the company examines, as of now: those of the
 -- company and those assigned to one of its users (backfill_contacts' ids), counted
 -- from the indexes alone
@@ -274,7 +315,6 @@ declare
   v_room integer;
   v_timestamp constant text := to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
   v_contact crm.contacts;
-  v_json jsonb;
   v_seen integer := 0;
   v_written integer := 0;
   v_position bigint := p_backfill.position;
@@ -282,6 +322,9 @@ declare
   v_locked bigint[];
   v_next integer := 1;
   v_held boolean := false;
+  v_passed bigint[];
+  v_behind bigint[];
+  v_behind_left boolean := false;
 begin
   select * into v_webhook from webhooks.webhooks w where w.id = p_backfill.webhook_id;
   if not v_webhook.enabled then
@@ -298,6 +341,40 @@ begin
   if p_backfill.total is null then
     update webhooks.backfills b set total = webhooks_private.backfill_total(v_webhook)
     where b.id = p_backfill.id;
+  end if;
+
+  -- Contacts whose id changed across the position while the walk ran
+  -- (backfill_renumbered, noted by the change: tg_contact_renumberings__backfills,
+  -- below): those examined under an id behind the position and now ahead of it are
+  -- passed over when the walk reaches them; those not examined yet and now behind it
+  -- are examined first, here (an ordered webhook's held by a writer wait for a later
+  -- step). One index range of the backfill's notes, nearly always empty.
+  v_passed := array(select r.contact_id from webhooks_private.backfill_renumbered r
+                    where r.backfill_id = p_backfill.id and r.examined);
+  v_behind := array(select r.contact_id from webhooks_private.backfill_renumbered r
+                    where r.backfill_id = p_backfill.id and not r.examined);
+  if cardinality(v_behind) > 0 then
+    if v_webhook.ordered then
+      begin
+        v_locked := array(select c.id from crm.contacts c where c.id = any (v_behind) order by c.id
+                          for share of c skip locked);
+      exception when serialization_failure then
+        v_locked := '{}';
+      end;
+      -- (a contact gone is examined: there is nothing to lock or send)
+      v_behind := array(select i from unnest(v_behind) i
+                        where i = any (v_locked) or not exists (select 1 from crm.contacts c where c.id = i));
+      v_behind_left := exists (select 1 from webhooks_private.backfill_renumbered r
+                               where r.backfill_id = p_backfill.id and not r.examined and r.contact_id <> all (v_behind));
+      v_locked := null;
+    end if;
+    for v_contact in select * from webhooks_private.backfill_contacts_among(v_webhook.company_id, v_behind) loop
+      if webhooks_private.backfill_snapshot(v_webhook, v_contact, v_omit, v_timestamp) then
+        v_written := v_written + 1;
+      end if;
+    end loop;
+    delete from webhooks_private.backfill_renumbered r
+    where r.backfill_id = p_backfill.id and r.contact_id = any (v_behind);
   end if;
 
   -- An ordered webhook's batch: its contacts locked first (FOR SHARE, never waiting),
@@ -323,6 +400,12 @@ begin
   for v_contact in
     select * from webhooks_private.backfill_contacts(v_webhook.company_id, p_backfill.position, v_batch)
   loop
+    -- (examined under an id it had behind the position: passed)
+    if v_contact.id = any (v_passed) then
+      v_seen := v_seen + 1;
+      v_position := v_contact.id;
+      continue;
+    end if;
     if v_webhook.ordered then
       -- (both in id order: a contact no longer concerned is passed over)
       while v_locked[v_next] < v_contact.id loop
@@ -335,18 +418,16 @@ begin
     end if;
     v_seen := v_seen + 1;
     v_position := v_contact.id;
-    v_json := to_jsonb(v_contact);
-    continue when not webhooks_private.backfill_wants(v_webhook.conditions, v_json);
-    -- the payload contact.created carries (webhooks_private.capture, 25_capture.sql),
-    -- with source 'backfill'
-    perform webhooks_private.enqueue(v_webhook.id, v_webhook.company_id, 'contact.snapshot', v_contact.id,
-      jsonb_build_object(
-        'type', 'contact.snapshot',
-        'timestamp', v_timestamp,
-        'data', jsonb_build_object('contact', v_json - v_omit, 'source', 'backfill')),
-      v_webhook.coalesce_window);
-    v_written := v_written + 1;
+    if webhooks_private.backfill_snapshot(v_webhook, v_contact, v_omit, v_timestamp) then
+      v_written := v_written + 1;
+    end if;
   end loop;
+  if cardinality(v_passed) > 0 then
+    delete from webhooks_private.backfill_renumbered r
+    where r.backfill_id = p_backfill.id and r.examined and r.contact_id <= v_position;
+  end if;
+  -- (a contact behind the position still to examine keeps the backfill running)
+  v_held := v_held or v_behind_left;
 
   update webhooks.backfills b
   set position = v_position,
@@ -357,12 +438,109 @@ begin
       finished_at = case when v_seen < v_batch and not v_held then now() end
   where b.id = p_backfill.id;
   -- held at its first contact: it can do nothing now, and takes no step's place
-  if v_held and v_seen = 0 then
+  if v_held and v_seen = 0 and v_written = 0 then
     return null;
   end if;
   return v_written;
 end;
 $$;
+
+-- private: a contact's id changed from p_from to p_to (a note of contact_renumberings,
+-- written by the change: contact_id_changed, 25_capture.sql) while backfills of a
+-- company it concerns run. The walk goes by id, and had examined the contact already
+-- if its id was behind the position (or it was noted as examined since): one examined
+-- and now ahead of the position is noted to be passed over; one not examined and now
+-- behind it, to be examined by the next step (backfill_batch_of). Until 2026-12-06
+-- the first got a second snapshot and the second none. Each backfill's row is locked
+-- (FOR KEY SHARE) before its position is read: a step under way (FOR UPDATE) is
+-- waited for, and the position read is the one it committed, its contacts read
+-- before the change (they show the old id); a step that comes later passes the
+-- backfill over until this transaction ends. The companies concerned as the walk's
+-- are: the owner now, the companies of users assigned under either id. No running
+-- backfill of those companies (nearly always): one probe of the running backfills.
+create or replace function webhooks_private.backfills_renumbered(p_from bigint, p_to bigint)
+returns void
+language plpgsql
+volatile
+as $$
+declare
+  v_backfill record;
+  v_examined boolean;
+begin
+  for v_backfill in
+    select b.id, b.position
+    from webhooks.backfills b
+    where b.state = 'running'
+      and b.company_id in (select c.company_id from crm.contacts c where c.id = p_to
+                           union
+                           select u.company_id from crm.contact_assignments a join crm.users u on u.id = a.user_id
+                           where a.contact_id in (p_from, p_to))
+    order by b.id
+    for key share of b
+  loop
+    select r.examined into v_examined from webhooks_private.backfill_renumbered r
+    where r.backfill_id = v_backfill.id and r.contact_id = p_from;
+    v_examined := coalesce(v_examined, p_from <= v_backfill.position);
+    delete from webhooks_private.backfill_renumbered r
+    where r.backfill_id = v_backfill.id and r.contact_id in (p_from, p_to);
+    if v_examined and p_to > v_backfill.position then
+      insert into webhooks_private.backfill_renumbered (backfill_id, contact_id, examined)
+      values (v_backfill.id, p_to, true);
+    elsif not v_examined and p_to <= v_backfill.position then
+      insert into webhooks_private.backfill_renumbered (backfill_id, contact_id, examined)
+      values (v_backfill.id, p_to, false);
+    end if;
+  end loop;
+end;
+$$;
+
+-- The note of a change of id, written: backfills_renumbered, above. (A writer in READ
+-- COMMITTED never meets a serialization failure there; one in REPEATABLE READ or
+-- SERIALIZABLE does when a step wrote a backfill's row after its snapshot: the
+-- backfills are then left as they are, and the contact may get its snapshot twice or
+-- never, but the change does not fail. Only such a writer pays for the block's
+-- subtransaction: an import's thousands would overflow each backend's cache of them,
+-- as capture's merges would, 25_capture.sql.)
+create or replace function webhooks_private.tg_contact_renumberings__backfills()
+returns trigger
+language plpgsql
+as $$
+begin
+  if current_setting('transaction_isolation') = 'read committed' then
+    perform webhooks_private.backfills_renumbered(new.from_id, new.to_id);
+  else
+    begin
+      perform webhooks_private.backfills_renumbered(new.from_id, new.to_id);
+    exception when serialization_failure then
+      null;
+    end;
+  end if;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_backfills on webhooks_private.contact_renumberings;
+create trigger _500_backfills
+  after insert on webhooks_private.contact_renumberings
+  for each row execute function webhooks_private.tg_contact_renumberings__backfills();
+
+-- A backfill that no longer runs (done, cancelled, failed) needs no notes of ids
+-- changed across its walk.
+create or replace function webhooks_private.tg_backfills__forget_renumbered()
+returns trigger
+language plpgsql
+as $$
+begin
+  delete from webhooks_private.backfill_renumbered r where r.backfill_id = new.id;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_forget_renumbered on webhooks.backfills;
+create trigger _500_forget_renumbered
+  after update of state on webhooks.backfills
+  for each row when (old.state = 'running' and new.state <> 'running')
+  execute function webhooks_private.tg_backfills__forget_renumbered();
 
 -- private (relay, tools): one batch of each running backfill that has room (or of
 -- p_only alone), at most p_limit backfills; a backfill another step is working on is

@@ -370,3 +370,68 @@ test('the changes of ids noted go with the history they were kept for', async (t
     'select from_id from webhooks_private.contact_renumberings where from_id = any ($1::bigint[])', [[old, kept]]);
   t.deepEqual(rows, [{ from_id: kept }]);
 });
+
+test('a backfill running across changes of ids examines each contact once: not again under an id ahead of it, not never under one behind it', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
+  const contacts = [];
+  for (const city of ['c1', 'c2', 'c3', 'c4', 'c5', 'c6']) contacts.push(await f.contact(company.id, { city }));
+  const [c1, c2, c3, c4, c5] = contacts;
+  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release());
+  await stepper.query("set webhooks.backfill_batch = '2'");
+  const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
+  await step();   // c1 and c2 examined
+  const renumber = (from: string, to: string) => db().pool.query('update crm.contacts set id = $2 where id = $1', [from, to]);
+  // (ids behind every contact: negative, which no contact has)
+  const [ahead, behind, aheadAgain, behindAgain] = [await freeId(), `-${await freeId()}`, await freeId(), `-${await freeId()}`];
+  await renumber(c1.id, ahead);   // examined, moved ahead of the walk
+  await renumber(c3.id, behind);  // not examined, moved behind it
+  await renumber(c4.id, aheadAgain);   // not examined, moved on ahead: examined once, there
+  await renumber(c2.id, behindAgain);  // examined, moved behind: nothing more
+  await step();   // c5 and c6
+  await renumber(c5.id, `-${await freeId()}`);   // examined by this step
+  for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
+    await db().pool.query(`update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+                           where webhook_id = $1 and state = 'pending'`, [hook.id]);
+    await step();
+  }
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).map((d) => d.payload.data.contact.city as string).sort();
+  t.deepEqual(snapshots, ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'], 'each contact once');
+  const { rows: [row] } = await db().pool.query('select state, queued, total from webhooks.backfills where id = $1', [backfill]);
+  t.deepEqual(row, { state: 'done', queued: '6', total: '6' });
+  t.deepEqual((await db().pool.query('select * from webhooks_private.backfill_renumbered where backfill_id = $1', [backfill])).rows, [],
+    'nothing of it is kept once it is done');
+});
+
+test('a change of id made while a backfill\'s step is under way waits for the step, and takes the position it committed', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
+  const c1 = await f.contact(company.id, { city: 'c1' });
+  await f.contact(company.id, { city: 'c2' });
+  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release());
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
+  await stepper.query('begin');
+  await step();   // c1, not committed yet
+  const ahead = await freeId();
+  let renumbered = false;
+  const renumbering = db().pool.query('update crm.contacts set id = $2 where id = $1', [c1.id, ahead])
+    .then(() => { renumbered = true; });
+  const stepperPid = (await stepper.query('select pg_backend_pid() as pid')).rows[0].pid;
+  await until('the change of id is made, or waits for the step', async () => renumbered || (await db().pool.query(
+    `select 1 from pg_stat_activity where query like 'update crm.contacts%' and $1 = any (pg_blocking_pids(pid))`,
+    [stepperPid])).rowCount! > 0);
+  await stepper.query('commit');
+  await renumbering;
+  for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
+    await step();
+  }
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).map((d) => [d.payload.data.contact.city, String(d.contact_id)]);
+  t.deepEqual(snapshots.map(([city]) => city).sort(), ['c1', 'c2'], 'c1 once, under the id it had');
+});
