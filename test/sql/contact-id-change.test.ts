@@ -435,3 +435,36 @@ test('a change of id made while a backfill\'s step is under way waits for the st
   const snapshots = (await deliveriesOf(db().pool, [hook.id])).map((d) => [d.payload.data.contact.city, String(d.contact_id)]);
   t.deepEqual(snapshots.map(([city]) => city).sort(), ['c1', 'c2'], 'c1 once, under the id it had');
 });
+
+test('an ordered webhook\'s backfill: a contact moved behind the walk while a writer holds it is examined once the writer is done', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const c1 = await f.contact(company.id, { city: 'c1' });
+  const c2 = await f.contact(company.id, { city: 'c2' });
+  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release());
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
+  const state = async () => (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state;
+  await step();   // c1
+  const behind = `-${await freeId()}`;
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [c2.id, behind]);
+  const writer = await db().pool.connect();
+  try {
+    await writer.query('begin');
+    await writer.query("update crm.contacts set city = 'c2 changed' where id = $1", [behind]);
+    for (let i = 0; i < 3; i++) await step();
+    t.is(await state(), 'running', 'not done while the contact behind waits for its writer');
+    await writer.query('commit');
+  } finally {
+    writer.release();
+  }
+  for (let i = 0; i < 3 && (await state()) === 'running'; i++) await step();
+  t.is(await state(), 'done');
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot')
+    .map((d) => [d.payload.data.contact.city, String(d.contact_id)]);
+  t.deepEqual(snapshots, [['c1', c1.id], ['c2 changed', behind]], 'after the change the writer made');
+});
