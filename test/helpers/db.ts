@@ -70,3 +70,15 @@ export function useTestDatabase(test: {
     return database;
   };
 }
+
+/**
+ * A connection of a test's own to url, ended when the test is: for a transaction held
+ * open while the test goes on (the tests of a file run at once, and clients of the
+ * shared pool held so could leave it none for the rest).
+ */
+export async function ownConnection(url: string, t: { teardown: (fn: () => Promise<void>) => void }): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  t.teardown(() => client.end());
+  return client;
+}

@@ -4,11 +4,12 @@
 // carry its record over. Its deliveries on their way (waiting or being sent) go before
 // that message and merge with it as one contact's, and nothing else is announced for it.
 import test from 'ava';
-import { useTestDatabase } from '../helpers/db.ts';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
+const connected = (t: { teardown: (fn: () => Promise<void>) => void }) => ownConnection(db().url, t);
 const make = () => factories(db().pool);
 const ALL = ['contact.created', 'contact.updated', 'contact.saved', 'contact.deleted', 'contact.status_added',
   'contact.status_removed', 'contact.user_assigned', 'contact.first_company_user_assigned'];
@@ -302,19 +303,15 @@ for (const [status, state] of [[500, 'pending'], [200, 'succeeded']] as const) {
     const contact = await f.contact(company.id, { city: 'Boston' });
     const [{ delivery_id: created }] = (await claim(hook.id)).rows;
     const next = await freeId();
-    const writer = await db().pool.connect();
-    try {
-      await writer.query('begin');
-      await writer.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
-      const settling = settle(created, status);
-      await until('the settle waits for the change of id', async () => (await db().pool.query(
-        `select 1 from pg_stat_activity where query like '%settle_deliveries%' and $1 = any (pg_blocking_pids(pid))`,
-        [(await writer.query('select pg_backend_pid() as pid')).rows[0].pid])).rowCount! > 0);
-      await writer.query('commit');
-      t.deepEqual((await settling).rows, [{ delivery_id: created, state }]);
-    } finally {
-      writer.release();
-    }
+    const writer = await connected(t);
+    await writer.query('begin');
+    await writer.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+    const settling = settle(created, status);
+    await until('the settle waits for the change of id', async () => (await db().pool.query(
+      `select 1 from pg_stat_activity where query like '%settle_deliveries%' and $1 = any (pg_blocking_pids(pid))`,
+      [(await writer.query('select pg_backend_pid() as pid')).rows[0].pid])).rowCount! > 0);
+    await writer.query('commit');
+    t.deepEqual((await settling).rows, [{ delivery_id: created, state }]);
     t.deepEqual(await queued(hook.id), state === 'pending'
       ? [{ action: 'contact.created', contact_id: next, in_flight: false, put_off: false }]
       : []);
@@ -379,8 +376,7 @@ test('a backfill running across changes of ids examines each contact once: not a
   for (const city of ['c1', 'c2', 'c3', 'c4', 'c5', 'c6']) contacts.push(await f.contact(company.id, { city }));
   const [c1, c2, c3, c4, c5] = contacts;
   const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
-  const stepper = await db().pool.connect();
-  t.teardown(() => stepper.release());
+  const stepper = await connected(t);
   await stepper.query("set webhooks.backfill_batch = '2'");
   const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
   await step();   // c1 and c2 examined
@@ -413,8 +409,7 @@ test('a change of id made while a backfill\'s step is under way waits for the st
   const c1 = await f.contact(company.id, { city: 'c1' });
   await f.contact(company.id, { city: 'c2' });
   const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
-  const stepper = await db().pool.connect();
-  t.teardown(() => stepper.release());
+  const stepper = await connected(t);
   await stepper.query("set webhooks.backfill_batch = '1'");
   const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
   await stepper.query('begin');
@@ -444,27 +439,41 @@ test('an ordered webhook\'s backfill: a contact moved behind the walk while a wr
   const c1 = await f.contact(company.id, { city: 'c1' });
   const c2 = await f.contact(company.id, { city: 'c2' });
   const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
-  const stepper = await db().pool.connect();
-  t.teardown(() => stepper.release());
+  const stepper = await connected(t);
   await stepper.query("set webhooks.backfill_batch = '1'");
   const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
   const state = async () => (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state;
   await step();   // c1
   const behind = `-${await freeId()}`;
   await db().pool.query('update crm.contacts set id = $2 where id = $1', [c2.id, behind]);
-  const writer = await db().pool.connect();
-  try {
-    await writer.query('begin');
-    await writer.query("update crm.contacts set city = 'c2 changed' where id = $1", [behind]);
-    for (let i = 0; i < 3; i++) await step();
-    t.is(await state(), 'running', 'not done while the contact behind waits for its writer');
-    await writer.query('commit');
-  } finally {
-    writer.release();
-  }
+  const writer = await connected(t);
+  await writer.query('begin');
+  await writer.query("update crm.contacts set city = 'c2 changed' where id = $1", [behind]);
+  for (let i = 0; i < 3; i++) await step();
+  t.is(await state(), 'running', 'not done while the contact behind waits for its writer');
+  await writer.query('commit');
   for (let i = 0; i < 3 && (await state()) === 'running'; i++) await step();
   t.is(await state(), 'done');
   const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot')
     .map((d) => [d.payload.data.contact.city, String(d.contact_id)]);
   t.deepEqual(snapshots, [['c1', c1.id], ['c2 changed', behind]], 'after the change the writer made');
+});
+
+test('a change of id by a writer in REPEATABLE READ whose snapshot a backfill\'s step overtook does not fail', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  const c1 = await f.contact(company.id, { city: 'c1' });
+  await f.contact(company.id, { city: 'c2' });
+  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const writer = await connected(t);
+  await writer.query('begin isolation level repeatable read');
+  await writer.query('select 1 from crm.contacts limit 1');   // its snapshot, before the step
+  const stepper = await connected(t);
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  await stepper.query('select webhooks_relay.backfill_step(p_only => $1)', [backfill]);   // c1, committed
+  const next = await freeId();
+  await writer.query('update crm.contacts set id = $2 where id = $1', [c1.id, next]);
+  await writer.query('commit');
+  t.deepEqual((await db().pool.query('select id from crm.contacts where id = $1', [next])).rows, [{ id: next }]);
 });

@@ -4,19 +4,14 @@
 // connections of its own.)
 import test from 'ava';
 import pg from 'pg';
-import { useTestDatabase } from '../helpers/db.ts';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
 import type { PlanNode } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
-async function connected(t: { teardown: (fn: () => Promise<void>) => void }): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: db().url });
-  await client.connect();
-  t.teardown(() => client.end());
-  return client;
-}
+const connected = (t: { teardown: (fn: () => Promise<void>) => void }) => ownConnection(db().url, t);
 
 async function twoAssigning(t: Parameters<typeof connected>[0], firstEnds: 'commit' | 'rollback') {
   const f = factories(db().pool);
