@@ -344,15 +344,16 @@ begin
   end if;
 
   -- Contacts whose id changed across the position while the walk ran
-  -- (backfill_renumbered, noted by the change: tg_contact_renumberings__backfills,
-  -- below): those examined under an id behind the position and now ahead of it are
-  -- passed over when the walk reaches them; those not examined yet and now behind it
-  -- are examined first, here (an ordered webhook's held by a writer wait for a later
-  -- step). One index range of the backfill's notes, nearly always empty.
-  v_passed := array(select r.contact_id from webhooks_private.backfill_renumbered r
-                    where r.backfill_id = p_backfill.id and r.examined);
+  -- (backfill_renumbered, noted by the change: backfills_renumbered, below): those
+  -- examined under an id behind the position and now ahead of it are passed over when
+  -- the walk reaches them; those not examined yet and now behind it are examined
+  -- first, a batch of them a step in place of the walk's (the pacing above holds), an
+  -- ordered webhook's once no writer holds them (as the walk's, below). Two index
+  -- ranges of the backfill's notes, nearly always empty.
   v_behind := array(select r.contact_id from webhooks_private.backfill_renumbered r
-                    where r.backfill_id = p_backfill.id and not r.examined);
+                    where r.backfill_id = p_backfill.id and not r.examined
+                    order by r.backfill_id, r.contact_id
+                    limit v_batch);
   if cardinality(v_behind) > 0 then
     if v_webhook.ordered then
       begin
@@ -364,8 +365,6 @@ begin
       -- (a contact gone is examined: there is nothing to lock or send)
       v_behind := array(select i from unnest(v_behind) i
                         where i = any (v_locked) or not exists (select 1 from crm.contacts c where c.id = i));
-      v_behind_left := exists (select 1 from webhooks_private.backfill_renumbered r
-                               where r.backfill_id = p_backfill.id and not r.examined and r.contact_id <> all (v_behind));
       v_locked := null;
     end if;
     for v_contact in select * from webhooks_private.backfill_contacts_among(v_webhook.company_id, v_behind) loop
@@ -375,7 +374,15 @@ begin
     end loop;
     delete from webhooks_private.backfill_renumbered r
     where r.backfill_id = p_backfill.id and r.contact_id = any (v_behind);
+    if cardinality(v_behind) > 0 then
+      update webhooks.backfills b set queued = b.queued + v_written where b.id = p_backfill.id;
+      return v_written;
+    end if;
+    -- (every one held by a writer: the walk goes on, and the backfill is not done)
+    v_behind_left := true;
   end if;
+  v_passed := array(select r.contact_id from webhooks_private.backfill_renumbered r
+                    where r.backfill_id = p_backfill.id and r.examined);
 
   -- An ordered webhook's batch: its contacts locked first (FOR SHARE, never waiting),
   -- then read. A contact a writer holds (its change's delivery has its id already,

@@ -387,7 +387,11 @@ test('a backfill running across changes of ids examines each contact once: not a
   await renumber(c3.id, behind);  // not examined, moved behind it
   await renumber(c4.id, aheadAgain);   // not examined, moved on ahead: examined once, there
   await renumber(c2.id, behindAgain);  // examined, moved behind: nothing more
+  const cities = async () => (await deliveriesOf(db().pool, [hook.id])).map((d) => d.payload.data.contact.city as string);
+  await step();   // c3, behind: a step of its own
+  t.deepEqual(await cities(), ['c1', 'c2', 'c3']);
   await step();   // c5 and c6
+  t.deepEqual(await cities(), ['c1', 'c2', 'c3', 'c5', 'c6']);
   await renumber(c5.id, `-${await freeId()}`);   // examined by this step
   for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
     await db().pool.query(`update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
