@@ -458,10 +458,10 @@ $$;
 -- that the move overtakes settles it again (settle_results, 30_delivery.sql). A row a
 -- claim is leasing is waited for (milliseconds), then moved as leased. The webhooks
 -- with deliveries waiting are found as the claim finds them (waiting_webhooks, one
--- index probe each), those with deliveries in flight so too (webhooks_in_flight), then each one's rows of the contact in the
--- contact and lease indexes, in one statement (two would let a delivery that was
--- leased or settled in between escape both): rare, and costing the writer of the
--- change alone. Returns how many moved.
+-- index probe each), those with deliveries in flight so too (webhooks_in_flight),
+-- then each one's rows of the contact in the contact and lease indexes, in one
+-- statement (two would let a delivery that was leased or settled in between escape
+-- both): rare, and costing the writer of the change alone. Returns how many moved.
 create or replace function webhooks_private.move_contact_deliveries(p_from bigint, p_to bigint)
 returns integer
 language plpgsql

@@ -721,8 +721,10 @@ $$;
 -- of first_assignments go, as its delete takes them: kept, nothing removed them, and
 -- the next assignment writes the new id's; and the change is noted
 -- (contact_renumberings: a replay of a message of the old id goes in the new id's
--- lane, contact_id_now in 22_outbox.sql). Called by the update trigger, before it announces the change,
--- so that the announcement waits behind those deliveries and merges into them.
+-- lane, contact_id_now in 22_outbox.sql; a backfill running examines the contact
+-- once, backfills_renumbered in 35_backfill.sql). Called by the update trigger,
+-- before it announces the change, so that the announcement waits behind those
+-- deliveries and merges into them.
 -- Returns how many deliveries moved.
 create or replace function webhooks_private.contact_id_changed(p_from bigint, p_to bigint)
 returns integer

@@ -745,17 +745,9 @@ begin
     begin
       perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
       return query
-        select s.*
-        from (select array_agg(r.id) as ids, array_agg(r.attempt) as attempts, array_agg(r.attempted_at) as attempted_at,
-                     array_agg(r.duration_ms) as duration_ms, array_agg(r.status_code) as status_codes,
-                     array_agg(r.error) as errors, array_agg(r.response_body) as response_bodies,
-                     array_agg(r.retry_after_s) as retry_after_s
-              from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
-                          p_response_bodies, p_retry_after_s)
-                as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
-              where r.id = any (v_webhook_ids)) f
-        cross join lateral webhooks_private.settle_results(p_relay, f.ids, f.attempts, f.attempted_at, f.duration_ms,
-                                                             f.status_codes, f.errors, f.response_bodies, f.retry_after_s) s;
+        select * from webhooks_private.settle_results_of(v_webhook_ids, p_relay, p_ids, p_attempts, p_attempted_at,
+                                                         p_duration_ms, p_status_codes, p_errors, p_response_bodies,
+                                                         p_retry_after_s);
       perform set_config('lock_timeout', v_lock_timeout, true);
     exception when lock_not_available then
       perform webhooks_private.raise_if_table_locked();
@@ -953,18 +945,9 @@ begin
   end if;
   if cardinality(v_again) > 0 then
     return query
-      select s.*
-      from (select array_agg(r.id) as ids, array_agg(r.attempt) as attempts, array_agg(r.attempted_at) as attempted_at,
-                   array_agg(r.duration_ms) as duration_ms, array_agg(r.status_code) as status_codes,
-                   array_agg(r.error) as errors, array_agg(r.response_body) as response_bodies,
-                   array_agg(r.retry_after_s) as retry_after_s
-            from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
-                        p_response_bodies, p_retry_after_s)
-              as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
-            where r.id = any (v_again)) f
-      cross join lateral webhooks_private.settle_results(p_relay, f.ids, f.attempts, f.attempted_at, f.duration_ms,
-                                                           f.status_codes, f.errors, f.response_bodies, f.retry_after_s,
-                                                           false) s;
+      select * from webhooks_private.settle_results_of(v_again, p_relay, p_ids, p_attempts, p_attempted_at, p_duration_ms,
+                                                       p_status_codes, p_errors, p_response_bodies, p_retry_after_s,
+                                                       false);
   end if;
 
   -- results of deliveries this relay no longer holds (its lease ran out, or this is a
@@ -1021,6 +1004,40 @@ begin
 
   return query select * from unnest(v_ids, v_states, v_next);
 end;
+$$;
+
+-- private (settle_deliveries, settle_results): the settle of those results of a batch
+-- whose delivery is one of p_only (settle_results, p_again as there)
+create or replace function webhooks_private.settle_results_of(
+  p_only            bigint[],
+  p_relay           text,
+  p_ids             bigint[],
+  p_attempts        integer[],
+  p_attempted_at    timestamptz[],
+  p_duration_ms     integer[],
+  p_status_codes    integer[],
+  p_errors          text[],
+  p_response_bodies text[],
+  p_retry_after_s   integer[],
+  p_again           boolean default true
+)
+returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
+language sql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.*
+  from (select array_agg(r.id) as ids, array_agg(r.attempt) as attempts, array_agg(r.attempted_at) as attempted_at,
+               array_agg(r.duration_ms) as duration_ms, array_agg(r.status_code) as status_codes,
+               array_agg(r.error) as errors, array_agg(r.response_body) as response_bodies,
+               array_agg(r.retry_after_s) as retry_after_s
+        from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
+                    p_response_bodies, p_retry_after_s)
+          as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
+        where r.id = any (p_only)) f
+  cross join lateral webhooks_private.settle_results(p_relay, f.ids, f.attempts, f.attempted_at, f.duration_ms,
+                                                       f.status_codes, f.errors, f.response_bodies, f.retry_after_s,
+                                                       p_again) s;
 $$;
 
 ------------------------------------------------------------------------------------
