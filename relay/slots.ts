@@ -184,6 +184,7 @@ export class Slots {
     else this.pacedByWebhook.set(job.webhookId, left);
     this.pacedCount--;
     this.letGoBytes(job);
+    this.forgetIfNotHeld(job.webhookId);
     return left;
   }
 
@@ -258,9 +259,19 @@ export class Slots {
     this.letGoBytes(job);
     const freed: Freed = { start: [], tooLate: [] };
     if (startNext) this.startQueued(job.webhookId, now, freed);
-    // a measure of a webhook no longer held would outlive what it measured
-    if (this.heldOf(job.webhookId) === 0) this.meanMs.delete(job.webhookId);
+    this.forgetIfNotHeld(job.webhookId);
     return freed;
+  }
+
+  /**
+   * A measure of a webhook no longer held would outlive what it measured: kept, it
+   * would size the queue of a later claim from requests long past, and a relay that
+   * runs for months would keep one for every webhook it ever sent to. Asked wherever
+   * a delivery leaves: its request ended, or it left unsent (paced, then handed back
+   * or sent; queued, then handed back).
+   */
+  private forgetIfNotHeld(webhookId: string): void {
+    if (this.heldOf(webhookId) === 0) this.meanMs.delete(webhookId);
   }
 
   /**
@@ -268,16 +279,12 @@ export class Slots {
    * deliveries were claimed): these deliveries are to be released.
    */
   takeQueued(webhookId?: string): DeliveryJob[] {
-    let jobs: DeliveryJob[];
-    if (webhookId === undefined) {
-      jobs = [...this.queues.values()].flat();
-      this.queues.clear();
-    } else {
-      jobs = this.queues.get(webhookId) ?? [];
-      this.queues.delete(webhookId);
-    }
+    const webhooks = webhookId === undefined ? [...this.queues.keys()] : [webhookId];
+    const jobs = webhooks.flatMap((id) => this.queues.get(id) ?? []);
+    for (const id of webhooks) this.queues.delete(id);
     this.queuedCount -= jobs.length;
     for (const job of jobs) this.letGoBytes(job);
+    for (const id of webhooks) this.forgetIfNotHeld(id);
     return jobs;
   }
 

@@ -271,6 +271,29 @@ test('a webhook no longer held forgets how fast it was', (t) => {
   t.is(slots.queueCap('a'), 2);
 });
 
+// The measure of a webhook is kept while it holds anything. Its last request may end
+// while others wait for their rate_limit slot: when those leave without a request
+// (the webhook changed or was deleted, the slot passed), it holds nothing, and a
+// relay that runs for months must not keep a measure of every webhook that ever
+// went so (nor claim ahead for one from a stale measure).
+test('a webhook whose last paced deliveries leave without a request forgets how fast it was', (t) => {
+  const now = Date.now();
+  const { slots, claim } = setup({ maxInFlight: 100, perWebhookInFlight: 1, prefetch: 2 });
+  const [a1] = [job('a')];
+  claim([a1]);
+  const paced = job('a', { sendAt: now + 500, sendUntil: now + 550 });
+  slots.pace(paced);
+  slots.measured('a', 10, true);
+  t.deepEqual(slots.finished(a1, 0), { start: [], tooLate: [] });
+  t.is(slots.queueCap('a'), 25, 'still held (paced): still measured');
+  t.is(slots.unpace(paced), 0);
+  t.is(slots.heldOf('a'), 0);
+  t.is(slots.queueCap('a'), 2, 'held no more: measured no more');
+
+  // (none kept: a Map entry per webhook that ever went so, for months)
+  t.is((slots as unknown as { meanMs: Map<string, number> }).meanMs.size, 0);
+});
+
 test('the bodies held are counted in bytes per webhook until their request ends; the relay is full once it holds its byte budget', (t) => {
   const { slots, claim } = setup({ maxHeldBytes: 1_000 });
   const [a1, a2, b1] = [sized('a', 400), sized('a', 400), sized('b', 100)];
