@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
-import { Agent, type buildConnector, type Dispatcher } from 'undici';
+import { Agent, Pool, type buildConnector, type Dispatcher } from 'undici';
 import type { DeliveryJob } from './queries.ts';
 import { DestinationRefused, guardedConnector, refuseLiteralHost, type NetworkList } from './destinations.ts';
 import { receiverResolver, type ReceiverResolver } from './dns.ts';
@@ -35,6 +35,8 @@ export interface SenderOptions {
   responseExcerptBytes: number;
   /** how long an idle connection is kept (KEEP_ALIVE_MS unless a test says otherwise) */
   keepAliveMs?: number;
+  /** to how many origins at most connections are kept (KEPT_ORIGINS_MAX unless a test says otherwise) */
+  keptOriginsMax?: number;
 }
 
 /**
@@ -44,6 +46,48 @@ export interface SenderOptions {
  * open, across webhooks and names, until the relay could open no more for anyone.
  */
 export const KEEP_ALIVE_MS = 10_000;
+
+/**
+ * Connections are kept alive to at most this many origins (scheme, host and port) at
+ * once; a request to any other opens a connection that closes after its answer. Each
+ * origin the relay keeps connections to holds undici's dispatcher for it (a Pool,
+ * whose request queue alone is a 16 KiB array) and its connections, a file
+ * descriptor each: about 27 KB of heap (HTTP on loopback, undici 7.30). The
+ * keep-alive bounds how long, not how many: a relay that sent to 3,000 receivers
+ * within KEEP_ALIVE_MS held 82 MB for them, most of the 128 MB its heap may grow to
+ * (node-flags.ts), and nothing bounded it further. A busy receiver past the bound
+ * gets a connection a request until an origin kept has let its last connection go
+ * (the keep-alive); the next origin the relay sends to then takes its place.
+ */
+export const KEPT_ORIGINS_MAX = 1_000;
+
+/**
+ * undici's per-origin dispatchers for an Agent (its `factory`): a Pool that keeps its
+ * connections alive while fewer than `max` such Pools are open, else one that closes
+ * each connection after its answer (pipelining 0, undici's word for no keep-alive),
+ * which the Agent drops once that connection has closed. Asked only when the Agent
+ * has no dispatcher for an origin, never per request. The Agent closes a Pool when
+ * its last connection closes or fails, from its own listener of that event (which
+ * runs after the one here): a Pool closed then counts no more.
+ */
+export function keptOrigins(max: number): (origin: string | URL, options: object) => Dispatcher {
+  let kept = 0;
+  return (origin, options) => {
+    if (kept >= max) return new Pool(origin, { ...(options as Pool.Options), pipelining: 0 });
+    const pool = new Pool(origin, options as Pool.Options);
+    kept++;
+    let counted = true;
+    const closed = () => {
+      if (counted && (pool.closed || pool.destroyed)) {
+        counted = false;
+        kept--;
+      }
+    };
+    const connectionGone = () => queueMicrotask(closed);
+    pool.on('disconnect', connectionGone).on('connectionError', connectionGone);
+    return pool;
+  };
+}
 
 /**
  * The most bytes of a response's status line and headers: undici's own bound, set
@@ -126,6 +170,7 @@ export class Sender {
       pipelining: 1,
       keepAliveTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
       keepAliveMaxTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
+      factory: keptOrigins(options.keptOriginsMax ?? KEPT_ORIGINS_MAX),
       maxHeaderSize: RESPONSE_MAX_HEADER_BYTES,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
@@ -195,6 +240,11 @@ export class Sender {
   private refused(job: DeliveryJob, refusal: DestinationRefused): HttpOutcome {
     this.log?.warn({ webhook: job.webhookId, delivery: job.deliveryId, attempt: job.attempt, why: refusal.detail }, refusal.detail);
     return { kind: 'error', error: refusal.message };
+  }
+
+  /** The origins undici holds a dispatcher for now, kept or with a request under way (a count of all of them: not for a hot path). */
+  get origins(): number {
+    return Object.keys(this.agent.stats).length;
   }
 
   async close(): Promise<void> {

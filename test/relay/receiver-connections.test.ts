@@ -1,0 +1,143 @@
+// The relay's connections to receivers over a long life (relay/deliver.ts): a relay
+// sends for thousands of companies to thousands of receivers that come and go, and
+// each receiver it keeps a connection to costs it a per-origin dispatcher and a file
+// descriptor. The sender alone, against receivers on loopback that count what they
+// hold open.
+import { createServer, type Socket } from 'node:net';
+import test from 'ava';
+import { Sender } from '../../relay/deliver.ts';
+import { parseNetworks } from '../../relay/destinations.ts';
+import { until } from '../helpers/until.ts';
+
+function job(url: string) {
+  return {
+    deliveryId: '1', messageId: 'msg_1', webhookId: '1', attempt: 1, url, body: '{"type":"contact.updated"}',
+    secret: `whsec_${Buffer.alloc(32, 1).toString('base64')}`, previousSecrets: [], sendAt: null, sendUntil: null,
+  };
+}
+
+type Answer = 'keeps' | 'closes' | 'silent';
+
+const ANSWERS: Record<Answer, (socket: Socket) => void> = {
+  // answers and keeps the connection for as long as the relay does
+  keeps: (socket) => socket.write('HTTP/1.1 200 OK\r\nkeep-alive: timeout=600\r\ncontent-length: 2\r\n\r\nok'),
+  // answers and closes the connection
+  closes: (socket) => socket.end('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok'),
+  // reads the request and never answers
+  silent: () => {},
+};
+
+interface Origin {
+  url: string;
+  /** connections open now */
+  open: Set<Socket>;
+  /** the heads of the requests that arrived, in order */
+  heads: string[];
+  /** connections ever accepted */
+  accepted: number;
+}
+
+/** `count` receivers, each an origin of its own (its own loopback address) answering as `answer` says. */
+async function origins(t: { teardown: (fn: () => void) => void }, count: number, answer: Answer, network: number): Promise<Origin[]> {
+  const made: Origin[] = [];
+  for (let i = 1; i <= count; i++) {
+    const origin: Origin = { url: '', open: new Set(), heads: [], accepted: 0 };
+    const server = createServer((socket) => {
+      origin.accepted++;
+      origin.open.add(socket);
+      socket.on('close', () => origin.open.delete(socket));
+      socket.on('error', () => {});
+      let buffered = '';
+      socket.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString('latin1');
+        for (let end = buffered.indexOf('\r\n\r\n'); end >= 0; end = buffered.indexOf('\r\n\r\n')) {
+          const head = buffered.slice(0, end);
+          const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+          if (buffered.length < end + 4 + length) return;
+          buffered = buffered.slice(end + 4 + length);
+          origin.heads.push(head.toLowerCase());
+          ANSWERS[answer](socket);
+        }
+      });
+    });
+    const host = `127.0.${network}.${i}`;
+    await new Promise<void>((resolve) => server.listen(0, host, resolve));
+    t.teardown(() => {
+      for (const socket of origin.open) socket.destroy();
+      server.close();
+    });
+    origin.url = `http://${host}:${(server.address() as { port: number }).port}/hook`;
+    made.push(origin);
+  }
+  return made;
+}
+
+const openAt = (all: Origin[]) => all.reduce((sum, origin) => sum + origin.open.size, 0);
+
+function sender(t: { teardown: (fn: () => void) => void }, options: { keepAliveMs?: number; keptOriginsMax?: number; requestTimeoutMs?: number } = {}) {
+  const made = new Sender({
+    allowNetworks: parseNetworks('127.0.0.0/8'),
+    dnsServers: null,
+    connectTimeoutMs: 2_000,
+    requestTimeoutMs: options.requestTimeoutMs ?? 5_000,
+    responseExcerptBytes: 1024,
+    keepAliveMs: options.keepAliveMs ?? 60_000,
+    keptOriginsMax: options.keptOriginsMax,
+  });
+  t.teardown(() => made.close());
+  return made;
+}
+
+test('the relay keeps idle connections to at most its bound of origins (KEPT_ORIGINS_MAX); past it, a new origin is sent to without keep-alive', async (t) => {
+  const kept = 8;
+  const receivers = await origins(t, 3 * kept, 'keeps', 41);
+  const relay = sender(t, { keptOriginsMax: kept });
+
+  // one delivery to each, all at once
+  const results = await Promise.all(receivers.map((origin) => relay.send(job(origin.url))));
+  t.deepEqual(results.map((r) => r.outcome.kind === 'response' && r.outcome.status), receivers.map(() => 200));
+  const keepAlive = receivers.filter((origin) => origin.heads[0]!.includes('\r\nconnection: keep-alive'));
+  const closing = receivers.filter((origin) => origin.heads[0]!.includes('\r\nconnection: close'));
+  t.is(keepAlive.length, kept, 'the first origins get keep-alive connections');
+  t.is(closing.length, 2 * kept, 'the others are asked to close their connection after the answer');
+  // the receivers keep every connection the relay does not close
+  await until('the connections of the origins past the bound are closed', async () => openAt(closing) === 0);
+  t.is(openAt(keepAlive), kept);
+
+  // the kept ones are used again, and the others still go without keep-alive
+  const again = await Promise.all(receivers.map((origin) => relay.send(job(origin.url))));
+  t.true(again.every((r) => r.outcome.kind === 'response' && r.outcome.status === 200));
+  t.deepEqual(keepAlive.map((origin) => origin.accepted), keepAlive.map(() => 1), 'one connection each, used again');
+  t.true(closing.every((origin) => origin.accepted === 2 && origin.heads[1]!.includes('\r\nconnection: close')));
+  await until('the connections of the origins past the bound are closed', async () => openAt(closing) === 0);
+  t.is(openAt(receivers), kept);
+});
+
+test('once the kept origins\' idle connections close (the keep-alive), new origins are kept in their place', async (t) => {
+  const kept = 4;
+  const first = await origins(t, kept, 'keeps', 42);
+  const later = await origins(t, kept, 'keeps', 43);
+  const relay = sender(t, { keptOriginsMax: kept, keepAliveMs: 200 });
+  for (const origin of first) t.like((await relay.send(job(origin.url))).outcome, { kind: 'response', status: 200 });
+  await until('the idle connections are closed after the keep-alive', async () => openAt(first) === 0);
+  for (const origin of later) t.like((await relay.send(job(origin.url))).outcome, { kind: 'response', status: 200 });
+  t.true(later.every((origin) => origin.heads[0]!.includes('\r\nconnection: keep-alive')));
+});
+
+// undici keeps one dispatcher per origin inside the relay's Agent, and drops it once
+// its last connection has closed: an origin the relay never sends to again holds
+// nothing after the keep-alive, however its receiver behaved
+for (const answer of ['keeps', 'closes', 'silent'] as const) {
+  test(`a receiver that ${answer === 'silent' ? 'never answers' : `${answer} its connection after answering`}: nothing stays open after the keep-alive`, async (t) => {
+    const receivers = await origins(t, 40, answer, { keeps: 44, closes: 45, silent: 46 }[answer]);
+    const relay = sender(t, { keepAliveMs: 200, requestTimeoutMs: 300 });
+    const results = await Promise.all(receivers.map((origin) => relay.send(job(origin.url))));
+    t.true(results.every((r) => answer === 'silent' ? r.outcome.kind === 'error' && r.outcome.error.startsWith('timeout') : r.outcome.kind === 'response'));
+    await until('every connection the relay opened is closed', async () => openAt(receivers) === 0);
+    // (undici 7.30 connects once more after a request it was told to abort, and closes
+    // that connection as soon as the origin's dispatcher is dropped: a silent
+    // receiver sees two)
+    if (answer !== 'silent') t.true(receivers.every((origin) => origin.accepted === 1), JSON.stringify(receivers.map((origin) => origin.accepted)));
+    t.is(relay.origins, 0, 'no per-origin dispatcher left');
+  });
+}
