@@ -62,17 +62,17 @@ export const KEEP_ALIVE_MS = 10_000;
 export const KEPT_ORIGINS_MAX = 1_000;
 
 /**
- * undici's per-origin dispatchers for an Agent (its `factory`): a Pool that keeps its
- * connections alive while fewer than `max` such Pools are open, else one that closes
- * each connection after its answer (pipelining 0, undici's word for no keep-alive),
- * which the Agent drops once that connection has closed. Asked only when the Agent
- * has no dispatcher for an origin, never per request. The Agent closes a Pool when
- * its last connection closes or fails, from its own listener of that event (which
- * runs after the one here): a Pool closed then counts no more.
+ * undici's per-origin dispatchers for an Agent (`factory`, its option): a Pool that
+ * keeps its connections alive while fewer than `max` such Pools are open, else one
+ * that closes each connection after its answer (pipelining 0, undici's word for no
+ * keep-alive), which the Agent drops once that connection has closed. Asked only
+ * when the Agent has no dispatcher for an origin, never per request. The Agent closes
+ * a Pool when its last connection closes or fails, from its own listener of that
+ * event (which runs after the one here): a Pool closed then counts no more (`kept`).
  */
-export function keptOrigins(max: number): (origin: string | URL, options: object) => Dispatcher {
+export function keptOrigins(max: number): { factory: (origin: string | URL, options: object) => Dispatcher; kept: () => number } {
   let kept = 0;
-  return (origin, options) => {
+  const factory = (origin: string | URL, options: object): Dispatcher => {
     if (kept >= max) return new Pool(origin, { ...(options as Pool.Options), pipelining: 0 });
     const pool = new Pool(origin, options as Pool.Options);
     kept++;
@@ -87,6 +87,7 @@ export function keptOrigins(max: number): (origin: string | URL, options: object
     pool.on('disconnect', connectionGone).on('connectionError', connectionGone);
     return pool;
   };
+  return { factory, kept: () => kept };
 }
 
 /**
@@ -146,6 +147,7 @@ type RefusalLog = Pick<Logger, 'warn'>;
 
 export class Sender {
   private readonly agent: Agent;
+  private readonly kept: ReturnType<typeof keptOrigins>;
   private readonly resolver: ReceiverResolver;
   private readonly options: SenderOptions;
   private readonly log: RefusalLog | null;
@@ -164,13 +166,14 @@ export class Sender {
     this.log = log;
     this.now = now;
     this.resolver = receiverResolver({ servers: options.dnsServers, timeoutMs: options.connectTimeoutMs });
+    this.kept = keptOrigins(options.keptOriginsMax ?? KEPT_ORIGINS_MAX);
     this.agent = new Agent({
       // the relay caps requests itself (per webhook and in total)
       connections: null,
       pipelining: 1,
       keepAliveTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
       keepAliveMaxTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
-      factory: keptOrigins(options.keptOriginsMax ?? KEPT_ORIGINS_MAX),
+      factory: this.kept.factory,
       maxHeaderSize: RESPONSE_MAX_HEADER_BYTES,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
@@ -245,6 +248,13 @@ export class Sender {
   /** The origins undici holds a dispatcher for now, kept or with a request under way (a count of all of them: not for a hot path). */
   get origins(): number {
     return Object.keys(this.agent.stats).length;
+  }
+
+  /** The origins whose connections are kept alive now, and the connections open to receivers (a count of all of them: not for a hot path). */
+  receivers(): { kept: number; connections: number } {
+    let connections = 0;
+    for (const stats of Object.values(this.agent.stats)) connections += Number(stats.connected);
+    return { kept: this.kept.kept(), connections };
   }
 
   async close(): Promise<void> {

@@ -37,7 +37,14 @@ export class RelayMetrics {
    * (a fresh one when not given)
    */
   constructor(
-    now: { inFlight: () => number; heldBytes: () => number; byteBudget: number },
+    now: {
+      inFlight: () => number;
+      heldBytes: () => number;
+      byteBudget: number;
+      /** the origins kept alive and the connections open to receivers (deliver.ts), and the most origins kept */
+      receivers: () => { kept: number; connections: number };
+      keptMax: number;
+    },
     registry: Registry = new Registry(),
   ) {
     this.registry = registry;
@@ -76,6 +83,27 @@ export class RelayMetrics {
       help: 'RELAY_MAX_HELD_BYTES: the most bytes of payloads the relay holds; at it, the relay claims nothing more.',
       registers: [registry],
     }).set(now.byteBudget);
+    new Gauge({
+      name: 'bpd_webhooks_receiver_origins_kept',
+      help: 'Origins of receivers whose connections the relay keeps alive now (KEPT_ORIGINS_MAX bounds them: past it, a connection per request).',
+      registers: [registry],
+      collect() {
+        this.set(now.receivers().kept);
+      },
+    });
+    new Gauge({
+      name: 'bpd_webhooks_receiver_origins_kept_max',
+      help: 'KEPT_ORIGINS_MAX: the most origins whose connections the relay keeps alive at once.',
+      registers: [registry],
+    }).set(now.keptMax);
+    new Gauge({
+      name: 'bpd_webhooks_receiver_connections',
+      help: 'Connections to receivers open now, in use or idle (a file descriptor each).',
+      registers: [registry],
+      collect() {
+        this.set(now.receivers().connections);
+      },
+    });
     this.#claims = new Counter({
       name: 'bpd_webhooks_claims_total',
       help: 'Claim calls made to the database.',

@@ -5,7 +5,10 @@ import test from 'ava';
 import { RelayMetrics } from '../../relay/metrics.ts';
 import { parsePrometheus } from '../helpers/prometheus.ts';
 
-const NOTHING_HELD = { inFlight: () => 0, heldBytes: () => 0, byteBudget: 1_048_576 };
+const NOTHING_HELD = {
+  inFlight: () => 0, heldBytes: () => 0, byteBudget: 1_048_576,
+  receivers: () => ({ kept: 0, connections: 0 }), keptMax: 1_000,
+};
 
 /** What a scraper reads of these metrics now. */
 async function values(metrics: RelayMetrics): Promise<Map<string, number>> {
@@ -41,7 +44,7 @@ test('every outcome is there at zero before the first settle', async (t) => {
 test('requests in flight and the bytes of payloads held are read when scraped, beside the byte budget', async (t) => {
   let open = 3;
   let bytes = 70_000;
-  const metrics = new RelayMetrics({ inFlight: () => open, heldBytes: () => bytes, byteBudget: 1_048_576 });
+  const metrics = new RelayMetrics({ ...NOTHING_HELD, inFlight: () => open, heldBytes: () => bytes });
   const first = await values(metrics);
   t.is(first.get('bpd_webhooks_requests_in_flight'), 3);
   t.is(first.get('bpd_webhooks_payload_bytes_held'), 70_000);
@@ -51,4 +54,17 @@ test('requests in flight and the bytes of payloads held are read when scraped, b
   const then = await values(metrics);
   t.is(then.get('bpd_webhooks_requests_in_flight'), 0);
   t.is(then.get('bpd_webhooks_payload_bytes_held'), 0);
+});
+
+test('the origins kept alive and the connections open to receivers are read when scraped, beside the most origins kept', async (t) => {
+  let receivers = { kept: 12, connections: 40 };
+  const metrics = new RelayMetrics({ ...NOTHING_HELD, receivers: () => receivers, keptMax: 1_000 });
+  const first = await values(metrics);
+  t.is(first.get('bpd_webhooks_receiver_origins_kept'), 12);
+  t.is(first.get('bpd_webhooks_receiver_origins_kept_max'), 1_000);
+  t.is(first.get('bpd_webhooks_receiver_connections'), 40);
+  receivers = { kept: 0, connections: 0 };
+  const then = await values(metrics);
+  t.is(then.get('bpd_webhooks_receiver_origins_kept'), 0);
+  t.is(then.get('bpd_webhooks_receiver_connections'), 0);
 });

@@ -103,6 +103,8 @@ test('the relay keeps idle connections to at most its bound of origins (KEPT_ORI
   // the receivers keep every connection the relay does not close
   await until('the connections of the origins past the bound are closed', async () => openAt(closing) === 0);
   t.is(openAt(keepAlive), kept);
+  await until('the relay counts the connections closed', async () => relay.receivers().connections === kept);
+  t.deepEqual(relay.receivers(), { kept, connections: kept }, 'what /metrics shows');
 
   // the kept ones are used again, and the others still go without keep-alive
   const again = await Promise.all(receivers.map((origin) => relay.send(job(origin.url))));
@@ -139,5 +141,6 @@ for (const answer of ['keeps', 'closes', 'silent'] as const) {
     // receiver sees two)
     if (answer !== 'silent') t.true(receivers.every((origin) => origin.accepted === 1), JSON.stringify(receivers.map((origin) => origin.accepted)));
     t.is(relay.origins, 0, 'no per-origin dispatcher left');
+    t.deepEqual(relay.receivers(), { kept: 0, connections: 0 });
   });
 }
