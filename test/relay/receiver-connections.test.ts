@@ -144,3 +144,23 @@ for (const answer of ['keeps', 'closes', 'silent'] as const) {
     t.deepEqual(relay.receivers(), { kept: 0, connections: 0 });
   });
 }
+
+test('origins that refuse the connection hold nothing afterwards, and count against no bound', async (t) => {
+  // ports that were listened on and are no more
+  const urls: string[] = [];
+  for (let i = 1; i <= 20; i++) {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, `127.0.47.${i}`, resolve));
+    urls.push(`http://127.0.47.${i}:${(server.address() as { port: number }).port}/hook`);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  const relay = sender(t, { keptOriginsMax: 4 });
+  const results = await Promise.all(urls.map((url) => relay.send(job(url))));
+  t.deepEqual(results.map((r) => r.outcome), urls.map((url) => ({ kind: 'error', error: `connection refused by ${new URL(url).host}` })));
+  await until('every origin let go', async () => relay.origins === 0);
+  t.deepEqual(relay.receivers(), { kept: 0, connections: 0 });
+  // and the bound is free for origins that answer
+  const receivers = await origins(t, 4, 'keeps', 48);
+  await Promise.all(receivers.map((origin) => relay.send(job(origin.url))));
+  t.true(receivers.every((origin) => origin.heads[0]!.includes('\r\nconnection: keep-alive')));
+});
