@@ -94,7 +94,7 @@ test.serial('ten times the work to ten times the receivers, failing, redirected,
   const { database, f } = await relayScene(t, { retryBase: '10 milliseconds' });
   // (every failure counted against a webhook: none waits behind its circuit breaker)
   await database.pool.query(`alter database ${database.name} set webhooks.breaker_after = 1000`);
-  const relay = testRelay(database.url, { RELAY_REQUEST_TIMEOUT_MS: '500', RELAY_CONNECT_TIMEOUT_MS: '500' });
+  const relay = testRelay(database.url, { RELAY_REQUEST_TIMEOUT_MS: '1000', RELAY_CONNECT_TIMEOUT_MS: '1000' });
   t.teardown(() => relay.stop());
   await relay.start();
 
@@ -111,7 +111,8 @@ test.serial('ten times the work to ten times the receivers, failing, redirected,
       for (const [i, kind] of KINDS.entries()) {
         const r = await receiver(`127.0.${100 + network}.${i + 1}`, kind);
         receivers.push(r);
-        const { id } = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: r.url, maxAttempts: 2 });
+        // (a silent receiver's attempt takes the whole request timeout: one is enough)
+        const { id } = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: r.url, maxAttempts: kind === 'silent' ? 1 : 2 });
         ids.push(id);
         kindOf.set(id, kind);
       }
