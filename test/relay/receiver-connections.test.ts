@@ -128,18 +128,22 @@ test('once the kept origins\' idle connections close (the keep-alive), new origi
 
 // undici keeps one dispatcher per origin inside the relay's Agent, and drops it once
 // its last connection has closed: an origin the relay never sends to again holds
-// nothing after the keep-alive, however its receiver behaved
+// nothing after the keep-alive, however its receiver behaved. Four requests at once
+// to each (a webhook has many slots): undici connects once more after each request
+// it was told to abort (the request timeout, against a silent receiver), and that
+// connection, which never carried a request, must go too (undici 7.30, which the
+// relay uses, closes it; 8.10.1 is reported to keep it open for as long as the
+// receiver does, nodejs/undici#5845).
 for (const answer of ['keeps', 'closes', 'silent'] as const) {
   test(`a receiver that ${answer === 'silent' ? 'never answers' : `${answer} its connection after answering`}: nothing stays open after the keep-alive`, async (t) => {
-    const receivers = await origins(t, 40, answer, { keeps: 44, closes: 45, silent: 46 }[answer]);
-    const relay = sender(t, { keepAliveMs: 200, requestTimeoutMs: 300 });
-    const results = await Promise.all(receivers.map((origin) => relay.send(job(origin.url))));
-    t.true(results.every((r) => answer === 'silent' ? r.outcome.kind === 'error' && r.outcome.error.startsWith('timeout') : r.outcome.kind === 'response'));
+    const receivers = await origins(t, 10, answer, { keeps: 44, closes: 45, silent: 46 }[answer]);
+    const relay = sender(t, { keepAliveMs: 200, requestTimeoutMs: answer === 'silent' ? 300 : 5_000 });
+    const results = await Promise.all(receivers.flatMap((origin) => [1, 2, 3, 4].map(() => relay.send(job(origin.url)))));
+    const outcomes = results.map((r) => r.outcome.kind === 'response' ? r.outcome.status : r.outcome.error.split(':')[0]);
+    t.deepEqual(outcomes, results.map(() => answer === 'silent' ? 'timeout' : 200));
+    // (a silent receiver's may time out before they are written, on a loaded machine)
+    if (answer !== 'silent') t.true(receivers.every((origin) => origin.heads.length === 4));
     await until('every connection the relay opened is closed', async () => openAt(receivers) === 0);
-    // (undici 7.30 connects once more after a request it was told to abort, and closes
-    // that connection as soon as the origin's dispatcher is dropped: a silent
-    // receiver sees two)
-    if (answer !== 'silent') t.true(receivers.every((origin) => origin.accepted === 1), JSON.stringify(receivers.map((origin) => origin.accepted)));
     t.is(relay.origins, 0, 'no per-origin dispatcher left');
     t.deepEqual(relay.receivers(), { kept: 0, connections: 0 });
   });
