@@ -143,7 +143,6 @@ test.serial('ten times the work to ten times the receivers, failing, redirected,
   const warm = await floor(relay);
   await phase(10);
   const after = await floor(relay);
-  t.log({ warm, after });
   t.deepEqual(after.bookkeeping, warm.bookkeeping);
   t.deepEqual(after.handles, warm.handles);
   t.is(after.fds, warm.fds);

@@ -143,8 +143,9 @@ for (const answer of ['keeps', 'closes', 'silent'] as const) {
     t.deepEqual(outcomes, results.map(() => answer === 'silent' ? 'timeout' : 200));
     // (a silent receiver's may time out before they are written, on a loaded machine)
     if (answer !== 'silent') t.true(receivers.every((origin) => origin.heads.length === 4));
-    await until('every connection the relay opened is closed', async () => openAt(receivers) === 0);
-    t.is(relay.origins, 0, 'no per-origin dispatcher left');
+    // (a connection undici opens again after an aborted request may be on its way)
+    await until('every connection the relay opened is closed, and no per-origin dispatcher left',
+      async () => openAt(receivers) === 0 && relay.origins === 0);
     t.deepEqual(relay.receivers(), { kept: 0, connections: 0 });
   });
 }
