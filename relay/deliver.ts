@@ -52,14 +52,17 @@ export const KEEP_ALIVE_MS = 10_000;
  * once; a request to any other opens a connection that closes after its answer. Each
  * origin the relay keeps connections to holds undici's dispatcher for it (a Pool,
  * whose request queue alone is a 16 KiB array) and its connections, a file
- * descriptor each: about 27 KB of heap (HTTP on loopback, undici 7.30). The
+ * descriptor each: about 27 KB of heap over HTTP, 31 KB over TLS and some 160 KB
+ * more outside the heap (OpenSSL's), measured on loopback with undici 7.30. The
  * keep-alive bounds how long, not how many: a relay that sent to 3,000 receivers
- * within KEEP_ALIVE_MS held 82 MB for them, most of the 128 MB its heap may grow to
- * (node-flags.ts), and nothing bounded it further. A busy receiver past the bound
- * gets a connection a request until an origin kept has let its last connection go
- * (the keep-alive); the next origin the relay sends to then takes its place.
+ * within KEEP_ALIVE_MS held 82 MB of heap for them, most of the 128 MB its heap may
+ * grow to (node-flags.ts), beside the payloads it holds (RELAY_MAX_HELD_BYTES, 48
+ * MiB), and nothing bounded it further. At the bound, TLS receivers hold about 16
+ * MB of heap. A busy receiver past it gets a connection a request until an origin
+ * kept has let its last connection go (the keep-alive); the next origin the relay
+ * sends to then takes its place.
  */
-export const KEPT_ORIGINS_MAX = 1_000;
+export const KEPT_ORIGINS_MAX = 500;
 
 /**
  * undici's per-origin dispatchers for an Agent (`factory`, its option): a Pool that
