@@ -8,6 +8,7 @@
 import { readdirSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import test from 'ava';
+import { CHANNEL, WEBHOOK_CHANGED_NOTICE } from '../../relay/engine-names.ts';
 import type { Relay } from '../../relay/loop.ts';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
@@ -148,7 +149,7 @@ test.serial('ten times the work to ten times the receivers, failing, redirected,
   t.is(after.fds, warm.fds);
 });
 
-test.serial('its database connections broken ten times over: the relay reconnects each time and holds no more timers, sockets or listeners than before', async (t) => {
+test.serial('its database connections broken ten times over, and woken thousands of times: the relay reconnects each time and holds no more timers, sockets or listeners than before', async (t) => {
   const { database, f, company } = await relayScene(t);
   const r = await receiver('127.0.99.1', 'ok');
   t.teardown(() => r.close());
@@ -178,11 +179,19 @@ test.serial('its database connections broken ten times over: the relay reconnect
       [database.name, kinds]);
     await deliver();
   }
+  // woken by notifications (of changes, and of webhooks changed) and by hand
+  await database.pool.query(`select pg_notify($1, case when i % 2 = 0 then '' else $2 || i end) from generate_series(1, 2000) i`,
+    [CHANNEL, WEBHOOK_CHANGED_NOTICE]);
+  for (let i = 0; i < 2000; i++) {
+    relay.wake();
+    if (i % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  await deliver();
   const after = await floor(relay);
   t.deepEqual(after.handles, warm.handles);
   t.is(after.fds, warm.fds);
   t.is(relay.pool.listenerCount('error'), 1);
   t.deepEqual(warnings, []);
-  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 11);
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 12);
   t.true(deliveries.every((d) => d.state === 'succeeded'));
 });
