@@ -121,7 +121,8 @@ test('once the kept origins\' idle connections close (the keep-alive), new origi
   const later = await origins(t, kept, 'keeps', 43);
   const relay = sender(t, { keptOriginsMax: kept, keepAliveMs: 200 });
   for (const origin of first) t.like((await relay.send(job(origin.url))).outcome, { kind: 'response', status: 200 });
-  await until('the idle connections are closed after the keep-alive', async () => openAt(first) === 0);
+  await until('the idle connections are closed after the keep-alive, and their origins kept no more',
+    async () => openAt(first) === 0 && relay.receivers().kept === 0);
   for (const origin of later) t.like((await relay.send(job(origin.url))).outcome, { kind: 'response', status: 200 });
   t.true(later.every((origin) => origin.heads[0]!.includes('\r\nconnection: keep-alive')));
 });
