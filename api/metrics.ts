@@ -1,6 +1,7 @@
 // The admin API's own metrics, beside the shared ones of ops/operations.ts: HTTP
 // requests by route (a fixed set) and status, their duration, those in flight, those
-// waiting for their company's turn, and statements waiting for a database connection.
+// waiting for their company's turn, statements waiting for a database connection, and
+// the operations planned.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type pg from 'pg';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -45,7 +46,19 @@ export function apiMetrics(registry: Registry, share: CompanyShare, pool: Pick<p
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
+  // a plan grafast did not have cached (api/preset.ts, PlanCache): each holds the
+  // API's one thread for as long as it takes, for every company
+  const planning = new Histogram({
+    name: 'bpd_webhooks_api_planning_seconds',
+    help: 'Time to plan a GraphQL operation the API had no plan for (its count: plans made).',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [registry],
+  });
   return {
+    /** One operation planned, in ms. */
+    planned(ms: number): void {
+      planning.observe(ms / 1000);
+    },
     /** Counts one request from now until its response is finished (or the connection closes). */
     track(_req: IncomingMessage, res: ServerResponse, route: Route): void {
       inFlight.inc();

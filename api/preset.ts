@@ -257,12 +257,71 @@ function OneConnectionPerRequest(limits: ApiLimits): GraphileConfig.Plugin {
   };
 }
 
+/**
+ * How many documents and plans the API keeps, whoever sent them. grafserv keeps each
+ * query text's parsed and validated document, and grafast each operation's plans (one
+ * for each shape of variables a plan depends on), in LRUs of 500 documents, 500
+ * operations and 50 plans an operation by default. Every company shares them, and the
+ * text is the caller's: the document and plan of 24 one-row pages of every list (3.5 kB
+ * of text) held about 3 MB of the API's heap, and 600 such texts, each with a comment
+ * of its own, grew it by 1.4 GB. The Reports page sends about 25 texts, the same for
+ * every company.
+ */
+export const CACHED_DOCUMENTS = 50;
+/** plans kept for one operation: grafast makes another for each shape of variables that changes its plan */
+export const CACHED_PLANS_PER_OPERATION = 4;
+
+/**
+ * The cache of plans bounded (CACHED_DOCUMENTS; grafserv's of documents is set with
+ * the preset's grafserv options), and each plan made told to `planned` with the milliseconds it took: a plan grafast did not have.
+ */
+function PlanCache(planned: (ms: number) => void): GraphileConfig.Plugin {
+  const seen = new WeakSet<object>();
+  return {
+    name: 'PlanCache',
+    version: '1.0.0',
+    grafast: {
+      middleware: {
+        establishOperationPlan(next) {
+          const started = performance.now();
+          const plan = next();
+          if (!seen.has(plan)) {
+            seen.add(plan);
+            planned(performance.now() - started);
+          }
+          return plan;
+        },
+      },
+    },
+    schema: {
+      hooks: {
+        GraphQLSchema(spec) {
+          const extensions = spec.extensions ?? {};
+          return {
+            ...spec,
+            extensions: {
+              ...extensions,
+              grafast: {
+                ...extensions.grafast,
+                operationsCacheMaxLength: CACHED_DOCUMENTS,
+                operationOperationPlansCacheMaxLength: CACHED_PLANS_PER_OPERATION,
+              },
+            },
+          };
+        },
+      },
+    },
+  };
+}
+
 export interface PresetOptions {
   /** the API's connections; the caller owns the pool and ends it */
   pool: pg.Pool;
   /** claims of the request, verified before GraphQL runs (server.ts) */
   claimsOf: (request: unknown) => Claims | undefined;
   limits: ApiLimits;
+  /** told of each operation plan made, with the milliseconds it took (a plan not in grafast's cache) */
+  planned?: (ms: number) => void;
 }
 
 /**
@@ -294,7 +353,7 @@ export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, RequestLimits(options.limits), OneConnectionPerRequest(options.limits)],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, RequestLimits(options.limits), OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}))],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],
@@ -313,6 +372,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
       graphiqlOnGraphQLGET: false,
       websockets: false,
       maxRequestLength: options.limits.maxBodyBytes,
+      parseAndValidateCacheSize: CACHED_DOCUMENTS,
       maskError,
     },
     grafast: {

@@ -103,11 +103,20 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   pool.on('error', (error) => {
     if (!stopping) log.warn({ err: lostConnection(error) }, 'idle database connection lost');
   });
+  // /metrics, /healthz, /readyz (ops/operations.ts): the API's pool asks the database
+  const registry = operationsRegistry(pool, undefined, options.operationsReuseMs);
+  const share = new CompanyShare({
+    maxInFlight: limits.companyMaxInFlight,
+    maxQueued: limits.companyMaxQueued,
+    maxWaitMs: limits.companyMaxWaitMs,
+  });
+  const metrics = apiMetrics(registry, share, pool);
   const pgl = postgraphile(
     apiPreset({
       pool,
       claimsOf: (req) => (req && typeof req === 'object' ? claimsByRequest.get(req) : undefined),
       limits,
+      planned: (ms) => metrics.planned(ms),
     }),
   );
   // build the schema now: a broken database shows at start, not at the first request
@@ -118,14 +127,6 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const graphql = serv.createHandler();
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
 
-  // /metrics, /healthz, /readyz (ops/operations.ts): the API's pool asks the database
-  const registry = operationsRegistry(pool, undefined, options.operationsReuseMs);
-  const share = new CompanyShare({
-    maxInFlight: limits.companyMaxInFlight,
-    maxQueued: limits.companyMaxQueued,
-    maxWaitMs: limits.companyMaxWaitMs,
-  });
-  const metrics = apiMetrics(registry, share, pool);
   const operations = operationsRoutes({ registry, db: pool, reuseMs: options.operationsReuseMs });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

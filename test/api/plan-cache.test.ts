@@ -1,0 +1,36 @@
+// The API keeps a bounded number of parsed documents and plans, whatever texts its
+// callers send (api/preset.ts, CACHED_DOCUMENTS): each text of its own, a comment
+// or an alias apart, is another document and another plan.
+import test from 'ava';
+import { CACHED_DOCUMENTS } from '../../api/preset.ts';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+import { scrape } from '../helpers/prometheus.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+
+/** Operations planned so far (bpd_webhooks_api_planning_seconds' count). */
+async function planned(): Promise<number> {
+  return (await scrape(api().api.url)).get('bpd_webhooks_api_planning_seconds_count') ?? 0;
+}
+
+test('distinct query texts are kept up to CACHED_DOCUMENTS: past them the oldest is planned again, a text sent again is not', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id, 'webhook_viewer');
+  const kept = '{ currentCompanyId }';
+  const first = await planned();
+  t.deepEqual((await api().gql(token, kept)).data, { currentCompanyId: company.id });
+  t.is(await planned(), first + 1);
+  // the same text again: its plan is kept
+  t.is((await api().gql(token, kept)).errors, undefined);
+  t.is(await planned(), first + 1);
+  // texts that differ by a comment each: each is planned, and the cache holds the
+  // latest CACHED_DOCUMENTS of them; with grafserv's and grafast's defaults (500),
+  // a company's distinct texts each held their plan, megabytes apiece
+  for (let i = 0; i < CACHED_DOCUMENTS; i++) {
+    t.is((await api().gql(token, `# ${i}\n${kept}`)).errors, undefined);
+  }
+  t.is(await planned(), first + 1 + CACHED_DOCUMENTS);
+  t.is((await api().gql(token, kept)).errors, undefined);
+  t.is(await planned(), first + 2 + CACHED_DOCUMENTS);
+});
