@@ -36,6 +36,12 @@ export interface ApiLimits {
   companyMaxWaitMs: number;
   /** how long a statement waits for one of the pool's connections, in milliseconds, before it is refused unrun */
   poolWaitMs: number;
+  /** how long a request's headers and body may take to arrive, in milliseconds; later, HTTP 408 and the connection closed */
+  receiveTimeoutMs: number;
+  /** how long a client may take no byte of a GraphQL answer, in milliseconds, before its connection is closed */
+  answerIdleMs: number;
+  /** connections the API holds at once; more are closed as they come */
+  maxConnections: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
@@ -65,6 +71,16 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   // statement timeout: a request that waited twice that long is behind a queue that
   // will not clear soon, and its client is told so rather than left waiting
   poolWaitMs: 10_000,
+  // a body is at most maxBodyBytes (100 kB): 30 s is 3 kB/s. Node's own bounds were
+  // 60 s for the headers and 300 s for the whole request, checked every 30 s
+  receiveTimeoutMs: 30_000,
+  // a GraphQL answer may be a hundred MB (payloads, PAYLOAD_VALUES): held in the
+  // API's memory until its client takes it, and without a bound for as long as the
+  // client kept its connection open without reading
+  answerIdleMs: 30_000,
+  // each holds a file descriptor, which the pool's connections to Postgres need too
+  // (a system's default limit is 1,024 a process); a browser on the page holds up to six
+  maxConnections: 900,
 });
 
 /** The environment variable of each limit. */
@@ -82,6 +98,9 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
   companyMaxQueued: 'API_COMPANY_MAX_QUEUED',
   companyMaxWaitMs: 'API_COMPANY_MAX_WAIT_MS',
   poolWaitMs: 'API_POOL_WAIT_MS',
+  receiveTimeoutMs: 'API_RECEIVE_TIMEOUT_MS',
+  answerIdleMs: 'API_ANSWER_IDLE_MS',
+  maxConnections: 'API_MAX_CONNECTIONS',
 });
 
 /** The codes (extensions.code) of the refusals. */

@@ -30,6 +30,25 @@ export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.ur
  */
 export const API_IDLE_CONNECTION_MS = 10 * 60_000;
 
+/**
+ * How often node looks for requests past their time (API_RECEIVE_TIMEOUT_MS): its
+ * default, 30 s, let a request run 30 s past the bound.
+ */
+export const CONNECTIONS_CHECKED_EVERY_MS = 1_000;
+
+/**
+ * Resolves once the answer is all handed to the system, or its connection has closed.
+ * A client that takes no byte of it for idleMs is disconnected (node's own timeout of
+ * an idle socket, set for this answer only: once it is sent, node sets the keep-alive's).
+ */
+function answerTaken(res: ServerResponse, idleMs: number): Promise<void> {
+  if (res.writableFinished || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    res.once('close', () => resolve());
+    res.setTimeout(idleMs, () => res.destroy());
+  });
+}
+
 export interface ApiOptions {
   databaseUrl: string;
   jwtSecret: string;
@@ -189,8 +208,12 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       // for the answer or not: a client that left handed its turn on while its SQL went
       // on, and a company whose clients left every request held as many backends as it
       // sent
+      // and until its answer is taken: an answer is held in the API's memory until its
+      // client reads it (up to a hundred MB, api/limits.ts), and a company whose
+      // clients read none had as many held as it sent
       try {
         await graphql(req, res);
+        await answerTaken(res, limits.answerIdleMs);
       } finally {
         turn.release();
       }
@@ -203,13 +226,23 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     await page(req, res);
   }
 
-  const server = createServer((req, res) => {
+  const server = createServer({
+    // a request's headers and body arrive within receiveTimeoutMs, else node answers
+    // 408 and closes the connection: one sent a byte a second held its connection, and
+    // its company's turn, for node's 300 s
+    headersTimeout: limits.receiveTimeoutMs,
+    requestTimeout: limits.receiveTimeoutMs,
+    connectionsCheckingInterval: CONNECTIONS_CHECKED_EVERY_MS,
+  }, (req, res) => {
     handle(req, res).catch((error) => {
       log.error({ err: error, method: req.method, url: req.url }, 'request failed');
       if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'internal error' }] });
       else res.destroy();
     });
   });
+  // past it, connections are closed as they come (idle ones close after node's
+  // keepAliveTimeout, 5 s)
+  server.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     // an empty host is none (a compose file's `HOST: ${HOST}` with HOST unset): given to

@@ -1,0 +1,137 @@
+// What a client's connection may hold of the API, which every company shares: a
+// request arrives within API_RECEIVE_TIMEOUT_MS (else 408, closed), an answer is taken
+// without a pause of API_ANSWER_IDLE_MS (else closed) and holds its company's turn
+// until then, and the API holds at most API_MAX_CONNECTIONS connections at once.
+// Each test runs an API of its own with small bounds, over real sockets.
+import { connect, type Socket } from 'node:net';
+import test from 'ava';
+import type { ApiLimits } from '../../api/limits.ts';
+import { startTestApi, type TestApi } from '../helpers/api.ts';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
+
+const db = useTestDatabase(test);
+
+async function apiWith(t: { teardown: (fn: () => Promise<void>) => void }, limits: Partial<ApiLimits>): Promise<TestApi> {
+  const api = await startTestApi(db().url, { limits });
+  t.teardown(() => api.stop());
+  return api;
+}
+
+/** A socket to the API whose bytes as received are `received()`, and `closed` once the server closes it. */
+function rawClient(port: number): { socket: Socket; received: () => string; closed: Promise<void> } {
+  const socket = connect(port, '127.0.0.1');
+  let text = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => {
+    text += chunk;
+  });
+  socket.on('error', () => {});
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, received: () => text, closed };
+}
+
+/** Resolves with what happened first: the promise, or `ms` passing. */
+function within<T>(ms: number, promise: Promise<T>): Promise<T | 'still waiting'> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<'still waiting'>((resolve) => {
+      timer = setTimeout(() => resolve('still waiting'), ms);
+    }),
+  ]);
+}
+
+const QUERY = JSON.stringify({ query: '{ currentCompanyId }' });
+
+test('a body sent a byte at a time is answered 408 and closed after API_RECEIVE_TIMEOUT_MS, and its company\'s turn is free again', async (t) => {
+  const api = await apiWith(t, { receiveTimeoutMs: 1_000, companyMaxInFlight: 1, companyMaxWaitMs: 200 });
+  const company = await factories(db().pool).company();
+  const token = await api.token(company.id);
+  const slow = rawClient(api.api.port);
+  slow.socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\n` +
+    `Content-Length: ${QUERY.length}\r\n\r\n`);
+  let sent = 0;
+  const drip = setInterval(() => {
+    if (sent < QUERY.length - 1) slow.socket.write(QUERY[sent++]!);
+  }, 100);
+  t.teardown(() => clearInterval(drip));
+  // while its body arrives, it has its company's turn (the API reads it in the turn)
+  await until('the slow request has its turn', async () => (await api.gql(token, '{ currentCompanyId }')).status === 429);
+  // node's default waited 300 s for the whole request, checked every 30 s
+  t.is(await within(10_000, slow.closed), undefined);
+  clearInterval(drip);
+  t.regex(slow.received(), /^HTTP\/1\.1 408 /);
+  const after = await api.gql(token, '{ currentCompanyId }');
+  t.is(after.status, 200);
+  t.deepEqual(after.data, { currentCompanyId: company.id });
+});
+
+test('headers that never end are answered 408 and closed after API_RECEIVE_TIMEOUT_MS', async (t) => {
+  const api = await apiWith(t, { receiveTimeoutMs: 1_000 });
+  const slow = rawClient(api.api.port);
+  slow.socket.write('POST /graphql HTTP/1.1\r\nHost: x\r\n');
+  let n = 0;
+  const drip = setInterval(() => slow.socket.write(`X-${n++}: y\r\n`), 100);
+  t.teardown(() => clearInterval(drip));
+  t.is(await within(10_000, slow.closed), undefined);
+  clearInterval(drip);
+  t.regex(slow.received(), /^HTTP\/1\.1 408 /);
+});
+
+test('an answer its client does not read holds its company\'s turn until API_ANSWER_IDLE_MS passes without a byte taken, then its connection is closed', async (t) => {
+  const api = await apiWith(t, { answerIdleMs: 1_000, companyMaxInFlight: 1, companyMaxWaitMs: 200 });
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  // 40 payloads of a MB: an answer of 40 MB, far more than the sockets' buffers hold
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, created_at)
+     select $1, $2, 'contact.created', n, jsonb_build_object('n', n, 'x', repeat('x', 1000000)), now() - n * interval '1 second'
+     from generate_series(1, 40) n`,
+    [hook.id, company.id]);
+  const token = await api.token(company.id, 'webhook_viewer');
+  const body = JSON.stringify({ query: '{ allDeliveries(first: 40) { nodes { id payload } } }' });
+  const reader = rawClient(api.api.port);
+  reader.socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  // it reads the answer's first bytes, then no more
+  await until('the answer begins', async () => reader.received().startsWith('HTTP/1.1 200'), 30_000);
+  reader.socket.pause();
+  // the turn is the unread answer's: the company's next request waits, and is refused
+  const next = await api.gql(token, '{ currentCompanyId }');
+  t.is(next.status, 429);
+  t.is(next.errors?.[0].extensions?.why, 'waited_too_long');
+  // the server closes the connection: the turn is free again
+  await until('the company is served again', async () => (await api.gql(token, '{ currentCompanyId }')).status === 200);
+  reader.socket.resume();
+  t.is(await within(10_000, reader.closed), undefined);
+  t.true(reader.received().length < 40_000_000, `${reader.received().length} bytes of the answer taken`);
+});
+
+test('past API_MAX_CONNECTIONS, connections are closed as they come, and the API answers once they go', async (t) => {
+  const maxConnections = 5;
+  const api = await apiWith(t, { maxConnections });
+  const held = maxConnections + 10;
+  const closed = await new Promise<number>((resolve) => {
+    let count = 0;
+    const end = () => {
+      clearTimeout(timer);
+      for (const socket of sockets) socket.destroy();
+      resolve(count);
+    };
+    const sockets = Array.from({ length: held }, () => {
+      const socket = connect(api.api.port, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        if (++count === held - maxConnections) end();
+      });
+      return socket;
+    });
+    const timer = setTimeout(end, 10_000);
+  });
+  t.is(closed, held - maxConnections);
+  await until('/healthz answers', () => fetch(`${api.api.url}/healthz`).then((r) => r.status === 200, () => false));
+  t.pass();
+});
