@@ -87,7 +87,8 @@ const HistoryNewestFirst: GraphileConfig.Plugin = {
 
 /**
  * The request limits of api/limits.ts: depth and fields with fragments expanded as
- * validation rules (cached with the parsed document); page sizes and the answer's
+ * validation rules (a depth refused is cached with the parsed document; fields are
+ * refused before the other rules run, and not cached); page sizes and the answer's
  * size once the variables are known, before anything is planned or run; and every connection's page bounded, with a
  * default when the request gives neither first nor last.
  */
