@@ -21,8 +21,11 @@ test('distinct query texts are kept up to CACHED_DOCUMENTS: past them the oldest
   const first = await planned();
   t.deepEqual((await api().gql(token, kept)).data, { currentCompanyId: company.id });
   t.is(await planned(), first + 1);
-  // the same text again: its plan is kept
+  // the same text again: its plan is kept, whatever company and role send it (a plan
+  // made for each would be the cache's bound again, a company at a time)
   t.is((await api().gql(token, kept)).errors, undefined);
+  const other = await factories(db().pool).company();
+  t.deepEqual((await api().gql(await api().token(other.id, 'webhook_admin'), kept)).data, { currentCompanyId: other.id });
   t.is(await planned(), first + 1);
   // texts that differ by a comment each: each is planned, and the cache holds the
   // latest CACHED_DOCUMENTS of them; with grafserv's and grafast's defaults (500),
