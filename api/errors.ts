@@ -74,6 +74,55 @@ const PAGE_ARGUMENT_REFUSALS: ReadonlyArray<[RegExp, string]> = [
   [/^Cannot use 'offset' with 'last'/, LIMIT_CODES.pageArguments],
 ];
 
+/**
+ * The refusals grafserv makes itself, of a request it cannot take as one operation,
+ * by HTTP status: a message and `statusCode`, no code (a batch, a JSON array of
+ * operations, answered "Invalid body; expected object"). Named here so that a client
+ * can tell them from the rest, as every other refusal is.
+ */
+const HTTP_REFUSAL_CODES: Readonly<Record<number, string>> = {
+  400: 'BAD_REQUEST',
+  405: 'METHOD_NOT_ALLOWED',
+  406: 'NOT_ACCEPTABLE',
+  413: LIMIT_CODES.body,
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+};
+
+/** A JSON answer of grafserv's: its status and its body's bytes. */
+interface BufferAnswer {
+  type: string;
+  statusCode?: number;
+  headers?: Record<string, string>;
+  buffer?: Buffer;
+}
+
+/**
+ * The answer with a code in each of grafserv's own refusals (HTTP_REFUSAL_CODES) that
+ * has none. Every other answer as it is, unread.
+ */
+export function nameHttpRefusals<T extends BufferAnswer | null>(answer: T): T {
+  const code = answer?.type === 'buffer' && answer.buffer ? HTTP_REFUSAL_CODES[answer.statusCode ?? 0] : undefined;
+  if (!answer || !code || !answer.buffer) return answer;
+  let body: { errors?: Array<{ extensions?: Record<string, unknown> }> };
+  try {
+    body = JSON.parse(answer.buffer.toString('utf8'));
+  } catch {
+    return answer;
+  }
+  let named = false;
+  for (const error of body.errors ?? []) {
+    if (error.extensions?.code !== undefined) continue;
+    // a 400 is also GraphQL's answer to a document it refuses (a field that is not
+    // there), which is not grafserv's refusal: those have no statusCode
+    if (answer.statusCode === 400 && error.extensions?.statusCode === undefined) continue;
+    error.extensions = { ...error.extensions, code };
+    named = true;
+  }
+  if (!named) return answer;
+  const buffer = Buffer.from(JSON.stringify(body), 'utf8');
+  return { ...answer, buffer, headers: { ...answer.headers, 'content-length': String(buffer.length) } };
+}
+
 export function maskError(error: GraphQLError): GraphQLError {
   if (error.originalError instanceof SafeError && error.extensions?.code === undefined) {
     const code = PAGE_ARGUMENT_REFUSALS.find(([pattern]) => pattern.test(error.message))?.[1];

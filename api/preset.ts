@@ -9,7 +9,7 @@ import { isPromiseLike } from 'postgraphile/grafast';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
-import { maskError } from './errors.ts';
+import { maskError, nameHttpRefusals } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
 import { boundedPage, depthRule, expandedFieldsRule, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits } from './limits.ts';
 import { nameInputErrors, refuseInputs } from './input-refusals.ts';
@@ -171,6 +171,19 @@ const InputRefusals: GraphileConfig.Plugin = {
         const named = (outcome: Awaited<typeof result>) =>
           (Symbol.asyncIterator in outcome ? outcome : nameInputErrors(outcome, sent));
         return isPromiseLike(result) ? Promise.resolve(result).then(named) : named(result);
+      },
+    },
+  },
+};
+
+/** grafserv's own refusals of a request named (api/errors.ts, nameHttpRefusals). */
+const NamedHttpRefusals: GraphileConfig.Plugin = {
+  name: 'NamedHttpRefusals',
+  version: '1.0.0',
+  grafserv: {
+    middleware: {
+      async processRequest(next) {
+        return nameHttpRefusals(await next());
       },
     },
   },
@@ -354,7 +367,7 @@ export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, RequestLimits(options.limits), OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}))],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, RequestLimits(options.limits), OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}))],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],

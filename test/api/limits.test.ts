@@ -374,9 +374,44 @@ function post(url: string, token: string, body: string, sendLength: boolean): Pr
     });
     // the server may answer and close before the whole body is written
     req.on('error', (error: NodeJS.ErrnoException) => (error.code === 'EPIPE' || error.code === 'ECONNRESET' ? undefined : reject(error)));
-    req.end(body);
+    // (a body given to end() alone is sent with its length, by node)
+    if (sendLength) {
+      req.end(body);
+    } else {
+      req.write(body);
+      req.end();
+    }
   });
 }
+
+test('a request the API cannot take as one operation is refused with a code that says so: a batch, a body that is no object, variables that are no object, JSON that does not parse, a media type or an answer type it does not serve', async (t) => {
+  const { viewer } = await busyCompany();
+  const one = { query: '{ currentCompanyId }' };
+  // (grafserv said what was wrong, with no code)
+  const bodies: Array<[string, string]> = [
+    ['a batch', JSON.stringify([one, one])],
+    ['a string', JSON.stringify(one.query)],
+    ['variables in a list', JSON.stringify({ ...one, variables: [1] })],
+    ['JSON cut short', '{"query":'],
+    ['no query', JSON.stringify({ variables: {} })],
+  ];
+  for (const [what, body] of bodies) {
+    const refused = await post(api().api.url, viewer, body, true);
+    t.is(refused.status, 400, what);
+    const { errors } = JSON.parse(refused.body);
+    t.is(errors.length, 1, what);
+    t.is(errors[0].extensions.code, 'BAD_REQUEST', what);
+  }
+  const headers = { authorization: `Bearer ${viewer}` };
+  const form = await fetch(`${api().api.url}/graphql`, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: 'query=%7B+currentCompanyId+%7D' });
+  t.is(form.status, 415);
+  t.is((await form.json()).errors[0].extensions.code, 'UNSUPPORTED_MEDIA_TYPE');
+  const html = await fetch(`${api().api.url}/graphql`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'text/plain' }, body: JSON.stringify(one) });
+  t.is(html.status, 406);
+  t.is((await html.json()).errors[0].extensions.code, 'NOT_ACCEPTABLE');
+  // and one operation is served
+  t.is((await post(api().api.url, viewer, JSON.stringify(one), true)).status, 200);
+});
 
 test('a request body over the limit is answered 413, with or without a length', async (t) => {
   const { viewer } = await busyCompany();
@@ -386,6 +421,7 @@ test('a request body over the limit is answered 413, with or without a length', 
   t.is(JSON.parse(said.body).errors[0].extensions.code, 'REQUEST_TOO_LARGE');
   const chunked = await post(api().api.url, viewer, body, false);
   t.is(chunked.status, 413);
+  t.is(JSON.parse(chunked.body).errors[0].extensions.code, 'REQUEST_TOO_LARGE');
   // and a body within it is served
   const fine = await post(api().api.url, viewer, JSON.stringify({ query: '{ currentCompanyId }' }), false);
   t.is(fine.status, 200);
