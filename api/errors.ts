@@ -88,6 +88,14 @@ const HTTP_REFUSAL_CODES: Readonly<Record<number, string>> = {
   415: 'UNSUPPORTED_MEDIA_TYPE',
 };
 
+/**
+ * GraphQL's validation stopped short: its rule that fields of one name can be merged
+ * compares pairs of them up to a budget, past which it refuses the document ("Validation
+ * aborted."), as it does past 100 errors. A document too costly to check, named as
+ * ours are (QUERY_TOO_COSTLY).
+ */
+const VALIDATION_ABORTED = /^(Too many validation errors, error limit reached\. )?Validation aborted\.$/;
+
 /** A JSON answer of grafserv's: its status and its body's bytes. */
 interface BufferAnswer {
   type: string;
@@ -97,13 +105,15 @@ interface BufferAnswer {
 }
 
 /**
- * The answer with a code in each of grafserv's own refusals (HTTP_REFUSAL_CODES) that
- * has none. Every other answer as it is, unread.
+ * The answer with a code in each of grafserv's own refusals (HTTP_REFUSAL_CODES), and
+ * in GraphQL's validation stopped short (VALIDATION_ABORTED), that has none. Every
+ * other answer as it is, unread (a client that asks for `application/json` alone is
+ * answered GraphQL's refusals with 200, as GraphQL over HTTP says: those are left as they are).
  */
 export function nameHttpRefusals<T extends BufferAnswer | null>(answer: T): T {
   const code = answer?.type === 'buffer' && answer.buffer ? HTTP_REFUSAL_CODES[answer.statusCode ?? 0] : undefined;
   if (!answer || !code || !answer.buffer) return answer;
-  let body: { errors?: Array<{ extensions?: Record<string, unknown> }> };
+  let body: { errors?: Array<{ message?: string; extensions?: Record<string, unknown> }> };
   try {
     body = JSON.parse(answer.buffer.toString('utf8'));
   } catch {
@@ -113,9 +123,12 @@ export function nameHttpRefusals<T extends BufferAnswer | null>(answer: T): T {
   for (const error of body.errors ?? []) {
     if (error.extensions?.code !== undefined) continue;
     // a 400 is also GraphQL's answer to a document it refuses (a field that is not
-    // there), which is not grafserv's refusal: those have no statusCode
-    if (answer.statusCode === 400 && error.extensions?.statusCode === undefined) continue;
-    error.extensions = { ...error.extensions, code };
+    // there), which is not grafserv's refusal: those have no statusCode, and keep no
+    // code but GraphQL's stop past its own budget
+    const its = answer.statusCode !== 400 || error.extensions?.statusCode !== undefined ? code
+      : VALIDATION_ABORTED.test(error.message ?? '') ? LIMIT_CODES.nodes : undefined;
+    if (its === undefined) continue;
+    error.extensions = { ...error.extensions, code: its };
     named = true;
   }
   if (!named) return answer;
