@@ -11,7 +11,8 @@
 //
 // Pure bookkeeping, no I/O: the server admits a request after it has checked the
 // token (the company is the token's) and releases it when the request's work has
-// ended, whether its client is still there or not.
+// ended, whether its client is still there or not, and its answer is taken (or its
+// client cut off: api/server.ts).
 
 export interface CompanyShareLimits {
   maxInFlight: number;
