@@ -42,6 +42,8 @@ export interface ApiLimits {
   answerIdleMs: number;
   /** connections the API holds at once; more are closed as they come */
   maxConnections: number;
+  /** bytes of payloads' JSON text one answer may hold, its first payload whatever its size (chargePayload) */
+  answerPayloadBytes: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
@@ -81,6 +83,9 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   // each holds a file descriptor, which the pool's connections to Postgres need too
   // (a system's default limit is 1,024 a process); a browser on the page holds up to six
   maxConnections: 900,
+  // a payload's JSON is parsed, walked and written again on the API's one thread, some
+  // 80 ms a MB for one of many keys: 4 MiB is about a third of a second
+  answerPayloadBytes: 4 * 1024 * 1024,
 });
 
 /** The environment variable of each limit. */
@@ -101,6 +106,7 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
   receiveTimeoutMs: 'API_RECEIVE_TIMEOUT_MS',
   answerIdleMs: 'API_ANSWER_IDLE_MS',
   maxConnections: 'API_MAX_CONNECTIONS',
+  answerPayloadBytes: 'API_ANSWER_PAYLOAD_BYTES',
 });
 
 /** The codes (extensions.code) of the refusals. */
@@ -117,6 +123,7 @@ export const LIMIT_CODES = Object.freeze({
   companyShare: 'TOO_MANY_REQUESTS',
   jsonDepth: 'JSON_TOO_DEEP',
   poolWait: 'DATABASE_BUSY',
+  payloads: 'PAYLOADS_TOO_LARGE',
 });
 
 /** The limits of the environment (unset: the default); throws naming a bad setting. */
@@ -466,6 +473,38 @@ export function boundedPage(limits: ApiLimits, $first: Step | undefined, $last: 
       ([first, last]) => check('first')(first) ?? (last == null ? limits.defaultPageSize : null)),
     ...($last ? { $last: lambda($last, check('last')) } : {}),
   };
+}
+
+/** What is left of one answer's bytes of payloads (ApiLimits.answerPayloadBytes). */
+export interface PayloadBudget {
+  bytesLeft: number;
+  served: number;
+}
+
+export function payloadBudget(limits: Pick<ApiLimits, 'answerPayloadBytes'>): PayloadBudget {
+  return { bytesLeft: limits.answerPayloadBytes, served: 0 };
+}
+
+/**
+ * A payload's value, parsed from Postgres's JSON text, when the answer may hold it: its
+ * first payload whatever its size (one may be webhooks.max_payload_bytes, up to 64 MiB),
+ * then others while their text fits in what is left of answerPayloadBytes. Else a
+ * refusal of that payload, by name. The node count (PAYLOAD_VALUES) bounds how many
+ * payloads an answer may hold, not what they cost: each is parsed, walked for its depth
+ * (api/deep-json.ts) and written out again on the API's one thread, which grows with
+ * its keys, and 100 payloads of 20,000 keys (28 MB) held it for 2.2 to 3 s.
+ */
+export function chargePayload(limits: Pick<ApiLimits, 'answerPayloadBytes'>, budget: PayloadBudget, text: string | null): unknown {
+  if (text === null) return null;
+  const bytes = Buffer.byteLength(text);
+  if (budget.served > 0 && bytes > budget.bytesLeft) {
+    throw new SafeError(`this answer holds ${limits.answerPayloadBytes} bytes of payloads at most ` +
+      `(${LIMIT_SETTINGS.answerPayloadBytes}), and this payload is ${bytes}: ask for it alone (deliveryById), or in smaller pages`,
+    { code: LIMIT_CODES.payloads, limit: limits.answerPayloadBytes, found: bytes });
+  }
+  budget.bytesLeft -= bytes;
+  budget.served++;
+  return JSON.parse(text);
 }
 
 /** what pg-pool rejects a connect() with once connectionTimeoutMillis has passed */

@@ -5,13 +5,13 @@ import './env.ts';
 import type {} from 'postgraphile';
 import type pg from 'pg';
 import { makePgService } from 'postgraphile/adaptors/pg';
-import { isPromiseLike } from 'postgraphile/grafast';
+import { context as contextStep, isPromiseLike, lambda } from 'postgraphile/grafast';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError, nameHttpRefusals } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
-import { boundedPage, depthRule, expandedFieldsRule, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits } from './limits.ts';
+import { boundedPage, chargePayload, depthRule, expandedFieldsRule, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits, type PayloadBudget } from './limits.ts';
 import { nameInputErrors, refuseInputs } from './input-refusals.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -175,6 +175,46 @@ const InputRefusals: GraphileConfig.Plugin = {
     },
   },
 };
+
+declare global {
+  namespace Grafast {
+    interface Context {
+      /** what is left of this request's bytes of payloads (PayloadsWithinBudget) */
+      payloadBudget?: PayloadBudget;
+    }
+  }
+}
+
+/**
+ * A delivery's payload read as Postgres's JSON text and parsed only once the answer
+ * may hold it (api/limits.ts, chargePayload), not parsed by PostGraphile's codec for
+ * every row first.
+ */
+function PayloadsWithinBudget(limits: ApiLimits): GraphileConfig.Plugin {
+  return {
+    name: 'PayloadsWithinBudget',
+    version: '1.0.0',
+    after: ['PgAttributesPlugin'],
+    schema: {
+      hooks: {
+        GraphQLObjectType_fields_field(field, build, context) {
+          const { fieldName, pgFieldAttribute } = context.scope as { fieldName?: string; pgFieldAttribute?: unknown };
+          // (an attribute's field has no plan of its own: the row's get() is the default)
+          if (fieldName !== 'payload' || !pgFieldAttribute) return field;
+          const { sql, dataplanPg: { TYPES } } = build;
+          return {
+            ...field,
+            plan($record: any) {
+              const $text = $record.select(sql`(${$record.getClassStep().alias}.payload)::text`, TYPES.text);
+              return lambda([$text, contextStep()], ([text, ctx]) =>
+                chargePayload(limits, (ctx as Grafast.Context).payloadBudget ?? payloadBudget(limits), text as string | null));
+            },
+          };
+        },
+      },
+    },
+  };
+}
 
 /** grafserv's own refusals of a request named (api/errors.ts, nameHttpRefusals). */
 const NamedHttpRefusals: GraphileConfig.Plugin = {
@@ -367,7 +407,7 @@ export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, RequestLimits(options.limits), OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}))],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}))],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],
@@ -403,6 +443,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
             statement_timeout: String(options.limits.statementTimeoutMs),
             ...API_PLANNER_SETTINGS,
           },
+          payloadBudget: payloadBudget(options.limits),
         };
       },
     },

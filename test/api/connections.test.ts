@@ -81,7 +81,8 @@ test('headers that never end are answered 408 and closed after API_RECEIVE_TIMEO
 });
 
 test('an answer its client does not read holds its company\'s turn until API_ANSWER_IDLE_MS passes without a byte taken, then its connection is closed', async (t) => {
-  const api = await apiWith(t, { answerIdleMs: 1_000, companyMaxInFlight: 1, companyMaxWaitMs: 200 });
+  // (payloads of 40 MB in one answer: API_ANSWER_PAYLOAD_BYTES would refuse all but 4 MB)
+  const api = await apiWith(t, { answerIdleMs: 1_000, companyMaxInFlight: 1, companyMaxWaitMs: 200, answerPayloadBytes: 100_000_000 });
   const f = factories(db().pool);
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });

@@ -299,6 +299,42 @@ test('a payload counts as PAYLOAD_VALUES values: a page of payloads as large as 
   t.true(Math.floor(DEFAULT_LIMITS.maxNodes / PAYLOAD_VALUES) >= 50);
 });
 
+test('the payloads of one answer are at most API_ANSWER_PAYLOAD_BYTES of JSON text, its first whatever its size: the rest are refused by name, the answer\'s other fields served', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  // payloads of 60,000 keys, about 1 MB of text each: a payload is parsed from
+  // Postgres's text, walked for its depth and written out again on the API's one
+  // thread, and 100 payloads of 20,000 keys (28 MB) held it for 2.2 to 3 s, every
+  // company's requests waiting, although they were within the node count
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, created_at)
+     select $1, $2, 'contact.created', n, (select jsonb_object_agg('k' || k, k) from generate_series(1, 60000) k),
+            now() - n * interval '1 second'
+     from generate_series(1, 8) n`, [hook.id, company.id]);
+  const { rows: [{ bytes }] } = await db().pool.query(
+    `select octet_length(payload::text) as bytes from webhooks.deliveries where webhook_id = $1 limit 1`, [hook.id]);
+  const viewer = await api().token(company.id, 'webhook_viewer');
+  const page = await api().gql(viewer, `query($id: BigInt!) { webhookById(id: $id) { history(first: 8) { nodes { id payload } } } }`, { id: hook.id });
+  const nodes = page.data.webhookById.history.nodes as Array<{ id: string; payload: Record<string, number> | null }>;
+  t.is(nodes.length, 8);
+  const served = nodes.filter((node) => node.payload !== null);
+  // as many as the budget holds (4 of them)
+  t.is(served.length, Math.max(1, Math.floor(DEFAULT_LIMITS.answerPayloadBytes / bytes)));
+  t.true(served.length < 8);
+  t.is(served[0]!.payload!.k60000, 60000);
+  t.is(page.errors?.length, 8 - served.length);
+  for (const error of page.errors ?? []) {
+    t.is(error.extensions?.code, 'PAYLOADS_TOO_LARGE');
+    t.is(error.extensions?.limit, DEFAULT_LIMITS.answerPayloadBytes);
+    t.regex(error.message, /API_ANSWER_PAYLOAD_BYTES/);
+  }
+  // one payload at a time is served, whatever its size
+  const one = await api().gql(viewer, `query($id: BigInt!) { deliveryById(id: $id) { payload } }`, { id: nodes[7]!.id });
+  t.is(one.errors, undefined);
+  t.is(Object.keys(one.data.deliveryById.payload).length, 60000);
+});
+
 test('first and last above the page maximum are refused as literals and as variables', async (t) => {
   const { viewer } = await busyCompany();
   const over = DEFAULT_LIMITS.maxPageSize + 1;
