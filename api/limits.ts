@@ -76,9 +76,9 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   // a body is at most maxBodyBytes (100 kB): 30 s is 3 kB/s. Node's own bounds were
   // 60 s for the headers and 300 s for the whole request, checked every 30 s
   receiveTimeoutMs: 30_000,
-  // a GraphQL answer may be a hundred MB (payloads, PAYLOAD_VALUES): held in the
-  // API's memory until its client takes it, and without a bound for as long as the
-  // client kept its connection open without reading
+  // a GraphQL answer may be megabytes (answerPayloadBytes of payloads, maxNodes
+  // values): held in the API's memory until its client takes it, and without a bound
+  // for as long as the client kept its connection open without reading
   answerIdleMs: 30_000,
   // each holds a file descriptor, which the pool's connections to Postgres need too
   // (a system's default limit is 1,024 a process); a browser on the page holds up to six

@@ -207,9 +207,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       // the turn is the request's until its work has ended, whether its client waits
       // for the answer or not: a client that left handed its turn on while its SQL went
       // on, and a company whose clients left every request held as many backends as it
-      // sent
-      // and until its answer is taken: an answer is held in the API's memory until its
-      // client reads it (up to a hundred MB, api/limits.ts), and a company whose
+      // sent; and until its answer is taken: an answer is held in the API's memory
+      // until its client reads it (megabytes: api/limits.ts), and a company whose
       // clients read none had as many held as it sent
       try {
         await graphql(req, res);
