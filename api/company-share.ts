@@ -48,6 +48,11 @@ export class CompanyShare {
     return this.#waiting;
   }
 
+  /** Companies with a request running or waiting now: the others are forgotten. */
+  get companies(): number {
+    return this.#companies.size;
+  }
+
   /** Requests of a company running now. */
   running(companyId: string): number {
     return this.#companies.get(companyId)?.running ?? 0;

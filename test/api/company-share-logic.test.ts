@@ -66,3 +66,23 @@ test('a client gone while it waits gives its place to the one behind it, and one
   next();
   t.is(share.running('1'), 0);
 });
+
+test('a company is remembered only while it has a request running or waiting: many companies, each token a new one, leave nothing behind', async (t) => {
+  const share = new CompanyShare({ maxInFlight: 1, maxQueued: 1, maxWaitMs: 10 });
+  for (let company = 1; company <= 200; company++) {
+    const id = String(company);
+    const running = admitted(await share.admit(id));
+    // one refused for waiting too long, one for a full queue, one gone
+    const waited = share.admit(id);
+    t.deepEqual(await share.admit(id), { admitted: false, why: 'queue_full' });
+    t.deepEqual(await waited, { admitted: false, why: 'waited_too_long' });
+    const leaving = new AbortController();
+    const gone = share.admit(id, leaving.signal);
+    leaving.abort();
+    t.deepEqual(await gone, { admitted: false, why: 'gone' });
+    t.is(share.companies, 1);
+    running();
+  }
+  t.is(share.companies, 0);
+  t.is(share.waiting, 0);
+});
