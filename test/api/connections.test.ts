@@ -80,6 +80,13 @@ test('headers that never end are answered 408 and closed after API_RECEIVE_TIMEO
   t.regex(slow.received(), /^HTTP\/1\.1 408 /);
 });
 
+test('a connection that sends nothing is answered 408 and closed after API_RECEIVE_TIMEOUT_MS', async (t) => {
+  const api = await apiWith(t, { receiveTimeoutMs: 1_000 });
+  const silent = rawClient(api.api.port);
+  t.is(await within(10_000, silent.closed), undefined);
+  t.regex(silent.received(), /^HTTP\/1\.1 408 /);
+});
+
 test('an answer its client does not read holds its company\'s turn until API_ANSWER_IDLE_MS passes without a byte taken, then its connection is closed', async (t) => {
   // (payloads of 40 MB in one answer: API_ANSWER_PAYLOAD_BYTES would refuse all but 4 MB)
   const api = await apiWith(t, { answerIdleMs: 1_000, companyMaxInFlight: 1, companyMaxWaitMs: 200, answerPayloadBytes: 100_000_000 });
