@@ -322,8 +322,12 @@ function OneConnectionPerRequest(limits: ApiLimits): GraphileConfig.Plugin {
  * every company.
  */
 export const CACHED_DOCUMENTS = 50;
-/** plans kept for one operation: grafast makes another for each shape of variables that changes its plan */
-export const CACHED_PLANS_PER_OPERATION = 4;
+/**
+ * Plans kept for one operation: grafast makes another for each choice of variables its
+ * plan depends on (@include, @skip), and each may be megabytes. The page's texts have
+ * one such variable at most.
+ */
+export const CACHED_PLANS_PER_OPERATION = 2;
 
 /**
  * The cache of plans bounded (CACHED_DOCUMENTS; grafserv's of documents is set with
