@@ -160,6 +160,10 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       : path === GRAPHIQL_PATH || path.startsWith('/ruru-static/') ? 'graphiql'
       : OPERATIONS_PATHS.has(path) ? 'operations' : 'page';
     metrics.track(req, res, route);
+    // a file (Ruru's are up to 10 MB) or an operations answer its client stops taking:
+    // its connection is closed after API_ANSWER_IDLE_MS without a byte taken, as a
+    // GraphQL answer's is (below), not held for as long as the client stays
+    if (route !== 'graphql') res.setTimeout(limits.answerIdleMs, () => res.destroy());
     if (route === 'operations') {
       await operations(req, res, path);
       return;

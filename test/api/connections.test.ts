@@ -3,7 +3,10 @@
 // without a pause of API_ANSWER_IDLE_MS (else closed) and holds its company's turn
 // until then, and the API holds at most API_MAX_CONNECTIONS connections at once.
 // Each test runs an API of its own with small bounds, over real sockets.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test from 'ava';
 import type { ApiLimits } from '../../api/limits.ts';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
@@ -13,8 +16,8 @@ import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 
-async function apiWith(t: { teardown: (fn: () => Promise<void>) => void }, limits: Partial<ApiLimits>): Promise<TestApi> {
-  const api = await startTestApi(db().url, { limits });
+async function apiWith(t: { teardown: (fn: () => Promise<void>) => void }, limits: Partial<ApiLimits>, pageDir?: string): Promise<TestApi> {
+  const api = await startTestApi(db().url, { limits, pageDir });
   t.teardown(() => api.stop());
   return api;
 }
@@ -116,6 +119,26 @@ test('an answer its client does not read holds its company\'s turn until API_ANS
   reader.socket.resume();
   t.is(await within(10_000, reader.closed), undefined);
   t.true(reader.received().length < 40_000_000, `${reader.received().length} bytes of the answer taken`);
+});
+
+test('a file its client does not read is cut off after API_ANSWER_IDLE_MS without a byte taken, as a GraphQL answer is', async (t) => {
+  // (Ruru's files, which anyone who reaches the port may ask, are up to 10 MB)
+  const dir = await mkdtemp(join(tmpdir(), 'bpd-page-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'large.js'), Buffer.alloc(40_000_000, 'x'));
+  const api = await apiWith(t, { answerIdleMs: 1_000 }, dir);
+  const reader = rawClient(api.api.port);
+  reader.socket.write('GET /large.js HTTP/1.1\r\nHost: x\r\n\r\n');
+  await until('the file begins', async () => reader.received().startsWith('HTTP/1.1 200'));
+  reader.socket.pause();
+  // node kept it open for as long as the client did
+  await until('the server has given up on it', async () => {
+    const metrics = await fetch(`${api.api.url}/metrics`).then((r) => r.text());
+    return /^bpd_webhooks_api_requests_total\{route="page",code="200"\} 1$/m.test(metrics);
+  });
+  reader.socket.resume();
+  t.is(await within(10_000, reader.closed), undefined);
+  t.true(reader.received().length < 40_000_000, `${reader.received().length} bytes of the file taken`);
 });
 
 test('past API_MAX_CONNECTIONS, connections are closed as they come, and the API answers once they go', async (t) => {

@@ -35,7 +35,7 @@ export interface TestApi {
 
 export async function startTestApi(
   ownerUrl: string,
-  options: { reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits>; idleConnectionMs?: number; log?: Logger } = {},
+  options: { reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits>; idleConnectionMs?: number; log?: Logger; pageDir?: string } = {},
 ): Promise<TestApi> {
   const jwtSecret = randomBytes(32).toString('base64url');
   const api = await startApi({
@@ -47,6 +47,7 @@ export async function startTestApi(
     limits: options.limits,
     idleConnectionMs: options.idleConnectionMs,
     log: options.log,
+    pageDir: options.pageDir,
     // tests roll the report's counts up themselves, when they mean to
     reportCountsEveryMs: options.reportCountsEveryMs ?? 0,
     // and read /metrics' figures as they are now, not as they were a second ago
