@@ -38,7 +38,7 @@ export interface ApiLimits {
   poolWaitMs: number;
   /** how long a request's headers and body may take to arrive, in milliseconds; later, HTTP 408 and the connection closed */
   receiveTimeoutMs: number;
-  /** how long a client may take no byte of a GraphQL answer, in milliseconds, before its connection is closed */
+  /** how long a client may take no byte of an answer, in milliseconds, before its connection is closed */
   answerIdleMs: number;
   /** connections the API holds at once; more are closed as they come */
   maxConnections: number;
