@@ -208,31 +208,5 @@ as $$
 $$;
 
 
--- public (DBAs): one row per webhook per UTC day with deliveries, kept or already
--- dropped: days counted by the roll-up from delivery_day_counts, the rest counted from
--- the rows. Test sends are left out, as in the report's Times Fired. Runs as its
--- caller (row-level security applies).
-create or replace view webhooks.daily_counts with (security_invoker = true) as
-select c.webhook_id, c.company_id, c.day, c.fired, c.succeeded, c.failed, 0::bigint as pending
-from webhooks.delivery_day_counts c
--- (the roll-up writes no row for a day without deliveries, 50_report_counts.sql; one
--- written by hand would have nothing to say here)
-where c.fired > 0
-union all
-select h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date as day,
-       count(*) as fired,
-       -- (as count_rows, 50_report_counts.sql: what is neither on its way nor failed succeeded)
-       count(*) filter (where q.delivery_id is null and r.state is distinct from 'failed') as succeeded,
-       count(*) filter (where r.state = 'failed') as failed,
-       count(*) filter (where q.delivery_id is not null) as pending
-from webhooks.delivery_history h
--- (by webhook too, as in webhooks.deliveries, 22_outbox.sql: one webhook's days read
--- its own queue and result rows, not its company's)
-left join webhooks.delivery_queue q on q.delivery_id = h.id and q.webhook_id = h.webhook_id
-left join webhooks.delivery_results r on r.delivery_id = h.id and r.created_at = h.created_at and r.webhook_id = h.webhook_id
-where h.action <> 'webhook.test'
-  -- (a deleted webhook's counts went with it; its rows go soon, 22_outbox.sql)
-  and h.webhook_id <> all ((select webhooks_private.deleted_webhooks())::bigint[])
-  and not exists (select 1 from webhooks.delivery_day_counts c
-                  where c.webhook_id = h.webhook_id and c.day = (h.created_at at time zone 'utc')::date)
-group by h.webhook_id, h.company_id, (h.created_at at time zone 'utc')::date;
+-- (webhooks.daily_counts, the DBAs' totals per webhook and day kept or dropped, is in
+-- 50_report_counts.sql: it reads the days not counted yet as the report does)

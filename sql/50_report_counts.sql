@@ -444,6 +444,65 @@ as $$
   select r.counted_before from webhooks_private.report_counts_rolled_up r;
 $$;
 
+-- public (DBAs): one row per webhook per UTC day with deliveries, kept or already
+-- dropped: days counted by the roll-up from delivery_day_counts, the rest counted from
+-- the rows. Test sends are left out, as in the report's Times Fired. Runs as its
+-- caller (row-level security applies).
+-- The rows counted are those of the days the roll-up may not have counted, as the
+-- report finds them (webhook_report_counts, below): the days since the last roll-up
+-- through every webhook (all_counted_before, above), and before them the days noted
+-- to count again (delivery_days_to_count), each one webhook's range of one partition.
+-- Each bound is a subquery, computed once and handed to the partitions' pruning, on
+-- history and on results alike (a bound on one is not carried to the other by their
+-- join). Until 2026-12-06 every row kept was read and tested against the day counts
+-- (a company's year of totals read all of its history and every failure of every
+-- company kept: test/sql/fire-history-reads.test.ts), where nearly every day
+-- before the last two is counted.
+create or replace view webhooks.daily_counts with (security_invoker = true) as
+select c.webhook_id, c.company_id, c.day, c.fired, c.succeeded, c.failed, 0::bigint as pending
+from webhooks.delivery_day_counts c
+-- (the roll-up writes no row for a day without deliveries; one written by hand would
+-- have nothing to say here)
+where c.fired > 0
+union all
+select h.webhook_id, h.company_id, h.day,
+       count(*) as fired,
+       -- (as count_rows, above: what is neither on its way nor failed succeeded)
+       count(*) filter (where not h.queued and h.result is distinct from 'failed') as succeeded,
+       count(*) filter (where h.result = 'failed') as failed,
+       count(*) filter (where h.queued) as pending
+from (
+  -- the days since every webhook was last counted (all of them before any roll-up)
+  select h.webhook_id, h.company_id, webhooks_private.utc_day(h.created_at) as day, h.action,
+         q.delivery_id is not null as queued, r.state as result
+  from webhooks.delivery_history h
+  -- (by webhook too, as in webhooks.deliveries, 22_outbox.sql: one webhook's days read
+  -- its own queue and result rows, not its company's)
+  left join webhooks.delivery_queue q on q.delivery_id = h.id and q.webhook_id = h.webhook_id
+  left join webhooks.delivery_results r
+    on r.delivery_id = h.id and r.created_at = h.created_at and r.webhook_id = h.webhook_id
+   and r.created_at >= (select coalesce(webhooks_private.utc_day_start(webhooks_private.all_counted_before()), '-infinity'))
+  where h.created_at >= (select coalesce(webhooks_private.utc_day_start(webhooks_private.all_counted_before()), '-infinity'))
+  union all
+  -- the days before them noted to count again
+  select h.webhook_id, h.company_id, n.day, h.action, q.delivery_id is not null, r.state
+  from webhooks_private.delivery_days_to_count n
+  join webhooks.delivery_history h
+    on h.webhook_id = n.webhook_id and h.company_id = n.company_id
+   and h.created_at >= webhooks_private.utc_day_start(n.day) and h.created_at < webhooks_private.utc_day_start(n.day + 1)
+  left join webhooks.delivery_queue q on q.delivery_id = h.id and q.webhook_id = h.webhook_id
+  left join webhooks.delivery_results r
+    on r.delivery_id = h.id and r.created_at = h.created_at and r.webhook_id = h.webhook_id
+   and r.created_at >= webhooks_private.utc_day_start(n.day) and r.created_at < webhooks_private.utc_day_start(n.day + 1)
+  where n.day < (select webhooks_private.all_counted_before())
+) h
+where h.action <> 'webhook.test'
+  -- (a deleted webhook's counts went with it; its rows go soon, 22_outbox.sql)
+  and h.webhook_id <> all ((select webhooks_private.deleted_webhooks())::bigint[])
+  and not exists (select 1 from webhooks.delivery_day_counts c
+                  where c.webhook_id = h.webhook_id and c.day = h.day)
+group by h.webhook_id, h.company_id, h.day;
+
 -- private: count the days of one webhook that can be counted now: days noted for
 -- counting again, and days after the last one counted; a day not finished yet is
 -- noted for next time. Then the finished hours of the days not counted yet

@@ -23,6 +23,17 @@ export function rowsRead(node: PlanNode, into: Map<string, number> = new Map()):
   return into;
 }
 
+/** The partitions of each table that the plan's scans read (ran at least once), by table. */
+export function partitionsRead(node: PlanNode, into: Map<string, Set<string>> = new Map()): Map<string, Set<string>> {
+  const relation = node['Relation Name'];
+  const table = relation?.replace(/_(p\d{8}(_\d{8})?|from_\d{8})$/, '');
+  if (relation && table && (node['Actual Loops'] ?? 0) > 0) {
+    into.set(table, (into.get(table) ?? new Set()).add(relation));
+  }
+  for (const child of node.Plans ?? []) partitionsRead(child, into);
+  return into;
+}
+
 type Queryable = { query(text: string, values?: unknown[]): Promise<{ rows: any[] }> };
 
 /**

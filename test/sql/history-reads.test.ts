@@ -49,7 +49,7 @@ test("one webhook's history and its days read its own results and queue rows onl
        select h.* from webhooks.webhooks w, webhooks.webhooks_history(w, now() - interval '30 days', null, null) h
        where w.id = ${Number(quiet.id)} order by h.created_at desc, h.id desc limit 26`);
     const read = rowsRead(plan.Plan);
-    // and its days in webhooks.daily_counts, counted from the rows (29_retention.sql)
+    // and its days in webhooks.daily_counts, counted from the rows (50_report_counts.sql)
     const { rows: [{ 'QUERY PLAN': [days] }] } = await client.query(
       `explain (analyze, format json) select * from webhooks.daily_counts where webhook_id = ${Number(quiet.id)}`);
     const readForDays = rowsRead(days.Plan);

@@ -1,0 +1,130 @@
+// What DBAs and support ask of the fire history in SQL (docs/sql.md, "Reading fire
+// history"), and what each question reads: the days it names, not every day kept.
+// A history of 20 days, written in bulk; its own file, as its statistics would change
+// the plans of other tests of one database.
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { utcDay } from '../helpers/days.ts';
+import { factories } from '../helpers/factories.ts';
+import { partitionsRead, rowsRead } from '../helpers/plans.ts';
+
+const db = useTestDatabase(test);
+
+const DAYS = 20;
+
+// Two companies; the first's webhook fires 40 times a day (contacts 1 to 40, one in
+// ten failed), the other's 40 times a day too; everything rolled up as the API server
+// does every few minutes.
+async function makeHistory() {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const otherHook = await f.webhook({ companyId: other.id, actions: ['contact.created'] });
+  for (const webhook of [hook, otherHook]) {
+    await db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at,
+                                        last_status_code, last_error, created_at)
+       select $1, $2, 'contact.created', c, '{}', case when c % 10 = 0 then 'failed' else 'succeeded' end, 1,
+              now(), case when c % 10 = 0 then 500 else 200 end, case when c % 10 = 0 then 'HTTP 500' end,
+              now() - d * interval '1 day' - c * interval '1 minute'
+       from generate_series(1, $3::int) d, generate_series(1, 40) c`, [webhook.id, webhook.company_id, DAYS]);
+  }
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('analyze webhooks.delivery_history, webhooks.delivery_results, webhooks.delivery_queue, webhooks.delivery_attempts, webhooks.delivery_day_counts');
+  return { company, hook };
+}
+let history: ReturnType<typeof makeHistory> | undefined;
+const theHistory = () => (history ??= makeHistory());
+
+async function plan(sql: string, settings: string[] = []) {
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    for (const setting of settings) await client.query(setting);
+    const { rows: [{ 'QUERY PLAN': [explained] }] } = await client.query(`explain (analyze, format json) ${sql}`);
+    const { rows } = await client.query(sql);
+    return { rows, read: rowsRead(explained.Plan), partitions: partitionsRead(explained.Plan) };
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
+const count = (partitions: Map<string, Set<string>>, table: string) => partitions.get(table)?.size ?? 0;
+
+test("a company's daily totals over a year read the days not rolled up yet, not all of its history", async (t) => {
+  const { company } = await theHistory();
+  const { rows: [{ counted_before: countedBefore }] } = await db().pool.query(
+    `select webhooks_private.all_counted_before()::text as counted_before`);
+  t.truthy(countedBefore);
+  const totals = await plan(
+    `select day::text, sum(fired)::int as fired, sum(failed)::int as failed from webhooks.daily_counts
+     where company_id = ${Number(company.id)} and day >= current_date - 365 group by day order by day`);
+  // the same totals as the rows say
+  const { rows: fromRows } = await db().pool.query(
+    `select (created_at at time zone 'utc')::date::text as day, count(*)::int as fired,
+            (count(*) filter (where state = 'failed'))::int as failed
+     from webhooks.fire_history where company_id = $1 group by 1 order by 1`, [company.id]);
+  t.deepEqual(totals.rows, fromRows);
+  // the rows of the days since every webhook was last counted, no more (of every
+  // company: the statement runs as the owner, without row-level security)
+  const { rows: [{ recent, recentResults }] } = await db().pool.query(
+    `select (select count(*) from webhooks.delivery_history where created_at >= webhooks_private.utc_day_start($1::date))::int as recent,
+            (select count(*) from webhooks.delivery_results where created_at >= webhooks_private.utc_day_start($1::date))::int as "recentResults"`,
+    [countedBefore]);
+  t.true((totals.read.get('delivery_history') ?? 0) <= recent,
+    `history rows read: ${totals.read.get('delivery_history')}, of ${recent} since ${countedBefore} and ${2 * DAYS * 40} kept`);
+  t.true((totals.read.get('delivery_results') ?? 0) <= recentResults,
+    `results rows read: ${totals.read.get('delivery_results')}, of ${recentResults} since ${countedBefore}`);
+  const before = countedBefore.replaceAll('-', '');
+  const older = [...(totals.partitions.get('delivery_results') ?? [])].filter((name) => (name.match(/_p(\d{8})/)?.[1] ?? '99999999') < before);
+  t.deepEqual(older, [], 'no partition of results before the days not rolled up is read');
+});
+
+// The shapes docs/sql.md gives: the times written as constants, and partitionwise
+// joins on, so that the bound on history's created_at reaches results too.
+test("a contact's firings of two days read those days' partitions, of history and of results", async (t) => {
+  const { company } = await theHistory();
+  const since = utcDay(-5).toISOString();
+  const until = utcDay(-3).toISOString();
+  const contact = await plan(
+    `select delivery_id, created_at, state, last_error from webhooks.fire_history
+     where contact_id = 10 and created_at >= '${since}' and created_at < '${until}' order by created_at desc`,
+    ['set local enable_partitionwise_join = on']);
+  const { rows: [{ expected }] } = await db().pool.query(
+    `select count(*)::int as expected from webhooks.delivery_history where contact_id = 10 and created_at >= $1 and created_at < $2`,
+    [since, until]);
+  t.true(expected >= 2);
+  t.is(contact.rows.length, expected);
+  t.true(contact.rows.every((row) => row.state === 'failed' && row.last_error === 'HTTP 500'));
+  t.true(count(contact.partitions, 'delivery_history') <= 2, `history partitions read: ${count(contact.partitions, 'delivery_history')}`);
+  t.true(count(contact.partitions, 'delivery_results') <= 2, `results partitions read: ${count(contact.partitions, 'delivery_results')}`);
+  t.true(count(contact.partitions, 'delivery_attempts') <= 2, `attempts partitions read: ${count(contact.partitions, 'delivery_attempts')}`);
+  t.true((contact.read.get('delivery_history') ?? 0) <= 2 * 2 * 40, `history rows read: ${contact.read.get('delivery_history')}`);
+
+  // one message, by the webhook-id a receiver got and the timestamp of the payload it
+  // got (the capture's time; up to an hour later for updates merged while they waited
+  // out a coalesce window)
+  const { rows: [message] } = await db().pool.query(
+    `select message_id, delivery_id,
+            -- (as the payload's timestamp is written: 25_capture.sql)
+            to_char(created_at at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as stamp
+     from webhooks.fire_history
+     where company_id = $1 and contact_id = 20 and created_at >= $2 and created_at < $3`, [company.id, since, until]);
+  const stamp = message.stamp as string;
+  // (both times written as constants: an expression of them, stamp - interval '1 hour',
+  // is computed as the statement starts, too late to leave the days out of the joins)
+  const byId = await plan(
+    `select delivery_id, state, attempts, last_status_code, last_error from webhooks.fire_history
+     where message_id = '${message.message_id}'
+       and created_at >= '${new Date(Date.parse(stamp) - 3_600_000).toISOString()}' and created_at <= '${stamp}'`,
+    ['set local enable_partitionwise_join = on']);
+  t.deepEqual(byId.rows.map((row) => String(row.delivery_id)), [String(message.delivery_id)]);
+  t.true(count(byId.partitions, 'delivery_history') <= 2, `history partitions read: ${count(byId.partitions, 'delivery_history')}`);
+  t.true(count(byId.partitions, 'delivery_results') <= 2, `results partitions read: ${count(byId.partitions, 'delivery_results')}`);
+  // and its attempts, by the delivery's id and created_at: one partition's index
+  const attempts = await plan(
+    `select attempt, status_code, error from webhooks.delivery_attempts
+     where delivery_id = ${Number(message.delivery_id)} and delivery_created_at = timestamptz '${stamp}'`);
+  t.is(count(attempts.partitions, 'delivery_attempts'), 1);
+});
