@@ -345,6 +345,20 @@ as $$
   select case when p_mark like 'user %' then 'user_id' when p_mark like 'status %' then 'status_id' end;
 $$;
 
+-- private: the longest coalesce window a webhook may have (the CHECK
+-- webhooks_coalesce_window_range of webhooks.webhooks, migration 0014_coalesce_ordered,
+-- and the check below that names it). It is also the longest a delivery's payload may be newer than
+-- its message: a change merged into an update still waiting out its window
+-- (merge_into_waiting, 25_capture.sql) takes the payload's "timestamp" with it, which
+-- webhooks.find_message (40_history.sql) counts on.
+create or replace function webhooks_private.max_coalesce_window()
+returns interval
+language sql
+immutable
+as $$
+  select interval '1 hour';
+$$;
+
 create or replace function webhooks_private.tg_webhooks__validate()
 returns trigger
 language plpgsql
@@ -584,7 +598,7 @@ begin
   -- the table's check (webhooks_coalesce_window_range), with its column and range
   -- said: the check alone named neither
   if (tg_op = 'INSERT' or new.coalesce_window is distinct from old.coalesce_window)
-     and (new.coalesce_window <= interval '0' or new.coalesce_window > interval '1 hour') then
+     and (new.coalesce_window <= interval '0' or new.coalesce_window > webhooks_private.max_coalesce_window()) then
     perform webhooks_private.config_error('webhooks_coalesce_window_range', 'coalesce_window',
       format('coalesce_window must be more than 0 and at most 1 hour (or null: off), got %s', new.coalesce_window));
   end if;

@@ -3,8 +3,9 @@
 -- public: webhooks.fire_history, one row per firing (message) with its outcome so far.
 -- security_invoker: whoever queries it sees only the rows their own grants and
 -- row-level security allow on the tables beneath.
-drop view if exists webhooks.fire_history;
-create view webhooks.fire_history with (security_invoker = true) as
+-- Replaced, not dropped and made again: the functions below return its rows, and a
+-- DBA's own views may read it (a drop would fail on them when sql/ is applied again).
+create or replace view webhooks.fire_history with (security_invoker = true) as
 select d.id               as delivery_id,
        d.message_id,
        d.webhook_id,
@@ -23,3 +24,121 @@ join webhooks.webhooks w on w.id = d.webhook_id;
 
 comment on view webhooks.fire_history is
   'Every webhook firing (one row per message) with its delivery state. For DBAs: query with psql.';
+
+------------------------------------------------------------------------------------
+-- Questions DBAs and support ask of it (docs/sql.md, "Reading fire history")
+--
+-- History has no index by contact or by message id (every capture would pay for one:
+-- docs/sql.md says what each question costs). What keeps these cheap is the days they
+-- read: a bound on created_at leaves the other days' partitions out, but only when it
+-- is a constant as the statement is planned, and only for history: the view joins
+-- results and attempts on created_at, which carries no range to them, so without
+-- partitionwise joins every partition of results was read whole, whatever the bound
+-- (test/sql/fire-history-reads.test.ts). The functions below write their times into
+-- the statement and plan it with partitionwise joins: each reads its days alone.
+
+-- private: the firings of webhooks.fire_history created in [p_since, p_until), of one
+-- contact and/or with one message id (null: any), newest first. The times go into the
+-- statement as constants; contact and message as arguments of a statement planned for
+-- this call alone, so that a null one is no condition at all.
+create or replace function webhooks_private.fire_history_between(
+  p_since      timestamptz,
+  p_until      timestamptz,
+  p_contact_id bigint,
+  p_message_id text
+)
+returns setof webhooks.fire_history
+language plpgsql
+stable
+set enable_partitionwise_join = on
+as $$
+begin
+  perform webhooks_private.requested_times(p_since, p_until);
+  return query execute format(
+    $q$select f.* from webhooks.fire_history f
+       where f.created_at >= %L and f.created_at < %L
+         and ($1::bigint is null or f.contact_id = $1::bigint)
+         and ($2::text is null or f.message_id = $2::text)
+       order by f.created_at desc, f.delivery_id desc$q$,
+    coalesce(p_since, '-infinity'), coalesce(p_until, 'infinity'))
+  using p_contact_id, p_message_id;
+end;
+$$;
+
+-- public (DBAs; not in GraphQL): what fired for one contact created in [since, until),
+-- newest first: the partitions of those days, each read whole (no index by contact).
+-- Open ends (null) read every day kept. A contact whose id changed: its firings before
+-- the change name the id it had then. Runs as its caller (row-level security applies).
+--   select * from webhooks.contact_fire_history(42, now() - interval '7 days');
+create or replace function webhooks.contact_fire_history(
+  contact_id bigint,
+  since      timestamptz default null,
+  until      timestamptz default null
+)
+returns setof webhooks.fire_history
+language plpgsql
+stable
+as $$
+begin
+  if contact_fire_history.contact_id is null then
+    raise exception using errcode = 'null_value_not_allowed', message = 'contact_id is required',
+      column = 'contact_id';
+  end if;
+  return query select * from webhooks_private.fire_history_between(since, until, contact_fire_history.contact_id, null);
+end;
+$$;
+
+-- public (DBAs and support; not in GraphQL): the firing whose message id a receiver
+-- got (its webhook-id header), with its outcome so far. Given the "timestamp" of the
+-- payload the receiver got, it reads the hour before it: one or two days' partitions
+-- (a payload's timestamp is its message's created_at, or up to
+-- max_coalesce_window() later for an update merged into it while it waited). Without
+-- it, history is read one day at a time, newest first, until the message is found:
+-- every day kept for a message that is not there (mistyped, or of a day dropped).
+-- Its attempts: webhooks.delivery_attempts where delivery_id and delivery_created_at
+-- are the row's delivery_id and created_at (one partition's index).
+--   select * from webhooks.find_message('msg_…', '2026-12-05T10:00:00.123456Z');
+create or replace function webhooks.find_message(
+  message_id        text,
+  payload_timestamp timestamptz default null
+)
+returns setof webhooks.fire_history
+language plpgsql
+stable
+as $$
+declare
+  v_day date;
+  v_first date;
+  v_at timestamptz;
+begin
+  if find_message.message_id is null then
+    raise exception using errcode = 'null_value_not_allowed', message = 'message_id is required',
+      column = 'message_id';
+  end if;
+  if payload_timestamp is not null then
+    perform webhooks_private.requested_time(payload_timestamp, 'payload_timestamp');
+    return query select * from webhooks_private.fire_history_between(
+      payload_timestamp - webhooks_private.max_coalesce_window(), payload_timestamp + interval '1 microsecond',
+      null, find_message.message_id);
+    return;
+  end if;
+  -- (the days of history's partitions, from today back to the oldest kept; each
+  -- statement history's alone, planned with its day: one partition)
+  select min(p.first_day) into v_first
+  from webhooks_private.outbox_partitions() p where p.table_name = 'delivery_history';
+  v_day := webhooks_private.utc_day(now());
+  while v_at is null and v_day >= v_first loop
+    execute format(
+      $q$select h.created_at from webhooks.delivery_history h
+         where h.message_id = $1 and h.created_at >= %L and h.created_at < %L limit 1$q$,
+      webhooks_private.utc_day_start(v_day), webhooks_private.utc_day_start(v_day + 1))
+    into v_at
+    using find_message.message_id;
+    v_day := v_day - 1;
+  end loop;
+  if v_at is not null then
+    return query select * from webhooks_private.fire_history_between(
+      v_at, v_at + interval '1 microsecond', null, find_message.message_id);
+  end if;
+end;
+$$;

@@ -110,6 +110,9 @@ revoke all on function webhooks.create_partitions(integer), webhooks.expired_day
   webhooks.purge_deleted_webhooks(integer), webhooks.recheck_deleted_webhooks() from public;
 -- where the backlog is (58_operations.sql): every company's webhooks, for operators
 revoke all on function webhooks.backlog_by_webhook() from public;
+-- the DBAs' questions of the fire history (40_history.sql): for DBAs and support, in psql
+revoke all on function webhooks.contact_fire_history(bigint, timestamptz, timestamptz),
+  webhooks.find_message(text, timestamptz) from public;
 grant execute on function webhooks.kept_since() to webhook_viewer;
 
 grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)

@@ -135,6 +135,8 @@ comment on function webhooks.tail_to_span(text) is '@behavior -*';
 comment on function webhooks.readmit_detached_tails() is '@behavior -*';
 comment on function webhooks.purge_deleted_webhooks(integer) is '@behavior -*';
 comment on function webhooks.backlog_by_webhook() is '@behavior -*';
+comment on function webhooks.contact_fire_history(bigint, timestamptz, timestamptz) is '@behavior -*';
+comment on function webhooks.find_message(text, timestamptz) is '@behavior -*';
 comment on view webhooks.daily_counts is $$
 @behavior -*
 Times fired, succeeded, failed and pending per webhook and UTC day, kept or already dropped by the retention (29_retention.sql).$$;

@@ -127,7 +127,7 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
     'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'sendTestWebhook', 'setWebhookDelivery', 'startBackfill', 'updateWebhook',
   ]);
   const query = fieldsOf('Query');
-  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'countTests', 'allDeliveryDayCounts']) {
+  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'countTests', 'allDeliveryDayCounts', 'findMessage', 'contactFireHistory']) {
     t.false(query.includes(hidden), hidden);
   }
   const delivery = fieldsOf('Delivery');

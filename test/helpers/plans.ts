@@ -56,3 +56,24 @@ export async function indexUse<T = unknown>(
   const result = await statement();
   return { result, used: (await counted()) - before };
 }
+
+/**
+ * The partitions of a partitioned table that one statement scanned, whole or by an
+ * index, as this session's statistics count them: for statements run inside a
+ * function, whose plans EXPLAIN does not show. Ask it on one connection, inside a
+ * transaction (the counts are the transaction's).
+ */
+export async function partitionsScanned<T>(
+  db: Queryable, table: string, statement: () => Promise<T>,
+): Promise<{ result: T; scanned: string[] }> {
+  const scans = async () => new Map((await db.query(
+    `select c.relname::text as name,
+            pg_stat_get_xact_numscans(c.oid)
+              + coalesce((select sum(pg_stat_get_xact_numscans(i.indexrelid)) from pg_index i where i.indrelid = c.oid), 0) as n
+     from pg_inherits p join pg_class c on c.oid = p.inhrelid
+     where p.inhparent = $1::regclass`, [table])).rows.map((row) => [row.name as string, Number(row.n)]));
+  const before = await scans();
+  const result = await statement();
+  const after = await scans();
+  return { result, scanned: [...after].filter(([name, n]) => n > (before.get(name) ?? 0)).map(([name]) => name).sort() };
+}

@@ -3,10 +3,11 @@
 // A history of 20 days, written in bulk; its own file, as its statistics would change
 // the plans of other tests of one database.
 import test from 'ava';
+import type pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
 import { utcDay } from '../helpers/days.ts';
 import { factories } from '../helpers/factories.ts';
-import { partitionsRead, rowsRead } from '../helpers/plans.ts';
+import { partitionsRead, partitionsScanned, rowsRead } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -127,4 +128,93 @@ test("a contact's firings of two days read those days' partitions, of history an
     `select attempt, status_code, error from webhooks.delivery_attempts
      where delivery_id = ${Number(message.delivery_id)} and delivery_created_at = timestamptz '${stamp}'`);
   t.is(count(attempts.partitions, 'delivery_attempts'), 1);
+});
+
+/** A connection in a transaction rolled back at the end (the statistics of partitionsScanned are a transaction's). */
+async function inTransaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    return await work(client);
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
+
+test('find_message reads the hour before the payload\'s timestamp, or the days back to the message without it; contact_fire_history the days asked', async (t) => {
+  const { company } = await theHistory();
+  const { rows: [message] } = await db().pool.query(
+    `select message_id, delivery_id::text, created_at::text,
+            to_char(created_at at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as stamp
+     from webhooks.fire_history
+     where company_id = $1 and contact_id = 31 and created_at >= $2 and created_at < $3`,
+    [company.id, utcDay(-6).toISOString(), utcDay(-5).toISOString()]);
+  await inTransaction(async (client) => {
+    const stamped = await partitionsScanned(client, 'webhooks.delivery_history', () => client.query(
+      'select delivery_id::text, state, last_error from webhooks.find_message($1, $2)', [message.message_id, message.stamp]));
+    t.deepEqual(stamped.result.rows, [{ delivery_id: message.delivery_id, state: 'succeeded', last_error: null }]);
+    t.true(stamped.scanned.length <= 2, `history partitions scanned: ${stamped.scanned.join(', ')}`);
+    const results = await partitionsScanned(client, 'webhooks.delivery_results', () => client.query(
+      'select * from webhooks.find_message($1, $2)', [message.message_id, message.stamp]));
+    t.true(results.scanned.length <= 2, `results partitions scanned: ${results.scanned.join(', ')}`);
+
+    // without it: today's partition and each day before, back to the message's
+    const unstamped = await partitionsScanned(client, 'webhooks.delivery_history', () => client.query(
+      'select delivery_id::text from webhooks.find_message($1)', [message.message_id]));
+    t.deepEqual(unstamped.result.rows, [{ delivery_id: message.delivery_id }]);
+    const { rows: [{ back }] } = await client.query(
+      `select webhooks_private.utc_day(now()) - webhooks_private.utc_day($1::timestamptz) as back`, [message.created_at]);
+    t.true(unstamped.scanned.length <= back + 1 + 1, `history partitions scanned: ${unstamped.scanned.length}, ${back} days back`);
+    t.true(unstamped.scanned.length < DAYS, `history partitions scanned: ${unstamped.scanned.length} of ${DAYS + 1}`);
+    // a message id not kept: nothing, having read every day
+    t.deepEqual((await client.query(`select * from webhooks.find_message('msg_00000000000000000000000000000000')`)).rows, []);
+
+    const contact = await partitionsScanned(client, 'webhooks.delivery_results', () => client.query(
+      `select delivery_id, state from webhooks.contact_fire_history(10, $1, $2)`,
+      [utcDay(-5).toISOString(), utcDay(-3).toISOString()]));
+    const { rows: [{ expected }] } = await client.query(
+      `select count(*)::int as expected from webhooks.delivery_history where contact_id = 10 and created_at >= $1 and created_at < $2`,
+      [utcDay(-5).toISOString(), utcDay(-3).toISOString()]);
+    t.is(contact.result.rows.length, expected);
+    t.true(contact.result.rows.every((row) => row.state === 'failed'));
+    t.true(contact.scanned.length <= 2, `results partitions scanned: ${contact.scanned.join(', ')}`);
+  });
+});
+
+test('find_message finds an update merged into a message while it waited out its coalesce window, by the later timestamp its payload carries', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  // the longest window a webhook may have is the one find_message allows for
+  await db().pool.query(`update webhooks.webhooks set coalesce_window = webhooks_private.max_coalesce_window() where id = $1`, [hook.id]);
+  const longer = await t.throwsAsync(db().pool.query(
+    `update webhooks.webhooks set coalesce_window = webhooks_private.max_coalesce_window() + interval '1 microsecond' where id = $1`,
+    [hook.id]));
+  t.is((longer as { constraint?: string }).constraint, 'webhooks_coalesce_window_range');
+  const contact = await f.contact(company.id);
+  await db().pool.query(`update crm.contacts set first_name = 'Grace' where id = $1`, [contact.id]);
+  await db().pool.query(`update crm.contacts set first_name = 'Edith' where id = $1`, [contact.id]);
+  const { rows: [merged] } = await db().pool.query(
+    `select message_id, id::text, payload ->> 'timestamp' as stamp, (payload ->> 'timestamp')::timestamptz > created_at as later,
+            payload #>> '{data,merged}' as merged
+     from webhooks.deliveries where webhook_id = $1`, [hook.id]);
+  t.is(merged.merged, '2');
+  t.true(merged.later);
+  const { rows } = await db().pool.query('select delivery_id::text, state from webhooks.find_message($1, $2)', [merged.message_id, merged.stamp]);
+  t.deepEqual(rows, [{ delivery_id: merged.id, state: 'pending' }]);
+});
+
+test('the questions refuse what they cannot answer, by name', async (t) => {
+  await t.throwsAsync(db().pool.query('select * from webhooks.find_message(null)'), { message: 'message_id is required' });
+  await t.throwsAsync(db().pool.query('select * from webhooks.contact_fire_history(null)'), { message: 'contact_id is required' });
+  const error = await t.throwsAsync(db().pool.query(`select * from webhooks.find_message('msg_1', '0001-01-01T00:00:00Z')`));
+  t.is((error as { constraint?: string }).constraint, 'requested_time_range');
+  const since = await t.throwsAsync(db().pool.query(`select * from webhooks.contact_fire_history(1, '0001-01-01T00:00:00Z')`));
+  t.is((since as { constraint?: string }).constraint, 'requested_time_range');
+  // for DBAs and support: not the API's roles
+  const { rows: [{ allowed }] } = await db().pool.query(
+    `select has_function_privilege('webhook_viewer', 'webhooks.find_message(text, timestamptz)', 'execute')
+         or has_function_privilege('webhook_viewer', 'webhooks.contact_fire_history(bigint, timestamptz, timestamptz)', 'execute') as allowed`);
+  t.false(allowed);
 });
