@@ -84,8 +84,8 @@ test("a company's daily totals over a year read the days not rolled up yet, not 
 
 // The shapes docs/sql.md gives: the times written as constants, and partitionwise
 // joins on, so that the bound on history's created_at reaches results too.
-test("a contact's firings of two days read those days' partitions, of history and of results", async (t) => {
-  const { company } = await theHistory();
+test("a contact's firings of two days, a webhook's failures of a day and a message read those days' partitions, of history and of results", async (t) => {
+  const { company, hook } = await theHistory();
   const since = utcDay(-5).toISOString();
   const until = utcDay(-3).toISOString();
   const contact = await plan(
@@ -102,6 +102,20 @@ test("a contact's firings of two days read those days' partitions, of history an
   t.true(count(contact.partitions, 'delivery_results') <= 2, `results partitions read: ${count(contact.partitions, 'delivery_results')}`);
   t.true(count(contact.partitions, 'delivery_attempts') <= 2, `attempts partitions read: ${count(contact.partitions, 'delivery_attempts')}`);
   t.true((contact.read.get('delivery_history') ?? 0) <= 2 * 2 * 40, `history rows read: ${contact.read.get('delivery_history')}`);
+
+  // what failed for one webhook on one day, and why
+  const failed = await plan(
+    `select delivery_id, state, attempts, last_status_code, last_error from webhooks.fire_history
+     where webhook_id = ${Number(hook.id)} and state = 'failed' and created_at >= '${utcDay(-4).toISOString()}' and created_at < '${utcDay(-3).toISOString()}'`,
+    ['set local enable_partitionwise_join = on']);
+  const { rows: [{ failures }] } = await db().pool.query(
+    `select count(*)::int as failures from webhooks.delivery_results where webhook_id = $1 and state = 'failed' and created_at >= $2 and created_at < $3`,
+    [hook.id, utcDay(-4).toISOString(), utcDay(-3).toISOString()]);
+  t.true(failures >= 1);
+  t.is(failed.rows.length, failures);
+  t.true(failed.rows.every((row) => row.last_error === 'HTTP 500' && row.last_status_code === 500));
+  t.is(count(failed.partitions, 'delivery_history'), 1);
+  t.is(count(failed.partitions, 'delivery_results'), 1);
 
   // one message, by the webhook-id a receiver got and the timestamp of the payload it
   // got (the capture's time; up to an hour later for updates merged while they waited
