@@ -119,3 +119,34 @@ test.serial("the report's counts: days behind when no roll-up goes through every
   await maintain(db().url);
   t.is((await upkeep()).report_days_behind, 0);
 });
+
+// Every scrape of /metrics asks this (ops/operations.ts): before any roll-up through
+// every webhook, the days since the first webhook was made were found by reading
+// every webhook's creation time, a scan of the whole table on every scrape, as long
+// as nothing rolls up (that is when the figure matters).
+test.serial("the report's days behind, with no roll-up through every webhook yet, read the first webhook, not every webhook", async (t) => {
+  const WEBHOOKS = 2_000;
+  await db().pool.query(
+    `insert into crm.companies (name) select 'Upkeep ' || n from generate_series(1, $1::int / 100) n`, [WEBHOOKS]);
+  await db().pool.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+     select c.id, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.created}'
+     from crm.companies c, generate_series(1, 100) n where c.name like 'Upkeep %'`);
+  await db().pool.query('delete from webhooks_private.report_counts_rolled_up');
+  await db().pool.query('analyze webhooks.webhooks');
+  const client = new pg.Client({ connectionString: db().url });
+  await client.connect();
+  t.teardown(() => client.end());
+  const read = async () => (await client.query(
+    `select (pg_stat_get_xact_tuples_returned('webhooks.webhooks'::regclass)
+             + pg_stat_get_xact_tuples_fetched('webhooks.webhooks'::regclass))::int as n`)).rows[0].n as number;
+  await client.query('begin');
+  const before = await read();
+  const { rows: [row] } = await client.query('select report_days_behind from webhooks_ops.upkeep()');
+  const rows = (await read()) - before;
+  await client.query('commit');
+  const { rows: [{ expected }] } = await client.query(
+    `select webhooks_private.countable_before() - webhooks_private.utc_day(min(created_at)) as expected from webhooks.webhooks`);
+  t.is(row.report_days_behind, Math.max(expected, 0));
+  t.true(rows < 10, `it read ${rows} rows of webhooks.webhooks (${WEBHOOKS}+ webhooks)`);
+});
