@@ -398,23 +398,30 @@ create trigger _500_write
 -- private: each webhook with deliveries waiting (queue rows not in flight) and the
 -- earliest next attempt among them, by a loose index scan of
 -- delivery_queue_webhook_due_idx (webhook_id, next_attempt_at): one index probe per
--- such webhook, whatever its backlog. What the claim discovers (28_lanes.sql) and the
--- backlog figure walks (58_operations.sql). SQL, so that callers inline it.
-create or replace function webhooks_private.waiting_webhooks()
+-- such webhook, whatever its backlog; those after p_after up to p_through only, in
+-- webhook order (a caller's limit stops the walk). What the claim discovers
+-- (28_lanes.sql: a window of them at a time) and the backlog figure walks
+-- (58_operations.sql). SQL, so that callers inline it.
+-- (without its range until 2026-12-06)
+drop function if exists webhooks_private.waiting_webhooks();
+create or replace function webhooks_private.waiting_webhooks(
+  p_after bigint default 0,
+  p_through bigint default 9223372036854775807
+)
 returns table (webhook_id bigint, first_due timestamptz)
 language sql
 stable
 as $$
   with recursive hooks(w, first_due) as (
     (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
-     where d.locked_by is null
+     where d.locked_by is null and d.webhook_id > p_after and d.webhook_id <= p_through
      order by d.webhook_id, d.next_attempt_at
      limit 1)
     union all
     select n.webhook_id, n.next_attempt_at
     from hooks
     cross join lateral (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
-                        where d.locked_by is null and d.webhook_id > hooks.w
+                        where d.locked_by is null and d.webhook_id > hooks.w and d.webhook_id <= p_through
                         order by d.webhook_id, d.next_attempt_at
                         limit 1) n
   )
