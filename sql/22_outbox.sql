@@ -512,7 +512,11 @@ declare
   v_room integer := webhooks_private.inline_purge_max_rows();
   v_removed integer;
 begin
-  delete from webhooks.delivery_queue where webhook_id = old.id;
+  -- (waiting and in flight apart: each by the queue's index of its kind, which
+  -- "webhook_id = old.id" alone can use neither of; read so, the delete read every
+  -- company's queue rows until 2026-12-06, test/sql/forget-webhook.test.ts)
+  delete from webhooks.delivery_queue where webhook_id = old.id and locked_by is null;
+  delete from webhooks.delivery_queue where webhook_id = old.id and locked_by is not null;
   delete from webhooks_private.delivery_days_to_count where webhook_id = old.id;
   -- (a change written while this delete is open may still write for it: maintenance
   -- looks again, recheck_deleted_webhooks below)
@@ -691,7 +695,9 @@ begin
     order by r.deleted_at, r.webhook_id
     for update skip locked
   loop
-    if exists (select 1 from webhooks.delivery_queue q where q.webhook_id = v.webhook_id)
+    -- (waiting or in flight: each by its index, as the delete above)
+    if exists (select 1 from webhooks.delivery_queue q where q.webhook_id = v.webhook_id and q.locked_by is null)
+       or exists (select 1 from webhooks.delivery_queue q where q.webhook_id = v.webhook_id and q.locked_by is not null)
        or exists (select 1 from webhooks.delivery_history h
                   where h.webhook_id = v.webhook_id and h.company_id = v.company_id) then
       insert into webhooks_private.webhooks_to_purge (webhook_id, company_id)

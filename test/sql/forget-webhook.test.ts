@@ -301,3 +301,47 @@ test.serial('rows of a webhook gone without a note (a capture that committed jus
   t.true(result.daysDropped.includes(day), JSON.stringify(result.daysDropped));
   t.like(await countsOf(gone.id), { history: 0, results: 0, attempts: 0 });
 });
+
+// A webhook's delete (an admin's request) and maintenance's look at it afterwards find
+// its queue rows by its key, in flight or not: they once read every company's queue
+// rows, whatever their number (the queue's indexes by webhook each hold one of the
+// two kinds, and "webhook_id = $1" alone can use neither).
+test.serial("a webhook's delete and its recheck read its own queue rows, not every company's", async (t) => {
+  const BACKLOG = 3_000;
+  const f = factories(db().pool);
+  const busy = await f.company();
+  await f.webhook({ companyId: busy.id, actions: ['contact.created'] });
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, $2::int) n`,
+    [busy.id, BACKLOG]);
+  const tenant = await f.company();
+  const webhook = await f.webhook({ companyId: tenant.id, actions: ['contact.created'] });
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 3) n`, [tenant.id]);
+  // one of them in flight
+  await db().pool.query(
+    `update webhooks.delivery_queue set locked_by = 'relay-a', locked_until = now() + interval '1 minute'
+     where delivery_id = (select min(delivery_id) from webhooks.delivery_queue where webhook_id = $1)`, [webhook.id]);
+  await db().pool.query('analyze webhooks.delivery_queue');
+  const client = new pg.Client({ connectionString: db().url });
+  await client.connect();
+  t.teardown(() => client.end());
+  const queueRowsRead = async (statement: string, values: unknown[] = []) => {
+    const read = async () => (await client.query(
+      `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_queue'::regclass)
+               + pg_stat_get_xact_tuples_fetched('webhooks.delivery_queue'::regclass))::int as n`)).rows[0].n as number;
+    await client.query('begin');
+    const before = await read();
+    await client.query(statement, values);
+    const rows = (await read()) - before;
+    await client.query('commit');
+    return rows;
+  };
+  const deleted = await queueRowsRead('delete from webhooks.webhooks where id = $1', [webhook.id]);
+  const { rows: [left] } = await db().pool.query(
+    'select count(*)::int as n from webhooks.delivery_queue where webhook_id = $1', [webhook.id]);
+  t.is(left.n, 0, 'its queue rows went with it, the one in flight too');
+  t.true(deleted < 100, `the delete read ${deleted} rows of the queue (${BACKLOG} of another company's)`);
+  const rechecked = await queueRowsRead('select webhooks.recheck_deleted_webhooks()');
+  t.true(rechecked < 100, `the recheck read ${rechecked} rows of the queue (${BACKLOG} of another company's)`);
+});
