@@ -636,8 +636,11 @@ begin
   if not found then
     return null;
   end if;
-  -- (queue rows a change wrote while the webhook's delete was open: no relay sends them)
-  delete from webhooks.delivery_queue q where q.webhook_id = v.webhook_id;
+  -- (queue rows a change wrote while the webhook's delete was open: no relay sends
+  -- them. Waiting and in flight apart, each by its index, as the delete's trigger
+  -- above: one statement for both read every company's queue rows each batch)
+  delete from webhooks.delivery_queue q where q.webhook_id = v.webhook_id and q.locked_by is null;
+  delete from webhooks.delivery_queue q where q.webhook_id = v.webhook_id and q.locked_by is not null;
   v_removed := webhooks_private.purge_webhook_day(v.webhook_id, v.company_id, p_max_rows);
   if v_removed = 0 then
     delete from webhooks_private.webhooks_to_purge where webhook_id = v.webhook_id;

@@ -318,6 +318,8 @@ test.serial("a webhook's delete and its recheck read its own queue rows, not eve
   const webhook = await f.webhook({ companyId: tenant.id, actions: ['contact.created'] });
   await db().pool.query(
     `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 3) n`, [tenant.id]);
+  // and more kept deliveries than its delete takes: the rest are maintenance's to purge
+  await pastDeliveries(webhook, 1_005);
   // one of them in flight
   await db().pool.query(
     `update webhooks.delivery_queue set locked_by = 'relay-a', locked_until = now() + interval '1 minute'
@@ -344,4 +346,9 @@ test.serial("a webhook's delete and its recheck read its own queue rows, not eve
   t.true(deleted < 100, `the delete read ${deleted} rows of the queue (${BACKLOG} of another company's)`);
   const rechecked = await queueRowsRead('select webhooks.recheck_deleted_webhooks()');
   t.true(rechecked < 100, `the recheck read ${rechecked} rows of the queue (${BACKLOG} of another company's)`);
+  const purged = await queueRowsRead('select webhooks.purge_deleted_webhooks()');
+  t.true(purged < 100, `a purge batch read ${purged} rows of the queue (${BACKLOG} of another company's)`);
+  const { rows: [noted] } = await db().pool.query(
+    'select count(*)::int as n from webhooks_private.webhooks_to_purge where webhook_id = $1', [webhook.id]);
+  t.is(noted.n, 1, 'noted for its purge');
 });
