@@ -214,7 +214,13 @@ language plpgsql
 stable
 as $$
 begin
-  return coalesce((select min(q.created_at) from webhooks.delivery_queue q where q.webhook_id = p_webhook_id),
+  -- (waiting and in flight apart, each by the queue's index of its kind: asked as
+  -- "webhook_id = p_webhook_id" alone, which neither serves, it read every company's
+  -- queue rows until 2026-12-06, test/sql/pending-history.test.ts)
+  return coalesce(least((select min(q.created_at) from webhooks.delivery_queue q
+                         where q.webhook_id = p_webhook_id and q.locked_by is null),
+                        (select min(q.created_at) from webhooks.delivery_queue q
+                         where q.webhook_id = p_webhook_id and q.locked_by is not null)),
                   'infinity');
 end;
 $$;
