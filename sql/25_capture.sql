@@ -362,10 +362,17 @@ begin
                     -- into one before a save (an update) of the contact still waiting
                     -- its turn, a later change went before it, and the receiver
                     -- applied the older values last.
+                    -- (a later one waiting or in flight, each by the queue's index
+                    -- of its kind: asked of both at once, it walked the queue's key
+                    -- from this delivery on, every company's newer rows, until
+                    -- 2026-12-06; test/sql/coalesce-writers.test.ts)
                     and not ((select o.ordered from webhooks.webhooks o where o.id = p_webhook_id)
-                             and exists (select 1 from webhooks.delivery_queue l
-                                         where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
-                                           and l.delivery_id > w.delivery_id))
+                             and (exists (select 1 from webhooks.delivery_queue l
+                                          where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
+                                            and l.locked_by is null and l.delivery_id > w.delivery_id)
+                                  or exists (select 1 from webhooks.delivery_queue l
+                                             where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
+                                               and l.locked_by is not null and l.delivery_id > w.delivery_id)))
                   order by w.delivery_id
                   limit 1
                   for update skip locked)

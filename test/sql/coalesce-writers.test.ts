@@ -157,3 +157,41 @@ test('ordered: the claim passes over a waiting update that an open session holds
   await pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1 and held_due is not null`, [hook.id]);
   t.deepEqual(await claim(), [{ action: 'contact.updated' }], 'the update goes once the session has ended');
 });
+
+// An ordered webhook merges a change only into its contact's latest waiting delivery:
+// asked whether a later one of the contact is in the queue, the merge once walked the
+// queue's key from that delivery on, every company's newer queue rows, on every
+// change it merged (the queue's indexes by webhook and contact each hold one kind of
+// row, waiting or in flight, and a question about both could use neither).
+test("an ordered webhook's merge of a change reads its contact's queue rows, not every company's newer ones", async (t) => {
+  const BACKLOG = 3_000;
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
+  const contact = await f.contact(company.id);
+  await db().pool.query(`update crm.contacts set first_name = 'First' where id = $1`, [contact.id]);
+  // another company's backlog, queued after the contact's delivery
+  const busy = await f.company();
+  await f.webhook({ companyId: busy.id, actions: ['contact.created'] });
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, $2::int) n`,
+    [busy.id, BACKLOG]);
+  await db().pool.query('analyze webhooks.delivery_queue');
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  const read = async () => (await client.query(
+    `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_queue'::regclass)
+             + pg_stat_get_xact_tuples_fetched('webhooks.delivery_queue'::regclass)
+             + coalesce((select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) from pg_index i
+                         where i.indrelid = 'webhooks.delivery_queue'::regclass), 0))::int as n`)).rows[0].n as number;
+  await client.query('begin');
+  const before = await read();
+  await client.query(`update crm.contacts set first_name = 'Second' where id = $1`, [contact.id]);
+  const used = (await read()) - before;
+  await client.query('commit');
+  const { rows } = await db().pool.query(
+    `select d.payload -> 'data' -> 'contact' ->> 'first_name' as first_name from webhooks.deliveries d where d.webhook_id = $1`, [hook.id]);
+  t.deepEqual(rows.map((row) => row.first_name), ['Second'], 'merged into the one waiting');
+  t.true(used < 100, `the merge read ${used} rows and index entries of the queue (${BACKLOG} of another company's)`);
+});
