@@ -99,3 +99,25 @@ test('companies at their share hold no claim\'s view: a company served after the
   t.log(`the quiet company's second delivery arrived after ${waited} ms; the noisy companies' endpoints got ${receiver.received('/hang-0').length} and ${receiver.received('/hang-1').length} requests`);
   t.true(waited < 1000, `waited ${waited} ms`);
 });
+
+// More companies with work than a discovery's window holds (eight batches, at least
+// 256: sql/28_lanes.sql): each discovery of the relay's connections goes on where its
+// last one stopped, so the relay comes round to every company, with no capture left
+// to wake it once the first discoveries found work.
+test('more companies with a delivery each than a discovery\'s window: the relay serves every one', async (t) => {
+  const COMPANIES = 600;
+  const { database, receiver } = await relayScene(t);
+  await database.pool.query(
+    `insert into crm.companies (name) select 'Many ' || n from generate_series(1, $1::int) n`, [COMPANIES]);
+  await database.pool.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+     select c.id, 'Hook', $1, '{first_name}', '{contact.created}' from crm.companies c where c.name like 'Many %'`,
+    [receiver.url('/many')]);
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select c.id, 'Contact' from crm.companies c where c.name like 'Many %'`);
+  const relay = testRelay(database.url, { RELAY_BATCH_SIZE: '8' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const requests = await receiver.waitFor(COMPANIES, { path: '/many', timeoutMs: 60_000 });
+  t.is(new Set(requests.map((r) => r.headers['webhook-id'])).size, COMPANIES);
+});
