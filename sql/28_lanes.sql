@@ -391,7 +391,7 @@ returns integer
 language sql
 immutable
 as $$
-  select greatest(coalesce(p_limit, 0) * 8, 256, coalesce(p_named, 0));
+  select least(greatest(coalesce(p_limit, 0)::bigint * 8, 256, coalesce(p_named, 0)), 2147483647)::integer;
 $$;
 
 -- private (lane_claim): the webhook after which this connection's next discovery
