@@ -453,8 +453,8 @@ as $$
 $$;
 
 -- private: a contact's id changed (an UPDATE of crm.contacts.id: a CRM's merge or
--- renumbering tool; 25_capture.sql). Its deliveries on their way, of every webhook,
--- pending or in flight, take the new id as their contact in the queue (their messages
+-- renumbering tool; 25_capture.sql). Its deliveries on their way, of every webhook of
+-- the companies concerned, pending or in flight, take the new id as their contact in the queue (their messages
 -- in history keep the id they name): ordered webhooks and coalescing know a contact
 -- by its queue rows' contact_id, so the new id's deliveries wait behind them and merge
 -- into them as one contact's. Left under the old id, the new id's went beside them,
@@ -463,13 +463,20 @@ $$;
 -- the new id's lane ahead of them, and its end lets the next of the new id go. Its
 -- lease is not touched ("still mine, still in flight" holds for its relay); a settle
 -- that the move overtakes settles it again (settle_results, 30_delivery.sql). A row a
--- claim is leasing is waited for (milliseconds), then moved as leased. The webhooks
--- with deliveries waiting are found as the claim finds them (waiting_webhooks, one
--- index probe each), those with deliveries in flight so too (webhooks_in_flight),
--- then each one's rows of the contact in the contact and lease indexes, in one
--- statement (two would let a delivery that was leased or settled in between escape
--- both): rare, and costing the writer of the change alone. Returns how many moved.
-create or replace function webhooks_private.move_contact_deliveries(p_from bigint, p_to bigint)
+-- claim is leasing is waited for (milliseconds), then moved as leased. Only the
+-- webhooks of p_companies are read: the companies concerned by the contact (under
+-- either id, and the company it left if the same update moves it: 25_capture.sql
+-- passes them), by the webhooks' index by company, then each one's rows of the
+-- contact in the contact and lease indexes, in one statement (two would let a
+-- delivery that was leased or settled in between escape both): rare, and costing the
+-- writer of the change alone. (Until 2026-12-06 it walked every webhook with work, of
+-- every company, to find them: 4,007 queue index entries with 4,000 other webhooks
+-- busy, test/sql/contact-id-change.test.ts.) A delivery to a company no longer
+-- concerned (one the contact left before, or of a user unassigned since) keeps the
+-- old id: that company hears nothing more of the contact unless it becomes concerned
+-- again. Returns how many moved.
+drop function if exists webhooks_private.move_contact_deliveries(bigint, bigint);
+create or replace function webhooks_private.move_contact_deliveries(p_from bigint, p_to bigint, p_companies bigint[])
 returns integer
 language plpgsql
 volatile
@@ -479,9 +486,8 @@ declare
 begin
   update webhooks.delivery_queue q
   set contact_id = p_to
-  where q.webhook_id = any (array(select h.webhook_id from webhooks_private.waiting_webhooks() h
-                                  union
-                                  select f.webhook_id from webhooks_private.webhooks_in_flight() f))
+  where q.webhook_id = any (array(select w.id from webhooks.webhooks w
+                                  where w.company_id = any (p_companies)))
     and q.contact_id = p_from
     -- (each arm one partial index: the contact index, pending; the lease index, in flight)
     and (q.locked_by is null or q.locked_by is not null);

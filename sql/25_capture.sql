@@ -571,6 +571,24 @@ create trigger _500_shorten_waits
                      or new.coalesce_window < old.coalesce_window)
   execute function webhooks_private.tg_webhooks__shorten_waits();
 
+-- private: the companies concerned by a contact whose id changes (p_contact_ids: the
+-- id it had and the one it takes; its assignments may name either while the update
+-- runs, the update trigger below): its owner and the companies of its assigned
+-- users. What capture announces the change to, and whose queue rows of the contact
+-- move to the new id (contact_id_changed below).
+create or replace function webhooks_private.companies_concerned(p_owner bigint, p_contact_ids bigint[])
+returns bigint[]
+language sql
+stable
+as $$
+  select array(select p_owner
+               union
+               select u.company_id
+               from crm.contact_assignments a
+               join crm.users u on u.id = a.user_id
+               where a.contact_id = any (p_contact_ids));
+$$;
+
 -- private: one delivery for each enabled webhook subscribed to p_action (and, with
 -- status_id / user_id, to this status or this user) of the companies concerned by the
 -- contact (or of p_only_company alone; p_also_company adds one: the company a contact
@@ -632,12 +650,8 @@ begin
   if p_only_company is not null then
     v_companies := array[p_only_company];
   elsif p_previous_id is not null then
-    v_companies := array(select (p_contact ->> 'company_id')::bigint
-                         union
-                         select u.company_id
-                         from crm.contact_assignments a
-                         join crm.users u on u.id = a.user_id
-                         where a.contact_id = any (array[v_contact_id, p_previous_id]));
+    v_companies := webhooks_private.companies_concerned((p_contact ->> 'company_id')::bigint,
+                                                        array[v_contact_id, p_previous_id]);
   elsif exists (select 1 from crm.contact_assignments a where a.contact_id = v_contact_id) then
     v_companies := array(select (p_contact ->> 'company_id')::bigint
                          union
@@ -733,14 +747,18 @@ $$;
 -- before it announces the change, so that the announcement waits behind those
 -- deliveries and merges into them.
 -- Returns how many deliveries moved.
-create or replace function webhooks_private.contact_id_changed(p_from bigint, p_to bigint)
+-- (p_owner, p_left: the company that owns it now and, when the same update moves it,
+-- the one it left, concerned too; without them until 2026-12-06)
+drop function if exists webhooks_private.contact_id_changed(bigint, bigint);
+create or replace function webhooks_private.contact_id_changed(p_from bigint, p_to bigint, p_owner bigint, p_left bigint)
 returns integer
 language plpgsql
 as $$
 begin
   delete from webhooks_private.first_assignments f where f.contact_id = p_from;
   insert into webhooks_private.contact_renumberings (from_id, to_id) values (p_from, p_to);
-  return webhooks_private.move_contact_deliveries(p_from, p_to);
+  return webhooks_private.move_contact_deliveries(
+    p_from, p_to, webhooks_private.companies_concerned(p_owner, array[p_from, p_to]) || p_left);
 end;
 $$;
 
@@ -800,7 +818,8 @@ begin
   end if;
   if new.id <> old.id then
     v_previous_id := old.id;
-    v_moved := webhooks_private.contact_id_changed(old.id, new.id);
+    v_moved := webhooks_private.contact_id_changed(old.id, new.id, new.company_id,
+      case when old.company_id <> new.company_id then old.company_id end);
   end if;
   v_contact := to_jsonb(new);
   if webhooks_private.contact_columns_known(v_contact) then

@@ -6,6 +6,7 @@
 import test from 'ava';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
+import { indexUse } from '../helpers/plans.ts';
 import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
@@ -480,4 +481,48 @@ test('a change of id by a writer in REPEATABLE READ whose snapshot a backfill\'s
   await writer.query('update crm.contacts set id = $2 where id = $1', [c1.id, next]);
   await writer.query('commit');
   t.deepEqual((await db().pool.query('select id from crm.contacts where id = $1', [next])).rows, [{ id: next }]);
+});
+
+test('a change of id reads the queue of the companies concerned by the contact, not of every company with work', async (t) => {
+  const OTHERS = 2_000;
+  const pool = db().pool;
+  // (a CRM whose keys carry the new id to the assignments, as the test above)
+  await pool.query(`
+    alter table crm.contact_assignments drop constraint contact_assignments_contact_id_fkey,
+      add constraint contact_assignments_contact_id_fkey foreign key (contact_id) references crm.contacts
+        on update cascade on delete cascade`);
+  const f = make();
+  const [owner, other] = [await f.company(), await f.company()];
+  const user = await f.user(other.id);
+  const ownerHook = await f.webhook({ companyId: owner.id, actions: ['contact.created', 'contact.user_assigned'], fields: ['city'] });
+  const otherHook = await f.webhook({ companyId: other.id, actions: ['contact.user_assigned'], fields: ['city'] });
+  const contact = await f.contact(owner.id, { city: 'Boston' });
+  await pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+  t.is((await claim(otherHook.id)).rows.length, 1, 'the assigned user\'s company\'s delivery is in flight');
+  // every other company's work: a delivery waiting to each of OTHERS webhooks and one in
+  // flight to each of as many more (the queue has no foreign key to the webhooks)
+  await pool.query(
+    `insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id, action, contact_id,
+                                          locked_by, locked_until)
+     select 1000000000000 + n, now(), 1000000000 + n, 1000000000 + n, 'contact.created', 1000000000 + n,
+            case when n > $1 then 'relay-z' end, case when n > $1 then now() + interval '1 hour' end
+     from generate_series(1, 2 * $1::int) n`, [OTHERS]);
+  await pool.query('analyze webhooks.delivery_queue');
+  const client = await connected(t);
+  const next = await freeId();
+  await client.query('begin');
+  const { used } = await indexUse(client, 'webhooks.delivery_queue',
+    () => client.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]));
+  await client.query('commit');
+  t.true(used < 50, `queue index entries read: ${used}`);
+  t.deepEqual(await queued(ownerHook.id), [
+    { action: 'contact.created', contact_id: next, in_flight: false, put_off: false },
+    { action: 'contact.user_assigned', contact_id: next, in_flight: false, put_off: false },
+  ], 'the owner\'s deliveries waiting moved');
+  t.deepEqual(await queued(otherHook.id), [
+    { action: 'contact.user_assigned', contact_id: next, in_flight: true, put_off: false },
+  ], 'the assigned user\'s company\'s delivery in flight moved');
+  const { rows: [{ left }] } = await pool.query(
+    'select count(*)::int as left from webhooks.delivery_queue where contact_id = $1', [contact.id]);
+  t.is(left, 0, 'nothing is left under the old id');
 });
