@@ -40,25 +40,48 @@ as $$
   select fingerprint from webhooks_private.sql_applied;
 $$;
 
--- Deliveries due now (pending, next attempt reached) and how long the longest-waiting
--- of them has been due, in seconds (0 when none is). Walks the queue's index of rows
--- not in flight by webhook and due time (delivery_queue_webhook_due_idx, 22_outbox.sql)
--- as the claim does: one probe for each webhook with rows on their way, then the due
--- part of its range; retries waiting for a later attempt are not read.
+-- private: the most due deliveries the backlog figure counts (webhooks_ops.backlog):
+-- past it, the figure says this many, "at least" (docs/operations.md). Twice the
+-- backlog the documented alert watches for (WebhookBacklogGrowing, over 10,000).
+create or replace function webhooks_private.backlog_due_cap()
+returns integer
+language sql
+immutable
+as $$
+  select 20000;
+$$;
+
+-- Deliveries due now (pending, next attempt reached), counted up to
+-- backlog_due_cap() (past it, that many: at least so many are due), and how long the
+-- longest-waiting of them has been due, in seconds (0 when none is), exact whatever
+-- the backlog. Walks the queue's index of rows not in flight by webhook and due time
+-- (delivery_queue_webhook_due_idx, 22_outbox.sql) as the claim does: one probe for
+-- each webhook with rows on their way, whose first entry is its earliest due time,
+-- then the due part of each due webhook's range until the cap is counted; retries
+-- waiting for a later attempt are not read. So a scrape reads at most one entry per
+-- webhook with work plus the cap, however many are due. (Until 2026-12-06 it counted
+-- every due row: 1,020,004 index entries and 320 ms with a million due to one
+-- webhook, at every scrape; test/sql/backlog.test.ts.)
 create or replace function webhooks_ops.backlog(out due bigint, out oldest_due_seconds double precision)
 language sql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(sum(c.due), 0)::bigint,
-         coalesce(extract(epoch from now() - min(c.oldest)), 0)::double precision
-  from webhooks_private.waiting_webhooks() h
-  cross join lateral (select count(*) as due, min(d.next_attempt_at) as oldest
-                      from webhooks.delivery_queue d
-                      where d.webhook_id = h.webhook_id and d.locked_by is null
-                        and d.next_attempt_at <= now()) c
-  where h.first_due <= now();
+  with hooks as materialized (
+    select h.webhook_id, h.first_due
+    from webhooks_private.waiting_webhooks() h
+    where h.first_due <= now()
+  )
+  select (select count(*)
+          from (select
+                from hooks
+                cross join lateral (select from webhooks.delivery_queue d
+                                    where d.webhook_id = hooks.webhook_id and d.locked_by is null
+                                      and d.next_attempt_at <= now()
+                                    limit webhooks_private.backlog_due_cap()) c
+                limit webhooks_private.backlog_due_cap()) counted)::bigint,
+         coalesce(extract(epoch from now() - (select min(hooks.first_due) from hooks)), 0)::double precision;
 $$;
 
 -- How far the outbox's upkeep (tools/maintain.ts: hourly under npm start, else a

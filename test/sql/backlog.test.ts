@@ -5,6 +5,7 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { indexUse } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -96,4 +97,29 @@ test('where the backlog is: one row per webhook with deliveries on their way, of
   const refused = await t.throwsAsync(viewer.query('select * from webhooks.backlog_by_webhook()'));
   t.is((refused as { code?: string }).code, '42501');
   await viewer.query('rollback');
+});
+
+test('a backlog past the cap is counted up to it and read no further; the oldest due is still exact', async (t) => {
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const { rows: [{ cap }] } = await client.query('select webhooks_private.backlog_due_cap() as cap');
+    // one webhook with more due than the cap, three with one due each (the oldest among
+    // them), one with a retry later (the queue has no foreign key to the webhooks)
+    await client.query(
+      `insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+       select 1000000000000 + n, now(), 1000000000, 1000000000, 'contact.created'::webhooks.action, n, now() - interval '1 minute'
+       from generate_series(1, $1::int + 5000) n
+       union all
+       select 2000000000000 + n, now(), 1000000000 + n, 1000000000 + n, 'contact.created'::webhooks.action, n,
+              now() - make_interval(mins => 10 * n) + case when n = 4 then interval '1 day' else interval '0' end
+       from generate_series(1, 4) n`, [cap]);
+    const { result: { rows: [backlog] }, used } = await indexUse(client, 'webhooks.delivery_queue',
+      () => client.query('select due::int, round(oldest_due_seconds)::int as oldest from webhooks_ops.backlog()'));
+    t.deepEqual(backlog, { due: cap, oldest: 30 * 60 }, 'as many as the cap: at least that many are due');
+    t.true(used <= cap + 20, `queue index entries read: ${used}`);
+  } finally {
+    await client.query('rollback');
+  }
 });
