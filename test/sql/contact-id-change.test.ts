@@ -526,3 +526,15 @@ test('a change of id reads the queue of the companies concerned by the contact, 
     'select count(*)::int as left from webhooks.delivery_queue where contact_id = $1', [contact.id]);
   t.is(left, 0, 'nothing is left under the old id');
 });
+
+test('an update that changes the id and the company moves the deliveries to the company it left too', async (t) => {
+  const f = make();
+  const [left, owner] = [await f.company(), await f.company()];
+  const hook = await f.webhook({ companyId: left.id, actions: ['contact.created'], fields: ['city'] });
+  const contact = await f.contact(left.id, { city: 'Boston' });
+  const next = await freeId();
+  await db().pool.query('update crm.contacts set id = $2, company_id = $3 where id = $1', [contact.id, next, owner.id]);
+  t.deepEqual(await queued(hook.id), [
+    { action: 'contact.created', contact_id: next, in_flight: false, put_off: false },
+  ]);
+});
