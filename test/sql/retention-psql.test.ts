@@ -71,7 +71,7 @@ test.serial("the psql drops keep a day whose delivery went back on its way while
     env: { ...process.env, DATABASE_URL: db().url, PSQLRC: '/dev/null' },
   });
   await until('the drop waits for the reader', async () => (await db().pool.query(
-    `select 1 from pg_stat_activity where query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
+    `select 1 from pg_stat_activity where datname = current_database() and query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
   const admin = await db().pool.connect();
   t.teardown(() => admin.release(true));
   await admin.query(`set webhooks.retention = '90 days'`);

@@ -48,7 +48,7 @@ test.serial('a delivery replayed while its day is being dropped is not lost with
 
   const dropping = maintain(db().url);
   await until('the drop waits for the reader', async () => (await db().pool.query(
-    `select 1 from pg_stat_activity where query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
+    `select 1 from pg_stat_activity where datname = current_database() and query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
 
   // and again while the drop waits: the day's history, detached first, shows it no more
   const meanwhile = await t.throwsAsync(admin.query('select webhooks.replay_delivery($1)', [failed.id]));
@@ -114,7 +114,7 @@ test.serial('a delivery put back on its way while its day is being dropped keeps
   await reader.query(`select count(*) from webhooks.deliveries where created_at < now() - interval '10 days'`);
   const dropping = maintain(db().url);
   await until('the drop waits for the reader', async () => (await db().pool.query(
-    `select 1 from pg_stat_activity where query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
+    `select 1 from pg_stat_activity where datname = current_database() and query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
 
   // meanwhile a replay of the second day's delivery that the retention's refusal let
   // through (here: a session whose own webhooks.retention is longer than the
