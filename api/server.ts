@@ -2,7 +2,7 @@
 // and the Reports page's static files at / and /reports/webhooks.
 import './env.ts';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -46,6 +46,23 @@ function answerTaken(res: ServerResponse, idleMs: number): Promise<void> {
   return new Promise((resolve) => {
     res.once('close', () => resolve());
     res.setTimeout(idleMs, () => res.destroy());
+  });
+}
+
+/**
+ * A connection whose timeout has passed (an idle keep-alive one; an answer not taken,
+ * whose own handler has closed it already) is closed once the loop has read what came
+ * meanwhile, and kept if a request came. Node closed it at once: when the API's one
+ * thread was held (a large answer, a long plan) past an idle connection's timeout, the
+ * loop's next turn ran the timeout before it read the request its client had sent
+ * within the advertised keep-alive, and the client read ECONNRESET. A request that
+ * came is then node's again: its headers and body within API_RECEIVE_TIMEOUT_MS.
+ */
+function closeOnceRead(socket: Socket): void {
+  const read = socket.bytesRead;
+  // after the loop's reading of sockets (an immediate runs after it)
+  setImmediate(() => {
+    if (!socket.destroyed && socket.bytesRead === read) socket.destroy();
   });
 }
 
@@ -243,6 +260,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       else res.destroy();
     });
   });
+  // with a listener, node leaves a connection whose timeout has passed to it
+  server.on('timeout', closeOnceRead);
   // past it, connections are closed as they come (idle ones close after node's
   // keepAliveTimeout, 5 s)
   server.maxConnections = limits.maxConnections;

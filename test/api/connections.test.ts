@@ -166,3 +166,37 @@ test('past API_MAX_CONNECTIONS, connections are closed as they come, and the API
   await until('/healthz answers', () => fetch(`${api.api.url}/healthz`).then((r) => r.status === 200, () => false));
   t.pass();
 });
+
+test('a request that arrives on an idle keep-alive connection within its advertised timeout is answered, though the API\'s thread is held past it', async (t) => {
+  const api = await apiWith(t, {});
+  const company = await factories(db().pool).company();
+  const token = await api.token(company.id);
+  const request = `POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\n` +
+    `Content-Length: ${QUERY.length}\r\n\r\n${QUERY}`;
+  const answers = (text: string) => text.match(/HTTP\/1\.1 200 /g)?.length ?? 0;
+  const client = rawClient(api.api.port);
+  client.socket.write(request);
+  await until('the first answer', async () => answers(client.received()) === 1 && client.received().endsWith('}'));
+  const advertised = Number(/^keep-alive: timeout=(\d+)/im.exec(client.received())?.[1]);
+  t.true(advertised > 0, client.received());
+  // the client sends its next request a second before the advertised timeout, as
+  // clients that reuse idle connections do, and it arrives while the API's one thread
+  // is held (by a large answer, a long plan: seconds on a loaded machine) past the
+  // server's own timeout of the idle connection. Held from an I/O callback, as the API
+  // is when it builds an answer: the loop's next turn runs expired timers before it
+  // reads sockets
+  await new Promise((resolve) => setTimeout(resolve, advertised * 1000 - 1000));
+  await new Promise<void>((resolve) => setImmediate(() => {
+    client.socket.write(request);
+    for (const heldUntil = Date.now() + 3_000; Date.now() < heldUntil;);
+    resolve();
+  }));
+  let closed = false;
+  void client.closed.then(() => { closed = true; });
+  await until('the second answer, or the connection closed', async () =>
+    closed || (answers(client.received()) === 2 && client.received().endsWith('}')));
+  t.false(closed, client.received());
+  t.is(answers(client.received()), 2);
+  // and an idle connection is still closed after its timeout
+  t.is(await within(10_000, client.closed), undefined);
+});
