@@ -42,6 +42,8 @@ export interface ApiLimits {
   answerIdleMs: number;
   /** connections the API holds at once; more are closed as they come */
   maxConnections: number;
+  /** how long an idle keep-alive connection is kept, in milliseconds (advertised as Keep-Alive: timeout, in seconds) */
+  keepAliveMs: number;
   /** bytes of payloads' JSON text one answer may hold, its first payload whatever its size (chargePayload) */
   answerPayloadBytes: number;
 }
@@ -83,6 +85,11 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   // each holds a file descriptor, which the pool's connections to Postgres need too
   // (a system's default limit is 1,024 a process); a browser on the page holds up to six
   maxConnections: 900,
+  // node's default. A proxy that reuses its connections to the API for longer (AWS's
+  // load balancer 60 s, nginx's upstream keepalive_timeout 60 s) ignores the
+  // advertised timeout and sent requests on connections the API was closing: set it
+  // above the proxy's (docs/api-limits.md, Connections)
+  keepAliveMs: 5_000,
   // a payload's JSON is parsed, walked and written again on the API's one thread, some
   // 80 ms a MB for one of many keys: 4 MiB is about a third of a second
   answerPayloadBytes: 4 * 1024 * 1024,
@@ -106,6 +113,7 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
   receiveTimeoutMs: 'API_RECEIVE_TIMEOUT_MS',
   answerIdleMs: 'API_ANSWER_IDLE_MS',
   maxConnections: 'API_MAX_CONNECTIONS',
+  keepAliveMs: 'API_KEEP_ALIVE_MS',
   answerPayloadBytes: 'API_ANSWER_PAYLOAD_BYTES',
 });
 

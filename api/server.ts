@@ -262,9 +262,12 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   });
   // with a listener, node leaves a connection whose timeout has passed to it
   server.on('timeout', closeOnceRead);
-  // past it, connections are closed as they come (idle ones close after node's
-  // keepAliveTimeout, 5 s)
+  // past it, connections are closed as they come (idle ones close after
+  // API_KEEP_ALIVE_MS)
   server.maxConnections = limits.maxConnections;
+  // an idle connection is closed this long after its last answer (and node's
+  // keepAliveTimeoutBuffer, 1 s, past the timeout it advertises)
+  server.keepAliveTimeout = limits.keepAliveMs;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     // an empty host is none (a compose file's `HOST: ${HOST}` with HOST unset): given to

@@ -200,3 +200,19 @@ test('a request that arrives on an idle keep-alive connection within its adverti
   // and an idle connection is still closed after its timeout
   t.is(await within(10_000, client.closed), undefined);
 });
+
+test('API_KEEP_ALIVE_MS is how long an idle connection is kept, advertised in Keep-Alive: longer than a proxy keeps its own', async (t) => {
+  const api = await apiWith(t, { keepAliveMs: 2_000 });
+  const company = await factories(db().pool).company();
+  const token = await api.token(company.id);
+  const client = rawClient(api.api.port);
+  client.socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\n` +
+    `Content-Length: ${QUERY.length}\r\n\r\n${QUERY}`);
+  await until('the answer', async () => client.received().endsWith('}'));
+  const answered = Date.now();
+  t.regex(client.received(), /^keep-alive: timeout=2\r$/im);
+  t.is(await within(10_000, client.closed), undefined);
+  // closed after its timeout and node's second past it, not node's 5 s and that second
+  const idle = Date.now() - answered;
+  t.true(idle >= 2_000 && idle < 6_000, `closed after ${idle} ms idle`);
+});
