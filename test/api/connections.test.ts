@@ -1,7 +1,8 @@
 // What a client's connection may hold of the API, which every company shares: a
 // request arrives within API_RECEIVE_TIMEOUT_MS (else 408, closed), an answer is taken
 // without a pause of API_ANSWER_IDLE_MS (else closed) and holds its company's turn
-// until then, and the API holds at most API_MAX_CONNECTIONS connections at once.
+// until then, the API holds at most API_MAX_CONNECTIONS connections at once, and an idle
+// one for API_KEEP_ALIVE_MS, then closes it unless a request came on it meanwhile.
 // Each test runs an API of its own with small bounds, over real sockets.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -167,7 +168,9 @@ test('past API_MAX_CONNECTIONS, connections are closed as they come, and the API
   t.pass();
 });
 
-test('a request that arrives on an idle keep-alive connection within its advertised timeout is answered, though the API\'s thread is held past it', async (t) => {
+// serial (ava runs it before the others): it holds the file's one thread, the other
+// tests' APIs' too, for seconds
+test.serial('a request that arrives on an idle keep-alive connection within its advertised timeout is answered, though the API\'s thread is held past it', async (t) => {
   const api = await apiWith(t, {});
   const company = await factories(db().pool).company();
   const token = await api.token(company.id);
