@@ -87,7 +87,7 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   maxConnections: 900,
   // node's default. A proxy that reuses its connections to the API for longer (AWS's
   // load balancer 60 s, nginx's upstream keepalive_timeout 60 s) ignores the
-  // advertised timeout and sent requests on connections the API was closing: set it
+  // advertised timeout and sends requests on connections the API is closing: set it
   // above the proxy's (docs/api-limits.md, Connections)
   keepAliveMs: 5_000,
   // a payload's JSON is parsed, walked and written again on the API's one thread, some
