@@ -187,10 +187,18 @@ test('a receiver that resets every connection at once: each attempt recorded, sl
     [reset.id], (rows) => rows.length === 1);
   const served = await waitForFinalDeliveries(database.pool, [fine.id], 4);
   t.true(served.every((d) => d.state === 'succeeded'));
+  // (none of its deliveries in flight: each attempt counted is settled)
+  const [counted] = await waitForRows<{ attempts: number }>(database.pool,
+    `select coalesce(sum(attempts), 0)::int as attempts from webhooks.deliveries where webhook_id = $1
+     having count(*) filter (where state = 'in_flight') = 0`, [reset.id], (rows) => rows.length === 1);
   const { rows: attempts } = await database.pool.query(
     'select status_code, error from webhooks.delivery_attempts where webhook_id = $1', [reset.id]);
   t.true(attempts.length >= 3, `${attempts.length} attempts`);
-  t.is(attempts.length, raw.connections.length, 'one attempt per connection the receiver reset');
+  // every attempt its deliveries count has its row, each on a connection of its own
+  // (undici may open one more than it sends on after a request dropped: a connection
+  // the receiver resets before any request is on it, which is no attempt)
+  t.is(attempts.length, counted!.attempts, 'every attempt recorded');
+  t.true(raw.connections.length >= attempts.length, `${raw.connections.length} connections for ${attempts.length} attempts`);
   for (const attempt of attempts) {
     t.is(attempt.status_code, null);
     t.is(attempt.error, `connection to ${raw.host} closed before a complete response`);
