@@ -105,6 +105,19 @@ export function factories(db: Queryable) {
       const { rows } = await db.query('select secret from webhooks_private.webhook_secrets where webhook_id = $1', [webhook.id]);
       return { ...webhook, secret: rows[0].secret as string };
     },
+
+    /**
+     * Another company's backlog: a company whose one webhook hears contact.created, and
+     * `count` contacts created in one statement, each a delivery queued for it.
+     */
+    backlog: async (count: number): Promise<{ company: { id: string; name: string }; webhook: Webhook }> => {
+      const company = await one<{ id: string; name: string }>('insert into crm.companies (name) values ($1) returning *', [`Company ${tag()}`]);
+      const webhook = await factories(db).webhook({ companyId: company.id, actions: ['contact.created'] });
+      await db.query(
+        `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, $2::int) n`,
+        [company.id, count]);
+      return { company, webhook };
+    },
   };
 }
 

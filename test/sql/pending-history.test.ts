@@ -14,11 +14,7 @@ const db = useTestDatabase(test);
 test("a history of what is on its way reads the webhook's own queue rows, not every company's", async (t) => {
   const BACKLOG = 3_000;
   const f = factories(db().pool);
-  const busy = await f.company();
-  await f.webhook({ companyId: busy.id, actions: ['contact.created'] });
-  await db().pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, $2::int) n`,
-    [busy.id, BACKLOG]);
+  await f.backlog(BACKLOG);
   const tenant = await f.company();
   const webhook = await f.webhook({ companyId: tenant.id, actions: ['contact.created'] });
   await f.contact(tenant.id);
