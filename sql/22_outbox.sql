@@ -430,7 +430,9 @@ $$;
 
 -- private: each webhook with deliveries in flight, by a loose index scan of the lease
 -- index (delivery_queue_leases_idx: webhook_id first), one index probe per such
--- webhook. SQL, so that callers inline it.
+-- webhook, whatever it holds in flight. What webhooks.backlog_by_webhook lists beside
+-- the webhooks with deliveries waiting (58_operations.sql). SQL, so that callers
+-- inline it.
 create or replace function webhooks_private.webhooks_in_flight()
 returns table (webhook_id bigint)
 language sql

@@ -169,7 +169,8 @@ as $$
   with hooks as (
     select h.webhook_id from webhooks_private.waiting_webhooks() h
     union
-    select d.webhook_id from webhooks.delivery_queue d where d.locked_by is not null
+    -- (one probe of the lease index per webhook, not every row in flight: 22_outbox.sql)
+    select f.webhook_id from webhooks_private.webhooks_in_flight() f
   )
   select w.company_id, w.id, w.name, w.enabled,
          c.due, c.later, f.in_flight, c.oldest_due_at,

@@ -12,6 +12,7 @@ import test from 'ava';
 import type { ApiLimits } from '../../api/limits.ts';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
 import { useTestDatabase } from '../helpers/db.ts';
+import { closedOfFlood } from '../helpers/connection-flood.ts';
 import { factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
 
@@ -146,23 +147,7 @@ test('past API_MAX_CONNECTIONS, connections are closed as they come, and the API
   const maxConnections = 5;
   const api = await apiWith(t, { maxConnections });
   const held = maxConnections + 10;
-  const closed = await new Promise<number>((resolve) => {
-    let count = 0;
-    const end = () => {
-      clearTimeout(timer);
-      for (const socket of sockets) socket.destroy();
-      resolve(count);
-    };
-    const sockets = Array.from({ length: held }, () => {
-      const socket = connect(api.api.port, '127.0.0.1');
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        if (++count === held - maxConnections) end();
-      });
-      return socket;
-    });
-    const timer = setTimeout(end, 10_000);
-  });
+  const closed = await closedOfFlood(api.api.port, held, held - maxConnections, 10_000);
   t.is(closed, held - maxConnections);
   await until('/healthz answers', () => fetch(`${api.api.url}/healthz`).then((r) => r.status === 200, () => false));
   t.pass();

@@ -5,9 +5,10 @@
 // follows, a legal final status too, and the attempt fails with words that say so
 // (sender.test.ts has the sender alone). Such a receiver cannot be delivered to. The
 // receiver here is a raw socket on loopback that writes its answers byte for byte.
-import { createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import test from 'ava';
 import { parsePrometheus } from '../helpers/prometheus.ts';
+import { rawReceiver } from '../helpers/raw-receiver.ts';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
 
@@ -18,39 +19,13 @@ const OK = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
 type Script = (socket: Socket) => void;
 
 /**
- * A receiver whose first connection answers its request with `first`; every later
- * one answers each request 200 OK. Each connection is kept with whether it closed,
- * and whether the receiver closed it itself (it never does here).
+ * A receiver (test/helpers/raw-receiver.ts) whose first connection answers its
+ * request with `first`; every later one answers each request 200 OK. It never closes
+ * a connection itself.
  */
-async function rawReceiver(t: { teardown: (fn: () => void) => void }, first: Script) {
-  const connections: Array<{ socket: Socket; closed: boolean; requests: number }> = [];
-  const server = createServer((socket) => {
-    const connection = { socket, closed: false, requests: 0 };
-    const script = connections.length === 0 ? first : (s: Socket) => s.write(OK);
-    connections.push(connection);
-    socket.on('error', () => {});
-    socket.on('close', () => (connection.closed = true));
-    let buffered = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      // a whole request: its head, then content-length bytes of body
-      for (;;) {
-        const headEnd = buffered.indexOf('\r\n\r\n');
-        if (headEnd < 0) return;
-        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(buffered.subarray(0, headEnd).toString('latin1'))?.[1] ?? 0);
-        if (buffered.length < headEnd + 4 + length) return;
-        buffered = buffered.subarray(headEnd + 4 + length);
-        connection.requests++;
-        script(socket);
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const { socket } of connections) socket.destroy();
-    server.close();
-  });
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`, connections };
+async function firstAnswers(t: { teardown: (fn: () => void) => void }, first: Script) {
+  const receiver = await rawReceiver(t, (socket) => (socket === receiver.connections[0]!.socket ? first(socket) : socket.write(OK)));
+  return receiver;
 }
 
 const SCRIPTS: Array<[string, Script]> = [
@@ -70,7 +45,7 @@ const SCRIPTS: Array<[string, Script]> = [
 for (const [what, script] of SCRIPTS) {
   test(`${what}: a failed attempt that says so, retried on the schedule, its connection dropped and its slot free`, async (t) => {
     const { database, f, company } = await relayScene(t, { retryBase: '1 hour' });
-    const receiver = await rawReceiver(t, script);
+    const receiver = await firstAnswers(t, script);
     const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url });
     // a request timeout beyond every wait below: an attempt that waited for a final
     // response would not be recorded in time

@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import test from 'ava';
 import { Registry } from 'prom-client';
 import { OPERATIONS_MAX_CONNECTIONS, startOperationsServer } from '../../ops/server.ts';
+import { closedOfFlood } from '../helpers/connection-flood.ts';
 import { until } from '../helpers/until.ts';
 
 /** The database of a relay that has none to ask: every question fails. */
@@ -48,23 +49,7 @@ test('connections held open by whoever reaches the port are few: past OPERATIONS
   const held = 200;
   // (the count the server must close is waited for, not a fixed second: on a loaded
   // machine the server had not yet accepted them all after one, and the run failed)
-  const closed = await new Promise<number>((resolve) => {
-    let count = 0;
-    const end = () => {
-      clearTimeout(timer);
-      for (const socket of sockets) socket.destroy();
-      resolve(count);
-    };
-    const sockets = Array.from({ length: held }, () => {
-      const socket = connect(server.port, '127.0.0.1');
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        if (++count === held - OPERATIONS_MAX_CONNECTIONS) end();
-      });
-      return socket;
-    });
-    const timer = setTimeout(end, 20_000);
-  });
+  const closed = await closedOfFlood(server.port, held, held - OPERATIONS_MAX_CONNECTIONS, 20_000);
   t.true(closed >= held - OPERATIONS_MAX_CONNECTIONS, `${closed} of ${held} closed by the server`);
   // (the server counts them gone as it sees them close)
   await until('/healthz answers', () => fetch(`${server.url}/healthz`).then((r) => r.status === 200, () => false));
