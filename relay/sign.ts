@@ -15,17 +15,38 @@ export function secretKey(secret: string): Buffer {
   return key;
 }
 
-// Importing a key costs more than the HMAC itself; a relay signs with few secrets,
-// many times each. Bounded, in case of very many webhooks.
+/**
+ * The signing keys kept derived, one a secret (a KeyObject each: under a kilobyte,
+ * most of it OpenSSL's, outside the heap). Importing a key costs more than the HMAC itself;
+ * a relay signs with few secrets, many times each. Past the bound the least recently
+ * used key is forgotten: a fleet with more webhooks than this derives again only the
+ * keys of those it signs for least often, one at a time, not every key at once (until 2026-12-06 the cache was emptied whenever it held this many, and every
+ * key was derived again after it).
+ */
+export const SIGNING_KEYS_MAX = 10_000;
+
+// A Map keeps its keys in the order they were set: a key used is set again (delete and
+// set), so the first is the least recently used. A hit costs that get, delete and set:
+// 55 ns with 10 secrets, 165 ns with 10,000 (against 16 and 60 for the get alone),
+// beside a send's 50–80 µs of the relay's CPU.
 const keys = new Map<string, KeyObject>();
+let derived = 0;
 function keyObject(secret: string): KeyObject {
   let key = keys.get(secret);
-  if (!key) {
-    if (keys.size >= 10_000) keys.clear();
+  if (key) {
+    keys.delete(secret);
+  } else {
     key = createSecretKey(secretKey(secret));
-    keys.set(secret, key);
+    derived++;
+    if (keys.size >= SIGNING_KEYS_MAX) keys.delete(keys.keys().next().value!);
   }
+  keys.set(secret, key);
   return key;
+}
+
+/** How many signing keys this process has derived from secrets (each a miss of the cache). */
+export function signingKeysDerived(): number {
+  return derived;
 }
 
 export function sign(secret: string, messageId: string, timestamp: number, body: string): string {

@@ -17,7 +17,7 @@ import {
 import { receiverResolver } from '../../relay/dns.ts';
 import { numberArray, timeArray } from '../../relay/queries.ts';
 import { relaySettings } from '../../relay/settings.ts';
-import { signatureHeaders } from '../../relay/sign.ts';
+import { sign, signatureHeaders, SIGNING_KEYS_MAX, signingKeysDerived } from '../../relay/sign.ts';
 
 test('special addresses are recognised, IPv4 carried in IPv6 judged by the IPv4 address', (t) => {
   const cases: Array<[string, string | null]> = [
@@ -183,6 +183,25 @@ test('signatures verify with the standardwebhooks package, both of them during a
   t.is(headers['webhook-signature'].split(' ')[0], new Webhook(current).sign('msg_1', new Date(Number(headers['webhook-timestamp']) * 1000), body));
   t.is(signatureHeaders('msg_1', body, current, [])['webhook-signature'].split(' ').length, 1);
   t.throws(() => new Webhook('whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA').verify(body, { ...headers }));
+});
+
+test('the signing keys kept (SIGNING_KEYS_MAX): one more secret than the bound forgets the least recently used key, not every key', (t) => {
+  // a fleet with more webhooks than the bound signs with each of them in turn
+  const secret = (i: number) => `whsec_${Buffer.from(`bound-${i}`.padEnd(32, '.')).toString('base64')}`;
+  const signWith = (from: number, to: number) => {
+    const before = signingKeysDerived();
+    for (let i = from; i < to; i++) sign(secret(i), 'msg_1', 1, '{}');
+    return signingKeysDerived() - before;
+  };
+  t.is(signWith(0, SIGNING_KEYS_MAX), SIGNING_KEYS_MAX, 'each secret derived once');
+  t.is(signWith(0, SIGNING_KEYS_MAX), 0, 'all of them kept');
+  t.is(signWith(SIGNING_KEYS_MAX, SIGNING_KEYS_MAX + 1), 1, 'one more');
+  t.is(signWith(1, SIGNING_KEYS_MAX), 0, 'the others are still kept');
+  t.is(signWith(0, 1), 1, 'the least recently used one was forgotten');
+  // a key used again is the most recent: the next one forgotten is another
+  t.is(signWith(1, 2), 0);
+  t.is(signWith(SIGNING_KEYS_MAX + 1, SIGNING_KEYS_MAX + 2), 1);
+  t.is(signWith(1, 2), 0, 'kept: it was used more recently than the one forgotten');
 });
 
 test('Retry-After: seconds or an HTTP date; anything else is ignored', (t) => {
