@@ -53,11 +53,24 @@ export class IdleAnnouncer {
     return this.client === client ? done : null;
   }
 
-  /** The relay is awake: captures need not notify it any more. */
+  /**
+   * The relay is awake: captures need not notify it any more. Gives back the holds
+   * taken so far, each counted off before its question is sent: a call meanwhile does
+   * not give the same hold back twice, and a going_idle() answered meanwhile is not
+   * given back by this call (it may be the relay's next announcement).
+   */
   async awake(): Promise<void> {
-    while (this.held > 0 && this.client) {
-      await this.ask(this.client, awake);
+    for (let holds = this.held; holds > 0; holds--) {
+      const client = this.client;
+      if (!client) return;
       this.held--;
+      try {
+        await this.ask(client, awake);
+      } catch (error) {
+        // not given back (a lost connection took the lock and the count with it)
+        if (this.client === client) this.held++;
+        throw error;
+      }
     }
   }
 

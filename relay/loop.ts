@@ -280,7 +280,7 @@ export class Relay {
    * (at start, one still to be opened; docs/relay.md, the wake-up's phases).
    */
   private async discover(): Promise<Claimed> {
-    await this.wakeUp.beforeDiscovery();
+    this.wakeUp.beforeDiscovery();
     const claimed = await this.claim(null);
     // found: due work that only another discovery would bring (full: more than this
     // claim could take). A webhook this claim filled to its cap (backlogged) is

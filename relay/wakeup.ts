@@ -24,11 +24,23 @@
 //   awake          relay_idle not held. Enters: before any discovery that is not the
 //                  last look. Leaves: a discovery that found a trickle → lingering;
 //                  an empty one right after one that found work → lingering; any
-//                  other empty one → last_look or captures_open.
+//                  other empty one → announcing.
 //   lingering      relay_idle not held (captures need not notify): the next discovery
 //                  comes after LINGER_MS. Enters: from awake, as above. Leaves: that
 //                  discovery, or any sooner one (a finished request, the poll timer)
 //                  → awake.
+//   announcing     going_idle() asked on the idle connection, its answer not back:
+//                  relay_idle may or may not be held yet. The loop goes on meanwhile
+//                  (refills, a finished request's next delivery), and any discovery
+//                  (a NOTIFY, the poll timer) → awake, as if it had never asked: a
+//                  stalled idle connection (a lock, a slow path) holds up nothing
+//                  but the relay's sleep. Leaves: the answer → last_look (a
+//                  discovery asked of the loop) or captures_open; a failure →
+//                  awake, and a discovery a moment later. One question at a time: a
+//                  relay that goes idle again while one is unanswered waits for that
+//                  answer, which serves it as well (relay_idle taken, then captures
+//                  checked, then the last look); an answer that finds the relay
+//                  awake again gives relay_idle back.
 //   last_look      relay_idle held and no capture that skipped its NOTIFY is open: one
 //                  more discovery. Leaves: it finds work (a trickle too) → awake, the
 //                  next discovery at once; it finds none → asleep.
@@ -47,7 +59,7 @@ import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import type { IdleAnnouncer } from './idle.ts';
 
-export type WakePhase = 'awake' | 'lingering' | 'last_look' | 'captures_open' | 'asleep';
+export type WakePhase = 'awake' | 'lingering' | 'announcing' | 'last_look' | 'captures_open' | 'asleep';
 
 /** What a discovery found: how many deliveries only a discovery brings, and whether its batch was full. */
 export interface Found {
@@ -83,6 +95,8 @@ export class WakeUp {
   private rechecks = 0;
   /** the discovery before this one found work */
   private foundWork = false;
+  /** a going_idle() is on its way (its answer not back) */
+  private asking = false;
   private closed = false;
   private readonly idle: Idle;
   private readonly log: Logger;
@@ -99,11 +113,15 @@ export class WakeUp {
     return this.current;
   }
 
-  /** Before a discovery: wakes up (gives relay_idle back) unless this is the last look. */
-  async beforeDiscovery(): Promise<void> {
+  /**
+   * Before a discovery: wakes up unless this is the last look. relay_idle is given back
+   * without waiting for the answer: held a little longer, it only makes captures
+   * notify, and a stalled idle connection must not hold up the claim.
+   */
+  beforeDiscovery(): void {
     if (this.current === 'last_look') return;
     this.setPhase('awake');
-    await this.idle.awake().catch((error) => this.log.warn({ err: error }, 'cannot announce waking'));
+    this.giveBack();
   }
 
   /**
@@ -137,24 +155,8 @@ export class WakeUp {
       this.linger();
       return false;
     }
-    let safe: boolean;
-    try {
-      safe = await this.idle.goingIdle();
-    } catch (error) {
-      // whether relay_idle was taken is unknown: a whole discovery again, a moment later
-      this.log.warn({ err: error }, 'cannot announce idleness; polling meanwhile');
-      this.setPhase('awake');
-      this.schedule(() => this.wake());
-      return false;
-    }
-    if (safe) {
-      this.rechecks = 0;
-      this.setPhase('last_look');
-      return true;
-    }
-    this.setPhase('captures_open');
-    const epoch = this.epoch;
-    this.schedule(() => void this.checkCaptures(epoch));
+    this.setPhase('announcing');
+    if (!this.asking) void this.announce();
     return false;
   }
 
@@ -170,6 +172,47 @@ export class WakeUp {
     this.epoch++;
     clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /**
+   * going_idle() on the idle connection, its answer read in whatever phase the relay
+   * is in by then (see 'announcing' at the top of this file).
+   */
+  private async announce(): Promise<void> {
+    this.asking = true;
+    let safe: boolean;
+    try {
+      safe = await this.idle.goingIdle();
+    } catch (error) {
+      this.asking = false;
+      if (this.closed || this.current !== 'announcing') return;
+      // whether relay_idle was taken is unknown: a whole discovery again, a moment later
+      this.log.warn({ err: error }, 'cannot announce idleness; polling meanwhile');
+      this.setPhase('awake');
+      this.schedule(() => this.wake());
+      return;
+    }
+    this.asking = false;
+    if (this.closed) return;
+    if (this.current !== 'announcing') {
+      // a discovery meanwhile woke the relay: relay_idle was taken for nothing
+      if (this.current === 'awake' || this.current === 'lingering') this.giveBack();
+      return;
+    }
+    if (safe) {
+      this.rechecks = 0;
+      this.setPhase('last_look');
+      this.wake();
+      return;
+    }
+    this.setPhase('captures_open');
+    const epoch = this.epoch;
+    this.schedule(() => void this.checkCaptures(epoch));
+  }
+
+  /** relay_idle given back, as often as it was taken so far (the answer not waited for). */
+  private giveBack(): void {
+    void this.idle.awake().catch((error) => this.log.warn({ err: error }, 'cannot announce waking'));
   }
 
   /** The next discovery LINGER_MS from now, by itself. */

@@ -54,7 +54,7 @@ test('a trickle: no discovery at once, one by itself LINGER_MS later, and captur
   t.true(performance.now() - started >= LINGER_MS - 1, 'not before the linger is over');
   t.is(woken(), 1);
   t.deepEqual(asked, [], 'relay_idle never taken');
-  await wakeUp.beforeDiscovery();
+  wakeUp.beforeDiscovery();
   t.is(wakeUp.phase, 'awake');
   await wakeUp.close();
 });
@@ -62,18 +62,21 @@ test('a trickle: no discovery at once, one by itself LINGER_MS later, and captur
 test('a discovery sooner than the linger (a finished request, the poll timer) ends it: no second wake', async (t) => {
   const { wakeUp, woken } = setup();
   t.false(await wakeUp.afterDiscovery({ deliveries: 1, full: false }, false));
-  await wakeUp.beforeDiscovery();
+  wakeUp.beforeDiscovery();
   t.is(wakeUp.phase, 'awake');
   await new Promise((resolve) => setTimeout(resolve, LINGER_MS * 4));
   t.is(woken(), 0);
   await wakeUp.close();
 });
 
-test('nothing found: going idle, one last look, then asleep', async (t) => {
-  const { wakeUp, asked } = setup();
-  t.true(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false), 'the last look comes at once');
-  t.is(wakeUp.phase, 'last_look');
-  await wakeUp.beforeDiscovery();
+test('nothing found: going idle, one last look once going_idle() answers, then asleep', async (t) => {
+  const { wakeUp, asked, woken, nextWake } = setup();
+  const woke = nextWake();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false), 'the loop does not wait for the answer');
+  await woke;
+  t.is(wakeUp.phase, 'last_look', 'the answer asks for the last look');
+  t.is(woken(), 1);
+  wakeUp.beforeDiscovery();
   t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
   t.is(wakeUp.phase, 'asleep');
   t.deepEqual(asked, ['goingIdle']);
@@ -83,7 +86,7 @@ test('nothing found: going idle, one last look, then asleep', async (t) => {
 test('nothing found right after finding work: one more look LINGER_MS later, and only then going idle', async (t) => {
   const { wakeUp, asked, woken, nextWake } = setup();
   t.true(await wakeUp.afterDiscovery({ deliveries: TRICKLE_BELOW, full: false }, false));
-  await wakeUp.beforeDiscovery();
+  wakeUp.beforeDiscovery();
   const started = performance.now();
   const woke = nextWake();
   t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false), 'no discovery at once');
@@ -91,22 +94,24 @@ test('nothing found right after finding work: one more look LINGER_MS later, and
   t.false(asked.includes('goingIdle'), 'not announced: captures still need not notify');
   await woke;
   t.true(performance.now() - started >= LINGER_MS - 1, 'not before the linger is over');
-  await wakeUp.beforeDiscovery();
+  wakeUp.beforeDiscovery();
   // the look again finds nothing too: now the relay goes idle
-  t.true(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false), 'the last look comes at once');
+  const lastLook = nextWake();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  await lastLook;
   t.is(wakeUp.phase, 'last_look');
   t.deepEqual(asked.filter((q) => q === 'goingIdle'), ['goingIdle']);
-  t.is(woken(), 1);
+  t.is(woken(), 2);
   await wakeUp.close();
 });
 
 test('the look again finds work: awake, never announced', async (t) => {
   const { wakeUp, asked } = setup();
   t.true(await wakeUp.afterDiscovery({ deliveries: 1, full: true }, false));
-  await wakeUp.beforeDiscovery();
+  wakeUp.beforeDiscovery();
   t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
   t.is(wakeUp.phase, 'lingering');
-  await wakeUp.beforeDiscovery();
+  wakeUp.beforeDiscovery();
   t.true(await wakeUp.afterDiscovery({ deliveries: TRICKLE_BELOW, full: false }, false));
   t.is(wakeUp.phase, 'awake');
   t.false(asked.includes('goingIdle'));
@@ -114,15 +119,17 @@ test('the look again finds work: awake, never announced', async (t) => {
 });
 
 test('a trickle found by the last look: the next discovery at once, which gives relay_idle back', async (t) => {
-  const { wakeUp, asked, woken } = setup();
-  t.true(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  const { wakeUp, asked, woken, nextWake } = setup();
+  const lastLook = nextWake();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  await lastLook;
   t.is(wakeUp.phase, 'last_look');
-  await wakeUp.beforeDiscovery();
+  wakeUp.beforeDiscovery();
   t.true(await wakeUp.afterDiscovery({ deliveries: 1, full: false }, false));
   t.is(wakeUp.phase, 'awake');
-  await wakeUp.beforeDiscovery();
+  wakeUp.beforeDiscovery();
   t.deepEqual(asked, ['goingIdle', 'awake']);
-  t.is(woken(), 0);
+  t.is(woken(), 1, 'only the last look');
   await wakeUp.close();
 });
 
@@ -133,5 +140,65 @@ test('stopping: neither a linger nor going idle', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, LINGER_MS * 4));
   t.is(woken(), 0);
   t.deepEqual(asked, []);
+  await wakeUp.close();
+});
+
+test('going_idle() unanswered: a discovery meanwhile wakes the relay, going idle again asks nothing more, and the answer serves it', async (t) => {
+  let answer: (safe: boolean) => void = () => {};
+  const asked: string[] = [];
+  let woken = 0;
+  const wakeUp = new WakeUp({
+    idle: {
+      goingIdle: () => {
+        asked.push('goingIdle');
+        return new Promise<boolean>((resolve) => (answer = resolve));
+      },
+      capturesDone: async () => true,
+      awake: async () => void asked.push('awake'),
+      close: async () => {},
+    },
+    log: pino({ level: 'silent' }),
+    wake: () => void woken++,
+  });
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  t.is(wakeUp.phase, 'announcing');
+  // a NOTIFY: a discovery while the question is unanswered, which finds nothing
+  wakeUp.beforeDiscovery();
+  t.is(wakeUp.phase, 'awake');
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  t.is(wakeUp.phase, 'announcing');
+  t.deepEqual(asked, ['goingIdle', 'awake'], 'one question on the idle connection at a time');
+  answer(true);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(wakeUp.phase, 'last_look');
+  t.is(woken, 1);
+  await wakeUp.close();
+});
+
+test('going_idle() answered after the relay woke and found work: relay_idle is given back', async (t) => {
+  let answer: (safe: boolean) => void = () => {};
+  const asked: string[] = [];
+  let woken = 0;
+  const wakeUp = new WakeUp({
+    idle: {
+      goingIdle: () => {
+        asked.push('goingIdle');
+        return new Promise<boolean>((resolve) => (answer = resolve));
+      },
+      capturesDone: async () => true,
+      awake: async () => void asked.push('awake'),
+      close: async () => {},
+    },
+    log: pino({ level: 'silent' }),
+    wake: () => void woken++,
+  });
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  wakeUp.beforeDiscovery();
+  t.true(await wakeUp.afterDiscovery({ deliveries: 1, full: true }, false));
+  answer(true);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(wakeUp.phase, 'awake');
+  t.deepEqual(asked, ['goingIdle', 'awake', 'awake'], 'given back after the answer (the first awake found nothing held yet)');
+  t.is(woken, 0, 'no last look: the relay is awake');
   await wakeUp.close();
 });

@@ -117,3 +117,34 @@ test("a discovery's deliveries are sent before the relay announces it is going i
   const all = await receiver.waitFor(5, { path: '/hook', timeoutMs: 10_000 });
   t.is(new Set(all.map((r) => r.headers['webhook-id'])).size, 5);
 });
+
+test('an announcement of idleness that gets no answer stops nothing: refills and new captures go on while going_idle() waits', async (t) => {
+  // going_idle() waits for relay_idle, which another session holds exclusively here
+  // (a stalled idle connection does the same: a proxy, a lock). Until it answers (at
+  // most RELAY_DB_QUERY_TIMEOUT_MS, 30 s, then again on a new connection) the relay
+  // must go on claiming: its backlog's refills, and a capture that notifies it.
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  for (let i = 0; i < 5; i++) await f.contact(company.id);
+
+  const holder = await database.pool.connect();
+  t.teardown(() => holder.release());
+  await holder.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS, LOCK_KEYS.relayIdle]);
+  t.teardown(() => holder.query('select pg_advisory_unlock_all()'));
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR, RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '0' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  const backlog = await receiver.waitFor(5, { path: '/hook', timeoutMs: 5_000 });
+  t.is(new Set(backlog.map((r) => r.headers['webhook-id'])).size, 5, 'the backlog went out in refills while going_idle() waited');
+  const waiting = await database.pool.query(
+    `select count(*)::int as n from pg_stat_activity
+      where application_name = 'bpd-webhooks-relay-idle' and wait_event_type = 'Lock' and query like '%going_idle%'`);
+  t.is(waiting.rows[0].n, 1, 'going_idle() still waits');
+
+  // the capture finds relay_idle taken (by the other session) and notifies
+  await f.contact(company.id);
+  const all = await receiver.waitFor(6, { path: '/hook', timeoutMs: 5_000 });
+  t.is(new Set(all.map((r) => r.headers['webhook-id'])).size, 6, 'a new capture delivered while going_idle() waited');
+});
