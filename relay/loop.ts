@@ -277,7 +277,8 @@ export class Relay {
    * A discovery claim, between the wake-up protocol's two steps (wakeup.ts), its
    * deliveries dispatched before the second: when the claim found no work for another
    * discovery, that step announces idleness, a round trip on a connection of its own
-   * (at start, one still to be opened; docs/relay.md, the wake-up's phases).
+   * (at start, one still to be opened; docs/relay.md, the wake-up's phases), whose
+   * answer the round does not wait for.
    */
   private async discover(): Promise<Claimed> {
     this.wakeUp.beforeDiscovery();
