@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
-import { Agent, Pool, type buildConnector, type Dispatcher } from 'undici';
+import { Agent, Client, Pool, type buildConnector, type Dispatcher } from 'undici';
 import type { DeliveryJob } from './queries.ts';
 import { DestinationRefused, guardedConnector, refuseLiteralHost, type NetworkList } from './destinations.ts';
 import { receiverResolver, type ReceiverResolver } from './dns.ts';
@@ -37,6 +37,8 @@ export interface SenderOptions {
   keepAliveMs?: number;
   /** to how many origins at most connections are kept (KEPT_ORIGINS_MAX unless a test says otherwise) */
   keptOriginsMax?: number;
+  /** how many connections to kept origins are open at most, past those in use (KEPT_CONNECTIONS_MAX unless a test says otherwise) */
+  keptConnectionsMax?: number;
 }
 
 /**
@@ -65,6 +67,73 @@ export const KEEP_ALIVE_MS = 10_000;
 export const KEPT_ORIGINS_MAX = 500;
 
 /**
+ * The most connections open to kept origins, in use or idle, past which idle ones are
+ * closed. A kept origin's dispatcher keeps as many connections as it once had
+ * requests at once (a webhook's RELAY_PER_WEBHOOK_IN_FLIGHT, more with several
+ * webhooks on one origin), each until the keep-alive (KEEP_ALIVE_MS, 10 s): a burst
+ * to one origin after another, each answered quickly, left each its peak open, up to
+ * KEPT_ORIGINS_MAX × 32 = 16,000 connections, where the relay never has more than
+ * RELAY_MAX_IN_FLIGHT (512) requests under way: a file descriptor each, 12 KB of heap
+ * (measured on loopback, undici 7.30: 16,000 would be 190 MB, past the 128 MB the
+ * relay's heap may grow to) and over TLS some 160 KB of OpenSSL's memory outside the
+ * heap. Each connection that opens past
+ * the bound closes the idle connections opened longest ago; one in use is never
+ * closed, so a relay with more requests in flight than this holds one a request.
+ * Twice the default RELAY_MAX_IN_FLIGHT: a relay at its cap keeps as many idle
+ * connections for what comes next.
+ */
+export const KEPT_CONNECTIONS_MAX = 1_024;
+
+/**
+ * The connections of kept origins open now, the longest open first, held to `max`
+ * (KEPT_CONNECTIONS_MAX): each one that opens past it closes idle ones (no request on
+ * them, under way or waiting), the longest open first, which undici then opens again
+ * if the origin needs them. Told of connections opening and closing, never of a
+ * request: a request on a connection kept costs nothing here.
+ */
+function keptConnections(max: number) {
+  const open = new Map<Client, Socket>();
+  return {
+    opened(client: Client, socket: Socket): void {
+      open.set(client, socket);
+      for (const [other, otherSocket] of open) {
+        if (open.size <= max) return;
+        if (other.stats.size === 0) {
+          open.delete(other);
+          otherSocket.destroy();
+        }
+      }
+    },
+    closed(client: Client): void {
+      open.delete(client);
+    },
+  };
+}
+
+/**
+ * A kept origin's connections (undici's Clients, one connection each at a time, for a
+ * Pool's `factory`): each tells `connections` when it opens, with its socket (the one
+ * its connector made last), and when it closes.
+ */
+function keptClients(connections: ReturnType<typeof keptConnections>) {
+  return (origin: URL, options: object): Dispatcher => {
+    const { connect, ...rest } = options as Client.Options & { connect: buildConnector.connector };
+    let socket: Socket | null = null;
+    const client = new Client(origin, {
+      ...rest,
+      connect: (target, callback) => connect(target, (...made) => {
+        socket = made[1] as Socket | null;
+        callback(...made);
+      }),
+    });
+    client
+      .on('connect', () => connections.opened(client, socket!))
+      .on('disconnect', () => connections.closed(client));
+    return client;
+  };
+}
+
+/**
  * undici's per-origin dispatchers for an Agent (`factory`, its option): a Pool that
  * keeps its connections alive while fewer than `max` such Pools are open, else one
  * that closes each connection after its answer (pipelining 0, undici's word for no
@@ -72,12 +141,14 @@ export const KEPT_ORIGINS_MAX = 500;
  * when the Agent has no dispatcher for an origin, never per request. The Agent closes
  * a Pool when its last connection closes or fails, from its own listener of that
  * event (which runs after the one here): a Pool closed then counts no more (`kept`).
+ * The kept Pools' connections together are held to `connectionsMax` (keptConnections).
  */
-export function keptOrigins(max: number): { factory: (origin: string | URL, options: object) => Dispatcher; kept: () => number } {
+export function keptOrigins(max: number, connectionsMax: number = KEPT_CONNECTIONS_MAX): { factory: (origin: string | URL, options: object) => Dispatcher; kept: () => number } {
   let kept = 0;
+  const clients = keptClients(keptConnections(connectionsMax));
   const factory = (origin: string | URL, options: object): Dispatcher => {
     if (kept >= max) return new Pool(origin, { ...(options as Pool.Options), pipelining: 0 });
-    const pool = new Pool(origin, options as Pool.Options);
+    const pool = new Pool(origin, { ...(options as Pool.Options), factory: clients });
     kept++;
     let counted = true;
     const closed = () => {
@@ -169,7 +240,7 @@ export class Sender {
     this.log = log;
     this.now = now;
     this.resolver = receiverResolver({ servers: options.dnsServers, timeoutMs: options.connectTimeoutMs });
-    this.kept = keptOrigins(options.keptOriginsMax ?? KEPT_ORIGINS_MAX);
+    this.kept = keptOrigins(options.keptOriginsMax ?? KEPT_ORIGINS_MAX, options.keptConnectionsMax ?? KEPT_CONNECTIONS_MAX);
     this.agent = new Agent({
       // the relay caps requests itself (per webhook and in total)
       connections: null,

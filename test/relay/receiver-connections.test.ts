@@ -74,7 +74,7 @@ async function origins(t: { teardown: (fn: () => void) => void }, count: number,
 
 const openAt = (all: Origin[]) => all.reduce((sum, origin) => sum + origin.open.size, 0);
 
-function sender(t: { teardown: (fn: () => void) => void }, options: { keepAliveMs?: number; keptOriginsMax?: number; requestTimeoutMs?: number } = {}) {
+function sender(t: { teardown: (fn: () => void) => void }, options: { keepAliveMs?: number; keptOriginsMax?: number; keptConnectionsMax?: number; requestTimeoutMs?: number } = {}) {
   const made = new Sender({
     allowNetworks: parseNetworks('127.0.0.0/8'),
     dnsServers: null,
@@ -83,6 +83,7 @@ function sender(t: { teardown: (fn: () => void) => void }, options: { keepAliveM
     responseExcerptBytes: 1024,
     keepAliveMs: options.keepAliveMs ?? 60_000,
     keptOriginsMax: options.keptOriginsMax,
+    keptConnectionsMax: options.keptConnectionsMax,
   });
   t.teardown(() => made.close());
   return made;
@@ -125,6 +126,32 @@ test('once the kept origins\' idle connections close (the keep-alive), new origi
     async () => openAt(first) === 0 && relay.receivers().kept === 0);
   for (const origin of later) t.like((await relay.send(job(origin.url))).outcome, { kind: 'response', status: 200 });
   t.true(later.every((origin) => origin.heads[0]!.includes('\r\nconnection: keep-alive')));
+});
+
+test('a burst to one kept origin after another: idle connections past KEPT_CONNECTIONS_MAX are closed as new ones open, not kept at each origin\'s peak until the keep-alive', async (t) => {
+  // each origin's dispatcher keeps as many connections as it once had requests at once
+  // (a webhook's slots, several webhooks on one origin), for the keep-alive: bursts to
+  // 500 kept origins could leave 500 × 32 open, a file descriptor (and over TLS some
+  // 160 KB of OpenSSL's memory) each
+  const peak = 8;
+  const bound = 12;
+  const receivers = await origins(t, 4, 'keeps', 49);
+  const relay = sender(t, { keptConnectionsMax: bound });
+  for (const origin of receivers) {
+    const results = await Promise.all(Array.from({ length: peak }, () => relay.send(job(origin.url))));
+    t.true(results.every((r) => r.outcome.kind === 'response' && r.outcome.status === 200));
+    t.is(origin.accepted, peak, 'a connection for each request at once');
+  }
+  await until('the idle connections past the bound are closed', async () => openAt(receivers) === bound, 3_000);
+  t.is(relay.receivers().connections, bound, 'what /metrics shows');
+  t.is(receivers.at(-1)!.open.size, peak, 'the last burst\'s connections, each in use when it opened, are kept; the oldest idle ones went');
+  t.is(receivers[0]!.open.size, 0);
+
+  // an origin whose idle connections were closed is sent to again on new ones
+  const again = await Promise.all(Array.from({ length: 2 }, () => relay.send(job(receivers[0]!.url))));
+  t.true(again.every((r) => r.outcome.kind === 'response' && r.outcome.status === 200));
+  t.is(receivers[0]!.accepted, peak + 2);
+  await until('still no more than the bound', async () => openAt(receivers) === bound, 3_000);
 });
 
 // undici keeps one dispatcher per origin inside the relay's Agent, and drops it once
