@@ -148,3 +148,29 @@ test('an announcement of idleness that gets no answer stops nothing: refills and
   const all = await receiver.waitFor(6, { path: '/hook', timeoutMs: 5_000 });
   t.is(new Set(all.map((r) => r.headers['webhook-id'])).size, 6, 'a new capture delivered while going_idle() waited');
 });
+
+test('an idle connection that hangs while the relay sleeps: a NOTIFY still brings the delivery at once, without waiting for relay_idle to be given back', async (t) => {
+  // the idle connection's server process stopped (SIGSTOP): the connection stays open
+  // and answers nothing, as over a path gone silent or a stalled proxy, until the
+  // question's timeout (RELAY_DB_QUERY_TIMEOUT_MS, 30 s). Its relay_idle stays held, so
+  // a capture notifies; the discovery that follows must not wait on that connection.
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await relayAsleep(database.pool);
+  const { rows: [idle] } = await database.pool.query(
+    "select pid from pg_stat_activity where application_name = 'bpd-webhooks-relay-idle'");
+  process.kill(idle.pid, 'SIGSTOP');
+  try {
+    await f.contact(company.id);
+    await receiver.waitFor(1, { path: '/hook', timeoutMs: 5_000 });
+    await f.contact(company.id);
+    const both = await receiver.waitFor(2, { path: '/hook', timeoutMs: 5_000 });
+    t.is(new Set(both.map((r) => r.headers['webhook-id'])).size, 2);
+  } finally {
+    process.kill(idle.pid, 'SIGCONT');
+  }
+});
