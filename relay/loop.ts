@@ -18,7 +18,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { closeWithin, isConnectionError, relayPool } from './database.ts';
-import { KEPT_ORIGINS_MAX, Sender } from './deliver.ts';
+import { KEPT_CONNECTIONS_MAX, KEPT_ORIGINS_MAX, Sender } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
@@ -100,6 +100,7 @@ export class Relay {
       byteBudget: settings.maxHeldBytes,
       receivers: () => this.sender.receivers(),
       keptMax: KEPT_ORIGINS_MAX,
+      keptConnectionsMax: KEPT_CONNECTIONS_MAX,
     });
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });

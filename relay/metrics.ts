@@ -41,9 +41,10 @@ export class RelayMetrics {
       inFlight: () => number;
       heldBytes: () => number;
       byteBudget: number;
-      /** the origins kept alive and the connections open to receivers (deliver.ts), and the most origins kept */
+      /** the origins kept alive and the connections open to receivers (deliver.ts), and the most origins and connections kept */
       receivers: () => { kept: number; connections: number };
       keptMax: number;
+      keptConnectionsMax: number;
     },
     registry: Registry = new Registry(),
   ) {
@@ -104,6 +105,11 @@ export class RelayMetrics {
         this.set(now.receivers().connections);
       },
     });
+    new Gauge({
+      name: 'bpd_webhooks_receiver_connections_kept_max',
+      help: 'KEPT_CONNECTIONS_MAX: past this many connections to kept origins, one that opens closes the idle ones open longest.',
+      registers: [registry],
+    }).set(now.keptConnectionsMax);
     this.#claims = new Counter({
       name: 'bpd_webhooks_claims_total',
       help: 'Claim calls made to the database.',

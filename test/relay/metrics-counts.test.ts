@@ -7,7 +7,7 @@ import { parsePrometheus } from '../helpers/prometheus.ts';
 
 const NOTHING_HELD = {
   inFlight: () => 0, heldBytes: () => 0, byteBudget: 1_048_576,
-  receivers: () => ({ kept: 0, connections: 0 }), keptMax: 1_000,
+  receivers: () => ({ kept: 0, connections: 0 }), keptMax: 1_000, keptConnectionsMax: 2_000,
 };
 
 /** What a scraper reads of these metrics now. */
@@ -56,13 +56,14 @@ test('requests in flight and the bytes of payloads held are read when scraped, b
   t.is(then.get('bpd_webhooks_payload_bytes_held'), 0);
 });
 
-test('the origins kept alive and the connections open to receivers are read when scraped, beside the most origins kept', async (t) => {
+test('the origins kept alive and the connections open to receivers are read when scraped, beside the most origins and connections kept', async (t) => {
   let receivers = { kept: 12, connections: 40 };
-  const metrics = new RelayMetrics({ ...NOTHING_HELD, receivers: () => receivers, keptMax: 1_000 });
+  const metrics = new RelayMetrics({ ...NOTHING_HELD, receivers: () => receivers, keptMax: 1_000, keptConnectionsMax: 2_000 });
   const first = await values(metrics);
   t.is(first.get('bpd_webhooks_receiver_origins_kept'), 12);
   t.is(first.get('bpd_webhooks_receiver_origins_kept_max'), 1_000);
   t.is(first.get('bpd_webhooks_receiver_connections'), 40);
+  t.is(first.get('bpd_webhooks_receiver_connections_kept_max'), 2_000);
   receivers = { kept: 0, connections: 0 };
   const then = await values(metrics);
   t.is(then.get('bpd_webhooks_receiver_origins_kept'), 0);
