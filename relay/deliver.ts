@@ -76,32 +76,35 @@ export const KEPT_ORIGINS_MAX = 500;
  * RELAY_MAX_IN_FLIGHT (512) requests under way: a file descriptor each, 12 KB of heap
  * (measured on loopback, undici 7.30: 16,000 would be 190 MB, past the 128 MB the
  * relay's heap may grow to) and over TLS some 160 KB of OpenSSL's memory outside the
- * heap. Each connection that opens past
- * the bound closes the idle connections opened longest ago; one in use is never
- * closed, so a relay with more requests in flight than this holds one a request.
+ * heap. Each connection that opens past the bound closes idle ones, the most recently
+ * opened first; one in use is never closed, so a relay with more requests in flight
+ * than this holds one a request.
  * Twice the default RELAY_MAX_IN_FLIGHT: a relay at its cap keeps as many idle
  * connections for what comes next.
  */
 export const KEPT_CONNECTIONS_MAX = 1_024;
 
 /**
- * The connections of kept origins open now, the longest open first, held to `max`
+ * The connections of kept origins open now, in the order they opened, held to `max`
  * (KEPT_CONNECTIONS_MAX): each one that opens past it closes idle ones (no request on
- * them, under way or waiting), the longest open first, which undici then opens again
- * if the origin needs them. Told of connections opening and closing, never of a
- * request: a request on a connection kept costs nothing here.
+ * them, under way or waiting), which undici opens again if their origin needs them.
+ * The most recently opened go first: a connection idle for the keep-alive closes by
+ * itself, so one open long is used again and again, and a burst's extra connections
+ * are the young ones. Told of connections opening and closing, never of a request: a
+ * request on a connection kept costs nothing here.
  */
 function keptConnections(max: number) {
   const open = new Map<Client, Socket>();
   return {
     opened(client: Client, socket: Socket): void {
       open.set(client, socket);
-      for (const [other, otherSocket] of open) {
+      if (open.size <= max) return;
+      const newestFirst = [...open].reverse();
+      for (const [other, otherSocket] of newestFirst) {
+        if (other.stats.size > 0) continue;
+        open.delete(other);
+        otherSocket.destroy();
         if (open.size <= max) return;
-        if (other.stats.size === 0) {
-          open.delete(other);
-          otherSocket.destroy();
-        }
       }
     },
     closed(client: Client): void {

@@ -107,7 +107,7 @@ export class RelayMetrics {
     });
     new Gauge({
       name: 'bpd_webhooks_receiver_connections_kept_max',
-      help: 'KEPT_CONNECTIONS_MAX: past this many connections to kept origins, one that opens closes the idle ones open longest.',
+      help: 'KEPT_CONNECTIONS_MAX: past this many connections to kept origins, one that opens closes idle ones, the most recently opened first.',
       registers: [registry],
     }).set(now.keptConnectionsMax);
     this.#claims = new Counter({
