@@ -78,9 +78,8 @@ export const KEPT_ORIGINS_MAX = 500;
  * relay's heap may grow to) and over TLS some 160 KB of OpenSSL's memory outside the
  * heap. Each connection that opens past the bound closes idle ones, the most recently
  * opened first; one in use is never closed, so a relay with more requests in flight
- * than this holds one a request.
- * Twice the default RELAY_MAX_IN_FLIGHT: a relay at its cap keeps as many idle
- * connections for what comes next.
+ * than this holds one a request. Twice the default RELAY_MAX_IN_FLIGHT: a relay at
+ * its cap keeps as many idle connections for what comes next.
  */
 export const KEPT_CONNECTIONS_MAX = 1_024;
 

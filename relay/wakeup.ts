@@ -195,8 +195,9 @@ export class WakeUp {
     this.asking = false;
     if (this.closed) return;
     if (this.current !== 'announcing') {
-      // a discovery meanwhile woke the relay: relay_idle was taken for nothing
-      if (this.current === 'awake' || this.current === 'lingering') this.giveBack();
+      // a discovery meanwhile woke the relay (awake or lingering now): relay_idle was
+      // taken for nothing
+      this.giveBack();
       return;
     }
     if (safe) {
