@@ -144,8 +144,10 @@ test('an announcement of idleness that gets no answer stops nothing: refills and
   t.is(waiting.rows[0].n, 1, 'going_idle() still waits');
 
   // the capture finds relay_idle taken (by the other session) and notifies
+  const captured = performance.now();
   await f.contact(company.id);
   const all = await receiver.waitFor(6, { path: '/hook', timeoutMs: 5_000 });
+  t.log(`delivered ${Math.round(performance.now() - captured)} ms after the capture`);
   t.is(new Set(all.map((r) => r.headers['webhook-id'])).size, 6, 'a new capture delivered while going_idle() waited');
 });
 
@@ -165,8 +167,10 @@ test('an idle connection that hangs while the relay sleeps: a NOTIFY still bring
     "select pid from pg_stat_activity where application_name = 'bpd-webhooks-relay-idle'");
   process.kill(idle.pid, 'SIGSTOP');
   try {
+    const captured = performance.now();
     await f.contact(company.id);
     await receiver.waitFor(1, { path: '/hook', timeoutMs: 5_000 });
+    t.log(`delivered ${Math.round(performance.now() - captured)} ms after the capture`);
     await f.contact(company.id);
     const both = await receiver.waitFor(2, { path: '/hook', timeoutMs: 5_000 });
     t.is(new Set(both.map((r) => r.headers['webhook-id'])).size, 2);
