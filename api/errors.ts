@@ -96,6 +96,23 @@ const HTTP_REFUSAL_CODES: Readonly<Record<number, string>> = {
  */
 const VALIDATION_ABORTED = /^(Too many validation errors, error limit reached\. )?Validation aborted\.$/;
 
+/**
+ * GraphQL's refusals of a document before anything runs (text that does not parse,
+ * a field that is not there, a variable of a type its argument does not take): a
+ * message and its place in the text (locations), no code. Named as ours are, so that
+ * a client can tell them from the rest: grafserv answers them 400 to a client that
+ * accepts application/graphql-response+json, and 200 to one that accepts only
+ * application/json, as GraphQL over HTTP says; the code is the same in both.
+ */
+const DOCUMENT_REFUSAL_CODES = Object.freeze({ parse: 'GRAPHQL_PARSE_FAILED', validation: 'GRAPHQL_VALIDATION_FAILED' });
+const PARSE_FAILED = /^Syntax Error: /;
+
+/** The code of one of GraphQL's refusals of a document, by its message. */
+function documentRefusalCode(message: string): string {
+  if (VALIDATION_ABORTED.test(message)) return LIMIT_CODES.nodes;
+  return PARSE_FAILED.test(message) ? DOCUMENT_REFUSAL_CODES.parse : DOCUMENT_REFUSAL_CODES.validation;
+}
+
 /** A JSON answer of grafserv's: its status and its body's bytes. */
 interface BufferAnswer {
   type: string;
@@ -104,29 +121,54 @@ interface BufferAnswer {
   buffer?: Buffer;
 }
 
+interface AnswerBody {
+  data?: unknown;
+  errors?: Array<{ message?: string; locations?: unknown; extensions?: Record<string, unknown> }>;
+}
+
+/** The answer's body, when it may hold a refusal to name: grafserv's own (by status), or errors without data (only those are read). */
+function refusalBody(answer: BufferAnswer): AnswerBody | undefined {
+  if (answer.type !== 'buffer' || !answer.buffer) return undefined;
+  const status = answer.statusCode ?? 200;
+  if (HTTP_REFUSAL_CODES[status] === undefined
+      && !(status === 200 && answer.buffer.subarray(0, 10).toString('latin1') === '{"errors":')) return undefined;
+  try {
+    return JSON.parse(answer.buffer.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * True of an error of GraphQL's refusal of a document: in an answer without data (the
+ * operation never ran), with its place in the text, or validation stopped short (which
+ * has none). An error thrown while running one, answered without data to a client of
+ * application/json, has no place: it is left as maskError made it.
+ */
+function refusesTheDocument(body: AnswerBody, error: NonNullable<AnswerBody['errors']>[number]): boolean {
+  return !('data' in body) && (error.locations !== undefined || VALIDATION_ABORTED.test(error.message ?? ''));
+}
+
 /**
  * The answer with a code in each of grafserv's own refusals (HTTP_REFUSAL_CODES), and
- * in GraphQL's validation stopped short (VALIDATION_ABORTED), that has none. Every
- * other answer as it is, unread (a client that asks for `application/json` alone is
- * answered GraphQL's refusals with 200, as GraphQL over HTTP says: those are left as they are).
+ * in each of GraphQL's refusals of a document (DOCUMENT_REFUSAL_CODES; QUERY_TOO_COSTLY
+ * for its validation stopped short, VALIDATION_ABORTED), that have none, whatever the
+ * media type: a 400 or a 200 without data whose errors have their place in the text.
+ * Every other answer as it is; of those answered 200, only one that starts with its
+ * errors is read.
  */
 export function nameHttpRefusals<T extends BufferAnswer | null>(answer: T): T {
-  const code = answer?.type === 'buffer' && answer.buffer ? HTTP_REFUSAL_CODES[answer.statusCode ?? 0] : undefined;
-  if (!answer || !code || !answer.buffer) return answer;
-  let body: { errors?: Array<{ message?: string; extensions?: Record<string, unknown> }> };
-  try {
-    body = JSON.parse(answer.buffer.toString('utf8'));
-  } catch {
-    return answer;
-  }
+  const body = answer ? refusalBody(answer) : undefined;
+  if (!answer || !body) return answer;
+  const status = answer.statusCode ?? 200;
   let named = false;
   for (const error of body.errors ?? []) {
     if (error.extensions?.code !== undefined) continue;
-    // a 400 is also GraphQL's answer to a document it refuses (a field that is not
-    // there), which is not grafserv's refusal: those have no statusCode, and keep no
-    // code but GraphQL's stop past its own budget
-    const its = answer.statusCode !== 400 || error.extensions?.statusCode !== undefined ? code
-      : VALIDATION_ABORTED.test(error.message ?? '') ? LIMIT_CODES.nodes : undefined;
+    // a 400 (or a 200 to a client of application/json) is also GraphQL's answer to a
+    // document it refuses, which is not grafserv's refusal: those have no statusCode
+    const its = (status === 400 || status === 200) && error.extensions?.statusCode === undefined
+      ? (refusesTheDocument(body, error) ? documentRefusalCode(error.message ?? '') : undefined)
+      : HTTP_REFUSAL_CODES[status];
     if (its === undefined) continue;
     error.extensions = { ...error.extensions, code: its };
     named = true;

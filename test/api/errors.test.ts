@@ -536,3 +536,37 @@ test('retrySchedule\'s pMaxAttempts out of 1 to 100 names its rule and the argum
     t.like(response.errors?.[0], { message: 'max attempts must be from 1 to 100', extensions: { code: '22023', constraint: 'retry_max_attempts_range', column: 'p_max_attempts' } }, String(n));
   }
 });
+
+test('a document GraphQL refuses (a field that is not there, a variable of the wrong type, text that does not parse) carries a code, whichever media type the client accepts, with the status that media type asks for', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id, 'webhook_viewer');
+  const refused = async (accept: string, query: string) => {
+    const response = await fetch(`${api().api.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept, authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query }),
+    });
+    const body = await response.json() as { data?: unknown; errors?: Array<{ message: string; extensions?: { code?: string } }> };
+    return { status: response.status, body };
+  };
+  const documents: Array<[string, string, string]> = [
+    ['a field that is not there', '{ currentCompanyId nope }', 'GRAPHQL_VALIDATION_FAILED'],
+    ['a variable of a type the argument does not take', 'query($id: String!) { webhookById(id: $id) { id } }', 'GRAPHQL_VALIDATION_FAILED'],
+    ['text that does not parse', '{ currentCompanyId', 'GRAPHQL_PARSE_FAILED'],
+  ];
+  // GraphQL over HTTP: 200 for a client of application/json alone, 400 for one of
+  // application/graphql-response+json (and for one that accepts either)
+  for (const [accept, status] of [['application/json', 200], ['application/graphql-response+json', 400], ['*/*', 400]] as const) {
+    for (const [what, query, code] of documents) {
+      const { status: said, body } = await refused(accept, query);
+      t.is(said, status, `${accept}, ${what}`);
+      t.false('data' in body, `${accept}, ${what}`);
+      t.true((body.errors ?? []).length >= 1, `${accept}, ${what}`);
+      for (const error of body.errors ?? []) t.is(error.extensions?.code, code, `${accept}, ${what}: ${error.message}`);
+    }
+  }
+  // and an answer with data keeps what it had: no code is added to a field's error
+  const { status, body } = await refused('application/json', '{ currentCompanyId }');
+  t.is(status, 200);
+  t.is(body.errors, undefined);
+});
