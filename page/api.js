@@ -331,29 +331,36 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first, 
 }
 
 const ATTEMPTS = /* GraphQL */ `
-  query Attempts($id: BigInt!, $offset: Int!, $withPayload: Boolean!) {
-    deliveryById(id: $id) {
-      payload @include(if: $withPayload)
-      deliveryAttemptsByDeliveryId(orderBy: ATTEMPT_DESC, offset: $offset) {
-        totalCount
-        nodes { attempt attemptedAt durationMs statusCode error responseBody }
-      }
+  query Attempts($id: BigInt!, $afterAttempt: Int, $afterId: BigInt, $first: Boolean!) {
+    deliveryById(id: $id) @include(if: $first) {
+      payload
+      deliveryAttemptsByDeliveryId { totalCount }
+    }
+    deliveryAttemptsLatestFirst(deliveryId: $id, afterAttempt: $afterAttempt, afterId: $afterId) {
+      nodes { id attempt attemptedAt durationMs statusCode error responseBody }
     }
   }
 `;
 
 /**
- * HTTP attempts of one firing, latest first, skipping the `offset` latest: the page's
- * attempts (first to last within it) and how many the firing has in all. A page is the
+ * HTTP attempts of one firing, latest first: the latest page, or with after ({ attempt,
+ * id }: an attempt as this gives it) the page of those before it. A page deep in a
+ * firing's attempts costs what the first does (an offset read every attempt before
+ * it: docs/api.md). The page's attempts come first to last within it. A page is the
  * API's default (API_DEFAULT_PAGE_SIZE, 100), never more: a page asked larger than an
  * operator's API_MAX_PAGE_SIZE was refused, and with it the firing's attempts (as the
- * history of changes, below). With the first page, the
- * firing's payload as sent (the history's rows carry the contact's name alone).
+ * history of changes, below). With the first page, the firing's payload as sent (the
+ * history's rows carry the contact's name alone) and how many attempts it has in all
+ * (total; undefined with a later page).
  */
-export async function fetchAttempts(deliveryId, offset = 0) {
-  const data = await graphql(ATTEMPTS, { id: deliveryId, offset, withPayload: offset === 0 });
-  const connection = data.deliveryById?.deliveryAttemptsByDeliveryId;
-  return { attempts: (connection?.nodes ?? []).reverse(), total: connection?.totalCount ?? 0, payload: offset === 0 ? data.deliveryById?.payload ?? null : undefined };
+export async function fetchAttempts(deliveryId, after = null) {
+  const first = after === null;
+  const data = await graphql(ATTEMPTS, { id: deliveryId, afterAttempt: after?.attempt ?? null, afterId: after?.id ?? null, first });
+  return {
+    attempts: [...(data.deliveryAttemptsLatestFirst?.nodes ?? [])].reverse(),
+    total: first ? data.deliveryById?.deliveryAttemptsByDeliveryId.totalCount ?? 0 : undefined,
+    payload: first ? data.deliveryById?.payload ?? null : undefined,
+  };
 }
 
 const DISABLE = /* GraphQL */ `

@@ -458,6 +458,9 @@ function outcomeBadge(state) {
   return h('span', { class: `badge ${tone}` }, outcomeWords(state));
 }
 
+/** Attempts first to last: by number, and by id within one (nothing keeps two from sharing a number). */
+const byNumber = (a, b) => a.attempt - b.attempt || (BigInt(a.id) < BigInt(b.id) ? -1 : BigInt(a.id) > BigInt(b.id) ? 1 : 0);
+
 /** The attempts shown, first to last; a button for the earlier ones not shown yet, a page (pageSize) of them. */
 function attemptsTable(attempts, total, pageSize, showEarlier) {
   if (!attempts.length) return h('p', { class: 'muted' }, 'Not attempted yet.');
@@ -490,10 +493,11 @@ function detailsRow(firing) {
     h('td', { colspan: 9 }, h('div', { class: 'details' },
       h('div', {}, h('h3', {}, 'Payload sent'), payload),
       h('div', {}, h('h3', {}, 'Attempts'), attempts))));
-  // the attempts shown so far by number, and how many the firing has: the latest page
-  // when first opened, each earlier page on request (a new attempt meanwhile shifts
-  // the pages by one; keyed by number, none is shown twice)
+  // the attempts shown so far by id, and how many the firing has: the latest page when
+  // first opened, each earlier page on request, asked after the earliest shown (a new
+  // attempt meanwhile moves no page)
   const shown = new Map();
+  const earliest = () => [...shown.values()].reduce((a, b) => (byNumber(a, b) <= 0 ? a : b));
   let total = 0;
   // how many a page brings: the API's, learnt from the first, which is full when there are more
   let pageSize = 0;
@@ -501,7 +505,7 @@ function detailsRow(firing) {
   const more = () => {
     if (loading) return;
     loading = true;
-    fetchAttempts(firing.id, shown.size)
+    fetchAttempts(firing.id, shown.size === 0 ? null : earliest())
       .then((page) => {
         if (page.payload !== undefined) {
           payload.classList.remove('muted');
@@ -509,10 +513,12 @@ function detailsRow(firing) {
           payload.textContent = page.payload === null ? '—'
             : typeof page.payload === 'string' ? page.payload : JSON.stringify(page.payload, null, 2);
         }
-        for (const a of page.attempts) shown.set(a.attempt, a);
-        total = Math.max(page.total, shown.size);
+        for (const a of page.attempts) shown.set(a.id, a);
+        total = Math.max(page.total ?? total, shown.size);
         pageSize = Math.max(pageSize, page.attempts.length);
-        const ordered = [...shown.values()].sort((a, b) => a.attempt - b.attempt);
+        // (nothing before the earliest: the count's attempts are all shown)
+        if (page.attempts.length === 0) total = shown.size;
+        const ordered = [...shown.values()].sort(byNumber);
         replace(attempts, attemptsTable(ordered, total, pageSize, more));
       })
       .catch((error) => {

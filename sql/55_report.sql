@@ -225,26 +225,41 @@ begin
 end;
 $$;
 
+-- private: refuses half of the row a page of a history starts after: the page starts
+-- after the row its key (p_key, as the function's argument names it) and after_id
+-- name together, both or neither (history_after_row, 22023, the COLUMN naming the one
+-- missing). The one home of that refusal, for every history that pages by a row:
+-- history_after (below) and webhooks.delivery_attempts_latest_first.
+create or replace function webhooks_private.refuse_half_row(p_key text, p_key_given boolean, p_id_given boolean)
+returns void
+language plpgsql
+immutable
+as $$
+begin
+  if p_key_given <> p_id_given then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('a page of a history starts after the row named by %s and after_id: give both or neither (%s is missing)',
+                       p_key, case when p_id_given then p_key else 'after_id' end),
+      constraint = 'history_after_row',
+      column = case when p_id_given then p_key else 'after_id' end;
+  end if;
+end;
+$$;
+
 -- private: the row a page of a history starts after, as webhooks_history and
 -- webhooks_history_oldest_first take it (after_created_at and after_id: the created_at
 -- and id of the last row of the page before, in the history's own order): both or
--- neither (history_after_row, 22023, the COLUMN naming the one missing), its time
--- within what may be asked (requested_time_range, 22008, after_created_at). Its
--- created_at (null: none, the history's first page). Immutable, as requested_time.
+-- neither (refuse_half_row, above), its time within what may be asked
+-- (requested_time_range, 22008, after_created_at). Its created_at (null: none, the
+-- history's first page). Immutable, as requested_time.
 create or replace function webhooks_private.history_after(p_created_at timestamptz, p_id bigint)
 returns timestamptz
 language plpgsql
 immutable
 as $$
 begin
-  if (p_created_at is null) <> (p_id is null) then
-    raise exception using
-      errcode = 'invalid_parameter_value',
-      message = format('a page of a history starts after the row named by after_created_at and after_id: give both or neither (%s is missing)',
-                       case when p_id is null then 'after_id' else 'after_created_at' end),
-      constraint = 'history_after_row',
-      column = case when p_id is null then 'after_id' else 'after_created_at' end;
-  end if;
+  perform webhooks_private.refuse_half_row('after_created_at', p_created_at is not null, p_id is not null);
   return webhooks_private.requested_time(p_created_at, 'after_created_at');
 end;
 $$;
@@ -380,6 +395,62 @@ as $$
   select h.*
   from webhooks_private.history_rows(w, since, until, state, after_created_at, after_id, false) h
   order by h.created_at, h.id;
+$$;
+
+-- public: one delivery's HTTP attempts, latest first (GraphQL: the query
+-- deliveryAttemptsLatestFirst). The page after one is asked with the attempt and id
+-- of that page's last row (after_attempt, after_id: both or neither, refuse_half_row),
+-- and costs what the first page costs however many attempts the delivery has (a
+-- receiver failing for days, replays by hand): an offset, as deliveryAttemptsByDeliveryId
+-- pages, reads and throws away every attempt before the page
+-- (test/sql/attempts-pages.test.ts: 4,100 attempts read for the page after the
+-- 4,000th, against about 100 here).
+--
+-- Its attempts are read number by number, from the one the page starts at down, each
+-- number one probe of the index (delivery_id, attempt) in the delivery's own day's
+-- partition (its created_at, which its id finds: one probe of each day's history
+-- index, as deliveryById makes), and the caller's LIMIT stops the walk at the page's
+-- end. A plain ORDER BY attempt desc, id desc over the delivery's attempts left the
+-- order to the planner, which expects a delivery to have an attempt or two: it read
+-- them all by a bitmap and sorted them, for every page. Attempt numbers run 1, 2, …
+-- (the claim counts them); two attempts may share a number (nothing makes them
+-- unique), and within a number the order is by id. No ORDER BY of its own on the
+-- outside: GraphQL asks none of it (it has no orderBy argument), and one would sort
+-- every attempt first. A SQL function of one SELECT, inlined into the caller's query;
+-- each bound a subquery of its own, computed once and handed to the index as a value,
+-- as in history_rows (row-level security's condition is not LEAKPROOF).
+create or replace function webhooks.delivery_attempts_latest_first(
+  delivery_id   bigint,
+  after_attempt integer default null,
+  after_id      bigint default null
+)
+returns setof webhooks.delivery_attempts
+language sql
+stable
+as $$
+  with delivery as (
+    select h.created_at from webhooks.delivery_history h where h.id = delivery_attempts_latest_first.delivery_id
+  )
+  select a.*
+  -- (from the number the page starts at, or the delivery's latest, whichever is
+  -- lower: an afterAttempt of 2^31 - 1 walks no number the delivery never reached)
+  from generate_series(
+         least((select coalesce(after_attempt, 2147483647)
+                from webhooks_private.refuse_half_row('after_attempt', after_attempt is not null, after_id is not null)),
+               (select coalesce(max(m.attempt), 0) from webhooks.delivery_attempts m
+                where m.delivery_id = delivery_attempts_latest_first.delivery_id
+                  and m.delivery_created_at = (select d.created_at from delivery d))),
+         1, -1) n
+  cross join lateral (
+    select a.*
+    from webhooks.delivery_attempts a
+    where a.delivery_id = delivery_attempts_latest_first.delivery_id
+      and a.delivery_created_at = (select d.created_at from delivery d)
+      and a.attempt = n
+      and (a.attempt, a.id) < ((select coalesce(after_attempt, 2147483647)),
+                               (select coalesce(after_id, 9223372036854775807)))
+    order by a.id desc
+  ) a;
 $$;
 
 -- public (GraphQL: the field `contactName` of Delivery): the contact's name as the

@@ -305,6 +305,48 @@ test('history pages by the row they start after (afterCreatedAt, afterId), in ei
   t.like(await refusal({ at: last.createdAt, after: '12x' }), { code: '22P02', constraint: 'bigint_invalid', column: 'afterId' });
 });
 
+const ATTEMPTS_PAGE = `query($id: BigInt!, $attempt: Int, $after: BigInt, $first: Int) {
+  deliveryAttemptsLatestFirst(deliveryId: $id, afterAttempt: $attempt, afterId: $after, first: $first) { nodes { id attempt statusCode } }
+}`;
+
+test('a delivery\'s attempts page latest first by the attempt they start after (afterAttempt, afterId); half of one is refused by name; another company\'s are none', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const [id] = await deliveries(hook.id, company.id, [{ at: '2026-11-03T10:00:00.123456Z', state: 'failed' }]);
+  // five attempts, two of them numbered 3 (nothing keeps them from sharing a number)
+  const { rows: written } = await db().pool.query(
+    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at,
+                                             duration_ms, status_code)
+     select h.id, h.created_at, h.webhook_id, h.company_id, n.n, h.created_at + n.k * interval '1 minute', 10, 500 + n.k
+     from webhooks.delivery_history h, unnest(array[1, 2, 3, 3, 4]) with ordinality n(n, k)
+     where h.id = $1
+     returning id::text, attempt`, [id]);
+  // latest first: by number, and by id within one
+  const latestFirst = written.map((row) => ({ id: row.id as string, attempt: row.attempt as number }))
+    .sort((a, b) => b.attempt - a.attempt || Number(BigInt(b.id) - BigInt(a.id)));
+  const token = await api().token(company.id, 'webhook_viewer');
+  const page = async (variables: Record<string, unknown>, as = token) => {
+    const response = await api().gql(as, ATTEMPTS_PAGE, { id, first: 2, ...variables });
+    if (response.errors) throw new Error(JSON.stringify(response.errors));
+    return response.data.deliveryAttemptsLatestFirst.nodes.map((n: { id: string; attempt: number }) => ({ id: n.id, attempt: n.attempt }));
+  };
+  const first = await page({});
+  t.deepEqual(first, latestFirst.slice(0, 2));
+  const second = await page({ attempt: first[1].attempt, after: first[1].id });
+  t.deepEqual(second, latestFirst.slice(2, 4));
+  t.deepEqual(await page({ attempt: second[1].attempt, after: second[1].id }), latestFirst.slice(4));
+  t.deepEqual(await page({ attempt: latestFirst[4]!.attempt, after: latestFirst[4]!.id }), []);
+  // another company's viewer: none of them
+  t.deepEqual(await page({}, await api().token(other.id, 'webhook_viewer')), []);
+
+  const refusal = async (variables: Record<string, unknown>) =>
+    (await api().gql(token, ATTEMPTS_PAGE, { id, ...variables })).errors?.[0]?.extensions;
+  t.like(await refusal({ attempt: 3 }), { code: '22023', constraint: 'history_after_row', column: 'after_id' });
+  t.like(await refusal({ after: first[1].id }), { code: '22023', constraint: 'history_after_row', column: 'after_attempt' });
+});
+
 test('the report\'s counts of every webhook at once (webhookReportCounts) are its own; its rows without counts (withCounts: false) count nothing', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();

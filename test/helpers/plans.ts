@@ -1,4 +1,7 @@
 // Query plans as EXPLAIN (ANALYZE, FORMAT JSON) gives them, and what their scans read.
+import type { ExecutionContext } from 'ava';
+import type pg from 'pg';
+import { API_PLANNER_SETTINGS } from '../../api/preset.ts';
 
 export interface PlanNode {
   'Node Type': string;
@@ -92,4 +95,30 @@ export async function partitionsScanned<T>(
   const result = await statement();
   const after = await scans();
   return { result, scanned: [...after].filter(([name, n]) => n > (before.get(name) ?? 0)).map(([name]) => name).sort() };
+}
+
+/**
+ * A connection of a company's viewer, in a transaction rolled back at the end, with
+ * the API's planner settings; the statements given prepared on it, as the API keeps
+ * them (its settings make it plan each once, not anew for each of a connection's
+ * first five requests, with the statement's arguments: with a row or two a day
+ * expected, sorting all of a webhook's rows and merging the days cost about the same
+ * to the planner, which took either, and planning each request cost 30 to 50 ms at
+ * bench:api's size).
+ */
+export async function asTheApi(t: ExecutionContext, pool: pg.Pool, companyId: string,
+  statements: Record<string, string>): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  t.teardown(async () => {
+    await client.query('rollback');
+    client.release();
+  });
+  await client.query('begin');
+  await client.query(`select set_config('role', 'webhook_viewer', true), set_config('jwt.claims.company_id', $1, true)`,
+    [companyId]);
+  for (const [name, value] of Object.entries(API_PLANNER_SETTINGS)) {
+    await client.query('select set_config($1, $2, true)', [name, value]);
+  }
+  for (const [name, statement] of Object.entries(statements)) await client.query(`prepare ${name} as ${statement}`);
+  return client;
 }

@@ -42,7 +42,8 @@ export async function fire(pool: pg.Pool, input: FiringInput): Promise<string> {
             $6, $8, case when $8 > 0 then firing.at + interval '1 minute' end, $9, $10,
             case when $11 then firing.at + interval '1 minute' end, firing.at, firing.at
      from firing
-     returning id, created_at`,
+     -- (as text: to the microsecond, as the relay writes it into the attempts)
+     returning id, created_at::text`,
     [
       webhook.id, webhook.company_id, input.action, contact.id,
       JSON.stringify({ contact: payloadContact, source: 'platform', ...input.data }),

@@ -554,13 +554,19 @@ browserTest('a long error (a redirect\'s Location, as long as the relay keeps) k
   await page.close();
 });
 
-browserTest('a firing tried more than a hundred times shows its latest attempts, and the earlier ones on request', async (t) => {
+browserTest('a firing tried more than a hundred times shows its latest attempts, and the earlier ones on request, asked after the earliest shown', async (t) => {
   const make = factories(db().pool);
   const company = await make.company('Stubborn Receivers');
   const contact = await make.contact(company.id);
   const webhook = await make.webhook({ companyId: company.id, name: 'Replayed often', actions: ['contact.created'] });
   const firingId = await fire(db().pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 130, statusCode: 500 });
   const page = await signedIn(company.id);
+  // the attempts' requests: the variables of each
+  const asked: Array<Record<string, unknown>> = [];
+  page.on('request', (request) => {
+    const body = request.url().endsWith('/graphql') ? request.postDataJSON() : undefined;
+    if (body?.query?.includes('deliveryAttemptsLatestFirst')) asked.push(body.variables);
+  });
   await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
   await page.click(`${firing} button:has-text("Show")`);
@@ -576,6 +582,12 @@ browserTest('a firing tried more than a hundred times shows its latest attempts,
   await until('the earlier attempts shown', async () => (await numbers()).length === 130);
   t.deepEqual(await numbers(), Array.from({ length: 130 }, (_, i) => i + 1));
   t.is(await page.locator(earlier).count(), 0, 'nothing left to show');
+  // the earlier ones after the earliest shown (its number and id), not by an offset,
+  // which reads every attempt before the page (test/sql/attempts-pages.test.ts)
+  const { rows: [thirtyFirst] } = await db().pool.query(
+    'select id::text from webhooks.delivery_attempts where delivery_id = $1 and attempt = 31', [firingId]);
+  t.like(asked, [{ id: firingId, afterAttempt: null, afterId: null }, { id: firingId, afterAttempt: 31, afterId: thirtyFirst.id }]);
+  t.is(asked.length, 2);
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });

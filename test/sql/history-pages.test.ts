@@ -7,12 +7,11 @@
 // the history, asked after the last row of the page before, reads about as many. Its
 // own file: its webhooks and statistics would change the plans of other tests of one
 // database; its tests share theirs, made once and only read.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import type pg from 'pg';
-import { API_PLANNER_SETTINGS } from '../../api/preset.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { rowsRead } from '../helpers/plans.ts';
+import { asTheApi as asTheApiOn, rowsRead } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -70,30 +69,9 @@ async function makeHistory(): Promise<{ big: { id: string; company_id: string };
 let history: ReturnType<typeof makeHistory> | undefined;
 const theHistory = () => (history ??= makeHistory());
 
-/**
- * A connection of the webhook's company's viewer, in a transaction rolled back at the
- * end, with the API's planner settings; the statements given prepared on it, as the
- * API keeps them (its settings make it plan each once, not anew for each of a
- * connection's first five requests, with the webhook's id: with a row or two a day
- * expected, sorting all of the webhook's rows and merging the days cost about the same
- * to the planner, which took either, and planning each request cost 30 to 50 ms at
- * bench:api's size).
- */
-async function asTheApi(t: ExecutionContext, companyId: string, statements: Record<string, string>): Promise<pg.PoolClient> {
-  const client = await db().pool.connect();
-  t.teardown(async () => {
-    await client.query('rollback');
-    client.release();
-  });
-  await client.query('begin');
-  await client.query(`select set_config('role', 'webhook_viewer', true), set_config('jwt.claims.company_id', $1, true)`,
-    [companyId]);
-  for (const [name, value] of Object.entries(API_PLANNER_SETTINGS)) {
-    await client.query('select set_config($1, $2, true)', [name, value]);
-  }
-  for (const [name, statement] of Object.entries(statements)) await client.query(`prepare ${name} as ${statement}`);
-  return client;
-}
+/** A connection of the company's viewer as the API plans (helpers/plans.ts). */
+const asTheApi = (t: Parameters<typeof asTheApiOn>[0], companyId: string, statements: Record<string, string>) =>
+  asTheApiOn(t, db().pool, companyId, statements);
 
 /** An execute statement's rows (the first column of each) and the history rows its plan read. */
 async function run(client: pg.PoolClient, execute: string): Promise<{ read: number; rows: string[][] }> {
