@@ -403,8 +403,8 @@ $$;
 -- and costs what the first page costs however many attempts the delivery has (a
 -- receiver failing for days, replays by hand): an offset, as deliveryAttemptsByDeliveryId
 -- pages, reads and throws away every attempt before the page
--- (test/sql/attempts-pages.test.ts: 4,100 attempts read for the page after the
--- 4,000th, against about 100 here).
+-- (test/sql/attempts-pages.test.ts: all 5,000 read for the page after the 4,000th,
+-- against 102 here).
 --
 -- Its attempts are read number by number, from the one the page starts at down, each
 -- number one probe of the index (delivery_id, attempt) in the delivery's own day's
@@ -416,7 +416,10 @@ $$;
 -- (the claim counts them); two attempts may share a number (nothing makes them
 -- unique), and within a number the order is by id. No ORDER BY of its own on the
 -- outside: GraphQL asks none of it (it has no orderBy argument), and one would sort
--- every attempt first. A SQL function of one SELECT, inlined into the caller's query;
+-- every attempt first. A query of its own, not a field of Delivery taking its row: the
+-- view's row holds a subquery (held_back), and Postgres inlines no function whose
+-- argument holds one, so the caller's LIMIT never reached it and every attempt was
+-- read. A SQL function of one SELECT, inlined into the caller's query;
 -- each bound a subquery of its own, computed once and handed to the index as a value,
 -- as in history_rows (row-level security's condition is not LEAKPROOF).
 create or replace function webhooks.delivery_attempts_latest_first(
