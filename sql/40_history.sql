@@ -5,22 +5,42 @@
 -- row-level security allow on the tables beneath.
 -- Replaced, not dropped and made again: the functions below return its rows, and a
 -- DBA's own views may read it (a drop would fail on them when sql/ is applied again).
+--
+-- Each row of history the question keeps looks its outcome up in webhooks.deliveries
+-- by its key (id, created_at) and webhook: one probe of its own day's partition of
+-- history and of results, and of the queue. The days a question names are then the
+-- days it reads of results too, however they are bounded (constants, now(),
+-- current_date) and whatever the planner's settings, where the view over
+-- webhooks.deliveries joined history to results by created_at, which carries no range
+-- to results: each bound left out other days of history alone, and without
+-- partitionwise joins (or with a bound computed as the statement starts) every result
+-- row kept, of every company, was read (test/sql/fire-history-reads.test.ts). The
+-- OFFSET 0 keeps the lookup a subquery of its own, run for each row with its key as a
+-- value; pulled up into the join, it was the join over every day again. A question
+-- that keeps many rows (a whole day of a company) pays a probe for each, about what
+-- the join read of that day's results.
 create or replace view webhooks.fire_history with (security_invoker = true) as
-select d.id               as delivery_id,
-       d.message_id,
-       d.webhook_id,
+select h.id               as delivery_id,
+       h.message_id,
+       h.webhook_id,
        w.name             as webhook_name,
        w.company_id,
-       d.action,
-       d.contact_id,
-       d.created_at,
+       h.action,
+       h.contact_id,
+       h.created_at,
        d.state,
        d.attempts,
        d.last_status_code,
        d.last_error,
        d.completed_at
-from webhooks.deliveries d
-join webhooks.webhooks w on w.id = d.webhook_id;
+from webhooks.delivery_history h
+join webhooks.webhooks w on w.id = h.webhook_id
+cross join lateral (
+  select d.state, d.attempts, d.last_status_code, d.last_error, d.completed_at
+  from webhooks.deliveries d
+  where d.id = h.id and d.created_at = h.created_at and d.webhook_id = h.webhook_id
+  offset 0
+) d;
 
 comment on view webhooks.fire_history is
   'Every webhook firing (one row per message) with its delivery state. For DBAs: query with psql.';
@@ -30,12 +50,10 @@ comment on view webhooks.fire_history is
 --
 -- History has no index by contact or by message id (every capture would pay for one:
 -- docs/sql.md says what each question costs). What keeps these cheap is the days they
--- read: a bound on created_at leaves the other days' partitions out, but only when it
--- is a constant as the statement is planned, and only for history: the view joins
--- results and attempts on created_at, which carries no range to them, so without
--- partitionwise joins every partition of results was read whole, whatever the bound
--- (test/sql/fire-history-reads.test.ts). The functions below write their times into
--- the statement and plan it with partitionwise joins: each reads its days alone.
+-- read: a bound on created_at leaves the other days' partitions of history out, and
+-- each firing kept looks its outcome up in its own day (the view, above). The functions
+-- below write their times into the statement, so that the days are left out as it is
+-- planned (test/sql/fire-history-reads.test.ts).
 
 -- private: the firings of webhooks.fire_history created in [p_since, p_until), of one
 -- contact and/or with one message id (null: any), newest first. The times go into the
@@ -50,7 +68,6 @@ create or replace function webhooks_private.fire_history_between(
 returns setof webhooks.fire_history
 language plpgsql
 stable
-set enable_partitionwise_join = on
 as $$
 begin
   perform webhooks_private.requested_times(p_since, p_until);
