@@ -537,7 +537,7 @@ test('retrySchedule\'s pMaxAttempts out of 1 to 100 names its rule and the argum
   }
 });
 
-test('a document GraphQL refuses (a field that is not there, a variable of the wrong type, text that does not parse) carries a code, whichever media type the client accepts, with the status that media type asks for', async (t) => {
+test('a document GraphQL refuses (a field that is not there, a variable of the wrong type or not sent, text that does not parse) carries a code, whichever media type the client accepts, with the status that media type asks for', async (t) => {
   const company = await factories(db().pool).company();
   const token = await api().token(company.id, 'webhook_viewer');
   const refused = async (accept: string, query: string) => {
@@ -552,6 +552,7 @@ test('a document GraphQL refuses (a field that is not there, a variable of the w
   const documents: Array<[string, string, string]> = [
     ['a field that is not there', '{ currentCompanyId nope }', 'GRAPHQL_VALIDATION_FAILED'],
     ['a variable of a type the argument does not take', 'query($id: String!) { webhookById(id: $id) { id } }', 'GRAPHQL_VALIDATION_FAILED'],
+    ['a variable the operation needs, not sent', 'query($id: BigInt!) { webhookById(id: $id) { id } }', 'GRAPHQL_VALIDATION_FAILED'],
     ['text that does not parse', '{ currentCompanyId', 'GRAPHQL_PARSE_FAILED'],
   ];
   // GraphQL over HTTP: 200 for a client of application/json alone, 400 for one of
