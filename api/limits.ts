@@ -34,6 +34,10 @@ export interface ApiLimits {
   companyMaxQueued: number;
   /** how long a request waits for its company's turn, in milliseconds, before it is refused */
   companyMaxWaitMs: number;
+  /** milliseconds of the API's thread a company's new query texts may take in a second, over time (api/planning-budget.ts) */
+  companyPlanningMsPerSecond: number;
+  /** milliseconds of the API's thread a company's new query texts may take at once, after a quiet spell */
+  companyPlanningBurstMs: number;
   /** how long a statement waits for one of the pool's connections, in milliseconds, before it is refused unrun */
   poolWaitMs: number;
   /** how long a request's headers and body may take to arrive, in milliseconds; later, HTTP 408 and the connection closed */
@@ -71,6 +75,13 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   companyMaxInFlight: 2,
   companyMaxQueued: 16,
   companyMaxWaitMs: 5_000,
+  // a text the API has not planned takes 40 to 250 ms of the one thread (within the
+  // limits above), a small one a few ms; one already planned, nothing. 2% of the thread
+  // a company, over time: about one large new text every 2 to 12 s, a few small ones a
+  // second. The Reports page's texts are planned once, for every company: all of them
+  // at once, each the first time, took about 0.8 s (docs/api-limits.md), within the burst
+  companyPlanningMsPerSecond: 20,
+  companyPlanningBurstMs: 2_000,
   // every connection held by other companies' requests, each for at most the
   // statement timeout: a request that waited twice that long is behind a queue that
   // will not clear soon, and its client is told so rather than left waiting
@@ -109,6 +120,8 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
   companyMaxInFlight: 'API_COMPANY_MAX_IN_FLIGHT',
   companyMaxQueued: 'API_COMPANY_MAX_QUEUED',
   companyMaxWaitMs: 'API_COMPANY_MAX_WAIT_MS',
+  companyPlanningMsPerSecond: 'API_COMPANY_PLANNING_MS_PER_SECOND',
+  companyPlanningBurstMs: 'API_COMPANY_PLANNING_BURST_MS',
   poolWaitMs: 'API_POOL_WAIT_MS',
   receiveTimeoutMs: 'API_RECEIVE_TIMEOUT_MS',
   answerIdleMs: 'API_ANSWER_IDLE_MS',
@@ -129,6 +142,7 @@ export const LIMIT_CODES = Object.freeze({
   cursor: 'INVALID_CURSOR',
   timeout: 'QUERY_TIMEOUT',
   companyShare: 'TOO_MANY_REQUESTS',
+  newQueries: 'TOO_MANY_NEW_QUERIES',
   jsonDepth: 'JSON_TOO_DEEP',
   poolWait: 'DATABASE_BUSY',
   payloads: 'PAYLOADS_TOO_LARGE',
@@ -529,4 +543,22 @@ export function poolWaitRefusal(error: unknown, limits: Pick<ApiLimits, 'poolWai
     `every database connection of the API was in use for ${limits.poolWaitMs} ms (${LIMIT_SETTINGS.poolWaitMs}): ` +
     'this statement of the request did not run; try again in a moment',
     { code: LIMIT_CODES.poolWait });
+}
+
+/**
+ * The refusal of a query text the API has not planned, sent while its company's
+ * budget of the thread for new texts is spent (api/planning-budget.ts): before the text
+ * is parsed. Its Retry-After, in seconds, is when the budget allows one again.
+ */
+export function newQueryRefusal(waitMs: number): { error: SafeError; retryAfterSeconds: number } {
+  const retryAfterSeconds = Math.max(1, Math.ceil(waitMs / 1000));
+  return {
+    retryAfterSeconds,
+    error: new SafeError(
+      'this company\'s new query texts have taken their share of the API\'s time to plan them ' +
+      `(${LIMIT_SETTINGS.companyPlanningMsPerSecond}, ${LIMIT_SETTINGS.companyPlanningBurstMs}): ` +
+      'texts sent before still run; put values in variables rather than in the text, ' +
+      `or try this one again in ${retryAfterSeconds} s`,
+      { statusCode: 429, code: LIMIT_CODES.newQueries, retryAfter: retryAfterSeconds }),
+  };
 }

@@ -11,7 +11,8 @@ import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError, nameHttpRefusals } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
-import { boundedPage, chargePayload, depthRule, expandedFieldsRule, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits, type PayloadBudget } from './limits.ts';
+import { boundedPage, chargePayload, depthRule, expandedFieldsRule, newQueryRefusal, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits, type PayloadBudget } from './limits.ts';
+import { KnownTexts, PlanningBudget } from './planning-budget.ts';
 import { nameInputErrors, refuseInputs } from './input-refusals.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -181,6 +182,8 @@ declare global {
     interface Context {
       /** what is left of this request's bytes of payloads (PayloadsWithinBudget) */
       payloadBudget?: PayloadBudget;
+      /** the company of the request's token (its plans are charged to it: NewTextsWithinBudget) */
+      companyId?: string;
     }
   }
 }
@@ -331,21 +334,34 @@ export const CACHED_PLANS_PER_OPERATION = 2;
 
 /**
  * The cache of plans bounded (CACHED_DOCUMENTS; grafserv's of documents is set with
- * the preset's grafserv options), and each plan made told to `planned` with the milliseconds it took: a plan grafast did not have.
+ * the preset's grafserv options), and each plan made told to `planned` with the
+ * milliseconds it took: a plan grafast did not have. Those milliseconds, and those of
+ * a planning that failed, are the request's company's, taken from its budget.
  */
-function PlanCache(planned: (ms: number) => void): GraphileConfig.Plugin {
+function PlanCache(planned: (ms: number) => void, budget: PlanningBudget): GraphileConfig.Plugin {
   const seen = new WeakSet<object>();
+  const charge = (context: Grafast.Context, ms: number) => {
+    if (context.companyId !== undefined) budget.spend(context.companyId, ms);
+  };
   return {
     name: 'PlanCache',
     version: '1.0.0',
     grafast: {
       middleware: {
-        establishOperationPlan(next) {
+        establishOperationPlan(next, event) {
           const started = performance.now();
-          const plan = next();
+          let plan: ReturnType<typeof next>;
+          try {
+            plan = next();
+          } catch (error) {
+            charge(event.context, performance.now() - started);
+            throw error;
+          }
           if (!seen.has(plan)) {
             seen.add(plan);
-            planned(performance.now() - started);
+            const ms = performance.now() - started;
+            planned(ms);
+            charge(event.context, ms);
           }
           return plan;
         },
@@ -366,6 +382,67 @@ function PlanCache(planned: (ms: number) => void): GraphileConfig.Plugin {
               },
             },
           };
+        },
+      },
+    },
+  };
+}
+
+/**
+ * A company's new query texts within its budget of the server's thread
+ * (api/planning-budget.ts). A text the API keeps parsed and validated runs whatever
+ * the budget says, for the cost of a lookup in KnownTexts; any other is refused
+ * before it is parsed while the company's budget is spent (429, Retry-After), and
+ * else the time its parsing and validation take is the company's (its plan's:
+ * PlanCache). grafserv parses and validates between its reading of the body
+ * (processGraphQLRequestBody) and grafast's first step (prepareArgs), or answers with
+ * the text's errors: the time between is the text's.
+ */
+function NewTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['claimsOf']): GraphileConfig.Plugin {
+  const known = new KnownTexts(CACHED_DOCUMENTS);
+  /** the requests whose text is being parsed and validated: their company and since when */
+  const parsing = new WeakMap<object, { companyId: string; text: string; started: number }>();
+  /** the parse and validation of the request's text ended: their time charged, and the text kept if it is valid */
+  const parsed = (req: object | undefined, valid: boolean) => {
+    const text = req && parsing.get(req);
+    if (!text) return;
+    parsing.delete(req);
+    budget.spend(text.companyId, performance.now() - text.started);
+    if (valid) known.add(text.text);
+  };
+  return {
+    name: 'NewTextsWithinBudget',
+    version: '1.0.0',
+    after: ['RequestLimits'],
+    grafserv: {
+      middleware: {
+        processGraphQLRequestBody(next, event) {
+          const text = event.body.query;
+          const node = event.request?.requestContext.node;
+          const claims = node && claimsOf(node.req);
+          if (typeof text !== 'string' || !node || !claims || known.use(text)) return next();
+          const waitMs = budget.waitMs(claims.company_id);
+          if (waitMs > 0) {
+            const { error, retryAfterSeconds } = newQueryRefusal(waitMs);
+            node.res.setHeader('retry-after', String(retryAfterSeconds));
+            throw error;
+          }
+          parsing.set(node.req, { companyId: claims.company_id, text, started: performance.now() });
+          return next();
+        },
+        // a text refused by the parser or a validation rule ends here, without prepareArgs
+        async processRequest(next, event) {
+          const answer = await next();
+          parsed(event.requestDigest.requestContext.node?.req, false);
+          return answer;
+        },
+      },
+    },
+    grafast: {
+      middleware: {
+        prepareArgs(next, event) {
+          parsed(event.args.requestContext?.node?.req, true);
+          return next();
         },
       },
     },
@@ -409,9 +486,14 @@ export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
 };
 
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
+  // each company's time of the thread for texts the API has not planned
+  const planningBudget = new PlanningBudget({
+    msPerSecond: options.limits.companyPlanningMsPerSecond,
+    burstMs: options.limits.companyPlanningBurstMs,
+  });
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}))],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), NewTextsWithinBudget(planningBudget, options.claimsOf), OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), planningBudget)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],
@@ -448,6 +530,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
             ...API_PLANNER_SETTINGS,
           },
           payloadBudget: payloadBudget(options.limits),
+          companyId: claims.company_id,
         };
       },
     },

@@ -173,7 +173,7 @@ const REPORT_FIELDS = `${ROW_FIELDS} ${COUNT_FIELDS}`;
 // webhookReport with its counts counted every webhook of the company again (a company
 // may have more than a page, webhooks.max_webhooks_per_company; docs/api.md)
 const REPORT_PAGE = `pageInfo { hasNextPage endCursor } nodes { ${ROW_FIELDS} }`;
-const REPORT = /* GraphQL */ `
+export const REPORT = /* GraphQL */ `
   query Report($since: Datetime, $until: Datetime) {
     currentCompanyName
     webhookReportCounts(since: $since, until: $until)
