@@ -78,8 +78,8 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   // a text the API has not planned takes 40 to 250 ms of the one thread (within the
   // limits above), a small one a few ms; one already planned, nothing. 2% of the thread
   // a company, over time: about one large new text every 2 to 12 s, a few small ones a
-  // second. The Reports page's texts are planned once, for every company: all of them
-  // at once, each the first time, took about 0.8 s (docs/api-limits.md), within the burst
+  // second. The Reports page's texts are planned once, for every company: all of them,
+  // each the first time, took 0.2 to 1.5 s of plans (docs/api-limits.md), within the burst
   companyPlanningMsPerSecond: 20,
   companyPlanningBurstMs: 2_000,
   // every connection held by other companies' requests, each for at most the

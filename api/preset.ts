@@ -418,9 +418,11 @@ function NewTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['c
       middleware: {
         processGraphQLRequestBody(next, event) {
           const text = event.body.query;
+          // a text kept: nothing else is asked
+          if (typeof text !== 'string' || known.use(text)) return next();
           const node = event.request?.requestContext.node;
           const claims = node && claimsOf(node.req);
-          if (typeof text !== 'string' || !node || !claims || known.use(text)) return next();
+          if (!node || !claims) return next();
           const waitMs = budget.waitMs(claims.company_id);
           if (waitMs > 0) {
             const { error, retryAfterSeconds } = newQueryRefusal(waitMs);

@@ -68,9 +68,10 @@ export async function graphql(query, variables = {}) {
     } catch {
       throw new ApiError('network', 'The server cannot be reached. Is "npm start" running?');
     }
-    // 429: the company's requests had their turns taken (docs/api-limits.md). The
-    // server refuses before running anything, so a change is safe to send again: after
-    // Retry-After, a few times, and only then is the refusal shown
+    // 429: the company's requests had their turns taken, or its new texts their time
+    // to be planned (docs/api-limits.md). The server refuses before running anything,
+    // so a change is safe to send again: after Retry-After, a few times, and only then
+    // is the refusal shown
     if (response.status === 429 && refusals < MAX_REFUSALS) {
       await new Promise((resolve) => setTimeout(resolve, retryAfterMs(response)));
       continue;
