@@ -434,9 +434,11 @@ function NewTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['c
         },
         // a text refused by the parser or a validation rule ends here, without prepareArgs
         async processRequest(next, event) {
-          const answer = await next();
-          parsed(event.requestDigest.requestContext.node?.req, false);
-          return answer;
+          try {
+            return await next();
+          } finally {
+            parsed(event.requestDigest.requestContext.node?.req, false);
+          }
         },
       },
     },
