@@ -116,6 +116,11 @@ export class KnownTexts {
     if (this.#texts.size > this.#size) this.#texts.delete(this.#texts.values().next().value!);
   }
 
+  /** The text is no longer kept (it is planned anew for its variables: api/preset.ts). */
+  forget(text: string): void {
+    this.#texts.delete(text);
+  }
+
   get size(): number {
     return this.#texts.size;
   }

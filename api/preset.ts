@@ -6,6 +6,7 @@ import type {} from 'postgraphile';
 import type pg from 'pg';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { context as contextStep, isPromiseLike, lambda } from 'postgraphile/grafast';
+import { Kind, type DocumentNode } from 'postgraphile/graphql';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
@@ -182,7 +183,7 @@ declare global {
     interface Context {
       /** what is left of this request's bytes of payloads (PayloadsWithinBudget) */
       payloadBudget?: PayloadBudget;
-      /** the company of the request's token (its plans are charged to it: NewTextsWithinBudget) */
+      /** the company of the request's token (its plans are charged to it: newTextsWithinBudget) */
       companyId?: string;
     }
   }
@@ -335,14 +336,11 @@ export const CACHED_PLANS_PER_OPERATION = 2;
 /**
  * The cache of plans bounded (CACHED_DOCUMENTS; grafserv's of documents is set with
  * the preset's grafserv options), and each plan made told to `planned` with the
- * milliseconds it took: a plan grafast did not have. Those milliseconds, and those of
- * a planning that failed, are the request's company's, taken from its budget.
+ * milliseconds it took: a plan grafast did not have; and to `planMade`, with its
+ * operation and the request's context, as is a planning that failed.
  */
-function PlanCache(planned: (ms: number) => void, budget: PlanningBudget): GraphileConfig.Plugin {
+function PlanCache(planned: (ms: number) => void, planMade: NewTexts['planMade']): GraphileConfig.Plugin {
   const seen = new WeakSet<object>();
-  const charge = (context: Grafast.Context, ms: number) => {
-    if (context.companyId !== undefined) budget.spend(context.companyId, ms);
-  };
   return {
     name: 'PlanCache',
     version: '1.0.0',
@@ -354,14 +352,14 @@ function PlanCache(planned: (ms: number) => void, budget: PlanningBudget): Graph
           try {
             plan = next();
           } catch (error) {
-            charge(event.context, performance.now() - started);
+            planMade(event.operation, event.context, performance.now() - started);
             throw error;
           }
           if (!seen.has(plan)) {
             seen.add(plan);
             const ms = performance.now() - started;
             planned(ms);
-            charge(event.context, ms);
+            planMade(event.operation, event.context, ms);
           }
           return plan;
         },
@@ -388,29 +386,54 @@ function PlanCache(planned: (ms: number) => void, budget: PlanningBudget): Graph
   };
 }
 
+interface NewTexts {
+  plugin: GraphileConfig.Plugin;
+  /** A plan made (or failed) of the operation, for the request of this context, in `ms`. */
+  planMade(operation: object, context: Grafast.Context, ms: number): void;
+}
+
 /**
  * A company's new query texts within its budget of the server's thread
  * (api/planning-budget.ts). A text the API keeps parsed and validated runs whatever
  * the budget says, for the cost of a lookup in KnownTexts; any other is refused
  * before it is parsed while the company's budget is spent (429, Retry-After), and
- * else the time its parsing and validation take is the company's (its plan's:
- * PlanCache). grafserv parses and validates between its reading of the body
- * (processGraphQLRequestBody) and grafast's first step (prepareArgs), or answers with
- * the text's errors: the time between is the text's.
+ * else the time its parsing and validation take is the company's, as is the time of
+ * each plan made for it (PlanCache, planMade). grafserv parses and validates between
+ * its reading of the body (processGraphQLRequestBody) and grafast's first step
+ * (prepareArgs), or answers with the text's errors: the time between is the text's.
+ *
+ * A text kept may still be planned anew: one plan for each choice of the variables its
+ * plan depends on (@include, @skip), CACHED_PLANS_PER_OPERATION of them kept. Sent with
+ * one choice after another, such a text was planned each time, kept, and never
+ * refused: a text whose operation has been planned more times than its plans are kept
+ * is no longer a text kept, and is judged as a new one each time.
  */
-function NewTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['claimsOf']): GraphileConfig.Plugin {
+function newTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['claimsOf']): NewTexts {
   const known = new KnownTexts(CACHED_DOCUMENTS);
   /** the requests whose text is being parsed and validated: their company and since when */
   const parsing = new WeakMap<object, { companyId: string; text: string; started: number }>();
-  /** the parse and validation of the request's text ended: their time charged, and the text kept if it is valid */
-  const parsed = (req: object | undefined, valid: boolean) => {
-    const text = req && parsing.get(req);
-    if (!text) return;
+  /** each operation of a valid text parsed here (grafserv keeps its document): its text, and the plans made of it */
+  const operations = new WeakMap<object, { text: string; plans: number }>();
+  /**
+   * The parse and validation of the request's text ended (`document`: a valid one):
+   * their time charged, and the text kept unless it is planned anew for its variables.
+   */
+  const parsed = (req: object | undefined, document?: DocumentNode) => {
+    const parse = req && parsing.get(req);
+    if (!parse) return;
     parsing.delete(req);
-    budget.spend(text.companyId, performance.now() - text.started);
-    if (valid) known.add(text.text);
+    budget.spend(parse.companyId, performance.now() - parse.started);
+    if (!document) return;
+    let replanned = false;
+    for (const definition of document.definitions) {
+      if (definition.kind !== Kind.OPERATION_DEFINITION) continue;
+      const operation = operations.get(definition) ?? { text: parse.text, plans: 0 };
+      operations.set(definition, operation);
+      replanned ||= operation.plans > CACHED_PLANS_PER_OPERATION;
+    }
+    if (!replanned) known.add(parse.text);
   };
-  return {
+  const plugin: GraphileConfig.Plugin = {
     name: 'NewTextsWithinBudget',
     version: '1.0.0',
     after: ['RequestLimits'],
@@ -437,7 +460,7 @@ function NewTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['c
           try {
             return await next();
           } finally {
-            parsed(event.requestDigest.requestContext.node?.req, false);
+            parsed(event.requestDigest.requestContext.node?.req);
           }
         },
       },
@@ -445,10 +468,18 @@ function NewTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['c
     grafast: {
       middleware: {
         prepareArgs(next, event) {
-          parsed(event.args.requestContext?.node?.req, true);
+          parsed(event.args.requestContext?.node?.req, event.args.document);
           return next();
         },
       },
+    },
+  };
+  return {
+    plugin,
+    planMade(operation, context, ms) {
+      if (context.companyId !== undefined) budget.spend(context.companyId, ms);
+      const planned = operations.get(operation);
+      if (planned && ++planned.plans > CACHED_PLANS_PER_OPERATION) known.forget(planned.text);
     },
   };
 }
@@ -491,13 +522,13 @@ export const API_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
 
 export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   // each company's time of the thread for texts the API has not planned
-  const planningBudget = new PlanningBudget({
+  const newTexts = newTextsWithinBudget(new PlanningBudget({
     msPerSecond: options.limits.companyPlanningMsPerSecond,
     burstMs: options.limits.companyPlanningBurstMs,
-  });
+  }), options.claimsOf);
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), NewTextsWithinBudget(planningBudget, options.claimsOf), OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), planningBudget)],
+    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],

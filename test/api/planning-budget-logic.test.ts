@@ -71,4 +71,7 @@ test('the known texts are the latest used, at most their size: a text used again
   t.true(known.use('a'));
   t.true(known.use('c'));
   t.true(known.use('d'));
+  known.forget('c');
+  t.false(known.use('c'));
+  t.is(known.size, 2);
 });

@@ -5,6 +5,7 @@
 // already, are not left waiting behind its planning.
 import test from 'ava';
 import { DEFAULT_LIMITS } from '../../api/limits.ts';
+import { CACHED_PLANS_PER_OPERATION } from '../../api/preset.ts';
 import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { floodOfNewTexts, type FloodAnswer } from '../helpers/new-texts.ts';
@@ -199,6 +200,34 @@ test.serial('past its budget a company\'s new text is refused before it is parse
     // another company's budget is its own
     t.deepEqual((await small.gql(await small.token(c.id, 'webhook_viewer'), '{ company: currentCompanyId }')).data, { company: c.id });
     t.is(await plansMade(), plans + 1);
+  } finally {
+    await small.stop();
+  }
+});
+
+test.serial('a text kept that is planned anew for its variables (@include) counts as a new text: past its company\'s budget it is refused before it is planned again', async (t) => {
+  const small = await startTestApi(db().url, { limits: { companyPlanningBurstMs: 1, companyPlanningMsPerSecond: 1 } });
+  try {
+    const f = factories(db().pool);
+    const [a, b] = [await f.company(), await f.company()];
+    const [aToken, bToken] = [await small.token(a.id, 'webhook_viewer'), await small.token(b.id, 'webhook_viewer')];
+    const plansMade = async () => (await scrape(small.api.url)).get('bpd_webhooks_api_planning_seconds_count') ?? 0;
+    // each choice of $a, $b, $c is a plan of its own, and the text keeps
+    // CACHED_PLANS_PER_OPERATION of them: sent in turn, the text is planned each time
+    const text = `query($a: Boolean!, $b: Boolean!, $c: Boolean!) {
+      a: currentCompanyId @include(if: $a) b: currentCompanyId @include(if: $b) c: currentCompanyId @include(if: $c) }`;
+    const choice = (n: number) => ({ a: (n & 1) > 0, b: (n & 2) > 0, c: (n & 4) > 0 });
+    const before = await plansMade();
+    const answers = [];
+    for (let n = 0; n < 8; n++) answers.push(await small.gql(aToken, text, choice(n)));
+    // its first plan (the new text) spent A's budget, and the text was planned again
+    // for each choice until it had made more plans than it keeps: then it is a new
+    // text each time, and refused
+    t.is(await plansMade(), before + 1 + CACHED_PLANS_PER_OPERATION);
+    t.deepEqual(answers.map((answer) => answer.errors?.[0]?.extensions?.code ?? answer.status),
+      [...Array(1 + CACHED_PLANS_PER_OPERATION).fill(200), ...Array(7 - CACHED_PLANS_PER_OPERATION).fill(NEW_QUERIES)]);
+    // another company's budget is its own: the text runs for it, planned anew
+    t.deepEqual((await small.gql(bToken, text, choice(7))).data, { a: b.id, b: b.id, c: b.id });
   } finally {
     await small.stop();
   }
