@@ -1,7 +1,7 @@
 // The admin API's own metrics, beside the shared ones of ops/operations.ts: HTTP
 // requests by route (a fixed set) and status, their duration, those in flight, those
-// waiting for their company's turn, statements waiting for a database connection, and
-// the operations planned.
+// waiting for their company's turn, statements waiting for a database connection, the
+// operations planned, and the new texts refused for their company's budget.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type pg from 'pg';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -54,10 +54,20 @@ export function apiMetrics(registry: Registry, share: CompanyShare, pool: Pick<p
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [registry],
   });
+  // 429s of TOO_MANY_NEW_QUERIES, apart from the company share's (api/planning-budget.ts)
+  const newTextsRefused = new Counter({
+    name: 'bpd_webhooks_api_new_texts_refused_total',
+    help: 'GraphQL requests refused before parsing: their company\'s new query texts had spent its time to plan them (API_COMPANY_PLANNING_MS_PER_SECOND).',
+    registers: [registry],
+  });
   return {
     /** One operation planned, in ms. */
     planned(ms: number): void {
       planning.observe(ms / 1000);
+    },
+    /** One new text refused for its company's budget. */
+    newTextRefused(): void {
+      newTextsRefused.inc();
     },
     /** Counts one request from now until its response is finished (or the connection closes). */
     track(_req: IncomingMessage, res: ServerResponse, route: Route): void {

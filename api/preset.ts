@@ -408,7 +408,7 @@ interface NewTexts {
  * refused: a text whose operation has been planned more times than its plans are kept
  * is no longer a text kept, and is judged as a new one each time.
  */
-function newTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['claimsOf']): NewTexts {
+function newTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['claimsOf'], refused: () => void): NewTexts {
   const known = new KnownTexts(CACHED_DOCUMENTS);
   /** the requests whose text is being parsed and validated: their company and since when */
   const parsing = new WeakMap<object, { companyId: string; text: string; started: number }>();
@@ -450,6 +450,7 @@ function newTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['c
           if (waitMs > 0) {
             const { error, retryAfterSeconds } = newQueryRefusal(waitMs);
             node.res.setHeader('retry-after', String(retryAfterSeconds));
+            refused();
             throw error;
           }
           parsing.set(node.req, { companyId: claims.company_id, text, started: performance.now() });
@@ -492,6 +493,8 @@ export interface PresetOptions {
   limits: ApiLimits;
   /** told of each operation plan made, with the milliseconds it took (a plan not in grafast's cache) */
   planned?: (ms: number) => void;
+  /** told of each new text refused for its company's budget (TOO_MANY_NEW_QUERIES) */
+  newTextRefused?: () => void;
 }
 
 /**
@@ -525,7 +528,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   const newTexts = newTextsWithinBudget(new PlanningBudget({
     msPerSecond: options.limits.companyPlanningMsPerSecond,
     burstMs: options.limits.companyPlanningBurstMs,
-  }), options.claimsOf);
+  }), options.claimsOf, options.newTextRefused ?? (() => {}));
   return {
     extends: [PostGraphileAmberPreset],
     plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],

@@ -153,6 +153,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       claimsOf: (req) => (req && typeof req === 'object' ? claimsByRequest.get(req) : undefined),
       limits,
       planned: (ms) => metrics.planned(ms),
+      newTextRefused: () => metrics.newTextRefused(),
     }),
   );
   // build the schema now: a broken database shows at start, not at the first request

@@ -194,6 +194,7 @@ test.serial('past its budget a company\'s new text is refused before it is parse
       t.regex(body.errors[0].message, /API_COMPANY_PLANNING_MS_PER_SECOND.*API_COMPANY_PLANNING_BURST_MS.*variables/);
     }
     t.is(await plansMade(), plans);
+    t.is((await scrape(small.api.url)).get('bpd_webhooks_api_new_texts_refused_total'), 2);
     // texts already planned run: its own, and the one B planned
     t.deepEqual((await small.gql(aToken, '{ currentCompanyId }')).data, { currentCompanyId: a.id });
     t.deepEqual((await small.gql(aToken, '{ allWebhooks { totalCount } }')).data, { allWebhooks: { totalCount: 0 } });
