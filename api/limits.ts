@@ -79,7 +79,7 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   // limits above), a small one a few ms; one already planned, nothing. 2% of the thread
   // a company, over time: about one large new text every 2 to 12 s, a few small ones a
   // second. The Reports page's texts are planned once, for every company: all of them,
-  // each the first time, took 0.2 to 1.5 s of plans (docs/api-limits.md), within the burst
+  // each the first time, took 0.2 to 1.5 s of plans by the wall clock (docs/api-limits.md), within the burst
   companyPlanningMsPerSecond: 20,
   companyPlanningBurstMs: 2_000,
   // every connection held by other companies' requests, each for at most the

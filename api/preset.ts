@@ -13,7 +13,7 @@ import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError, nameHttpRefusals } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
 import { boundedPage, chargePayload, depthRule, expandedFieldsRule, newQueryRefusal, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits, type PayloadBudget } from './limits.ts';
-import { KnownTexts, PlanningBudget } from './planning-budget.ts';
+import { KnownTexts, PlanningBudget, threadMs } from './planning-budget.ts';
 import { nameInputErrors, refuseInputs } from './input-refusals.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -348,18 +348,18 @@ function PlanCache(planned: (ms: number) => void, planMade: NewTexts['planMade']
       middleware: {
         establishOperationPlan(next, event) {
           const started = performance.now();
+          const startedCpu = threadMs();
           let plan: ReturnType<typeof next>;
           try {
             plan = next();
           } catch (error) {
-            planMade(event.operation, event.context, performance.now() - started);
+            planMade(event.operation, event.context, threadMs() - startedCpu);
             throw error;
           }
           if (!seen.has(plan)) {
             seen.add(plan);
-            const ms = performance.now() - started;
-            planned(ms);
-            planMade(event.operation, event.context, ms);
+            planned(performance.now() - started);
+            planMade(event.operation, event.context, threadMs() - startedCpu);
           }
           return plan;
         },
@@ -388,7 +388,7 @@ function PlanCache(planned: (ms: number) => void, planMade: NewTexts['planMade']
 
 interface NewTexts {
   plugin: GraphileConfig.Plugin;
-  /** A plan made (or failed) of the operation, for the request of this context, in `ms`. */
+  /** A plan made (or failed) of the operation, for the request of this context, in `ms` of the thread's CPU (threadMs). */
   planMade(operation: object, context: Grafast.Context, ms: number): void;
 }
 
@@ -422,7 +422,7 @@ function newTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['c
     const parse = req && parsing.get(req);
     if (!parse) return;
     parsing.delete(req);
-    budget.spend(parse.companyId, performance.now() - parse.started);
+    budget.spend(parse.companyId, threadMs() - parse.started);
     if (!document) return;
     let replanned = false;
     for (const definition of document.definitions) {
@@ -453,7 +453,7 @@ function newTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['c
             refused();
             throw error;
           }
-          parsing.set(node.req, { companyId: claims.company_id, text, started: performance.now() });
+          parsing.set(node.req, { companyId: claims.company_id, text, started: threadMs() });
           return next();
         },
         // a text refused by the parser or a validation rule ends here, without prepareArgs
