@@ -15,7 +15,7 @@ export const session = {
 /**
  * An error the page can explain. kind: 'signed-out' (no token), 'expired',
  * 'rejected' (the server does not accept the token), 'forbidden' (a read-only token
- * tried a change), 'network', 'api'.
+ * tried a change), 'network', 'server' (it, or a proxy before it, failed: HTTP 5xx), 'api'.
  */
 export class ApiError extends Error {
   /**
@@ -96,6 +96,13 @@ export async function graphql(query, variables = {}) {
   }
   if (errors.some((e) => e.extensions?.code === '42501')) {
     throw new ApiError('forbidden', 'This token may only read. Changing webhooks needs an admin token.');
+  }
+  // the server or a proxy before it failed (a 502 page, the API's own "internal error"):
+  // said as such, not as a refusal of what was asked. An error the API named (a code)
+  // is its answer, whatever the status
+  if (response.status >= 500 && !errors.some((e) => e.extensions?.code)) {
+    const why = message ? `: ${message}` : response.statusText ? ` ${response.statusText}` : '';
+    throw new ApiError('server', `The server could not answer (HTTP ${response.status}${why}). Try again in a moment.`);
   }
   if (errors.length) {
     const blamed = errors.find((e) => e.extensions?.column) ?? errors[0];

@@ -91,31 +91,68 @@ function route() {
   const params = new URLSearchParams(query);
   if (path === '/new') return { view: 'new' };
   const edit = path.match(/^\/webhooks\/(\d+)\/edit$/);
-  if (edit) return { view: 'edit', webhookId: edit[1] };
+  // (an id past what a webhook's id can be names none: asked, the API refused it in its own terms)
+  if (edit) return isId(edit[1]) ? { view: 'edit', webhookId: edit[1] } : { view: 'none', webhookId: edit[1] };
   const match = path.match(/^\/webhooks\/(\d+)$/);
+  if (match && !isId(match[1])) return { view: 'none', webhookId: match[1] };
   if (match) {
     const outcome = OUTCOMES.some((o) => o.id === params.get('outcome')) ? params.get('outcome') : 'all';
     const page = Math.min(maxPage(historyPageSize), Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1));
-    return { view: 'history', webhookId: match[1], outcome, page, next: page > 1 ? nextTo(params) : null };
+    const named = page > 1 ? nextTo(params) : null;
+    return {
+      view: 'history', webhookId: match[1], outcome, page,
+      next: named?.unreadable ? null : named, unreadableLink: Boolean(named?.unreadable),
+    };
   }
   return { view: 'report' };
 }
 
-/** A firing's id and createdAt as the API gives them (to the microsecond), as a link may say them. */
-const FIRING_ID = /^[0-9]{1,19}$/;
-const FIRING_TIME = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$/;
+/** The largest id of a webhook or a firing (bigint) */
+const MAX_ID = 2n ** 63n - 1n;
+
+/** Whether digits are an id the database can hold: past bigint, no webhook or firing has it. */
+function isId(digits) {
+  return /^[0-9]{1,19}$/.test(digits) && BigInt(digits) <= MAX_ID;
+}
+
+/** What the page says of a webhook id that is not one of the company's. */
+function noSuchWebhook(webhookId) {
+  return `There is no webhook #${webhookId} in your company.`;
+}
+
+/** A firing's createdAt as the API gives it (to the microsecond), as a link may say it. */
+const FIRING_TIME = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,6})?(Z|[+-]([0-9]{2}):([0-9]{2}))$/;
+
+/**
+ * Whether a link's time is one the API reads: a day of its month (no 30th of
+ * February, which the browser would take for March 2nd), of the years 1 to 9999, a
+ * time of day, an offset of hours and minutes as time zones have.
+ */
+function isFiringTime(text) {
+  const parts = FIRING_TIME.exec(text);
+  if (!parts) return false;
+  const [year, month, day, hour, minute, second] = parts.slice(1, 7).map(Number);
+  const date = new Date(Date.UTC(2000, month - 1, day));
+  date.setUTCFullYear(year, month - 1, day);
+  const offsetOk = parts[8] === 'Z' || (Number(parts[9]) <= 15 && Number(parts[10]) <= 59);
+  return year >= 1 && date.getUTCMonth() === month - 1 && date.getUTCDate() === day
+    && hour <= 23 && minute <= 59 && second <= 59 && offsetOk;
+}
 
 /**
  * The firing a page of the history is next to, as its link says it: { side, id,
  * createdAt }, side 'after' (the page starts after it: Next) or 'before' (it ends
- * before it: Previous); null when the link says none, or not as a firing is said.
+ * before it: Previous); null when the link says none; { unreadable: true } when it
+ * names one as no firing is named (a link typed or tampered with): the API refused
+ * such a time or id, in its own terms, where the page can ask page N by its number.
  */
 function nextTo(params) {
-  const side = params.has('after') ? 'after' : params.has('before') ? 'before' : null;
-  if (!side || (params.has('after') && params.has('before'))) return null;
+  if (!params.has('after') && !params.has('before')) return null;
+  const side = params.has('after') ? 'after' : 'before';
   const id = params.get(side);
   const createdAt = params.get('at') ?? '';
-  return FIRING_ID.test(id) && FIRING_TIME.test(createdAt) ? { side, id, createdAt } : null;
+  const readable = !(params.has('after') && params.has('before')) && isId(id) && isFiringTime(createdAt);
+  return readable ? { side, id, createdAt } : { unreadable: true };
 }
 
 /** The link to a page of a webhook's history: page N, or page N next to a firing shown (after or before it, nextTo). */
@@ -706,7 +743,7 @@ async function renderHistory(where, instants, days, mine) {
   showCompany(history.companyName);
   const webhook = history.webhook;
   if (!webhook) {
-    showError(`There is no webhook #${where.webhookId} in your company.`);
+    showError(noSuchWebhook(where.webhookId));
     showView(null);
     return;
   }
@@ -747,12 +784,22 @@ async function renderHistory(where, instants, days, mine) {
       : `No firings with the outcome ${OUTCOMES.find((o) => o.id === where.outcome).label} in this date range.`)));
   renderPager(where, history.totalCount, history.firings);
   renderTools(webhook);
+  if (where.unreadableLink) flash(`This link names no firing the page can find, so page ${formatCount(where.page)} is shown by its number.`);
   showView('history');
   showIssuedSecret(webhook.id);
   await renderAudit(webhook.id, mine);
 }
 
 // ---- views ------------------------------------------------------------------
+
+/** No view, only a message (none: the message to come), and the page's heading as on the report. */
+function showNoView(message) {
+  showView(null);
+  $('page-title').textContent = 'Webhooks';
+  $('page-subtitle').textContent = '';
+  document.title = REPORT_TITLE;
+  showError(message);
+}
 
 /** Shows one of the views (report, history, setup), or none. */
 function showView(name) {
@@ -1203,7 +1250,7 @@ async function renderSetup(where, mine) {
   const webhook = found?.webhook ?? null;
   if (found) showCompany(found.companyName);
   if (where.view === 'edit' && (!webhook || !delivery)) {
-    showError(`There is no webhook #${where.webhookId} in your company.`);
+    showError(noSuchWebhook(where.webhookId));
     showView(null);
     return;
   }
@@ -1262,11 +1309,17 @@ async function render() {
   const mine = ++generation;
   document.body.setAttribute('aria-busy', 'true');
   try {
-    if (where.view === 'history') await renderHistory(where, instants, days, mine);
+    if (where.view === 'none') showNoView(noSuchWebhook(where.webhookId));
+    else if (where.view === 'history') await renderHistory(where, instants, days, mine);
     else if (where.view === 'new' || where.view === 'edit') await renderSetup(where, mine);
     else await renderReport(instants, days, mine);
   } catch (error) {
-    if (mine === generation) handleError(error);
+    if (mine !== generation) return;
+    // the view on the page is the one before this link or this Date Range: left, it
+    // would pass for their answer (last month's counts under Last 7 days, another
+    // webhook's history and its Replay buttons under this one's link)
+    showNoView('');
+    handleError(error);
   } finally {
     if (mine === generation) document.body.removeAttribute('aria-busy');
   }

@@ -944,6 +944,70 @@ browserTest('a webhook of another company is not there', async (t) => {
   await page.close();
 });
 
+browserTest('a link tampered with (an id past bigint, a firing\'s time that is no time) says so plainly, and leaves no other webhook\'s view on the page', async (t) => {
+  const make = factories(db().pool);
+  const company = await make.company('Tampered Titles');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Every new contact', actions: ['contact.created'] });
+  await fireMany(db().pool, webhook, contact, 120);
+  const page = await signedIn(company.id);
+  const go = (hash: string) => page.evaluate((h) => { location.hash = h; }, hash);
+
+  // an id no webhook can have, from the history of one: that history (its Replay, its
+  // tools) is not left on view under the other's link, nor the API's words said
+  await go(`#/webhooks/${webhook.id}`);
+  await untilText(page, '#page-info', '1–50 of 120 · page 1 of 3');
+  await go('#/webhooks/99999999999999999999999');
+  await untilText(page, '#error', 'There is no webhook #99999999999999999999999 in your company.');
+  t.true(await page.isHidden('#history'));
+  t.is(await page.textContent('#page-title'), 'Webhooks');
+  // nor an Edit form whose Save would change the webhook before
+  await go(`#/webhooks/${webhook.id}/edit`);
+  await page.waitForSelector('#setup:not([hidden]) #setup-form');
+  await go('#/webhooks/99999999999999999999/edit');
+  await untilText(page, '#error', 'There is no webhook #99999999999999999999 in your company.');
+  t.true(await page.isHidden('#setup'));
+
+  // a firing named by a link in a way no firing is (a 30th of February, an hour 25, an
+  // id past bigint, the year 0): its page is asked by its number, and the page says so
+  for (const [side, id, at] of [
+    ['after', '1', '2026-02-30T00:00:00Z'], ['before', '1', '2026-01-01T25:00:00Z'],
+    ['after', '9999999999999999999', '2026-01-01T00:00:00Z'], ['after', '1', '0000-01-01T00:00:00Z'],
+  ]) {
+    await go(`#/webhooks/${webhook.id}`);
+    await untilText(page, '#page-info', '1–50 of 120 · page 1 of 3');
+    await go(`#/webhooks/${webhook.id}?page=2&${side}=${id}&at=${encodeURIComponent(at!)}`);
+    await untilText(page, '#page-info', '51–100 of 120 · page 2 of 3');
+    t.is(await page.textContent('#flash'), 'This link names no firing the page can find, so page 2 is shown by its number.', `${side}=${id}&at=${at}`);
+    t.true(await page.isHidden('#error'));
+  }
+  // nothing was asked that the API refused
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('a server that fails (5xx) is said plainly, and the counts of the range before do not stay on view as the new range\'s', async (t) => {
+  const { companyId, notes } = await seedCompany(db().pool);
+  const page = await signedIn(companyId);
+  t.is(await page.textContent(timesFired(notes.id)), '5');
+  await page.route('**/graphql', (route) => route.fulfill({ status: 502, contentType: 'text/html', body: '<html><body>Bad Gateway</body></html>' }));
+  await page.click('#range-presets [data-preset="7"]');
+  await untilText(page, '#error', /^The server could not answer \(HTTP 502\b.*\)\. Try again in a moment\.$/);
+  t.true(await page.isHidden('#report'), 'the 30 days\' counts are not shown under Last 7 days');
+  t.is(await page.textContent('#page-subtitle'), '');
+  // the API's own failure, in its words
+  await page.unroute('**/graphql');
+  await page.route('**/graphql', (route) => route.fulfill({ status: 500, contentType: 'application/json', body: '{"errors":[{"message":"internal error"}]}' }));
+  await page.click('#range-presets [data-preset="90"]');
+  await untilText(page, '#error', 'The server could not answer (HTTP 500: internal error). Try again in a moment.');
+  await page.unroute('**/graphql');
+  await page.click('#range-presets [data-preset="7"]');
+  await untilText(page, timesFired(notes.id), '2');
+  t.true(await page.isHidden('#error'));
+  t.deepEqual(problemsOf(page).filter((problem) => !/status of 50[02]/.test(problem)), []);
+  await page.close();
+});
+
 browserTest('a viewer\'s token reads the report and history but is offered no Disable, Enable or Replay', async (t) => {
   const { companyId, notes, failedId } = await seedCompany(db().pool);
   const page = await openPage();
