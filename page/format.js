@@ -43,7 +43,7 @@ const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
  * words, without bidi controls: one in it ("VIP" U+202E) reordered the words after it,
  * a webhook's other triggers, what else a change changed. The database refuses them
  * in what a tenant names for the engine (a webhook, a disable reason); the CRM's
- * names are the CRM's.
+ * names are the CRM's, and so are the values a filter compares them with.
  */
 export function crmName(name) {
   return String(name).replace(BIDI_CONTROLS, '');
@@ -77,7 +77,9 @@ export function triggerLines(webhook) {
   if (watched.length && webhook.actions.some((a) => a === 'contact.updated' || a === 'contact.saved')) {
     lines.push(`when ${orList(watched.map(fieldWords))} changes`);
   }
-  lines.push(...conditionLines(webhook.conditions));
+  // (a condition's values are the CRM's text: "VA" U+202E reordered the rest of its line,
+  // and on the webhook's page, where the lines are one, every filter after it)
+  lines.push(...conditionLines(webhook.conditions).map(crmName));
   const ignored = webhook.ignoreSources ?? [];
   if (ignored.length) lines.push(`not from ${orList(ignored)}`);
   return lines;
@@ -420,8 +422,9 @@ export function auditWords(entry, names = {}) {
   switch (entry.action) {
     case 'webhook.created': return { what: 'Created', detail: d.url ? `posting to ${d.url}` : '' };
     case 'webhook.updated': {
-      const changes = Object.entries(d.changed ?? {}).map(([key, change]) =>
-        `${SETTING_WORDS[key] ?? fieldWords(key)}: ${valueWords(key, change.from, names)} → ${valueWords(key, change.to, names)}`);
+      // (a value may quote the CRM's text, a condition's: crmName)
+      const changes = Object.entries(d.changed ?? {}).map(([key, change]) => crmName(
+        `${SETTING_WORDS[key] ?? fieldWords(key)}: ${valueWords(key, change.from, names)} → ${valueWords(key, change.to, names)}`));
       return { what: 'Changed', detail: changes.join('; ') };
     }
     case 'webhook.deleted': return { what: 'Deleted', detail: '' };

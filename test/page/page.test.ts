@@ -841,6 +841,31 @@ browserTest('a status named in the CRM with a bidi control does not reorder the 
   await page.close();
 });
 
+browserTest('a filter\'s value with a bidi control does not reorder the words after it: the triggers in the report and on the webhook\'s page, its history of changes', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Override Realty');
+  // the database refuses bidi controls in a webhook's name, URL and ignored sources, but
+  // a condition's value is any text a contact's field may hold
+  const webhook = await f.webhook({ companyId: company.id, name: 'Letters', actions: ['contact.created'], ignoreSources: ['encompass'] });
+  await pool.query('update webhooks.webhooks set conditions = $2 where id = $1', [webhook.id, JSON.stringify({
+    all: [{ field: 'state', op: 'in', value: ['VA\u202E', 'MD'] }, { field: 'city', op: 'contains', value: '\u202ERichmond' }],
+  })]);
+  const page = await signedIn(company.id);
+  const line = (n: number) => `${row(webhook.id)} .triggers li >> nth=${n}`;
+  t.is(await page.textContent(line(1)), 'state is VA or MD');
+  t.true(await readsLeftToRight(page, line(1), 'MD'), 'the value after it, in its line of the report');
+  t.true(await readsLeftToRight(page, line(2), 'Richmond'), 'the value itself');
+
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await untilText(page, '#history-facts div:first-child dd', /encompass$/);
+  t.true(await readsLeftToRight(page, '#history-facts div:first-child dd', 'encompass'), 'the filters after it on the webhook\'s page');
+  await page.waitForSelector('#audit-list li[data-action="webhook.updated"]');
+  t.true(await readsLeftToRight(page, '#audit-list li[data-action="webhook.updated"]', 'MD'), 'the change after it');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a company with more webhooks than one page of the API holds sees them all, and can edit its oldest', async (t) => {
   const f = factories(db().pool);
   const company = await f.company('Many Hooks Realty');
