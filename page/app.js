@@ -327,13 +327,22 @@ function breakableUrl(url) {
   return url.split(/(?<=[^/]\/)(?!\/)/).flatMap((part, i) => (i ? [h('wbr'), part] : [part]));
 }
 
+/**
+ * A control's name for a screen reader: its word and what it acts on ("Disable
+ * Letters"). A list of a page's buttons read "Disable, Disable, Backfill, …", one
+ * a webhook or firing, with nothing to tell which.
+ */
+const acting = (word, on) => ({ 'aria-label': `${word} ${on}` });
+
 function webhookRow(webhook, backfill) {
+  const word = webhook.enabled ? 'Disable' : 'Enable';
   const toggle = h('button', {
     type: 'button',
     class: webhook.enabled ? 'secondary danger' : 'secondary',
     dataset: { action: webhook.enabled ? 'disable' : 'enable' },
+    ...acting(word, webhook.name),
     onclick: () => toggleWebhook(webhook, toggle),
-  }, webhook.enabled ? 'Disable' : 'Enable');
+  }, word);
   return h('tr', { dataset: { webhookId: webhook.id }, class: webhook.enabled ? '' : 'is-disabled' },
     h('td', {}, h('div', { class: 'name' }, h('a', { href: historyHash(webhook.id), class: 'webhook-link' }, webhook.name))),
     h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', { title: line }, line)))),
@@ -348,6 +357,7 @@ function webhookRow(webhook, backfill) {
     webhook.timesFailed ? h('a', {
       class: 'failed-count',
       href: historyHash(webhook.id, { outcome: 'failed' }),
+      ...acting(`${formatCount(webhook.timesFailed)} failed:`, `show the failures of ${webhook.name}`),
     }, `${formatCount(webhook.timesFailed)} failed`) : null),
     h('td', { class: 'actions' }, readOnly ? null : toggle, h('div', { class: 'backfill' }, backfillCell(webhook, backfill))),
   );
@@ -419,7 +429,7 @@ function backfillCell(webhook, backfill) {
     }), h('div', { class: 'reason backfill-words' }, words));
     if (!readOnly && backfill.state === 'running') {
       const cancel = h('button', {
-        type: 'button', class: 'secondary', dataset: { action: 'cancel-backfill' },
+        type: 'button', class: 'secondary', dataset: { action: 'cancel-backfill' }, ...acting('Cancel backfill of', webhook.name),
         onclick: () => cancelWebhookBackfill(webhook, backfill, cancel),
       }, 'Cancel backfill');
       parts.push(cancel);
@@ -436,7 +446,7 @@ function backfillCell(webhook, backfill) {
   }
   if (!readOnly) {
     const start = h('button', {
-      type: 'button', class: 'secondary', dataset: { action: 'backfill' },
+      type: 'button', class: 'secondary', dataset: { action: 'backfill' }, ...acting('Backfill', webhook.name),
       disabled: !webhook.enabled,
       title: webhook.enabled ? 'Send every contact of your company to this webhook once' : 'This webhook is disabled: enable it to backfill',
       onclick: () => startWebhookBackfill(webhook, start),
@@ -591,14 +601,18 @@ function pendingReason(firing) {
 
 function firingRows(firing) {
   const details = detailsRow(firing);
+  // (the firing by its number, as the page's messages name it, and its time, as its row shows it)
+  const which = `firing #${firing.id}, ${formatTime(firing.createdAt)}`;
   const show = h('button', {
     type: 'button',
     class: 'link-button',
     'aria-expanded': 'false',
+    ...acting('Show', which),
     onclick: () => {
       details.hidden = !details.hidden;
       show.setAttribute('aria-expanded', String(!details.hidden));
       show.textContent = details.hidden ? 'Show' : 'Hide';
+      show.setAttribute('aria-label', acting(show.textContent, which)['aria-label']);
       if (!details.hidden) details.load();
     },
   }, 'Show');
@@ -606,6 +620,7 @@ function firingRows(firing) {
     ? h('button', {
       type: 'button',
       class: 'secondary',
+      ...acting('Replay', which),
       disabled: replayBlocked,
       title: replayBlocked ? 'This webhook is disabled: enable it to replay' : false,
       onclick: () => replayFiring(firing, replayButton),
@@ -644,6 +659,8 @@ function renderOutcomeFilter(where, counts) {
   replace($('outcome-filter'), OUTCOMES.map((outcome) => h('a', {
     href: historyHash(where.webhookId, { outcome: outcome.id }),
     'aria-current': outcome.id === where.outcome ? 'true' : false,
+    // (its word and count apart: "Failure1" was read as one word)
+    'aria-label': `${outcome.label}: ${formatCount(counts[outcome.id])}`,
     dataset: { outcome: outcome.id },
   }, outcome.label, h('span', { class: 'count' }, formatCount(counts[outcome.id])))));
 }

@@ -1033,6 +1033,52 @@ browserTest('a server that fails (5xx) is said plainly, and the counts of the ra
   await page.close();
 });
 
+/**
+ * The controls a keyboard reaches in main (links and buttons on view, enabled), as a
+ * screen reader names them: { role, name, href }.
+ */
+async function namedControls(page: Page): Promise<Array<{ role: string; name: string; href: string | null }>> {
+  const controls = [];
+  for (const control of await page.locator('main a[href]:visible, main button:visible:enabled').all()) {
+    // "- button \"Disable Letters\"", or YAML-quoted when the name has a colon
+    let line = (await control.ariaSnapshot()).split('\n')[0]!.replace(/^- /, '');
+    if (line.startsWith("'")) line = line.replace(/^'|':?$/g, '').replaceAll("''", "'");
+    const [, role, name] = /^(\w+)(?: "(.*)")?/.exec(line) ?? [];
+    controls.push({ role: role!, name: (name ?? '').replaceAll('\\"', '"'), href: await control.getAttribute('href') });
+  }
+  return controls;
+}
+
+/** Names that two controls doing different things share (a button each, or links to two places), and controls without a name. */
+function ambiguous(controls: Array<{ role: string; name: string; href: string | null }>): string[] {
+  const byName = new Map<string, Set<string>>();
+  for (const c of controls) {
+    const what = c.role === 'link' ? `link ${c.href}` : `${c.role} ${byName.get(c.name)?.size ?? 0}`;
+    byName.set(c.name, (byName.get(c.name) ?? new Set()).add(what));
+  }
+  return [...byName].filter(([name, things]) => name === '' || things.size > 1).map(([name]) => name);
+}
+
+browserTest('every control of a row says which row it acts on: a screen reader\'s list of buttons and links has no two alike', async (t) => {
+  const { companyId, notes, failedId, succeededId } = await seedCompany(db().pool);
+  const page = await signedIn(companyId);
+  const report = await namedControls(page);
+  t.deepEqual(ambiguous(report), [], JSON.stringify(report));
+  t.true(report.some((c) => c.role === 'button' && c.name.startsWith('Disable') && c.name.includes('Handwritten thank-you notes')));
+
+  await page.click(timesFired(notes.id));
+  await page.waitForSelector(`#history-body tr[data-delivery-id="${failedId}"]`);
+  await page.click(`#history-body tr[data-delivery-id="${failedId}"] button:has-text("Show")`);
+  await page.click(`#history-body tr[data-delivery-id="${succeededId}"] button:has-text("Show")`);
+  await page.waitForSelector(`#history-body tr[data-delivery-id="${succeededId}"] + tr table.attempts`);
+  const history = await namedControls(page);
+  t.deepEqual(ambiguous(history), [], JSON.stringify(history));
+  // the outcome filter says each count apart from its word ("Failure1" read as one)
+  t.true(history.some((c) => c.role === 'link' && c.name === 'Failure: 1'), JSON.stringify(history));
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a viewer\'s token reads the report and history but is offered no Disable, Enable or Replay', async (t) => {
   const { companyId, notes, failedId } = await seedCompany(db().pool);
   const page = await openPage();
