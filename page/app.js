@@ -400,7 +400,7 @@ function followBackfills(webhooks, latest, mine) {
       if (mine !== generation) return;
       for (const webhook of webhooks) {
         const cell = document.querySelector(`tr[data-webhook-id="${webhook.id}"] .backfill`);
-        if (cell) replace(cell, backfillCell(webhook, now.get(webhook.id)));
+        if (cell) redrawBackfill(cell, webhook, latest.get(webhook.id), now.get(webhook.id));
       }
       followBackfills(webhooks, now, mine);
     } catch (error) {
@@ -414,19 +414,41 @@ function stillGoing(backfill) {
   return backfill.state === 'running' || backfill.sent < backfill.queued;
 }
 
+/**
+ * A backfill cell as its webhook's latest backfill is now. Only what changed is
+ * drawn again, and a bar that moved on moves in place: the cells were drawn anew every
+ * second, every row's, and a button focused in one (Cancel backfill, another row's
+ * Backfill) was taken from under the keyboard before Enter could press it.
+ */
+function redrawBackfill(cell, webhook, before, now) {
+  if (JSON.stringify(before ?? null) === JSON.stringify(now ?? null)) return;
+  const bar = cell.querySelector('progress');
+  const sameButtons = before && now && before.id === now.id && before.state === now.state && stillGoing(before) && stillGoing(now);
+  if (bar && sameButtons) showProgress(bar, cell.querySelector('.backfill-words'), now);
+  else replace(cell, backfillCell(webhook, now));
+}
+
+/** A backfill under way, on its bar and in words: sent of those to send (of its total while it runs), or counting. */
+function showProgress(bar, words, backfill) {
+  const of = backfill.state === 'running' ? backfill.total : backfill.queued;
+  const text = of === null
+    ? `Backfill: counting contacts…`
+    : `Backfill: ${formatCount(backfill.sent)} of ${formatCount(of)} sent`;
+  bar.setAttribute('max', String(of ?? 1));
+  if (of === null) bar.removeAttribute('value');
+  else bar.setAttribute('value', String(Math.min(backfill.sent, of)));
+  bar.setAttribute('aria-label', text);
+  words.textContent = text;
+}
+
 /** Progress (running, or its last snapshots on their way), the last outcome, and the admin's buttons. */
 function backfillCell(webhook, backfill) {
   const parts = [];
   if (backfill && stillGoing(backfill)) {
-    const of = backfill.state === 'running' ? backfill.total : backfill.queued;
-    const words = of === null
-      ? `Backfill: counting contacts…`
-      : `Backfill: ${formatCount(backfill.sent)} of ${formatCount(of)} sent`;
-    parts.push(h('progress', {
-      max: of ?? 1,
-      value: of === null ? false : Math.min(backfill.sent, of),
-      'aria-label': words,
-    }), h('div', { class: 'reason backfill-words' }, words));
+    const bar = h('progress');
+    const words = h('div', { class: 'reason backfill-words' });
+    showProgress(bar, words, backfill);
+    parts.push(bar, words);
     if (!readOnly && backfill.state === 'running') {
       const cancel = h('button', {
         type: 'button', class: 'secondary', dataset: { action: 'cancel-backfill' }, ...acting('Cancel backfill of', webhook.name),

@@ -111,3 +111,37 @@ browserTest('a webhook whose latest backfill is older than a hundred of its comp
   t.deepEqual(problems, []);
   await page.close();
 });
+
+browserTest('while a backfill runs, the buttons of the report keep the keyboard\'s focus: its Cancel, and the other rows\' Backfill', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const running = await f.webhook({ companyId: company.id, name: 'Running', actions: ['contact.deleted'] });
+  const other = await f.webhook({ companyId: company.id, name: 'Other', actions: ['contact.deleted'] });
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'C' || i from generate_series(1, 5) i`, [company.id]);
+  const { rows: [backfill] } = await db().pool.query('select webhooks.backfill($1) as id', [running.id]);
+  const { page, problems } = await signedIn(company.id, 'webhook_admin');
+  const cancel = `tr[data-webhook-id="${running.id}"] [data-action=cancel-backfill]`;
+  const otherBackfill = `tr[data-webhook-id="${other.id}"] [data-action=backfill]`;
+  // the page asks for the backfills' progress every second, and asks again only once it has shown the answer before
+  const asked = () => page.waitForRequest((request) => /latestBackfills/.test(request.postData() ?? ''));
+  const focused = (selector: string) => page.locator(selector).evaluate((element) => element === document.activeElement);
+
+  await page.focus(otherBackfill);
+  await asked();
+  await asked();
+  t.true(await focused(otherBackfill), 'another row\'s Backfill keeps the focus');
+
+  await page.focus(cancel);
+  await asked();
+  await asked();
+  t.true(await focused(cancel), 'Cancel keeps the focus while nothing changes');
+  await db().pool.query('update webhooks.backfills set total = 30 where id = $1', [backfill.id]);
+  await untilText(page, `tr[data-webhook-id="${running.id}"] .backfill-words`, 'Backfill: 0 of 30 sent');
+  t.true(await focused(cancel), 'and while its bar moves on');
+  // Enter, where the focus is, cancels it
+  await page.keyboard.press('Enter');
+  await untilText(page, `tr[data-webhook-id="${running.id}"] .backfill-words`, /^Backfill cancelled on /);
+  t.deepEqual(problems, []);
+  await page.close();
+});
