@@ -152,8 +152,11 @@ as $$
       and webhooks_private.requested_times(since, until)
   ),
   -- every listed webhook counted at once (50_report_counts.sql), up to the end of the
-  -- readable history (asked once a report)
-  counted as (
+  -- readable history (asked once a report). Materialized, so that with_counts gates
+  -- the counting itself: inlined into the join, a plan made for any with_counts (the
+  -- API's generic plans, api/preset.ts) tested it in the join's filter, after counting
+  -- every webhook of the company, and each page of the report counted them all again
+  counted as materialized (
     select c.*
     from webhooks_private.count_deliveries_of((select array_agg(l.id) from listed l),
                                               (select array_agg(l.company_id) from listed l),

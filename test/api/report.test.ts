@@ -1,6 +1,7 @@
 // The Reports >> Webhooks page's data: per webhook, times fired / succeeded / failed
 // in a date range; and one webhook's history, newest first, paged with cursors.
 import test from 'ava';
+import { API_PLANNER_SETTINGS } from '../../api/preset.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -397,6 +398,20 @@ test('the report\'s counts of every webhook at once (webhookReportCounts) are it
     t.is(await calls(), 1);
     await client.query('select webhooks.webhook_report_counts()');
     t.is(await calls(), 2);
+    // and as the API asks it: its argument a parameter, planned once for any value
+    // (API_PLANNER_SETTINGS), where the rows alone still counted every webhook of the
+    // company (with_counts a filter of the join, not of the counting): each page of
+    // the report, its pages one request each, counted them all again
+    for (const [name, value] of Object.entries(API_PLANNER_SETTINGS)) {
+      await client.query('select set_config($1, $2, true)', [name, value]);
+    }
+    for (let run = 0; run < 2; run++) {
+      await client.query({ name: 'report-rows', text: 'select * from webhooks.webhook_report(with_counts => $1::boolean)', values: [false] });
+    }
+    t.is(await calls(), 2, 'the rows alone, planned for any value, count nothing');
+    const { rows } = await client.query({ name: 'report-rows', text: 'select * from webhooks.webhook_report(with_counts => $1::boolean)', values: [true] });
+    t.is(await calls(), 3);
+    t.deepEqual(rows.map((row) => [row.webhook_id, Number(row.times_fired)]).sort(), [[a.id, 4], [b.id, 1]].sort());
   } finally {
     await client.query('rollback');
   }
