@@ -16,7 +16,7 @@ import {
   fetchDeliverySettings, fetchFiring, fetchHistory, fetchHistoryCount, fetchReport, fetchWebhook, replayDelivery, rotateSecret, saveDeliverySettings,
   sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
-import { h, replace } from './dom.js';
+import { h, replace, setText } from './dom.js';
 import {
   CHOOSE_AGAIN, CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
   deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, nextTry, outcomeWords,
@@ -173,7 +173,7 @@ function historyHash(webhookId, { page = 1, outcome = 'all', after = null, befor
 
 function flash(text) {
   const element = $('flash');
-  element.textContent = text;
+  setText(element, text);
   element.hidden = false;
 }
 
@@ -187,7 +187,7 @@ function hideFlash() {
 
 function showError(text) {
   const element = $('error');
-  element.textContent = text;
+  setText(element, text);
   element.hidden = !text;
 }
 
@@ -258,7 +258,7 @@ function signOut() {
 
 /** The company's name in the top bar; whole in its title, where a long one is cut short. */
 function showCompany(name) {
-  $('who-name').textContent = name ?? '';
+  setText($('who-name'), name ?? '');
   $('who-name').title = name ?? '';
 }
 
@@ -803,7 +803,7 @@ async function renderHistory(where, instants, days, mine) {
     return;
   }
   replayBlocked = !webhook.enabled;
-  $('page-title').textContent = webhook.name;
+  setText($('page-title'), webhook.name);
   document.title = `${webhook.name} · Webhooks · Big Purple Dot`;
   const beforeKept = history.keptSince && new Date(instants.from) < new Date(history.keptSince);
   $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}` + (beforeKept
@@ -881,7 +881,7 @@ function renderTools(webhook) {
 let confirmAction = null;
 
 function askConfirm(text, yes, action) {
-  $('confirm-text').textContent = text;
+  setText($('confirm-text'), text);
   $('confirm-yes').textContent = yes;
   confirmAction = action;
   $('confirm').hidden = false;
@@ -949,7 +949,7 @@ function forgetSecret() {
 function showIssuedSecret(webhookId) {
   if (!issuedSecret || issuedSecret.webhookId !== webhookId) return;
   $('secret-value').textContent = issuedSecret.secret;
-  $('secret-note').textContent = issuedSecret.note;
+  setText($('secret-note'), issuedSecret.note);
   $('copy-secret').textContent = 'Copy';
   $('secret-panel').hidden = false;
   issuedSecret = null;
@@ -1039,7 +1039,7 @@ function fieldError(name) {
 function setFieldError(form, name, text) {
   const error = form.querySelector(`#error-${name}`);
   if (!error) return false;
-  error.textContent = text ?? '';
+  setText(error, text ?? '');
   error.hidden = !text;
   const input = form.querySelector(`[data-field="${name}"] input, [data-field="${name}"] select, [data-field="${name}"] textarea`);
   if (input && TEXT_FIELDS.includes(name)) {
@@ -1293,7 +1293,7 @@ async function renderSetup(where, mine) {
     showView(null);
     return;
   }
-  $('page-title').textContent = webhook ? `Edit ${webhook.name}` : 'New webhook';
+  setText($('page-title'), webhook ? `Edit ${webhook.name}` : 'New webhook');
   document.title = `${webhook ? 'Edit webhook' : 'New webhook'} · Webhooks · Big Purple Dot`;
   $('page-subtitle').textContent = webhook
     ? 'Changes apply to events from now on; firings already made keep what they sent.'

@@ -734,6 +734,41 @@ browserTest('long text without spaces in a name, a filter or a disable reason wr
   await page.close();
 });
 
+browserTest('text of one letter and hundreds of combining marks, where no line may break, stays in its cell: it draws over no other, and no link reaches past its cell', async (t) => {
+  const { companyId, notes } = await seedCompany(db().pool);
+  const f = factories(db().pool);
+  // "Z" and its marks are one character as a reader sees it (a grapheme cluster), which
+  // no line breaks inside however it is told to wrap; the database takes it
+  const stacked = (length: number) => `Z${'\u0336\u0301\u0308\u030a\u0352\u0357\u035b\u0363\u0364\u0365'.repeat(60)}`.slice(0, length);
+  const hostile = await f.webhook({ companyId, name: stacked(150), url: `https://receiver.example.com/${stacked(300)}`, actions: ['contact.created'] });
+  await db().pool.query(`update webhooks.webhooks set enabled = false, disabled_at = now(), disabled_reason = $2 where id = $1`,
+    [hostile.id, stacked(200)]);
+  const contact = await f.contact(companyId, { first_name: stacked(300), last_name: null });
+  const marked = await fire(db().pool, { webhook: notes, contact, action: 'contact.status_added', daysAgo: 1, outcome: 'failed', attempts: 1, statusCode: 500, error: stacked(300) });
+
+  const page = await signedIn(companyId);
+  t.deepEqual(await overflowing(page, '#webhooks-table'), []);
+  for (const id of [hostile.id, notes.id]) {
+    const button = await page.locator(`${row(id)} [data-action]`).first().boundingBox();
+    t.true(button !== null && button.x + button.width <= page.viewportSize()!.width, `the button of webhook ${id} is on the page`);
+  }
+  // what is beside the name, in the next column, is not a link to the webhook
+  const besideName = await page.locator(`${row(hostile.id)} .name`).evaluate((name) => {
+    const box = name.getBoundingClientRect();
+    return document.elementFromPoint(box.right + 20, box.top + box.height / 2)?.closest('a')?.outerHTML ?? null;
+  });
+  t.is(besideName, null);
+
+  await page.click(timesFired(notes.id));
+  await page.waitForSelector(`#history-body tr[data-delivery-id="${marked}"]`);
+  t.deepEqual(await overflowing(page, '#history-table'), []);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${hostile.id}`);
+  await page.waitForSelector('#history:not([hidden])');
+  t.deepEqual(await overflowing(page, 'main'), [], 'its title and facts stay on the page');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('the history of changes and the page\'s messages wrap a long URL and a long name within the page', async (t) => {
   const pool = db().pool;
   const f = factories(pool);
