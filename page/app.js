@@ -196,9 +196,12 @@ function clearMessages() {
   showError('');
 }
 
+/** Whether an error is of the token (none, expired, refused): the admin signs in again. */
+const isTokenError = (error) => error instanceof ApiError && ['signed-out', 'expired', 'rejected'].includes(error.kind);
+
 /** Errors of the token send the admin back to sign in, with the reason. */
 function handleError(error) {
-  if (error instanceof ApiError && ['signed-out', 'expired', 'rejected'].includes(error.kind)) {
+  if (isTokenError(error)) {
     keepUnsentForm();
     session.clear();
     showSignIn(error.message);
@@ -591,7 +594,9 @@ function detailsRow(firing) {
         replace(attempts, attemptsTable(ordered, total, pageSize, more));
       })
       .catch((error) => {
-        if (shown.size === 0) replace(attempts, h('p', { class: 'error-text' }, error.message));
+        // (a token found expired here is as anywhere else: not a firing's problem)
+        if (isTokenError(error)) handleError(error);
+        else if (shown.size === 0) replace(attempts, h('p', { class: 'error-text' }, error.message));
         else showError(error.message);
       })
       .finally(() => { loading = false; });

@@ -321,6 +321,20 @@ browserTest('a token found expired leaves nothing of its company on the page for
   await page.close();
 });
 
+browserTest('a token that expires while the page is open is said so at the next click, Show included: the sign-in asks for a new one', async (t) => {
+  const { companyId, notes, failedId } = await seedCompany(db().pool);
+  const page = await signedIn(companyId);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${notes.id}`);
+  await page.waitForSelector(`#history-body tr[data-delivery-id="${failedId}"]`);
+  await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), await expiredToken(api().jwtSecret, companyId));
+  await page.click(`#history-body tr[data-delivery-id="${failedId}"] button:has-text("Show")`);
+  await untilText(page, '#sign-in-error', /^This token expired on .+\. Get a new one with/);
+  t.true(await page.isHidden('#app'), 'nothing of the company on view, as after any other click');
+  t.is(await page.evaluate(() => sessionStorage.getItem('bpd-webhooks.token')), null);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('the next to sign in on a tab never sees the view of the one before, even while their own does not come', async (t) => {
   const mine = await seedCompany(db().pool);
   const theirs = await seedCompany(db().pool, 'Rival Realty');
