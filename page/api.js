@@ -226,15 +226,19 @@ export async function fetchReport({ from, to }) {
 }
 
 const WEBHOOK = /* GraphQL */ `
-  query Webhook($id: BigInt!) {
+  query Webhook($id: BigInt!, $since: Datetime, $until: Datetime) {
     currentCompanyName
-    webhookReport(webhookId: $id) { nodes { ${REPORT_FIELDS} } }
+    webhookReport(webhookId: $id, since: $since, until: $until) { nodes { ${REPORT_FIELDS} } }
   }
 `;
 
-/** One webhook of the company as the report has it (null: not the company's), for its edit form. */
-export async function fetchWebhook(webhookId) {
-  const data = await graphql(WEBHOOK, { id: webhookId });
+/**
+ * One webhook of the company as the report has it, with its counts for [from, to)
+ * (none: of all time) (null: not the company's): for its edit form, and its row of
+ * the report drawn again after a change of it.
+ */
+export async function fetchWebhook(webhookId, { from = null, to = null } = {}) {
+  const data = await graphql(WEBHOOK, { id: webhookId, since: from, until: to });
   const node = data.webhookReport.nodes.find((n) => n.webhookId === webhookId);
   return { companyName: data.currentCompanyName, webhook: node ? reportRowOf(node) : null };
 }

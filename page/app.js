@@ -366,22 +366,59 @@ function webhookRow(webhook, backfill) {
   );
 }
 
+/**
+ * The report on view: its webhooks by id as drawn, their latest backfills, its Date
+ * Range (instants, days); null while another view is shown. A row changed on the
+ * page (Disable, Enable) is drawn again from its own line of the report.
+ */
+let reportShown = null;
+
+/** The report's tally: active and disabled, and the Date Range of Times Fired. */
+function showTally() {
+  const webhooks = [...reportShown.webhooks.values()];
+  const active = webhooks.filter((w) => w.enabled).length;
+  const { fromDay, toDay } = reportShown.days;
+  $('page-subtitle').textContent =
+    `${formatCount(active)} active, ${formatCount(webhooks.length - active)} disabled · Times Fired ${rangeWords(fromDay, toDay)}`;
+}
+
 async function renderReport(instants, days, mine) {
   $('page-title').textContent = 'Webhooks';
   document.title = REPORT_TITLE;
   const [report, backfills] = await Promise.all([fetchReport(instants), fetchBackfills()]);
   if (mine !== generation) return;
   showCompany(report.companyName);
-  const active = report.webhooks.filter((w) => w.enabled).length;
-  $('page-subtitle').textContent =
-    `${active} active, ${report.webhooks.length - active} disabled · Times Fired ${rangeWords(days.fromDay, days.toDay)}`;
+  reportShown = { webhooks: new Map(report.webhooks.map((w) => [w.id, w])), backfills, instants, days };
+  showTally();
   replace($('webhooks-body'), report.webhooks.length
     ? report.webhooks.map((webhook) => webhookRow(webhook, backfills.get(webhook.id)))
     : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, readOnly
       ? 'Your company has no webhooks yet. An admin of your company can set one up here.'
       : 'Your company has no webhooks yet. Press "New webhook" to set one up.')));
   showView('report');
-  followBackfills(report.webhooks, backfills, mine);
+  followBackfills(backfills, mine);
+}
+
+/**
+ * Draws a webhook's row of the report on view again, from its own line of the report
+ * for the Date Range shown; the rest of the report as it is. Every page of the
+ * report and the counts of every webhook were asked again for one change (a company of
+ * 1,200 webhooks: 14 requests and 1,200 rows redrawn a click). False when there is no
+ * such row to draw (another view, the webhook gone): the caller renders the view.
+ */
+async function redrawWebhookRow(webhookId) {
+  const shown = reportShown;
+  const mine = generation;
+  if (!shown?.webhooks.has(webhookId) || route().view !== 'report') return false;
+  const { webhook } = await fetchWebhook(webhookId, shown.instants);
+  // (another view or Date Range meanwhile: it draws itself)
+  if (mine !== generation || shown !== reportShown) return true;
+  const row = document.querySelector(`tr[data-webhook-id="${webhookId}"]`);
+  if (!webhook || !row) return false;
+  shown.webhooks.set(webhookId, webhook);
+  row.replaceWith(webhookRow(webhook, shown.backfills.get(webhookId)));
+  showTally();
+  return true;
 }
 
 // ---- backfill ----------------------------------------------------------------
@@ -393,7 +430,7 @@ let backfillTimer;
  * every BACKFILL_REFRESH_MS and redraws each webhook's backfill cell, for as long as
  * this view is the current one.
  */
-function followBackfills(webhooks, latest, mine) {
+function followBackfills(latest, mine) {
   clearTimeout(backfillTimer);
   if (![...latest.values()].some(stillGoing)) return;
   backfillTimer = setTimeout(async () => {
@@ -401,11 +438,13 @@ function followBackfills(webhooks, latest, mine) {
     try {
       const now = await fetchBackfills();
       if (mine !== generation) return;
-      for (const webhook of webhooks) {
+      // (each webhook as its row is drawn now: one enabled or disabled meanwhile, redrawWebhookRow)
+      for (const webhook of reportShown.webhooks.values()) {
         const cell = document.querySelector(`tr[data-webhook-id="${webhook.id}"] .backfill`);
         if (cell) redrawBackfill(cell, webhook, latest.get(webhook.id), now.get(webhook.id));
       }
-      followBackfills(webhooks, now, mine);
+      reportShown.backfills = now;
+      followBackfills(now, mine);
     } catch (error) {
       if (mine === generation) handleError(error);
     }
@@ -514,8 +553,8 @@ async function toggleWebhook(webhook, button) {
   try {
     const updated = await setWebhookEnabled(webhook.id, !webhook.enabled);
     flash(`Webhook Status: ${updated.enabled ? 'Enable' : 'Disable'} · ${webhook.name}`);
-    // the row and the active/disabled tally come back from the server as they are now
-    await render();
+    // the row comes back from the server as it is now, and the tally with it
+    if (!(await redrawWebhookRow(webhook.id))) await render();
     document.querySelector(`tr[data-webhook-id="${webhook.id}"] [data-action]`)?.focus();
   } catch (error) {
     button.disabled = false;

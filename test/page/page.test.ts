@@ -915,7 +915,7 @@ browserTest('a filter\'s value with a bidi control does not reorder the words af
   await page.close();
 });
 
-browserTest('a company with more webhooks than one page of the API holds sees them all, and can edit its oldest', async (t) => {
+browserTest('a company with more webhooks than one page of the API holds sees them all, Disable asks again for one webhook\'s line, and it can edit its oldest', async (t) => {
   const f = factories(db().pool);
   const company = await f.company('Many Hooks Realty');
   const webhooks = [];
@@ -948,6 +948,18 @@ browserTest('a company with more webhooks than one page of the API holds sees th
   await until('the report of 90 days', async () => counted() === 2 && !(await page.getAttribute('body', 'aria-busy')));
   t.is(await page.textContent(timesFired(webhooks[0]!.id)), '4');
   t.is(counted(), 2);
+  // Disable asks again for its webhook's line alone, for the Date Range, not every
+  // page of the report and the counts of every webhook (1,200 webhooks: 14 requests)
+  asked.length = 0;
+  const button = `${row(webhooks[0]!.id)} [data-action]`;
+  await page.click(button);
+  await untilText(page, button, 'Enable');
+  await untilText(page, '#page-subtitle', /^4 active, 1 disabled · /);
+  t.deepEqual(asked.map((query) => /^\s*(mutation|query) (\w+)/.exec(query)?.[2]), ['Disable', 'Webhook'], asked.join('\n'));
+  t.is(await page.textContent(timesFired(webhooks[0]!.id)), '4');
+  t.regex((await cells(page, row(webhooks[0]!.id)))[4], /^Disabled since /);
+  t.true(await page.isDisabled(`${row(webhooks[0]!.id)} [data-action=backfill]`), 'a disabled webhook offers no Backfill');
+  t.true(await page.locator(button).first().evaluate((element) => element === document.activeElement), 'the keyboard stays on the button');
   await page.goto(`${small.api.url}/reports/webhooks#/webhooks/${webhooks[0].id}/edit`);
   await untilText(page, '#page-title', 'Edit Hook 1');
   t.is(await page.inputValue('#setup-name'), 'Hook 1');
