@@ -367,9 +367,9 @@ function webhookRow(webhook, backfill) {
 }
 
 /**
- * The report on view: its webhooks by id as drawn, their latest backfills, its Date
- * Range (instants, days); null while another view is shown. A row changed on the
- * page (Disable, Enable) is drawn again from its own line of the report.
+ * The report drawn last: its webhooks by id as drawn, their latest backfills, its Date
+ * Range (instants, days); null before the first. A row changed on the page (Disable,
+ * Enable) is drawn again from its own line of the report, while the report is on view.
  */
 let reportShown = null;
 
