@@ -54,34 +54,76 @@ $$;
 -- Deliveries due now (pending, next attempt reached), counted up to
 -- backlog_due_cap() (past it, that many: at least so many are due), and how long the
 -- longest-waiting of them has been due, in seconds (0 when none is), exact whatever
--- the backlog. Walks the queue's index of rows not in flight by webhook and due time
--- (delivery_queue_webhook_due_idx, 22_outbox.sql) as the claim does: one probe for
--- each webhook with rows on their way, whose first entry is its earliest due time,
--- then the due part of each due webhook's range until the cap is counted; retries
--- waiting for a later attempt are not read. So a scrape reads at most one entry per
--- webhook with work plus the cap, however many are due. (Until 2026-12-06 it counted
--- every due row: 1,020,004 index entries and 320 ms with a million due to one
--- webhook, at every scrape; test/sql/backlog.test.ts.)
+-- the backlog. One walk of the queue's index of rows not in flight by webhook and due
+-- time (delivery_queue_webhook_due_idx, 22_outbox.sql), in its order: each due entry
+-- is counted, and the oldest due time is the least of them, read in the same pass; a
+-- webhook's first entry not due ends its due ones (the index is in due time within a
+-- webhook), and the walk starts again after it, one index probe. Past the cap, the
+-- webhooks not reached yet give their first due time alone, one probe each
+-- (waiting_webhooks). So a scrape reads the due rows up to the cap, one entry for each
+-- webhook whose rows are all later, and past the cap, one entry for each webhook with
+-- rows waiting that the count did not reach. The queue has no index by due time alone
+-- (dropped, 0023: every capture paid for it), so an exact oldest due cannot be had
+-- for less than one entry per webhook with rows waiting that the count leaves unread.
+-- (Until 2026-12-06 every webhook with rows waiting was probed first, and each due one
+-- read again by the count: 20,010 index entries with one delivery due at each of
+-- 10,000 companies, where this reads 10,010; before that, every due row was counted:
+-- 1,020,004 entries and 320 ms with a million due to one webhook, at every scrape;
+-- test/sql/backlog.test.ts.) One row fetched at a time from an explicit cursor: a loop
+-- over a query fetches ten ahead, entries of the next webhooks read for nothing each
+-- time the walk jumps.
 create or replace function webhooks_ops.backlog(out due bigint, out oldest_due_seconds double precision)
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  with hooks as materialized (
-    select h.webhook_id, h.first_due
-    from webhooks_private.waiting_webhooks() h
-    where h.first_due <= now()
-  )
-  select (select count(*)
-          from (select
-                from hooks
-                cross join lateral (select from webhooks.delivery_queue d
-                                    where d.webhook_id = hooks.webhook_id and d.locked_by is null
-                                      and d.next_attempt_at <= now()
-                                    limit webhooks_private.backlog_due_cap()) c
-                limit webhooks_private.backlog_due_cap()) counted)::bigint,
-         coalesce(extract(epoch from now() - (select min(hooks.first_due) from hooks)), 0)::double precision;
+declare
+  v_cap constant integer := webhooks_private.backlog_due_cap();
+  v_now constant timestamptz := now();
+  -- the walk goes on after this webhook (webhook ids are positive: waiting_webhooks)
+  v_after bigint := 0;
+  v_oldest timestamptz;
+  v_entry record;
+  v_entries refcursor;
+begin
+  due := 0;
+  <<walk>>
+  loop
+    open v_entries no scroll for
+      select d.webhook_id, d.next_attempt_at
+      from webhooks.delivery_queue d
+      where d.locked_by is null and d.webhook_id > v_after
+      order by d.webhook_id, d.next_attempt_at;
+    loop
+      fetch v_entries into v_entry;
+      if not found then
+        close v_entries;
+        exit walk;
+      end if;
+      v_after := v_entry.webhook_id;
+      if v_entry.next_attempt_at > v_now then
+        -- the rest of this webhook's rows are later still: on to the next webhook
+        close v_entries;
+        continue walk;
+      end if;
+      due := due + 1;
+      -- (the first due entry of a webhook is its oldest)
+      v_oldest := least(v_oldest, v_entry.next_attempt_at);
+      if due >= v_cap then
+        close v_entries;
+        exit walk;
+      end if;
+    end loop;
+  end loop;
+  -- the cap reached: the webhooks after the one the count stopped in (whose rows left
+  -- are later than those counted)
+  if due >= v_cap then
+    v_oldest := least(v_oldest, (select min(h.first_due) from webhooks_private.waiting_webhooks(v_after) h
+                                 where h.first_due <= v_now));
+  end if;
+  oldest_due_seconds := coalesce(extract(epoch from v_now - v_oldest), 0);
+end;
 $$;
 
 -- How far the outbox's upkeep (tools/maintain.ts: hourly under npm start, else a

@@ -123,3 +123,38 @@ test('a backlog past the cap is counted up to it and read no further; the oldest
     await client.query('rollback');
   }
 });
+
+// (serial: alone, so that no other test's rows, seen or not, are in the index it reads,
+// nor its rows in theirs)
+test.serial('10,000 companies with one due delivery each: the oldest due costs no index entry more than the count reads', async (t) => {
+  const COMPANIES = 10_000;
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    // each company's webhook with one delivery due, the longest-waiting in the middle,
+    // and ten more webhooks with a retry later only (the queue has no foreign key to
+    // the webhooks)
+    await client.query(
+      `insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+       select 3000000000000 + n, now(), 3000000000 + n, 3000000000 + n, 'contact.created'::webhooks.action, n,
+              now() - case when n = $1::int / 2 then interval '1 hour' else interval '1 minute' end
+       from generate_series(1, $1::int) n
+       union all
+       select 4000000000000 + n, now(), 3000000000 + $1::int + n, 3000000000 + $1::int + n, 'contact.created'::webhooks.action, n,
+              now() + interval '1 hour'
+       from generate_series(1, 10) n`, [COMPANIES]);
+    const wholeScans = async () => (await client.query(
+      `select pg_stat_get_xact_numscans('webhooks.delivery_queue'::regclass)::int as n`)).rows[0].n as number;
+    const scansBefore = await wholeScans();
+    const { result: { rows: [backlog] }, used } = await indexUse(client, 'webhooks.delivery_queue',
+      () => client.query('select due::int, round(oldest_due_seconds)::int as oldest from webhooks_ops.backlog()'));
+    t.deepEqual(backlog, { due: COMPANIES, oldest: 3600 });
+    t.is(await wholeScans(), scansBefore, 'the queue is read by its index, not scanned whole');
+    // the due rows counted, and the first entry of each webhook with a retry later only
+    t.true(used <= COMPANIES + 10 + 5, `queue index entries read: ${used}`);
+    t.log(used);
+  } finally {
+    await client.query('rollback');
+  }
+});
