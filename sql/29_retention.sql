@@ -21,6 +21,58 @@
 -- (webhooks_private.retention(), first_kept_day() and webhooks.kept_since(): 22_outbox.sql,
 -- beside the days)
 
+-- private: the deliveries made in [p_from, p_until) that are on their way (their queue
+-- rows). The queue has no index by creation time (every capture would write it), but
+-- its key is the delivery's id, and the history of those times knows their ids: the
+-- least and the greatest, each one index probe of a partition that holds those times
+-- (history's key, id first; the other partitions are pruned). The rows on their way
+-- are among the queue rows of ids between the two, read by the queue's key, instead
+-- of every company's rows: the look for deliveries past the retention (expired_days,
+-- held_past_retention, 35_backfill.sql's fail_held_snapshots_past_retention) read the
+-- whole queue once a run while a day past the retention was kept (2,002 rows with
+-- one such day kept by two of its deliveries and 2,000 queued today, until 2026-12-06;
+-- test/sql/retention-cost.test.ts). Ids follow time but for a few (a transaction's
+-- time is its start), so that range holds few rows of other times; a tail or span that
+-- also holds later times is read from its newest ids down to the last of those times
+-- (a tail past the retention: maintenance has not run for as long). A delivery is
+-- found by its history: one whose day of history is detached (a drop under way, or
+-- stopped) is not (keep_day_on_its_way reads that day's own partition; history_attached
+-- says which days are), nor a queue row whose history was dropped by hand (the
+-- rescue's to warn of, 30_delivery.sql). SQL, so that callers inline it; the
+-- callers' other conditions are applied after (offset 0), so that they never make
+-- the plan read some other index of the queue whole.
+create or replace function webhooks_private.queued_made(p_from timestamptz, p_until timestamptz)
+returns setof webhooks.delivery_queue
+language sql
+stable
+as $$
+  select q.*
+  from webhooks.delivery_queue q
+  where q.delivery_id >= (select min(h.id) from webhooks.delivery_history h
+                          where h.created_at >= p_from and h.created_at < p_until)
+    and q.delivery_id <= (select max(h.id) from webhooks.delivery_history h
+                          where h.created_at >= p_from and h.created_at < p_until)
+    and q.created_at >= p_from and q.created_at < p_until
+  offset 0;
+$$;
+
+-- private: is the history of the days p_first to p_last one partition attached to
+-- delivery_history (not detached, nor being detached: a query of the table leaves a
+-- partition being detached out)? Then queued_made finds their deliveries on their way.
+create or replace function webhooks_private.history_attached(p_first date, p_last date)
+returns boolean
+language sql
+stable
+as $$
+  select exists (
+    select 1
+    from pg_catalog.pg_inherits i
+    join pg_catalog.pg_class c on c.oid = i.inhrelid
+    cross join lateral webhooks_private.partition_days('delivery_history', c.relname) d
+    where i.inhparent = 'webhooks.delivery_history'::regclass and not i.inhdetachpending
+      and d.first_day = p_first and d.last_day = p_last);
+$$;
+
 -- public (maintenance and DBAs; not in GraphQL): the days that may be dropped now,
 -- oldest first, with their partitions as parent table and partition name. A span of
 -- days (22_outbox.sql) is dropped whole once its last day may be: it comes as one row,
@@ -44,11 +96,17 @@ begin
     where p.last_day < v_before
     order by p.first_day, p.last_day
   loop
-    -- still on its way
-    continue when exists (
-      select 1 from webhooks.delivery_queue q
-      where q.created_at >= webhooks_private.utc_day_start(v_range.first_day)
-        and q.created_at < webhooks_private.utc_day_start(v_range.last_day + 1));
+    -- still on its way: its rows of the queue, by their ids (queued_made); a day whose
+    -- history a stopped run left detached (or is being detached) is looked for in the
+    -- whole queue, as every day was until 2026-12-06
+    continue when case
+      when webhooks_private.history_attached(v_range.first_day, v_range.last_day)
+        then exists (select 1 from webhooks_private.queued_made(webhooks_private.utc_day_start(v_range.first_day),
+                                                                webhooks_private.utc_day_start(v_range.last_day + 1)))
+      else exists (select 1 from webhooks.delivery_queue q
+                   where q.created_at >= webhooks_private.utc_day_start(v_range.first_day)
+                     and q.created_at < webhooks_private.utc_day_start(v_range.last_day + 1))
+      end;
     -- a webhook with messages on one of those days whose count of that day is not
     -- (or no longer) rolled up. A row of delivery_day_counts exists only while it is
     -- exact (50_report_counts.sql), so one probe per webhook and day says it: the
@@ -119,6 +177,8 @@ declare
   v_days record;
   v_from timestamptz;
   v_until timestamptz;
+  v_first_id bigint;
+  v_last_id bigint;
 begin
   select * into v_days from webhooks_private.partition_days('delivery_history', p_partition);
   if not found then
@@ -130,7 +190,13 @@ begin
   end if;
   v_from := webhooks_private.utc_day_start(v_days.first_day);
   v_until := webhooks_private.utc_day_start(v_days.last_day + 1);
-  if not exists (select 1 from webhooks.delivery_queue q where q.created_at >= v_from and q.created_at < v_until) then
+  -- its deliveries' ids from its own partition (detached: the table's no longer shows
+  -- it), then the queue by its key between them, not the whole queue (until
+  -- 2026-12-06, every company's rows once for each day dropped)
+  execute format('select min(h.id), max(h.id) from webhooks_partitions.%I h', p_partition) into v_first_id, v_last_id;
+  if not exists (select 1 from webhooks.delivery_queue q
+                 where q.delivery_id >= v_first_id and q.delivery_id <= v_last_id
+                   and q.created_at >= v_from and q.created_at < v_until) then
     return false;
   end if;
   if not exists (select 1 from pg_catalog.pg_inherits i
@@ -196,7 +262,8 @@ $$;
 -- past the retention: this names it, so that the metric
 -- bpd_webhooks_history_days_past_retention can be acted on (its webhook disabled, or
 -- its deliveries failed, by their admin or a DBA), and maintain says it. The queue
--- is read only when a day of history is past the retention (history_before_kept).
+-- is read only when a day of history is past the retention (history_before_kept),
+-- and then only the rows of those days (queued_made).
 create or replace function webhooks.held_past_retention()
 returns table (day date, company_id bigint, webhook_id bigint, on_their_way bigint, next_attempt_at timestamptz)
 language sql
@@ -205,10 +272,9 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
   select (q.created_at at time zone 'utc')::date, q.company_id, q.webhook_id, count(*), min(q.next_attempt_at)
-  from webhooks.delivery_queue q
-  where q.created_at < webhooks_private.utc_day_start(webhooks_private.first_kept_day())
-    -- (read only when a day of history is past the retention: the catalog says)
-    and webhooks_private.history_before_kept()
+  from webhooks_private.queued_made('-infinity', webhooks_private.utc_day_start(webhooks_private.first_kept_day())) q
+  -- (read only when a day of history is past the retention: the catalog says)
+  where webhooks_private.history_before_kept()
   group by 1, 2, 3
   order by 1, 2, 3;
 $$;

@@ -630,10 +630,11 @@ begin
   set state = 'failed',
       completed_at = now(),
       last_error = 'not sent: its webhook stayed disabled until its day was past the retention (webhooks.retention)'
-  from (select q.delivery_id, q.created_at from webhooks.delivery_queue q
+  -- (the queue rows of those days alone, by their ids: queued_made, 29_retention.sql)
+  from (select q.delivery_id, q.created_at
+        from webhooks_private.queued_made('-infinity', webhooks_private.utc_day_start(webhooks_private.first_kept_day())) q
         where q.next_attempt_at = webhooks_private.snapshot_held()
-          and q.locked_by is null
-          and q.created_at < webhooks_private.utc_day_start(webhooks_private.first_kept_day())) h
+          and q.locked_by is null) h
   where d.id = h.delivery_id and d.created_at = h.created_at and d.state = 'pending';
   get diagnostics v_failed = row_count;
   return v_failed;

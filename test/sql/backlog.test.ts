@@ -153,7 +153,6 @@ test.serial('10,000 companies with one due delivery each: the oldest due costs n
     t.is(await wholeScans(), scansBefore, 'the queue is read by its index, not scanned whole');
     // the due rows counted, and the first entry of each webhook with a retry later only
     t.true(used <= COMPANIES + 10 + 5, `queue index entries read: ${used}`);
-    t.log(used);
   } finally {
     await client.query('rollback');
   }

@@ -2,9 +2,13 @@
 // sql/35_backfill.sql): a queue row is past the retention only if its day of history
 // is, and those days are named by the catalog (their partitions, or a tail that starts
 // before the first day kept). With none, the look reads no queue row, however long the
-// queue; it read the whole queue at every run (10,000 rows with 10,000 queued).
+// queue; it read the whole queue at every run (10,000 rows with 10,000 queued). With
+// one, it reads that day's queue rows by their ids (sql/29_retention.sql, queued_made),
+// not the whole queue (every company's rows, once for each look, until 2026-12-06).
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
+import { utcDay } from '../helpers/days.ts';
+import { factories } from '../helpers/factories.ts';
 
 const db = useTestDatabase(test);
 
@@ -32,6 +36,71 @@ test('with no day of history past the retention, the look for deliveries past it
     const used = (await read()) - before;
     t.deepEqual([held, failed], [[], 0]);
     t.is(used, 0, `queue rows read: ${used}`);
+  } finally {
+    await client.query('rollback');
+  }
+});
+
+test('with a day past the retention kept by a delivery on its way, the look reads that day\'s queue rows, not every company\'s', async (t) => {
+  const QUEUED = 2_000;
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  // rows of the queue read, and entries of its indexes (an index read whole finds the
+  // rows without reading them)
+  const read = async () => (await client.query(
+    `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_queue'::regclass)
+             + pg_stat_get_xact_tuples_fetched('webhooks.delivery_queue'::regclass)
+             + (select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) from pg_index i
+                where i.indrelid = 'webhooks.delivery_queue'::regclass))::int as n`)).rows[0].n as number;
+  const readBy = async <T>(statement: () => Promise<T>) => {
+    const before = await read();
+    const result = await statement();
+    return { result, used: (await read()) - before };
+  };
+  await client.query('begin');
+  try {
+    await client.query(`set local webhooks.retention = '5 days'`);
+    // nine days ago: a delivery retrying and a snapshot held for a disabled webhook;
+    // eight days ago: one that ended (its day has nothing on its way)
+    const old = (day: number, state: string, nextAttempt: string) => client.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at,
+                                        next_attempt_at, created_at)
+       values ($1, $2, 'contact.created', 1, '{}', $3, 1, case when $3 = 'pending' then null else $4::timestamptz end,
+               ${nextAttempt}, $4::timestamptz)
+       returning id`, [webhook.id, company.id, state, new Date(utcDay(day).getTime() + 3_600_000)]);
+    const { rows: [retrying] } = await old(-9, 'pending', `now() + interval '1 hour'`);
+    const { rows: [held] } = await old(-9, 'pending', 'webhooks_private.snapshot_held()');
+    await old(-8, 'succeeded', 'now()');
+    // every company's deliveries on their way today (the queue has no foreign key to
+    // the webhooks)
+    await client.query(
+      `insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+       select 1000000000000 + n, now(), 1000000000 + n, 1000000000 + n, 'contact.created'::webhooks.action, n, now()
+       from generate_series(1, $1::int) n`, [QUEUED]);
+    const days = (day: number) => `delivery_history_p${utcDay(day).toISOString().slice(0, 10).replaceAll('-', '')}`;
+
+    const held9 = await readBy(() => client.query(
+      `select to_char(day, 'YYYY-MM-DD') as day, webhook_id::text, on_their_way::int from webhooks.held_past_retention()`));
+    t.deepEqual(held9.result.rows, [{ day: utcDay(-9).toISOString().slice(0, 10), webhook_id: webhook.id, on_their_way: 2 }]);
+    const expired = await readBy(() => client.query(`select to_char(day, 'YYYY-MM-DD') as day from webhooks.expired_days()`));
+    t.false(expired.result.rows.some((r) => r.day === utcDay(-9).toISOString().slice(0, 10)), 'the day nine ago is on its way');
+    const kept9 = await readBy(() => client.query('select webhooks.keep_day_on_its_way($1) as kept', [days(-9)]));
+    const kept8 = await readBy(() => client.query('select webhooks.keep_day_on_its_way($1) as kept', [days(-8)]));
+    t.deepEqual([kept9.result.rows[0].kept, kept8.result.rows[0].kept], [true, false]);
+    const failed = await readBy(() => client.query('select webhooks.fail_held_snapshots_past_retention() as n'));
+    t.is(failed.result.rows[0].n, 1);
+    const { rows: left } = await client.query(
+      'select delivery_id::text from webhooks.delivery_queue where delivery_id = any ($1::bigint[])', [[retrying.id, held.id]]);
+    t.deepEqual(left, [{ delivery_id: retrying.id }]);
+
+    // the day's two rows, not the 2,000 of today, each read by its index entry and
+    // its row (the failed snapshot's own writes read its row again a few times)
+    const used = { held: held9.used, expired: expired.used, kept9: kept9.used, kept8: kept8.used, failed: failed.used };
+    t.true(used.held <= 4 && used.expired <= 4 && used.kept9 <= 4 && used.kept8 === 0 && used.failed <= 20,
+      `queue rows and index entries read: ${JSON.stringify(used)}`);
   } finally {
     await client.query('rollback');
   }

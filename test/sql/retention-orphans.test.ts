@@ -100,9 +100,17 @@ test.serial('a day\'s history left detached with a delivery on its way is attach
   // as a run stopped between the detach of the day's history and its look at the queue
   // leaves it
   await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.delivery_history_p${ymd(day)}`);
-  await maintain(db().url);
+  const said: string[] = [];
+  const result = await maintain(db().url, (line) => said.push(line));
   const { rows } = await db().pool.query('select id, state from webhooks.deliveries where webhook_id = $1', [webhook.id]);
   t.deepEqual(rows, [{ id: pending.id, state: 'pending' }]);
+  // the day was not taken for one to drop (its history detached, its deliveries on
+  // their way are looked for in the queue itself): the kept history still starts before it
+  t.false(result.daysDropped.includes(iso(day)));
+  t.true(said.includes(`attached back the history of ${iso(day)}, left detached by a run that stopped: a delivery of it is on its way`));
+  t.false(said.some((line) => line.includes('went back on its way while it was being dropped')), said.join('\n'));
+  const { rows: [kept] } = await db().pool.query('select coalesce(webhooks.kept_since() <= $1, true) as before_it', [day]);
+  t.true(kept.before_it);
 });
 
 test.serial('a write into a day already dropped is refused, and the day keeps its total', async (t) => {
