@@ -113,7 +113,11 @@ begin
     -- day's webhooks found by a loose scan of the history's webhook index (one index
     -- probe each), not by reading the day's messages (a count of them all, at 10
     -- million deliveries, took CPU from the claims while a drop ran: BENCHMARKS.md).
-    -- The times as constants: the plan reads the partition that holds them.
+    -- The times as constants: the plan reads the partition that holds them. Each
+    -- probe a scalar subquery (the row's key, or null), which stays a probe: as NOT
+    -- EXISTS it was planned as an anti join that read every day count kept, of every
+    -- webhook and day (10,000 rows with a thousand webhooks of the day and ten days
+    -- counted each, until 2026-12-06; test/sql/retention-cost.test.ts).
     v_uncounted := false;
     -- (days as dates: a series of times steps in the session's time zone, where a day
     -- that starts at 01:00, summer time begun at midnight, left the last day out)
@@ -129,17 +133,18 @@ begin
              where hooks.w is not null)
            select exists (select 1 from hooks
                           where hooks.w is not null
-                            and not exists (select 1 from webhooks.delivery_day_counts c
-                                            where c.webhook_id = hooks.w and c.day = %3$L)
+                            and (select 1 from webhooks.delivery_day_counts c
+                                 where c.webhook_id = hooks.w and c.day = %3$L) is null
                             -- (a day of test sends alone has no count: they are in none)
-                            and exists (select 1 from webhooks.delivery_history h
-                                        where h.webhook_id = hooks.w and h.created_at >= %1$L and h.created_at < %2$L
-                                          and h.action <> 'webhook.test')
+                            and (select 1 from webhooks.delivery_history h
+                                 where h.webhook_id = hooks.w and h.created_at >= %1$L and h.created_at < %2$L
+                                   and h.action <> 'webhook.test'
+                                 limit 1) is not null
                             -- (a webhook gone has no totals to keep: its rows are
                             -- its purge's, or those of a capture that committed just
                             -- after its delete, after recheck_deleted_webhooks
                             -- forgot it, 22_outbox.sql)
-                            and exists (select 1 from webhooks.webhooks w where w.id = hooks.w))$q$,
+                            and (select 1 from webhooks.webhooks w where w.id = hooks.w) is not null)$q$,
         webhooks_private.utc_day_start(v_day), webhooks_private.utc_day_start(v_day + 1), v_day)
       into v_uncounted;
       exit when v_uncounted;

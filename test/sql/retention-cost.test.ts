@@ -105,3 +105,45 @@ test('with a day past the retention kept by a delivery on its way, the look read
     await client.query('rollback');
   }
 });
+
+test('the look at a day past the retention asks one day count of each webhook of the day, not every count of every day', async (t) => {
+  const WEBHOOKS = 1_000;
+  const DAYS_COUNTED = 10;
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  const read = async () => (await client.query(
+    `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_day_counts'::regclass)
+             + pg_stat_get_xact_tuples_fetched('webhooks.delivery_day_counts'::regclass)
+             + (select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) from pg_index i
+                where i.indrelid = 'webhooks.delivery_day_counts'::regclass))::int as n`)).rows[0].n as number;
+  await client.query('begin');
+  try {
+    await client.query(`set local webhooks.retention = '5 days'`);
+    // a thousand companies with a webhook each, each with a delivery nine days ago,
+    // and its days counted: that one and the nine before it
+    await client.query(
+      `with companies as (insert into crm.companies (name) select 'Company ' || n from generate_series(1, $1::int) n returning id)
+       insert into webhooks.webhooks (company_id, name, url, fields, actions)
+       select c.id, 'Hook', 'https://receiver.example.com/hook', array['email'], array['contact.created']::webhooks.action[]
+       from companies c`, [WEBHOOKS]);
+    const day = utcDay(-9);
+    await client.query('select webhooks_private.ensure_day(($1::timestamptz at time zone \'utc\')::date)', [day]);
+    await client.query(
+      `insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
+       select w.id, w.company_id, 'contact.created', 1, '{}', $1::timestamptz + interval '1 hour'
+       from webhooks.webhooks w where w.name = 'Hook'`, [day]);
+    await client.query(
+      `insert into webhooks.delivery_day_counts (webhook_id, company_id, day, fired, succeeded, failed)
+       select w.id, w.company_id, ($1::timestamptz at time zone 'utc')::date - n, 1, 1, 0
+       from webhooks.webhooks w cross join generate_series(0, $2::int - 1) n where w.name = 'Hook'`, [day, DAYS_COUNTED]);
+    await client.query('analyze webhooks.delivery_day_counts, webhooks.webhooks, webhooks.delivery_history');
+    const before = await read();
+    const { rows } = await client.query(`select to_char(day, 'YYYY-MM-DD') as day from webhooks.expired_days()`);
+    const used = (await read()) - before;
+    t.true(rows.some((r) => r.day === day.toISOString().slice(0, 10)), 'every webhook of the day has its count: it may go');
+    // one probe of the counts for each webhook of the day (its index entry and its row)
+    t.true(used <= 2 * WEBHOOKS + 20, `day counts read: ${used} (${WEBHOOKS * DAYS_COUNTED} kept)`);
+  } finally {
+    await client.query('rollback');
+  }
+});
