@@ -40,3 +40,44 @@ test("a roll-up of a webhook's hours reads its own queue rows, not every company
   t.deepEqual(rows, [{ hour, fired: 5 }]);
   t.true(used < 100, `the roll-up of its hours read ${used} rows of the queue (${BACKLOG} of another company's)`);
 });
+
+test('a batch of the roll-up reads the notes of days to count again of its own webhooks, not every webhook\'s', async (t) => {
+  const NOTED = 2_000;
+  const BATCH = 25;
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  const read = async () => (await client.query(
+    `select (pg_stat_get_xact_tuples_returned('webhooks_private.delivery_days_to_count'::regclass)
+             + pg_stat_get_xact_tuples_fetched('webhooks_private.delivery_days_to_count'::regclass)
+             + (select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) from pg_index i
+                where i.indrelid = 'webhooks_private.delivery_days_to_count'::regclass))::int as n`)).rows[0].n as number;
+  await client.query('begin');
+  try {
+    // a roll-up has gone through every webhook: later ones visit those with deliveries
+    // since, and those with days noted that may be counted
+    await client.query(
+      `insert into webhooks_private.report_counts_rolled_up (counted_before) values (webhooks_private.countable_before())
+       on conflict (one) do update set counted_before = excluded.counted_before`);
+    // each of 2,000 webhooks (of ids of their own, the tables have no foreign key to
+    // the webhooks) with a delivery an hour ago, retried after midnight: its day noted,
+    // not countable yet (as a settle a day after the delivery notes it)
+    await client.query(
+      `insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
+       select 2000000000 + n, 2000000000 + n, 'contact.created', n, '{}', now() - interval '1 hour'
+       from generate_series(1, $1::int) n`, [NOTED]);
+    await client.query(
+      `insert into webhooks_private.delivery_days_to_count (webhook_id, company_id, day)
+       select 2000000000 + n, 2000000000 + n, webhooks_private.countable_before() from generate_series(1, $1::int) n`, [NOTED]);
+    // (as the statistics of a busy install say: the planner knows the notes are many)
+    await client.query('analyze webhooks_private.delivery_days_to_count, webhooks.delivery_history');
+    const before = await read();
+    const { rows: [batch] } = await client.query(
+      `select last_webhook_id::text, visited from webhooks.roll_up_report_counts_after(1999999999, $1)`, [BATCH]);
+    const used = (await read()) - before;
+    t.deepEqual(batch, { last_webhook_id: String(2000000000 + BATCH), visited: BATCH });
+    // its own webhooks' notes (and their delete: the webhooks are gone), not the 2,000
+    t.true(used <= 4 * BATCH, `notes read: ${used}`);
+  } finally {
+    await client.query('rollback');
+  }
+});
