@@ -54,74 +54,92 @@ $$;
 -- Deliveries due now (pending, next attempt reached), counted up to
 -- backlog_due_cap() (past it, that many: at least so many are due), and how long the
 -- longest-waiting of them has been due, in seconds (0 when none is), exact whatever
--- the backlog. One walk of the queue's index of rows not in flight by webhook and due
--- time (delivery_queue_webhook_due_idx, 22_outbox.sql), in its order: each due entry
--- is counted, and the oldest due time is the least of them, read in the same pass; a
--- webhook's first entry not due ends its due ones (the index is in due time within a
--- webhook), and the walk starts again after it, one index probe. Past the cap, the
--- webhooks not reached yet give their first due time alone, one probe each
--- (waiting_webhooks). So a scrape reads the due rows up to the cap, one entry for each
--- webhook whose rows are all later, and past the cap, one entry for each webhook with
--- rows waiting that the count did not reach. The queue has no index by due time alone
--- (dropped, 0023: every capture paid for it), so an exact oldest due cannot be had
--- for less than one entry per webhook with rows waiting that the count leaves unread.
--- (Until 2026-12-06 every webhook with rows waiting was probed first, and each due one
--- read again by the count: 20,010 index entries with one delivery due at each of
--- 10,000 companies, where this reads 10,010; before that, every due row was counted:
--- 1,020,004 entries and 320 ms with a million due to one webhook, at every scrape;
--- test/sql/backlog.test.ts.) One row fetched at a time from an explicit cursor: a loop
--- over a query fetches ten ahead, entries of the next webhooks read for nothing each
--- time the walk jumps.
+-- the backlog. From the queue's index of rows not in flight by webhook and due time
+-- (delivery_queue_webhook_due_idx, 22_outbox.sql), whose first entry of each webhook
+-- is its earliest due time:
+--   1. the index from its start, in its order, up to as many entries as the cap: one
+--      plain scan, each entry read once. Shorter than that (most of the time: the rows
+--      waiting, due or later, are fewer), it is all of it, and both answers are in it.
+--   2. longer, and as many due among them as the cap: the count is at the cap, and
+--      the webhooks after the last one read give their first due time, one index
+--      probe each (waiting_webhooks).
+--   3. longer, with fewer due: the due rows of the last webhook read are counted
+--      again whole (the scan may have stopped among them), then each webhook after it
+--      gives its first due time by one probe and its due rows by its own range (the
+--      retries waiting for later are not read), until the cap is counted.
+-- So a scrape reads at most the cap's entries in one scan, and past them the due rows
+-- up to the cap and one entry per webhook with rows waiting. The queue has no index
+-- by due time alone (dropped, 0023: every capture paid for it), so an exact oldest due
+-- costs a read of each webhook's first entry; the scan reads those of most installs
+-- together. (Until 2026-12-06 every webhook with rows waiting was probed first, and
+-- each due one's range read again by the count: 20,010 index entries with one
+-- delivery due at each of 10,000 companies and ten retrying later, where this reads
+-- 10,010 in one scan; before that every due row was counted: 1,020,004 entries and
+-- 320 ms with a million due to one webhook, at every scrape; test/sql/backlog.test.ts.)
+-- Sorts and sequential scans off, as the claim's, and each read in the index's order:
+-- each must read that index (step 1 in its order, the others each webhook's due range),
+-- whatever the statistics say of the queue (freshly vacuumed, with no rows counted,
+-- a count of one webhook's due rows read all its rows by another index).
 create or replace function webhooks_ops.backlog(out due bigint, out oldest_due_seconds double precision)
 language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
+set enable_seqscan = off
+set enable_sort = off
 as $$
 declare
   v_cap constant integer := webhooks_private.backlog_due_cap();
   v_now constant timestamptz := now();
-  -- the walk goes on after this webhook (webhook ids are positive: waiting_webhooks)
-  v_after bigint := 0;
+  v_read bigint;
+  v_last bigint;
+  v_due_before_last bigint;
   v_oldest timestamptz;
-  v_entry record;
-  v_entries refcursor;
+  v_rest record;
 begin
-  due := 0;
-  <<walk>>
-  loop
-    open v_entries no scroll for
-      select d.webhook_id, d.next_attempt_at
-      from webhooks.delivery_queue d
-      where d.locked_by is null and d.webhook_id > v_after
-      order by d.webhook_id, d.next_attempt_at;
-    loop
-      fetch v_entries into v_entry;
-      if not found then
-        close v_entries;
-        exit walk;
-      end if;
-      v_after := v_entry.webhook_id;
-      if v_entry.next_attempt_at > v_now then
-        -- the rest of this webhook's rows are later still: on to the next webhook
-        close v_entries;
-        continue walk;
-      end if;
-      due := due + 1;
-      -- (the first due entry of a webhook is its oldest)
-      v_oldest := least(v_oldest, v_entry.next_attempt_at);
-      if due >= v_cap then
-        close v_entries;
-        exit walk;
-      end if;
-    end loop;
-  end loop;
-  -- the cap reached: the webhooks after the one the count stopped in (whose rows left
-  -- are later than those counted)
-  if due >= v_cap then
-    v_oldest := least(v_oldest, (select min(h.first_due) from webhooks_private.waiting_webhooks(v_after) h
-                                 where h.first_due <= v_now));
+  -- 1. the index from its start
+  select count(*), coalesce(sum(case when s.t <= v_now then 1 else 0 end), 0),
+         coalesce(sum(case when s.t <= v_now and s.w < s.last_w then 1 else 0 end), 0),
+         min(s.t) filter (where s.t <= v_now), max(s.w)
+  into v_read, due, v_due_before_last, v_oldest, v_last
+  from (select d.webhook_id as w, d.next_attempt_at as t, max(d.webhook_id) over () as last_w
+        from (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
+              where d.locked_by is null
+              order by d.webhook_id, d.next_attempt_at
+              limit v_cap) d) s;
+  if v_read >= v_cap then
+    if due < v_cap then
+      -- 3. the last webhook read again whole, then the webhooks after it
+      due := v_due_before_last
+             + (select count(*) from (select from webhooks.delivery_queue d
+                                      where d.webhook_id = v_last and d.locked_by is null and d.next_attempt_at <= v_now
+                                      order by d.webhook_id, d.next_attempt_at
+                                      limit v_cap - v_due_before_last) l);
+      with hooks as materialized (
+        select h.webhook_id, h.first_due from webhooks_private.waiting_webhooks(v_last) h
+        where h.first_due <= v_now
+      )
+      select (select count(*)
+              from (select
+                    from hooks
+                    cross join lateral (select from webhooks.delivery_queue d
+                                        where d.webhook_id = hooks.webhook_id and d.locked_by is null
+                                          and d.next_attempt_at <= v_now
+                                        order by d.webhook_id, d.next_attempt_at
+                                        limit v_cap - due) c
+                    limit v_cap - due) counted) as n,
+             (select min(hooks.first_due) from hooks) as oldest
+      into v_rest;
+      due := least(due + v_rest.n, v_cap);
+    else
+      -- 2. counted to the cap: the first due time of the webhooks after the last read
+      select null::bigint as n, min(h.first_due) as oldest into v_rest
+      from webhooks_private.waiting_webhooks(v_last) h
+      where h.first_due <= v_now;
+    end if;
+    v_oldest := least(v_oldest, v_rest.oldest);
   end if;
+  due := least(due, v_cap);
   oldest_due_seconds := coalesce(extract(epoch from v_now - v_oldest), 0);
 end;
 $$;

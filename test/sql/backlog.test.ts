@@ -124,6 +124,14 @@ test('a backlog past the cap is counted up to it and read no further; the oldest
   }
 });
 
+// A large test's rows rolled back, and their index entries vacuumed away: an index
+// scan reads (and counts) the entries of rows rolled back until it or vacuum removes
+// them, and the next test would count them as its own.
+async function withoutItsRows(client: { query(sql: string): Promise<unknown> }): Promise<void> {
+  await client.query('rollback');
+  await db().pool.query('vacuum (index_cleanup on) webhooks.delivery_queue');
+}
+
 // (serial: alone, so that no other test's rows, seen or not, are in the index it reads,
 // nor its rows in theirs)
 test.serial('10,000 companies with one due delivery each: the oldest due costs no index entry more than the count reads', async (t) => {
@@ -154,6 +162,34 @@ test.serial('10,000 companies with one due delivery each: the oldest due costs n
     // the due rows counted, and the first entry of each webhook with a retry later only
     t.true(used <= COMPANIES + 10 + 5, `queue index entries read: ${used}`);
   } finally {
-    await client.query('rollback');
+    await withoutItsRows(client);
+  }
+});
+
+// (serial, as the one above)
+test.serial('a queue longer than the cap with fewer due: the webhooks after the cap\'s entries are counted by their ranges, exactly', async (t) => {
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const { rows: [{ cap }] } = await client.query('select webhooks_private.backlog_due_cap() as cap');
+    // one webhook with more retries waiting for later than the cap, ten due before them
+    // and, after it, three webhooks with ten due each, the oldest of all among them
+    await client.query(
+      `insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+       select 5000000000000 + n, now(), 5000000000, 5000000000, 'contact.created'::webhooks.action, n,
+              case when n <= 10 then now() - interval '1 minute' else now() + interval '1 hour' end
+       from generate_series(1, $1::int + 100) n
+       union all
+       select 6000000000000 + n, now(), 5000000000 + n % 3 + 1, 5000000000 + n % 3 + 1, 'contact.created'::webhooks.action, n,
+              now() - case when n = 7 then interval '2 hours' else interval '5 minutes' end
+       from generate_series(1, 30) n`, [cap]);
+    const { result: { rows: [backlog] }, used } = await indexUse(client, 'webhooks.delivery_queue',
+      () => client.query('select due::int, round(oldest_due_seconds)::int as oldest from webhooks_ops.backlog()'));
+    t.deepEqual(backlog, { due: 40, oldest: 7200 });
+    // the cap's entries, the first webhook's due ones again, the others' first entries and ranges
+    t.true(used <= cap + 10 + 3 + 30 + 5, `queue index entries read: ${used}`);
+  } finally {
+    await withoutItsRows(client);
   }
 });
