@@ -302,6 +302,17 @@ $$;
 ------------------------------------------------------------------------------------
 -- The work
 
+-- private: what tells a contact from one inserted later with the same id, for the
+-- notes of ids changed across a walk (backfill_renumbered): its created_at, as the
+-- row shows it (null where the CRM's contacts have no such column: then the id alone)
+create or replace function webhooks_private.contact_created_mark(p_contact crm.contacts)
+returns text
+language sql
+immutable
+as $$
+  select to_jsonb(p_contact) ->> 'created_at';
+$$;
+
 -- private: one batch of one backfill, its row locked by the caller. Returns the
 -- snapshots written; null when it can do nothing now (paused, or no room).
 create or replace function webhooks_private.backfill_batch_of(p_backfill webhooks.backfills)
@@ -323,7 +334,10 @@ declare
   v_next integer := 1;
   v_held boolean := false;
   v_passed bigint[];
+  v_passed_marks text[];
   v_behind bigint[];
+  v_noted_behind bigint[];
+  v_behind_marks text[];
   v_behind_left boolean := false;
 begin
   select * into v_webhook from webhooks.webhooks w where w.id = p_backfill.webhook_id;
@@ -349,11 +363,17 @@ begin
   -- the walk reaches them; those not examined yet and now behind it are examined
   -- first, a batch of them a step in place of the walk's (the pacing above holds), an
   -- ordered webhook's once no writer holds them (as the walk's, below). Two index
-  -- ranges of the backfill's notes, nearly always empty.
-  v_behind := array(select r.contact_id from webhooks_private.backfill_renumbered r
-                    where r.backfill_id = p_backfill.id and not r.examined
-                    order by r.backfill_id, r.contact_id
-                    limit v_batch);
+  -- ranges of the backfill's notes, nearly always empty. A note is of the contact
+  -- whose created_at it keeps (contact_created_mark): a contact deleted since and
+  -- another inserted with its id is not the one noted, and the walk takes it as any.
+  select coalesce(array_agg(n.contact_id order by n.contact_id), '{}'),
+         coalesce(array_agg(n.contact_created_at order by n.contact_id), '{}')
+  into v_noted_behind, v_behind_marks
+  from (select r.contact_id, r.contact_created_at from webhooks_private.backfill_renumbered r
+        where r.backfill_id = p_backfill.id and not r.examined
+        order by r.backfill_id, r.contact_id
+        limit v_batch) n;
+  v_behind := v_noted_behind;
   if cardinality(v_behind) > 0 then
     if v_webhook.ordered then
       begin
@@ -368,6 +388,9 @@ begin
       v_locked := null;
     end if;
     for v_contact in select * from webhooks_private.backfill_contacts_among(v_webhook.company_id, v_behind) loop
+      -- (inserted since with the id of the contact noted, behind the walk: not examined)
+      continue when webhooks_private.contact_created_mark(v_contact)
+                    is distinct from v_behind_marks[array_position(v_noted_behind, v_contact.id)];
       if webhooks_private.backfill_snapshot(v_webhook, v_contact, v_omit, v_timestamp) then
         v_written := v_written + 1;
       end if;
@@ -381,8 +404,10 @@ begin
     -- (every one held by a writer: the walk goes on, and the backfill is not done)
     v_behind_left := true;
   end if;
-  v_passed := array(select r.contact_id from webhooks_private.backfill_renumbered r
-                    where r.backfill_id = p_backfill.id and r.examined);
+  select coalesce(array_agg(r.contact_id), '{}'), coalesce(array_agg(r.contact_created_at), '{}')
+  into v_passed, v_passed_marks
+  from webhooks_private.backfill_renumbered r
+  where r.backfill_id = p_backfill.id and r.examined;
 
   -- An ordered webhook's batch: its contacts locked first (FOR SHARE, never waiting),
   -- then read. A contact a writer holds (its change's delivery has its id already,
@@ -407,8 +432,11 @@ begin
   for v_contact in
     select * from webhooks_private.backfill_contacts(v_webhook.company_id, p_backfill.position, v_batch)
   loop
-    -- (examined under an id it had behind the position: passed)
-    if v_contact.id = any (v_passed) then
+    -- (examined under an id it had behind the position: passed; a contact inserted
+    -- with that id since the one noted was deleted is not that one)
+    if v_contact.id = any (v_passed)
+       and webhooks_private.contact_created_mark(v_contact)
+           is not distinct from v_passed_marks[array_position(v_passed, v_contact.id)] then
       v_seen := v_seen + 1;
       v_position := v_contact.id;
       continue;
@@ -473,6 +501,9 @@ as $$
 declare
   v_backfill record;
   v_examined boolean;
+  -- (the contact's created_at: a note is of this contact, not of one inserted later
+  -- with its id, backfill_batch_of)
+  v_mark constant text := (select webhooks_private.contact_created_mark(c) from crm.contacts c where c.id = p_to);
 begin
   for v_backfill in
     select b.id, b.position
@@ -486,16 +517,17 @@ begin
     for key share of b
   loop
     select r.examined into v_examined from webhooks_private.backfill_renumbered r
-    where r.backfill_id = v_backfill.id and r.contact_id = p_from;
+    where r.backfill_id = v_backfill.id and r.contact_id = p_from
+      and r.contact_created_at is not distinct from v_mark;
     v_examined := coalesce(v_examined, p_from <= v_backfill.position);
     delete from webhooks_private.backfill_renumbered r
     where r.backfill_id = v_backfill.id and r.contact_id in (p_from, p_to);
     if v_examined and p_to > v_backfill.position then
-      insert into webhooks_private.backfill_renumbered (backfill_id, contact_id, examined)
-      values (v_backfill.id, p_to, true);
+      insert into webhooks_private.backfill_renumbered (backfill_id, contact_id, examined, contact_created_at)
+      values (v_backfill.id, p_to, true, v_mark);
     elsif not v_examined and p_to <= v_backfill.position then
-      insert into webhooks_private.backfill_renumbered (backfill_id, contact_id, examined)
-      values (v_backfill.id, p_to, false);
+      insert into webhooks_private.backfill_renumbered (backfill_id, contact_id, examined, contact_created_at)
+      values (v_backfill.id, p_to, false, v_mark);
     end if;
   end loop;
 end;

@@ -538,3 +538,50 @@ test('an update that changes the id and the company moves the deliveries to the 
     { action: 'contact.created', contact_id: next, in_flight: false, put_off: false },
   ]);
 });
+
+test('a backfill running: a contact inserted ahead of the walk with the id an examined contact was renumbered to, then deleted, is examined', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
+  const c1 = await f.contact(company.id, { city: 'c1' });
+  await f.contact(company.id, { city: 'c2' });
+  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const stepper = await connected(t);
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
+  await step();   // c1 examined
+  const ahead = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [c1.id, ahead]);   // noted: passed over there
+  await db().pool.query('delete from crm.contacts where id = $1', [ahead]);
+  await db().pool.query("insert into crm.contacts (id, company_id, city) values ($1, $2, 'c3')", [ahead, company.id]);
+  for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
+    await step();
+  }
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot')
+    .map((d) => [d.payload.data.contact.city, String(d.contact_id)]);
+  t.deepEqual(snapshots.map(([city]) => city), ['c1', 'c2', 'c3'], 'the contact inserted later has its snapshot');
+  t.deepEqual(snapshots[2], ['c3', ahead]);
+});
+
+test('a backfill running: a contact examined, renumbered ahead of the walk and changed there, is not examined again', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
+  const c1 = await f.contact(company.id, { city: 'c1' });
+  await f.contact(company.id, { city: 'c2' });
+  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const stepper = await connected(t);
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
+  await step();   // c1 examined
+  const [ahead, further] = [await freeId(), await freeId()];
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [c1.id, ahead]);
+  await db().pool.query("update crm.contacts set city = 'c1 changed' where id = $1", [ahead]);
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [ahead, further]);
+  for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
+    await step();
+  }
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot')
+    .map((d) => d.payload.data.contact.city);
+  t.deepEqual(snapshots, ['c1', 'c2']);
+});
