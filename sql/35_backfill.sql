@@ -533,27 +533,20 @@ begin
 end;
 $$;
 
--- The note of a change of id, written: backfills_renumbered, above. (A writer in READ
--- COMMITTED never meets a serialization failure there; one in REPEATABLE READ or
--- SERIALIZABLE does when a step wrote a backfill's row after its snapshot: the
--- backfills are then left as they are, and the contact may get its snapshot twice or
--- never, but the change does not fail. Only such a writer pays for the block's
--- subtransaction: an import's thousands would overflow each backend's cache of them,
--- as capture's merges would, 25_capture.sql.)
+-- The note of a change of id, written: backfills_renumbered, above. A writer in READ
+-- COMMITTED reads the position the last step committed. One in REPEATABLE READ or
+-- SERIALIZABLE whose snapshot a step overtook (the step wrote the backfill's row after
+-- the snapshot was taken) cannot: its lock of the row fails with a serialization
+-- failure (40001), and so does its change, which it retries as any such failure, in a
+-- snapshot that shows where the walk is; as a first assignment's does (25_capture.sql).
+-- Until 2026-12-06 the failure was caught and the backfills left as they were: the
+-- contact got its snapshot twice, or never.
 create or replace function webhooks_private.tg_contact_renumberings__backfills()
 returns trigger
 language plpgsql
 as $$
 begin
-  if current_setting('transaction_isolation') = 'read committed' then
-    perform webhooks_private.backfills_renumbered(new.from_id, new.to_id);
-  else
-    begin
-      perform webhooks_private.backfills_renumbered(new.from_id, new.to_id);
-    exception when serialization_failure then
-      null;
-    end;
-  end if;
+  perform webhooks_private.backfills_renumbered(new.from_id, new.to_id);
   return null;
 end;
 $$;
