@@ -598,3 +598,26 @@ test('a backfill running: a contact examined, renumbered ahead of the walk and c
     .map((d) => d.payload.data.contact.city);
   t.deepEqual(snapshots, ['c1', 'c2']);
 });
+
+test('a backfill running: a contact inserted behind the walk with the id a contact not examined was renumbered to, then deleted, is left as any behind it', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
+  await f.contact(company.id, { city: 'c1' });
+  const c2 = await f.contact(company.id, { city: 'c2' });
+  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const stepper = await connected(t);
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
+  await step();   // c1 examined; c2 not yet
+  const behind = `-${await freeId()}`;
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [c2.id, behind]);   // noted: to examine there
+  await db().pool.query('delete from crm.contacts where id = $1', [behind]);
+  await db().pool.query("insert into crm.contacts (id, company_id, city) values ($1, $2, 'c3')", [behind, company.id]);
+  for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
+    await step();
+  }
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot')
+    .map((d) => d.payload.data.contact.city);
+  t.deepEqual(snapshots, ['c1'], 'inserted behind the walk after it passed: not the contact noted');
+});
