@@ -34,22 +34,34 @@ export const PROGRESS_NOTICE = 'progress: ';
 /** What node-pg-migrate says as it begins a migration. */
 const MIGRATION_BEGINS = /^### MIGRATION (\S+) \(UP\) ###$/;
 
-export async function migrate(databaseUrl: string, log: (line: string) => void = () => {}): Promise<void> {
+export interface MigrateOptions {
+  /** where the versioned migrations are (this release's migrations/ unless a test says otherwise) */
+  migrationsDir?: string;
+}
+
+export async function migrate(databaseUrl: string, log: (line: string) => void = () => {},
+                              options: MigrateOptions = {}): Promise<void> {
+  const dir = options.migrationsDir ?? migrationsDir;
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
+    // a second migrate waits here for the first, however long it takes; every lock
+    // after this one is waited for at most LOCK_TIMEOUT (givingWay)
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
+    await client.query(`set lock_timeout = '${LOCK_TIMEOUT}'`);
     await client.query('set client_min_messages = warning');
     await moveMigrationsTable(client);
-    await refuseNewerDatabase(client);
+    await refuseNewerDatabase(client, dir);
     const onNotice = (notice: { message?: string }) => {
       if (notice.message?.startsWith(PROGRESS_NOTICE)) log(`  ${notice.message.slice(PROGRESS_NOTICE.length)}`);
     };
     client.on('notice', onNotice);
     await client.query('set client_min_messages = notice');
-    const ran = await runner({
+    // each migration in a transaction of its own, recorded in it: one that gave way
+    // (rolled back, below) is run again, those before it not
+    const ran = await givingWay(client, 'the migrations', () => runner({
       dbClient: client,
-      dir: migrationsDir,
+      dir,
       direction: 'up',
       migrationsTable: MIGRATIONS_TABLE,
       migrationsSchema: MIGRATIONS_SCHEMA,
@@ -59,11 +71,11 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
         const begins = MIGRATION_BEGINS.exec(line);
         if (begins) log(`migrating ${begins[1]}…`);
       },
-    });
+    }));
     await client.query('set client_min_messages = warning');
     client.off('notice', onNotice);
     for (const migration of ran) log(`migrated ${migration.name}`);
-    await applyEngine(client);
+    await givingWay(client, 'sql/', () => applyEngine(client));
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } finally {
     await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]).catch(() => {});
@@ -97,17 +109,56 @@ async function moveMigrationsTable(client: pg.Client): Promise<void> {
  * newer relays and API (a host restarted on the old version mid-rollout, with npm
  * start, which migrates first). So nothing is done, and the error says why.
  */
-async function refuseNewerDatabase(client: pg.Client): Promise<void> {
+async function refuseNewerDatabase(client: pg.Client, dir: string): Promise<void> {
   const table = `${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`;
   const { rows: [found] } = await client.query<{ found: boolean }>('select to_regclass($1) is not null as found', [table]);
   if (!found!.found) return;
-  const known = new Set((await readdir(migrationsDir)).filter((name) => name.endsWith('.sql')).map((name) => name.replace(/\.sql$/, '')));
+  const known = new Set((await readdir(dir)).filter((name) => name.endsWith('.sql')).map((name) => name.replace(/\.sql$/, '')));
   const { rows } = await client.query<{ name: string }>(`select name from ${table} order by name`);
   const unknown = rows.map((row) => row.name).filter((name) => !known.has(name));
   if (unknown.length > 0) {
     throw new Error(`this database was migrated by newer code (${unknown.join(', ')}: no such file in migrations/); ` +
       'nothing was done, so as not to put this older engine under it: run the newer code, or its migrate');
   }
+}
+
+/**
+ * A migrate takes strong locks on tables the relay, the API and the CRM use all the
+ * time: a migration's ALTER TABLE, and sql/'s replacing of views, triggers and
+ * policies. A lock request waits for the transactions that hold the table, and every
+ * later request waits behind it: a migrate that waited for a long transaction (a
+ * report, a backup's snapshot, a session left idle in one) held every contact write
+ * and every claim for as long as that transaction lasted. So each lock is waited for
+ * at most LOCK_TIMEOUT (under the deadlock check's 1 s: the migrate gives way, never
+ * the others); the step that gave way is rolled back and starts over, a little later
+ * (at random, so as not to meet the same claims again), up to TRIES times: a few
+ * under a busy relay, a minute or so at most; the others wait for it well under a
+ * second at a time.
+ */
+const LOCK_TIMEOUT = '500ms';
+const TRIES = 50;
+
+async function givingWay<T>(client: pg.Client, step: string, work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      // node-pg-migrate leaves the transaction of a migration that failed open
+      await client.query('rollback');
+      if (!busy(error)) throw error;
+      if (attempt >= TRIES) {
+        throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}) ${TRIES} times; ` +
+          'a long transaction holds one (see pg_stat_activity): run migrate again once it ends', { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100 * attempt, 1_000)));
+    }
+  }
+}
+
+/** lock_not_available (LOCK_TIMEOUT), deadlock_detected: busy, not wrong */
+function busy(error: unknown): boolean {
+  const code = ((error as Error).cause as { code?: string } | undefined)?.code ?? (error as { code?: string }).code;
+  return code === '55P03' || code === '40P01';
 }
 
 /**
@@ -119,63 +170,40 @@ const ENGINE_SCHEMAS = ['webhooks', 'webhooks_private'];
 const CAPTURED_SCHEMA = 'crm';
 
 /**
- * sql/ replaces views, triggers and policies on tables the relay, the API and the CRM
- * use all the time. Taking those locks file by file, it held some while it waited for
- * others, and a claim or a contact write that held one of those and wanted one of the
- * first deadlocked with it: the migrate failed (or the CRM's write). So the run takes
- * them all first, in one LOCK that waits at most ENGINE_LOCK_TIMEOUT (under the
- * deadlock check's 1 s: it gives way, never the others), then applies the files
- * without waiting on anyone; the others wait for it, well under a second. A run that
- * gave way starts over, a little later (at random, so as not to meet the same claims
-again), up to ENGINE_TRIES times: a few under a busy relay, a minute or so at most.
+ * sql/ re-applied in one transaction. Taking its locks file by file, it held some
+ * while it waited for others, and a claim or a contact write that held one of those
+ * and wanted one of the first deadlocked with it: the migrate failed (or the CRM's
+ * write). So it takes them all first, in one LOCK, then applies the files without
+ * waiting on anyone.
  */
-const ENGINE_LOCK_TIMEOUT = '500ms';
-const ENGINE_TRIES = 50;
-
 async function applyEngine(client: pg.Client): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    await client.query('begin');
+  await client.query('begin');
+  const { rows: [{ relations }] } = await client.query<{ relations: string | null }>(
+    `select string_agg(format('%I.%I', n.nspname, c.relname), ', ' order by c.oid) as relations
+     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+     where c.relkind in ('r', 'p', 'v', 'm') and not c.relispartition
+       and (n.nspname = any ($1)
+            or n.nspname = $2 and exists (select 1 from pg_catalog.pg_trigger t
+                                            join pg_catalog.pg_proc f on f.oid = t.tgfoid
+                                            where t.tgrelid = c.oid and not t.tgisinternal
+                                              and f.pronamespace::regnamespace::text = any ($1)))`,
+    [ENGINE_SCHEMAS, CAPTURED_SCHEMA]);
+  if (relations) await client.query(`lock table ${relations} in access exclusive mode`);
+  for (const { name, text } of ENGINE_FILES) {
     try {
-      await client.query(`set local lock_timeout = '${ENGINE_LOCK_TIMEOUT}'`);
-      const { rows: [{ relations }] } = await client.query<{ relations: string | null }>(
-        `select string_agg(format('%I.%I', n.nspname, c.relname), ', ' order by c.oid) as relations
-         from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-         where c.relkind in ('r', 'p', 'v', 'm') and not c.relispartition
-           and (n.nspname = any ($1)
-                or n.nspname = $2 and exists (select 1 from pg_catalog.pg_trigger t
-                                                join pg_catalog.pg_proc f on f.oid = t.tgfoid
-                                                where t.tgrelid = c.oid and not t.tgisinternal
-                                                  and f.pronamespace::regnamespace::text = any ($1)))`,
-        [ENGINE_SCHEMAS, CAPTURED_SCHEMA]);
-      if (relations) await client.query(`lock table ${relations} in access exclusive mode`);
-      for (const { name, text } of ENGINE_FILES) {
-        try {
-          await client.query(text);
-        } catch (error) {
-          throw new Error(`sql/${name}: ${(error as Error).message}`, { cause: error });
-        }
-      }
-      // what was applied, in the same transaction: a run that fails leaves the record
-      // of the sql/ still in force, and /readyz (ops/operations.ts) compares it with
-      // the code's
-      await client.query(
-        `insert into webhooks_private.sql_applied (fingerprint) values ($1)
-         on conflict (one) do update set fingerprint = excluded.fingerprint, applied_at = now()`,
-        [ENGINE_FINGERPRINT]);
-      await client.query('commit');
-      return;
+      await client.query(text);
     } catch (error) {
-      await client.query('rollback');
-      const code = ((error as Error).cause as { code?: string } | undefined)?.code ?? (error as { code?: string }).code;
-      // lock_not_available, deadlock_detected: busy, not wrong
-      if (code !== '55P03' && code !== '40P01') throw error;
-      if (attempt >= ENGINE_TRIES) {
-        throw new Error(`sql/ not applied: its tables stayed in use (${(error as Error).message}) ${ENGINE_TRIES} times; ` +
-          'a long transaction holds one (see pg_stat_activity): run migrate again once it ends', { cause: error });
-      }
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100 * attempt, 1_000)));
+      throw new Error(`sql/${name}: ${(error as Error).message}`, { cause: error });
     }
   }
+  // what was applied, in the same transaction: a run that fails leaves the record
+  // of the sql/ still in force, and /readyz (ops/operations.ts) compares it with
+  // the code's
+  await client.query(
+    `insert into webhooks_private.sql_applied (fingerprint) values ($1)
+     on conflict (one) do update set fingerprint = excluded.fingerprint, applied_at = now()`,
+    [ENGINE_FINGERPRINT]);
+  await client.query('commit');
 }
 
 // `npm run migrate`
