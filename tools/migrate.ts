@@ -39,12 +39,22 @@ export interface MigrateOptions {
   migrationsDir?: string;
 }
 
+/**
+ * How soon the server ends what a migrate that went away (killed, Ctrl-C, its host
+ * lost) was running. Left to itself, a backend finds its client gone only when it
+ * next writes to it: a migration that moves data kept its strong locks, and every
+ * contact write and claim waiting behind them, to the end of its statement (minutes),
+ * and only then rolled back.
+ */
+const CONNECTION_CHECK_INTERVAL = '1s';
+
 export async function migrate(databaseUrl: string, log: (line: string) => void = () => {},
                               options: MigrateOptions = {}): Promise<void> {
   const dir = options.migrationsDir ?? migrationsDir;
-  const client = new pg.Client({ connectionString: databaseUrl });
+  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'bpd-webhooks-migrate' });
   await client.connect();
   try {
+    await client.query(`set client_connection_check_interval = '${CONNECTION_CHECK_INTERVAL}'`);
     // a second migrate waits here for the first, however long it takes; every lock
     // after this one is waited for at most LOCK_TIMEOUT (givingWay)
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
