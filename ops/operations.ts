@@ -90,6 +90,8 @@ export interface Readiness {
   /** why not, in words */
   reason?: string;
   migration?: string;
+  /** ready, and yet to be replaced: the database's sql/ is the next release's (readiness) */
+  note?: string;
 }
 
 /** Enough of a fingerprint (ops/engine.ts) to tell two apart in a reason. */
@@ -97,24 +99,37 @@ function short(fingerprint: string): string {
   return fingerprint.slice(0, 12);
 }
 
+interface Asked {
+  migration: string | null;
+  /** the fingerprint of the sql/ last applied, and of the one it replaced (null: none recorded) */
+  applied: string | null;
+  replaced: string | null;
+}
+
 /**
- * The newest migration, and the fingerprint of the sql/ last applied (null: none
- * recorded), in one question; in two only for the sql/ of a release from before the
- * record, which has not the second function (a migrate that stopped before this
- * release's sql/), so that its migrations still say what to do.
+ * The readiness question, most first: the newest migration, the fingerprint of the
+ * sql/ last applied and of the one it replaced. The later ones for the sql/ of a
+ * release from before those records (a migrate that stopped before this release's
+ * sql/), which has not all the functions, so that its migrations still say what to do.
  */
-async function askReadiness(db: Queryable): Promise<{ migration: string | null; applied: string | null }> {
-  try {
-    const { rows: [row] } = await db.query<{ migration: string | null; applied: string | null }>(
-      'select webhooks_ops.latest_migration() as migration, webhooks_ops.applied_sql() as applied');
-    return row;
-  } catch (error) {
-    // undefined_function (and undefined_table, the record's, to be sure)
-    const code = (error as { code?: string }).code;
-    if (code !== '42883' && code !== '42P01') throw error;
-    const { rows: [row] } = await db.query<{ migration: string | null }>('select webhooks_ops.latest_migration() as migration');
-    return { migration: row.migration, applied: null };
+const READINESS_QUESTIONS = [
+  'select webhooks_ops.latest_migration() as migration, webhooks_ops.applied_sql() as applied, webhooks_ops.replaced_sql() as replaced',
+  'select webhooks_ops.latest_migration() as migration, webhooks_ops.applied_sql() as applied',
+  'select webhooks_ops.latest_migration() as migration',
+];
+
+async function askReadiness(db: Queryable): Promise<Asked> {
+  for (const [i, question] of READINESS_QUESTIONS.entries()) {
+    try {
+      const { rows: [row] } = await db.query<Partial<Asked>>(question);
+      return { migration: row!.migration ?? null, applied: row!.applied ?? null, replaced: row!.replaced ?? null };
+    } catch (error) {
+      // undefined_function (and undefined_table, the record's, to be sure)
+      const code = (error as { code?: string }).code;
+      if ((code !== '42883' && code !== '42P01') || i === READINESS_QUESTIONS.length - 1) throw error;
+    }
   }
+  throw new Error('unreachable');
 }
 
 /**
@@ -122,10 +137,21 @@ async function askReadiness(db: Queryable): Promise<{ migration: string | null; 
  * the sql/ its last migrate applied is this code's (ENGINE_FINGERPRINT): current
  * migrations alone leave the functions, triggers and views of another release
  * possible, when a migrate stopped before sql/ or another release's ran last.
+ * Ready too, saying so, the release before's processes in a rolling upgrade: the
+ * database's sql/ replaced this code's (its migrate records which) and its migrations
+ * are this code's or later. Each release's sql/ keeps what the release before calls
+ * (docs/operations.md, "Upgrading"), and an API that answered 503 from the migrate on
+ * was taken out of its load balancer's pool before its successors were ready.
  */
-export async function readiness(db: Queryable, ask: () => ReturnType<typeof askReadiness> = () => askReadiness(db)): Promise<Readiness> {
+export async function readiness(db: Queryable, ask: () => Promise<Asked> = () => askReadiness(db)): Promise<Readiness> {
   try {
-    const { migration, applied } = await within(ask(), DATABASE_CHECK_TIMEOUT_MS, 'database');
+    const { migration, applied, replaced } = await within(ask(), DATABASE_CHECK_TIMEOUT_MS, 'database');
+    if (applied !== null && applied !== ENGINE_FINGERPRINT && replaced === ENGINE_FINGERPRINT
+        && migration !== null && migration >= EXPECTED_MIGRATION) {
+      return { ready: true, migration,
+        note: `database's sql/ ${short(applied)} (migrated to ${migration}) replaced this code's: ` +
+          'replace this process with that release\'s' };
+    }
     if (migration !== EXPECTED_MIGRATION) {
       // (migrations are named in order: one after ours is newer code's, which this
       // code's migrate refuses to run under, tools/migrate.ts)
@@ -307,7 +333,7 @@ export function operationsRoutes(options: { registry: Registry; db: Queryable; r
     } else if (path === '/readyz') {
       const state = await ready();
       send(res, state.ready ? 200 : 503, 'application/json; charset=utf-8',
-        JSON.stringify(state.ready ? { status: 'ready', migration: state.migration } : { status: 'unavailable', reason: state.reason }));
+        JSON.stringify(state.ready ? { status: 'ready', migration: state.migration, note: state.note } : { status: 'unavailable', reason: state.reason }));
     } else {
       send(res, 200, options.registry.contentType, await options.registry.metrics());
     }

@@ -40,6 +40,20 @@ as $$
   select fingerprint from webhooks_private.sql_applied;
 $$;
 
+-- The fingerprint of the sql/ the last migrate that changed it replaced
+-- (webhooks_private.sql_applied.replaced), null when none is recorded: the processes
+-- of that release stay ready under the next one (ops/operations.ts). Asked with
+-- applied_sql(), when both the functions are there.
+create or replace function webhooks_ops.replaced_sql()
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select replaced from webhooks_private.sql_applied;
+$$;
+
 -- private: the most due deliveries the backlog figure counts (webhooks_ops.backlog):
 -- past it, the figure says this many, "at least" (docs/operations.md). Twice the
 -- backlog the documented alert watches for (WebhookBacklogGrowing, over 10,000).

@@ -208,10 +208,13 @@ async function applyEngine(client: pg.Client): Promise<void> {
   }
   // what was applied, in the same transaction: a run that fails leaves the record
   // of the sql/ still in force, and /readyz (ops/operations.ts) compares it with
-  // the code's
+  // the code's; and the sql/ it replaced, if another, whose processes (the release
+  // before, in a rolling upgrade) stay ready until they are replaced in turn
   await client.query(
-    `insert into webhooks_private.sql_applied (fingerprint) values ($1)
-     on conflict (one) do update set fingerprint = excluded.fingerprint, applied_at = now()`,
+    `insert into webhooks_private.sql_applied as a (fingerprint) values ($1)
+     on conflict (one) do update
+       set replaced = case when a.fingerprint = excluded.fingerprint then a.replaced else a.fingerprint end,
+           fingerprint = excluded.fingerprint, applied_at = now()`,
     [ENGINE_FINGERPRINT]);
   await client.query('commit');
 }

@@ -197,6 +197,29 @@ test('/readyz fails while the database is ahead of this code, and says to run th
   t.notRegex(reason, /npm run migrate/);
 });
 
+test('/readyz stays ready while the next release, migrations and sql/, has replaced this code\'s (a rolling upgrade: this process keeps working until replaced), and fails once a further one has', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
+  await readyzUntil(running.url, 200);
+
+  // the next release's migrate, over this code's database: a migration of its own,
+  // then its sql/ in place of this code's, which it records as the one it replaced
+  await database.pool.query(
+    `insert into webhooks_private.migrations (name, run_on) values ($1, now())`, ['9998_from_the_next_release']);
+  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, ['cd'.repeat(32)]);
+  const next = await readyzUntil(running.url, 200);
+  t.is(next.status, 'ready');
+  t.is(next.migration, '9998_from_the_next_release');
+  t.is(next.note, "database's sql/ cdcdcdcdcdcd (migrated to 9998_from_the_next_release) replaced this code's: replace this process with that release's");
+
+  // and the release after it: this code is two behind
+  await database.pool.query(
+    `insert into webhooks_private.migrations (name, run_on) values ($1, now())`, ['9999_from_the_release_after']);
+  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, ['ef'.repeat(32)]);
+  t.regex((await readyzUntil(running.url, 503)).reason, /^database migrated by newer code \(9999_from_the_release_after\), this code expects .*: run the newer code$/);
+});
+
 test('/readyz fails while the database runs sql/ other than this code\'s, migrations current, and says to run npm run migrate, which makes it ready', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());

@@ -13,12 +13,12 @@ import { ownConnection } from '../helpers/db.ts';
 import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
 
-/** This release's migrations/ and one more, named `name` (as a next release's would be). */
+/** This release's migrations/ and one more, `name`.sql (as a next release's would be). */
 async function migrationsWith(t: { teardown: (fn: () => Promise<void>) => void }, name: string, sql: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'bpd-migrations-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   for (const file of await readdir(migrationsDir)) await symlink(join(migrationsDir, file), join(dir, file));
-  await writeFile(join(dir, name), `-- Up Migration\n${sql}\n`);
+  await writeFile(join(dir, `${name}.sql`), `-- Up Migration\n${sql}\n`);
   return dir;
 }
 
@@ -29,7 +29,7 @@ test('a migration waiting for a table a long transaction reads gives way: contac
   const relay = testRelay(database.url);
   t.teardown(() => relay.stop());
   await relay.start();
-  const dir = await migrationsWith(t, '9000_contacts_nickname.sql', 'alter table crm.contacts add column nickname text;');
+  const dir = await migrationsWith(t, '9000_contacts_nickname', 'alter table crm.contacts add column nickname text;');
 
   const report = await ownConnection(database.url, t);
   await report.query('begin');
@@ -70,7 +70,7 @@ test('a migrate killed in a long migration lets go of its tables at once, leaves
   t.teardown(() => relay.stop());
   await relay.start();
   // a migration that moves data for a long time, holding the table it changes
-  const dir = await migrationsWith(t, '9000_contacts_moved.sql',
+  const dir = await migrationsWith(t, '9000_contacts_moved',
     'lock table crm.contacts in share mode;\nselect pg_sleep(60);\nalter table crm.contacts add column moved boolean;');
   const migrateUrl = new URL('../../tools/migrate.ts', import.meta.url).href;
   const child = spawn(process.execPath, ['--input-type=module', '-e',

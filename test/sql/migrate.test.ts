@@ -2,6 +2,7 @@
 import test from 'ava';
 import pg from 'pg';
 import { readdir } from 'node:fs/promises';
+import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { migrate, migrationsDir } from '../../tools/migrate.ts';
 import { createTestDatabase, databaseUrl } from '../helpers/db.ts';
 
@@ -141,4 +142,15 @@ test('re-applied over an install whose backfill functions had the old argument n
     { proname: 'backfill', proargnames: ['webhook_id'] },
     { proname: 'cancel_backfill', proargnames: ['id'] },
   ]);
+});
+
+test('migrate records the sql/ it replaced (the previous release\'s), and keeps that record when it applies the same again', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const record = async () => (await database.pool.query('select fingerprint, replaced from webhooks_private.sql_applied')).rows;
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  await migrate(database.url);
+  t.deepEqual(await record(), [{ fingerprint: ENGINE_FINGERPRINT, replaced: 'ab'.repeat(32) }]);
+  await migrate(database.url);
+  t.deepEqual(await record(), [{ fingerprint: ENGINE_FINGERPRINT, replaced: 'ab'.repeat(32) }]);
 });
