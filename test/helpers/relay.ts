@@ -2,6 +2,7 @@
 // entry point), each against a database of its own so that relays with different
 // settings never drain each other's outbox.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import pino, { type Logger } from 'pino';
@@ -45,10 +46,14 @@ export function rememberedLog(keep = 200): { log: Logger; lines: () => string[] 
   return { log, lines: () => [...lines] };
 }
 
-/** The relay as its own process, as `npm run relay` starts it (`nodeArgs`: more of node's own arguments). */
-export function spawnRelay(databaseUrl: string, overrides: Record<string, string> = {}, nodeArgs: string[] = []): ChildProcess {
-  return spawn(process.execPath, [...RELAY_NODE_FLAGS, ...nodeArgs, `${root}relay/main.ts`], {
-    cwd: root,
+/**
+ * The relay as its own process, as `npm run relay` starts it (`nodeArgs`: more of
+ * node's own arguments; `release`: the folder of another release's code).
+ */
+export function spawnRelay(databaseUrl: string, overrides: Record<string, string> = {}, nodeArgs: string[] = [],
+                           release = root): ChildProcess {
+  return spawn(process.execPath, [...RELAY_NODE_FLAGS, ...nodeArgs, join(release, 'relay/main.ts')], {
+    cwd: release,
     env: { PATH: process.env.PATH, ...testRelayEnvironment(databaseUrl, overrides) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -2,15 +2,18 @@
 // the CRM writing contacts, and a long transaction (a report, a backup's snapshot)
 // holding a table a migration must change.
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { migrate, migrationsDir } from '../../tools/migrate.ts';
-import { ownConnection } from '../helpers/db.ts';
-import { relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { createTestDatabase, ownConnection } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { startReceiver } from '../helpers/receiver.ts';
+import { relayScene, spawnRelay, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
 
 /** This release's migrations/ and one more, `name`.sql (as a next release's would be). */
@@ -97,4 +100,88 @@ test('a migrate killed in a long migration lets go of its tables at once, leaves
   await f.contact(company.id, { first_name: 'After the migrate' });
   const deliveries = await waitForFinalDeliveries(database.pool, [hook.id], 2);
   t.deepEqual(deliveries.map((d) => d.state), ['succeeded', 'succeeded']);
+});
+
+/**
+ * The release before this one, whose relays and API still run while this release's
+ * migrate changes their database (docs/operations.md, "Upgrading"). Moved forward
+ * with each release.
+ */
+const PREVIOUS_RELEASE = '83416ff851a9f578581b8cb5f8b44248eb9ab2f8';
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+/** The previous release's files, with this checkout's node_modules; null when git has not that commit. */
+async function previousRelease(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string | null> {
+  const dir = await mkdtemp(join(tmpdir(), 'bpd-previous-release-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  try {
+    const archive = execFileSync('git', ['archive', PREVIOUS_RELEASE], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 1 << 28 });
+    execFileSync('tar', ['-x', '-C', dir], { input: archive });
+  } catch {
+    return null;
+  }
+  await symlink(join(root, 'node_modules'), join(dir, 'node_modules'));
+  return dir;
+}
+
+test('a relay of the previous release delivers every contact written before, during and after this release\'s migrate, once each, and this release\'s relay takes over from it', async (t) => {
+  const previous = await previousRelease(t);
+  if (!previous) {
+    t.log(`no commit ${PREVIOUS_RELEASE} in this checkout (a shallow clone?): nothing to run the previous release from`);
+    t.pass();
+    return;
+  }
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  // the database as the previous release left it: its migrate, from its own folder
+  await database.pool.query(`drop schema if exists webhooks, webhooks_private, webhooks_relay, webhooks_ops, crm cascade`);
+  execFileSync(process.execPath, [join(previous, 'tools/migrate.ts')], { env: { PATH: process.env.PATH, DATABASE_URL: database.url } });
+  await database.pool.query(`alter database ${database.name} set webhooks.retry_base = '20 milliseconds'`);
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: hook.secret });
+  const old = spawnRelay(database.url, {}, [], previous);
+  let oldExited: number | null | undefined;
+  old.on('exit', (code) => (oldExited = code));
+  t.teardown(() => { old.kill('SIGKILL'); });
+
+  let writing = true;
+  const failed: string[] = [];
+  const written: string[] = [];
+  const writer = async () => {
+    while (writing) {
+      await f.contact(company.id, { first_name: `${written.length}` })
+        .then((contact) => written.push(contact.id), (error: Error) => failed.push(error.message));
+    }
+  };
+  const writers = [writer(), writer()];
+  try {
+    await receiver.waitFor(20, { path: '/hook' });
+    await migrate(database.url);
+    const migratedAt = written.length;
+    await receiver.waitFor(migratedAt + 20, { path: '/hook' });
+  } finally {
+    writing = false;
+    await Promise.all(writers);
+  }
+  t.deepEqual(failed, []);
+  t.is(oldExited, undefined, 'the previous release\'s relay runs on');
+  const deliveries = await waitForFinalDeliveries(database.pool, [hook.id], written.length);
+  t.is(deliveries.length, written.length);
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
+  t.is(receiver.received('/hook').length, written.length, 'each sent once');
+  t.true(receiver.received('/hook').every((request) => request.verified));
+
+  // the rollout replaces it
+  const current = testRelay(database.url);
+  t.teardown(() => current.stop());
+  await current.start();
+  old.kill('SIGTERM');
+  await once(old, 'exit');
+  await f.contact(company.id, { first_name: 'After the rollout' });
+  await waitForFinalDeliveries(database.pool, [hook.id], written.length + 1);
+  t.is(receiver.received('/hook').length, written.length + 1);
 });
