@@ -69,6 +69,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await client.query('set client_min_messages = notice');
     // each migration in a transaction of its own, recorded in it: one that gave way
     // (rolled back, below) is run again, those before it not
+    let running: string | undefined;
     const ran = await givingWay(client, 'the migrations', () => runner({
       dbClient: client,
       dir,
@@ -79,8 +80,13 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
       noLock: true, // our own lock already covers the whole run
       log: (line: string) => {
         const begins = MIGRATION_BEGINS.exec(line);
-        if (begins) log(`migrating ${begins[1]}…`);
+        if (!begins) return;
+        running = begins[1];
+        log(`migrating ${running}…`);
       },
+    }).catch((error: Error) => {
+      // node-pg-migrate's error is the database's alone, as sql/'s are named (applyEngine)
+      throw running ? new Error(`migrations/${running}.sql: ${error.message}`, { cause: error }) : error;
     }));
     await client.query('set client_min_messages = warning');
     client.off('notice', onNotice);

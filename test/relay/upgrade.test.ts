@@ -102,6 +102,30 @@ test('a migrate killed in a long migration lets go of its tables at once, leaves
   t.deepEqual(deliveries.map((d) => d.state), ['succeeded', 'succeeded']);
 });
 
+test('a migration that fails stops the migrate, naming its file: the migrations before it stay, nothing of it, sql/ as it was; the next migrate, the file mended, finishes', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const { rows: [before] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  const broken = await migrationsWith(t, '9000_contacts_nickname', 'alter table crm.contacts add column nickname text;');
+  const failing = '9001_contacts_checked';
+  await writeFile(join(broken, `${failing}.sql`), '-- Up Migration\nalter table crm.contacts add column checked boolean;\nselect 1 / 0;\n');
+  const error = await t.throwsAsync(migrate(database.url, () => {}, { migrationsDir: broken }));
+  t.is(error?.message, `migrations/${failing}.sql: division by zero`);
+  const state = async () => (await database.pool.query(
+    `select array(select name from webhooks_private.migrations where name like '9%' order by name) as recorded,
+            array(select column_name::text from information_schema.columns
+                  where table_schema = 'crm' and table_name = 'contacts' and column_name in ('nickname', 'checked')
+                  order by column_name) as columns,
+            (select fingerprint from webhooks_private.sql_applied) as fingerprint`)).rows[0];
+  t.deepEqual(await state(), { recorded: ['9000_contacts_nickname'], columns: ['nickname'], fingerprint: 'ab'.repeat(32) });
+  await f.contact(company.id, { first_name: 'Between' });
+
+  await writeFile(join(broken, `${failing}.sql`), '-- Up Migration\nalter table crm.contacts add column checked boolean;\n');
+  await migrate(database.url, () => {}, { migrationsDir: broken });
+  t.deepEqual(await state(), { recorded: ['9000_contacts_nickname', failing], columns: ['checked', 'nickname'],
+                               fingerprint: before.fingerprint });
+});
+
 /**
  * The release before this one, whose relays and API still run while this release's
  * migrate changes their database (docs/operations.md, "Upgrading"). Moved forward
