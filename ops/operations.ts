@@ -133,25 +133,40 @@ async function askReadiness(db: Queryable): Promise<Asked> {
 }
 
 /**
+ * Whether the database is the next release's, under whose migrate this process keeps
+ * working until it is replaced (readiness, below), and what to do: its migrations ran
+ * and not yet its sql/ (its migrate runs, or stopped between the two), or its sql/
+ * replaced this code's. Null: not the next release's.
+ */
+function successorNote(migration: string | null, applied: string | null, replaced: string | null): string | null {
+  if (migration === null || migration < EXPECTED_MIGRATION) return null;
+  if (applied === ENGINE_FINGERPRINT) {
+    return migration > EXPECTED_MIGRATION
+      ? `database migrated by newer code (${migration}), under this code's sql/ still: ` +
+        'run that release\'s migrate to its end, then replace this process with that release\'s'
+      : null;
+  }
+  return applied !== null && replaced === ENGINE_FINGERPRINT
+    ? `database's sql/ ${short(applied)} (migrated to ${migration}) replaced this code's: replace this process with that release's`
+    : null;
+}
+
+/**
  * Ready: the database answers, its newest migration is the one this code expects, and
  * the sql/ its last migrate applied is this code's (ENGINE_FINGERPRINT): current
  * migrations alone leave the functions, triggers and views of another release
  * possible, when a migrate stopped before sql/ or another release's ran last.
- * Ready too, saying so, the release before's processes in a rolling upgrade: the
- * database's sql/ replaced this code's (its migrate records which) and its migrations
- * are this code's or later. Each release's sql/ keeps what the release before calls
- * (docs/operations.md, "Upgrading"), and an API that answered 503 from the migrate on
- * was taken out of its load balancer's pool before its successors were ready.
+ * Ready too, saying so, the release before's processes in a rolling upgrade, under
+ * the next release's migrations or sql/ (successorNote): each release keeps what the
+ * release before uses (docs/operations.md, "Upgrading"), and an API that answered 503
+ * from the migrate on was taken out of its load balancer's pool before its successors
+ * were ready.
  */
 export async function readiness(db: Queryable, ask: () => Promise<Asked> = () => askReadiness(db)): Promise<Readiness> {
   try {
     const { migration, applied, replaced } = await within(ask(), DATABASE_CHECK_TIMEOUT_MS, 'database');
-    if (applied !== null && applied !== ENGINE_FINGERPRINT && replaced === ENGINE_FINGERPRINT
-        && migration !== null && migration >= EXPECTED_MIGRATION) {
-      return { ready: true, migration,
-        note: `database's sql/ ${short(applied)} (migrated to ${migration}) replaced this code's: ` +
-          'replace this process with that release\'s' };
-    }
+    const successor = successorNote(migration, applied, replaced);
+    if (successor) return { ready: true, migration: migration!, note: successor };
     if (migration !== EXPECTED_MIGRATION) {
       // (migrations are named in order: one after ours is newer code's, which this
       // code's migrate refuses to run under, tools/migrate.ts)

@@ -183,18 +183,33 @@ test('/readyz fails while the database is behind the migrations this code expect
   t.regex((await response.json()).reason, /this code expects .*npm run migrate/);
 });
 
-test('/readyz fails while the database is ahead of this code, and says to run the newer code, not migrate', async (t) => {
+test('/readyz fails while the database is ahead of this code under sql/ neither this code\'s nor the one that replaced it, and says to run the newer code, not migrate', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
-  // a migration newer code ran (migrate of this code refuses such a database)
+  // a migration newer code ran (migrate of this code refuses such a database), and
+  // sql/ of a release that did not replace this code's (two releases on)
   await database.pool.query(
     `insert into webhooks_private.migrations (name, run_on) values ($1, now())`, ['9999_from_newer_code']);
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1, replaced = $2`, ['ef'.repeat(32), 'cd'.repeat(32)]);
   const response = await fetch(`${running.url}/readyz`);
   t.is(response.status, 503);
   const { reason } = await response.json();
   t.regex(reason, /^database migrated by newer code \(9999_from_newer_code\), this code expects /);
   t.notRegex(reason, /npm run migrate/);
+});
+
+test('/readyz stays ready while the next release\'s migrate has run its migrations and not yet its sql/ (it runs, or it stopped): this code\'s sql/ runs', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
+  await database.pool.query(
+    `insert into webhooks_private.migrations (name, run_on) values ($1, now())`, ['9998_from_the_next_release']);
+  t.deepEqual(await readyzUntil(running.url, 200), {
+    status: 'ready', migration: '9998_from_the_next_release',
+    note: "database migrated by newer code (9998_from_the_next_release), under this code's sql/ still: " +
+      "run that release's migrate to its end, then replace this process with that release's",
+  });
 });
 
 test('/readyz stays ready while the next release, migrations and sql/, has replaced this code\'s (a rolling upgrade: this process keeps working until replaced), and fails once a further one has', async (t) => {
