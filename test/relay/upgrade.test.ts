@@ -1,13 +1,18 @@
-// `npm run migrate` of a new release over a running installation: a relay delivering,
-// the CRM writing contacts, and a long transaction (a report, a backup's snapshot)
-// holding a table a migration must change.
+// `npm run migrate` of a new release over a running installation (docs/operations.md,
+// "Upgrading"): a relay delivering, the CRM writing contacts, a long transaction (a
+// report, a backup's snapshot) holding a table a migration must change, a migrate
+// killed or failing halfway, and the previous release's relay and API running on.
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import pino from 'pino';
+import { signToken } from '../../api/auth.ts';
+import { authenticatorUrl } from '../../api/authenticator.ts';
 import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { migrate, migrationsDir } from '../../tools/migrate.ts';
 import { createTestDatabase, ownConnection } from '../helpers/db.ts';
@@ -148,7 +153,7 @@ async function previousRelease(t: { teardown: (fn: () => Promise<void>) => void 
   return dir;
 }
 
-test('a relay of the previous release delivers every contact written before, during and after this release\'s migrate, once each, and this release\'s relay takes over from it', async (t) => {
+test('the previous release\'s relay and API work on across this release\'s migrate: every contact written before, during and after it delivered once, its history read and a webhook changed; this release\'s relay takes over', async (t) => {
   const previous = await previousRelease(t);
   if (!previous) {
     t.log(`no commit ${PREVIOUS_RELEASE} in this checkout (a shallow clone?): nothing to run the previous release from`);
@@ -168,6 +173,19 @@ test('a relay of the previous release delivers every contact written before, dur
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
   receiver.route('/hook', { secret: hook.secret });
   const old = spawnRelay(database.url, {}, [], previous);
+  // and its API, its schema read from the database as the previous release left it
+  const { startApi: startPreviousApi } = await import(pathToFileURL(join(previous, 'api/server.ts')).href);
+  const jwtSecret = randomBytes(32).toString('base64url');
+  const oldApi = await startPreviousApi({ databaseUrl: await authenticatorUrl(database.url, 'authenticator-for-tests'),
+                                          jwtSecret, port: 0, poolSize: 2, reportCountsEveryMs: 0, log: pino({ level: 'silent' }) });
+  t.teardown(() => oldApi.stop());
+  const token = await signToken(jwtSecret, { companyId: company.id, role: 'webhook_admin' });
+  const askOldApi = async (query: string, variables: Record<string, unknown>) => {
+    const response = await fetch(`${oldApi.url}/graphql`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query, variables }) });
+    return { status: response.status, ...(await response.json()) };
+  };
   let oldExited: number | null | undefined;
   old.on('exit', (code) => (oldExited = code));
   t.teardown(() => { old.kill('SIGKILL'); });
@@ -198,6 +216,16 @@ test('a relay of the previous release delivers every contact written before, dur
   t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
   t.is(receiver.received('/hook').length, written.length, 'each sent once');
   t.true(receiver.received('/hook').every((request) => request.verified));
+  // the previous release's API reads and changes what this release's engine keeps
+  const read = await askOldApi(`query($id: BigInt!) { webhookById(id: $id) { name history(first: 3) { totalCount nodes { action state } } } }`,
+                               { id: hook.id });
+  t.deepEqual(read.errors, undefined);
+  t.is(read.data.webhookById.history.totalCount, written.length);
+  t.deepEqual(read.data.webhookById.history.nodes, Array(3).fill({ action: 'CONTACT_CREATED', state: 'succeeded' }));
+  const renamed = await askOldApi(`mutation($id: BigInt!) { updateWebhook(input: { id: $id, name: "Renamed" }) { result { name } } }`,
+                                  { id: hook.id });
+  t.deepEqual(renamed.errors, undefined);
+  t.is(renamed.data.updateWebhook.result.name, 'Renamed');
 
   // the rollout replaces it
   const current = testRelay(database.url);
