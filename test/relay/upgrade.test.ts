@@ -70,6 +70,37 @@ test('a migration waiting for a table a long transaction reads gives way: contac
   t.deepEqual(deliveries.map((d) => d.state), Array(6).fill('succeeded'));
 });
 
+test('two migrates of a new release at once (two deploy hosts), while the relay delivers and the CRM writes: both finish, the migration runs once, no write fails, every contact is delivered once', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: hook.secret });
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const dir = await migrationsWith(t, '9000_contacts_nickname', 'alter table crm.contacts add column nickname text;');
+  let writing = true;
+  let written = 0;
+  const failed: string[] = [];
+  const writer = async () => {
+    while (writing) await f.contact(company.id, { first_name: 'W' }).then(() => written++, (error: Error) => failed.push(error.message));
+  };
+  const writers = [writer(), writer()];
+  const lines: string[][] = [[], []];
+  try {
+    await Promise.all(lines.map((host) => migrate(database.url, (line) => host.push(line), { migrationsDir: dir })));
+  } finally {
+    writing = false;
+    await Promise.all(writers);
+  }
+  t.deepEqual(failed, []);
+  t.deepEqual(lines.flat().filter((line) => line.startsWith('migrated')), ['migrated 9000_contacts_nickname']);
+  const { rows: [recorded] } = await database.pool.query(`select count(*)::int as n from webhooks_private.migrations where name = '9000_contacts_nickname'`);
+  t.is(recorded.n, 1);
+  const deliveries = await waitForFinalDeliveries(database.pool, [hook.id], written);
+  t.true(deliveries.length === written && deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
+  t.is(receiver.received('/hook').length, written);
+});
+
 test('a migrate killed in a long migration lets go of its tables at once, leaves nothing of that migration, and the next migrate finishes', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
