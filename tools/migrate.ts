@@ -146,15 +146,22 @@ async function refuseNewerDatabase(client: pg.Client, dir: string): Promise<void
  * report, a backup's snapshot, a session left idle in one) held every contact write
  * and every claim for as long as that transaction lasted. So each lock is waited for
  * at most LOCK_TIMEOUT (under the deadlock check's 1 s: the migrate gives way, never
- * the others); the step that gave way is rolled back and starts over, a little later
- * (at random, so as not to meet the same claims again), up to TRIES times: a few
- * under a busy relay, a minute or so at most; the others wait for it well under a
- * second at a time.
+ * the others), and the step that gave way is rolled back. Before it starts over, it
+ * waits, asking for no lock, until the transactions that held the engine's tables
+ * then have ended (givingWay): asking again every second or so, 50 times, held the
+ * CRM's writes half of that minute (25 s of 49, measured). Busy with short
+ * transactions only (claims, contact writes), it starts over after a moment (at
+ * random, so as not to meet the same claims again), up to TRIES times.
  */
 const LOCK_TIMEOUT = '500ms';
 const TRIES = 50;
+/** How long a step that gave way waits for the transactions that held its tables, in all. */
+const HOLDERS_WAIT_MS = 60_000;
+/** How often it looks whether they have ended. */
+const HOLDERS_POLL_MS = 100;
 
 async function givingWay<T>(client: pg.Client, step: string, work: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + HOLDERS_WAIT_MS;
   for (let attempt = 1; ; attempt++) {
     try {
       return await work();
@@ -162,9 +169,12 @@ async function givingWay<T>(client: pg.Client, step: string, work: () => Promise
       // node-pg-migrate leaves the transaction of a migration that failed open
       await client.query('rollback');
       if (!busy(error)) throw error;
-      if (attempt >= TRIES) {
-        throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}) ${TRIES} times; ` +
-          'a long transaction holds one (see pg_stat_activity): run migrate again once it ends', { cause: error });
+      const holders = await engineTableHolders(client);
+      if (attempt >= TRIES || !(await holdersEnded(client, holders, deadline))) {
+        const pids = [...new Set(holders.map((holder) => holder.pid))].join(', ');
+        throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}), ` +
+          `by the transactions of server processes ${pids || '(none left)'}: see pg_stat_activity, and run migrate again once they end`,
+          { cause: error });
       }
       await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100 * attempt, 1_000)));
     }
@@ -177,6 +187,35 @@ function busy(error: unknown): boolean {
   return code === '55P03' || code === '40P01';
 }
 
+interface Holder {
+  pid: number;
+  transaction: string;
+}
+
+/** The transactions of others that hold a lock on a table of the engine's, or a captured one of the CRM's, now. */
+async function engineTableHolders(client: pg.Client): Promise<Holder[]> {
+  const { rows } = await client.query<Holder>(
+    `select distinct l.pid, l.virtualtransaction as transaction
+     from pg_catalog.pg_locks l
+     where l.locktype = 'relation' and l.granted and l.pid is distinct from pg_backend_pid()
+       and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
+       and l.relation = any (${ENGINE_RELATIONS})`,
+    [ENGINE_SCHEMAS, CAPTURED_SCHEMA]);
+  return rows;
+}
+
+/** Waits until none of `holders` is still in its transaction: false if one still is at the deadline. */
+async function holdersEnded(client: pg.Client, holders: Holder[], deadline: number): Promise<boolean> {
+  const transactions = holders.map((holder) => holder.transaction);
+  for (;;) {
+    const { rows: [{ open }] } = await client.query<{ open: boolean }>(
+      'select exists (select 1 from pg_catalog.pg_locks where virtualtransaction = any ($1)) as open', [transactions]);
+    if (!open) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, HOLDERS_POLL_MS));
+  }
+}
+
 /**
  * The engine's schemas, whose tables and views sql/ changes (policies, triggers,
  * views), all locked before the first file; and of the CRM's tables, those with the
@@ -184,6 +223,18 @@ function busy(error: unknown): boolean {
  */
 const ENGINE_SCHEMAS = ['webhooks', 'webhooks_private'];
 const CAPTURED_SCHEMA = 'crm';
+
+/** Those tables and views, oldest first (a subquery; $1: ENGINE_SCHEMAS, $2: CAPTURED_SCHEMA). */
+const ENGINE_RELATIONS = `
+  array(select c.oid
+        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'p', 'v', 'm') and not c.relispartition
+          and (n.nspname = any ($1)
+               or n.nspname = $2 and exists (select 1 from pg_catalog.pg_trigger t
+                                               join pg_catalog.pg_proc f on f.oid = t.tgfoid
+                                               where t.tgrelid = c.oid and not t.tgisinternal
+                                                 and f.pronamespace::regnamespace::text = any ($1)))
+        order by c.oid)`;
 
 /**
  * sql/ re-applied in one transaction. Taking its locks file by file, it held some
@@ -195,14 +246,7 @@ const CAPTURED_SCHEMA = 'crm';
 async function applyEngine(client: pg.Client): Promise<void> {
   await client.query('begin');
   const { rows: [{ relations }] } = await client.query<{ relations: string | null }>(
-    `select string_agg(format('%I.%I', n.nspname, c.relname), ', ' order by c.oid) as relations
-     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-     where c.relkind in ('r', 'p', 'v', 'm') and not c.relispartition
-       and (n.nspname = any ($1)
-            or n.nspname = $2 and exists (select 1 from pg_catalog.pg_trigger t
-                                            join pg_catalog.pg_proc f on f.oid = t.tgfoid
-                                            where t.tgrelid = c.oid and not t.tgisinternal
-                                              and f.pronamespace::regnamespace::text = any ($1)))`,
+    `select string_agg(r.oid::regclass::text, ', ' order by r.n) as relations from unnest(${ENGINE_RELATIONS}) with ordinality r(oid, n)`,
     [ENGINE_SCHEMAS, CAPTURED_SCHEMA]);
   if (relations) await client.query(`lock table ${relations} in access exclusive mode`);
   for (const { name, text } of ENGINE_FILES) {

@@ -70,6 +70,41 @@ test('a migration waiting for a table a long transaction reads gives way: contac
   t.deepEqual(deliveries.map((d) => d.state), Array(6).fill('succeeded'));
 });
 
+test('a migrate that gave way to a long transaction waits for it to end without asking for its locks again: the CRM\'s writes meanwhile wait for nothing', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from crm.contacts');
+  const migrating = migrate(database.url);
+  migrating.catch(() => {});
+  const migrateWaits = async () => (await database.pool.query(
+    `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+     where a.application_name = 'bpd-webhooks-migrate' and not l.granted`)).rowCount! > 0;
+  try {
+    await until('the migrate waits for a lock', migrateWaits);
+    await until('the migrate gives way', async () => !(await migrateWaits()));
+    // the migrate's tries, each asking for the locks for up to 500 ms, came every
+    // second or less: a write that waited 100 ms for any lock failed
+    const crm = await ownConnection(database.url, t);
+    await crm.query(`set lock_timeout = '100ms'`);
+    const failed: string[] = [];
+    let writes = 0;
+    for (const started = Date.now(); Date.now() - started < 3_000; writes++) {
+      await crm.query(`insert into crm.contacts (company_id, first_name) values ($1, 'While the report runs')`, [company.id])
+        .catch((error: Error) => failed.push(error.message));
+    }
+    t.deepEqual(failed, []);
+    t.true(writes > 0);
+  } finally {
+    await report.query('commit');
+    await migrating.catch(() => {});
+  }
+  await migrating;
+  const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
+  t.is(applied.fingerprint, ENGINE_FINGERPRINT);
+  await f.contact(company.id, { first_name: 'After' });
+});
+
 test('two migrates of a new release at once (two deploy hosts), while the relay delivers and the CRM writes: both finish, the migration runs once, no write fails, every contact is delivered once', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
