@@ -70,7 +70,8 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     // each migration in a transaction of its own, recorded in it: one that gave way
     // (rolled back, below) is run again, those before it not
     let running: string | undefined;
-    const ran = await givingWay(client, 'the migrations', () => runner({
+    const recorded = await recordedMigrations(client);
+    await givingWay(client, 'the migrations', () => runner({
       dbClient: client,
       dir,
       direction: 'up',
@@ -90,13 +91,23 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     }));
     await client.query('set client_min_messages = warning');
     client.off('notice', onNotice);
-    for (const migration of ran) log(`migrated ${migration.name}`);
+    // (those of every try: one that gave way ran some of them)
+    for (const name of await recordedMigrations(client)) if (!recorded.has(name)) log(`migrated ${name}`);
     await givingWay(client, 'sql/', () => applyEngine(client));
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } finally {
     await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]).catch(() => {});
     await client.end();
   }
+}
+
+/** The migrations the database has recorded as run (none before its first migrate). */
+async function recordedMigrations(client: pg.Client): Promise<Set<string>> {
+  const table = `${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`;
+  const { rows: [found] } = await client.query<{ found: boolean }>('select to_regclass($1) is not null as found', [table]);
+  if (!found!.found) return new Set();
+  const { rows } = await client.query<{ name: string }>(`select name from ${table} order by id`);
+  return new Set(rows.map((row) => row.name));
 }
 
 /**
@@ -126,12 +137,8 @@ async function moveMigrationsTable(client: pg.Client): Promise<void> {
  * start, which migrates first). So nothing is done, and the error says why.
  */
 async function refuseNewerDatabase(client: pg.Client, dir: string): Promise<void> {
-  const table = `${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`;
-  const { rows: [found] } = await client.query<{ found: boolean }>('select to_regclass($1) is not null as found', [table]);
-  if (!found!.found) return;
   const known = new Set((await readdir(dir)).filter((name) => name.endsWith('.sql')).map((name) => name.replace(/\.sql$/, '')));
-  const { rows } = await client.query<{ name: string }>(`select name from ${table} order by name`);
-  const unknown = rows.map((row) => row.name).filter((name) => !known.has(name));
+  const unknown = [...await recordedMigrations(client)].filter((name) => !known.has(name)).sort();
   if (unknown.length > 0) {
     throw new Error(`this database was migrated by newer code (${unknown.join(', ')}: no such file in migrations/); ` +
       'nothing was done, so as not to put this older engine under it: run the newer code, or its migrate');
