@@ -54,7 +54,10 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
   const client = new pg.Client({ connectionString: databaseUrl, application_name: 'bpd-webhooks-migrate' });
   await client.connect();
   try {
-    await client.query(`set client_connection_check_interval = '${CONNECTION_CHECK_INTERVAL}'`);
+    await client.query(`set client_connection_check_interval = '${CONNECTION_CHECK_INTERVAL}'`).catch((error: { code?: string }) => {
+      // invalid_parameter_value: a server on a system without the check (Windows)
+      if (error.code !== '22023') throw error;
+    });
     // a second migrate waits here for the first, however long it takes; every lock
     // after this one is waited for at most LOCK_TIMEOUT (givingWay)
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
