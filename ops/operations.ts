@@ -90,7 +90,7 @@ export interface Readiness {
   /** why not, in words */
   reason?: string;
   migration?: string;
-  /** ready, and yet to be replaced: the database's sql/ is the next release's (readiness) */
+  /** ready, and yet to be replaced: the database is the next release's (successorNote) */
   note?: string;
 }
 
