@@ -37,6 +37,8 @@ const MIGRATION_BEGINS = /^### MIGRATION (\S+) \(UP\) ###$/;
 export interface MigrateOptions {
   /** where the versioned migrations are (this release's migrations/ unless a test says otherwise) */
   migrationsDir?: string;
+  /** how long a step that gave way waits for the transactions in its way (HOLDERS_WAIT_MS unless a test says otherwise) */
+  holdersWaitMs?: number;
 }
 
 /**
@@ -74,7 +76,8 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     // (rolled back, below) is run again, those before it not
     let running: string | undefined;
     const recorded = await recordedMigrations(client);
-    await givingWay(client, 'the migrations', () => runner({
+    const waitMs = options.holdersWaitMs ?? HOLDERS_WAIT_MS;
+    await givingWay(client, 'the migrations', waitMs, () => runner({
       dbClient: client,
       dir,
       direction: 'up',
@@ -96,7 +99,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     client.off('notice', onNotice);
     // (those of every try: one that gave way ran some of them)
     for (const name of await recordedMigrations(client)) if (!recorded.has(name)) log(`migrated ${name}`);
-    await givingWay(client, 'sql/', () => applyEngine(client));
+    await givingWay(client, 'sql/', waitMs, () => applyEngine(client));
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } finally {
     await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]).catch(() => {});
@@ -170,8 +173,8 @@ const HOLDERS_WAIT_MS = 60_000;
 /** How often it looks whether they have ended. */
 const HOLDERS_POLL_MS = 100;
 
-async function givingWay<T>(client: pg.Client, step: string, work: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + HOLDERS_WAIT_MS;
+async function givingWay<T>(client: pg.Client, step: string, waitMs: number, work: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + waitMs;
   for (let attempt = 1; ; attempt++) {
     try {
       return await work();
@@ -181,10 +184,8 @@ async function givingWay<T>(client: pg.Client, step: string, work: () => Promise
       if (!busy(error)) throw error;
       const holders = await engineTableHolders(client);
       if (attempt >= TRIES || !(await holdersEnded(client, holders, deadline))) {
-        const pids = [...new Set(holders.map((holder) => holder.pid))].join(', ');
         throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}), ` +
-          `by the transactions of server processes ${pids || '(none left)'}: see pg_stat_activity, and run migrate again once they end`,
-          { cause: error });
+          `${holdersNamed(await engineTableHolders(client))}: run migrate again once they end`, { cause: error });
       }
       await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100 * attempt, 1_000)));
     }
@@ -198,20 +199,35 @@ function busy(error: unknown): boolean {
 }
 
 interface Holder {
-  pid: number;
+  /** null: a prepared transaction, `prepared` its name */
+  pid: number | null;
+  prepared: string | null;
   transaction: string;
 }
 
 /** The transactions of others that hold a lock on a table of the engine's, or a captured one of the CRM's, now. */
 async function engineTableHolders(client: pg.Client): Promise<Holder[]> {
   const { rows } = await client.query<Holder>(
-    `select distinct l.pid, l.virtualtransaction as transaction
+    `select distinct l.pid, l.virtualtransaction as transaction,
+            (select p.gid from pg_catalog.pg_locks x join pg_catalog.pg_prepared_xacts p on p.transaction = x.transactionid
+             where l.pid is null and x.virtualtransaction = l.virtualtransaction and x.locktype = 'transactionid') as prepared
      from pg_catalog.pg_locks l
      where l.locktype = 'relation' and l.granted and l.pid is distinct from pg_backend_pid()
        and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
        and l.relation = any (${ENGINE_RELATIONS})`,
     [ENGINE_SCHEMAS, CAPTURED_SCHEMA]);
   return rows;
+}
+
+/** Who holds the tables, in words an operator can look up (pg_stat_activity, pg_prepared_xacts). */
+function holdersNamed(holders: Holder[]): string {
+  const pids = [...new Set(holders.flatMap((holder) => holder.pid ?? []))];
+  const prepared = [...new Set(holders.flatMap((holder) => holder.prepared ?? []))];
+  const named = [
+    ...(pids.length > 0 ? [`by server process${pids.length > 1 ? 'es' : ''} ${pids.join(', ')} (pg_stat_activity)`] : []),
+    ...(prepared.length > 0 ? [`by prepared transaction ${prepared.map((gid) => `'${gid}'`).join(', ')} (pg_prepared_xacts)`] : []),
+  ];
+  return named.length > 0 ? named.join(' and ') : 'by transactions that have ended since';
 }
 
 /** Waits until none of `holders` is still in its transaction: false if one still is at the deadline. */

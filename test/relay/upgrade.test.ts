@@ -17,6 +17,7 @@ import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { migrate, migrationsDir } from '../../tools/migrate.ts';
 import { createTestDatabase, ownConnection } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { prepareTransaction, rollBackPrepared, transactionName } from '../helpers/two-phase.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 import { relayScene, spawnRelay, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
@@ -103,6 +104,33 @@ test('a migrate that gave way to a long transaction waits for it to end without 
   const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
   t.is(applied.fingerprint, ENGINE_FINGERPRINT);
   await f.contact(company.id, { first_name: 'After' });
+});
+
+test('a migrate whose tables a transaction holds past its wait fails, naming that transaction\'s server process or prepared name, with sql/ as it was; run again once it ends, it finishes', async (t) => {
+  const { database, company } = await relayScene(t);
+  t.teardown(() => rollBackPrepared(database.url).then(() => {}));
+  const applied = async () => (await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint;
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from crm.contacts');
+  const { rows: [{ pid }] } = await report.query('select pg_backend_pid() as pid');
+  const held = await t.throwsAsync(migrate(database.url, () => {}, { holdersWaitMs: 1_000 }));
+  t.regex(held?.message ?? '', new RegExp(`^sql/ not applied: .* by server process(es)? [0-9, ]*\\b${pid}\\b`));
+  t.is(await applied(), 'ab'.repeat(32));
+  await report.query('commit');
+
+  if (Number(process.env.TEST_MAX_PREPARED_TRANSACTIONS ?? 0) > 0) {
+    // a transaction manager's prepared write, undecided: no server process holds it
+    const name = transactionName();
+    await prepareTransaction(database.pool, name, '', (client) =>
+      client.query(`insert into crm.contacts (company_id, first_name) values ($1, 'Prepared')`, [company.id]));
+    const prepared = await t.throwsAsync(migrate(database.url, () => {}, { holdersWaitMs: 1_000 }));
+    t.regex(prepared?.message ?? '', new RegExp(`prepared transaction '${name}'`));
+    await rollBackPrepared(database.url);
+  }
+  await migrate(database.url);
+  t.is(await applied(), ENGINE_FINGERPRINT);
 });
 
 test('two migrates of a new release at once (two deploy hosts), while the relay delivers and the CRM writes: both finish, the migration runs once, no write fails, every contact is delivered once', async (t) => {
