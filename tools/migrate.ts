@@ -77,7 +77,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     let running: string | undefined;
     const recorded = await recordedMigrations(client);
     const waitMs = options.holdersWaitMs ?? HOLDERS_WAIT_MS;
-    await givingWay(client, 'the migrations', waitMs, () => runner({
+    await givingWay(client, 'the migrations', waitMs, log, () => runner({
       dbClient: client,
       dir,
       direction: 'up',
@@ -99,7 +99,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     client.off('notice', onNotice);
     // (those of every try: one that gave way ran some of them)
     for (const name of await recordedMigrations(client)) if (!recorded.has(name)) log(`migrated ${name}`);
-    await givingWay(client, 'sql/', waitMs, () => applyEngine(client));
+    await givingWay(client, 'sql/', waitMs, log, () => applyEngine(client));
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } finally {
     await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]).catch(() => {});
@@ -172,8 +172,11 @@ const TRIES = 50;
 const HOLDERS_WAIT_MS = 60_000;
 /** How often it looks whether they have ended. */
 const HOLDERS_POLL_MS = 100;
+/** How long they have held it up when it says what it waits for. */
+const HOLDERS_SAID_MS = 500;
 
-async function givingWay<T>(client: pg.Client, step: string, waitMs: number, work: () => Promise<T>): Promise<T> {
+async function givingWay<T>(client: pg.Client, step: string, waitMs: number, log: (line: string) => void,
+                            work: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + waitMs;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -183,7 +186,8 @@ async function givingWay<T>(client: pg.Client, step: string, waitMs: number, wor
       await client.query('rollback');
       if (!busy(error)) throw error;
       const holders = await engineTableHolders(client);
-      if (attempt >= TRIES || !(await holdersEnded(client, holders, deadline))) {
+      const waiting = () => log(`${step}: waiting for the transactions in its way to end, ${holdersNamed(holders)}…`);
+      if (attempt >= TRIES || !(await holdersEnded(client, holders, deadline, waiting))) {
         throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}), ` +
           `${holdersNamed(await engineTableHolders(client))}: run migrate again once they end`, { cause: error });
       }
@@ -230,14 +234,23 @@ function holdersNamed(holders: Holder[]): string {
   return named.length > 0 ? named.join(' and ') : 'by transactions that have ended since';
 }
 
-/** Waits until none of `holders` is still in its transaction: false if one still is at the deadline. */
-async function holdersEnded(client: pg.Client, holders: Holder[], deadline: number): Promise<boolean> {
+/**
+ * Waits until none of `holders` is still in its transaction: false if one still is at
+ * the deadline. Says so (`waiting`) once one has outlasted HOLDERS_SAID_MS: the
+ * short transactions of a busy relay end well before.
+ */
+async function holdersEnded(client: pg.Client, holders: Holder[], deadline: number, waiting: () => void): Promise<boolean> {
   const transactions = holders.map((holder) => holder.transaction);
-  for (;;) {
+  const said = Date.now() + HOLDERS_SAID_MS;
+  for (let told = false; ; ) {
     const { rows: [{ open }] } = await client.query<{ open: boolean }>(
       'select exists (select 1 from pg_catalog.pg_locks where virtualtransaction = any ($1)) as open', [transactions]);
     if (!open) return true;
     if (Date.now() > deadline) return false;
+    if (!told && Date.now() > said) {
+      told = true;
+      waiting();
+    }
     await new Promise((resolve) => setTimeout(resolve, HOLDERS_POLL_MS));
   }
 }
