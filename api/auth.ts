@@ -64,12 +64,22 @@ export async function verifyAuthorization(
   secret: string,
   options: { maxLifetimeSeconds?: number } = {},
 ): Promise<Claims> {
+  return (await verifiedToken(header, secret, options)).claims;
+}
+
+/** The claims of an Authorization header and when its token expires (seconds since the epoch); throws AuthError. */
+async function verifiedToken(
+  header: string | undefined,
+  secret: string,
+  options: { maxLifetimeSeconds?: number; nowMs?: number },
+): Promise<{ claims: Claims; exp: number }> {
+  const nowMs = options.nowMs ?? Date.now();
   if (!header) throw new AuthError('missing Authorization header: send "Authorization: Bearer <token>"');
   const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
   if (!match) throw new AuthError('Authorization header must be "Bearer <token>"');
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(match[1], key(secret), { algorithms: [ALGORITHM] }));
+    ({ payload } = await jwtVerify(match[1], key(secret), { algorithms: [ALGORITHM], currentDate: new Date(nowMs) }));
   } catch (error) {
     throw new AuthError(`invalid token: ${(error as Error).message}`);
   }
@@ -77,7 +87,7 @@ export async function verifyAuthorization(
     throw new AuthError('invalid token: claim "exp" is required (a token must expire)');
   }
   const maxLifetime = options.maxLifetimeSeconds ?? maxTokenLifetime();
-  const now = Math.floor(Date.now() / 1000);
+  const now = Math.floor(nowMs / 1000);
   const issued = typeof payload.iat === 'number' ? Math.min(payload.iat, now) : now;
   if (payload.exp - issued > maxLifetime) {
     throw new AuthError(`invalid token: it lives longer than the ${maxLifetime} seconds this API accepts (exp minus iat)`);
@@ -98,8 +108,65 @@ export async function verifyAuthorization(
     throw new AuthError('invalid token: claim "sub" must be a string without NUL characters');
   }
   const sub = typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : undefined;
-  return { role: role as ApiRole, company_id: companyId, sub };
+  return { claims: { role: role as ApiRole, company_id: companyId, sub }, exp: payload.exp };
 }
+
+/**
+ * The tokens verified lately, each kept with its claims until it expires: a token
+ * sent again is not verified again. Its signature's check (HMAC, through WebCrypto)
+ * took some 180 µs of the API's one thread a request (a 401 for a token of another
+ * secret cost 460 µs, one without a token 280: test/api/request-rate.test.ts), paid by
+ * every request of every company, and again by each request its company's rate refuses.
+ * A token once valid stays valid until it expires: its lifetime is counted from its
+ * iat, or from the time it is checked if that is later, which only shortens it. Only
+ * tokens that passed are kept: failures, which anyone may make up, would push them out.
+ */
+export class VerifiedTokens {
+  readonly #secret: string;
+  readonly #maxLifetimeSeconds: number;
+  readonly #size: number;
+  readonly #nowMs: () => number;
+  /** by the whole header's text, the latest used last */
+  readonly #kept = new Map<string, { claims: Claims; expiresAtMs: number }>();
+
+  constructor(options: { secret: string; maxLifetimeSeconds: number; size?: number; nowMs?: () => number }) {
+    this.#secret = options.secret;
+    this.#maxLifetimeSeconds = options.maxLifetimeSeconds;
+    this.#size = options.size ?? VERIFIED_TOKENS_KEPT;
+    this.#nowMs = options.nowMs ?? Date.now;
+  }
+
+  get size(): number {
+    return this.#kept.size;
+  }
+
+  /** As verifyAuthorization, from what is kept when the header's token was verified before and has not expired. */
+  async verify(header: string | undefined): Promise<Claims> {
+    const nowMs = this.#nowMs();
+    const kept = header === undefined ? undefined : this.#kept.get(header);
+    if (kept !== undefined) {
+      this.#kept.delete(header!);
+      if (nowMs < kept.expiresAtMs) {
+        this.#kept.set(header!, kept);
+        return kept.claims;
+      }
+    }
+    const { claims, exp } = await verifiedToken(header, this.#secret, { maxLifetimeSeconds: this.#maxLifetimeSeconds, nowMs });
+    // (a header longer than a token of ours is verified each time, not kept: the
+    // memory kept is at most size times that)
+    if (header!.length <= MAX_KEPT_HEADER_LENGTH) {
+      this.#kept.set(header!, { claims, expiresAtMs: exp * 1000 });
+      if (this.#kept.size > this.#size) this.#kept.delete(this.#kept.keys().next().value!);
+    }
+    return claims;
+  }
+}
+
+/** How many verified tokens an API process keeps: more than the companies that use it at once. */
+export const VERIFIED_TOKENS_KEPT = 10_000;
+
+/** The longest Authorization header kept verified (a token of `npm run token` is some 250 characters). */
+const MAX_KEPT_HEADER_LENGTH = 2_048;
 
 /** The Postgres settings of one request: SET LOCAL role and the claims sql/ reads. */
 export function pgSettingsFor(claims: Claims): Record<string, string> {

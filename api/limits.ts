@@ -34,6 +34,10 @@ export interface ApiLimits {
   companyMaxQueued: number;
   /** how long a request waits for its company's turn, in milliseconds, before it is refused */
   companyMaxWaitMs: number;
+  /** GraphQL requests a company may send in a second, over time (api/request-rate.ts) */
+  companyRequestsPerSecond: number;
+  /** GraphQL requests a company may send at once, after a quiet spell */
+  companyRequestBurst: number;
   /** milliseconds of the API's thread a company's new query texts may take in a second, over time (api/planning-budget.ts) */
   companyPlanningMsPerSecond: number;
   /** milliseconds of the API's thread a company's new query texts may take at once, after a quiet spell */
@@ -75,6 +79,13 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   companyMaxInFlight: 2,
   companyMaxQueued: 16,
   companyMaxWaitMs: 5_000,
+  // the Reports page sends a request for each thing shown and at most three at once: its
+  // whole set of texts, one after the other, is 22 requests; a person paging through a
+  // history, a few a second. A cheap request costs the thread some 0.3 to 1 ms (its
+  // headers, token, JSON and answer; docs/api-limits.md): 20 a second is at most 2% of
+  // it a company
+  companyRequestsPerSecond: 20,
+  companyRequestBurst: 60,
   // a text the API has not planned takes 40 to 250 ms of the one thread (within the
   // limits above), a small one a few ms; one already planned, nothing. 2% of the thread
   // a company, over time: about one large new text every 2 to 12 s, a few small ones a
@@ -120,6 +131,8 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
   companyMaxInFlight: 'API_COMPANY_MAX_IN_FLIGHT',
   companyMaxQueued: 'API_COMPANY_MAX_QUEUED',
   companyMaxWaitMs: 'API_COMPANY_MAX_WAIT_MS',
+  companyRequestsPerSecond: 'API_COMPANY_REQUESTS_PER_SECOND',
+  companyRequestBurst: 'API_COMPANY_REQUEST_BURST',
   companyPlanningMsPerSecond: 'API_COMPANY_PLANNING_MS_PER_SECOND',
   companyPlanningBurstMs: 'API_COMPANY_PLANNING_BURST_MS',
   poolWaitMs: 'API_POOL_WAIT_MS',
@@ -142,6 +155,7 @@ export const LIMIT_CODES = Object.freeze({
   cursor: 'INVALID_CURSOR',
   timeout: 'QUERY_TIMEOUT',
   companyShare: 'TOO_MANY_REQUESTS',
+  requestRate: 'REQUEST_RATE_EXCEEDED',
   newQueries: 'TOO_MANY_NEW_QUERIES',
   jsonDepth: 'JSON_TOO_DEEP',
   poolWait: 'DATABASE_BUSY',

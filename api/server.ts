@@ -8,7 +8,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
-import { AuthError, maxTokenLifetime, verifyAuthorization, type Claims } from './auth.ts';
+import { AuthError, maxTokenLifetime, VerifiedTokens, type Claims } from './auth.ts';
 import { apiLogger } from './log.ts';
 import { LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
@@ -16,6 +16,7 @@ import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
 import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
+import { RequestRate } from './request-rate.ts';
 import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, requestPath } from '../ops/operations.ts';
 import { KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
 
@@ -110,6 +111,14 @@ function refuseBusy(res: ServerResponse, why: Exclude<Admission, { admitted: tru
   sendJson(res, 429, { errors: [{ message, extensions: { code: LIMIT_CODES.companyShare, why } }] }, { 'retry-after': '1' });
 }
 
+/** 429: the company has sent more requests than its rate allows (api/request-rate.ts); waitMs until it may send one. */
+function refuseRate(res: ServerResponse, limits: ApiLimits, waitMs: number): void {
+  const message = `too many requests of this company in a short time (${LIMIT_SETTINGS.companyRequestsPerSecond}: ` +
+    `${limits.companyRequestsPerSecond} a second, ${limits.companyRequestBurst} at once); send it again after Retry-After`;
+  sendJson(res, 429, { errors: [{ message, extensions: { code: LIMIT_CODES.requestRate, limit: limits.companyRequestsPerSecond } }] },
+    { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))) });
+}
+
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
   const log = options.log ?? apiLogger();
@@ -146,6 +155,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     maxQueued: limits.companyMaxQueued,
     maxWaitMs: limits.companyMaxWaitMs,
   });
+  const rate = new RequestRate({ perSecond: limits.companyRequestsPerSecond, burst: limits.companyRequestBurst });
+  const tokens = new VerifiedTokens({ secret: options.jwtSecret, maxLifetimeSeconds });
   const metrics = apiMetrics(registry, share, pool);
   const pgl = postgraphile(
     apiPreset({
@@ -207,12 +218,18 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       res.once('close', () => gone.abort());
       let claims: Claims;
       try {
-        claims = await verifyAuthorization(req.headers.authorization, options.jwtSecret, { maxLifetimeSeconds });
+        claims = await tokens.verify(req.headers.authorization);
       } catch (error) {
         if (!(error instanceof AuthError)) throw error;
         // nothing else: no data, no schema, just why
         sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: 'UNAUTHENTICATED' } }] },
           { 'www-authenticate': 'Bearer' });
+        return;
+      }
+      // the company's rate (api/request-rate.ts): refused before its body is read
+      const waitMs = rate.take(claims.company_id);
+      if (waitMs > 0) {
+        refuseRate(res, limits, waitMs);
         return;
       }
       // the company's turn (api/company-share.ts)
