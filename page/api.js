@@ -344,10 +344,9 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first, 
 
 const ATTEMPTS = /* GraphQL */ `
   query Attempts($id: BigInt!, $afterAttempt: Int, $afterId: BigInt, $first: Boolean!) {
-    deliveryById(id: $id) @include(if: $first) {
-      payload
-      deliveryAttemptsByDeliveryId { totalCount }
-    }
+    deliveryById(id: $id) @include(if: $first) { payload }
+    deliveryAttemptsCount(deliveryId: $id) @include(if: $first)
+    deliveryAttemptsCountedUpTo @include(if: $first)
     deliveryAttemptsLatestFirst(deliveryId: $id, afterAttempt: $afterAttempt, afterId: $afterId) {
       nodes { id attempt attemptedAt durationMs statusCode error responseBody }
     }
@@ -363,14 +362,17 @@ const ATTEMPTS = /* GraphQL */ `
  * operator's API_MAX_PAGE_SIZE was refused, and with it the firing's attempts (as the
  * history of changes, below). With the first page, the firing's payload as sent (the
  * history's rows carry the contact's name alone) and how many attempts it has in all
- * (total; undefined with a later page).
+ * (total; undefined with a later page), counted up to the API's cap: past it, total is
+ * the cap and totalIsAtLeast true (a delivery replayed thousands of times: the count
+ * read every attempt).
  */
 export async function fetchAttempts(deliveryId, after = null) {
   const first = after === null;
   const data = await graphql(ATTEMPTS, { id: deliveryId, afterAttempt: after?.attempt ?? null, afterId: after?.id ?? null, first });
   return {
     attempts: [...(data.deliveryAttemptsLatestFirst?.nodes ?? [])].reverse(),
-    total: first ? data.deliveryById?.deliveryAttemptsByDeliveryId.totalCount ?? 0 : undefined,
+    total: first ? Math.min(data.deliveryAttemptsCount ?? 0, data.deliveryAttemptsCountedUpTo) : undefined,
+    totalIsAtLeast: first ? (data.deliveryAttemptsCount ?? 0) > data.deliveryAttemptsCountedUpTo : undefined,
     payload: first ? data.deliveryById?.payload ?? null : undefined,
   };
 }

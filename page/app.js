@@ -573,14 +573,17 @@ function outcomeBadge(state) {
 const byNumber = (a, b) => a.attempt - b.attempt || (BigInt(a.id) < BigInt(b.id) ? -1 : BigInt(a.id) > BigInt(b.id) ? 1 : 0);
 
 /** The attempts shown, first to last; a button for the earlier ones not shown yet, a page (pageSize) of them. */
-function attemptsTable(attempts, total, pageSize, showEarlier) {
+function attemptsTable(attempts, total, pageSize, showEarlier, totalIsAtLeast = false) {
   if (!attempts.length) return h('p', { class: 'muted' }, 'Not attempted yet.');
   const hidden = total - attempts.length;
+  // (past the API's count: at least that many earlier, as long as the pages come full)
+  const earlier = totalIsAtLeast
+    ? `Show ${formatCount(pageSize)} earlier attempts${hidden > 0 ? ` (of ${formatCount(hidden)}+)` : ''}`
+    : hidden > pageSize ? `Show ${formatCount(pageSize)} earlier attempts (of ${formatCount(hidden)})`
+      : `Show the ${formatCount(hidden)} earlier attempt${hidden === 1 ? '' : 's'}`;
   return h('div', {},
-    hidden > 0
-      ? h('button', { type: 'button', class: 'link-button earlier-attempts', onclick: showEarlier },
-        hidden > pageSize ? `Show ${formatCount(pageSize)} earlier attempts (of ${formatCount(hidden)})`
-          : `Show the ${formatCount(hidden)} earlier attempt${hidden === 1 ? '' : 's'}`)
+    hidden > 0 || totalIsAtLeast
+      ? h('button', { type: 'button', class: 'link-button earlier-attempts', onclick: showEarlier }, earlier)
       : null,
     h('table', { class: 'attempts' },
       h('thead', {}, h('tr', {},
@@ -610,6 +613,8 @@ function detailsRow(firing) {
   const shown = new Map();
   const earliest = () => [...shown.values()].reduce((a, b) => (byNumber(a, b) <= 0 ? a : b));
   let total = 0;
+  // the API counts a firing's attempts up to a cap: past it, total is a least
+  let totalIsAtLeast = false;
   // how many a page brings: the API's, learnt from the first, which is full when there are more
   let pageSize = 0;
   let loading = false;
@@ -626,11 +631,15 @@ function detailsRow(firing) {
         }
         for (const a of page.attempts) shown.set(a.id, a);
         total = Math.max(page.total ?? total, shown.size);
+        if (page.totalIsAtLeast !== undefined) totalIsAtLeast = page.totalIsAtLeast;
         pageSize = Math.max(pageSize, page.attempts.length);
-        // (nothing before the earliest: the count's attempts are all shown)
-        if (page.attempts.length === 0) total = shown.size;
+        // (nothing before the earliest, or a page short of full past the count: all are shown)
+        if (page.attempts.length === 0 || (totalIsAtLeast && page.attempts.length < pageSize)) {
+          total = shown.size;
+          totalIsAtLeast = false;
+        }
         const ordered = [...shown.values()].sort(byNumber);
-        replace(attempts, attemptsTable(ordered, total, pageSize, more));
+        replace(attempts, attemptsTable(ordered, total, pageSize, more, totalIsAtLeast));
       })
       .catch((error) => {
         // (a token found expired here is as anywhere else: not a firing's problem)

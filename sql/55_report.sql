@@ -459,6 +459,39 @@ as $$
   ) a;
 $$;
 
+-- public (GraphQL: deliveryAttemptsCountedUpTo): the most attempts of one delivery
+-- webhooks.delivery_attempts_count counts.
+create or replace function webhooks.delivery_attempts_counted_up_to()
+returns integer
+language sql
+immutable
+as $$ select 1000 $$;
+
+-- public (GraphQL: deliveryAttemptsCount): how many attempts one delivery has, counted
+-- up to webhooks.delivery_attempts_counted_up_to() (1,000), one more than that when it
+-- has more (0: not yours, or not there). The Reports page asks it with a delivery's
+-- first page of attempts: the connection's totalCount read every attempt of a delivery
+-- a receiver failed for days or that was replayed by hand thousands of times, to show a
+-- count that past a thousand or so says no more than "1,000+". Reads at most 1,001 of
+-- the delivery's own day's attempts, by the index that pages them.
+create or replace function webhooks.delivery_attempts_count(delivery_id bigint)
+returns integer
+language sql
+stable
+as $$
+  with delivery as (
+    select h.created_at from webhooks.delivery_history h where h.id = delivery_attempts_count.delivery_id
+  )
+  select count(*)::integer
+  from (
+    select
+    from webhooks.delivery_attempts a
+    where a.delivery_id = delivery_attempts_count.delivery_id
+      and a.delivery_created_at = (select d.created_at from delivery d)
+    limit webhooks.delivery_attempts_counted_up_to() + 1
+  ) counted;
+$$;
+
 -- public (GraphQL: the field `contactName` of Delivery): the contact's name as the
 -- delivery's payload shows it: first and last name, else the email, at most 200
 -- characters (null: the webhook sends none of them). The page shows it in each

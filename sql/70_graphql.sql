@@ -87,7 +87,11 @@ comment on function webhooks.webhooks_history_oldest_first(webhooks.webhooks, ti
 @behavior +order
 The same deliveries as `history`, oldest first: a history's last pages, read from their own end at the cost of its first; with afterCreatedAt and afterId, the rows newer than that row, nearest first (the page before a page of `history`: after its first row, reversed).$$;
 comment on function webhooks.delivery_attempts_latest_first(bigint, integer, bigint) is $$
-The HTTP attempts of one delivery, latest first (nothing: not yours, or not there). The next page: afterAttempt and afterId, the attempt and id of the last row shown (both or neither): it costs what the first page costs however many attempts the delivery has, where an `offset` or an `after` cursor (and deliveryAttemptsByDeliveryId's offset) reads and throws away every attempt before the page. Its totalCount reads every attempt: deliveryAttemptsByDeliveryId's counts them by one index.$$;
+The HTTP attempts of one delivery, latest first (nothing: not yours, or not there). The next page: afterAttempt and afterId, the attempt and id of the last row shown (both or neither): it costs what the first page costs however many attempts the delivery has, where an `offset` or an `after` cursor (and deliveryAttemptsByDeliveryId's offset) reads and throws away every attempt before the page. Its totalCount reads every attempt: deliveryAttemptsCount counts up to a cap.$$;
+comment on function webhooks.delivery_attempts_count(bigint) is $$
+How many HTTP attempts one delivery has (0: not yours, or not there), counted up to deliveryAttemptsCountedUpTo (1,000): past it, one more than that, whatever the delivery has ("1,000+"). It reads at most that many attempts, where deliveryAttemptsByDeliveryId's totalCount reads every one.$$;
+comment on function webhooks.delivery_attempts_counted_up_to() is $$
+The most attempts deliveryAttemptsCount counts: a count one more than this means more.$$;
 comment on function webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text) is $$
 @fieldName historyCount
 How many deliveries `history` gives for the same since, until and state: from the report's daily counts, so it costs about the same for any number of deliveries (the connection's totalCount counts them one by one).$$;

@@ -606,6 +606,31 @@ browserTest('a firing tried more than a hundred times shows its latest attempts,
   await page.close();
 });
 
+browserTest('a firing tried more than a thousand times says "1,000+" of its earlier attempts, the API counting no further, and shows them all on request', async (t) => {
+  const make = factories(db().pool);
+  const company = await make.company('Very Stubborn Receivers');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Replayed thousands of times', actions: ['contact.created'] });
+  const firingId = await fire(db().pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 1_050, statusCode: 500 });
+  const page = await signedIn(company.id);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
+  await page.click(`${firing} button:has-text("Show")`);
+  const attempts = `${firing} + tr table.attempts tbody tr`;
+  const earlier = `${firing} + tr button.earlier-attempts`;
+  await untilText(page, earlier, 'Show 100 earlier attempts (of 900+)');
+  for (let shown = 200; shown <= 1_000; shown += 100) {
+    await page.click(earlier);
+    await until(`${shown} attempts shown`, async () => (await page.locator(attempts).count()) === shown);
+  }
+  t.is(await page.textContent(earlier), 'Show 100 earlier attempts', 'past the count: more, how many unsaid');
+  await page.click(earlier);
+  await until('every attempt shown', async () => (await page.locator(attempts).count()) === 1_050);
+  t.is(await page.locator(earlier).count(), 0, 'nothing left to show');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('an API whose pages hold fewer than a hundred rows (API_MAX_PAGE_SIZE) serves the report, a history, its changes and its attempts', async (t) => {
   const pool = db().pool;
   const make = factories(pool);

@@ -139,3 +139,37 @@ test("half of the attempt a page starts after is refused by name, the column nam
   const noAttempt = await t.throwsAsync(client.query(`execute keyset_page(${deliveryId}, null, 10)`));
   t.like(noAttempt, { code: '22023', constraint: 'history_after_row', column: 'after_attempt' });
 });
+
+/**
+ * The attempts a statement read, by the transaction's statistics: a function whose
+ * body is a statement of its own (not inlined) shows nothing of it in its caller's plan.
+ */
+async function countRead(client: pg.PoolClient, execute: string): Promise<{ count: string; read: number }> {
+  const attemptsRead = async () => Number((await client.query(
+    `select coalesce(sum(idx_tup_fetch + seq_tup_read), 0) as n from pg_stat_xact_user_tables where relname like 'delivery_attempts%'`)).rows[0].n);
+  const before = await attemptsRead();
+  const { rows: [{ count }] } = await client.query(execute);
+  return { count: String(count), read: (await attemptsRead()) - before };
+}
+
+test("a delivery's count of attempts, asked with its first page, reads at most one past the count's cap, and says it went past", async (t) => {
+  const { companyId, deliveryId } = await theAttempts();
+  const { rows: [{ cap }] } = await db().pool.query('select webhooks.delivery_attempts_counted_up_to() as cap');
+  t.is(cap, 1000);
+  const client = await asTheApi(t, db().pool, companyId, {
+    capped: 'select webhooks.delivery_attempts_count($1) as count',
+    every: 'select count(*) as count from webhooks.delivery_attempts a where a.delivery_id = $1',
+  });
+  const capped = await countRead(client, `execute capped(${deliveryId})`);
+  t.is(capped.count, String(cap + 1), 'past the cap: one more than it');
+  t.true(capped.read > 0 && capped.read <= cap + 2, `attempts read for the capped count: ${capped.read}`);
+  const every = await countRead(client, `execute every(${deliveryId})`);
+  t.is(every.count, String(ATTEMPTS));
+  t.true(every.read >= ATTEMPTS, `attempts read counting them all: ${every.read}`);
+  t.log(`attempts read to count a delivery's ${ATTEMPTS} attempts: ${capped.read} capped at ${cap}, ${every.read} counting them all`);
+  // a delivery of fewer: its count as it is; not yours, or not there: 0
+  const { rows: [other] } = await db().pool.query(
+    'select delivery_id::text as id from webhooks.delivery_attempts where delivery_id <> $1 limit 1', [deliveryId]);
+  t.is((await countRead(client, `execute capped(${other.id})`)).count, '20');
+  t.is((await countRead(client, 'execute capped(-1)')).count, '0');
+});
