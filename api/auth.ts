@@ -114,8 +114,8 @@ async function verifiedToken(
 /**
  * The tokens verified lately, each kept with its claims until it expires: a token
  * sent again is not verified again. Its signature's check (HMAC, through WebCrypto)
- * took some 180 µs of the API's one thread a request (a 401 for a token of another
- * secret cost 460 µs, one without a token 280: test/api/request-rate.test.ts), paid by
+ * took some 90 to 180 µs of the API's one thread a request (a 401 for a token of another
+ * secret cost 340 to 480 µs, one without a token 250 to 370: test/api/request-rate.test.ts), paid by
  * every request of every company, and again by each request its company's rate refuses.
  * A token once valid stays valid until it expires: its lifetime is counted from its
  * iat, or from the time it is checked if that is later, which only shortens it. Only
