@@ -15,7 +15,8 @@ export const session = {
 /**
  * An error the page can explain. kind: 'signed-out' (no token), 'expired',
  * 'rejected' (the server does not accept the token), 'forbidden' (a read-only token
- * tried a change), 'network', 'server' (it, or a proxy before it, failed: HTTP 5xx), 'api'.
+ * tried a change), 'network', 'no-answer' (none within ANSWER_WAIT_MS), 'server' (it,
+ * or a proxy before it, failed: HTTP 5xx), 'api'.
  */
 export class ApiError extends Error {
   /**
@@ -39,6 +40,17 @@ const GET_A_TOKEN = 'Get a new one with "npm run token -- --company <your compan
 // deadlock (TRY_AGAIN), is sent again this many times
 const MAX_REFUSALS = 5;
 
+/**
+ * How long the page waits for the server's answer to one request, body and all: a
+ * hung proxy, or a server that accepts and never replies, would otherwise keep the
+ * page busy for good, with nothing said. Longer than the API's own statement timeout
+ * (docs/api-limits.md), so that a slow answer the server will give is not cut off.
+ */
+export const ANSWER_WAIT_MS = 30_000;
+
+const NO_ANSWER = `The server did not answer within ${ANSWER_WAIT_MS / 1000} seconds. ` +
+  'A change you asked for may or may not have been made; try again, or reload the page to see.';
+
 /** The wait a 429 asks for (its Retry-After, in seconds), from a quarter second to five. */
 function retryAfterMs(response) {
   const seconds = Number(response.headers.get('retry-after'));
@@ -55,8 +67,13 @@ export async function graphql(query, variables = {}) {
   let response;
   let body = null;
   for (let refusals = 0; ; refusals++) {
+    const bounded = new AbortController();
+    // (a timer of the page's own, rather than AbortSignal.timeout: one clock for all of
+    // the page's waits)
+    const timer = setTimeout(() => bounded.abort(), ANSWER_WAIT_MS);
     try {
       response = await fetch('/graphql', {
+        signal: bounded.signal,
         method: 'POST',
         headers: {
           'content-type': 'application/json',
@@ -66,6 +83,8 @@ export async function graphql(query, variables = {}) {
         body: JSON.stringify({ query, variables }),
       });
     } catch {
+      clearTimeout(timer);
+      if (bounded.signal.aborted) throw new ApiError('no-answer', NO_ANSWER);
       throw new ApiError('network', 'The server cannot be reached. Is "npm start" running?');
     }
     // 429: the company's requests had their turns taken, or its new texts their time
@@ -73,6 +92,7 @@ export async function graphql(query, variables = {}) {
     // so a change is safe to send again: after Retry-After, a few times, and only then
     // is the refusal shown
     if (response.status === 429 && refusals < MAX_REFUSALS) {
+      clearTimeout(timer);
       await new Promise((resolve) => setTimeout(resolve, retryAfterMs(response)));
       continue;
     }
@@ -81,6 +101,9 @@ export async function graphql(query, variables = {}) {
       body = await response.json();
     } catch {
       // a proxy's HTML error page, or an empty reply: judged by its status below
+      if (bounded.signal.aborted) throw new ApiError('no-answer', NO_ANSWER);
+    } finally {
+      clearTimeout(timer);
     }
     // TRY_AGAIN: the database ended the request to break a deadlock, and kept nothing
     // of it (docs/api.md): sent again at once, a few times

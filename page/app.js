@@ -185,10 +185,21 @@ function hideFlash() {
   element.textContent = '';
 }
 
-function showError(text) {
+/** Shows an error (none: hides it); with retry, a Try again button beside it that runs retry. */
+function showError(text, retry = null) {
   const element = $('error');
   setText(element, text);
   element.hidden = !text;
+  if (text && retry) {
+    element.append(' ', h('button', {
+      type: 'button',
+      class: 'secondary try-again',
+      onclick: () => {
+        showError('');
+        retry();
+      },
+    }, 'Try again'));
+  }
 }
 
 function clearMessages() {
@@ -199,15 +210,20 @@ function clearMessages() {
 /** Whether an error is of the token (none, expired, refused): the admin signs in again. */
 const isTokenError = (error) => error instanceof ApiError && ['signed-out', 'expired', 'rejected'].includes(error.kind);
 
-/** Errors of the token send the admin back to sign in, with the reason. */
-function handleError(error) {
+/**
+ * Errors of the token send the admin back to sign in, with the reason. retry: what
+ * Try again does when the server did not answer in time (the request may never have
+ * reached it: worth another try).
+ */
+function handleError(error, retry = null) {
   if (isTokenError(error)) {
     keepUnsentForm();
     session.clear();
     showSignIn(error.message);
     return;
   }
-  showError(error instanceof Error ? error.message : String(error));
+  const unanswered = error instanceof ApiError && error.kind === 'no-answer';
+  showError(error instanceof Error ? error.message : String(error), unanswered ? retry : null);
 }
 
 // ---- sign in -----------------------------------------------------------------
@@ -1323,7 +1339,8 @@ async function submitSetup(form, webhook) {
       form.querySelector(`[data-field="${field}"] input, [data-field="${field}"] select, [data-field="${field}"] textarea`)?.focus();
       return;
     }
-    handleError(error);
+    // (the form stays as typed: Try again sends it as it is then)
+    handleError(error, () => form.requestSubmit());
   }
 }
 
@@ -1411,7 +1428,7 @@ async function render() {
     // would pass for their answer (last month's counts under Last 7 days, another
     // webhook's history and its Replay buttons under this one's link)
     showNoView('');
-    handleError(error);
+    handleError(error, () => void render());
   } finally {
     if (mine === generation) document.body.removeAttribute('aria-busy');
   }

@@ -12,6 +12,10 @@ import { factories } from '../helpers/factories.ts';
 import { scrape } from '../helpers/prometheus.ts';
 import { fire, fireMany, seedCompany } from '../helpers/report-data.ts';
 import { until } from '../helpers/until.ts';
+import { holdingProxy } from '../helpers/holding-proxy.ts';
+
+// (the page's modules are plain JavaScript for the browser, without types)
+const pageApi: string = '../../page/api.js';
 
 const RESULTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
 
@@ -1283,5 +1287,54 @@ browserTest('a click refused because the company\'s turn is taken (429) is tried
   t.false(stored.enabled);
   // (the browser logs each refused request itself; nothing else went wrong)
   t.deepEqual(problemsOf(page).filter((problem) => !/status of 429 \(Too Many Requests\)/.test(problem)), []);
+  await page.close();
+});
+
+browserTest('a request the server accepts and never answers ends after the page\'s wait: the page says so, keeps what was typed and tries again on request', async (t) => {
+  const { companyId, notes } = await seedCompany(db().pool, 'Unanswered Realty');
+  const { ANSWER_WAIT_MS } = (await import(pageApi)) as { ANSWER_WAIT_MS: number };
+  const proxy = await holdingProxy(api().api.url);
+  t.teardown(() => proxy.close());
+  const page = await openTab(`${proxy.url}/reports/webhooks`);
+  await signIn(page, await api().token(companyId, 'webhook_admin', 'jane.admin@purple.example'));
+  await untilReport(page);
+  // the page's timers on a clock the test moves: the wait passes without being waited
+  await page.clock.install();
+
+  // a view that never comes: said, the page no longer busy, and Try again shows it
+  proxy.hold('/graphql');
+  await page.click(`${row(notes.id)} .webhook-link`);
+  await proxy.untilHeld(1);
+  t.is(await page.getAttribute('body', 'aria-busy'), 'true');
+  await page.clock.fastForward(ANSWER_WAIT_MS);
+  await untilText(page, '#error', /^The server did not answer within 30 seconds\./);
+  t.is(await page.getAttribute('body', 'aria-busy'), null);
+  proxy.answer();
+  await page.click('#error button.try-again');
+  await untilText(page, '#page-title', 'Handwritten thank-you notes');
+  t.true(await page.isHidden('#error'));
+
+  // a Create that never comes back: the form keeps what was typed, and Try again sends it
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.fill('#setup-name', 'Birthday cards');
+  await page.fill('#setup-url', 'https://cards.example.com/in');
+  await page.check('input[name=action][value="contact.created"]');
+  proxy.hold('/graphql');
+  await page.click('#setup-submit');
+  await proxy.untilHeld(2);
+  await page.clock.fastForward(ANSWER_WAIT_MS);
+  await untilText(page, '#error', /^The server did not answer within 30 seconds\./);
+  t.is(await page.inputValue('#setup-name'), 'Birthday cards');
+  t.is(await page.inputValue('#setup-url'), 'https://cards.example.com/in');
+  t.false(await page.isDisabled('#setup-submit'));
+  const made = async () => (await db().pool.query(
+    'select name from webhooks.webhooks where company_id = $1 and name = $2', [companyId, 'Birthday cards'])).rows.length;
+  t.is(await made(), 0, 'the held request never reached the API');
+  proxy.answer();
+  await page.click('#error button.try-again');
+  await untilText(page, '#flash', 'Created · Birthday cards');
+  t.is(await made(), 1);
+  t.deepEqual(problemsOf(page), []);
   await page.close();
 });
