@@ -948,24 +948,54 @@ function renderTools(webhook) {
 }
 
 let confirmAction = null;
+// the button that asked the question: the keyboard's focus goes back to it once the
+// question is answered or cancelled, not to the top of the page
+let confirmAsker = null;
 
 function askConfirm(text, yes, action) {
   setText($('confirm-text'), text);
   $('confirm-yes').textContent = yes;
   confirmAction = action;
+  confirmAsker = document.activeElement instanceof HTMLElement && document.activeElement !== document.body
+    ? document.activeElement : null;
   $('confirm').hidden = false;
+  // (Cancel first: the answer that changes nothing)
   $('confirm-no').focus();
 }
 
+/** Takes the question away, as when its view is left (the focus goes with the view). */
 function closeConfirm() {
   $('confirm').hidden = true;
   confirmAction = null;
+  confirmAsker = null;
+}
+
+/** Focus back on the button that asked; after a redraw of the tools, on its new self (same id). */
+function focusAsker(asker) {
+  const target = asker?.isConnected ? asker : asker?.id ? document.getElementById(asker.id) : null;
+  target?.focus();
+}
+
+/** Cancel, or Escape: nothing done, and the focus back where it was. */
+function cancelConfirm() {
+  const asker = confirmAsker;
+  closeConfirm();
+  focusAsker(asker);
 }
 
 $('confirm-yes').addEventListener('click', async () => {
   const action = confirmAction;
+  const asker = confirmAsker;
   closeConfirm();
   if (action) await action();
+  // (Delete leaves the webhook's page: no button to go back to)
+  focusAsker(asker);
+});
+
+$('confirm').addEventListener('keydown', (event) => {
+  if (event.key !== 'Escape') return;
+  event.preventDefault();
+  cancelConfirm();
 });
 
 async function deleteFor(webhook) {
@@ -1439,7 +1469,7 @@ $('sign-out').addEventListener('click', signOut);
 $('range').addEventListener('submit', applyCustomRange);
 $('copy-secret').addEventListener('click', copySecret);
 $('secret-done').addEventListener('click', forgetSecret);
-$('confirm-no').addEventListener('click', closeConfirm);
+$('confirm-no').addEventListener('click', cancelConfirm);
 window.addEventListener('hashchange', () => {
   if (!keepFlash) hideFlash();
   keepFlash = false;

@@ -472,3 +472,45 @@ browserTest('the form sets how deliveries go: requests at once, per second, the 
   t.deepEqual(await settingsOf(webhook.id), { max_in_flight: 4, rate_limit: null, coalesce_seconds: null, ordered: false });
   t.deepEqual(problemsOf(page), []);
 });
+
+browserTest('the Delete and Rotate secret questions take the keyboard: focus goes in when asked, Escape cancels, and focus goes back to the button that asked', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, name: 'Keyboard notes', actions: ['contact.created'] });
+  const page = await signedIn(company.id);
+  await page.click(`tr[data-webhook-id="${webhook.id}"] .webhook-link`);
+  await page.waitForSelector('#delete-webhook');
+  const focused = () => page.evaluate(() => document.activeElement?.id ?? null);
+  const secret = await storedSecret(webhook.id);
+
+  for (const [button, question] of [['#delete-webhook', /^Delete "Keyboard notes"/], ['#rotate-secret', /^Rotate the signing secret/]] as const) {
+    await page.focus(button);
+    await page.keyboard.press('Enter');
+    await untilText(page, '#confirm-text', question);
+    t.true(await page.evaluate(() => document.getElementById('confirm')!.contains(document.activeElement)), 'focus is in the question');
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#confirm', { state: 'hidden' });
+    t.is(await focused(), button.slice(1), 'Escape gives focus back to the button that asked');
+    // Cancel does the same
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#confirm:not([hidden])');
+    await page.click('#confirm-no');
+    t.is(await focused(), button.slice(1), 'Cancel gives focus back');
+  }
+  // neither question, cancelled, did anything
+  t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where id = $1', [webhook.id])).rows[0].n, 1);
+  t.is(await storedSecret(webhook.id), secret);
+
+  // Rotate secret answered: focus is back on Rotate secret, drawn again with the new secret shown
+  await page.focus('#rotate-secret');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#confirm:not([hidden])');
+  // (Cancel has the focus first; Rotate secret is before it)
+  await page.keyboard.press('Shift+Tab');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#secret-panel:not([hidden])');
+  t.not(await storedSecret(webhook.id), secret);
+  t.is(await focused(), 'rotate-secret');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
