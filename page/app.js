@@ -525,13 +525,18 @@ function backfillCell(webhook, backfill) {
         : `Backfill cancelled on ${when} after ${formatCount(backfill.queued)}`));
   }
   if (!readOnly) {
+    // why the button is off, in words on the page that the button names as its
+    // description: a title shows on hover alone, and a disabled button takes no focus
+    const why = webhook.enabled ? null
+      : h('div', { class: 'reason', id: `backfill-off-${webhook.id}` }, 'Enable this webhook to backfill it.');
     const start = h('button', {
       type: 'button', class: 'secondary', dataset: { action: 'backfill' }, ...acting('Backfill', webhook.name),
       disabled: !webhook.enabled,
-      title: webhook.enabled ? 'Send every contact of your company to this webhook once' : 'This webhook is disabled: enable it to backfill',
+      title: webhook.enabled ? 'Send every contact of your company to this webhook once' : null,
+      'aria-describedby': why?.id,
       onclick: () => startWebhookBackfill(webhook, start),
     }, 'Backfill');
-    parts.push(start);
+    parts.push(start, why);
   }
   return parts;
 }

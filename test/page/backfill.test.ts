@@ -63,7 +63,7 @@ browserTest('an admin starts a backfill; its bar follows the snapshots sent, liv
   await page.close();
 });
 
-browserTest('cancel: the bar gives way to what it came to; a disabled webhook offers no Backfill', async (t) => {
+browserTest('cancel: the bar gives way to what it came to; a disabled webhook\'s Backfill is off, and says why in words on the page that it names as its description', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
@@ -74,7 +74,14 @@ browserTest('cancel: the bar gives way to what it came to; a disabled webhook of
   const row = `tr[data-webhook-id="${hook.id}"]`;
 
   const { page, problems } = await signedIn(company.id, 'webhook_admin');
-  t.true(await page.isDisabled(`tr[data-webhook-id="${off.id}"] [data-action=backfill]`));
+  const offButton = `tr[data-webhook-id="${off.id}"] [data-action=backfill]`;
+  t.true(await page.isDisabled(offButton));
+  // (a title shows on hover alone: no keyboard or screen reader reaches it)
+  const describedBy = await page.getAttribute(offButton, 'aria-describedby');
+  t.truthy(describedBy);
+  t.is(await page.textContent(`#${describedBy}`), 'Enable this webhook to backfill it.');
+  t.true(await page.isVisible(`#${describedBy}`));
+  t.is(await page.getAttribute(`${row} [data-action=cancel-backfill]`, 'aria-describedby'), null);
   await page.click(`${row} [data-action=cancel-backfill]`);
   await untilText(page, `${row} .backfill-words`, /^Backfill cancelled on .+ after 0$/);
   const { rows: [backfill] } = await db().pool.query('select state from webhooks.backfills where webhook_id = $1', [hook.id]);
