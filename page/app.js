@@ -593,18 +593,25 @@ function outcomeBadge(state) {
 /** Attempts first to last: by number, and by id within one (nothing keeps two from sharing a number). */
 const byNumber = (a, b) => a.attempt - b.attempt || (BigInt(a.id) < BigInt(b.id) ? -1 : BigInt(a.id) > BigInt(b.id) ? 1 : 0);
 
-/** The attempts shown, first to last; a button for the earlier ones not shown yet, a page (pageSize) of them. */
-function attemptsTable(attempts, total, pageSize, showEarlier, totalIsAtLeast = false) {
+/**
+ * The attempts shown, first to last; a button for the earlier ones not shown yet, a
+ * page (pageSize) of them, named with its firing (which) for a screen reader.
+ */
+function attemptsTable(attempts, total, pageSize, showEarlier, which, totalIsAtLeast = false) {
   if (!attempts.length) return h('p', { class: 'muted' }, 'Not attempted yet.');
   const hidden = total - attempts.length;
   // (past the API's count: at least that many earlier, as long as the pages come full)
-  const earlier = totalIsAtLeast
-    ? `Show ${formatCount(pageSize)} earlier attempts${hidden > 0 ? ` (of ${formatCount(hidden)}+)` : ''}`
-    : hidden > pageSize ? `Show ${formatCount(pageSize)} earlier attempts (of ${formatCount(hidden)})`
-      : `Show the ${formatCount(hidden)} earlier attempt${hidden === 1 ? '' : 's'}`;
+  const earlier = totalIsAtLeast || hidden > pageSize
+    ? `${formatCount(pageSize)} earlier attempts`
+    : `the ${formatCount(hidden)} earlier attempt${hidden === 1 ? '' : 's'}`;
+  const outOf = totalIsAtLeast ? (hidden > 0 ? ` (of ${formatCount(hidden)}+)` : '')
+    : hidden > pageSize ? ` (of ${formatCount(hidden)})` : '';
   return h('div', {},
     hidden > 0 || totalIsAtLeast
-      ? h('button', { type: 'button', class: 'link-button earlier-attempts', onclick: showEarlier }, earlier)
+      ? h('button', {
+        type: 'button', class: 'link-button earlier-attempts', onclick: showEarlier,
+        ...acting(`Show ${earlier}`, `of ${which}${outOf}`),
+      }, `Show ${earlier}${outOf}`)
       : null,
     h('table', { class: 'attempts' },
       h('thead', {}, h('tr', {},
@@ -620,8 +627,11 @@ function attemptsTable(attempts, total, pageSize, showEarlier, totalIsAtLeast = 
           a.responseBody ? h('code', { class: 'response' }, a.responseBody) : null))))));
 }
 
-/** The details under a firing, loaded when first opened: the payload as sent and its attempts. */
-function detailsRow(firing) {
+/**
+ * The details under a firing, loaded when first opened: the payload as sent and its
+ * attempts. which: the firing as its buttons name it ("firing #1525, Nov 26, …").
+ */
+function detailsRow(firing, which) {
   const attempts = h('div', { class: 'attempts-list' }, h('p', { class: 'muted' }, 'Loading attempts…'));
   const payload = h('pre', { class: 'payload muted' }, 'Loading…');
   const row = h('tr', { class: 'details-row', hidden: true },
@@ -660,7 +670,7 @@ function detailsRow(firing) {
           totalIsAtLeast = false;
         }
         const ordered = [...shown.values()].sort(byNumber);
-        replace(attempts, attemptsTable(ordered, total, pageSize, more, totalIsAtLeast));
+        replace(attempts, attemptsTable(ordered, total, pageSize, more, which, totalIsAtLeast));
       })
       .catch((error) => {
         // (a token found expired here is as anywhere else: not a firing's problem)
@@ -696,9 +706,9 @@ function pendingReason(firing) {
 }
 
 function firingRows(firing) {
-  const details = detailsRow(firing);
   // (the firing by its number, as the page's messages name it, and its time, as its row shows it)
   const which = `firing #${firing.id}, ${formatTime(firing.createdAt)}`;
+  const details = detailsRow(firing, which);
   const show = h('button', {
     type: 'button',
     class: 'link-button',

@@ -596,6 +596,11 @@ browserTest('a firing tried more than a hundred times shows its latest attempts,
   t.deepEqual([latest[0], latest[99]], [31, 130], 'the latest hundred, first to last');
   const earlier = `${firing} + tr button.earlier-attempts`;
   t.is(await page.textContent(earlier), 'Show the 30 earlier attempts');
+  // named with its firing for a screen reader, as the firing's own Show button is
+  const showFiring = await page.getAttribute(`${firing} button[aria-expanded]`, 'aria-label');
+  const which = showFiring?.replace(/^Hide /, '') ?? '';
+  t.regex(which, new RegExp(`^firing #${firingId}, `));
+  t.is(await page.getAttribute(earlier, 'aria-label'), `Show the 30 earlier attempts of ${which}`);
   await page.click(earlier);
   await until('the earlier attempts shown', async () => (await numbers()).length === 130);
   t.deepEqual(await numbers(), Array.from({ length: 130 }, (_, i) => i + 1));
