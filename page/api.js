@@ -620,8 +620,8 @@ export async function fetchAuditLog(webhookId) {
 // ---- backfill ------------------------------------------------------------------
 
 const BACKFILLS = /* GraphQL */ `
-  query Backfills($after: Cursor) {
-    latestBackfills(after: $after) {
+  query Backfills($webhookIds: [BigInt], $after: Cursor) {
+    latestBackfills(webhookIds: $webhookIds, after: $after) {
       pageInfo { hasNextPage endCursor }
       nodes { id webhookId state total queued unfinished createdAt finishedAt error }
     }
@@ -645,13 +645,16 @@ function backfillOf(node) {
 }
 
 /**
- * The latest backfill of each webhook of the company, by webhook id. Asked every
- * second while one runs: latestBackfills reads one backfill a webhook, however many
- * the company has run (all of them, every page of allBackfills, until 2026-12-06). A
- * company of more webhooks than the API's page (API_DEFAULT_PAGE_SIZE) has more pages.
+ * The latest backfill of each webhook of the company, by webhook id; of the webhooks
+ * in webhookIds alone (null: of all). latestBackfills reads one backfill a webhook,
+ * however many the company has run (all of them, every page of allBackfills, until
+ * 2026-12-06). The report asks for every webhook's; its progress bars, every second,
+ * for those of the backfills still going (every webhook's, every page, until
+ * 2026-12-06). A company of more webhooks than the API's page (API_DEFAULT_PAGE_SIZE)
+ * has more pages.
  */
-export async function fetchBackfills() {
-  const ask = async (after) => (await graphql(BACKFILLS, { after })).latestBackfills;
+export async function fetchBackfills(webhookIds = null) {
+  const ask = async (after) => (await graphql(BACKFILLS, { webhookIds, after })).latestBackfills;
   const nodes = await allNodes(await ask(null), ask);
   return new Map(nodes.map((node) => [node.webhookId, backfillOf(node)]));
 }

@@ -443,21 +443,30 @@ let backfillTimer;
 
 /**
  * While a backfill of the report runs (or its snapshots are on their way), asks again
- * every BACKFILL_REFRESH_MS and redraws each webhook's backfill cell, for as long as
- * this view is the current one.
+ * every BACKFILL_REFRESH_MS for the latest backfill of those webhooks alone, and
+ * redraws their backfill cells, for as long as this view is the current one. (A
+ * backfill started meanwhile in another tab shows with the report's next drawing.)
  */
 function followBackfills(latest, mine) {
   clearTimeout(backfillTimer);
-  if (![...latest.values()].some(stillGoing)) return;
+  const going = [...latest.values()].filter(stillGoing).map((backfill) => backfill.webhookId);
+  if (!going.length) return;
   backfillTimer = setTimeout(async () => {
     if (mine !== generation) return;
     try {
-      const now = await fetchBackfills();
+      const asked = await fetchBackfills(going);
       if (mine !== generation) return;
+      const now = new Map(latest);
+      // (a webhook deleted meanwhile has none)
+      for (const webhookId of going) {
+        if (asked.has(webhookId)) now.set(webhookId, asked.get(webhookId));
+        else now.delete(webhookId);
+      }
       // (each webhook as its row is drawn now: one enabled or disabled meanwhile, redrawWebhookRow)
-      for (const webhook of reportShown.webhooks.values()) {
-        const cell = document.querySelector(`tr[data-webhook-id="${webhook.id}"] .backfill`);
-        if (cell) redrawBackfill(cell, webhook, latest.get(webhook.id), now.get(webhook.id));
+      for (const webhookId of going) {
+        const webhook = reportShown.webhooks.get(webhookId);
+        const cell = document.querySelector(`tr[data-webhook-id="${webhookId}"] .backfill`);
+        if (webhook && cell) redrawBackfill(cell, webhook, latest.get(webhookId), now.get(webhookId));
       }
       reportShown.backfills = now;
       followBackfills(now, mine);

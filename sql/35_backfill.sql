@@ -210,8 +210,14 @@ $$;
 -- the company has run (test/api/latest-backfills.test.ts). Before, the page read every
 -- backfill of the company, every page of them, each second. Runs as the caller:
 -- row-level security keeps it to the company's webhooks (as their owner, a DBA gets
--- every company's).
-create or replace function webhooks.latest_backfills()
+-- every company's). webhook_ids: of these webhooks alone (null: of all): the page's
+-- progress bars ask for those of the backfills still going, as it reads each of the
+-- company's other webhooks' latest backfill once, with the report (until 2026-12-06
+-- every second, every page of them).
+-- (it had no argument until 2026-12-06: a function's arguments cannot be changed in
+-- place, and the two side by side would make one call ambiguous)
+drop function if exists webhooks.latest_backfills();
+create or replace function webhooks.latest_backfills(webhook_ids bigint[] default null)
 returns setof webhooks.backfills
 language sql
 stable
@@ -219,6 +225,7 @@ as $$
   select b.*
   from webhooks.webhooks w
   cross join lateral webhooks_private.snapshot_backfill(w.id, 'infinity') b
+  where latest_backfills.webhook_ids is null or w.id = any (latest_backfills.webhook_ids)
   order by w.id;
 $$;
 

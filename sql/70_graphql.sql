@@ -174,8 +174,8 @@ comment on column webhooks.backfills.finished_at is 'When it finished, was cance
 comment on function webhooks.backfills_unfinished(webhooks.backfills) is $$
 @fieldName unfinished
 Snapshots queued but not finished yet (pending or being sent): sent so far is queued minus unfinished.$$;
-comment on function webhooks.latest_backfills() is
-  'The latest backfill of each webhook of your company (none for a webhook never backfilled): one a webhook, read by an index however many the company has run; what a progress bar asks.';
+comment on function webhooks.latest_backfills(bigint[]) is
+  'The latest backfill of each webhook of your company (none for a webhook never backfilled), or of the webhooks in webhookIds alone: one a webhook, read by an index however many the company has run; what a progress bar asks.';
 comment on function webhooks.backfill(bigint) is $$
 @name start_backfill
 Start a backfill of a webhook: every contact of your company that passes its conditions is sent once, as contact.snapshot with source "backfill". Returns the backfill id.$$;

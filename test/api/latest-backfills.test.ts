@@ -50,6 +50,17 @@ test("each webhook's latest backfill, of the caller's company alone", async (t) 
     t.like(nodes.find((n) => n.webhookId === once.id), { total: '7', queued: '7', unfinished: '0', error: null });
     t.like(nodes.find((n) => n.webhookId === often.id), { total: null, queued: '0', unfinished: '0', finishedAt: null });
   }
+  // of the webhooks named alone, as a progress bar asks for those still going
+  const named = async (ids: string[]) => {
+    const response = await api().gql(await api().token(mine.id, 'webhook_viewer'),
+      'query($ids: [BigInt]) { latestBackfills(webhookIds: $ids) { nodes { id webhookId } } }', { ids });
+    t.falsy(response.errors, JSON.stringify(response.errors));
+    return response.data.latestBackfills.nodes.map((n: any) => [n.webhookId, n.id]);
+  };
+  t.deepEqual(await named([often.id]), [[often.id, running]]);
+  t.deepEqual(await named([once.id, other.id]), [[once.id, onceId]], 'another company\'s webhook named gives nothing');
+  t.deepEqual(await named([]), []);
+
   // paged as the page reads a company of more webhooks than a page holds
   const paged: string[] = [];
   const admin = await api().token(mine.id);

@@ -135,7 +135,10 @@ browserTest('while a backfill runs, the buttons of the report keep the keyboard\
   const focused = (selector: string) => page.locator(selector).evaluate((element) => element === document.activeElement);
 
   await page.focus(otherBackfill);
-  await asked();
+  // each second, the latest backfill of the webhook whose backfill is going alone, not
+  // every page of every webhook's
+  const polled = await asked();
+  t.deepEqual(polled.postDataJSON().variables, { webhookIds: [running.id], after: null });
   await asked();
   t.true(await focused(otherBackfill), 'another row\'s Backfill keeps the focus');
 
