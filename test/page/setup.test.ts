@@ -510,6 +510,8 @@ browserTest('the Delete and Rotate secret questions take the keyboard: focus goe
   await page.keyboard.press('Enter');
   await page.waitForSelector('#secret-panel:not([hidden])');
   t.not(await storedSecret(webhook.id), secret);
+  // (once the tools are drawn again, a moment after the panel)
+  await page.waitForFunction(() => document.activeElement?.id === 'rotate-secret');
   t.is(await focused(), 'rotate-secret');
   t.deepEqual(problemsOf(page), []);
   await page.close();
