@@ -54,7 +54,14 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
                               options: MigrateOptions = {}): Promise<void> {
   const dir = options.migrationsDir ?? migrationsDir;
   const client = new pg.Client({ connectionString: databaseUrl, application_name: 'bpd-webhooks-migrate' });
+  // a session ended under it (pg_terminate_backend, a server restart) is said once, by
+  // the query that fails, not thrown from an event as well: the process
+  // would die on it with a stack
+  let lost: Error | undefined;
+  client.on('error', (error) => (lost ??= error));
   await client.connect();
+  let stage: 'waiting' | 'migrations' | 'sql' = 'waiting';
+  let running: string | undefined;
   try {
     await client.query(`set client_connection_check_interval = '${CONNECTION_CHECK_INTERVAL}'`).catch((error: { code?: string }) => {
       // invalid_parameter_value: a server on a system without the check (Windows)
@@ -63,6 +70,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     // a second migrate waits here for the first, however long it takes; every lock
     // after this one is waited for at most LOCK_TIMEOUT (givingWay)
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
+    stage = 'migrations';
     await client.query(`set lock_timeout = '${LOCK_TIMEOUT}'`);
     await client.query('set client_min_messages = warning');
     await moveMigrationsTable(client);
@@ -74,7 +82,6 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await client.query('set client_min_messages = notice');
     // each migration in a transaction of its own, recorded in it: one that gave way
     // (rolled back, below) is run again, those before it not
-    let running: string | undefined;
     const recorded = await recordedMigrations(client);
     const waitMs = options.holdersWaitMs ?? HOLDERS_WAIT_MS;
     await givingWay(client, 'the migrations', waitMs, log, () => runner({
@@ -99,12 +106,48 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     client.off('notice', onNotice);
     // (those of every try: one that gave way ran some of them)
     for (const name of await recordedMigrations(client)) if (!recorded.has(name)) log(`migrated ${name}`);
+    stage = 'sql';
     await givingWay(client, 'sql/', waitMs, log, () => applyEngine(client));
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
+  } catch (error) {
+    if (!lost && !connectionLost(error)) throw error;
+    // the server's word for it (57P01 for pg_terminate_backend), whether the query or the idle client heard it
+    const said = [firstCause(error), lost].find((heard) => (heard as { code?: string } | undefined)?.code) ?? firstCause(error);
+    throw new Error(`migrate lost its connection to the database while ${STAGES[stage]} (${said.message}): ` +
+      `${appliedBefore(stage, running)}; run migrate again to finish`, { cause: error });
   } finally {
     await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]).catch(() => {});
     await client.end();
   }
+}
+
+const STAGES = {
+  waiting: 'it waited for another migrate to end',
+  migrations: 'it ran the migrations',
+  sql: 'it applied sql/',
+};
+
+/**
+ * What a migrate that lost its session had committed: each migration is a transaction
+ * of its own, and sql/ one more, so the one it was in is rolled back and those before
+ * it stay.
+ */
+function appliedBefore(stage: keyof typeof STAGES, running: string | undefined): string {
+  if (stage === 'sql') return 'the migrations were applied, sql/ not';
+  if (stage === 'migrations' && running) return `the migrations before ${running} were applied, ${running} and the rest not, nor sql/`;
+  return 'nothing was applied';
+}
+
+/** The server ended the session (admin_shutdown, crash_shutdown, cannot_connect_now, connection_exception). */
+function connectionLost(error: unknown): boolean {
+  return /^(57P0[123]|08...)$/.test((firstCause(error) as { code?: string }).code ?? '');
+}
+
+/** The error at the bottom of a chain of causes (the database's own). */
+function firstCause(error: unknown): Error {
+  let found = error as Error;
+  while (found.cause instanceof Error) found = found.cause;
+  return found;
 }
 
 /** The migrations the database has recorded as run (none before its first migrate). */
@@ -182,8 +225,9 @@ async function givingWay<T>(client: pg.Client, step: string, waitMs: number, log
     try {
       return await work();
     } catch (error) {
-      // node-pg-migrate leaves the transaction of a migration that failed open
-      await client.query('rollback');
+      // node-pg-migrate leaves the transaction of a migration that failed open (and
+      // a session that ended cannot roll back: its own error says why)
+      await client.query('rollback').catch(() => { throw error; });
       if (!busy(error)) throw error;
       const holders = await engineTableHolders(client);
       const waiting = () => log(`${step}: waiting for the transactions in its way to end, ${holdersNamed(holders)}…`);
@@ -315,5 +359,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.error('DATABASE_URL is not set (npm start migrates its own embedded database)');
     process.exit(2);
   }
-  await migrate(url, (line) => console.log(line));
+  try {
+    await migrate(url, (line) => console.log(line));
+  } catch (error) {
+    // its sentences say what happened and what to do; a stack would bury them
+    console.error((error as Error).message);
+    process.exit(1);
+  }
 }

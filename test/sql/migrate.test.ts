@@ -1,11 +1,15 @@
 // Migrating is safe to repeat and to run twice at once.
 import test from 'ava';
 import pg from 'pg';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
-import { migrate, migrationsDir } from '../../tools/migrate.ts';
-import { createTestDatabase, databaseUrl } from '../helpers/db.ts';
+import { MIGRATE_LOCK, migrate, migrationsDir } from '../../tools/migrate.ts';
+import { createTestDatabase, databaseUrl, ownConnection } from '../helpers/db.ts';
+import { until } from '../helpers/until.ts';
 
 let emptyDatabases = 0;
 
@@ -163,4 +167,56 @@ test('no migration after the CRM\'s own changes a table of the CRM: its prepared
     for (const [statement] of text.matchAll(/\balter\s+table\s+(?:if\s+exists\s+)?(?:only\s+)?crm\.\w+/gi)) changes.push(`${file}: ${statement}`);
   }
   t.deepEqual(changes, []);
+});
+
+test('a migrate whose session is ended (pg_terminate_backend) exits non-zero with one sentence saying what was applied and to run it again; the next migrate finishes', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  // another migrate holds the lock: this one waits for it, and is ended while it waits
+  const other = await ownConnection(database.url, t);
+  await other.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../../tools/migrate.ts', import.meta.url))],
+    { env: { ...process.env, DATABASE_URL: database.url }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = once(child, 'exit');
+  const migrating = `select pid from pg_stat_activity
+                     where datname = current_database() and application_name = 'bpd-webhooks-migrate' and wait_event_type = 'Lock'`;
+  await until('the migrate waits for the other', async () => (await database.pool.query(migrating)).rowCount! > 0);
+  await database.pool.query(`select pg_terminate_backend(pid) from (${migrating}) m`);
+  const [code] = await exited;
+
+  t.is(code, 1);
+  const lines = stderr.trim().split('\n');
+  t.is(lines.length, 1, stderr);
+  t.regex(lines[0]!, /^migrate lost its connection to the database while it waited for another migrate to end \(terminating connection due to administrator command\): nothing was applied; run migrate again to finish$/);
+  t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, 'ab'.repeat(32));
+
+  await other.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]);
+  await migrate(database.url);
+  t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
+});
+
+test('a migrate whose session is ended while it applies sql/ rejects with what was applied (the migrations, not sql/), and does not crash its process', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  // a transaction holding a captured table: sql/'s lock waits for it
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from crm.contacts');
+  const migrating = migrate(database.url, () => {}, { holdersWaitMs: 60_000 });
+  migrating.catch(() => {});
+  const waiting = `select pid from pg_stat_activity
+                   where datname = current_database() and application_name = 'bpd-webhooks-migrate'
+                     and (wait_event_type = 'Lock' or query like '%virtualtransaction = any%')`;
+  await until('the migrate waits for the report', async () => (await database.pool.query(waiting)).rowCount! > 0);
+  await database.pool.query(`select pg_terminate_backend(pid) from pg_stat_activity
+                             where datname = current_database() and application_name = 'bpd-webhooks-migrate'`);
+  const error = await t.throwsAsync(migrating);
+  t.regex(error!.message, /^migrate lost its connection to the database while it applied sql\/ \(terminating connection due to administrator command\): the migrations were applied, sql\/ not; run migrate again to finish$/);
+  await report.query('rollback');
+  t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, 'ab'.repeat(32));
 });
