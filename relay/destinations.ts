@@ -204,14 +204,35 @@ export function refuseLiteral(host: string, allow: NetworkList): DestinationRefu
   return why ? new DestinationRefused(why) : null;
 }
 
-/** A verdict from `verdicts`, else judged and kept (at most 10,000 kept: a relay sends to few hosts). */
+/**
+ * The verdicts kept, in each of a NetworkList's two maps (a verdict is a string or
+ * null: under 200 bytes). Past the bound the least recently asked is forgotten: a
+ * fleet sending to more hosts than this judges again only those it sends to least
+ * often, one at a time, not every host at once (until 2026-12-06 the maps were
+ * emptied whenever they held this many, as the signing keys were: relay/sign.ts).
+ */
+export const DESTINATION_VERDICTS_MAX = 10_000;
+
+let judged = 0;
+
+/** How many verdicts this process has judged (each a miss of the cache). */
+export function destinationsJudged(): number {
+  return judged;
+}
+
+// A Map keeps its keys in the order they were set: a verdict asked is set again
+// (delete and set), so the first is the least recently asked. A hit costs that get,
+// delete and set (docs/relay.md, "The destination guard").
 function cached(verdicts: Map<string, string | null>, key: string, judge: () => string | null): string | null {
   let why = verdicts.get(key);
   if (why === undefined) {
     why = judge();
-    if (verdicts.size >= 10_000) verdicts.clear();
-    verdicts.set(key, why);
+    judged++;
+    if (verdicts.size >= DESTINATION_VERDICTS_MAX) verdicts.delete(verdicts.keys().next().value!);
+  } else {
+    verdicts.delete(key);
   }
+  verdicts.set(key, why);
   return why;
 }
 

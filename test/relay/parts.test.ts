@@ -4,6 +4,8 @@ import test from 'ava';
 import { Webhook } from 'standardwebhooks';
 import { parseRetryAfter } from '../../relay/deliver.ts';
 import {
+  DESTINATION_VERDICTS_MAX,
+  destinationsJudged,
   embeddedIPv4,
   guardedLookup,
   parseAddress,
@@ -202,6 +204,27 @@ test('the signing keys kept (SIGNING_KEYS_MAX): one more secret than the bound f
   t.is(signWith(1, 2), 0);
   t.is(signWith(SIGNING_KEYS_MAX + 1, SIGNING_KEYS_MAX + 2), 1);
   t.is(signWith(1, 2), 0, 'kept: it was used more recently than the one forgotten');
+});
+
+test('the verdicts kept on receiver hosts (DESTINATION_VERDICTS_MAX): one more host than the bound forgets the least recently asked, not every verdict', (t) => {
+  // a fleet with more receiver hosts than the bound sends to each of them in turn
+  const allow = parseNetworks('');
+  const host = (i: number) => `hooks-${i}.example.com`;
+  const ask = (from: number, to: number) => {
+    const before = destinationsJudged();
+    for (let i = from; i < to; i++) refuseLiteral(host(i), allow);
+    return destinationsJudged() - before;
+  };
+  t.is(ask(0, DESTINATION_VERDICTS_MAX), DESTINATION_VERDICTS_MAX, 'each host judged once');
+  t.is(ask(0, DESTINATION_VERDICTS_MAX), 0, 'all of them kept');
+  t.is(ask(DESTINATION_VERDICTS_MAX, DESTINATION_VERDICTS_MAX + 1), 1, 'one more');
+  t.is(ask(1, DESTINATION_VERDICTS_MAX), 0, 'the others are still kept');
+  t.is(ask(0, 1), 1, 'the least recently asked one was forgotten');
+  // a host asked again is the most recent: the next one forgotten is another
+  t.is(ask(1, 2), 0);
+  t.is(ask(DESTINATION_VERDICTS_MAX + 1, DESTINATION_VERDICTS_MAX + 2), 1);
+  t.is(ask(1, 2), 0, 'kept: it was asked more recently than the one forgotten');
+  t.is(allow.hostVerdicts.size, DESTINATION_VERDICTS_MAX);
 });
 
 test('Retry-After: seconds or an HTTP date; anything else is ignored', (t) => {
