@@ -121,6 +121,27 @@ as $$
   select hashtextextended('bpd_webhooks.company_webhooks', p_company_id);
 $$;
 
+-- sql/ only: drops the function p_signature unless it already takes p_arguments and
+-- returns p_result (as pg_get_function_arguments and pg_get_function_result write
+-- them), all that the create or replace after it cannot change. A function dropped
+-- and made again is a new one: a contact write's capture, a claim or a settle that had
+-- looked up the old one when sql/ committed failed ("cache lookup failed for
+-- function"), so sql/ applied again drops none (test/relay/upgrade.test.ts).
+create or replace function webhooks_private.drop_function_unless(p_signature text, p_arguments text, p_result text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_function regprocedure := to_regprocedure(p_signature);
+begin
+  if v_function is not null
+     and (pg_get_function_arguments(v_function), pg_get_function_result(v_function)) is distinct from (p_arguments, p_result) then
+    execute format('drop function %s', v_function);
+  end if;
+end;
+$$;
+
 -- (whether a user is a company's first on a contact was decided under an advisory
 -- lock a contact and company until 2026-12-06: a row lock of first_assignments now,
 -- 25_capture.sql, which takes no room in the server's lock table)

@@ -172,8 +172,11 @@ create trigger _600_issue_secret
 
 -- public: a new signing secret, returned once; the previous one stays valid until
 -- previous_secret_expires_at (secret_grace() from now)
-drop function if exists webhooks.rotate_webhook_secret(bigint);
-create function webhooks.rotate_webhook_secret(
+select webhooks_private.drop_function_unless(
+  'webhooks.rotate_webhook_secret(bigint)',
+  'id bigint, OUT webhook webhooks.webhooks, OUT secret text, OUT previous_secret_expires_at timestamp with time zone',
+  'record');
+create or replace function webhooks.rotate_webhook_secret(
   id bigint,
   out webhook webhooks.webhooks,
   out secret text,

@@ -64,8 +64,8 @@ $$;
 -- private: called by capture after writing deliveries (at most once per transaction
 -- it matters; the locks are re-entrant and cheap to take again). True when it
 -- notified. (Its calls are assignments, not PERFORM: 25_capture.sql says why.)
-drop function if exists webhooks_private.wake_relay();
-create function webhooks_private.wake_relay()
+select webhooks_private.drop_function_unless('webhooks_private.wake_relay()', '', 'boolean');
+create or replace function webhooks_private.wake_relay()
 returns boolean
 language plpgsql
 as $$

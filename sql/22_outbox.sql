@@ -1093,7 +1093,10 @@ $$;
 -- (webhooks.outbox_tails says when). Never waits long for a lock (lock_timeout): a
 -- day it could not make now is made by the next call. Returns how many partitions it
 -- made (tails included).
-drop function if exists webhooks.create_partitions(integer);
+select webhooks_private.drop_function_unless(
+  'webhooks.create_partitions(integer)',
+  'p_days_ahead integer DEFAULT webhooks_private.days_ahead()',
+  'integer');
 create or replace function webhooks.create_partitions(p_days_ahead integer default webhooks_private.days_ahead())
 returns integer
 language plpgsql

@@ -608,9 +608,12 @@ $$;
 drop function if exists webhooks_private.capture(webhooks.action, text, jsonb, jsonb, jsonb, bigint, bigint, bigint, bigint);
 -- (it returned nothing before)
 drop function if exists webhooks_private.capture(webhooks.action, text, jsonb, text[], jsonb, jsonb, bigint, bigint, bigint, bigint);
--- (without p_previous_id before 2026-12-06; dropped as it is, each time: it is created, not replaced, below)
-drop function if exists webhooks_private.capture(webhooks.action, text, jsonb, text[], jsonb, jsonb, bigint, bigint, bigint, bigint, bigint);
-create function webhooks_private.capture(
+-- (without p_previous_id before 2026-12-06; dropped only if its arguments or result differ from those made below)
+select webhooks_private.drop_function_unless(
+  'webhooks_private.capture(webhooks.action, text, jsonb, text[], jsonb, jsonb, bigint, bigint, bigint, bigint, bigint)',
+  'p_action webhooks.action, p_source text, p_contact jsonb, p_changed text[], p_old_custom jsonb, p_data jsonb, p_status_id bigint DEFAULT NULL::bigint, p_user_id bigint DEFAULT NULL::bigint, p_only_company bigint DEFAULT NULL::bigint, p_also_company bigint DEFAULT NULL::bigint, p_previous_id bigint DEFAULT NULL::bigint',
+  'integer');
+create or replace function webhooks_private.capture(
   p_action       webhooks.action,
   p_source       text,
   p_contact      jsonb,
@@ -917,8 +920,11 @@ create trigger "!webhooks_deleted"
 -- contact or the status is gone: the row was removed by the cascade of their delete,
 -- and contact.deleted (or nothing, for a deleted status tag) tells that story.
 -- Returns how many webhooks took it (capture).
-drop function if exists webhooks_private.status_event(webhooks.action, bigint, bigint);
-create function webhooks_private.status_event(p_action webhooks.action, p_contact_id bigint, p_status_id bigint)
+select webhooks_private.drop_function_unless(
+  'webhooks_private.status_event(webhooks.action, bigint, bigint)',
+  'p_action webhooks.action, p_contact_id bigint, p_status_id bigint',
+  'integer');
+create or replace function webhooks_private.status_event(p_action webhooks.action, p_contact_id bigint, p_status_id bigint)
 returns integer
 language plpgsql
 as $$

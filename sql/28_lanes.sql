@@ -448,8 +448,11 @@ drop function if exists webhooks_private.lane_claim(text, integer, integer, inte
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[]);
 -- (and the bytes held per webhook and the relay's byte budget, for the companies'
 -- byte shares)
-drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[], bigint[], bigint);
-create function webhooks_private.lane_claim(
+select webhooks_private.drop_function_unless(
+  'webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[], bigint[], bigint)',
+  'p_relay text, p_limit integer, p_slots integer, p_per_webhook integer, p_busy_webhooks bigint[], p_busy_counts integer[], p_only_webhooks bigint[], p_busy_caps integer[], p_busy_bytes bigint[], p_byte_budget bigint',
+  'TABLE(delivery_id bigint, created_at timestamp with time zone, row_ctid tid, send_at timestamp with time zone, send_until timestamp with time zone, webhook_filled boolean, lanes_busy boolean, payload_bytes integer, company_id bigint, nth integer, byte_room bigint, holds_nothing boolean, sent boolean)');
+create or replace function webhooks_private.lane_claim(
   p_relay         text,
   p_limit         integer,
   p_slots         integer,
@@ -913,7 +916,10 @@ $$;
 -- out: this batch's counts for it are dropped, as that enable or delete would drop
 -- them. A webhook row held the same way is not auto-disabled now; a later failure
 -- does it.
-drop function if exists webhooks_private.lane_results(bigint[], timestamptz[], integer[], text[]);
+select webhooks_private.drop_function_unless(
+  'webhooks_private.lane_results(bigint[], timestamptz[], integer[], text[])',
+  'p_webhook_ids bigint[], p_attempted_at timestamp with time zone[], p_status_codes integer[], p_errors text[]',
+  'void');
 create or replace function webhooks_private.lane_results(
   p_webhook_ids  bigint[],
   p_attempted_at timestamptz[],

@@ -17,8 +17,11 @@
 -- public: create a webhook for the caller's company; returns it with its signing
 -- secret (whsec_…), shown this once
 drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint);
-drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb);
-create function webhooks.create_webhook(
+select webhooks_private.drop_function_unless(
+  'webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb)',
+  'name text, url text, fields text[], actions webhooks.action[], status_id bigint DEFAULT NULL::bigint, user_id bigint DEFAULT NULL::bigint, ignore_sources text[] DEFAULT NULL::text[], watch_fields text[] DEFAULT NULL::text[], conditions jsonb DEFAULT NULL::jsonb, OUT webhook webhooks.webhooks, OUT secret text',
+  'record');
+create or replace function webhooks.create_webhook(
   name           text,
   url            text,
   fields         text[],
