@@ -220,3 +220,27 @@ test('a migrate whose session is ended while it applies sql/ rejects with what w
   await report.query('rollback');
   t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, 'ab'.repeat(32));
 });
+
+test('over a function whose result or argument names differ from this sql/\'s, migrate drops and makes it again; over its own, it keeps it (the same oid)', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const shape = async () => (await database.pool.query(
+    `select oid::int as oid, pg_get_function_result(oid) as result, proargnames as names from pg_proc
+     where oid in ('webhooks_private.wake_relay()'::regprocedure,
+                   'webhooks_private.status_event(webhooks.action, bigint, bigint)'::regprocedure) order by proname`)).rows;
+  const [status, wake] = await shape();
+  // as an older release might have had them: another result, other argument names
+  await database.pool.query(`
+    drop function webhooks_private.wake_relay() cascade;
+    create function webhooks_private.wake_relay() returns void language sql as 'select';
+    drop function webhooks_private.status_event(webhooks.action, bigint, bigint) cascade;
+    create function webhooks_private.status_event(a webhooks.action, c bigint, s bigint) returns integer language sql as 'select 0'`);
+  const [olderStatus, olderWake] = await shape();
+  await migrate(database.url);
+  const [newStatus, newWake] = await shape();
+  t.deepEqual([newStatus.result, newStatus.names, newWake.result], [status.result, status.names, wake.result]);
+  t.not(newStatus.oid, olderStatus.oid);
+  t.not(newWake.oid, olderWake.oid);
+  await migrate(database.url);
+  t.deepEqual(await shape(), [newStatus, newWake]);
+});
