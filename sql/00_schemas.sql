@@ -142,6 +142,27 @@ begin
 end;
 $$;
 
+-- sql/ only: drops the composite type p_type, and what uses it, unless its attributes
+-- are already p_attributes (name and type, as format_type writes them, comma-separated),
+-- for the same reason: the functions that return it would be made again with it.
+create or replace function webhooks_private.drop_type_unless(p_type text, p_attributes text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_type regtype := to_regtype(p_type);
+begin
+  if v_type is not null
+     and (select string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' order by a.attnum)
+          from pg_attribute a
+          where a.attrelid = (select t.typrelid from pg_type t where t.oid = v_type) and a.attnum > 0 and not a.attisdropped)
+         is distinct from p_attributes then
+    execute format('drop type %s cascade', v_type);
+  end if;
+end;
+$$;
+
 -- (whether a user is a company's first on a contact was decided under an advisory
 -- lock a contact and company until 2026-12-06: a row lock of first_assignments now,
 -- 25_capture.sql, which takes no room in the server's lock table)

@@ -56,7 +56,12 @@ $$;
 -- The report (REPORTS >> Webhooks): every webhook of the company, active and
 -- disabled, with how often it fired in a date range and how that went.
 
-drop type if exists webhooks.webhook_report_row cascade;
+-- (made again, with webhook_report, only when its attributes change: drop_type_unless)
+select webhooks_private.drop_type_unless('webhooks.webhook_report_row',
+  'webhook_id bigint, name text, url text, actions webhooks.action[], fields text[], status_id bigint, status_name text, user_id bigint, user_name text, created_at timestamp with time zone, enabled boolean, disabled_at timestamp with time zone, disabled_by text, disabled_reason text, deleted_filter_target text, ignore_sources text[], watch_fields text[], conditions jsonb, max_in_flight integer, rate_limit integer, times_fired bigint, times_succeeded bigint, times_failed bigint, times_pending bigint, failures_in_a_row integer, failing_since timestamp with time zone, paused_until timestamp with time zone, disables_at timestamp with time zone');
+do $type$
+begin
+  if to_regtype('webhooks.webhook_report_row') is not null then return; end if;
 create type webhooks.webhook_report_row as (
   webhook_id      bigint,
   name            text,
@@ -95,6 +100,8 @@ create type webhooks.webhook_report_row as (
   paused_until    timestamptz,
   disables_at     timestamptz
 );
+end;
+$type$;
 
 -- (test sends, webhooks.send_test_webhook in 47_audit.sql, are in the history but not
 -- in Times Fired: the counting leaves them out, 50_report_counts.sql)

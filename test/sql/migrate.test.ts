@@ -244,3 +244,22 @@ test('over a function whose result or argument names differ from this sql/\'s, m
   await migrate(database.url);
   t.deepEqual(await shape(), [newStatus, newWake]);
 });
+
+test('over a report row type whose attributes differ from this sql/\'s, migrate makes it and its report again; over its own, it keeps both', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const made = async () => (await database.pool.query(
+    `select 'webhooks.webhook_report_row'::regtype::oid::int as type,
+            (select count(*)::int from pg_attribute where attrelid = 'webhooks.webhook_report_row'::regclass and attnum > 0) as attributes,
+            to_regprocedure('webhooks.webhook_report(timestamptz, timestamptz, bigint, boolean)')::oid::int as report`)).rows[0];
+  const own = await made();
+  // as an older release might have had it
+  await database.pool.query(`drop type webhooks.webhook_report_row cascade;
+                             create type webhooks.webhook_report_row as (webhook_id bigint, name text)`);
+  await migrate(database.url);
+  const again = await made();
+  t.is(again.attributes, own.attributes);
+  t.truthy(again.report);
+  await migrate(database.url);
+  t.deepEqual(await made(), again);
+});
