@@ -222,7 +222,7 @@ export function destinationsJudged(): number {
 
 // A Map keeps its keys in the order they were set: a verdict asked is set again
 // (delete and set), so the first is the least recently asked. A hit costs that get,
-// delete and set (docs/relay.md, "The destination guard").
+// delete and set, measured in docs/relay.md ("Where it sends").
 function cached(verdicts: Map<string, string | null>, key: string, judge: () => string | null): string | null {
   let why = verdicts.get(key);
   if (why === undefined) {
