@@ -154,7 +154,7 @@ language plpgsql
 as $$
 begin
   truncate webhooks.delivery_day_counts, webhooks.delivery_hour_counts, webhooks_private.delivery_days_to_count,
-           webhooks_private.report_counts_rolled_up;
+           webhooks_private.report_counts_rolled_up, webhooks_private.hours_on_their_way;
   return null;
 end;
 $$;
@@ -354,9 +354,13 @@ $$;
 -- first hour without a true row (and not before its first delivery of those days) to
 -- the last that ended two hours ago. No lock: a row is replaced only if its version is still the
 -- one read before counting (a writer that changed a delivery of the hour meanwhile
--- moved it on, and the hour stays stale until the next roll-up).
+-- moved it on, and the hour stays stale until the next roll-up). Returns whether a
+-- finished hour is left for a delivery on its way (the next roll-up visits the
+-- webhook again: hours_on_their_way).
+-- (returned nothing until 2026-12-06)
+drop function if exists webhooks_private.roll_up_webhook_hours(bigint, bigint, date);
 create or replace function webhooks_private.roll_up_webhook_hours(p_webhook_id bigint, p_company_id bigint, p_first_day date)
-returns void
+returns boolean
 language plpgsql
 as $$
 declare
@@ -365,6 +369,7 @@ declare
   v_first timestamptz;
   v_hours timestamptz[];
   v_versions bigint[];
+  v_on_their_way timestamptz[];
 begin
   -- the hours of counted days are the day's now
   delete from webhooks.delivery_hour_counts
@@ -380,8 +385,20 @@ begin
   where h.webhook_id = p_webhook_id and h.company_id = p_company_id
     and h.created_at >= webhooks_private.utc_day_start(p_first_day);
   if v_first is null or v_first >= v_until then
-    return;   -- no delivery in those days, or none before the last hour to count
+    return false;   -- no delivery in those days, or none before the last hour to count
   end if;
+  -- the finished hours with a delivery on its way (waiting and in flight apart, each
+  -- by the queue's index of its kind: asked of both at once, which neither index
+  -- serves, every company's queue rows were read for each webhook visited, until
+  -- 2026-12-06; test/sql/roll-up-cost.test.ts)
+  v_on_their_way := array(
+    select webhooks_private.utc_hour(q.created_at) from webhooks.delivery_queue q
+    where q.webhook_id = p_webhook_id and q.locked_by is null and q.created_at >= v_first and q.created_at < v_until
+      and q.action <> 'webhook.test'
+    union
+    select webhooks_private.utc_hour(q.created_at) from webhooks.delivery_queue q
+    where q.webhook_id = p_webhook_id and q.locked_by is not null and q.created_at >= v_first and q.created_at < v_until
+      and q.action <> 'webhook.test');
   -- from there, the first hour without a true row and with nothing on its way. (The
   -- hours before the first delivery have no rows: looked for from the day's start,
   -- the first of them was found every time, and every hour after it counted again;
@@ -393,17 +410,9 @@ begin
   from generate_series(v_first, v_until - interval '1 hour', interval '1 hour') h(at)
   where h.at not in (select c.hour from webhooks.delivery_hour_counts c
                      where c.webhook_id = p_webhook_id and c.hour >= v_first and not c.stale)
-    -- (waiting and in flight apart, each by the queue's index of its kind: asked of
-    -- both at once, which neither index serves, every company's queue rows were read
-    -- for each webhook visited, until 2026-12-06; test/sql/roll-up-cost.test.ts)
-    and h.at not in (select webhooks_private.utc_hour(q.created_at) from webhooks.delivery_queue q
-                     where q.webhook_id = p_webhook_id and q.locked_by is null and q.created_at >= v_first
-                       and q.action <> 'webhook.test')
-    and h.at not in (select webhooks_private.utc_hour(q.created_at) from webhooks.delivery_queue q
-                     where q.webhook_id = p_webhook_id and q.locked_by is not null and q.created_at >= v_first
-                       and q.action <> 'webhook.test');
+    and h.at <> all (v_on_their_way);
   if v_from is null then
-    return;   -- nothing new
+    return cardinality(v_on_their_way) > 0;   -- nothing new
   end if;
   -- the versions before counting (a statement, so a snapshot, of its own)
   select coalesce(array_agg(c.hour), '{}'), coalesce(array_agg(c.version), '{}') into v_hours, v_versions
@@ -421,6 +430,7 @@ begin
       -- (an hour still on its way after v_from is counted again with it, and the
       -- hours after it: those already true are not written again)
       and (c.fired, c.succeeded, c.failed, c.stale) is distinct from (excluded.fired, excluded.succeeded, excluded.failed, false);
+  return cardinality(v_on_their_way) > 0;
 end;
 $$;
 
@@ -531,9 +541,14 @@ begin
   select company_id into v_company_id from webhooks.webhooks where id = p_webhook_id;
   if not found then
     delete from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id;
+    delete from webhooks_private.hours_on_their_way where webhook_id = p_webhook_id;
     return 0;
   end if;
-  perform webhooks_private.roll_up_webhook_hours(p_webhook_id, v_company_id, v_before);
+  if webhooks_private.roll_up_webhook_hours(p_webhook_id, v_company_id, v_before) then
+    insert into webhooks_private.hours_on_their_way (webhook_id) values (p_webhook_id) on conflict do nothing;
+  else
+    delete from webhooks_private.hours_on_their_way where webhook_id = p_webhook_id;
+  end if;
   -- most runs find no day to count for most webhooks: say so without taking the lock
   -- (which would make a writer of an old delivery wait until this run commits)
   if not exists (select 1 from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id and day < v_before)
@@ -594,6 +609,38 @@ begin
 end;
 $$;
 
+-- private: the first p_max webhooks after p_after with deliveries created in [p_since,
+-- p_until), in the order of their ids: a walk of the history index from one webhook
+-- to the next over the days of those hours (one probe a webhook of those days), each
+-- asked for a delivery in the hours by a probe of its own (with its company: a key
+-- column of the index before the time)
+create or replace function webhooks_private.webhooks_with_deliveries(
+  p_after bigint, p_since timestamptz, p_until timestamptz, p_max integer)
+returns table (webhook_id bigint)
+language sql
+stable
+as $$
+  with recursive walked(webhook_id) as (
+    select (select min(h.webhook_id) from webhooks.delivery_history h
+            where h.webhook_id > p_after and p_since < p_until
+              and h.created_at >= webhooks_private.utc_day_start(webhooks_private.utc_day(p_since))
+              and h.created_at < p_until)
+    union all
+    select (select min(h.webhook_id) from webhooks.delivery_history h
+            where h.webhook_id > a.webhook_id
+              and h.created_at >= webhooks_private.utc_day_start(webhooks_private.utc_day(p_since))
+              and h.created_at < p_until)
+    from walked a
+    where a.webhook_id is not null)
+  select a.webhook_id
+  from walked a
+  where a.webhook_id is not null
+    and exists (select 1 from webhooks.webhooks w
+                join webhooks.delivery_history h on h.webhook_id = w.id and h.company_id = w.company_id
+                where w.id = a.webhook_id and h.created_at >= p_since and h.created_at < p_until)
+  limit p_max;
+$$;
+
 -- public (for the API server and DBAs; not in GraphQL): roll up the countable days of
 -- the webhooks after p_after_webhook_id (null: from the first), at most
 -- p_max_webhooks of them, in the order of their ids. Returns the last webhook rolled
@@ -631,6 +678,11 @@ declare
   v_before constant date := webhooks_private.countable_before();
   v_after constant bigint := coalesce(p_after_webhook_id, 0);
   v_all_counted_before constant date := webhooks_private.all_counted_before();
+  -- the first hour this run does not count (roll_up_webhook_hours), and the first the
+  -- last run that ended did not
+  v_hours_before constant timestamptz := webhooks_private.utc_hour(now() - interval '2 hours');
+  v_hours_counted_before constant timestamptz :=
+    (select r.hours_counted_before from webhooks_private.report_counts_rolled_up r);
   v_since timestamptz;
   v_active bigint[];
   v_through bigint;
@@ -662,7 +714,31 @@ begin
     delete from webhooks_private.delivery_days_to_count n
     where not exists (select 1 from webhooks.webhooks w where w.id = n.webhook_id);
   end if;
-  if v_all_counted_before is not null then
+  if p_after_webhook_id is null then
+    -- the run's first hour not counted: the next run of the day looks from there
+    update webhooks_private.report_counts_rolled_up set hours_rolling_before = v_hours_before;
+  end if;
+  if v_all_counted_before >= counting_before and v_hours_counted_before is not null then
+    -- no new day to count, and the last run ended: the next webhooks with deliveries
+    -- in the hours finished since it started, and those it left with an hour waiting
+    -- for a delivery on its way. The hours of a webhook without deliveries since get
+    -- no rows of zeros meanwhile (the report counts what has none from the rows; the
+    -- webhook's next visit counts them all at once). The rest had nothing new: each
+    -- run visited every webhook with deliveries in the days not counted yet, mostly to
+    -- find nothing, until 2026-12-06 (test/sql/roll-up-cost.test.ts)
+    v_active := array(
+      select a.webhook_id
+      from (select w.webhook_id
+            from webhooks_private.webhooks_with_deliveries(v_after, v_hours_counted_before, v_hours_before,
+                                                           p_max_webhooks) w
+            union
+            (select o.webhook_id from webhooks_private.hours_on_their_way o
+             where o.webhook_id > v_after
+             order by o.webhook_id
+             limit p_max_webhooks)) a
+      order by a.webhook_id
+      limit p_max_webhooks);
+  elsif v_all_counted_before is not null then
     v_since := webhooks_private.utc_day_start(least(v_all_counted_before, v_before));
     -- the next webhooks with deliveries since
     v_active := array(
@@ -676,6 +752,8 @@ begin
         where a.webhook_id is not null)
       select a.webhook_id from active a where a.webhook_id is not null
       limit p_max_webhooks);
+  end if;
+  if v_all_counted_before is not null then
     -- and those with days noted that may be counted now, no further than the last of
     -- them when they fill the batch: no webhook after it is in this batch. Read to the
     -- end, the notes of days not countable yet (a retry settled the day after its
@@ -712,7 +790,9 @@ begin
     -- the run went through every webhook
     insert into webhooks_private.report_counts_rolled_up as r (counted_before)
     values (counting_before)
-    on conflict (one) do update set counted_before = greatest(r.counted_before, excluded.counted_before);
+    on conflict (one) do update
+      set counted_before = greatest(r.counted_before, excluded.counted_before),
+          hours_counted_before = r.hours_rolling_before;
   end if;
 end;
 $$;
