@@ -83,14 +83,22 @@ $$;
 -- private: a delivery of this webhook (of company p_company_id) created at p_at
 -- changed: its hour's count is stale, and if it is older than a day its day's count is
 -- no longer known (dropped now, counted again by the next roll-up)
+-- (p_note: and the webhook noted for the next roll-up, webhooks_to_roll_up: every
+-- writer but the relay's settle of a failure, whose delivery was on its way, so its
+-- webhook is noted already if its hour had finished at its last visit)
 drop function if exists webhooks_private.recount_day(bigint, timestamptz);
-create or replace function webhooks_private.recount_day(p_webhook_id bigint, p_company_id bigint, p_at timestamptz)
+drop function if exists webhooks_private.recount_day(bigint, bigint, timestamptz);
+create or replace function webhooks_private.recount_day(p_webhook_id bigint, p_company_id bigint, p_at timestamptz,
+                                                        p_note boolean default true)
 returns void
 language plpgsql
 as $$
 declare
   v_day constant date := webhooks_private.utc_day(p_at);
 begin
+  if p_note then
+    insert into webhooks_private.webhooks_to_roll_up (webhook_id) values (p_webhook_id) on conflict do nothing;
+  end if;
   -- hour rows are made for the days not counted yet (roll_up_webhook_hours): a stale
   -- row is written for a delivery of those days (so that a roll-up counting its hour
   -- meanwhile meets it), an older one's row only marked if there still is one (a
@@ -142,7 +150,8 @@ begin
     perform webhooks_private.recount_day(old.webhook_id, old.company_id, old.created_at);
   end if;
   if tg_op in ('UPDATE', 'INSERT') and webhooks_private.may_be_counted(new.created_at) then
-    perform webhooks_private.recount_day(new.webhook_id, new.company_id, new.created_at);
+    perform webhooks_private.recount_day(new.webhook_id, new.company_id, new.created_at,
+                                         p_note => not (tg_table_name = 'delivery_results' and tg_op = 'INSERT'));
   end if;
   return null;
 end;
@@ -154,7 +163,7 @@ language plpgsql
 as $$
 begin
   truncate webhooks.delivery_day_counts, webhooks.delivery_hour_counts, webhooks_private.delivery_days_to_count,
-           webhooks_private.report_counts_rolled_up, webhooks_private.hours_on_their_way;
+           webhooks_private.report_counts_rolled_up, webhooks_private.webhooks_to_roll_up;
   return null;
 end;
 $$;
@@ -356,7 +365,7 @@ $$;
 -- one read before counting (a writer that changed a delivery of the hour meanwhile
 -- moved it on, and the hour stays stale until the next roll-up). Returns whether a
 -- finished hour is left for a delivery on its way (the next roll-up visits the
--- webhook again: hours_on_their_way).
+-- webhook again: webhooks_to_roll_up).
 -- (returned nothing until 2026-12-06)
 drop function if exists webhooks_private.roll_up_webhook_hours(bigint, bigint, date);
 create or replace function webhooks_private.roll_up_webhook_hours(p_webhook_id bigint, p_company_id bigint, p_first_day date)
@@ -541,13 +550,17 @@ begin
   select company_id into v_company_id from webhooks.webhooks where id = p_webhook_id;
   if not found then
     delete from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id;
-    delete from webhooks_private.hours_on_their_way where webhook_id = p_webhook_id;
+    delete from webhooks_private.webhooks_to_roll_up where webhook_id = p_webhook_id;
     return 0;
   end if;
+  -- noted for the next run while a finished hour waits for a delivery on its way or
+  -- an hour's row is stale (a writer's since the count, or of an hour not finished)
   if webhooks_private.roll_up_webhook_hours(p_webhook_id, v_company_id, v_before) then
-    insert into webhooks_private.hours_on_their_way (webhook_id) values (p_webhook_id) on conflict do nothing;
+    insert into webhooks_private.webhooks_to_roll_up (webhook_id) values (p_webhook_id) on conflict do nothing;
   else
-    delete from webhooks_private.hours_on_their_way where webhook_id = p_webhook_id;
+    delete from webhooks_private.webhooks_to_roll_up n
+    where n.webhook_id = p_webhook_id
+      and not exists (select 1 from webhooks.delivery_hour_counts c where c.webhook_id = p_webhook_id and c.stale);
   end if;
   -- most runs find no day to count for most webhooks: say so without taking the lock
   -- (which would make a writer of an old delivery wait until this run commits)
@@ -720,8 +733,8 @@ begin
   end if;
   if v_all_counted_before >= counting_before and v_hours_counted_before is not null then
     -- no new day to count, and the last run ended: the next webhooks with deliveries
-    -- in the hours finished since it started, and those it left with an hour waiting
-    -- for a delivery on its way. The hours of a webhook without deliveries since get
+    -- in the hours finished since it started, and those noted (webhooks_to_roll_up: an
+    -- hour left for a delivery on its way, a write to an older delivery). The hours of a webhook without deliveries since get
     -- no rows of zeros meanwhile (the report counts what has none from the rows; the
     -- webhook's next visit counts them all at once). The rest had nothing new: each
     -- run visited every webhook with deliveries in the days not counted yet, mostly to
@@ -732,7 +745,7 @@ begin
             from webhooks_private.webhooks_with_deliveries(v_after, v_hours_counted_before, v_hours_before,
                                                            p_max_webhooks) w
             union
-            (select o.webhook_id from webhooks_private.hours_on_their_way o
+            (select o.webhook_id from webhooks_private.webhooks_to_roll_up o
              where o.webhook_id > v_after
              order by o.webhook_id
              limit p_max_webhooks)) a
