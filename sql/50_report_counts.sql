@@ -41,8 +41,10 @@
 -- The days not counted yet (about two days of a webhook's rows) are counted by the
 -- hour meanwhile, into webhooks.delivery_hour_counts: every hour of those days that
 -- ended more than two hours ago and whose deliveries have all finished, an hour
--- without deliveries included (from the webhook's first delivery on), so that the
--- report reads one row an hour where it counted every delivery. Once a day is
+-- without deliveries included (from the webhook's first delivery on, up to its last
+-- visit: a roll-up visits a webhook for the hours finished since the last run only if
+-- it has deliveries in them), so that the report reads one row an hour where it
+-- counted every delivery. Once a day is
 -- counted, its hours go. A write to a delivery older than an hour marks its hour's
 -- row stale and moves the row's version on (or writes a stale row); the roll-up
 -- replaces a row only if its version is still the one it read before counting. The
@@ -672,7 +674,10 @@ $$;
 -- about 0.4 ms: a roll-up of 20,000 webhooks, 2,000 of them with deliveries in the
 -- last days, took 10.4 s visiting all and 1.1 s visiting those (a scratch test,
 -- 2026-12-03). (Until 2026-12-04 the first roll-up of each day visited every webhook,
--- to write a row of zeros for each quiet one.)
+-- to write a row of zeros for each quiet one.) And while no new day can be counted,
+-- a run after one that ended visits only the webhooks with deliveries in the hours
+-- finished since that one started, those noted in webhooks_to_roll_up, and those
+-- with days noted (docs/outbox.md, since 2026-12-06).
 drop function if exists webhooks.roll_up_report_counts_after(bigint, integer);
 create or replace function webhooks.roll_up_report_counts_after(
   p_after_webhook_id bigint,
