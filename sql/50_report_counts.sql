@@ -369,7 +369,9 @@ $$;
 -- finished hour is left for a delivery on its way (the next roll-up visits the
 -- webhook again: webhooks_to_roll_up).
 -- (returned nothing until 2026-12-06)
-drop function if exists webhooks_private.roll_up_webhook_hours(bigint, bigint, date);
+select webhooks_private.drop_function_unless(
+  'webhooks_private.roll_up_webhook_hours(bigint, bigint, date)',
+  'p_webhook_id bigint, p_company_id bigint, p_first_day date', 'boolean');
 create or replace function webhooks_private.roll_up_webhook_hours(p_webhook_id bigint, p_company_id bigint, p_first_day date)
 returns boolean
 language plpgsql

@@ -1,12 +1,12 @@
 // Bad input gets an error that names the field and the problem, never "an internal
 // error", and nothing is written.
 import test from 'ava';
-import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { RATE_UNBOUNDED, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { apiSchema, inputsOfType, type Ids, type SchemaInput } from '../helpers/schema-inputs.ts';
 import { until } from '../helpers/until.ts';
 
-const { db, api } = useTestDatabaseWithApi(test);
+const { db, api } = useTestDatabaseWithApi(test, { limits: RATE_UNBOUNDED });
 
 const CREATE = `
   mutation Create($name: String, $url: String, $fields: [String], $actions: [Action], $statusId: BigInt, $userId: BigInt) {

@@ -5,12 +5,12 @@
 // dropped some days and kept one it could not drop.
 import test from 'ava';
 import { maintain } from '../../tools/maintain.ts';
-import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { RATE_UNBOUNDED, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { indexUse } from '../helpers/plans.ts';
 import { insertFinished } from '../helpers/report-counts.ts';
 
-const { db, api } = useTestDatabaseWithApi(test);
+const { db, api } = useTestDatabaseWithApi(test, { limits: RATE_UNBOUNDED });
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;

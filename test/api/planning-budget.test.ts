@@ -6,7 +6,7 @@
 import test from 'ava';
 import { DEFAULT_LIMITS } from '../../api/limits.ts';
 import { CACHED_PLANS_PER_OPERATION } from '../../api/preset.ts';
-import { startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
+import { RATE_UNBOUNDED, startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { floodOfNewTexts, type FloodAnswer } from '../helpers/new-texts.ts';
 import { scrape } from '../helpers/prometheus.ts';
@@ -16,7 +16,7 @@ const pageApiModule: string = '../../page/api.js';
 const page = (await import(pageApiModule)) as Record<string, (...args: any[]) => Promise<any>> & { REPORT: string };
 const { REPORT } = page;
 
-const { db, api } = useTestDatabaseWithApi(test);
+const { db, api } = useTestDatabaseWithApi(test, { limits: RATE_UNBOUNDED });
 
 /** extensions.code of a new text refused for its company's budget */
 const NEW_QUERIES = 'TOO_MANY_NEW_QUERIES';

@@ -77,6 +77,14 @@ export async function startTestApi(
 }
 
 /**
+ * Limits for a test file that sends its company's requests back to back, many more than
+ * a person or the page would (a walk of every input of the schema, a flood of new
+ * texts), and is about something else than the company's rate of requests
+ * (test/api/request-rate.test.ts is about that).
+ */
+export const RATE_UNBOUNDED: Partial<ApiLimits> = Object.freeze({ companyRequestsPerSecond: 1_000_000, companyRequestBurst: 1_000_000 });
+
+/**
  * A database of its own for the test file (as useTestDatabase) and the API running
  * against it, made one after the other in one hook (ava runs hooks at once).
  * `beforeApi` runs on the database before the API opens its first connection.
