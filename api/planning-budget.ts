@@ -9,7 +9,7 @@
 // it (test/api/planning-budget.test.ts). A text already planned costs a map lookup.
 //
 // A bucket of milliseconds for each company: it holds at most `burstMs` and fills at
-// `msPerSecond`; the CPU time each new text took of the thread (threadMs, below) is taken from it, and may take it below
+// `msPerSecond`; the time each new text took of the thread (threadClock, below) is taken from it, and may take it below
 // zero (a plan's time is known once it is made). While a company's bucket is empty, its
 // texts the API has not planned are refused before they are parsed; its texts already
 // planned still run.
@@ -18,13 +18,26 @@
 // each new text took.
 
 /**
- * Milliseconds of CPU this thread has used: what a text's parse, validation and plan
- * are charged in. Not the wall clock: on a loaded machine (another process's burst, a
- * CI run) the thread waits for a core, and the time it waited is nobody's planning; by
- * the wall clock the Reports page's own texts, new to a fresh API, took 0.2 s on a
- * quiet machine and 1.5 s on a loaded one.
+ * The thread's time a text's parse, validation or plan took, as it is charged: the
+ * wall clock's, but no more than the thread's CPU time over the same span plus one
+ * tick of the clock that counts it. On a loaded machine (another process's burst, a
+ * CI run) the thread waits for a core, and the time it waited is nobody's planning:
+ * by the wall clock alone the Reports page's own texts, new to a fresh API, took 0.2 s
+ * on a quiet machine and 1.5 s on a loaded one. The CPU time alone will not do either:
+ * the kernel counts it by its ticks (4 ms on this machine, 10 ms on a kernel of 100 Hz),
+ * so a text of a millisecond was charged nothing, or a tick.
  */
-export function threadMs(): number {
+export function threadClock(): () => number {
+  const wall = performance.now();
+  const cpu = threadCpuMs();
+  return () => Math.min(performance.now() - wall, threadCpuMs() - cpu + CPU_CLOCK_TICK_MS);
+}
+
+/** The coarsest tick by which a Linux kernel counts a thread's CPU time (HZ=100). */
+const CPU_CLOCK_TICK_MS = 10;
+
+/** Milliseconds of CPU this thread has used, by the kernel's ticks (threadClock, above). */
+export function threadCpuMs(): number {
   const { user, system } = process.threadCpuUsage();
   return (user + system) / 1000;
 }

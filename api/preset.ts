@@ -13,7 +13,7 @@ import { pgSettingsFor, type Claims } from './auth.ts';
 import { maskError, nameHttpRefusals } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
 import { boundedPage, chargePayload, depthRule, expandedFieldsRule, newQueryRefusal, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits, type PayloadBudget } from './limits.ts';
-import { KnownTexts, PlanningBudget, threadMs } from './planning-budget.ts';
+import { KnownTexts, PlanningBudget, threadClock } from './planning-budget.ts';
 import { nameInputErrors, refuseInputs } from './input-refusals.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -348,18 +348,18 @@ function PlanCache(planned: (ms: number) => void, planMade: NewTexts['planMade']
       middleware: {
         establishOperationPlan(next, event) {
           const started = performance.now();
-          const startedCpu = threadMs();
+          const took = threadClock();
           let plan: ReturnType<typeof next>;
           try {
             plan = next();
           } catch (error) {
-            planMade(event.operation, event.context, threadMs() - startedCpu);
+            planMade(event.operation, event.context, took());
             throw error;
           }
           if (!seen.has(plan)) {
             seen.add(plan);
             planned(performance.now() - started);
-            planMade(event.operation, event.context, threadMs() - startedCpu);
+            planMade(event.operation, event.context, took());
           }
           return plan;
         },
@@ -388,7 +388,7 @@ function PlanCache(planned: (ms: number) => void, planMade: NewTexts['planMade']
 
 interface NewTexts {
   plugin: GraphileConfig.Plugin;
-  /** A plan made (or failed) of the operation, for the request of this context, in `ms` of the thread's CPU (threadMs). */
+  /** A plan made (or failed) of the operation, for the request of this context, in `ms` of the thread (threadClock). */
   planMade(operation: object, context: Grafast.Context, ms: number): void;
 }
 
@@ -411,7 +411,7 @@ interface NewTexts {
 function newTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['claimsOf'], refused: () => void): NewTexts {
   const known = new KnownTexts(CACHED_DOCUMENTS);
   /** the requests whose text is being parsed and validated: their company and since when */
-  const parsing = new WeakMap<object, { companyId: string; text: string; started: number }>();
+  const parsing = new WeakMap<object, { companyId: string; text: string; took: () => number }>();
   /** each operation of a valid text parsed here (grafserv keeps its document): its text, and the plans made of it */
   const operations = new WeakMap<object, { text: string; plans: number }>();
   /**
@@ -422,7 +422,7 @@ function newTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['c
     const parse = req && parsing.get(req);
     if (!parse) return;
     parsing.delete(req);
-    budget.spend(parse.companyId, threadMs() - parse.started);
+    budget.spend(parse.companyId, parse.took());
     if (!document) return;
     let replanned = false;
     for (const definition of document.definitions) {
@@ -453,7 +453,7 @@ function newTextsWithinBudget(budget: PlanningBudget, claimsOf: PresetOptions['c
             refused();
             throw error;
           }
-          parsing.set(node.req, { companyId: claims.company_id, text, started: threadMs() });
+          parsing.set(node.req, { companyId: claims.company_id, text, took: threadClock() });
           return next();
         },
         // a text refused by the parser or a validation rule ends here, without prepareArgs

@@ -9,7 +9,7 @@ import { DEFAULT_LIMITS } from '../../api/limits.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { cheapRequests, type CheapRequestsAnswered } from '../helpers/cheap-requests.ts';
 import { factories } from '../helpers/factories.ts';
-import { threadMs } from '../../api/planning-budget.ts';
+import { threadCpuMs } from '../../api/planning-budget.ts';
 
 // (the page's modules are plain JavaScript for the browser, without types)
 const pageApiModule: string = '../../page/api.js';
@@ -23,12 +23,12 @@ const FLOOD = 1_500;
 
 /** The requests' answers, and the API's thread time each took on average (µs), logged. */
 async function flood(t: { log: (...values: unknown[]) => void }, what: string, authorization: string | undefined): Promise<CheapRequestsAnswered> {
-  const before = threadMs();
+  const before = threadCpuMs();
   const started = performance.now();
   const answered = await cheapRequests({ url: api().api.url, authorization, count: FLOOD, inFlight: 4 });
   const seconds = (performance.now() - started) / 1000;
   t.log(`${what}: ${FLOOD} requests in ${seconds.toFixed(1)} s (${(FLOOD / seconds).toFixed(0)} a second), ` +
-    `${(((threadMs() - before) * 1000) / FLOOD).toFixed(0)} µs of the API's thread each: ${JSON.stringify(answered.counts)}`);
+    `${(((threadCpuMs() - before) * 1000) / FLOOD).toFixed(0)} µs of the API's thread each: ${JSON.stringify(answered.counts)}`);
   return answered;
 }
 
