@@ -5,14 +5,20 @@ import test from 'ava';
 import pino from 'pino';
 import { LINGER_MS, TRICKLE_BELOW, WakeUp } from '../../relay/wakeup.ts';
 
-function setup(options: { safe?: boolean } = {}) {
+/**
+ * A WakeUp whose idle connection records what it is asked; going_idle() answers
+ * `safe` at once, or, with `answerLater`, when the test calls `answer`.
+ */
+function setup(options: { safe?: boolean; answerLater?: boolean } = {}) {
   const asked: string[] = [];
   let woken = 0;
   let onWake: () => void = () => {};
+  let answerLatest: (safe: boolean) => void = () => {};
   const wakeUp = new WakeUp({
     idle: {
       goingIdle: async () => {
         asked.push('goingIdle');
+        if (options.answerLater) return new Promise<boolean>((resolve) => (answerLatest = resolve));
         return options.safe ?? true;
       },
       capturesDone: async () => {
@@ -31,7 +37,7 @@ function setup(options: { safe?: boolean } = {}) {
     },
   });
   const nextWake = () => new Promise<void>((resolve) => (onWake = resolve));
-  return { wakeUp, asked, woken: () => woken, nextWake };
+  return { wakeUp, asked, woken: () => woken, nextWake, answer: (safe: boolean) => answerLatest(safe) };
 }
 
 test('a full batch, or a few deliveries or more: the next discovery at once, still awake', async (t) => {
@@ -144,22 +150,7 @@ test('stopping: neither a linger nor going idle', async (t) => {
 });
 
 test('going_idle() unanswered: a discovery meanwhile wakes the relay, going idle again asks nothing more, and the answer serves it', async (t) => {
-  let answer: (safe: boolean) => void = () => {};
-  const asked: string[] = [];
-  let woken = 0;
-  const wakeUp = new WakeUp({
-    idle: {
-      goingIdle: () => {
-        asked.push('goingIdle');
-        return new Promise<boolean>((resolve) => (answer = resolve));
-      },
-      capturesDone: async () => true,
-      awake: async () => void asked.push('awake'),
-      close: async () => {},
-    },
-    log: pino({ level: 'silent' }),
-    wake: () => void woken++,
-  });
+  const { wakeUp, asked, answer, woken } = setup({ answerLater: true });
   t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
   t.is(wakeUp.phase, 'announcing');
   // a NOTIFY: a discovery while the question is unanswered, which finds nothing
@@ -171,27 +162,12 @@ test('going_idle() unanswered: a discovery meanwhile wakes the relay, going idle
   answer(true);
   await new Promise((resolve) => setImmediate(resolve));
   t.is(wakeUp.phase, 'last_look');
-  t.is(woken, 1);
+  t.is(woken(), 1);
   await wakeUp.close();
 });
 
 test('going_idle() answered after the relay woke and found work: relay_idle is given back', async (t) => {
-  let answer: (safe: boolean) => void = () => {};
-  const asked: string[] = [];
-  let woken = 0;
-  const wakeUp = new WakeUp({
-    idle: {
-      goingIdle: () => {
-        asked.push('goingIdle');
-        return new Promise<boolean>((resolve) => (answer = resolve));
-      },
-      capturesDone: async () => true,
-      awake: async () => void asked.push('awake'),
-      close: async () => {},
-    },
-    log: pino({ level: 'silent' }),
-    wake: () => void woken++,
-  });
+  const { wakeUp, asked, answer, woken } = setup({ answerLater: true });
   t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
   wakeUp.beforeDiscovery();
   t.true(await wakeUp.afterDiscovery({ deliveries: 1, full: true }, false));
@@ -199,6 +175,6 @@ test('going_idle() answered after the relay woke and found work: relay_idle is g
   await new Promise((resolve) => setImmediate(resolve));
   t.is(wakeUp.phase, 'awake');
   t.deepEqual(asked, ['goingIdle', 'awake', 'awake'], 'given back after the answer (the first awake found nothing held yet)');
-  t.is(woken, 0, 'no last look: the relay is awake');
+  t.is(woken(), 0, 'no last look: the relay is awake');
   await wakeUp.close();
 });

@@ -1,7 +1,7 @@
 // With the poll timer out of the picture, the wake-up protocol alone must bring every
 // delivery (sql/20_wakeup.sql): an idle relay is woken by the NOTIFY of the next
 // capturing transaction, and a relay that is awake finds new work without one.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
 import { relayAsleep, relayScene, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 import { inTransaction } from '../helpers/sql.ts';
@@ -93,23 +93,35 @@ test('an open capturing transaction costs an idle relay nothing while it stays o
   }
 });
 
+/**
+ * A webhook with five contacts created, relay_idle held exclusively by another
+ * session (`holder`), and a relay started that polls once an hour and sends two of
+ * the webhook's deliveries at a time, without prefetching: its first discovery fills
+ * the webhook, and it goes on to announce idleness, which cannot finish meanwhile.
+ */
+async function relayWhileIdleHeld(t: ExecutionContext) {
+  const scene = await relayScene(t);
+  const { database, receiver, f, company } = scene;
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  for (let i = 0; i < 5; i++) await f.contact(company.id);
+  const holder = await database.pool.connect();
+  t.teardown(() => holder.release());
+  await holder.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS, LOCK_KEYS.relayIdle]);
+  t.teardown(() => holder.query('select pg_advisory_unlock_all()'));
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR, RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '0' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  return { ...scene, holder, relay };
+}
+
 test("a discovery's deliveries are sent before the relay announces it is going idle: that answer may take a round trip", async (t) => {
   // A first discovery that fills its webhook (a backlog beyond the relay's room for it)
   // finds no work for a second discovery, so the relay goes on to announce idleness
   // (relay_idle, on a connection of its own: at start, one it has yet to open). What it
   // claimed must not wait for that: here the announcement cannot finish, as another
   // session holds relay_idle exclusively, and the claimed deliveries still arrive.
-  const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
-  receiver.route('/hook', { secret: webhook.secret });
-  for (let i = 0; i < 5; i++) await f.contact(company.id);
-
-  const holder = await database.pool.connect();
-  t.teardown(() => holder.release());
-  await holder.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS, LOCK_KEYS.relayIdle]);
-  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR, RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '0' });
-  t.teardown(() => relay.stop());
-  await relay.start();
+  const { receiver, holder } = await relayWhileIdleHeld(t);
   const first = await receiver.waitFor(2, { path: '/hook', timeoutMs: 10_000 });
   t.is(new Set(first.map((r) => r.headers['webhook-id'])).size, 2, 'the first discovery took two (the room for the webhook), both sent');
 
@@ -123,18 +135,7 @@ test('an announcement of idleness that gets no answer stops nothing: refills and
   // (a stalled idle connection does the same: a proxy, a lock). Until it answers (at
   // most RELAY_DB_QUERY_TIMEOUT_MS, 30 s, then again on a new connection) the relay
   // must go on claiming: its backlog's refills, and a capture that notifies it.
-  const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
-  receiver.route('/hook', { secret: webhook.secret });
-  for (let i = 0; i < 5; i++) await f.contact(company.id);
-
-  const holder = await database.pool.connect();
-  t.teardown(() => holder.release());
-  await holder.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS, LOCK_KEYS.relayIdle]);
-  t.teardown(() => holder.query('select pg_advisory_unlock_all()'));
-  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR, RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '0' });
-  t.teardown(() => relay.stop());
-  await relay.start();
+  const { database, receiver, f, company, holder } = await relayWhileIdleHeld(t);
 
   const backlog = await receiver.waitFor(5, { path: '/hook', timeoutMs: 5_000 });
   t.is(new Set(backlog.map((r) => r.headers['webhook-id'])).size, 5, 'the backlog went out in refills while going_idle() waited');

@@ -3,7 +3,7 @@
 // it had as data.previous_contact_id, so that a receiver keyed by the contact's id can
 // carry its record over. Its deliveries on their way (waiting or being sent) go before
 // that message and merge with it as one contact's, and nothing else is announced for it.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
 import { indexUse } from '../helpers/plans.ts';
@@ -552,72 +552,58 @@ test('an update that changes the id and the company moves the deliveries to the 
   ]);
 });
 
-test('a backfill running: a contact inserted ahead of the walk with the id an examined contact was renumbered to, then deleted, is examined', async (t) => {
+/**
+ * A company with contacts c1 and c2, a webhook's backfill over them that a step of
+ * its own connection walks one contact at a time, its first step taken (c1 examined,
+ * c2 not yet); `finish` steps until it is done and gives the snapshots sent, as
+ * [city, contact id].
+ */
+async function backfillOneAtATime(t: ExecutionContext) {
   const f = make();
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
   const c1 = await f.contact(company.id, { city: 'c1' });
-  await f.contact(company.id, { city: 'c2' });
-  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
-  const stepper = await connected(t);
-  await stepper.query("set webhooks.backfill_batch = '1'");
-  const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
-  await step();   // c1 examined
-  const ahead = await freeId();
-  await db().pool.query('update crm.contacts set id = $2 where id = $1', [c1.id, ahead]);   // noted: passed over there
-  await db().pool.query('delete from crm.contacts where id = $1', [ahead]);
-  await db().pool.query("insert into crm.contacts (id, company_id, city) values ($1, $2, 'c3')", [ahead, company.id]);
-  for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
-    await step();
-  }
-  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot')
-    .map((d) => [d.payload.data.contact.city, String(d.contact_id)]);
-  t.deepEqual(snapshots.map(([city]) => city), ['c1', 'c2', 'c3'], 'the contact inserted later has its snapshot');
-  t.deepEqual(snapshots[2], ['c3', ahead]);
-});
-
-test('a backfill running: a contact examined, renumbered ahead of the walk and changed there, is not examined again', async (t) => {
-  const f = make();
-  const company = await f.company();
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
-  const c1 = await f.contact(company.id, { city: 'c1' });
-  await f.contact(company.id, { city: 'c2' });
-  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
-  const stepper = await connected(t);
-  await stepper.query("set webhooks.backfill_batch = '1'");
-  const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
-  await step();   // c1 examined
-  const [ahead, further] = [await freeId(), await freeId()];
-  await db().pool.query('update crm.contacts set id = $2 where id = $1', [c1.id, ahead]);
-  await db().pool.query("update crm.contacts set city = 'c1 changed' where id = $1", [ahead]);
-  await db().pool.query('update crm.contacts set id = $2 where id = $1', [ahead, further]);
-  for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
-    await step();
-  }
-  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot')
-    .map((d) => d.payload.data.contact.city);
-  t.deepEqual(snapshots, ['c1', 'c2']);
-});
-
-test('a backfill running: a contact inserted behind the walk with the id a contact not examined was renumbered to, then deleted, is left as any behind it', async (t) => {
-  const f = make();
-  const company = await f.company();
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
-  await f.contact(company.id, { city: 'c1' });
   const c2 = await f.contact(company.id, { city: 'c2' });
   const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
   const stepper = await connected(t);
   await stepper.query("set webhooks.backfill_batch = '1'");
   const step = () => stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfill]);
-  await step();   // c1 examined; c2 not yet
+  await step();
+  const finish = async () => {
+    for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
+      await step();
+    }
+    return (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot')
+      .map((d) => [d.payload.data.contact.city as string, String(d.contact_id)]);
+  };
+  return { company, c1, c2, finish };
+}
+
+test('a backfill running: a contact inserted ahead of the walk with the id an examined contact was renumbered to, then deleted, is examined', async (t) => {
+  const { company, c1, finish } = await backfillOneAtATime(t);
+  const ahead = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [c1.id, ahead]);   // noted: passed over there
+  await db().pool.query('delete from crm.contacts where id = $1', [ahead]);
+  await db().pool.query("insert into crm.contacts (id, company_id, city) values ($1, $2, 'c3')", [ahead, company.id]);
+  const snapshots = await finish();
+  t.deepEqual(snapshots.map(([city]) => city), ['c1', 'c2', 'c3'], 'the contact inserted later has its snapshot');
+  t.deepEqual(snapshots[2], ['c3', ahead]);
+});
+
+test('a backfill running: a contact examined, renumbered ahead of the walk and changed there, is not examined again', async (t) => {
+  const { c1, finish } = await backfillOneAtATime(t);
+  const [ahead, further] = [await freeId(), await freeId()];
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [c1.id, ahead]);
+  await db().pool.query("update crm.contacts set city = 'c1 changed' where id = $1", [ahead]);
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [ahead, further]);
+  t.deepEqual((await finish()).map(([city]) => city), ['c1', 'c2']);
+});
+
+test('a backfill running: a contact inserted behind the walk with the id a contact not examined was renumbered to, then deleted, is left as any behind it', async (t) => {
+  const { company, c2, finish } = await backfillOneAtATime(t);
   const behind = `-${await freeId()}`;
   await db().pool.query('update crm.contacts set id = $2 where id = $1', [c2.id, behind]);   // noted: to examine there
   await db().pool.query('delete from crm.contacts where id = $1', [behind]);
   await db().pool.query("insert into crm.contacts (id, company_id, city) values ($1, $2, 'c3')", [behind, company.id]);
-  for (let i = 0; i < 10 && (await db().pool.query('select state from webhooks.backfills where id = $1', [backfill])).rows[0].state === 'running'; i++) {
-    await step();
-  }
-  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot')
-    .map((d) => d.payload.data.contact.city);
-  t.deepEqual(snapshots, ['c1'], 'inserted behind the walk after it passed: not the contact noted');
+  t.deepEqual((await finish()).map(([city]) => city), ['c1'], 'inserted behind the walk after it passed: not the contact noted');
 });
