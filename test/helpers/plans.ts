@@ -56,6 +56,21 @@ export function partitionsRead(node: PlanNode, into: Map<string, Set<string>> = 
 type Queryable = { query(text: string, values?: unknown[]): Promise<{ rows: any[] }> };
 
 /**
+ * The rows of a table this transaction has read so far: returned by its scans and
+ * fetched through its indexes; with `indexes`, the entries its indexes returned too (an
+ * index read whole finds rows without reading them). A statement's reads are the
+ * difference across it.
+ */
+export async function tableReads(db: Queryable, table: string, options: { indexes?: boolean } = {}): Promise<number> {
+  const { rows: [{ n }] } = await db.query(
+    `select (pg_stat_get_xact_tuples_returned($1::regclass) + pg_stat_get_xact_tuples_fetched($1::regclass)
+             + case when $2 then coalesce((select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) from pg_index i
+                                           where i.indrelid = $1::regclass), 0) else 0 end)::int as n`,
+    [table, options.indexes ?? false]);
+  return n as number;
+}
+
+/**
  * What one statement made of a table's indexes (its partitions' too): the index
  * entries their scans returned, or how many scans there were, as this session's
  * statistics count them. A session's counts add up across its transactions until

@@ -8,6 +8,7 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { tableReads } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -180,11 +181,7 @@ test("an ordered webhook's merge of a change reads its contact's queue rows, not
   await db().pool.query('analyze webhooks.delivery_queue');
   const client = await db().pool.connect();
   t.teardown(() => client.release());
-  const read = async () => (await client.query(
-    `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_queue'::regclass)
-             + pg_stat_get_xact_tuples_fetched('webhooks.delivery_queue'::regclass)
-             + coalesce((select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) from pg_index i
-                         where i.indrelid = 'webhooks.delivery_queue'::regclass), 0))::int as n`)).rows[0].n as number;
+  const read = () => tableReads(client, 'webhooks.delivery_queue', { indexes: true });
   await client.query('begin');
   const before = await read();
   await client.query(`update crm.contacts set first_name = 'Second' where id = $1`, [contact.id]);

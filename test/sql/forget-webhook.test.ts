@@ -12,6 +12,7 @@ import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
 import { noDayDroppedBeforeEachTest } from '../helpers/days.ts';
+import { tableReads } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 noDayDroppedBeforeEachTest(test, db);
@@ -325,9 +326,7 @@ test.serial("a webhook's delete and its recheck read its own queue rows, not eve
   await client.connect();
   t.teardown(() => client.end());
   const queueRowsRead = async (statement: string, values: unknown[] = []) => {
-    const read = async () => (await client.query(
-      `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_queue'::regclass)
-               + pg_stat_get_xact_tuples_fetched('webhooks.delivery_queue'::regclass))::int as n`)).rows[0].n as number;
+    const read = () => tableReads(client, 'webhooks.delivery_queue');
     await client.query('begin');
     const before = await read();
     await client.query(statement, values);

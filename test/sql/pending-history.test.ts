@@ -8,6 +8,7 @@ import test from 'ava';
 import { API_PLANNER_SETTINGS } from '../../api/preset.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { tableReads } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -34,9 +35,7 @@ test("a history of what is on its way reads the webhook's own queue rows, not ev
     for (const [name, value] of Object.entries(API_PLANNER_SETTINGS)) {
       await client.query('select set_config($1, $2, true)', [name, value]);
     }
-    const read = async () => (await client.query(
-      `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_queue'::regclass)
-               + pg_stat_get_xact_tuples_fetched('webhooks.delivery_queue'::regclass))::int as n`)).rows[0].n as number;
+    const read = () => tableReads(client, 'webhooks.delivery_queue');
     const before = await read();
     const { rows } = await client.query(
       `select h.id::text as id from webhooks.webhooks w, webhooks.webhooks_history(w, null, null, $2) h where w.id = $1`,

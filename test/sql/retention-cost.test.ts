@@ -9,6 +9,7 @@ import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { utcDay } from '../helpers/days.ts';
 import { factories } from '../helpers/factories.ts';
+import { tableReads } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -16,9 +17,7 @@ test('with no day of history past the retention, the look for deliveries past it
   const QUEUED = 2_000;
   const client = await db().pool.connect();
   t.teardown(() => client.release());
-  const read = async () => (await client.query(
-    `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_queue'::regclass)
-             + pg_stat_get_xact_tuples_fetched('webhooks.delivery_queue'::regclass))::int as n`)).rows[0].n as number;
+  const read = () => tableReads(client, 'webhooks.delivery_queue');
   await client.query('begin');
   try {
     const { rows: [{ past }] } = await client.query('select days_past_retention as past from webhooks_ops.upkeep()');
@@ -50,11 +49,7 @@ test('with a day past the retention kept by a delivery on its way, the look read
   t.teardown(() => client.release());
   // rows of the queue read, and entries of its indexes (an index read whole finds the
   // rows without reading them)
-  const read = async () => (await client.query(
-    `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_queue'::regclass)
-             + pg_stat_get_xact_tuples_fetched('webhooks.delivery_queue'::regclass)
-             + (select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) from pg_index i
-                where i.indrelid = 'webhooks.delivery_queue'::regclass))::int as n`)).rows[0].n as number;
+  const read = () => tableReads(client, 'webhooks.delivery_queue', { indexes: true });
   const readBy = async <T>(statement: () => Promise<T>) => {
     const before = await read();
     const result = await statement();
@@ -111,11 +106,7 @@ test('the look at a day past the retention asks one day count of each webhook of
   const DAYS_COUNTED = 10;
   const client = await db().pool.connect();
   t.teardown(() => client.release());
-  const read = async () => (await client.query(
-    `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_day_counts'::regclass)
-             + pg_stat_get_xact_tuples_fetched('webhooks.delivery_day_counts'::regclass)
-             + (select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) from pg_index i
-                where i.indrelid = 'webhooks.delivery_day_counts'::regclass))::int as n`)).rows[0].n as number;
+  const read = () => tableReads(client, 'webhooks.delivery_day_counts', { indexes: true });
   await client.query('begin');
   try {
     await client.query(`set local webhooks.retention = '5 days'`);

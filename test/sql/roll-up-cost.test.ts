@@ -8,6 +8,7 @@ import test from 'ava';
 import type pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { tableReads } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -26,9 +27,7 @@ test("a roll-up of a webhook's hours reads its own queue rows, not every company
   await db().pool.query('analyze webhooks.delivery_queue');
   const client = await db().pool.connect();
   t.teardown(() => client.release());
-  const read = async () => (await client.query(
-    `select (pg_stat_get_xact_tuples_returned('webhooks.delivery_queue'::regclass)
-             + pg_stat_get_xact_tuples_fetched('webhooks.delivery_queue'::regclass))::int as n`)).rows[0].n as number;
+  const read = () => tableReads(client, 'webhooks.delivery_queue');
   await client.query('begin');
   const before = await read();
   await client.query(`select webhooks_private.roll_up_webhook_hours($1, $2, webhooks_private.utc_day(now()) - 3)`,
@@ -47,11 +46,7 @@ test('a batch of the roll-up reads the notes of days to count again of its own w
   const BATCH = 25;
   const client = await db().pool.connect();
   t.teardown(() => client.release());
-  const read = async () => (await client.query(
-    `select (pg_stat_get_xact_tuples_returned('webhooks_private.delivery_days_to_count'::regclass)
-             + pg_stat_get_xact_tuples_fetched('webhooks_private.delivery_days_to_count'::regclass)
-             + (select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) from pg_index i
-                where i.indrelid = 'webhooks_private.delivery_days_to_count'::regclass))::int as n`)).rows[0].n as number;
+  const read = () => tableReads(client, 'webhooks_private.delivery_days_to_count', { indexes: true });
   await client.query('begin');
   try {
     // a roll-up has gone through every webhook: the day's first run after it visits

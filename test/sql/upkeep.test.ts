@@ -8,6 +8,7 @@ import pg from 'pg';
 import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { tableReads } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -137,9 +138,7 @@ test.serial("the report's days behind, with no roll-up through every webhook yet
   const client = new pg.Client({ connectionString: db().url });
   await client.connect();
   t.teardown(() => client.end());
-  const read = async () => (await client.query(
-    `select (pg_stat_get_xact_tuples_returned('webhooks.webhooks'::regclass)
-             + pg_stat_get_xact_tuples_fetched('webhooks.webhooks'::regclass))::int as n`)).rows[0].n as number;
+  const read = () => tableReads(client, 'webhooks.webhooks');
   await client.query('begin');
   const before = await read();
   const { rows: [row] } = await client.query('select report_days_behind from webhooks_ops.upkeep()');
