@@ -163,6 +163,23 @@ begin
 end;
 $$;
 
+-- sql/ only: drops the trigger p_name of p_table if it is there. DROP TRIGGER IF EXISTS
+-- locks the table ACCESS EXCLUSIVE even when there is no such trigger: on the CRM's
+-- tables, which sql/ otherwise locks only against writes (CREATE OR REPLACE TRIGGER,
+-- SHARE ROW EXCLUSIVE; tools/migrate.ts), that lock would stop the reads a contact
+-- write's capture makes of them too, and deadlock with it.
+create or replace function webhooks_private.drop_trigger_if_present(p_table regclass, p_name text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if exists (select 1 from pg_trigger where tgrelid = p_table and tgname = p_name and not tgisinternal) then
+    execute format('drop trigger %I on %s', p_name, p_table);
+  end if;
+end;
+$$;
+
 -- (whether a user is a company's first on a contact was decided under an advisory
 -- lock a contact and company until 2026-12-06: a row lock of first_assignments now,
 -- 25_capture.sql, which takes no room in the server's lock table)

@@ -776,13 +776,11 @@ $$;
 -- AFTER: only a row the delete removed counts (a CRM trigger may cancel it). Named
 -- "!…" to fire before the key's own check of the same row ("RI_ConstraintTrigger_a_…",
 -- which sorts after), as the contacts' delete trigger does (25_capture.sql).
-drop trigger if exists "!webhooks_user_deleted" on crm.users;
-create trigger "!webhooks_user_deleted"
+create or replace trigger "!webhooks_user_deleted"
   after delete on crm.users
   for each row execute function webhooks_private.tg_filter_target__deleted('user_id');
 
-drop trigger if exists "!webhooks_status_deleted" on crm.statuses;
-create trigger "!webhooks_status_deleted"
+create or replace trigger "!webhooks_status_deleted"
   after delete on crm.statuses
   for each row execute function webhooks_private.tg_filter_target__deleted('status_id');
 -- (a trigger function of each table, for a few hours of 2026-12-06)

@@ -885,25 +885,22 @@ $$;
 -- announced before the change that caused it (before the contact's contact.created,
 -- even), and the last message showed the row as it was before it
 -- (test/sql/crm-triggers.test.ts).
-drop trigger if exists _500_webhooks_created on crm.contacts;
-drop trigger if exists "!webhooks_created" on crm.contacts;
-create trigger "!webhooks_created"
+select webhooks_private.drop_trigger_if_present('crm.contacts', '_500_webhooks_created');
+create or replace trigger "!webhooks_created"
   after insert on crm.contacts
   for each row execute function webhooks_private.tg_contacts__created();
 
-drop trigger if exists _500_webhooks_updated on crm.contacts;
-drop trigger if exists "!webhooks_updated" on crm.contacts;
-create trigger "!webhooks_updated"
+select webhooks_private.drop_trigger_if_present('crm.contacts', '_500_webhooks_updated');
+create or replace trigger "!webhooks_updated"
   after update on crm.contacts
   for each row execute function webhooks_private.tg_contacts__updated();
 
 -- The first AFTER DELETE trigger (above): "!" sorts before every letter, digit and
 -- "_", and so before the cascades' "RI_ConstraintTrigger_a_…". (A BEFORE trigger
 -- before: _900_, then "~", each of which a CRM trigger's name could sort after.)
-drop trigger if exists _900_webhooks_deleted on crm.contacts;
-drop trigger if exists "~webhooks_deleted" on crm.contacts;
-drop trigger if exists "!webhooks_deleted" on crm.contacts;
-create trigger "!webhooks_deleted"
+select webhooks_private.drop_trigger_if_present('crm.contacts', '_900_webhooks_deleted');
+select webhooks_private.drop_trigger_if_present('crm.contacts', '~webhooks_deleted');
+create or replace trigger "!webhooks_deleted"
   after delete on crm.contacts
   for each row execute function webhooks_private.tg_contacts__deleted();
 
@@ -1014,21 +1011,18 @@ $$;
 -- are statement triggers, which Postgres fires after every row trigger, whatever the
 -- names: a CRM row trigger on the assignments that updates the contact has its update
 -- announced first.)
-drop trigger if exists _500_webhooks_status_added on crm.contact_statuses;
-drop trigger if exists "!webhooks_status_added" on crm.contact_statuses;
-create trigger "!webhooks_status_added"
+select webhooks_private.drop_trigger_if_present('crm.contact_statuses', '_500_webhooks_status_added');
+create or replace trigger "!webhooks_status_added"
   after insert on crm.contact_statuses
   for each row execute function webhooks_private.tg_contact_statuses__added();
 
-drop trigger if exists _500_webhooks_status_removed on crm.contact_statuses;
-drop trigger if exists "!webhooks_status_removed" on crm.contact_statuses;
-create trigger "!webhooks_status_removed"
+select webhooks_private.drop_trigger_if_present('crm.contact_statuses', '_500_webhooks_status_removed');
+create or replace trigger "!webhooks_status_removed"
   after delete on crm.contact_statuses
   for each row execute function webhooks_private.tg_contact_statuses__removed();
 
-drop trigger if exists _500_webhooks_status_changed on crm.contact_statuses;
-drop trigger if exists "!webhooks_status_changed" on crm.contact_statuses;
-create trigger "!webhooks_status_changed"
+select webhooks_private.drop_trigger_if_present('crm.contact_statuses', '_500_webhooks_status_changed');
+create or replace trigger "!webhooks_status_changed"
   after update of contact_id, status_id on crm.contact_statuses
   for each row execute function webhooks_private.tg_contact_statuses__changed();
 
@@ -1253,8 +1247,7 @@ begin
 end;
 $$;
 
-drop trigger if exists _500_webhooks_assigned on crm.contact_assignments;
-create trigger _500_webhooks_assigned
+create or replace trigger _500_webhooks_assigned
   after insert on crm.contact_assignments
   referencing new table as inserted
   for each statement execute function webhooks_private.tg_contact_assignments__assigned();
@@ -1294,8 +1287,7 @@ begin
 end;
 $$;
 
-drop trigger if exists _500_webhooks_reassigned on crm.contact_assignments;
-create trigger _500_webhooks_reassigned
+create or replace trigger _500_webhooks_reassigned
   after update on crm.contact_assignments
   referencing old table as before_update new table as after_update
   for each statement execute function webhooks_private.tg_contact_assignments__reassigned();

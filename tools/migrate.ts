@@ -39,6 +39,8 @@ export interface MigrateOptions {
   migrationsDir?: string;
   /** how long a step that gave way waits for the transactions in its way (HOLDERS_WAIT_MS unless a test says otherwise) */
   holdersWaitMs?: number;
+  /** how long each lock is waited for (LOCK_TIMEOUT unless a test says otherwise) */
+  lockTimeout?: string;
 }
 
 /**
@@ -71,7 +73,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     // after this one is waited for at most LOCK_TIMEOUT (givingWay)
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
     stage = 'migrations';
-    await client.query(`set lock_timeout = '${LOCK_TIMEOUT}'`);
+    await client.query('select set_config($1, $2, false)', ['lock_timeout', options.lockTimeout ?? LOCK_TIMEOUT]);
     await client.query('set client_min_messages = warning');
     await moveMigrationsTable(client);
     await refuseNewerDatabase(client, dir);
@@ -323,15 +325,27 @@ const ENGINE_RELATIONS = `
  * sql/ re-applied in one transaction. Taking its locks file by file, it held some
  * while it waited for others, and a claim or a contact write that held one of those
  * and wanted one of the first deadlocked with it: the migrate failed (or the CRM's
- * write). So it takes them all first, in one LOCK, then applies the files without
- * waiting on anyone.
+ * write). So it takes them all first, then applies the files without waiting on
+ * anyone. The CRM's tables are locked against writes only (SHARE ROW EXCLUSIVE, all
+ * that sql/'s CREATE OR REPLACE TRIGGER takes): a contact write that is under way
+ * reads the users, statuses and assignments in its capture, and had the migrate
+ * held them ACCESS EXCLUSIVE while it waited for the contacts that write held, the
+ * two waited for each other until the migrate gave way, attempt after attempt
+ * (test/relay/upgrade.test.ts).
  */
 async function applyEngine(client: pg.Client): Promise<void> {
   await client.query('begin');
-  const { rows: [{ relations }] } = await client.query<{ relations: string | null }>(
-    `select string_agg(r.oid::regclass::text, ', ' order by r.n) as relations from unnest(${ENGINE_RELATIONS}) with ordinality r(oid, n)`,
+  const { rows } = await client.query<{ relation: string; captured: boolean }>(
+    `select r.oid::regclass::text as relation, c.relnamespace::regnamespace::text = $2 as captured
+     from unnest(${ENGINE_RELATIONS}) with ordinality r(oid, n) join pg_catalog.pg_class c on c.oid = r.oid
+     order by r.n`,
     [ENGINE_SCHEMAS, CAPTURED_SCHEMA]);
-  if (relations) await client.query(`lock table ${relations} in access exclusive mode`);
+  const captured = rows.filter((row) => row.captured).map((row) => row.relation);
+  const engine = rows.filter((row) => !row.captured).map((row) => row.relation);
+  // the CRM's first: once the migrate has them, no contact write is under way to
+  // want the engine's tables after it
+  if (captured.length > 0) await client.query(`lock table ${captured.join(', ')} in share row exclusive mode`);
+  if (engine.length > 0) await client.query(`lock table ${engine.join(', ')} in access exclusive mode`);
   for (const { name, text } of ENGINE_FILES) {
     try {
       await client.query(text);

@@ -76,7 +76,9 @@ test('a migrate that gave way to a long transaction waits for it to end without 
   const { database, f, company } = await relayScene(t);
   const report = await ownConnection(database.url, t);
   await report.query('begin');
-  await report.query('select count(*) from crm.contacts');
+  // (a DBA's read of the fire history: sql/ replaces the engine's tables' triggers,
+  // policies and views, while of the CRM's tables it stops only writes)
+  await report.query('select count(*) from webhooks.deliveries');
   const { rows: [{ pid }] } = await report.query('select pg_backend_pid() as pid');
   let gaveWay!: () => void;
   const givenWay = new Promise<void>((resolve) => (gaveWay = resolve));
@@ -127,7 +129,9 @@ test('a migrate whose tables a transaction holds past its wait fails, naming tha
   await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
   const report = await ownConnection(database.url, t);
   await report.query('begin');
-  await report.query('select count(*) from crm.contacts');
+  // (a DBA's read of the fire history: sql/ replaces the engine's tables' triggers,
+  // policies and views, while of the CRM's tables it stops only writes)
+  await report.query('select count(*) from webhooks.deliveries');
   const { rows: [{ pid }] } = await report.query('select pg_backend_pid() as pid');
   const held = await t.throwsAsync(migrate(database.url, () => {}, { holdersWaitMs: 1_000 }));
   t.regex(held?.message ?? '', new RegExp(`^sql/ not applied: .* by server process(es)? [0-9, ]*\\b${pid}\\b`));
@@ -232,6 +236,53 @@ test('sql/ applied again and again while the CRM writes (contacts, status tags, 
   t.deepEqual(await functions(), before, 'every function kept its oid: re-applied, none was dropped');
   t.true(written > 0);
   t.log(`${written} write transactions, the longest ${Math.round(longest)} ms (each waits for sql/'s locks while it is applied)`);
+});
+
+test('a contact write under way while sql/ is applied, whose status tag\'s capture reads the users and assignments the migrate has locked, finishes; the migrate waits for it and applies sql/ in the same try', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.status_added'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: hook.secret });
+  const status = await f.status(company.id);
+  const writer = await ownConnection(database.url, t);
+  await writer.query('begin');
+  const { rows: [contact] } = await writer.query(
+    `insert into crm.contacts (company_id, first_name) values ($1, 'Under way') returning id`, [company.id]);
+  // waited for long enough that a deadlock is found (1 s) before the migrate would give way
+  const migrating = migrate(database.url, () => {}, { lockTimeout: '30s' });
+  migrating.catch(() => {});
+  const migrateTransaction = async () => (await database.pool.query<{ began: Date; waits: string | null }>(
+    `select a.xact_start as began, (select l.relation::regclass::text from pg_locks l where l.pid = a.pid and not l.granted) as waits
+     from pg_stat_activity a where a.application_name = 'bpd-webhooks-migrate' and a.datname = current_database()`)).rows[0];
+  await until('the migrate waits for the contacts', async () => (await migrateTransaction())?.waits === 'crm.contacts');
+  const waiting = await migrateTransaction();
+  try {
+    await writer.query(`set statement_timeout = '10s'`);
+    await writer.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+    t.deepEqual(await migrateTransaction(), waiting, 'the migrate still waits in the same transaction: it did not give way');
+    await writer.query('commit');
+  } finally {
+    await writer.query('rollback').catch(() => {});
+    await migrating.catch(() => {});
+  }
+  await migrating;
+  const { rows } = await database.pool.query(
+    `select action::text from webhooks.deliveries where webhook_id = $1`, [hook.id]);
+  t.deepEqual(rows, [{ action: 'contact.status_added' }]);
+});
+
+test('a DBA\'s long read of the CRM\'s contacts does not hold sql/ up: sql/ stops writes to them, not reads', async (t) => {
+  const { database } = await relayScene(t);
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from crm.contacts, crm.contact_statuses, crm.contact_assignments, crm.users, crm.statuses');
+  try {
+    await migrate(database.url, () => {}, { holdersWaitMs: 1_000 });
+  } finally {
+    await report.query('commit');
+  }
+  const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
+  t.is(applied.fingerprint, ENGINE_FINGERPRINT);
 });
 
 test('a migrate killed in a long migration lets go of its tables at once, leaves nothing of that migration, and the next migrate finishes', async (t) => {

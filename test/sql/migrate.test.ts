@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
+import { ENGINE_FILES, ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { MIGRATE_LOCK, migrate, migrationsDir } from '../../tools/migrate.ts';
 import { createTestDatabase, databaseUrl, ownConnection } from '../helpers/db.ts';
 import { until } from '../helpers/until.ts';
@@ -262,4 +262,43 @@ test('over a report row type whose attributes differ from this sql/\'s, migrate 
   t.truthy(again.report);
   await migrate(database.url);
   t.deepEqual(await made(), again);
+});
+
+test('sql/ locks the CRM\'s tables against writes only (SHARE ROW EXCLUSIVE at most), so that a contact write\'s capture can read them while it is applied', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const client = await database.pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    for (const { text } of ENGINE_FILES) await client.query(text);
+    const { rows } = await client.query<{ relation: string; mode: string }>(
+      `select l.relation::regclass::text as relation, l.mode from pg_locks l
+       join pg_class c on c.oid = l.relation
+       where l.pid = pg_backend_pid() and c.relnamespace = 'crm'::regnamespace
+         and l.mode in ('ExclusiveLock', 'AccessExclusiveLock') order by 1, 2`);
+    t.deepEqual(rows, []);
+  } finally {
+    await client.query('rollback');
+  }
+});
+
+test('over an install whose capture triggers had their names of before, migrate drops those and keeps one trigger each', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const triggers = async () => (await database.pool.query<{ name: string }>(
+    `select tgrelid::regclass::text || ' ' || tgname as name from pg_trigger
+     where tgrelid in ('crm.contacts'::regclass, 'crm.contact_statuses'::regclass) and not tgisinternal order by 1`)).rows;
+  const ours = await triggers();
+  // as an older release named them (each fired the same function again)
+  await database.pool.query(`
+    create trigger _500_webhooks_created after insert on crm.contacts
+      for each row execute function webhooks_private.tg_contacts__created();
+    create trigger "~webhooks_deleted" after delete on crm.contacts
+      for each row execute function webhooks_private.tg_contacts__deleted();
+    create trigger _500_webhooks_status_added after insert on crm.contact_statuses
+      for each row execute function webhooks_private.tg_contact_statuses__added()`);
+  t.is((await triggers()).length, ours.length + 3);
+  await migrate(database.url);
+  t.deepEqual(await triggers(), ours);
 });
