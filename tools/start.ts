@@ -47,7 +47,13 @@ if (taken) {
 }
 
 const db = await database();
-await migrate(db.url, (line) => console.log(line));
+await migrate(db.url, (line) => console.log(line)).catch(async (error: Error) => {
+  // its sentences say what happened and what to do, as `npm run migrate`'s do: a
+  // stack would bury them; and the embedded Postgres is stopped, not left behind
+  console.error(error.message);
+  await db.stop();
+  process.exit(1);
+});
 console.log(`Postgres: ${db.url}`);
 console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.fire_history'");
 

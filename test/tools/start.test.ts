@@ -144,3 +144,27 @@ test("npm start on a port something else answers says so and stops: never 'up' o
   t.regex(err.seen.join('\n'), new RegExp(`port ${port} .*is taken`));
   t.false(out.seen.some((line) => /bpd-webhooks is up/.test(line)));
 });
+
+test('npm start whose migrate fails (a database migrated by newer code) says why in one line, with no stack, and stops with status 1', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`insert into webhooks_private.migrations (name, run_on) values ('9999_from_the_future', now())`);
+  const port = await freePort();
+  const start = spawn(process.execPath, [`${root}tools/start.ts`], {
+    cwd: root,
+    env: { PATH: process.env.PATH, DATABASE_URL: database.url, PORT: String(port), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = lines(start.stdout!);
+  const err = lines(start.stderr!);
+  t.teardown(() => void (start.exitCode === null && start.kill('SIGKILL')));
+  const code = await Promise.race([
+    new Promise<number | null>((resolve) => start.once('close', (exitCode) => resolve(exitCode))),
+    out.next(/bpd-webhooks is up/, 60_000, 0).then(() => 'up', () => 'neither up nor stopped within a minute'),
+  ]);
+  t.is(code, 1);
+  t.deepEqual(err.seen.filter((line) => line.trim() !== ''), [
+    'this database was migrated by newer code (9999_from_the_future: no such file in migrations/); ' +
+      'nothing was done, so as not to put this older engine under it: run the newer code, or its migrate',
+  ]);
+});
