@@ -211,13 +211,18 @@ export const REPORT = /* GraphQL */ `
     webhookReport(withCounts: false) { ${REPORT_PAGE} }
   }
 `;
+// The page after one is asked after its last row (afterCreatedAt, afterId), which
+// reads that page's webhooks alone; a cursor (after) is an offset, and each page read
+// and sorted every webhook of the company (docs/api.md)
 const MORE_REPORT = /* GraphQL */ `
-  query MoreReport($after: Cursor) { webhookReport(withCounts: false, after: $after) { ${REPORT_PAGE} } }
+  query MoreReport($afterCreatedAt: Datetime, $afterId: BigInt) {
+    webhookReport(withCounts: false, afterCreatedAt: $afterCreatedAt, afterId: $afterId) { ${REPORT_PAGE} }
+  }
 `;
 
 /**
  * Every node of a connection: its first page as given, then each next page asked with
- * `next(cursor)` until the last. A connection gives the API's default page unless
+ * `next(cursor, lastNode)` (the page's end cursor and its last node) until the last. A connection gives the API's default page unless
  * asked for more (API_DEFAULT_PAGE_SIZE, 100), and a company may have more webhooks
  * (webhooks.max_webhooks_per_company), users and statuses than that: the rest were
  * missing from the page.
@@ -225,7 +230,7 @@ const MORE_REPORT = /* GraphQL */ `
 async function allNodes(first, next) {
   const nodes = [...first.nodes];
   for (let page = first; page.pageInfo.hasNextPage;) {
-    page = await next(page.pageInfo.endCursor);
+    page = await next(page.pageInfo.endCursor, page.nodes.at(-1));
     nodes.push(...page.nodes);
   }
   return nodes;
@@ -234,7 +239,8 @@ async function allNodes(first, next) {
 /** Every webhook of the company, newest first, with its counts for [from, to). */
 export async function fetchReport({ from, to }) {
   const data = await graphql(REPORT, { since: from, until: to });
-  const nodes = await allNodes(data.webhookReport, async (after) => (await graphql(MORE_REPORT, { after })).webhookReport);
+  const nodes = await allNodes(data.webhookReport, async (_cursor, last) =>
+    (await graphql(MORE_REPORT, { afterCreatedAt: last.createdAt, afterId: last.webhookId })).webhookReport);
   const counts = data.webhookReportCounts ?? {};
   // (none: a webhook made after the counts were asked, which has fired nothing yet)
   const none = { fired: 0, succeeded: 0, failed: 0, pending: 0 };

@@ -74,8 +74,8 @@ comment on function webhooks.replay_delivery(bigint) is
   'Send a delivery again, as a new attempt of the same message (same webhook-id).';
 comment on function webhooks.replay_failed(bigint, timestamptz, integer) is
   'Send again the failed deliveries of a webhook created since the given time, oldest first: at most maxDeliveries (1 to 1,000; 1,000 unless given) a call. A call that returns that many may have left more: call it again.';
-comment on function webhooks.webhook_report(timestamptz, timestamptz, bigint, boolean) is
-  'The webhooks report: every webhook of your company with times fired / succeeded / failed for deliveries created in [since, until); with webhookId, that webhook''s line alone. withCounts false: the webhooks without their counts (null), not counted: each page of the report counts every webhook of the company, so a client that reads several pages asks the counts once, of webhookReportCounts.';
+comment on function webhooks.webhook_report(timestamptz, timestamptz, bigint, boolean, timestamptz, bigint) is
+  'The webhooks report: every webhook of your company with times fired / succeeded / failed for deliveries created in [since, until), newest first; with webhookId, that webhook''s line alone. withCounts false: the webhooks without their counts (null), not counted: each page of the report counts every webhook of the company, so a client that reads several pages asks the counts once, of webhookReportCounts. The next page: afterCreatedAt and afterId, the createdAt and webhookId of the last row shown (both or neither): it reads its own rows, where an `after` cursor (an offset) reads and sorts every webhook of the company for each page.';
 comment on function webhooks.webhook_report_counts(timestamptz, timestamptz) is
   'The counts of webhookReport for [since, until), of every webhook of your company at once, counted once: {"<webhookId>": {"fired", "succeeded", "failed", "pending"}}.';
 comment on function webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint) is $$

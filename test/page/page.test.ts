@@ -977,6 +977,11 @@ browserTest('a company with more webhooks than one page of the API holds sees th
   t.is(await page.textContent(timesFired(webhooks[0]!.id)), '4');
   t.is(await page.textContent(timesFired(webhooks[4]!.id)), '1');
   t.true(asked.filter((query) => /webhookReport\(/.test(query)).length >= 3, 'three pages of webhooks');
+  // each page after the row the one before ended at (afterCreatedAt, afterId), which
+  // reads its own rows; PostGraphile's cursor (after) was an offset, and each page
+  // listed and sorted every webhook of the company (test/sql/report-pages.test.ts)
+  t.deepEqual(asked.filter((query) => /webhookReport\([^)]*\bafter:/.test(query)), []);
+  t.is(asked.filter((query) => /webhookReport\([^)]*afterCreatedAt: \$afterCreatedAt, afterId: \$afterId/.test(query)).length, 2);
   t.is(counted(), 1, asked.join('\n'));
   await page.click('#range-presets [data-preset="90"]');
   await until('the report of 90 days', async () => counted() === 2 && !(await page.getAttribute('body', 'aria-busy')));

@@ -251,7 +251,7 @@ test('over a report row type whose attributes differ from this sql/\'s, migrate 
   const made = async () => (await database.pool.query(
     `select 'webhooks.webhook_report_row'::regtype::oid::int as type,
             (select count(*)::int from pg_attribute where attrelid = 'webhooks.webhook_report_row'::regclass and attnum > 0) as attributes,
-            to_regprocedure('webhooks.webhook_report(timestamptz, timestamptz, bigint, boolean)')::oid::int as report`)).rows[0];
+            to_regprocedure('webhooks.webhook_report(timestamptz, timestamptz, bigint, boolean, timestamptz, bigint)')::oid::int as report`)).rows[0];
   const own = await made();
   // as an older release might have had it
   await database.pool.query(`drop type webhooks.webhook_report_row cascade;
