@@ -391,6 +391,53 @@ browserTest('a form filled while the token expired is kept for the admin of the 
   await page.close();
 });
 
+browserTest('Send test says in words on the page, which it names as its description, why it is off and why the last test failed', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company('Plain Words Realty');
+  const off = await f.webhook({ companyId: company.id, name: 'Switched off', actions: ['contact.created'], enabled: false });
+  // one attempt: the receiver's refusal fails the test at once
+  const failing = await f.webhook({
+    companyId: company.id, name: 'Refused', actions: ['contact.created'], url: receiver.url('/refuses'), maxAttempts: 1,
+  });
+  receiver.route('/refuses', { replies: [{ status: 403, body: 'forbidden' }] });
+  const page = await signedIn(company.id);
+  /** Opens a webhook's page and waits until it is drawn whole (its title is set before its tools). */
+  const open = async (webhook: { id: string; name: string }) => {
+    await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+    await untilText(page, '#page-title', webhook.name);
+    await page.waitForSelector('body:not([aria-busy]) #history:not([hidden]) #send-test');
+  };
+
+  // (a title shows on hover alone: no keyboard or touch reaches it, and a disabled
+  // button takes no focus)
+  await open(off);
+  t.true(await page.isDisabled('#send-test'));
+  const offWhy = await page.getAttribute('#send-test', 'aria-describedby');
+  t.truthy(offWhy);
+  t.is(await page.textContent(`#${offWhy}`), 'This webhook is disabled: enable it to send a test.');
+  t.true(await page.isVisible(`#${offWhy}`));
+
+  await open(failing);
+  t.false(await page.isDisabled('#send-test'));
+  t.is(await page.getAttribute('#send-test', 'aria-describedby'), null, 'nothing to say before a test');
+  await page.click('#send-test');
+  await untilText(page, '#flash', /^Test failed: /);
+  // (the tools are drawn again once the history has the failed test)
+  await page.waitForSelector('#send-test[aria-describedby]');
+  const failedWhy = await page.getAttribute('#send-test', 'aria-describedby');
+  t.truthy(failedWhy);
+  t.regex(await page.textContent(`#${failedWhy}`) ?? '', /^The last test failed: .*403/);
+  t.true(await page.isVisible(`#${failedWhy}`));
+  // it stays by the button when the page's message goes (another view and back)
+  await page.click('.back');
+  await untilReport(page);
+  await open(failing);
+  t.true(await page.isHidden('#flash'));
+  t.regex(await page.textContent(`#${await page.getAttribute('#send-test', 'aria-describedby')}`) ?? '', /^The last test failed: .*403/);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a viewer sees no New webhook, Edit, Send test, Rotate secret or Delete, but reads the history of changes', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
