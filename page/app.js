@@ -19,8 +19,9 @@ import {
 import { h, replace, setText } from './dom.js';
 import {
   CHOOSE_AGAIN, CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
-  deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, nextTry, outcomeWords,
-  parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines, urlProblem,
+  conditionsText, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, nextTry,
+  outcomeWords, parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines,
+  urlProblem,
 } from './format.js';
 
 /** Firings a page of the history holds, unless the API's pages hold fewer (historyPageSize). */
@@ -1317,7 +1318,7 @@ function setupForm({ webhook, choices, delivery }) {
         h('textarea', {
           id: 'setup-conditions', name: 'conditions', rows: 4, spellcheck: 'false',
           placeholder: '{"field": "state", "op": "in", "value": ["VA", "MD"]}', 'aria-describedby': 'hint-conditions error-conditions',
-        }, webhook?.conditions ? JSON.stringify(webhook.conditions, null, 2) : ''),
+        }, conditionsText(webhook?.conditions)),
         h('p', { class: 'hint', id: 'hint-conditions' }, 'A condition in JSON: {"all": […]}, {"any": […]}, {"not": …} or {"field", "op", "value"} (docs/filters.md). Empty: every contact.'),
         fieldError('conditions'))),
     h('fieldset', { class: 'delivery' },

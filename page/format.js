@@ -49,6 +49,38 @@ export function crmName(name) {
   return String(name).replace(BIDI_CONTROLS, '');
 }
 
+// The characters that show nothing of themselves, as the database's class has them
+// (webhooks_private.invisible_characters(), sql/10_config.sql: soft hyphen, zero-width
+// space and joiners, word joiner, byte order mark, variation selectors, tags, …),
+// less its bidi controls (BIDI_CONTROLS: taken out of the lines they are in, crmName).
+const INVISIBLE = /[\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200d\u2060-\u2065\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0000}-\u{e0fff}]/gu;
+
+/**
+ * A condition's value as the page shows it: each character that shows nothing marked
+ * by its code ("Par" U+200B "is" → "Par[U+200B]is"). Such a value looks like another
+ * ("Paris") that it never equals, and a webhook that never fires would look right.
+ * Marked rather than refused when the webhook is saved: a condition is compared with
+ * the CRM's own text, which may hold them (a joiner in Persian or Hindi spelling, or
+ * in an emoji; a soft hyphen pasted from a document), and a value must hold them to
+ * match it; nor taken out, which would show the value it is not.
+ */
+function markInvisible(text) {
+  return String(text).replace(INVISIBLE, (character) =>
+    `[U+${character.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}]`);
+}
+
+/**
+ * Conditions as JSON for the page to show (the setup form's box, the history of
+ * changes), with each character that shows nothing written as its JSON escape
+ * (\u200b; one beyond the first plane as its two halves), which reads back as the
+ * same value (markInvisible says why). Empty for none.
+ */
+export function conditionsText(conditions, indent = 2) {
+  if (conditions === null || conditions === undefined) return '';
+  return JSON.stringify(conditions, null, indent).replace(INVISIBLE, (character) =>
+    [...Array(character.length).keys()].map((i) => `\\u${character.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''));
+}
+
 /** A contact field as a form labels it: "first_name" → "First name", "custom.tier" → "Tier" */
 export function fieldLabel(field) {
   const words = fieldWords(field);
@@ -104,7 +136,7 @@ const ORDER_WORDS = {
 /** One leaf of a condition in words: "state is VA or MD", "email changes". */
 function leafWords({ field, op, value }) {
   const f = fieldWords(field);
-  const v = Array.isArray(value) ? value.map(String) : String(value);
+  const v = Array.isArray(value) ? value.map(markInvisible) : markInvisible(value);
   switch (op) {
     case 'eq': return `${f} is ${v}`;
     case 'ne': return `${f} is not ${v}`;
@@ -402,6 +434,7 @@ function valueWords(key, value, names) {
   if (key === 'status_id') return names.statuses?.get(String(value)) ?? `status #${value}`;
   if (key === 'user_id') return names.users?.get(String(value)) ?? `user #${value}`;
   if (Array.isArray(value)) return value.join(', ') || 'none';
+  if (key === 'conditions') return conditionsText(value, 0);
   if (typeof value === 'object') return JSON.stringify(value);
   return String(value);
 }

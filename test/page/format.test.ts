@@ -35,3 +35,36 @@ test('a custom range is the days as typed, years 1 to 99 too (not 1901 to 1999);
   t.deepEqual(rangeInstants('0000-12-31', '2026-12-01'), { error: 'Choose days from the year 1 to 9999.' });
   t.truthy(rangeInstants('0001-01-02', '9999-12-30').from);
 });
+
+test('a condition\'s value with characters that show nothing (zero-width space, joiners, word joiner, BOM, soft hyphen) shows each of them marked, in the triggers, the history of changes and the form', async (t) => {
+  const { triggerLines, auditWords, conditionsText, parseConditions } = (await import(formatModule)) as {
+    triggerLines: (webhook: object) => string[];
+    auditWords: (entry: object) => { what: string; detail: string };
+    conditionsText: (conditions: unknown) => string;
+    parseConditions: (text: string) => { conditions?: unknown };
+  };
+  const invisible = ['\u200B', '\u200C', '\u200D', '\u2060', '\uFEFF', '\u00AD'];
+  for (const character of invisible) {
+    const code = `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    const conditions = { all: [{ field: 'city', op: 'eq', value: `Par${character}is` }, { field: 'state', op: 'in', value: ['VA', `M${character}D`] }] };
+    // "Paris" that never matches a contact of Paris is not shown as "Paris"
+    t.deepEqual(triggerLines({ actions: ['contact.created'], conditions }),
+      ['Contact created', `city is Par[${code}]is`, `state is VA or M[${code}]D`], code);
+    const { detail } = auditWords({ action: 'webhook.updated', details: { changed: { conditions: { from: null, to: conditions.all[0] } } } });
+    t.false(detail.includes(character), code);
+    t.true(detail.includes(`Par\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}is`), `${code}: ${detail}`);
+    // the form writes it as a JSON escape, which reads back as the same value
+    const text = conditionsText(conditions);
+    t.false(text.includes(character), code);
+    t.deepEqual(parseConditions(text).conditions, conditions, code);
+  }
+  // a character beyond the first plane (a tag) is escaped as JSON writes it, two halves
+  const tagged = { field: 'city', op: 'eq', value: 'Paris\u{E0041}' };
+  t.deepEqual(parseConditions(conditionsText(tagged)).conditions, tagged);
+  t.true(conditionsText(tagged).includes('\\udb40\\udc41'));
+  t.deepEqual(triggerLines({ actions: ['contact.created'], conditions: tagged }), ['Contact created', 'city is Paris[U+E0041]']);
+  // and text that shows all it holds is as it was, letters with their marks, emoji
+  t.deepEqual(triggerLines({ actions: ['contact.created'], conditions: { field: 'city', op: 'eq', value: 'Zürich 🏠' } }),
+    ['Contact created', 'city is Zürich 🏠']);
+  t.is(conditionsText(null), '');
+});

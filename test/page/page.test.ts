@@ -924,6 +924,28 @@ browserTest('a status named in the CRM with a bidi control does not reorder the 
   await page.close();
 });
 
+browserTest('a filter\'s value with a zero-width space shows it marked, in the report and in the form, and the form saves it as it was', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Invisible Realty');
+  // "Paris" with a zero-width space inside: no contact of Paris matches it
+  const conditions = { field: 'city', op: 'eq', value: 'Par\u200Bis' };
+  const webhook = await f.webhook({ companyId: company.id, name: 'Letters', actions: ['contact.created'] });
+  await pool.query('update webhooks.webhooks set conditions = $2 where id = $1', [webhook.id, JSON.stringify(conditions)]);
+  const page = await signedIn(company.id);
+  t.is(await page.textContent(`${row(webhook.id)} .triggers li >> nth=1`), 'city is Par[U+200B]is');
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
+  await page.waitForSelector('#setup-form');
+  const text = await page.inputValue('#setup-conditions');
+  t.true(text.includes('"Par\\u200bis"'), text);
+  await page.click('#setup-submit');
+  await untilText(page, '#flash', 'Saved · Letters');
+  const { rows: [saved] } = await pool.query('select conditions from webhooks.webhooks where id = $1', [webhook.id]);
+  t.deepEqual(saved.conditions, conditions);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a filter\'s value with a bidi control does not reorder the words after it: the triggers in the report and on the webhook\'s page, its history of changes', async (t) => {
   const pool = db().pool;
   const f = factories(pool);
