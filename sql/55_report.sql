@@ -180,7 +180,6 @@ $$;
 -- for a company of 350. (Its SET keeps it a function of its own, not inlined: one
 -- plan for the walk's every step, kept for the statement.) As the caller, so that
 -- row-level security keeps it to the caller's company.
-drop function if exists webhooks_private.next_listed_webhook(timestamptz, bigint, bigint);
 create or replace function webhooks_private.next_listed_webhook(p_created_at timestamptz, p_id bigint)
 returns setof webhooks.webhooks
 language sql
