@@ -685,10 +685,10 @@ $$;
 -- about 0.4 ms: a roll-up of 20,000 webhooks, 2,000 of them with deliveries in the
 -- last days, took 10.4 s visiting all and 1.1 s visiting those (a scratch test,
 -- 2026-12-03). (Until 2026-12-04 the first roll-up of each day visited every webhook,
--- to write a row of zeros for each quiet one.) And while no new day can be counted,
--- a run after one that ended visits only the webhooks with deliveries in the hours
--- finished since that one started, those noted in webhooks_to_roll_up, and those
--- with days noted (docs/outbox.md, since 2026-12-06).
+-- to write a row of zeros for each quiet one.) And a run after one that ended visits
+-- only the webhooks with deliveries in the hours finished since that one started,
+-- those noted in webhooks_to_roll_up, those with days noted, and, once a new day can
+-- be counted, those with deliveries in it (docs/outbox.md, since 2026-12-06).
 drop function if exists webhooks.roll_up_report_counts_after(bigint, integer);
 create or replace function webhooks.roll_up_report_counts_after(
   p_after_webhook_id bigint,
@@ -747,19 +747,26 @@ begin
     -- the run's first hour not counted: the next run of the day looks from there
     update webhooks_private.report_counts_rolled_up set hours_rolling_before = v_hours_before;
   end if;
-  if v_all_counted_before >= counting_before and v_hours_counted_before is not null then
-    -- no new day to count, and the last run ended: the next webhooks with deliveries
-    -- in the hours finished since it started, and those noted (webhooks_to_roll_up: an
-    -- hour left for a delivery on its way, a write to an older delivery). The hours of a webhook without deliveries since get
-    -- no rows of zeros meanwhile (the report counts what has none from the rows; the
-    -- webhook's next visit counts them all at once). The rest had nothing new: each
-    -- run visited every webhook with deliveries in the days not counted yet, mostly to
-    -- find nothing, until 2026-12-06 (test/sql/roll-up-cost.test.ts)
+  if v_all_counted_before is not null and v_hours_counted_before is not null then
+    -- the last run ended: the next webhooks with deliveries in the hours finished since
+    -- it started, those noted (webhooks_to_roll_up: an hour left for a delivery on its
+    -- way, a write to an older delivery), and, once a new day can be counted, those
+    -- with deliveries in the days countable now (none within a day). The hours of a
+    -- webhook without deliveries since get no rows of zeros meanwhile (the report
+    -- counts what has none from the rows; the webhook's next visit counts them all at
+    -- once). The rest had nothing new: each run visited every webhook with deliveries
+    -- in the days not counted yet, mostly to find nothing, until 2026-12-06, and the
+    -- day's first run did later that day (2.3–3.5 s at 10,000 webhooks, every UTC
+    -- midnight; test/sql/roll-up-cost.test.ts)
     v_active := array(
       select a.webhook_id
       from (select w.webhook_id
             from webhooks_private.webhooks_with_deliveries(v_after, v_hours_counted_before, v_hours_before,
                                                            p_max_webhooks) w
+            union
+            select w.webhook_id
+            from webhooks_private.webhooks_with_deliveries(v_after, webhooks_private.utc_day_start(v_all_counted_before),
+                                                           webhooks_private.utc_day_start(counting_before), p_max_webhooks) w
             union
             (select o.webhook_id from webhooks_private.webhooks_to_roll_up o
              where o.webhook_id > v_after
@@ -769,6 +776,7 @@ begin
       limit p_max_webhooks);
   elsif v_all_counted_before is not null then
     v_since := webhooks_private.utc_day_start(least(v_all_counted_before, v_before));
+    -- (no run has ended since the hours were first noted: each may have something new)
     -- the next webhooks with deliveries since
     v_active := array(
       with recursive active(webhook_id) as (

@@ -214,16 +214,27 @@ test.serial('a roll-up visits only the webhooks with deliveries since the last d
   t.is((await rollUp()).visited, left, 'once counted, it is left alone again');
   await assertReportMatchesRows(t, token, quiet.id, startOfToday, 'after the settle');
 
-  // once a new day can be counted, the webhooks with deliveries since the day before
-  // are visited (here: as if the last roll-up through all of them had been a day ago);
-  // the others have nothing new to count (a day without deliveries gets no row)
+  // once a new day can be counted (here: as if the last roll-up through all of them had
+  // been a day ago), the webhooks with deliveries in that day are visited, and those a
+  // run within the day visits (noted; with deliveries in the hours finished since: none
+  // here, unless an hour ends meanwhile); the others, those with deliveries since that
+  // day included, have nothing new to count (a day without deliveries gets no row, and
+  // their hours are counted as they come)
   await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = counted_before - 1');
-  const { rows: [{ since }] } = await db().pool.query(
-    `select count(*)::int as since from webhooks.webhooks w
-     where exists (select 1 from webhooks.deliveries d
-                   where d.webhook_id = w.id and d.created_at >= (((now() - interval '3 days') at time zone 'utc')::date)::timestamp at time zone 'utc')`);
-  t.true(since > visiting.length && since < await webhooks());
-  t.is((await rollUp()).visited, since);
+  const { rows: [{ since, thatDay }] } = await db().pool.query(
+    `select count(*) filter (where exists (select 1 from webhooks.deliveries d
+                                           where d.webhook_id = w.id
+                                             and d.created_at >= webhooks_private.utc_day_start(webhooks_private.countable_before() - 1)))::int as since,
+            count(*) filter (where exists (select 1 from webhooks.deliveries d
+                                           where d.webhook_id = w.id
+                                             and d.created_at >= webhooks_private.utc_day_start(webhooks_private.countable_before() - 1)
+                                             and d.created_at < webhooks_private.utc_day_start(webhooks_private.countable_before()))
+                               or exists (select 1 from webhooks_private.webhooks_to_roll_up r where r.webhook_id = w.id)
+                               or exists (select 1 from webhooks_private.delivery_days_to_count n
+                                          where n.webhook_id = w.id and n.day < webhooks_private.countable_before()))::int as "thatDay"
+     from webhooks.webhooks w`);
+  t.true(thatDay > left && thatDay < since, `that day's: ${thatDay}, since: ${since}`);
+  t.is((await rollUp()).visited, thatDay);
   t.is((await rollUp()).visited, await noted());
 });
 

@@ -97,7 +97,7 @@ test.serial('a quiet webhook has rows for its days with deliveries alone; the re
   }
 });
 
-test.serial("a new day's roll-up visits only the webhooks with deliveries since the day before, and counts that day even when a later one is noted; a quiet webhook's days still read as empty", async (t) => {
+test.serial("a new day's roll-up visits only the webhooks with deliveries in the day it can count now, and counts that day even when a later one is noted; a quiet webhook's days still read as empty", async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const quiet = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
@@ -116,11 +116,13 @@ test.serial("a new day's roll-up visits only the webhooks with deliveries since 
   // as if the last day countable had not been, the last time: its day comes now
   await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = counted_before - 1');
   await db().pool.query('delete from webhooks.delivery_day_counts where day = $1', [day(LAST_COUNTABLE)]);
-  const { rows: [{ since }] } = await db().pool.query(
-    `select array_agg(w.id::text order by w.id) as since from webhooks.webhooks w
-     where exists (select 1 from webhooks.deliveries d where d.webhook_id = w.id and d.created_at >= $1)`, [at(LAST_COUNTABLE)]);
-  t.true(since.includes(busy.id) && !since.includes(quiet.id) && !since.includes(idle.id));
-  t.is((await db().pool.query(ROLL_UP)).rows[0].visited, since.length, 'the webhooks with deliveries since that day');
+  const { rows: [{ thatDay }] } = await db().pool.query(
+    `select array_agg(w.id::text order by w.id) as "thatDay" from webhooks.webhooks w
+     where exists (select 1 from webhooks.deliveries d
+                   where d.webhook_id = w.id and d.created_at >= $1 and d.created_at < $2)`,
+    [at(LAST_COUNTABLE), at(LAST_COUNTABLE - 1)]);
+  t.true(thatDay.includes(busy.id) && !thatDay.includes(quiet.id) && !thatDay.includes(idle.id));
+  t.is((await db().pool.query(ROLL_UP)).rows[0].visited, thatDay.length, 'the webhooks with deliveries in that day');
   t.deepEqual(await dayRows(busy.id), [[day(LAST_COUNTABLE), 1]]);
   t.deepEqual(await dayRows(quiet.id), [[day(10), 1]]);
   t.deepEqual(await dayRows(idle.id), []);

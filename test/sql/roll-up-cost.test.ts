@@ -226,3 +226,37 @@ test.serial("the first count of each webhook's hours reads its own hour rows, wh
   // (every webhook's, those of the tests before included: the first roll-up visits all)
   t.true(used <= 2 * rows, `the first counts of the webhooks' hours read ${used} hour rows and entries (${rows} written)`);
 });
+
+// The day's first run, once a new day can be counted, visited every webhook with
+// deliveries in the days not counted yet (2.3–3.5 s at 10,000 webhooks, every UTC
+// midnight), where only those with deliveries in the day now countable have a day to
+// count: it visits those, and the webhooks a run within the day would.
+test.serial("the day's first roll-up visits the webhooks with deliveries in the day it can count now, not every one that fired lately", async (t) => {
+  const RECENT = 2_000;
+  const THAT_DAY = 30;
+  await webhooksWithADelivery(RECENT, 5);
+  // and THAT_DAY more, each with two deliveries of the last day countable
+  const thatDay = await webhooksWithADelivery(THAT_DAY, 5);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     select w.id, w.company_id, 'contact.created', h, '{}', 'succeeded', 1, now(),
+            webhooks_private.utc_day_start(webhooks_private.countable_before() - 1) + make_interval(hours => h)
+     from webhooks.webhooks w, generate_series(12, 13) h
+     where w.id = any ($1::bigint[])`, [thatDay]);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  // as if that day had not been countable at the last run: it is now
+  await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = counted_before - 1');
+  await db().pool.query('delete from webhooks.delivery_day_counts where webhook_id = any ($1::bigint[])', [thatDay]);
+  await db().pool.query('analyze webhooks.delivery_hour_counts, webhooks.delivery_day_counts');
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  const { visited, read } = await rollUpReads(client);
+  t.log(`visited ${visited}, read ${read}`);
+  const { rows: [counted] } = await db().pool.query(
+    `select count(*)::int as days, sum(fired)::int as fired from webhooks.delivery_day_counts
+     where webhook_id = any ($1::bigint[]) and day = webhooks_private.countable_before() - 1`, [thatDay]);
+  t.deepEqual(counted, { days: THAT_DAY, fired: 2 * THAT_DAY });
+  t.is(visited, THAT_DAY);
+  t.true(read < 100 * THAT_DAY, `the day's first roll-up read ${read} rows and index entries (${RECENT} webhooks fired lately)`);
+});
