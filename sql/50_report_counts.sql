@@ -21,7 +21,7 @@
 -- (webhooks_private.all_counted_before()) counted or noted to count again: a day
 -- before it without a row had no deliveries, unless it is noted, and the report counts
 -- only those from the rows. Later roll-ups visit only the webhooks with deliveries
--- since, or days noted. (Until 2026-12-04 every such day had a row of zeros, for every
+-- in the hours or days they can count now, or noted. (Until 2026-12-04 every such day had a row of zeros, for every
 -- webhook, quiet or not, for ever, and every webhook was visited once a day to write
 -- it.)
 --
@@ -380,7 +380,7 @@ language plpgsql
 -- VACUUM ANALYZE of a new database leaves them), every statement read the whole
 -- table, and its plan was kept for the session: a first roll-up, which fills the
 -- table, read it once a statement a webhook (1,581,876 rows for the 2,700 of 300
--- webhooks; 236 s for 10,000; test/sql/roll-up-cost.test.ts)
+-- webhooks; 236 s for 10,000 in a scratch test; test/sql/roll-up-cost.test.ts)
 set enable_seqscan = off
 as $$
 declare
@@ -770,9 +770,9 @@ begin
     -- webhook without deliveries since get no rows of zeros meanwhile (the report
     -- counts what has none from the rows; the webhook's next visit counts them all at
     -- once). The rest had nothing new: each run visited every webhook with deliveries
-    -- in the days not counted yet, mostly to find nothing, until 2026-12-06, and the
-    -- day's first run did later that day (2.3–3.5 s at 10,000 webhooks, every UTC
-    -- midnight; test/sql/roll-up-cost.test.ts)
+    -- in the days not counted yet, mostly to find nothing, until 2026-12-06, as the
+    -- day's first run did until later that day (2.3–3.5 s at 10,000 webhooks, every
+    -- UTC midnight; test/sql/roll-up-cost.test.ts)
     v_active := array(
       select a.webhook_id
       from (select w.webhook_id
