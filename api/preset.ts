@@ -54,6 +54,50 @@ const PlainNames: GraphileConfig.Plugin = {
 };
 
 /**
+ * The columns a connection of each relation may order and filter by: those an index
+ * serves under the company's filter of row-level security, so that a page reads about
+ * a page. Any other order sorts every row of the company, and any other condition
+ * tests every one, for each page (within the statement timeout): ordering a company's
+ * deliveries by lastError read all of them and their queue, result and attempt rows.
+ * PostGraphile keeps orders and conditions to indexed columns of plain tables only, by
+ * any column of an index, where a leading one is what serves: deliveries is a view,
+ * and the attempts a partitioned table.
+ * - deliveries: history's (company_id, id) and (webhook_id, company_id, created_at, id);
+ *   created_at is also the order of a webhook's history (HISTORY_ORDERS);
+ * - delivery_attempts: the (company_id, id, …) key and (delivery_id, attempt);
+ * - audit_log: (company_id, at, id) and (webhook_id, at, id).
+ * test/api/connection-costs.test.ts holds every connection of the schema to these.
+ */
+const INDEXED_COLUMNS: Record<string, { orderBy: string[]; filterBy: string[] }> = {
+  'webhooks.deliveries': { orderBy: ['id', 'company_id', 'created_at'], filterBy: ['id', 'company_id', 'webhook_id'] },
+  'webhooks.delivery_attempts': { orderBy: ['id', 'company_id', 'attempt'], filterBy: ['id', 'company_id', 'delivery_id'] },
+  'webhooks.audit_log': { orderBy: ['id', 'company_id', 'at'], filterBy: ['id', 'company_id', 'at', 'webhook_id'] },
+};
+
+const IndexedOrdersAndConditions: GraphileConfig.Plugin = {
+  name: 'IndexedOrdersAndConditions',
+  version: '1.0.0',
+  schema: {
+    entityBehavior: {
+      pgCodecAttribute: {
+        inferred: {
+          after: ['inferred'],
+          provides: ['IndexedOrdersAndConditions'],
+          callback(behavior, [codec, attributeName]) {
+            const pg = codec.extensions?.pg as { schemaName?: string; name?: string } | undefined;
+            const served = pg && INDEXED_COLUMNS[`${pg.schemaName}.${pg.name}`];
+            if (!served) return behavior;
+            return [behavior,
+              ...(served.orderBy.includes(attributeName) ? [] : ['-orderBy'] as const),
+              ...(served.filterBy.includes(attributeName) ? [] : ['-filterBy'] as const)];
+          },
+        },
+      },
+    },
+  },
+};
+
+/**
  * A webhook's history reads newest first (and historyOldestFirst oldest first) and
  * pages with cursors that stay put while new deliveries arrive: ordering by
  * (created_at, id) makes the cursors keysets on those columns (without an order,
@@ -531,7 +575,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   }), options.claimsOf, options.newTextRefused ?? (() => {}));
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],
+    plugins: [HideDbaViews, PlainNames, IndexedOrdersAndConditions, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],

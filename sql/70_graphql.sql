@@ -38,10 +38,12 @@ comment on column webhooks.deliveries.held_back is
 comment on column webhooks.deliveries.locked_by is '@behavior -*';
 comment on column webhooks.deliveries.locked_until is '@behavior -*';
 
+-- No totalCount of attempts: it counts every attempt of a delivery (thousands, for one
+-- replayed by hand for days) or of the company; deliveryAttemptsCount counts up to a cap.
 comment on table webhooks.delivery_attempts is $$
 @unique id
 @foreignKey (delivery_id) references webhooks.deliveries (id)
-@behavior -insert -update -delete
+@behavior -insert -update -delete -totalCount
 One HTTP attempt of a delivery.$$;
 comment on column webhooks.delivery_attempts.delivery_created_at is '@behavior -*';
 -- which relay made an attempt: relay ids name hosts, for operators only
@@ -87,9 +89,9 @@ comment on function webhooks.webhooks_history_oldest_first(webhooks.webhooks, ti
 @behavior +order
 The same deliveries as `history`, oldest first: a history's last pages, read from their own end at the cost of its first; with afterCreatedAt and afterId, the rows newer than that row, nearest first (the page before a page of `history`: after its first row, reversed).$$;
 comment on function webhooks.delivery_attempts_latest_first(bigint, integer, bigint) is $$
-The HTTP attempts of one delivery, latest first (nothing: not yours, or not there). The next page: afterAttempt and afterId, the attempt and id of the last row shown (both or neither): it costs what the first page costs however many attempts the delivery has, where an `offset` or an `after` cursor (and deliveryAttemptsByDeliveryId's offset) reads and throws away every attempt before the page. Its totalCount reads every attempt: deliveryAttemptsCount counts up to a cap.$$;
+The HTTP attempts of one delivery, latest first (nothing: not yours, or not there). The next page: afterAttempt and afterId, the attempt and id of the last row shown (both or neither): it costs what the first page costs however many attempts the delivery has, where an `offset` or an `after` cursor (and deliveryAttemptsByDeliveryId's offset) reads and throws away every attempt before the page. How many there are: deliveryAttemptsCount, which counts up to a cap.$$;
 comment on function webhooks.delivery_attempts_count(bigint) is $$
-How many HTTP attempts one delivery has (0: not yours, or not there), counted up to deliveryAttemptsCountedUpTo (1,000): past it, one more than that, whatever the delivery has ("1,000+"). It reads at most that many attempts, where deliveryAttemptsByDeliveryId's totalCount reads every one.$$;
+How many HTTP attempts one delivery has (0: not yours, or not there), counted up to deliveryAttemptsCountedUpTo (1,000): past it, one more than that, whatever the delivery has ("1,000+"). It reads at most that many attempts (no list of attempts has a totalCount: it read every one).$$;
 comment on function webhooks.delivery_attempts_counted_up_to() is $$
 The most attempts deliveryAttemptsCount counts: a count one more than this means more.$$;
 comment on function webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text) is $$

@@ -394,11 +394,12 @@ test('deleteWebhook of a webhook with a long history: what it leaves to maintena
   const reads = async () => {
     const answer = await api().gql(token, `query($id: BigInt!) {
         allDeliveries(condition: { webhookId: $id }) { totalCount }
-        allDeliveryAttempts { totalCount } }`, { id: webhook.id });
+        allDeliveryAttempts(first: 1) { nodes { id } } }`, { id: webhook.id });
     if (answer.errors) throw new Error(JSON.stringify(answer.errors));
-    return { deliveries: answer.data.allDeliveries.totalCount, attempts: answer.data.allDeliveryAttempts.totalCount };
+    // (attempts have no totalCount: a page of one says whether any is left)
+    return { deliveries: answer.data.allDeliveries.totalCount, attempts: answer.data.allDeliveryAttempts.nodes.length };
   };
-  t.deepEqual(await reads(), { deliveries: inline + 1, attempts: inline + 1 });
+  t.deepEqual(await reads(), { deliveries: inline + 1, attempts: 1 });
 
   await api().gql(token, 'mutation($id: BigInt!) { deleteWebhook(input: { id: $id }) { result { id } } }', { id: webhook.id });
   t.like(await leftOf(webhook.id), { webhooks: 0, deliveries: 0, history: 1, attempts: 1 });
