@@ -54,6 +54,18 @@ const PlainNames: GraphileConfig.Plugin = {
 };
 
 /**
+ * Lists of these rows have no totalCount: it counts every row of the company (or of a
+ * webhook, or of a delivery) one by one, however many they are. Attempts: a delivery
+ * replayed by hand for days has thousands, and deliveryAttemptsCount counts up to a
+ * cap; deliveries: historyCount gives a history's from the report's counts; the audit
+ * log is kept for good, and a webhook changed by a script every few seconds has a row
+ * for each change (a page says whether there are more: pageInfo.hasNextPage). Here, and
+ * not in sql/70_graphql.sql: an API of the previous release running on through a
+ * migration keeps what its page asks of it.
+ */
+const UNCOUNTED = new Set(['webhooks.deliveries', 'webhooks.delivery_attempts', 'webhooks.audit_log']);
+
+/**
  * The columns a connection of each relation may order and filter by: those an index
  * serves under the company's filter of row-level security, so that a page reads about
  * a page. Any other order sorts every row of the company, and any other condition
@@ -74,18 +86,35 @@ const INDEXED_COLUMNS: Record<string, { orderBy: string[]; filterBy: string[] }>
   'webhooks.audit_log': { orderBy: ['id', 'company_id', 'at'], filterBy: ['id', 'company_id', 'at', 'webhook_id'] },
 };
 
-const IndexedOrdersAndConditions: GraphileConfig.Plugin = {
-  name: 'IndexedOrdersAndConditions',
+/** A table's or view's schema-qualified name, as UNCOUNTED and INDEXED_COLUMNS have it. */
+function relationName(codec: { extensions?: { pg?: unknown } }): string | undefined {
+  const pg = codec.extensions?.pg as { schemaName?: string; name?: string } | undefined;
+  return pg && `${pg.schemaName}.${pg.name}`;
+}
+
+/** What a page of a list reads is about a page (UNCOUNTED, INDEXED_COLUMNS). */
+const BoundedLists: GraphileConfig.Plugin = {
+  name: 'BoundedLists',
   version: '1.0.0',
   schema: {
     entityBehavior: {
+      pgCodec: {
+        inferred: {
+          after: ['inferred'],
+          provides: ['BoundedLists'],
+          callback(behavior, codec) {
+            const name = relationName(codec);
+            return name && UNCOUNTED.has(name) ? [behavior, '-totalCount'] : behavior;
+          },
+        },
+      },
       pgCodecAttribute: {
         inferred: {
           after: ['inferred'],
-          provides: ['IndexedOrdersAndConditions'],
+          provides: ['BoundedLists'],
           callback(behavior, [codec, attributeName]) {
-            const pg = codec.extensions?.pg as { schemaName?: string; name?: string } | undefined;
-            const served = pg && INDEXED_COLUMNS[`${pg.schemaName}.${pg.name}`];
+            const name = relationName(codec);
+            const served = name ? INDEXED_COLUMNS[name] : undefined;
             if (!served) return behavior;
             return [behavior,
               ...(served.orderBy.includes(attributeName) ? [] : ['-orderBy'] as const),
@@ -575,7 +604,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   }), options.claimsOf, options.newTextRefused ?? (() => {}));
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, IndexedOrdersAndConditions, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],
+    plugins: [HideDbaViews, PlainNames, BoundedLists, HistoryNewestFirst, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],

@@ -613,14 +613,17 @@ export async function fetchFiring(deliveryId) {
 
 const AUDIT = /* GraphQL */ `
   query Audit($id: BigInt!) {
-    webhookById(id: $id) { auditLog { totalCount nodes { id at actor action details } } }
+    webhookById(id: $id) { auditLog { pageInfo { hasNextPage } nodes { id at actor action details } } }
   }
 `;
 
-/** The webhook's history of changes, newest first (the API's default page of them, 100), and how many there are in all. */
+/**
+ * The webhook's history of changes, newest first (the API's default page of them, 100),
+ * and whether there are older ones (the API counts none: a log kept for good may be long).
+ */
 export async function fetchAuditLog(webhookId) {
   const log = (await graphql(AUDIT, { id: webhookId })).webhookById?.auditLog;
-  return { totalCount: log?.totalCount ?? 0, entries: log?.nodes ?? [] };
+  return { older: log?.pageInfo.hasNextPage ?? false, entries: log?.nodes ?? [] };
 }
 
 // ---- backfill ------------------------------------------------------------------

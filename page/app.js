@@ -1146,7 +1146,7 @@ async function sendTestFor(webhook, button) {
 // ---- one webhook: its history of changes ---------------------------------------
 
 async function renderAudit(webhookId, mine) {
-  const { entries, totalCount } = await fetchAuditLog(webhookId);
+  const { entries, older } = await fetchAuditLog(webhookId);
   // the company's statuses and users name the changes of a filter: asked (every page of
   // them, a brokerage may have a thousand users) only when a change names one
   const named = entries.some((entry) => entry.details?.changed?.status_id || entry.details?.changed?.user_id);
@@ -1165,8 +1165,8 @@ async function renderAudit(webhookId, mine) {
         h('span', {}, h('strong', {}, what), detail ? ` · ${detail}` : ''));
     })
     : h('li', { class: 'muted' }, 'No changes recorded.'));
-  if (totalCount > entries.length) {
-    $('audit-list').append(h('li', { class: 'muted' }, `The latest ${formatCount(entries.length)} of ${formatCount(totalCount)} changes.`));
+  if (older) {
+    $('audit-list').append(h('li', { class: 'muted' }, `The latest ${formatCount(entries.length)} changes; older ones are not shown.`));
   }
 }
 

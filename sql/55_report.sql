@@ -586,8 +586,9 @@ $$;
 -- public: how many deliveries webhooks_history gives for the same arguments
 -- (GraphQL: the field `historyCount` of Webhook, what the page's pager shows), from
 -- the report's counting (50_report_counts.sql: days and hours rolled up, the rest
--- counted from the rows), where the connection's totalCount counts every row (12 ms
--- at bench:api's 28,571 deliveries of a webhook, and growing with it). Added to it:
+-- counted from the rows), where the connection's totalCount counted every row (12 ms
+-- at bench:api's 28,571 deliveries of a webhook, and growing with it; the API offers
+-- none since). Added to it:
 -- test sends, which the history shows and the report leaves out, from their own
 -- index. Pending and in-flight deliveries are counted from the queue's indexes. Before
 -- the kept history starts, the report still has the totals of what the retention

@@ -38,12 +38,10 @@ comment on column webhooks.deliveries.held_back is
 comment on column webhooks.deliveries.locked_by is '@behavior -*';
 comment on column webhooks.deliveries.locked_until is '@behavior -*';
 
--- No totalCount of attempts: it counts every attempt of a delivery (thousands, for one
--- replayed by hand for days) or of the company; deliveryAttemptsCount counts up to a cap.
 comment on table webhooks.delivery_attempts is $$
 @unique id
 @foreignKey (delivery_id) references webhooks.deliveries (id)
-@behavior -insert -update -delete -totalCount
+@behavior -insert -update -delete
 One HTTP attempt of a delivery.$$;
 comment on column webhooks.delivery_attempts.delivery_created_at is '@behavior -*';
 -- which relay made an attempt: relay ids name hosts, for operators only
@@ -96,7 +94,7 @@ comment on function webhooks.delivery_attempts_counted_up_to() is $$
 The most attempts deliveryAttemptsCount counts: a count one more than this means more.$$;
 comment on function webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text) is $$
 @fieldName historyCount
-How many deliveries `history` gives for the same since, until and state: from the report's daily counts, so it costs about the same for any number of deliveries (the connection's totalCount counts them one by one).$$;
+How many deliveries `history` gives for the same since, until and state: from the report's daily counts, so it costs about the same for any number of deliveries (a list of deliveries has no totalCount: it counted them one by one).$$;
 comment on function webhooks.current_company_id() is 'The company of the caller.';
 comment on function webhooks.current_actor() is 'Who the caller is (the token subject).';
 comment on function webhooks.contact_fields() is 'The contact fields a webhook may send.';

@@ -57,11 +57,11 @@ test('every connection of the schema, as an admin sees it, and what bounds it: i
   // (company_id, id) key and (delivery_id, attempt). Audit rows: (company_id, at, id) and
   // (webhook_id, at, id). Backfills and webhooks are few a company (backfills: one
   // running a webhook; webhooks: webhooks.max_webhooks_per_company).
-  const deliveries = { totalCount: true, orderBy: orders('ID', 'COMPANY_ID', 'CREATED_AT'), condition: ['companyId', 'id', 'webhookId'] };
+  const deliveries = { totalCount: false, orderBy: orders('ID', 'COMPANY_ID', 'CREATED_AT'), condition: ['companyId', 'id', 'webhookId'] };
   const attempts = { totalCount: false, orderBy: orders('ID', 'COMPANY_ID', 'ATTEMPT'), condition: ['companyId', 'deliveryId', 'id'] };
   const webhooks = { totalCount: true, orderBy: orders('ID', 'COMPANY_ID'), condition: ['companyId', 'id'] };
   const backfills = { totalCount: true, orderBy: orders('ID', 'WEBHOOK_ID', 'CREATED_AT'), condition: ['createdAt', 'id', 'webhookId'] };
-  const auditLogs = { totalCount: true, orderBy: orders('ID', 'COMPANY_ID', 'AT'), condition: ['at', 'companyId', 'id', 'webhookId'] };
+  const auditLogs = { totalCount: false, orderBy: orders('ID', 'COMPANY_ID', 'AT'), condition: ['at', 'companyId', 'id', 'webhookId'] };
   // a function's rows: ordered and filtered by the function alone
   const functionRows = { totalCount: true, orderBy: [], condition: [] };
   t.deepEqual(found, {
@@ -79,7 +79,7 @@ test('every connection of the schema, as an admin sees it, and what bounds it: i
     'Webhook.backfillsByWebhookId': backfills,
     'Query.latestBackfills': functionRows,
     'Query.allAuditLogs': auditLogs,
-    'Webhook.auditLog': functionRows,
+    'Webhook.auditLog': { ...functionRows, totalCount: false },
     'Query.webhookReport': functionRows,
     'Query.companyStatuses': functionRows,
     'Query.companyUsers': functionRows,

@@ -47,8 +47,8 @@ test('the nested query over hundreds of deliveries is refused as too deep, and t
   t.is(refused.errors?.[0].extensions?.limit, DEFAULT_LIMITS.maxDepth);
   t.regex(refused.errors![0].message, /too deep: \d+ levels, at most 8 \(API_MAX_DEPTH\)/);
   // the same server answers the next request
-  const after = await api().gql(viewer, '{ allDeliveries(first: 1) { totalCount } }');
-  t.deepEqual(after.data, { allDeliveries: { totalCount: DELIVERIES } });
+  const after = await api().gql(viewer, '{ allDeliveries(first: 1) { nodes { id } } }');
+  t.is(after.data?.allDeliveries.nodes.length, 1);
 });
 
 test('a query within the depth whose pages multiply past the node limit is refused as too costly, variables counted', async (t) => {
@@ -366,16 +366,15 @@ test('a negative first, last or offset is refused by name, as a literal and as a
     t.regex(refused.errors![0].message, new RegExp(`^${argument}: -\\d+ is negative`), query);
   }
   // zero is a page of nothing
-  const none = await api().gql(viewer, '{ allDeliveries(first: 0, offset: 0) { totalCount nodes { id } } }');
+  const none = await api().gql(viewer, '{ allDeliveries(first: 0, offset: 0) { nodes { id } } }');
   t.is(none.errors, undefined);
-  t.deepEqual(none.data.allDeliveries, { totalCount: DELIVERIES, nodes: [] });
+  t.deepEqual(none.data.allDeliveries, { nodes: [] });
 });
 
 test('a connection without first or last returns the default page; first, last and cursors still page', async (t) => {
   const { viewer, hook } = await busyCompany();
-  const all = await api().gql(viewer, '{ allDeliveries { totalCount pageInfo { hasNextPage } nodes { id } } }');
+  const all = await api().gql(viewer, '{ allDeliveries { pageInfo { hasNextPage } nodes { id } } }');
   t.is(all.errors, undefined);
-  t.is(all.data.allDeliveries.totalCount, DELIVERIES);
   t.is(all.data.allDeliveries.nodes.length, DEFAULT_LIMITS.defaultPageSize);
   t.true(all.data.allDeliveries.pageInfo.hasNextPage);
 

@@ -81,9 +81,9 @@ test('createWebhook: the webhook is the company\'s, the secret is returned once,
   t.deepEqual(rows[0].payload.data.status, { id: Number(status.id), name: 'Thank You Note' });
 
   // and the API shows it in the webhook's history
-  const history = await api().gql(token, `query($id: BigInt!) { webhookById(id: $id) { history { totalCount nodes { id action state payload } } } }`,
+  const history = await api().gql(token, `query($id: BigInt!) { webhookById(id: $id) { history { nodes { id action state payload } } } }`,
     { id: created.webhook.id });
-  t.is(history.data.webhookById.history.totalCount, 1);
+  t.is(history.data.webhookById.history.nodes.length, 1);
   t.like(history.data.webhookById.history.nodes[0], { id: rows[0].id, action: 'CONTACT_STATUS_ADDED', state: 'pending' });
   t.deepEqual(history.data.webhookById.history.nodes[0].payload, rows[0].payload);
 });
@@ -393,13 +393,13 @@ test('deleteWebhook of a webhook with a long history: what it leaves to maintena
      from webhooks.delivery_history h where h.webhook_id = $1`, [webhook.id]);
   const reads = async () => {
     const answer = await api().gql(token, `query($id: BigInt!) {
-        allDeliveries(condition: { webhookId: $id }) { totalCount }
+        allDeliveries(condition: { webhookId: $id }, first: 1) { nodes { id } }
         allDeliveryAttempts(first: 1) { nodes { id } } }`, { id: webhook.id });
     if (answer.errors) throw new Error(JSON.stringify(answer.errors));
-    // (attempts have no totalCount: a page of one says whether any is left)
-    return { deliveries: answer.data.allDeliveries.totalCount, attempts: answer.data.allDeliveryAttempts.nodes.length };
+    // (lists have no totalCount: a page of one says whether any is left)
+    return { deliveries: answer.data.allDeliveries.nodes.length, attempts: answer.data.allDeliveryAttempts.nodes.length };
   };
-  t.deepEqual(await reads(), { deliveries: inline + 1, attempts: 1 });
+  t.deepEqual(await reads(), { deliveries: 1, attempts: 1 });
 
   await api().gql(token, 'mutation($id: BigInt!) { deleteWebhook(input: { id: $id }) { result { id } } }', { id: webhook.id });
   t.like(await leftOf(webhook.id), { webhooks: 0, deliveries: 0, history: 1, attempts: 1 });

@@ -838,6 +838,29 @@ browserTest('the history of changes and the page\'s messages wrap a long URL and
   await page.close();
 });
 
+browserTest('a webhook changed more times than a page of its history of changes holds shows the latest, and counts none of them', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, name: 'Renamed by a script', actions: ['contact.created'] });
+  // a script's renames, a row each (the log is kept for good): more than the page's 100
+  await pool.query(
+    `insert into webhooks.audit_log (company_id, webhook_id, actor, action, at)
+     select $1, $2, 'script', 'webhook.updated', now() - n * interval '1 minute' from generate_series(1, 120) n`,
+    [company.id, webhook.id]);
+  const asked: string[] = [];
+  const page = await signedIn(company.id);
+  page.on('request', (request) => {
+    if (request.url().endsWith('/graphql')) asked.push(request.postDataJSON()?.query ?? '');
+  });
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await untilText(page, '#audit-list li.muted', 'The latest 100 changes; older ones are not shown.');
+  t.is(await page.locator('#audit-list li[data-action]').count(), 100);
+  t.false(asked.some((query) => /auditLog\s*(\([^)]*\))?\s*\{[^}]*totalCount/.test(query)), 'the log is not counted');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a company name from the CRM without spaces leaves Sign out on the page', async (t) => {
   const f = factories(db().pool);
   const company = await f.company(`Realty${'R'.repeat(300)}`);

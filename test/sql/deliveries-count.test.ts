@@ -1,4 +1,4 @@
-// Counting a company's deliveries (GraphQL: allDeliveries { totalCount }) must follow
+// Counting a company's deliveries (a DBA's count; GraphQL's allDeliveries { totalCount } until 2026-12-06) must follow
 // the company's range of history's (company_id, id) index, not every row of the
 // company joined to its queue row, its result and its last attempt: at 250,000 kept
 // deliveries that was 1.7 s (docs/api-limits.md). The view's joins fall away when a
