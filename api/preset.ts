@@ -77,13 +77,17 @@ const UNCOUNTED = new Set(['webhooks.deliveries', 'webhooks.delivery_attempts', 
  * - deliveries: history's (company_id, id) and (webhook_id, company_id, created_at, id);
  *   created_at is also the order of a webhook's history (HISTORY_ORDERS);
  * - delivery_attempts: the (company_id, id, …) key and (delivery_id, attempt);
- * - audit_log: (company_id, at, id) and (webhook_id, at, id).
+ * - audit_log: (company_id, at, id) and (webhook_id, at, id);
+ * - backfills: (company_id, id) and (webhook_id, created_at); a company has few, and
+ *   ordering by created_at sorts them, where ordering by webhook_id walked every
+ *   company's.
  * test/api/connection-costs.test.ts holds every connection of the schema to these.
  */
 const INDEXED_COLUMNS: Record<string, { orderBy: string[]; filterBy: string[] }> = {
   'webhooks.deliveries': { orderBy: ['id', 'company_id', 'created_at'], filterBy: ['id', 'company_id', 'webhook_id'] },
   'webhooks.delivery_attempts': { orderBy: ['id', 'company_id', 'attempt'], filterBy: ['id', 'company_id', 'delivery_id'] },
   'webhooks.audit_log': { orderBy: ['id', 'company_id', 'at'], filterBy: ['id', 'company_id', 'at', 'webhook_id'] },
+  'webhooks.backfills': { orderBy: ['id', 'company_id', 'created_at'], filterBy: ['id', 'company_id', 'webhook_id', 'created_at'] },
 };
 
 /** A table's or view's schema-qualified name, as UNCOUNTED and INDEXED_COLUMNS have it. */

@@ -55,12 +55,12 @@ test('every connection of the schema, as an admin sees it, and what bounds it: i
   // Deliveries: history's (company_id, id) and (webhook_id, company_id, created_at, id)
   // indexes (created_at: the history's own order, by day partitions). Attempts: the
   // (company_id, id) key and (delivery_id, attempt). Audit rows: (company_id, at, id) and
-  // (webhook_id, at, id). Backfills and webhooks are few a company (backfills: one
-  // running a webhook; webhooks: webhooks.max_webhooks_per_company).
+  // (webhook_id, at, id). Backfills: (company_id, id) and (webhook_id, created_at), a
+  // few a webhook. Webhooks are few a company (webhooks.max_webhooks_per_company).
   const deliveries = { totalCount: false, orderBy: orders('ID', 'COMPANY_ID', 'CREATED_AT'), condition: ['companyId', 'id', 'webhookId'] };
   const attempts = { totalCount: false, orderBy: orders('ID', 'COMPANY_ID', 'ATTEMPT'), condition: ['companyId', 'deliveryId', 'id'] };
   const webhooks = { totalCount: true, orderBy: orders('ID', 'COMPANY_ID'), condition: ['companyId', 'id'] };
-  const backfills = { totalCount: true, orderBy: orders('ID', 'WEBHOOK_ID', 'CREATED_AT'), condition: ['createdAt', 'id', 'webhookId'] };
+  const backfills = { totalCount: true, orderBy: orders('ID', 'COMPANY_ID', 'CREATED_AT'), condition: ['companyId', 'createdAt', 'id', 'webhookId'] };
   const auditLogs = { totalCount: false, orderBy: orders('ID', 'COMPANY_ID', 'AT'), condition: ['at', 'companyId', 'id', 'webhookId'] };
   // a function's rows: ordered and filtered by the function alone
   const functionRows = { totalCount: true, orderBy: [], condition: [] };
