@@ -6,9 +6,11 @@
 import test from 'ava';
 import { getNamedType, isEnumType, isInputObjectType, isObjectType, type GraphQLSchema } from 'postgraphile/graphql';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+import { asTheApi, rowsRead } from '../helpers/plans.ts';
 import { apiSchema } from '../helpers/schema-inputs.ts';
 
-const { api } = useTestDatabaseWithApi(test);
+const { db, api } = useTestDatabaseWithApi(test);
 
 /** Each connection of the schema (Type.field) with what it offers: totalCount, its orders, its condition's fields. */
 function connections(schema: GraphQLSchema): Record<string, { totalCount: boolean; orderBy: string[]; condition: string[] }> {
@@ -85,4 +87,58 @@ test('every connection of the schema, as an admin sees it, and what bounds it: i
     'Query.companyUsers': functionRows,
     'Query.retrySchedule': functionRows,
   });
+});
+
+test('a webhook\'s deliveries and a delivery\'s attempts are listed by default in an order their index gives, reading about a page', async (t) => {
+  const schema = await apiSchema(api(), await api().token('1'));
+  const defaultOrder = (type: string, field: string) =>
+    (schema.getType(type) as import('postgraphile/graphql').GraphQLObjectType).getFields()[field]!.args.find((arg) => arg.name === 'orderBy')!.defaultValue;
+  t.deepEqual(defaultOrder('Webhook', 'deliveriesByWebhookId'), ['CREATED_AT_ASC', 'ID_ASC']);
+  t.deepEqual(defaultOrder('Delivery', 'deliveryAttemptsByDeliveryId'), ['ATTEMPT_ASC', 'ID_ASC']);
+  t.deepEqual(defaultOrder('Webhook', 'history'), ['CREATED_AT_DESC', 'ID_DESC']);
+
+  // what each order reads: a webhook of 3,000 deliveries over three days, written after
+  // as many of another webhook of its company, one of them with 2,000 attempts (a
+  // delivery replayed by hand for days)
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (const webhookId of [other.id, hook.id]) {
+    await db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at,
+                                        last_status_code, created_at)
+       select $1, $2, 'contact.created', d, '{}', 'failed', 1, now(), 500, now() - (d % 3) * interval '1 day'
+       from generate_series(1, 3000) d`, [webhookId, company.id]);
+  }
+  // an attempt of each of the other webhook's, then the replayed delivery's
+  await db().pool.query(
+    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at,
+                                             duration_ms, status_code)
+     select id, created_at, webhook_id, company_id, 1, created_at, 10, 500 from webhooks.delivery_history where webhook_id = $1`,
+    [other.id]);
+  const { rows: [replayed] } = await db().pool.query(
+    'select id, created_at from webhooks.delivery_history where webhook_id = $1 order by id limit 1', [hook.id]);
+  await db().pool.query(
+    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at,
+                                             duration_ms, status_code)
+     select $1, $2, $3, $4, n, $2::timestamptz + n * interval '1 second', 10, 500 from generate_series(1, 2000) n`,
+    [replayed.id, replayed.created_at, hook.id, company.id]);
+  await db().pool.query('analyze webhooks.delivery_history, webhooks.delivery_attempts');
+  const client = await asTheApi(t, db().pool, company.id, {});
+  const read = async (table: string, statement: string, id: string) => {
+    const { rows: [row] } = await client.query(`explain (analyze, format json) ${statement}`, [id]);
+    return rowsRead(row['QUERY PLAN'][0].Plan).get(table) ?? 0;
+  };
+  // a page of 10, as PostGraphile asks it (its order, then the key)
+  const deliveries = (order: string) => read('delivery_history',
+    `select id from webhooks.deliveries where webhook_id = $1 order by ${order} limit 11`, hook.id);
+  const attempts = (order: string) => read('delivery_attempts',
+    `select id from webhooks.delivery_attempts where delivery_id = $1 order by ${order} limit 11`, replayed.id);
+  t.true(await deliveries('created_at, id') <= 11 + 3, `by time: ${await deliveries('created_at, id')}`);
+  t.true(await attempts('attempt, id') <= 11 + 1, `by attempt: ${await attempts('attempt, id')}`);
+  // the orders they had (the key): every row of the webhook or of the company before it,
+  // every attempt of the delivery or of the company before it
+  t.true(await deliveries('id') >= 3000, `by id: ${await deliveries('id')}`);
+  t.true(await attempts('company_id, id, delivery_created_at') >= 2000, `by key: ${await attempts('company_id, id, delivery_created_at')}`);
 });
