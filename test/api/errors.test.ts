@@ -434,7 +434,7 @@ test('every BigInt input of the schema refuses a value that is no bigint by name
   // as the text "[object Object]"
   const { ids, token } = await sceneWithIds();
   const inputs = inputsOfType(await apiSchema(api(), token), 'BigInt', ids);
-  for (const where of ['Query.webhookById(id)', 'Query.webhookReport(webhookId)', 'Query.allDeliveries(condition.webhookId)',
+  for (const where of ['Query.webhookById(id)', 'Query.webhookReport(webhookId)', 'Query.allDeliveries(condition.id)',
     'Mutation.startBackfill(input.webhookId)', 'Mutation.createWebhook(input.statusId)', 'Mutation.updateWebhook(input.id)']) {
     t.true(inputs.some((input) => input.where === where), where);
   }

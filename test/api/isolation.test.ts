@@ -59,9 +59,9 @@ test('company A\'s admin querying with company B\'s ids sees nothing of B', asyn
   t.deepEqual((await ask('{ allWebhooks { nodes { id companyId } } }')).allWebhooks.nodes, [{ id: w.aHook.id, companyId: w.a.id }], 'allWebhooks: A\'s only');
   t.deepEqual((await ask('query($c: BigInt!) { allWebhooks(condition: { companyId: $c }) { totalCount } }', { c: w.b.id })).allWebhooks.totalCount, 0, 'allWebhooks by B\'s company id');
   t.deepEqual((await ask('{ allDeliveries { nodes { id } } }')).allDeliveries.nodes, [], 'allDeliveries');
-  t.deepEqual((await ask('query($id: BigInt!) { allDeliveries(condition: { webhookId: $id }) { nodes { id } } }', { id: w.bHook.id })).allDeliveries.nodes, [], 'allDeliveries by B\'s webhook id');
+  t.deepEqual((await ask('query($id: BigInt!) { allDeliveries(condition: { id: $id }) { nodes { id } } }', { id: w.bDelivery.id })).allDeliveries.nodes, [], 'allDeliveries by B\'s delivery id');
   t.deepEqual((await ask('{ allDeliveryAttempts { nodes { id } } }')).allDeliveryAttempts.nodes, [], 'allDeliveryAttempts');
-  t.deepEqual((await ask('query($id: BigInt!) { allDeliveryAttempts(condition: { deliveryId: $id }) { nodes { id } } }', { id: w.bDelivery.id })).allDeliveryAttempts.nodes, [], 'allDeliveryAttempts by B\'s delivery id');
+  t.deepEqual((await ask('query($id: BigInt!) { allDeliveryAttempts(condition: { id: $id }) { nodes { id } } }', { id: w.bAttempt })).allDeliveryAttempts.nodes, [], 'allDeliveryAttempts by B\'s attempt id');
   t.deepEqual((await ask('{ webhookReport { nodes { webhookId } } }')).webhookReport.nodes, [{ webhookId: w.aHook.id }], 'webhookReport: A\'s only');
   t.is((await ask('{ currentCompanyId }')).currentCompanyId, w.a.id, 'currentCompanyId');
   t.false((await ask('{ companyStatuses { nodes { id } } }')).companyStatuses.nodes.some((s: any) => s.id === w.bStatus.id), 'companyStatuses');
