@@ -61,10 +61,12 @@ try {
 
   const QUERIES: Array<{ name: string; sql: (ids: { hook: number; delivery: number | null }) => string }> = [
     { name: 'allDeliveries, first page', sql: () => 'select id, state, created_at from webhooks.deliveries order by id limit 101' },
+    // (the API offers no totalCount of deliveries or attempts since 2026-12-06; a DBA's count)
     { name: 'allDeliveries, totalCount', sql: () => 'select count(*) from webhooks.deliveries' },
     { name: 'allDeliveryAttempts, first page', sql: () => 'select id, status_code from webhooks.delivery_attempts order by id limit 101' },
     { name: 'allDeliveryAttempts, totalCount', sql: () => 'select count(*) from webhooks.delivery_attempts' },
-    { name: 'deliveriesByWebhookId, first page', sql: ({ hook }) => `select id, state from webhooks.deliveries where webhook_id = ${hook} order by id limit 101` },
+    // (its default order: api/preset.ts, RELATION_ORDERS)
+    { name: 'deliveriesByWebhookId, first page', sql: ({ hook }) => `select id, state from webhooks.deliveries where webhook_id = ${hook} order by created_at, id limit 101` },
     { name: 'history (webhook, newest first), first page', sql: ({ hook }) =>
       `select id, state from webhooks.deliveries where webhook_id = ${hook} order by created_at desc, id desc limit 26` },
     { name: 'deliveryAttemptsByDeliveryId', sql: ({ delivery }) =>
