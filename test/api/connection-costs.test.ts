@@ -58,13 +58,14 @@ test('every connection of the schema, as an admin sees it, and what bounds it: i
   // indexes (created_at: the history's own order, by day partitions). Attempts: the
   // (company_id, id) key and (delivery_id, attempt). Audit rows: (company_id, at, id) and
   // (webhook_id, at, id). Backfills: (company_id, id) and (webhook_id, created_at), a
-  // few a webhook. Webhooks are few a company (webhooks.max_webhooks_per_company).
+  // few a webhook. Webhooks: few a company (webhooks.max_webhooks_per_company), and by
+  // (company_id, created_at, id), the report's newest first.
   // (a webhook's deliveries are its deliveriesByWebhookId, a delivery's attempts its
   // deliveryAttemptsByDeliveryId: filtered by either, a company's list in id order read
   // every row of the webhook or the delivery, or of the company before them)
   const deliveries = { totalCount: false, orderBy: orders('ID', 'COMPANY_ID', 'CREATED_AT'), condition: ['companyId', 'id'] };
   const attempts = { totalCount: false, orderBy: orders('ID', 'COMPANY_ID', 'ATTEMPT'), condition: ['companyId', 'id'] };
-  const webhooks = { totalCount: true, orderBy: orders('ID', 'COMPANY_ID'), condition: ['companyId', 'id'] };
+  const webhooks = { totalCount: true, orderBy: orders('ID', 'COMPANY_ID', 'CREATED_AT'), condition: ['companyId', 'createdAt', 'id'] };
   const backfills = { totalCount: true, orderBy: orders('ID', 'COMPANY_ID', 'CREATED_AT'), condition: ['companyId', 'createdAt', 'id', 'webhookId'] };
   const auditLogs = { totalCount: false, orderBy: orders('ID', 'COMPANY_ID', 'AT'), condition: ['at', 'companyId', 'id', 'webhookId'] };
   // a function's rows: ordered and filtered by the function alone
