@@ -109,7 +109,8 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     // (those of every try: one that gave way ran some of them)
     for (const name of await recordedMigrations(client)) if (!recorded.has(name)) log(`migrated ${name}`);
     stage = 'sql';
-    await givingWay(client, 'sql/', waitMs, log, () => applyEngine(client));
+    await givingWay(client, 'sql/', waitMs, log, (waiting) => applyEngine(client, waiting),
+                    { firstTryWaits: false, capturedWritesOnly: true });
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } catch (error) {
     if (!lost && !connectionLost(error)) throw error;
@@ -210,33 +211,58 @@ async function refuseNewerDatabase(client: pg.Client, dir: string): Promise<void
  * CRM's writes half of that minute (25 s of 49, measured). Busy with short
  * transactions only (claims, contact writes), it starts over after a moment (at
  * random, so as not to meet the same claims again), up to TRIES times.
+ *
+ * A step that takes all its locks first (sql/, applyEngine) asks for none of them
+ * with a wait on its first try (firstTryWaits: false, NOWAIT): asked with the
+ * timeout, the locks granted before the table in its way were held while it waited,
+ * and every write to those tables queued behind them for up to LOCK_TIMEOUT. Refused,
+ * it gives way at once, waits for the holders of that moment as above, and only then
+ * asks with the timeout, when what was in its way has ended.
  */
 const LOCK_TIMEOUT = '500ms';
 const TRIES = 50;
 /** How long a step that gave way waits for the transactions that held its tables, in all. */
 const HOLDERS_WAIT_MS = 60_000;
-/** How often it looks whether they have ended. */
+/**
+ * How often it looks whether they have ended: soon at first (the claims and contact
+ * writes of a busy install end within milliseconds, and a migrate that gave way to
+ * them should not wait a poll's time more), then every HOLDERS_POLL_MS.
+ */
+const HOLDERS_FIRST_POLL_MS = 2;
 const HOLDERS_POLL_MS = 100;
+/** How much longer each look waits than the one before. */
+const HOLDERS_POLL_GROWTH = 1.5;
 /** How long they have held it up when it says what it waits for. */
 const HOLDERS_SAID_MS = 500;
 
+interface Step {
+  /** false: the first try asks for its locks NOWAIT (work's `waiting`) */
+  firstTryWaits?: boolean;
+  /** true: of the CRM's captured tables it stops writes only, so their readers are not in its way (holdersInWay) */
+  capturedWritesOnly?: boolean;
+}
+
 async function givingWay<T>(client: pg.Client, step: string, waitMs: number, log: (line: string) => void,
-                            work: () => Promise<T>): Promise<T> {
+                            work: (waiting: boolean) => Promise<T>,
+                            { firstTryWaits = true, capturedWritesOnly = false }: Step = {}): Promise<T> {
   const deadline = Date.now() + waitMs;
   for (let attempt = 1; ; attempt++) {
+    const waiting = firstTryWaits || attempt > 1;
     try {
-      return await work();
+      return await work(waiting);
     } catch (error) {
       // node-pg-migrate leaves the transaction of a migration that failed open (and
       // a session that ended cannot roll back: its own error says why)
       await client.query('rollback').catch(() => { throw error; });
       if (!busy(error)) throw error;
-      const holders = await engineTableHolders(client);
-      const waiting = () => log(`${step}: waiting for the transactions in its way to end, ${holdersNamed(holders)}…`);
-      if (attempt >= TRIES || !(await holdersEnded(client, holders, deadline, waiting))) {
+      const holders = await holdersInWay(client, capturedWritesOnly);
+      const said = () => log(`${step}: waiting for the transactions in its way to end, ${holdersNamed(holders)}…`);
+      if (attempt >= TRIES || !(await holdersEnded(client, holders, deadline, said))) {
         throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}), ` +
-          `${holdersNamed(await engineTableHolders(client))}: run migrate again once they end`, { cause: error });
+          `${holdersNamed(await holdersInWay(client, capturedWritesOnly))}: run migrate again once they end`, { cause: error });
       }
+      // (at random, after a try that waited for no lock too: its holders' ends wake
+      // the relay, whose claims a try asked for right then met, and gave way to)
       await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100 * attempt, 1_000)));
     }
   }
@@ -255,8 +281,14 @@ interface Holder {
   transaction: string;
 }
 
-/** The transactions of others that hold a lock on a table of the engine's, or a captured one of the CRM's, now. */
-async function engineTableHolders(client: pg.Client): Promise<Holder[]> {
+/**
+ * The transactions of others that hold a lock on a table of the engine's, or a
+ * captured one of the CRM's, now; of the CRM's, with `capturedWritesOnly`, only a
+ * lock that SHARE ROW EXCLUSIVE (applyEngine's) waits for: a DBA's hour-long read of
+ * the contacts is not in sql/'s way, and a migrate that gave way to a contact write
+ * waited for that read too, and failed after HOLDERS_WAIT_MS.
+ */
+async function holdersInWay(client: pg.Client, capturedWritesOnly: boolean): Promise<Holder[]> {
   const { rows } = await client.query<Holder>(
     `select distinct l.pid, l.virtualtransaction as transaction,
             (select p.gid from pg_catalog.pg_locks x join pg_catalog.pg_prepared_xacts p on p.transaction = x.transactionid
@@ -264,8 +296,10 @@ async function engineTableHolders(client: pg.Client): Promise<Holder[]> {
      from pg_catalog.pg_locks l
      where l.locktype = 'relation' and l.granted and l.pid is distinct from pg_backend_pid()
        and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
-       and l.relation = any (${ENGINE_RELATIONS})`,
-    [ENGINE_SCHEMAS, CAPTURED_SCHEMA]);
+       and l.relation = any (${ENGINE_RELATIONS})
+       and not ($3 and l.mode in ('AccessShareLock', 'RowShareLock')
+                and (select c.relnamespace::regnamespace::text from pg_catalog.pg_class c where c.oid = l.relation) = $2)`,
+    [ENGINE_SCHEMAS, CAPTURED_SCHEMA, capturedWritesOnly]);
   return rows;
 }
 
@@ -288,7 +322,7 @@ function holdersNamed(holders: Holder[]): string {
 async function holdersEnded(client: pg.Client, holders: Holder[], deadline: number, waiting: () => void): Promise<boolean> {
   const transactions = holders.map((holder) => holder.transaction);
   const said = Date.now() + HOLDERS_SAID_MS;
-  for (let told = false; ; ) {
+  for (let told = false, pollMs = HOLDERS_FIRST_POLL_MS; ; pollMs = Math.min(HOLDERS_POLL_GROWTH * pollMs, HOLDERS_POLL_MS)) {
     const { rows: [{ open }] } = await client.query<{ open: boolean }>(
       'select exists (select 1 from pg_catalog.pg_locks where virtualtransaction = any ($1)) as open', [transactions]);
     if (!open) return true;
@@ -297,7 +331,7 @@ async function holdersEnded(client: pg.Client, holders: Holder[], deadline: numb
       told = true;
       waiting();
     }
-    await new Promise((resolve) => setTimeout(resolve, HOLDERS_POLL_MS));
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
 }
 
@@ -331,9 +365,9 @@ const ENGINE_RELATIONS = `
  * reads the users, statuses and assignments in its capture, and had the migrate
  * held them ACCESS EXCLUSIVE while it waited for the contacts that write held, the
  * two waited for each other until the migrate gave way, attempt after attempt
- * (test/relay/upgrade.test.ts).
+ * (test/relay/upgrade.test.ts). `waiting` false: each lock asked NOWAIT (givingWay).
  */
-async function applyEngine(client: pg.Client): Promise<void> {
+async function applyEngine(client: pg.Client, waiting: boolean): Promise<void> {
   await client.query('begin');
   const { rows } = await client.query<{ relation: string; captured: boolean }>(
     `select r.oid::regclass::text as relation, c.relnamespace::regnamespace::text = $2 as captured
@@ -344,8 +378,9 @@ async function applyEngine(client: pg.Client): Promise<void> {
   const engine = rows.filter((row) => !row.captured).map((row) => row.relation);
   // the CRM's first: once the migrate has them, no contact write is under way to
   // want the engine's tables after it
-  if (captured.length > 0) await client.query(`lock table ${captured.join(', ')} in share row exclusive mode`);
-  if (engine.length > 0) await client.query(`lock table ${engine.join(', ')} in access exclusive mode`);
+  const nowait = waiting ? '' : ' nowait';
+  if (captured.length > 0) await client.query(`lock table ${captured.join(', ')} in share row exclusive mode${nowait}`);
+  if (engine.length > 0) await client.query(`lock table ${engine.join(', ')} in access exclusive mode${nowait}`);
   for (const { name, text } of ENGINE_FILES) {
     try {
       await client.query(text);

@@ -122,6 +122,47 @@ test('a migrate that gave way to a long transaction waits for it to end without 
   await f.contact(company.id, { first_name: 'After' });
 });
 
+test('sql/\'s first try, meeting a long transaction on an engine\'s table it locks after the CRM\'s, gives way at once: writes to the CRM\'s contacts meanwhile wait for nothing, and it applies sql/ once that transaction ends', async (t) => {
+  const { database, company } = await relayScene(t);
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from webhooks.deliveries');
+  // the CRM writes from before the migrate starts to after it has given way: each
+  // write waits 50 ms at most for a lock (a first try that held the contacts while
+  // it waited for the deliveries held them for up to 500 ms)
+  const crm = await ownConnection(database.url, t);
+  await crm.query(`set lock_timeout = '50ms'`);
+  let gaveWay = false;
+  const failed: string[] = [];
+  let writes = 0;
+  const writing = (async () => {
+    while (!gaveWay) {
+      await crm.query(`insert into crm.contacts (company_id, first_name) values ($1, 'While sql/ is applied')`, [company.id])
+        .catch((error: Error) => failed.push(error.message));
+      writes++;
+    }
+  })();
+  let migrated = false;
+  const migrating = migrate(database.url, (line) => {
+    if (line.startsWith('sql/: waiting for the transactions in its way to end')) gaveWay = true;
+  }).then(() => (migrated = true));
+  migrating.catch(() => (gaveWay = true));
+  try {
+    await writing;
+    t.deepEqual(failed, []);
+    t.true(writes > 0);
+    t.false(migrated);
+  } finally {
+    gaveWay = true;
+    await writing;
+    await report.query('commit');
+  }
+  await migrating;
+  const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
+  t.is(applied.fingerprint, ENGINE_FINGERPRINT);
+});
+
 test('a migrate whose tables a transaction holds past its wait fails, naming that transaction\'s server process or prepared name, with sql/ as it was; run again once it ends, it finishes', async (t) => {
   const { database, company } = await relayScene(t);
   t.teardown(() => rollBackPrepared(database.url).then(() => {}));
@@ -243,22 +284,32 @@ test('a contact write under way while sql/ is applied, whose status tag\'s captu
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.status_added'], url: receiver.url('/hook') });
   receiver.route('/hook', { secret: hook.secret });
   const status = await f.status(company.id);
+  // the migrate's first try, finding a contact write under way, gives way at once
+  // (NOWAIT) and waits for it; the try after asks with a wait, and finds another
+  const first = await ownConnection(database.url, t);
+  await first.query('begin');
+  await first.query(`insert into crm.contacts (company_id, first_name) values ($1, 'First')`, [company.id]);
+  // waited for long enough that a deadlock is found (1 s) before the migrate would give way
+  const migrating = migrate(database.url, () => {}, { lockTimeout: '30s' });
+  migrating.catch(() => {});
+  const migrateTransaction = async () => (await database.pool.query<{ began: Date; waits: string | null; query: string }>(
+    `select a.xact_start as began, (select l.relation::regclass::text from pg_locks l where l.pid = a.pid and not l.granted) as waits,
+            a.query
+     from pg_stat_activity a where a.application_name = 'bpd-webhooks-migrate' and a.datname = current_database()`)).rows[0];
+  await until('the migrate waits for the first write to end, asking for no lock',
+    async () => /virtualtransaction = any/.test((await migrateTransaction())?.query ?? ''));
   const writer = await ownConnection(database.url, t);
   await writer.query('begin');
   const { rows: [contact] } = await writer.query(
     `insert into crm.contacts (company_id, first_name) values ($1, 'Under way') returning id`, [company.id]);
-  // waited for long enough that a deadlock is found (1 s) before the migrate would give way
-  const migrating = migrate(database.url, () => {}, { lockTimeout: '30s' });
-  migrating.catch(() => {});
-  const migrateTransaction = async () => (await database.pool.query<{ began: Date; waits: string | null }>(
-    `select a.xact_start as began, (select l.relation::regclass::text from pg_locks l where l.pid = a.pid and not l.granted) as waits
-     from pg_stat_activity a where a.application_name = 'bpd-webhooks-migrate' and a.datname = current_database()`)).rows[0];
+  await first.query('commit');
   await until('the migrate waits for the contacts', async () => (await migrateTransaction())?.waits === 'crm.contacts');
   const waiting = await migrateTransaction();
   try {
     await writer.query(`set statement_timeout = '10s'`);
     await writer.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
-    t.deepEqual(await migrateTransaction(), waiting, 'the migrate still waits in the same transaction: it did not give way');
+    const still = await migrateTransaction();
+    t.deepEqual([still?.began, still?.waits], [waiting!.began, waiting!.waits], 'the migrate still waits in the same transaction: it did not give way');
     await writer.query('commit');
   } finally {
     await writer.query('rollback').catch(() => {});
@@ -283,6 +334,38 @@ test('a DBA\'s long read of the CRM\'s contacts does not hold sql/ up: sql/ stop
   }
   const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
   t.is(applied.fingerprint, ENGINE_FINGERPRINT);
+});
+
+test('a migrate that gave way to a contact write waits for that write, not for a DBA\'s long read of the contacts: it applies sql/ once the write ends, the read still open', async (t) => {
+  const { database, company } = await relayScene(t);
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from crm.contacts');
+  const writer = await ownConnection(database.url, t);
+  await writer.query('begin');
+  await writer.query(`insert into crm.contacts (company_id, first_name) values ($1, 'Under way')`, [company.id]);
+  let gaveWay!: () => void;
+  const givenWay = new Promise<void>((resolve) => (gaveWay = resolve));
+  const said: string[] = [];
+  const migrating = migrate(database.url, (line) => {
+    said.push(line);
+    if (line.startsWith('sql/: waiting for the transactions in its way to end')) gaveWay();
+  }, { holdersWaitMs: 5_000 });
+  migrating.catch(() => {});
+  try {
+    await Promise.race([givenWay, migrating]);
+    const { rows: [{ pid }] } = await writer.query('select pg_backend_pid() as pid');
+    t.is(said.at(-1), `sql/: waiting for the transactions in its way to end, by server process ${pid} (pg_stat_activity)…`);
+    await writer.query('commit');
+    await migrating;
+    const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
+    t.is(applied.fingerprint, ENGINE_FINGERPRINT);
+  } finally {
+    await writer.query('rollback').catch(() => {});
+    await report.query('commit');
+    await migrating.catch(() => {});
+  }
 });
 
 test('a migrate killed in a long migration lets go of its tables at once, leaves nothing of that migration, and the next migrate finishes', async (t) => {
