@@ -99,11 +99,27 @@ function short(fingerprint: string): string {
   return fingerprint.slice(0, 12);
 }
 
-interface Asked {
+export interface Asked {
   migration: string | null;
   /** the fingerprint of the sql/ last applied, and of the one it replaced (null: none recorded) */
   applied: string | null;
   replaced: string | null;
+  /** the releases that migrated the database (null: a sql/ from before that record is in force) */
+  releases?: ReleasesRecord | null;
+}
+
+/** A release that migrated the database: its sql/'s fingerprint, its newest migration, whether its sql/ was applied. */
+interface Release {
+  fingerprint: string;
+  migration: string;
+  applied: boolean;
+}
+
+/** webhooks_ops.sql_releases(): the releases in the order each first migrated the database. */
+interface ReleasesRecord {
+  /** the newest migration of the release whose sql/ is in force (null: one from before the record) */
+  appliedMigration: string | null;
+  releases: Release[];
 }
 
 /**
@@ -113,6 +129,8 @@ interface Asked {
  * sql/), which has not all the functions, so that its migrations still say what to do.
  */
 const READINESS_QUESTIONS = [
+  'select webhooks_ops.latest_migration() as migration, webhooks_ops.applied_sql() as applied, webhooks_ops.replaced_sql() as replaced, ' +
+    'webhooks_ops.sql_releases() as releases',
   'select webhooks_ops.latest_migration() as migration, webhooks_ops.applied_sql() as applied, webhooks_ops.replaced_sql() as replaced',
   'select webhooks_ops.latest_migration() as migration, webhooks_ops.applied_sql() as applied',
   'select webhooks_ops.latest_migration() as migration',
@@ -122,7 +140,8 @@ async function askReadiness(db: Queryable): Promise<Asked> {
   for (const [i, question] of READINESS_QUESTIONS.entries()) {
     try {
       const { rows: [row] } = await db.query<Partial<Asked>>(question);
-      return { migration: row!.migration ?? null, applied: row!.applied ?? null, replaced: row!.replaced ?? null };
+      return { migration: row!.migration ?? null, applied: row!.applied ?? null, replaced: row!.replaced ?? null,
+               releases: row!.releases ?? null };
     } catch (error) {
       // undefined_function (and undefined_table, the record's, to be sure)
       const code = (error as { code?: string }).code;
@@ -140,15 +159,55 @@ async function askReadiness(db: Queryable): Promise<Asked> {
  */
 function successorNote(migration: string | null, applied: string | null, replaced: string | null): string | null {
   if (migration === null || migration < EXPECTED_MIGRATION) return null;
-  if (applied === ENGINE_FINGERPRINT) {
-    return migration > EXPECTED_MIGRATION
-      ? `database migrated by newer code (${migration}), under this code's sql/ still: ` +
-        'run that release\'s migrate to its end, then replace this process with that release\'s'
+  if (applied === ENGINE_FINGERPRINT) return migration > EXPECTED_MIGRATION ? nextMigrationsNote(migration) : null;
+  return applied !== null && replaced === ENGINE_FINGERPRINT ? nextSqlNote(applied, migration) : null;
+}
+
+/** The next release's migrations ran over this code's sql/. */
+function nextMigrationsNote(migration: string): string {
+  return `database migrated by newer code (${migration}), under this code's sql/ still: ` +
+    'run that release\'s migrate to its end, then replace this process with that release\'s';
+}
+
+/** The next release's sql/ is in force. */
+function nextSqlNote(applied: string, migration: string): string {
+  return `database's sql/ ${short(applied)} (migrated to ${migration}) replaced this code's: replace this process with that release's`;
+}
+
+/**
+ * Where this code's release stands among those that migrated the database, in the
+ * order each first did (webhooks_ops.sql_releases; docs/operations.md, "Upgrading",
+ * has the table): ready where the database is its own, or at most the next
+ * release's (its migrations, or its migrations and sql/), saying so then; not ready
+ * two releases or more behind (a release keeps only the one before it working), nor
+ * where the sql/ in force is an earlier release's than this one's, applied before
+ * (a migrate of that release rolled the database back). Null: this release, or the
+ * one whose sql/ is in force, is not among them (its migrate never ran here, or ran
+ * before the record; or the migrations are behind this code's), and the migrations
+ * and fingerprints alone say (readiness).
+ */
+function standing(migration: string | null, applied: string | null, record: ReleasesRecord): Readiness | null {
+  const { releases, appliedMigration } = record;
+  const at = (fingerprint: string | null, newest: string | null) =>
+    releases.findIndex((release) => release.fingerprint === fingerprint && release.migration === newest);
+  const own = at(ENGINE_FINGERPRINT, EXPECTED_MIGRATION);
+  const inForce = at(applied, appliedMigration);
+  if (own < 0 || inForce < 0 || migration === null || migration < EXPECTED_MIGRATION) return null;
+  if (inForce < own) {
+    return releases[own]!.applied
+      ? { ready: false, migration,
+          reason: `database's sql/ ${short(applied!)} (migrated to ${migration}) is an earlier release's, rolled back to ` +
+            'after this code\'s was applied: replace this process with that release\'s, or run this release\'s migrate again' }
       : null;
   }
-  return applied !== null && replaced === ENGINE_FINGERPRINT
-    ? `database's sql/ ${short(applied)} (migrated to ${migration}) replaced this code's: replace this process with that release's`
-    : null;
+  if (inForce === own && migration === EXPECTED_MIGRATION) return { ready: true, migration };
+  const next = releases[own + 1];
+  if (next === undefined || inForce > own + 1 || migration > next.migration) {
+    return { ready: false, migration,
+      reason: `database migrated by code two or more releases past this one's (${migration}, sql/ ${short(applied!)}): ` +
+        'replace this process with the newest release\'s' };
+  }
+  return { ready: true, migration, note: inForce === own ? nextMigrationsNote(migration) : nextSqlNote(applied!, migration) };
 }
 
 /**
@@ -157,14 +216,17 @@ function successorNote(migration: string | null, applied: string | null, replace
  * migrations alone leave the functions, triggers and views of another release
  * possible, when a migrate stopped before sql/ or another release's ran last.
  * Ready too, saying so, the release before's processes in a rolling upgrade, under
- * the next release's migrations or sql/ (successorNote): each release keeps what the
+ * the next release's migrations or sql/ (standing, or successorNote where the
+ * releases that migrated the database are not recorded): each release keeps what the
  * release before uses (docs/operations.md, "Upgrading"), and an API that answered 503
  * from the migrate on was taken out of its load balancer's pool before its successors
  * were ready.
  */
 export async function readiness(db: Queryable, ask: () => Promise<Asked> = () => askReadiness(db)): Promise<Readiness> {
   try {
-    const { migration, applied, replaced } = await within(ask(), DATABASE_CHECK_TIMEOUT_MS, 'database');
+    const { migration, applied, replaced, releases } = await within(ask(), DATABASE_CHECK_TIMEOUT_MS, 'database');
+    const placed = releases ? standing(migration, applied, releases) : null;
+    if (placed) return placed;
     const successor = successorNote(migration, applied, replaced);
     if (successor) return { ready: true, migration: migration!, note: successor };
     if (migration !== EXPECTED_MIGRATION) {

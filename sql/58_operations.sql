@@ -43,7 +43,10 @@ $$;
 -- The fingerprint of the sql/ the last migrate that changed it replaced
 -- (webhooks_private.sql_applied.replaced), null when none is recorded: the processes
 -- of that release stay ready under the next one (ops/operations.ts). Asked with
--- applied_sql(), when both the functions are there.
+-- applied_sql(), when both the functions are there. Null too once a further
+-- release's migrations have run over the sql/ in force: the replaced release is two
+-- behind then, and its processes (releases before 0048_sql_releases ask no more than
+-- this) are not ready.
 create or replace function webhooks_ops.replaced_sql()
 returns text
 language sql
@@ -51,7 +54,26 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select replaced from webhooks_private.sql_applied;
+  select case when a.migration < (select max(name) from webhooks_private.migrations) then null else a.replaced end
+  from webhooks_private.sql_applied a;
+$$;
+
+-- The releases whose migrate ran on this database, in the order each first ran,
+-- each with whether its sql/ was ever applied, and the newest migration of the
+-- release whose sql/ is in force (webhooks_private.sql_releases, sql_applied): /readyz
+-- places its own release among them (ops/operations.ts).
+create or replace function webhooks_ops.sql_releases()
+returns jsonb
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select jsonb_build_object(
+    'appliedMigration', (select migration from webhooks_private.sql_applied),
+    'releases', coalesce((select jsonb_agg(jsonb_build_object('fingerprint', r.fingerprint, 'migration', r.migration,
+                                                              'applied', r.first_applied_at is not null) order by r.n)
+                          from webhooks_private.sql_releases r), '[]'::jsonb));
 $$;
 
 -- private: the most due deliveries the backlog figure counts (webhooks_ops.backlog):

@@ -76,7 +76,8 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await client.query('select set_config($1, $2, false)', ['lock_timeout', options.lockTimeout ?? LOCK_TIMEOUT]);
     await client.query('set client_min_messages = warning');
     await moveMigrationsTable(client);
-    await refuseNewerDatabase(client, dir);
+    const release = await refuseNewerDatabase(client, dir);
+    await registerRelease(client, release);
     const onNotice = (notice: { message?: string }) => {
       if (notice.message?.startsWith(PROGRESS_NOTICE)) log(`  ${notice.message.slice(PROGRESS_NOTICE.length)}`);
     };
@@ -109,7 +110,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     // (those of every try: one that gave way ran some of them)
     for (const name of await recordedMigrations(client)) if (!recorded.has(name)) log(`migrated ${name}`);
     stage = 'sql';
-    await givingWay(client, 'sql/', waitMs, log, (waiting) => applyEngine(client, waiting),
+    await givingWay(client, 'sql/', waitMs, log, (waiting) => applyEngine(client, release, waiting),
                     { firstTryWaits: false, capturedWritesOnly: true });
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } catch (error) {
@@ -187,14 +188,33 @@ async function moveMigrationsTable(client: pg.Client): Promise<void> {
  * newer code: re-applying this checkout's sql/ would put its older engine under the
  * newer relays and API (a host restarted on the old version mid-rollout, with npm
  * start, which migrates first). So nothing is done, and the error says why.
+ * Otherwise returns this release's newest migration (registerRelease).
  */
-async function refuseNewerDatabase(client: pg.Client, dir: string): Promise<void> {
-  const known = new Set((await readdir(dir)).filter((name) => name.endsWith('.sql')).map((name) => name.replace(/\.sql$/, '')));
-  const unknown = [...await recordedMigrations(client)].filter((name) => !known.has(name)).sort();
+async function refuseNewerDatabase(client: pg.Client, dir: string): Promise<string> {
+  const known = (await readdir(dir)).filter((name) => name.endsWith('.sql')).map((name) => name.replace(/\.sql$/, '')).sort();
+  const unknown = [...await recordedMigrations(client)].filter((name) => !known.includes(name)).sort();
   if (unknown.length > 0) {
     throw new Error(`this database was migrated by newer code (${unknown.join(', ')}: no such file in migrations/); ` +
       'nothing was done, so as not to put this older engine under it: run the newer code, or its migrate');
   }
+  return known.at(-1)!;
+}
+
+/**
+ * Registers this release (its sql/'s fingerprint and its newest migration, `migration`)
+ * among those whose migrate ran on the database, unless it was already (a migrate run
+ * again, or an earlier release's rolling back to it): /readyz places each process's
+ * release in that order (ops/operations.ts). Before the migrations, so that a migrate
+ * stopped in them or before sql/ is known as the next release's; on a database
+ * without the record yet (0048_sql_releases), applyEngine registers it.
+ */
+async function registerRelease(client: pg.Client, migration: string): Promise<void> {
+  const { rows: [found] } = await client.query<{ found: boolean }>(
+    `select to_regclass('webhooks_private.sql_releases') is not null as found`);
+  if (!found!.found) return;
+  await client.query(
+    `insert into webhooks_private.sql_releases (fingerprint, migration) values ($1, $2) on conflict (fingerprint, migration) do nothing`,
+    [ENGINE_FINGERPRINT, migration]);
 }
 
 /**
@@ -366,8 +386,9 @@ const ENGINE_RELATIONS = `
  * held them ACCESS EXCLUSIVE while it waited for the contacts that write held, the
  * two waited for each other until the migrate gave way, attempt after attempt
  * (test/relay/upgrade.test.ts). `waiting` false: each lock asked NOWAIT (givingWay).
+ * `release`: this release's newest migration.
  */
-async function applyEngine(client: pg.Client, waiting: boolean): Promise<void> {
+async function applyEngine(client: pg.Client, release: string, waiting: boolean): Promise<void> {
   await client.query('begin');
   const { rows } = await client.query<{ relation: string; captured: boolean }>(
     `select r.oid::regclass::text as relation, c.relnamespace::regnamespace::text = $2 as captured
@@ -390,14 +411,19 @@ async function applyEngine(client: pg.Client, waiting: boolean): Promise<void> {
   }
   // what was applied, in the same transaction: a run that fails leaves the record
   // of the sql/ still in force, and /readyz (ops/operations.ts) compares it with
-  // the code's; and the sql/ it replaced, if another, whose processes (the release
-  // before, in a rolling upgrade) stay ready until they are replaced in turn
+  // the code's; the sql/ it replaced, if another, whose processes (the release
+  // before, in a rolling upgrade) stay ready until they are replaced in turn; and
+  // this release's place among those that ran here, its sql/ applied
   await client.query(
-    `insert into webhooks_private.sql_applied as a (fingerprint) values ($1)
+    `insert into webhooks_private.sql_applied as a (fingerprint, migration) values ($1, $2)
      on conflict (one) do update
        set replaced = case when a.fingerprint = excluded.fingerprint then a.replaced else a.fingerprint end,
-           fingerprint = excluded.fingerprint, applied_at = now()`,
-    [ENGINE_FINGERPRINT]);
+           fingerprint = excluded.fingerprint, migration = excluded.migration, applied_at = now()`,
+    [ENGINE_FINGERPRINT, release]);
+  await client.query(
+    `insert into webhooks_private.sql_releases as r (fingerprint, migration, first_applied_at) values ($1, $2, now())
+     on conflict (fingerprint, migration) do update set first_applied_at = coalesce(r.first_applied_at, excluded.first_applied_at)`,
+    [ENGINE_FINGERPRINT, release]);
   await client.query('commit');
 }
 

@@ -7,6 +7,7 @@ import { networkInterfaces } from 'node:os';
 import test from 'ava';
 import { authenticatorUrl } from '../../api/authenticator.ts';
 import { startApi } from '../../api/server.ts';
+import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { DATABASE_ANSWER_REUSE_MS, EXPECTED_MIGRATION, operationsRegistry, operationsRoutes } from '../../ops/operations.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
 import { migrate, MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
@@ -203,6 +204,9 @@ test('/readyz stays ready while the next release\'s migrate has run its migratio
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
+  // (its migrate registers it first)
+  await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration) values ($1, $2)`,
+    ['cd'.repeat(32), '9998_from_the_next_release']);
   await database.pool.query(
     `insert into webhooks_private.migrations (name, run_on) values ($1, now())`, ['9998_from_the_next_release']);
   t.deepEqual(await readyzUntil(running.url, 200), {
@@ -220,19 +224,82 @@ test('/readyz stays ready while the next release, migrations and sql/, has repla
 
   // the next release's migrate, over this code's database: a migration of its own,
   // then its sql/ in place of this code's, which it records as the one it replaced
-  await database.pool.query(
-    `insert into webhooks_private.migrations (name, run_on) values ($1, now())`, ['9998_from_the_next_release']);
-  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, ['cd'.repeat(32)]);
+  const migrated = async (fingerprint: string, migration: string) => {
+    await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at) values ($1, $2, now())`,
+      [fingerprint, migration]);
+    await database.pool.query(`insert into webhooks_private.migrations (name, run_on) values ($1, now())`, [migration]);
+    await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1, migration = $2`,
+      [fingerprint, migration]);
+  };
+  await migrated('cd'.repeat(32), '9998_from_the_next_release');
   const next = await readyzUntil(running.url, 200);
   t.is(next.status, 'ready');
   t.is(next.migration, '9998_from_the_next_release');
   t.is(next.note, "database's sql/ cdcdcdcdcdcd (migrated to 9998_from_the_next_release) replaced this code's: replace this process with that release's");
 
   // and the release after it: this code is two behind
-  await database.pool.query(
-    `insert into webhooks_private.migrations (name, run_on) values ($1, now())`, ['9999_from_the_release_after']);
-  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, ['ef'.repeat(32)]);
-  t.regex((await readyzUntil(running.url, 503)).reason, /^database migrated by newer code \(9999_from_the_release_after\), this code expects .*: run the newer code$/);
+  await migrated('ef'.repeat(32), '9999_from_the_release_after');
+  t.is((await readyzUntil(running.url, 503)).reason,
+    "database migrated by code two or more releases past this one's (9999_from_the_release_after, sql/ efefefefefef): " +
+    "replace this process with the newest release's");
+});
+
+test('/readyz after a rollback: this code\'s migrate run after the next release\'s makes this code ready again; an earlier release\'s migrate run after this code\'s makes it unavailable, until this code\'s migrate runs again', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
+  await readyzUntil(running.url, 200);
+  const migrated = async (fingerprint: string) => {
+    await database.pool.query(
+      `insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at) values ($1, $2, now())
+       on conflict (fingerprint, migration) do nothing`, [fingerprint, EXPECTED_MIGRATION]);
+    await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1, migration = $2`,
+      [fingerprint, EXPECTED_MIGRATION]);
+  };
+
+  // the next release (sql/ only: this code's migrate refuses a database with
+  // migrations it has not) migrated: this code is one behind; then this code's
+  // migrate rolled the database back to it
+  await migrated('cd'.repeat(32));
+  t.regex((await readyzUntil(running.url, 200)).note, /^database's sql\/ cdcdcdcdcdcd .*replaced this code's/);
+  await migrate(database.url);
+  t.deepEqual(await readyzUntil(running.url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
+
+  // this code after an earlier release (registered before it): that release's
+  // migrate rolled the database back; then this code's went forward again
+  await database.pool.query(`delete from webhooks_private.sql_releases`);
+  await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at)
+                             values ($1, $3, now()), ($2, $3, now())`, ['ab'.repeat(32), ENGINE_FINGERPRINT, EXPECTED_MIGRATION]);
+  await migrated('ab'.repeat(32));
+  const back = await readyzUntil(running.url, 503);
+  t.is(back.reason, `database's sql/ abababababab (migrated to ${EXPECTED_MIGRATION}) is an earlier release's, rolled back to after ` +
+    "this code's was applied: replace this process with that release's, or run this release's migrate again");
+  await migrate(database.url);
+  t.deepEqual(await readyzUntil(running.url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
+});
+
+test('/readyz of a process two releases behind while the newest migrate stopped between its migrations and sql/: unavailable, as it is for a release before the record of releases (replaced_sql() null)', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
+  await readyzUntil(running.url, 200);
+  const replaced = async () => (await database.pool.query('select webhooks_ops.replaced_sql() as fingerprint')).rows[0].fingerprint;
+  // the next release migrated, to its end: this code is one behind
+  await database.pool.query(`insert into webhooks_private.migrations (name, run_on) values ('9998_of_the_next_release', now())`);
+  await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at)
+                             values ($1, '9998_of_the_next_release', now())`, ['cd'.repeat(32)]);
+  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1, migration = '9998_of_the_next_release'`,
+    ['cd'.repeat(32)]);
+  t.regex((await readyzUntil(running.url, 200)).note, /^database's sql\/ cdcdcdcdcdcd .*replaced this code's/);
+  t.is(await replaced(), ENGINE_FINGERPRINT);
+  // the release after it: its migrate registered, ran its migrations and stopped
+  await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration) values ($1, '9999_of_the_release_after')`,
+    ['ef'.repeat(32)]);
+  await database.pool.query(`insert into webhooks_private.migrations (name, run_on) values ('9999_of_the_release_after', now())`);
+  t.is((await readyzUntil(running.url, 503)).reason,
+    "database migrated by code two or more releases past this one's (9999_of_the_release_after, sql/ cdcdcdcdcdcd): " +
+    "replace this process with the newest release's");
+  t.is(await replaced(), null, 'a release before the record, asking no more than replaced_sql(), is not ready either');
 });
 
 test('/readyz fails while the database runs sql/ other than this code\'s, migrations current, and says to run npm run migrate, which makes it ready', async (t) => {

@@ -1,9 +1,11 @@
-// /readyz's reason when the database does not answer (ops/operations.ts), without a
-// database: the API serves /readyz on the port of its page and GraphQL, so the reason
+// /readyz (ops/operations.ts) without a database: the answer for each place of this
+// code's release among those that migrated the database (below), and the reason when
+// the database does not answer: the API serves /readyz on the port of its page and GraphQL, so the reason
 // says what kind of failure it is, never the driver's words, which name the
 // database's host, address, port or role.
 import test from 'ava';
-import { readiness } from '../../ops/operations.ts';
+import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
+import { type Asked, EXPECTED_MIGRATION, readiness } from '../../ops/operations.ts';
 
 const failing = (error: Error) => ({ query: () => Promise.reject(error) }) as unknown as Parameters<typeof readiness>[0];
 
@@ -16,3 +18,63 @@ test('a database that does not answer: its error code, not its host, address, po
   t.deepEqual(await readiness(failing(refusedLogin)), { ready: false, reason: 'database: not answering (SQLSTATE 28P01)' });
   t.deepEqual(await readiness(failing(new Error('Connection terminated unexpectedly'))), { ready: false, reason: 'database: not answering' });
 });
+
+// /readyz of the processes of three releases in a row, N-2, N-1 and N, this code
+// playing each in turn, over the database as each case leaves it (docs/operations.md,
+// "Upgrading", has the same table): what the releases that migrated the database
+// record (webhooks_ops.sql_releases) places this code's among them.
+type Played = 'N-2' | 'N-1' | 'N';
+const PLAYED: Played[] = ['N-2', 'N-1', 'N'];
+
+/** The three releases, this code's in the `played` place; N has no migration of its own when `sqlOnly` (a rollback needs that). */
+function releasesAround(played: Played, sqlOnly = false) {
+  const own = { fingerprint: ENGINE_FINGERPRINT, migration: EXPECTED_MIGRATION };
+  const other = (fingerprint: string, migration: string) => ({ fingerprint: fingerprint.repeat(32), migration });
+  if (played === 'N-2') return [own, other('b1', '9998_of_n_minus_1'), other('c0', sqlOnly ? '9998_of_n_minus_1' : '9999_of_n')];
+  if (played === 'N-1') return [other('a2', '0001_of_n_minus_2'), own, other('c0', sqlOnly ? EXPECTED_MIGRATION : '9999_of_n')];
+  return [other('a2', '0001_of_n_minus_2'), other('b1', sqlOnly ? EXPECTED_MIGRATION : '0002_of_n_minus_1'), own];
+}
+
+/** What /readyz says over the database in the state `state` leaves it, this code playing `played`. */
+async function answer(played: Played, state: (releases: ReturnType<typeof releasesAround>) => Asked, sqlOnly = false) {
+  const asked = state(releasesAround(played, sqlOnly));
+  const said = await readiness(failing(new Error('not asked')), async () => asked);
+  return said.ready ? (said.note ? `ready: ${said.note}` : 'ready') : `not ready: ${said.reason}`;
+}
+
+const applied = (...flags: boolean[]) => (releases: ReturnType<typeof releasesAround>) =>
+  releases.flatMap((release, i) => (i < flags.length ? [{ ...release, applied: flags[i]! }] : []));
+
+const CASES: Array<{ title: string; sqlOnly?: boolean; state: (r: ReturnType<typeof releasesAround>) => Asked;
+                     says: Record<Played, RegExp> }> = [
+  { title: 'before N\'s migrate',
+    state: (r) => ({ migration: r[1]!.migration, applied: r[1]!.fingerprint, replaced: r[0]!.fingerprint,
+                     releases: { appliedMigration: r[1]!.migration, releases: applied(true, true)(r) } }),
+    says: { 'N-2': /^ready: database's sql\/ b1b1b1b1b1b1 \(migrated to 9998_of_n_minus_1\) replaced this code's: replace this process/,
+            'N-1': /^ready$/,
+            'N': /^not ready: database migrated to 0002_of_n_minus_1, this code expects .*: run npm run migrate$/ } },
+  { title: 'N\'s migrate ran its migrations, not yet its sql/ (it runs, or it stopped between them)',
+    state: (r) => ({ migration: r[2]!.migration, applied: r[1]!.fingerprint, replaced: r[0]!.fingerprint,
+                     releases: { appliedMigration: r[1]!.migration, releases: applied(true, true, false)(r) } }),
+    says: { 'N-2': /^not ready: database migrated by code two or more releases past this one's \(9999_of_n, sql\/ b1b1b1b1b1b1\): replace this process with the newest release's$/,
+            'N-1': /^ready: database migrated by newer code \(9999_of_n\), under this code's sql\/ still: run that release's migrate to its end/,
+            'N': /^not ready: database's sql\/ .*is not this code's \(b1b1b1b1b1b1, this code's [0-9a-f]{12}\): run npm run migrate$/ } },
+  { title: 'N\'s migrate ran to its end',
+    state: (r) => ({ migration: r[2]!.migration, applied: r[2]!.fingerprint, replaced: r[1]!.fingerprint,
+                     releases: { appliedMigration: r[2]!.migration, releases: applied(true, true, true)(r) } }),
+    says: { 'N-2': /^not ready: database migrated by code two or more releases past this one's \(9999_of_n, sql\/ c0c0c0c0c0c0\)/,
+            'N-1': /^ready: database's sql\/ c0c0c0c0c0c0 \(migrated to 9999_of_n\) replaced this code's: replace this process with that release's$/,
+            'N': /^ready$/ } },
+  { title: 'N-1\'s migrate run after N\'s (a rollback; N has no migration of its own, or N-1\'s migrate would refuse)', sqlOnly: true,
+    state: (r) => ({ migration: r[1]!.migration, applied: r[1]!.fingerprint, replaced: r[2]!.fingerprint,
+                     releases: { appliedMigration: r[1]!.migration, releases: applied(true, true, true)(r) } }),
+    says: { 'N-2': /^ready: database's sql\/ b1b1b1b1b1b1 \(migrated to 9998_of_n_minus_1\) replaced this code's/,
+            'N-1': /^ready$/,
+            'N': /^not ready: database's sql\/ b1b1b1b1b1b1 \(migrated to \w+\) is an earlier release's, rolled back to after this code's was applied: replace this process with that release's, or run this release's migrate again$/ } },
+];
+
+for (const { title, sqlOnly, state, says } of CASES) {
+  test(`/readyz of N-2's, N-1's and N's processes: ${title}`, async (t) => {
+    for (const played of PLAYED) t.regex(await answer(played, state, sqlOnly), says[played], `${played}'s process`);
+  });
+}

@@ -4,7 +4,8 @@ import pg from 'pg';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ENGINE_FILES, ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { MIGRATE_LOCK, migrate, migrationsDir } from '../../tools/migrate.ts';
@@ -158,6 +159,35 @@ test('migrate records the sql/ it replaced (the previous release\'s), and keeps 
   t.deepEqual(await record(), [{ fingerprint: ENGINE_FINGERPRINT, replaced: 'ab'.repeat(32) }]);
   await migrate(database.url);
   t.deepEqual(await record(), [{ fingerprint: ENGINE_FINGERPRINT, replaced: 'ab'.repeat(32) }]);
+});
+
+test('migrate registers its release (fingerprint, newest migration) before its migrations, marks it applied with its sql/, and keeps its place when run again after a later release\'s (a rollback)', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const releases = async () => (await database.pool.query(
+    `select fingerprint, migration, first_applied_at is not null as applied from webhooks_private.sql_releases order by n`)).rows;
+  const newest = (await readdir(migrationsDir)).filter((name) => name.endsWith('.sql')).sort().at(-1)!.replace(/\.sql$/, '');
+  const own = { fingerprint: ENGINE_FINGERPRINT, migration: newest, applied: true };
+  t.deepEqual(await releases(), [own]);
+
+  // a migrate whose migration fails is registered, its sql/ not applied
+  const dir = await mkdtemp(join(tmpdir(), 'bpd-migrations-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  for (const file of await readdir(migrationsDir)) await symlink(join(migrationsDir, file), join(dir, file));
+  const failing = '9000_fails';
+  await writeFile(join(dir, `${failing}.sql`), '-- Up Migration\nselect 1 / 0;\n');
+  await t.throwsAsync(migrate(database.url, () => {}, { migrationsDir: dir }), { message: `migrations/${failing}.sql: division by zero` });
+  t.deepEqual(await releases(), [own, { fingerprint: ENGINE_FINGERPRINT, migration: '9000_fails', applied: false }]);
+  await database.pool.query(`delete from webhooks_private.sql_releases where migration = '9000_fails'`);
+
+  // the next release, of sql/ only, migrated; then this release's migrate ran again
+  await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at) values ($1, $2, now())`,
+    ['cd'.repeat(32), newest]);
+  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, ['cd'.repeat(32)]);
+  await migrate(database.url);
+  t.deepEqual(await releases(), [own, { fingerprint: 'cd'.repeat(32), migration: newest, applied: true }]);
+  const { rows: [record] } = await database.pool.query('select fingerprint, replaced, migration from webhooks_private.sql_applied');
+  t.deepEqual(record, { fingerprint: ENGINE_FINGERPRINT, replaced: 'cd'.repeat(32), migration: newest });
 });
 
 test('no migration after the CRM\'s own changes a table of the CRM: its prepared statements (select *, returning *) keep their row type across a migrate', async (t) => {
