@@ -399,9 +399,14 @@ async function applyEngine(client: pg.Client, release: string, waiting: boolean)
   const engine = rows.filter((row) => !row.captured).map((row) => row.relation);
   // the CRM's first: once the migrate has them, no contact write is under way to
   // want the engine's tables after it
+  // (in one round trip: a refused lock ends the transaction's locks on the server at
+  // once, and none is held while the client sends the next statement)
   const nowait = waiting ? '' : ' nowait';
-  if (captured.length > 0) await client.query(`lock table ${captured.join(', ')} in share row exclusive mode${nowait}`);
-  if (engine.length > 0) await client.query(`lock table ${engine.join(', ')} in access exclusive mode${nowait}`);
+  const locks = [
+    ...(captured.length > 0 ? [`lock table ${captured.join(', ')} in share row exclusive mode${nowait}`] : []),
+    ...(engine.length > 0 ? [`lock table ${engine.join(', ')} in access exclusive mode${nowait}`] : []),
+  ];
+  if (locks.length > 0) await client.query(locks.join('; '));
   for (const { name, text } of ENGINE_FILES) {
     try {
       await client.query(text);
