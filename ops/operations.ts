@@ -124,7 +124,8 @@ interface ReleasesRecord {
 
 /**
  * The readiness question, most first: the newest migration, the fingerprint of the
- * sql/ last applied and of the one it replaced. The later ones for the sql/ of a
+ * sql/ last applied and of the one it replaced, and the releases that migrated the
+ * database (0048_sql_releases). The later ones for the sql/ of a
  * release from before those records (a migrate that stopped before this release's
  * sql/), which has not all the functions, so that its migrations still say what to do.
  */
