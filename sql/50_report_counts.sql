@@ -382,6 +382,7 @@ language plpgsql
 -- table, read it once a statement a webhook (1,581,876 rows for the 2,700 of 300
 -- webhooks; 236 s for 10,000 in a scratch test; test/sql/roll-up-cost.test.ts)
 set enable_seqscan = off
+set jit = off
 as $$
 declare
   v_until constant timestamptz := webhooks_private.utc_hour(now() - interval '2 hours');
@@ -548,6 +549,7 @@ returns integer
 language plpgsql
 -- (by the keys of its tables, as roll_up_webhook_hours, whatever the statistics say)
 set enable_seqscan = off
+set jit = off
 as $$
 declare
   v_before constant date := webhooks_private.countable_before();

@@ -185,6 +185,7 @@ returns setof webhooks.webhooks
 language sql
 stable
 set enable_sort = off
+set jit = off
 as $$
   select w.* from webhooks.webhooks w
   where (w.created_at, w.id) < (p_created_at, p_id)
