@@ -118,18 +118,15 @@ test('a part that keeps dying is restarted after pauses that double, each crash 
   ]);
 });
 
-test("npm start on a port something else answers says so and stops: never 'up' on another server's /healthz", async (t) => {
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  // something else (another npm start, say) on the API's port, answering /healthz
-  const other = createServer((_req, res) => res.writeHead(200).end('{"status":"ok"}'));
-  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => other.close(() => resolve())));
-  const port = (other.address() as AddressInfo).port;
-
+/**
+ * npm start, expected to stop by itself: its exit code once its output is read to the
+ * end ('up' if it came up instead, or a sentence if neither within a minute), and its
+ * lines.
+ */
+async function startExpectingStop(t: { teardown: (fn: () => void) => void }, databaseUrl: string, port: number) {
   const start = spawn(process.execPath, [`${root}tools/start.ts`], {
     cwd: root,
-    env: { PATH: process.env.PATH, DATABASE_URL: database.url, PORT: String(port), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
+    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(port), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = lines(start.stdout!);
@@ -140,6 +137,19 @@ test("npm start on a port something else answers says so and stops: never 'up' o
     new Promise<number | null>((resolve) => start.once('close', (exitCode) => resolve(exitCode))),
     out.next(/bpd-webhooks is up/, 60_000, 0).then(() => 'up', () => 'neither up nor stopped within a minute'),
   ]);
+  return { code, out, err };
+}
+
+test("npm start on a port something else answers says so and stops: never 'up' on another server's /healthz", async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  // something else (another npm start, say) on the API's port, answering /healthz
+  const other = createServer((_req, res) => res.writeHead(200).end('{"status":"ok"}'));
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => other.close(() => resolve())));
+  const port = (other.address() as AddressInfo).port;
+
+  const { code, out, err } = await startExpectingStop(t, database.url, port);
   t.is(code, 1);
   t.regex(err.seen.join('\n'), new RegExp(`port ${port} .*is taken`));
   t.false(out.seen.some((line) => /bpd-webhooks is up/.test(line)));
@@ -149,19 +159,7 @@ test('npm start whose migrate fails (a database migrated by newer code) says why
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   await database.pool.query(`insert into webhooks_private.migrations (name, run_on) values ('9999_from_the_future', now())`);
-  const port = await freePort();
-  const start = spawn(process.execPath, [`${root}tools/start.ts`], {
-    cwd: root,
-    env: { PATH: process.env.PATH, DATABASE_URL: database.url, PORT: String(port), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out = lines(start.stdout!);
-  const err = lines(start.stderr!);
-  t.teardown(() => void (start.exitCode === null && start.kill('SIGKILL')));
-  const code = await Promise.race([
-    new Promise<number | null>((resolve) => start.once('close', (exitCode) => resolve(exitCode))),
-    out.next(/bpd-webhooks is up/, 60_000, 0).then(() => 'up', () => 'neither up nor stopped within a minute'),
-  ]);
+  const { code, err } = await startExpectingStop(t, database.url, await freePort());
   t.is(code, 1);
   t.deepEqual(err.seen.filter((line) => line.trim() !== ''), [
     'this database was migrated by newer code (9999_from_the_future: no such file in migrations/); ' +
