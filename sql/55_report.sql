@@ -132,12 +132,16 @@ begin
 end;
 $$;
 
--- private: refuses half of the row a page of a history starts after: the page starts
--- after the row its key (p_key, as the function's argument names it) and after_id
--- name together, both or neither (history_after_row, 22023, the COLUMN naming the one
--- missing). The one home of that refusal, for every history that pages by a row:
--- history_after (below) and webhooks.delivery_attempts_latest_first.
-create or replace function webhooks_private.refuse_half_row(p_key text, p_key_given boolean, p_id_given boolean)
+-- private: refuses half of the row a page starts after: the page starts after the row
+-- its key (p_key, as the function's argument names it) and after_id name together,
+-- both or neither (history_after_row, 22023, the COLUMN naming the one missing). The
+-- message names the list paged (p_list: "the report") and what its rows are (p_row:
+-- "webhook"). The one home of that refusal, for every list that pages by a row:
+-- history_after (below: the report and a webhook's history) and
+-- webhooks.delivery_attempts_latest_first.
+drop function if exists webhooks_private.refuse_half_row(text, boolean, boolean);
+create or replace function webhooks_private.refuse_half_row(p_list text, p_row text, p_key text,
+                                                            p_key_given boolean, p_id_given boolean)
 returns void
 language plpgsql
 immutable
@@ -146,27 +150,29 @@ begin
   if p_key_given <> p_id_given then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = format('a page of a history starts after the row named by %s and after_id: give both or neither (%s is missing)',
-                       p_key, case when p_id_given then p_key else 'after_id' end),
+      message = format('a page of %s starts after the %s named by %s and after_id: give both or neither (%s is missing)',
+                       p_list, p_row, p_key, case when p_id_given then p_key else 'after_id' end),
       constraint = 'history_after_row',
       column = case when p_id_given then p_key else 'after_id' end;
   end if;
 end;
 $$;
 
--- private: the row a page of a history starts after, as webhooks_history,
--- webhooks_history_oldest_first and the report's pages (webhook_report) take it (after_created_at and after_id: the created_at
--- and id of the last row of the page before, in the history's own order): both or
--- neither (refuse_half_row, above), its time within what may be asked
--- (requested_time_range, 22008, after_created_at). Its created_at (null: none, the
--- history's first page). Immutable, as requested_time.
-create or replace function webhooks_private.history_after(p_created_at timestamptz, p_id bigint)
+-- private: the row a page starts after, as webhooks_history,
+-- webhooks_history_oldest_first and the report's pages (webhook_report) take it
+-- (after_created_at and after_id: the created_at and id of the last row of the page
+-- before, in the list's own order; p_list and p_row: the list and its rows as the
+-- refusal names them): both or neither (refuse_half_row, above), its time within what
+-- may be asked (requested_time_range, 22008, after_created_at). Its created_at (null:
+-- none, the list's first page). Immutable, as requested_time.
+drop function if exists webhooks_private.history_after(timestamptz, bigint);
+create or replace function webhooks_private.history_after(p_list text, p_row text, p_created_at timestamptz, p_id bigint)
 returns timestamptz
 language plpgsql
 immutable
 as $$
 begin
-  perform webhooks_private.refuse_half_row('after_created_at', p_created_at is not null, p_id is not null);
+  perform webhooks_private.refuse_half_row(p_list, p_row, 'after_created_at', p_created_at is not null, p_id is not null);
   return webhooks_private.requested_time(p_created_at, 'after_created_at');
 end;
 $$;
@@ -233,7 +239,7 @@ as $$
   -- Materialized: inlined, its function calls (not LEAKPROOF) waited for row-level
   -- security's condition and were tested on every row instead of bounding the index
   start as materialized (
-    select coalesce(webhooks_private.history_after(after_created_at, after_id), 'infinity') as created_at,
+    select coalesce(webhooks_private.history_after('the report', 'webhook', after_created_at, after_id), 'infinity') as created_at,
            coalesce(after_id, 9223372036854775807) as id
     where webhooks_private.requested_times(since, until)
   ),
@@ -405,11 +411,11 @@ as $$
                                          case when history_rows.state in ('pending', 'in_flight')
                                               then webhooks_private.oldest_queued_at(w.id) end,
                                          case when not newest_first
-                                              then webhooks_private.history_after(after_created_at, after_id) end))
+                                              then webhooks_private.history_after('a webhook''s history', 'delivery', after_created_at, after_id) end))
     and d.created_at < (select least(coalesce(webhooks_private.requested_time(until, 'until'), 'infinity'),
                                      -- (created_at is kept to the microsecond)
                                      case when newest_first
-                                          then webhooks_private.history_after(after_created_at, after_id) + interval '1 microsecond' end))
+                                          then webhooks_private.history_after('a webhook''s history', 'delivery', after_created_at, after_id) + interval '1 microsecond' end))
     -- within the keyset's own microsecond, by id: a bound of the index too (a row
     -- comparison of its last two columns), true of every row on a first page
     and (not newest_first
@@ -516,7 +522,7 @@ as $$
   -- lower: an afterAttempt of 2^31 - 1 walks no number the delivery never reached)
   from generate_series(
          least((select coalesce(after_attempt, 2147483647)
-                from webhooks_private.refuse_half_row('after_attempt', after_attempt is not null, after_id is not null)),
+                from webhooks_private.refuse_half_row('a delivery''s attempts', 'attempt', 'after_attempt', after_attempt is not null, after_id is not null)),
                (select coalesce(max(m.attempt), 0) from webhooks.delivery_attempts m
                 where m.delivery_id = delivery_attempts_latest_first.delivery_id
                   and m.delivery_created_at = (select d.created_at from delivery d))),

@@ -168,9 +168,9 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   to webhook_viewer;
 -- a webhook's history (webhooks.webhooks_history and its oldest first)
 grant execute on function webhooks_private.oldest_queued_at(bigint),
-  webhooks_private.history_after(timestamptz, bigint),
+  webhooks_private.history_after(text, text, timestamptz, bigint),
   -- (and a delivery's attempts, webhooks.delivery_attempts_latest_first)
-  webhooks_private.refuse_half_row(text, boolean, boolean),
+  webhooks_private.refuse_half_row(text, text, text, boolean, boolean),
   webhooks_private.history_rows(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint, boolean) to webhook_viewer;
 -- (webhooks.deliveries.held_back asks the claim's question, 22_outbox.sql)
 grant execute on function webhooks_private.held_back(bigint, bigint, bigint) to webhook_viewer;

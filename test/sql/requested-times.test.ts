@@ -110,3 +110,24 @@ test('the row a page of a history starts after is refused by name when its time 
     t.deepEqual(answers, reader === 'webhooks_history' ? [0, 1, 0, 1] : [1, 0, 1, 0], reader);
   }
 });
+
+test('half of the row a page starts after is refused in the words of the list it pages: the report, a webhook\'s history, a delivery\'s attempts', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+  const lists: Array<[string, string, RegExp]> = [
+    ['select count(*) from webhooks.webhook_report(after_id => 1)',
+      'the report', /^a page of the report starts after the webhook named by after_created_at and after_id: give both or neither \(after_created_at is missing\)$/],
+    [`select count(*) from webhooks.webhooks w, webhooks.webhooks_history(w, after_id => 1) where w.id = ${hook.id}`,
+      'a history', /^a page of a webhook's history starts after the delivery named by after_created_at and after_id: give both or neither \(after_created_at is missing\)$/],
+    ['select count(*) from webhooks.delivery_attempts_latest_first(1, after_attempt => 2)',
+      'attempts', /^a page of a delivery's attempts starts after the attempt named by after_attempt and after_id: give both or neither \(after_id is missing\)$/],
+  ];
+  for (const [sql, list, message] of lists) {
+    const error = await t.throwsAsync(asAdmin(client, company.id, sql, [])) as any;
+    t.like(error, { code: '22023', constraint: 'history_after_row' }, list);
+    t.regex(error?.message ?? '', message, list);
+  }
+});
