@@ -186,6 +186,32 @@ const ListsInIndexOrder: GraphileConfig.Plugin = {
 };
 
 /**
+ * The functions whose lists page after a row of their own (sql/55_report.sql: the
+ * report by afterCreatedAt and afterId, a delivery's attempts by afterAttempt and
+ * afterId), by resource name. Their rows come in the function's order, which
+ * PostGraphile does not know, so its cursor (after) is a row number, as offset is: a
+ * page by either reads and throws away every row before it (every webhook of the
+ * company, each page). They have neither; first sizes a page.
+ */
+const PAGED_AFTER_A_ROW = new Set(['webhook_report', 'delivery_attempts_latest_first']);
+
+const OnlyKeysetPages: GraphileConfig.Plugin = {
+  name: 'OnlyKeysetPages',
+  version: '1.0.0',
+  after: ['PgFirstLastBeforeAfterArgsPlugin'],
+  schema: {
+    hooks: {
+      GraphQLObjectType_fields_field_args(args, _build, context) {
+        const { pgFieldResource } = context.scope as { pgFieldResource?: { name: string } };
+        if (!pgFieldResource || !PAGED_AFTER_A_ROW.has(pgFieldResource.name)) return args;
+        const { after: _after, before: _before, offset: _offset, last: _last, ...kept } = args;
+        return kept;
+      },
+    },
+  },
+};
+
+/**
  * The request limits of api/limits.ts: depth and fields with fragments expanded as
  * validation rules (a depth refused is cached with the parsed document; fields are
  * refused before the other rules run, and not cached); page sizes and the answer's
@@ -629,7 +655,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   }), options.claimsOf, options.newTextRefused ?? (() => {}));
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, BoundedLists, ListsInIndexOrder, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],
+    plugins: [HideDbaViews, PlainNames, BoundedLists, ListsInIndexOrder, OnlyKeysetPages, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],

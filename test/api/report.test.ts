@@ -417,3 +417,30 @@ test('the report\'s counts of every webhook at once (webhookReportCounts) are it
     await client.query('rollback');
   }
 });
+
+test('webhookReport pages only after a row (afterCreatedAt, afterId): no offset cursor (after, before), offset or last, which read every webhook before the page', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const [older, newer] = [await f.webhook({ companyId: company.id, name: 'Older', actions: ['contact.created'] }),
+    await f.webhook({ companyId: company.id, name: 'Newer', actions: ['contact.created'] })];
+  const token = await api().token(company.id, 'webhook_viewer');
+  const { data } = await api().gql(token, `{ __type(name: "Query") { fields { name args { name } } } }`);
+  const args = data.__type.fields.find((field: { name: string }) => field.name === 'webhookReport').args.map((arg: { name: string }) => arg.name);
+  t.deepEqual(args.filter((name: string) => ['after', 'before', 'offset', 'last'].includes(name)), []);
+  t.true(args.includes('first') && args.includes('afterCreatedAt') && args.includes('afterId'));
+  for (const arg of ['after: "WyJuYXR1cmFsIiwxXQ=="', 'offset: 1', 'last: 1', 'before: "WyJuYXR1cmFsIiwxXQ=="']) {
+    const refused = await api().gql(token, `{ webhookReport(withCounts: false, ${arg}) { nodes { webhookId } } }`);
+    t.regex(refused.errors?.[0]?.message ?? '', /Unknown argument/, arg);
+    // (a delivery's attempts page after an attempt the same way)
+    const attempts = await api().gql(token, `{ deliveryAttemptsLatestFirst(deliveryId: "1", ${arg}) { nodes { id } } }`);
+    t.regex(attempts.errors?.[0]?.message ?? '', /Unknown argument/, `attempts ${arg}`);
+  }
+  // what the page asks: a page, and the page after its last row
+  const PAGE = `query($at: Datetime, $after: BigInt) {
+    webhookReport(withCounts: false, first: 1, afterCreatedAt: $at, afterId: $after) { nodes { webhookId createdAt } } }`;
+  const first = await api().gql(token, PAGE);
+  t.deepEqual(first.data.webhookReport.nodes.map((n: { webhookId: string }) => n.webhookId), [newer.id]);
+  const [last] = first.data.webhookReport.nodes;
+  const next = await api().gql(token, PAGE, { at: last.createdAt, after: last.webhookId });
+  t.deepEqual(next.data.webhookReport.nodes.map((n: { webhookId: string }) => n.webhookId), [older.id]);
+});
