@@ -52,6 +52,33 @@ as $$
   order by u.name, u.id;
 $$;
 
+-- private: the name of the caller's company's status and user of those ids (null: none,
+-- or not the company's), as the report names the ones its webhooks filter on: each
+-- one row by its key, for the webhooks of the page alone. (The company's every status
+-- and user, read for each page to name a few, grew with the company's CRM.) Strict:
+-- not called for a webhook without that filter.
+create or replace function webhooks_private.company_status_name(p_status_id bigint)
+returns text
+language sql
+stable
+strict
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.name from crm.statuses s where s.id = p_status_id and s.company_id = webhooks.current_company_id();
+$$;
+
+create or replace function webhooks_private.company_user_name(p_user_id bigint)
+returns text
+language sql
+stable
+strict
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select u.name from crm.users u where u.id = p_user_id and u.company_id = webhooks.current_company_id();
+$$;
+
 ------------------------------------------------------------------------------------
 -- The report (REPORTS >> Webhooks): every webhook of the company, active and
 -- disabled, with how often it fired in a date range and how that went.
@@ -276,13 +303,14 @@ as $$
   failing as materialized (
     select jsonb_object_agg(f.webhook_id::text, to_jsonb(f)) as by_id from webhooks_private.failing_webhooks() f
   )
-  -- Each webhook's counts, names and failures are looked up in values made once a
-  -- page (each subquery below is computed once), not joined: a join to the company's
-  -- statuses, users or lanes was made by hashing every listed webhook, and the page's
-  -- order was then a sort of all of them, so no page stopped at its end
+  -- Each webhook's counts and failures are looked up in values made once a page (each
+  -- subquery below is computed once), and its status's and user's names by their key
+  -- (company_status_name, company_user_name, above), not joined: a join to the
+  -- company's statuses, users or lanes was made by hashing every listed webhook, and
+  -- the page's order was then a sort of all of them, so no page stopped at its end
   select w.id, w.name, w.url, w.actions, w.fields,
-         w.status_id, (select jsonb_object_agg(s.id::text, s.name) from webhooks.company_statuses() s) ->> w.status_id::text,
-         w.user_id, (select jsonb_object_agg(u.id::text, u.name) from webhooks.company_users() u) ->> w.user_id::text,
+         w.status_id, webhooks_private.company_status_name(w.status_id),
+         w.user_id, webhooks_private.company_user_name(w.user_id),
          w.created_at,
          w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason, w.deleted_filter_target,
          w.ignore_sources, w.watch_fields, w.conditions,

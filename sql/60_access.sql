@@ -158,8 +158,10 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   webhooks_private.utc_day(timestamptz),
   webhooks_private.utc_day_start(date),
   webhooks_private.failing_webhooks(),
-  -- (and its rows, a page at a time)
+  -- (and its rows, a page at a time, with the names of the status and user each filters on)
   webhooks_private.next_listed_webhook(timestamptz, bigint),
+  webhooks_private.company_status_name(bigint),
+  webhooks_private.company_user_name(bigint),
   -- (and the history's and replay's: the times that may be asked)
   webhooks_private.requested_time(timestamptz, text),
   webhooks_private.requested_times(timestamptz, timestamptz),

@@ -97,3 +97,42 @@ test('each page of a company of 1,200 webhooks reads about a page of them, as th
     t.true(line.read <= 2, `${when}: webhooks read for one webhook's line: ${line.read}`);
   }
 });
+
+test('a page of the report reads the statuses and users its webhooks filter on, not every one of the company', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const NAMED = 300;
+  await db().pool.query(`insert into crm.statuses (company_id, name) select $1, 'Status ' || n from generate_series(1, $2::int) n`,
+    [company.id, NAMED]);
+  await db().pool.query(`insert into crm.users (company_id, name, email) select $1, 'User ' || n, 'u' || n || '@example.com'
+                         from generate_series(1, $2::int) n`, [company.id, NAMED]);
+  const [status, user] = [await f.status(company.id, 'Hot lead'), await f.user(company.id, 'Dana')];
+  const byStatus = await f.webhook({ companyId: company.id, actions: ['contact.status_added'], statusId: status.id });
+  const byUser = await f.webhook({ companyId: company.id, actions: ['contact.user_assigned'], userId: user.id });
+  const plain = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const PAGE_NAMES = `select r.webhook_id::text as id, r.status_name, r.user_name
+                      from webhooks.webhook_report(with_counts => $1::boolean) r limit ${PAGE + 1}`;
+  const client = await asTheApi(t, db().pool, company.id, { page_names: PAGE_NAMES });
+  // (by oid: the API's role may not name the CRM's schema)
+  const { rows: [crm] } = await db().pool.query(
+    `select 'crm.statuses'::regclass::oid::text as statuses, 'crm.users'::regclass::oid::text as users`);
+  // (with the entries of their indexes: a lookup by key counts its row there)
+  const reads = async () => ({
+    statuses: await tableReads(client, crm.statuses, { indexes: true }),
+    users: await tableReads(client, crm.users, { indexes: true }),
+  });
+
+  for (const withCounts of [false, true]) {
+    const before = await reads();
+    const { rows } = await client.query(`execute page_names(${withCounts})`);
+    const after = await reads();
+    t.deepEqual(rows, [
+      { id: plain.id, status_name: null, user_name: null },
+      { id: byUser.id, status_name: null, user_name: 'Dana' },
+      { id: byStatus.id, status_name: 'Hot lead', user_name: null },
+    ]);
+    // one of each, by its key (the company has 301 of each)
+    t.deepEqual({ statuses: after.statuses - before.statuses, users: after.users - before.users }, { statuses: 1, users: 1 },
+      `with counts: ${withCounts}`);
+  }
+});
