@@ -711,9 +711,34 @@ function contactCell(firing) {
 /** When a pending firing goes: at its next try, or (an ordered webhook) once the firing of the same contact before it has ended, or (a backfill's snapshot) once its webhook is enabled. */
 function pendingReason(firing) {
   return firing.heldBack
-    ? h('div', { class: 'reason', title: 'This webhook sends the firings of one contact one at a time, in order' },
-      'waiting for an earlier firing of this contact')
+    ? h('div', { class: 'reason', 'aria-describedby': HISTORY_NOTES.heldBack.id }, 'waiting for an earlier firing of this contact')
     : h('div', { class: 'reason nowrap' }, nextTry(firing.nextAttemptAt));
+}
+
+/**
+ * What a page of a history's firings says once, above them, in words on the page that
+ * the lines they concern name as their description (aria-describedby): a title shows on
+ * hover alone, which no keyboard or touch reaches, and a disabled button takes no focus.
+ * Each is shown when a firing of the page needs it (shows).
+ */
+const HISTORY_NOTES = {
+  replayOff: {
+    id: 'replay-off', words: 'This webhook is disabled: enable it to replay a failed firing.',
+    shows: (firing) => replayBlocked && !readOnly && firing.state === 'failed',
+  },
+  heldBack: {
+    id: 'one-at-a-time', words: 'This webhook sends the firings of one contact one at a time, in order.',
+    shows: (firing) => firing.state === 'pending' && firing.heldBack,
+  },
+  testSend: {
+    id: 'test-not-counted', words: 'A test send is not counted in Times Fired.',
+    shows: (firing) => isTest(firing.action),
+  },
+};
+
+function historyNotes(firings) {
+  return Object.values(HISTORY_NOTES).filter((note) => firings.some(note.shows))
+    .map((note) => h('p', { class: 'reason history-note', id: note.id }, note.words));
 }
 
 function firingRows(firing) {
@@ -739,14 +764,14 @@ function firingRows(firing) {
       class: 'secondary',
       ...acting('Replay', which),
       disabled: replayBlocked,
-      title: replayBlocked ? 'This webhook is disabled: enable it to replay' : false,
+      'aria-describedby': replayBlocked ? HISTORY_NOTES.replayOff.id : null,
       onclick: () => replayFiring(firing, replayButton),
     }, 'Replay')
     : null;
   const row = h('tr', { dataset: { deliveryId: firing.id, state: firing.state } },
     h('td', { class: 'nowrap' }, formatTime(firing.createdAt)),
     h('td', { class: 'nowrap' }, isTest(firing.action)
-      ? h('span', { class: 'badge test', title: 'A test send: not counted in Times Fired' }, actionWords(firing.action))
+      ? h('span', { class: 'badge test', 'aria-describedby': HISTORY_NOTES.testSend.id }, actionWords(firing.action))
       : actionWords(firing.action)),
     h('td', {}, contactCell(firing)),
     h('td', {}, outcomeBadge(firing.state), firing.state === 'pending' ? pendingReason(firing) : null),
@@ -911,6 +936,7 @@ async function renderHistory(where, instants, days, mine) {
     h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(history.counts.all))),
   );
   renderOutcomeFilter(where, history.counts);
+  replace($('history-notes'), ...historyNotes(history.firings));
   replace($('history-body'), history.firings.length
     ? history.firings.flatMap(firingRows)
     : h('tr', {}, h('td', { colspan: 9, class: 'empty' }, where.outcome === 'all'

@@ -219,7 +219,15 @@ browserTest('Times Fired opens the history with successes and failures; Replay q
   await page.click('#range-presets [data-preset="90"]');
   await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${sheet.id}`);
   await page.waitForSelector('#history-body tr[data-state="failed"]');
-  t.true(await page.isDisabled('#history-body tr[data-state="failed"] button:has-text("Replay")'));
+  const offReplay = '#history-body tr[data-state="failed"] button:has-text("Replay")';
+  t.true(await page.isDisabled(offReplay));
+  // why, in words on the page that the button names as its description (a title shows
+  // on hover alone, and a disabled button takes no focus)
+  const offWhy = await page.getAttribute(offReplay, 'aria-describedby');
+  t.truthy(offWhy);
+  t.is(await page.textContent(`#${offWhy}`), 'This webhook is disabled: enable it to replay a failed firing.');
+  t.true(await page.isVisible(`#${offWhy}`));
+  t.is(await page.locator('#history-body [title]').count(), 0, 'no reason in a title alone');
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
@@ -246,6 +254,14 @@ browserTest('an ordered webhook\'s firing behind an earlier one of its contact s
   const outcome = async (id: string) => (await cells(page, `#history-body tr[data-delivery-id="${id}"]`))[3];
   t.is(await outcome(sending), 'Sending');
   t.is(await outcome(held), 'Pending waiting for an earlier firing of this contact');
+  // why it waits, in words on the page that the line names as its description, not in a
+  // title that shows on hover alone
+  const heldLine = `#history-body tr[data-delivery-id="${held}"] .reason`;
+  const heldWhy = await page.getAttribute(heldLine, 'aria-describedby');
+  t.truthy(heldWhy);
+  t.is(await page.textContent(`#${heldWhy}`), 'This webhook sends the firings of one contact one at a time, in order.');
+  t.true(await page.isVisible(`#${heldWhy}`));
+  t.is(await page.locator('#history-body [title]').count(), 0, 'no reason in a title alone');
   t.regex(await outcome(free), /^Pending next try /, 'another contact\'s firing is not held back');
   // the next try, on one line, within its cell rather than over the next
   t.deepEqual(await overflowing(page, '#history-table'), []);

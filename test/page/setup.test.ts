@@ -434,6 +434,14 @@ browserTest('Send test says in words on the page, which it names as its descript
   await open(failing);
   t.true(await page.isHidden('#flash'));
   t.regex(await page.textContent(`#${await page.getAttribute('#send-test', 'aria-describedby')}`) ?? '', /^The last test failed: .*403/);
+  // the test send in the history says, in words on the page, that it is not counted
+  const badge = '#history-body .badge.test';
+  await page.waitForSelector(badge);
+  t.is(await page.getAttribute(badge, 'title'), null);
+  const badgeWhy = await page.getAttribute(badge, 'aria-describedby');
+  t.truthy(badgeWhy);
+  t.is(await page.textContent(`#${badgeWhy}`), 'A test send is not counted in Times Fired.');
+  t.true(await page.isVisible(`#${badgeWhy}`));
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
