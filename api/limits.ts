@@ -153,6 +153,8 @@ export const LIMIT_CODES = Object.freeze({
   pageNegative: 'PAGE_ARGUMENT_NEGATIVE',
   pageArguments: 'PAGE_ARGUMENTS_CONFLICT',
   cursor: 'INVALID_CURSOR',
+  pageDepth: 'PAGE_TOO_DEEP',
+  order: 'ORDER_NOT_SERVED',
   timeout: 'QUERY_TIMEOUT',
   companyShare: 'TOO_MANY_REQUESTS',
   requestRate: 'REQUEST_RATE_EXCEEDED',
@@ -404,6 +406,29 @@ class PageRefused extends Error {
   }
 }
 
+/**
+ * The most rows a page may lie past the start of its list: an `offset`, and a 'natural'
+ * cursor (a function's rows in no order of ours: PostGraphile's cursor is the row's
+ * number, so that `after` is an offset too), each read and thrown away row by row, so
+ * that a page at 240,000 of a company's deliveries read 240,000 rows first, within the
+ * statement timeout. 400 pages of 25: more than a person pages through; a list read
+ * further pages by its keyset cursor (a table's, PostGraphile's own, on the order's
+ * columns) or by a history's afterCreatedAt and afterId.
+ */
+export const MAX_OFFSET = 10_000;
+
+/** The rows a 'natural' cursor counts (["natural", n] in base64), or undefined for any other. */
+function naturalCursorRows(cursor: unknown): number | undefined {
+  if (typeof cursor !== 'string') return undefined;
+  try {
+    const parts: unknown = JSON.parse(Buffer.from(cursor, 'base64').toString('utf8'));
+    return Array.isArray(parts) && parts[0] === 'natural' && typeof parts[1] === 'number' ? parts[1] : undefined;
+  } catch {
+    // not a cursor at all: api/input-refusals.ts names it
+    return undefined;
+  }
+}
+
 /** Why a page argument may not be used (Postgres refuses a negative LIMIT or OFFSET
  *  only as it runs, and the error would reach the caller as an internal one), or nothing. */
 function pageArgumentRefusal(limits: ApiLimits, name: string, value: unknown): PageRefused | undefined {
@@ -418,11 +443,26 @@ function pageArgumentRefusal(limits: ApiLimits, name: string, value: unknown): P
   return undefined;
 }
 
+/** Why a page lies too deep in its list (offset and a natural cursor together past MAX_OFFSET), or nothing. */
+function pageDepthRefusal(args: Record<string, unknown>): PageRefused | undefined {
+  const offset = typeof args.offset === 'number' ? args.offset : 0;
+  // (a function's rows, the only ones so paged, have no before)
+  const counted = naturalCursorRows(args.after) ?? 0;
+  const depth = offset + counted;
+  if (depth <= MAX_OFFSET) return undefined;
+  const asked = counted > 0 ? `${offset > 0 ? `offset ${offset} after ` : ''}a cursor ${counted} rows in` : `offset: ${offset}`;
+  return new PageRefused(
+    `${asked} is deeper than a page may start: at most ${MAX_OFFSET} rows in; page on with the cursor of a table's ordered list, or a history's afterCreatedAt and afterId`,
+    LIMIT_CODES.pageDepth, { limit: MAX_OFFSET, found: depth });
+}
+
 function pageSizeOf(limits: ApiLimits, args: Record<string, unknown>): number {
   for (const name of ['first', 'last', 'offset'] as const) {
     const refusal = pageArgumentRefusal(limits, name, args[name]);
     if (refusal) throw refusal;
   }
+  const tooDeep = pageDepthRefusal(args);
+  if (tooDeep) throw tooDeep;
   const asked = (args.first ?? args.last) as number | null | undefined;
   return typeof asked === 'number' ? asked : limits.defaultPageSize;
 }

@@ -371,6 +371,36 @@ test('a negative first, last or offset is refused by name, as a literal and as a
   t.deepEqual(none.data.allDeliveries, { nodes: [] });
 });
 
+test('a page deeper than 10,000 rows into its list (offset, a function\'s row-number cursor, or both) is refused by name; 10,000 is served', async (t) => {
+  // each is read and thrown away row by row: offset 240,000 of a company's deliveries
+  // read 240,000 rows before its page, within the statement timeout
+  const { viewer, hook } = await busyCompany();
+  const natural = (rows: number) => Buffer.from(JSON.stringify(['natural', rows])).toString('base64');
+  // a function's rows are paged by the row's number: after is an offset too
+  const { data } = await api().gql(viewer, '{ retrySchedule(first: 1) { pageInfo { endCursor } } }');
+  t.deepEqual(JSON.parse(Buffer.from(data.retrySchedule.pageInfo.endCursor, 'base64').toString()), ['natural', 1]);
+  for (const [query, variables, found] of [
+    ['{ allDeliveries(first: 10, offset: 10001) { nodes { id } } }', {}, 10_001],
+    ['query($n: Int) { allWebhooks { nodes { history(first: 5, offset: $n) { nodes { id } } } } }', { n: 240_000 }, 240_000],
+    ['query($c: Cursor) { deliveryAttemptsLatestFirst(deliveryId: "1", first: 5, after: $c) { nodes { id } } }', { c: natural(10_001) }, 10_001],
+    ['query($c: Cursor, $id: BigInt!) { webhookById(id: $id) { auditLog(first: 5, offset: 5000, after: $c) { nodes { at } } } }',
+      { c: natural(5_001), id: hook.id }, 10_001],
+    ['query($c: Cursor) { retrySchedule(first: 5, after: $c) { totalCount } }', { c: natural(20_000) }, 20_000],
+  ] as const) {
+    const refused = await api().gql(viewer, query, variables);
+    t.is(refused.data, undefined, query);
+    t.like(refused.errors?.[0].extensions, { code: 'PAGE_TOO_DEEP', limit: 10_000, found }, `${query}: ${JSON.stringify(refused.errors)}`);
+    t.regex(refused.errors![0].message, /deeper than a page may start: at most 10000 rows in/, query);
+  }
+  for (const [query, variables] of [
+    ['{ allDeliveries(first: 1, offset: 10000) { nodes { id } } }', {}],
+    ['query($c: Cursor) { deliveryAttemptsLatestFirst(deliveryId: "1", first: 5, after: $c) { nodes { id } } }', { c: natural(10_000) }],
+  ] as const) {
+    const served = await api().gql(viewer, query, variables);
+    t.is(served.errors, undefined, query);
+  }
+});
+
 test('a connection without first or last returns the default page; first, last and cursors still page', async (t) => {
   const { viewer, hook } = await busyCompany();
   const all = await api().gql(viewer, '{ allDeliveries { pageInfo { hasNextPage } nodes { id } } }');
