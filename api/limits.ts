@@ -6,7 +6,7 @@
 // docs/api-limits.md lists each limit, its default, its code and its setting.
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { constant, lambda, SafeError, type Step } from 'postgraphile/grafast';
-import { getNamedType, getNullableType, GraphQLError, isCompositeType, isInterfaceType, isListType, isObjectType, Kind, type FieldNode, type GraphQLCompositeType, type OperationDefinitionNode, type GraphQLField, type GraphQLNamedType, type SelectionSetNode, type ValidationContext, type ValidationRule } from 'postgraphile/graphql';
+import { getNamedType, getNullableType, GraphQLError, isCompositeType, isEnumType, isInterfaceType, isListType, isObjectType, Kind, type FieldNode, type GraphQLCompositeType, type OperationDefinitionNode, type GraphQLField, type GraphQLNamedType, type SelectionSetNode, type ValidationContext, type ValidationRule } from 'postgraphile/graphql';
 import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
 
 export interface ApiLimits {
@@ -496,10 +496,56 @@ function isPayload(field: GraphQLField<unknown, unknown>): boolean {
  * a connection holds what it selects once per row of its page (first, last or the
  * default page size), and another list of rows once per row it may hold (LONGEST_LIST).
  */
-function estimator(limits: ApiLimits): ComplexityEstimator {
-  return ({ type, field, args, childComplexity }) =>
-    (isPayload(field) ? PAYLOAD_VALUES : 1)
+function estimator(limits: ApiLimits, servedOrders: ServedOrders): ComplexityEstimator {
+  return ({ type, field, args, childComplexity }) => {
+    const refused = orderRefusal(servedOrders, `${type.name}.${field.name}`, field, args.orderBy);
+    if (refused) throw refused;
+    return (isPayload(field) ? PAYLOAD_VALUES : 1)
       + (isConnection(field) ? pageSizeOf(limits, args) : isListOfRows(type, field) ? LONGEST_LIST : 1) * childComplexity;
+  };
+}
+
+/**
+ * The orders a list may lead with (Type.field: orderBy values), where its others sort
+ * every row of the company, the webhook or the delivery for each page; a list not
+ * named takes any of its orders.
+ */
+export type ServedOrders = Readonly<Record<string, readonly string[]>>;
+
+/** The names of an orderBy argument's values, as the request wrote them (GraphQL hands the estimator their internal values). */
+function orderNames(field: GraphQLField<unknown, unknown>, orderBy: unknown): string[] {
+  const type = field.args.find((arg) => arg.name === 'orderBy')?.type;
+  const OrderBy = type && getNamedType(type);
+  if (!OrderBy || !isEnumType(OrderBy)) return [];
+  const values = Array.isArray(orderBy) ? orderBy : [orderBy];
+  return values.flatMap((value) => OrderBy.getValues().find((candidate) => candidate.value === value)?.name ?? []);
+}
+
+const direction = (name: string) => /_(ASC|DESC)$/.exec(name)?.[1];
+
+/**
+ * Why a list may not be read in the order asked, or nothing: its first value is not
+ * one its index serves (servedOrders; an empty list is no order, as NATURAL is), or
+ * its values go both ways. PostGraphile's cursor of a table's list is a keyset on the
+ * order's columns (with the key's, in the first one's direction, where the order is
+ * not unique): on columns all one way and not null it is a row comparison, which
+ * starts the index at the cursor; both ways, it is tested on every row before it.
+ */
+function orderRefusal(servedOrders: ServedOrders, list: string, field: GraphQLField<unknown, unknown>, orderBy: unknown): PageRefused | undefined {
+  if (orderBy === undefined || orderBy === null) return undefined;
+  const names = orderNames(field, orderBy);
+  const served = servedOrders[list];
+  const first = names[0] ?? 'NATURAL';
+  if (served && !served.includes(first)) {
+    return new PageRefused(`orderBy: ${list} by ${first} sorts every row before a page: lead with one of ${served.join(', ')}`,
+      LIMIT_CODES.order, { found: first, served: [...served] });
+  }
+  const otherWay = names.find((name) => direction(name) !== direction(first));
+  if (otherWay !== undefined) {
+    return new PageRefused(`orderBy: ${list} by ${first} then ${otherWay} goes both ways: a page after a cursor would test every row before it; order all ${direction(first)} or all ${direction(otherWay)}`,
+      LIMIT_CODES.order, { found: otherWay });
+  }
+  return undefined;
 }
 
 export interface Operation {
@@ -509,8 +555,8 @@ export interface Operation {
   operationName?: string | null;
 }
 
-/** Why this operation may not run (its page sizes and its size with its variables), or nothing. */
-export function refuseCostly(limits: ApiLimits, operation: Operation): GraphQLError | undefined {
+/** Why this operation may not run (its page sizes, its lists' orders (servedOrders) and its size with its variables), or nothing. */
+export function refuseCostly(limits: ApiLimits, operation: Operation, servedOrders: ServedOrders = {}): GraphQLError | undefined {
   let nodes: number;
   try {
     nodes = getComplexity({
@@ -518,7 +564,7 @@ export function refuseCostly(limits: ApiLimits, operation: Operation): GraphQLEr
       query: operation.document,
       variables: operation.variableValues ?? {},
       operationName: operation.operationName ?? undefined,
-      estimators: [estimator(limits)],
+      estimators: [estimator(limits, servedOrders)],
     });
   } catch (error) {
     if (error instanceof PageRefused) return refusal(error.message, error.code, error.extensions);

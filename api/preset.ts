@@ -164,6 +164,32 @@ const RELATION_ORDERS: Record<string, string[]> = {
   'Delivery.deliveryAttemptsByDeliveryId': ['ATTEMPT_ASC', 'ID_ASC'],
 };
 
+/**
+ * The orders each list may lead with: those its index gives (RELATION_ORDERS,
+ * HISTORY_ORDERS, the key of a company's list), both ways. The others are refused by
+ * name (ORDER_NOT_SERVED, api/limits.ts): each sorts every row of the list for a page.
+ * The order types are shared, so the schema offers them all:
+ * - allDeliveries by createdAt sorted the company's deliveries (the order is a
+ *   webhook's history's; an index of the company's deliveries by time would be one
+ *   more entry written for every delivery captured, and id is the same order);
+ * - a webhook's deliveries by id, or by their key, sorted all of the webhook's (3,013
+ *   history rows read for a page of 10, test/api/connection-costs.test.ts);
+ * - a delivery's attempts by id, or by their key, read all of the delivery's (2,000);
+ * - the company's attempts by attempt sorted all of the company's;
+ * - a history in the other direction (historyOldestFirst is that) or by id sorted the
+ *   history's range.
+ */
+const both = (...columns: string[]) => columns.flatMap((column) => [`${column}_ASC`, `${column}_DESC`]);
+const COMPANY_LIST_ORDERS = ['NATURAL', ...both('PRIMARY_KEY', 'ID', 'COMPANY_ID')];
+export const SERVED_ORDERS: Readonly<Record<string, readonly string[]>> = {
+  'Query.allDeliveries': COMPANY_LIST_ORDERS,
+  'Query.allDeliveryAttempts': COMPANY_LIST_ORDERS,
+  'Webhook.deliveriesByWebhookId': both('CREATED_AT'),
+  'Delivery.deliveryAttemptsByDeliveryId': both('ATTEMPT'),
+  'Webhook.history': ['CREATED_AT_DESC'],
+  'Webhook.historyOldestFirst': ['CREATED_AT_ASC'],
+};
+
 const ListsInIndexOrder: GraphileConfig.Plugin = {
   name: 'ListsInIndexOrder',
   version: '1.0.0',
@@ -241,7 +267,7 @@ function RequestLimits(limits: ApiLimits): GraphileConfig.Plugin {
     grafast: {
       middleware: {
         execute(next, event) {
-          const refusal = refuseCostly(limits, event.args);
+          const refusal = refuseCostly(limits, event.args, SERVED_ORDERS);
           return refusal ? { errors: [refusal] } : next();
         },
       },

@@ -146,3 +146,58 @@ test('a webhook\'s deliveries and a delivery\'s attempts are listed by default i
   t.true(await deliveries('id') >= 3000, `by id: ${await deliveries('id')}`);
   t.true(await attempts('company_id, id, delivery_created_at') >= 2000, `by key: ${await attempts('company_id, id, delivery_created_at')}`);
 });
+
+test('an order no index serves is refused by name (ORDER_NOT_SERVED) where the schema offers it, and those served are answered', async (t) => {
+  // each refused one sorted every row of the company, of the webhook or of the delivery
+  // for a page: allDeliveries by createdAt (the order of a webhook's history), a
+  // webhook's deliveries or a delivery's attempts by id or their key, the company's
+  // attempts by attempt (above: 3,013 history rows and 2,000 attempts for a page of 10)
+  const token = await api().token('1', 'webhook_viewer');
+  const deliveries = (order: string) => `{ allDeliveries(first: 1, orderBy: ${order}) { nodes { id } } }`;
+  const attempts = (order: string) => `{ allDeliveryAttempts(first: 1, orderBy: ${order}) { nodes { id } } }`;
+  const webhooksDeliveries = (order: string) =>
+    `{ allWebhooks(first: 1) { nodes { deliveriesByWebhookId(first: 1, orderBy: ${order}) { nodes { id } } } } }`;
+  const deliverysAttempts = (order: string) =>
+    `{ allDeliveries(first: 1) { nodes { deliveryAttemptsByDeliveryId(first: 1, orderBy: ${order}) { nodes { id } } } } }`;
+  const history = (field: string, order: string) =>
+    `{ allWebhooks(first: 1) { nodes { ${field}(first: 1, orderBy: ${order}) { nodes { id } } } } }`;
+  for (const [query, found] of [
+    [deliveries('CREATED_AT_ASC'), 'CREATED_AT_ASC'],
+    [deliveries('[CREATED_AT_DESC, ID_DESC]'), 'CREATED_AT_DESC'],
+    [attempts('[ATTEMPT_ASC, ID_ASC]'), 'ATTEMPT_ASC'],
+    [webhooksDeliveries('ID_ASC'), 'ID_ASC'],
+    [webhooksDeliveries('PRIMARY_KEY_DESC'), 'PRIMARY_KEY_DESC'],
+    [webhooksDeliveries('[]'), 'NATURAL'],
+    [deliverysAttempts('ID_DESC'), 'ID_DESC'],
+    [deliverysAttempts('[COMPANY_ID_ASC, ATTEMPT_ASC]'), 'COMPANY_ID_ASC'],
+    [history('history', 'CREATED_AT_ASC'), 'CREATED_AT_ASC'],
+    [history('historyOldestFirst', 'ID_DESC'), 'ID_DESC'],
+    // both ways: a cursor of such an order is tested on every row before it
+    [webhooksDeliveries('[CREATED_AT_ASC, ID_DESC]'), 'ID_DESC'],
+    [deliverysAttempts('[ATTEMPT_DESC, ID_ASC]'), 'ID_ASC'],
+    ['{ allWebhooks(orderBy: [CREATED_AT_DESC, ID_ASC]) { nodes { id } } }', 'ID_ASC'],
+    ['{ allAuditLogs(first: 1, orderBy: [AT_ASC, ID_DESC]) { nodes { id } } }', 'ID_DESC'],
+  ] as const) {
+    const refused = await api().gql(token, query);
+    t.is(refused.data, undefined, query);
+    t.like(refused.errors?.[0]?.extensions, { code: 'ORDER_NOT_SERVED', found }, query);
+    t.regex(refused.errors?.[0]?.message ?? '', /sorts every row before a page: lead with one of |goes both ways: a page after a cursor would test every row before it/, query);
+  }
+  // as a variable too
+  const asVariable = await api().gql(token, 'query($o: [DeliveryOrderBy!]) { allDeliveries(first: 1, orderBy: $o) { nodes { id } } }',
+    { o: ['CREATED_AT_DESC'] });
+  t.like(asVariable.errors?.[0]?.extensions, { code: 'ORDER_NOT_SERVED', found: 'CREATED_AT_DESC' });
+  for (const query of [
+    deliveries('ID_DESC'), deliveries('[COMPANY_ID_ASC, ID_ASC]'), deliveries('PRIMARY_KEY_ASC'), deliveries('[]'),
+    attempts('ID_ASC'), attempts('NATURAL'),
+    webhooksDeliveries('[CREATED_AT_DESC, ID_DESC]'), webhooksDeliveries('CREATED_AT_ASC'),
+    deliverysAttempts('[ATTEMPT_DESC, ID_DESC]'),
+    history('history', '[CREATED_AT_DESC, ID_DESC]'), history('historyOldestFirst', '[CREATED_AT_ASC, ID_ASC]'),
+    // their defaults
+    '{ allWebhooks(first: 1) { nodes { deliveriesByWebhookId(first: 1) { nodes { id } } history(first: 1) { nodes { id } } } } }',
+    '{ allDeliveries(first: 1) { nodes { deliveryAttemptsByDeliveryId(first: 1) { nodes { id } } } } }',
+  ]) {
+    const served = await api().gql(token, query);
+    t.is(served.errors, undefined, `${query}: ${JSON.stringify(served.errors)}`);
+  }
+});

@@ -464,7 +464,7 @@ test('a cursor that is ours in form but holds values no cursor of ours has (craf
   const cases: Array<[string, string, Record<string, unknown>]> = [
     ['history', 'query($id: BigInt!, $after: Cursor) { webhookById(id: $id) { history(first: 1, after: $after) { pageInfo { endCursor } } } }', { id: hookId }],
     ['allDeliveries', 'query($after: Cursor) { allDeliveries(first: 1, after: $after) { pageInfo { endCursor } } }', {}],
-    ['allDeliveries by time', 'query($after: Cursor) { allDeliveries(first: 1, after: $after, orderBy: [CREATED_AT_ASC, ID_ASC]) { pageInfo { endCursor } } }', {}],
+    ['a webhook\'s deliveries by time', 'query($id: BigInt!, $after: Cursor) { webhookById(id: $id) { deliveriesByWebhookId(first: 1, after: $after, orderBy: [CREATED_AT_ASC, ID_ASC]) { pageInfo { endCursor } } } }', { id: hookId }],
     ['allWebhooks before', 'query($before: Cursor) { allWebhooks(last: 1, before: $before) { pageInfo { startCursor } } }', {}],
   ];
   for (const [name, query, variables] of cases) {
