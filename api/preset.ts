@@ -100,9 +100,11 @@ const INDEXED_COLUMNS: Record<string, { orderBy: string[]; filterBy: string[] }>
  * view: a cursor of a list ordered by a column that may be null is tested on each row
  * (created_at > $1 or created_at is not distinct from $1 and id > $2), which no index
  * bounds, so that a page of a webhook's deliveries after the 2,990th of 3,000 read
- * 3,000 of them. Not null, the cursor is (created_at, id) > ($1, $2), where the
- * index (webhook_id, company_id, created_at, id) starts the page
- * (test/api/connection-costs.test.ts). created_at is delivery_history's, not null.
+ * 3,000 of them, and a page of its history after the 1,500th 1,520. Not null, the
+ * cursor is (created_at, id) > ($1, $2), where the index (webhook_id, company_id,
+ * created_at, id) starts the page, the history's too (its function is inlined): 10
+ * rows each (test/api/connection-costs.test.ts). created_at is delivery_history's,
+ * not null.
  */
 const VIEW_COLUMNS_NOT_NULL: Record<string, string[]> = {
   'webhooks.deliveries': ['created_at'],
@@ -165,9 +167,10 @@ const BoundedLists: GraphileConfig.Plugin = {
  * A webhook's history reads newest first (and historyOldestFirst oldest first) and
  * pages with cursors that stay put while new deliveries arrive: ordering by
  * (created_at, id) makes the cursors keysets on those columns (without an order,
- * PostGraphile would count rows instead). PostGraphile tests such a cursor on every
- * row as a filter, not as a bound of the index, so a page after one reads every newer
- * row; the history's own afterCreatedAt and afterId bound it (sql/55_report.sql).
+ * PostGraphile would count rows instead). Such a cursor is a row comparison, which
+ * reaches the function's index scan, since createdAt is known not null
+ * (VIEW_COLUMNS_NOT_NULL); the history's own afterCreatedAt and afterId bound it too
+ * (sql/55_report.sql).
  */
 /** Each history's order, as its SQL function orders it (sql/55_report.sql): the same, so that nothing is sorted again. */
 const HISTORY_ORDERS: Record<string, string[]> = {

@@ -460,8 +460,10 @@ $$;
 -- above). PostGraphile exposes it as the field `history` of a webhook, a connection.
 -- The page after one is asked with the created_at and id of that page's last row
 -- (after_created_at, after_id; GraphQL afterCreatedAt, afterId): it costs what the
--- first page costs, however deep in the history. An offset (GraphQL offset, or a
--- cursor, after) is read and thrown away row by row.
+-- first page costs, however deep in the history, as does PostGraphile's cursor
+-- (after), a row comparison on the same (created_at, id) that reaches the index once
+-- this function is inlined. An offset (GraphQL offset, at most 10,000) is read and
+-- thrown away row by row.
 drop function if exists webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text);
 create or replace function webhooks.webhooks_history(
   w                webhooks.webhooks,

@@ -81,13 +81,13 @@ comment on function webhooks.webhook_report_counts(timestamptz, timestamptz) is
 comment on function webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint) is $$
 @fieldName history
 @behavior +order
-The deliveries of this webhook created in [since, until), optionally in one state, newest first. The next page: afterCreatedAt and afterId, the createdAt and id of the last row shown (both or neither): it costs what the first page costs at any depth, where an `offset` or an `after` cursor reads and throws away every row before the page.$$;
+The deliveries of this webhook created in [since, until), optionally in one state, newest first. The next page: afterCreatedAt and afterId, the createdAt and id of the last row shown (both or neither): it costs what the first page costs at any depth, as does an `after` cursor, where an `offset` (at most 10,000) reads and throws away every row before the page.$$;
 comment on function webhooks.webhooks_history_oldest_first(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint) is $$
 @fieldName historyOldestFirst
 @behavior +order
 The same deliveries as `history`, oldest first: a history's last pages, read from their own end at the cost of its first; with afterCreatedAt and afterId, the rows newer than that row, nearest first (the page before a page of `history`: after its first row, reversed).$$;
 comment on function webhooks.delivery_attempts_latest_first(bigint, integer, bigint) is $$
-The HTTP attempts of one delivery, latest first (nothing: not yours, or not there). The next page: afterAttempt and afterId, the attempt and id of the last row shown (both or neither): it costs what the first page costs however many attempts the delivery has, where an `offset` or an `after` cursor (and deliveryAttemptsByDeliveryId's offset) reads and throws away every attempt before the page. How many there are: deliveryAttemptsCount, which counts up to a cap.$$;
+The HTTP attempts of one delivery, latest first (nothing: not yours, or not there). The next page: afterAttempt and afterId, the attempt and id of the last row shown (both or neither): it costs what the first page costs however many attempts the delivery has, where an `offset` or an `after` cursor (a count of rows; together at most 10,000) reads and throws away every attempt before the page, as deliveryAttemptsByDeliveryId's offset does. How many there are: deliveryAttemptsCount, which counts up to a cap.$$;
 comment on function webhooks.delivery_attempts_count(bigint) is $$
 How many HTTP attempts one delivery has (0: not yours, or not there), counted up to deliveryAttemptsCountedUpTo (1,000): past it, one more than that, whatever the delivery has ("1,000+"). It reads at most that many attempts (no list of attempts has a totalCount: it read every one).$$;
 comment on function webhooks.delivery_attempts_counted_up_to() is $$
