@@ -38,6 +38,18 @@ function connections(schema: GraphQLSchema): Record<string, { totalCount: boolea
 const orders = (...columns: string[]) =>
   ['NATURAL', ...['PRIMARY_KEY', ...columns].flatMap((column) => [`${column}_ASC`, `${column}_DESC`])].sort();
 
+/** The webhook's first delivery, given `attempts` failed attempts (a delivery replayed by hand for days). */
+async function replayedByHand(webhookId: string, companyId: string, attempts: number): Promise<{ id: string; created_at: Date }> {
+  const { rows: [replayed] } = await db().pool.query(
+    'select id, created_at from webhooks.delivery_history where webhook_id = $1 order by id limit 1', [webhookId]);
+  await db().pool.query(
+    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at,
+                                             duration_ms, status_code)
+     select $1, $2, $3, $4, n, $2::timestamptz + n * interval '1 second', 10, 500 from generate_series(1, $5::integer) n`,
+    [replayed.id, replayed.created_at, webhookId, companyId, attempts]);
+  return replayed;
+}
+
 test('a delivery\'s attempts have no totalCount: it read every attempt of the delivery (deliveryAttemptsCount counts up to a cap)', async (t) => {
   const token = await api().token('1', 'webhook_viewer');
   for (const query of [
@@ -122,13 +134,7 @@ test('a webhook\'s deliveries and a delivery\'s attempts are listed by default i
                                              duration_ms, status_code)
      select id, created_at, webhook_id, company_id, 1, created_at, 10, 500 from webhooks.delivery_history where webhook_id = $1`,
     [other.id]);
-  const { rows: [replayed] } = await db().pool.query(
-    'select id, created_at from webhooks.delivery_history where webhook_id = $1 order by id limit 1', [hook.id]);
-  await db().pool.query(
-    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at,
-                                             duration_ms, status_code)
-     select $1, $2, $3, $4, n, $2::timestamptz + n * interval '1 second', 10, 500 from generate_series(1, 2000) n`,
-    [replayed.id, replayed.created_at, hook.id, company.id]);
+  const replayed = await replayedByHand(hook.id, company.id, 2_000);
   await db().pool.query('analyze webhooks.delivery_history, webhooks.delivery_attempts');
   const client = await asTheApi(t, db().pool, company.id, {});
   const read = async (table: string, statement: string, id: string) => {
@@ -233,13 +239,7 @@ test('a webhook\'s deliveries, its history and a delivery\'s attempts after a cu
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, created_at)
      select $1, $2, 'contact.created', d, '{}', now() - (d % 3) * interval '1 day' - d * interval '1 second'
      from generate_series(1, 3000) d`, [hook.id, company.id]);
-  const { rows: [replayed] } = await db().pool.query(
-    'select id, created_at from webhooks.delivery_history where webhook_id = $1 order by id limit 1', [hook.id]);
-  await db().pool.query(
-    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at,
-                                             duration_ms, status_code)
-     select $1, $2, $3, $4, n, $2::timestamptz + n * interval '1 second', 10, 500 from generate_series(1, 2000) n`,
-    [replayed.id, replayed.created_at, hook.id, company.id]);
+  const replayed = await replayedByHand(hook.id, company.id, 2_000);
   await db().pool.query('analyze webhooks.delivery_history, webhooks.delivery_attempts');
   const token = await api().token(company.id, 'webhook_viewer');
   const client = await asTheApi(t, db().pool, company.id, {});
