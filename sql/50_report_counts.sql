@@ -776,7 +776,9 @@ $$;
 -- to write a row of zeros for each quiet one.) And a run after one that ended visits
 -- only the webhooks with deliveries in the hours finished since that one started,
 -- those noted in webhooks_to_roll_up, those with days noted, and, once a new day can
--- be counted, those with deliveries in it (docs/outbox.md, since 2026-12-06).
+-- be counted, those with deliveries in it (docs/outbox.md, since 2026-12-06). That day
+-- is counted for the whole batch at once (roll_up_days_from_hours), and a webhook
+-- found only for it is not visited on its own (counted in visited all the same).
 drop function if exists webhooks.roll_up_report_counts_after(bigint, integer);
 create or replace function webhooks.roll_up_report_counts_after(
   p_after_webhook_id bigint,
