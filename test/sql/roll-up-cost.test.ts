@@ -353,3 +353,49 @@ async function historyReads(client: pg.PoolClient): Promise<number> {
             or c.oid in (select i.indexrelid from pg_index i join pg_inherits p on p.inhrelid = i.indrelid
                          where p.inhparent = 'webhooks.delivery_history'::regclass))`)).rows[0].n as number;
 }
+
+// The batch's count of the new day is the report's (count_deliveries_of): true hour rows
+// taken as they are, the rest counted from the rows, test sends left out; a day with a
+// delivery still on its way is not counted, and the webhook's visit notes it.
+test.serial("the day counted at once for a batch is exact: a stale hour counted from the rows, tests left out, a day on its way noted", async (t) => {
+  const [done, onItsWay] = await webhooksWithADelivery(2, 5);
+  const { rows: [{ day }] } = await db().pool.query(`select (webhooks_private.countable_before() - 1)::text as day`);
+  const deliver = (webhookId: string, hour: number, state: string, action = 'contact.created') => db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     select w.id, w.company_id, $4, $2::int, '{}', $3, case when $3 = 'pending' then 0 else 1 end,
+            case when $3 = 'pending' then null else now() end,
+            webhooks_private.utc_day_start($5::date) + make_interval(hours => $2::int, mins => 10)
+     from webhooks.webhooks w where w.id = $1`, [webhookId, hour, state, action, day]);
+  for (const hour of [1, 2, 3]) await deliver(done!, hour, 'succeeded');
+  await deliver(done!, 4, 'failed');
+  await deliver(done!, 5, 'failed', 'webhook.test');
+  for (const hour of [1, 2]) await deliver(onItsWay!, hour, 'succeeded');
+  await deliver(onItsWay!, 6, 'pending');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = $1::date', [day]);
+  await db().pool.query('delete from webhooks.delivery_day_counts where day >= $1::date', [day]);
+  await db().pool.query('delete from webhooks_private.delivery_days_to_count where day >= $1::date', [day]);
+  await db().pool.query(
+    `select webhooks_private.roll_up_webhook_hours(w.id, w.company_id, $2::date) from webhooks.webhooks w
+     where w.id = any ($1::bigint[])`, [[done, onItsWay], day]);
+  // one more delivery of hour 2 that its row does not hold (as a writer leaves it: stale)
+  await db().pool.query(
+    `insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
+     select w.id, w.company_id, 'contact.created', 99, '{}', webhooks_private.utc_day_start($2::date) + interval '2 hours 30 minutes'
+     from webhooks.webhooks w where w.id = $1`, [done, day]);
+  await db().pool.query(
+    `update webhooks.delivery_hour_counts set stale = true
+     where webhook_id = $1 and hour = webhooks_private.utc_day_start($2::date) + interval '2 hours'`, [done, day]);
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await rollUpReads(client);
+  const { rows } = await db().pool.query(
+    `select webhook_id::text, fired::int, succeeded::int, failed::int from webhooks.delivery_day_counts
+     where webhook_id = any ($1::bigint[]) and day = $2::date`, [[done, onItsWay], day]);
+  t.deepEqual(rows, [{ webhook_id: done, fired: 5, succeeded: 4, failed: 1 }]);
+  const { rows: noted } = await db().pool.query(
+    `select webhook_id::text from webhooks_private.delivery_days_to_count where webhook_id = any ($1::bigint[]) and day = $2::date`,
+    [[done, onItsWay], day]);
+  t.deepEqual(noted, [{ webhook_id: onItsWay }]);
+});
