@@ -700,6 +700,7 @@ returns bigint[]
 language plpgsql
 -- (by the keys of its tables, as roll_up_webhook_hours, whatever the statistics say)
 set enable_seqscan = off
+set jit = off
 as $$
 declare
   v_day constant date := p_before - 1;
