@@ -142,6 +142,10 @@ test('a fast receiver\'s queue deepens: after requests that came back fast and w
   // return from now on is one of them
   const claimsBefore = relay.stats.claims;
   await until('a claim asked for once every slot was held', async () => relay.stats.claims >= claimsBefore + 2);
+  // (the fast requests' results written: until then their rows are in flight too, and
+  // a loaded machine counted 64 held, the 48 claimed and 16 answered, not yet settled)
+  await until('the fast requests settled', async () => (await database.pool.query(
+    `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state = 'succeeded'`, [webhook.id])).rows[0].n === fast);
   const { rows: [{ n: leased }] } = await database.pool.query(
     `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state = 'in_flight' and locked_by = $2`,
     [webhook.id, relay.settings.relayId],

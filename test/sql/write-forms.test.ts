@@ -211,7 +211,9 @@ test('a multi-row UPDATE over two companies: each company hears its own contacts
     await f.webhook({ companyId: b.id, actions: ALL, fields: ['city'] })];
   const [a1, a2, b1] = [await f.contact(a.id, { city: 'x' }), await f.contact(a.id, { city: 'x' }), await f.contact(b.id, { city: 'x' })];
   await db().pool.query("update crm.contacts set city = 'Reno' where id = any ($1::bigint[])", [[a1.id, a2.id, b1.id]]);
+  // (in the contacts' order: the statement updates them in whatever order its plan reads them)
   const updated = async (hookId: string) => (await deliveriesOf(db().pool, [hookId])).filter((r) => r.action === 'contact.updated')
+    .sort((x, y) => Number(x.contact_id) - Number(y.contact_id))
     .map((r) => [r.company_id, r.contact_id, r.payload.data.contact.city, r.payload.data.changed_fields]);
   t.deepEqual(await updated(hookA.id), [[a.id, a1.id, 'Reno', ['city']], [a.id, a2.id, 'Reno', ['city']]]);
   t.deepEqual(await updated(hookB.id), [[b.id, b1.id, 'Reno', ['city']]]);
