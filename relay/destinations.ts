@@ -21,6 +21,7 @@ import type { Socket } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { buildConnector } from 'undici';
 import type { ReceiverResolver } from './dns.ts';
+import { leastRecentlyUsed } from './lru.ts';
 
 type Address = ipaddr.IPv4 | ipaddr.IPv6;
 
@@ -220,20 +221,13 @@ export function destinationsJudged(): number {
   return judged;
 }
 
-// A Map keeps its keys in the order they were set: a verdict asked is set again
-// (delete and set), so the first is the least recently asked. A hit costs that get,
-// delete and set, measured in docs/relay.md ("Where it sends").
+// (least recently asked out: relay/lru.ts, whose measure of a hit docs/relay.md gives
+// for verdicts, "Where it sends")
 function cached(verdicts: Map<string, string | null>, key: string, judge: () => string | null): string | null {
-  let why = verdicts.get(key);
-  if (why === undefined) {
-    why = judge();
+  return leastRecentlyUsed(verdicts, key, DESTINATION_VERDICTS_MAX, () => {
     judged++;
-    if (verdicts.size >= DESTINATION_VERDICTS_MAX) verdicts.delete(verdicts.keys().next().value!);
-  } else {
-    verdicts.delete(key);
-  }
-  verdicts.set(key, why);
-  return why;
+    return judge();
+  });
 }
 
 /** Refuses a URL whose host is an address literal, before any connection. */
