@@ -164,15 +164,15 @@ const BoundedLists: GraphileConfig.Plugin = {
 };
 
 /**
- * A webhook's history reads newest first (and historyOldestFirst oldest first) and
- * pages with cursors that stay put while new deliveries arrive: ordering by
- * (created_at, id) makes the cursors keysets on those columns (without an order,
- * PostGraphile would count rows instead). Such a cursor is a row comparison, which
- * reaches the function's index scan, since createdAt is known not null
- * (VIEW_COLUMNS_NOT_NULL); the history's own afterCreatedAt and afterId bound it too
- * (sql/55_report.sql).
+ * Each history's order by default, as its SQL function orders it (sql/55_report.sql):
+ * the same, so that nothing is sorted again. A webhook's history reads newest first
+ * (and historyOldestFirst oldest first) and pages with cursors that stay put while
+ * new deliveries arrive: ordering by (created_at, id) makes the cursors keysets on
+ * those columns (without an order, PostGraphile would count rows instead). Such a
+ * cursor is a row comparison, which reaches the function's index scan, since
+ * createdAt is known not null (VIEW_COLUMNS_NOT_NULL); the history's own
+ * afterCreatedAt and afterId bound it too.
  */
-/** Each history's order, as its SQL function orders it (sql/55_report.sql): the same, so that nothing is sorted again. */
 const HISTORY_ORDERS: Record<string, string[]> = {
   webhooks_history: ['CREATED_AT_DESC', 'ID_DESC'],
   // (its last pages, read from their end)
