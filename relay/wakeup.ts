@@ -45,21 +45,30 @@
 //                  more discovery. Leaves: it finds work (a trickle too) → awake, the
 //                  next discovery at once; it finds none → asleep.
 //   captures_open  relay_idle held, but a capture that skipped its NOTIFY is still
-//                  open (a long import, a session idle in transaction). The relay asks
-//                  again, backing off from RECHECK_FIRST_MS to RECHECK_CAP_MS, on its
-//                  idle connection only: no claim, no unlock. Leaves: the capture has
-//                  ended → last_look; any discovery meanwhile (a NOTIFY of a newer
-//                  capture, the poll timer) → awake.
+//                  open (a long import, a session idle in transaction, a prepared
+//                  transaction). The relay asks again, backing off from
+//                  RECHECK_FIRST_MS to RECHECK_CAP_MS, on its idle connection only: no
+//                  claim, no unlock. Leaves: the captures have ended → last_look; still
+//                  open once the wait has reached RECHECK_CAP_MS → open_look; any
+//                  discovery meanwhile (a NOTIFY of a newer capture, the poll timer)
+//                  → awake.
+//   open_look      relay_idle held, a capture that skipped its NOTIFY still open: one
+//                  discovery, for the captures that also skipped theirs and have
+//                  committed since (the question says only that *some* capture is
+//                  open: one that stays open must not hold back the others). Leaves:
+//                  it finds work → awake, the next discovery at once; none →
+//                  captures_open, asking again after RECHECK_CAP_MS.
 //   asleep         relay_idle held: captures notify. Leaves: the next discovery → awake.
 //
-// So an open transaction costs the relay a handful of cheap questions, then one a
-// second, however long it stays open; its deliveries come at most RECHECK_CAP_MS
-// after it commits (sooner if anything else wakes the relay).
+// So an open transaction costs the relay a handful of cheap questions, then one and a
+// claim a second, however long it stays open; its deliveries come at most
+// RECHECK_CAP_MS after it commits (sooner if anything else wakes the relay), and those
+// of the captures beside it that have committed at most about two seconds after.
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import type { IdleAnnouncer } from './idle.ts';
 
-export type WakePhase = 'awake' | 'lingering' | 'announcing' | 'last_look' | 'captures_open' | 'asleep';
+export type WakePhase = 'awake' | 'lingering' | 'announcing' | 'last_look' | 'captures_open' | 'open_look' | 'asleep';
 
 /** What a discovery found: how many deliveries only a discovery brings, and whether its batch was full. */
 export interface Found {
@@ -119,7 +128,7 @@ export class WakeUp {
    * notify, and a stalled idle connection must not hold up the claim.
    */
   beforeDiscovery(): void {
-    if (this.current === 'last_look') return;
+    if (this.current === 'last_look' || this.current === 'open_look') return;
     this.setPhase('awake');
     this.giveBack();
   }
@@ -147,6 +156,10 @@ export class WakeUp {
     }
     if (this.current === 'last_look') {
       this.setPhase('asleep');
+      return false;
+    }
+    if (this.current === 'open_look') {
+      this.waitForCaptures();
       return false;
     }
     if (stopping) return false;
@@ -206,6 +219,11 @@ export class WakeUp {
       this.wake();
       return;
     }
+    this.waitForCaptures();
+  }
+
+  /** captures_open: ask again whether the open captures have ended, after the next backoff step. */
+  private waitForCaptures(): void {
     this.setPhase('captures_open');
     const epoch = this.epoch;
     this.schedule(() => void this.checkCaptures(epoch));
@@ -225,7 +243,11 @@ export class WakeUp {
   /** Runs `then` after the next backoff step. */
   private schedule(then: () => void): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(then, backoffMs(this.rechecks++, { baseMs: RECHECK_FIRST_MS, capMs: RECHECK_CAP_MS }));
+    this.timer = setTimeout(then, this.recheckMs(this.rechecks++));
+  }
+
+  private recheckMs(recheck: number): number {
+    return backoffMs(recheck, { baseMs: RECHECK_FIRST_MS, capMs: RECHECK_CAP_MS });
   }
 
   private async checkCaptures(epoch: number): Promise<void> {
@@ -245,7 +267,13 @@ export class WakeUp {
       return;
     }
     if (!done) {
-      this.schedule(() => void this.checkCaptures(epoch));
+      if (this.recheckMs(this.rechecks - 1) < RECHECK_CAP_MS) {
+        this.schedule(() => void this.checkCaptures(epoch));
+        return;
+      }
+      // open this long: a look for the captures beside it that have committed
+      this.setPhase('open_look');
+      this.wake();
       return;
     }
     this.rechecks = 0;

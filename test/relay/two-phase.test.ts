@@ -67,9 +67,10 @@ twoPhase('a prepared transaction left open: other companies\' deliveries go at o
   for (let i = 0; i < 3; i++) await f.contact(other.id);
   await receiver.waitFor(3, { path: '/free', timeoutMs: 5_000 });
   const claims = relay.stats.claims;
-  // left prepared this long: the relay's rechecks of "capturing" back off to once a second
+  // left prepared this long: the relay's rechecks of "capturing" back off to once a
+  // second, with a claim each (for captures beside it that committed): a handful, no spin
   await new Promise((resolve) => setTimeout(resolve, 3_000));
-  t.true(relay.stats.claims - claims <= 2, `${relay.stats.claims - claims} claims while one transaction stayed prepared`);
+  t.true(relay.stats.claims - claims <= 5, `${relay.stats.claims - claims} claims while one transaction stayed prepared`);
   t.is(receiver.received('/held').length, 0);
 
   await database.pool.query(`commit prepared '${name}'`);

@@ -3,13 +3,13 @@
 // idle connection is a stand-in that records what it was asked.
 import test from 'ava';
 import pino from 'pino';
-import { LINGER_MS, TRICKLE_BELOW, WakeUp } from '../../relay/wakeup.ts';
+import { LINGER_MS, RECHECK_CAP_MS, TRICKLE_BELOW, WakeUp } from '../../relay/wakeup.ts';
 
 /**
  * A WakeUp whose idle connection records what it is asked; going_idle() answers
  * `safe` at once, or, with `answerLater`, when the test calls `answer`.
  */
-function setup(options: { safe?: boolean; answerLater?: boolean } = {}) {
+function setup(options: { safe?: boolean; answerLater?: boolean; capturesDone?: boolean } = {}) {
   const asked: string[] = [];
   let woken = 0;
   let onWake: () => void = () => {};
@@ -23,7 +23,7 @@ function setup(options: { safe?: boolean; answerLater?: boolean } = {}) {
       },
       capturesDone: async () => {
         asked.push('capturesDone');
-        return true;
+        return options.capturesDone ?? true;
       },
       awake: async () => {
         asked.push('awake');
@@ -176,5 +176,35 @@ test('going_idle() answered after the relay woke and found work: relay_idle is g
   t.is(wakeUp.phase, 'awake');
   t.deepEqual(asked, ['goingIdle', 'awake', 'awake'], 'given back after the answer (the first awake found nothing held yet)');
   t.is(woken(), 0, 'no last look: the relay is awake');
+  await wakeUp.close();
+});
+
+test('a capture that stays open: rechecks back off to the cap, then a look each second that keeps relay_idle, and back to waiting', async (t) => {
+  const { wakeUp, asked, woken, nextWake } = setup({ safe: false, capturesDone: false });
+  const started = performance.now();
+  const look = nextWake();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  await look;
+  t.true(performance.now() - started >= RECHECK_CAP_MS, 'not before the wait has reached the cap');
+  t.is(wakeUp.phase, 'open_look');
+  const rechecks = asked.filter((q) => q === 'capturesDone').length;
+  t.true(rechecks >= 5 && rechecks <= 12, `${rechecks} questions before the look`);
+  wakeUp.beforeDiscovery();
+  t.false(asked.includes('awake'), 'relay_idle kept for the look');
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  t.is(wakeUp.phase, 'captures_open');
+  t.is(woken(), 1);
+
+  // the next look comes a whole cap later; one that finds work wakes the relay
+  const nextLook = nextWake();
+  const again = performance.now();
+  await nextLook;
+  t.true(performance.now() - again >= RECHECK_CAP_MS - 1);
+  t.is(woken(), 2);
+  wakeUp.beforeDiscovery();
+  t.true(await wakeUp.afterDiscovery({ deliveries: 1, full: false }, false), 'the next discovery at once');
+  t.is(wakeUp.phase, 'awake');
+  wakeUp.beforeDiscovery();
+  t.deepEqual(asked.filter((q) => q !== 'capturesDone'), ['goingIdle', 'awake']);
   await wakeUp.close();
 });

@@ -93,6 +93,40 @@ test('an open capturing transaction costs an idle relay nothing while it stays o
   }
 });
 
+test('a capture that skipped its NOTIFY and committed while another stays open is delivered within seconds, not when the open one ends', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const other = await f.company();
+  const held = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/held') });
+  receiver.route('/held', { secret: held.secret });
+  const free = await f.webhook({ companyId: other.id, actions: ['contact.created'], url: receiver.url('/free') });
+  receiver.route('/free', { secret: free.secret });
+
+  // both captured while no relay sleeps, so both skip their NOTIFY; one stays open (a
+  // long import, a prepared transaction), the other commits once the relay is idle
+  const writers = await Promise.all([database.pool.connect(), database.pool.connect()]);
+  t.teardown(() => writers.forEach((writer) => writer.release()));
+  const [longOne, shortOne] = writers;
+  await longOne.query('begin');
+  await longOne.query('insert into crm.contacts (company_id) values ($1)', [company.id]);
+  await shortOne.query('begin');
+  await shortOne.query('insert into crm.contacts (company_id) values ($1)', [other.id]);
+
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: HOUR });
+  await relay.start();
+  try {
+    // relay_idle held, and "capturing" too: the relay waits for the captures to end
+    await relayAsleep(database.pool);
+    await shortOne.query('commit');
+    // no NOTIFY comes, and the long transaction keeps "capturing" held
+    await receiver.waitFor(1, { path: '/free', timeoutMs: 5_000 });
+    t.is(receiver.received('/held').length, 0);
+    t.true(relay.stats.claims <= 10, `${relay.stats.claims} claims while one transaction stayed open`);
+  } finally {
+    await longOne.query('rollback').catch(() => {});
+    await relay.stop();
+  }
+});
+
 /**
  * A webhook with five contacts created, relay_idle held exclusively by another
  * session (`holder`), and a relay started that polls once an hour and sends two of
