@@ -70,10 +70,12 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
       if (error.code !== '22023') throw error;
     });
     // a second migrate waits here for the first, however long it takes; every lock
-    // after this one is waited for at most LOCK_TIMEOUT (givingWay)
+    // after this one is waited for at most LOCK_TIMEOUT, and on a step's first try not
+    // at all (givingWay)
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
     stage = 'migrations';
-    await client.query('select set_config($1, $2, false)', ['lock_timeout', options.lockTimeout ?? LOCK_TIMEOUT]);
+    const lockTimeout = options.lockTimeout ?? LOCK_TIMEOUT;
+    await client.query('select set_config($1, $2, false)', ['lock_timeout', lockTimeout]);
     await client.query('set client_min_messages = warning');
     await moveMigrationsTable(client);
     const release = await refuseNewerDatabase(client, dir);
@@ -83,14 +85,16 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     };
     client.on('notice', onNotice);
     await client.query('set client_min_messages = notice');
-    // each migration in a transaction of its own, recorded in it: one that gave way
-    // (rolled back, below) is run again, those before it not
+    // each migration in a transaction of its own, recorded in it, and a step of its
+    // own (givingWay): one that gave way (rolled back) is run again, those before it
+    // not, and each one's first try waits for no lock, as sql/'s does
     const recorded = await recordedMigrations(client);
-    const waitMs = options.holdersWaitMs ?? HOLDERS_WAIT_MS;
-    await givingWay(client, 'the migrations', waitMs, log, () => runner({
+    const giving = { waitMs: options.holdersWaitMs ?? HOLDERS_WAIT_MS, lockTimeout, log };
+    const runNext = () => runner({
       dbClient: client,
       dir,
       direction: 'up',
+      count: 1,
       migrationsTable: MIGRATIONS_TABLE,
       migrationsSchema: MIGRATIONS_SCHEMA,
       checkOrder: true,
@@ -104,14 +108,14 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     }).catch((error: Error) => {
       // node-pg-migrate's error is the database's alone, as sql/'s are named (applyEngine)
       throw running ? new Error(`migrations/${running}.sql: ${error.message}`, { cause: error }) : error;
-    }));
+    });
+    while ((await givingWay(client, 'the migrations', giving, runNext)).length > 0);
     await client.query('set client_min_messages = warning');
     client.off('notice', onNotice);
     // (those of every try: one that gave way ran some of them)
     for (const name of await recordedMigrations(client)) if (!recorded.has(name)) log(`migrated ${name}`);
     stage = 'sql';
-    await givingWay(client, 'sql/', waitMs, log, (waiting) => applyEngine(client, release, waiting),
-                    { firstTryWaits: false, capturedWritesOnly: true });
+    await givingWay(client, 'sql/', { ...giving, capturedWritesOnly: true }, (waiting) => applyEngine(client, release, waiting));
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } catch (error) {
     if (!lost && !connectionLost(error)) throw error;
@@ -232,14 +236,22 @@ async function registerRelease(client: pg.Client, migration: string): Promise<vo
  * transactions only (claims, contact writes), it starts over after a moment (at
  * random, so as not to meet the same claims again), up to TRIES times.
  *
- * A step that takes all its locks first (sql/, applyEngine) asks for none of them
- * with a wait on its first try (firstTryWaits: false, NOWAIT): asked with the
- * timeout, the locks granted before the table in its way were held while it waited,
- * and every write to those tables queued behind them for up to LOCK_TIMEOUT. Refused,
- * it gives way at once, waits for the holders of that moment as above, and only then
- * asks with the timeout, when what was in its way has ended.
+ * Each step (each migration, and sql/) waits for no lock on its first try: asked with
+ * the timeout, the locks granted before the table in its way were held while it
+ * waited, and every write to those tables queued behind them, and behind the lock it
+ * waited for, for up to LOCK_TIMEOUT (a migration that locked the contacts and then
+ * waited for the queue a report read: a contact write given 50 ms failed 8 times in a
+ * row). Refused, it gives way at once, waits for the holders of that moment as above,
+ * and only then asks with the timeout, when what was in its way has ended.
  */
 const LOCK_TIMEOUT = '500ms';
+/**
+ * The lock_timeout of a first try: the least the server takes (0 is no limit at all),
+ * so that a lock a statement asks for by itself (a migration's ALTER TABLE) is given
+ * up as NOWAIT would, its place in the lock's queue held a millisecond at most. sql/
+ * asks its tables' locks NOWAIT besides (applyEngine).
+ */
+const FIRST_TRY_LOCK_TIMEOUT = '1ms';
 const TRIES = 50;
 /** How long a step that gave way waits for the transactions that held its tables, in all. */
 const HOLDERS_WAIT_MS = 60_000;
@@ -255,19 +267,28 @@ const HOLDERS_POLL_GROWTH = 1.5;
 /** How long they have held it up when it says what it waits for. */
 const HOLDERS_SAID_MS = 500;
 
-interface Step {
-  /** false: the first try asks for its locks NOWAIT (work's `waiting`) */
-  firstTryWaits?: boolean;
+interface GivingWay {
+  /** how long a step that gave way waits for the transactions in its way, in all */
+  waitMs: number;
+  /** the lock_timeout of the tries after the first */
+  lockTimeout: string;
+  log: (line: string) => void;
   /** true: of the CRM's captured tables it stops writes only, so their readers are not in its way (holdersInWay) */
   capturedWritesOnly?: boolean;
 }
 
-async function givingWay<T>(client: pg.Client, step: string, waitMs: number, log: (line: string) => void,
-                            work: (waiting: boolean) => Promise<T>,
-                            { firstTryWaits = true, capturedWritesOnly = false }: Step = {}): Promise<T> {
+/**
+ * Runs `work`, one step of the migrate, as above: its first try (`waiting` false)
+ * with FIRST_TRY_LOCK_TIMEOUT, each try after it, once the transactions in its way
+ * have ended, with the lock timeout.
+ */
+async function givingWay<T>(client: pg.Client, step: string,
+                            { waitMs, lockTimeout, log, capturedWritesOnly = false }: GivingWay,
+                            work: (waiting: boolean) => Promise<T>): Promise<T> {
   const deadline = Date.now() + waitMs;
   for (let attempt = 1; ; attempt++) {
-    const waiting = firstTryWaits || attempt > 1;
+    const waiting = attempt > 1;
+    await client.query('select set_config($1, $2, false)', ['lock_timeout', waiting ? lockTimeout : FIRST_TRY_LOCK_TIMEOUT]);
     try {
       return await work(waiting);
     } catch (error) {

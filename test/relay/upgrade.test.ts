@@ -44,11 +44,13 @@ test('a migration waiting for a table a long transaction reads gives way: contac
   await report.query('begin');
   await report.query('select count(*) from crm.contacts');
   let migrated = false;
-  const migrating = migrate(database.url, () => {}, { migrationsDir: dir }).then(() => (migrated = true));
+  let gaveWay!: () => void;
+  const givenWay = new Promise<void>((resolve) => (gaveWay = resolve));
+  const migrating = migrate(database.url, (line) => {
+    if (line.startsWith('the migrations: waiting for the transactions in its way to end')) gaveWay();
+  }, { migrationsDir: dir }).then(() => (migrated = true));
   migrating.catch(() => {});
-  await until('the migrate waits for crm.contacts', async () => (await database.pool.query(
-    `select 1 from pg_locks where relation = 'crm.contacts'::regclass and mode = 'AccessExclusiveLock' and not granted
-       and database = (select oid from pg_database where datname = current_database())`)).rowCount! > 0);
+  await Promise.race([givenWay, migrating]);
 
   try {
     // while the report's transaction stays open, the CRM writes (each write within 10 s,
@@ -161,6 +163,52 @@ test('sql/\'s first try, meeting a long transaction on an engine\'s table it loc
   await migrating;
   const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
   t.is(applied.fingerprint, ENGINE_FINGERPRINT);
+});
+
+test('a migration\'s first try, meeting a long transaction on the queue after it has locked the CRM\'s contacts, gives way at once: writes to the contacts meanwhile wait for nothing, and it is applied once that transaction ends', async (t) => {
+  const { database, company } = await relayScene(t);
+  // (a migration that moves data takes its locks at its start: the contacts it reads
+  // first, then the queue it changes, which a long transaction holds)
+  const dir = await migrationsWith(t, '9000_queue_noted',
+    'lock table crm.contacts in share row exclusive mode;\nalter table webhooks.delivery_queue add column noted boolean;');
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from webhooks.delivery_queue');
+  // each write waits 50 ms at most for a lock (a first try that held the contacts
+  // while it waited for the queue held them for up to 500 ms)
+  const crm = await ownConnection(database.url, t);
+  await crm.query(`set lock_timeout = '50ms'`);
+  let gaveWay = false;
+  const failed: string[] = [];
+  let writes = 0;
+  const writing = (async () => {
+    while (!gaveWay) {
+      await crm.query(`insert into crm.contacts (company_id, first_name) values ($1, 'While the migration waits')`, [company.id])
+        .catch((error: Error) => failed.push(error.message));
+      writes++;
+    }
+  })();
+  let migrated = false;
+  const migrating = migrate(database.url, (line) => {
+    if (line.startsWith('the migrations: waiting for the transactions in its way to end')) gaveWay = true;
+  }, { migrationsDir: dir }).then(() => (migrated = true));
+  migrating.catch(() => (gaveWay = true));
+  try {
+    await writing;
+    t.deepEqual(failed, []);
+    t.true(writes > 0);
+    t.false(migrated);
+  } finally {
+    gaveWay = true;
+    await writing;
+    await report.query('commit');
+  }
+  await migrating;
+  const { rows: [state] } = await database.pool.query(
+    `select (select count(*)::int from webhooks_private.migrations where name = '9000_queue_noted') as recorded,
+            (select count(*)::int from information_schema.columns
+             where table_schema = 'webhooks' and table_name = 'delivery_queue' and column_name = 'noted') as columns`);
+  t.deepEqual(state, { recorded: 1, columns: 1 });
 });
 
 test('a migrate whose tables a transaction holds past its wait fails, naming that transaction\'s server process or prepared name, with sql/ as it was; run again once it ends, it finishes', async (t) => {
