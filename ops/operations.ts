@@ -182,16 +182,23 @@ function nextSqlNote(applied: string, migration: string): string {
  * release's (its migrations, or its migrations and sql/), saying so then; not ready
  * two releases or more behind (a release keeps only the one before it working), nor
  * where the sql/ in force is an earlier release's than this one's, applied before
- * (a migrate of that release rolled the database back). Null: this release, or the
+ * (a migrate of that release rolled the database back), nor where this release was
+ * abandoned; abandoned releases are not counted (abandoned). Null: this release, or the
  * one whose sql/ is in force, is not among them (its migrate never ran here, or ran
  * before the record; or the migrations are behind this code's), and the migrations
  * and fingerprints alone say (readiness).
  */
 function standing(migration: string | null, applied: string | null, record: ReleasesRecord): Readiness | null {
-  const { releases, appliedMigration } = record;
+  const { appliedMigration } = record;
+  if (record.releases.some((release, i) => isOwn(release) && abandoned(record.releases, i))) {
+    return { ready: false, migration: migration ?? undefined,
+      reason: `this code's migrate stopped before its sql/ was applied, and a later release's has run since ` +
+        `(${migration}, sql/ ${applied ? short(applied) : 'none recorded'}): replace this process with the newest release's` };
+  }
+  const releases = record.releases.filter((_, i) => !abandoned(record.releases, i));
   const at = (fingerprint: string | null, newest: string | null) =>
     releases.findIndex((release) => release.fingerprint === fingerprint && release.migration === newest);
-  const own = at(ENGINE_FINGERPRINT, EXPECTED_MIGRATION);
+  const own = releases.findIndex(isOwn);
   const inForce = at(applied, appliedMigration);
   if (own < 0 || inForce < 0 || migration === null || migration < EXPECTED_MIGRATION) return null;
   if (inForce < own) {
@@ -209,6 +216,22 @@ function standing(migration: string | null, applied: string | null, record: Rele
         'replace this process with the newest release\'s' };
   }
   return { ready: true, migration, note: inForce === own ? nextMigrationsNote(migration) : nextSqlNote(applied!, migration) };
+}
+
+/** This code's release: its sql/'s fingerprint and its newest migration. */
+function isOwn(release: Release): boolean {
+  return release.fingerprint === ENGINE_FINGERPRINT && release.migration === EXPECTED_MIGRATION;
+}
+
+/**
+ * A release abandoned here: its migrate stopped (killed, or failed) before its sql/
+ * was applied, and a later release's migrate ran after it (N′, N mended, in its
+ * place). Its engine never ran here: it is no release's next, N′ being the next of
+ * the release before it, and its own processes are not ready. The newest release
+ * is never abandoned: its migrate runs, or is to be run again.
+ */
+function abandoned(releases: Release[], i: number): boolean {
+  return !releases[i]!.applied && i < releases.length - 1;
 }
 
 /**

@@ -278,6 +278,29 @@ test('/readyz after a rollback: this code\'s migrate run after the next release\
   t.deepEqual(await readyzUntil(running.url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
 });
 
+test('/readyz after the next release\'s migrate stopped before its sql/ and a mended release\'s ran after it: this code is one release behind the mended one, not two', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
+  await readyzUntil(running.url, 200);
+  // the next release: registered, its migration run, then killed before its sql/
+  await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration) values ($1, '9998_of_the_next_release')`,
+    ['cd'.repeat(32)]);
+  await database.pool.query(`insert into webhooks_private.migrations (name, run_on) values ('9998_of_the_next_release', now())`);
+  t.regex((await readyzUntil(running.url, 200)).note, /^database migrated by newer code \(9998_of_the_next_release\), under this code's sql\/ still/);
+  // that release mended (a migration of its own more) migrated in its place: its
+  // migrations, then its sql/
+  await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration) values ($1, '9999_of_the_mended_release')`,
+    ['ef'.repeat(32)]);
+  await database.pool.query(`insert into webhooks_private.migrations (name, run_on) values ('9999_of_the_mended_release', now())`);
+  t.regex((await readyzUntil(running.url, 200)).note, /^database migrated by newer code \(9999_of_the_mended_release\), under this code's sql\/ still/);
+  await database.pool.query(`update webhooks_private.sql_releases set first_applied_at = now() where fingerprint = $1`, ['ef'.repeat(32)]);
+  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1, migration = '9999_of_the_mended_release'`,
+    ['ef'.repeat(32)]);
+  t.is((await readyzUntil(running.url, 200)).note,
+    "database's sql/ efefefefefef (migrated to 9999_of_the_mended_release) replaced this code's: replace this process with that release's");
+});
+
 test('/readyz of a process two releases behind while the newest migrate stopped between its migrations and sql/: unavailable, as it is for a release before the record of releases (replaced_sql() null)', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());

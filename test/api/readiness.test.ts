@@ -35,11 +35,15 @@ function releasesAround(played: Played, sqlOnly = false) {
   return [other('a2', '0001_of_n_minus_2'), other('b1', sqlOnly ? EXPECTED_MIGRATION : '0002_of_n_minus_1'), own];
 }
 
+/** What /readyz says over a database that answers `asked`. */
+async function said(asked: Asked) {
+  const answered = await readiness(failing(new Error('not asked')), async () => asked);
+  return answered.ready ? (answered.note ? `ready: ${answered.note}` : 'ready') : `not ready: ${answered.reason}`;
+}
+
 /** What /readyz says over the database in the state `state` leaves it, this code playing `played`. */
 async function answer(played: Played, state: (releases: ReturnType<typeof releasesAround>) => Asked, sqlOnly = false) {
-  const asked = state(releasesAround(played, sqlOnly));
-  const said = await readiness(failing(new Error('not asked')), async () => asked);
-  return said.ready ? (said.note ? `ready: ${said.note}` : 'ready') : `not ready: ${said.reason}`;
+  return said(state(releasesAround(played, sqlOnly)));
 }
 
 const applied = (...flags: boolean[]) => (releases: ReturnType<typeof releasesAround>) =>
@@ -76,5 +80,41 @@ const CASES: Array<{ title: string; sqlOnly?: boolean; state: (r: ReturnType<typ
 for (const { title, sqlOnly, state, says } of CASES) {
   test(`/readyz of N-2's, N-1's and N's processes: ${title}`, async (t) => {
     for (const played of PLAYED) t.regex(await answer(played, state, sqlOnly), says[played], `${played}'s process`);
+  });
+}
+
+// N's migrate abandoned: registered, it stopped (killed, or failed) before its sql/,
+// and N′ (N mended) migrated after it. N never ran its engine here: N′ is the
+// release after N-1, and N's processes, whose sql/ never ran, are not ready.
+type Abandoning = 'N-2' | 'N-1' | 'N';
+
+/** N-2, N-1, N (abandoned, its migration 9998 run or not) and N′, this code's in the `played` place. */
+function releasesWithAbandoned(played: Abandoning) {
+  const own = { fingerprint: ENGINE_FINGERPRINT, migration: EXPECTED_MIGRATION };
+  const other = (fingerprint: string, migration: string) => ({ fingerprint: fingerprint.repeat(32), migration });
+  return [played === 'N-2' ? own : other('a2', '0001_of_n_minus_2'),
+          played === 'N-1' ? own : other('b1', played === 'N' ? '0002_of_n_minus_1' : '9997_of_n_minus_1'),
+          played === 'N' ? own : other('c0', '9998_of_n'),
+          other('d3', '9999_of_n_mended')];
+}
+
+const ABANDONED: Array<{ title: string; state: (r: ReturnType<typeof releasesWithAbandoned>) => Asked; says: Record<Abandoning, RegExp> }> = [
+  { title: 'N′\'s migrate ran its migrations, not yet its sql/',
+    state: (r) => ({ migration: r[3]!.migration, applied: r[1]!.fingerprint, replaced: r[0]!.fingerprint,
+                     releases: { appliedMigration: r[1]!.migration, releases: [true, true, false, false].map((applied, i) => ({ ...r[i]!, applied })) } }),
+    says: { 'N-2': /^not ready: database migrated by code two or more releases past this one's \(9999_of_n_mended, sql\/ b1b1b1b1b1b1\)/,
+            'N-1': /^ready: database migrated by newer code \(9999_of_n_mended\), under this code's sql\/ still: run that release's migrate to its end/,
+            'N': /^not ready: this code's migrate stopped before its sql\/ was applied, and a later release's has run since \(9999_of_n_mended, sql\/ b1b1b1b1b1b1\): replace this process with the newest release's$/ } },
+  { title: 'N′\'s migrate ran to its end',
+    state: (r) => ({ migration: r[3]!.migration, applied: r[3]!.fingerprint, replaced: r[1]!.fingerprint,
+                     releases: { appliedMigration: r[3]!.migration, releases: [true, true, false, true].map((applied, i) => ({ ...r[i]!, applied })) } }),
+    says: { 'N-2': /^not ready: database migrated by code two or more releases past this one's \(9999_of_n_mended, sql\/ d3d3d3d3d3d3\)/,
+            'N-1': /^ready: database's sql\/ d3d3d3d3d3d3 \(migrated to 9999_of_n_mended\) replaced this code's: replace this process with that release's$/,
+            'N': /^not ready: this code's migrate stopped before its sql\/ was applied, and a later release's has run since \(9999_of_n_mended, sql\/ d3d3d3d3d3d3\): replace this process with the newest release's$/ } },
+];
+
+for (const { title, state, says } of ABANDONED) {
+  test(`/readyz of N-2's, N-1's and N's processes, N's migrate abandoned before its sql/ and N′'s run after it: ${title}`, async (t) => {
+    for (const played of ['N-2', 'N-1', 'N'] as const) t.regex(await said(state(releasesWithAbandoned(played))), says[played], `${played}'s process`);
   });
 }
