@@ -118,3 +118,80 @@ for (const { title, state, says } of ABANDONED) {
     for (const played of ['N-2', 'N-1', 'N'] as const) t.regex(await said(state(releasesWithAbandoned(played))), says[played], `${played}'s process`);
   });
 }
+
+// Every order in which the migrates of four releases in a row can run over one
+// database, each release with or without a migration of its own: forward one release
+// at a time, back to any release migrated here before (across one release or more),
+// each migrate run to its end or stopped before its sql/ (a new release is migrated
+// only once every release registered before it applied its sql/: those abandoned are
+// the tests above). Whatever the order, and whether standing() places the releases
+// or leaves the answer to the migrations and fingerprints alone, a process is ready
+// exactly where the table of docs/operations.md says: the database's sql/ is its
+// release's, under its migrations or the next release's, or the next release's sql/
+// is, under that release's migrations.
+const RELEASES = 4;
+
+interface Migrate { release: number; stops: boolean }
+
+/** The orders of up to `length` migrates, as above. */
+function* migrateOrders(ownMigrations: number[], length: number, done: Migrate[] = []): Generator<Migrate[]> {
+  if (done.length > 0) yield done;
+  if (done.length === length) return;
+  const registered = new Set(done.map((step) => step.release));
+  const newest = done.length > 0 ? Math.max(...registered) : -1;
+  const everyApplied = [...registered].every((release) => done.some((step) => step.release === release && !step.stops));
+  const migrated = Math.max(-1, ...done.map((step) => ownMigrations[step.release]!));
+  for (let release = 0; release < RELEASES; release++) {
+    if (!registered.has(release) && (release !== newest + 1 || !everyApplied)) continue;
+    if (ownMigrations[release]! < migrated) continue; // its migrate refuses a database with migrations it has not
+    for (const stops of [false, true]) yield* migrateOrders(ownMigrations, length, [...done, { release, stops }]);
+  }
+}
+
+test('/readyz over every order of migrates of four releases in a row, rollbacks across one release or more among them: each process is ready exactly where its release\'s sql/ or the next one\'s runs under their migrations', async (t) => {
+  const wrong: string[] = [];
+  let asked = 0;
+  for (let withMigration = 0; withMigration < 1 << (RELEASES - 1); withMigration++) {
+    // the index of each release's newest migration: one more than the release before's, or the same
+    const ownMigrations = [0];
+    for (let i = 1; i < RELEASES; i++) ownMigrations.push(ownMigrations[i - 1]! + ((withMigration >> (i - 1)) & 1));
+    for (const order of migrateOrders(ownMigrations, 4)) {
+      let newest = -1;
+      let inForce: number | null = null;
+      let replaced: number | null = null;
+      const registered: number[] = [];
+      const applied = new Set<number>();
+      for (const { release, stops } of order) {
+        if (!registered.includes(release)) registered.push(release);
+        newest = Math.max(newest, ownMigrations[release]!);
+        if (stops) continue;
+        if (inForce !== release) replaced = inForce;
+        inForce = release;
+        applied.add(release);
+      }
+      if (inForce === null) continue;
+      for (let played = 0; played < RELEASES; played++) {
+        const migrationName = (index: number) => {
+          const ahead = index - ownMigrations[played]!;
+          return ahead === 0 ? EXPECTED_MIGRATION : ahead < 0 ? `0000_${10 + ahead}` : `9999_${10 + ahead}`;
+        };
+        const fingerprint = (release: number) => (release === played ? ENGINE_FINGERPRINT : `${release}`.repeat(64));
+        const answer = await said({
+          migration: migrationName(newest), applied: fingerprint(inForce), replaced: replaced === null ? null : fingerprint(replaced),
+          releases: { appliedMigration: migrationName(ownMigrations[inForce]!),
+                      releases: registered.map((release) => ({ fingerprint: fingerprint(release), migration: migrationName(ownMigrations[release]!),
+                                                               applied: applied.has(release) })) } });
+        asked++;
+        const next = played + 1 < RELEASES ? ownMigrations[played + 1]! : ownMigrations[played]!;
+        const ready = (inForce === played && newest >= ownMigrations[played]! && newest <= next)
+          || (inForce === played + 1 && newest === next);
+        if (answer.startsWith('ready') !== ready) {
+          wrong.push(`migrations ${ownMigrations}, migrates ${order.map((step) => `${step.release}${step.stops ? ' stopped' : ''}`).join(', ')}: ` +
+            `release ${played}'s process ${answer}`);
+        }
+      }
+    }
+  }
+  t.deepEqual(wrong.slice(0, 5), []);
+  t.true(asked > 3_000, `${asked} answers`);
+});
