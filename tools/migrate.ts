@@ -109,13 +109,14 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
       // node-pg-migrate's error is the database's alone, as sql/'s are named (applyEngine)
       throw running ? new Error(`migrations/${running}.sql: ${error.message}`, { cause: error }) : error;
     });
-    while ((await givingWay(client, 'the migrations', giving, runNext)).length > 0);
+    const migrations = { ...giving, capturedNotInWay: MIGRATIONS_CAPTURED_NOT_IN_WAY, mayTakeCapturedWhole: true };
+    while ((await givingWay(client, 'the migrations', migrations, runNext)).length > 0);
     await client.query('set client_min_messages = warning');
     client.off('notice', onNotice);
     // (those of every try: one that gave way ran some of them)
     for (const name of await recordedMigrations(client)) if (!recorded.has(name)) log(`migrated ${name}`);
     stage = 'sql';
-    await givingWay(client, 'sql/', { ...giving, capturedWritesOnly: true }, (waiting) => applyEngine(client, release, waiting));
+    await givingWay(client, 'sql/', { ...giving, capturedNotInWay: SQL_CAPTURED_NOT_IN_WAY }, (waiting) => applyEngine(client, release, waiting));
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } catch (error) {
     if (!lost && !connectionLost(error)) throw error;
@@ -273,8 +274,13 @@ interface GivingWay {
   /** the lock_timeout of the tries after the first */
   lockTimeout: string;
   log: (line: string) => void;
-  /** true: of the CRM's captured tables it stops writes only, so their readers are not in its way (holdersInWay) */
-  capturedWritesOnly?: boolean;
+  /** the locks on the CRM's captured tables that are not in the step's way (holdersInWay) */
+  capturedNotInWay: readonly string[];
+  /**
+   * true: the step may yet take a captured table whole, and once a try that waited
+   * finds none but those locks in its way, they are (holdersInWay)
+   */
+  mayTakeCapturedWhole?: boolean;
 }
 
 /**
@@ -283,7 +289,7 @@ interface GivingWay {
  * have ended, with the lock timeout.
  */
 async function givingWay<T>(client: pg.Client, step: string,
-                            { waitMs, lockTimeout, log, capturedWritesOnly = false }: GivingWay,
+                            { waitMs, lockTimeout, log, capturedNotInWay, mayTakeCapturedWhole = false }: GivingWay,
                             work: (waiting: boolean) => Promise<T>): Promise<T> {
   const deadline = Date.now() + waitMs;
   for (let attempt = 1; ; attempt++) {
@@ -296,11 +302,12 @@ async function givingWay<T>(client: pg.Client, step: string,
       // a session that ended cannot roll back: its own error says why)
       await client.query('rollback').catch(() => { throw error; });
       if (!busy(error)) throw error;
-      const holders = await holdersInWay(client, capturedWritesOnly);
+      let holders = await holdersInWay(client, capturedNotInWay);
+      if (holders.length === 0 && waiting && mayTakeCapturedWhole) holders = await holdersInWay(client, []);
       const said = () => log(`${step}: waiting for the transactions in its way to end, ${holdersNamed(holders)}…`);
       if (attempt >= TRIES || !(await holdersEnded(client, holders, deadline, said))) {
         throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}), ` +
-          `${holdersNamed(await holdersInWay(client, capturedWritesOnly))}: run migrate again once they end`, { cause: error });
+          `${holdersNamed(await holdersInWay(client, mayTakeCapturedWhole ? [] : capturedNotInWay))}: run migrate again once they end`, { cause: error });
       }
       // (at random, after a try that waited for no lock too: its holders' ends wake
       // the relay, whose claims a try asked for right then met, and gave way to)
@@ -323,13 +330,24 @@ interface Holder {
 }
 
 /**
- * The transactions of others that hold a lock on a table of the engine's, or a
- * captured one of the CRM's, now; of the CRM's, with `capturedWritesOnly`, only a
- * lock that SHARE ROW EXCLUSIVE (applyEngine's) waits for: a DBA's hour-long read of
- * the contacts is not in sql/'s way, and a migrate that gave way to a contact write
- * waited for that read too, and failed after HOLDERS_WAIT_MS.
+ * Of the locks on the CRM's captured tables, those not in a step's way. sql/ locks
+ * them SHARE ROW EXCLUSIVE (applyEngine), which waits for writes only. A migration
+ * changes no table of the CRM (test/sql/migrate.test.ts), and one that locks them
+ * mostly locks them against writes (one that moves data) or adds a key referring to
+ * them: a plain read is not in its way, unless a try that waited was refused with
+ * nothing else in its way (dropping a key that refers to one takes that table whole).
  */
-async function holdersInWay(client: pg.Client, capturedWritesOnly: boolean): Promise<Holder[]> {
+const SQL_CAPTURED_NOT_IN_WAY = ['AccessShareLock', 'RowShareLock'];
+const MIGRATIONS_CAPTURED_NOT_IN_WAY = ['AccessShareLock'];
+
+/**
+ * The transactions of others that hold a lock on a table of the engine's, or one in
+ * the step's way on a captured table of the CRM's (`notInWay` names those that are
+ * not), now: a DBA's hour-long read of the contacts is in no step's way, and a
+ * migrate that gave way to a contact write waited for that read too, and failed
+ * after HOLDERS_WAIT_MS.
+ */
+async function holdersInWay(client: pg.Client, notInWay: readonly string[]): Promise<Holder[]> {
   const { rows } = await client.query<Holder>(
     `select distinct l.pid, l.virtualtransaction as transaction,
             (select p.gid from pg_catalog.pg_locks x join pg_catalog.pg_prepared_xacts p on p.transaction = x.transactionid
@@ -338,9 +356,9 @@ async function holdersInWay(client: pg.Client, capturedWritesOnly: boolean): Pro
      where l.locktype = 'relation' and l.granted and l.pid is distinct from pg_backend_pid()
        and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
        and l.relation = any (${ENGINE_RELATIONS})
-       and not ($3 and l.mode in ('AccessShareLock', 'RowShareLock')
+       and not (l.mode = any ($3)
                 and (select c.relnamespace::regnamespace::text from pg_catalog.pg_class c where c.oid = l.relation) = $2)`,
-    [ENGINE_SCHEMAS, CAPTURED_SCHEMA, capturedWritesOnly]);
+    [ENGINE_SCHEMAS, CAPTURED_SCHEMA, notInWay]);
   return rows;
 }
 

@@ -417,6 +417,40 @@ test('a migrate that gave way to a contact write waits for that write, not for a
   }
 });
 
+test('a migration that gave way to a contact write waits for that write, not for a DBA\'s long read of the contacts: it is applied once the write ends, the read still open', async (t) => {
+  const { database, company } = await relayScene(t);
+  const dir = await migrationsWith(t, '9000_queue_noted',
+    'lock table crm.contacts in share row exclusive mode;\nalter table webhooks.delivery_queue add column noted boolean;');
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from crm.contacts');
+  const writer = await ownConnection(database.url, t);
+  await writer.query('begin');
+  await writer.query(`insert into crm.contacts (company_id, first_name) values ($1, 'Under way')`, [company.id]);
+  let gaveWay!: () => void;
+  const givenWay = new Promise<void>((resolve) => (gaveWay = resolve));
+  const said: string[] = [];
+  const migrating = migrate(database.url, (line) => {
+    said.push(line);
+    if (line.startsWith('the migrations: waiting for the transactions in its way to end')) gaveWay();
+  }, { migrationsDir: dir, holdersWaitMs: 5_000 });
+  migrating.catch(() => {});
+  try {
+    await Promise.race([givenWay, migrating]);
+    const { rows: [{ pid }] } = await writer.query('select pg_backend_pid() as pid');
+    t.is(said.at(-1), `the migrations: waiting for the transactions in its way to end, by server process ${pid} (pg_stat_activity)…`);
+    await writer.query('commit');
+    await migrating;
+    const { rows: [recorded] } = await database.pool.query(
+      `select count(*)::int as n from webhooks_private.migrations where name = '9000_queue_noted'`);
+    t.is(recorded.n, 1);
+  } finally {
+    await writer.query('rollback').catch(() => {});
+    await report.query('commit');
+    await migrating.catch(() => {});
+  }
+});
+
 test('a migrate killed in a long migration lets go of its tables at once, leaves nothing of that migration, and the next migrate finishes', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
