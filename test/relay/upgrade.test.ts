@@ -433,7 +433,9 @@ test('a migration that gave way to a contact write waits for that write, not for
   const migrating = migrate(database.url, (line) => {
     said.push(line);
     if (line.startsWith('the migrations: waiting for the transactions in its way to end')) gaveWay();
-  }, { migrationsDir: dir, holdersWaitMs: 5_000 });
+    // (long enough for an autovacuum of the new database, slow on a loaded machine:
+    // a migrate waiting for the read would fail after it, the read open to the end)
+  }, { migrationsDir: dir, holdersWaitMs: 30_000 });
   migrating.catch(() => {});
   try {
     await Promise.race([givenWay, migrating]);
