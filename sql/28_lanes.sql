@@ -394,25 +394,61 @@ as $$
   select least(greatest(coalesce(p_limit, 0)::bigint * 8, 256, coalesce(p_named, 0)), 2147483647)::integer;
 $$;
 
+-- private: the session setting that keeps a walk's place (discovery_after)
+create or replace function webhooks_private.discovery_place(p_walk text)
+returns text
+language sql
+immutable
+as $$
+  select case p_walk when 'company' then 'bpd_webhooks.discovery_company_after' else 'bpd_webhooks.discovery_after' end;
+$$;
+
 -- private (lane_claim): the webhook after which this connection's next discovery
--- starts its walk (0: from the first). A setting of the database session, not a row:
--- nothing is written, relays never wait for each other's, and a claim rolled back
--- leaves it as it was. Each connection goes round on its own.
-create or replace function webhooks_private.discovery_after()
+-- starts its walk (0: from the first), or with p_walk 'company', the company after
+-- which its next pass over the companies starts. A setting of the database session,
+-- not a row: nothing is written, relays never wait for each other's, and a claim
+-- rolled back leaves it as it was. Each connection goes round on its own.
+drop function if exists webhooks_private.discovery_after();
+create or replace function webhooks_private.discovery_after(p_walk text default 'webhook')
 returns bigint
 language sql
 stable
 as $$
   select case when v ~ '^[0-9]{1,18}$' then v::bigint else 0 end
-  from (select coalesce(current_setting('bpd_webhooks.discovery_after', true), '') as v) s;
+  from (select coalesce(current_setting(webhooks_private.discovery_place(p_walk), true), '') as v) s;
 $$;
 
-create or replace function webhooks_private.discovery_went_to(p_webhook_id bigint)
+drop function if exists webhooks_private.discovery_went_to(bigint);
+create or replace function webhooks_private.discovery_went_to(p_id bigint, p_walk text default 'webhook')
 returns void
 language sql
 volatile
 as $$
-  select set_config('bpd_webhooks.discovery_after', coalesce(p_webhook_id, 0)::text, false);
+  select set_config(webhooks_private.discovery_place(p_walk), coalesce(p_id, 0)::text, false);
+$$;
+
+-- private (lane_claim): the lane of one webhook a discovery may rank, if it may send
+-- now: a disabled webhook's (its deliveries are failed), or one whose breaker is not
+-- open and that is paced no further ahead than p_horizon. By its key and the
+-- webhook's: an offset 0 keeps the planner from turning the join around (with sorts
+-- priced out it read every lane in company order and compared each with every
+-- webhook found: 999,000 comparisons a claim over 1,000 busy webhooks, 40 ms, and
+-- 295 ms over 3,000; or, planned for few, merged the webhooks' whole key index with
+-- them; 2026-12-04). SQL, so that the claim inlines it.
+create or replace function webhooks_private.discovery_lane(p_webhook_id bigint, p_horizon interval)
+returns table (webhook_id bigint, company_id bigint, served_at timestamptz, open_until timestamptz,
+               enabled boolean, ordered boolean)
+language sql
+stable
+as $$
+  select l.webhook_id, l.company_id, l.served_at, l.open_until, w.enabled, w.ordered
+  from webhooks_private.lanes l
+  join webhooks.webhooks w on w.id = l.webhook_id
+  where l.webhook_id = p_webhook_id
+    and (not w.enabled
+         or ((l.open_until is null or l.open_until <= now())
+             and (w.rate_limit is null or l.paced_until is null or l.paced_until <= now() + p_horizon)))
+  offset 0;
 $$;
 
 -- private (claim): lock and return the due deliveries a claim may lease now, by the
@@ -485,8 +521,12 @@ declare
   v_window constant integer := webhooks_private.discovery_window(p_limit, cardinality(p_only_webhooks));
   -- where this connection's last discovery stopped (discovery_after)
   v_after constant bigint := webhooks_private.discovery_after();
+  -- and its last pass over the companies
+  v_company_after constant bigint := webhooks_private.discovery_after('company');
   v_seen integer;
   v_last bigint;
+  v_companies integer;
+  v_last_company bigint;
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    A lane another relay is deciding for is passed over (that relay serves it;
@@ -522,29 +562,10 @@ begin
                         limit 1) due
   ),
   ready as (
-    select l.webhook_id, l.company_id, l.served_at, l.enabled, l.ordered,
-           -- the most this claim could give the lane (its rows in flight elsewhere
-           -- not counted: an upper bound, known before the lane is locked)
-           case when not l.enabled then p_limit
-                when l.open_until is not null then 1   -- a probe
-                else webhooks_private.relay_room(b.cap, p_per_webhook, b.n) end as bound
+    -- each webhook's lane and webhook by their keys (discovery_lane)
+    select l.*
     from asked
-    -- each webhook's lane and webhook by their keys. (Not joins the planner may turn
-    -- around: with sorts priced out (claim_deliveries), it read every lane in company
-    -- order from lanes_company_idx and compared each with every webhook found, for the
-    -- window below: 999,000 comparisons a claim over 1,000 busy webhooks, 40 ms, and
-    -- 295 ms over 3,000; or, planned for few, merged the webhooks' whole key index
-    -- with them; 2026-12-04)
-    cross join lateral (select l.webhook_id, l.company_id, l.served_at, l.open_until, l.paced_until, w.enabled,
-                               w.rate_limit, w.ordered
-                        from webhooks_private.lanes l
-                        join webhooks.webhooks w on w.id = l.webhook_id
-                        where l.webhook_id = asked.w
-                        offset 0) l
-    left join unnest(p_busy_webhooks, p_busy_counts, p_busy_caps) as b(w, n, cap) on b.w = asked.w
-    where (not l.enabled
-           or ((l.open_until is null or l.open_until <= now())
-               and (l.rate_limit is null or l.paced_until is null or l.paced_until <= now() + v_horizon)))
+    cross join lateral webhooks_private.discovery_lane(asked.w, v_horizon) l
     -- (the window: the walk above stops here)
     limit v_window
   ),
@@ -554,14 +575,64 @@ begin
            coalesce(max(r.webhook_id) filter (where r.webhook_id <= v_after), max(r.webhook_id)) as last
     from ready r
   ),
+  -- When the window is full (it could not hold every lane that may send), a lane of
+  -- each company with deliveries waiting besides, up to p_limit companies (no claim
+  -- serves more) from the company after where this connection's last such pass
+  -- stopped: walked in webhook order alone, the window was filled by a company whose
+  -- webhooks are many, and another company's webhook came into one only every (lanes
+  -- ÷ window) discoveries (2,000 webhooks of one company with a backlog each: once
+  -- in eight at a claim of 32, a healthy company's p99 1.5 s; 2026-12-06,
+  -- test/fleet/many-webhooks.test.ts). One probe of the queue's index by company for
+  -- each (waiting_companies), and one more for its first webhook with deliveries
+  -- waiting after where the walk started, so that a company's lane in the window goes
+  -- round its webhooks as the walk goes round; a company whose lane so found has
+  -- nothing due or may not send is left to the walk. A window that holds every lane
+  -- that may send (one company's few webhooks) needs none of this and reads none.
+  company as (
+    select c.company_id, c.webhook_id, c.first_due from webhooks_private.waiting_companies(v_company_after) c
+    where p_only_webhooks is null and (select n from seen) >= v_window
+    union all
+    select c.company_id, c.webhook_id, c.first_due from webhooks_private.waiting_companies(0, v_company_after) c
+    where p_only_webhooks is null and (select n from seen) >= v_window and v_company_after > 0
+  ),
+  companies as (
+    select c.company_id, c.webhook_id, c.first_due from company c limit p_limit
+  ),
+  represented as (
+    select l.*
+    from companies c
+    cross join lateral (
+      (select d.webhook_id as w, d.next_attempt_at as first_due from webhooks.delivery_queue d
+       where d.locked_by is null and d.company_id = c.company_id and d.webhook_id > v_after
+       order by d.company_id, d.webhook_id, d.next_attempt_at
+       limit 1)
+      union all
+      select c.webhook_id, c.first_due
+      limit 1) h
+    cross join lateral webhooks_private.discovery_lane(h.w, v_horizon) l
+    where h.first_due <= now()
+      and not exists (select 1 from ready r where r.webhook_id = h.w)
+  ),
+  -- the companies' pass: how many companies, and the last one in its order
+  passed_companies as (
+    select count(*)::integer as n,
+           coalesce(max(c.company_id) filter (where c.company_id <= v_company_after), max(c.company_id)) as last
+    from companies c
+  ),
   rotation as (
-    select r.webhook_id, r.bound,
+    select r.webhook_id,
+           -- the most this claim could give the lane (its rows in flight elsewhere
+           -- not counted: an upper bound, known before the lane is locked)
+           case when not r.enabled then p_limit
+                when r.open_until is not null then 1   -- a probe
+                else webhooks_private.relay_room(b.cap, p_per_webhook, b.n) end as bound,
            row_number() over (partition by r.company_id order by r.served_at, r.webhook_id) as turn,
            max(r.served_at) over (partition by r.company_id) as company_served,
            r.company_id,
            r.enabled,
            r.ordered
-    from ready r
+    from (select * from ready union all select * from represented) r
+    left join unnest(p_busy_webhooks, p_busy_counts, p_busy_caps) as b(w, n, cap) on b.w = r.webhook_id
   ),
   chosen as (
     select r.webhook_id, r.bound, r.turn, r.enabled, r.ordered,
@@ -576,9 +647,10 @@ begin
     -- keep other relays from it
     where r.bound > 0
   )
-  select a.ready, a.bound, a.first, a.ordered, seen.n, seen.last
-  into v_ready, v_bound, v_first, v_ordered, v_seen, v_last
+  select a.ready, a.bound, a.first, a.ordered, seen.n, seen.last, pc.n, pc.last
+  into v_ready, v_bound, v_first, v_ordered, v_seen, v_last, v_companies, v_last_company
   from seen
+  cross join passed_companies pc
   cross join lateral (
     select array_agg(c.webhook_id order by not c.enabled, c.place) as ready,
            array_agg(c.bound order by not c.enabled, c.place) as bound,
@@ -590,6 +662,8 @@ begin
   -- first webhook when this one held every lane that may send
   if p_only_webhooks is null then
     perform webhooks_private.discovery_went_to(case when v_seen >= v_window then v_last else 0 end);
+    perform webhooks_private.discovery_went_to(case when v_companies >= p_limit then v_last_company else 0 end,
+                                               'company');
   end if;
   if v_ready is null then
     return;

@@ -413,3 +413,54 @@ test('a discovery over 1,000 companies with a delivery due each reads a window o
   t.is(served.size, COMPANIES, 'every company\'s delivery leased');
   t.is(claims, Math.ceil(COMPANIES / 32));
 });
+
+// A company whose webhooks are many fills a window of lanes walked in webhook order:
+// beside one of 2,000 webhooks with work, another company's webhook came into a
+// discovery's window (256 lanes at a claim of 32) once in eight discoveries, and its
+// deliveries waited for them (test/fleet/many-webhooks.test.ts: a p99 of 1.5 s). A
+// discovery's window holds a lane of every company with work, up to a batch of
+// companies, each found by one probe of the queue's index by company; its reads
+// stay those of a window.
+test('a discovery beside a company of 2,000 webhooks with work leases another company\'s delivery every time, reading a window', async (t) => {
+  const HOSTILE = 2_000;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const hostile = await f.company();
+  const writer = await database.pool.connect();
+  try {
+    await writer.query('begin');
+    await writer.query(`set local webhooks.max_webhooks_per_company = '${HOSTILE}'`);
+    await writer.query(
+      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+       select $1, 'Hostile ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
+       from generate_series(1, $2::int) n`, [hostile.id, HOSTILE]);
+    await writer.query('commit');
+  } finally {
+    writer.release();
+  }
+  await database.pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+     select w.id, w.company_id, 'contact.deleted', i, '{}' from webhooks.webhooks w, generate_series(1, 3) i
+     where w.company_id = $1`, [hostile.id]);
+  const healthy = await f.company();
+  const hook = await f.webhook({ companyId: healthy.id, actions: ['contact.created'] });
+  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const reads: number[] = [];
+  for (let round = 1; round <= 8; round++) {
+    const contact = await f.contact(healthy.id);
+    const { result, used } = await indexUse(relay, 'webhooks.delivery_queue', () => relay.query(
+      `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 32,
+         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`));
+    const leased = result.rows.filter((row) => row.webhook_id === hook.id);
+    t.is(leased.length, 1, `discovery ${round} leased ${leased.length} of the other company's deliveries (contact ${contact.id})`);
+    t.true(result.rows.length > 16, `discovery ${round} leased ${result.rows.length}`);
+    t.true(used < HOSTILE / 2, `discovery ${round} read ${used} index entries of the queue`);
+    reads.push(used);
+  }
+  t.log(`index entries of the queue read by each discovery: ${reads.join(', ')}`);
+});
