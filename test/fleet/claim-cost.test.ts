@@ -464,3 +464,32 @@ test('a discovery beside a company of 2,000 webhooks with work leases another co
   }
   t.log(`index entries of the queue read by each discovery: ${reads.join(', ')}`);
 });
+
+// The pass over the companies is for a window that is full: a discovery whose window
+// holds every lane that may send (one company's few webhooks, the usual case) reads
+// nothing of the queue's index by company, and costs what it did before it.
+test('a discovery whose window holds every lane that may send does not read the queue\'s index by company', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  for (let i = 0; i < 3; i++) await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 100) n`, [company.id]);
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const companyIndexScans = async () => (await relay.query(
+    `select pg_stat_get_xact_numscans('webhooks.delivery_queue_company_due_idx'::regclass)::int as n`)).rows[0].n as number;
+  for (let round = 1; round <= 3; round++) {
+    await relay.query('begin');
+    const before = await companyIndexScans();
+    const { rows } = await relay.query(
+      `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 32,
+         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`);
+    const scans = await companyIndexScans() - before;
+    await relay.query('commit');
+    t.is(new Set(rows.map((row) => row.webhook_id)).size, 3, `discovery ${round} served the three webhooks`);
+    t.is(scans, 0, `discovery ${round} scanned the index by company ${scans} times`);
+  }
+});
