@@ -87,35 +87,56 @@ as $$
   select 20000;
 $$;
 
+-- private: the rows per webhook past which the backlog figure (below) finds the first
+-- due time of the webhooks after those it read by one index probe each rather than
+-- by reading their rows: a probe descends the index (three or four pages), about
+-- what reading this many entries of a page costs.
+create or replace function webhooks_private.backlog_probe_rows()
+returns integer
+language sql
+immutable
+as $$
+  select 32;
+$$;
+
 -- Deliveries due now (pending, next attempt reached), counted up to
 -- backlog_due_cap() (past it, that many: at least so many are due), and how long the
 -- longest-waiting of them has been due, in seconds (0 when none is), exact whatever
 -- the backlog. From the queue's index of rows not in flight by webhook and due time
 -- (delivery_queue_webhook_due_idx, 22_outbox.sql), whose first entry of each webhook
--- is its earliest due time:
---   1. the index from its start, in its order, up to as many entries as the cap: one
---      plain scan, each entry read once. Shorter than that (most of the time: the rows
---      waiting, due or later, are fewer), it is all of it, and both answers are in it.
---   2. longer, and as many due among them as the cap: the count is at the cap, and
---      the webhooks after the last one read give their first due time, one index
---      probe each (waiting_webhooks).
---   3. longer, with fewer due: the due rows of the last webhook read are counted
---      again whole (the scan may have stopped among them), then each webhook after it
---      gives its first due time by one probe and its due rows by its own range (the
---      retries waiting for later are not read), until the cap is counted.
--- So a scrape reads at most the cap's entries in one scan, and past them the due rows
--- up to the cap and one entry per webhook with rows waiting. The queue has no index
--- by due time alone (dropped, 0023: every capture paid for it), so an exact oldest due
--- costs a read of each webhook's first entry; the scan reads those of most installs
--- together. (Until 2026-12-06 every webhook with rows waiting was probed first, and
--- each due one's range read again by the count: 20,010 index entries with one
--- delivery due at each of 10,000 companies and ten retrying later, where this reads
--- 10,010 in one scan; before that every due row was counted: 1,020,004 entries and
--- 320 ms with a million due to one webhook, at every scrape; test/sql/backlog.test.ts.)
+-- is its earliest due time, read in chunks in its order, the first as many entries as
+-- the cap:
+--   1. a chunk shorter than asked is the rest of the index: its due rows counted, its
+--      earliest due time taken, done. Most of the time the first chunk is all of it
+--      (the rows waiting, due or later, are fewer than the cap): one plain scan.
+--   2. a full chunk ends among the rows of its last webhook: the webhooks before that
+--      one are whole in it and counted; the last one's due rows are counted by its
+--      own range (no further than the cap; none when the chunk holds enough), and the
+--      next chunk starts at the webhook after it, stepping over the rest of its rows.
+--      A chunk mostly spent on that last webhook is followed by one half as long (64
+--      entries at least), else by one twice as long (the cap at most).
+--   3. when the webhooks the chunk holds whole have more than backlog_probe_rows()
+--      rows each on average, the webhooks after it give their first due time by one
+--      index probe each (waiting_webhooks), and, while fewer than the cap are counted,
+--      their due rows by their own ranges: a probe then reads less than their rows.
+-- So a scrape reads at most the cap's entries a chunk, the due rows up to the cap,
+-- and per webhook with rows waiting a probe or fewer than backlog_probe_rows()
+-- entries, never a descent of the index per webhook while the webhooks are small.
+-- The queue has no index by due time alone (dropped, 0023: every capture paid for
+-- it), so an exact oldest due costs a read of each webhook's first entry.
+-- (Until 2026-12-06 the cap's entries were read in one scan, and past them every
+-- webhook after the last one read was probed: one tenant's backlog past the cap in
+-- the first webhook of the index cost the others' figure a descent each, 2,002 scans
+-- of the index with 2,000 companies with one due each, where they alone cost one;
+-- before that every webhook with rows waiting was probed first, and each due one's
+-- range read again by the count: 20,010 index entries with one delivery due at each
+-- of 10,000 companies and ten retrying later, where one scan reads 10,010; before
+-- that every due row was counted: 1,020,004 entries and 320 ms with a million due to
+-- one webhook, at every scrape; test/sql/backlog.test.ts.)
 -- Sorts and sequential scans off, as the claim's, and each read in the index's order:
--- each must read that index (step 1 in its order, the others each webhook's due range),
--- whatever the statistics say of the queue (freshly vacuumed, with no rows counted,
--- a count of one webhook's due rows read all its rows by another index).
+-- each must read that index (the chunks in its order, the others each webhook's due
+-- range), whatever the statistics say of the queue (freshly vacuumed, with no rows
+-- counted, a count of one webhook's due rows read all its rows by another index).
 create or replace function webhooks_ops.backlog(out due bigint, out oldest_due_seconds double precision)
 language plpgsql
 stable
@@ -129,55 +150,81 @@ set jit = off
 as $$
 declare
   v_cap constant integer := webhooks_private.backlog_due_cap();
+  -- the shortest chunk: about what a probe of the index reads
+  v_least_chunk constant integer := 64;
   v_now constant timestamptz := now();
-  v_read bigint;
-  v_last bigint;
-  v_due_before_last bigint;
+  v_chunk integer := v_cap;
+  v_after bigint := 0;
   v_oldest timestamptz;
   v_rest record;
+  c record;
 begin
-  -- 1. the index from its start
-  select count(*), coalesce(sum(case when s.t <= v_now then 1 else 0 end), 0),
-         coalesce(sum(case when s.t <= v_now and s.w < s.last_w then 1 else 0 end), 0),
-         min(s.t) filter (where s.t <= v_now), max(s.w)
-  into v_read, due, v_due_before_last, v_oldest, v_last
-  from (select d.webhook_id as w, d.next_attempt_at as t, max(d.webhook_id) over () as last_w
-        from (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
-              where d.locked_by is null
-              order by d.webhook_id, d.next_attempt_at
-              limit v_cap) d) s;
-  if v_read >= v_cap then
-    if due < v_cap then
-      -- 3. the last webhook read again whole, then the webhooks after it
-      due := v_due_before_last
-             + (select count(*) from (select from webhooks.delivery_queue d
-                                      where d.webhook_id = v_last and d.locked_by is null and d.next_attempt_at <= v_now
-                                      order by d.webhook_id, d.next_attempt_at
-                                      limit v_cap - v_due_before_last) l);
-      with hooks as materialized (
-        select h.webhook_id, h.first_due from webhooks_private.waiting_webhooks(v_last) h
-        where h.first_due <= v_now
-      )
-      select (select count(*)
-              from (select
-                    from hooks
-                    cross join lateral (select from webhooks.delivery_queue d
-                                        where d.webhook_id = hooks.webhook_id and d.locked_by is null
-                                          and d.next_attempt_at <= v_now
-                                        order by d.webhook_id, d.next_attempt_at
-                                        limit v_cap - due) c
-                    limit v_cap - due) counted) as n,
-             (select min(hooks.first_due) from hooks) as oldest
-      into v_rest;
-      due := least(due + v_rest.n, v_cap);
-    else
-      -- 2. counted to the cap: the first due time of the webhooks after the last read
-      select null::bigint as n, min(h.first_due) as oldest into v_rest
-      from webhooks_private.waiting_webhooks(v_last) h
-      where h.first_due <= v_now;
+  due := 0;
+  loop
+    -- the next chunk: from the webhook after v_after, in the index's order
+    select count(*) as n,
+           count(distinct s.w) as webhooks,
+           coalesce(sum(case when s.t <= v_now then 1 else 0 end), 0) as due,
+           coalesce(sum(case when s.t <= v_now and s.w < s.last_w then 1 else 0 end), 0) as due_before_last,
+           coalesce(sum(case when s.w = s.last_w then 1 else 0 end), 0) as of_last,
+           min(s.t) filter (where s.t <= v_now) as oldest,
+           max(s.w) as last
+    into c
+    from (select d.webhook_id as w, d.next_attempt_at as t, max(d.webhook_id) over () as last_w
+          from (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
+                where d.locked_by is null and d.webhook_id > v_after
+                order by d.webhook_id, d.next_attempt_at
+                limit v_chunk) d) s;
+    v_oldest := least(v_oldest, c.oldest);
+    -- 1. the rest of the index
+    if c.n < v_chunk then
+      due := due + c.due;
+      exit;
     end if;
-    v_oldest := least(v_oldest, v_rest.oldest);
-  end if;
+    -- 2. the webhooks before the last one whole; the last one's due rows
+    due := due + c.due_before_last;
+    if due < v_cap then
+      if due + (c.due - c.due_before_last) >= v_cap then
+        due := v_cap;
+      else
+        due := due + (select count(*) from (select from webhooks.delivery_queue d
+                                            where d.webhook_id = c.last and d.locked_by is null
+                                              and d.next_attempt_at <= v_now
+                                            order by d.webhook_id, d.next_attempt_at
+                                            limit v_cap - due) l);
+      end if;
+    end if;
+    v_after := c.last;
+    -- 3. webhooks of many rows each: the rest by a probe each
+    if c.webhooks > 1 and (c.n - c.of_last) / (c.webhooks - 1) > webhooks_private.backlog_probe_rows() then
+      if due < v_cap then
+        with hooks as materialized (
+          select h.webhook_id, h.first_due from webhooks_private.waiting_webhooks(v_after) h
+          where h.first_due <= v_now
+        )
+        select (select count(*)
+                from (select
+                      from hooks
+                      cross join lateral (select from webhooks.delivery_queue d
+                                          where d.webhook_id = hooks.webhook_id and d.locked_by is null
+                                            and d.next_attempt_at <= v_now
+                                          order by d.webhook_id, d.next_attempt_at
+                                          limit v_cap - due) r
+                      limit v_cap - due) counted) as n,
+               (select min(hooks.first_due) from hooks) as oldest
+        into v_rest;
+        due := due + v_rest.n;
+      else
+        select null::bigint as n, min(h.first_due) as oldest into v_rest
+        from webhooks_private.waiting_webhooks(v_after) h
+        where h.first_due <= v_now;
+      end if;
+      v_oldest := least(v_oldest, v_rest.oldest);
+      exit;
+    end if;
+    v_chunk := case when c.of_last * 2 > v_chunk then greatest(v_chunk / 2, v_least_chunk)
+                    else least(v_chunk * 2, v_cap) end;
+  end loop;
   due := least(due, v_cap);
   oldest_due_seconds := coalesce(extract(epoch from v_now - v_oldest), 0);
 end;

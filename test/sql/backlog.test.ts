@@ -193,3 +193,71 @@ test.serial('a queue longer than the cap with fewer due: the webhooks after the 
     await withoutItsRows(client);
   }
 });
+
+// (serial, as the ones above)
+// One tenant's backlog past the cap, in a webhook that comes first in the index, beside
+// 2,000 companies with one delivery due each: the scan of the cap's entries read that
+// one webhook's rows alone, and the oldest due then took one index probe (a descent
+// of the index) for each of the 2,000 other webhooks: 2,003 scans of the queue's
+// indexes at every scrape, where without that tenant it reads them all in one. The
+// index is read in chunks now, each from the webhook after the last one's, stepping
+// over the rest of a webhook whose rows run past a chunk: one tenant's backlog costs
+// the others' figure a chunk and its count, not a probe each.
+test.serial('one tenant\'s backlog past the cap does not cost a probe for every other webhook with work', async (t) => {
+  const COMPANIES = 2_000;
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const { rows: [{ cap }] } = await client.query('select webhooks_private.backlog_due_cap() as cap');
+    await client.query(
+      `insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+       select 7000000000000 + n, now(), 7000000000, 7000000000, 'contact.created'::webhooks.action, n, now() - interval '1 minute'
+       from generate_series(1, $1::int + 5000) n
+       union all
+       select 8000000000000 + n, now(), 7000000000 + n, 7000000000 + n, 'contact.created'::webhooks.action, n,
+              now() - case when n = $2::int / 2 then interval '1 hour' else interval '1 minute' end
+       from generate_series(1, $2::int) n`, [cap, COMPANIES]);
+    const { result: { result: { rows: [backlog] }, used: entries }, used: scans } = await indexUse(client, 'webhooks.delivery_queue',
+      () => indexUse(client, 'webhooks.delivery_queue',
+        () => client.query('select due::int, round(oldest_due_seconds)::int as oldest from webhooks_ops.backlog()')),
+      'scans');
+    t.deepEqual(backlog, { due: cap, oldest: 3600 });
+    t.log(`queue index scans: ${scans}, entries: ${entries}`);
+    t.true(scans < COMPANIES / 10, `queue index scans: ${scans}`);
+    t.true(entries <= 2 * cap + COMPANIES, `queue index entries read: ${entries}`);
+  } finally {
+    await withoutItsRows(client);
+  }
+});
+
+// (serial, as the ones above)
+// Webhooks of many rows each past the cap: the chunks do not read all their rows, whose
+// first entries a probe each finds for less (backlog_probe_rows).
+test.serial('2,000 webhooks with 40 rows waiting each: the webhooks past the cap\'s entries cost a probe each, not their rows', async (t) => {
+  const WEBHOOKS = 2_000;
+  const EACH = 40;
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const { rows: [{ cap }] } = await client.query('select webhooks_private.backlog_due_cap() as cap');
+    // half of each webhook's rows due, the longest-waiting in the last webhook
+    await client.query(
+      `insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+       select 9000000000000 + w * 100 + n, now(), 9000000000 + w, 9000000000 + w, 'contact.created'::webhooks.action, n,
+              case when n % 2 = 0 then now() + interval '1 hour'
+                   when w = $1::int and n = 1 then now() - interval '2 hours'
+                   else now() - interval '1 minute' end
+       from generate_series(1, $1::int) w, generate_series(1, $2::int) n`, [WEBHOOKS, EACH]);
+    const { result: { rows: [backlog] }, used } = await indexUse(client, 'webhooks.delivery_queue',
+      () => client.query('select due::int, round(oldest_due_seconds)::int as oldest from webhooks_ops.backlog()'));
+    t.deepEqual(backlog, { due: cap, oldest: 7200 });
+    t.log(`queue index entries read: ${used} of ${WEBHOOKS * EACH}`);
+    // the first chunk (the cap's entries), the due rows after it counted up to the cap,
+    // and a probe for each webhook after it: 31,520 of the 80,000
+    t.true(used <= 2 * cap + WEBHOOKS, `queue index entries read: ${used}`);
+  } finally {
+    await withoutItsRows(client);
+  }
+});
