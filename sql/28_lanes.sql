@@ -394,6 +394,21 @@ as $$
   select least(greatest(coalesce(p_limit, 0)::bigint * 8, 256, coalesce(p_named, 0)), 2147483647)::integer;
 $$;
 
+-- private (lane_claim): how many webhooks with deliveries waiting a discovery walks at
+-- most to fill its window of p_window lanes that may send. Those that may not (their
+-- deliveries all waiting for a retry, their breaker open, paced ahead) do not count
+-- towards the window, and the walk went past every one: 2,000 webhooks of one company
+-- whose deliveries all waited for a retry cost every discovery 2,002 index entries of
+-- the queue (test/fleet/claim-cost.test.ts). The next discovery goes on from where
+-- the walk stopped, and a full window brings a lane of each company meanwhile.
+create or replace function webhooks_private.discovery_walk(p_window integer)
+returns integer
+language sql
+immutable
+as $$
+  select least(p_window::bigint * 2, 2147483647)::integer;
+$$;
+
 -- private: the session setting that keeps a walk's place (discovery_after)
 create or replace function webhooks_private.discovery_place(p_walk text)
 returns text
@@ -519,11 +534,12 @@ declare
   v_contended boolean := false;
   -- a discovery's window: the lanes it ranks, at most (discovery_window)
   v_window constant integer := webhooks_private.discovery_window(p_limit, cardinality(p_only_webhooks));
+  -- the webhooks with deliveries waiting it walks, at most (discovery_walk)
+  v_walk constant integer := webhooks_private.discovery_walk(v_window);
   -- where this connection's last discovery stopped (discovery_after)
   v_after constant bigint := webhooks_private.discovery_after();
   -- and its last pass over the companies
   v_company_after constant bigint := webhooks_private.discovery_after('company');
-  v_seen integer;
   v_last bigint;
   v_companies integer;
   v_last_company bigint;
@@ -542,12 +558,16 @@ begin
   --    bounds that by the batch, and moves on each discovery, so every lane comes into
   --    one. Fewer lanes than the window: all of them, ranked as before.
   with hooks as (
-    -- each webhook with deliveries waiting, and its earliest due time (22_outbox.sql)
-    select h.webhook_id as w, h.first_due from webhooks_private.waiting_webhooks(v_after) h
-    where p_only_webhooks is null
-    union all
-    select h.webhook_id as w, h.first_due from webhooks_private.waiting_webhooks(0, v_after) h
-    where p_only_webhooks is null and v_after > 0
+    -- each webhook with deliveries waiting, and its earliest due time (22_outbox.sql),
+    -- no further than discovery_walk(): lanes that may not send now are not in the
+    -- window, and the walk once went past all of them (below)
+    select k.w, k.first_due
+    from (select h.webhook_id as w, h.first_due from webhooks_private.waiting_webhooks(v_after) h
+          where p_only_webhooks is null
+          union all
+          select h.webhook_id as w, h.first_due from webhooks_private.waiting_webhooks(0, v_after) h
+          where p_only_webhooks is null and v_after > 0) k
+    limit v_walk
   ),
   asked as (
     select hooks.w from hooks where hooks.first_due <= now()
@@ -569,10 +589,17 @@ begin
     -- (the window: the walk above stops here)
     limit v_window
   ),
-  -- how many the window holds, and its last lane in the walk's order
+  -- how many the window holds, and where the next discovery goes on: after its last
+  -- lane in the walk's order when it is full, else after the last webhook walked when
+  -- the walk stopped at discovery_walk(), else (null) from the first (every lane that
+  -- may send is in it)
   seen as (
     select count(*)::integer as n,
-           coalesce(max(r.webhook_id) filter (where r.webhook_id <= v_after), max(r.webhook_id)) as last
+           case when count(*) >= v_window
+                then coalesce(max(r.webhook_id) filter (where r.webhook_id <= v_after), max(r.webhook_id))
+                else (select case when count(*) >= v_walk
+                                  then coalesce(max(k.w) filter (where k.w <= v_after), max(k.w)) end
+                      from hooks k) end as last
     from ready r
   ),
   -- When the window is full (it could not hold every lane that may send), a lane of
@@ -590,10 +617,10 @@ begin
   -- that may send (one company's few webhooks) needs none of this and reads none.
   company as (
     select c.company_id, c.webhook_id, c.first_due from webhooks_private.waiting_companies(v_company_after) c
-    where p_only_webhooks is null and (select n from seen) >= v_window
+    where p_only_webhooks is null and (select last from seen) is not null
     union all
     select c.company_id, c.webhook_id, c.first_due from webhooks_private.waiting_companies(0, v_company_after) c
-    where p_only_webhooks is null and (select n from seen) >= v_window and v_company_after > 0
+    where p_only_webhooks is null and (select last from seen) is not null and v_company_after > 0
   ),
   companies as (
     select c.company_id, c.webhook_id, c.first_due from company c limit p_limit
@@ -602,8 +629,12 @@ begin
     select l.*
     from companies c
     cross join lateral (
+      -- (by the index by company: asked as "webhook_id > v_after" alone, the planner
+      -- walked the index by webhook from there, reading every other company's
+      -- webhooks' entries up to this one's)
       (select d.webhook_id as w, d.next_attempt_at as first_due from webhooks.delivery_queue d
-       where d.locked_by is null and d.company_id = c.company_id and d.webhook_id > v_after
+       where d.locked_by is null and d.company_id = c.company_id
+         and (d.company_id, d.webhook_id) > (c.company_id, v_after)
        order by d.company_id, d.webhook_id, d.next_attempt_at
        limit 1)
       union all
@@ -647,8 +678,8 @@ begin
     -- keep other relays from it
     where r.bound > 0
   )
-  select a.ready, a.bound, a.first, a.ordered, seen.n, seen.last, pc.n, pc.last
-  into v_ready, v_bound, v_first, v_ordered, v_seen, v_last, v_companies, v_last_company
+  select a.ready, a.bound, a.first, a.ordered, seen.last, pc.n, pc.last
+  into v_ready, v_bound, v_first, v_ordered, v_last, v_companies, v_last_company
   from seen
   cross join passed_companies pc
   cross join lateral (
@@ -658,10 +689,10 @@ begin
            array_agg(c.enabled and c.ordered order by not c.enabled, c.place) as ordered
     from chosen c
     where c.place <= p_limit) a;
-  -- the next discovery of this connection goes on after this window, or from the
-  -- first webhook when this one held every lane that may send
+  -- the next discovery of this connection goes on where this one stopped (seen), or
+  -- from the first webhook when this one held every lane that may send
   if p_only_webhooks is null then
-    perform webhooks_private.discovery_went_to(case when v_seen >= v_window then v_last else 0 end);
+    perform webhooks_private.discovery_went_to(v_last);
     perform webhooks_private.discovery_went_to(case when v_companies >= p_limit then v_last_company else 0 end,
                                                'company');
   end if;

@@ -453,10 +453,13 @@ test('a discovery beside a company of 2,000 webhooks with work leases another co
   const reads: string[] = [];
   for (let round = 1; round <= 8; round++) {
     const contact = await f.contact(healthy.id);
+    // (in a transaction: the counts are the transaction's)
+    await relay.query('begin');
     const { result: { result, used }, used: laneReads } = await indexUse(relay, 'webhooks_private.lanes',
       () => indexUse(relay, 'webhooks.delivery_queue', () => relay.query(
         `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 32,
            '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`)));
+    await relay.query('commit');
     const leased = result.rows.filter((row) => row.webhook_id === hook.id);
     t.is(leased.length, 1, `discovery ${round} leased ${leased.length} of the other company's deliveries (contact ${contact.id})`);
     t.true(result.rows.length > 16, `discovery ${round} leased ${result.rows.length}`);
@@ -494,4 +497,55 @@ test('a discovery whose window holds every lane that may send does not read the 
     t.is(new Set(rows.map((row) => row.webhook_id)).size, 3, `discovery ${round} served the three webhooks`);
     t.is(scans, 0, `discovery ${round} scanned the index by company ${scans} times`);
   }
+});
+
+// The walk stops at a window of lanes that may send; lanes that may not (their rows
+// retrying later, their breaker open, paced ahead) it walked past without end: 2,000
+// webhooks of one company whose every delivery waits for a retry (endpoints that
+// fail) cost every discovery of every relay a probe each, 2,000 and more index
+// entries of the queue. The walk goes no further than a few windows' worth of
+// webhooks now, and the next discovery goes on from there: the companies' pass
+// brings every company's lane meanwhile.
+test('a discovery beside 2,000 webhooks whose deliveries all wait for a retry reads a few windows of them, not all', async (t) => {
+  const HOSTILE = 2_000;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const hostile = await f.company();
+  const writer = await database.pool.connect();
+  try {
+    await writer.query('begin');
+    await writer.query(`set local webhooks.max_webhooks_per_company = '${HOSTILE}'`);
+    await writer.query(
+      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+       select $1, 'Hostile ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
+       from generate_series(1, $2::int) n`, [hostile.id, HOSTILE]);
+    await writer.query('commit');
+  } finally {
+    writer.release();
+  }
+  await database.pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
+     select w.id, w.company_id, 'contact.deleted', 1, '{}', now() + interval '1 hour' from webhooks.webhooks w
+     where w.company_id = $1`, [hostile.id]);
+  const healthy = await f.company();
+  const hook = await f.webhook({ companyId: healthy.id, actions: ['contact.created'] });
+  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const reads: number[] = [];
+  for (let round = 1; round <= 4; round++) {
+    await f.contact(healthy.id);
+    await relay.query('begin');
+    const { result, used } = await indexUse(relay, 'webhooks.delivery_queue', () => relay.query(
+      `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 32,
+         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`));
+    await relay.query('commit');
+    t.deepEqual(result.rows.map((row) => row.webhook_id), [hook.id], `discovery ${round}`);
+    t.true(used < HOSTILE / 2, `discovery ${round} read ${used} index entries of the queue`);
+    reads.push(used);
+  }
+  t.log(`index entries of the queue read by each discovery: ${reads.join(', ')}`);
 });
