@@ -409,7 +409,7 @@ as $$
   select least(p_window::bigint * 2, 2147483647)::integer;
 $$;
 
--- private: the session setting that keeps a walk's place (discovery_after)
+-- private: the setting of the connection that keeps a walk's place (discovery_after)
 create or replace function webhooks_private.discovery_place(p_walk text)
 returns text
 language sql
@@ -420,9 +420,9 @@ $$;
 
 -- private (lane_claim): the webhook after which this connection's next discovery
 -- starts its walk (0: from the first), or with p_walk 'company', the company after
--- which its next pass over the companies starts. A setting of the database session,
--- not a row: nothing is written, relays never wait for each other's, and a claim
--- rolled back leaves it as it was. Each connection goes round on its own.
+-- which its next pass over the companies starts. A setting of the connection, not a
+-- row: nothing is written, relays never wait for each other's, and a claim rolled
+-- back leaves it as it was. Each connection goes round on its own.
 drop function if exists webhooks_private.discovery_after();
 create or replace function webhooks_private.discovery_after(p_walk text default 'webhook')
 returns bigint
