@@ -44,7 +44,7 @@ async function httpLimitChild(): Promise<void> {
       const seq = next++;
       const body = template.replace('"seq":0', `"seq":${seq}`);
       const { outcome } = await sender.send({
-        deliveryId: String(seq), messageId: `msg_limit_${seq}`, webhookId: '1', attempt: 1, url, body,
+        deliveryId: String(seq), messageId: `msg_limit_${seq}`, webhookId: '1', companyId: '1', attempt: 1, url, body,
         secret: BENCH_SECRET, previousSecrets: [], sendAt: null, sendUntil: null,
       });
       if (outcome.kind !== 'response' || outcome.status !== 204) failures++;

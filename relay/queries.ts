@@ -12,6 +12,8 @@ export interface DeliveryJob {
   deliveryId: string;
   messageId: string;
   webhookId: string;
+  /** its webhook's company: the relay shares its free request slots between companies (slots.ts) */
+  companyId: string;
   /** the number of this attempt, 1 for the first */
   attempt: number;
   url: string;
@@ -78,7 +80,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
       select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secrets,
              (extract(epoch from send_at) * 1000)::float8 as send_at,
              (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap,
-             lanes_busy, (extract(epoch from clock_timestamp()) * 1000)::float8 as database_now
+             lanes_busy, company_id, (extract(epoch from clock_timestamp()) * 1000)::float8 as database_now
       from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[],
                                                   null, $10::bigint[], $11)`,
     values: [
@@ -103,6 +105,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
     deliveryId: row.delivery_id,
     messageId: row.message_id,
     webhookId: row.webhook_id,
+    companyId: row.company_id,
     attempt: row.attempt,
     url: row.url,
     body: row.body,

@@ -204,6 +204,17 @@ begin
   end if;
 end;
 $drop$;
+-- (company_id came last: the relay shares its free request slots between companies,
+-- relay/slots.ts)
+do $drop$
+begin
+  if exists (select from pg_catalog.pg_proc p
+             where p.oid = to_regprocedure('webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer, bigint[], bigint)')
+               and not ('company_id' = any (p.proargnames))) then
+    drop function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer, bigint[], bigint);
+  end if;
+end;
+$drop$;
 create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
@@ -232,7 +243,8 @@ returns table (
   webhook_filled  boolean,
   more_due        boolean,
   at_cap          boolean,
-  lanes_busy      boolean
+  lanes_busy      boolean,
+  company_id      bigint
 )
 language plpgsql
 volatile
@@ -365,7 +377,7 @@ begin
     if v_at_cap or v_lanes_busy then
       return query select null::bigint, null::text, null::bigint, null::integer, null::text, null::text,
                           null::text, null::text[], null::timestamptz, null::timestamptz, null::boolean, false,
-                          v_at_cap, v_lanes_busy;
+                          v_at_cap, v_lanes_busy, null::bigint;
     end if;
     return;
   end if;
@@ -511,13 +523,13 @@ begin
     join hooks w on w.id = c.webhook_id
     where q.ctid = c.row_ctid and w.enabled
     returning q.delivery_id, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secrets,
-              c.send_at, c.send_until, c.filled, c.n
+              c.send_at, c.send_until, c.filled, c.n, q.company_id
   )
   -- in the order lane_claim chose them (oldest first within a lane): the relay sends
   -- in this order
   select l.delivery_id, m.message_id, l.webhook_id, l.attempts, l.url, m.body, l.secret, l.previous_secrets,
          l.send_at, l.send_until, l.filled, (p_only_webhooks is null and cardinality(v_locked) >= p_limit) or v_cut,
-         v_at_cap, false
+         v_at_cap, false, l.company_id
   from leased l
   join unnest(v_message_ids, v_messages, v_bodies) as m(id, message_id, body) on m.id = l.delivery_id
   order by l.n;

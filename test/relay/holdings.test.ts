@@ -5,7 +5,7 @@ import { Holdings } from '../../relay/holdings.ts';
 import type { DeliveryJob } from '../../relay/queries.ts';
 
 const job = (id: string): DeliveryJob => ({
-  deliveryId: id, messageId: `msg_${id}`, webhookId: '1', attempt: 1, url: 'http://127.0.0.1/', body: '{}',
+  deliveryId: id, messageId: `msg_${id}`, webhookId: '1', companyId: '1', attempt: 1, url: 'http://127.0.0.1/', body: '{}',
   secret: null, previousSecrets: [], sendAt: null, sendUntil: null,
 });
 

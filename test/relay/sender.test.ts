@@ -14,7 +14,7 @@ import { parseNetworks } from '../../relay/destinations.ts';
 
 function job(url: string) {
   return {
-    deliveryId: '1', messageId: 'msg_1', webhookId: '1', attempt: 1, url, body: '{"type":"contact.updated"}',
+    deliveryId: '1', messageId: 'msg_1', webhookId: '1', companyId: '1', attempt: 1, url, body: '{"type":"contact.updated"}',
     secret: `whsec_${Buffer.alloc(32, 1).toString('base64')}`, previousSecrets: [], sendAt: null, sendUntil: null,
   };
 }

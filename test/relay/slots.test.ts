@@ -7,10 +7,11 @@ import { missedSlot, PREFETCH_HORIZON_MS, Slots, type SlotLimits } from '../../r
 const LEASE_MS = 60_000;
 let nextId = 1;
 
-function job(webhookId: string, slot: { sendAt: number; sendUntil: number } | null = null): DeliveryJob {
+/** A delivery of this webhook; of its own company unless another is named. */
+function job(webhookId: string, slot: { sendAt: number; sendUntil: number } | null = null, companyId = `of ${webhookId}`): DeliveryJob {
   const id = String(nextId++);
   return {
-    deliveryId: id, messageId: `msg_${id}`, webhookId, attempt: 1, url: 'http://127.0.0.1/', body: '{}', secret: null, previousSecrets: [],
+    deliveryId: id, messageId: `msg_${id}`, webhookId, companyId, attempt: 1, url: 'http://127.0.0.1/', body: '{}', secret: null, previousSecrets: [],
     sendAt: slot?.sendAt ?? null, sendUntil: slot?.sendUntil ?? null,
   };
 }
@@ -105,6 +106,30 @@ test('a slot freed under the relay-wide cap goes to another webhook that waited 
   t.deepEqual([a1, a2, b1].map((j) => slots.admit(j)), [true, true, false]);
   t.deepEqual(slots.finished(a1, 10).start, [b1]);
   t.is(slots.inFlight, 2);
+});
+
+test('a slot freed under the relay-wide cap goes to the company with the fewest requests in flight, not back to the webhook whose request ended', (t) => {
+  const { slots } = setup({ maxInFlight: 4, perWebhookInFlight: 2, prefetch: 2 });
+  // a company's two webhooks fill every slot and queue more; another company's one
+  // delivery, claimed after them, queues last
+  const many = [job('a', null, 'many'), job('a', null, 'many'), job('b', null, 'many'), job('b', null, 'many')];
+  const queuedOfMany = [job('a', null, 'many'), job('b', null, 'many')];
+  const other = job('c', null, 'other');
+  slots.claimed(null, brought(...many, ...queuedOfMany, other), LEASE_MS);
+  t.deepEqual([...many, ...queuedOfMany, other].map((j) => slots.admit(j)), [true, true, true, true, false, false, false]);
+  t.deepEqual(slots.finished(many[0]!, 10).start, [other], 'the other company first, though its delivery queued last');
+  // within the company: the webhook with the fewest in flight, then the one whose request ended
+  t.deepEqual(slots.finished(many[2]!, 11).start, [queuedOfMany[1]], "b's own queue: a and b hold one each now, b's request ended");
+  t.deepEqual(slots.finished(many[1]!, 12).start, [queuedOfMany[0]], 'a has none in flight now');
+  t.is(slots.queued, 0);
+});
+
+test('a slot a webhook frees under its own cap goes to its own queue when no other webhook waits', (t) => {
+  const { slots } = setup({ maxInFlight: 10, perWebhookInFlight: 1, prefetch: 2 });
+  const [a1, a2] = [job('a', null, 'x'), job('a', null, 'x')];
+  slots.claimed(null, brought(a1, a2), LEASE_MS);
+  t.deepEqual([a1, a2].map((j) => slots.admit(j)), [true, false]);
+  t.deepEqual(slots.finished(a1, 10).start, [a2]);
 });
 
 test('a queued delivery whose lease would run out before its request could end is handed back, not sent', (t) => {
