@@ -386,7 +386,10 @@ function fieldsRefusal(context: ValidationContext, operation: OperationDefinitio
 /**
  * The most rows a list that is not a connection's page may hold: replayFailed's
  * deliveries, at most webhooks_private.replay_max_deliveries() (sql/30_delivery.sql;
- * test/api/limits.test.ts holds the two equal). The only such list of the schema.
+ * test/api/limits.test.ts holds the two equal), and the users or statuses of the ids
+ * asked (companyUsersNamed, companyStatusesNamed), at most
+ * webhooks_private.names_asked_max() (sql/55_report.sql; test/api/choices.test.ts).
+ * A search's (companyUsersMatching) are fewer: webhooks.company_choices_up_to() + 1.
  */
 export const LONGEST_LIST = 1_000;
 

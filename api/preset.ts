@@ -34,7 +34,9 @@ const HideDbaViews = jsonPgSmartTags({
  * - `id` is the database id (PostGraphile would say rowId, keeping `id` for Relay
  *   global ids, which this API does not use: ids go into URLs and SQL as they are);
  * - action names contain dots (contact.created), which GraphQL enum values may not:
- *   in GraphQL the action enum reads CONTACT_CREATED. The database keeps its names.
+ *   in GraphQL the action enum reads CONTACT_CREATED. The database keeps its names;
+ * - a function listed whole, not paged (companyUsersMatching), is named as its
+ *   comment's @fieldName says.
  */
 const PlainNames: GraphileConfig.Plugin = {
   name: 'PlainNames',
@@ -48,6 +50,11 @@ const PlainNames: GraphileConfig.Plugin = {
       },
       enumValue(previous, _options, value, codec) {
         return previous!(value.replaceAll('.', '_').toUpperCase(), codec);
+      },
+      // a function shown as a list alone (@behavior -connection +list) whose comment
+      // names its field (@fieldName): that name, without PostGraphile's "List"
+      customQueryListField(previous, _options, details) {
+        return details.resource.extensions?.tags?.fieldName ? this.customQueryField(details) : previous!(details);
       },
     },
   },

@@ -52,6 +52,165 @@ as $$
   order by u.name, u.id;
 $$;
 
+-- The setup form's pickers search as one types rather than list every status and
+-- user: a brokerage has 20,000 users, and listing them took 200 requests, each
+-- reading and sorting all of them (past 10,000 the API refused the page,
+-- PAGE_TOO_DEEP, and the form did not open). A search matches a prefix of the name,
+-- or of a user's email, case-insensitive: a range of the company's entries of the
+-- indexes of migration 0051, read in their order and cut at one more than the most a
+-- search shows, so that it reads a few dozen rows whatever the company's size
+-- (test/sql/choice-search.test.ts). The text typed is a value compared, never a
+-- pattern: % and _ are themselves.
+
+-- public: the most rows a search shows; it answers one more when more match (the
+-- page then says "keep typing")
+create or replace function webhooks.company_choices_up_to()
+returns integer
+language sql
+immutable
+as $$
+  select 20;
+$$;
+
+-- private: the range of a prefix in the indexes' order ("C", lower(), 200 characters:
+-- migration 0051): from the prefix to the prefix and the last code point. A name that
+-- has U+10FFFF, a noncharacter, right after the prefix sorts after it and is not found.
+create or replace function webhooks_private.prefix_range_end(p_prefix text)
+returns text
+language sql
+immutable
+strict
+set search_path = pg_catalog, pg_temp
+as $$
+  select p_prefix || chr(1114111);
+$$;
+
+-- private: what the indexes hold of a text typed (null: nothing typed: the first ones)
+create or replace function webhooks_private.indexed_prefix(p_search text)
+returns text
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select left(lower(coalesce(p_search, '')), 200) collate "C";
+$$;
+
+-- public: the caller's company's users whose name or email starts with search
+-- (case-insensitive; null or empty: the first ones by name), by name, at most
+-- company_choices_up_to() + 1. Each of the two reads its index's range in order and
+-- stops at that many (no CTE nor join before them: the range's every row was sorted).
+create or replace function webhooks.company_users_matching(search text)
+returns table (id bigint, name text, email text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select f.id, f.name, f.email
+  from ((select u.id, u.name, u.email
+         from crm.users u
+         where u.company_id = webhooks.current_company_id()
+           and left(lower(u.name), 200) collate "C" >= webhooks_private.indexed_prefix(search)
+           and left(lower(u.name), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(search))
+           and starts_with(lower(u.name), lower(coalesce(search, '')))
+         order by u.company_id, left(lower(u.name), 200) collate "C", u.id
+         limit webhooks.company_choices_up_to() + 1)
+        union
+        (select u.id, u.name, u.email
+         from crm.users u
+         where u.company_id = webhooks.current_company_id()
+           and left(lower(u.email), 200) collate "C" >= webhooks_private.indexed_prefix(search)
+           and left(lower(u.email), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(search))
+           and starts_with(lower(u.email), lower(coalesce(search, '')))
+         order by u.company_id, left(lower(u.email), 200) collate "C", u.id
+         limit webhooks.company_choices_up_to() + 1)) f
+  order by f.name, f.id
+  limit webhooks.company_choices_up_to() + 1;
+$$;
+
+-- public: the caller's company's statuses whose name starts with search, as above
+create or replace function webhooks.company_statuses_matching(search text)
+returns table (id bigint, name text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.id, s.name
+  from crm.statuses s
+  where s.company_id = webhooks.current_company_id()
+    and left(lower(s.name), 200) collate "C" >= webhooks_private.indexed_prefix(search)
+    and left(lower(s.name), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(search))
+    and starts_with(lower(s.name), lower(coalesce(search, '')))
+  order by s.company_id, left(lower(s.name), 200) collate "C", s.id
+  limit webhooks.company_choices_up_to() + 1;
+$$;
+
+-- private: the most ids one call of company_users_named / company_statuses_named
+-- takes: each is one probe of the key. A page of the history of changes names at
+-- most two of each kind an entry (from and to), of a page of at most 1,000 entries
+-- (the API's largest page), and the page asks those of its default page (100).
+create or replace function webhooks_private.names_asked_max()
+returns integer
+language sql
+immutable
+as $$
+  select 1000;
+$$;
+
+-- private: refuses more ids than names_asked_max() (column: the argument)
+create or replace function webhooks_private.require_few_ids(p_ids bigint[])
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if cardinality(p_ids) > webhooks_private.names_asked_max() then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('ask for the names of at most %s ids at once, not %s', webhooks_private.names_asked_max(), cardinality(p_ids)),
+      constraint = 'names_asked_max',
+      column = 'ids';
+  end if;
+end;
+$$;
+
+-- public: the caller's company's users of those ids (an id not the company's, or not
+-- there, has no row), by id: what the history of changes names, for the page shown alone
+create or replace function webhooks.company_users_named(ids bigint[])
+returns table (id bigint, name text, email text)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform webhooks_private.require_few_ids(ids);
+  return query
+    select u.id, u.name, u.email from crm.users u
+    where u.id = any (ids) and u.company_id = webhooks.current_company_id()
+    order by u.id;
+end;
+$$;
+
+-- public: the caller's company's statuses of those ids, as above
+create or replace function webhooks.company_statuses_named(ids bigint[])
+returns table (id bigint, name text)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform webhooks_private.require_few_ids(ids);
+  return query
+    select s.id, s.name from crm.statuses s
+    where s.id = any (ids) and s.company_id = webhooks.current_company_id()
+    order by s.id;
+end;
+$$;
+
 -- private: the name of the caller's company's status and user of those ids (null: none,
 -- or not the company's), as the report names the ones its webhooks filter on: each
 -- one row by its key, for the webhooks of the page alone. (The company's every status

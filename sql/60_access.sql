@@ -129,8 +129,12 @@ revoke all on function webhooks.send_test_webhook(bigint) from public;
 grant execute on function webhooks.send_test_webhook(bigint) to webhook_admin;
 -- the company's statuses and users run as their owner (55_report.sql): callers
 -- are the API roles only
-revoke all on function webhooks.company_statuses(), webhooks.company_users() from public;
-grant execute on function webhooks.company_statuses(), webhooks.company_users() to webhook_viewer;
+revoke all on function webhooks.company_statuses(), webhooks.company_users(),
+  webhooks.company_statuses_matching(text), webhooks.company_users_matching(text),
+  webhooks.company_statuses_named(bigint[]), webhooks.company_users_named(bigint[]) from public;
+grant execute on function webhooks.company_statuses(), webhooks.company_users(),
+  webhooks.company_statuses_matching(text), webhooks.company_users_matching(text),
+  webhooks.company_statuses_named(bigint[]), webhooks.company_users_named(bigint[]) to webhook_viewer;
 -- replay: put a finished delivery back in the outbox (through the view, whose
 -- INSTEAD OF trigger writes history and queue as their owner; the rows it can reach
 -- are those the caller reads, under row-level security)

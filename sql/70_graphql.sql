@@ -100,6 +100,24 @@ comment on function webhooks.current_actor() is 'Who the caller is (the token su
 comment on function webhooks.contact_fields() is 'The contact fields a webhook may send.';
 comment on function webhooks.company_statuses() is 'The status tags of your company (what statusId may name).';
 comment on function webhooks.company_users() is 'The users of your company (what userId may name).';
+comment on function webhooks.company_users_matching(text) is $$
+@behavior -connection +list
+@fieldName companyUsersMatching
+The users of your company whose name or email starts with search (case-insensitive; % and _ are themselves; empty or null: the first ones), by name: at most companyChoicesUpTo, and one more when more match (keep typing). It reads a few dozen users however many the company has.$$;
+comment on function webhooks.company_statuses_matching(text) is $$
+@behavior -connection +list
+@fieldName companyStatusesMatching
+The status tags of your company whose name starts with search, as companyUsersMatching: at most companyChoicesUpTo, and one more when more match.$$;
+comment on function webhooks.company_choices_up_to() is
+  'The most rows companyUsersMatching and companyStatusesMatching show: they answer one more when more match.';
+comment on function webhooks.company_users_named(bigint[]) is $$
+@behavior -connection +list
+@fieldName companyUsersNamed
+The users of your company of these ids (at most 1,000; names_asked_max), by id: an id not yours, or not there, has none.$$;
+comment on function webhooks.company_statuses_named(bigint[]) is $$
+@behavior -connection +list
+@fieldName companyStatusesNamed
+The status tags of your company of these ids (at most 1,000; names_asked_max), by id: an id not yours, or not there, has none.$$;
 comment on function webhooks.current_company_name() is 'The name of the caller''s company.';
 comment on function webhooks.retry_schedule(integer) is
   'The delivery retry schedule in force (before ±jitter): when each attempt happens after the first one fails.';

@@ -1,0 +1,67 @@
+// What the setup form's pickers and the history of changes ask of a company's users and
+// statuses: a search as one types (companyUsersMatching, companyStatusesMatching, at
+// most companyChoicesUpTo and one more when more match) and the names of some ids
+// (companyUsersNamed, companyStatusesNamed), the caller's company's alone. What they
+// read: test/sql/choice-search.test.ts.
+import test from 'ava';
+import { LONGEST_LIST } from '../../api/limits.ts';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+
+const { db, api } = useTestDatabaseWithApi(test);
+
+const SEARCH = /* GraphQL */ `
+  query Search($search: String) {
+    companyChoicesUpTo
+    companyUsersMatching(search: $search) { id name email }
+    companyStatusesMatching(search: $search) { id name }
+  }
+`;
+
+test('a search answers the company\'s users and statuses that start with the text typed, a viewer\'s too, at most one more than it shows', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const ada = await f.user(company.id, 'Ada Admin');
+  const adam = await f.user(company.id, 'adam Smith');
+  await f.user(company.id, 'Bob Broker');
+  await f.user(other.id, 'Ada Elsewhere');
+  const note = await f.status(company.id, 'Thank You Note');
+  await f.status(other.id, 'Thank You Card');
+  const token = await api().token(company.id, 'webhook_viewer');
+
+  const found = await api().gql(token, SEARCH, { search: 'ADA' });
+  t.deepEqual(found.errors, undefined);
+  t.is(found.data.companyChoicesUpTo, 20);
+  t.deepEqual(found.data.companyUsersMatching, [
+    { id: ada.id, name: 'Ada Admin', email: ada.email }, { id: adam.id, name: 'adam Smith', email: adam.email }]);
+  t.deepEqual(found.data.companyStatusesMatching, []);
+  const thank = await api().gql(token, SEARCH, { search: 'thank' });
+  t.deepEqual(thank.data.companyStatusesMatching, [{ id: note.id, name: 'Thank You Note' }]);
+  // % and _ are themselves
+  t.deepEqual((await api().gql(token, SEARCH, { search: '%' })).data.companyUsersMatching, []);
+  t.deepEqual((await api().gql(token, SEARCH, { search: 'ad_' })).data.companyUsersMatching, []);
+
+  await db().pool.query(`insert into crm.users (company_id, name, email) select $1, 'Zed ' || i, null from generate_series(1, 30) i`, [company.id]);
+  const many = await api().gql(token, SEARCH, { search: 'zed' });
+  t.is(many.data.companyUsersMatching.length, 21);
+});
+
+test('the names of some ids: the company\'s alone, at most 1,000 ids, refused by name past them', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const ada = await f.user(company.id, 'Ada Admin');
+  const theirs = await f.user(other.id, 'Not Yours');
+  const note = await f.status(company.id, 'Thank You Note');
+  const card = await f.status(other.id, 'Thank You Card');
+  const token = await api().token(company.id, 'webhook_viewer');
+  const NAMED = 'query Named($users: [BigInt]!, $statuses: [BigInt]!) { companyUsersNamed(ids: $users) { id name } companyStatusesNamed(ids: $statuses) { id name } }';
+  const named = await api().gql(token, NAMED, { users: [ada.id, theirs.id], statuses: [card.id, note.id] });
+  t.deepEqual(named.data, { companyUsersNamed: [{ id: ada.id, name: 'Ada Admin' }], companyStatusesNamed: [{ id: note.id, name: 'Thank You Note' }] });
+  const tooMany = await api().gql(token, NAMED, { users: Array.from({ length: 1001 }, (_, i) => String(i + 1)), statuses: [] });
+  t.like(tooMany.errors?.[0]?.extensions, { code: '22023', constraint: 'names_asked_max', column: 'ids' });
+  // the API counts a list as LONGEST_LIST rows (api/limits.ts): as many as it may hold
+  const most = await db().pool.query('select webhooks_private.names_asked_max() as n');
+  t.is(most.rows[0].n, LONGEST_LIST);
+});

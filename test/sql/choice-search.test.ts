@@ -1,0 +1,151 @@
+// The setup form's pickers search a company's users and statuses as one types
+// (webhooks.company_users_matching, company_statuses_matching, sql/55_report.sql):
+// a search reads a few dozen rows of a brokerage of 20,000 users, where the whole list
+// (company_users, every page of it) read all 20,000 for each page of a hundred. And the
+// history of changes asks the names of the ids it shows alone (company_users_named).
+import test from 'ava';
+import type pg from 'pg';
+import { API_PLANNER_SETTINGS } from '../../api/preset.ts';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { tableReads } from '../helpers/plans.ts';
+
+const db = useTestDatabase(test);
+
+const USERS = 20_000;
+
+/** A company of USERS users ("Agent 00001" … , agent00001@big.example) and as many statuses, beside a small one. */
+async function brokerage() {
+  const f = factories(db().pool);
+  const big = await f.company('Big Brokerage');
+  const small = await f.company('Small Office');
+  await db().pool.query(
+    `insert into crm.users (company_id, name, email)
+     select $1, 'Agent ' || lpad(i::text, 5, '0'), 'agent' || lpad(i::text, 5, '0') || '@big.example'
+     from generate_series(1, $2::int) i`, [big.id, USERS]);
+  await db().pool.query(
+    `insert into crm.statuses (company_id, name) select $1, 'Stage ' || lpad(i::text, 5, '0') from generate_series(1, $2::int) i`,
+    [big.id, USERS]);
+  await db().pool.query('analyze crm.users, crm.statuses');
+  return { f, big, small };
+}
+
+/** A statement of the company's viewer, as the API runs it (its planner settings), with the rows it read of a table (its index entries too). */
+async function asViewer<T>(companyId: string, table: string, statement: (client: pg.PoolClient) => Promise<T>) {
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    // (the statistics read as the owner: the API's roles may not name the CRM's tables)
+    const before = await tableReads(client, table, { indexes: true });
+    await client.query(`select set_config('role', 'webhook_viewer', true), set_config('jwt.claims.company_id', $1, true)`, [companyId]);
+    for (const [name, value] of Object.entries(API_PLANNER_SETTINGS)) await client.query('select set_config($1, $2, true)', [name, value]);
+    const result = await statement(client);
+    await client.query(`select set_config('role', 'none', true)`);
+    return { result, read: (await tableReads(client, table, { indexes: true })) - before };
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
+
+const usersMatching = (search: string | null) => (client: pg.PoolClient) =>
+  client.query('select * from webhooks.company_users_matching($1)', [search]).then((r) => r.rows);
+
+test('a search of 20,000 users reads a few dozen rows, by a prefix of the name or of the email, whatever the case', async (t) => {
+  const { big } = await brokerage();
+  const { rows: [{ most }] } = await db().pool.query('select webhooks.company_choices_up_to() as most');
+  t.is(most, 20);
+
+  // the whole list, as the setup form read it: every user of the company for each page
+  const whole = await asViewer(big.id, 'crm.users', (client) =>
+    client.query('select * from webhooks.company_users() limit 100 offset 9900').then((r) => r.rows));
+  t.is(whole.result.length, 100);
+  t.true(whole.read >= USERS, `the whole list read ${whole.read} rows for a page`);
+
+  // nothing typed: the first ones by name, and one more (more match)
+  const first = await asViewer(big.id, 'crm.users', usersMatching(''));
+  t.deepEqual(first.result.map((u) => u.name), Array.from({ length: 21 }, (_, i) => `Agent ${String(i + 1).padStart(5, '0')}`));
+  t.true(first.read <= 4 * 21, `rows read: ${first.read}`);
+
+  // a prefix of a name, in another case: 11 match (01230 to 01239 and 0123)
+  const some = await asViewer(big.id, 'crm.users', usersMatching('aGeNt 0123'));
+  t.deepEqual(some.result.map((u) => u.name), Array.from({ length: 10 }, (_, i) => `Agent 0123${i}`));
+  t.true(some.read <= 4 * 21, `rows read: ${some.read}`);
+
+  // a prefix of an email
+  const byEmail = await asViewer(big.id, 'crm.users', usersMatching('AGENT1999'));
+  t.deepEqual(byEmail.result.map((u) => u.email), Array.from({ length: 10 }, (_, i) => `agent1999${i}@big.example`));
+
+  // deep in the alphabet, and more than a search shows
+  const late = await asViewer(big.id, 'crm.users', usersMatching('agent 19'));
+  t.is(late.result.length, 21);
+  t.is(late.result[0].name, 'Agent 19000');
+  t.true(late.read <= 4 * 21, `rows read: ${late.read}`);
+
+  // none
+  const none = await asViewer(big.id, 'crm.users', usersMatching('zed'));
+  t.deepEqual(none.result, []);
+  t.true(none.read <= 4, `rows read: ${none.read}`);
+});
+
+test('the text typed is compared as it is: % and _ match themselves, and a name longer than the index holds is matched whole', async (t) => {
+  const { f, big, small } = await brokerage();
+  const percent = await f.user(big.id, '100% Realty');
+  const underscore = await f.user(big.id, 'a_b Team');
+  await f.user(big.id, 'axb Team');
+  const long = await f.user(big.id, `${'L'.repeat(250)}ong`);
+  await f.user(big.id, `${'L'.repeat(250)}ate`);
+  const mine = await f.user(small.id, 'Agent Smith');
+
+  t.deepEqual((await asViewer(big.id, 'crm.users', usersMatching('100%'))).result.map((u) => u.id), [percent.id]);
+  t.deepEqual((await asViewer(big.id, 'crm.users', usersMatching('%'))).result, []);
+  t.deepEqual((await asViewer(big.id, 'crm.users', usersMatching('a_b'))).result.map((u) => u.id), [underscore.id]);
+  t.deepEqual((await asViewer(big.id, 'crm.users', usersMatching('_'))).result, []);
+  t.deepEqual((await asViewer(big.id, 'crm.users', usersMatching(`${'l'.repeat(250)}on`))).result.map((u) => u.id), [long.id]);
+  // another company's users are not found, nor the other's by this one
+  t.deepEqual((await asViewer(small.id, 'crm.users', usersMatching('agent'))).result.map((u) => u.id), [mine.id]);
+  t.false((await asViewer(big.id, 'crm.users', usersMatching('agent smith'))).result.some((u) => u.id === mine.id));
+  // a caller with no company finds none
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(`select set_config('role', 'webhook_viewer', true)`);
+    t.deepEqual((await client.query('select * from webhooks.company_users_matching($1)', ['a'])).rows, []);
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+});
+
+test('a search of 20,000 statuses reads a few dozen rows', async (t) => {
+  const { big, small } = await brokerage();
+  const matching = (search: string) => (client: pg.PoolClient) =>
+    client.query('select * from webhooks.company_statuses_matching($1)', [search]).then((r) => r.rows);
+  const some = await asViewer(big.id, 'crm.statuses', matching('stage 0004'));
+  t.deepEqual(some.result.map((s) => s.name), Array.from({ length: 10 }, (_, i) => `Stage 0004${i}`));
+  t.true(some.read <= 2 * 21, `rows read: ${some.read}`);
+  const first = await asViewer(big.id, 'crm.statuses', matching(''));
+  t.is(first.result.length, 21);
+  t.true(first.read <= 2 * 21, `rows read: ${first.read}`);
+  t.deepEqual((await asViewer(small.id, 'crm.statuses', matching(''))).result, []);
+});
+
+test('the names of the ids a page of the history of changes shows: one probe each, the company\'s alone, at most 1,000 ids', async (t) => {
+  const { f, big, small } = await brokerage();
+  const theirs = await f.user(small.id, 'Not Yours');
+  const { rows: ids } = await db().pool.query(
+    `select id from crm.users where company_id = $1 and name in ('Agent 00007', 'Agent 15000') order by id`, [big.id]);
+  const named = await asViewer(big.id, 'crm.users', (client) =>
+    client.query('select * from webhooks.company_users_named($1)', [[...ids.map((r) => r.id), theirs.id, '999999999']]).then((r) => r.rows));
+  t.deepEqual(named.result.map((u) => u.name), ['Agent 00007', 'Agent 15000']);
+  t.true(named.read <= 2 * 4, `rows read: ${named.read}`);
+  const { rows: [{ first }] } = await db().pool.query(
+    'select array(select id from crm.statuses where company_id = $1 order by id limit 3) as first', [big.id]);
+  const statuses = await asViewer(big.id, 'crm.statuses', (client) =>
+    client.query('select * from webhooks.company_statuses_named($1)', [first]).then((r) => r.rows));
+  t.deepEqual(statuses.result.map((s) => s.name), ['Stage 00001', 'Stage 00002', 'Stage 00003']);
+
+  const refused = await db().pool.query('select * from webhooks.company_users_named(array(select generate_series(1, 1001)::bigint))').then(
+    () => null, (error) => ({ code: error.code, constraint: error.constraint, column: error.column }));
+  t.deepEqual(refused, { code: '22023', constraint: 'names_asked_max', column: 'ids' });
+});
