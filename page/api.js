@@ -224,8 +224,7 @@ const MORE_REPORT = /* GraphQL */ `
  * Every node of a connection: its first page as given, then each next page asked with
  * `next(cursor, lastNode)` (the page's end cursor and its last node) until the last. A connection gives the API's default page unless
  * asked for more (API_DEFAULT_PAGE_SIZE, 100), and a company may have more webhooks
- * (webhooks.max_webhooks_per_company), users and statuses than that: the rest were
- * missing from the page.
+ * (webhooks.max_webhooks_per_company) than that: the rest were missing from the page.
  */
 async function allNodes(first, next) {
   const nodes = [...first.nodes];
@@ -437,29 +436,51 @@ export async function replayDelivery(deliveryId) {
 
 // ---- setting webhooks up ---------------------------------------------------------
 
-const STATUS_PAGE = 'pageInfo { hasNextPage endCursor } nodes { id name }';
-const USER_PAGE = 'pageInfo { hasNextPage endCursor } nodes { id name email }';
-const CHOICES = /* GraphQL */ `
-  query Choices { contactFields companyStatuses { ${STATUS_PAGE} } companyUsers { ${USER_PAGE} } }
-`;
-const MORE_STATUSES = /* GraphQL */ `query MoreStatuses($after: Cursor) { companyStatuses(after: $after) { ${STATUS_PAGE} } }`;
-const MORE_USERS = /* GraphQL */ `query MoreUsers($after: Cursor) { companyUsers(after: $after) { ${USER_PAGE} } }`;
+const CONTACT_FIELDS = /* GraphQL */ `query ContactFields { contactFields }`;
+
+/** The contact fields a webhook may send: what the setup form offers to tick. */
+export async function fetchContactFields() {
+  return (await graphql(CONTACT_FIELDS)).contactFields;
+}
+
+// The setup form's pickers search as one types: a company may have 20,000 users, and
+// the form read every one of them, a page of the API at a time (200 requests, each of
+// which read all of them; past 10,000 the API refused the page, PAGE_TOO_DEEP, and the
+// form did not open), for a list nobody could use
+const SEARCH = {
+  user: /* GraphQL */ `query SearchUsers($search: String) { companyChoicesUpTo found: companyUsersMatching(search: $search) { id name email } }`,
+  status: /* GraphQL */ `query SearchStatuses($search: String) { companyChoicesUpTo found: companyStatusesMatching(search: $search) { id name } }`,
+};
 
 /**
- * What the setup form offers: the contact fields, the company's statuses and users,
- * all of them (a webhook's user missing from its picker was cleared by Save).
+ * The company's users or statuses (kind: 'user' or 'status') whose name (or a user's
+ * email) starts with search, whatever the case (empty: the first ones by name): at
+ * most the API's companyChoicesUpTo of them, and more: true when more match.
  */
-export async function fetchChoices() {
-  const data = await graphql(CHOICES);
-  const [statuses, users] = await Promise.all([
-    allNodes(data.companyStatuses, async (after) => (await graphql(MORE_STATUSES, { after })).companyStatuses),
-    allNodes(data.companyUsers, async (after) => (await graphql(MORE_USERS, { after })).companyUsers),
-  ]);
+export async function searchChoices(kind, search) {
+  const data = await graphql(SEARCH[kind], { search });
   return {
-    fields: data.contactFields,
-    statuses: statuses.map((s) => ({ ...s, name: crmName(s.name) })),
-    users: users.map((u) => ({ ...u, name: crmName(u.name) })),
+    found: data.found.slice(0, data.companyChoicesUpTo).map((row) => ({ ...row, name: crmName(row.name) })),
+    more: data.found.length > data.companyChoicesUpTo,
   };
+}
+
+const NAMED = /* GraphQL */ `
+  query Named($users: [BigInt]!, $statuses: [BigInt]!) {
+    companyUsersNamed(ids: $users) { id name }
+    companyStatusesNamed(ids: $statuses) { id name }
+  }
+`;
+
+/**
+ * The names of the company's users and statuses of these ids: { users, statuses },
+ * Maps of id → name (an id not the company's, or not there, has none). The history
+ * of changes asks those its entries name, not every one of the company.
+ */
+export async function fetchNames({ users = [], statuses = [] }) {
+  const data = await graphql(NAMED, { users, statuses });
+  const byId = (rows) => new Map(rows.map((row) => [String(row.id), crmName(row.name)]));
+  return { users: byId(data.companyUsersNamed), statuses: byId(data.companyStatusesNamed) };
 }
 
 const WEBHOOK_FIELDS = 'id name url fields actions statusId userId ignoreSources watchFields conditions enabled createdAt';

@@ -12,9 +12,9 @@
 //       it ends before it. Next and Previous say so, Back, reload and links find the same page)
 //   #/webhooks/<id>/edit       its edit form
 import {
-  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchChoices,
-  fetchDeliverySettings, fetchFiring, fetchHistory, fetchHistoryCount, fetchReport, fetchWebhook, replayDelivery, rotateSecret, saveDeliverySettings,
-  sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
+  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchContactFields,
+  fetchDeliverySettings, fetchFiring, fetchHistory, fetchHistoryCount, fetchNames, fetchReport, fetchWebhook, replayDelivery, rotateSecret,
+  saveDeliverySettings, searchChoices, sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
 import { h, replace, setText } from './dom.js';
 import {
@@ -1171,17 +1171,19 @@ async function sendTestFor(webhook, button) {
 
 // ---- one webhook: its history of changes ---------------------------------------
 
+/** The ids a setting (status_id, user_id) was changed from and to in these entries, each once. */
+function namedIds(entries, key) {
+  const changes = entries.map((entry) => entry.details?.changed?.[key]).filter(Boolean);
+  return [...new Set(changes.flatMap((change) => [change.from, change.to]).filter((id) => id !== null && id !== undefined).map(String))];
+}
+
 async function renderAudit(webhookId, mine) {
   const { entries, older } = await fetchAuditLog(webhookId);
-  // the company's statuses and users name the changes of a filter: asked (every page of
-  // them, a brokerage may have a thousand users) only when a change names one
-  const named = entries.some((entry) => entry.details?.changed?.status_id || entry.details?.changed?.user_id);
-  const choices = named ? await fetchChoices() : { statuses: [], users: [] };
+  // the statuses and users the changes shown name, by id, and only when one does: a
+  // brokerage has 20,000 users, and every page of them was asked to name one
+  const ids = { statuses: namedIds(entries, 'status_id'), users: namedIds(entries, 'user_id') };
+  const names = ids.statuses.length || ids.users.length ? await fetchNames(ids) : { statuses: new Map(), users: new Map() };
   if (mine !== generation) return;
-  const names = {
-    statuses: new Map(choices.statuses.map((s) => [s.id, s.name])),
-    users: new Map(choices.users.map((u) => [u.id, u.name])),
-  };
   replace($('audit-list'), entries.length
     ? entries.map((entry) => {
       const { what, detail } = auditWords(entry, names);
@@ -1214,7 +1216,7 @@ function setFieldError(form, name, text) {
   if (!error) return false;
   setText(error, text ?? '');
   error.hidden = !text;
-  const input = form.querySelector(`[data-field="${name}"] input, [data-field="${name}"] select, [data-field="${name}"] textarea`);
+  const input = form.querySelector(`[data-field="${name}"] input:not([type=hidden]), [data-field="${name}"] select, [data-field="${name}"] textarea`);
   if (input && TEXT_FIELDS.includes(name)) {
     input.setAttribute('aria-invalid', String(Boolean(text)));
   }
@@ -1274,19 +1276,151 @@ function numberField(name, id, label, value, placeholder, hint) {
 }
 
 /**
- * The picker's first option, chosen, when the CRM deleted the user or status (kind) the
+ * What the picker holds, chosen, when the CRM deleted the user or status (kind) the
  * webhook was filtered on: it names what went, and Save asks for another or Any.
  */
 function chooseAgain(webhook, kind) {
   if (!webhook?.deletedFilterTarget) return null;
   const users = webhook.actions.includes(USER_ACTION);
   if ((kind === 'user') !== users) return null;
-  return h('option', { value: CHOOSE_AGAIN, selected: true }, `Choose again: ${webhook.deletedFilterTarget} was deleted`);
+  return `Choose again: ${webhook.deletedFilterTarget} was deleted`;
 }
 
-function setupForm({ webhook, choices, delivery }) {
+/** How long typing pauses before a picker asks its search: one request for a word typed, not one a key. */
+const SEARCH_PAUSE_MS = 150;
+
+const PICKERS = {
+  user: {
+    field: 'user_id', id: 'setup-user', label: 'Which user', any: 'Any user',
+    option: (u) => (u.email ? `${u.name} (${u.email})` : u.name),
+    none: (typed) => (typed ? `No user's name or email starts with “${typed}”` : 'The company has no users'),
+  },
+  status: {
+    field: 'status_id', id: 'setup-status', label: 'Which status', any: 'Any status',
+    option: (s) => s.name,
+    none: (typed) => (typed ? `No status starts with “${typed}”` : 'The company has no statuses'),
+  },
+};
+
+/** What a picker's search found, in words: how many, and "keep typing" when more match. */
+function foundWords(picker, result, typed) {
+  if (result.found.length === 0) return picker.none(typed);
+  return result.more ? `${result.found.length} shown: more match, keep typing to narrow` : `${result.found.length} match`;
+}
+
+/**
+ * The picker of a user or a status (kind) of the company: a company may have 20,000
+ * users, so it searches as one types (searchChoices: a prefix of the name or email,
+ * at most the API's 20) rather than list them all. The combobox pattern of ARIA: a
+ * labelled text box (role combobox), its list of options (listbox), the option the
+ * arrows are on named as the box's aria-activedescendant, Enter to choose it, Escape
+ * to leave the list; the count found said politely. The choice (its id; '' for Any;
+ * CHOOSE_AGAIN) is in a hidden input of its own, what Save reads: a text typed and
+ * left without choosing goes back to the name of the choice, which stays as it was.
+ * current: { id, name } chosen before (null: Any); again: the words of a choice to
+ * make again (chooseAgain).
+ */
+function picker(kind, current, again) {
+  const p = PICKERS[kind];
+  const listId = `${p.id}-options`;
+  const countId = `${p.id}-count`;
+  let chosen = again ? { id: CHOOSE_AGAIN, text: again }
+    : current ? { id: String(current.id), text: current.name } : { id: '', text: p.any };
+  let options = [];
+  let active = -1;
+  // each search asked counts one, and an answer is drawn only if no later one was asked
+  let asked = 0;
+  let pause = null;
+  const box = h('input', {
+    type: 'text', id: `${p.id}-search`, role: 'combobox', 'aria-autocomplete': 'list', 'aria-expanded': 'false',
+    'aria-controls': listId, autocomplete: 'off', spellcheck: 'false', value: chosen.text, size: 50,
+    'aria-describedby': `${countId} error-${p.field}`,
+  });
+  const list = h('ul', { id: listId, role: 'listbox', class: 'picker-options', 'aria-label': p.label, hidden: true });
+  const count = h('p', { class: 'hint', id: countId, 'aria-live': 'polite' },
+    kind === 'user' ? 'Type the start of a name or an email to search.' : 'Type the start of a name to search.');
+  const value = h('input', { type: 'hidden', id: p.id, name: kind, value: chosen.id });
+
+  const onOption = (index) => {
+    active = index;
+    [...list.children].forEach((item, i) => item.setAttribute('aria-selected', String(i === index)));
+    const item = list.children[index];
+    if (item) {
+      box.setAttribute('aria-activedescendant', item.id);
+      item.scrollIntoView({ block: 'nearest' });
+    }
+  };
+  const close = () => {
+    clearTimeout(pause);
+    asked++;
+    list.hidden = true;
+    box.setAttribute('aria-expanded', 'false');
+    box.removeAttribute('aria-activedescendant');
+    active = -1;
+  };
+  const pick = (option) => {
+    chosen = option;
+    value.value = option.id;
+    box.value = option.text;
+    close();
+  };
+  const putBack = () => {
+    box.value = chosen.text;
+    close();
+  };
+  const draw = (result, typed) => {
+    options = [{ id: '', text: p.any, words: p.any },
+      ...result.found.map((row) => ({ id: String(row.id), text: row.name, words: p.option(row) }))];
+    replace(list, options.map((option, i) => h('li', {
+      id: `${p.id}-option-${i}`, role: 'option', 'aria-selected': 'false', dataset: { value: option.id },
+      // (the box keeps the focus: a click chooses, it does not leave the box first)
+      onmousedown: (event) => event.preventDefault(),
+      onclick: () => pick(option),
+    }, option.words)));
+    list.hidden = false;
+    box.setAttribute('aria-expanded', 'true');
+    box.removeAttribute('aria-activedescendant');
+    active = -1;
+    setText(count, foundWords(p, result, typed));
+  };
+  const search = async (typed) => {
+    clearTimeout(pause);
+    const mine = ++asked;
+    try {
+      const result = await searchChoices(kind, typed);
+      if (mine === asked) draw(result, typed);
+    } catch (error) {
+      if (mine === asked) setText(count, `The search failed: ${error.message}`);
+    }
+  };
+  box.addEventListener('input', () => {
+    clearTimeout(pause);
+    pause = setTimeout(() => void search(box.value.trim()), SEARCH_PAUSE_MS);
+  });
+  box.addEventListener('keydown', (event) => {
+    const open = !list.hidden;
+    if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+      event.preventDefault();
+      // closed: the list opens, of what is typed (of the first ones, on the choice's name)
+      if (!open) void search(box.value === chosen.text ? '' : box.value.trim());
+      else onOption(Math.max(0, Math.min(options.length - 1, active + (event.key === 'ArrowDown' ? 1 : -1))));
+    } else if (event.key === 'Enter' && open) {
+      // a choice, not the form sent
+      event.preventDefault();
+      if (active >= 0) pick(options[active]);
+    } else if (event.key === 'Escape' && (open || box.value !== chosen.text)) {
+      event.preventDefault();
+      putBack();
+    }
+  });
+  box.addEventListener('blur', putBack);
+  return h('div', { class: 'field picker', dataset: { field: p.field } },
+    h('label', { for: box.id }, p.label), box, list, count, value, fieldError(p.field));
+}
+
+function setupForm({ webhook, fields, delivery }) {
   const editing = Boolean(webhook);
-  const chosenFields = webhook?.fields ?? ['first_name', 'last_name', 'email'].filter((f) => choices.fields.includes(f));
+  const chosenFields = webhook?.fields ?? ['first_name', 'last_name', 'email'].filter((f) => fields.includes(f));
   const url = h('input', {
     type: 'text', id: 'setup-url', name: 'url', value: webhook?.url ?? '', inputmode: 'url', autocomplete: 'off',
     spellcheck: 'false', placeholder: 'https://example.com/hooks/bpd', 'aria-describedby': 'hint-url error-url', size: 70,
@@ -1305,31 +1439,19 @@ function setupForm({ webhook, choices, delivery }) {
       h('legend', {}, 'Send when'),
       checkboxes('action', CONTACT_ACTIONS, webhook?.actions ?? [], actionWords),
       fieldError('actions')),
-    h('div', { class: 'field', dataset: { field: 'status_id' } },
-      h('label', { for: 'setup-status' }, 'Which status'),
-      h('select', { id: 'setup-status', name: 'status' },
-        chooseAgain(webhook, 'status'),
-        h('option', { value: '' }, 'Any status'),
-        choices.statuses.map((s) => h('option', { value: s.id, selected: webhook?.status?.id === s.id }, s.name))),
-      fieldError('status_id')),
-    h('div', { class: 'field', dataset: { field: 'user_id' } },
-      h('label', { for: 'setup-user' }, 'Which user'),
-      h('select', { id: 'setup-user', name: 'user' },
-        chooseAgain(webhook, 'user'),
-        h('option', { value: '' }, 'Any user'),
-        choices.users.map((u) => h('option', { value: u.id, selected: webhook?.user?.id === u.id }, `${u.name} (${u.email})`))),
-      fieldError('user_id')),
+    picker('status', webhook?.status ?? null, chooseAgain(webhook, 'status')),
+    picker('user', webhook?.user ?? null, chooseAgain(webhook, 'user')),
     h('fieldset', { dataset: { field: 'fields' } },
       h('legend', {}, 'Contact fields to send'),
       h('p', { class: 'hint' }, 'The contact\'s id is always sent.'),
-      checkboxes('field', choices.fields.filter((f) => f !== 'id'), chosenFields, fieldLabel),
+      checkboxes('field', fields.filter((f) => f !== 'id'), chosenFields, fieldLabel),
       fieldError('fields')),
     h('fieldset', { class: 'filters' },
       h('legend', {}, 'Filters (optional)'),
       h('div', { class: 'field', dataset: { field: 'watch_fields' } },
         h('span', { class: 'label' }, 'Only when one of these fields changes'),
         h('p', { class: 'hint' }, 'For Contact updated and Contact saved in BPD. None ticked: any change.'),
-        checkboxes('watch', choices.fields.filter((f) => f !== 'id'), webhook?.watchFields ?? [], fieldLabel),
+        checkboxes('watch', fields.filter((f) => f !== 'id'), webhook?.watchFields ?? [], fieldLabel),
         fieldError('watch_fields')),
       h('div', { class: 'field', dataset: { field: 'ignore_sources' } },
         h('label', { for: 'setup-ignore' }, 'Ignore changes from'),
@@ -1403,7 +1525,7 @@ async function submitSetup(form, webhook) {
   const problems = setupProblems(setup);
   for (const name of FORM_FIELDS) setFieldError(form, name, problems[name]);
   if (Object.keys(problems).length) {
-    form.querySelector('[aria-invalid=true], .field-error:not([hidden])')?.closest('[data-field]')?.querySelector('input, select')?.focus();
+    form.querySelector('[aria-invalid=true], .field-error:not([hidden])')?.closest('[data-field]')?.querySelector('input:not([type=hidden]), select')?.focus();
     return;
   }
   const submit = form.querySelector('#setup-submit');
@@ -1440,7 +1562,7 @@ async function submitSetup(form, webhook) {
     const field = error instanceof ApiError
       ? error.field ?? (error.code === 'REQUEST_TOO_LARGE' ? largestInput(setup) : null) : null;
     if (field && setFieldError(form, field, error.message)) {
-      form.querySelector(`[data-field="${field}"] input, [data-field="${field}"] select, [data-field="${field}"] textarea`)?.focus();
+      form.querySelector(`[data-field="${field}"] input:not([type=hidden]), [data-field="${field}"] select, [data-field="${field}"] textarea`)?.focus();
       return;
     }
     // (the form stays as typed: Try again sends it as it is then)
@@ -1454,8 +1576,8 @@ async function renderSetup(where, mine) {
     showView(null);
     return;
   }
-  const [choices, found, delivery] = await Promise.all([
-    fetchChoices(),
+  const [fields, found, delivery] = await Promise.all([
+    fetchContactFields(),
     where.view === 'edit' ? fetchWebhook(where.webhookId) : null,
     where.view === 'edit' ? fetchDeliverySettings(where.webhookId) : DEFAULT_DELIVERY,
   ]);
@@ -1472,7 +1594,7 @@ async function renderSetup(where, mine) {
   $('page-subtitle').textContent = webhook
     ? 'Changes apply to events from now on; firings already made keep what they sent.'
     : 'Where to send which contact fields when what happens. The signing secret is shown once, after Create.';
-  const form = takeUnsentForm() ?? setupForm({ webhook, choices, delivery });
+  const form = takeUnsentForm() ?? setupForm({ webhook, fields, delivery });
   // what Save compares against: only a change of these is sent
   form.loadedDelivery ??= delivery;
   replace($('setup'), form);

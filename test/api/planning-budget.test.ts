@@ -136,7 +136,10 @@ test.serial('the Reports page\'s own texts, each new to a fresh API and sent by 
   try {
     const since = { from: '2026-01-01T00:00:00Z', to: '2027-01-01T00:00:00Z' };
     await page.fetchReport(since);
-    await page.fetchChoices();
+    await page.fetchContactFields();
+    await page.searchChoices('user', 'a');
+    await page.searchChoices('status', 'a');
+    await page.fetchNames({ users: ['1'], statuses: ['1'] });
     await page.fetchWebhook(hook.id);
     await page.fetchHistoryCount({ webhookId: hook.id, ...since, state: null });
     const history = await page.fetchHistory({ webhookId: hook.id, ...since, state: null, offset: 0, first: 25 });

@@ -162,3 +162,13 @@ export async function signIn(page: Page, token: string): Promise<void> {
 export async function untilReport(page: Page): Promise<void> {
   await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
 }
+
+/**
+ * Chooses in a picker of the setup form (picker: '#setup-user' or '#setup-status'):
+ * types into its box, waits for the option whose text starts with `option`, and clicks it.
+ */
+export async function choose(page: Page, picker: string, typed: string, option: string): Promise<void> {
+  await page.fill(`${picker}-search`, typed);
+  const starts = new RegExp(`^${option.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`);
+  await page.locator(`${picker}-options [role=option]`).filter({ hasText: starts }).first().click();
+}
