@@ -58,6 +58,13 @@ let replayBlocked = false;
  * larger page (PAGE_TOO_LARGE), which says it (docs/api-limits.md).
  */
 let historyPageSize = PAGE_SIZE;
+/**
+ * The most firings a page of the history may lie from the end it is asked from when
+ * asked by its number (an offset): the API's limit (MAX_OFFSET, 10,000), learnt from
+ * its refusal of a page deeper (PAGE_TOO_DEEP), which says it; null until then. Such a
+ * page is not asked again: the end of the history nearer to it is shown instead.
+ */
+let historyDepthLimit = null;
 /** Bumped on every load, so that a slow, outdated answer never overwrites a newer one. */
 let generation = 0;
 /** A secret just issued ({ webhookId, secret, note }), shown once on that webhook's page. */
@@ -864,7 +871,8 @@ function pagePlace(page, pageSize, total) {
  * (pagePlace): the history's size known from its last view, else asked first
  * (historyCount: about as cheap for millions as for ten). Asked from the oldest end of
  * a history that has grown or shrunk since, the page is asked again for its new size,
- * once.
+ * once. A page by its number deeper than the API allows from both ends (PAGE_TOO_DEEP:
+ * historyDepthLimit) is not shown: tooDeep says which end is shown instead.
  */
 async function fetchHistoryPage(where, instants) {
   const key = historyKey(where, instants);
@@ -884,7 +892,15 @@ async function fetchHistoryPage(where, instants) {
       let total = historySeen?.key === key ? historySeen.total : null;
       if (page > 1 && total === null) total = await fetchHistoryCount({ webhookId: where.webhookId, ...instants, state });
       const place = pagePlace(page, pageSize, total);
-      const history = await fetchHistory({ webhookId: where.webhookId, ...instants, state, ...place });
+      if (historyDepthLimit !== null && place.offset > historyDepthLimit) return tooDeep(page, place, pageSize, total);
+      let history;
+      try {
+        history = await fetchHistory({ webhookId: where.webhookId, ...instants, state, ...place });
+      } catch (error) {
+        if (!(error instanceof ApiError && error.code === 'PAGE_TOO_DEEP' && error.limit && total !== null)) throw error;
+        historyDepthLimit = error.limit;
+        return tooDeep(page, place, pageSize, total);
+      }
       if (!history.webhook) return history;
       historySeen = { key, total: history.totalCount };
       if (place.fromOldest && history.totalCount !== total && again === 0) continue;
@@ -896,9 +912,28 @@ async function fetchHistoryPage(where, instants) {
   }
 }
 
+/**
+ * A page asked by its number (a link typed, or page N of another Date Range) that lies
+ * deeper than historyDepthLimit from both ends: what is shown instead, the end of the
+ * history nearer to it (place.fromOldest: the last page), and why. Next and Previous
+ * reach every page, each asked next to a firing shown.
+ */
+function tooDeep(page, place, pageSize, total) {
+  const last = Math.max(1, Math.ceil(total / pageSize));
+  return { tooDeep: { page, end: place.fromOldest ? last : 1, endWords: place.fromOldest ? 'last' : 'first' } };
+}
+
 async function renderHistory(where, instants, days, mine) {
   const history = await fetchHistoryPage(where, instants);
   if (mine !== generation) return;
+  if (history.tooDeep) {
+    const { page, end, endWords } = history.tooDeep;
+    flash(`Page ${formatCount(page)} lies more than ${formatCount(historyDepthLimit)} firings from both ends of this history: ` +
+      `a page that deep is found by Next › and ‹ Previous alone, not by its number. Its ${endWords} page is shown instead.`);
+    keepFlash = true;
+    location.replace(historyHash(where.webhookId, { page: end, outcome: where.outcome }));
+    return;
+  }
   showCompany(history.companyName);
   const webhook = history.webhook;
   if (!webhook) {

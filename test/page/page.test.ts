@@ -465,6 +465,58 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
   await page.close();
 });
 
+browserTest('a page asked by its number deeper than the API pages by offset from both ends (PAGE_TOO_DEEP) shows the nearer end and says why, not the refusal; asked once', async (t) => {
+  const make = factories(db().pool);
+  const company = await make.company('Deep Brokers');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Deep history', actions: ['contact.created'] });
+  // one a minute: 20,500 are the last 15 days (the Date Range shows 30)
+  await fireMany(db().pool, webhook, contact, 20_500);
+  const page = await signedIn(company.id);
+  const asked: Array<{ query: string; variables: Record<string, unknown> }> = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/graphql')) asked.push(request.postDataJSON());
+  });
+  const refused: string[] = [];
+  page.on('response', async (response) => {
+    if (response.url().endsWith('/graphql')) {
+      const code = (await response.json().catch(() => null))?.errors?.[0]?.extensions?.code;
+      if (code) refused.push(code);
+    }
+  });
+  // page 205 of 410: 10,200 firings from the newest, 10,250 from the oldest
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=205`);
+  await untilText(page, '#page-info', '1–50 of 20,500 · page 1 of 410');
+  t.is(await page.textContent('#flash'), 'Page 205 lies more than 10,000 firings from both ends of this history: ' +
+    'a page that deep is found by Next › and ‹ Previous alone, not by its number. Its first page is shown instead.');
+  t.true(await page.isHidden('#error'), `no error: ${await page.textContent('#error')}`);
+  // nearer the oldest end: its last page
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=207`);
+  await untilText(page, '#page-info', '20,451–20,500 of 20,500 · page 410 of 410');
+  t.regex(await page.textContent('#flash') ?? '', /^Page 207 lies more than 10,000 firings from both ends of this history: .* Its last page is shown instead\.$/);
+  // the limit learnt from the one refusal: no page that deep is asked again
+  t.deepEqual(refused, ['PAGE_TOO_DEEP']);
+  const tooDeepAsked = () => asked.filter((request) => /\bhistory(OldestFirst)?\(/.test(request.query) && Number(request.variables.offset) > 10_000).length;
+  t.is(tooDeepAsked(), 1);
+  // a page as deep as the API serves is asked by its number
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=201`);
+  await untilText(page, '#page-info', '10,001–10,050 of 20,500 · page 201 of 410');
+  // page 205 reached next to a firing (as Next leaves it), then another Date Range: page
+  // 205 of that range is asked by its number, and is that deep too
+  const { rows: [before] } = await db().pool.query(
+    `select id::text, to_json(created_at) #>> '{}' as at from webhooks.deliveries where webhook_id = $1
+     order by created_at desc, id desc offset ${204 * 50 - 1} limit 1`, [webhook.id]);
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=205&after=${before.id}&at=${encodeURIComponent(before.at)}`);
+  await untilText(page, '#page-info', '10,201–10,250 of 20,500 · page 205 of 410');
+  await page.click('#range-presets [data-preset="90"]');
+  await untilText(page, '#page-info', '1–50 of 20,500 · page 1 of 410');
+  t.regex(await page.textContent('#flash') ?? '', /^Page 205 lies more than 10,000 firings from both ends of this history: .* Its first page is shown instead\.$/);
+  t.deepEqual(refused, ['PAGE_TOO_DEEP']);
+  t.is(tooDeepAsked(), 1);
+  t.deepEqual(problemsOf(page).filter((problem) => !/status of 400/.test(problem)), []);
+  await page.close();
+});
+
 browserTest('Next and Previous ask the page next to a firing shown, at any depth, and stay put while new firings arrive; Back and reload find the same page', async (t) => {
   const make = factories(db().pool);
   const company = await make.company('Paging Partners');
