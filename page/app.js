@@ -1371,7 +1371,11 @@ function picker(kind, current, again) {
     'aria-controls': listId, autocomplete: 'off', spellcheck: 'false', value: chosen.text, size: 50,
     'aria-describedby': `${countId} error-${p.field}`,
   });
-  const list = h('ul', { id: listId, role: 'listbox', class: 'picker-options', 'aria-label': p.label, hidden: true });
+  const list = h('ul', {
+    id: listId, role: 'listbox', class: 'picker-options', 'aria-label': p.label, hidden: true,
+    // (the box keeps the focus: a click on an option, or on the list's scroll bar, does not leave it first)
+    onmousedown: (event) => event.preventDefault(),
+  });
   const count = h('p', { class: 'hint', id: countId, 'aria-live': 'polite' },
     kind === 'user' ? 'Type the start of a name or an email to search.' : 'Type the start of a name to search.');
   const value = h('input', { type: 'hidden', id: p.id, name: kind, value: chosen.id });
@@ -1408,8 +1412,6 @@ function picker(kind, current, again) {
       ...result.found.map((row) => ({ id: String(row.id), text: row.name, words: p.option(row) }))];
     replace(list, options.map((option, i) => h('li', {
       id: `${p.id}-option-${i}`, role: 'option', 'aria-selected': 'false', dataset: { value: option.id },
-      // (the box keeps the focus: a click chooses, it does not leave the box first)
-      onmousedown: (event) => event.preventDefault(),
       onclick: () => pick(option),
     }, option.words)));
     list.hidden = false;

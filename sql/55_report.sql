@@ -17,6 +17,12 @@
 --                                          how many: the field `historyCount`
 --   webhooks.company_statuses(), webhooks.company_users()
 --                                          what a webhook's filters may name
+--   webhooks.company_statuses_matching(search), webhooks.company_users_matching(search)
+--                                          the setup form's search of them, at most
+--                                          company_choices_up_to() (and one more)
+--   webhooks.company_statuses_named(ids), webhooks.company_users_named(ids)
+--                                          the names of some of them (the history of
+--                                          changes), at most names_asked_max() ids
 --   webhooks.current_company_name()        whose webhooks the page shows
 -- The report and the history run as the caller (row-level security applies); the
 -- CRM lookups run as their owner and answer for the caller's company only.
