@@ -105,12 +105,16 @@ $$;
 -- (case-insensitive; null or empty: the first ones by name), by name, at most
 -- company_choices_up_to() + 1. Each of the two reads its index's range in order and
 -- stops at that many (no CTE nor join before them: the range's every row was sorted).
+-- enable_sort off: a company the planner takes for small (a brokerage imported since
+-- the table was last analyzed) was read whole by its company_id index and sorted, for
+-- 21 rows (test/sql/choice-search.test.ts); the sort of the two's few rows remains.
 create or replace function webhooks.company_users_matching(search text)
 returns table (id bigint, name text, email text)
 language sql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
+set enable_sort = off
 as $$
   select f.id, f.name, f.email
   from ((select u.id, u.name, u.email
@@ -141,6 +145,7 @@ language sql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
+set enable_sort = off
 as $$
   select s.id, s.name
   from crm.statuses s
@@ -193,9 +198,12 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform webhooks_private.require_few_ids(ids);
+  -- by the key alone, then the company's kept (offset 0: not planned together, where
+  -- the company's index, for a company the planner took for small, read all of it)
   return query
-    select u.id, u.name, u.email from crm.users u
-    where u.id = any (ids) and u.company_id = webhooks.current_company_id()
+    select u.id, u.name, u.email
+    from (select u.id, u.name, u.email, u.company_id from crm.users u where u.id = any (ids) offset 0) u
+    where u.company_id = webhooks.current_company_id()
     order by u.id;
 end;
 $$;
@@ -211,8 +219,9 @@ as $$
 begin
   perform webhooks_private.require_few_ids(ids);
   return query
-    select s.id, s.name from crm.statuses s
-    where s.id = any (ids) and s.company_id = webhooks.current_company_id()
+    select s.id, s.name
+    from (select s.id, s.name, s.company_id from crm.statuses s where s.id = any (ids) offset 0) s
+    where s.company_id = webhooks.current_company_id()
     order by s.id;
 end;
 $$;

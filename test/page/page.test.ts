@@ -1125,7 +1125,7 @@ browserTest('a brokerage of 20,000 users: the setup form lists none of them, its
   const company = await f.company('Big Brokerage');
   await pool.query(
     `insert into crm.users (company_id, name, email)
-     select $1, 'Agent ' || lpad(i::text, 5, '0'), 'agent' || lpad(i::text, 5, '0') || '@big.example' from generate_series(1, 20000) i`,
+     select $1, 'Broker ' || lpad(i::text, 5, '0'), 'broker' || lpad(i::text, 5, '0') || '@big.example' from generate_series(1, 20000) i`,
     [company.id]);
   await pool.query('analyze crm.users');
   const eve = await f.user(company.id, 'Eve Example');
@@ -1152,33 +1152,33 @@ browserTest('a brokerage of 20,000 users: the setup form lists none of them, its
   const box = page.locator('#setup-user-search');
   t.is(await box.getAttribute('role'), 'combobox');
   t.is(await page.locator('label[for="setup-user-search"]').textContent(), 'Which user');
-  await box.fill('agent');
+  await box.fill('broker');
   await untilText(page, '#setup-user-count', /^20 shown: more match, keep typing to narrow$/);
   t.is(await box.getAttribute('aria-expanded'), 'true');
   t.is(await page.locator('#setup-user-options [role=option]').count(), 21, 'Any user and 20 users');
-  await box.fill('AGENT 1234');
+  await box.fill('BROKER 1234');
   await untilText(page, '#setup-user-count', /^10 match$/);
   t.deepEqual(await page.locator('#setup-user-options [role=option]').allTextContents(),
-    ['Any user', ...Array.from({ length: 10 }, (_, i) => `Agent 1234${i} (agent1234${i}@big.example)`)]);
+    ['Any user', ...Array.from({ length: 10 }, (_, i) => `Broker 1234${i} (broker1234${i}@big.example)`)]);
   // by keyboard: down to the second user, Enter chooses it (and sends nothing)
   await box.press('ArrowDown');
   await box.press('ArrowDown');
   await box.press('ArrowDown');
   const active = await box.getAttribute('aria-activedescendant');
-  t.is(await page.locator(`#${active}`).textContent(), 'Agent 12341 (agent12341@big.example)');
+  t.is(await page.locator(`#${active}`).textContent(), 'Broker 12341 (broker12341@big.example)');
   t.is(await page.locator(`#${active}`).getAttribute('aria-selected'), 'true');
   await box.press('Enter');
   t.is(await box.getAttribute('aria-expanded'), 'false');
-  t.is(await page.inputValue('#setup-user-search'), 'Agent 12341');
-  const agent = (await pool.query(`select id from crm.users where company_id = $1 and name = 'Agent 12341'`, [company.id])).rows[0].id;
-  t.is(await page.inputValue('#setup-user'), agent);
+  t.is(await page.inputValue('#setup-user-search'), 'Broker 12341');
+  const broker = (await pool.query(`select id from crm.users where company_id = $1 and name = 'Broker 12341'`, [company.id])).rows[0].id;
+  t.is(await page.inputValue('#setup-user'), broker);
   t.true(await page.isVisible('#setup-form'), 'Enter in the list did not send the form');
   // a text typed and left without a choice leaves the choice as it was
   await box.fill('zzz');
   await untilText(page, '#setup-user-count', /^No user's name or email starts with “zzz”$/);
   await box.press('Escape');
-  t.is(await page.inputValue('#setup-user-search'), 'Agent 12341');
-  t.is(await page.inputValue('#setup-user'), agent);
+  t.is(await page.inputValue('#setup-user-search'), 'Broker 12341');
+  t.is(await page.inputValue('#setup-user'), broker);
   // fewer requests than keys: a search is asked once typing pauses, and only its answer shown
   t.true(asked.filter((query) => /companyUsersMatching/.test(query)).length <= 4);
   await page.click('#setup-submit');
@@ -1192,7 +1192,7 @@ browserTest('a brokerage of 20,000 users: the setup form lists none of them, its
   await page.click('#setup-submit');
   await untilText(page, '#flash', `Saved · ${tagged.name}`);
   const { rows } = await pool.query('select user_id, status_id from webhooks.webhooks where id = any($1) order by id', [[assigned.id, tagged.id]]);
-  t.deepEqual(rows, [{ user_id: agent, status_id: null }, { user_id: null, status_id: status.id }]);
+  t.deepEqual(rows, [{ user_id: broker, status_id: null }, { user_id: null, status_id: status.id }]);
 
   // the history of changes asks the names of the users its entries name alone
   asked.length = 0;
@@ -1202,7 +1202,7 @@ browserTest('a brokerage of 20,000 users: the setup form lists none of them, its
   await page.waitForSelector('body:not([aria-busy])');
   t.deepEqual(asked.filter((query) => /companyUsers|companyStatuses/.test(query)), []);
   await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${assigned.id}`);
-  await untilText(page, '#audit-list li[data-action="webhook.updated"]', /user: Eve Example → Agent 12341$/);
+  await untilText(page, '#audit-list li[data-action="webhook.updated"]', /user: Eve Example → Broker 12341$/);
   t.deepEqual(asked.filter((query) => /companyUsers|companyStatuses/.test(query)).map((query) => /companyUsersNamed/.test(query)), [true]);
   t.deepEqual(problemsOf(page), []);
   await page.close();
