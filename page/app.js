@@ -407,6 +407,22 @@ function showTally() {
     `${formatCount(active)} active, ${formatCount(webhooks.length - active)} disabled · Times Fired ${rangeWords(fromDay, toDay)}`;
 }
 
+/**
+ * What the report says once, above its table, in words on the page that the controls
+ * it concerns name as their description (as HISTORY_NOTES): shown when a row needs it.
+ */
+const REPORT_NOTES = {
+  backfill: {
+    id: 'backfill-what', words: 'Backfill sends every contact of your company to its webhook, once each.',
+    shows: (webhook) => !readOnly && webhook.enabled,
+  },
+};
+
+function reportNotes(webhooks) {
+  return Object.values(REPORT_NOTES).filter((note) => webhooks.some(note.shows))
+    .map((note) => h('p', { class: 'reason history-note', id: note.id }, note.words));
+}
+
 async function renderReport(instants, days, mine) {
   $('page-title').textContent = 'Webhooks';
   document.title = REPORT_TITLE;
@@ -415,6 +431,7 @@ async function renderReport(instants, days, mine) {
   showCompany(report.companyName);
   reportShown = { webhooks: new Map(report.webhooks.map((w) => [w.id, w])), backfills, instants, days };
   showTally();
+  replace($('report-notes'), ...reportNotes(report.webhooks));
   replace($('webhooks-body'), report.webhooks.length
     ? report.webhooks.map((webhook) => webhookRow(webhook, backfills.get(webhook.id)))
     : h('tr', {}, h('td', { colspan: 7, class: 'empty' }, readOnly
@@ -443,6 +460,8 @@ async function redrawWebhookRow(webhookId) {
   shown.webhooks.set(webhookId, webhook);
   row.replaceWith(webhookRow(webhook, shown.backfills.get(webhookId)));
   showTally();
+  // (the first webhook enabled brings the note its Backfill names)
+  replace($('report-notes'), ...reportNotes([...shown.webhooks.values()]));
   return true;
 }
 
@@ -544,14 +563,14 @@ function backfillCell(webhook, backfill) {
   }
   if (!readOnly) {
     // why the button is off, in words on the page that the button names as its
-    // description: a title shows on hover alone, and a disabled button takes no focus
+    // description: a title shows on hover alone, and a disabled button takes no focus;
+    // what it does, said once above the report (REPORT_NOTES), not under every row's
     const why = webhook.enabled ? null
       : h('div', { class: 'reason', id: `backfill-off-${webhook.id}` }, 'Enable this webhook to backfill it.');
     const start = h('button', {
       type: 'button', class: 'secondary', dataset: { action: 'backfill' }, ...acting('Backfill', webhook.name),
       disabled: !webhook.enabled,
-      title: webhook.enabled ? 'Send every contact of your company to this webhook once' : null,
-      'aria-describedby': why?.id,
+      'aria-describedby': why?.id ?? REPORT_NOTES.backfill.id,
       onclick: () => startWebhookBackfill(webhook, start),
     }, 'Backfill');
     parts.push(start, why);
@@ -1011,16 +1030,15 @@ function renderTools(webhook) {
     replace($('webhook-tools'));
     return;
   }
-  // why the button is off, or why the last test failed, in words on the page that the
-  // button names as its description (as Backfill's): a title shows on hover alone, and
-  // a disabled button takes no focus
+  // why the button is off, or why the last test failed, else what it does, in words on
+  // the page that the button names as its description (as Backfill's): a title shows on
+  // hover alone, which no keyboard or touch reaches, and a disabled button takes no focus
   const whyWords = !webhook.enabled ? 'This webhook is disabled: enable it to send a test.'
-    : testFailures.get(webhook.id) ?? null;
-  const why = whyWords === null ? null : h('div', { class: 'reason', id: 'send-test-why' }, whyWords);
+    : testFailures.get(webhook.id) ?? 'Sends one signed test delivery (webhook.test) with a sample contact.';
+  const why = h('div', { class: 'reason', id: 'send-test-why' }, whyWords);
   const testButton = h('button', {
     type: 'button', class: 'secondary', id: 'send-test', disabled: !webhook.enabled,
-    title: webhook.enabled ? 'Send one signed webhook.test delivery with a sample contact' : null,
-    'aria-describedby': why?.id,
+    'aria-describedby': why.id,
     onclick: () => sendTestFor(webhook, testButton),
   }, 'Send test');
   replace($('webhook-tools'),

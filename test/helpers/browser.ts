@@ -172,3 +172,28 @@ export async function choose(page: Page, picker: string, typed: string, option: 
   const starts = new RegExp(`^${option.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`);
   await page.locator(`${picker}-options [role=option]`).filter({ hasText: starts }).first().click();
 }
+
+/** What a screen reader is told of an element: its role, accessible name and description, as Chromium computes them. */
+export interface Accessible {
+  role: string;
+  name: string;
+  description: string;
+  /** whether it is left out of the accessibility tree (display: none, aria-hidden, …): no screen reader hears it */
+  ignored: boolean;
+}
+
+/** The first element matching `selector`, as the browser's accessibility tree holds it. */
+export async function accessibleOf(page: Page, selector: string): Promise<Accessible> {
+  const cdp = await page.context().newCDPSession(page);
+  try {
+    const { root } = await cdp.send('DOM.getDocument', { depth: 0 });
+    const { nodeId } = await cdp.send('DOM.querySelector', { nodeId: root.nodeId, selector });
+    if (!nodeId) throw new Error(`accessibleOf: no element matches ${selector}`);
+    const { nodes } = await cdp.send('Accessibility.getPartialAXTree', { nodeId, fetchRelatives: false });
+    const node = nodes[0]!;
+    const text = (value: { value?: unknown } | undefined) => String(value?.value ?? '').replace(/\s+/g, ' ').trim();
+    return { role: text(node.role), name: text(node.name), description: text(node.description), ignored: node.ignored };
+  } finally {
+    await cdp.detach();
+  }
+}

@@ -421,14 +421,15 @@ browserTest('Send test says in words on the page, which it names as its descript
 
   await open(failing);
   t.false(await page.isDisabled('#send-test'));
-  t.is(await page.getAttribute('#send-test', 'aria-describedby'), null, 'nothing to say before a test');
+  // before a test, what it does
+  t.is(await page.textContent(`#${await page.getAttribute('#send-test', 'aria-describedby')}`),
+    'Sends one signed test delivery (webhook.test) with a sample contact.');
   await page.click('#send-test');
   await untilText(page, '#flash', /^Test failed: /);
   // (the tools are drawn again once the history has the failed test)
-  await page.waitForSelector('#send-test[aria-describedby]');
   const failedWhy = await page.getAttribute('#send-test', 'aria-describedby');
   t.truthy(failedWhy);
-  t.regex(await page.textContent(`#${failedWhy}`) ?? '', /^The last test failed: .*403/);
+  await untilText(page, `#${failedWhy}`, /^The last test failed: .*403/);
   t.true(await page.isVisible(`#${failedWhy}`));
   // it stays by the button when the page's message goes (another view and back)
   await page.click('.back');

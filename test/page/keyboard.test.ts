@@ -1,0 +1,60 @@
+// Reports » Webhooks as a keyboard, screen-reader or touch user meets it, in headless
+// Chromium against the real API: what each control is called and described as (the
+// browser's own accessibility tree), where the keyboard's focus goes, what is
+// announced, and how large a finger's target is.
+import test from 'ava';
+import type { Page } from 'playwright-core';
+import { accessibleOf, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
+import { fire, fireMany } from '../helpers/report-data.ts';
+
+const { db, api } = useTestDatabaseWithApi(test, { limits: PAGE_TEST_API_LIMITS });
+const { browserTest, openTab, problemsOf } = useBrowser(test);
+
+async function signedIn(companyId: string): Promise<Page> {
+  const page = await openTab(`${api().api.url}/reports/webhooks`);
+  await signIn(page, await api().token(companyId, 'webhook_admin', 'jane.admin@purple.example'));
+  await untilReport(page);
+  return page;
+}
+
+/** Opens a webhook's page and waits until it is drawn whole. */
+async function openHistory(page: Page, webhook: { id: string; name: string }): Promise<void> {
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await untilText(page, '#page-title', webhook.name);
+  await page.waitForSelector('body:not([aria-busy]) #history:not([hidden])');
+}
+
+/** The id of the element that has the keyboard's focus, else its tag */
+const focused = (page: Page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName || null);
+
+browserTest('Backfill and Send test say what they do in words on the page, once, which they name as their description: not in a title', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const letters = await f.webhook({ companyId: company.id, name: 'Letters', actions: ['contact.created'] });
+  await f.webhook({ companyId: company.id, name: 'Sheet', actions: ['contact.created'] });
+  const page = await signedIn(company.id);
+
+  // (a title shows on hover alone: no keyboard or touch user ever sees it)
+  const backfill = `tr[data-webhook-id="${letters.id}"] [data-action=backfill]`;
+  t.is(await page.getAttribute(backfill, 'title'), null);
+  const said = await accessibleOf(page, backfill);
+  t.is(said.name, 'Backfill Letters');
+  t.is(said.description, 'Backfill sends every contact of your company to its webhook, once each.');
+  const backfillWhy = await page.getAttribute(backfill, 'aria-describedby');
+  t.true(await page.isVisible(`#${backfillWhy}`));
+  // said once above the table, not under every row's button
+  t.is(await page.locator(`#report :text("${said.description}")`).count(), 1);
+  t.is(await page.locator('#webhooks-body [aria-describedby]').evaluateAll(
+    (buttons) => new Set(buttons.map((b) => b.getAttribute('aria-describedby'))).size), 1);
+
+  await openHistory(page, letters);
+  t.is(await page.getAttribute('#send-test', 'title'), null);
+  const test = await accessibleOf(page, '#send-test');
+  t.is(test.description, 'Sends one signed test delivery (webhook.test) with a sample contact.');
+  t.true(await page.isVisible(`#${await page.getAttribute('#send-test', 'aria-describedby')}`));
+  t.is(await page.locator('#app [title]:visible').count(), 0, 'nothing said in a title alone');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
