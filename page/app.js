@@ -823,9 +823,19 @@ async function replayFiring(firing, button) {
   }
 }
 
+/**
+ * Set by a link that brings other firings of the history on view (the pager, an outcome
+ * filter), for the keyboard's focus to go to the table they are drawn in: the link
+ * itself is drawn anew with them, and the focus was left on the page's body, the next
+ * Tab at its top.
+ */
+let focusFirings = false;
+const toFirings = () => { focusFirings = true; };
+
 function renderOutcomeFilter(where, counts) {
   replace($('outcome-filter'), OUTCOMES.map((outcome) => h('a', {
     href: historyHash(where.webhookId, { outcome: outcome.id }),
+    onclick: toFirings,
     'aria-current': outcome.id === where.outcome ? 'true' : false,
     // (its word and count apart: "Failure1" was read as one word)
     'aria-label': `${outcome.label}: ${formatCount(counts[outcome.id])}`,
@@ -845,7 +855,7 @@ function renderPager(where, total, firings) {
   const first = total === 0 ? 0 : (where.page - 1) * historyPageSize + 1;
   const last = Math.min(total, where.page * historyPageSize);
   const link = (label, page, enabled, rel, next = {}) => enabled
-    ? h('a', { href: historyHash(where.webhookId, { page, outcome: where.outcome, ...next }), rel, class: 'page-link' }, label)
+    ? h('a', { href: historyHash(where.webhookId, { page, outcome: where.outcome, ...next }), rel, class: 'page-link', onclick: toFirings }, label)
     : h('span', { class: 'page-link', 'aria-disabled': 'true' }, label);
   replace($('pager'),
     link('« First', 1, where.page > 1, 'first'),
@@ -997,9 +1007,16 @@ async function renderHistory(where, instants, days, mine) {
       ? 'No firings in this date range.'
       : `No firings with the outcome ${OUTCOMES.find((o) => o.id === where.outcome).label} in this date range.`)));
   renderPager(where, history.totalCount, history.firings);
+  // the table's name, which a screen reader says as the focus comes to it: whose firings, which of them
+  setText($('history-caption'), `Firings of ${webhook.name}: ${$('page-info').textContent}`);
   renderTools(webhook);
   if (where.unreadableLink) flash(`This link names no firing the page can find, so page ${formatCount(where.page)} is shown by its number.`);
   showView('history');
+  if (focusFirings) {
+    focusFirings = false;
+    // (the view is scrolled to its top once drawn, as any new page)
+    $('history-table').focus({ preventScroll: true });
+  }
   showIssuedSecret(webhook.id);
   await renderAudit(webhook.id, mine);
 }
@@ -1711,7 +1728,11 @@ async function render() {
     showNoView('');
     handleError(error, () => void render());
   } finally {
-    if (mine === generation) document.body.removeAttribute('aria-busy');
+    if (mine === generation) {
+      document.body.removeAttribute('aria-busy');
+      // (a history that did not come takes no focus when another view comes later)
+      focusFirings = false;
+    }
   }
 }
 

@@ -58,3 +58,40 @@ browserTest('Backfill and Send test say what they do in words on the page, once,
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
+
+browserTest('Next, Previous and an outcome filter take the keyboard to the firings they bring: the table, named with the page it holds', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const contact = await f.contact(company.id);
+  const webhook = await f.webhook({ companyId: company.id, name: 'Paged', actions: ['contact.created'] });
+  await fireMany(db().pool, webhook, contact, 60);
+  const page = await signedIn(company.id);
+  t.is((await accessibleOf(page, '#webhooks-table')).name, 'Webhooks');
+  await openHistory(page, webhook);
+  t.is((await accessibleOf(page, '#history-table')).name, 'Firings of Paged: 1–50 of 60 · page 1 of 2');
+
+  // (the pager is redrawn with the page: the link that had the focus is gone with it)
+  await page.focus('#pager [rel=next]');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#page-info', '51–60 of 60 · page 2 of 2');
+  await page.waitForSelector('body:not([aria-busy])');
+  t.is(await focused(page), 'history-table');
+  t.is((await accessibleOf(page, '#history-table')).name, 'Firings of Paged: 51–60 of 60 · page 2 of 2');
+  // the next Tab is the page's first firing's first control
+  await page.keyboard.press('Tab');
+  t.regex((await accessibleOf(page, ':focus')).name, /^Show firing #/);
+
+  await page.focus('#pager [rel=prev]');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#page-info', '1–50 of 60 · page 1 of 2');
+  await page.waitForSelector('body:not([aria-busy])');
+  t.is(await focused(page), 'history-table');
+
+  await page.focus('#outcome-filter [data-outcome="failed"]');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#page-info', '1–6 of 6 · page 1 of 1');
+  await page.waitForSelector('body:not([aria-busy])');
+  t.is(await focused(page), 'history-table');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
