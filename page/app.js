@@ -1281,12 +1281,17 @@ function fieldError(name) {
   return h('p', { class: 'field-error', id: `error-${name}`, role: 'alert', hidden: true });
 }
 
+/** A field's first input (a box, a picker, a textarea, a group's first box): what its error concerns, and focuses. */
+function inputOf(form, name) {
+  return form.querySelector(`[data-field="${name}"] :is(input:not([type=hidden]), select, textarea)`);
+}
+
 function setFieldError(form, name, text) {
   const error = form.querySelector(`#error-${name}`);
   if (!error) return false;
   setText(error, text ?? '');
   error.hidden = !text;
-  const input = form.querySelector(`[data-field="${name}"] input:not([type=hidden]), [data-field="${name}"] select, [data-field="${name}"] textarea`);
+  const input = inputOf(form, name);
   if (input && TEXT_FIELDS.includes(name)) {
     input.setAttribute('aria-invalid', String(Boolean(text)));
   }
@@ -1507,22 +1512,25 @@ function setupForm({ webhook, fields, delivery }) {
       url,
       h('p', { class: 'hint', id: 'hint-url' }, 'Where to send: your receiver\'s address. Each request is a signed JSON POST.'),
       fieldError('url')),
-    h('fieldset', { dataset: { field: 'actions' } },
+    h('fieldset', { dataset: { field: 'actions' }, 'aria-describedby': 'error-actions' },
       h('legend', {}, 'Send when'),
       checkboxes('action', CONTACT_ACTIONS, webhook?.actions ?? [], actionWords),
       fieldError('actions')),
     picker('status', webhook?.status ?? null, chooseAgain(webhook, 'status')),
     picker('user', webhook?.user ?? null, chooseAgain(webhook, 'user')),
-    h('fieldset', { dataset: { field: 'fields' } },
+    h('fieldset', { dataset: { field: 'fields' }, 'aria-describedby': 'error-fields' },
       h('legend', {}, 'Contact fields to send'),
       h('p', { class: 'hint' }, 'The contact\'s id is always sent.'),
       checkboxes('field', fields.filter((f) => f !== 'id'), chosenFields, fieldLabel),
       fieldError('fields')),
     h('fieldset', { class: 'filters' },
       h('legend', {}, 'Filters (optional)'),
-      h('div', { class: 'field', dataset: { field: 'watch_fields' } },
-        h('span', { class: 'label' }, 'Only when one of these fields changes'),
-        h('p', { class: 'hint' }, 'For Contact updated and Contact saved in BPD. None ticked: any change.'),
+      h('div', {
+        class: 'field', dataset: { field: 'watch_fields' }, role: 'group', 'aria-labelledby': 'label-watch',
+        'aria-describedby': 'hint-watch error-watch_fields',
+      },
+        h('span', { class: 'label', id: 'label-watch' }, 'Only when one of these fields changes'),
+        h('p', { class: 'hint', id: 'hint-watch' }, 'For Contact updated and Contact saved in BPD. None ticked: any change.'),
         checkboxes('watch', fields.filter((f) => f !== 'id'), webhook?.watchFields ?? [], fieldLabel),
         fieldError('watch_fields')),
       h('div', { class: 'field', dataset: { field: 'ignore_sources' } },
@@ -1597,7 +1605,8 @@ async function submitSetup(form, webhook) {
   const problems = setupProblems(setup);
   for (const name of FORM_FIELDS) setFieldError(form, name, problems[name]);
   if (Object.keys(problems).length) {
-    form.querySelector('[aria-invalid=true], .field-error:not([hidden])')?.closest('[data-field]')?.querySelector('input:not([type=hidden]), select')?.focus();
+    const first = form.querySelector('[aria-invalid=true], .field-error:not([hidden])')?.closest('[data-field]');
+    if (first) inputOf(form, first.dataset.field)?.focus();
     return;
   }
   const submit = form.querySelector('#setup-submit');
@@ -1634,7 +1643,7 @@ async function submitSetup(form, webhook) {
     const field = error instanceof ApiError
       ? error.field ?? (error.code === 'REQUEST_TOO_LARGE' ? largestInput(setup) : null) : null;
     if (field && setFieldError(form, field, error.message)) {
-      form.querySelector(`[data-field="${field}"] input:not([type=hidden]), [data-field="${field}"] select, [data-field="${field}"] textarea`)?.focus();
+      inputOf(form, field)?.focus();
       return;
     }
     // (the form stays as typed: Try again sends it as it is then)

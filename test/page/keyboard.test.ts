@@ -95,3 +95,47 @@ browserTest('Next, Previous and an outcome filter take the keyboard to the firin
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
+
+browserTest('the setup form\'s errors are their inputs\' descriptions, and the first input at fault takes the focus, whichever it is', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const status = await f.status(company.id, 'Thank You Note');
+  const page = await signedIn(company.id);
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+
+  await page.focus('#setup-submit');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#error-actions', 'Choose at least one action.');
+  t.is(await focused(page), 'setup-name');
+  t.is((await accessibleOf(page, '#setup-name')).description, 'Give the webhook a name.');
+  // a group of boxes says its error as the group's description
+  const actions = await accessibleOf(page, '[data-field="actions"]');
+  t.is(actions.role, 'group');
+  t.is(actions.name, 'Send when');
+  t.is(actions.description, 'Choose at least one action.');
+
+  await page.fill('#setup-name', 'Notes');
+  await page.fill('#setup-url', 'https://receiver.example.com/notes');
+  await page.check('input[name=action][value="contact.created"]');
+  await page.check('input[name=action][value="contact.status_added"]');
+  await page.selectOption('#setup-status', status.id);
+  await page.fill('#setup-conditions', '{"field": "state"');
+  await page.focus('#setup-submit');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#error-status_id', /^A status applies to Status added and Status removed only/);
+  t.is(await focused(page), 'setup-status');
+  t.regex((await accessibleOf(page, '#setup-status')).description, /^A status applies to Status added and Status removed only/);
+  t.is(await page.getAttribute('#setup-status', 'aria-invalid'), 'true');
+
+  // the conditions' box, a textarea, is the first at fault once the status is right
+  await page.selectOption('#setup-status', '');
+  await page.focus('#setup-submit');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#error-conditions', /^This is not JSON/);
+  t.is(await focused(page), 'setup-conditions');
+  t.regex((await accessibleOf(page, '#setup-conditions')).description, /This is not JSON/);
+  t.is((await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id])).rows[0].n, 0);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
