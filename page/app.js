@@ -179,18 +179,18 @@ function historyHash(webhookId, { page = 1, outcome = 'all', after = null, befor
 
 // ---- messages ----------------------------------------------------------------
 
+// The message of what an action did, in a live region that is never hidden, only
+// emptied (and then not drawn: style.css): a screen reader announces a change of a
+// region it already follows; one shown with its words is new to it, and most said
+// nothing of it.
 function flash(text) {
-  const element = $('flash');
-  setText(element, text);
-  element.hidden = false;
+  setText($('flash'), text);
 }
 
-// (its text goes with it: a message hidden but still in the page could be read, by a
-// screen reader or a test, as if it had just been said)
+// (its text goes: a message still in the page could be read, by a screen reader or a
+// test, as if it had just been said)
 function hideFlash() {
-  const element = $('flash');
-  element.hidden = true;
-  element.textContent = '';
+  $('flash').textContent = '';
 }
 
 /** Shows an error (none: hides it); with retry, a Try again button beside it that runs retry. */

@@ -95,7 +95,7 @@ export async function untilText(page: Page, selector: string, expected: string |
   } catch {
     const actual = await page.locator(selector).first().textContent().catch(() => null);
     // and what the page said instead, if anything: an answer it could not show
-    const said = await page.locator('#error:not([hidden]), #flash:not([hidden])').allTextContents().catch(() => []);
+    const said = await page.locator('#error:not([hidden]), #flash:not(:empty)').allTextContents().catch(() => []);
     throw new Error(`${selector}: expected ${typeof expected === 'string' ? JSON.stringify(expected) : String(expected)}, found ${JSON.stringify(actual?.trim())}` +
       (said.length ? `; the page said ${said.map((text) => JSON.stringify(text.trim())).join(', ')}` : ''));
   }

@@ -139,3 +139,29 @@ browserTest('the setup form\'s errors are their inputs\' descriptions, and the f
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
+
+browserTest('what an action did is said in a live region that is there before its words: a screen reader hears the change of a region it already follows', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, name: 'Announced', actions: ['contact.created'] });
+  const page = await signedIn(company.id);
+  // (a region hidden until its words arrive is new to the screen reader with them:
+  // most say nothing of a status region that appears)
+  const region = await accessibleOf(page, '#flash');
+  t.false(region.ignored, 'in the accessibility tree while it says nothing');
+  t.is(region.role, 'status');
+  t.is(await page.textContent('#flash'), '');
+  t.true(await page.isHidden('#flash'), 'and nothing to see');
+
+  await page.focus(`tr[data-webhook-id="${webhook.id}"] [data-action=disable]`);
+  await page.keyboard.press('Enter');
+  await untilText(page, '#flash', 'Webhook Status: Disable · Announced');
+  t.true(await page.isVisible('#flash'));
+  // a new view says nothing of the last one's action, and the region stays
+  await page.click(`tr[data-webhook-id="${webhook.id}"] .webhook-link`);
+  await untilText(page, '#page-title', 'Announced');
+  t.is(await page.textContent('#flash'), '');
+  t.false((await accessibleOf(page, '#flash')).ignored);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});

@@ -205,7 +205,7 @@ browserTest('Times Fired opens the history with successes and failures; Replay q
   t.is(await page.locator('#history-body tr[data-delivery-id]').count(), 1);
 
   await page.click(`${firing(failedId)} button:has-text("Replay")`);
-  await page.waitForSelector('#flash:not([hidden])');
+  await page.waitForSelector('#flash:not(:empty)');
   t.is(await page.textContent('#flash'), `Replay: firing #${failedId} is queued to be sent again.`);
   const { rows } = await db().pool.query('select state, attempts, completed_at from webhooks.deliveries where id = $1', [failedId]);
   t.deepEqual(rows, [{ state: 'pending', attempts: 5, completed_at: null }]);

@@ -194,7 +194,7 @@ browserTest('an admin creates a webhook through the form, sees its secret once, 
   // the next view hides the message, and its text goes with it (a hidden message's
   // text, still in the page, once passed for a new one)
   await page.evaluate(() => { location.hash = '#/?next'; });
-  await page.waitForSelector('#flash[hidden]', { state: 'attached' });
+  await page.waitForSelector('#flash:empty', { state: 'attached' });
   t.is(await page.textContent('#flash'), '');
   t.deepEqual(problemsOf(page), []);
   await page.close();
