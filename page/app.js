@@ -854,16 +854,20 @@ function renderPager(where, total, firings) {
   const pages = Math.max(1, Math.ceil(total / historyPageSize));
   const first = total === 0 ? 0 : (where.page - 1) * historyPageSize + 1;
   const last = Math.min(total, where.page * historyPageSize);
+  // (a link's name is its word: a screen reader read its arrow too, "left-pointing
+  // double angle quotation mark First"; one that goes nowhere is a link unavailable,
+  // not a word among the links)
+  const arrow = (symbol) => h('span', { 'aria-hidden': 'true' }, symbol);
   const link = (label, page, enabled, rel, next = {}) => enabled
     ? h('a', { href: historyHash(where.webhookId, { page, outcome: where.outcome, ...next }), rel, class: 'page-link', onclick: toFirings }, label)
-    : h('span', { class: 'page-link', 'aria-disabled': 'true' }, label);
+    : h('span', { class: 'page-link', role: 'link', 'aria-disabled': 'true' }, label);
   replace($('pager'),
-    link('« First', 1, where.page > 1, 'first'),
-    link('‹ Previous', where.page - 1, where.page > 1, 'prev', { before: firings[0] }),
+    link([arrow('«'), ' First'], 1, where.page > 1, 'first'),
+    link([arrow('‹'), ' Previous'], where.page - 1, where.page > 1, 'prev', { before: firings[0] }),
     h('span', { class: 'page-info', id: 'page-info' }, total === 0 ? 'No firings' :
       `${formatCount(first)}–${formatCount(last)} of ${formatCount(total)} · page ${formatCount(where.page)} of ${formatCount(pages)}`),
-    link('Next ›', where.page + 1, where.page < pages, 'next', { after: firings.at(-1) }),
-    link('Last »', pages, where.page < pages, 'last'),
+    link(['Next ', arrow('›')], where.page + 1, where.page < pages, 'next', { after: firings.at(-1) }),
+    link(['Last ', arrow('»')], pages, where.page < pages, 'last'),
   );
 }
 
@@ -1568,14 +1572,17 @@ function setupForm({ webhook, fields, delivery }) {
   form.addEventListener('change', (event) => {
     if (event.target.name === 'action') syncPickers(form);
   });
-  // the URL is checked as the database checks it once the admin leaves the field, then as they type
+  // the URL is checked as the database checks it once the admin leaves the field, then
+  // as they type; so is one found wrong by Create: its error goes as it is put right,
+  // not when the field is left (the line went from under a pointer pressed on the
+  // boxes below, which then missed the box)
   let urlTouched = false;
   url.addEventListener('blur', () => {
     urlTouched = true;
     setFieldError(form, 'url', urlProblem(url.value));
   });
   url.addEventListener('input', () => {
-    if (urlTouched) setFieldError(form, 'url', urlProblem(url.value));
+    if (urlTouched || url.getAttribute('aria-invalid') === 'true') setFieldError(form, 'url', urlProblem(url.value));
   });
   form.addEventListener('submit', (event) => {
     event.preventDefault();

@@ -117,6 +117,10 @@ browserTest('the setup form\'s errors are their inputs\' descriptions, and the f
 
   await page.fill('#setup-name', 'Notes');
   await page.fill('#setup-url', 'https://receiver.example.com/notes');
+  // the URL's error goes as the URL is put right, not as the field is left: the line
+  // it took went from under the pointer between its press and its release, and the
+  // box pressed was not ticked
+  t.true(await page.isHidden('#error-url'));
   await page.check('input[name=action][value="contact.created"]');
   await page.check('input[name=action][value="contact.status_added"]');
   await page.selectOption('#setup-status', status.id);
@@ -162,6 +166,55 @@ browserTest('what an action did is said in a live region that is there before it
   await untilText(page, '#page-title', 'Announced');
   t.is(await page.textContent('#flash'), '');
   t.false((await accessibleOf(page, '#flash')).ignored);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+/**
+ * The controls on view smaller than 24 × 24 CSS pixels (WCAG 2.5.8), with their size:
+ * too small for a finger to hit surely. A box in a label is hit by its label too.
+ */
+const smallTargets = (page: Page) => page.evaluate(() => [...document.querySelectorAll('a, button, input, select, textarea, summary')]
+  .map((control) => control.closest('label') ?? control)
+  .map((element) => ({ element, box: element.getBoundingClientRect() }))
+  .filter(({ box }) => box.width > 0 && box.height > 0 && (box.width < 24 || box.height < 24))
+  .map(({ element, box }) => `${element.getAttribute('aria-label') ?? element.textContent?.trim()}: ${Math.round(box.width)}×${Math.round(box.height)}`));
+
+browserTest('every control is a target of at least 24 by 24 pixels for a finger: the report, a history\'s rows, its pager and its tools', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const contact = await f.contact(company.id);
+  const webhook = await f.webhook({ companyId: company.id, name: 'Touched', actions: ['contact.created'] });
+  await fireMany(db().pool, webhook, contact, 60);
+  const failed = await fire(db().pool, { webhook, contact, action: 'contact.created', daysAgo: 0, outcome: 'failed', attempts: 2, statusCode: 500 });
+  const page = await signedIn(company.id);
+  t.deepEqual(await smallTargets(page), []);
+  await openHistory(page, webhook);
+  // a firing opened, with its attempts
+  await page.click(`#history-body tr[data-delivery-id="${failed}"] button[aria-expanded]`);
+  await page.waitForSelector('#history-body .details-row:not([hidden]) table.attempts');
+  t.deepEqual(await smallTargets(page), []);
+  await page.goto(`${api().api.url}/reports/webhooks#/new`);
+  await page.waitForSelector('#setup-form');
+  t.deepEqual(await smallTargets(page), []);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('the pager\'s and the back link\'s names are their words, without their arrows; a page link that goes nowhere says it is unavailable', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const contact = await f.contact(company.id);
+  const webhook = await f.webhook({ companyId: company.id, name: 'Arrows', actions: ['contact.created'] });
+  await fireMany(db().pool, webhook, contact, 60);
+  const page = await signedIn(company.id);
+  await openHistory(page, webhook);
+  t.is((await accessibleOf(page, '#pager [rel=next]')).name, 'Next');
+  t.is((await accessibleOf(page, '#pager [rel=last]')).name, 'Last');
+  t.is((await accessibleOf(page, '#history .back')).name, 'All webhooks');
+  // on page 1, First and Previous go nowhere: said so, not plain text among links
+  const first = await accessibleOf(page, '#pager [aria-disabled]');
+  t.deepEqual([first.role, first.name], ['link', 'First']);
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
