@@ -578,6 +578,23 @@ function backfillCell(webhook, backfill) {
   return parts;
 }
 
+/**
+ * The keyboard's focus, after a button's action drew its view again: on the first
+ * control found of `selectors` (the same button drawn anew, or what took its place),
+ * when it went with the button it was on. Left on the page's body, the next Tab
+ * started at the page's top. A focus moved elsewhere meanwhile stays where it is.
+ */
+function focusAgain(...selectors) {
+  if (document.activeElement && document.activeElement !== document.body) return;
+  for (const selector of selectors) {
+    const control = document.querySelector(selector);
+    if (control) {
+      control.focus();
+      return;
+    }
+  }
+}
+
 async function startWebhookBackfill(webhook, button) {
   clearMessages();
   if (!window.confirm(`Send every contact of your company to "${webhook.name}", once each?`)) return;
@@ -586,6 +603,8 @@ async function startWebhookBackfill(webhook, button) {
     await startBackfill(webhook.id);
     flash(`Backfill started · ${webhook.name}`);
     await render();
+    const row = `tr[data-webhook-id="${webhook.id}"]`;
+    focusAgain(`${row} [data-action=cancel-backfill]`, `${row} [data-action=backfill]`);
   } catch (error) {
     button.disabled = false;
     handleError(error);
@@ -599,6 +618,7 @@ async function cancelWebhookBackfill(webhook, backfill, button) {
     await cancelBackfill(backfill.id);
     flash(`Backfill cancelled · ${webhook.name}`);
     await render();
+    focusAgain(`tr[data-webhook-id="${webhook.id}"] [data-action=backfill]`);
   } catch (error) {
     button.disabled = false;
     handleError(error);
@@ -817,6 +837,8 @@ async function replayFiring(firing, button) {
     await replayDelivery(firing.id);
     flash(`Replay: firing #${firing.id} is queued to be sent again.`);
     await render();
+    // (no longer failed, it has no Replay: its Show; under Failure, it is gone from the table)
+    focusAgain(`#history-body tr[data-delivery-id="${firing.id}"] [aria-expanded]`, '#history-table');
   } catch (error) {
     button.disabled = false;
     handleError(error);
@@ -1223,6 +1245,7 @@ async function sendTestFor(webhook, button) {
     testFailures.delete(webhook.id);
     flash(`Test sent to ${webhook.url}: waiting for the answer…`);
     await render();
+    focusAgain('#send-test');
     const deadline = Date.now() + TEST_WAIT_MS;
     let now = firing;
     while (now && (now.state === 'pending' || now.state === 'in_flight') && Date.now() < deadline) {
@@ -1236,6 +1259,7 @@ async function sendTestFor(webhook, button) {
     else if (now.state === 'failed') flash(`Test failed: ${failure}.`);
     else flash('The test is still waiting to be sent (is the relay running?). It shows in the history once sent.');
     await render();
+    focusAgain('#send-test');
   } catch (error) {
     handleError(error);
   } finally {

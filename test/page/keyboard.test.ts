@@ -218,3 +218,35 @@ browserTest('the pager\'s and the back link\'s names are their words, without th
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
+
+browserTest('Replay, Backfill and Cancel backfill pressed with the keyboard leave its focus in their row, drawn again, not at the page\'s top', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const contact = await f.contact(company.id);
+  const webhook = await f.webhook({ companyId: company.id, name: 'Replayed', actions: ['contact.created'] });
+  const failed = await fire(db().pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 1, statusCode: 500 });
+  const page = await signedIn(company.id);
+  const row = `tr[data-webhook-id="${webhook.id}"]`;
+
+  page.once('dialog', (dialog) => void dialog.accept());
+  await page.focus(`${row} [data-action=backfill]`);
+  await page.keyboard.press('Enter');
+  await untilText(page, '#flash', 'Backfill started · Replayed');
+  await page.waitForSelector('body:not([aria-busy])');
+  t.is((await accessibleOf(page, ':focus')).name, 'Cancel backfill of Replayed');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#flash', 'Backfill cancelled · Replayed');
+  await page.waitForSelector('body:not([aria-busy])');
+  t.is((await accessibleOf(page, ':focus')).name, 'Backfill Replayed');
+
+  await openHistory(page, webhook);
+  const firing = `#history-body tr[data-delivery-id="${failed}"]`;
+  await page.focus(`${firing} button:has-text("Replay")`);
+  await page.keyboard.press('Enter');
+  await untilText(page, '#flash', `Replay: firing #${failed} is queued to be sent again.`);
+  await page.waitForSelector(`body:not([aria-busy]) ${firing}[data-state="pending"]`);
+  // (its Replay is gone with its failure: the focus is on its Show)
+  t.regex((await accessibleOf(page, ':focus')).name, new RegExp(`^Show firing #${failed},`));
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});

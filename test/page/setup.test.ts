@@ -424,8 +424,12 @@ browserTest('Send test says in words on the page, which it names as its descript
   // before a test, what it does
   t.is(await page.textContent(`#${await page.getAttribute('#send-test', 'aria-describedby')}`),
     'Sends one signed test delivery (webhook.test) with a sample contact.');
-  await page.click('#send-test');
+  await page.focus('#send-test');
+  await page.keyboard.press('Enter');
   await untilText(page, '#flash', /^Test failed: /);
+  // the keyboard's focus is on Send test, drawn again, not at the page's top
+  await page.waitForSelector('body:not([aria-busy])');
+  t.is(await page.evaluate(() => document.activeElement?.id), 'send-test');
   // (the tools are drawn again once the history has the failed test)
   const failedWhy = await page.getAttribute('#send-test', 'aria-describedby');
   t.truthy(failedWhy);
