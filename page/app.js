@@ -262,6 +262,8 @@ function showSignIn(message = '') {
   const error = $('sign-in-error');
   error.textContent = message;
   error.hidden = !message;
+  // (the message is the box's description; the box is at fault only for what was pasted in it: signIn)
+  $('token').removeAttribute('aria-invalid');
   $('token').focus();
 }
 
@@ -270,6 +272,7 @@ async function signIn(event) {
   const seen = inspectToken($('token').value);
   if (seen.problem === 'missing' || seen.problem === 'malformed') {
     showSignIn(TOKEN_PROBLEMS[seen.problem]);
+    $('token').setAttribute('aria-invalid', 'true');
     return;
   }
   session.save(seen.token);
@@ -305,6 +308,20 @@ function renderRangeControl() {
   const { fromDay, toDay } = rangeDays();
   $('range-from').value = fromDay;
   $('range-to').value = toDay;
+  markRangeRefused(false);
+}
+
+/** The custom days marked at fault, the page's error (why) their description; or neither. */
+function markRangeRefused(refused) {
+  for (const input of [$('range-from'), $('range-to')]) {
+    if (refused) {
+      input.setAttribute('aria-invalid', 'true');
+      input.setAttribute('aria-describedby', 'error');
+    } else {
+      input.removeAttribute('aria-invalid');
+      input.removeAttribute('aria-describedby');
+    }
+  }
 }
 
 function choosePreset(id) {
@@ -327,6 +344,8 @@ function applyCustomRange(event) {
   const checked = rangeInstants(fromDay, toDay);
   if (checked.error) {
     showError(checked.error);
+    markRangeRefused(true);
+    $('range-from').focus();
     return;
   }
   range = { preset: 'custom', fromDay, toDay };

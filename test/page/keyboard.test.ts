@@ -250,3 +250,38 @@ browserTest('Replay, Backfill and Cancel backfill pressed with the keyboard leav
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
+
+browserTest('a token or a Date Range refused says why as the description of the input at fault, which is marked invalid and has the focus', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const page = await openTab(`${api().api.url}/reports/webhooks`);
+  await page.fill('#token', 'not a token');
+  await page.focus('#sign-in-form button[type=submit]');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#sign-in-error', /^That is not a token/);
+  t.is(await focused(page), 'token');
+  t.regex((await accessibleOf(page, '#token')).description, /^That is not a token/);
+  t.is(await page.getAttribute('#token', 'aria-invalid'), 'true');
+  await signIn(page, await api().token(company.id));
+  await untilReport(page);
+
+  await page.click('#range-presets [data-preset="custom"]');
+  await page.fill('#range-from', '2026-11-20');
+  await page.fill('#range-to', '2026-11-10');
+  await page.focus('#range button[type=submit]');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#error', 'The end date is before the start date.');
+  t.is(await focused(page), 'range-from');
+  for (const input of ['#range-from', '#range-to']) {
+    t.is((await accessibleOf(page, input)).description, 'The end date is before the start date.', input);
+    t.is(await page.getAttribute(input, 'aria-invalid'), 'true', input);
+  }
+  // put right, neither is at fault any longer
+  await page.fill('#range-to', '2026-11-30');
+  await page.click('#range button[type=submit]');
+  await page.waitForSelector('#range-from:not([aria-invalid="true"])');
+  t.is(await page.getAttribute('#range-to', 'aria-invalid'), null);
+  t.is((await accessibleOf(page, '#range-to')).description, '');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
