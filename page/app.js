@@ -1190,6 +1190,8 @@ async function rotateFor(webhook) {
     const rotated = await rotateSecret(webhook.id);
     holdSecret(webhook.id, rotated.secret,
       `The new secret of "${webhook.name}". The previous one keeps working until ${formatTime(rotated.previousSecretExpiresAt)}.`);
+    // said, not only shown: the focus goes back to Rotate secret, not to the panel
+    flash(`Rotated the signing secret of ${webhook.name}: copy the new one below, shown only this once.`);
     await render();
   } catch (error) {
     handleError(error);
@@ -1233,10 +1235,13 @@ async function copySecret() {
   try {
     await navigator.clipboard.writeText(text);
     $('copy-secret').textContent = 'Copied';
+    // (and said: a screen reader does not announce a button's new label)
+    flash('The secret is copied.');
   } catch {
     // no clipboard (a page not served over https or localhost): select it for Ctrl+C
     getSelection().selectAllChildren($('secret-value'));
     $('copy-secret').textContent = 'Selected: press Ctrl+C';
+    flash('The secret is selected: press Ctrl+C to copy it.');
   }
 }
 

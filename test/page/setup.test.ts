@@ -97,6 +97,8 @@ browserTest('an admin creates a webhook through the form, sees its secret once, 
   t.is(await page.textContent('#page-title'), 'Thank-you notes');
   await page.click('#copy-secret');
   await untilText(page, '#copy-secret', /^(Copied|Selected: press Ctrl\+C)$/);
+  // said too: a button's new label is not announced
+  t.regex(await page.textContent('#flash') ?? '', /^(The secret is copied\.|The secret is selected: press Ctrl\+C to copy it\.)$/);
   await page.click('#secret-done');
   t.true(await page.isHidden('#secret-panel'));
   t.is(await page.textContent('#secret-value'), '', 'gone from the page');
@@ -571,6 +573,8 @@ browserTest('the Delete and Rotate secret questions take the keyboard: focus goe
   await page.keyboard.press('Shift+Tab');
   await page.keyboard.press('Enter');
   await page.waitForSelector('#secret-panel:not([hidden])');
+  // said, not only shown: the focus stays on Rotate secret, away from the panel
+  await untilText(page, '#flash', 'Rotated the signing secret of Keyboard notes: copy the new one below, shown only this once.');
   t.not(await storedSecret(webhook.id), secret);
   // (once the tools are drawn again, a moment after the panel)
   await page.waitForFunction(() => document.activeElement?.id === 'rotate-secret');
