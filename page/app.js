@@ -391,7 +391,9 @@ function webhookRow(webhook, backfill) {
     onclick: () => toggleWebhook(webhook, toggle),
   }, word);
   return h('tr', { dataset: { webhookId: webhook.id }, class: webhook.enabled ? '' : 'is-disabled' },
-    h('td', {}, h('div', { class: 'name' }, h('a', { href: historyHash(webhook.id), class: 'webhook-link' }, webhook.name))),
+    // (the row's header, its webhook: a screen reader says it with any cell of the row;
+    // a cell, not a th, so that the row's cells stay one kind)
+    h('td', { role: 'rowheader' }, h('div', { class: 'name' }, h('a', { href: historyHash(webhook.id), class: 'webhook-link' }, webhook.name))),
     h('td', {}, h('ul', { class: 'triggers' }, triggerLines(webhook).map((line) => h('li', { title: line }, line)))),
     h('td', { class: 'nowrap' }, formatDate(webhook.createdAt)),
     h('td', { class: 'url' }, h('code', {}, breakableUrl(webhook.url))),
@@ -834,7 +836,8 @@ function firingRows(firing) {
     }, 'Replay')
     : null;
   const row = h('tr', { dataset: { deliveryId: firing.id, state: firing.state } },
-    h('td', { class: 'nowrap' }, formatTime(firing.createdAt)),
+    // (the row's header, its time, as the webhook's name heads a row of the report)
+    h('td', { class: 'nowrap', role: 'rowheader' }, formatTime(firing.createdAt)),
     h('td', { class: 'nowrap' }, isTest(firing.action)
       ? h('span', { class: 'badge test', 'aria-describedby': HISTORY_NOTES.testSend.id }, actionWords(firing.action))
       : actionWords(firing.action)),

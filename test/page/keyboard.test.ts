@@ -285,3 +285,21 @@ browserTest('a token or a Date Range refused says why as the description of the 
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
+
+browserTest('a row of the report is headed by its webhook, a row of a history by its firing\'s time: a screen reader says which row a cell is of', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const contact = await f.contact(company.id);
+  const webhook = await f.webhook({ companyId: company.id, name: 'Headed', actions: ['contact.created'] });
+  const failed = await fire(db().pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 1, statusCode: 500 });
+  const page = await signedIn(company.id);
+  const heading = await accessibleOf(page, `tr[data-webhook-id="${webhook.id}"] > :first-child`);
+  t.deepEqual([heading.role, heading.name], ['rowheader', 'Headed']);
+  t.is(await page.locator('#webhooks-body [role=rowheader], #webhooks-body th').count(), 1, 'one a row');
+  await openHistory(page, webhook);
+  const time = await accessibleOf(page, `#history-body tr[data-delivery-id="${failed}"] > :first-child`);
+  t.is(time.role, 'rowheader');
+  t.is(time.name, (await page.textContent(`#history-body tr[data-delivery-id="${failed}"] > :first-child`)) ?? '');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
