@@ -602,11 +602,13 @@ function backfillCell(webhook, backfill) {
 /**
  * The keyboard's focus, after a button's action drew its view again: on the first
  * control found of `selectors` (the same button drawn anew, or what took its place),
- * when it went with the button it was on. Left on the page's body, the next Tab
- * started at the page's top. A focus moved elsewhere meanwhile stays where it is.
+ * when it went with the button it was on (drawn anew, or hidden with its view). Left
+ * on the page's body, the next Tab started at the page's top. A focus moved elsewhere
+ * meanwhile stays where it is.
  */
 function focusAgain(...selectors) {
-  if (document.activeElement && document.activeElement !== document.body) return;
+  const at = document.activeElement;
+  if (at && at !== document.body && at.isConnected && at.checkVisibility()) return;
   for (const selector of selectors) {
     const control = document.querySelector(selector);
     if (control) {
@@ -1814,8 +1816,13 @@ window.addEventListener('hashchange', () => {
   keepFlash = false;
   closeConfirm();
   if (!issuedSecret) forgetSecret();
-  // a new view or page starts at its top, also when its link was at the bottom
-  void render().then(() => window.scrollTo({ top: 0 }));
+  // a new view or page starts at its top, also when its link was at the bottom; the
+  // keyboard's focus, gone with the link followed, on its heading, which a screen
+  // reader reads (unless the view put it where it is typed in, or on its firings)
+  void render().then(() => {
+    window.scrollTo({ top: 0 });
+    focusAgain('#page-title');
+  });
 });
 // Enter signs in (a pasted token is one line); Shift+Enter still makes a new line
 $('token').addEventListener('keydown', (event) => {

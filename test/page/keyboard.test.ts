@@ -303,3 +303,30 @@ browserTest('a row of the report is headed by its webhook, a row of a history by
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
+
+browserTest('a link to another view, followed with the keyboard, leaves the focus on the new view\'s heading, which a screen reader reads, not on the page\'s body', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, name: '<b>Headed</b> notes', actions: ['contact.created'] });
+  const page = await signedIn(company.id);
+  const onHeading = () => page.waitForFunction(() => document.activeElement?.id === 'page-title');
+
+  await page.focus(`tr[data-webhook-id="${webhook.id}"] .webhook-link`);
+  await page.keyboard.press('Enter');
+  await untilText(page, '#page-title', '<b>Headed</b> notes');
+  await onHeading();
+  const heading = await accessibleOf(page, ':focus');
+  t.deepEqual([heading.role, heading.name], ['heading', '<b>Headed</b> notes']);
+
+  await page.focus('#history .back');
+  await page.keyboard.press('Enter');
+  await untilReport(page);
+  await onHeading();
+  t.is((await accessibleOf(page, ':focus')).name, 'Webhooks');
+  // (a view that puts the focus where it is typed in keeps it there: the form's first box)
+  await page.focus('#new-webhook');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.activeElement?.id === 'setup-name');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
