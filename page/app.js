@@ -694,6 +694,7 @@ function attemptsTable(attempts, total, pageSize, showEarlier, which, totalIsAtL
       }, `Show ${earlier}${outOf}`)
       : null,
     h('table', { class: 'attempts' },
+      h('caption', { class: 'visually-hidden' }, `Attempts of ${which}`),
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col' }, '#'), h('th', { scope: 'col' }, 'Time'), h('th', { scope: 'col', class: 'num' }, 'Took'),
         h('th', { scope: 'col', class: 'num' }, 'Status'), h('th', { scope: 'col' }, 'Error / response'))),

@@ -194,6 +194,8 @@ browserTest('every control is a target of at least 24 by 24 pixels for a finger:
   await page.click(`#history-body tr[data-delivery-id="${failed}"] button[aria-expanded]`);
   await page.waitForSelector('#history-body .details-row:not([hidden]) table.attempts');
   t.deepEqual(await smallTargets(page), []);
+  // (and the attempts' table is named with its firing, as its buttons are)
+  t.regex((await accessibleOf(page, '#history-body table.attempts')).name, new RegExp(`^Attempts of firing #${failed}, `));
   await page.goto(`${api().api.url}/reports/webhooks#/new`);
   await page.waitForSelector('#setup-form');
   t.deepEqual(await smallTargets(page), []);
