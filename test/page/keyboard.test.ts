@@ -4,7 +4,7 @@
 // announced, and how large a finger's target is.
 import test from 'ava';
 import type { Page } from 'playwright-core';
-import { accessibleOf, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { accessibleOf, choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { fire, fireMany } from '../helpers/report-data.ts';
@@ -99,7 +99,7 @@ browserTest('Next, Previous and an outcome filter take the keyboard to the firin
 browserTest('the setup form\'s errors are their inputs\' descriptions, and the first input at fault takes the focus, whichever it is', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
-  const status = await f.status(company.id, 'Thank You Note');
+  await f.status(company.id, 'Thank You Note');
   const page = await signedIn(company.id);
   await page.click('#new-webhook');
   await page.waitForSelector('#setup-form');
@@ -123,17 +123,17 @@ browserTest('the setup form\'s errors are their inputs\' descriptions, and the f
   t.true(await page.isHidden('#error-url'));
   await page.check('input[name=action][value="contact.created"]');
   await page.check('input[name=action][value="contact.status_added"]');
-  await page.selectOption('#setup-status', status.id);
+  await choose(page, '#setup-status', 'thank', 'Thank You Note');
   await page.fill('#setup-conditions', '{"field": "state"');
   await page.focus('#setup-submit');
   await page.keyboard.press('Enter');
   await untilText(page, '#error-status_id', /^A status applies to Status added and Status removed only/);
-  t.is(await focused(page), 'setup-status');
-  t.regex((await accessibleOf(page, '#setup-status')).description, /^A status applies to Status added and Status removed only/);
-  t.is(await page.getAttribute('#setup-status', 'aria-invalid'), 'true');
+  t.is(await focused(page), 'setup-status-search');
+  t.regex((await accessibleOf(page, '#setup-status-search')).description, /A status applies to Status added and Status removed only/);
+  t.is(await page.getAttribute('#setup-status-search', 'aria-invalid'), 'true');
 
   // the conditions' box, a textarea, is the first at fault once the status is right
-  await page.selectOption('#setup-status', '');
+  await choose(page, '#setup-status', '', 'Any status');
   await page.focus('#setup-submit');
   await page.keyboard.press('Enter');
   await untilText(page, '#error-conditions', /^This is not JSON/);
