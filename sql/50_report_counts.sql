@@ -52,9 +52,10 @@
 -- uncommitted one), not on a lock held for the roll-up's whole run: a relay settling
 -- a delivery that failed for good after an hour of retries never waits for a roll-up.
 -- The hour's margin is an hour (the day's is a day): a transaction open for more
--- than an hour when it changes a delivery of a counted hour goes unseen by that
--- hour's row (may_be_counted reads its now(), its start), until the day is counted
--- from the rows.
+-- than an hour when it changes a delivery of a counted hour would go unseen by that
+-- hour's row (may_be_counted reads its now(), its start), as would a capture's
+-- delivery (its time is its transaction's start): no period such a transaction may
+-- write into is counted while it is open (roll_up_bounds).
 
 -- Rolling up: CALL webhooks.roll_up_report_counts(), which the API server runs every
 -- few minutes (as webhook_authenticator, the one role allowed to: 60_access.sql), or a
@@ -363,16 +364,17 @@ $$;
 
 -- private: count the finished hours of one webhook's days not counted yet, from the
 -- first hour without a true row (and not before its first delivery of those days) to
--- the last that ended two hours ago. No lock: a row is replaced only if its version is still the
--- one read before counting (a writer that changed a delivery of the hour meanwhile
--- moved it on, and the hour stays stale until the next roll-up). Returns whether a
+-- the last before p_until (the run's first hour not countable: roll_up_bounds). No
+-- lock: a row is replaced only if its version is still the one read before counting
+-- (a writer that changed a delivery of the hour meanwhile moved it on, and the hour
+-- stays stale until the next roll-up). Returns whether a
 -- finished hour is left for a delivery on its way (the next roll-up visits the
 -- webhook again: webhooks_to_roll_up).
--- (returned nothing until 2026-12-06)
-select webhooks_private.drop_function_unless(
-  'webhooks_private.roll_up_webhook_hours(bigint, bigint, date)',
-  'p_webhook_id bigint, p_company_id bigint, p_first_day date', 'boolean');
-create or replace function webhooks_private.roll_up_webhook_hours(p_webhook_id bigint, p_company_id bigint, p_first_day date)
+-- (returned nothing until 2026-12-06; counted up to the hours of now() - 2 hours,
+-- not p_until, until 2026-12-06)
+drop function if exists webhooks_private.roll_up_webhook_hours(bigint, bigint, date);
+create or replace function webhooks_private.roll_up_webhook_hours(p_webhook_id bigint, p_company_id bigint, p_first_day date,
+                                                                  p_until timestamptz)
 returns boolean
 language plpgsql
 -- each statement reads one webhook's rows, by the key of its table. Planned while the
@@ -385,7 +387,7 @@ set enable_seqscan = off
 set jit = off
 as $$
 declare
-  v_until constant timestamptz := webhooks_private.utc_hour(now() - interval '2 hours');
+  v_until constant timestamptz := p_until;
   v_from timestamptz;
   v_first timestamptz;
   v_hours timestamptz[];
@@ -455,14 +457,68 @@ begin
 end;
 $$;
 
--- private: the first day not countable yet: days are counted once they ended more than
--- two days ago (a writer's WHEN allows a day's margin)
-create or replace function webhooks_private.countable_before()
+-- private: the first day not countable yet at p_now: days are counted once they ended
+-- more than two days ago (a writer's WHEN allows a day's margin)
+drop function if exists webhooks_private.countable_before();
+create or replace function webhooks_private.countable_before(p_now timestamptz default now())
 returns date
 language sql
 stable
 as $$
-  select webhooks_private.utc_day(now() - interval '2 days');
+  select webhooks_private.utc_day(p_now - interval '2 days');
+$$;
+
+-- private: the start of the oldest transaction of this database's other sessions that
+-- is open now (the activity's snapshot taken anew), '-infinity' while one of its
+-- transactions is prepared (Postgres keeps no start for those), null when none. As the
+-- owner: another role's transaction start is shown only to superusers, members of
+-- pg_read_all_stats and that role (docs/operations.md). Autovacuum's workers write no
+-- deliveries.
+create or replace function webhooks_private.open_since()
+returns timestamptz
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pg_catalog.pg_stat_clear_snapshot();
+  if exists (select 1 from pg_catalog.pg_prepared_xacts p where p.database = pg_catalog.current_database()) then
+    return '-infinity';
+  end if;
+  return (select min(s.xact_start) from pg_catalog.pg_stat_activity s
+          where s.datname = pg_catalog.current_database() and s.pid <> pg_catalog.pg_backend_pid()
+            and s.backend_type <> 'autovacuum worker');
+end;
+$$;
+
+-- private: the first hour and the first day a roll-up at p_now does not count. Hours
+-- are counted two hours after they end, days two days; and none a transaction still
+-- open may write unseen: its captures take their time from its start (now()), and its
+-- writes to older deliveries mark their hours stale only when they are an hour older
+-- than that start, their days a day (may_be_counted, recount_day, above). So while a
+-- transaction that began at s is open, no hour from the one of s - 1 hour on is counted,
+-- no day from the one of s - 1 day on: counted sooner, the hour of a CRM transaction
+-- open for more than two hours was counted without the deliveries it wrote, and kept
+-- so (test/sql/roll-up-open-transaction.test.ts). (A transaction that changed nothing
+-- holds the hours back all the same: the roll-up cannot tell.) The bounds are read before
+-- any counting, so a transaction that ends meanwhile has committed what the counts read.
+create or replace function webhooks_private.roll_up_bounds(p_now timestamptz, out hours_before timestamptz,
+                                                           out days_before date)
+language plpgsql
+volatile
+as $$
+declare
+  v_open_since constant timestamptz := webhooks_private.open_since();
+begin
+  if v_open_since = '-infinity' then
+    hours_before := '-infinity';
+    days_before := '-infinity';
+    return;
+  end if;
+  hours_before := webhooks_private.utc_hour(least(p_now - interval '2 hours', v_open_since - interval '1 hour'));
+  days_before := least(webhooks_private.countable_before(p_now), webhooks_private.utc_day(v_open_since - interval '1 day'));
+end;
 $$;
 
 -- private: the first day not counted for every webhook: the last roll-up that went
@@ -543,8 +599,12 @@ group by h.webhook_id, h.company_id, h.day;
 -- private: count the days of one webhook that can be counted now: days noted for
 -- counting again, and days after the last one counted; a day not finished yet is
 -- noted for next time. Then the finished hours of the days not counted yet
--- (roll_up_webhook_hours). Returns how many days it counted.
-create or replace function webhooks_private.roll_up_webhook_days(p_webhook_id bigint)
+-- (roll_up_webhook_hours). Days before p_days_before and hours before p_hours_before
+-- may be counted (roll_up_bounds). Returns how many days it counted.
+-- (counted up to countable_before() until 2026-12-06)
+drop function if exists webhooks_private.roll_up_webhook_days(bigint);
+create or replace function webhooks_private.roll_up_webhook_days(p_webhook_id bigint, p_days_before date,
+                                                                 p_hours_before timestamptz)
 returns integer
 language plpgsql
 -- (by the keys of its tables, as roll_up_webhook_hours, whatever the statistics say)
@@ -552,7 +612,7 @@ set enable_seqscan = off
 set jit = off
 as $$
 declare
-  v_before constant date := webhooks_private.countable_before();
+  v_before constant date := p_days_before;
   v_company_id bigint;
   v_from date;
   -- every webhook's days before it are counted, or noted to count again, or had no
@@ -570,7 +630,7 @@ begin
   end if;
   -- noted for the next run while a finished hour waits for a delivery on its way or
   -- an hour's row is stale (a writer's since the count, or of an hour not finished)
-  if webhooks_private.roll_up_webhook_hours(p_webhook_id, v_company_id, v_before) then
+  if webhooks_private.roll_up_webhook_hours(p_webhook_id, v_company_id, v_before, p_hours_before) then
     insert into webhooks_private.webhooks_to_roll_up (webhook_id) values (p_webhook_id) on conflict do nothing;
   else
     delete from webhooks_private.webhooks_to_roll_up n
@@ -780,11 +840,18 @@ $$;
 -- be counted, those with deliveries in it (docs/outbox.md, since 2026-12-06). That day
 -- is counted for the whole batch at once (roll_up_days_from_hours), and a webhook
 -- found only for it is not visited on its own (counted in visited all the same).
+-- p_now: the clock the batch counts by (null: now()), which tests set so that their
+-- counts do not depend on an hour ending while they run. A clock ahead of now() counts
+-- periods not finished yet: a writer's later change to them goes unseen.
+-- Nothing is counted while a transaction of this database is prepared (roll_up_bounds).
 drop function if exists webhooks.roll_up_report_counts_after(bigint, integer);
+-- (without p_now until 2026-12-06)
+drop function if exists webhooks.roll_up_report_counts_after(bigint, integer, date);
 create or replace function webhooks.roll_up_report_counts_after(
   p_after_webhook_id bigint,
   p_max_webhooks integer,
   p_counting_before date default null,
+  p_now timestamptz default null,
   out last_webhook_id bigint,
   out days integer,
   out visited integer,
@@ -795,12 +862,14 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_before constant date := webhooks_private.countable_before();
+  v_now constant timestamptz := coalesce(p_now, now());
+  -- the first day and the first hour this batch does not count (roll_up_bounds, read
+  -- below before anything is counted), and the first hour the last run that ended did
+  -- not
+  v_before date;
+  v_hours_before timestamptz;
   v_after constant bigint := coalesce(p_after_webhook_id, 0);
   v_all_counted_before constant date := webhooks_private.all_counted_before();
-  -- the first hour this run does not count (roll_up_webhook_hours), and the first the
-  -- last run that ended did not
-  v_hours_before constant timestamptz := webhooks_private.utc_hour(now() - interval '2 hours');
   v_hours_counted_before constant timestamptz :=
     (select r.hours_counted_before from webhooks_private.report_counts_rolled_up r);
   v_since timestamptz;
@@ -824,13 +893,20 @@ begin
   end if;
   days := 0;
   visited := 0;
-  counting_before := coalesce(p_counting_before, v_before);
-  if counting_before > v_before then
+  if p_counting_before > webhooks_private.countable_before(v_now) then
     raise exception using
       errcode = 'invalid_parameter_value',
       message = format('p_counting_before must be %s or earlier (the first day not countable yet), not %s',
-                       v_before, counting_before);
+                       webhooks_private.countable_before(v_now), p_counting_before);
   end if;
+  select b.days_before, b.hours_before into v_before, v_hours_before from webhooks_private.roll_up_bounds(v_now) b;
+  if not isfinite(v_hours_before) then
+    -- a prepared transaction: nothing counted until it is decided (the next run)
+    counting_before := p_counting_before;
+    return;
+  end if;
+  -- (the run's first day not countable: the earliest of its batches')
+  counting_before := least(coalesce(p_counting_before, v_before), v_before);
   if p_after_webhook_id is null then
     -- webhooks that are gone but still have days noted
     delete from webhooks_private.delivery_days_to_count n
@@ -926,7 +1002,7 @@ begin
   end if;
   foreach v_webhook_id in array v_webhook_ids loop
     if not (v_webhook_id = any (v_days_counted) and v_webhook_id = any (v_for_days_only)) then
-      days := days + webhooks_private.roll_up_webhook_days(v_webhook_id);
+      days := days + webhooks_private.roll_up_webhook_days(v_webhook_id, v_before, v_hours_before);
     end if;
     visited := visited + 1;
     last_webhook_id := v_webhook_id;
@@ -964,12 +1040,15 @@ begin
   end if;
 end;
 $$;
--- (without visited until 2026-12-03)
+-- (without visited until 2026-12-03, without p_now, roll_up_report_counts_after's,
+-- until 2026-12-06)
 drop procedure if exists webhooks.roll_up_report_counts(integer, integer);
+drop procedure if exists webhooks.roll_up_report_counts(integer, integer, integer);
 create or replace procedure webhooks.roll_up_report_counts(
   inout days integer default null,
   inout visited integer default null,
-  p_webhooks_per_batch integer default 25
+  p_webhooks_per_batch integer default 25,
+  p_now timestamptz default null
 )
 language plpgsql
 as $$
@@ -993,7 +1072,7 @@ begin
   end if;
   loop
     select b.last_webhook_id, b.days, b.visited, b.counting_before into v_batch
-    from webhooks.roll_up_report_counts_after(v_after, p_webhooks_per_batch, v_counting_before) b;
+    from webhooks.roll_up_report_counts_after(v_after, p_webhooks_per_batch, v_counting_before, p_now) b;
     days := days + v_batch.days;
     visited := visited + v_batch.visited;
     exit when v_batch.last_webhook_id is null;

@@ -204,10 +204,10 @@ grant execute on function
 -- (50_report_counts.sql), which the API server does every few minutes. It runs as
 -- its owner.
 grant usage on schema webhooks to webhook_authenticator;
-revoke all on function webhooks.roll_up_report_counts_after(bigint, integer, date) from public;
-revoke all on procedure webhooks.roll_up_report_counts(integer, integer, integer) from public;
-grant execute on function webhooks.roll_up_report_counts_after(bigint, integer, date) to webhook_authenticator;
-grant execute on procedure webhooks.roll_up_report_counts(integer, integer, integer) to webhook_authenticator;
+revoke all on function webhooks.roll_up_report_counts_after(bigint, integer, date, timestamptz) from public;
+revoke all on procedure webhooks.roll_up_report_counts(integer, integer, integer, timestamptz) from public;
+grant execute on function webhooks.roll_up_report_counts_after(bigint, integer, date, timestamptz) to webhook_authenticator;
+grant execute on procedure webhooks.roll_up_report_counts(integer, integer, integer, timestamptz) to webhook_authenticator;
 
 -- The relay: its entry points, and the lock keys its idle announcements take
 -- (20_wakeup.sql; the claim, settle, release and rescue functions run as their owner).

@@ -172,8 +172,8 @@ The report's counts of days long past (50_report_counts.sql): read them through 
 comment on table webhooks.delivery_hour_counts is $$
 @behavior -*
 The report's counts of the finished hours of recent days (50_report_counts.sql): read them through webhooks.webhook_report.$$;
-comment on function webhooks.roll_up_report_counts_after(bigint, integer, date) is '@behavior -*';
-comment on procedure webhooks.roll_up_report_counts(integer, integer, integer) is '@behavior -*';
+comment on function webhooks.roll_up_report_counts_after(bigint, integer, date, timestamptz) is '@behavior -*';
+comment on procedure webhooks.roll_up_report_counts(integer, integer, integer, timestamptz) is '@behavior -*';
 comment on view webhooks.settings is $$
 @behavior -*
 The engine's settings in force, as set, their defaults, and why a value set was refused (02_settings.sql).$$;

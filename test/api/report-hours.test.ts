@@ -267,7 +267,8 @@ test.serial('a webhook whose hours are counted is not counted again: neither the
     await work();
     return (await read()) - before;
   };
-  const rollUpThisWebhook = () => session.query('select webhooks_private.roll_up_webhook_days($1)', [hook.id]);
+  const rollUpThisWebhook = () => session.query(`select webhooks_private.roll_up_webhook_days($1, b.days_before, b.hours_before)
+     from webhooks_private.roll_up_bounds(now()) b`, [hook.id]);
 
   t.is(await countingsOf(rollUpThisWebhook), 0, 'an hour on its way, its hour row stale: nothing to count yet');
   t.is(await countingsOf(rollUpThisWebhook), 0);

@@ -188,9 +188,11 @@ test.serial('a day past the retention whose counts are not all rolled up is kept
   const expired = async () => (await db().pool.query(
     `select to_char(day, 'YYYY-MM-DD') as day from webhooks.expired_days()`)).rows.map((r) => r.day as string);
   // one webhook's day counted, the other's not yet
-  await db().pool.query('select webhooks_private.roll_up_webhook_days($1)', [counted.id]);
+  await db().pool.query(`select webhooks_private.roll_up_webhook_days($1, b.days_before, b.hours_before)
+     from webhooks_private.roll_up_bounds(now()) b`, [counted.id]);
   t.false((await expired()).includes(day));
-  await db().pool.query('select webhooks_private.roll_up_webhook_days($1)', [late.id]);
+  await db().pool.query(`select webhooks_private.roll_up_webhook_days($1, b.days_before, b.hours_before)
+     from webhooks_private.roll_up_bounds(now()) b`, [late.id]);
   t.true((await expired()).includes(day));
   await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
 });

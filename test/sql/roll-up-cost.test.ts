@@ -30,7 +30,8 @@ test("a roll-up of a webhook's hours reads its own queue rows, not every company
   const read = () => tableReads(client, 'webhooks.delivery_queue');
   await client.query('begin');
   const before = await read();
-  await client.query(`select webhooks_private.roll_up_webhook_hours($1, $2, webhooks_private.utc_day(now()) - 3)`,
+  await client.query(`select webhooks_private.roll_up_webhook_hours($1, $2, webhooks_private.utc_day(now()) - 3, b.hours_before)
+                      from webhooks_private.roll_up_bounds(now()) b`,
     [webhook.id, tenant.id]);
   const used = (await read()) - before;
   await client.query('commit');
@@ -324,7 +325,8 @@ test.serial("the day's first roll-up counts the day of the webhooks that fired o
   await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = $1::date', [day]);
   await db().pool.query('delete from webhooks.delivery_day_counts where day >= $1::date', [day]);
   await db().pool.query(
-    `select webhooks_private.roll_up_webhook_hours(w.id, w.company_id, $2::date) from webhooks.webhooks w
+    `select webhooks_private.roll_up_webhook_hours(w.id, w.company_id, $2::date, b.hours_before)
+     from webhooks.webhooks w, webhooks_private.roll_up_bounds(now()) b
      where w.id = any ($1::bigint[])`, [webhookIds, day]);
   await db().pool.query('analyze webhooks.delivery_hour_counts, webhooks.delivery_day_counts, webhooks.delivery_history');
   const client = await db().pool.connect();
@@ -377,7 +379,8 @@ test.serial("the day counted at once for a batch is exact: a stale hour counted 
   await db().pool.query('delete from webhooks.delivery_day_counts where day >= $1::date', [day]);
   await db().pool.query('delete from webhooks_private.delivery_days_to_count where day >= $1::date', [day]);
   await db().pool.query(
-    `select webhooks_private.roll_up_webhook_hours(w.id, w.company_id, $2::date) from webhooks.webhooks w
+    `select webhooks_private.roll_up_webhook_hours(w.id, w.company_id, $2::date, b.hours_before)
+     from webhooks.webhooks w, webhooks_private.roll_up_bounds(now()) b
      where w.id = any ($1::bigint[])`, [[done, onItsWay], day]);
   // one more delivery of hour 2 that its row does not hold (as a writer leaves it: stale)
   await db().pool.query(
