@@ -745,8 +745,8 @@ as $$
 $$;
 
 -- private: count the day before p_before of those of p_webhook_ids for which it is the
--- only day to count (every day before it counted, or without deliveries, and none
--- noted to count again), in one statement: from their hour rows of it, counted by
+-- only day to count (every day before it counted, or without deliveries, and no older
+-- day noted to count again), in one statement: from their hour rows of it, counted by
 -- the runs of the days before (count_deliveries_of, as the report: only the hours
 -- without a true row are counted from the rows). Takes their locks, writes their
 -- day's rows, and drops that day's hours. Returns the webhooks whose day was counted;
@@ -754,7 +754,11 @@ $$;
 -- day for the next run. Each visit counted its day by a statement planned for it
 -- (count_periods, its times constants): at midnight, 5 of a visit's 9.5 ms, and
 -- 2 more for its own statements (200 webhooks with 12 deliveries that day, a loaded
--- machine, 2026-12-06; test/sql/roll-up-cost.test.ts)
+-- machine, 2026-12-06; test/sql/roll-up-cost.test.ts). A note of that day itself (a
+-- retry that failed for good a day after its delivery) is no reason to leave it to
+-- the visit: its writer marked the hour stale, which is counted from the rows here as
+-- there (until 2026-12-06 such a webhook was visited, its day counted from the rows:
+-- 30 history rows and entries read a webhook where 4 do; test/sql/roll-up-cost.test.ts).
 create or replace function webhooks_private.roll_up_days_from_hours(p_webhook_ids bigint[], p_before date)
 returns bigint[]
 language plpgsql
@@ -778,7 +782,7 @@ begin
     and greatest((select max(c.day) + 1 from webhooks.delivery_day_counts c where c.webhook_id = w.id),
                  v_all_counted_before) = v_day
     and not exists (select 1 from webhooks_private.delivery_days_to_count n
-                    where n.webhook_id = w.id and n.day < p_before);
+                    where n.webhook_id = w.id and n.day < v_day);
   if v_ids is null then
     return '{}';
   end if;

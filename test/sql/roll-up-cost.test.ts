@@ -345,6 +345,65 @@ test.serial("the day's first roll-up counts the day of the webhooks that fired o
   t.true(read <= 6 * WEBHOOKS, `the day's first roll-up read ${read} history rows and entries (${WEBHOOKS} webhooks with ${DELIVERIES} deliveries that day)`);
 });
 
+// A delivery that fails for good more than a day after it was made (a retry's settle)
+// notes its day to count again, and marks its hour stale, which the next run counts
+// again. When that day becomes countable, a webhook with such a note of it was left to
+// its own visit, which counted the day from the rows by a statement planned for it
+// (200 webhooks: 3,400 history rows and entries read where 800 do), though the batch
+// counts the day from the hour rows, and a stale one from the rows, as well.
+test.serial("the day's first roll-up counts a day noted to count again in its batch statement, not by a visit of its own", async (t) => {
+  const WEBHOOKS = 200;
+  const DELIVERIES = 12;
+  const webhookIds = await webhooksWithADelivery(WEBHOOKS, 5);
+  const { rows: [{ day }] } = await db().pool.query(`select (webhooks_private.countable_before() - 1)::text as day`);
+  // (the first hour's delivery of each still retrying)
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     select w.id, w.company_id, 'contact.created', h, '{}', case when h = 1 then 'pending' else 'succeeded' end,
+            case when h = 1 then 0 else 1 end, case when h = 1 then null else now() end,
+            webhooks_private.utc_day_start($2::date) + make_interval(hours => h, mins => 10)
+     from webhooks.webhooks w, generate_series(1, $3::int) h
+     where w.id = any ($1::bigint[])`, [webhookIds, day, DELIVERIES]);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = $1::date', [day]);
+  // (the days of the webhooks of the tests before stay counted)
+  await db().pool.query('delete from webhooks.delivery_day_counts where day >= $1::date and webhook_id = any ($2::bigint[])',
+    [day, webhookIds]);
+  await db().pool.query(
+    'delete from webhooks_private.delivery_days_to_count where day >= $1::date and webhook_id = any ($2::bigint[])',
+    [day, webhookIds]);
+  // it fails for good a day later (its result row notes its day and marks its hour
+  // stale); the next run counts its webhook's hours again
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'failed', attempts = 5, completed_at = now()
+     where webhook_id = any ($1::bigint[]) and state = 'pending'`, [webhookIds]);
+  const { rows: [{ noted }] } = await db().pool.query(
+    `select count(*)::int as noted from webhooks_private.delivery_days_to_count
+     where webhook_id = any ($1::bigint[]) and day = $2::date`, [webhookIds, day]);
+  t.is(noted, WEBHOOKS);
+  await db().pool.query(
+    `select webhooks_private.roll_up_webhook_hours(w.id, w.company_id, $2::date, b.hours_before)
+     from webhooks.webhooks w, webhooks_private.roll_up_bounds(now()) b
+     where w.id = any ($1::bigint[])`, [webhookIds, day]);
+  await db().pool.query('delete from webhooks_private.webhooks_to_roll_up where webhook_id = any ($1::bigint[])', [webhookIds]);
+  await db().pool.query('analyze webhooks.delivery_hour_counts, webhooks.delivery_day_counts, webhooks.delivery_history');
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  const { visited, read } = await rollUpReads(client, undefined, historyReads);
+  t.log(`visited ${visited}, history rows and entries read ${read}`);
+  const { rows: [counted] } = await db().pool.query(
+    `select count(*)::int as days, sum(fired)::int as fired, sum(succeeded)::int as succeeded, sum(failed)::int as failed
+     from webhooks.delivery_day_counts where webhook_id = any ($1::bigint[]) and day = $2::date`, [webhookIds, day]);
+  t.deepEqual(counted, { days: WEBHOOKS, fired: WEBHOOKS * DELIVERIES, succeeded: WEBHOOKS * (DELIVERIES - 1), failed: WEBHOOKS });
+  const { rows: [{ left }] } = await db().pool.query(
+    `select count(*)::int as left from webhooks_private.delivery_days_to_count where webhook_id = any ($1::bigint[])`, [webhookIds]);
+  t.is(left, 0, 'the notes of the day counted go');
+  // (the walk to them: four a webhook, those of the tests before too, which it visits;
+  // the whole day counted from the rows, twelve more each)
+  t.true(read <= 6 * visited, `the day's first roll-up read ${read} history rows and entries visiting ${visited} webhooks (${WEBHOOKS} with ${DELIVERIES} deliveries that day, each noted)`);
+});
+
 /** Every row and index entry of the history's partitions this transaction has read so far. */
 async function historyReads(client: pg.PoolClient): Promise<number> {
   return (await client.query(
