@@ -79,6 +79,16 @@ test('a batch of the roll-up reads the notes of days to count again of its own w
   }
 });
 
+// Each serial test's roll-ups run by one clock, and its deliveries' times are set from
+// it: an hour that ended between two of its statements made a test count other hours,
+// or visit other webhooks, than it meant to. The clock is half a second before the
+// last hour ended: the moment that did.
+let clock: string;
+test.beforeEach(async () => {
+  clock = (await db().pool.query(
+    `select (webhooks_private.utc_hour(now()) - interval '500 milliseconds')::text as clock`)).rows[0].clock as string;
+});
+
 // A roll-up every few minutes (the API server's) visited every webhook with deliveries
 // in the days not counted yet, though nearly all of them had nothing new: 10,000 such
 // webhooks, 5–7 s a run. Within a day a run visits those with deliveries in the hours
@@ -109,7 +119,7 @@ async function rollUpReads(client: pg.PoolClient, table?: string,
     for (;;) {
       const batch: { last_webhook_id: string | null; visited: number; counting_before: string } = (await client.query(
         `select last_webhook_id::text, visited, counting_before::text
-         from webhooks.roll_up_report_counts_after($1, 25, $2)`, [after, countingBefore])).rows[0];
+         from webhooks.roll_up_report_counts_after($1, 25, $2, $3)`, [after, countingBefore, clock])).rows[0];
       visited += batch.visited;
       if (batch.last_webhook_id === null) break;
       after = batch.last_webhook_id;
@@ -136,9 +146,9 @@ async function webhooksWithADelivery(count: number, hoursAgo: number): Promise<s
        returning id, company_id),
      d as (
        insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
-       select w.id, w.company_id, 'contact.created', w.id, '{}', now() - make_interval(hours => $2::int) from w)
+       select w.id, w.company_id, 'contact.created', w.id, '{}', $3::timestamptz - make_interval(hours => $2::int) from w)
      select w.id::text from w`,
-    [count, hoursAgo]);
+    [count, hoursAgo, clock]);
   await db().pool.query('analyze webhooks.webhooks, webhooks.delivery_history, webhooks.delivery_hour_counts');
   return rows.map((row) => row.id as string);
 }
@@ -146,8 +156,8 @@ async function webhooksWithADelivery(count: number, hoursAgo: number): Promise<s
 test.serial('a roll-up after one that found everything counted reads next to nothing, however many webhooks fired lately', async (t) => {
   const WEBHOOKS = 2_000;
   await webhooksWithADelivery(WEBHOOKS, 5);
-  await db().pool.query('call webhooks.roll_up_report_counts()');   // the first: every webhook
-  await db().pool.query('call webhooks.roll_up_report_counts()');   // a day's first through those that fired
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);   // the first: every webhook
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);   // a day's first through those that fired
   // (as the statistics of a busy install say: the hour counts are many)
   await db().pool.query('analyze webhooks.delivery_hour_counts');
   const client = await db().pool.connect();
@@ -160,12 +170,13 @@ test.serial('a roll-up after one that found everything counted reads next to not
 
 test.serial('a roll-up visits the webhooks with deliveries in the hours finished since the last, and counts them', async (t) => {
   const webhookIds = await webhooksWithADelivery(300, 3);
-  await db().pool.query('call webhooks.roll_up_report_counts()');
-  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
   // as if the last run had ended before the hour of those deliveries finished
   await db().pool.query('delete from webhooks.delivery_hour_counts where webhook_id = any ($1::bigint[])', [webhookIds]);
   await db().pool.query(
-    `update webhooks_private.report_counts_rolled_up set hours_counted_before = webhooks_private.utc_hour(now() - interval '3 hours')`);
+    `update webhooks_private.report_counts_rolled_up set hours_counted_before = webhooks_private.utc_hour($1::timestamptz - interval '3 hours')`,
+    [clock]);
   const client = await db().pool.connect();
   t.teardown(() => client.release());
   const { visited } = await rollUpReads(client);
@@ -182,16 +193,16 @@ test.serial('an hour left for a delivery on its way is counted by the first roll
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
   const { rows: [delivery] } = await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, created_at)
-     values ($1, $2, 'contact.created', 1, '{}', 'pending', 0, now() - interval '5 hours') returning id`,
-    [webhook.id, company.id]);
+     values ($1, $2, 'contact.created', 1, '{}', 'pending', 0, $3::timestamptz - interval '5 hours') returning id`,
+    [webhook.id, company.id, clock]);
   // (a delivery on its way for five hours: as a roll-up through every webhook finds it)
   await db().pool.query('delete from webhooks_private.report_counts_rolled_up');
-  await db().pool.query('call webhooks.roll_up_report_counts()');
-  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
   const hourRow = async () => (await db().pool.query(
     `select fired::int, succeeded::int from webhooks.delivery_hour_counts
-     where webhook_id = $1 and hour = webhooks_private.utc_hour(now() - interval '5 hours') and not stale`,
-    [webhook.id])).rows;
+     where webhook_id = $1 and hour = webhooks_private.utc_hour($2::timestamptz - interval '5 hours') and not stale`,
+    [webhook.id, clock])).rows;
   t.deepEqual(await hourRow(), []);
   // it succeeds (which writes no row the roll-up could see)
   await db().pool.query(
@@ -218,9 +229,9 @@ test.serial("the first count of each webhook's hours reads its own hour rows, wh
   // each with a delivery in every one of the last HOURS finished hours
   await db().pool.query(
     `insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
-     select w.id, w.company_id, 'contact.created', w.id, '{}', now() - make_interval(hours => h)
+     select w.id, w.company_id, 'contact.created', w.id, '{}', $3::timestamptz - make_interval(hours => h)
      from webhooks.webhooks w, generate_series(4, 3 + $2::int) h
-     where w.id = any ($1::bigint[])`, [webhookIds, HOURS]);
+     where w.id = any ($1::bigint[])`, [webhookIds, HOURS, clock]);
   const client = await db().pool.connect();
   t.teardown(() => client.release());
   const { visited, read: used } = await rollUpReads(client, 'webhooks.delivery_hour_counts');
@@ -247,11 +258,11 @@ test.serial("the day's first roll-up visits the webhooks with deliveries in the 
   await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      select w.id, w.company_id, 'contact.created', h, '{}', 'succeeded', 1, now(),
-            webhooks_private.utc_day_start(webhooks_private.countable_before() - 1) + make_interval(hours => h)
+            webhooks_private.utc_day_start(webhooks_private.countable_before($2) - 1) + make_interval(hours => h)
      from webhooks.webhooks w, generate_series(12, 13) h
-     where w.id = any ($1::bigint[])`, [thatDay]);
-  await db().pool.query('call webhooks.roll_up_report_counts()');
-  await db().pool.query('call webhooks.roll_up_report_counts()');
+     where w.id = any ($1::bigint[])`, [thatDay, clock]);
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
   // as if that day had not been countable at the last run: it is now
   await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = counted_before - 1');
   await db().pool.query('delete from webhooks.delivery_day_counts where webhook_id = any ($1::bigint[])', [thatDay]);
@@ -262,7 +273,7 @@ test.serial("the day's first roll-up visits the webhooks with deliveries in the 
   t.log(`visited ${visited}, read ${read}`);
   const { rows: [counted] } = await db().pool.query(
     `select count(*)::int as days, sum(fired)::int as fired from webhooks.delivery_day_counts
-     where webhook_id = any ($1::bigint[]) and day = webhooks_private.countable_before() - 1`, [thatDay]);
+     where webhook_id = any ($1::bigint[]) and day = webhooks_private.countable_before($2) - 1`, [thatDay, clock]);
   t.deepEqual(counted, { days: THAT_DAY, fired: 2 * THAT_DAY });
   t.is(visited, THAT_DAY);
   t.true(read < 100 * THAT_DAY, `the day's first roll-up read ${read} rows and index entries (${RECENT} webhooks fired lately)`);
@@ -311,7 +322,7 @@ test.serial("the day's first roll-up counts the day of the webhooks that fired o
   const WEBHOOKS = 200;
   const DELIVERIES = 12;   // each webhook's on that day, in as many hours
   const webhookIds = await webhooksWithADelivery(WEBHOOKS, 5);
-  const { rows: [{ day }] } = await db().pool.query(`select (webhooks_private.countable_before() - 1)::text as day`);
+  const { rows: [{ day }] } = await db().pool.query(`select (webhooks_private.countable_before($1) - 1)::text as day`, [clock]);
   // one failed (a result row) in the first hour of each
   await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
@@ -319,15 +330,15 @@ test.serial("the day's first roll-up counts the day of the webhooks that fired o
             webhooks_private.utc_day_start($2::date) + make_interval(hours => h, mins => 10)
      from webhooks.webhooks w, generate_series(1, $3::int) h
      where w.id = any ($1::bigint[])`, [webhookIds, day, DELIVERIES]);
-  await db().pool.query('call webhooks.roll_up_report_counts()');
-  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
   // as the runs of the day before left it: that day not countable yet, its hours counted
   await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = $1::date', [day]);
   await db().pool.query('delete from webhooks.delivery_day_counts where day >= $1::date', [day]);
   await db().pool.query(
     `select webhooks_private.roll_up_webhook_hours(w.id, w.company_id, $2::date, b.hours_before)
-     from webhooks.webhooks w, webhooks_private.roll_up_bounds(now()) b
-     where w.id = any ($1::bigint[])`, [webhookIds, day]);
+     from webhooks.webhooks w, webhooks_private.roll_up_bounds($3) b
+     where w.id = any ($1::bigint[])`, [webhookIds, day, clock]);
   await db().pool.query('analyze webhooks.delivery_hour_counts, webhooks.delivery_day_counts, webhooks.delivery_history');
   const client = await db().pool.connect();
   t.teardown(() => client.release());
@@ -355,7 +366,7 @@ test.serial("the day's first roll-up counts a day noted to count again in its ba
   const WEBHOOKS = 200;
   const DELIVERIES = 12;
   const webhookIds = await webhooksWithADelivery(WEBHOOKS, 5);
-  const { rows: [{ day }] } = await db().pool.query(`select (webhooks_private.countable_before() - 1)::text as day`);
+  const { rows: [{ day }] } = await db().pool.query(`select (webhooks_private.countable_before($1) - 1)::text as day`, [clock]);
   // (the first hour's delivery of each still retrying)
   await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
@@ -364,8 +375,8 @@ test.serial("the day's first roll-up counts a day noted to count again in its ba
             webhooks_private.utc_day_start($2::date) + make_interval(hours => h, mins => 10)
      from webhooks.webhooks w, generate_series(1, $3::int) h
      where w.id = any ($1::bigint[])`, [webhookIds, day, DELIVERIES]);
-  await db().pool.query('call webhooks.roll_up_report_counts()');
-  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
   await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = $1::date', [day]);
   // (the days of the webhooks of the tests before stay counted)
   await db().pool.query('delete from webhooks.delivery_day_counts where day >= $1::date and webhook_id = any ($2::bigint[])',
@@ -384,8 +395,8 @@ test.serial("the day's first roll-up counts a day noted to count again in its ba
   t.is(noted, WEBHOOKS);
   await db().pool.query(
     `select webhooks_private.roll_up_webhook_hours(w.id, w.company_id, $2::date, b.hours_before)
-     from webhooks.webhooks w, webhooks_private.roll_up_bounds(now()) b
-     where w.id = any ($1::bigint[])`, [webhookIds, day]);
+     from webhooks.webhooks w, webhooks_private.roll_up_bounds($3) b
+     where w.id = any ($1::bigint[])`, [webhookIds, day, clock]);
   await db().pool.query('delete from webhooks_private.webhooks_to_roll_up where webhook_id = any ($1::bigint[])', [webhookIds]);
   await db().pool.query('analyze webhooks.delivery_hour_counts, webhooks.delivery_day_counts, webhooks.delivery_history');
   const client = await db().pool.connect();
@@ -420,7 +431,7 @@ async function historyReads(client: pg.PoolClient): Promise<number> {
 // delivery still on its way is not counted, and the webhook's visit notes it.
 test.serial("the day counted at once for a batch is exact: a stale hour counted from the rows, tests left out, a day on its way noted", async (t) => {
   const [done, onItsWay] = await webhooksWithADelivery(2, 5);
-  const { rows: [{ day }] } = await db().pool.query(`select (webhooks_private.countable_before() - 1)::text as day`);
+  const { rows: [{ day }] } = await db().pool.query(`select (webhooks_private.countable_before($1) - 1)::text as day`, [clock]);
   const deliver = (webhookId: string, hour: number, state: string, action = 'contact.created') => db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      select w.id, w.company_id, $4, $2::int, '{}', $3, case when $3 = 'pending' then 0 else 1 end,
@@ -432,15 +443,15 @@ test.serial("the day counted at once for a batch is exact: a stale hour counted 
   await deliver(done!, 5, 'failed', 'webhook.test');
   for (const hour of [1, 2]) await deliver(onItsWay!, hour, 'succeeded');
   await deliver(onItsWay!, 6, 'pending');
-  await db().pool.query('call webhooks.roll_up_report_counts()');
-  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
   await db().pool.query('update webhooks_private.report_counts_rolled_up set counted_before = $1::date', [day]);
   await db().pool.query('delete from webhooks.delivery_day_counts where day >= $1::date', [day]);
   await db().pool.query('delete from webhooks_private.delivery_days_to_count where day >= $1::date', [day]);
   await db().pool.query(
     `select webhooks_private.roll_up_webhook_hours(w.id, w.company_id, $2::date, b.hours_before)
-     from webhooks.webhooks w, webhooks_private.roll_up_bounds(now()) b
-     where w.id = any ($1::bigint[])`, [[done, onItsWay], day]);
+     from webhooks.webhooks w, webhooks_private.roll_up_bounds($3) b
+     where w.id = any ($1::bigint[])`, [[done, onItsWay], day, clock]);
   // one more delivery of hour 2 that its row does not hold (as a writer leaves it: stale)
   await db().pool.query(
     `insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
