@@ -43,8 +43,9 @@
 -- ended more than two hours ago and whose deliveries have all finished, an hour
 -- without deliveries included (from the webhook's first delivery on, up to its last
 -- visit: a roll-up visits a webhook for the hours finished since the last run only if
--- it has deliveries in them), so that the report reads one row an hour where it
--- counted every delivery. Once a day is
+-- it has deliveries in them, and one with nothing else to do has only those hours
+-- counted, with its batch's: roll_up_new_hours), so that the report reads one row an
+-- hour where it counted every delivery. Once a day is
 -- counted, its hours go. A write to a delivery older than an hour marks its hour's
 -- row stale and moves the row's version on (or writes a stale row); the roll-up
 -- replaces a row only if its version is still the one it read before counting. The
@@ -820,6 +821,139 @@ begin
 end;
 $$;
 
+-- private: count the hours in [p_since, p_until) of those of p_webhook_ids that have
+-- no day to count (every day before p_days_before counted, or without deliveries,
+-- none noted), in one statement: a run's webhooks with deliveries in the hours finished
+-- since the last run and nothing else to do (not noted for the next run, no day to
+-- count), which each had a visit of their own, its hours counted by statements planned
+-- for it (roll_up_webhook_hours, count_periods), every hour and at UTC midnight alike
+-- (test/sql/roll-up-cost.test.ts). As roll_up_webhook_hours counts: every hour but
+-- those with a delivery on its way, test sends left out, a row replaced only if its
+-- version is still the one read before counting; a webhook left with an hour on its
+-- way or a stale row is noted for the next run (webhooks_to_roll_up). Returns the
+-- webhooks whose hours it counted.
+create or replace function webhooks_private.roll_up_new_hours(p_webhook_ids bigint[], p_since timestamptz,
+                                                              p_until timestamptz, p_days_before date)
+returns bigint[]
+language plpgsql
+-- (by the keys of its tables, as roll_up_webhook_hours, whatever the statistics say)
+set enable_seqscan = off
+set jit = off
+as $$
+declare
+  v_all_counted_before constant date := webhooks_private.all_counted_before();
+  v_ids bigint[];
+  v_company_ids bigint[];
+  v_version_ids bigint[];
+  v_hours timestamptz[];
+  v_versions bigint[];
+begin
+  if p_since >= p_until then
+    return '{}';
+  end if;
+  -- which: as roll_up_webhook_days finds that a webhook has no day to count
+  select array_agg(w.id order by w.id), array_agg(w.company_id order by w.id)
+  into v_ids, v_company_ids
+  from webhooks.webhooks w
+  where w.id = any (p_webhook_ids)
+    and greatest((select max(c.day) + 1 from webhooks.delivery_day_counts c where c.webhook_id = w.id),
+                 v_all_counted_before) >= p_days_before
+    and not exists (select 1 from webhooks_private.delivery_days_to_count n
+                    where n.webhook_id = w.id and n.day < p_days_before);
+  if v_ids is null then
+    return '{}';
+  end if;
+  -- the versions before counting (a statement, so a snapshot, of its own)
+  select coalesce(array_agg(c.webhook_id), '{}'), coalesce(array_agg(c.hour), '{}'), coalesce(array_agg(c.version), '{}')
+  into v_version_ids, v_hours, v_versions
+  from webhooks.delivery_hour_counts c
+  where c.webhook_id = any (v_ids) and c.hour >= p_since and c.hour < p_until;
+  with hooks as (
+    select k.webhook_id, k.company_id from unnest(v_ids, v_company_ids) as k(webhook_id, company_id)
+  ),
+  -- (every message less the tests, each an index-only count, as count_rows counts; each
+  -- webhook's rows read by a probe of its own, a lateral subquery: joined whole, the
+  -- plan read every row of the hours' partitions)
+  messages as (
+    select k.webhook_id, m.hour, m.n
+    from hooks k
+    cross join lateral (
+      select webhooks_private.utc_hour(d.created_at) as hour, count(*) as n
+      from webhooks.delivery_history d
+      where d.webhook_id = k.webhook_id and d.company_id = k.company_id and d.created_at >= p_since and d.created_at < p_until
+      group by 1) m
+  ),
+  tests as (
+    select k.webhook_id, m.hour, m.n
+    from hooks k
+    cross join lateral (
+      select webhooks_private.utc_hour(d.created_at) as hour, count(*) as n
+      from webhooks.delivery_history d
+      where d.webhook_id = k.webhook_id and d.company_id = k.company_id and d.action = 'webhook.test'
+        and d.created_at >= p_since and d.created_at < p_until
+      group by 1) m
+  ),
+  failures as (
+    select k.webhook_id, m.hour, m.n
+    from hooks k
+    cross join lateral (
+      select webhooks_private.utc_hour(e.created_at) as hour, count(*) as n
+      from webhooks.delivery_results e
+      where e.webhook_id = k.webhook_id and e.company_id = k.company_id and e.created_at >= p_since and e.created_at < p_until
+        and e.state = 'failed'
+        -- (failures are few: each asked whether it was a test send, by a probe of its own)
+        and (select d.action from webhooks.delivery_history d
+             where d.id = e.delivery_id and d.created_at = e.created_at
+               and d.created_at >= p_since and d.created_at < p_until) is distinct from 'webhook.test'
+      group by 1) m
+  ),
+  -- (waiting and in flight apart, each by the queue's index of its kind)
+  on_their_way as (
+    select k.webhook_id, o.hour
+    from hooks k
+    cross join lateral (
+      select webhooks_private.utc_hour(q.created_at) as hour from webhooks.delivery_queue q
+      where q.webhook_id = k.webhook_id and q.locked_by is null and q.created_at >= p_since and q.created_at < p_until
+        and q.action <> 'webhook.test'
+      union
+      select webhooks_private.utc_hour(q.created_at) from webhooks.delivery_queue q
+      where q.webhook_id = k.webhook_id and q.locked_by is not null and q.created_at >= p_since and q.created_at < p_until
+        and q.action <> 'webhook.test') o
+  ),
+  counted as (
+    select k.webhook_id, k.company_id, h.at as hour, coalesce(m.n, 0) - coalesce(t.n, 0) as fired,
+           coalesce(f.n, 0) as failed
+    from hooks k
+    cross join generate_series(p_since, p_until - interval '1 hour', interval '1 hour') h(at)
+    left join messages m on m.webhook_id = k.webhook_id and m.hour = h.at
+    left join tests t on t.webhook_id = k.webhook_id and t.hour = h.at
+    left join failures f on f.webhook_id = k.webhook_id and f.hour = h.at
+    where not exists (select 1 from on_their_way o where o.webhook_id = k.webhook_id and o.hour = h.at)
+  ),
+  written as (
+    insert into webhooks.delivery_hour_counts as c (webhook_id, company_id, hour, fired, succeeded, failed, stale, version)
+    select n.webhook_id, n.company_id, n.hour, n.fired, n.fired - n.failed, n.failed, false,
+           coalesce(v.version, 0)   -- the version read (0: no row then)
+    from counted n
+    left join unnest(v_version_ids, v_hours, v_versions) as v(webhook_id, hour, version)
+      on v.webhook_id = n.webhook_id and v.hour = n.hour
+    on conflict (webhook_id, hour) do update
+      set fired = excluded.fired, succeeded = excluded.succeeded, failed = excluded.failed, stale = false
+      where c.version = excluded.version
+        and (c.fired, c.succeeded, c.failed, c.stale) is distinct from (excluded.fired, excluded.succeeded, excluded.failed, false)
+  )
+  insert into webhooks_private.webhooks_to_roll_up (webhook_id)
+  select distinct o.webhook_id from on_their_way o
+  on conflict do nothing;
+  -- (a row a writer made stale meanwhile: its version moved on)
+  insert into webhooks_private.webhooks_to_roll_up (webhook_id)
+  select distinct c.webhook_id from webhooks.delivery_hour_counts c
+  where c.webhook_id = any (v_ids) and c.hour >= p_since and c.hour < p_until and c.stale
+  on conflict do nothing;
+  return v_ids;
+end;
+$$;
+
 -- public (for the API server and DBAs; not in GraphQL): roll up the countable days of
 -- the webhooks after p_after_webhook_id (null: from the first), at most
 -- p_max_webhooks of them, in the order of their ids. Returns the last webhook rolled
@@ -879,6 +1013,9 @@ declare
   v_since timestamptz;
   v_active bigint[];
   v_for_days_only bigint[] := '{}';
+  -- (those found for new hours, not noted: roll_up_new_hours may count them)
+  v_for_new_hours bigint[] := '{}';
+  v_hours_counted bigint[] := '{}';
   v_days_counted bigint[] := '{}';
   v_through bigint;
   v_webhook_ids bigint[];
@@ -935,18 +1072,19 @@ begin
     -- Each list is its first p_max_webhooks, so a webhook of the batch missing from one
     -- is in none of it)
     select coalesce(array_agg(a.webhook_id order by a.webhook_id), '{}'),
-           coalesce(array_agg(a.webhook_id order by a.webhook_id) filter (where a.for_days_only), '{}')
-    into v_active, v_for_days_only
-    from (select u.webhook_id, bool_and(u.for_days) as for_days_only
-          from (select w.webhook_id, false as for_days
+           coalesce(array_agg(a.webhook_id order by a.webhook_id) filter (where a.for_days_only), '{}'),
+           coalesce(array_agg(a.webhook_id order by a.webhook_id) filter (where a.for_new_hours), '{}')
+    into v_active, v_for_days_only, v_for_new_hours
+    from (select u.webhook_id, bool_and(u.for_days) as for_days_only, bool_and(not u.noted) and bool_or(u.for_hours) as for_new_hours
+          from (select w.webhook_id, false as for_days, true as for_hours, false as noted
                 from webhooks_private.webhooks_with_deliveries(v_after, v_hours_counted_before, v_hours_before,
                                                                p_max_webhooks) w
                 union all
-                select w.webhook_id, true
+                select w.webhook_id, true, false, false
                 from webhooks_private.webhooks_with_deliveries(v_after, webhooks_private.utc_day_start(v_all_counted_before),
                                                                webhooks_private.utc_day_start(counting_before), p_max_webhooks) w
                 union all
-                (select o.webhook_id, false from webhooks_private.webhooks_to_roll_up o
+                (select o.webhook_id, false, false, true from webhooks_private.webhooks_to_roll_up o
                  where o.webhook_id > v_after
                  order by o.webhook_id
                  limit p_max_webhooks)) u
@@ -1004,8 +1142,17 @@ begin
     v_days_counted := webhooks_private.roll_up_days_from_hours(v_webhook_ids, counting_before);
     days := days + cardinality(v_days_counted);
   end if;
+  -- the new hours of those with nothing else to do, at once (a webhook found for the day
+  -- too, its day counted above)
+  if cardinality(v_for_new_hours) > 0 then
+    v_hours_counted := webhooks_private.roll_up_new_hours(
+      array(select i from unnest(v_for_new_hours) i
+            where i = any (v_webhook_ids) and i <> all (v_for_days_only)),
+      v_hours_counted_before, v_hours_before, v_before);
+  end if;
   foreach v_webhook_id in array v_webhook_ids loop
-    if not (v_webhook_id = any (v_days_counted) and v_webhook_id = any (v_for_days_only)) then
+    if not (v_webhook_id = any (v_days_counted) and v_webhook_id = any (v_for_days_only))
+       and v_webhook_id <> all (v_hours_counted) then
       days := days + webhooks_private.roll_up_webhook_days(v_webhook_id, v_before, v_hours_before);
     end if;
     visited := visited + 1;

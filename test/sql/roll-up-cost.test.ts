@@ -187,6 +187,61 @@ test.serial('a roll-up visits the webhooks with deliveries in the hours finished
   t.deepEqual(counted, { hours: 300, fired: 300 });
 });
 
+/** How many times this transaction called the engine's private function `name` (track_functions on). */
+function calls(name: string) {
+  return async (client: pg.PoolClient): Promise<number> => (await client.query(
+    `select coalesce(sum(calls), 0)::int as n from pg_stat_xact_user_functions
+     where schemaname = 'webhooks_private' and funcname = $1`, [name])).rows[0].n as number;
+}
+
+// Each webhook with deliveries in the hours finished since the last run was visited
+// on its own, its hours counted by statements of its own (one planned for it, its
+// times constants), every hour and at UTC midnight alike, though most have nothing
+// else to do: the batch counts their new hours in one statement.
+test.serial("a run counts the new hours of the webhooks that fired in them in one statement a batch, not by a visit each", async (t) => {
+  const WEBHOOKS = 300;
+  const webhookIds = await webhooksWithADelivery(WEBHOOKS, 3);
+  // and a failure, a test send that failed and a delivery still on its way, of three of them
+  const [failing, testing, waiting] = webhookIds;
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     select w.id, w.company_id, k.action::webhooks.action, 7, '{}', k.state, case when k.state = 'pending' then 0 else 1 end,
+            case when k.state = 'pending' then null else now() end, $4::timestamptz - interval '3 hours'
+     from webhooks.webhooks w
+     join (values ($1::bigint, 'contact.created', 'failed'), ($2, 'webhook.test', 'failed'), ($3, 'contact.created', 'pending'))
+       as k(webhook_id, action, state) on k.webhook_id = w.id`, [failing, testing, waiting, clock]);
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1)', [clock]);
+  // as if the last run had ended before the hour of those deliveries finished
+  await db().pool.query('delete from webhooks.delivery_hour_counts where webhook_id = any ($1::bigint[])', [webhookIds]);
+  await db().pool.query('delete from webhooks_private.webhooks_to_roll_up where webhook_id = any ($1::bigint[])', [webhookIds]);
+  await db().pool.query(
+    `update webhooks_private.report_counts_rolled_up set hours_counted_before = webhooks_private.utc_hour($1::timestamptz - interval '3 hours')`,
+    [clock]);
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query(`set track_functions = 'pl'`);
+  const { visited, read: visits } = await rollUpReads(client, undefined, calls('roll_up_webhook_days'));
+  await client.query('reset track_functions');
+  // (and those of the test before, whose deliveries are of the same hour)
+  t.true(visited >= WEBHOOKS);
+  const { rows } = await db().pool.query(
+    `select webhook_id::text, fired::int, succeeded::int, failed::int from webhooks.delivery_hour_counts
+     where webhook_id = any ($1::bigint[]) and not stale and fired > 0`, [webhookIds]);
+  const byWebhook = new Map(rows.map((row) => [row.webhook_id as string, row]));
+  t.is(rows.length, WEBHOOKS - 1, 'every hour but the one on its way');
+  t.deepEqual(byWebhook.get(failing!), { webhook_id: failing, fired: 2, succeeded: 1, failed: 1 });
+  t.deepEqual(byWebhook.get(testing!), { webhook_id: testing, fired: 1, succeeded: 1, failed: 0 });
+  t.is(byWebhook.get(waiting!), undefined);
+  const { rows: noted } = await db().pool.query(
+    'select webhook_id::text from webhooks_private.webhooks_to_roll_up where webhook_id = any ($1::bigint[])', [webhookIds]);
+  t.deepEqual(noted, [{ webhook_id: waiting }], 'the webhook with an hour on its way is noted for the next run');
+  t.true(visits <= 1, `${visits} webhooks visited on their own of ${visited} with new hours alone`);
+  // (the delivery on its way gone, so that the tests after visit what they mean to)
+  await db().pool.query('delete from webhooks.deliveries where webhook_id = $1', [waiting]);
+  await db().pool.query('delete from webhooks_private.webhooks_to_roll_up where webhook_id = $1', [waiting]);
+});
+
 test.serial('an hour left for a delivery on its way is counted by the first roll-up after it ends', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
