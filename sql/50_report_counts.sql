@@ -469,7 +469,7 @@ as $$
   select webhooks_private.utc_day(p_now - interval '2 days');
 $$;
 
--- private: the start of the oldest transaction of this database's other sessions that
+-- private: the start of the oldest transaction of this database's other connections that
 -- is open now (the activity's snapshot taken anew), '-infinity' while one of its
 -- transactions is prepared (Postgres keeps no start for those), null when none. As the
 -- owner: another role's transaction start is shown only to superusers, members of

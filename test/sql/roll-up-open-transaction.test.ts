@@ -17,7 +17,7 @@ test.afterEach.always(() => rollBackPrepared(db().url));
 // ahead, is where the next run would look for new hours from
 test.beforeEach(() => db().pool.query('delete from webhooks_private.report_counts_rolled_up'));
 
-/** A webhook of a company of its own, and a session that writes its contacts in a transaction left open. */
+/** A webhook of a company of its own, and a connection that writes its contacts in a transaction left open. */
 async function openWriter(t: { teardown: (fn: () => void) => void }) {
   const f = factories(db().pool);
   const company = await f.company();
@@ -81,7 +81,7 @@ test.serial('a delivery captured three hours into a transaction is counted in th
   t.deepEqual(await hourCounts(webhook, started), { hourRow: [2], report: 2 });
 });
 
-// A prepared transaction has no session, and Postgres keeps no start for it: its
+// A prepared transaction has no connection, and Postgres keeps no start for it: its
 // deliveries' time may be any before its PREPARE.
 twoPhase('nothing is counted while a transaction is prepared; its delivery is counted in its hour once it commits', async (t) => {
   const f = factories(db().pool);
