@@ -115,6 +115,7 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 set enable_sort = off
+set jit = off
 as $$
   select f.id, f.name, f.email
   from ((select u.id, u.name, u.email
@@ -146,6 +147,7 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 set enable_sort = off
+set jit = off
 as $$
   select s.id, s.name
   from crm.statuses s
