@@ -91,14 +91,27 @@ as $$
   select p_prefix || chr(1114111);
 $$;
 
--- private: what the indexes hold of a text typed (null: nothing typed: the first ones)
+-- private: what the indexes hold of a text typed (null: nothing typed: the first
+-- ones). A search of more than 1,000 characters is refused by name
+-- (search_max_length): each row a search reads is compared with all of it, and only
+-- the request's size bounded it.
+select webhooks_private.drop_function_unless('webhooks_private.indexed_prefix(text)', 'p_search text', 'text');
 create or replace function webhooks_private.indexed_prefix(p_search text)
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  select left(lower(coalesce(p_search, '')), 200) collate "C";
+begin
+  if length(p_search) > 1000 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('a search has at most 1000 characters, not %s', length(p_search)),
+      constraint = 'search_max_length',
+      column = 'search';
+  end if;
+  return left(lower(coalesce(p_search, '')), 200) collate "C";
+end;
 $$;
 
 -- public: the caller's company's users whose name or email starts with search

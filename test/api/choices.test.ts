@@ -47,6 +47,15 @@ test('a search answers the company\'s users and statuses that start with the tex
   t.is(many.data.companyUsersMatching.length, 21);
 });
 
+test('a search of more than 1,000 characters is refused by name, matching or not', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id, 'webhook_viewer');
+  t.deepEqual((await api().gql(token, SEARCH, { search: 'a'.repeat(1000) })).errors, undefined);
+  const refused = await api().gql(token, SEARCH, { search: 'a'.repeat(1001) });
+  t.like(refused.errors?.[0]?.extensions, { code: '22023', constraint: 'search_max_length', column: 'search' });
+  t.is(refused.data?.companyUsersMatching ?? null, null);
+});
+
 test('the names of some ids: the company\'s alone, at most 1,000 ids, refused by name past them', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
