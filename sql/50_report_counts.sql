@@ -827,9 +827,9 @@ $$;
 -- since the last run and nothing else to do (not noted for the next run, no day to
 -- count), which each had a visit of their own, its hours counted by statements planned
 -- for it (roll_up_webhook_hours, count_periods), every hour and at UTC midnight alike
--- (test/sql/roll-up-cost.test.ts). As roll_up_webhook_hours counts: every hour but
--- those with a delivery on its way, test sends left out, a row replaced only if its
--- version is still the one read before counting; a webhook left with an hour on its
+-- (test/sql/roll-up-cost.test.ts). As roll_up_webhook_hours counts (count_periods):
+-- every hour but those with a delivery on its way, test sends left out, a row
+-- replaced only if its version is still the one read before counting; a webhook left with an hour on its
 -- way or a stale row is noted for the next run (webhooks_to_roll_up). Returns the
 -- webhooks whose hours it counted.
 create or replace function webhooks_private.roll_up_new_hours(p_webhook_ids bigint[], p_since timestamptz,
@@ -868,67 +868,13 @@ begin
   into v_version_ids, v_hours, v_versions
   from webhooks.delivery_hour_counts c
   where c.webhook_id = any (v_ids) and c.hour >= p_since and c.hour < p_until;
-  with hooks as (
-    select k.webhook_id, k.company_id from unnest(v_ids, v_company_ids) as k(webhook_id, company_id)
-  ),
-  -- (every message less the tests, each an index-only count, as count_rows counts; each
-  -- webhook's rows read by a probe of its own, a lateral subquery: joined whole, the
-  -- plan read every row of the hours' partitions)
-  messages as (
-    select k.webhook_id, m.hour, m.n
-    from hooks k
-    cross join lateral (
-      select webhooks_private.utc_hour(d.created_at) as hour, count(*) as n
-      from webhooks.delivery_history d
-      where d.webhook_id = k.webhook_id and d.company_id = k.company_id and d.created_at >= p_since and d.created_at < p_until
-      group by 1) m
-  ),
-  tests as (
-    select k.webhook_id, m.hour, m.n
-    from hooks k
-    cross join lateral (
-      select webhooks_private.utc_hour(d.created_at) as hour, count(*) as n
-      from webhooks.delivery_history d
-      where d.webhook_id = k.webhook_id and d.company_id = k.company_id and d.action = 'webhook.test'
-        and d.created_at >= p_since and d.created_at < p_until
-      group by 1) m
-  ),
-  failures as (
-    select k.webhook_id, m.hour, m.n
-    from hooks k
-    cross join lateral (
-      select webhooks_private.utc_hour(e.created_at) as hour, count(*) as n
-      from webhooks.delivery_results e
-      where e.webhook_id = k.webhook_id and e.company_id = k.company_id and e.created_at >= p_since and e.created_at < p_until
-        and e.state = 'failed'
-        -- (failures are few: each asked whether it was a test send, by a probe of its own)
-        and (select d.action from webhooks.delivery_history d
-             where d.id = e.delivery_id and d.created_at = e.created_at
-               and d.created_at >= p_since and d.created_at < p_until) is distinct from 'webhook.test'
-      group by 1) m
-  ),
-  -- (waiting and in flight apart, each by the queue's index of its kind)
-  on_their_way as (
-    select k.webhook_id, o.hour
-    from hooks k
-    cross join lateral (
-      select webhooks_private.utc_hour(q.created_at) as hour from webhooks.delivery_queue q
-      where q.webhook_id = k.webhook_id and q.locked_by is null and q.created_at >= p_since and q.created_at < p_until
-        and q.action <> 'webhook.test'
-      union
-      select webhooks_private.utc_hour(q.created_at) from webhooks.delivery_queue q
-      where q.webhook_id = k.webhook_id and q.locked_by is not null and q.created_at >= p_since and q.created_at < p_until
-        and q.action <> 'webhook.test') o
-  ),
-  counted as (
-    select k.webhook_id, k.company_id, h.at as hour, coalesce(m.n, 0) - coalesce(t.n, 0) as fired,
-           coalesce(f.n, 0) as failed
-    from hooks k
-    cross join generate_series(p_since, p_until - interval '1 hour', interval '1 hour') h(at)
-    left join messages m on m.webhook_id = k.webhook_id and m.hour = h.at
-    left join tests t on t.webhook_id = k.webhook_id and t.hour = h.at
-    left join failures f on f.webhook_id = k.webhook_id and f.hour = h.at
-    where not exists (select 1 from on_their_way o where o.webhook_id = k.webhook_id and o.hour = h.at)
+  -- each webhook's hours as count_periods counts them (one statement of its own a
+  -- webhook, its rows read by their keys): the rules of what counts live there alone
+  with counted as (
+    select k.webhook_id, k.company_id, p.period_start as hour, p.messages as fired, p.failures as failed,
+           p.on_its_way
+    from unnest(v_ids, v_company_ids) as k(webhook_id, company_id)
+    cross join lateral webhooks_private.count_periods(k.webhook_id, k.company_id, p_since, p_until, interval '1 hour') p
   ),
   written as (
     insert into webhooks.delivery_hour_counts as c (webhook_id, company_id, hour, fired, succeeded, failed, stale, version)
@@ -937,13 +883,15 @@ begin
     from counted n
     left join unnest(v_version_ids, v_hours, v_versions) as v(webhook_id, hour, version)
       on v.webhook_id = n.webhook_id and v.hour = n.hour
+    where n.on_its_way = 0
     on conflict (webhook_id, hour) do update
       set fired = excluded.fired, succeeded = excluded.succeeded, failed = excluded.failed, stale = false
       where c.version = excluded.version
         and (c.fired, c.succeeded, c.failed, c.stale) is distinct from (excluded.fired, excluded.succeeded, excluded.failed, false)
   )
+  -- a webhook with an hour on its way: the next run counts it
   insert into webhooks_private.webhooks_to_roll_up (webhook_id)
-  select distinct o.webhook_id from on_their_way o
+  select distinct n.webhook_id from counted n where n.on_its_way > 0
   on conflict do nothing;
   -- (a row a writer made stale meanwhile: its version moved on)
   insert into webhooks_private.webhooks_to_roll_up (webhook_id)
