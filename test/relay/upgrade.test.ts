@@ -2,7 +2,7 @@
 // "Upgrading"): a relay delivering, the CRM writing contacts, a long transaction (a
 // report, a backup's snapshot) holding a table a migration must change, a migrate
 // killed or failing halfway, and the previous release's relay and API running on.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
@@ -15,7 +15,7 @@ import { signToken } from '../../api/auth.ts';
 import { authenticatorUrl } from '../../api/authenticator.ts';
 import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { migrate, migrationsDir } from '../../tools/migrate.ts';
-import { createTestDatabase, ownConnection } from '../helpers/db.ts';
+import { createTestDatabase, ownConnection, type TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { prepareTransaction, rollBackPrepared, transactionName } from '../helpers/two-phase.ts';
 import { startReceiver } from '../helpers/receiver.ts';
@@ -124,15 +124,18 @@ test('a migrate that gave way to a long transaction waits for it to end without 
   await f.contact(company.id, { first_name: 'After' });
 });
 
-test('sql/\'s first try, meeting a long transaction on an engine\'s table it locks after the CRM\'s, gives way at once: writes to the CRM\'s contacts meanwhile wait for nothing, and it applies sql/ once that transaction ends', async (t) => {
-  const { database, company } = await relayScene(t);
-  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+/**
+ * A long transaction reads `longRead` (a report); the CRM writes contacts, each
+ * allowed 50 ms for a lock, from before `migrating` starts until it says `step` gave
+ * way (a first try that held the contacts while it waited for `longRead` held them for
+ * up to 500 ms). Asserts that no write failed and that the migrate had not finished
+ * meanwhile; then the long transaction ends, and the migrate with it.
+ */
+async function writesWhileAStepGivesWay(t: ExecutionContext, database: TestDatabase, companyId: string, longRead: string,
+                                        step: string, start: (log: (line: string) => void) => Promise<unknown>): Promise<void> {
   const report = await ownConnection(database.url, t);
   await report.query('begin');
-  await report.query('select count(*) from webhooks.deliveries');
-  // the CRM writes from before the migrate starts to after it has given way: each
-  // write waits 50 ms at most for a lock (a first try that held the contacts while
-  // it waited for the deliveries held them for up to 500 ms)
+  await report.query(`select count(*) from ${longRead}`);
   const crm = await ownConnection(database.url, t);
   await crm.query(`set lock_timeout = '50ms'`);
   let gaveWay = false;
@@ -140,14 +143,14 @@ test('sql/\'s first try, meeting a long transaction on an engine\'s table it loc
   let writes = 0;
   const writing = (async () => {
     while (!gaveWay) {
-      await crm.query(`insert into crm.contacts (company_id, first_name) values ($1, 'While sql/ is applied')`, [company.id])
+      await crm.query(`insert into crm.contacts (company_id, first_name) values ($1, 'While the migrate gives way')`, [companyId])
         .catch((error: Error) => failed.push(error.message));
       writes++;
     }
   })();
   let migrated = false;
-  const migrating = migrate(database.url, (line) => {
-    if (line.startsWith('sql/: waiting for the transactions in its way to end')) gaveWay = true;
+  const migrating = start((line) => {
+    if (line.startsWith(`${step}: waiting for the transactions in its way to end`)) gaveWay = true;
   }).then(() => (migrated = true));
   migrating.catch(() => (gaveWay = true));
   try {
@@ -161,6 +164,12 @@ test('sql/\'s first try, meeting a long transaction on an engine\'s table it loc
     await report.query('commit');
   }
   await migrating;
+}
+
+test('sql/\'s first try, meeting a long transaction on an engine\'s table it locks after the CRM\'s, gives way at once: writes to the CRM\'s contacts meanwhile wait for nothing, and it applies sql/ once that transaction ends', async (t) => {
+  const { database, company } = await relayScene(t);
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  await writesWhileAStepGivesWay(t, database, company.id, 'webhooks.deliveries', 'sql/', (log) => migrate(database.url, log));
   const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
   t.is(applied.fingerprint, ENGINE_FINGERPRINT);
 });
@@ -171,39 +180,8 @@ test('a migration\'s first try, meeting a long transaction on the queue after it
   // first, then the queue it changes, which a long transaction holds)
   const dir = await migrationsWith(t, '9000_queue_noted',
     'lock table crm.contacts in share row exclusive mode;\nalter table webhooks.delivery_queue add column noted boolean;');
-  const report = await ownConnection(database.url, t);
-  await report.query('begin');
-  await report.query('select count(*) from webhooks.delivery_queue');
-  // each write waits 50 ms at most for a lock (a first try that held the contacts
-  // while it waited for the queue held them for up to 500 ms)
-  const crm = await ownConnection(database.url, t);
-  await crm.query(`set lock_timeout = '50ms'`);
-  let gaveWay = false;
-  const failed: string[] = [];
-  let writes = 0;
-  const writing = (async () => {
-    while (!gaveWay) {
-      await crm.query(`insert into crm.contacts (company_id, first_name) values ($1, 'While the migration waits')`, [company.id])
-        .catch((error: Error) => failed.push(error.message));
-      writes++;
-    }
-  })();
-  let migrated = false;
-  const migrating = migrate(database.url, (line) => {
-    if (line.startsWith('the migrations: waiting for the transactions in its way to end')) gaveWay = true;
-  }, { migrationsDir: dir }).then(() => (migrated = true));
-  migrating.catch(() => (gaveWay = true));
-  try {
-    await writing;
-    t.deepEqual(failed, []);
-    t.true(writes > 0);
-    t.false(migrated);
-  } finally {
-    gaveWay = true;
-    await writing;
-    await report.query('commit');
-  }
-  await migrating;
+  await writesWhileAStepGivesWay(t, database, company.id, 'webhooks.delivery_queue', 'the migrations',
+    (log) => migrate(database.url, log, { migrationsDir: dir }));
   const { rows: [state] } = await database.pool.query(
     `select (select count(*)::int from webhooks_private.migrations where name = '9000_queue_noted') as recorded,
             (select count(*)::int from information_schema.columns
@@ -385,72 +363,59 @@ test('a DBA\'s long read of the CRM\'s contacts does not hold sql/ up: sql/ stop
   t.is(applied.fingerprint, ENGINE_FINGERPRINT);
 });
 
-test('a migrate that gave way to a contact write waits for that write, not for a DBA\'s long read of the contacts: it applies sql/ once the write ends, the read still open', async (t) => {
-  const { database, company } = await relayScene(t);
-  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+/**
+ * A DBA's long read of the contacts and a contact write under way; `start` runs a
+ * migrate that gives way (its `step`) to the write: it names that write's server
+ * process, and it finishes once the write ends, the read still open.
+ */
+async function waitsForTheWriteNotTheRead(t: ExecutionContext, database: TestDatabase, companyId: string, step: string,
+                                          start: (log: (line: string) => void) => Promise<unknown>): Promise<void> {
   const report = await ownConnection(database.url, t);
   await report.query('begin');
   await report.query('select count(*) from crm.contacts');
   const writer = await ownConnection(database.url, t);
   await writer.query('begin');
-  await writer.query(`insert into crm.contacts (company_id, first_name) values ($1, 'Under way')`, [company.id]);
+  await writer.query(`insert into crm.contacts (company_id, first_name) values ($1, 'Under way')`, [companyId]);
   let gaveWay!: () => void;
   const givenWay = new Promise<void>((resolve) => (gaveWay = resolve));
   const said: string[] = [];
-  const migrating = migrate(database.url, (line) => {
+  const migrating = start((line) => {
     said.push(line);
-    if (line.startsWith('sql/: waiting for the transactions in its way to end')) gaveWay();
-  }, { holdersWaitMs: 5_000 });
+    if (line.startsWith(`${step}: waiting for the transactions in its way to end`)) gaveWay();
+  });
   migrating.catch(() => {});
   try {
     await Promise.race([givenWay, migrating]);
     const { rows: [{ pid }] } = await writer.query('select pg_backend_pid() as pid');
-    t.is(said.at(-1), `sql/: waiting for the transactions in its way to end, by server process ${pid} (pg_stat_activity)…`);
+    t.is(said.at(-1), `${step}: waiting for the transactions in its way to end, by server process ${pid} (pg_stat_activity)…`);
     await writer.query('commit');
     await migrating;
-    const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
-    t.is(applied.fingerprint, ENGINE_FINGERPRINT);
   } finally {
     await writer.query('rollback').catch(() => {});
     await report.query('commit');
     await migrating.catch(() => {});
   }
+}
+
+test('a migrate that gave way to a contact write waits for that write, not for a DBA\'s long read of the contacts: it applies sql/ once the write ends, the read still open', async (t) => {
+  const { database, company } = await relayScene(t);
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  await waitsForTheWriteNotTheRead(t, database, company.id, 'sql/', (log) => migrate(database.url, log, { holdersWaitMs: 5_000 }));
+  const { rows: [applied] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
+  t.is(applied.fingerprint, ENGINE_FINGERPRINT);
 });
 
 test('a migration that gave way to a contact write waits for that write, not for a DBA\'s long read of the contacts: it is applied once the write ends, the read still open', async (t) => {
   const { database, company } = await relayScene(t);
   const dir = await migrationsWith(t, '9000_queue_noted',
     'lock table crm.contacts in share row exclusive mode;\nalter table webhooks.delivery_queue add column noted boolean;');
-  const report = await ownConnection(database.url, t);
-  await report.query('begin');
-  await report.query('select count(*) from crm.contacts');
-  const writer = await ownConnection(database.url, t);
-  await writer.query('begin');
-  await writer.query(`insert into crm.contacts (company_id, first_name) values ($1, 'Under way')`, [company.id]);
-  let gaveWay!: () => void;
-  const givenWay = new Promise<void>((resolve) => (gaveWay = resolve));
-  const said: string[] = [];
-  const migrating = migrate(database.url, (line) => {
-    said.push(line);
-    if (line.startsWith('the migrations: waiting for the transactions in its way to end')) gaveWay();
-    // (long enough for an autovacuum of the new database, slow on a loaded machine:
-    // a migrate waiting for the read would fail after it, the read open to the end)
-  }, { migrationsDir: dir, holdersWaitMs: 30_000 });
-  migrating.catch(() => {});
-  try {
-    await Promise.race([givenWay, migrating]);
-    const { rows: [{ pid }] } = await writer.query('select pg_backend_pid() as pid');
-    t.is(said.at(-1), `the migrations: waiting for the transactions in its way to end, by server process ${pid} (pg_stat_activity)…`);
-    await writer.query('commit');
-    await migrating;
-    const { rows: [recorded] } = await database.pool.query(
-      `select count(*)::int as n from webhooks_private.migrations where name = '9000_queue_noted'`);
-    t.is(recorded.n, 1);
-  } finally {
-    await writer.query('rollback').catch(() => {});
-    await report.query('commit');
-    await migrating.catch(() => {});
-  }
+  // (a wait long enough for an autovacuum of the new database, slow on a loaded
+  // machine: a migrate waiting for the read would fail after it, the read open to the end)
+  await waitsForTheWriteNotTheRead(t, database, company.id, 'the migrations',
+    (log) => migrate(database.url, log, { migrationsDir: dir, holdersWaitMs: 30_000 }));
+  const { rows: [recorded] } = await database.pool.query(
+    `select count(*)::int as n from webhooks_private.migrations where name = '9000_queue_noted'`);
+  t.is(recorded.n, 1);
 });
 
 test('a migrate killed in a long migration lets go of its tables at once, leaves nothing of that migration, and the next migrate finishes', async (t) => {
