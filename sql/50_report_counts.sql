@@ -597,6 +597,20 @@ where h.action <> 'webhook.test'
                   where c.webhook_id = h.webhook_id and c.day = h.day)
 group by h.webhook_id, h.company_id, h.day;
 
+-- private: the first day of a webhook not counted yet: after its last day counted,
+-- or where every webhook is counted to (all_counted_before, passed in: read once a
+-- run), whichever is later; null when neither is known (its days start at its first
+-- delivery). What a visit counts from, and what says a webhook has no day to count
+-- (this is at or past the run's first day not countable).
+create or replace function webhooks_private.first_day_uncounted(p_webhook_id bigint, p_all_counted_before date)
+returns date
+language sql
+stable
+as $$
+  select greatest((select max(c.day) + 1 from webhooks.delivery_day_counts c where c.webhook_id = p_webhook_id),
+                  p_all_counted_before);
+$$;
+
 -- private: count the days of one webhook that can be counted now: days noted for
 -- counting again, and days after the last one counted; a day not finished yet is
 -- noted for next time. Then the finished hours of the days not counted yet
@@ -641,8 +655,7 @@ begin
   -- most runs find no day to count for most webhooks: say so without taking the lock
   -- (which would make a writer of an old delivery wait until this run commits)
   if not exists (select 1 from webhooks_private.delivery_days_to_count where webhook_id = p_webhook_id and day < v_before)
-     and greatest((select max(day) + 1 from webhooks.delivery_day_counts where webhook_id = p_webhook_id),
-                  v_all_counted_before) >= v_before then
+     and webhooks_private.first_day_uncounted(p_webhook_id, v_all_counted_before) >= v_before then
     return 0;
   end if;
   perform pg_advisory_xact_lock(webhooks_private.day_counts_lock(p_webhook_id));
@@ -651,9 +664,7 @@ begin
   -- writer notes days not countable yet too, a retry's settle a day after its
   -- delivery, and the days between were then never counted: left to count from the
   -- rows for ever, and kept by the retention for ever. The days noted come in below.)
-  select greatest((select max(day) + 1 from webhooks.delivery_day_counts where webhook_id = p_webhook_id),
-                  v_all_counted_before)
-  into v_from;
+  v_from := webhooks_private.first_day_uncounted(p_webhook_id, v_all_counted_before);
   if v_from is null then
     select webhooks_private.utc_day(min(created_at)) into v_from
     from webhooks.delivery_history where webhook_id = p_webhook_id and company_id = v_company_id;
@@ -780,8 +791,7 @@ begin
   into v_ids, v_company_ids
   from webhooks.webhooks w
   where w.id = any (p_webhook_ids)
-    and greatest((select max(c.day) + 1 from webhooks.delivery_day_counts c where c.webhook_id = w.id),
-                 v_all_counted_before) = v_day
+    and webhooks_private.first_day_uncounted(w.id, v_all_counted_before) = v_day
     and not exists (select 1 from webhooks_private.delivery_days_to_count n
                     where n.webhook_id = w.id and n.day < v_day);
   if v_ids is null then
@@ -856,8 +866,7 @@ begin
   into v_ids, v_company_ids
   from webhooks.webhooks w
   where w.id = any (p_webhook_ids)
-    and greatest((select max(c.day) + 1 from webhooks.delivery_day_counts c where c.webhook_id = w.id),
-                 v_all_counted_before) >= p_days_before
+    and webhooks_private.first_day_uncounted(w.id, v_all_counted_before) >= p_days_before
     and not exists (select 1 from webhooks_private.delivery_days_to_count n
                     where n.webhook_id = w.id and n.day < p_days_before);
   if v_ids is null then
