@@ -194,18 +194,10 @@ drop function if exists webhooks_relay.claim_deliveries(text, integer, interval,
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[]);
 -- (p_busy_bytes and p_byte_budget came last)
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer);
--- (previous_secrets, every rotated-out secret still valid, replaced previous_secret)
-do $drop$
-begin
-  if exists (select from pg_catalog.pg_proc p
-             where p.oid = to_regprocedure('webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer, bigint[], bigint)')
-               and 'previous_secret' = any (p.proargnames)) then
-    drop function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer, bigint[], bigint);
-  end if;
-end;
-$drop$;
--- (company_id came last: the relay shares its free request slots between companies,
--- relay/slots.ts)
+-- (the result changed with the same arguments: previous_secrets, every rotated-out
+-- secret still valid, replaced previous_secret; then company_id came last, the relay
+-- sharing its free request slots between companies, relay/slots.ts. One without
+-- company_id is either.)
 do $drop$
 begin
   if exists (select from pg_catalog.pg_proc p
