@@ -54,6 +54,21 @@ begin
           create_webhook.conditions)
   returning * into webhook;
   secret := webhooks_private.issued_secret(webhook.id);
+exception when foreign_key_violation then
+  -- A token may name a company the CRM has no row for yet (a fresh npm start has
+  -- none): say so by name, where the foreign key would name only the tables.
+  declare
+    v_constraint text;
+  begin
+    get stacked diagnostics v_constraint = constraint_name;
+    if v_constraint is distinct from 'webhooks_company_id_fkey' then
+      raise;
+    end if;
+    raise exception using
+      errcode = 'foreign_key_violation',
+      message = format('company %s is not a company of the CRM (no row of crm.companies): a token names a company the CRM has', v_company_id),
+      constraint = 'company_unknown';
+  end;
 end;
 $$;
 

@@ -185,6 +185,16 @@ test('createWebhook past the company\'s 100 webhooks is refused by name; another
   await t.notThrowsAsync(createThroughApi(await adminOf(other.id), { name: 'elsewhere' }));
 });
 
+test('createWebhook for a company the CRM does not have (a token for a company not made yet) is refused by name, nothing written', async (t) => {
+  const { rows: [{ missing }] } = await db().pool.query(`select coalesce(max(id), 0) + 1000 as missing from crm.companies`);
+  const token = await adminOf(String(missing));
+  const refused = await api().gql(token, CREATE, { name: 'first', url: 'https://receiver.example.com/x', fields: ['first_name'], actions: ['CONTACT_CREATED'] });
+  t.like(refused.errors?.[0].extensions, { code: '23503', constraint: 'company_unknown' });
+  t.is(refused.errors?.[0].message, `company ${missing} is not a company of the CRM (no row of crm.companies): a token names a company the CRM has`);
+  const { rows } = await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [missing]);
+  t.is(rows[0].n, 0);
+});
+
 test('replayDelivery refuses by name a delivery never sent for its payload\'s size', async (t) => {
   const f = make();
   const company = await f.company();
