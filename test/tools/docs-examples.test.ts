@@ -89,3 +89,50 @@ test("docs/api.md's session runs as written after npm run demo: every answer is 
     for (const pair of fixedPairs(step.answer)) t.true(answer.includes(pair), `${step.query}\n→ ${answer}\nshows ${pair}`);
   }
 });
+
+/** The fenced blocks of a language in a text. */
+function blocksOf(text: string, lang: string): string[] {
+  return [...text.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].filter(([, l]) => l === lang).map(([, , body]) => body!);
+}
+
+/** An object's shape: its keys, and the shapes of the objects under them. */
+function shapeOf(value: unknown): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return typeof value;
+  return Object.fromEntries(Object.keys(value).sort().map((key) => [key, shapeOf((value as Record<string, unknown>)[key])]));
+}
+
+test("the README's SQL configures the webhook of its payload example: a tag added in BPD sends that payload's shape", async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const demo = await seedDemo(database.pool, 'http://127.0.0.1:1');
+
+  const [configure] = blocksOf(section('README.md', '### Configuring a webhook in SQL'), 'sql');
+  const { rows: [webhook] } = await database.pool.query(`${configure!.trim().replace(/;$/, '')} returning id, status_id`);
+  const { rows: [tag] } = await database.pool.query(`select id from crm.statuses where company_id = $1 and name = 'Thank You Note'`, [demo.companyId]);
+  t.is(webhook.status_id, tag.id, "the README's company and tag are the demo's");
+
+  const client = await database.pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(`set local webhooks.source = 'platform'`);
+    await client.query(`insert into crm.contact_statuses (contact_id, status_id)
+      select min(id), $1 from crm.contacts where company_id = $2`, [tag.id, demo.companyId]);
+    await client.query('commit');
+  } finally {
+    client.release();
+  }
+  const { rows: [delivery] } = await database.pool.query('select payload from webhooks.deliveries where webhook_id = $1', [webhook.id]);
+  const [shown] = blocksOf(section('README.md', '### The payload'), 'json');
+  const example = JSON.parse(shown!);
+  t.deepEqual(shapeOf(delivery.payload), shapeOf(example));
+  t.is(delivery.payload.type, example.type);
+  t.is(delivery.payload.data.source, example.data.source);
+});
+
+test('every type a receiver may get (webhooks.action) is named in the README', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const { rows } = await database.pool.query('select unnest(enum_range(null::webhooks.action))::text as type');
+  const readme = readFileSync(new URL('README.md', root), 'utf8');
+  t.deepEqual(rows.map((r) => r.type).filter((type) => !readme.includes(`\`${type}\``)), []);
+});
