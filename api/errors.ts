@@ -140,13 +140,23 @@ function refusalBody(answer: BufferAnswer): AnswerBody | undefined {
 }
 
 /**
+ * A literal one of the schema's scalars does not take (`id: 7` for a BigInt, a number
+ * for a Datetime): graphile-build's parseLiteral throws a GraphQLError of its own,
+ * which validation reports as it is, without its place in the text.
+ */
+const SCALAR_LITERAL_REFUSED = /^\w+ can only parse string(\/integer)? values \(kind ?= ?'\w+'\)$/;
+
+/**
  * True of an error of GraphQL's refusal of a document: in an answer without data (the
- * operation never ran), with its place in the text, or validation stopped short (which
- * has none). An error thrown while running one, answered without data to a client of
- * application/json, has no place: it is left as maskError made it.
+ * operation never ran), with its place in the text, or validation stopped short or a
+ * scalar's literal refused (which have none). An error thrown while running one,
+ * answered without data to a client of application/json, has no place: it is left as
+ * maskError made it.
  */
 function refusesTheDocument(body: AnswerBody, error: NonNullable<AnswerBody['errors']>[number]): boolean {
-  return !('data' in body) && (error.locations !== undefined || VALIDATION_ABORTED.test(error.message ?? ''));
+  const message = error.message ?? '';
+  return !('data' in body)
+    && (error.locations !== undefined || VALIDATION_ABORTED.test(message) || SCALAR_LITERAL_REFUSED.test(message));
 }
 
 /**

@@ -537,7 +537,7 @@ test('retrySchedule\'s pMaxAttempts out of 1 to 100 names its rule and the argum
   }
 });
 
-test('a document GraphQL refuses (a field that is not there, a variable of the wrong type or not sent, text that does not parse) carries a code, whichever media type the client accepts, with the status that media type asks for', async (t) => {
+test('a document GraphQL refuses (a field that is not there, a variable of the wrong type or not sent, a literal a scalar does not take, text that does not parse) carries a code, whichever media type the client accepts, with the status that media type asks for', async (t) => {
   const company = await factories(db().pool).company();
   const token = await api().token(company.id, 'webhook_viewer');
   const refused = async (accept: string, query: string) => {
@@ -553,6 +553,10 @@ test('a document GraphQL refuses (a field that is not there, a variable of the w
     ['a field that is not there', '{ currentCompanyId nope }', 'GRAPHQL_VALIDATION_FAILED'],
     ['a variable of a type the argument does not take', 'query($id: String!) { webhookById(id: $id) { id } }', 'GRAPHQL_VALIDATION_FAILED'],
     ['a variable the operation needs, not sent', 'query($id: BigInt!) { webhookById(id: $id) { id } }', 'GRAPHQL_VALIDATION_FAILED'],
+    // the schema's own scalars refuse such a literal in words of their own, with no place in the text
+    ['a BigInt written as a number', '{ webhookById(id: 7) { id } }', 'GRAPHQL_VALIDATION_FAILED'],
+    ['a BigInt within an input written as a number', 'mutation { disableWebhook(input: { id: 7 }) { result { id } } }', 'GRAPHQL_VALIDATION_FAILED'],
+    ['a Datetime written as a number', '{ webhookReport(since: 20260101) { totalCount } }', 'GRAPHQL_VALIDATION_FAILED'],
     ['text that does not parse', '{ currentCompanyId', 'GRAPHQL_PARSE_FAILED'],
   ];
   // GraphQL over HTTP: 200 for a client of application/json alone, 400 for one of
