@@ -2,10 +2,12 @@
 // `npm start` and `npm run demo` gets the answers the text shows. The text is read
 // from the files, so an example that drifts from what the product does fails here.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { getNamedType, Kind, parse, print, typeFromAST, type GraphQLSchema } from 'postgraphile/graphql';
 import { seedDemo } from '../../tools/demo/seed.ts';
 import { startTestApi } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/db.ts';
+import { apiSchema } from '../helpers/schema-inputs.ts';
 
 const root = new URL('../../', import.meta.url);
 
@@ -135,4 +137,44 @@ test('every type a receiver may get (webhooks.action) is named in the README', a
   const { rows } = await database.pool.query('select unnest(enum_range(null::webhooks.action))::text as type');
   const readme = readFileSync(new URL('README.md', root), 'utf8');
   t.deepEqual(rows.map((r) => r.type).filter((type) => !readme.includes(`\`${type}\``)), []);
+});
+
+/** A value of each scalar a doc's operation may declare a variable of. */
+const SAMPLE_VALUES: Record<string, unknown> = {
+  BigInt: '1', Datetime: '2026-01-01T00:00:00Z', Int: 1, String: 'x', Boolean: false,
+};
+
+/** Each operation of a GraphQL text alone, with a sample value for each variable it declares. */
+function operationsOf(text: string, schema: GraphQLSchema): Array<{ query: string; variables: Record<string, unknown> }> {
+  return parse(text).definitions.filter((d) => d.kind === Kind.OPERATION_DEFINITION).map((operation) => ({
+    query: print(operation),
+    variables: Object.fromEntries((operation.variableDefinitions ?? []).map((definition) => {
+      const type = getNamedType(typeFromAST(schema, definition.type)!);
+      return [definition.variable.name.value, SAMPLE_VALUES[type.name] ?? null];
+    })),
+  }));
+}
+
+test('every GraphQL example of the docs is a document the API takes: each operation parses and validates', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const demo = await seedDemo(database.pool, 'http://127.0.0.1:1');
+  const api = await startTestApi(database.url);
+  t.teardown(() => api.stop());
+  const token = await api.token(String(demo.companyId));
+  const schema = await apiSchema(api, token);
+
+  const files = ['README.md', ...readdirSync(new URL('docs/', root)).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+  let operations = 0;
+  for (const file of files) {
+    for (const text of blocksOf(readFileSync(new URL(file, root), 'utf8'), 'graphql')) {
+      for (const { query, variables } of operationsOf(text, schema)) {
+        operations++;
+        const response = await api.gql(token, query, variables);
+        const refusals = (response.errors ?? []).filter((e) => /^GRAPHQL_(PARSE|VALIDATION)_FAILED$/.test(String(e.extensions?.code)));
+        t.deepEqual(refusals, [], `${file}: ${query}`);
+      }
+    }
+  }
+  t.true(operations >= 10, `${operations} operations found`);
 });
