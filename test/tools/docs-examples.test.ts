@@ -178,3 +178,30 @@ test('every GraphQL example of the docs is a document the API takes: each operat
   }
   t.true(operations >= 10, `${operations} operations found`);
 });
+
+test('every SQL example of the docs runs after npm run demo, each in a transaction rolled back', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await seedDemo(database.pool, 'http://127.0.0.1:1');
+  const files = ['README.md', ...readdirSync(new URL('docs/', root)).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+  const client = await database.pool.connect();
+  t.teardown(() => client.release());
+  let examples = 0;
+  for (const file of files) {
+    for (const text of blocksOf(readFileSync(new URL(file, root), 'utf8'), 'sql')) {
+      examples++;
+      await client.query('begin');
+      try {
+        // a role an example configures is the reader's own: made here, gone with the rollback
+        for (const [, role] of text.matchAll(/alter role (\w+)/g)) await client.query(`create role ${role}`);
+        await client.query(text);
+        t.pass();
+      } catch (error) {
+        t.fail(`${file}: ${text}\n→ ${(error as Error).message}`);
+      } finally {
+        await client.query('rollback');
+      }
+    }
+  }
+  t.true(examples >= 8, `${examples} examples found`);
+});
