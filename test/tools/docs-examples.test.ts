@@ -2,11 +2,14 @@
 // `npm start` and `npm run demo` gets the answers the text shows. The text is read
 // from the files, so an example that drifts from what the product does fails here.
 import test from 'ava';
+import { createHmac } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { Webhook } from 'standardwebhooks';
 import { getNamedType, Kind, parse, print, typeFromAST, type GraphQLSchema } from 'postgraphile/graphql';
 import { seedDemo } from '../../tools/demo/seed.ts';
 import { startTestApi } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/db.ts';
+import { relayScene, testRelay } from '../helpers/relay.ts';
 import { apiSchema } from '../helpers/schema-inputs.ts';
 
 const root = new URL('../../', import.meta.url);
@@ -204,4 +207,33 @@ test('every SQL example of the docs runs after npm run demo, each in a transacti
     }
   }
   t.true(examples >= 8, `${examples} examples found`);
+});
+
+test("docs/relay.md's two ways of verifying a signature, run as written, verify a delivery the relay sent", async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, url: receiver.route('/hook'), actions: ['contact.created'] });
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await f.contact(company.id, { first_name: 'Grace' });
+  const [delivery] = await receiver.waitFor(1, { path: '/hook' });
+  const headers = delivery!.headers as Record<string, string>;
+
+  const text = section('docs/relay.md', '## What the receiver gets');
+  // the recipe in words: base64 HMAC-SHA256 of `<webhook-id>.<webhook-timestamp>.<body>`,
+  // keyed with the base64-decoded part of the secret after `whsec_`
+  t.regex(text, /base64 HMAC-SHA256 of\s+`<webhook-id>\.<webhook-timestamp>\.<body>`, keyed with the base64-decoded part of the\s+webhook's secret after `whsec_`/);
+  const key = Buffer.from(webhook.secret.slice('whsec_'.length), 'base64');
+  const signature = createHmac('sha256', key).update(`${headers['webhook-id']}.${headers['webhook-timestamp']}.${delivery!.body}`).digest('base64');
+  t.true(headers['webhook-signature']!.split(' ').includes(`v1,${signature}`), headers['webhook-signature']);
+
+  // the snippet with the standardwebhooks package, its import given
+  const [snippet] = blocksOf(section('docs/relay.md', '## Verifying a signature (receiving side)'), 'js');
+  const body = snippet!.replace(/^import .*$/m, '') + '\nreturn event;';
+  const verify = new Function('Webhook', 'process', 'rawBody', 'req', body);
+  const event = verify(Webhook, { env: { BPD_WEBHOOK_SECRET: webhook.secret } }, delivery!.body, { headers });
+  t.is(event.type, 'contact.created');
+  t.is(event.data.contact.first_name, 'Grace');
+  const forged = { headers: { ...headers, 'webhook-signature': `v1,${Buffer.alloc(32).toString('base64')}` } };
+  t.throws(() => verify(Webhook, { env: { BPD_WEBHOOK_SECRET: webhook.secret } }, delivery!.body, forged));
 });
