@@ -2,6 +2,7 @@
 // schema brought up to date, and the parts of bpd-webhooks running beside it.
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
+import pg from 'pg';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_DATABASE, DEFAULT_EMBEDDED_PORT, PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
 import { ensureDatabase } from './ensure-database.ts';
@@ -126,12 +127,29 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 if (await answers(`${apiUrl}/healthz`, 60_000)) {
   console.log(`Reports page: ${apiUrl}/reports/webhooks`);
   console.log(`GraphQL:      ${apiUrl}/graphql  (Ruru: ${apiUrl}/graphiql)`);
-  console.log('  an admin token for company 1:  npm run token -- --company 1');
-  console.log('  read-only:                     npm run token -- --company 1 --role webhook_viewer');
+  // a token may name any id, but webhooks can be made only for a company the CRM has
+  // (a failed look-up only leaves the hint out: everything is up)
+  const company = await firstCompany(db.url).catch(() => undefined);
+  if (company === null) console.log('  no company in crm.companies yet: npm run demo makes Demo Realty, company 1 (or insert your own); then');
+  const id = company ?? '1';
+  console.log(`  an admin token for company ${id}:  npm run token -- --company ${id}`);
+  console.log(`  read-only:                     npm run token -- --company ${id} --role webhook_viewer`);
   console.log('  send it as the header  Authorization: Bearer <token>');
   console.log('bpd-webhooks is up. Ctrl-C stops it.');
 } else if (!stopping) {
   console.error(`the admin API did not answer at ${apiUrl} within a minute (see its log above); the relay runs on. Ctrl-C stops it.`);
+}
+
+/** The CRM's first company (the lowest id), or null while crm.companies is empty. */
+async function firstCompany(url: string): Promise<string | null> {
+  const client = new pg.Client({ connectionString: url, application_name: 'bpd-webhooks start' });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ id: string | null }>('select min(id)::text as id from crm.companies');
+    return rows[0]!.id;
+  } finally {
+    await client.end();
+  }
 }
 
 /** Whether url answers 200 within the time, asking every 100 ms. */

@@ -166,3 +166,33 @@ test('npm start whose migrate fails (a database migrated by newer code) says why
       'nothing was done, so as not to put this older engine under it: run the newer code, or its migrate',
   ]);
 });
+
+/** npm start against the database until it is up: what it printed, then stopped. */
+async function startedSays(t: import('ava').ExecutionContext, databaseUrl: string): Promise<string[]> {
+  const start = spawn(process.execPath, [`${root}tools/start.ts`], {
+    cwd: root,
+    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(await freePort()), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = lines(start.stdout!);
+  lines(start.stderr!);
+  const exited = new Promise<number | null>((resolve) => start.once('exit', (code) => resolve(code)));
+  t.teardown(() => void (start.exitCode === null && start.kill('SIGKILL')));
+  await out.next(/bpd-webhooks is up/, 60_000, 0);
+  start.kill('SIGINT');
+  t.is(await exited, 0);
+  return out.seen;
+}
+
+test('npm start says how to get a token for a company the CRM has, and that a fresh CRM has none yet (npm run demo makes one)', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const empty = (await startedSays(t, database.url)).join('\n');
+  t.regex(empty, /no company in crm\.companies yet: npm run demo makes Demo Realty, company 1 .*\n +an admin token for company 1: +npm run token -- --company 1\n/);
+
+  const company = await factories(database.pool).company();
+  const filled = (await startedSays(t, database.url)).join('\n');
+  t.regex(filled, new RegExp(`an admin token for company ${company.id}: +npm run token -- --company ${company.id}\\n`));
+  t.regex(filled, new RegExp(`read-only: +npm run token -- --company ${company.id} --role webhook_viewer`));
+  t.notRegex(filled, /no company in crm\.companies/);
+});
