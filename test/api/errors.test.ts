@@ -557,6 +557,7 @@ test('a document GraphQL refuses (a field that is not there, a variable of the w
     ['a BigInt written as a number', '{ webhookById(id: 7) { id } }', 'GRAPHQL_VALIDATION_FAILED'],
     ['a BigInt within an input written as a number', 'mutation { disableWebhook(input: { id: 7 }) { result { id } } }', 'GRAPHQL_VALIDATION_FAILED'],
     ['a Datetime written as a number', '{ webhookReport(since: 20260101) { totalCount } }', 'GRAPHQL_VALIDATION_FAILED'],
+    ['a Cursor written as a number', '{ allWebhooks(first: 1, after: 5) { nodes { id } } }', 'GRAPHQL_VALIDATION_FAILED'],
     ['text that does not parse', '{ currentCompanyId', 'GRAPHQL_PARSE_FAILED'],
   ];
   // GraphQL over HTTP: 200 for a client of application/json alone, 400 for one of
