@@ -66,7 +66,7 @@ exception when foreign_key_violation then
     end if;
     raise exception using
       errcode = 'foreign_key_violation',
-      message = format('company %s is not a company of the CRM (no row of crm.companies): a token names a company the CRM has', v_company_id),
+      message = format('company %s is not a company of the CRM (no row of crm.companies): webhooks are made for the CRM''s companies only', v_company_id),
       constraint = 'company_unknown';
   end;
 end;

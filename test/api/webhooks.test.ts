@@ -190,7 +190,7 @@ test('createWebhook for a company the CRM does not have (a token for a company n
   const token = await adminOf(String(missing));
   const refused = await api().gql(token, CREATE, { name: 'first', url: 'https://receiver.example.com/x', fields: ['first_name'], actions: ['CONTACT_CREATED'] });
   t.like(refused.errors?.[0].extensions, { code: '23503', constraint: 'company_unknown' });
-  t.is(refused.errors?.[0].message, `company ${missing} is not a company of the CRM (no row of crm.companies): a token names a company the CRM has`);
+  t.is(refused.errors?.[0].message, `company ${missing} is not a company of the CRM (no row of crm.companies): webhooks are made for the CRM's companies only`);
   const { rows } = await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [missing]);
   t.is(rows[0].n, 0);
 });
