@@ -2,7 +2,7 @@
 // engine in sql/ re-applied from scratch, as this process read it when it started
 // (ops/engine.ts), with a record of which (webhooks_private.sql_applied). Safe to run
 // twice and to run twice at once: a session advisory lock serialises whole runs.
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
@@ -109,7 +109,8 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
       // node-pg-migrate's error is the database's alone, as sql/'s are named (applyEngine)
       throw running ? new Error(`migrations/${running}.sql: ${error.message}`, { cause: error }) : error;
     });
-    const migrations = { ...giving, capturedNotInWay: MIGRATIONS_CAPTURED_NOT_IN_WAY, mayTakeCapturedWhole: true };
+    const migrations = { ...giving, capturedNotInWay: MIGRATIONS_CAPTURED_NOT_IN_WAY, mayLockMore: true,
+                         named: () => running ? tablesNamed(dir, running) : Promise.resolve(null) };
     while ((await givingWay(client, 'the migrations', migrations, runNext)).length > 0);
     await client.query('set client_min_messages = warning');
     client.off('notice', onNotice);
@@ -277,10 +278,16 @@ interface GivingWay {
   /** the locks on the CRM's captured tables that are not in the step's way (holdersInWay) */
   capturedNotInWay: readonly string[];
   /**
-   * true: the step may yet take a captured table whole, and once a try that waited
-   * finds none but those locks in its way, they are (holdersInWay)
+   * The tables the step that gave way names (tablesNamed), whose holders alone are in
+   * its way; absent, or null, every table of the engine's is (sql/ locks them all).
    */
-  mayTakeCapturedWhole?: boolean;
+  named?: () => Promise<readonly string[] | null>;
+  /**
+   * true: the step may lock more than `named` says, or a captured table whole (a
+   * function it calls, a view over a table it drops, a key it drops): once a try that
+   * waited finds none but those in its way, every holder of an engine table is
+   */
+  mayLockMore?: boolean;
 }
 
 /**
@@ -289,7 +296,7 @@ interface GivingWay {
  * have ended, with the lock timeout.
  */
 async function givingWay<T>(client: pg.Client, step: string,
-                            { waitMs, lockTimeout, log, capturedNotInWay, mayTakeCapturedWhole = false }: GivingWay,
+                            { waitMs, lockTimeout, log, capturedNotInWay, named, mayLockMore = false }: GivingWay,
                             work: (waiting: boolean) => Promise<T>): Promise<T> {
   const deadline = Date.now() + waitMs;
   for (let attempt = 1; ; attempt++) {
@@ -302,12 +309,13 @@ async function givingWay<T>(client: pg.Client, step: string,
       // a session that ended cannot roll back: its own error says why)
       await client.query('rollback').catch(() => { throw error; });
       if (!busy(error)) throw error;
-      let holders = await holdersInWay(client, capturedNotInWay);
-      if (holders.length === 0 && waiting && mayTakeCapturedWhole) holders = await holdersInWay(client, []);
+      let scope: InWay = { notInWay: capturedNotInWay, tables: (await named?.()) ?? null };
+      let holders = await holdersInWay(client, scope);
+      if (holders.length === 0 && waiting && mayLockMore) holders = await holdersInWay(client, scope = EVERY_HOLDER);
       const said = () => log(`${step}: waiting for the transactions in its way to end, ${holdersNamed(holders)}…`);
       if (attempt >= TRIES || !(await holdersEnded(client, holders, deadline, said))) {
         throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}), ` +
-          `${holdersNamed(await holdersInWay(client, mayTakeCapturedWhole ? [] : capturedNotInWay))}: run migrate again once they end`, { cause: error });
+          `${holdersNamed(await holdersInWay(client, mayLockMore ? EVERY_HOLDER : scope))}: run migrate again once they end`, { cause: error });
       }
       // (at random, after a try that waited for no lock too: its holders' ends wake
       // the relay, whose claims a try asked for right then met, and gave way to)
@@ -340,26 +348,57 @@ interface Holder {
 const SQL_CAPTURED_NOT_IN_WAY = ['AccessShareLock', 'RowShareLock'];
 const MIGRATIONS_CAPTURED_NOT_IN_WAY = ['AccessShareLock'];
 
+/** Which locks holdersInWay counts. */
+interface InWay {
+  /** the modes of lock on the CRM's captured tables that are not in the step's way */
+  notInWay: readonly string[];
+  /** the tables the step names, schema-qualified, lower case (null: every table of the engine's) */
+  tables: readonly string[] | null;
+}
+const EVERY_HOLDER: InWay = { notInWay: [], tables: null };
+
 /**
- * The transactions of others that hold a lock on a table of the engine's, or one in
- * the step's way on a captured table of the CRM's (`notInWay` names those that are
- * not), now: a DBA's hour-long read of the contacts is in no step's way, and a
- * migrate that gave way to a contact write waited for that read too, and failed
- * after HOLDERS_WAIT_MS.
+ * The transactions of others that hold a lock on a table of the engine's the step
+ * names (all of them, for sql/), or one in the step's way on a captured table of the
+ * CRM's, now: a DBA's hour-long read of the contacts is in no step's way, nor a read of
+ * the fire history in the way of a migration of the queue, and a migrate that gave way
+ * to a contact write or a claim waited for that read too, and failed after
+ * HOLDERS_WAIT_MS. A lock on a partition counts as one on its partitioned table: a
+ * lock of that table takes its partitions too, and a migrate refused by a read of
+ * one partition found none in its way, and tried again, 50 times, each try stopping
+ * writes for its LOCK_TIMEOUT.
  */
-async function holdersInWay(client: pg.Client, notInWay: readonly string[]): Promise<Holder[]> {
+async function holdersInWay(client: pg.Client, { notInWay, tables }: InWay): Promise<Holder[]> {
   const { rows } = await client.query<Holder>(
     `select distinct l.pid, l.virtualtransaction as transaction,
             (select p.gid from pg_catalog.pg_locks x join pg_catalog.pg_prepared_xacts p on p.transaction = x.transactionid
              where l.pid is null and x.virtualtransaction = l.virtualtransaction and x.locktype = 'transactionid') as prepared
      from pg_catalog.pg_locks l
+     cross join lateral (
+       select coalesce((select a.relid from pg_catalog.pg_partition_ancestors(l.relation) a
+                        join pg_catalog.pg_class p on p.oid = a.relid
+                        where not p.relispartition), l.relation) as oid) t
+     join pg_catalog.pg_class c on c.oid = t.oid
      where l.locktype = 'relation' and l.granted and l.pid is distinct from pg_backend_pid()
        and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
-       and l.relation = any (${ENGINE_RELATIONS})
-       and not (l.mode = any ($3)
-                and (select c.relnamespace::regnamespace::text from pg_catalog.pg_class c where c.oid = l.relation) = $2)`,
-    [ENGINE_SCHEMAS, CAPTURED_SCHEMA, notInWay]);
+       and t.oid = any (${ENGINE_RELATIONS})
+       and ($4::text[] is null or c.relnamespace::regnamespace::text || '.' || c.relname = any ($4))
+       and not (l.mode = any ($3) and c.relnamespace::regnamespace::text = $2)`,
+    [ENGINE_SCHEMAS, CAPTURED_SCHEMA, notInWay, tables]);
   return rows;
+}
+
+/**
+ * The tables a migration names (schema.table, outside its line comments), which its
+ * statements lock: a migration of the queue is not held up by a read of the history.
+ * One that locks a table it does not name so (a function it calls, a name quoted or
+ * left to the search path) is refused again after its wait, and then waits for every
+ * holder (mayLockMore).
+ */
+async function tablesNamed(dir: string, migration: string): Promise<string[]> {
+  const text = (await readFile(`${dir}/${migration}.sql`, 'utf8')).replace(/--[^\n]*/g, '');
+  return [...new Set([...text.matchAll(/(?<![\w$."])([a-z_][\w$]*)\s*\.\s*([a-z_][\w$]*)(?![\w$"])/gi)]
+    .map(([, schema, table]) => `${schema}.${table}`.toLowerCase()))];
 }
 
 /** Who holds the tables, in words an operator can look up (pg_stat_activity, pg_prepared_xacts). */

@@ -418,6 +418,65 @@ test('a migration that gave way to a contact write waits for that write, not for
   t.is(recorded.n, 1);
 });
 
+test('a migration that gave way waits for the transactions holding the table it changes, not for a DBA\'s long read of another engine table: it is applied while the read is still open (sql/, which locks every engine table, then waits for it)', async (t) => {
+  const { database } = await relayScene(t);
+  const dir = await migrationsWith(t, '9000_queue_noted', 'alter table webhooks.delivery_queue add column noted boolean;');
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from webhooks.delivery_history');
+  // (a claim's transaction, or anyone's, holding the queue the migration changes)
+  const claim = await ownConnection(database.url, t);
+  await claim.query('begin');
+  await claim.query('select count(*) from webhooks.delivery_queue');
+  const { rows: [{ pid }] } = await claim.query('select pg_backend_pid() as pid');
+  const said: string[] = [];
+  const heard = (start: string) => {
+    let resolve!: () => void;
+    const promise = new Promise<void>((done) => (resolve = done));
+    return { start, promise, resolve };
+  };
+  const gaveWay = heard('the migrations: waiting for the transactions in its way to end');
+  const migrated = heard('migrated 9000_queue_noted');
+  const migrating = migrate(database.url, (line) => {
+    said.push(line);
+    for (const awaited of [gaveWay, migrated]) if (line.startsWith(awaited.start)) awaited.resolve();
+  }, { migrationsDir: dir, holdersWaitMs: 10_000 });
+  migrating.catch(() => {});
+  try {
+    await Promise.race([gaveWay.promise, migrating]);
+    t.is(said.at(-1), `the migrations: waiting for the transactions in its way to end, by server process ${pid} (pg_stat_activity)…`);
+    await claim.query('commit');
+    await Promise.race([migrated.promise, migrating]);
+    const { rows: [recorded] } = await database.pool.query(
+      `select count(*)::int as n from webhooks_private.migrations where name = '9000_queue_noted'`);
+    t.is(recorded.n, 1);
+  } finally {
+    await claim.query('rollback').catch(() => {});
+    await report.query('commit');
+    await migrating.catch(() => {});
+  }
+  await migrating;
+});
+
+test('a DBA\'s long read of one partition of the fire history is in sql/\'s way (it locks the partitioned table, its partitions with it): a migrate that gave way to it names it, not transactions that ended', async (t) => {
+  const { database } = await relayScene(t);
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  const { rows: [partition] } = await database.pool.query(
+    `select i.inhrelid::regclass::text as name from pg_inherits i where i.inhparent = 'webhooks.delivery_history'::regclass limit 1`);
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query(`select count(*) from ${partition.name}`);
+  const { rows: [{ pid }] } = await report.query('select pg_backend_pid() as pid');
+  const tries: string[] = [];
+  try {
+    const held = await t.throwsAsync(migrate(database.url, (line) => tries.push(line), { holdersWaitMs: 1_000 }));
+    t.regex(held?.message ?? '', new RegExp(`^sql/ not applied: .* by server process ${pid} \\(pg_stat_activity\\): run migrate again once they end$`));
+  } finally {
+    await report.query('commit');
+  }
+  await migrate(database.url);
+});
+
 test('a migrate killed in a long migration lets go of its tables at once, leaves nothing of that migration, and the next migrate finishes', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
