@@ -458,6 +458,33 @@ test('a migration that gave way waits for the transactions holding the table it 
   await migrating;
 });
 
+test('a migration that locks a table it does not name as schema.table (quoted) is refused again after its first wait, then waits for every holder of an engine table: it is applied once the read in its way ends', async (t) => {
+  const { database } = await relayScene(t);
+  const dir = await migrationsWith(t, '9000_queue_noted', 'alter table "webhooks"."delivery_queue" add column noted boolean;');
+  const report = await ownConnection(database.url, t);
+  await report.query('begin');
+  await report.query('select count(*) from webhooks.delivery_queue');
+  const { rows: [{ pid }] } = await report.query('select pg_backend_pid() as pid');
+  let gaveWay!: () => void;
+  const givenWay = new Promise<void>((resolve) => (gaveWay = resolve));
+  const said: string[] = [];
+  const migrating = migrate(database.url, (line) => {
+    said.push(line);
+    if (line.startsWith('the migrations: waiting for the transactions in its way to end')) gaveWay();
+  }, { migrationsDir: dir, holdersWaitMs: 10_000 });
+  migrating.catch(() => {});
+  try {
+    await Promise.race([givenWay, migrating]);
+    t.is(said.at(-1), `the migrations: waiting for the transactions in its way to end, by server process ${pid} (pg_stat_activity)…`);
+  } finally {
+    await report.query('commit');
+  }
+  await migrating;
+  const { rows: [recorded] } = await database.pool.query(
+    `select count(*)::int as n from webhooks_private.migrations where name = '9000_queue_noted'`);
+  t.is(recorded.n, 1);
+});
+
 test('a DBA\'s long read of one partition of the fire history is in sql/\'s way (it locks the partitioned table, its partitions with it): a migrate that gave way to it names it, not transactions that ended', async (t) => {
   const { database } = await relayScene(t);
   await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
