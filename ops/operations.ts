@@ -113,6 +113,12 @@ interface Release {
   fingerprint: string;
   migration: string;
   applied: boolean;
+  /**
+   * its migrate, its first here, found the sql/ of a later release in force (tools/migrate.ts,
+   * rollbackToAnOlderRelease) and placed it before every release registered: how many
+   * releases older it is, the database cannot tell, so it has no next release
+   */
+  rolledBackTo?: boolean;
 }
 
 /** webhooks_ops.sql_releases(): the releases in the order each first migrated the database. */
@@ -209,7 +215,7 @@ function standing(migration: string | null, applied: string | null, record: Rele
       : null;
   }
   if (inForce === own && migration === EXPECTED_MIGRATION) return { ready: true, migration };
-  const next = releases[own + 1];
+  const next = releases[own]!.rolledBackTo ? undefined : releases[own + 1];
   if (next === undefined || inForce > own + 1 || migration > next.migration) {
     return { ready: false, migration,
       reason: `database migrated by code two or more releases past this one's (${migration}, sql/ ${short(applied!)}): ` +
@@ -251,7 +257,11 @@ export async function readiness(db: Queryable, ask: () => Promise<Asked> = () =>
     const { migration, applied, replaced, releases } = await within(ask(), DATABASE_CHECK_TIMEOUT_MS, 'database');
     const placed = releases ? standing(migration, applied, releases) : null;
     if (placed) return placed;
-    const successor = successorNote(migration, applied, replaced);
+    // (where the record is kept, it alone says who is the next release's: the
+    // fingerprints say whose sql/ ran, not which release's, and a release of
+    // migrations alone has the sql/ of the one before it. This release not placed
+    // there, its migrate never ran here, or its sql/ was never applied)
+    const successor = releases ? null : successorNote(migration, applied, replaced);
     if (successor) return { ready: true, migration: migration!, note: successor };
     if (migration !== EXPECTED_MIGRATION) {
       // (migrations are named in order: one after ours is newer code's, which this

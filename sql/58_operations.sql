@@ -58,10 +58,12 @@ as $$
   from webhooks_private.sql_applied a;
 $$;
 
--- The releases whose migrate ran on this database, in the order each first ran,
--- each with whether its sql/ was ever applied, and the newest migration of the
--- release whose sql/ is in force (webhooks_private.sql_releases, sql_applied): /readyz
--- places its own release among them (ops/operations.ts).
+-- The releases whose migrate ran on this database, in the order each first ran (a
+-- release rolled back to from a later one, its migrate's first here, before them all),
+-- each with whether its sql/ was ever applied and whether it was so rolled back to,
+-- and the newest migration of the release whose sql/ is in force
+-- (webhooks_private.sql_releases, sql_applied): /readyz places its own release among
+-- them (ops/operations.ts).
 create or replace function webhooks_ops.sql_releases()
 returns jsonb
 language sql
@@ -72,7 +74,8 @@ as $$
   select jsonb_build_object(
     'appliedMigration', (select migration from webhooks_private.sql_applied),
     'releases', coalesce((select jsonb_agg(jsonb_build_object('fingerprint', r.fingerprint, 'migration', r.migration,
-                                                              'applied', r.first_applied_at is not null) order by r.n)
+                                                              'applied', r.first_applied_at is not null,
+                                                              'rolledBackTo', r.rolled_back_to) order by r.n)
                           from webhooks_private.sql_releases r), '[]'::jsonb));
 $$;
 

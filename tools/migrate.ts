@@ -503,11 +503,62 @@ async function applyEngine(client: pg.Client, release: string, waiting: boolean)
        set replaced = case when a.fingerprint = excluded.fingerprint then a.replaced else a.fingerprint end,
            fingerprint = excluded.fingerprint, migration = excluded.migration, applied_at = now()`,
     [ENGINE_FINGERPRINT, release]);
+  const rolledBack = await rollbackToAnOlderRelease(client, release);
   await client.query(
     `insert into webhooks_private.sql_releases as r (fingerprint, migration, first_applied_at) values ($1, $2, now())
      on conflict (fingerprint, migration) do update set first_applied_at = coalesce(r.first_applied_at, excluded.first_applied_at)`,
     [ENGINE_FINGERPRINT, release]);
+  if (rolledBack) await placeFirst(client, release);
   await client.query('commit');
+}
+
+/**
+ * Whether this sql/, applied in the transaction of `client` and never before here,
+ * is an older release's than one whose sql/ ran here: a function of the engine's
+ * schemas is left that this sql/ does not name (a function a later release added;
+ * no migration makes one, and a release names what it removes, dropping it).
+ * Registered in the order releases first migrated, such a release (an install that
+ * began at N, rolled back to N-1, whose migrate never ran here) read as the release
+ * after N, and N's processes stayed ready, with a note, over N-1's older sql/. A
+ * rollback across releases that only changed functions' bodies leaves none, and
+ * reads so still (docs/operations.md).
+ */
+async function rollbackToAnOlderRelease(client: pg.Client, release: string): Promise<boolean> {
+  const { rows } = await client.query<{ name: string }>(
+    `select distinct p.proname as name
+     from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+     where n.nspname = any ($3)
+       and not exists (select 1 from pg_catalog.pg_depend d
+                       where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+       and not exists (select 1 from webhooks_private.sql_releases
+                       where fingerprint = $1 and migration = $2 and first_applied_at is not null)`,
+    [ENGINE_FINGERPRINT, release, ENGINE_FUNCTION_SCHEMAS]);
+  return rows.some(({ name }) => !ENGINE_NAMES.has(name.toLowerCase()));
+}
+
+/** The schemas of the engine's functions (sql/00_schemas.sql). */
+const ENGINE_FUNCTION_SCHEMAS = ['webhooks', 'webhooks_private', 'webhooks_relay', 'webhooks_ops'];
+
+/** Every word of sql/ that could name a function, lower case. */
+const ENGINE_NAMES: ReadonlySet<string> = new Set(
+  ENGINE_FILES.flatMap(({ text }) => text.toLowerCase().match(/[a-z_][a-z0-9_$]*/g) ?? []));
+
+/**
+ * Places this release before every other one registered, marked rolled back to
+ * (0062_sql_releases_rolled_back_to): older than the one whose sql/ it replaced, and
+ * so than every release registered (none is skipped on the way forward), by how many
+ * releases nothing says. The others keep their order.
+ */
+async function placeFirst(client: pg.Client, release: string): Promise<void> {
+  await client.query(
+    `with others as (
+       delete from webhooks_private.sql_releases where (fingerprint, migration) <> ($1, $2)
+       returning n, fingerprint, migration, first_applied_at, rolled_back_to)
+     insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at, rolled_back_to)
+     select fingerprint, migration, first_applied_at, rolled_back_to from others order by n`,
+    [ENGINE_FINGERPRINT, release]);
+  await client.query(`update webhooks_private.sql_releases set rolled_back_to = true where (fingerprint, migration) = ($1, $2)`,
+    [ENGINE_FINGERPRINT, release]);
 }
 
 // `npm run migrate`

@@ -120,15 +120,22 @@ for (const { title, state, says } of ABANDONED) {
 }
 
 // Every order in which the migrates of four releases in a row can run over one
-// database, each release with or without a migration of its own: forward one release
-// at a time, back to any release migrated here before (across one release or more),
-// each migrate run to its end or stopped before its sql/ (a new release is migrated
-// only once every release registered before it applied its sql/: those abandoned are
-// the tests above). Whatever the order, and whether standing() places the releases
-// or leaves the answer to the migrations and fingerprints alone, a process is ready
-// exactly where the table of docs/operations.md says: the database's sql/ is its
-// release's, under its migrations or the next release's, or the next release's sql/
-// is, under that release's migrations.
+// database, each release with or without a migration of its own, and with or without
+// a sql/ of its own (one with the same sql/ as the release before: a release of
+// migrations alone): forward one release at a time, back to any release migrated here
+// before (across one release or more), or back to an older release whose migrate never
+// ran here (an install that began at a later one: its migrate places it before every
+// release registered, finding functions of the engine its sql/ does not make, those a
+// later release added, tools/migrate.ts), each migrate run to its end or stopped
+// before its sql/ (a new release is migrated only once every release registered
+// before it applied its sql/: those abandoned are the tests above); and the processes
+// of each release, whether its migrate ran here or not. Whatever the order, and
+// whether standing() places the releases or leaves the answer to the migrations and
+// fingerprints alone, a process is never ready where its release's sql/ or the next
+// one's does not run under their migrations, and is ready wherever it does and its
+// release's sql/ was applied here in its place (one whose sql/ never was, or one
+// rolled back to from a later release, cannot tell the release after it from one two
+// releases on: not ready; docs/operations.md has the table).
 const RELEASES = 4;
 
 interface Migrate { release: number; stops: boolean }
@@ -139,55 +146,92 @@ function* migrateOrders(ownMigrations: number[], length: number, done: Migrate[]
   if (done.length === length) return;
   const registered = new Set(done.map((step) => step.release));
   const newest = done.length > 0 ? Math.max(...registered) : -1;
+  const oldest = done.length > 0 ? Math.min(...registered) : RELEASES;
   const everyApplied = [...registered].every((release) => done.some((step) => step.release === release && !step.stops));
   const migrated = Math.max(-1, ...done.map((step) => ownMigrations[step.release]!));
   for (let release = 0; release < RELEASES; release++) {
-    if (!registered.has(release) && (release !== newest + 1 || !everyApplied)) continue;
+    const isNew = !registered.has(release);
+    if (isNew && done.length > 0 && ((release !== newest + 1 && release >= oldest) || !everyApplied)) continue;
     if (ownMigrations[release]! < migrated) continue; // its migrate refuses a database with migrations it has not
     for (const stops of [false, true]) yield* migrateOrders(ownMigrations, length, [...done, { release, stops }]);
   }
 }
 
-test('/readyz over every order of migrates of four releases in a row, rollbacks across one release or more among them: each process is ready exactly where its release\'s sql/ or the next one\'s runs under their migrations', async (t) => {
+/**
+ * Where each release stands in sql_releases after `order`: a release older than every
+ * one registered, migrated to its sql/, goes first, marked rolled back to (how much
+ * older, the database cannot tell).
+ */
+function registeredAfter(order: Migrate[], sqlOf: (release: number) => number): { registered: number[]; rolledBackTo: Set<number> } {
+  const registered: number[] = [];
+  const rolledBackTo = new Set<number>();
+  const applied = new Set<number>();
+  let inForce: number | null = null;
+  for (const { release, stops } of order) {
+    if (!registered.includes(release)) registered.push(release);
+    if (stops) continue;
+    const older = !applied.has(release) && inForce !== null && release < inForce && sqlOf(release) !== sqlOf(inForce);
+    if (older) {
+      registered.splice(registered.indexOf(release), 1);
+      registered.unshift(release);
+      rolledBackTo.add(release);
+    }
+    applied.add(release);
+    inForce = release;
+  }
+  return { registered, rolledBackTo };
+}
+
+test('/readyz over every order of migrates of four releases in a row, rollbacks across one release or more among them, to releases migrated here or not: each process is ready exactly where its release\'s sql/ or the next one\'s runs under their migrations', async (t) => {
   const wrong: string[] = [];
   let asked = 0;
   for (let withMigration = 0; withMigration < 1 << (RELEASES - 1); withMigration++) {
-    // the index of each release's newest migration: one more than the release before's, or the same
-    const ownMigrations = [0];
-    for (let i = 1; i < RELEASES; i++) ownMigrations.push(ownMigrations[i - 1]! + ((withMigration >> (i - 1)) & 1));
-    for (const order of migrateOrders(ownMigrations, 4)) {
-      let newest = -1;
-      let inForce: number | null = null;
-      let replaced: number | null = null;
-      const registered: number[] = [];
-      const applied = new Set<number>();
-      for (const { release, stops } of order) {
-        if (!registered.includes(release)) registered.push(release);
-        newest = Math.max(newest, ownMigrations[release]!);
-        if (stops) continue;
-        if (inForce !== release) replaced = inForce;
-        inForce = release;
-        applied.add(release);
+    for (let withSql = 0; withSql < 1 << (RELEASES - 1); withSql++) {
+      // the index of each release's newest migration: one more than the release before's, or the same;
+      // and of its sql/: another than the release before's, or the same (not both the same)
+      const ownMigrations = [0];
+      const ownSql = [0];
+      for (let i = 1; i < RELEASES; i++) {
+        const migration = (withMigration >> (i - 1)) & 1;
+        const sql = (withSql >> (i - 1)) & 1;
+        ownMigrations.push(ownMigrations[i - 1]! + migration);
+        ownSql.push(ownSql[i - 1]! + (sql || !migration ? 1 : 0));
       }
-      if (inForce === null) continue;
-      for (let played = 0; played < RELEASES; played++) {
-        const migrationName = (index: number) => {
-          const ahead = index - ownMigrations[played]!;
-          return ahead === 0 ? EXPECTED_MIGRATION : ahead < 0 ? `0000_${10 + ahead}` : `9999_${10 + ahead}`;
-        };
-        const fingerprint = (release: number) => (release === played ? ENGINE_FINGERPRINT : `${release}`.repeat(64));
-        const answer = await said({
-          migration: migrationName(newest), applied: fingerprint(inForce), replaced: replaced === null ? null : fingerprint(replaced),
-          releases: { appliedMigration: migrationName(ownMigrations[inForce]!),
-                      releases: registered.map((release) => ({ fingerprint: fingerprint(release), migration: migrationName(ownMigrations[release]!),
-                                                               applied: applied.has(release) })) } });
-        asked++;
-        const next = played + 1 < RELEASES ? ownMigrations[played + 1]! : ownMigrations[played]!;
-        const ready = (inForce === played && newest >= ownMigrations[played]! && newest <= next)
-          || (inForce === played + 1 && newest === next);
-        if (answer.startsWith('ready') !== ready) {
-          wrong.push(`migrations ${ownMigrations}, migrates ${order.map((step) => `${step.release}${step.stops ? ' stopped' : ''}`).join(', ')}: ` +
-            `release ${played}'s process ${answer}`);
+      // (a release without a migration of its own has a sql/ of its own either way)
+      if (ownMigrations.some((migration, i) => i > 0 && migration === ownMigrations[i - 1] && !((withSql >> (i - 1)) & 1))) continue;
+      for (const order of migrateOrders(ownMigrations, 4)) {
+        let newest = -1;
+        let inForce: number | null = null;
+        let replaced: number | null = null;
+        const applied = new Set<number>();
+        for (const { release, stops } of order) {
+          newest = Math.max(newest, ownMigrations[release]!);
+          if (stops) continue;
+          if (inForce !== release) replaced = inForce;
+          inForce = release;
+          applied.add(release);
+        }
+        if (inForce === null) continue;
+        const { registered, rolledBackTo } = registeredAfter(order, (release) => ownSql[release]!);
+        for (let played = 0; played < RELEASES; played++) {
+          const migrationName = (index: number) => {
+            const ahead = index - ownMigrations[played]!;
+            return ahead === 0 ? EXPECTED_MIGRATION : ahead < 0 ? `0000_${10 + ahead}` : `9999_${10 + ahead}`;
+          };
+          const fingerprint = (release: number) => (ownSql[release] === ownSql[played] ? ENGINE_FINGERPRINT : `${ownSql[release]}`.repeat(64));
+          const answer = await said({
+            migration: migrationName(newest), applied: fingerprint(inForce), replaced: replaced === null ? null : fingerprint(replaced),
+            releases: { appliedMigration: migrationName(ownMigrations[inForce]!),
+                        releases: registered.map((release) => ({ fingerprint: fingerprint(release), migration: migrationName(ownMigrations[release]!),
+                                                                 applied: applied.has(release), rolledBackTo: rolledBackTo.has(release) })) } });
+          asked++;
+          const next = played + 1 < RELEASES ? ownMigrations[played + 1]! : ownMigrations[played]!;
+          const works = (ownSql[inForce] === ownSql[played] && newest >= ownMigrations[played]! && newest <= next)
+            || (inForce === played + 1 && newest === next);
+          if (answer.startsWith('ready') ? !works : works && applied.has(played) && !rolledBackTo.has(played)) {
+            wrong.push(`migrations ${ownMigrations}, sql/ ${ownSql}, migrates ${order.map((step) => `${step.release}${step.stops ? ' stopped' : ''}`).join(', ')}: ` +
+              `release ${played}'s process ${answer}`);
+          }
         }
       }
     }

@@ -190,6 +190,33 @@ test('migrate registers its release (fingerprint, newest migration) before its m
   t.deepEqual(record, { fingerprint: ENGINE_FINGERPRINT, replaced: 'cd'.repeat(32), migration: newest });
 });
 
+test('a rollback to a release whose migrate never ran here (a later release\'s sql/ in force, with a function this sql/ does not make) places it before every release registered, marked rolled back to; a release after it, migrated the same way, goes last', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const releases = async () => (await database.pool.query(
+    `select fingerprint, first_applied_at is not null as applied, rolled_back_to from webhooks_private.sql_releases order by n`)).rows;
+  const later = { fingerprint: 'cd'.repeat(32), applied: true, rolled_back_to: false };
+  // the database as a later release of the same migrations left it, this release's migrate never run here
+  const laterReleaseOnly = async () => {
+    await database.pool.query(`delete from webhooks_private.sql_releases`);
+    await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at)
+                               select $1, migration, now() from webhooks_private.sql_applied`, [later.fingerprint]);
+    await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1, replaced = null`, [later.fingerprint]);
+  };
+  await laterReleaseOnly();
+  await database.pool.query(`create function webhooks_private.of_a_later_release() returns integer language sql as 'select 1'`);
+  await migrate(database.url);
+  t.deepEqual(await releases(), [{ fingerprint: ENGINE_FINGERPRINT, applied: true, rolled_back_to: true }, later]);
+  const { rows: [{ record }] } = await database.pool.query('select webhooks_ops.sql_releases() as record');
+  t.deepEqual(record.releases.map((release: { rolledBackTo: boolean }) => release.rolledBackTo), [true, false]);
+
+  // the same, the later release's sql/ making no function this one lacks: this one is the release after it
+  await database.pool.query(`drop function webhooks_private.of_a_later_release()`);
+  await laterReleaseOnly();
+  await migrate(database.url);
+  t.deepEqual(await releases(), [later, { fingerprint: ENGINE_FINGERPRINT, applied: true, rolled_back_to: false }]);
+});
+
 test('no migration after the CRM\'s own changes a table of the CRM: its prepared statements (select *, returning *) keep their row type across a migrate', async (t) => {
   const changes: string[] = [];
   for (const file of (await readdir(migrationsDir)).filter((name) => name.endsWith('.sql') && name !== '0001_crm.sql')) {
