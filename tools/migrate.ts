@@ -41,7 +41,16 @@ export interface MigrateOptions {
   holdersWaitMs?: number;
   /** how long each lock is waited for (LOCK_TIMEOUT unless a test says otherwise) */
   lockTimeout?: string;
+  /**
+   * true: this release's sql/ may replace a later release's (a rollback, `npm run
+   * migrate -- --rollback`); otherwise such a migrate does nothing and says so
+   * (refuseRollback, rollbackToAnOlderRelease)
+   */
+  rollback?: boolean;
 }
+
+/** The command-line flag of `npm run migrate` that allows a rollback (MigrateOptions.rollback). */
+export const ROLLBACK_FLAG = '--rollback';
 
 /**
  * How soon the server ends what a migrate that went away (killed, Ctrl-C, its host
@@ -79,6 +88,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await client.query('set client_min_messages = warning');
     await moveMigrationsTable(client);
     const release = await refuseNewerDatabase(client, dir);
+    if (!options.rollback) await refuseRollback(client, release);
     await registerRelease(client, release);
     const onNotice = (notice: { message?: string }) => {
       if (notice.message?.startsWith(PROGRESS_NOTICE)) log(`  ${notice.message.slice(PROGRESS_NOTICE.length)}`);
@@ -117,7 +127,8 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     // (those of every try: one that gave way ran some of them)
     for (const name of await recordedMigrations(client)) if (!recorded.has(name)) log(`migrated ${name}`);
     stage = 'sql';
-    await givingWay(client, 'sql/', { ...giving, capturedNotInWay: SQL_CAPTURED_NOT_IN_WAY }, (waiting) => applyEngine(client, release, waiting));
+    await givingWay(client, 'sql/', { ...giving, capturedNotInWay: SQL_CAPTURED_NOT_IN_WAY },
+                    (waiting) => applyEngine(client, release, waiting, options.rollback ?? false));
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
   } catch (error) {
     if (!lost && !connectionLost(error)) throw error;
@@ -221,6 +232,34 @@ async function registerRelease(client: pg.Client, migration: string): Promise<vo
   await client.query(
     `insert into webhooks_private.sql_releases (fingerprint, migration) values ($1, $2) on conflict (fingerprint, migration) do nothing`,
     [ENGINE_FINGERPRINT, migration]);
+}
+
+const ROLLBACK_ADVICE = `Nothing was applied. To roll back on purpose: npm run migrate -- ${ROLLBACK_FLAG}`;
+
+/**
+ * A migrate of a release whose sql/ was applied here before a later release's, now in
+ * force, would roll the database back under that release's processes, which answer
+ * 503 from then on: meant by an operator rolling back, not by a host left on the older
+ * release and restarted mid-rollout (npm start migrates first, and a release of sql/
+ * only has no migration of its own for refuseNewerDatabase to find). So it does
+ * nothing unless asked (MigrateOptions.rollback), and says why.
+ */
+async function refuseRollback(client: pg.Client, release: string): Promise<void> {
+  const { rows: [found] } = await client.query<{ kept: boolean }>(
+    `select to_regclass('webhooks_private.sql_releases') is not null as kept`);
+  if (!found!.kept) return;
+  const { rows: [later] } = await client.query<{ fingerprint: string; migration: string }>(
+    `select a.fingerprint, a.migration
+     from webhooks_private.sql_applied a
+     join webhooks_private.sql_releases inForce on (inForce.fingerprint, inForce.migration) = (a.fingerprint, a.migration)
+     join webhooks_private.sql_releases own on (own.fingerprint, own.migration) = ($1, $2)
+     where own.first_applied_at is not null and inForce.n > own.n`,
+    [ENGINE_FINGERPRINT, release]);
+  if (later) {
+    throw new Error(`this database runs the sql/ of a later release than this one (${later.fingerprint.slice(0, 12)}, ` +
+      `migrated to ${later.migration}): applying this release's would roll it back under that release's processes ` +
+      `(an older host's npm start?). ${ROLLBACK_ADVICE}`);
+  }
 }
 
 /**
@@ -466,7 +505,7 @@ const ENGINE_RELATIONS = `
  * (test/relay/upgrade.test.ts). `waiting` false: each lock asked NOWAIT (givingWay).
  * `release`: this release's newest migration.
  */
-async function applyEngine(client: pg.Client, release: string, waiting: boolean): Promise<void> {
+async function applyEngine(client: pg.Client, release: string, waiting: boolean, rollback: boolean): Promise<void> {
   await client.query('begin');
   const { rows } = await client.query<{ relation: string; captured: boolean }>(
     `select r.oid::regclass::text as relation, c.relnamespace::regnamespace::text = $2 as captured
@@ -504,17 +543,23 @@ async function applyEngine(client: pg.Client, release: string, waiting: boolean)
            fingerprint = excluded.fingerprint, migration = excluded.migration, applied_at = now()`,
     [ENGINE_FINGERPRINT, release]);
   const rolledBack = await rollbackToAnOlderRelease(client, release);
+  if (rolledBack.length > 0 && !rollback) {
+    throw new Error(`sql/ not applied: it does not name ${rolledBack.slice(0, 3).join(', ')}${rolledBack.length > 3 ? ' …' : ''}, ` +
+      'functions of a later release\'s sql/ in force here: applying this older one would roll the database back under ' +
+      `that release's processes (an older host's npm start?). ${ROLLBACK_ADVICE}`);
+  }
   await client.query(
     `insert into webhooks_private.sql_releases as r (fingerprint, migration, first_applied_at) values ($1, $2, now())
      on conflict (fingerprint, migration) do update set first_applied_at = coalesce(r.first_applied_at, excluded.first_applied_at)`,
     [ENGINE_FINGERPRINT, release]);
-  if (rolledBack) await placeFirst(client, release);
+  if (rolledBack.length > 0) await placeFirst(client, release);
   await client.query('commit');
 }
 
 /**
  * Whether this sql/, applied in the transaction of `client` and never before here,
- * is an older release's than one whose sql/ ran here: a function of the engine's
+ * is an older release's than one whose sql/ ran here (the functions that say so, none
+ * if not): a function of the engine's
  * schemas is left that this sql/ does not name (a function a later release added;
  * no migration makes one, and a release names what it removes, dropping it).
  * Registered in the order releases first migrated, such a release (an install that
@@ -523,9 +568,9 @@ async function applyEngine(client: pg.Client, release: string, waiting: boolean)
  * rollback across releases that only changed functions' bodies leaves none, and
  * reads so still (docs/operations.md).
  */
-async function rollbackToAnOlderRelease(client: pg.Client, release: string): Promise<boolean> {
-  const { rows } = await client.query<{ name: string }>(
-    `select distinct p.proname as name
+async function rollbackToAnOlderRelease(client: pg.Client, release: string): Promise<string[]> {
+  const { rows } = await client.query<{ name: string; signature: string }>(
+    `select p.proname as name, p.oid::regprocedure::text as signature
      from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
      where n.nspname = any ($3)
        and not exists (select 1 from pg_catalog.pg_depend d
@@ -533,7 +578,7 @@ async function rollbackToAnOlderRelease(client: pg.Client, release: string): Pro
        and not exists (select 1 from webhooks_private.sql_releases
                        where fingerprint = $1 and migration = $2 and first_applied_at is not null)`,
     [ENGINE_FINGERPRINT, release, ENGINE_FUNCTION_SCHEMAS]);
-  return rows.some(({ name }) => !ENGINE_NAMES.has(name.toLowerCase()));
+  return rows.filter(({ name }) => !ENGINE_NAMES.has(name.toLowerCase())).map(({ signature }) => signature).sort();
 }
 
 /** The schemas of the engine's functions (sql/00_schemas.sql). */
@@ -569,7 +614,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.exit(2);
   }
   try {
-    await migrate(url, (line) => console.log(line));
+    await migrate(url, (line) => console.log(line), { rollback: process.argv.includes(ROLLBACK_FLAG) });
   } catch (error) {
     // its sentences say what happened and what to do; a stack would bury them
     console.error((error as Error).message);

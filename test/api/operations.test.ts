@@ -262,7 +262,7 @@ test('/readyz after a rollback: this code\'s migrate run after the next release\
   // migrate rolled the database back to it
   await migrated('cd'.repeat(32));
   t.regex((await readyzUntil(running.url, 200)).note, /^database's sql\/ cdcdcdcdcdcd .*replaced this code's/);
-  await migrate(database.url);
+  await migrate(database.url, () => {}, { rollback: true });
   t.deepEqual(await readyzUntil(running.url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
 
   // this code after an earlier release (registered before it): that release's

@@ -180,11 +180,12 @@ test('migrate registers its release (fingerprint, newest migration) before its m
   t.deepEqual(await releases(), [own, { fingerprint: ENGINE_FINGERPRINT, migration: '9000_fails', applied: false }]);
   await database.pool.query(`delete from webhooks_private.sql_releases where migration = '9000_fails'`);
 
-  // the next release, of sql/ only, migrated; then this release's migrate ran again
+  // the next release, of sql/ only, migrated; then this release's migrate ran again,
+  // rolling back on purpose (without asking, it does nothing: test below)
   await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at) values ($1, $2, now())`,
     ['cd'.repeat(32), newest]);
   await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, ['cd'.repeat(32)]);
-  await migrate(database.url);
+  await migrate(database.url, () => {}, { rollback: true });
   t.deepEqual(await releases(), [own, { fingerprint: 'cd'.repeat(32), migration: newest, applied: true }]);
   const { rows: [record] } = await database.pool.query('select fingerprint, replaced, migration from webhooks_private.sql_applied');
   t.deepEqual(record, { fingerprint: ENGINE_FINGERPRINT, replaced: 'cd'.repeat(32), migration: newest });
@@ -205,7 +206,10 @@ test('a rollback to a release whose migrate never ran here (a later release\'s s
   };
   await laterReleaseOnly();
   await database.pool.query(`create function webhooks_private.of_a_later_release() returns integer language sql as 'select 1'`);
-  await migrate(database.url);
+  // (not asked to roll back, it applies nothing, and says why)
+  await t.throwsAsync(migrate(database.url), { message: /^sql\/ not applied: it does not name webhooks_private\.of_a_later_release\(\), functions of a later release's sql\/ in force here: .* Nothing was applied\. To roll back on purpose: npm run migrate -- --rollback$/ });
+  t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, later.fingerprint);
+  await migrate(database.url, () => {}, { rollback: true });
   t.deepEqual(await releases(), [{ fingerprint: ENGINE_FINGERPRINT, applied: true, rolled_back_to: true }, later]);
   const { rows: [{ record }] } = await database.pool.query('select webhooks_ops.sql_releases() as record');
   t.deepEqual(record.releases.map((release: { rolledBackTo: boolean }) => release.rolledBackTo), [true, false]);
@@ -215,6 +219,31 @@ test('a rollback to a release whose migrate never ran here (a later release\'s s
   await laterReleaseOnly();
   await migrate(database.url);
   t.deepEqual(await releases(), [later, { fingerprint: ENGINE_FINGERPRINT, applied: true, rolled_back_to: false }]);
+});
+
+test('npm run migrate of a release whose sql/ a later release\'s replaced here (an older host\'s npm start mid-rollout) applies nothing and exits 1, saying so; with --rollback it rolls back', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  // the next release, of sql/ only, migrated after this one
+  await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at)
+                             select $1, migration, now() from webhooks_private.sql_applied`, ['cd'.repeat(32)]);
+  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, ['cd'.repeat(32)]);
+  const run = async (...args: string[]) => {
+    const child = spawn(process.execPath, [fileURLToPath(new URL('../../tools/migrate.ts', import.meta.url)), ...args],
+      { env: { ...process.env, DATABASE_URL: database.url }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const [code] = await once(child, 'exit');
+    return { code, stderr: stderr.trim() };
+  };
+  const applied = async () => (await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint;
+  const { rows: [{ migration }] } = await database.pool.query('select migration from webhooks_private.sql_applied');
+  t.deepEqual(await run(), { code: 1, stderr: `this database runs the sql/ of a later release than this one (cdcdcdcdcdcd, migrated to ${migration}): ` +
+    'applying this release\'s would roll it back under that release\'s processes (an older host\'s npm start?). ' +
+    'Nothing was applied. To roll back on purpose: npm run migrate -- --rollback' });
+  t.is(await applied(), 'cd'.repeat(32));
+  t.deepEqual(await run('--rollback'), { code: 0, stderr: '' });
+  t.is(await applied(), ENGINE_FINGERPRINT);
 });
 
 test('no migration after the CRM\'s own changes a table of the CRM: its prepared statements (select *, returning *) keep their row type across a migrate', async (t) => {
