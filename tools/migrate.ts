@@ -80,7 +80,11 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     });
     // a second migrate waits here for the first, however long it takes; every lock
     // after this one is waited for at most LOCK_TIMEOUT, and on a step's first try not
-    // at all (givingWay)
+    // at all (givingWay). Whatever the database or role sets its sessions: with the
+    // applications' lock_timeout or statement_timeout, a second migrate failed here
+    // ("canceling statement due to lock timeout", saying nothing of the first), and a
+    // migration that moves data past the applications' statement_timeout failed
+    await client.query(`set lock_timeout = 0; set statement_timeout = 0`);
     await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
     stage = 'migrations';
     const lockTimeout = options.lockTimeout ?? LOCK_TIMEOUT;

@@ -246,6 +246,22 @@ test('npm run migrate of a release whose sql/ a later release\'s replaced here (
   t.is(await applied(), ENGINE_FINGERPRINT);
 });
 
+test('a second migrate waits for the first however long it takes, whatever lock_timeout and statement_timeout the database sets its sessions', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`alter database ${database.name} set lock_timeout = '50ms'`);
+  await database.pool.query(`alter database ${database.name} set statement_timeout = '200ms'`);
+  const other = await ownConnection(database.url, t);
+  await other.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
+  const migrating = migrate(database.url);
+  migrating.catch(() => {});
+  await until('the migrate waits for the other', async () => (await database.pool.query(
+    `select 1 from pg_stat_activity where datname = current_database() and application_name = 'bpd-webhooks-migrate'
+       and wait_event_type = 'Lock' and state_change < now() - interval '500 milliseconds'`)).rowCount! > 0);
+  await other.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]);
+  await t.notThrowsAsync(migrating);
+});
+
 test('no migration after the CRM\'s own changes a table of the CRM: its prepared statements (select *, returning *) keep their row type across a migrate', async (t) => {
   const changes: string[] = [];
   for (const file of (await readdir(migrationsDir)).filter((name) => name.endsWith('.sql') && name !== '0001_crm.sql')) {
