@@ -550,7 +550,8 @@ async function applyEngine(client: pg.Client, release: string, waiting: boolean,
   if (rolledBack.length > 0 && !rollback) {
     throw new Error(`sql/ not applied: it does not name ${rolledBack.slice(0, 3).join(', ')}${rolledBack.length > 3 ? ' …' : ''}, ` +
       'functions of a later release\'s sql/ in force here: applying this older one would roll the database back under ' +
-      `that release's processes (an older host's npm start?). ${ROLLBACK_ADVICE}`);
+      'that release\'s processes (an older host\'s npm start?), or made by hand in the engine\'s schemas (drop or move them). ' +
+      ROLLBACK_ADVICE);
   }
   await client.query(
     `insert into webhooks_private.sql_releases as r (fingerprint, migration, first_applied_at) values ($1, $2, now())
