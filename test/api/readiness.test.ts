@@ -126,7 +126,8 @@ for (const { title, state, says } of ABANDONED) {
 // before (across one release or more), or back to an older release whose migrate never
 // ran here (an install that began at a later one: its migrate places it before every
 // release registered, finding functions of the engine its sql/ does not make, those a
-// later release added, tools/migrate.ts), each migrate run to its end or stopped
+// later release added, tools/migrate.ts; here every release with a sql/ of its own
+// adds one), each migrate run to its end or stopped
 // before its sql/ (a new release is migrated only once every release registered
 // before it applied its sql/: those abandoned are the tests above); and the processes
 // of each release, whether its migrate ran here or not. Whatever the order, and
