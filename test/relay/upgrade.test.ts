@@ -440,7 +440,7 @@ test('a migration that gave way waits for the transactions holding the table it 
   const migrating = migrate(database.url, (line) => {
     said.push(line);
     for (const awaited of [gaveWay, migrated]) if (line.startsWith(awaited.start)) awaited.resolve();
-  }, { migrationsDir: dir, holdersWaitMs: 10_000 });
+  }, { migrationsDir: dir, holdersWaitMs: 30_000 }); // (an autovacuum of the new database, slow on a loaded machine, may be in its way too)
   migrating.catch(() => {});
   try {
     await Promise.race([gaveWay.promise, migrating]);
@@ -471,7 +471,7 @@ test('a migration that locks a table it does not name as schema.table (quoted) i
   const migrating = migrate(database.url, (line) => {
     said.push(line);
     if (line.startsWith('the migrations: waiting for the transactions in its way to end')) gaveWay();
-  }, { migrationsDir: dir, holdersWaitMs: 10_000 });
+  }, { migrationsDir: dir, holdersWaitMs: 30_000 }); // (an autovacuum of the new database, slow on a loaded machine, may be in its way too)
   migrating.catch(() => {});
   try {
     await Promise.race([givenWay, migrating]);
