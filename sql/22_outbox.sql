@@ -428,36 +428,10 @@ as $$
   select hooks.w, hooks.first_due from hooks;
 $$;
 
--- private: each company with deliveries waiting (queue rows not in flight), its first
--- webhook with any and that webhook's earliest next attempt, by a loose index scan of
--- delivery_queue_company_due_idx (company_id, webhook_id, next_attempt_at): one index
--- probe per such company, whatever its webhooks and backlog; those after p_after up
--- to p_through only, in company order (a caller's limit stops the walk). What a
--- discovery puts a lane of each into its window by (28_lanes.sql). SQL, so that
--- callers inline it.
-create or replace function webhooks_private.waiting_companies(
-  p_after bigint default 0,
-  p_through bigint default 9223372036854775807
-)
-returns table (company_id bigint, webhook_id bigint, first_due timestamptz)
-language sql
-stable
-as $$
-  with recursive companies(c, w, first_due) as (
-    (select d.company_id, d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
-     where d.locked_by is null and d.company_id > p_after and d.company_id <= p_through
-     order by d.company_id, d.webhook_id, d.next_attempt_at
-     limit 1)
-    union all
-    select n.company_id, n.webhook_id, n.next_attempt_at
-    from companies
-    cross join lateral (select d.company_id, d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
-                        where d.locked_by is null and d.company_id > companies.c and d.company_id <= p_through
-                        order by d.company_id, d.webhook_id, d.next_attempt_at
-                        limit 1) n
-  )
-  select companies.c, companies.w, companies.first_due from companies;
-$$;
+-- (each company with deliveries waiting, its first webhook with any, by a loose scan
+-- of delivery_queue_company_due_idx: the claim's pass over the companies until
+-- 2026-12-06; its walk by company, 28_lanes.sql, replaced it)
+drop function if exists webhooks_private.waiting_companies(bigint, bigint);
 
 -- private: each webhook with deliveries in flight, by a loose index scan of the lease
 -- index (delivery_queue_leases_idx: webhook_id first), one index probe per such

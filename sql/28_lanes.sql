@@ -396,11 +396,12 @@ drop function if exists webhooks_private.ordered_webhooks();
 ------------------------------------------------------------------------------------
 -- The claim's choice
 
--- private (lane_claim): how many lanes a claim ranks at most. A discovery ranks the
--- first of the lanes that may send from where the connection's last one stopped
--- (discovery_after), eight times its batch and at least 256: within them, companies
--- take turns as they always did, and every lane is in some discovery's window, one
--- window after the other. A refill ranks the lanes it names, however many.
+-- private (lane_claim): how many webhooks with deliveries waiting a discovery walks at
+-- most, its window: eight times its batch and at least 256, a few lanes of each
+-- company (discovery_company_lanes) from where the connection's last one stopped
+-- (discovery_places); within them, companies take turns as they always did, and every
+-- lane comes into some discovery's window, one window after the other. A refill ranks
+-- the lanes it names, however many.
 create or replace function webhooks_private.discovery_window(p_limit integer, p_named integer)
 returns integer
 language sql
@@ -409,52 +410,179 @@ as $$
   select least(greatest(coalesce(p_limit, 0)::bigint * 8, 256, coalesce(p_named, 0)), 2147483647)::integer;
 $$;
 
--- private (lane_claim): how many webhooks with deliveries waiting a discovery walks at
--- most to fill its window of p_window lanes that may send. Those that may not (their
--- deliveries all waiting for a retry, their breaker open, paced ahead) do not count
--- towards the window, and the walk went past every one: 2,000 webhooks of one company
--- whose deliveries all waited for a retry cost every discovery 2,002 index entries of
--- the queue (test/fleet/claim-cost.test.ts). The next discovery goes on from where
--- the walk stopped, and a full window brings a lane of each company meanwhile.
-create or replace function webhooks_private.discovery_walk(p_window integer)
+-- private (lane_claim): how many webhooks of one company with deliveries waiting a
+-- discovery walks at most: as many as the claim's batch, the most lanes a claim
+-- serves. Walked in webhook order alone, a window was filled by a company whose
+-- webhooks are many: 1,600 lanes of one company of 2,000 with a backlog each at a
+-- claim of 200, 2,000 index entries of the queue and 2,200 of the lanes a discovery,
+-- 60-90 ms (2026-12-06, test/fleet/claim-cost.test.ts), and another company's webhook
+-- came into a window only by a second walk, over the companies. Its next ones come
+-- into the next discoveries (discovery_places). Lanes that may not send (their
+-- deliveries waiting for a retry, their breaker open, paced ahead) are walked too, so
+-- a company's count bounds what its webhooks cost a discovery, whatever they wait for.
+create or replace function webhooks_private.discovery_company_lanes(p_limit integer)
 returns integer
 language sql
 immutable
 as $$
-  select least(p_window::bigint * 2, 2147483647)::integer;
+  select greatest(coalesce(p_limit, 0), 1);
 $$;
 
--- private: the setting of the connection that keeps a walk's place (discovery_after)
-create or replace function webhooks_private.discovery_place(p_walk text)
-returns text
-language sql
-immutable
-as $$
-  select case p_walk when 'company' then 'bpd_webhooks.discovery_company_after' else 'bpd_webhooks.discovery_after' end;
-$$;
-
--- private (lane_claim): the webhook after which this connection's next discovery
--- starts its walk (0: from the first), or with p_walk 'company', the company after
--- which its next pass over the companies starts. A setting of the connection, not a
--- row: nothing is written, relays never wait for each other's, and a claim rolled
--- back leaves it as it was. Each connection goes round on its own.
+-- (the walk in webhook order, its bound and its place, and the pass over the companies
+-- beside it, until 2026-12-06: the walk by company replaced them)
+drop function if exists webhooks_private.discovery_walk(integer);
+drop function if exists webhooks_private.discovery_went_to(bigint);
+drop function if exists webhooks_private.discovery_went_to(bigint, text);
 drop function if exists webhooks_private.discovery_after();
-create or replace function webhooks_private.discovery_after(p_walk text default 'webhook')
+drop function if exists webhooks_private.discovery_after(text);
+drop function if exists webhooks_private.discovery_place(text);
+
+-- private (lane_claim): where this connection's next discovery starts its walk: after
+-- the company it returns (0: from the first). Settings of the connection, not rows:
+-- nothing is written, relays never wait for each other's, and a claim rolled back
+-- leaves them as they were. Each connection goes round on its own.
+create or replace function webhooks_private.discovery_company_after()
 returns bigint
 language sql
 stable
 as $$
   select case when v ~ '^[0-9]{1,18}$' then v::bigint else 0 end
-  from (select coalesce(current_setting(webhooks_private.discovery_place(p_walk), true), '') as v) s;
+  from (select coalesce(current_setting('bpd_webhooks.discovery_company_after', true), '') as v) s;
 $$;
 
-drop function if exists webhooks_private.discovery_went_to(bigint);
-create or replace function webhooks_private.discovery_went_to(p_id bigint, p_walk text default 'webhook')
+-- private (lane_claim): and within each company whose webhooks with deliveries waiting
+-- were more than a discovery walks of one (discovery_company_lanes), the webhook after
+-- which the next walk of it starts, as an object {company id: webhook id}: only such
+-- companies, and the one where the last walk stopped, have a place (the others are
+-- walked whole, from their first webhook), and a walk that goes past a company forgets
+-- its place, so the object holds few keys.
+create or replace function webhooks_private.discovery_places()
+returns jsonb
+language sql
+stable
+as $$
+  select case when v ~ '^\{("[0-9]{1,18}": [0-9]{1,18}(, )?)*\}$' then v::jsonb else '{}'::jsonb end
+  from (select coalesce(current_setting('bpd_webhooks.discovery_places', true), '') as v) s;
+$$;
+
+-- private (lane_claim): keeps where the next discovery of this connection starts
+create or replace function webhooks_private.discovery_went_to(p_company_after bigint, p_places jsonb)
 returns void
 language sql
 volatile
 as $$
-  select set_config(webhooks_private.discovery_place(p_walk), coalesce(p_id, 0)::text, false);
+  select set_config('bpd_webhooks.discovery_company_after', coalesce(p_company_after, 0)::text, false),
+         set_config('bpd_webhooks.discovery_places', coalesce(p_places, '{}'::jsonb)::text, false);
+$$;
+
+-- private (waiting_lanes): where the walk of one company starts, from its first webhook
+-- with deliveries waiting (p_webhook_id, due first at p_first_due): there, unless it
+-- has a place in p_places (discovery_places), then at its first webhook after it (one
+-- probe of the queue's index by company), or when none is after it, round at its first
+-- (wrapped: up to its place). SQL, so that its caller inlines it.
+create or replace function webhooks_private.company_walk_start(p_company_id bigint, p_webhook_id bigint,
+                                                               p_first_due timestamptz, p_places jsonb)
+returns table (company_id bigint, webhook_id bigint, first_due timestamptz, place bigint, wrapped boolean)
+language sql
+stable
+as $$
+  select p_company_id, coalesce(y.webhook_id, p_webhook_id), coalesce(y.next_attempt_at, p_first_due),
+         k.place, k.place > 0 and y.webhook_id is null
+  from (select coalesce((p_places ->> p_company_id::text)::bigint, 0) as place) k
+  left join lateral (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
+                     where k.place > 0 and d.locked_by is null and d.company_id = p_company_id
+                       and (d.company_id, d.webhook_id) > (p_company_id, k.place)
+                     order by d.company_id, d.webhook_id, d.next_attempt_at
+                     limit 1) y on true;
+$$;
+
+-- private (waiting_lanes): where the walk of the first company with deliveries waiting
+-- after p_after, up to p_through, starts (company_walk_start): one probe of the
+-- queue's index by company (delivery_queue_company_due_idx) finds it and its first
+-- webhook with any. SQL, so that its caller inlines it.
+create or replace function webhooks_private.next_company_walk(p_after bigint, p_through bigint, p_places jsonb)
+returns table (company_id bigint, webhook_id bigint, first_due timestamptz, place bigint, wrapped boolean)
+language sql
+stable
+as $$
+  select s.*
+  from (select d.company_id, d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
+        where d.locked_by is null and d.company_id > p_after and d.company_id <= p_through
+        order by d.company_id, d.webhook_id, d.next_attempt_at
+        limit 1) x
+  cross join lateral webhooks_private.company_walk_start(x.company_id, x.webhook_id, x.next_attempt_at, p_places) s;
+$$;
+
+-- private (lane_claim): the webhooks with deliveries waiting (queue rows not in flight)
+-- and the earliest next attempt of each, company by company, of those after p_after up
+-- to p_through, in company order (a caller's limit stops the walk): at most
+-- p_per_company webhooks of each, from the one after its place in p_places
+-- (discovery_places) round to it, else from its first. A loose scan of
+-- delivery_queue_company_due_idx (company_id, webhook_id, next_attempt_at): one probe
+-- a webhook, whatever the backlogs, as many as a walk in webhook order alone (one
+-- probe finds a company's next webhook or the next company's first); one more for a
+-- company with a place, and one to pass over the rest of a company walked to its
+-- count. step: its order in the walk; n: its order in its company's part of it. SQL,
+-- so that the claim inlines it.
+create or replace function webhooks_private.waiting_lanes(p_after bigint, p_through bigint, p_places jsonb,
+                                                          p_per_company integer)
+returns table (company_id bigint, webhook_id bigint, first_due timestamptz, n integer, step integer)
+language sql
+stable
+as $$
+  with recursive walk(c, w, first_due, n, place, wrapped, step) as (
+    (select s.company_id, s.webhook_id, s.first_due, 1, s.place, s.wrapped, 1
+     from webhooks_private.next_company_walk(p_after, p_through, p_places) s)
+    union all
+    select x.c, x.w, x.first_due, x.n, x.place, x.wrapped, walk.step + 1
+    from walk
+    -- the next webhook with deliveries waiting, of its company or the next, while its
+    -- company is walked up to its count and not round to its place
+    left join lateral (select d.company_id, d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
+                       where walk.n < p_per_company and not walk.wrapped
+                         and d.locked_by is null and (d.company_id, d.webhook_id) > (walk.c, walk.w)
+                         and d.company_id <= p_through
+                       order by d.company_id, d.webhook_id, d.next_attempt_at
+                       limit 1) next on true
+    cross join lateral (
+      -- its company's
+      (select next.company_id as c, next.webhook_id as w, next.next_attempt_at as first_due, walk.n + 1 as n,
+              walk.place, false as wrapped
+       where next.company_id = walk.c)
+      union all
+      -- its company's first, when its walk began after its place and has reached the
+      -- end of its webhooks
+      (select d.company_id, d.webhook_id, d.next_attempt_at, walk.n + 1, walk.place, true
+       from webhooks.delivery_queue d
+       where walk.n < p_per_company and walk.place > 0 and not walk.wrapped
+         and d.locked_by is null and d.company_id = walk.c
+         and (d.company_id, d.webhook_id) > (walk.c, 0::bigint)
+         and d.webhook_id <= walk.place
+       order by d.company_id, d.webhook_id, d.next_attempt_at
+       limit 1)
+      union all
+      -- its company's next, once round, up to its place
+      (select d.company_id, d.webhook_id, d.next_attempt_at, walk.n + 1, walk.place, true
+       from webhooks.delivery_queue d
+       where walk.n < p_per_company and walk.wrapped
+         and d.locked_by is null and d.company_id = walk.c
+         and (d.company_id, d.webhook_id) > (walk.c, walk.w)
+         and d.webhook_id <= walk.place
+       order by d.company_id, d.webhook_id, d.next_attempt_at
+       limit 1)
+      union all
+      -- the next company, found by the probe above
+      select s.company_id, s.webhook_id, s.first_due, 1, s.place, s.wrapped
+      from webhooks_private.company_walk_start(next.company_id, next.webhook_id, next.next_attempt_at, p_places) s
+      where next.company_id > walk.c
+      union all
+      -- the next company, past the rest of this one (walked to its count, or round)
+      select s.company_id, s.webhook_id, s.first_due, 1, s.place, s.wrapped
+      from webhooks_private.next_company_walk(walk.c, p_through, p_places) s
+      where walk.n >= p_per_company or walk.wrapped
+      limit 1) x
+  )
+  select walk.c, walk.w, walk.first_due, walk.n, walk.step from walk;
 $$;
 
 -- private (lane_claim): the lane of one webhook a discovery may rank, if it may send
@@ -551,40 +679,43 @@ declare
   v_window constant integer := webhooks_private.discovery_window(p_limit, cardinality(p_only_webhooks));
   -- what this relay holds of each webhook (held_by_webhook)
   v_held constant jsonb := webhooks_private.held_by_webhook(p_busy_webhooks, p_busy_counts, p_busy_caps);
-  -- the webhooks with deliveries waiting it walks, at most (discovery_walk)
-  v_walk constant integer := webhooks_private.discovery_walk(v_window);
-  -- where this connection's last discovery stopped (discovery_after)
-  v_after constant bigint := webhooks_private.discovery_after();
-  -- and its last pass over the companies
-  v_company_after constant bigint := webhooks_private.discovery_after('company');
-  v_last bigint;
-  v_companies integer;
-  v_last_company bigint;
+  -- where this connection's last discovery stopped (discovery_company_after,
+  -- discovery_places), and how many webhooks of one company it walks
+  v_company_after constant bigint := webhooks_private.discovery_company_after();
+  v_places constant jsonb := webhooks_private.discovery_places();
+  v_per_company constant integer := webhooks_private.discovery_company_lanes(p_limit);
+  v_next_company_after bigint;
+  v_next_places jsonb;
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    A lane another relay is deciding for is passed over (that relay serves it;
   --    claims of different webhooks never queue behind each other); when every one
   --    is taken, the claim returns at once, saying so. Statements of their own: the
   --    next one counts rows in flight with a snapshot taken after these locks.
-  --    A discovery ranks a window of them: the first v_window lanes that may send,
-  --    in webhook order after the webhook where this connection's last discovery
-  --    stopped, then from the first webhook on. With every webhook found first and
-  --    ranked after, a claim of 32 over 10,000 companies with a delivery due each read
-  --    10,000 index entries of the queue, as many of the lanes and of the webhooks, and
-  --    91,000 buffers, a quarter to half a second (2026-12-06, docs/scaling.md); the window
-  --    bounds that by the batch, and moves on each discovery, so every lane comes into
-  --    one. Fewer lanes than the window: all of them, ranked as before.
+  --    A discovery ranks a window of them: the webhooks with deliveries waiting it
+  --    walks, v_window at most, company by company after the company where this
+  --    connection's last discovery stopped, then from the first company on, and of
+  --    each company no more than v_per_company (waiting_lanes), so that a company
+  --    whose webhooks are many neither fills the window nor sets what a discovery
+  --    reads. With every webhook found first and ranked after, a claim of 32 over
+  --    10,000 companies with a delivery due each read 10,000 index entries of the
+  --    queue, as many of the lanes and of the webhooks, and 91,000 buffers, a quarter
+  --    to half a second (2026-12-06, docs/scaling.md); the window bounds that by the
+  --    batch, and moves on each discovery, so every lane comes into one. Fewer lanes
+  --    than the window: all of them, ranked as before.
   with hooks as (
-    -- each webhook with deliveries waiting, and its earliest due time (22_outbox.sql),
-    -- no further than discovery_walk(): lanes that may not send now are not in the
-    -- window, and the walk once went past all of them (below)
-    select k.w, k.first_due
-    from (select h.webhook_id as w, h.first_due from webhooks_private.waiting_webhooks(v_after) h
+    -- each webhook with deliveries waiting, its company, its earliest due time and
+    -- its place in the walk (ord)
+    select k.c, k.w, k.first_due, k.n, k.ord
+    from (select h.company_id as c, h.webhook_id as w, h.first_due, h.n, h.step::bigint as ord
+          from webhooks_private.waiting_lanes(v_company_after, 9223372036854775807, v_places, v_per_company) h
           where p_only_webhooks is null
           union all
-          select h.webhook_id as w, h.first_due from webhooks_private.waiting_webhooks(0, v_after) h
-          where p_only_webhooks is null and v_after > 0) k
-    limit v_walk
+          select h.company_id, h.webhook_id, h.first_due, h.n, 2147483648 + h.step
+          from webhooks_private.waiting_lanes(0, v_company_after, v_places, v_per_company) h
+          where p_only_webhooks is null and v_company_after > 0) k
+    -- (the window: the walk stops here)
+    limit v_window
   ),
   asked as (
     select hooks.w from hooks where hooks.first_due <= now()
@@ -603,69 +734,36 @@ begin
     select l.*
     from asked
     cross join lateral webhooks_private.discovery_lane(asked.w, v_horizon) l
-    -- (the window: the walk above stops here)
-    limit v_window
   ),
-  -- how many the window holds, and where the next discovery goes on: after its last
-  -- lane in the walk's order when it is full, else after the last webhook walked when
-  -- the walk stopped at discovery_walk(), else (null) from the first (every lane that
-  -- may send is in it)
-  seen as (
-    select count(*)::integer as n,
-           case when count(*) >= v_window
-                then coalesce(max(r.webhook_id) filter (where r.webhook_id <= v_after), max(r.webhook_id))
-                else (select case when count(*) >= v_walk
-                                  then coalesce(max(k.w) filter (where k.w <= v_after), max(k.w)) end
-                      from hooks k) end as last
-    from ready r
+  -- where the walk stopped, when the window was full: the next discovery goes on from
+  -- its company, after its webhook (none: every webhook with deliveries waiting was
+  -- walked, and the next discovery starts from the first company)
+  stopped as (
+    select k.c, k.w from hooks k
+    where k.ord = (select max(j.ord) from hooks j having count(*) >= v_window)
   ),
-  -- When the window is full (it could not hold every lane that may send), a lane of
-  -- each company with deliveries waiting besides, up to p_limit companies (no claim
-  -- serves more) from the company after where this connection's last such pass
-  -- stopped: walked in webhook order alone, the window was filled by a company whose
-  -- webhooks are many, and another company's webhook came into one only every (lanes
-  -- ÷ window) discoveries (2,000 webhooks of one company with a backlog each: once
-  -- in eight at a claim of 32, a healthy company's p99 1.5 s; 2026-12-06,
-  -- test/fleet/many-webhooks.test.ts). One probe of the queue's index by company for
-  -- each (waiting_companies), and one more for its first webhook with deliveries
-  -- waiting after where the walk started, so that a company's lane in the window goes
-  -- round its webhooks as the walk goes round; a company whose lane so found has
-  -- nothing due or may not send is left to the walk. A window that holds every lane
-  -- that may send (one company's few webhooks) needs none of this and reads none.
-  company as (
-    select c.company_id, c.webhook_id, c.first_due from webhooks_private.waiting_companies(v_company_after) c
-    where p_only_webhooks is null and (select last from seen) is not null
-    union all
-    select c.company_id, c.webhook_id, c.first_due from webhooks_private.waiting_companies(0, v_company_after) c
-    where p_only_webhooks is null and (select last from seen) is not null and v_company_after > 0
+  -- the companies' places for the next discovery (discovery_places): of each company
+  -- walked to its count, and of the one where the walk stopped, its last webhook
+  -- walked; a place of a company not walked is kept unless the walk went past it
+  -- (which then had nothing waiting)
+  -- each company walked: its last webhook walked, and how many
+  walked as (
+    select k.c, max(k.ord) as ord, max(k.n) as n from hooks k group by k.c
   ),
-  companies as (
-    select c.company_id, c.webhook_id, c.first_due from company c limit p_limit
-  ),
-  represented as (
-    select l.*
-    from companies c
-    cross join lateral (
-      -- (by the index by company: asked as "webhook_id > v_after" alone, the planner
-      -- walked the index by webhook from there, reading every other company's
-      -- webhooks' entries up to this one's)
-      (select d.webhook_id as w, d.next_attempt_at as first_due from webhooks.delivery_queue d
-       where d.locked_by is null and d.company_id = c.company_id
-         and (d.company_id, d.webhook_id) > (c.company_id, v_after)
-       order by d.company_id, d.webhook_id, d.next_attempt_at
-       limit 1)
-      union all
-      select c.webhook_id, c.first_due
-      limit 1) h
-    cross join lateral webhooks_private.discovery_lane(h.w, v_horizon) l
-    where h.first_due <= now()
-      and not exists (select 1 from ready r where r.webhook_id = h.w)
-  ),
-  -- the companies' pass: how many companies, and the last one in its order
-  passed_companies as (
-    select count(*)::integer as n,
-           coalesce(max(c.company_id) filter (where c.company_id <= v_company_after), max(c.company_id)) as last
-    from companies c
+  places as (
+    select coalesce(jsonb_object_agg(p.c::text, p.w), '{}'::jsonb) as places
+    from (select k.c, k.w
+          from walked c
+          join hooks k on k.ord = c.ord
+          where c.n >= v_per_company or c.c = (select s.c from stopped s)
+          union all
+          select e.key::bigint, e.value::bigint
+          from jsonb_each_text(v_places) e
+          where not exists (select 1 from walked c where c.c = e.key::bigint)
+            and exists (select 1 from stopped s
+                        where case when s.c > v_company_after
+                                   then not (e.key::bigint > v_company_after and e.key::bigint < s.c)
+                                   else e.key::bigint > s.c and e.key::bigint <= v_company_after end)) p
   ),
   rotation as (
     select r.webhook_id,
@@ -680,7 +778,7 @@ begin
            r.company_id,
            r.enabled,
            r.ordered
-    from (select * from ready union all select * from represented) r
+    from ready r
   ),
   chosen as (
     select r.webhook_id, r.bound, r.turn, r.enabled, r.ordered,
@@ -695,10 +793,9 @@ begin
     -- keep other relays from it
     where r.bound > 0
   )
-  select a.ready, a.bound, a.first, a.ordered, seen.last, pc.n, pc.last
-  into v_ready, v_bound, v_first, v_ordered, v_last, v_companies, v_last_company
-  from seen
-  cross join passed_companies pc
+  select a.ready, a.bound, a.first, a.ordered, coalesce((select s.c - 1 from stopped s), 0), pl.places
+  into v_ready, v_bound, v_first, v_ordered, v_next_company_after, v_next_places
+  from places pl
   cross join lateral (
     select array_agg(c.webhook_id order by not c.enabled, c.place) as ready,
            array_agg(c.bound order by not c.enabled, c.place) as bound,
@@ -706,12 +803,11 @@ begin
            array_agg(c.enabled and c.ordered order by not c.enabled, c.place) as ordered
     from chosen c
     where c.place <= p_limit) a;
-  -- the next discovery of this connection goes on where this one stopped (seen), or
-  -- from the first webhook when this one held every lane that may send
+  -- the next discovery of this connection goes on where this one stopped: in the
+  -- company the walk stopped in (from the company before it), after its webhook, and
+  -- in each company walked to its count, after its last webhook walked
   if p_only_webhooks is null then
-    perform webhooks_private.discovery_went_to(v_last);
-    perform webhooks_private.discovery_went_to(case when v_companies >= p_limit then v_last_company else 0 end,
-                                               'company');
+    perform webhooks_private.discovery_went_to(v_next_company_after, v_next_places);
   end if;
   if v_ready is null then
     return;
