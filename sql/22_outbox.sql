@@ -399,9 +399,9 @@ create trigger _500_write
 -- earliest next attempt among them, by a loose index scan of
 -- delivery_queue_webhook_due_idx (webhook_id, next_attempt_at): one index probe per
 -- such webhook, whatever its backlog; those after p_after up to p_through only, in
--- webhook order (a caller's limit stops the walk). What the claim discovers
--- (28_lanes.sql: a window of them at a time) and the backlog figure walks
--- (58_operations.sql). SQL, so that callers inline it.
+-- webhook order (a caller's limit stops the walk). What the backlog figure walks
+-- (58_operations.sql); the claim discovered by it until 2026-12-06 (28_lanes.sql now
+-- walks them company by company). SQL, so that callers inline it.
 -- (without its range until 2026-12-06)
 drop function if exists webhooks_private.waiting_webhooks();
 create or replace function webhooks_private.waiting_webhooks(
