@@ -681,8 +681,11 @@ declare
   v_held constant jsonb := webhooks_private.held_by_webhook(p_busy_webhooks, p_busy_counts, p_busy_caps);
   -- where this connection's last discovery stopped (discovery_company_after,
   -- discovery_places), and how many webhooks of one company it walks
-  v_company_after constant bigint := webhooks_private.discovery_company_after();
-  v_places constant jsonb := webhooks_private.discovery_places();
+  -- (a refill walks nothing: it reads neither)
+  v_company_after constant bigint := case when p_only_webhooks is null
+                                          then webhooks_private.discovery_company_after() else 0 end;
+  v_places constant jsonb := case when p_only_webhooks is null
+                                  then webhooks_private.discovery_places() else '{}' end;
   v_per_company constant integer := webhooks_private.discovery_company_lanes(p_limit);
   v_next_company_after bigint;
   v_next_places jsonb;
