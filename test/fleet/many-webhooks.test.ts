@@ -5,9 +5,9 @@
 // come only as often as the relay has room to claim. The promise: no
 // company's endpoints or backlog delay another company's deliveries by more than
 // about a second. A healthy change waits for the discovery under way and is taken
-// by the next (the capture's NOTIFY asks for it: the relay, whose discoveries find
-// nothing new of the hostile company at its share, has announced that it is idle), so
-// what a discovery costs sets its delay: at claims of 200, beside a silent hostile
+// by the next, which follows at once (discoveries repeat while they find work, and a
+// capture's NOTIFY asks for one once they have not: relay/wakeup.ts), so what a
+// discovery costs sets its delay: at claims of 200, beside a silent hostile
 // company, p50 159 ms and the slowest 770 ms with windows of 1,600 of its lanes,
 // 50-70 ms and 95-210 ms walked by company (2026-12-06, a loaded machine), the counts
 // of discoveries and claims between the same (1 to 3). The scenes run one at a time:
