@@ -612,3 +612,49 @@ test('a discovery beside a company of 2,000 webhooks with a backlog each reads a
   t.true(served.size > HOSTILE / 2, `${served.size} webhooks served in 12 discoveries`);
   t.log(`index entries of the queue/of the lanes read by each discovery: ${reads.join(', ')}`);
 });
+
+// Each company whose webhooks with work are more than a discovery walks of one keeps
+// its own place (discovery_places): beside each other, companies of many webhooks
+// each go round their own, and every webhook comes into a window in turn.
+test('companies of many webhooks with work each: every webhook of each is served in turn, a batch of discoveries', async (t) => {
+  const COMPANIES = 3;
+  const EACH = 150;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const companies = [];
+  for (let c = 0; c < COMPANIES; c++) {
+    const company = await f.company();
+    companies.push(company);
+    const writer = await database.pool.connect();
+    try {
+      await writer.query('begin');
+      await writer.query(`set local webhooks.max_webhooks_per_company = '${EACH}'`);
+      await writer.query(
+        `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+         select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
+         from generate_series(1, $2::int) n`, [company.id, EACH]);
+      await writer.query('commit');
+    } finally {
+      writer.release();
+    }
+  }
+  // three deliveries each: a webhook served keeps deliveries waiting
+  await database.pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+     select w.id, w.company_id, 'contact.deleted', i, '{}' from webhooks.webhooks w, generate_series(1, 3) i`);
+  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const served = new Set<string>();
+  const discoveries = Math.ceil((COMPANIES * EACH) / 32) * 2;
+  for (let round = 1; round <= discoveries; round++) {
+    const { rows } = await relay.query(
+      `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 1,
+         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`);
+    t.true(rows.length >= 30, `discovery ${round} leased ${rows.length}`);
+    for (const row of rows) served.add(row.webhook_id);
+  }
+  t.is(served.size, COMPANIES * EACH, `webhooks served in ${discoveries} discoveries`);
+});
