@@ -73,6 +73,13 @@ const PlainNames: GraphileConfig.Plugin = {
 const UNCOUNTED = new Set(['webhooks.deliveries', 'webhooks.delivery_attempts', 'webhooks.audit_log']);
 
 /**
+ * And the rows of these functions (their record types, as PostGraphile names them):
+ * companyUsers and companyStatuses walk the company's index of names a page at a time
+ * (sql/55_report.sql), and a count would read every user or status of the company.
+ */
+const UNCOUNTED_FUNCTION_ROWS = new Set(['CompanyUsersRecord', 'CompanyStatusesRecord']);
+
+/**
  * The columns a connection of each relation may order and filter by: those an index
  * serves under the company's filter of row-level security, so that a page reads about
  * a page. Any other order sorts every row of the company, and any other condition
@@ -148,7 +155,8 @@ const BoundedLists: GraphileConfig.Plugin = {
           provides: ['BoundedLists'],
           callback(behavior, codec) {
             const name = relationName(codec);
-            return name && UNCOUNTED.has(name) ? [behavior, '-totalCount'] : behavior;
+            const uncounted = name ? UNCOUNTED.has(name) : codec.isAnonymous && UNCOUNTED_FUNCTION_ROWS.has(codec.name);
+            return uncounted ? [behavior, '-totalCount'] : behavior;
           },
         },
       },

@@ -16,7 +16,8 @@
 --   webhooks.webhooks_history_count(webhook, …)
 --                                          how many: the field `historyCount`
 --   webhooks.company_statuses(), webhooks.company_users()
---                                          what a webhook's filters may name
+--                                          what a webhook's filters may name, a page
+--                                          at a time
 --   webhooks.company_statuses_matching(search), webhooks.company_users_matching(search)
 --                                          the setup form's search of them, at most
 --                                          company_choices_up_to() (and one more)
@@ -25,37 +26,70 @@
 --                                          changes), at most names_asked_max() ids
 --   webhooks.current_company_name()        whose webhooks the page shows
 -- The report and the history run as the caller (row-level security applies); the
--- CRM lookups run as their owner and answer for the caller's company only.
+-- CRM lookups run as their owner (or read a view that does) and answer for the
+-- caller's company only.
 
 ------------------------------------------------------------------------------------
 -- The caller's company's statuses and users: what a webhook's status_id / user_id
--- may name, and their names for the page. The CRM tables are granted to no API role;
--- these run as their owner and return the rows of the caller's company only.
+-- may name, and their names for the page. The CRM tables are granted to no API role:
+-- the whole lists read them through a view that runs as its owner, the searches and
+-- the lookups below are functions that run as their owner; each answers for the
+-- caller's company only.
 
--- public: the status tags of the caller's company
+-- private: the caller's company's users and statuses, each in the order of its index
+-- of migration 0051 (the company, the first 200 characters of the lowered name, the
+-- id). A view, which runs as its owner, so that the whole lists below can run as the
+-- caller: a function that runs as its owner is not inlined, and was read whole and
+-- sorted for each page, every user of the company (20,000 of a brokerage) for a page
+-- of a hundred. Inlined, the page's limit and offset (at most 10,000: PAGE_TOO_DEEP)
+-- bound how far the list is read (test/sql/choice-search.test.ts). Only the API's
+-- roles read them, through those functions (as the company's filter comes first in
+-- the index, it bounds every scan of it).
+create or replace view webhooks_private.company_users_listed as
+  select u.id, u.name, u.email, left(lower(u.name), 200) collate "C" as name_key
+  from crm.users u
+  where u.company_id = webhooks.current_company_id();
+
+create or replace view webhooks_private.company_statuses_listed as
+  select s.id, s.name, left(lower(s.name), 200) collate "C" as name_key
+  from crm.statuses s
+  where s.company_id = webhooks.current_company_id();
+
+-- public: the status tags of the caller's company, by name (lowered, in the order of
+-- its bytes), a page at a time (above): a walk of the index, one entry after the
+-- other, each found as the first after the one before; the page's limit stops the
+-- walk. (Ordered by the index's key alone, a company the planner took for small, a
+-- brokerage imported since the table was last analyzed, was read whole and sorted; the
+-- searches below turn the sort off, which a function that is inlined may not.)
 create or replace function webhooks.company_statuses()
 returns table (id bigint, name text)
 language sql
 stable
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
-  select s.id, s.name from crm.statuses s
-  where s.company_id = webhooks.current_company_id()
-  order by s.name, s.id;
+  with recursive walk as (
+    (select s.* from webhooks_private.company_statuses_listed s order by s.name_key, s.id limit 1)
+    union all
+    (select n.* from walk w cross join lateral (
+       select s.* from webhooks_private.company_statuses_listed s
+       where (s.name_key, s.id) > (w.name_key, w.id)
+       order by s.name_key, s.id limit 1) n))
+  select w.id, w.name from walk w;
 $$;
 
--- public: the users of the caller's company
+-- public: the users of the caller's company, as above
 create or replace function webhooks.company_users()
 returns table (id bigint, name text, email text)
 language sql
 stable
-security definer
-set search_path = pg_catalog, pg_temp
 as $$
-  select u.id, u.name, u.email from crm.users u
-  where u.company_id = webhooks.current_company_id()
-  order by u.name, u.id;
+  with recursive walk as (
+    (select u.* from webhooks_private.company_users_listed u order by u.name_key, u.id limit 1)
+    union all
+    (select n.* from walk w cross join lateral (
+       select u.* from webhooks_private.company_users_listed u
+       where (u.name_key, u.id) > (w.name_key, w.id)
+       order by u.name_key, u.id limit 1) n))
+  select w.id, w.name, w.email from walk w;
 $$;
 
 -- The setup form's pickers search as one types rather than list every status and

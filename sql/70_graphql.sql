@@ -98,8 +98,10 @@ How many deliveries `history` gives for the same since, until and state: from th
 comment on function webhooks.current_company_id() is 'The company of the caller.';
 comment on function webhooks.current_actor() is 'Who the caller is (the token subject).';
 comment on function webhooks.contact_fields() is 'The contact fields a webhook may send.';
-comment on function webhooks.company_statuses() is 'The status tags of your company (what statusId may name).';
-comment on function webhooks.company_users() is 'The users of your company (what userId may name).';
+comment on function webhooks.company_statuses() is $$
+The status tags of your company (what statusId may name), by name whatever the case, a page at a time: a page reads itself and its offset (at most 10,000), not every status of the company. To find some, companyStatusesMatching.$$;
+comment on function webhooks.company_users() is $$
+The users of your company (what userId may name), by name whatever the case, a page at a time: a page reads itself and its offset (at most 10,000), not every user of the company. To find some, companyUsersMatching.$$;
 comment on function webhooks.company_users_matching(text) is $$
 @behavior -connection +list
 @fieldName companyUsersMatching
