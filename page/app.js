@@ -1226,6 +1226,16 @@ function forgetSecret() {
   hideSecret();
 }
 
+/**
+ * I have stored it: the panel goes, and the keyboard's focus, gone with its button, to
+ * the webhook's heading, which a screen reader reads (left on the page's body, the next
+ * Tab started at the page's top).
+ */
+function secretStored() {
+  forgetSecret();
+  $('page-title').focus();
+}
+
 /** The secret issued to this webhook, once: the panel keeps it until dismissed or left. */
 function showIssuedSecret(webhookId) {
   if (!issuedSecret || issuedSecret.webhookId !== webhookId) return;
@@ -1810,7 +1820,7 @@ $('sign-in-form').addEventListener('submit', signIn);
 $('sign-out').addEventListener('click', signOut);
 $('range').addEventListener('submit', applyCustomRange);
 $('copy-secret').addEventListener('click', copySecret);
-$('secret-done').addEventListener('click', forgetSecret);
+$('secret-done').addEventListener('click', secretStored);
 $('confirm-no').addEventListener('click', cancelConfirm);
 window.addEventListener('hashchange', () => {
   if (!keepFlash) hideFlash();

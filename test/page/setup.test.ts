@@ -6,7 +6,7 @@
 import test from 'ava';
 import type { Page } from 'playwright-core';
 import { expiredToken, startTestApi, type TestApi } from '../helpers/api.ts';
-import { choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { accessibleOf, choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver, type Receiver } from '../helpers/receiver.ts';
@@ -101,6 +101,7 @@ browserTest('an admin creates a webhook through the form, sees its secret once, 
   t.regex(await page.textContent('#flash') ?? '', /^(The secret is copied\.|The secret is selected: press Ctrl\+C to copy it\.)$/);
   await page.click('#secret-done');
   t.true(await page.isHidden('#secret-panel'));
+  t.is(await page.evaluate(() => document.activeElement?.id), 'page-title', 'the focus on the webhook\'s heading');
   t.is(await page.textContent('#secret-value'), '', 'gone from the page');
   await page.reload();
   await page.waitForSelector('#history:not([hidden]) #audit-list li');
@@ -579,6 +580,13 @@ browserTest('the Delete and Rotate secret questions take the keyboard: focus goe
   // (once the tools are drawn again, a moment after the panel)
   await page.waitForFunction(() => document.activeElement?.id === 'rotate-secret');
   t.is(await focused(), 'rotate-secret');
+  // I have stored it, by keyboard: the panel goes, and the focus to the webhook's
+  // heading, not to the page's body (where the next Tab starts at the page's top)
+  await page.focus('#secret-done');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#secret-panel', { state: 'hidden' });
+  t.is(await focused(), 'page-title');
+  t.deepEqual(await accessibleOf(page, '#page-title'), { role: 'heading', name: 'Keyboard notes', description: '', ignored: false });
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
