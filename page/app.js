@@ -287,10 +287,9 @@ function signOut() {
   showSignIn();
 }
 
-/** The company's name in the top bar; whole in its title, where a long one is cut short. */
+/** The company's name in the top bar, whole (a long one wraps: style.css). */
 function showCompany(name) {
   setText($('who-name'), name ?? '');
-  $('who-name').title = name ?? '';
 }
 
 // ---- the Date Range control --------------------------------------------------
@@ -1785,7 +1784,9 @@ async function render() {
   readOnly = claims?.role === 'webhook_viewer';
   // a secret issued to another company's admin on this tab is not this one's to see
   if (issuedSecret && String(issuedSecret.companyId) !== String(claims?.company_id)) issuedSecret = null;
+  // what read-only means, in words on the page that the badge names as its description
   $('who-role').hidden = !readOnly;
+  $('who-role-why').hidden = !readOnly;
   $('new-webhook').hidden = readOnly;
   showError('');
   renderRangeControl();

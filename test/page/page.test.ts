@@ -6,7 +6,7 @@ import { SignJWT } from 'jose';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { launchBrowser, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { accessibleOf, launchBrowser, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import { expiredToken, startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { scrape } from '../helpers/prometheus.ts';
@@ -938,6 +938,29 @@ browserTest('a company name from the CRM without spaces leaves Sign out on the p
   const signOut = await page.locator('#sign-out').boundingBox();
   t.true(signOut !== null && signOut.x + signOut.width <= page.viewportSize()!.width, 'Sign out is on the page');
   t.true(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth), 'nothing wider than the page');
+  // the whole name is on the page: wrapped, and past a few lines scrolled, which the
+  // keyboard and a finger reach (not in a title, which shows on hover alone)
+  t.is(await page.getAttribute('#who-name', 'title'), null);
+  t.is(await page.textContent('#who-name'), `Realty${'R'.repeat(300)}`);
+  t.true(await page.locator('#who-name').evaluate((name) => name.scrollWidth <= name.clientWidth), 'not cut at its side');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('a long company name is shown whole in the top bar, not cut short with the rest in a title', async (t) => {
+  const f = factories(db().pool);
+  const name = `Purple Realty ${'and Partners '.repeat(8)}of Springfield`;
+  const company = await f.company(name);
+  await f.webhook({ companyId: company.id, name: 'Sheet', actions: ['contact.created'] });
+  const page = await signedIn(company.id);
+  await untilText(page, '#who-name', name.trim());
+  t.is(await page.getAttribute('#who-name', 'title'), null);
+  const shown = await page.locator('#who-name').evaluate((element) => ({
+    wide: element.scrollWidth <= element.clientWidth, tall: element.scrollHeight <= element.clientHeight,
+  }));
+  t.deepEqual(shown, { wide: true, tall: true }, 'every word of it in view');
+  const signOut = await page.locator('#sign-out').boundingBox();
+  t.true(signOut !== null && signOut.x + signOut.width <= page.viewportSize()!.width, 'Sign out is on the page');
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
@@ -1335,6 +1358,15 @@ browserTest('a viewer\'s token reads the report and history but is offered no Di
   await signIn(page, await api().token(companyId, 'webhook_viewer'));
   await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
   t.true(await page.isVisible('#who-role'));
+  // what read-only means, in words on the page that the badge names as its
+  // description: a title shows on hover alone, which no keyboard or touch reaches
+  t.is(await page.getAttribute('#who-role', 'title'), null);
+  // (its words, read as they are: a badge has no name of its own)
+  t.is(await page.textContent('#who-role'), 'read-only');
+  const badge = await accessibleOf(page, '#who-role');
+  t.deepEqual({ description: badge.description, ignored: badge.ignored },
+    { description: 'This token may only read: it cannot create, change, disable, replay or backfill webhooks.', ignored: false });
+  t.true(await page.isVisible(`#${await page.getAttribute('#who-role', 'aria-describedby')}`));
   t.is(await page.locator('#webhooks-body [data-action]').count(), 0);
   await page.click(timesFired(notes.id));
   await page.waitForSelector(`#history-body tr[data-delivery-id="${failedId}"]`);
