@@ -699,6 +699,22 @@ export async function startBackfill(webhookId) {
   return data.startBackfill.result;
 }
 
+const BACKFILL_CONTACTS_COUNT = /* GraphQL */ `
+  query BackfillContactsCount { backfillContactsCount backfillContactsCountedUpTo }
+`;
+
+/**
+ * How many contacts a backfill of the company examines, as Backfill asks before it
+ * starts: { count, more }, more when there are more than count (the API counts up to a
+ * cap, backfillContactsCountedUpTo, and reads no more).
+ */
+export async function fetchBackfillContactsCount() {
+  const data = await graphql(BACKFILL_CONTACTS_COUNT);
+  const counted = Number(data.backfillContactsCount);
+  const upTo = data.backfillContactsCountedUpTo;
+  return { count: Math.min(counted, upTo), more: counted > upTo };
+}
+
 const CANCEL_BACKFILL = /* GraphQL */ `
   mutation CancelBackfill($id: BigInt!) { cancelBackfill(input: { id: $id }) { result { id state } } }
 `;

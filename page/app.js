@@ -12,13 +12,13 @@
 //       it ends before it. Next and Previous say so, Back, reload and links find the same page)
 //   #/webhooks/<id>/edit       its edit form
 import {
-  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfills, fetchContactFields,
+  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfillContactsCount, fetchBackfills, fetchContactFields,
   fetchDeliverySettings, fetchFiring, fetchHistory, fetchHistoryCount, fetchNames, fetchReport, fetchWebhook, replayDelivery, rotateSecret,
   saveDeliverySettings, searchChoices, sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
 import { h, replace, setText } from './dom.js';
 import {
-  CHOOSE_AGAIN, CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords,
+  CHOOSE_AGAIN, CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords, backfillWords,
   conditionsText, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, nextTry,
   outcomeWords, parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines,
   urlProblem,
@@ -591,7 +591,7 @@ function backfillCell(webhook, backfill) {
       type: 'button', class: 'secondary', dataset: { action: 'backfill' }, ...acting('Backfill', webhook.name),
       disabled: !webhook.enabled,
       'aria-describedby': why?.id ?? REPORT_NOTES.backfill.id,
-      onclick: () => startWebhookBackfill(webhook, start),
+      onclick: () => askBackfill(webhook, start),
     }, 'Backfill');
     parts.push(start, why);
   }
@@ -617,9 +617,24 @@ function focusAgain(...selectors) {
   }
 }
 
+/** Backfill asks first, saying how many contacts go where (backfillContactsCount). */
+async function askBackfill(webhook, button) {
+  clearMessages();
+  try {
+    const contacts = await fetchBackfillContactsCount();
+    askConfirm({
+      title: `Backfill "${webhook.name}"?`,
+      text: backfillWords(webhook, contacts),
+      yes: 'Start backfill',
+      action: () => startWebhookBackfill(webhook, button),
+    });
+  } catch (error) {
+    handleError(error);
+  }
+}
+
 async function startWebhookBackfill(webhook, button) {
   clearMessages();
-  if (!window.confirm(`Send every contact of your company to "${webhook.name}", once each?`)) return;
   button.disabled = true;
   try {
     await startBackfill(webhook.id);
@@ -1113,15 +1128,19 @@ function renderTools(webhook) {
     h('span', { class: 'tool-with-reason' }, testButton, why),
     h('button', {
       type: 'button', class: 'secondary', id: 'rotate-secret',
-      onclick: () => askConfirm(
-        `Rotate the signing secret of "${webhook.name}"? A new secret is shown once; the current one keeps working for 24 hours, time to update your receiver.`,
-        'Rotate secret', () => rotateFor(webhook)),
+      onclick: () => askConfirm({
+        title: 'Rotate the signing secret?',
+        text: `Rotate the signing secret of "${webhook.name}"? A new secret is shown once; the current one keeps working for 24 hours, time to update your receiver.`,
+        yes: 'Rotate secret', action: () => rotateFor(webhook),
+      }),
     }, 'Rotate secret'),
     h('button', {
       type: 'button', class: 'secondary danger', id: 'delete-webhook',
-      onclick: () => askConfirm(
-        `Delete "${webhook.name}" and its whole history? It stops firing at once. This cannot be undone.`,
-        'Delete webhook', () => deleteFor(webhook)),
+      onclick: () => askConfirm({
+        title: 'Delete this webhook?',
+        text: `Delete "${webhook.name}" and its whole history? It stops firing at once. This cannot be undone.`,
+        yes: 'Delete webhook', action: () => deleteFor(webhook),
+      }),
     }, 'Delete'),
   );
 }
@@ -1131,27 +1150,37 @@ let confirmAction = null;
 // question is answered or cancelled, not to the top of the page
 let confirmAsker = null;
 
-function askConfirm(text, yes, action) {
+/**
+ * Asks in the page, in a modal dialog (not window.confirm, which takes no style, says
+ * nothing more to a screen reader, and some embedded browsers block): its title is its
+ * name, its text (what will happen) its description. The focus goes to Cancel, the
+ * answer that changes nothing; Escape cancels.
+ */
+function askConfirm({ title, text, yes, action }) {
+  setText($('confirm-title'), title);
   setText($('confirm-text'), text);
   $('confirm-yes').textContent = yes;
   confirmAction = action;
   confirmAsker = document.activeElement instanceof HTMLElement && document.activeElement !== document.body
     ? document.activeElement : null;
-  $('confirm').hidden = false;
-  // (Cancel first: the answer that changes nothing)
+  if (!$('confirm').open) $('confirm').showModal();
   $('confirm-no').focus();
 }
 
 /** Takes the question away, as when its view is left (the focus goes with the view). */
 function closeConfirm() {
-  $('confirm').hidden = true;
   confirmAction = null;
   confirmAsker = null;
+  if ($('confirm').open) $('confirm').close();
 }
 
-/** Focus back on the button that asked; after a redraw of the tools, on its new self (same id). */
+/** Focus back on the button that asked; after a redraw of its view, on its new self (same id, or same row and action). */
 function focusAsker(asker) {
-  const target = asker?.isConnected ? asker : asker?.id ? document.getElementById(asker.id) : null;
+  const row = asker?.closest?.('tr[data-webhook-id]');
+  const target = asker?.isConnected ? asker
+    : asker?.id ? document.getElementById(asker.id)
+      : row && asker.dataset.action
+        ? document.querySelector(`tr[data-webhook-id="${row.dataset.webhookId}"] [data-action="${asker.dataset.action}"]`) : null;
   target?.focus();
 }
 
@@ -1167,14 +1196,22 @@ $('confirm-yes').addEventListener('click', async () => {
   const asker = confirmAsker;
   closeConfirm();
   if (action) await action();
-  // (Delete leaves the webhook's page: no button to go back to)
-  focusAsker(asker);
+  // unless the action put the focus somewhere itself (Backfill, on its Cancel backfill);
+  // Delete leaves the webhook's page: no button to go back to
+  const at = document.activeElement;
+  if (!at || at === document.body || !at.isConnected) focusAsker(asker);
 });
 
-$('confirm').addEventListener('keydown', (event) => {
-  if (event.key !== 'Escape') return;
+// Escape: the dialog's cancel, taken here so that the focus goes back to the asker
+$('confirm').addEventListener('cancel', (event) => {
   event.preventDefault();
   cancelConfirm();
+});
+// closed by the browser itself all the same (a second Escape at once may be). The
+// event comes a moment after the closing: one of a question closed before is stale when
+// the next question is open by then
+$('confirm').addEventListener('close', () => {
+  if (confirmAction && !$('confirm').open) cancelConfirm();
 });
 
 async function deleteFor(webhook) {

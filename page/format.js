@@ -218,6 +218,17 @@ export function formatCount(n) {
   return numberFormat.format(n);
 }
 
+/**
+ * What a backfill of the webhook sends, as Backfill asks before it starts: how many
+ * contacts ({ count, more }: more than count when the API's count stopped at its cap),
+ * to which URL.
+ */
+export function backfillWords(webhook, { count, more }) {
+  const contacts = `${more ? 'more than ' : ''}${formatCount(count)} contact${count === 1 && !more ? '' : 's'} of your company`;
+  const sent = webhook.conditions ? `those of the ${contacts} that pass its conditions` : contacts;
+  return `Sends ${sent} to ${webhook.url}, once each, as contact.snapshot deliveries beside its live ones.`;
+}
+
 /** A delivery's state as the page words it. */
 export function outcomeWords(state) {
   return { succeeded: 'Success', failed: 'Failure', pending: 'Pending', in_flight: 'Sending' }[state] ?? state;

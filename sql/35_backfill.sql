@@ -153,6 +153,54 @@ as $$
          where u.company_id = p_company_id)) ids;
 $$;
 
+-- public (GraphQL: backfillContactsCountedUpTo): the most contacts
+-- backfill_contacts_count counts
+create or replace function webhooks.backfill_contacts_counted_up_to()
+returns integer
+language sql
+immutable
+as $$
+  select 10000;
+$$;
+
+-- public (GraphQL: backfillContactsCount): the contacts a backfill of the caller's
+-- company examines, as of now (backfill_examined's), counted up to
+-- backfill_contacts_counted_up_to(): past it, one more than that, whatever the company
+-- has. What the Reports page's Backfill says it will send before it starts: it reads at
+-- most that many and one of each index range (the company's contacts; those assigned
+-- to its users, as rows: past the most, a contact assigned to two of them may make the
+-- answer "more" where the contacts are a few less). Counting them all read every
+-- contact of a company of millions for a question. Runs as its owner (no API role
+-- reads the CRM's tables), for the caller's company alone. enable_sort off: a company
+-- the planner took for small was read whole and its ids sorted for their first 10,001
+-- (as the searches of 55_report.sql).
+create or replace function webhooks.backfill_contacts_count()
+returns bigint
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+set enable_sort = off
+set jit = off
+as $$
+  with owned as (
+    select o.id from crm.contacts o
+    where o.company_id = webhooks.current_company_id()
+    order by o.id
+    limit webhooks.backfill_contacts_counted_up_to() + 1
+  ), assigned as (
+    select a.contact_id as id from crm.users u
+    join crm.contact_assignments a on a.user_id = u.id
+    where u.company_id = webhooks.current_company_id()
+    limit webhooks.backfill_contacts_counted_up_to() + 1
+  )
+  select case when (select count(*) from assigned) > webhooks.backfill_contacts_counted_up_to()
+              then webhooks.backfill_contacts_counted_up_to() + 1
+              else least(webhooks.backfill_contacts_counted_up_to() + 1,
+                         (select count(*) from (select id from owned union select id from assigned) ids))
+         end;
+$$;
+
 -- private: how many contacts a backfill of this webhook will send, as of now, for its
 -- first step to write as its total. A webhook with conditions sends those that pass
 -- them, which only evaluating them on every contact can tell: the step that serves

@@ -142,7 +142,10 @@ grant execute on function webhooks.company_statuses(), webhooks.company_users(),
 -- INSTEAD OF trigger writes history and queue as their owner; the rows it can reach
 -- are those the caller reads, under row-level security)
 grant update (state, next_attempt_at, completed_at) on webhooks.deliveries to webhook_admin;
--- backfill: start one, cancel it (its snapshots not sent yet fail with the reason)
+-- backfill: start one, cancel it (its snapshots not sent yet fail with the reason);
+-- how many contacts it would examine, asked before (runs as its owner, 35_backfill.sql)
+revoke all on function webhooks.backfill_contacts_count() from public;
+grant execute on function webhooks.backfill_contacts_count() to webhook_admin;
 grant insert (webhook_id, company_id, created_by) on webhooks.backfills to webhook_admin;
 grant update (state, finished_at) on webhooks.backfills to webhook_admin;
 grant update (last_error) on webhooks.deliveries to webhook_admin;

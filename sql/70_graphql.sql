@@ -199,6 +199,10 @@ comment on function webhooks.latest_backfills(bigint[]) is
 comment on function webhooks.backfill(bigint) is $$
 @name start_backfill
 Start a backfill of a webhook: every contact of your company that passes its conditions is sent once, as contact.snapshot with source "backfill". Returns the backfill id.$$;
+comment on function webhooks.backfill_contacts_count() is
+  'How many contacts a backfill of your company examines now (one of a webhook with conditions sends those of them that pass), counted up to backfillContactsCountedUpTo (10,000): past it, one more than that. It reads no more than that many.';
+comment on function webhooks.backfill_contacts_counted_up_to() is
+  'The most contacts backfillContactsCount counts: past it, it answers one more than this.';
 comment on function webhooks.cancel_backfill(bigint) is
   'Cancel a running backfill: nothing more is queued, and its snapshots not sent yet fail with the reason.';
 

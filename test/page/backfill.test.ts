@@ -3,7 +3,7 @@
 // in SQL, so the test decides what the page must show at each moment.
 import test from 'ava';
 import type { Page } from 'playwright-core';
-import { PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { accessibleOf, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 
@@ -27,12 +27,45 @@ browserTest('an admin starts a backfill; its bar follows the snapshots sent, liv
   const row = `tr[data-webhook-id="${hook.id}"]`;
 
   const { page, problems } = await signedIn(company.id, 'webhook_admin');
-  page.once('dialog', (dialog) => {
-    t.is(dialog.message(), `Send every contact of your company to "${name}", once each?`);
-    void dialog.accept();
+  // asked in the page, not by the browser's own window.confirm (which no style, no
+  // screen reader's description and some embedded browsers reach)
+  const browserDialogs: string[] = [];
+  page.on('dialog', (dialog) => {
+    browserDialogs.push(dialog.message());
+    void dialog.dismiss();
   });
-  await page.click(`${row} [data-action=backfill]`);
+  const start = `${row} [data-action=backfill]`;
+  const focused = (selector: string) => page.locator(selector).evaluate((element) => element === document.activeElement);
+  const backfills = async () => (await db().pool.query('select count(*)::int as n from webhooks.backfills where webhook_id = $1', [hook.id])).rows[0].n;
+  // by keyboard: the question says what is sent where, and takes the focus on Cancel
+  await page.focus(start);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#confirm[open]');
+  t.deepEqual(await accessibleOf(page, '#confirm'), {
+    role: 'alertdialog', name: `Backfill "${name}"?`, ignored: false,
+    description: `Sends 30 contacts of your company to ${hook.url}, once each, as contact.snapshot deliveries beside its live ones.`,
+  });
+  t.true(await focused('#confirm-no'), 'the safe choice has the focus');
+  // Escape: nothing sent, and the focus back on Backfill
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('#confirm', { state: 'hidden' });
+  t.true(await focused(start), 'Escape gives the focus back to Backfill');
+  t.is(await backfills(), 0);
+  // Cancel the same
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#confirm[open]');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#confirm', { state: 'hidden' });
+  t.true(await focused(start), 'Cancel gives the focus back to Backfill');
+  t.is(await backfills(), 0);
+  // asked again and answered: Start backfill is before Cancel
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#confirm[open]');
+  await page.keyboard.press('Shift+Tab');
+  await page.keyboard.press('Enter');
   await untilText(page, '#flash', `Backfill started · ${name}`);
+  t.is(await backfills(), 1);
+  t.deepEqual(browserDialogs, []);
   await untilText(page, `${row} .backfill-words`, 'Backfill: counting contacts…');
   t.true(await page.isVisible(`${row} [data-action=cancel-backfill]`));
 

@@ -68,3 +68,15 @@ test('a condition\'s value with characters that show nothing (zero-width space, 
     ['Contact created', 'city is Zürich 🏠']);
   t.is(conditionsText(null), '');
 });
+
+test('Backfill says how many contacts it sends, and where: those that pass the conditions of a webhook with some; past the count\'s cap, more than it', async (t) => {
+  type Words = (webhook: { url: string; conditions: unknown }, contacts: { count: number; more: boolean }) => string;
+  const { backfillWords } = (await import(formatModule)) as { backfillWords: Words };
+  const url = 'https://receiver.example.com/in';
+  t.is(backfillWords({ url, conditions: null }, { count: 1, more: false }),
+    `Sends 1 contact of your company to ${url}, once each, as contact.snapshot deliveries beside its live ones.`);
+  t.is(backfillWords({ url, conditions: { field: 'state', op: 'eq', value: 'VA' } }, { count: 1234, more: false }),
+    `Sends those of the 1,234 contacts of your company that pass its conditions to ${url}, once each, as contact.snapshot deliveries beside its live ones.`);
+  t.is(backfillWords({ url, conditions: null }, { count: 10_000, more: true }),
+    `Sends more than 10,000 contacts of your company to ${url}, once each, as contact.snapshot deliveries beside its live ones.`);
+});

@@ -230,8 +230,11 @@ browserTest('Replay, Backfill and Cancel backfill pressed with the keyboard leav
   const page = await signedIn(company.id);
   const row = `tr[data-webhook-id="${webhook.id}"]`;
 
-  page.once('dialog', (dialog) => void dialog.accept());
   await page.focus(`${row} [data-action=backfill]`);
+  await page.keyboard.press('Enter');
+  // it asks first (Cancel has the focus; Start backfill is before it)
+  await page.waitForSelector('#confirm[open]');
+  await page.keyboard.press('Shift+Tab');
   await page.keyboard.press('Enter');
   await untilText(page, '#flash', 'Backfill started · Replayed');
   await page.waitForSelector('body:not([aria-busy])');

@@ -558,7 +558,7 @@ browserTest('the Delete and Rotate secret questions take the keyboard: focus goe
     t.is(await focused(), button.slice(1), 'Escape gives focus back to the button that asked');
     // Cancel does the same
     await page.keyboard.press('Enter');
-    await page.waitForSelector('#confirm:not([hidden])');
+    await page.waitForSelector('#confirm[open]');
     await page.click('#confirm-no');
     t.is(await focused(), button.slice(1), 'Cancel gives focus back');
   }
@@ -569,7 +569,7 @@ browserTest('the Delete and Rotate secret questions take the keyboard: focus goe
   // Rotate secret answered: focus is back on Rotate secret, drawn again with the new secret shown
   await page.focus('#rotate-secret');
   await page.keyboard.press('Enter');
-  await page.waitForSelector('#confirm:not([hidden])');
+  await page.waitForSelector('#confirm[open]');
   // (Cancel has the focus first; Rotate secret is before it)
   await page.keyboard.press('Shift+Tab');
   await page.keyboard.press('Enter');

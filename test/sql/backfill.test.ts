@@ -4,6 +4,7 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
+import { tableReads } from '../helpers/plans.ts';
 import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
@@ -676,4 +677,46 @@ test('a snapshot belongs to the later of two backfills started in one transactio
   } finally {
     await client.query('rollback');
   }
+});
+
+/** webhooks.backfill_contacts_count() as the company's admin (as the API asks it), and the contacts' rows and index entries it read. */
+async function contactsCountOf(companyId: string): Promise<{ count: number; read: number }> {
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    const before = await tableReads(client, 'crm.contacts', { indexes: true });
+    await client.query(`select set_config('role', 'webhook_admin', true), set_config('jwt.claims.company_id', $1, true)`, [companyId]);
+    const { rows: [{ count }] } = await client.query('select webhooks.backfill_contacts_count()::int as count');
+    await client.query(`select set_config('role', 'none', true)`);
+    return { count, read: (await tableReads(client, 'crm.contacts', { indexes: true })) - before };
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
+
+test('backfill_contacts_count: the contacts a backfill of the caller\'s company examines, counted up to backfill_contacts_counted_up_to, reading no more', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const other = await f.company();
+  const [ann, bob] = [await f.user(company.id), await f.user(company.id)];
+  await db().pool.query(`insert into crm.contacts (company_id, first_name) select $1, 'C' || i from generate_series(1, 12) i`, [company.id]);
+  // another company's contacts: three assigned to this company's users, one of them to both
+  const { rows: theirs } = await db().pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'T' || i from generate_series(1, 5) i returning id`, [other.id]);
+  await db().pool.query(
+    `insert into crm.contact_assignments (contact_id, user_id) values ($1, $4), ($2, $4), ($3, $4), ($1, $5)`,
+    [theirs[0].id, theirs[1].id, theirs[2].id, ann.id, bob.id]);
+  const { rows: [{ examined, most }] } = await db().pool.query(
+    'select webhooks_private.backfill_examined($1)::int as examined, webhooks.backfill_contacts_counted_up_to() as most', [company.id]);
+  t.is(examined, 15);
+  t.is(most, 10_000);
+  t.is((await contactsCountOf(company.id)).count, 15);
+  t.is((await contactsCountOf(other.id)).count, 5);
+
+  // past the most it counts: one more than that, however many more, and no more read
+  await db().pool.query(`insert into crm.contacts (company_id, first_name) select $1, 'C' || i from generate_series(1, 12000) i`, [company.id]);
+  const many = await contactsCountOf(company.id);
+  t.is(many.count, most + 1);
+  t.true(many.read <= 2 * (most + 1) + 10, `contacts read: ${many.read}`);
 });
