@@ -1472,12 +1472,12 @@ const PICKERS = {
   user: {
     field: 'user_id', id: 'setup-user', label: 'Which user', any: 'Any user',
     option: (u) => (u.email ? `${u.name} (${u.email})` : u.name),
-    none: (typed) => (typed ? `No user's name or email starts with “${typed}”` : 'The company has no users'),
+    none: (typed) => (typed ? `No user's name (or a word of it) or email starts with “${typed}”` : 'The company has no users'),
   },
   status: {
     field: 'status_id', id: 'setup-status', label: 'Which status', any: 'Any status',
     option: (s) => s.name,
-    none: (typed) => (typed ? `No status starts with “${typed}”` : 'The company has no statuses'),
+    none: (typed) => (typed ? `No status's name (or a word of it) starts with “${typed}”` : 'The company has no statuses'),
   },
 };
 

@@ -55,24 +55,52 @@ create or replace view webhooks_private.company_statuses_listed as
   from crm.statuses s
   where s.company_id = webhooks.current_company_id();
 
+-- private: the caller's company's first user and status after the one given (by its
+-- name_key and id; '' and the least id: the first), in the order of the index. One
+-- probe of the index: enable_sort off, so that no plan reads the company's every entry
+-- to sort them for one (with the indexes of migration 0060 beside it, a company the
+-- planner took for small was, at times: 20,000 entries for each row of a page).
+create or replace function webhooks_private.company_user_after(p_name_key text, p_id bigint)
+returns setof webhooks_private.company_users_listed
+language sql
+stable
+set enable_sort = off
+set jit = off
+as $$
+  select u.* from webhooks_private.company_users_listed u
+  where (u.name_key, u.id) > (p_name_key collate "C", p_id)
+  order by u.name_key, u.id
+  limit 1;
+$$;
+
+create or replace function webhooks_private.company_status_after(p_name_key text, p_id bigint)
+returns setof webhooks_private.company_statuses_listed
+language sql
+stable
+set enable_sort = off
+set jit = off
+as $$
+  select s.* from webhooks_private.company_statuses_listed s
+  where (s.name_key, s.id) > (p_name_key collate "C", p_id)
+  order by s.name_key, s.id
+  limit 1;
+$$;
+
 -- public: the status tags of the caller's company, by name (lowered, in the order of
 -- its bytes), a page at a time (above): a walk of the index, one entry after the
--- other, each found as the first after the one before; the page's limit stops the
--- walk. (Ordered by the index's key alone, a company the planner took for small, a
--- brokerage imported since the table was last analyzed, was read whole and sorted; the
--- searches below turn the sort off, which a function that is inlined may not.)
+-- other (company_status_after); the page's limit stops the walk. (Ordered by the
+-- index's key alone, a company the planner took for small, a brokerage imported since
+-- the table was last analyzed, was read whole and sorted; the searches below turn the
+-- sort off, which a function that is inlined may not.)
 create or replace function webhooks.company_statuses()
 returns table (id bigint, name text)
 language sql
 stable
 as $$
   with recursive walk as (
-    (select s.* from webhooks_private.company_statuses_listed s order by s.name_key, s.id limit 1)
+    select s.* from webhooks_private.company_status_after('', -9223372036854775808) s
     union all
-    (select n.* from walk w cross join lateral (
-       select s.* from webhooks_private.company_statuses_listed s
-       where (s.name_key, s.id) > (w.name_key, w.id)
-       order by s.name_key, s.id limit 1) n))
+    select n.* from walk w cross join lateral webhooks_private.company_status_after(w.name_key, w.id) n)
   select w.id, w.name from walk w;
 $$;
 
@@ -83,12 +111,9 @@ language sql
 stable
 as $$
   with recursive walk as (
-    (select u.* from webhooks_private.company_users_listed u order by u.name_key, u.id limit 1)
+    select u.* from webhooks_private.company_user_after('', -9223372036854775808) u
     union all
-    (select n.* from walk w cross join lateral (
-       select u.* from webhooks_private.company_users_listed u
-       where (u.name_key, u.id) > (w.name_key, w.id)
-       order by u.name_key, u.id limit 1) n))
+    select n.* from walk w cross join lateral webhooks_private.company_user_after(w.name_key, w.id) n)
   select w.id, w.name, w.email from walk w;
 $$;
 
@@ -96,11 +121,14 @@ $$;
 -- user: a brokerage has 20,000 users, and listing them took 200 requests, each
 -- reading and sorting all of them (past 10,000 the API refused the page,
 -- PAGE_TOO_DEEP, and the form did not open). A search matches a prefix of the name,
--- or of a user's email, case-insensitive: a range of the company's entries of the
--- indexes of migration 0051, read in their order and cut at one more than the most a
--- search shows, so that it reads a few dozen rows whatever the company's size
--- (test/sql/choice-search.test.ts). The text typed is a value compared, never a
--- pattern: % and _ are themselves.
+-- of the name from its second, third or fourth word on ("Smith" finds "Anna Smith"),
+-- or of a user's email, case-insensitive: a range of the company's entries of each of
+-- the indexes of migrations 0051 and 0060, read in their order and cut at one more
+-- than the most a search shows, so that it reads about a hundred rows whatever the
+-- company's size (test/sql/choice-search.test.ts). (A trigram index, pg_trgm, would
+-- find any word, but reads every row a short or common prefix matches, to sort them
+-- for the first few.) The text typed is a value compared, never a pattern: % and _
+-- are themselves.
 
 -- public: the most rows a search shows; it answers one more when more match (the
 -- page then says "keep typing")
@@ -148,13 +176,51 @@ begin
 end;
 $$;
 
--- public: the caller's company's users whose name or email starts with search
--- (case-insensitive; null or empty: the first ones by name), by name, at most
--- company_choices_up_to() + 1. Each of the two reads its index's range in order and
--- stops at that many (no CTE nor join before them: the range's every row was sorted).
+-- private: the caller's company's users whose name from its p_word-th word on
+-- (webhooks_private.name_from_word, migration 0060) starts with p_search, in the order
+-- of that word's index, at most company_choices_up_to() + 1: a range of the index
+-- read in its order and cut there. Inlined into the search below (no SET, not run as
+-- its owner), where p_word is a constant: the index's expression, 2 to 4.
+create or replace function webhooks_private.users_from_word(p_search text, p_word integer)
+returns table (id bigint, name text, email text)
+language sql
+stable
+as $$
+  select u.id, u.name, u.email
+  from crm.users u
+  where u.company_id = webhooks.current_company_id()
+    and left(webhooks_private.name_from_word(u.name, p_word), 200) collate "C" >= webhooks_private.indexed_prefix(p_search)
+    and left(webhooks_private.name_from_word(u.name, p_word), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(p_search))
+    and starts_with(webhooks_private.name_from_word(u.name, p_word), lower(p_search))
+  order by u.company_id, left(webhooks_private.name_from_word(u.name, p_word), 200) collate "C", u.id
+  limit webhooks.company_choices_up_to() + 1;
+$$;
+
+-- private: the same of the caller's company's statuses
+create or replace function webhooks_private.statuses_from_word(p_search text, p_word integer)
+returns table (id bigint, name text)
+language sql
+stable
+as $$
+  select s.id, s.name
+  from crm.statuses s
+  where s.company_id = webhooks.current_company_id()
+    and left(webhooks_private.name_from_word(s.name, p_word), 200) collate "C" >= webhooks_private.indexed_prefix(p_search)
+    and left(webhooks_private.name_from_word(s.name, p_word), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(p_search))
+    and starts_with(webhooks_private.name_from_word(s.name, p_word), lower(p_search))
+  order by s.company_id, left(webhooks_private.name_from_word(s.name, p_word), 200) collate "C", s.id
+  limit webhooks.company_choices_up_to() + 1;
+$$;
+
+-- public: the caller's company's users whose name, one of its words 2 to 4 (and the
+-- rest of the name after it), or email starts with search (case-insensitive; null or
+-- empty: the first ones by name), by name, at most company_choices_up_to() + 1. Each
+-- of the five reads its index's range in order and stops at that many (no CTE nor join
+-- before them: the range's every row was sorted). The words' when something is typed
+-- (else they would add other first ones to the first ones by name).
 -- enable_sort off: a company the planner takes for small (a brokerage imported since
 -- the table was last analyzed) was read whole by its company_id index and sorted, for
--- 21 rows (test/sql/choice-search.test.ts); the sort of the two's few rows remains.
+-- 21 rows (test/sql/choice-search.test.ts); the sort of the five's few rows remains.
 create or replace function webhooks.company_users_matching(search text)
 returns table (id bigint, name text, email text)
 language sql
@@ -181,12 +247,19 @@ as $$
            and left(lower(u.email), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(search))
            and starts_with(lower(u.email), lower(coalesce(search, '')))
          order by u.company_id, left(lower(u.email), 200) collate "C", u.id
-         limit webhooks.company_choices_up_to() + 1)) f
+         limit webhooks.company_choices_up_to() + 1)
+        union
+        select w.* from webhooks_private.users_from_word(search, 2) w where coalesce(search, '') <> ''
+        union
+        select w.* from webhooks_private.users_from_word(search, 3) w where coalesce(search, '') <> ''
+        union
+        select w.* from webhooks_private.users_from_word(search, 4) w where coalesce(search, '') <> '') f
   order by f.name, f.id
   limit webhooks.company_choices_up_to() + 1;
 $$;
 
--- public: the caller's company's statuses whose name starts with search, as above
+-- public: the caller's company's statuses whose name, or one of its words 2 to 4,
+-- starts with search, as above
 create or replace function webhooks.company_statuses_matching(search text)
 returns table (id bigint, name text)
 language sql
@@ -196,13 +269,22 @@ set search_path = pg_catalog, pg_temp
 set enable_sort = off
 set jit = off
 as $$
-  select s.id, s.name
-  from crm.statuses s
-  where s.company_id = webhooks.current_company_id()
-    and left(lower(s.name), 200) collate "C" >= webhooks_private.indexed_prefix(search)
-    and left(lower(s.name), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(search))
-    and starts_with(lower(s.name), lower(coalesce(search, '')))
-  order by s.company_id, left(lower(s.name), 200) collate "C", s.id
+  select f.id, f.name
+  from ((select s.id, s.name
+         from crm.statuses s
+         where s.company_id = webhooks.current_company_id()
+           and left(lower(s.name), 200) collate "C" >= webhooks_private.indexed_prefix(search)
+           and left(lower(s.name), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(search))
+           and starts_with(lower(s.name), lower(coalesce(search, '')))
+         order by s.company_id, left(lower(s.name), 200) collate "C", s.id
+         limit webhooks.company_choices_up_to() + 1)
+        union
+        select w.* from webhooks_private.statuses_from_word(search, 2) w where coalesce(search, '') <> ''
+        union
+        select w.* from webhooks_private.statuses_from_word(search, 3) w where coalesce(search, '') <> ''
+        union
+        select w.* from webhooks_private.statuses_from_word(search, 4) w where coalesce(search, '') <> '') f
+  order by left(lower(f.name), 200) collate "C", f.id
   limit webhooks.company_choices_up_to() + 1;
 $$;
 

@@ -132,6 +132,8 @@ grant execute on function webhooks.send_test_webhook(bigint) to webhook_admin;
 -- as their owner
 revoke all on webhooks_private.company_users_listed, webhooks_private.company_statuses_listed from public;
 grant select on webhooks_private.company_users_listed, webhooks_private.company_statuses_listed to webhook_viewer;
+grant execute on function webhooks_private.company_user_after(text, bigint),
+  webhooks_private.company_status_after(text, bigint) to webhook_viewer;
 revoke all on function webhooks.company_statuses(), webhooks.company_users(),
   webhooks.company_statuses_matching(text), webhooks.company_users_matching(text),
   webhooks.company_statuses_named(bigint[]), webhooks.company_users_named(bigint[]) from public;
@@ -158,6 +160,10 @@ grant update (coalesce_window, ordered) on webhooks.webhooks to webhook_admin;
 -- caller, so grants and row-level security still decide what they reach.
 -- (Trigger functions need no grant: Postgres checks none when a trigger fires.)
 revoke execute on all functions in schema webhooks_private from public;
+-- but this one: the expression of indexes of crm.users and crm.statuses (migration
+-- 0060), which Postgres evaluates as whichever role writes the CRM, and checks its
+-- right to
+grant execute on function webhooks_private.name_from_word(text, integer) to public;
 grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
 -- the report's counting (webhooks.webhook_report)
 grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),

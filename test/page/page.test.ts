@@ -1182,6 +1182,10 @@ browserTest('a brokerage of 20,000 users: the setup form lists none of them, its
   await untilText(page, '#setup-user-count', /^20 shown: more match, keep typing to narrow$/);
   t.is(await box.getAttribute('aria-expanded'), 'true');
   t.is(await page.locator('#setup-user-options [role=option]').count(), 21, 'Any user and 20 users');
+  // a word of the name after its first: "Example" finds Eve Example
+  await box.fill('example');
+  await untilText(page, '#setup-user-count', /^1 match$/);
+  t.deepEqual(await page.locator('#setup-user-options [role=option]').allTextContents(), ['Any user', `Eve Example (${eve.email})`]);
   await box.fill('BROKER 1234');
   await untilText(page, '#setup-user-count', /^10 match$/);
   t.deepEqual(await page.locator('#setup-user-options [role=option]').allTextContents(),
@@ -1201,7 +1205,7 @@ browserTest('a brokerage of 20,000 users: the setup form lists none of them, its
   t.true(await page.isVisible('#setup-form'), 'Enter in the list did not send the form');
   // a text typed and left without a choice leaves the choice as it was
   await box.fill('zzz');
-  await untilText(page, '#setup-user-count', /^No user's name or email starts with “zzz”$/);
+  await untilText(page, '#setup-user-count', /^No user's name \(or a word of it\) or email starts with “zzz”$/);
   await box.press('Escape');
   t.is(await page.inputValue('#setup-user-search'), 'Broker 12341');
   t.is(await page.inputValue('#setup-user'), broker);

@@ -138,6 +138,58 @@ test('the whole lists (companyUsers, companyStatuses) read a page and its offset
   t.deepEqual(other.result, []);
 });
 
+test('a search finds a prefix of any of a name\'s first four words too ("Smith" finds "Anna Smith"), and still reads a bounded number of rows of 20,000', async (t) => {
+  const { f, big } = await brokerage();
+  const anna = await f.user(big.id, 'Anna Smith');
+  const carl = await f.user(big.id, 'Smith Carl');
+  const bob = await f.user(big.id, 'Bob  Smithers Jones');
+  const maria = await f.user(big.id, 'Ana Maria de Smith');
+  const far = await f.user(big.id, 'Ana Maria de la Smith');
+  const ids = (rows: { id: string }[]) => rows.map((u) => u.id).sort();
+
+  // a word's prefix, whatever its place among the first four, and whatever the case
+  const smith = await asViewer(big.id, 'crm.users', usersMatching('SMITH'));
+  t.deepEqual(ids(smith.result), [anna.id, bob.id, carl.id, maria.id].sort(), 'the fifth word is not looked at');
+  t.false(smith.result.some((u) => u.id === far.id));
+  // from that word on, several words
+  t.deepEqual(ids((await asViewer(big.id, 'crm.users', usersMatching('smithers jo'))).result), [bob.id]);
+  t.deepEqual(ids((await asViewer(big.id, 'crm.users', usersMatching('jones'))).result), [bob.id]);
+  // a word in the middle of a word is not a word
+  t.deepEqual((await asViewer(big.id, 'crm.users', usersMatching('mith'))).result, []);
+
+  // 20,000 second words ("Broker 01230"): at most a search's rows read from each range
+  const numbers = await asViewer(big.id, 'crm.users', usersMatching('0123'));
+  t.deepEqual(numbers.result.map((u) => u.name), Array.from({ length: 10 }, (_, i) => `Broker 0123${i}`));
+  t.true(numbers.read <= 2 * 5 * 21, `rows read: ${numbers.read}`);
+  const many = await asViewer(big.id, 'crm.users', usersMatching('1'));
+  t.is(many.result.length, 21);
+  t.true(many.read <= 2 * 5 * 21, `rows read: ${many.read}`);
+
+  const statuses = await asViewer(big.id, 'crm.statuses', (client) =>
+    client.query('select * from webhooks.company_statuses_matching($1)', ['000']).then((r) => r.rows));
+  t.deepEqual(statuses.result.map((s) => s.name), Array.from({ length: 21 }, (_, i) => `Stage ${String(i + 1).padStart(5, '0')}`));
+  t.true(statuses.read <= 2 * 4 * 21, `rows read: ${statuses.read}`);
+});
+
+test('a role of the CRM\'s that may write its users and statuses still may: the word indexes\' expression is granted to every role', async (t) => {
+  const { big } = await brokerage();
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    // (a role of this transaction alone)
+    await client.query('create role crm_writer_for_a_test');
+    await client.query('grant usage on schema crm to crm_writer_for_a_test');
+    await client.query('grant insert, update on crm.users, crm.statuses to crm_writer_for_a_test');
+    await client.query('set local role crm_writer_for_a_test');
+    await client.query(`insert into crm.users (company_id, name, email) values ($1, 'Anna Smith', 'anna@big.example')`, [big.id]);
+    await client.query(`insert into crm.statuses (company_id, name) values ($1, 'Thank You Note')`, [big.id]);
+    t.pass();
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+});
+
 test('a search of 20,000 statuses reads a few dozen rows', async (t) => {
   const { big, small } = await brokerage();
   const matching = (search: string) => (client: pg.PoolClient) =>
