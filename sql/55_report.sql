@@ -26,63 +26,70 @@
 --                                          changes), at most names_asked_max() ids
 --   webhooks.current_company_name()        whose webhooks the page shows
 -- The report and the history run as the caller (row-level security applies); the
--- CRM lookups run as their owner (or read a view that does) and answer for the
+-- CRM lookups run as their owner (or walk a function that does) and answer for the
 -- caller's company only.
 
 ------------------------------------------------------------------------------------
 -- The caller's company's statuses and users: what a webhook's status_id / user_id
 -- may name, and their names for the page. The CRM tables are granted to no API role:
--- the whole lists read them through a view that runs as its owner, the searches and
--- the lookups below are functions that run as their owner; each answers for the
+-- the whole lists walk them through a function that runs as its owner, the searches
+-- and the lookups below are functions that run as their owner; each answers for the
 -- caller's company only.
 
--- private: the caller's company's users and statuses, each in the order of its index
--- of migration 0051 (the company, the first 200 characters of the lowered name, the
--- id). A view, which runs as its owner, so that the whole lists below can run as the
--- caller: a function that runs as its owner is not inlined, and was read whole and
--- sorted for each page, every user of the company (20,000 of a brokerage) for a page
--- of a hundred. Inlined, the page's limit and offset (at most 10,000: PAGE_TOO_DEEP)
--- bound how far the list is read (test/sql/choice-search.test.ts). Only the API's
--- roles read them, through those functions (as the company's filter comes first in
--- the index, it bounds every scan of it).
-create or replace view webhooks_private.company_users_listed as
-  select u.id, u.name, u.email, left(lower(u.name), 200) collate "C" as name_key
-  from crm.users u
-  where u.company_id = webhooks.current_company_id();
-
-create or replace view webhooks_private.company_statuses_listed as
-  select s.id, s.name, left(lower(s.name), 200) collate "C" as name_key
-  from crm.statuses s
-  where s.company_id = webhooks.current_company_id();
+-- (views over the CRM's users and statuses for the walk below, until 2026-12-06: the
+-- migrate locks the engine's relations ACCESS EXCLUSIVE, and a lock of a view takes the
+-- tables it reads in the same mode, so sql/ took crm.users and crm.statuses whole and
+-- waited for a DBA's read of them; test/sql/migrate.test.ts)
+select webhooks_private.drop_function_unless('webhooks_private.company_user_after(text, bigint)',
+  'p_name_key text, p_id bigint', 'TABLE(id bigint, name text, email text, name_key text)');
+select webhooks_private.drop_function_unless('webhooks_private.company_status_after(text, bigint)',
+  'p_name_key text, p_id bigint', 'TABLE(id bigint, name text, name_key text)');
+drop view if exists webhooks_private.company_users_listed;
+drop view if exists webhooks_private.company_statuses_listed;
 
 -- private: the caller's company's first user and status after the one given (by its
--- name_key and id; '' and the least id: the first), in the order of the index. One
--- probe of the index: enable_sort off, so that no plan reads the company's every entry
--- to sort them for one (with the indexes of migration 0060 beside it, a company the
--- planner took for small was, at times: 20,000 entries for each row of a page).
+-- name_key and id; '' and the least id: the first), in the order of its index of
+-- migration 0051 (the company, the first 200 characters of the lowered name, the id).
+-- One probe of the index: enable_sort off, so that no plan reads the company's every
+-- entry to sort them for one (with the indexes of migration 0060 beside it, a company
+-- the planner took for small was, at times: 20,000 entries for each row of a page).
+-- As their owner (the CRM tables are granted to no API role); the whole lists below
+-- that walk them run as the caller and are inlined, so that the page's limit and
+-- offset (at most 10,000: PAGE_TOO_DEEP) bound how far the walk goes: a function that
+-- runs as its owner is not inlined, and the whole list was read and sorted for each
+-- page, every user of the company (20,000 of a brokerage) for a page of a hundred
+-- (test/sql/choice-search.test.ts).
 create or replace function webhooks_private.company_user_after(p_name_key text, p_id bigint)
-returns setof webhooks_private.company_users_listed
+returns table (id bigint, name text, email text, name_key text)
 language sql
 stable
+security definer
+set search_path = pg_catalog, pg_temp
 set enable_sort = off
 set jit = off
 as $$
-  select u.* from webhooks_private.company_users_listed u
-  where (u.name_key, u.id) > (p_name_key collate "C", p_id)
-  order by u.name_key, u.id
+  select u.id, u.name, u.email, left(lower(u.name), 200) collate "C"
+  from crm.users u
+  where u.company_id = webhooks.current_company_id()
+    and (left(lower(u.name), 200) collate "C", u.id) > (p_name_key collate "C", p_id)
+  order by u.company_id, left(lower(u.name), 200) collate "C", u.id
   limit 1;
 $$;
 
 create or replace function webhooks_private.company_status_after(p_name_key text, p_id bigint)
-returns setof webhooks_private.company_statuses_listed
+returns table (id bigint, name text, name_key text)
 language sql
 stable
+security definer
+set search_path = pg_catalog, pg_temp
 set enable_sort = off
 set jit = off
 as $$
-  select s.* from webhooks_private.company_statuses_listed s
-  where (s.name_key, s.id) > (p_name_key collate "C", p_id)
-  order by s.name_key, s.id
+  select s.id, s.name, left(lower(s.name), 200) collate "C"
+  from crm.statuses s
+  where s.company_id = webhooks.current_company_id()
+    and (left(lower(s.name), 200) collate "C", s.id) > (p_name_key collate "C", p_id)
+  order by s.company_id, left(lower(s.name), 200) collate "C", s.id
   limit 1;
 $$;
 

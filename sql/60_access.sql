@@ -128,10 +128,10 @@ grant select on webhooks.audit_log to webhook_viewer;
 revoke all on function webhooks.send_test_webhook(bigint) from public;
 grant execute on function webhooks.send_test_webhook(bigint) to webhook_admin;
 -- the company's statuses and users run as their owner (55_report.sql): callers
--- are the API roles only; the whole lists run as the caller and read views that run
--- as their owner
-revoke all on webhooks_private.company_users_listed, webhooks_private.company_statuses_listed from public;
-grant select on webhooks_private.company_users_listed, webhooks_private.company_statuses_listed to webhook_viewer;
+-- are the API roles only; the whole lists run as the caller and walk functions that
+-- run as their owner
+revoke all on function webhooks_private.company_user_after(text, bigint),
+  webhooks_private.company_status_after(text, bigint) from public;
 grant execute on function webhooks_private.company_user_after(text, bigint),
   webhooks_private.company_status_after(text, bigint) to webhook_viewer;
 revoke all on function webhooks.company_statuses(), webhooks.company_users(),

@@ -385,6 +385,21 @@ test('sql/ locks the CRM\'s tables against writes only (SHARE ROW EXCLUSIVE at m
   }
 });
 
+test('no view of the engine\'s reads a table of the CRM\'s: migrate locks the engine\'s relations ACCESS EXCLUSIVE, and a lock of a view takes what it reads in the same mode', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const { rows } = await database.pool.query<{ view: string; reads: string }>(
+    `select distinct v.oid::regclass::text as view, r.oid::regclass::text as reads
+     from pg_class v
+     join pg_rewrite w on w.ev_class = v.oid
+     join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = w.oid and d.refclassid = 'pg_class'::regclass
+     join pg_class r on r.oid = d.refobjid
+     where v.relkind in ('v', 'm') and v.relnamespace::regnamespace::text like 'webhooks%'
+       and r.relnamespace = 'crm'::regnamespace
+     order by 1, 2`);
+  t.deepEqual(rows, []);
+});
+
 test('over an install whose capture triggers had their names of before, migrate drops those and keeps one trigger each', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
