@@ -355,7 +355,10 @@ test('a DBA\'s long read of the CRM\'s contacts does not hold sql/ up: sql/ stop
   await report.query('begin');
   await report.query('select count(*) from crm.contacts, crm.contact_statuses, crm.contact_assignments, crm.users, crm.statuses');
   try {
-    await migrate(database.url, () => {}, { holdersWaitMs: 1_000 });
+    // (30 s for the holders of a step that gave way, as the tests beside: an autovacuum
+    // of the new database may be one, and on a loaded machine 1 s was not always
+    // enough for it to end; a migrate that waited for the read would still fail, at 30 s)
+    await migrate(database.url, () => {}, { holdersWaitMs: 30_000 });
   } finally {
     await report.query('commit');
   }
