@@ -770,6 +770,87 @@ as $$
   select p_day::timestamp at time zone 'utc';
 $$;
 
+-- The report's counts (50_report_counts.sql) and what a write to a delivery does to
+-- them: here, before the capture (25_capture.sql), which calls them for a delivery
+-- written an hour or more after its transaction began.
+
+-- private: the start of the UTC period of p_width (an hour, a day) a time falls in
+create or replace function webhooks_private.utc_bin(p_width interval, p_at timestamptz)
+returns timestamptz
+language sql
+immutable
+as $$
+  select pg_catalog.date_bin(p_width, p_at, timestamptz '2000-01-01 00:00:00+00');
+$$;
+
+-- private: the UTC hour a time falls in (its start)
+create or replace function webhooks_private.utc_hour(p_at timestamptz)
+returns timestamptz
+language sql
+immutable
+as $$
+  select webhooks_private.utc_bin('1 hour', p_at);
+$$;
+
+-- private: a delivery of this webhook (of company p_company_id) created at p_at
+-- changed: its hour's count is stale, and if it is older than a day its day's count is
+-- no longer known (dropped now, counted again by the next roll-up)
+-- (p_note: and the webhook noted for the next roll-up, webhooks_to_roll_up: every
+-- writer but the relay's settle of a failure, whose delivery was on its way, so its
+-- webhook is noted already if its hour had finished at its last visit)
+drop function if exists webhooks_private.recount_day(bigint, timestamptz);
+drop function if exists webhooks_private.recount_day(bigint, bigint, timestamptz);
+create or replace function webhooks_private.recount_day(p_webhook_id bigint, p_company_id bigint, p_at timestamptz,
+                                                        p_note boolean default true)
+returns void
+language plpgsql
+as $$
+declare
+  v_day constant date := webhooks_private.utc_day(p_at);
+begin
+  if p_note then
+    insert into webhooks_private.webhooks_to_roll_up (webhook_id) values (p_webhook_id) on conflict do nothing;
+  end if;
+  -- hour rows are made for the days not counted yet (roll_up_webhook_hours): a stale
+  -- row is written for a delivery of those days (so that a roll-up counting its hour
+  -- meanwhile meets it), an older one's row only marked if there still is one (a
+  -- roll-up makes none there, and a bulk write of old deliveries leaves no rows)
+  if p_at >= webhooks_private.utc_day_start(webhooks_private.utc_day(pg_catalog.clock_timestamp() - interval '3 days')) then
+    insert into webhooks.delivery_hour_counts as c (webhook_id, company_id, hour, fired, succeeded, failed, stale)
+    values (p_webhook_id, p_company_id, webhooks_private.utc_hour(p_at), 0, 0, 0, true)
+    on conflict (webhook_id, hour) do update set stale = true, version = c.version + 1;
+  else
+    update webhooks.delivery_hour_counts c set stale = true, version = c.version + 1
+    where c.webhook_id = p_webhook_id and c.hour = webhooks_private.utc_hour(p_at);
+  end if;
+  -- days are counted two days after they end: a younger delivery's day has no row (as
+  -- may_be_counted, younger than the time of the write)
+  if p_at >= pg_catalog.clock_timestamp() - interval '1 day' then
+    return;
+  end if;
+  -- shared: writers do not wait for each other, only for a roll-up of this webhook
+  perform pg_advisory_xact_lock_shared(webhooks_private.day_counts_lock(p_webhook_id));
+  delete from webhooks.delivery_day_counts where webhook_id = p_webhook_id and day = v_day;
+  insert into webhooks_private.delivery_days_to_count (webhook_id, company_id, day)
+  values (p_webhook_id, p_company_id, v_day)
+  on conflict do nothing;
+end;
+$$;
+
+-- private: may a delivery created at p_at belong to a counted hour or day? Hours are
+-- counted two hours after they end, days two days: only one older than an hour can.
+-- Older than the time of the write (clock_timestamp()), not than its transaction's
+-- start (now(), until 2026-12-06): a transaction that wrote nothing for hours holds
+-- no hour back (roll_up_bounds), so its first write must say so itself. (A read of
+-- the clock: about 0.2 µs a call, measured against now().)
+create or replace function webhooks_private.may_be_counted(p_at timestamptz)
+returns boolean
+language sql
+volatile
+as $$
+  select p_at < pg_catalog.clock_timestamp() - interval '1 hour';
+$$;
+
 -- private: p_at, a time a caller asks a report, a history or a replay about (its
 -- argument p_argument: since, until), when it is within what may be asked: from
 -- 1970-01-01 to 9999-12-31 (UTC), or open (null, -infinity, infinity); else a named

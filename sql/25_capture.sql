@@ -535,6 +535,14 @@ begin
   select w.id, w.created_at, p_webhook_id, p_company_id, p_action, p_contact_id,
          now() + webhooks_private.first_attempt_delay(p_action, v_window), v_bytes
   from written w;
+  -- its time is its transaction's start: written an hour or more after it (a CRM
+  -- transaction open that long, which had written nothing before), its hour may be
+  -- counted already, which the roll-up cannot tell (roll_up_bounds,
+  -- 50_report_counts.sql): noted as a write to an older delivery is. One comparison
+  -- a delivery; the note only then.
+  if webhooks_private.may_be_counted(now()) then
+    perform webhooks_private.recount_day(p_webhook_id, p_company_id, now());
+  end if;
   v_notified := webhooks_private.wake_relay();   -- 20_wakeup.sql
 end;
 $$;

@@ -66,77 +66,8 @@
 -- webhooks_private.count_deliveries(), which the report calls. The lock's key:
 -- webhooks_private.day_counts_lock (00_schemas.sql).
 
--- private: the start of the UTC period of p_width (an hour, a day) a time falls in
-create or replace function webhooks_private.utc_bin(p_width interval, p_at timestamptz)
-returns timestamptz
-language sql
-immutable
-as $$
-  select pg_catalog.date_bin(p_width, p_at, timestamptz '2000-01-01 00:00:00+00');
-$$;
-
--- private: the UTC hour a time falls in (its start)
-create or replace function webhooks_private.utc_hour(p_at timestamptz)
-returns timestamptz
-language sql
-immutable
-as $$
-  select webhooks_private.utc_bin('1 hour', p_at);
-$$;
-
--- private: a delivery of this webhook (of company p_company_id) created at p_at
--- changed: its hour's count is stale, and if it is older than a day its day's count is
--- no longer known (dropped now, counted again by the next roll-up)
--- (p_note: and the webhook noted for the next roll-up, webhooks_to_roll_up: every
--- writer but the relay's settle of a failure, whose delivery was on its way, so its
--- webhook is noted already if its hour had finished at its last visit)
-drop function if exists webhooks_private.recount_day(bigint, timestamptz);
-drop function if exists webhooks_private.recount_day(bigint, bigint, timestamptz);
-create or replace function webhooks_private.recount_day(p_webhook_id bigint, p_company_id bigint, p_at timestamptz,
-                                                        p_note boolean default true)
-returns void
-language plpgsql
-as $$
-declare
-  v_day constant date := webhooks_private.utc_day(p_at);
-begin
-  if p_note then
-    insert into webhooks_private.webhooks_to_roll_up (webhook_id) values (p_webhook_id) on conflict do nothing;
-  end if;
-  -- hour rows are made for the days not counted yet (roll_up_webhook_hours): a stale
-  -- row is written for a delivery of those days (so that a roll-up counting its hour
-  -- meanwhile meets it), an older one's row only marked if there still is one (a
-  -- roll-up makes none there, and a bulk write of old deliveries leaves no rows)
-  if p_at >= webhooks_private.utc_day_start(webhooks_private.utc_day(now() - interval '3 days')) then
-    insert into webhooks.delivery_hour_counts as c (webhook_id, company_id, hour, fired, succeeded, failed, stale)
-    values (p_webhook_id, p_company_id, webhooks_private.utc_hour(p_at), 0, 0, 0, true)
-    on conflict (webhook_id, hour) do update set stale = true, version = c.version + 1;
-  else
-    update webhooks.delivery_hour_counts c set stale = true, version = c.version + 1
-    where c.webhook_id = p_webhook_id and c.hour = webhooks_private.utc_hour(p_at);
-  end if;
-  -- days are counted two days after they end: a younger delivery's day has no row
-  if p_at >= now() - interval '1 day' then
-    return;
-  end if;
-  -- shared: writers do not wait for each other, only for a roll-up of this webhook
-  perform pg_advisory_xact_lock_shared(webhooks_private.day_counts_lock(p_webhook_id));
-  delete from webhooks.delivery_day_counts where webhook_id = p_webhook_id and day = v_day;
-  insert into webhooks_private.delivery_days_to_count (webhook_id, company_id, day)
-  values (p_webhook_id, p_company_id, v_day)
-  on conflict do nothing;
-end;
-$$;
-
--- private: may a delivery created at p_at belong to a counted hour or day? Hours are
--- counted two hours after they end, days two days: only one older than an hour can.
-create or replace function webhooks_private.may_be_counted(p_at timestamptz)
-returns boolean
-language sql
-stable
-as $$
-  select p_at < now() - interval '1 hour';
-$$;
+-- (utc_hour, recount_day and may_be_counted, which a capture written late calls too,
+-- are in 22_outbox.sql)
 
 -- (a write to a recent delivery, nearly every write, costs this call and one test;
 -- the rows of a webhook being deleted are passed by: its counts go with it,
@@ -469,56 +400,123 @@ as $$
   select webhooks_private.utc_day(p_now - interval '2 days');
 $$;
 
--- private: the start of the oldest transaction of this database's other connections that
--- is open now (the activity's snapshot taken anew), '-infinity' while one of its
--- transactions is prepared (Postgres keeps no start for those), null when none. As the
--- owner: another role's transaction start is shown only to superusers, members of
--- pg_read_all_stats and that role (docs/operations.md). Autovacuum's workers write no
--- deliveries.
-create or replace function webhooks_private.open_since()
-returns timestamptz
-language plpgsql
+-- private: the oldest transaction id of the transactions that write in this database
+-- now, other than this one (null: none): those running that hold a lock of one of its
+-- relations (every writer does, from its first write to its end) and those prepared.
+-- From pg_locks, pg_prepared_xacts and a snapshot, which show every role's
+-- transactions to any role (pg_stat_activity shows another role's transaction start
+-- and backend_xid only to superusers and members of pg_read_all_stats: the engine's
+-- owner, in a deployment, sees none of the CRM's; test/sql/roll-up-writer-roles.test.ts).
+-- A transaction that only reads (a pg_dump, a session idle in transaction after
+-- reads) has no transaction id and is not one of them, nor is a transaction of another
+-- database. Autovacuum's workers, which write no deliveries, are left out where the
+-- owner can see them (else one holds the roll-up back for the instant it analyzes).
+-- Reads the lock table once: about 0.1 ms, once a batch.
+create or replace function webhooks_private.oldest_writer_xid()
+returns xid8
+language sql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+  with writers as (
+    select l.transactionid as xid
+    from pg_catalog.pg_locks l
+    where l.locktype = 'transactionid' and l.mode = 'ExclusiveLock' and l.granted
+      and l.pid is distinct from pg_catalog.pg_backend_pid()
+      and exists (select 1 from pg_catalog.pg_locks r
+                  where r.virtualtransaction = l.virtualtransaction and r.locktype = 'relation'
+                    and r.database = (select d.oid from pg_catalog.pg_database d where d.datname = pg_catalog.current_database()))
+      and not exists (select 1 from pg_catalog.pg_stat_activity s
+                      where s.pid = l.pid and s.backend_type = 'autovacuum worker')
+    union all
+    select p.transaction from pg_catalog.pg_prepared_xacts p where p.database = pg_catalog.current_database()
+  )
+  -- (pg_locks names a transaction by its 32-bit id; the snapshot's list by the 64-bit
+  -- one, which orders them across wraparound: matched on the low 32 bits)
+  select min(x)
+  from pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x
+  where ((x::text::numeric % 4294967296)::text)::xid in (select w.xid from writers w);
+$$;
+
+-- private: note the next transaction id at p_now (the roll-up's clock, read before
+-- it): every transaction with a lower id had one, so had written, before p_now. Each
+-- run notes it once, in its first batch; the rows older than the newest one every
+-- writer now running is past are of no use any more (the oldest writer's id only grows).
+create or replace function webhooks_private.note_xid_watermark(p_now timestamptz)
+returns void
+language plpgsql
+volatile
+as $$
+declare
+  v_oldest constant xid8 := coalesce(webhooks_private.oldest_writer_xid(),
+                                     pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()));
 begin
-  perform pg_catalog.pg_stat_clear_snapshot();
-  if exists (select 1 from pg_catalog.pg_prepared_xacts p where p.database = pg_catalog.current_database()) then
-    return '-infinity';
+  insert into webhooks_private.xid_watermarks (next_xid, at)
+  values (pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()), p_now)
+  on conflict do nothing;
+  delete from webhooks_private.xid_watermarks w
+  where w.next_xid < (select max(k.next_xid) from webhooks_private.xid_watermarks k where k.next_xid <= v_oldest);
+end;
+$$;
+
+-- private: a time by which every transaction that writes in this database now had
+-- begun writing after it, as far as the roll-up can tell: p_now when none writes
+-- (those that only read have written nothing yet), else the time of the newest
+-- watermark (note_xid_watermark) that the oldest writer's transaction id is past,
+-- '-infinity' when none is (a writer older than every watermark, prepared ones
+-- included).
+create or replace function webhooks_private.writers_began_after(p_now timestamptz)
+returns timestamptz
+language plpgsql
+volatile
+as $$
+declare
+  v_oldest constant xid8 := webhooks_private.oldest_writer_xid();
+begin
+  if v_oldest is null then
+    return p_now;
   end if;
-  return (select min(s.xact_start) from pg_catalog.pg_stat_activity s
-          where s.datname = pg_catalog.current_database() and s.pid <> pg_catalog.pg_backend_pid()
-            and s.backend_type <> 'autovacuum worker');
+  return coalesce((select w.at from webhooks_private.xid_watermarks w where w.next_xid <= v_oldest
+                   order by w.next_xid desc limit 1),
+                  '-infinity');
 end;
 $$;
 
 -- private: the first hour and the first day a roll-up at p_now does not count. Hours
 -- are counted two hours after they end, days two days; and none a transaction still
--- open may write unseen: its captures take their time from its start (now()), and its
--- writes to older deliveries mark their hours stale only when they are an hour older
--- than that start, their days a day (may_be_counted, recount_day, above). So while a
--- transaction that began at s is open, no hour from the one of s - 1 hour on is counted,
--- no day from the one of s - 1 day on: counted sooner, the hour of a CRM transaction
--- open for more than two hours was counted without the deliveries it wrote, and kept
--- so (test/sql/roll-up-open-transaction.test.ts). (A transaction that changed nothing
--- holds the hours back all the same: the roll-up cannot tell.) The bounds are read before
--- any counting, so a transaction that ends meanwhile has committed what the counts read.
+-- open may write unseen. Its captures take their time from its start (now()), and a
+-- write marks an older delivery's hour stale only when that delivery is an hour older
+-- than the time of the write (may_be_counted), its day a day older (recount_day);
+-- a capture an hour or more after its transaction's start is such a write
+-- (enqueue, 25_capture.sql). So a transaction that wrote nothing by the time w
+-- (writers_began_after) may write unseen only into the hours from the one of
+-- w - 1 hour on, the days from the one of w - 1 day on; one that had written before
+-- w has a transaction id below that watermark, and holds w back until it ends. Counted
+-- sooner, the hour of a CRM transaction open for more than two hours was counted
+-- without the deliveries it wrote, and kept so (test/sql/roll-up-open-transaction.test.ts,
+-- test/sql/roll-up-writer-roles.test.ts). A transaction that only reads holds nothing
+-- back, however long it is open. The bounds are read before any counting, so a
+-- transaction that ends meanwhile has committed what the counts read.
+-- (From the start of the oldest open transaction in pg_stat_activity until 2026-12-06:
+-- blind to other roles' transactions but for superusers and pg_read_all_stats, and a
+-- pg_dump of three hours held every hour back.)
+drop function if exists webhooks_private.open_since();
 create or replace function webhooks_private.roll_up_bounds(p_now timestamptz, out hours_before timestamptz,
                                                            out days_before date)
 language plpgsql
 volatile
 as $$
 declare
-  v_open_since constant timestamptz := webhooks_private.open_since();
+  v_began_after constant timestamptz := webhooks_private.writers_began_after(p_now);
 begin
-  if v_open_since = '-infinity' then
+  if v_began_after = '-infinity' then
     hours_before := '-infinity';
     days_before := '-infinity';
     return;
   end if;
-  hours_before := webhooks_private.utc_hour(least(p_now - interval '2 hours', v_open_since - interval '1 hour'));
-  days_before := least(webhooks_private.countable_before(p_now), webhooks_private.utc_day(v_open_since - interval '1 day'));
+  hours_before := webhooks_private.utc_hour(least(p_now - interval '2 hours', v_began_after - interval '1 hour'));
+  days_before := least(webhooks_private.countable_before(p_now), webhooks_private.utc_day(v_began_after - interval '1 day'));
 end;
 $$;
 
@@ -938,7 +936,8 @@ $$;
 -- p_now: the clock the batch counts by (null: now()), which tests set so that their
 -- counts do not depend on an hour ending while they run. A clock ahead of now() counts
 -- periods not finished yet: a writer's later change to them goes unseen.
--- Nothing is counted while a transaction of this database is prepared (roll_up_bounds).
+-- Nothing a transaction of this database that is open (or prepared) and wrote before
+-- the last runs may write into is counted while it is (roll_up_bounds).
 drop function if exists webhooks.roll_up_report_counts_after(bigint, integer);
 -- (without p_now until 2026-12-06)
 drop function if exists webhooks.roll_up_report_counts_after(bigint, integer, date);
@@ -996,6 +995,10 @@ begin
       errcode = 'invalid_parameter_value',
       message = format('p_counting_before must be %s or earlier (the first day not countable yet), not %s',
                        webhooks_private.countable_before(v_now), p_counting_before);
+  end if;
+  if p_after_webhook_id is null then
+    -- (the run's watermark, for this run's later batches and the runs after it)
+    perform webhooks_private.note_xid_watermark(v_now);
   end if;
   select b.days_before, b.hours_before into v_before, v_hours_before from webhooks_private.roll_up_bounds(v_now) b;
   if not isfinite(v_hours_before) then

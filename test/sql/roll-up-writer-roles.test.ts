@@ -1,0 +1,123 @@
+// The roles as a deployment has them: the engine owned by a role that is no superuser
+// and not a member of pg_read_all_stats, the roll-up called by the API server's login,
+// and the CRM writing as a role of its own. Postgres shows such an owner nothing of
+// another role's sessions in pg_stat_activity (no xact_start, no backend_xid): the
+// roll-up must still count no hour a CRM transaction still open may write into
+// (sql/50_report_counts.sql, roll_up_bounds). Its clock is passed in (p_now).
+import test from 'ava';
+import type pg from 'pg';
+import { useTestDatabase } from '../helpers/db.ts';
+import { crmAppRole } from '../helpers/crm-role.ts';
+import { factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+
+const OWNER = 'bpd_test_engine_owner';
+
+// made once for the file, before its first test
+let roles: Promise<void> | undefined;
+const setUpRoles = () => (roles ??= makeRoles());
+test.beforeEach(() => setUpRoles());
+
+async function makeRoles(): Promise<void> {
+  await crmAppRole(db().pool);
+  // roles belong to the whole cluster, which test files share
+  await db().pool.query(`
+    do $$ begin
+      create role ${OWNER} nologin nosuperuser;
+    exception when duplicate_object or unique_violation then null;
+    end $$`);
+  await db().pool.query(`
+    -- (the owner made the capture triggers on the CRM's tables, and reads them)
+    grant usage on schema crm to ${OWNER};
+    grant all on all tables in schema crm to ${OWNER};
+    grant all on all sequences in schema crm to ${OWNER}`);
+  // the engine's schemas and everything in them owned by that role, as when it ran
+  // the migrate (sequences of identity columns go with their tables)
+  await db().pool.query(`
+    do $$
+    declare
+      v record;
+    begin
+      for v in
+        select format('alter schema %I owner to ${OWNER}', n.nspname) as ddl
+        from pg_namespace n where n.nspname in ('webhooks', 'webhooks_private', 'webhooks_ops', 'webhooks_partitions')
+        union all
+        select format('alter %s %s owner to ${OWNER}',
+                      case c.relkind when 'v' then 'view' when 'm' then 'materialized view' when 'S' then 'sequence'
+                                     else 'table' end, c.oid::regclass)
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname in ('webhooks', 'webhooks_private', 'webhooks_ops', 'webhooks_partitions') and c.relkind in ('r', 'p', 'v', 'm', 'S')
+          and not (c.relkind = 'S' and exists (select 1 from pg_depend d
+                                               where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                                                 and d.deptype in ('a', 'i')))
+        union all
+        select format('alter %s %s owner to ${OWNER}', case p.prokind when 'p' then 'procedure' else 'function' end,
+                      p.oid::regprocedure)
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname in ('webhooks', 'webhooks_private', 'webhooks_ops', 'webhooks_partitions')
+      loop
+        execute v.ddl;
+      end loop;
+    end $$`);
+}
+
+/** A connection as `role` (set role), released at the test's end. */
+async function connectAs(t: { teardown: (fn: () => void) => void }, role: string): Promise<pg.PoolClient> {
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+  await client.query(`set role ${role}`);
+  return client;
+}
+
+/** A roll-up as the API server runs it, its clock `later` after `started`. */
+async function rollUp(started: Date, later: string): Promise<void> {
+  const api = await db().pool.connect();
+  try {
+    await api.query('set role webhook_authenticator');
+    await api.query('call webhooks.roll_up_report_counts(p_now => $1::timestamptz + $2::interval)', [started, later]);
+  } finally {
+    api.release(true);   // (its role set: not back into the pool)
+  }
+}
+
+/** The webhook's true hour row of the hour `at` falls in (its fired), and the report's count of that hour. */
+async function hourCounts(webhook: { id: string; company_id: string }, at: Date) {
+  const { rows: [row] } = await db().pool.query(
+    `select (select coalesce(array_agg(c.fired::int), '{}') from webhooks.delivery_hour_counts c
+             where c.webhook_id = $1 and c.hour = webhooks_private.utc_hour($3) and not c.stale) as "hourRow",
+            (select r.fired::int from webhooks_private.count_deliveries($1, $2, webhooks_private.utc_hour($3),
+                                                                          webhooks_private.utc_hour($3) + interval '1 hour') r) as report`,
+    [webhook.id, webhook.company_id, at]);
+  return row as { hourRow: number[]; report: number };
+}
+
+test.serial('the owner runs no superuser and reads no other role\'s transactions', async (t) => {
+  const { rows: [owner] } = await db().pool.query(
+    `select r.rolsuper as super, pg_has_role(r.oid, 'pg_read_all_stats', 'member') as stats,
+            (select p.proowner::regrole::text from pg_proc p where p.oid = 'webhooks.roll_up_report_counts_after'::regproc) as runs_as
+     from pg_roles r where r.rolname = $1`, [OWNER]);
+  t.deepEqual(owner, { super: false, stats: false, runs_as: OWNER });
+});
+
+test.serial('a delivery of an open transaction of the CRM\'s own role is counted in its hour once it commits', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const writer = await connectAs(t, await crmAppRole(db().pool));
+  await writer.query('begin');
+  const { rows: [{ started }] } = await writer.query('select now() as started');
+  await writer.query('insert into crm.contacts (company_id, first_name) values ($1, $2)', [company.id, 'Ada']);
+  // (one more delivery of the same hour, committed at once)
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, company.id, started]);
+  await rollUp(started, '3 hours');
+  t.deepEqual((await hourCounts(webhook, started)).hourRow, [], 'the hour is not counted while the writer is open');
+  await writer.query('commit');
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+     where webhook_id = $1 and state = 'pending'`, [webhook.id]);
+  await rollUp(started, '3 hours');
+  t.deepEqual(await hourCounts(webhook, started), { hourRow: [2], report: 2 });
+});
