@@ -52,11 +52,11 @@
 -- writer and the roll-up meet on that row (an upsert waits for the other's
 -- uncommitted one), not on a lock held for the roll-up's whole run: a relay settling
 -- a delivery that failed for good after an hour of retries never waits for a roll-up.
--- The hour's margin is an hour (the day's is a day): a transaction open for more
--- than an hour when it changes a delivery of a counted hour would go unseen by that
--- hour's row (may_be_counted reads its now(), its start), as would a capture's
--- delivery (its time is its transaction's start): no period such a transaction may
--- write into is counted while it is open (roll_up_bounds).
+-- The hour's margin is an hour (the day's is a day): a write to a delivery less than
+-- an hour older than the write goes unseen by that hour's row (may_be_counted), and a
+-- capture's delivery takes its transaction's start for its time (marked as such a
+-- write when written an hour or more after it): no period a transaction that has
+-- written may write into unseen is counted while it is open (roll_up_bounds).
 
 -- Rolling up: CALL webhooks.roll_up_report_counts(), which the API server runs every
 -- few minutes (as webhook_authenticator, the one role allowed to: 60_access.sql), or a
@@ -1002,7 +1002,8 @@ begin
   end if;
   select b.days_before, b.hours_before into v_before, v_hours_before from webhooks_private.roll_up_bounds(v_now) b;
   if not isfinite(v_hours_before) then
-    -- a prepared transaction: nothing counted until it is decided (the next run)
+    -- a transaction that wrote before every watermark is open, or prepared: nothing
+    -- counted until it ends (a later run)
     counting_before := p_counting_before;
     return;
   end if;
