@@ -121,3 +121,23 @@ test.serial('a delivery of an open transaction of the CRM\'s own role is counted
   await rollUp(started, '3 hours');
   t.deepEqual(await hourCounts(webhook, started), { hourRow: [2], report: 2 });
 });
+
+// A snapshot lists the transactions running below its xmax, the last one completed
+// + 1: one given its id after that, while none ended, is not listed. Read from the
+// snapshot's list (roll_up_bounds for a few hours of 2026-12-06), such a writer was missed.
+test.serial('the oldest transaction that wrote is found whatever its role, though none ended since it began', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const writers: pg.PoolClient[] = [];
+  for (let i = 0; i < 2; i++) {
+    const writer = await connectAs(t, await crmAppRole(db().pool));
+    await writer.query('begin');
+    await writer.query('insert into crm.contacts (company_id, first_name) values ($1, $2)', [company.id, 'Ada']);
+    writers.push(writer);
+  }
+  const ids = await Promise.all(writers.map(async (w) => (await w.query('select pg_current_xact_id()::text as id')).rows[0].id));
+  const api = await connectAs(t, OWNER);
+  const { rows: [{ oldest }] } = await api.query('select webhooks_private.oldest_writer_xid()::text as oldest');
+  t.is(oldest, ids.sort((a, b) => Number(a) - Number(b))[0]);
+  for (const writer of writers) await writer.query('rollback');
+});
