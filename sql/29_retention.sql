@@ -73,6 +73,55 @@ as $$
       and d.first_day = p_first and d.last_day = p_last);
 $$;
 
+-- private: has a webhook messages on day p_day, in p_history (delivery_history, or a
+-- partition of it detached: keep_day_on_its_way), without its count of that day?
+-- A row of delivery_day_counts exists only while it is exact (50_report_counts.sql),
+-- so one probe per webhook and day says it: the day's webhooks found by a loose scan
+-- of the history's webhook index (one index probe each), not by reading the day's
+-- messages (a count of them all, at 10 million deliveries, took CPU from the claims
+-- while a drop ran: BENCHMARKS.md). The times as constants: the plan reads the
+-- partition that holds them. Each probe a scalar subquery (the row's key, or null),
+-- which stays a probe: as NOT EXISTS it was planned as an anti join that read every
+-- day count kept, of every webhook and day (10,000 rows with a thousand webhooks of
+-- the day and ten days counted each, until 2026-12-06; test/sql/retention-cost.test.ts).
+-- (p_history is engine-made: a table's name, never a caller's text.)
+create or replace function webhooks_private.day_uncounted(p_history text, p_day date)
+returns boolean
+language plpgsql
+stable
+as $$
+declare
+  v_uncounted boolean;
+begin
+  execute format(
+    $q$with recursive hooks(w) as (
+           select min(h.webhook_id) from %4$s h
+           where h.created_at >= %1$L and h.created_at < %2$L
+           union all
+           select (select min(h.webhook_id) from %4$s h
+                   where h.webhook_id > hooks.w and h.created_at >= %1$L and h.created_at < %2$L)
+           from hooks
+           where hooks.w is not null)
+         select exists (select 1 from hooks
+                        where hooks.w is not null
+                          and (select 1 from webhooks.delivery_day_counts c
+                               where c.webhook_id = hooks.w and c.day = %3$L) is null
+                          -- (a day of test sends alone has no count: they are in none)
+                          and (select 1 from %4$s h
+                               where h.webhook_id = hooks.w and h.created_at >= %1$L and h.created_at < %2$L
+                                 and h.action <> 'webhook.test'
+                               limit 1) is not null
+                          -- (a webhook gone has no totals to keep: its rows are
+                          -- its purge's, or those of a capture that committed just
+                          -- after its delete, after recheck_deleted_webhooks
+                          -- forgot it, 22_outbox.sql)
+                          and (select 1 from webhooks.webhooks w where w.id = hooks.w) is not null)$q$,
+      webhooks_private.utc_day_start(p_day), webhooks_private.utc_day_start(p_day + 1), p_day, p_history)
+  into v_uncounted;
+  return v_uncounted;
+end;
+$$;
+
 -- public (maintenance and DBAs; not in GraphQL): the days that may be dropped now,
 -- oldest first, with their partitions as parent table and partition name. A span of
 -- days (22_outbox.sql) is dropped whole once its last day may be: it comes as one row,
@@ -108,45 +157,12 @@ begin
                      and q.created_at < webhooks_private.utc_day_start(v_range.last_day + 1))
       end;
     -- a webhook with messages on one of those days whose count of that day is not
-    -- (or no longer) rolled up. A row of delivery_day_counts exists only while it is
-    -- exact (50_report_counts.sql), so one probe per webhook and day says it: the
-    -- day's webhooks found by a loose scan of the history's webhook index (one index
-    -- probe each), not by reading the day's messages (a count of them all, at 10
-    -- million deliveries, took CPU from the claims while a drop ran: BENCHMARKS.md).
-    -- The times as constants: the plan reads the partition that holds them. Each
-    -- probe a scalar subquery (the row's key, or null), which stays a probe: as NOT
-    -- EXISTS it was planned as an anti join that read every day count kept, of every
-    -- webhook and day (10,000 rows with a thousand webhooks of the day and ten days
-    -- counted each, until 2026-12-06; test/sql/retention-cost.test.ts).
+    -- (or no longer) rolled up (day_uncounted)
     v_uncounted := false;
     -- (days as dates: a series of times steps in the session's time zone, where a day
     -- that starts at 01:00, summer time begun at midnight, left the last day out)
     for v_day in select v_range.first_day + n from generate_series(0, v_range.last_day - v_range.first_day) n loop
-      execute format(
-        $q$with recursive hooks(w) as (
-             select min(h.webhook_id) from webhooks.delivery_history h
-             where h.created_at >= %1$L and h.created_at < %2$L
-             union all
-             select (select min(h.webhook_id) from webhooks.delivery_history h
-                     where h.webhook_id > hooks.w and h.created_at >= %1$L and h.created_at < %2$L)
-             from hooks
-             where hooks.w is not null)
-           select exists (select 1 from hooks
-                          where hooks.w is not null
-                            and (select 1 from webhooks.delivery_day_counts c
-                                 where c.webhook_id = hooks.w and c.day = %3$L) is null
-                            -- (a day of test sends alone has no count: they are in none)
-                            and (select 1 from webhooks.delivery_history h
-                                 where h.webhook_id = hooks.w and h.created_at >= %1$L and h.created_at < %2$L
-                                   and h.action <> 'webhook.test'
-                                 limit 1) is not null
-                            -- (a webhook gone has no totals to keep: its rows are
-                            -- its purge's, or those of a capture that committed just
-                            -- after its delete, after recheck_deleted_webhooks
-                            -- forgot it, 22_outbox.sql)
-                            and (select 1 from webhooks.webhooks w where w.id = hooks.w) is not null)$q$,
-        webhooks_private.utc_day_start(v_day), webhooks_private.utc_day_start(v_day + 1), v_day)
-      into v_uncounted;
+      v_uncounted := webhooks_private.day_uncounted('webhooks.delivery_history', v_day);
       exit when v_uncounted;
     end loop;
     continue when v_uncounted;
@@ -167,10 +183,12 @@ $$;
 -- whose webhooks.retention is longer, or whose transaction began before midnight)
 -- puts one back in the queue; dropped, the day left a queue row without its message,
 -- whose attempt row then had no partition: every later rescue of expired leases,
--- every company's, failed on it. Then the partition is attached again (a scan of it,
--- under a lock of it alone) and the answer is true: the day stays, its results and
--- attempts (still attached: history is detached first) with it, until expired_days
--- names it again. False: nothing of it is on its way, or it is gone.
+-- every company's, failed on it. Or is one of them in no count (since 2026-12-06: a
+-- transaction open since that day that wrote into it, below)? Then the partition is
+-- attached again (a scan of it, under a lock of it alone) and the answer is true: the
+-- day stays, its results and attempts (still attached: history is detached first)
+-- with it, until expired_days names it again. False: nothing of it is on its way or
+-- uncounted, or it is gone.
 create or replace function webhooks.keep_day_on_its_way(p_partition text)
 returns boolean
 language plpgsql
@@ -199,9 +217,18 @@ begin
   -- it), then the queue by its key between them, not the whole queue (until
   -- 2026-12-06, every company's rows once for each day dropped)
   execute format('select min(h.id), max(h.id) from webhooks_partitions.%I h', p_partition) into v_first_id, v_last_id;
+  -- on its way, or without its count: a transaction open since that day (a capture
+  -- takes its time from its transaction's start) that wrote into it while expired_days
+  -- saw nothing there, and committed as the detach waited for it. Dropped, its
+  -- deliveries were in no count: the day's totals lost for good. Kept, the roll-up
+  -- counts them (its write noted the day, or the roll-up held the day back while it
+  -- was open: roll_up_bounds), and a later run drops the day.
   if not exists (select 1 from webhooks.delivery_queue q
                  where q.delivery_id >= v_first_id and q.delivery_id <= v_last_id
-                   and q.created_at >= v_from and q.created_at < v_until) then
+                   and q.created_at >= v_from and q.created_at < v_until)
+     and not exists (select 1 from generate_series(0, v_days.last_day - v_days.first_day) n
+                     where webhooks_private.day_uncounted(format('webhooks_partitions.%I', p_partition),
+                                                          v_days.first_day + n)) then
     return false;
   end if;
   if not exists (select 1 from pg_catalog.pg_inherits i

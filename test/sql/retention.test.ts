@@ -9,6 +9,7 @@ import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 noDayDroppedBeforeEachTest(test, db);
@@ -279,4 +280,44 @@ test.serial('a snapshot held for a disabled webhook fails once its day is past t
     [webhook.id, utcDay(-10).toISOString().slice(0, 10)]);
   t.deepEqual(daily, [{ fired: 1, failed: 1, pending: 0 }]);
   t.is(result.snapshotsFailed, 1);
+});
+
+// A capture takes its time from its transaction's start: a transaction open since a
+// day now past the retention writes into it, unseen by expired_days (uncommitted), and
+// the drop's detach waits for it to end. Dropped then, its deliveries were in no count,
+// and the day's totals were lost for good (until 2026-12-06).
+test.serial('a day past the retention whose only deliveries are an open transaction\'s is kept until they are counted', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  const day = utcDay(-12).toISOString().slice(0, 10);
+  const at = new Date(utcDay(-12).getTime() + 600_000);
+  // the day was made when it came, and a roll-up went past it
+  await db().pool.query('select webhooks_private.ensure_day($1::date)', [day]);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+
+  const writer = new pg.Client({ connectionString: db().url, application_name: 'open-writer' });
+  await writer.connect();
+  t.teardown(() => writer.end());
+  await writer.query('begin');
+  await writer.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`, [webhook.id, company.id, at]);
+  const dropping = maintain(db().url);
+  // the drop named the day, and waits for the writer
+  await until('the drop waits for the writer', async () => (await db().pool.query(
+    `select exists (select 1 from pg_stat_activity
+                    where datname = current_database() and wait_event_type = 'Lock' and query ilike '%detach partition%') as waits`)).rows[0].waits);
+  await writer.query('commit');
+  t.deepEqual((await dropping).daysDropped, [], 'kept: its delivery is in no count yet');
+
+  t.deepEqual((await maintain(db().url)).daysDropped, [day], 'counted by the next run\'s roll-up, then dropped');
+  const { rows: [counts] } = await db().pool.query(
+    `select (select fired::int from webhooks.delivery_day_counts where webhook_id = $1 and day = $2::date) as "dayCount",
+            (select fired::int from webhooks_private.count_deliveries($1, $3, webhooks_private.utc_day_start($2::date),
+                                                                     webhooks_private.utc_day_start($2::date + 1))) as report`,
+    [webhook.id, day, company.id]);
+  t.deepEqual(counts, { dayCount: 1, report: 1 });
+  await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
 });
