@@ -69,6 +69,9 @@ test('with a day past the retention kept by a delivery on its way, the look read
     const { rows: [retrying] } = await old(-9, 'pending', `now() + interval '1 hour'`);
     const { rows: [held] } = await old(-9, 'pending', 'webhooks_private.snapshot_held()');
     await old(-8, 'succeeded', 'now()');
+    // (the webhook's days counted: one in no count is kept too, keep_day_on_its_way)
+    await client.query(`select webhooks_private.roll_up_webhook_days($1, webhooks_private.countable_before(),
+                                                                    now() - interval '2 hours')`, [webhook.id]);
     // every company's deliveries on their way today (the queue has no foreign key to
     // the webhooks)
     await client.query(
