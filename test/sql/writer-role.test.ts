@@ -3,30 +3,13 @@
 // webhook tables itself.
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
+import { crmAppRole } from '../helpers/crm-role.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
 
 const db = useTestDatabase(test);
 
-// made once per file: two tests granting at the same time collide on the catalog
-// rows ("tuple concurrently updated")
-let crmAppRole: Promise<void> | undefined;
-const createCrmAppRole = () => (crmAppRole ??= makeCrmAppRole());
-
-async function makeCrmAppRole() {
-  // roles belong to the whole cluster, which test files share
-  await db().pool.query(`
-    do $$ begin
-      create role bpd_test_crm_app nologin;
-    exception when duplicate_object or unique_violation then null;
-    end $$`);
-  await db().pool.query(`
-    grant usage on schema crm to bpd_test_crm_app;
-    grant select, insert, update, delete on all tables in schema crm to bpd_test_crm_app;
-    grant usage on all sequences in schema crm to bpd_test_crm_app`);
-}
-
 test('a role with grants on crm alone fires webhooks, and cannot touch them', async (t) => {
-  await createCrmAppRole();
+  const role = await crmAppRole(db().pool);
   const f = factories(db().pool);
   const company = await f.company();
   const user = await f.user(company.id);
@@ -37,7 +20,7 @@ test('a role with grants on crm alone fires webhooks, and cannot touch them', as
   });
   const client = await db().pool.connect();
   try {
-    await client.query('set role bpd_test_crm_app');
+    await client.query(`set role ${role}`);
     // a search path of its own must not change what the triggers do
     await client.query('set search_path = crm, public');
     const { rows: [contact] } = await client.query(
@@ -59,13 +42,13 @@ test('a role with grants on crm alone fires webhooks, and cannot touch them', as
 });
 
 test('the same role writing a contact too large to send: the write goes on, the delivery is failed with the reason', async (t) => {
-  await createCrmAppRole();
+  const role = await crmAppRole(db().pool);
   const f = factories(db().pool);
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, fields: ['first_name', 'custom'], actions: ['contact.created'] });
   const client = await db().pool.connect();
   try {
-    await client.query('set role bpd_test_crm_app');
+    await client.query(`set role ${role}`);
     await client.query('set search_path = crm, public');
     await client.query("insert into contacts (company_id, first_name, custom) values ($1, 'Big', $2)",
       [company.id, JSON.stringify({ notes: 'n'.repeat(1_100_000) })]);
