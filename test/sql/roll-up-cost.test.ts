@@ -42,8 +42,12 @@ test("a roll-up of a webhook's hours reads its own queue rows, not every company
   t.true(used < 100, `the roll-up of its hours read ${used} rows of the queue (${BACKLOG} of another company's)`);
 });
 
-// (serial, and first of them: run after the other roll-ups of this file, in one run of
-// two, it read 137 notes; the cause is not found)
+// (serial, and first of them: run after the other roll-ups of this file, beside the
+// test above, it read 137 notes in one run of two, and in one of thirteen later
+// (2026-12-06), where it read 25 or 26 otherwise; the cause is not found. Ruled out:
+// notes of other webhooks (those left by the tests before were 1, of another day, and
+// the notes' read is bounded to the batch's webhooks in every plan seen), and the
+// plans a connection keeps after many batches (25 after 24 batches on it))
 test.serial('a batch of the roll-up reads the notes of days to count again of its own webhooks, not every webhook\'s', async (t) => {
   const NOTED = 2_000;
   const BATCH = 25;
