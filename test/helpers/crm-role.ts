@@ -24,3 +24,69 @@ async function makeCrmAppRole(pool: pg.Pool): Promise<void> {
     grant select, insert, update, delete on all tables in schema crm to ${CRM_APP_ROLE};
     grant usage on all sequences in schema crm to ${CRM_APP_ROLE}`);
 }
+
+// The engine's owner as a deployment has it: a role that is no superuser and not a
+// member of pg_read_all_stats, which owns the engine's schemas and everything in
+// them, as when it ran the migrate. Postgres shows such a role another role's
+// sessions in pg_stat_activity without their transaction's start or state (their
+// backend_xid and backend_xmin it shows to every role).
+export const ENGINE_OWNER_ROLE = 'bpd_test_engine_owner';
+
+const owned = new WeakMap<pg.Pool, Promise<void>>();
+
+/** The owner, `pool`'s database's engine made its own (once per pool), and the CRM's role made beside it. */
+export function engineOwnerRole(pool: pg.Pool): Promise<string> {
+  if (!owned.has(pool)) owned.set(pool, makeEngineOwner(pool));
+  return owned.get(pool)!.then(() => ENGINE_OWNER_ROLE);
+}
+
+const ENGINE_SCHEMAS = `('webhooks', 'webhooks_private', 'webhooks_ops', 'webhooks_partitions')`;
+
+async function makeEngineOwner(pool: pg.Pool): Promise<void> {
+  await crmAppRole(pool);
+  await pool.query(`
+    do $$ begin
+      create role ${ENGINE_OWNER_ROLE} nologin nosuperuser;
+    exception when duplicate_object or unique_violation then null;
+    end $$`);
+  await pool.query(`
+    -- (the owner made the capture triggers on the CRM's tables, and reads them)
+    grant usage on schema crm to ${ENGINE_OWNER_ROLE};
+    grant all on all tables in schema crm to ${ENGINE_OWNER_ROLE};
+    grant all on all sequences in schema crm to ${ENGINE_OWNER_ROLE}`);
+  // (sequences of identity columns go with their tables)
+  await pool.query(`
+    do $$
+    declare
+      v record;
+    begin
+      for v in
+        select format('alter schema %I owner to ${ENGINE_OWNER_ROLE}', n.nspname) as ddl
+        from pg_namespace n where n.nspname in ${ENGINE_SCHEMAS}
+        union all
+        select format('alter %s %s owner to ${ENGINE_OWNER_ROLE}',
+                      case c.relkind when 'v' then 'view' when 'm' then 'materialized view' when 'S' then 'sequence'
+                                     else 'table' end, c.oid::regclass)
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname in ${ENGINE_SCHEMAS} and c.relkind in ('r', 'p', 'v', 'm', 'S')
+          and not (c.relkind = 'S' and exists (select 1 from pg_depend d
+                                               where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                                                 and d.deptype in ('a', 'i')))
+        union all
+        select format('alter %s %s owner to ${ENGINE_OWNER_ROLE}', case p.prokind when 'p' then 'procedure' else 'function' end,
+                      p.oid::regprocedure)
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname in ${ENGINE_SCHEMAS}
+      loop
+        execute v.ddl;
+      end loop;
+    end $$`);
+}
+
+/** A connection of `pool` as `role` (set role), released at the test's end (its role set: not back into the pool). */
+export async function connectAs(t: { teardown: (fn: () => void) => void }, pool: pg.Pool, role: string): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  t.teardown(() => client.release(true));
+  await client.query(`set role ${role}`);
+  return client;
+}

@@ -1,74 +1,22 @@
 // The roles as a deployment has them: the engine owned by a role that is no superuser
 // and not a member of pg_read_all_stats, the roll-up called by the API server's login,
-// and the CRM writing as a role of its own. Postgres shows such an owner nothing of
-// another role's sessions in pg_stat_activity (no xact_start, no backend_xid): the
+// and the CRM writing as a role of its own (test/helpers/crm-role.ts). Postgres shows
+// such an owner no start of another role's transaction in pg_stat_activity: the
 // roll-up must still count no hour a CRM transaction still open may write into
 // (sql/50_report_counts.sql, roll_up_bounds). Its clock is passed in (p_now).
 import test from 'ava';
 import type pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
-import { crmAppRole } from '../helpers/crm-role.ts';
+import { connectAs, crmAppRole, engineOwnerRole } from '../helpers/crm-role.ts';
 import { factories } from '../helpers/factories.ts';
 
 const db = useTestDatabase(test);
 
-const OWNER = 'bpd_test_engine_owner';
-
-// made once for the file, before its first test
-let roles: Promise<void> | undefined;
-const setUpRoles = () => (roles ??= makeRoles());
-test.beforeEach(() => setUpRoles());
-
-async function makeRoles(): Promise<void> {
-  await crmAppRole(db().pool);
-  // roles belong to the whole cluster, which test files share
-  await db().pool.query(`
-    do $$ begin
-      create role ${OWNER} nologin nosuperuser;
-    exception when duplicate_object or unique_violation then null;
-    end $$`);
-  await db().pool.query(`
-    -- (the owner made the capture triggers on the CRM's tables, and reads them)
-    grant usage on schema crm to ${OWNER};
-    grant all on all tables in schema crm to ${OWNER};
-    grant all on all sequences in schema crm to ${OWNER}`);
-  // the engine's schemas and everything in them owned by that role, as when it ran
-  // the migrate (sequences of identity columns go with their tables)
-  await db().pool.query(`
-    do $$
-    declare
-      v record;
-    begin
-      for v in
-        select format('alter schema %I owner to ${OWNER}', n.nspname) as ddl
-        from pg_namespace n where n.nspname in ('webhooks', 'webhooks_private', 'webhooks_ops', 'webhooks_partitions')
-        union all
-        select format('alter %s %s owner to ${OWNER}',
-                      case c.relkind when 'v' then 'view' when 'm' then 'materialized view' when 'S' then 'sequence'
-                                     else 'table' end, c.oid::regclass)
-        from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname in ('webhooks', 'webhooks_private', 'webhooks_ops', 'webhooks_partitions') and c.relkind in ('r', 'p', 'v', 'm', 'S')
-          and not (c.relkind = 'S' and exists (select 1 from pg_depend d
-                                               where d.classid = 'pg_class'::regclass and d.objid = c.oid
-                                                 and d.deptype in ('a', 'i')))
-        union all
-        select format('alter %s %s owner to ${OWNER}', case p.prokind when 'p' then 'procedure' else 'function' end,
-                      p.oid::regprocedure)
-        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where n.nspname in ('webhooks', 'webhooks_private', 'webhooks_ops', 'webhooks_partitions')
-      loop
-        execute v.ddl;
-      end loop;
-    end $$`);
-}
-
-/** A connection as `role` (set role), released at the test's end. */
-async function connectAs(t: { teardown: (fn: () => void) => void }, role: string): Promise<pg.PoolClient> {
-  const client = await db().pool.connect();
-  t.teardown(() => client.release(true));
-  await client.query(`set role ${role}`);
-  return client;
-}
+// (the engine made the owner's once for the file, before its first test)
+let OWNER: string;
+test.beforeEach(async () => {
+  OWNER = await engineOwnerRole(db().pool);
+});
 
 /** A roll-up as the API server runs it, its clock `later` after `started`. */
 async function rollUp(started: Date, later: string): Promise<void> {
@@ -104,7 +52,7 @@ test.serial('a delivery of an open transaction of the CRM\'s own role is counted
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  const writer = await connectAs(t, await crmAppRole(db().pool));
+  const writer = await connectAs(t, db().pool, await crmAppRole(db().pool));
   await writer.query('begin');
   const { rows: [{ started }] } = await writer.query('select now() as started');
   await writer.query('insert into crm.contacts (company_id, first_name) values ($1, $2)', [company.id, 'Ada']);
@@ -130,13 +78,13 @@ test.serial('the oldest transaction that wrote is found whatever its role, thoug
   const company = await f.company();
   const writers: pg.PoolClient[] = [];
   for (let i = 0; i < 2; i++) {
-    const writer = await connectAs(t, await crmAppRole(db().pool));
+    const writer = await connectAs(t, db().pool, await crmAppRole(db().pool));
     await writer.query('begin');
     await writer.query('insert into crm.contacts (company_id, first_name) values ($1, $2)', [company.id, 'Ada']);
     writers.push(writer);
   }
   const ids = await Promise.all(writers.map(async (w) => (await w.query('select pg_current_xact_id()::text as id')).rows[0].id));
-  const api = await connectAs(t, OWNER);
+  const api = await connectAs(t, db().pool, OWNER);
   const { rows: [{ oldest }] } = await api.query('select webhooks_private.oldest_writer_xid()::text as oldest');
   t.is(oldest, ids.sort((a, b) => Number(a) - Number(b))[0]);
   for (const writer of writers) await writer.query('rollback');
