@@ -673,8 +673,11 @@ $$;
 -- ended, and no snapshot older than that is held: a writer in REPEATABLE READ reads
 -- the subscriptions as of its first query, and may write for the webhook long after
 -- it, though it had no transaction id when the delete committed (its snapshot's
--- xmin is each backend's backend_xmin, which every role may read). Returns how many
--- webhooks were found with such rows.
+-- xmin is each backend's backend_xmin). pg_stat_activity shows every role each
+-- session's backend_xid and backend_xmin (not its transaction's start): an owner
+-- that is no superuser sees the CRM's transactions of its own role
+-- (test/sql/deleted-webhook-writer-roles.test.ts). Returns how many webhooks were
+-- found with such rows.
 create or replace function webhooks.recheck_deleted_webhooks()
 returns integer
 language plpgsql
@@ -685,7 +688,6 @@ as $$
 declare
   v record;
   v_found integer := 0;
-  v_snapshot constant pg_snapshot := pg_current_snapshot();
   v_oldest integer;
 begin
   -- the oldest transaction (its id) or snapshot (its xmin) of this database's other
@@ -726,8 +728,12 @@ begin
       end if;
     end if;
     if v.settled_after is null then
+      -- (this transaction's own id, above every id given before it: not a snapshot's
+      -- xmax, the last one completed + 1, which a transaction given its id later and
+      -- still running may be at or past, and then was taken for ended. The update
+      -- gives this transaction an id anyway)
       update webhooks_private.webhooks_deleted_recently
-      set settled_after = pg_snapshot_xmax(v_snapshot)
+      set settled_after = pg_current_xact_id()
       where webhook_id = v.webhook_id;
     elsif coalesce(v_oldest, 0) <= age(v.settled_after::xid) then
       -- (looked at above with a snapshot taken after those transactions ended)

@@ -405,8 +405,8 @@ $$;
 -- relations (every writer does, from its first write to its end) and those prepared.
 -- From pg_locks, pg_prepared_xacts and a snapshot, which show every role's
 -- transactions to any role (pg_stat_activity shows another role's transaction start
--- and backend_xid only to superusers and members of pg_read_all_stats: the engine's
--- owner, in a deployment, sees none of the CRM's; test/sql/roll-up-writer-roles.test.ts).
+-- only to superusers and members of pg_read_all_stats: the engine's owner, in a
+-- deployment, sees none of the CRM's; test/sql/roll-up-writer-roles.test.ts).
 -- A transaction that only reads (a pg_dump, a session idle in transaction after
 -- reads) has no transaction id and is not one of them, nor is a transaction of another
 -- database. Autovacuum's workers, which write no deliveries, are left out where the
