@@ -318,6 +318,8 @@ interface DatabaseAnswers {
   oldestCapturing: number;
   preparedCapturing: number;
   oldestPreparedCapturing: number;
+  capturingOfUnknownAge: number;
+  oldestCapturingXidAge: number;
 }
 
 /** The gauges read from the database at each scrape, each with the answer it shows. */
@@ -355,6 +357,12 @@ const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answe
   { name: 'bpd_webhooks_oldest_prepared_capturing_transaction_seconds',
     help: 'How long the oldest prepared transaction holding capturing has been prepared, in seconds (0 when none).',
     value: (a) => a.oldestPreparedCapturing },
+  { name: 'bpd_webhooks_capturing_transactions_of_unknown_age',
+    help: "Open transactions holding capturing whose start the engine's owner is not shown (another role's, without pg_read_all_stats): left out of the oldest one's seconds.",
+    value: (a) => a.capturingOfUnknownAge },
+  { name: 'bpd_webhooks_oldest_capturing_transaction_xid_age',
+    help: 'Age of the oldest transaction holding capturing in transaction ids: how many were given since its own, known of every role (0 when none).',
+    value: (a) => a.oldestCapturingXidAge },
 ];
 
 /**
@@ -375,7 +383,8 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
       `select b.due, b.oldest_due_seconds as oldest, (select count(*) from webhooks_ops.refused_settings()) as refused,
               u.days_ahead, u.days_past_retention, u.webhooks_to_purge, u.report_days_behind,
               c.transactions as capturing, c.oldest_seconds as oldest_capturing,
-              c.prepared as prepared_capturing, c.oldest_prepared_seconds as oldest_prepared_capturing
+              c.prepared as prepared_capturing, c.oldest_prepared_seconds as oldest_prepared_capturing,
+              c.ages_unknown as capturing_of_unknown_age, c.oldest_xid_age as oldest_capturing_xid_age
        from webhooks_ops.backlog() b, webhooks_ops.upkeep() u, webhooks_ops.capturing() c`), reuseMs);
   const ask = (): Promise<DatabaseAnswers | undefined> => within(question(), DATABASE_CHECK_TIMEOUT_MS, 'database')
       .then(({ rows: [row] }) => ({
@@ -384,6 +393,7 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
         webhooksToPurge: Number(row.webhooks_to_purge), reportDaysBehind: Number(row.report_days_behind),
         capturing: Number(row.capturing), oldestCapturing: Number(row.oldest_capturing),
         preparedCapturing: Number(row.prepared_capturing), oldestPreparedCapturing: Number(row.oldest_prepared_capturing),
+        capturingOfUnknownAge: Number(row.capturing_of_unknown_age), oldestCapturingXidAge: Number(row.oldest_capturing_xid_age),
       }), () => undefined);
   new Gauge({
     name: 'bpd_webhooks_database_up',

@@ -352,6 +352,10 @@ $$;
 --   oldest_prepared_seconds  the oldest prepared one's age, since its PREPARE; 0 when
 --                   none (an alert on it is not set off by an old open transaction
 --                   beside a prepared one of a moment)
+--   ages_unknown    how many of them are open transactions whose start this role is
+--                   not shown (below), left out of oldest_seconds
+--   oldest_xid_age  the oldest one's age in transaction ids: how many were given since
+--                   its own (age(xid)), known of every role's; 0 when none
 -- Read from the server's lock table (pg_locks, read once), which shows every
 -- session's locks to any role, and a prepared transaction's too: with a null pid, and
 -- a virtual transaction id that is the same on each of its locks but no fixed form of
@@ -362,13 +366,25 @@ $$;
 -- open transaction's start is shown only to superusers, members of pg_read_all_stats
 -- and its own role: hence security definer (as the engine's owner). An owner that is
 -- none of them still counts every holder, prepared ones with their age, but not the
--- age of another role's open transaction (docs/operations.md). Only shared holds
--- count: a relay's captures_done() takes the lock exclusively for an instant.
+-- age of another role's open transaction in seconds: that one is counted in
+-- ages_unknown, and its transaction id (backend_xid, shown to every role: a holder
+-- has one, it wrote) in oldest_xid_age (docs/operations.md;
+-- test/sql/capturing-writer-roles.test.ts). Only shared holds count: a relay's
+-- captures_done() takes the lock exclusively for an instant.
 -- About 1.4 ms a call, nearly all of it planning (reading pg_locks: 0.08 ms; the test
 -- server, 2026-12-06), asked once a second at most by each process's /metrics.
+do $$
+begin
+  -- (four figures until 2026-12-06)
+  if exists (select 1 from pg_catalog.pg_proc
+             where oid = to_regprocedure('webhooks_ops.capturing()') and cardinality(proallargtypes) = 4) then
+    drop function webhooks_ops.capturing();
+  end if;
+end;
+$$;
 create or replace function webhooks_ops.capturing(
   out transactions bigint, out oldest_seconds double precision, out prepared bigint,
-  out oldest_prepared_seconds double precision)
+  out oldest_prepared_seconds double precision, out ages_unknown bigint, out oldest_xid_age bigint)
 language sql
 stable
 security definer
@@ -386,9 +402,10 @@ as $$
        or (l.locktype = 'transactionid' and l.pid is null and l.mode = 'ExclusiveLock')
   ),
   holders as (
-    select coalesce(x.prepared, a.xact_start) as since, l.pid is null as is_prepared
+    select coalesce(x.prepared, a.xact_start) as since, l.pid is null as is_prepared,
+           coalesce(x.transaction, a.backend_xid) as xid
     from locks l
-    left join lateral (select p.prepared
+    left join lateral (select p.prepared, p.transaction
                        from locks t
                        join pg_prepared_xacts p on p.transaction = t.transactionid
                        where l.pid is null and t.locktype = 'transactionid'
@@ -400,6 +417,8 @@ as $$
   select count(*),
          coalesce(extract(epoch from now() - min(h.since)), 0)::double precision,
          count(*) filter (where h.is_prepared),
-         coalesce(extract(epoch from now() - min(h.since) filter (where h.is_prepared)), 0)::double precision
+         coalesce(extract(epoch from now() - min(h.since) filter (where h.is_prepared)), 0)::double precision,
+         count(*) filter (where h.since is null),
+         coalesce(max(age(h.xid)), 0)
   from holders h;
 $$;

@@ -38,7 +38,8 @@ test('/metrics is Prometheus text with process metrics; request counts and the b
     'bpd_webhooks_history_days_past_retention', 'bpd_webhooks_deleted_webhooks_to_purge',
     'bpd_webhooks_report_counts_days_behind', 'bpd_webhooks_capturing_transactions',
     'bpd_webhooks_oldest_capturing_transaction_seconds', 'bpd_webhooks_capturing_prepared_transactions',
-    'bpd_webhooks_oldest_prepared_capturing_transaction_seconds']) {
+    'bpd_webhooks_oldest_prepared_capturing_transaction_seconds', 'bpd_webhooks_capturing_transactions_of_unknown_age',
+    'bpd_webhooks_oldest_capturing_transaction_xid_age']) {
     t.true(before.has(name), name);
   }
   t.is(before.get('bpd_webhooks_database_up'), 1);

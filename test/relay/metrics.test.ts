@@ -37,9 +37,10 @@ async function scrapeUntil(url: string, done: (metrics: Map<string, number>) => 
 }
 
 const CAPTURING = ['bpd_webhooks_capturing_transactions', 'bpd_webhooks_capturing_prepared_transactions',
-  'bpd_webhooks_oldest_capturing_transaction_seconds', 'bpd_webhooks_oldest_prepared_capturing_transaction_seconds'];
+  'bpd_webhooks_oldest_capturing_transaction_seconds', 'bpd_webhooks_oldest_prepared_capturing_transaction_seconds',
+  'bpd_webhooks_capturing_transactions_of_unknown_age', 'bpd_webhooks_oldest_capturing_transaction_xid_age'];
 
-/** The four capturing gauges of a scrape, by name. */
+/** The capturing gauges of a scrape, by name. */
 function capturing(metrics: Map<string, number>): Record<string, number | undefined> {
   return Object.fromEntries(CAPTURING.map((name) => [name, metrics.get(name)]));
 }
@@ -117,8 +118,9 @@ test('a transaction left open after a capture shows on the relay\'s /metrics, wi
   t.teardown(end);
   const held = await scrapeUntil(url, (m) => m.get('bpd_webhooks_capturing_transactions') === 1);
   t.like(capturing(held), { bpd_webhooks_capturing_transactions: 1, bpd_webhooks_capturing_prepared_transactions: 0,
-    bpd_webhooks_oldest_prepared_capturing_transaction_seconds: 0 });
+    bpd_webhooks_oldest_prepared_capturing_transaction_seconds: 0, bpd_webhooks_capturing_transactions_of_unknown_age: 0 });
   t.true(held.get('bpd_webhooks_oldest_capturing_transaction_seconds')! > 0, 'its age, as the relay\'s role is told it');
+  t.true(held.get('bpd_webhooks_oldest_capturing_transaction_xid_age')! > 0, 'and in transaction ids');
 
   await end();
   await waitForFinalDeliveries(database.pool, [hook.id], 1);
