@@ -152,6 +152,12 @@ twoPhase('a prepared transaction holding capturing is counted as prepared, aged 
       t.deepEqual(answer, { transactions: 1, oldest_seconds: preparedAge, prepared: 1, oldest_prepared_seconds: preparedAge }, role);
       t.true(answer.oldest_seconds > 0, role);
     }
+    // its age in transaction ids, from the id pg_prepared_xacts names; no age unknown
+    const { rows: [byId] } = await db().pool.query(
+      `select c.oldest_xid_age::int as oldest, c.ages_unknown::int as unknown, age(p.transaction) as age
+       from webhooks_ops.capturing() c, pg_prepared_xacts p where p.gid = $1`, [name]);
+    t.true(byId.age > 0);
+    t.deepEqual(byId, { oldest: byId.age, unknown: 0, age: byId.age });
     await db().pool.query(`commit prepared '${name}'`);
     t.deepEqual((await ask('webhook_authenticator')).answer, { transactions: 0, oldest_seconds: 0, prepared: 0, oldest_prepared_seconds: 0 });
   } finally {
