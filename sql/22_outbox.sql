@@ -676,8 +676,10 @@ $$;
 -- xmin is each backend's backend_xmin). pg_stat_activity shows every role each
 -- session's backend_xid and backend_xmin (not its transaction's start): an owner
 -- that is no superuser sees the CRM's transactions of its own role
--- (test/sql/deleted-webhook-writer-roles.test.ts). Returns how many webhooks were
--- found with such rows.
+-- (test/sql/deleted-webhook-writer-roles.test.ts). Not the roll-up's
+-- oldest_writer_xid() (50_report_counts.sql): it sees the transactions that wrote,
+-- and a snapshot that has written nothing yet may still write for the webhook.
+-- Returns how many webhooks were found with such rows.
 create or replace function webhooks.recheck_deleted_webhooks()
 returns integer
 language plpgsql
