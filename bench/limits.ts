@@ -95,6 +95,7 @@ async function dbLimitChild(): Promise<void> {
         only,
         slots: settings.maxInFlight,
         heldBytesByWebhook: new Map(),
+        companyByWebhook: new Map(),
         byteBudget: settings.maxHeldBytes,
       });
       refill = [...new Set(jobs.map((job) => job.webhookId))];

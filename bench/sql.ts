@@ -54,6 +54,7 @@ const claim = (db: pg.Client) =>
     only: null,
     slots: BATCH * 2,
     heldBytesByWebhook: new Map(),
+    companyByWebhook: new Map(),
     byteBudget: null,
   });
 

@@ -327,6 +327,7 @@ export class Relay {
       only,
       slots: this.settings.maxInFlight,
       heldBytesByWebhook: view.heldBytesByWebhook,
+      companyByWebhook: view.companyByWebhook,
       byteBudget: view.byteBudget,
     }, this.databaseClock).catch((error: unknown) => {
       // the claim may have run and leased what its answer would have said

@@ -54,6 +54,8 @@ export interface ClaimRequest {
   heldBytesByWebhook: ReadonlyMap<string, number>;
   /** the most bytes of bodies it may hold: each company with work gets its share (null: no bound) */
   byteBudget: number | null;
+  /** the company of each webhook held (a key of heldByWebhook missing: the claim looks it up) */
+  companyByWebhook: ReadonlyMap<string, string>;
 }
 
 export interface Claimed {
@@ -82,7 +84,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
              (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap,
              lanes_busy, company_id, (extract(epoch from clock_timestamp()) * 1000)::float8 as database_now
       from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[],
-                                                  null, $10::bigint[], $11)`,
+                                                  null, $10::bigint[], $11, $12::bigint[])`,
     values: [
       request.relayId,
       request.limit,
@@ -95,6 +97,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
       [...request.heldByWebhook.keys()].map((id) => request.capByWebhook.get(id) ?? null),
       [...request.heldByWebhook.keys()].map((id) => request.heldBytesByWebhook.get(id) ?? 0),
       request.byteBudget,
+      [...request.heldByWebhook.keys()].map((id) => request.companyByWebhook.get(id) ?? null),
     ],
   });
   // the database's time as the last row left it, between this relay's when it asked

@@ -68,6 +68,8 @@ export interface ClaimView {
   heldByWebhook: Map<string, number>;
   /** the bytes of the bodies held, per webhook (every key of heldByWebhook) */
   heldBytesByWebhook: Map<string, number>;
+  /** the company of each webhook held (every key of heldByWebhook): the claim shares by company */
+  companyByWebhook: Map<string, string>;
   /** the most bytes of bodies the relay may hold (null: no bound) */
   byteBudget: number | null;
 }
@@ -90,6 +92,8 @@ export class Slots {
   private heldBytesCount = 0;
   /** the bytes of the bodies held, per webhook */
   private readonly bytesByWebhook = new Map<string, number>();
+  /** the company of each webhook held */
+  private readonly companyByWebhook = new Map<string, string>();
   /** deliveries waiting for their rate_limit slot, per webhook */
   private readonly pacedByWebhook = new Map<string, number>();
   /** requests in flight, per webhook */
@@ -208,6 +212,7 @@ export class Slots {
       capByWebhook,
       heldByWebhook,
       heldBytesByWebhook: new Map(this.bytesByWebhook),
+      companyByWebhook: new Map(this.companyByWebhook),
       byteBudget: this.limits.maxHeldBytes ?? null,
     };
   }
@@ -320,6 +325,7 @@ export class Slots {
     const bytes = job.body.length;
     this.heldBytesCount += bytes;
     this.bytesByWebhook.set(job.webhookId, (this.bytesByWebhook.get(job.webhookId) ?? 0) + bytes);
+    this.companyByWebhook.set(job.webhookId, job.companyId);
   }
 
   private letGoBytes(job: DeliveryJob): void {
@@ -328,6 +334,7 @@ export class Slots {
     const left = this.bytesByWebhook.get(job.webhookId)! - bytes;
     if (left === 0) this.bytesByWebhook.delete(job.webhookId);
     else this.bytesByWebhook.set(job.webhookId, left);
+    if (this.heldOf(job.webhookId) === 0) this.companyByWebhook.delete(job.webhookId);
   }
 
   private canStart(webhookId: string): boolean {

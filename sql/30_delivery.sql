@@ -187,6 +187,8 @@ $$;
 -- (RELAY_MAX_HELD_BYTES), and p_busy_bytes what it holds per webhook, beside
 -- p_busy_counts: the claim takes no more than the budget leaves, and each company no
 -- more than its share of it (sql/28_lanes.sql). Null: no bound but p_max_bytes.
+-- p_busy_companies: the company of each webhook held, beside p_busy_webhooks, for
+-- the companies' shares (null, or an entry null: looked up by the webhook's lane).
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[]);
 -- (p_busy_caps came after p_slots)
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer);
@@ -196,17 +198,12 @@ drop function if exists webhooks_relay.claim_deliveries(text, integer, interval,
 drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer);
 -- (the result changed with the same arguments: previous_secrets, every rotated-out
 -- secret still valid, replaced previous_secret; then company_id came last, the relay
--- sharing its free request slots between companies, relay/slots.ts. One without
--- company_id is either.)
-do $drop$
-begin
-  if exists (select from pg_catalog.pg_proc p
-             where p.oid = to_regprocedure('webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer, bigint[], bigint)')
-               and not ('company_id' = any (p.proargnames))) then
-    drop function webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer, bigint[], bigint);
-  end if;
-end;
-$drop$;
+-- sharing its free request slots between companies, relay/slots.ts; then
+-- p_busy_companies came last, the company of each webhook held, which the claim had
+-- looked up by the webhook's lane, one lookup a webhook held on every claim. A relay
+-- of the previous release calls the new one with its arguments, p_busy_companies
+-- null: its claim looks them up, as before.)
+drop function if exists webhooks_relay.claim_deliveries(text, integer, interval, integer, bigint[], integer[], bigint[], integer, integer[], integer, bigint[], bigint);
 create or replace function webhooks_relay.claim_deliveries(
   p_relay         text,
   p_limit         integer,
@@ -219,7 +216,8 @@ create or replace function webhooks_relay.claim_deliveries(
   p_busy_caps     integer[] default null,
   p_max_bytes     integer default null,
   p_busy_bytes    bigint[] default null,
-  p_byte_budget   bigint default null
+  p_byte_budget   bigint default null,
+  p_busy_companies bigint[] default null
 )
 returns table (
   delivery_id     bigint,
@@ -321,7 +319,8 @@ begin
     into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap, v_lanes_busy, v_sizes,
          v_companies, v_nths, v_byte_rooms, v_holds_nothing, v_sent, v_total, v_least_room
   from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
-                                   p_busy_counts, p_only_webhooks, p_busy_caps, p_busy_bytes, p_byte_budget) c;
+                                   p_busy_counts, p_only_webhooks, p_busy_caps, p_busy_bytes, p_byte_budget,
+                                   p_busy_companies) c;
 
   -- 2. no more than p_max_bytes of payloads (claim_max_bytes), nor than what the
   --    relay's byte budget leaves, in one claim, and always one (a relay that holds

@@ -242,6 +242,36 @@ test('a refill of one webhook reads its own lane, however many lanes there are',
   }
 });
 
+// A claim shares the relay's slots by company, and so needs the company of every
+// webhook the relay holds: the relay says it beside what it holds. Looked up by the
+// claim, a refill while the relay held 448 webhooks read 452 lane index entries and
+// about 1,376 buffers (2026-12-06).
+test('a refill beside 448 webhooks held reads its own lane, not one for each webhook held (the relay names their companies)', async (t) => {
+  const HELD = 448;
+  const { relay, laneReads } = await manyLanes(t, { busy: 0, backlog: 2_000 });
+  const { rows: [busy] } = await relay.query('select max(webhook_id)::text as id from webhooks.delivery_queue');
+  const { rows: held } = await relay.query<{ id: string; company_id: string }>(
+    'select id::text, company_id::text from webhooks.webhooks where id <> $1 order by id limit $2', [busy.id, HELD]);
+  const refill = (companies: string[] | null) => laneReads<{ webhook_id: string }>(
+    `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+       $1::bigint[], $2::integer[], array[$3::bigint], 256, null, null, null, null${companies ? ', $4::bigint[]' : ''})`,
+    [held.map((h) => h.id), held.map(() => 1), busy.id, ...(companies ? [companies] : [])]);
+  for (let round = 1; round <= 3; round++) {
+    await relay.query('begin');
+    const { rows, reads } = await refill(held.map((h) => h.company_id));
+    await relay.query('rollback');
+    t.deepEqual([...new Set(rows.map((row) => row.webhook_id))], [busy.id]);
+    t.is(rows.length, 10);
+    t.true(reads < 10, `refill ${round} read ${reads} index entries of the lanes beside ${HELD} webhooks held`);
+  }
+  // a relay of the previous release names no companies: its claim looks them up
+  await relay.query('begin');
+  const { rows, reads } = await refill(null);
+  await relay.query('rollback');
+  t.is(rows.length, 10);
+  t.true(reads >= HELD, `without the companies, a refill read ${reads} index entries of the lanes`);
+});
+
 test('a settle with failures locks the lanes of its webhooks by their keys, not every lane', async (t) => {
   const { relay, laneReads } = await manyLanes(t);
   for (let round = 1; round <= 3; round++) {

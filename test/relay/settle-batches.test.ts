@@ -27,7 +27,7 @@ async function setup(t: { teardown: (fn: () => Promise<void>) => void }, count: 
   for (let i = 0; i < count; i++) await f.contact(company.id);
   const { jobs } = await claimDeliveries(database.pool, {
     relayId: RELAY, limit: count, leaseMs: A_MINUTE, perWebhookCap: count, capByWebhook: new Map(), heldByWebhook: new Map(),
-    only: null, slots: 256, heldBytesByWebhook: new Map(), byteBudget: null,
+    only: null, slots: 256, heldBytesByWebhook: new Map(), companyByWebhook: new Map(), byteBudget: null,
   });
   const results: AttemptResult[] = jobs.map((job) => ({
     job, attemptedAt: new Date(), durationMs: 3,

@@ -84,6 +84,24 @@ test('a claim is told what is held per webhook, in flight and queued, and how mu
   t.is(slots.claimView(), null, 'full: no claim');
 });
 
+test('a claim is told the company of each webhook held, in flight, queued or paced, until it holds none of it', (t) => {
+  const { slots, claim } = setup({ maxInFlight: 4, perWebhookInFlight: 1, prefetch: 2 });
+  const [a1, a2] = [job('a', null, 'c1'), job('a', null, 'c1')];
+  const b1 = job('b', null, 'c2');
+  claim([a1, a2, b1]);
+  const paced = job('p', { sendAt: 10, sendUntil: 20 }, 'c3');
+  slots.pace(paced);
+  const view = slots.claimView()!;
+  t.deepEqual([...view.companyByWebhook].sort(), [['a', 'c1'], ['b', 'c2'], ['p', 'c3']]);
+  t.deepEqual([...view.companyByWebhook.keys()].sort(), [...view.heldByWebhook.keys()].sort(), 'every webhook held');
+  slots.finished(a1, 1);
+  t.is(slots.claimView()!.companyByWebhook.get('a'), 'c1', 'a2 started in its slot: still held');
+  slots.finished(a2, 2);
+  slots.finished(b1, 3);
+  slots.unpace(paced);
+  t.deepEqual([...slots.claimView()!.companyByWebhook], [], 'nothing held: no company');
+});
+
 test('a finished request starts the next of its own webhook first', (t) => {
   const { slots } = setup({ maxInFlight: 3, perWebhookInFlight: 1, prefetch: 1 });
   const a1 = job('a');
