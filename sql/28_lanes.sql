@@ -609,6 +609,54 @@ as $$
   offset 0;
 $$;
 
+-- private (lane_claim, after its step 2): the places for the next discovery
+-- (p_next, discovery_places), each company's moved back to before the first webhook
+-- its walk left for lack of room: ranked past the batch (p_ranked false), or ranked
+-- into it (true) but neither served by this claim (its lane's served_at now, as step
+-- 2 sets it: given deliveries, or passed for being at its caps) nor being decided by
+-- another relay (p_elsewhere); a webhook that could not be served now (null: its
+-- breaker open, paced ahead, its deliveries waiting for a retry, or held to the
+-- relay's cap) is passed over. Back to before the first webhook walked: the place it
+-- had (p_places), or none. A company gets from a discovery its share of the claim,
+-- fewer lanes than the batch it walks: when its place moved past the whole batch, the
+-- rest of it waited until the company's walk came round again (until 2026-12-06:
+-- 138 of 150 webhooks served in the 11 discoveries that serve each once,
+-- test/fleet/claim-cost.test.ts). Reads the lanes this claim locked of those
+-- companies' webhooks ranked, one key each, up to each company's first one left, and
+-- only when some company was given a place.
+create or replace function webhooks_private.places_past_served(p_next jsonb, p_places jsonb, p_companies bigint[],
+                                                               p_webhooks bigint[], p_ranked boolean[],
+                                                               p_locked bigint[], p_elsewhere bigint[])
+returns jsonb
+language plpgsql
+stable
+as $$
+declare
+  v_places jsonb := p_next;
+  -- the companies whose first webhook left is found (each company's webhooks come
+  -- together, in the walk's order: a lane is read only up to its company's first left)
+  v_found bigint[] := '{}';
+  v_place bigint;
+begin
+  for i in 1 .. coalesce(cardinality(p_webhooks), 0) loop
+    continue when p_ranked[i] is null or p_companies[i] = any (v_found);
+    continue when p_ranked[i]
+                  and (p_webhooks[i] = any (p_elsewhere)
+                       or (p_webhooks[i] = any (p_locked)
+                           and exists (select 1 from webhooks_private.lanes l
+                                       where l.webhook_id = p_webhooks[i] and l.served_at = now())));
+    v_found := v_found || p_companies[i];
+    v_place := case when i > 1 and p_companies[i - 1] = p_companies[i] then p_webhooks[i - 1]
+                    else (p_places ->> p_companies[i]::text)::bigint end;
+    v_places := v_places - p_companies[i]::text;
+    if v_place is not null then
+      v_places := v_places || jsonb_build_object(p_companies[i]::text, v_place);
+    end if;
+  end loop;
+  return v_places;
+end;
+$$;
+
 -- private (claim): lock and return the due deliveries a claim may lease now, by the
 -- rules at the top of this file. p_relay: the relay asking; p_slots: its request
 -- slots (null: no company shares); p_per_webhook: what it may hold of one webhook;
@@ -693,6 +741,13 @@ declare
   v_per_company constant integer := webhooks_private.discovery_company_lanes(p_limit);
   v_next_company_after bigint;
   v_next_places jsonb;
+  -- the webhooks walked of each company given a place, in the walk's order, and whether
+  -- each was ranked into the batch (true), past it (false), or could not be served now
+  -- (null); and the lanes of the batch another relay was deciding for (it serves them)
+  v_walk_companies bigint[];
+  v_walk_webhooks bigint[];
+  v_walk_ranked boolean[];
+  v_elsewhere bigint[] := '{}';
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    A lane another relay is deciding for is passed over (that relay serves it;
@@ -751,18 +806,22 @@ begin
   ),
   -- the companies' places for the next discovery (discovery_places): of each company
   -- walked to its count, and of the one where the walk stopped, its last webhook
-  -- walked; a place of a company not walked is kept unless the walk went past it
-  -- (which then had nothing waiting)
+  -- walked (moved back, once the batch is served, to before the first one left
+  -- unserved: places_past_served); a place of a company not walked is kept unless the
+  -- walk went past it (which then had nothing waiting)
   -- each company walked: its last webhook walked, and how many
   walked as (
     select k.c, max(k.ord) as ord, max(k.n) as n from hooks k group by k.c
   ),
+  placed as (
+    select c.c, c.ord from walked c
+    where c.n >= v_per_company or c.c = (select s.c from stopped s)
+  ),
   places as (
     select coalesce(jsonb_object_agg(p.c::text, p.w), '{}'::jsonb) as places
     from (select k.c, k.w
-          from walked c
+          from placed c
           join hooks k on k.ord = c.ord
-          where c.n >= v_per_company or c.c = (select s.c from stopped s)
           union all
           select e.key::bigint, e.value::bigint
           from jsonb_each_text(v_places) e
@@ -800,8 +859,10 @@ begin
     -- keep other relays from it
     where r.bound > 0
   )
-  select a.ready, a.bound, a.first, a.ordered, coalesce((select s.c - 1 from stopped s), 0), pl.places
-  into v_ready, v_bound, v_first, v_ordered, v_next_company_after, v_next_places
+  select a.ready, a.bound, a.first, a.ordered, coalesce((select s.c - 1 from stopped s), 0), pl.places,
+         pw.companies, pw.webhooks, pw.ranked
+  into v_ready, v_bound, v_first, v_ordered, v_next_company_after, v_next_places,
+       v_walk_companies, v_walk_webhooks, v_walk_ranked
   from places pl
   cross join lateral (
     select array_agg(c.webhook_id order by not c.enabled, c.place) as ready,
@@ -809,7 +870,13 @@ begin
            array_agg(c.turn = 1 order by not c.enabled, c.place) as first,
            array_agg(c.enabled and c.ordered order by not c.enabled, c.place) as ordered
     from chosen c
-    where c.place <= p_limit) a;
+    where c.place <= p_limit) a
+  cross join lateral (
+    select array_agg(k.c order by k.ord) as companies, array_agg(k.w order by k.ord) as webhooks,
+           array_agg(c.place <= p_limit order by k.ord) as ranked
+    from placed p
+    join hooks k on k.c = p.c
+    left join chosen c on c.webhook_id = k.w) pw;
   -- the next discovery of this connection goes on where this one stopped: in the
   -- company the walk stopped in (from the company before it), after its webhook, and
   -- in each company walked to its count, after its last webhook walked
@@ -845,6 +912,7 @@ begin
     perform 1 from webhooks_private.lanes l where l.webhook_id = v_ready[i] for update of l skip locked;
     if not found then
       v_contended := true;
+      v_elsewhere := v_elsewhere || v_ready[i];
     else
       v_lanes := v_lanes || v_ready[i];
       -- an ordered webhook's deliveries held back by an earlier one of their
@@ -1094,6 +1162,15 @@ begin
   -- cap; the relay looks again once it has settled something
   select null, null, null, null, null, null, false, null, null, null, null, null, null
   where exists (select 1 from lane where lane.at_cap);
+
+  -- 3. a company given a place whose batch walked was not all served (its share of the
+  --    claim was smaller): its place moves only past the webhooks served, or passed
+  --    over, before the first one left (places_past_served)
+  if p_only_webhooks is null and v_walk_webhooks is not null then
+    perform webhooks_private.discovery_went_to(v_next_company_after,
+      webhooks_private.places_past_served(v_next_places, v_places, v_walk_companies, v_walk_webhooks,
+                                          v_walk_ranked, v_lanes, v_elsewhere));
+  end if;
 end;
 $$;
 

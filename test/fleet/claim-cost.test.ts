@@ -691,3 +691,53 @@ test('companies of many webhooks with work each: every webhook of each is served
   }
   t.is(served.size, COMPANIES * EACH, `webhooks served in ${discoveries} discoveries`);
 });
+
+// A company whose webhooks with work are more than a discovery walks of one gets its
+// share of the claim out of the batch it walks: its place moves past the webhooks it
+// was served (or could not be now), not past the whole batch, whose rest waited until
+// the company's walk came round again (until 2026-12-06: 138 of 150 webhooks served in
+// the 11 discoveries that serve each once, and some twice before others once).
+test('a company of many webhooks with work, its share smaller than a batch: each discovery serves the webhooks after those the last served, every one in turn', async (t) => {
+  const EACH = 150;
+  const SLOTS = 16;
+  const SHARE = SLOTS - SLOTS / 8;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const writer = await database.pool.connect();
+  try {
+    await writer.query('begin');
+    await writer.query(`set local webhooks.max_webhooks_per_company = '${EACH}'`);
+    await writer.query(
+      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+       select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
+       from generate_series(1, $2::int) n`, [company.id, EACH]);
+    await writer.query('commit');
+  } finally {
+    writer.release();
+  }
+  await database.pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+     select w.id, w.company_id, 'contact.deleted', i, '{}' from webhooks.webhooks w, generate_series(1, 3) i`);
+  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const servedIn = new Map<string, number[]>();
+  const discoveries = Math.ceil(EACH / SHARE);
+  for (let round = 1; round <= discoveries; round++) {
+    const { rows } = await relay.query(
+      `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 1,
+         '{}'::bigint[], '{}'::integer[], null::bigint[], $1)`, [SLOTS]);
+    t.is(rows.length, SHARE, `discovery ${round} leased its share`);
+    for (const row of rows) servedIn.set(row.webhook_id, [...(servedIn.get(row.webhook_id) ?? []), round]);
+  }
+  t.is(servedIn.size, EACH, `webhooks served in ${discoveries} discoveries`);
+  const twice = [...servedIn].filter(([, rounds]) => rounds.length > 1);
+  t.true(twice.every(([, rounds]) => rounds[1] === discoveries),
+         `served again before every webhook was served once: ${JSON.stringify(twice)}`);
+  // in turn: discovery k serves the k-th share of the webhooks in their order
+  const { rows: hooks } = await relay.query<{ id: string }>('select w.id::text from webhooks.webhooks w order by w.id');
+  hooks.forEach((hook, i) => t.is(servedIn.get(hook.id)?.[0], Math.floor(i / SHARE) + 1, `webhook ${i + 1}`));
+});
