@@ -616,7 +616,10 @@ $$;
 -- 2 sets it: given deliveries, or passed for being at its caps) nor being decided by
 -- another relay (p_elsewhere); a webhook that could not be served now (null: its
 -- breaker open, paced ahead, its deliveries waiting for a retry, or held to the
--- relay's cap) is passed over. Back to before the first webhook walked: the place it
+-- relay's cap) is passed over, and so is its company's first lane in the batch's
+-- rotation, which had the first of the company's share and, unserved, had nothing to
+-- give (its due rows held by another transaction: held as left, it kept its company's
+-- place where it was, and the walk served the same batch of webhooks for as long). Back to before the first webhook walked: the place it
 -- had (p_places), or none. A company gets from a discovery its share of the claim,
 -- fewer lanes than the batch it walks: when its place moved past the whole batch, the
 -- rest of it waited until the company's walk came round again (until 2026-12-06:
@@ -873,7 +876,10 @@ begin
     where c.place <= p_limit) a
   cross join lateral (
     select array_agg(k.c order by k.ord) as companies, array_agg(k.w order by k.ord) as webhooks,
-           array_agg(c.place <= p_limit order by k.ord) as ranked
+           -- (a company's first lane in the batch had the first of its share: when it
+           -- got nothing, it had nothing to give, and is passed over)
+           array_agg(case when c.place <= p_limit and c.turn = 1 then null else c.place <= p_limit end
+                     order by k.ord) as ranked
     from placed p
     join hooks k on k.c = p.c
     left join chosen c on c.webhook_id = k.w) pw;

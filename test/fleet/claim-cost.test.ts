@@ -741,3 +741,52 @@ test('a company of many webhooks with work, its share smaller than a batch: each
   const { rows: hooks } = await relay.query<{ id: string }>('select w.id::text from webhooks.webhooks w order by w.id');
   hooks.forEach((hook, i) => t.is(servedIn.get(hook.id)?.[0], Math.floor(i / SHARE) + 1, `webhook ${i + 1}`));
 });
+
+// A webhook whose turn comes first in its company's share but that yields nothing
+// (its due rows held by another transaction, which the claim skips) is passed over,
+// not a webhook left for lack of room: held as one, it kept its company's place where
+// it was, and the company's walk served the same batch of webhooks for as long.
+test('a company of many webhooks with work, one of them yielding nothing: its place moves past it, and every other webhook is served within a round of the company', async (t) => {
+  const EACH = 150;
+  const SLOTS = 16;
+  const SHARE = SLOTS - SLOTS / 8;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  const writer = await database.pool.connect();
+  try {
+    await writer.query('begin');
+    await writer.query(`set local webhooks.max_webhooks_per_company = '${EACH}'`);
+    await writer.query(
+      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+       select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
+       from generate_series(1, $2::int) n`, [company.id, EACH]);
+    await writer.query('commit');
+  } finally {
+    writer.release();
+  }
+  await database.pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+     select w.id, w.company_id, 'contact.deleted', i, '{}' from webhooks.webhooks w, generate_series(1, 3) i`);
+  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+  const { rows: hooks } = await database.pool.query<{ id: string }>('select w.id::text from webhooks.webhooks w order by w.id');
+  // the first webhook's rows held by a transaction outside the relay
+  const holder = await database.pool.connect();
+  t.teardown(async () => { await holder.query('rollback'); holder.release(); });
+  await holder.query('begin');
+  await holder.query('select 1 from webhooks.delivery_queue where webhook_id = $1 for update', [hooks[0]!.id]);
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const served = new Set<string>();
+  const discoveries = Math.ceil((EACH - 1) / (SHARE - 1)) + 1;
+  for (let round = 1; round <= discoveries; round++) {
+    const { rows } = await relay.query(
+      `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 1,
+         '{}'::bigint[], '{}'::integer[], null::bigint[], $1)`, [SLOTS]);
+    for (const row of rows) served.add(row.webhook_id);
+  }
+  t.false(served.has(hooks[0]!.id));
+  t.is(served.size, EACH - 1, `webhooks served in ${discoveries} discoveries`);
+});
