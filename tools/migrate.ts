@@ -288,6 +288,12 @@ async function refuseRollback(client: pg.Client, release: string): Promise<void>
  * waited for the queue a report read: a contact write given 50 ms failed 8 times in a
  * row). Refused, it gives way at once, waits for the holders of that moment as above,
  * and only then asks with the timeout, when what was in its way has ended.
+ *
+ * Except an autovacuum worker (yieldingAutovacuum): it holds its table to the end of
+ * its vacuum, minutes on a big table, and lets go only of a lock asked for longer than
+ * deadlock_timeout, which LOCK_TIMEOUT is not. With only such workers in its way, the
+ * step asks for deadlock_timeout and a little more (cancellingTimeout), so that the
+ * server cancels them, and writes wait behind it that long instead.
  */
 const LOCK_TIMEOUT = '500ms';
 /**
@@ -342,9 +348,10 @@ async function givingWay<T>(client: pg.Client, step: string,
                             { waitMs, lockTimeout, log, capturedNotInWay, named, mayLockMore = false }: GivingWay,
                             work: (waiting: boolean) => Promise<T>): Promise<T> {
   const deadline = Date.now() + waitMs;
+  let timeout = FIRST_TRY_LOCK_TIMEOUT;
   for (let attempt = 1; ; attempt++) {
     const waiting = attempt > 1;
-    await client.query('select set_config($1, $2, false)', ['lock_timeout', waiting ? lockTimeout : FIRST_TRY_LOCK_TIMEOUT]);
+    await client.query('select set_config($1, $2, false)', ['lock_timeout', timeout]);
     try {
       return await work(waiting);
     } catch (error) {
@@ -355,16 +362,58 @@ async function givingWay<T>(client: pg.Client, step: string,
       let scope: InWay = { notInWay: capturedNotInWay, tables: (await named?.()) ?? null };
       let holders = await holdersInWay(client, scope);
       if (holders.length === 0 && waiting && mayLockMore) holders = await holdersInWay(client, scope = EVERY_HOLDER);
-      const said = () => log(`${step}: waiting for the transactions in its way to end, ${holdersNamed(holders)}…`);
-      if (attempt >= TRIES || !(await holdersEnded(client, holders, deadline, said))) {
+      // an autovacuum is not waited for: it would hold the step up to its end (minutes
+      // on a big table), and the server cancels it for the try after (cancellingTimeout)
+      const waitedFor = holders.filter((holder) => !yieldingAutovacuum(holder));
+      const vacuumsOnly = waitedFor.length === 0 && holders.length > 0;
+      const said = () => log(`${step}: waiting for the transactions in its way to end, ${holdersNamed(waitedFor)}…`);
+      if (attempt >= TRIES || (vacuumsOnly ? Date.now() > deadline : !(await holdersEnded(client, waitedFor, deadline, said)))) {
         throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}), ` +
           `${holdersNamed(await holdersInWay(client, mayLockMore ? EVERY_HOLDER : scope))}: run migrate again once they end`, { cause: error });
+      }
+      timeout = lockTimeout;
+      if (vacuumsOnly) {
+        const { deadlockTimeoutMs, timeout: cancelling } = await cancellingTimeout(client);
+        timeout = cancelling;
+        log(`${step}: only an autovacuum in its way, ${holdersNamed(holders)} (${describeActivities(holders)}): asking for ` +
+          `the locks for ${cancelling}, past deadlock_timeout (${deadlockTimeoutMs} ms), after which the server cancels ` +
+          'the autovacuum (it starts again later); writes to the tables meanwhile wait that long');
+        continue;
       }
       // (at random, after a try that waited for no lock too: its holders' ends wake
       // the relay, whose claims a try asked for right then met, and gave way to)
       await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100 * attempt, 1_000)));
     }
   }
+}
+
+/**
+ * How long past deadlock_timeout a try asks for its locks when only autovacuum
+ * workers are in its way: the server cancels the worker once the request has waited
+ * deadlock_timeout (its deadlock check finds the worker in the way), and the worker
+ * then rolls back and lets go, which takes it a moment.
+ */
+const AUTOVACUUM_CANCEL_MARGIN_MS = 500;
+
+/** The lock_timeout of a try that has an autovacuum cancelled: this session's deadlock_timeout and the margin. */
+async function cancellingTimeout(client: pg.Client): Promise<{ deadlockTimeoutMs: number; timeout: string }> {
+  const { rows: [{ ms }] } = await client.query<{ ms: number }>(
+    `select setting::int as ms from pg_catalog.pg_settings where name = 'deadlock_timeout'`);
+  return { deadlockTimeoutMs: ms, timeout: `${ms + AUTOVACUUM_CANCEL_MARGIN_MS}ms` };
+}
+
+/**
+ * Whether the server cancels this holder of a lock for a request that has waited
+ * deadlock_timeout: an autovacuum worker, unless it vacuums to prevent transaction ID
+ * wraparound (that one is never cancelled, and is waited for as any transaction).
+ */
+export function yieldingAutovacuum(holder: Pick<Holder, 'backend_type' | 'activity'>): boolean {
+  return holder.backend_type === 'autovacuum worker' && !holder.activity?.endsWith('(to prevent wraparound)');
+}
+
+/** What the holders do, as pg_stat_activity says (an autovacuum's: "autovacuum: VACUUM schema.table"). */
+function describeActivities(holders: Holder[]): string {
+  return [...new Set(holders.flatMap((holder) => holder.activity ?? []))].join('; ');
 }
 
 /** lock_not_available (LOCK_TIMEOUT), deadlock_detected: busy, not wrong */
@@ -378,6 +427,10 @@ interface Holder {
   pid: number | null;
   prepared: string | null;
   transaction: string;
+  /** pg_stat_activity's (null: a prepared transaction) */
+  backend_type: string | null;
+  /** its query, as pg_stat_activity says (an autovacuum's says what it vacuums) */
+  activity: string | null;
 }
 
 /**
@@ -413,7 +466,7 @@ const EVERY_HOLDER: InWay = { notInWay: [], tables: null };
  */
 async function holdersInWay(client: pg.Client, { notInWay, tables }: InWay): Promise<Holder[]> {
   const { rows } = await client.query<Holder>(
-    `select distinct l.pid, l.virtualtransaction as transaction,
+    `select distinct l.pid, l.virtualtransaction as transaction, a.backend_type, a.query as activity,
             (select p.gid from pg_catalog.pg_locks x join pg_catalog.pg_prepared_xacts p on p.transaction = x.transactionid
              where l.pid is null and x.virtualtransaction = l.virtualtransaction and x.locktype = 'transactionid') as prepared
      from pg_catalog.pg_locks l
@@ -422,6 +475,7 @@ async function holdersInWay(client: pg.Client, { notInWay, tables }: InWay): Pro
                         join pg_catalog.pg_class p on p.oid = a.relid
                         where not p.relispartition), l.relation) as oid) t
      join pg_catalog.pg_class c on c.oid = t.oid
+     left join pg_catalog.pg_stat_activity a on a.pid = l.pid
      where l.locktype = 'relation' and l.granted and l.pid is distinct from pg_backend_pid()
        and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
        and t.oid = any (${ENGINE_RELATIONS})

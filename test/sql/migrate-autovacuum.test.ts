@@ -1,0 +1,76 @@
+// A migrate meets an autovacuum of an engine table. The worker holds the table SHARE
+// UPDATE EXCLUSIVE and lets go only for a lock request that has waited past
+// deadlock_timeout (the server then cancels it); a migrate that gave way and waited for
+// it as for any transaction waited for the whole vacuum (minutes on a big table) and
+// failed after its holders' wait. This file's cluster is its own: its autovacuum
+// launcher is made to look every second (autovacuum_naptime), and one table of its
+// database vacuumed at once and slowly (a cost limit of 1).
+import test from 'ava';
+import pg from 'pg';
+import { migrate, yieldingAutovacuum } from '../../tools/migrate.ts';
+import { useTestDatabase } from '../helpers/db.ts';
+import { until } from '../helpers/until.ts';
+
+const db = useTestDatabase(test);
+
+async function onServer(...statements: string[]): Promise<void> {
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  try {
+    // (one by one: ALTER SYSTEM refuses the implicit transaction of several)
+    for (const statement of statements) await client.query(statement);
+  } finally {
+    await client.end();
+  }
+}
+
+test.before(() => onServer(`alter system set autovacuum_naptime = '1s'`, 'select pg_reload_conf()'));
+test.after.always(() => onServer('alter system reset autovacuum_naptime', 'select pg_reload_conf()'));
+
+/** The server process of an autovacuum worker that holds `table`, once one does. */
+async function autovacuumHolding(table: string): Promise<number> {
+  let pid: number | undefined;
+  await until(`an autovacuum worker holds ${table}`, async () => {
+    const { rows } = await db().pool.query<{ pid: number }>(
+      `select l.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid
+       where l.relation = $1::regclass and l.granted and a.backend_type = 'autovacuum worker'`, [table]);
+    pid = rows[0]?.pid;
+    return pid !== undefined;
+  }, 60_000);
+  return pid!;
+}
+
+test('sql/ in the way of an autovacuum of an engine table: the migrate asks past deadlock_timeout, the server cancels the worker, and the migrate is applied at once, saying so', async (t) => {
+  const table = 'webhooks_private.vacuumed_slowly';
+  await db().pool.query(
+    `create table ${table} (id int, pad text) with (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
+       autovacuum_analyze_threshold = 0, autovacuum_analyze_scale_factor = 0,
+       autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)`);
+  await db().pool.query(`insert into ${table} select i, repeat('x', 200) from generate_series(1, 20000) i`);
+  await db().pool.query(`delete from ${table} where id % 2 = 0`);
+  const worker = await autovacuumHolding(table);
+
+  const said: string[] = [];
+  const started = Date.now();
+  // a holders' wait far shorter than the vacuum (minutes, at a cost limit of 1)
+  await migrate(db().url, (line) => said.push(line), { holdersWaitMs: 10_000 });
+  const tookMs = Date.now() - started;
+
+  t.true(tookMs < 10_000, `${tookMs} ms`);
+  const line = said.find((l) => l.startsWith('sql/: only an autovacuum in its way'));
+  t.truthy(line, said.join('\n'));
+  t.regex(line!, new RegExp(`server process ${worker}\\b`));
+  t.regex(line!, /past deadlock_timeout \(1000 ms\)/);
+  const { rows } = await db().pool.query(
+    `select 1 from pg_stat_activity where pid = $1 and query like 'autovacuum: % ${table}%'`, [worker]);
+  t.is(rows.length, 0, 'the worker vacuums that table no more');
+});
+
+test('which holders the server cancels for a lock request: autovacuum workers, but not one that prevents wraparound, nor any other process', (t) => {
+  t.true(yieldingAutovacuum({ backend_type: 'autovacuum worker', activity: 'autovacuum: VACUUM webhooks_private.outbox' }));
+  t.true(yieldingAutovacuum({ backend_type: 'autovacuum worker', activity: 'autovacuum: ANALYZE webhooks.webhooks' }));
+  t.false(yieldingAutovacuum({ backend_type: 'autovacuum worker',
+                               activity: 'autovacuum: VACUUM webhooks_private.outbox (to prevent wraparound)' }));
+  t.false(yieldingAutovacuum({ backend_type: 'client backend', activity: 'vacuum webhooks_private.outbox' }));
+  t.false(yieldingAutovacuum({ backend_type: null, activity: null }));
+});
