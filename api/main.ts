@@ -3,6 +3,7 @@
 // HOST (default 127.0.0.1) say where it listens.
 import { startApi } from './server.ts';
 import { jwtSecret } from './jwt-secret.ts';
+import { apiAddress } from './address.ts';
 
 const databaseUrl = process.env.DATABASE_URL;
 if (!databaseUrl) {
@@ -19,9 +20,7 @@ try {
 const api = await startApi({
   databaseUrl,
   jwtSecret: secret,
-  // (empty is unset: PORT= is no port 0, HOST= no every address; startApi's defaults)
-  port: process.env.PORT ? Number(process.env.PORT) : undefined,
-  host: process.env.HOST,
+  ...apiAddress(),
 });
 console.log(`Admin API: ${api.url}/graphql  (Ruru: ${api.url}/graphiql, Reports page: ${api.url}/reports/webhooks)`);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

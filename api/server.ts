@@ -19,6 +19,7 @@ import { CompanyShare, type Admission } from './company-share.ts';
 import { RequestRate } from './request-rate.ts';
 import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, requestPath } from '../ops/operations.ts';
 import { KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
+import { DEFAULT_API_HOST, DEFAULT_API_PORT } from './address.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
 
@@ -72,9 +73,9 @@ export interface ApiOptions {
   jwtSecret: string;
   /** a token's longest accepted life, in seconds (default: JWT_MAX_LIFETIME, else 24h) */
   tokenMaxLifetimeSeconds?: number;
-  /** 0 picks a free port (default 5678) */
+  /** 0 picks a free port (default DEFAULT_API_PORT) */
   port?: number;
-  /** default 127.0.0.1; empty is none */
+  /** default DEFAULT_API_HOST; empty is none */
   host?: string;
   pageDir?: string;
   poolSize?: number;
@@ -290,7 +291,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     server.once('error', reject);
     // an empty host is none (a compose file's `HOST: ${HOST}` with HOST unset): given to
     // listen() as it is, it listened on every address, the tokenless /metrics with it
-    server.listen(options.port ?? 5678, options.host || '127.0.0.1', () => resolve());
+    server.listen(options.port ?? DEFAULT_API_PORT, options.host || DEFAULT_API_HOST, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   const host = options.host && options.host !== '0.0.0.0' ? options.host : 'localhost';

@@ -8,6 +8,7 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { backfillStep } from '../relay/queries.ts';
+import { startDatabaseUrl } from './database-url.ts';
 
 const usage = 'usage: npm run backfill -- --webhook <webhook id>   |   npm run backfill -- --cancel <backfill id>';
 const STEP_EVERY_MS = 250;
@@ -29,9 +30,7 @@ if (!/^[1-9][0-9]{0,18}$/.test(id)) {
   process.exit(2);
 }
 
-const databaseUrl = process.env.DATABASE_URL
-  ?? `postgres://postgres:postgres@127.0.0.1:${process.env.EMBEDDED_PG_PORT ?? 5433}/bpd_webhooks`;
-const client = new pg.Client({ connectionString: databaseUrl, application_name: 'bpd-webhooks backfill' });
+const client = new pg.Client({ connectionString: startDatabaseUrl(), application_name: 'bpd-webhooks backfill' });
 await client.connect().catch((error: Error) => {
   console.error(`cannot reach the database (${error.message}): is "npm start" running, or DATABASE_URL set?`);
   process.exit(1);

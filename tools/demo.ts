@@ -9,13 +9,14 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { signToken } from '../api/auth.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
-import { startDatabaseUrl } from './embedded-postgres.ts';
+import { apiUrl as reachedAt } from '../api/address.ts';
+import { startDatabaseUrl } from './database-url.ts';
 import { startDemoReceiver } from './demo/receiver.ts';
 import { DEMO_COMPANY, receiverSecrets, seedDemo } from './demo/seed.ts';
 import { trickle } from './demo/trickle.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
-const apiUrl = `http://${process.env.HOST ?? '127.0.0.1'}:${process.env.PORT ?? 5678}`;
+const apiUrl = reachedAt();
 const RECEIVER_PORT = Number(process.env.DEMO_RECEIVER_PORT ?? 5679);
 const CHANGES = Number(process.env.DEMO_CHANGES ?? 40);
 const EVERY_MS = Number(process.env.DEMO_EVERY_MS ?? 2000);

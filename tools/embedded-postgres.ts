@@ -6,6 +6,7 @@ import { existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EMBEDDED_PASSWORD as PASSWORD, EMBEDDED_USER as USER, embeddedUrl } from './database-url.ts';
 import { toolsLogger } from './log.ts';
 
 const log = toolsLogger('postgres');
@@ -33,23 +34,8 @@ export interface EmbeddedOptions {
   log?: (message: unknown) => void;
 }
 
-const USER = 'postgres';
 /** where it listens: loopback only */
 const LISTEN_ADDRESS = '127.0.0.1';
-const PASSWORD = 'postgres';
-
-/** Where `npm start` keeps its own Postgres unless told otherwise (EMBEDDED_PG_PORT). */
-export const DEFAULT_EMBEDDED_PORT = 5433;
-export const DEFAULT_DATABASE = 'bpd_webhooks';
-
-export function embeddedUrl(port: number, database = 'postgres'): string {
-  return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
-}
-
-/** The database `npm start` uses: DATABASE_URL, else its embedded one. */
-export function startDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env.DATABASE_URL ?? embeddedUrl(Number(env.EMBEDDED_PG_PORT ?? DEFAULT_EMBEDDED_PORT), DEFAULT_DATABASE);
-}
 
 export async function freePort(): Promise<number> {
   return await new Promise((resolve, reject) => {

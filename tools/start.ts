@@ -4,7 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import pg from 'pg';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_DATABASE, DEFAULT_EMBEDDED_PORT, PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
+import { PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
+import { DEFAULT_DATABASE, embeddedPort } from './database-url.ts';
+import { apiAddress, apiUrl as reachedAt } from '../api/address.ts';
 import { ensureDatabase } from './ensure-database.ts';
 import { migrate } from './migrate.ts';
 import { maintain } from './maintain.ts';
@@ -20,8 +22,7 @@ async function database(): Promise<{ url: string; stop: () => Promise<void> }> {
   if (process.env.DATABASE_URL) {
     return { url: process.env.DATABASE_URL, stop: async () => {} };
   }
-  const port = Number(process.env.EMBEDDED_PG_PORT ?? DEFAULT_EMBEDDED_PORT);
-  const server = await startEmbeddedPostgres({ dataDir: `${root}.data/postgres`, port, persistent: true }).catch((error) => {
+  const server = await startEmbeddedPostgres({ dataDir: `${root}.data/postgres`, port: embeddedPort(), persistent: true }).catch((error) => {
     if (!(error instanceof PostgresCannotRun)) throw error;
     console.error(error.message);
     process.exit(1);
@@ -32,9 +33,7 @@ async function database(): Promise<{ url: string; stop: () => Promise<void> }> {
 
 // The API's port, taken by something else (another npm start, say): the API could
 // only crash and restart, while whatever answers there made this look up. Say so now.
-// (empty is unset, as the API takes them: api/main.ts)
-const apiPort = Number(process.env.PORT || 5678);
-const apiHost = process.env.HOST || '127.0.0.1';
+const { port: apiPort, host: apiHost } = apiAddress();
 const taken = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
   const probe = createServer();
   probe.once('error', (error: NodeJS.ErrnoException) => resolve(error));
@@ -61,7 +60,7 @@ console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.
 // The parts run as child processes under one supervisor (tools/supervisor.ts): a
 // crash of one is logged and it is started again, while the other goes on (the API
 // dying must not stop deliveries).
-const apiUrl = `http://${apiHost === '0.0.0.0' ? 'localhost' : apiHost}:${apiPort}`;
+const apiUrl = reachedAt();
 const supervisorLog = toolsLogger('supervisor');
 const supervisor = new Supervisor([
   {

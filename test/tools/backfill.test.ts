@@ -1,9 +1,11 @@
 // `npm run backfill -- --webhook N`: starts a backfill, drives it and shows its
 // progress until every snapshot is sent; --cancel stops one.
 import test from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { lines } from '../helpers/lines.ts';
 import { relayScene, testRelay } from '../helpers/relay.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -52,4 +54,31 @@ test('refusals are said by name; --cancel stops a running backfill', async (t) =
   t.is(stdout.trim(), `backfill ${id} cancelled after 0 snapshots`);
   const { rows: [row] } = await database.pool.query('select state from webhooks.backfills where id = $1', [id]);
   t.is(row.state, 'cancelled');
+});
+
+test('Ctrl-C stops following and leaves the backfill running: the command\'s own SIGINT handler, no other module\'s', async (t) => {
+  // no relay: the snapshots stay unsent, and the command follows them until stopped
+  const { database, f, company } = await relayScene(t);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  await f.contact(company.id, { first_name: 'Unsent' });
+  const child = spawn(process.execPath, [`${root}tools/backfill.ts`, '--webhook', hook.id], {
+    cwd: root,
+    env: { PATH: process.env.PATH, DATABASE_URL: database.url },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+  const out = lines(child.stdout!);
+  lines(child.stderr!);
+  const exited = once(child, 'exit');
+  const backfill = (await out.next(/^backfill (\d+) of webhook \d+ started$/, 60_000, 0))[1]!;
+  child.kill('SIGINT');
+  const [code, signal] = await exited;
+  t.deepEqual([code, signal], [0, null]);
+  t.true(out.seen.includes(
+    `stopped following: backfill ${backfill} goes on in the relay (npm run backfill -- --cancel ${backfill} stops it)`), out.seen.join('\n'));
+  // not cancelled: its steps (the command's or the relays') and its unsent snapshots go on
+  const { rows: [row] } = await database.pool.query(
+    'select b.state, webhooks.backfills_unfinished(b)::int as unfinished from webhooks.backfills b where b.id = $1', [backfill]);
+  t.not(row.state, 'cancelled');
+  t.true(row.state === 'running' || row.unfinished > 0, JSON.stringify(row));
 });

