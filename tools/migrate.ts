@@ -466,7 +466,7 @@ const EVERY_HOLDER: InWay = { notInWay: [], tables: null };
  */
 async function holdersInWay(client: pg.Client, { notInWay, tables }: InWay): Promise<Holder[]> {
   const { rows } = await client.query<Holder>(
-    `select distinct l.pid, l.virtualtransaction as transaction, a.backend_type, a.query as activity,
+    `select distinct l.pid, l.virtualtransaction as transaction, s.backend_type, s.query as activity,
             (select p.gid from pg_catalog.pg_locks x join pg_catalog.pg_prepared_xacts p on p.transaction = x.transactionid
              where l.pid is null and x.virtualtransaction = l.virtualtransaction and x.locktype = 'transactionid') as prepared
      from pg_catalog.pg_locks l
@@ -475,7 +475,7 @@ async function holdersInWay(client: pg.Client, { notInWay, tables }: InWay): Pro
                         join pg_catalog.pg_class p on p.oid = a.relid
                         where not p.relispartition), l.relation) as oid) t
      join pg_catalog.pg_class c on c.oid = t.oid
-     left join pg_catalog.pg_stat_activity a on a.pid = l.pid
+     left join pg_catalog.pg_stat_activity s on s.pid = l.pid
      where l.locktype = 'relation' and l.granted and l.pid is distinct from pg_backend_pid()
        and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
        and t.oid = any (${ENGINE_RELATIONS})

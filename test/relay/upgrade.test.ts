@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -14,23 +14,16 @@ import pino from 'pino';
 import { signToken } from '../../api/auth.ts';
 import { authenticatorUrl } from '../../api/authenticator.ts';
 import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
-import { migrate, migrationsDir } from '../../tools/migrate.ts';
+import { migrate } from '../../tools/migrate.ts';
 import { createTestDatabase, ownConnection, type TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { migrationsWith } from '../helpers/migrations.ts';
 import { prepareTransaction, rollBackPrepared, transactionName } from '../helpers/two-phase.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 import { relayScene, rememberedLog, spawnRelay, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
 
 /** This release's migrations/ and one more, `name`.sql (as a next release's would be). */
-async function migrationsWith(t: { teardown: (fn: () => Promise<void>) => void }, name: string, sql: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'bpd-migrations-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  for (const file of await readdir(migrationsDir)) await symlink(join(migrationsDir, file), join(dir, file));
-  await writeFile(join(dir, `${name}.sql`), `-- Up Migration\n${sql}\n`);
-  return dir;
-}
-
 test('a migration waiting for a table a long transaction reads gives way: contact writes and deliveries go on meanwhile, and it is applied once that transaction ends', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
