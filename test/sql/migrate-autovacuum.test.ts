@@ -123,6 +123,39 @@ test.serial('an autovacuum beside a transaction in the way: the migrate waits fo
   t.true(said.some((l) => l.startsWith(`sql/: only an autovacuum in its way, by server process ${worker} `)), said.join('\n'));
 });
 
+test.serial('an autovacuum that prevents wraparound is waited for as any transaction (the server never cancels it): the migrate fails after its wait, naming it', async (t) => {
+  // (a database of its own, dropped at the end: a drop of the table would wait for the
+  // vacuum, minutes; a drop of the database ends it)
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const table = 'webhooks_private.vacuumed_for_wraparound';
+  // vacuumed to prevent wraparound once its oldest transaction id is 100 000 old (the
+  // least the setting takes), and slowly; no vacuum before that
+  await database.pool.query(
+    `create table ${table} (id int, pad text) with (autovacuum_enabled = off, autovacuum_freeze_max_age = 100000,
+       autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)`);
+  await database.pool.query(`insert into ${table} select i, repeat('x', 200) from generate_series(1, 20000) i`);
+  // 100 000 transaction ids spent (a subtransaction that writes takes one)
+  await database.pool.query(`create table public.spent (n int)`);
+  await database.pool.query(`do $$ begin
+    for i in 1..100001 loop begin insert into public.spent values (i); exception when division_by_zero then null; end; end loop;
+  end $$`);
+  let worker: number | undefined;
+  await until(`an autovacuum to prevent wraparound holds ${table}`, async () => {
+    const { rows } = await database.pool.query<{ pid: number }>(
+      `select l.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid
+       where l.relation = $1::regclass and l.granted and a.query like '%(to prevent wraparound)'`, [table]);
+    worker = rows[0]?.pid;
+    return worker !== undefined;
+  }, 60_000);
+
+  const said: string[] = [];
+  const error = await t.throwsAsync(migrate(database.url, (line) => said.push(line), { holdersWaitMs: 3_000 }));
+  t.regex(error!.message, new RegExp(`^sql/ not applied: the tables they change stayed in use .*server process.* ${worker}\\b`));
+  t.false(said.some((l) => l.includes('only an autovacuum')), said.join('\n'));
+  t.true(said.some((l) => l.startsWith('sql/: waiting for the transactions in its way to end') && l.includes(String(worker))), said.join('\n'));
+});
+
 test('which holders the server cancels for a lock request: autovacuum workers, but not one that prevents wraparound, nor any other process', (t) => {
   t.true(yieldingAutovacuum({ backend_type: 'autovacuum worker', activity: 'autovacuum: VACUUM webhooks_private.outbox' }));
   t.true(yieldingAutovacuum({ backend_type: 'autovacuum worker', activity: 'autovacuum: ANALYZE webhooks.webhooks' }));
