@@ -68,6 +68,13 @@ if (values.cancel) {
   process.exit(0);
 }
 
+// Ctrl-C stops following, from before the start is said: a Ctrl-C between the two
+// (before a handler, the signal's default) killed the process
+let interrupted = false;
+process.on('SIGINT', () => {
+  interrupted = true;
+});
+
 // start one, or follow the one already running for this webhook
 let backfillId: string;
 try {
@@ -106,11 +113,6 @@ function show(p: Progress): void {
     lastPrinted = percent;
   }
 }
-
-let interrupted = false;
-process.on('SIGINT', () => {
-  interrupted = true;
-});
 
 // until every snapshot is queued (stepping it) and then sent (the relay's work)
 let progress = await progressOf(backfillId);
