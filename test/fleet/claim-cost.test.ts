@@ -8,7 +8,7 @@
 import test from 'ava';
 import pg from 'pg';
 import { createTestDatabase } from '../helpers/db.ts';
-import { factories } from '../helpers/factories.ts';
+import { factories, webhooksInBulk } from '../helpers/factories.ts';
 import { indexUse } from '../helpers/plans.ts';
 
 const BACKLOG = 3_000;
@@ -459,18 +459,7 @@ test('a discovery beside a company of 2,000 webhooks with work leases another co
   t.teardown(() => database.drop());
   const f = factories(database.pool);
   const hostile = await f.company();
-  const writer = await database.pool.connect();
-  try {
-    await writer.query('begin');
-    await writer.query(`set local webhooks.max_webhooks_per_company = '${HOSTILE}'`);
-    await writer.query(
-      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-       select $1, 'Hostile ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
-       from generate_series(1, $2::int) n`, [hostile.id, HOSTILE]);
-    await writer.query('commit');
-  } finally {
-    writer.release();
-  }
+  await webhooksInBulk(database.pool, hostile.id, HOSTILE, { name: 'Hostile' });
   await database.pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
      select w.id, w.company_id, 'contact.deleted', i, '{}' from webhooks.webhooks w, generate_series(1, 3) i
@@ -547,18 +536,7 @@ test('a discovery beside 2,000 webhooks whose deliveries all wait for a retry re
   t.teardown(() => database.drop());
   const f = factories(database.pool);
   const hostile = await f.company();
-  const writer = await database.pool.connect();
-  try {
-    await writer.query('begin');
-    await writer.query(`set local webhooks.max_webhooks_per_company = '${HOSTILE}'`);
-    await writer.query(
-      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-       select $1, 'Hostile ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
-       from generate_series(1, $2::int) n`, [hostile.id, HOSTILE]);
-    await writer.query('commit');
-  } finally {
-    writer.release();
-  }
+  await webhooksInBulk(database.pool, hostile.id, HOSTILE, { name: 'Hostile' });
   await database.pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
      select w.id, w.company_id, 'contact.deleted', 1, '{}', now() + interval '1 hour' from webhooks.webhooks w
@@ -600,18 +578,7 @@ test('a discovery beside a company of 2,000 webhooks with a backlog each reads a
   t.teardown(() => database.drop());
   const f = factories(database.pool);
   const hostile = await f.company();
-  const writer = await database.pool.connect();
-  try {
-    await writer.query('begin');
-    await writer.query(`set local webhooks.max_webhooks_per_company = '${HOSTILE}'`);
-    await writer.query(
-      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-       select $1, 'Hostile ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
-       from generate_series(1, $2::int) n`, [hostile.id, HOSTILE]);
-    await writer.query('commit');
-  } finally {
-    writer.release();
-  }
+  await webhooksInBulk(database.pool, hostile.id, HOSTILE, { name: 'Hostile' });
   await database.pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
      select w.id, w.company_id, 'contact.deleted', i, '{}' from webhooks.webhooks w, generate_series(1, 5) i
@@ -659,18 +626,7 @@ test('companies of many webhooks with work each: every webhook of each is served
   for (let c = 0; c < COMPANIES; c++) {
     const company = await f.company();
     companies.push(company);
-    const writer = await database.pool.connect();
-    try {
-      await writer.query('begin');
-      await writer.query(`set local webhooks.max_webhooks_per_company = '${EACH}'`);
-      await writer.query(
-        `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-         select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
-         from generate_series(1, $2::int) n`, [company.id, EACH]);
-      await writer.query('commit');
-    } finally {
-      writer.release();
-    }
+    await webhooksInBulk(database.pool, company.id, EACH);
   }
   // three deliveries each: a webhook served keeps deliveries waiting
   await database.pool.query(
@@ -705,18 +661,7 @@ test('a company of many webhooks with work, its share smaller than a batch: each
   t.teardown(() => database.drop());
   const f = factories(database.pool);
   const company = await f.company();
-  const writer = await database.pool.connect();
-  try {
-    await writer.query('begin');
-    await writer.query(`set local webhooks.max_webhooks_per_company = '${EACH}'`);
-    await writer.query(
-      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-       select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
-       from generate_series(1, $2::int) n`, [company.id, EACH]);
-    await writer.query('commit');
-  } finally {
-    writer.release();
-  }
+  await webhooksInBulk(database.pool, company.id, EACH);
   await database.pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
      select w.id, w.company_id, 'contact.deleted', i, '{}' from webhooks.webhooks w, generate_series(1, 3) i`);
@@ -754,18 +699,7 @@ test('a company of many webhooks with work, one of them yielding nothing: its pl
   t.teardown(() => database.drop());
   const f = factories(database.pool);
   const company = await f.company();
-  const writer = await database.pool.connect();
-  try {
-    await writer.query('begin');
-    await writer.query(`set local webhooks.max_webhooks_per_company = '${EACH}'`);
-    await writer.query(
-      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-       select $1, 'Hook ' || n, 'https://receiver.example.com/' || n, '{first_name}', '{contact.deleted}'
-       from generate_series(1, $2::int) n`, [company.id, EACH]);
-    await writer.query('commit');
-  } finally {
-    writer.release();
-  }
+  await webhooksInBulk(database.pool, company.id, EACH);
   await database.pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
      select w.id, w.company_id, 'contact.deleted', i, '{}' from webhooks.webhooks w, generate_series(1, 3) i`);

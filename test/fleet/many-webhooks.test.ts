@@ -14,6 +14,7 @@
 // four relays of 2,000 webhooks at once stretched each one's discoveries past the
 // counts.
 import test from 'ava';
+import { webhooksInBulk } from '../helpers/factories.ts';
 import { relayScene, testRelay } from '../helpers/relay.ts';
 import type { Reply } from '../helpers/receiver.ts';
 import type { DeliveryJob } from '../../relay/queries.ts';
@@ -41,18 +42,7 @@ for (const [receiverKind, reply, batch] of scenes) {
   test.serial(`a company with ${HOSTILE_WEBHOOKS} webhooks with a backlog each, ${receiverKind}, claims of ${batch}: another company's change is taken by the next discovery`, async (t) => {
     const { database, receiver, f, company: hostile } = await relayScene(t);
     const url = receiver.route('/hostile', { otherwise: reply });
-    const writer = await database.pool.connect();
-    try {
-      await writer.query('begin');
-      await writer.query(`set local webhooks.max_webhooks_per_company = '${HOSTILE_WEBHOOKS}'`);
-      await writer.query(
-        `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-         select $1, 'Hostile ' || n, $2, '{first_name}', '{contact.deleted}' from generate_series(1, $3::int) n`,
-        [hostile.id, url, HOSTILE_WEBHOOKS]);
-      await writer.query('commit');
-    } finally {
-      writer.release();
-    }
+    await webhooksInBulk(database.pool, hostile.id, HOSTILE_WEBHOOKS, { name: 'Hostile', url });
     const healthy = await f.company();
     const webhook = await f.webhook({ companyId: healthy.id, actions: ['contact.created'], url: receiver.url('/healthy') });
     receiver.route('/healthy', { secret: webhook.secret, otherwise: 200 });

@@ -144,3 +144,27 @@ export async function deliveriesOf(db: Queryable, webhookIds: string[]): Promise
   );
   return rows;
 }
+
+/**
+ * `count` webhooks of one company (for `contact.deleted`, sending `first_name`), past
+ * the company's bound (webhooks.max_webhooks_per_company, raised for their
+ * transaction alone): named `${name} n`, each to `url`, or to a URL of its own.
+ */
+export async function webhooksInBulk(pool: Pick<pg.Pool, 'connect'>, companyId: string, count: number,
+                                     { name = 'Hook', url }: { name?: string; url?: string } = {}): Promise<void> {
+  const writer = await pool.connect();
+  try {
+    await writer.query('begin');
+    await writer.query(`select set_config('webhooks.max_webhooks_per_company', $1, true)`, [String(count)]);
+    await writer.query(
+      `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+       select $1, $2 || ' ' || n, coalesce($3, 'https://receiver.example.com/' || n), '{first_name}', '{contact.deleted}'
+       from generate_series(1, $4::int) n`, [companyId, name, url ?? null, count]);
+    await writer.query('commit');
+  } catch (error) {
+    await writer.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    writer.release();
+  }
+}
