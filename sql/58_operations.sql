@@ -373,15 +373,10 @@ $$;
 -- captures_done() takes the lock exclusively for an instant.
 -- About 1.4 ms a call, nearly all of it planning (reading pg_locks: 0.08 ms; the test
 -- server, 2026-12-06), asked once a second at most by each process's /metrics.
-do $$
-begin
-  -- (four figures until 2026-12-06)
-  if exists (select 1 from pg_catalog.pg_proc
-             where oid = to_regprocedure('webhooks_ops.capturing()') and cardinality(proallargtypes) = 4) then
-    drop function webhooks_ops.capturing();
-  end if;
-end;
-$$;
+-- (four figures until 2026-12-06)
+select webhooks_private.drop_function_unless('webhooks_ops.capturing()',
+  'OUT transactions bigint, OUT oldest_seconds double precision, OUT prepared bigint, ' ||
+  'OUT oldest_prepared_seconds double precision, OUT ages_unknown bigint, OUT oldest_xid_age bigint', 'record');
 create or replace function webhooks_ops.capturing(
   out transactions bigint, out oldest_seconds double precision, out prepared bigint,
   out oldest_prepared_seconds double precision, out ages_unknown bigint, out oldest_xid_age bigint)
