@@ -409,8 +409,15 @@ $$;
 -- deployment, sees none of the CRM's; test/sql/roll-up-writer-roles.test.ts).
 -- A transaction that only reads (a pg_dump, a session idle in transaction after
 -- reads) has no transaction id and is not one of them, nor is a transaction of another
--- database. Autovacuum's workers, which write no deliveries, are left out where the
--- owner can see them (else one holds the roll-up back for the instant it analyzes).
+-- database. Autovacuum's workers, which write no deliveries, are left out (else one
+-- holds the roll-up back for the instant it analyzes): told, as the owner is shown
+-- them, as server processes of no role (usesysid null, which pg_stat_activity shows
+-- every role; their backend_type only to a superuser or a member of
+-- pg_read_all_stats; test/sql/autovacuum-workers.test.ts). Of the processes of no
+-- role only autovacuum's workers hold locks in a database of a primary server
+-- (parallel workers, logical replication's and other background workers run as a
+-- role); tools/migrate.ts tells them so too (AUTOVACUUM_WORKER), where this file may
+-- not exist yet.
 -- Reads the lock table once: about 0.3 ms with 100 locks held, once a batch.
 create or replace function webhooks_private.oldest_writer_xid()
 returns xid8
@@ -439,7 +446,7 @@ begin
                                      and r.database = (select d.oid from pg_catalog.pg_database d
                                                        where d.datname = pg_catalog.current_database()))
       and x.pid not in (select s.pid from pg_catalog.pg_stat_activity s
-                        where s.backend_type = 'autovacuum worker' and s.pid is not null)
+                        where s.usesysid is null and s.pid is not null)
     union all
     select p.transaction from pg_catalog.pg_prepared_xacts p where p.database = pg_catalog.current_database()
   )

@@ -293,7 +293,11 @@ async function refuseRollback(client: pg.Client, release: string): Promise<void>
  * its vacuum, minutes on a big table, and lets go only of a lock asked for longer than
  * deadlock_timeout, which LOCK_TIMEOUT is not. With only such workers in its way, the
  * step asks for deadlock_timeout and a little more (cancellingTimeout), so that the
- * server cancels them, and writes wait behind it that long instead.
+ * server cancels them, and writes wait behind it that long instead. A worker still in
+ * its way after such a try was not cancelled (one that prevents wraparound, which a
+ * migrate role that is no superuser is not shown as such): it is waited for from then
+ * on as any transaction. One that started since (the table's vacuum begun again) has
+ * such a try of its own, up to TRIES in all.
  */
 const LOCK_TIMEOUT = '500ms';
 /**
@@ -349,6 +353,10 @@ async function givingWay<T>(client: pg.Client, step: string,
                             work: (waiting: boolean) => Promise<T>): Promise<T> {
   const deadline = Date.now() + waitMs;
   let timeout = FIRST_TRY_LOCK_TIMEOUT;
+  // the autovacuums (their transactions) the last try asked past deadlock_timeout for,
+  // and those of them it found still in its way: not cancelled
+  let askedToCancel = new Set<string>();
+  const notCancelled = new Set<string>();
   for (let attempt = 1; ; attempt++) {
     const waiting = attempt > 1;
     await client.query('select set_config($1, $2, false)', ['lock_timeout', timeout]);
@@ -364,8 +372,14 @@ async function givingWay<T>(client: pg.Client, step: string,
       if (holders.length === 0 && waiting && mayLockMore) holders = await holdersInWay(client, scope = EVERY_HOLDER);
       // an autovacuum is not waited for: it would hold the step up to its end (minutes
       // on a big table), and the server cancels it for the try after (cancellingTimeout)
-      const waitedFor = holders.filter((holder) => !yieldingAutovacuum(holder));
+      // unless that try found it did not
+      const cancellable = holders.filter((holder) => yieldingAutovacuum(holder));
+      if (cancellable.length === holders.length) {
+        for (const { transaction } of cancellable) if (askedToCancel.has(transaction)) notCancelled.add(transaction);
+      }
+      const waitedFor = holders.filter((holder) => !yieldingAutovacuum(holder) || notCancelled.has(holder.transaction));
       const vacuumsOnly = waitedFor.length === 0 && holders.length > 0;
+      askedToCancel = new Set(vacuumsOnly ? holders.map((holder) => holder.transaction) : []);
       const said = () => log(`${step}: waiting for the transactions in its way to end, ${holdersNamed(waitedFor)}…`);
       if (attempt >= TRIES || (vacuumsOnly ? Date.now() > deadline : !(await holdersEnded(client, waitedFor, deadline, said)))) {
         throw new Error(`${step} not applied: the tables they change stayed in use (${(error as Error).message}), ` +
@@ -404,16 +418,37 @@ async function cancellingTimeout(client: pg.Client): Promise<{ deadlockTimeoutMs
 
 /**
  * Whether the server cancels this holder of a lock for a request that has waited
- * deadlock_timeout: an autovacuum worker, unless it vacuums to prevent transaction ID
- * wraparound (that one is never cancelled, and is waited for as any transaction).
+ * deadlock_timeout, as far as the migrate role is shown: an autovacuum worker, unless
+ * it vacuums to prevent transaction ID wraparound (that one is never cancelled, and is
+ * waited for as any transaction). Its query says so ("… (to prevent wraparound)"),
+ * shown only to a superuser or a member of pg_read_all_stats: to another role every
+ * worker is one the server may cancel, until a try past deadlock_timeout finds it
+ * was not (givingWay).
  */
-export function yieldingAutovacuum(holder: Pick<Holder, 'backend_type' | 'activity'>): boolean {
-  return holder.backend_type === 'autovacuum worker' && !holder.activity?.endsWith('(to prevent wraparound)');
+export function yieldingAutovacuum(holder: Pick<Holder, 'autovacuum' | 'activity'>): boolean {
+  return holder.autovacuum && !holder.activity?.endsWith('(to prevent wraparound)');
 }
+
+/**
+ * A holder (pg_locks l, pg_stat_activity s) that is an autovacuum worker: a server
+ * process of no role. pg_stat_activity shows every role which role a process runs as
+ * (usesysid), but its backend_type and query only to a superuser, a member of
+ * pg_read_all_stats or the process's own role, which a worker has none of. Of the
+ * processes of no role, only autovacuum's workers hold locks in a database of a
+ * primary server (parallel workers, logical replication's and other background
+ * workers run as a role). The report's roll-up tells them so too
+ * (sql/50_report_counts.sql, oldest_writer_xid): the migrate runs before sql/ exists,
+ * and cannot ask sql/.
+ */
+const AUTOVACUUM_WORKER = '(l.pid is not null and s.pid is not null and s.usesysid is null)';
+
+/** What pg_stat_activity says in `query` of a process it does not show the role. */
+const NOT_SHOWN = '<insufficient privilege>';
 
 /** What the holders do, as pg_stat_activity says (an autovacuum's: "autovacuum: VACUUM schema.table"). */
 function describeActivities(holders: Holder[]): string {
-  return [...new Set(holders.flatMap((holder) => holder.activity ?? []))].join('; ');
+  return [...new Set(holders.flatMap(({ activity }) => activity === NOT_SHOWN ? 'its query not shown to this role' : activity ?? []))]
+    .join('; ');
 }
 
 /** lock_not_available (LOCK_TIMEOUT), deadlock_detected: busy, not wrong */
@@ -427,9 +462,12 @@ interface Holder {
   pid: number | null;
   prepared: string | null;
   transaction: string;
-  /** pg_stat_activity's (null: a prepared transaction) */
-  backend_type: string | null;
-  /** its query, as pg_stat_activity says (an autovacuum's says what it vacuums) */
+  /** an autovacuum worker (AUTOVACUUM_WORKER) */
+  autovacuum: boolean;
+  /**
+   * its query, as pg_stat_activity says (an autovacuum's says what it vacuums; to a
+   * role that is not shown it, '<insufficient privilege>')
+   */
   activity: string | null;
 }
 
@@ -466,7 +504,7 @@ const EVERY_HOLDER: InWay = { notInWay: [], tables: null };
  */
 async function holdersInWay(client: pg.Client, { notInWay, tables }: InWay): Promise<Holder[]> {
   const { rows } = await client.query<Holder>(
-    `select distinct l.pid, l.virtualtransaction as transaction, s.backend_type, s.query as activity,
+    `select distinct l.pid, l.virtualtransaction as transaction, ${AUTOVACUUM_WORKER} as autovacuum, s.query as activity,
             (select p.gid from pg_catalog.pg_locks x join pg_catalog.pg_prepared_xacts p on p.transaction = x.transactionid
              where l.pid is null and x.virtualtransaction = l.virtualtransaction and x.locktype = 'transactionid') as prepared
      from pg_catalog.pg_locks l

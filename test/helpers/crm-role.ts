@@ -40,7 +40,7 @@ export function engineOwnerRole(pool: pg.Pool): Promise<string> {
   return owned.get(pool)!.then(() => ENGINE_OWNER_ROLE);
 }
 
-const ENGINE_SCHEMAS = `('webhooks', 'webhooks_private', 'webhooks_ops', 'webhooks_partitions')`;
+const ENGINE_SCHEMAS = `('webhooks', 'webhooks_private', 'webhooks_relay', 'webhooks_ops', 'webhooks_partitions')`;
 
 async function makeEngineOwner(pool: pg.Pool): Promise<void> {
   await crmAppRole(pool);
@@ -73,6 +73,14 @@ async function makeEngineOwner(pool: pg.Pool): Promise<void> {
                                                where d.classid = 'pg_class'::regclass and d.objid = c.oid
                                                  and d.deptype in ('a', 'i')))
         union all
+        -- (the types of no table's: a table's goes with it, an array's with its element's)
+        select format('alter %s %s owner to ${ENGINE_OWNER_ROLE}', case t.typtype when 'd' then 'domain' else 'type' end,
+                      t.oid::regtype)
+        from pg_type t join pg_namespace n on n.oid = t.typnamespace
+        where n.nspname in ${ENGINE_SCHEMAS} and t.typelem = 0
+          and (t.typtype in ('d', 'e', 'r', 'm')
+               or t.typtype = 'c' and (select c.relkind from pg_class c where c.oid = t.typrelid) = 'c')
+        union all
         select format('alter %s %s owner to ${ENGINE_OWNER_ROLE}', case p.prokind when 'p' then 'procedure' else 'function' end,
                       p.oid::regprocedure)
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
@@ -89,4 +97,24 @@ export async function connectAs(t: { teardown: (fn: () => void) => void }, pool:
   t.teardown(() => client.release(true));
   await client.query(`set role ${role}`);
   return client;
+}
+
+/**
+ * `url` (a superuser's) connecting as the engine's owner of `pool`'s database, as a
+ * deployment's migrate role: the role set at connection start, and beside owning the
+ * engine, what its migrate needs (to create in the database, to grant the API's roles
+ * one another and comment on them: sql/60_access.sql). Not a member of the API's
+ * roles, nor of pg_read_all_stats: no more of pg_stat_activity shown to it.
+ */
+export async function engineOwnerUrl(pool: pg.Pool, url: string): Promise<string> {
+  const owner = await engineOwnerRole(pool);
+  const { rows: [{ database }] } = await pool.query<{ database: string }>('select current_database() as database');
+  await pool.query(`grant create on database ${database} to ${owner}`);
+  // (a comment on a role asks for CREATEROLE besides)
+  await pool.query(`alter role ${owner} createrole`);
+  await pool.query(`grant webhook_viewer, webhook_admin, webhook_authenticator, bpd_webhooks_relay to ${owner}
+                    with admin true, inherit false, set false`);
+  const ownerUrl = new URL(url);
+  ownerUrl.searchParams.set('options', `-c role=${owner}`);
+  return ownerUrl.toString();
 }

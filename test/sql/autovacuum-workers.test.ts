@@ -1,13 +1,20 @@
+// Autovacuum workers, as the migrate and the report's roll-up meet them.
+//
 // A migrate meets an autovacuum of an engine table. The worker holds the table SHARE
 // UPDATE EXCLUSIVE and lets go only for a lock request that has waited past
 // deadlock_timeout (the server then cancels it); a migrate that gave way and waited for
 // it as for any transaction waited for the whole vacuum (minutes on a big table) and
-// failed after its holders' wait. This file's cluster is its own: its autovacuum
-// launcher is made to look every second (autovacuum_naptime), and one table of its
-// database vacuumed at once and slowly (a cost limit of 1).
+// failed after its holders' wait. An autoanalyze holds a transaction id for a moment,
+// and writes no delivery: the roll-up does not wait for it. Both tell a worker as a
+// role that is no superuser sees it (test/helpers/crm-role.ts): pg_stat_activity shows
+// such a role neither its backend_type nor its query. The autovacuum launcher is made
+// to look every second (autovacuum_naptime) while this file runs, and one table of its
+// database vacuumed at once and slowly (a cost limit of 1), or analyzed and held
+// (heldAnalyze).
 import test from 'ava';
 import pg from 'pg';
 import { migrate, yieldingAutovacuum } from '../../tools/migrate.ts';
+import { connectAs, engineOwnerRole, engineOwnerUrl } from '../helpers/crm-role.ts';
 import { createTestDatabase, ownConnection, type TestDatabase, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { migrationsWith } from '../helpers/migrations.ts';
@@ -47,7 +54,7 @@ async function autovacuumHolding(database: TestDatabase, table: string): Promise
  * and for minutes (a cost limit of 1 over some 600 pages), and that worker's process.
  */
 async function slowlyVacuumed(t: { teardown: (fn: () => Promise<void>) => void }, name: string,
-                              database = db()): Promise<{ table: string; worker: number }> {
+                              database = db(), owner?: string): Promise<{ table: string; worker: number }> {
   const table = `webhooks_private.${name}`;
   // (not to be vacuumed beside the next test's table: the drop waits past
   // deadlock_timeout, and the server cancels the worker for it)
@@ -56,6 +63,8 @@ async function slowlyVacuumed(t: { teardown: (fn: () => Promise<void>) => void }
     `create table ${table} (id int, pad text) with (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
        autovacuum_analyze_threshold = 0, autovacuum_analyze_scale_factor = 0,
        autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)`);
+  // (an engine table is the owner's, which its migrate locks)
+  if (owner) await database.pool.query(`alter table ${table} owner to ${owner}`);
   await database.pool.query(`insert into ${table} select i, repeat('x', 200) from generate_series(1, 20000) i`);
   await database.pool.query(`delete from ${table} where id % 2 = 0`);
   return { table, worker: await autovacuumHolding(database, table) };
@@ -91,6 +100,28 @@ test.serial('sql/ in the way of an autovacuum of an engine table: the migrate as
   t.regex(line!, new RegExp(`server process ${worker}\\b`));
   t.regex(line!, /past deadlock_timeout \(1000 ms\)/);
   const { rows } = await db().pool.query(
+    `select 1 from pg_stat_activity where pid = $1 and query like 'autovacuum: % ${table}%'`, [worker]);
+  t.is(rows.length, 0, 'the worker vacuums that table no more');
+});
+
+test.serial('a migrate role that is no superuser, in the way of an autovacuum it is not shown as one: the same', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const ownerUrl = await engineOwnerUrl(database.pool, database.url);
+  const owner = await engineOwnerRole(database.pool);
+  const { table, worker } = await slowlyVacuumed(t, 'vacuumed_as_the_owner_sees_it', database, owner);
+  const seen = new pg.Client({ connectionString: ownerUrl });
+  await seen.connect();
+  const { rows: [shown] } = await seen.query('select backend_type, query from pg_stat_activity where pid = $1', [worker]).finally(() => seen.end());
+  t.deepEqual(shown, { backend_type: null, query: '<insufficient privilege>' });
+
+  const said: string[] = [];
+  const started = Date.now();
+  await migrate(ownerUrl, (line) => said.push(line), { holdersWaitMs: 10_000 });
+  const tookMs = Date.now() - started;
+  t.true(tookMs < 10_000, `${tookMs} ms`);
+  t.true(said.some((l) => l.startsWith(`sql/: only an autovacuum in its way, by server process ${worker} `)), said.join('\n'));
+  const { rows } = await database.pool.query(
     `select 1 from pg_stat_activity where pid = $1 and query like 'autovacuum: % ${table}%'`, [worker]);
   t.is(rows.length, 0, 'the worker vacuums that table no more');
 });
@@ -138,17 +169,18 @@ test.serial('an autovacuum beside a transaction in the way: the migrate waits fo
   t.true(said.some((l) => l.startsWith(`sql/: only an autovacuum in its way, by server process ${worker} `)), said.join('\n'));
 });
 
-test.serial('an autovacuum that prevents wraparound is waited for as any transaction (the server never cancels it): the migrate fails after its wait, naming it', async (t) => {
-  // (a database of its own, dropped at the end: a drop of the table would wait for the
-  // vacuum, minutes; a drop of the database ends it)
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
+/**
+ * A table of `database`'s engine (owned by `owner`, if given) that an autovacuum worker
+ * vacuums to prevent transaction ID wraparound, slowly, and that worker's process.
+ */
+async function vacuumedForWraparound(database: TestDatabase, owner?: string): Promise<{ table: string; worker: number }> {
   const table = 'webhooks_private.vacuumed_for_wraparound';
   // vacuumed to prevent wraparound once its oldest transaction id is 100 000 old (the
   // least the setting takes), and slowly; no vacuum before that
   await database.pool.query(
     `create table ${table} (id int, pad text) with (autovacuum_enabled = off, autovacuum_freeze_max_age = 100000,
        autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)`);
+  if (owner) await database.pool.query(`alter table ${table} owner to ${owner}`);
   await database.pool.query(`insert into ${table} select i, repeat('x', 200) from generate_series(1, 20000) i`);
   // 100 000 transaction ids spent (a subtransaction that writes takes one)
   await database.pool.query(`create table public.spent (n int)`);
@@ -163,6 +195,15 @@ test.serial('an autovacuum that prevents wraparound is waited for as any transac
     worker = rows[0]?.pid;
     return worker !== undefined;
   }, 60_000);
+  return { table, worker: worker! };
+}
+
+test.serial('an autovacuum that prevents wraparound is waited for as any transaction (the server never cancels it): the migrate fails after its wait, naming it', async (t) => {
+  // (a database of its own, dropped at the end: a drop of the table would wait for the
+  // vacuum, minutes; a drop of the database ends it)
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const { worker } = await vacuumedForWraparound(database);
 
   const said: string[] = [];
   const error = await t.throwsAsync(migrate(database.url, (line) => said.push(line), { holdersWaitMs: 3_000 }));
@@ -171,11 +212,72 @@ test.serial('an autovacuum that prevents wraparound is waited for as any transac
   t.true(said.some((l) => l.startsWith('sql/: waiting for the transactions in its way to end') && l.includes(String(worker))), said.join('\n'));
 });
 
-test('which holders the server cancels for a lock request: autovacuum workers, but not one that prevents wraparound, nor any other process', (t) => {
-  t.true(yieldingAutovacuum({ backend_type: 'autovacuum worker', activity: 'autovacuum: VACUUM webhooks_private.outbox' }));
-  t.true(yieldingAutovacuum({ backend_type: 'autovacuum worker', activity: 'autovacuum: ANALYZE webhooks.webhooks' }));
-  t.false(yieldingAutovacuum({ backend_type: 'autovacuum worker',
-                               activity: 'autovacuum: VACUUM webhooks_private.outbox (to prevent wraparound)' }));
-  t.false(yieldingAutovacuum({ backend_type: 'client backend', activity: 'vacuum webhooks_private.outbox' }));
-  t.false(yieldingAutovacuum({ backend_type: null, activity: null }));
+// A role that is no superuser is not shown the worker's query, which says "(to prevent
+// wraparound)": the migrate takes it for one the server cancels, once. It is not
+// cancelled, and the migrate waits for it from then on as for any transaction.
+test.serial('an autovacuum that prevents wraparound, met by a migrate role that cannot tell it from another: one try asks past deadlock_timeout, then the migrate waits for it and fails after its wait, naming it', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const ownerUrl = await engineOwnerUrl(database.pool, database.url);
+  const { worker } = await vacuumedForWraparound(database, await engineOwnerRole(database.pool));
+
+  const said: string[] = [];
+  const error = await t.throwsAsync(migrate(ownerUrl, (line) => said.push(line), { holdersWaitMs: 5_000 }));
+  t.regex(error!.message, new RegExp(`^sql/ not applied: the tables they change stayed in use .*server process.* ${worker}\\b`));
+  t.is(said.filter((l) => l.startsWith(`sql/: only an autovacuum in its way, by server process ${worker} `)).length, 1, said.join('\n'));
+  t.true(said.some((l) => l.startsWith('sql/: waiting for the transactions in its way to end') && l.includes(String(worker))), said.join('\n'));
+  const { rows } = await database.pool.query('select 1 from pg_stat_activity where pid = $1 and query like $2', [worker, '%(to prevent wraparound)']);
+  t.is(rows.length, 1, 'the worker vacuums on');
+});
+
+test('which holders the server cancels for a lock request: autovacuum workers, but not one that prevents wraparound, nor any other process; to a role not shown their queries, every worker', (t) => {
+  t.true(yieldingAutovacuum({ autovacuum: true, activity: 'autovacuum: VACUUM webhooks_private.outbox' }));
+  t.true(yieldingAutovacuum({ autovacuum: true, activity: 'autovacuum: ANALYZE webhooks.webhooks' }));
+  t.false(yieldingAutovacuum({ autovacuum: true, activity: 'autovacuum: VACUUM webhooks_private.outbox (to prevent wraparound)' }));
+  t.true(yieldingAutovacuum({ autovacuum: true, activity: '<insufficient privilege>' }));
+  t.false(yieldingAutovacuum({ autovacuum: false, activity: 'vacuum webhooks_private.outbox' }));
+  t.false(yieldingAutovacuum({ autovacuum: false, activity: '<insufficient privilege>' }));
+  t.false(yieldingAutovacuum({ autovacuum: false, activity: null }));
+});
+
+/**
+ * An autovacuum worker that analyzes a table of `database`'s, has written its statistics
+ * (and so holds a transaction id), and is held, until the test ends, in building the
+ * table's statistics on an expression: the expression waits for an advisory lock the
+ * test holds.
+ */
+async function heldAnalyze(t: { teardown: (fn: () => Promise<void>) => void }, database: TestDatabase): Promise<{ worker: number; xid: string }> {
+  const holder = await ownConnection(database.url, t);
+  const { rows: [{ key }] } = await holder.query<{ key: string }>(
+    `select hashtext('heldAnalyze')::bigint as key, pg_advisory_lock(hashtext('heldAnalyze'))`);
+  t.teardown(async () => void await holder.query('select pg_advisory_unlock($1)', [key]));
+  // (immutable, as a statistics expression must be, which it is not: it waits)
+  await database.pool.query(`create function public.held_analyze(n int) returns int immutable language plpgsql as $$
+    begin perform pg_advisory_lock_shared(${key}); perform pg_advisory_unlock_shared(${key}); return n; end $$`);
+  await database.pool.query(`create table public.analyzed (id int) with (autovacuum_analyze_threshold = 0, autovacuum_analyze_scale_factor = 0)`);
+  await database.pool.query('create statistics public.analyzed_held on (public.held_analyze(id)) from public.analyzed');
+  await database.pool.query('insert into public.analyzed select i from generate_series(1, 100) i');
+  let worker: { worker: number; xid: string } | undefined;
+  await until('an autoanalyze holds a transaction id', async () => {
+    const { rows } = await database.pool.query<{ worker: number; xid: string }>(
+      `select pid as worker, backend_xid::text as xid from pg_stat_activity
+       where backend_type = 'autovacuum worker' and datname = current_database() and wait_event_type = 'Lock'
+         and wait_event = 'advisory' and backend_xid is not null`);
+    worker = rows[0];
+    return worker !== undefined;
+  }, 60_000);
+  return worker!;
+}
+
+test.serial('an autoanalyze that holds a transaction id, which the owner is not shown as one, holds the report\'s roll-up back for no moment', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const owner = await engineOwnerRole(database.pool);
+  const { worker, xid } = await heldAnalyze(t, database);
+  const seen = await connectAs(t, database.pool, owner);
+  const { rows: [shown] } = await seen.query('select backend_type, backend_xid::text as xid from pg_stat_activity where pid = $1', [worker]);
+  t.deepEqual(shown, { backend_type: null, xid });
+  // (the function runs as its owner, whoever calls it)
+  const { rows: [{ oldest }] } = await seen.query('select webhooks_private.oldest_writer_xid()::text as oldest');
+  t.is(oldest, null);
 });
