@@ -169,6 +169,56 @@ test.serial('an autovacuum beside a transaction in the way: the migrate waits fo
   t.true(said.some((l) => l.startsWith(`sql/: only an autovacuum in its way, by server process ${worker} `)), said.join('\n'));
 });
 
+// A worker the try past deadlock_timeout had cancelled starts on its table again (a new
+// transaction) while the migrate waits for a transaction that made that try give way
+// after all: the try after is refused by the new worker, has it cancelled in turn, and
+// the migration is applied.
+test.serial('an autovacuum cancelled by a try that then gave way to a transaction, started again before the next try: cancelled again, and the migration is applied', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const ownerUrl = await engineOwnerUrl(database.pool, database.url);
+  const owner = await engineOwnerRole(database.pool);
+  const analyzed = 'webhooks_private.analyzed_again';
+  const read = 'webhooks_private.read_meanwhile';
+  await database.pool.query(`create table ${read} (id int)`);
+  await database.pool.query(`alter table ${read} owner to ${owner}`);
+  const first = await heldAnalyze(t, database, analyzed, owner);
+  const dir = await migrationsWith(t, '9000_both_noted',
+                                   `alter table ${analyzed} add column noted boolean;\nalter table ${read} add column noted boolean;`);
+  const reader = await ownConnection(database.url, t);
+  const { rows: [{ pid: readerPid }] } = await reader.query<{ pid: number }>('select pg_backend_pid() as pid');
+
+  const said: string[] = [];
+  let reading: Promise<unknown> | undefined;
+  let heardWaiting: () => void;
+  const waiting = new Promise<void>((resolve) => (heardWaiting = resolve));
+  const migrated = migrate(ownerUrl, (line) => {
+    said.push(line);
+    // (the try that has the worker cancelled waits deadlock_timeout for it before it asks
+    // for the other table, which the read holds by then)
+    if (!reading && line.startsWith('the migrations: only an autovacuum in its way')) {
+      reading = reader.query(`begin; select count(*) from ${read}`);
+    }
+    if (line.startsWith('the migrations: waiting for the transactions in its way to end')) heardWaiting();
+  }, { migrationsDir: dir, holdersWaitMs: 60_000 });
+  await waiting;
+  const again = await heldWorker(database, analyzed, first.transaction);
+  await reading;
+  await reader.query('commit');
+  await migrated;
+
+  const cancelling = said.filter((l) => l.startsWith('the migrations: only an autovacuum in its way'));
+  t.is(cancelling.length, 2, said.join('\n'));
+  t.regex(cancelling[0]!, new RegExp(`by server process ${first.worker} `));
+  t.regex(cancelling[1]!, new RegExp(`by server process ${again.worker} `));
+  const waited = said.find((l) => l.startsWith('the migrations: waiting for'))!;
+  t.regex(waited, new RegExp(`server process ${readerPid} \\(`));
+  t.true(said.includes('migrated 9000_both_noted'), said.join('\n'));
+  const { rows } = await database.pool.query(
+    `select 1 from pg_attribute where attrelid in ($1::regclass, $2::regclass) and attname = 'noted'`, [analyzed, read]);
+  t.is(rows.length, 2);
+});
+
 /**
  * A table of `database`'s engine (owned by `owner`, if given) that an autovacuum worker
  * vacuums to prevent transaction ID wraparound, slowly, and that worker's process.
@@ -241,28 +291,37 @@ test('which holders the server cancels for a lock request: autovacuum workers, b
 });
 
 /**
- * An autovacuum worker that analyzes a table of `database`'s, has written its statistics
- * (and so holds a transaction id), and is held, until the test ends, in building the
- * table's statistics on an expression: the expression waits for an advisory lock the
- * test holds.
+ * An autovacuum worker that analyzes `table` of `database`'s (made here, owned by
+ * `owner` if given), has written its statistics (and so holds a transaction id), and
+ * is held, until the test ends, in building the table's statistics on an expression:
+ * the expression waits for an advisory lock the test holds. A worker that analyzes it
+ * again after this one is cancelled is held so too.
  */
-async function heldAnalyze(t: { teardown: (fn: () => Promise<void>) => void }, database: TestDatabase): Promise<{ worker: number; xid: string }> {
+async function heldAnalyze(t: { teardown: (fn: () => Promise<void>) => void }, database: TestDatabase,
+                           table: string, owner?: string): Promise<{ worker: number; xid: string; transaction: string }> {
   const holder = await ownConnection(database.url, t);
   const { rows: [{ key }] } = await holder.query<{ key: string }>(
     `select hashtext('heldAnalyze')::bigint as key, pg_advisory_lock(hashtext('heldAnalyze'))`);
   t.teardown(async () => void await holder.query('select pg_advisory_unlock($1)', [key]));
   // (immutable, as a statistics expression must be, which it is not: it waits)
-  await database.pool.query(`create function public.held_analyze(n int) returns int immutable language plpgsql as $$
+  await database.pool.query(`create or replace function public.held_analyze(n int) returns int immutable language plpgsql as $$
     begin perform pg_advisory_lock_shared(${key}); perform pg_advisory_unlock_shared(${key}); return n; end $$`);
-  await database.pool.query(`create table public.analyzed (id int) with (autovacuum_analyze_threshold = 0, autovacuum_analyze_scale_factor = 0)`);
-  await database.pool.query('create statistics public.analyzed_held on (public.held_analyze(id)) from public.analyzed');
-  await database.pool.query('insert into public.analyzed select i from generate_series(1, 100) i');
-  let worker: { worker: number; xid: string } | undefined;
-  await until('an autoanalyze holds a transaction id', async () => {
-    const { rows } = await database.pool.query<{ worker: number; xid: string }>(
-      `select pid as worker, backend_xid::text as xid from pg_stat_activity
-       where backend_type = 'autovacuum worker' and datname = current_database() and wait_event_type = 'Lock'
-         and wait_event = 'advisory' and backend_xid is not null`);
+  await database.pool.query(`create table ${table} (id int) with (autovacuum_analyze_threshold = 0, autovacuum_analyze_scale_factor = 0)`);
+  if (owner) await database.pool.query(`alter table ${table} owner to ${owner}`);
+  await database.pool.query(`create statistics ${table}_held on (public.held_analyze(id)) from ${table}`);
+  await database.pool.query(`insert into ${table} select i from generate_series(1, 100) i`);
+  return await heldWorker(database, table);
+}
+
+/** The autovacuum worker held in analyzing `table` (heldAnalyze), once one is, other than the one of transaction `not`. */
+async function heldWorker(database: TestDatabase, table: string, not?: string): Promise<{ worker: number; xid: string; transaction: string }> {
+  let worker: { worker: number; xid: string; transaction: string } | undefined;
+  await until(`an autoanalyze of ${table} holds a transaction id`, async () => {
+    const { rows } = await database.pool.query<{ worker: number; xid: string; transaction: string }>(
+      `select a.pid as worker, a.backend_xid::text as xid, l.virtualtransaction as transaction
+       from pg_stat_activity a join pg_locks l on l.pid = a.pid and l.relation = $1::regclass and l.granted
+       where a.backend_type = 'autovacuum worker' and a.wait_event_type = 'Lock' and a.wait_event = 'advisory'
+         and a.backend_xid is not null and l.virtualtransaction is distinct from $2`, [table, not ?? null]);
     worker = rows[0];
     return worker !== undefined;
   }, 60_000);
@@ -273,7 +332,7 @@ test.serial('an autoanalyze that holds a transaction id, which the owner is not 
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const owner = await engineOwnerRole(database.pool);
-  const { worker, xid } = await heldAnalyze(t, database);
+  const { worker, xid } = await heldAnalyze(t, database, 'public.analyzed');
   const seen = await connectAs(t, database.pool, owner);
   const { rows: [shown] } = await seen.query('select backend_type, backend_xid::text as xid from pg_stat_activity where pid = $1', [worker]);
   t.deepEqual(shown, { backend_type: null, xid });
