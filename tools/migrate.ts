@@ -433,7 +433,7 @@ export function yieldingAutovacuum(holder: Pick<Holder, 'autovacuum' | 'activity
  * A holder (pg_locks l, pg_stat_activity s) that is an autovacuum worker: a server
  * process of no role. pg_stat_activity shows every role which role a process runs as
  * (usesysid), but its backend_type and query only to a superuser, a member of
- * pg_read_all_stats or the process's own role, which a worker has none of. Of the
+ * pg_read_all_stats or a member of the process's own role (a worker has none). Of the
  * processes of no role, only autovacuum's workers hold locks in a database of a
  * primary server (parallel workers, logical replication's and other background
  * workers run as a role). The report's roll-up tells them so too
