@@ -47,6 +47,13 @@ export interface MigrateOptions {
    * (refuseRollback, rollbackToAnOlderRelease)
    */
   rollback?: boolean;
+  /**
+   * true (npm start over a shared database): this release's sql/ replaces another's
+   * only where the database says it is the later one, and not where a rollback made on
+   * purpose would be undone; otherwise the migrate does nothing and says so
+   * (refuseUnsure), and `npm run migrate` is the operator's to run
+   */
+  cautious?: boolean;
 }
 
 /** The command-line flag of `npm run migrate` that allows a rollback (MigrateOptions.rollback). */
@@ -93,6 +100,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await moveMigrationsTable(client);
     const release = await refuseNewerDatabase(client, dir);
     if (!options.rollback) await refuseRollback(client, release);
+    if (options.cautious && !options.rollback) await refuseUnsure(client, release);
     await registerRelease(client, release);
     const onNotice = (notice: { message?: string }) => {
       if (notice.message?.startsWith(PROGRESS_NOTICE)) log(`  ${notice.message.slice(PROGRESS_NOTICE.length)}`);
@@ -230,39 +238,87 @@ async function refuseNewerDatabase(client: pg.Client, dir: string): Promise<stri
  * without the record yet (0048_sql_releases), applyEngine registers it.
  */
 async function registerRelease(client: pg.Client, migration: string): Promise<void> {
-  const { rows: [found] } = await client.query<{ found: boolean }>(
-    `select to_regclass('webhooks_private.sql_releases') is not null as found`);
-  if (!found!.found) return;
+  if (!await releasesKept(client)) return;
   await client.query(
     `insert into webhooks_private.sql_releases (fingerprint, migration) values ($1, $2) on conflict (fingerprint, migration) do nothing`,
     [ENGINE_FINGERPRINT, migration]);
 }
 
-const ROLLBACK_ADVICE = `Nothing was applied. To roll back on purpose: npm run migrate -- ${ROLLBACK_FLAG}`;
+const ROLLBACK_ADVICE = `Nothing was applied. To roll back on purpose: npm run migrate -- ${ROLLBACK_FLAG} ` +
+  `(its embedded database: npm start -- ${ROLLBACK_FLAG})`;
 
 /**
- * A migrate of a release whose sql/ was applied here before a later release's, now in
- * force, would roll the database back under that release's processes, which answer
+ * A migrate of a release registered here before a later release whose sql/ is now in
+ * force would roll the database back under that release's processes, which answer
  * 503 from then on: meant by an operator rolling back, not by a host left on the older
  * release and restarted mid-rollout (npm start migrates first, and a release of sql/
  * only has no migration of its own for refuseNewerDatabase to find). So it does
- * nothing unless asked (MigrateOptions.rollback), and says why.
+ * nothing unless asked (MigrateOptions.rollback), and says why. Whether this release's
+ * sql/ was applied here or its migrate stopped before it (a later release, N mended
+ * say, migrated after it): the order of registering says which is older, whatever
+ * the later release changed (its functions' bodies only, say).
  */
 async function refuseRollback(client: pg.Client, release: string): Promise<void> {
-  const { rows: [found] } = await client.query<{ kept: boolean }>(
-    `select to_regclass('webhooks_private.sql_releases') is not null as kept`);
-  if (!found!.kept) return;
+  if (!await releasesKept(client)) return;
   const { rows: [later] } = await client.query<{ fingerprint: string; migration: string }>(
     `select a.fingerprint, a.migration
      from webhooks_private.sql_applied a
      join webhooks_private.sql_releases inForce on (inForce.fingerprint, inForce.migration) = (a.fingerprint, a.migration)
      join webhooks_private.sql_releases own on (own.fingerprint, own.migration) = ($1, $2)
-     where own.first_applied_at is not null and inForce.n > own.n`,
+     where inForce.n > own.n`,
     [ENGINE_FINGERPRINT, release]);
   if (later) {
     throw new Error(`this database runs the sql/ of a later release than this one (${later.fingerprint.slice(0, 12)}, ` +
       `migrated to ${later.migration}): applying this release's would roll it back under that release's processes ` +
       `(an older host's npm start?). ${ROLLBACK_ADVICE}`);
+  }
+}
+
+/** Whether the database keeps the record of releases (0048_sql_releases). */
+async function releasesKept(client: pg.Client): Promise<boolean> {
+  const { rows: [found] } = await client.query<{ kept: boolean }>(
+    `select to_regclass('webhooks_private.sql_releases') is not null as kept`);
+  return found!.kept;
+}
+
+/**
+ * What npm start over a shared database (MigrateOptions.cautious), where other hosts'
+ * processes run, leaves to an operator's npm run migrate: to undo a rollback made on
+ * purpose (the sql/ in force a release's registered before another whose sql/ was
+ * applied here, refuseRollback and placeFirst keeping that order), which put the sql/
+ * rolled back from under the processes of the release rolled back to, 503 from then
+ * on (a later release's host restarted, or deployed again); and to apply the sql/ of
+ * a release never registered here over another release's of the same migrations, an
+ * earlier release's or a later one's: a release that changed only functions' bodies
+ * leaves nothing in the database to tell (an older host's start, its release never
+ * migrated here, put its older bodies under the newer processes, which stayed ready).
+ * The release in force re-applies its own sql/; one with a migration of its own is
+ * the later.
+ */
+async function refuseUnsure(client: pg.Client, release: string): Promise<void> {
+  if (!await releasesKept(client)) return;
+  const { rows: [inForce] } = await client.query<{ fingerprint: string; migration: string; rolledBack: boolean; ownRegistered: boolean }>(
+    `select a.fingerprint, a.migration,
+            exists (select 1 from webhooks_private.sql_releases later
+                    where later.n > inForce.n and later.first_applied_at is not null) as "rolledBack",
+            exists (select 1 from webhooks_private.sql_releases own where (own.fingerprint, own.migration) = ($1, $2)) as "ownRegistered"
+     from webhooks_private.sql_applied a
+     join webhooks_private.sql_releases inForce on (inForce.fingerprint, inForce.migration) = (a.fingerprint, a.migration)
+     where (a.fingerprint, a.migration) <> ($1, $2)`,
+    [ENGINE_FINGERPRINT, release]);
+  if (!inForce) return;
+  const named = `${inForce.fingerprint.slice(0, 12)}, migrated to ${inForce.migration}`;
+  if (inForce.rolledBack) {
+    throw new Error(`this database was rolled back on purpose to an earlier release's sql/ (${named}), ` +
+      `after a later release's was applied here: npm start does not undo that. ` +
+      'Nothing was applied. To move it forward again on purpose: npm run migrate');
+  }
+  // (registered, this release is the later: refuseRollback refused an earlier one)
+  if (!inForce.ownRegistered && inForce.migration === release) {
+    throw new Error(`this release's sql/ was never applied here, and another release's of the same migrations is in force ` +
+      `(${named}): which of the two is the later, the database cannot tell, and npm start rolls back only when asked. ` +
+      `Nothing was applied. To apply it on purpose: npm run migrate (a release of sql/ only, after that one), ` +
+      `or npm run migrate -- ${ROLLBACK_FLAG} (an earlier release)`);
   }
 }
 
@@ -620,6 +676,7 @@ async function applyEngine(client: pg.Client, release: string, waiting: boolean,
     ...(engine.length > 0 ? [`lock table ${engine.join(', ')} in access exclusive mode${nowait}`] : []),
   ];
   if (locks.length > 0) await client.query(locks.join('; '));
+  const replacingLater = rollback && await replacesALaterRegistered(client, release);
   for (const { name, text } of ENGINE_FILES) {
     try {
       await client.query(text);
@@ -649,8 +706,28 @@ async function applyEngine(client: pg.Client, release: string, waiting: boolean,
     `insert into webhooks_private.sql_releases as r (fingerprint, migration, first_applied_at) values ($1, $2, now())
      on conflict (fingerprint, migration) do update set first_applied_at = coalesce(r.first_applied_at, excluded.first_applied_at)`,
     [ENGINE_FINGERPRINT, release]);
-  if (rolledBack.length > 0) await placeFirst(client, release);
+  if (rolledBack.length > 0 || replacingLater) await placeFirst(client, release);
   await client.query('commit');
+}
+
+/**
+ * Whether this release, its sql/ never applied here and registered after the release
+ * whose sql/ is in force, of the same migrations, is to replace that sql/ (asked after
+ * sql/'s locks, before it is applied). Rolling back on purpose (MigrateOptions.rollback),
+ * it is that release's elder, however little the two differ: one that changed only its
+ * functions' bodies leaves no function for rollbackToAnOlderRelease to find, and the
+ * release rolled back to read as the next one.
+ */
+async function replacesALaterRegistered(client: pg.Client, release: string): Promise<boolean> {
+  const { rows: [found] } = await client.query<{ later: boolean }>(
+    `select exists (
+       select 1
+       from webhooks_private.sql_applied a
+       join webhooks_private.sql_releases inForce on (inForce.fingerprint, inForce.migration) = (a.fingerprint, a.migration)
+       join webhooks_private.sql_releases own on (own.fingerprint, own.migration) = ($1, $2)
+       where a.migration = $2 and a.fingerprint <> $1 and own.first_applied_at is null and own.n > inForce.n) as later`,
+    [ENGINE_FINGERPRINT, release]);
+  return found!.later;
 }
 
 /**

@@ -8,7 +8,7 @@ import { PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts
 import { DEFAULT_DATABASE, embeddedPort } from './database-url.ts';
 import { apiAddress, apiUrl as reachedAt } from '../api/address.ts';
 import { ensureDatabase } from './ensure-database.ts';
-import { migrate } from './migrate.ts';
+import { migrate, ROLLBACK_FLAG } from './migrate.ts';
 import { maintain } from './maintain.ts';
 import { Supervisor } from './supervisor.ts';
 import { RELAY_NODE_FLAGS } from '../relay/node-flags.ts';
@@ -47,7 +47,12 @@ if (taken) {
 }
 
 const db = await database();
-await migrate(db.url, (line) => console.log(line)).catch(async (error: Error) => {
+// over a shared database (DATABASE_URL), other hosts' processes run on it: a rollback
+// made there on purpose is not undone by this host's start (cautious). Its
+// embedded database is this host's alone, and migrated by npm start only: --rollback
+// is passed on, as npm run migrate takes it
+await migrate(db.url, (line) => console.log(line),
+              { rollback: process.argv.includes(ROLLBACK_FLAG), cautious: Boolean(process.env.DATABASE_URL) }).catch(async (error: Error) => {
   // its sentences say what happened and what to do, as `npm run migrate`'s do: a
   // stack would bury them; and the embedded Postgres is stopped, not left behind
   console.error(error.message);

@@ -124,10 +124,11 @@ for (const { title, state, says } of ABANDONED) {
 // a sql/ of its own (one with the same sql/ as the release before: a release of
 // migrations alone): forward one release at a time, back to any release migrated here
 // before (across one release or more), or back to an older release whose migrate never
-// ran here (an install that began at a later one: its migrate places it before every
-// release registered, finding functions of the engine its sql/ does not make, those a
-// later release added, tools/migrate.ts; here every release with a sql/ of its own
-// adds one), each migrate run to its end or stopped
+// ran here (an install that began at a later one: its migrate, asked to roll back,
+// places it before every release registered, whatever the later release changed,
+// tools/migrate.ts; not asked, it refuses where it finds functions of the engine its
+// sql/ does not make, and npm start over a shared database refuses it either way),
+// each migrate run to its end or stopped
 // before its sql/ (a new release is migrated only once every release registered
 // before it applied its sql/: those abandoned are the tests above); and the processes
 // of each release, whether its migrate ran here or not. Whatever the order, and

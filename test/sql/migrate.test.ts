@@ -207,18 +207,114 @@ test('a rollback to a release whose migrate never ran here (a later release\'s s
   await laterReleaseOnly();
   await database.pool.query(`create function webhooks_private.of_a_later_release() returns integer language sql as 'select 1'`);
   // (not asked to roll back, it applies nothing, and says why)
-  await t.throwsAsync(migrate(database.url), { message: /^sql\/ not applied: it does not name webhooks_private\.of_a_later_release\(\), functions of a later release's sql\/ in force here: .*, or made by hand in the engine's schemas \(drop or move them\)\. Nothing was applied\. To roll back on purpose: npm run migrate -- --rollback$/ });
+  await t.throwsAsync(migrate(database.url), { message: /^sql\/ not applied: it does not name webhooks_private\.of_a_later_release\(\), functions of a later release's sql\/ in force here: .*, or made by hand in the engine's schemas \(drop or move them\)\. Nothing was applied\. To roll back on purpose: npm run migrate -- --rollback \(its embedded database: npm start -- --rollback\)$/ });
   t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, later.fingerprint);
   await migrate(database.url, () => {}, { rollback: true });
   t.deepEqual(await releases(), [{ fingerprint: ENGINE_FINGERPRINT, applied: true, rolled_back_to: true }, later]);
   const { rows: [{ record }] } = await database.pool.query('select webhooks_ops.sql_releases() as record');
   t.deepEqual(record.releases.map((release: { rolledBackTo: boolean }) => release.rolledBackTo), [true, false]);
 
-  // the same, the later release's sql/ making no function this one lacks: this one is the release after it
+  // the same, the later release's sql/ making no function this one lacks (it changed bodies only): not asked to
+  // roll back, this one reads as the release after it, which the database cannot tell from an older one;
+  // asked to, it is the older one, whatever the later one changed
   await database.pool.query(`drop function webhooks_private.of_a_later_release()`);
   await laterReleaseOnly();
   await migrate(database.url);
   t.deepEqual(await releases(), [later, { fingerprint: ENGINE_FINGERPRINT, applied: true, rolled_back_to: false }]);
+  await laterReleaseOnly();
+  await migrate(database.url, () => {}, { rollback: true });
+  t.deepEqual(await releases(), [{ fingerprint: ENGINE_FINGERPRINT, applied: true, rolled_back_to: true }, later]);
+});
+
+/** The releases registered here, in order: this code's as `own`, the others by their fingerprint's first two digits. */
+async function releasesNamed(database: { pool: pg.Pool }) {
+  const { rows } = await database.pool.query<{ fingerprint: string; applied: boolean; rolled_back_to: boolean }>(
+    `select fingerprint, first_applied_at is not null as applied, rolled_back_to from webhooks_private.sql_releases order by n`);
+  return rows.map(({ fingerprint, applied, rolled_back_to }) =>
+    `${fingerprint === ENGINE_FINGERPRINT ? 'own' : fingerprint.slice(0, 2)}${applied ? '' : ' (not applied)'}${rolled_back_to ? ' (rolled back to)' : ''}`);
+}
+
+/** The releases `names` registered here in that order, of the same migrations as this one, `inForce`'s sql/ in force ('own': this code's). */
+async function registered(database: { pool: pg.Pool }, inForce: string, ...names: Array<string | [string, 'not applied']>) {
+  const fingerprint = (name: string) => (name === 'own' ? ENGINE_FINGERPRINT : name.repeat(32));
+  const { rows: [{ migration }] } = await database.pool.query('select migration from webhooks_private.sql_applied');
+  await database.pool.query('delete from webhooks_private.sql_releases');
+  for (const entry of names) {
+    const [name, notApplied] = typeof entry === 'string' ? [entry, undefined] : entry;
+    await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at) values ($1, $2, $3)`,
+      [fingerprint(name), migration, notApplied ? null : new Date()]);
+  }
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1, replaced = null`, [fingerprint(inForce)]);
+}
+
+/** Whose sql/ is in force, named as releasesNamed names them. */
+async function inForce(database: { pool: pg.Pool }) {
+  const { rows: [{ fingerprint }] } = await database.pool.query('select fingerprint from webhooks_private.sql_applied');
+  return fingerprint === ENGINE_FINGERPRINT ? 'own' : fingerprint.slice(0, 2);
+}
+
+test('a release whose migrate stopped before its sql/ here, a later release\'s sql/ applied since (its bodies changed only), refuses to roll that one back unless asked', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  // this release's migrate stopped (killed, or failed) before its sql/; the next one's (N mended, or a release of sql/ only) ran to its end
+  await registered(database, 'cd', ['own', 'not applied'], 'cd');
+  await t.throwsAsync(migrate(database.url), { message: /^this database runs the sql\/ of a later release than this one \(cdcdcdcdcdcd, migrated to \w+\): .* Nothing was applied\. To roll back on purpose: npm run migrate -- --rollback/ });
+  t.is(await inForce(database), 'cd');
+  await migrate(database.url, () => {}, { rollback: true });
+  t.is(await inForce(database), 'own');
+  t.deepEqual(await releasesNamed(database), ['own', 'cd']);
+});
+
+test('a rollback made on purpose is kept by npm start over a shared database (cautious): a later release\'s migrate there does nothing and says so; npm run migrate of it moves the database forward again', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const refused = /^this database was rolled back on purpose to an earlier release's sql\/ \(abababababab, migrated to \w+\), after a later release's was applied here: npm start does not undo that\. Nothing was applied\. To move it forward again on purpose: npm run migrate$/;
+  // this release applied, then the one before it rolled back to (npm run migrate -- --rollback)
+  await registered(database, 'ab', 'ab', 'own');
+  await t.throwsAsync(migrate(database.url, () => {}, { cautious: true }), { message: refused });
+  t.is(await inForce(database), 'ab');
+  // a release after the one rolled back from, its migrate not run here yet, is held back as well
+  await registered(database, 'ab', 'ab', 'cd');
+  await t.throwsAsync(migrate(database.url, () => {}, { cautious: true }), { message: refused });
+  t.deepEqual(await releasesNamed(database), ['ab', 'cd']);
+  // the rollback to a release that never migrated here, placed before the rest
+  await registered(database, 'ab', 'ab', 'own');
+  await database.pool.query(`update webhooks_private.sql_releases set rolled_back_to = true where fingerprint = $1`, ['ab'.repeat(32)]);
+  await t.throwsAsync(migrate(database.url, () => {}, { cautious: true }), { message: refused });
+  t.is(await inForce(database), 'ab');
+  // the release rolled back to, migrated again (its own hosts' npm start), undoes no rollback
+  await registered(database, 'own', 'own', 'cd');
+  await migrate(database.url, () => {}, { cautious: true });
+  t.is(await inForce(database), 'own');
+  // npm run migrate (not cautious) moves it forward again
+  await registered(database, 'ab', 'ab', 'own');
+  await migrate(database.url);
+  t.is(await inForce(database), 'own');
+  t.deepEqual(await releasesNamed(database), ['ab', 'own']);
+});
+
+test('npm start over a shared database (cautious) applies no sql/ never applied here over another release\'s of the same migrations, an earlier release\'s or a later one\'s (the database cannot tell); npm run migrate does; with a migration of its own, it is the later release', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await registered(database, 'cd', 'cd');
+  const { rows: [{ migration }] } = await database.pool.query('select migration from webhooks_private.sql_applied');
+  await t.throwsAsync(migrate(database.url, () => {}, { cautious: true }), { message:
+    `this release's sql/ was never applied here, and another release's of the same migrations is in force (cdcdcdcdcdcd, migrated to ${migration}): ` +
+    'which of the two is the later, the database cannot tell, and npm start rolls back only when asked. Nothing was applied. ' +
+    'To apply it on purpose: npm run migrate (a release of sql/ only, after that one), or npm run migrate -- --rollback (an earlier release)' });
+  t.is(await inForce(database), 'cd');
+  t.deepEqual(await releasesNamed(database), ['cd']);
+  // the release in force migrated to an earlier migration than this one's: this one is later
+  await database.pool.query(`update webhooks_private.sql_releases set migration = '0001_crm'`);
+  await database.pool.query(`update webhooks_private.sql_applied set migration = '0001_crm'`);
+  await migrate(database.url, () => {}, { cautious: true });
+  t.is(await inForce(database), 'own');
+  t.deepEqual(await releasesNamed(database), ['cd', 'own']);
+  // npm run migrate applies it (the next release of sql/ only, Upgrading's first step)
+  await registered(database, 'cd', 'cd');
+  await migrate(database.url);
+  t.is(await inForce(database), 'own');
+  t.deepEqual(await releasesNamed(database), ['cd', 'own']);
 });
 
 test('npm run migrate of a release whose sql/ a later release\'s replaced here (an older host\'s npm start mid-rollout) applies nothing and exits 1, saying so; with --rollback it rolls back', async (t) => {
@@ -240,7 +336,7 @@ test('npm run migrate of a release whose sql/ a later release\'s replaced here (
   const { rows: [{ migration }] } = await database.pool.query('select migration from webhooks_private.sql_applied');
   t.deepEqual(await run(), { code: 1, stderr: `this database runs the sql/ of a later release than this one (cdcdcdcdcdcd, migrated to ${migration}): ` +
     'applying this release\'s would roll it back under that release\'s processes (an older host\'s npm start?). ' +
-    'Nothing was applied. To roll back on purpose: npm run migrate -- --rollback' });
+    'Nothing was applied. To roll back on purpose: npm run migrate -- --rollback (its embedded database: npm start -- --rollback)' });
   t.is(await applied(), 'cd'.repeat(32));
   t.deepEqual(await run('--rollback'), { code: 0, stderr: '' });
   t.is(await applied(), ENGINE_FINGERPRINT);

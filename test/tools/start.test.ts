@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
+import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
 import { Supervisor } from '../../tools/supervisor.ts';
 import { createTestDatabase } from '../helpers/db.ts';
@@ -123,8 +124,8 @@ test('a part that keeps dying is restarted after pauses that double, each crash 
  * end ('up' if it came up instead, or a sentence if neither within a minute), and its
  * lines.
  */
-async function startExpectingStop(t: { teardown: (fn: () => void) => void }, databaseUrl: string, port: number) {
-  const start = spawn(process.execPath, [`${root}tools/start.ts`], {
+async function startExpectingStop(t: { teardown: (fn: () => void) => void }, databaseUrl: string, port: number, ...args: string[]) {
+  const start = spawn(process.execPath, [`${root}tools/start.ts`, ...args], {
     cwd: root,
     env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(port), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -167,9 +168,46 @@ test('npm start whose migrate fails (a database migrated by newer code) says why
   ]);
 });
 
+test('npm start over a shared database rolled back on purpose to an earlier release does not move it forward again: it says so in one line and stops with status 1', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  // this release applied, then the release before it rolled back to (its npm run migrate -- --rollback)
+  const earlier = 'ab'.repeat(32);
+  await database.pool.query('delete from webhooks_private.sql_releases');
+  for (const fingerprint of [earlier, ENGINE_FINGERPRINT]) {
+    await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at)
+                               select $1, migration, now() from webhooks_private.sql_applied`, [fingerprint]);
+  }
+  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, [earlier]);
+  const { rows: [{ migration }] } = await database.pool.query('select migration from webhooks_private.sql_applied');
+  const { code, err } = await startExpectingStop(t, database.url, await freePort());
+  t.is(code, 1);
+  t.deepEqual(err.seen.filter((line) => line.trim() !== ''), [
+    `this database was rolled back on purpose to an earlier release's sql/ (abababababab, migrated to ${migration}), ` +
+      'after a later release\'s was applied here: npm start does not undo that. Nothing was applied. ' +
+      'To move it forward again on purpose: npm run migrate',
+  ]);
+  t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, earlier);
+});
+
+test('npm start -- --rollback rolls back on purpose, as npm run migrate -- --rollback does (the only way for its embedded database)', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  // the next release, of sql/ only, migrated after this one
+  const later = 'cd'.repeat(32);
+  await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at)
+                             select $1, migration, now() from webhooks_private.sql_applied`, [later]);
+  await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, [later]);
+  const refused = await startExpectingStop(t, database.url, await freePort());
+  t.is(refused.code, 1);
+  t.regex(refused.err.seen.join('\n'), /To roll back on purpose: npm run migrate -- --rollback \(its embedded database: npm start -- --rollback\)$/);
+  await startedSays(t, database.url, '--rollback');
+  t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
+});
+
 /** npm start against the database until it is up: what it printed, then stopped. */
-async function startedSays(t: import('ava').ExecutionContext, databaseUrl: string): Promise<string[]> {
-  const start = spawn(process.execPath, [`${root}tools/start.ts`], {
+async function startedSays(t: import('ava').ExecutionContext, databaseUrl: string, ...args: string[]): Promise<string[]> {
+  const start = spawn(process.execPath, [`${root}tools/start.ts`, ...args], {
     cwd: root,
     env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(await freePort()), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'pipe', 'pipe'],
