@@ -211,7 +211,8 @@ function standing(migration: string | null, applied: string | null, record: Rele
     return releases[own]!.applied
       ? { ready: false, migration,
           reason: `database's sql/ ${short(applied!)} (migrated to ${migration}) is an earlier release's, rolled back to ` +
-            'after this code\'s was applied: replace this process with that release\'s, or run this release\'s migrate again' }
+            'after this code\'s was applied: replace this process with that release\'s, or run this release\'s npm run migrate again ' +
+            '(its npm start over a shared database does not)' }
       : null;
   }
   if (inForce === own && migration === EXPECTED_MIGRATION) return { ready: true, migration };

@@ -274,7 +274,7 @@ test('/readyz after a rollback: this code\'s migrate run after the next release\
   await migrated('ab'.repeat(32));
   const back = await readyzUntil(running.url, 503);
   t.is(back.reason, `database's sql/ abababababab (migrated to ${EXPECTED_MIGRATION}) is an earlier release's, rolled back to after ` +
-    "this code's was applied: replace this process with that release's, or run this release's migrate again");
+    "this code's was applied: replace this process with that release's, or run this release's npm run migrate again (its npm start over a shared database does not)");
   await migrate(database.url);
   t.deepEqual(await readyzUntil(running.url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
 });

@@ -74,7 +74,7 @@ const CASES: Array<{ title: string; sqlOnly?: boolean; state: (r: ReturnType<typ
                      releases: { appliedMigration: r[1]!.migration, releases: applied(true, true, true)(r) } }),
     says: { 'N-2': /^ready: database's sql\/ b1b1b1b1b1b1 \(migrated to 9998_of_n_minus_1\) replaced this code's/,
             'N-1': /^ready$/,
-            'N': /^not ready: database's sql\/ b1b1b1b1b1b1 \(migrated to \w+\) is an earlier release's, rolled back to after this code's was applied: replace this process with that release's, or run this release's migrate again$/ } },
+            'N': /^not ready: database's sql\/ b1b1b1b1b1b1 \(migrated to \w+\) is an earlier release's, rolled back to after this code's was applied: replace this process with that release's, or run this release's npm run migrate again \(its npm start over a shared database does not\)$/ } },
 ];
 
 for (const { title, sqlOnly, state, says } of CASES) {
