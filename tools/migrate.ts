@@ -60,6 +60,23 @@ export interface MigrateOptions {
 export const ROLLBACK_FLAG = '--rollback';
 
 /**
+ * Whether the command line (`npm run migrate`, `npm start`: `command`) asks to roll
+ * back. Written without the `--` before it, npm keeps the flag as an option of its own
+ * (npm_config_rollback) and the process never sees it: read as no rollback asked, the
+ * operator who followed the refusal's advice but for the `--` met the same refusal;
+ * read as one, a `rollback=true` in an .npmrc would roll back every migrate. So it is
+ * refused, saying how to write it.
+ */
+export function rollbackAsked(command: string, argv = process.argv, env = process.env): boolean {
+  if (argv.includes(ROLLBACK_FLAG)) return true;
+  if (env.npm_config_rollback !== undefined) {
+    throw new Error(`npm took ${ROLLBACK_FLAG} for an option of its own (npm_config_rollback): nothing was done. ` +
+      `Write it after --: npm ${command} -- ${ROLLBACK_FLAG}`);
+  }
+  return false;
+}
+
+/**
  * How soon the server ends what a migrate that went away (killed, Ctrl-C, its host
  * lost) was running. Left to itself, a backend finds its client gone only when it
  * next writes to it: a migration that moves data kept its strong locks, and every
@@ -788,7 +805,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.exit(2);
   }
   try {
-    await migrate(url, (line) => console.log(line), { rollback: process.argv.includes(ROLLBACK_FLAG) });
+    await migrate(url, (line) => console.log(line), { rollback: rollbackAsked('run migrate') });
   } catch (error) {
     // its sentences say what happened and what to do; a stack would bury them
     console.error((error as Error).message);

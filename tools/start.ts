@@ -8,7 +8,7 @@ import { PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts
 import { DEFAULT_DATABASE, embeddedPort } from './database-url.ts';
 import { apiAddress, apiUrl as reachedAt } from '../api/address.ts';
 import { ensureDatabase } from './ensure-database.ts';
-import { migrate, ROLLBACK_FLAG } from './migrate.ts';
+import { migrate, rollbackAsked } from './migrate.ts';
 import { maintain } from './maintain.ts';
 import { Supervisor } from './supervisor.ts';
 import { RELAY_NODE_FLAGS } from '../relay/node-flags.ts';
@@ -31,6 +31,15 @@ async function database(): Promise<{ url: string; stop: () => Promise<void> }> {
   return { url: server.url(DEFAULT_DATABASE), stop: () => server.stop() };
 }
 
+// (asked before anything starts: a flag written so that npm kept it starts nothing)
+let rollback = false;
+try {
+  rollback = rollbackAsked('start');
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(1);
+}
+
 // The API's port, taken by something else (another npm start, say): the API could
 // only crash and restart, while whatever answers there made this look up. Say so now.
 const { port: apiPort, host: apiHost } = apiAddress();
@@ -51,8 +60,7 @@ const db = await database();
 // made there on purpose is not undone by this host's start (cautious). Its
 // embedded database is this host's alone, and migrated by npm start only: --rollback
 // is passed on, as npm run migrate takes it
-await migrate(db.url, (line) => console.log(line),
-              { rollback: process.argv.includes(ROLLBACK_FLAG), cautious: Boolean(process.env.DATABASE_URL) }).catch(async (error: Error) => {
+await migrate(db.url, (line) => console.log(line), { rollback, cautious: Boolean(process.env.DATABASE_URL) }).catch(async (error: Error) => {
   // its sentences say what happened and what to do, as `npm run migrate`'s do: a
   // stack would bury them; and the embedded Postgres is stopped, not left behind
   console.error(error.message);

@@ -317,16 +317,17 @@ test('npm start over a shared database (cautious) applies no sql/ never applied 
   t.deepEqual(await releasesNamed(database), ['cd', 'own']);
 });
 
-test('npm run migrate of a release whose sql/ a later release\'s replaced here (an older host\'s npm start mid-rollout) applies nothing and exits 1, saying so; with --rollback it rolls back', async (t) => {
+test('npm run migrate of a release whose sql/ a later release\'s replaced here (an older host\'s npm start mid-rollout) applies nothing and exits 1, saying so; with --rollback it rolls back, and with the --rollback npm kept for itself (no -- before it) it does nothing and says how to write it', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   // the next release, of sql/ only, migrated after this one
   await database.pool.query(`insert into webhooks_private.sql_releases (fingerprint, migration, first_applied_at)
                              select $1, migration, now() from webhooks_private.sql_applied`, ['cd'.repeat(32)]);
   await database.pool.query(`update webhooks_private.sql_applied set replaced = fingerprint, fingerprint = $1`, ['cd'.repeat(32)]);
+  let environment: Record<string, string> = {};
   const run = async (...args: string[]) => {
     const child = spawn(process.execPath, [fileURLToPath(new URL('../../tools/migrate.ts', import.meta.url)), ...args],
-      { env: { ...process.env, DATABASE_URL: database.url }, stdio: ['ignore', 'ignore', 'pipe'] });
+      { env: { ...process.env, DATABASE_URL: database.url, ...environment }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const [code] = await once(child, 'exit');
@@ -338,6 +339,12 @@ test('npm run migrate of a release whose sql/ a later release\'s replaced here (
     'applying this release\'s would roll it back under that release\'s processes (an older host\'s npm start?). ' +
     'Nothing was applied. To roll back on purpose: npm run migrate -- --rollback (its embedded database: npm start -- --rollback)' });
   t.is(await applied(), 'cd'.repeat(32));
+  // npm run migrate --rollback, without the -- before it: npm keeps the flag as an option of its own
+  environment = { npm_config_rollback: 'true' };
+  t.deepEqual(await run(), { code: 1, stderr: 'npm took --rollback for an option of its own (npm_config_rollback): nothing was done. ' +
+    'Write it after --: npm run migrate -- --rollback' });
+  t.is(await applied(), 'cd'.repeat(32));
+  environment = {};
   t.deepEqual(await run('--rollback'), { code: 0, stderr: '' });
   t.is(await applied(), ENGINE_FINGERPRINT);
 });

@@ -2,6 +2,7 @@
 // supervisor (tools/supervisor.ts): the API dying does not stop deliveries, it comes
 // back by itself, and a stop ends the parts before the process exits.
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -203,6 +204,19 @@ test('npm start -- --rollback rolls back on purpose, as npm run migrate -- --rol
   t.regex(refused.err.seen.join('\n'), /To roll back on purpose: npm run migrate -- --rollback \(its embedded database: npm start -- --rollback\)$/);
   await startedSays(t, database.url, '--rollback');
   t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
+});
+
+test('npm start --rollback, the flag kept by npm for itself (no -- before it), starts nothing and says how to write it', async (t) => {
+  const start = spawn(process.execPath, [`${root}tools/start.ts`], {
+    cwd: root,
+    env: { PATH: process.env.PATH, DATABASE_URL: 'postgres://nowhere.invalid/none', PORT: String(await freePort()), npm_config_rollback: 'true' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const err = lines(start.stderr!);
+  t.teardown(() => void (start.exitCode === null && start.kill('SIGKILL')));
+  const [code] = await once(start, 'close');
+  t.is(code, 1);
+  t.deepEqual(err.seen, ['npm took --rollback for an option of its own (npm_config_rollback): nothing was done. Write it after --: npm start -- --rollback']);
 });
 
 /** npm start against the database until it is up: what it printed, then stopped. */
