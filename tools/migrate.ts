@@ -115,7 +115,7 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await client.query('select set_config($1, $2, false)', ['lock_timeout', lockTimeout]);
     await client.query('set client_min_messages = warning');
     await moveMigrationsTable(client);
-    const release = await refuseNewerDatabase(client, dir);
+    const release = await refuseNewerDatabase(client, dir, options.rollback ?? false);
     if (!options.rollback) await refuseRollback(client, release);
     if (options.cautious && !options.rollback) await refuseUnsure(client, release);
     await registerRelease(client, release);
@@ -236,12 +236,15 @@ async function moveMigrationsTable(client: pg.Client): Promise<void> {
  * start, which migrates first). So nothing is done, and the error says why.
  * Otherwise returns this release's newest migration (registerRelease).
  */
-async function refuseNewerDatabase(client: pg.Client, dir: string): Promise<string> {
+async function refuseNewerDatabase(client: pg.Client, dir: string, rollback: boolean): Promise<string> {
   const known = (await readdir(dir)).filter((name) => name.endsWith('.sql')).map((name) => name.replace(/\.sql$/, '')).sort();
   const unknown = [...await recordedMigrations(client)].filter((name) => !known.includes(name)).sort();
   if (unknown.length > 0) {
+    // (asked to roll back, the operator learns that no rollback goes past a migration:
+    // none is ever undone, and each release keeps the one before it working)
     throw new Error(`this database was migrated by newer code (${unknown.join(', ')}: no such file in migrations/); ` +
-      'nothing was done, so as not to put this older engine under it: run the newer code, or its migrate');
+      'nothing was done, so as not to put this older engine under it: run the newer code, or its migrate' +
+      (rollback ? `. A rollback (${ROLLBACK_FLAG}) undoes no migration: roll back only to a release that has them all` : ''));
   }
   return known.at(-1)!;
 }

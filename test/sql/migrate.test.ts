@@ -349,6 +349,18 @@ test('npm run migrate of a release whose sql/ a later release\'s replaced here (
   t.is(await applied(), ENGINE_FINGERPRINT);
 });
 
+test('migrate over a database migrated by newer code does nothing and says so; asked to roll back, it says that a rollback undoes no migration', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`insert into webhooks_private.migrations (name, run_on) values ('9999_from_the_future', now())`);
+  const refused = 'this database was migrated by newer code (9999_from_the_future: no such file in migrations/); ' +
+    'nothing was done, so as not to put this older engine under it: run the newer code, or its migrate';
+  await t.throwsAsync(migrate(database.url), { message: refused });
+  await t.throwsAsync(migrate(database.url, () => {}, { rollback: true }), { message: `${refused}. ` +
+    'A rollback (--rollback) undoes no migration: roll back only to a release that has them all' });
+  t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
+});
+
 test('a second migrate waits for the first however long it takes, whatever lock_timeout and statement_timeout the database sets its sessions', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
