@@ -56,7 +56,7 @@ export interface MigrateOptions {
   cautious?: boolean;
 }
 
-/** The command-line flag of `npm run migrate` that allows a rollback (MigrateOptions.rollback). */
+/** The command-line flag of `npm run migrate` and `npm start` that allows a rollback (MigrateOptions.rollback). */
 export const ROLLBACK_FLAG = '--rollback';
 
 /**
@@ -759,8 +759,10 @@ async function replacesALaterRegistered(client: pg.Client, release: string): Pro
  * Registered in the order releases first migrated, such a release (an install that
  * began at N, rolled back to N-1, whose migrate never ran here) read as the release
  * after N, and N's processes stayed ready, with a note, over N-1's older sql/. A
- * rollback across releases that only changed functions' bodies leaves none, and
- * reads so still (docs/operations.md).
+ * rollback across releases that only changed functions' bodies leaves none: asked
+ * for, it is placed all the same (replacesALaterRegistered); not asked for, npm start
+ * over a shared database refuses it (refuseUnsure), and npm run migrate reads it as
+ * the next release still (docs/operations.md).
  */
 async function rollbackToAnOlderRelease(client: pg.Client, release: string): Promise<string[]> {
   const { rows } = await client.query<{ name: string; signature: string }>(

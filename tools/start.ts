@@ -56,10 +56,11 @@ if (taken) {
 }
 
 const db = await database();
-// over a shared database (DATABASE_URL), other hosts' processes run on it: a rollback
-// made there on purpose is not undone by this host's start (cautious). Its
-// embedded database is this host's alone, and migrated by npm start only: --rollback
-// is passed on, as npm run migrate takes it
+// over a shared database (DATABASE_URL), other hosts' processes run on it: this host's
+// start neither undoes a rollback made there on purpose nor applies a sql/ it cannot
+// tell from an earlier release's (cautious), leaving both to npm run migrate. Its
+// embedded database is this host's alone, and migrated by npm start only: it migrates
+// as npm run migrate does, --rollback included
 await migrate(db.url, (line) => console.log(line), { rollback, cautious: Boolean(process.env.DATABASE_URL) }).catch(async (error: Error) => {
   // its sentences say what happened and what to do, as `npm run migrate`'s do: a
   // stack would bury them; and the embedded Postgres is stopped, not left behind
