@@ -117,7 +117,8 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await moveMigrationsTable(client);
     const release = await refuseNewerDatabase(client, dir, options.rollback ?? false);
     if (!options.rollback) await refuseRollback(client, release);
-    if (options.cautious && !options.rollback) await refuseUnsure(client, release);
+    const over = await otherReleaseInForce(client, release);
+    if (over && options.cautious && !options.rollback) refuseUnsure(over);
     await registerRelease(client, release);
     const onNotice = (notice: { message?: string }) => {
       if (notice.message?.startsWith(PROGRESS_NOTICE)) log(`  ${notice.message.slice(PROGRESS_NOTICE.length)}`);
@@ -159,6 +160,10 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
     await givingWay(client, 'sql/', { ...giving, capturedNotInWay: SQL_CAPTURED_NOT_IN_WAY },
                     (waiting) => applyEngine(client, release, waiting, options.rollback ?? false));
     log(`applied sql/ (${ENGINE_FILES.length} files, ${ENGINE_FINGERPRINT.slice(0, 12)})`);
+    if (over?.unsure && !options.rollback) {
+      log(`applied over the sql/ of another release of the same migrations (${over.named}), never applied here before: ` +
+        `taken for the release after it; if this is an earlier release, run npm run migrate -- ${ROLLBACK_FLAG} to have it taken for that`);
+    }
   } catch (error) {
     if (!lost && !connectionLost(error)) throw error;
     // the server's word for it (57P01 for pg_terminate_backend), whether the query or the idle client heard it
@@ -301,6 +306,34 @@ async function releasesKept(client: pg.Client): Promise<boolean> {
   return found!.kept;
 }
 
+/** The release whose sql/ is in force, when another than this one (refuseUnsure). */
+interface OtherInForce {
+  /** its fingerprint's first digits and its newest migration, as messages name it */
+  named: string;
+  /** a release registered after it had its sql/ applied here: a rollback made on purpose */
+  rolledBack: boolean;
+  /** this release, never registered here, has the same migrations: the database cannot tell which is the later */
+  unsure: boolean;
+}
+
+/** The release whose sql/ is in force, if the record places it and it is not this one. */
+async function otherReleaseInForce(client: pg.Client, release: string): Promise<OtherInForce | null> {
+  if (!await releasesKept(client)) return null;
+  const { rows: [inForce] } = await client.query<{ fingerprint: string; migration: string; rolledBack: boolean; ownRegistered: boolean }>(
+    `select a.fingerprint, a.migration,
+            exists (select 1 from webhooks_private.sql_releases later
+                    where later.n > inForce.n and later.first_applied_at is not null) as "rolledBack",
+            exists (select 1 from webhooks_private.sql_releases own where (own.fingerprint, own.migration) = ($1, $2)) as "ownRegistered"
+     from webhooks_private.sql_applied a
+     join webhooks_private.sql_releases inForce on (inForce.fingerprint, inForce.migration) = (a.fingerprint, a.migration)
+     where (a.fingerprint, a.migration) <> ($1, $2)`,
+    [ENGINE_FINGERPRINT, release]);
+  if (!inForce) return null;
+  // (registered, this release is the later: refuseRollback refused an earlier one)
+  return { named: `${inForce.fingerprint.slice(0, 12)}, migrated to ${inForce.migration}`, rolledBack: inForce.rolledBack,
+           unsure: !inForce.ownRegistered && inForce.migration === release };
+}
+
 /**
  * What npm start over a shared database (MigrateOptions.cautious), where other hosts'
  * processes run, leaves to an operator's npm run migrate: to undo a rollback made on
@@ -315,26 +348,13 @@ async function releasesKept(client: pg.Client): Promise<boolean> {
  * The release in force re-applies its own sql/; one with a migration of its own is
  * the later.
  */
-async function refuseUnsure(client: pg.Client, release: string): Promise<void> {
-  if (!await releasesKept(client)) return;
-  const { rows: [inForce] } = await client.query<{ fingerprint: string; migration: string; rolledBack: boolean; ownRegistered: boolean }>(
-    `select a.fingerprint, a.migration,
-            exists (select 1 from webhooks_private.sql_releases later
-                    where later.n > inForce.n and later.first_applied_at is not null) as "rolledBack",
-            exists (select 1 from webhooks_private.sql_releases own where (own.fingerprint, own.migration) = ($1, $2)) as "ownRegistered"
-     from webhooks_private.sql_applied a
-     join webhooks_private.sql_releases inForce on (inForce.fingerprint, inForce.migration) = (a.fingerprint, a.migration)
-     where (a.fingerprint, a.migration) <> ($1, $2)`,
-    [ENGINE_FINGERPRINT, release]);
-  if (!inForce) return;
-  const named = `${inForce.fingerprint.slice(0, 12)}, migrated to ${inForce.migration}`;
-  if (inForce.rolledBack) {
+function refuseUnsure({ named, rolledBack, unsure }: OtherInForce): void {
+  if (rolledBack) {
     throw new Error(`this database was rolled back on purpose to an earlier release's sql/ (${named}), ` +
       `after a later release's was applied here: npm start does not undo that. ` +
       'Nothing was applied. To move it forward again on purpose: npm run migrate');
   }
-  // (registered, this release is the later: refuseRollback refused an earlier one)
-  if (!inForce.ownRegistered && inForce.migration === release) {
+  if (unsure) {
     throw new Error(`this release's sql/ was never applied here, and another release's of the same migrations is in force ` +
       `(${named}): which of the two is the later, the database cannot tell, and npm start rolls back only when asked. ` +
       `Nothing was applied. To apply it on purpose: npm run migrate (a release of sql/ only, after that one), ` +

@@ -310,9 +310,13 @@ test('npm start over a shared database (cautious) applies no sql/ never applied 
   await migrate(database.url, () => {}, { cautious: true });
   t.is(await inForce(database), 'own');
   t.deepEqual(await releasesNamed(database), ['cd', 'own']);
-  // npm run migrate applies it (the next release of sql/ only, Upgrading's first step)
+  // npm run migrate applies it (the next release of sql/ only, Upgrading's first step), and says what it took it for
   await registered(database, 'cd', 'cd');
-  await migrate(database.url);
+  const said: string[] = [];
+  await migrate(database.url, (line) => said.push(line));
+  t.deepEqual(said.filter((line) => line.includes('cdcdcdcdcdcd')), [
+    `applied over the sql/ of another release of the same migrations (cdcdcdcdcdcd, migrated to ${migration}), never applied here before: ` +
+      'taken for the release after it; if this is an earlier release, run npm run migrate -- --rollback to have it taken for that']);
   t.is(await inForce(database), 'own');
   t.deepEqual(await releasesNamed(database), ['cd', 'own']);
 });
