@@ -761,6 +761,20 @@ create trigger _900_forget_deliveries
   before delete on webhooks.webhooks
   for each row execute function webhooks_private.tg_webhooks__forget_deliveries();
 
+-- private: the time of day, as the engine reads it where a transaction's start (now())
+-- will not do: how late a write is (may_be_counted, recount_day), which days the
+-- retention keeps (first_kept_day). The one place it is read, so that a test's own
+-- database can set it ahead (test/helpers/steered-clock.ts) to show what a
+-- transaction open for hours or days does, which no test can wait for. SQL of one
+-- call, inlined into its callers: it costs what clock_timestamp() costs.
+create or replace function webhooks_private.clock()
+returns timestamptz
+language sql
+volatile
+as $$
+  select pg_catalog.clock_timestamp();
+$$;
+
 -- private: the UTC day of a time, and the time a UTC day starts
 create or replace function webhooks_private.utc_day(p_at timestamptz)
 returns date
@@ -823,7 +837,7 @@ begin
   -- row is written for a delivery of those days (so that a roll-up counting its hour
   -- meanwhile meets it), an older one's row only marked if there still is one (a
   -- roll-up makes none there, and a bulk write of old deliveries leaves no rows)
-  if p_at >= webhooks_private.utc_day_start(webhooks_private.utc_day(pg_catalog.clock_timestamp() - interval '3 days')) then
+  if p_at >= webhooks_private.utc_day_start(webhooks_private.utc_day(webhooks_private.clock() - interval '3 days')) then
     insert into webhooks.delivery_hour_counts as c (webhook_id, company_id, hour, fired, succeeded, failed, stale)
     values (p_webhook_id, p_company_id, webhooks_private.utc_hour(p_at), 0, 0, 0, true)
     on conflict (webhook_id, hour) do update set stale = true, version = c.version + 1;
@@ -833,7 +847,7 @@ begin
   end if;
   -- days are counted two days after they end: a younger delivery's day has no row (as
   -- may_be_counted, younger than the time of the write)
-  if p_at >= pg_catalog.clock_timestamp() - interval '1 day' then
+  if p_at >= webhooks_private.clock() - interval '1 day' then
     return;
   end if;
   -- shared: writers do not wait for each other, only for a roll-up of this webhook
@@ -847,7 +861,7 @@ $$;
 
 -- private: may a delivery created at p_at belong to a counted hour or day? Hours are
 -- counted two hours after they end, days two days: only one older than an hour can.
--- Older than the time of the write (clock_timestamp()), not than its transaction's
+-- Older than the time of the write (webhooks_private.clock()), not than its transaction's
 -- start (now(), until 2026-12-06): a transaction that wrote nothing for hours holds
 -- no hour back (roll_up_bounds), so its first write must say so itself. (A read of
 -- the clock: about 0.2 µs a call, measured against now().)
@@ -856,7 +870,7 @@ returns boolean
 language sql
 volatile
 as $$
-  select p_at < pg_catalog.clock_timestamp() - interval '1 hour';
+  select p_at < webhooks_private.clock() - interval '1 hour';
 $$;
 
 -- private: p_at, a time a caller asks a report, a history or a replay about (its

@@ -5,8 +5,8 @@
 // written may still write into while it is open (roll_up_bounds); one that only reads
 // holds nothing back. Its clock is passed in (p_now): the tests run it hours or days
 // after the writer began. (A transaction that writes for the first time an hour or
-// more after it began says so itself, by its real clock, which a test cannot move:
-// may_be_counted.)
+// more after it began says so itself, by the engine's clock: may_be_counted, tested
+// with that clock set ahead in late-capture.test.ts.)
 import test from 'ava';
 import type pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';

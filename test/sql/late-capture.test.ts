@@ -1,0 +1,105 @@
+// A capture's delivery takes its time from its transaction's start (now()). A CRM
+// transaction that reads, stays open for hours or days without writing, and only
+// then writes a contact captures late: into an hour or a day the roll-up may have
+// counted already (which the write must mark, may_be_counted: the roll-up cannot see
+// a transaction that has written nothing), or into a day the retention has dropped
+// since (no partition of history is there any more, and a CRM write must never fail
+// because of the engine). The engine's clock is set ahead for these connections
+// (steered-clock.ts): now() stays the transaction's real start.
+import test from 'ava';
+import type pg from 'pg';
+import { maintain } from '../../tools/maintain.ts';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { steerClock } from '../helpers/steered-clock.ts';
+
+const db = useTestDatabase(test);
+// each test's roll-ups as an install's first: another test's clock, days ahead, is
+// where the next run would look for new hours from (as roll-up-open-transaction.test.ts)
+test.beforeEach(async () => {
+  await steerClock(db().pool);
+  await db().pool.query('delete from webhooks_private.report_counts_rolled_up; delete from webhooks_private.xid_watermarks');
+});
+
+/** A webhook of a company of its own, and a connection whose transaction has only read. */
+async function idleWriter(t: { teardown: (fn: () => Promise<void>) => void }, fields?: string[]) {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields });
+  const writer: pg.Client = await ownConnection(db().url, t);
+  await writer.query('begin');
+  const { rows: [{ started }] } = await writer.query('select now() as started, count(*) from crm.contacts');
+  return { company, webhook, writer, started: started as Date };
+}
+
+/** A delivery of the webhook at `at`, succeeded, committed at once. */
+async function deliveredAt(webhook: { id: string; company_id: string }, at: Date): Promise<void> {
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 0, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, webhook.company_id, at]);
+}
+
+/** Every delivery of the webhook on its way marked succeeded (as the relay settles them). */
+async function settle(webhookId: string): Promise<void> {
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+     where webhook_id = $1 and state = 'pending'`, [webhookId]);
+}
+
+/** A roll-up whose clock is `later` after `started`. */
+async function rollUp(started: Date, later: string): Promise<void> {
+  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1::timestamptz + $2::interval)', [started, later]);
+}
+
+/** The webhook's true hour row of the hour `at` falls in (its fired), and the report's count of that hour. */
+async function hourCounts(webhook: { id: string; company_id: string }, at: Date) {
+  const { rows: [row] } = await db().pool.query(
+    `select (select coalesce(array_agg(c.fired::int), '{}') from webhooks.delivery_hour_counts c
+             where c.webhook_id = $1 and c.hour = webhooks_private.utc_hour($3) and not c.stale) as "hourRow",
+            (select r.fired::int from webhooks_private.count_deliveries($1, $2, webhooks_private.utc_hour($3),
+                                                                          webhooks_private.utc_hour($3) + interval '1 hour') r) as report`,
+    [webhook.id, webhook.company_id, at]);
+  return row as { hourRow: number[]; report: number };
+}
+
+/** The webhook's day count of the day `at` falls in, as rolled up and as webhooks.daily_counts says. */
+async function dayCounts(webhookId: string, at: Date) {
+  const { rows: [row] } = await db().pool.query(
+    `select (select coalesce(array_agg(c.fired::int), '{}') from webhooks.delivery_day_counts c
+             where c.webhook_id = $1 and c.day = webhooks_private.utc_day($2)) as "dayRow",
+            (select coalesce(array_agg(d.fired::int), '{}') from webhooks.daily_counts d
+             where d.webhook_id = $1 and d.day = webhooks_private.utc_day($2)) as daily`,
+    [webhookId, at]);
+  return row as { dayRow: number[]; daily: number[] };
+}
+
+test.serial('a first capture three hours into a transaction is counted in the hour the transaction began', async (t) => {
+  const { company, webhook, writer, started } = await idleWriter(t);
+  await deliveredAt(webhook, started);
+  // the writer has written nothing: its hour is counted meanwhile
+  await rollUp(started, '3 hours');
+  t.deepEqual(await hourCounts(webhook, started), { hourRow: [1], report: 1 });
+  await writer.query(`set bpd_test.clock_shift = '3 hours'`);
+  const contact = await factories(writer).contact(company.id);
+  await writer.query('commit');
+  const { rows } = await db().pool.query('select created_at from webhooks.deliveries where webhook_id = $1 and contact_id = $2',
+    [webhook.id, contact.id]);
+  t.deepEqual(rows, [{ created_at: started }], 'its time is its transaction\'s start');
+  await settle(webhook.id);
+  await rollUp(started, '3 hours 10 minutes');
+  t.deepEqual(await hourCounts(webhook, started), { hourRow: [2], report: 2 });
+});
+
+test.serial('a first capture three days into a transaction is counted in the day the transaction began', async (t) => {
+  const { company, webhook, writer, started } = await idleWriter(t);
+  await deliveredAt(webhook, started);
+  await rollUp(started, '3 days');
+  t.deepEqual(await dayCounts(webhook.id, started), { dayRow: [1], daily: [1] });
+  await writer.query(`set bpd_test.clock_shift = '3 days'`);
+  await factories(writer).contact(company.id);
+  await writer.query('commit');
+  await settle(webhook.id);
+  t.deepEqual((await dayCounts(webhook.id, started)).daily, [2], 'counted from the rows once its day count is dropped');
+  await rollUp(started, '3 days 1 hour');
+  t.deepEqual(await dayCounts(webhook.id, started), { dayRow: [2], daily: [2] });
+});
