@@ -930,6 +930,10 @@ $$;
 -- timestamptz): a timestamptz less days or months steps in the session's time zone,
 -- and in one whose clock moved since then the days kept started a day apart from a
 -- session's in UTC, so that maintenance could drop a day the API still replays.
+-- From the time of day (clock()), not the transaction's start: a transaction open
+-- since before midnight judged the days a day behind maintenance (a replay let
+-- through into a day being dropped, until 2026-12-06), and a capture late in a long
+-- transaction asks it (capture_time).
 create or replace function webhooks_private.first_kept_day()
 returns date
 language sql
@@ -937,7 +941,7 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select ((now() at time zone 'utc') - webhooks_private.retention())::date;
+  select ((webhooks_private.clock() at time zone 'utc') - webhooks_private.retention())::date;
 $$;
 
 -- public (the API and the page): where the kept history starts: deliveries created
@@ -952,6 +956,29 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
   select kept_since from webhooks_private.outbox_kept_since;
+$$;
+
+-- private: the time of a capture's delivery made an hour or more after its
+-- transaction began (may_be_counted; enqueue, 25_capture.sql). Its transaction's
+-- start (p_started), as every capture's, unless that day is past the retention: then
+-- maintenance may be dropping it, or has dropped it (before kept_since(), which a
+-- writer whose own webhooks.retention is longer than maintenance's learns it from),
+-- and history has no partition there any more: a CRM transaction that had only read
+-- since then failed its first contact write for want of it ("no partition of relation
+-- delivery_history found for row"; until 2026-12-06). Then the time of the capture
+-- (clock()), a day kept: the delivery is sent, and counted in the day it is written
+-- into, the dropped day's totals (its day counts) as they were. Asked of late
+-- captures alone: no day is past the retention before it ended a day ago (a day, the
+-- least retention, 02_settings.sql).
+create or replace function webhooks_private.capture_time(p_started timestamptz)
+returns timestamptz
+language sql
+volatile
+as $$
+  select case when webhooks_private.utc_day(p_started) < webhooks_private.first_kept_day()
+                   or p_started < webhooks.kept_since()
+              then webhooks_private.clock()
+              else p_started end;
 $$;
 
 ------------------------------------------------------------------------------------

@@ -468,7 +468,15 @@ declare
   v_change_bytes bigint;
   v_not_sent text;
   v_merged boolean;
+  -- its time: its transaction's start, unless made an hour or more after it (late:
+  -- one comparison a delivery) into a day the retention drops (capture_time,
+  -- 22_outbox.sql)
+  v_late constant boolean := webhooks_private.may_be_counted(now());
+  v_created_at timestamptz := now();
 begin
+  if v_late then
+    v_created_at := webhooks_private.capture_time(now());
+  end if;
   if v_bytes > webhooks_private.payload_bytes_floor() then
     v_limit := webhooks_private.max_payload_bytes();
     if v_bytes > v_limit then
@@ -489,8 +497,8 @@ begin
     end if;
     if v_not_sent is not null then
       insert into webhooks.deliveries
-        (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at)
-      values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload, 'failed', 0, v_not_sent, now());
+        (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at, created_at)
+      values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload, 'failed', 0, v_not_sent, now(), v_created_at);
       return;
     end if;
   end if;
@@ -526,8 +534,8 @@ begin
   end if;
   -- the message into history, its small row into the queue (22_outbox.sql)
   with written as (
-    insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload)
-    values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload)
+    insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
+    values (p_webhook_id, p_company_id, p_action, p_contact_id, v_payload, v_created_at)
     returning id, created_at
   )
   insert into webhooks.delivery_queue
@@ -538,10 +546,10 @@ begin
   -- its time is its transaction's start: written an hour or more after it (a CRM
   -- transaction open that long, which had written nothing before), its hour may be
   -- counted already, which the roll-up cannot tell (roll_up_bounds,
-  -- 50_report_counts.sql): noted as a write to an older delivery is. One comparison
-  -- a delivery; the note only then.
-  if webhooks_private.may_be_counted(now()) then
-    perform webhooks_private.recount_day(p_webhook_id, p_company_id, now());
+  -- 50_report_counts.sql): noted as a write to an older delivery is (not one written
+  -- at the time of its capture instead: capture_time). The note only then.
+  if v_late and v_created_at = now() then
+    perform webhooks_private.recount_day(p_webhook_id, p_company_id, v_created_at);
   end if;
   v_notified := webhooks_private.wake_relay();   -- 20_wakeup.sql
 end;

@@ -180,7 +180,7 @@ $$;
 -- is detached (DETACH … CONCURRENTLY: every transaction that could read the day has
 -- ended, and none can find its deliveries now): is one of them on its way? expired_days
 -- found none, but a replay the retention's refusal let through meanwhile (a session
--- whose webhooks.retention is longer, or whose transaction began before midnight)
+-- whose webhooks.retention is longer, or that looked just before midnight)
 -- puts one back in the queue; dropped, the day left a queue row without its message,
 -- whose attempt row then had no partition: every later rescue of expired leases,
 -- every company's, failed on it. Or is one of them in no count (since 2026-12-06: a

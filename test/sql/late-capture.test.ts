@@ -103,3 +103,67 @@ test.serial('a first capture three days into a transaction is counted in the day
   await rollUp(started, '3 days 1 hour');
   t.deepEqual(await dayCounts(webhook.id, started), { dayRow: [2], daily: [2] });
 });
+
+/**
+ * The engine's own upkeep (tools/maintain.ts) run three days after `started`, with a
+ * retention of a day (the least allowed): the writer's day, counted, is dropped.
+ * Undone when the test ends: the day taken back from outbox_kept_since, its
+ * partitions made again.
+ */
+async function dropTheDayOf(started: Date, t: { teardown: (fn: () => Promise<void>) => void }): Promise<string[]> {
+  t.teardown(async () => {
+    await db().pool.query('delete from webhooks_private.outbox_kept_since');
+    await db().pool.query('select webhooks.create_partitions()');
+  });
+  await rollUp(started, '3 days');
+  const url = new URL(db().url);
+  url.searchParams.set('options', '-c webhooks.retention=1d -c bpd_test.clock_shift=3d');
+  return (await maintain(url.toString())).daysDropped;
+}
+
+function dayOf(at: Date): string {
+  return at.toISOString().slice(0, 10);
+}
+
+test.serial('a transaction open since a day the retention dropped captures into a day kept, at the time of its capture', async (t) => {
+  const { company, webhook, writer, started } = await idleWriter(t);
+  await deliveredAt(webhook, started);
+  t.true((await dropTheDayOf(started, t)).includes(dayOf(started)));
+  await writer.query(`set bpd_test.clock_shift = '3 days'; set webhooks.retention = '1 day'`);
+  const contact = await factories(writer).contact(company.id);
+  const { rows: [{ captured }] } = await writer.query('select webhooks_private.clock() as captured');
+  await writer.query('commit');
+  const { rows } = await db().pool.query(
+    `select state, created_at >= $3::timestamptz + interval '3 days' and created_at <= $4 as "atItsCapture",
+            h.tableoid::regclass::text as partition
+     from webhooks.deliveries d join webhooks.delivery_history h using (id, created_at)
+     where d.webhook_id = $1 and d.contact_id = $2`,
+    [webhook.id, contact.id, started, captured]);
+  t.deepEqual(rows, [{
+    state: 'pending', atItsCapture: true,
+    partition: `webhooks_partitions.delivery_history_p${dayOf(captured).replaceAll('-', '')}`,
+  }]);
+  // the dropped day's count stays, the new delivery counts in the day it landed in
+  t.deepEqual((await dayCounts(webhook.id, started)).daily, [1]);
+  t.deepEqual((await dayCounts(webhook.id, captured)).daily, [1]);
+  const { rows: [report] } = await db().pool.query(
+    `select fired::int from webhooks_private.count_deliveries($1, $2, webhooks_private.utc_day_start(webhooks_private.utc_day($3)),
+                                                                webhooks_private.utc_day_start(webhooks_private.utc_day($3) + 5))`,
+    [webhook.id, company.id, started]);
+  t.is(report.fired, 2);
+});
+
+test.serial('a payload over the limit, captured by a transaction open since a day the retention dropped, is written failed in a day kept', async (t) => {
+  const { company, webhook, writer, started } = await idleWriter(t, ['custom']);
+  await deliveredAt(webhook, started);
+  t.true((await dropTheDayOf(started, t)).includes(dayOf(started)));
+  // (this writer's own retention is the default: the drop is known from webhooks.kept_since())
+  await writer.query(`set bpd_test.clock_shift = '3 days'; set webhooks.max_payload_bytes = 65536`);
+  const contact = await factories(writer).contact(company.id, { custom: { notes: 'x'.repeat(70_000) } });
+  await writer.query('commit');
+  const { rows } = await db().pool.query(
+    `select state, last_error ~ 'max_payload_bytes' as "overTheLimit", created_at >= $3::timestamptz + interval '3 days' as "atItsCapture"
+     from webhooks.deliveries where webhook_id = $1 and contact_id = $2`,
+    [webhook.id, contact.id, started]);
+  t.deepEqual(rows, [{ state: 'failed', overTheLimit: true, atItsCapture: true }]);
+});
