@@ -1103,8 +1103,30 @@ as $$
   where m is not null;
 $$;
 
+-- private: is a partition attached to an outbox table one the engine made for the
+-- days its name says: in webhooks_partitions, bounded from the first day's start to
+-- the end of the last (UTC)? A partition a DBA made by hand is not, even named as a
+-- day: the retention dropped one in another schema's name under the engine's (which
+-- failed nothing, said the day dropped, and left it there), and one named for a day
+-- but bounded wider whole, days within the retention with it (until 2026-12-06;
+-- test/sql/retention-hand-made.test.ts). Both sides printed alike, in the reader's
+-- time zone.
+create or replace function webhooks_private.made_for_days(p_partition oid, p_first date, p_last date)
+returns boolean
+language sql
+stable
+as $$
+  select c.relnamespace = 'webhooks_partitions'::regnamespace
+     and pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+         = format('FOR VALUES FROM (%L) TO (%L)', webhooks_private.utc_day_start(p_first),
+                  webhooks_private.utc_day_start(p_last + 1))
+  from pg_catalog.pg_class c
+  where c.oid = p_partition;
+$$;
+
 -- private: the outbox's partitions of days and spans (not the tails), with the first
--- and last day each holds
+-- and last day each holds: those the engine made (made_for_days), which retention
+-- drops; another one, made by hand, is its maker's, never dropped
 create or replace function webhooks_private.outbox_partitions()
 returns table (table_name text, partition_name text, first_day date, last_day date)
 language sql
@@ -1114,7 +1136,8 @@ as $$
   from webhooks_private.outbox_partitioned() t
   join pg_catalog.pg_inherits i on i.inhparent = pg_catalog.to_regclass('webhooks.' || t.table_name)
   join pg_catalog.pg_class c on c.oid = i.inhrelid
-  cross join lateral webhooks_private.partition_days(t.table_name, c.relname) d;
+  cross join lateral webhooks_private.partition_days(t.table_name, c.relname) d
+  where webhooks_private.made_for_days(c.oid, d.first_day, d.last_day);
 $$;
 
 -- private: a table's tail, as attached (detach_pending: a detach … concurrently began
@@ -1323,6 +1346,40 @@ $$;
 ------------------------------------------------------------------------------------
 -- Moving the tail (tools/maintain.ts; docs/outbox.md)
 
+-- private: a step that detaches partitions concurrently (the tail moved ahead, a day
+-- past the retention dropped: tools/maintain.ts) refused by name (p_step says which)
+-- while an outbox table has a DEFAULT partition, which only a DBA makes (the tail is
+-- a range up to MAXVALUE so that there is none): beside one Postgres refuses every
+-- DETACH … CONCURRENTLY, and every run of maintenance failed at that step with its
+-- bare "cannot detach partitions concurrently when a default partition exists"
+-- (until 2026-12-06; test/sql/retention-hand-made.test.ts).
+create or replace function webhooks_private.refuse_default_partition(p_step text)
+returns void
+language plpgsql
+stable
+as $$
+declare
+  v_default record;
+begin
+  select pt.partrelid::regclass::text as parent, pt.partdefid::regclass::text as partition
+  into v_default
+  from pg_catalog.pg_partitioned_table pt
+  where pt.partrelid in (select pg_catalog.to_regclass('webhooks.' || t.table_name)
+                         from webhooks_private.outbox_partitioned() t)
+    and pt.partdefid <> 0
+  order by 1
+  limit 1;
+  if found then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      constraint = 'outbox_default_partition',
+      message = format('%s while %s has a DEFAULT partition (%s): Postgres detaches no partition concurrently beside one',
+                       p_step, v_default.parent, v_default.partition),
+      hint = 'detach it and put its rows back through the table (the days'' partitions and the tail take every time); the engine needs none';
+  end if;
+end;
+$$;
+
 -- public (maintenance): what each table's tail needs now:
 --   keep    it starts after the days ahead are all made
 --   detach  it is empty and starts two days or more ahead: detach it concurrently,
@@ -1369,6 +1426,9 @@ begin
       starts := v_tail.starts;
       detach_pending := v_tail.detach_pending;
       action := case when v_tail.detach_pending then 'detach' else v_action end;
+      if action = 'detach' then
+        perform webhooks_private.refuse_default_partition('the tail moves no further ahead');
+      end if;
       return next;
     end loop;
   end loop;

@@ -70,7 +70,8 @@ as $$
     join pg_catalog.pg_class c on c.oid = i.inhrelid
     cross join lateral webhooks_private.partition_days('delivery_history', c.relname) d
     where i.inhparent = 'webhooks.delivery_history'::regclass and not i.inhdetachpending
-      and d.first_day = p_first and d.last_day = p_last);
+      and d.first_day = p_first and d.last_day = p_last
+      and webhooks_private.made_for_days(c.oid, p_first, p_last));
 $$;
 
 -- private: has a webhook messages on day p_day, in p_history (delivery_history, or a
@@ -139,6 +140,10 @@ declare
   v_day date;
   v_uncounted boolean;
 begin
+  -- (while a day is past the retention: a DEFAULT partition would make its detach fail)
+  if exists (select 1 from webhooks_private.outbox_partitions() p where p.last_day < v_before) then
+    perform webhooks_private.refuse_default_partition('the retention drops no day');
+  end if;
   for v_range in
     select distinct p.first_day, p.last_day
     from webhooks_private.outbox_partitions() p

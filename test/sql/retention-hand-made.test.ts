@@ -1,0 +1,84 @@
+// The retention (sql/29_retention.sql, tools/maintain.ts) beside partitions a DBA made
+// by hand: it drops only the partitions the engine made (in webhooks_partitions, bounded
+// as their names say), and says by name why it cannot drop any day while a DEFAULT
+// partition is attached, which makes Postgres refuse DETACH … CONCURRENTLY.
+import test from 'ava';
+import { maintain } from '../../tools/maintain.ts';
+import { useTestDatabase } from '../helpers/db.ts';
+import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
+
+const db = useTestDatabase(test);
+noDayDroppedBeforeEachTest(test, db);
+test.beforeEach(() => db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`));
+
+const compact = (day: Date) => day.toISOString().slice(0, 10).replaceAll('-', '');
+
+/** Where each partition of delivery_history of the given names is (schema.name), attached or not. */
+async function attached(names: string[]): Promise<string[]> {
+  const { rows } = await db().pool.query(
+    `select c.relnamespace::regnamespace::text || '.' || c.relname as partition
+     from pg_inherits i join pg_class c on c.oid = i.inhrelid
+     where i.inhparent = 'webhooks.delivery_history'::regclass and c.relname = any ($1) order by 1`, [names]);
+  return rows.map((r) => r.partition as string);
+}
+
+test.serial('a partition of another schema named as a day is not the retention\'s: it stays, and no day is said dropped', async (t) => {
+  const name = `delivery_history_p${compact(utcDay(-200))}`;
+  await db().pool.query(
+    `create table public.${name} partition of webhooks.delivery_history for values from ($$${utcDay(-200).toISOString()}$$) to ($$${utcDay(-199).toISOString()}$$)`);
+  t.teardown(() => db().pool.query(`drop table if exists public.${name}`));
+  const result = await maintain(db().url);
+  t.deepEqual(result.daysDropped, []);
+  t.deepEqual(await attached([name]), [`public.${name}`]);
+  const { rows: [{ kept_since }] } = await db().pool.query('select webhooks.kept_since() as kept_since');
+  t.is(kept_since, null);
+});
+
+test.serial('a partition named as a day but bounded wider is not the retention\'s: the days kept in it stay', async (t) => {
+  const name = `delivery_history_p${compact(utcDay(-200))}`;
+  await db().pool.query(
+    `create table webhooks_partitions.${name} partition of webhooks.delivery_history for values from ($$${utcDay(-200).toISOString()}$$) to ($$${utcDay(-1).toISOString()}$$)`);
+  t.teardown(() => db().pool.query(`drop table if exists webhooks_partitions.${name}`));
+  // a message of two days ago, within the retention (of a webhook gone: no count to wait for)
+  await db().pool.query(
+    `insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
+     values (0, 0, 'contact.created', 1, '{}', $1)`, [utcDay(-2)]);
+  const result = await maintain(db().url);
+  t.deepEqual(result.daysDropped, []);
+  t.deepEqual(await attached([name]), [`webhooks_partitions.${name}`]);
+  const { rows: [{ n }] } = await db().pool.query(
+    `select count(*)::int as n from webhooks.delivery_history where created_at = $1`, [utcDay(-2)]);
+  t.is(n, 1);
+});
+
+test.serial('a DEFAULT partition stops the retention with a named error while a day is past it', async (t) => {
+  await db().pool.query(`create table webhooks_partitions.history_by_hand partition of webhooks.delivery_history default`);
+  t.teardown(() => db().pool.query('drop table if exists webhooks_partitions.history_by_hand'));
+  await db().pool.query('select webhooks_private.ensure_day($1::date)', [utcDay(-200)]);
+  const error = await t.throwsAsync(maintain(db().url));
+  t.like(error, { code: '55000', constraint: 'outbox_default_partition' });
+  t.regex(error!.message, /DEFAULT partition \(webhooks_partitions\.history_by_hand\)/);
+  // the day stays, named again by the next run once the DEFAULT partition is gone
+  t.deepEqual(await attached([`delivery_history_p${compact(utcDay(-200))}`]),
+    [`webhooks_partitions.delivery_history_p${compact(utcDay(-200))}`]);
+  await db().pool.query('drop table webhooks_partitions.history_by_hand');
+  t.true((await maintain(db().url)).daysDropped.includes(utcDay(-200).toISOString().slice(0, 10)));
+});
+
+test.serial('a DEFAULT partition stops the tail\'s move ahead with a named error', async (t) => {
+  // history's tail starting on the last day to be made ahead, as it does a day after a run
+  const day = `delivery_history_p${compact(utcDay(14))}`;
+  const { rows: [{ tail }] } = await db().pool.query(
+    `select tail_name as tail from webhooks_private.outbox_tail('delivery_history')`);
+  await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${tail}`);
+  await db().pool.query(`drop table webhooks_partitions.${tail}; drop table webhooks_partitions.${day}`);
+  await db().pool.query(`select webhooks_private.attach_tail('delivery_history')`);
+  await db().pool.query(`create table webhooks_partitions.history_by_hand partition of webhooks.delivery_history default`);
+  t.teardown(async () => {
+    await db().pool.query('drop table if exists webhooks_partitions.history_by_hand');
+    await maintain(db().url);
+  });
+  const error = await t.throwsAsync(maintain(db().url));
+  t.like(error, { code: '55000', constraint: 'outbox_default_partition' });
+  t.regex(error!.message, /^the tail moves no further ahead while webhooks\.delivery_history has a DEFAULT partition/);
+});
