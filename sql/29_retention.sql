@@ -74,6 +74,39 @@ as $$
       and webhooks_private.made_for_days(c.oid, p_first, p_last));
 $$;
 
+-- private: was day p_day forgotten (webhooks.forget_day: kept_since is past it)? The
+-- engine forgets a day before it detaches any of it (tools/maintain.ts), so the
+-- history of a day not forgotten that is detached was detached by hand.
+create or replace function webhooks_private.day_forgotten(p_day date)
+returns boolean
+language sql
+stable
+as $$
+  select coalesce(webhooks_private.utc_day_start(p_day + 1) <= webhooks.kept_since(), false);
+$$;
+
+-- private: is the history of the days p_first to p_last a table of webhooks_partitions
+-- attached to nothing, detached by hand (its days not forgotten)? A DBA archiving a
+-- day: the retention leaves that day whole, its results and attempts attached, until
+-- the DBA attaches its history back or drops it. Until 2026-12-06 it dropped the
+-- day's results and attempts, and then the DBA's table itself as a run's leftover
+-- (detached_history_days), or attached it back, its failures gone, when the day had
+-- no count (test/sql/retention-hand-made.test.ts).
+create or replace function webhooks_private.history_detached_by_hand(p_first date, p_last date)
+returns boolean
+language sql
+stable
+as $$
+  select not webhooks_private.day_forgotten(p_last)
+     and exists (
+       select 1
+       from pg_catalog.pg_class c
+       where c.relnamespace = 'webhooks_partitions'::regnamespace and c.relkind = 'r'
+         and c.relname = case when p_first = p_last then webhooks_private.partition_name('delivery_history', p_first)
+                              else webhooks_private.span_name('delivery_history', p_first, p_last) end
+         and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = c.oid));
+$$;
+
 -- private: has a webhook messages on day p_day, in p_history (delivery_history, or a
 -- partition of it detached: keep_day_on_its_way), without its count of that day?
 -- A row of delivery_day_counts exists only while it is exact (50_report_counts.sql),
@@ -150,6 +183,8 @@ begin
     where p.last_day < v_before
     order by p.first_day, p.last_day
   loop
+    -- its history detached by hand: the DBA's, and the day with it
+    continue when webhooks_private.history_detached_by_hand(v_range.first_day, v_range.last_day);
     -- still on its way: its rows of the queue, by their ids (queued_made); a day whose
     -- history a stopped run left detached (or is being detached) is looked for in the
     -- whole queue, as every day was until 2026-12-06
@@ -250,7 +285,8 @@ $$;
 -- and its drop (its results and attempts, still attached, are named by expired_days).
 -- The next run looks at each once more (keep_day_on_its_way attaches it back if one of
 -- its deliveries is on its way: left detached, that one was a queue row without its
--- message) and drops the others. A day kept is not named (one detached by hand).
+-- message) and drops the others. A day kept is not named, nor one not forgotten
+-- (forget_day comes before a run detaches anything: detached by hand).
 create or replace function webhooks.detached_history_days()
 returns table (day date, partition_name text)
 language sql
@@ -264,6 +300,7 @@ as $$
   where c.relnamespace = 'webhooks_partitions'::regnamespace and c.relkind = 'r'
     and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = c.oid)
     and d.last_day < webhooks_private.first_kept_day()
+    and webhooks_private.day_forgotten(d.last_day)
   order by 1, 2;
 $$;
 

@@ -5,6 +5,7 @@
 import test from 'ava';
 import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
 import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
 
 const db = useTestDatabase(test);
@@ -49,6 +50,36 @@ test.serial('a partition named as a day but bounded wider is not the retention\'
   const { rows: [{ n }] } = await db().pool.query(
     `select count(*)::int as n from webhooks.delivery_history where created_at = $1`, [utcDay(-2)]);
   t.is(n, 1);
+});
+
+test.serial('a day whose history a DBA detached is left whole: its history, results and attempts stay', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const day = utcDay(-10);
+  await db().pool.query('select webhooks_private.ensure_day($1::date)', [day]);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'failed', 3, 'refused', $3, $3)`, [webhook.id, company.id, day]);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  // archived by hand: its history detached, the rest left as it was
+  const history = `delivery_history_p${compact(day)}`;
+  await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${history}`);
+  t.teardown(() => db().pool.query(`drop table if exists webhooks_partitions.${history}`));
+  for (let run = 0; run < 2; run++) {
+    t.deepEqual((await maintain(db().url)).daysDropped, [], `run ${run + 1}`);
+  }
+  const { rows } = await db().pool.query(
+    `select c.relname::text as partition, exists (select 1 from pg_inherits i where i.inhrelid = c.oid) as attached
+     from pg_class c where c.relname = any ($1) order by 1`,
+    [['delivery_attempts', 'delivery_history', 'delivery_results'].map((table) => `${table}_p${compact(day)}`)]);
+  t.deepEqual(rows, [
+    { partition: `delivery_attempts_p${compact(day)}`, attached: true },
+    { partition: history, attached: false },
+    { partition: `delivery_results_p${compact(day)}`, attached: true },
+  ]);
+  const { rows: [{ kept_since }] } = await db().pool.query('select webhooks.kept_since() as kept_since');
+  t.is(kept_since, null);
 });
 
 test.serial('a DEFAULT partition stops the retention with a named error while a day is past it', async (t) => {
