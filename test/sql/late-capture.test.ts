@@ -9,6 +9,7 @@
 import test from 'ava';
 import type pg from 'pg';
 import { maintain } from '../../tools/maintain.ts';
+import { crmAppRole } from '../helpers/crm-role.ts';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { steerClock } from '../helpers/steered-clock.ts';
@@ -21,12 +22,16 @@ test.beforeEach(async () => {
   await db().pool.query('delete from webhooks_private.report_counts_rolled_up; delete from webhooks_private.xid_watermarks');
 });
 
-/** A webhook of a company of its own, and a connection whose transaction has only read. */
-async function idleWriter(t: { teardown: (fn: () => Promise<void>) => void }, fields?: string[]) {
+/**
+ * A webhook of a company of its own, and a connection whose transaction has only read
+ * (as `role`, the CRM's own in a deployment, when given).
+ */
+async function idleWriter(t: { teardown: (fn: () => Promise<void>) => void }, { fields, role }: { fields?: string[]; role?: string } = {}) {
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields });
   const writer: pg.Client = await ownConnection(db().url, t);
+  if (role) await writer.query(`set role ${role}`);
   await writer.query('begin');
   const { rows: [{ started }] } = await writer.query('select now() as started, count(*) from crm.contacts');
   return { company, webhook, writer, started: started as Date };
@@ -126,12 +131,13 @@ function dayOf(at: Date): string {
 }
 
 test.serial('a transaction open since a day the retention dropped captures into a day kept, at the time of its capture', async (t) => {
-  const { company, webhook, writer, started } = await idleWriter(t);
+  const { company, webhook, writer, started } = await idleWriter(t, { role: await crmAppRole(db().pool) });
   await deliveredAt(webhook, started);
   t.true((await dropTheDayOf(started, t)).includes(dayOf(started)));
   await writer.query(`set bpd_test.clock_shift = '3 days'; set webhooks.retention = '1 day'`);
   const contact = await factories(writer).contact(company.id);
-  const { rows: [{ captured }] } = await writer.query('select webhooks_private.clock() as captured');
+  // (the writer's clock, three days ahead, just after the capture)
+  const { rows: [{ captured }] } = await writer.query(`select clock_timestamp() + interval '3 days' as captured`);
   await writer.query('commit');
   const { rows } = await db().pool.query(
     `select state, created_at >= $3::timestamptz + interval '3 days' and created_at <= $4 as "atItsCapture",
@@ -154,7 +160,7 @@ test.serial('a transaction open since a day the retention dropped captures into 
 });
 
 test.serial('a payload over the limit, captured by a transaction open since a day the retention dropped, is written failed in a day kept', async (t) => {
-  const { company, webhook, writer, started } = await idleWriter(t, ['custom']);
+  const { company, webhook, writer, started } = await idleWriter(t, { fields: ['custom'] });
   await deliveredAt(webhook, started);
   t.true((await dropTheDayOf(started, t)).includes(dayOf(started)));
   // (this writer's own retention is the default: the drop is known from webhooks.kept_since())
