@@ -82,6 +82,18 @@ test.serial('a day whose history a DBA detached is left whole: its history, resu
   t.is(kept_since, null);
 });
 
+test.serial('a day ahead whose partition a DBA detached is attached back by the next run: its deliveries have a partition', async (t) => {
+  const name = `delivery_history_p${compact(utcDay(1))}`;
+  await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${name}`);
+  await maintain(db().url);
+  t.deepEqual(await attached([name]), [`webhooks_partitions.${name}`]);
+  const { rows } = await db().pool.query(
+    `insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
+     values (0, 0, 'contact.created', 1, '{}', $1::timestamptz + interval '1 hour') returning tableoid::regclass::text as partition`,
+    [utcDay(1)]);
+  t.deepEqual(rows, [{ partition: `webhooks_partitions.${name}` }]);
+});
+
 test.serial('a DEFAULT partition stops the retention with a named error while a day is past it', async (t) => {
   await db().pool.query(`create table webhooks_partitions.history_by_hand partition of webhooks.delivery_history default`);
   t.teardown(() => db().pool.query('drop table if exists webhooks_partitions.history_by_hand'));
