@@ -71,7 +71,7 @@ as $$
     cross join lateral webhooks_private.partition_days('delivery_history', c.relname) d
     where i.inhparent = 'webhooks.delivery_history'::regclass and not i.inhdetachpending
       and d.first_day = p_first and d.last_day = p_last
-      and webhooks_private.made_for_days(c.oid, p_first, p_last));
+      and c.relnamespace = 'webhooks_partitions'::regnamespace);
 $$;
 
 -- private: was day p_day forgotten (webhooks.forget_day: kept_since is past it)? The
@@ -180,7 +180,7 @@ begin
   for v_range in
     select distinct p.first_day, p.last_day
     from webhooks_private.outbox_partitions() p
-    where p.last_day < v_before
+    where p.last_day < v_before and p.as_named
     order by p.first_day, p.last_day
   loop
     -- its history detached by hand: the DBA's, and the day with it
@@ -210,7 +210,7 @@ begin
     select array_agg(p.table_name order by p.table_name), array_agg(p.partition_name order by p.table_name)
     into parents, partitions
     from webhooks_private.outbox_partitions() p
-    where p.first_day = v_range.first_day and p.last_day = v_range.last_day;
+    where p.first_day = v_range.first_day and p.last_day = v_range.last_day and p.as_named;
     return next;
   end loop;
 end;
@@ -285,22 +285,25 @@ $$;
 -- and its drop (its results and attempts, still attached, are named by expired_days).
 -- The next run looks at each once more (keep_day_on_its_way attaches it back if one of
 -- its deliveries is on its way: left detached, that one was a queue row without its
--- message) and drops the others. A day kept is not named, nor one not forgotten
--- (forget_day comes before a run detaches anything: detached by hand).
+-- message) and drops the others. A day kept is not named. by_hand: its day was not
+-- forgotten (forget_day comes before a run detaches anything), so a DBA detached it:
+-- attached back as well when one of its deliveries is on its way or in no count, and
+-- else left to the DBA, never dropped (history_detached_by_hand).
+select webhooks_private.drop_function_unless(
+  'webhooks.detached_history_days()', '', 'TABLE(day date, partition_name text, by_hand boolean)');
 create or replace function webhooks.detached_history_days()
-returns table (day date, partition_name text)
+returns table (day date, partition_name text, by_hand boolean)
 language sql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select d.last_day, c.relname::text
+  select d.last_day, c.relname::text, not webhooks_private.day_forgotten(d.last_day)
   from pg_catalog.pg_class c
   cross join lateral webhooks_private.partition_days('delivery_history', c.relname) d
   where c.relnamespace = 'webhooks_partitions'::regnamespace and c.relkind = 'r'
     and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = c.oid)
     and d.last_day < webhooks_private.first_kept_day()
-    and webhooks_private.day_forgotten(d.last_day)
   order by 1, 2;
 $$;
 

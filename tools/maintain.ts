@@ -98,16 +98,18 @@ export async function maintain(
     );
     const dropped: string[] = [];
     // a day's history a stopped run left detached: on its way again, attached back; else dropped
-    const { rows: leftovers } = await client.query<{ day: string; partition_name: string }>(
-      `select to_char(day, 'YYYY-MM-DD') as day, partition_name from webhooks.detached_history_days()`,
+    // (or by a DBA: attached back only if the engine needs it, else left alone)
+    const { rows: leftovers } = await client.query<{ day: string; partition_name: string; by_hand: boolean }>(
+      `select to_char(day, 'YYYY-MM-DD') as day, partition_name, by_hand from webhooks.detached_history_days()`,
     );
-    for (const { day, partition_name: partition } of leftovers) {
+    for (const { day, partition_name: partition, by_hand: byHand } of leftovers) {
       const { rows: [{ kept }] } = await retried(() => client.query<{ kept: boolean }>(
         'select webhooks.keep_day_on_its_way($1) as kept', [partition]));
       if (kept) {
-        log(`attached back the history of ${day}, left detached by a run that stopped: a delivery of it is on its way`);
+        log(`attached back the history of ${day}, left detached by ${byHand ? 'hand' : 'a run that stopped'}: a delivery of it is on its way`);
         continue;
       }
+      if (byHand) continue;
       await client.query('select webhooks.forget_day($1::date)', [day]);
       await client.query(`drop table if exists webhooks_partitions.${pg.escapeIdentifier(partition)}`);
       log(`dropped the history of ${day}, left detached by a run that stopped`);

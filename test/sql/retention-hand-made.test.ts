@@ -82,6 +82,25 @@ test.serial('a day whose history a DBA detached is left whole: its history, resu
   t.is(kept_since, null);
 });
 
+test.serial('a day not counted yet whose history a DBA detached is attached back whole: its failures stay failures', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const day = utcDay(-12);
+  await db().pool.query('select webhooks_private.ensure_day($1::date)', [day]);
+  const { rows: [failed] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'failed', 3, 'refused', $3, $3) returning id`, [webhook.id, company.id, day]);
+  const history = `delivery_history_p${compact(day)}`;
+  await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${history}`);
+  const said: string[] = [];
+  const result = await maintain(db().url, (line) => said.push(line));
+  t.false(result.daysDropped.includes(day.toISOString().slice(0, 10)));
+  t.true(said.includes(`attached back the history of ${day.toISOString().slice(0, 10)}, left detached by hand: a delivery of it is on its way`), said.join('\n'));
+  const { rows } = await db().pool.query('select id, state from webhooks.deliveries where webhook_id = $1', [webhook.id]);
+  t.deepEqual(rows, [{ id: failed.id, state: 'failed' }]);
+});
+
 test.serial('a day ahead whose partition a DBA detached is attached back by the next run: its deliveries have a partition', async (t) => {
   const name = `delivery_history_p${compact(utcDay(1))}`;
   await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${name}`);

@@ -107,7 +107,8 @@ test.serial('a day\'s history left detached with a delivery on its way is attach
   // the day was not taken for one to drop (its history detached, its deliveries on
   // their way are looked for in the queue itself): the kept history still starts before it
   t.false(result.daysDropped.includes(iso(day)));
-  t.true(said.includes(`attached back the history of ${iso(day)}, left detached by a run that stopped: a delivery of it is on its way`));
+  // (its day not forgotten, as a run forgets it before its detach: taken as detached by hand)
+  t.true(said.includes(`attached back the history of ${iso(day)}, left detached by hand: a delivery of it is on its way`));
   t.false(said.some((line) => line.includes('went back on its way while it was being dropped')), said.join('\n'));
   const { rows: [kept] } = await db().pool.query('select coalesce(webhooks.kept_since() <= $1, true) as before_it', [day]);
   t.true(kept.before_it);
