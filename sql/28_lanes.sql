@@ -609,45 +609,45 @@ as $$
   offset 0;
 $$;
 
--- private (lane_claim, after its step 2): the places for the next discovery
--- (p_next, discovery_places), each company's moved back to before the first webhook
--- its walk left for lack of room: ranked past the batch (p_ranked false), or ranked
--- into it (true) but neither served by this claim (its lane's served_at now, as step
--- 2 sets it: given deliveries, or passed for being at its caps) nor being decided by
--- another relay (p_elsewhere); a webhook that could not be served now (null: its
--- breaker open, paced ahead, its deliveries waiting for a retry, or held to the
--- relay's cap) is passed over, and so is its company's first lane in the batch's
--- rotation, which had the first of the company's share and, unserved, had nothing to
--- give (its due rows held by another transaction: held as left, it kept its company's
--- place where it was, and the walk served the same batch of webhooks for as long). Back to before the first webhook walked: the place it
--- had (p_places), or none. A company gets from a discovery its share of the claim,
+-- private (lane_claim, its step 2): keeps the places for the next discovery
+-- (discovery_went_to: after p_company_after, and p_next, discovery_places) with each
+-- company's moved back to before the first webhook its walk left for lack of room:
+-- ranked past the batch (p_ranked false), or ranked into it (true) but neither served
+-- by this claim (p_served: the lanes step 2 stamped, given deliveries or passed for
+-- being at their caps) nor being decided by another relay (p_elsewhere); a webhook
+-- that could not be served now (null: its breaker open, paced ahead, its deliveries
+-- waiting for a retry, or held to the relay's cap) is passed over, and so is its
+-- company's first lane in the batch's rotation, which had the first of the company's
+-- share and, unserved, had nothing to give (its due rows held by another transaction:
+-- held as left, it kept its company's place where it was, and the walk served the same
+-- batch of webhooks for as long). Back to before the first webhook walked: the place
+-- it had (p_places), or none. A company gets from a discovery its share of the claim,
 -- fewer lanes than the batch it walks: when its place moved past the whole batch, the
--- rest of it waited until the company's walk came round again (until 2026-12-06:
--- 138 of 150 webhooks served in the 11 discoveries that serve each once,
--- test/fleet/claim-cost.test.ts). Reads the lanes this claim locked of those
--- companies' webhooks ranked, one key each, up to each company's first one left, and
--- only when some company was given a place.
-create or replace function webhooks_private.places_past_served(p_next jsonb, p_places jsonb, p_companies bigint[],
-                                                               p_webhooks bigint[], p_ranked boolean[],
-                                                               p_locked bigint[], p_elsewhere bigint[])
+-- rest of it waited until the company's walk came round again (until 2026-12-06: 138
+-- of 150 webhooks served in the 11 discoveries that serve each once,
+-- test/fleet/claim-cost.test.ts). Reads nothing: until 2026-12-06 it read again the
+-- lane of each webhook served (its served_at), 100 lane index entries of a claim of
+-- 200. Returns the places kept.
+-- (it took the lanes locked, and read which of them were served, until 2026-12-06)
+drop function if exists webhooks_private.places_past_served(jsonb, jsonb, bigint[], bigint[], boolean[], bigint[], bigint[]);
+create or replace function webhooks_private.places_past_served(p_company_after bigint, p_next jsonb, p_places jsonb,
+                                                               p_companies bigint[], p_webhooks bigint[],
+                                                               p_ranked boolean[], p_served bigint[],
+                                                               p_elsewhere bigint[])
 returns jsonb
 language plpgsql
-stable
+volatile
 as $$
 declare
   v_places jsonb := p_next;
   -- the companies whose first webhook left is found (each company's webhooks come
-  -- together, in the walk's order: a lane is read only up to its company's first left)
+  -- together, in the walk's order)
   v_found bigint[] := '{}';
   v_place bigint;
 begin
   for i in 1 .. coalesce(cardinality(p_webhooks), 0) loop
     continue when p_ranked[i] is null or p_companies[i] = any (v_found);
-    continue when p_ranked[i]
-                  and (p_webhooks[i] = any (p_elsewhere)
-                       or (p_webhooks[i] = any (p_locked)
-                           and exists (select 1 from webhooks_private.lanes l
-                                       where l.webhook_id = p_webhooks[i] and l.served_at = now())));
+    continue when p_ranked[i] and (p_webhooks[i] = any (p_elsewhere) or p_webhooks[i] = any (p_served));
     v_found := v_found || p_companies[i];
     v_place := case when i > 1 and p_companies[i - 1] = p_companies[i] then p_webhooks[i - 1]
                     else (p_places ->> p_companies[i]::text)::bigint end;
@@ -656,6 +656,7 @@ begin
       v_places := v_places || jsonb_build_object(p_companies[i]::text, v_place);
     end if;
   end loop;
+  perform webhooks_private.discovery_went_to(p_company_after, v_places);
   return v_places;
 end;
 $$;
@@ -1154,6 +1155,17 @@ begin
       -- out, every claim merged the lanes' whole key index with its few; 3 ms a claim
       -- over 20,000 webhooks, 2026-12-04)
       and l.webhook_id = any (v_lanes)
+    returning l.webhook_id
+  ),
+  -- 3. a company given a place whose batch walked was not all served (its share of the
+  --    claim was smaller): its place moves only past the webhooks served, or passed
+  --    over, before the first one left (places_past_served, which keeps the places).
+  --    Here, so that the lanes served come from the update above, not read again.
+  went as (
+    select webhooks_private.places_past_served(v_next_company_after, v_next_places, v_places, v_walk_companies,
+                                               v_walk_webhooks, v_walk_ranked,
+                                               array(select s.webhook_id from served s), v_elsewhere) as places
+    where p_only_webhooks is null and v_walk_webhooks is not null
   )
   select p.id, p.created_at, p.row_ctid,
          -- its slot
@@ -1167,16 +1179,13 @@ begin
   -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
   -- cap; the relay looks again once it has settled something
   select null, null, null, null, null, null, false, null, null, null, null, null, null
-  where exists (select 1 from lane where lane.at_cap);
-
-  -- 3. a company given a place whose batch walked was not all served (its share of the
-  --    claim was smaller): its place moves only past the webhooks served, or passed
-  --    over, before the first one left (places_past_served)
-  if p_only_webhooks is null and v_walk_webhooks is not null then
-    perform webhooks_private.discovery_went_to(v_next_company_after,
-      webhooks_private.places_past_served(v_next_places, v_places, v_walk_companies, v_walk_webhooks,
-                                          v_walk_ranked, v_lanes, v_elsewhere));
-  end if;
+  where exists (select 1 from lane where lane.at_cap)
+  union all
+  -- no row: the places kept (went; a query runs a CTE only when it reads it, and the
+  -- places are never null)
+  select null, null, null, null, null, null, false, null, null, null, null, null, null
+  from went
+  where went.places is null;
 end;
 $$;
 

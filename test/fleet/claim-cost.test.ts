@@ -570,7 +570,8 @@ test('a discovery beside 2,000 webhooks whose deliveries all wait for a retry re
 // company by company, no more lanes of each than a claim serves (discovery_company_lanes),
 // a discovery reads about 760 and 800 (the lanes: walked, locked, counted and marked
 // served, about 200 each), 6,500 buffers, and the company's next lanes come into the
-// next discoveries.
+// next discoveries. Moving the company's place past the lanes served read the lanes
+// it had served again (901, until 2026-12-06): the claim knows them.
 test('a discovery beside a company of 2,000 webhooks with a backlog each reads a claim\'s worth of its lanes, and goes round them', async (t) => {
   const HOSTILE = 2_000;
   const CLAIM = 200;
@@ -606,7 +607,7 @@ test('a discovery beside a company of 2,000 webhooks with a backlog each reads a
     t.is(result.rows.filter((row) => row.webhook_id === hook.id).length, 1, `discovery ${round} leased the other company's delivery`);
     t.true(result.rows.length >= CLAIM / 2, `discovery ${round} leased ${result.rows.length}`);
     t.true(used < CLAIM * 5, `discovery ${round} read ${used} index entries of the queue`);
-    t.true(laneReads < CLAIM * 5, `discovery ${round} read ${laneReads} index entries of the lanes`);
+    t.true(laneReads <= CLAIM * 4 + 5, `discovery ${round} read ${laneReads} index entries of the lanes`);
     reads.push(`${used}/${laneReads} ${ms.toFixed(0)} ms`);
   }
   t.true(served.size > HOSTILE / 2, `${served.size} webhooks served in 12 discoveries`);
