@@ -675,7 +675,7 @@ $$;
 -- more row, without a delivery (delivery_id null), says that a webhook with due
 -- deliveries was at its fleet-wide cap, or, with lanes_busy, that every lane the
 -- claim could serve was being decided by another relay (nothing leased). Each
--- delivery also comes with its company, its place in its webhook's turn (nth, 1 for
+-- delivery also comes with its webhook and its company, its place in its webhook's turn (nth, 1 for
 -- the oldest), and its company's byte share: what it may still take in payload
 -- bytes (byte_room; null: no byte shares), and whether it holds nothing (it may then
 -- take one delivery however large). claim_deliveries cuts by them. Deliveries of a
@@ -696,11 +696,13 @@ drop function if exists webhooks_private.lane_claim(text, integer, integer, inte
 -- byte shares)
 drop function if exists webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[], bigint[], bigint);
 -- (and the company of each webhook held, p_busy_companies: the claim looked up the
--- lane of every webhook the relay held, on every claim)
+-- lane of every webhook the relay held, on every claim; and each delivery's webhook
+-- in its result, which the lease read again from the row, by its ctid, until
+-- 2026-12-06)
 select webhooks_private.drop_function_unless(
   'webhooks_private.lane_claim(text, integer, integer, integer, bigint[], integer[], bigint[], integer[], bigint[], bigint, bigint[])',
   'p_relay text, p_limit integer, p_slots integer, p_per_webhook integer, p_busy_webhooks bigint[], p_busy_counts integer[], p_only_webhooks bigint[], p_busy_caps integer[], p_busy_bytes bigint[], p_byte_budget bigint, p_busy_companies bigint[]',
-  'TABLE(delivery_id bigint, created_at timestamp with time zone, row_ctid tid, send_at timestamp with time zone, send_until timestamp with time zone, webhook_filled boolean, lanes_busy boolean, payload_bytes integer, company_id bigint, nth integer, byte_room bigint, holds_nothing boolean, sent boolean)');
+  'TABLE(delivery_id bigint, created_at timestamp with time zone, row_ctid tid, send_at timestamp with time zone, send_until timestamp with time zone, webhook_filled boolean, lanes_busy boolean, payload_bytes integer, company_id bigint, nth integer, byte_room bigint, holds_nothing boolean, sent boolean, webhook_id bigint)');
 create or replace function webhooks_private.lane_claim(
   p_relay         text,
   p_limit         integer,
@@ -716,7 +718,7 @@ create or replace function webhooks_private.lane_claim(
 )
 returns table (delivery_id bigint, created_at timestamptz, row_ctid tid, send_at timestamptz, send_until timestamptz,
                webhook_filled boolean, lanes_busy boolean, payload_bytes integer, company_id bigint, nth integer,
-               byte_room bigint, holds_nothing boolean, sent boolean)
+               byte_room bigint, holds_nothing boolean, sent boolean, webhook_id bigint)
 language plpgsql
 volatile
 as $$
@@ -943,7 +945,7 @@ begin
   if cardinality(v_lanes) = 0 then
     return query select null::bigint, null::timestamptz, null::tid, null::timestamptz, null::timestamptz,
                         null::boolean, true, null::integer, null::bigint, null::integer, null::bigint, null::boolean,
-                        null::boolean;
+                        null::boolean, null::bigint;
     return;
   end if;
 
@@ -1173,17 +1175,18 @@ begin
               then p.pace_from + webhooks_private.pacing_offset(p.nth - 1, p.rate_limit) end,
          case when p.rate_limit is not null
               then p.pace_from + webhooks_private.pacing_offset(p.nth - 1 + webhooks_private.pacing_group(p.rate_limit), p.rate_limit) end,
-         p.webhook_filled, false, p.payload_bytes, p.company_id, p.nth::integer, p.byte_room, p.holds_nothing, p.enabled
+         p.webhook_filled, false, p.payload_bytes, p.company_id, p.nth::integer, p.byte_room, p.holds_nothing, p.enabled,
+         p.webhook_id
   from picked p
   union all
   -- a row without a delivery: some webhook with due deliveries is at its fleet-wide
   -- cap; the relay looks again once it has settled something
-  select null, null, null, null, null, null, false, null, null, null, null, null, null
+  select null, null, null, null, null, null, false, null, null, null, null, null, null, null
   where exists (select 1 from lane where lane.at_cap)
   union all
   -- no row: the places kept (went; a query runs a CTE only when it reads it, and the
   -- places are never null)
-  select null, null, null, null, null, null, false, null, null, null, null, null, null
+  select null, null, null, null, null, null, false, null, null, null, null, null, null, null
   from went
   where went.places is null;
 end;

@@ -286,6 +286,7 @@ declare
   v_bodies text[] := '{}';
   v_sizes integer[];
   v_companies bigint[];
+  v_webhooks bigint[];
   v_nths integer[];
   v_byte_rooms bigint[];
   v_holds_nothing boolean[];
@@ -311,13 +312,14 @@ begin
          coalesce(bool_or(c.lanes_busy), false),
          array_agg(c.payload_bytes) filter (where c.delivery_id is not null),
          array_agg(c.company_id) filter (where c.delivery_id is not null),
+         array_agg(c.webhook_id) filter (where c.delivery_id is not null),
          array_agg(c.nth) filter (where c.delivery_id is not null),
          array_agg(c.byte_room) filter (where c.delivery_id is not null),
          array_agg(c.holds_nothing) filter (where c.delivery_id is not null),
          array_agg(c.sent) filter (where c.delivery_id is not null),
          sum(c.payload_bytes) filter (where c.sent), min(c.byte_room)
     into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_at_cap, v_lanes_busy, v_sizes,
-         v_companies, v_nths, v_byte_rooms, v_holds_nothing, v_sent, v_total, v_least_room
+         v_companies, v_webhooks, v_nths, v_byte_rooms, v_holds_nothing, v_sent, v_total, v_least_room
   from webhooks_private.lane_claim(p_relay, p_limit, p_slots, p_per_webhook, p_busy_webhooks,
                                    p_busy_counts, p_only_webhooks, p_busy_caps, p_busy_bytes, p_byte_budget,
                                    p_busy_companies) c;
@@ -346,8 +348,9 @@ begin
     select array_agg(c.id order by c.n) filter (where c.fits), array_agg(c.created order by c.n) filter (where c.fits),
            array_agg(c.row_ctid order by c.n) filter (where c.fits), array_agg(c.send_at order by c.n) filter (where c.fits),
            array_agg(c.send_until order by c.n) filter (where c.fits), array_agg(true) filter (where c.fits),
-           array_agg(c.sent order by c.n) filter (where c.fits), coalesce(bool_or(not c.fits), false)
-      into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_sent, v_cut
+           array_agg(c.sent order by c.n) filter (where c.fits), array_agg(c.webhook_id order by c.n) filter (where c.fits),
+           coalesce(bool_or(not c.fits), false)
+      into v_locked, v_created, v_ctids, v_send_at, v_send_until, v_filled, v_sent, v_webhooks, v_cut
     from (select f.*, not f.sent
                       or sum(coalesce(f.size, 0)) over (partition by f.sent order by f.n) <= v_max_bytes
                       or row_number() over (partition by f.sent order by f.n) = 1 as fits
@@ -355,9 +358,9 @@ begin
                        sum(coalesce(c.size, 0)) over (partition by c.company_id, c.sent order by c.nth, c.n) as company_upto,
                        row_number() over (partition by c.company_id, c.sent order by c.nth, c.n) as company_k
                 from unnest(v_locked, v_created, v_ctids, v_send_at, v_send_until, v_sizes, v_companies, v_nths,
-                            v_byte_rooms, v_holds_nothing, v_sent)
+                            v_byte_rooms, v_holds_nothing, v_sent, v_webhooks)
                   with ordinality as c(id, created, row_ctid, send_at, send_until, size, company_id, nth,
-                                       byte_room, holds_nothing, sent, n)) f
+                                       byte_room, holds_nothing, sent, webhook_id, n)) f
           where not f.sent or f.byte_room is null or f.company_upto <= f.byte_room
              or (f.holds_nothing and f.company_k = 1)) c;
   end if;
@@ -479,21 +482,24 @@ begin
   -- 5. lease the rest (queue rows only) and return them with their messages, in one
   --    statement planned once (the rows are reached by the ctid lane_claim locked
   --    them at: this transaction holds them, so no one else can have moved them; a
-  --    disabled webhook's, failed or put off above, are no longer at theirs)
+  --    disabled webhook's, failed or put off above, are no longer at theirs). Each
+  --    row is read once, by the update: its webhook is lane_claim's (until
+  --    2026-12-06 a join read each row by its ctid for it first, a row and a buffer
+  --    a delivery; test/fleet/claim-cost.test.ts)
   return query
   with chosen as (
-    select c.id, c.row_ctid, c.send_at, c.send_until, c.filled, c.n, q.webhook_id
-    from unnest(v_locked, v_ctids, v_send_at, v_send_until, v_filled)
-      with ordinality as c(id, row_ctid, send_at, send_until, filled, n)
-    join webhooks.delivery_queue q on q.ctid = c.row_ctid
+    select c.id, c.row_ctid, c.send_at, c.send_until, c.filled, c.n, c.webhook_id
+    from unnest(v_locked, v_ctids, v_send_at, v_send_until, v_filled, v_webhooks)
+      with ordinality as c(id, row_ctid, send_at, send_until, filled, webhook_id, n)
   ),
-  -- each webhook once, however many of its deliveries the batch holds
+  -- each enabled webhook once, however many of its deliveries the batch holds (a
+  -- disabled one's deliveries, failed or put off above, are not leased)
   hooks as materialized (
-    select w.id, w.enabled, w.url, s.secret,
+    select w.id, w.url, s.secret,
            webhooks_private.valid_rotated_secrets(w.id) as previous_secrets
     from webhooks.webhooks w
     left join webhooks_private.webhook_secrets s on s.webhook_id = w.id
-    where w.id in (select c.webhook_id from chosen c)
+    where w.id in (select c.webhook_id from chosen c) and w.enabled
   ),
   leased as (
     update webhooks.delivery_queue q
@@ -512,7 +518,7 @@ begin
         held_due = null
     from chosen c
     join hooks w on w.id = c.webhook_id
-    where q.ctid = c.row_ctid and w.enabled
+    where q.ctid = c.row_ctid
     returning q.delivery_id, q.webhook_id, q.attempts, w.url, w.secret, w.previous_secrets,
               c.send_at, c.send_until, c.filled, c.n, q.company_id
   )

@@ -9,7 +9,7 @@ import test from 'ava';
 import pg from 'pg';
 import { createTestDatabase } from '../helpers/db.ts';
 import { factories, webhooksInBulk } from '../helpers/factories.ts';
-import { indexUse } from '../helpers/plans.ts';
+import { indexUse, rowsRead, type PlanNode } from '../helpers/plans.ts';
 
 const BACKLOG = 3_000;
 const BOUND = BACKLOG / 10;
@@ -724,4 +724,59 @@ test('a company of many webhooks with work, one of them yielding nothing: its pl
   }
   t.false(served.has(hooks[0]!.id));
   t.is(served.size, EACH - 1, `webhooks served in ${discoveries} discoveries`);
+});
+
+// A burn-down's claim (one company, a few webhooks with a backlog, nothing held) reads
+// each row it leases as it locks it (lane_claim) and as it leases it, by the ctid it
+// was locked at, and counts due rows a batch's worth: no more. Until 2026-12-06 the
+// lease read each row a second time by that ctid, for its webhook's id, which
+// lane_claim had and did not return: a buffer and a row a delivery, 96 of about 1,700
+// buffers a claim of 96 (auto_explain of the claim's statements).
+test('a burn-down\'s claim reads each queue row it leases once to lease it', async (t) => {
+  const HOOKS = 3;
+  const CLAIM = 96;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  for (let i = 0; i < HOOKS; i++) await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 100) n`, [company.id]);
+  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  // every statement's plan, the claim's nested ones, as a notice to this client
+  const plans: { 'Query Text': string; Plan: PlanNode }[] = [];
+  relay.on('notice', (notice) => {
+    const json = notice.message?.match(/plan:\s*(\{[\s\S]*\})\s*$/)?.[1];
+    if (json) plans.push(JSON.parse(json));
+  });
+  for (let round = 1; round <= 3; round++) {
+    await relay.query(`load 'auto_explain';
+      set auto_explain.log_min_duration = 0; set auto_explain.log_analyze = on; set auto_explain.log_timing = off;
+      set auto_explain.log_nested_statements = on; set auto_explain.log_format = json; set auto_explain.log_level = notice`);
+    plans.length = 0;
+    const { rows } = await relay.query(
+      `select delivery_id from webhooks_relay.claim_deliveries('relay-a', $1, interval '1 minute', 32,
+         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`, [CLAIM]);
+    await relay.query('reset auto_explain.log_min_duration');
+    t.is(rows.length, CLAIM);
+    // (rows its scans read: an update's own node counts the rows it writes, apart)
+    const queueRows = (plan: PlanNode): number =>
+      (plan['Node Type'].endsWith('Scan') ? rowsRead({ ...plan, Plans: [] }).get('delivery_queue') ?? 0 : 0)
+      + (plan.Plans ?? []).reduce((sum, child) => sum + queueRows(child), 0);
+    const lease = plans.filter((p) => /^\s*with chosen as/.test(p['Query Text']));
+    t.is(lease.length, 1);
+    t.is(queueRows(lease[0]!.Plan), CLAIM, `claim ${round}: the lease read the queue's rows`);
+    const read = plans.reduce((sum, p) => sum + queueRows(p.Plan), 0);
+    t.true(read <= 3 * CLAIM, `claim ${round} of ${CLAIM} read ${read} rows of the queue`);
+    t.log(`claim ${round}: ${read} rows of the queue read for ${CLAIM} leased`);
+    // settled, as a receiver answering at once makes it
+    await relay.query(
+      `select webhooks_relay.settle_deliveries('relay-a', $1::bigint[], array_fill(1, array[$2::int]),
+         array_fill(now(), array[$2::int]), array_fill(1, array[$2::int]), array_fill(204, array[$2::int]),
+         array_fill(null::text, array[$2::int]), array_fill(null::text, array[$2::int]), array_fill(null::int, array[$2::int]))`,
+      [rows.map((row) => row.delivery_id), CLAIM]);
+  }
 });
