@@ -731,6 +731,9 @@ declare
   v_first boolean[];
   v_ordered boolean[];
   v_lanes bigint[];
+  -- each lane taken's bound, and how many of them (from the first) v_room counts
+  v_lane_bounds integer[] := '{}';
+  v_counted integer := 0;
   v_room integer;
   v_contended boolean := false;
   -- a discovery's window: the lanes it ranks, at most (discovery_window)
@@ -917,29 +920,39 @@ begin
   v_lanes := '{}';
   v_room := 0;
   for i in 1 .. cardinality(v_ready) loop
-    continue when v_contended and v_room >= p_limit and not v_first[i];
+    if v_contended and not v_first[i] then
+      -- what the lanes taken so far may give: their bound, or fewer when fewer are
+      -- due (counted no further than the batch still needs: the rows the claim then
+      -- reads), each lane once, in the order taken. Counted only once a lane was
+      -- found taken, the only time it decides anything: a relay alone counted the
+      -- due rows of every lane it took but the last on every claim, a batch's worth
+      -- read twice (64 index entries a claim of 96 over three webhooks;
+      -- test/fleet/claim-cost.test.ts). Never for the last lane, which no later
+      -- lane's choice depends on: with four relays on one webhook this count read
+      -- about 5,900 buffers a claim (the index entries of rows other relays had just
+      -- leased, kept while their claims held snapshots)
+      while v_counted < cardinality(v_lanes) and v_room < p_limit loop
+        v_counted := v_counted + 1;
+        select v_room + count(*) into v_room
+        from (select 1 from webhooks.delivery_queue d
+              where d.webhook_id = v_lanes[v_counted] and d.locked_by is null and d.next_attempt_at <= now()
+              order by d.webhook_id, d.next_attempt_at
+              limit greatest(least(v_lane_bounds[v_counted], p_limit - v_room), 1)) due;
+      end loop;
+      continue when v_room >= p_limit;
+    end if;
     perform 1 from webhooks_private.lanes l where l.webhook_id = v_ready[i] for update of l skip locked;
     if not found then
       v_contended := true;
       v_elsewhere := v_elsewhere || v_ready[i];
     else
       v_lanes := v_lanes || v_ready[i];
+      v_lane_bounds := v_lane_bounds || v_bound[i];
       -- an ordered webhook's deliveries held back by an earlier one of their
       -- contact: put off, so that step 2 looks past them (put_off_held_back)
       if v_ordered[i] then
         perform webhooks_private.put_off_held_back(v_ready[i], v_bound[i]);
       end if;
-      -- what it may give: its bound, or fewer when fewer are due (counted no
-      -- further than the batch still needs: the rows the claim then reads). Not for
-      -- the last lane, which no later lane's choice depends on: with four relays on
-      -- one webhook this count read about 5,900 buffers a claim (the index entries of
-      -- rows other relays had just leased, kept while their claims held snapshots)
-      continue when i = cardinality(v_ready);
-      select v_room + count(*) into v_room
-      from (select 1 from webhooks.delivery_queue d
-            where d.webhook_id = v_ready[i] and d.locked_by is null and d.next_attempt_at <= now()
-            order by d.webhook_id, d.next_attempt_at
-            limit greatest(least(v_bound[i], p_limit - v_room), 1)) due;
     end if;
   end loop;
   if cardinality(v_lanes) = 0 then

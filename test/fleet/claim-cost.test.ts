@@ -728,11 +728,13 @@ test('a company of many webhooks with work, one of them yielding nothing: its pl
 
 // A burn-down's claim (one company, a few webhooks with a backlog, nothing held) reads
 // each row it leases as it locks it (lane_claim) and as it leases it, by the ctid it
-// was locked at, and counts due rows a batch's worth: no more. Until 2026-12-06 the
-// lease read each row a second time by that ctid, for its webhook's id, which
-// lane_claim had and did not return: a buffer and a row a delivery, 96 of about 1,700
-// buffers a claim of 96 (auto_explain of the claim's statements).
-test('a burn-down\'s claim reads each queue row it leases once to lease it', async (t) => {
+// was locked at: no more. Until 2026-12-06 the lease read each row a second time by
+// that ctid, for its webhook's id, which lane_claim had and did not return (a buffer
+// and a row a delivery, 96 of about 1,700 buffers a claim of 96), and lane_claim
+// counted the due rows of each lane it took but the last, which decides nothing
+// unless another relay holds one of the lanes (64 index entries; auto_explain of the
+// claim's statements).
+test('a burn-down\'s claim reads each queue row it leases twice: as it locks it, and as it leases it', async (t) => {
   const HOOKS = 3;
   const CLAIM = 96;
   const database = await createTestDatabase();
@@ -770,7 +772,8 @@ test('a burn-down\'s claim reads each queue row it leases once to lease it', asy
     t.is(lease.length, 1);
     t.is(queueRows(lease[0]!.Plan), CLAIM, `claim ${round}: the lease read the queue's rows`);
     const read = plans.reduce((sum, p) => sum + queueRows(p.Plan), 0);
-    t.true(read <= 3 * CLAIM, `claim ${round} of ${CLAIM} read ${read} rows of the queue`);
+    // (and the discovery's walk: an entry for each webhook, and one more)
+    t.true(read <= 2 * CLAIM + 2 * HOOKS, `claim ${round} of ${CLAIM} read ${read} rows of the queue`);
     t.log(`claim ${round}: ${read} rows of the queue read for ${CLAIM} leased`);
     // settled, as a receiver answering at once makes it
     await relay.query(
