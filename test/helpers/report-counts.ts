@@ -45,3 +45,26 @@ export async function insertFinished(
     [webhookId, companyId, times, states]);
   return rows;
 }
+
+/** Every delivery of the webhook on its way marked succeeded (as the relay settles them). */
+export async function settlePending(pool: Pick<pg.Pool, 'query'>, webhookId: string): Promise<void> {
+  await pool.query(
+    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+     where webhook_id = $1 and state = 'pending'`, [webhookId]);
+}
+
+/** A roll-up whose clock is `later` (an interval) after `started`. */
+export async function rollUpAfter(pool: Pick<pg.Pool, 'query'>, started: Date, later: string): Promise<void> {
+  await pool.query('call webhooks.roll_up_report_counts(p_now => $1::timestamptz + $2::interval)', [started, later]);
+}
+
+/** The webhook's true hour row of the hour `at` falls in (its fired), and the report's count of that hour. */
+export async function hourCounts(pool: Pick<pg.Pool, 'query'>, webhook: { id: string; company_id: string }, at: Date) {
+  const { rows: [row] } = await pool.query(
+    `select (select coalesce(array_agg(c.fired::int), '{}') from webhooks.delivery_hour_counts c
+             where c.webhook_id = $1 and c.hour = webhooks_private.utc_hour($3) and not c.stale) as "hourRow",
+            (select r.fired::int from webhooks_private.count_deliveries($1, $2, webhooks_private.utc_hour($3),
+                                                                          webhooks_private.utc_hour($3) + interval '1 hour') r) as report`,
+    [webhook.id, webhook.company_id, at]);
+  return row as { hourRow: number[]; report: number };
+}

@@ -12,6 +12,7 @@ import { maintain } from '../../tools/maintain.ts';
 import { crmAppRole } from '../helpers/crm-role.ts';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { hourCounts, rollUpAfter, settlePending } from '../helpers/report-counts.ts';
 import { steerClock } from '../helpers/steered-clock.ts';
 
 const db = useTestDatabase(test);
@@ -44,29 +45,6 @@ async function deliveredAt(webhook: { id: string; company_id: string }, at: Date
      values ($1, $2, 'contact.created', 0, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, webhook.company_id, at]);
 }
 
-/** Every delivery of the webhook on its way marked succeeded (as the relay settles them). */
-async function settle(webhookId: string): Promise<void> {
-  await db().pool.query(
-    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
-     where webhook_id = $1 and state = 'pending'`, [webhookId]);
-}
-
-/** A roll-up whose clock is `later` after `started`. */
-async function rollUp(started: Date, later: string): Promise<void> {
-  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1::timestamptz + $2::interval)', [started, later]);
-}
-
-/** The webhook's true hour row of the hour `at` falls in (its fired), and the report's count of that hour. */
-async function hourCounts(webhook: { id: string; company_id: string }, at: Date) {
-  const { rows: [row] } = await db().pool.query(
-    `select (select coalesce(array_agg(c.fired::int), '{}') from webhooks.delivery_hour_counts c
-             where c.webhook_id = $1 and c.hour = webhooks_private.utc_hour($3) and not c.stale) as "hourRow",
-            (select r.fired::int from webhooks_private.count_deliveries($1, $2, webhooks_private.utc_hour($3),
-                                                                          webhooks_private.utc_hour($3) + interval '1 hour') r) as report`,
-    [webhook.id, webhook.company_id, at]);
-  return row as { hourRow: number[]; report: number };
-}
-
 /** The webhook's day count of the day `at` falls in, as rolled up and as webhooks.daily_counts says. */
 async function dayCounts(webhookId: string, at: Date) {
   const { rows: [row] } = await db().pool.query(
@@ -82,30 +60,30 @@ test.serial('a first capture three hours into a transaction is counted in the ho
   const { company, webhook, writer, started } = await idleWriter(t);
   await deliveredAt(webhook, started);
   // the writer has written nothing: its hour is counted meanwhile
-  await rollUp(started, '3 hours');
-  t.deepEqual(await hourCounts(webhook, started), { hourRow: [1], report: 1 });
+  await rollUpAfter(db().pool, started, '3 hours');
+  t.deepEqual(await hourCounts(db().pool, webhook, started), { hourRow: [1], report: 1 });
   await writer.query(`set bpd_test.clock_shift = '3 hours'`);
   const contact = await factories(writer).contact(company.id);
   await writer.query('commit');
   const { rows } = await db().pool.query('select created_at from webhooks.deliveries where webhook_id = $1 and contact_id = $2',
     [webhook.id, contact.id]);
   t.deepEqual(rows, [{ created_at: started }], 'its time is its transaction\'s start');
-  await settle(webhook.id);
-  await rollUp(started, '3 hours 10 minutes');
-  t.deepEqual(await hourCounts(webhook, started), { hourRow: [2], report: 2 });
+  await settlePending(db().pool, webhook.id);
+  await rollUpAfter(db().pool, started, '3 hours 10 minutes');
+  t.deepEqual(await hourCounts(db().pool, webhook, started), { hourRow: [2], report: 2 });
 });
 
 test.serial('a first capture three days into a transaction is counted in the day the transaction began', async (t) => {
   const { company, webhook, writer, started } = await idleWriter(t);
   await deliveredAt(webhook, started);
-  await rollUp(started, '3 days');
+  await rollUpAfter(db().pool, started, '3 days');
   t.deepEqual(await dayCounts(webhook.id, started), { dayRow: [1], daily: [1] });
   await writer.query(`set bpd_test.clock_shift = '3 days'`);
   await factories(writer).contact(company.id);
   await writer.query('commit');
-  await settle(webhook.id);
+  await settlePending(db().pool, webhook.id);
   t.deepEqual((await dayCounts(webhook.id, started)).daily, [2], 'counted from the rows once its day count is dropped');
-  await rollUp(started, '3 days 1 hour');
+  await rollUpAfter(db().pool, started, '3 days 1 hour');
   t.deepEqual(await dayCounts(webhook.id, started), { dayRow: [2], daily: [2] });
 });
 
@@ -120,7 +98,7 @@ async function dropTheDayOf(started: Date, t: { teardown: (fn: () => Promise<voi
     await db().pool.query('delete from webhooks_private.outbox_kept_since');
     await db().pool.query('select webhooks.create_partitions()');
   });
-  await rollUp(started, '3 days');
+  await rollUpAfter(db().pool, started, '3 days');
   const url = new URL(db().url);
   url.searchParams.set('options', '-c webhooks.retention=1d -c bpd_test.clock_shift=3d');
   return (await maintain(url.toString())).daysDropped;

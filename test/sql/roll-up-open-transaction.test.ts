@@ -12,6 +12,7 @@ import type pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
 import { crmAppRole } from '../helpers/crm-role.ts';
 import { factories } from '../helpers/factories.ts';
+import { hourCounts, rollUpAfter, settlePending } from '../helpers/report-counts.ts';
 import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 
 const db = useTestDatabase(test);
@@ -39,29 +40,6 @@ async function openWriter(t: { teardown: (fn: () => void) => void }) {
   return { company, webhook, writer, started: started as Date };
 }
 
-/** Every delivery of the webhook on its way marked succeeded (as the relay settles them). */
-async function settle(webhookId: string): Promise<void> {
-  await db().pool.query(
-    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
-     where webhook_id = $1 and state = 'pending'`, [webhookId]);
-}
-
-/** A roll-up whose clock is `later` after `started`. */
-async function rollUp(started: Date, later: string): Promise<void> {
-  await db().pool.query('call webhooks.roll_up_report_counts(p_now => $1::timestamptz + $2::interval)', [started, later]);
-}
-
-/** The webhook's true hour row of the hour `at` falls in (its fired), and the report's count of that hour. */
-async function hourCounts(webhook: { id: string; company_id: string }, at: Date) {
-  const { rows: [row] } = await db().pool.query(
-    `select (select coalesce(array_agg(c.fired::int), '{}') from webhooks.delivery_hour_counts c
-             where c.webhook_id = $1 and c.hour = webhooks_private.utc_hour($3) and not c.stale) as "hourRow",
-            (select r.fired::int from webhooks_private.count_deliveries($1, $2, webhooks_private.utc_hour($3),
-                                                                          webhooks_private.utc_hour($3) + interval '1 hour') r) as report`,
-    [webhook.id, webhook.company_id, at]);
-  return row as { hourRow: number[]; report: number };
-}
-
 test.serial('a delivery captured early in a transaction that commits three hours later is counted in its hour', async (t) => {
   const { company, webhook, writer, started } = await openWriter(t);
   await factories(writer).contact(company.id);   // captured now, created at the transaction's start
@@ -69,12 +47,12 @@ test.serial('a delivery captured early in a transaction that commits three hours
   await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, company.id, started]);
-  await rollUp(started, '3 hours');
-  t.deepEqual((await hourCounts(webhook, started)).hourRow, [], 'the hour is not counted while the writer is open');
+  await rollUpAfter(db().pool, started, '3 hours');
+  t.deepEqual((await hourCounts(db().pool, webhook, started)).hourRow, [], 'the hour is not counted while the writer is open');
   await writer.query('commit');
-  await settle(webhook.id);
-  await rollUp(started, '3 hours');
-  t.deepEqual(await hourCounts(webhook, started), { hourRow: [2], report: 2 });
+  await settlePending(db().pool, webhook.id);
+  await rollUpAfter(db().pool, started, '3 hours');
+  t.deepEqual(await hourCounts(db().pool, webhook, started), { hourRow: [2], report: 2 });
 });
 
 test.serial('a delivery captured three hours into a transaction that wrote before is counted in the hour it began', async (t) => {
@@ -82,13 +60,13 @@ test.serial('a delivery captured three hours into a transaction that wrote befor
   await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, company.id, started]);
-  await rollUp(started, '3 hours');
+  await rollUpAfter(db().pool, started, '3 hours');
   // the writer captures only now, and commits
   await factories(writer).contact(company.id);
   await writer.query('commit');
-  await settle(webhook.id);
-  await rollUp(started, '3 hours 10 minutes');
-  t.deepEqual(await hourCounts(webhook, started), { hourRow: [2], report: 2 });
+  await settlePending(db().pool, webhook.id);
+  await rollUpAfter(db().pool, started, '3 hours 10 minutes');
+  t.deepEqual(await hourCounts(db().pool, webhook, started), { hourRow: [2], report: 2 });
 });
 
 // A prepared transaction has no connection, and Postgres keeps no start for it: its
@@ -106,12 +84,12 @@ twoPhase('nothing is counted while a transaction is prepared; its delivery is co
   await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, company.id, started]);
-  await rollUp(started, '3 hours');
-  t.deepEqual((await hourCounts(webhook, started)).hourRow, [], 'the hour is not counted while the writer is prepared');
+  await rollUpAfter(db().pool, started, '3 hours');
+  t.deepEqual((await hourCounts(db().pool, webhook, started)).hourRow, [], 'the hour is not counted while the writer is prepared');
   await db().pool.query(`commit prepared '${name}'`);
-  await settle(webhook.id);
-  await rollUp(started, '3 hours');
-  t.deepEqual(await hourCounts(webhook, started), { hourRow: [2], report: 2 });
+  await settlePending(db().pool, webhook.id);
+  await rollUpAfter(db().pool, started, '3 hours');
+  t.deepEqual(await hourCounts(db().pool, webhook, started), { hourRow: [2], report: 2 });
 });
 
 test.serial('a delivery of a transaction open for three days, which wrote before, is counted in its day', async (t) => {
@@ -119,11 +97,11 @@ test.serial('a delivery of a transaction open for three days, which wrote before
   await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, company.id, started]);
-  await rollUp(started, '3 days');
+  await rollUpAfter(db().pool, started, '3 days');
   await factories(writer).contact(company.id);
   await writer.query('commit');
-  await settle(webhook.id);
-  await rollUp(started, '3 days 1 hour');
+  await settlePending(db().pool, webhook.id);
+  await rollUpAfter(db().pool, started, '3 days 1 hour');
   const { rows } = await db().pool.query(
     `select fired::int from webhooks.delivery_day_counts where webhook_id = $1 and day = webhooks_private.utc_day($2)
      union all
@@ -150,8 +128,8 @@ test.serial('a transaction of another role that only reads, open for hours, hold
   await db().pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, company.id, started]);
-  await rollUp(started, '3 hours');
-  t.deepEqual(await hourCounts(webhook, started), { hourRow: [1], report: 1 }, 'counted while the reader is open');
+  await rollUpAfter(db().pool, started, '3 hours');
+  t.deepEqual(await hourCounts(db().pool, webhook, started), { hourRow: [1], report: 1 }, 'counted while the reader is open');
   await reader.query('commit');
 });
 
@@ -164,9 +142,9 @@ test.serial('a transaction that wrote before the last run holds back only the ho
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3::timestamptz - interval '3 hours'),
             ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, company.id, started]);
-  await rollUp(started, '3 hours');
+  await rollUpAfter(db().pool, started, '3 hours');
   const threeHoursBefore = new Date(started.getTime() - 3 * 3600_000);
-  t.deepEqual(await hourCounts(webhook, threeHoursBefore), { hourRow: [1], report: 1 }, 'before the run\'s hour less one: counted');
-  t.deepEqual((await hourCounts(webhook, started)).hourRow, [], 'the writer\'s hour is not counted while it is open');
+  t.deepEqual(await hourCounts(db().pool, webhook, threeHoursBefore), { hourRow: [1], report: 1 }, 'before the run\'s hour less one: counted');
+  t.deepEqual((await hourCounts(db().pool, webhook, started)).hourRow, [], 'the writer\'s hour is not counted while it is open');
   await writer.query('rollback');
 });

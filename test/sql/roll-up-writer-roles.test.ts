@@ -9,6 +9,7 @@ import type pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
 import { connectAs, crmAppRole, engineOwnerRole } from '../helpers/crm-role.ts';
 import { factories } from '../helpers/factories.ts';
+import { hourCounts } from '../helpers/report-counts.ts';
 
 const db = useTestDatabase(test);
 
@@ -27,17 +28,6 @@ async function rollUp(started: Date, later: string): Promise<void> {
   } finally {
     api.release(true);   // (its role set: not back into the pool)
   }
-}
-
-/** The webhook's true hour row of the hour `at` falls in (its fired), and the report's count of that hour. */
-async function hourCounts(webhook: { id: string; company_id: string }, at: Date) {
-  const { rows: [row] } = await db().pool.query(
-    `select (select coalesce(array_agg(c.fired::int), '{}') from webhooks.delivery_hour_counts c
-             where c.webhook_id = $1 and c.hour = webhooks_private.utc_hour($3) and not c.stale) as "hourRow",
-            (select r.fired::int from webhooks_private.count_deliveries($1, $2, webhooks_private.utc_hour($3),
-                                                                          webhooks_private.utc_hour($3) + interval '1 hour') r) as report`,
-    [webhook.id, webhook.company_id, at]);
-  return row as { hourRow: number[]; report: number };
 }
 
 test.serial('the owner runs no superuser and reads no other role\'s transactions', async (t) => {
@@ -61,13 +51,13 @@ test.serial('a delivery of an open transaction of the CRM\'s own role is counted
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
      values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, now(), $3)`, [webhook.id, company.id, started]);
   await rollUp(started, '3 hours');
-  t.deepEqual((await hourCounts(webhook, started)).hourRow, [], 'the hour is not counted while the writer is open');
+  t.deepEqual((await hourCounts(db().pool, webhook, started)).hourRow, [], 'the hour is not counted while the writer is open');
   await writer.query('commit');
   await db().pool.query(
     `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
      where webhook_id = $1 and state = 'pending'`, [webhook.id]);
   await rollUp(started, '3 hours');
-  t.deepEqual(await hourCounts(webhook, started), { hourRow: [2], report: 2 });
+  t.deepEqual(await hourCounts(db().pool, webhook, started), { hourRow: [2], report: 2 });
 });
 
 // A snapshot lists the transactions running below its xmax, the last one completed
