@@ -128,11 +128,12 @@ $$;
 -- user: a brokerage has 20,000 users, and listing them took 200 requests, each
 -- reading and sorting all of them (past 10,000 the API refused the page,
 -- PAGE_TOO_DEEP, and the form did not open). A search matches a prefix of the name,
--- of the name from its second, third or fourth word on ("Smith" finds "Anna Smith"),
--- or of a user's email, case-insensitive: a range of the company's entries of each of
--- the indexes of migrations 0051 and 0060, read in their order and cut at one more
--- than the most a search shows, so that it reads about a hundred rows whatever the
--- company's size (test/sql/choice-search.test.ts). (A trigram index, pg_trgm, would
+-- of the name from any later word on ("Smith" finds "Anna Smith", "Cruz" "Mary Ann de
+-- la Cruz", "Jones" "Anna Smith-Jones": whitespace or punctuation starts a word), or
+-- of a user's email, case-insensitive: a range of the company's entries of the indexes
+-- of migration 0051 and of the table of words of migration 0069, read in their order
+-- and cut at one more than the most a search shows, so that it reads about a hundred
+-- rows whatever the company's size (test/sql/choice-search.test.ts). (A trigram index, pg_trgm, would
 -- find any word, but reads every row a short or common prefix matches, to sort them
 -- for the first few.) The text typed is a value compared, never a pattern: % and _
 -- are themselves.
@@ -183,51 +184,76 @@ begin
 end;
 $$;
 
--- private: the caller's company's users whose name from its p_word-th word on
--- (webhooks_private.name_from_word, migration 0060) starts with p_search, in the order
--- of that word's index, at most company_choices_up_to() + 1: a range of the index
--- read in its order and cut there. Inlined into the search below (no SET, not run as
--- its owner), where p_word is a constant: the index's expression, 2 to 4.
-create or replace function webhooks_private.users_from_word(p_search text, p_word integer)
-returns table (id bigint, name text, email text)
-language sql
+-- (the searches of words 2 to 4 by the indexes of migration 0060, until 2026-12-06:
+-- migration 0069's table of every word answers for them)
+drop function if exists webhooks_private.users_from_word(text, integer);
+drop function if exists webhooks_private.statuses_from_word(text, integer);
+
+-- Migration 0069 keeps that table, and with it what fills it (changed only by a
+-- migration that fills it again): webhooks_private.name_words cuts a name in words,
+-- and the triggers webhooks_user_words_* and webhooks_status_words_* on crm.users and
+-- crm.statuses run
+-- webhooks_private.tg_crm_name_words__kept after each statement, which adds and drops
+-- the words of the rows it wrote (webhooks_private.crm_name_words_add and
+-- webhooks_private.crm_name_words_drop).
+
+-- private: the ids of the caller's company's users (p_kind 'u') or statuses ('s') one
+-- of whose words after the first (webhooks_private.crm_name_words, migration 0069), with
+-- the rest of the name after it, starts with p_search, in the order of those words, at
+-- most company_choices_up_to() + 1; none when nothing is typed (else they would add
+-- other first ones to the first ones by name). The range of the company's entries is
+-- read in its order until that many ids are found: a name of many words that match
+-- is one id (read as such, a name of 100 words starting with "a" was a search's whole
+-- answer, and the page took it for all there is). A search longer than the entries'
+-- 200 characters is matched on the name after. enable_sort off, as the searches below.
+create or replace function webhooks_private.ids_by_word(p_kind "char", p_search text)
+returns setof bigint
+language plpgsql
 stable
+rows 21
+set search_path = pg_catalog, pg_temp
+set enable_sort = off
+set jit = off
 as $$
-  select u.id, u.name, u.email
-  from crm.users u
-  where u.company_id = webhooks.current_company_id()
-    and left(webhooks_private.name_from_word(u.name, p_word), 200) collate "C" >= webhooks_private.indexed_prefix(p_search)
-    and left(webhooks_private.name_from_word(u.name, p_word), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(p_search))
-    and starts_with(webhooks_private.name_from_word(u.name, p_word), lower(p_search))
-  order by u.company_id, left(webhooks_private.name_from_word(u.name, p_word), 200) collate "C", u.id
-  limit webhooks.company_choices_up_to() + 1;
+declare
+  v_prefix constant text := webhooks_private.indexed_prefix(p_search);
+  v_found bigint[] := '{}';
+  v_word record;
+begin
+  if coalesce(p_search, '') = '' then
+    return;
+  end if;
+  for v_word in
+    select w.id, w.word_at
+    from webhooks_private.crm_name_words w
+    where w.company_id = webhooks.current_company_id()
+      and w.kind = p_kind
+      and w.key >= v_prefix
+      and w.key <= webhooks_private.prefix_range_end(v_prefix)
+      and starts_with(w.key, left(lower(p_search), 200))
+    order by w.company_id, w.kind, w.key, w.id
+  loop
+    continue when v_word.id = any(v_found);
+    continue when length(p_search) > 200 and not starts_with(substr(lower(
+      case p_kind when 'u' then (select u.name from crm.users u where u.id = v_word.id)
+                  else (select s.name from crm.statuses s where s.id = v_word.id) end), v_word.word_at), lower(p_search));
+    v_found := v_found || v_word.id;
+    return next v_word.id;
+    exit when cardinality(v_found) > webhooks.company_choices_up_to();
+  end loop;
+end;
 $$;
 
--- private: the same of the caller's company's statuses
-create or replace function webhooks_private.statuses_from_word(p_search text, p_word integer)
-returns table (id bigint, name text)
-language sql
-stable
-as $$
-  select s.id, s.name
-  from crm.statuses s
-  where s.company_id = webhooks.current_company_id()
-    and left(webhooks_private.name_from_word(s.name, p_word), 200) collate "C" >= webhooks_private.indexed_prefix(p_search)
-    and left(webhooks_private.name_from_word(s.name, p_word), 200) collate "C" <= webhooks_private.prefix_range_end(webhooks_private.indexed_prefix(p_search))
-    and starts_with(webhooks_private.name_from_word(s.name, p_word), lower(p_search))
-  order by s.company_id, left(webhooks_private.name_from_word(s.name, p_word), 200) collate "C", s.id
-  limit webhooks.company_choices_up_to() + 1;
-$$;
-
--- public: the caller's company's users whose name, one of its words 2 to 4 (and the
+-- public: the caller's company's users whose name, one of its later words (and the
 -- rest of the name after it), or email starts with search (case-insensitive; null or
 -- empty: the first ones by name), by name, at most company_choices_up_to() + 1. Each
--- of the five reads its index's range in order and stops at that many (no CTE nor join
--- before them: the range's every row was sorted). The words' when something is typed
--- (else they would add other first ones to the first ones by name).
+-- of the three reads its index's range in order and stops at that many (no CTE nor
+-- join before them: the range's every row was sorted). The words' ids are the
+-- company's (ids_by_word), looked up by the key alone: with the company named too, the
+-- planner read the company's every entry of the email's index for them.
 -- enable_sort off: a company the planner takes for small (a brokerage imported since
 -- the table was last analyzed) was read whole by its company_id index and sorted, for
--- 21 rows (test/sql/choice-search.test.ts); the sort of the five's few rows remains.
+-- 21 rows (test/sql/choice-search.test.ts); the sort of the three's few rows remains.
 create or replace function webhooks.company_users_matching(search text)
 returns table (id bigint, name text, email text)
 language sql
@@ -256,16 +282,14 @@ as $$
          order by u.company_id, left(lower(u.email), 200) collate "C", u.id
          limit webhooks.company_choices_up_to() + 1)
         union
-        select w.* from webhooks_private.users_from_word(search, 2) w where coalesce(search, '') <> ''
-        union
-        select w.* from webhooks_private.users_from_word(search, 3) w where coalesce(search, '') <> ''
-        union
-        select w.* from webhooks_private.users_from_word(search, 4) w where coalesce(search, '') <> '') f
+        select u.id, u.name, u.email
+        from crm.users u
+        where u.id = any (array(select webhooks_private.ids_by_word('u', search)))) f
   order by f.name, f.id
   limit webhooks.company_choices_up_to() + 1;
 $$;
 
--- public: the caller's company's statuses whose name, or one of its words 2 to 4,
+-- public: the caller's company's statuses whose name, or one of its later words,
 -- starts with search, as above
 create or replace function webhooks.company_statuses_matching(search text)
 returns table (id bigint, name text)
@@ -286,11 +310,9 @@ as $$
          order by s.company_id, left(lower(s.name), 200) collate "C", s.id
          limit webhooks.company_choices_up_to() + 1)
         union
-        select w.* from webhooks_private.statuses_from_word(search, 2) w where coalesce(search, '') <> ''
-        union
-        select w.* from webhooks_private.statuses_from_word(search, 3) w where coalesce(search, '') <> ''
-        union
-        select w.* from webhooks_private.statuses_from_word(search, 4) w where coalesce(search, '') <> '') f
+        select s.id, s.name
+        from crm.statuses s
+        where s.id = any (array(select webhooks_private.ids_by_word('s', search)))) f
   order by left(lower(f.name), 200) collate "C", f.id
   limit webhooks.company_choices_up_to() + 1;
 $$;

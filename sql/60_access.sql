@@ -161,8 +161,8 @@ grant update (coalesce_window, ordered) on webhooks.webhooks to webhook_admin;
 -- (Trigger functions need no grant: Postgres checks none when a trigger fires.)
 revoke execute on all functions in schema webhooks_private from public;
 -- but this one: the expression of indexes of crm.users and crm.statuses (migration
--- 0060), which Postgres evaluates as whichever role writes the CRM, and checks its
--- right to
+-- 0060, until migration 0069 dropped them), which Postgres evaluated as whichever role
+-- wrote the CRM, and checked its right to
 grant execute on function webhooks_private.name_from_word(text, integer) to public;
 grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
 -- the report's counting (webhooks.webhook_report)
