@@ -709,6 +709,30 @@ begin
 end;
 $$;
 
+-- private: the state a history is asked for (history, historyOldestFirst,
+-- historyCount), or its refusal by name: one of a delivery's states (the check
+-- deliveries_state_known of migration 0002), or null, any. Until 2026-12-06 another
+-- text ("FAILED", "failure") answered an empty history and a count of 0, as a webhook
+-- none of whose deliveries had failed.
+create or replace function webhooks_private.known_delivery_state(p_state text)
+returns text
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if p_state is not null and p_state not in ('pending', 'in_flight', 'succeeded', 'failed') then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('state must be one of pending, in_flight, succeeded, failed (or null: any), got %s',
+                       to_jsonb(left(p_state, 40))),
+      constraint = 'history_state_unknown',
+      column = 'state';
+  end if;
+  return p_state;
+end;
+$$;
+
 -- private: one webhook's deliveries created in [since, until), optionally only those
 -- in one state, in no order: what webhooks_history and webhooks_history_oldest_first
 -- give, each in its order (newest_first, a constant of each). A SQL function of one
@@ -770,7 +794,7 @@ as $$
     -- newest_first is a constant of each caller: its cases are decided as the
     -- function is inlined, and only its own direction's bounds are left)
     and d.created_at >= (select greatest(coalesce(webhooks_private.requested_time(since, 'since'), '-infinity'),
-                                         case when history_rows.state in ('pending', 'in_flight')
+                                         case when webhooks_private.known_delivery_state(history_rows.state) in ('pending', 'in_flight')
                                               then webhooks_private.oldest_queued_at(w.id) end,
                                          case when not newest_first
                                               then webhooks_private.history_after('a webhook''s history', 'delivery', after_created_at, after_id) end))
@@ -985,6 +1009,7 @@ declare
   v_tests record;
 begin
   perform webhooks_private.requested_times(since, until);   -- 22_outbox.sql
+  perform webhooks_private.known_delivery_state(state);
   if v_since >= v_until then
     return 0;
   end if;
@@ -993,9 +1018,6 @@ begin
             where q.webhook_id = w.id and q.company_id = w.company_id
               and (q.locked_by is not null) = (webhooks_history_count.state = 'in_flight')
               and q.created_at >= v_since and q.created_at < v_until);
-  end if;
-  if state is not null and state not in ('succeeded', 'failed') then
-    return 0;   -- no delivery is in that state (webhooks_history finds none)
   end if;
   if v_kept > v_since then
     select count(*) into v_not_dropped

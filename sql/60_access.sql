@@ -187,6 +187,7 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
 -- a webhook's history (webhooks.webhooks_history and its oldest first)
 grant execute on function webhooks_private.oldest_queued_at(bigint),
   webhooks_private.history_after(text, text, timestamptz, bigint),
+  webhooks_private.known_delivery_state(text),
   -- (and a delivery's attempts, webhooks.delivery_attempts_latest_first)
   webhooks_private.refuse_half_row(text, text, text, boolean, boolean),
   webhooks_private.history_rows(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint, boolean) to webhook_viewer;

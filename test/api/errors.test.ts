@@ -537,6 +537,30 @@ test('retrySchedule\'s pMaxAttempts out of 1 to 100 names its rule and the argum
   }
 });
 
+test('a history\'s state that is no delivery\'s state (a typo, another case) is refused naming the argument, not answered as an empty history', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  const token = await api().token(company.id, 'webhook_viewer');
+  const ask = (field: string, state: string) => api().gql(token,
+    `query($id: BigInt!, $state: String) { webhookById(id: $id) { ${field} } }`, { id: webhook.id, state });
+  // the four states answer as they did
+  const pending = await ask('history(state: $state) { nodes { state } }', 'pending');
+  t.deepEqual(pending.data.webhookById.history.nodes, [{ state: 'pending' }]);
+  t.is((await ask('historyCount(state: $state)', 'pending')).data.webhookById.historyCount, '1');
+  for (const state of ['succeeded', 'failed', 'in_flight']) t.falsy((await ask('history(state: $state) { nodes { id } }', state)).errors, state);
+  // until now each of these answered an empty history and a count of 0, as if none had failed
+  for (const field of ['history(state: $state) { nodes { id } }', 'historyOldestFirst(state: $state) { nodes { id } }', 'historyCount(state: $state)']) {
+    for (const state of ['FAILED', 'Pending', 'failure', '', 'x'.repeat(5000)]) {
+      const response = await ask(field, state);
+      t.like(response.errors?.[0], { extensions: { code: '22023', constraint: 'history_state_unknown', column: 'state' } }, `${field} ${state.slice(0, 10)}`);
+      t.regex(response.errors?.[0]?.message ?? '', /^state must be one of pending, in_flight, succeeded, failed \(or null: any\), got /);
+      t.true((response.errors?.[0]?.message ?? '').length < 200, 'the message quotes the start of what was sent');
+    }
+  }
+});
+
 test('a document GraphQL refuses (a field that is not there, a variable of the wrong type or not sent, a literal a scalar does not take, text that does not parse) carries a code, whichever media type the client accepts, with the status that media type asks for', async (t) => {
   const company = await factories(db().pool).company();
   const token = await api().token(company.id, 'webhook_viewer');
