@@ -561,6 +561,31 @@ test('a history\'s state that is no delivery\'s state (a typo, another case) is 
   }
 });
 
+test('a list input of more than 1,000 items is refused by name before it runs, whichever list it is: 10,000 webhook ids took a request 115 to 166 ms, one 27 ms', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const token = await api().token(company.id);
+  const latest = (ids: string[]) => api().gql(token,
+    'query($ids: [BigInt]) { latestBackfills(webhookIds: $ids) { nodes { id } } }', { ids });
+  // as many as a list may hold: answered
+  const most = await latest(Array.from({ length: 1000 }, () => webhook.id));
+  t.falsy(most.errors, JSON.stringify(most.errors));
+  for (const [name, response] of [
+    ['latestBackfills', await latest(Array.from({ length: 1001 }, () => webhook.id))],
+    ['companyUsersNamed', await api().gql(token, 'query($ids: [BigInt]!) { companyUsersNamed(ids: $ids) { id } }',
+      { ids: Array.from({ length: 10_000 }, (_, i) => String(i)) })],
+    ['createWebhook', await api().gql(token, CREATE, { ...valid, fields: Array.from({ length: 1001 }, () => 'email') })],
+  ] as const) {
+    t.is(response.status, 400, `${name}: refused before anything ran`);
+    t.like(response.errors?.[0], {
+      message: `${name === 'createWebhook' ? 'fields' : name === 'latestBackfills' ? 'webhookIds' : 'ids'} has at most 1000 items, not ${name === 'companyUsersNamed' ? 10000 : 1001}`,
+      extensions: { code: '22023', constraint: 'list_too_long', column: name === 'createWebhook' ? 'fields' : name === 'latestBackfills' ? 'webhookIds' : 'ids' },
+    }, name);
+  }
+  t.is(await webhookCount(company.id), 1);
+});
+
 test('a document GraphQL refuses (a field that is not there, a variable of the wrong type or not sent, a literal a scalar does not take, text that does not parse) carries a code, whichever media type the client accepts, with the status that media type asks for', async (t) => {
   const company = await factories(db().pool).company();
   const token = await api().token(company.id, 'webhook_viewer');
