@@ -453,8 +453,9 @@ const SEARCH = {
 };
 
 /**
- * The company's users or statuses (kind: 'user' or 'status') whose name (or a user's
- * email) starts with search, whatever the case (empty: the first ones by name): at
+ * The company's users or statuses (kind: 'user' or 'status') whose name, one of its
+ * words (what whitespace or punctuation starts) or a user's email starts with search,
+ * whatever the case (empty: the first ones by name): at
  * most the API's companyChoicesUpTo of them, and more: true when more match.
  */
 export async function searchChoices(kind, search) {

@@ -1489,11 +1489,11 @@ function foundWords(picker, result, typed) {
 
 /**
  * The picker of a user or a status (kind) of the company: a company may have 20,000
- * users, so it searches as one types (searchChoices: a prefix of the name or email,
- * at most the API's 20) rather than list them all. The combobox pattern of ARIA: a
- * labelled text box (role combobox), its list of options (listbox), the option the
- * arrows are on named as the box's aria-activedescendant, Enter to choose it, Escape
- * to leave the list; the count found said politely. The choice (its id; '' for Any;
+ * users, so it searches as one types (searchChoices: a prefix of the name, of any of
+ * its words, or of the email, at most the API's 20) rather than list them all. The
+ * combobox pattern of ARIA: a labelled text box (role combobox), its list of options
+ * (listbox), the option the arrows are on named as the box's aria-activedescendant,
+ * Enter to choose it, Escape to leave the list; the count found said politely. The choice (its id; '' for Any;
  * CHOOSE_AGAIN) is in a hidden input of its own, what Save reads: a text typed and
  * left without choosing goes back to the name of the choice, which stays as it was.
  * current: { id, name } chosen before (null: Any); again: the words of a choice to
