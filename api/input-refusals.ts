@@ -42,7 +42,7 @@ import {
   valueFromAST, visit, visitWithTypeInfo, type ExecutionResult, type GraphQLInputType, type ValueNode,
 } from 'postgraphile/graphql';
 import { databaseErrorIn } from './errors.ts';
-import { LIMIT_CODES, type Operation } from './limits.ts';
+import { LIMIT_CODES, LONGEST_LIST, type Operation } from './limits.ts';
 
 /** the arguments and input fields that are times asked about (every one of the schema so named is) */
 const REQUESTED_TIMES: ReadonlySet<string> = new Set(['since', 'until']);
@@ -56,12 +56,13 @@ const JSON_SCALAR = 'JSON';
 const INTERVAL_FIELDS = ['seconds', 'minutes', 'hours', 'days', 'months', 'years'];
 
 /**
- * The most items of a list input. The longest any input needs: companyUsersNamed's
- * ids, at most webhooks_private.names_asked_max() (1,000, sql/55_report.sql); a
- * webhook's fields, actions and filters, and latestBackfills' webhook ids (of at most
+ * The most items of a list input: LONGEST_LIST, the most rows a list answers, which
+ * is the longest any input needs, companyUsersNamed's ids (at most
+ * webhooks_private.names_asked_max(), sql/55_report.sql). A webhook's fields, actions
+ * and filters, and latestBackfills' webhook ids (of at most
  * webhooks.max_webhooks_per_company webhooks), are fewer.
  */
-export const LIST_ITEMS_MAX = 1000;
+const LIST_ITEMS_MAX = LONGEST_LIST;
 
 /** the names of the rules (extensions.constraint) */
 export const INPUT_RULES = Object.freeze({
