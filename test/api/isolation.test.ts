@@ -26,7 +26,14 @@ async function twoCompanies() {
   const { rows: [bAttempt] } = await db().pool.query(
     `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code)
      values ($1, $2, $3, $4, 1, now(), 12, 500) returning id`, [bDelivery.id, bDelivery.created_at, bHook.id, b.id]);
-  return { a, b, aHook, bHook, bDisabled, bStatus, bUser, bDelivery, bAttempt: bAttempt.id as string };
+  const { rows: [bBackfill] } = await db().pool.query(
+    'insert into webhooks.backfills (webhook_id, company_id) values ($1, $2) returning id', [bHook.id, b.id]);
+  const { rows: [bAudit] } = await db().pool.query(
+    'select id from webhooks.audit_log where company_id = $1 order by id limit 1', [b.id]);
+  return {
+    a, b, aHook, bHook, bDisabled, bStatus, bUser, bDelivery, bAttempt: bAttempt.id as string,
+    bAttemptCreatedAt: bDelivery.created_at as Date, bBackfill: bBackfill.id as string, bAudit: bAudit.id as string,
+  };
 }
 
 /** Everything of company B as the owner sees it, to compare before and after. */
@@ -37,7 +44,8 @@ async function snapshotOf(companyId: string) {
        (select jsonb_agg(s order by s.webhook_id) from webhooks_private.webhook_secrets s
           join webhooks.webhooks w on w.id = s.webhook_id where w.company_id = $1) as secrets,
        (select jsonb_agg(d order by d.id) from webhooks.deliveries d where d.company_id = $1) as deliveries,
-       (select jsonb_agg(x order by x.id) from webhooks.delivery_attempts x where x.company_id = $1) as attempts`,
+       (select jsonb_agg(x order by x.id) from webhooks.delivery_attempts x where x.company_id = $1) as attempts,
+       (select jsonb_agg(k order by k.id) from webhooks.backfills k where k.company_id = $1) as backfills`,
     [companyId]);
   return snapshot;
 }
@@ -66,6 +74,18 @@ test('company A\'s admin querying with company B\'s ids sees nothing of B', asyn
   t.is((await ask('{ currentCompanyId }')).currentCompanyId, w.a.id, 'currentCompanyId');
   t.false((await ask('{ companyStatuses { nodes { id } } }')).companyStatuses.nodes.some((s: any) => s.id === w.bStatus.id), 'companyStatuses');
   t.false((await ask('{ companyUsers { nodes { id } } }')).companyUsers.nodes.some((u: any) => u.id === w.bUser.id), 'companyUsers');
+  t.deepEqual((await ask('query($u: [BigInt]!, $s: [BigInt]!) { companyUsersNamed(ids: $u) { id } companyStatusesNamed(ids: $s) { id } }',
+    { u: [w.bUser.id], s: [w.bStatus.id] })), { companyUsersNamed: [], companyStatusesNamed: [] }, 'companyUsersNamed, companyStatusesNamed');
+  t.deepEqual((await ask('query($n: String) { companyUsersMatching(search: $n) { id } }', { n: w.bUser.name })).companyUsersMatching, [], 'companyUsersMatching by B\'s user\'s name');
+  t.is((await ask('query($id: BigInt!) { backfillById(id: $id) { id } }', { id: w.bBackfill })).backfillById, null, 'backfillById');
+  t.deepEqual((await ask('{ allBackfills { nodes { id } } }')).allBackfills.nodes, [], 'allBackfills');
+  t.deepEqual((await ask('query($ids: [BigInt]) { latestBackfills(webhookIds: $ids) { nodes { id } } }', { ids: [w.bHook.id] })).latestBackfills.nodes, [], 'latestBackfills of B\'s webhook');
+  t.is((await ask('query($id: BigInt!) { deliveryAttemptsCount(deliveryId: $id) }', { id: w.bDelivery.id })).deliveryAttemptsCount, 0, 'deliveryAttemptsCount');
+  t.is((await ask('query($c: BigInt!, $id: BigInt!, $at: Datetime!) { deliveryAttemptByCompanyIdAndIdAndDeliveryCreatedAt(companyId: $c, id: $id, deliveryCreatedAt: $at) { id } }',
+    { c: w.b.id, id: w.bAttempt, at: w.bAttemptCreatedAt.toISOString() })).deliveryAttemptByCompanyIdAndIdAndDeliveryCreatedAt, null, 'an attempt by its whole key');
+  t.is((await ask('query($id: BigInt!) { auditLogById(id: $id) { id } }', { id: w.bAudit })).auditLogById, null, 'auditLogById');
+  t.false((await ask('{ allAuditLogs { nodes { companyId } } }')).allAuditLogs.nodes.some((row: any) => row.companyId === w.b.id), 'allAuditLogs');
+  t.deepEqual((await ask('{ webhookReportCounts }')).webhookReportCounts[w.bHook.id], undefined, 'webhookReportCounts');
 });
 
 test('company A\'s admin trying every mutation on company B\'s ids changes nothing of B', async (t) => {
@@ -93,6 +113,10 @@ test('company A\'s admin trying every mutation on company B\'s ids changes nothi
   await refused('updateWebhook of A\'s webhook to B\'s user',
     'mutation($id: BigInt!, $u: BigInt!) { updateWebhook(input: { id: $id, actions: [CONTACT_USER_ASSIGNED], userId: $u }) { result { id } } }',
     { id: w.aHook.id, u: w.bUser.id }, 'webhook_user_other_company');
+  await refused('startBackfill', 'mutation($id: BigInt!) { startBackfill(input: { webhookId: $id }) { result } }', { id: w.bHook.id }, 'webhook_not_found');
+  await refused('cancelBackfill', 'mutation($id: BigInt!) { cancelBackfill(input: { id: $id }) { result { id } } }', { id: w.bBackfill }, 'backfill_not_found');
+  await refused('sendTestWebhook', 'mutation($id: BigInt!) { sendTestWebhook(input: { id: $id }) { result { id } } }', { id: w.bHook.id }, 'webhook_not_found');
+  await refused('setWebhookDelivery', 'mutation($id: BigInt!) { setWebhookDelivery(input: { id: $id, ordered: true }) { result { id } } }', { id: w.bHook.id }, 'webhook_not_found');
 
   // a webhook cannot even be aimed at another company: there is no such input
   const aimed = await api().gql(token,
