@@ -237,6 +237,29 @@ browserTest('the form\'s checks and the database\'s refusals show beside the inp
   await page.close();
 });
 
+browserTest('the user picker finds a name by any of its words, what whitespace or punctuation starts: "cruz" finds "Mary Ann de la Cruz", "brien" "Conan O\'Brien", "jones" "Anna Smith-Jones"', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const cruz = await f.user(company.id, 'Mary Ann de la Cruz');
+  await f.user(company.id, "Conan O'Brien");
+  await f.user(company.id, 'Anna Smith-Jones');
+  const page = await signedIn(company.id);
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.check('input[name=action][value="contact.user_assigned"]');
+  for (const [typed, name] of [['  brien', "Conan O'Brien"], ['JONES', 'Anna Smith-Jones'], ['cruz', 'Mary Ann de la Cruz']]) {
+    await page.fill('#setup-user-search', typed);
+    await page.locator('#setup-user-options [role=option]').filter({ hasText: name }).waitFor();
+    t.is(await page.textContent('#setup-user-count'), '1 match', typed);
+    const shown = await page.locator('#setup-user-options [role=option]').allTextContents();
+    t.deepEqual(shown.map((text) => text.replace(/ \(.*@example\.com\)$/, '')), ['Any user', name], typed);
+  }
+  await choose(page, '#setup-user', 'de la c', 'Mary Ann de la Cruz');
+  t.is(await page.inputValue('#setup-user'), cruz.id);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a condition too large for one request (API_MAX_BODY_BYTES) is refused beside its box, in the API\'s words', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
