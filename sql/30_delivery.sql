@@ -277,6 +277,7 @@ declare
   v_at_cap boolean;
   v_lanes_busy boolean;
   v_day date;
+  v_days bigint;
   v_relation text;
   v_day_ids bigint[];
   v_day_messages text[];
@@ -377,13 +378,17 @@ begin
   end if;
 
   -- 3. what to send: the messages, from each day's history partition by name (nearly
-  --    always one; 22_outbox.sql), a plain lookup by key because it is planned on
-  --    every call. Read before the lease: the rows are locked, nothing changes them.
-  --    Each row by its whole key (id, created_at): a probe of the primary key per
-  --    row, whatever the statistics say. Asked as "id = any ($1)", a key prefix, it
-  --    guessed from a day's partition without statistics (a burst's) that a batch of
-  --    about 200 ids would match most of it, and chose to walk the day's company
-  --    index, or to start parallel workers for it (4 ms a claim; BENCHMARKS.md).
+  --    always one; 22_outbox.sql), planned on every call. Read before the lease: the
+  --    rows are locked, nothing changes them. By their ids (the identity: one row of
+  --    the day's partition each), all in one walk of the primary key: Postgres 17
+  --    takes an "id = any" array in order, and the ids on one leaf page with one
+  --    visit, about a buffer a delivery (the row's page) where a probe for each row
+  --    read three (root, leaf, row; until 2026-12-06, test/fleet/claim-cost.test.ts).
+  --    The array reaches the plan as a subquery's value, unknown when it is planned:
+  --    given the array itself, the planner guessed from a day's partition without
+  --    statistics (a burst's) that a batch of about 200 ids would match most of it,
+  --    and chose to walk the day's company index, or to start parallel workers for it
+  --    (4 ms a claim; BENCHMARKS.md); an array it cannot see it takes for a few ids.
   --    (Only the messages to be sent: a disabled webhook's deliveries are failed
   --    unread.)
   v_read_ids := v_locked;
@@ -398,7 +403,8 @@ begin
   --    there found every other day's messages a second time, and the claim returned
   --    those deliveries twice. A row whose message is not found leaves the queue
   --    unsent (drop_orphaned_deliveries, below); the rest go on.
-  for v_day in select distinct webhooks_private.utc_day(c) from unnest(v_read_created) c loop
+  for v_day, v_days in select d.day, count(*) over ()
+                       from (select distinct webhooks_private.utc_day(c) as day from unnest(v_read_created) c) d loop
     v_relation := webhooks_private.history_relation(v_day);
     if v_relation = 'webhooks.delivery_history' then
       select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text)
@@ -407,13 +413,17 @@ begin
       join webhooks.delivery_history h on h.id = k.id and h.created_at = k.created_at
       where webhooks_private.utc_day(k.created_at) = v_day;
     else
+      -- (the day's ids: all of them, unless the claim's rows span days)
+      v_day_ids := case when v_days = 1 then v_read_ids
+                        else array(select k.id from unnest(v_read_ids, v_read_created) as k(id, created_at)
+                                   where webhooks_private.utc_day(k.created_at) = v_day) end;
       execute format($q$
         select array_agg(h.id), array_agg(h.message_id), array_agg(h.payload::text)
-        from unnest($1, $2) as k(id, created_at)
-        join %s h on h.id = k.id and h.created_at = k.created_at$q$,
+        from %s h
+        where h.id = any ((select $1)::bigint[])$q$,
         v_relation)
         into v_day_ids, v_day_messages, v_day_bodies
-        using v_read_ids, v_read_created;
+        using v_day_ids;
     end if;
     v_message_ids := v_message_ids || v_day_ids;
     v_messages := v_messages || v_day_messages;

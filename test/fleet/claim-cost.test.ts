@@ -783,3 +783,47 @@ test('a burn-down\'s claim reads each queue row it leases twice: as it locks it,
       [rows.map((row) => row.delivery_id), CLAIM]);
   }
 });
+
+// A claim reads its messages from the day's history partition by their ids, in one
+// walk of the primary key (id = any (…): Postgres 17 takes the ids in order, and
+// those on one leaf page with one visit), planned for a few ids whatever the batch.
+// Until 2026-12-06 it probed the key once for each message, three buffers a delivery
+// (the index's root, a leaf, the row's page), 16.7 buffers a delivery being the
+// whole claim's in a burn-down (auto_explain with buffers).
+test('a burn-down\'s claim reads its messages with about one buffer a delivery, not three', async (t) => {
+  const HOOKS = 3;
+  const CLAIM = 96;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  for (let i = 0; i < HOOKS; i++) await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 1000) n`, [company.id]);
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const plans: { 'Query Text': string; Plan: PlanNode & { 'Shared Hit Blocks': number; 'Shared Read Blocks': number } }[] = [];
+  relay.on('notice', (notice) => {
+    const json = notice.message?.match(/plan:\s*(\{[\s\S]*\})\s*$/)?.[1];
+    if (json) plans.push(JSON.parse(json));
+  });
+  for (let round = 1; round <= 3; round++) {
+    await relay.query(`load 'auto_explain';
+      set auto_explain.log_min_duration = 0; set auto_explain.log_analyze = on; set auto_explain.log_timing = off;
+      set auto_explain.log_buffers = on; set auto_explain.log_nested_statements = on;
+      set auto_explain.log_format = json; set auto_explain.log_level = notice`);
+    plans.length = 0;
+    const { rows } = await relay.query(
+      `select delivery_id, body from webhooks_relay.claim_deliveries('relay-a', $1, interval '1 minute', 32,
+         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`, [CLAIM]);
+    await relay.query('reset auto_explain.log_min_duration');
+    t.is(rows.length, CLAIM);
+    t.true(rows.every((row) => JSON.parse(row.body).type === 'contact.created'));
+    const read = plans.filter((p) => /^\s*select array_agg\(h\.id\)/.test(p['Query Text']));
+    t.is(read.length, 1, `claim ${round}: one statement reads the messages`);
+    const buffers = read[0]!.Plan['Shared Hit Blocks'] + read[0]!.Plan['Shared Read Blocks'];
+    t.log(`claim ${round}: ${buffers} buffers for the messages of ${CLAIM} deliveries`);
+    t.true(buffers <= CLAIM, `claim ${round}: ${buffers} buffers for the messages of ${CLAIM} deliveries`);
+  }
+});
