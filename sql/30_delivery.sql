@@ -815,10 +815,20 @@ declare
   v_contacts bigint[];
   v_gone bigint[];
   v_again bigint[] := '{}';
+  -- the successes (a 2xx ends a delivery whatever its row says), and the rest
+  v_succeeded constant bigint[] := array(select r.id from unnest(p_ids, p_status_codes) as r(id, status_code)
+                                         where r.status_code between 200 and 299);
+  v_others constant bigint[] := array(select r.id from unnest(p_ids, p_status_codes) as r(id, status_code)
+                                      where not coalesce(r.status_code between 200 and 299, false));
 begin
   -- the results of deliveries this relay still holds ("still mine, still in flight"),
-  -- found by their primary key. Not locked here: each change below reaches the row
-  -- version read here (its ctid) and repeats the guard, and a row changed in between
+  -- found by their primary key. A success's row is deleted as it is found, read once
+  -- (until 2026-12-06 it was read first, with the others, and reached again by its
+  -- ctid: a row and about a buffer more a delivery; test/fleet/claim-cost.test.ts);
+  -- a row another transaction changes meanwhile is deleted as it is then, if it is
+  -- still this relay's lease of that attempt. The others' are read first (their
+  -- outcome depends on them), not locked: each change below reaches the row version
+  -- read here (its ctid) and repeats the guard, and a row changed in between
   -- (rescued, leased again) is not that version any more: it is left alone, and its
   -- result recorded as one whose lease was lost (below). Only what the changes
   -- returned counts as settled. A lock taken first cost a WAL record and another
@@ -829,6 +839,16 @@ begin
                 p_response_bodies, p_retry_after_s)
       as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
   ),
+  succeeded as (
+    -- (the lease of the attempt this result is of, as for the others: below)
+    delete from webhooks.delivery_queue q
+    using result r
+    where q.delivery_id = any (v_succeeded) and q.locked_by is not distinct from p_relay
+      and r.id = q.delivery_id and q.attempts = r.attempt
+    returning r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
+              r.retry_after_s, q.ctid, q.created_at, q.webhook_id, q.company_id, q.contact_id, q.attempts,
+              'succeeded'::text as new_state, null::timestamptz as next_attempt_at
+  ),
   mine as (
     -- ctid: the row version read here, which the delete or update below reaches
     -- without a second walk of the primary key, and only if it is still that version
@@ -837,7 +857,7 @@ begin
     from webhooks.delivery_queue q
     -- (is not distinct from, not =: with "=" the planner may prove the lease index's
     -- predicate and walk every lease in it instead of probing the primary key)
-    where q.delivery_id = any (p_ids) and q.locked_by is not distinct from p_relay
+    where q.delivery_id = any (v_others) and q.locked_by is not distinct from p_relay
   ),
   -- each webhook's attempt limit, read once however many of its results the batch holds
   hooks as materialized (
@@ -848,8 +868,8 @@ begin
   outcome as (
     select r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
            r.retry_after_s, m.ctid, m.created_at, m.webhook_id, m.company_id, m.contact_id, m.attempts,
+           -- (a success is not among them: succeeded, above)
            case
-             when r.status_code between 200 and 299 then 'succeeded'
              when r.status_code = 410 then 'failed'
              when m.attempts >= w.max_attempts then 'failed'
              -- a snapshot being sent when its backfill was cancelled: not tried again
@@ -892,6 +912,8 @@ begin
   -- nested loop of every result by every row changed (the planner sees one row in
   -- each), 10,000 comparisons for a batch of 100.
   settled as (
+    select * from succeeded
+    union all
     select * from finished
     union all
     select * from retried

@@ -827,3 +827,58 @@ test('a burn-down\'s claim reads its messages with about one buffer a delivery, 
     t.true(buffers <= CLAIM, `claim ${round}: ${buffers} buffers for the messages of ${CLAIM} deliveries`);
   }
 });
+
+// A settle of successes ends each delivery by its key, reading its queue row once: as
+// it deletes it. Until 2026-12-06 it read each row first (the statement's "mine",
+// whose ctid the delete then reached by a scan of its own): two rows and about a
+// buffer more a delivery (auto_explain of the settle's statement).
+test('a burn-down\'s settle of successes reads each queue row it ends once', async (t) => {
+  const HOOKS = 3;
+  const CLAIM = 96;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  for (let i = 0; i < HOOKS; i++) await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 100) n`, [company.id]);
+  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const plans: { 'Query Text': string; Plan: PlanNode }[] = [];
+  relay.on('notice', (notice) => {
+    const json = notice.message?.match(/plan:\s*(\{[\s\S]*\})\s*$/)?.[1];
+    if (json) plans.push(JSON.parse(json));
+  });
+  const queueRows = (plan: PlanNode): number =>
+    (plan['Node Type'].endsWith('Scan') ? rowsRead({ ...plan, Plans: [] }).get('delivery_queue') ?? 0 : 0)
+    + (plan.Plans ?? []).reduce((sum, child) => sum + queueRows(child), 0);
+  for (let round = 1; round <= 3; round++) {
+    const { rows } = await relay.query(
+      `select delivery_id from webhooks_relay.claim_deliveries('relay-a', $1, interval '1 minute', 32,
+         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`, [CLAIM]);
+    t.is(rows.length, CLAIM);
+    await relay.query(`load 'auto_explain';
+      set auto_explain.log_min_duration = 0; set auto_explain.log_analyze = on; set auto_explain.log_timing = off;
+      set auto_explain.log_nested_statements = on; set auto_explain.log_format = json; set auto_explain.log_level = notice`);
+    plans.length = 0;
+    const { rows: settled } = await relay.query(
+      `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], array_fill(1, array[$2::int]),
+         array_fill(now(), array[$2::int]), array_fill(1, array[$2::int]), array_fill(204, array[$2::int]),
+         array_fill(null::text, array[$2::int]), array_fill(null::text, array[$2::int]), array_fill(null::int, array[$2::int]))`,
+      [rows.map((row) => row.delivery_id), CLAIM]);
+    await relay.query('reset auto_explain.log_min_duration');
+    t.is(settled.length, CLAIM);
+    t.true(settled.every((row) => row.state === 'succeeded'));
+    // (the settle's own statements: those that call others are counted in them)
+    const read = plans.filter((p) => !/settle_(deliveries|results)\(/.test(p['Query Text']))
+      .reduce((sum, p) => sum + queueRows(p.Plan), 0);
+    t.log(`settle ${round}: ${read} rows of the queue read for ${CLAIM} ended`);
+    t.is(read, CLAIM, `settle ${round}: rows of the queue read`);
+  }
+  const { rows: [left] } = await database.pool.query(
+    `select (select count(*) from webhooks.delivery_queue where locked_by is not null)::int as leased,
+            (select count(*) from webhooks.delivery_attempts where status_code = 204)::int as attempts`);
+  t.deepEqual(left, { leased: 0, attempts: 3 * CLAIM });
+});
