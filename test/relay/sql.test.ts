@@ -315,6 +315,29 @@ test('settle is guarded: a relay whose lease was rescued cannot overwrite the ne
   t.like(attempts[2], { attempt: 2, status_code: 200, relay_id: 'relay-new' });
 });
 
+// (a success is deleted as the settle finds it by its key, with the guard: sql/30_delivery.sql)
+test('settle is guarded for a success too: a late 2xx from a relay whose lease was rescued and leased again ends nothing', async (t) => {
+  const { pool } = await setup(t, 1);
+  const [claimed] = await claim(pool, 'relay-late', 10, 10);
+  await pool.query(`update webhooks.deliveries set locked_until = now() - interval '1 second' where id = $1`, [claimed.delivery_id]);
+  t.is((await pool.query('select webhooks_relay.rescue_expired_leases() as n')).rows[0].n, 1);
+  const [reclaimed] = await claim(pool, 'relay-new', 10, 10);
+  t.is(reclaimed.attempt, 2);
+
+  t.deepEqual(await settle(pool, 'relay-late', [{ id: claimed.delivery_id, attempt: 1, status: 204 }]), []);
+  t.like(await delivery(pool, claimed.delivery_id), { state: 'in_flight', locked_by: 'relay-new', attempts: 2 });
+  // nor does the new holder's 2xx of the wrong attempt
+  t.deepEqual(await settle(pool, 'relay-new', [{ id: claimed.delivery_id, attempt: 1, status: 204 }]), []);
+  t.like(await delivery(pool, claimed.delivery_id), { state: 'in_flight', locked_by: 'relay-new', attempts: 2 });
+
+  const [done] = await settle(pool, 'relay-new', [{ id: claimed.delivery_id, attempt: 2, status: 204 }]);
+  t.is(done.state, 'succeeded');
+  const { rows: attempts } = await pool.query(
+    'select attempt, status_code, relay_id from webhooks.delivery_attempts where delivery_id = $1 order by id', [claimed.delivery_id]);
+  t.deepEqual(attempts.map((a) => [a.attempt, a.status_code, a.relay_id]),
+    [[1, null, 'relay-late'], [1, 204, 'relay-late'], [1, 204, 'relay-new'], [2, 204, 'relay-new']]);
+});
+
 test('settle is guarded at the row itself: a rescue that commits while the settle waits for the row wins', async (t) => {
   const { pool } = await setup(t, 1);
   const [claimed] = await claim(pool, 'relay-late', 10, 10);
