@@ -127,6 +127,11 @@ export class Receiver {
     return path === undefined ? [...this.requests] : this.requests.filter((r) => r.path === path);
   }
 
+  /** Requests to a path that have arrived and are neither answered nor dropped yet. */
+  unanswered(path: string): number {
+    return this.open.get(path) ?? 0;
+  }
+
   /** The most requests to a path that were ever unanswered at once. */
   maxConcurrent(path: string): number {
     return Math.max(0, ...this.received(path).map((r) => r.concurrent));
