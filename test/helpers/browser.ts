@@ -40,7 +40,7 @@ export interface RunningBrowser {
 /** How long any wait of a page test may take. Generous because CI runs every test file
  *  at once on two cores: one wait of 10 s timed out there with its text already on the
  *  page, and a file's dozen tabs took 25–35 s each in a slow run. */
-const BROWSER_WAIT_MS = 60_000;
+export const BROWSER_WAIT_MS = 60_000;
 
 /** The API's limits under a page test: its statements may take as long as the page is
  *  waited for. In a CI run of every test file at once on two cores a history view
