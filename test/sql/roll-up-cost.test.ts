@@ -42,11 +42,12 @@ test("a roll-up of a webhook's hours reads its own queue rows, not every company
   t.true(used < 100, `the roll-up of its hours read ${used} rows of the queue (${BACKLOG} of another company's)`);
 });
 
-// On a database of its own: its reads are the index entries of the notes its batch
-// looks up, and those include entries of row versions the test cannot see, which the
-// file's other roll-ups leave behind until vacuum takes them (after them, sharing
-// their database, it read 46, 68 and 137 where it reads 26, with as many index scans
-// and the same 26 rows fetched: no other webhook's notes).
+// On a database of its own: its reads are the index entries its batch's lookups of
+// the notes return, which counted entries that led to no row it could see when it ran
+// after the file's other roll-ups, in their database, beside the test above: 46 and 68
+// (137 before) where it reads 26; in the run looked into, the same 27 index scans and
+// the same 26 rows fetched, 42 entries more. Not other webhooks' notes read by the
+// roll-up: state the tests before leave, which the count here must not depend on.
 test('a batch of the roll-up reads the notes of days to count again of its own webhooks, not every webhook\'s', async (t) => {
   const NOTED = 2_000;
   const BATCH = 25;
