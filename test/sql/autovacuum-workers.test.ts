@@ -94,7 +94,9 @@ test.serial('sql/ in the way of an autovacuum of an engine table: the migrate as
 
   t.true(tookMs < 10_000, `${tookMs} ms`);
   t.log(`applied in ${tookMs} ms; ${writeMs.length} contact writes meanwhile, the longest ${Math.max(...writeMs)} ms`);
-  t.true(Math.max(...writeMs) < 3_000, `${Math.max(...writeMs)} ms`);
+  // (one try's wait, 1.5 s, not the vacuum's minutes; four times it, since a loaded
+  // machine took a write to 3.6 s at load 12)
+  t.true(Math.max(...writeMs) < 6_000, `${Math.max(...writeMs)} ms`);
   const line = said.find((l) => l.startsWith('sql/: only an autovacuum in its way'));
   t.truthy(line, said.join('\n'));
   t.regex(line!, new RegExp(`server process ${worker}\\b`));
