@@ -5,7 +5,7 @@
 // (Its question "has this webhook anything due?" was once planned as a hash join
 // that read every due row of the queue on every claim: 18,400 of them in a backlog of
 // 20,000, three milliseconds a claim.)
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { createTestDatabase } from '../helpers/db.ts';
 import { factories, webhooksInBulk } from '../helpers/factories.ts';
@@ -726,6 +726,63 @@ test('a company of many webhooks with work, one of them yielding nothing: its pl
   t.is(served.size, EACH - 1, `webhooks served in ${discoveries} discoveries`);
 });
 
+// A burn-down's scene, for the counts of one claim or settle: one company's webhooks
+// (each gives a claim at most its max_in_flight, 32) with a delivery due for each of
+// its contacts, and a relay's connection that is sent, as notices, the plan of every
+// statement it runs, nested ones too, once explainNext() has been called.
+interface PlanWithBuffers extends PlanNode { 'Shared Hit Blocks': number; 'Shared Read Blocks': number }
+
+async function burnDownScene(t: ExecutionContext, { hooks, contacts, analyze = true }: { hooks: number; contacts: number; analyze?: boolean }) {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const f = factories(database.pool);
+  const company = await f.company();
+  for (let i = 0; i < hooks; i++) await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await database.pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, $2::int) n`,
+    [company.id, contacts]);
+  if (analyze) await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  const plans: { 'Query Text': string; Plan: PlanWithBuffers }[] = [];
+  relay.on('notice', (notice) => {
+    const json = notice.message?.match(/plan:\s*(\{[\s\S]*\})\s*$/)?.[1];
+    if (json) plans.push(JSON.parse(json));
+  });
+  /** The plans of the next statement (until its reset), and no others. */
+  const explainNext = async () => {
+    await relay.query(`load 'auto_explain';
+      set auto_explain.log_min_duration = 0; set auto_explain.log_analyze = on; set auto_explain.log_timing = off;
+      set auto_explain.log_buffers = on; set auto_explain.log_nested_statements = on;
+      set auto_explain.log_format = json; set auto_explain.log_level = notice`);
+    plans.length = 0;
+  };
+  const explainNoMore = () => relay.query('reset auto_explain.log_min_duration');
+  return { database, relay, plans, explainNext, explainNoMore };
+}
+
+/** A claim of the relay 'relay-a' of up to `limit` deliveries, `perWebhook` of each webhook at most. */
+const BURN_DOWN_CLAIM = `select delivery_id, body from webhooks_relay.claim_deliveries('relay-a', $1, interval '1 minute', $2,
+  '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`;
+
+/** The deliveries' results, each a 204, as a receiver answering at once makes them. */
+const settleAs204 = (relay: pg.Client, ids: string[]) => relay.query(
+  `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], array_fill(1, array[$2::int]),
+     array_fill(now(), array[$2::int]), array_fill(1, array[$2::int]), array_fill(204, array[$2::int]),
+     array_fill(null::text, array[$2::int]), array_fill(null::text, array[$2::int]), array_fill(null::int, array[$2::int]))`,
+  [ids, ids.length]);
+
+/** Rows of the queue a plan's scans read (an update's or a delete's own node counts the rows it writes, apart). */
+const queueRows = (plan: PlanNode): number =>
+  (plan['Node Type'].endsWith('Scan') ? rowsRead({ ...plan, Plans: [] }).get('delivery_queue') ?? 0 : 0)
+  + (plan.Plans ?? []).reduce((sum, child) => sum + queueRows(child), 0);
+
+/** Pairs of rows a plan's joins compared and dropped. */
+const pairsDropped = (plan: PlanNode): number =>
+  (plan['Rows Removed by Join Filter'] ?? 0) * (plan['Actual Loops'] ?? 1)
+  + (plan.Plans ?? []).reduce((sum, child) => sum + pairsDropped(child), 0);
+
 // A burn-down's claim (one company, a few webhooks with a backlog, nothing held) reads
 // each row it leases as it locks it (lane_claim) and as it leases it, by the ctid it
 // was locked at: no more. Until 2026-12-06 the lease read each row a second time by
@@ -737,37 +794,12 @@ test('a company of many webhooks with work, one of them yielding nothing: its pl
 test('a burn-down\'s claim reads each queue row it leases twice: as it locks it, and as it leases it', async (t) => {
   const HOOKS = 3;
   const CLAIM = 96;
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const f = factories(database.pool);
-  const company = await f.company();
-  for (let i = 0; i < HOOKS; i++) await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 100) n`, [company.id]);
-  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
-  const relay = new pg.Client({ connectionString: database.url });
-  await relay.connect();
-  t.teardown(() => relay.end());
-  // every statement's plan, the claim's nested ones, as a notice to this client
-  const plans: { 'Query Text': string; Plan: PlanNode }[] = [];
-  relay.on('notice', (notice) => {
-    const json = notice.message?.match(/plan:\s*(\{[\s\S]*\})\s*$/)?.[1];
-    if (json) plans.push(JSON.parse(json));
-  });
+  const { relay, plans, explainNext, explainNoMore } = await burnDownScene(t, { hooks: HOOKS, contacts: 100 });
   for (let round = 1; round <= 3; round++) {
-    await relay.query(`load 'auto_explain';
-      set auto_explain.log_min_duration = 0; set auto_explain.log_analyze = on; set auto_explain.log_timing = off;
-      set auto_explain.log_nested_statements = on; set auto_explain.log_format = json; set auto_explain.log_level = notice`);
-    plans.length = 0;
-    const { rows } = await relay.query(
-      `select delivery_id from webhooks_relay.claim_deliveries('relay-a', $1, interval '1 minute', 32,
-         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`, [CLAIM]);
-    await relay.query('reset auto_explain.log_min_duration');
+    await explainNext();
+    const { rows } = await relay.query(BURN_DOWN_CLAIM, [CLAIM, 32]);
+    await explainNoMore();
     t.is(rows.length, CLAIM);
-    // (rows its scans read: an update's own node counts the rows it writes, apart)
-    const queueRows = (plan: PlanNode): number =>
-      (plan['Node Type'].endsWith('Scan') ? rowsRead({ ...plan, Plans: [] }).get('delivery_queue') ?? 0 : 0)
-      + (plan.Plans ?? []).reduce((sum, child) => sum + queueRows(child), 0);
     const lease = plans.filter((p) => /^\s*with chosen as/.test(p['Query Text']));
     t.is(lease.length, 1);
     t.is(queueRows(lease[0]!.Plan), CLAIM, `claim ${round}: the lease read the queue's rows`);
@@ -775,12 +807,7 @@ test('a burn-down\'s claim reads each queue row it leases twice: as it locks it,
     // (and the discovery's walk: an entry for each webhook, and one more)
     t.true(read <= 2 * CLAIM + 2 * HOOKS, `claim ${round} of ${CLAIM} read ${read} rows of the queue`);
     t.log(`claim ${round}: ${read} rows of the queue read for ${CLAIM} leased`);
-    // settled, as a receiver answering at once makes it
-    await relay.query(
-      `select webhooks_relay.settle_deliveries('relay-a', $1::bigint[], array_fill(1, array[$2::int]),
-         array_fill(now(), array[$2::int]), array_fill(1, array[$2::int]), array_fill(204, array[$2::int]),
-         array_fill(null::text, array[$2::int]), array_fill(null::text, array[$2::int]), array_fill(null::int, array[$2::int]))`,
-      [rows.map((row) => row.delivery_id), CLAIM]);
+    await settleAs204(relay, rows.map((row) => row.delivery_id));
   }
 });
 
@@ -791,33 +818,12 @@ test('a burn-down\'s claim reads each queue row it leases twice: as it locks it,
 // (the index's root, a leaf, the row's page), 16.7 buffers a delivery being the
 // whole claim's in a burn-down (auto_explain with buffers).
 test('a burn-down\'s claim reads its messages with about one buffer a delivery, not three', async (t) => {
-  const HOOKS = 3;
   const CLAIM = 96;
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const f = factories(database.pool);
-  const company = await f.company();
-  for (let i = 0; i < HOOKS; i++) await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 1000) n`, [company.id]);
-  const relay = new pg.Client({ connectionString: database.url });
-  await relay.connect();
-  t.teardown(() => relay.end());
-  const plans: { 'Query Text': string; Plan: PlanNode & { 'Shared Hit Blocks': number; 'Shared Read Blocks': number } }[] = [];
-  relay.on('notice', (notice) => {
-    const json = notice.message?.match(/plan:\s*(\{[\s\S]*\})\s*$/)?.[1];
-    if (json) plans.push(JSON.parse(json));
-  });
+  const { relay, plans, explainNext, explainNoMore } = await burnDownScene(t, { hooks: 3, contacts: 1000, analyze: false });
   for (let round = 1; round <= 3; round++) {
-    await relay.query(`load 'auto_explain';
-      set auto_explain.log_min_duration = 0; set auto_explain.log_analyze = on; set auto_explain.log_timing = off;
-      set auto_explain.log_buffers = on; set auto_explain.log_nested_statements = on;
-      set auto_explain.log_format = json; set auto_explain.log_level = notice`);
-    plans.length = 0;
-    const { rows } = await relay.query(
-      `select delivery_id, body from webhooks_relay.claim_deliveries('relay-a', $1, interval '1 minute', 32,
-         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`, [CLAIM]);
-    await relay.query('reset auto_explain.log_min_duration');
+    await explainNext();
+    const { rows } = await relay.query(BURN_DOWN_CLAIM, [CLAIM, 32]);
+    await explainNoMore();
     t.is(rows.length, CLAIM);
     t.true(rows.every((row) => JSON.parse(row.body).type === 'contact.created'));
     const read = plans.filter((p) => /^\s*select array_agg\(h\.id\)/.test(p['Query Text']));
@@ -833,47 +839,16 @@ test('a burn-down\'s claim reads its messages with about one buffer a delivery, 
 // whose ctid the delete then reached by a scan of its own): two rows and about a
 // buffer more a delivery (auto_explain of the settle's statement).
 test('a burn-down\'s settle of successes reads each queue row it ends once', async (t) => {
-  const HOOKS = 7;   // (each webhook gives a claim at most its max_in_flight, 32)
   const CLAIM = 200;
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const f = factories(database.pool);
-  const company = await f.company();
-  for (let i = 0; i < HOOKS; i++) await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  await database.pool.query(
-    `insert into crm.contacts (company_id, first_name) select $1, 'Contact ' || n from generate_series(1, 300) n`, [company.id]);
-  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
-  const relay = new pg.Client({ connectionString: database.url });
-  await relay.connect();
-  t.teardown(() => relay.end());
-  const plans: { 'Query Text': string; Plan: PlanNode }[] = [];
-  relay.on('notice', (notice) => {
-    const json = notice.message?.match(/plan:\s*(\{[\s\S]*\})\s*$/)?.[1];
-    if (json) plans.push(JSON.parse(json));
-  });
-  const queueRows = (plan: PlanNode): number =>
-    (plan['Node Type'].endsWith('Scan') ? rowsRead({ ...plan, Plans: [] }).get('delivery_queue') ?? 0 : 0)
-    + (plan.Plans ?? []).reduce((sum, child) => sum + queueRows(child), 0);
-  const pairsDropped = (plan: PlanNode): number =>
-    (plan['Rows Removed by Join Filter'] ?? 0) * (plan['Actual Loops'] ?? 1)
-    + (plan.Plans ?? []).reduce((sum, child) => sum + pairsDropped(child), 0);
+  const { database, relay, plans, explainNext, explainNoMore } = await burnDownScene(t, { hooks: 7, contacts: 300 });
   for (let round = 1; round <= 3; round++) {
-    const { rows } = await relay.query(
-      `select delivery_id from webhooks_relay.claim_deliveries('relay-a', $1, interval '1 minute', $1,
-         '{}'::bigint[], '{}'::integer[], null::bigint[], 512)`, [CLAIM]);
+    const { rows } = await relay.query(BURN_DOWN_CLAIM, [CLAIM, CLAIM]);
     t.is(rows.length, CLAIM);
     // (the statistics a busy queue has: its rows leased)
     await database.pool.query('analyze webhooks.delivery_queue');
-    await relay.query(`load 'auto_explain';
-      set auto_explain.log_min_duration = 0; set auto_explain.log_analyze = on; set auto_explain.log_timing = off;
-      set auto_explain.log_nested_statements = on; set auto_explain.log_format = json; set auto_explain.log_level = notice`);
-    plans.length = 0;
-    const { rows: settled } = await relay.query(
-      `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], array_fill(1, array[$2::int]),
-         array_fill(now(), array[$2::int]), array_fill(1, array[$2::int]), array_fill(204, array[$2::int]),
-         array_fill(null::text, array[$2::int]), array_fill(null::text, array[$2::int]), array_fill(null::int, array[$2::int]))`,
-      [rows.map((row) => row.delivery_id), CLAIM]);
-    await relay.query('reset auto_explain.log_min_duration');
+    await explainNext();
+    const { rows: settled } = await settleAs204(relay, rows.map((row) => row.delivery_id));
+    await explainNoMore();
     t.is(settled.length, CLAIM);
     t.true(settled.every((row) => row.state === 'succeeded'));
     // (the settle's own statements: those that call others are counted in them)
