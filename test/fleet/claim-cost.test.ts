@@ -619,7 +619,6 @@ test('a discovery beside a company of 2,000 webhooks with a backlog each reads a
 // each go round their own, and every webhook comes into a window in turn.
 test('companies of many webhooks with work each: every webhook of each is served in turn, a batch of discoveries', async (t) => {
   const COMPANIES = 3;
-  const EACH = 150;
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const f = factories(database.pool);
@@ -649,19 +648,16 @@ test('companies of many webhooks with work each: every webhook of each is served
   t.is(served.size, COMPANIES * EACH, `webhooks served in ${discoveries} discoveries`);
 });
 
-// A company whose webhooks with work are more than a discovery walks of one gets its
-// share of the claim out of the batch it walks: its place moves past the webhooks it
-// was served (or could not be now), not past the whole batch, whose rest waited until
-// the company's walk came round again (until 2026-12-06: 138 of 150 webhooks served in
-// the 11 discoveries that serve each once, and some twice before others once).
-test('a company of many webhooks with work, its share smaller than a batch: each discovery serves the webhooks after those the last served, every one in turn', async (t) => {
-  const EACH = 150;
-  const SLOTS = 16;
-  const SHARE = SLOTS - SLOTS / 8;
+// One company of EACH webhooks with three deliveries due each, and a relay's
+// connection; discover() is a claim of a relay of SLOTS slots, one delivery a webhook.
+const EACH = 150;
+const SLOTS = 16;
+const SHARE = SLOTS - SLOTS / 8;   // (one slot in eight kept for a company that holds none)
+
+async function manyWebhooksScene(t: ExecutionContext) {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
-  const f = factories(database.pool);
-  const company = await f.company();
+  const company = await factories(database.pool).company();
   await webhooksInBulk(database.pool, company.id, EACH);
   await database.pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
@@ -670,12 +666,24 @@ test('a company of many webhooks with work, its share smaller than a batch: each
   const relay = new pg.Client({ connectionString: database.url });
   await relay.connect();
   t.teardown(() => relay.end());
+  return { database, relay };
+}
+
+const discover = (relay: pg.Client) => relay.query<{ webhook_id: string }>(
+  `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 1,
+     '{}'::bigint[], '{}'::integer[], null::bigint[], $1)`, [SLOTS]);
+
+// A company whose webhooks with work are more than a discovery walks of one gets its
+// share of the claim out of the batch it walks: its place moves past the webhooks it
+// was served (or could not be now), not past the whole batch, whose rest waited until
+// the company's walk came round again (until 2026-12-06: 138 of 150 webhooks served in
+// the 11 discoveries that serve each once, and some twice before others once).
+test('a company of many webhooks with work, its share smaller than a batch: each discovery serves the webhooks after those the last served, every one in turn', async (t) => {
+  const { relay } = await manyWebhooksScene(t);
   const servedIn = new Map<string, number[]>();
   const discoveries = Math.ceil(EACH / SHARE);
   for (let round = 1; round <= discoveries; round++) {
-    const { rows } = await relay.query(
-      `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 1,
-         '{}'::bigint[], '{}'::integer[], null::bigint[], $1)`, [SLOTS]);
+    const { rows } = await discover(relay);
     t.is(rows.length, SHARE, `discovery ${round} leased its share`);
     for (const row of rows) servedIn.set(row.webhook_id, [...(servedIn.get(row.webhook_id) ?? []), round]);
   }
@@ -693,33 +701,17 @@ test('a company of many webhooks with work, its share smaller than a batch: each
 // not a webhook left for lack of room: held as one, it kept its company's place where
 // it was, and the company's walk served the same batch of webhooks for as long.
 test('a company of many webhooks with work, one of them yielding nothing: its place moves past it, and every other webhook is served within a round of the company', async (t) => {
-  const EACH = 150;
-  const SLOTS = 16;
-  const SHARE = SLOTS - SLOTS / 8;
-  const database = await createTestDatabase();
-  t.teardown(() => database.drop());
-  const f = factories(database.pool);
-  const company = await f.company();
-  await webhooksInBulk(database.pool, company.id, EACH);
-  await database.pool.query(
-    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
-     select w.id, w.company_id, 'contact.deleted', i, '{}' from webhooks.webhooks w, generate_series(1, 3) i`);
-  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+  const { database, relay } = await manyWebhooksScene(t);
   const { rows: hooks } = await database.pool.query<{ id: string }>('select w.id::text from webhooks.webhooks w order by w.id');
   // the first webhook's rows held by a transaction outside the relay
   const holder = await database.pool.connect();
   t.teardown(async () => { await holder.query('rollback'); holder.release(); });
   await holder.query('begin');
   await holder.query('select 1 from webhooks.delivery_queue where webhook_id = $1 for update', [hooks[0]!.id]);
-  const relay = new pg.Client({ connectionString: database.url });
-  await relay.connect();
-  t.teardown(() => relay.end());
   const served = new Set<string>();
   const discoveries = Math.ceil((EACH - 1) / (SHARE - 1)) + 1;
   for (let round = 1; round <= discoveries; round++) {
-    const { rows } = await relay.query(
-      `select webhook_id from webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 1,
-         '{}'::bigint[], '{}'::integer[], null::bigint[], $1)`, [SLOTS]);
+    const { rows } = await discover(relay);
     for (const row of rows) served.add(row.webhook_id);
   }
   t.false(served.has(hooks[0]!.id));
