@@ -28,7 +28,7 @@
 //   (interval_range, 22015);
 // - Cursor: a cursor this API could have given out: a 'natural' one counts rows from
 //   0, a keyset one holds texts, numbers, booleans or nulls (INVALID_CURSOR);
-// - any list: at most LIST_ITEMS_MAX items (list_too_long, 22023). The body's size
+// - any list: at most LONGEST_LIST items (list_too_long, 22023). The body's size
 //   alone bounded one: latestBackfills of 10,000 webhook ids took 115 to 166 ms a
 //   request, where one took 27.
 //
@@ -54,15 +54,6 @@ const CURSOR = 'Cursor';
 const JSON_SCALAR = 'JSON';
 /** the fields of graphile-build-pg's IntervalInput, whatever the type is named */
 const INTERVAL_FIELDS = ['seconds', 'minutes', 'hours', 'days', 'months', 'years'];
-
-/**
- * The most items of a list input: LONGEST_LIST, the most rows a list answers, which
- * is the longest any input needs, companyUsersNamed's ids (at most
- * webhooks_private.names_asked_max(), sql/55_report.sql). A webhook's fields, actions
- * and filters, and latestBackfills' webhook ids (of at most
- * webhooks.max_webhooks_per_company webhooks), are fewer.
- */
-const LIST_ITEMS_MAX = LONGEST_LIST;
 
 /** the names of the rules (extensions.constraint) */
 export const INPUT_RULES = Object.freeze({
@@ -277,8 +268,11 @@ function refusalIn(type: GraphQLInputType, value: unknown, field: string, node: 
   if (value === null || value === undefined) return undefined;
   const nullable = getNullableType(type);
   if (isListType(nullable)) {
-    if (Array.isArray(value) && value.length > LIST_ITEMS_MAX) {
-      return refusal(`${field} has at most ${LIST_ITEMS_MAX} items, not ${value.length}`, '22023', INPUT_RULES.listTooLong, field, node);
+    // (LONGEST_LIST, the most rows a list answers, is the longest any input needs:
+    // companyUsersNamed's ids, at most webhooks_private.names_asked_max(); a webhook's
+    // fields, actions and filters, and latestBackfills' webhook ids, are fewer)
+    if (Array.isArray(value) && value.length > LONGEST_LIST) {
+      return refusal(`${field} has at most ${LONGEST_LIST} items, not ${value.length}`, '22023', INPUT_RULES.listTooLong, field, node);
     }
     for (const item of Array.isArray(value) ? value : [value]) {
       const refused = refusalIn(nullable.ofType, item, field, node, sent);
