@@ -83,7 +83,9 @@ test('a claim puts an ordered webhook\'s held-back backlog of one contact out of
   const putOff = async () => (await database.pool.query(
     `select count(*)::int as n from webhooks.delivery_queue where webhook_id = $1 and held_due is not null`, [ordered.id])).rows[0].n;
   let before = await putOff();
+  let lastClaimAt: Date | undefined;
   for (let round = 1; round <= 6; round++) {
+    lastClaimAt = (await relay.query('select clock_timestamp() as at')).rows[0].at;
     const { result, used } = await indexUse(relay, 'webhooks.delivery_queue', () => relay.query(claim));
     t.deepEqual(result.rows, [], 'the rest of the contact\'s updates are held back');
     t.true(used < 40_000, `claim ${round} read ${used} index entries of the queue`);
@@ -91,10 +93,13 @@ test('a claim puts an ordered webhook\'s held-back backlog of one contact out of
     t.true(now - before <= 32 * 8 + 1_024, `claim ${round} put off ${now - before}`);
     before = now;
   }
+  // (due as the last claim ran, not as of now: a row put off before its contact's
+  // first was in flight waits held_back_recheck(), a second, and a loaded run took
+  // longer than that to ask)
   const { rows: [after] } = await database.pool.query(
     `select count(*) filter (where held_due is not null)::int as put_off,
-            count(*) filter (where next_attempt_at <= now() and locked_by is null)::int as due
-     from webhooks.delivery_queue where webhook_id = $1`, [ordered.id]);
+            count(*) filter (where next_attempt_at <= $2 and locked_by is null)::int as due
+     from webhooks.delivery_queue where webhook_id = $1`, [ordered.id, lastClaimAt]);
   t.deepEqual(after, { put_off: 4_999, due: 0 }, 'all but the one in flight, due when its lease ends');
 });
 
