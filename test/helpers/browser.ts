@@ -74,6 +74,19 @@ export async function launchBrowser(): Promise<RunningBrowser> {
   };
 }
 
+/** Opens `url` in the tab, waiting for what a page test needs of the navigation alone:
+ *  the document parsed and its module script run (app.js, with the modules it imports,
+ *  binds the sign-in form and the views' handlers, and style.css, before it, is loaded
+ *  first), which is DOMContentLoaded. Not the load event, Playwright's default, which
+ *  waits for the rest of the page's resources besides; and never the network gone
+ *  quiet. What a test reads or clicks next it waits for itself, each on its own signal
+ *  (untilText, waitForSelector, a locator's click), within BROWSER_WAIT_MS. A URL that
+ *  differs from the tab's in its fragment alone (#/webhooks/…) is a navigation within
+ *  the document, which returns at once. */
+export async function visit(page: Page, url: string): Promise<void> {
+  await page.goto(url, { waitUntil: 'domcontentloaded' });
+}
+
 /** How often untilText looks again: on a timer, so that the wait does not depend on
  *  animation frames, which a starved or hidden tab gets late or not at all. */
 const TEXT_POLL_MS = 50;
@@ -145,7 +158,7 @@ export function useBrowser(test: TestFn): PageTests {
             (event.sourceFile ? ` (${event.sourceFile}:${event.lineNumber})` : ''));
         }, true);
       }, CSP_VIOLATION);
-      await page.goto(url);
+      await visit(page, url);
       return page;
     },
     problemsOf: (page) => problems.get(page)!,

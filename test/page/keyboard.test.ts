@@ -4,7 +4,7 @@
 // announced, and how large a finger's target is.
 import test from 'ava';
 import type { Page } from 'playwright-core';
-import { accessibleOf, choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { accessibleOf, choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser, visit } from '../helpers/browser.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { fire, fireMany } from '../helpers/report-data.ts';
@@ -21,7 +21,7 @@ async function signedIn(companyId: string): Promise<Page> {
 
 /** Opens a webhook's page and waits until it is drawn whole. */
 async function openHistory(page: Page, webhook: { id: string; name: string }): Promise<void> {
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   await untilText(page, '#page-title', webhook.name);
   await page.waitForSelector('body:not([aria-busy]) #history:not([hidden])');
 }
@@ -196,7 +196,7 @@ browserTest('every control is a target of at least 24 by 24 pixels for a finger:
   t.deepEqual(await smallTargets(page), []);
   // (and the attempts' table is named with its firing, as its buttons are)
   t.regex((await accessibleOf(page, '#history-body table.attempts')).name, new RegExp(`^Attempts of firing #${failed}, `));
-  await page.goto(`${api().api.url}/reports/webhooks#/new`);
+  await visit(page, `${api().api.url}/reports/webhooks#/new`);
   await page.waitForSelector('#setup-form');
   t.deepEqual(await smallTargets(page), []);
   t.deepEqual(problemsOf(page), []);

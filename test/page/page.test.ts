@@ -6,7 +6,7 @@ import { SignJWT } from 'jose';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { accessibleOf, launchBrowser, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { accessibleOf, launchBrowser, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser, visit } from '../helpers/browser.ts';
 import { expiredToken, startTestApi, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { scrape } from '../helpers/prometheus.ts';
@@ -217,7 +217,7 @@ browserTest('Times Fired opens the history with successes and failures; Replay q
 
   // a disabled webhook sends nothing: its failures wait for Enable before a Replay
   await page.click('#range-presets [data-preset="90"]');
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${sheet.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${sheet.id}`);
   await page.waitForSelector('#history-body tr[data-state="failed"]');
   const offReplay = '#history-body tr[data-state="failed"] button:has-text("Replay")';
   t.true(await page.isDisabled(offReplay));
@@ -324,7 +324,7 @@ browserTest('a token found expired leaves nothing of its company on the page for
   const theirs = await seedCompany(db().pool, 'Rival Realty');
   const page = await signedIn(mine.companyId);
   await page.click('#range-presets [data-preset="7"]');
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${mine.notes.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${mine.notes.id}`);
   await page.click(`#history-body tr[data-delivery-id="${mine.failedId}"] button:has-text("Replay")`);
   await untilText(page, '#flash', `Replay: firing #${mine.failedId} is queued to be sent again.`);
   await page.click('#delete-webhook');
@@ -347,7 +347,7 @@ browserTest('a token found expired leaves nothing of its company on the page for
 browserTest('a token that expires while the page is open is said so at the next click, Show included: the sign-in asks for a new one', async (t) => {
   const { companyId, notes, failedId } = await seedCompany(db().pool);
   const page = await signedIn(companyId);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${notes.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${notes.id}`);
   await page.waitForSelector(`#history-body tr[data-delivery-id="${failedId}"]`);
   await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), await expiredToken(api().jwtSecret, companyId));
   await page.click(`#history-body tr[data-delivery-id="${failedId}"] button:has-text("Show")`);
@@ -459,10 +459,10 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
     (rows) => rows.map((r) => (r as HTMLElement).dataset.state))), new Set(['failed']));
   t.is(await page.textContent('#outcome-filter [data-outcome="all"] .count'), '10,000');
   // a link past the end lands on the last page
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=999&outcome=failed`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=999&outcome=failed`);
   await untilText(page, '#page-info', '951–1,000 of 1,000 · page 20 of 20');
   // also one whose offset would be past what a GraphQL Int holds
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=99999999999`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=99999999999`);
   await untilText(page, '#page-info', '9,951–10,000 of 10,000 · page 200 of 200');
   t.deepEqual(problemsOf(page), []);
   await page.close();
@@ -488,13 +488,13 @@ browserTest('a page asked by its number deeper than the API pages by offset from
     }
   });
   // page 205 of 410: 10,200 firings from the newest, 10,250 from the oldest
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=205`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=205`);
   await untilText(page, '#page-info', '1–50 of 20,500 · page 1 of 410');
   t.is(await page.textContent('#flash'), 'Page 205 lies more than 10,000 firings from both ends of this history: ' +
     'a page that deep is found by Next › and ‹ Previous alone, not by its number. Its first page is shown instead.');
   t.true(await page.isHidden('#error'), `no error: ${await page.textContent('#error')}`);
   // nearer the oldest end: its last page
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=207`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=207`);
   await untilText(page, '#page-info', '20,451–20,500 of 20,500 · page 410 of 410');
   t.regex(await page.textContent('#flash') ?? '', /^Page 207 lies more than 10,000 firings from both ends of this history: .* Its last page is shown instead\.$/);
   // the limit learnt from the one refusal: no page that deep is asked again
@@ -502,14 +502,14 @@ browserTest('a page asked by its number deeper than the API pages by offset from
   const tooDeepAsked = () => asked.filter((request) => /\bhistory(OldestFirst)?\(/.test(request.query) && Number(request.variables.offset) > 10_000).length;
   t.is(tooDeepAsked(), 1);
   // a page as deep as the API serves is asked by its number
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=201`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=201`);
   await untilText(page, '#page-info', '10,001–10,050 of 20,500 · page 201 of 410');
   // page 205 reached next to a firing (as Next leaves it), then another Date Range: page
   // 205 of that range is asked by its number, and is that deep too
   const { rows: [before] } = await db().pool.query(
     `select id::text, to_json(created_at) #>> '{}' as at from webhooks.deliveries where webhook_id = $1
      order by created_at desc, id desc offset ${204 * 50 - 1} limit 1`, [webhook.id]);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=205&after=${before.id}&at=${encodeURIComponent(before.at)}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}?page=205&after=${before.id}&at=${encodeURIComponent(before.at)}`);
   await untilText(page, '#page-info', '10,201–10,250 of 20,500 · page 205 of 410');
   await page.click('#range-presets [data-preset="90"]');
   await untilText(page, '#page-info', '1–50 of 20,500 · page 1 of 410');
@@ -602,7 +602,7 @@ browserTest('a receiver\'s response, as the relay keeps it (1,024 bytes), can be
   const body = `${Array.from({ length: 40 }, (_, i) => `line ${i}: the field "email" is not valid`).join('\n')}`.slice(0, 1000) + '\nTHE END';
   await pool.query('update webhooks.delivery_attempts set response_body = $2 where delivery_id = $1', [firingId, body]);
   const page = await signedIn(company.id);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
   await page.click(`${firing} button:has-text("Show")`);
   const response = page.locator(`${firing} + tr table.attempts .response`);
@@ -626,7 +626,7 @@ browserTest('a long error (a redirect\'s Location, as long as the relay keeps) k
   const error = `redirect not followed: HTTP 302 to https://login.example.com/sso?${'state=abc&'.repeat(1_600)}`;
   const firingId = await fire(pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 1, error });
   const page = await signedIn(company.id);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   const firing = page.locator(`#history-body tr[data-delivery-id="${firingId}"]`);
   await firing.waitFor();
   const height = (await firing.boundingBox())!.height;
@@ -656,7 +656,7 @@ browserTest('a firing tried more than a hundred times shows its latest attempts,
     const body = request.url().endsWith('/graphql') ? request.postDataJSON() : undefined;
     if (body?.query?.includes('deliveryAttemptsLatestFirst')) asked.push(body.variables);
   });
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
   await page.click(`${firing} button:has-text("Show")`);
   const attempts = `${firing} + tr table.attempts tbody tr`;
@@ -693,7 +693,7 @@ browserTest('a firing tried more than a thousand times says "1,000+" of its earl
   const webhook = await make.webhook({ companyId: company.id, name: 'Replayed thousands of times', actions: ['contact.created'] });
   const firingId = await fire(db().pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 1_050, statusCode: 500 });
   const page = await signedIn(company.id);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
   await page.click(`${firing} button:has-text("Show")`);
   const attempts = `${firing} + tr table.attempts tbody tr`;
@@ -789,7 +789,7 @@ browserTest('"Triggered by" says a webhook\'s filters in plain words, in the rep
     'Status added: Thank You Note', 'state is none of AK, HI', 'not (street is empty)',
     'score is at least 5 or birthday is before 2000-01-01',
   ]);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${sync.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${sync.id}`);
   await untilText(page, '#history-facts div:first-child dd',
     'Contact updated (outside BPD) · when email or phone changes · state is VA or MD · not from encompass');
   t.deepEqual(problemsOf(page), []);
@@ -837,7 +837,7 @@ browserTest('long text without spaces in a name, a filter or a disable reason wr
     const button = await page.locator(`${row(id)} [data-action]`).first().boundingBox();
     t.true(button !== null && button.x + button.width <= page.viewportSize()!.width, `the button of webhook ${id} is on the page`);
   }
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${long.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${long.id}`);
   await untilText(page, '#page-title', long.name);
   t.deepEqual(await overflowing(page, 'main'), [], 'its title and facts fit the page');
   // the questions and the secret's note that name it
@@ -881,7 +881,7 @@ browserTest('text of one letter and hundreds of combining marks, where no line m
   await page.click(timesFired(notes.id));
   await page.waitForSelector(`#history-body tr[data-delivery-id="${marked}"]`);
   t.deepEqual(await overflowing(page, '#history-table'), []);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${hostile.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${hostile.id}`);
   await page.waitForSelector('#history:not([hidden])');
   t.deepEqual(await overflowing(page, 'main'), [], 'its title and facts stay on the page');
   t.deepEqual(problemsOf(page), []);
@@ -898,7 +898,7 @@ browserTest('the history of changes and the page\'s messages wrap a long URL and
   const webhook = await f.webhook({ companyId: company.id, name: `Flow${'F'.repeat(150)}`, actions: ['contact.created'], url });
   await pool.query(`update webhooks.webhooks set name = 'Power Automate flow' where id = $1`, [webhook.id]);
   const page = await signedIn(company.id);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   await page.waitForSelector('#audit-list li[data-action="webhook.updated"]');
   t.deepEqual(await overflowing(page, 'main'), []);
   // and the message that names the URL (no relay here: the test waits to be sent)
@@ -924,7 +924,7 @@ browserTest('a webhook changed more times than a page of its history of changes 
   page.on('request', (request) => {
     if (request.url().endsWith('/graphql')) asked.push(request.postDataJSON()?.query ?? '');
   });
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   await untilText(page, '#audit-list li.muted', 'The latest 100 changes; older ones are not shown.');
   t.is(await page.locator('#audit-list li[data-action]').count(), 100);
   t.false(asked.some((query) => /auditLog\s*(\([^)]*\))?\s*\{[^}]*totalCount/.test(query)), 'the log is not counted');
@@ -979,7 +979,7 @@ browserTest('a contact\'s name from the CRM neither widens the history past the 
   const longId = await fire(pool, { webhook, contact: long, action: 'contact.created', daysAgo: 1, outcome: 'succeeded', attempts: 1 });
   const overrideId = await fire(pool, { webhook, contact: override, action: 'contact.created', daysAgo: 1, outcome: 'succeeded', attempts: 1 });
   const page = await signedIn(company.id);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   await page.waitForSelector(`#history-body tr[data-delivery-id="${longId}"]`);
   t.deepEqual(await overflowing(page, '#history-table'), []);
   const show = await page.locator(`#history-body tr[data-delivery-id="${longId}"] button:has-text("Show")`).boundingBox();
@@ -1031,7 +1031,7 @@ browserTest('a status named in the CRM with a bidi control does not reorder the 
   await pool.query(`update webhooks.webhooks set status_id = $2 where id = $1`, [webhook.id, notes.id]);
   await pool.query(`update webhooks.webhooks set status_id = $2 where id = $1`, [webhook.id, vip.id]);
   const page = await signedIn(company.id);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   await untilText(page, '#history-facts div:first-child dd', /encompass$/);
   t.true(await readsLeftToRight(page, '#history-facts div:first-child dd', 'encompass'), 'the filter after the status');
   await page.waitForSelector('#audit-list li[data-action="webhook.updated"]');
@@ -1051,7 +1051,7 @@ browserTest('a filter\'s value with a zero-width space shows it marked, in the r
   await pool.query('update webhooks.webhooks set conditions = $2 where id = $1', [webhook.id, JSON.stringify(conditions)]);
   const page = await signedIn(company.id);
   t.is(await page.textContent(`${row(webhook.id)} .triggers li >> nth=1`), 'city is Par[U+200B]is');
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
   await page.waitForSelector('#setup-form');
   const text = await page.inputValue('#setup-conditions');
   t.true(text.includes('"Par\\u200bis"'), text);
@@ -1079,7 +1079,7 @@ browserTest('a filter\'s value with a bidi control does not reorder the words af
   t.true(await readsLeftToRight(page, line(1), 'MD'), 'the value after it, in its line of the report');
   t.true(await readsLeftToRight(page, line(2), 'Richmond'), 'the value itself');
 
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   await untilText(page, '#history-facts div:first-child dd', /encompass$/);
   t.true(await readsLeftToRight(page, '#history-facts div:first-child dd', 'encompass'), 'the filters after it on the webhook\'s page');
   await page.waitForSelector('#audit-list li[data-action="webhook.updated"]');
@@ -1138,7 +1138,7 @@ browserTest('a company with more webhooks than one page of the API holds sees th
   t.regex((await cells(page, row(webhooks[0]!.id)))[4], /^Disabled since /);
   t.true(await page.isDisabled(`${row(webhooks[0]!.id)} [data-action=backfill]`), 'a disabled webhook offers no Backfill');
   t.true(await page.locator(button).first().evaluate((element) => element === document.activeElement), 'the keyboard stays on the button');
-  await page.goto(`${small.api.url}/reports/webhooks#/webhooks/${webhooks[0].id}/edit`);
+  await visit(page, `${small.api.url}/reports/webhooks#/webhooks/${webhooks[0].id}/edit`);
   await untilText(page, '#page-title', 'Edit Hook 1');
   t.is(await page.inputValue('#setup-name'), 'Hook 1');
   t.deepEqual(problemsOf(page), []);
@@ -1166,7 +1166,7 @@ browserTest('a brokerage of 20,000 users: the setup form lists none of them, its
   });
 
   // Edit opens with the webhook's user, and asks for no list of users or statuses
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${assigned.id}/edit`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${assigned.id}/edit`);
   await untilText(page, '#page-title', `Edit ${assigned.name}`);
   await page.waitForSelector('body:not([aria-busy])');
   t.is(await page.inputValue('#setup-user'), eve.id);
@@ -1215,7 +1215,7 @@ browserTest('a brokerage of 20,000 users: the setup form lists none of them, its
   await untilText(page, '#flash', `Saved · ${assigned.name}`);
 
   // the status picker the same; Save as it is keeps the status
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${tagged.id}/edit`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${tagged.id}/edit`);
   await untilText(page, '#page-title', `Edit ${tagged.name}`);
   t.is(await page.inputValue('#setup-status'), status.id);
   t.is(await page.inputValue('#setup-status-search'), 'Eve\'s status');
@@ -1227,11 +1227,11 @@ browserTest('a brokerage of 20,000 users: the setup form lists none of them, its
   // the history of changes asks the names of the users its entries name alone
   asked.length = 0;
   const plain = await f.webhook({ companyId: company.id, name: 'Plain', actions: ['contact.created'] });
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${plain.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${plain.id}`);
   await untilText(page, '#page-title', 'Plain');
   await page.waitForSelector('body:not([aria-busy])');
   t.deepEqual(asked.filter((query) => /companyUsers|companyStatuses/.test(query)), []);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${assigned.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${assigned.id}`);
   await untilText(page, '#audit-list li[data-action="webhook.updated"]', /user: Eve Example → Broker 12341$/);
   t.deepEqual(asked.filter((query) => /companyUsers|companyStatuses/.test(query)).map((query) => /companyUsersNamed/.test(query)), [true]);
   t.deepEqual(problemsOf(page), []);
@@ -1243,7 +1243,7 @@ browserTest('a webhook of another company is not there', async (t) => {
   const theirs = await seedCompany(db().pool, 'Rival Realty');
   const page = await signedIn(mine.companyId);
   t.is(await page.locator(row(theirs.notes.id)).count(), 0);
-  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${theirs.notes.id}`);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${theirs.notes.id}`);
   await untilText(page, '#error', `There is no webhook #${theirs.notes.id} in your company.`);
   t.true(await page.isHidden('#history'));
   await page.close();
@@ -1379,7 +1379,7 @@ browserTest('a viewer\'s token reads the report and history but is offered no Di
   await page.waitForSelector(`#history-body tr[data-delivery-id="${failedId}"]`);
   t.is(await page.locator('#history-body button:has-text("Replay")').count(), 0);
   // the page is at / too, and the tab stays signed in across pages of the site
-  await page.goto(`${api().api.url}/`);
+  await visit(page, `${api().api.url}/`);
   await page.waitForSelector('#report:not([hidden]) #webhooks-body tr');
   t.deepEqual(problemsOf(page), []);
   await page.close();
@@ -1424,7 +1424,7 @@ browserTest('a Replay the database ends to break a deadlock is sent again by the
     await db().pool.query(`update webhooks.deliveries set state = 'failed', completed_at = now() where id = $1`, [firingId]);
     // the round in the query, not the hash: a new hash alone keeps the page, and the
     // last round's flash with it, which said "queued" before this round's replay was
-    await page.goto(`${api().api.url}/reports/webhooks?round=${round}#/webhooks/${webhook.id}`);
+    await visit(page, `${api().api.url}/reports/webhooks?round=${round}#/webhooks/${webhook.id}`);
     await page.waitForSelector(replay);
     const dba = await db().pool.connect();
     try {
@@ -1502,7 +1502,7 @@ browserTest('a request the server accepts and never answers ends after the page\
   const errors: string[] = [];
   page.on('pageerror', (error) => errors.push(error.message));
   await page.clock.install();
-  await page.goto(`${proxy.url}/reports/webhooks`);
+  await visit(page, `${proxy.url}/reports/webhooks`);
   await signIn(page, await api().token(companyId, 'webhook_admin', 'jane.admin@purple.example'));
   await untilReport(page);
 

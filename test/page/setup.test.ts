@@ -6,7 +6,7 @@
 import test from 'ava';
 import type { Page } from 'playwright-core';
 import { expiredToken, startTestApi, type TestApi } from '../helpers/api.ts';
-import { accessibleOf, choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser } from '../helpers/browser.ts';
+import { accessibleOf, choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser, visit } from '../helpers/browser.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver, type Receiver } from '../helpers/receiver.ts';
@@ -295,7 +295,7 @@ browserTest('a webhook whose user the CRM deleted: Edit asks to choose again, an
   await untilText(page, toggle, 'Enable');
   await page.click(toggle);
   await untilText(page, '#error', /which the CRM deleted: choose another, or none to fire for every one, before enabling it$/);
-  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
   await page.waitForSelector('#setup-form');
   t.is(await page.inputValue('#setup-user'), 'choose-again');
   t.is(await page.inputValue('#setup-user-search'), `Choose again: user ${user.id} (Jane Doe) was deleted`);
@@ -310,7 +310,7 @@ browserTest('a webhook whose user the CRM deleted: Edit asks to choose again, an
   await page.click('#setup-submit');
   await page.waitForSelector('#history:not([hidden])');
   t.deepEqual(await mark(), { enabled: false, deleted_filter_target: null });
-  await page.goto(`${api.api.url}/reports/webhooks#/`);
+  await visit(page, `${api.api.url}/reports/webhooks#/`);
   await untilText(page, toggle, 'Enable');
   await page.click(toggle);
   await untilText(page, toggle, 'Disable');
@@ -327,7 +327,7 @@ browserTest('a secret shown is gone from the page once the tab is signed out, by
   await f.webhook({ companyId: other.id, name: 'Theirs', actions: ['contact.created'] });
   const page = await signedIn(company.id);
   const showSecret = async () => {
-    await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
+    await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
     await page.click('#rotate-secret');
     await page.click('#confirm-yes');
     await page.waitForSelector('#secret-panel:not([hidden])');
@@ -360,7 +360,7 @@ browserTest('a secret issued just as the token expires is shown once its admin s
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, name: 'Sheet', actions: ['contact.created'] });
   const page = await signedIn(company.id);
-  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
   await page.waitForSelector('#rotate-secret');
   // the rotation is the last request the token serves: it is found expired right after
   const expired = await expiredToken(api.jwtSecret, company.id);
@@ -390,7 +390,7 @@ browserTest('a form filled while the token expired is kept for the admin of the 
     await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
   };
   const fill = async () => {
-    await page.goto(`${api.api.url}/reports/webhooks#/new`);
+    await visit(page, `${api.api.url}/reports/webhooks#/new`);
     await page.waitForSelector('#setup-form');
     await page.fill('#setup-name', 'Typed at length');
     await page.fill('#setup-url', receiver.url('/typed'));
@@ -431,7 +431,7 @@ browserTest('Send test says in words on the page, which it names as its descript
   const page = await signedIn(company.id);
   /** Opens a webhook's page and waits until it is drawn whole (its title is set before its tools). */
   const open = async (webhook: { id: string; name: string }) => {
-    await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+    await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${webhook.id}`);
     await untilText(page, '#page-title', webhook.name);
     await page.waitForSelector('body:not([aria-busy]) #history:not([hidden]) #send-test');
   };
@@ -489,7 +489,7 @@ browserTest('a viewer sees no New webhook, Edit, Send test, Rotate secret or Del
   await page.waitForSelector('#audit-list li[data-action="webhook.created"]');
   t.is(await page.locator('#webhook-tools > *').count(), 0);
   t.is(await page.locator('#history button:visible, #history a.button-link').count(), 0);
-  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
   await untilText(page, '#error', 'This token may only read. Setting webhooks up needs an admin token.');
   t.true(await page.isHidden('#setup'));
   await page.close();
@@ -530,7 +530,7 @@ browserTest('the form sets how deliveries go: requests at once, per second, the 
   t.deepEqual(await settingsOf(webhook.id), { max_in_flight: 4, rate_limit: 20, coalesce_seconds: 90, ordered: true });
 
   // the edit form shows them; emptied boxes go back to the defaults
-  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
   await page.waitForSelector('#setup-form');
   t.is(await page.inputValue('#setup-max-in-flight'), '4');
   t.is(await page.inputValue('#setup-rate-limit'), '20');
@@ -544,11 +544,11 @@ browserTest('the form sets how deliveries go: requests at once, per second, the 
   t.deepEqual(await settingsOf(webhook.id), { max_in_flight: 4, rate_limit: null, coalesce_seconds: null, ordered: false });
 
   // the history of changes says it in words
-  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${webhook.id}`);
   await untilText(page, '#audit-list', /one at a time per contact: yes → no; merge window: 90 s → off.*requests per second: 20 → no limit/);
 
   // a save that leaves them as they are changes nothing of them
-  await page.goto(`${api.api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${webhook.id}/edit`);
   await page.waitForSelector('#setup-form');
   t.is(await page.inputValue('#setup-rate-limit'), '');
   await page.fill('#setup-name', 'Handwritten letters');
