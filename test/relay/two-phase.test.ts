@@ -1,5 +1,5 @@
 // A writer that commits in two phases (webhooks.two_phase = on, docs/relay.md#two-phase-writers)
-// sends no NOTIFY: a sleeping relay finds its deliveries at its poll timer, a relay
+// sends no NOTIFY: a sleeping relay finds its deliveries at its poll timer's next claim, a relay
 // going idle once the prepared transaction's capturing lock is gone, and a prepared
 // transaction left open holds up no other company's deliveries.
 import test from 'ava';
@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
+import { RECHECK_CAP_MS } from '../../relay/wakeup.ts';
 import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
 import { migrate } from '../../tools/migrate.ts';
 import { factories } from '../helpers/factories.ts';
@@ -22,7 +23,7 @@ const HOUR = String(60 * 60 * 1000);
 const prepareCapture = (pool: pg.Pool, name: string, sql: string, values: unknown[]) =>
   prepareTransaction(pool, name, 'set local webhooks.two_phase = on', (client) => client.query(sql, values));
 
-twoPhase('a relay asleep: a two-phase capture is delivered within the poll interval after COMMIT PREPARED', async (t) => {
+twoPhase('a relay asleep: a two-phase capture is delivered by the poll timer\'s next claim after COMMIT PREPARED', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   t.teardown(async () => void (await rollBackPrepared(database.url)));
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
@@ -35,17 +36,20 @@ twoPhase('a relay asleep: a two-phase capture is delivered within the poll inter
     await relayAsleep(database.pool);
     const name = transactionName();
     await prepareCapture(database.pool, name, 'insert into crm.contacts (company_id) values ($1)', [company.id]);
+    const claims = relay.stats.claims;
     await database.pool.query(`commit prepared '${name}'`);
-    const committed = Date.now();
     await receiver.waitFor(round, { path: '/hook', timeoutMs: 10_000 });
-    const waited = Date.now() - committed;
-    t.log(`round ${round}: delivered ${waited} ms after COMMIT PREPARED`);
-    // the poll interval, and room for a claim and a request on a busy machine
-    t.true(waited < pollMs + 1_000, `delivered ${waited} ms after COMMIT PREPARED`);
+    // Brought by the poll timer's next claim, counted in claims, not in milliseconds (a
+    // loaded machine runs the timer late, not more often): asleep, the relay claims
+    // only on its timer, so that a capture the relay missed would wait tick after tick.
+    // At most a claim under way as it committed, the one that found it, and the
+    // discovery after it that found none.
+    t.log(`round ${round}: delivered at claim ${relay.stats.claims - claims} after COMMIT PREPARED`);
+    t.true(relay.stats.claims - claims <= 3, `round ${round}: delivered at claim ${relay.stats.claims - claims} after COMMIT PREPARED`);
   }
 });
 
-twoPhase('a prepared transaction left open: other companies\' deliveries go at once, the relay does not spin, and its own delivery comes within a second of COMMIT PREPARED', async (t) => {
+twoPhase('a prepared transaction left open: other companies\' deliveries go at once, the relay does not spin, and its own delivery comes at its next recheck, a second apart at most, after COMMIT PREPARED', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   t.teardown(async () => void (await rollBackPrepared(database.url)));
   const other = await f.company();
@@ -77,8 +81,10 @@ twoPhase('a prepared transaction left open: other companies\' deliveries go at o
   const committed = Date.now();
   await receiver.waitFor(1, { path: '/held', timeoutMs: 10_000 });
   const waited = Date.now() - committed;
-  t.log(`delivered ${waited} ms after COMMIT PREPARED`);
-  t.true(waited < 2_000, `delivered ${waited} ms after COMMIT PREPARED`);
+  // A time, as the relay promises one: with no NOTIFY and no poll timer, its rechecks of
+  // "capturing", at most RECHECK_CAP_MS apart, find the delivery. Its bound leaves
+  // 3 s for the claim and the request on a machine that runs every test file at once.
+  t.true(waited < RECHECK_CAP_MS + 3_000, `delivered ${waited} ms after COMMIT PREPARED`);
 });
 
 // a server of its own, to restart: it allows prepared transactions whatever the run's does
@@ -125,6 +131,8 @@ test('a prepared transaction survives a restart of Postgres with its capturing l
   const committed = Date.now();
   await receiver.waitFor(1, { path: '/held', timeoutMs: 10_000 });
   const waited = Date.now() - committed;
-  t.log(`delivered ${waited} ms after COMMIT PREPARED`);
-  t.true(waited < 2_000, `delivered ${waited} ms after COMMIT PREPARED`);
+  // A time, as the relay promises one: with no NOTIFY and no poll timer, its rechecks of
+  // "capturing", at most RECHECK_CAP_MS apart, find the delivery. Its bound leaves
+  // 3 s for the claim and the request on a machine that runs every test file at once.
+  t.true(waited < RECHECK_CAP_MS + 3_000, `delivered ${waited} ms after COMMIT PREPARED`);
 });
