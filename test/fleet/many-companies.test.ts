@@ -70,7 +70,7 @@ test('more companies with one delivery each than the relay has slots to share: e
   const relay = testRelay(database.url, { RELAY_MAX_IN_FLIGHT: String(SLOTS) });
   t.teardown(() => relay.stop());
   await relay.start();
-  const requests = await receiver.waitFor(companies, { path: '/hook', timeoutMs: 10_000 });
+  const requests = await receiver.waitFor(companies, { path: '/hook', timeoutMs: 30_000 });
   t.is(new Set(requests.map((r) => r.headers['webhook-id'])).size, companies);
 });
 
