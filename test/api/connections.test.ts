@@ -14,7 +14,7 @@ import { startTestApi, type TestApi } from '../helpers/api.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { closedOfFlood } from '../helpers/connection-flood.ts';
 import { factories } from '../helpers/factories.ts';
-import { until } from '../helpers/until.ts';
+import { until, within } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 
@@ -37,16 +37,6 @@ function rawClient(port: number): { socket: Socket; received: () => string; clos
   return { socket, received: () => text, closed };
 }
 
-/** Resolves with what happened first: the promise, or `ms` passing. */
-function within<T>(ms: number, promise: Promise<T>): Promise<T | 'still waiting'> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<'still waiting'>((resolve) => {
-      timer = setTimeout(() => resolve('still waiting'), ms);
-    }),
-  ]);
-}
 
 const QUERY = JSON.stringify({ query: '{ currentCompanyId }' });
 

@@ -5,3 +5,15 @@ export async function until(what: string, done: () => Promise<boolean>, timeoutM
     if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs / 1000} s: ${what}`);
   }
 }
+
+/** Resolves with what happened first: the promise, or `ms` passing (a wait on an event
+ *  that a defect would never send). */
+export function within<T>(ms: number, promise: Promise<T>): Promise<T | 'still waiting'> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<'still waiting'>((resolve) => {
+      timer = setTimeout(() => resolve('still waiting'), ms);
+    }),
+  ]);
+}

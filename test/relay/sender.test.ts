@@ -11,6 +11,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import test from 'ava';
 import { describeFailure, RESPONSE_MAX_BYTES, RESPONSE_MAX_HEADER_BYTES, Sender } from '../../relay/deliver.ts';
 import { parseNetworks } from '../../relay/destinations.ts';
+import { within } from '../helpers/until.ts';
 
 function job(url: string) {
   return {
@@ -42,7 +43,10 @@ test('a TLS handshake that never answers ends at the request timeout, not the lo
   const result = await sender.send(job(`https://127.0.0.1:${port}/hook`));
   const tookMs = performance.now() - started;
   t.deepEqual(result.outcome, { kind: 'error', error: `timeout: no complete response from 127.0.0.1:${port} within 300 ms` });
-  t.true(tookMs < 5_000, `the attempt took ${Math.round(tookMs)} ms`);
+  // A time, as the sender promises one: the attempt returns at the request's timeout,
+  // not held until the handshake's connect timeout ends it. Bounded at half the
+  // connect timeout, which no loaded machine's 300 ms comes near.
+  t.true(tookMs < 30_000, `the attempt took ${Math.round(tookMs)} ms`);
   // the handshake fails now, and the sender closes without waiting for it
   for (const socket of sockets) socket.destroy();
 });
@@ -57,7 +61,12 @@ test("an idle connection is closed after the sender's keep-alive, however long t
     });
   });
   server.keepAliveTimeout = 600_000;
-  server.on('connection', (socket: Socket) => socket.on('close', () => closed.push(performance.now())));
+  let connectionClosed!: () => void;
+  const closing = new Promise<void>((resolve) => { connectionClosed = resolve; });
+  server.on('connection', (socket: Socket) => socket.on('close', () => {
+    closed.push(performance.now());
+    connectionClosed();
+  }));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => {
     server.closeAllConnections();
@@ -77,9 +86,12 @@ test("an idle connection is closed after the sender's keep-alive, however long t
   const result = await sender.send(job(`http://127.0.0.1:${port}/hook`));
   t.like(result.outcome, { kind: 'response', status: 200 });
   const answered = performance.now();
-  while (closed.length === 0 && performance.now() - answered < 5_000) await new Promise((resolve) => setTimeout(resolve, 20));
+  // A time, as the sender promises one: its keep-alive (200 ms), not the receiver's
+  // 600 s. The close is waited for; its bound, a twentieth of the receiver's ask, is
+  // one no loaded machine's 200 ms comes near.
+  await within(30_000, closing);
   t.is(closed.length, 1, 'the idle connection was closed');
-  t.true(closed[0]! - answered < 2_000, `closed ${Math.round(closed[0]! - answered)} ms after the answer`);
+  t.true(closed[0]! - answered < 30_000, `closed ${Math.round(closed[0]! - answered)} ms after the answer`);
 });
 
 /** A receiver that answers each request with `first`, then `more` for as long as the connection lasts. */
@@ -120,11 +132,10 @@ for (const [what, first, more] of [
       responseExcerptBytes: 1024,
     });
     t.teardown(() => sender.close());
-    const started = performance.now();
     const result = await sender.send(job(`http://127.0.0.1:${port}/hook`));
-    const tookMs = performance.now() - started;
+    // ended by the count of bytes, not by the request's timeout: that would have said
+    // "timeout: no complete response …"
     t.deepEqual(result.outcome, { kind: 'error', error: `response from 127.0.0.1:${port} ran past ${RESPONSE_MAX_BYTES} bytes without ending` });
-    t.true(tookMs < 10_000, `the attempt took ${Math.round(tookMs)} ms`);
   });
 }
 
