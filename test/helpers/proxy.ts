@@ -8,16 +8,25 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 
 export async function freezableProxy(
   target: URL,
-): Promise<{ url: string; freeze: () => void; silent: () => void; speak: () => void; deafen: () => void; close: () => Promise<void> }> {
+): Promise<{
+  url: string; freeze: () => void; silent: () => void; speak: () => void; deafen: () => void;
+  /** how many connections silent() has held, accepted and carrying nothing */
+  heldSilent: () => number;
+  close: () => Promise<void>;
+}> {
   const live = new Set<Socket>();
   // each live connection's way back: the server's socket and the client's
   const answers = new Map<Socket, Socket>();
   const all = new Set<Socket>();
   let mute = false;
+  let heldSilent = 0;
   const server = createServer((client) => {
     all.add(client);
     client.on('error', () => {});
-    if (mute) return void client.pause();
+    if (mute) {
+      heldSilent++;
+      return void client.pause();
+    }
     const upstream = connect(Number(target.port), target.hostname);
     for (const socket of [client, upstream]) {
       live.add(socket);
@@ -53,6 +62,7 @@ export async function freezableProxy(
     speak() {
       mute = false;
     },
+    heldSilent: () => heldSilent,
     deafen() {
       for (const [upstream, client] of answers) {
         upstream.unpipe(client);

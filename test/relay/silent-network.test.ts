@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { freezableProxy } from '../helpers/proxy.ts';
 import type { Receiver } from '../helpers/receiver.ts';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+import { until } from '../helpers/until.ts';
 
 // Short, so that the test is, yet not so short that a sound connection's first
 // statements (planned on first use, slow on a busy test machine) miss it: with 500 ms
@@ -64,10 +65,11 @@ test('a path silent for a while, new connections included: the relay gives up th
   const { database, receiver, f, company, webhook, proxy } = await relayBehindProxy(t);
 
   // every connection, old and new, carries nothing for a while (the relay's own
-  // connections to open meanwhile wait in their handshake: before, for ever)
+  // connections to open meanwhile wait in their handshake: before, for ever): until
+  // the relay, its questions on the old ones given up, has opened one that hangs so
   proxy.silent();
   await f.contact(company.id, { first_name: 'During' });
-  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  await until('a connection the relay opened while the path was silent', async () => proxy.heldSilent() > 0, 30_000);
   t.is(receiver.received('/hook').length, 1, 'nothing reached the relay meanwhile');
   proxy.speak();
   t.is(await secondArrival(receiver), 'arrived');
