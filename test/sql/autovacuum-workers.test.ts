@@ -11,7 +11,7 @@
 // to look every second (autovacuum_naptime) while this file runs, and one table of its
 // database vacuumed at once and slowly (a cost limit of 1), or analyzed and held
 // (heldAnalyze).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { migrate, yieldingAutovacuum } from '../../tools/migrate.ts';
 import { connectAs, engineOwnerRole, engineOwnerUrl } from '../helpers/crm-role.ts';
@@ -21,6 +21,18 @@ import { migrationsWith } from '../helpers/migrations.ts';
 import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
+
+/**
+ * That the migrate had the worker cancelled at once, in what it said, not in the time
+ * it took (a migrate re-applies sql/, which a loaded machine stretches): one try asked
+ * past deadlock_timeout with the worker in its way, and it waited for no transaction
+ * (one that waited for the vacuum says so after HOLDERS_SAID_MS, and fails after its
+ * holders' wait).
+ */
+function cancelledAtOnce(t: ExecutionContext, said: string[], worker: number) {
+  t.is(said.filter((l) => l.includes(`: only an autovacuum in its way, by server process ${worker} `)).length, 1, said.join('\n'));
+  t.false(said.some((l) => l.includes('waiting for the transactions in its way')), said.join('\n'));
+}
 
 async function onServer(...statements: string[]): Promise<void> {
   const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
@@ -92,7 +104,7 @@ test.serial('sql/ in the way of an autovacuum of an engine table: the migrate as
   const tookMs = Date.now() - started;
   await writes;
 
-  t.true(tookMs < 10_000, `${tookMs} ms`);
+  cancelledAtOnce(t, said, worker);
   t.log(`applied in ${tookMs} ms; ${writeMs.length} contact writes meanwhile, the longest ${Math.max(...writeMs)} ms`);
   // (one try's wait, 1.5 s, not the vacuum's minutes; four times it, since a loaded
   // machine took a write to 3.6 s at load 12)
@@ -120,8 +132,8 @@ test.serial('a migrate role that is no superuser, in the way of an autovacuum it
   const said: string[] = [];
   const started = Date.now();
   await migrate(ownerUrl, (line) => said.push(line), { holdersWaitMs: 10_000 });
-  const tookMs = Date.now() - started;
-  t.true(tookMs < 10_000, `${tookMs} ms`);
+  t.log(`applied in ${Date.now() - started} ms`);
+  cancelledAtOnce(t, said, worker);
   t.true(said.some((l) => l.startsWith(`sql/: only an autovacuum in its way, by server process ${worker} `)), said.join('\n'));
   const { rows } = await database.pool.query(
     `select 1 from pg_stat_activity where pid = $1 and query like 'autovacuum: % ${table}%'`, [worker]);
@@ -137,9 +149,8 @@ test.serial('a migration in the way of an autovacuum of the table it changes: th
   const said: string[] = [];
   const started = Date.now();
   await migrate(database.url, (line) => said.push(line), { migrationsDir: dir, holdersWaitMs: 10_000 });
-  const tookMs = Date.now() - started;
-  t.true(tookMs < 10_000, `${tookMs} ms`);
-  t.log(`applied in ${tookMs} ms`);
+  t.log(`applied in ${Date.now() - started} ms`);
+  cancelledAtOnce(t, said, worker);
   t.true(said.some((l) => l.startsWith(`the migrations: only an autovacuum in its way, by server process ${worker} `)), said.join('\n'));
   t.true(said.includes('migrated 9000_vacuumed_noted'), said.join('\n'));
   const { rows } = await database.pool.query(
