@@ -36,6 +36,21 @@
 -- and the lookups below are functions that run as their owner; each answers for the
 -- caller's company only.
 
+-- private: a CRM-made name or email as the API answers it: its first 200 characters.
+-- The CRM's texts have no bound of their own, and one of a user's name of 10 MB,
+-- answered whole, made each admin's page that lists or names that user load 10 MB
+-- (test/api/choices.test.ts). The one home of that cut: the whole lists, the searches,
+-- the names of some ids, the report's names, the company's name and a delivery's
+-- contact. (The indexes of migration 0051 key the same 200 characters, lowered.)
+create or replace function webhooks_private.crm_text_shown(p_text text)
+returns text
+language sql
+immutable
+parallel safe
+as $$
+  select left(p_text, 200);
+$$;
+
 -- (views over the CRM's users and statuses for the walk below, until 2026-12-06: the
 -- migrate locks the engine's relations ACCESS EXCLUSIVE, and a lock of a view takes the
 -- tables it reads in the same mode, so sql/ took crm.users and crm.statuses whole and
@@ -68,7 +83,7 @@ set search_path = pg_catalog, pg_temp
 set enable_sort = off
 set jit = off
 as $$
-  select u.id, u.name, u.email, left(lower(u.name), 200) collate "C"
+  select u.id, webhooks_private.crm_text_shown(u.name), webhooks_private.crm_text_shown(u.email), left(lower(u.name), 200) collate "C"
   from crm.users u
   where u.company_id = webhooks.current_company_id()
     and (left(lower(u.name), 200) collate "C", u.id) > (p_name_key collate "C", p_id)
@@ -85,7 +100,7 @@ set search_path = pg_catalog, pg_temp
 set enable_sort = off
 set jit = off
 as $$
-  select s.id, s.name, left(lower(s.name), 200) collate "C"
+  select s.id, webhooks_private.crm_text_shown(s.name), left(lower(s.name), 200) collate "C"
   from crm.statuses s
   where s.company_id = webhooks.current_company_id()
     and (left(lower(s.name), 200) collate "C", s.id) > (p_name_key collate "C", p_id)
@@ -259,8 +274,8 @@ as $$
          or starts_with(lower(p_text), lower(coalesce(p_search, '')));
 $$;
 
--- The searches answer a name or email by its first 200 characters: the CRM's have no
--- bound of their own, and the picker shows a line of each (21 users of 4 MB names and
+-- The searches answer a name or email by its first 200 characters (crm_text_shown): the
+-- CRM's have no bound of their own, and the picker shows a line of each (21 users of 4 MB names and
 -- emails answered 168 MB, in 2.6 to 3.5 s; 1.8 s now, test/sql/choice-search.test.ts).
 
 -- public: the caller's company's users whose name, one of its later words (and the
@@ -283,7 +298,7 @@ set enable_sort = off
 set jit = off
 as $$
   select f.id, f.name, f.email
-  from ((select u.id, left(u.name, 200) as name, left(u.email, 200) as email
+  from ((select u.id, webhooks_private.crm_text_shown(u.name) as name, webhooks_private.crm_text_shown(u.email) as email
          from crm.users u
          where u.company_id = webhooks.current_company_id()
            and left(lower(u.name), 200) collate "C" >= webhooks_private.indexed_prefix(search)
@@ -292,7 +307,7 @@ as $$
          order by u.company_id, left(lower(u.name), 200) collate "C", u.id
          limit webhooks.company_choices_up_to() + 1)
         union
-        (select u.id, left(u.name, 200), left(u.email, 200)
+        (select u.id, webhooks_private.crm_text_shown(u.name), webhooks_private.crm_text_shown(u.email)
          from crm.users u
          where u.company_id = webhooks.current_company_id()
            and left(lower(u.email), 200) collate "C" >= webhooks_private.indexed_prefix(search)
@@ -301,7 +316,7 @@ as $$
          order by u.company_id, left(lower(u.email), 200) collate "C", u.id
          limit webhooks.company_choices_up_to() + 1)
         union
-        select u.id, left(u.name, 200), left(u.email, 200)
+        select u.id, webhooks_private.crm_text_shown(u.name), webhooks_private.crm_text_shown(u.email)
         from crm.users u
         where u.id = any (array(select webhooks_private.ids_by_word('u', search)))) f
   order by f.name, f.id
@@ -320,7 +335,7 @@ set enable_sort = off
 set jit = off
 as $$
   select f.id, f.name
-  from ((select s.id, left(s.name, 200) as name
+  from ((select s.id, webhooks_private.crm_text_shown(s.name) as name
          from crm.statuses s
          where s.company_id = webhooks.current_company_id()
            and left(lower(s.name), 200) collate "C" >= webhooks_private.indexed_prefix(search)
@@ -329,7 +344,7 @@ as $$
          order by s.company_id, left(lower(s.name), 200) collate "C", s.id
          limit webhooks.company_choices_up_to() + 1)
         union
-        select s.id, left(s.name, 200)
+        select s.id, webhooks_private.crm_text_shown(s.name)
         from crm.statuses s
         where s.id = any (array(select webhooks_private.ids_by_word('s', search)))) f
   order by left(lower(f.name), 200) collate "C", f.id
@@ -380,7 +395,7 @@ begin
   -- by the key alone, then the company's kept (offset 0: not planned together, where
   -- the company's index, for a company the planner took for small, read all of it)
   return query
-    select u.id, u.name, u.email
+    select u.id, webhooks_private.crm_text_shown(u.name), webhooks_private.crm_text_shown(u.email)
     from (select u.id, u.name, u.email, u.company_id from crm.users u where u.id = any (ids) offset 0) u
     where u.company_id = webhooks.current_company_id()
     order by u.id;
@@ -398,7 +413,7 @@ as $$
 begin
   perform webhooks_private.require_few_ids(ids);
   return query
-    select s.id, s.name
+    select s.id, webhooks_private.crm_text_shown(s.name)
     from (select s.id, s.name, s.company_id from crm.statuses s where s.id = any (ids) offset 0) s
     where s.company_id = webhooks.current_company_id()
     order by s.id;
@@ -418,7 +433,7 @@ strict
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select s.name from crm.statuses s where s.id = p_status_id and s.company_id = webhooks.current_company_id();
+  select webhooks_private.crm_text_shown(s.name) from crm.statuses s where s.id = p_status_id and s.company_id = webhooks.current_company_id();
 $$;
 
 create or replace function webhooks_private.company_user_name(p_user_id bigint)
@@ -429,7 +444,7 @@ strict
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select u.name from crm.users u where u.id = p_user_id and u.company_id = webhooks.current_company_id();
+  select webhooks_private.crm_text_shown(u.name) from crm.users u where u.id = p_user_id and u.company_id = webhooks.current_company_id();
 $$;
 
 ------------------------------------------------------------------------------------
@@ -991,10 +1006,10 @@ returns text
 language sql
 stable
 as $$
-  select left(coalesce(nullif(concat_ws(' ', nullif(d.payload #>> '{data,contact,first_name}', ''),
-                                             nullif(d.payload #>> '{data,contact,last_name}', '')), ''),
-                       nullif(d.payload #>> '{data,contact,email}', '')),
-              200);
+  select webhooks_private.crm_text_shown(
+    coalesce(nullif(concat_ws(' ', nullif(d.payload #>> '{data,contact,first_name}', ''),
+                                   nullif(d.payload #>> '{data,contact,last_name}', '')), ''),
+             nullif(d.payload #>> '{data,contact,email}', '')));
 $$;
 
 -- public: how many deliveries webhooks_history gives for the same arguments
@@ -1077,5 +1092,5 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select c.name from crm.companies c where c.id = webhooks.current_company_id();
+  select webhooks_private.crm_text_shown(c.name) from crm.companies c where c.id = webhooks.current_company_id();
 $$;

@@ -178,6 +178,8 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   webhooks_private.next_listed_webhook(timestamptz, bigint),
   webhooks_private.company_status_name(bigint),
   webhooks_private.company_user_name(bigint),
+  -- (and a delivery's contactName, cut as the CRM's names are)
+  webhooks_private.crm_text_shown(text),
   -- (and the history's and replay's: the times that may be asked)
   webhooks_private.requested_time(timestamptz, text),
   webhooks_private.requested_times(timestamptz, timestamptz),

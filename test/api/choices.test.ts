@@ -76,3 +76,51 @@ test('the names of some ids: the company\'s alone, at most 1,000 ids, refused by
   const most = await db().pool.query('select webhooks_private.names_asked_max() as n');
   t.is(most.rows[0].n, LONGEST_LIST);
 });
+
+/** A GraphQL request's answer as its bytes: what the page's browser has to take. */
+async function answerBytes(token: string, query: string, variables: Record<string, unknown> = {}): Promise<{ bytes: number; body: any }> {
+  const response = await fetch(`${api().api.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  const text = await response.text();
+  return { bytes: Buffer.byteLength(text), body: JSON.parse(text) };
+}
+
+test('a CRM name or email of megabytes leaves the API as its first 200 characters, in every list and in the report', async (t) => {
+  const f = factories(db().pool);
+  const huge = (letter: string) => letter.repeat(3 * 1024 * 1024);
+  const company = await f.company(huge('C'));
+  const user = await f.user(company.id, huge('u'));
+  await db().pool.query('update crm.users set email = $2 where id = $1', [user.id, huge('e')]);
+  const status = await f.status(company.id, huge('s'));
+  await f.webhook({ companyId: company.id, actions: ['contact.status_added'], statusId: status.id });
+  await f.webhook({ companyId: company.id, actions: ['contact.user_assigned'], userId: user.id });
+  const token = await api().token(company.id, 'webhook_viewer');
+
+  const lists = await answerBytes(token, `query Lists($users: [BigInt]!, $statuses: [BigInt]!) {
+    currentCompanyName
+    companyUsers { nodes { id name email } }
+    companyStatuses { nodes { id name } }
+    companyUsersNamed(ids: $users) { id name email }
+    companyStatusesNamed(ids: $statuses) { id name }
+    companyUsersMatching(search: "u") { id name email }
+    companyStatusesMatching(search: "s") { id name }
+    webhookReport(withCounts: false) { nodes { statusName userName } }
+  }`, { users: [user.id], statuses: [status.id] });
+  t.deepEqual(lists.body.errors, undefined);
+  // (a text longer than it should be is told by its length: a failure prints no megabytes)
+  const data = JSON.parse(JSON.stringify(lists.body.data, (_key, value) =>
+    typeof value === 'string' && value.length > 200 ? `${value.length} characters` : value));
+  t.is(data.currentCompanyName, 'C'.repeat(200));
+  for (const users of [data.companyUsers.nodes, data.companyUsersNamed, data.companyUsersMatching]) {
+    t.deepEqual(users, [{ id: user.id, name: 'u'.repeat(200), email: 'e'.repeat(200) }]);
+  }
+  for (const statuses of [data.companyStatuses.nodes, data.companyStatusesNamed, data.companyStatusesMatching]) {
+    t.deepEqual(statuses, [{ id: status.id, name: 's'.repeat(200) }]);
+  }
+  t.deepEqual(data.webhookReport.nodes.map((row: any) => row.statusName ?? row.userName).sort(), ['s'.repeat(200), 'u'.repeat(200)]);
+  // 12 names of 200 characters and the rest: a few kilobytes, not 12 names of 3 MB
+  t.true(lists.bytes < 8 * 1024, `${lists.bytes} bytes`);
+});
