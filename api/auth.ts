@@ -14,7 +14,36 @@ export interface Claims {
   sub?: string;
 }
 
-export class AuthError extends Error {}
+/**
+ * A token refused, and why. `claim` names what was wrong (the client's answer says it
+ * as extensions.claim): one of the claims this API reads (role, company_id, sub, exp,
+ * iat, nbf), or 'token' for the token as a whole (none, not a JWT, not ours, too long).
+ */
+export class AuthError extends Error {
+  readonly claim: string;
+  constructor(message: string, claim = 'token') {
+    super(message);
+    this.claim = claim;
+  }
+}
+
+/** The claims jose judges itself (a wrong type, a time passed): its error names them. */
+const JOSE_CLAIMS: ReadonlySet<string> = new Set(['exp', 'iat', 'nbf']);
+
+/**
+ * The longest subject accepted: it is every change's actor (the audit log) and a
+ * disable's disabled_by, kept and shown to every admin of the company, and a token
+ * of any length once carried one of a megabyte into both.
+ */
+export const SUB_MAX_LENGTH = 200;
+
+/**
+ * The longest Authorization header read: a token of `npm run token` is some 250
+ * characters, one with the longest subject some 550. A longer one is refused before its
+ * signature is checked (its HMAC is over all of it, on the API's one thread), and each
+ * one accepted may be kept verified (VerifiedTokens: at most size times this).
+ */
+export const MAX_AUTHORIZATION_LENGTH = 2_048;
 
 const ALGORITHM = 'HS256';
 
@@ -54,6 +83,24 @@ export function companyIdOf(claim: unknown): string | null {
   return null;
 }
 
+/** The token's subject (undefined: none, or empty); throws AuthError for one this API would not record as an actor. */
+function subjectOf(payload: Record<string, unknown>): string | undefined {
+  if (!('sub' in payload) || payload.sub === '') return undefined;
+  const sub = payload.sub;
+  // another type was dropped unsaid, and the actor recorded became the database role
+  if (typeof sub !== 'string') throw new AuthError('invalid token: claim "sub" must be a string', 'sub');
+  if (sub.length > SUB_MAX_LENGTH) {
+    throw new AuthError(`invalid token: claim "sub" has at most ${SUB_MAX_LENGTH} characters, not ${sub.length}`, 'sub');
+  }
+  // the subject becomes a Postgres setting, whose text holds no NUL: such a token failed
+  // every request, after the token was accepted, with a masked error; a lone UTF-16
+  // surrogate is no character (the setting held U+FFFD in its place)
+  if (sub.includes('\u0000') || !sub.isWellFormed()) {
+    throw new AuthError('invalid token: claim "sub" must be a string without NUL characters or lone UTF-16 surrogates', 'sub');
+  }
+  return sub;
+}
+
 /**
  * Verifies an Authorization header value; throws AuthError saying what is wrong.
  * A token must expire, and live at most `maxLifetimeSeconds` (from its iat, or from
@@ -75,39 +122,40 @@ async function verifiedToken(
 ): Promise<{ claims: Claims; exp: number }> {
   const nowMs = options.nowMs ?? Date.now();
   if (!header) throw new AuthError('missing Authorization header: send "Authorization: Bearer <token>"');
+  if (header.length > MAX_AUTHORIZATION_LENGTH) {
+    throw new AuthError(`invalid token: the Authorization header has at most ${MAX_AUTHORIZATION_LENGTH} characters, not ${header.length}`);
+  }
   const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
   if (!match) throw new AuthError('Authorization header must be "Bearer <token>"');
   let payload: Record<string, unknown>;
   try {
     ({ payload } = await jwtVerify(match[1], key(secret), { algorithms: [ALGORITHM], currentDate: new Date(nowMs) }));
   } catch (error) {
-    throw new AuthError(`invalid token: ${(error as Error).message}`);
+    const claim = (error as { claim?: unknown }).claim;
+    throw new AuthError(`invalid token: ${(error as Error).message}`,
+      typeof claim === 'string' && JOSE_CLAIMS.has(claim) ? claim : 'token');
   }
   if (typeof payload.exp !== 'number') {
-    throw new AuthError('invalid token: claim "exp" is required (a token must expire)');
+    throw new AuthError('invalid token: claim "exp" is required (a token must expire)', 'exp');
   }
   const maxLifetime = options.maxLifetimeSeconds ?? maxTokenLifetime();
   const now = Math.floor(nowMs / 1000);
   const issued = typeof payload.iat === 'number' ? Math.min(payload.iat, now) : now;
   if (payload.exp - issued > maxLifetime) {
-    throw new AuthError(`invalid token: it lives longer than the ${maxLifetime} seconds this API accepts (exp minus iat)`);
+    throw new AuthError(`invalid token: it lives longer than the ${maxLifetime} seconds this API accepts (exp minus iat)`, 'exp');
   }
   const role = payload.role;
   if (typeof role !== 'string' || !(API_ROLES as readonly string[]).includes(role)) {
-    throw new AuthError(`invalid token: claim "role" must be one of ${API_ROLES.join(', ')}`);
+    throw new AuthError(`invalid token: claim "role" must be one of ${API_ROLES.join(', ')}`, 'role');
   }
   const companyId = companyIdOf(payload.company_id);
   if (companyId === null) {
     throw new AuthError(
       `invalid token: claim "company_id" must be one positive integer, at most ${BIGINT_MAX} (a number or a string of digits)`,
+      'company_id',
     );
   }
-  // the subject becomes a Postgres setting, whose text holds no NUL: such a token failed
-  // every request, after the token was accepted, with a masked error
-  if (typeof payload.sub === 'string' && payload.sub.includes('\u0000')) {
-    throw new AuthError('invalid token: claim "sub" must be a string without NUL characters');
-  }
-  const sub = typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : undefined;
+  const sub = subjectOf(payload);
   return { claims: { role: role as ApiRole, company_id: companyId, sub }, exp: payload.exp };
 }
 
@@ -152,21 +200,15 @@ export class VerifiedTokens {
       }
     }
     const { claims, exp } = await verifiedToken(header, this.#secret, { maxLifetimeSeconds: this.#maxLifetimeSeconds, nowMs });
-    // (a header longer than a token of ours is verified each time, not kept: the
-    // memory kept is at most size times that)
-    if (header!.length <= MAX_KEPT_HEADER_LENGTH) {
-      this.#kept.set(header!, { claims, expiresAtMs: exp * 1000 });
-      if (this.#kept.size > this.#size) this.#kept.delete(this.#kept.keys().next().value!);
-    }
+    // (a header is at most MAX_AUTHORIZATION_LENGTH: the memory kept is at most size times that)
+    this.#kept.set(header!, { claims, expiresAtMs: exp * 1000 });
+    if (this.#kept.size > this.#size) this.#kept.delete(this.#kept.keys().next().value!);
     return claims;
   }
 }
 
 /** How many verified tokens an API process keeps: more than the companies that use it at once. */
 export const VERIFIED_TOKENS_KEPT = 10_000;
-
-/** The longest Authorization header kept verified (a token of `npm run token` is some 250 characters). */
-const MAX_KEPT_HEADER_LENGTH = 2_048;
 
 /** The Postgres settings of one request: SET LOCAL role and the claims sql/ reads. */
 export function pgSettingsFor(claims: Claims): Record<string, string> {
@@ -195,6 +237,9 @@ export async function signToken(secret: string, request: TokenRequest): Promise<
   const expiresIn = request.expiresIn ?? DEFAULT_TOKEN_LIFETIME;
   const lifetime = durationSeconds(expiresIn);
   if (lifetime === null) throw new Error(`a token lifetime must be a duration such as 12h, 30m or 7d, got ${JSON.stringify(expiresIn)}`);
+  if (request.sub !== undefined && request.sub.length > SUB_MAX_LENGTH) {
+    throw new Error(`a token's subject has at most ${SUB_MAX_LENGTH} characters (the API refuses a longer one), got ${request.sub.length}`);
+  }
   const now = Math.floor(Date.now() / 1000);
   return await new SignJWT({ role, company_id: String(request.companyId) })
     .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })

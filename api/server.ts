@@ -223,7 +223,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       } catch (error) {
         if (!(error instanceof AuthError)) throw error;
         // nothing else: no data, no schema, just why
-        sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: 'UNAUTHENTICATED' } }] },
+        sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: 'UNAUTHENTICATED', claim: error.claim } }] },
           { 'www-authenticate': 'Bearer' });
         return;
       }

@@ -87,6 +87,49 @@ test('no token, a bad token, or a token for a role the API does not serve: HTTP 
   }
 });
 
+test('each claim the API reads, hostile: a wrong type, too long, a huge token: HTTP 401 naming the claim, never the value nor a 500', async (t) => {
+  const secret = new TextEncoder().encode(api().jwtSecret);
+  const now = Math.floor(Date.now() / 1000);
+  const signed = (claims: Record<string, unknown>) => new SignJWT({ role: 'webhook_admin', company_id: '1', ...claims })
+    .setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now).setExpirationTime(now + 3600).sign(secret);
+  const huge = 'x'.repeat(1_000_000);
+  const cases: Array<[string, string, string]> = [
+    // a subject of another type was dropped unsaid, and the actor became the database role
+    ['sub a number', await signed({ sub: 42 }), 'sub'],
+    ['sub an array', await signed({ sub: ['jane'] }), 'sub'],
+    ['sub an object', await signed({ sub: { name: 'jane' } }), 'sub'],
+    ['sub null', await signed({ sub: null }), 'sub'],
+    // a subject of any length was every change's actor and disabled_by
+    ['sub of 201 characters', await signed({ sub: 'j'.repeat(201) }), 'sub'],
+    ['sub with a lone surrogate', await signed({ sub: 'jane\ud800' }), 'sub'],
+    ['role an array', await signed({ role: ['webhook_admin'] }), 'role'],
+    ['role null', await signed({ role: null }), 'role'],
+    ['company_id null', await signed({ company_id: null }), 'company_id'],
+    ['exp a string', await new SignJWT({ role: 'webhook_admin', company_id: '1', exp: 'tomorrow' as unknown as number })
+      .setProtectedHeader({ alg: 'HS256' }).sign(secret), 'exp'],
+    ['iat an array', await new SignJWT({ role: 'webhook_admin', company_id: '1', iat: [now] as unknown as number })
+      .setProtectedHeader({ alg: 'HS256' }).setExpirationTime(now + 60).sign(secret), 'iat'],
+    // verified on each request (only short headers are kept verified), its HMAC over all of it
+    ['a token of 3 KB', await signed({ padding: 'p'.repeat(3000) }), 'token'],
+    ['a token of 12 KB', await signed({ padding: 'p'.repeat(12_000) }), 'token'],
+  ];
+  for (const [name, token, claim] of cases) {
+    const response = await api().gql(token, '{ currentCompanyId currentActor }');
+    t.is(response.status, 401, name);
+    t.is(response.data, undefined, name);
+    t.like(response.errors?.[0]?.extensions, { code: 'UNAUTHENTICATED', claim }, name);
+    t.true(response.errors![0].message.length < 300, `${name}: ${response.errors![0].message.length} characters`);
+  }
+  // a subject of 200 characters is who acts
+  const longest = await api().gql(await signed({ sub: 'j'.repeat(200) }), '{ currentActor }');
+  t.is(longest.data?.currentActor, 'j'.repeat(200));
+  // a header past node's bound (16 KiB) is refused by node before the API reads it: 431, not a 500
+  const past = await fetch(`${api().api.url}/graphql`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${huge}` }, body: '{"query":"{ currentCompanyId }"}',
+  });
+  t.is(past.status, 431);
+});
+
 test('company_id as a number or a string of digits, up to bigint; a token within its lifetime', async (t) => {
   const secret = new TextEncoder().encode(api().jwtSecret);
   for (const companyId of [7, '7', '9223372036854775807']) {
