@@ -436,11 +436,16 @@ export async function replayDelivery(deliveryId) {
 
 // ---- setting webhooks up ---------------------------------------------------------
 
-const CONTACT_FIELDS = /* GraphQL */ `query ContactFields { contactFields }`;
+const SETUP_FACTS = /* GraphQL */ `query SetupFacts { contactFields inputBounds }`;
 
-/** The contact fields a webhook may send: what the setup form offers to tick. */
-export async function fetchContactFields() {
-  return (await graphql(CONTACT_FIELDS)).contactFields;
+/**
+ * What the setup form is made of: the contact fields a webhook may send (what it offers
+ * to tick), and the most characters the API takes of what is typed into its boxes
+ * (bounds: { name, url, search }, the database's own: webhooks.input_bounds).
+ */
+export async function fetchSetupFacts() {
+  const data = await graphql(SETUP_FACTS);
+  return { fields: data.contactFields, bounds: data.inputBounds };
 }
 
 // The setup form's pickers search as one types: a company may have 20,000 users, and

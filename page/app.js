@@ -12,7 +12,7 @@
 //       it ends before it. Next and Previous say so, Back, reload and links find the same page)
 //   #/webhooks/<id>/edit       its edit form
 import {
-  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfillContactsCount, fetchBackfills, fetchContactFields,
+  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfillContactsCount, fetchBackfills, fetchSetupFacts,
   fetchDeliverySettings, fetchFiring, fetchHistory, fetchHistoryCount, fetchNames, fetchReport, fetchWebhook, replayDelivery, rotateSecret,
   saveDeliverySettings, searchChoices, sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
@@ -1497,9 +1497,9 @@ function foundWords(picker, result, typed) {
  * CHOOSE_AGAIN) is in a hidden input of its own, what Save reads: a text typed and
  * left without choosing goes back to the name of the choice, which stays as it was.
  * current: { id, name } chosen before (null: Any); again: the words of a choice to
- * make again (chooseAgain).
+ * make again (chooseAgain). searchMax: the most characters a search takes.
  */
-function picker(kind, current, again) {
+function picker(kind, current, again, searchMax) {
   const p = PICKERS[kind];
   const listId = `${p.id}-options`;
   const countId = `${p.id}-count`;
@@ -1512,7 +1512,7 @@ function picker(kind, current, again) {
   let pause = null;
   const box = h('input', {
     type: 'text', id: `${p.id}-search`, role: 'combobox', 'aria-autocomplete': 'list', 'aria-expanded': 'false',
-    'aria-controls': listId, autocomplete: 'off', spellcheck: 'false', value: chosen.text, size: 50,
+    'aria-controls': listId, autocomplete: 'off', spellcheck: 'false', value: chosen.text, size: 50, maxlength: searchMax,
     'aria-describedby': `${countId} error-${p.field}`,
   });
   const list = h('ul', {
@@ -1599,17 +1599,23 @@ function picker(kind, current, again) {
     h('label', { for: box.id }, p.label), box, list, count, value, fieldError(p.field));
 }
 
-function setupForm({ webhook, fields, delivery }) {
+/**
+ * The setup form. bounds: the most characters the API takes of its name, its URL and
+ * a picker's search (fetchSetupFacts): each box takes no more (maxlength), where what
+ * was typed past them was sent whole and refused.
+ */
+function setupForm({ webhook, fields, delivery, bounds }) {
   const editing = Boolean(webhook);
   const chosenFields = webhook?.fields ?? ['first_name', 'last_name', 'email'].filter((f) => fields.includes(f));
   const url = h('input', {
     type: 'text', id: 'setup-url', name: 'url', value: webhook?.url ?? '', inputmode: 'url', autocomplete: 'off',
     spellcheck: 'false', placeholder: 'https://example.com/hooks/bpd', 'aria-describedby': 'hint-url error-url', size: 70,
+    maxlength: bounds.url,
   });
   const form = h('form', { id: 'setup-form', class: 'setup-form card', novalidate: true },
     h('div', { class: 'field', dataset: { field: 'name' } },
       h('label', { for: 'setup-name' }, 'Name'),
-      h('input', { type: 'text', id: 'setup-name', name: 'name', value: webhook?.name ?? '', maxlength: 200, size: 50, 'aria-describedby': 'error-name' }),
+      h('input', { type: 'text', id: 'setup-name', name: 'name', value: webhook?.name ?? '', maxlength: bounds.name, size: 50, 'aria-describedby': 'error-name' }),
       fieldError('name')),
     h('div', { class: 'field', dataset: { field: 'url' } },
       h('label', { for: 'setup-url' }, 'URL'),
@@ -1620,8 +1626,8 @@ function setupForm({ webhook, fields, delivery }) {
       h('legend', {}, 'Send when'),
       checkboxes('action', CONTACT_ACTIONS, webhook?.actions ?? [], actionWords),
       fieldError('actions')),
-    picker('status', webhook?.status ?? null, chooseAgain(webhook, 'status')),
-    picker('user', webhook?.user ?? null, chooseAgain(webhook, 'user')),
+    picker('status', webhook?.status ?? null, chooseAgain(webhook, 'status'), bounds.search),
+    picker('user', webhook?.user ?? null, chooseAgain(webhook, 'user'), bounds.search),
     h('fieldset', { dataset: { field: 'fields' }, 'aria-describedby': 'error-fields' },
       h('legend', {}, 'Contact fields to send'),
       h('p', { class: 'hint' }, 'The contact\'s id is always sent.'),
@@ -1764,8 +1770,8 @@ async function renderSetup(where, mine) {
     showView(null);
     return;
   }
-  const [fields, found, delivery] = await Promise.all([
-    fetchContactFields(),
+  const [{ fields, bounds }, found, delivery] = await Promise.all([
+    fetchSetupFacts(),
     where.view === 'edit' ? fetchWebhook(where.webhookId) : null,
     where.view === 'edit' ? fetchDeliverySettings(where.webhookId) : DEFAULT_DELIVERY,
   ]);
@@ -1782,7 +1788,7 @@ async function renderSetup(where, mine) {
   $('page-subtitle').textContent = webhook
     ? 'Changes apply to events from now on; firings already made keep what they sent.'
     : 'Where to send which contact fields when what happens. The signing secret is shown once, after Create.';
-  const form = takeUnsentForm() ?? setupForm({ webhook, fields, delivery });
+  const form = takeUnsentForm() ?? setupForm({ webhook, fields, delivery, bounds });
   // what Save compares against: only a change of these is sent
   form.loadedDelivery ??= delivery;
   replace($('setup'), form);

@@ -359,6 +359,24 @@ as $$
   select interval '1 hour';
 $$;
 
+-- private: the longest webhook name and URL, in characters: the rules below, and the
+-- setup form's boxes, which take no more (webhooks.input_bounds, 55_report.sql)
+create or replace function webhooks_private.webhook_name_max()
+returns integer
+language sql
+immutable
+as $$
+  select 200;
+$$;
+
+create or replace function webhooks_private.webhook_url_max()
+returns integer
+language sql
+immutable
+as $$
+  select 2048;
+$$;
+
 create or replace function webhooks_private.tg_webhooks__validate()
 returns trigger
 language plpgsql
@@ -369,7 +387,8 @@ declare
   v_status_actions constant webhooks.action[] := '{contact.status_added,contact.status_removed}';
   -- every Unicode White_Space character
   v_space constant text := '[' || webhooks_private.white_space() || ']';
-  v_name_max constant integer := 200;
+  v_name_max constant integer := webhooks_private.webhook_name_max();
+  v_url_max constant integer := webhooks_private.webhook_url_max();
   v_reason_max constant integer := 500;
   v_webhooks_max integer;
   v_webhooks integer;
@@ -447,9 +466,9 @@ begin
     if new.url is null
        or new.url !~* ('^https?://(\[[0-9a-f:.]+\]|([^][\s/?#@:<>\\^|%\u0001-\u001f' || webhooks_private.host_refused_unicode()
                         || ']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$')
-       or length(new.url) > 2048 then
+       or length(new.url) > v_url_max then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
-        format('webhook url must be an absolute http:// or https:// URL of at most 2048 characters, got %L', left(new.url, 2100)));
+        format('webhook url must be an absolute http:// or https:// URL of at most %s characters, got %L', v_url_max, left(new.url, v_url_max + 52)));
     end if;
     -- an IPv6 literal: brackets that hold an address ([:::::] and [1.2.3.4] fit the
     -- pattern above, and the relay's parser refuses them)

@@ -180,6 +180,16 @@ $$;
 -- ones). A search of more than 1,000 characters is refused by name
 -- (search_max_length): each row a search reads is compared with all of it, and only
 -- the request's size bounded it.
+-- private: the longest search, in characters (search_max_length, below; the pickers'
+-- boxes take no more: webhooks.input_bounds)
+create or replace function webhooks_private.search_max_length()
+returns integer
+language sql
+immutable
+as $$
+  select 1000;
+$$;
+
 select webhooks_private.drop_function_unless('webhooks_private.indexed_prefix(text)', 'p_search text', 'text');
 create or replace function webhooks_private.indexed_prefix(p_search text)
 returns text
@@ -188,15 +198,29 @@ immutable
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  if length(p_search) > 1000 then
+  if length(p_search) > webhooks_private.search_max_length() then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = format('a search has at most 1000 characters, not %s', length(p_search)),
+      message = format('a search has at most %s characters, not %s', webhooks_private.search_max_length(), length(p_search)),
       constraint = 'search_max_length',
       column = 'search';
   end if;
   return left(lower(coalesce(p_search, '')), 200) collate "C";
 end;
+$$;
+
+-- public: the most characters the API takes of the text an admin types, by input:
+-- a webhook's name and URL (webhook_name_too_long, webhook_url_invalid, 10_config.sql)
+-- and a picker's search (search_max_length). The page gives its boxes these bounds
+-- (maxlength): past them, what was typed was sent whole and refused by name.
+create or replace function webhooks.input_bounds()
+returns jsonb
+language sql
+immutable
+as $$
+  select jsonb_build_object('name', webhooks_private.webhook_name_max(),
+                            'url', webhooks_private.webhook_url_max(),
+                            'search', webhooks_private.search_max_length());
 $$;
 
 -- (the searches of words 2 to 4 by the indexes of migration 0060, until 2026-12-06:

@@ -180,6 +180,10 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
   webhooks_private.company_user_name(bigint),
   -- (and a delivery's contactName, cut as the CRM's names are)
   webhooks_private.crm_text_shown(text),
+  -- (and the bounds of what an admin types, webhooks.input_bounds)
+  webhooks_private.webhook_name_max(),
+  webhooks_private.webhook_url_max(),
+  webhooks_private.search_max_length(),
   -- (and the history's and replay's: the times that may be asked)
   webhooks_private.requested_time(timestamptz, text),
   webhooks_private.requested_times(timestamptz, timestamptz),

@@ -110,6 +110,8 @@ comment on function webhooks.company_statuses_matching(text) is $$
 @behavior -connection +list
 @fieldName companyStatusesMatching
 The status tags of your company whose name starts with search, as companyUsersMatching: at most companyChoicesUpTo, and one more when more match.$$;
+comment on function webhooks.input_bounds() is
+  'The most characters each text input takes: {"name": a webhook''s name, "url": its URL, "search": companyUsersMatching''s and companyStatusesMatching''s}. A longer one is refused by name.';
 comment on function webhooks.company_choices_up_to() is
   'The most rows companyUsersMatching and companyStatusesMatching show: they answer one more when more match.';
 comment on function webhooks.company_users_named(bigint[]) is $$

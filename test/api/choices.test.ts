@@ -124,3 +124,17 @@ test('a CRM name or email of megabytes leaves the API as its first 200 character
   // 12 names of 200 characters and the rest: a few kilobytes, not 12 names of 3 MB
   t.true(lists.bytes < 8 * 1024, `${lists.bytes} bytes`);
 });
+
+test('inputBounds: the most characters the API takes of a name, a URL and a search, the bounds it refuses past', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id);
+  const bounds = (await api().gql(token, '{ inputBounds }')).data?.inputBounds;
+  t.deepEqual(bounds, { name: 200, url: 2048, search: 1000 });
+  const search = await api().gql(token, SEARCH, { search: 'a'.repeat(bounds.search + 1) });
+  t.like(search.errors?.[0]?.extensions, { constraint: 'search_max_length' });
+  const create = 'mutation Create($name: String!, $url: String!) { createWebhook(input: { name: $name, url: $url, actions: [CONTACT_CREATED], fields: ["email"] }) { result { secret } } }';
+  const name = await api().gql(token, create, { name: 'n'.repeat(bounds.name + 1), url: 'https://receiver.example.com/' });
+  t.like(name.errors?.[0]?.extensions, { constraint: 'webhook_name_too_long', column: 'name' });
+  const url = await api().gql(token, create, { name: 'n', url: `https://receiver.example.com/${'u'.repeat(bounds.url)}` });
+  t.like(url.errors?.[0]?.extensions, { constraint: 'webhook_url_invalid', column: 'url' });
+});

@@ -136,7 +136,7 @@ test.serial('the Reports page\'s own texts, each new to a fresh API and sent by 
   try {
     const since = { from: '2026-01-01T00:00:00Z', to: '2027-01-01T00:00:00Z' };
     await page.fetchReport(since);
-    await page.fetchContactFields();
+    await page.fetchSetupFacts();
     await page.searchChoices('user', 'a');
     await page.searchChoices('status', 'a');
     await page.fetchNames({ users: ['1'], statuses: ['1'] });

@@ -941,10 +941,11 @@ browserTest('a company name from the CRM without spaces leaves Sign out on the p
   const signOut = await page.locator('#sign-out').boundingBox();
   t.true(signOut !== null && signOut.x + signOut.width <= page.viewportSize()!.width, 'Sign out is on the page');
   t.true(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth), 'nothing wider than the page');
-  // the whole name is on the page: wrapped, and past a few lines scrolled, which the
-  // keyboard and a finger reach (not in a title, which shows on hover alone)
+  // the name as the API gives it (its first 200 characters, as every name of the CRM)
+  // is on the page: wrapped, and past a few lines scrolled, which the keyboard and a
+  // finger reach (not in a title, which shows on hover alone)
   t.is(await page.getAttribute('#who-name', 'title'), null);
-  t.is(await page.textContent('#who-name'), `Realty${'R'.repeat(300)}`);
+  t.is(await page.textContent('#who-name'), `Realty${'R'.repeat(194)}`);
   t.true(await page.locator('#who-name').evaluate((name) => name.scrollWidth <= name.clientWidth), 'not cut at its side');
   t.deepEqual(problemsOf(page), []);
   await page.close();
@@ -1541,4 +1542,40 @@ browserTest('a request the server accepts and never answers ends after the page\
   await untilText(page, '#flash', 'Created · Birthday cards');
   t.is(await made(), 1);
   t.deepEqual(errors, []);
+});
+
+browserTest('a CRM user\'s name of 3 MB shows as its first 200 characters, wrapped within the window; the setup form\'s boxes take no more than the API does', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Long Names');
+  const long = await f.user(company.id, `Ann ${'o'.repeat(3 * 1024 * 1024)}`);
+  const hook = await f.webhook({ companyId: company.id, name: 'Long user', actions: ['contact.user_assigned'], userId: long.id });
+  const page = await signedIn(company.id);
+  const shown = `Ann ${'o'.repeat(196)}`;
+  const line = await page.textContent(row(hook.id)) ?? '';
+  t.true(line.includes(shown), 'the first 200 characters');
+  t.false(line.includes(`${shown}o`), 'and no more');
+  t.true(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth), 'no line runs past the window');
+
+  await page.goto(`${api().api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
+  await untilText(page, '#page-title', 'Edit Long user');
+  t.is(await page.inputValue('#setup-user-search'), shown);
+  t.true(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth), 'the form too');
+  // each box takes what the API takes (inputBounds), no more: past them, the API's refusal showed
+  const bounds = (await api().gql(await api().token(company.id), '{ inputBounds }')).data.inputBounds;
+  const maxlength = (selector: string) => page.getAttribute(selector, 'maxlength');
+  t.deepEqual(
+    [await maxlength('#setup-name'), await maxlength('#setup-url'), await maxlength('#setup-user-search'), await maxlength('#setup-status-search')],
+    [String(bounds.name), String(bounds.url), String(bounds.search), String(bounds.search)]);
+  await page.fill('#setup-user-search', '');
+  await page.focus('#setup-user-search');
+  await page.keyboard.insertText('a'.repeat(bounds.search + 1));
+  t.is((await page.inputValue('#setup-user-search')).length, bounds.search);
+  await untilText(page, '#setup-user-count', /^No user's name \(or a word of it\) or email starts with “a+”$/);
+  await page.fill('#setup-name', '');
+  await page.focus('#setup-name');
+  await page.keyboard.insertText('n'.repeat(bounds.name + 1));
+  t.is((await page.inputValue('#setup-name')).length, bounds.name);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
 });
