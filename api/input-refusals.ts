@@ -73,8 +73,18 @@ function refusal(message: string, code: string, constraint: string | undefined, 
   return new GraphQLError(message, { nodes, extensions: { code, ...(constraint ? { constraint } : {}), column } });
 }
 
+/** the most characters of a caller's text a refusal quotes: a message that quoted all of it answered the request's whole body back */
+const QUOTED_MAX = 100;
+
+/** A caller's text as a message shows it: its first QUOTED_MAX characters, and … after them. */
+const shortened = (text: string) => (text.length > QUOTED_MAX ? `${text.slice(0, QUOTED_MAX)}…` : text);
+
 /** A text as a message quotes it: JSON, shortened. */
-const quoted = (text: string) => JSON.stringify(text.length > 100 ? `${text.slice(0, 100)}…` : text);
+const quoted = (text: string) => JSON.stringify(shortened(text));
+
+/** Postgres's message with each place it quotes one of the caller's texts shortened (it quoted all of it: 90,104 characters of a 90 kB time). */
+const withTextsShortened = (message: string, ...texts: string[]) =>
+  texts.reduce((shown, text) => (text.length > QUOTED_MAX ? shown.split(text).join(shortened(text)) : shown), message);
 
 // -- text -----------------------------------------------------------------------------
 
@@ -297,7 +307,7 @@ function refusalIn(type: GraphQLInputType, value: unknown, field: string, node: 
   if (nullable.name === BIGINT) return (typeof value === 'string' ? textRefusal(field, value, node) : undefined) ?? bigintRefusal(field, value, node);
   if (typeof value !== 'string') {
     if (nullable.name === DATETIME) {
-      return refusal(`${field} must be a time written as text (ISO 8601: "2026-01-01T00:00:00Z"), got ${JSON.stringify(value)}`,
+      return refusal(`${field} must be a time written as text (ISO 8601: "2026-01-01T00:00:00Z"), got ${shortened(JSON.stringify(value) ?? String(value))}`,
         '22007', INPUT_RULES.datetimeInvalid, field, node);
     }
     return undefined;
@@ -387,8 +397,10 @@ export function nameInputErrors<R extends ExecutionResult>(result: R, sent: Sent
     const input = inputQuoted(db.message, sent);
     if (!input) return error;
     changed = true;
+    const zone = UNKNOWN_ZONE.exec(db.message)?.[1];
     const named = input.kind === 'cursor' ? cursorRefusal(input.field)
-      : refusal(`${input.field} is not a time Postgres reads: ${db.message}`, db.code, INPUT_RULES.datetimeInvalid, input.field);
+      : refusal(`${input.field} is not a time Postgres reads: ${withTextsShortened(db.message, input.text, ...(zone === undefined ? [] : [zone]))}`,
+        db.code, INPUT_RULES.datetimeInvalid, input.field);
     return new GraphQLError(named.message, {
       nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, extensions: named.extensions,
     });

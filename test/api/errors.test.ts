@@ -95,6 +95,25 @@ test('a malformed date names the problem instead of an internal error', async (t
   t.like(response.errors![0].extensions, { code: '22007', constraint: 'datetime_invalid', column: 'since' });
 });
 
+test('a refusal quotes at most the first 100 characters of what was sent: a time Postgres does not read, a zone it does not know, a time that is no text', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id);
+  const report = 'query Report($since: Datetime) { webhookReport(since: $since) { nodes { name } } }';
+  const long = 'x'.repeat(90_000);
+  const cases: Array<[string, unknown, string]> = [
+    // Postgres's message quoted all of it: 90,104 characters of the answer were the caller's
+    ['a time Postgres does not read', `2026-01-01${long}`, '22007'],
+    ['a zone Postgres does not know', `2026-01-01 00:00:00 ${long}`, '22023'],
+    ['a time that is no text', [long], '22007'],
+  ];
+  for (const [name, since, code] of cases) {
+    const refused = await api().gql(token, report, { since });
+    t.like(refused.errors?.[0]?.extensions, { constraint: 'datetime_invalid', column: 'since' }, name);
+    t.true(refused.errors![0].message.length < 300, `${name}: ${refused.errors![0].message.length} characters (${code})`);
+    t.regex(refused.errors![0].message, /x{50,100}…/, name);
+  }
+});
+
 test('a report or a history asked for a time before 1970 or after 9999 names the argument and the range (requested_time_range), not "An error occurred" or a bare overflow', async (t) => {
   // Postgres's own ends (4714-11-24 BC, 294276) failed deep in the counting with
   // "timestamp out of range" (22008) and no argument named
