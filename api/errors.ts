@@ -30,6 +30,30 @@ const REQUEST_ERRORS = new Set([
   'P0002', // no_data_found (not found, or not yours: the same to the caller)
 ]);
 
+/**
+ * The most characters of a caller's text a refusal quotes: a message that quoted all
+ * of it answered the request's whole body back (a time of 90 kB: 90,104 characters;
+ * a variable GraphQL could not take, quoted twice: 180,087).
+ */
+export const QUOTED_MAX = 100;
+
+/** A caller's text as a message shows it: its first QUOTED_MAX characters, and … after them. */
+export const shortened = (text: string) => (text.length > QUOTED_MAX ? `${text.slice(0, QUOTED_MAX)}…` : text);
+
+/** a JSON string of more than QUOTED_MAX characters, as GraphQL's words quote a value */
+const LONG_QUOTED = new RegExp(`"(?:[^"\\\\]|\\\\.){${QUOTED_MAX + 1},}"`, 'g');
+
+/** GraphQL's words with each value they quote shortened (graphql-js quotes a variable's value whole). */
+function withValuesShortened(message: string): string {
+  return message.replace(LONG_QUOTED, (whole) => {
+    try {
+      return JSON.stringify(shortened(JSON.parse(whole) as string));
+    } catch {
+      return `${whole.slice(0, QUOTED_MAX + 1)}…"`;
+    }
+  });
+}
+
 interface PgErrorFields {
   code?: string;
   constraint?: string;
@@ -173,6 +197,11 @@ export function nameHttpRefusals<T extends BufferAnswer | null>(answer: T): T {
   const status = answer.statusCode ?? 200;
   let named = false;
   for (const error of body.errors ?? []) {
+    const message = error.message === undefined ? undefined : withValuesShortened(error.message);
+    if (message !== error.message) {
+      error.message = message;
+      named = true;
+    }
     if (error.extensions?.code !== undefined) continue;
     // a 400 (or a 200 to a client of application/json) is also GraphQL's answer to a
     // document it refuses, which is not grafserv's refusal: those have no statusCode

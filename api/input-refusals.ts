@@ -41,7 +41,7 @@ import {
   getNullableType, getOperationAST, GraphQLError, isInputObjectType, isListType, isScalarType, TypeInfo, typeFromAST,
   valueFromAST, visit, visitWithTypeInfo, type ExecutionResult, type GraphQLInputType, type ValueNode,
 } from 'postgraphile/graphql';
-import { databaseErrorIn } from './errors.ts';
+import { databaseErrorIn, QUOTED_MAX, shortened } from './errors.ts';
 import { LIMIT_CODES, LONGEST_LIST, type Operation } from './limits.ts';
 
 /** the arguments and input fields that are times asked about (every one of the schema so named is) */
@@ -72,12 +72,6 @@ export const INPUT_RULES = Object.freeze({
 function refusal(message: string, code: string, constraint: string | undefined, column: string, nodes?: ValueNode): GraphQLError {
   return new GraphQLError(message, { nodes, extensions: { code, ...(constraint ? { constraint } : {}), column } });
 }
-
-/** the most characters of a caller's text a refusal quotes: a message that quoted all of it answered the request's whole body back */
-const QUOTED_MAX = 100;
-
-/** A caller's text as a message shows it: its first QUOTED_MAX characters, and … after them. */
-const shortened = (text: string) => (text.length > QUOTED_MAX ? `${text.slice(0, QUOTED_MAX)}…` : text);
 
 /** A text as a message quotes it: JSON, shortened. */
 const quoted = (text: string) => JSON.stringify(shortened(text));

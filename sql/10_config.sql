@@ -468,7 +468,7 @@ begin
                         || ']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$')
        or length(new.url) > v_url_max then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
-        format('webhook url must be an absolute http:// or https:// URL of at most %s characters, got %L', v_url_max, left(new.url, v_url_max + 52)));
+        format('webhook url must be an absolute http:// or https:// URL of at most %s characters, got %L', v_url_max, left(new.url, 100)));
     end if;
     -- an IPv6 literal: brackets that hold an address ([:::::] and [1.2.3.4] fit the
     -- pattern above, and the relay's parser refuses them)
@@ -564,7 +564,7 @@ begin
     limit 1;
     if found then
       perform webhooks_private.config_error('webhook_field_unknown', 'fields',
-        format('unknown contact field %L; known fields: %s', v_unknown, array_to_string(webhooks.contact_fields(), ', ')));
+        format('unknown contact field %L; known fields: %s', left(v_unknown, 100), array_to_string(webhooks.contact_fields(), ', ')));
     end if;
     -- keep the first occurrence of each field, in the order given
     new.fields := array(select f from unnest(new.fields) with ordinality t(f, n) group by f order by min(n));

@@ -114,6 +114,28 @@ test('a refusal quotes at most the first 100 characters of what was sent: a time
   }
 });
 
+test('a refusal of a field, a URL or a variable GraphQL cannot take quotes at most the first 100 characters of the value', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id);
+  const long = 'x'.repeat(40_000);
+  const cases: Array<[string, string, Record<string, unknown>, Record<string, unknown>]> = [
+    // 15,167 characters for a field of 15,000: the database's message quoted all of it
+    ['an unknown field', CREATE, { ...valid, fields: [long] }, { constraint: 'webhook_field_unknown', column: 'fields' }],
+    // 2,190: the URL's first 2,100 characters
+    ['a URL', CREATE, { ...valid, url: `https://receiver.example.com/${long}` }, { constraint: 'webhook_url_invalid', column: 'url' }],
+    // GraphQL's own words quoted it twice: 180,087 characters for a value of 90,000
+    ['an action that is none', CREATE, { ...valid, actions: [long] }, { code: 'GRAPHQL_VALIDATION_FAILED' }],
+    ['text for a number', 'query Q($n: Int) { webhookReport(first: $n) { nodes { name } } }', { n: long }, { code: 'GRAPHQL_VALIDATION_FAILED' }],
+  ];
+  for (const [name, query, variables, named] of cases) {
+    const refused = await api().gql(token, query, variables);
+    t.like(refused.errors?.[0]?.extensions, named, name);
+    t.true(refused.errors![0].message.length < 400, `${name}: ${refused.errors![0].message.length} characters`);
+    t.regex(refused.errors![0].message, /x{50}/, name);
+    t.notRegex(refused.errors![0].message, /x{101}/, name);
+  }
+});
+
 test('a report or a history asked for a time before 1970 or after 9999 names the argument and the range (requested_time_range), not "An error occurred" or a bare overflow', async (t) => {
   // Postgres's own ends (4714-11-24 BC, 294276) failed deep in the counting with
   // "timestamp out of range" (22008) and no argument named
