@@ -3,8 +3,9 @@
 import test from 'ava';
 import { SignJWT } from 'jose';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { factories } from '../helpers/factories.ts';
 
-const { api } = useTestDatabaseWithApi(test);
+const { db, api } = useTestDatabaseWithApi(test);
 
 const INTROSPECT = `{
   __schema {
@@ -128,6 +129,29 @@ test('each claim the API reads, hostile: a wrong type, too long, a huge token: H
     method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${huge}` }, body: '{"query":"{ currentCompanyId }"}',
   });
   t.is(past.status, 431);
+});
+
+test('a token for a company that is no row of the CRM (not made yet): every list the page reads answers nothing, of no company, with no error', async (t) => {
+  const { rows: [{ missing }] } = await db().pool.query('select coalesce(max(id), 0) + 1000 as missing from crm.companies');
+  const other = await factories(db().pool).company();
+  await factories(db().pool).webhook({ companyId: other.id, actions: ['contact.created'] });
+  const token = await api().token(String(missing), 'webhook_viewer');
+  const response = await api().gql(token, `{
+    currentCompanyId currentCompanyName webhookReportCounts
+    webhookReport { nodes { webhookId } } allWebhooks { nodes { id } } allDeliveries { nodes { id } }
+    allAuditLogs { nodes { id } } allBackfills { nodes { id } }
+    companyUsers { nodes { id } } companyStatuses { nodes { id } }
+    companyUsersMatching(search: "") { id } companyStatusesMatching(search: "") { id }
+  }`);
+  t.is(response.status, 200);
+  t.is(response.errors, undefined);
+  t.like(response.data, {
+    currentCompanyId: String(missing), currentCompanyName: null,
+    webhookReport: { nodes: [] }, allWebhooks: { nodes: [] }, allDeliveries: { nodes: [] }, allAuditLogs: { nodes: [] },
+    allBackfills: { nodes: [] }, companyUsers: { nodes: [] }, companyStatuses: { nodes: [] },
+    companyUsersMatching: [], companyStatusesMatching: [],
+  });
+  // (and a write is refused by name: company_unknown, test/api/webhooks.test.ts)
 });
 
 test('company_id as a number or a string of digits, up to bigint; a token within its lifetime', async (t) => {
