@@ -72,7 +72,7 @@ as $$
     ('webhooks.max_webhooks_per_company', 'integer', '100', '1', '100000',
      'webhooks one company may have, disabled ones included'),
     ('webhooks.max_conditions_per_company', 'integer', '1000', '1', '1000000',
-     'conditions (all, any, not and leaves) one company''s webhooks may have together: each contact write that concerns the company may evaluate them all'),
+     'conditions (all, any, not and leaves; a contains one per 10 characters of its text, an in or not_in one per 10 values) one company''s webhooks may have together: each contact write that concerns the company may evaluate them all'),
     ('webhooks.max_changes_per_hour', 'integer', '1000', '1', '1000000',
      'changes one company may make to its webhooks through the API in an hour (each a row of the audit trail: creates, updates, deletes, replays, test sends, backfills)');
 $$;

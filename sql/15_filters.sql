@@ -34,7 +34,9 @@
 --                   together), 50 entries in one all/any, nesting 8 deep, 100 values in
 --                   one in/not_in, 500 characters in one value  webhook_conditions_invalid
 --                   and a company's webhooks together at most
---                   webhooks.max_conditions_per_company (1,000 unless set)
+--                   webhooks.max_conditions_per_company (1,000 unless set; a
+--                   contains weighs one per 10 characters of its text, an in or
+--                   not_in one per 10 values: condition_weight)
 --                                                      webhook_conditions_limit_reached
 -- And what one evaluation examines is bounded, whatever the contact holds: a text is
 -- looked at by its first 10,000 characters (condition_subject, below), so that a
@@ -292,6 +294,30 @@ as $$
   where jsonb_typeof(n) = 'object';
 $$;
 
+-- private: what a webhook's conditions weigh in its company's
+-- webhooks.max_conditions_per_company: one a condition (condition_count), but a
+-- contains one per 10 characters of its text and an in or not_in one per 10 values
+-- (each at least one). Those leaves cost a write more than one comparison: contains
+-- compares its text at each place of the field's first 10,000 characters, each of its
+-- characters in the worst case ("b" and 499 "a" in a field of "a"), and in compares
+-- each value. Counted as one, a company's 1,000 made one update of its contact take 5
+-- to 8 s, or call condition_compare 95,700 times (test/sql/filters.test.ts). Only
+-- configuration calls it.
+create or replace function webhooks_private.condition_weight(p_conditions jsonb)
+returns integer
+language sql
+immutable
+as $$
+  select coalesce(sum(case
+           when n ->> 'op' = 'contains' and jsonb_typeof(n -> 'value') = 'string'
+             then greatest(1, ceil(length(n ->> 'value') / 10.0))
+           when n ->> 'op' in ('in', 'not_in') and jsonb_typeof(n -> 'value') = 'array'
+             then greatest(1, ceil(jsonb_array_length(n -> 'value') / 10.0))
+           else 1 end), 0)::integer
+  from jsonb_path_query(coalesce(p_conditions, 'null'::jsonb), 'strict $.**') n
+  where jsonb_typeof(n) = 'object';
+$$;
+
 -- BEFORE INSERT OR UPDATE, after _100_validate: refuse bad filters, store them tidy.
 create or replace function webhooks_private.tg_webhooks__validate_filters()
 returns trigger
@@ -386,15 +412,15 @@ begin
       -- may evaluate all of them, another company's contact too (through a user of this
       -- company assigned to it). One change of a company's conditions at a time, so that
       -- two cannot both see room (the sum's snapshot is taken after the lock).
-      v_count := webhooks_private.condition_count(new.conditions);
+      v_count := webhooks_private.condition_weight(new.conditions);
       perform pg_advisory_xact_lock(webhooks_private.company_webhooks_lock(new.company_id));
       v_max := webhooks_private.integer_setting('webhooks.max_conditions_per_company');
-      select coalesce(sum(webhooks_private.condition_count(w.conditions)), 0) into v_others
+      select coalesce(sum(webhooks_private.condition_weight(w.conditions)), 0) into v_others
       from webhooks.webhooks w
       where w.company_id = new.company_id and w.id <> new.id and w.conditions is not null;
       if v_others + v_count > v_max then
         perform webhooks_private.config_error('webhook_conditions_limit_reached', 'conditions',
-          format('conditions: company %s''s webhooks may have at most %s conditions together (webhooks.max_conditions_per_company); its others have %s, this one %s',
+          format('conditions: company %s''s webhooks may have at most %s conditions together (webhooks.max_conditions_per_company; a contains counts one per 10 characters of its text, an in or not_in one per 10 values); its others have %s, this one %s',
                  new.company_id, v_max, v_others, v_count));
       end if;
     end if;
