@@ -57,6 +57,20 @@ as $$
   select webhooks_private.integer_setting('webhooks.backfill_outstanding');
 $$;
 
+-- private: how long one backfill's batch, and the count of its total, may spend on
+-- its webhook's conditions before it stops short. The step serves every company's
+-- backfills one after the other, and a contact may cost a company's conditions a
+-- tenth of a second or more (filters.md, "What one write may cost"): a batch of 500
+-- such contacts held the step, and every other company's backfill, for minutes
+-- (until 2026-12-07; test/sql/backfill.test.ts). As the relay's backfiller interval.
+create or replace function webhooks_private.backfill_batch_time()
+returns interval
+language sql
+immutable
+as $$
+  select interval '250 milliseconds';
+$$;
+
 -- private: the contacts of a backfill's walk after p_after, in id order, at most
 -- p_limit: those of the company, and those assigned to one of its users. Each side
 -- reads one index range.
@@ -216,12 +230,23 @@ stable
 as $$
 declare
   v_batch constant integer := webhooks_private.backfill_batch();
+  v_started constant timestamptz := clock_timestamp();
+  v_contact crm.contacts;
+  v_wanted bigint := 0;
 begin
   if p_webhook.conditions is not null
      and (select count(*) from webhooks_private.backfill_contacts(p_webhook.company_id, 0, v_batch + 1)) <= v_batch then
-    return (select count(*)
-            from webhooks_private.backfill_contacts(p_webhook.company_id, 0, v_batch) c
-            where webhooks_private.backfill_wants(p_webhook.conditions, to_jsonb(c)));
+    for v_contact in select * from webhooks_private.backfill_contacts(p_webhook.company_id, 0, v_batch) loop
+      -- (conditions too costly to count within the time: the contacts to examine, as
+      -- for a larger company)
+      if clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
+        return webhooks_private.backfill_examined(p_webhook.company_id);
+      end if;
+      if webhooks_private.backfill_wants(p_webhook.conditions, to_jsonb(v_contact)) then
+        v_wanted := v_wanted + 1;
+      end if;
+    end loop;
+    return v_wanted;
   end if;
   return webhooks_private.backfill_examined(p_webhook.company_id);
 end;
@@ -394,6 +419,8 @@ declare
   v_noted_behind bigint[];
   v_behind_marks text[];
   v_behind_left boolean := false;
+  v_started constant timestamptz := clock_timestamp();
+  v_cut boolean := false;
 begin
   select * into v_webhook from webhooks.webhooks w where w.id = p_backfill.webhook_id;
   if not v_webhook.enabled then
@@ -511,13 +538,20 @@ begin
     if webhooks_private.backfill_snapshot(v_webhook, v_contact, v_omit, v_timestamp) then
       v_written := v_written + 1;
     end if;
+    -- (conditions that cost more than backfill_batch_time a batch: it ends here, and
+    -- the next step goes on from this contact)
+    if v_webhook.conditions is not null and clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
+      v_cut := v_seen < v_batch;
+      exit;
+    end if;
   end loop;
   if cardinality(v_passed) > 0 then
     delete from webhooks_private.backfill_renumbered r
     where r.backfill_id = p_backfill.id and r.examined and r.contact_id <= v_position;
   end if;
-  -- (a contact behind the position still to examine keeps the backfill running)
-  v_held := v_held or v_behind_left;
+  -- (a contact behind the position still to examine, or a batch cut short, keeps the
+  -- backfill running)
+  v_held := v_held or v_behind_left or v_cut;
 
   update webhooks.backfills b
   set position = v_position,

@@ -158,6 +158,33 @@ test('a step does no more than its batch for a backfill\'s total, however many c
   t.like(await backfillRow(denverId), { total: '1', queued: '1' });
 });
 
+test('a batch whose conditions cost more than backfill_batch_time ends early, and the walk goes on from there: each contact once', async (t) => {
+  // The step serves every company's backfills one after the other. A webhook's 19
+  // contains of "b" and 499 "a" (within its company's conditions) cost a contact whose
+  // street is 10,000 "a" about 0.1 s; a batch of 500 such contacts held the step, and
+  // every other company's backfill, for over two minutes (its total counted first, then
+  // its batch). The time the conditions may take is bounded; the count of contacts a
+  // batch examines is what shows it.
+  const f = make();
+  const company = await f.company();
+  const CONTACTS = 12;
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name, street)
+     select $1, 'F' || n, case when n % 6 = 0 then 'b' || repeat('a', 499) else repeat('a', 10000) end
+     from generate_series(1, $2::int) n`, [company.id, CONTACTS]);
+  const needle = { field: 'street', op: 'contains', value: 'b' + 'a'.repeat(499) };
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], conditions: { any: Array(19).fill(needle) } });
+  const id = await start(hook.id);
+  await step(id);
+  const { rows: [{ examined }] } = await db().pool.query(
+    'select count(*)::int as examined from crm.contacts where company_id = $1 and id <= $2', [company.id, (await backfillRow(id)).position]);
+  t.true(examined >= 1 && examined < CONTACTS, `examined ${examined} of ${CONTACTS} in one step`);
+  t.like(await backfillRow(id), { state: 'running', total: String(CONTACTS) });
+  await runToEnd(id, hook.id);
+  t.like(await backfillRow(id), { state: 'done', total: '2', queued: '2' });
+  t.is((await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot').length, 2);
+});
+
 test('paced: a batch at a time, the next only once enough of its snapshots are sent; each snapshot due after the defer', async (t) => {
   const f = make();
   const company = await f.company();
