@@ -418,6 +418,60 @@ as $$
                    for update skip locked);
 $$;
 
+-- private (enqueue): a contact deleted while a backfill's snapshot of it waits to be
+-- sent (for webhooks.backfill_defer, or its retry): the snapshot fails, not sent. It
+-- would go after the delete, which is due at once, and a receiver that creates the
+-- contacts it does not have brought the contact back (until 2026-12-07;
+-- test/sql/backfill.test.ts). One probe of the contact's queue rows of the webhook a
+-- delete is written for; one in flight is left to its relay, as is one another
+-- transaction holds (a writer never waits for a claim). Through the view, as a DBA's
+-- repair: each leaves the queue with its result, and on an ordered webhook the next
+-- of its contact goes (22_outbox.sql).
+-- private (fail_snapshots_of_deleted): the webhook's snapshots of the contact not
+-- sent yet, locked, passing over those another transaction holds
+create or replace function webhooks_private.unsent_snapshots_locked(p_webhook_id bigint, p_contact_id bigint)
+returns bigint[]
+language sql
+as $$
+  select array(select q.delivery_id from webhooks.delivery_queue q
+               where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
+                 and q.action = 'contact.snapshot' and q.locked_by is null
+               for update skip locked);
+$$;
+
+create or replace function webhooks_private.fail_snapshots_of_deleted(p_webhook_id bigint, p_contact_id bigint)
+returns void
+language plpgsql
+as $$
+declare
+  v_ids bigint[];
+begin
+  if not exists (select 1 from webhooks.delivery_queue q
+                 where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
+                   and q.action = 'contact.snapshot' and q.locked_by is null) then
+    return;
+  end if;
+  -- (a writer in REPEATABLE READ or SERIALIZABLE meets a serialization failure when a
+  -- claim changed the row since its snapshot: the snapshot goes. Only such a writer
+  -- pays for the block's subtransaction, as in enqueue's merge: a delete of thousands
+  -- of contacts in READ COMMITTED would overflow each backend's cache of them.)
+  if current_setting('transaction_isolation') = 'read committed' then
+    v_ids := webhooks_private.unsent_snapshots_locked(p_webhook_id, p_contact_id);
+  else
+    begin
+      v_ids := webhooks_private.unsent_snapshots_locked(p_webhook_id, p_contact_id);
+    exception when serialization_failure then
+      return;
+    end;
+  end if;
+  update webhooks.deliveries d
+  set state = 'failed',
+      completed_at = now(),
+      last_error = 'not sent: its contact was deleted before it was sent'
+  where d.id = any (v_ids) and d.state = 'pending';
+end;
+$$;
+
 -- private: write one delivery to the outbox. The only function that does (capture
 -- below and backfill, 35_backfill.sql, both write through it): what a delivery row is
 -- (its table, its columns) and when it is first due is the outbox's business, not
@@ -474,6 +528,9 @@ declare
   v_late constant boolean := webhooks_private.may_be_counted(now());
   v_created_at timestamptz := now();
 begin
+  if p_action = 'contact.deleted' then
+    perform webhooks_private.fail_snapshots_of_deleted(p_webhook_id, p_contact_id);
+  end if;
   if v_late then
     v_created_at := webhooks_private.capture_time(now());
   end if;

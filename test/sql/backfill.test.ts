@@ -185,6 +185,27 @@ test('a batch whose conditions cost more than backfill_batch_time ends early, an
   t.is((await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot').length, 2);
 });
 
+test('a contact deleted after its snapshot was written, before it was sent: the snapshot fails, not sent; its contact.deleted goes', async (t) => {
+  // A snapshot waits webhooks.backfill_defer; the delete goes at once. Sent after the
+  // delete, the snapshot made a receiver that creates what it does not have bring the
+  // contact back.
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const gone = await f.contact(company.id);
+  const kept = await f.contact(company.id);
+  const id = await start(hook.id);
+  t.is(await step(id), 2);
+  await db().pool.query('delete from crm.contacts where id = $1', [gone.id]);
+  const rows = (await deliveriesOf(db().pool, [hook.id])).map((d) => [d.action, d.contact_id, d.state, d.last_error]);
+  t.deepEqual(rows, [
+    ['contact.snapshot', gone.id, 'failed', 'not sent: its contact was deleted before it was sent'],
+    ['contact.snapshot', kept.id, 'pending', null],
+    ['contact.deleted', gone.id, 'pending', null],
+  ]);
+  t.like(await backfillRow(id), { state: 'done', total: '2', queued: '2' });
+});
+
 test('paced: a batch at a time, the next only once enough of its snapshots are sent; each snapshot due after the defer', async (t) => {
   const f = make();
   const company = await f.company();
