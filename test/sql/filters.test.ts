@@ -1,7 +1,7 @@
 // A webhook's filters (ignore_sources, watch_fields, conditions), decided by capture
 // inside the writer's transaction: what fires and what does not, from plain SQL writes.
 import test, { type ExecutionContext } from 'ava';
-import { useTestDatabase } from '../helpers/db.ts';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories, type WebhookInput } from '../helpers/factories.ts';
 import { inTransaction } from '../helpers/sql.ts';
 import { until } from '../helpers/until.ts';
@@ -259,6 +259,40 @@ test('the filters of every company concerned: an assigned user\'s company and th
   await write('api', ['update crm.contacts set company_id = $2 where id = $1', [contact.id, next.id]]); // owner: the company it leaves, and it is VA
   const count = async (hook: { id: string }) => (await deliveriesOf(db().pool, [hook.id])).length;
   t.deepEqual([await count(ownerHook), await count(partnerHook), await count(partnerEcho)], [2, 1, 1]);
+});
+
+test('another company\'s conditions cost a write nothing: none evaluated, unless a user of theirs is assigned to its contact', async (t) => {
+  const f = make();
+  const hostile = await f.company();
+  const other = await f.company();
+  // the hostile company's conditions, as many as it may have, on every action
+  const some = (n: number) => ({ any: Array.from({ length: n }, (_, i) => ({ field: 'city', op: 'eq', value: `C${i}` })) });
+  const leaves = { any: [some(48), some(49)] };   // 100 conditions: ten webhooks, the company's 1,000
+  for (let i = 0; i < 10; i++) {
+    await f.webhook({ companyId: hostile.id, actions: ['contact.created', 'contact.updated', 'contact.deleted'], conditions: leaves });
+  }
+  const listening = await f.webhook({ companyId: other.id, actions: ['contact.updated'] });
+  const contact = await f.contact(other.id);
+  const client = await ownConnection(db().url, t);
+  /** The engine's functions the statement called, by name, in a transaction of its own. */
+  const called = async (sql: string, params: unknown[]) => {
+    await client.query('begin');
+    await client.query(`set local track_functions = 'pl'`);
+    await client.query(sql, params);
+    const { rows } = await client.query(
+      `select funcname, calls::int from pg_stat_xact_user_functions
+       where schemaname = 'webhooks_private' and funcname in ('condition_holds', 'condition_subject')`);
+    await client.query('commit');
+    return Object.fromEntries(rows.map((r) => [r.funcname, r.calls]));
+  };
+  t.deepEqual(await called('update crm.contacts set city = $2 where id = $1', [contact.id, 'Dover']), {});
+  t.deepEqual(await called(`insert into crm.contacts (company_id, city) values ($1, 'Dover')`, [other.id]), {});
+  // a user of the hostile company assigned to the contact: its conditions are the write's too
+  const user = await f.user(hostile.id);
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+  const assigned = await called('update crm.contacts set city = $2 where id = $1', [contact.id, 'Camden']);
+  t.true(assigned.condition_holds >= 10 * 100, JSON.stringify(assigned));
+  t.is((await deliveriesOf(db().pool, [listening.id])).length, 2);
 });
 
 test('a webhook whose conditions fail writes no delivery row at all, and the write itself succeeds', async (t) => {
