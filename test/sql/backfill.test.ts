@@ -206,6 +206,30 @@ test('a contact deleted after its snapshot was written, before it was sent: the 
   t.like(await backfillRow(id), { state: 'done', total: '2', queued: '2' });
 });
 
+test('conditions or fields changed while a backfill runs decide the batches written after the change, not those before', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['state'],
+    conditions: { field: 'state', op: 'eq', value: 'VA' } });
+  const first = await f.contact(company.id, { state: 'VA' });
+  const second = await f.contact(company.id, { state: 'MD' });
+  await f.contact(company.id, { state: 'VA' });   // walked after the change: no longer wanted
+  const id = await start(hook.id);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  const stepOne = async () => (await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
+  t.is(await stepOne(), 1);
+  await db().pool.query(`update webhooks.webhooks set conditions = '{"field": "state", "op": "eq", "value": "MD"}', fields = '{city}' where id = $1`, [hook.id]);
+  t.is(await stepOne(), 1);
+  t.is(await stepOne(), 0);
+  await stepOne();
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot');
+  t.deepEqual(snapshots.map((d) => [d.contact_id, Object.keys(d.payload.data.contact).sort()]),
+    [[first.id, ['id', 'state']], [second.id, ['city', 'id']]]);
+  t.like(await backfillRow(id), { state: 'done', queued: '2', total: '2' });
+});
+
 test('paced: a batch at a time, the next only once enough of its snapshots are sent; each snapshot due after the defer', async (t) => {
   const f = make();
   const company = await f.company();
