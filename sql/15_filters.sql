@@ -418,7 +418,10 @@ begin
       select coalesce(sum(webhooks_private.condition_weight(w.conditions)), 0) into v_others
       from webhooks.webhooks w
       where w.company_id = new.company_id and w.id <> new.id and w.conditions is not null;
-      if v_others + v_count > v_max then
+      -- (a company past it, the limit lowered or the conditions weighed more strictly
+      -- since they were written, may still lessen a webhook's: only growing is refused)
+      if v_others + v_count > v_max
+         and (tg_op = 'INSERT' or v_count > webhooks_private.condition_weight(old.conditions)) then
         perform webhooks_private.config_error('webhook_conditions_limit_reached', 'conditions',
           format('conditions: company %s''s webhooks may have at most %s conditions together (webhooks.max_conditions_per_company; a contains counts one per 10 characters of its text, an in or not_in one per 10 values); its others have %s, this one %s',
                  new.company_id, v_max, v_others, v_count));

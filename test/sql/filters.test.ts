@@ -412,6 +412,23 @@ test('a company\'s webhooks have at most webhooks.max_conditions_per_company con
   await t.notThrowsAsync(insert(other.id, leaves(8)));
 });
 
+test('a company past its conditions (the limit lowered, or counted more strictly since they were written) may still lessen a webhook\'s, not grow them', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+  const leaves = (n: number) => ({ any: Array.from({ length: n }, (_, i) => ({ field: 'state', op: 'eq', value: `S${i}` })) });
+  const { rows: [{ id }] } = await client.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions, conditions)
+     values ($1, 'filtered', 'https://receiver.example.com/in', '{email}', '{contact.updated}', $2) returning id`,
+    [company.id, leaves(7)]);   // 8
+  await client.query(`set webhooks.max_conditions_per_company = '5'`);
+  const update = (conditions: unknown) => client.query('update webhooks.webhooks set conditions = $2 where id = $1', [id, conditions]);
+  await t.notThrowsAsync(update(leaves(5)));    // 6: fewer, though still past 5
+  t.like(await update(leaves(6)).catch((error) => error), { constraint: 'webhook_conditions_limit_reached' });
+  await t.notThrowsAsync(update(leaves(4)));    // 5: within
+});
+
 test('two webhooks whose conditions fit the company\'s room only one at a time, written at once: the second waits for the first, then is refused', async (t) => {
   const f = make();
   const company = await f.company();
