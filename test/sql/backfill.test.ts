@@ -5,6 +5,7 @@ import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
 import { tableReads } from '../helpers/plans.ts';
+import { inTransaction } from '../helpers/sql.ts';
 import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
@@ -204,6 +205,11 @@ test('a contact deleted after its snapshot was written, before it was sent: the 
     ['contact.deleted', gone.id, 'pending', null],
   ]);
   t.like(await backfillRow(id), { state: 'done', total: '2', queued: '2' });
+  // a writer in REPEATABLE READ the same
+  await inTransaction(db().pool, 'set transaction isolation level repeatable read',
+    (c) => c.query('delete from crm.contacts where id = $1', [kept.id]));
+  const [, second] = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot');
+  t.like(second, { contact_id: kept.id, state: 'failed', last_error: 'not sent: its contact was deleted before it was sent' });
 });
 
 test('conditions or fields changed while a backfill runs decide the batches written after the change, not those before', async (t) => {
