@@ -213,6 +213,26 @@ as $$
                   (webhooks_private.setting_rule(p_name))[2]);
 $$;
 
+-- private: a setting as the database has it (ALTER DATABASE … SET), whatever a role or
+-- this session set; null: not set there. For a setting whose value must be the same in
+-- every session (webhooks.retention: the days a capture writes into must be the days
+-- maintenance keeps), where a session's own would let one writer disagree with the
+-- rest. A read of pg_db_role_setting (a query, not a current_setting()): for callers
+-- off the hot path.
+create or replace function webhooks_private.database_setting(p_name text)
+returns text
+language sql
+stable
+as $$
+  select substr(c.entry, length(p_name) + 2)
+  from pg_catalog.pg_db_role_setting s
+  cross join lateral unnest(s.setconfig) c(entry)
+  where s.setdatabase = (select d.oid from pg_catalog.pg_database d where d.datname = pg_catalog.current_database())
+    and s.setrole = 0
+    and lower(split_part(c.entry, '=', 1)) = p_name
+  limit 1;
+$$;
+
 drop function if exists webhooks_private.integer_setting(text, integer, integer, integer);
 create or replace function webhooks_private.integer_setting(p_name text)
 returns integer
@@ -239,13 +259,17 @@ as $$
 $$;
 
 -- public (DBAs; not in GraphQL, not granted to the API's roles): every setting of the
--- engine in this session (the database's, the role's, or one SET here), the value in
+-- engine in this session (the database's, the role's, or one SET here; the
+-- retention's, the database's alone), the value in
 -- force, as set (null: not set), its default, why the value set is not the one in
 -- force, and what it is.
 create or replace view webhooks.settings as
 select r.name, c.value, s.set_to, r.default_value, c.refusal, r.about
 from webhooks_private.setting_rules() r
-cross join lateral (select nullif(pg_catalog.current_setting(r.name, true), '') as set_to) s
+-- (the retention as the database has it, the one the engine reads: retention(), 22_outbox.sql)
+cross join lateral (select case when r.name = 'webhooks.retention'
+                                then nullif(webhooks_private.database_setting(r.name), '')
+                                else nullif(pg_catalog.current_setting(r.name, true), '') end as set_to) s
 -- (not set: checked as empty, which is the default)
 cross join lateral webhooks_private.setting_check(r.name, coalesce(s.set_to, '')) c;
 

@@ -913,13 +913,21 @@ begin
 end;
 $$;
 
--- private: the retention in force (29_retention.sql drops the days past it)
+-- private: the retention in force (29_retention.sql drops the days past it): the
+-- database's (ALTER DATABASE … SET), never a role's or a session's own. Every reader
+-- must agree on it: a writer whose own retention was longer found its day kept where
+-- maintenance had dropped it, and in REPEATABLE READ (its snapshot older than the
+-- drop's kept_since) wrote there and failed its contact write ("no partition of
+-- relation delivery_history found for row"; until 2026-12-07,
+-- test/sql/late-capture.test.ts). Checked as every setting is (setting_check).
 create or replace function webhooks_private.retention()
 returns interval
 language sql
 stable
 as $$
-  select webhooks_private.interval_setting('webhooks.retention');
+  select coalesce((webhooks_private.setting_check('webhooks.retention',
+                                                  webhooks_private.database_setting('webhooks.retention'))).value,
+                  (webhooks_private.setting_rule('webhooks.retention'))[2])::interval;
 $$;
 
 -- private: the first day the retention keeps; the days before it may be dropped at any
@@ -961,8 +969,7 @@ $$;
 -- private: the time of a capture's delivery made an hour or more after its
 -- transaction began (may_be_counted; enqueue, 25_capture.sql). Its transaction's
 -- start (p_started), as every capture's, unless that day is past the retention: then
--- maintenance may be dropping it, or has dropped it (before kept_since(), which a
--- writer whose own webhooks.retention is longer than maintenance's learns it from),
+-- maintenance may be dropping it, or has dropped it (before kept_since()),
 -- and history has no partition there any more: a CRM transaction that had only read
 -- since then failed its first contact write for want of it ("no partition of relation
 -- delivery_history found for row"; until 2026-12-06). Then the time of the capture

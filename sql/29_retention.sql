@@ -219,9 +219,8 @@ $$;
 -- public (maintenance): the last look before a day goes, once its partition of history
 -- is detached (DETACH … CONCURRENTLY: every transaction that could read the day has
 -- ended, and none can find its deliveries now): is one of them on its way? expired_days
--- found none, but a replay the retention's refusal let through meanwhile (a session
--- whose webhooks.retention is longer, or that looked just before midnight)
--- puts one back in the queue; dropped, the day left a queue row without its message,
+-- found none, but a replay the retention's refusal let through meanwhile (one that
+-- looked just before midnight) puts one back in the queue; dropped, the day left a queue row without its message,
 -- whose attempt row then had no partition: every later rescue of expired leases,
 -- every company's, failed on it. Or is one of them in no count (since 2026-12-06: a
 -- transaction open since that day that wrote into it, below)? Then the partition is

@@ -67,7 +67,8 @@ test.serial('expired_days in such a zone keeps a span whose last day is not coun
 
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
-  await client.query(`set webhooks.retention = '30 days'`);
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '30 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
   await client.query(`set timezone = '${summerTimeFromMidnightOf(middle!)}'`);
   const { rows } = await client.query(`select to_char(day, 'YYYY-MM-DD') as day from webhooks.expired_days()`);
   t.false(rows.some((r) => r.day === iso(last!)));

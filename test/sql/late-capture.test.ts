@@ -27,13 +27,16 @@ test.beforeEach(async () => {
  * A webhook of a company of its own, and a connection whose transaction has only read
  * (as `role`, the CRM's own in a deployment, when given).
  */
-async function idleWriter(t: { teardown: (fn: () => Promise<void>) => void }, { fields, role }: { fields?: string[]; role?: string } = {}) {
+async function idleWriter(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  { fields, role, isolation = 'read committed' }: { fields?: string[]; role?: string; isolation?: string } = {},
+) {
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields });
   const writer: pg.Client = await ownConnection(db().url, t);
   if (role) await writer.query(`set role ${role}`);
-  await writer.query('begin');
+  await writer.query(`begin isolation level ${isolation}`);
   const { rows: [{ started }] } = await writer.query('select now() as started, count(*) from crm.contacts');
   return { company, webhook, writer, started: started as Date };
 }
@@ -88,20 +91,36 @@ test.serial('a first capture three days into a transaction is counted in the day
 });
 
 /**
+ * The database's retention set to a day (the least allowed) until the test ends: the
+ * one setting of it that counts (a session's own is not read).
+ */
+async function retentionOfADay(t: { teardown: (fn: () => Promise<void>) => void }): Promise<void> {
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '1 day'`);
+  t.teardown(async () => {
+    await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
+  });
+}
+
+/**
  * The engine's own upkeep (tools/maintain.ts) run three days after `started`, with a
- * retention of a day (the least allowed): the writer's day, counted, is dropped.
- * Undone when the test ends: the day taken back from outbox_kept_since, its
- * partitions made again.
+ * retention of a day: the writer's day, counted, is dropped. Undone when the test
+ * ends: the day taken back from outbox_kept_since, its partitions made again.
  */
 async function dropTheDayOf(started: Date, t: { teardown: (fn: () => Promise<void>) => void }): Promise<string[]> {
   t.teardown(async () => {
     await db().pool.query('delete from webhooks_private.outbox_kept_since');
     await db().pool.query('select webhooks.create_partitions()');
   });
+  await retentionOfADay(t);
   await rollUpAfter(db().pool, started, '3 days');
+  return (await maintainThreeDaysOn()).daysDropped;
+}
+
+/** A run of tools/maintain.ts with the engine's clock three days ahead. */
+function maintainThreeDaysOn(log?: (line: string) => void) {
   const url = new URL(db().url);
-  url.searchParams.set('options', '-c webhooks.retention=1d -c bpd_test.clock_shift=3d');
-  return (await maintain(url.toString())).daysDropped;
+  url.searchParams.set('options', '-c bpd_test.clock_shift=3d');
+  return maintain(url.toString(), log);
 }
 
 function dayOf(at: Date): string {
@@ -112,7 +131,7 @@ test.serial('a transaction open since a day the retention dropped captures into 
   const { company, webhook, writer, started } = await idleWriter(t, { role: await crmAppRole(db().pool) });
   await deliveredAt(webhook, started);
   t.true((await dropTheDayOf(started, t)).includes(dayOf(started)));
-  await writer.query(`set bpd_test.clock_shift = '3 days'; set webhooks.retention = '1 day'`);
+  await writer.query(`set bpd_test.clock_shift = '3 days'`);
   const contact = await factories(writer).contact(company.id);
   // (the writer's clock, three days ahead, just after the capture)
   const { rows: [{ captured }] } = await writer.query(`select clock_timestamp() + interval '3 days' as captured`);
@@ -150,4 +169,21 @@ test.serial('a payload over the limit, captured by a transaction open since a da
      from webhooks.deliveries where webhook_id = $1 and contact_id = $2`,
     [webhook.id, contact.id, started]);
   t.deepEqual(rows, [{ state: 'failed', overTheLimit: true, atItsCapture: true }]);
+});
+
+test.serial('a writer in REPEATABLE READ whose own webhooks.retention is longer captures into a day kept, not the day dropped', async (t) => {
+  // its snapshot, taken before the drop, shows no kept_since(); its own setting keeps
+  // its day: only the database's retention, which maintenance dropped by, can tell
+  await retentionOfADay(t);
+  const { company, webhook, writer, started } = await idleWriter(t, { isolation: 'repeatable read' });
+  await deliveredAt(webhook, started);
+  t.true((await dropTheDayOf(started, t)).includes(dayOf(started)));
+  await writer.query(`set bpd_test.clock_shift = '3 days'; set webhooks.retention = '30 days'`);
+  const contact = await factories(writer).contact(company.id);
+  await writer.query('commit');
+  const { rows } = await db().pool.query(
+    `select state, created_at >= $3::timestamptz + interval '3 days' as "atItsCapture"
+     from webhooks.deliveries where webhook_id = $1 and contact_id = $2`,
+    [webhook.id, contact.id, started]);
+  t.deepEqual(rows, [{ state: 'pending', atItsCapture: true }]);
 });

@@ -57,7 +57,8 @@ test('with a day past the retention kept by a delivery on its way, the look read
   };
   await client.query('begin');
   try {
-    await client.query(`set local webhooks.retention = '5 days'`);
+    // (the database's retention, the one read: rolled back with the rest)
+    await client.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
     // nine days ago: a delivery retrying and a snapshot held for a disabled webhook;
     // eight days ago: one that ended (its day has nothing on its way)
     const old = (day: number, state: string, nextAttempt: string) => client.query(
@@ -112,7 +113,8 @@ test('the look at a day past the retention asks one day count of each webhook of
   const read = () => tableReads(client, 'webhooks.delivery_day_counts', { indexes: true });
   await client.query('begin');
   try {
-    await client.query(`set local webhooks.retention = '5 days'`);
+    // (the database's retention, the one read: rolled back with the rest)
+    await client.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
     // a thousand companies with a webhook each, each with a delivery nine days ago,
     // and its days counted: that one and the nine before it
     await client.query(

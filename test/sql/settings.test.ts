@@ -78,12 +78,16 @@ test('a number too near 0 for double precision is not one: the default holds, an
 });
 
 test('webhooks.settings lists every setting: in force, as set, its default, and why a value was refused', async (t) => {
-  const rows = await inTransaction(db().pool, setLocal({
-    'webhooks.max_in_flight': 'thirty',
-    'webhooks.max_attempts': '5000',
-    'webhooks.retention': '1 hour',
-    'webhooks.retry_base': '20 seconds',
-  }), async (c) => (await c.query('select * from webhooks.settings order by name')).rows);
+  // (the retention as the database has it: a session's own is not the one in force)
+  const rows = await retentionOfDatabase('1 hour', async (c) => {
+    await c.query(setLocal({
+      'webhooks.max_in_flight': 'thirty',
+      'webhooks.max_attempts': '5000',
+      'webhooks.retention': '400 days',
+      'webhooks.retry_base': '20 seconds',
+    }));
+    return (await c.query('select * from webhooks.settings order by name')).rows;
+  });
   const byName = new Map(rows.map((r) => [r.name, r]));
   t.deepEqual(
     [...byName.keys()].sort(),
@@ -112,14 +116,38 @@ test('the relay and the API can ask which settings were refused, and nothing els
   });
 });
 
+/**
+ * webhooks_private.retention() with the database's webhooks.retention set to `value`,
+ * in a transaction rolled back (the retention in force is the database's alone).
+ */
+async function retentionOfDatabase<T>(value: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(`alter database ${db().name} set webhooks.retention = '${value}'`);
+    return await work(client);
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
+
 test('retention that cannot be read keeps 90 days, and is never under a day: nothing is dropped early', async (t) => {
-  const kept = await inTransaction(db().pool, setLocal({ 'webhooks.retention': 'forever' }), async (c) =>
+  const kept = await retentionOfDatabase('forever', async (c) =>
     (await c.query('select webhooks_private.retention()::text as r')).rows[0].r);
   t.is(kept, '90 days');
   // a negative retention would drop today's partitions and those made ahead
-  const least = await inTransaction(db().pool, setLocal({ 'webhooks.retention': '-90 days' }), async (c) =>
+  const least = await retentionOfDatabase('-90 days', async (c) =>
     (await c.query('select webhooks_private.retention()::text as r')).rows[0].r);
   t.is(least, '1 day');
+});
+
+test('the retention in force is the database\'s: a session\'s own is not read', async (t) => {
+  const inForce = await retentionOfDatabase('30 days', async (c) => {
+    await c.query(`set local webhooks.retention = '400 days'`);
+    return (await c.query('select webhooks_private.retention()::text as r')).rows[0].r;
+  });
+  t.is(inForce, '30 days');
 });
 
 test("docs/operations.md's table of settings is the engine's own", async (t) => {
@@ -135,18 +163,17 @@ test('an interval of months less days is held to its least in the shortest month
   // '1 mon -29 days' is 1 day as extract(epoch …) counts it (a month of 30 days), but
   // in March (a month back is February's 28 days) it reaches a day into the future:
   // the days kept would start tomorrow, and maintenance would drop today's partitions
-  const settings = setLocal({ 'webhooks.retention': '1 mon -29 days' });
-  const [row] = await inTransaction(db().pool, settings, async (c) =>
+  const [row] = await retentionOfDatabase('1 mon -29 days', async (c) =>
     (await c.query(`select value, refusal from webhooks.settings where name = 'webhooks.retention'`)).rows);
   t.is(row.value, '1 day');
   t.truthy(row.refusal);
-  const shorter = await inTransaction(db().pool, settings, async (c) => (await c.query(
+  const shorter = await retentionOfDatabase('1 mon -29 days', async (c) => (await c.query(
     `select to_char(d, 'YYYY-MM-DD') as day
      from generate_series(timestamptz '2027-01-01 12:00+00', timestamptz '2028-12-31 12:00+00', interval '1 day') d
      where d - webhooks_private.retention() > d - interval '1 day'`)).rows.map((r) => r.day));
   t.deepEqual(shorter, []);
   // one of months and days alike is as it was
-  const [kept] = await inTransaction(db().pool, setLocal({ 'webhooks.retention': '1 mon -27 days' }), async (c) =>
+  const [kept] = await retentionOfDatabase('1 mon -27 days', async (c) =>
     (await c.query(`select value, refusal from webhooks.settings where name = 'webhooks.retention'`)).rows);
   t.deepEqual(kept, { value: '1 mon -27 days', refusal: null });
 });
