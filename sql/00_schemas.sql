@@ -69,6 +69,7 @@ $$;
 --   (lock_space, relay_idle_lock)  a relay waiting for work          20_wakeup.sql
 --   day_counts_lock(webhook_id)    one webhook's report day counts   50_report_counts.sql
 --   partition_lock()               making outbox partitions          22_outbox.sql
+--   day_drop_lock(day)             a late capture vs. its day's drop 22_outbox.sql
 --   company_webhooks_lock(company) creating one company's webhooks   10_config.sql
 --   4204204204 (one bigint)        a migrate is running              tools/migrate.ts
 --   4204204205 (one bigint)        the outbox's upkeep is running    tools/maintain.ts
@@ -109,6 +110,18 @@ language sql
 immutable
 as $$
   select hashtextextended('bpd_webhooks.partitions', 0);
+$$;
+
+-- the advisory lock of one UTC day of the outbox's history: held SHARED by a capture
+-- late in its transaction that found its day kept (capture_time, 22_outbox.sql) until
+-- that transaction ends, taken by the retention's forget_day (29_retention.sql) before
+-- the day goes; one bigint key per day
+create or replace function webhooks_private.day_drop_lock(p_day date)
+returns bigint
+language sql
+immutable
+as $$
+  select hashtextextended('bpd_webhooks.day_drop', p_day - date '2000-01-01');
 $$;
 
 -- the advisory lock of creating one company's webhooks (one bigint key per company):

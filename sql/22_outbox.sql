@@ -966,6 +966,17 @@ as $$
   select kept_since from webhooks_private.outbox_kept_since;
 $$;
 
+-- private: is the day of p_at past the retention (maintenance may be dropping it), or
+-- forgotten (kept_since: dropped, or being dropped)?
+create or replace function webhooks_private.day_dropped(p_at timestamptz)
+returns boolean
+language sql
+volatile
+as $$
+  select webhooks_private.utc_day(p_at) < webhooks_private.first_kept_day()
+         or coalesce(p_at < webhooks.kept_since(), false);
+$$;
+
 -- private: the time of a capture's delivery made an hour or more after its
 -- transaction began (may_be_counted; enqueue, 25_capture.sql). Its transaction's
 -- start (p_started), as every capture's, unless that day is past the retention: then
@@ -977,15 +988,34 @@ $$;
 -- into, the dropped day's totals (its day counts) as they were. Asked of late
 -- captures alone: no day is past the retention before it ended a day ago (a day, the
 -- least retention, 02_settings.sql).
+--
+-- A day found kept is held so until the transaction ends (its day_drop_lock, shared):
+-- the retention's forget_day (29_retention.sql) takes that lock before the day goes,
+-- and keeps the day this run while a capture holds it. Without it a drop that came
+-- between this look and the insert (the day past the retention meanwhile: midnight)
+-- dropped the day the insert then went to, and the CRM's write failed for want of a
+-- partition (until 2026-12-07; test/sql/late-capture.test.ts). A day the drop holds
+-- (the lock not granted at once) is taken as dropped: the capture never waits. The
+-- look is made again once the lock is held: a drop that decided in between has
+-- forgotten the day (kept_since) by the time it lets go of the lock, and the clock
+-- has passed the day's end by the retention.
 create or replace function webhooks_private.capture_time(p_started timestamptz)
 returns timestamptz
-language sql
+language plpgsql
 volatile
 as $$
-  select case when webhooks_private.utc_day(p_started) < webhooks_private.first_kept_day()
-                   or p_started < webhooks.kept_since()
-              then webhooks_private.clock()
-              else p_started end;
+begin
+  if webhooks_private.day_dropped(p_started) then
+    return webhooks_private.clock();
+  end if;
+  if not pg_catalog.pg_try_advisory_xact_lock_shared(webhooks_private.day_drop_lock(webhooks_private.utc_day(p_started))) then
+    return webhooks_private.clock();
+  end if;
+  if webhooks_private.day_dropped(p_started) then
+    return webhooks_private.clock();
+  end if;
+  return p_started;
+end;
 $$;
 
 ------------------------------------------------------------------------------------

@@ -360,13 +360,35 @@ $$;
 -- leaves the day either before kept_since and shown whole (a day kept, its rows
 -- counted one by one, webhooks.webhooks_history_count in 55_report.sql) or shown not
 -- at all, never counted from its day counts while its history shows nothing.
+-- False, and nothing done: a capture late in its transaction found one of the days
+-- forgotten now kept and holds it until that transaction ends (day_drop_lock, taken
+-- by capture_time, 22_outbox.sql): its insert may not have come yet, and would find
+-- no partition. The day stays this run (its delivery then keeps it until it ends).
+-- Until 2026-12-07 a drop between that capture's look and its insert failed the
+-- CRM's write (test/sql/late-capture.test.ts).
+select webhooks_private.drop_function_unless('webhooks.forget_day(date)', 'p_day date', 'boolean');
 create or replace function webhooks.forget_day(p_day date)
-returns void
-language sql
+returns boolean
+language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+  -- the days forgotten now: from the first not forgotten yet (or the first of history)
+  v_from constant date := least(p_day, coalesce(
+    webhooks_private.utc_day(webhooks.kept_since()),
+    (select min(p.first_day) from webhooks_private.outbox_partitions() p where p.table_name = 'delivery_history'),
+    p_day));
+  v_day date;
+begin
+  -- (held until this transaction commits: a late capture that looks after that finds
+  -- the day forgotten; one that holds a day makes the lock not granted, never waited for)
+  for v_day in select v_from + n from generate_series(0, p_day - v_from) n loop
+    if not pg_try_advisory_xact_lock(webhooks_private.day_drop_lock(v_day)) then
+      return false;
+    end if;
+  end loop;
   insert into webhooks_private.outbox_kept_since (kept_since)
   values (webhooks_private.utc_day_start(p_day + 1))
   on conflict (one) do update set kept_since = greatest(excluded.kept_since, webhooks_private.outbox_kept_since.kept_since);
@@ -374,6 +396,8 @@ as $$
   -- them (22_outbox.sql, contact_id_now, asks only those made since a delivery's)
   delete from webhooks_private.contact_renumberings r
   where r.renumbered_at < webhooks_private.utc_day_start(p_day + 1);
+  return true;
+end;
 $$;
 
 

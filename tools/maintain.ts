@@ -110,7 +110,10 @@ export async function maintain(
         continue;
       }
       if (byHand) continue;
-      await client.query('select webhooks.forget_day($1::date)', [day]);
+      if (!(await forgetDay(client, day))) {
+        log(`kept the history of ${day}, left detached by a run that stopped: a capture late in its transaction holds the day`);
+        continue;
+      }
       await client.query(`drop table if exists webhooks_partitions.${pg.escapeIdentifier(partition)}`);
       log(`dropped the history of ${day}, left detached by a run that stopped`);
     }
@@ -119,7 +122,10 @@ export async function maintain(
       // why). Until 2026-12-06 after its last drop: a run stopped between the two left
       // the day counted from its day counts while the history showed none of it, for
       // good (no later run names a day without partitions).
-      await client.query('select webhooks.forget_day($1::date)', [day]);
+      if (!(await forgetDay(client, day))) {
+        log(`kept the history of ${day}: a capture late in its transaction found it kept and has not written yet`);
+        continue;
+      }
       await afterStep(`forgot ${day}`);
       if (!(await dropDay(client, parents, partitions, afterStep))) {
         log(`kept the history of ${day}: a delivery of it went back on its way while it was being dropped`);
@@ -242,6 +248,13 @@ async function dropDay(
     await afterStep(`dropped ${partitions[i]}`);
   }
   return true;
+}
+
+/** webhooks.forget_day: false when a late capture holds the day (it stays this run). */
+async function forgetDay(client: pg.Client, day: string): Promise<boolean> {
+  const { rows: [{ forgotten }] } = await client.query<{ forgotten: boolean }>(
+    'select webhooks.forget_day($1::date) as forgotten', [day]);
+  return forgotten;
 }
 
 async function dropPartition(client: pg.Client, parent: string, partition: string): Promise<void> {

@@ -14,6 +14,7 @@ import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { hourCounts, rollUpAfter, settlePending } from '../helpers/report-counts.ts';
 import { steerClock } from '../helpers/steered-clock.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 // each test's roll-ups as an install's first: another test's clock, days ahead, is
@@ -186,4 +187,70 @@ test.serial('a writer in REPEATABLE READ whose own webhooks.retention is longer 
      from webhooks.deliveries where webhook_id = $1 and contact_id = $2`,
     [webhook.id, contact.id, started]);
   t.deepEqual(rows, [{ state: 'pending', atItsCapture: true }]);
+});
+
+/**
+ * Late captures stopped just after capture_time decided their day (steered by an
+ * advisory lock that `gate` holds, the engine's function renamed and wrapped until the
+ * test ends): what maintenance does between that decision and the insert.
+ */
+async function pauseLateCaptures(t: { teardown: (fn: () => Promise<void>) => void }) {
+  const KEY = 7_700_770;
+  const gate = await ownConnection(db().url, t);
+  await gate.query('select pg_advisory_lock($1)', [KEY]);
+  await db().pool.query(`
+    alter function webhooks_private.capture_time(timestamptz) rename to capture_time_decided;
+    create function webhooks_private.capture_time(p_started timestamptz)
+    returns timestamptz
+    language plpgsql
+    volatile
+    as $$
+    declare
+      v_at constant timestamptz := webhooks_private.capture_time_decided(p_started);
+    begin
+      perform pg_advisory_lock_shared(${KEY});
+      perform pg_advisory_unlock_shared(${KEY});
+      return v_at;
+    end;
+    $$`);
+  t.teardown(async () => {
+    await db().pool.query(`
+      drop function webhooks_private.capture_time(timestamptz);
+      alter function webhooks_private.capture_time_decided(timestamptz) rename to capture_time`);
+  });
+  return {
+    paused: () => until('a late capture waits at the gate', async () => (await db().pool.query(
+      `select exists (select 1 from pg_locks where locktype = 'advisory' and objid = $1 and not granted) as waiting`,
+      [KEY])).rows[0].waiting),
+    release: () => gate.query('select pg_advisory_unlock($1)', [KEY]),
+  };
+}
+
+test.serial('a day a late capture has just found kept is not dropped before its insert', async (t) => {
+  const { company, webhook, writer, started } = await idleWriter(t);
+  await deliveredAt(webhook, started);
+  await retentionOfADay(t);
+  await rollUpAfter(db().pool, started, '3 days');
+  t.teardown(async () => {
+    await db().pool.query('delete from webhooks_private.outbox_kept_since');
+    await db().pool.query('select webhooks.create_partitions()');
+  });
+  const gate = await pauseLateCaptures(t);
+  // a day on: with a retention of a day, the writer's day is the first kept
+  await writer.query(`set bpd_test.clock_shift = '1 day'`);
+  const writing = factories(writer).contact(company.id);
+  writing.catch(() => {});
+  await gate.paused();
+  // two days later by maintenance's clock, the day is past the retention
+  const said: string[] = [];
+  const { daysDropped } = await maintainThreeDaysOn((line) => said.push(line));
+  await gate.release();
+  const contact = await writing;
+  await writer.query('commit');
+  t.false(daysDropped.includes(dayOf(started)), said.join('\n'));
+  t.true(said.includes(`kept the history of ${dayOf(started)}: a capture late in its transaction found it kept and has not written yet`),
+    said.join('\n'));
+  const { rows } = await db().pool.query(
+    `select state, created_at from webhooks.deliveries where webhook_id = $1 and contact_id = $2`, [webhook.id, contact.id]);
+  t.deepEqual(rows, [{ state: 'pending', created_at: started }]);
 });

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
+import { steerClock } from '../helpers/steered-clock.ts';
 import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
@@ -62,7 +63,7 @@ test.serial("the psql drops keep a day whose delivery went back on its way while
   await db().pool.query('call webhooks.roll_up_report_counts()');
 
   // a reader holds the first day's drop up while the second day's delivery is replayed
-  // by a session whose own retention let it through
+  // by a session whose look let it through
   const reader = await db().pool.connect();
   t.teardown(() => reader.release(true));
   await reader.query('begin');
@@ -72,12 +73,15 @@ test.serial("the psql drops keep a day whose delivery went back on its way while
   });
   await until('the drop waits for the reader', async () => (await db().pool.query(
     `select 1 from pg_stat_activity where datname = current_database() and query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
+  // (let through: the session's clock ten days behind, as one that looked just before
+  // midnight is a moment behind)
+  await steerClock(db().pool);
   const admin = await db().pool.connect();
   t.teardown(() => admin.release(true));
-  await admin.query(`set webhooks.retention = '90 days'`);
+  await admin.query(`set bpd_test.clock_shift = '-10 days'`);
   await admin.query(
     `update webhooks.deliveries set state = 'pending', completed_at = null, next_attempt_at = now() where id = $1`, [failed.id]);
-  await admin.query('reset webhooks.retention');
+  await admin.query('reset bpd_test.clock_shift');
   await reader.query('commit');
   await dropping;
 

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { steerClock } from '../helpers/steered-clock.ts';
 import { until } from '../helpers/until.ts';
 import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
 
@@ -77,11 +78,10 @@ test.serial('replay_failed leaves out the failed deliveries older than the reten
       [webhook.id, company.id, at]);
     ids.push(d.id);
   }
-  const client = await db().pool.connect();
-  t.teardown(() => client.release(true));
-  await client.query(`set webhooks.retention = '5 days'`);
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
   for (const since of [null, utcDay(-20)]) {
-    const { rows } = await client.query('select id from webhooks.replay_failed($1, $2)', [webhook.id, since]);
+    const { rows } = await db().pool.query('select id from webhooks.replay_failed($1, $2)', [webhook.id, since]);
     t.deepEqual(rows.map((r) => r.id), since === null ? [ids[1]] : []);
   }
   const { rows } = await db().pool.query('select id, state from webhooks.deliveries where webhook_id = $1 order by id', [webhook.id]);
@@ -117,12 +117,13 @@ test.serial('a delivery put back on its way while its day is being dropped keeps
     `select 1 from pg_stat_activity where datname = current_database() and query ilike '%detach partition%' and wait_event_type = 'Lock'`)).rowCount! > 0);
 
   // meanwhile a replay of the second day's delivery that the retention's refusal let
-  // through (here: a session whose own webhooks.retention is longer than the
-  // database's, which maintenance reads)
+  // through (here: a session whose clock is ten days behind, as one that looked just
+  // before midnight is a moment behind)
+  await steerClock(db().pool);
   const admin = new pg.Client({ connectionString: db().url });
   await admin.connect();
   t.teardown(() => admin.end());
-  await admin.query(`set webhooks.retention = '90 days'`);
+  await admin.query(`set bpd_test.clock_shift = '-10 days'`);
   await admin.query(
     `update webhooks.deliveries set state = 'pending', completed_at = null, next_attempt_at = now() where id = $1`, [failed.id]);
   await reader.query('commit');
