@@ -1194,6 +1194,74 @@ as $$
     and c.relname ~ ('^' || p_table || '_from_[0-9]{8}$');
 $$;
 
+-- private: the partitions of one outbox table that the engine did not make (a DBA's:
+-- neither a day nor a span bounded as its name says in webhooks_partitions, nor a
+-- tail, nor a DEFAULT partition, refused apart: refuse_default_partition), qualified,
+-- with the times they hold, [starts, ends) (-infinity, infinity: MINVALUE, MAXVALUE).
+-- The days ahead they overlap cannot be made (partitions_in_the_way).
+create or replace function webhooks_private.partitions_by_hand(p_table text)
+returns table (partition_name text, starts timestamptz, ends timestamptz)
+language sql
+stable
+-- (the bounds are read from their text: times written in UTC)
+set timezone = 'UTC'
+as $$
+  select c.oid::regclass::text,
+         coalesce(substring(b.bound from $r$FROM \('([^']+)'\)$r$)::timestamptz, '-infinity'),
+         coalesce(substring(b.bound from $r$TO \('([^']+)'\)$r$)::timestamptz, 'infinity')
+  from pg_catalog.pg_inherits i
+  join pg_catalog.pg_class c on c.oid = i.inhrelid
+  cross join lateral (select pg_catalog.pg_get_expr(c.relpartbound, c.oid) as bound) b
+  where i.inhparent = pg_catalog.to_regclass('webhooks.' || p_table)
+    and b.bound <> 'DEFAULT'
+    and not exists (select 1 from webhooks_private.outbox_partitions() p
+                    where p.table_name = p_table and p.partition_name = c.relname::text and p.as_named)
+    and not exists (select 1 from webhooks_private.outbox_tail(p_table) t where t.tail_name = c.relname::text)
+    and not (c.relnamespace = 'webhooks_partitions'::regnamespace and c.relname ~ ('^' || p_table || '_from_[0-9]{8}$'));
+$$;
+
+-- private: the DBA's partitions (partitions_by_hand) that hold some of the times from
+-- the start of p_from on: the days ahead and the tail the engine must make there
+create or replace function webhooks_private.partitions_in_the_way(p_from date)
+returns table (table_name text, partition_name text, starts timestamptz, ends timestamptz)
+language sql
+stable
+as $$
+  select t.table_name, h.partition_name, h.starts, h.ends
+  from webhooks_private.outbox_partitioned() t
+  cross join lateral webhooks_private.partitions_by_hand(t.table_name) h
+  where h.ends > webhooks_private.utc_day_start(p_from)
+  order by 1, 3, 2;
+$$;
+
+-- private (maintenance: tools/maintain.ts, after everything else it does): refused by
+-- name while a DBA's partition holds times of the days ahead of an outbox table.
+-- webhooks.create_partitions makes every other day and the tail after it, and only
+-- warns (an error would undo them); until 2026-12-07 it failed whole on Postgres's
+-- bare "would overlap partition", no day made, no tail, and once the days made ran
+-- out every capture failed for want of a partition (test/sql/retention-hand-made.test.ts).
+create or replace function webhooks_private.refuse_partitions_in_the_way()
+returns void
+language plpgsql
+stable
+as $$
+declare
+  v_in_the_way text;
+begin
+  select string_agg(format('%s (from %s to %s, of webhooks.%s)', w.partition_name, w.starts, w.ends, w.table_name), ', ')
+  into v_in_the_way
+  from webhooks_private.partitions_in_the_way(webhooks_private.utc_day(now())) w;
+  if v_in_the_way is not null then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      constraint = 'outbox_partition_in_the_way',
+      message = format('the days ahead of the outbox cannot all be made: partitions the engine did not make hold some of them: %s',
+                       v_in_the_way),
+      hint = 'detach each, put its rows back through the table (webhooks.create_partitions then makes those days), and drop it; the engine makes the days ahead and the tail itself';
+  end if;
+end;
+$$;
+
 -- private: is a day of one table already taken by a partition (its own, a span's, or
 -- the tail's)? Then no partition of its own can be made for it now.
 create or replace function webhooks_private.day_taken(p_table text, p_day date)
@@ -1285,6 +1353,7 @@ as $$
 declare
   v_table record;
   v_from date;
+  v_until timestamptz;
 begin
   select * into strict v_table from webhooks_private.outbox_partitioned() t where t.table_name = p_table;
   -- (one being detached is finished first, by tools/maintain.ts: the two would overlap)
@@ -1295,6 +1364,16 @@ begin
   from webhooks_private.outbox_partitions() p
   where p.table_name = p_table;
   v_from := coalesce(v_from, webhooks_private.utc_day(now()));
+  -- after a DBA's partitions that hold times from there on (none after MAXVALUE)
+  select max(h.ends) into v_until
+  from webhooks_private.partitions_by_hand(p_table) h
+  where h.ends > webhooks_private.utc_day_start(v_from);
+  if v_until = 'infinity' then
+    return false;
+  end if;
+  if v_until is not null then
+    v_from := greatest(v_from, webhooks_private.utc_day(v_until - interval '1 microsecond') + 1);
+  end if;
   return webhooks_private.attach_new_partition(p_table, v_table.key_column, v_table.storage,
     webhooks_private.tail_name(p_table, v_from), webhooks_private.utc_day_start(v_from), null);
 end;
@@ -1323,16 +1402,24 @@ declare
   v_made integer := 0;
   v_table record;
   v_day date;
+  -- (the times a DBA's partitions hold from today on: no day is made over them)
+  v_held tstzrange[];
 begin
   if p_days_ahead not between 0 and 366 then
     raise exception using errcode = 'invalid_parameter_value',
       message = format('p_days_ahead must be between 0 and 366, not %s', p_days_ahead);
   end if;
   for v_table in select * from webhooks_private.outbox_partitioned() loop
+    select coalesce(array_agg(tstzrange(w.starts, w.ends)), '{}') into v_held
+    from webhooks_private.partitions_in_the_way(v_today) w
+    where w.table_name = v_table.table_name;
     for v_day in
       -- (days as dates, not times: 29_retention.sql, expired_days, says why)
       select v_today + n from generate_series(0, p_days_ahead) n
     loop
+      continue when exists (select 1 from unnest(v_held) r
+                            where r && tstzrange(webhooks_private.utc_day_start(v_day),
+                                                 webhooks_private.utc_day_start(v_day + 1)));
       begin
         if webhooks_private.create_partition(v_table.table_name, v_table.key_column, v_table.storage, v_day) then
           v_made := v_made + 1;
@@ -1351,6 +1438,13 @@ begin
         v_table.table_name;
     end;
   end loop;
+  -- a DBA's partition in the way: said (maintenance refuses by name after its run),
+  -- every other day and the tail made all the same
+  begin
+    perform webhooks_private.refuse_partitions_in_the_way();
+  exception when object_not_in_prerequisite_state then
+    raise warning '%', sqlerrm;
+  end;
   return v_made;
 end;
 $$;

@@ -138,6 +138,17 @@ export async function maintain(
     for (const h of held) {
       log(`kept the history of ${h.day} past the retention: webhook ${h.webhookId} (company ${h.companyId}) has ${h.onTheirWay} of its deliveries on their way, the next try at ${h.nextAttemptAt.toISOString()}`);
     }
+    const { rows: byHand } = await client.query<{ partition_name: string }>(
+      `select h.partition_name
+       from webhooks_private.outbox_partitioned() t
+       cross join lateral webhooks_private.partitions_by_hand(t.table_name) h
+       where h.ends <= webhooks_private.utc_day_start(webhooks_private.first_kept_day())
+       order by 1`);
+    for (const { partition_name: partition } of byHand) {
+      log(`left ${partition} past the retention: it is not the engine's (a DBA's partition), so the DBA drops it`);
+    }
+    // (last: every other step done) a DBA's partition over the days ahead, by name
+    await client.query('select webhooks_private.refuse_partitions_in_the_way()');
     return {
       partitionsMade: made, tails, daysRolledUp: counted.days, webhooksRolledUp: counted.visited,
       deletedWebhooksFoundWithRows: rechecked!.n, deliveriesPurged: purged, snapshotsFailed, daysDropped: dropped,
