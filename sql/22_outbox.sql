@@ -1344,6 +1344,94 @@ begin
 end;
 $$;
 
+-- private (an event trigger's, below): after a DBA's ALTER TABLE or DROP TABLE, is
+-- each outbox table's partition of today and of tomorrow still where captures go?
+-- Refused by name if not, the command undone: a partition of those days detached
+-- (or being detached) made every capture fail ("no partition of relation … found
+-- for row") until the next run of maintenance attached it back, and a CRM write must
+-- never fail because of the engine (until 2026-12-07; test/sql/retention-hand-made.test.ts).
+-- A day dropped is refused unless a span, the tail or another partition holds it.
+-- The engine's own DDL never leaves those days without a partition (the tail that
+-- becomes a span is detached and attached again in one transaction: an ALTER TABLE
+-- is asked about the day's own partitions alone). A DBA who means it (to show what
+-- maintenance stopped for two weeks does, say) sets webhooks.days_in_use_unguarded
+-- to on in the transaction. Paid by DDL alone: a few catalog probes per ALTER or DROP
+-- of a table anywhere in the database; never by a capture.
+create or replace function webhooks_private.tg_outbox__days_in_use()
+returns event_trigger
+language plpgsql
+as $$
+declare
+  v_table record;
+  v_day date;
+  v_name text;
+  v_partition regclass;
+begin
+  if pg_catalog.current_setting('webhooks.days_in_use_unguarded', true) = 'on' then
+    return;
+  end if;
+  -- (an ALTER TABLE of an outbox table itself: a partition made apart and not yet
+  -- attached, webhooks_private.attach_new_partition's, is no day detached)
+  if tg_tag = 'ALTER TABLE'
+     and not exists (select 1 from pg_catalog.pg_event_trigger_ddl_commands() c
+                     where c.objid in (select pg_catalog.to_regclass('webhooks.' || t.table_name)
+                                       from webhooks_private.outbox_partitioned() t)) then
+    return;
+  end if;
+  for v_table in select * from webhooks_private.outbox_partitioned() t
+                 where pg_catalog.to_regclass('webhooks.' || t.table_name) is not null loop
+    -- (today by the engine's clock, as the retention's: never a day it may drop)
+    for v_day in select webhooks_private.utc_day(webhooks_private.clock()) + n from generate_series(0, 1) n loop
+      v_name := webhooks_private.partition_name(v_table.table_name, v_day);
+      v_partition := pg_catalog.to_regclass(format('webhooks_partitions.%I', v_name));
+      -- DETACH … CONCURRENTLY committed its first step before this runs: refused, it
+      -- would stay half done, the partition left out of every new query as one being
+      -- detached. So it is attached back instead (a scan of it, its day's captures
+      -- waiting for it), and said. (Told apart by its text: nothing else says so.)
+      if tg_tag = 'ALTER TABLE' and v_partition is not null
+         and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = v_partition)
+         and pg_catalog.current_query() ~* '\mconcurrently\M' then
+        execute format('alter table webhooks.%I attach partition %s for values from (%L) to (%L)',
+                       v_table.table_name, v_partition, webhooks_private.utc_day_start(v_day),
+                       webhooks_private.utc_day_start(v_day + 1));
+        raise warning using
+          errcode = 'object_not_in_prerequisite_state',
+          message = format('webhooks_partitions.%s is where captures of %s go: attached back', v_name, v_day),
+          hint = 'days past the retention go by themselves (webhooks.retention)';
+        continue;
+      end if;
+      if tg_tag = 'ALTER TABLE' and v_partition is not null
+           and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = v_partition and not i.inhdetachpending)
+         or tg_tag = 'DROP TABLE' and v_partition is null
+           and not webhooks_private.day_taken(v_table.table_name, v_day)
+           and not exists (select 1 from webhooks_private.partitions_by_hand(v_table.table_name) h
+                           where h.starts <= webhooks_private.utc_day_start(v_day)
+                             and h.ends >= webhooks_private.utc_day_start(v_day + 1)) then
+        raise exception using
+          errcode = 'object_not_in_prerequisite_state',
+          constraint = 'outbox_day_in_use',
+          message = format('webhooks_partitions.%s is where captures of %s go: it stays attached', v_name, v_day),
+          hint = 'days past the retention go by themselves (webhooks.retention); a day of today or ahead can be detached only with webhooks.days_in_use_unguarded = on in the transaction, its captures failing until maintenance attaches it back';
+      end if;
+    end loop;
+  end loop;
+end;
+$$;
+
+-- (an event trigger may be made by a superuser alone: an owner that is none migrates
+-- without it, and a detach of those days is then attached back by the next run of
+-- maintenance: webhooks_private.create_partition)
+do $$
+begin
+  if (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user)
+     and not exists (select 1 from pg_catalog.pg_event_trigger e where e.evtname = 'bpd_webhooks_outbox_days_in_use') then
+    create event trigger bpd_webhooks_outbox_days_in_use on ddl_command_end
+      when tag in ('ALTER TABLE', 'DROP TABLE')
+      execute function webhooks_private.tg_outbox__days_in_use();
+  end if;
+end;
+$$;
+
 -- private: attach a table's tail, from the end of its last day or span (today when it
 -- has none from today on), unless one is attached. False: nothing made.
 create or replace function webhooks_private.attach_tail(p_table text)

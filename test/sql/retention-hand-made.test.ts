@@ -4,7 +4,7 @@
 // partition is attached, which makes Postgres refuse DETACH … CONCURRENTLY.
 import test from 'ava';
 import { maintain } from '../../tools/maintain.ts';
-import { useTestDatabase } from '../helpers/db.ts';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
 
@@ -102,14 +102,15 @@ test.serial('a day not counted yet whose history a DBA detached is attached back
 });
 
 test.serial('a day ahead whose partition a DBA detached is attached back by the next run: its deliveries have a partition', async (t) => {
-  const name = `delivery_history_p${compact(utcDay(1))}`;
+  // (the day after tomorrow: today's and tomorrow's are not detached at all, below)
+  const name = `delivery_history_p${compact(utcDay(2))}`;
   await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${name}`);
   await maintain(db().url);
   t.deepEqual(await attached([name]), [`webhooks_partitions.${name}`]);
   const { rows } = await db().pool.query(
     `insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
      values (0, 0, 'contact.created', 1, '{}', $1::timestamptz + interval '1 hour') returning tableoid::regclass::text as partition`,
-    [utcDay(1)]);
+    [utcDay(2)]);
   t.deepEqual(rows, [{ partition: `webhooks_partitions.${name}` }]);
 });
 
@@ -183,4 +184,38 @@ test.serial('a partition named as a day but bounded wider is not counted as a da
   await maintain(db().url, (line) => said.push(line));
   t.is(await pastRetention(), before);
   t.true(said.some((line) => line.includes(`webhooks_partitions.${name}`) && /not the engine's/.test(line)), said.join('\n'));
+});
+
+test.serial('a DBA\'s detach of today\'s or tomorrow\'s partition is refused by name: captures keep their partition', async (t) => {
+  t.teardown(() => db().pool.query('select webhooks.create_partitions()'));
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  for (const day of [0, 1]) {
+    for (const table of ['delivery_history', 'delivery_attempts']) {
+      const name = `${table}_p${compact(utcDay(day))}`;
+      const error = await t.throwsAsync(db().pool.query(`alter table webhooks.${table} detach partition webhooks_partitions.${name}`));
+      t.like(error, { code: '55000', constraint: 'outbox_day_in_use' }, `${name}`);
+      t.regex(error!.message, new RegExp(name));
+    }
+  }
+  const error = await t.throwsAsync(db().pool.query(`drop table webhooks_partitions.delivery_results_p${compact(utcDay(0))}`));
+  t.like(error, { code: '55000', constraint: 'outbox_day_in_use' });
+  await f.contact(company.id);
+  const { rows } = await db().pool.query(
+    `select h.tableoid::regclass::text as partition from webhooks.delivery_history h where h.webhook_id = $1`, [webhook.id]);
+  t.deepEqual(rows, [{ partition: `webhooks_partitions.delivery_history_p${compact(utcDay(0))}` }]);
+});
+
+test.serial('a DBA\'s concurrent detach of today\'s partition is undone at once, and said', async (t) => {
+  t.teardown(() => db().pool.query('select webhooks.create_partitions()'));
+  const name = `delivery_history_p${compact(utcDay(0))}`;
+  const client = await ownConnection(db().url, t);
+  const notices: Array<{ code?: string; message?: string }> = [];
+  client.on('notice', (notice) => notices.push(notice));
+  await client.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${name} concurrently`);
+  t.like(notices.find((n) => n.code === '55000'), { message: `webhooks_partitions.${name} is where captures of ${utcDay(0).toISOString().slice(0, 10)} go: attached back` });
+  const { rows } = await db().pool.query(
+    `select i.inhdetachpending as pending from pg_inherits i where i.inhrelid = $1::regclass`, [`webhooks_partitions.${name}`]);
+  t.deepEqual(rows, [{ pending: false }]);
 });
