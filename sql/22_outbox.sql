@@ -1360,6 +1360,9 @@ $$;
 create or replace function webhooks_private.tg_outbox__days_in_use()
 returns event_trigger
 language plpgsql
+-- (it runs as whoever issued the DDL, with their search path: its own, so that no
+-- schema of theirs decides what format() or generate_series() is)
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_table record;
