@@ -1,0 +1,82 @@
+// Capture builds a payload in the session of whoever writes the contact (sql/25_capture.sql):
+// the CRM's own session, with whatever TimeZone, DateStyle, IntervalStyle and
+// extra_float_digits its driver or its DBA chose. What a receiver is sent, and signed,
+// must not depend on them: the same contact written from a session with another time
+// zone and styles is the same payload, byte for byte.
+import test from 'ava';
+import { useTestDatabase, ownConnection } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+
+// columns the CRM added, of the types whose text a session's styles change
+test.serial.before(async () => {
+  await db().pool.query('alter table crm.contacts add column score float8, add column follow_up interval');
+});
+
+const CRM_SESSION = [
+  "set timezone = 'Asia/Kolkata'",
+  "set datestyle = 'SQL, DMY'",
+  'set extra_float_digits = 0',
+  'set intervalstyle = postgres_verbose',
+];
+
+const CONTACT = {
+  first_name: 'Ada',
+  email: 'ada@example.com',
+  birthday: '1990-02-03',
+  created_at: '2026-03-01T12:34:56.789Z',
+  updated_at: '2026-03-02T23:59:59.5Z',
+  score: 0.1 + 0.2,
+  follow_up: '1 day 02:03:04.5',
+};
+
+/** The contact's payload as stored, what the relay sends: its text, its id taken out. */
+async function payloadText(client: { query: (sql: string, params: unknown[]) => Promise<{ rows: { text: string }[] }> },
+  companyId: string, webhookId: string): Promise<string> {
+  const f = factories(client as never);
+  const contact = await f.contact(companyId, CONTACT);
+  const { rows } = await client.query(
+    `select ((h.payload #- '{data,contact,id}') - 'timestamp')::text as text
+       from webhooks.delivery_history h where h.webhook_id = $1 and h.contact_id = $2`, [webhookId, contact.id]);
+  return rows[0]!.text;
+}
+
+test('a contact written from a session in another time zone, with other date, interval and float styles, is sent the same bytes', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'],
+    fields: ['first_name', 'email', 'birthday', 'created_at', 'updated_at', 'score', 'follow_up'] });
+
+  const plain = await ownConnection(db().url, t);
+  const crm = await ownConnection(db().url, t);
+  for (const setting of CRM_SESSION) await crm.query(setting);
+
+  const expected = await payloadText(plain as never, company.id, webhook.id);
+  for (const text of ['"created_at": "2026-03-01T12:34:56.789+00:00"', '"score": 0.30000000000000004', '"follow_up": "1 day 02:03:04.5"']) {
+    t.true(expected.includes(text), expected);
+  }
+  t.is(await payloadText(crm as never, company.id, webhook.id), expected);
+});
+
+test('a backfill stepped from a session in another time zone and styles sends the contact as capture does', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const fields = ['first_name', 'email', 'birthday', 'created_at', 'updated_at', 'score', 'follow_up'];
+  const live = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields });
+  const plain = await ownConnection(db().url, t);
+  const expected = await payloadText(plain as never, company.id, live.id);
+
+  // the relay steps backfills (relay/backfiller.ts), in a session whose database may set its own
+  const later = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields });
+  await db().pool.query('select webhooks.backfill($1)', [later.id]);
+  const relay = await ownConnection(db().url, t);
+  for (const setting of CRM_SESSION) await relay.query(setting);
+  await relay.query('select webhooks_relay.backfill_step(p_only => (select id from webhooks.backfills where webhook_id = $1))', [later.id]);
+
+  const { rows } = await db().pool.query(
+    `select ((h.payload #- '{data,contact,id}') - 'timestamp' - 'backfill')::text as text, h.payload #> '{data,source}' as source
+       from webhooks.delivery_history h where h.webhook_id = $1`, [later.id]);
+  t.is(rows.length, 1);
+  t.is(rows[0].text, expected.replace('"type": "contact.created"', '"type": "contact.snapshot"').replace('"source": "unknown"', `"source": ${JSON.stringify(rows[0].source)}`));
+});
