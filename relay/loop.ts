@@ -516,8 +516,9 @@ export class Relay {
   }
 
   private async checkDatabase(): Promise<void> {
+    let readOnly: boolean;
     try {
-      await ping(this.pool);
+      ({ readOnly } = await ping(this.pool));
     } catch (error) {
       if (isConnectionError(error)) {
         this.log.warn({ err: error }, 'database not reachable yet; the relay keeps trying');
@@ -528,6 +529,14 @@ export class Relay {
         `the relay cannot work in this database: ${(error as Error).message}` +
           (role ? ` (it runs as role ${role}: run npm run migrate, and GRANT ${role} TO the user of DATABASE_URL, or set RELAY_DB_ROLE= to use that user as is)` : ''),
         { cause: error },
+      );
+    }
+    if (readOnly) {
+      // every claim and settle writes: without this, each poll's claim failed (25006) for as long as it ran
+      throw new Error(
+        'the relay cannot work in this database: its transactions are read-only (default_transaction_read_only = on ' +
+          'for the database or the user of DATABASE_URL, or a standby): point DATABASE_URL at the primary, or reset the setting ' +
+          '(alter database … reset default_transaction_read_only, alter role … reset default_transaction_read_only)',
       );
     }
   }

@@ -265,7 +265,12 @@ export async function refusedSettings(db: Db): Promise<RefusedSetting[]> {
   return rows;
 }
 
-/** The cheapest statement that proves the connection works under the relay's role. */
-export async function ping(db: Db): Promise<void> {
-  await db.query('select 1');
+/**
+ * The cheapest statement that proves the connection works under the relay's role, and
+ * says whether its transactions are read-only (default_transaction_read_only = on for
+ * the database or the user, or a standby): then every claim would fail.
+ */
+export async function ping(db: Db): Promise<{ readOnly: boolean }> {
+  const { rows } = await db.query<{ read_only: boolean }>(`select current_setting('transaction_read_only')::boolean as read_only`);
+  return { readOnly: rows[0]!.read_only };
 }

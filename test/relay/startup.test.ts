@@ -23,7 +23,7 @@ function recordStatements(pool: pg.Pool): { sent: string[]; seen: (kinds: string
     [/rescue_expired_leases/, 'rescue'],
     [/backfill_step/, 'backfill'],
     [/refused_settings/, 'settings'],
-    [/^select 1$/, 'ping'],
+    [/transaction_read_only/, 'ping'],
   ];
   (pool as unknown as { query: typeof query }).query = (...args: unknown[]) => {
     const first = args[0] as string | { name?: string; text?: string };
