@@ -33,6 +33,24 @@ export function sessionOptions(role: string | null, extra: string[] = []): strin
 }
 
 /**
+ * What the relay's own sessions set beside sessionOptions: the DBA's timeouts for the
+ * database or the relay's user are meant for the CRM's sessions, not for these. A
+ * statement_timeout shorter than a claim cut every claim (with 1 ms nothing was ever
+ * delivered), and idle_session_timeout closed a sleeping relay's connections, the one
+ * holding relay_idle among them, each time it ran out: a warning, a wake-up, new
+ * connections whose first statements compile the engine's functions again
+ * (test/relay/dba-timeouts.test.ts). The relay bounds its statements itself
+ * (RELAY_DB_QUERY_TIMEOUT_MS) and holds no transaction open between statements.
+ * (transaction_timeout, of Postgres 17, is not named here: a server before 17 refuses
+ * a connection that names it. docs/operations.md, "A DBA's settings".)
+ */
+export const RELAY_SESSION_SETTINGS = [
+  '-c statement_timeout=0',
+  '-c idle_session_timeout=0',
+  '-c idle_in_transaction_session_timeout=0',
+];
+
+/**
  * TCP keepalives on a database connection after this long idle, for the relay's and
  * the API's (api/server.ts): a connection kept for minutes must outlive the idle
  * timeouts of the NATs and firewalls on its path (some drop a quiet connection after 4
@@ -57,7 +75,7 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
     max: options.max ?? 4,
-    options: sessionOptions(options.role, ['-c synchronous_commit=off']),
+    options: sessionOptions(options.role, [...RELAY_SESSION_SETTINGS, '-c synchronous_commit=off']),
     application_name: 'bpd-webhooks-relay',
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,

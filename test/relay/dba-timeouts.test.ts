@@ -1,0 +1,59 @@
+// A DBA's timeouts for the database (or the user the relay connects as), set for the
+// CRM's own sessions: statement_timeout, idle_session_timeout,
+// idle_in_transaction_session_timeout. The relay's sessions bound their own statements
+// (RELAY_DB_QUERY_TIMEOUT_MS) and keep connections open however long idle
+// (relay/database.ts); the database's values must neither cut every claim nor churn
+// the relay's connections while it sleeps.
+import test from 'ava';
+import { relayAsleep, relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+
+test('statement_timeout of 1 ms for the database: the relay still claims, sends and settles, each delivery once', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await database.pool.query(`alter database ${database.name} set statement_timeout = '1ms'`);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret, otherwise: 204 });
+  await database.pool.query(`insert into crm.contacts (company_id, first_name) select $1, 'C' || n from generate_series(1, 50) n`,
+    [company.id]);
+
+  const { log, lines } = rememberedLog(2_000);
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-timeouts' }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const done = await waitForFinalDeliveries(database.pool, [webhook.id], 50, 20_000).catch((error: Error) => {
+    t.log(lines().filter((line) => line.includes('"level":40')).slice(0, 3).join('\n'));
+    throw error;
+  });
+  t.true(done.every((d) => d.state === 'succeeded'));
+  const ids = receiver.received('/hook').map((r) => r.headers['webhook-id']);
+  t.is(ids.length, 50);
+  t.is(new Set(ids).size, 50);
+  t.deepEqual(lines().filter((line) => line.includes('57014')), [], 'no statement cancelled');
+});
+
+test('idle_session_timeout for the database: a sleeping relay keeps its connections, and a change wakes it', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await database.pool.query(`alter database ${database.name} set idle_session_timeout = '200ms'`);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret, otherwise: 204 });
+
+  const { log, lines } = rememberedLog(2_000);
+  // no polling to fall back on: only a notification wakes it
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-idle', RELAY_POLL_INTERVAL_MS: '3600000',
+    RELAY_RESCUE_INTERVAL_MS: '3600000', RELAY_BACKFILL_INTERVAL_MS: '3600000' }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await relayAsleep(database.pool);
+  // asleep for five of the database's timeouts; then the sleeping relay's connections are asked for
+  const { rows: [before] } = await database.pool.query(
+    `select array_agg(pid order by pid) as pids from pg_stat_activity where application_name like 'bpd-webhooks-relay%' and datname = current_database()`);
+  await database.pool.query('select pg_sleep(1)');
+  const { rows: [after] } = await database.pool.query(
+    `select array_agg(pid order by pid) as pids from pg_stat_activity where application_name like 'bpd-webhooks-relay%' and datname = current_database()`);
+  // (it may open more meanwhile: its pool grows as it needs)
+  t.deepEqual(before.pids.filter((pid: number) => !after.pids.includes(pid)), [], 'none of its connections closed');
+
+  const contact = await f.contact(company.id);
+  const [request] = await receiver.waitFor(1, { path: '/hook' });
+  t.is(JSON.parse(request!.body).data.contact.id, Number(contact.id));
+  t.deepEqual(lines().filter((line) => /connection lost|idle-session/.test(line)), []);
+});
