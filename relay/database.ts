@@ -33,18 +33,22 @@ export function sessionOptions(role: string | null, extra: string[] = []): strin
 }
 
 /**
- * What the relay's own sessions set beside sessionOptions: the DBA's timeouts for the
- * database or the relay's user are meant for the CRM's sessions, not for these. A
+ * What the relay's own sessions set beside sessionOptions, and `npm run maintain`'s
+ * (tools/maintain.ts): the DBA's timeouts for the database or the engine's users are
+ * meant for the CRM's sessions, not for these. A
  * statement_timeout shorter than a claim cut every claim (with 1 ms nothing was ever
  * delivered), and idle_session_timeout closed a sleeping relay's connections, the one
  * holding relay_idle among them, each time it ran out: a warning, a wake-up, new
  * connections whose first statements compile the engine's functions again
- * (test/relay/dba-timeouts.test.ts). The relay bounds its statements itself
- * (RELAY_DB_QUERY_TIMEOUT_MS) and holds no transaction open between statements.
+ * (test/relay/dba-timeouts.test.ts); maintenance under a statement_timeout of 1 ms
+ * failed at its first statement, every run (test/sql/roll-up-cancelled.test.ts). The
+ * relay bounds its statements itself (RELAY_DB_QUERY_TIMEOUT_MS), maintenance's wait
+ * for locks at most its LOCK_TIMEOUT, and neither holds a transaction open between
+ * statements.
  * (transaction_timeout, of Postgres 17, is not named here: a server before 17 refuses
  * a connection that names it. docs/operations.md, "A DBA's settings".)
  */
-export const RELAY_SESSION_SETTINGS = [
+export const ENGINE_SESSION_TIMEOUTS = [
   '-c statement_timeout=0',
   '-c idle_session_timeout=0',
   '-c idle_in_transaction_session_timeout=0',
@@ -75,7 +79,7 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
     max: options.max ?? 4,
-    options: sessionOptions(options.role, [...RELAY_SESSION_SETTINGS, '-c synchronous_commit=off']),
+    options: sessionOptions(options.role, [...ENGINE_SESSION_TIMEOUTS, '-c synchronous_commit=off']),
     application_name: 'bpd-webhooks-relay',
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,

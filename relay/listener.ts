@@ -12,7 +12,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
-import { dbConnectTimeoutMs, KEEPALIVE_AFTER_MS, RELAY_SESSION_SETTINGS } from './database.ts';
+import { dbConnectTimeoutMs, KEEPALIVE_AFTER_MS, ENGINE_SESSION_TIMEOUTS } from './database.ts';
 import { CHANNEL, WEBHOOK_CHANGED_NOTICE } from './engine-names.ts';
 
 /** Reconnecting: at most this long between tries. */
@@ -53,7 +53,7 @@ export function startListener(options: {
     const current = new pg.Client({
       connectionString: databaseUrl,
       application_name: 'bpd-webhooks-relay-listener',
-      options: RELAY_SESSION_SETTINGS.join(' '),
+      options: ENGINE_SESSION_TIMEOUTS.join(' '),
       keepAlive: true,
       keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,
       connectionTimeoutMillis: dbConnectTimeoutMs(checkEveryMs),
