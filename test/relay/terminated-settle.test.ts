@@ -1,0 +1,44 @@
+// The relay's connection ended by a DBA (pg_terminate_backend) in the middle of a
+// settle: the settle's statement is steered to wait (the test holds the webhook's lane,
+// which a settle counts a failure into, sql/28_lanes.sql) and its backend is ended
+// while pg_locks shows it waiting. Nothing of that settle was written; the relay
+// writes the result again on a new connection. Each attempt was sent once and is
+// recorded once: no lease runs out, nothing is sent twice.
+import test from 'ava';
+import { ownConnection } from '../helpers/db.ts';
+import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+
+test('the relay\'s connection ended while its settle waits: the result is written again, each attempt sent and recorded once', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  let answer!: () => void;
+  receiver.route('/hook', { secret: webhook.secret, replies: [{ status: 500, after: new Promise<void>((resolve) => (answer = resolve)) }], otherwise: 200 });
+  const { log, lines } = rememberedLog(2_000);
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-settle-ended' }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await f.contact(company.id);
+  await receiver.waitFor(1, { path: '/hook' });
+
+  const holder = await ownConnection(database.url, t);
+  await holder.query('begin');
+  await holder.query('select 1 from webhooks_private.lanes where webhook_id = $1 for update', [webhook.id]);
+  answer();
+  const [{ pid }] = await waitForRows<{ pid: number }>(database.pool,
+    `select a.pid from pg_stat_activity a join pg_locks l on l.pid = a.pid
+     where a.datname = $1 and a.application_name = 'bpd-webhooks-relay' and not l.granted and a.query ~ 'settle'`,
+    [database.name], (rows) => rows.length > 0, 10_000);
+  await database.pool.query('select pg_terminate_backend($1)', [pid]);
+  await waitForRows(database.pool, 'select 1 from pg_stat_activity where pid = $1', [pid], (rows) => rows.length === 0);
+  await holder.query('rollback');
+
+  const [delivery] = await waitForFinalDeliveries(database.pool, [webhook.id], 1, 20_000);
+  t.like(delivery, { state: 'succeeded', attempts: 2, last_status_code: 200 });
+  const { rows } = await database.pool.query(
+    'select attempt, status_code from webhooks.delivery_attempts where webhook_id = $1 order by attempt', [webhook.id]);
+  t.deepEqual(rows, [{ attempt: 1, status_code: 500 }, { attempt: 2, status_code: 200 }]);
+  const requests = receiver.received('/hook');
+  t.is(requests.length, 2, 'the failure and the retry, each once');
+  t.is(new Set(requests.map((r) => r.headers['webhook-id'])).size, 1);
+  t.true(lines().some((line) => line.includes('settle failed; will try again')), 'the lost settle said so');
+});
