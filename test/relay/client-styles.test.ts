@@ -1,4 +1,4 @@
-// A DBA's date, time, interval and float styles for the database: the relay's sessions
+// A DBA's date, time, interval, float and bytea styles and client encoding for the database: the relay's sessions
 // inherit them (relay/database.ts sets none of them), so whatever the relay reads of
 // times must not depend on them. What a receiver is sent, its signature and its
 // webhook-timestamp, is what a database with the defaults sends.
@@ -8,15 +8,18 @@ import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '..
 const STYLES: Array<[string, string]> = [
   ['timezone', 'Asia/Kolkata'], ['datestyle', 'SQL, DMY'], ['intervalstyle', 'postgres_verbose'],
   ['extra_float_digits', '0'], ['bytea_output', 'escape'],
+  // (node-postgres asks for UTF8 when it connects, which the database's default does not override)
+  ['client_encoding', 'LATIN1'],
 ];
 
-test('a database with other date, time, interval, float and bytea styles: the relay sends the same payload, signed, timestamped by its creation, and settles it', async (t) => {
+test('a database with other date, time, interval, float and bytea styles and another client encoding: the relay sends the same payload, signed, timestamped by its creation, and settles it', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   for (const [name, value] of STYLES) await database.pool.query(`alter database ${database.name} set ${name} = '${value}'`);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook'),
     fields: ['first_name', 'created_at'] });
   receiver.route('/hook', { secret: webhook.secret, replies: [500], otherwise: 204 });
-  const contact = await f.contact(company.id, { created_at: '2026-03-01T12:34:56.789Z' });
+  // (a name LATIN1 cannot spell)
+  const contact = await f.contact(company.id, { first_name: 'Zoë 中文', created_at: '2026-03-01T12:34:56.789Z' });
 
   const { log, lines } = rememberedLog(500);
   const relay = testRelay(database.url, { RELAY_ID: 'relay-styles' }, { log });
@@ -34,6 +37,6 @@ test('a database with other date, time, interval, float and bytea styles: the re
     t.is(request.headers['webhook-timestamp'], history.created);
     t.is(request.body, history.payload);
   }
-  t.deepEqual(JSON.parse(requests[0]!.body).data.contact, { id: Number(contact.id), first_name: 'Ada', created_at: '2026-03-01T12:34:56.789+00:00' });
+  t.deepEqual(JSON.parse(requests[0]!.body).data.contact, { id: Number(contact.id), first_name: 'Zoë 中文', created_at: '2026-03-01T12:34:56.789+00:00' });
   t.deepEqual(lines().filter((line) => /"level":(40|50)/.test(line) && !line.includes('"status":500')), []);
 });
