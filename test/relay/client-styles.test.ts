@@ -1,6 +1,7 @@
-// A DBA's date, time, interval, float and bytea styles and client encoding for the database: the relay's sessions
-// inherit them (relay/database.ts sets none of them), so whatever the relay reads of
-// times must not depend on them. What a receiver is sent, its signature and its
+// A DBA's date, time, interval, float and bytea styles for the database: the relay's
+// sessions inherit them (relay/database.ts sets none of them), so whatever the relay
+// reads of times must not depend on them; and its client encoding, which they do not
+// (node-postgres asks for UTF8). What a receiver is sent, its signature and its
 // webhook-timestamp, is what a database with the defaults sends.
 import test from 'ava';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
