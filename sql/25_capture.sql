@@ -784,6 +784,31 @@ begin
 end;
 $$;
 
+-- private: a CRM row as a payload carries it. to_jsonb writes a timestamptz in the
+-- session's TimeZone, an interval in its IntervalStyle and a float8 with its
+-- extra_float_digits, and capture runs in the writer's session: a CRM whose driver set
+-- TimeZone = 'Asia/Kolkata' sent "2026-03-01T18:04:56.789+05:30" where every other
+-- writer sent "2026-03-01T12:34:56.789+00:00", and a float8 or interval column the
+-- CRM added changed its text too (0.3 for 0.30000000000000004, "@ 1 day 2 hours …"):
+-- other bytes and another signature for the same contact (until 2026-12-07;
+-- test/sql/capture-session-settings.test.ts). So the row is turned into JSON with the
+-- values a default session has. DateStyle needs nothing: to_jsonb writes dates and
+-- times in ISO 8601 whatever it is. Called once a change is wanted, never on the path
+-- of a change no webhook wants: each SET clause is set and restored at every call
+-- (about 2.5 µs for the three, in a loop of 200,000 calls), where the triggers with
+-- them paid it on every write of the CRM. (A condition reads the writer's to_jsonb:
+-- only a float8 column's last digits can differ, and a condition names its value.)
+create or replace function webhooks_private.json_as_sent(p_row anyelement)
+returns jsonb
+language sql
+stable
+set timezone = 'UTC'
+set intervalstyle = 'postgres'
+set extra_float_digits = 1
+as $$
+  select pg_catalog.to_jsonb(p_row);
+$$;
+
 ------------------------------------------------------------------------------------
 -- crm.contacts
 
@@ -806,7 +831,7 @@ begin
                     or webhooks_private.condition_holds(s.conditions, (select webhooks_private.condition_subject(to_jsonb(new))),
                                                         null, null))) then
     v_webhooks := webhooks_private.capture('contact.created', v_source,
-      to_jsonb(new), null, null, '{}', p_only_company => new.company_id);
+      webhooks_private.json_as_sent(new), null, null, '{}', p_only_company => new.company_id);
   end if;
   return null;
 end;
@@ -897,12 +922,12 @@ begin
     v_moved := webhooks_private.contact_id_changed(old.id, new.id, new.company_id,
       case when old.company_id <> new.company_id then old.company_id end);
   end if;
-  v_contact := to_jsonb(new);
+  v_contact := webhooks_private.json_as_sent(new);
   if webhooks_private.contact_columns_known(v_contact) then
     v_changed := webhooks_private.contact_changes(old, new);
     v_old_custom := webhooks_private.contact_custom(old);
   else
-    v_old := to_jsonb(old);
+    v_old := webhooks_private.json_as_sent(old);
     v_changed := webhooks_private.contact_changes_json(v_old, v_contact);
     v_old_custom := coalesce(v_old -> 'custom', '{}');
   end if;
@@ -944,7 +969,7 @@ begin
   if webhooks_private.contact_wanted('contact.deleted', old.id, old.company_id) then
     v_webhooks := webhooks_private.capture('contact.deleted',
       coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown'),
-      to_jsonb(old), null, null, '{}');
+      webhooks_private.json_as_sent(old), null, null, '{}');
   end if;
   return null;
 end;
@@ -1019,7 +1044,7 @@ begin
   if not found then
     return 0;
   end if;
-  return webhooks_private.capture(p_action, webhooks_private.current_source(), to_jsonb(v_contact), null, null,
+  return webhooks_private.capture(p_action, webhooks_private.current_source(), webhooks_private.json_as_sent(v_contact), null, null,
     jsonb_build_object('status', jsonb_build_object('id', v_status.id, 'name', to_jsonb(v_status) -> 'name')),
     p_status_id => v_status.id);
 end;
@@ -1195,7 +1220,7 @@ begin
     with made as materialized (
       select i.contact_id, i.user_id from unnest(p_contact_ids, p_user_ids) as i(contact_id, user_id)
     )
-    select to_jsonb(c) as contact, c.id as contact_id,
+    select webhooks_private.json_as_sent(c) as contact, c.id as contact_id,
            u.company_id as user_company_id,
            jsonb_build_object('id', u.id, 'name', to_jsonb(u) -> 'name', 'email', to_jsonb(u) -> 'email',
                               'company_id', u.company_id) as user_json,

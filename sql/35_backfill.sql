@@ -120,7 +120,7 @@ language plpgsql
 volatile
 as $$
 declare
-  v_json constant jsonb := to_jsonb(p_contact);
+  v_json constant jsonb := webhooks_private.json_as_sent(p_contact);
 begin
   if not webhooks_private.backfill_wants(p_webhook.conditions, v_json) then
     return false;
@@ -384,13 +384,15 @@ $$;
 
 -- private: what tells a contact from one inserted later with the same id, for the
 -- notes of ids changed across a walk (backfill_renumbered): its created_at, as the
--- row shows it (null where the CRM's contacts have no such column: then the id alone)
+-- row shows it (null where the CRM's contacts have no such column: then the id alone),
+-- in UTC whoever asks (json_as_sent): a change of id noted by a writer in another time
+-- zone than the relay's backfill step is the same mark
 create or replace function webhooks_private.contact_created_mark(p_contact crm.contacts)
 returns text
 language sql
-immutable
+stable
 as $$
-  select to_jsonb(p_contact) ->> 'created_at';
+  select webhooks_private.json_as_sent(p_contact) ->> 'created_at';
 $$;
 
 -- private: one batch of one backfill, its row locked by the caller. Returns the

@@ -84,39 +84,6 @@ begin
 end;
 $$;
 
--- Payloads are built in the writer's session, and to_jsonb writes a timestamptz in the
--- session's TimeZone, an interval in its IntervalStyle and a float8 with its
--- extra_float_digits: a CRM whose driver set TimeZone = 'Asia/Kolkata' sent
--- "2026-03-01T18:04:56.789+05:30" where every other writer sent
--- "2026-03-01T12:34:56.789+00:00", and a float8 or interval column the CRM added
--- changed its text too (0.3 for 0.30000000000000004, "@ 1 day 2 hours ..."): other bytes
--- and another signature for the same contact, and created_at marks that no longer match
--- (contact_created_mark). So every function that turns CRM rows into JSON runs with
--- the values a default session has: the triggers on the CRM's tables, and the backfill's
--- step (the relay's session, whose database may set its own). DateStyle needs nothing:
--- to_jsonb writes dates and times in ISO 8601 whatever it is
--- (test/sql/capture-session-settings.test.ts). What it costs: three settings more at
--- each call of these triggers, matched or not (0 to 2.5 µs a call, measured on a loaded
--- machine in a loop of 200,000 calls of an empty function with and without them).
-do $$
-declare
-  v_function regprocedure;
-begin
-  for v_function in
-    select distinct t.tgfoid::regprocedure
-    from pg_trigger t
-    join pg_class c on c.oid = t.tgrelid
-    join pg_proc p on p.oid = t.tgfoid
-    where c.relnamespace = 'crm'::regnamespace
-      and p.pronamespace = 'webhooks_private'::regnamespace
-    union
-    select 'webhooks_relay.backfill_step(integer, bigint)'::regprocedure
-  loop
-    execute format($f$alter function %s set timezone = 'UTC' set intervalstyle = 'postgres' set extra_float_digits = 1$f$, v_function);
-  end loop;
-end;
-$$;
-
 ------------------------------------------------------------------------------------
 -- Grants: least privilege. Reading is the viewer's; the admin adds exactly the
 -- writes the API functions make. Sequences need nothing (identity columns).

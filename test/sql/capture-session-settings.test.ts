@@ -80,3 +80,40 @@ test('a backfill stepped from a session in another time zone and styles sends th
   t.is(rows.length, 1);
   t.is(rows[0].text, expected.replace('"type": "contact.created"', '"type": "contact.snapshot"').replace('"source": "unknown"', `"source": ${JSON.stringify(rows[0].source)}`));
 });
+
+test('every action a CRM session writes (updated, saved, status, assignments, deleted) is sent the bytes a default session sends', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const user = await f.user(company.id, 'Grace Hopper');
+  const status = await f.status(company.id, 'Warm');
+  const fields = ['first_name', 'created_at', 'score', 'follow_up'];
+  const webhook = await f.webhook({ companyId: company.id, fields,
+    actions: ['contact.updated', 'contact.saved', 'contact.status_added', 'contact.user_assigned',
+      'contact.first_company_user_assigned', 'contact.deleted'] });
+
+  /** One contact put through every action from this session; its payloads in order, ids and times taken out. */
+  async function actions(client: { query: (sql: string, params?: unknown[]) => Promise<{ rows: { text: string }[] }> }) {
+    const contact = await factories(client as never).contact(company.id, CONTACT);
+    await client.query("update crm.contacts set first_name = 'Ada B.' where id = $1", [contact.id]);
+    await client.query('begin');
+    await client.query("set local webhooks.source = 'platform'");
+    await client.query('update crm.contacts set first_name = first_name where id = $1', [contact.id]);
+    await client.query('commit');
+    await client.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+    await client.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+    await client.query('delete from crm.contacts where id = $1', [contact.id]);
+    const { rows } = await client.query(
+      `select ((h.payload #- '{data,contact,id}') - 'timestamp')::text as text
+         from webhooks.delivery_history h where h.webhook_id = $1 and h.contact_id = $2 order by h.id`, [webhook.id, contact.id]);
+    return rows.map((r) => r.text);
+  }
+
+  const plain = await ownConnection(db().url, t);
+  const crm = await ownConnection(db().url, t);
+  for (const setting of CRM_SESSION) await crm.query(setting);
+  const expected = await actions(plain as never);
+  t.deepEqual(expected.map((text) => JSON.parse(text).type),
+    ['contact.updated', 'contact.saved', 'contact.status_added', 'contact.first_company_user_assigned', 'contact.user_assigned', 'contact.deleted']);
+  for (const text of expected) t.true(text.includes('"created_at": "2026-03-01T12:34:56.789+00:00"'), text);
+  t.deepEqual(await actions(crm as never), expected);
+});
