@@ -30,10 +30,11 @@ export const SIGNING_KEYS_MAX = 10_000;
 const keys = new Map<string, KeyObject>();
 let derived = 0;
 function keyObject(secret: string): KeyObject {
-  return leastRecentlyUsed(keys, secret, SIGNING_KEYS_MAX, () => {
-    derived++;
-    return createSecretKey(secretKey(secret));
-  });
+  return leastRecentlyUsed(keys, secret, SIGNING_KEYS_MAX, derive);
+}
+function derive(secret: string): KeyObject {
+  derived++;
+  return createSecretKey(secretKey(secret));
 }
 
 /** How many signing keys this process has derived from secrets (each a miss of the cache). */

@@ -18,6 +18,7 @@ import {
 } from '../../relay/destinations.ts';
 import { receiverResolver } from '../../relay/dns.ts';
 import { numberArray, timeArray } from '../../relay/queries.ts';
+import { leastRecentlyUsed } from '../../relay/lru.ts';
 import { relaySettings } from '../../relay/settings.ts';
 import { sign, signatureHeaders, SIGNING_KEYS_MAX, signingKeysDerived } from '../../relay/sign.ts';
 
@@ -225,6 +226,22 @@ test('the verdicts kept on receiver hosts (DESTINATION_VERDICTS_MAX): one more h
   t.is(ask(DESTINATION_VERDICTS_MAX + 1, DESTINATION_VERDICTS_MAX + 2), 1);
   t.is(ask(1, 2), 0, 'kept: it was asked more recently than the one forgotten');
   t.is(allow.hostVerdicts.size, DESTINATION_VERDICTS_MAX);
+});
+
+test('a bounded cache: a key used again, the last used or another, is kept over those used before it', (t) => {
+  const cache = new Map<string, string>();
+  const made: string[] = [];
+  const use = (...keys: string[]) => {
+    for (const key of keys) leastRecentlyUsed(cache, key, 2, (k) => (made.push(k), k.toUpperCase()));
+  };
+  use('a', 'b', 'a', 'a', 'c');
+  t.deepEqual([...cache.keys()], ['a', 'c'], 'b, used least recently, forgotten');
+  use('a', 'c', 'a', 'b');
+  t.deepEqual([...cache.keys()], ['a', 'b'], 'c forgotten: a was used after it, last and again');
+  use('b', 'b', 'a', 'd');
+  t.deepEqual([...cache.keys()], ['a', 'd'], 'b forgotten: a was used after it');
+  t.deepEqual(made, ['a', 'b', 'c', 'b', 'd'], 'each made once a miss');
+  t.is(leastRecentlyUsed(cache, 'd', 2, () => 'not made'), 'D');
 });
 
 test('Retry-After: seconds or an HTTP date; anything else is ignored', (t) => {
