@@ -79,7 +79,7 @@ async function child(): Promise<void> {
     } else if (ask.type === 'measure') {
       if (options.cpu) {
         await session.post('Profiler.enable');
-        await session.post('Profiler.setSamplingInterval', { interval: 100 });
+        await session.post('Profiler.setSamplingInterval', { interval: 1000 });
         await session.post('Profiler.start');
       } else {
         await session.post('HeapProfiler.startSampling', {

@@ -80,3 +80,26 @@ test('a result whose lease ran out is warned of when the log level is warn (sett
     [40, results[0].job.deliveryId, 'not settled: its lease had run out (another relay owns the delivery, and the attempt is recorded), or a transaction outside the engine holds it (its lease will run out)'],
   ]);
 });
+
+test('at level info each attempt settled is a line with its fields, and one whose lease ran out a warning with them', async (t) => {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info', base: null, timestamp: false }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const { database, results, settler } = await setup(t, 3, 100, log);
+  await database.pool.query(
+    `update webhooks.deliveries set locked_by = 'relay-other', locked_until = now() + interval '1 minute' where id = $1`,
+    [results[0].job.deliveryId]);
+  results[2]!.outcome = { kind: 'response', status: 503, bodyExcerpt: 'busy', retryAfterSeconds: null, note: null };
+  for (const result of results) settler.add(result);
+  t.true(await settler.drain(5_000));
+  const fields = (i: number) => {
+    const { job } = results[i]!;
+    return { delivery: job.deliveryId, message: job.messageId, webhook: job.webhookId, attempt: 1, error: null, durationMs: 3 };
+  };
+  const retry = lines.find((line) => line.delivery === results[2]!.job.deliveryId)!;
+  t.deepEqual(lines, [
+    { level: 40, ...fields(0), status: 204, state: 'lease lost', msg: 'not settled: its lease had run out (another relay owns the delivery, and the attempt is recorded), or a transaction outside the engine holds it (its lease will run out)' },
+    { level: 30, ...fields(1), status: 204, state: 'succeeded', msg: 'settled' },
+    { level: 30, ...fields(2), status: 503, state: 'pending', nextAttemptAt: retry.nextAttemptAt, msg: 'settled' },
+  ]);
+  t.true(Date.parse(String(retry.nextAttemptAt)) > Date.now(), 'a retry says when');
+});
