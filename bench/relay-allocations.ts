@@ -57,8 +57,8 @@ async function child(): Promise<void> {
   const { relaySettings } = await import('../relay/settings.ts');
   const relay = new Relay(relaySettings());
   await relay.start();
-  const session = new Session();
-  session.connect();
+  const inspector = new Session();
+  inspector.connect();
   let gc: GCProfiler | null = null;
   let usedAtStart = 0;
   let cpuAtStart = process.cpuUsage();
@@ -78,11 +78,11 @@ async function child(): Promise<void> {
       send({ type: 'drained' });
     } else if (ask.type === 'measure') {
       if (options.cpu) {
-        await session.post('Profiler.enable');
-        await session.post('Profiler.setSamplingInterval', { interval: 1000 });
-        await session.post('Profiler.start');
+        await inspector.post('Profiler.enable');
+        await inspector.post('Profiler.setSamplingInterval', { interval: 1000 });
+        await inspector.post('Profiler.start');
       } else {
-        await session.post('HeapProfiler.startSampling', {
+        await inspector.post('HeapProfiler.startSampling', {
           samplingInterval: 512,
           includeObjectsCollectedByMajorGC: true,
           includeObjectsCollectedByMinorGC: true,
@@ -100,10 +100,10 @@ async function child(): Promise<void> {
       const gcs = gc!.stop()!;
       const lines = heapLines(gcs, usedAtStart, usedAtEnd, ask.deliveries, cpu);
       if (options.cpu) {
-        const { profile } = await session.post('Profiler.stop');
+        const { profile } = await inspector.post('Profiler.stop');
         lines.push(...cpuLines(profile as CpuProfile, ask.deliveries));
       } else {
-        const { profile } = await session.post('HeapProfiler.stopSampling');
+        const { profile } = await inspector.post('HeapProfiler.stopSampling');
         lines.push(...allocationLines(profile, ask.deliveries));
       }
       send({ type: 'report', lines });
