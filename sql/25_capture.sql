@@ -183,10 +183,10 @@ end;
 $$;
 
 -- private: how long a new delivery waits before its first attempt. Live changes go
--- at once; a backfill's snapshots wait webhooks.backfill_defer (35_backfill.sql), so
--- that the claim, which takes the earliest due first, serves live deliveries written
--- meanwhile before them; an update or save to a webhook with a coalesce_window waits
--- that window, for further changes to merge into it (enqueue below).
+-- at once; a backfill's snapshots wait webhooks.backfill_defer (0 by default: the
+-- pacing, 35_backfill.sql, keeps few of them ahead of a live change); an update or
+-- save to a webhook with a coalesce_window waits that window, for further changes to
+-- merge into it (enqueue below).
 drop function if exists webhooks_private.first_attempt_delay(webhooks.action);
 create or replace function webhooks_private.first_attempt_delay(p_action webhooks.action, p_coalesce_window interval)
 returns interval

@@ -15,13 +15,13 @@
 --   webhooks_relay.backfill_step()          one batch of each running backfill
 --
 -- Paced so that live deliveries keep their latency:
--- * a step writes one batch (webhooks.backfill_batch contacts) of a backfill, and only
---   while fewer than webhooks.backfill_outstanding of its snapshots are still
---   unfinished (pending or in flight): the outbox never holds more than that many of
---   them, so live deliveries never queue behind a whole company;
--- * a snapshot is first due webhooks.backfill_defer after it is written
---   (webhooks_private.first_attempt_delay, 25_capture.sql): the claim takes the
---   earliest due first, so live deliveries written meanwhile go before it;
+-- * a step writes at most one batch (webhooks.backfill_batch contacts) of a backfill,
+--   and no more snapshots than leave backfill_outstanding_of() of them unfinished
+--   (pending or in flight): webhooks.backfill_outstanding, and no more than four
+--   times the webhook's max_in_flight. The claim takes a webhook's earliest due first,
+--   so a live change waits behind those alone, never behind a whole company;
+-- * a snapshot is first due webhooks.backfill_defer after it is written (0 by
+--   default: at once; webhooks_private.first_attempt_delay, 25_capture.sql);
 -- * a receiver that fails holds its backfill back: failed snapshots waiting for their
 --   retry still count as unfinished.
 -- Resumable: the walk goes through the company's contacts in id order, and the last
@@ -55,6 +55,32 @@ language sql
 stable
 as $$
   select webhooks_private.integer_setting('webhooks.backfill_outstanding');
+$$;
+
+-- private: how many claims' worth of a webhook's snapshots its backfill keeps
+-- unfinished at most (backfill_outstanding_of)
+create or replace function webhooks_private.backfill_claims_ahead()
+returns integer
+language sql
+immutable
+as $$
+  select 4;
+$$;
+
+-- private: the most snapshots a backfill of this webhook keeps unfinished (pending or
+-- in flight): webhooks.backfill_outstanding, and no more than backfill_claims_ahead()
+-- times the requests the webhook takes at once (max_in_flight, 28_lanes.sql). The
+-- claim takes a webhook's earliest due first, and a snapshot is due before a live
+-- change made after it: a live change waits behind at most these. With
+-- backfill_outstanding alone, 1,000 of them were due ahead of it, about 3 s at a
+-- receiver of 100 ms and 32 requests at once (test/relay/backfill.test.ts); now 128.
+create or replace function webhooks_private.backfill_outstanding_of(p_webhook webhooks.webhooks)
+returns integer
+language sql
+stable
+as $$
+  select least(webhooks_private.backfill_outstanding(),
+               webhooks_private.backfill_claims_ahead() * webhooks_private.max_in_flight(p_webhook.max_in_flight));
 $$;
 
 -- private: how long one backfill's batch, and the count of its total, may spend on
@@ -404,7 +430,8 @@ volatile
 as $$
 declare
   v_webhook webhooks.webhooks;
-  v_batch constant integer := webhooks_private.backfill_batch();
+  v_batch integer := webhooks_private.backfill_batch();
+  v_outstanding integer;
   v_room integer;
   v_timestamp constant text := to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
   v_contact crm.contacts;
@@ -431,10 +458,14 @@ begin
   v_omit := webhooks_private.payload_omit(v_webhook.fields);   -- 10_config.sql
 
   -- yield: wait while enough of its snapshots are still on their way
-  v_room := webhooks_private.backfill_outstanding() - webhooks.backfills_unfinished(p_backfill);
-  if v_room < least(v_batch, webhooks_private.backfill_outstanding()) then
+  -- (backfill_outstanding_of), until a claim's worth of them has gone; then write as
+  -- many as that leaves room for, a batch at most
+  v_outstanding := webhooks_private.backfill_outstanding_of(v_webhook);
+  v_room := v_outstanding - webhooks.backfills_unfinished(p_backfill);
+  if v_room < least(v_batch, webhooks_private.max_in_flight(v_webhook.max_in_flight), v_outstanding) then
     return null;
   end if;
+  v_batch := least(v_batch, v_room);
 
   if p_backfill.total is null then
     update webhooks.backfills b set total = webhooks_private.backfill_total(v_webhook)

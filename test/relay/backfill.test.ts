@@ -242,3 +242,49 @@ test('disabled during a backfill, then enabled: every contact arrives once, no s
   const { rows: contacts } = await pool.query('select id from crm.contacts where company_id = $1 order by id', [company.id]);
   t.deepEqual([...contactOf.values()].sort((a, b) => a - b), contacts.map((c) => Number(c.id)), 'every contact once');
 });
+
+// docs/backfill.md: "live changes keep flowing". A snapshot came due
+// webhooks.backfill_defer after it was written, and the claim takes a webhook's
+// earliest due first: a live change made once they were due waited behind every
+// snapshot the backfill had written (up to webhooks.backfill_outstanding, 1,000), about
+// 3 s at a receiver of 100 ms and 32 requests at once. A backfill now keeps no more
+// of its snapshots unfinished than four times the webhook's max_in_flight.
+test('a live change made while snapshots are due goes after at most four times max_in_flight of them, not the whole backfill', async (t) => {
+  t.timeout(120_000);
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  await pool.query(`alter database ${database.name} set webhooks.backfill_defer = '0 seconds'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['first_name', 'city'], url: receiver.url('/sync') });
+  const maxInFlight = 4;
+  await pool.query('update webhooks.webhooks set max_in_flight = $2 where id = $1', [hook.id, maxInFlight]);
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  // the receiver holds its answers until the live change is written
+  receiver.route('/sync', { secret: hook.secret, otherwise: { status: 200, after: held } });
+  await manyContacts(pool, company.id, 3000);
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  // its backfiller steps once, at its start; the test steps the backfill further
+  const child = spawnRelay(database.url, { RELAY_BACKFILL_INTERVAL_MS: '3600000' });
+  t.teardown(() => stopChild(child, 'SIGKILL'));
+  await receiver.waitFor(maxInFlight, { path: '/sync', timeoutMs: 60_000 });
+  // every batch the pacing allows now, written and due
+  const stepper = await pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query(`set webhooks.backfill_defer = '0 seconds'`);
+  while ((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [backfillId])).rows[0].n > 0);
+  const { rows: [{ unfinished }] } = await pool.query(
+    'select webhooks.backfills_unfinished(b)::int as unfinished from webhooks.backfills b where b.id = $1', [backfillId]);
+
+  const { rows: [moved] } = await pool.query(
+    `update crm.contacts set city = 'Moved' where id = (select max(id) from crm.contacts where company_id = $1) returning id`,
+    [company.id]);
+  release();
+  await waitForRows(pool, `select 1 from webhooks.deliveries where webhook_id = $1 and action = 'contact.updated' and state = 'succeeded'`,
+    [hook.id], (rows) => rows.length === 1, 60_000);
+  const requests = receiver.received('/sync').map((r) => JSON.parse(r.body));
+  const live = requests.findIndex((body) => body.type === 'contact.updated');
+  t.is(requests[live].data.contact.id, Number(moved.id));
+  t.log(`unfinished snapshots when the live change was written: ${unfinished}; sent before it: ${live}`);
+  t.true(unfinished <= 4 * maxInFlight, `${unfinished} snapshots unfinished`);
+  t.true(live <= 4 * maxInFlight, `${live} snapshots sent before the live change`);
+});

@@ -243,7 +243,7 @@ test('paced: a batch at a time, the next only once enough of its snapshots are s
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
-  await client.query("set webhooks.backfill_batch = '10'; set webhooks.backfill_outstanding = '15'");
+  await client.query("set webhooks.backfill_batch = '10'; set webhooks.backfill_outstanding = '15'; set webhooks.backfill_defer = '1 second'");
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
   const stepHere = async () => (await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
 
@@ -261,6 +261,40 @@ test('paced: a batch at a time, the next only once enough of its snapshots are s
   await sendAll(hook.id);
   t.is(await stepHere(), 5);
   t.like(await backfillRow(id), { state: 'done', queued: '25', total: '25' });
+});
+
+// A live change is due after the snapshots written before it, and the claim takes the
+// earliest due first: it goes behind the backfill's unfinished snapshots. So a backfill
+// keeps no more of them than backfill_claims_ahead() (4) times the webhook's
+// max_in_flight, topped up a claim's worth (max_in_flight) at a time, each due at once
+// by default (webhooks.backfill_defer, 0).
+test('paced by the webhook: no more than four times its max_in_flight unfinished, topped up once a claim\'s worth is sent; due at once', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 30; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  await db().pool.query('update webhooks.webhooks set max_in_flight = 3 where id = $1', [hook.id]);
+  const client = await db().pool.connect();
+  t.teardown(() => client.release(true));
+  const id = (await client.query('select webhooks.backfill($1) as id', [hook.id])).rows[0].id;
+  const stepHere = async () => (await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
+  const send = (n: number) => db().pool.query(
+    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+     where id in (select id from webhooks.deliveries where webhook_id = $1 and state = 'pending' order by id limit $2)`, [hook.id, n]);
+
+  t.is(await stepHere(), 12, 'four times max_in_flight, of a batch of 500');
+  const { rows: due } = await db().pool.query(
+    `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and next_attempt_at <= created_at`, [hook.id]);
+  t.is(due[0].n, 12, 'due when written');
+  await send(2);
+  t.is(await stepHere(), 0, 'two sent: less than a claim\'s worth of room');
+  await send(1);
+  t.is(await stepHere(), 3, 'a claim\'s worth sent: as many written');
+  await send(15);
+  t.is(await stepHere(), 12);
+  await send(15);
+  t.is(await stepHere(), 3);
+  t.like(await backfillRow(id), { state: 'done', queued: '30', total: '30' });
 });
 
 test('resumes where the last committed batch stopped: a step that rolls back leaves nothing, the next writes each contact once', async (t) => {
