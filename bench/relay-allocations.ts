@@ -146,7 +146,7 @@ interface HeapNode {
   children: HeapNode[];
 }
 
-/** Where a frame's code lives, shortly: relay/x.ts, a package, or node's internals. */
+/** Where a frame's code lives, shortly: a file under relay/, a package, or node's internals. */
 function area(url: string): string {
   if (!url) return '(native or V8)';
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);

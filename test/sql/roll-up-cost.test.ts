@@ -144,6 +144,10 @@ async function rollUpReads(client: pg.PoolClient, table?: string,
 
 /** `count` webhooks (each of a company of its own), each with one delivery that succeeded `hoursAgo` hours ago. */
 async function webhooksWithADelivery(count: number, hoursAgo: number): Promise<string[]> {
+  // (hours ago may be yesterday, whose partitions a database migrated today lacks: in
+  // the first hours of a UTC day every insert below failed, "no partition … found")
+  await db().pool.query('select webhooks_private.ensure_day(webhooks_private.utc_day($1::timestamptz - make_interval(hours => $2::int)))',
+    [clock, hoursAgo]);
   const { rows } = await db().pool.query(
     `with c as (
        insert into crm.companies (name) select 'Company ' || gen_random_uuid() from generate_series(1, $1::int)
