@@ -15,9 +15,9 @@
 // counts.
 import test from 'ava';
 import { webhooksInBulk } from '../helpers/factories.ts';
+import { claimsTaking } from '../helpers/healthy-company.ts';
 import { relayScene, testRelay } from '../helpers/relay.ts';
 import type { Reply } from '../helpers/receiver.ts';
-import type { DeliveryJob } from '../../relay/queries.ts';
 
 const HOSTILE_WEBHOOKS = 2_000;
 const BACKLOG_EACH = 5; // × 2,000 webhooks: 10,000 deliveries waiting
@@ -52,6 +52,8 @@ for (const [receiverKind, reply, batch] of scenes) {
     // once in eight)
     const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '1000', RELAY_BATCH_SIZE: batch });
     t.teardown(() => relay.stop());
+    // the discoveries and claims up to each claim that took a healthy delivery
+    const taken = claimsTaking(relay, webhook.id);
     await relay.start();
 
     // the hostile company's backlog, every webhook's, all due at once
@@ -62,20 +64,6 @@ for (const [receiverKind, reply, batch] of scenes) {
     await receiver.waitFor(HOSTILE_WEBHOOKS / 4, { path: '/hostile', timeoutMs: 60_000 });
 
     const discoveries = () => relay.stats.claims - relay.stats.refills;
-    // the discoveries and claims up to the claim that took each healthy delivery: its
-    // answer is handed to the relay's holdings, and the claim counted (a discovery or a
-    // refill) in the same turn, so read after it. Counted up to its arrival instead, a
-    // loaded machine's slow send let more discoveries in (3 and 4 in a run of the whole
-    // suite).
-    const taken: Array<{ discoveries: number; claims: number }> = [];
-    const holdings = (relay as unknown as { holdings: { claimed(jobs: readonly DeliveryJob[]): void } }).holdings;
-    const claimed = holdings.claimed.bind(holdings);
-    holdings.claimed = (jobs) => {
-      claimed(jobs);
-      if (jobs.some((job) => job.webhookId === webhook.id)) {
-        queueMicrotask(() => taken.push({ discoveries: discoveries(), claims: relay.stats.claims }));
-      }
-    };
     const latencies: number[] = [];
     const passedOver: number[] = [];
     const claimsBetween: number[] = [];
