@@ -282,12 +282,14 @@ as $$
   select
     greatest(coalesce((select min(m.last_day) from made m), webhooks_private.utc_day(now()))
              - webhooks_private.utc_day(now()), 0),
-    -- (the engine's own: a DBA's partition, named as a day but bounded otherwise, is
-    -- never dropped, and counted here it kept the gauge up for good; maintenance
-    -- names it instead)
+    -- (by their names alone: a DBA's partition named as a day but bounded otherwise,
+    -- which the retention never drops, is counted until the DBA drops it, and each run
+    -- of maintenance names it. Telling it by its bounds deparses them, which opens the
+    -- partitioned table: a DBA's lock of delivery_history then held every scrape of
+    -- /metrics, test/api/company-share.test.ts)
     (select count(distinct p.last_day)::integer
      from webhooks_private.outbox_partitions() p
-     where p.last_day < webhooks_private.first_kept_day() and p.as_named),
+     where p.last_day < webhooks_private.first_kept_day()),
     (select count(*) from webhooks_private.webhooks_to_purge),
     greatest(webhooks_private.countable_before()
              - coalesce(webhooks_private.all_counted_before(),

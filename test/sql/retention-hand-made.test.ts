@@ -170,7 +170,7 @@ test.serial('a partition a DBA made over a day ahead is named by maintenance, an
     [`webhooks_partitions.delivery_history_from_${compact(utcDay(15))}`, `webhooks_partitions.delivery_history_p${compact(utcDay(14))}`]);
 });
 
-test.serial('a partition named as a day but bounded wider is not counted as a day past the retention', async (t) => {
+test.serial('a partition named as a day but bounded wider is named by maintenance as the DBA\'s to drop, and counted past the retention until then', async (t) => {
   const pastRetention = async () =>
     (await db().pool.query('select days_past_retention as past from webhooks_ops.upkeep()')).rows[0].past as number;
   // (days an earlier test's DBA left whole stay counted: what this one adds is asked)
@@ -182,7 +182,9 @@ test.serial('a partition named as a day but bounded wider is not counted as a da
   t.teardown(() => db().pool.query(`drop table if exists webhooks_partitions.${name}`));
   const said: string[] = [];
   await maintain(db().url, (line) => said.push(line));
-  t.is(await pastRetention(), before);
+  // (the gauge goes by names: telling the DBA's by its bounds would open the partitioned
+  // table, and wait behind any lock of it)
+  t.is(await pastRetention(), before + 1);
   t.true(said.some((line) => line.includes(`webhooks_partitions.${name}`) && /not the engine's/.test(line)), said.join('\n'));
 });
 
