@@ -41,7 +41,7 @@
 -- answered whole, made each admin's page that lists or names that user load 10 MB
 -- (test/api/choices.test.ts). The one home of that cut: the whole lists, the searches,
 -- the names of some ids, the report's names, the company's name and a delivery's
--- contact. (The indexes of migration 0051 key the same 200 characters, lowered.)
+-- contact; and of the actors kept unbounded, disabledBy and an audit row's actor. (The indexes of migration 0051 key the same 200 characters, lowered.)
 create or replace function webhooks_private.crm_text_shown(p_text text)
 returns text
 language sql
@@ -49,6 +49,29 @@ immutable
 parallel safe
 as $$
   select left(p_text, 200);
+$$;
+
+-- public: who disabled a webhook and who made a change, as the API answers them (GraphQL's
+-- disabledBy and actor; sql/70_graphql.sql hides the columns): cut as a CRM name is. A
+-- token's subject is bounded when it is read (api/auth.ts), but one written before that
+-- bound, or a DBA's session's (jwt.claims.sub, the role), has none: an actor of 10 MB
+-- made each page of its company's audit log load 10 MB (test/api/audit.test.ts).
+create or replace function webhooks.webhooks_disabled_by(w webhooks.webhooks)
+returns text
+language sql
+stable
+parallel safe
+as $$
+  select webhooks_private.crm_text_shown(w.disabled_by);
+$$;
+
+create or replace function webhooks.audit_log_actor(a webhooks.audit_log)
+returns text
+language sql
+stable
+parallel safe
+as $$
+  select webhooks_private.crm_text_shown(a.actor);
 $$;
 
 -- (views over the CRM's users and statuses for the walk below, until 2026-12-06: the
@@ -704,7 +727,7 @@ as $$
          w.status_id, webhooks_private.company_status_name(w.status_id),
          w.user_id, webhooks_private.company_user_name(w.user_id),
          w.created_at,
-         w.enabled, w.disabled_at, w.disabled_by, w.disabled_reason, w.deleted_filter_target,
+         w.enabled, w.disabled_at, webhooks_private.crm_text_shown(w.disabled_by), w.disabled_reason, w.deleted_filter_target,
          w.ignore_sources, w.watch_fields, w.conditions,
          w.max_in_flight, w.rate_limit,
          c.fired, c.succeeded, c.failed, c.fired - c.succeeded - c.failed,

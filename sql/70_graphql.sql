@@ -20,7 +20,10 @@ comment on column webhooks.webhooks.ignore_sources is 'Sources (webhooks.source)
 comment on column webhooks.webhooks.watch_fields is 'Contact fields watched: if any, contact.updated and contact.saved fire only when one of them changed. Empty: any change.';
 comment on column webhooks.webhooks.conditions is 'A condition the contact must meet, e.g. {"field": "state", "op": "in", "value": ["VA", "MD"]}; null: always. Grammar in docs/filters.md.';
 comment on column webhooks.webhooks.enabled is 'False: disabled ("Webhook Status: Disabled"); nothing new is queued.';
-comment on column webhooks.webhooks.disabled_by is 'Who disabled it (the token subject), or the relay: when the receiver answered 410, or when every attempt had failed for webhooks.auto_disable_after.';
+-- disabled_by and actor are answered by webhooks_disabled_by and audit_log_actor
+-- (55_report.sql), their first 200 characters
+comment on column webhooks.webhooks.disabled_by is '@behavior -*';
+comment on function webhooks.webhooks_disabled_by(webhooks.webhooks) is 'Who disabled it (the token subject, its first 200 characters), or the relay: when the receiver answered 410, or when every attempt had failed for webhooks.auto_disable_after.';
 comment on column webhooks.webhooks.secret_rotated_at is 'When the signing secret was last rotated.';
 comment on column webhooks.webhooks.max_in_flight is 'At most this many requests to this webhook at once, all relays together (null: the default, 32 unless the database says otherwise).';
 comment on column webhooks.webhooks.rate_limit is 'At most this many requests to this webhook per second, all relays together (null: no pacing).';
@@ -129,7 +132,8 @@ comment on function webhooks.retry_schedule(integer) is
 comment on table webhooks.audit_log is $$
 @behavior -insert -update -delete
 One change to a webhook: who (the token subject, the database role, or "relay"), what, when.$$;
-comment on column webhooks.audit_log.actor is 'Who made the change: the token subject, the database role, or "relay" for the relay''s own changes.';
+comment on column webhooks.audit_log.actor is '@behavior -*';
+comment on function webhooks.audit_log_actor(webhooks.audit_log) is 'Who made the change: the token subject or the database role (its first 200 characters), or "relay" for the relay''s own changes.';
 comment on column webhooks.audit_log.action is 'webhook.created, webhook.updated, webhook.deleted, webhook.disabled, webhook.enabled, webhook.secret_rotated, webhook.replayed, webhook.backfill_started, webhook.backfill_cancelled or webhook.test.';
 comment on column webhooks.audit_log.details is 'What changed: for webhook.updated {"changed": {field: {"from", "to"}}}; the reason of a disable; the deliveries replayed; the test delivery.';
 comment on function webhooks.webhooks_audit_log(webhooks.webhooks) is $$

@@ -263,3 +263,34 @@ test('starting and cancelling a backfill leave rows, with who did it', async (t)
     ['jane@purple.example', 'webhook.backfill_cancelled', Number(backfillId)],
   ]);
 });
+
+test('an actor and a disabledBy written whole (by a DBA, or before the subject was bounded) leave the API as their first 200 characters', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  // a DBA's session may name itself anything: a 1 MB subject disables the webhook
+  const long = 'é'.repeat(1_000_000);
+  const dba = await db().pool.connect();
+  try {
+    await dba.query('begin');
+    await dba.query(`select set_config('jwt.claims.sub', $1, true)`, [long]);
+    await dba.query(`update webhooks.webhooks set enabled = false, disabled_by = webhooks.current_actor() where id = $1`, [webhook.id]);
+    await dba.query('commit');
+  } finally {
+    dba.release();
+  }
+  t.is((await auditRows(webhook.id)).at(-1)!.actor.length, 1_000_000, 'kept whole');
+
+  const gql = await client(company.id, 'webhook_viewer');
+  const { webhookById, webhookReport } = await gql(`query($id: BigInt!) {
+      webhookById(id: $id) { disabledBy auditLog(first: 1) { nodes { actor action } } }
+      webhookReport(webhookId: $id) { nodes { disabledBy } } }`, { id: webhook.id });
+  t.is(webhookById.disabledBy.length, 200);
+  t.is(webhookById.disabledBy, 'é'.repeat(200));
+  t.deepEqual(webhookById.auditLog.nodes, [{ actor: 'é'.repeat(200), action: 'webhook.disabled' }]);
+  t.deepEqual(webhookReport.nodes, [{ disabledBy: 'é'.repeat(200) }]);
+  const { allAuditLogs } = await gql('{ allAuditLogs(first: 1, orderBy: ID_DESC) { nodes { actor } } }');
+  t.deepEqual(allAuditLogs.nodes, [{ actor: 'é'.repeat(200) }]);
+  const { allWebhooks } = await gql('{ allWebhooks { nodes { disabledBy } } }');
+  t.deepEqual(allWebhooks.nodes, [{ disabledBy: 'é'.repeat(200) }]);
+});
