@@ -518,3 +518,32 @@ test('a company makes at most webhooks.max_changes_per_hour changes through the 
   await db().pool.query(`update webhooks_private.company_changes set tokens = 0, at = now() - interval '4 seconds' where company_id = $1`, [company.id]);
   t.is((await api().gql(token, RENAME, { id: webhook.id, name: 'Four' })).errors, undefined);
 });
+
+test('a token for a company not made yet leaves no row of that company id: the customer the CRM then gives the id to finds nothing of it', async (t) => {
+  const f = make();
+  const { rows: [{ missing }] } = await db().pool.query(`select coalesce(max(id), 0) + 1000 as missing from crm.companies`);
+  const other = await f.company();
+  const others = await f.webhook({ companyId: other.id, actions: ['contact.created'] });
+  const early = await adminOf(String(missing));
+  const refused = await api().gql(early, CREATE, { name: 'early', url: 'https://receiver.example.com/x', fields: ['first_name'], actions: ['CONTACT_CREATED'] });
+  t.like(refused.errors?.[0].extensions, { code: '23503', constraint: 'company_unknown' });
+  // every other write names a webhook, and the token's company has none (another's is not found)
+  for (const mutation of ['disableWebhook', 'enableWebhook', 'deleteWebhook', 'sendTestWebhook', 'backfill']) {
+    const argument = mutation === 'backfill' ? 'webhookId' : 'id';
+    const answer = await api().gql(early, `mutation($id: BigInt!) { ${mutation}(input: { ${argument}: $id }) { clientMutationId } }`, { id: others.id });
+    t.truthy(answer.errors ?? answer.data?.[mutation] === null, mutation);
+  }
+  const { rows: tables } = await db().pool.query(
+    `select format('%I.%I', c.table_schema, c.table_name) as name from information_schema.columns c
+       join information_schema.tables r using (table_schema, table_name)
+     where c.column_name = 'company_id' and c.table_schema in ('webhooks', 'webhooks_private') and r.table_type = 'BASE TABLE'`);
+  t.true(tables.length > 5);
+  for (const { name } of tables) {
+    const { rows: [{ n }] } = await db().pool.query(`select count(*)::int as n from ${name} where company_id = $1`, [missing]);
+    t.is(n, 0, name);
+  }
+
+  await db().pool.query(`insert into crm.companies (id, name) values ($1, 'Later Realty')`, [missing]);
+  const later = await api().gql(await adminOf(String(missing)), '{ allWebhooks { nodes { id } } allAuditLogs { nodes { id } } }');
+  t.deepEqual(later.data, { allWebhooks: { nodes: [] }, allAuditLogs: { nodes: [] } });
+});
