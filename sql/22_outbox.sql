@@ -1327,7 +1327,21 @@ as $$
 declare
   v_made constant regclass :=
     pg_catalog.to_regclass(format('webhooks_partitions.%I', webhooks_private.partition_name(p_table, p_day)));
+  v_guard text;
 begin
+  -- A DBA's DETACH … CONCURRENTLY of a day to come, cancelled in its second step (while
+  -- it waited for an older reader), left the partition "detach pending": out of every
+  -- new query, so each capture of its day failed, and the event trigger below never
+  -- ran (it runs at the command's end). Finished here (FINALIZE) and attached back
+  -- just after; the trigger let through for the finish alone, which leaves the day
+  -- without its partition only until the attach below, in the same transaction.
+  if v_made is not null and p_day >= webhooks_private.utc_day(now())
+     and exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = v_made and i.inhdetachpending) then
+    v_guard := current_setting('webhooks.days_in_use_unguarded', true);
+    perform set_config('webhooks.days_in_use_unguarded', 'on', true);
+    execute format('alter table webhooks.%I detach partition %s finalize', p_table, v_made);
+    perform set_config('webhooks.days_in_use_unguarded', coalesce(v_guard, ''), true);
+  end if;
   if v_made is not null and p_day >= webhooks_private.utc_day(now())
      and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = v_made)
      and not webhooks_private.day_taken(p_table, p_day) then

@@ -7,6 +7,7 @@ import { maintain } from '../../tools/maintain.ts';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
 noDayDroppedBeforeEachTest(test, db);
@@ -220,4 +221,35 @@ test.serial('a DBA\'s concurrent detach of today\'s partition is undone at once,
   const { rows } = await db().pool.query(
     `select i.inhdetachpending as pending from pg_inherits i where i.inhrelid = $1::regclass`, [`webhooks_partitions.${name}`]);
   t.deepEqual(rows, [{ pending: false }]);
+});
+
+test.serial('a DBA\'s concurrent detach of today\'s partition cancelled half way (detach pending) is finished and attached back by create_partitions: captures have it again', async (t) => {
+  t.teardown(() => db().pool.query('select webhooks.create_partitions()'));
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const name = `delivery_history_p${compact(utcDay(0))}`;
+  // a reader of the outbox holds the detach's second step, which waits for it
+  const reader = await ownConnection(db().url, t);
+  await reader.query('begin isolation level repeatable read');
+  await reader.query('select count(*) from webhooks.delivery_history');
+  const dba = await ownConnection(db().url, t);
+  const { rows: [{ pid }] } = await dba.query('select pg_backend_pid() as pid');
+  const detach = dba.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${name} concurrently`)
+    .then(() => 'done', (error) => error.code as string);
+  await until('the detach waits for the reader', async () => (await db().pool.query(
+    `select 1 from pg_locks where pid = $1 and not granted`, [pid])).rowCount === 1);
+  await db().pool.query('select pg_cancel_backend($1)', [pid]);
+  t.is(await detach, '57014');
+  await reader.query('rollback');
+  const pending = async () => (await db().pool.query(
+    `select i.inhdetachpending as pending from pg_inherits i where i.inhrelid = $1::regclass`, [`webhooks_partitions.${name}`])).rows;
+  t.deepEqual(await pending(), [{ pending: true }], 'left detach pending');
+
+  await db().pool.query('select webhooks.create_partitions()');
+  t.deepEqual(await pending(), [{ pending: false }]);
+  await f.contact(company.id);
+  const { rows } = await db().pool.query(
+    `select h.tableoid::regclass::text as partition from webhooks.delivery_history h where h.webhook_id = $1`, [webhook.id]);
+  t.deepEqual(rows, [{ partition: `webhooks_partitions.${name}` }]);
 });
