@@ -245,6 +245,9 @@ test.serial('a DBA\'s concurrent detach of today\'s partition cancelled half way
   const pending = async () => (await db().pool.query(
     `select i.inhdetachpending as pending from pg_inherits i where i.inhrelid = $1::regclass`, [`webhooks_partitions.${name}`])).rows;
   t.deepEqual(await pending(), [{ pending: true }], 'left detach pending');
+  const finalize = await t.throwsAsync(db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${name} finalize`));
+  t.like(finalize, { code: '55000', constraint: 'outbox_day_in_use' });
+  t.deepEqual(await pending(), [{ pending: true }], 'the DBA\'s finish undone');
 
   await db().pool.query('select webhooks.create_partitions()');
   t.deepEqual(await pending(), [{ pending: false }]);
