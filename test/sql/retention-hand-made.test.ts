@@ -256,3 +256,44 @@ test.serial('a DBA\'s concurrent detach of today\'s partition cancelled half way
     `select h.tableoid::regclass::text as partition from webhooks.delivery_history h where h.webhook_id = $1`, [webhook.id]);
   t.deepEqual(rows, [{ partition: `webhooks_partitions.${name}` }]);
 });
+
+test.serial('a DBA\'s partition far ahead, of one day or up to MAXVALUE: every day before it gets a partition, not only the days ahead', async (t) => {
+  const dropTail = async () => {
+    const { rows } = await db().pool.query(`select tail_name as tail from webhooks_private.outbox_tail('delivery_history')`);
+    for (const { tail } of rows) {
+      await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${tail}`);
+      await db().pool.query(`drop table webhooks_partitions.${tail}`);
+    }
+  };
+  t.teardown(async () => {
+    await db().pool.query('drop table if exists public.history_far_ahead');
+    await db().pool.query('select webhooks.create_partitions()');
+  });
+  const reader = await ownConnection(db().url, t);
+  await reader.query(`set timezone = 'UTC'`);
+  /** The days from today to `last` that no partition of history holds (a capture then would fail). */
+  const uncovered = async (last: number) => (await reader.query(
+    `select d from generate_series(0, $2::int) d
+     where not exists (
+       select 1 from pg_inherits i join pg_class c on c.oid = i.inhrelid
+       cross join lateral (select pg_get_expr(c.relpartbound, c.oid) as bound) b
+       where i.inhparent = 'webhooks.delivery_history'::regclass and not i.inhdetachpending
+         and coalesce(substring(b.bound from $r$FROM \\('([^']+)'\\)$r$)::timestamptz, '-infinity') <= $1::timestamptz + d * interval '1 day'
+         and coalesce(substring(b.bound from $r$TO \\('([^']+)'\\)$r$)::timestamptz, 'infinity') > $1::timestamptz + d * interval '1 day')
+     order by d`, [utcDay(0).toISOString(), last])).rows.map((r) => r.d as number);
+
+  await dropTail();
+  await db().pool.query(
+    `create table public.history_far_ahead partition of webhooks.delivery_history
+     for values from ($$${utcDay(40).toISOString()}$$) to ($$${utcDay(41).toISOString()}$$)`);
+  await db().pool.query('select webhooks.create_partitions()');
+  t.deepEqual(await uncovered(60), [], 'one day far ahead');
+
+  await dropTail();
+  await db().pool.query('drop table public.history_far_ahead');
+  await db().pool.query(
+    `create table public.history_far_ahead partition of webhooks.delivery_history
+     for values from ($$${utcDay(60).toISOString()}$$) to (maxvalue)`);
+  await db().pool.query('select webhooks.create_partitions()');
+  t.deepEqual(await uncovered(70), [], 'up to MAXVALUE');
+});
