@@ -41,7 +41,8 @@
 -- answered whole, made each admin's page that lists or names that user load 10 MB
 -- (test/api/choices.test.ts). The one home of that cut: the whole lists, the searches,
 -- the names of some ids, the report's names, the company's name and a delivery's
--- contact; and of the actors kept unbounded, disabledBy and an audit row's actor. (The indexes of migration 0051 key the same 200 characters, lowered.)
+-- contact; and of the actors kept unbounded: disabledBy, an audit row's actor and a
+-- backfill's createdBy. (The indexes of migration 0051 key the same 200 characters, lowered.)
 create or replace function webhooks_private.crm_text_shown(p_text text)
 returns text
 language sql
@@ -51,8 +52,9 @@ as $$
   select left(p_text, 200);
 $$;
 
--- public: who disabled a webhook and who made a change, as the API answers them (GraphQL's
--- disabledBy and actor; sql/70_graphql.sql hides the columns): cut as a CRM name is. A
+-- public: who disabled a webhook, who made a change and who started a backfill, as the
+-- API answers them (GraphQL's disabledBy, actor and createdBy; sql/70_graphql.sql hides
+-- the columns): cut as a CRM name is. A
 -- token's subject is bounded when it is read (api/auth.ts), but one written before that
 -- bound, or a DBA's session's (jwt.claims.sub, the role), has none: an actor of 10 MB
 -- made each page of its company's audit log load 10 MB (test/api/audit.test.ts).
@@ -72,6 +74,15 @@ stable
 parallel safe
 as $$
   select webhooks_private.crm_text_shown(a.actor);
+$$;
+
+create or replace function webhooks.backfills_created_by(b webhooks.backfills)
+returns text
+language sql
+stable
+parallel safe
+as $$
+  select webhooks_private.crm_text_shown(b.created_by);
 $$;
 
 -- (views over the CRM's users and statuses for the walk below, until 2026-12-06: the

@@ -20,8 +20,8 @@ comment on column webhooks.webhooks.ignore_sources is 'Sources (webhooks.source)
 comment on column webhooks.webhooks.watch_fields is 'Contact fields watched: if any, contact.updated and contact.saved fire only when one of them changed. Empty: any change.';
 comment on column webhooks.webhooks.conditions is 'A condition the contact must meet, e.g. {"field": "state", "op": "in", "value": ["VA", "MD"]}; null: always. Grammar in docs/filters.md.';
 comment on column webhooks.webhooks.enabled is 'False: disabled ("Webhook Status: Disabled"); nothing new is queued.';
--- disabled_by and actor are answered by webhooks_disabled_by and audit_log_actor
--- (55_report.sql), their first 200 characters
+-- disabled_by, actor and a backfill's created_by are answered by webhooks_disabled_by,
+-- audit_log_actor and backfills_created_by (55_report.sql), their first 200 characters
 comment on column webhooks.webhooks.disabled_by is '@behavior -*';
 comment on function webhooks.webhooks_disabled_by(webhooks.webhooks) is 'Who disabled it (the token subject, its first 200 characters), or the relay: when the receiver answered 410, or when every attempt had failed for webhooks.auto_disable_after.';
 comment on column webhooks.webhooks.secret_rotated_at is 'When the signing secret was last rotated.';
@@ -195,7 +195,8 @@ comment on column webhooks.backfills.error is 'Why it failed (a failed backfill 
 comment on column webhooks.backfills.total is 'Contacts to send: counted when the backfill begins (null until then); once done, how many were sent.';
 comment on column webhooks.backfills.queued is 'Snapshot deliveries written to the outbox so far.';
 comment on column webhooks.backfills.position is '@behavior -*';
-comment on column webhooks.backfills.created_by is 'Who started it (the token subject).';
+comment on column webhooks.backfills.created_by is '@behavior -*';
+comment on function webhooks.backfills_created_by(webhooks.backfills) is 'Who started it (the token subject, its first 200 characters).';
 comment on column webhooks.backfills.finished_at is 'When it finished, was cancelled or failed.';
 comment on function webhooks.backfills_unfinished(webhooks.backfills) is $$
 @fieldName unfinished

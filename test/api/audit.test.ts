@@ -264,7 +264,7 @@ test('starting and cancelling a backfill leave rows, with who did it', async (t)
   ]);
 });
 
-test('an actor and a disabledBy written whole (by a DBA, or before the subject was bounded) leave the API as their first 200 characters', async (t) => {
+test('an actor, a disabledBy and a createdBy written whole (by a DBA, or before the subject was bounded) leave the API as their first 200 characters', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
@@ -293,4 +293,11 @@ test('an actor and a disabledBy written whole (by a DBA, or before the subject w
   t.deepEqual(allAuditLogs.nodes, [{ actor: 'é'.repeat(200) }]);
   const { allWebhooks } = await gql('{ allWebhooks { nodes { disabledBy } } }');
   t.deepEqual(allWebhooks.nodes, [{ disabledBy: 'é'.repeat(200) }]);
+  // a backfill's createdBy, the same actor
+  await db().pool.query(
+    `insert into webhooks.backfills (webhook_id, company_id, state, total, finished_at, created_by) values ($1, $2, 'cancelled', 0, now(), $3)`,
+    [webhook.id, company.id, long]);
+  const { allBackfills } = await gql('{ allBackfills { nodes { createdBy } } }');
+  t.is(allBackfills.nodes[0].createdBy.length, 200);
+  t.deepEqual(allBackfills.nodes, [{ createdBy: 'é'.repeat(200) }]);
 });
