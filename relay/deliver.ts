@@ -274,8 +274,13 @@ export class Sender {
       keepAliveMaxTimeout: options.keepAliveMs ?? KEEP_ALIVE_MS,
       factory: this.kept.factory,
       maxHeaderSize: RESPONSE_MAX_HEADER_BYTES,
-      headersTimeout: options.requestTimeoutMs,
-      bodyTimeout: options.requestTimeoutMs,
+      // off: each request's Exchange bounds the whole request itself, from before the
+      // connect to the body's end (requestTimeoutMs). undici's own two, of the same
+      // length but started once the request is written, only fired on their coarse
+      // clock (up to half a second early) and cost each request a timer of its own
+      // (BENCHMARKS.md, "What the relay allocates per delivery")
+      headersTimeout: 0,
+      bodyTimeout: 0,
       connect: boundedConnector(
         guardedConnector(options.allowNetworks, { timeout: options.connectTimeoutMs, resolver: this.resolver }),
         RESPONSE_MAX_BYTES,
