@@ -9,7 +9,7 @@ import type { DeliveryJob } from './queries.ts';
 import { DestinationRefused, guardedConnector, refuseLiteralHost, type NetworkList } from './destinations.ts';
 import { receiverResolver, type ReceiverResolver } from './dns.ts';
 import { leastRecentlyUsed } from './lru.ts';
-import { signatureHeaders, type SignedHeaders } from './sign.ts';
+import { signatures, signedTimestamp, type SignedHeaders } from './sign.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 export const USER_AGENT = `bpd-webhooks-relay/${version}`;
@@ -326,9 +326,10 @@ export class Sender {
       done({ kind: 'error', error: 'not sent: the webhook has no signing secret' });
       return;
     }
-    let signed: SignedHeaders;
+    const timestamp = signedTimestamp(attemptedAtMs);
+    let signature: string;
     try {
-      signed = signatureHeaders(job.messageId, job.body, job.secret, job.previousSecrets, attemptedAtMs);
+      signature = signatures(job.messageId, job.body, job.secret, job.previousSecrets, timestamp);
     } catch (error) {
       // a secret written by hand before the tables checked its form (migration 0036,
       // NOT VALID: such a row stays until the secret is rotated), "whsec_" and nothing
@@ -337,7 +338,15 @@ export class Sender {
       done({ kind: 'error', error: `not sent: the webhook's signing secret cannot sign (${(error as Error).message})` });
       return;
     }
-    const headers = { 'content-type': 'application/json', 'user-agent': USER_AGENT, ...signed };
+    // the Standard Webhooks headers as signatureHeaders names them, written out here:
+    // spreading its object into these made a second object each send
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': USER_AGENT,
+      'webhook-id': job.messageId,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': signature,
+    } satisfies SignedHeaders & Record<string, string>;
     const exchange = new Exchange(this.options.responseExcerptBytes, this.options.requestTimeoutMs, this.now, (ended) => {
       if (ended.kind === 'response') {
         done(ended);

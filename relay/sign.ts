@@ -55,6 +55,24 @@ export interface SignedHeaders {
   'webhook-signature': string;
 }
 
+/** The webhook-timestamp of a time in milliseconds: whole seconds. */
+export function signedTimestamp(now: number): number {
+  return Math.floor(now / 1000);
+}
+
+/**
+ * The webhook-signature header's value: the current secret's signature, then each
+ * still-valid previous secret's, space-separated. Built as one string, no array
+ * joined: a send with no previous secret (the usual) allocates its signature alone.
+ */
+export function signatures(messageId: string, body: string, secret: string, previousSecrets: readonly string[], timestamp: number): string {
+  let value = sign(secret, messageId, timestamp, body);
+  for (const previous of previousSecrets) {
+    if (previous !== secret) value += ` ${sign(previous, messageId, timestamp, body)}`;
+  }
+  return value;
+}
+
 /** The three Standard Webhooks headers; `now` in milliseconds. */
 export function signatureHeaders(
   messageId: string,
@@ -63,14 +81,10 @@ export function signatureHeaders(
   previousSecrets: readonly string[],
   now: number = Date.now(),
 ): SignedHeaders {
-  const timestamp = Math.floor(now / 1000);
-  const signatures = [sign(secret, messageId, timestamp, body)];
-  for (const previous of previousSecrets) {
-    if (previous !== secret) signatures.push(sign(previous, messageId, timestamp, body));
-  }
+  const timestamp = signedTimestamp(now);
   return {
     'webhook-id': messageId,
     'webhook-timestamp': String(timestamp),
-    'webhook-signature': signatures.join(' '),
+    'webhook-signature': signatures(messageId, body, secret, previousSecrets, timestamp),
   };
 }
