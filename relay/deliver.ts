@@ -491,21 +491,24 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   private respond(): void {
     const status = this.status;
-    // kept to the excerpt's length as a body is: a header may run to
-    // RESPONSE_MAX_HEADER_BYTES, and the note is stored in the attempt, the queue row
-    // and the delivery's result (undici reads header values as latin1, one character
-    // a byte; asUrl makes one that is not visible ASCII three)
-    const shown = clip(asUrl(this.headers.location === undefined ? '' : String(this.headers.location)), this.limit);
     this.end({
       kind: 'response',
       status,
       bodyExcerpt: this.chunks.length === 0 ? '' : excerptDecoder.decode(Buffer.concat(this.chunks)).replaceAll('\u0000', '\uFFFD'),
       // the clock read only for a response that has the header
       retryAfterSeconds: this.headers['retry-after'] === undefined ? null : parseRetryAfter(this.headers['retry-after'], this.now()),
-      note: status >= 300 && status < 400
-        ? `redirect not followed: HTTP ${status}${shown ? ` to ${shown}` : ''}`
-        : null,
+      // (a 2xx, the usual answer, makes no note: its Location is not read)
+      note: status >= 300 && status < 400 ? this.redirectNote(status) : null,
     });
+  }
+
+  private redirectNote(status: number): string {
+    // kept to the excerpt's length as a body is: a header may run to
+    // RESPONSE_MAX_HEADER_BYTES, and the note is stored in the attempt, the queue row
+    // and the delivery's result (undici reads header values as latin1, one character
+    // a byte; asUrl makes one that is not visible ASCII three)
+    const shown = clip(asUrl(this.headers.location === undefined ? '' : String(this.headers.location)), this.limit);
+    return `redirect not followed: HTTP ${status}${shown ? ` to ${shown}` : ''}`;
   }
 
   private end(ended: Ended): void {
