@@ -101,6 +101,8 @@ export interface Claimed {
  */
 export async function claimDeliveries(db: Db, request: ClaimRequest, clock: DatabaseClock = new DatabaseClock()): Promise<Claimed> {
   const asked = Date.now();
+  // the webhooks held, in one order for the four arrays that describe them
+  const heldWebhooks = [...request.heldByWebhook.keys()];
   const { rows } = await db.query({
     name: 'bpd_webhooks_claim',
     types: ENGINE_ROWS,
@@ -116,14 +118,14 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
       request.limit,
       request.leaseMs,
       request.perWebhookCap,
-      [...request.heldByWebhook.keys()],
+      heldWebhooks,
       [...request.heldByWebhook.values()],
       request.only,
       request.slots,
-      [...request.heldByWebhook.keys()].map((id) => request.capByWebhook.get(id) ?? null),
-      [...request.heldByWebhook.keys()].map((id) => request.heldBytesByWebhook.get(id) ?? 0),
+      heldWebhooks.map((id) => request.capByWebhook.get(id) ?? null),
+      heldWebhooks.map((id) => request.heldBytesByWebhook.get(id) ?? 0),
       request.byteBudget,
-      [...request.heldByWebhook.keys()].map((id) => request.companyByWebhook.get(id) ?? null),
+      heldWebhooks.map((id) => request.companyByWebhook.get(id) ?? null),
     ],
   });
   // the database's time as the last row left it, between this relay's when it asked
