@@ -2,7 +2,7 @@
 // sessions inherit them (relay/database.ts sets none of them), so whatever the relay
 // reads of times must not depend on them; and its client encoding, which they do not
 // (node-postgres asks for UTF8). What a receiver is sent, its signature and its
-// webhook-timestamp, is what a database with the defaults sends.
+// webhook-timestamp (its attempt's time), is what a database with the defaults sends.
 import test from 'ava';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
@@ -13,7 +13,7 @@ const STYLES: Array<[string, string]> = [
   ['client_encoding', 'LATIN1'],
 ];
 
-test('a database with other date, time, interval, float and bytea styles and another client encoding: the relay sends the same payload, signed, timestamped by its creation, and settles it', async (t) => {
+test('a database with other date, time, interval, float and bytea styles and another client encoding: the relay sends the same payload, signed, timestamped by its attempt, and settles it', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   for (const [name, value] of STYLES) await database.pool.query(`alter database ${database.name} set ${name} = '${value}'`);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook'),
@@ -32,12 +32,13 @@ test('a database with other date, time, interval, float and bytea styles and ano
   t.is(requests.length, 2);
   t.true(requests.every((r) => r.verified));
   const { rows: [history] } = await database.pool.query(
-    `select extract(epoch from h.created_at)::bigint::text as created, h.payload::text as payload
-       from webhooks.delivery_history h where h.webhook_id = $1`, [webhook.id]);
-  for (const request of requests) {
-    t.is(request.headers['webhook-timestamp'], history.created);
-    t.is(request.body, history.payload);
-  }
+    'select h.payload::text as payload from webhooks.delivery_history h where h.webhook_id = $1', [webhook.id]);
+  // (webhook-timestamp: the attempt's time, in whole seconds, as recorded)
+  const { rows: attempts } = await database.pool.query(
+    `select floor(extract(epoch from a.attempted_at))::bigint::text as at
+       from webhooks.delivery_attempts a where a.webhook_id = $1 order by a.attempt`, [webhook.id]);
+  t.deepEqual(requests.map((request) => request.headers['webhook-timestamp']), attempts.map((attempt) => attempt.at));
+  for (const request of requests) t.is(request.body, history.payload);
   t.deepEqual(JSON.parse(requests[0]!.body).data.contact, { id: Number(contact.id), first_name: 'Zoë 中文', created_at: '2026-03-01T12:34:56.789+00:00' });
   t.deepEqual(lines().filter((line) => /"level":(40|50)/.test(line) && !line.includes('"status":500')), []);
 });
