@@ -1,8 +1,12 @@
 // The backfiller: drives running backfills (sql/35_backfill.sql) one step at a time,
 // on a timer of its own beside the rescuer, never in the claim loop. A step writes at
 // most one batch of snapshots per backfill, and only while few of its snapshots are
-// still on their way: the pacing is SQL's, the relay only keeps asking. Any number of
-// relays may run it at once (a backfill's row is locked during its step, SKIP LOCKED).
+// still on their way: the pacing is SQL's, the relay only keeps asking. It asks on its
+// timer, and again as soon as the relay has settled deliveries of a webhook whose
+// backfill the last step left waiting for room (settled()): on the timer alone a
+// receiver that answered at once got four times its max_in_flight of snapshots a tick,
+// whatever it could take. Any number of relays may run it at once (a backfill's row is
+// locked during its step, SKIP LOCKED).
 import type { Logger } from 'pino';
 import { backfillStep } from './queries.ts';
 
@@ -17,10 +21,16 @@ export interface BackfillerOptions {
 
 export class Backfiller {
   readonly intervalMs: number;
+  /** steps taken, and of those, the ones a settle asked for */
+  readonly stats = { steps: 0, stepsOnSettle: 0 };
   private readonly options: BackfillerOptions;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<number | null> | null = null;
   private stopped = false;
+  /** the webhooks whose backfill the last step left waiting for room */
+  private waiting: ReadonlySet<string> = new Set();
+  /** a settle asked for a step while one was under way: one more once it ends */
+  private again = false;
 
   constructor(options: BackfillerOptions) {
     this.options = options;
@@ -36,9 +46,29 @@ export class Backfiller {
 
   /** One step of every running backfill with room; resolves with the snapshots written. */
   async runOnce(): Promise<number> {
-    const written = await backfillStep(this.options.db);
+    const { written, waiting } = await backfillStep(this.options.db);
+    this.stats.steps++;
+    this.waiting = new Set(waiting);
     if (written > 0) this.options.log.debug({ written }, 'backfill: snapshots queued');
     return written;
+  }
+
+  /**
+   * Deliveries were settled (a settle batch): a step now if any is of a webhook whose
+   * backfill waits for room. Nothing to look at while no backfill waits (nearly
+   * always); else one set lookup a delivery, and no query unless one matched.
+   */
+  settled(results: readonly { job: { webhookId: string } }[]): void {
+    if (this.waiting.size === 0 || this.stopped) return;
+    for (const { job } of results) {
+      if (this.waiting.has(job.webhookId)) {
+        this.stats.stepsOnSettle++;
+        this.waiting = new Set();   // (the step says again which wait)
+        if (this.running) this.again = true;
+        else void this.tick();
+        return;
+      }
+    }
   }
 
   /** No further steps; waits for the one under way, if any (it commits or rolls back whole). */
@@ -58,6 +88,10 @@ export class Backfiller {
       })
       .finally(() => {
         this.running = null;
+        if (this.again) {
+          this.again = false;
+          void this.tick();
+        }
       });
     return this.running;
   }

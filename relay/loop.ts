@@ -112,7 +112,10 @@ export class Relay {
       log: this.log,
       batchSize: settleBatchSize(settings.batchSize),
       metrics: this.metrics,
-      onWritten: (results) => this.holdings.ended(results.map((result) => result.job)),
+      onWritten: (results) => {
+        this.holdings.ended(results.map((result) => result.job));
+        this.backfiller.settled(results);
+      },
       // still leased to this relay: not to be handed back as never sent while the
       // lease holds (a lease from its claim, or from a paced one's slot end: at most
       // a lease from now, or from that slot end)

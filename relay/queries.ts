@@ -243,13 +243,24 @@ export async function rescueExpiredLeases(db: Db): Promise<number> {
   return rows[0].rescued as number;
 }
 
+export interface BackfillStepped {
+  /** the snapshots written, 0 when none had room or work */
+  written: number;
+  /** the webhooks whose backfill waits for room (its snapshots unfinished): a settle of theirs may make it */
+  waiting: string[];
+}
+
 /**
- * One step of the running backfills (webhooks_relay.backfill_step, or of `only`
- * alone): resolves with the snapshots written, 0 when none had room or work.
+ * One step of the running backfills (webhooks_relay.backfill_step_waiting, or of
+ * `only` alone).
  */
-export async function backfillStep(db: Db, only: string | null = null): Promise<number> {
-  const { rows } = await db.query('select webhooks_relay.backfill_step(p_only => $1::bigint) as written', [only]);
-  return rows[0].written as number;
+export async function backfillStep(db: Db, only: string | null = null): Promise<BackfillStepped> {
+  const { rows } = await db.query({
+    text: 'select written, waiting from webhooks_relay.backfill_step_waiting(p_only => $1::bigint)',
+    values: [only],
+    types: ENGINE_ROWS,
+  });
+  return { written: rows[0].written as number, waiting: rows[0].waiting as string[] };
 }
 
 /**

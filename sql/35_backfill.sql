@@ -13,6 +13,7 @@
 --   webhooks.backfills                      progress: state, total, queued (viewers)
 -- Private, for whoever drives the work (the relay on a timer, `npm run backfill`):
 --   webhooks_relay.backfill_step()          one batch of each running backfill
+--   webhooks_relay.backfill_step_waiting()  the same, and the webhooks waiting for room
 --
 -- Paced so that live deliveries keep their latency:
 -- * a step writes at most one batch (webhooks.backfill_batch contacts) of a backfill,
@@ -708,10 +709,14 @@ create trigger _500_forget_renumbered
 -- skipped. Those that can do nothing now (paused, or waiting for their snapshots to
 -- be sent) are passed over and take none of the p_limit places: in id order, a few
 -- companies' paused backfills otherwise held every later one back for as long as
--- they stayed paused. Returns the snapshots written (0: nothing to do now).
-drop function if exists webhooks_relay.backfill_step(integer);
-create or replace function webhooks_relay.backfill_step(p_limit integer default 16, p_only bigint default null)
-returns integer
+-- they stayed paused. Returns the snapshots written (0: nothing to do now), and the
+-- webhooks whose backfill waits for room (enabled, and a batch written now, or none
+-- for want of room or its next contact held by a writer): the relay steps
+-- again as soon as it has settled deliveries of one of them, not on its timer alone
+-- (relay/backfiller.ts). Until 2026-12-07 a receiver that answered at once got four
+-- times its max_in_flight of snapshots a timer's tick, whatever it could take.
+create or replace function webhooks_relay.backfill_step_waiting(p_limit integer default 16, p_only bigint default null,
+                                                                 out written integer, out waiting bigint[])
 language plpgsql
 volatile
 security definer
@@ -723,8 +728,9 @@ declare
   v_message text;
   v_state text;
   v_served integer := 0;
-  v_written integer := 0;
 begin
+  written := 0;
+  waiting := '{}';
   for v_backfill in
     select * from webhooks.backfills b
     where b.state = 'running' and (p_only is null or b.id = p_only)
@@ -749,13 +755,32 @@ begin
       where b.id = v_backfill.id;
       continue;
     end;
-    continue when v_batch is null;
-    v_written := v_written + v_batch;
+    if v_batch is null then
+      -- (paused while disabled: its snapshots are held, none settles)
+      if exists (select 1 from webhooks.webhooks w where w.id = v_backfill.webhook_id and w.enabled) then
+        waiting := waiting || v_backfill.webhook_id;
+      end if;
+      continue;
+    end if;
+    -- (a batch written: the room it leaves comes back as its snapshots settle)
+    waiting := waiting || v_backfill.webhook_id;
+    written := written + v_batch;
     v_served := v_served + 1;
     exit when v_served >= greatest(p_limit, 1);
   end loop;
-  return v_written;
 end;
+$$;
+
+-- private (a DBA, tests): backfill_step_waiting's snapshots written alone
+drop function if exists webhooks_relay.backfill_step(integer);
+create or replace function webhooks_relay.backfill_step(p_limit integer default 16, p_only bigint default null)
+returns integer
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.written from webhooks_relay.backfill_step_waiting(p_limit, p_only) s;
 $$;
 
 -- public (maintenance, tools/maintain.ts, before the roll-up; as the owner): the

@@ -288,3 +288,32 @@ test('a live change made while snapshots are due goes after at most four times m
   t.true(unfinished <= 4 * maxInFlight, `${unfinished} snapshots unfinished`);
   t.true(live <= 4 * maxInFlight, `${live} snapshots sent before the live change`);
 });
+
+// docs/backfill.md: "Paced so live deliveries keep their latency". A step writes no
+// more than leaves four times max_in_flight of a backfill's snapshots unfinished, and
+// the backfiller stepped on its timer alone (250 ms): a receiver that answers at once
+// got 16 × max_in_flight snapshots a second, whatever it could take. The relay now
+// steps again once it has settled the snapshots of a backfill that was waiting for
+// room. Its timer here is an hour: the first step is at its start, every other one
+// follows a settle.
+test('a backfill waiting for room steps again once its snapshots are settled, not on the backfiller\'s timer', async (t) => {
+  t.timeout(120_000);
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  await pool.query(`alter database ${database.name} set webhooks.backfill_defer = '0 seconds'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['first_name'], url: receiver.url('/sync') });
+  const maxInFlight = 2;
+  await pool.query('update webhooks.webhooks set max_in_flight = $2 where id = $1', [hook.id, maxInFlight]);
+  receiver.route('/sync', { secret: hook.secret });
+  const contacts = 10 * 4 * maxInFlight;
+  await manyContacts(pool, company.id, contacts);
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const child = spawnRelay(database.url, { RELAY_BACKFILL_INTERVAL_MS: '3600000' });
+  t.teardown(() => stopChild(child, 'SIGKILL'));
+  const [done] = await waitForRows(pool, 'select state, queued from webhooks.backfills where id = $1', [backfillId],
+    (rows) => rows[0].state === 'done', 20_000);
+  t.like(done, { state: 'done', queued: String(contacts) });
+  await receiver.waitFor(contacts, { path: '/sync', timeoutMs: 60_000 });
+  const ids = new Set(receiver.received('/sync').map((r) => JSON.parse(r.body).data.contact.id));
+  t.is(ids.size, contacts, 'each contact once');
+});

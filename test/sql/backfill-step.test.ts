@@ -109,3 +109,26 @@ test.serial('an ordered webhook\'s backfill held at a contact a writer holds tak
   t.like(await backfillRow(first), { state: 'running', queued: '0' });
   t.like(await backfillRow(second), { state: 'done', queued: '1' });
 });
+
+test.serial('a step answers the webhooks whose backfill waits for room: one that wrote a batch, one without room; not one paused', async (t) => {
+  // (relay/backfiller.ts steps again once it settles a delivery of one of them)
+  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
+  const f = factories(db().pool);
+  const withContacts = async (n: number) => {
+    const company = await f.company();
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+    await db().pool.query('update webhooks.webhooks set max_in_flight = 1 where id = $1', [hook.id]);
+    for (let i = 0; i < n; i++) await f.contact(company.id);
+    await db().pool.query('select webhooks.backfill($1)', [hook.id]);
+    return hook.id as string;
+  };
+  const paused = await withContacts(6);
+  await db().pool.query('update webhooks.webhooks set enabled = false, disabled_at = now() where id = $1', [paused]);
+  const writing = await withContacts(6);
+  const stepWaiting = async () => (await db().pool.query('select written, waiting from webhooks_relay.backfill_step_waiting()')).rows[0];
+  t.deepEqual(await stepWaiting(), { written: 4, waiting: [writing] }, 'four times its max_in_flight written');
+  t.deepEqual(await stepWaiting(), { written: 0, waiting: [writing] }, 'no room until its snapshots are settled');
+  await db().pool.query(`update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+                         where webhook_id = $1 and state = 'pending'`, [writing]);
+  t.deepEqual(await stepWaiting(), { written: 2, waiting: [writing] });
+});
