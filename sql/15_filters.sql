@@ -298,8 +298,10 @@ $$;
 -- webhooks.max_conditions_per_company: one a condition (condition_count), but a
 -- contains one per 10 characters of its text and an in or not_in one per 10 values
 -- (each at least one). Those leaves cost a write more than one comparison: contains
--- compares its text at each place of the field's first 10,000 characters, each of its
--- characters in the worst case ("b" and 499 "a" in a field of "a"), and in compares
+-- compares its text at each place of the field's first 500 characters
+-- (condition_contains_max: until 2026-12-07 its first 10,000, 20 times what its weight
+-- allowed), each of its characters in the worst case ("b" and 499 "a" in a field of
+-- "a"), and in compares
 -- each value. Counted as one, a company's 1,000 made one update of its contact take 5
 -- to 8 s, or call condition_compare 95,700 times (test/sql/filters.test.ts). Only
 -- configuration calls it.
@@ -518,6 +520,20 @@ as $$
   select 10000;
 $$;
 
+-- private: the most characters of a field contains searches for its text. It compares
+-- its text (500 characters at most) at each place of the field, each of its characters
+-- in the worst case (a text whose prefix repeats, "b" and 499 "a", in a field of "a"):
+-- in condition_text_max() characters 5,000,000 comparisons for a leaf that weighs 50 in
+-- its company's conditions (condition_weight), about 20 times what 50 other conditions
+-- cost a write; in 500, 250,000, 5,000 a unit of weight whatever its text.
+create or replace function webhooks_private.condition_contains_max()
+returns integer
+language sql
+immutable
+as $$
+  select 500;
+$$;
+
 -- private: a value of the contact as a condition sees it: a text cut to its first
 -- condition_text_max() characters; an object or an array, which no operator but
 -- is_null and not_null looks into, empty
@@ -683,7 +699,8 @@ begin
     when 'contains' then
       -- (coalesce: an empty field is false, not unknown, inside all/any/not as well)
       return coalesce(jsonb_typeof(v_actual) = 'string'
-                      and strpos(lower(v_actual #>> '{}'), lower(v_value #>> '{}')) > 0, false);
+                      and strpos(lower(left(v_actual #>> '{}', webhooks_private.condition_contains_max())),
+                                 lower(v_value #>> '{}')) > 0, false);
     when 'starts_with' then
       return coalesce(jsonb_typeof(v_actual) = 'string'
                       and starts_with(lower(v_actual #>> '{}'), lower(v_value #>> '{}')), false);
