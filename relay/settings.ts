@@ -73,7 +73,7 @@ export const ENVIRONMENT = {
   RELAY_LEASE_MS: { default: '60000', help: 'how long a claimed delivery is reserved for this relay' },
   RELAY_POLL_INTERVAL_MS: { default: '1000', help: 'how often to look for due work without a notification' },
   RELAY_RESCUE_INTERVAL_MS: { default: String(RESCUER_INTERVAL_DEFAULT_MS), help: 'how often to return expired leases to pending' },
-  RELAY_BACKFILL_INTERVAL_MS: { default: String(BACKFILLER_INTERVAL_DEFAULT_MS), help: 'how often to write the next batch of running backfills (when they have room)' },
+  RELAY_BACKFILL_INTERVAL_MS: { default: String(BACKFILLER_INTERVAL_DEFAULT_MS), help: 'how often to write the next batch of running backfills (when they have room), besides at once after a settle of a webhook whose backfill waits for room' },
   RELAY_DNS_SERVERS: {
     default: '',
     help: "comma-separated DNS servers (address or address:port) asked for receivers' addresses; empty: the system's (resolv.conf)",
