@@ -18,7 +18,7 @@ import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
 import { RequestRate } from './request-rate.ts';
 import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, requestPath } from '../ops/operations.ts';
-import { KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
+import { EngineClient, KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
 import { DEFAULT_API_HOST, DEFAULT_API_PORT } from './address.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
@@ -128,6 +128,9 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const claimsByRequest = new WeakMap<object, Claims>();
   const poolSize = options.poolSize ?? 10;
   const pool = new pg.Pool({
+    // transaction_timeout 0 on a server of 17 or later (relay/database.ts says why):
+    // each request is a transaction, bounded by its own statement_timeout
+    Client: EngineClient,
     connectionString: options.databaseUrl,
     max: poolSize,
     // a statement that waits this long for a connection is refused by name (DATABASE_BUSY)

@@ -45,14 +45,63 @@ export function sessionOptions(role: string | null, extra: string[] = []): strin
  * relay bounds its statements itself (RELAY_DB_QUERY_TIMEOUT_MS), maintenance's wait
  * for locks at most its LOCK_TIMEOUT, and neither holds a transaction open between
  * statements.
- * (transaction_timeout, of Postgres 17, is not named here: a server before 17 refuses
- * a connection that names it. docs/operations.md, "A DBA's settings".)
+ * (transaction_timeout, of Postgres 17, cannot be named here: a server before 17
+ * refuses a connection that names it. EngineClient turns it off.)
  */
 export const ENGINE_SESSION_TIMEOUTS = [
   '-c statement_timeout=0',
   '-c idle_session_timeout=0',
   '-c idle_in_transaction_session_timeout=0',
 ];
+
+/** The first major version of Postgres that knows transaction_timeout. */
+const TRANSACTION_TIMEOUT_SINCE = 17;
+
+/**
+ * A connection of the engine's (the relay's pool, its idle and listening connections,
+ * `npm run maintain`, the API's pool): once connected to a server of 17 or later, it
+ * sets transaction_timeout to 0, which its startup options cannot name (a server
+ * before 17 refuses the connection). A DBA's transaction_timeout for the database or
+ * the engine's users, meant for the CRM's sessions, shorter than a claim ended the
+ * relay's connection at each claim (25P04, FATAL): at 1 ms nothing was ever delivered
+ * (test/relay/dba-timeouts.test.ts). The server names its version in its start-up
+ * messages (ParameterStatus), so no query asks for it; the SET is one round trip per
+ * connection, none per delivery. The engine bounds its own statements and holds no
+ * transaction open between them.
+ */
+export class EngineClient extends pg.Client {
+  private serverMajorVersion = 0;
+
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    const connection = (this as unknown as { connection: NodeJS.EventEmitter }).connection;
+    connection.on('parameterStatus', (message: { parameterName: string; parameterValue: string }) => {
+      if (message.parameterName === 'server_version') this.serverMajorVersion = Number.parseInt(message.parameterValue, 10);
+    });
+  }
+
+  override connect(): Promise<pg.Client>;
+  override connect(callback: ((error: Error) => void) | ((error: null, client: pg.Client) => void)): void;
+  override connect(callback?: ((error: Error) => void) | ((error: null, client: pg.Client) => void)): Promise<pg.Client> | void {
+    const connected = this.connectWithoutTransactionTimeout();
+    if (!callback) return connected;
+    // (as pg.Pool connects its clients)
+    const done = callback as (error: Error | null, client?: pg.Client) => void;
+    connected.then((client) => done(null, client), (error: Error) => done(error));
+  }
+
+  private async connectWithoutTransactionTimeout(): Promise<pg.Client> {
+    await super.connect();
+    if (this.serverMajorVersion < TRANSACTION_TIMEOUT_SINCE) return this;
+    try {
+      await this.query('set transaction_timeout = 0');
+    } catch (error) {
+      await this.end().catch(() => {});
+      throw error;
+    }
+    return this;
+  }
+}
 
 /**
  * TCP keepalives on a database connection after this long idle, for the relay's and
@@ -77,6 +126,7 @@ export const dbConnectTimeoutMs = (queryTimeoutMs: number) => Math.min(DB_CONNEC
 // the relay's takes milliseconds, so the bound is generous (RELAY_DB_QUERY_TIMEOUT_MS).
 export function relayPool(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; max?: number }): pg.Pool {
   const pool = new pg.Pool({
+    Client: EngineClient,
     connectionString: options.databaseUrl,
     max: options.max ?? 4,
     options: sessionOptions(options.role, [...ENGINE_SESSION_TIMEOUTS, '-c synchronous_commit=off']),

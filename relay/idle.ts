@@ -13,7 +13,7 @@
 // (`held`), so that no unlock is refused (each refusal is a WARNING in the server log).
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { dbConnectTimeoutMs, isConnectionError, KEEPALIVE_AFTER_MS, ENGINE_SESSION_TIMEOUTS, sessionOptions } from './database.ts';
+import { dbConnectTimeoutMs, EngineClient, isConnectionError, KEEPALIVE_AFTER_MS, ENGINE_SESSION_TIMEOUTS, sessionOptions } from './database.ts';
 import { awake, capturesDone, goingIdle } from './queries.ts';
 
 type Options = { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; onLost: () => void };
@@ -111,7 +111,7 @@ export class IdleAnnouncer {
 
   private async connect(): Promise<pg.Client> {
     const { databaseUrl, role, log, queryTimeoutMs } = this.options;
-    const client = new pg.Client({
+    const client = new EngineClient({
       connectionString: databaseUrl,
       options: sessionOptions(role, ENGINE_SESSION_TIMEOUTS),
       application_name: 'bpd-webhooks-relay-idle',

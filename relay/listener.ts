@@ -12,7 +12,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
-import { dbConnectTimeoutMs, KEEPALIVE_AFTER_MS, ENGINE_SESSION_TIMEOUTS } from './database.ts';
+import { dbConnectTimeoutMs, EngineClient, KEEPALIVE_AFTER_MS, ENGINE_SESSION_TIMEOUTS } from './database.ts';
 import { CHANNEL, WEBHOOK_CHANGED_NOTICE } from './engine-names.ts';
 
 /** Reconnecting: at most this long between tries. */
@@ -50,7 +50,7 @@ export function startListener(options: {
 
   const connect = async (): Promise<void> => {
     // (query_timeout: the check's answer, and LISTEN's, must come within a check period)
-    const current = new pg.Client({
+    const current = new EngineClient({
       connectionString: databaseUrl,
       application_name: 'bpd-webhooks-relay-listener',
       options: ENGINE_SESSION_TIMEOUTS.join(' '),

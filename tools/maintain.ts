@@ -15,7 +15,7 @@
 // how: webhooks.outbox_tails, 22_outbox.sql).
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { ENGINE_SESSION_TIMEOUTS } from '../relay/database.ts';
+import { EngineClient, ENGINE_SESSION_TIMEOUTS } from '../relay/database.ts';
 
 const LOCK_TIMEOUT = '1s';
 const TRIES = 5;
@@ -73,7 +73,7 @@ export async function maintain(
   log: (line: string) => void = () => {},
   { afterStep = () => {} }: MaintainOptions = {},
 ): Promise<MaintainResult> {
-  const client = new pg.Client({ connectionString: databaseUrl, options: ENGINE_SESSION_TIMEOUTS.join(' ') });
+  const client = new EngineClient({ connectionString: databaseUrl, options: ENGINE_SESSION_TIMEOUTS.join(' ') });
   await client.connect();
   try {
     await client.query('select pg_advisory_lock($1)', [MAINTAIN_LOCK]);

@@ -5,6 +5,7 @@
 // (relay/database.ts); the database's values must neither cut every claim nor churn
 // the relay's connections while it sleeps.
 import test from 'ava';
+import { ownConnection } from '../helpers/db.ts';
 import { relayAsleep, relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
 test('statement_timeout of 1 ms for the database: the relay still claims, sends and settles, each delivery once', async (t) => {
@@ -56,4 +57,30 @@ test('idle_session_timeout for the database: a sleeping relay keeps its connecti
   const [request] = await receiver.waitFor(1, { path: '/hook' });
   t.is(JSON.parse(request!.body).data.contact.id, Number(contact.id));
   t.deepEqual(lines().filter((line) => /connection lost|idle-session/.test(line)), []);
+});
+
+test('transaction_timeout of 1 ms for the database (Postgres 17): the relay still claims, sends and settles, each delivery once', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  // the test's own reads, on a connection opened before the database's setting
+  const own = await ownConnection(database.url, t);
+  await own.query(`alter database ${database.name} set transaction_timeout = '1ms'`);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret, otherwise: 204 });
+  await own.query(`insert into crm.contacts (company_id, first_name) select $1, 'C' || n from generate_series(1, 50) n`,
+    [company.id]);
+
+  const { log, lines } = rememberedLog(2_000);
+  // the idle connection and the listener too: asleep, then woken by a change
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-transaction-timeout' }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const done = await waitForFinalDeliveries(own, [webhook.id], 50, 20_000).catch((error: Error) => {
+    t.log(lines().filter((line) => line.includes('"level":40')).slice(0, 3).join('\n'));
+    throw error;
+  });
+  t.true(done.every((d) => d.state === 'succeeded'));
+  const ids = receiver.received('/hook').map((r) => r.headers['webhook-id']);
+  t.is(ids.length, 50);
+  t.is(new Set(ids).size, 50);
+  t.deepEqual(lines().filter((line) => /25P04|connection lost/.test(line)), [], 'no transaction ended by the timeout');
 });

@@ -106,3 +106,17 @@ test.serial('npm run maintain under a statement_timeout of 1 ms for its user: it
   const after = await counts(ids);
   t.deepEqual(after.rolled, after.raw);
 });
+
+test.serial('npm run maintain under a transaction_timeout of 1 ms for its user (Postgres 17): it runs to the end all the same', async (t) => {
+  const webhooks = await scene();
+  const ids = webhooks.map((w) => w.id);
+  const { rows: [{ user }] } = await db().pool.query('select current_user as user');
+  const reset = () => db().pool.query(`alter role ${user} in database ${db().name} reset transaction_timeout`);
+  await db().pool.query(`alter role ${user} in database ${db().name} set transaction_timeout = '1ms'`);
+  t.teardown(reset);
+  await maintain(db().url);
+  // (before the test's own reads, which a new connection of its pool would make under it)
+  await reset();
+  const after = await counts(ids);
+  t.deepEqual(after.rolled, after.raw);
+});
