@@ -6,6 +6,7 @@
 // the relay's connections while it sleeps.
 import test from 'ava';
 import { ownConnection } from '../helpers/db.ts';
+import { until } from '../helpers/until.ts';
 import { relayAsleep, relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
 test('statement_timeout of 1 ms for the database: the relay still claims, sends and settles, each delivery once', async (t) => {
@@ -83,4 +84,41 @@ test('transaction_timeout of 1 ms for the database (Postgres 17): the relay stil
   t.is(ids.length, 50);
   t.is(new Set(ids).size, 50);
   t.deepEqual(lines().filter((line) => /25P04|connection lost/.test(line)), [], 'no transaction ended by the timeout');
+});
+
+test('lock_timeout for the database: a backfill step cut by a lock the CRM holds is tried again on its timer, each snapshot sent once', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret, otherwise: 204 });
+  await database.pool.query(`insert into crm.contacts (company_id, first_name) select $1, 'C' || n from generate_series(1, 20) n`,
+    [company.id]);
+  // batches of 5: the steps after the first are the relay's
+  await database.pool.query(`alter database ${database.name} set webhooks.backfill_batch = '5'`);
+  await database.pool.query(`alter database ${database.name} set lock_timeout = '200ms'`);
+  // the test's own connections, opened before the setting
+  const own = await ownConnection(database.url, t);
+  const holder = await ownConnection(database.url, t);
+  const { rows: [{ id: backfillId }] } = await own.query('select webhooks.backfill($1) as id', [webhook.id]);
+  // a DBA's (or the CRM's) lock on the contacts, held until the relay's step has waited for it and given up
+  await holder.query('begin');
+  await holder.query('lock table crm.contacts in access exclusive mode');
+  const relayWaits = async () => (await own.query(
+    `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+     where l.relation = 'crm.contacts'::regclass and not l.granted and a.application_name = 'bpd-webhooks-relay'`)).rows.length > 0;
+
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-lock-timeout' }, { log: rememberedLog(2_000).log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await until('the relay\'s backfill step waits for the lock', relayWaits);
+  await until('the step gives up waiting', async () => !(await relayWaits()));
+  await holder.query('rollback');
+
+  const backfillRow = async () => (await own.query('select state, error from webhooks.backfills where id = $1', [backfillId])).rows[0];
+  await until('the backfill ended', async () => (await backfillRow()).state !== 'running');
+  t.deepEqual(await backfillRow(), { state: 'done', error: null });
+  const done = await waitForFinalDeliveries(own, [webhook.id], 20, 20_000);
+  t.true(done.every((d) => d.state === 'succeeded'));
+  const ids = receiver.received('/hook').map((r) => r.headers['webhook-id']);
+  t.is(ids.length, 20);
+  t.is(new Set(ids).size, 20);
 });
