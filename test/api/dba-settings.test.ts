@@ -6,9 +6,15 @@ import { AUTHENTICATOR_ROLE } from '../../api/authenticator.ts';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 
+const DAYS_WRITTEN = ['2026-11-01', '2026-11-02'];
 const { db, api } = useTestDatabaseWithApi(test, {
-  beforeApi: (database) => database.pool
-    .query(`alter role ${AUTHENTICATOR_ROLE} in database ${database.name} set transaction_timeout = '1ms'`).then(() => {}),
+  beforeApi: async (database) => {
+    for (const setting of [`transaction_timeout = '1ms'`, `timezone = 'Pacific/Kiritimati'`, `datestyle = 'SQL, DMY'`,
+      `intervalstyle = 'sql_standard'`]) {
+      await database.pool.query(`alter role ${AUTHENTICATOR_ROLE} in database ${database.name} set ${setting}`);
+    }
+    await database.pool.query('select webhooks_private.ensure_day(d) from unnest($1::date[]) d', [DAYS_WRITTEN]);
+  },
 });
 
 test("transaction_timeout of 1 ms for the API's login (Postgres 17): an admin's reads still answer", async (t) => {
@@ -23,4 +29,29 @@ test("transaction_timeout of 1 ms for the API's login (Postgres 17): an admin's 
     const report = await api().gql(admin, '{ webhookReport { nodes { webhookId } } }');
     t.falsy(report.errors, JSON.stringify(report.errors));
   }
+});
+
+test("TimeZone (+14), DateStyle and IntervalStyle of the API's login: times and the report's UTC days are the same as anywhere", async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  // one delivery late on 1 November (UTC), one early on the 2nd: the 2nd's alone in a report of the 2nd
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at, last_status_code)
+     select $1, $2, 'contact.created', 1, '{}', r.state, 1, r.at, r.at, case r.state when 'succeeded' then 200 else 500 end
+     from (values ('2026-11-01T23:30:00Z'::timestamptz, 'succeeded'), ('2026-11-02T00:30:00Z'::timestamptz, 'failed')) r(at, state)`,
+    [hook.id, company.id]);
+  const admin = await api().token(company.id);
+  const read = await api().gql(admin, `query($id: BigInt!) { webhookById(id: $id) { createdAt history { nodes { createdAt state } } } }`,
+    { id: hook.id });
+  t.falsy(read.errors, JSON.stringify(read.errors));
+  const { rows: [{ created }] } = await db().pool.query(
+    `select to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') as created from webhooks.webhooks where id = $1`, [hook.id]);
+  t.is(Date.parse(read.data.webhookById.createdAt), Date.parse(`${created}Z`));
+  t.deepEqual(read.data.webhookById.history.nodes.map((n: { createdAt: string; state: string }) => [Date.parse(n.createdAt), n.state]).sort(),
+    [[Date.parse('2026-11-01T23:30:00Z'), 'succeeded'], [Date.parse('2026-11-02T00:30:00Z'), 'failed']].sort());
+  const report = await api().gql(admin, `query { webhookReport(since: "2026-11-02T00:00:00Z", until: "2026-11-03T00:00:00Z") {
+    nodes { webhookId timesFired timesSucceeded timesFailed } } }`);
+  t.falsy(report.errors, JSON.stringify(report.errors));
+  t.deepEqual(report.data.webhookReport.nodes, [{ webhookId: hook.id, timesFired: '1', timesSucceeded: '0', timesFailed: '1' }]);
 });
