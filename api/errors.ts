@@ -88,6 +88,15 @@ const TRY_AGAIN_STATES = new Set(['40P01', '40001']);
 const TRY_AGAIN_CODE = 'TRY_AGAIN';
 
 /**
+ * A change in a read-only transaction (read_only_sql_transaction): a DBA's
+ * default_transaction_read_only = on for the database or the API's login, or a standby
+ * in its DATABASE_URL. Reads still answer; a change was an unnamed "An error occurred"
+ * (test/api/read-only.test.ts).
+ */
+const READ_ONLY_STATE = '25006';
+const READ_ONLY_CODE = 'DATABASE_READ_ONLY';
+
+/**
  * The page arguments PostGraphile refuses itself, with a message and nothing else: a
  * cursor that is no cursor of ours or was given out for another order, and offset
  * with last. Named here like the page arguments of api/limits.ts, so that a client
@@ -234,6 +243,12 @@ export function maskError(error: GraphQLError): GraphQLError {
       `the database ended this request ${why} (SQLSTATE ${db.code}); nothing it did was kept: send it again`,
       { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path,
         originalError: error.originalError, extensions: { code: TRY_AGAIN_CODE, sqlstate: db.code } });
+  }
+  if (db?.code === READ_ONLY_STATE) {
+    return new GraphQLError(
+      `the database takes no changes now: its transactions are read-only (SQLSTATE ${READ_ONLY_STATE}); nothing was changed: ask your operator`,
+      { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path,
+        originalError: error.originalError, extensions: { code: READ_ONLY_CODE, sqlstate: db.code } });
   }
   // statement_timeout (api/limits.ts): the request asked for more work than allowed
   if (db?.code === '57014') {
