@@ -18,7 +18,7 @@ import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
 import { RequestRate } from './request-rate.ts';
 import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, requestPath } from '../ops/operations.ts';
-import { EngineClient, KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
+import { EngineClient, ENGINE_SESSION_TIMEOUTS, KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
 import { DEFAULT_API_HOST, DEFAULT_API_PORT } from './address.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
@@ -135,8 +135,12 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     max: poolSize,
     // a statement that waits this long for a connection is refused by name (DATABASE_BUSY)
     connectionTimeoutMillis: limits.poolWaitMs,
-    // READ COMMITTED whatever the database's default (relay/database.ts says why)
-    options: sessionOptions(null),
+    // READ COMMITTED whatever the database's default (relay/database.ts says why); and
+    // none of a DBA's timeouts for the API's login: each request sets its own
+    // statement_timeout (api/limits.ts), and the API's start-up reading of the schema,
+    // bounded by nothing of its own, failed under a statement_timeout of 1 ms, so the
+    // API never answered (test/api/dba-settings.test.ts)
+    options: sessionOptions(null, ENGINE_SESSION_TIMEOUTS),
     // however long they stay idle, as many stay open as one company's requests may
     // use at once (API_COMPANY_MAX_IN_FLIGHT): an admin who opens the page after a
     // quiet spell finds its first requests' connections warm, not only the one the

@@ -57,17 +57,20 @@ export const ENGINE_SESSION_TIMEOUTS = [
 /** The first major version of Postgres that knows transaction_timeout. */
 const TRANSACTION_TIMEOUT_SINCE = 17;
 
+/** Servers (host:port) that named a version of 17 or later to this process. */
+const serversWithTransactionTimeout = new Set<string>();
+
 /**
  * A connection of the engine's (the relay's pool, its idle and listening connections,
- * `npm run maintain`, the API's pool): once connected to a server of 17 or later, it
- * sets transaction_timeout to 0, which its startup options cannot name (a server
- * before 17 refuses the connection). A DBA's transaction_timeout for the database or
- * the engine's users, meant for the CRM's sessions, shorter than a claim ended the
- * relay's connection at each claim (25P04, FATAL): at 1 ms nothing was ever delivered
- * (test/relay/dba-timeouts.test.ts). The server names its version in its start-up
- * messages (ParameterStatus), so no query asks for it; the SET is one round trip per
- * connection, none per delivery. The engine bounds its own statements and holds no
- * transaction open between them.
+ * `npm run maintain`, the API's pool) with transaction_timeout 0 on a server of 17 or
+ * later. A DBA's transaction_timeout for the database or the engine's users, meant for
+ * the CRM's sessions, shorter than a claim ended the relay's connection at each claim
+ * (25P04, FATAL): at 1 ms nothing was ever delivered (test/relay/dba-timeouts.test.ts).
+ * Startup options cannot name it blindly (a server before 17 refuses the connection),
+ * so the first connection to a server reads its version from the start-up messages
+ * (ParameterStatus) and sets it; every later one to that server names it in its
+ * startup options, costing no statement. None of it is per delivery. The engine
+ * bounds its own statements and holds no transaction open between them.
  */
 export class EngineClient extends pg.Client {
   private serverMajorVersion = 0;
@@ -78,6 +81,14 @@ export class EngineClient extends pg.Client {
     connection.on('parameterStatus', (message: { parameterName: string; parameterValue: string }) => {
       if (message.parameterName === 'server_version') this.serverMajorVersion = Number.parseInt(message.parameterValue, 10);
     });
+    const parameters = (this as unknown as { connectionParameters: { options?: string } }).connectionParameters;
+    if (serversWithTransactionTimeout.has(this.server)) {
+      parameters.options = [parameters.options, '-c transaction_timeout=0'].filter(Boolean).join(' ');
+    }
+  }
+
+  private get server(): string {
+    return `${this.host}:${this.port}`;
   }
 
   override connect(): Promise<pg.Client>;
@@ -91,13 +102,21 @@ export class EngineClient extends pg.Client {
   }
 
   private async connectWithoutTransactionTimeout(): Promise<pg.Client> {
+    const named = serversWithTransactionTimeout.has(this.server);
     await super.connect();
-    if (this.serverMajorVersion < TRANSACTION_TIMEOUT_SINCE) return this;
+    if (named || this.serverMajorVersion < TRANSACTION_TIMEOUT_SINCE) return this;
+    serversWithTransactionTimeout.add(this.server);
+    // (the timeout may end this first connection before its SET: its error is the
+    // SET's, not the client's to raise unheard)
+    const unheard = () => {};
+    this.on('error', unheard);
     try {
       await this.query('set transaction_timeout = 0');
     } catch (error) {
       await this.end().catch(() => {});
       throw error;
+    } finally {
+      this.off('error', unheard);
     }
     return this;
   }

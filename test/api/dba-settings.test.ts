@@ -10,7 +10,7 @@ const DAYS_WRITTEN = ['2026-11-01', '2026-11-02'];
 const { db, api } = useTestDatabaseWithApi(test, {
   beforeApi: async (database) => {
     for (const setting of [`transaction_timeout = '1ms'`, `timezone = 'Pacific/Kiritimati'`, `datestyle = 'SQL, DMY'`,
-      `intervalstyle = 'sql_standard'`]) {
+      `intervalstyle = 'sql_standard'`, `statement_timeout = '1ms'`, `idle_in_transaction_session_timeout = '1ms'`, `search_path = crm`]) {
       await database.pool.query(`alter role ${AUTHENTICATOR_ROLE} in database ${database.name} set ${setting}`);
     }
     await database.pool.query('select webhooks_private.ensure_day(d) from unnest($1::date[]) d', [DAYS_WRITTEN]);
