@@ -3,7 +3,8 @@
 // which a settle counts a failure into, sql/28_lanes.sql) and its backend is ended
 // while pg_locks shows it waiting. Nothing of that settle was written; the relay
 // writes the result again on a new connection. Each attempt was sent once and is
-// recorded once: no lease runs out, nothing is sent twice.
+// recorded once: no lease runs out, nothing is sent twice. And every connection of the
+// pool ended while a send waits for its answer: settled once they are back, sent once.
 import test from 'ava';
 import { ownConnection } from '../helpers/db.ts';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
@@ -41,4 +42,29 @@ test('the relay\'s connection ended while its settle waits: the result is writte
   t.is(requests.length, 2, 'the failure and the retry, each once');
   t.is(new Set(requests.map((r) => r.headers['webhook-id'])).size, 1);
   t.true(lines().some((line) => line.includes('settle failed; will try again')), 'the lost settle said so');
+});
+
+test('the relay\'s connections ended between its claim and the answer to its send: the attempt is settled once they are back, sent once', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  let answer!: () => void;
+  receiver.route('/hook', { secret: webhook.secret, replies: [{ status: 204, after: new Promise<void>((resolve) => (answer = resolve)) }], otherwise: 204 });
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-claim-ended' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await f.contact(company.id);
+  // the request is at the receiver, unanswered: every connection of the relay's pool (the claim's among them) is ended
+  await receiver.waitFor(1, { path: '/hook' });
+  const { rows: [{ pids }] } = await database.pool.query(
+    `select array_agg(pid) as pids from pg_stat_activity where datname = $1 and application_name = 'bpd-webhooks-relay'`, [database.name]);
+  await database.pool.query('select pg_terminate_backend(pid) from unnest($1::int[]) pid', [pids]);
+  await waitForRows(database.pool, 'select 1 from pg_stat_activity where pid = any ($1::int[])', [pids], (rows) => rows.length === 0);
+  answer();
+
+  const [delivery] = await waitForFinalDeliveries(database.pool, [webhook.id], 1, 20_000);
+  t.like(delivery, { state: 'succeeded', attempts: 1, last_status_code: 204 });
+  const { rows } = await database.pool.query(
+    'select attempt, status_code from webhooks.delivery_attempts where webhook_id = $1 order by attempt', [webhook.id]);
+  t.deepEqual(rows, [{ attempt: 1, status_code: 204 }]);
+  t.is(receiver.received('/hook').length, 1, 'sent once');
 });
