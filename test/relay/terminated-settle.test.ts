@@ -4,7 +4,8 @@
 // while pg_locks shows it waiting. Nothing of that settle was written; the relay
 // writes the result again on a new connection. Each attempt was sent once and is
 // recorded once: no lease runs out, nothing is sent twice. And every connection of the
-// pool ended while a send waits for its answer: settled once they are back, sent once.
+// pool ended while a send waits for its answer: settled once they are back, sent once;
+// or kept out until the lease runs out: rescued, sent again once, never a third time.
 import test from 'ava';
 import { ownConnection } from '../helpers/db.ts';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
@@ -67,4 +68,38 @@ test('the relay\'s connections ended between its claim and the answer to its sen
     'select attempt, status_code from webhooks.delivery_attempts where webhook_id = $1 order by attempt', [webhook.id]);
   t.deepEqual(rows, [{ attempt: 1, status_code: 204 }]);
   t.is(receiver.received('/hook').length, 1, 'sent once');
+});
+
+test('the relay\'s connections ended and refused until its lease has run out, its send answered meanwhile: settled or rescued, never lost, sent at most twice', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  let answer!: () => void;
+  receiver.route('/hook', { secret: webhook.secret, replies: [{ status: 204, after: new Promise<void>((resolve) => (answer = resolve)) }], otherwise: 204 });
+  const own = await ownConnection(database.url, t);
+  // (a database refuses new connections only when told from another)
+  const server = new URL(database.url);
+  server.pathname = '/postgres';
+  const dba = await ownConnection(server.toString(), t);
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-lease-ended', RELAY_LEASE_MS: '2000', RELAY_REQUEST_TIMEOUT_MS: '1500' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await f.contact(company.id);
+  await receiver.waitFor(1, { path: '/hook' });
+  await dba.query(`alter database ${database.name} with allow_connections false`);
+  t.teardown(() => dba.query(`alter database ${database.name} with allow_connections true`).then(() => {}));
+  await own.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and application_name like 'bpd-webhooks-relay%'`,
+    [database.name]);
+  answer();
+  // answered, its settle refused, until the lease has run out: then connections are let in again
+  await waitForRows(own, 'select 1 from webhooks.delivery_queue where webhook_id = $1 and locked_until < now()', [webhook.id],
+    (rows) => rows.length > 0);
+  await dba.query(`alter database ${database.name} with allow_connections true`);
+
+  const [delivery] = await waitForFinalDeliveries(own, [webhook.id], 1, 20_000);
+  t.like(delivery, { state: 'succeeded', last_status_code: 204 });
+  const requests = receiver.received('/hook').length;
+  t.true(requests === 1 || requests === 2, `sent ${requests} times`);
+  const { rows } = await own.query('select attempt from webhooks.delivery_attempts where webhook_id = $1 order by attempt', [webhook.id]);
+  t.true(rows.length <= requests, 'no attempt recorded that was not sent');
+  t.is(delivery.attempts, rows.length);
 });
