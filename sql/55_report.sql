@@ -210,10 +210,6 @@ as $$
   select p_prefix || chr(1114111);
 $$;
 
--- private: what the indexes hold of a text typed (null: nothing typed: the first
--- ones). A search of more than 1,000 characters is refused by name
--- (search_max_length): each row a search reads is compared with all of it, and only
--- the request's size bounded it.
 -- private: the longest search, in characters (search_max_length, below; the pickers'
 -- boxes take no more: webhooks.input_bounds)
 create or replace function webhooks_private.search_max_length()
@@ -224,6 +220,10 @@ as $$
   select 1000;
 $$;
 
+-- private: what the indexes hold of a text typed (null: nothing typed: the first
+-- ones). A search of more than 1,000 characters is refused by name
+-- (search_max_length): each row a search reads is compared with all of it, and only
+-- the request's size bounded it.
 select webhooks_private.drop_function_unless('webhooks_private.indexed_prefix(text)', 'p_search text', 'text');
 create or replace function webhooks_private.indexed_prefix(p_search text)
 returns text
