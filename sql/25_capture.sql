@@ -446,23 +446,26 @@ as $$
 declare
   v_ids bigint[];
 begin
-  if not exists (select 1 from webhooks.delivery_queue q
-                 where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
-                   and q.action = 'contact.snapshot' and q.locked_by is null) then
-    return;
-  end if;
   -- (a writer in REPEATABLE READ or SERIALIZABLE meets a serialization failure when a
   -- claim changed the row since its snapshot: the snapshot goes. Only such a writer
-  -- pays for the block's subtransaction, as in enqueue's merge: a delete of thousands
-  -- of contacts in READ COMMITTED would overflow each backend's cache of them.)
+  -- pays for the block's subtransaction, as in enqueue's merge, and only when there is
+  -- a snapshot to fail: a delete of thousands of contacts would overflow each backend's
+  -- cache of them. In READ COMMITTED the locking read is the one probe.)
   if current_setting('transaction_isolation') = 'read committed' then
     v_ids := webhooks_private.unsent_snapshots_locked(p_webhook_id, p_contact_id);
+  elsif not exists (select 1 from webhooks.delivery_queue q
+                    where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
+                      and q.action = 'contact.snapshot' and q.locked_by is null) then
+    return;
   else
     begin
       v_ids := webhooks_private.unsent_snapshots_locked(p_webhook_id, p_contact_id);
     exception when serialization_failure then
       return;
     end;
+  end if;
+  if cardinality(v_ids) = 0 then
+    return;
   end if;
   update webhooks.deliveries d
   set state = 'failed',

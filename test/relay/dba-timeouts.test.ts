@@ -4,10 +4,23 @@
 // (RELAY_DB_QUERY_TIMEOUT_MS) and keep connections open however long idle
 // (relay/database.ts); the database's values must neither cut every claim nor churn
 // the relay's connections while it sleeps.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { ownConnection } from '../helpers/db.ts';
 import { until } from '../helpers/until.ts';
 import { relayAsleep, relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+
+/** The webhook's 50 deliveries all succeeded, each sent once (its first warnings told if not). */
+async function fiftySucceededOnce(t: ExecutionContext, db: Parameters<typeof waitForFinalDeliveries>[0], webhookId: string,
+  receiver: { received: (path: string) => Array<{ headers: Record<string, unknown> }> }, lines: () => string[]): Promise<void> {
+  const done = await waitForFinalDeliveries(db, [webhookId], 50, 20_000).catch((error: Error) => {
+    t.log(lines().filter((line) => line.includes('"level":40')).slice(0, 3).join('\n'));
+    throw error;
+  });
+  t.true(done.every((d) => d.state === 'succeeded'));
+  const ids = receiver.received('/hook').map((r) => r.headers['webhook-id']);
+  t.is(ids.length, 50);
+  t.is(new Set(ids).size, 50);
+}
 
 test('statement_timeout of 1 ms for the database: the relay still claims, sends and settles, each delivery once', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
@@ -21,14 +34,7 @@ test('statement_timeout of 1 ms for the database: the relay still claims, sends 
   const relay = testRelay(database.url, { RELAY_ID: 'relay-timeouts' }, { log });
   t.teardown(() => relay.stop());
   await relay.start();
-  const done = await waitForFinalDeliveries(database.pool, [webhook.id], 50, 20_000).catch((error: Error) => {
-    t.log(lines().filter((line) => line.includes('"level":40')).slice(0, 3).join('\n'));
-    throw error;
-  });
-  t.true(done.every((d) => d.state === 'succeeded'));
-  const ids = receiver.received('/hook').map((r) => r.headers['webhook-id']);
-  t.is(ids.length, 50);
-  t.is(new Set(ids).size, 50);
+  await fiftySucceededOnce(t, database.pool, webhook.id, receiver, lines);
   t.deepEqual(lines().filter((line) => line.includes('57014')), [], 'no statement cancelled');
 });
 
@@ -75,14 +81,7 @@ test('transaction_timeout of 1 ms for the database (Postgres 17): the relay stil
   const relay = testRelay(database.url, { RELAY_ID: 'relay-transaction-timeout' }, { log });
   t.teardown(() => relay.stop());
   await relay.start();
-  const done = await waitForFinalDeliveries(own, [webhook.id], 50, 20_000).catch((error: Error) => {
-    t.log(lines().filter((line) => line.includes('"level":40')).slice(0, 3).join('\n'));
-    throw error;
-  });
-  t.true(done.every((d) => d.state === 'succeeded'));
-  const ids = receiver.received('/hook').map((r) => r.headers['webhook-id']);
-  t.is(ids.length, 50);
-  t.is(new Set(ids).size, 50);
+  await fiftySucceededOnce(t, own, webhook.id, receiver, lines);
   t.deepEqual(lines().filter((line) => /25P04|connection lost/.test(line)), [], 'no transaction ended by the timeout');
 });
 
