@@ -77,6 +77,14 @@ export class EngineClient extends pg.Client {
 
   constructor(config?: string | pg.ClientConfig) {
     super(config);
+    // A connection the server ends is raised as an 'error' event, and pg.Pool listens
+    // only while it holds the client idle: one lost while checked out between
+    // statements (the API's request transactions), or in the same packet as a new
+    // connection's ready message (before the pool's listener is on), had nobody
+    // listening, and the uncaught event ended the process. Heard here, the loss costs
+    // what it should: the holder's next query is refused, and the pool drops a client
+    // that cannot be queried when it comes back (test/relay/lost-checked-out.test.ts).
+    this.on('error', () => {});
     const connection = (this as unknown as { connection: NodeJS.EventEmitter }).connection;
     connection.on('parameterStatus', (message: { parameterName: string; parameterValue: string }) => {
       if (message.parameterName === 'server_version') this.serverMajorVersion = Number.parseInt(message.parameterValue, 10);
@@ -107,16 +115,12 @@ export class EngineClient extends pg.Client {
     if (named || this.serverMajorVersion < TRANSACTION_TIMEOUT_SINCE) return this;
     serversWithTransactionTimeout.add(this.server);
     // (the timeout may end this first connection before its SET: its error is the
-    // SET's, not the client's to raise unheard)
-    const unheard = () => {};
-    this.on('error', unheard);
+    // SET's, and the client's own event is heard by the constructor's listener)
     try {
       await this.query('set transaction_timeout = 0');
     } catch (error) {
       await this.end().catch(() => {});
       throw error;
-    } finally {
-      this.off('error', unheard);
     }
     return this;
   }
