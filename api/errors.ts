@@ -33,7 +33,9 @@ const REQUEST_ERRORS = new Set([
 /**
  * The most characters of a caller's text a refusal quotes: a message that quoted all
  * of it answered the request's whole body back (a time of 90 kB: 90,104 characters;
- * a variable GraphQL could not take, quoted twice: 180,087).
+ * a variable GraphQL could not take, quoted twice: 180,087). The database's refusals
+ * cut alike (webhooks_private.quoted_part, sql/10_config.sql; test/api/errors.test.ts
+ * holds the two together).
  */
 export const QUOTED_MAX = 100;
 

@@ -25,6 +25,19 @@ begin
 end;
 $$;
 
+-- private: a caller's text as a refusal quotes it: its first 100 characters, and …
+-- after them. A message that quoted all of it answered a 15 kB field name or a 2 kB
+-- URL back whole. The API cuts the texts of its own refusals alike (api/errors.ts
+-- QUOTED_MAX; test/api/errors.test.ts holds the two to the same cut).
+create or replace function webhooks_private.quoted_part(p_text text)
+returns text
+language sql
+immutable
+parallel safe
+as $$
+  select case when length(p_text) > 100 then left(p_text, 100) || '…' else p_text end;
+$$;
+
 -- private: does a URL's host end in a number without being an IPv4 address? The URL
 -- standard's host parser reads a host whose last label (a final dot aside) is a
 -- number, decimal or 0x hex, as an IPv4 address: one to four parts, each decimal, 0x
@@ -468,7 +481,7 @@ begin
                         || ']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$')
        or length(new.url) > v_url_max then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
-        format('webhook url must be an absolute http:// or https:// URL of at most %s characters, got %L', v_url_max, left(new.url, 100)));
+        format('webhook url must be an absolute http:// or https:// URL of at most %s characters, got %L', v_url_max, webhooks_private.quoted_part(new.url)));
     end if;
     -- an IPv6 literal: brackets that hold an address ([:::::] and [1.2.3.4] fit the
     -- pattern above, and the relay's parser refuses them)
@@ -564,7 +577,7 @@ begin
     limit 1;
     if found then
       perform webhooks_private.config_error('webhook_field_unknown', 'fields',
-        format('unknown contact field %L; known fields: %s', left(v_unknown, 100), array_to_string(webhooks.contact_fields(), ', ')));
+        format('unknown contact field %L; known fields: %s', webhooks_private.quoted_part(v_unknown), array_to_string(webhooks.contact_fields(), ', ')));
     end if;
     -- keep the first occurrence of each field, in the order given
     new.fields := array(select f from unnest(new.fields) with ordinality t(f, n) group by f order by min(n));

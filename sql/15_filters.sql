@@ -201,7 +201,7 @@ begin
     v_key := case when p_node ? 'all' then 'all' when p_node ? 'any' then 'any' else 'not' end;
     select k into v_problem from jsonb_object_keys(p_node) k where k <> v_key limit 1;
     if found then
-      return format('%s: %s stands alone; unexpected key %s', v_here, v_key, to_jsonb(left(v_problem, 100)));
+      return format('%s: %s stands alone; unexpected key %s', v_here, v_key, to_jsonb(webhooks_private.quoted_part(v_problem)));
     end if;
     if v_key = 'not' then
       return webhooks_private.condition_problem(p_node -> 'not', v_prefix || 'not', p_depth + 1);
@@ -226,7 +226,7 @@ begin
   -- a leaf
   select k into v_key from jsonb_object_keys(p_node) k where k not in ('field', 'op', 'value') limit 1;
   if found then
-    return format('%s: unknown key %s; a leaf has field, op and value', v_here, to_jsonb(left(v_key, 100)));
+    return format('%s: unknown key %s; a leaf has field, op and value', v_here, to_jsonb(webhooks_private.quoted_part(v_key)));
   end if;
   if not p_node ? 'field' then
     return format('%sfield: missing', v_prefix);
@@ -235,7 +235,7 @@ begin
   v_kind := case when jsonb_typeof(p_node -> 'field') = 'string' then webhooks_private.condition_field_kind(v_field) end;
   if v_kind is null then
     return format('%sfield: unknown contact field %s; a column of the contact (%s) or custom.KEY',
-                  v_prefix, left((p_node -> 'field')::text, 100), array_to_string(webhooks.contact_fields(), ', '));
+                  v_prefix, webhooks_private.quoted_part((p_node -> 'field')::text), array_to_string(webhooks.contact_fields(), ', '));
   end if;
   if not p_node ? 'op' then
     return format('%sop: missing', v_prefix);
@@ -243,7 +243,7 @@ begin
   v_op := p_node ->> 'op';
   if jsonb_typeof(p_node -> 'op') <> 'string' or v_op <> all (v_operators) then
     return format('%sop: unknown operator %s; one of %s', v_prefix,
-                  left((p_node -> 'op')::text, 100), array_to_string(v_operators, ', '));
+                  webhooks_private.quoted_part((p_node -> 'op')::text), array_to_string(v_operators, ', '));
   end if;
   if (v_op in ('contains', 'starts_with') and v_kind not in ('text', 'custom'))
      or (v_op in ('lt', 'lte', 'gt', 'gte') and v_kind not in ('number', 'date', 'timestamp', 'text', 'custom'))
@@ -369,7 +369,7 @@ begin
     where s is null or btrim(s) = '' or length(s) > 100 limit 1;
     if found then
       perform webhooks_private.config_error('webhook_ignore_sources_invalid', 'ignore_sources',
-        format('ignore_sources: a source is a name of 1 to 100 characters, got %s', coalesce(to_jsonb(left(v_bad, 100))::text, 'null')));
+        format('ignore_sources: a source is a name of 1 to 100 characters, got %s', coalesce(to_jsonb(webhooks_private.quoted_part(v_bad))::text, 'null')));
     end if;
     select n into v_count from unnest(new.ignore_sources) with ordinality t(s, n)
     where webhooks_private.shows_nothing(s) order by n limit 1;
@@ -390,7 +390,7 @@ begin
     if found then
       perform webhooks_private.config_error('webhook_watch_field_unknown', 'watch_fields',
         format('watch_fields: unknown contact field %s; known fields: %s',
-               coalesce(to_jsonb(left(v_bad, 100))::text, 'null'), array_to_string(webhooks.contact_fields(), ', ')));
+               coalesce(to_jsonb(webhooks_private.quoted_part(v_bad))::text, 'null'), array_to_string(webhooks.contact_fields(), ', ')));
     end if;
     new.watch_fields := array(select f from unnest(new.watch_fields) with ordinality t(f, n) group by f order by min(n));
   end if;

@@ -1,6 +1,7 @@
 // Bad input gets an error that names the field and the problem, never "an internal
 // error", and nothing is written.
 import test from 'ava';
+import { QUOTED_MAX, shortened } from '../../api/errors.ts';
 import { RATE_UNBOUNDED, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { apiSchema, inputsOfType, type Ids, type SchemaInput } from '../helpers/schema-inputs.ts';
@@ -111,6 +112,14 @@ test('a refusal quotes at most the first 100 characters of what was sent: a time
     t.like(refused.errors?.[0]?.extensions, { constraint: 'datetime_invalid', column: 'since' }, name);
     t.true(refused.errors![0].message.length < 300, `${name}: ${refused.errors![0].message.length} characters (${code})`);
     t.regex(refused.errors![0].message, /x{50,100}…/, name);
+  }
+});
+
+test('the database\'s refusals quote a caller\'s text as the API\'s own do: the same cut (QUOTED_MAX)', async (t) => {
+  for (const length of [QUOTED_MAX - 1, QUOTED_MAX, QUOTED_MAX + 1, 10 * QUOTED_MAX]) {
+    const text = 'é'.repeat(length);
+    const { rows: [{ quoted }] } = await db().pool.query('select webhooks_private.quoted_part($1) as quoted', [text]);
+    t.is(quoted, shortened(text), `${length} characters`);
   }
 });
 
