@@ -5,7 +5,9 @@
 // timer, and again as soon as the relay has settled deliveries of a webhook whose
 // backfill the last step left waiting for room (settled()): on the timer alone a
 // receiver that answered at once got four times its max_in_flight of snapshots a tick,
-// whatever it could take. Any number of relays may run it at once (a backfill's row is
+// whatever it could take. A step that served its limit of backfills with others left
+// is followed by the next at once. A backfill done, paused or held by a CRM writer is
+// not waiting for room: the timer alone steps it (every settle of its webhook did). Any number of relays may run it at once (a backfill's row is
 // locked during its step, SKIP LOCKED).
 import type { Logger } from 'pino';
 import { backfillStep } from './queries.ts';
@@ -31,6 +33,11 @@ export class Backfiller {
   private waiting: ReadonlySet<string> = new Set();
   /** a settle asked for a step while one was under way: one more once it ends */
   private again = false;
+  /**
+   * the last step served its limit of backfills and left running ones unvisited: the
+   * next at once (their receivers may be idle, and no settle of theirs would ask)
+   */
+  private more = false;
 
   constructor(options: BackfillerOptions) {
     this.options = options;
@@ -46,9 +53,10 @@ export class Backfiller {
 
   /** One step of every running backfill with room; resolves with the snapshots written. */
   async runOnce(): Promise<number> {
-    const { written, waiting } = await backfillStep(this.options.db);
+    const { written, waiting, more } = await backfillStep(this.options.db);
     this.stats.steps++;
     this.waiting = new Set(waiting);
+    this.more = more;
     if (written > 0) this.options.log.debug({ written }, 'backfill: snapshots queued');
     return written;
   }
@@ -71,6 +79,11 @@ export class Backfiller {
     }
   }
 
+  /** Resolves once no step is under way or asked for (tests count the steps taken). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
   /** No further steps; waits for the one under way, if any (it commits or rolls back whole). */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -88,8 +101,9 @@ export class Backfiller {
       })
       .finally(() => {
         this.running = null;
-        if (this.again) {
+        if (this.again || this.more) {
           this.again = false;
+          this.more = false;
           void this.tick();
         }
       });

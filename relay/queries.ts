@@ -248,6 +248,8 @@ export interface BackfillStepped {
   written: number;
   /** the webhooks whose backfill waits for room (its snapshots unfinished): a settle of theirs may make it */
   waiting: string[];
+  /** the step served its limit of backfills, and running ones are left after them: step again at once */
+  more: boolean;
 }
 
 /**
@@ -256,11 +258,11 @@ export interface BackfillStepped {
  */
 export async function backfillStep(db: Db, only: string | null = null): Promise<BackfillStepped> {
   const { rows } = await db.query({
-    text: 'select written, waiting from webhooks_relay.backfill_step_waiting(p_only => $1::bigint)',
+    text: 'select written, waiting, more from webhooks_relay.backfill_step_waiting(p_only => $1::bigint)',
     values: [only],
     types: ENGINE_ROWS,
   });
-  return { written: rows[0].written as number, waiting: rows[0].waiting as string[] };
+  return { written: rows[0].written as number, waiting: rows[0].waiting as string[], more: rows[0].more as boolean };
 }
 
 /**

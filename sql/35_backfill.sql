@@ -422,10 +422,17 @@ as $$
   select webhooks_private.json_as_sent(p_contact) ->> 'created_at';
 $$;
 
--- private: one batch of one backfill, its row locked by the caller. Returns the
--- snapshots written; null when it can do nothing now (paused, or no room).
-create or replace function webhooks_private.backfill_batch_of(p_backfill webhooks.backfills)
-returns integer
+-- private: one batch of one backfill, its row locked by the caller. written_now: the
+-- snapshots written, null when it can do nothing now (paused, no room, or its next
+-- contact held by a writer). waits_for_room: it is still running and what it waits for
+-- comes back as its snapshots settle (a batch written, or no room), so that a settle
+-- of its webhook may let the next step write: not once done (a settle stepped it once
+-- more, for nothing), not paused, and not held by a writer, whom no settle ends (every
+-- settle of the webhook's live deliveries stepped it again, for nothing, until
+-- 2026-12-07; test/relay/backfiller.test.ts). The relay's timer steps those.
+drop function if exists webhooks_private.backfill_batch_of(webhooks.backfills);
+create or replace function webhooks_private.backfill_batch_of(p_backfill webhooks.backfills,
+                                                              out written_now integer, out waits_for_room boolean)
 language plpgsql
 volatile
 as $$
@@ -452,9 +459,10 @@ declare
   v_started constant timestamptz := clock_timestamp();
   v_cut boolean := false;
 begin
+  waits_for_room := false;
   select * into v_webhook from webhooks.webhooks w where w.id = p_backfill.webhook_id;
   if not v_webhook.enabled then
-    return null;   -- paused while disabled
+    return;   -- paused while disabled
   end if;
   v_omit := webhooks_private.payload_omit(v_webhook.fields);   -- 10_config.sql
 
@@ -464,7 +472,8 @@ begin
   v_outstanding := webhooks_private.backfill_outstanding_of(v_webhook);
   v_room := v_outstanding - webhooks.backfills_unfinished(p_backfill);
   if v_room < least(v_batch, webhooks_private.max_in_flight(v_webhook.max_in_flight), v_outstanding) then
-    return null;
+    waits_for_room := true;
+    return;
   end if;
   v_batch := least(v_batch, v_room);
 
@@ -522,7 +531,9 @@ begin
     where r.backfill_id = p_backfill.id and r.contact_id = any (v_behind);
     if cardinality(v_behind) > 0 then
       update webhooks.backfills b set queued = b.queued + v_written where b.id = p_backfill.id;
-      return v_written;
+      written_now := v_written;
+      waits_for_room := true;
+      return;
     end if;
     -- (every one held by a writer: the walk goes on, and the backfill is not done)
     v_behind_left := true;
@@ -604,9 +615,10 @@ begin
   where b.id = p_backfill.id;
   -- held at its first contact: it can do nothing now, and takes no step's place
   if v_held and v_seen = 0 and v_written = 0 then
-    return null;
+    return;
   end if;
-  return v_written;
+  written_now := v_written;
+  waits_for_room := v_held or v_seen >= v_batch;   -- still running
 end;
 $$;
 
@@ -710,13 +722,17 @@ create trigger _500_forget_renumbered
 -- be sent) are passed over and take none of the p_limit places: in id order, a few
 -- companies' paused backfills otherwise held every later one back for as long as
 -- they stayed paused. Returns the snapshots written (0: nothing to do now), and the
--- webhooks whose backfill waits for room (enabled, and a batch written now, or none
--- for want of room or its next contact held by a writer): the relay steps
+-- webhooks whose backfill waits for room (still running, and a batch written now, or
+-- none for want of room: backfill_batch_of's waits_for_room): the relay steps
 -- again as soon as it has settled deliveries of one of them, not on its timer alone
 -- (relay/backfiller.ts). Until 2026-12-07 a receiver that answered at once got four
--- times its max_in_flight of snapshots a timer's tick, whatever it could take.
+-- times its max_in_flight of snapshots a timer's tick, whatever it could take. more:
+-- the step served p_limit backfills and running ones are left after them, which the
+-- relay steps next at once.
+drop function if exists webhooks_relay.backfill_step_waiting(integer, bigint);
 create or replace function webhooks_relay.backfill_step_waiting(p_limit integer default 16, p_only bigint default null,
-                                                                 out written integer, out waiting bigint[])
+                                                                 out written integer, out waiting bigint[],
+                                                                 out more boolean)
 language plpgsql
 volatile
 security definer
@@ -725,12 +741,14 @@ as $$
 declare
   v_backfill webhooks.backfills;
   v_batch integer;
+  v_waits boolean;
   v_message text;
   v_state text;
   v_served integer := 0;
 begin
   written := 0;
   waiting := '{}';
+  more := false;
   for v_backfill in
     select * from webhooks.backfills b
     where b.state = 'running' and (p_only is null or b.id = p_only)
@@ -738,7 +756,8 @@ begin
     for update skip locked
   loop
     begin
-      v_batch := webhooks_private.backfill_batch_of(v_backfill);
+      select o.written_now, o.waits_for_room into v_batch, v_waits
+      from webhooks_private.backfill_batch_of(v_backfill) o;
     exception when lock_not_available then
       -- a lock another transaction holds longer than the database's lock_timeout (a
       -- DBA's lock on the contacts, say): its batch is undone and the next step writes
@@ -761,18 +780,19 @@ begin
       where b.id = v_backfill.id;
       continue;
     end;
-    if v_batch is null then
-      -- (paused while disabled: its snapshots are held, none settles)
-      if exists (select 1 from webhooks.webhooks w where w.id = v_backfill.webhook_id and w.enabled) then
-        waiting := waiting || v_backfill.webhook_id;
-      end if;
-      continue;
+    if v_waits then
+      waiting := waiting || v_backfill.webhook_id;
     end if;
-    -- (a batch written: the room it leaves comes back as its snapshots settle)
-    waiting := waiting || v_backfill.webhook_id;
+    continue when v_batch is null;
     written := written + v_batch;
     v_served := v_served + 1;
-    exit when v_served >= greatest(p_limit, 1);
+    if v_served >= greatest(p_limit, 1) then
+      -- (backfills left unvisited: the relay steps again at once, not on its timer,
+      -- whose receivers may be idle; until 2026-12-07 they waited for it)
+      more := exists (select 1 from webhooks.backfills b
+                      where b.state = 'running' and b.id > v_backfill.id and p_only is null);
+      exit;
+    end if;
   end loop;
 end;
 $$;

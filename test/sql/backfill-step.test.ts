@@ -130,5 +130,42 @@ test.serial('a step answers the webhooks whose backfill waits for room: one that
   t.deepEqual(await stepWaiting(), { written: 0, waiting: [writing] }, 'no room until its snapshots are settled');
   await db().pool.query(`update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
                          where webhook_id = $1 and state = 'pending'`, [writing]);
-  t.deepEqual(await stepWaiting(), { written: 2, waiting: [writing] });
+  // its last batch: done, so nothing of it waits for room (a settle of its snapshots
+  // stepped once more, for nothing)
+  t.deepEqual(await stepWaiting(), { written: 2, waiting: [] });
+  t.is((await db().pool.query(`select state from webhooks.backfills where webhook_id = $1`, [writing])).rows[0].state, 'done');
+});
+
+test.serial('a backfill held at its next contact by a writer is not answered as waiting for room: its settles would step it for nothing', async (t) => {
+  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
+  const f = factories(db().pool);
+  const company = await f.company();
+  const held = await f.contact(company.id);
+  const ordered = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [ordered.id]);
+  await db().pool.query('select webhooks.backfill($1)', [ordered.id]);
+  const writer = await db().pool.connect();
+  t.teardown(async () => {
+    await writer.query('rollback');
+    writer.release();
+  });
+  await writer.query('begin');
+  await writer.query(`update crm.contacts set city = 'Open' where id = $1`, [held.id]);
+  const { rows: [step] } = await db().pool.query('select written, waiting, more from webhooks_relay.backfill_step_waiting()');
+  t.deepEqual(step, { written: 0, waiting: [], more: false });
+});
+
+test.serial('a step that serves its limit of backfills says more are left; the last one does not', async (t) => {
+  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
+  const f = factories(db().pool);
+  for (let i = 0; i < 3; i++) {
+    const company = await f.company();
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+    await f.contact(company.id);
+    await db().pool.query('select webhooks.backfill($1)', [hook.id]);
+  }
+  const step = async () => (await db().pool.query('select written, more from webhooks_relay.backfill_step_waiting(p_limit => 2)')).rows[0];
+  t.deepEqual(await step(), { written: 2, more: true });
+  t.deepEqual(await step(), { written: 1, more: false });
+  t.is((await db().pool.query(`select count(*)::int as n from webhooks.backfills where state = 'running'`)).rows[0].n, 0);
 });
