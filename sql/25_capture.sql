@@ -422,12 +422,18 @@ $$;
 -- sent (for webhooks.backfill_defer, or its retry): the snapshot fails, not sent. It
 -- would go after the delete, which is due at once, and a receiver that creates the
 -- contacts it does not have brought the contact back (until 2026-12-07;
--- test/sql/backfill.test.ts). One probe of the contact's queue rows of the webhook a
--- delete is written for; one in flight is left to its relay, as is one another
--- transaction holds (a writer never waits for a claim). Through the view, as a DBA's
--- repair: each leaves the queue with its result, and on an ordered webhook the next
--- of its contact goes (22_outbox.sql).
--- private (fail_snapshots_of_deleted): the webhook's snapshots of the contact not
+-- test/sql/backfill.test.ts). So does one whose contact's id changed, on a webhook
+-- that takes the change's message: the snapshot names the old id, and sent after that
+-- message (in either order, unless the webhook is ordered) it brought the old id back
+-- beside the new, the contact twice and nothing said of it (until 2026-12-07;
+-- test/sql/contact-id-change.test.ts); the change's message carries the contact as
+-- the snapshot would, its chosen fields, under the new id, and the old as
+-- data.previous_contact_id. One probe of the contact's queue rows of the webhook a
+-- delete or a change of id is written for; one in flight is left to its relay, as is
+-- one another transaction holds (a writer never waits for a claim). Through the view,
+-- as a DBA's repair: each leaves the queue with its result, and on an ordered webhook
+-- the next of its contact goes (22_outbox.sql).
+-- private (fail_contact_snapshots): the webhook's snapshots of the contact not
 -- sent yet, locked, passing over those another transaction holds
 create or replace function webhooks_private.unsent_snapshots_locked(p_webhook_id bigint, p_contact_id bigint)
 returns bigint[]
@@ -439,7 +445,8 @@ as $$
                for update skip locked);
 $$;
 
-create or replace function webhooks_private.fail_snapshots_of_deleted(p_webhook_id bigint, p_contact_id bigint)
+drop function if exists webhooks_private.fail_snapshots_of_deleted(bigint, bigint);
+create or replace function webhooks_private.fail_contact_snapshots(p_webhook_id bigint, p_contact_id bigint, p_why text)
 returns void
 language plpgsql
 as $$
@@ -470,7 +477,7 @@ begin
   update webhooks.deliveries d
   set state = 'failed',
       completed_at = now(),
-      last_error = 'not sent: its contact was deleted before it was sent'
+      last_error = p_why
   where d.id = any (v_ids) and d.state = 'pending';
 end;
 $$;
@@ -532,7 +539,13 @@ declare
   v_created_at timestamptz := now();
 begin
   if p_action = 'contact.deleted' then
-    perform webhooks_private.fail_snapshots_of_deleted(p_webhook_id, p_contact_id);
+    perform webhooks_private.fail_contact_snapshots(p_webhook_id, p_contact_id,
+      'not sent: its contact was deleted before it was sent');
+  elsif p_action in ('contact.updated', 'contact.saved') and p_payload -> 'data' ? 'previous_contact_id' then
+    -- (a change of the contact's id: its deliveries are under the new id already,
+    -- contact_id_changed; an update that keeps the id pays this look at its payload)
+    perform webhooks_private.fail_contact_snapshots(p_webhook_id, p_contact_id,
+      'not sent: its contact''s id changed before it was sent, and the change''s message carries it (data.previous_contact_id)');
   end if;
   if v_late then
     v_created_at := webhooks_private.capture_time(now());

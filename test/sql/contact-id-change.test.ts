@@ -407,6 +407,44 @@ test('a backfill running across changes of ids examines each contact once: not a
     'nothing of it is kept once it is done');
 });
 
+// docs/capture.md, "A contact whose id changes": a snapshot waiting to be sent names
+// the old id; sent after the change's message (a webhook not ordered sends them in
+// either order), it brought the old id back to a receiver that creates the contacts
+// it does not have: the contact twice, under two ids, and nothing said of it.
+test('a backfill\'s snapshot not sent yet when its contact\'s id changes fails: the change\'s message carries the contact, under the new id', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  // hears no update: the change's message is not its, and its snapshot goes
+  const deaf = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
+  const ordered = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [ordered.id]);
+  const contact = await f.contact(company.id, { city: 'Boston' });
+  for (const webhook of [hook, deaf, ordered]) {
+    const { rows: [{ id }] } = await db().pool.query('select webhooks.backfill($1) as id', [webhook.id]);
+    await db().pool.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  }
+  const next = await freeId();
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [contact.id, next]);
+  const rows = async (webhookId: string) => (await db().pool.query(
+    `select action, contact_id, state, last_error, (payload #>> '{data,contact,id}') as named,
+            (payload #>> '{data,previous_contact_id}') as previous
+     from webhooks.deliveries where webhook_id = $1 order by id`, [webhookId])).rows;
+  t.deepEqual(await rows(hook.id), [
+    { action: 'contact.snapshot', contact_id: contact.id, state: 'failed', named: contact.id, previous: null,
+      last_error: 'not sent: its contact\'s id changed before it was sent, and the change\'s message carries it (data.previous_contact_id)' },
+    { action: 'contact.updated', contact_id: next, state: 'pending', named: next, previous: contact.id, last_error: null },
+  ]);
+  t.deepEqual(await rows(deaf.id), [
+    { action: 'contact.snapshot', contact_id: contact.id, state: 'pending', named: contact.id, previous: null, last_error: null },
+  ]);
+  // ordered: the change is not held behind the snapshot it stands in for
+  t.deepEqual((await rows(ordered.id)).map((r) => [r.action, r.state]), [['contact.snapshot', 'failed'], ['contact.updated', 'pending']]);
+  const { rows: claimed } = await claim(ordered.id);
+  t.is(claimed.length, 1);
+  t.is((await db().pool.query('select action from webhooks.deliveries where id = $1', [claimed[0].delivery_id])).rows[0].action, 'contact.updated');
+});
+
 test('contacts moved behind a backfill\'s walk whose conditions cost more than backfill_batch_time a step: the step ends early, each examined once', async (t) => {
   // The walk's batch stops once its conditions have taken backfill_batch_time (250 ms);
   // the contacts a change of id moved behind the walk were examined a batch at once
