@@ -169,3 +169,27 @@ test.serial('a step that serves its limit of backfills says more are left; the l
   t.deepEqual(await step(), { written: 1, more: false });
   t.is((await db().pool.query(`select count(*)::int as n from webhooks.backfills where state = 'running'`)).rows[0].n, 0);
 });
+
+test.serial('a backfill whose batch a lock cuts (lock_timeout, 55P03) is not answered as waiting for room: the timer tries it again', async (t) => {
+  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  await f.contact(company.id);
+  const { rows: [{ id }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const holder = await db().pool.connect();
+  const stepper = await db().pool.connect();
+  t.teardown(async () => {
+    await holder.query('rollback');
+    holder.release();
+    stepper.release();
+  });
+  await holder.query('begin');
+  await holder.query('lock table crm.contacts in access exclusive mode');
+  await stepper.query("set lock_timeout = '20ms'");
+  const { rows: [step] } = await stepper.query('select written, waiting, more from webhooks_relay.backfill_step_waiting()');
+  await stepper.query('reset lock_timeout');
+  t.deepEqual(step, { written: 0, waiting: [], more: false });
+  await holder.query('rollback');
+  t.like((await db().pool.query('select state, queued from webhooks.backfills where id = $1', [id])).rows[0], { state: 'running', queued: '0' });
+});
