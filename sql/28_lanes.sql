@@ -120,6 +120,21 @@ as $$
   select interval '50 milliseconds';
 $$;
 
+-- private: a lane's counter (its failures in a row, its probes) p_more further on, but
+-- no further than integer's largest value: a webhook fails for up to
+-- webhooks.auto_disable_after (365 days at most) before it is disabled, and with
+-- probe intervals of 0 s its breaker counts every attempt, 2^31 - 1 of them in 25
+-- days at 1,000 a second; the sum that overflowed failed the settle or the claim
+-- (test/fleet/breaker-counts.test.ts). Its largest value opens the breaker as any
+-- past breaker_after does, and breaker_wait caps its doublings well below it.
+create or replace function webhooks_private.counted_on(p_count integer, p_more bigint)
+returns integer
+language sql
+immutable
+as $$
+  select least(p_count::bigint + p_more, 2147483647)::integer;
+$$;
+
 -- private: how long an open breaker waits before probe number p_probe (1 for the first)
 create or replace function webhooks_private.breaker_wait(p_probe integer)
 returns interval
@@ -1158,9 +1173,9 @@ begin
                            else g.pace_from + webhooks_private.pacing_offset(
                                   g.got + webhooks_private.pacing_group(g.rate_limit) - 1, g.rate_limit) end,
         -- a probe: the next may follow only after a longer wait, whatever this one's outcome
-        probes = case when l.open_until is null or g.got is null then l.probes else l.probes + 1 end,
+        probes = case when l.open_until is null or g.got is null then l.probes else webhooks_private.counted_on(l.probes, 1) end,
         open_until = case when l.open_until is null or g.got is null then l.open_until
-                          else webhooks_private.breaker_reopens(l.probes + 2, l.failing_since) end
+                          else webhooks_private.breaker_reopens(webhooks_private.counted_on(l.probes, 2), l.failing_since) end
     from (select p.webhook_id, count(*) as got, min(p.pace_from) as pace_from, min(p.rate_limit) as rate_limit
           from picked p group by p.webhook_id
           union all
@@ -1334,11 +1349,11 @@ begin
   ),
   counted as (
     update webhooks_private.lanes l
-    set failures = case when p.last_ok is null then l.failures + p.failed else p.failed end,
+    set failures = case when p.last_ok is null then webhooks_private.counted_on(l.failures, p.failed) else p.failed end,
         failing_since = case when p.last_ok is null then coalesce(l.failing_since, p.first_failed)
                              else p.first_failed end,
         open_until = case
-          when (case when p.last_ok is null then l.failures + p.failed else p.failed end) < v_after then null
+          when (case when p.last_ok is null then webhooks_private.counted_on(l.failures, p.failed) else p.failed end) < v_after then null
           when p.last_ok is null and l.open_until is not null then l.open_until
           else now() + webhooks_private.breaker_wait(1) end,
         probes = case when p.last_ok is null then l.probes else 0 end
