@@ -662,6 +662,24 @@ begin
 end;
 $$;
 
+-- private: whether every transaction running now (p_oldest_age: the age() of the
+-- oldest, null for none) began after p_xid, read against p_next, a transaction id of
+-- now (this snapshot's xmax). age() reads a 32-bit id, which wraps: an id 2^31 or
+-- more behind now reads as one of the future, and 2^32 behind as one of now. A row
+-- of webhooks_deleted_recently left unchecked that long (maintenance stopped for 25
+-- days at 1,000 transactions a second) was then kept for as long again. No running
+-- transaction is that old (the server gives out no id once the oldest unfrozen one
+-- is 2^31 - 3,000,000 behind), so an id that far behind, told by the 64-bit ids,
+-- came before them all; nearer, its 32-bit age is its age.
+create or replace function webhooks_private.xid_before_running(p_xid xid8, p_oldest_age integer, p_next xid8)
+returns boolean
+language sql
+stable
+as $$
+  select p_next::text::numeric - p_xid::text::numeric >= 2147483648
+         or coalesce(p_oldest_age, 0) <= age(p_xid::xid);
+$$;
+
 -- public (maintenance and DBAs; not in GraphQL): look again for rows of the webhooks
 -- deleted lately. A change whose capture read the subscriptions before a webhook's
 -- delete committed writes its delivery after the delete took the webhook's rows, and
@@ -737,7 +755,8 @@ begin
       update webhooks_private.webhooks_deleted_recently
       set settled_after = pg_current_xact_id()
       where webhook_id = v.webhook_id;
-    elsif coalesce(v_oldest, 0) <= age(v.settled_after::xid) then
+    elsif webhooks_private.xid_before_running(v.settled_after, v_oldest,
+                                                 pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())) then
       -- (looked at above with a snapshot taken after those transactions ended)
       delete from webhooks_private.webhooks_deleted_recently where webhook_id = v.webhook_id;
     end if;
