@@ -400,6 +400,20 @@ as $$
   select webhooks_private.utc_day(p_now - interval '2 days');
 $$;
 
+-- private: the 64-bit id (xid8) of a running transaction's 32-bit one, which wraps
+-- around every 2^32 transactions: the one nearest p_near, a snapshot's xmax, which is
+-- within 2^31 of every running transaction's (before it, or after: one given its id
+-- after the snapshot's last completed). Across an epoch's end too
+-- (test/sql/xid-wraparound.test.ts).
+create or replace function webhooks_private.xid8_near(p_xid xid, p_near xid8)
+returns xid8
+language sql
+immutable
+as $$
+  select (p_near::text::numeric
+          + ((p_xid::text::numeric - p_near::text::numeric % 4294967296 + 6442450944) % 4294967296 - 2147483648))::text::xid8;
+$$;
+
 -- private: the oldest transaction id of the transactions that write in this database
 -- now, other than this one (null: none): those running that hold a lock of one of its
 -- relations (every writer does, from its first write to its end) and those prepared.
@@ -450,13 +464,12 @@ begin
     union all
     select p.transaction from pg_catalog.pg_prepared_xacts p where p.database = pg_catalog.current_database()
   )
-  -- (pg_locks names a transaction by its 32-bit id, which wraps around: made 64-bit,
-  -- xid8, by its distance from a snapshot's xmax, which is within 2^31 of every
-  -- running transaction's. Not the snapshot's list of running ids itself: it leaves
-  -- out those at or past its xmax, the last one completed + 1)
-  select min((k.n + ((w.xid::text::numeric - k.n % 4294967296 + 6442450944) % 4294967296 - 2147483648))::text::xid8)
+  -- (pg_locks names a transaction by its 32-bit id: made 64-bit by xid8_near. Not the
+  -- snapshot's list of running ids itself: it leaves out those at or past its xmax,
+  -- the last one completed + 1)
+  select min(webhooks_private.xid8_near(w.xid, k.near))
   from writers w
-  cross join (select pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::numeric as n) k);
+  cross join (select pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()) as near) k);
 end;
 $$;
 

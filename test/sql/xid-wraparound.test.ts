@@ -40,3 +40,23 @@ test('within 2^31, the 32-bit age decides: kept while a transaction older than t
     [noted]);
   t.deepEqual(row, { younger_running: true, older_running: false });
 });
+
+/** webhooks_private.xid8_near of a 32-bit id and a 64-bit "now", both as decimal text. */
+async function xid8Near(xid: bigint, near: bigint): Promise<bigint> {
+  const { rows: [row] } = await db().pool.query(
+    'select webhooks_private.xid8_near($1::text::xid, $2::text::xid8)::text as full', [xid.toString(), near.toString()]);
+  return BigInt(row.full);
+}
+
+test('a running transaction\'s 32-bit id is made 64-bit across the end of an epoch, before and after the snapshot', async (t) => {
+  const EPOCH = 2n ** 32n;
+  // the snapshot in the next epoch, the writer at the end of the one before
+  t.is(await xid8Near(EPOCH - 6n, EPOCH + 5n), EPOCH - 6n);
+  // the snapshot at an epoch's end, the writer given its id after it, in the next
+  t.is(await xid8Near(2n, EPOCH - 5n), EPOCH + 2n);
+  // 2^31 - 1 behind and 2^31 - 1 ahead, many epochs on
+  const near = 7n * EPOCH + 100n;
+  t.is(await xid8Near((near - (2n ** 31n - 1n)) % EPOCH, near), near - (2n ** 31n - 1n));
+  t.is(await xid8Near((near + (2n ** 31n - 1n)) % EPOCH, near), near + (2n ** 31n - 1n));
+  t.is(await xid8Near(100n, near), near);
+});
