@@ -135,16 +135,19 @@ as $$
   select least(p_count::bigint + p_more, 2147483647)::integer;
 $$;
 
--- private: how long an open breaker waits before probe number p_probe (1 for the first)
+-- private: how long an open breaker waits before probe number p_probe (1 for the first).
+-- In seconds, capped before they are an interval: an interval of 3 hours or more
+-- (the setting allows a day) times 2^30 is past what an interval holds, and the claim
+-- of a webhook's 31st probe failed every claim (test/fleet/breaker-counts.test.ts).
 create or replace function webhooks_private.breaker_wait(p_probe integer)
 returns interval
 language sql
 stable
 as $$
-  select least(
-    webhooks_private.interval_setting('webhooks.breaker_probe_interval')
+  select make_interval(secs => least(
+    extract(epoch from webhooks_private.interval_setting('webhooks.breaker_probe_interval'))
       * power(2, least(greatest(p_probe, 1) - 1, 30)),
-    webhooks_private.interval_setting('webhooks.breaker_probe_max_interval'));
+    extract(epoch from webhooks_private.interval_setting('webhooks.breaker_probe_max_interval'))));
 $$;
 
 -- private: when an open breaker lets probe number p_probe go, of a webhook failing

@@ -55,3 +55,30 @@ test('a probe past 2^31 - 1 probes is claimed and sent; the count stays at its l
     'select probes, open_until > now() as open from webhooks_private.lanes where webhook_id = $1', [webhook.id]);
   t.deepEqual(lane, { probes: INT_MAX, open: true });
 });
+
+test('a probe after 30 doublings of an interval of hours is claimed and sent; its wait is the longest allowed', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  // within the settings' bounds (1 day, 7 days): 3 hours * 2^30 is past what an interval holds
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_probe_interval = '3 hours'`);
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_probe_max_interval = '7 days'`);
+  await database.pool.query(`alter database ${database.name} set webhooks.auto_disable_after = '365 days'`);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/down') });
+  receiver.route('/down', { secret: webhook.secret, otherwise: 500 });
+  // open for half a year, its 40th probe due now
+  await database.pool.query(
+    `update webhooks_private.lanes
+     set failures = 1000, failing_since = now() - interval '180 days', open_until = now() - interval '1 second', probes = 40
+     where webhook_id = $1`,
+    [webhook.id]);
+  await f.contact(company.id);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  await receiver.waitFor(1, { path: '/down', timeoutMs: 10_000 });
+  const { rows: [lane] } = await database.pool.query(
+    `select probes, open_until - now() between interval '6 days 23 hours' and interval '7 days' as waits_the_most
+     from webhooks_private.lanes where webhook_id = $1`, [webhook.id]);
+  t.deepEqual(lane, { probes: 41, waits_the_most: true });
+});
