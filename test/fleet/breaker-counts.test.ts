@@ -3,7 +3,8 @@
 // probe intervals of 0 s its breaker holds nothing back, so its failures in a row
 // (and its probes) count every attempt: 2^31 - 1 of them come in 25 days at 1,000
 // failed attempts a second. The lane's integer counters stop at their largest value
-// rather than fail the settle (or the claim) that would pass it.
+// rather than fail the settle (or the claim) that would pass it; and the breaker's
+// wait, doubled 30 times, stops at its longest rather than overflow an interval.
 import test from 'ava';
 import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
 
