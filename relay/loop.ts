@@ -24,7 +24,7 @@ import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
 import { RelayMetrics } from './metrics.ts';
 import { Holdings } from './holdings.ts';
-import { claimDeliveries, ping, refusedSettings, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
+import { claimDeliveries, ping, refusedSettings, SENDING_SETTING, sendingAllowed, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
 import { Backfiller } from './backfiller.ts';
 import { DatabaseClock } from './database-clock.ts';
 import { Rescuer } from './rescuer.ts';
@@ -520,8 +520,9 @@ export class Relay {
 
   private async checkDatabase(): Promise<void> {
     let readOnly: boolean;
+    let sending: string | null;
     try {
-      ({ readOnly } = await ping(this.pool));
+      ({ readOnly, sending } = await ping(this.pool));
     } catch (error) {
       if (isConnectionError(error)) {
         this.log.warn({ err: error }, 'database not reachable yet; the relay keeps trying');
@@ -540,6 +541,15 @@ export class Relay {
         'the relay cannot work in this database: its transactions are read-only (default_transaction_read_only = on ' +
           'for the database or the user of DATABASE_URL, or a standby): point DATABASE_URL at the primary, or reset the setting ' +
           '(alter database … reset default_transaction_read_only, alter role … reset default_transaction_read_only)',
+      );
+    }
+    const allowed = sendingAllowed(sending);
+    if (allowed !== true) {
+      // a copy's relay would send the original's unsent deliveries a second time, under the same message ids
+      throw new Error(
+        `the relay does not send from this database: ${SENDING_SETTING} = '${sending}'` +
+          (allowed === 'refused' ? ', which is neither on nor off' : '') +
+          ` (a copy of a database, docs/operations.md "Backups and copies"); where it should send: alter database … reset ${SENDING_SETTING}`,
       );
     }
   }

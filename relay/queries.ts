@@ -308,11 +308,35 @@ export async function refusedSettings(db: Db): Promise<RefusedSetting[]> {
 }
 
 /**
+ * The switch that keeps a copy of a database (a restored backup, a staging copy, a
+ * promoted standby) from sending what it holds: `alter database … set webhooks.sending
+ * = off`. A relay reads it at start and exits (docs/operations.md, "Backups and copies").
+ */
+export const SENDING_SETTING = 'webhooks.sending';
+
+/**
  * The cheapest statement that proves the connection works under the relay's role, and
  * says whether its transactions are read-only (default_transaction_read_only = on for
- * the database or the user, or a standby): then every claim would fail.
+ * the database or the user, or a standby): then every claim would fail; and what
+ * SENDING_SETTING is set to (null: unset).
  */
-export async function ping(db: Db): Promise<{ readOnly: boolean }> {
-  const { rows } = await db.query<{ read_only: boolean }>(`select current_setting('transaction_read_only')::boolean as read_only`);
-  return { readOnly: rows[0]!.read_only };
+export async function ping(db: Db): Promise<{ readOnly: boolean; sending: string | null }> {
+  const { rows } = await db.query<{ read_only: boolean; sending: string | null }>(
+    `select current_setting('transaction_read_only')::boolean as read_only, nullif(current_setting($1, true), '') as sending`,
+    [SENDING_SETTING],
+  );
+  return { readOnly: rows[0]!.read_only, sending: rows[0]!.sending };
+}
+
+/**
+ * Whether SENDING_SETTING lets the relay send: unset or on (Postgres's spellings of a
+ * boolean); 'refused' for any other value, so that a typo stops a copy rather than lets
+ * it send.
+ */
+export function sendingAllowed(value: string | null): boolean | 'refused' {
+  if (value === null) return true;
+  const word = value.trim().toLowerCase();
+  if (['on', 'true', 'yes', '1'].includes(word)) return true;
+  if (['off', 'false', 'no', '0'].includes(word)) return false;
+  return 'refused';
 }

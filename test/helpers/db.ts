@@ -38,6 +38,25 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `bpd_test_${randomBytes(5).toString('hex')}`;
   const template = process.env.TEST_TEMPLATE_DATABASE!;
   await onServer((client) => client.query(`create database ${name} template ${template} strategy file_copy`));
+  return openTestDatabase(name);
+}
+
+/**
+ * A copy of `source`'s rows as they are now (a restored backup, a staging copy): not
+ * its `alter database … set` settings, as a restore without --create. Its sessions are
+ * ended first (Postgres copies only a database nobody is connected to); its pool
+ * connects again when next used.
+ */
+export async function copyOfTestDatabase(source: TestDatabase): Promise<TestDatabase> {
+  const name = `bpd_test_${randomBytes(5).toString('hex')}`;
+  await onServer(async (client) => {
+    await client.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1', [source.name]);
+    await client.query(`create database ${name} template ${source.name} strategy file_copy`);
+  });
+  return openTestDatabase(name);
+}
+
+function openTestDatabase(name: string): TestDatabase {
   const url = databaseUrl(name);
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   // idle clients hear about the drop below ("terminating connection"): expected then

@@ -1,0 +1,83 @@
+// Two databases where one is a copy of the other (a backup restored for staging, a
+// standby promoted while the old primary's relay still runs): both hold the same
+// unsent deliveries under the same message ids, and a relay on each sends them. The
+// copy is stopped from sending by one setting of its own, webhooks.sending = off,
+// which a relay reads at start (docs/operations.md, "Backups and copies").
+import test from 'ava';
+import { once } from 'node:events';
+import { copyOfTestDatabase } from '../helpers/db.ts';
+import { lines } from '../helpers/lines.ts';
+import { relayScene, spawnRelay, testRelay, waitForRows } from '../helpers/relay.ts';
+
+async function sceneWithCopy(t: Parameters<typeof relayScene>[0]) {
+  const scene = await relayScene(t);
+  const webhook = await scene.f.webhook({ companyId: scene.company.id, actions: ['contact.created'], url: scene.receiver.url('/hook') });
+  scene.receiver.route('/hook', { secret: webhook.secret });
+  const contact = await scene.f.contact(scene.company.id);
+  const copy = await copyOfTestDatabase(scene.database);
+  t.teardown(() => copy.drop());
+  return { ...scene, webhook, contact, copy };
+}
+
+const pendingOf = 'select id, state, attempts from webhooks.deliveries where webhook_id = $1 and contact_id = $2';
+
+test('a copy holds the same pending delivery under the same message id, and a relay on each sends it: the receiver gets it twice', async (t) => {
+  const { database, copy, receiver, webhook, contact } = await sceneWithCopy(t);
+  const [original] = (await database.pool.query(pendingOf, [webhook.id, contact.id])).rows;
+  const [copied] = (await copy.pool.query(pendingOf, [webhook.id, contact.id])).rows;
+  t.deepEqual(copied, original);
+
+  const relays = [testRelay(database.url, { RELAY_ID: 'relay-original' }), testRelay(copy.url, { RELAY_ID: 'relay-copy' })];
+  t.teardown(() => Promise.all(relays.map((relay) => relay.stop())));
+  await Promise.all(relays.map((relay) => relay.start()));
+  const requests = await receiver.waitFor(2, { path: '/hook' });
+  const [first, second] = requests;
+  t.truthy(first!.headers['webhook-id']);
+  t.is(second!.headers['webhook-id'], first!.headers['webhook-id']);
+  t.is(second!.body, first!.body);
+  t.true(requests.every((r) => r.verified));
+});
+
+test('a relay started where webhooks.sending = off exits 1 at once, naming the setting, and sends nothing; the original sends once', async (t) => {
+  const { database, copy, receiver, webhook, contact } = await sceneWithCopy(t);
+  await copy.pool.query(`alter database ${copy.name} set webhooks.sending = off`);
+
+  const copyRelay = spawnRelay(copy.url, { RELAY_ID: 'relay-copy', RELAY_LOG_LEVEL: 'info' });
+  t.teardown(() => copyRelay.kill('SIGKILL'));
+  const out = lines(copyRelay.stdout!);
+  const [code] = await Promise.race([once(copyRelay, 'exit'), receiver.waitFor(1, { path: '/hook' }).then(() => ['sent'])]);
+  t.is(code, 1, out.seen.join('\n'));
+  const fatal = out.seen.map((line) => JSON.parse(line)).find((line) => line.level === 60);
+  t.regex(fatal?.msg ?? '', /webhooks\.sending = 'off'/, out.seen.join('\n'));
+  t.deepEqual((await copy.pool.query(pendingOf, [webhook.id, contact.id])).rows.map((r) => [r.state, r.attempts]), [['pending', 0]]);
+  t.is(receiver.requests.length, 0);
+
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-original' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await waitForRows(database.pool, pendingOf, [webhook.id, contact.id], (rows) => rows[0]?.state === 'succeeded');
+  t.is(receiver.received('/hook').length, 1);
+});
+
+test('a value of webhooks.sending the relay cannot read stops it too, rather than send from a copy by a typo', async (t) => {
+  const { copy, receiver } = await sceneWithCopy(t);
+  await copy.pool.query(`alter database ${copy.name} set webhooks.sending = 'of'`);
+  const copyRelay = spawnRelay(copy.url, { RELAY_ID: 'relay-copy', RELAY_LOG_LEVEL: 'info' });
+  t.teardown(() => copyRelay.kill('SIGKILL'));
+  const out = lines(copyRelay.stdout!);
+  const [code] = await Promise.race([once(copyRelay, 'exit'), receiver.waitFor(1, { path: '/hook' }).then(() => ['sent'])]);
+  t.is(code, 1, out.seen.join('\n'));
+  const fatal = out.seen.map((line) => JSON.parse(line)).find((line) => line.level === 60);
+  t.regex(fatal?.msg ?? '', /webhooks\.sending = 'of', which is neither on nor off/, out.seen.join('\n'));
+  t.is(receiver.requests.length, 0);
+});
+
+test('webhooks.sending = on (or unset) sends as before', async (t) => {
+  const { copy, receiver, webhook, contact } = await sceneWithCopy(t);
+  await copy.pool.query(`alter database ${copy.name} set webhooks.sending = on`);
+  const relay = testRelay(copy.url, { RELAY_ID: 'relay-copy' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await waitForRows(copy.pool, pendingOf, [webhook.id, contact.id], (rows) => rows[0]?.state === 'succeeded');
+  t.is(receiver.received('/hook').length, 1);
+});
