@@ -422,3 +422,29 @@ as $$
          coalesce(max(age(h.xid)), 0)
   from holders h;
 $$;
+
+-- A DBA's, after CRM rows were loaded with triggers off (pg_restore --disable-triggers,
+-- session_replication_role = replica, ALTER TABLE … DISABLE TRIGGER: docs/operations.md,
+-- "Backups and copies"): the triggers of migration 0069 that keep the words of the
+-- users' and statuses' names (webhooks_private.crm_name_words, the setup form's search)
+-- did not run either, and a restored "Ann de la Cruz" is not found by "Cruz". Fills the
+-- table again from crm.users and crm.statuses as that migration did; the tables are
+-- taken against writes meanwhile (SHARE), so that none is missed. Running it again
+-- changes nothing. Not for the API's or the relay's roles (60_access.sql).
+create or replace procedure webhooks_ops.refill_crm_name_words()
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  lock table crm.users, crm.statuses in share mode;
+  delete from webhooks_private.crm_name_words;
+  insert into webhooks_private.crm_name_words (company_id, kind, key, id, word_at)
+  select u.company_id, 'u', k.key, u.id, k.word_at
+  from crm.users u cross join lateral webhooks_private.name_words(u.name) k
+  on conflict do nothing;
+  insert into webhooks_private.crm_name_words (company_id, kind, key, id, word_at)
+  select s.company_id, 's', k.key, s.id, k.word_at
+  from crm.statuses s cross join lateral webhooks_private.name_words(s.name) k
+  on conflict do nothing;
+end;
+$$;

@@ -246,6 +246,8 @@ revoke all on schema webhooks_ops from public;
 revoke all on all functions in schema webhooks_ops from public;
 grant usage on schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
 grant execute on all functions in schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
+-- (a DBA's, which takes the CRM's users and statuses against writes while it runs)
+revoke execute on procedure webhooks_ops.refill_crm_name_words() from webhook_authenticator, bpd_webhooks_relay;
 
 ------------------------------------------------------------------------------------
 -- Row-level security: the company of the request, on every exposed table.
