@@ -45,13 +45,19 @@ export async function createTestDatabase(): Promise<TestDatabase> {
  * A copy of `source`'s rows as they are now (a restored backup, a staging copy): not
  * its `alter database … set` settings, as a restore without --create. Its sessions are
  * ended first (Postgres copies only a database nobody is connected to); its pool
- * connects again when next used.
+ * connects again when next used (connections are refused while it is copied).
  */
 export async function copyOfTestDatabase(source: TestDatabase): Promise<TestDatabase> {
   const name = `bpd_test_${randomBytes(5).toString('hex')}`;
   await onServer(async (client) => {
-    await client.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1', [source.name]);
-    await client.query(`create database ${name} template ${source.name} strategy file_copy`);
+    // (a relay of the test's at work connects again at once: kept out meanwhile)
+    await client.query(`alter database ${source.name} allow_connections false`);
+    try {
+      await client.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1', [source.name]);
+      await client.query(`create database ${name} template ${source.name} strategy file_copy`);
+    } finally {
+      await client.query(`alter database ${source.name} allow_connections true`);
+    }
   });
   return openTestDatabase(name);
 }

@@ -81,3 +81,33 @@ test('webhooks.sending = on (or unset) sends as before', async (t) => {
   await waitForRows(copy.pool, pendingOf, [webhook.id, contact.id], (rows) => rows[0]?.state === 'succeeded');
   t.is(receiver.received('/hook').length, 1);
 });
+
+test('a delivery in flight when the copy was made is sent again from the copy once its lease runs out: the same webhook-id, its attempts counting both requests', async (t) => {
+  const scene = await relayScene(t);
+  const { database, receiver, f, company } = scene;
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  // the original's request is never answered: it is in flight when the copy is made
+  receiver.route('/hook', { secret: webhook.secret, replies: ['hang'], otherwise: 200 });
+  const contact = await f.contact(company.id);
+  const original = testRelay(database.url, { RELAY_ID: 'relay-original', RELAY_LEASE_MS: '5000', RELAY_REQUEST_TIMEOUT_MS: '4500' });
+  t.teardown(() => original.stop());
+  await original.start();
+  const [first] = await receiver.waitFor(1, { path: '/hook' });
+  const copy = await copyOfTestDatabase(database);
+  t.teardown(() => copy.drop());
+  const [leased] = (await copy.pool.query(
+    'select state, attempts, locked_by from webhooks.deliveries where webhook_id = $1 and contact_id = $2', [webhook.id, contact.id])).rows;
+  t.like(leased, { attempts: 1, locked_by: 'relay-original' });
+
+  const relay = testRelay(copy.url, { RELAY_ID: 'relay-copy' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const [, second] = await receiver.waitFor(2, { path: '/hook' });
+  t.is(second!.headers['webhook-id'], first!.headers['webhook-id']);
+  t.is(second!.body, first!.body);
+  t.true(second!.verified);
+  const [row] = await waitForRows(copy.pool,
+    'select state, attempts from webhooks.deliveries where webhook_id = $1 and contact_id = $2', [webhook.id, contact.id],
+    (rows) => rows[0]?.state === 'succeeded');
+  t.deepEqual(row, { state: 'succeeded', attempts: 2 });
+});
