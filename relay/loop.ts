@@ -286,7 +286,13 @@ export class Relay {
    */
   private async discover(): Promise<Claimed> {
     this.wakeUp.beforeDiscovery();
-    const claimed = await this.claim(null);
+    let claimed = await this.claim(null);
+    // a window of lanes walked without one that may send now, and lanes beyond it not
+    // walked since (more_due without deliveries, sql/28_lanes.sql discovery_walks_on):
+    // the next window at once, up to once round, all one discovery to the wake-up
+    // protocol. Left to the next poll, a company whose lane lay windows away waited a
+    // poll a window (test/fleet/retrying-companies.test.ts)
+    while (claimed.jobs.length === 0 && claimed.moreDue && this.mode !== 'stopping') claimed = await this.claim(null);
     // found: due work that only another discovery would bring (full: more than this
     // claim could take). A webhook this claim filled to its cap (backlogged) is
     // refilled on its own as its queue runs low, in claims of a useful size;

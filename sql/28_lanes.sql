@@ -493,6 +493,61 @@ as $$
          set_config('bpd_webhooks.discovery_places', coalesce(p_places, '{}'::jsonb)::text, false);
 $$;
 
+-- private (lane_claim): the webhook whose lane the first of this connection's run of
+-- fruitless discoveries walked first (discovery_walks_on), or null: none under way
+create or replace function webhooks_private.discovery_round_mark()
+returns bigint
+language sql
+stable
+as $$
+  select case when v ~ '^[0-9]{1,18}$' then v::bigint end
+  from (select coalesce(current_setting('bpd_webhooks.discovery_round_mark', true), '') as v) s;
+$$;
+
+-- private (lane_claim): whether the relay should discover again at once (claim_deliveries
+-- says more_due): this discovery found nothing that may send now (p_fruitless), its
+-- window was full (more webhooks with deliveries waiting than it walks), and the
+-- discoveries since the first fruitless one have not yet come round to the lane that
+-- one walked first (p_mark_walked: this one walked it again). Lanes whose deliveries
+-- wait for a retry or a coalescing window are walked like any other, and the relay,
+-- told nothing, waited for its next poll before the next window: a company whose lane
+-- lay windows away from its place waited that many polls (1,500 companies with a
+-- retry waiting, claims of 32: five seconds, test/fleet/retrying-companies.test.ts).
+-- So a wake-up walks every lane at most once, a window a claim, and stops at the first
+-- that finds work or at the lane it began from. Its mark is kept as the places are,
+-- for the connection; a mark whose webhook has nothing waiting any more (delivered,
+-- deleted) would never come round, and this discovery's first lane takes its place.
+create or replace function webhooks_private.discovery_walks_on(p_fruitless boolean, p_window_full boolean,
+                                                               p_first_walked bigint, p_mark_walked boolean)
+returns boolean
+language plpgsql
+volatile
+as $$
+declare
+  v_mark constant bigint := webhooks_private.discovery_round_mark();
+  v_walks_on boolean;
+begin
+  if not (p_fruitless and p_window_full) then
+    v_walks_on := false;
+    if v_mark is not null then
+      perform set_config('bpd_webhooks.discovery_round_mark', '', false);
+    end if;
+  elsif v_mark is null
+        or not exists (select 1 from webhooks.delivery_queue d where d.webhook_id = v_mark and d.locked_by is null) then
+    v_walks_on := true;
+    perform set_config('bpd_webhooks.discovery_round_mark', p_first_walked::text, false);
+  else
+    v_walks_on := not p_mark_walked;
+    if p_mark_walked then
+      perform set_config('bpd_webhooks.discovery_round_mark', '', false);
+    end if;
+  end if;
+  -- (for claim_deliveries, in this transaction alone)
+  perform set_config('bpd_webhooks.discovery_walks_on', case when v_walks_on then 'on' else '' end, true);
+  return v_walks_on;
+end;
+$$;
+
 -- private (waiting_lanes): where the walk of one company starts, from its first webhook
 -- with deliveries waiting (p_webhook_id, due first at p_first_due): there, unless it
 -- has a place in p_places (discovery_places), then at its first webhook after it (one
@@ -775,6 +830,13 @@ declare
   v_walk_webhooks bigint[];
   v_walk_ranked boolean[];
   v_elsewhere bigint[] := '{}';
+  -- the lane the first of this connection's fruitless discoveries walked first
+  -- (discovery_walks_on), whether this walk came round to it, whether the window was
+  -- full, and the lane this walk began with
+  v_round_mark constant bigint := case when p_only_webhooks is null then webhooks_private.discovery_round_mark() end;
+  v_mark_walked boolean;
+  v_window_full boolean;
+  v_first_walked bigint;
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    A lane another relay is deciding for is passed over (that relay serves it;
@@ -887,9 +949,12 @@ begin
     where r.bound > 0
   )
   select a.ready, a.bound, a.first, a.ordered, coalesce((select s.c - 1 from stopped s), 0), pl.places,
-         pw.companies, pw.webhooks, pw.ranked
+         pw.companies, pw.webhooks, pw.ranked,
+         exists (select 1 from stopped), (select k.w from hooks k order by k.ord limit 1),
+         v_round_mark is not null and exists (select 1 from hooks k where k.w = v_round_mark)
   into v_ready, v_bound, v_first, v_ordered, v_next_company_after, v_next_places,
-       v_walk_companies, v_walk_webhooks, v_walk_ranked
+       v_walk_companies, v_walk_webhooks, v_walk_ranked,
+       v_window_full, v_first_walked, v_mark_walked
   from places pl
   cross join lateral (
     select array_agg(c.webhook_id order by not c.enabled, c.place) as ready,
@@ -912,6 +977,9 @@ begin
   -- in each company walked to its count, after its last webhook walked
   if p_only_webhooks is null then
     perform webhooks_private.discovery_went_to(v_next_company_after, v_next_places);
+    -- (a lane ranked into the window is one that may send now: found, the relay goes
+    -- on anyway)
+    perform webhooks_private.discovery_walks_on(v_ready is null, v_window_full, v_first_walked, v_mark_walked);
   end if;
   if v_ready is null then
     return;

@@ -170,7 +170,9 @@ $$;
 -- holds of one webhook (in flight and queued); p_busy_webhooks/p_busy_counts say
 -- what it holds, and p_busy_caps (entries may be null) a cap of a held webhook's own
 -- in place of p_per_webhook. p_only_webhooks null: look at every webhook with due
--- deliveries (discovery; more_due says the batch was full); given: refill those
+-- deliveries (discovery; more_due says the batch was full, or, on a row without a
+-- delivery, that the window walked found nothing and more lanes wait beyond it:
+-- discovery_walks_on, 28_lanes.sql); given: refill those
 -- webhooks only.
 -- Returns what the relay needs to send: the body is the stored payload serialised
 -- here, once, and signed as is; send_at and send_until, when not null, are the slot
@@ -301,6 +303,7 @@ declare
                                        p_byte_budget - (select sum(b) from unnest(p_busy_bytes) b),
                                        p_byte_budget);
   v_cut boolean := false;
+  v_walks_on boolean;
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
   select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
@@ -368,10 +371,13 @@ begin
 
   if v_locked is null then
     -- nothing to lease; say whether a fleet-wide cap or other relays' claims held
-    -- deliveries back
-    if v_at_cap or v_lanes_busy then
+    -- deliveries back, or whether a discovery that walked a full window of lanes
+    -- without finding one that may send now has more to walk (more_due:
+    -- discovery_walks_on, 28_lanes.sql)
+    v_walks_on := p_only_webhooks is null and current_setting('bpd_webhooks.discovery_walks_on', true) = 'on';
+    if v_at_cap or v_lanes_busy or v_walks_on then
       return query select null::bigint, null::text, null::bigint, null::integer, null::text, null::text,
-                          null::text, null::text[], null::timestamptz, null::timestamptz, null::boolean, false,
+                          null::text, null::text[], null::timestamptz, null::timestamptz, null::boolean, v_walks_on,
                           v_at_cap, v_lanes_busy, null::bigint;
     end if;
     return;

@@ -1,0 +1,53 @@
+// Thousands of companies whose endpoints are dead (the breaker not yet open), each
+// with a delivery waiting for its retry, beside one healthy company (issue #11). A
+// discovery walks a window of the webhooks with deliveries waiting (eight times its
+// batch, sql/28_lanes.sql), due or not: one that found nothing due in a full window
+// claimed nothing, and the relay, finding no work, waited for its next poll before
+// walking the next window. So a healthy change whose webhook lay windows away from the
+// relay's place waited that many polls (1,500 companies at claims of 32: six windows,
+// five seconds at the default poll of a second). A fruitless discovery whose window
+// was full now says that more may be due (more_due), and the relay walks on at once,
+// once round the webhooks at most.
+import test from 'ava';
+import { claimsTaking } from '../helpers/healthy-company.ts';
+import { relayAsleep, relayScene, testRelay } from '../helpers/relay.ts';
+
+const DEAD_COMPANIES = 1_500;
+const BATCH = 32; // a discovery's window: 256 webhooks (discovery_window)
+const WINDOWS = Math.ceil((DEAD_COMPANIES + 1) / 256);
+
+test('a healthy change beside 1,500 companies each with a retry waiting is taken without waiting for a poll', async (t) => {
+  const { database, receiver, f } = await relayScene(t);
+  const { pool } = database;
+  // the dead companies: a webhook each, and a delivery retrying in an hour
+  await pool.query(`insert into crm.companies (name) select 'Dead ' || n from generate_series(1, $1::int) n`, [DEAD_COMPANIES]);
+  await pool.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+     select c.id, 'Dead', 'https://receiver.example.com/dead/' || c.id, '{first_name}', '{contact.deleted}'
+     from crm.companies c where c.name like 'Dead %'`);
+  await pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, attempts, next_attempt_at)
+     select w.id, w.company_id, 'contact.deleted', 1, '{}', 1, now() + interval '1 hour'
+     from webhooks.webhooks w where w.name = 'Dead'`);
+  const healthy = await f.company();
+  const webhook = await f.webhook({ companyId: healthy.id, actions: ['contact.created'], url: receiver.url('/healthy') });
+  receiver.route('/healthy', { secret: webhook.secret, otherwise: 200 });
+  // a poll far longer than the wait below: the change is found by the discoveries its
+  // NOTIFY starts, or not at all
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '600000', RELAY_BATCH_SIZE: String(BATCH) });
+  t.teardown(() => relay.stop());
+  const taken = claimsTaking(relay, webhook.id);
+  await relay.start();
+  await relayAsleep(pool);
+
+  const before = relay.stats.claims - relay.stats.refills;
+  await f.contact(healthy.id);
+  await receiver.waitFor(1, { path: '/healthy', timeoutMs: 30_000 });
+  const discoveries = taken[0]!.discoveries - before;
+  t.log(`discoveries from the change's commit to the claim that took it: ${discoveries} (${WINDOWS} windows)`);
+  t.true(discoveries <= WINDOWS + 1, `${discoveries} discoveries`);
+  const { rows: [{ waiting }] } = await pool.query(
+    `select count(*)::int as waiting from webhooks.delivery_queue q join webhooks.webhooks w on w.id = q.webhook_id
+     where w.name = 'Dead' and q.locked_by is null`);
+  t.is(waiting, DEAD_COMPANIES, 'the dead companies\' retries still waited');
+});
