@@ -9,6 +9,7 @@
 // was full now says that more may be due (more_due), and the relay walks on at once,
 // once round the webhooks at most.
 import test from 'ava';
+import type pg from 'pg';
 import { claimsTaking } from '../helpers/healthy-company.ts';
 import { relayAsleep, relayScene, testRelay } from '../helpers/relay.ts';
 
@@ -16,10 +17,8 @@ const DEAD_COMPANIES = 1_500;
 const BATCH = 32; // a discovery's window: 256 webhooks (discovery_window)
 const WINDOWS = Math.ceil((DEAD_COMPANIES + 1) / 256);
 
-test('a healthy change beside 1,500 companies each with a retry waiting is taken without waiting for a poll', async (t) => {
-  const { database, receiver, f } = await relayScene(t);
-  const { pool } = database;
-  // the dead companies: a webhook each, and a delivery retrying in an hour
+/** The dead companies: a webhook each, and a delivery retrying in an hour. */
+async function deadCompanies(pool: pg.Pool): Promise<void> {
   await pool.query(`insert into crm.companies (name) select 'Dead ' || n from generate_series(1, $1::int) n`, [DEAD_COMPANIES]);
   await pool.query(
     `insert into webhooks.webhooks (company_id, name, url, fields, actions)
@@ -29,6 +28,12 @@ test('a healthy change beside 1,500 companies each with a retry waiting is taken
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, attempts, next_attempt_at)
      select w.id, w.company_id, 'contact.deleted', 1, '{}', 1, now() + interval '1 hour'
      from webhooks.webhooks w where w.name = 'Dead'`);
+}
+
+test('a healthy change beside 1,500 companies each with a retry waiting is taken without waiting for a poll', async (t) => {
+  const { database, receiver, f } = await relayScene(t);
+  const { pool } = database;
+  await deadCompanies(pool);
   const healthy = await f.company();
   const webhook = await f.webhook({ companyId: healthy.id, actions: ['contact.created'], url: receiver.url('/healthy') });
   receiver.route('/healthy', { secret: webhook.secret, otherwise: 200 });
@@ -50,4 +55,28 @@ test('a healthy change beside 1,500 companies each with a retry waiting is taken
     `select count(*)::int as waiting from webhooks.delivery_queue q join webhooks.webhooks w on w.id = q.webhook_id
      where w.name = 'Dead' and q.locked_by is null`);
   t.is(waiting, DEAD_COMPANIES, 'the dead companies\' retries still waited');
+});
+
+test('fruitless discoveries of one connection say more_due window after window until the walk comes round, then stop', async (t) => {
+  const { database } = await relayScene(t);
+  await deadCompanies(database.pool);
+  const client = await database.pool.connect();
+  t.teardown(() => client.release());
+  const discover = async () => (await client.query(
+    `select count(delivery_id)::int as leased, coalesce(bool_or(more_due), false) as more
+     from webhooks_relay.claim_deliveries('measuring', $1, interval '60 s', 32, '{}', '{}', null, 512)`, [BATCH])).rows[0];
+  // a round: discoveries up to the first that says nothing more, each its own transaction
+  const round = async () => {
+    const said: boolean[] = [];
+    for (let i = 0; i < 4 * WINDOWS && (said.length === 0 || said.at(-1)); i++) {
+      const { leased, more } = await discover();
+      t.is(leased, 0);
+      said.push(more);
+    }
+    return said;
+  };
+  for (const said of [await round(), await round()]) {
+    t.false(said.at(-1), `the walk came round: ${said.join(' ')}`);
+    t.true(said.length >= WINDOWS - 1 && said.length <= WINDOWS + 1, `${said.length} windows to come round (${WINDOWS} hold every lane)`);
+  }
 });
