@@ -34,6 +34,9 @@ import { settleBatchSize, Settler } from './settle.ts';
 import { missedSlot, Slots } from './slots.ts';
 import { WakeUp, type Found } from './wakeup.ts';
 
+/** How often a relay started before its database answers tries again to check it. */
+const UNREACHABLE_RECHECK_MS = 1_000;
+
 /** How long stop() waits for results to be written before leaving them to lease expiry. */
 const SETTLE_GRACE_MS = 10_000;
 
@@ -156,7 +159,8 @@ export class Relay {
   async start(): Promise<void> {
     if (this.mode !== 'new') throw new Error('relay already started');
     this.scheduler.setMode('waiting');
-    await this.checkDatabase();
+    await this.checkDatabaseOnceReachable();
+    if (this.stopped) return;
     this.pollTimer = setInterval(() => this.wake(), this.settings.pollIntervalMs);
     this.listener = startListener({
       databaseUrl: this.settings.databaseUrl,
@@ -524,15 +528,30 @@ export class Relay {
     this.log.info({ ...this.stats, ...this.settler.stats }, 'relay stopped');
   }
 
-  private async checkDatabase(): Promise<void> {
+  /**
+   * No claim comes before checkDatabase has read the database: a relay started before
+   * its database answers (a copy still being restored) tries again every
+   * UNREACHABLE_RECHECK_MS until it does, or until stop(). (Until 2026-12-07 it went on
+   * to claim unchecked, and sent from a copy whose webhooks.sending was off.)
+   */
+  private async checkDatabaseOnceReachable(): Promise<void> {
+    for (let tries = 0; !(await this.checkDatabase(tries === 0)); tries++) {
+      if (this.stopped) return;
+      await new Promise((resolve) => setTimeout(resolve, UNREACHABLE_RECHECK_MS));
+      if (this.stopped) return;
+    }
+  }
+
+  /** Whether the database was reached (and fit to work in: else it throws). */
+  private async checkDatabase(sayUnreachable: boolean): Promise<boolean> {
     let readOnly: boolean;
     let sending: string | null;
     try {
       ({ readOnly, sending } = await ping(this.pool));
     } catch (error) {
       if (isConnectionError(error)) {
-        this.log.warn({ err: error }, 'database not reachable yet; the relay keeps trying');
-        return;
+        if (sayUnreachable) this.log.warn({ err: error }, 'database not reachable yet; the relay keeps trying');
+        return false;
       }
       const role = this.settings.databaseRole;
       throw new Error(
@@ -558,6 +577,7 @@ export class Relay {
           ` (a copy of a database, docs/operations.md "Backups and copies"); where it should send: alter database … reset ${SENDING_SETTING}`,
       );
     }
+    return true;
   }
 
   /**

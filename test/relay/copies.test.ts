@@ -7,6 +7,7 @@ import test from 'ava';
 import { once } from 'node:events';
 import { copyOfTestDatabase } from '../helpers/db.ts';
 import { lines } from '../helpers/lines.ts';
+import { freezableProxy } from '../helpers/proxy.ts';
 import { relayScene, spawnRelay, testRelay, waitForRows } from '../helpers/relay.ts';
 
 async function sceneWithCopy(t: Parameters<typeof relayScene>[0]) {
@@ -57,6 +58,25 @@ test('a relay started where webhooks.sending = off exits 1 at once, naming the s
   await relay.start();
   await waitForRows(database.pool, pendingOf, [webhook.id, contact.id], (rows) => rows[0]?.state === 'succeeded');
   t.is(receiver.received('/hook').length, 1);
+});
+
+test('a relay started before its database answers reads webhooks.sending once it does, before any claim', async (t) => {
+  const { copy, receiver } = await sceneWithCopy(t);
+  await copy.pool.query(`alter database ${copy.name} set webhooks.sending = off`);
+  const proxy = await freezableProxy(new URL(copy.url));
+  t.teardown(() => proxy.close());
+  proxy.silent();
+  const copyRelay = spawnRelay(proxy.url, { RELAY_ID: 'relay-copy', RELAY_LOG_LEVEL: 'info', RELAY_DB_QUERY_TIMEOUT_MS: '500' });
+  t.teardown(() => copyRelay.kill('SIGKILL'));
+  const out = lines(copyRelay.stdout!);
+  await out.next(/not reachable yet/);
+  proxy.speak();
+  // (as it was: it claimed and sent once the database answered, the check passed over)
+  const [code] = await Promise.race([once(copyRelay, 'exit'), receiver.waitFor(1, { path: '/hook' }).then(() => ['sent'])]);
+  t.is(code, 1, out.seen.join('\n'));
+  const fatal = out.seen.map((line) => JSON.parse(line)).find((line) => line.level === 60);
+  t.regex(fatal?.msg ?? '', /webhooks\.sending = 'off'/, out.seen.join('\n'));
+  t.is(receiver.requests.length, 0);
 });
 
 test('a value of webhooks.sending the relay cannot read stops it too, rather than send from a copy by a typo', async (t) => {
