@@ -62,6 +62,13 @@ export async function copyOfTestDatabase(source: TestDatabase): Promise<TestData
   return openTestDatabase(name);
 }
 
+/** An empty database, as `createdb` makes one (from template0): to restore a dump into. */
+export async function createEmptyTestDatabase(): Promise<TestDatabase> {
+  const name = `bpd_test_${randomBytes(5).toString('hex')}`;
+  await onServer((client) => client.query(`create database ${name} template template0`));
+  return openTestDatabase(name);
+}
+
 function openTestDatabase(name: string): TestDatabase {
   const url = databaseUrl(name);
   const pool = new pg.Pool({ connectionString: url, max: 10 });

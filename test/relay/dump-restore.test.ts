@@ -1,0 +1,114 @@
+// A whole database dumped with pg_dump and restored into a new one (custom format with
+// pg_restore, plain SQL with psql), as the superuser: the restore runs without an
+// error, announces none of the rows it loads, and the restored engine goes on: its
+// pending deliveries are sent by a relay under their message ids, a contact written
+// there is announced once, the totals are the same, migrate and maintenance work
+// (docs/operations.md, "Backups and copies"). pg_dump must be of the server's major
+// version (PG_BIN names the folder of its binaries; else the PATH's): the embedded
+// server's package ships none, so these run only against a server whose pg_dump is
+// at hand (`DATABASE_URL=postgres://…/postgres PG_BIN=/usr/lib/postgresql/15/bin`).
+import test from 'ava';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { maintain } from '../../tools/maintain.ts';
+import { migrate } from '../../tools/migrate.ts';
+import { createEmptyTestDatabase, createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { startReceiver } from '../helpers/receiver.ts';
+import { testRelay, waitForRows } from '../helpers/relay.ts';
+import { factories } from '../helpers/factories.ts';
+
+const run = promisify(execFile);
+const tool = (name: string) => (process.env.PG_BIN ? join(process.env.PG_BIN, name) : name);
+
+/** The major version of pg_dump at hand, null if there is none. */
+function pgDumpMajor(): number | null {
+  try {
+    const out = execFileSync(tool('pg_dump'), ['--version'], { encoding: 'utf8' });
+    return Number(/(\d+)\.\d+/.exec(out)![1]);
+  } catch {
+    return null;
+  }
+}
+
+async function serverMajor(): Promise<number> {
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  try {
+    return Math.floor(Number((await client.query('show server_version_num')).rows[0].server_version_num) / 10_000);
+  } finally {
+    await client.end();
+  }
+}
+
+const dumpMajor = pgDumpMajor();
+const matches = dumpMajor !== null && dumpMajor === (await serverMajor());
+const dumpTest = matches ? test : test.skip;
+if (!matches) console.log(`dump-restore: no pg_dump of the server's major version (found ${dumpMajor ?? 'none'}): skipped`);
+
+/** A database restored from a dump of `source` in `format`: what the restore said, and the database. */
+async function dumpAndRestore(source: TestDatabase, format: 'custom' | 'plain'): Promise<{ stderr: string; restored: TestDatabase }> {
+  const folder = mkdtempSync(join(tmpdir(), 'bpd-dump-'));
+  try {
+    const file = join(folder, format === 'custom' ? 'dump.pgdump' : 'dump.sql');
+    await run(tool('pg_dump'), [`--format=${format === 'custom' ? 'c' : 'p'}`, `--file=${file}`, `--dbname=${source.url}`]);
+    const target = await createEmptyTestDatabase();
+    const { stderr } = format === 'custom'
+      ? await run(tool('pg_restore'), ['--exit-on-error', `--dbname=${target.url}`, file]).catch((e) => ({ stderr: String(e.stderr) }))
+      : await run(tool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', `--dbname=${target.url}`, '-f', file]).catch((e) => ({ stderr: String(e.stderr) }));
+    return { stderr, restored: target };
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+for (const format of ['custom', 'plain'] as const) {
+  dumpTest(`a whole database restored from a ${format} dump: no error, nothing announced by the load, pending deliveries sent under their message ids, writes announced once, same totals, migrate and maintenance work`, async (t) => {
+    const source = await createTestDatabase();
+    t.teardown(() => source.drop());
+    const receiver = await startReceiver();
+    t.teardown(() => receiver.close());
+    const f = factories(source.pool);
+    const company = await f.company();
+    const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], url: receiver.url('/hook') });
+    receiver.route('/hook', { secret: webhook.secret });
+    for (let i = 0; i < 5; i++) await f.contact(company.id, { first_name: `Before ${i}` });
+    await maintain(source.url);
+    const deliveries = 'select id::text, message_id, action::text, contact_id::text, state, attempts, payload from webhooks.deliveries where webhook_id = $1 order by id';
+    const before = (await source.pool.query(deliveries, [webhook.id])).rows;
+    t.is(before.length, 5);
+    const counts = 'select to_char(day, \'YYYY-MM-DD\') as day, fired::int, succeeded::int, failed::int, pending::int from webhooks.daily_counts where webhook_id = $1 order by day';
+    const totalsBefore = (await source.pool.query(counts, [webhook.id])).rows;
+
+    const { stderr, restored } = await dumpAndRestore(source, format);
+    t.teardown(() => restored.drop());
+    t.is(stderr.trim(), '', 'the restore said nothing');
+    t.deepEqual((await restored.pool.query(deliveries, [webhook.id])).rows, before, 'the load announced nothing');
+    t.deepEqual((await restored.pool.query(counts, [webhook.id])).rows, totalsBefore);
+    const { rows: events } = await restored.pool.query(`select evtname from pg_event_trigger where evtname = 'bpd_webhooks_outbox_days_in_use'`);
+    t.is(events.length, 1);
+
+    await migrate(restored.url);
+    const said = await maintain(restored.url);
+    t.truthy(said);
+    const { rows: [upkeep] } = await restored.pool.query('select days_ahead from webhooks_ops.upkeep()');
+    t.is(upkeep.days_ahead, 14);
+
+    const [contact] = (await restored.pool.query(`insert into crm.contacts (company_id, first_name) values ($1, 'After') returning id`, [company.id])).rows;
+    const fired = (await restored.pool.query('select action::text from webhooks.deliveries where webhook_id = $1 and contact_id = $2', [webhook.id, contact.id])).rows;
+    t.deepEqual(fired, [{ action: 'contact.created' }]);
+
+    const relay = testRelay(restored.url, { RELAY_ID: `relay-restored-${format}` });
+    t.teardown(() => relay.stop());
+    await relay.start();
+    const requests = await receiver.waitFor(6, { path: '/hook' });
+    t.deepEqual(requests.map((r) => r.headers['webhook-id']).sort(),
+      [...before.map((d) => d.message_id), (await restored.pool.query('select message_id from webhooks.deliveries where contact_id = $1', [contact.id])).rows[0].message_id].sort());
+    t.true(requests.every((r) => r.verified));
+    await waitForRows(restored.pool, 'select state from webhooks.deliveries where webhook_id = $1', [webhook.id],
+      (rows) => rows.length === 6 && rows.every((r) => r.state === 'succeeded'));
+  });
+}
