@@ -62,10 +62,10 @@ export async function copyOfTestDatabase(source: TestDatabase): Promise<TestData
   return openTestDatabase(name);
 }
 
-/** An empty database, as `createdb` makes one (from template0): to restore a dump into. */
-export async function createEmptyTestDatabase(): Promise<TestDatabase> {
+/** An empty database, as `createdb` makes one (from template0), of `owner`: to restore a dump into. */
+export async function createEmptyTestDatabase(owner?: string): Promise<TestDatabase> {
   const name = `bpd_test_${randomBytes(5).toString('hex')}`;
-  await onServer((client) => client.query(`create database ${name} template template0`));
+  await onServer((client) => client.query(`create database ${name} template template0${owner ? ` owner ${owner}` : ''}`));
   return openTestDatabase(name);
 }
 

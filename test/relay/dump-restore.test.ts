@@ -50,14 +50,15 @@ const dumpTest = matches ? test : test.skip;
 if (!matches) console.log(`dump-restore: no pg_dump of the server's major version (found ${dumpMajor ?? 'none'}): skipped`);
 
 /** A database restored from a dump of `source` in `format`: what the restore said, and the database. */
-async function dumpAndRestore(source: TestDatabase, format: 'custom' | 'plain'): Promise<{ stderr: string; restored: TestDatabase }> {
+async function dumpAndRestore(source: TestDatabase, format: 'custom' | 'plain', role?: string): Promise<{ stderr: string; restored: TestDatabase }> {
   const folder = mkdtempSync(join(tmpdir(), 'bpd-dump-'));
   try {
     const file = join(folder, format === 'custom' ? 'dump.pgdump' : 'dump.sql');
     await run(tool('pg_dump'), [`--format=${format === 'custom' ? 'c' : 'p'}`, `--file=${file}`, `--dbname=${source.url}`]);
-    const target = await createEmptyTestDatabase();
+    const target = await createEmptyTestDatabase(role);
+    const restoreAs = role ? ['--no-owner', `--role=${role}`] : ['--exit-on-error'];
     const { stderr } = format === 'custom'
-      ? await run(tool('pg_restore'), ['--exit-on-error', `--dbname=${target.url}`, file]).catch((e) => ({ stderr: String(e.stderr) }))
+      ? await run(tool('pg_restore'), [...restoreAs, `--dbname=${target.url}`, file]).catch((e) => ({ stderr: String(e.stderr) }))
       : await run(tool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', `--dbname=${target.url}`, '-f', file]).catch((e) => ({ stderr: String(e.stderr) }));
     return { stderr, restored: target };
   } finally {
@@ -112,3 +113,39 @@ for (const format of ['custom', 'plain'] as const) {
       (rows) => rows.length === 6 && rows.every((r) => r.state === 'succeeded'));
   });
 }
+
+/** A DBA's role that is no superuser: made if missing (roles belong to the whole cluster). */
+async function dbaRole(pool: pg.Pool): Promise<string> {
+  await pool.query(`do $$ begin create role bpd_test_restoring_dba nologin nosuperuser;
+                    exception when duplicate_object or unique_violation then null; end $$`);
+  return 'bpd_test_restoring_dba';
+}
+
+dumpTest('restored by a DBA who is no superuser (pg_restore --no-owner --role): one error, the event trigger; the rest restored, owned by the DBA, and working', async (t) => {
+  const source = await createTestDatabase();
+  t.teardown(() => source.drop());
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(source.pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const pending = await f.contact(company.id);
+  const role = await dbaRole(source.pool);
+
+  const { stderr, restored } = await dumpAndRestore(source, 'custom', role);
+  t.teardown(() => restored.drop());
+  const errors = stderr.split('\n').filter((line) => line.includes('ERROR:'));
+  t.deepEqual(errors, ['pg_restore: error: could not execute query: ERROR:  permission denied to create event trigger "bpd_webhooks_outbox_days_in_use"'], stderr);
+  t.regex(stderr, /errors ignored on restore: 1\b/);
+  const { rows: [owner] } = await restored.pool.query(`select pg_get_userbyid(nspowner) as owner from pg_namespace where nspname = 'webhooks'`);
+  t.is(owner.owner, role);
+
+  const [contact] = (await restored.pool.query(`insert into crm.contacts (company_id, first_name) values ($1, 'After') returning id`, [company.id])).rows;
+  const relay = testRelay(restored.url, { RELAY_ID: 'relay-restored-dba' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const requests = await receiver.waitFor(2, { path: '/hook' });
+  t.deepEqual(requests.map((r) => JSON.parse(r.body).data.contact.id).sort(), [Number(pending.id), Number(contact.id)].sort());
+  t.true(requests.every((r) => r.verified));
+});
