@@ -3,7 +3,8 @@
 // error, announces none of the rows it loads, and the restored engine goes on: its
 // pending deliveries are sent by a relay under their message ids, a contact written
 // there is announced once, the totals are the same, migrate and maintenance work
-// (docs/operations.md, "Backups and copies"). pg_dump must be of the server's major
+// (docs/operations.md, "Backups and copies"). Also the CRM's contacts alone, restored
+// with --data-only where the engine runs, with and without triggers. pg_dump must be of the server's major
 // version (PG_BIN names the folder of its binaries; else the PATH's): the embedded
 // server's package ships none, so these run only against a server whose pg_dump is
 // at hand (`DATABASE_URL=postgres://…/postgres PG_BIN=/usr/lib/postgresql/15/bin`).
@@ -16,7 +17,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { maintain } from '../../tools/maintain.ts';
 import { migrate } from '../../tools/migrate.ts';
-import { createEmptyTestDatabase, createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { copyOfTestDatabase, createEmptyTestDatabase, createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 import { testRelay, waitForRows } from '../helpers/relay.ts';
 import { factories } from '../helpers/factories.ts';
@@ -149,3 +150,32 @@ dumpTest('restored by a DBA who is no superuser (pg_restore --no-owner --role): 
   t.deepEqual(requests.map((r) => JSON.parse(r.body).data.contact.id).sort(), [Number(pending.id), Number(contact.id)].sort());
   t.true(requests.every((r) => r.verified));
 });
+
+for (const way of ['as is', '--disable-triggers', 'session_replication_role = replica'] as const) {
+  dumpTest(`the CRM's contacts alone restored where the engine runs (pg_dump --data-only, pg_restore --data-only) ${way}: ${way === 'as is' ? 'each announced to every webhook' : 'none announced'}`, async (t) => {
+    const source = await createTestDatabase();
+    t.teardown(() => source.drop());
+    const f = factories(source.pool);
+    const company = await f.company();
+    const hooks = [await f.webhook({ companyId: company.id, actions: ['contact.created'] }),
+                   await f.webhook({ companyId: company.id, actions: ['contact.created'] })];
+    // the engine's database, its companies and webhooks there before the contacts come
+    const target = await copyOfTestDatabase(source);
+    t.teardown(() => target.drop());
+    for (let i = 0; i < 10; i++) await f.contact(company.id, { first_name: `Moved ${i}` });
+
+    const folder = mkdtempSync(join(tmpdir(), 'bpd-dump-'));
+    t.teardown(() => rmSync(folder, { recursive: true, force: true }));
+    const file = join(folder, 'contacts.pgdump');
+    await run(tool('pg_dump'), ['--format=c', '--data-only', '--table=crm.contacts', `--file=${file}`, `--dbname=${source.url}`]);
+    const args = ['--data-only', '--exit-on-error', ...(way === '--disable-triggers' ? ['--disable-triggers'] : []), `--dbname=${target.url}`, file];
+    const env = way === 'session_replication_role = replica'
+      ? { ...process.env, PGOPTIONS: '-c session_replication_role=replica' } : process.env;
+    const { stderr } = await run(tool('pg_restore'), args, { env });
+    t.is(stderr.trim(), '');
+    t.is((await target.pool.query(`select count(*)::int as n from crm.contacts where first_name like 'Moved %'`)).rows[0].n, 10);
+    const { rows: [fired] } = await target.pool.query(
+      'select count(*)::int as n from webhooks.deliveries where webhook_id = any ($1::bigint[])', [hooks.map((h) => h.id)]);
+    t.is(fired.n, way === 'as is' ? 20 : 0);
+  });
+}
