@@ -6,8 +6,8 @@
 // (docs/operations.md, "Backups and copies"). Also the CRM's contacts alone, restored
 // with --data-only where the engine runs, with and without triggers. pg_dump must be of the server's major
 // version (PG_BIN names the folder of its binaries; else the PATH's): the embedded
-// server's package ships none, so these run only against a server whose pg_dump is
-// at hand (`DATABASE_URL=postgres://…/postgres PG_BIN=/usr/lib/postgresql/15/bin`).
+// server's package ships none, so where the run's server has none at hand these run
+// on a packaged Postgres of the machine's (onPackagedPostgres, below).
 import test from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,9 +21,12 @@ import { copyOfTestDatabase, createEmptyTestDatabase, createTestDatabase, type T
 import { startReceiver } from '../helpers/receiver.ts';
 import { testRelay, waitForRows } from '../helpers/relay.ts';
 import { factories } from '../helpers/factories.ts';
+import { packagedPostgresBin, startPackagedPostgres } from '../helpers/packaged-postgres.ts';
 
 const run = promisify(execFile);
-const tool = (name: string) => (process.env.PG_BIN ? join(process.env.PG_BIN, name) : name);
+/** the folder of the client tools used (PG_BIN; else the PATH's, or a packaged Postgres's below) */
+let bin = process.env.PG_BIN;
+const tool = (name: string) => (bin ? join(bin, name) : name);
 
 /** The major version of pg_dump at hand, null if there is none. */
 function pgDumpMajor(): number | null {
@@ -45,10 +48,33 @@ async function serverMajor(): Promise<number> {
   }
 }
 
-const dumpMajor = pgDumpMajor();
-const matches = dumpMajor !== null && dumpMajor === (await serverMajor());
+/**
+ * Where the run's server has no pg_dump of its version at hand (the embedded one has
+ * none, and the machine's is older), this file's databases go to a packaged Postgres
+ * of the machine's (.ci/run installs Debian's), with its own tools and a template
+ * migrated there as test/run.ts migrates the run's.
+ */
+let stopPackaged = async () => {};
+async function onPackagedPostgres(packaged: string): Promise<void> {
+  bin = packaged;
+  const server = await startPackagedPostgres(packaged);
+  stopPackaged = () => server.stop();
+  const admin = new pg.Client({ connectionString: server.url() });
+  await admin.connect();
+  await admin.query('create database bpd_test_template');
+  await admin.end();
+  await migrate(server.url('bpd_test_template'));
+  process.env.DATABASE_URL = server.url();
+  process.env.TEST_TEMPLATE_DATABASE = 'bpd_test_template';
+}
+
+const sameMajor = pgDumpMajor() === (await serverMajor());
+const packaged = sameMajor ? null : packagedPostgresBin();
+const matches = sameMajor || packaged !== null;
+if (packaged) test.before(() => onPackagedPostgres(packaged));
+test.after.always(() => stopPackaged());
 const dumpTest = matches ? test : test.skip;
-if (!matches) console.log(`dump-restore: no pg_dump of the server's major version (found ${dumpMajor ?? 'none'}): skipped`);
+if (!matches) console.log(`dump-restore: no pg_dump of the server's major version, and no packaged Postgres: skipped`);
 
 /** A database restored from a dump of `source` in `format`: what the restore said, and the database. */
 async function dumpAndRestore(source: TestDatabase, format: 'custom' | 'plain', role?: string): Promise<{ stderr: string; restored: TestDatabase }> {
