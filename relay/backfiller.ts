@@ -7,8 +7,9 @@
 // receiver that answered at once got four times its max_in_flight of snapshots a tick,
 // whatever it could take. A step that served its limit of backfills with others left
 // is followed by the next at once. A backfill done, paused or held by a CRM writer is
-// not waiting for room: the timer alone steps it (every settle of its webhook did). Any number of relays may run it at once (a backfill's row is
-// locked during its step, SKIP LOCKED).
+// not waiting for room: the timer alone steps it (every settle of its webhook did).
+// Any number of relays may run it at once (a backfill's row is locked during its
+// step, SKIP LOCKED).
 import type { Logger } from 'pino';
 import { backfillStep } from './queries.ts';
 

@@ -430,7 +430,9 @@ $$;
 -- more, for nothing), not paused, and not held by a writer, whom no settle ends (every
 -- settle of the webhook's live deliveries stepped it again, for nothing, until
 -- 2026-12-07; test/relay/backfiller.test.ts). The relay's timer steps those.
-drop function if exists webhooks_private.backfill_batch_of(webhooks.backfills);
+select webhooks_private.drop_function_unless(
+  'webhooks_private.backfill_batch_of(webhooks.backfills)',
+  'p_backfill webhooks.backfills, OUT written_now integer, OUT waits_for_room boolean', 'record');
 create or replace function webhooks_private.backfill_batch_of(p_backfill webhooks.backfills,
                                                               out written_now integer, out waits_for_room boolean)
 language plpgsql
@@ -729,7 +731,10 @@ create trigger _500_forget_renumbered
 -- times its max_in_flight of snapshots a timer's tick, whatever it could take. more:
 -- the step served p_limit backfills and running ones are left after them, which the
 -- relay steps next at once.
-drop function if exists webhooks_relay.backfill_step_waiting(integer, bigint);
+select webhooks_private.drop_function_unless(
+  'webhooks_relay.backfill_step_waiting(integer, bigint)',
+  'p_limit integer DEFAULT 16, p_only bigint DEFAULT NULL::bigint, OUT written integer, OUT waiting bigint[], OUT more boolean',
+  'record');
 create or replace function webhooks_relay.backfill_step_waiting(p_limit integer default 16, p_only bigint default null,
                                                                  out written integer, out waiting bigint[],
                                                                  out more boolean)
