@@ -264,14 +264,21 @@ $$;
 -- force, as set (null: not set), its default, why the value set is not the one in
 -- force, and what it is.
 create or replace view webhooks.settings as
-select r.name, c.value, s.set_to, r.default_value, c.refusal, r.about
+select r.name, coalesce(l.last_set::text, c.value) as value, s.set_to, r.default_value,
+       coalesce(c.refusal, case when l.last_set is not null then
+         'not set in this database: the retention it set last holds until it is set again '
+         || '(a copy, or a dump restored without --create, leaves the database''s settings behind)' end) as refusal,
+       r.about
 from webhooks_private.setting_rules() r
 -- (the retention as the database has it, the one the engine reads: retention(), 22_outbox.sql)
 cross join lateral (select case when r.name = 'webhooks.retention'
                                 then nullif(webhooks_private.database_setting(r.name), '')
                                 else nullif(pg_catalog.current_setting(r.name, true), '') end as set_to) s
 -- (not set: checked as empty, which is the default)
-cross join lateral webhooks_private.setting_check(r.name, coalesce(s.set_to, '')) c;
+cross join lateral webhooks_private.setting_check(r.name, coalesce(s.set_to, '')) c
+-- (the retention not set: the one the database set last, if any, holds: retention())
+left join lateral (select k.retention as last_set from webhooks_private.retention_last_set k
+                   where r.name = 'webhooks.retention' and s.set_to is null) l on true;
 
 -- operations (the relay and the API; their roles: 60_access.sql): the settings whose
 -- value set is not the one in force. Names and settings only: nothing a tenant wrote.

@@ -938,7 +938,13 @@ $$;
 -- maintenance had dropped it, and in REPEATABLE READ (its snapshot older than the
 -- drop's kept_since) wrote there and failed its contact write ("no partition of
 -- relation delivery_history found for row"; until 2026-12-07,
--- test/sql/late-capture.test.ts). Checked as every setting is (setting_check).
+-- test/sql/late-capture.test.ts). Checked as every setting is (setting_check). Where
+-- the database sets none, the one it set last (retention_last_set, noted by
+-- note_retention below): a copy of the database that left its settings behind (a dump
+-- restored without --create, create database … template) kept its history for the
+-- default 90 days, and its first maintenance dropped what the original kept
+-- (test/sql/copied-database.test.ts). So a DBA who means the default after setting
+-- another sets it ('90 days'), not resets it; webhooks.settings says which holds.
 create or replace function webhooks_private.retention()
 returns interval
 language sql
@@ -946,7 +952,26 @@ stable
 as $$
   select coalesce((webhooks_private.setting_check('webhooks.retention',
                                                   webhooks_private.database_setting('webhooks.retention'))).value,
+                  (select l.retention::text from webhooks_private.retention_last_set l),
                   (webhooks_private.setting_rule('webhooks.retention'))[2])::interval;
+$$;
+
+-- private (create_partitions, which migrate and every schedule of maintenance run
+-- first): the retention the database sets, noted as a row of the data
+-- (retention_last_set, migration 0090), which a dump or a copy carries where the
+-- database's settings may be left behind. A value the engine does not use notes what
+-- holds in its place (setting_check); none set notes nothing.
+create or replace function webhooks_private.note_retention()
+returns void
+language sql
+volatile
+as $$
+  insert into webhooks_private.retention_last_set as l (retention, noted_at)
+  select c.value::interval, now()
+  from webhooks_private.setting_check('webhooks.retention', webhooks_private.database_setting('webhooks.retention')) c
+  where c.value is not null
+  on conflict (one) do update set retention = excluded.retention, noted_at = excluded.noted_at
+    where l.retention is distinct from excluded.retention;
 $$;
 
 -- private: the first day the retention keeps; the days before it may be dropped at any
@@ -1534,6 +1559,7 @@ begin
     raise exception using errcode = 'invalid_parameter_value',
       message = format('p_days_ahead must be between 0 and 366, not %s', p_days_ahead);
   end if;
+  perform webhooks_private.note_retention();
   for v_table in select * from webhooks_private.outbox_partitioned() loop
     select coalesce(array_agg(tstzrange(w.starts, w.ends)), '{}') into v_held
     from webhooks_private.partitions_in_the_way(v_today) w
