@@ -7,6 +7,7 @@
 // stops one. Against DATABASE_URL, else the database `npm start` runs.
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { ENGINE_SESSION_TIMEOUTS, EngineClient, isConnectionError } from '../relay/database.ts';
 import { backfillStep } from '../relay/queries.ts';
 import { startDatabaseUrl } from './database-url.ts';
 
@@ -30,11 +31,37 @@ if (!/^[1-9][0-9]{0,18}$/.test(id)) {
   process.exit(2);
 }
 
-const client = new pg.Client({ connectionString: startDatabaseUrl(), application_name: 'bpd-webhooks backfill' });
-await client.connect().catch((error: Error) => {
+// One connection at a time, made again when lost (a restart, a DBA's
+// pg_terminate_backend): a lone client whose connection ended while the command
+// waited between steps raised an error nobody listened to, and the command died with
+// a stack trace (test/tools/backfill.test.ts). Without a DBA's timeouts, as the
+// relay's and maintenance's sessions (relay/database.ts).
+const client = new pg.Pool({
+  Client: EngineClient,
+  connectionString: startDatabaseUrl(),
+  application_name: 'bpd-webhooks backfill',
+  options: ENGINE_SESSION_TIMEOUTS.join(' '),
+  max: 1,
+});
+// (an idle connection lost: the next query makes another)
+client.on('error', () => {});
+await client.query('select 1').catch((error: Error) => {
   console.error(`cannot reach the database (${error.message}): is "npm start" running, or DATABASE_URL set?`);
   process.exit(1);
 });
+
+/** A read of the progress, tried again while the database cannot be reached (a restart, a lost connection). */
+async function whileUnreachable<T>(read: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await read();
+    } catch (error) {
+      if (!isConnectionError(error)) throw error;
+      console.error(`database not reachable (${(error as Error).message}), trying again`);
+      await new Promise((resolve) => setTimeout(resolve, STEP_EVERY_MS));
+    }
+  }
+}
 
 interface Progress {
   id: string;
@@ -124,7 +151,7 @@ while (!interrupted && (progress.state === 'running' || Number(progress.unfinish
       console.error(`step failed, trying again: ${error.message}`);
     });
   }
-  progress = await progressOf(backfillId);
+  progress = await whileUnreachable(() => progressOf(backfillId));
   show(progress);
   if (progress.state === 'running' || Number(progress.unfinished) > 0) await new Promise((resolve) => setTimeout(resolve, STEP_EVERY_MS));
 }

@@ -82,3 +82,34 @@ test('Ctrl-C stops following and leaves the backfill running: the command\'s own
   t.not(row.state, 'cancelled');
   t.true(row.state === 'running' || row.unfinished > 0, JSON.stringify(row));
 });
+
+test('its database connection ended while it follows (a restart, a DBA\'s pg_terminate_backend): it goes on over a new one and sees the backfill done', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await database.pool.query(`alter database ${database.name} set webhooks.backfill_defer = '10 milliseconds'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret });
+  await database.pool.query(`insert into crm.contacts (company_id, first_name) select $1, 'C' || i from generate_series(1, 20) i`, [company.id]);
+  // no relay yet: the command follows snapshots that wait
+  const child = spawn(process.execPath, [`${root}tools/backfill.ts`, '--webhook', hook.id], {
+    cwd: root,
+    env: { PATH: process.env.PATH, DATABASE_URL: database.url },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+  const out = lines(child.stdout!);
+  const err = lines(child.stderr!);
+  const exited = once(child, 'exit');
+  await out.next(/^backfill \d+ of webhook \d+ started$/, 60_000, 0);
+
+  const { rows: ended } = await database.pool.query(
+    `select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and application_name = 'bpd-webhooks backfill'`, [database.name]);
+  t.is(ended.length, 1);
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  const [code] = await exited;
+  t.is(code, 0, [...out.seen, ...err.seen].join('\n'));
+  t.regex(out.seen.at(-1)!, /^backfill \d+ done: 20 snapshots sent/);
+  t.false(err.seen.some((line) => /^\s+at /.test(line)), `no stack trace: ${err.seen.join('\n')}`);
+});
