@@ -22,7 +22,10 @@ drop function if exists webhooks_private.last_attempt(bigint, timestamptz);
 -- private: the webhooks deleted whose deliveries are still kept, which the views
 -- webhooks.deliveries and webhooks.daily_counts and the companies' reads of attempts
 -- leave out (an empty array nearly always; called once per query, as an InitPlan).
--- Owner's rights: the caller may not read webhooks_private's tables.
+-- Owner's rights: the caller may not read webhooks_private's tables. In an API
+-- request, the caller's company's alone: the API's roles may call it, and another
+-- company's ids are none of theirs (test/api/isolation-catalog.test.ts); outside one
+-- (the relay, maintenance), every company's.
 create or replace function webhooks_private.deleted_webhooks()
 returns bigint[]
 language sql
@@ -30,7 +33,8 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(array_agg(p.webhook_id), '{}') from webhooks_private.webhooks_to_purge p;
+  select coalesce(array_agg(p.webhook_id), '{}') from webhooks_private.webhooks_to_purge p
+  where webhooks.current_company_id() is null or p.company_id = webhooks.current_company_id();
 $$;
 
 -- private: is this pending delivery of an ordered webhook held back (28_lanes.sql: by
