@@ -7,7 +7,7 @@
 import test from 'ava';
 import type pg from 'pg';
 import { useTestDatabase } from '../helpers/db.ts';
-import { B_IDS_FROM, bTraces, snapshotOf, twoCompanies, type TwoCompanies } from '../helpers/two-companies.ts';
+import { B_IDS_FROM, bTraces, comparable, moreOfB, snapshotOf, twoCompanies, type TwoCompanies } from '../helpers/two-companies.ts';
 
 // (serial: the first changes B's rows, the second compares them before and after)
 const db = useTestDatabase(test);
@@ -172,19 +172,6 @@ async function asCompany(pool: pg.Pool, role: ApiRole, companyId: string, bId: s
     await client.query('rollback').catch(() => {});
     client.release();
   }
-}
-
-/** What B has more of in the second round: a count of B's rows shows as a different answer. */
-async function moreOfB(pool: pg.Pool, w: TwoCompanies): Promise<void> {
-  await pool.query(`insert into crm.contacts (company_id, first_name) select $1, 'Zebulon ' || n from generate_series(1, 3) n`, [w.b.id]);
-  await pool.query(`insert into crm.users (company_id, name, email) values ($1, 'Zebulon two', 'two@zebulon.example.com')`, [w.b.id]);
-  await pool.query(`insert into crm.statuses (company_id, name) values ($1, 'Zebulon two')`, [w.b.id]);
-}
-
-/** An answer with what differs from one call to the next taken out: times, and ids and secrets made by the call. */
-function comparable(text: string): string {
-  return text.replace(/\d{4}-\d\d-\d\d[T ][\d:.]+(Z|[+-]\d\d(:\d\d)?)?/g, '<time>').replace(/912000\d{6}/g, '<new id>')
-    .replace(/whsec_[A-Za-z0-9_-]+/g, '<secret>');
 }
 
 test.serial('every function the API\'s roles may execute, called as company A with company B\'s ids, answers nothing of B and changes nothing of B', async (t) => {

@@ -12,9 +12,14 @@ const LATER_IDS_FROM = 912_000_000_000;
 /** In every name, URL and contact text of company B. */
 export const B_MARK = 'Zebulon';
 
+/** An id of B (the first 7 digits of B_IDS_FROM, then any: a thousand apart per sequence) or B's word. */
+const B_TRACE = new RegExp(`${String(B_IDS_FROM).slice(0, 7)}\\d{5}|${B_MARK}`, 'gi');
+/** An id made after B (by a call under test): differs from one call to the next. */
+const LATER_ID = new RegExp(`${String(LATER_IDS_FROM).slice(0, 6)}\\d{6}`, 'g');
+
 /** What in an answer is of company B: an id of its range, its word, one of its secrets. */
 export function bTraces(text: string, secrets: string[]): string[] {
-  const found = [...text.matchAll(/7770000\d{5}|zebulon/gi)].map((match) => match[0]);
+  const found = [...text.matchAll(B_TRACE)].map((match) => match[0]);
   return [...found, ...secrets.filter((secret) => text.includes(secret))];
 }
 
@@ -85,4 +90,17 @@ export async function snapshotOf(db: Pick<pg.Pool, 'query'>, companyId: string):
   });
   const { rows: [snapshot] } = await db.query(`select jsonb_build_object(${parts.join(', ')}) as rows`, [companyId]);
   return snapshot.rows;
+}
+
+/** What B has more of in the second round: a count of B's rows shows as a different answer. */
+export async function moreOfB(pool: pg.Pool, w: TwoCompanies): Promise<void> {
+  await pool.query(`insert into crm.contacts (company_id, first_name) select $1, 'Zebulon ' || n from generate_series(1, 3) n`, [w.b.id]);
+  await pool.query(`insert into crm.users (company_id, name, email) values ($1, 'Zebulon two', 'two@zebulon.example.com')`, [w.b.id]);
+  await pool.query(`insert into crm.statuses (company_id, name) values ($1, 'Zebulon two')`, [w.b.id]);
+}
+
+/** An answer with what differs from one call to the next taken out: times, and ids and secrets made by the call. */
+export function comparable(text: string): string {
+  return text.replace(/\d{4}-\d\d-\d\d[T ][\d:.]+(Z|[+-]\d\d(:\d\d)?)?/g, '<time>').replace(LATER_ID, '<new id>')
+    .replace(/whsec_[A-Za-z0-9_-]+/g, '<secret>');
 }
