@@ -246,8 +246,10 @@ revoke all on schema webhooks_ops from public;
 revoke all on all functions in schema webhooks_ops from public;
 grant usage on schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
 grant execute on all functions in schema webhooks_ops to webhook_authenticator, bpd_webhooks_relay;
--- (a DBA's, which takes the CRM's users and statuses against writes while it runs)
-revoke execute on procedure webhooks_ops.refill_crm_name_words() from webhook_authenticator, bpd_webhooks_relay;
+-- (a DBA's, which takes the CRM's users and statuses against writes while it runs:
+-- its owner's alone. "All functions" above leaves procedures out, and a procedure
+-- is executable by PUBLIC until revoked from it)
+revoke all on procedure webhooks_ops.refill_crm_name_words() from public, webhook_authenticator, bpd_webhooks_relay;
 
 ------------------------------------------------------------------------------------
 -- Row-level security: the company of the request, on every exposed table.
