@@ -4,51 +4,12 @@
 import test from 'ava';
 import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
+import { snapshotOf as snapshotOfCompany, twoCompanies as twoCompaniesIn } from '../helpers/two-companies.ts';
 
 const { db, api } = useTestDatabaseWithApi(test);
-
-/** Company B with one of everything: an enabled and a disabled webhook, a failed
- *  delivery with an attempt, a status and a user. Company A has its own webhook. */
-async function twoCompanies() {
-  const f = factories(db().pool);
-  const a = await f.company('A');
-  const b = await f.company('B');
-  const aHook = await f.webhook({ companyId: a.id, actions: ['contact.created'] });
-  const bHook = await f.webhook({ companyId: b.id, actions: ['contact.created'] });
-  const bDisabled = await f.webhook({ companyId: b.id, actions: ['contact.created'], enabled: false });
-  const bStatus = await f.status(b.id);
-  const bUser = await f.user(b.id);
-  await f.contact(b.id);
-  const [bDelivery] = await deliveriesOf(db().pool, [bHook.id]);
-  await db().pool.query(
-    `update webhooks.deliveries set state = 'failed', attempts = 1, completed_at = now(), last_status_code = 500 where id = $1`,
-    [bDelivery.id]);
-  const { rows: [bAttempt] } = await db().pool.query(
-    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, status_code)
-     values ($1, $2, $3, $4, 1, now(), 12, 500) returning id`, [bDelivery.id, bDelivery.created_at, bHook.id, b.id]);
-  const { rows: [bBackfill] } = await db().pool.query(
-    'insert into webhooks.backfills (webhook_id, company_id) values ($1, $2) returning id', [bHook.id, b.id]);
-  const { rows: [bAudit] } = await db().pool.query(
-    'select id from webhooks.audit_log where company_id = $1 order by id limit 1', [b.id]);
-  return {
-    a, b, aHook, bHook, bDisabled, bStatus, bUser, bDelivery, bAttempt: bAttempt.id as string,
-    bAttemptCreatedAt: bDelivery.created_at as Date, bBackfill: bBackfill.id as string, bAudit: bAudit.id as string,
-  };
-}
-
-/** Everything of company B as the owner sees it, to compare before and after. */
-async function snapshotOf(companyId: string) {
-  const { rows: [snapshot] } = await db().pool.query(
-    `select
-       (select jsonb_agg(w order by w.id) from webhooks.webhooks w where w.company_id = $1) as webhooks,
-       (select jsonb_agg(s order by s.webhook_id) from webhooks_private.webhook_secrets s
-          join webhooks.webhooks w on w.id = s.webhook_id where w.company_id = $1) as secrets,
-       (select jsonb_agg(d order by d.id) from webhooks.deliveries d where d.company_id = $1) as deliveries,
-       (select jsonb_agg(x order by x.id) from webhooks.delivery_attempts x where x.company_id = $1) as attempts,
-       (select jsonb_agg(k order by k.id) from webhooks.backfills k where k.company_id = $1) as backfills`,
-    [companyId]);
-  return snapshot;
-}
+const twoCompanies = () => twoCompaniesIn(db().pool);
+/** Everything of the company as the owner sees it, to compare before and after. */
+const snapshotOf = (companyId: string) => snapshotOfCompany(db().pool, companyId);
 
 test('company A\'s admin querying with company B\'s ids sees nothing of B', async (t) => {
   const w = await twoCompanies();

@@ -5,17 +5,22 @@
 import type pg from 'pg';
 import { deliveriesOf, factories } from './factories.ts';
 
-/** Where the ids of company B's rows start: 7770000 followed by digits, found in no other answer. */
+/** Where the ids of company B's rows start: 7770 followed by digits, found in no other answer. */
 export const B_IDS_FROM = 777_000_000_000;
 /** Where the sequences go after B, for rows made later (by the calls under test): past B's. */
 const LATER_IDS_FROM = 912_000_000_000;
+/** The room of one scene's ids of each kind: each scene of a database moves the sequences to
+ *  ranges of its own, never entered again, so that scenes made at once give no id twice (their
+ *  ids are then only sure to be in B's ranges when made one at a time). */
+const SCENE_ROOM = 1_000_000;
+let scenes = 0;
 /** In every name, URL and contact text of company B. */
 export const B_MARK = 'Zebulon';
 
-/** An id of B (the first 7 digits of B_IDS_FROM, then any: a thousand apart per sequence) or B's word. */
-const B_TRACE = new RegExp(`${String(B_IDS_FROM).slice(0, 7)}\\d{5}|${B_MARK}`, 'gi');
+/** An id of B (the first 4 digits of B_IDS_FROM, then any: SCENE_ROOM apart per scene, a thousand per sequence) or B's word. */
+const B_TRACE = new RegExp(`${String(B_IDS_FROM).slice(0, 4)}\\d{8}|${B_MARK}`, 'gi');
 /** An id made after B (by a call under test): differs from one call to the next. */
-const LATER_ID = new RegExp(`${String(LATER_IDS_FROM).slice(0, 6)}\\d{6}`, 'g');
+const LATER_ID = new RegExp(`${String(LATER_IDS_FROM).slice(0, 4)}\\d{8}`, 'g');
 
 /** What in an answer is of company B: an id of its range, its word, one of its secrets. */
 export function bTraces(text: string, secrets: string[]): string[] {
@@ -38,9 +43,10 @@ async function moveSequences(pool: pg.Pool, from: number): Promise<void> {
  */
 export async function twoCompanies(pool: pg.Pool) {
   const f = factories(pool);
+  const scene = scenes++;
   const a = await f.company('A');
   const aHook = await f.webhook({ companyId: a.id, actions: ['contact.created'] });
-  await moveSequences(pool, B_IDS_FROM);
+  await moveSequences(pool, B_IDS_FROM + scene * SCENE_ROOM);
   const b = await f.company(`${B_MARK} Inc`);
   const bStatus = await f.status(b.id, `${B_MARK} status`);
   const bUser = await f.user(b.id, `${B_MARK} user`);
@@ -62,7 +68,7 @@ export async function twoCompanies(pool: pg.Pool) {
   await pool.query('insert into webhooks_private.webhooks_to_purge (webhook_id, company_id) values ($1, $2) on conflict do nothing', [bGone.id, b.id]);
   const { rows: [bAudit] } = await pool.query(
     'select id from webhooks.audit_log where company_id = $1 order by id limit 1', [b.id]);
-  await moveSequences(pool, LATER_IDS_FROM);
+  await moveSequences(pool, LATER_IDS_FROM + scene * SCENE_ROOM);
   return {
     a, b, aHook, bHook, bDisabled, bGone, bStatus, bUser, bContact, bDelivery, bAttempt: bAttempt.id as string,
     bAttemptCreatedAt: bDelivery.created_at as Date, bBackfill: bBackfill.id as string, bAudit: bAudit.id as string,
@@ -85,7 +91,10 @@ export async function snapshotOf(db: Pick<pg.Pool, 'query'>, companyId: string):
   const parts = tables.map(({ name, by_company }) => {
     const where = name === 'crm.companies' ? 'r.id = $1'
       : by_company ? 'r.company_id = $1'
-      : `r.webhook_id in (select w.id from webhooks.webhooks w where w.company_id = $1) or r.webhook_id >= ${B_IDS_FROM} and r.webhook_id < ${LATER_IDS_FROM}`;
+      // (by its webhooks, and those deleted whose rows are still kept)
+      : `r.webhook_id in (select w.id from webhooks.webhooks w where w.company_id = $1
+                          union all select p.webhook_id from webhooks_private.webhooks_to_purge p where p.company_id = $1
+                          union all select d.webhook_id from webhooks_private.webhooks_deleted_recently d where d.company_id = $1)`;
     return `'${name}', (select coalesce(jsonb_agg(to_jsonb(r) order by to_jsonb(r)::text), '[]') from ${name} r where ${where})`;
   });
   const { rows: [snapshot] } = await db.query(`select jsonb_build_object(${parts.join(', ')}) as rows`, [companyId]);
