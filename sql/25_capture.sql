@@ -828,6 +828,44 @@ $$;
 ------------------------------------------------------------------------------------
 -- crm.contacts
 
+-- private: the transaction's setting that names the contact whose row an UPDATE has
+-- just moved to another partition (tg_contacts__deleted sets it, tg_contacts__created
+-- reads it and clears it)
+create or replace function webhooks_private.moved_contact_setting()
+returns text
+language sql
+immutable
+as $$
+  select 'webhooks.moved_contact';
+$$;
+
+-- private: a contact an UPDATE moved to another partition of a partitioned
+-- crm.contacts (p_old as it was, p_new as it is now), announced as the update trigger
+-- announces a change on its JSON path: contact.updated (contact.saved for the
+-- platform) with changed_fields, to the company it left too when the partition key
+-- was company_id. Only a partitioned table's moved rows take it.
+-- Returns how many webhooks took it (capture).
+create or replace function webhooks_private.contact_moved_partition(p_old jsonb, p_new jsonb)
+returns integer
+language plpgsql
+as $$
+declare
+  v_source constant text := coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
+  v_action constant webhooks.action :=
+    case when v_source = 'platform' then 'contact.saved' else 'contact.updated' end;
+  v_changed constant text[] := webhooks_private.contact_changes_json(p_old, p_new);
+  v_fields constant text[] := array_remove(v_changed, 'updated_at');
+  v_left constant bigint := (p_old ->> 'company_id')::bigint;
+begin
+  if v_action = 'contact.updated' and cardinality(v_fields) = 0 then
+    return 0;
+  end if;
+  return webhooks_private.capture(v_action, v_source, p_new, v_changed, coalesce(p_old -> 'custom', '{}'),
+    jsonb_build_object('changed_fields', to_jsonb(v_fields)),
+    p_also_company => case when v_left <> (p_new ->> 'company_id')::bigint then v_left end);
+end;
+$$;
+
 create or replace function webhooks_private.tg_contacts__created()
 returns trigger
 language plpgsql
@@ -836,6 +874,14 @@ declare
   v_source constant text := coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
   v_webhooks integer;
 begin
+  -- on a partition: the insert half of a row moved here by an UPDATE, which the
+  -- delete trigger has announced as the update it is (contact_moved_partition, below).
+  -- A table not partitioned pays the comparison of two oids.
+  if tg_relid <> 'crm.contacts'::regclass
+     and current_setting(webhooks_private.moved_contact_setting(), true) = new.id::text then
+    perform pg_catalog.set_config(webhooks_private.moved_contact_setting(), '', true);
+    return null;
+  end if;
   -- a new contact has no assignments yet: only its owner is concerned. The probe
   -- decides the webhooks' filters too (as the update trigger's does, below), so a
   -- webhook whose filters turn the contact away costs no more than their evaluation.
@@ -978,7 +1024,22 @@ language plpgsql
 as $$
 declare
   v_webhooks integer;
+  v_now jsonb;
 begin
+  -- on a partition (a CRM that partitioned crm.contacts): an UPDATE that moves a row to
+  -- another partition is run by Postgres as a delete here and an insert there, and
+  -- fires no AFTER UPDATE trigger. This trigger fires at the statement's end, after
+  -- that insert, so the contact is still there under its id: it is the update it is
+  -- (announced so), and the insert trigger, which fires next, is told to stay silent.
+  -- A table not partitioned pays the comparison of two oids.
+  if tg_relid <> 'crm.contacts'::regclass then
+    select webhooks_private.json_as_sent(c) into v_now from crm.contacts c where c.id = old.id limit 1;
+    if v_now is not null then
+      perform pg_catalog.set_config(webhooks_private.moved_contact_setting(), old.id::text, true);
+      v_webhooks := webhooks_private.contact_moved_partition(webhooks_private.json_as_sent(old), v_now);
+      return null;
+    end if;
+  end if;
   -- (a contact gone has no firsts to come: its rows of first_assignments go too, one
   -- probe of that table's key)
   delete from webhooks_private.first_assignments f where f.contact_id = old.id;
