@@ -48,6 +48,37 @@
 -- notifies on the channel bpd_webhooks only if a relay is asleep, and at most once:
 -- Postgres folds identical notifications of one transaction into one.
 
+-- The CRM's keys the engine reads must be integers: it keeps contacts, users,
+-- statuses and companies by bigint id (its deliveries, lanes, first assignments,
+-- subscriptions). A CRM that retyped one (contacts.id to text or uuid) had this file
+-- fail on an operator ("text = bigint") and, with the triggers still on its tables,
+-- every contact write fail with it. Said here first, by column and type; the engine's
+-- triggers on crm.contacts name id and company_id (below), so that Postgres refuses
+-- such an ALTER while they are there (test/sql/crm-keys.test.ts).
+do $check$
+declare
+  v_key record;
+begin
+  for v_key in
+    select format('%s.%I', c.oid::regclass, a.attname) as named, a.atttypid::regtype::text as type
+    from (values ('crm.contacts', 'id'), ('crm.contacts', 'company_id'),
+                 ('crm.contact_assignments', 'contact_id'), ('crm.contact_assignments', 'user_id'),
+                 ('crm.contact_statuses', 'contact_id'), ('crm.contact_statuses', 'status_id'),
+                 ('crm.users', 'id'), ('crm.users', 'company_id'),
+                 ('crm.statuses', 'id'), ('crm.statuses', 'company_id'), ('crm.companies', 'id')) k(rel, col)
+    join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(k.rel)
+    join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attname = k.col and not a.attisdropped
+    where a.atttypid not in ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+  loop
+    raise exception using
+      errcode = 'feature_not_supported',
+      message = format('%s is %s: the engine needs the CRM''s ids to be integers (bigint, integer or smallint)',
+                       v_key.named, v_key.type),
+      hint = 'Keep an integer key of that name for the engine, or leave the engine''s triggers off the CRM''s tables.';
+  end loop;
+end;
+$check$;
+
 -- private: where the change came from (SET LOCAL webhooks.source = 'platform' | ...).
 -- The triggers spell the same expression inline, to spare a call on every write.
 create or replace function webhooks_private.current_source()
@@ -1060,15 +1091,23 @@ $$;
 -- announced before the change that caused it (before the contact's contact.created,
 -- even), and the last message showed the row as it was before it
 -- (test/sql/crm-triggers.test.ts).
+--
+-- Each names id and company_id in a WHEN that always holds: the engine reads both as
+-- bigint, and a trigger that depends on a column makes Postgres refuse to change its
+-- type ("cannot alter type of a column used in a trigger definition", naming the
+-- trigger), where the change once made failed every contact write after it. Postgres
+-- tests it as it queues the row's event: a function call on two values a row.
 select webhooks_private.drop_trigger_if_present('crm.contacts', '_500_webhooks_created');
 create or replace trigger "!webhooks_created"
   after insert on crm.contacts
-  for each row execute function webhooks_private.tg_contacts__created();
+  for each row when (pg_catalog.num_nulls(new.id, new.company_id) < 3)
+  execute function webhooks_private.tg_contacts__created();
 
 select webhooks_private.drop_trigger_if_present('crm.contacts', '_500_webhooks_updated');
 create or replace trigger "!webhooks_updated"
   after update on crm.contacts
-  for each row execute function webhooks_private.tg_contacts__updated();
+  for each row when (pg_catalog.num_nulls(new.id, new.company_id) < 3)
+  execute function webhooks_private.tg_contacts__updated();
 
 -- The first AFTER DELETE trigger (above): "!" sorts before every letter, digit and
 -- "_", and so before the cascades' "RI_ConstraintTrigger_a_…". (A BEFORE trigger
@@ -1077,7 +1116,8 @@ select webhooks_private.drop_trigger_if_present('crm.contacts', '_900_webhooks_d
 select webhooks_private.drop_trigger_if_present('crm.contacts', '~webhooks_deleted');
 create or replace trigger "!webhooks_deleted"
   after delete on crm.contacts
-  for each row execute function webhooks_private.tg_contacts__deleted();
+  for each row when (pg_catalog.num_nulls(old.id, old.company_id) < 3)
+  execute function webhooks_private.tg_contacts__deleted();
 
 ------------------------------------------------------------------------------------
 -- crm.contact_statuses
