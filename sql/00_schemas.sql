@@ -49,6 +49,59 @@ comment on schema webhooks_ops is
   'bpd-webhooks operations: readiness, backlog and refused-settings questions for the API''s and the relay''s health endpoints.';
 
 ------------------------------------------------------------------------------------
+-- What the engine needs of the CRM's tables, checked before anything is applied, so
+-- that a CRM that changed them hears which and why, and nothing of the engine's is
+-- changed (test/sql/crm-tables-moved.test.ts, test/sql/crm-keys.test.ts):
+-- * the six tables under their names, as tables (partitioned or not): the capture
+--   triggers go on them by name (25_capture.sql). A table renamed or moved to another
+--   schema keeps the triggers it had, so capture goes on until it is named back;
+--   applying sql/ failed on whatever statement first named it ('relation
+--   "crm.contacts" does not exist', '"contacts" is a view');
+-- * the keys the engine reads, integers: it keeps contacts, users, statuses and
+--   companies by bigint id (deliveries, lanes, first assignments, subscriptions). A
+--   contacts.id made text or uuid failed this file on an operator ("text = bigint").
+do $crm$
+declare
+  v_table text;
+  v_key record;
+begin
+  for v_table in
+    select t.name
+    from unnest(array['crm.companies', 'crm.users', 'crm.statuses', 'crm.contacts',
+                      'crm.contact_statuses', 'crm.contact_assignments']) t(name)
+    where not exists (select 1 from pg_catalog.pg_class c
+                      where c.oid = pg_catalog.to_regclass(t.name) and c.relkind in ('r', 'p'))
+  loop
+    raise exception using
+      errcode = 'feature_not_supported',
+      message = format('%s %s: the engine''s capture triggers go on the CRM''s tables by their names', v_table,
+                       coalesce((select case c.relkind when 'v' then 'is a view' when 'm' then 'is a materialized view'
+                                                       when 'f' then 'is a foreign table' else 'is no table' end
+                                 from pg_catalog.pg_class c where c.oid = pg_catalog.to_regclass(v_table)),
+                                'does not exist')),
+      hint = 'Name the CRM''s table so again (a table renamed or moved keeps the triggers it had, and capture goes on meanwhile).';
+  end loop;
+  for v_key in
+    select format('%s.%I', c.oid::regclass, a.attname) as named, a.atttypid::regtype::text as type
+    from (values ('crm.contacts', 'id'), ('crm.contacts', 'company_id'),
+                 ('crm.contact_assignments', 'contact_id'), ('crm.contact_assignments', 'user_id'),
+                 ('crm.contact_statuses', 'contact_id'), ('crm.contact_statuses', 'status_id'),
+                 ('crm.users', 'id'), ('crm.users', 'company_id'),
+                 ('crm.statuses', 'id'), ('crm.statuses', 'company_id'), ('crm.companies', 'id')) k(rel, col)
+    join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(k.rel)
+    join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attname = k.col and not a.attisdropped
+    where a.atttypid not in ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+  loop
+    raise exception using
+      errcode = 'feature_not_supported',
+      message = format('%s is %s: the engine needs the CRM''s ids to be integers (bigint, integer or smallint)',
+                       v_key.named, v_key.type),
+      hint = 'Keep an integer key of that name for the engine, or leave the engine''s triggers off the CRM''s tables.';
+  end loop;
+end;
+$crm$;
+
+------------------------------------------------------------------------------------
 -- One home for each shared fact. Immutable SQL functions: the planner inlines them
 -- and folds them to constants, so calling one costs nothing at run time.
 --

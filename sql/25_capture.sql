@@ -48,37 +48,6 @@
 -- notifies on the channel bpd_webhooks only if a relay is asleep, and at most once:
 -- Postgres folds identical notifications of one transaction into one.
 
--- The CRM's keys the engine reads must be integers: it keeps contacts, users,
--- statuses and companies by bigint id (its deliveries, lanes, first assignments,
--- subscriptions). A CRM that retyped one (contacts.id to text or uuid) had this file
--- fail on an operator ("text = bigint") and, with the triggers still on its tables,
--- every contact write fail with it. Said here first, by column and type; the engine's
--- triggers on crm.contacts name id and company_id (below), so that Postgres refuses
--- such an ALTER while they are there (test/sql/crm-keys.test.ts).
-do $check$
-declare
-  v_key record;
-begin
-  for v_key in
-    select format('%s.%I', c.oid::regclass, a.attname) as named, a.atttypid::regtype::text as type
-    from (values ('crm.contacts', 'id'), ('crm.contacts', 'company_id'),
-                 ('crm.contact_assignments', 'contact_id'), ('crm.contact_assignments', 'user_id'),
-                 ('crm.contact_statuses', 'contact_id'), ('crm.contact_statuses', 'status_id'),
-                 ('crm.users', 'id'), ('crm.users', 'company_id'),
-                 ('crm.statuses', 'id'), ('crm.statuses', 'company_id'), ('crm.companies', 'id')) k(rel, col)
-    join pg_catalog.pg_class c on c.oid = pg_catalog.to_regclass(k.rel)
-    join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attname = k.col and not a.attisdropped
-    where a.atttypid not in ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
-  loop
-    raise exception using
-      errcode = 'feature_not_supported',
-      message = format('%s is %s: the engine needs the CRM''s ids to be integers (bigint, integer or smallint)',
-                       v_key.named, v_key.type),
-      hint = 'Keep an integer key of that name for the engine, or leave the engine''s triggers off the CRM''s tables.';
-  end loop;
-end;
-$check$;
-
 -- private: where the change came from (SET LOCAL webhooks.source = 'platform' | ...).
 -- The triggers spell the same expression inline, to spare a call on every write.
 create or replace function webhooks_private.current_source()
@@ -1095,7 +1064,8 @@ $$;
 -- Each names id and company_id in a WHEN that always holds: the engine reads both as
 -- bigint, and a trigger that depends on a column makes Postgres refuse to change its
 -- type ("cannot alter type of a column used in a trigger definition", naming the
--- trigger), where the change once made failed every contact write after it. Postgres
+-- trigger), where the change once made failed every contact write after it (and
+-- 00_schemas.sql stops a migrate of a CRM whose keys are no integers). Postgres
 -- tests it as it queues the row's event: a function call on two values a row.
 select webhooks_private.drop_trigger_if_present('crm.contacts', '_500_webhooks_created');
 create or replace trigger "!webhooks_created"
