@@ -337,3 +337,45 @@ drop policy if exists company_reads on webhooks.audit_log;
 create policy company_reads on webhooks.audit_log
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
+
+------------------------------------------------------------------------------------
+-- The CRM's own row-level security. The capture functions run as their owner and read
+-- every company's users, statuses, assignments and contacts (the companies concerned
+-- by a contact, what a payload shows). A CRM that turns row-level security on for its
+-- tables, a tenant's rows to each, hides the other companies' rows from an owner
+-- subject to it, and capture then misses their webhooks without an error
+-- (test/sql/crm-row-security.test.ts). Applying sql/ stops while that is so, naming
+-- the table and the role: the owner needs a policy of its own that reads every row
+-- (USING (true)), BYPASSRLS, or the table's ownership without FORCE.
+do $rls$
+declare
+  v_owner constant oid := (select p.proowner from pg_catalog.pg_proc p
+                           where p.oid = 'webhooks_private.tg_contacts__updated()'::regprocedure);
+  v_hidden record;
+begin
+  for v_hidden in
+    select c.oid::regclass::text as named, r.rolname
+    from pg_catalog.pg_class c
+    cross join pg_catalog.pg_roles r
+    where c.oid = any (array['crm.companies', 'crm.users', 'crm.statuses', 'crm.contacts',
+                             'crm.contact_statuses', 'crm.contact_assignments']::regclass[])
+      and r.oid = v_owner
+      and c.relrowsecurity and not r.rolsuper and not r.rolbypassrls
+      and (c.relforcerowsecurity or not pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE'))
+      and not exists (select 1 from pg_catalog.pg_policy p
+                      where p.polrelid = c.oid and p.polpermissive and p.polcmd in ('r', '*')
+                        and (0 = any (p.polroles)
+                             or exists (select 1 from unnest(p.polroles) g(role)
+                                        where pg_catalog.pg_has_role(r.oid, g.role, 'USAGE')))
+                        and pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true')
+    order by c.oid::regclass::text
+  loop
+    raise exception using
+      errcode = 'feature_not_supported',
+      message = format('%s has row-level security that applies to %s, the engine''s owner: capture reads every company''s rows of the CRM''s tables',
+                       v_hidden.named, v_hidden.rolname),
+      hint = format('Give it a policy that reads every row (create policy ... on %s for select to %I using (true)), or BYPASSRLS.',
+                    v_hidden.named, v_hidden.rolname);
+  end loop;
+end;
+$rls$;
