@@ -248,3 +248,34 @@ test.serial('a column of users or statuses renamed fails no assignment or status
     ['contact.status_added', { id: Number(status.id), name: null }],
   ]);
 });
+
+test.serial('a stored generated column, an identity column and a volatile default added to contacts: each sent as stored, before and after the engine is applied again', async (t) => {
+  const f = make();
+  const company = await f.company();
+  await db().pool.query(`
+    alter table crm.contacts add column full_name text generated always as (coalesce(first_name, '') || ' ' || coalesce(last_name, '')) stored;
+    alter table crm.contacts add column contact_number bigint generated always as identity (start with 1000);
+    alter table crm.contacts add column token uuid default gen_random_uuid()`);
+  t.teardown(() => db().pool.query('alter table crm.contacts drop column full_name, drop column contact_number, drop column token'));
+  const fields = ['full_name', 'contact_number', 'token'];
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields });
+  const sentRows = async () => (await db().pool.query(
+    `select d.action, d.payload -> 'data' -> 'contact' as contact, d.payload -> 'data' -> 'changed_fields' as changed,
+            to_jsonb(c) - 'first_name' - 'last_name' - 'email' - 'phone' - 'street' - 'city' - 'state' - 'postal_code'
+              - 'birthday' - 'custom' - 'created_at' - 'updated_at' - 'company_id' as stored
+     from webhooks.deliveries d join crm.contacts c on c.id = d.contact_id
+     where d.webhook_id = $1 order by d.id`, [hook.id])).rows;
+  for (const round of ['before', 'after'] as const) {
+    if (round === 'after') await migrate(db().url);
+    const contact = await f.contact(company.id, { first_name: 'Ada', last_name: 'Lovelace' });
+    await db().pool.query(`update crm.contacts set last_name = 'King' where id = $1`, [contact.id]);
+    const rows = (await sentRows()).filter((r) => r.stored.id === Number(contact.id));
+    // created: as inserted (the name then); updated: as stored now, the generated column changed with it
+    t.deepEqual(rows.map((r) => r.action), ['contact.created', 'contact.updated'], round);
+    t.deepEqual(rows[0].contact, { ...rows[1].stored, full_name: 'Ada Lovelace' }, round);
+    t.deepEqual(rows[1].contact, rows[1].stored, round);
+    t.is(rows[1].stored.full_name, 'Ada King', round);
+    t.true(rows[1].stored.contact_number >= 1000 && typeof rows[1].stored.token === 'string', round);
+    t.deepEqual(rows[1].changed, ['full_name', 'last_name'], round);
+  }
+});
