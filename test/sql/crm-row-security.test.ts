@@ -61,3 +61,17 @@ test.serial('an engine owner subject to the CRM\'s row-level security is refused
     { webhook_id: otherHook.id, action: 'contact.updated' },
   ]);
 });
+
+test.serial('FORCE ROW LEVEL SECURITY on a table the engine\'s owner owns is refused by migrate; without FORCE, migrate goes on', async (t) => {
+  const ownerUrl = await engineOwnerUrl(db().pool, db().url);
+  await db().pool.query(`
+    alter table crm.companies owner to bpd_test_engine_owner;
+    alter table crm.companies enable row level security;
+    alter table crm.companies force row level security;
+    create policy tenant on crm.companies using (id = nullif(current_setting('crm.tenant', true), '')::bigint);`);
+  await t.throwsAsync(migrate(ownerUrl), {
+    message: /crm\.companies has row-level security that applies to bpd_test_engine_owner, the engine's owner/,
+  });
+  await db().pool.query('alter table crm.companies no force row level security');
+  await t.notThrowsAsync(migrate(ownerUrl));
+});
