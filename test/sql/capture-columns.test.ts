@@ -261,8 +261,7 @@ test.serial('a stored generated column, an identity column and a volatile defaul
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields });
   const sentRows = async () => (await db().pool.query(
     `select d.action, d.payload -> 'data' -> 'contact' as contact, d.payload -> 'data' -> 'changed_fields' as changed,
-            to_jsonb(c) - 'first_name' - 'last_name' - 'email' - 'phone' - 'street' - 'city' - 'state' - 'postal_code'
-              - 'birthday' - 'custom' - 'created_at' - 'updated_at' - 'company_id' as stored
+            jsonb_build_object('id', c.id, 'full_name', c.full_name, 'contact_number', c.contact_number, 'token', c.token) as stored
      from webhooks.deliveries d join crm.contacts c on c.id = d.contact_id
      where d.webhook_id = $1 order by d.id`, [hook.id])).rows;
   for (const round of ['before', 'after'] as const) {
