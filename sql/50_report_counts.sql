@@ -629,7 +629,13 @@ where h.action <> 'webhook.test'
   and h.webhook_id <> all ((select webhooks_private.deleted_webhooks())::bigint[])
   and not exists (select 1 from webhooks.delivery_day_counts c
                   where c.webhook_id = h.webhook_id and c.day = h.day)
-group by h.webhook_id, h.company_id, h.day;
+group by h.webhook_id, h.company_id, h.day
+-- (and of a webhook that is: a change whose capture read the subscriptions before a
+-- webhook's delete committed writes its delivery after it, noted for the purge only
+-- when maintenance looks again, recheck_deleted_webhooks, 22_outbox.sql; until then
+-- its day showed here for a webhook gone, until 2026-12-07. One probe of the key a
+-- webhook and day.)
+having exists (select 1 from webhooks.webhooks w where w.id = h.webhook_id);
 
 -- private: the first day of a webhook not counted yet: after its last day counted,
 -- or where every webhook is counted to (all_counted_before, passed in: read once a
