@@ -535,6 +535,8 @@ begin
   delete from webhooks.delivery_queue where webhook_id = old.id and locked_by is null;
   delete from webhooks.delivery_queue where webhook_id = old.id and locked_by is not null;
   delete from webhooks_private.delivery_days_to_count where webhook_id = old.id;
+  -- (no key of its own to the webhook: migration 0082)
+  delete from webhooks.delivery_hour_counts where webhook_id = old.id;
   -- (a change written while this delete is open may still write for it: maintenance
   -- looks again, recheck_deleted_webhooks below)
   insert into webhooks_private.webhooks_deleted_recently (webhook_id, company_id)
@@ -658,6 +660,9 @@ begin
   -- above: one statement for both read every company's queue rows each batch)
   delete from webhooks.delivery_queue q where q.webhook_id = v.webhook_id and q.locked_by is null;
   delete from webhooks.delivery_queue q where q.webhook_id = v.webhook_id and q.locked_by is not null;
+  -- (and the hour counts such a change marked, written an hour after its transaction
+  -- began: recount_day)
+  delete from webhooks.delivery_hour_counts c where c.webhook_id = v.webhook_id;
   v_removed := webhooks_private.purge_webhook_day(v.webhook_id, v.company_id, p_max_rows);
   if v_removed = 0 then
     delete from webhooks_private.webhooks_to_purge where webhook_id = v.webhook_id;

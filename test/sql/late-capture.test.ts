@@ -254,3 +254,26 @@ test.serial('a day a late capture has just found kept is not dropped before its 
     `select state, created_at from webhooks.deliveries where webhook_id = $1 and contact_id = $2`, [webhook.id, contact.id]);
   t.deepEqual(rows, [{ state: 'pending', created_at: started }]);
 });
+
+// A REPEATABLE READ writer reads the subscriptions as of its snapshot: a webhook
+// deleted since is still there for it, and its capture writes a delivery the purge
+// removes later (22_outbox.sql, recheck_deleted_webhooks). Written an hour or more
+// after its transaction began, that capture also marks the delivery's hour: the hour
+// count's key to the webhook failed the CRM's write until 2026-12-07 (migration 0082).
+test.serial('a late capture for a webhook deleted since its transaction\'s snapshot does not fail the CRM\'s write', async (t) => {
+  const { company, webhook, writer } = await idleWriter(t, { isolation: 'repeatable read' });
+  await db().pool.query('select webhooks.delete_webhook($1)', [webhook.id]);
+  await writer.query(`set bpd_test.clock_shift = '3 hours'`);
+  const contact = await factories(writer).contact(company.id);
+  await writer.query('commit');
+  const { rows } = await db().pool.query('select id from crm.contacts where id = $1', [contact.id]);
+  t.is(rows.length, 1, 'the contact is written');
+  const { rows: daily } = await db().pool.query('select * from webhooks.daily_counts where webhook_id = $1', [webhook.id]);
+  t.deepEqual(daily, [], 'in no total');
+  // the hour it marked goes with the delivery, at maintenance's purge
+  await maintain(db().url);
+  const { rows: [left] } = await db().pool.query(
+    `select (select count(*) from webhooks.delivery_hour_counts where webhook_id = $1)::int as hours,
+            (select count(*) from webhooks.delivery_history where webhook_id = $1)::int as history`, [webhook.id]);
+  t.deepEqual(left, { hours: 0, history: 0 });
+});
