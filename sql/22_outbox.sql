@@ -1633,6 +1633,22 @@ as $$
 declare
   v_table record;
 begin
+  -- a day the retention dropped is not made again: its totals are kept in
+  -- delivery_day_counts (29_retention.sql), and a delivery written there made the
+  -- day's count be taken again from the new rows alone (until 2026-12-06: a day of 3
+  -- deliveries dropped, 1 written into it, and Times Fired said 1). Asked before
+  -- looking for its partitions (one read of a one-row table): a day is forgotten
+  -- before its partitions go, history's first, and a run stopped in between left them
+  -- there for the next; a write found them and went into the day forgotten, or, its
+  -- history gone, failed with no partition for it (until 2026-12-07)
+  if p_day < webhooks_private.utc_day(webhooks.kept_since()) then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('no delivery can be written into %s: that day''s history was dropped by the retention (webhooks.kept_since() is %s), its totals kept',
+                       p_day, webhooks.kept_since()),
+      constraint = 'delivery_past_retention',
+      column = 'created_at';
+  end if;
   -- made already (the partitions of a day are made together): one catalog probe
   if to_regclass(format('webhooks_partitions.%I', webhooks_private.partition_name('delivery_attempts', p_day))) is not null then
     return;
@@ -1645,18 +1661,6 @@ begin
              where c.relname = webhooks_private.partition_name('delivery_attempts', p_day)
                and c.relnamespace = 'webhooks_partitions'::regnamespace) then
     return;
-  end if;
-  -- a day the retention dropped is not made again: its totals are kept in
-  -- delivery_day_counts (29_retention.sql), and a delivery written there made the
-  -- day's count be taken again from the new rows alone (until 2026-12-06: a day of 3
-  -- deliveries dropped, 1 written into it, and Times Fired said 1)
-  if p_day < webhooks_private.utc_day(webhooks.kept_since()) then
-    raise exception using
-      errcode = 'object_not_in_prerequisite_state',
-      message = format('no delivery can be written into %s: that day''s history was dropped by the retention (webhooks.kept_since() is %s), its totals kept',
-                       p_day, webhooks.kept_since()),
-      constraint = 'delivery_past_retention',
-      column = 'created_at';
   end if;
   for v_table in select * from webhooks_private.outbox_partitioned() loop
     perform webhooks_private.create_partition(v_table.table_name, v_table.key_column, v_table.storage, p_day);

@@ -5,7 +5,8 @@
 //     for anyone; it leaves the queue unsent, with a warning in the server's log;
 //   - a write into a day already dropped is refused: the day's kept total stays;
 //   - maintenance stopped at any step of a drop leaves, after its next run, the count
-//     of a webhook's history equal to the history it shows.
+//     of a webhook's history equal to the history it shows, and the day takes no
+//     write meanwhile.
 // (One after the other: maintenance's roll-up visits every webhook there is.)
 import test from 'ava';
 import { maintain } from '../../tools/maintain.ts';
@@ -178,6 +179,12 @@ test.serial('maintenance stopped at any step of a drop: after its next run the h
     // stopped: the count is what the history shows (the day whole, or none of it)
     const before = await seen();
     t.is(before.counted, before.shown, `stopped after step ${stop}`);
+    // and the day, forgotten first, takes no write, whichever of its partitions are left
+    const refused = await t.throwsAsync(db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+       values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`, [webhook.id, company.id, at]));
+    t.is((refused as unknown as { constraint?: string }).constraint, 'delivery_past_retention',
+      `stopped after step ${stop}: ${refused?.message}`);
     // and the next run finishes the drop
     await maintain(db().url);
     t.deepEqual(await seen(), { counted: '0', shown: '0' }, `stopped after step ${stop}`);
