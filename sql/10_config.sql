@@ -328,7 +328,12 @@ $$;
 -- so row-level security applies: a webhook of another company is invisible, and "not
 -- yours" and "does not exist" give the same error and reveal nothing. API functions
 -- (45_admin.sql, 15_secrets.sql, 30_delivery.sql) start with it. p_column is the
--- argument the caller named the webhook by, which the error names.
+-- argument the caller named the webhook by, which the error names. Locked FOR NO KEY
+-- UPDATE: requests on one webhook queue behind each other, and its delete (FOR UPDATE,
+-- delete_webhook) waits for them, but a row written elsewhere with a key to the
+-- webhook does not: the roll-up's day counts, beside a replay of the webhook that
+-- waits for a row of the roll-up's, was a deadlock, one of the two failed (FOR UPDATE,
+-- until 2026-12-07; test/sql/roll-up-isolation.test.ts).
 drop function if exists webhooks.webhook_for_update(bigint);
 drop function if exists webhooks_private.webhook_for_update(bigint);
 create or replace function webhooks_private.webhook_for_update(p_id bigint, p_column text default 'id')
@@ -338,7 +343,7 @@ as $$
 declare
   v webhooks.webhooks;
 begin
-  select * into v from webhooks.webhooks where id = p_id for update;
+  select * into v from webhooks.webhooks where id = p_id for no key update;
   if not found then
     perform webhooks_private.raise_not_found('webhook', p_id, p_column);
   end if;

@@ -519,8 +519,8 @@ $$;
 -- creates and deletes webhooks in a loop adds nothing to it. (No foreign keys on
 -- these tables: a key-share lock per row written on the hot path costs more than it
 -- protects, and a partition's foreign key, cloned when the partition is attached,
--- would lock webhooks.webhooks every day.) Its counts go by their foreign keys, and
--- its days waiting to be counted here.
+-- would lock webhooks.webhooks every day.) Its day counts go by their foreign key, and
+-- its hour counts (no key: migration 0082) and days waiting to be counted here.
 create or replace function webhooks_private.tg_webhooks__forget_deliveries()
 returns trigger
 language plpgsql

@@ -146,8 +146,13 @@ language plpgsql
 volatile
 as $$
 declare
-  v webhooks.webhooks := webhooks_private.webhook_for_update(delete_webhook.id);
+  v webhooks.webhooks;
 begin
+  -- (locked for the delete at once, FOR UPDATE: taken FOR NO KEY UPDATE first, as
+  -- webhook_for_update does, the delete's stronger lock waited for a writer with a
+  -- key to the webhook that came between)
+  perform 1 from webhooks.webhooks w where w.id = delete_webhook.id for update;
+  v := webhooks_private.webhook_for_update(delete_webhook.id);
   delete from webhooks.webhooks w where w.id = v.id;
   return v;
 end;

@@ -62,3 +62,33 @@ test('one batch of the roll-up asked under repeatable read is refused; the proce
   const { rows: [counted] } = await client.query('call webhooks.roll_up_report_counts()');
   t.is(typeof counted.days, 'number');
 });
+
+// An admin's request on a webhook (a replay, an edit, a disable) locks the webhook's
+// row (webhook_for_update) to its end; the roll-up's write of a day count checks its
+// key to the webhook (a key-share lock of that row). Under the row's FOR UPDATE the
+// roll-up waited for the admin's transaction, which could wait in turn for a row the
+// roll-up's batch had written (a replay marks its delivery's hour): a deadlock that
+// failed one of the two (seen by test/sql/totals-model.test.ts).
+test("a roll-up counts a webhook's old day while an admin's replay of the webhook is open", async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const day = utcDay(-5);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`, [webhook.id, company.id, new Date(day.getTime() + 3_600_000)]);
+  const { rows: [today] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, last_error)
+     values ($1, $2, 'contact.created', 1, '{}', 'failed', 1, now(), 'HTTP 500') returning id`, [webhook.id, company.id]);
+  const admin = await db().pool.connect();
+  const rollUp = await db().pool.connect();
+  t.teardown(async () => { await admin.query('rollback'); admin.release(true); rollUp.release(true); });
+  await admin.query('begin');
+  await admin.query('select webhooks.replay_delivery($1)', [today.id]);
+  await rollUp.query(`set lock_timeout = '3s'`);
+  await rollUp.query('call webhooks.roll_up_report_counts()');
+  const { rows } = await rollUp.query(
+    'select fired::int from webhooks.delivery_day_counts where webhook_id = $1 and day = $2::date',
+    [webhook.id, day.toISOString().slice(0, 10)]);
+  t.deepEqual(rows, [{ fired: 1 }]);
+});
