@@ -10,11 +10,13 @@ import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { utcDay } from '../helpers/days.ts';
-import { waitForRows } from '../helpers/relay.ts';
+import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
+// (one after another: each waits for a roll-up of the whole database, which another
+// test's roll-up or writer beside it would take, or hold, first)
 
-test('a roll-up under repeatable read counts what the writer it waited for wrote', async (t) => {
+test.serial('a roll-up under repeatable read counts what the writer it waited for wrote', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
@@ -38,9 +40,12 @@ test('a roll-up under repeatable read counts what the writer it waited for wrote
   // the roll-up begins meanwhile, under repeatable read, and waits for the lock
   await rollUp.query(`set default_transaction_isolation = 'repeatable read'`);
   const { rows: [{ pid }] } = await rollUp.query('select pg_backend_pid() as pid');
-  const rolled = rollUp.query('call webhooks.roll_up_report_counts()');
-  await waitForRows(db().pool, `select 1 from pg_locks where pid = $1 and locktype = 'advisory' and not granted`,
-    [pid], (rows) => rows.length > 0);
+  // (it waits for the writer's lock, or, bounded by the oldest writer's transaction,
+  // passes the day over and ends: either way it must not count the day as it was)
+  let ended = false;
+  const rolled = rollUp.query('call webhooks.roll_up_report_counts()').finally(() => (ended = true));
+  await until('the roll-up waits for the writer, or has ended', async () => ended
+    || (await db().pool.query(`select 1 from pg_locks where pid = $1 and not granted`, [pid])).rowCount! > 0);
   await writer.query('commit');
   await rolled;
 
@@ -49,9 +54,15 @@ test('a roll-up under repeatable read counts what the writer it waited for wrote
     `select fired::int, succeeded::int, failed::int, pending::int from webhooks.daily_counts where webhook_id = $1 and day = $2::date`,
     [webhook.id, day.toISOString().slice(0, 10)]);
   t.deepEqual(rows, [{ fired: 2, succeeded: 1, failed: 0, pending: 1 }]);
+  // and a roll-up after it counts the day as it is
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  const { rows: again } = await db().pool.query(
+    `select fired::int, succeeded::int, failed::int, pending::int from webhooks.daily_counts where webhook_id = $1 and day = $2::date`,
+    [webhook.id, day.toISOString().slice(0, 10)]);
+  t.deepEqual(again, [{ fired: 2, succeeded: 1, failed: 0, pending: 1 }]);
 });
 
-test('one batch of the roll-up asked under repeatable read is refused; the procedure runs its batches at read committed', async (t) => {
+test.serial('one batch of the roll-up asked under repeatable read is refused; the procedure runs its batches at read committed', async (t) => {
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
   await client.query('begin isolation level repeatable read');
@@ -69,7 +80,7 @@ test('one batch of the roll-up asked under repeatable read is refused; the proce
 // roll-up waited for the admin's transaction, which could wait in turn for a row the
 // roll-up's batch had written (a replay marks its delivery's hour): a deadlock that
 // failed one of the two (seen by test/sql/totals-model.test.ts).
-test("a roll-up counts a webhook's old day while an admin's replay of the webhook is open", async (t) => {
+test.serial("a roll-up counts a webhook's old day while an admin's replay of the webhook is open", async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
