@@ -49,6 +49,17 @@ comment on schema webhooks_ops is
   'bpd-webhooks operations: readiness, backlog and refused-settings questions for the API''s and the relay''s health endpoints.';
 
 ------------------------------------------------------------------------------------
+-- private: the CRM's tables capture reads, by name: the one home of that list (this
+-- file's check below, and 60_access.sql's of the CRM's row-level security)
+create or replace function webhooks_private.crm_table_names()
+returns text[]
+language sql
+immutable
+as $$
+  select array['crm.companies', 'crm.users', 'crm.statuses', 'crm.contacts', 'crm.contact_statuses', 'crm.contact_assignments'];
+$$;
+
+------------------------------------------------------------------------------------
 -- What the engine needs of the CRM's tables, checked before anything is applied, so
 -- that a CRM that changed them hears which and why, and nothing of the engine's is
 -- changed (test/sql/crm-tables-moved.test.ts, test/sql/crm-keys.test.ts):
@@ -67,8 +78,7 @@ declare
 begin
   for v_table in
     select t.name
-    from unnest(array['crm.companies', 'crm.users', 'crm.statuses', 'crm.contacts',
-                      'crm.contact_statuses', 'crm.contact_assignments']) t(name)
+    from unnest(webhooks_private.crm_table_names()) t(name)
     where not exists (select 1 from pg_catalog.pg_class c
                       where c.oid = pg_catalog.to_regclass(t.name) and c.relkind in ('r', 'p'))
   loop

@@ -357,8 +357,7 @@ begin
     select c.oid::regclass::text as named, r.rolname
     from pg_catalog.pg_class c
     cross join pg_catalog.pg_roles r
-    where c.oid = any (array['crm.companies', 'crm.users', 'crm.statuses', 'crm.contacts',
-                             'crm.contact_statuses', 'crm.contact_assignments']::regclass[])
+    where c.oid = any (webhooks_private.crm_table_names()::regclass[])
       and r.oid = v_owner
       and c.relrowsecurity and not r.rolsuper and not r.rolbypassrls
       and (c.relforcerowsecurity or not pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE'))

@@ -128,7 +128,9 @@ export function relayAsleep(pool: Pick<pg.Pool, 'query'>) {
     pool,
     `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
      where l.locktype = 'advisory' and l.classid = $1 and l.objid = $2 and l.granted
-       and a.application_name = 'bpd-webhooks-relay-idle'`,
+       and a.application_name = 'bpd-webhooks-relay-idle'
+       -- (this database's relay: the other test files' relays sleep on the same server)
+       and a.datname = current_database()`,
     [LOCK_CLASS, LOCK_KEYS.relayIdle],
     (rows) => rows.length > 0,
     10_000,

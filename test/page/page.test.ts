@@ -1414,7 +1414,8 @@ browserTest('a Replay the database ends to break a deadlock is sent again by the
   const replay = `#history-body tr[data-delivery-id="${firingId}"] button:has-text("Replay")`;
   const flash = `Replay: firing #${firingId} is queued to be sent again.`;
   const waitingReplays = async () => (await db().pool.query(
-    `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%replay_delivery%'`)).rows[0].n;
+    `select count(*)::int as n from pg_stat_activity
+     where datname = current_database() and wait_event_type = 'Lock' and query like '%replay_delivery%'`)).rows[0].n;
 
   // A DBA's transaction holds the firing's result, then wants the webhook the replay
   // holds. Postgres ends whichever of the two checks for a deadlock once both wait:

@@ -175,7 +175,8 @@ test('an announcement of idleness that gets no answer stops nothing: refills and
   t.is(new Set(backlog.map((r) => r.headers['webhook-id'])).size, 5, 'the backlog went out in refills while going_idle() waited');
   const waiting = await database.pool.query(
     `select count(*)::int as n from pg_stat_activity
-      where application_name = 'bpd-webhooks-relay-idle' and wait_event_type = 'Lock' and query like '%going_idle%'`);
+      where datname = current_database() and application_name = 'bpd-webhooks-relay-idle'
+        and wait_event_type = 'Lock' and query like '%going_idle%'`);
   t.is(waiting.rows[0].n, 1, 'going_idle() still waits');
 
   // the capture finds relay_idle taken (by the other session) and notifies
@@ -199,7 +200,8 @@ test('an idle connection that hangs while the relay sleeps: a NOTIFY still bring
   await relay.start();
   await relayAsleep(database.pool);
   const { rows: [idle] } = await database.pool.query(
-    "select pid from pg_stat_activity where application_name = 'bpd-webhooks-relay-idle'");
+    // (this database's: the other test files' relays sleep on the same server)
+    "select pid from pg_stat_activity where datname = current_database() and application_name = 'bpd-webhooks-relay-idle'");
   process.kill(idle.pid, 'SIGSTOP');
   try {
     const captured = performance.now();

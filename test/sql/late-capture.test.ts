@@ -220,7 +220,8 @@ async function pauseLateCaptures(t: { teardown: (fn: () => Promise<void>) => voi
   });
   return {
     paused: () => until('a late capture waits at the gate', async () => (await db().pool.query(
-      `select exists (select 1 from pg_locks where locktype = 'advisory' and objid = $1 and not granted) as waiting`,
+      `select exists (select 1 from pg_locks where locktype = 'advisory' and objid = $1 and not granted
+                       and database = (select oid from pg_database where datname = current_database())) as waiting`,
       [KEY])).rows[0].waiting),
     release: () => gate.query('select pg_advisory_unlock($1)', [KEY]),
   };
