@@ -1065,24 +1065,16 @@ $$;
 -- announced before the change that caused it (before the contact's contact.created,
 -- even), and the last message showed the row as it was before it
 -- (test/sql/crm-triggers.test.ts).
---
--- Each names id and company_id in a WHEN that always holds: the engine reads both as
--- bigint, and a trigger that depends on a column makes Postgres refuse to change its
--- type ("cannot alter type of a column used in a trigger definition", naming the
--- trigger), where the change once made failed every contact write after it (and
--- 00_schemas.sql stops a migrate of a CRM whose keys are no integers). Postgres
--- tests it as it queues the row's event: a function call on two values a row.
+
 select webhooks_private.drop_trigger_if_present('crm.contacts', '_500_webhooks_created');
 create or replace trigger "!webhooks_created"
   after insert on crm.contacts
-  for each row when (pg_catalog.num_nulls(new.id, new.company_id) < 3)
-  execute function webhooks_private.tg_contacts__created();
+  for each row execute function webhooks_private.tg_contacts__created();
 
 select webhooks_private.drop_trigger_if_present('crm.contacts', '_500_webhooks_updated');
 create or replace trigger "!webhooks_updated"
   after update on crm.contacts
-  for each row when (pg_catalog.num_nulls(new.id, new.company_id) < 3)
-  execute function webhooks_private.tg_contacts__updated();
+  for each row execute function webhooks_private.tg_contacts__updated();
 
 -- The first AFTER DELETE trigger (above): "!" sorts before every letter, digit and
 -- "_", and so before the cascades' "RI_ConstraintTrigger_a_…". (A BEFORE trigger
@@ -1091,8 +1083,29 @@ select webhooks_private.drop_trigger_if_present('crm.contacts', '_900_webhooks_d
 select webhooks_private.drop_trigger_if_present('crm.contacts', '~webhooks_deleted');
 create or replace trigger "!webhooks_deleted"
   after delete on crm.contacts
-  for each row when (pg_catalog.num_nulls(old.id, old.company_id) < 3)
-  execute function webhooks_private.tg_contacts__deleted();
+  for each row execute function webhooks_private.tg_contacts__deleted();
+
+-- The keys kept integers: the engine reads a contact's id and company_id as bigint,
+-- and a CRM that made either text or uuid had every contact write fail after the
+-- change. A trigger whose column list names them makes Postgres refuse to change
+-- their type ("cannot alter type of a column used in a trigger definition", naming
+-- it), and 00_schemas.sql stops a migrate of a CRM whose keys are no integers. A
+-- statement trigger that does nothing, fired only by an UPDATE that sets one of them
+-- (a renumbering, a move to another company): the three triggers above named them in
+-- a WHEN that always held, which every contact write paid, about 7 µs of a no-match
+-- update's 36 (bench:capture, 2026-12-07; test/sql/crm-keys.test.ts).
+create or replace function webhooks_private.tg_contacts__keys_kept()
+returns trigger
+language plpgsql
+as $$
+begin
+  return null;
+end;
+$$;
+
+create or replace trigger "!webhooks_keys_kept"
+  after update of id, company_id on crm.contacts
+  for each statement execute function webhooks_private.tg_contacts__keys_kept();
 
 ------------------------------------------------------------------------------------
 -- crm.contact_statuses

@@ -44,6 +44,7 @@ test.serial('migrate refuses contact ids that are not integers, naming the colum
     drop trigger "!webhooks_created" on crm.contacts;
     drop trigger "!webhooks_updated" on crm.contacts;
     drop trigger "!webhooks_deleted" on crm.contacts;
+    drop trigger "!webhooks_keys_kept" on crm.contacts;
     drop trigger "!webhooks_status_changed" on crm.contact_statuses;
     ${RETYPE_CONTACT_IDS('text')}
     alter table crm.contact_statuses alter column contact_id type text;
