@@ -9,7 +9,7 @@ import type { DeliveryJob } from './queries.ts';
 import { DestinationRefused, guardedConnector, refuseLiteralHost, type NetworkList } from './destinations.ts';
 import { receiverResolver, type ReceiverResolver } from './dns.ts';
 import { leastRecentlyUsed } from './lru.ts';
-import { signatures, signedTimestamp, type SignedHeaders } from './sign.ts';
+import { deliveryHeaders, signatures, signedTimestamp } from './sign.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 export const USER_AGENT = `bpd-webhooks-relay/${version}`;
@@ -338,15 +338,7 @@ export class Sender {
       done({ kind: 'error', error: `not sent: the webhook's signing secret cannot sign (${(error as Error).message})` });
       return;
     }
-    // the Standard Webhooks headers as signatureHeaders names them, written out here:
-    // spreading its object into these made a second object each send
-    const headers = {
-      'content-type': 'application/json',
-      'user-agent': USER_AGENT,
-      'webhook-id': job.messageId,
-      'webhook-timestamp': String(timestamp),
-      'webhook-signature': signature,
-    } satisfies SignedHeaders & Record<string, string>;
+    const headers = deliveryHeaders(USER_AGENT, job.messageId, timestamp, signature);
     const exchange = new Exchange(this.options.responseExcerptBytes, this.options.requestTimeoutMs, this.now, (ended) => {
       if (ended.kind === 'response') {
         done(ended);

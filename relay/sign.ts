@@ -49,12 +49,6 @@ export function sign(secret: string, messageId: string, timestamp: number, body:
   return `v1,${mac}`;
 }
 
-export interface SignedHeaders {
-  'webhook-id': string;
-  'webhook-timestamp': string;
-  'webhook-signature': string;
-}
-
 /** The webhook-timestamp of a time in milliseconds: whole seconds. */
 export function signedTimestamp(now: number): number {
   return Math.floor(now / 1000);
@@ -73,18 +67,17 @@ export function signatures(messageId: string, body: string, secret: string, prev
   return value;
 }
 
-/** The three Standard Webhooks headers; `now` in milliseconds. */
-export function signatureHeaders(
-  messageId: string,
-  body: string,
-  secret: string,
-  previousSecrets: readonly string[],
-  now: number = Date.now(),
-): SignedHeaders {
-  const timestamp = signedTimestamp(now);
+/**
+ * A delivery's request headers in one object: its content's and its sender's, and the
+ * three Standard Webhooks headers (a spread of the signature's headers into the
+ * others made a second object each send).
+ */
+export function deliveryHeaders(userAgent: string, messageId: string, timestamp: number, signature: string) {
   return {
+    'content-type': 'application/json',
+    'user-agent': userAgent,
     'webhook-id': messageId,
     'webhook-timestamp': String(timestamp),
-    'webhook-signature': signatures(messageId, body, secret, previousSecrets, timestamp),
+    'webhook-signature': signature,
   };
 }

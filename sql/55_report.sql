@@ -54,10 +54,10 @@ $$;
 
 -- public: who disabled a webhook, who made a change and who started a backfill, as the
 -- API answers them (GraphQL's disabledBy, actor and createdBy; sql/70_graphql.sql hides
--- the columns): cut as a CRM name is. A
--- token's subject is bounded when it is read (api/auth.ts), but one written before that
--- bound, or a DBA's session's (jwt.claims.sub, the role), has none: an actor of 10 MB
--- made each page of its company's audit log load 10 MB (test/api/audit.test.ts).
+-- the columns): cut as a CRM name is. A token's subject is bounded when it is read
+-- (api/auth.ts), but one written before that bound, or a DBA's session's
+-- (jwt.claims.sub, the role), has none: an actor of 10 MB made each page of its
+-- company's audit log load 10 MB (test/api/audit.test.ts).
 create or replace function webhooks.webhooks_disabled_by(w webhooks.webhooks)
 returns text
 language sql

@@ -20,7 +20,7 @@ import { receiverResolver } from '../../relay/dns.ts';
 import { numberArray, timeArray } from '../../relay/queries.ts';
 import { leastRecentlyUsed } from '../../relay/lru.ts';
 import { relaySettings } from '../../relay/settings.ts';
-import { sign, signatureHeaders, SIGNING_KEYS_MAX, signingKeysDerived } from '../../relay/sign.ts';
+import { deliveryHeaders, sign, signatures, signedTimestamp, SIGNING_KEYS_MAX, signingKeysDerived } from '../../relay/sign.ts';
 
 test('special addresses are recognised, IPv4 carried in IPv6 judged by the IPv4 address', (t) => {
   const cases: Array<[string, string | null]> = [
@@ -176,7 +176,11 @@ test('signatures verify with the standardwebhooks package, both of them during a
   const current = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
   const previous = 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD';
   const body = '{"type": "contact.created", "data": {"contact": {"id": 1, "first_name": "Zoë"}}}';
-  const headers = signatureHeaders('msg_1', body, current, [previous]);
+  const signatureHeaders = (secret: string, previousSecrets: string[]) => {
+    const timestamp = signedTimestamp(Date.now());
+    return deliveryHeaders('test', 'msg_1', timestamp, signatures('msg_1', body, secret, previousSecrets, timestamp));
+  };
+  const headers = signatureHeaders(current, [previous]);
   t.is(headers['webhook-id'], 'msg_1');
   t.regex(headers['webhook-timestamp'], /^\d{10}$/);
   t.is(headers['webhook-signature'].split(' ').length, 2);
@@ -184,7 +188,7 @@ test('signatures verify with the standardwebhooks package, both of them during a
     t.notThrows(() => new Webhook(secret).verify(body, { ...headers }), secret);
   }
   t.is(headers['webhook-signature'].split(' ')[0], new Webhook(current).sign('msg_1', new Date(Number(headers['webhook-timestamp']) * 1000), body));
-  t.is(signatureHeaders('msg_1', body, current, [])['webhook-signature'].split(' ').length, 1);
+  t.is(signatureHeaders(current, [])['webhook-signature'].split(' ').length, 1);
   t.throws(() => new Webhook('whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA').verify(body, { ...headers }));
 });
 
