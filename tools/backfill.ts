@@ -74,10 +74,11 @@ interface Progress {
   unfinished: string;
 }
 
+/** The backfill's progress, read again while the database cannot be reached (whileUnreachable). */
 async function progressOf(backfillId: string): Promise<Progress> {
-  const { rows } = await client.query(
+  const { rows } = await whileUnreachable(() => client.query(
     'select b.id, b.state, b.total, b.queued, b.error, webhooks.backfills_unfinished(b) as unfinished from webhooks.backfills b where b.id = $1',
-    [backfillId]);
+    [backfillId]));
   return rows[0];
 }
 
@@ -151,7 +152,7 @@ while (!interrupted && (progress.state === 'running' || Number(progress.unfinish
       console.error(`step failed, trying again: ${error.message}`);
     });
   }
-  progress = await whileUnreachable(() => progressOf(backfillId));
+  progress = await progressOf(backfillId);
   show(progress);
   if (progress.state === 'running' || Number(progress.unfinished) > 0) await new Promise((resolve) => setTimeout(resolve, STEP_EVERY_MS));
 }
