@@ -435,14 +435,37 @@ test('a backfill\'s snapshot not sent yet when its contact\'s id changes fails: 
       last_error: 'not sent: its contact\'s id changed before it was sent, and the change\'s message carries it (data.previous_contact_id)' },
     { action: 'contact.updated', contact_id: next, state: 'pending', named: next, previous: contact.id, last_error: null },
   ]);
+  // hears no update: its snapshot goes, under the id the contact has now (under the old
+  // one, until 2026-12-07, it named a contact no longer there)
   t.deepEqual(await rows(deaf.id), [
-    { action: 'contact.snapshot', contact_id: contact.id, state: 'pending', named: contact.id, previous: null, last_error: null },
+    { action: 'contact.snapshot', contact_id: next, state: 'pending', named: next, previous: null, last_error: null },
   ]);
   // ordered: the change is not held behind the snapshot it stands in for
   t.deepEqual((await rows(ordered.id)).map((r) => [r.action, r.state]), [['contact.snapshot', 'failed'], ['contact.updated', 'pending']]);
   const { rows: claimed } = await claim(ordered.id);
   t.is(claimed.length, 1);
   t.is((await db().pool.query('select action from webhooks.deliveries where id = $1', [claimed[0].delivery_id])).rows[0].action, 'contact.updated');
+});
+
+test('a snapshot under the new id is the contact\'s one: the walk, done or not, sends it no other', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const deaf = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['city'] });
+  const first = await f.contact(company.id, { city: 'c1' });
+  await f.contact(company.id, { city: 'c2' });
+  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [deaf.id]);
+  const stepper = await connected(t);
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  await stepper.query('select webhooks_relay.backfill_step(p_only => $1)', [backfill]);   // c1 written, not sent
+  const next = await freeId();   // ahead of the walk
+  await db().pool.query('update crm.contacts set id = $2 where id = $1', [first.id, next]);
+  for (let i = 0; i < 5; i++) await stepper.query('select webhooks_relay.backfill_step(p_only => $1)', [backfill]);
+  const snapshots = (await deliveriesOf(db().pool, [deaf.id])).filter((d) => d.action === 'contact.snapshot')
+    .map((d) => [d.payload.data.contact.city, String(d.payload.data.contact.id), String(d.contact_id), d.state]);
+  t.deepEqual(snapshots.slice(0, 1), [['c1', next, next, 'pending']]);
+  t.deepEqual(snapshots.map(([city]) => city), ['c1', 'c2'], 'each once');
+  t.like((await db().pool.query('select state, queued, total from webhooks.backfills where id = $1', [backfill])).rows[0],
+    { state: 'done', queued: '2', total: '2' });
 });
 
 test('contacts moved behind a backfill\'s walk whose conditions cost more than backfill_batch_time a step: the step ends early, each examined once', async (t) => {
