@@ -59,6 +59,44 @@ as $$
   select array['crm.companies', 'crm.users', 'crm.statuses', 'crm.contacts', 'crm.contact_statuses', 'crm.contact_assignments'];
 $$;
 
+-- private: the CRM's tables whose row-level security may hide rows from p_role (the
+-- engine's owner, as which capture and the backfill's walk read them), in name order:
+-- RLS on, the role no superuser, without BYPASSRLS, and not exempt as the table's
+-- owner (or FORCE), and either no permissive policy of it reads every row (USING
+-- (true)) or a restrictive one of it reads fewer. Migrate refuses them (60_access.sql);
+-- a backfill step fails a backfill while there are any (35_backfill.sql): turned on
+-- after the last migrate, they left the walk the rows the policies showed it, and
+-- the backfill said it was done with contacts never sent (until 2026-12-07,
+-- test/sql/crm-row-security.test.ts). Postgres's row_security = off, which makes a
+-- query that a policy would filter fail instead, fails one under a USING (true)
+-- policy too, which a CRM may give the owner: hence the question to the catalog.
+create or replace function webhooks_private.crm_tables_hiding_rows_from(p_role oid)
+returns setof text
+language sql
+stable
+as $$
+  select c.oid::regclass::text
+  from pg_catalog.pg_class c
+  cross join pg_catalog.pg_roles r
+  where c.oid = any (webhooks_private.crm_table_names()::regclass[])
+    and r.oid = p_role
+    and c.relrowsecurity and not r.rolsuper and not r.rolbypassrls
+    and (c.relforcerowsecurity or not pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE'))
+    and (not exists (select 1 from pg_catalog.pg_policy p
+                     where p.polrelid = c.oid and p.polpermissive and p.polcmd in ('r', '*')
+                       and (0 = any (p.polroles)
+                            or exists (select 1 from unnest(p.polroles) g(role)
+                                       where pg_catalog.pg_has_role(r.oid, g.role, 'USAGE')))
+                       and pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true')
+         or exists (select 1 from pg_catalog.pg_policy p
+                    where p.polrelid = c.oid and not p.polpermissive and p.polcmd in ('r', '*')
+                      and (0 = any (p.polroles)
+                           or exists (select 1 from unnest(p.polroles) g(role)
+                                      where pg_catalog.pg_has_role(r.oid, g.role, 'USAGE')))
+                      and pg_catalog.pg_get_expr(p.polqual, p.polrelid) is distinct from 'true'))
+  order by 1;
+$$;
+
 ------------------------------------------------------------------------------------
 -- What the engine needs of the CRM's tables, checked before anything is applied, so
 -- that a CRM that changed them hears which and why, and nothing of the engine's is

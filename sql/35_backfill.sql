@@ -750,6 +750,8 @@ declare
   v_message text;
   v_state text;
   v_served integer := 0;
+  v_hidden text;
+  v_hidden_asked boolean := false;
 begin
   written := 0;
   waiting := '{}';
@@ -760,6 +762,27 @@ begin
     order by b.id
     for update skip locked
   loop
+    -- The CRM's row-level security turned on since the last migrate (which refuses
+    -- it), hiding rows from the engine's owner, as which the walk reads: the walk saw
+    -- the rows left to it, and the backfill said it was done, the others never sent
+    -- (until 2026-12-07). It fails, naming the table; the operator's log has the role
+    -- and what it needs. One look at the catalog a step that has a backfill to serve.
+    if not v_hidden_asked then
+      v_hidden := (select string_agg(t, ', ')
+                   from webhooks_private.crm_tables_hiding_rows_from(current_user::regrole) t);
+      v_hidden_asked := true;
+    end if;
+    if v_hidden is not null then
+      raise warning 'backfill % of webhook % failed: row-level security on % applies to %, the engine''s owner, and may hide rows from its walk; give it a policy that reads every row (using (true)), or BYPASSRLS, then backfill again',
+        v_backfill.id, v_backfill.webhook_id, v_hidden, current_user;
+      update webhooks.backfills b
+      set state = 'failed',
+          finished_at = now(),
+          error = format('the CRM''s row-level security on %s hides rows from the engine; ask your operator (SQLSTATE 42501), then backfill again',
+                         v_hidden)
+      where b.id = v_backfill.id;
+      continue;
+    end if;
     begin
       select o.written_now, o.waits_for_room into v_batch, v_waits
       from webhooks_private.backfill_batch_of(v_backfill) o;

@@ -346,7 +346,8 @@ create policy company_reads on webhooks.audit_log
 -- subject to it, and capture then misses their webhooks without an error
 -- (test/sql/crm-row-security.test.ts). Applying sql/ stops while that is so, naming
 -- the table and the role: the owner needs a policy of its own that reads every row
--- (USING (true)), BYPASSRLS, or the table's ownership without FORCE.
+-- (USING (true)) and no restrictive one that reads fewer, BYPASSRLS, or the table's
+-- ownership without FORCE (webhooks_private.crm_tables_hiding_rows_from, 00_schemas.sql).
 do $rls$
 declare
   v_owner constant oid := (select p.proowner from pg_catalog.pg_proc p
@@ -354,20 +355,8 @@ declare
   v_hidden record;
 begin
   for v_hidden in
-    select c.oid::regclass::text as named, r.rolname
-    from pg_catalog.pg_class c
-    cross join pg_catalog.pg_roles r
-    where c.oid = any (webhooks_private.crm_table_names()::regclass[])
-      and r.oid = v_owner
-      and c.relrowsecurity and not r.rolsuper and not r.rolbypassrls
-      and (c.relforcerowsecurity or not pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE'))
-      and not exists (select 1 from pg_catalog.pg_policy p
-                      where p.polrelid = c.oid and p.polpermissive and p.polcmd in ('r', '*')
-                        and (0 = any (p.polroles)
-                             or exists (select 1 from unnest(p.polroles) g(role)
-                                        where pg_catalog.pg_has_role(r.oid, g.role, 'USAGE')))
-                        and pg_catalog.pg_get_expr(p.polqual, p.polrelid) = 'true')
-    order by c.oid::regclass::text
+    select t.named, pg_catalog.pg_get_userbyid(v_owner) as rolname
+    from webhooks_private.crm_tables_hiding_rows_from(v_owner) t(named)
   loop
     raise exception using
       errcode = 'feature_not_supported',

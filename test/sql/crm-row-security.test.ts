@@ -75,3 +75,31 @@ test.serial('FORCE ROW LEVEL SECURITY on a table the engine\'s owner owns is ref
   await db().pool.query('alter table crm.companies no force row level security');
   await t.notThrowsAsync(migrate(ownerUrl));
 });
+
+// A CRM that turns row-level security on after the last migrate: the backfill's walk,
+// run as the engine's owner, saw the rows the policy left it and said it was done,
+// the other contacts never sent. It fails instead, naming what hides them.
+test.serial('row-level security turned on after migrate that hides contacts from the engine\'s owner fails a backfill, not done short', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
+  for (const city of ['a', 'hidden', 'b']) await f.contact(company.id, { city });
+  const ownerUrl = await engineOwnerUrl(db().pool, db().url);
+  await migrate(ownerUrl);
+  // (restrictive: it hides them whatever the policies that let the owner read every
+  // row, the first test's)
+  await db().pool.query(`
+    alter table crm.contacts enable row level security;
+    create policy not_hidden on crm.contacts as restrictive using (city is distinct from 'hidden');`);
+  t.teardown(() => db().pool.query('drop policy not_hidden on crm.contacts').then(() => undefined));
+  const { rows: [{ id: backfill }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  for (let i = 0; i < 3; i++) await db().pool.query('select webhooks_relay.backfill_step(p_only => $1)', [backfill]);
+  const { rows: [row] } = await db().pool.query('select state, queued, error from webhooks.backfills where id = $1', [backfill]);
+  t.is(row.state, 'failed');
+  t.is(row.queued, '0', 'no batch of the contacts the policy leaves');
+  t.regex(row.error, /row-level security on crm\.contacts hides rows from the engine; ask your operator/);
+  // and the next migrate refuses it, the restrictive policy as much as none at all
+  await t.throwsAsync(migrate(ownerUrl), {
+    message: /crm\.contacts has row-level security that applies to bpd_test_engine_owner, the engine's owner/,
+  });
+});
