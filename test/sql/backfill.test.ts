@@ -750,6 +750,32 @@ test.serial('a contact created by a transaction still open as the walk passes it
   t.deepEqual(rows.filter((r) => r.contact_id === open.id).map((r) => r.action), ['contact.created']);
 });
 
+// The walk goes by id: a contact that comes into the company (moved from another)
+// behind the position was not the company's when the walk passed it, as one assigned
+// to a user of it since: no snapshot, its contact.updated (company_id) is what the
+// webhook gets of it. One moved out before the walk reaches it concerns it no longer.
+test('a contact moved into the company behind the walk gets no snapshot, its contact.updated arrives; one moved out ahead of it none', async (t) => {
+  const f = make();
+  const [company, other] = [await f.company(), await f.company()];
+  const movedIn = await f.contact(other.id, { city: 'in' });
+  const first = await f.contact(company.id, { city: 'first' });
+  const movedOut = await f.contact(company.id, { city: 'out' });
+  await f.contact(company.id, { city: 'last' });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  const id = await start(hook.id);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  await stepper.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);   // first examined
+  await db().pool.query('update crm.contacts set company_id = $2 where id = $1', [movedIn.id, company.id]);
+  await db().pool.query('update crm.contacts set company_id = $2 where id = $1', [movedOut.id, other.id]);
+  for (let i = 0; i < 5; i++) await stepper.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  t.like(await backfillRow(id), { state: 'done', queued: '2', total: '2' });
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.action, r.payload.data.contact.city]),
+    [['contact.snapshot', 'first'], ['contact.updated', 'in'], ['contact.updated', 'out'], ['contact.snapshot', 'last']]);
+});
+
 // A snapshot a relay claimed but had not sent yet when its backfill was cancelled,
 // handed back unsent (the relay stopping): not sent yet, so failed as the cancel fails
 // those pending, never sent after the cancel.
