@@ -751,7 +751,6 @@ declare
   v_state text;
   v_served integer := 0;
   v_hidden text;
-  v_hidden_asked boolean := false;
 begin
   written := 0;
   waiting := '{}';
@@ -762,30 +761,24 @@ begin
     order by b.id
     for update skip locked
   loop
-    -- The CRM's row-level security turned on since the last migrate (which refuses
-    -- it), hiding rows from the engine's owner, as which the walk reads: the walk saw
-    -- the rows left to it, and the backfill said it was done, the others never sent
-    -- (until 2026-12-07). It fails, naming the table; the operator's log has the role
-    -- and what it needs. One look at the catalog a step that has a backfill to serve.
-    if not v_hidden_asked then
-      v_hidden := (select string_agg(t, ', ')
-                   from webhooks_private.crm_tables_hiding_rows_from(current_user::regrole) t);
-      v_hidden_asked := true;
-    end if;
-    if v_hidden is not null then
-      raise warning 'backfill % of webhook % failed: row-level security on % applies to %, the engine''s owner, and may hide rows from its walk; give it a policy that reads every row (using (true)), or BYPASSRLS, then backfill again',
-        v_backfill.id, v_backfill.webhook_id, v_hidden, current_user;
-      update webhooks.backfills b
-      set state = 'failed',
-          finished_at = now(),
-          error = format('the CRM''s row-level security on %s hides rows from the engine; ask your operator (SQLSTATE 42501), then backfill again',
-                         v_hidden)
-      where b.id = v_backfill.id;
-      continue;
-    end if;
     begin
       select o.written_now, o.waits_for_room into v_batch, v_waits
       from webhooks_private.backfill_batch_of(v_backfill) o;
+      -- The CRM's row-level security turned on since the last migrate (which refuses
+      -- it), hiding rows from the engine's owner, as which the walk reads: the walk
+      -- read the rows left to it, and the backfill said it was done, the others never
+      -- sent (until 2026-12-07; test/sql/crm-row-security.test.ts). Its batch is
+      -- undone and it fails, naming the table. Asked after the batch: the walk's reads
+      -- hold the tables it read until the step commits, and a change of their
+      -- row-level security or policies waits for it. A look at six rows of the
+      -- catalog a backfill served.
+      v_hidden := (select string_agg(t, ', ')
+                   from webhooks_private.crm_tables_hiding_rows_from(current_user::regrole) t);
+      if v_hidden is not null then
+        raise exception using errcode = 'insufficient_privilege',
+          message = format('row-level security on %s applies to %s, the engine''s owner, and may hide rows from the walk; give it a policy that reads every row (using (true)), or BYPASSRLS, then backfill again',
+                           v_hidden, current_user);
+      end if;
     exception when lock_not_available then
       -- a lock another transaction holds longer than the database's lock_timeout (a
       -- DBA's lock on the contacts, say): its batch is undone and the next step writes
@@ -803,9 +796,13 @@ begin
       update webhooks.backfills b
       set state = 'failed',
           finished_at = now(),
-          error = format('the contacts after id %s could not be written (SQLSTATE %s); try again, or ask your operator',
-                         v_backfill.position, v_state)
+          error = case when v_hidden is not null
+                       then format('the CRM''s row-level security on %s hides rows from the engine; ask your operator (SQLSTATE %s), then backfill again',
+                                   v_hidden, v_state)
+                       else format('the contacts after id %s could not be written (SQLSTATE %s); try again, or ask your operator',
+                                   v_backfill.position, v_state) end
       where b.id = v_backfill.id;
+      v_hidden := null;
       continue;
     end;
     if v_waits then
