@@ -293,7 +293,10 @@ test.serial("the first count of each webhook's hours reads its own hour rows, wh
   await db().pool.query('truncate webhooks.delivery_hour_counts');
   await db().pool.query('vacuum analyze webhooks.delivery_hour_counts');
   const webhookIds = await webhooksWithADelivery(WEBHOOKS, 3);
-  // each with a delivery in every one of the last HOURS finished hours
+  // each with a delivery in every one of the last HOURS finished hours (whose oldest
+  // may be yesterday's, as in webhooksWithADelivery)
+  await db().pool.query('select webhooks_private.ensure_day(webhooks_private.utc_day($1::timestamptz - make_interval(hours => 3 + $2::int)))',
+    [clock, HOURS]);
   await db().pool.query(
     `insert into webhooks.delivery_history (webhook_id, company_id, action, contact_id, payload, created_at)
      select w.id, w.company_id, 'contact.created', w.id, '{}', $3::timestamptz - make_interval(hours => h)
