@@ -24,7 +24,7 @@ import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
 import { RelayMetrics } from './metrics.ts';
 import { Holdings } from './holdings.ts';
-import { claimDeliveries, ping, refusedSettings, SENDING_SETTING, sendingAllowed, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
+import { claimDeliveries, databaseSending, ping, refusedSettings, SENDING_SETTING, sendingAllowed, sendingRefusal, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
 import { Backfiller } from './backfiller.ts';
 import { DatabaseClock } from './database-clock.ts';
 import { Rescuer } from './rescuer.ts';
@@ -62,6 +62,10 @@ export class Relay {
   }
   /** Prometheus metrics (relay/metrics.ts); exposed by main.ts on RELAY_METRICS_PORT */
   readonly metrics: RelayMetrics;
+  /** Settles, once the relay has stopped, when it stopped of its own accord (webhooks.sending
+   * turned off while it ran), with the reason: main.ts exits 1 then, as at start. */
+  readonly halted: Promise<Error>;
+  private halt!: (reason: Error) => void;
   /** the relay's connections (as its role): /readyz and the backlog gauges ask through them too */
   readonly pool: pg.Pool;
   private readonly sender: Sender;
@@ -146,7 +150,14 @@ export class Relay {
       log: this.log,
       wake: () => this.wake(),
     });
-    this.rescuer = new Rescuer({ db: this.pool, log: this.log, intervalMs: settings.rescueIntervalMs, onRescued: () => this.wake() });
+    this.rescuer = new Rescuer({
+      db: this.pool,
+      log: this.log,
+      intervalMs: settings.rescueIntervalMs,
+      onRescued: () => this.wake(),
+      eachRun: () => this.stopIfSendingTurnedOff(),
+    });
+    this.halted = new Promise((resolve) => (this.halt = resolve));
     this.backfiller = new Backfiller({ db: this.pool, log: this.log, intervalMs: settings.backfillIntervalMs });
   }
 
@@ -569,15 +580,34 @@ export class Relay {
       );
     }
     const allowed = sendingAllowed(sending);
-    if (allowed !== true) {
-      // a copy's relay would send the original's unsent deliveries a second time, under the same message ids
-      throw new Error(
-        `the relay does not send from this database: ${SENDING_SETTING} = '${sending}'` +
-          (allowed === 'refused' ? ', which is neither on nor off' : '') +
-          ` (a copy of a database, docs/operations.md "Backups and copies"); where it should send: alter database … reset ${SENDING_SETTING}`,
-      );
-    }
+    // a copy's relay would send the original's unsent deliveries a second time, under the same message ids
+    if (allowed !== true) throw new Error(sendingRefusal(sending, allowed));
     return true;
+  }
+
+  /**
+   * SENDING_SETTING turned off (or to a value neither on nor off) while the relay runs,
+   * on a copy or on the original during an incident: the setting reaches only new
+   * sessions, and the relay keeps its own, so it reads the database's own setting on
+   * the rescuer's timer (one small query each RELAY_RESCUE_INTERVAL_MS, nothing per
+   * delivery). Then it stops as on SIGTERM: no more claims, what it holds and has not
+   * sent handed back, requests in flight finished and settled; `halted` says why
+   * (main.ts exits 1). A read that fails changes nothing: the next interval reads again.
+   */
+  private async stopIfSendingTurnedOff(): Promise<void> {
+    let sending: string | null;
+    try {
+      sending = await databaseSending(this.pool);
+    } catch (error) {
+      this.log.warn({ err: error }, `cannot read ${SENDING_SETTING}; will read it again`);
+      return;
+    }
+    const allowed = sendingAllowed(sending);
+    if (allowed === true || this.stopped) return;
+    const reason = new Error(sendingRefusal(sending, allowed));
+    this.log.warn({ setting: SENDING_SETTING, value: sending }, `stopping, once what the relay holds is settled: ${reason.message}`);
+    const halt = () => this.halt(reason);
+    void this.stop().then(halt, halt);
   }
 
   /**

@@ -66,6 +66,12 @@ async function runRelay(): Promise<void> {
     await relay.stop().catch(() => {});
     process.exit(1);
   }
+  // webhooks.sending turned off while it ran: it has stopped, what it held settled
+  void relay.halted.then(async (reason) => {
+    relay.log.fatal(reason.message);
+    await operations?.stop();
+    process.exit(1);
+  });
 }
 
 if (runsWithRelayFlags()) await runRelay();

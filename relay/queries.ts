@@ -310,9 +310,26 @@ export async function refusedSettings(db: Db): Promise<RefusedSetting[]> {
 /**
  * The switch that keeps a copy of a database (a restored backup, a staging copy, a
  * promoted standby) from sending what it holds: `alter database … set webhooks.sending
- * = off`. A relay reads it at start and exits (docs/operations.md, "Backups and copies").
+ * = off`. A relay reads it at start and exits; one running reads the database's own
+ * setting on the rescuer's timer, and stops (docs/operations.md, "Backups and copies").
  */
 export const SENDING_SETTING = 'webhooks.sending';
+
+/**
+ * SENDING_SETTING as the database itself has it now (`alter database … set`; null:
+ * unset). A session sees such a change only when it starts, and the relay keeps its
+ * sessions: this reads the catalog, where a change shows at once.
+ */
+export async function databaseSending(db: Db): Promise<string | null> {
+  const { rows } = await db.query<{ sending: string | null }>(
+    `select (select substr(setting, length($1) + 2)
+               from pg_catalog.pg_db_role_setting, unnest(setconfig) as setting
+              where setdatabase = (select oid from pg_catalog.pg_database where datname = current_database())
+                and setrole = 0 and starts_with(setting, $1 || '=')) as sending`,
+    [SENDING_SETTING],
+  );
+  return rows[0]!.sending;
+}
 
 /**
  * The cheapest statement that proves the connection works under the relay's role, and
@@ -339,4 +356,11 @@ export function sendingAllowed(value: string | null): boolean | 'refused' {
   if (['on', 'true', 'yes', '1'].includes(word)) return true;
   if (['off', 'false', 'no', '0'].includes(word)) return false;
   return 'refused';
+}
+
+/** Why the relay does not send, for a value of SENDING_SETTING that sendingAllowed does not allow. */
+export function sendingRefusal(value: string | null, allowed: false | 'refused'): string {
+  return `the relay does not send from this database: ${SENDING_SETTING} = '${value}'` +
+    (allowed === 'refused' ? ', which is neither on nor off' : '') +
+    ` (a copy of a database, docs/operations.md "Backups and copies"); where it should send: alter database … reset ${SENDING_SETTING}`;
 }

@@ -19,6 +19,9 @@ export interface RescuerOptions {
   intervalMs?: number;
   /** called after a run that rescued something: those deliveries are due again */
   onRescued?: (result: RescueResult) => void;
+  /** more work on the same timer, after each run (the relay's read of webhooks.sending,
+   * loop.ts): one interval to set, one timer to stop; it handles its own errors */
+  eachRun?: () => Promise<void>;
 }
 
 export class Rescuer {
@@ -65,6 +68,10 @@ export class Rescuer {
       .catch((error: unknown) => {
         this.options.log.warn({ err: error }, 'rescue of expired leases failed; will try again');
         return null;
+      })
+      .then(async (result) => {
+        await this.options.eachRun?.();
+        return result;
       })
       .finally(() => {
         this.running = null;

@@ -2,12 +2,14 @@
 // standby promoted while the old primary's relay still runs): both hold the same
 // unsent deliveries under the same message ids, and a relay on each sends them. The
 // copy is stopped from sending by one setting of its own, webhooks.sending = off,
-// which a relay reads at start (docs/operations.md, "Backups and copies").
+// which a relay reads at start and, while it runs, on its rescuer's timer
+// (docs/operations.md, "Backups and copies").
 import test from 'ava';
 import { once } from 'node:events';
 import { copyOfTestDatabase } from '../helpers/db.ts';
 import { lines } from '../helpers/lines.ts';
 import { freezableProxy } from '../helpers/proxy.ts';
+import { gatedReplies } from '../helpers/receiver.ts';
 import { relayScene, spawnRelay, testRelay, waitForRows } from '../helpers/relay.ts';
 
 async function sceneWithCopy(t: Parameters<typeof relayScene>[0]) {
@@ -131,3 +133,32 @@ test('a delivery in flight when the copy was made is sent again from the copy on
     (rows) => rows[0]?.state === 'succeeded');
   t.deepEqual(row, { state: 'succeeded', attempts: 2 });
 });
+
+const stateOf = 'select state, attempts, locked_by from webhooks.deliveries where webhook_id = $1 and contact_id = $2';
+
+for (const value of ['off', 'of']) {
+  test(`a running relay that reads webhooks.sending = '${value}' claims no more, lets its request in flight finish and settle, and exits 1 naming the setting`, async (t) => {
+    const { database, receiver, f, company } = await relayScene(t);
+    const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+    const { replies, opens } = gatedReplies(1);
+    receiver.route('/hook', { secret: webhook.secret, replies });
+    const first = await f.contact(company.id);
+    const relay = spawnRelay(database.url, { RELAY_ID: 'relay-running', RELAY_LOG_LEVEL: 'info' });
+    t.teardown(() => relay.kill('SIGKILL'));
+    const out = lines(relay.stdout!);
+    await receiver.waitFor(1, { path: '/hook' });
+
+    // (the setting reaches only new sessions: the relay's are all open by now)
+    await database.pool.query(`alter database ${database.name} set webhooks.sending = '${value}'`);
+    await out.next(/webhooks\.sending = /, 10_000);
+    const second = await f.contact(company.id);
+    opens[0]!();
+    const [code] = await once(relay, 'exit');
+    t.is(code, 1, out.seen.join('\n'));
+    const fatal = out.seen.map((line) => JSON.parse(line)).find((line) => line.level === 60);
+    t.regex(fatal?.msg ?? '', new RegExp(`webhooks\\.sending = '${value}'`), out.seen.join('\n'));
+    t.deepEqual((await database.pool.query(stateOf, [webhook.id, first.id])).rows, [{ state: 'succeeded', attempts: 1, locked_by: null }]);
+    t.deepEqual((await database.pool.query(stateOf, [webhook.id, second.id])).rows, [{ state: 'pending', attempts: 0, locked_by: null }]);
+    t.is(receiver.received('/hook').length, 1);
+  });
+}
