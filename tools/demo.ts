@@ -10,6 +10,7 @@ import pg from 'pg';
 import { signToken } from '../api/auth.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
 import { apiUrl as reachedAt } from '../api/address.ts';
+import { EngineClient } from '../relay/database.ts';
 import { startDatabaseUrl } from './database-url.ts';
 import { startDemoReceiver } from './demo/receiver.ts';
 import { DEMO_COMPANY, receiverSecrets, seedDemo } from './demo/seed.ts';
@@ -105,7 +106,12 @@ if (!(await apiIsUp())) {
   stops.push(() => stopChild(child));
 }
 
-const pool = new pg.Pool({ connectionString: startDatabaseUrl(), max: 3 });
+// A connection the server ends (a restart, a DBA's pg_terminate_backend) is heard,
+// idle or checked out, and made again on next use: unheard, its 'error' event ended
+// the demo with a stack trace (test/tools/demo.test.ts). EngineClient listens on each
+// connection (relay/database.ts), the pool's listener while one is idle.
+const pool = new pg.Pool({ Client: EngineClient, connectionString: startDatabaseUrl(), application_name: 'bpd-webhooks demo', max: 3 });
+pool.on('error', (error) => console.error(`  database connection lost (${error.message}): the next change makes another`));
 stops.push(() => pool.end());
 
 const receiver = await startDemoReceiver(RECEIVER_PORT, (line) => console.log(`  ${line}`)).catch((error) => {

@@ -3,9 +3,15 @@
 // receiver (and a second run makes nothing twice); with a relay running, the receiver
 // gets every delivery of the seeding and of the trickle, each signature verified.
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { startDemoReceiver } from '../../tools/demo/receiver.ts';
 import { DEMO_ACTOR, DEMO_CONTACT_COUNT, receiverSecrets, seedDemo } from '../../tools/demo/seed.ts';
 import { trickle } from '../../tools/demo/trickle.ts';
+import { lines } from '../helpers/lines.ts';
 import { relayTestDatabase, testRelay, waitForRows } from '../helpers/relay.ts';
 
 test('the demo seeds a company with users, statuses, contacts and three webhooks; a second run makes nothing twice', async (t) => {
@@ -86,4 +92,44 @@ test('the trickle stops when told to', async (t) => {
   const stop = new AbortController();
   const made = trickle(database.pool, demo, { count: 1000, everyMs: 60_000, signal: stop.signal, log: () => stop.abort() });
   t.is(await made, 1);
+});
+
+test('npm run demo lives on when the server ends its connections (pg_terminate_backend): it goes on trickling, its receiver answers', async (t) => {
+  const database = await relayTestDatabase();
+  t.teardown(() => database.drop());
+  // an API that answers as one that is up (GET /graphql: 405), so that the demo starts none
+  const api = createServer((_, response) => response.writeHead(405).end());
+  await once(api.listen(0, '127.0.0.1'), 'listening');
+  t.teardown(() => api.close());
+  const demo = spawn(process.execPath, [fileURLToPath(new URL('../../tools/demo.ts', import.meta.url))], {
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: database.url,
+      PORT: String((api.address() as AddressInfo).port),
+      DEMO_RECEIVER_PORT: '0',
+      DEMO_CHANGES: '1000',
+      DEMO_EVERY_MS: '200',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => demo.kill('SIGKILL'));
+  const out = lines(demo.stdout!);
+  const err = lines(demo.stderr!);
+  let exited: number | null | undefined;
+  demo.once('exit', (code) => (exited = code));
+  const said = () => `stdout:\n${out.seen.join('\n')}\nstderr:\n${err.seen.join('\n')}`;
+
+  await out.next(/^change 2\/1000/, 120_000, 0);
+  const receiverUrl = out.seen.join('\n').match(/Receiver:\s+(\S+)/)![1]!;
+  for (let round = 0; round < 3; round++) {
+    const { rows } = await database.pool.query(`select pg_terminate_backend(pid) as ended from pg_stat_activity
+      where datname = current_database() and application_name = 'bpd-webhooks demo'`);
+    t.true(rows.length > 0 && rows.every((row) => row.ended), said());
+    const [, made] = await out.next(/^change (\d+)\/1000/, 20_000).catch((error: Error) => {
+      throw new Error(`${error.message}\n${said()}`);
+    });
+    t.true(Number(made) > 2);
+  }
+  t.is(exited, undefined, said());
+  t.is((await fetch(receiverUrl)).status, 200);
 });

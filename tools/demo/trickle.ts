@@ -2,6 +2,7 @@
 // demo webhooks listen to, made as the CRM would make them. Bounded: it stops after
 // `count` changes, or as soon as the signal aborts.
 import type pg from 'pg';
+import { isConnectionError } from '../../relay/database.ts';
 import { demoContact, type SeededDemo } from './seed.ts';
 
 export interface TrickleOptions {
@@ -62,22 +63,35 @@ export async function trickle(pool: pg.Pool, demo: SeededDemo, options: TrickleO
   const { count, everyMs, signal, log = () => {} } = options;
   let made = 0;
   while (made < count && !signal?.aborted) {
-    const client = await pool.connect();
     try {
-      await client.query('begin');
-      const what = await pick(CHANGES, made)(client, demo, made);
-      await client.query('commit');
+      log(`change ${made + 1}/${count}: ${await change(pool, demo, made)}`);
       made++;
-      log(`change ${made}/${count}: ${what}`);
     } catch (error) {
-      await client.query('rollback').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
+      // a connection lost (a restart, a DBA's pg_terminate_backend): the change is
+      // rolled back, and made again after the wait on a new connection
+      if (!isConnectionError(error)) throw error;
+      log(`database connection lost (${(error as Error).message}): trying that change again`);
     }
     if (made < count) await sleep(everyMs, signal);
   }
   return made;
+}
+
+/** The change number `n`, in a transaction of its own; says what it did. */
+async function change(pool: pg.Pool, demo: SeededDemo, n: number): Promise<string> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    const what = await pick(CHANGES, n)(client, demo, n);
+    await client.query('commit');
+    client.release();
+    return what;
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    // (a client whose connection is lost is not given back to the pool)
+    client.release(error as Error);
+    throw error;
+  }
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
