@@ -48,6 +48,16 @@ comment on schema webhooks_relay is
 comment on schema webhooks_ops is
   'bpd-webhooks operations: readiness, backlog and refused-settings questions for the API''s and the relay''s health endpoints.';
 
+-- private: the schemas above, the engine's own: the one home of that list
+-- (60_access.sql revokes PUBLIC's EXECUTE on every function in them)
+create or replace function webhooks_private.engine_schema_names()
+returns text[]
+language sql
+immutable
+as $$
+  select array['webhooks', 'webhooks_private', 'webhooks_relay', 'webhooks_ops'];
+$$;
+
 ------------------------------------------------------------------------------------
 -- private: the CRM's tables capture reads, by name: the one home of that list (this
 -- file's check below, and 60_access.sql's of the CRM's row-level security)

@@ -160,10 +160,9 @@ grant update (coalesce_window, ordered) on webhooks.webhooks to webhook_admin;
 -- caller, so grants and row-level security still decide what they reach.
 -- (Trigger functions need no grant: Postgres checks none when a trigger fires.)
 revoke execute on all functions in schema webhooks_private from public;
--- but this one: the expression of indexes of crm.users and crm.statuses (migration
--- 0060, until migration 0069 dropped them), which Postgres evaluated as whichever role
--- wrote the CRM, and checked its right to
-grant execute on function webhooks_private.name_from_word(text, integer) to public;
+-- (webhooks_private.name_from_word too, migration 0060's: the CRM's writers needed it
+-- while it was the expression of indexes of crm.users and crm.statuses, which
+-- migration 0069 dropped)
 grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
 -- the report's counting (webhooks.webhook_report)
 grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),
@@ -250,6 +249,39 @@ grant execute on all functions in schema webhooks_ops to webhook_authenticator, 
 -- its owner's alone. "All functions" above leaves procedures out, and a procedure
 -- is executable by PUBLIC until revoked from it)
 revoke all on procedure webhooks_ops.refill_crm_name_words() from public, webhook_authenticator, bpd_webhooks_relay;
+
+-- Nothing of the engine's is executable by PUBLIC. Postgres grants EXECUTE to PUBLIC
+-- on every function and procedure it creates: harmless while only the roles above may
+-- use these schemas, but one `grant usage on schema … to public` from handing them all
+-- out. Revoked here, after every file has (re)created its functions, in the same
+-- transaction: none is ever committed executable by PUBLIC, a new one or one dropped
+-- and created again included. Those of schema webhooks that PUBLIC could execute (what
+-- PostGraphile shows, its queries, mutations and computed columns, and what row-level
+-- security calls) go to webhook_viewer, and webhook_admin through it, which had them
+-- through PUBLIC; those revoked above keep the grants named there. CRM writers need
+-- none: Postgres checks EXECUTE on a trigger function when the trigger is created, not
+-- when it fires (test/sql/function-privileges.test.ts). (Default privileges cannot do
+-- this: a schema's only add to the global default, which grants PUBLIC EXECUTE, and a
+-- global one would change every function the migrating role makes, the CRM's too.)
+do $$
+declare
+  v_routine record;
+begin
+  for v_routine in
+    select p.oid::regprocedure as signature, n.nspname = 'webhooks' as shown
+    from pg_catalog.pg_proc p
+    join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+    where n.nspname = any (webhooks_private.engine_schema_names())
+      and exists (select from pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
+                  where a.grantee = 0 and a.privilege_type = 'EXECUTE')
+  loop
+    execute format('revoke execute on routine %s from public', v_routine.signature);
+    if v_routine.shown then
+      execute format('grant execute on routine %s to webhook_viewer', v_routine.signature);
+    end if;
+  end loop;
+end;
+$$;
 
 ------------------------------------------------------------------------------------
 -- Row-level security: the company of the request, on every exposed table.

@@ -300,16 +300,7 @@ test.serial('every table and view the API\'s roles may read or write shows compa
 });
 
 
-test('no routine of the schemas closed to PUBLIC is executable by PUBLIC, but the one 60_access.sql grants', async (t) => {
-  // (REVOKE … ON ALL FUNCTIONS leaves procedures out: a procedure revoked only from a
-  // role stays executable by it through PUBLIC)
-  const { rows } = await db().pool.query(
-    `select p.oid::regprocedure::text as signature
-     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-     where n.nspname in ('webhooks_private', 'webhooks_relay', 'webhooks_ops')
-       and has_function_privilege('public', p.oid, 'execute')
-     order by 1`);
-  t.deepEqual(rows.map((r) => r.signature), ['webhooks_private.name_from_word(text,integer)']);
-  t.false((await db().pool.query(`select has_function_privilege('webhook_authenticator', 'webhooks_ops.refill_crm_name_words()', 'execute') as may`)).rows[0].may,
-    'the DBA\'s refill is not the API login\'s');
+// (that no routine of the engine's is executable by PUBLIC: test/sql/function-privileges.test.ts)
+test('the DBA\'s refill of the CRM\'s name words is not the API login\'s', async (t) => {
+  t.false((await db().pool.query(`select has_function_privilege('webhook_authenticator', 'webhooks_ops.refill_crm_name_words()', 'execute') as may`)).rows[0].may);
 });
