@@ -507,6 +507,56 @@ begin
 end;
 $$;
 
+-- private (a webhook's delete, below): the webhook's deliveries in flight locked, all
+-- of them, and never one held while another is waited for. The relay's settle writes
+-- a batch's rows in its own order (successes, then failures, then retries: never the
+-- lease index's, which the delete's statements below follow), and the rescuer and a
+-- release theirs; a delete that held one row of a settle's batch while it waited for
+-- another the settle held deadlocked with it, and Postgres ended one after
+-- deadlock_timeout (test/sql/webhook-delete-locks.test.ts). So the rows are taken
+-- at once or not at all (those free locked in a block, given back if any is held),
+-- and a row another transaction holds is waited for alone, then given back, and all
+-- are tried again. What the delete holds meanwhile is the webhook's row, which none
+-- of those writers waits for. The pending rows need no such care: a claim skips a
+-- row it cannot lock, and the others reach a webhook's pending rows only after its
+-- row (webhook_for_update). Lock order of a delete: docs/outbox.md.
+create or replace function webhooks_private.lock_webhook_in_flight(p_webhook_id bigint)
+returns void
+language plpgsql
+volatile
+as $$
+declare
+  v_held bigint;
+begin
+  loop
+    begin
+      select q.delivery_id into v_held
+      from webhooks.delivery_queue q
+      where q.webhook_id = p_webhook_id and q.locked_by is not null
+        and q.delivery_id <> all (array(select f.delivery_id from webhooks.delivery_queue f
+                                        where f.webhook_id = p_webhook_id and f.locked_by is not null
+                                        for update of f skip locked))
+      limit 1;
+      if v_held is null then
+        return;   -- every one locked, and kept
+      end if;
+      raise exception 'given back';   -- those locked given back (the block's end undoes them)
+    exception when raise_exception then
+      null;
+    end;
+    -- the held one waited for alone, then given back too
+    begin
+      -- (a lock_timeout of the caller's ends the delete here, as it would have ended its
+      -- delete of the row)
+      perform 1 from webhooks.delivery_queue q where q.delivery_id = v_held for update;
+      raise exception 'given back';
+    exception when raise_exception then
+      null;
+    end;
+  end loop;
+end;
+$$;
+
 -- A webhook's delete takes its queue rows with it at once (no relay sends them), and
 -- its kept history, results and attempts too when they are few (at most
 -- inline_purge_max_rows() deliveries, nearly every webhook deleted). A webhook with
@@ -529,6 +579,7 @@ declare
   v_room integer := webhooks_private.inline_purge_max_rows();
   v_removed integer;
 begin
+  perform webhooks_private.lock_webhook_in_flight(old.id);
   -- (waiting and in flight apart: each by the queue's index of its kind, which
   -- "webhook_id = old.id" alone can use neither of; read so, the delete read every
   -- company's queue rows until 2026-12-06, test/sql/forget-webhook.test.ts)

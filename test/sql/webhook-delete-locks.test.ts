@@ -1,0 +1,72 @@
+// A webhook's delete beside the engine's other writers of its deliveries: the delete
+// takes its in-flight queue rows before anything else of theirs, and never holds one
+// while it waits for another (webhooks_private.lock_webhook_in_flight, 22_outbox.sql).
+// A settle writes its batch's rows in its own order (successes, then failures, then
+// retries), the delete's statements in the order of the lease index: with one row
+// each, the two deadlocked, and Postgres ended one of them after deadlock_timeout
+// (the API's TRY_AGAIN for a plain delete, or a settle written again).
+import test from 'ava';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { until } from '../helpers/until.ts';
+
+const db = useTestDatabase(test);
+const make = () => factories(db().pool);
+const connected = (t: { teardown: (fn: () => Promise<void>) => void }) => ownConnection(db().url, t);
+
+const claim = (webhookId: string) => db().pool.query<{ delivery_id: string; contact_id: string }>(
+  `select c.delivery_id, q.contact_id
+   from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+          '{}'::bigint[], '{}'::integer[], array[$1::bigint]) c
+   join webhooks.delivery_queue q on q.delivery_id = c.delivery_id
+   order by q.contact_id`, [webhookId]);
+
+/** Whether the backend `pid` of this database waits for a lock. */
+async function waitsForLock(pid: number): Promise<boolean> {
+  const { rowCount } = await db().pool.query(
+    `select 1 from pg_stat_activity
+     where datname = current_database() and pid = $1 and wait_event_type = 'Lock'`, [pid]);
+  return rowCount! > 0;
+}
+
+const pidOf = async (client: { query: (sql: string) => Promise<{ rows: Array<{ pid: number }> }> }) =>
+  (await client.query('select pg_backend_pid() as pid')).rows[0].pid;
+
+/** A webhook with two deliveries in flight, the first and second in the lease index's order. */
+async function twoInFlight() {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  await f.contact(company.id);
+  const [first, second] = (await claim(hook.id)).rows.map((row) => row.delivery_id);
+  return { hook, first, second };
+}
+
+test('a delete while a settle writes the webhook\'s deliveries: both go through, no deadlock', async (t) => {
+  const { hook, first, second } = await twoInFlight();
+  const [holder, settler, deleter] = [await connected(t), await connected(t), await connected(t)];
+  const [settlerPid, deleterPid] = [await pidOf(settler), await pidOf(deleter)];
+  // (the delete's deadlock check before the settle's lock_timeout, settle_lock_wait():
+  // a deadlock is found, not the settle's giving up, whichever of the two waits first)
+  await deleter.query("set deadlock_timeout = '100ms'");
+  // the settle stopped before its first row (the second in the index, a success),
+  // the delete let in behind it: the delete takes the first row, then waits too
+  await holder.query('begin');
+  await holder.query('select 1 from webhooks.delivery_queue where delivery_id = $1 for no key update', [second]);
+  const settling = settler.query(
+    `select delivery_id, state from webhooks_relay.settle_deliveries('relay-a', array[$1::bigint, $2::bigint],
+       '{1,1}', array[now(), now()], '{5,5}', '{200,500}', '{null,null}', '{null,null}', '{null,null}')
+     order by delivery_id`, [second, first]);
+  await until('the settle waits for the held row', () => waitsForLock(settlerPid));
+  const deleting = deleter.query('select (webhooks.delete_webhook($1)).id', [hook.id]);
+  await until('the delete waits', () => waitsForLock(deleterPid));
+  await holder.query('commit');
+  const [settled, deleted] = await Promise.allSettled([settling, deleting]);
+  t.deepEqual(settled.status === 'fulfilled' ? settled.value.rows : settled.reason.code,
+    [{ delivery_id: first, state: 'pending' }, { delivery_id: second, state: 'succeeded' }].sort((a, b) =>
+      Number(a.delivery_id) - Number(b.delivery_id)));
+  t.deepEqual(deleted.status === 'fulfilled' ? deleted.value.rows : deleted.reason.code, [{ id: hook.id }]);
+  const { rows } = await db().pool.query('select count(*)::int as n from webhooks.delivery_queue where webhook_id = $1', [hook.id]);
+  t.deepEqual(rows, [{ n: 0 }]);
+});
