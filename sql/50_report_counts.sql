@@ -1138,6 +1138,14 @@ begin
       order by w.id
       limit p_max_webhooks);
   end if;
+  -- the batch's webhooks' rows first, in the order of their ids, as a webhook's
+  -- delete takes its row first (docs/outbox.md, "A webhook's delete"): the key-share
+  -- lock each day count written takes of its webhook is then held already. Taken at
+  -- that write, after the webhook's hour rows had been written, a delete that took the
+  -- row meanwhile waited for those hour rows, the roll-up for the row, and Postgres
+  -- ended one of them (test/sql/webhook-delete-locks.test.ts). A webhook deleted while
+  -- this waited is gone: its visit finds it so.
+  perform 1 from webhooks.webhooks w where w.id = any (v_webhook_ids) order by w.id for key share of w;
   -- a new day countable: the batch's day counted at once where it is each webhook's
   -- only day to count (roll_up_days_from_hours); a webhook found only for the days has
   -- nothing else to do then

@@ -9,6 +9,7 @@ import test from 'ava';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
+import { utcDay } from '../helpers/days.ts';
 
 const db = useTestDatabase(test);
 const make = () => factories(db().pool);
@@ -43,7 +44,7 @@ async function twoInFlight() {
   return { hook, first, second };
 }
 
-test('a delete while a settle writes the webhook\'s deliveries: both go through, no deadlock', async (t) => {
+test.serial('a delete while a settle writes the webhook\'s deliveries: both go through, no deadlock', async (t) => {
   const { hook, first, second } = await twoInFlight();
   const [holder, settler, deleter] = [await connected(t), await connected(t), await connected(t)];
   const [settlerPid, deleterPid] = [await pidOf(settler), await pidOf(deleter)];
@@ -69,4 +70,37 @@ test('a delete while a settle writes the webhook\'s deliveries: both go through,
   t.deepEqual(deleted.status === 'fulfilled' ? deleted.value.rows : deleted.reason.code, [{ id: hook.id }]);
   const { rows } = await db().pool.query('select count(*)::int as n from webhooks.delivery_queue where webhook_id = $1', [hook.id]);
   t.deepEqual(rows, [{ n: 0 }]);
+});
+
+test.serial('a delete while the roll-up counts the webhook\'s old day: both go through, no deadlock', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const at = new Date(utcDay(-5).getTime() + 3_600_000);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`, [hook.id, company.id, at]);
+  // an hour's count of that day, which the roll-up's visit removes before it counts the day
+  await db().pool.query(
+    `insert into webhooks.delivery_hour_counts (webhook_id, company_id, hour, fired, succeeded, failed, stale)
+     values ($1, $2, $3, 1, 1, 0, false)`, [hook.id, company.id, at]);
+  const [writer, rollUp, deleter] = [await connected(t), await connected(t), await connected(t)];
+  const [rollUpPid, deleterPid] = [await pidOf(rollUp), await pidOf(deleter)];
+  await deleter.query("set deadlock_timeout = '100ms'");
+  // a writer of the webhook's old deliveries holds its day counts' lock: the roll-up's
+  // visit waits there, its hour rows written
+  await writer.query('begin');
+  await writer.query('select pg_advisory_xact_lock_shared(webhooks_private.day_counts_lock($1))', [hook.id]);
+  const rolling = rollUp.query('call webhooks.roll_up_report_counts()');
+  await until('the roll-up waits for the writer', () => waitsForLock(rollUpPid));
+  const deleting = deleter.query('select (webhooks.delete_webhook($1)).id', [hook.id]);
+  await until('the delete waits', () => waitsForLock(deleterPid));
+  await writer.query('commit');
+  const [rolled, deleted] = await Promise.allSettled([rolling, deleting]);
+  t.is(rolled.status === 'fulfilled' ? 'rolled up' : rolled.reason.code, 'rolled up');
+  t.deepEqual(deleted.status === 'fulfilled' ? deleted.value.rows : deleted.reason.code, [{ id: hook.id }]);
+  const { rows } = await db().pool.query(
+    `select (select count(*) from webhooks.delivery_day_counts where webhook_id = $1)::int as days,
+            (select count(*) from webhooks.delivery_hour_counts where webhook_id = $1)::int as hours`, [hook.id]);
+  t.deepEqual(rows, [{ days: 0, hours: 0 }]);
 });
