@@ -104,3 +104,18 @@ test.serial('a delete while the roll-up counts the webhook\'s old day: both go t
             (select count(*) from webhooks.delivery_hour_counts where webhook_id = $1)::int as hours`, [hook.id]);
   t.deepEqual(rows, [{ days: 0, hours: 0 }]);
 });
+
+test.serial('a delete waiting for a delivery in flight that another session holds ends at its own lock_timeout, not waiting on', async (t) => {
+  const { hook, second } = await twoInFlight();
+  const [holder, deleter] = [await connected(t), await connected(t)];
+  await holder.query('begin');
+  await holder.query('select 1 from webhooks.delivery_queue where delivery_id = $1 for no key update', [second]);
+  await deleter.query("set lock_timeout = '100ms'");
+  const error = await t.throwsAsync(deleter.query('select webhooks.delete_webhook($1)', [hook.id]));
+  t.is((error as { code?: string }).code, '55P03');
+  await holder.query('rollback');
+  const { rows } = await db().pool.query(
+    `select (select count(*) from webhooks.webhooks where id = $1)::int as webhooks,
+            (select count(*) from webhooks.delivery_queue where webhook_id = $1)::int as queued`, [hook.id]);
+  t.deepEqual(rows, [{ webhooks: 1, queued: 2 }]);
+});
