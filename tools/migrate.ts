@@ -788,17 +788,14 @@ async function rollbackToAnOlderRelease(client: pg.Client, release: string): Pro
   const { rows } = await client.query<{ name: string; signature: string }>(
     `select p.proname as name, p.oid::regprocedure::text as signature
      from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
-     where n.nspname = any ($3)
+     where n.nspname = any (webhooks_private.engine_schema_names())
        and not exists (select 1 from pg_catalog.pg_depend d
                        where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
        and not exists (select 1 from webhooks_private.sql_releases
                        where fingerprint = $1 and migration = $2 and first_applied_at is not null)`,
-    [ENGINE_FINGERPRINT, release, ENGINE_FUNCTION_SCHEMAS]);
+    [ENGINE_FINGERPRINT, release]);
   return rows.filter(({ name }) => !ENGINE_NAMES.has(name.toLowerCase())).map(({ signature }) => signature).sort();
 }
-
-/** The schemas of the engine's functions (sql/00_schemas.sql). */
-const ENGINE_FUNCTION_SCHEMAS = ['webhooks', 'webhooks_private', 'webhooks_relay', 'webhooks_ops'];
 
 /** Every word of sql/ that could name a function, lower case. */
 const ENGINE_NAMES: ReadonlySet<string> = new Set(
