@@ -2,12 +2,12 @@
 // schema brought up to date, and the parts of bpd-webhooks running beside it.
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import pg from 'pg';
 import { fileURLToPath } from 'node:url';
 import { PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
 import { DEFAULT_DATABASE, embeddedPort } from './database-url.ts';
 import { apiAddress, apiUrl as reachedAt } from '../api/address.ts';
 import { ensureDatabase } from './ensure-database.ts';
+import { firstCompany } from './first-company.ts';
 import { migrate, rollbackAsked } from './migrate.ts';
 import { maintain } from './maintain.ts';
 import { Supervisor } from './supervisor.ts';
@@ -151,18 +151,6 @@ if (await answers(`${apiUrl}/healthz`, 60_000)) {
   console.log('bpd-webhooks is up. Ctrl-C stops it.');
 } else if (!stopping) {
   console.error(`the admin API did not answer at ${apiUrl} within a minute (see its log above); the relay runs on. Ctrl-C stops it.`);
-}
-
-/** The CRM's first company (the lowest id), or null while crm.companies is empty. */
-async function firstCompany(url: string): Promise<string | null> {
-  const client = new pg.Client({ connectionString: url, application_name: 'bpd-webhooks start' });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ id: string | null }>('select min(id)::text as id from crm.companies');
-    return rows[0]!.id;
-  } finally {
-    await client.end();
-  }
 }
 
 /** Whether url answers 200 within the time, asking every 100 ms. */
