@@ -2,13 +2,14 @@
 // no rights of its own and can only become webhook_admin or webhook_viewer. For
 // development and tests, give it a password with the owner's connection and connect
 // as it; in production a DBA sets the password and DATABASE_URL names the role.
-import pg from 'pg';
+import { EngineClient } from '../relay/database.ts';
 
 export const AUTHENTICATOR_ROLE = 'webhook_authenticator';
 
 /** Sets the authenticator's password (as ownerUrl) and returns a URL that logs in as it. */
 export async function authenticatorUrl(ownerUrl: string, password: string): Promise<string> {
-  const client = new pg.Client({ connectionString: ownerUrl });
+  // (an EngineClient: a connection lost while it is in use is this call's error, not the process's end)
+  const client = new EngineClient({ connectionString: ownerUrl });
   await client.connect();
   try {
     // Roles belong to the whole cluster: processes starting at once against databases
