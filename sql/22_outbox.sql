@@ -495,10 +495,17 @@ as $$
 declare
   v_moved integer;
 begin
+  -- (the webhooks' rows first, FOR KEY SHARE in the order of their ids, as the
+  -- roll-up takes them: a webhook's delete holds its row before its deliveries, so
+  -- the move waits for the delete there, holding none of them. Taken row by row, it
+  -- held a pending row of the webhook while it waited for one in flight that the
+  -- delete held, which waited for that pending row: test/sql/webhook-delete-locks.test.ts)
   update webhooks.delivery_queue q
   set contact_id = p_to
   where q.webhook_id = any (array(select w.id from webhooks.webhooks w
-                                  where w.company_id = any (p_companies)))
+                                  where w.company_id = any (p_companies)
+                                  order by w.id
+                                  for key share))
     and q.contact_id = p_from
     -- (each arm one partial index: the contact index, pending; the lease index, in flight)
     and (q.locked_by is null or q.locked_by is not null);
