@@ -7,6 +7,7 @@
 import { SafeError } from 'postgraphile/grafast';
 import { defaultMaskError } from 'postgraphile/grafserv';
 import { GraphQLError } from 'postgraphile/graphql';
+import { isConnectionError } from '../relay/database.ts';
 import { LIMIT_CODES, LIMIT_SETTINGS } from './limits.ts';
 
 // SQLSTATEs that describe the request, not a fault of the server
@@ -97,6 +98,25 @@ const TRY_AGAIN_CODE = 'TRY_AGAIN';
  */
 const READ_ONLY_STATE = '25006';
 const READ_ONLY_CODE = 'DATABASE_READ_ONLY';
+
+/**
+ * The database could not be reached, or ended the request's connection while it ran
+ * (a restart, a failover, a DBA's pg_terminate_backend): before, an unnamed "An error
+ * occurred". The request's transaction ended with its connection, so nothing it did
+ * was kept, unless the connection was lost as it committed; the API's pool connects
+ * again by itself, so the same request sent again once the database is back answers
+ * (test/api/lost-database.test.ts).
+ */
+const DATABASE_UNAVAILABLE_CODE = 'DATABASE_UNAVAILABLE';
+
+/** The error of a lost or refused database connection within error (as databaseErrorIn looks), or nothing. */
+function lostConnectionIn(error: unknown): { code?: string } | undefined {
+  for (let e = error as any, depth = 0; e && depth < 5; e = e.originalError ?? e.cause, depth++) {
+    if (e instanceof SafeError) return undefined;
+    if (isConnectionError(e)) return e;
+  }
+  return undefined;
+}
 
 /**
  * The page arguments PostGraphile refuses itself, with a message and nothing else: a
@@ -251,6 +271,15 @@ export function maskError(error: GraphQLError): GraphQLError {
       `the database takes no changes now: its transactions are read-only (SQLSTATE ${READ_ONLY_STATE}); nothing was changed: ask your operator`,
       { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path,
         originalError: error.originalError, extensions: { code: READ_ONLY_CODE, sqlstate: db.code } });
+  }
+  const lost = lostConnectionIn(error.originalError);
+  if (lost) {
+    const sqlstate = lost.code && /^[0-9A-Z]{5}$/.test(lost.code) ? lost.code : undefined;
+    return new GraphQLError(
+      'the database could not be reached, or ended this request\'s connection while it ran: nothing it did was kept ' +
+      '(a change whose connection was lost as it committed may have been: read it first); send it again in a moment',
+      { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path,
+        originalError: error.originalError, extensions: { code: DATABASE_UNAVAILABLE_CODE, ...(sqlstate ? { sqlstate } : {}) } });
   }
   // statement_timeout (api/limits.ts): the request asked for more work than allowed
   if (db?.code === '57014') {

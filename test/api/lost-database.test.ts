@@ -1,0 +1,108 @@
+// The API when Postgres ends its connections: a request whose connection the server
+// ends while it runs (a DBA's pg_terminate_backend, a failover) and requests while
+// the server restarts are answered with a named error a client can send again
+// (DATABASE_UNAVAILABLE), never a masked "An error occurred" or a hang; nothing of
+// such a request is kept, /readyz says not ready meanwhile, and once the server is
+// back the same API answers again, without a restart of its own.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import pg from 'pg';
+import { AUTHENTICATOR_ROLE } from '../../api/authenticator.ts';
+import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
+import { migrate } from '../../tools/migrate.ts';
+import { startTestApi, type TestApi } from '../helpers/api.ts';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { until, within } from '../helpers/until.ts';
+
+const db = useTestDatabase(test);
+
+const CREATE = `mutation($name: String!) {
+  createWebhook(input: { name: $name, url: "https://receiver.example.com/bpd", fields: ["first_name"], actions: [CONTACT_CREATED] }) {
+    result { webhook { id name } }
+  }
+}`;
+
+/** A request while the database cannot answer gets its answer within this long (the pool's wait, API_POOL_WAIT_MS, is longer). */
+const ANSWERED_WITHIN_MS = 5_000;
+
+const namesOf = async (pool: pg.Pool, companyId: string) => (await pool.query<{ name: string }>(
+  'select name from webhooks.webhooks where company_id = $1 order by name', [companyId])).rows.map((r) => r.name);
+
+test.serial('a mutation whose connection the server ends while it runs: DATABASE_UNAVAILABLE, nothing kept, and the next request works', async (t) => {
+  const api = await startTestApi(db().url);
+  t.teardown(() => api.stop());
+  const company = await factories(db().pool).company();
+  const token = await api.token(company.id);
+  // the mutation's insert waits for the test's lock
+  const holder = await ownConnection(db().url, t);
+  await holder.query('begin');
+  await holder.query('lock table webhooks.webhooks in share mode');
+  const answer = api.gql(token, CREATE, { name: 'Ended meanwhile' });
+  const waiting = `select pid from pg_stat_activity
+    where datname = current_database() and usename = $1 and wait_event_type = 'Lock'`;
+  await until('the mutation waits for the lock', async () => (await db().pool.query(waiting, [AUTHENTICATOR_ROLE])).rowCount === 1);
+  await db().pool.query(`select pg_terminate_backend(pid) from (${waiting}) w`, [AUTHENTICATOR_ROLE]);
+  const ended = await within(ANSWERED_WITHIN_MS, answer);
+  await holder.query('rollback');
+  t.not(ended, 'still waiting');
+  if (ended === 'still waiting') return;
+  t.is(ended.status, 200);
+  t.is(ended.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', JSON.stringify(ended.errors));
+  t.regex(ended.errors![0]!.message, /send it again/);
+  t.deepEqual(await namesOf(db().pool, company.id), []);
+  const next = await api.gql(token, CREATE, { name: 'Next' });
+  t.is(next.errors, undefined);
+  t.deepEqual(await namesOf(db().pool, company.id), ['Next']);
+});
+
+/** GET /readyz: its status and body. */
+async function readyz(api: TestApi): Promise<{ status: number; body: string }> {
+  const response = await fetch(`${api.api.url}/readyz`);
+  return { status: response.status, body: await response.text() };
+}
+
+test.serial('Postgres restarted while the API runs: DATABASE_UNAVAILABLE meanwhile, /readyz not ready, then answers again', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'bpd-api-restart-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  let server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
+  t.teardown(() => server.stop());
+  await migrate(server.url());
+  const pool = new pg.Pool({ connectionString: server.url(), max: 2 });
+  pool.on('error', () => {}); // idle connections die with the server
+  t.teardown(() => pool.end());
+  const company = await factories(pool).company();
+
+  const api = await startTestApi(server.url());
+  t.teardown(() => api.stop());
+  const token = await api.token(company.id);
+  t.is((await api.gql(token, CREATE, { name: 'Before' })).errors, undefined);
+  t.is((await readyz(api)).status, 200);
+
+  await server.stop();
+  for (const [what, sent] of [
+    ['a read', () => api.gql(token, '{ allWebhooks { nodes { name } } }')],
+    ['a mutation', () => api.gql(token, CREATE, { name: 'During' })],
+  ] as const) {
+    const started = Date.now();
+    const during = await within(ANSWERED_WITHIN_MS, sent());
+    t.not(during, 'still waiting', what);
+    if (during === 'still waiting') continue;
+    t.is(during.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', `${what}: ${JSON.stringify(during.errors)}`);
+    t.true(Date.now() - started < ANSWERED_WITHIN_MS, what);
+  }
+  const notReady = await readyz(api);
+  t.is(notReady.status, 503);
+  t.regex(notReady.body, /database: not answering/);
+
+  server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
+  await until('/readyz says ready again', async () => (await readyz(api)).status === 200);
+  const after = await api.gql(token, CREATE, { name: 'After' });
+  t.is(after.errors, undefined, JSON.stringify(after.errors));
+  const read = await api.gql(token, '{ allWebhooks { nodes { name } } }');
+  t.deepEqual(read.data?.allWebhooks.nodes.map((n: { name: string }) => n.name).sort(), ['After', 'Before']);
+  t.deepEqual(await namesOf(pool, company.id), ['After', 'Before']);
+});
