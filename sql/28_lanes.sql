@@ -1124,7 +1124,13 @@ begin
       as b(w, n, cap, bytes, company_id)
   ),
   lane as (
-    select l.webhook_id, l.company_id, l.served_at, l.open_until, l.probes, w.enabled, w.rate_limit, w.ordered,
+    -- (a disabled webhook's due deliveries are failed unsent, or held if snapshots, in
+    -- any order: none is sent, so none is held back. Taken as ordered, a live change
+    -- behind its contact's held snapshot was neither, due and looked at by every claim
+    -- of every relay for as long as the webhook stayed disabled, until 2026-12-07:
+    -- test/relay/ordered-combinations.test.ts)
+    select l.webhook_id, l.company_id, l.served_at, l.open_until, l.probes, w.enabled, w.rate_limit,
+           w.enabled and w.ordered as ordered,
            greatest(l.paced_until, now() + webhooks_private.pacing_lead()) as pace_from,
            case
              when not w.enabled then p_limit

@@ -76,3 +76,101 @@ test('ordered: a failed delivery replayed after its contact\'s later ones succee
   const rows = await waitForFinalDeliveries(pool, [hook.id], 4, 30_000);
   t.deepEqual(rows.map((r) => [r.state, r.attempts]), [['succeeded', 2], ['succeeded', 1], ['succeeded', 1], ['succeeded', 1]]);
 });
+
+test('ordered with a coalescing window: a burst is one message in its place among the contact\'s other changes, created first, deleted last, no window waited out', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated', 'contact.status_added', 'contact.deleted'],
+                                 fields: ['city'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
+  const status = await f.status(company.id);
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  const contact = await f.contact(company.id, { city: 'c0' });
+  for (let i = 1; i <= 3; i++) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `u${i}`]);
+  await pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [contact.id, status.id]);
+  for (let i = 4; i <= 6; i++) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `u${i}`]);
+  await pool.query('delete from crm.contacts where id = $1', [contact.id]);
+
+  const requests = await receiver.waitFor(5, { path: '/sync', timeoutMs: 30_000 });
+  t.deepEqual(requests.map((r) => {
+    const { type, data } = JSON.parse(r.body);
+    return [type, data.contact?.city ?? null, data.merged ?? null];
+  }), [
+    ['contact.created', 'c0', null],
+    ['contact.updated', 'u3', 3],
+    ['contact.status_added', 'u3', null],
+    ['contact.updated', 'u6', 3],
+    ['contact.deleted', 'u6', null],
+  ]);
+  const rows = await waitForFinalDeliveries(pool, [hook.id], 5, 30_000);
+  t.true(rows.every((r) => r.state === 'succeeded' && r.attempts === 1));
+  t.is(new Set(requests.map((r) => r.headers['webhook-id'])).size, 5);
+});
+
+test('ordered, disabled by the relay while its backfill runs, then enabled: the backfill goes on, every contact once, the live change failed as disabled goes after its snapshot on replay', async (t) => {
+  t.timeout(120_000);
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  for (const [name, value] of [
+    ['webhooks.auto_disable_after', '1 second'],
+    ['webhooks.breaker_after', '2'],
+    ['webhooks.breaker_probe_interval', '100 milliseconds'],
+    ['webhooks.breaker_probe_max_interval', '200 milliseconds'],
+    ['webhooks.backfill_batch', '50'],
+    ['webhooks.backfill_outstanding', '100'],
+    ['webhooks.backfill_defer', '0 seconds'],
+  ]) {
+    await pool.query(`alter database ${database.name} set ${name} = '${value}'`);
+  }
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  await pool.query('update webhooks.webhooks set max_in_flight = 4 where id = $1', [hook.id]);
+  receiver.route('/sync', { secret: hook.secret, otherwise: { status: 503, body: 'maintenance' } });
+  await pool.query(
+    `insert into crm.contacts (company_id, first_name, city) select $1, 'Contact ' || i, 'City ' || i from generate_series(1, 300) i`,
+    [company.id]);
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  // its first batch written, and a live change of a contact in it
+  await pool.query('select webhooks_relay.backfill_step(p_only => $1)', [backfillId]);
+  const { rows: [{ contact_id: liveContact }] } = await pool.query(
+    `select max(contact_id) as contact_id from webhooks.deliveries where webhook_id = $1`, [hook.id]);
+  await pool.query(`update crm.contacts set city = 'Live' where id = $1`, [liveContact]);
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  await waitForRows(pool, 'select enabled, disabled_by from webhooks.webhooks where id = $1', [hook.id],
+    (rows) => rows[0].enabled === false && rows[0].disabled_by === 'relay', 30_000);
+  // the relay holds the snapshots and fails the live change (docs/relay-fairness.md,
+  // "Auto-disable"), though its contact's snapshot, held, is before it
+  await waitForRows(pool,
+    `select count(*)::int as not_held from webhooks.delivery_queue q where q.webhook_id = $1
+       and (q.locked_by is not null or q.next_attempt_at <> 'infinity')`,
+    [hook.id], (rows) => rows[0].not_held === 0, 30_000);
+  const { rows: failed } = await pool.query(
+    `select action, contact_id, last_error from webhooks.deliveries where webhook_id = $1 and state = 'failed'`, [hook.id]);
+  t.deepEqual(failed, [{ action: 'contact.updated', contact_id: liveContact, last_error: 'not sent: the webhook is disabled' }]);
+  const { rows: [paused] } = await pool.query('select state from webhooks.backfills where id = $1', [backfillId]);
+  t.is(paused.state, 'running');
+
+  receiver.route('/sync', { secret: hook.secret, otherwise: 200 });
+  const sentBefore = receiver.received('/sync').length;
+  await pool.query('select webhooks.enable_webhook($1)', [hook.id]);
+  await pool.query(`select webhooks.replay_failed($1, now() - interval '1 hour')`, [hook.id]);
+  await waitForRows(pool, 'select state from webhooks.backfills where id = $1', [backfillId], (rows) => rows[0].state === 'done', 90_000);
+  const rows = await waitForFinalDeliveries(pool, [hook.id], 301, 60_000);
+  t.true(rows.every((r) => r.state === 'succeeded'), 'every snapshot and the live change succeeded');
+  const answered = receiver.received('/sync').slice(sentBefore).map((r) => JSON.parse(r.body));
+  const snapshots = answered.filter((b) => b.type === 'contact.snapshot').map((b) => b.data.contact.id as number);
+  const { rows: contacts } = await pool.query('select id from crm.contacts where company_id = $1 order by id', [company.id]);
+  t.is(new Set(snapshots).size, snapshots.length, 'none twice after the enable');
+  t.deepEqual(rows.filter((r) => r.action === 'contact.snapshot').map((r) => r.contact_id).sort((a, b) => a - b),
+              contacts.map((c) => c.id).sort((a, b) => a - b), 'a snapshot of every contact, each once');
+  const ofLive = answered.filter((b) => b.data.contact.id === Number(liveContact)).map((b) => [b.type, b.data.contact.city]);
+  t.deepEqual(ofLive.map(([type]) => type), ['contact.snapshot', 'contact.updated'], 'its snapshot, then the live change');
+  t.is(ofLive[1]![1], 'Live');
+});
