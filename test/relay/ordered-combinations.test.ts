@@ -174,3 +174,76 @@ test('ordered, disabled by the relay while its backfill runs, then enabled: the 
   t.deepEqual(ofLive.map(([type]) => type), ['contact.snapshot', 'contact.updated'], 'its snapshot, then the live change');
   t.is(ofLive[1]![1], 'Live');
 });
+
+// docs/relay.md, "A changed webhook is obeyed at once": a payload is made when its
+// change is captured, so a webhook's new fields apply to changes captured after the
+// edit; one waiting out its coalesce window that takes such a change carries the new
+// fields, the union of what changed, and goes in its place
+test('fields changed while deliveries wait: those captured before go as captured; a waiting update that takes a later change carries the new fields', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'c0' });
+  await pool.query(`update crm.contacts set city = 'c1' where id = $1`, [contact.id]);
+  await pool.query(`update webhooks.webhooks set fields = '{phone}' where id = $1`, [hook.id]);
+  await pool.query(`update crm.contacts set phone = '555-0101' where id = $1`, [contact.id]);
+  await pool.query(`update webhooks.deliveries set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const requests = await receiver.waitFor(2, { path: '/sync', timeoutMs: 30_000 });
+  t.deepEqual(requests.map((r) => {
+    const { type, data } = JSON.parse(r.body);
+    return [type, data.contact, data.changed_fields ?? null, data.merged ?? null];
+  }), [
+    ['contact.created', { id: Number(contact.id), city: 'c0' }, null, null],
+    ['contact.updated', { id: Number(contact.id), phone: '555-0101' }, ['city', 'phone'], 2],
+  ]);
+});
+
+// docs/backfill.md, "live changes keep flowing": behind at most four times
+// max_in_flight of the backfill's snapshots, whatever the rate_limit paces them to
+test('rate_limit and max_in_flight beside a backfill of 1,000: a live change goes behind at most four times max_in_flight snapshots, and the pace holds', async (t) => {
+  t.timeout(120_000);
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  await pool.query(`alter database ${database.name} set webhooks.backfill_defer = '0 seconds'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  const maxInFlight = 2;
+  const rateLimit = 40;
+  await pool.query('update webhooks.webhooks set max_in_flight = $2, rate_limit = $3 where id = $1', [hook.id, maxInFlight, rateLimit]);
+  receiver.route('/sync', { secret: hook.secret, otherwise: { status: 200, delayMs: 20 } });
+  await pool.query(
+    `insert into crm.contacts (company_id, first_name, city) select $1, 'Contact ' || i, 'City ' || i from generate_series(1, 1000) i`,
+    [company.id]);
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await receiver.waitFor(3 * rateLimit, { path: '/sync', timeoutMs: 60_000 });
+
+  const sentBefore = receiver.received('/sync').length;
+  const { rows: [moved] } = await pool.query(
+    `update crm.contacts set city = 'Moved' where id = (select max(id) from crm.contacts where company_id = $1) returning id`, [company.id]);
+  const live = await waitForRows(pool,
+    `select 1 from webhooks.deliveries where webhook_id = $1 and action = 'contact.updated' and state = 'succeeded'`,
+    [hook.id], (rows) => rows.length === 1, 60_000);
+  t.is(live.length, 1);
+  await pool.query('select webhooks.cancel_backfill($1)', [backfillId]);
+  const requests = receiver.received('/sync');
+  const bodies = requests.map((r) => JSON.parse(r.body));
+  const liveAt = bodies.findIndex((b) => b.type === 'contact.updated');
+  t.is(bodies[liveAt].data.contact.id, Number(moved.id));
+  t.log(`snapshots between the live change and its request: ${liveAt - sentBefore}`);
+  t.true(liveAt - sentBefore <= 4 * maxInFlight, `${liveAt - sentBefore} snapshots went between the live change and its request`);
+  const snapshots = bodies.filter((b) => b.type === 'contact.snapshot').map((b) => b.data.contact.id);
+  t.is(new Set(snapshots).size, snapshots.length, 'no snapshot twice');
+  t.true(requests.every((r) => r.concurrent <= maxInFlight), 'max_in_flight held');
+  // no second-long window holds more than the rate, and one for its edge
+  const times = requests.map((r) => r.receivedAt);
+  const busiest = Math.max(...times.map((start) => times.filter((at) => at >= start && at < start + 1000).length));
+  t.true(busiest <= rateLimit + 1, `${busiest} requests in one second`);
+});
