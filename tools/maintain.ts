@@ -15,7 +15,7 @@
 // how: webhooks.outbox_tails, 22_outbox.sql).
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { EngineClient, ENGINE_SESSION_TIMEOUTS } from '../relay/database.ts';
+import { EngineClient, ENGINE_SESSION_TIMEOUTS, isConnectionError } from '../relay/database.ts';
 
 const LOCK_TIMEOUT = '1s';
 const TRIES = 5;
@@ -293,7 +293,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.error('DATABASE_URL is not set: point it at the database as its owner (as for npm run migrate)');
     process.exit(2);
   }
-  const result = await maintain(url, (line) => console.log(line));
+  const result = await maintain(url, (line) => console.log(line)).catch((error: Error) => {
+    // its sentence says what happened and what to do; a stack would bury it
+    console.error(isConnectionError(error)
+      ? `maintain lost its connection to the database (${error.message}): the steps it finished are kept; run it again to finish`
+      : `maintain failed: ${error.message}`);
+    process.exit(1);
+  });
   console.log(
     `partitions made: ${result.partitionsMade}; tails: ${result.tails}; day counts rolled up: ${result.daysRolledUp} (of ${result.webhooksRolledUp} webhooks visited); ` +
       `deleted webhooks' deliveries removed: ${result.deliveriesPurged}; ` +
