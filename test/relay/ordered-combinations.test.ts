@@ -247,3 +247,55 @@ test('rate_limit and max_in_flight beside a backfill of 1,000: a live change goe
   const busiest = Math.max(...times.map((start) => times.filter((at) => at >= start && at < start + 1000).length));
   t.true(busiest <= rateLimit + 1, `${busiest} requests in one second`);
 });
+
+test('ordered, a backfill running while the endpoint fails long enough to open the breaker and live changes come: each contact ends as it is, its snapshot and changes once each in order', async (t) => {
+  t.timeout(120_000);
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  for (const [name, value] of [
+    ['webhooks.breaker_after', '2'],
+    ['webhooks.breaker_probe_interval', '200 milliseconds'],
+    ['webhooks.breaker_probe_max_interval', '400 milliseconds'],
+    ['webhooks.backfill_batch', '50'],
+    ['webhooks.backfill_defer', '0 seconds'],
+  ]) {
+    await pool.query(`alter database ${database.name} set ${name} = '${value}'`);
+  }
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  await pool.query('update webhooks.webhooks set max_in_flight = 4 where id = $1', [hook.id]);
+  receiver.route('/sync', { secret: hook.secret, replies: Array.from({ length: 10 }, () => 503) });
+  const { rows: ids } = await pool.query(
+    `insert into crm.contacts (company_id, first_name, city) select $1, 'Contact ' || i, 'City ' || i
+     from generate_series(1, 300) i returning id`, [company.id]);
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await waitForRows(pool, `select 1 from webhooks_private.lanes where webhook_id = $1 and open_until is not null`, [hook.id],
+    (open) => open.length === 1, 30_000);
+  // live changes of contacts across the walk, before and after their snapshots, the breaker open
+  const changed = ids.filter((_, i) => i % 30 === 0).map((r) => r.id);
+  for (let round = 1; round <= 2; round++) {
+    for (const id of changed) await pool.query(`update crm.contacts set city = $2 where id = $1`, [id, `Live ${round}`]);
+  }
+  await waitForRows(pool, 'select state from webhooks.backfills where id = $1', [backfillId], (rows) => rows[0].state === 'done', 90_000);
+  const rows = await waitForFinalDeliveries(pool, [hook.id], 300 + 2 * changed.length, 60_000);
+  t.true(rows.every((r) => r.state === 'succeeded'), JSON.stringify(rows.filter((r) => r.state !== 'succeeded')));
+  const { rows: [opened] } = await pool.query(
+    `select count(*)::int as n from webhooks.delivery_attempts where webhook_id = $1 and status_code = 503`, [hook.id]);
+  t.is(opened.n, 10);
+
+  const answered = receiver.received('/sync').filter((r) => r.reply !== 503);
+  t.is(new Set(answered.map((r) => r.headers['webhook-id'])).size, answered.length, 'each message answered 200 once');
+  const { rows: now } = await pool.query('select id, city from crm.contacts where company_id = $1', [company.id]);
+  for (const contact of now) {
+    const mine = answered.map((r) => JSON.parse(r.body)).filter((b) => b.data.contact.id === Number(contact.id));
+    t.is(mine.filter((b) => b.type === 'contact.snapshot').length, 1, `contact ${contact.id}: one snapshot`);
+    t.is(mine.at(-1).data.contact.city, contact.city, `contact ${contact.id} ends as it is`);
+    if (changed.includes(contact.id)) {
+      const cities = mine.filter((b) => b.type === 'contact.updated').map((b) => b.data.contact.city);
+      t.deepEqual(cities, ['Live 1', 'Live 2'], `contact ${contact.id}: its changes in order`);
+    }
+  }
+});
