@@ -1,0 +1,55 @@
+// A migrate whose connection is ended while a migration runs (the server ends it:
+// pg_terminate_backend, a restart; or its network path closes): it says which
+// migrations stay and to run it again, the migration it was in left nothing behind,
+// and the next run finishes it. (test/sql/migrate.test.ts has the same while it waits
+// for another migrate and while it applies sql/.)
+import test from 'ava';
+import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
+import { migrate, MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
+import { createTestDatabase, ownConnection } from '../helpers/db.ts';
+import { migrationsWith } from '../helpers/migrations.ts';
+import { freezableProxy } from '../helpers/proxy.ts';
+import { until } from '../helpers/until.ts';
+
+const MIGRATION = '9999_lost_midway';
+
+for (const ending of ['the server ends it', 'its network path closes'] as const) {
+  test(`a migrate whose connection is ended while a migration runs (${ending}): what stays, nothing of that migration, and the next run finishes`, async (t) => {
+    const database = await createTestDatabase();
+    t.teardown(() => database.drop());
+    // the migration makes a table, then reads a table the test holds
+    const dir = await migrationsWith(t, MIGRATION,
+      'create table webhooks_private.lost_midway (id int);\nselect count(*) from crm.companies;');
+    const holder = await ownConnection(database.url, t);
+    await holder.query('begin');
+    await holder.query('lock table crm.companies in access exclusive mode');
+    const proxy = await freezableProxy(new URL(database.url));
+    t.teardown(() => proxy.close());
+    const migrating = migrate(proxy.url, () => {}, { migrationsDir: dir, holdersWaitMs: 60_000 });
+    migrating.catch(() => {});
+    const waiting = `select pid from pg_stat_activity
+                     where datname = current_database() and application_name = 'bpd-webhooks-migrate'
+                       and (wait_event_type = 'Lock' or query like '%virtualtransaction = any%')`;
+    await until('the migration waits for the test\'s lock', async () => (await database.pool.query(waiting)).rowCount! > 0);
+    if (ending === 'its network path closes') await proxy.close();
+    else await database.pool.query(`select pg_terminate_backend(pid) from pg_stat_activity
+                                    where datname = current_database() and application_name = 'bpd-webhooks-migrate'`);
+    const error = await t.throwsAsync(migrating);
+    const said = ending === 'the server ends it' ? 'terminating connection due to administrator command' : 'Connection terminated unexpectedly';
+    t.is(error!.message, `migrate lost its connection to the database while it ran the migrations (${said}): ` +
+      `the migrations before ${MIGRATION} were applied, ${MIGRATION} and the rest not, nor sql/; run migrate again to finish`);
+    await holder.query('rollback');
+    // (a backend whose client went away is ended within client_connection_check_interval)
+    await until('the migrate\'s backend is gone', async () => (await database.pool.query(
+      `select 1 from pg_stat_activity where datname = current_database() and application_name = 'bpd-webhooks-migrate'`)).rowCount === 0);
+    const recorded = async () => (await database.pool.query(
+      `select 1 from ${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE} where name = $1`, [MIGRATION])).rowCount;
+    t.is(await recorded(), 0);
+    t.is((await database.pool.query(`select to_regclass('webhooks_private.lost_midway') as t`)).rows[0].t, null);
+
+    await migrate(database.url, () => {}, { migrationsDir: dir });
+    t.is(await recorded(), 1);
+    t.is((await database.pool.query(`select to_regclass('webhooks_private.lost_midway')::text as t`)).rows[0].t, 'webhooks_private.lost_midway');
+    t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
+  });
+}
