@@ -1,7 +1,9 @@
 // An ordered webhook beside the other delivery features a tenant turns on with it: the
 // circuit breaker, replays. What the receiver gets, in what order, and the rows' states.
 import test from 'ava';
+import { gatedReplies } from '../helpers/receiver.ts';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+import { until } from '../helpers/until.ts';
 
 const cityOf = (body: string) => JSON.parse(body).data.contact.city as string;
 
@@ -298,4 +300,37 @@ test('ordered, a backfill running while the endpoint fails long enough to open t
       t.deepEqual(cities, ['Live 1', 'Live 2'], `contact ${contact.id}: its changes in order`);
     }
   }
+});
+
+// docs/backfill.md, "Ordered delivery": turned on while a contact's deliveries are in
+// flight side by side (sent as a webhook not ordered sends), the next of that contact
+// waits for every one of them, not just the one that ends first
+test('ordered turned on while two deliveries of a contact are in flight: the next waits for both', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  const { replies, opens } = gatedReplies(2);
+  receiver.route('/sync', { secret: hook.secret, replies });
+  await pool.query('update webhooks.webhooks set max_in_flight = 2 where id = $1', [hook.id]);
+  const contact = await f.contact(company.id, { city: 'v0' });
+  for (let i = 1; i <= 3; i++) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `v${i}`]);
+  const relay = testRelay(database.url, { RELAY_REQUEST_TIMEOUT_MS: '60000', RELAY_LEASE_MS: '120000' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const inFlight = await receiver.waitFor(2, { path: '/sync' });
+  t.deepEqual(inFlight.map((r) => cityOf(r.body)).sort(), ['v1', 'v2']);
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+
+  // the second ends; claims after its settle leave v3 alone while v1 is in flight
+  opens[inFlight.findIndex((r) => cityOf(r.body) === 'v2')]!();
+  await waitForRows(pool, `select 1 from webhooks.deliveries where webhook_id = $1 and payload #>> '{data,contact,city}' = 'v2' and state = 'succeeded'`,
+    [hook.id], (rows) => rows.length === 1);
+  const claimsThen = relay.stats.claims;
+  await until('two claims after the settle', async () => relay.stats.claims >= claimsThen + 2);
+  t.is(receiver.received('/sync').length, 2, 'v3 not sent beside v1');
+  opens[inFlight.findIndex((r) => cityOf(r.body) === 'v1')]!();
+  const all = await receiver.waitFor(3, { path: '/sync', timeoutMs: 30_000 });
+  t.is(cityOf(all[2]!.body), 'v3');
+  const rows = await waitForFinalDeliveries(pool, [hook.id], 3);
+  t.true(rows.every((r) => r.state === 'succeeded' && r.attempts === 1));
 });
