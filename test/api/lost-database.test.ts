@@ -93,6 +93,7 @@ test.serial('Postgres restarted while the API runs: DATABASE_UNAVAILABLE meanwhi
     if (during === 'still waiting') continue;
     t.is(during.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', `${what}: ${JSON.stringify(during.errors)}`);
     t.true(Date.now() - started < ANSWERED_WITHIN_MS, what);
+    t.log(`${what} answered in ${Date.now() - started} ms`);
   }
   const notReady = await readyz(api);
   t.is(notReady.status, 503);
