@@ -334,3 +334,43 @@ test('ordered turned on while two deliveries of a contact are in flight: the nex
   const rows = await waitForFinalDeliveries(pool, [hook.id], 3);
   t.true(rows.every((r) => r.state === 'succeeded' && r.attempts === 1));
 });
+
+// docs/backfill.md: on an ordered webhook a snapshot goes after every change of its
+// contact written before it, and a coalesced update merges only into its contact's
+// latest message: an update waiting out its window goes now, the snapshot after it,
+// and a change after the snapshot is a message of its own after that
+test('ordered with a coalescing window and a backfill: an update waiting out its window, the snapshot, a later update, in that order, no window waited out', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  await pool.query(`alter database ${database.name} set webhooks.backfill_defer = '0 seconds'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', true)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'c0' });
+  await pool.query(`update crm.contacts set city = 'c1' where id = $1`, [contact.id]);
+  await pool.query(`update crm.contacts set city = 'c2' where id = $1`, [contact.id]);
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const stepper = await pool.connect();
+  t.teardown(() => stepper.release());
+  await stepper.query(`set webhooks.backfill_defer = '0 seconds'`);
+  await stepper.query('select webhooks_relay.backfill_step(p_only => $1)', [backfillId]);
+  await pool.query(`update crm.contacts set city = 'c3' where id = $1`, [contact.id]);
+  await pool.query(`update crm.contacts set city = 'c4' where id = $1`, [contact.id]);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const requests = await receiver.waitFor(2, { path: '/sync', timeoutMs: 30_000 });
+  const { rows } = await pool.query(
+    `select action, payload #>> '{data,contact,city}' as city, payload #> '{data,merged}' as merged, state,
+            next_attempt_at > now() + interval '10 minutes' as waiting
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows.map((r) => [r.action, r.city, r.merged]), [
+    ['contact.updated', 'c2', 2],
+    ['contact.snapshot', 'c2', null],
+    ['contact.updated', 'c4', 2],
+  ]);
+  t.deepEqual(requests.map((r) => [JSON.parse(r.body).type, cityOf(r.body)]), [['contact.updated', 'c2'], ['contact.snapshot', 'c2']]);
+  // the last waits out its window: nothing after it holds it
+  t.true(rows[2].waiting);
+});
