@@ -514,8 +514,9 @@ begin
 end;
 $$;
 
--- private (a webhook's delete, below): the webhook's deliveries in flight locked, all
--- of them, and never one held while another is waited for. The relay's settle writes
+-- private (a webhook's delete, below, and a company's, of all its webhooks at once):
+-- the webhooks' deliveries in flight locked, all of them, and never one held while
+-- another is waited for. The relay's settle writes
 -- a batch's rows in its own order (successes, then failures, then retries: never the
 -- lease index's, which the delete's statements below follow), and the rescuer and a
 -- release theirs; a delete that held one row of a settle's batch while it waited for
@@ -526,8 +527,12 @@ $$;
 -- are tried again. What the delete holds meanwhile is the webhook's row, which none
 -- of those writers waits for. The pending rows need no such care: a claim skips a
 -- row it cannot lock, and the others reach a webhook's pending rows only after its
--- row (webhook_for_update). Lock order of a delete: docs/outbox.md.
-create or replace function webhooks_private.lock_webhook_in_flight(p_webhook_id bigint)
+-- row (webhook_for_update). Lock order of a delete: docs/outbox.md. (One webhook's
+-- until 2026-12-07: a company's delete took each webhook's as the cascade reached it,
+-- holding those of the webhooks deleted before, and a settle of two of them deadlocked
+-- with it: test/sql/company-delete-locks.test.ts.)
+drop function if exists webhooks_private.lock_webhook_in_flight(bigint);
+create or replace function webhooks_private.lock_webhooks_in_flight(p_webhook_ids bigint[])
 returns void
 language plpgsql
 volatile
@@ -539,9 +544,9 @@ begin
     begin
       select q.delivery_id into v_held
       from webhooks.delivery_queue q
-      where q.webhook_id = p_webhook_id and q.locked_by is not null
+      where q.webhook_id = any (p_webhook_ids) and q.locked_by is not null
         and q.delivery_id <> all (array(select f.delivery_id from webhooks.delivery_queue f
-                                        where f.webhook_id = p_webhook_id and f.locked_by is not null
+                                        where f.webhook_id = any (p_webhook_ids) and f.locked_by is not null
                                         for update of f skip locked))
       limit 1;
       if v_held is null then
@@ -586,7 +591,7 @@ declare
   v_room integer := webhooks_private.inline_purge_max_rows();
   v_removed integer;
 begin
-  perform webhooks_private.lock_webhook_in_flight(old.id);
+  perform webhooks_private.lock_webhooks_in_flight(array[old.id]);
   -- (waiting and in flight apart: each by the queue's index of its kind, which
   -- "webhook_id = old.id" alone can use neither of; read so, the delete read every
   -- company's queue rows until 2026-12-06, test/sql/forget-webhook.test.ts)
@@ -846,6 +851,35 @@ drop trigger if exists _900_forget_deliveries on webhooks.webhooks;
 create trigger _900_forget_deliveries
   before delete on webhooks.webhooks
   for each row execute function webhooks_private.tg_webhooks__forget_deliveries();
+
+-- A company's delete (the CRM's): its key cascades the delete to the company's
+-- webhooks (ON DELETE CASCADE), in the order that statement's plan reads them (oldest
+-- first, by webhooks_company_newest_idx), each taken as its delete reaches it. The
+-- roll-up takes its batch's webhooks in the order of their ids (50_report_counts.sql),
+-- and a webhook made in a transaction that began before another's has the earlier
+-- time and may have the higher id: the delete held one, the roll-up the other, each
+-- waited for the other's, and Postgres ended one of them
+-- (test/sql/company-delete-locks.test.ts). So the company's webhooks are taken here,
+-- in the order of their ids, before anything of theirs, and then all their deliveries
+-- in flight at once (lock_webhooks_in_flight, above): taken webhook by webhook, the
+-- delete held those of one while it waited for another's that a settle held, which
+-- then waited for the first's (same test file). It costs each company deleted one
+-- probe of the webhooks' index by company and two ranges of the lease index; a
+-- contact's write pays nothing (the trigger is crm.companies').
+create or replace function webhooks_private.tg_companies__lock_webhooks()
+returns trigger
+language plpgsql
+as $$
+begin
+  perform webhooks_private.lock_webhooks_in_flight(array(
+    select w.id from webhooks.webhooks w where w.company_id = old.id order by w.id for update of w));
+  return old;
+end;
+$$;
+
+create or replace trigger "!webhooks_lock_webhooks"
+  before delete on crm.companies
+  for each row execute function webhooks_private.tg_companies__lock_webhooks();
 
 -- private: the time of day, as the engine reads it where a transaction's start (now())
 -- will not do: how late a write is (may_be_counted, recount_day), which days the

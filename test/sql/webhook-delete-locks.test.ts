@@ -1,6 +1,6 @@
 // A webhook's delete beside the engine's other writers of its deliveries: the delete
 // takes its in-flight queue rows before anything else of theirs, and never holds one
-// while it waits for another (webhooks_private.lock_webhook_in_flight, 22_outbox.sql).
+// while it waits for another (webhooks_private.lock_webhooks_in_flight, 22_outbox.sql).
 // A settle writes its batch's rows in its own order (successes, then failures, then
 // retries), the delete's statements in the order of the lease index: with one row
 // each, the two deadlocked, and Postgres ended one of them after deadlock_timeout
