@@ -166,7 +166,8 @@ as $$
 $$;
 
 ------------------------------------------------------------------------------------
--- A lane for every webhook; a clean breaker when a webhook is enabled again
+-- A lane for every webhook; a clean breaker when a webhook is enabled again, or given
+-- a new URL
 
 create or replace function webhooks_private.tg_webhooks__create_lane()
 returns trigger
@@ -180,13 +181,19 @@ begin
 end;
 $$;
 
+-- (the argument 'breaker': the breaker alone, the pacing kept. A new URL is another
+-- endpoint, with no failures of its own: until 2026-12-07 its deliveries still waited
+-- for the probe the old URL's failures had put off, up to
+-- webhooks.breaker_probe_max_interval, and those failures counted towards disabling
+-- it; test/fleet/breaker.test.ts. Its rate_limit is the tenant's, kept)
 create or replace function webhooks_private.tg_webhooks__reset_lane()
 returns trigger
 language plpgsql
 as $$
 begin
   update webhooks_private.lanes
-  set failures = 0, failing_since = null, open_until = null, probes = 0, paced_until = null
+  set failures = 0, failing_since = null, open_until = null, probes = 0,
+      paced_until = case when tg_argv[0] = 'breaker' then paced_until end
   where webhook_id = new.id;
   return null;
 end;
@@ -224,6 +231,12 @@ create trigger _500_reset_lane
   after update of enabled on webhooks.webhooks
   for each row when (new.enabled and not old.enabled)
   execute function webhooks_private.tg_webhooks__reset_lane();
+
+drop trigger if exists _500_close_breaker on webhooks.webhooks;
+create trigger _500_close_breaker
+  after update of url on webhooks.webhooks
+  for each row when (new.url is distinct from old.url)
+  execute function webhooks_private.tg_webhooks__reset_lane('breaker');
 
 ------------------------------------------------------------------------------------
 -- Ordered webhooks (webhooks.webhooks.ordered; docs/backfill.md says what a receiver

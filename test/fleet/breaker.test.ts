@@ -140,3 +140,35 @@ test('a probe that hangs lets no second probe through, however short the probe i
   const { rows: [lane] } = await database.pool.query('select probes, open_until is not null as open from webhooks_private.lanes where webhook_id = $1', [webhook.id]);
   t.true(lane.open && lane.probes >= 2, JSON.stringify(lane));
 });
+
+// The breaker guards an endpoint: a webhook given a new URL starts with a closed one.
+// Until 2026-12-07 its deliveries still waited for the probe the old URL's failures had
+// put off (up to breaker_probe_max_interval, an hour), and those failures counted
+// towards disabling it (auto_disable_after from the first of them).
+test('a URL changed while the breaker is open: the held deliveries go to the new URL at once, the failures of the old forgotten', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_after = 2`);
+  await database.pool.query(`alter database ${database.name} set webhooks.breaker_probe_interval = '1 hour'`);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/down') });
+  await database.pool.query('update webhooks.webhooks set max_in_flight = 1 where id = $1', [webhook.id]);
+  receiver.route('/down', { secret: webhook.secret, otherwise: 500 });
+  receiver.route('/up', { secret: webhook.secret });
+  for (let i = 0; i < 6; i++) await f.contact(company.id);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await waitForRows(database.pool, 'select 1 from webhooks_private.lanes where webhook_id = $1 and open_until is not null',
+    [webhook.id], (rows) => rows.length === 1);
+  // (no attempt to the old URL left to settle after the change: none in flight)
+  await waitForRows(database.pool, `select 1 from webhooks.deliveries where webhook_id = $1 and state = 'in_flight'`,
+    [webhook.id], (rows) => rows.length === 0);
+  await database.pool.query('update webhooks.webhooks set url = $2 where id = $1', [webhook.id, receiver.url('/up')]);
+  const { rows: [lane] } = await database.pool.query(
+    'select failures, failing_since, open_until, probes from webhooks_private.lanes where webhook_id = $1', [webhook.id]);
+  t.deepEqual(lane, { failures: 0, failing_since: null, open_until: null, probes: 0 });
+
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 6, 20_000);
+  t.true(deliveries.every((d) => d.state === 'succeeded'), JSON.stringify(deliveries.map((d) => [d.state, d.attempts])));
+  t.is(receiver.received('/up').length, 6);
+});
