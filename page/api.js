@@ -659,7 +659,7 @@ const BACKFILLS = /* GraphQL */ `
   query Backfills($webhookIds: [BigInt], $after: Cursor) {
     latestBackfills(webhookIds: $webhookIds, after: $after) {
       pageInfo { hasNextPage endCursor }
-      nodes { id webhookId state total queued unfinished createdAt finishedAt error }
+      nodes { id webhookId state total queued unfinished failed createdAt finishedAt error }
     }
   }
 `;
@@ -674,6 +674,7 @@ function backfillOf(node) {
     total: node.total === null ? null : Number(node.total),
     queued,
     sent: queued - Number(node.unfinished),
+    failed: Number(node.failed),
     createdAt: node.createdAt,
     finishedAt: node.finishedAt,
     error: node.error,

@@ -575,8 +575,10 @@ function backfillCell(webhook, backfill) {
   }
   if (backfill) {
     const when = formatDate(backfill.finishedAt);
+    // (its snapshots that failed said, not counted among those received)
+    const failed = backfill.failed > 0 ? `; ${formatCount(backfill.failed)} failed, shown in its history` : '';
     parts.push(h('div', { class: 'reason backfill-words' }, backfill.state === 'done'
-      ? `Backfilled ${formatCount(backfill.queued)} contacts on ${when}`
+      ? `Backfilled ${formatCount(backfill.queued)} contacts on ${when}${failed}`
       : backfill.state === 'failed'
         ? `Backfill stopped on ${when} after ${formatCount(backfill.queued)}: ${backfill.error}`
         : `Backfill cancelled on ${when} after ${formatCount(backfill.queued)}`));

@@ -299,6 +299,31 @@ as $$
             and q.action = 'contact.snapshot' and q.created_at >= p_backfill.created_at);
 $$;
 
+-- public: a backfill's snapshots that failed (their attempts used up, the backfill
+-- cancelled, held past the retention) and were not replayed since: those sent, but
+-- not received. GraphQL: the field failed of Backfill, which the Reports page shows
+-- once it is over ("Backfilled N contacts …; F failed"): until 2026-12-07 it said
+-- "Backfilled N" of a backfill whose snapshots had failed, as if all had been received
+-- (test/relay/ordered-combinations.test.ts). Its snapshots are those written between
+-- its start and its end (one backfill runs at a time per webhook); read by the
+-- results' index of the webhook and time, those failed by their message's action.
+-- Runs as the caller.
+create or replace function webhooks.backfills_failed(p_backfill webhooks.backfills)
+returns bigint
+language sql
+stable
+as $$
+  select count(*)
+  from webhooks.delivery_results r
+  join webhooks.delivery_history h on h.id = r.delivery_id and h.created_at = r.created_at
+  where r.webhook_id = p_backfill.webhook_id and r.company_id = p_backfill.company_id
+    and r.created_at >= p_backfill.created_at
+    and r.created_at <= coalesce(p_backfill.finished_at, 'infinity')
+    and r.state = 'failed'
+    and h.action = 'contact.snapshot'
+    and not exists (select 1 from webhooks.delivery_queue q where q.delivery_id = r.delivery_id);
+$$;
+
 -- public: the latest backfill of each webhook of the caller's company (the latest
 -- started; of two started in one transaction, the later: snapshot_backfill,
 -- 30_delivery.sql, asked of the present), in webhook id order. A

@@ -201,6 +201,9 @@ comment on column webhooks.backfills.finished_at is 'When it finished, was cance
 comment on function webhooks.backfills_unfinished(webhooks.backfills) is $$
 @fieldName unfinished
 Snapshots queued but not finished yet (pending or being sent): sent so far is queued minus unfinished.$$;
+comment on function webhooks.backfills_failed(webhooks.backfills) is $$
+@fieldName failed
+Snapshots that failed (attempts used up, cancelled, or held past the retention) and were not replayed since: their contacts were not received.$$;
 comment on function webhooks.latest_backfills(bigint[]) is
   'The latest backfill of each webhook of your company (none for a webhook never backfilled), or of the webhooks in webhookIds alone: one a webhook, read by an index however many the company has run; what a progress bar asks.';
 comment on function webhooks.backfill(bigint) is $$

@@ -85,9 +85,13 @@ browserTest('an admin starts a backfill; its bar follows the snapshots sent, liv
   await untilText(viewer.page, `${row} .backfill-words`, 'Backfill: 12 of 30 sent');
   t.is(await viewer.page.locator(`${row} .backfill button`).count(), 0, 'a viewer gets no buttons');
 
+  // two fail for good: said beside the count, not taken for received
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'failed', attempts = 1, completed_at = now(), last_error = 'HTTP 500'
+     where id in (select id from webhooks.deliveries where webhook_id = $1 and state = 'pending' order by id limit 2)`, [hook.id]);
   await db().pool.query(
     `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now() where webhook_id = $1 and state = 'pending'`, [hook.id]);
-  await untilText(page, `${row} .backfill-words`, /^Backfilled 30 contacts on /);
+  await untilText(page, `${row} .backfill-words`, /^Backfilled 30 contacts on .*; 2 failed, shown in its history$/);
   t.true(await page.isVisible(`${row} [data-action=backfill]`), 'done: a new one may start');
   t.is(await page.evaluate(() => (window as unknown as { injected?: number }).injected), undefined);
   t.deepEqual(problems, []);

@@ -374,3 +374,39 @@ test('ordered with a coalescing window and a backfill: an update waiting out its
   // the last waits out its window: nothing after it holds it
   t.true(rows[2].waiting);
 });
+
+// A snapshot whose attempts are used up is failed: the backfill is done all the same
+// (every batch written), and says how many of its snapshots failed, which the page
+// shows beside "Backfilled N contacts" (test/page/backfill.test.ts)
+test('a backfill whose snapshots fail for good is done and counts them failed: none lost silently', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync'), maxAttempts: 1 });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  receiver.route('/sync', { secret: hook.secret, replies: [500, 200, 500] });
+  await pool.query(
+    `insert into crm.contacts (company_id, first_name, city) select $1, 'Contact ' || i, 'City ' || i from generate_series(1, 5) i`,
+    [company.id]);
+  const other = await f.contact(company.id, { city: 'x' });
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const relay = testRelay(database.url, { RELAY_PER_WEBHOOK_IN_FLIGHT: '1' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await waitForRows(pool, 'select state from webhooks.backfills where id = $1', [backfillId], (rows) => rows[0].state === 'done');
+  const rows = await waitForFinalDeliveries(pool, [hook.id], 6, 30_000);
+  t.is(rows.filter((r) => r.state === 'failed').length, 2);
+  // a live delivery failed for good after it is not the backfill's
+  receiver.route('/sync', { secret: hook.secret, replies: [500] });
+  await pool.query(`update crm.contacts set city = 'y' where id = $1`, [other.id]);
+  await waitForFinalDeliveries(pool, [hook.id], 7, 30_000);
+  const { rows: [backfill] } = await pool.query(
+    `select b.state, b.queued, webhooks.backfills_unfinished(b) as unfinished, webhooks.backfills_failed(b) as failed
+     from webhooks.backfills b where b.id = $1`, [backfillId]);
+  t.deepEqual(backfill, { state: 'done', queued: '6', unfinished: '0', failed: '2' });
+  // replayed, it is no longer failed
+  await pool.query('select webhooks.replay_failed($1, now() - interval \'1 hour\', 1)', [hook.id]);
+  await waitForFinalDeliveries(pool, [hook.id], 7, 30_000);
+  const { rows: [after] } = await pool.query(
+    'select webhooks.backfills_failed(b) as failed from webhooks.backfills b where b.id = $1', [backfillId]);
+  t.is(after.failed, '1');
+});
