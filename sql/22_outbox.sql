@@ -486,8 +486,13 @@ $$;
 -- concerned (one the contact left before, or of a user unassigned since) keeps the
 -- old id: that company hears nothing more of the contact unless it becomes concerned
 -- again. Returns how many moved.
+-- (p_written_since: a command id of this transaction, when p_from was given to another
+-- contact earlier in the same statement; the rows this transaction wrote after it are
+-- that contact's, and stay: contact_id_changed, 25_capture.sql)
 drop function if exists webhooks_private.move_contact_deliveries(bigint, bigint);
-create or replace function webhooks_private.move_contact_deliveries(p_from bigint, p_to bigint, p_companies bigint[])
+drop function if exists webhooks_private.move_contact_deliveries(bigint, bigint, bigint[]);
+create or replace function webhooks_private.move_contact_deliveries(p_from bigint, p_to bigint, p_companies bigint[],
+                                                                    p_written_since bigint)
 returns integer
 language plpgsql
 volatile
@@ -508,7 +513,10 @@ begin
                                   for key share))
     and q.contact_id = p_from
     -- (each arm one partial index: the contact index, pending; the lease index, in flight)
-    and (q.locked_by is null or q.locked_by is not null);
+    and (q.locked_by is null or q.locked_by is not null)
+    and not (p_written_since is not null
+             and q.xmin::text = pg_catalog.pg_current_xact_id()::xid::text
+             and q.cmin::text::bigint > p_written_since);
   get diagnostics v_moved = row_count;
   return v_moved;
 end;

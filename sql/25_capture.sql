@@ -844,6 +844,18 @@ as $$
   select 'webhooks.moved_contact';
 $$;
 
+-- private: the transaction's setting that lists the ids an UPDATE statement has given
+-- contacts so far, each with the command id from which what was moved to it, or
+-- captured for it, is that contact's ('ID:CID,…'; contact_id_changed sets it, the
+-- statement trigger "!webhooks_keys_kept" clears it at the statement's end)
+create or replace function webhooks_private.renumbered_setting()
+returns text
+language sql
+immutable
+as $$
+  select 'webhooks.renumbered_in_statement';
+$$;
+
 -- private: a contact an UPDATE moved to another partition of a partitioned
 -- crm.contacts (p_old as it was, p_new as it is now), announced as the update trigger
 -- announces a change on its JSON path: contact.updated (contact.saved for the
@@ -904,6 +916,17 @@ begin
 end;
 $$;
 
+-- private: the companies a change of a contact's id concerns: the owner now, the
+-- companies of users assigned under either id, and the one it left (p_left) when the
+-- same update moves it
+create or replace function webhooks_private.renumbered_companies(p_from bigint, p_to bigint, p_owner bigint, p_left bigint)
+returns bigint[]
+language sql
+stable
+as $$
+  select webhooks_private.companies_concerned(p_owner, array[p_from, p_to]) || p_left;
+$$;
+
 -- private: a contact's id changed (p_from to p_to, by an UPDATE: a CRM's merge or
 -- renumbering tool). It is the same contact: its deliveries on their way (pending or
 -- in flight) follow the new id (move_contact_deliveries, 22_outbox.sql), its rows
@@ -917,27 +940,34 @@ $$;
 -- Returns how many deliveries moved.
 -- (p_owner, p_left: the company that owns it now and, when the same update moves it,
 -- the one it left, concerned too; without them until 2026-12-06)
--- private: the companies a change of a contact's id concerns: the owner now, the
--- companies of users assigned under either id, and the one it left (p_left) when the
--- same update moves it
-create or replace function webhooks_private.renumbered_companies(p_from bigint, p_to bigint, p_owner bigint, p_left bigint)
-returns bigint[]
-language sql
-stable
-as $$
-  select webhooks_private.companies_concerned(p_owner, array[p_from, p_to]) || p_left;
-$$;
-
+-- Two ids swapped by one statement (a deferrable key: A to B and B to A): the second
+-- row's move finds under its old id B the first contact's deliveries, moved there by
+-- the first row's, and its announcement. Those are the first contact's: the move
+-- leaves the rows this transaction wrote since the first row's renumbering (its
+-- command id, noted in renumbered_setting() until the statement ends) and takes the
+-- rest, the second contact's own. Until 2026-12-07 it took them all, and both
+-- contacts' deliveries went under one id (test/sql/contact-id-swap.test.ts).
 drop function if exists webhooks_private.contact_id_changed(bigint, bigint);
 create or replace function webhooks_private.contact_id_changed(p_from bigint, p_to bigint, p_owner bigint, p_left bigint)
 returns integer
 language plpgsql
 as $$
+declare
+  v_noted constant text := coalesce(current_setting(webhooks_private.renumbered_setting(), true), '');
+  v_given_since bigint;
+  v_since bigint;
 begin
   delete from webhooks_private.first_assignments f where f.contact_id = p_from;
-  insert into webhooks_private.contact_renumberings (from_id, to_id) values (p_from, p_to);
+  insert into webhooks_private.contact_renumberings (from_id, to_id) values (p_from, p_to)
+  returning cmin::text::bigint into v_since;
+  -- (p_from given to another contact earlier in this statement: since when its rows are that one's)
+  select split_part(n, ':', 2)::bigint into v_given_since
+  from unnest(string_to_array(nullif(v_noted, ''), ',')) n
+  where split_part(n, ':', 1) = p_from::text;
+  perform pg_catalog.set_config(webhooks_private.renumbered_setting(),
+    concat_ws(',', nullif(v_noted, ''), p_to || ':' || v_since), true);
   return webhooks_private.move_contact_deliveries(
-    p_from, p_to, webhooks_private.renumbered_companies(p_from, p_to, p_owner, p_left));
+    p_from, p_to, webhooks_private.renumbered_companies(p_from, p_to, p_owner, p_left), v_given_since);
 end;
 $$;
 
@@ -1153,6 +1183,8 @@ returns trigger
 language plpgsql
 as $$
 begin
+  -- (and the statement's ids given, contact_id_changed, forgotten at its end)
+  perform pg_catalog.set_config(webhooks_private.renumbered_setting(), '', true);
   return null;
 end;
 $$;

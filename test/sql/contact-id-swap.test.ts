@@ -1,0 +1,64 @@
+// Two contacts' ids swapped (a CRM's merge tool): in one statement, which a key whose
+// uniqueness is checked at the statement's end allows, or through a third id in one
+// transaction. Each contact's change is announced with its new id and the id it had
+// as previous_contact_id, and each one's deliveries on their way follow it: none of
+// one contact's goes under the other's id (contact_id_changed, 25_capture.sql). This
+// file's database has such a key.
+import test from 'ava';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+
+const db = useTestDatabase(test);
+const connected = (t: { teardown: (fn: () => Promise<void>) => void }) => ownConnection(db().url, t);
+const make = () => factories(db().pool);
+// an id no contact has (the sequence hands out smaller ones)
+const freeId = async () => (await db().pool.query(
+  "select nextval(pg_get_serial_sequence('crm.contacts', 'id')) + 1000000 as id")).rows[0].id as string;
+
+test('two contacts\' ids swapped by one statement (a deferrable key): each one\'s deliveries and announcement under the id it has now', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['city'] });
+  const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
+  // (a key whose uniqueness is checked at the statement's end, as a swap needs)
+  await db().pool.query(`
+    alter table crm.contacts drop constraint contacts_pkey cascade;
+    alter table crm.contacts add primary key (id) deferrable initially immediate`);
+  const client = await connected(t);
+  await client.query('begin');
+  // a change of the second contact earlier in the transaction: its own, under its id now
+  await client.query("update crm.contacts set city = 'Elko' where id = $1", [two.id]);
+  await client.query(`update crm.contacts set id = case id when $1::bigint then $2::bigint else $1::bigint end
+                      where id in ($1, $2)`, [one.id, two.id]);
+  await client.query('commit');
+  const { rows } = await db().pool.query(
+    `select d.action, d.contact_id::text as named, d.payload->'data'->'contact'->>'city' as city,
+            d.payload->'data'->>'previous_contact_id' as previous,
+            (select q.contact_id::text from webhooks.delivery_queue q where q.delivery_id = d.id) as queued_as
+     from webhooks.deliveries d where d.webhook_id = $1 order by d.id`, [hook.id]);
+  // Boston now has the second id, Reno (Elko) the first
+  t.deepEqual(rows, [
+    { action: 'contact.created', named: one.id, city: 'Boston', previous: null, queued_as: two.id },
+    { action: 'contact.created', named: two.id, city: 'Reno', previous: null, queued_as: one.id },
+    { action: 'contact.updated', named: two.id, city: 'Elko', previous: null, queued_as: one.id },
+    { action: 'contact.updated', named: two.id, city: 'Boston', previous: one.id, queued_as: two.id },
+    { action: 'contact.updated', named: one.id, city: 'Elko', previous: two.id, queued_as: one.id },
+  ]);
+  // and again, the other way round, by three statements through a third id
+  const spare = await freeId();
+  const rewrite = await connected(t);
+  await rewrite.query('begin');
+  await rewrite.query('update crm.contacts set id = $2 where id = $1', [one.id, spare]);
+  await rewrite.query('update crm.contacts set id = $2 where id = $1', [two.id, one.id]);
+  await rewrite.query('update crm.contacts set id = $2 where id = $1', [spare, two.id]);
+  await rewrite.query('commit');
+  const { rows: queued } = await db().pool.query(
+    `select d.payload->'data'->'contact'->>'city' as city, q.contact_id::text as queued_as
+     from webhooks.deliveries d join webhooks.delivery_queue q on q.delivery_id = d.id
+     where d.webhook_id = $1 order by d.id`, [hook.id]);
+  // Boston has the first id again, Elko the second: each one's deliveries follow it
+  t.deepEqual(queued.map((r) => [r.city, r.queued_as]), [
+    ['Boston', one.id], ['Reno', two.id], ['Elko', two.id], ['Boston', one.id], ['Elko', two.id],
+    ['Elko', two.id], ['Boston', one.id], ['Elko', two.id],
+  ]);
+});
