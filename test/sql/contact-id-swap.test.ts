@@ -14,16 +14,18 @@ const make = () => factories(db().pool);
 // an id no contact has (the sequence hands out smaller ones)
 const freeId = async () => (await db().pool.query(
   "select nextval(pg_get_serial_sequence('crm.contacts', 'id')) + 1000000 as id")).rows[0].id as string;
+// (a key whose uniqueness is checked at the statement's end, as a swap needs)
+let altered: Promise<unknown> | undefined;
+const deferrableKey = () => (altered ??= db().pool.query(`
+  alter table crm.contacts drop constraint contacts_pkey cascade;
+  alter table crm.contacts add primary key (id) deferrable initially immediate`));
 
 test('two contacts\' ids swapped by one statement (a deferrable key): each one\'s deliveries and announcement under the id it has now', async (t) => {
   const f = make();
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['city'] });
   const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
-  // (a key whose uniqueness is checked at the statement's end, as a swap needs)
-  await db().pool.query(`
-    alter table crm.contacts drop constraint contacts_pkey cascade;
-    alter table crm.contacts add primary key (id) deferrable initially immediate`);
+  await deferrableKey();
   const client = await connected(t);
   await client.query('begin');
   // a change of the second contact earlier in the transaction: its own, under its id now
@@ -60,5 +62,28 @@ test('two contacts\' ids swapped by one statement (a deferrable key): each one\'
   t.deepEqual(queued.map((r) => [r.city, r.queued_as]), [
     ['Boston', one.id], ['Reno', two.id], ['Elko', two.id], ['Boston', one.id], ['Elko', two.id],
     ['Elko', two.id], ['Boston', one.id], ['Elko', two.id],
+  ]);
+});
+
+test('two contacts\' ids swapped by one statement on a coalescing webhook: each one\'s change merges into its own update waiting out its window', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
+  await deferrableKey();
+  await db().pool.query("update crm.contacts set city = 'Austin' where id = $1", [one.id]);
+  await db().pool.query("update crm.contacts set city = 'Elko' where id = $1", [two.id]);
+  await db().pool.query(`update crm.contacts set id = case id when $1::bigint then $2::bigint else $1::bigint end
+                         where id in ($1, $2)`, [one.id, two.id]);
+  const { rows } = await db().pool.query(
+    `select d.contact_id::text as named, d.payload->'data'->'contact'->>'city' as city,
+            d.payload->'data'->>'previous_contact_id' as previous,
+            (select q.contact_id::text from webhooks.delivery_queue q where q.delivery_id = d.id) as queued_as
+     from webhooks.deliveries d where d.webhook_id = $1 order by d.id`, [hook.id]);
+  // Austin now has the second id, Elko the first
+  t.deepEqual(rows, [
+    { named: two.id, city: 'Austin', previous: one.id, queued_as: two.id },
+    { named: one.id, city: 'Elko', previous: two.id, queued_as: one.id },
   ]);
 });
