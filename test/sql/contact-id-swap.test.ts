@@ -87,3 +87,27 @@ test('two contacts\' ids swapped by one statement on a coalescing webhook: each 
     { named: one.id, city: 'Elko', previous: two.id, queued_as: one.id },
   ]);
 });
+
+test('two contacts\' ids swapped by one statement on an ordered webhook: each one\'s change waits behind its own delivery in flight, not the other\'s', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['city'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const one = await f.contact(company.id, { city: 'Boston' });
+  const claim = () => db().pool.query<{ delivery_id: string }>(
+    `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+       '{}'::bigint[], '{}'::integer[], array[$1::bigint])`, [hook.id]);
+  // the first contact's create in flight; the second's waiting
+  t.is((await claim()).rows.length, 1);
+  const two = await f.contact(company.id, { city: 'Reno' });
+  await deferrableKey();
+  await db().pool.query(`update crm.contacts set id = case id when $1::bigint then $2::bigint else $1::bigint end
+                         where id in ($1, $2)`, [one.id, two.id]);
+  // Reno, now the first id, has nothing in flight: its create goes, its change behind
+  // it; Boston's change waits for its create in flight
+  const { rows: claimed } = await claim();
+  const { rows } = await db().pool.query(
+    `select d.action, d.payload->'data'->'contact'->>'city' as city from webhooks.deliveries d
+     where d.id = any ($1::bigint[]) order by d.id`, [claimed.map((c) => c.delivery_id)]);
+  t.deepEqual(rows, [{ action: 'contact.created', city: 'Reno' }]);
+});
