@@ -111,3 +111,33 @@ test('two contacts\' ids swapped by one statement on an ordered webhook: each on
      where d.id = any ($1::bigint[]) order by d.id`, [claimed.map((c) => c.delivery_id)]);
   t.deepEqual(rows, [{ action: 'contact.created', city: 'Reno' }]);
 });
+
+test('two contacts\' ids swapped by one statement: a backfill\'s snapshots not sent yet fail where the change\'s message carries the contact, and wait under the new id where none does', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  // hears no update: its snapshots go, each under the id its contact has now
+  const deaf = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['city'] });
+  const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
+  for (const webhook of [hook, deaf]) {
+    const { rows: [{ id }] } = await db().pool.query('select webhooks.backfill($1) as id', [webhook.id]);
+    await db().pool.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  }
+  await deferrableKey();
+  await db().pool.query(`update crm.contacts set id = case id when $1::bigint then $2::bigint else $1::bigint end
+                         where id in ($1, $2)`, [one.id, two.id]);
+  const rows = async (webhookId: string) => (await db().pool.query(
+    `select d.action, d.state, d.payload->'data'->'contact'->>'city' as city,
+            (select q.contact_id::text from webhooks.delivery_queue q where q.delivery_id = d.id) as queued_as
+     from webhooks.deliveries d where d.webhook_id = $1 order by d.id`, [webhookId])).rows;
+  t.deepEqual(await rows(hook.id), [
+    { action: 'contact.snapshot', state: 'failed', city: 'Boston', queued_as: null },
+    { action: 'contact.snapshot', state: 'failed', city: 'Reno', queued_as: null },
+    { action: 'contact.updated', state: 'pending', city: 'Boston', queued_as: two.id },
+    { action: 'contact.updated', state: 'pending', city: 'Reno', queued_as: one.id },
+  ]);
+  t.deepEqual(await rows(deaf.id), [
+    { action: 'contact.snapshot', state: 'pending', city: 'Boston', queued_as: two.id },
+    { action: 'contact.snapshot', state: 'pending', city: 'Reno', queued_as: one.id },
+  ]);
+});
