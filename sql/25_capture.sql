@@ -1000,10 +1000,15 @@ begin
   if cardinality(v_ids) = 0 then
     return;
   end if;
+  -- (those that name the new id already left alone: in two ids swapped by one
+  -- statement, the other contact's own, not moved yet, whose rewrite would have made
+  -- them rows written since the first renumbering, which the second's move leaves,
+  -- test/sql/contact-id-swap.test.ts)
   update webhooks.deliveries d
   set contact_id = p_to,
       payload = jsonb_set(d.payload, '{data,contact,id}', to_jsonb(p_to))
-  where d.id = any (v_ids) and d.state = 'pending';
+  where d.id = any (v_ids) and d.state = 'pending'
+    and d.payload #>> '{data,contact,id}' is distinct from p_to::text;
 end;
 $$;
 
