@@ -19,7 +19,7 @@
 -- * a step writes at most one batch (webhooks.backfill_batch contacts) of a backfill,
 --   and no more snapshots than leave backfill_outstanding_of() of them unfinished
 --   (pending or in flight): webhooks.backfill_outstanding, and no more than four
---   times the webhook's max_in_flight. The claim takes a webhook's earliest due first,
+--   times the webhook's max_in_flight, or its rate_limit if fewer. The claim takes a webhook's earliest due first,
 --   so a live change waits behind those alone, never behind a whole company;
 -- * a snapshot is first due webhooks.backfill_defer after it is written (0 by
 --   default: at once; webhooks_private.first_attempt_delay, 25_capture.sql);
@@ -68,6 +68,16 @@ as $$
   select 4;
 $$;
 
+-- private: a claim's worth of a webhook's snapshots: the requests it takes at once
+-- (max_in_flight, 28_lanes.sql), or what its rate_limit sends in a second, if fewer
+create or replace function webhooks_private.backfill_claim_of(p_webhook webhooks.webhooks)
+returns integer
+language sql
+stable
+as $$
+  select least(webhooks_private.max_in_flight(p_webhook.max_in_flight), coalesce(p_webhook.rate_limit, 2147483647));
+$$;
+
 -- private: the most snapshots a backfill of this webhook keeps unfinished (pending or
 -- in flight): webhooks.backfill_outstanding, and no more than backfill_claims_ahead()
 -- times the requests the webhook takes at once (max_in_flight, 28_lanes.sql). The
@@ -75,13 +85,16 @@ $$;
 -- change made after it: a live change waits behind at most these. With
 -- backfill_outstanding alone, 1,000 of them were due ahead of it, about 3 s at a
 -- receiver of 100 ms and 32 requests at once (test/relay/backfill.test.ts); now 128.
+-- A rate_limit below max_in_flight sends fewer: a claim's worth is then a second's
+-- (backfill_claim_of). Until 2026-12-07 128 snapshots were kept ahead of a live change
+-- all the same, 32 s of them at 4 a second (test/relay/ordered-combinations.test.ts).
 create or replace function webhooks_private.backfill_outstanding_of(p_webhook webhooks.webhooks)
 returns integer
 language sql
 stable
 as $$
   select least(webhooks_private.backfill_outstanding(),
-               webhooks_private.backfill_claims_ahead() * webhooks_private.max_in_flight(p_webhook.max_in_flight));
+               webhooks_private.backfill_claims_ahead() * webhooks_private.backfill_claim_of(p_webhook));
 $$;
 
 -- private: how long one backfill's batch, and the count of its total, may spend on
@@ -498,7 +511,7 @@ begin
   -- many as that leaves room for, a batch at most
   v_outstanding := webhooks_private.backfill_outstanding_of(v_webhook);
   v_room := v_outstanding - webhooks.backfills_unfinished(p_backfill);
-  if v_room < least(v_batch, webhooks_private.max_in_flight(v_webhook.max_in_flight), v_outstanding) then
+  if v_room < least(v_batch, webhooks_private.backfill_claim_of(v_webhook), v_outstanding) then
     waits_for_room := true;
     return;
   end if;

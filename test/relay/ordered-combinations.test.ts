@@ -410,3 +410,38 @@ test('a backfill whose snapshots fail for good is done and counts them failed: n
     'select webhooks.backfills_failed(b) as failed from webhooks.backfills b where b.id = $1', [backfillId]);
   t.is(after.failed, '1');
 });
+
+// A rate_limit below max_in_flight paces the snapshots: four times max_in_flight of
+// them (128 at the default) ahead of a live change were 32 s of them at 4 a second
+test('a backfill of a webhook whose rate_limit is below its max_in_flight: a live change goes behind at most four seconds of snapshots', async (t) => {
+  t.timeout(120_000);
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  await pool.query(`alter database ${database.name} set webhooks.backfill_defer = '0 seconds'`);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  const rateLimit = 4;
+  await pool.query('update webhooks.webhooks set rate_limit = $2 where id = $1', [hook.id, rateLimit]);
+  receiver.route('/sync', { secret: hook.secret });
+  await pool.query(
+    `insert into crm.contacts (company_id, first_name, city) select $1, 'Contact ' || i, 'City ' || i from generate_series(1, 200) i`,
+    [company.id]);
+  const { rows: [{ id: backfillId }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await receiver.waitFor(2, { path: '/sync', timeoutMs: 30_000 });
+
+  const { rows: [{ unfinished }] } = await pool.query(
+    'select webhooks.backfills_unfinished(b)::int as unfinished from webhooks.backfills b where b.id = $1', [backfillId]);
+  const sentBefore = receiver.received('/sync').length;
+  await pool.query(
+    `update crm.contacts set city = 'Moved' where id = (select max(id) from crm.contacts where company_id = $1)`, [company.id]);
+  await waitForRows(pool,
+    `select 1 from webhooks.deliveries where webhook_id = $1 and action = 'contact.updated' and state = 'succeeded'`,
+    [hook.id], (rows) => rows.length === 1, 60_000);
+  const bodies = receiver.received('/sync').map((r) => JSON.parse(r.body));
+  const ahead = bodies.findIndex((b) => b.type === 'contact.updated') - sentBefore;
+  t.log(`snapshots unfinished when the live change was made: ${unfinished}; sent before it: ${ahead}`);
+  t.true(unfinished <= 4 * rateLimit, `${unfinished} snapshots unfinished`);
+  t.true(ahead <= 4 * rateLimit, `${ahead} snapshots went before the live change`);
+});
