@@ -1,5 +1,7 @@
-// An ordered webhook beside the other delivery features a tenant turns on with it: the
-// circuit breaker, replays. What the receiver gets, in what order, and the rows' states.
+// The delivery features a tenant turns on together: ordered, coalescing, backfill,
+// the circuit breaker, rate_limit and max_in_flight, replay, auto-disable, and a
+// webhook edited while its deliveries wait. What the receiver gets, in what order,
+// and the rows' states.
 import test from 'ava';
 import { gatedReplies } from '../helpers/receiver.ts';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
