@@ -181,6 +181,25 @@ export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
   return limits;
 }
 
+/**
+ * How much longer than a request's statement_timeout the API waits for the database
+ * to answer one of its statements: a request's other statements (its BEGIN, its
+ * settings, its COMMIT) and the way back. PostGraphile's reading of the schema at
+ * start runs under the same bound, and takes well under a second.
+ */
+export const DATABASE_ANSWER_MARGIN_MS = 10_000;
+
+/**
+ * How long a statement of the API's pool may go without an answer before it is given
+ * up with its connection (pg's query_timeout; EngineClient drops the connection): a
+ * request's whole SQL runs within statementTimeoutMs (api/preset.ts), so a connection
+ * silent past that and DATABASE_ANSWER_MARGIN_MS has lost its network path (a
+ * partition, a NAT that dropped it), and TCP would give up only after many minutes.
+ */
+export function apiDatabaseReadTimeoutMs(limits: Pick<ApiLimits, 'statementTimeoutMs'>): number {
+  return limits.statementTimeoutMs + DATABASE_ANSWER_MARGIN_MS;
+}
+
 function refusal(message: string, code: string, extra: Record<string, unknown> = {}): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...extra } });
 }

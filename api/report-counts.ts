@@ -9,13 +9,29 @@ export interface RollUp {
   stop(): Promise<void>;
 }
 
+/**
+ * How long a roll-up may go without an answer before it is given up with its
+ * connection: the API's pool gives up a statement silent past a request's bound
+ * (apiDatabaseReadTimeoutMs, api/limits.ts), and a roll-up is one statement that runs
+ * far longer (the first of a large install took 77 s, docs/api.md). One cut short
+ * loses nothing: its committed batches stay counted and the next run counts the rest
+ * (test/sql/roll-up-cancelled.test.ts).
+ */
+export const ROLL_UP_READ_TIMEOUT_MS = 60 * 60_000;
+
+// (pg reads a query's own query_timeout; its typings do not name it)
+const ROLL_UP: pg.QueryConfig & { query_timeout: number } = {
+  text: 'call webhooks.roll_up_report_counts()',
+  query_timeout: ROLL_UP_READ_TIMEOUT_MS,
+};
+
 export function rollUpReportCounts(pool: pg.Pool, everyMs: number, log: Logger): RollUp {
   let running: Promise<void> | undefined;
   let stopped = false;
   const run = () => {
     if (running || stopped) return;
     running = pool
-      .query('call webhooks.roll_up_report_counts()')
+      .query(ROLL_UP)
       .then(() => undefined)
       .catch((error: Error) => {
         if (!stopped) log.error({ err: error }, "rolling up the report's daily counts failed");

@@ -10,7 +10,7 @@ import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthError, maxTokenLifetime, VerifiedTokens, type Claims } from './auth.ts';
 import { apiLogger } from './log.ts';
-import { LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
+import { apiDatabaseReadTimeoutMs, LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
 import { staticFiles } from './static.ts';
@@ -135,6 +135,11 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     max: poolSize,
     // a statement that waits this long for a connection is refused by name (DATABASE_BUSY)
     connectionTimeoutMillis: limits.poolWaitMs,
+    // a statement without an answer for longer than a request may run fails
+    // (DATABASE_UNAVAILABLE), and EngineClient gives its connection up: one whose
+    // network path went silent answered nothing until TCP gave up, many minutes
+    // (test/api/silent-database.test.ts)
+    query_timeout: apiDatabaseReadTimeoutMs(limits),
     // READ COMMITTED whatever the database's default (relay/database.ts says why); and
     // none of a DBA's timeouts for the API's login: each request sets its own
     // statement_timeout (api/limits.ts), and the API's start-up reading of the schema,

@@ -85,6 +85,7 @@ export class EngineClient extends pg.Client {
     // what it should: the holder's next query is refused, and the pool drops a client
     // that cannot be queried when it comes back (test/relay/lost-checked-out.test.ts).
     this.on('error', () => {});
+    (this as unknown as { query: unknown }).query = this.queryGivingUp.bind(this);
     const connection = (this as unknown as { connection: NodeJS.EventEmitter }).connection;
     connection.on('parameterStatus', (message: { parameterName: string; parameterValue: string }) => {
       if (message.parameterName === 'server_version') this.serverMajorVersion = Number.parseInt(message.parameterValue, 10);
@@ -93,6 +94,39 @@ export class EngineClient extends pg.Client {
     if (serversWithTransactionTimeout.has(this.server)) {
       parameters.options = [parameters.options, '-c transaction_timeout=0'].filter(Boolean).join(' ');
     }
+  }
+
+  /**
+   * pg's query, which gives the connection up when a query's answer does not come
+   * within query_timeout. pg answers the caller ('Query read timeout') but keeps the
+   * connection, its query still active: a caller that hands it back without an error
+   * (PostGraphile's adaptor does) had the pool put it back, and the next query on it
+   * waited behind the one that never ends. Given up, it takes no more queries, and the
+   * pool drops it when it comes back (test/api/silent-database.test.ts). (A query
+   * given to pg as an object that submits itself is left as pg has it: the engine
+   * sends none.) Set as the instance's query in the constructor, so that pg's typings
+   * of query stay the class's.
+   */
+  private queryGivingUp(...args: unknown[]): unknown {
+    const last = args.length - 1;
+    const callback = args[last];
+    if (typeof callback === 'function') {
+      args[last] = (error: unknown, result: unknown) => {
+        if (isReadTimeout(error)) this.giveUp();
+        return (callback as (error: unknown, result: unknown) => unknown)(error, result);
+      };
+    }
+    const result = (pg.Client.prototype.query as (...a: unknown[]) => unknown).apply(this, args);
+    // (heard before the caller's own handlers, which see the connection given up)
+    if (result instanceof Promise) result.catch((error: unknown) => { if (isReadTimeout(error)) this.giveUp(); });
+    return result;
+  }
+
+  /** No more queries on this connection: its socket closed, and pg.Pool drops it on release. */
+  private giveUp(): void {
+    const client = this as unknown as { _queryable: boolean; connection: { stream: { destroy(): void } } };
+    client._queryable = false;
+    client.connection.stream.destroy();
   }
 
   private get server(): string {
@@ -131,7 +165,8 @@ export class EngineClient extends pg.Client {
  * the API's (api/server.ts): a connection kept for minutes must outlive the idle
  * timeouts of the NATs and firewalls on its path (some drop a quiet connection after 4
  * to 6 minutes, and then the next query on it would wait for an answer that never
- * comes, RELAY_DB_QUERY_TIMEOUT_MS for the relay); the operating system then probes it
+ * comes, RELAY_DB_QUERY_TIMEOUT_MS for the relay, apiDatabaseReadTimeoutMs for the
+ * API); the operating system then probes it
  * every tcp_keepalive_intvl (75 s unless set). Without it, the system's default is two
  * hours. (The relay keeps its pool's connections however long idle, below.)
  */
@@ -207,11 +242,18 @@ export async function closeWithin(what: string, closing: Promise<void>, log: Log
   if (outcome === 'not closed') log.warn(`${what} did not close within ${CLOSE_BOUND_MS} ms (its network path may be silent); stopping without it`);
 }
 
+/** pg's message when a query's answer did not come within query_timeout. */
+const READ_TIMEOUT_MESSAGE = 'Query read timeout';
+
+function isReadTimeout(error: unknown): boolean {
+  return (error as { message?: unknown } | null | undefined)?.message === READ_TIMEOUT_MESSAGE;
+}
+
 /** True for errors that mean "the database is not reachable right now", not "you may not". */
 export function isConnectionError(error: unknown): boolean {
   const e = error as { code?: string; message?: string };
   if (e.code && /^(08|57P0[123])/.test(e.code)) return true; // connection exception, shutdown
   if (e.code && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code)) return true;
   // (Query read timeout: pg's query_timeout, a connection gone silent)
-  return /Connection terminated|timeout exceeded when trying to connect|connection timeout|Query read timeout/i.test(e.message ?? '');
+  return isReadTimeout(error) || /Connection terminated|timeout exceeded when trying to connect|connection timeout/i.test(e.message ?? '');
 }
