@@ -254,6 +254,9 @@ export function isConnectionError(error: unknown): boolean {
   const e = error as { code?: string; message?: string };
   if (e.code && /^(08|57P0[123])/.test(e.code)) return true; // connection exception, shutdown
   if (e.code && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code)) return true;
-  // (Query read timeout: pg's query_timeout, a connection gone silent)
-  return isReadTimeout(error) || /Connection terminated|timeout exceeded when trying to connect|connection timeout/i.test(e.message ?? '');
+  // (Query read timeout: pg's query_timeout, a connection gone silent; not queryable:
+  // a statement sent on a connection lost or given up before, as PostGraphile's
+  // ROLLBACK after a read timeout is, whose error then stands for the request's)
+  return isReadTimeout(error) ||
+    /Connection terminated|timeout exceeded when trying to connect|connection timeout|connection error and is not queryable/i.test(e.message ?? '');
 }

@@ -5,12 +5,13 @@
 // requests after it work over new connections. Before, the request waited until TCP
 // gave up (many minutes), and the pool put its connection back for the next one to
 // wait behind.
-import test from 'ava';
-import { startTestApi } from '../helpers/api.ts';
-import { useTestDatabase } from '../helpers/db.ts';
+import test, { type ExecutionContext } from 'ava';
+import { startTestApi, type TestApi } from '../helpers/api.ts';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { freezableProxy } from '../helpers/proxy.ts';
-import { within } from '../helpers/until.ts';
+import { until, within } from '../helpers/until.ts';
+import { AUTHENTICATOR_ROLE } from '../../api/authenticator.ts';
 import { apiDatabaseReadTimeoutMs } from '../../api/limits.ts';
 
 const db = useTestDatabase(test);
@@ -23,10 +24,15 @@ const CREATE = `mutation($name: String!) {
 
 // short, so that the test is: the read timeout is this plus its margin
 const STATEMENT_TIMEOUT_MS = 1_000;
+/** A request on a silent connection is answered within this long. */
+const ANSWERED_WITHIN_MS = apiDatabaseReadTimeoutMs({ statementTimeoutMs: STATEMENT_TIMEOUT_MS }) + 5_000;
 
-test('a request on a connection whose path went silent: DATABASE_UNAVAILABLE within the read timeout, and the next requests work over new connections', async (t) => {
+const namesOf = async (companyId: string) => (await db().pool.query<{ name: string }>(
+  'select name from webhooks.webhooks where company_id = $1 order by name', [companyId])).rows.map((r) => r.name);
+
+/** The API behind a proxy whose path can go silent, with a pool of one connection (the next request gets it back, or a new one). */
+async function apiBehindProxy(t: ExecutionContext) {
   const proxy = await freezableProxy(new URL(db().url));
-  // one connection: the request after the silent one gets it back, or a new one
   const api = await startTestApi(proxy.url, { poolSize: 1, limits: { statementTimeoutMs: STATEMENT_TIMEOUT_MS } });
   // (the proxy first: a connection left hanging would hold the pool's end)
   t.teardown(async () => {
@@ -34,25 +40,54 @@ test('a request on a connection whose path went silent: DATABASE_UNAVAILABLE wit
     await api.stop();
   });
   const company = await factories(db().pool).company();
-  const token = await api.token(company.id);
-  const before = await api.gql(token, CREATE, { name: 'Before' });
-  t.is(before.errors, undefined, 'answered while the path carries bytes');
+  return { proxy, api, company, token: await api.token(company.id) };
+}
 
-  proxy.freeze();
-  const bound = apiDatabaseReadTimeoutMs({ statementTimeoutMs: STATEMENT_TIMEOUT_MS }) + 5_000;
-  const silent = await within(bound, api.gql(token, CREATE, { name: 'Silent' }));
-  t.not(silent, 'still waiting', `answered within ${bound} ms`);
-  if (silent === 'still waiting') return;
-  t.is(silent.status, 200);
-  t.is(silent.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', JSON.stringify(silent.errors));
-
-  for (const name of ['After', 'After again']) {
-    const after = await within(bound, api.gql(token, CREATE, { name }));
+/** Requests after the silent one: each answered, over a new connection. */
+async function nextRequestsWork(t: ExecutionContext, api: TestApi, token: string, names: string[]): Promise<void> {
+  for (const name of names) {
+    const after = await within(ANSWERED_WITHIN_MS, api.gql(token, CREATE, { name }));
     t.not(after, 'still waiting', `${name}: answered, not queued behind the silent connection`);
     if (after === 'still waiting') return;
     t.is(after.errors, undefined, `${name}: ${JSON.stringify(after.errors)}`);
   }
-  const names = (await db().pool.query<{ name: string }>(
-    'select name from webhooks.webhooks where company_id = $1 order by name', [company.id])).rows.map((r) => r.name);
-  t.deepEqual(names, ['After', 'After again', 'Before'], 'the silent one kept nothing');
+}
+
+// (serial: the second test locks the table the first one writes)
+test.serial('a request on a connection whose path went silent: DATABASE_UNAVAILABLE within the read timeout, and the next requests work over new connections', async (t) => {
+  const { proxy, api, company, token } = await apiBehindProxy(t);
+  const before = await api.gql(token, CREATE, { name: 'Before' });
+  t.is(before.errors, undefined, 'answered while the path carries bytes');
+
+  proxy.freeze();
+  const silent = await within(ANSWERED_WITHIN_MS, api.gql(token, CREATE, { name: 'Silent' }));
+  t.not(silent, 'still waiting', `answered within ${ANSWERED_WITHIN_MS} ms`);
+  if (silent === 'still waiting') return;
+  t.is(silent.status, 200);
+  t.is(silent.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', JSON.stringify(silent.errors));
+
+  await nextRequestsWork(t, api, token, ['After', 'After again']);
+  t.deepEqual(await namesOf(company.id), ['After', 'After again', 'Before'], 'the silent one kept nothing');
+});
+
+test.serial('a request running when its path goes silent: DATABASE_UNAVAILABLE within the read timeout, nothing kept, and the next requests work', async (t) => {
+  const { proxy, api, company, token } = await apiBehindProxy(t);
+  // the mutation's insert waits for the test's lock
+  const holder = await ownConnection(db().url, t);
+  await holder.query('begin');
+  await holder.query('lock table webhooks.webhooks in share mode');
+  const answer = api.gql(token, CREATE, { name: 'Running' });
+  const waiting = `select pid from pg_stat_activity
+    where datname = current_database() and usename = $1 and wait_event_type = 'Lock'`;
+  await until('the mutation waits for the lock', async () => (await db().pool.query(waiting, [AUTHENTICATOR_ROLE])).rowCount === 1);
+
+  proxy.freeze();
+  const silent = await within(ANSWERED_WITHIN_MS, answer);
+  await holder.query('rollback');
+  t.not(silent, 'still waiting', `answered within ${ANSWERED_WITHIN_MS} ms`);
+  if (silent === 'still waiting') return;
+  t.is(silent.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', JSON.stringify(silent.errors));
+
+  await nextRequestsWork(t, api, token, ['After']);
+  t.deepEqual(await namesOf(company.id), ['After'], 'the running one kept nothing');
 });
