@@ -98,26 +98,10 @@ export async function maintain(
       `select to_char(day, 'YYYY-MM-DD') as day, parents, partitions from webhooks.expired_days()`,
     );
     const dropped: string[] = [];
-    // a day's history a stopped run left detached: on its way again, attached back; else dropped
-    // (or by a DBA: attached back only if the engine needs it, else left alone)
-    const { rows: leftovers } = await client.query<{ day: string; partition_name: string; by_hand: boolean }>(
+    const { rows: leftovers } = await client.query<DetachedHistory>(
       `select to_char(day, 'YYYY-MM-DD') as day, partition_name, by_hand from webhooks.detached_history_days()`,
     );
-    for (const { day, partition_name: partition, by_hand: byHand } of leftovers) {
-      const { rows: [{ kept }] } = await retried(() => client.query<{ kept: boolean }>(
-        'select webhooks.keep_day_on_its_way($1) as kept', [partition]));
-      if (kept) {
-        log(`attached back the history of ${day}, left detached by ${byHand ? 'hand' : 'a run that stopped'}: a delivery of it is on its way`);
-        continue;
-      }
-      if (byHand) continue;
-      if (!(await forgetDay(client, day))) {
-        log(`kept the history of ${day}, left detached by a run that stopped: a capture late in its transaction holds the day`);
-        continue;
-      }
-      await client.query(`drop table if exists webhooks_partitions.${pg.escapeIdentifier(partition)}`);
-      log(`dropped the history of ${day}, left detached by a run that stopped`);
-    }
+    for (const leftover of leftovers) await settleDetachedHistory(client, leftover, log);
     for (const { day, parents, partitions } of days) {
       // forgotten before any of it goes (webhooks.forget_day, 29_retention.sql, says
       // why). Until 2026-12-06 after its last drop: a run stopped between the two left
@@ -128,7 +112,7 @@ export async function maintain(
         continue;
       }
       await afterStep(`forgot ${day}`);
-      if (!(await dropDay(client, parents, partitions, afterStep))) {
+      if (!(await dropDay(client, parents, partitions, afterStep, log))) {
         log(`kept the history of ${day}: a delivery of it went back on its way while it was being dropped`);
         continue;
       }
@@ -209,7 +193,7 @@ async function moveTails(client: pg.Client, log: (line: string) => void): Promis
   }
   if (tails.some((tail) => tail.action === 'detach')) {
     for (const tail of tails.filter((t) => t.action === 'detach')) {
-      await detachPartition(client, tail.table_name, tail.tail_name);
+      await detachPartition(client, tail.table_name, tail.tail_name, log);
     }
     await client.query('select webhooks.create_partitions()');
     await client.query('select webhooks.readmit_detached_tails()');
@@ -219,10 +203,13 @@ async function moveTails(client: pg.Client, log: (line: string) => void): Promis
   return 'keep';
 }
 
-async function detachPartition(client: pg.Client, parent: string, partition: string): Promise<void> {
+async function detachPartition(
+  client: pg.Client, parent: string, partition: string, log: (line: string) => void,
+): Promise<void> {
   // names come from the catalog (webhooks.expired_days, webhooks.outbox_tails), quoted all the same
   const parentName = `webhooks.${pg.escapeIdentifier(parent)}`;
   const partitionName = `webhooks_partitions.${pg.escapeIdentifier(partition)}`;
+  await finishDetachLeftPending(client, parent, partitionName, log);
   await retried(async () => {
     const { rows: [state] } = await client.query(
       `select i.inhdetachpending as pending
@@ -238,25 +225,105 @@ async function detachPartition(client: pg.Client, parent: string, partition: str
   });
 }
 
+interface DetachedHistory { day: string; partition_name: string; by_hand: boolean }
+
+// A day's history left detached by a run that stopped (webhooks.detached_history_days):
+// on its way again, attached back; else dropped (or by a DBA: attached back only if the
+// engine needs it, else left alone).
+async function settleDetachedHistory(
+  client: pg.Client, { day, partition_name: partition, by_hand: byHand }: DetachedHistory, log: (line: string) => void,
+): Promise<void> {
+  const { rows: [{ kept }] } = await retried(() => client.query<{ kept: boolean }>(
+    'select webhooks.keep_day_on_its_way($1) as kept', [partition]));
+  if (kept) {
+    log(`attached back the history of ${day}, left detached by ${byHand ? 'hand' : 'a run that stopped'}: a delivery of it is on its way`);
+    return;
+  }
+  if (byHand) return;
+  if (!(await forgetDay(client, day))) {
+    log(`kept the history of ${day}, left detached by a run that stopped: a capture late in its transaction holds the day`);
+    return;
+  }
+  await client.query(`drop table if exists webhooks_partitions.${pg.escapeIdentifier(partition)}`);
+  log(`dropped the history of ${day}, left detached by a run that stopped`);
+}
+
+// Postgres keeps one detach pending per partitioned table, and fails any other detach
+// of it (55000, naming the pending one): a DETACH … CONCURRENTLY given up half way (its
+// wait for an older reader ended at lock_timeout, and the run with it) is finished
+// (FINALIZE) before the table's next detach, and what it leaves is treated as a stopped
+// run's leftovers are (settleFinishedDetach). Until 2026-12-07 every later run failed
+// on it, hourly, until a DBA finished it by hand (test/sql/retention-pending-detach.test.ts).
+async function finishDetachLeftPending(
+  client: pg.Client, parent: string, detaching: string, log: (line: string) => void,
+): Promise<void> {
+  const { rows: pending } = await client.query<{ partition: string; name: string; ours: boolean; bound: string }>(
+    `select c.oid::regclass::text as partition, c.relname::text as name,
+            c.relnamespace = 'webhooks_partitions'::regnamespace as ours, pg_get_expr(c.relpartbound, c.oid) as bound
+     from pg_inherits i join pg_class c on c.oid = i.inhrelid
+     where i.inhparent = $1::regclass and i.inhdetachpending and c.oid is distinct from to_regclass($2)`,
+    [`webhooks.${pg.escapeIdentifier(parent)}`, detaching]);
+  for (const left of pending) {
+    await retried(() => client.query(
+      `alter table webhooks.${pg.escapeIdentifier(parent)} detach partition ${left.partition} finalize`));
+    log(`finished the detach of ${left.name}, left pending by a run that gave up`);
+    await settleFinishedDetach(client, parent, left, log);
+  }
+}
+
+// A partition whose pending detach was just finished, as a stopped run's leftovers are:
+// a day's history past the retention as webhooks.detached_history_days names it; a
+// tail's rows put back (webhooks.readmit_detached_tails, once the days are made); a
+// day's results or attempts dropped if the engine was dropping its day (forgotten:
+// webhooks.forget_day comes before any of a day is detached, its history first), and
+// anything else (a day kept, a DBA's) attached back where it was.
+async function settleFinishedDetach(
+  client: pg.Client, parent: string, left: { partition: string; name: string; ours: boolean; bound: string },
+  log: (line: string) => void,
+): Promise<void> {
+  const { rows: [{ history, tail, forgotten }] } = await client.query<{
+    history: DetachedHistory | null; tail: boolean; forgotten: boolean | null;
+  }>(
+    `select (select row_to_json(h) from (select to_char(d.day, 'YYYY-MM-DD') as day, d.partition_name, d.by_hand
+                                         from webhooks.detached_history_days() d
+                                         where $3 and $1 = 'delivery_history' and d.partition_name = $2) h) as history,
+            $3 and $2 ~ ('^' || $1 || '_from_[0-9]{8}$') as tail,
+            (select webhooks_private.day_forgotten(d.last_day) from webhooks_private.partition_days($1, $2) d where $3) as forgotten`,
+    [parent, left.name, left.ours]);
+  if (history) {
+    await settleDetachedHistory(client, history, log);
+  } else if (tail) {
+    await client.query('select webhooks.create_partitions()');
+    await client.query('select webhooks.readmit_detached_tails()');
+  } else if (forgotten && parent !== 'delivery_history') {
+    await client.query(`drop table ${left.partition}`);
+    log(`dropped ${left.name}, its day's history gone`);
+  } else {
+    await retried(() => client.query(`alter table webhooks.${pg.escapeIdentifier(parent)} attach partition ${left.partition} ${left.bound}`));
+    log(`attached ${left.name} back: its day is kept`);
+  }
+}
+
 // A day's partitions, history's first: once it is detached no one can find the day's
 // deliveries, and webhooks.keep_day_on_its_way looks again for one on its way (a
 // replay let through after expired_days looked), attaching it back if so. False: the
 // day is kept, its results and attempts untouched.
 async function dropDay(
   client: pg.Client, parents: string[], partitions: string[], afterStep: (step: string) => void | Promise<void>,
+  log: (line: string) => void,
 ): Promise<boolean> {
   const order = [...partitions.keys()].sort((a, b) =>
     Number(parents[b] === 'delivery_history') - Number(parents[a] === 'delivery_history'));
   for (const i of order) {
     if (parents[i] === 'delivery_history') {
-      await detachPartition(client, parents[i], partitions[i]!);
+      await detachPartition(client, parents[i], partitions[i]!, log);
       await afterStep(`detached ${partitions[i]}`);
       const { rows: [{ kept }] } = await retried(() => client.query<{ kept: boolean }>(
         'select webhooks.keep_day_on_its_way($1) as kept', [partitions[i]]));
       if (kept) return false;
       await afterStep(`looked again at ${partitions[i]}`);
     }
-    await dropPartition(client, parents[i]!, partitions[i]!);
+    await dropPartition(client, parents[i]!, partitions[i]!, log);
     await afterStep(`dropped ${partitions[i]}`);
   }
   return true;
@@ -269,8 +336,10 @@ async function forgetDay(client: pg.Client, day: string): Promise<boolean> {
   return forgotten;
 }
 
-async function dropPartition(client: pg.Client, parent: string, partition: string): Promise<void> {
-  await detachPartition(client, parent, partition);
+async function dropPartition(
+  client: pg.Client, parent: string, partition: string, log: (line: string) => void,
+): Promise<void> {
+  await detachPartition(client, parent, partition, log);
   await client.query(`drop table if exists webhooks_partitions.${pg.escapeIdentifier(partition)}`);
 }
 

@@ -1,0 +1,151 @@
+// A detach maintenance gave up on half way (tools/maintain.ts): DETACH PARTITION …
+// CONCURRENTLY committed its first step, then its wait for an open transaction ended at
+// lock_timeout, and the run failed. The partition stays "detach pending", and Postgres
+// allows one per partitioned table: until 2026-12-07 every later detach of that table
+// (another day past the retention, a tail moved ahead) failed with 55000 naming the
+// pending one, and every run of maintenance with it. The next detach of the table
+// finishes it (FINALIZE) first and treats it as a stopped run's leftovers: dropped when
+// its day is the engine's to drop, attached back when its day is kept.
+import test from 'ava';
+import pg from 'pg';
+import { maintain } from '../../tools/maintain.ts';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { noDayDroppedBeforeEachTest, utcDay } from '../helpers/days.ts';
+
+const db = useTestDatabase(test);
+noDayDroppedBeforeEachTest(test, db);
+// (each test its own days: a day once dropped is not made again)
+const ymd = (day: Date) => day.toISOString().slice(0, 10).replaceAll('-', '');
+const iso = (day: Date) => day.toISOString().slice(0, 10);
+
+/** a DETACH … CONCURRENTLY that gives up waiting for an open reader of the table, as a run's does */
+async function detachGivenUp(table: string, partition: string): Promise<void> {
+  const reader = new pg.Client({ connectionString: db().url });
+  const detacher = new pg.Client({ connectionString: db().url });
+  await reader.connect();
+  await detacher.connect();
+  try {
+    await reader.query('begin');
+    await reader.query(`select count(*) from webhooks.${table}`);
+    await detacher.query(`set lock_timeout = '100ms'`);
+    const error = await detacher.query(
+      `alter table webhooks.${table} detach partition webhooks_partitions.${partition} concurrently`).then(() => null, (e) => e);
+    if ((error as { code?: string } | null)?.code !== '55P03') throw new Error(`the detach did not give up: ${error}`);
+    await reader.query('commit');
+  } finally {
+    await reader.end();
+    await detacher.end();
+  }
+}
+
+async function pendingDetaches(): Promise<string[]> {
+  const { rows } = await db().pool.query(
+    `select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhdetachpending order by 1`);
+  return rows.map((r) => r.relname);
+}
+
+/** the tables of webhooks_partitions attached to nothing */
+async function orphans(): Promise<string[]> {
+  const { rows } = await db().pool.query(
+    `select c.relname from pg_class c
+     where c.relnamespace = 'webhooks_partitions'::regnamespace and c.relkind = 'r'
+       and not exists (select 1 from pg_inherits i where i.inhrelid = c.oid) order by 1`);
+  return rows.map((r) => r.relname);
+}
+
+async function dayPartitions(day: Date): Promise<string[]> {
+  const { rows } = await db().pool.query(`select relname from pg_class where relname like '%\\_p' || $1 order by 1`, [ymd(day)]);
+  return rows.map((r) => r.relname);
+}
+
+/** two days past the retention, each with a delivery sent and counted */
+async function twoDaysPast(t: { teardown: (fn: () => unknown) => void }, from: number) {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
+  const [older, pending] = [utcDay(from), utcDay(from + 1)];
+  for (const day of [older, pending]) {
+    await db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+       values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`,
+      [webhook.id, company.id, new Date(day.getTime() + 600_000)]);
+  }
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  const counts = async () => (await db().pool.query(
+    `select to_char(day, 'YYYY-MM-DD') as day, fired::int from webhooks.daily_counts where webhook_id = $1 order by 1`,
+    [webhook.id])).rows;
+  return { older, pending, counts };
+}
+
+test.serial('a day\'s history left pending detach by a run that gave up: the next run finishes and drops it, and drops the day before it', async (t) => {
+  const { older, pending, counts } = await twoDaysPast(t, -14);
+  const before = await counts();
+  // the run that gave up: the older day kept then (a delivery on its way, ended since),
+  // the later one forgotten, and its history's detach given up
+  await db().pool.query('select webhooks.forget_day($1::date)', [iso(pending)]);
+  await detachGivenUp('delivery_history', `delivery_history_p${ymd(pending)}`);
+  t.deepEqual(await pendingDetaches(), [`delivery_history_p${ymd(pending)}`]);
+
+  const said: string[] = [];
+  const result = await maintain(db().url, (line) => said.push(line));
+  t.deepEqual(result.daysDropped, [iso(older), iso(pending)], said.join('\n'));
+  t.deepEqual(await pendingDetaches(), []);
+  t.deepEqual(await orphans(), []);
+  t.deepEqual(await dayPartitions(older), []);
+  t.deepEqual(await dayPartitions(pending), []);
+  t.deepEqual(await counts(), before);
+});
+
+test.serial('a day\'s attempts left pending detach by a run that gave up: the next run finishes and drops them, and drops the day before it', async (t) => {
+  const { older, pending, counts } = await twoDaysPast(t, -17);
+  const before = await counts();
+  // the run that gave up: the day's history dropped, then the detach of its attempts given up
+  await db().pool.query('select webhooks.forget_day($1::date)', [iso(pending)]);
+  await db().pool.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.delivery_history_p${ymd(pending)}`);
+  await db().pool.query(`drop table webhooks_partitions.delivery_history_p${ymd(pending)}`);
+  await detachGivenUp('delivery_attempts', `delivery_attempts_p${ymd(pending)}`);
+  t.deepEqual(await pendingDetaches(), [`delivery_attempts_p${ymd(pending)}`]);
+
+  const said: string[] = [];
+  const result = await maintain(db().url, (line) => said.push(line));
+  t.deepEqual(result.daysDropped, [iso(older), iso(pending)], said.join('\n'));
+  t.deepEqual(await pendingDetaches(), []);
+  t.deepEqual(await orphans(), []);
+  t.deepEqual(await dayPartitions(older), []);
+  t.deepEqual(await dayPartitions(pending), []);
+  t.deepEqual(await counts(), before);
+});
+
+test.serial('detaches a DBA left pending, of a day\'s history with a delivery on its way and of a kept day\'s results, are finished and attached back by the next run', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
+  const [expired, onItsWay, kept] = [utcDay(-20), utcDay(-19), utcDay(-2)];
+  const write = async (day: Date, state: string) => (await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', $3, case when $3 = 'pending' then 0 else 1 end,
+             case when $3 = 'pending' then null else $4::timestamptz end, $4::timestamptz) returning id`,
+    [webhook.id, company.id, state, new Date(day.getTime() + 600_000)])).rows[0].id as string;
+  await write(expired, 'succeeded');
+  const waiting = await write(onItsWay, 'pending');
+  const sent = await write(kept, 'failed');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await detachGivenUp('delivery_history', `delivery_history_p${ymd(onItsWay)}`);
+  await detachGivenUp('delivery_results', `delivery_results_p${ymd(kept)}`);
+
+  const said: string[] = [];
+  const result = await maintain(db().url, (line) => said.push(line));
+  t.deepEqual(result.daysDropped, [iso(expired)], said.join('\n'));
+  t.true(said.includes(`attached back the history of ${iso(onItsWay)}, left detached by hand: a delivery of it is on its way`), said.join('\n'));
+  t.deepEqual(await pendingDetaches(), []);
+  t.deepEqual(await orphans(), []);
+  const { rows } = await db().pool.query(
+    'select id, state from webhooks.deliveries where id = any ($1::bigint[]) order by id', [[waiting, sent]]);
+  t.deepEqual(rows, [{ id: waiting, state: 'pending' }, { id: sent, state: 'failed' }]);
+  t.deepEqual(await dayPartitions(kept), [`delivery_attempts_p${ymd(kept)}`, `delivery_history_p${ymd(kept)}`, `delivery_results_p${ymd(kept)}`]);
+});
