@@ -9,7 +9,8 @@
 // DETACH PARTITION … CONCURRENTLY takes no lock that they take, and cannot run inside
 // a transaction, which is why this is a client and not a function. Each statement
 // waits at most LOCK_TIMEOUT for a lock and is tried again later; a detach
-// interrupted half way is finished (FINALIZE) by the next run. The one exception is
+// interrupted half way is finished (FINALIZE) by the next run, before any other detach
+// of its table (finishDetachLeftPending). The one exception is
 // the tail that holds rows (maintenance had stopped for two weeks): it becomes a span
 // of days in one transaction that holds the parent's lock for a moment (SQL decides
 // how: webhooks.outbox_tails, 22_outbox.sql).

@@ -149,3 +149,40 @@ test.serial('detaches a DBA left pending, of a day\'s history with a delivery on
   t.deepEqual(rows, [{ id: waiting, state: 'pending' }, { id: sent, state: 'failed' }]);
   t.deepEqual(await dayPartitions(kept), [`delivery_attempts_p${ymd(kept)}`, `delivery_history_p${ymd(kept)}`, `delivery_results_p${ymd(kept)}`]);
 });
+
+test.serial('a day\'s history left pending detach by a run that gave up does not stop the next run\'s move of the tail ahead', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
+  const pending = utcDay(-23);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`,
+    [webhook.id, company.id, new Date(pending.getTime() + 600_000)]);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  await db().pool.query('select webhooks.forget_day($1::date)', [iso(pending)]);
+  await detachGivenUp('delivery_history', `delivery_history_p${ymd(pending)}`);
+  // a day has passed since the days ahead were made: the last of them goes, and the tail
+  // starts there, within the days ahead (to be moved ahead, empty)
+  const [last, tail] = [ymd(utcDay(14)), ymd(utcDay(15))];
+  for (const table of ['delivery_history', 'delivery_results', 'delivery_attempts']) {
+    for (const name of [`${table}_p${last}`, `${table}_from_${tail}`]) {
+      await db().pool.query(`alter table webhooks.${table} detach partition webhooks_partitions.${name}`);
+      await db().pool.query(`drop table webhooks_partitions.${name}`);
+    }
+    await db().pool.query('select webhooks_private.attach_tail($1)', [table]);
+  }
+
+  const said: string[] = [];
+  const result = await maintain(db().url, (line) => said.push(line));
+  t.is(result.tails, 'detach');
+  t.deepEqual(result.daysDropped, [iso(pending)], said.join('\n'));
+  t.deepEqual(await pendingDetaches(), []);
+  t.deepEqual(await orphans(), []);
+  t.deepEqual(await dayPartitions(pending), []);
+  const { rows: tails } = await db().pool.query(
+    `select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid where c.relkind = 'r' and c.relname like '%\\_from\\_%' order by 1`);
+  t.deepEqual(tails.map((r) => r.relname), [`delivery_attempts_from_${tail}`, `delivery_history_from_${tail}`, `delivery_results_from_${tail}`]);
+});
