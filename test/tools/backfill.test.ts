@@ -69,7 +69,7 @@ test('Ctrl-C stops following and leaves the backfill running: the command\'s own
   t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
   const out = lines(child.stdout!);
   lines(child.stderr!);
-  const exited = once(child, 'exit');
+  const exited = once(child, 'close');
   const backfill = (await out.next(/^backfill (\d+) of webhook \d+ started$/, 60_000, 0))[1]!;
   child.kill('SIGINT');
   const [code, signal] = await exited;
@@ -98,7 +98,8 @@ test('its database connection ended while it follows (a restart, a DBA\'s pg_ter
   t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
   const out = lines(child.stdout!);
   const err = lines(child.stderr!);
-  const exited = once(child, 'exit');
+  // ('close': its output read to the end, which 'exit' may come before)
+  const exited = once(child, 'close');
   await out.next(/^backfill \d+ of webhook \d+ started$/, 60_000, 0);
 
   const { rows: ended } = await database.pool.query(

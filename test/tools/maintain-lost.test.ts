@@ -23,7 +23,8 @@ function runMaintain() {
   });
   const out = lines(child.stdout!);
   const err = lines(child.stderr!);
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  // ('close', not 'exit': its output read to the end, which 'exit' may come before)
+  const exited = once(child, 'close').then(([code]) => code as number | null);
   return { child, out, err, exited };
 }
 
