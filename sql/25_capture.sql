@@ -1179,8 +1179,9 @@ create or replace trigger "!webhooks_deleted"
 -- change. A trigger whose column list names them makes Postgres refuse to change
 -- their type ("cannot alter type of a column used in a trigger definition", naming
 -- it), and 00_schemas.sql stops a migrate of a CRM whose keys are no integers. A
--- statement trigger that does nothing, fired only by an UPDATE that sets one of them
--- (a renumbering, a move to another company): the three triggers above named them in
+-- statement trigger, fired only by an UPDATE that sets one of them (a renumbering, a
+-- move to another company), which only forgets the statement's ids given
+-- (renumbered_setting): the three triggers above named them in
 -- a WHEN that always held, which every contact write paid, about 7 µs of a no-match
 -- update's 36 (bench:capture, 2026-12-07; test/sql/crm-keys.test.ts).
 create or replace function webhooks_private.tg_contacts__keys_kept()
