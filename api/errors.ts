@@ -67,8 +67,15 @@ interface PgErrorFields {
 
 /** The database's error within error (a GraphQL error's originalError, its cause, …), or nothing. */
 export function databaseErrorIn(error: unknown): PgErrorFields | undefined {
+  return causeIn(error, (e) => typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string');
+}
+
+/** The first of error and its causes (originalError, else cause; five deep at most) that
+ *  matches, or nothing; the walk ends at `stopAt`. */
+function causeIn(error: unknown, matches: (e: any) => boolean, stopAt: (e: any) => boolean = () => false): any {
   for (let e = error as any, depth = 0; e && depth < 5; e = e.originalError ?? e.cause, depth++) {
-    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string') return e;
+    if (stopAt(e)) return undefined;
+    if (matches(e)) return e;
   }
   return undefined;
 }
@@ -111,11 +118,7 @@ const DATABASE_UNAVAILABLE_CODE = 'DATABASE_UNAVAILABLE';
 
 /** The error of a lost or refused database connection within error (as databaseErrorIn looks), or nothing. */
 function lostConnectionIn(error: unknown): { code?: string } | undefined {
-  for (let e = error as any, depth = 0; e && depth < 5; e = e.originalError ?? e.cause, depth++) {
-    if (e instanceof SafeError) return undefined;
-    if (isConnectionError(e)) return e;
-  }
-  return undefined;
+  return causeIn(error, isConnectionError, (e) => e instanceof SafeError);
 }
 
 /**
