@@ -71,10 +71,8 @@ language plpgsql
 as $$
 declare
   v_unlocked boolean;
-  v_capturing boolean;
 begin
-  v_capturing := pg_try_advisory_xact_lock_shared(webhooks_private.lock_space(), webhooks_private.capturing_lock());
-  if v_capturing then
+  if pg_try_advisory_xact_lock_shared(webhooks_private.lock_space(), webhooks_private.capturing_lock()) then
     -- no relay is between "going idle" and "asleep"; is one asleep?
     if pg_try_advisory_lock(webhooks_private.lock_space(), webhooks_private.relay_idle_lock()) then
       -- relay_idle is free: all awake
@@ -86,15 +84,6 @@ begin
     return false;
   end if;
   perform webhooks_private.notify_relays();
-  if not v_capturing then
-    -- A relay's captures_done() held capturing for its instant (going idle, or a
-    -- discovery asking whether a round may be skipped, 28_lanes.sql): notified all the
-    -- same, and then held shared once that instant is over, so that this transaction
-    -- counts among those capturing (webhooks_ops.capturing, the relay's /metrics) and
-    -- keeps the relays awake, as every capture does, until it ends. Without it, one
-    -- left open was never shown (test/sql/capturing.test.ts).
-    perform pg_advisory_xact_lock_shared(webhooks_private.lock_space(), webhooks_private.capturing_lock());
-  end if;
   return true;
 end;
 $$;

@@ -10,8 +10,6 @@ import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 import { relayConnection } from '../helpers/wake.ts';
-import { until } from '../helpers/until.ts';
-import { CHANNEL } from '../../relay/engine-names.ts';
 
 const db = useTestDatabase(test);
 const twoPhase = twoPhaseTest(test);
@@ -129,38 +127,6 @@ test.serial('a transaction left open after a capture is counted with its age, as
     await endOpen(open, 'commit');
   }
   t.deepEqual((await ask('bpd_webhooks_relay')).answer, { transactions: 0, oldest_seconds: 0, prepared: 0, oldest_prepared_seconds: 0 });
-});
-
-test.serial('a capture made while a relay asks whether captures are done (capturing held exclusively) notifies, and holds capturing once that ends: counted, and the relays kept awake', async (t) => {
-  const f = factories(db().pool);
-  const company = await f.company();
-  await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  const listening = await relayConnection(db().url);
-  t.teardown(() => listening.close());
-  // captures_done() holds it so for an instant; held so here until the capture has notified
-  const asking = await db().pool.connect();
-  t.teardown(() => asking.release());
-  await asking.query('begin');
-  await asking.query('select pg_advisory_xact_lock(webhooks_private.lock_space(), webhooks_private.capturing_lock())');
-  const capture = openCapture(company.id);
-  capture.catch(() => {});
-  // (its NOTIFY is sent at its commit: until then, what shows is its wait for capturing)
-  const waiting = async () => (await db().pool.query(
-    `select 1 from pg_locks l where l.locktype = 'advisory' and not l.granted
-       and l.database = (select oid from pg_database where datname = current_database())`)).rowCount! > 0;
-  let captured = false;
-  void capture.then(() => { captured = true; }, () => {});
-  await until('the capture has ended or waits for capturing', async () => captured || await waiting());
-  await asking.query('rollback');
-  const open = await capture;
-  try {
-    t.is((await ask('bpd_webhooks_relay')).answer.transactions, 1, 'counted among those capturing');
-    t.false(await listening.capturesDone(), 'and no relay may sleep until it ends');
-  } finally {
-    await endOpen(open, 'commit');
-  }
-  t.true(await listening.capturesDone());
-  t.is((await listening.next()).channel, CHANNEL, 'notified at its commit');
 });
 
 twoPhase('a prepared transaction holding capturing is counted as prepared, aged from its PREPARE; an older open one is the oldest until it ends', async (t) => {
