@@ -538,26 +538,6 @@ as $$
   select webhooks_private.discovery_number('bpd_webhooks.discovery_round_mark');
 $$;
 
--- private (lane_claim, before its walk): keeps for discovery_walks_on, in this
--- transaction, the deliveries made so far (deliveries_made), or nothing when a capture
--- that skipped its NOTIFY is still open (captures_done, 20_wakeup.sql): one that took
--- its id before and commits after the walk passed its lane would be found by no walk
--- on. Read before the walk's snapshot, so that a capture ended by then is in it. (A
--- capture between its insert and its wake_relay() holds nothing yet: that one is found
--- by the windows' rotation.)
-create or replace function webhooks_private.discovery_made_before()
-returns void
-language plpgsql
-volatile
-as $$
-declare
-  v_made constant bigint := webhooks_private.deliveries_made();
-begin
-  perform set_config('bpd_webhooks.discovery_made', case when webhooks_relay.captures_done() then v_made::text else '' end,
-                     true);
-end;
-$$;
-
 -- private (lane_claim): whether the relay should discover again at once (claim_deliveries
 -- says more_due): this discovery found nothing that may send now (p_fruitless), its
 -- window was full (more webhooks with deliveries waiting than it walks), and the
@@ -572,9 +552,8 @@ $$;
 -- for the connection; a mark whose webhook has nothing waiting any more (delivered,
 -- deleted) would never come round, and this discovery's first lane takes its place.
 -- A round begins only when a delivery was made since the last one that came round
--- fruitless began (deliveries_made: a capture, a test send, a backfill's snapshot),
--- or when one began while a capture was open (discovery_made_before): what a walk on
--- is for is a new change in a lane windows away. Until 2026-12-07 every
+-- fruitless began (deliveries_made: a capture, a test send, a backfill's snapshot):
+-- what a walk on is for is a new change in a lane windows away. Until 2026-12-07 every
 -- fruitless discovery of an idle relay began one, each wake-up and poll two, and every
 -- lane with deliveries waiting was walked twice a poll: beside 2,000 webhooks whose
 -- deliveries waited for a retry, 6,402 index entries of the queue a wake-up at claims
@@ -591,9 +570,6 @@ volatile
 as $$
 declare
   v_mark constant bigint := webhooks_private.discovery_round_mark();
-  -- the deliveries made before this discovery walked, or null: a capture was open
-  -- then (discovery_made_before)
-  v_made constant bigint := webhooks_private.discovery_number('bpd_webhooks.discovery_made');
   v_walks_on boolean;
 begin
   if not (p_fruitless and p_window_full) then
@@ -604,12 +580,12 @@ begin
   elsif v_mark is null
         or not exists (select 1 from webhooks.delivery_queue d where d.webhook_id = v_mark and d.locked_by is null) then
     -- a round begins, unless nothing was made since the last one came round
-    v_walks_on := v_made is null
-                  or webhooks_private.discovery_number('bpd_webhooks.discovery_round_quiet') is distinct from v_made;
+    v_walks_on := webhooks_private.discovery_number('bpd_webhooks.discovery_round_quiet')
+                  is distinct from webhooks_private.deliveries_made();
     perform set_config('bpd_webhooks.discovery_round_mark', case when v_walks_on then p_first_walked::text else '' end,
                        false);
     if v_walks_on then
-      perform set_config('bpd_webhooks.discovery_round_began', coalesce(v_made::text, ''), false);
+      perform set_config('bpd_webhooks.discovery_round_began', webhooks_private.deliveries_made()::text, false);
     end if;
   else
     v_walks_on := not p_mark_walked;
@@ -932,9 +908,6 @@ begin
   --    to half a second (2026-12-06, docs/scaling.md); the window bounds that by the
   --    batch, and moves on each discovery, so every lane comes into one. Fewer lanes
   --    than the window: all of them, ranked as before.
-  if p_only_webhooks is null then
-    perform webhooks_private.discovery_made_before();
-  end if;
   with hooks as (
     -- each webhook with deliveries waiting, its company, its earliest due time and
     -- its place in the walk (ord)
