@@ -506,28 +506,6 @@ as $$
          set_config('bpd_webhooks.discovery_places', coalesce(p_places, '{}'::jsonb)::text, false);
 $$;
 
--- private (discovery_walks_on): how many deliveries have been made so far, as the
--- sequence of their ids says (every capture takes one): a number that moves whenever
--- one is made, read without a lock and without reading the queue. (Taken and not
--- committed, or rolled back, it moves too: a round walked for nothing, no more.)
-create or replace function webhooks_private.deliveries_made()
-returns bigint
-language sql
-stable
-as $$
-  select coalesce(pg_sequence_last_value(pg_get_serial_sequence('webhooks.delivery_history', 'id')::regclass), 0);
-$$;
-
--- private (discovery_walks_on): a number this connection keeps as a setting (null: none)
-create or replace function webhooks_private.discovery_number(p_setting text)
-returns bigint
-language sql
-stable
-as $$
-  select case when v ~ '^[0-9]{1,18}$' then v::bigint end
-  from (select coalesce(current_setting(p_setting, true), '') as v) s;
-$$;
-
 -- private (lane_claim): the webhook whose lane the first of this connection's run of
 -- fruitless discoveries walked first (discovery_walks_on), or null: none under way
 create or replace function webhooks_private.discovery_round_mark()
@@ -535,7 +513,8 @@ returns bigint
 language sql
 stable
 as $$
-  select webhooks_private.discovery_number('bpd_webhooks.discovery_round_mark');
+  select case when v ~ '^[0-9]{1,18}$' then v::bigint end
+  from (select coalesce(current_setting('bpd_webhooks.discovery_round_mark', true), '') as v) s;
 $$;
 
 -- private (lane_claim): whether the relay should discover again at once (claim_deliveries
@@ -551,17 +530,6 @@ $$;
 -- that finds work or at the lane it began from. Its mark is kept as the places are,
 -- for the connection; a mark whose webhook has nothing waiting any more (delivered,
 -- deleted) would never come round, and this discovery's first lane takes its place.
--- A round begins only when a delivery was made since the last one that came round
--- fruitless began (deliveries_made: a capture, a test send, a backfill's snapshot):
--- what a walk on is for is a new change in a lane windows away. Until 2026-12-07 every
--- fruitless discovery of an idle relay began one, each wake-up and poll two, and every
--- lane with deliveries waiting was walked twice a poll: beside 2,000 webhooks whose
--- deliveries waited for a retry, 6,402 index entries of the queue a wake-up at claims
--- of 200, 41,600 beside 20,000 (test/fleet/idle-discovery.test.ts). Now a window a
--- discovery, as before the walk on. What becomes due without a delivery made (a
--- retry's time come, a release, a rescue, a replay, an ordered delivery let go, a
--- breaker closed) is found by the windows' rotation, within (lanes ÷ window)
--- discoveries, as all of it was before 2026-12-07.
 create or replace function webhooks_private.discovery_walks_on(p_fruitless boolean, p_window_full boolean,
                                                                p_first_walked bigint, p_mark_walked boolean)
 returns boolean
@@ -579,21 +547,12 @@ begin
     end if;
   elsif v_mark is null
         or not exists (select 1 from webhooks.delivery_queue d where d.webhook_id = v_mark and d.locked_by is null) then
-    -- a round begins, unless nothing was made since the last one came round
-    v_walks_on := webhooks_private.discovery_number('bpd_webhooks.discovery_round_quiet')
-                  is distinct from webhooks_private.deliveries_made();
-    perform set_config('bpd_webhooks.discovery_round_mark', case when v_walks_on then p_first_walked::text else '' end,
-                       false);
-    if v_walks_on then
-      perform set_config('bpd_webhooks.discovery_round_began', webhooks_private.deliveries_made()::text, false);
-    end if;
+    v_walks_on := true;
+    perform set_config('bpd_webhooks.discovery_round_mark', p_first_walked::text, false);
   else
     v_walks_on := not p_mark_walked;
     if p_mark_walked then
-      -- come round, fruitless: the deliveries made when it began
       perform set_config('bpd_webhooks.discovery_round_mark', '', false);
-      perform set_config('bpd_webhooks.discovery_round_quiet',
-                         coalesce(current_setting('bpd_webhooks.discovery_round_began', true), ''), false);
     end if;
   end if;
   -- (for claim_deliveries, in this transaction alone)

@@ -57,8 +57,8 @@ test('a healthy change beside 1,500 companies each with a retry waiting is taken
   t.is(waiting, DEAD_COMPANIES, 'the dead companies\' retries still waited');
 });
 
-test('fruitless discoveries of one connection say more_due window after window until the walk comes round, then stop, and walk round again only once a delivery was made', async (t) => {
-  const { database, f } = await relayScene(t);
+test('fruitless discoveries of one connection say more_due window after window until the walk comes round, then stop', async (t) => {
+  const { database } = await relayScene(t);
   await deadCompanies(database.pool);
   const client = await database.pool.connect();
   t.teardown(() => client.release());
@@ -75,20 +75,8 @@ test('fruitless discoveries of one connection say more_due window after window u
     }
     return said;
   };
-  const cameRound = (said: boolean[]) => {
+  for (const said of [await round(), await round()]) {
     t.false(said.at(-1), `the walk came round: ${said.join(' ')}`);
     t.true(said.length >= WINDOWS - 1 && said.length <= WINDOWS + 1, `${said.length} windows to come round (${WINDOWS} hold every lane)`);
-  };
-  cameRound(await round());
-  // nothing made since that round began: a window, as the next poll of an idle relay
-  t.deepEqual(await round(), [false], 'nothing made since the last round: no walk on');
-  t.deepEqual(await round(), [false], 'nor at the next look');
-  // a delivery made (to a dead company, still nothing due): a round again, once
-  const dead = await f.company();
-  const hook = await f.webhook({ companyId: dead.id, actions: ['contact.deleted'] });
-  await database.pool.query(
-    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, attempts, next_attempt_at)
-     values ($1, $2, 'contact.deleted', 1, '{}', 1, now() + interval '1 hour')`, [hook.id, dead.id]);
-  cameRound(await round());
-  t.deepEqual(await round(), [false], 'and then a window again');
+  }
 });
