@@ -122,7 +122,12 @@ export async function waitForFinalDeliveries(pool: Pick<pg.Pool, 'query'>, webho
   return (await pool.query('select * from webhooks.deliveries where webhook_id = any ($1::bigint[]) order by id', [webhookIds])).rows;
 }
 
-/** True once the relay's idle connection holds relay_idle: it has fallen asleep. */
+/**
+ * True once the relay's idle connection holds relay_idle. The relay may still be taking
+ * its last look (relay/wakeup.ts, last_look): a discovery, up to once round the lanes,
+ * that a change committed meanwhile may not meet. An in-process relay's own phase says
+ * when it sleeps: relayAsleepInProcess.
+ */
 export function relayAsleep(pool: Pick<pg.Pool, 'query'>) {
   return waitForRows(
     pool,
@@ -135,4 +140,19 @@ export function relayAsleep(pool: Pick<pg.Pool, 'query'>) {
     (rows) => rows.length > 0,
     10_000,
   );
+}
+
+/**
+ * An in-process relay asleep: relay_idle held (relayAsleep) and its last look over, so
+ * that the next discovery is the one a NOTIFY starts. Its phase is read every 10 ms:
+ * the relay has no event for it.
+ */
+export async function relayAsleepInProcess(relay: Relay, pool: Pick<pg.Pool, 'query'>, timeoutMs = 10_000) {
+  await relayAsleep(pool);
+  const phase = () => (relay as unknown as { wakeUp: { phase: string } }).wakeUp.phase;
+  const deadline = Date.now() + timeoutMs;
+  while (phase() !== 'asleep') {
+    if (Date.now() > deadline) throw new Error(`relayAsleepInProcess: the relay is ${phase()} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
