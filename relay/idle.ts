@@ -74,6 +74,11 @@ export class IdleAnnouncer {
     }
   }
 
+  /** This connection holds relay_idle (taken, not given back, not lost since). */
+  get holding(): boolean {
+    return this.client !== null && this.held > 0;
+  }
+
   async close(): Promise<void> {
     const client = this.client;
     this.client = null;

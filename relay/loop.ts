@@ -172,7 +172,7 @@ export class Relay {
     this.scheduler.setMode('waiting');
     await this.checkDatabaseOnceReachable();
     if (this.stopped) return;
-    this.pollTimer = setInterval(() => this.wake(), this.settings.pollIntervalMs);
+    this.pollTimer = setInterval(() => this.poll(), this.settings.pollIntervalMs);
     this.listener = startListener({
       databaseUrl: this.settings.databaseUrl,
       log: this.log,
@@ -200,6 +200,12 @@ export class Relay {
       },
       Math.min(SIDE_WORK_AFTER_MS, this.settings.rescueIntervalMs, this.settings.backfillIntervalMs),
     );
+  }
+
+  /** The poll timer: a discovery for what falls due without a NOTIFY (wakeup.ts, poll_look). */
+  private poll(): void {
+    this.wakeUp.polled();
+    this.wake();
   }
 
   /** Looks for due work now, anywhere (a NOTIFY, a timer, a reconnect, a rescue). */

@@ -58,7 +58,16 @@
 //                  open: one that stays open must not hold back the others). Leaves:
 //                  it finds work → awake, the next discovery at once; none →
 //                  captures_open, asking again after RECHECK_CAP_MS.
-//   asleep         relay_idle held: captures notify. Leaves: the next discovery → awake.
+//   asleep         relay_idle held: captures notify. Leaves: the poll timer, relay_idle
+//                  still held → poll_look; any other discovery (a NOTIFY, a rescue,
+//                  the idle connection lost) → awake.
+//   poll_look      relay_idle held: the poll timer's discovery, for what falls due
+//                  with no NOTIFY (a retry, a paced or coalesced delivery, a two-phase
+//                  writer's). Captures notify throughout, so it needs no announcement:
+//                  asleep, a poll walked every lane with deliveries waiting twice (a
+//                  discovery awake, then the last look) and asked the idle connection
+//                  twice (awake(), going_idle()). Leaves: it finds work → awake, the
+//                  next discovery at once (which gives relay_idle back); none → asleep.
 //
 // So an open transaction costs the relay a handful of cheap questions, then one and a
 // claim a second, however long it stays open; its deliveries come at most
@@ -68,7 +77,7 @@ import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import type { IdleAnnouncer } from './idle.ts';
 
-export type WakePhase = 'awake' | 'lingering' | 'announcing' | 'last_look' | 'captures_open' | 'open_look' | 'asleep';
+export type WakePhase = 'awake' | 'lingering' | 'announcing' | 'last_look' | 'captures_open' | 'open_look' | 'asleep' | 'poll_look';
 
 /** What a discovery found: how many deliveries only a discovery brings, and whether its batch was full. */
 export interface Found {
@@ -92,7 +101,7 @@ export const RECHECK_FIRST_MS = 2;
 /** then twice as long each time, up to this. */
 export const RECHECK_CAP_MS = 1_000;
 
-type Idle = Pick<IdleAnnouncer, 'goingIdle' | 'capturesDone' | 'awake' | 'close'>;
+type Idle = Pick<IdleAnnouncer, 'goingIdle' | 'capturesDone' | 'awake' | 'close' | 'holding'>;
 
 export class WakeUp {
   private current: WakePhase = 'awake';
@@ -128,7 +137,7 @@ export class WakeUp {
    * notify, and a stalled idle connection must not hold up the claim.
    */
   beforeDiscovery(): void {
-    if (this.current === 'last_look' || this.current === 'open_look') return;
+    if (this.current === 'last_look' || this.current === 'open_look' || this.current === 'poll_look') return;
     this.setPhase('awake');
     this.giveBack();
   }
@@ -154,7 +163,7 @@ export class WakeUp {
       this.setPhase('awake');
       return true;
     }
-    if (this.current === 'last_look') {
+    if (this.current === 'last_look' || this.current === 'poll_look') {
       this.setPhase('asleep');
       return false;
     }
@@ -171,6 +180,15 @@ export class WakeUp {
     this.setPhase('announcing');
     if (!this.asking) void this.announce();
     return false;
+  }
+
+  /**
+   * The poll timer fired; its discovery follows. Asleep with relay_idle still held, that
+   * discovery is a look that keeps it (poll_look); otherwise (awake, or the lock lost
+   * with its connection) a discovery like any other, which announces idleness again.
+   */
+  polled(): void {
+    if (this.current === 'asleep' && this.idle.holding) this.setPhase('poll_look');
   }
 
   async close(): Promise<void> {

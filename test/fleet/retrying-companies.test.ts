@@ -83,3 +83,46 @@ test('fruitless discoveries of one connection say more_due window after window u
     t.true(said.length >= WINDOWS - 1 && said.length <= WINDOWS + 1, `${said.length} windows to come round (${WINDOWS} hold every lane)`);
   }
 });
+
+test('a sleeping relay beside 1,500 companies each with a retry waiting: each poll walks the lanes once round, holding relay_idle, and asks nothing of its idle connection', async (t) => {
+  const { database } = await relayScene(t);
+  const { pool } = database;
+  await deadCompanies(pool);
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '200', RELAY_BATCH_SIZE: String(BATCH) });
+  t.teardown(() => relay.stop());
+  // the discoveries made by each time the relay falls asleep, and the questions its
+  // idle connection was asked (going_idle(), awake())
+  const internals = relay as unknown as {
+    wakeUp: { setPhase(phase: string): void; idle: { goingIdle(): Promise<boolean>; awake(): Promise<void> } };
+  };
+  const asleepAt: number[] = [];
+  const asked: string[] = [];
+  let fellAsleep = () => {};
+  const setPhase = internals.wakeUp.setPhase.bind(internals.wakeUp);
+  internals.wakeUp.setPhase = (phase) => {
+    if (phase === 'asleep') {
+      asleepAt.push(relay.stats.claims - relay.stats.refills);
+      fellAsleep();
+    }
+    setPhase(phase);
+  };
+  const idle = internals.wakeUp.idle;
+  for (const question of ['goingIdle', 'awake'] as const) {
+    const ask = (idle[question] as () => Promise<unknown>).bind(idle);
+    (idle as Record<string, unknown>)[question] = () => {
+      asked.push(question);
+      return ask();
+    };
+  }
+  await relay.start();
+  await relayAsleepInProcess(relay, pool);
+  const askedAsleep = asked.length;
+  const firstAsleep = asleepAt.length;
+  await new Promise<void>((resolve) => {
+    fellAsleep = () => asleepAt.length >= firstAsleep + 4 && resolve();
+  });
+  const perPoll = asleepAt.slice(firstAsleep - 1).map((n, i, all) => (i === 0 ? 0 : n - all[i - 1]!)).slice(1);
+  t.log(`discoveries a poll: ${perPoll.join(' ')} (${WINDOWS} windows)`);
+  for (const discoveries of perPoll) t.true(discoveries <= WINDOWS + 1, `${discoveries} discoveries a poll`);
+  t.deepEqual(asked.slice(askedAsleep), [], 'relay_idle kept: neither given back nor taken again');
+});

@@ -12,12 +12,16 @@ import { LINGER_MS, RECHECK_CAP_MS, TRICKLE_BELOW, WakeUp } from '../../relay/wa
 function setup(options: { safe?: boolean; answerLater?: boolean; capturesDone?: boolean } = {}) {
   const asked: string[] = [];
   let woken = 0;
+  // relay_idle's holds, as the idle connection counts them (idle.ts `holding`)
+  let held = 0;
+  let lost = false;
   let onWake: () => void = () => {};
   let answerLatest: (safe: boolean) => void = () => {};
   const wakeUp = new WakeUp({
     idle: {
       goingIdle: async () => {
         asked.push('goingIdle');
+        held++;
         if (options.answerLater) return new Promise<boolean>((resolve) => (answerLatest = resolve));
         return options.safe ?? true;
       },
@@ -27,6 +31,10 @@ function setup(options: { safe?: boolean; answerLater?: boolean; capturesDone?: 
       },
       awake: async () => {
         asked.push('awake');
+        held = 0;
+      },
+      get holding() {
+        return held > 0 && !lost;
       },
       close: async () => {},
     },
@@ -37,7 +45,11 @@ function setup(options: { safe?: boolean; answerLater?: boolean; capturesDone?: 
     },
   });
   const nextWake = () => new Promise<void>((resolve) => (onWake = resolve));
-  return { wakeUp, asked, woken: () => woken, nextWake, answer: (safe: boolean) => answerLatest(safe) };
+  return {
+    wakeUp, asked, woken: () => woken, nextWake, answer: (safe: boolean) => answerLatest(safe),
+    /** the idle connection is lost, and relay_idle with it */
+    lose: () => (lost = true),
+  };
 }
 
 test('a full batch, or a few deliveries or more: the next discovery at once, still awake', async (t) => {
@@ -136,6 +148,74 @@ test('a trickle found by the last look: the next discovery at once, which gives 
   wakeUp.beforeDiscovery();
   t.deepEqual(asked, ['goingIdle', 'awake']);
   t.is(woken(), 1, 'only the last look');
+  await wakeUp.close();
+});
+
+/** A WakeUp asleep: nothing found, going_idle() answered, the last look found nothing. */
+async function asleep(options: Parameters<typeof setup>[0] = {}) {
+  const wake = setup(options);
+  const lastLook = wake.nextWake();
+  await wake.wakeUp.afterDiscovery({ deliveries: 0, full: false }, false);
+  await lastLook;
+  wake.wakeUp.beforeDiscovery();
+  await wake.wakeUp.afterDiscovery({ deliveries: 0, full: false }, false);
+  wake.asked.length = 0;
+  return wake;
+}
+
+test('asleep, the poll timer: a look that keeps relay_idle, and asleep again when it finds nothing, the idle connection asked nothing', async (t) => {
+  const { wakeUp, asked, woken } = await asleep();
+  t.is(wakeUp.phase, 'asleep');
+  wakeUp.polled();
+  t.is(wakeUp.phase, 'poll_look');
+  wakeUp.beforeDiscovery();
+  t.is(wakeUp.phase, 'poll_look', 'relay_idle not given back: captures go on notifying');
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  t.is(wakeUp.phase, 'asleep');
+  t.deepEqual(asked, [], 'neither awake() nor going_idle()');
+  t.is(woken(), 1, 'only the last look before it');
+  await wakeUp.close();
+});
+
+test('a poll that finds work: awake, the next discovery at once, which gives relay_idle back', async (t) => {
+  const { wakeUp, asked } = await asleep();
+  wakeUp.polled();
+  wakeUp.beforeDiscovery();
+  t.true(await wakeUp.afterDiscovery({ deliveries: 1, full: false }, false));
+  t.is(wakeUp.phase, 'awake');
+  wakeUp.beforeDiscovery();
+  t.deepEqual(asked, ['awake']);
+  await wakeUp.close();
+});
+
+test('asleep with relay_idle lost, the poll timer: a discovery that wakes, and announces idleness again', async (t) => {
+  const { wakeUp, asked, lose, nextWake } = await asleep();
+  lose();
+  wakeUp.polled();
+  t.is(wakeUp.phase, 'asleep');
+  wakeUp.beforeDiscovery();
+  t.is(wakeUp.phase, 'awake');
+  const lastLook = nextWake();
+  t.false(await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false));
+  await lastLook;
+  t.is(wakeUp.phase, 'last_look');
+  t.deepEqual(asked, ['awake', 'goingIdle']);
+  await wakeUp.close();
+});
+
+test('the poll timer while awake, lingering or announcing: nothing changes', async (t) => {
+  const { wakeUp } = setup({ answerLater: true });
+  wakeUp.polled();
+  t.is(wakeUp.phase, 'awake');
+  await wakeUp.afterDiscovery({ deliveries: 1, full: false }, false);
+  wakeUp.polled();
+  t.is(wakeUp.phase, 'lingering');
+  wakeUp.beforeDiscovery();
+  await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false);
+  await wakeUp.afterDiscovery({ deliveries: 0, full: false }, false);
+  t.is(wakeUp.phase, 'announcing');
+  wakeUp.polled();
+  t.is(wakeUp.phase, 'announcing');
   await wakeUp.close();
 });
 
