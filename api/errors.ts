@@ -277,7 +277,9 @@ export function maskError(error: GraphQLError): GraphQLError {
   }
   const lost = lostConnectionIn(error.originalError);
   if (lost) {
-    const sqlstate = lost.code && /^[0-9A-Z]{5}$/.test(lost.code) ? lost.code : undefined;
+    // (the SQLSTATE Postgres ended the connection with: the lost connection's own, else
+    // its cause's, which EngineClient gives pg's words of a connection the server ended)
+    const sqlstate = lost.code && /^[0-9A-Z]{5}$/.test(lost.code) ? lost.code : databaseErrorIn(lost)?.code;
     return new GraphQLError(
       'the database could not be reached, or ended this request\'s connection while it ran: nothing it did was kept ' +
       '(a change whose connection was lost as it committed may have been: read it first); send it again in a moment',

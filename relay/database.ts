@@ -74,6 +74,8 @@ const serversWithTransactionTimeout = new Set<string>();
  */
 export class EngineClient extends pg.Client {
   private serverMajorVersion = 0;
+  /** The FATAL error the server ended this connection with (57P01 of a pg_terminate_backend, …), if it sent one. */
+  private endedWith: Error | undefined;
 
   constructor(config?: string | pg.ClientConfig) {
     super(config);
@@ -89,6 +91,10 @@ export class EngineClient extends pg.Client {
     const connection = (this as unknown as { connection: NodeJS.EventEmitter }).connection;
     connection.on('parameterStatus', (message: { parameterName: string; parameterValue: string }) => {
       if (message.parameterName === 'server_version') this.serverMajorVersion = Number.parseInt(message.parameterValue, 10);
+    });
+    // (heard before pg's own listener, attached at connect)
+    connection.on('errorMessage', (message: Error & { severity?: string }) => {
+      if (message.severity === 'FATAL' || message.severity === 'PANIC') this.endedWith = message;
     });
     const parameters = (this as unknown as { connectionParameters: { options?: string } }).connectionParameters;
     if (serversWithTransactionTimeout.has(this.server)) {
@@ -112,14 +118,32 @@ export class EngineClient extends pg.Client {
     const callback = args[last];
     if (typeof callback === 'function') {
       args[last] = (error: unknown, result: unknown) => {
-        if (isReadTimeout(error)) this.giveUp();
+        this.heard(error);
         return (callback as (error: unknown, result: unknown) => unknown)(error, result);
       };
     }
     const result = (pg.Client.prototype.query as (...a: unknown[]) => unknown).apply(this, args);
     // (heard before the caller's own handlers, which see the connection given up)
-    if (result instanceof Promise) result.catch((error: unknown) => { if (isReadTimeout(error)) this.giveUp(); });
+    if (result instanceof Promise) result.catch((error: unknown) => this.heard(error));
     return result;
+  }
+
+  /**
+   * A query's error, before its caller has it: a read timeout gives the connection up;
+   * and pg's error of a connection the server ended (Connection terminated
+   * unexpectedly, not queryable) gets the server's own FATAL error as its cause. A
+   * statement queued behind the one the FATAL error went to (PostGraphile's ROLLBACK)
+   * fails with pg's words alone, and its error stands for the request's: with the
+   * cause, the request's DATABASE_UNAVAILABLE names the SQLSTATE Postgres sent
+   * (api/errors.ts; test/api/lost-database.test.ts).
+   */
+  private heard(error: unknown): void {
+    if (isReadTimeout(error)) this.giveUp();
+    const e = error as { code?: unknown; cause?: unknown } | null | undefined;
+    if (this.endedWith && e && typeof e === 'object' && e !== this.endedWith && e.code === undefined && e.cause === undefined
+        && isConnectionError(e)) {
+      e.cause = this.endedWith;
+    }
   }
 
   /** No more queries on this connection: its socket closed, and pg.Pool drops it on release. */

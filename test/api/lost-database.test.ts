@@ -51,6 +51,7 @@ test.serial('a mutation whose connection the server ends while it runs: DATABASE
   if (ended === 'still waiting') return;
   t.is(ended.status, 200);
   t.is(ended.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', JSON.stringify(ended.errors));
+  t.is(ended.errors?.[0]?.extensions?.sqlstate, '57P01', 'the SQLSTATE Postgres ended the connection with (admin_shutdown)');
   t.regex(ended.errors![0]!.message, /send it again/);
   t.deepEqual(await namesOf(db().pool, company.id), []);
   const next = await api.gql(token, CREATE, { name: 'Next' });
