@@ -120,6 +120,22 @@ function refuseRate(res: ServerResponse, limits: ApiLimits, waitMs: number): voi
     { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))) });
 }
 
+/**
+ * The timeouts each session of the API's pool starts with (startup options: no
+ * statement, nothing per request): the engine's (ENGINE_SESSION_TIMEOUTS), but a
+ * transaction left waiting for its next statement for longer than the API waits for
+ * an answer (apiDatabaseReadTimeoutMs) is ended by the server. A session the API gave
+ * up on a silent path (EngineClient) otherwise kept its transaction and its locks
+ * (the row its change updated) until TCP noticed the dead socket, hours by the
+ * system's default, and every change of that row waited (test/api/silent-database.test.ts).
+ * A request's statements run within its statement_timeout, which cancels one still
+ * running, and no request waits between its statements; the report's roll-up is one
+ * CALL. (Of the later of two -c of a setting: Postgres takes the last.)
+ */
+function apiSessionTimeouts(limits: ApiLimits): string[] {
+  return [...ENGINE_SESSION_TIMEOUTS, `-c idle_in_transaction_session_timeout=${apiDatabaseReadTimeoutMs(limits)}`];
+}
+
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
   const log = options.log ?? apiLogger();
@@ -141,11 +157,12 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     // (test/api/silent-database.test.ts)
     query_timeout: apiDatabaseReadTimeoutMs(limits),
     // READ COMMITTED whatever the database's default (relay/database.ts says why); and
-    // none of a DBA's timeouts for the API's login: each request sets its own
+    // none of a DBA's timeouts for the API's login (but its own bound on a transaction
+    // left waiting, apiSessionTimeouts): each request sets its own
     // statement_timeout (api/limits.ts), and the API's start-up reading of the schema,
     // bounded by nothing of its own, failed under a statement_timeout of 1 ms, so the
     // API never answered (test/api/dba-settings.test.ts)
-    options: sessionOptions(null, ENGINE_SESSION_TIMEOUTS),
+    options: sessionOptions(null, apiSessionTimeouts(limits)),
     // however long they stay idle, as many stay open as one company's requests may
     // use at once (API_COMPANY_MAX_IN_FLIGHT): an admin who opens the page after a
     // quiet spell finds its first requests' connections warm, not only the one the

@@ -22,6 +22,8 @@ const CREATE = `mutation($name: String!) {
   }
 }`;
 
+const RENAME = 'mutation($id: BigInt!, $name: String!) { updateWebhook(input: { id: $id, name: $name }) { result { name } } }';
+
 // short, so that the test is: the read timeout is this plus its margin
 const STATEMENT_TIMEOUT_MS = 1_000;
 /** A request on a silent connection is answered within this long. */
@@ -90,4 +92,42 @@ test.serial('a request running when its path goes silent: DATABASE_UNAVAILABLE w
 
   await nextRequestsWork(t, api, token, ['After']);
   t.deepEqual(await namesOf(company.id), ['After'], 'the running one kept nothing');
+});
+
+test.serial('a session given up on a silent path ends on the server: the row its change locked is released within the read timeout', async (t) => {
+  const { proxy, api, company, token } = await apiBehindProxy(t);
+  const webhook = await factories(db().pool).webhook({ companyId: company.id, name: 'Locked', actions: ['contact.created'] });
+  // the mutation's update waits for the test's lock on the row, then takes it and runs
+  const holder = await ownConnection(db().url, t);
+  await holder.query('begin');
+  await holder.query('select from webhooks.webhooks where id = $1 for update', [webhook.id]);
+  const answer = api.gql(token, RENAME, { id: webhook.id, name: 'Renamed' });
+  const waiting = `select pid from pg_stat_activity
+    where datname = current_database() and usename = $1 and wait_event_type = 'Lock'`;
+  let pid = 0;
+  await until('the mutation waits for the row', async () => {
+    pid = (await db().pool.query<{ pid: number }>(waiting, [AUTHENTICATOR_ROLE])).rows[0]?.pid ?? 0;
+    return pid !== 0;
+  });
+  // its path goes silent, and then its update takes the row: its answer is lost, and
+  // its session waits for a next statement that never comes
+  proxy.freeze();
+  await holder.query('commit');
+  const silent = await within(ANSWERED_WITHIN_MS, answer);
+  t.not(silent, 'still waiting');
+  if (silent === 'still waiting') return;
+  t.is(silent.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', JSON.stringify(silent.errors));
+
+  // the proxy holds the path open, as a partition does: only the server's own bound ends the session
+  const started = Date.now();
+  const taker = await ownConnection(db().url, t);
+  await taker.query('begin');
+  await taker.query(`set local lock_timeout = ${ANSWERED_WITHIN_MS}`);
+  const taken = await taker.query('select name from webhooks.webhooks where id = $1 for update', [webhook.id])
+    .then((r) => r.rows[0]?.name as string, (error: { code?: string }) => `not taken: ${error.code}`);
+  await taker.query('rollback');
+  t.is(taken, 'Locked', 'the row is released, the given-up change not kept');
+  t.log(`released ${Date.now() - started} ms after the API gave the request up`);
+  const still = await db().pool.query('select from pg_stat_activity where datname = current_database() and pid = $1', [pid]);
+  t.is(still.rowCount, 0, 'the given-up session is gone from the server');
 });
