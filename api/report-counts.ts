@@ -19,19 +19,23 @@ export interface RollUp {
  */
 export const ROLL_UP_READ_TIMEOUT_MS = 60 * 60_000;
 
-// (pg reads a query's own query_timeout; its typings do not name it)
-const ROLL_UP: pg.QueryConfig & { query_timeout: number } = {
+/** The roll-up's statement, with its own read timeout (pg reads a query's own query_timeout; its typings do not name it). */
+const rollUpStatement = (readTimeoutMs: number): pg.QueryConfig & { query_timeout: number } => ({
   text: 'call webhooks.roll_up_report_counts()',
-  query_timeout: ROLL_UP_READ_TIMEOUT_MS,
-};
+  query_timeout: readTimeoutMs,
+});
 
-export function rollUpReportCounts(pool: pg.Pool, everyMs: number, log: Logger): RollUp {
+export function rollUpReportCounts(
+  pool: pg.Pool, everyMs: number, log: Logger,
+  { readTimeoutMs = ROLL_UP_READ_TIMEOUT_MS }: { readTimeoutMs?: number } = {},
+): RollUp {
+  const statement = rollUpStatement(readTimeoutMs);
   let running: Promise<void> | undefined;
   let stopped = false;
   const run = () => {
     if (running || stopped) return;
     running = pool
-      .query(ROLL_UP)
+      .query(statement)
       .then(() => undefined)
       .catch((error: Error) => {
         if (!stopped) log.error({ err: error }, "rolling up the report's daily counts failed");
