@@ -4,17 +4,13 @@
 // (DATABASE_UNAVAILABLE), never a masked "An error occurred" or a hang; nothing of
 // such a request is kept, /readyz says not ready meanwhile, and once the server is
 // back the same API answers again, without a restart of its own.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import test from 'ava';
 import pg from 'pg';
 import { AUTHENTICATOR_ROLE } from '../../api/authenticator.ts';
-import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
-import { migrate } from '../../tools/migrate.ts';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { restartablePostgres } from '../helpers/restartable-postgres.ts';
 import { until, within } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
@@ -66,18 +62,11 @@ async function readyz(api: TestApi): Promise<{ status: number; body: string }> {
 }
 
 test.serial('Postgres restarted while the API runs: DATABASE_UNAVAILABLE meanwhile, /readyz not ready, then answers again', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'bpd-api-restart-'));
-  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const port = await freePort();
-  let server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
-  t.teardown(() => server.stop());
-  await migrate(server.url());
-  const pool = new pg.Pool({ connectionString: server.url(), max: 2 });
-  pool.on('error', () => {}); // idle connections die with the server
-  t.teardown(() => pool.end());
+  const server = await restartablePostgres(t, { migrated: true });
+  const pool = server.pool();
   const company = await factories(pool).company();
 
-  const api = await startTestApi(server.url());
+  const api = await startTestApi(server.url);
   t.teardown(() => api.stop());
   const token = await api.token(company.id);
   t.is((await api.gql(token, CREATE, { name: 'Before' })).errors, undefined);
@@ -100,7 +89,7 @@ test.serial('Postgres restarted while the API runs: DATABASE_UNAVAILABLE meanwhi
   t.is(notReady.status, 503);
   t.regex(notReady.body, /database: not answering/);
 
-  server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
+  await server.start();
   await until('/readyz says ready again', async () => (await readyz(api)).status === 200);
   const after = await api.gql(token, CREATE, { name: 'After' });
   t.is(after.errors, undefined, JSON.stringify(after.errors));

@@ -5,27 +5,20 @@
 import test from 'ava';
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { startListener } from '../../relay/listener.ts';
 import { CHANNEL } from '../../relay/engine-names.ts';
-import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
 import { createTestDatabase } from '../helpers/db.ts';
 import { freezableProxy } from '../helpers/proxy.ts';
+import { restartablePostgres } from '../helpers/restartable-postgres.ts';
 
 const CHILD = fileURLToPath(new URL('../helpers/listener-child.ts', import.meta.url));
 
 test('closed during a database outage, the listener stops reconnecting and its process exits by itself', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'bpd-listener-'));
-  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const server = await startEmbeddedPostgres({ dataDir, port: await freePort(), persistent: true, fast: true });
-  let running = true;
-  t.teardown(() => (running ? server.stop() : undefined));
+  const server = await restartablePostgres(t);
 
-  const child = fork(CHILD, { env: { ...process.env, DATABASE_URL: server.url() }, execArgv: process.execArgv });
+  const child = fork(CHILD, { env: { ...process.env, DATABASE_URL: server.url }, execArgv: process.execArgv });
   const exited = once(child, 'exit');
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   const heard = (what: string) => new Promise<void>((resolve) => child.on('message', (m) => m === what && resolve()));
@@ -33,7 +26,6 @@ test('closed during a database outage, the listener stops reconnecting and its p
   const lost = heard('lost');
   await heard('listening');
   await server.stop();
-  running = false;
   await lost; // the connection is gone and the listener is trying again
 
   child.send('close');

@@ -3,28 +3,16 @@
 // was written while it was away (no NOTIFY reached it for those); its /readyz says
 // "not ready" meanwhile.
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
 import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
-import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
-import { migrate } from '../../tools/migrate.ts';
+import { freePort } from '../../tools/embedded-postgres.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver } from '../helpers/receiver.ts';
+import { restartablePostgres } from '../helpers/restartable-postgres.ts';
 import { spawnRelay, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
 test('Postgres restarted while the relay runs: it reconnects and delivers what was written meanwhile', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'bpd-relay-restart-'));
-  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const port = await freePort();
-  let server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
-  t.teardown(() => server.stop());
-  await migrate(server.url());
-
-  const pool = new pg.Pool({ connectionString: server.url(), max: 2 });
-  pool.on('error', () => {}); // idle connections die with the server; the pool replaces them
-  t.teardown(() => pool.end());
+  const server = await restartablePostgres(t, { migrated: true });
+  const pool = server.pool();
   const receiver = await startReceiver();
   t.teardown(() => receiver.close());
   const f = factories(pool);
@@ -32,7 +20,7 @@ test('Postgres restarted while the relay runs: it reconnects and delivers what w
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
   receiver.route('/hook', { secret: webhook.secret });
 
-  const relay = testRelay(server.url());
+  const relay = testRelay(server.url);
   t.teardown(() => relay.stop());
   await relay.start();
   await f.contact(company.id, { first_name: 'Before' });
@@ -48,7 +36,7 @@ test('Postgres restarted while the relay runs: it reconnects and delivers what w
 
   await server.stop();
   answer();
-  server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
+  await server.start();
   // written at once, while the relay is still finding its way back
   await f.contact(company.id, { first_name: 'After 1' });
   await f.contact(company.id, { first_name: 'After 2' });
@@ -80,15 +68,10 @@ async function readyzUntil(url: string, status: number): Promise<any> {
 }
 
 test('the relay\'s /readyz fails while Postgres is down and recovers when it is back; /healthz stays up', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'bpd-relay-readyz-'));
-  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const port = await freePort();
-  let server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
-  t.teardown(() => server.stop());
-  await migrate(server.url());
+  const server = await restartablePostgres(t, { migrated: true });
 
   const metricsPort = await freePort();
-  const relay = spawnRelay(server.url(), { RELAY_METRICS_PORT: String(metricsPort) });
+  const relay = spawnRelay(server.url, { RELAY_METRICS_PORT: String(metricsPort) });
   relay.stdout!.resume();
   relay.stderr!.resume();
   t.teardown(() => void relay.kill('SIGKILL'));
@@ -102,6 +85,6 @@ test('the relay\'s /readyz fails while Postgres is down and recovers when it is 
   t.is((await fetch(`${url}/healthz`)).status, 200);
   t.is(relay.exitCode, null, 'the relay waits for the database, it does not exit');
 
-  server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true });
+  await server.start();
   t.deepEqual(await readyzUntil(url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
 });

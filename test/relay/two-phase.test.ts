@@ -3,16 +3,12 @@
 // going idle once the prepared transaction's capturing lock is gone, and a prepared
 // transaction left open holds up no other company's deliveries.
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { LOCK_CLASS, LOCK_KEYS } from '../../relay/engine-names.ts';
 import { RECHECK_CAP_MS } from '../../relay/wakeup.ts';
-import { freePort, startEmbeddedPostgres } from '../../tools/embedded-postgres.ts';
-import { migrate } from '../../tools/migrate.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver } from '../helpers/receiver.ts';
+import { restartablePostgres } from '../helpers/restartable-postgres.ts';
 import { relayAsleep, relayScene, testRelay } from '../helpers/relay.ts';
 import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 
@@ -89,17 +85,10 @@ twoPhase('a prepared transaction left open: other companies\' deliveries go at o
 
 // a server of its own, to restart: it allows prepared transactions whatever the run's does
 test('a prepared transaction survives a restart of Postgres with its capturing lock: the relay delivers other companies\' changes at once, and its own after COMMIT PREPARED', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'bpd-relay-two-phase-'));
-  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const port = await freePort();
-  let server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true, preparedTransactions: 2 });
-  t.teardown(() => server.stop());
-  await migrate(server.url());
-  t.teardown(async () => void (await rollBackPrepared(server.url())));
+  const server = await restartablePostgres(t, { migrated: true, preparedTransactions: 2 });
+  t.teardown(async () => void (await rollBackPrepared(server.url)));
 
-  const pool = new pg.Pool({ connectionString: server.url(), max: 2 });
-  pool.on('error', () => {}); // idle connections die with the server; the pool replaces them
-  t.teardown(() => pool.end());
+  const pool = server.pool();
   const receiver = await startReceiver();
   t.teardown(() => receiver.close());
   const f = factories(pool);
@@ -113,14 +102,14 @@ test('a prepared transaction survives a restart of Postgres with its capturing l
   const name = transactionName();
   await prepareCapture(pool, name, 'insert into crm.contacts (company_id) values ($1)', [company.id]);
   await server.stop();
-  server = await startEmbeddedPostgres({ dataDir, port, persistent: true, fast: true, preparedTransactions: 2 });
+  await server.start();
 
   const { rows: locks } = await pool.query(
     `select l.mode, l.pid from pg_locks l where l.locktype = 'advisory' and l.classid = $1 and l.objid = $2 and l.granted`,
     [LOCK_CLASS, LOCK_KEYS.capturing]);
   t.deepEqual(locks, [{ mode: 'ShareLock', pid: null }], 'the prepared transaction, no session, holds capturing');
 
-  const relay = testRelay(server.url(), { RELAY_POLL_INTERVAL_MS: HOUR });
+  const relay = testRelay(server.url, { RELAY_POLL_INTERVAL_MS: HOUR });
   t.teardown(() => relay.stop());
   await relay.start();
   for (let i = 0; i < 3; i++) await f.contact(other.id);
