@@ -4,7 +4,8 @@
 // has said nothing for longer than any statement of a request may run, and the
 // requests after it work over new connections. Before, the request waited until TCP
 // gave up (many minutes), and the pool put its connection back for the next one to
-// wait behind.
+// wait behind. The server ends the session given up, and the locks its change took,
+// though the path stays open (as a partition keeps it).
 import test, { type ExecutionContext } from 'ava';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
