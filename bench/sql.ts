@@ -63,7 +63,7 @@ async function settle(db: pg.Client, jobs: DeliveryJob[]): Promise<void> {
   const attemptedAt = new Date();
   const settled = await settleDeliveries(db, RELAY_ID, jobs.map((job) => ({
     deliveryId: job.deliveryId, attempt: job.attempt, attemptedAt, durationMs: 1, statusCode: 204,
-    error: null, responseBody: null, retryAfterSeconds: null,
+    error: null, responseBody: null, retryAfterSeconds: null, url: null,
   })));
   if (settled.size !== jobs.length) throw new Error(`settled ${settled.size} of ${jobs.length}`);
 }

@@ -20,6 +20,11 @@ export type HttpOutcome =
   /** no HTTP status: refused destination, DNS, connect failure, timeout, reset, … */
   | { kind: 'error'; error: string };
 
+/** A 2xx: the delivery succeeded (the settle decides the same: sql/30_delivery.sql). */
+export function succeeded(outcome: HttpOutcome): boolean {
+  return outcome.kind === 'response' && outcome.status >= 200 && outcome.status < 300;
+}
+
 export interface AttemptResult {
   job: DeliveryJob;
   attemptedAt: Date;

@@ -18,7 +18,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { closeWithin, isConnectionError, relayPool } from './database.ts';
-import { KEPT_CONNECTIONS_MAX, KEPT_ORIGINS_MAX, Sender } from './deliver.ts';
+import { KEPT_CONNECTIONS_MAX, KEPT_ORIGINS_MAX, Sender, succeeded } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
@@ -467,8 +467,7 @@ export class Relay {
   private async send(job: DeliveryJob): Promise<void> {
     const result = await this.sender.send(job); // never throws: a failure is a result
     this.settler.add(result);
-    const ok = result.outcome.kind === 'response' && result.outcome.status >= 200 && result.outcome.status < 300;
-    this.slots.measured(job.webhookId, result.durationMs, ok);
+    this.slots.measured(job.webhookId, result.durationMs, succeeded(result.outcome));
     const freed = this.slots.finished(job, performance.now(), this.mode !== 'stopping');
     for (const next of freed.start) void this.send(next);
     if (freed.tooLate.length > 0) void this.release(freed.tooLate, 'their lease would run out before the request, or their rate_limit slot passed');

@@ -167,6 +167,12 @@ export interface AttemptRecord {
   error: string | null;
   responseBody: string | null;
   retryAfterSeconds: number | null;
+  /**
+   * the URL the attempt was sent to (the claim's), for an attempt that did not succeed;
+   * null for a success. A failure of a URL its webhook no longer has counts against
+   * neither its breaker nor its disabling (sql/30_delivery.sql).
+   */
+  url: string | null;
 }
 
 export interface SettledDelivery {
@@ -202,7 +208,7 @@ export async function settleDeliveries(db: Db, relayId: string, batch: readonly 
     text: `
       select delivery_id, state, case when state = 'pending' then next_attempt_at end as next_attempt_at
       from webhooks_relay.settle_deliveries($1, $2::bigint[], $3::integer[], $4::timestamptz[], $5::integer[],
-                                              $6::integer[], $7::text[], $8::text[], $9::integer[])`,
+                                              $6::integer[], $7::text[], $8::text[], $9::integer[], $10::text[])`,
     values: [
       relayId,
       numberArray(batch.map((r) => r.deliveryId)),
@@ -213,6 +219,8 @@ export async function settleDeliveries(db: Db, relayId: string, batch: readonly 
       batch.map((r) => r.error),
       batch.map((r) => r.responseBody),
       numberArray(batch.map((r) => r.retryAfterSeconds)),
+      // (a batch of successes sends none: nothing a delivery)
+      batch.some((r) => r.url !== null) ? batch.map((r) => r.url) : null,
     ],
   });
   return new Map(rows.map((row) => [row.delivery_id as string, { state: row.state, nextAttemptAt: row.next_attempt_at }]));

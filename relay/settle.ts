@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import { isConnectionError } from './database.ts';
-import type { AttemptResult } from './deliver.ts';
+import { succeeded, type AttemptResult } from './deliver.ts';
 import type { RelayMetrics, SettledAttempt } from './metrics.ts';
 import { settleDeliveries, type AttemptRecord } from './queries.ts';
 
@@ -68,6 +68,8 @@ function record(result: AttemptResult): AttemptRecord {
     error: outcome.kind === 'response' ? outcome.note : outcome.error,
     responseBody: outcome.kind === 'response' ? outcome.bodyExcerpt : null,
     retryAfterSeconds: outcome.kind === 'response' ? outcome.retryAfterSeconds : null,
+    // (a success's is not compared: sent for the others alone)
+    url: succeeded(outcome) ? null : job.url,
   };
 }
 

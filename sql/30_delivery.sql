@@ -720,6 +720,17 @@ begin
 end;
 $$;
 
+-- p_urls: the URL each attempt was sent to, given for those that did not succeed
+-- (null: not given). A failure of a URL its webhook no longer has (a request to the
+-- old URL still on its way when the URL changed) is recorded as any other, the
+-- delivery retried, but it counts towards neither the webhook's breaker nor its
+-- disabling, and a 410 Gone from it neither fails the delivery nor disables the
+-- webhook: the endpoint that failed is no longer the webhook's (until 2026-12-07 it
+-- counted as the new URL's first failure; test/fleet/breaker.test.ts).
+-- (p_urls came last: a relay of the previous release calls this with its nine
+-- arguments, and its failures count as before)
+drop function if exists webhooks_relay.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[],
+                                                         text[], text[], integer[]);
 create or replace function webhooks_relay.settle_deliveries(
   p_relay           text,
   p_ids             bigint[],
@@ -729,7 +740,8 @@ create or replace function webhooks_relay.settle_deliveries(
   p_status_codes    integer[],
   p_errors          text[],
   p_response_bodies text[],
-  p_retry_after_s   integer[]
+  p_retry_after_s   integer[],
+  p_urls            text[] default null
 )
 returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
 language plpgsql
@@ -747,7 +759,8 @@ begin
     perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
     return query
       select * from webhooks_private.settle_results(p_relay, p_ids, p_attempts, p_attempted_at, p_duration_ms,
-                                                     p_status_codes, p_errors, p_response_bodies, p_retry_after_s);
+                                                     p_status_codes, p_errors, p_response_bodies, p_retry_after_s,
+                                                     p_urls);
     perform set_config('lock_timeout', v_lock_timeout, true);
     return;
   exception when lock_not_available then
@@ -772,7 +785,7 @@ begin
       return query
         select * from webhooks_private.settle_results_of(v_webhook_ids, p_relay, p_ids, p_attempts, p_attempted_at,
                                                          p_duration_ms, p_status_codes, p_errors, p_response_bodies,
-                                                         p_retry_after_s);
+                                                         p_retry_after_s, p_urls);
       perform set_config('lock_timeout', v_lock_timeout, true);
     exception when lock_not_available then
       perform webhooks_private.raise_if_table_locked();
@@ -784,9 +797,11 @@ $$;
 -- private (settle_deliveries): the settle itself, as described above it. p_again: a
 -- delivery still this relay's that the settle's statement passed over (its row was
 -- changed under it) is settled by a call of its own (false in that call: once).
--- (p_again came last)
+-- (p_again came last, then p_urls before it)
 drop function if exists webhooks_private.settle_results(text, bigint[], integer[], timestamptz[], integer[], integer[],
                                                         text[], text[], integer[]);
+drop function if exists webhooks_private.settle_results(text, bigint[], integer[], timestamptz[], integer[], integer[],
+                                                        text[], text[], integer[], boolean);
 create or replace function webhooks_private.settle_results(
   p_relay           text,
   p_ids             bigint[],
@@ -797,6 +812,7 @@ create or replace function webhooks_private.settle_results(
   p_errors          text[],
   p_response_bodies text[],
   p_retry_after_s   integer[],
+  p_urls            text[],
   p_again           boolean default true
 )
 returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
@@ -820,6 +836,7 @@ declare
   v_webhooks bigint[];
   v_contacts bigint[];
   v_gone bigint[];
+  v_to_old_url bigint[];
   v_again bigint[] := '{}';
   -- the results other than successes (a 2xx ends a delivery whatever its row says)
   v_others constant bigint[] := array(select r.id from unnest(p_ids, p_status_codes) as r(id, status_code)
@@ -840,8 +857,8 @@ begin
   with result as (
     select *
     from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
-                p_response_bodies, p_retry_after_s)
-      as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
+                p_response_bodies, p_retry_after_s, p_urls)
+      as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s, url)
   ),
   succeeded as (
     -- (the lease of the attempt this result is of, as for the others: below). Each
@@ -855,7 +872,7 @@ begin
       and q.locked_by is not distinct from p_relay and q.attempts = r.attempt
     returning r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
               r.retry_after_s, q.ctid, q.created_at, q.webhook_id, q.company_id, q.contact_id, q.attempts,
-              'succeeded'::text as new_state, null::timestamptz as next_attempt_at
+              false as to_old_url, 'succeeded'::text as new_state, null::timestamptz as next_attempt_at
   ),
   mine as (
     -- ctid: the row version read here, which the delete or update below reaches
@@ -867,35 +884,44 @@ begin
     -- predicate and walk every lease in it instead of probing the primary key)
     where q.delivery_id = any (v_others) and q.locked_by is not distinct from p_relay
   ),
-  -- each webhook's attempt limit, read once however many of its results the batch holds
+  -- each webhook's attempt limit and URL, read once however many of its results the
+  -- batch holds
   hooks as materialized (
-    select w.id, webhooks_private.max_attempts(w.max_attempts) as max_attempts
+    select w.id, webhooks_private.max_attempts(w.max_attempts) as max_attempts, w.url
     from webhooks.webhooks w
     where w.id in (select m.webhook_id from mine m)
   ),
   outcome as (
-    select r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
-           r.retry_after_s, m.ctid, m.created_at, m.webhook_id, m.company_id, m.contact_id, m.attempts,
+    select o.id, o.attempt, o.attempted_at, o.duration_ms, o.status_code, o.error, o.response_body,
+           o.retry_after_s, o.ctid, o.created_at, o.webhook_id, o.company_id, o.contact_id, o.attempts,
+           o.to_old_url,
            -- (a success is not among them: succeeded, above)
            case
-             when r.status_code = 410 then 'failed'
-             when m.attempts >= w.max_attempts then 'failed'
+             when o.status_code = 410 and not o.to_old_url then 'failed'
+             when o.attempts >= o.max_attempts then 'failed'
              -- a snapshot being sent when its backfill was cancelled: not tried again
              -- (backfill_cancelled, above). Until 2026-12-05 it was, for the whole schedule, and on
              -- an ordered webhook it held back its contact's changes all the while
              -- (test/sql/backfill.test.ts). (last_attempt_at: when this attempt was
              -- claimed; one replayed after the cancel is retried as any delivery.)
-             when m.action = 'contact.snapshot'
-                  and webhooks_private.backfill_cancelled(m.webhook_id, m.created_at, m.last_attempt_at)
+             when o.action = 'contact.snapshot'
+                  and webhooks_private.backfill_cancelled(o.webhook_id, o.created_at, o.last_attempt_at)
                then 'failed'
              else 'pending'
            end as new_state
-    from result r
-    -- the lease of the attempt this result is of: a settle repeated (its answer lost)
-    -- after the same relay leased the delivery again is an older attempt's, and must
-    -- not end or reschedule the lease now in flight (it is recorded once, below)
-    join mine m on m.delivery_id = r.id and m.attempts = r.attempt
-    join hooks w on w.id = m.webhook_id
+    from (
+      select r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
+             r.retry_after_s, m.ctid, m.created_at, m.webhook_id, m.company_id, m.contact_id, m.attempts,
+             -- sent to a URL the webhook no longer has (p_urls, at settle_deliveries)
+             coalesce(r.url <> w.url, false) as to_old_url,
+             w.max_attempts, m.action, m.last_attempt_at
+      from result r
+      -- the lease of the attempt this result is of: a settle repeated (its answer lost)
+      -- after the same relay leased the delivery again is an older attempt's, and must
+      -- not end or reschedule the lease now in flight (it is recorded once, below)
+      join mine m on m.delivery_id = r.id and m.attempts = r.attempt
+      join hooks w on w.id = m.webhook_id
+    ) o
   ),
   finished as (
     delete from webhooks.delivery_queue q
@@ -948,8 +974,9 @@ begin
          coalesce(array_agg(coalesce(a.next_attempt_at, now())), '{}'),
          coalesce(array_agg(a.webhook_id), '{}'),
          coalesce(array_agg(a.contact_id), '{}'),
-         coalesce(array_agg(a.id) filter (where a.status_code = 410), '{}')
-  into v_ids, v_states, v_next, v_webhooks, v_contacts, v_gone
+         coalesce(array_agg(a.id) filter (where a.status_code = 410 and not a.to_old_url), '{}'),
+         coalesce(array_agg(a.id) filter (where a.to_old_url), '{}')
+  into v_ids, v_states, v_next, v_webhooks, v_contacts, v_gone, v_to_old_url
   from settled a;
 
   -- 410 Gone: the endpoint asks not to be called again. A webhook whose row another
@@ -996,7 +1023,7 @@ begin
     return query
       select * from webhooks_private.settle_results_of(v_again, p_relay, p_ids, p_attempts, p_attempted_at, p_duration_ms,
                                                        p_status_codes, p_errors, p_response_bodies, p_retry_after_s,
-                                                       false);
+                                                       p_urls, false);
   end if;
 
   -- results of deliveries this relay no longer holds (its lease ran out, or this is a
@@ -1019,9 +1046,10 @@ begin
   end if;
 
   -- the circuit breaker and auto-disable (28_lanes.sql), each attempt counted for its
-  -- webhook (a result whose lease was lost counts for none). A batch of successes to
-  -- webhooks without failures changes no lane: asked in one probe, the usual case
-  -- costs no call (a call cost a millisecond a batch)
+  -- webhook (a result whose lease was lost counts for none, nor one sent to a URL the
+  -- webhook no longer has). A batch of successes to webhooks without failures changes
+  -- no lane: asked in one probe, the usual case costs no call (a call cost a
+  -- millisecond a batch)
   if exists (select 1 from unnest(p_status_codes) as r(status_code)
              where not coalesce(r.status_code between 200 and 299, false))
      or exists (select 1 from webhooks_private.lanes l
@@ -1029,7 +1057,7 @@ begin
     perform webhooks_private.lane_results(
       array(select a.webhook_id
             from unnest(p_ids) with ordinality as r(id, n)
-            left join unnest(v_ids, v_webhooks) as a(id, webhook_id) on a.id = r.id
+            left join unnest(v_ids, v_webhooks) as a(id, webhook_id) on a.id = r.id and a.id <> all (v_to_old_url)
             order by r.n),
       p_attempted_at, p_status_codes, p_errors);
   end if;
@@ -1057,6 +1085,9 @@ $$;
 
 -- private (settle_deliveries, settle_results): the settle of those results of a batch
 -- whose delivery is one of p_only (settle_results, p_again as there)
+-- (p_urls came before p_again)
+drop function if exists webhooks_private.settle_results_of(bigint[], text, bigint[], integer[], timestamptz[], integer[],
+                                                           integer[], text[], text[], integer[], boolean);
 create or replace function webhooks_private.settle_results_of(
   p_only            bigint[],
   p_relay           text,
@@ -1068,6 +1099,7 @@ create or replace function webhooks_private.settle_results_of(
   p_errors          text[],
   p_response_bodies text[],
   p_retry_after_s   integer[],
+  p_urls            text[],
   p_again           boolean default true
 )
 returns table (delivery_id bigint, state text, next_attempt_at timestamptz)
@@ -1079,14 +1111,14 @@ as $$
   from (select array_agg(r.id) as ids, array_agg(r.attempt) as attempts, array_agg(r.attempted_at) as attempted_at,
                array_agg(r.duration_ms) as duration_ms, array_agg(r.status_code) as status_codes,
                array_agg(r.error) as errors, array_agg(r.response_body) as response_bodies,
-               array_agg(r.retry_after_s) as retry_after_s
+               array_agg(r.retry_after_s) as retry_after_s, array_agg(r.url) as urls
         from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors,
-                    p_response_bodies, p_retry_after_s)
-          as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s)
+                    p_response_bodies, p_retry_after_s, p_urls)
+          as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, retry_after_s, url)
         where r.id = any (p_only)) f
   cross join lateral webhooks_private.settle_results(p_relay, f.ids, f.attempts, f.attempted_at, f.duration_ms,
                                                        f.status_codes, f.errors, f.response_bodies, f.retry_after_s,
-                                                       p_again) s;
+                                                       f.urls, p_again) s;
 $$;
 
 ------------------------------------------------------------------------------------

@@ -172,3 +172,41 @@ test('a URL changed while the breaker is open: the held deliveries go to the new
   t.true(deliveries.every((d) => d.state === 'succeeded'), JSON.stringify(deliveries.map((d) => [d.state, d.attempts])));
   t.is(receiver.received('/up').length, 6);
 });
+
+// A request to the old URL still on its way when the URL changes was the old endpoint's:
+// its failure is the delivery's (an attempt made, recorded and charged) but not the new
+// URL's. Until 2026-12-07 it counted as the new URL's first failure in a row (its
+// breaker, and auto_disable_after from then), and a 410 Gone from the old URL disabled
+// the webhook and failed the delivery, which the new URL had never been asked for.
+for (const status of [500, 410]) {
+  test(`a request to the old URL answered ${status} after the URL changed: recorded as the delivery's attempt, not counted against the new URL`, async (t) => {
+    // (the retry waits: nothing goes to the new URL while the test looks)
+    const { database, receiver, f, company } = await relayScene(t, { retryBase: '1 hour' });
+    const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/old') });
+    let answer!: () => void;
+    const held = new Promise<void>((resolve) => (answer = resolve));
+    receiver.route('/old', { secret: webhook.secret, replies: [{ status, after: held }] });
+    const contact = await f.contact(company.id);
+
+    const relay = testRelay(database.url);
+    t.teardown(() => relay.stop());
+    await relay.start();
+    await receiver.waitFor(1, { path: '/old' });
+    await database.pool.query('update webhooks.webhooks set url = $2 where id = $1', [webhook.id, receiver.url('/new')]);
+    answer();
+
+    const [attempt] = await waitForRows(database.pool,
+      'select attempt, status_code from webhooks.delivery_attempts where webhook_id = $1', [webhook.id],
+      (rows) => rows.length === 1);
+    t.deepEqual(attempt, { attempt: 1, status_code: status });
+    const { rows: [delivery] } = await database.pool.query(
+      'select state, attempts from webhooks.deliveries where webhook_id = $1 and contact_id = $2', [webhook.id, contact.id]);
+    t.deepEqual(delivery, { state: 'pending', attempts: 1 }, 'retried, to the new URL');
+    const { rows: [lane] } = await database.pool.query(
+      'select failures, failing_since, open_until from webhooks_private.lanes where webhook_id = $1', [webhook.id]);
+    t.deepEqual(lane, { failures: 0, failing_since: null, open_until: null });
+    const { rows: [row] } = await database.pool.query('select enabled, disabled_reason from webhooks.webhooks where id = $1', [webhook.id]);
+    t.deepEqual(row, { enabled: true, disabled_reason: null });
+    t.is(receiver.received('/new').length, 0);
+  });
+}

@@ -210,7 +210,7 @@ test('the totals equal what was committed, under concurrent captures, settles, r
     if (claimed.jobs.length === 0) return;
     const settled = await againOnDeadlock('the settle', () => settleDeliveries(s.client, RELAY, claimed.jobs.map((job) => ({
       deliveryId: job.deliveryId, attempt: job.attempt, attemptedAt: new Date(), durationMs: 5,
-      statusCode: status ?? (rnd.next() < 0.6 ? 200 : 500), error: null, responseBody: null, retryAfterSeconds: null,
+      statusCode: status ?? (rnd.next() < 0.6 ? 200 : 500), error: null, responseBody: null, retryAfterSeconds: null, url: job.url,
     }))));
     for (const [id, { state }] of settled) truth.set(id, state);
   }
