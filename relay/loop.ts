@@ -593,8 +593,9 @@ export class Relay {
   /**
    * SENDING_SETTING turned off (or to a value neither on nor off) while the relay runs,
    * on a copy or on the original during an incident: the setting reaches only new
-   * sessions, and the relay keeps its own, so it reads the database's own setting on
-   * the rescuer's timer (one small query each RELAY_RESCUE_INTERVAL_MS, nothing per
+   * sessions, and the relay keeps its own, so it reads the setting as its next session
+   * would have it (the database's, or its login role's: databaseSending) on the
+   * rescuer's timer (one small query each RELAY_RESCUE_INTERVAL_MS, nothing per
    * delivery). Then it stops as on SIGTERM: no more claims, what it holds and has not
    * sent handed back, requests in flight finished and settled; `halted` says why
    * (main.ts exits 1). A read that fails changes nothing: the next interval reads again.

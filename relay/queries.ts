@@ -318,22 +318,32 @@ export async function refusedSettings(db: Db): Promise<RefusedSetting[]> {
 /**
  * The switch that keeps a copy of a database (a restored backup, a staging copy, a
  * promoted standby) from sending what it holds: `alter database … set webhooks.sending
- * = off`. A relay reads it at start and exits; one running reads the database's own
- * setting on the rescuer's timer, and stops (docs/operations.md, "Backups and copies").
+ * = off`. A relay reads it at start and exits; one running reads it on the rescuer's
+ * timer, as its next start would have it, and stops (docs/operations.md, "Backups and
+ * copies").
  */
 export const SENDING_SETTING = 'webhooks.sending';
 
 /**
- * SENDING_SETTING as the database itself has it now (`alter database … set`; null:
- * unset). A session sees such a change only when it starts, and the relay keeps its
- * sessions: this reads the catalog, where a change shows at once.
+ * SENDING_SETTING as a session of this relay's started now would have it (null:
+ * unset). A session sees a change of `alter database … set` or `alter role … set` only
+ * when it starts, and the relay keeps its sessions: this reads the catalog, where a
+ * change shows at once, in the order Postgres applies it at a session's start: the
+ * login role's setting in this database, else the login role's own, else this
+ * database's, else every role's in every database. The login role is session_user,
+ * not the role the relay's sessions switch to (RELAY_DB_ROLE): Postgres applies a
+ * role's settings at login only. (Until 2026-12-07 the database's alone was read: a
+ * relay stopped for one set for its login only at its next start.)
  */
 export async function databaseSending(db: Db): Promise<string | null> {
   const { rows } = await db.query<{ sending: string | null }>(
     `select (select substr(setting, length($1) + 2)
                from pg_catalog.pg_db_role_setting, unnest(setconfig) as setting
-              where setdatabase = (select oid from pg_catalog.pg_database where datname = current_database())
-                and setrole = 0 and starts_with(setting, $1 || '=')) as sending`,
+              where setdatabase in (0, (select oid from pg_catalog.pg_database where datname = current_database()))
+                and setrole in (0, (select oid from pg_catalog.pg_roles where rolname = session_user))
+                and starts_with(setting, $1 || '=')
+              order by setrole = 0, setdatabase = 0
+              limit 1) as sending`,
     [SENDING_SETTING],
   );
   return rows[0]!.sending;

@@ -118,3 +118,28 @@ export async function engineOwnerUrl(pool: pg.Pool, url: string): Promise<string
   ownerUrl.searchParams.set('options', `-c role=${owner}`);
   return ownerUrl.toString();
 }
+
+/**
+ * A login of `database`'s own for the relay, a member of bpd_webhooks_relay as a
+ * deployment's relay login is (sql/60_access.sql): its URL, and the role, dropped with
+ * the test. A role belongs to the whole cluster, which test files share: one of its own
+ * may carry settings of its own (`alter role … set`), which reach no other test.
+ */
+export async function relayLoginUrl(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  database: { name: string; url: string; pool: pg.Pool },
+): Promise<{ role: string; url: string }> {
+  const role = `${database.name}_relay`;
+  const url = new URL(database.url);
+  // (the password of the URL's user: the server may ask for one)
+  const { rows: [{ create }] } = await database.pool.query<{ create: string }>(
+    `select format('create role %I login password %L', $1::text, $2::text) as create`,
+    [role, decodeURIComponent(url.password)]);
+  await database.pool.query(create);
+  t.teardown(async () => {
+    await database.pool.query(`drop role if exists ${role}`);
+  });
+  await database.pool.query(`grant bpd_webhooks_relay to ${role}`);
+  url.username = role;
+  return { role, url: url.toString() };
+}

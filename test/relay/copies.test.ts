@@ -6,6 +6,10 @@
 // (docs/operations.md, "Backups and copies").
 import test from 'ava';
 import { once } from 'node:events';
+import pino from 'pino';
+import { relayPool } from '../../relay/database.ts';
+import { databaseSending, ping } from '../../relay/queries.ts';
+import { relayLoginUrl } from '../helpers/crm-role.ts';
 import { copyOfTestDatabase } from '../helpers/db.ts';
 import { lines } from '../helpers/lines.ts';
 import { freezableProxy } from '../helpers/proxy.ts';
@@ -162,3 +166,64 @@ for (const value of ['off', 'of']) {
     t.is(receiver.received('/hook').length, 1);
   });
 }
+
+// What a running relay reads is what its next session would start with. Postgres gives
+// a new session the setting of its login role in its database first, else the login
+// role's own, else the database's (else every role's everywhere); the role the relay's
+// sessions switch to (RELAY_DB_ROLE, bpd_webhooks_relay) brings none of its own:
+// Postgres applies a role's settings at login only. Until 2026-12-07 a running relay
+// read the database's alone: `alter role … set webhooks.sending = off` stopped it only
+// at its next start, and one set on for its login beside off for the database stopped
+// a relay that a restart would have kept sending.
+test('a running relay reads webhooks.sending as its next session would start with it: its login in the database, its login, then the database', async (t) => {
+  const { database } = await relayScene(t);
+  const { role, url } = await relayLoginUrl(t, database);
+  const relaysPool = () => relayPool({ databaseUrl: url, role: 'bpd_webhooks_relay', log: pino({ level: 'silent' }), queryTimeoutMs: 30_000, max: 1 });
+  const running = relaysPool();
+  t.teardown(() => running.end());
+  t.is((await ping(running)).sending, null, 'its session open before any setting');
+  const nextStart = async () => {
+    const pool = relaysPool();
+    try {
+      return (await ping(pool)).sending;
+    } finally {
+      await pool.end();
+    }
+  };
+  const steps: Array<[string, string | null]> = [
+    [`alter database ${database.name} set webhooks.sending = off`, 'off'],
+    [`alter role ${role} set webhooks.sending = on`, 'on'],
+    [`alter role ${role} in database ${database.name} set webhooks.sending = 'of'`, 'of'],
+    [`alter role ${role} in database ${database.name} reset webhooks.sending`, 'on'],
+    [`alter role ${role} reset webhooks.sending`, 'off'],
+    [`alter role bpd_webhooks_relay in database ${database.name} set webhooks.sending = on`, 'off'],
+    [`alter database ${database.name} reset webhooks.sending`, null],
+  ];
+  for (const [statement, wanted] of steps) {
+    await database.pool.query(statement);
+    t.deepEqual({ running: await databaseSending(running), nextStart: await nextStart() }, { running: wanted, nextStart: wanted }, statement);
+  }
+});
+
+test('a running relay whose login is given webhooks.sending = off (alter role … set) claims no more and exits 1 naming the setting, as its next start would', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const { role, url } = await relayLoginUrl(t, database);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const first = await f.contact(company.id);
+  const relay = spawnRelay(url, { RELAY_ID: 'relay-running', RELAY_LOG_LEVEL: 'info' });
+  t.teardown(() => relay.kill('SIGKILL'));
+  const out = lines(relay.stdout!);
+  await waitForRows(database.pool, stateOf, [webhook.id, first.id], (rows) => rows[0]?.state === 'succeeded');
+
+  // (its sessions are all open by now)
+  await database.pool.query(`alter role ${role} set webhooks.sending = off`);
+  await out.next(/webhooks\.sending = /, 10_000);
+  const [code] = await once(relay, 'exit');
+  t.is(code, 1, out.seen.join('\n'));
+  const fatal = out.seen.map((line) => JSON.parse(line)).find((line) => line.level === 60);
+  t.regex(fatal?.msg ?? '', /webhooks\.sending = 'off'/, out.seen.join('\n'));
+  const second = await f.contact(company.id);
+  t.deepEqual((await database.pool.query(stateOf, [webhook.id, second.id])).rows, [{ state: 'pending', attempts: 0, locked_by: null }]);
+  t.is(receiver.received('/hook').length, 1);
+});
