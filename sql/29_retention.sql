@@ -15,7 +15,8 @@
 -- function): tools/maintain.ts, which `npm run maintain` runs once and `npm start`
 -- every hour. This file answers what may be dropped (webhooks.expired_days()), looks
 -- once more before a day goes (webhooks.keep_day_on_its_way()), finds a day's history a
--- stopped run left detached (webhooks.detached_history_days()), and records where the
+-- stopped run left detached (webhooks.detached_history_days()) and its results and
+-- attempts (webhooks.detached_day_partitions()), and records where the
 -- kept history starts (webhooks.forget_day(); webhooks.kept_since() reads it).
 
 -- (webhooks_private.retention(), first_kept_day() and webhooks.kept_since(): 22_outbox.sql,
@@ -304,6 +305,68 @@ as $$
     and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = c.oid)
     and d.last_day < webhooks_private.first_kept_day()
   order by 1, 2;
+$$;
+
+-- private: has table p_table the columns of the outbox's table p_parent, by name and
+-- type, in order? (as a partition the engine made has: the columns are its parent's)
+create or replace function webhooks_private.shaped_as(p_table oid, p_parent regclass)
+returns boolean
+language sql
+stable
+as $$
+  select (select array_agg((a.attname, a.atttypid) order by a.attnum) from pg_catalog.pg_attribute a
+          where a.attrelid = p_table and a.attnum > 0 and not a.attisdropped)
+       = (select array_agg((a.attname, a.atttypid) order by a.attnum) from pg_catalog.pg_attribute a
+          where a.attrelid = p_parent and a.attnum > 0 and not a.attisdropped);
+$$;
+
+-- public (maintenance): the partitions of results and attempts of days (or spans) that
+-- are attached to nothing, and what becomes of each. A run stopped between the detach
+-- of a day's results or attempts and their drop (lock_timeout, a lost connection, a
+-- view of the partition that fails the drop) leaves them so; until 2026-12-07 no later
+-- run looked at them, and each stayed for good, its disk space with it
+-- (test/sql/retention-pending-detach.test.ts). The engine's only: in
+-- webhooks_partitions, named as a day or span of that table (partition_days) and with
+-- its table's columns. settle:
+--   'drop': its day was forgotten (forget_day, before the engine detaches any of a
+--   day, history first) and the day's history is gone: nothing reads these rows any
+--   more, and the day's totals were in delivery_day_counts before it was forgotten
+--   (expired_days, and keep_day_on_its_way once its history was detached, asked it);
+--   'attach': the day's history is attached (a day kept, whether forgotten or not: a
+--   DBA's detach, or a day kept on its way): its failures and attempts are part of it
+--   (without its result row a failed delivery reads as succeeded, and a day counted
+--   from the rows miscounts), so it goes back with its bounds (bound).
+-- Not named: the day's history detached as well (a DBA's archive of the day: left with
+-- it; or a stopped run's, which maintenance settles first, detached_history_days), or
+-- gone while its day was not forgotten (by hand): the DBA's.
+create or replace function webhooks.detached_day_partitions()
+returns table (table_name text, partition_name text, day date, settle text, bound text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.table_name, s.partition_name, s.last_day, s.settle,
+         format('for values from (%L) to (%L)', webhooks_private.utc_day_start(s.first_day),
+                webhooks_private.utc_day_start(s.last_day + 1))
+  from (
+    select t.table_name, c.relname::text as partition_name, d.first_day, d.last_day,
+           case when webhooks_private.history_attached(d.first_day, d.last_day) then 'attach'
+                when webhooks_private.day_forgotten(d.last_day)
+                     and pg_catalog.to_regclass(format('webhooks_partitions.%I',
+                           case when d.first_day = d.last_day then webhooks_private.partition_name('delivery_history', d.first_day)
+                                else webhooks_private.span_name('delivery_history', d.first_day, d.last_day) end)) is null
+                  then 'drop'
+           end as settle
+    from webhooks_private.outbox_partitioned() t
+    join pg_catalog.pg_class c on c.relnamespace = 'webhooks_partitions'::regnamespace and c.relkind = 'r'
+    cross join lateral webhooks_private.partition_days(t.table_name, c.relname) d
+    where t.table_name <> 'delivery_history'
+      and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = c.oid)
+      and webhooks_private.shaped_as(c.oid, pg_catalog.to_regclass('webhooks.' || t.table_name))
+  ) s
+  where s.settle is not null
+  order by s.last_day, s.table_name;
 $$;
 
 -- private: does any partition of history hold a day before the first day the retention

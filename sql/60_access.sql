@@ -105,7 +105,7 @@ grant select on webhooks_private.delivery_days_to_count to webhook_viewer;
 -- the outbox's upkeep (22_outbox.sql, 29_retention.sql) is its owner's: migrate and
 -- tools/maintain.ts; where the kept history starts is for anyone to read
 revoke all on function webhooks.create_partitions(integer), webhooks.expired_days(),
-  webhooks.keep_day_on_its_way(text), webhooks.detached_history_days(), webhooks.held_past_retention(), webhooks.fail_held_snapshots_past_retention(), webhooks.forget_day(date), webhooks.outbox_tails(), webhooks.bound_tail(text, date),
+  webhooks.keep_day_on_its_way(text), webhooks.detached_history_days(), webhooks.detached_day_partitions(), webhooks.held_past_retention(), webhooks.fail_held_snapshots_past_retention(), webhooks.forget_day(date), webhooks.outbox_tails(), webhooks.bound_tail(text, date),
   webhooks.validate_tail(text), webhooks.tail_to_span(text), webhooks.readmit_detached_tails(),
   webhooks.purge_deleted_webhooks(integer), webhooks.recheck_deleted_webhooks() from public;
 -- where the backlog is (58_operations.sql): every company's webhooks, for operators

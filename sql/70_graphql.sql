@@ -158,6 +158,7 @@ comment on function webhooks.expired_days() is '@behavior -*';
 comment on function webhooks.keep_day_on_its_way(text) is '@behavior -*';
 comment on function webhooks.forget_day(date) is '@behavior -*';
 comment on function webhooks.detached_history_days() is '@behavior -*';
+comment on function webhooks.detached_day_partitions() is '@behavior -*';
 comment on function webhooks.held_past_retention() is '@behavior -*';
 comment on function webhooks.fail_held_snapshots_past_retention() is '@behavior -*';
 comment on function webhooks.outbox_tails() is '@behavior -*';

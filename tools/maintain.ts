@@ -95,14 +95,17 @@ export async function maintain(
     if (rechecked!.n > 0) log(`found deliveries written for ${rechecked!.n} webhooks while their delete was open`);
     const purged = await purgeDeletedWebhooks(client);
     if (purged > 0) log(`removed ${purged} deliveries of deleted webhooks`);
-    const { rows: days } = await client.query<{ day: string; parents: string[]; partitions: string[] }>(
-      `select to_char(day, 'YYYY-MM-DD') as day, parents, partitions from webhooks.expired_days()`,
-    );
     const dropped: string[] = [];
     const { rows: leftovers } = await client.query<DetachedHistory>(
       `select to_char(day, 'YYYY-MM-DD') as day, partition_name, by_hand from webhooks.detached_history_days()`,
     );
     for (const leftover of leftovers) await settleDetachedHistory(client, leftover, log);
+    // (after the history's: a day's history attached back keeps its results and attempts)
+    for (const left of await detachedDayPartitions(client)) await settleDetachedDayPartition(client, left, log);
+    // (after them: a day's results attached back are dropped with it)
+    const { rows: days } = await client.query<{ day: string; parents: string[]; partitions: string[] }>(
+      `select to_char(day, 'YYYY-MM-DD') as day, parents, partitions from webhooks.expired_days()`,
+    );
     for (const { day, parents, partitions } of days) {
       // forgotten before any of it goes (webhooks.forget_day, 29_retention.sql, says
       // why). Until 2026-12-06 after its last drop: a run stopped between the two left
@@ -249,6 +252,34 @@ async function settleDetachedHistory(
   log(`dropped the history of ${day}, left detached by a run that stopped`);
 }
 
+interface DetachedDayPartition { table_name: string; partition_name: string; settle: 'drop' | 'attach'; bound: string }
+
+/** a day's results and attempts attached to nothing, and what becomes of them (webhooks.detached_day_partitions) */
+async function detachedDayPartitions(client: pg.Client, name: string | null = null): Promise<DetachedDayPartition[]> {
+  const { rows } = await client.query<DetachedDayPartition>(
+    `select table_name, partition_name, settle, bound from webhooks.detached_day_partitions()
+     where $1::text is null or partition_name = $1`, [name]);
+  return rows;
+}
+
+// A day's results or attempts left detached by a run stopped before their drop: dropped
+// when their day's history is gone (the day forgotten, its totals in the day counts),
+// attached back when it is kept. Until 2026-12-07 they were left so for good.
+async function settleDetachedDayPartition(
+  client: pg.Client, { table_name: parent, partition_name: partition, settle, bound }: DetachedDayPartition,
+  log: (line: string) => void,
+): Promise<void> {
+  const name = `webhooks_partitions.${pg.escapeIdentifier(partition)}`;
+  if (settle === 'drop') {
+    await client.query(`drop table if exists ${name}`);
+    log(`dropped ${partition}, left detached by a run that stopped: its day's history gone`);
+  } else {
+    // (bound: the engine's own times, from webhooks.detached_day_partitions)
+    await retried(() => client.query(`alter table webhooks.${pg.escapeIdentifier(parent)} attach partition ${name} ${bound}`));
+    log(`attached ${partition} back, left detached: its day's history is kept`);
+  }
+}
+
 // Postgres keeps one detach pending per partitioned table, and fails any other detach
 // of it (55000, naming the pending one): a DETACH … CONCURRENTLY given up half way (its
 // wait for an older reader ended at lock_timeout, and the run with it) is finished
@@ -275,30 +306,27 @@ async function finishDetachLeftPending(
 // A partition whose pending detach was just finished, as a stopped run's leftovers are:
 // a day's history past the retention as webhooks.detached_history_days names it; a
 // tail's rows put back (webhooks.readmit_detached_tails, once the days are made); a
-// day's results or attempts dropped if the engine was dropping its day (forgotten:
-// webhooks.forget_day comes before any of a day is detached, its history first), and
-// anything else (a day kept, a DBA's) attached back where it was.
+// day's results or attempts as webhooks.detached_day_partitions says (dropped when the
+// engine was dropping their day and its history is gone), and anything else (a day
+// kept, a DBA's) attached back where it was.
 async function settleFinishedDetach(
   client: pg.Client, parent: string, left: { partition: string; name: string; ours: boolean; bound: string },
   log: (line: string) => void,
 ): Promise<void> {
-  const { rows: [{ history, tail, forgotten }] } = await client.query<{
-    history: DetachedHistory | null; tail: boolean; forgotten: boolean | null;
-  }>(
+  const { rows: [{ history, tail }] } = await client.query<{ history: DetachedHistory | null; tail: boolean }>(
     `select (select row_to_json(h) from (select to_char(d.day, 'YYYY-MM-DD') as day, d.partition_name, d.by_hand
                                          from webhooks.detached_history_days() d
                                          where $3 and $1 = 'delivery_history' and d.partition_name = $2) h) as history,
-            $3 and $2 ~ ('^' || $1 || '_from_[0-9]{8}$') as tail,
-            (select webhooks_private.day_forgotten(d.last_day) from webhooks_private.partition_days($1, $2) d where $3) as forgotten`,
+            $3 and $2 ~ ('^' || $1 || '_from_[0-9]{8}$') as tail`,
     [parent, left.name, left.ours]);
+  const dayPartition = left.ours && parent !== 'delivery_history' ? (await detachedDayPartitions(client, left.name))[0] : undefined;
   if (history) {
     await settleDetachedHistory(client, history, log);
   } else if (tail) {
     await client.query('select webhooks.create_partitions()');
     await client.query('select webhooks.readmit_detached_tails()');
-  } else if (forgotten && parent !== 'delivery_history') {
-    await client.query(`drop table ${left.partition}`);
-    log(`dropped ${left.name}, its day's history gone`);
+  } else if (dayPartition) {
+    await settleDetachedDayPartition(client, dayPartition, log);
   } else {
     await retried(() => client.query(`alter table webhooks.${pg.escapeIdentifier(parent)} attach partition ${left.partition} ${left.bound}`));
     log(`attached ${left.name} back: its day is kept`);
@@ -316,16 +344,17 @@ async function dropDay(
   const order = [...partitions.keys()].sort((a, b) =>
     Number(parents[b] === 'delivery_history') - Number(parents[a] === 'delivery_history'));
   for (const i of order) {
-    if (parents[i] === 'delivery_history') {
-      await detachPartition(client, parents[i], partitions[i]!, log);
-      await afterStep(`detached ${partitions[i]}`);
+    const [parent, partition] = [parents[i]!, partitions[i]!];
+    await detachPartition(client, parent, partition, log);
+    await afterStep(`detached ${partition}`);
+    if (parent === 'delivery_history') {
       const { rows: [{ kept }] } = await retried(() => client.query<{ kept: boolean }>(
-        'select webhooks.keep_day_on_its_way($1) as kept', [partitions[i]]));
+        'select webhooks.keep_day_on_its_way($1) as kept', [partition]));
       if (kept) return false;
-      await afterStep(`looked again at ${partitions[i]}`);
+      await afterStep(`looked again at ${partition}`);
     }
-    await dropPartition(client, parents[i]!, partitions[i]!, log);
-    await afterStep(`dropped ${partitions[i]}`);
+    await client.query(`drop table if exists webhooks_partitions.${pg.escapeIdentifier(partition)}`);
+    await afterStep(`dropped ${partition}`);
   }
   return true;
 }
@@ -335,13 +364,6 @@ async function forgetDay(client: pg.Client, day: string): Promise<boolean> {
   const { rows: [{ forgotten }] } = await client.query<{ forgotten: boolean }>(
     'select webhooks.forget_day($1::date) as forgotten', [day]);
   return forgotten;
-}
-
-async function dropPartition(
-  client: pg.Client, parent: string, partition: string, log: (line: string) => void,
-): Promise<void> {
-  await detachPartition(client, parent, partition, log);
-  await client.query(`drop table if exists webhooks_partitions.${pg.escapeIdentifier(partition)}`);
 }
 
 // a statement that gave up waiting for a lock (lock_timeout) is tried again, a few times

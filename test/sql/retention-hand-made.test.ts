@@ -102,6 +102,69 @@ test.serial('a day not counted yet whose history a DBA detached is attached back
   t.deepEqual(rows, [{ id: failed.id, state: 'failed' }]);
 });
 
+/** which of a day's partitions of the outbox exist, and whether each is attached */
+async function dayTables(day: Date): Promise<{ partition: string; attached: boolean }[]> {
+  const { rows } = await db().pool.query(
+    `select c.relname::text as partition, exists (select 1 from pg_inherits i where i.inhrelid = c.oid) as attached
+     from pg_class c where c.relname = any ($1) order by 1`,
+    [['delivery_attempts', 'delivery_history', 'delivery_results'].map((table) => `${table}_p${compact(day)}`)]);
+  return rows;
+}
+
+// (until 2026-12-07 no run looked at results or attempts attached to nothing: a kept
+// day's failures read as successes, for good)
+test.serial('a kept day whose results a DBA detached gets them back from the next run: its failures read failed again', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const day = utcDay(-2);
+  const { rows: [failed] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'failed', 3, 'refused', $3, $3) returning id`,
+    [webhook.id, company.id, new Date(day.getTime() + 600_000)]);
+  const results = `delivery_results_p${compact(day)}`;
+  await db().pool.query(`alter table webhooks.delivery_results detach partition webhooks_partitions.${results}`);
+  const state = async () => (await db().pool.query('select id, state from webhooks.deliveries where webhook_id = $1', [webhook.id])).rows;
+  t.deepEqual(await state(), [{ id: failed.id, state: 'succeeded' }]);
+  const said: string[] = [];
+  await maintain(db().url, (line) => said.push(line));
+  t.true(said.includes(`attached ${results} back, left detached: its day's history is kept`), said.join('\n'));
+  t.deepEqual(await state(), [{ id: failed.id, state: 'failed' }]);
+  t.deepEqual((await dayTables(day)).map((p) => p.attached), [true, true, true]);
+});
+
+test.serial('a day a DBA archived whole (history, results and attempts detached) is left to the DBA', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const day = utcDay(-11);
+  await db().pool.query('select webhooks_private.ensure_day($1::date)', [day]);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'failed', 3, 'refused', $3, $3)`, [webhook.id, company.id, day]);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  for (const table of ['delivery_history', 'delivery_results', 'delivery_attempts']) {
+    await db().pool.query(`alter table webhooks.${table} detach partition webhooks_partitions.${table}_p${compact(day)}`);
+    t.teardown(() => db().pool.query(`drop table if exists webhooks_partitions.${table}_p${compact(day)}`));
+  }
+  for (let run = 0; run < 2; run++) {
+    t.deepEqual((await maintain(db().url)).daysDropped, [], `run ${run + 1}`);
+  }
+  t.deepEqual(await dayTables(day), ['attempts', 'history', 'results'].map((table) => ({
+    partition: `delivery_${table}_p${compact(day)}`, attached: false })));
+});
+
+test.serial('a table a DBA made in webhooks_partitions, named as a dropped day\'s results but not shaped as them, is not dropped', async (t) => {
+  const day = utcDay(-40);
+  await db().pool.query('select webhooks.forget_day($1::date)', [day]);
+  const name = `delivery_results_p${compact(day)}`;
+  await db().pool.query(`create table webhooks_partitions.${name} (note text)`);
+  t.teardown(() => db().pool.query(`drop table if exists webhooks_partitions.${name}`));
+  await maintain(db().url);
+  const { rows } = await db().pool.query('select to_regclass($1)::text as t', [`webhooks_partitions.${name}`]);
+  t.deepEqual(rows, [{ t: `webhooks_partitions.${name}` }]);
+});
+
 test.serial('a day ahead whose partition a DBA detached is attached back by the next run: its deliveries have a partition', async (t) => {
   // (the day after tomorrow: today's and tomorrow's are not detached at all, below)
   const name = `delivery_history_p${compact(utcDay(2))}`;

@@ -186,3 +186,33 @@ test.serial('a day\'s history left pending detach by a run that gave up does not
     `select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid where c.relkind = 'r' and c.relname like '%\\_from\\_%' order by 1`);
   t.deepEqual(tails.map((r) => r.relname), [`delivery_attempts_from_${tail}`, `delivery_history_from_${tail}`, `delivery_results_from_${tail}`]);
 });
+
+// A run stopped between a day's detach of its results or attempts and their drop: a
+// view a DBA made of that partition (which the detach leaves in place) makes the drop
+// fail, after the detach, every time. Until 2026-12-07 no later run looked at
+// detached results or attempts: the table was left for good, out of every count and
+// listing, its disk space kept.
+for (const table of ['delivery_results', 'delivery_attempts']) {
+  test.serial(`a day's ${table.slice(9)} detached by a run stopped before their drop: the next run drops them, the day's counts kept`, async (t) => {
+    const { older, pending, counts } = await twoDaysPast(t, table === 'delivery_results' ? -26 : -29);
+    const before = await counts();
+    const partition = `${table}_p${ymd(older)}`;
+    await db().pool.query(`create view public.archive_view as select * from webhooks_partitions.${partition}`);
+    const stopped = await maintain(db().url).then(() => null, (e) => e);
+    t.is((stopped as { code?: string } | null)?.code, '2BP01', String(stopped));
+    await db().pool.query('drop view public.archive_view');
+    // what the stopped run left: the day's history gone, the table detached, nothing pending
+    t.deepEqual(await orphans(), [partition]);
+    t.deepEqual(await pendingDetaches(), []);
+
+    const said: string[] = [];
+    const result = await maintain(db().url, (line) => said.push(line));
+    // (the results, after the attempts, still attached: their day is named again)
+    t.deepEqual(result.daysDropped, table === 'delivery_results' ? [iso(pending)] : [iso(older), iso(pending)], said.join('\n'));
+    t.deepEqual(await orphans(), [], said.join('\n'));
+    t.true(said.includes(`dropped ${partition}, left detached by a run that stopped: its day's history gone`), said.join('\n'));
+    t.deepEqual(await dayPartitions(older), []);
+    t.deepEqual(await dayPartitions(pending), []);
+    t.deepEqual(await counts(), before);
+  });
+}
