@@ -271,8 +271,16 @@ async function settleDetachedDayPartition(
 ): Promise<void> {
   const name = `webhooks_partitions.${pg.escapeIdentifier(partition)}`;
   if (settle === 'drop') {
-    await client.query(`drop table if exists ${name}`);
-    log(`dropped ${partition}, left detached by a run that stopped: its day's history gone`);
+    // (what depends on it, a DBA's view: the run that left it failed on it; the next
+    // ones say so each time and go on with the retention)
+    const refused = await client.query(`drop table if exists ${name}`).then(
+      () => null, (error: { code?: string; message: string }) => {
+        if (error.code !== '2BP01') throw error; // dependent_objects_still_exist
+        return error;
+      });
+    log(refused
+      ? `left ${partition} detached, its day's history gone: ${refused.message}; drop what depends on it, and the next run drops it`
+      : `dropped ${partition}, left detached by a run that stopped: its day's history gone`);
   } else {
     // (bound: the engine's own times, from webhooks.detached_day_partitions)
     await retried(() => client.query(`alter table webhooks.${pg.escapeIdentifier(parent)} attach partition ${name} ${bound}`));

@@ -5,7 +5,9 @@
 // (another day past the retention, a tail moved ahead) failed with 55000 naming the
 // pending one, and every run of maintenance with it. The next detach of the table
 // finishes it (FINALIZE) first and treats it as a stopped run's leftovers: dropped when
-// its day is the engine's to drop, attached back when its day is kept.
+// its day is the engine's to drop (its history gone), attached back when its day is kept
+// (its history attached, forgotten or not). Results and attempts a stopped run left
+// detached (not pending) are found by every run: webhooks.detached_day_partitions.
 import test from 'ava';
 import pg from 'pg';
 import { maintain } from '../../tools/maintain.ts';
@@ -189,26 +191,32 @@ test.serial('a day\'s history left pending detach by a run that gave up does not
 
 // A run stopped between a day's detach of its results or attempts and their drop: a
 // view a DBA made of that partition (which the detach leaves in place) makes the drop
-// fail, after the detach, every time. Until 2026-12-07 no later run looked at
+// fail after the detach. Until 2026-12-07 no later run looked at
 // detached results or attempts: the table was left for good, out of every count and
 // listing, its disk space kept.
 for (const table of ['delivery_results', 'delivery_attempts']) {
-  test.serial(`a day's ${table.slice(9)} detached by a run stopped before their drop: the next run drops them, the day's counts kept`, async (t) => {
+  test.serial(`a day's ${table.slice(9)} detached by a run stopped before their drop: a later run drops them once nothing depends on them, the day's counts kept`, async (t) => {
     const { older, pending, counts } = await twoDaysPast(t, table === 'delivery_results' ? -26 : -29);
     const before = await counts();
     const partition = `${table}_p${ymd(older)}`;
     await db().pool.query(`create view public.archive_view as select * from webhooks_partitions.${partition}`);
     const stopped = await maintain(db().url).then(() => null, (e) => e);
     t.is((stopped as { code?: string } | null)?.code, '2BP01', String(stopped));
-    await db().pool.query('drop view public.archive_view');
     // what the stopped run left: the day's history gone, the table detached, nothing pending
     t.deepEqual(await orphans(), [partition]);
     t.deepEqual(await pendingDetaches(), []);
+    // the view still there: the next run says so and goes on
+    const blocked: string[] = [];
+    const goneOn = await maintain(db().url, (line) => blocked.push(line));
+    // (the attempts' day still has its results attached: named again, and they go)
+    t.deepEqual(goneOn.daysDropped, table === 'delivery_results' ? [iso(pending)] : [iso(older), iso(pending)], blocked.join('\n'));
+    t.true(blocked.some((line) => line.startsWith(`left ${partition} detached, its day's history gone: cannot drop table`)), blocked.join('\n'));
+    t.deepEqual(await orphans(), [partition]);
+    await db().pool.query('drop view public.archive_view');
 
     const said: string[] = [];
     const result = await maintain(db().url, (line) => said.push(line));
-    // (the results, after the attempts, still attached: their day is named again)
-    t.deepEqual(result.daysDropped, table === 'delivery_results' ? [iso(pending)] : [iso(older), iso(pending)], said.join('\n'));
+    t.deepEqual(result.daysDropped, [], said.join('\n'));
     t.deepEqual(await orphans(), [], said.join('\n'));
     t.true(said.includes(`dropped ${partition}, left detached by a run that stopped: its day's history gone`), said.join('\n'));
     t.deepEqual(await dayPartitions(older), []);
@@ -216,3 +224,39 @@ for (const table of ['delivery_results', 'delivery_attempts']) {
     t.deepEqual(await counts(), before);
   });
 }
+
+// The reverse: a day forgotten but kept (its history attached back by
+// keep_day_on_its_way: one of its deliveries was on its way), whose results a DBA's
+// detach left pending. Until 2026-12-07 the next detach of results finished it and
+// dropped it as a forgotten day's, the day's failures reading as successes after.
+test.serial('a kept day\'s results left pending detach, their day forgotten: the next run attaches them back, its failures stay failures', async (t) => {
+  const { older, counts } = await twoDaysPast(t, -32);
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const kept = utcDay(-31);
+  const at = new Date(kept.getTime() + 900_000);
+  const write = async (state: string) => (await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', $3, case when $3 = 'pending' then 0 else 1 end,
+             case when $3 = 'pending' then null else $4::timestamptz end, $4::timestamptz) returning id`,
+    [webhook.id, company.id, state, at])).rows[0].id as string;
+  const failed = await write('failed');
+  const waiting = await write('pending');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  const before = await counts();
+  // a run forgot the day, then found a delivery of it on its way: the day kept
+  await db().pool.query('select webhooks.forget_day($1::date)', [iso(kept)]);
+  await detachGivenUp('delivery_results', `delivery_results_p${ymd(kept)}`);
+
+  const said: string[] = [];
+  const result = await maintain(db().url, (line) => said.push(line));
+  t.deepEqual(result.daysDropped, [iso(older)], said.join('\n'));
+  t.deepEqual(await pendingDetaches(), []);
+  t.deepEqual(await orphans(), []);
+  t.deepEqual(await dayPartitions(kept), ['attempts', 'history', 'results'].map((table) => `delivery_${table}_p${ymd(kept)}`));
+  const { rows } = await db().pool.query(
+    'select id, state from webhooks.deliveries where id = any ($1::bigint[]) order by id', [[failed, waiting]]);
+  t.deepEqual(rows, [{ id: failed, state: 'failed' }, { id: waiting, state: 'pending' }]);
+  t.deepEqual(await counts(), before);
+});
