@@ -10,7 +10,9 @@
 // a transaction, which is why this is a client and not a function. Each statement
 // waits at most LOCK_TIMEOUT for a lock and is tried again later; a detach
 // interrupted half way is finished (FINALIZE) by the next run, before any other detach
-// of its table (finishDetachLeftPending). The one exception is
+// of its table (finishDetachLeftPending), and a table a run detached and stopped before
+// dropping is dropped or attached back by the next (settleDetachedHistory,
+// settleDetachedDayPartition; docs/outbox.md lists each step). The one exception is
 // the tail that holds rows (maintenance had stopped for two weeks): it becomes a span
 // of days in one transaction that holds the parent's lock for a moment (SQL decides
 // how: webhooks.outbox_tails, 22_outbox.sql).
