@@ -284,9 +284,17 @@ async function settleDetachedDayPartition(
       ? `left ${partition} detached, its day's history gone: ${refused.message}; drop what depends on it, and the next run drops it`
       : `dropped ${partition}, left detached by a run that stopped: its day's history gone`);
   } else {
-    // (bound: the engine's own times, from webhooks.detached_day_partitions)
-    await retried(() => client.query(`alter table webhooks.${pg.escapeIdentifier(parent)} attach partition ${name} ${bound}`));
-    log(`attached ${partition} back, left detached: its day's history is kept`);
+    // (bound: the engine's own times, from webhooks.detached_day_partitions; a DBA's
+    // table attached over them in its place, 42P17, is the DBA's to settle: said, and
+    // the run goes on)
+    const refused = await retried(() => client.query(`alter table webhooks.${pg.escapeIdentifier(parent)} attach partition ${name} ${bound}`))
+      .then(() => null, (error: { code?: string; message: string }) => {
+        if (error.code !== '42P17') throw error; // invalid_object_definition: would overlap
+        return error;
+      });
+    log(refused
+      ? `left ${partition} detached, its day kept: ${refused.message}`
+      : `attached ${partition} back, left detached: its day's history is kept`);
   }
 }
 

@@ -133,6 +133,26 @@ test.serial('a kept day whose results a DBA detached gets them back from the nex
   t.deepEqual((await dayTables(day)).map((p) => p.attached), [true, true, true]);
 });
 
+test.serial('a kept day\'s results a DBA detached and replaced by a table of their own: said each run, the run goes on', async (t) => {
+  const day = utcDay(-3);
+  await db().pool.query('select webhooks_private.ensure_day($1::date)', [day]);
+  const results = `delivery_results_p${compact(day)}`;
+  await db().pool.query(`alter table webhooks.delivery_results detach partition webhooks_partitions.${results}`);
+  await db().pool.query(`create table public.results_copy (like webhooks.delivery_results including constraints)`);
+  const bound = `for values from ('${day.toISOString()}') to ('${new Date(day.getTime() + 86_400_000).toISOString()}')`;
+  await db().pool.query(`alter table webhooks.delivery_results attach partition public.results_copy ${bound}`);
+  t.teardown(async () => {
+    await db().pool.query('alter table webhooks.delivery_results detach partition public.results_copy');
+    await db().pool.query('drop table public.results_copy');
+    await db().pool.query(`alter table webhooks.delivery_results attach partition webhooks_partitions.${results} ${bound}`);
+  });
+  const said: string[] = [];
+  await maintain(db().url, (line) => said.push(line));
+  t.true(said.some((line) => line.startsWith(`left ${results} detached, its day kept: `)), said.join('\n'));
+  t.deepEqual(await dayTables(day), ['attempts', 'history', 'results'].map((table) => ({
+    partition: `delivery_${table}_p${compact(day)}`, attached: table !== 'results' })));
+});
+
 test.serial('a day a DBA archived whole (history, results and attempts detached) is left to the DBA', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
