@@ -275,11 +275,7 @@ async function settleDetachedDayPartition(
   if (settle === 'drop') {
     // (what depends on it, a DBA's view: the run that left it failed on it; the next
     // ones say so each time and go on with the retention)
-    const refused = await client.query(`drop table if exists ${name}`).then(
-      () => null, (error: { code?: string; message: string }) => {
-        if (error.code !== '2BP01') throw error; // dependent_objects_still_exist
-        return error;
-      });
+    const refused = await refusedWith('2BP01', () => client.query(`drop table if exists ${name}`)); // dependent_objects_still_exist
     log(refused
       ? `left ${partition} detached, its day's history gone: ${refused.message}; drop what depends on it, and the next run drops it`
       : `dropped ${partition}, left detached by a run that stopped: its day's history gone`);
@@ -287,14 +283,22 @@ async function settleDetachedDayPartition(
     // (bound: the engine's own times, from webhooks.detached_day_partitions; a DBA's
     // table attached over them in its place, 42P17, is the DBA's to settle: said, and
     // the run goes on)
-    const refused = await retried(() => client.query(`alter table webhooks.${pg.escapeIdentifier(parent)} attach partition ${name} ${bound}`))
-      .then(() => null, (error: { code?: string; message: string }) => {
-        if (error.code !== '42P17') throw error; // invalid_object_definition: would overlap
-        return error;
-      });
+    const refused = await refusedWith('42P17', () => // invalid_object_definition: would overlap
+      retried(() => client.query(`alter table webhooks.${pg.escapeIdentifier(parent)} attach partition ${name} ${bound}`)));
     log(refused
       ? `left ${partition} detached, its day kept: ${refused.message}`
       : `attached ${partition} back, left detached: its day's history is kept`);
+  }
+}
+
+/** null once run succeeded; its error if Postgres refused it with SQLSTATE code (any other is thrown) */
+async function refusedWith(code: string, run: () => Promise<unknown>): Promise<Error | null> {
+  try {
+    await run();
+    return null;
+  } catch (error) {
+    if ((error as { code?: string }).code !== code) throw error;
+    return error as Error;
   }
 }
 
