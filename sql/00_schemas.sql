@@ -107,6 +107,37 @@ as $$
   order by 1;
 $$;
 
+-- private: for what a tenant asks of the CRM's tables as the engine's owner (the setup
+-- form's searches of its users and statuses, the contacts a backfill will examine:
+-- 35_backfill.sql, 55_report.sql): refused while the CRM's row-level security may hide
+-- rows of p_tables from the owner, which answered fewer without a word (turned on
+-- after the last migrate, which refuses it; until 2026-12-07,
+-- test/sql/crm-row-security.test.ts). Called in the caller's SECURITY DEFINER function,
+-- whose current_user is the owner. A look at the catalog's rows of six tables, about
+-- 55 µs (as the backfill step's), once a question.
+create or replace function webhooks_private.refuse_crm_rows_hidden(p_tables text[])
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_hidden constant text := (select string_agg(t, ', ')
+                             from webhooks_private.crm_tables_hiding_rows_from(current_user::regrole) t
+                             where t = any (p_tables));
+begin
+  if v_hidden is not null then
+    -- (the role and the remedy for the operator's log alone)
+    raise warning 'row-level security on % applies to %, the engine''s owner, and hides rows from it: give it a policy that reads every row (using (true)), or BYPASSRLS',
+      v_hidden, current_user;
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      constraint = 'crm_rows_hidden',
+      message = format('the CRM''s row-level security on %s hides rows from the engine; ask your operator', v_hidden);
+  end if;
+end;
+$$;
+
 ------------------------------------------------------------------------------------
 -- What the engine needs of the CRM's tables, checked before anything is applied, so
 -- that a CRM that changed them hears which and why, and nothing of the engine's is

@@ -237,6 +237,7 @@ set search_path = pg_catalog, pg_temp
 set enable_sort = off
 set jit = off
 as $$
+  select webhooks_private.refuse_crm_rows_hidden(array['crm.contacts', 'crm.users', 'crm.contact_assignments']);
   with owned as (
     select o.id from crm.contacts o
     where o.company_id = webhooks.current_company_id()

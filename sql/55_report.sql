@@ -355,6 +355,7 @@ set search_path = pg_catalog, pg_temp
 set enable_sort = off
 set jit = off
 as $$
+  select webhooks_private.refuse_crm_rows_hidden(array['crm.users']);
   select f.id, f.name, f.email
   from ((select u.id, webhooks_private.crm_text_shown(u.name) as name, webhooks_private.crm_text_shown(u.email) as email
          from crm.users u
@@ -392,6 +393,7 @@ set search_path = pg_catalog, pg_temp
 set enable_sort = off
 set jit = off
 as $$
+  select webhooks_private.refuse_crm_rows_hidden(array['crm.statuses']);
   select f.id, f.name
   from ((select s.id, webhooks_private.crm_text_shown(s.name) as name
          from crm.statuses s
@@ -450,6 +452,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform webhooks_private.require_few_ids(ids);
+  perform webhooks_private.refuse_crm_rows_hidden(array['crm.users']);
   -- by the key alone, then the company's kept (offset 0: not planned together, where
   -- the company's index, for a company the planner took for small, read all of it)
   return query
@@ -470,6 +473,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform webhooks_private.require_few_ids(ids);
+  perform webhooks_private.refuse_crm_rows_hidden(array['crm.statuses']);
   return query
     select s.id, webhooks_private.crm_text_shown(s.name)
     from (select s.id, s.name, s.company_id from crm.statuses s where s.id = any (ids) offset 0) s

@@ -154,6 +154,75 @@ grant update (last_error) on webhooks.deliveries to webhook_admin;
 -- how the webhook's deliveries go (45_admin.sql: set_webhook_delivery)
 grant update (coalesce_window, ordered) on webhooks.webhooks to webhook_admin;
 
+-- private: the engine's owner, as which capture reads the CRM's tables (the capture
+-- functions' owner: the role that first migrated, or the one a DBA gave them)
+create or replace function webhooks_private.capture_owner()
+returns oid
+language sql
+stable
+as $$
+  select p.proowner from pg_catalog.pg_proc p
+  where p.oid = 'webhooks_private.tg_contacts__updated()'::regprocedure;
+$$;
+
+-- private: refused, naming the first of the CRM's tables whose row-level security may
+-- hide rows from the engine's owner, while there is one: by migrate and by the event
+-- trigger after the CRM's DDL (at the end of this file, with why)
+create or replace function webhooks_private.refuse_crm_rows_hidden_from_owner()
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_owner constant oid := webhooks_private.capture_owner();
+  v_hidden record;
+begin
+  for v_hidden in
+    select t.named, pg_catalog.pg_get_userbyid(v_owner) as rolname
+    from webhooks_private.crm_tables_hiding_rows_from(v_owner) t(named)
+  loop
+    raise exception using
+      errcode = 'feature_not_supported',
+      message = format('%s has row-level security that applies to %s, the engine''s owner: capture reads every company''s rows of the CRM''s tables',
+                       v_hidden.named, v_hidden.rolname),
+      hint = format('Give it a policy that reads every row (create policy ... on %s for select to %I using (true)), before row-level security is turned on, or BYPASSRLS.',
+                    v_hidden.named, v_hidden.rolname);
+  end loop;
+end;
+$$;
+
+-- private (the event trigger's, at the end of this file): the CRM's DDL after the last migrate that would
+-- have its policies hide rows from the engine's owner (ENABLE or FORCE ROW LEVEL
+-- SECURITY, a policy made, changed or dropped, the table given another owner) is
+-- refused by the check above and undone. Capture reads the CRM's users, statuses,
+-- assignments and contacts as that owner, and a row hidden from it left a payload's
+-- status or user out, or a company concerned unannounced, without an error (until
+-- 2026-12-07; test/sql/crm-row-security.test.ts). Paid by that DDL alone, a look at the
+-- catalog's rows of six tables; capture pays nothing. An ALTER TABLE or a policy of
+-- another table is let by (a DROP POLICY is not told apart: it names no table here).
+-- Not seen by it: the owner's role changed (ALTER ROLE … NOBYPASSRLS, a membership
+-- revoked), which no event trigger hears; the next migrate refuses that.
+create or replace function webhooks_private.tg_crm_row_security__hiding()
+returns event_trigger
+language plpgsql
+-- (as its owner: the CRM's role that issued the DDL may not use the engine's schemas)
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if tg_tag <> 'DROP POLICY'
+     and not exists (select 1
+                     from pg_catalog.pg_event_trigger_ddl_commands() c
+                     left join pg_catalog.pg_policy p on c.classid = 'pg_catalog.pg_policy'::regclass and p.oid = c.objid
+                     where coalesce(p.polrelid, c.objid) in (select pg_catalog.to_regclass(n)
+                                                             from unnest(webhooks_private.crm_table_names()) n)) then
+    return;
+  end if;
+  perform webhooks_private.refuse_crm_rows_hidden_from_owner();
+end;
+$$;
+
 -- The helpers the API functions call live in webhooks_private, which PostGraphile
 -- does not show. A function there may be called by a role only if granted here: the
 -- API roles get exactly the helpers of the functions they call, which run as the
@@ -380,22 +449,19 @@ create policy company_reads on webhooks.audit_log
 -- the table and the role: the owner needs a policy of its own that reads every row
 -- (USING (true)) and no restrictive one that reads fewer, BYPASSRLS, or the table's
 -- ownership without FORCE (webhooks_private.crm_tables_hiding_rows_from, 00_schemas.sql).
-do $rls$
-declare
-  v_owner constant oid := (select p.proowner from pg_catalog.pg_proc p
-                           where p.oid = 'webhooks_private.tg_contacts__updated()'::regprocedure);
-  v_hidden record;
+-- The CRM's DDL that does so after this migrate is refused by the event trigger below.
+select webhooks_private.refuse_crm_rows_hidden_from_owner();
+
+-- (an event trigger may be made by a superuser alone: an owner that is none migrates
+-- without it, and the CRM's row-level security turned on after that migrate goes
+-- unrefused until the next one; docs/operations.md has the statement for a superuser)
+do $$
 begin
-  for v_hidden in
-    select t.named, pg_catalog.pg_get_userbyid(v_owner) as rolname
-    from webhooks_private.crm_tables_hiding_rows_from(v_owner) t(named)
-  loop
-    raise exception using
-      errcode = 'feature_not_supported',
-      message = format('%s has row-level security that applies to %s, the engine''s owner: capture reads every company''s rows of the CRM''s tables',
-                       v_hidden.named, v_hidden.rolname),
-      hint = format('Give it a policy that reads every row (create policy ... on %s for select to %I using (true)), or BYPASSRLS.',
-                    v_hidden.named, v_hidden.rolname);
-  end loop;
+  if (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user)
+     and not exists (select 1 from pg_catalog.pg_event_trigger e where e.evtname = 'bpd_webhooks_crm_row_security') then
+    create event trigger bpd_webhooks_crm_row_security on ddl_command_end
+      when tag in ('ALTER TABLE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
+      execute function webhooks_private.tg_crm_row_security__hiding();
+  end if;
 end;
-$rls$;
+$$;

@@ -143,3 +143,12 @@ export async function relayLoginUrl(
   url.username = role;
   return { role, url: url.toString() };
 }
+
+/** The event trigger a superuser's migrate makes (sql/60_access.sql) that refuses the CRM's DDL whose row-level security would hide rows from the engine's owner. */
+export const ROW_SECURITY_GUARD = 'bpd_webhooks_crm_row_security';
+
+/** That event trigger off until the test's end: an engine migrated by an owner that is no superuser, which cannot make one. */
+export async function withoutRowSecurityGuard(t: { teardown: (fn: () => Promise<void>) => void }, pool: pg.Pool): Promise<void> {
+  await pool.query(`alter event trigger ${ROW_SECURITY_GUARD} disable`);
+  t.teardown(async () => { await pool.query(`alter event trigger ${ROW_SECURITY_GUARD} enable`); });
+}
