@@ -114,3 +114,39 @@ test.serial('the CRM\'s own role, owner of its table and granted nothing of the 
   const { rows: [{ relrowsecurity }] } = await db().pool.query(`select relrowsecurity from pg_class where oid = 'crm.statuses'::regclass`);
   t.false(relrowsecurity);
 });
+
+// Without that trigger, a tag's status or an assignment's user the CRM's policies hide
+// from the engine's owner (a CRM writing as its tables' owner, exempt, the owner's
+// reads subject to them): the event was dropped without a word. A key looked up and
+// not found is asked of the catalog then, and the write refused, naming the table; a
+// write whose rows are all found pays nothing for it.
+test.serial('a status or user looked up for a tag or an assignment and hidden from the engine\'s owner fails the write, naming the table, where the event was dropped', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const [status, user] = [await f.status(company.id), await f.user(company.id)];
+  const contact = await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.status_added', 'contact.user_assigned'], fields: ['first_name'] });
+  const ownerUrl = await engineOwnerUrl(db().pool, db().url);
+  await migrate(ownerUrl);
+  await withoutRowSecurityGuard(t, db().pool);
+  await db().pool.query(`${TENANT_POLICY('users')} ${TENANT_POLICY('statuses')}`);
+  t.teardown(async () => {
+    await db().pool.query(['users', 'statuses']
+      .map((table) => `drop policy tenant on crm.${table}; alter table crm.${table} disable row level security;`).join(' '));
+  });
+  for (const [write, table] of [
+    [`insert into crm.contact_statuses (contact_id, status_id) values (${contact.id}, ${status.id})`, 'crm.statuses'],
+    [`insert into crm.contact_assignments (contact_id, user_id) values (${contact.id}, ${user.id})`, 'crm.users'],
+  ] as const) {
+    await t.throwsAsync(db().pool.query(write), {
+      code: '55000',
+      message: `the CRM's row-level security on ${table} hides rows from the engine; ask your operator`,
+    }, table);
+  }
+  const { rows } = await db().pool.query('select action from webhooks.deliveries where webhook_id = $1', [hook.id]);
+  t.deepEqual(rows, []);
+  const { rows: [{ tags, assignments }] } = await db().pool.query(
+    `select (select count(*)::int from crm.contact_statuses where contact_id = $1) as tags,
+            (select count(*)::int from crm.contact_assignments where contact_id = $1) as assignments`, [contact.id]);
+  t.deepEqual({ tags, assignments }, { tags: 0, assignments: 0 });
+});
