@@ -88,7 +88,9 @@ as $$
   select c.oid::regclass::text
   from pg_catalog.pg_class c
   cross join pg_catalog.pg_roles r
-  where c.oid = any (webhooks_private.crm_table_names()::regclass[])
+  -- (by to_regclass: a table renamed away, which the CRM's DDL may leave for a moment,
+  -- is no error here; the event trigger of 60_access.sql asks after such DDL)
+  where c.oid in (select pg_catalog.to_regclass(n) from unnest(webhooks_private.crm_table_names()) n)
     and r.oid = p_role
     and c.relrowsecurity and not r.rolsuper and not r.rolbypassrls
     and (c.relforcerowsecurity or not pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE'))
