@@ -133,7 +133,8 @@ grant execute on function webhooks.send_test_webhook(bigint) to webhook_admin;
 revoke all on function webhooks_private.company_user_after(text, bigint),
   webhooks_private.company_status_after(text, bigint) from public;
 grant execute on function webhooks_private.company_user_after(text, bigint),
-  webhooks_private.company_status_after(text, bigint) to webhook_viewer;
+  webhooks_private.company_status_after(text, bigint),
+  webhooks_private.crm_rows_shown_whole(text[]) to webhook_viewer;
 revoke all on function webhooks.company_statuses(), webhooks.company_users(),
   webhooks.company_statuses_matching(text), webhooks.company_users_matching(text),
   webhooks.company_statuses_named(bigint[]), webhooks.company_users_named(bigint[]) from public;

@@ -70,8 +70,8 @@ test.serial('the CRM\'s turning on row-level security that hides rows from the e
 test.serial('the setup form\'s user and status searches and backfillContactsCount refuse while the CRM\'s row-level security hides rows from the engine\'s owner', async (t) => {
   const f = make();
   const company = await f.company();
-  await f.user(company.id, 'Ann Hidden');
-  await f.status(company.id, 'Hot');
+  const user = await f.user(company.id, 'Ann Hidden');
+  const status = await f.status(company.id, 'Hot');
   await f.contact(company.id, { city: 'x' });
   const ownerUrl = await engineOwnerUrl(db().pool, db().url);
   await migrate(ownerUrl);
@@ -82,18 +82,27 @@ test.serial('the setup form\'s user and status searches and backfillContactsCoun
     users: (c: pg.PoolClient) => c.query(`select * from webhooks.company_users_matching('ann')`),
     statuses: (c: pg.PoolClient) => c.query(`select * from webhooks.company_statuses_matching('ho')`),
     contacts: (c: pg.PoolClient) => c.query('select webhooks.backfill_contacts_count() as n'),
+    usersNamed: (c: pg.PoolClient) => c.query(`select * from webhooks.company_users_named(array[${user.id}]::bigint[])`),
+    statusesNamed: (c: pg.PoolClient) => c.query(`select * from webhooks.company_statuses_named(array[${status.id}]::bigint[])`),
+    // (the pages of the lists, as the API's viewer asks them)
+    usersPage: (c: pg.PoolClient) => c.query('set local role webhook_viewer')
+      .then(() => c.query('select * from webhooks.company_users() limit 100')),
+    statusesPage: (c: pg.PoolClient) => c.query('set local role webhook_viewer')
+      .then(() => c.query('select * from webhooks.company_statuses() limit 100')),
   };
   // before: every row answered
   t.is((await asAdmin(ask.users)).rowCount, 1);
   t.is((await asAdmin(ask.statuses)).rowCount, 1);
   t.is((await asAdmin(ask.contacts)).rows[0].n, '1');
+  for (const which of ['usersNamed', 'statusesNamed', 'usersPage', 'statusesPage'] as const) t.is((await asAdmin(ask[which])).rowCount, 1, which);
 
   await db().pool.query(`${TENANT_POLICY('users')} ${TENANT_POLICY('statuses')} ${TENANT_POLICY('contacts')}`);
   t.teardown(async () => {
     await db().pool.query(['users', 'statuses', 'contacts']
       .map((table) => `drop policy tenant on crm.${table}; alter table crm.${table} disable row level security;`).join(' '));
   });
-  for (const [which, table] of [['users', 'crm.users'], ['statuses', 'crm.statuses'], ['contacts', 'crm.contacts']] as const) {
+  for (const [which, table] of [['users', 'crm.users'], ['statuses', 'crm.statuses'], ['contacts', 'crm.contacts'],
+    ['usersNamed', 'crm.users'], ['statusesNamed', 'crm.statuses'], ['usersPage', 'crm.users'], ['statusesPage', 'crm.statuses']] as const) {
     await t.throwsAsync(asAdmin(ask[which]), {
       code: '55000',
       message: new RegExp(`^the CRM's row-level security on ${table.replace('.', '\\.')}\\b.* hides rows from the engine; ask your operator`),
