@@ -44,6 +44,15 @@ export class Holdings {
     for (const job of jobs) this.jobs.add(job);
   }
 
+  /**
+   * A webhook changed (its URL, secret or state): each of its deliveries held now is
+   * marked so, and its result, a success's too, tells the settle the URL it went to
+   * (DeliveryJob.webhookChanged). A look at every held job: the notices are rare.
+   */
+  webhookChanged(webhookId: string): void {
+    for (const job of this.jobs) if (job.webhookId === webhookId) job.webhookChanged = true;
+  }
+
   /** No longer held: its result is written, or it was handed back. */
   ended(jobs: Iterable<DeliveryJob>): void {
     for (const job of jobs) this.jobs.delete(job);

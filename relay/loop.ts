@@ -290,10 +290,13 @@ export class Relay {
    * (sql/20_wakeup.sql): what the relay holds of it and has not sent (queued, paced)
    * was claimed with the webhook as it was, and is handed back, to be claimed again
    * as it is now. So is what a claim under way brings of it: that claim may have read
-   * the webhook before the change. Requests already sent finish.
+   * the webhook before the change. Requests already sent finish, and their results,
+   * successes too, tell the settle the URL they went to: one to a URL the webhook no
+   * longer has counts towards nothing of its breaker (holdings.ts).
    */
   private webhookChanged(webhookId: string): void {
     if (this.claiming) this.changedWhileClaiming.add(webhookId);
+    this.holdings.webhookChanged(webhookId);
     const jobs = [...this.slots.takeQueued(webhookId), ...this.takePaced(webhookId)];
     if (jobs.length > 0) void this.release(jobs, 'their webhook changed after they were claimed');
   }

@@ -55,6 +55,12 @@ export interface DeliveryJob {
    */
   sendAt: number | null;
   sendUntil: number | null;
+  /**
+   * Its webhook changed (a webhook_changed notice: its URL, secret or state) while
+   * this relay held it (holdings.ts): the request may have gone to a URL the webhook
+   * no longer has, so its result carries the URL, a success's too (AttemptRecord.url).
+   */
+  webhookChanged?: boolean;
 }
 
 export interface ClaimRequest {
@@ -144,6 +150,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
     previousSecrets: row.previous_secrets,
     sendAt: row.send_at === null ? null : clock.toLocal(Number(row.send_at)),
     sendUntil: row.send_until === null ? null : clock.toLocal(Number(row.send_until)),
+    webhookChanged: false,
   }));
   const filled = new Set<string>(rows.filter((row) => row.webhook_filled).map((row) => row.webhook_id));
   return {
@@ -168,9 +175,10 @@ export interface AttemptRecord {
   responseBody: string | null;
   retryAfterSeconds: number | null;
   /**
-   * the URL the attempt was sent to (the claim's), for an attempt that did not succeed;
-   * null for a success. A failure of a URL its webhook no longer has counts against
-   * neither its breaker nor its disabling (sql/30_delivery.sql).
+   * the URL the attempt was sent to (the claim's), for an attempt that did not
+   * succeed, and for a success whose webhook changed while it was held
+   * (DeliveryJob.webhookChanged); else null. An attempt to a URL its webhook no longer
+   * has counts towards nothing of its breaker nor its disabling (sql/30_delivery.sql).
    */
   url: string | null;
 }
@@ -219,7 +227,7 @@ export async function settleDeliveries(db: Db, relayId: string, batch: readonly 
       batch.map((r) => r.error),
       batch.map((r) => r.responseBody),
       numberArray(batch.map((r) => r.retryAfterSeconds)),
-      // (a batch of successes sends none: nothing a delivery)
+      // (a batch of successes of webhooks that did not change sends none: nothing a delivery)
       batch.some((r) => r.url !== null) ? batch.map((r) => r.url) : null,
     ],
   });

@@ -68,8 +68,9 @@ function record(result: AttemptResult): AttemptRecord {
     error: outcome.kind === 'response' ? outcome.note : outcome.error,
     responseBody: outcome.kind === 'response' ? outcome.bodyExcerpt : null,
     retryAfterSeconds: outcome.kind === 'response' ? outcome.retryAfterSeconds : null,
-    // (a success's is not compared: sent for the others alone)
-    url: succeeded(outcome) ? null : job.url,
+    // (a success is compared only if its webhook changed while it was held: the
+    // others' successes send none)
+    url: succeeded(outcome) && !job.webhookChanged ? null : job.url,
   };
 }
 

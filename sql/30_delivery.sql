@@ -720,13 +720,16 @@ begin
 end;
 $$;
 
--- p_urls: the URL each attempt was sent to, given for those that did not succeed
--- (null: not given). A failure of a URL its webhook no longer has (a request to the
--- old URL still on its way when the URL changed) is recorded as any other, the
--- delivery retried, but it counts towards neither the webhook's breaker nor its
--- disabling, and a 410 Gone from it neither fails the delivery nor disables the
--- webhook: the endpoint that failed is no longer the webhook's (until 2026-12-07 it
--- counted as the new URL's first failure; test/fleet/breaker.test.ts).
+-- p_urls: the URL each attempt was sent to, given for those that did not succeed and
+-- for successes whose webhook changed while the relay held them (null: not given).
+-- A failure of a URL its webhook no longer has (a request to the old URL still on its
+-- way when the URL changed) is recorded as any other, the delivery retried, but it
+-- counts towards neither the webhook's breaker nor its disabling, and a 410 Gone from
+-- it neither fails the delivery nor disables the webhook: the endpoint that failed is
+-- no longer the webhook's (until 2026-12-07 it counted as the new URL's first
+-- failure). A success of such a URL ends its delivery (it was delivered) but does not
+-- clear the new URL's failures in a row (until 2026-12-07 it did, and the breaker
+-- opened later; test/fleet/breaker.test.ts).
 -- (p_urls came last: a relay of the previous release calls this with its nine
 -- arguments, and its failures count as before)
 drop function if exists webhooks_relay.settle_deliveries(text, bigint[], integer[], timestamptz[], integer[], integer[],
@@ -872,7 +875,14 @@ begin
       and q.locked_by is not distinct from p_relay and q.attempts = r.attempt
     returning r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
               r.retry_after_s, q.ctid, q.created_at, q.webhook_id, q.company_id, q.contact_id, q.attempts,
-              false as to_old_url, 'succeeded'::text as new_state, null::timestamptz as next_attempt_at
+              -- sent to a URL the webhook no longer has: a success whose URL the relay
+              -- gives (its webhook changed while the relay held it, p_urls at
+              -- settle_deliveries); the others' webhook is not read (the case's
+              -- subquery runs only for a URL given)
+              case when r.url is null then false
+                   else coalesce(r.url <> (select w.url from webhooks.webhooks w where w.id = q.webhook_id), false)
+              end as to_old_url,
+              'succeeded'::text as new_state, null::timestamptz as next_attempt_at
   ),
   mine as (
     -- ctid: the row version read here, which the delete or update below reaches
@@ -1047,7 +1057,7 @@ begin
 
   -- the circuit breaker and auto-disable (28_lanes.sql), each attempt counted for its
   -- webhook (a result whose lease was lost counts for none, nor one sent to a URL the
-  -- webhook no longer has). A batch of successes to webhooks without failures changes
+  -- webhook no longer has, a success or not). A batch of successes to webhooks without failures changes
   -- no lane: asked in one probe, the usual case costs no call (a call cost a
   -- millisecond a batch)
   if exists (select 1 from unnest(p_status_codes) as r(status_code)

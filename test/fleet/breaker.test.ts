@@ -210,3 +210,41 @@ for (const status of [500, 410]) {
     t.is(receiver.received('/new').length, 0);
   });
 }
+
+// A success of the old URL, settled after the new URL has failed, is the old endpoint's
+// too: the delivery succeeded (it was delivered), but the new URL's failures in a row,
+// and since when, stand. Until 2026-12-07 it cleared them: the breaker opened later
+// than it should, and auto_disable_after counted from the new URL's next failure.
+test('a request to the old URL answered 200 after the new URL failed: the delivery succeeded, the new URL keeps its failures in a row', async (t) => {
+  // (the new URL's failure waits for its retry: nothing else settles while the test looks)
+  const { database, receiver, f, company } = await relayScene(t, { retryBase: '1 hour' });
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/old') });
+  let answer!: () => void;
+  const held = new Promise<void>((resolve) => (answer = resolve));
+  receiver.route('/old', { secret: webhook.secret, replies: [{ status: 200, after: held }] });
+  receiver.route('/new', { secret: webhook.secret, otherwise: 500 });
+  const first = await f.contact(company.id);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await receiver.waitFor(1, { path: '/old' });
+  await database.pool.query('update webhooks.webhooks set url = $2 where id = $1', [webhook.id, receiver.url('/new')]);
+  const second = await f.contact(company.id);
+  const [failing] = await waitForRows(database.pool,
+    'select failures, failing_since from webhooks_private.lanes where webhook_id = $1', [webhook.id],
+    (rows) => rows[0]?.failures === 1);
+  answer();
+
+  await waitForRows(database.pool,
+    `select 1 from webhooks.deliveries where webhook_id = $1 and contact_id = $2 and state = 'succeeded'`,
+    [webhook.id, first.id], (rows) => rows.length === 1);
+  const { rows: attempts } = await database.pool.query(
+    'select contact_id, a.status_code from webhooks.delivery_attempts a join webhooks.deliveries d on d.id = a.delivery_id where a.webhook_id = $1 order by contact_id',
+    [webhook.id]);
+  t.deepEqual(attempts, [{ contact_id: first.id, status_code: 200 }, { contact_id: second.id, status_code: 500 }]);
+  const { rows: [lane] } = await database.pool.query(
+    'select failures, failing_since from webhooks_private.lanes where webhook_id = $1', [webhook.id]);
+  t.deepEqual(lane, failing, 'the failures in a row of the new URL, and since when');
+  t.is(receiver.received('/new').length, 1);
+});

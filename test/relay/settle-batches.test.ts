@@ -6,7 +6,9 @@
 // a minute long, so that only what these rules say can end them.
 import test from 'ava';
 import pino from 'pino';
+import type pg from 'pg';
 import type { AttemptResult } from '../../relay/deliver.ts';
+import { Holdings } from '../../relay/holdings.ts';
 import { claimDeliveries } from '../../relay/queries.ts';
 import { Settler } from '../../relay/settle.ts';
 import { createTestDatabase } from '../helpers/db.ts';
@@ -102,4 +104,34 @@ test('at level info each attempt settled is a line with its fields, and one whos
     { level: 30, ...fields(2), status: 503, state: 'pending', nextAttemptAt: retry.nextAttemptAt, msg: 'settled' },
   ]);
   t.true(Date.parse(String(retry.nextAttemptAt)) > Date.now(), 'a retry says when');
+});
+
+// A success tells the settle the URL it went to only when its webhook changed while
+// the relay held it (a request to the old URL counts towards nothing of the new one's
+// breaker: test/fleet/breaker.test.ts); the successes of the others send no URLs.
+test('a success carries its URL only if its webhook changed while it was held', async (t) => {
+  const { database, results } = await setup(t, 3, 100);
+  const urls: unknown[] = [];
+  const db = {
+    query: (config: pg.QueryConfig) => {
+      urls.push(config.values?.[9]);
+      return database.pool.query(config);
+    },
+  } as Pick<pg.Pool, 'query'>;
+  const settler = new Settler({ db, relayId: RELAY, log: pino({ level: 'silent' }), batchSize: 100, gatherMs: A_MINUTE });
+  t.teardown(async () => settler.stop());
+  const holdings = new Holdings();
+  holdings.claimed(results.map((result) => result.job));
+
+  settler.add(results[0]!);
+  t.true(await settler.drain(5_000));
+  holdings.webhookChanged(results[1]!.job.webhookId);
+  settler.add(results[1]!);
+  settler.add(results[2]!);
+  t.true(await settler.drain(5_000));
+
+  const url = results[0]!.job.url;
+  t.deepEqual(urls, [null, [url, url]]);
+  const { rows } = await database.pool.query(`select state, count(*)::int as n from webhooks.deliveries group by state`);
+  t.deepEqual(rows, [{ state: 'succeeded', n: 3 }]);
 });
