@@ -260,3 +260,89 @@ test.serial('a kept day\'s results left pending detach, their day forgotten: the
   t.deepEqual(rows, [{ id: failed, state: 'failed' }, { id: waiting, state: 'pending' }]);
   t.deepEqual(await counts(), before);
 });
+
+// A detach of a kept day's results or attempts left pending (a DBA's given up, with no
+// day past the retention to drop): until 2026-12-07 it was finished only at that
+// table's next detach, a day past the retention or a tail moved ahead, perhaps days
+// later; meanwhile the day's failures read as successes (a result row missing means
+// succeeded), and its attempts were gone from its deliveries' history. Every run of
+// maintenance now finishes it at its start, and attaches it back.
+for (const table of ['delivery_results', 'delivery_attempts']) {
+  test.serial(`a kept day's ${table.slice(9)} left pending detach, no day past the retention: the next run attaches them back`, async (t) => {
+    const f = factories(db().pool);
+    const company = await f.company();
+    const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+    const kept = utcDay(table === 'delivery_results' ? -3 : -4);
+    const at = new Date(kept.getTime() + 900_000);
+    const { rows: [{ id: failed }] } = await db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+       values ($1, $2, 'contact.created', 1, '{}', 'failed', 1, $3, $3) returning id`,
+      [webhook.id, company.id, at]);
+    await db().pool.query(
+      `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at,
+                                               duration_ms, status_code)
+       values ($1, $2, $3, $4, 1, $2, 5, 500)`,
+      [failed, at, webhook.id, company.id]);
+    const readings = async () => {
+      const { rows: [delivery] } = await db().pool.query('select state from webhooks.deliveries where id = $1', [failed]);
+      const { rows: attempts } = await db().pool.query(
+        'select attempt, status_code from webhooks.delivery_attempts where delivery_id = $1', [failed]);
+      return { state: delivery.state, attempts };
+    };
+    const before = await readings();
+    t.deepEqual(before, { state: 'failed', attempts: [{ attempt: 1, status_code: 500 }] });
+    await detachGivenUp(table, `${table}_p${ymd(kept)}`);
+    t.notDeepEqual(await readings(), before, 'while the detach is pending, the day reads otherwise');
+
+    const said: string[] = [];
+    const result = await maintain(db().url, (line) => said.push(line));
+    t.deepEqual(result.daysDropped, [], said.join('\n'));
+    t.deepEqual(await pendingDetaches(), [], said.join('\n'));
+    t.deepEqual(await orphans(), []);
+    t.deepEqual(await dayPartitions(kept), ['attempts', 'history', 'results'].map((name) => `delivery_${name}_p${ymd(kept)}`));
+    t.deepEqual(await readings(), before);
+    // (at its start: the roll-up after it counted the day's failure as one)
+    const { rows: counted } = await db().pool.query(
+      'select fired::int, succeeded::int, failed::int from webhooks.delivery_day_counts where webhook_id = $1', [webhook.id]);
+    t.deepEqual(counted, [{ fired: 1, succeeded: 0, failed: 1 }]);
+  });
+}
+
+// Its FINALIZE waits for the readers older than it, as the detach did: one that outlasts
+// the run's tries does not stop the run (its roll-up, its purges, the days it drops);
+// the run says so, and the next one finishes the detach.
+test.serial('a kept day\'s results left pending detach behind a long reader: the run goes on and says so, the next one attaches them back', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const kept = utcDay(-5);
+  const at = new Date(kept.getTime() + 900_000);
+  const { rows: [{ id: failed }] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'failed', 1, $3, $3) returning id`,
+    [webhook.id, company.id, at]);
+  const partition = `delivery_results_p${ymd(kept)}`;
+  await detachGivenUp('delivery_results', partition);
+  const reader = new pg.Client({ connectionString: db().url });
+  await reader.connect();
+  t.teardown(() => reader.end());
+  await reader.query('begin isolation level repeatable read');
+  await reader.query('select 1');
+
+  const said: string[] = [];
+  await maintain(db().url, (line) => said.push(line));
+  // (the roll-up went on: the day counted)
+  const { rows: counted } = await db().pool.query(
+    'select fired::int from webhooks.delivery_day_counts where webhook_id = $1', [webhook.id]);
+  t.deepEqual(counted, [{ fired: 1 }]);
+  t.true(said.some((line) => line.startsWith('left a detach of delivery_results pending: ')), said.join('\n'));
+  t.deepEqual(await pendingDetaches(), [partition]);
+  await reader.query('commit');
+
+  const again: string[] = [];
+  await maintain(db().url, (line) => again.push(line));
+  t.deepEqual(await pendingDetaches(), [], again.join('\n'));
+  t.deepEqual(await orphans(), []);
+  const { rows: [delivery] } = await db().pool.query('select state from webhooks.deliveries where id = $1', [failed]);
+  t.is(delivery.state, 'failed');
+});
