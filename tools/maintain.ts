@@ -86,14 +86,17 @@ export async function maintain(
     // webhooks.recheck_deleted_webhooks included)
     await client.query(`set default_transaction_isolation = 'read committed'`);
     let { rows: [{ n: made }] } = await client.query('select webhooks.create_partitions() as n');
-    await finishDetachesOfDayRows(client, log);
+    const hidden = await finishDetachesOfDayRows(client, log);
     const tails = await moveTails(client, log);
     if (tails !== 'keep') made += (await client.query('select webhooks.create_partitions() as n')).rows[0].n;
     // (before the roll-up, which then counts their failures: their days can go this run)
     const { rows: [{ n: snapshotsFailed }] } = await client.query<{ n: number }>(
       'select webhooks.fail_held_snapshots_past_retention() as n');
     if (snapshotsFailed > 0) log(`failed ${snapshotsFailed} snapshots held for disabled webhooks, their days past the retention`);
-    const { rows: [counted] } = await client.query('call webhooks.roll_up_report_counts()');
+    // (not while a pending detach hides a day's results or attempts: it would count the
+    // day's failures as successes, for good; the next run counts)
+    const counted = hidden ? { days: 0, visited: 0 } : (await client.query('call webhooks.roll_up_report_counts()')).rows[0];
+    if (hidden) log('left the day counts to the next run: a detach left pending hides results or attempts they would count');
     // (a day past the retention goes whole, whatever deleted webhooks' rows it holds)
     const { rows: [rechecked] } = await client.query<{ n: number }>('select webhooks.recheck_deleted_webhooks() as n');
     if (rechecked!.n > 0) log(`found deliveries written for ${rechecked!.n} webhooks while their delete was open`);
@@ -315,15 +318,19 @@ async function refusedWith(code: string, run: () => Promise<unknown>): Promise<E
 // of a day past the retention, which expired_days names: finished by that day's drop
 // in this run. One a DBA left pending still waits for the history's next detach.)
 // A FINALIZE waits for the readers older than it, as the detach did: one that outlasts
-// its tries is said, and the run goes on (the roll-up, the purges); the table's next
-// detach tries again, or the next run.
-async function finishDetachesOfDayRows(client: pg.Client, log: (line: string) => void): Promise<void> {
+// its tries is said, and the run goes on (the purges, the days it drops: not the
+// roll-up, which would count the hidden rows' day wrong); the table's next detach
+// tries again, or the next run. True: one is still pending.
+async function finishDetachesOfDayRows(client: pg.Client, log: (line: string) => void): Promise<boolean> {
   const { rows: tables } = await client.query<{ table_name: string }>(
     `select table_name from webhooks_private.outbox_partitioned() where table_name <> 'delivery_history'`);
+  let pending = false;
   for (const { table_name: table } of tables) {
     const refused = await refusedWith('55P03', () => finishDetachLeftPending(client, table, null, log)); // lock_not_available
     if (refused) log(`left a detach of ${table} pending: ${refused.message}; a later detach of it or the next run finishes it`);
+    pending ||= refused !== null;
   }
+  return pending;
 }
 
 // Postgres keeps one detach pending per partitioned table, and fails any other detach
