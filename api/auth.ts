@@ -14,6 +14,9 @@ export interface Claims {
   sub?: string;
 }
 
+/** extensions.code of a request refused for its token (HTTP 401) */
+export const UNAUTHENTICATED_CODE = 'UNAUTHENTICATED';
+
 /**
  * A token refused, and why. `claim` names what was wrong (the client's answer says it
  * as extensions.claim): one of the claims this API reads (role, company_id, sub, exp,

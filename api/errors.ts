@@ -138,7 +138,7 @@ const PAGE_ARGUMENT_REFUSALS: ReadonlyArray<[RegExp, string]> = [
  * operations, answered "Invalid body; expected object"). Named here so that a client
  * can tell them from the rest, as every other refusal is.
  */
-const HTTP_REFUSAL_CODES: Readonly<Record<number, string>> = {
+export const HTTP_REFUSAL_CODES: Readonly<Record<number, string>> = {
   400: 'BAD_REQUEST',
   405: 'METHOD_NOT_ALLOWED',
   406: 'NOT_ACCEPTABLE',
@@ -164,6 +164,16 @@ const VALIDATION_ABORTED = /^(Too many validation errors, error limit reached\. 
  */
 const DOCUMENT_REFUSAL_CODES = Object.freeze({ parse: 'GRAPHQL_PARSE_FAILED', validation: 'GRAPHQL_VALIDATION_FAILED' });
 const PARSE_FAILED = /^Syntax Error: /;
+
+/**
+ * Every extensions.code an error of this module's naming carries, besides those of
+ * the limits (LIMIT_CODES): docs/api.md and docs/api-limits.md name each
+ * (test/tools/docs-names.test.ts).
+ */
+export const NAMED_ERROR_CODES: readonly string[] = Object.freeze([
+  TRY_AGAIN_CODE, READ_ONLY_CODE, DATABASE_UNAVAILABLE_CODE,
+  ...Object.values(HTTP_REFUSAL_CODES), ...Object.values(DOCUMENT_REFUSAL_CODES),
+]);
 
 /** The code of one of GraphQL's refusals of a document, by its message. */
 function documentRefusalCode(message: string): string {

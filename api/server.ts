@@ -8,7 +8,8 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
-import { AuthError, maxTokenLifetime, VerifiedTokens, type Claims } from './auth.ts';
+import { AuthError, maxTokenLifetime, UNAUTHENTICATED_CODE, VerifiedTokens, type Claims } from './auth.ts';
+import { HTTP_REFUSAL_CODES } from './errors.ts';
 import { apiLogger } from './log.ts';
 import { apiDatabaseReadTimeoutMs, LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
@@ -229,7 +230,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     }
     if (path === GRAPHQL_PATH) {
       if (req.method !== 'POST') {
-        sendJson(res, 405, { errors: [{ message: `send GraphQL as POST to ${GRAPHQL_PATH}` }] }, { allow: 'POST' });
+        sendJson(res, 405, { errors: [{ message: `send GraphQL as POST to ${GRAPHQL_PATH}`, extensions: { code: HTTP_REFUSAL_CODES[405] } }] }, { allow: 'POST' });
         return;
       }
       // a body said to be too long is refused before it is read (grafserv counts the
@@ -252,7 +253,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       } catch (error) {
         if (!(error instanceof AuthError)) throw error;
         // nothing else: no data, no schema, just why
-        sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: 'UNAUTHENTICATED', claim: error.claim } }] },
+        sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: UNAUTHENTICATED_CODE, claim: error.claim } }] },
           { 'www-authenticate': 'Bearer' });
         return;
       }

@@ -457,7 +457,7 @@ function post(url: string, token: string, body: string, sendLength: boolean): Pr
   });
 }
 
-test('a request the API cannot take as one operation is refused with a code that says so: a batch, a body that is no object, variables that are no object, JSON that does not parse, a media type or an answer type it does not serve', async (t) => {
+test('a request the API cannot take as one operation is refused with a code that says so: a batch, a body that is no object, variables that are no object, JSON that does not parse, a media type or an answer type it does not serve, a method other than POST', async (t) => {
   const { viewer } = await busyCompany();
   const one = { query: '{ currentCompanyId }' };
   // (grafserv said what was wrong, with no code)
@@ -482,6 +482,9 @@ test('a request the API cannot take as one operation is refused with a code that
   const html = await fetch(`${api().api.url}/graphql`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'text/plain' }, body: JSON.stringify(one) });
   t.is(html.status, 406);
   t.is((await html.json()).errors[0].extensions.code, 'NOT_ACCEPTABLE');
+  const get = await fetch(`${api().api.url}/graphql?query=%7B+currentCompanyId+%7D`, { headers });
+  t.is(get.status, 405);
+  t.is((await get.json()).errors[0].extensions?.code, 'METHOD_NOT_ALLOWED');
   // and one operation is served
   t.is((await post(api().api.url, viewer, JSON.stringify(one), true)).status, 200);
 });
