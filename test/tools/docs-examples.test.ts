@@ -5,7 +5,7 @@ import test from 'ava';
 import { createHmac } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Webhook } from 'standardwebhooks';
-import { getNamedType, Kind, parse, print, typeFromAST, type GraphQLSchema } from 'postgraphile/graphql';
+import { getNamedType, isInputObjectType, isObjectType, Kind, parse, print, typeFromAST, type GraphQLSchema } from 'postgraphile/graphql';
 import { seedDemo } from '../../tools/demo/seed.ts';
 import { startTestApi } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/db.ts';
@@ -180,6 +180,68 @@ test('every GraphQL example of the docs is a document the API takes: each operat
     }
   }
   t.true(operations >= 10, `${operations} operations found`);
+});
+
+/** The rows of a markdown table of a section: each row's cells. */
+function tableRows(text: string): string[][] {
+  return text.split('\n').filter((line) => line.startsWith('| `')).map((line) => line.slice(2, -2).split(' | '));
+}
+
+/** The backticked spans of a table cell. */
+const spansOf = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map(([, span]) => span!);
+
+test("docs/api.md's tables of queries and mutations name fields, arguments and inputs the schema has", async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const demo = await seedDemo(database.pool, 'http://127.0.0.1:1');
+  const api = await startTestApi(database.url);
+  t.teardown(() => api.stop());
+  const schema = await apiSchema(api, await api.token(String(demo.companyId)));
+  const query = schema.getQueryType()!.getFields();
+  const mutation = schema.getMutationType()!.getFields();
+  const missing: string[] = [];
+
+  // `field(arg, arg)`, or `field(arg) { subfield }`
+  const queries = tableRows(section('docs/api.md', '### Queries'));
+  t.true(queries.length >= 15, `${queries.length} rows`);
+  for (const [cell] of queries) {
+    for (const span of spansOf(cell!)) {
+      const [, name, args, subfield] = /^(\w+)(?:\(([^)]*)\))?(?: \{ (\w+) \})?$/.exec(span) ?? [];
+      const field = name ? query[name] : undefined;
+      if (!field) {
+        missing.push(`Query.${span}`);
+        continue;
+      }
+      for (const arg of args ? args.split(', ') : []) if (!field.args.some((a) => a.name === arg)) missing.push(`Query.${name}(${arg})`);
+      const type = getNamedType(field.type);
+      if (subfield && !(isObjectType(type) && type.getFields()[subfield])) missing.push(`${type.name}.${subfield}`);
+    }
+  }
+
+  // the input cell: `a, b, c?`, `clearStatusId: true` / …
+  const mutations = tableRows(section('docs/api.md', '### Mutations (admins only)'));
+  t.true(mutations.length >= 10, `${mutations.length} rows`);
+  for (const [cell, inputs] of mutations) {
+    const name = spansOf(cell!)[0]!;
+    const field = mutation[name];
+    const input = field && getNamedType(field.args.find((a) => a.name === 'input')!.type);
+    if (!field || !isInputObjectType(input)) {
+      missing.push(`Mutation.${name}`);
+      continue;
+    }
+    // its first sentence names the input; the rest may name other operations
+    for (const span of spansOf(inputs!.split('. ')[0]!)) {
+      for (const word of span.split(', ').map((w) => w.replace(/\?$|: true$/, ''))) {
+        if (/^[a-z]\w*$/.test(word) && !input.getFields()[word]) missing.push(`${name}(input: { ${word} })`);
+      }
+    }
+  }
+  // every query the API has is named in the section (`query`, the root itself, aside)
+  const operations = section('docs/api.md', '## Every operation');
+  for (const name of Object.keys(query)) if (name !== 'query' && !new RegExp(`\`${name}\\b`).test(operations)) missing.push(`Query.${name} (not named)`);
+  const listed = new Set(mutations.map(([cell]) => spansOf(cell!)[0]));
+  for (const name of Object.keys(mutation)) if (!listed.has(name)) missing.push(`Mutation.${name} (no row)`);
+  t.deepEqual(missing, []);
 });
 
 test('every SQL example of the docs runs after npm run demo, each in a transaction rolled back', async (t) => {
