@@ -244,6 +244,19 @@ test("docs/api.md's tables of queries and mutations name fields, arguments and i
   t.deepEqual(missing, []);
 });
 
+test("docs/sql.md names every table of webhooks_private that a role is granted", async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const { rows } = await database.pool.query(`
+    select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = 'webhooks_private' and c.relkind in ('r', 'p', 'v', 'm')
+      and exists (select from aclexplode(c.relacl) a where a.grantee <> c.relowner)
+    order by 1`);
+  const [row] = section('docs/sql.md', '## Schemas').split('\n').filter((line) => line.startsWith('| `webhooks_private` |'));
+  const [, named = ''] = /no table is granted to anyone(?: but ([^;|]*))?/.exec(row ?? '') ?? [];
+  t.deepEqual([...named.matchAll(/`(\w+)`/g)].map(([, name]) => name).filter((name) => !/^webhook_|^bpd_/.test(name!)).sort(), rows.map((r) => r.relname));
+});
+
 test('every SQL example of the docs runs after npm run demo, each in a transaction rolled back', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
