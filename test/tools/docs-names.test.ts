@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { UNAUTHENTICATED_CODE } from '../../api/auth.ts';
 import { NAMED_ERROR_CODES } from '../../api/errors.ts';
 import { DEFAULT_LIMITS, LIMIT_CODES, LIMIT_SETTINGS } from '../../api/limits.ts';
+import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
 import { ENVIRONMENT } from '../../relay/settings.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -138,4 +139,10 @@ test("docs/api-limits.md's table gives each limit the API's default, and names e
     }
     t.is(limitValue(row[1]!), DEFAULT_LIMITS[key as keyof typeof DEFAULT_LIMITS], `${name}: ${row[1]}`);
   }
+});
+
+test("a /readyz answer the docs show names the migration this code expects", (t) => {
+  const shown = DOCS.flatMap((file) => [...read(file).matchAll(/"migration":"(\w+)"/g)].map(([, name]) => `${file}: ${name}`));
+  t.true(shown.length > 0);
+  t.deepEqual(shown.filter((line) => !line.endsWith(`: ${EXPECTED_MIGRATION}`)), []);
 });
