@@ -141,6 +141,11 @@ test("docs/api-limits.md's table gives each limit the API's default, and names e
   }
 });
 
+test("docs/relay.md's table of the relay's parts has a row for each file of relay/, and no other", (t) => {
+  const rows = proseLines('docs/relay.md').map(([, line]) => /^\| `([\w-]+\.ts)` \|/.exec(line)?.[1]).filter(Boolean).sort();
+  t.deepEqual(rows, readdirSync(join(root, 'relay')).filter((f) => f.endsWith('.ts')).sort());
+});
+
 test("a /readyz answer the docs show names the migration this code expects", (t) => {
   const shown = DOCS.flatMap((file) => [...read(file).matchAll(/"migration":"(\w+)"/g)].map(([, name]) => `${file}: ${name}`));
   t.true(shown.length > 0);
