@@ -24,15 +24,16 @@ import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
 import { RelayMetrics } from './metrics.ts';
 import { Holdings } from './holdings.ts';
-import { claimDeliveries, databaseSending, ping, refusedSettings, SENDING_SETTING, sendingAllowed, sendingRefusal, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
+import { claimDeliveries, databaseSending, ping, pollMaySkip, refusedSettings, SENDING_SETTING, sendingAllowed, sendingRefusal, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
 import { Backfiller } from './backfiller.ts';
 import { DatabaseClock } from './database-clock.ts';
+import { QuietPolls } from './quiet.ts';
 import { Rescuer } from './rescuer.ts';
 import { Scheduler, type LoopMode, type SchedulerView } from './scheduler.ts';
 import type { RelaySettings } from './settings.ts';
 import { settleBatchSize, Settler } from './settle.ts';
 import { missedSlot, Slots } from './slots.ts';
-import { WakeUp, type Found } from './wakeup.ts';
+import { WakeUp, type Found, type WakePhase } from './wakeup.ts';
 
 /** How often a relay started before its database answers tries again to check it. */
 const UNREACHABLE_RECHECK_MS = 1_000;
@@ -75,6 +76,8 @@ export class Relay {
   private readonly holdings = new Holdings();
   private readonly scheduler = new Scheduler();
   private readonly wakeUp: WakeUp;
+  /** whether a sleeping relay's poll may skip its walk (quiet.ts) */
+  readonly quiet = new QuietPolls();
   private readonly rescuer: Rescuer;
   private readonly backfiller: Backfiller;
   private listener: Listener | null = null;
@@ -120,6 +123,8 @@ export class Relay {
       batchSize: settleBatchSize(settings.batchSize),
       metrics: this.metrics,
       onWritten: (results) => {
+        // a retry written: its lane was not walked by the last round (quiet.ts)
+        this.quiet.disturbed();
         this.holdings.ended(results.map((result) => result.job));
         this.backfiller.settled(results);
       },
@@ -202,14 +207,23 @@ export class Relay {
     );
   }
 
-  /** The poll timer: a discovery for what falls due without a NOTIFY (wakeup.ts, poll_look). */
+  /**
+   * The poll timer: a discovery for what falls due without a NOTIFY (wakeup.ts,
+   * poll_look), unless nothing can have become sendable since the last round that
+   * found nothing (quiet.ts).
+   */
   private poll(): void {
-    this.wakeUp.polled();
-    this.wake();
+    void this.quiet.maySkip((round) => pollMaySkip(this.pool, round)).then((skip) => {
+      if (skip || this.stopped) return;
+      this.wakeUp.polled();
+      this.scheduler.requestDiscovery();
+      this.kick();
+    });
   }
 
   /** Looks for due work now, anywhere (a NOTIFY, a timer, a reconnect, a rescue). */
   wake(): void {
+    this.quiet.disturbed();
     this.scheduler.requestDiscovery();
     this.kick();
   }
@@ -295,6 +309,7 @@ export class Relay {
    * longer has counts towards nothing of its breaker (holdings.ts).
    */
   private webhookChanged(webhookId: string): void {
+    this.quiet.disturbed();
     if (this.claiming) this.changedWhileClaiming.add(webhookId);
     this.holdings.webhookChanged(webhookId);
     const jobs = [...this.slots.takeQueued(webhookId), ...this.takePaced(webhookId)];
@@ -310,13 +325,22 @@ export class Relay {
    */
   private async discover(): Promise<Claimed> {
     this.wakeUp.beforeDiscovery();
+    // a look that holds relay_idle (the last look, a poll's): a round of fruitless
+    // discoveries it begins and ends lets the next polls skip their walk (quiet.ts)
+    const look = this.wakeUp.phase === 'last_look' || this.wakeUp.phase === 'poll_look';
+    const since = this.quiet.begin();
+    const began = new Set<string>();
     let claimed = await this.claim(null);
+    if (claimed.roundBegan) began.add(claimed.roundBegan);
     // a window of lanes walked without one that may send now, and lanes beyond it not
     // walked since (more_due without deliveries, sql/28_lanes.sql discovery_walks_on):
     // the next window at once, up to once round, all one discovery to the wake-up
     // protocol. Left to the next poll, a company whose lane lay windows away waited a
     // poll a window (test/fleet/retrying-companies.test.ts)
-    while (claimed.jobs.length === 0 && claimed.moreDue && this.mode !== 'stopping') claimed = await this.claim(null);
+    while (claimed.jobs.length === 0 && claimed.moreDue && this.mode !== 'stopping') {
+      claimed = await this.claim(null);
+      if (claimed.roundBegan) began.add(claimed.roundBegan);
+    }
     // found: due work that only another discovery would bring (full: more than this
     // claim could take). A webhook this claim filled to its cap (backlogged) is
     // refilled on its own as its queue runs low, in claims of a useful size;
@@ -328,6 +352,7 @@ export class Relay {
     };
     this.dispatchAll(claimed.jobs);
     if (await this.wakeUp.afterDiscovery(found, this.mode === 'stopping')) this.scheduler.requestDiscovery();
+    this.quiet.ended(since, claimed.roundQuiet, began, look && (this.wakeUp.phase as WakePhase) === 'asleep');
     return claimed;
   }
 
@@ -345,7 +370,7 @@ export class Relay {
   /** Claims (discovery when `only` is null, else a refill of those webhooks). */
   private async claim(only: string[] | null): Promise<Claimed> {
     const view = this.slots.claimView();
-    if (!view) return { jobs: [], filled: new Set(), moreDue: false, atCap: false, lanesBusy: false };
+    if (!view) return { jobs: [], filled: new Set(), moreDue: false, atCap: false, lanesBusy: false, roundBegan: null, roundQuiet: null };
     if (this.holdings.inDoubt) await this.releaseUnheld();
     const started = performance.now();
     this.claiming = true;

@@ -99,6 +99,28 @@ export interface Claimed {
   atCap: boolean;
   /** nothing leased: every webhook the claim could serve was being claimed by another relay; look again shortly */
   lanesBusy: boolean;
+  /** a discovery that began a round of fruitless discoveries: its token (discovery_round_note, sql/28_lanes.sql) */
+  roundBegan: string | null;
+  /** a discovery that ended a round begun fruitless: what a sleeping relay's poll checks before skipping its walk */
+  roundQuiet: QuietRound | null;
+}
+
+/** A round of discoveries that came round finding no lane that may send (discovery_round_note). */
+export interface QuietRound {
+  /** the token of the discovery that began it (Claimed.roundBegan) */
+  token: string;
+  /** no lane it walked may send before this (epoch ms, the database's clock; Infinity: none waiting) */
+  untilMs: number;
+  /** the deliveries written when it began (their ids' sequence) */
+  written: string;
+}
+
+/** 'token until written', as discovery_round_note says it, or null. */
+function quietRound(said: string | null | undefined): QuietRound | null {
+  const [token, until, written] = (said ?? '').split(' ');
+  if (!token || until === undefined || !written) return null;
+  const untilMs = Number(until);
+  return Number.isNaN(untilMs) ? null : { token, untilMs, written };
 }
 
 /**
@@ -116,9 +138,16 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
       select delivery_id, message_id, webhook_id, attempt, url, body, secret, previous_secrets,
              (extract(epoch from send_at) * 1000)::float8 as send_at,
              (extract(epoch from send_until) * 1000)::float8 as send_until, webhook_filled, more_due, at_cap,
-             lanes_busy, company_id, (extract(epoch from clock_timestamp()) * 1000)::float8 as database_now
-      from webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[],
-                                                  null, $10::bigint[], $11, $12::bigint[])`,
+             lanes_busy, company_id, (extract(epoch from clock_timestamp()) * 1000)::float8 as database_now,
+             -- (what the claim's transaction noted of a round of fruitless discoveries:
+             -- discovery_round_note, sql/28_lanes.sql)
+             nullif(current_setting('bpd_webhooks.discovery_round_began', true), '') as round_began,
+             nullif(current_setting('bpd_webhooks.discovery_round_quiet', true), '') as round_quiet
+      -- (a row without a delivery when the claim returns none: the settings above
+      -- are read after the claim has run, whatever it returned)
+      from (select) answered
+      left join lateral webhooks_relay.claim_deliveries($1, $2, make_interval(secs => $3::float8 / 1000), $4, $5::bigint[], $6::integer[], $7::bigint[], $8, $9::integer[],
+                                                  null, $10::bigint[], $11, $12::bigint[]) on true`,
     values: [
       request.relayId,
       request.limit,
@@ -137,7 +166,7 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
   // the database's time as the last row left it, between this relay's when it asked
   // and now that all have arrived: the slots' times as this relay's clock reads them
   if (rows.length > 0) clock.observe(Number(rows.at(-1)!.database_now), asked, Date.now());
-  // a row without a delivery only says at_cap or lanes_busy
+  // a row without a delivery only says at_cap or lanes_busy, or carries the settings alone
   const jobs = rows.filter((row) => row.delivery_id !== null).map((row) => ({
     deliveryId: row.delivery_id,
     messageId: row.message_id,
@@ -159,7 +188,23 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
     moreDue: rows.some((row) => row.more_due),
     atCap: rows.some((row) => row.at_cap),
     lanesBusy: rows.some((row) => row.lanes_busy),
+    roundBegan: rows[0]?.round_began ?? null,
+    roundQuiet: quietRound(rows[0]?.round_quiet),
   };
+}
+
+/**
+ * Whether a sleeping relay's poll may skip its walk of the lanes after `round`
+ * (webhooks_relay.poll_may_skip, sql/20_wakeup.sql): no delivery written since it
+ * began, no capture open that skipped its NOTIFY, and none of its lanes may send yet.
+ */
+export async function pollMaySkip(db: Db, round: QuietRound): Promise<boolean> {
+  const { rows } = await db.query({
+    name: 'bpd_webhooks_poll_may_skip',
+    text: 'select webhooks_relay.poll_may_skip($1::bigint, $2::float8) as skip',
+    values: [round.written, round.untilMs],
+  });
+  return rows[0]?.skip === true;
 }
 
 /** What one attempt came to, as settle_deliveries takes it. */

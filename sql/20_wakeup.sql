@@ -104,6 +104,54 @@ begin
 end;
 $$;
 
+-- private: whether some transaction holds capturing (or waits for it), read from
+-- pg_locks of this database, never by taking the lock: a capture must never wait on a
+-- relay nor find capturing taken because a relay looked (captures_done() takes an
+-- instant of it). A prepared transaction's lock counts (its pid is null).
+create or replace function webhooks_private.capturing_held()
+returns boolean
+language sql
+stable
+as $$
+  select exists (select 1 from pg_catalog.pg_locks l
+                 where l.locktype = 'advisory'
+                   and l.database = (select d.oid from pg_catalog.pg_database d where d.datname = current_database())
+                   and l.classid = webhooks_private.lock_space()::oid
+                   and l.objid = webhooks_private.capturing_lock()::oid
+                   and l.objsubid = 2);
+$$;
+
+-- private: how far the deliveries' ids have gone (their sequence's last value, 0 before
+-- the first): every delivery written takes one, whether it notified or not (a
+-- capture, a two-phase writer's, a backfill step's, a replay). Read without a lock.
+create or replace function webhooks_private.deliveries_written()
+returns bigint
+language sql
+stable
+as $$
+  select coalesce(pg_catalog.pg_sequence_last_value(
+                    pg_catalog.pg_get_serial_sequence('webhooks.delivery_history', 'id')::regclass), 0);
+$$;
+
+-- private (relay): whether a sleeping relay's poll may skip its walk of the lanes: its
+-- last round of discoveries came round finding nothing that may send (its claims said
+-- so: discovery_round_note, 28_lanes.sql) with no delivery written since it began
+-- (p_written: deliveries_written() then), nobody holds capturing now, and no lane that
+-- round walked may send before p_until_ms (epoch milliseconds, the database's clock;
+-- Infinity: nothing was waiting). What else must hold, the relay checks
+-- (relay/quiet.ts): no wake-up since that round began, and a walk every few polls.
+create or replace function webhooks_relay.poll_may_skip(p_written bigint, p_until_ms float8)
+returns boolean
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select extract(epoch from clock_timestamp()) * 1000 < p_until_ms
+         and webhooks_private.deliveries_written() = p_written
+         and not webhooks_private.capturing_held();
+$$;
+
 -- private (relay): announce that this connection's relay is going idle. Returns true
 -- when no capturing transaction that skipped its NOTIFY is still open, i.e. one more
 -- empty claim means the relay may sleep until a NOTIFY; false means "ask

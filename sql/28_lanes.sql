@@ -561,6 +561,54 @@ begin
 end;
 $$;
 
+-- private (lane_claim): a round of fruitless discoveries, kept as the mark is
+-- (discovery_walks_on), so that a sleeping relay's poll may skip its walk while nothing
+-- can have become sendable since (webhooks_relay.poll_may_skip, 20_wakeup.sql;
+-- docs/relay.md, poll_look). Called by a discovery whose window found no lane that may
+-- send now, with the earliest time any lane of its window may (p_next): p_began, it
+-- walked first in a round (a new mark, or all the lanes in one window), which notes its
+-- token (the connection and the transaction's time), the deliveries written by then,
+-- and whether a capture that skipped its NOTIFY was open (then the round proves
+-- nothing); else the round's earliest time so far takes p_next in. p_ended, the walk
+-- came round (or all was one window): the round is said, for claim_deliveries' answer
+-- in this transaction alone, as 'token until written' (until: epoch milliseconds,
+-- Infinity when nothing was waiting), unless a capture was open as it began. A
+-- discovery that finds work leaves the note as it is: the next round's first replaces
+-- it, and only a round that began and ended fruitless is said.
+create or replace function webhooks_private.discovery_round_note(p_began boolean, p_ended boolean, p_next timestamptz)
+returns void
+language plpgsql
+volatile
+as $$
+declare
+  -- token, earliest time (epoch ms), deliveries written ('' when a capture was open)
+  v_note text[];
+  v_next float8 := coalesce(extract(epoch from p_next) * 1000, 'Infinity');
+begin
+  if p_began then
+    v_note := array[pg_backend_pid()::text || ':' || (extract(epoch from now()) * 1000000)::bigint,
+                    '', case when webhooks_private.capturing_held() then ''
+                             else webhooks_private.deliveries_written()::text end];
+    perform set_config('bpd_webhooks.discovery_round_began', v_note[1], true);
+  else
+    v_note := string_to_array(coalesce(current_setting('bpd_webhooks.discovery_round', true), ''), ' ');
+    if cardinality(v_note) is distinct from 3 then
+      return;
+    end if;
+    v_next := least(v_next, v_note[2]::float8);
+  end if;
+  v_note[2] := v_next::text;
+  if p_ended then
+    perform set_config('bpd_webhooks.discovery_round', '', false);
+    if v_note[3] <> '' then
+      perform set_config('bpd_webhooks.discovery_round_quiet', array_to_string(v_note, ' '), true);
+    end if;
+  else
+    perform set_config('bpd_webhooks.discovery_round', array_to_string(v_note, ' '), false);
+  end if;
+end;
+$$;
+
 -- private (waiting_lanes): where the walk of one company starts, from its first webhook
 -- with deliveries waiting (p_webhook_id, due first at p_first_due): there, unless it
 -- has a place in p_places (discovery_places), then at its first webhook after it (one
@@ -850,6 +898,10 @@ declare
   v_mark_walked boolean;
   v_window_full boolean;
   v_first_walked bigint;
+  v_walks_on boolean;
+  -- a window with no lane that may send now: the earliest time one of them may
+  -- (discovery_round_note; null when it found one)
+  v_next_send timestamptz;
 begin
   -- 1. the lanes with due deliveries that may send now, in rotation order, locked.
   --    A lane another relay is deciding for is passed over (that relay serves it;
@@ -964,10 +1016,25 @@ begin
   select a.ready, a.bound, a.first, a.ordered, coalesce((select s.c - 1 from stopped s), 0), pl.places,
          pw.companies, pw.webhooks, pw.ranked,
          exists (select 1 from stopped), (select k.w from hooks k order by k.ord limit 1),
-         v_round_mark is not null and exists (select 1 from hooks k where k.w = v_round_mark)
+         v_round_mark is not null and exists (select 1 from hooks k where k.w = v_round_mark),
+         -- (only for a window without a lane that may send now, the idle path: the
+         -- subquery is not run otherwise) when the first of its lanes may: its first
+         -- due time, or, due, when its breaker's wait ends (open_until) or its pacing
+         -- comes within the horizon; now for any other (a disabled webhook's, one this
+         -- relay holds all it may of): that poll must walk. Infinity: none waiting.
+         case when a.ready is null then
+           (select coalesce(min(case when k.first_due > now() then k.first_due
+                                     else coalesce((select greatest(l.open_until,
+                                                                    case when w.rate_limit is not null
+                                                                         then l.paced_until - v_horizon end)
+                                                    from webhooks_private.lanes l
+                                                    join webhooks.webhooks w on w.id = l.webhook_id
+                                                    where l.webhook_id = k.w and w.enabled), now()) end),
+                            'infinity')
+            from hooks k) end
   into v_ready, v_bound, v_first, v_ordered, v_next_company_after, v_next_places,
        v_walk_companies, v_walk_webhooks, v_walk_ranked,
-       v_window_full, v_first_walked, v_mark_walked
+       v_window_full, v_first_walked, v_mark_walked, v_next_send
   from places pl
   cross join lateral (
     select array_agg(c.webhook_id order by not c.enabled, c.place) as ready,
@@ -992,7 +1059,14 @@ begin
     perform webhooks_private.discovery_went_to(v_next_company_after, v_next_places);
     -- (a lane ranked into the window is one that may send now: found, the relay goes
     -- on anyway)
-    perform webhooks_private.discovery_walks_on(v_ready is null, v_window_full, v_first_walked, v_mark_walked);
+    v_walks_on := webhooks_private.discovery_walks_on(v_ready is null, v_window_full, v_first_walked, v_mark_walked);
+    if v_ready is null then
+      -- began a round: walked all in one window, or set a new mark; ended it: all in
+      -- one window, or came round to the mark
+      perform webhooks_private.discovery_round_note(
+        not v_window_full or (v_walks_on and v_round_mark is distinct from webhooks_private.discovery_round_mark()),
+        not v_walks_on, v_next_send);
+    end if;
   end if;
   if v_ready is null then
     return;

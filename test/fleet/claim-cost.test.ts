@@ -864,3 +864,64 @@ test('a burn-down\'s settle of successes reads each queue row it ends once', asy
             (select count(*) from webhooks.delivery_attempts where status_code = 204)::int as attempts`);
   t.deepEqual(left, { leased: 0, attempts: 3 * CLAIM });
 });
+
+// A window with no lane that may send now says when the first of them may
+// (discovery_round_note, sql/28_lanes.sql): for lanes waiting for a retry, from the
+// walk itself, no lane read; for lanes due but held by their breakers, one lane read
+// more each (their open_until), beside the one that found them held. A round of such
+// windows says the earliest of them all, for a sleeping relay's polls (relay/quiet.ts).
+test('a fruitless round says when its first lane may send, reading no lane for retries and one more for each lane held by its breaker', async (t) => {
+  const COMPANIES = 600;
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`insert into crm.companies (name) select 'Dead ' || n from generate_series(1, $1::int) n`, [COMPANIES]);
+  await database.pool.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+     select c.id, 'Dead', 'https://receiver.example.com/dead/' || c.id, '{first_name}', '{contact.deleted}'
+     from crm.companies c where c.name like 'Dead %'`);
+  await database.pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, attempts, next_attempt_at)
+     select w.id, w.company_id, 'contact.deleted', 1, '{}', 1, now() + interval '1 hour' from webhooks.webhooks w`);
+  await database.pool.query('analyze webhooks.delivery_queue, webhooks_private.lanes, webhooks.webhooks');
+  const relay = new pg.Client({ connectionString: database.url });
+  await relay.connect();
+  t.teardown(() => relay.end());
+  // one round: discoveries until one says nothing more, the lanes' index entries each read
+  const round = async () => {
+    const reads: number[] = [];
+    for (let more = true; more;) {
+      await relay.query('begin');
+      const { result, used } = await indexUse(relay, 'webhooks_private.lanes', () => relay.query(
+        `select count(delivery_id)::int as leased, coalesce(bool_or(more_due), false) as more,
+                (select extract(epoch from now()) * 1000)::float8 as now_ms,
+                max(current_setting('bpd_webhooks.discovery_round_quiet', true)) as quiet
+         from (select) answered
+         left join lateral webhooks_relay.claim_deliveries('relay-a', 32, interval '1 minute', 32, '{}', '{}', null, 512) on true`));
+      await relay.query('commit');
+      const [row] = result.rows;
+      t.is(row.leased, 0);
+      more = row.more;
+      reads.push(used);
+      if (!more) return { reads, quiet: String(row.quiet ?? ''), nowMs: Number(row.now_ms) };
+    }
+    throw new Error('unreachable');
+  };
+  const retries = await round();
+  t.log(`retries: index entries of the lanes by each discovery: ${retries.reads.join(', ')}; said: ${retries.quiet}`);
+  t.deepEqual(retries.reads.filter((n) => n > 0), [], 'no lane read');
+  const untilMs = Number(retries.quiet.split(' ')[1]);
+  t.true(untilMs > retries.nowMs + 59 * 60_000 && untilMs < retries.nowMs + 61 * 60_000, `the first may send in ${untilMs - retries.nowMs} ms`);
+
+  await database.pool.query(`update webhooks.delivery_queue set next_attempt_at = now()`);
+  await database.pool.query(
+    `update webhooks_private.lanes set failures = 5, failing_since = now(), open_until = now() + interval '10 minutes'`);
+  // (the old versions' index entries gone: each lane one entry a read)
+  await database.pool.query('vacuum webhooks_private.lanes');
+  const held = await round();
+  t.log(`breakers open: index entries of the lanes by each discovery: ${held.reads.join(', ')}; said: ${held.quiet}`);
+  // (a window walks 256 lanes, the last one round past its first: 512 entries each,
+  // 256 without the earliest time)
+  for (const reads of held.reads) t.true(reads <= 2 * 256, `${reads} lane entries read by a window of 256`);
+  const heldUntilMs = Number(held.quiet.split(' ')[1]);
+  t.true(heldUntilMs > held.nowMs + 9 * 60_000 && heldUntilMs < held.nowMs + 11 * 60_000, `the first may send in ${heldUntilMs - held.nowMs} ms`);
+});

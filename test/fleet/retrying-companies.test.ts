@@ -84,7 +84,7 @@ test('fruitless discoveries of one connection say more_due window after window u
   }
 });
 
-test('a sleeping relay beside 1,500 companies each with a retry waiting: each poll walks the lanes once round, holding relay_idle, and asks nothing of its idle connection', async (t) => {
+test('a sleeping relay beside 1,500 companies each with a retry waiting: a poll that walks walks the lanes once round, holding relay_idle, and asks nothing of its idle connection', async (t) => {
   const { database } = await relayScene(t);
   const { pool } = database;
   await deadCompanies(pool);

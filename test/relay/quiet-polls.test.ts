@@ -1,0 +1,167 @@
+// A sleeping relay's poll skips its walk of the lanes while nothing can have become
+// sendable since the last round of discoveries that found nothing (relay/quiet.ts,
+// docs/relay.md "Quiet polls"): counted in discoveries and in polls, not in time.
+import test from 'ava';
+import type pg from 'pg';
+import { QUIET_POLLS_MAX } from '../../relay/quiet.ts';
+import type { Relay } from '../../relay/loop.ts';
+import { relayAsleepInProcess, relayScene, testRelay } from '../helpers/relay.ts';
+import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
+import { until } from '../helpers/until.ts';
+
+const BATCH = 32; // a discovery's window: 256 webhooks (discovery_window)
+
+/** `count` companies with a webhook each, and a delivery retrying in an hour (dead endpoints). */
+async function deadCompanies(pool: pg.Pool, count: number): Promise<void> {
+  await pool.query(`insert into crm.companies (name) select 'Dead ' || n from generate_series(1, $1::int) n`, [count]);
+  await pool.query(
+    `insert into webhooks.webhooks (company_id, name, url, fields, actions)
+     select c.id, 'Dead', 'https://receiver.example.com/dead/' || c.id, '{first_name}', '{contact.deleted}'
+     from crm.companies c where c.name like 'Dead %'`);
+  await pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, attempts, next_attempt_at)
+     select w.id, w.company_id, 'contact.deleted', 1, '{}', 1, now() + interval '1 hour'
+     from webhooks.webhooks w where w.name = 'Dead'`);
+}
+
+/** A delivery of `webhookId` through the view, due `dueIn` from now (an interval). */
+async function deliveryDueIn(pool: pg.Pool, webhookId: string, dueIn: string): Promise<void> {
+  await pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
+     select w.id, w.company_id, 'contact.created', 1, '{"id": 1}', now() + $2::interval
+     from webhooks.webhooks w where w.id = $1`, [webhookId, dueIn]);
+}
+
+/** The discoveries the relay has made. */
+const discoveries = (relay: Relay) => relay.stats.claims - relay.stats.refills;
+
+/** Each poll's answer, in order: true, it skipped its walk. */
+function pollAnswers(relay: Relay): boolean[] {
+  const answers: boolean[] = [];
+  const ask = relay.quiet.maySkip.bind(relay.quiet);
+  relay.quiet.maySkip = async (check) => {
+    const skip = await ask(check);
+    answers.push(skip);
+    return skip;
+  };
+  return answers;
+}
+
+/** The longest run of polls in a row that skipped their walk. */
+const longestSkipRun = (answers: boolean[]) =>
+  answers.reduce(([longest, run], skip) => (skip ? [Math.max(longest, run + 1), run + 1] : [longest, 0]), [0, 0])[0]!;
+
+test('asleep beside 1,500 companies each with a retry an hour away: polls walk nothing, then one round every QUIET_POLLS_MAX + 1 polls', async (t) => {
+  const { database } = await relayScene(t);
+  await deadCompanies(database.pool, 1_500);
+  const windows = Math.ceil(1_500 / 256);
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '200', RELAY_BATCH_SIZE: String(BATCH) });
+  t.teardown(() => relay.stop());
+  const answers = pollAnswers(relay);
+  await relay.start();
+  await relayAsleepInProcess(relay, database.pool);
+  const asleep = answers.length;
+  const before = discoveries(relay);
+  await until('a run of skipped polls to its bound', async () => answers.slice(asleep).filter(Boolean).length >= QUIET_POLLS_MAX);
+  t.is(discoveries(relay) - before, 0, 'the polls skipped walked nothing');
+  // the next poll walks a round, and the polls after it skip again
+  const walked = answers.length;
+  await until('the round after the bound, and a skip after it', async () => answers.slice(walked + 1).some(Boolean));
+  const round = discoveries(relay) - before;
+  t.log(`polls asleep: ${answers.slice(asleep).map((skip) => (skip ? '.' : 'W')).join('')}; a round: ${round} discoveries (${windows} windows)`);
+  t.true(round >= windows - 1 && round <= windows + 1, `${round} discoveries for a round`);
+  t.false(answers[walked], 'the poll after the bound walked');
+});
+
+test('a retry falling due ends the skipping: it is sent by a poll soon after, not by the bound', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await deadCompanies(database.pool, 300);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/due') });
+  receiver.route('/due', { secret: webhook.secret, otherwise: 200 });
+  await deliveryDueIn(database.pool, webhook.id, '3 seconds');
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '500', RELAY_BATCH_SIZE: String(BATCH) });
+  t.teardown(() => relay.stop());
+  const answers = pollAnswers(relay);
+  await relay.start();
+  await relayAsleepInProcess(relay, database.pool);
+  await receiver.waitFor(1, { path: '/due', timeoutMs: 15_000 });
+  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')}`);
+  t.true(answers.some(Boolean), 'polls skipped before it fell due');
+  t.true(longestSkipRun(answers) < QUIET_POLLS_MAX, 'no run of skips reached the bound');
+});
+
+test('a breaker\'s wait ending ends the skipping: its probe is sent by a poll soon after, not by the bound', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await deadCompanies(database.pool, 300);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/open') });
+  receiver.route('/open', { secret: webhook.secret, otherwise: 200 });
+  await database.pool.query(
+    `update webhooks_private.lanes set failures = 5, failing_since = now() - interval '1 minute',
+       open_until = now() + interval '3 seconds' where webhook_id = $1`, [webhook.id]);
+  await deliveryDueIn(database.pool, webhook.id, '0 seconds');
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '500', RELAY_BATCH_SIZE: String(BATCH) });
+  t.teardown(() => relay.stop());
+  const answers = pollAnswers(relay);
+  await relay.start();
+  await relayAsleepInProcess(relay, database.pool);
+  t.is(receiver.received('/open').length, 0, 'held by its breaker');
+  await receiver.waitFor(1, { path: '/open', timeoutMs: 15_000 });
+  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')}`);
+  t.true(answers.some(Boolean), 'polls skipped while its breaker was open');
+  t.true(longestSkipRun(answers) < QUIET_POLLS_MAX, 'no run of skips reached the bound');
+});
+
+test('a delivery written through the view without a NOTIFY (due a little later) ends the skipping: the next poll walks', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await deadCompanies(database.pool, 300);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/later') });
+  receiver.route('/later', { secret: webhook.secret, otherwise: 200 });
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '300', RELAY_BATCH_SIZE: String(BATCH) });
+  t.teardown(() => relay.stop());
+  const answers = pollAnswers(relay);
+  await relay.start();
+  await relayAsleepInProcess(relay, database.pool);
+  await until('a poll skipped', async () => answers.some(Boolean));
+  const written = answers.length;
+  const before = discoveries(relay);
+  // not due now: the view's write sends no NOTIFY (22_outbox.sql)
+  await deliveryDueIn(database.pool, webhook.id, '1 second');
+  await until('the next poll', async () => answers.length > written);
+  t.false(answers[written], 'the poll after the write walked');
+  await until('its walk', async () => discoveries(relay) > before);
+  await receiver.waitFor(1, { path: '/later', timeoutMs: 15_000 });
+  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')}`);
+  t.true(longestSkipRun(answers.slice(written)) < QUIET_POLLS_MAX, 'sent before a run of skips reached the bound');
+});
+
+const twoPhase = twoPhaseTest(test);
+
+twoPhase('a two-phase capture prepared before a round and committed after it: the next poll walks and sends it', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  t.teardown(async () => void (await rollBackPrepared(database.url)));
+  await deadCompanies(database.pool, 300);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret, otherwise: 200 });
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '200', RELAY_BATCH_SIZE: String(BATCH) });
+  t.teardown(() => relay.stop());
+  const answers = pollAnswers(relay);
+  await relay.start();
+  await relayAsleepInProcess(relay, database.pool);
+  await until('a poll skipped', async () => answers.some(Boolean));
+  const name = transactionName();
+  await prepareTransaction(database.pool, name, 'set local webhooks.two_phase = on',
+    (client) => client.query('insert into crm.contacts (company_id) values ($1)', [company.id]));
+  // a whole round walked while it stays prepared (its delivery not yet visible), and
+  // a poll after that round
+  // (the first answer after it may be one asked before it)
+  const prepared = answers.length + 1;
+  await until('two polls while prepared', async () => answers.length >= prepared + 2);
+  t.deepEqual(answers.slice(prepared, prepared + 2), [false, false], 'capturing held: the polls walked');
+  const committed = answers.length;
+  await database.pool.query(`commit prepared '${name}'`);
+  await receiver.waitFor(1, { path: '/hook', timeoutMs: 15_000 });
+  const skipped = answers.slice(committed).filter(Boolean).length;
+  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')}`);
+  // (one asked before the commit may answer after it)
+  t.true(skipped <= 1, `${skipped} polls skipped between the commit and the delivery`);
+});
