@@ -201,16 +201,24 @@ $$;
 
 -- a webhook no longer ordered: its deliveries put off for being held back
 -- (put_off_held_back, below) are due at the time they had, not when what held them
--- back ends (an hour away, for one waiting for its retry)
+-- back ends (an hour away, for one waiting for its retry); and a sleeping relay is
+-- woken for them as for a capture (wake_relay): nothing else says they are due now,
+-- and its polls skip their walk while no lane it walked may send (docs/relay.md,
+-- quiet polls)
 create or replace function webhooks_private.tg_webhooks__release_held_back()
 returns trigger
 language plpgsql
 as $$
+declare
+  v_notified boolean;
 begin
   update webhooks.delivery_queue q
   set next_attempt_at = least(q.next_attempt_at, q.held_due),
       held_due = null
   where q.webhook_id = new.id and q.locked_by is null and q.held_due is not null;
+  if found then
+    v_notified := webhooks_private.wake_relay();
+  end if;
   return null;
 end;
 $$;

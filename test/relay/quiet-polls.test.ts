@@ -165,3 +165,30 @@ twoPhase('a two-phase capture prepared before a round and committed after it: th
   // (one asked before the commit may answer after it)
   t.true(skipped <= 1, `${skipped} polls skipped between the commit and the delivery`);
 });
+
+test('an ordered webhook made unordered while the relay sleeps: its deliveries put off behind a retry go at once, not at the bound', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/freed') });
+  receiver.route('/freed', { secret: webhook.secret, otherwise: 200 });
+  await database.pool.query('update webhooks.webhooks set ordered = true where id = $1', [webhook.id]);
+  // the contact's first delivery waits for its retry, an hour away; its second, due,
+  // is held back behind it (put off by the first claim, until that retry)
+  await database.pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, attempts, next_attempt_at)
+     values ($1, $2, 'contact.created', 7, '{"id": 7}', 1, now() + interval '1 hour')`, [webhook.id, company.id]);
+  await deliveryDueIn(database.pool, webhook.id, '0 seconds');
+  await database.pool.query(`update webhooks.deliveries set contact_id = 7 where webhook_id = $1`, [webhook.id]);
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '300' });
+  t.teardown(() => relay.stop());
+  const answers = pollAnswers(relay);
+  await relay.start();
+  await relayAsleepInProcess(relay, database.pool);
+  await until('a poll skipped', async () => answers.some(Boolean));
+  t.is(receiver.received('/freed').length, 0, 'held back');
+  const freed = answers.length;
+  await database.pool.query('update webhooks.webhooks set ordered = false where id = $1', [webhook.id]);
+  await receiver.waitFor(1, { path: '/freed', timeoutMs: 15_000 });
+  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')}`);
+  // (one asked before the update may answer after it)
+  t.true(answers.slice(freed).filter(Boolean).length <= 1, 'no poll skipped between the update and the delivery');
+});
