@@ -24,7 +24,7 @@ import { startListener, type Listener } from './listener.ts';
 import { relayLogger } from './log.ts';
 import { RelayMetrics } from './metrics.ts';
 import { Holdings } from './holdings.ts';
-import { claimDeliveries, databaseSending, ping, pollMaySkip, refusedSettings, SENDING_SETTING, sendingAllowed, sendingRefusal, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
+import { claimDeliveries, databaseSending, ping, pollMaySkip, quietSince, refusedSettings, SENDING_SETTING, sendingAllowed, sendingRefusal, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
 import { Backfiller } from './backfiller.ts';
 import { DatabaseClock } from './database-clock.ts';
 import { QuietPolls } from './quiet.ts';
@@ -213,7 +213,7 @@ export class Relay {
    * found nothing (quiet.ts).
    */
   private poll(): void {
-    void this.quiet.maySkip((round) => pollMaySkip(this.pool, round)).then((skip) => {
+    void this.quiet.maySkip((round, written) => pollMaySkip(this.pool, round, written)).then((skip) => {
       if (skip || this.stopped) return;
       this.wakeUp.polled();
       this.scheduler.requestDiscovery();
@@ -330,6 +330,8 @@ export class Relay {
     const look = this.wakeUp.phase === 'last_look' || this.wakeUp.phase === 'poll_look';
     const since = this.quiet.begin();
     const began = new Set<string>();
+    // (read before the round's first claim: quiet_since, sql/20_wakeup.sql)
+    const written = look ? await quietSince(this.pool).catch(() => null) : null;
     let claimed = await this.claim(null);
     if (claimed.roundBegan) began.add(claimed.roundBegan);
     // a window of lanes walked without one that may send now, and lanes beyond it not
@@ -352,7 +354,7 @@ export class Relay {
     };
     this.dispatchAll(claimed.jobs);
     if (await this.wakeUp.afterDiscovery(found, this.mode === 'stopping')) this.scheduler.requestDiscovery();
-    this.quiet.ended(since, claimed.roundQuiet, began, look && (this.wakeUp.phase as WakePhase) === 'asleep');
+    this.quiet.ended(since, claimed.roundQuiet, began, look && (this.wakeUp.phase as WakePhase) === 'asleep', written);
     return claimed;
   }
 

@@ -111,16 +111,14 @@ export interface QuietRound {
   token: string;
   /** no lane it walked may send before this (epoch ms, the database's clock; Infinity: none waiting) */
   untilMs: number;
-  /** the deliveries written when it began (their ids' sequence) */
-  written: string;
 }
 
-/** 'token until written', as discovery_round_note says it, or null. */
+/** 'token until', as discovery_round_note says it, or null. */
 function quietRound(said: string | null | undefined): QuietRound | null {
-  const [token, until, written] = (said ?? '').split(' ');
-  if (!token || until === undefined || !written) return null;
+  const [token, until] = (said ?? '').split(' ');
+  if (!token || until === undefined) return null;
   const untilMs = Number(until);
-  return Number.isNaN(untilMs) ? null : { token, untilMs, written };
+  return Number.isNaN(untilMs) ? null : { token, untilMs };
 }
 
 /**
@@ -194,15 +192,28 @@ export async function claimDeliveries(db: Db, request: ClaimRequest, clock: Data
 }
 
 /**
- * Whether a sleeping relay's poll may skip its walk of the lanes after `round`
- * (webhooks_relay.poll_may_skip, sql/20_wakeup.sql): no delivery written since it
- * began, no capture open that skipped its NOTIFY, and none of its lanes may send yet.
+ * Before a look's discoveries: the deliveries written so far, or null while a capture
+ * that may be invisible to them is open (webhooks_relay.quiet_since, sql/20_wakeup.sql).
  */
-export async function pollMaySkip(db: Db, round: QuietRound): Promise<boolean> {
+export async function quietSince(db: Db): Promise<string | null> {
+  const { rows } = await db.query({
+    name: 'bpd_webhooks_quiet_since',
+    types: ENGINE_ROWS,
+    text: 'select webhooks_relay.quiet_since() as written',
+  });
+  return rows[0]?.written ?? null;
+}
+
+/**
+ * Whether a sleeping relay's poll may skip its walk of the lanes after `round`, begun
+ * with `written` deliveries written (webhooks_relay.poll_may_skip, sql/20_wakeup.sql):
+ * none written since, no capture open, and none of its lanes may send yet.
+ */
+export async function pollMaySkip(db: Db, round: QuietRound, written: string): Promise<boolean> {
   const { rows } = await db.query({
     name: 'bpd_webhooks_poll_may_skip',
     text: 'select webhooks_relay.poll_may_skip($1::bigint, $2::float8) as skip',
-    values: [round.written, round.untilMs],
+    values: [written, round.untilMs],
   });
   return rows[0]?.skip === true;
 }

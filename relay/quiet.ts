@@ -8,10 +8,11 @@
 //     every capture since notified, or holds capturing;
 //   - no wake-up since it began (a NOTIFY, a rescue, a release, the listener or the
 //     idle connection reconnecting, a webhook changed, a result this relay wrote);
-//   - the database says (webhooks_relay.poll_may_skip): no delivery written since it
-//     began (their ids' sequence: a two-phase writer's, a backfill's), nobody holds
-//     capturing now nor did then, and no lane it walked may send yet (due, its
-//     breaker's wait over, its pacing within reach);
+//   - the database says (webhooks_relay.quiet_since before the round,
+//     webhooks_relay.poll_may_skip at the poll): no delivery written since it began
+//     (their ids' sequence), nobody holds capturing now nor did as it began (a
+//     two-phase transaction prepared before it, committed after), and no lane it
+//     walked may send yet (due, its breaker's wait over, its pacing within reach);
 //   - at most QUIET_POLLS_MAX polls in a row: a walk after them, for what none of the
 //     above sees (a DBA's update of the queue itself, a relay that died right after
 //     writing a retry).
@@ -23,6 +24,8 @@ export const QUIET_POLLS_MAX = 9;
 export class QuietPolls {
   /** the last round that came round fruitless, while nothing has disturbed it */
   private round: QuietRound | null = null;
+  /** the deliveries written as it began */
+  private written = '';
   /** polls skipped since that round */
   private skipped = 0;
   /** wake-ups other than the poll timer's, so far */
@@ -45,18 +48,21 @@ export class QuietPolls {
   /**
    * After a discovery that began at `since` (begin()): `round`, its last claim's round
    * if it came round fruitless; `began`, the rounds its claims began; `look`, it was a
-   * look that held relay_idle throughout and the relay is asleep after it.
+   * look that held relay_idle throughout and the relay is asleep after it; `written`,
+   * the deliveries written before its first claim (null: a capture was open, or unknown).
    */
-  ended(since: number, round: QuietRound | null, began: ReadonlySet<string>, look: boolean): void {
+  ended(since: number, round: QuietRound | null, began: ReadonlySet<string>, look: boolean, written: string | null): void {
     this.skipped = 0;
-    this.round = look && since === this.wakes && round !== null && began.has(round.token) ? round : null;
+    const quiet = look && written !== null && since === this.wakes && round !== null && began.has(round.token);
+    this.round = quiet ? round : null;
+    this.written = written ?? '';
   }
 
   /**
    * The poll timer fired: true when its walk may be skipped (`ask`: the database's
    * part, webhooks_relay.poll_may_skip). Else the round is forgotten, and the poll walks.
    */
-  async maySkip(ask: (round: QuietRound) => Promise<boolean>): Promise<boolean> {
+  async maySkip(ask: (round: QuietRound, written: string) => Promise<boolean>): Promise<boolean> {
     const round = this.round;
     if (round === null || this.asking || this.skipped >= QUIET_POLLS_MAX) {
       this.round = null;
@@ -66,7 +72,7 @@ export class QuietPolls {
     this.asking = true;
     let skip = false;
     try {
-      skip = await ask(round);
+      skip = await ask(round, this.written);
     } catch {
       // the poll walks: the answer proves nothing
     } finally {

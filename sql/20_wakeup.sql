@@ -32,7 +32,7 @@
 -- when it can, so no relay falls asleep while it is open or prepared.
 --
 -- Capture (25_capture.sql) calls wake_relay(), and so does every write to the view
--- webhooks.deliveries that leaves a delivery due now (replays, test sends, a DBA's
+-- webhooks.deliveries that leaves a delivery pending (replays, test sends, a DBA's
 -- repair: 22_outbox.sql); rescue (30_delivery.sql) wakes every relay with
 -- notify_relays(). The relay's side: relay/idle.ts.
 
@@ -133,11 +133,27 @@ as $$
                     pg_catalog.pg_get_serial_sequence('webhooks.delivery_history', 'id')::regclass), 0);
 $$;
 
+-- private (relay): asked before a look's discoveries (the last look, a poll's): the
+-- deliveries written so far (deliveries_written), or null while some transaction holds
+-- capturing (a capture, a two-phase writer's prepared transaction, a write through
+-- webhooks.deliveries): its rows may be invisible to the round that follows and
+-- visible after it. Read before the round's first snapshot: read after it (as the
+-- round ended), a prepared transaction committed meanwhile was in neither.
+create or replace function webhooks_relay.quiet_since()
+returns bigint
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when not webhooks_private.capturing_held() then webhooks_private.deliveries_written() end;
+$$;
+
 -- private (relay): whether a sleeping relay's poll may skip its walk of the lanes: its
 -- last round of discoveries came round finding nothing that may send (its claims said
--- so: discovery_round_note, 28_lanes.sql) with no delivery written since it began
--- (p_written: deliveries_written() then), nobody holds capturing now, and no lane that
--- round walked may send before p_until_ms (epoch milliseconds, the database's clock;
+-- so: discovery_round_note, 28_lanes.sql), no delivery was written since it began
+-- (p_written: quiet_since() before it), nobody holds capturing now, and no lane it
+-- walked may send before p_until_ms (epoch milliseconds, the database's clock;
 -- Infinity: nothing was waiting). What else must hold, the relay checks
 -- (relay/quiet.ts): no wake-up since that round began, and a walk every few polls.
 create or replace function webhooks_relay.poll_may_skip(p_written bigint, p_until_ms float8)

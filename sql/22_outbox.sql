@@ -373,9 +373,13 @@ begin
           locked_by = excluded.locked_by, locked_until = excluded.locked_until,
           last_attempt_at = excluded.last_attempt_at, last_status_code = excluded.last_status_code,
           last_error = excluded.last_error, payload_bytes = excluded.payload_bytes;
-    -- due now (a replay, a test send, a DBA's repair): a relay asleep would otherwise
-    -- find it only at its next poll (20_wakeup.sql; re-entrant, so once a row is cheap)
-    if new.state = 'pending' and new.next_attempt_at <= now() then
+    -- pending (a replay, a test send, a DBA's repair): a relay asleep would otherwise
+    -- find it only at its next poll that walks (20_wakeup.sql; re-entrant, so once a
+    -- row is cheap). Due later too: a sleeping relay's polls skip their walk while no
+    -- lane may send and no delivery was written since their round began, and a row
+    -- whose id was taken before that round and committed after it is seen by neither
+    -- (docs/relay.md, quiet polls); woken, or held off by capturing, the relay walks.
+    if new.state = 'pending' then
       v_woken := webhooks_private.wake_relay();
     end if;
   else

@@ -571,36 +571,32 @@ $$;
 
 -- private (lane_claim): a round of fruitless discoveries, kept as the mark is
 -- (discovery_walks_on), so that a sleeping relay's poll may skip its walk while nothing
--- can have become sendable since (webhooks_relay.poll_may_skip, 20_wakeup.sql;
--- docs/relay.md, poll_look). Called by a discovery whose window found no lane that may
--- send now, with the earliest time any lane of its window may (p_next): p_began, it
--- walked first in a round (a new mark, or all the lanes in one window), which notes its
--- token (the connection and the transaction's time), the deliveries written by then,
--- and whether a capture that skipped its NOTIFY was open (then the round proves
--- nothing); else the round's earliest time so far takes p_next in. p_ended, the walk
--- came round (or all was one window): the round is said, for claim_deliveries' answer
--- in this transaction alone, as 'token until written' (until: epoch milliseconds,
--- Infinity when nothing was waiting), unless a capture was open as it began. A
+-- can have become sendable since (relay/quiet.ts, webhooks_relay.poll_may_skip;
+-- docs/relay.md, quiet polls). Called by a discovery whose window found no lane that
+-- may send now, with the earliest time any lane of its window may (p_next): p_began,
+-- it walked first in a round (a new mark, or all the lanes in one window), which notes
+-- its token (the connection and the transaction's time); else the round's earliest
+-- time so far takes p_next in. p_ended, the walk came round (or all was one window):
+-- the round is said, for claim_deliveries' caller in this transaction alone, as
+-- 'token until' (until: epoch milliseconds, Infinity when nothing was waiting). A
 -- discovery that finds work leaves the note as it is: the next round's first replaces
--- it, and only a round that began and ended fruitless is said.
+-- it, and only a round whose beginning the relay saw is taken by it.
 create or replace function webhooks_private.discovery_round_note(p_began boolean, p_ended boolean, p_next timestamptz)
 returns void
 language plpgsql
 volatile
 as $$
 declare
-  -- token, earliest time (epoch ms), deliveries written ('' when a capture was open)
+  -- token, earliest time (epoch ms)
   v_note text[];
   v_next float8 := coalesce(extract(epoch from p_next) * 1000, 'Infinity');
 begin
   if p_began then
-    v_note := array[pg_backend_pid()::text || ':' || (extract(epoch from now()) * 1000000)::bigint,
-                    '', case when webhooks_private.capturing_held() then ''
-                             else webhooks_private.deliveries_written()::text end];
+    v_note := array[pg_backend_pid()::text || ':' || (extract(epoch from now()) * 1000000)::bigint, ''];
     perform set_config('bpd_webhooks.discovery_round_began', v_note[1], true);
   else
     v_note := string_to_array(coalesce(current_setting('bpd_webhooks.discovery_round', true), ''), ' ');
-    if cardinality(v_note) is distinct from 3 then
+    if cardinality(v_note) is distinct from 2 then
       return;
     end if;
     v_next := least(v_next, v_note[2]::float8);
@@ -608,9 +604,7 @@ begin
   v_note[2] := v_next::text;
   if p_ended then
     perform set_config('bpd_webhooks.discovery_round', '', false);
-    if v_note[3] <> '' then
-      perform set_config('bpd_webhooks.discovery_round_quiet', array_to_string(v_note, ' '), true);
-    end if;
+    perform set_config('bpd_webhooks.discovery_round_quiet', array_to_string(v_note, ' '), true);
   else
     perform set_config('bpd_webhooks.discovery_round', array_to_string(v_note, ' '), false);
   end if;
