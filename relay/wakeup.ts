@@ -59,8 +59,10 @@
 //                  it finds work → awake, the next discovery at once; none →
 //                  captures_open, asking again after RECHECK_CAP_MS.
 //   asleep         relay_idle held: captures notify. Leaves: the poll timer, relay_idle
-//                  still held → poll_look; any other discovery (a NOTIFY, a rescue,
-//                  the idle connection lost) → awake.
+//                  still held → poll_look, unless nothing can have become sendable
+//                  since the last round that found nothing (quiet.ts: the poll skips
+//                  its walk, at most QUIET_POLLS_MAX times in a row); any other
+//                  discovery (a NOTIFY, a rescue, the idle connection lost) → awake.
 //   poll_look      relay_idle held: the poll timer's discovery, for what falls due
 //                  with no NOTIFY (a retry, a paced or coalesced delivery, a two-phase
 //                  writer's). Captures notify throughout, so it needs no announcement:
