@@ -33,7 +33,7 @@
 --
 -- Capture (25_capture.sql) calls wake_relay(), and so does every write to the view
 -- webhooks.deliveries that leaves a delivery pending (replays, test sends, a DBA's
--- repair: 22_outbox.sql); rescue (30_delivery.sql) wakes every relay with
+-- repair: 22_outbox.sql); rescue and release (30_delivery.sql) wake every relay with
 -- notify_relays(). The relay's side: relay/idle.ts.
 
 -- private: the writer said its transaction may be prepared (webhooks.two_phase, read

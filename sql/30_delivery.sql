@@ -1280,6 +1280,13 @@ begin
   set probes = greatest(l.probes - 1, 0),
       open_until = now()
   where l.webhook_id = any (v_lanes);
+  -- due again, and no capture says so: the relays are woken, as by a rescue. A relay
+  -- asleep beside one that stops (a rolling restart) otherwise found them at its next
+  -- poll that walks, up to QUIET_POLLS_MAX polls later (relay/quiet.ts;
+  -- test/relay/quiet-polls.test.ts)
+  if v_released > 0 then
+    perform webhooks_private.notify_relays();   -- 20_wakeup.sql
+  end if;
   return v_released;
 end;
 $$;

@@ -5,7 +5,8 @@ import test from 'ava';
 import type pg from 'pg';
 import { QUIET_POLLS_MAX } from '../../relay/quiet.ts';
 import type { Relay } from '../../relay/loop.ts';
-import { relayAsleepInProcess, relayScene, testRelay } from '../helpers/relay.ts';
+import { gatedReplies } from '../helpers/receiver.ts';
+import { relayAsleepInProcess, relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
 import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 import { until } from '../helpers/until.ts';
 
@@ -215,4 +216,36 @@ test('a delivery written through the view, due later, in a transaction open acro
   // (one asked before the commit may answer after it, and one come before it fell due)
   const skipped = answers.slice(committed).filter(Boolean).length;
   t.true(skipped <= 2, `${skipped} polls skipped between the commit and the delivery`);
+});
+
+test('deliveries a stopping relay hands back, unsent, wake the sleeping relays: sent by one at once, not at the bound', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  const { replies, opens } = gatedReplies(2);
+  receiver.route('/hook', { secret: webhook.secret, replies });
+  for (let i = 0; i < 5; i++) await f.contact(company.id);
+  // the stopping one: two requests held at the receiver, two more queued behind them
+  const stopping = testRelay(database.url, { RELAY_ID: 'relay-stopping', RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '2' });
+  t.teardown(() => stopping.stop());
+  await stopping.start();
+  await receiver.waitFor(2, { path: '/hook' });
+  await waitForRows(database.pool, `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and state = 'in_flight'`,
+    [webhook.id], (rows) => rows[0].n === 4);
+  // the sleeping one: takes the fifth, then nothing it may take, so its polls skip
+  const sleeping = testRelay(database.url, { RELAY_ID: 'relay-sleeping', RELAY_POLL_INTERVAL_MS: '200' });
+  t.teardown(() => sleeping.stop());
+  const answers = pollAnswers(sleeping);
+  await sleeping.start();
+  await receiver.waitFor(3, { path: '/hook' });
+  await relayAsleepInProcess(sleeping, database.pool);
+  await until('a poll that skipped its walk', async () => answers.includes(true));
+  const atStop = answers.length;
+  const stopped = stopping.stop();
+  for (const open of opens) open();
+  await stopped;
+  t.is(stopping.stats.released, 2);
+  await receiver.waitFor(5, { path: '/hook', timeoutMs: 30_000 });
+  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')} (the stop after ${atStop})`);
+  t.deepEqual(answers.slice(atStop).filter(Boolean), [], 'no poll skipped once they were handed back');
+  t.is(sleeping.stats.claimed, 3);
 });
