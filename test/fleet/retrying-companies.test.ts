@@ -9,7 +9,7 @@
 // was full now says that more may be due (more_due), and the relay walks on at once,
 // once round the webhooks at most.
 import test from 'ava';
-import type pg from 'pg';
+import { deadCompanies } from '../helpers/dead-companies.ts';
 import { claimsTaking } from '../helpers/healthy-company.ts';
 import { relayAsleepInProcess, relayScene, testRelay } from '../helpers/relay.ts';
 
@@ -17,23 +17,10 @@ const DEAD_COMPANIES = 1_500;
 const BATCH = 32; // a discovery's window: 256 webhooks (discovery_window)
 const WINDOWS = Math.ceil((DEAD_COMPANIES + 1) / 256);
 
-/** The dead companies: a webhook each, and a delivery retrying in an hour. */
-async function deadCompanies(pool: pg.Pool): Promise<void> {
-  await pool.query(`insert into crm.companies (name) select 'Dead ' || n from generate_series(1, $1::int) n`, [DEAD_COMPANIES]);
-  await pool.query(
-    `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-     select c.id, 'Dead', 'https://receiver.example.com/dead/' || c.id, '{first_name}', '{contact.deleted}'
-     from crm.companies c where c.name like 'Dead %'`);
-  await pool.query(
-    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, attempts, next_attempt_at)
-     select w.id, w.company_id, 'contact.deleted', 1, '{}', 1, now() + interval '1 hour'
-     from webhooks.webhooks w where w.name = 'Dead'`);
-}
-
 test('a healthy change beside 1,500 companies each with a retry waiting is taken without waiting for a poll', async (t) => {
   const { database, receiver, f } = await relayScene(t);
   const { pool } = database;
-  await deadCompanies(pool);
+  await deadCompanies(pool, DEAD_COMPANIES);
   const healthy = await f.company();
   const webhook = await f.webhook({ companyId: healthy.id, actions: ['contact.created'], url: receiver.url('/healthy') });
   receiver.route('/healthy', { secret: webhook.secret, otherwise: 200 });
@@ -62,7 +49,7 @@ test('a healthy change beside 1,500 companies each with a retry waiting is taken
 
 test('fruitless discoveries of one connection say more_due window after window until the walk comes round, then stop', async (t) => {
   const { database } = await relayScene(t);
-  await deadCompanies(database.pool);
+  await deadCompanies(database.pool, DEAD_COMPANIES);
   const client = await database.pool.connect();
   t.teardown(() => client.release());
   const discover = async () => (await client.query(
@@ -87,8 +74,15 @@ test('fruitless discoveries of one connection say more_due window after window u
 test('a sleeping relay beside 1,500 companies each with a retry waiting: a poll that walks walks the lanes once round, holding relay_idle, and asks nothing of its idle connection', async (t) => {
   const { database } = await relayScene(t);
   const { pool } = database;
-  await deadCompanies(pool);
-  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '200', RELAY_BATCH_SIZE: String(BATCH) });
+  await deadCompanies(pool, DEAD_COMPANIES);
+  // (the rescuer and the backfiller on timers that do not come round here: their
+  // statements on the relay's pool, beside a round's claims, sent a claim to another
+  // connection, which keeps no mark of the round, and that round walked on past it:
+  // 18 discoveries a poll in a loaded run; docs/relay-fairness.md)
+  const relay = testRelay(database.url, {
+    RELAY_POLL_INTERVAL_MS: '200', RELAY_BATCH_SIZE: String(BATCH),
+    RELAY_RESCUE_INTERVAL_MS: '600000', RELAY_BACKFILL_INTERVAL_MS: '600000',
+  });
   t.teardown(() => relay.stop());
   // the discoveries made by each time the relay falls asleep, and the questions its
   // idle connection was asked (going_idle(), awake())

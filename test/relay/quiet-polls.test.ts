@@ -1,29 +1,18 @@
 // A sleeping relay's poll skips its walk of the lanes while nothing can have become
 // sendable since the last round of discoveries that found nothing (relay/quiet.ts,
 // docs/relay.md "Quiet polls"): counted in discoveries and in polls, not in time.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type pg from 'pg';
 import { QUIET_POLLS_MAX } from '../../relay/quiet.ts';
 import type { Relay } from '../../relay/loop.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { deadCompanies } from '../helpers/dead-companies.ts';
 import { gatedReplies } from '../helpers/receiver.ts';
 import { relayAsleepInProcess, relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
 import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 import { until } from '../helpers/until.ts';
 
 const BATCH = 32; // a discovery's window: 256 webhooks (discovery_window)
-
-/** `count` companies with a webhook each, and a delivery retrying in an hour (dead endpoints). */
-async function deadCompanies(pool: pg.Pool, count: number): Promise<void> {
-  await pool.query(`insert into crm.companies (name) select 'Dead ' || n from generate_series(1, $1::int) n`, [count]);
-  await pool.query(
-    `insert into webhooks.webhooks (company_id, name, url, fields, actions)
-     select c.id, 'Dead', 'https://receiver.example.com/dead/' || c.id, '{first_name}', '{contact.deleted}'
-     from crm.companies c where c.name like 'Dead %'`);
-  await pool.query(
-    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, attempts, next_attempt_at)
-     select w.id, w.company_id, 'contact.deleted', 1, '{}', 1, now() + interval '1 hour'
-     from webhooks.webhooks w where w.name = 'Dead'`);
-}
 
 /** A delivery of `webhookId` through the view, due `dueIn` from now (an interval). */
 async function deliveryDueIn(pool: pg.Pool, webhookId: string, dueIn: string): Promise<void> {
@@ -48,6 +37,22 @@ function pollAnswers(relay: Relay): boolean[] {
   return answers;
 }
 
+/**
+ * A relay in this process with claims of BATCH and the poll `pollMs`, asleep, its
+ * polls' answers recorded (pollAnswers); `skipping`: once a poll has skipped its walk.
+ */
+async function sleepingRelay(
+  t: ExecutionContext, database: TestDatabase, { pollMs, skipping = false }: { pollMs: number; skipping?: boolean },
+) {
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: String(pollMs), RELAY_BATCH_SIZE: String(BATCH) });
+  t.teardown(() => relay.stop());
+  const answers = pollAnswers(relay);
+  await relay.start();
+  await relayAsleepInProcess(relay, database.pool);
+  if (skipping) await until('a poll skipped', async () => answers.some(Boolean));
+  return { relay, answers };
+}
+
 /** The longest run of polls in a row that skipped their walk. */
 const longestSkipRun = (answers: boolean[]) =>
   answers.reduce(([longest, run], skip) => (skip ? [Math.max(longest, run + 1), run + 1] : [longest, 0]), [0, 0])[0]!;
@@ -56,11 +61,7 @@ test('asleep beside 1,500 companies each with a retry an hour away: polls walk n
   const { database } = await relayScene(t);
   await deadCompanies(database.pool, 1_500);
   const windows = Math.ceil(1_500 / 256);
-  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '200', RELAY_BATCH_SIZE: String(BATCH) });
-  t.teardown(() => relay.stop());
-  const answers = pollAnswers(relay);
-  await relay.start();
-  await relayAsleepInProcess(relay, database.pool);
+  const { relay, answers } = await sleepingRelay(t, database, { pollMs: 200 });
   const asleep = answers.length;
   const before = discoveries(relay);
   await until('a run of skipped polls to its bound', async () => answers.slice(asleep).filter(Boolean).length >= QUIET_POLLS_MAX);
@@ -80,11 +81,7 @@ test('a retry falling due ends the skipping: it is sent by a poll soon after, no
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/due') });
   receiver.route('/due', { secret: webhook.secret, otherwise: 200 });
   await deliveryDueIn(database.pool, webhook.id, '3 seconds');
-  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '500', RELAY_BATCH_SIZE: String(BATCH) });
-  t.teardown(() => relay.stop());
-  const answers = pollAnswers(relay);
-  await relay.start();
-  await relayAsleepInProcess(relay, database.pool);
+  const { relay, answers } = await sleepingRelay(t, database, { pollMs: 500 });
   await receiver.waitFor(1, { path: '/due', timeoutMs: 15_000 });
   t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')}`);
   t.true(answers.some(Boolean), 'polls skipped before it fell due');
@@ -100,11 +97,7 @@ test('a breaker\'s wait ending ends the skipping: its probe is sent by a poll so
     `update webhooks_private.lanes set failures = 5, failing_since = now() - interval '1 minute',
        open_until = now() + interval '3 seconds' where webhook_id = $1`, [webhook.id]);
   await deliveryDueIn(database.pool, webhook.id, '0 seconds');
-  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '500', RELAY_BATCH_SIZE: String(BATCH) });
-  t.teardown(() => relay.stop());
-  const answers = pollAnswers(relay);
-  await relay.start();
-  await relayAsleepInProcess(relay, database.pool);
+  const { relay, answers } = await sleepingRelay(t, database, { pollMs: 500 });
   t.is(receiver.received('/open').length, 0, 'held by its breaker');
   await receiver.waitFor(1, { path: '/open', timeoutMs: 15_000 });
   t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')}`);
@@ -115,12 +108,7 @@ test('a breaker\'s wait ending ends the skipping: its probe is sent by a poll so
 test('a delivery id taken with no NOTIFY (a writer past the view, into the tables) ends the skipping: the next poll walks', async (t) => {
   const { database } = await relayScene(t);
   await deadCompanies(database.pool, 300);
-  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '300', RELAY_BATCH_SIZE: String(BATCH) });
-  t.teardown(() => relay.stop());
-  const answers = pollAnswers(relay);
-  await relay.start();
-  await relayAsleepInProcess(relay, database.pool);
-  await until('a poll skipped', async () => answers.some(Boolean));
+  const { relay, answers } = await sleepingRelay(t, database, { pollMs: 300, skipping: true });
   const written = answers.length;
   const before = discoveries(relay);
   await database.pool.query(`select nextval(pg_get_serial_sequence('webhooks.delivery_history', 'id'))`);
@@ -140,12 +128,7 @@ twoPhase('a two-phase capture prepared before a round and committed after it: th
   await deadCompanies(database.pool, 300);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
   receiver.route('/hook', { secret: webhook.secret, otherwise: 200 });
-  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '200', RELAY_BATCH_SIZE: String(BATCH) });
-  t.teardown(() => relay.stop());
-  const answers = pollAnswers(relay);
-  await relay.start();
-  await relayAsleepInProcess(relay, database.pool);
-  await until('a poll skipped', async () => answers.some(Boolean));
+  const { relay, answers } = await sleepingRelay(t, database, { pollMs: 200, skipping: true });
   const name = transactionName();
   await prepareTransaction(database.pool, name, 'set local webhooks.two_phase = on',
     (client) => client.query('insert into crm.contacts (company_id) values ($1)', [company.id]));
@@ -196,12 +179,7 @@ test('a delivery written through the view, due later, in a transaction open acro
   await deadCompanies(database.pool, 300);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/open') });
   receiver.route('/open', { secret: webhook.secret, otherwise: 200 });
-  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '300', RELAY_BATCH_SIZE: String(BATCH) });
-  t.teardown(() => relay.stop());
-  const answers = pollAnswers(relay);
-  await relay.start();
-  await relayAsleepInProcess(relay, database.pool);
-  await until('a poll skipped', async () => answers.some(Boolean));
+  const { relay, answers } = await sleepingRelay(t, database, { pollMs: 300, skipping: true });
   const writer = await database.pool.connect();
   t.teardown(() => writer.release());
   await writer.query('begin');
