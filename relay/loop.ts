@@ -95,6 +95,8 @@ export class Relay {
   private readonly pacing = new Map<NodeJS.Timeout, DeliveryJob>();
   /** a claim is under way (claims run one at a time) */
   private claiming = false;
+  /** a discovery (its run of claims, up to once round the lanes) is under way */
+  private discovering = false;
   /** webhooks that changed while it was: what it brings of them is handed back */
   private readonly changedWhileClaiming = new Set<string>();
   /** a claim found a webhook at its fleet-wide cap (max_in_flight): look again after a settle */
@@ -213,6 +215,11 @@ export class Relay {
    * found nothing (quiet.ts).
    */
   private poll(): void {
+    // a discovery under way looks for what is due already, and a question beside its
+    // claims would take one of the pool's connections from them: the next claim then
+    // runs on another, which keeps no mark of the round nor the places, and the round
+    // walks on past where it began (docs/relay-fairness.md)
+    if (this.discovering) return;
     void this.quiet.maySkip((round, written) => pollMaySkip(this.pool, round, written)).then((skip) => {
       if (skip || this.stopped) return;
       this.wakeUp.polled();
@@ -324,6 +331,15 @@ export class Relay {
    * answer the round does not wait for.
    */
   private async discover(): Promise<Claimed> {
+    this.discovering = true;
+    try {
+      return await this.discoverRound();
+    } finally {
+      this.discovering = false;
+    }
+  }
+
+  private async discoverRound(): Promise<Claimed> {
     this.wakeUp.beforeDiscovery();
     // a look that holds relay_idle (the last look, a poll's): a round of fruitless
     // discoveries it begins and ends lets the next polls skip their walk (quiet.ts)
