@@ -86,18 +86,18 @@ test('a sleeping relay beside 1,500 companies each with a retry waiting: a poll 
     RELAY_RESCUE_INTERVAL_MS: '600000', RELAY_BACKFILL_INTERVAL_MS: '600000',
   });
   t.teardown(() => relay.stop());
-  // the discoveries made by each time the relay falls asleep, and the questions its
-  // idle connection was asked (going_idle(), awake())
+  // at each time the relay falls asleep: the discoveries made and the questions its
+  // idle connection was asked (going_idle(), awake()) so far
   const internals = relay as unknown as {
     wakeUp: { setPhase(phase: string): void; idle: { goingIdle(): Promise<boolean>; awake(): Promise<void> } };
   };
-  const asleepAt: number[] = [];
+  const asleepAt: Array<{ discoveries: number; asked: number }> = [];
   const asked: string[] = [];
   let fellAsleep = () => {};
   const setPhase = internals.wakeUp.setPhase.bind(internals.wakeUp);
   internals.wakeUp.setPhase = (phase) => {
     if (phase === 'asleep') {
-      asleepAt.push(relay.stats.claims - relay.stats.refills);
+      asleepAt.push({ discoveries: relay.stats.claims - relay.stats.refills, asked: asked.length });
       fellAsleep();
     }
     setPhase(phase);
@@ -112,17 +112,19 @@ test('a sleeping relay beside 1,500 companies each with a retry waiting: a poll 
   }
   await relay.start();
   await relayAsleepInProcess(relay, pool);
-  const askedAsleep = asked.length;
   const firstAsleep = asleepAt.length;
   await new Promise<void>((resolve) => {
     fellAsleep = () => asleepAt.length >= firstAsleep + 4 && resolve();
   });
-  const perPoll = asleepAt.slice(firstAsleep - 1).map((n, i, all) => (i === 0 ? 0 : n - all[i - 1]!)).slice(1);
-  t.log(`discoveries a poll: ${perPoll.join(' ')} (${WINDOWS} windows)`);
-  // one round a poll (two, a discovery awake and the last look, until 2026-12-07).
-  // Not every poll's: a claim of a round sent to another of the pool's connections
-  // walks on past the round's start (docs/relay-fairness.md; 18 for a round of six in
-  // a loaded run, not fixed), so the least of them
-  t.true(Math.min(...perPoll) <= WINDOWS + 1, `the least: ${Math.min(...perPoll)} discoveries a poll`);
-  t.deepEqual(asked.slice(askedAsleep), [], 'relay_idle kept: neither given back nor taken again');
+  // from one sleep to the next: a poll's look (or a wake-up's discovery and last look)
+  const between = asleepAt.slice(firstAsleep - 1).map((at, i, all) => i === 0 ? null : {
+    discoveries: at.discoveries - all[i - 1]!.discoveries, asked: at.asked - all[i - 1]!.asked,
+  }).slice(1) as Array<{ discoveries: number; asked: number }>;
+  t.log(`discoveries, questions from one sleep to the next: ${between.map((b) => `${b.discoveries}, ${b.asked}`).join('; ')} (${WINDOWS} windows)`);
+  // a poll's: one round, and relay_idle neither given back nor taken again (two rounds
+  // and two questions, a discovery awake and the last look, until 2026-12-07). Not
+  // every one: something else may wake the relay between (a reconnect), and a claim of
+  // a round sent to another of the pool's connections walks on past the round's start
+  // (docs/relay-fairness.md; 18 for a round of six in a loaded run, not fixed)
+  t.true(between.some((b) => b.discoveries <= WINDOWS + 1 && b.asked === 0), 'a poll\'s look: one round, no question');
 });
