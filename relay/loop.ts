@@ -219,7 +219,7 @@ export class Relay {
     // claims would take one of the pool's connections from them: the next claim then
     // runs on another, which keeps no mark of the round nor the places, and the round
     // walks on past where it began (docs/relay-fairness.md)
-    if (this.discovering) return;
+    if (this.discovering || this.quiet.deciding) return;
     void this.quiet.maySkip((round, written) => pollMaySkip(this.pool, round, written)).then((skip) => {
       if (skip || this.stopped) return;
       this.wakeUp.polled();

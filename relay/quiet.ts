@@ -34,6 +34,15 @@ export class QuietPolls {
   /** polls that skipped their walk, all told (for tests and logs) */
   skips = 0;
 
+  /**
+   * A poll's question is on its way: a poll meanwhile does nothing (that question's
+   * answer decides). Asked again beside it, the poll found it asking, forgot the round
+   * and walked, on a loaded machine whose answers took longer than a poll.
+   */
+  get deciding(): boolean {
+    return this.asking;
+  }
+
   /** A wake-up other than the poll timer's, or anything else that may have made a lane sendable. */
   disturbed(): void {
     this.wakes++;
