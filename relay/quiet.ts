@@ -31,8 +31,6 @@ export class QuietPolls {
   /** wake-ups other than the poll timer's, so far */
   private wakes = 0;
   private asking = false;
-  /** polls that skipped their walk, all told (for tests and logs) */
-  skips = 0;
 
   /**
    * A poll's question is on its way: a poll meanwhile does nothing (that question's
@@ -72,8 +70,10 @@ export class QuietPolls {
    * part, webhooks_relay.poll_may_skip). Else the round is forgotten, and the poll walks.
    */
   async maySkip(ask: (round: QuietRound, written: string) => Promise<boolean>): Promise<boolean> {
+    // (the loop asks no more while a question is on its way: deciding)
+    if (this.asking) return true;
     const round = this.round;
-    if (round === null || this.asking || this.skipped >= QUIET_POLLS_MAX) {
+    if (round === null || this.skipped >= QUIET_POLLS_MAX) {
       this.round = null;
       return false;
     }
@@ -92,7 +92,6 @@ export class QuietPolls {
       return false;
     }
     this.skipped++;
-    this.skips++;
     return true;
   }
 }
