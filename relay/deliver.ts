@@ -409,6 +409,17 @@ class NoFinalStatus extends Error {
   }
 }
 
+/**
+ * A 204 or 304 that names a Content-Length: HTTP ends such an answer at its headers,
+ * whatever length they name (RFC 9112, 6.3), and the answer is whole. undici counts
+ * the body it never reads against the length, and ends the request with a mismatch
+ * (undici 7.30 exempts a HEAD's answer alone): a receiver's 204 was recorded as a
+ * failure, in undici's words, and sent again until its attempts ran out.
+ */
+function endsAtItsHeaders(status: number, error: Error): boolean {
+  return (status === 204 || status === 304) && (error as { code?: string }).code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH';
+}
+
 export type Ended = (HttpOutcome & { kind: 'response' }) | { kind: 'failed'; error: unknown; timedOut: boolean };
 
 /**
@@ -482,7 +493,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, error: Error): void {
-    if (error instanceof LongBody && !this.timedOut) this.respond();
+    if ((error instanceof LongBody || endsAtItsHeaders(this.status, error)) && !this.timedOut) this.respond();
     else this.end({ kind: 'failed', error, timedOut: this.timedOut });
   }
 
@@ -609,6 +620,10 @@ export function describeFailure(error: unknown, timedOut: boolean, options: Pick
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return `DNS: cannot resolve ${url.hostname} (${code})`;
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      // (a chunked body that names a Content-Length too, and other answers whose
+      // framing disagrees with itself; a 204's or 304's is whole: endsAtItsHeaders)
+      return `${url.host} answered a body whose length is not the Content-Length it named`;
     case 'UND_ERR_HEADERS_OVERFLOW':
       return `response headers from ${url.host} ran past ${RESPONSE_MAX_HEADER_BYTES} bytes`;
     case 'ERR_RESPONSE_TOO_LONG':

@@ -97,6 +97,20 @@ const CASES: Case[] = [
     whole: true,
   },
   {
+    // HTTP ends a 204's answer at its headers, whatever Content-Length it names (RFC 9112,
+    // 6.3); undici counted the body it never reads against it, and the relay recorded
+    // a receiver's 204 as a failure in undici's words and sent it again, attempt after
+    // attempt
+    what: 'a 204 that names a Content-Length',
+    script: (socket) => socket.write('HTTP/1.1 204 No Content\r\ncontent-length: 7\r\n\r\n'),
+    expect: () => ({ status_code: 204, error: null, state: 'succeeded' }),
+  },
+  {
+    what: 'a chunked body that names a Content-Length too',
+    script: (socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 7\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'),
+    expect: (host) => ({ status_code: null, error: `${host} answered a body whose length is not the Content-Length it named`, state: 'pending' }),
+  },
+  {
     what: 'HTTP/0.9-style bytes',
     script: (socket) => socket.write('ok, got it; the database is full\r\n'),
     expect: (host) => ({ status_code: null, error: `${host} answered with bytes that are not an HTTP/1.1 response (Expected HTTP/, RTSP/ or ICE/)`, state: 'pending' }),
