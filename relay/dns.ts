@@ -23,29 +23,34 @@ export interface ReceiverResolver {
 }
 
 /**
- * Once one family has answered with addresses, how long the other is waited for: some
- * servers never answer AAAA queries, and the name's IPv4 addresses need not wait the
- * whole DNS timeout for them.
+ * Once the A query has answered with addresses, how long the AAAA query is waited for:
+ * some servers never answer AAAA queries, and the name's IPv4 addresses need not wait
+ * the whole DNS timeout for them. The A answer is always waited for (within the DNS
+ * timeout), whichever comes first: until 2026-12-07 the grace ran from the first answer
+ * of either family, and an A answer slower than an AAAA one (not in the server's
+ * cache) was dropped: a name whose AAAA address the relay may not send to (a private
+ * one) was refused although its IPv4 address was allowed, and on a host without an
+ * IPv6 route the connection failed (test/relay/dns.test.ts).
  */
 export const OTHER_FAMILY_GRACE_MS = 50;
 
 type Asked = PromiseSettledResult<string[]>;
 
-/** The A and AAAA answers; the later of the two waited for OTHER_FAMILY_GRACE_MS at most once the first has addresses. */
+/** The A and AAAA answers; the AAAA waited for OTHER_FAMILY_GRACE_MS at most once the A has addresses. */
 async function bothFamilies(v4: Promise<string[]>, v6: Promise<string[]>): Promise<[Asked, Asked]> {
-  const settled = [v4, v6].map((p) => p.then(
+  const [a, aaaa] = [v4, v6].map((p) => p.then(
     (value): Asked => ({ status: 'fulfilled', value }),
     (reason: unknown): Asked => ({ status: 'rejected', reason }),
-  ));
-  const first = await Promise.race(settled);
-  if (first.status !== 'fulfilled' || first.value.length === 0) return [await settled[0]!, await settled[1]!];
+  )) as [Promise<Asked>, Promise<Asked>];
+  const first = await a;
+  if (first.status !== 'fulfilled' || first.value.length === 0) return [first, await aaaa];
   let timer: NodeJS.Timeout | undefined;
   const grace = new Promise<Asked>((resolve) => {
     timer = setTimeout(resolve, OTHER_FAMILY_GRACE_MS, { status: 'fulfilled', value: [] });
   });
-  const both = await Promise.all(settled.map((s) => Promise.race([s, grace])));
+  const second = await Promise.race([aaaa, grace]);
   clearTimeout(timer);
-  return [both[0]!, both[1]!];
+  return [first, second];
 }
 
 /** Names the system resolves (hosts file, search domains): none a tenant can delegate. */

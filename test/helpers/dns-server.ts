@@ -18,10 +18,16 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-/** `answer(name, type)`: the IPv4 address of the name, null for no such name, or 'hang' ('A' or 'AAAA'). */
-export async function startDnsServer(answer: (name: string, type: string) => string | null | 'hang'): Promise<DnsServer> {
+/**
+ * `answer(name, type)`: the address of the name (an IPv4 address answers an A query, an
+ * IPv6 one an AAAA query; the other type gets no data), null for no such name, 'hang'
+ * ('A' or 'AAAA'), or { address, afterMs }: that answer, sent that long after the query.
+ */
+export async function startDnsServer(answer: (name: string, type: string) => string | null | 'hang' | { address: string; afterMs: number }): Promise<DnsServer> {
   const socket = createSocket('udp4');
   const queries: string[] = [];
+  /** the answers waiting out their afterMs (dropped at close) */
+  const delayed = new Set<NodeJS.Timeout>();
   const waiters: Array<{ count: number; matching: (name: string) => boolean; resolve: () => void }> = [];
   socket.on('message', (message, from) => {
     const query = packet.decode(message);
@@ -34,18 +40,28 @@ export async function startDnsServer(answer: (name: string, type: string) => str
         waiter.resolve();
       }
     }
-    const address = answer(question.name, question.type);
-    if (address === 'hang') return;
+    const answered = answer(question.name, question.type);
+    if (answered === 'hang') return;
+    const address = typeof answered === 'object' && answered !== null ? answered.address : answered;
+    const type = address?.includes(':') ? 'AAAA' : 'A';
     const response = packet.encode({
       type: 'response',
       id: query.id,
       flags: packet.RECURSION_DESIRED | packet.RECURSION_AVAILABLE | (address === null ? 3 : 0), // rcode 3: NXDOMAIN
       questions: [question],
-      answers: address !== null && question.type === 'A'
-        ? [{ type: 'A', class: 'IN', name: question.name, ttl: 60, data: address }]
+      answers: address !== null && question.type === type
+        ? [{ type, class: 'IN', name: question.name, ttl: 60, data: address }]
         : [],
     });
-    socket.send(response, from.port, from.address);
+    if (typeof answered === 'object' && answered !== null) {
+      const timer = setTimeout(() => {
+        delayed.delete(timer);
+        socket.send(response, from.port, from.address);
+      }, answered.afterMs);
+      delayed.add(timer);
+    } else {
+      socket.send(response, from.port, from.address);
+    }
   });
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   return {
@@ -55,6 +71,9 @@ export async function startDnsServer(answer: (name: string, type: string) => str
       if (queries.filter(matching).length >= count) return Promise.resolve();
       return new Promise((resolve) => waiters.push({ count, matching, resolve }));
     },
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+    close: () => {
+      for (const timer of delayed) clearTimeout(timer);
+      return new Promise<void>((resolve) => socket.close(() => resolve()));
+    },
   };
 }

@@ -4,7 +4,7 @@
 import test from 'ava';
 import { startDnsServer } from '../helpers/dns-server.ts';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
-import { askSystem, receiverResolver } from '../../relay/dns.ts';
+import { askSystem, OTHER_FAMILY_GRACE_MS, receiverResolver } from '../../relay/dns.ts';
 import { guardedLookup, parseNetworks, TENANT_REFUSAL } from '../../relay/destinations.ts';
 
 /** How long the relay's lookups of the names that never answer take to give up (its connect timeout). */
@@ -95,4 +95,25 @@ test('a name resolves through the DNS servers given, each address checked; local
 
   for (const name of ['localhost', 'LOCALHOST.', 'db.localhost', 'receiver']) t.true(askSystem(name), name);
   for (const name of ['hooks.example.com', 'localhost.example.com', 'x.hang.test']) t.false(askSystem(name), name);
+});
+
+// A name with addresses of both families whose AAAA answer comes first: its A answer
+// was waited for OTHER_FAMILY_GRACE_MS only (a grace meant for servers that never
+// answer AAAA), and a slower A answer, one not in the server's cache, was dropped. A
+// receiver whose AAAA address the relay may not send to (a private one) was refused
+// although its IPv4 address is allowed, and one the relay's host has no IPv6 route to
+// failed to connect.
+test('an A answer that comes after the AAAA answer is waited for, not dropped after the grace', async (t) => {
+  const dns = await startDnsServer((_name, type) =>
+    type === 'A' ? { address: '127.0.0.1', afterMs: OTHER_FAMILY_GRACE_MS * 4 } : 'fd00::1');
+  t.teardown(() => dns.close());
+  const resolver = receiverResolver({ servers: [dns.server], timeoutMs: 4_000 });
+  t.teardown(() => resolver.close());
+  t.deepEqual(await resolver.lookup('both.slow-a.test', 0), [
+    { address: '127.0.0.1', family: 4 },
+    { address: 'fd00::1', family: 6 },
+  ]);
+  const looked = await new Promise<{ error: Error | null; address: unknown }>((done) =>
+    guardedLookup(parseNetworks('127.0.0.0/8'), resolver)('both.slow-a.test', { family: 0 }, (error, address) => done({ error, address })));
+  t.deepEqual(looked, { error: null, address: '127.0.0.1' });
 });
