@@ -1,6 +1,6 @@
-// A DNS server on loopback for tests (UDP, packets by `dns-packet`): answers A
-// queries as `answer` says, AAAA with no data, and never answers a query `answer`
-// says 'hang' for, as a zone delegated to a server that drops queries would.
+// A DNS server on loopback for tests (UDP, packets by `dns-packet`): answers A and
+// AAAA queries as `answer` says (at once or after a delay), and never answers a query
+// `answer` says 'hang' for, as a zone delegated to a server that drops queries would.
 //
 //   const dns = await startDnsServer((name) => name.endsWith('.hang.test') ? 'hang' : '127.0.0.1');
 //   ... RELAY_DNS_SERVERS: dns.server ...
