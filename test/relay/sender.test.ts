@@ -363,3 +363,14 @@ test("a certificate that has expired, or names with control characters in them: 
   t.false(CONTROL.test(said), JSON.stringify(said));
   t.true(said.endsWith("altnames: DNS:a [2Jb.example.com"), said);
 });
+
+// HTTP ends a 204's or 304's answer at its headers, whatever Content-Length they name
+// (RFC 9112, 6.3): undici counted the body it never reads against it, and the attempt
+// was a failure in its words (UND_ERR_RES_CONTENT_LENGTH_MISMATCH)
+for (const [status, note] of [[204, null], [304, 'redirect not followed: HTTP 304']] as const) {
+  test(`a ${status} that names a Content-Length: the answer is its status`, async (t) => {
+    const port = await answering(t, `HTTP/1.1 ${status} Whatever\r\ncontent-length: 7\r\n\r\n`);
+    const result = await loopbackSender(t).send(job(`http://127.0.0.1:${port}/hook`));
+    t.deepEqual(result.outcome, { kind: 'response', status, bodyExcerpt: '', retryAfterSeconds: null, note });
+  });
+}
