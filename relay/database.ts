@@ -202,6 +202,13 @@ export const KEEPALIVE_AFTER_MS = 30_000;
 const DB_CONNECT_TIMEOUT_MS = 10_000;
 export const dbConnectTimeoutMs = (queryTimeoutMs: number) => Math.min(DB_CONNECT_TIMEOUT_MS, queryTimeoutMs);
 
+/**
+ * The connections of the relay's pool: its settles, releases, rescues, backfill steps,
+ * quiet polls' questions, /readyz and the backlog gauges. Its claims have one of their
+ * own beside it (claimPool): with it, four, as the pool alone had until 2026-12-07.
+ */
+export const RELAY_POOL_MAX = 3;
+
 // query_timeout: a connection whose network path goes silent answers nothing and
 // reports nothing (TCP gives up only after many minutes); a query without an answer
 // for that long fails, and the pool drops the connection it was on. Every query of
@@ -210,7 +217,7 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
   const pool = new pg.Pool({
     Client: EngineClient,
     connectionString: options.databaseUrl,
-    max: options.max ?? 4,
+    max: options.max ?? RELAY_POOL_MAX,
     options: sessionOptions(options.role, [...ENGINE_SESSION_TIMEOUTS, '-c synchronous_commit=off']),
     application_name: 'bpd-webhooks-relay',
     keepAlive: true,
@@ -230,6 +237,23 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
   // on next use; it must not bring the process down
   pool.on('error', (error) => options.log.warn({ err: lostConnection(error) }, 'database connection lost'));
   return pool;
+}
+
+/**
+ * The connection the relay's claims run on, one at a time: a pool of one, made as the
+ * relay's pool is (its role, settings, timeouts, keepalive; a connection lost or given
+ * up is dropped and the next claim opens a new one). A discovery keeps where it stands
+ * in settings of its session (sql/28_lanes.sql: where its walk over the companies
+ * stopped, their places, the mark of a round of fruitless windows and the round's
+ * note). In the relay's pool, a claim that found the connection the last one used
+ * busy (a settle, a rescue, a backfill step, a poll's question at that moment) ran on
+ * another, which held that connection's marks or none: the round walked on past
+ * where it began, up to twice the windows (test/relay/claim-connection.test.ts), and
+ * a company's place was lost. A new connection starts the walk afresh, as a new relay
+ * does.
+ */
+export function claimPool(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number }): pg.Pool {
+  return relayPool({ ...options, max: 1 });
 }
 
 /**

@@ -17,7 +17,7 @@
 // max_in_flight across all relays, its rate_limit slots, its circuit breaker.
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { closeWithin, isConnectionError, relayPool } from './database.ts';
+import { claimPool, closeWithin, isConnectionError, relayPool } from './database.ts';
 import { KEPT_CONNECTIONS_MAX, KEPT_ORIGINS_MAX, Sender, succeeded } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
@@ -67,8 +67,13 @@ export class Relay {
    * turned off while it ran), with the reason: main.ts exits 1 then, as at start. */
   readonly halted: Promise<Error>;
   private halt!: (reason: Error) => void;
-  /** the relay's connections (as its role): /readyz and the backlog gauges ask through them too */
+  /** the relay's connections (as its role) but its claims': /readyz and the backlog gauges ask through them too */
   readonly pool: pg.Pool;
+  /**
+   * the connection its claims run on (database.ts claimPool): a discovery keeps where
+   * it stands in settings of its session; the check of the database at start opens it
+   */
+  readonly claimPool: pg.Pool;
   private readonly sender: Sender;
   private readonly settler: Settler;
   private readonly slots: Slots;
@@ -116,6 +121,7 @@ export class Relay {
     });
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
+    this.claimPool = claimPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
     this.sender = new Sender(settings, this.log, () => this.databaseClock.toDatabase(Date.now()));
     this.slots = new Slots(settings);
     this.settler = new Settler({
@@ -215,10 +221,9 @@ export class Relay {
    * found nothing (quiet.ts).
    */
   private poll(): void {
-    // a discovery under way looks for what is due already, and a question beside its
-    // claims would take one of the pool's connections from them: the next claim then
-    // runs on another, which keeps no mark of the round nor the places, and the round
-    // walks on past where it began (docs/relay-fairness.md)
+    // a discovery under way is this poll's look already: it walks every lane with
+    // deliveries waiting (a poll that asked for another beside it, one a poll, kept a
+    // relay whose polls were shorter than a round from ever falling asleep)
     if (this.discovering || this.quiet.deciding) return;
     void this.quiet.maySkip((round, written) => pollMaySkip(this.pool, round, written)).then((skip) => {
       if (skip || this.stopped) return;
@@ -347,7 +352,7 @@ export class Relay {
     const since = this.quiet.begin();
     const began = new Set<string>();
     // (read before the round's first claim: quiet_since, sql/20_wakeup.sql)
-    const written = look ? await quietSince(this.pool).catch(() => null) : null;
+    const written = look ? await quietSince(this.claimPool).catch(() => null) : null;
     let claimed = await this.claim(null);
     if (claimed.roundBegan) began.add(claimed.roundBegan);
     // a window of lanes walked without one that may send now, and lanes beyond it not
@@ -393,7 +398,7 @@ export class Relay {
     const started = performance.now();
     this.claiming = true;
     this.changedWhileClaiming.clear();
-    const claimed = await claimDeliveries(this.pool, {
+    const claimed = await claimDeliveries(this.claimPool, {
       relayId: this.settings.relayId,
       limit: Math.min(this.settings.batchSize, view.room),
       leaseMs: this.settings.leaseMs,
@@ -406,7 +411,8 @@ export class Relay {
       companyByWebhook: view.companyByWebhook,
       byteBudget: view.byteBudget,
     }, this.databaseClock).catch((error: unknown) => {
-      // the claim may have run and leased what its answer would have said
+      // the claim may have run and leased what its answer would have said (the
+      // connection is dropped: the next claim's, new, starts its walk afresh)
       if (isConnectionError(error)) this.holdings.answerLost();
       throw error;
     }).finally(() => {
@@ -586,7 +592,10 @@ export class Relay {
     await this.sender.close();
     await rescuerStopped;
     await backfillerStopped;
-    await closeWithin('the connection pool', this.pool.end(), this.log);
+    await Promise.all([
+      closeWithin('the connection pool', this.pool.end(), this.log),
+      closeWithin('the claims\' connection', this.claimPool.end(), this.log),
+    ]);
     this.log.info({ ...this.stats, ...this.settler.stats }, 'relay stopped');
   }
 
@@ -609,7 +618,8 @@ export class Relay {
     let readOnly: boolean;
     let sending: string | null;
     try {
-      ({ readOnly, sending } = await ping(this.pool));
+      // (on the claims' connection: the first claim follows on it, warm)
+      ({ readOnly, sending } = await ping(this.claimPool));
     } catch (error) {
       if (isConnectionError(error)) {
         if (sayUnreachable) this.log.warn({ err: error }, 'database not reachable yet; the relay keeps trying');

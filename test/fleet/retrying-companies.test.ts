@@ -75,16 +75,12 @@ test('a sleeping relay beside 1,500 companies each with a retry waiting: a poll 
   const { database } = await relayScene(t);
   const { pool } = database;
   await deadCompanies(pool, DEAD_COMPANIES);
-  // (the rescuer and the backfiller on timers that do not come round here: their
-  // statements on the relay's pool, beside a round's claims, send a claim to another
-  // connection, which keeps no mark of the round, and that round walks on past it;
-  // docs/relay-fairness.md. A poll far shorter than a round: until 2026-12-07 its
-  // question whether it may skip its walk, asked beside the round's claims, did the
-  // same, and the relay never fell asleep)
-  const relay = testRelay(database.url, {
-    RELAY_POLL_INTERVAL_MS: '20', RELAY_BATCH_SIZE: String(BATCH),
-    RELAY_RESCUE_INTERVAL_MS: '600000', RELAY_BACKFILL_INTERVAL_MS: '600000',
-  });
+  // (the rescuer and the backfiller on the test relay's short timers: their statements,
+  // on the relay's pool, no longer send a round's claims to another connection,
+  // which kept no mark of the round, docs/relay-fairness.md. A poll far shorter than a
+  // round: until 2026-12-07 its question whether it may skip its walk, asked beside
+  // the round's claims, did the same, and the relay never fell asleep)
+  const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: '20', RELAY_BATCH_SIZE: String(BATCH) });
   t.teardown(() => relay.stop());
   // at each time the relay falls asleep: the discoveries made and the questions its
   // idle connection was asked (going_idle(), awake()) so far
@@ -123,8 +119,9 @@ test('a sleeping relay beside 1,500 companies each with a retry waiting: a poll 
   t.log(`discoveries, questions from one sleep to the next: ${between.map((b) => `${b.discoveries}, ${b.asked}`).join('; ')} (${WINDOWS} windows)`);
   // a poll's: one round, and relay_idle neither given back nor taken again (two rounds
   // and two questions, a discovery awake and the last look, until 2026-12-07). Not
-  // every one: something else may wake the relay between (a reconnect), and a claim of
-  // a round sent to another of the pool's connections walks on past the round's start
-  // (docs/relay-fairness.md; 18 for a round of six in a loaded run, not fixed)
+  // every one: something else may wake the relay between (a reconnect). (Until
+  // 2026-12-07 a claim of a round sent to another of the pool's connections also
+  // walked on past the round's start: 18 for a round of six in a loaded run;
+  // test/relay/claim-connection.test.ts)
   t.true(between.some((b) => b.discoveries <= WINDOWS + 1 && b.asked === 0), 'a poll\'s look: one round, no question');
 });

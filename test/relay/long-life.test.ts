@@ -55,12 +55,13 @@ async function receiver(host: string, kind: string) {
 /**
  * What the relay holds now: its process's file descriptors and handles, undici's
  * origins, its bookkeeping. Less the connections of the relay's pool, which opens
- * up to its four as its claims, settles and timers happen to overlap.
+ * up to its three as its settles and timers happen to overlap, and the claims' own.
  */
 function holdings(relay: Relay) {
   const handles: Record<string, number> = {};
   for (const kind of process.getActiveResourcesInfo()) handles[kind] = (handles[kind] ?? 0) + 1;
-  handles.TCPSocketWrap = (handles.TCPSocketWrap ?? 0) - relay.pool.totalCount;
+  const databaseConnections = relay.pool.totalCount + relay.claimPool.totalCount;
+  handles.TCPSocketWrap = (handles.TCPSocketWrap ?? 0) - databaseConnections;
   const inner = relay as unknown as {
     sender: { origins: number };
     slots: Record<string, unknown>;
@@ -71,7 +72,7 @@ function holdings(relay: Relay) {
   for (const [name, value] of Object.entries(inner.slots)) {
     if (value instanceof Map || value instanceof Set) bookkeeping[`slots.${name}`] = value.size;
   }
-  return { fds: readdirSync('/proc/self/fd').length - relay.pool.totalCount, handles, bookkeeping };
+  return { fds: readdirSync('/proc/self/fd').length - databaseConnections, handles, bookkeeping };
 }
 
 /**
@@ -191,6 +192,7 @@ test.serial('its database connections broken ten times over, and woken thousands
   t.deepEqual(after.handles, warm.handles);
   t.is(after.fds, warm.fds);
   t.is(relay.pool.listenerCount('error'), 1);
+  t.is(relay.claimPool.listenerCount('error'), 1);
   t.deepEqual(warnings, []);
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 12);
   t.true(deliveries.every((d) => d.state === 'succeeded'));

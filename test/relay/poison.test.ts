@@ -2,6 +2,7 @@
 // writes the batch one by one, drops the refused result, and the rescue takes over
 // that delivery once its lease runs out.
 import test from 'ava';
+import { RELAY_POOL_MAX } from '../../relay/database.ts';
 import { migrate } from '../../tools/migrate.ts';
 import { freezableProxy } from '../helpers/proxy.ts';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
@@ -139,9 +140,11 @@ test('a result that could not be written is still held until its lease runs out:
   // held, before its next claim
   const later = await f.webhook({ companyId: company.id, actions: ['contact.updated'], url: receiver.url('/later') });
   receiver.route('/later', { secret: later.secret, otherwise: 200 });
-  // every connection of the relay's pool open (four), then deaf: the next claim runs
-  // on one of them, and its answer is lost
-  await Promise.all(Array.from({ length: 4 }, () => relay.pool.query('select pg_sleep(0.2)')));
+  // every connection of the relay open, then deaf: the claims' own (open since the
+  // first claim) and all of the pool's, which the hand-back runs on. The next claim's
+  // answer is lost
+  await Promise.all(Array.from({ length: RELAY_POOL_MAX }, () => relay.pool.query('select pg_sleep(0.2)')));
+  t.is(relay.claimPool.totalCount, 1);
   proxy.deafen();
   await database.pool.query(`update crm.contacts set first_name = 'Later' where id = $1`, [contact.id]);
   // leased by a claim whose answer was lost, it goes only once handed back (its

@@ -43,7 +43,7 @@ async function relayBehindProxy(t: ExecutionContext, overrides: Record<string, s
 /**
  * Whether a second delivery arrives within a bound: the relay polls every 50 ms here,
  * and what it asks on a silent connection is given up after QUERY_TIMEOUT_MS, each of
- * its four pooled connections at worst.
+ * its four connections at worst (the pool's three and the claims' own).
  */
 function secondArrival(receiver: Receiver): Promise<'arrived' | 'not yet'> {
   const arrived = receiver.waitFor(2, { path: '/hook' }).then(() => 'arrived' as const);
