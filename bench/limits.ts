@@ -18,7 +18,7 @@ import { BENCH_SECRET } from './http.ts';
 import { Sender } from '../relay/deliver.ts';
 import type { Bench, LimitResult } from './modes.ts';
 import { claimDeliveries } from '../relay/queries.ts';
-import { relayPool } from '../relay/database.ts';
+import { claimPool, relayPool } from '../relay/database.ts';
 import { relayLogger } from '../relay/log.ts';
 import { settleBatchSize, Settler } from '../relay/settle.ts';
 import { benchRelaySettings, bpdContender } from './contenders/bpd.ts';
@@ -72,7 +72,9 @@ async function dbLimitChild(): Promise<void> {
   const total = Number(process.env.COUNT);
   const log = relayLogger(settings.relayId, 'warn');
   const pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
-  await pool.query('select 1');
+  // (claims on a connection of their own, as the relay's: relay/database.ts claimPool)
+  const claims = claimPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
+  await Promise.all([pool.query('select 1'), claims.query('select 1')]);
   // settles as large as the relay's (two claims' worth)
   const settler = new Settler({ db: pool, relayId: settings.relayId, log, batchSize: settleBatchSize(settings.batchSize) });
   let claimed = 0;
@@ -81,7 +83,7 @@ async function dbLimitChild(): Promise<void> {
     let refill: string[] = [];
     while (claimed < total && now() < deadline) {
       const only = refill.length > 0 ? refill : null;
-      const { jobs } = await claimDeliveries(pool, {
+      const { jobs } = await claimDeliveries(claims, {
         relayId: settings.relayId,
         limit: Math.min(settings.batchSize, settings.maxInFlight),
         leaseMs: settings.leaseMs,
@@ -123,7 +125,7 @@ async function dbLimitChild(): Promise<void> {
     },
     async stop() {
       settler.stop();
-      await pool.end();
+      await Promise.all([pool.end(), claims.end()]);
     },
   }));
 }
