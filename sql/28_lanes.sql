@@ -479,7 +479,9 @@ drop function if exists webhooks_private.discovery_place(text);
 -- private (lane_claim): where this connection's next discovery starts its walk: after
 -- the company it returns (0: from the first). Settings of the connection, not rows:
 -- nothing is written, relays never wait for each other's, and a claim rolled back
--- leaves them as they were. Each connection goes round on its own.
+-- leaves them as they were. Each connection goes round on its own: a relay's claims
+-- all run on one connection of their own (relay/database.ts, claimPool), or a claim
+-- on another connection would find that one's place, or none.
 create or replace function webhooks_private.discovery_company_after()
 returns bigint
 language sql

@@ -54,7 +54,7 @@ test('the relay\'s connections ended between its claim and the answer to its sen
   t.teardown(() => relay.stop());
   await relay.start();
   await f.contact(company.id);
-  // the request is at the receiver, unanswered: every connection of the relay's pool (the claim's among them) is ended
+  // the request is at the receiver, unanswered: every connection of the relay's pool, and the claims' own, is ended
   await receiver.waitFor(1, { path: '/hook' });
   const { rows: [{ pids }] } = await database.pool.query(
     `select array_agg(pid) as pids from pg_stat_activity where datname = $1 and application_name = 'bpd-webhooks-relay'`, [database.name]);
