@@ -234,6 +234,23 @@ function handleError(error, retry = null) {
   showError(error instanceof Error ? error.message : String(error), unanswered ? retry : null);
 }
 
+/**
+ * An action on what the view shows, refused by the database for what it finds now (the
+ * webhook disabled or deleted meanwhile, in another tab or by the relay; a firing being
+ * sent): the view is read again, so that it shows what is, and the refusal is said
+ * above it. Left as it was, the view offered again what had just been refused (an
+ * Active webhook's Replay, Send test and Backfill, each refused again). Any other error
+ * as handleError says it; a view that could not be read again says so instead.
+ */
+async function refusedAction(error, retry = null) {
+  if (!(error instanceof ApiError && error.kind === 'api')) {
+    handleError(error, retry);
+    return;
+  }
+  await render();
+  if (!$('app').hidden && $('error').hidden) showError(error.message);
+}
+
 // ---- sign in -----------------------------------------------------------------
 
 const TOKEN_PROBLEMS = {
@@ -646,7 +663,9 @@ async function startWebhookBackfill(webhook, button) {
     focusAgain(`${row} [data-action=cancel-backfill]`, `${row} [data-action=backfill]`);
   } catch (error) {
     button.disabled = false;
-    handleError(error);
+    await refusedAction(error);
+    // (a Backfill found off, the webhook disabled meanwhile, takes no focus: its row's Enable)
+    focusAgain(`tr[data-webhook-id="${webhook.id}"] [data-action=backfill]:enabled`, `tr[data-webhook-id="${webhook.id}"] [data-action]`);
   }
 }
 
@@ -660,7 +679,8 @@ async function cancelWebhookBackfill(webhook, backfill, button) {
     focusAgain(`tr[data-webhook-id="${webhook.id}"] [data-action=backfill]`);
   } catch (error) {
     button.disabled = false;
-    handleError(error);
+    await refusedAction(error);
+    focusAgain(`tr[data-webhook-id="${webhook.id}"] [data-action]`);
   }
 }
 
@@ -675,7 +695,8 @@ async function toggleWebhook(webhook, button) {
     document.querySelector(`tr[data-webhook-id="${webhook.id}"] [data-action]`)?.focus();
   } catch (error) {
     button.disabled = false;
-    handleError(error);
+    await refusedAction(error);
+    focusAgain(`tr[data-webhook-id="${webhook.id}"] [data-action]`);
   }
 }
 
@@ -882,7 +903,8 @@ async function replayFiring(firing, button) {
     focusAgain(`#history-body tr[data-delivery-id="${firing.id}"] [aria-expanded]`, '#history-table');
   } catch (error) {
     button.disabled = false;
-    handleError(error);
+    await refusedAction(error);
+    focusAgain(`#history-body tr[data-delivery-id="${firing.id}"] [aria-expanded]`, '#history-table');
   }
 }
 
@@ -1224,7 +1246,7 @@ async function deleteFor(webhook) {
     keepFlash = true;
     location.hash = '#/';
   } catch (error) {
-    handleError(error);
+    await refusedAction(error);
   }
 }
 
@@ -1238,7 +1260,7 @@ async function rotateFor(webhook) {
     flash(`Rotated the signing secret of ${webhook.name}: copy the new one below, shown only this once.`);
     await render();
   } catch (error) {
-    handleError(error);
+    await refusedAction(error);
   }
 }
 
@@ -1339,7 +1361,8 @@ async function sendTestFor(webhook, button) {
     await render();
     focusAgain('#send-test');
   } catch (error) {
-    handleError(error);
+    await refusedAction(error);
+    focusAgain('#send-test');
   } finally {
     button.disabled = false;
   }

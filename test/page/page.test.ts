@@ -319,6 +319,62 @@ browserTest('Disable shows "Webhook Status: Disable" and turns into Enable, whic
   await page.close();
 });
 
+browserTest('an action refused because its webhook was disabled meanwhile (another tab, the relay) says why, and the view is read again: Backfill, Replay and Send test are off', async (t) => {
+  const { companyId, notes, failedId } = await seedCompany(db().pool);
+  // as another admin's tab, or the relay after a 410 Gone, leaves it
+  const setEnabled = (enabled: boolean) => db().pool.query(
+    `update webhooks.webhooks
+     set enabled = $2, disabled_at = case when $2 then null else now() end,
+         disabled_by = case when $2 then null else 'relay' end,
+         disabled_reason = case when $2 then null else 'The receiver answered 410 Gone' end
+     where id = $1`,
+    [notes.id, enabled]);
+  const refused = async (doing: string) => {
+    await page.waitForSelector('#error:not([hidden])');
+    t.is(await page.textContent('#error'), `webhook ${notes.id} is disabled; enable it before ${doing}`);
+  };
+  const page = await signedIn(companyId);
+
+  // Backfill, asked on the report
+  await setEnabled(false);
+  await page.click(`${row(notes.id)} [data-action=backfill]`);
+  await page.waitForSelector('#confirm[open]');
+  await page.click('#confirm-yes');
+  await refused('a backfill');
+  t.regex((await cells(page, row(notes.id)))[4], /^Disabled since .*The receiver answered 410 Gone$/);
+  t.is(await page.textContent(`${row(notes.id)} [data-action=enable]`), 'Enable');
+  t.true(await page.isDisabled(`${row(notes.id)} [data-action=backfill]`));
+  t.is((await db().pool.query('select count(*)::int as n from webhooks.backfills where webhook_id = $1', [notes.id])).rows[0].n, 0);
+
+  // Replay, on the webhook's page
+  await setEnabled(true);
+  await page.click('#range-presets [data-preset="7"]');
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${notes.id}?outcome=failed`);
+  const replay = `#history-body tr[data-delivery-id="${failedId}"] button:has-text("Replay")`;
+  await page.waitForSelector(`${replay}:enabled`);
+  await page.waitForSelector('body:not([aria-busy])');
+  await setEnabled(false);
+  await page.click(replay);
+  await refused('replaying');
+  t.true(await page.isDisabled(replay));
+  t.is(await page.getAttribute(replay, 'aria-describedby'), 'replay-off');
+  t.regex((await page.innerText('#history-facts')).replace(/\s+/g, ' '), /STATUS Disabled since .* The receiver answered 410 Gone/);
+  t.deepEqual((await db().pool.query('select state from webhooks.deliveries where id = $1', [failedId])).rows, [{ state: 'failed' }]);
+
+  // Send test, beside it
+  await setEnabled(true);
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  await page.waitForSelector('body:not([aria-busy]) #send-test:enabled');
+  await setEnabled(false);
+  await page.click('#send-test');
+  await refused('sending a test');
+  t.true(await page.isDisabled('#send-test'));
+  t.is(await page.textContent(`#${await page.getAttribute('#send-test', 'aria-describedby')}`),
+    'This webhook is disabled: enable it to send a test.');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a token found expired leaves nothing of its company on the page for the next to sign in: no message, no open question', async (t) => {
   const mine = await seedCompany(db().pool);
   const theirs = await seedCompany(db().pool, 'Rival Realty');
