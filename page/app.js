@@ -19,7 +19,7 @@ import {
 import { h, replace, setText } from './dom.js';
 import {
   CHOOSE_AGAIN, CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords, backfillWords,
-  conditionsText, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatTime, inspectToken, isTest, nextTry,
+  conditionsText, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatStart, formatTime, inspectToken, isTest, nextTry,
   outcomeWords, parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines,
   urlProblem,
 } from './format.js';
@@ -1080,7 +1080,7 @@ async function renderHistory(where, instants, days, mine) {
   document.title = `${webhook.name} · Webhooks · Big Purple Dot`;
   const beforeKept = history.keptSince && new Date(instants.from) < new Date(history.keptSince);
   $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}` + (beforeKept
-    ? `. Firings before ${formatDate(history.keptSince)} are no longer kept, so they are not listed here; the counts still include them.`
+    ? `. Firings before ${formatStart(history.keptSince)} are no longer kept, so they are not listed here; the counts still include them.`
     : '');
   replace($('history-facts'),
     h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),

@@ -190,6 +190,18 @@ export function formatTime(iso) {
 }
 
 /**
+ * Where something starts, in the browser's time: "Nov 28, 2026" when that is a
+ * midnight of its, else "Nov 27, 2026, 7:00:00 PM". The engine's days are UTC days,
+ * whose midnight is another hour elsewhere: said as a day alone, it named the day
+ * before (or that day) as if whole.
+ */
+export function formatStart(iso) {
+  const at = new Date(iso);
+  const midnight = at.getHours() === 0 && at.getMinutes() === 0 && at.getSeconds() === 0 && at.getMilliseconds() === 0;
+  return midnight ? formatDate(iso) : formatTime(iso);
+}
+
+/**
  * When a pending firing is tried next: "next try Nov 28, 2026, 11:43:25 PM", or, for a
  * backfill's snapshot held while its webhook is disabled (no next try: the API says
  * null), that it waits for the webhook to be enabled.

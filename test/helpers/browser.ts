@@ -50,8 +50,9 @@ export const BROWSER_WAIT_MS = 60_000;
  *  their own (test/api/limits.test.ts). */
 export const PAGE_TEST_API_LIMITS = Object.freeze({ statementTimeoutMs: BROWSER_WAIT_MS });
 
-/** Launches Chromium with a fresh profile folder of its own, thrown away on close. */
-export async function launchBrowser(): Promise<RunningBrowser> {
+/** Launches Chromium with a fresh profile folder of its own, thrown away on close; its
+ *  clock in UTC unless told another time zone (an admin's, for what the page says in it). */
+export async function launchBrowser({ timezoneId = 'UTC' }: { timezoneId?: string } = {}): Promise<RunningBrowser> {
   const userDataDir = await mkdtemp(join(tmpdir(), 'bpd-chromium-'));
   // launchPersistentContext passes the folder as --user-data-dir: a fresh profile each run
   const context = await chromium.launchPersistentContext(userDataDir, {
@@ -60,7 +61,7 @@ export async function launchBrowser(): Promise<RunningBrowser> {
     args: ARGS,
     viewport: { width: 1366, height: 820 },
     locale: 'en-US',
-    timezoneId: 'UTC',
+    timezoneId,
   });
   // every wait of a page test (waitForSelector, click): Playwright's own 30 s was near
   // what a test file of a dozen tabs at once takes on a loaded machine under CI
