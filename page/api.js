@@ -523,9 +523,9 @@ export async function createWebhook(setup) {
 }
 
 const UPDATE = /* GraphQL */ `
-  mutation Update($id: BigInt!, $name: String!, $url: String!, $fields: [String]!, $actions: [Action]!,
+  mutation Update($id: BigInt!, $name: String, $url: String, $fields: [String], $actions: [Action],
                   $statusId: BigInt, $userId: BigInt, $clearStatusId: Boolean!, $clearUserId: Boolean!,
-                  $ignoreSources: [String]!, $watchFields: [String]!, $conditions: JSON, $clearConditions: Boolean!) {
+                  $ignoreSources: [String], $watchFields: [String], $conditions: JSON, $clearConditions: Boolean!) {
     updateWebhook(input: { id: $id, name: $name, url: $url, fields: $fields, actions: $actions,
                            statusId: $statusId, userId: $userId, clearStatusId: $clearStatusId, clearUserId: $clearUserId,
                            ignoreSources: $ignoreSources, watchFields: $watchFields,
@@ -535,21 +535,26 @@ const UPDATE = /* GraphQL */ `
   }
 `;
 
-/** Saves a webhook's settings (the same shape as createWebhook's); an empty picker or filter clears it. */
+/**
+ * Saves a webhook's settings (the same shape as createWebhook's): those given, an empty
+ * picker or filter clearing it; those left undefined stay as the database has them
+ * (null to the API), so that what another admin changed in them meanwhile is kept.
+ */
 export async function updateWebhook(webhookId, setup) {
+  const given = (key) => setup[key] !== undefined;
   const data = await graphql(UPDATE, {
     id: webhookId,
-    name: setup.name,
-    url: setup.url,
-    fields: setup.fields,
-    actions: setup.actions.map(actionEnum),
+    name: setup.name ?? null,
+    url: setup.url ?? null,
+    fields: setup.fields ?? null,
+    actions: setup.actions?.map(actionEnum) ?? null,
     statusId: setup.statusId || null,
     userId: setup.userId || null,
-    clearStatusId: !setup.statusId,
-    clearUserId: !setup.userId,
-    ignoreSources: setup.ignoreSources,
-    watchFields: setup.watchFields,
-    conditions: setup.conditions,
+    clearStatusId: given('statusId') && !setup.statusId,
+    clearUserId: given('userId') && !setup.userId,
+    ignoreSources: setup.ignoreSources ?? null,
+    watchFields: setup.watchFields ?? null,
+    conditions: setup.conditions ?? null,
     clearConditions: setup.conditions === null,
   });
   return data.updateWebhook.result;

@@ -1737,6 +1737,31 @@ function largestInput(setup) {
   return sizes.reduce((largest, size) => (size[1] > largest[1] ? size : largest))[0];
 }
 
+/**
+ * Of the settings Save sends, those the admin changed from the webhook as the form
+ * loaded it; the others undefined, which the API leaves as they are now. Sent whole,
+ * Save put back what another admin (or a DBA) had changed meanwhile in settings this
+ * admin never touched: a new URL, a condition. A filter the CRM deleted (Choose again)
+ * counts as changed, so that the choice made clears its mark.
+ */
+function changedSettings(setup, loaded) {
+  const same = (a, b) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+  const sameSet = (a, b) => same([...a].sort(), [...b].sort());
+  const sameChoice = (id, kind) => String(id || '') === String(loaded[kind]?.id ?? '') && !chooseAgain(loaded, kind);
+  return {
+    ...setup,
+    name: same(setup.name, loaded.name) ? undefined : setup.name,
+    url: same(setup.url, loaded.url) ? undefined : setup.url,
+    fields: sameSet(setup.fields, loaded.fields) ? undefined : setup.fields,
+    actions: sameSet(setup.actions, loaded.actions) ? undefined : setup.actions,
+    statusId: sameChoice(setup.statusId, 'status') ? undefined : setup.statusId,
+    userId: sameChoice(setup.userId, 'user') ? undefined : setup.userId,
+    watchFields: sameSet(setup.watchFields, loaded.watchFields) ? undefined : setup.watchFields,
+    ignoreSources: same(setup.ignoreSources, loaded.ignoreSources) ? undefined : setup.ignoreSources,
+    conditions: same(setup.conditions, loaded.conditions) ? undefined : setup.conditions,
+  };
+}
+
 async function submitSetup(form, webhook) {
   clearMessages();
   const setup = readSetup(form);
@@ -1752,7 +1777,7 @@ async function submitSetup(form, webhook) {
   const delivery = deliverySettingsOf(setup.delivery);
   try {
     if (webhook) {
-      await updateWebhook(webhook.id, setup);
+      await updateWebhook(webhook.id, changedSettings(setup, webhook));
       if (!sameDeliverySettings(delivery, form.loadedDelivery)) await saveDeliverySettings(webhook.id, delivery);
       flash(`Saved · ${setup.name.trim()}`);
       keepFlash = true;

@@ -319,6 +319,37 @@ browserTest('a webhook whose user the CRM deleted: Edit asks to choose again, an
   await page.close();
 });
 
+browserTest('Save sends the settings changed in the form alone: what another admin changed meanwhile in the others stays', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const status = await f.status(company.id, 'Thank You Note');
+  const hook = await f.webhook({
+    companyId: company.id, name: 'Letters', actions: ['contact.status_added'], statusId: status.id,
+    url: 'https://letters.example.com/v1', fields: ['first_name', 'last_name'],
+  });
+  const page = await signedIn(company.id);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
+  await page.waitForSelector('#setup-form');
+  await untilText(page, '#page-title', 'Edit Letters');
+  // meanwhile, in another tab (or psql): a new URL, a condition, another field
+  await database.pool.query(
+    `update webhooks.webhooks set url = 'https://letters.example.com/v2', fields = '{first_name,last_name,email}',
+            conditions = '{"field": "state", "op": "eq", "value": "VA"}' where id = $1`, [hook.id]);
+  // this admin renames it, and changes nothing else
+  await page.fill('#setup-name', 'Handwritten letters');
+  await page.click('#setup-submit');
+  await page.waitForSelector('#history:not([hidden])');
+  await untilText(page, '#flash', 'Saved · Handwritten letters');
+  const { rows } = await database.pool.query(
+    'select name, url, fields, conditions, status_id::text from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(rows, [{
+    name: 'Handwritten letters', url: 'https://letters.example.com/v2', fields: ['first_name', 'last_name', 'email'],
+    conditions: { field: 'state', op: 'eq', value: 'VA' }, status_id: status.id,
+  }]);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a secret shown is gone from the page once the tab is signed out, by Sign out or by a token that expired: the next to sign in on the tab does not see it', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
