@@ -242,9 +242,9 @@ function handleError(error, retry = null) {
  * Active webhook's Replay, Send test and Backfill, each refused again). Any other error
  * as handleError says it; a view that could not be read again says so instead.
  */
-async function refusedAction(error, retry = null) {
+async function refusedAction(error) {
   if (!(error instanceof ApiError && error.kind === 'api')) {
-    handleError(error, retry);
+    handleError(error);
     return;
   }
   await render();
