@@ -584,25 +584,47 @@ export async function fetchDeliverySettings(webhookId) {
   };
 }
 
-const SAVE_DELIVERY = /* GraphQL */ `
-  mutation SaveDelivery($id: BigInt!, $maxInFlight: Int, $rateLimit: Int, $clearMaxInFlight: Boolean!,
-                        $clearRateLimit: Boolean!, $window: IntervalInput, $ordered: Boolean!) {
-    limits: updateWebhook(input: { id: $id, maxInFlight: $maxInFlight, rateLimit: $rateLimit,
-                                   clearMaxInFlight: $clearMaxInFlight, clearRateLimit: $clearRateLimit }) { result { id } }
-    delivery: setWebhookDelivery(input: { id: $id, coalesceWindow: $window, ordered: $ordered }) { result { id } }
+const SAVE_LIMITS = /* GraphQL */ `
+  mutation SaveLimits($id: BigInt!, $maxInFlight: Int, $rateLimit: Int, $clearMaxInFlight: Boolean!, $clearRateLimit: Boolean!) {
+    updateWebhook(input: { id: $id, maxInFlight: $maxInFlight, rateLimit: $rateLimit,
+                           clearMaxInFlight: $clearMaxInFlight, clearRateLimit: $clearRateLimit }) { result { id } }
   }
 `;
 
-/** Saves how a webhook's deliveries go (the shape fetchDeliverySettings gives; null: the default). */
-export async function saveDeliverySettings(webhookId, settings) {
+const SAVE_DELIVERY = /* GraphQL */ `
+  mutation SaveDelivery($id: BigInt!, $window: IntervalInput, $ordered: Boolean!) {
+    setWebhookDelivery(input: { id: $id, coalesceWindow: $window, ordered: $ordered }) { result { id } }
+  }
+`;
+
+/**
+ * Saves how a webhook's deliveries go (the shape fetchDeliverySettings gives; null: the
+ * default): those that differ from `before` (as the form had them) alone, so that what
+ * another admin changed meanwhile in the others stays. The merge window and the order
+ * are set together (setWebhookDelivery): the one not changed is sent as the database has
+ * it now, read just before.
+ */
+export async function saveDeliverySettings(webhookId, settings, before) {
+  const cap = settings.maxInFlight !== before.maxInFlight;
+  const rate = settings.rateLimit !== before.rateLimit;
+  if (cap || rate) {
+    await graphql(SAVE_LIMITS, {
+      id: webhookId,
+      maxInFlight: cap ? settings.maxInFlight : null,
+      rateLimit: rate ? settings.rateLimit : null,
+      clearMaxInFlight: cap && settings.maxInFlight === null,
+      clearRateLimit: rate && settings.rateLimit === null,
+    });
+  }
+  const window = settings.coalesceSeconds !== before.coalesceSeconds;
+  const ordered = settings.ordered !== before.ordered;
+  if (!window && !ordered) return;
+  const now = window && ordered ? settings : await fetchDeliverySettings(webhookId);
+  const seconds = window ? settings.coalesceSeconds : now?.coalesceSeconds ?? null;
   await graphql(SAVE_DELIVERY, {
     id: webhookId,
-    maxInFlight: settings.maxInFlight,
-    rateLimit: settings.rateLimit,
-    clearMaxInFlight: settings.maxInFlight === null,
-    clearRateLimit: settings.rateLimit === null,
-    window: settings.coalesceSeconds === null ? null : { seconds: settings.coalesceSeconds },
-    ordered: settings.ordered,
+    window: seconds === null ? null : { seconds },
+    ordered: ordered ? settings.ordered : now?.ordered ?? false,
   });
 }
 

@@ -1778,7 +1778,7 @@ async function submitSetup(form, webhook) {
   try {
     if (webhook) {
       await updateWebhook(webhook.id, changedSettings(setup, webhook));
-      if (!sameDeliverySettings(delivery, form.loadedDelivery)) await saveDeliverySettings(webhook.id, delivery);
+      await saveDeliverySettings(webhook.id, delivery, form.loadedDelivery);
       flash(`Saved · ${setup.name.trim()}`);
       keepFlash = true;
       location.hash = historyHash(webhook.id);
@@ -1788,7 +1788,7 @@ async function submitSetup(form, webhook) {
       // the webhook exists from here on, so a refusal of its delivery settings does
       // not keep the admin on the form (with a second Create to press)
       const refused = sameDeliverySettings(delivery, DEFAULT_DELIVERY) ? null
-        : await saveDeliverySettings(created.webhook.id, delivery).then(() => null, (error) => error);
+        : await saveDeliverySettings(created.webhook.id, delivery, DEFAULT_DELIVERY).then(() => null, (error) => error);
       if (refused) {
         flash(`Created · ${created.webhook.name}, with the default delivery settings: ${refused.message}`);
         keepFlash = true;

@@ -156,7 +156,10 @@ test.serial('the Reports page\'s own texts, each new to a fresh API and sent by 
     const id = created.webhook.id;
     await page.updateWebhook(id, { name: 'Renamed on the page', url: 'https://receiver.example.com/in', fields: ['first_name'],
       actions: ['contact.created'], statusId: null, userId: null, ignoreSources: [], watchFields: [], conditions: null });
-    await page.saveDeliverySettings(id, { maxInFlight: 2, rateLimit: null, coalesceSeconds: null, ordered: false });
+    // (a cap, then the order alone: each of its texts, and the read of the window it keeps)
+    const defaults = { maxInFlight: null, rateLimit: null, coalesceSeconds: null, ordered: false };
+    await page.saveDeliverySettings(id, { ...defaults, maxInFlight: 2 }, defaults);
+    await page.saveDeliverySettings(id, { ...defaults, maxInFlight: 2, ordered: true }, { ...defaults, maxInFlight: 2 });
     await page.setWebhookEnabled(id, false);
     await page.setWebhookEnabled(id, true);
     await page.rotateSecret(id);

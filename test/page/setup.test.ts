@@ -319,7 +319,7 @@ browserTest('a webhook whose user the CRM deleted: Edit asks to choose again, an
   await page.close();
 });
 
-browserTest('Save sends the settings changed in the form alone: what another admin changed meanwhile in the others stays', async (t) => {
+browserTest('Save sends the settings changed in the form alone: what another admin changed meanwhile in the others stays, delivery settings too', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
   const status = await f.status(company.id, 'Thank You Note');
@@ -346,6 +346,19 @@ browserTest('Save sends the settings changed in the form alone: what another adm
     name: 'Handwritten letters', url: 'https://letters.example.com/v2', fields: ['first_name', 'last_name', 'email'],
     conditions: { field: 'state', op: 'eq', value: 'VA' }, status_id: status.id,
   }]);
+
+  // so do the delivery settings: another's pace and merge window stay beside this one's cap and order
+  await page.click('#edit-webhook');
+  await page.waitForSelector('#setup-form');
+  await database.pool.query(`update webhooks.webhooks set rate_limit = 5, coalesce_window = '30 seconds' where id = $1`, [hook.id]);
+  await page.fill('#setup-max-in-flight', '3');
+  await page.check('#setup-ordered');
+  await page.click('#setup-submit');
+  await page.waitForSelector('#history:not([hidden])');
+  await untilText(page, '#flash', 'Saved · Handwritten letters');
+  const delivery = await database.pool.query(
+    'select max_in_flight, rate_limit, extract(epoch from coalesce_window)::int as window, ordered from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(delivery.rows, [{ max_in_flight: 3, rate_limit: 5, window: 30, ordered: true }]);
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
