@@ -191,9 +191,10 @@ as $$
   order by c.id;
 $$;
 
--- private: the contacts a backfill of the company examines, as of now: those of the
--- company and those assigned to one of its users (backfill_contacts' ids), counted
--- from the indexes alone
+-- private (tests, a DBA): the contacts a backfill of the company examines, as of now:
+-- those of the company and those assigned to one of its users (backfill_contacts'
+-- ids), counted from the indexes alone, all of them (a step counts a part of them at a
+-- time: backfill_examined_after)
 create or replace function webhooks_private.backfill_examined(p_company_id bigint)
 returns bigint
 language sql
@@ -205,6 +206,38 @@ as $$
         (select a.contact_id from crm.users u
          join crm.contact_assignments a on a.user_id = u.id
          where u.company_id = p_company_id)) ids;
+$$;
+
+-- private: the most contacts a step counts of one backfill's total (one home)
+create or replace function webhooks_private.backfill_counted_a_step()
+returns integer
+language sql
+immutable
+as $$
+  select 10000;
+$$;
+
+-- private: of the contacts a backfill of the company examines (backfill_examined's),
+-- those with ids after p_after, p_limit at most: how many, and the last id. One index
+-- range of each side, as the walk's (backfill_contacts).
+create or replace function webhooks_private.backfill_examined_after(p_company_id bigint, p_after bigint, p_limit integer,
+                                                                    out examined bigint, out last_id bigint)
+language sql
+stable
+as $$
+  select count(*), max(ids.id)
+  from (select u.id
+        from ((select o.id from crm.contacts o
+               where o.company_id = p_company_id and o.id > p_after
+               order by o.id limit p_limit)
+              union
+              (select a.contact_id from crm.users u
+               join crm.contact_assignments a on a.user_id = u.id
+               where u.company_id = p_company_id and a.contact_id > p_after
+               group by a.contact_id
+               order by a.contact_id limit p_limit)) u
+        order by u.id
+        limit p_limit) ids;
 $$;
 
 -- public (GraphQL: backfillContactsCountedUpTo): the most contacts
@@ -257,13 +290,15 @@ as $$
 $$;
 
 -- private: how many contacts a backfill of this webhook will send, as of now, for its
--- first step to write as its total. A webhook with conditions sends those that pass
--- them, which only evaluating them on every contact can tell: the step that serves
--- every company's backfills then took as long as the company's contacts (58 s for
--- 50,000 contacts and 99 conditions), and every other company's backfill waited. So
--- they are evaluated only for a company of no more contacts than a batch; past that,
--- the total is the contacts to examine (at least what will be sent), and it becomes
--- what was sent when the backfill is done (backfill_batch_of).
+-- first step to write as its total, when a batch's work tells it; null else. A webhook
+-- with conditions sends those that pass them, which only evaluating them on every
+-- contact can tell: the step that serves every company's backfills then took as long
+-- as the company's contacts (58 s for 50,000 contacts and 99 conditions), and every
+-- other company's backfill waited. So they are evaluated only for a company of no more
+-- contacts than a batch, and within backfill_batch_time(); past that, the total is the
+-- contacts to examine (at least what will be sent), counted a part a step
+-- (backfill_count), and it becomes what was sent when the backfill is done
+-- (backfill_batch_of).
 create or replace function webhooks_private.backfill_total(p_webhook webhooks.webhooks)
 returns bigint
 language plpgsql
@@ -281,7 +316,7 @@ begin
       -- (conditions too costly to count within the time: the contacts to examine, as
       -- for a larger company)
       if clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
-        return webhooks_private.backfill_examined(p_webhook.company_id);
+        return null;
       end if;
       if webhooks_private.backfill_wants(p_webhook.conditions, to_jsonb(v_contact)) then
         v_wanted := v_wanted + 1;
@@ -289,7 +324,54 @@ begin
     end loop;
     return v_wanted;
   end if;
-  return webhooks_private.backfill_examined(p_webhook.company_id);
+  return null;
+end;
+$$;
+
+-- private: a step's part of the count of a running backfill's total, its row locked by
+-- the caller: backfill_total's answer at its first step, if it has one; else the next
+-- backfill_counted_a_step() contacts to examine, after those counted before
+-- (backfill_counts, migration 0095), and the total once they are all counted (null
+-- until then: the Reports page says "counting"). The first step counted the company's
+-- contacts whole, in the step that serves every company's backfills: 150 ms for
+-- 500,000 (its indexes alone; the shared two-core machine), 3.8 s for a company's 16
+-- backfills started at once, paid again by each start of a start and cancel in a loop
+-- (until 2026-12-07; test/sql/backfill.test.ts). Now at most 10,000 index entries of
+-- each side a backfill a step. Contacts inserted behind the count after it passed
+-- are not in the total; it becomes what was sent once done.
+create or replace function webhooks_private.backfill_count(p_backfill webhooks.backfills, p_webhook webhooks.webhooks)
+returns void
+language plpgsql
+volatile
+as $$
+declare
+  v_part constant integer := webhooks_private.backfill_counted_a_step();
+  v_counted bigint;
+  v_after bigint;
+  v_examined bigint;
+  v_last bigint;
+  v_total bigint;
+begin
+  select c.counted, c.counted_to into v_counted, v_after
+  from webhooks_private.backfill_counts c where c.backfill_id = p_backfill.id;
+  if not found then
+    v_counted := 0;
+    v_after := 0;
+    v_total := webhooks_private.backfill_total(p_webhook);
+  end if;
+  if v_total is null then
+    select e.examined, e.last_id into v_examined, v_last
+    from webhooks_private.backfill_examined_after(p_webhook.company_id, v_after, v_part) e;
+    if v_examined >= v_part then
+      insert into webhooks_private.backfill_counts (backfill_id, counted_to, counted)
+      values (p_backfill.id, v_last, v_counted + v_examined)
+      on conflict (backfill_id) do update set counted_to = excluded.counted_to, counted = excluded.counted;
+      return;
+    end if;
+    v_total := v_counted + v_examined;
+  end if;
+  update webhooks.backfills b set total = v_total where b.id = p_backfill.id;
+  delete from webhooks_private.backfill_counts c where c.backfill_id = p_backfill.id;
 end;
 $$;
 
@@ -519,8 +601,7 @@ begin
   v_batch := least(v_batch, v_room);
 
   if p_backfill.total is null then
-    update webhooks.backfills b set total = webhooks_private.backfill_total(v_webhook)
-    where b.id = p_backfill.id;
+    perform webhooks_private.backfill_count(p_backfill, v_webhook);
   end if;
 
   -- Contacts whose id changed across the position while the walk ran
@@ -740,13 +821,14 @@ create trigger _500_backfills
   for each row execute function webhooks_private.tg_contact_renumberings__backfills();
 
 -- A backfill that no longer runs (done, cancelled, failed) needs no notes of ids
--- changed across its walk.
+-- changed across its walk, nor its count's part (backfill_counts).
 create or replace function webhooks_private.tg_backfills__forget_renumbered()
 returns trigger
 language plpgsql
 as $$
 begin
   delete from webhooks_private.backfill_renumbered r where r.backfill_id = new.id;
+  delete from webhooks_private.backfill_counts c where c.backfill_id = new.id;
   return null;
 end;
 $$;

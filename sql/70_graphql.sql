@@ -193,7 +193,7 @@ comment on table webhooks.backfills is $$
 A backfill: every contact of your company (that passes the webhook's conditions) sent to one webhook as a contact.snapshot delivery, paced beside live deliveries.$$;
 comment on column webhooks.backfills.state is 'running, done, cancelled or failed.';
 comment on column webhooks.backfills.error is 'Why it failed (a failed backfill only): where it stopped, and the SQLSTATE.';
-comment on column webhooks.backfills.total is 'Contacts to send: counted when the backfill begins (null until then); once done, how many were sent.';
+comment on column webhooks.backfills.total is 'Contacts to send: counted by its first steps, 10,000 contacts a step (null until counted); once done, how many were sent.';
 comment on column webhooks.backfills.queued is 'Snapshot deliveries written to the outbox so far.';
 comment on column webhooks.backfills.position is '@behavior -*';
 comment on column webhooks.backfills.created_by is '@behavior -*';
