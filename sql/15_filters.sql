@@ -84,12 +84,12 @@ immutable
 as $$
 begin
   if p_with_time then
-    if p_text !~ '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:\d{2})?)$' then
+    if p_text !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?(Z|[+-][0-9]{2}(:[0-9]{2})?)$' then
       return false;
     end if;
     perform p_text::timestamptz;
   else
-    if p_text !~ '^\d{4}-\d{2}-\d{2}$' then
+    if p_text !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' then
       return false;
     end if;
     perform p_text::date;
@@ -112,7 +112,7 @@ language sql
 immutable
 as $$
   -- (a CASE: its branches run in order, so the integers are read only from digits)
-  select case when p_text ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-5])(:[0-5][0-9])?)$'
+  select case when p_text ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-5])(:[0-5][0-9])?)$'
                    and left(p_text, 4) <> '0000'
               -- (the day within its month: the cast refuses 2026-02-30)
               then substr(p_text, 9, 2)::integer
@@ -441,7 +441,11 @@ create trigger _110_validate_filters
 
 ------------------------------------------------------------------------------------
 -- What a condition means (capture). These run inside every matching contact write:
--- nothing here may raise for any contact value.
+-- nothing here may raise for any contact value. Their patterns hold no backslash
+-- ([0-9], [.]): a literal is read by the writer's session's standard_conforming_strings,
+-- and off (an old driver's, a script's) '\.' read as '.', so that "12x5" passed for a
+-- number and its cast failed the write; '\d' as 'd', so that a time compared as text
+-- (until 2026-12-07; test/sql/filters.test.ts).
 
 -- private: p_actual (a contact's value) against p_value (a condition's value): -1, 0
 -- or 1, or null when they do not compare. The condition's value decides how:
@@ -478,7 +482,7 @@ begin
       -- ([0-9], not \d: in a database whose collation is ICU, \d matches the digits of
       -- every script, which numeric does not read)
       elsif v_actual_type = 'string'
-            and (p_actual #>> '{}') ~ '^[+-]?([0-9]{1,40}(\.[0-9]{0,40})?|\.[0-9]{1,40})([eE][+-]?[0-9]{1,3})?$' then
+            and (p_actual #>> '{}') ~ '^[+-]?([0-9]{1,40}([.][0-9]{0,40})?|[.][0-9]{1,40})([eE][+-]?[0-9]{1,3})?$' then
         v_a_number := (p_actual #>> '{}')::numeric;
       else
         return null;
@@ -496,14 +500,14 @@ begin
       end if;
       v_a := p_actual #>> '{}';
       v_b := p_value #>> '{}';
-      if p_time_field and v_b ~ '^\d{4}-\d{2}-\d{2}[T ]' and webhooks_private.reads_as_time(v_b) then
+      if p_time_field and v_b ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]' and webhooks_private.reads_as_time(v_b) then
         -- both sides cast: the column's text is Postgres's own output, the value is
         -- a time (it passed is_iso_time when it was configured, unless the column was
         -- text then: such a value, no time, compares as text, below)
         return case when v_a::timestamptz < v_b::timestamptz then -1
                     when v_a::timestamptz > v_b::timestamptz then 1 else 0 end;
-      elsif v_b ~ '^\d{4}-\d{2}-\d{2}$' then
-        if v_a !~ '^\d{4}-\d{2}-\d{2}' then
+      elsif v_b ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' then
+        if v_a !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}' then
           return null;
         end if;
         v_a := left(v_a, 10);   -- ISO dates order as their text does
@@ -691,7 +695,7 @@ begin
   -- (is the field a time? asked once a leaf, and only when a value begins as a time
   -- does: condition_time_field, a look at the catalog)
   if v_op in ('eq', 'ne', 'lt', 'lte', 'gt', 'gte') and v_actual is not null then
-    v_time := coalesce(jsonb_typeof(v_value) = 'string' and (v_value #>> '{}') ~ '^\d{4}-\d{2}-\d{2}[T ]', false)
+    v_time := coalesce(jsonb_typeof(v_value) = 'string' and (v_value #>> '{}') ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]', false)
               and webhooks_private.condition_time_field(v_field);
   end if;
 
@@ -706,7 +710,7 @@ begin
       if not v_found and v_actual is not null
          and (jsonb_typeof(v_actual) <> 'string' or (v_actual #>> '{}') ~ '^[-+.0-9]') then
         for i in 0 .. jsonb_array_length(v_value) - 1 loop
-          if v_time is null and jsonb_typeof(v_value -> i) = 'string' and (v_value ->> i) ~ '^\d{4}-\d{2}-\d{2}[T ]' then
+          if v_time is null and jsonb_typeof(v_value -> i) = 'string' and (v_value ->> i) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]' then
             v_time := webhooks_private.condition_time_field(v_field);
           end if;
           if webhooks_private.condition_compare(v_actual, v_value -> i, coalesce(v_time, false)) = 0 then

@@ -521,3 +521,27 @@ test('a leaf asks whether its field is a time once, however many time-like value
   // a time on created_at still compares as a time
   t.deepEqual((await deliveriesOf(db().pool, [matching.id])).map((d) => d.action), ['contact.updated']);
 });
+
+// A session's standard_conforming_strings decides how the literals of the functions it
+// runs are read, the engine's too: off (an old driver's or a script's), a backslash
+// in a literal is an escape, and the patterns that tell a number or a time read
+// otherwise. In such a writer's session "12x5" passed for a number, and its cast
+// failed the write (22P02); a time compared as text.
+test('a writer\'s session with standard_conforming_strings off: conditions decide as in any session, and never fail the write', async (t) => {
+  const { f, company, hook } = await hookWith(t, {
+    actions: ['contact.updated'], fields: ['custom', 'created_at'],
+    conditions: { any: [{ field: 'custom.score', op: 'gt', value: 10 }, { field: 'created_at', op: 'gt', value: '2026-12-07T13:00:00+02:00' }] },
+  });
+  const contact = await f.contact(company.id);
+  await db().pool.query(`update crm.contacts set created_at = '2026-01-01T00:00:00Z' where id = $1`, [contact.id]);
+  const legacy = await ownConnection(db().url, t);
+  await legacy.query('set standard_conforming_strings = off');
+  await legacy.query('set escape_string_warning = off');
+  const update = (set: string) => legacy.query(`update crm.contacts set ${set} where id = $1`, [contact.id]);
+  await t.notThrowsAsync(update(`custom = '{"score": "12x5"}'`));                           // no number: no
+  await update(`custom = '{"score": "12"}'`);                                               // yes
+  await update(`custom = '{}', created_at = '2026-12-07T12:00:00Z'`);                        // 11:00Z is past: yes
+  await update(`created_at = '2026-12-07T10:30:00Z'`);                                       // no
+  const scores = (await deliveriesOf(db().pool, [hook.id])).map((d) => [d.payload.data.contact.custom, d.payload.data.contact.created_at]);
+  t.deepEqual(scores, [[{ score: '12' }, '2026-01-01T00:00:00+00:00'], [{}, '2026-12-07T12:00:00+00:00']]);
+});
