@@ -143,13 +143,18 @@ $$;
 
 -- the bidi controls (Unicode's Bidi_Control): marks, embeddings, overrides and
 -- isolates. In a text shown among others they reorder what follows them, the page's
--- own text included: "Invoice" U+202E "slx.exe" shows as "Invoiceexe.xls".
+-- own text included: "Invoice" U+202E "slx.exe" shows as "Invoiceexe.xls". As a
+-- regular expression's escapes (\u061c), written as an escape string (E'\\u…'),
+-- which reads alike whatever the session's standard_conforming_strings: a plain one
+-- read in a session with it off held the characters themselves, and
+-- bidi_controls_in_words found none of them (until 2026-12-07;
+-- test/sql/filters-config.test.ts).
 create or replace function webhooks_private.bidi_controls()
 returns text
 language sql
 immutable
 as $$
-  select '\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069';
+  select E'\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069';
 $$;
 
 -- the same, in words, for the messages that refuse them: "U+061C, U+200E, …, U+2066
@@ -159,9 +164,11 @@ returns text
 language sql
 immutable
 as $$
+  -- (escape strings, as bidi_controls(): a plain '\\u' read in a session with
+  -- standard_conforming_strings off was no pattern, and the refusal an error of it)
   select regexp_replace(string_agg(coalesce('U+' || upper(m[1]), 'to'), ' ' order by n),
-                        '(U\+[0-9A-F]+) (?=U)', '\1, ', 'g')
-  from regexp_matches(webhooks_private.bidi_controls(), '\\u([0-9a-fA-F]{4})|-', 'g') with ordinality t(m, n);
+                        E'(U\\+[0-9A-F]+) (?=U)', E'\\1, ', 'g')
+  from regexp_matches(webhooks_private.bidi_controls(), E'\\\\u([0-9a-fA-F]{4})|-', 'g') with ordinality t(m, n);
 $$;
 
 -- the characters that show nothing of themselves: Unicode's Default_Ignorable_Code_Point

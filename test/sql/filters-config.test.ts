@@ -108,6 +108,24 @@ for (const [what, filters, rule, column, message] of refusals) {
   });
 }
 
+// A DBA's session with standard_conforming_strings off (an old script's) reads a
+// backslash in a literal as an escape: the message's list of bidi controls was read
+// from their pattern by another, which then failed to compile, and a source with a
+// bidi control was refused by "invalid regular expression" rather than by name.
+test('refused by name in a session with standard_conforming_strings off too: a source with a bidi control, with the same message', async (t) => {
+  const company = await companyId();
+  const hook = await make().webhook({ companyId: company, actions: ['contact.updated'] });
+  const legacy = await db().pool.connect();
+  t.teardown(() => legacy.release(true));
+  await legacy.query('set standard_conforming_strings = off; set escape_string_warning = off');
+  const error = await t.throwsAsync(legacy.query(
+    'update webhooks.webhooks set ignore_sources = $2 where id = $1', [hook.id, ['api', 'imp\u202eort']])) as PgError;
+  t.like(error, { code: '23514', constraint: 'webhook_ignore_sources_invalid', column: 'ignore_sources' });
+  t.regex(error.message, refusals.find(([what]) => what === 'a source with a bidi override')![4]);
+  await legacy.query('update webhooks.webhooks set ignore_sources = $2 where id = $1', [hook.id, ['encompass']]);
+  t.deepEqual((await db().pool.query('select ignore_sources from webhooks.webhooks where id = $1', [hook.id])).rows[0].ignore_sources, ['encompass']);
+});
+
 test('refused on update too, and the webhook keeps its filters', async (t) => {
   const company = await companyId();
   const hook = await make().webhook({ companyId: company, actions: ['contact.updated'], conditions: VA, watchFields: ['state'] });
