@@ -560,12 +560,17 @@ function redrawBackfill(cell, webhook, before, now) {
   else replace(cell, backfillCell(webhook, now));
 }
 
-/** A backfill under way, on its bar and in words: sent of those to send (of its total while it runs), or counting. */
+/**
+ * A backfill under way, on its bar and in words: sent of those to send (of its total
+ * while it runs), or counting. A company's contacts are counted 10,000 a step while
+ * the first snapshots go (docs/backfill.md): those sent meanwhile are said too.
+ */
 function showProgress(bar, words, backfill) {
   const of = backfill.state === 'running' ? backfill.total : backfill.queued;
-  const text = of === null
-    ? `Backfill: counting contacts…`
-    : `Backfill: ${formatCount(backfill.sent)} of ${formatCount(of)} sent`;
+  const text = of !== null
+    ? `Backfill: ${formatCount(backfill.sent)} of ${formatCount(of)} sent`
+    : backfill.sent > 0 ? `Backfill: ${formatCount(backfill.sent)} sent, counting contacts…`
+    : `Backfill: counting contacts…`;
   bar.setAttribute('max', String(of ?? 1));
   if (of === null) bar.removeAttribute('value');
   else bar.setAttribute('value', String(Math.min(backfill.sent, of)));

@@ -192,3 +192,30 @@ browserTest('while a backfill runs, the buttons of the report keep the keyboard\
   t.deepEqual(problems, []);
   await page.close();
 });
+
+browserTest('a company of more contacts than a step counts: the bar says those sent while it counts them, then of its total', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const { rows: [{ part }] } = await db().pool.query('select webhooks_private.backfill_counted_a_step() as part');
+  const CONTACTS = part + 5;
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'C' || i from generate_series(1, $2::int) i`, [company.id, CONTACTS]);
+  const { rows: [{ id }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const words = `tr[data-webhook-id="${hook.id}"] .backfill-words`;
+  const { page, problems } = await signedIn(company.id, 'webhook_admin');
+  await untilText(page, words, 'Backfill: counting contacts…');
+  // the first step writes a batch and counts the first part: no total yet
+  await db().pool.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  await db().pool.query(
+    `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+     where id in (select id from webhooks.deliveries where webhook_id = $1 order by id limit 7)`, [hook.id]);
+  await untilText(page, words, 'Backfill: 7 sent, counting contacts…');
+  t.is((await db().pool.query('select total from webhooks.backfills where id = $1', [id])).rows[0].total, null);
+  // the next step that writes a batch counts the rest
+  await db().pool.query(`update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now() where webhook_id = $1 and state = 'pending'`, [hook.id]);
+  await db().pool.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
+  await untilText(page, words, new RegExp(`^Backfill: [0-9,]+ of ${CONTACTS.toLocaleString('en-US')} sent$`));
+  t.deepEqual(problems, []);
+  await page.close();
+});
