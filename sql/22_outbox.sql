@@ -317,6 +317,26 @@ begin
     -- (a finished delivery back to pending is a replay: the audit trail's trigger on
     -- this view records it, _900_audit in 47_audit.sql)
   end if;
+  -- A delivery is of a webhook of its company. History has no foreign key to the
+  -- webhooks (a webhook's delete leaves its deliveries to be purged in batches, above),
+  -- so a write that names the pair (an insert, a move) is checked here: a delivery of
+  -- no webhook waited in the queue for ever (no lane claims it) and held its day from
+  -- the retention, and one of another company's webhook was sent by that webhook,
+  -- counted in its company's totals and shown to its company's readers (until
+  -- 2026-12-07). A read of the webhook's key, no lock, and only for a statement of
+  -- its own (trigger depth 1): capture writes its payloads too large through this view
+  -- from the CRM's triggers, with the pair its subscriptions gave, and a webhook whose
+  -- delete committed since must not fail the contact's write (the delete's recheck
+  -- finds such a delivery, recheck_deleted_webhooks below).
+  if pg_catalog.pg_trigger_depth() = 1
+     and (tg_op = 'INSERT' or (new.webhook_id, new.company_id) is distinct from (old.webhook_id, old.company_id))
+     and not exists (select from webhooks.webhooks w where w.id = new.webhook_id and w.company_id = new.company_id) then
+    raise exception using
+      errcode = 'foreign_key_violation',
+      message = format('delivery %s: webhook %s is not a webhook of company %s', new.id, new.webhook_id, new.company_id),
+      constraint = 'delivery_webhook_of_company',
+      column = 'webhook_id';
+  end if;
   v_queued := new.state in ('pending', 'in_flight');
   if (new.state = 'in_flight') <> (new.locked_by is not null and new.locked_until is not null)
      or (new.state <> 'in_flight' and (new.locked_by is not null or new.locked_until is not null)) then
