@@ -1,5 +1,6 @@
 // Bad webhook configuration is refused by the database itself, with a named error.
 import test, { type ExecutionContext } from 'ava';
+import { readFileSync } from 'node:fs';
 import { useTestDatabase } from '../helpers/db.ts';
 import { CHANNEL, WEBHOOK_CHANGED_NOTICE } from '../../relay/engine-names.ts';
 import { factories } from '../helpers/factories.ts';
@@ -471,4 +472,22 @@ test.serial('the other rules apply to what is written too: a webhook whose field
     { constraint: 'webhook_field_unknown', column: 'fields' });
   t.like(await refusal(t, db().pool.query('update webhooks.webhooks set user_id = $2 where id = $1', [user.id, known.foreignUser])),
     { constraint: 'webhook_user_other_company', column: 'user_id' });
+});
+
+test("every rule that refuses a webhook's configuration is named in docs/sql.md's Refusals: the validation's and the table's CHECK constraints", async (t) => {
+  const root = new URL('../../', import.meta.url);
+  const docs = readFileSync(new URL('docs/sql.md', root), 'utf8');
+  const start = docs.indexOf('## Refusals');
+  const refusals = docs.slice(start, docs.indexOf('\n## ', start + 1));
+  const named = new Set([...refusals.matchAll(/^\|([^|]*)\|/gm)].flatMap(([, cell]) => [...cell!.matchAll(/`(\w+)`/g)].map(([, name]) => name!)));
+  // what the validation triggers raise (webhooks_private.config_error)
+  const raised = new Set(['10_config.sql', '15_filters.sql'].flatMap((file) =>
+    [...readFileSync(new URL(`sql/${file}`, root), 'utf8').matchAll(/config_error\('(\w+)'/g)].map(([, name]) => name!)));
+  // the table's own checks, less those the validation raises first under its own name
+  // (webhooks_max_in_flight_range is met as webhook_max_in_flight_range)
+  const { rows } = await db().pool.query<{ conname: string }>(
+    `select conname from pg_constraint where conrelid = 'webhooks.webhooks'::regclass and contype = 'c' order by conname`);
+  const checks = rows.map((r) => r.conname).filter((name) => !raised.has(name.replace(/^webhooks_/, 'webhook_')));
+  t.true(raised.size >= 20, `${raised.size} rules found in sql/`);
+  t.deepEqual([...raised, ...checks].filter((name) => !named.has(name)).sort(), []);
 });
