@@ -9,6 +9,7 @@ import { getNamedType, isInputObjectType, isObjectType, Kind, parse, print, type
 import { seedDemo } from '../../tools/demo/seed.ts';
 import { startTestApi } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
 import { relayScene, testRelay } from '../helpers/relay.ts';
 import { apiSchema } from '../helpers/schema-inputs.ts';
 
@@ -311,4 +312,29 @@ test("docs/relay.md's two ways of verifying a signature, run as written, verify 
   t.is(event.data.contact.first_name, 'Grace');
   const forged = { headers: { ...headers, 'webhook-signature': `v1,${Buffer.alloc(32).toString('base64')}` } };
   t.throws(() => verify(Webhook, { env: { BPD_WEBHOOK_SECRET: webhook.secret } }, delivery!.body, forged));
+});
+
+test("docs/sql.md's backlog of one company, run as written, answers what webhooks.backlog_by_webhook() answers: in flight apart from due and later", async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const row = section('docs/sql.md', '## Reading fire history').split('\n').find((line) => line.startsWith('| What is waiting to be sent'));
+  const [, query] = /for one company `([^`]+)`/.exec(row ?? '') ?? [];
+  t.truthy(query, "the table's row of the backlog names a query for one company");
+  const f = factories(database.pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await database.pool.query(`insert into crm.contacts (company_id, first_name) select $1, 'C' || n from generate_series(1, 6) n`, [company.id]);
+  // two in flight (their first attempt), one due later (a retry waiting), three due now
+  const claimed = await database.pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries('docs-relay', 2, '5 minutes', 2, p_only_webhooks => array[$1::bigint])`, [webhook.id]);
+  t.is(claimed.rowCount, 2);
+  await database.pool.query(
+    `update webhooks.deliveries set next_attempt_at = now() + interval '1 hour'
+     where id = (select min(id) from webhooks.deliveries where webhook_id = $1 and state = 'pending')`, [webhook.id]);
+
+  const { rows: [byHand] } = await database.pool.query(query!.replace(/company_id = 7\b/, `company_id = ${Number(company.id)}`));
+  const { rows: [byFunction] } = await database.pool.query(
+    'select due, later, in_flight from webhooks.backlog_by_webhook() where webhook_id = $1', [webhook.id]);
+  t.deepEqual(byFunction, { due: '3', later: '1', in_flight: '2' });
+  t.like(byHand, { id: webhook.id, ...byFunction });
 });
