@@ -337,6 +337,17 @@ begin
       constraint = 'delivery_webhook_of_company',
       column = 'webhook_id';
   end if;
+  -- (a state that is none of the four, a DBA's 'Failed' or 'done', was refused as a
+  -- completed_at at fault, or as a null completed_at of delivery_results, until
+  -- 2026-12-07)
+  if new.state is null or new.state not in ('pending', 'in_flight', 'succeeded', 'failed') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('a delivery''s state is one of pending, in_flight, succeeded, failed, got %s',
+                       coalesce(to_jsonb(left(new.state, 40))::text, 'null')),
+      constraint = 'deliveries_state_unknown',
+      column = 'state';
+  end if;
   v_queued := new.state in ('pending', 'in_flight');
   if (new.state = 'in_flight') <> (new.locked_by is not null and new.locked_until is not null)
      or (new.state <> 'in_flight' and (new.locked_by is not null or new.locked_until is not null)) then

@@ -5,7 +5,8 @@
 // delivery of a webhook that is not there would wait in the queue for ever (no lane
 // claims it) and hold its day from the retention, and one whose company is not its
 // webhook's would be sent by one company's webhook, counted in another's totals and
-// shown to that company's readers.
+// shown to that company's readers. And its state is one of the four, refused by that
+// name when it is not, rather than as the completed_at the other states imply.
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
@@ -75,4 +76,29 @@ test('an UPDATE of deliveries (many rows at once) that moves them to another com
   t.is(moved.rowCount, 3);
   t.deepEqual(await of(), [{ webhook_id: wa2.id, company_id: a.id, n: 3 }]);
   t.deepEqual(await queued(), [{ webhook_id: wa2.id, company_id: a.id, n: 3 }]);
+});
+
+test('a delivery written by hand in a state that is none of the four is refused as such (deliveries_state_unknown), with or without completed_at', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`insert into crm.contacts (company_id, first_name) values ($1, 'C')`, [company.id]);
+  const { rows: [pending] } = await db().pool.query('select id from webhooks.deliveries where webhook_id = $1', [webhook.id]);
+  const writes: Array<[string, () => Promise<unknown>]> = [
+    ["an insert as 'Failed'", () => db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at)
+       values ($1, $2, 'contact.created', 1, '{}', 'Failed', 1, now())`, [webhook.id, company.id])],
+    ["an insert as 'done' without completed_at", () => db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts)
+       values ($1, $2, 'contact.created', 1, '{}', 'done', 1)`, [webhook.id, company.id])],
+    ["an update to 'cancelled'", () => db().pool.query(
+      `update webhooks.deliveries set state = 'cancelled', completed_at = now() where id = $1`, [pending.id])],
+  ];
+  for (const [what, write] of writes) {
+    const refused = await t.throwsAsync(write()) as unknown as Refusal & { message: string };
+    t.like(refused, { code: '23514', constraint: 'deliveries_state_unknown', column: 'state' }, what);
+    t.regex(refused.message, /pending, in_flight, succeeded, failed/, what);
+  }
+  t.deepEqual((await db().pool.query('select state from webhooks.deliveries where webhook_id = $1', [webhook.id])).rows,
+    [{ state: 'pending' }]);
 });
