@@ -253,6 +253,17 @@ begin
     delete from webhooks.delivery_history where id = old.id and created_at = old.created_at;
     return old;
   end if;
+  -- (a delivery at no time has no day: its partition's name was an unnamed 22004,
+  -- "null values cannot be formatted as an SQL identifier", until 2026-12-07)
+  if tg_op = 'INSERT' or new.created_at is distinct from old.created_at then
+    if not isfinite(new.created_at) then
+      raise exception using
+        errcode = 'datetime_field_overflow',
+        message = format('delivery %s: created_at must be a time, not %s', new.id, new.created_at),
+        constraint = 'delivery_created_at_infinite',
+        column = 'created_at';
+    end if;
+  end if;
   if tg_op = 'INSERT' then
     new.id := coalesce(new.id, nextval(pg_get_serial_sequence('webhooks.delivery_history', 'id')));
     -- (as the column's default in 0016_outbox)

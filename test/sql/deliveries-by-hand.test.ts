@@ -102,3 +102,24 @@ test('a delivery written by hand in a state that is none of the four is refused 
   t.deepEqual((await db().pool.query('select state from webhooks.deliveries where webhook_id = $1', [webhook.id])).rows,
     [{ state: 'pending' }]);
 });
+
+test('a delivery written by hand at no time (created_at infinity or -infinity) is refused by name (delivery_created_at_infinite)', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`insert into crm.contacts (company_id, first_name) values ($1, 'C')`, [company.id]);
+  const { rows: [pending] } = await db().pool.query('select id, created_at from webhooks.deliveries where webhook_id = $1', [webhook.id]);
+  const writes: Array<[string, () => Promise<unknown>]> = [
+    ['an insert at -infinity', () => db().pool.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, created_at)
+       values ($1, $2, 'contact.created', 1, '{}', '-infinity')`, [webhook.id, company.id])],
+    ['a move to infinity', () => db().pool.query(
+      `update webhooks.deliveries set created_at = 'infinity' where id = $1`, [pending.id])],
+  ];
+  for (const [what, write] of writes) {
+    const refused = await t.throwsAsync(write()) as unknown as Refusal;
+    t.like(refused, { code: '22008', constraint: 'delivery_created_at_infinite', column: 'created_at' }, what);
+  }
+  t.deepEqual((await db().pool.query('select id, created_at from webhooks.deliveries where webhook_id = $1', [webhook.id])).rows,
+    [pending]);
+});
