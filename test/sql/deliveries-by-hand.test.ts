@@ -24,7 +24,7 @@ test('a delivery written by hand for a webhook that is not there, or with a comp
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
      values ($1, $2, 'contact.created', 1, '{}') returning id`, [webhookId, companyId]);
   const unknown = String(Number(wb.id) + 1000);
-  // (what this test's companies and webhooks have: the file's other test writes beside it)
+  // (what this test's companies and webhooks have: the file's other tests write beside it)
   const written = async () => (await db().pool.query(
     `select (select count(*)::int from webhooks.delivery_history
              where webhook_id = any ($1::bigint[]) or company_id = any ($2::bigint[])) as history,

@@ -19,7 +19,6 @@ noDayDroppedBeforeEachTest(test, db);
 
 type Webhook = { id: string; company_id: string };
 
-/** Failed deliveries of the webhook created `daysAgo` days ago, each with its attempt. */
 /**
  * `count` deliveries of `webhook` that failed `daysAgo` days ago, with an attempt each:
  * written through the view, or `straight` into history and results, as a capture
