@@ -251,9 +251,10 @@ begin
       i := i + 1;
     end if;
   end loop;
-  -- (convert_from refuses bytes that are no UTF-8, and NUL)
+  -- (convert_from refuses bytes that are no UTF-8, and NUL; an escape string, which
+  -- reads alike whatever the session's standard_conforming_strings: 15_filters.sql)
   return convert_from(v_bytes, 'UTF8')
-         ~ ('[\u0001-\u0020#%/:<>?@\[\\\]^|' || webhooks_private.host_refused_unicode() || ']');
+         ~ (E'[\\u0001-\\u0020#%/:<>?@\\[\\\\\\]^|' || webhooks_private.host_refused_unicode() || ']');
 exception when others then
   return true;
 end;
@@ -488,29 +489,32 @@ begin
     -- whatever the Unicode version: white space (U+00A0 becomes a space), C1 controls,
     -- bidi controls, noncharacters, private use. (A name IDNA refuses for another
     -- reason, such as unassigned code points or bad punycode, is not caught here.)
+    -- (The patterns of these checks are escape strings or hold no backslash: a plain
+    -- literal's backslash is read by the session's standard_conforming_strings, and a
+    -- DBA's session with it off refused every URL: 15_filters.sql.)
     if new.url is null
-       or new.url !~* ('^https?://(\[[0-9a-f:.]+\]|([^][\s/?#@:<>\\^|%\u0001-\u001f' || webhooks_private.host_refused_unicode()
-                        || ']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$')
+       or new.url !~* (E'^https?://(\\[[0-9a-f:.]+\\]|([^][\\s/?#@:<>\\\\^|%\\u0001-\\u001f' || webhooks_private.host_refused_unicode()
+                        || E']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\\S*)?$')
        or length(new.url) > v_url_max then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
         format('webhook url must be an absolute http:// or https:// URL of at most %s characters, got %L', v_url_max, webhooks_private.quoted_part(new.url)));
     end if;
     -- an IPv6 literal: brackets that hold an address ([:::::] and [1.2.3.4] fit the
     -- pattern above, and the relay's parser refuses them)
-    if new.url ~ '^[A-Za-z]+://\[' and not webhooks_private.is_ipv6_address(substring(new.url from '^[A-Za-z]+://\[([^]]*)\]')) then
+    if new.url ~ '^[A-Za-z]+://[[]' and not webhooks_private.is_ipv6_address(substring(new.url from '^[A-Za-z]+://[[]([^]]*)[]]')) then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
         format('webhook url host is in brackets but is no IPv6 address, got %L',
-               left(substring(new.url from '^[A-Za-z]+://(\[[^]]*\]?)'), 300)));
+               left(substring(new.url from '^[A-Za-z]+://([[][^]]*[]]?)'), 300)));
     end if;
-    if webhooks_private.host_is_bad_escape(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
+    if webhooks_private.host_is_bad_escape(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)')) then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
-        format('webhook url host has percent-escapes of characters a host may not hold (a control character, a space, # %% / : < > ? @ [ \ ] ^ |) or of bytes that are no UTF-8, got %L',
-               left(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)'), 300)));
+        format(E'webhook url host has percent-escapes of characters a host may not hold (a control character, a space, # %% / : < > ? @ [ \\ ] ^ |) or of bytes that are no UTF-8, got %L',
+               left(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)'), 300)));
     end if;
-    if webhooks_private.host_is_bad_number(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)')) then
+    if webhooks_private.host_is_bad_number(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)')) then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
         format('webhook url host ends in a number but is no IPv4 address (at most four parts, each below 256, the last below 256^(5 - parts)), got %L',
-               left(substring(new.url from '^[A-Za-z]+://([^/?#:\[]*)'), 300)));
+               left(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)'), 300)));
     end if;
     -- the port, if any: after the host or after an IPv6 literal's closing bracket
     v_port := substring(substring(new.url from '^[A-Za-z]+://([^/?#]*)') from ':([0-9]+)$');

@@ -1,7 +1,7 @@
 // Bad webhook configuration is refused by the database itself, with a named error.
 import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
-import { useTestDatabase } from '../helpers/db.ts';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { CHANNEL, WEBHOOK_CHANGED_NOTICE } from '../../relay/engine-names.ts';
 import { factories } from '../helpers/factories.ts';
 import { until } from '../helpers/until.ts';
@@ -209,6 +209,36 @@ test('refused: a host that ends in a number but is no IPv4 address, which the UR
     t.notThrows(() => new URL(url), url);
     await t.notThrowsAsync(make().webhook({ companyId: known.company, actions: ['contact.created'], url }), url);
   }
+});
+
+// A DBA's session with standard_conforming_strings off (an old script's) reads a
+// backslash in a plain literal as an escape, those of the URL's patterns too: there
+// every URL was refused (\S read as S: a path of other letters; \s as s: a host with
+// an s) or met "invalid regular expression" (\[ read as [), and a host escaping a
+// backslash (%5C) passed its check.
+test('a DBA\'s session with standard_conforming_strings off reads a URL as any session: the same stored, the same refused with the same message', async (t) => {
+  const known = await ids();
+  const outcomes = async (session: Awaited<ReturnType<typeof ownConnection>>) => {
+    const said: string[] = [];
+    for (const url of ['https://receiver.example.com/hook', 'https://hooks.slack.com/services/T0/B0?x=1#s',
+      'https://[2001:db8::1]:8443/in', 'http://recei%76er.example.com/in', 'https://a%5cb.example/in', 'https://a%5bb.example/in',
+      'https://a b.example/in', 'https://a\\b.example/in', 'https://a[b.example/in', 'https://receiver.example.com/a b',
+      'http://[1.2.3.4]/in', 'http://1.2.3.4.5/in', 'https://a\u00a0b.example/in', 'https://receiver.example.com:99999/in']) {
+      await session.query('begin');
+      said.push(await factories(session).webhook({ companyId: known.company, actions: ['contact.created'], url })
+        .then(() => `${url}: stored`, (e) => `${url}: ${e.code} ${e.constraint} ${e.message}`));
+      await session.query('rollback');
+    }
+    return said;
+  };
+  const current = await outcomes(await ownConnection(db().url, t));
+  t.deepEqual(current.filter((o) => o.endsWith(': stored')).map((o) => o.split(': ')[0]),
+    ['https://receiver.example.com/hook', 'https://hooks.slack.com/services/T0/B0?x=1#s', 'https://[2001:db8::1]:8443/in',
+     'http://recei%76er.example.com/in']);
+  t.regex(current.find((o) => o.startsWith('https://a%5cb'))!, /23514 webhook_url_invalid webhook url host has percent-escapes of characters a host may not hold \(a control character, a space, # % \/ : < > \? @ \[ \\ \] \^ \|\)/);
+  const legacy = await ownConnection(db().url, t);
+  await legacy.query('set standard_conforming_strings = off; set escape_string_warning = off');
+  t.deepEqual(await outcomes(legacy), current);
 });
 
 test('refused: an unknown action, by the webhooks.action type', async (t) => {
