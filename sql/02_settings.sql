@@ -152,7 +152,8 @@ begin
   end if;
   -- of its kind? A whole number, or (number) a decimal with at most a four-digit
   -- exponent, so that no text numeric could refuse reaches the cast; an interval as
-  -- Postgres reads one
+  -- Postgres reads one ([.], not a backslash: a session with standard_conforming_strings
+  -- off read that as an escape, and "3x5" failed its cast; 15_filters.sql)
   if v_kind = 'interval' then
     begin
       v_interval := v_set::interval;
@@ -164,7 +165,7 @@ begin
       v_set_value := null;
     end;
   elsif v_kind = 'integer' and v_set ~ '^[+-]?[0-9]{1,30}$'
-        or v_kind = 'number' and v_set ~ '^[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,4})?$' then
+        or v_kind = 'number' and v_set ~ '^[+-]?([0-9]{1,30}([.][0-9]{0,30})?|[.][0-9]{1,30})([eE][+-]?[0-9]{1,4})?$' then
     v_number := v_set::numeric;
     v_set_value := pg_catalog.trim_scale(v_number)::text;
     -- (number) and one double precision, which the readers use, can hold: 1e-400 is

@@ -5,7 +5,7 @@
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
-import { useTestDatabase } from '../helpers/db.ts';
+import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { inTransaction } from '../helpers/sql.ts';
 
@@ -75,6 +75,21 @@ test('a number too near 0 for double precision is not one: the default holds, an
   const [row] = await inTransaction(db().pool, setLocal({ 'webhooks.retry_jitter': '1e-400' }), async (c) =>
     (await c.query(`select value, refusal from webhooks.settings where name = 'webhooks.retry_jitter'`)).rows);
   t.deepEqual(row, { value: '0.25', refusal: 'not a number: the default holds' });
+});
+
+// A session with standard_conforming_strings off (an old script's) read the pattern of
+// a number with its backslash as an escape (\. as any character): "3x5" passed for a
+// number, and its cast failed the read of webhooks.settings, of refused_settings and of
+// the setting itself (22P02) instead of naming the setting.
+test('a session with standard_conforming_strings off: a number set wrong is named, and the default holds', async (t) => {
+  const legacy = await ownConnection(db().url, t);
+  await legacy.query('set standard_conforming_strings = off; set escape_string_warning = off');
+  await legacy.query(`set webhooks.retry_factor = '3x5'; set webhooks.retry_jitter = '0.5'`);
+  const { rows } = await legacy.query(
+    `select name, value, refusal from webhooks.settings where name in ('webhooks.retry_factor', 'webhooks.retry_jitter') order by name`);
+  t.deepEqual(rows, [{ name: 'webhooks.retry_factor', value: '3', refusal: 'not a number: the default holds' },
+                     { name: 'webhooks.retry_jitter', value: '0.5', refusal: null }]);
+  t.deepEqual((await legacy.query(`select webhooks_private.number_setting('webhooks.retry_factor') as factor`)).rows, [{ factor: 3 }]);
 });
 
 test('webhooks.settings lists every setting: in force, as set, its default, and why a value was refused', async (t) => {
