@@ -1603,10 +1603,12 @@ begin
       -- DETACH … CONCURRENTLY committed its first step before this runs: refused, it
       -- would stay half done, the partition left out of every new query as one being
       -- detached. So it is attached back instead (a scan of it, its day's captures
-      -- waiting for it), and said. (Told apart by its text: nothing else says so.)
+      -- waiting for it), and said. (Told apart by its text: nothing else says so. Its
+      -- word bounds as [[:<:]] and [[:>:]], not \m and \M: a DBA's session with
+      -- standard_conforming_strings off read those as m and M; 15_filters.sql.)
       if tg_tag = 'ALTER TABLE' and v_partition is not null
          and not exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = v_partition)
-         and pg_catalog.current_query() ~* '\mconcurrently\M' then
+         and pg_catalog.current_query() ~* '[[:<:]]concurrently[[:>:]]' then
         execute format('alter table webhooks.%I attach partition %s for values from (%L) to (%L)',
                        v_table.table_name, v_partition, webhooks_private.utc_day_start(v_day),
                        webhooks_private.utc_day_start(v_day + 1));

@@ -306,6 +306,24 @@ test.serial('a DBA\'s concurrent detach of today\'s partition is undone at once,
   t.deepEqual(rows, [{ pending: false }]);
 });
 
+// An old script's session, with standard_conforming_strings off, read the pattern that
+// tells a concurrent detach ('\\mconcurrently\\M') as "mconcurrentlyM": the detach was
+// refused after its first step had committed, and the partition was left detach
+// pending, today's captures failing.
+test.serial('a DBA\'s concurrent detach of today\'s partition in a session with standard_conforming_strings off is undone at once too', async (t) => {
+  t.teardown(() => db().pool.query('select webhooks.create_partitions()'));
+  const name = `delivery_history_p${compact(utcDay(0))}`;
+  const client = await ownConnection(db().url, t);
+  await client.query('set standard_conforming_strings = off; set escape_string_warning = off');
+  const notices: Array<{ code?: string; message?: string }> = [];
+  client.on('notice', (notice) => notices.push(notice));
+  await client.query(`alter table webhooks.delivery_history detach partition webhooks_partitions.${name} concurrently`);
+  t.like(notices.find((n) => n.code === '55000'), { message: `webhooks_partitions.${name} is where captures of ${utcDay(0).toISOString().slice(0, 10)} go: attached back` });
+  const { rows } = await db().pool.query(
+    `select i.inhdetachpending as pending from pg_inherits i where i.inhrelid = $1::regclass`, [`webhooks_partitions.${name}`]);
+  t.deepEqual(rows, [{ pending: false }]);
+});
+
 test.serial('a DBA\'s concurrent detach of today\'s partition cancelled half way (detach pending) is finished and attached back by create_partitions: captures have it again', async (t) => {
   t.teardown(() => db().pool.query('select webhooks.create_partitions()'));
   const f = factories(db().pool);
