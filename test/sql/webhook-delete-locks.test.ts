@@ -161,3 +161,90 @@ test.serial('a delete while a contact\'s id change moves the webhook\'s deliveri
             (select count(*) from webhooks.delivery_queue where contact_id = $2)::int as left_behind`, [hook.id, renumbered.id]);
   t.deepEqual(rows, [{ queued: 0, left_behind: 0 }]);
 });
+
+// A webhook deleted while a backfill step works on its backfill (webhooks_relay
+// backfill_step_waiting, sql/35_backfill.sql): the step holds the backfill's row (FOR
+// UPDATE) and writes snapshots, which hold no key to the webhook; the delete holds the
+// webhook's row, then its queue rows, then reaches the backfill by its key (ON DELETE
+// CASCADE). Each write of the backfill's row after the step's first checked that key,
+// a key-share lock of the webhook's row: the step waited for the delete, the delete
+// for the step, and Postgres ended one (40P01). Now the step takes the webhook's row
+// first, or passes a webhook being deleted by, and never waits for the delete.
+
+/** A webhook of two contacts whose backfill has started; its id. */
+async function backfilling() {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await f.contact(company.id);
+  await f.contact(company.id);
+  const { rows: [{ id }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  return { hook, backfillId: id as string };
+}
+
+const step = (client: Awaited<ReturnType<typeof connected>>, backfillId: string) =>
+  client.query<{ written: number }>('select written from webhooks_relay.backfill_step_waiting(p_only => $1::bigint)', [backfillId]);
+
+const leftOf = async (hookId: string, backfillId: string) => (await db().pool.query(
+  `select (select count(*) from webhooks.webhooks where id = $1)::int as webhooks,
+          (select count(*) from webhooks.backfills where id = $2)::int as backfills,
+          (select count(*) from webhooks.delivery_queue where webhook_id = $1)::int as queued,
+          (select count(*) from webhooks_private.webhooks_deleted_recently where webhook_id = $1)::int as noted`,
+  [hookId, backfillId])).rows[0];
+
+test.serial('a delete while a backfill step writes the webhook\'s snapshots: the delete waits for the step, both go through, no deadlock', async (t) => {
+  const { hook, backfillId } = await backfilling();
+  const KEY = 7_700_771;
+  const [gate, stepper, deleter] = [await connected(t), await connected(t), await connected(t)];
+  const [stepperPid, deleterPid] = [await pidOf(stepper), await pidOf(deleter)];
+  for (const client of [stepper, deleter]) await client.query("set deadlock_timeout = '100ms'");
+  // the step stopped at its first snapshot's write, the backfill's row locked
+  await gate.query('select pg_advisory_lock($1)', [KEY]);
+  await db().pool.query(`
+    create function public.snapshot_gate() returns trigger language plpgsql as $$
+    begin
+      perform pg_advisory_lock_shared(${KEY});
+      perform pg_advisory_unlock_shared(${KEY});
+      return new;
+    end $$;
+    create trigger snapshot_gate before insert on webhooks.delivery_history for each row
+      when (new.action = 'contact.snapshot' and new.webhook_id = ${Number(hook.id)}) execute function public.snapshot_gate()`);
+  t.teardown(() => db().pool.query('drop trigger snapshot_gate on webhooks.delivery_history; drop function public.snapshot_gate()'));
+  const stepping = step(stepper, backfillId);
+  await until('the step waits at its first snapshot', () => waitsForLock(stepperPid));
+  const deleting = deleter.query('select (webhooks.delete_webhook($1)).id', [hook.id]);
+  await until('the delete waits', () => waitsForLock(deleterPid));
+  const { rows: [{ blockers }] } = await db().pool.query('select pg_blocking_pids($1) as blockers', [deleterPid]);
+  t.deepEqual(blockers, [stepperPid], 'the delete waits for the step');
+  await gate.query('select pg_advisory_unlock($1)', [KEY]);
+  const [stepped, deleted] = await Promise.allSettled([stepping, deleting]);
+  t.deepEqual(stepped.status === 'fulfilled' ? stepped.value.rows : stepped.reason.code, [{ written: 2 }]);
+  t.deepEqual(deleted.status === 'fulfilled' ? deleted.value.rows : deleted.reason.code, [{ id: hook.id }]);
+  // (the delete waited at the webhook's row, before its queue rows: the snapshots
+  // committed by then went with them)
+  t.deepEqual(await leftOf(hook.id, backfillId), { webhooks: 0, backfills: 0, queued: 0, noted: 1 });
+});
+
+test.serial('a step while a DBA\'s delete of the webhook waits for a delivery in flight: the step passes the backfill by at once, and it goes with the webhook', async (t) => {
+  const { hook, backfillId } = await backfilling();
+  const [{ delivery_id: inFlight }] = (await claim(hook.id)).rows;
+  const [holder, stepper, deleter] = [await connected(t), await connected(t), await connected(t)];
+  const [stepperPid, deleterPid] = [await pidOf(stepper), await pidOf(deleter)];
+  for (const client of [stepper, deleter]) await client.query("set deadlock_timeout = '100ms'");
+  // the delete holds the webhook's row and waits for the delivery in flight a settle holds
+  await holder.query('begin');
+  await holder.query('select 1 from webhooks.delivery_queue where delivery_id = $1 for no key update', [inFlight]);
+  const deleting = deleter.query('delete from webhooks.webhooks where id = $1 returning id', [hook.id]);
+  await until('the delete waits', () => waitsForLock(deleterPid));
+  let ended = false;
+  const stepping = step(stepper, backfillId);
+  stepping.then(() => { ended = true; }, () => { ended = true; });
+  await until('the step ends or waits', async () => ended || waitsForLock(stepperPid));
+  const waited = !ended;
+  await holder.query('commit');
+  t.false(waited, 'the step never waits for the delete');
+  const [stepped, deleted] = await Promise.allSettled([stepping, deleting]);
+  t.deepEqual(stepped.status === 'fulfilled' ? stepped.value.rows : stepped.reason.code, [{ written: 0 }]);
+  t.deepEqual(deleted.status === 'fulfilled' ? deleted.value.rows : deleted.reason.code, [{ id: hook.id }]);
+  t.deepEqual(await leftOf(hook.id, backfillId), { webhooks: 0, backfills: 0, queued: 0, noted: 1 });
+});
