@@ -10,7 +10,8 @@ const DAYS_WRITTEN = ['2026-11-01', '2026-11-02'];
 const { db, api } = useTestDatabaseWithApi(test, {
   beforeApi: async (database) => {
     for (const setting of [`transaction_timeout = '1ms'`, `timezone = 'Pacific/Kiritimati'`, `datestyle = 'SQL, DMY'`,
-      `intervalstyle = 'sql_standard'`, `statement_timeout = '1ms'`, `idle_in_transaction_session_timeout = '1ms'`, `search_path = crm`]) {
+      `intervalstyle = 'sql_standard'`, `statement_timeout = '1ms'`, `idle_in_transaction_session_timeout = '1ms'`, `search_path = crm`,
+      `standard_conforming_strings = off`, `escape_string_warning = off`]) {
       await database.pool.query(`alter role ${AUTHENTICATOR_ROLE} in database ${database.name} set ${setting}`);
     }
     await database.pool.query('select webhooks_private.ensure_day(d) from unnest($1::date[]) d', [DAYS_WRITTEN]);
@@ -54,4 +55,21 @@ test("TimeZone (+14), DateStyle and IntervalStyle of the API's login: times and 
     nodes { webhookId timesFired timesSucceeded timesFailed } } }`);
   t.falsy(report.errors, JSON.stringify(report.errors));
   t.deepEqual(report.data.webhookReport.nodes, [{ webhookId: hook.id, timesFired: '1', timesSucceeded: '0', timesFailed: '1' }]);
+});
+
+// standard_conforming_strings off (an old CRM app's, for the database or the login):
+// the API's sessions read the engine's literals as such a session does, and until
+// 2026-12-07 every webhook's URL was refused (test/sql/config.test.ts)
+test("standard_conforming_strings off for the API's login: an admin's webhook is stored, or refused by the rule at fault, as anywhere", async (t) => {
+  const company = await factories(db().pool).company();
+  const admin = await api().token(company.id, 'webhook_admin', `admin@${company.id}`);
+  const create = (url: string) => api().gql(admin, `mutation($url: String!) {
+    createWebhook(input: { name: "Notes", url: $url, fields: ["first_name"], actions: [CONTACT_CREATED] }) { result { webhook { url } } } }`,
+  { url });
+  const stored = await create('https://hooks.slack.com/services/T0/B0');
+  t.falsy(stored.errors, JSON.stringify(stored.errors));
+  t.is(stored.data.createWebhook.result.webhook.url, 'https://hooks.slack.com/services/T0/B0');
+  const refused = await create('https://a%5cb.example/in');
+  t.like(refused.errors?.[0].extensions, { code: '23514', constraint: 'webhook_url_invalid', column: 'url' });
+  t.regex(refused.errors?.[0].message, /^webhook url host has percent-escapes of characters a host may not hold \(a control character, a space, # % \/ : < > \? @ \[ \\ \] \^ \|\)/);
 });
