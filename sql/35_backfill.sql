@@ -876,15 +876,9 @@ begin
   written := 0;
   waiting := '{}';
   more := false;
-  -- Each backfill's webhook is taken first (FOR KEY SHARE), then the backfill's row,
-  -- and one whose webhook another transaction is deleting (FOR UPDATE) is passed by:
-  -- it goes with the webhook. A step writes the backfill's row more than once, and
-  -- each write after its first checks the row's key to the webhook (Postgres does
-  -- for a row the transaction wrote itself), a key-share lock of the webhook's row:
-  -- a delete that held that row then waited for the backfill's row (ON DELETE
-  -- CASCADE) while the step waited for the webhook's, and Postgres ended one of them,
-  -- the delete (the API's TRY_AGAIN) or the step, whose backfill then failed (until
-  -- 2026-12-07; test/sql/webhook-delete-locks.test.ts). Lock order: docs/outbox.md.
+  -- (each backfill's webhook first, FOR KEY SHARE, then its row; one whose webhook is
+  -- being deleted is passed by, and goes with it: a step and a delete deadlocked until
+  -- 2026-12-07. Why: docs/outbox.md, the delete's lock order.)
   for v_backfill in
     select b.* from webhooks.webhooks w
     join webhooks.backfills b on b.webhook_id = w.id
