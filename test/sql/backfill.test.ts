@@ -159,7 +159,7 @@ test('a step does no more than its batch for a backfill\'s total, however many c
   t.like(await backfillRow(denverId), { total: '1', queued: '1' });
 });
 
-test('a backfill\'s total is counted a part a step, whatever the company\'s size: the step that serves every company\'s backfills reads no more', async (t) => {
+test.serial('a backfill\'s total is counted a part a step, whatever the company\'s size: the step that serves every company\'s backfills reads no more', async (t) => {
   // The first step of a backfill counted its company's contacts whole: 150 ms for
   // 500,000, in the step that serves every company's backfills one after the other;
   // a company's 16 first steps held it 3.8 s, and a start and cancel in a loop paid it
@@ -189,9 +189,12 @@ test('a backfill\'s total is counted a part a step, whatever the company\'s size
   }
   t.deepEqual(totals, [null, null, null, String(CONTACTS)]);
   // (an entry of the index and its row, each counted: the rows are not all visible to
-  // every transaction in the visibility map yet)
+  // every transaction in the visibility map yet; and the walk's batch beside it, whose
+  // plan the other tests' contacts can change: once 22,032 under load. Counting the
+  // company whole read 35,000 entries at least. Serial: the file's other tests write
+  // contacts of their own while it runs)
   const part = (await db().pool.query('select webhooks_private.backfill_counted_a_step() as n')).rows[0].n;
-  t.true(reads.every((n) => n <= 2 * part + 100), `contacts read by each step: ${reads}`);
+  t.true(reads.every((n) => n <= 2.5 * part), `contacts read by each step: ${reads}`);
   // counted in four steps: the total, and a bar's "counting" until then
   t.like(await backfillRow(id), { state: 'running', total: String(CONTACTS), queued: '40' });
 });
