@@ -906,11 +906,13 @@ begin
           message = format('row-level security on %s applies to %s, the engine''s owner, and may hide rows from the walk; give it a policy that reads every row (using (true)), or BYPASSRLS, then backfill again',
                            v_hidden, current_user);
       end if;
-    exception when lock_not_available then
+    exception when lock_not_available or deadlock_detected or serialization_failure then
       -- a lock another transaction holds longer than the database's lock_timeout (a
-      -- DBA's lock on the contacts, say): its batch is undone and the next step writes
-      -- it. Until 2026-12-07 this failed the backfill for good, SQLSTATE 55P03
-      -- (test/relay/dba-timeouts.test.ts).
+      -- DBA's lock on the contacts, say), or a conflict Postgres settled by ending this
+      -- side (two transactions waiting for each other; a snapshot a concurrent write
+      -- made stale): its batch is undone and the next step writes it. Until 2026-12-07
+      -- each failed the backfill for good, SQLSTATE 55P03, 40P01 or 40001
+      -- (test/relay/dba-timeouts.test.ts, test/sql/backfill-step.test.ts).
       continue;
     when others then
       -- its batch is undone; the backfill stops, and the step goes on to the others

@@ -193,3 +193,47 @@ test.serial('a backfill whose batch a lock cuts (lock_timeout, 55P03) is not ans
   await holder.query('rollback');
   t.like((await db().pool.query('select state, queued from webhooks.backfills where id = $1', [id])).rows[0], { state: 'running', queued: '0' });
 });
+
+test.serial('a backfill whose batch loses a deadlock or a serialization conflict is tried again by the next step, not failed for good', async (t) => {
+  // Postgres ends one of two transactions that wait for each other (40P01), or one
+  // whose snapshot a concurrent write made stale (40001): the other goes on, and the
+  // same batch tried again succeeds. Until 2026-12-07 such a batch failed its backfill
+  // for good, as a value no payload can hold does.
+  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const contact = await f.contact(company.id);
+  // the first two snapshots written lose: a deadlock, then a serialization conflict
+  // (counted by a sequence, which the batch's undoing does not take back)
+  await db().pool.query('create sequence public.conflicts_met');
+  await db().pool.query(`
+    create function public.lose_conflict() returns trigger language plpgsql as $$
+    declare v_met bigint;
+    begin
+      if new.action = 'contact.snapshot' then
+        v_met := nextval('public.conflicts_met');
+        if v_met = 1 then
+          raise exception 'lost a deadlock' using errcode = 'deadlock_detected';
+        elsif v_met = 2 then
+          raise exception 'lost a serialization conflict' using errcode = 'serialization_failure';
+        end if;
+      end if;
+      return new;
+    end $$`);
+  await db().pool.query('create trigger lose_conflict before insert on webhooks.delivery_history for each row execute function public.lose_conflict()');
+  t.teardown(async () => {
+    await db().pool.query('drop trigger lose_conflict on webhooks.delivery_history');
+    await db().pool.query('drop function public.lose_conflict()');
+    await db().pool.query('drop sequence public.conflicts_met');
+  });
+  const { rows: [{ id }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  const step = async () => (await db().pool.query('select webhooks_relay.backfill_step(p_only => $1) as written', [id])).rows[0].written;
+  t.is(await step(), 0, 'the deadlock: nothing written');
+  t.like((await db().pool.query('select state, error from webhooks.backfills where id = $1', [id])).rows[0], { state: 'running', error: null });
+  t.is(await step(), 0, 'the serialization conflict: nothing written');
+  t.like((await db().pool.query('select state, error from webhooks.backfills where id = $1', [id])).rows[0], { state: 'running', error: null });
+  t.is(await step(), 1);
+  t.like((await db().pool.query('select state, error from webhooks.backfills where id = $1', [id])).rows[0], { state: 'done', error: null });
+  t.deepEqual((await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot').map((d) => d.contact_id), [contact.id]);
+});
