@@ -360,6 +360,18 @@ begin
       column = 'state';
   end if;
   v_queued := new.state in ('pending', 'in_flight');
+  -- Only a summary of a payload over the limit was kept (webhooks_private.enqueue):
+  -- queued, the summary went to the receiver as the message, signed. A DBA's replay
+  -- by hand is refused as replay_delivery refuses it (until 2026-12-07 it was sent).
+  if v_queued and (tg_op = 'INSERT' or old.state not in ('pending', 'in_flight'))
+     and webhooks_private.payload_omitted(new.payload) then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('delivery %s cannot be sent: its payload was over %s, and only a summary of it was kept',
+                       new.id, coalesce(new.payload #>> '{data,omitted,setting}', 'webhooks.max_payload_bytes')),
+      constraint = 'delivery_payload_too_large',
+      column = 'state';
+  end if;
   if (new.state = 'in_flight') <> (new.locked_by is not null and new.locked_until is not null)
      or (new.state <> 'in_flight' and (new.locked_by is not null or new.locked_until is not null)) then
     raise exception using

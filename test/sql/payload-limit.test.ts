@@ -84,6 +84,12 @@ test('the large payloads of one change for one company stop at max_payload_bytes
   const refused = await db().pool.query('select webhooks.replay_delivery($1)', [failed.id]).catch((error) => error);
   t.like(refused, { code: '55000', constraint: 'delivery_payload_too_large' });
   t.regex(refused.message, /its payload was over webhooks\.max_payload_bytes_per_change/);
+  // a DBA's replay by hand, through the view, is refused alike: sent, the summary would
+  // have gone to the receiver as the message, signed (until 2026-12-07)
+  const byHand = await db().pool.query("update webhooks.deliveries set state = 'pending', completed_at = null where id = $1", [failed.id])
+    .catch((error) => error);
+  t.like(byHand, { code: '55000', constraint: 'delivery_payload_too_large', column: 'state' });
+  t.deepEqual(await queued(db().pool, [failed.id]), [], 'still never in the queue');
 
   // the next change (a statement of its own, in the same transaction too) counts anew,
   // and so does another company concerned by the same change (its user is assigned;
