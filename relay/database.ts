@@ -213,7 +213,7 @@ export const RELAY_POOL_MAX = 3;
 // reports nothing (TCP gives up only after many minutes); a query without an answer
 // for that long fails, and the pool drops the connection it was on. Every query of
 // the relay's takes milliseconds, so the bound is generous (RELAY_DB_QUERY_TIMEOUT_MS).
-export function relayPool(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; max?: number }): pg.Pool {
+export function relayPool(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; lifetimeMs?: number; max?: number }): pg.Pool {
   const pool = new pg.Pool({
     Client: EngineClient,
     connectionString: options.databaseUrl,
@@ -232,6 +232,11 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
     // cost the server little; one that breaks while idle is dropped and replaced on
     // next use (below).
     idleTimeoutMillis: 0,
+    // but not for ever: a session takes the settings of its database and login
+    // (alter database … set webhooks.max_attempts = 3) when it connects, and a relay
+    // whose connections lived as long as it did ran on the settings of its start
+    // (RELAY_DB_CONNECTION_LIFETIME_MS; a connection in use is closed when it is free)
+    maxLifetimeSeconds: (options.lifetimeMs ?? 0) / 1000,
   });
   // an idle connection that breaks (say, Postgres restarts) is dropped and replaced
   // on next use; it must not bring the process down
@@ -252,7 +257,7 @@ export function relayPool(options: { databaseUrl: string; role: string | null; l
  * a company's place was lost. A new connection starts the walk afresh, as a new relay
  * does.
  */
-export function claimPool(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number }): pg.Pool {
+export function claimPool(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; lifetimeMs?: number }): pg.Pool {
   return relayPool({ ...options, max: 1 });
 }
 

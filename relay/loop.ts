@@ -120,8 +120,10 @@ export class Relay {
       keptConnectionsMax: KEPT_CONNECTIONS_MAX,
     });
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
-    this.pool = relayPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
-    this.claimPool = claimPool({ databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs });
+    const connections = { databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs,
+      lifetimeMs: settings.databaseConnectionLifetimeMs };
+    this.pool = relayPool(connections);
+    this.claimPool = claimPool(connections);
     this.sender = new Sender(settings, this.log, () => this.databaseClock.toDatabase(Date.now()));
     this.slots = new Slots(settings);
     this.settler = new Settler({

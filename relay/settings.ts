@@ -16,6 +16,8 @@ export interface RelaySettings {
   databaseRole: string | null;
   /** a query of the relay's without an answer for this long is given up with its connection */
   databaseQueryTimeoutMs: number;
+  /** each database connection is closed (once free) this long after it opened, and a new one opened when needed */
+  databaseConnectionLifetimeMs: number;
   /** networks the relay may send to although they are loopback, private, … */
   allowNetworks: NetworkList;
   /** deliveries claimed per round trip */
@@ -55,6 +57,12 @@ export const ENVIRONMENT = {
   RELAY_DB_QUERY_TIMEOUT_MS: {
     default: '30000',
     help: 'a database query without an answer for this long is given up with its connection (a network path that went silent)',
+  },
+  RELAY_DB_CONNECTION_LIFETIME_MS: {
+    // a DBA's alter database/role … set reaches a session only when it connects; a new
+    // connection's first claim plans the relay's statements (about 20 ms of Postgres time)
+    default: '300000',
+    help: "each database connection is closed (once free) this long after it opened: a DBA's change of an engine setting (alter database … set) is in force within it",
   },
   RELAY_ALLOW_NETWORKS: { default: '', help: 'comma-separated CIDRs the relay may send to although loopback, private, link-local, …' },
   RELAY_BATCH_SIZE: { default: '200', help: 'deliveries claimed per round trip (a settle writes up to twice as many results)' },
@@ -141,6 +149,7 @@ export function relaySettings(env: Environment = process.env, defaults: Environm
     relayId: merged.RELAY_ID || `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
     databaseRole: role === '' ? null : role,
     databaseQueryTimeoutMs: integer(merged, 'RELAY_DB_QUERY_TIMEOUT_MS', 100, 3_600_000),
+    databaseConnectionLifetimeMs: integer(merged, 'RELAY_DB_CONNECTION_LIFETIME_MS', 100, 86_400_000),
     allowNetworks,
     batchSize: integer(merged, 'RELAY_BATCH_SIZE', 1, 10_000),
     maxInFlight: integer(merged, 'RELAY_MAX_IN_FLIGHT', 1, 100_000),

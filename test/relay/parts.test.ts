@@ -148,7 +148,7 @@ test('a name is checked on the addresses it resolves to', async (t) => {
 
 test('settings: defaults, and bad values named', (t) => {
   const settings = relaySettings({ DATABASE_URL: 'postgres://x@localhost/db' });
-  t.like(settings, { databaseRole: 'bpd_webhooks_relay', batchSize: 200, maxInFlight: 512, perWebhookInFlight: 32, prefetch: 32, leaseMs: 60_000, requestTimeoutMs: 15_000 });
+  t.like(settings, { databaseRole: 'bpd_webhooks_relay', batchSize: 200, maxInFlight: 512, perWebhookInFlight: 32, prefetch: 32, leaseMs: 60_000, requestTimeoutMs: 15_000, databaseConnectionLifetimeMs: 300_000 });
   t.deepEqual(settings.allowNetworks.cidrs, []);
   t.is(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_PER_WEBHOOK_IN_FLIGHT: '4' }).prefetch, 4, 'prefetch follows the per-webhook cap');
   t.is(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_PREFETCH: '0' }).prefetch, 0);
@@ -158,6 +158,7 @@ test('settings: defaults, and bad values named', (t) => {
   const error = (env: Record<string, string>) => t.throws(() => relaySettings({ DATABASE_URL: 'postgres://x@localhost/db', ...env }))?.message;
   t.is(t.throws(() => relaySettings({}))?.message, 'DATABASE_URL is not set: the relay needs the database to drain');
   t.is(error({ RELAY_BATCH_SIZE: 'lots' }), 'RELAY_BATCH_SIZE must be a whole number from 1 to 10000, got "lots"');
+  t.is(error({ RELAY_DB_CONNECTION_LIFETIME_MS: '5m' }), 'RELAY_DB_CONNECTION_LIFETIME_MS must be a whole number from 100 to 86400000, got "5m"');
   t.is(error({ RELAY_MAX_IN_FLIGHT: '0' }), 'RELAY_MAX_IN_FLIGHT must be a whole number from 1 to 100000, got "0"');
   t.regex(error({ RELAY_LEASE_MS: '1000', RELAY_REQUEST_TIMEOUT_MS: '1000' })!, /^RELAY_LEASE_MS \(1000\) must be longer than RELAY_REQUEST_TIMEOUT_MS \(1000\)/);
   t.regex(error({ RELAY_PER_WEBHOOK_IN_FLIGHT: '4', RELAY_PREFETCH: '5' })!, /^RELAY_PREFETCH \(5\) must not exceed RELAY_PER_WEBHOOK_IN_FLIGHT \(4\)/);
