@@ -34,6 +34,16 @@ export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.ur
 export const API_IDLE_CONNECTION_MS = 10 * 60_000;
 
 /**
+ * How long a database connection of the API lives, however busy or idle: a session
+ * takes its database's and login's settings when it connects (alter database … set
+ * webhooks.max_webhooks_per_company = 20, and the refused settings /metrics counts),
+ * and the connections kept for warm requests (above) lived as long as the API, on the
+ * settings of their opening. Long, since a new connection's first report costs
+ * 0.2–0.4 s (above): a renewal a connection an hour.
+ */
+export const API_CONNECTION_LIFETIME_MS = 60 * 60_000;
+
+/**
  * How often node looks for requests past their time (API_RECEIVE_TIMEOUT_MS): its
  * default, 30 s, let a request run 30 s past the bound.
  */
@@ -90,6 +100,8 @@ export interface ApiOptions {
   operationsReuseMs?: number;
   /** how long a connection above the warm ones may stay idle (default API_IDLE_CONNECTION_MS) */
   idleConnectionMs?: number;
+  /** how long a database connection lives (API_CONNECTION_LIFETIME_MS unless given) */
+  connectionLifetimeMs?: number;
 }
 
 export interface RunningApi {
@@ -170,6 +182,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     // roll-up used last
     min: Math.min(limits.companyMaxInFlight, poolSize),
     idleTimeoutMillis: options.idleConnectionMs ?? API_IDLE_CONNECTION_MS,
+    // but none for ever (API_CONNECTION_LIFETIME_MS says why)
+    maxLifetimeSeconds: (options.connectionLifetimeMs ?? API_CONNECTION_LIFETIME_MS) / 1000,
     keepAlive: true,
     // (relay/database.ts says why)
     keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,

@@ -15,6 +15,7 @@ import { useTestDatabaseWithApi } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { scrape } from '../helpers/prometheus.ts';
+import { until } from '../helpers/until.ts';
 
 const { db, api } = useTestDatabaseWithApi(test);
 
@@ -173,6 +174,21 @@ test('bpd_webhooks_settings_refused counts the engine settings whose value set i
   const running = await apiOn(t, await authenticatorUrl(database.url, 'authenticator-for-tests'));
   t.is((await metrics(running.url)).get('bpd_webhooks_settings_refused'), 2);
   t.is((await metrics(api().api.url)).get('bpd_webhooks_settings_refused'), 0, 'none in a database that sets none');
+});
+
+// A session takes its database's settings when it connects; the API keeps some
+// connections however long idle, which counted no refused setting made after they
+// opened (and their requests ran on the limits of then: max_webhooks_per_company …)
+test('bpd_webhooks_settings_refused counts a setting refused after the API started, once its connections are renewed', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const running = await startApi({ databaseUrl: await authenticatorUrl(database.url, 'authenticator-for-tests'), jwtSecret: 'operations-test',
+    port: 0, poolSize: 2, reportCountsEveryMs: 0, operationsReuseMs: 0, connectionLifetimeMs: 300 });
+  t.teardown(() => running.stop());
+  t.is((await metrics(running.url)).get('bpd_webhooks_settings_refused'), 0);
+  await database.pool.query(`alter database ${database.name} set webhooks.max_in_flight = 'thirty'`);
+  await until('the refused setting counted', async () => (await metrics(running.url)).get('bpd_webhooks_settings_refused') === 1);
+  t.pass();
 });
 
 test('/readyz fails while the database is behind the migrations this code expects', async (t) => {
