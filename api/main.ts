@@ -5,6 +5,13 @@ import { startApi } from './server.ts';
 import { jwtSecret } from './jwt-secret.ts';
 import { apiAddress } from './address.ts';
 
+let address: ReturnType<typeof apiAddress>;
+try {
+  address = apiAddress();
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(2);
+}
 const databaseUrl = process.env.DATABASE_URL;
 if (!databaseUrl) {
   console.error('DATABASE_URL is not set (npm start runs the API beside its own database)');
@@ -20,7 +27,7 @@ try {
 const api = await startApi({
   databaseUrl,
   jwtSecret: secret,
-  ...apiAddress(),
+  ...address,
 });
 console.log(`Admin API: ${api.url}/graphql  (Ruru: ${api.url}/graphiql, Reports page: ${api.url}/reports/webhooks)`);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

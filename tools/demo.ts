@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { signToken } from '../api/auth.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
-import { apiUrl as reachedAt } from '../api/address.ts';
+import { apiUrl as reachedAt, portSetting } from '../api/address.ts';
 import { EngineClient } from '../relay/database.ts';
 import { startDatabaseUrl } from './database-url.ts';
 import { startDemoReceiver } from './demo/receiver.ts';
@@ -17,8 +17,16 @@ import { DEMO_COMPANY, receiverSecrets, seedDemo } from './demo/seed.ts';
 import { trickle } from './demo/trickle.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
-const apiUrl = reachedAt();
-const RECEIVER_PORT = Number(process.env.DEMO_RECEIVER_PORT ?? 5679);
+let apiUrl: string;
+let RECEIVER_PORT: number;
+try {
+  apiUrl = reachedAt();
+  RECEIVER_PORT = portSetting(process.env, 'DEMO_RECEIVER_PORT', 5679);
+  startDatabaseUrl();
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(1);
+}
 const CHANGES = Number(process.env.DEMO_CHANGES ?? 40);
 const EVERY_MS = Number(process.env.DEMO_EVERY_MS ?? 2000);
 const START_TIMEOUT_MS = 180_000;

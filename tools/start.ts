@@ -42,7 +42,16 @@ try {
 
 // The API's port, taken by something else (another npm start, say): the API could
 // only crash and restart, while whatever answers there made this look up. Say so now.
-const { port: apiPort, host: apiHost } = apiAddress();
+let address: ReturnType<typeof apiAddress>;
+try {
+  // (and EMBEDDED_PG_PORT's, before anything starts)
+  address = apiAddress();
+  if (!process.env.DATABASE_URL) embeddedPort();
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(1);
+}
+const { port: apiPort, host: apiHost } = address;
 const taken = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
   const probe = createServer();
   probe.once('error', (error: NodeJS.ErrnoException) => resolve(error));

@@ -3,9 +3,15 @@
 // `PORT: ${PORT}` with PORT unset), as npm start and the API take them. `npm run
 // demo` read them with `??`: PORT= made it look for the API at port 0, and HOST= at
 // "http://:5678".
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { apiAddress, apiUrl } from '../../api/address.ts';
 import { startDatabaseUrl } from '../../tools/database-url.ts';
+import { lines } from '../helpers/lines.ts';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
 
 test('the API\'s address: PORT and HOST, their defaults when unset or empty, localhost for every address', (t) => {
   t.deepEqual(apiAddress({}), { port: 5678, host: '127.0.0.1' });
@@ -21,3 +27,32 @@ test('the database npm start uses: DATABASE_URL, else its embedded one, an empty
   t.is(startDatabaseUrl({ EMBEDDED_PG_PORT: '6543' }), 'postgres://postgres:postgres@127.0.0.1:6543/bpd_webhooks');
   t.is(startDatabaseUrl({ DATABASE_URL: 'postgres://crm@db/crm' }), 'postgres://crm@db/crm');
 });
+
+// A port that is not one (PORT=abc, 99999, 5678x) reached node's listen, whose
+// RangeError and stack were all the API and npm start said, and the embedded
+// Postgres was given NaN
+test('a PORT or EMBEDDED_PG_PORT that is no port is refused by name', (t) => {
+  for (const bad of ['abc', '99999', '-1', '5678x', '1e3', ' ']) {
+    t.is(t.throws(() => apiAddress({ PORT: bad }))?.message, `PORT must be a port, a whole number from 0 to 65535, got ${JSON.stringify(bad)}`, bad);
+    t.is(t.throws(() => startDatabaseUrl({ EMBEDDED_PG_PORT: bad }))?.message,
+      `EMBEDDED_PG_PORT must be a port, a whole number from 0 to 65535, got ${JSON.stringify(bad)}`, bad);
+  }
+  t.deepEqual(apiAddress({ PORT: '0' }), { port: 0, host: '127.0.0.1' }, 'any free port, as node takes 0');
+});
+
+// (each with the exit status of its other refusals at start: the API's of DATABASE_URL
+// and JWT_SECRET, npm start's of a port taken)
+for (const [command, script, status] of [['npm run api', 'api/main.ts', 2], ['npm start', 'tools/start.ts', 1]] as const) {
+  test(`${command} with PORT=abc stops with one line naming PORT, exit status ${status}`, async (t) => {
+    const child = spawn(process.execPath, [`${root}${script}`], {
+      cwd: root,
+      env: { PATH: process.env.PATH, DATABASE_URL: 'postgres://nowhere.invalid/none', JWT_SECRET: 'addresses-test-secret-of-enough-length', PORT: 'abc' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const err = lines(child.stderr!);
+    t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+    const [code] = await once(child, 'close');
+    t.deepEqual(err.seen, ['PORT must be a port, a whole number from 0 to 65535, got "abc"']);
+    t.is(code, status);
+  });
+}
