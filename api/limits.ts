@@ -171,7 +171,9 @@ export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     const text = env[name];
     if (text === undefined || text === '') continue;
     const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
+    if (!Number.isSafeInteger(value) || value < 1 || value > LIMIT_MOST) {
+      throw new Error(`${name} must be a whole number from 1 to ${LIMIT_MOST}, not ${JSON.stringify(text)}`);
+    }
     limits[key] = value;
   }
   Object.assign(limits, overrides);
@@ -188,6 +190,15 @@ export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
  * start runs under the same bound, and takes well under a second.
  */
 export const DATABASE_ANSWER_MARGIN_MS = 10_000;
+
+/**
+ * The most any limit may be set to (about 24.7 days of milliseconds): node runs a
+ * timer longer than 2^31 - 1 ms after 1 ms (API_POOL_WAIT_MS past it refused every
+ * connection the API opened, and it never started), and Postgres takes no timeout
+ * longer (API_STATEMENT_TIMEOUT_MS past it, plus DATABASE_ANSWER_MARGIN_MS, the
+ * session's idle_in_transaction_session_timeout: every connection was refused).
+ */
+export const LIMIT_MOST = 2_147_483_647 - DATABASE_ANSWER_MARGIN_MS;
 
 /**
  * How long a statement of the API's pool may go without an answer before it is given

@@ -4,10 +4,13 @@
 import { startApi } from './server.ts';
 import { jwtSecret } from './jwt-secret.ts';
 import { apiAddress } from './address.ts';
+import { limitsFromEnv } from './limits.ts';
 
 let address: ReturnType<typeof apiAddress>;
 try {
   address = apiAddress();
+  // (startApi reads them again; a bad one said so with a stack)
+  limitsFromEnv();
 } catch (error) {
   console.error((error as Error).message);
   process.exit(2);
