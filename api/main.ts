@@ -5,12 +5,14 @@ import { startApi } from './server.ts';
 import { jwtSecret } from './jwt-secret.ts';
 import { apiAddress } from './address.ts';
 import { limitsFromEnv } from './limits.ts';
+import { maxTokenLifetime } from './auth.ts';
 
 let address: ReturnType<typeof apiAddress>;
 try {
   address = apiAddress();
   // (startApi reads them again; a bad one said so with a stack)
   limitsFromEnv();
+  maxTokenLifetime();
 } catch (error) {
   console.error((error as Error).message);
   process.exit(2);

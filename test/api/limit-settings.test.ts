@@ -24,14 +24,20 @@ test('every API_ limit is a whole number from 1 to LIMIT_MOST; past it, or not o
   }
 });
 
-test('npm run api with a limit past LIMIT_MOST stops with one line naming it, exit status 2, before it asks the database', async (t) => {
-  const api = spawn(process.execPath, [fileURLToPath(new URL('../../api/main.ts', import.meta.url))], {
-    env: { PATH: process.env.PATH, DATABASE_URL: 'postgres://nowhere.invalid/none', JWT_SECRET: 'limit-settings-test-secret-of-length', API_POOL_WAIT_MS: '3000000000' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+// (each said with its stack, the API's settings read only as it started)
+for (const [name, value, said] of [
+  ['API_POOL_WAIT_MS', '3000000000', `API_POOL_WAIT_MS must be a whole number from 1 to ${LIMIT_MOST}, not "3000000000"`],
+  ['JWT_MAX_LIFETIME', 'forever', 'JWT_MAX_LIFETIME must be a duration such as 24h, 30m or 7d, got "forever"'],
+] as const) {
+  test(`npm run api with ${name}=${value} stops with one line naming it, exit status 2, before it asks the database`, async (t) => {
+    const api = spawn(process.execPath, [fileURLToPath(new URL('../../api/main.ts', import.meta.url))], {
+      env: { PATH: process.env.PATH, DATABASE_URL: 'postgres://nowhere.invalid/none', JWT_SECRET: 'limit-settings-test-secret-of-length', [name]: value },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const err = lines(api.stderr!);
+    t.teardown(() => void (api.exitCode === null && api.kill('SIGKILL')));
+    const [code] = await once(api, 'close');
+    t.deepEqual(err.seen, [said]);
+    t.is(code, 2);
   });
-  const err = lines(api.stderr!);
-  t.teardown(() => void (api.exitCode === null && api.kill('SIGKILL')));
-  const [code] = await once(api, 'close');
-  t.deepEqual(err.seen, [`API_POOL_WAIT_MS must be a whole number from 1 to ${LIMIT_MOST}, not "3000000000"`]);
-  t.is(code, 2);
-});
+}
