@@ -1,3 +1,6 @@
+// What stops `npm run api` as it starts, each in one line of its own: a setting out of
+// its bounds, or a database that does not answer.
+//
 // The API's limits as the environment sets them (limitsFromEnv, api/limits.ts): each a
 // whole number within what node's timers and Postgres's settings hold. Past 2^31 - 1
 // ms, node ran API_POOL_WAIT_MS's timer after 1 ms (the API could not open a
@@ -9,6 +12,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { DEFAULT_LIMITS, LIMIT_MOST, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from '../../api/limits.ts';
+import { freePort } from '../../tools/embedded-postgres.ts';
 import { lines } from '../helpers/lines.ts';
 
 test('every API_ limit is a whole number from 1 to LIMIT_MOST; past it, or not one, the API stops naming the variable', (t) => {
@@ -41,3 +45,17 @@ for (const [name, value, said] of [
     t.is(code, 2);
   });
 }
+
+// (a pg stack, and node's for a port taken: neither said it was the API's start that failed)
+test('npm run api whose database does not answer at start stops with one line saying so, exit status 1', async (t) => {
+  const port = await freePort();
+  const api = spawn(process.execPath, [fileURLToPath(new URL('../../api/main.ts', import.meta.url))], {
+    env: { PATH: process.env.PATH, DATABASE_URL: `postgres://nobody@127.0.0.1:${port}/none`, JWT_SECRET: 'limit-settings-test-secret-of-length', PORT: '0' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const err = lines(api.stderr!);
+  t.teardown(() => void (api.exitCode === null && api.kill('SIGKILL')));
+  const [code] = await once(api, 'close');
+  t.deepEqual(err.seen, [`the API could not start: connect ECONNREFUSED 127.0.0.1:${port} (it reads its schema from the database as it starts; start it again once the database answers)`]);
+  t.is(code, 1);
+});
