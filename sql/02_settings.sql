@@ -283,6 +283,10 @@ left join lateral (select k.retention as last_set from webhooks_private.retentio
 
 -- operations (the relay and the API; their roles: 60_access.sql): the settings whose
 -- value set is not the one in force. Names and settings only: nothing a tenant wrote.
+-- Also those set for a role no session logs in as (bpd_webhooks_relay, webhook_admin:
+-- the relay's and the API's sessions take them with SET ROLE), in this database or
+-- all: a role's settings reach only the sessions that log in as it, so such a value is
+-- in force nowhere, and it was said nowhere either.
 create or replace function webhooks_ops.refused_settings()
 returns table (name text, set_to text, value text, refusal text)
 language sql
@@ -293,5 +297,17 @@ as $$
   select s.name, s.set_to, s.value, s.refusal
   from webhooks.settings s
   where s.refusal is not null
-  order by s.name;
+  union all
+  select e.name, e.set_to, webhooks_private.setting_in_force(e.name),
+         format('set for role %s, which no session logs in as (the relay''s and the API''s sessions take it with '
+                || 'SET ROLE): not used; set it for the login of their DATABASE_URL (alter role … set) or for the '
+                || 'database (alter database … set)', e.rolname)
+  from (select lower(split_part(c.entry, '=', 1)) as name, substr(c.entry, strpos(c.entry, '=') + 1) as set_to,
+               r.rolname
+        from pg_db_role_setting d
+        join pg_roles r on r.oid = d.setrole and not r.rolcanlogin
+        cross join lateral unnest(d.setconfig) c(entry)
+        where d.setdatabase in (0, (select x.oid from pg_database x where x.datname = current_database()))) e
+  where webhooks_private.setting_rule(e.name) is not null
+  order by 1, 4;
 $$;

@@ -131,6 +131,30 @@ test('the relay and the API can ask which settings were refused, and nothing els
   });
 });
 
+// A role's settings reach the sessions that log in as it, never one that takes it with
+// SET ROLE: set for bpd_webhooks_relay or webhook_admin (the roles the relay's and the
+// API's sessions take), a setting was in force nowhere, and nothing said so
+test('a setting set for a role no session logs in as is a refusal, named with the role', async (t) => {
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(`alter role bpd_webhooks_relay set webhooks.max_attempts = '3'`);
+    await client.query(`alter role webhook_admin in database ${db().name} set webhooks.max_webhooks_per_company = 5`);
+    await client.query(`alter role webhook_admin in database postgres set webhooks.max_in_flight = 5`);
+    await client.query('set local role bpd_webhooks_relay');
+    const { rows } = await client.query('select * from webhooks_ops.refused_settings()');
+    const unused = (role: string) => `set for role ${role}, which no session logs in as (the relay's and the API's sessions take it with SET ROLE): `
+      + 'not used; set it for the login of their DATABASE_URL (alter role … set) or for the database (alter database … set)';
+    t.deepEqual(rows, [
+      { name: 'webhooks.max_attempts', set_to: '3', value: '10', refusal: unused('bpd_webhooks_relay') },
+      { name: 'webhooks.max_webhooks_per_company', set_to: '5', value: '100', refusal: unused('webhook_admin') },
+    ], "another database's setting is not this one's");
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+});
+
 /**
  * webhooks_private.retention() with the database's webhooks.retention set to `value`,
  * in a transaction rolled back (the retention in force is the database's alone).
