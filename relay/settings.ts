@@ -101,7 +101,8 @@ export class SettingsError extends Error {
 }
 
 function integer(env: Environment, name: keyof typeof ENVIRONMENT, min: number, max: number): number {
-  const raw = env[name] ?? ENVIRONMENT[name].default;
+  // (empty: unset, as an empty RELAY_PREFETCH or RELAY_ID is)
+  const raw = env[name] || ENVIRONMENT[name].default;
   const value = Number(raw);
   if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
     throw new SettingsError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);

@@ -153,6 +153,11 @@ test('settings: defaults, and bad values named', (t) => {
   t.is(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_PER_WEBHOOK_IN_FLIGHT: '4' }).prefetch, 4, 'prefetch follows the per-webhook cap');
   t.is(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_PREFETCH: '0' }).prefetch, 0);
   t.is(relaySettings({ DATABASE_URL: 'postgres://x@localhost/db', RELAY_DB_ROLE: '' }).databaseRole, null);
+  // an empty number is unset, as an empty RELAY_PREFETCH, RELAY_ID or RELAY_METRICS_PORT
+  // is (a compose file's `RELAY_BATCH_SIZE: ${RELAY_BATCH_SIZE}` with it unset): it
+  // stopped the relay, 'must be a whole number …, got ""'
+  t.like(relaySettings({ DATABASE_URL: 'postgres://d', RELAY_BATCH_SIZE: '', RELAY_LEASE_MS: '', RELAY_REQUEST_TIMEOUT_MS: '', RELAY_DB_CONNECTION_LIFETIME_MS: '' }),
+    { batchSize: 200, leaseMs: 60_000, requestTimeoutMs: 15_000, databaseConnectionLifetimeMs: 300_000 });
   t.deepEqual(relaySettings({}, { DATABASE_URL: 'postgres://d', RELAY_ALLOW_NETWORKS: '127.0.0.0/8' }).allowNetworks.cidrs, ['127.0.0.0/8']);
 
   const error = (env: Record<string, string>) => t.throws(() => relaySettings({ DATABASE_URL: 'postgres://x@localhost/db', ...env }))?.message;
