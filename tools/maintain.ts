@@ -67,6 +67,11 @@ interface Tail {
   span_until: string | null;
 }
 
+/** The database did not take maintain's connection: nothing was done (which its loss mid-run cannot say). */
+export class MaintainNotConnected extends Error {
+  override name = 'MaintainNotConnected';
+}
+
 /** afterStep: called after each step of a day's drop (tests stop a run there, as a crash would) */
 export interface MaintainOptions {
   afterStep?: (step: string) => void | Promise<void>;
@@ -78,7 +83,9 @@ export async function maintain(
   { afterStep = () => {} }: MaintainOptions = {},
 ): Promise<MaintainResult> {
   const client = new EngineClient({ connectionString: databaseUrl, options: ENGINE_SESSION_TIMEOUTS.join(' ') });
-  await client.connect();
+  await client.connect().catch((error: Error) => {
+    throw new MaintainNotConnected(error.message, { cause: error });
+  });
   try {
     await client.query('select pg_advisory_lock($1)', [MAINTAIN_LOCK]);
     await client.query(`set lock_timeout = '${LOCK_TIMEOUT}'`);
@@ -440,7 +447,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   const result = await maintain(url, (line) => console.log(line)).catch((error: Error) => {
     // its sentence says what happened and what to do; a stack would bury it
-    console.error(isConnectionError(error)
+    console.error(error instanceof MaintainNotConnected
+      ? `maintain could not connect to the database (${error.message}): nothing was done; run it again once the database answers`
+      : isConnectionError(error)
       ? `maintain lost its connection to the database (${error.message}): the steps it finished are kept; run it again to finish`
       : `maintain failed: ${error.message}`);
     process.exit(1);

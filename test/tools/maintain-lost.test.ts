@@ -9,16 +9,17 @@ import test from 'ava';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { lines } from '../helpers/lines.ts';
+import { freePort } from '../../tools/embedded-postgres.ts';
 import { until } from '../helpers/until.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const db = useTestDatabase(test);
 
 /** `npm run maintain` against the test's database: its process, its lines, and its exit code once it ends. */
-function runMaintain() {
+function runMaintain(databaseUrl = db().url) {
   const child = spawn(process.execPath, [`${root}tools/maintain.ts`], {
     cwd: root,
-    env: { PATH: process.env.PATH, DATABASE_URL: db().url },
+    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = lines(child.stdout!);
@@ -56,4 +57,15 @@ test('maintain whose connection the server ends mid-run: one line and exit code 
   const again = runMaintain();
   t.is(await again.exited, 0, again.err.seen.join('\n'));
   t.true(again.out.seen.some((line) => line.startsWith('partitions made: ')), again.out.seen.join('\n'));
+});
+
+// (it said it "lost its connection" and that "the steps it finished are kept": it had
+// none, and had never connected)
+test('maintain whose database does not answer: one line saying nothing was done, exit code 1', async (t) => {
+  const port = await freePort();
+  const run = runMaintain(`postgres://nobody@127.0.0.1:${port}/none`);
+  t.teardown(() => void (run.child.exitCode === null && run.child.kill('SIGKILL')));
+  t.is(await run.exited, 1);
+  t.deepEqual(run.err.seen.filter(Boolean),
+    [`maintain could not connect to the database (connect ECONNREFUSED 127.0.0.1:${port}): nothing was done; run it again once the database answers`]);
 });
