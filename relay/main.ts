@@ -55,7 +55,14 @@ async function runRelay(): Promise<void> {
   if (metricsPort !== null) {
     // beside the relay's own: process metrics and the backlog, asked through the relay's connections
     operationsRegistry(relay.pool, relay.metrics.registry);
-    operations = await startOperationsServer({ port: metricsPort, host: metricsHost, registry: relay.metrics.registry, db: relay.pool });
+    try {
+      operations = await startOperationsServer({ port: metricsPort, host: metricsHost, registry: relay.metrics.registry, db: relay.pool });
+    } catch (error) {
+      // (a port taken, an address not of this host: said in one line, not node's stack)
+      relay.log.fatal(`RELAY_METRICS_PORT ${metricsPort} on ${metricsHost} cannot be listened on: ${(error as Error).message}`);
+      await relay.stop().catch(() => {});
+      process.exit(1);
+    }
     relay.log.info({ url: operations.url }, 'metrics, health and readiness served');
   }
 

@@ -1,11 +1,14 @@
 // The operations server of a process that serves nothing else (ops/server.ts: the
 // relay's RELAY_METRICS_PORT), as whoever reaches its port may use it: requests no
 // browser sends.
-import { connect } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import test from 'ava';
 import { Registry } from 'prom-client';
 import { OPERATIONS_MAX_CONNECTIONS, startOperationsServer } from '../../ops/server.ts';
 import { closedOfFlood } from '../helpers/connection-flood.ts';
+import { lines } from '../helpers/lines.ts';
+import { spawnRelay } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
 
 /** The database of a relay that has none to ask: every question fails. */
@@ -54,4 +57,22 @@ test('connections held open by whoever reaches the port are few: past OPERATIONS
   // (the server counts them gone as it sees them close)
   await until('/healthz answers', () => fetch(`${server.url}/healthz`).then((r) => r.status === 200, () => false));
   t.pass();
+});
+
+// (node's EADDRINUSE and its stack on stderr, the relay's log silent about it)
+test('a relay whose RELAY_METRICS_PORT is taken stops with one fatal line naming it, exit status 1', async (t) => {
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => void taken.close());
+  const port = (taken.address() as AddressInfo).port;
+  const relay = spawnRelay('postgres://nobody@127.0.0.1:1/none', { RELAY_METRICS_PORT: String(port), RELAY_LOG_LEVEL: 'info' });
+  t.teardown(() => void (relay.exitCode === null && relay.kill('SIGKILL')));
+  const out = lines(relay.stdout!);
+  const err = lines(relay.stderr!);
+  const [code] = await once(relay, 'close');
+  t.is(code, 1);
+  t.deepEqual(err.seen.filter(Boolean), [], 'no stack');
+  const fatal = out.seen.map((line) => JSON.parse(line)).filter((line) => line.level === 60);
+  t.deepEqual(fatal.map((line) => line.msg),
+    [`RELAY_METRICS_PORT ${port} on 127.0.0.1 cannot be listened on: listen EADDRINUSE: address already in use 127.0.0.1:${port}`]);
 });
