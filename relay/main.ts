@@ -11,12 +11,17 @@ import { operationsRegistry } from '../ops/operations.ts';
 import { startOperationsServer, type OperationsServer } from '../ops/server.ts';
 import { RELAY_NODE_FLAGS, runsWithRelayFlags } from './node-flags.ts';
 import { relaySettings, SettingsError } from './settings.ts';
+import { PART_LAUNCHER } from '../tools/supervisor.ts';
 
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
 function runWithRelayFlags(): void {
-  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
-    stdio: 'inherit',
+  // through the parts' launcher, over an IPC channel: when this process is killed
+  // outright (SIGKILL, which it cannot pass on), the channel closes and the relay stops
+  // as on SIGTERM. Without it the relay ran on unseen, sending, after its supervisor had
+  // "stopped" it.
+  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, ...process.execArgv, PART_LAUNCHER, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
   });
   for (const signal of SIGNALS) process.on(signal, () => child.kill(signal));
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -12,7 +12,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { backoffMs } from '../relay/backoff.ts';
 
-const PART_LAUNCHER = fileURLToPath(new URL('./part.ts', import.meta.url));
+/** Runs a part with its life tied to its parent's (tools/part.ts); `npm run relay`'s re-execution uses it too. */
+export const PART_LAUNCHER = fileURLToPath(new URL('./part.ts', import.meta.url));
 
 export interface PartSpec {
   /** a short name for logs: "relay", "api" */
