@@ -1333,6 +1333,30 @@ create or replace trigger "!webhooks_status_changed"
 ------------------------------------------------------------------------------------
 -- crm.contact_assignments
 
+-- private: the transaction's setting that lists the pairs an assignment trigger of
+-- the statement of the moment announced, for its other assignment trigger: 'STAMP
+-- {contact ids} {user ids}', STAMP the statement's rows' xmin:cmin (assignments_made
+-- sets and reads it; a later statement's stamp differs, so nothing clears it)
+create or replace function webhooks_private.assigned_setting()
+returns text
+language sql
+immutable
+as $$
+  select 'webhooks.assigned_in_statement';
+$$;
+
+-- private (assignments_made): the stamp of the statement that wrote an assignment row
+-- as it is now, 'xmin:cmin'
+create or replace function webhooks_private.assignment_stamp(p_contact_id bigint, p_user_id bigint)
+returns text
+language sql
+stable
+as $$
+  select a.xmin::text || ':' || a.cmin::text
+  from crm.contact_assignments a
+  where a.contact_id = p_contact_id and a.user_id = p_user_id;
+$$;
+
 -- private: the events of the (contact, user) pairs a statement assigned (an insert's
 -- rows, or an update's pairs that were not there before it), given as two arrays in
 -- step, each pair once: contact.user_assigned for each, and
@@ -1364,6 +1388,11 @@ declare
   v_wanted bigint[];
   v_missing integer;
   v_found integer := 0;
+  v_stamp text;
+  v_note text;
+  v_noted_contact_ids bigint[] := '{}';
+  v_noted_user_ids bigint[] := '{}';
+  v_beside boolean := false;
 begin
   -- the companies of the statement's users that listen for firsts, asked once, here:
   -- a first is sent only to them, and only under their rows' locks, written below.
@@ -1409,6 +1438,27 @@ begin
           where u.company_id = any (v_listening)) k
     order by k.contact_id, k.company_id
     on conflict (contact_id, company_id) do update set sent_at = excluded.sent_at;
+    -- One statement may assign by two triggers: MERGE's insert and update arms, or a
+    -- writable CTE's update beside its insert, each fire the trigger of their kind with
+    -- their own rows, one after the other. The first to fire takes the other's new
+    -- users for colleagues assigned before it, and sends no first for them; it notes
+    -- its pairs, and the second takes them for the statement's own, not colleagues:
+    -- one first, where there was none (until 2026-12-07; test/sql/write-forms.test.ts).
+    -- The statement is known by its rows' xmin and cmin, which every part of one
+    -- statement shares and no other statement has; a colleague written by it that no
+    -- trigger noted is one assigned before whose row the update only touched (an
+    -- upsert's "do update set assigned_at"). Its stamp is looked up only when a
+    -- note is there to read, or to write (below): a colleague of the statement's own
+    -- met where no first was sent, found by comparing the colleague's row with the
+    -- pair's own.
+    v_note := current_setting(webhooks_private.assigned_setting(), true);
+    if v_note <> '' then
+      v_stamp := webhooks_private.assignment_stamp(p_contact_ids[1], p_user_ids[1]);
+      if split_part(v_note, ' ', 1) = v_stamp then
+        v_noted_contact_ids := split_part(v_note, ' ', 2)::bigint[];
+        v_noted_user_ids := split_part(v_note, ' ', 3)::bigint[];
+      end if;
+    end if;
   end if;
   -- the contacts whose concerned companies listen for contact.user_assigned, and how
   -- many pairs name a contact not there yet (deferrable keys: below). When no one
@@ -1426,8 +1476,22 @@ begin
   for r in
     with made as materialized (
       select i.contact_id, i.user_id from unnest(p_contact_ids, p_user_ids) as i(contact_id, user_id)
+    ), noted as materialized (
+      select i.contact_id, i.user_id from unnest(v_noted_contact_ids, v_noted_user_ids) as i(contact_id, user_id)
     )
-    select webhooks_private.json_as_sent(c) as contact, c.id as contact_id,
+    select m.*,
+           -- (not first for a colleague this statement wrote: another trigger's, to note)
+           not m.is_first and m.user_company_id = any (v_listening)
+           and exists (select 1
+                       from crm.contact_assignments o
+                       join crm.contact_assignments a on a.contact_id = o.contact_id and a.xmin = o.xmin and a.cmin = o.cmin
+                       join crm.users au on au.id = a.user_id
+                       where o.contact_id = m.contact_id and o.user_id = m.user_id
+                         and au.company_id = m.user_company_id
+                         and (a.contact_id, a.user_id) not in (select n.contact_id, n.user_id from made n)
+                         and (a.contact_id, a.user_id) not in (select n.contact_id, n.user_id from noted n)) as beside
+    from (
+    select webhooks_private.json_as_sent(c) as contact, c.id as contact_id, i.user_id,
            u.company_id as user_company_id,
            jsonb_build_object('id', u.id, 'name', to_jsonb(u) -> 'name', 'email', to_jsonb(u) -> 'email',
                               'company_id', u.company_id) as user_json,
@@ -1447,13 +1511,16 @@ begin
              where a.contact_id = i.contact_id
                and au.company_id = u.company_id
                and (a.contact_id, a.user_id) not in (select n.contact_id, n.user_id from made n)
+               and (a.contact_id, a.user_id) not in (select n.contact_id, n.user_id from noted n)
            ) as is_first
     from made i
     join crm.users u on u.id = i.user_id
     join crm.contacts c on c.id = i.contact_id
-    order by i.contact_id, i.user_id
+    ) m
+    order by m.contact_id, m.user_id
   loop
     v_found := v_found + 1;
+    v_beside := v_beside or r.beside;
     -- goes to the assigned user's company alone, if it listened when the rows were written
     if r.is_first and r.user_company_id = any (v_listening) then
       v_webhooks := v_webhooks + webhooks_private.capture('contact.first_company_user_assigned', v_source, r.contact,
@@ -1472,6 +1539,11 @@ begin
   -- count of the loop's rows is all the others pay).
   if v_found < cardinality(p_contact_ids) - v_missing then
     perform webhooks_private.refuse_crm_rows_hidden(array['crm.users']);
+  end if;
+  if v_beside then
+    v_stamp := coalesce(v_stamp, webhooks_private.assignment_stamp(p_contact_ids[1], p_user_ids[1]));
+    perform pg_catalog.set_config(webhooks_private.assigned_setting(),
+      v_stamp || ' ' || (v_noted_contact_ids || p_contact_ids)::text || ' ' || (v_noted_user_ids || p_user_ids)::text, true);
   end if;
   -- (a pair whose contact is not there yet, which only a deferrable foreign key
   -- allows: announced at the commit, written_before_contact below)

@@ -78,6 +78,55 @@ test('MERGE adding and removing tags, and assigning, in one statement each', asy
   ]);
 });
 
+// One statement whose two parts each give a contact a user of one company (MERGE's
+// update and insert arms, or a writable CTE's update beside its insert): Postgres fires
+// the assignments' insert trigger and update trigger one after the other, each with its
+// own rows, and each took the other's new user for a colleague assigned before.
+const assignedTwice = async (t: import('ava').ExecutionContext, statement: string) => {
+  const f = make();
+  const [owner, other] = [await f.company(), await f.company()];
+  const [ownerUser, otherUser, otherColleague] = [await f.user(owner.id), await f.user(other.id), await f.user(other.id)];
+  const contact = await f.contact(owner.id);
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, ownerUser.id]);
+  const hook = await f.webhook({ companyId: other.id, actions: ['contact.first_company_user_assigned', 'contact.user_assigned'] });
+  await db().pool.query(statement, [contact.id, ownerUser.id, otherUser.id, otherColleague.id]);
+  const got = (await deliveriesOf(db().pool, [hook.id])).map((r) => [r.action, String(r.payload.data.user.id)]);
+  t.deepEqual(got.filter(([action]) => action === 'contact.first_company_user_assigned').length, 1, JSON.stringify(got));
+  t.deepEqual(got.filter(([action]) => action === 'contact.user_assigned').map(([, user]) => user).sort(),
+    [otherUser.id, otherColleague.id].sort());
+};
+
+test('MERGE giving a contact two users of a company, one by its update arm and one by its insert arm: one first', (t) =>
+  assignedTwice(t, `
+    merge into crm.contact_assignments a
+    using (values ($2::bigint, $3::bigint), (0, $4::bigint)) v(old_user, new_user)
+    on a.contact_id = $1 and a.user_id = v.old_user
+    when matched then update set user_id = v.new_user
+    when not matched then insert (contact_id, user_id) values ($1, v.new_user)`));
+
+test('a writable CTE reassigning a contact to a user of a company while it inserts a colleague: one first', (t) =>
+  assignedTwice(t, `
+    with moved as (update crm.contact_assignments set user_id = $3 where contact_id = $1 and user_id = $2 returning 1)
+    insert into crm.contact_assignments (contact_id, user_id) values ($1, $4)`));
+
+test('an upsert of assignments that inserts one user and touches a colleague assigned before: no first', async (t) => {
+  const f = make();
+  const company = await f.company();
+  // (the user added has the smaller id: the colleague before is the first all the same)
+  const added = await f.user(company.id);
+  const before = await f.user(company.id);
+  const contact = await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned', 'contact.user_assigned'] });
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, before.id]);
+  await db().pool.query(`insert into crm.contact_assignments (contact_id, user_id) values ($1, $2), ($1, $3)
+                         on conflict (contact_id, user_id) do update set assigned_at = now()`, [contact.id, before.id, added.id]);
+  t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => [r.action, String(r.payload.data.user.id)]), [
+    ['contact.first_company_user_assigned', before.id],
+    ['contact.user_assigned', before.id],
+    ['contact.user_assigned', added.id],
+  ]);
+});
+
 test('COPY into contacts, tags and assignments fires as inserts do', async (t) => {
   const f = make();
   const company = await f.company();
