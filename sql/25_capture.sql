@@ -87,6 +87,25 @@ begin
 end;
 $$;
 
+-- private (the update trigger's probe): does the company of an assigned user have an
+-- enabled webhook subscribed to the action that the source does not turn away?
+-- plpgsql, so that it stays a call the probe makes for each assignment it finds (none
+-- for most contacts), with its plan kept: a SQL function would be inlined, and its
+-- join started with every probe, assignments or not.
+create or replace function webhooks_private.user_company_listens(p_user_id bigint, p_action webhooks.action, p_source text)
+returns boolean
+language plpgsql
+stable
+as $$
+begin
+  return exists (select 1
+                 from crm.users u
+                 join webhooks_private.subscriptions s on s.action = p_action and s.company_id = u.company_id
+                 where u.id = p_user_id
+                   and not (p_source = any (s.ignore_sources)));
+end;
+$$;
+
 -- private: the names of the contact columns whose values differ between two versions
 -- of a row, updated_at included (the update trigger takes it out of what counts as a
 -- change: an application may bump it on every write), in jsonb's key order (shorter
@@ -1039,10 +1058,13 @@ declare
   v_webhooks integer;
   v_moved integer;
 begin
-  -- the path nearly every write takes: nobody concerned listens (a contact that
-  -- changes company is looked at in full: the company it leaves is concerned too;
-  -- so is one whose id changes, whose deliveries waiting must follow it whoever
-  -- listens, and whose assignments may still name the old id here: a CRM's keys
+  -- the path nearly every write takes: nobody concerned listens (an assigned user's
+  -- company asked for each assignment found, user_company_listens: until 2026-12-07
+  -- any assignment took the whole path below, though most contacts of a CRM have
+  -- one; test/sql/capture.test.ts. A contact that changes company is looked at in
+  -- full: the company it leaves is concerned too; so is one whose id changes, whose
+  -- deliveries waiting must follow it whoever listens, and whose assignments may
+  -- still name the old id here: a CRM's keys
   -- that cascade the new id to them do so after this trigger, whose name sorts first).
   -- The owner's subscriptions are decided here as far as they can be without
   -- comparing the two rows: the source, then the conditions, with the changed
@@ -1063,7 +1085,9 @@ begin
                             or webhooks_private.condition_holds(s.conditions, (select webhooks_private.condition_subject(to_jsonb(new))),
                                                                 null, array[null]::text[])
                                is not false))
-     and not exists (select 1 from crm.contact_assignments a where a.contact_id = new.id) then
+     and not exists (select 1 from crm.contact_assignments a
+                     where a.contact_id = new.id
+                       and webhooks_private.user_company_listens(a.user_id, v_action, v_source)) then
     return null;
   end if;
   if new.id <> old.id then

@@ -103,6 +103,32 @@ test('contact.updated reaches the companies of assigned users, and the company a
   t.deepEqual(rows[0].payload.data.changed_fields, ['company_id']);
 });
 
+// Most contacts of a CRM have a user assigned (the owner's salesperson): an update
+// that no company concerned listens for must end at the trigger's probe for them too,
+// not build the row as JSON, diff it and ask capture() to find nothing.
+test('an update of a contact with assigned users whose companies listen for nothing ends at the probe; one whose company listens is announced', async (t) => {
+  const f = make();
+  const [owner, partner] = [await f.company(), await f.company()];
+  const [ownerUser, partnerUser] = [await f.user(owner.id), await f.user(partner.id)];
+  // (the owner listens for other actions, the partner for the other kind of update)
+  await f.webhook({ companyId: owner.id, actions: ['contact.created', 'contact.deleted'] });
+  const partnerHook = await f.webhook({ companyId: partner.id, actions: ['contact.saved'] });
+  const contact = await f.contact(owner.id);
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2), ($1, $3)',
+    [contact.id, ownerUser.id, partnerUser.id]);
+  const called = (source: string, city: string) => inTransaction(db().pool, `set local track_functions = 'pl'`, async (c) => {
+    await c.query(`select set_config('webhooks.source', $1, true)`, [source]);
+    await c.query('update crm.contacts set city = $2 where id = $1', [contact.id, city]);
+    const { rows } = await c.query(`select calls::int from pg_stat_xact_user_functions
+                                    where schemaname = 'webhooks_private' and funcname = 'capture'`);
+    return rows[0]?.calls ?? 0;
+  });
+  t.is(await called('api', 'Dover'), 0);
+  t.is(await called('platform', 'Camden'), 1);
+  t.deepEqual((await deliveriesOf(db().pool, [partnerHook.id])).map((r) => [r.action, r.payload.data.changed_fields]),
+    [['contact.saved', ['city']]]);
+});
+
 test('contact.deleted: the row as it was, to every company concerned, and nothing for the cascaded statuses and assignments', async (t) => {
   const f = make();
   const owner = await f.company();
