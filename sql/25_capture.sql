@@ -1360,7 +1360,8 @@ create or replace trigger "!webhooks_status_changed"
 -- private: the transaction's setting that lists the pairs an assignment trigger of
 -- the statement of the moment announced, for its other assignment trigger: 'STAMP
 -- {contact ids} {user ids}', STAMP the statement's rows' xmin:cmin (assignments_made
--- sets and reads it; a later statement's stamp differs, so nothing clears it)
+-- sets and reads it, and empties it once a later statement, whose stamp differs,
+-- finds it)
 create or replace function webhooks_private.assigned_setting()
 returns text
 language sql
@@ -1481,6 +1482,10 @@ begin
       if split_part(v_note, ' ', 1) = v_stamp then
         v_noted_contact_ids := split_part(v_note, ' ', 2)::bigint[];
         v_noted_user_ids := split_part(v_note, ' ', 3)::bigint[];
+      else
+        -- (an earlier statement's: emptied, so that the statements after it do not
+        -- copy a long note, an import's, to read its stamp)
+        perform pg_catalog.set_config(webhooks_private.assigned_setting(), '', true);
       end if;
     end if;
   end if;
