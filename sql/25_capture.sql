@@ -1525,7 +1525,8 @@ begin
            jsonb_build_object('id', u.id, 'name', to_jsonb(u) -> 'name', 'email', to_jsonb(u) -> 'email',
                               'company_id', u.company_id) as user_json,
            -- first of its company: the smallest user id of that company in this
-           -- statement, and no assignment of that company from before it. (The
+           -- statement (of the second trigger's pairs, where the statement assigns by
+           -- two: above), and no assignment of that company from before it. (The
            -- contact's assignments by the key, each looked up in the statement's pairs
            -- hashed once: "not in" stays a hashed filter. As "not exists" it was planned
            -- as a join, either a scan of all the statement's pairs for each of them,
