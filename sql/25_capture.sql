@@ -1483,6 +1483,10 @@ begin
       if split_part(v_note, ' ', 1) = v_stamp and v_note ~ '^\S+( \{([0-9]{1,18}(,[0-9]{1,18})*)?\}){2}$' then
         v_noted_contact_ids := split_part(v_note, ' ', 2)::bigint[];
         v_noted_user_ids := split_part(v_note, ' ', 3)::bigint[];
+        if cardinality(v_noted_contact_ids) <> cardinality(v_noted_user_ids) then
+          v_noted_contact_ids := '{}';
+          v_noted_user_ids := '{}';
+        end if;
       else
         -- (an earlier statement's: emptied, so that the statements after it do not
         -- copy a long note, an import's, to read its stamp)
