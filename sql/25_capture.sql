@@ -1479,8 +1479,10 @@ begin
     v_note := current_setting(webhooks_private.assigned_setting(), true);
     if v_note <> '' then
       v_stamp := webhooks_private.assignment_stamp(p_contact_ids[1], p_user_ids[1]);
-      -- (what a writer may have set it to is never an error: read only when well formed)
-      if split_part(v_note, ' ', 1) = v_stamp and v_note ~ '^\S+( \{([0-9]{1,18}(,[0-9]{1,18})*)?\}){2}$' then
+      -- (what a writer may have set it to is never an error: read only when well formed;
+      -- no backslash in the pattern, which a session with standard_conforming_strings
+      -- off reads otherwise: 15_filters.sql)
+      if split_part(v_note, ' ', 1) = v_stamp and v_note ~ '^[0-9]+:[0-9]+( [{]([0-9]{1,18}(,[0-9]{1,18})*)?[}]){2}$' then
         v_noted_contact_ids := split_part(v_note, ' ', 2)::bigint[];
         v_noted_user_ids := split_part(v_note, ' ', 3)::bigint[];
         if cardinality(v_noted_contact_ids) <> cardinality(v_noted_user_ids) then
