@@ -129,7 +129,21 @@ export async function relayLoginUrl(
   t: { teardown: (fn: () => Promise<void>) => void },
   database: { name: string; url: string; pool: pg.Pool },
 ): Promise<{ role: string; url: string }> {
-  const role = `${database.name}_relay`;
+  return await memberLoginUrl(t, database, 'bpd_webhooks_relay', 'relay');
+}
+
+/**
+ * A login of `database`'s own (named after it and `suffix`), a member of `granted` as
+ * a deployment grants that role to a login of its own: its URL, and the role, dropped
+ * with the test.
+ */
+export async function memberLoginUrl(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  database: { name: string; url: string; pool: pg.Pool },
+  granted: string,
+  suffix: string,
+): Promise<{ role: string; url: string }> {
+  const role = `${database.name}_${suffix}`;
   const url = new URL(database.url);
   // (the password of the URL's user: the server may ask for one)
   const { rows: [{ create }] } = await database.pool.query<{ create: string }>(
@@ -139,7 +153,7 @@ export async function relayLoginUrl(
   t.teardown(async () => {
     await database.pool.query(`drop role if exists ${role}`);
   });
-  await database.pool.query(`grant bpd_webhooks_relay to ${role}`);
+  await database.pool.query(`grant ${granted} to ${role}`);
   url.username = role;
   return { role, url: url.toString() };
 }
