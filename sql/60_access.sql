@@ -11,10 +11,13 @@
 --   bpd_webhooks_relay     the relay: claim, settle, release, rescue, idle
 --                          announcements (schema webhooks_relay) and the health
 --                          questions (webhooks_ops), nothing else
+--   bpd_webhooks_reader    DBAs and support reading the fire history in SQL: every
+--                          company's, read only, no secret
 -- The company comes from the request (jwt.claims.company_id) and row-level security
 -- applies it to every exposed table: a company sees only its own rows, and a row it
--- cannot see it cannot change. No tables of webhooks_private (secrets, subscriptions)
--- are granted to any role; its functions are executable only where granted below.
+-- cannot see it cannot change. No table of webhooks_private holding secrets or
+-- subscriptions is granted to any role (what is granted of it, below, the views read);
+-- its functions are executable only where granted below.
 
 do $$
 declare
@@ -54,6 +57,25 @@ do $$
 begin
   if not exists (select 1 from pg_roles where rolname = 'bpd_webhooks_relay') then
     create role bpd_webhooks_relay nologin;
+  end if;
+exception
+  when duplicate_object or unique_violation then null;
+end;
+$$;
+
+-- The readers' role. bpd_webhooks_reader reads what a DBA reads of the fire history
+-- (docs/sql.md, "Reading fire history"): the views and tables beneath them, the
+-- questions asked of them, the day counts, the audit trail and the settings, of
+-- every company, and nothing else: no signing secret, no write, no replay, backfill
+-- or maintenance. It is NOLOGIN, for analysts and support to be made members of
+-- without being handed the owner:
+--   GRANT bpd_webhooks_reader TO some_login;
+-- Its grants are below (after the health endpoints'), and its row-level security
+-- with the API roles': a policy of its own on each table, which reads every row.
+do $$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'bpd_webhooks_reader') then
+    create role bpd_webhooks_reader nologin;
   end if;
 exception
   when duplicate_object or unique_violation then null;
@@ -262,6 +284,7 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
 -- a webhook's history (webhooks.webhooks_history and its oldest first)
 grant execute on function webhooks_private.oldest_queued_at(bigint),
   webhooks_private.history_after(text, text, timestamptz, bigint),
+  webhooks_private.refuse_half_row(text, text, text, boolean, boolean),
   webhooks_private.known_delivery_state(text),
   -- (and a delivery's attempts, webhooks.delivery_attempts_latest_first)
   webhooks_private.refuse_half_row(text, text, text, boolean, boolean),
@@ -319,6 +342,65 @@ grant execute on all functions in schema webhooks_ops to webhook_authenticator, 
 -- its owner's alone. "All functions" above leaves procedures out, and a procedure
 -- is executable by PUBLIC until revoked from it)
 revoke all on procedure webhooks_ops.refill_crm_name_words() from public, webhook_authenticator, bpd_webhooks_relay;
+
+-- The readers: SELECT on what the DBAs' questions read, EXECUTE on the questions and
+-- on the helpers they call as their caller, and nothing that writes. Each named, none
+-- by "all ... in schema": a function added to the engine is not the readers' until
+-- it is listed here (test/sql/reader-role.test.ts holds the list).
+grant usage on schema webhooks, webhooks_private, webhooks_ops to bpd_webhooks_reader;
+grant select on webhooks.webhooks, webhooks.fire_history, webhooks.deliveries, webhooks.delivery_attempts,
+  webhooks.daily_counts, webhooks.audit_log, webhooks.settings,
+  -- (read beneath the views, which run as their caller: 22_outbox.sql, 50_report_counts.sql)
+  webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results,
+  webhooks.delivery_day_counts, webhooks.delivery_hour_counts,
+  -- (the counted days to count again, read by daily_counts: webhook, company and day)
+  webhooks_private.delivery_days_to_count
+  to bpd_webhooks_reader;
+-- (the circuit breaker's state of each webhook, "which webhooks of company 7 are failing
+-- right now", docs/sql.md: not when each lane was last served or paced)
+grant select (webhook_id, company_id, failures, failing_since, open_until) on webhooks_private.lanes
+  to bpd_webhooks_reader;
+grant execute on function
+  -- the questions (40_history.sql, 22_outbox.sql, 55_report.sql, 58_operations.sql)
+  webhooks.contact_fire_history(bigint, timestamptz, timestamptz),
+  webhooks.find_message(text, timestamptz),
+  webhooks.kept_since(),
+  webhooks.backlog_by_webhook(),
+  webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint),
+  webhooks.webhooks_history_oldest_first(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint),
+  webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text),
+  webhooks_ops.upkeep(),
+  -- what the views call (webhooks.deliveries, webhooks.daily_counts, webhooks.settings)
+  webhooks_private.deleted_webhooks(),
+  webhooks_private.held_back(bigint, bigint, bigint),
+  webhooks_private.utc_day(timestamptz),
+  webhooks_private.utc_day_start(date),
+  webhooks_private.all_counted_before(),
+  webhooks_private.setting_rules(),
+  webhooks_private.setting_rule(text),
+  webhooks_private.setting_check(text, text),
+  webhooks_private.setting_canonical(text, text),
+  webhooks_private.setting_magnitude(text, text),
+  webhooks_private.payload_bytes_floor(),
+  webhooks_private.database_setting(text),
+  -- what the questions call as their caller
+  webhooks_private.fire_history_between(timestamptz, timestamptz, bigint, text),
+  webhooks_private.requested_time(timestamptz, text),
+  webhooks_private.requested_times(timestamptz, timestamptz),
+  webhooks_private.max_coalesce_window(),
+  webhooks_private.outbox_partitions(),
+  webhooks_private.outbox_partitioned(),
+  webhooks_private.partition_days(text, text),
+  webhooks_private.bounds_as_named(pg_catalog.pg_class, date, date),
+  webhooks_private.history_rows(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint, boolean),
+  webhooks_private.history_after(text, text, timestamptz, bigint),
+  webhooks_private.refuse_half_row(text, text, text, boolean, boolean),
+  webhooks_private.known_delivery_state(text),
+  webhooks_private.oldest_queued_at(bigint),
+  webhooks_private.history_end(timestamptz),
+  webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),
+  webhooks_private.count_deliveries_of(bigint[], bigint[], timestamptz, timestamptz)
+  to bpd_webhooks_reader;
 
 -- Nothing of the engine's is executable by PUBLIC. Postgres grants EXECUTE to PUBLIC
 -- on every function and procedure it creates: harmless while only the roles above may
@@ -439,6 +521,25 @@ drop policy if exists company_reads on webhooks.audit_log;
 create policy company_reads on webhooks.audit_log
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
+
+-- The readers (bpd_webhooks_reader) read every company's rows, as the owner does: a
+-- policy of their own that holds of every row, so that each question costs them what
+-- it costs the owner (a condition that always holds is no condition to the planner,
+-- and the partitions' pruning and the indexes take the question's bounds as they are;
+-- test/sql/reader-role.test.ts). For SELECT alone: the readers are granted no write.
+do $$
+declare
+  v_table regclass;
+begin
+  foreach v_table in array array['webhooks.webhooks', 'webhooks.delivery_history', 'webhooks.delivery_queue',
+                                 'webhooks.delivery_results', 'webhooks.delivery_attempts',
+                                 'webhooks.delivery_day_counts', 'webhooks.delivery_hour_counts',
+                                 'webhooks_private.delivery_days_to_count', 'webhooks.audit_log']::regclass[] loop
+    execute format('drop policy if exists readers_read_all on %s', v_table);
+    execute format('create policy readers_read_all on %s for select to bpd_webhooks_reader using (true)', v_table);
+  end loop;
+end;
+$$;
 
 ------------------------------------------------------------------------------------
 -- The CRM's own row-level security. The capture functions run as their owner and read
