@@ -284,7 +284,6 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
 -- a webhook's history (webhooks.webhooks_history and its oldest first)
 grant execute on function webhooks_private.oldest_queued_at(bigint),
   webhooks_private.history_after(text, text, timestamptz, bigint),
-  webhooks_private.refuse_half_row(text, text, text, boolean, boolean),
   webhooks_private.known_delivery_state(text),
   -- (and a delivery's attempts, webhooks.delivery_attempts_latest_first)
   webhooks_private.refuse_half_row(text, text, text, boolean, boolean),
@@ -361,11 +360,12 @@ grant select on webhooks.webhooks, webhooks.fire_history, webhooks.deliveries, w
 grant select (webhook_id, company_id, failures, failing_since, open_until) on webhooks_private.lanes
   to bpd_webhooks_reader;
 grant execute on function
-  -- the questions (40_history.sql, 22_outbox.sql, 55_report.sql, 58_operations.sql)
+  -- the questions (40_history.sql, 22_outbox.sql, 30_delivery.sql, 55_report.sql, 58_operations.sql)
   webhooks.contact_fire_history(bigint, timestamptz, timestamptz),
   webhooks.find_message(text, timestamptz),
   webhooks.kept_since(),
   webhooks.backlog_by_webhook(),
+  webhooks.retry_schedule(integer),
   webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint),
   webhooks.webhooks_history_oldest_first(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint),
   webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text),
@@ -524,9 +524,11 @@ create policy company_reads on webhooks.audit_log
 
 -- The readers (bpd_webhooks_reader) read every company's rows, as the owner does: a
 -- policy of their own that holds of every row, so that each question costs them what
--- it costs the owner (a condition that always holds is no condition to the planner,
--- and the partitions' pruning and the indexes take the question's bounds as they are;
--- test/sql/reader-role.test.ts). For SELECT alone: the readers are granted no write.
+-- it costs the owner. A condition that always holds is no condition to the planner:
+-- the partitions' pruning and the indexes take the question's bounds as they are, and
+-- the plans are the owner's (test/sql/reader-role.test.ts), but that a scan may test a
+-- cheap leakproof condition of the question before its others, as row-level security
+-- orders them. For SELECT alone: the readers are granted no write.
 do $$
 declare
   v_table regclass;

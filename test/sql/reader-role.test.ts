@@ -28,6 +28,7 @@ const EXECUTABLE = [
   'webhooks.contact_fire_history(bigint,timestamp with time zone,timestamp with time zone)',
   'webhooks.find_message(text,timestamp with time zone)',
   'webhooks.kept_since()',
+  'webhooks.retry_schedule(integer)',
   'webhooks.webhooks_history(webhooks.webhooks,timestamp with time zone,timestamp with time zone,text,timestamp with time zone,bigint)',
   'webhooks.webhooks_history_count(webhooks.webhooks,timestamp with time zone,timestamp with time zone,text)',
   'webhooks.webhooks_history_oldest_first(webhooks.webhooks,timestamp with time zone,timestamp with time zone,text,timestamp with time zone,bigint)',
@@ -85,8 +86,8 @@ interface CompanyScene {
 }
 
 // Two companies, each a webhook with DAYS days of history, a delivery waiting today, a
-// failed one with its attempt, a circuit breaker open, its days rolled up as the API
-// server does.
+// failed one with its attempt, failures counted by its circuit breaker, its days
+// rolled up as the API server does.
 async function makeScene(): Promise<CompanyScene[]> {
   const f = factories(db().pool);
   const scenes: CompanyScene[] = [];
@@ -209,7 +210,7 @@ test("every question of docs/sql.md's Reading fire history runs as a reader's lo
   }
 });
 
-test("the views, a webhook's history, the audit trail, the settings and the upkeep: every company's rows, as the owner reads them", async (t) => {
+test("the views, a webhook's history, the audit trail, the settings, the retry schedule and the upkeep: every company's rows, as the owner reads them", async (t) => {
   const companies = await theScene();
   const ids = companies.map((c) => c.company);
   const reader = await readerLogin(t, 'reader_views');
@@ -230,7 +231,8 @@ test("the views, a webhook's history, the audit trail, the settings and the upke
     t.deepEqual(sorted(readers as unknown[]), sorted(owners), sql);
     t.deepEqual([...new Set(owners.map((row) => String(row.company_id)))].sort(), [...ids].sort(), sql);
   }
-  for (const sql of ['select * from webhooks.settings', 'select webhooks.kept_since()', 'select * from webhooks_ops.upkeep()']) {
+  for (const sql of ['select * from webhooks.settings', 'select * from webhooks.retry_schedule()', 'select webhooks.kept_since()',
+    'select * from webhooks_ops.upkeep()']) {
     const { rows: owners } = await db().pool.query(sql);
     const readers = await reader.query(sql).then(({ rows }) => rows, (error: Error) => t.fail(`${sql}\n→ ${error.message}`));
     t.true(owners.length > 0, sql);
@@ -322,13 +324,13 @@ test('the reader reads no signing secret and nothing else of webhooks_private bu
      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
      where n.nspname = any ($1) and has_schema_privilege($2, n.oid, 'usage') and has_function_privilege($2, p.oid, 'execute')
      order by 1`, [ENGINE_SCHEMAS, READER]);
-  t.deepEqual(executable.map((row) => row.routine), [...EXECUTABLE].sort());
+  t.deepEqual(executable.map((row) => row.routine).sort(), [...EXECUTABLE].sort());
   const { rows: readable } = await db().pool.query(
     `select c.oid::regclass::text as relation
      from pg_class c join pg_namespace n on n.oid = c.relnamespace
      where n.nspname = any ($1) and has_table_privilege($2, c.oid, 'select')
      order by 1`, [ENGINE_SCHEMAS, READER]);
-  t.deepEqual(readable.map((row) => row.relation), [...READABLE].sort());
+  t.deepEqual(readable.map((row) => row.relation).sort(), [...READABLE].sort());
   const { rows: columns } = await db().pool.query(
     `select c.oid::regclass::text as relation, array_agg(a.attname::text order by a.attname) as columns
      from pg_class c join pg_namespace n on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid
