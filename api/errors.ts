@@ -114,7 +114,7 @@ const READ_ONLY_CODE = 'DATABASE_READ_ONLY';
  * again by itself, so the same request sent again once the database is back answers
  * (test/api/lost-database.test.ts).
  */
-const DATABASE_UNAVAILABLE_CODE = 'DATABASE_UNAVAILABLE';
+export const DATABASE_UNAVAILABLE_CODE = 'DATABASE_UNAVAILABLE';
 
 /** The error of a lost or refused database connection within error (as databaseErrorIn looks), or nothing. */
 function lostConnectionIn(error: unknown): { code?: string } | undefined {

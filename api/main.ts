@@ -29,16 +29,22 @@ try {
   console.error(`${(error as Error).message}: the API verifies tokens with it (HS256)`);
   process.exit(2);
 }
-// a failure to start said in one line, not a stack: the database not answering (the
-// API reads its schema from it as it starts), or its port taken
+// a failure to start said in one line, not a stack: its port taken, or the database
+// refusing it for good (a wrong password, no such database; one that does not answer
+// yet is waited for, startApi serving /healthz and /readyz meanwhile)
+const cannotStart = (error: Error & { syscall?: string }) => error.syscall === 'listen'
+  ? `the API could not start: ${error.message}`
+  : `the API could not start: ${error.message} (reading its schema from the database)`;
 const api = await startApi({
   databaseUrl,
   jwtSecret: secret,
   ...address,
-}).catch((error: Error & { syscall?: string }) => {
-  console.error(error.syscall === 'listen'
-    ? `the API could not start: ${error.message}`
-    : `the API could not start: ${error.message} (it reads its schema from the database as it starts; start it again once the database answers)`);
+}).catch((error: Error) => {
+  console.error(cannotStart(error));
+  process.exit(1);
+});
+void api.halted.then((error) => {
+  console.error(cannotStart(error));
   process.exit(1);
 });
 console.log(`Admin API: ${api.url}/graphql  (Ruru: ${api.url}/graphiql, Reports page: ${api.url}/reports/webhooks)`);

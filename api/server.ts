@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthError, maxTokenLifetime, UNAUTHENTICATED_CODE, VerifiedTokens, type Claims } from './auth.ts';
-import { HTTP_REFUSAL_CODES } from './errors.ts';
+import { DATABASE_UNAVAILABLE_CODE, HTTP_REFUSAL_CODES } from './errors.ts';
 import { apiLogger } from './log.ts';
 import { apiDatabaseReadTimeoutMs, LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
@@ -19,7 +19,8 @@ import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
 import { RequestRate } from './request-rate.ts';
 import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, requestPath } from '../ops/operations.ts';
-import { EngineClient, ENGINE_SESSION_TIMEOUTS, KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
+import { backoffMs } from '../relay/backoff.ts';
+import { EngineClient, ENGINE_SESSION_TIMEOUTS, isConnectionError, KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
 import { DEFAULT_API_HOST, DEFAULT_API_PORT } from './address.ts';
 
 export const DEFAULT_PAGE_DIR = fileURLToPath(new URL('../page/', import.meta.url));
@@ -42,6 +43,17 @@ export const API_IDLE_CONNECTION_MS = 10 * 60_000;
  * 0.2–0.4 s (above): a renewal a connection an hour.
  */
 export const API_CONNECTION_LIFETIME_MS = 60 * 60_000;
+
+/**
+ * The longest wait between two tries to read the GraphQL schema from a database that
+ * did not answer as the API started (doubling from backoffMs's base up to it): one
+ * connection attempt every 2 s is nothing to a database that is starting, and the API
+ * is ready within 2 s of its answering.
+ */
+export const SCHEMA_RETRY_CAP_MS = 2_000;
+
+/** /readyz's reason while the API has not read its schema, the database answering. */
+const SCHEMA_NOT_READ = `GraphQL schema not yet read from the database (the API tries again within ${SCHEMA_RETRY_CAP_MS} ms)`;
 
 /**
  * How often node looks for requests past their time (API_RECEIVE_TIMEOUT_MS): its
@@ -108,6 +120,12 @@ export interface RunningApi {
   url: string;
   port: number;
   stop(): Promise<void>;
+  /**
+   * Settles when the API gives up on its database: one that did not answer as it
+   * started and then refused it for good (a wrong password, 28P01; no such database,
+   * 3D000), as startApi rejects for such a refusal at its first try. Never otherwise.
+   */
+  halted: Promise<Error>;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -203,7 +221,9 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const rate = new RequestRate({ perSecond: limits.companyRequestsPerSecond, burst: limits.companyRequestBurst });
   const tokens = new VerifiedTokens({ secret: options.jwtSecret, maxLifetimeSeconds });
   const metrics = apiMetrics(registry, share, pool);
-  const pgl = postgraphile(
+  // PostGraphile reads the database's catalog to build its schema as it is made (a
+  // failed read is its instance's for good): one instance a try
+  const schemaOfDatabase = () => postgraphile(
     apiPreset({
       pool,
       claimsOf: (req) => (req && typeof req === 'object' ? claimsByRequest.get(req) : undefined),
@@ -212,15 +232,41 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       newTextRefused: () => metrics.newTextRefused(),
     }),
   );
-  // build the schema now: a broken database shows at start, not at the first request
-  await pgl.getSchemaResult();
+  type Pgl = ReturnType<typeof schemaOfDatabase>;
+  /** One try: the instance whose schema was read, or why not (its instance released). */
+  const readSchema = async (): Promise<{ pgl: Pgl } | { error: Error }> => {
+    const candidate = schemaOfDatabase();
+    try {
+      await candidate.getSchemaResult();
+      return { pgl: candidate };
+    } catch (error) {
+      await Promise.resolve().then(() => candidate.release()).catch(() => {});
+      return { error: error as Error };
+    }
+  };
   const everyMs = options.reportCountsEveryMs ?? 5 * 60_000;
-  const rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs, log) : undefined;
-  const serv = pgl.createServ(grafserv);
-  const graphql = serv.createHandler();
+  // set once the schema is read: until then GraphQL is refused by name (DATABASE_UNAVAILABLE)
+  let pgl: Pgl | undefined;
+  let graphql: ReturnType<ReturnType<typeof grafserv>['createHandler']> | undefined;
+  let rollUp: ReturnType<typeof rollUpReportCounts> | undefined;
+  const serveSchema = (read: Pgl) => {
+    pgl = read;
+    graphql = read.createServ(grafserv).createHandler();
+    rollUp = everyMs > 0 ? rollUpReportCounts(pool, everyMs, log) : undefined;
+  };
+  // read the schema now: a broken database shows at start, not at the first request;
+  // one that does not answer yet (refused, silent, starting up: 57P03) is waited for,
+  // the API serving /healthz and /readyz meanwhile, as the relay waits for its own
+  const first = await readSchema();
+  if ('error' in first && !isConnectionError(first.error)) {
+    await pool.end();
+    throw first.error;
+  }
+  if ('pgl' in first) serveSchema(first.pgl);
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
 
-  const operations = operationsRoutes({ registry, db: pool, reuseMs: options.operationsReuseMs });
+  const operations = operationsRoutes({ registry, db: pool, reuseMs: options.operationsReuseMs,
+    notReadyBecause: () => (graphql ? undefined : SCHEMA_NOT_READ) });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = requestPath(req);
@@ -271,6 +317,17 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
           { 'www-authenticate': 'Bearer' });
         return;
       }
+      // nothing to run it on yet (a database that did not answer as the API started):
+      // refused as a request whose database cannot be reached is, before it counts
+      // against its company's rate
+      if (!graphql) {
+        sendJson(res, 503, { errors: [{
+          message: 'the database could not be reached: the API has not yet read its schema from it, and keeps trying; ' +
+            'nothing was done: send it again in a moment',
+          extensions: { code: DATABASE_UNAVAILABLE_CODE },
+        }] }, { 'retry-after': '1' });
+        return;
+      }
       // the company's rate (api/request-rate.ts): refused before its body is read
       const waitMs = rate.take(claims.company_id);
       if (waitMs > 0) {
@@ -303,7 +360,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       return;
     }
     if (path === GRAPHIQL_PATH || path.startsWith('/ruru-static/')) {
-      graphql(req, res);
+      if (graphql) graphql(req, res);
+      else res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('the API has not yet read its schema from the database: try again in a moment\n');
       return;
     }
     await page(req, res);
@@ -339,16 +397,48 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   });
   const port = (server.address() as AddressInfo).port;
   const host = options.host && options.host !== '0.0.0.0' ? options.host : 'localhost';
+  let halt!: (error: Error) => void;
+  const halted = new Promise<Error>((resolve) => (halt = resolve));
+  let wake: (() => void) | undefined;
+  const reading = 'error' in first ? keepReading(first.error) : Promise.resolve();
+  /** Tries again, with a doubling pause, until the schema is read, the database refuses the API for good, or stop(). */
+  async function keepReading(firstError: Error): Promise<void> {
+    log.warn({ err: lostConnection(firstError) }, 'database not reachable yet; the API answers /healthz and /readyz and keeps trying');
+    for (let attempt = 0; ; attempt++) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, backoffMs(attempt, { capMs: SCHEMA_RETRY_CAP_MS }));
+        wake = () => (clearTimeout(timer), resolve());
+      });
+      if (stopping) return;
+      const read = await readSchema();
+      if (stopping) {
+        if ('pgl' in read) await read.pgl.release();
+        return;
+      }
+      if ('pgl' in read) {
+        serveSchema(read.pgl);
+        log.info('database reachable: the API read its GraphQL schema and serves it');
+        return;
+      }
+      if (!isConnectionError(read.error)) {
+        halt(read.error);
+        return;
+      }
+    }
+  }
   return {
     url: `http://${host}:${port}`,
     port,
+    halted,
     async stop() {
       stopping = true;
+      wake?.();
       await rollUp?.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await pgl.release();
+      await pgl?.release();
       await pool.end();
+      await reading;
     },
   };
 }

@@ -441,7 +441,11 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
  * Answers /metrics, /healthz and /readyz; returns false for any other path (the
  * caller serves it). GET or HEAD only.
  */
-export function operationsRoutes(options: { registry: Registry; db: Queryable; reuseMs?: number }) {
+export function operationsRoutes(options: {
+  registry: Registry; db: Queryable; reuseMs?: number;
+  /** why the process is not ready though its database may answer (the API before it has read its schema), or nothing */
+  notReadyBecause?: () => string | undefined;
+}) {
   const question = sharedAnswer(() => askReadiness(options.db), options.reuseMs ?? DATABASE_ANSWER_REUSE_MS);
   const ready = () => readiness(options.db, question);
   return async function serve(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
@@ -453,7 +457,10 @@ export function operationsRoutes(options: { registry: Registry; db: Queryable; r
     if (path === '/healthz') {
       send(res, 200, 'application/json; charset=utf-8', JSON.stringify({ status: 'ok' }));
     } else if (path === '/readyz') {
-      const state = await ready();
+      let state = await ready();
+      // (the database's reason first: it says what to do)
+      const own = state.ready ? options.notReadyBecause?.() : undefined;
+      if (own) state = { ready: false, reason: own };
       send(res, state.ready ? 200 : 503, 'application/json; charset=utf-8',
         JSON.stringify(state.ready ? { status: 'ready', migration: state.migration, note: state.note } : { status: 'unavailable', reason: state.reason }));
     } else {

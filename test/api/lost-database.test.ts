@@ -3,11 +3,14 @@
 // the server restarts are answered with a named error a client can send again
 // (DATABASE_UNAVAILABLE), never a masked "An error occurred" or a hang; nothing of
 // such a request is kept, /readyz says not ready meanwhile, and once the server is
-// back the same API answers again, without a restart of its own.
+// back the same API answers again, without a restart of its own. So does an API
+// started while the server is down: it serves /healthz and /readyz meanwhile.
+import { Writable } from 'node:stream';
 import test from 'ava';
 import pg from 'pg';
+import pino from 'pino';
 import { AUTHENTICATOR_ROLE } from '../../api/authenticator.ts';
-import { startTestApi, type TestApi } from '../helpers/api.ts';
+import { startTestApi, testAuthenticatorUrl, type TestApi } from '../helpers/api.ts';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { restartablePostgres } from '../helpers/restartable-postgres.ts';
@@ -96,4 +99,44 @@ test.serial('Postgres restarted while the API runs: DATABASE_UNAVAILABLE meanwhi
   const read = await api.gql(token, '{ allWebhooks { nodes { name } } }');
   t.deepEqual(read.data?.allWebhooks.nodes.map((n: { name: string }) => n.name).sort(), ['After', 'Before']);
   t.deepEqual(await namesOf(pool, company.id), ['After', 'Before']);
+});
+
+// (it exited 1 at start, and under a supervisor nothing answered on its port until a
+// restart found the database up: an orchestrator's probes saw a refused connection,
+// not "alive, not ready")
+test.serial('an API started while Postgres is down: /healthz alive, /readyz not ready, DATABASE_UNAVAILABLE; ready once it is up, without a restart', async (t) => {
+  const server = await restartablePostgres(t, { migrated: true });
+  const pool = server.pool();
+  const company = await factories(pool).company();
+  const databaseUrl = await testAuthenticatorUrl(server.url);
+  await server.stop();
+
+  const lines: string[] = [];
+  const sink = new Writable({ write(chunk, _encoding, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done(); } });
+  const api = await startTestApi(server.url, { databaseUrl, log: pino({ name: 'bpd-webhooks-api' }, sink) });
+  t.teardown(() => api.stop());
+  const token = await api.token(company.id);
+  t.is((await fetch(`${api.api.url}/healthz`)).status, 200);
+  const notReady = await readyz(api);
+  t.is(notReady.status, 503);
+  t.deepEqual(JSON.parse(notReady.body), { status: 'unavailable', reason: 'database: not answering (ECONNREFUSED)' });
+  const refused = await api.gql(token, '{ allWebhooks { nodes { name } } }');
+  t.is(refused.status, 503);
+  t.is(refused.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', JSON.stringify(refused.errors));
+  t.regex(refused.errors![0]!.message, /send it again/);
+  t.notRegex(JSON.stringify(refused), /\bat \S+ \(|127\.0\.0\.1|ECONNREFUSED/, 'no stack, no address of the database');
+  t.is((await api.gql(undefined, '{ allWebhooks { nodes { name } } }')).status, 401, 'a request without a token is refused as ever');
+  t.deepEqual(lines.map((line) => JSON.parse(line).msg), ['database not reachable yet; the API answers /healthz and /readyz and keeps trying']);
+
+  await server.start();
+  await until('/readyz says ready', async () => (await readyz(api)).status === 200);
+  const created = await api.gql(token, CREATE, { name: 'Once up' });
+  t.is(created.errors, undefined, JSON.stringify(created.errors));
+  const read = await api.gql(token, '{ allWebhooks { nodes { name } } }');
+  t.deepEqual(read.data?.allWebhooks.nodes.map((n: { name: string }) => n.name), ['Once up']);
+  t.deepEqual(await namesOf(pool, company.id), ['Once up']);
+  t.deepEqual(lines.map((line) => JSON.parse(line).msg), [
+    'database not reachable yet; the API answers /healthz and /readyz and keeps trying',
+    'database reachable: the API read its GraphQL schema and serves it',
+  ]);
 });

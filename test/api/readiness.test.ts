@@ -3,9 +3,12 @@
 // the database does not answer: the API serves /readyz on the port of its page and GraphQL, so the reason
 // says what kind of failure it is, never the driver's words, which name the
 // database's host, address, port or role.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import test from 'ava';
+import { Registry } from 'prom-client';
 import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
-import { type Asked, EXPECTED_MIGRATION, readiness } from '../../ops/operations.ts';
+import { type Asked, EXPECTED_MIGRATION, operationsRoutes, readiness, requestPath } from '../../ops/operations.ts';
 
 const failing = (error: Error) => ({ query: () => Promise.reject(error) }) as unknown as Parameters<typeof readiness>[0];
 
@@ -17,6 +20,27 @@ test('a database that does not answer: its error code, not its host, address, po
   const refusedLogin = Object.assign(new Error('password authentication failed for user "bpd_api_login"'), { code: '28P01' });
   t.deepEqual(await readiness(failing(refusedLogin)), { ready: false, reason: 'database: not answering (SQLSTATE 28P01)' });
   t.deepEqual(await readiness(failing(new Error('Connection terminated unexpectedly'))), { ready: false, reason: 'database: not answering' });
+});
+
+// (the API that waited for its database as it started reads its GraphQL schema once the
+// database answers: between the two, the database was ready and GraphQL not yet served)
+test('/readyz: a process not ready of its own (notReadyBecause) says why once the database is ready; the database\'s reason first', async (t) => {
+  const current = { query: async () => ({ rows: [{ migration: EXPECTED_MIGRATION, applied: ENGINE_FINGERPRINT, replaced: null, releases: null }] }) };
+  const refused = failing(Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:5432'), { code: 'ECONNREFUSED' }));
+  const answers = async (db: unknown, own: string | undefined) => {
+    const serve = operationsRoutes({ registry: new Registry(), db: db as Parameters<typeof readiness>[0], reuseMs: 0, notReadyBecause: () => own });
+    const server = createServer((req, res) => void serve(req, res, requestPath(req)!));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/readyz`);
+      return { status: response.status, body: await response.json() };
+    } finally {
+      server.close();
+    }
+  };
+  t.deepEqual(await answers(current, undefined), { status: 200, body: { status: 'ready', migration: EXPECTED_MIGRATION } });
+  t.deepEqual(await answers(current, 'schema not read'), { status: 503, body: { status: 'unavailable', reason: 'schema not read' } });
+  t.deepEqual(await answers(refused, 'schema not read'), { status: 503, body: { status: 'unavailable', reason: 'database: not answering (ECONNREFUSED)' } });
 });
 
 // /readyz of the processes of three releases in a row, N-2, N-1 and N, this code

@@ -1,5 +1,6 @@
 // What stops `npm run api` as it starts, each in one line of its own: a setting out of
-// its bounds, or a database that does not answer.
+// its bounds, or a database that refuses it for good; and what does not: a database
+// that does not answer yet, which it waits for, answering /healthz and /readyz.
 //
 // The API's limits as the environment sets them (limitsFromEnv, api/limits.ts): each a
 // whole number within what node's timers and Postgres's settings hold. Past 2^31 - 1
@@ -11,9 +12,12 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
+import { signToken } from '../../api/auth.ts';
 import { DEFAULT_LIMITS, LIMIT_MOST, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from '../../api/limits.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
+import { databaseUrl } from '../helpers/db.ts';
 import { lines } from '../helpers/lines.ts';
+import { restartablePostgres } from '../helpers/restartable-postgres.ts';
 
 test('every API_ limit is a whole number from 1 to LIMIT_MOST; past it, or not one, the API stops naming the variable', (t) => {
   t.deepEqual(limitsFromEnv({}), DEFAULT_LIMITS);
@@ -46,16 +50,62 @@ for (const [name, value, said] of [
   });
 }
 
-// (a pg stack, and node's for a port taken: neither said it was the API's start that failed)
-test('npm run api whose database does not answer at start stops with one line saying so, exit status 1', async (t) => {
-  const port = await freePort();
+const SECRET = 'limit-settings-test-secret-of-length';
+
+/** `npm run api` against databaseUrl on a free port; its stdout and stderr lines. */
+function runApi(t: { teardown: (fn: () => void) => void }, url: string) {
   const api = spawn(process.execPath, [fileURLToPath(new URL('../../api/main.ts', import.meta.url))], {
-    env: { PATH: process.env.PATH, DATABASE_URL: `postgres://nobody@127.0.0.1:${port}/none`, JWT_SECRET: 'limit-settings-test-secret-of-length', PORT: '0' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { PATH: process.env.PATH, DATABASE_URL: url, JWT_SECRET: SECRET, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const err = lines(api.stderr!);
-  t.teardown(() => void (api.exitCode === null && api.kill('SIGKILL')));
+  t.teardown(() => void (api.exitCode === null && api.signalCode === null && api.kill('SIGKILL')));
+  return { api, out: lines(api.stdout!), err: lines(api.stderr!) };
+}
+
+// (it exited 1, in one line, for its supervisor to start it again: nothing answered
+// on its port meanwhile, and an orchestrator's probes saw a refused connection)
+test('npm run api whose database does not answer at start stays up: /healthz alive, /readyz not ready, GraphQL DATABASE_UNAVAILABLE', async (t) => {
+  const port = await freePort();
+  const { api, out, err } = runApi(t, `postgres://nobody@127.0.0.1:${port}/none`);
+  const [, url] = await out.next(/^Admin API: (http:\/\/\S+)\/graphql /);
+  await out.next(/database not reachable yet/, 60_000, 0);
+  t.is((await fetch(`${url}/healthz`)).status, 200);
+  const ready = await fetch(`${url}/readyz`);
+  t.is(ready.status, 503);
+  t.deepEqual(await ready.json(), { status: 'unavailable', reason: 'database: not answering (ECONNREFUSED)' });
+  const graphql = (token?: string) => fetch(`${url}/graphql`, { method: 'POST', body: '{"query":"{ __typename }"}',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+  const refused = await graphql(await signToken(SECRET, { companyId: '1' }));
+  t.is(refused.status, 503);
+  t.is(refused.headers.get('retry-after'), '1');
+  const { errors } = await refused.json() as { errors: Array<{ message: string; extensions: { code: string } }> };
+  t.deepEqual(errors.map((e) => e.extensions), [{ code: 'DATABASE_UNAVAILABLE' }]);
+  t.is((await graphql()).status, 401, 'no token: refused as ever');
+  t.deepEqual(err.seen, []);
+  api.kill('SIGTERM');
   const [code] = await once(api, 'close');
-  t.deepEqual(err.seen, [`the API could not start: connect ECONNREFUSED 127.0.0.1:${port} (it reads its schema from the database as it starts; start it again once the database answers)`]);
+  t.is(code, 0);
+  t.deepEqual(err.seen, []);
+});
+
+// (a wrong password, 28P01, likewise: neither is what a restart or a wait mends, and
+// the relay stops for them too)
+test('npm run api whose database refuses it for good (no such database, 3D000) stops with one line saying so, exit status 1', async (t) => {
+  const { api, err } = runApi(t, databaseUrl('bpd_no_such_database'));
+  const [code] = await once(api, 'close');
+  t.deepEqual(err.seen, ['the API could not start: database "bpd_no_such_database" does not exist (reading its schema from the database)']);
+  t.is(code, 1);
+});
+
+test('npm run api that waited for its database, which then refuses it for good, stops with one line saying so, exit status 1', async (t) => {
+  const server = await restartablePostgres(t);
+  const missing = new URL(server.url);
+  missing.pathname = '/bpd_no_such_database';
+  await server.stop();
+  const { api, out, err } = runApi(t, missing.toString());
+  await out.next(/database not reachable yet/);
+  await server.start();
+  const [code] = await once(api, 'close');
+  t.deepEqual(err.seen, ['the API could not start: database "bpd_no_such_database" does not exist (reading its schema from the database)']);
   t.is(code, 1);
 });

@@ -33,13 +33,20 @@ export interface TestApi {
   stop(): Promise<void>;
 }
 
+/** The URL the tests' API logs in with (the authenticator, its password set as ownerUrl). */
+export const testAuthenticatorUrl = (ownerUrl: string): Promise<string> => authenticatorUrl(ownerUrl, AUTHENTICATOR_PASSWORD);
+
 export async function startTestApi(
   ownerUrl: string,
-  options: { reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits>; idleConnectionMs?: number; log?: Logger; pageDir?: string } = {},
+  options: {
+    reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits>; idleConnectionMs?: number; log?: Logger; pageDir?: string;
+    /** the authenticator's URL as testAuthenticatorUrl gave it: the API starts without asking the owner's database (it may be down) */
+    databaseUrl?: string;
+  } = {},
 ): Promise<TestApi> {
   const jwtSecret = randomBytes(32).toString('base64url');
   const api = await startApi({
-    databaseUrl: await authenticatorUrl(ownerUrl, AUTHENTICATOR_PASSWORD),
+    databaseUrl: options.databaseUrl ?? await testAuthenticatorUrl(ownerUrl),
     jwtSecret,
     // the kernel's choice at listen: a port found free beforehand may be taken by then
     port: 0,
