@@ -18,7 +18,7 @@ import { staticFiles } from './static.ts';
 import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
 import { RequestRate } from './request-rate.ts';
-import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, requestPath } from '../ops/operations.ts';
+import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, readiness, requestPath } from '../ops/operations.ts';
 import { backoffMs } from '../relay/backoff.ts';
 import { EngineClient, ENGINE_SESSION_TIMEOUTS, isConnectionError, KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
 import { DEFAULT_API_HOST, DEFAULT_API_PORT } from './address.ts';
@@ -404,11 +404,24 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   /** Tries again, with a doubling pause, until the schema is read, the database refuses the API for good, or stop(). */
   async function keepReading(firstError: Error): Promise<void> {
     log.warn({ err: lostConnection(firstError) }, 'database not reachable yet; the API answers /healthz and /readyz and keeps trying');
-    for (let attempt = 0; ; attempt++) {
+    // (stop() ends the pool: whatever fails after it is no answer of the database's)
+    for (let attempt = 0; !stopping; attempt++) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, backoffMs(attempt, { capMs: SCHEMA_RETRY_CAP_MS }));
         wake = () => (clearTimeout(timer), resolve());
       });
+      if (stopping) return;
+      // the database answering, its schema is read once it is this code's (or the next
+      // release's, readiness): a deployment's database answers before its migrate has
+      // run, and a schema read then (of no engine, or the previous release's) would be
+      // served for good, /readyz saying ready once the migrate ran
+      const answered = await pool.query('select 1').then(() => undefined, (error: Error) => error);
+      if (stopping) return;
+      if (answered && !isConnectionError(answered)) {
+        halt(answered);
+        return;
+      }
+      if (answered || !(await readiness(pool)).ready) continue;
       if (stopping) return;
       const read = await readSchema();
       if (stopping) {

@@ -150,8 +150,11 @@ async function askReadiness(db: Queryable): Promise<Asked> {
       return { migration: row!.migration ?? null, applied: row!.applied ?? null, replaced: row!.replaced ?? null,
                releases: row!.releases ?? null };
     } catch (error) {
-      // undefined_function (and undefined_table, the record's, to be sure)
       const code = (error as { code?: string }).code;
+      // invalid_schema_name: no engine in this database (a database made, its migrate yet
+      // to run): it answers, migrated to nothing; said "not answering (SQLSTATE 3F000)"
+      if (code === '3F000') return { migration: null, applied: null, replaced: null, releases: null };
+      // undefined_function (and undefined_table, the record's, to be sure)
       if ((code !== '42883' && code !== '42P01') || i === READINESS_QUESTIONS.length - 1) throw error;
     }
   }

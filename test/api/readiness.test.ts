@@ -20,6 +20,10 @@ test('a database that does not answer: its error code, not its host, address, po
   const refusedLogin = Object.assign(new Error('password authentication failed for user "bpd_api_login"'), { code: '28P01' });
   t.deepEqual(await readiness(failing(refusedLogin)), { ready: false, reason: 'database: not answering (SQLSTATE 28P01)' });
   t.deepEqual(await readiness(failing(new Error('Connection terminated unexpectedly'))), { ready: false, reason: 'database: not answering' });
+  // (it answers: it has no engine yet, its migrate to run; this said "not answering (SQLSTATE 3F000)")
+  const noEngine = Object.assign(new Error('schema "webhooks_ops" does not exist'), { code: '3F000' });
+  t.deepEqual(await readiness(failing(noEngine)),
+    { ready: false, migration: undefined, reason: `database migrated to nothing, this code expects ${EXPECTED_MIGRATION}: run npm run migrate` });
 });
 
 // (the API that waited for its database as it started reads its GraphQL schema once the
