@@ -317,13 +317,14 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
           { 'www-authenticate': 'Bearer' });
         return;
       }
-      // nothing to run it on yet (a database that did not answer as the API started):
+      // nothing to run it on yet (a database that did not answer as the API started, or
+      // not yet migrated since):
       // refused as a request whose database cannot be reached is, before it counts
       // against its company's rate
       if (!graphql) {
         sendJson(res, 503, { errors: [{
-          message: 'the database could not be reached: the API has not yet read its schema from it, and keeps trying; ' +
-            'nothing was done: send it again in a moment',
+          message: 'the API has not yet read its schema from the database (not reachable, or not yet migrated for this ' +
+            'code: /readyz says which), and keeps trying; nothing was done: send it again in a moment',
           extensions: { code: DATABASE_UNAVAILABLE_CODE },
         }] }, { 'retry-after': '1' });
         return;
