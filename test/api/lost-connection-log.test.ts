@@ -4,13 +4,12 @@
 // node-postgres gives carries the connection's client with it, and logged whole, each
 // such line was some kilobytes of the client's state; then its stack, node-postgres's
 // own frames, which say nothing of where (no caller waits on an idle connection).
-import { Writable } from 'node:stream';
 import test from 'ava';
-import pino from 'pino';
 import { AUTHENTICATOR_ROLE, authenticatorUrl } from '../../api/authenticator.ts';
 import { startApi } from '../../api/server.ts';
 import { startTestApi } from '../helpers/api.ts';
 import { useTestDatabase } from '../helpers/db.ts';
+import { logLines } from '../helpers/lines.ts';
 import { freezableProxy } from '../helpers/proxy.ts';
 import { until } from '../helpers/until.ts';
 
@@ -18,12 +17,6 @@ const db = useTestDatabase(test);
 
 /** At most this long: the line's own fields, the message and a SQLSTATE, with room for a long host name. */
 const SHORT_LINE = 300;
-
-function logLines(): { lines: string[]; log: pino.Logger } {
-  const lines: string[] = [];
-  const sink = new Writable({ write(chunk, _encoding, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done(); } });
-  return { lines, log: pino({ name: 'bpd-webhooks-api' }, sink) };
-}
 
 const warm = () => until('the API has its warm connections', async () => (await db().pool.query(
   'select 1 from pg_stat_activity where datname = current_database() and usename = $1', [AUTHENTICATOR_ROLE])).rowCount! > 0);

@@ -5,27 +5,19 @@
 // such a request is kept, /readyz says not ready meanwhile, and once the server is
 // back the same API answers again, without a restart of its own. So does an API
 // started while the server is down: it serves /healthz and /readyz meanwhile.
-import { Writable } from 'node:stream';
 import test from 'ava';
 import pg from 'pg';
-import pino from 'pino';
 import { AUTHENTICATOR_ROLE } from '../../api/authenticator.ts';
 import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
 import { startTestApi, testAuthenticatorUrl, type TestApi } from '../helpers/api.ts';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { logLines } from '../helpers/lines.ts';
 import { restartablePostgres } from '../helpers/restartable-postgres.ts';
 import { until, within } from '../helpers/until.ts';
 import { migrate } from '../../tools/migrate.ts';
 
 const db = useTestDatabase(test);
-
-/** The lines a pino logger writes, and the logger. */
-function logLines(): { lines: string[]; log: pino.Logger } {
-  const lines: string[] = [];
-  const sink = new Writable({ write(chunk, _encoding, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done(); } });
-  return { lines, log: pino({ name: 'bpd-webhooks-api' }, sink) };
-}
 
 const CREATE = `mutation($name: String!) {
   createWebhook(input: { name: $name, url: "https://receiver.example.com/bpd", fields: ["first_name"], actions: [CONTACT_CREATED] }) {

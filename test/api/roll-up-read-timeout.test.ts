@@ -3,13 +3,12 @@
 // apiDatabaseReadTimeoutMs); a roll-up is one CALL that runs for minutes on a large
 // install, so it has its own bound (ROLL_UP_READ_TIMEOUT_MS, api/report-counts.ts).
 // Here a pool whose read timeout is short, and a roll-up kept waiting on a lock.
-import { Writable } from 'node:stream';
 import test from 'ava';
 import pg from 'pg';
-import pino from 'pino';
 import { rollUpReportCounts } from '../../api/report-counts.ts';
 import { EngineClient } from '../../relay/database.ts';
 import { ownConnection, useTestDatabase } from '../helpers/db.ts';
+import { logLines } from '../helpers/lines.ts';
 import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
@@ -23,9 +22,7 @@ const KEPT_WAITING_MS = POOL_READ_TIMEOUT_MS * 5;
 function apiLikePool(t: import('ava').ExecutionContext, readTimeoutMs = POOL_READ_TIMEOUT_MS) {
   const pool = new pg.Pool({ Client: EngineClient, connectionString: db().url, max: 1, query_timeout: readTimeoutMs });
   t.teardown(() => pool.end());
-  const lines: string[] = [];
-  const sink = new Writable({ write(chunk, _encoding, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done(); } });
-  return { pool, lines, log: pino({ name: 'bpd-webhooks-api' }, sink) };
+  return { pool, ...logLines() };
 }
 
 /** The roll-up's backend, once it waits for the test's lock. */

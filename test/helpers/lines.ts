@@ -1,4 +1,7 @@
-// The lines a child process writes (tools started as processes by the tests).
+// The lines a child process writes (tools started as processes by the tests), and
+// those a logger of the process itself writes.
+import { Writable } from 'node:stream';
+import pino from 'pino';
 
 /** Lines a process writes, and a way to wait for one that matches. */
 export function lines(stream: NodeJS.ReadableStream) {
@@ -33,4 +36,11 @@ export function lines(stream: NodeJS.ReadableStream) {
       });
     },
   };
+}
+
+/** A logger (pino, named as the API's) and the JSON lines it writes. */
+export function logLines(): { lines: string[]; log: pino.Logger } {
+  const lines: string[] = [];
+  const sink = new Writable({ write(chunk, _encoding, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done(); } });
+  return { lines, log: pino({ name: 'bpd-webhooks-api' }, sink) };
 }
