@@ -226,6 +226,16 @@ begin
 end;
 $$;
 
+-- private: was this delivery's payload left out for its size (payload_summary,
+-- 25_capture.sql)? Such a delivery is never sent: the view's writes ask it too
+create or replace function webhooks_private.payload_omitted(p_payload jsonb)
+returns boolean
+language sql
+immutable
+as $$
+  select p_payload #>> '{data,omitted,reason}' is not distinct from 'payload_too_large';
+$$;
+
 -- Writes to the view (DBAs' repairs, replays, tests) go to history, queue and
 -- results: a row pending or in flight has a queue row and no result, a finished one
 -- a result and no queue row (a success too: what it says is then its own).

@@ -343,15 +343,6 @@ as $$
                                             'setting', p_setting))));
 $$;
 
--- private: was this delivery's payload left out for its size (payload_summary)?
-create or replace function webhooks_private.payload_omitted(p_payload jsonb)
-returns boolean
-language sql
-immutable
-as $$
-  select p_payload #>> '{data,omitted,reason}' is not distinct from 'payload_too_large';
-$$;
-
 -- private (enqueue): merge a change into its contact's delivery still waiting out its
 -- coalesce window; false when there is none. Its queue row is locked so that no claim
 -- takes it while its payload changes, and given the size of the payload it will
