@@ -398,15 +398,23 @@ begin
   -- its message in history, in the partition of its day (22_outbox.sql). A contact
   -- whose id changed (move_contact_deliveries) is named by the id it has now, and the
   -- message keeps the first previous_contact_id it had: the id its receiver knows,
-  -- since nothing of this message was sent
+  -- since nothing of this message was sent. Its timestamp is the latest of its
+  -- changes' (the text of one format: compared as bytes, so that no payload a DBA
+  -- wrote by hand makes the write fail): a change merged by a transaction that began
+  -- before the message's first change carries that older start, and the message's
+  -- time went back, before the message itself (created_at), where
+  -- webhooks.find_message no longer found it by the timestamp its receiver got
+  -- (until 2026-12-07; test/sql/coalesce-writers.test.ts)
   execute format($sql$
     update %s h
-    set payload = jsonb_set(jsonb_set(
+    set payload = jsonb_set(jsonb_set(jsonb_set(
                     case when h.payload #> '{data,previous_contact_id}' is null then $1
                          else jsonb_set($1, '{data,previous_contact_id}', h.payload #> '{data,previous_contact_id}') end,
                     '{data,changed_fields}',
                     webhooks_private.changed_fields_union(h.payload #> '{data,changed_fields}', $1 #> '{data,changed_fields}')),
                     '{data,merged}', to_jsonb(coalesce((h.payload #>> '{data,merged}')::integer, 1) + 1)),
+                    '{timestamp}', coalesce(case when h.payload ->> 'timestamp' > $1 ->> 'timestamp' collate "C" then h.payload -> 'timestamp'
+                                                 else $1 -> 'timestamp' end, 'null')),
         contact_id = $4
     where h.id = $2 and h.created_at = $3$sql$,
     webhooks_private.history_relation(webhooks_private.utc_day(v_merge_created)))

@@ -192,3 +192,40 @@ test("an ordered webhook's merge of a change reads its contact's queue rows, not
   t.deepEqual(rows.map((row) => row.first_name), ['Second'], 'merged into the one waiting');
   t.true(used < 100, `the merge read ${used} rows and index entries of the queue (${BACKLOG} of another company's)`);
 });
+
+// A merge by a writer whose transaction began before the waiting message's own: its
+// change is the latest (it holds the contact row after the other committed), but its
+// transaction's start, the payload's timestamp, is older than the message's first
+// change. The message's timestamp never goes back: it stays the latest of its
+// changes' times, so that it is never older than the message (created_at), which is
+// what webhooks.find_message counts on to find it by that timestamp.
+test("a merge by a transaction begun before the message's first change keeps the message's timestamp; find_message finds it by it", async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'Before' });
+
+  // the second writer's transaction begins first (its now() is taken at its first statement)
+  const early = await pool.connect();
+  t.teardown(() => early.release(true));
+  await early.query('begin');
+  await early.query('select now()');
+  await pool.query(`update crm.contacts set city = 'First' where id = $1`, [contact.id]);
+  await early.query(`update crm.contacts set city = 'Latest' where id = $1`, [contact.id]);
+  await early.query('commit');
+
+  const { rows } = await pool.query(
+    `select id, message_id, payload, (payload ->> 'timestamp')::timestamptz - created_at as after_created,
+            to_char(created_at at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as created
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.is(rows.length, 1, 'one message');
+  const [message] = rows;
+  t.is(message.payload.data.merged, 2);
+  t.is(message.payload.data.contact.city, 'Latest', 'the latest values');
+  t.is(message.payload.timestamp, message.created, 'the first change\'s time, the latest of the two');
+  const { rows: found } = await pool.query('select delivery_id from webhooks.find_message($1, $2)',
+    [message.message_id, message.payload.timestamp]);
+  t.deepEqual(found.map((r) => r.delivery_id), [message.id], 'found by the timestamp its receiver got');
+});
