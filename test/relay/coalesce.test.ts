@@ -31,6 +31,12 @@ test('50 updates inside the window: one POST, the union of changed fields, merge
   t.is(burst.payload.data.merged, 50);
   t.deepEqual(burst.payload.data.contact, { id: Number(contact.id), city: 'City 50', phone: '555-0125' });
   t.is(burst.payload.data.source, 'import');
+  // what a DBA counts: one firing a message, the 50 changes of the burst one of them
+  // (Times Fired and webhooks.daily_counts count deliveries; data.merged the changes)
+  const { rows: [counted] } = await pool.query(
+    `select sum(fired)::int as fired, sum(pending)::int as pending from webhooks.daily_counts where webhook_id = $1`, [hook.id]);
+  t.deepEqual(counted, { fired: 2, pending: 2 });
+  t.is((await pool.query('select 1 from webhooks.fire_history where webhook_id = $1', [hook.id])).rows.length, 2);
 
   // the window ends: one POST
   const relay = testRelay(database.url);
