@@ -505,6 +505,65 @@ begin
 end;
 $$;
 
+-- private (capture): a contact deleted by a source a webhook ignores (its
+-- ignore_sources), on a webhook that hears contact.deleted: a sync that does not hear
+-- its own writes, and deleted the contact itself. Nothing of the contact is to reach it
+-- after that delete: its snapshot not sent yet (as a delete it hears fails it,
+-- fail_contact_snapshots) and its updates and saves still waiting out the coalesce
+-- window fail, not sent. Sent after the delete, each made a receiver that creates what
+-- it does not have bring back the contact it had just deleted (until 2026-12-07;
+-- test/sql/backfill.test.ts). One in flight, or retrying, is left to go (it was due
+-- before the delete); one another transaction holds is passed over, as in
+-- fail_contact_snapshots. Asked of the webhooks subscribed to contact.deleted that
+-- ignore the delete's source: a delete no webhook wants never comes here, and one
+-- that some webhook wants pays one more probe of the subscriptions' key.
+create or replace function webhooks_private.waiting_updates_locked(p_webhook_id bigint, p_contact_id bigint)
+returns bigint[]
+language sql
+as $$
+  select array(select q.delivery_id from webhooks.delivery_queue q
+               where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id and q.locked_by is null
+                 and q.action in ('contact.updated', 'contact.saved') and q.attempts = 0
+                 and coalesce(q.held_due, q.next_attempt_at) > now()
+               for update skip locked);
+$$;
+
+create or replace function webhooks_private.fail_unsent_of_deleted(p_webhook_id bigint, p_contact_id bigint)
+returns void
+language plpgsql
+as $$
+declare
+  v_why constant text := 'not sent: its contact was deleted before it was sent, by a source the webhook ignores (ignore_sources)';
+  v_ids bigint[];
+begin
+  perform webhooks_private.fail_contact_snapshots(p_webhook_id, p_contact_id, v_why);
+  -- (a writer in REPEATABLE READ or SERIALIZABLE pays for a subtransaction only when
+  -- there is one to fail, as in fail_contact_snapshots)
+  if current_setting('transaction_isolation') = 'read committed' then
+    v_ids := webhooks_private.waiting_updates_locked(p_webhook_id, p_contact_id);
+  elsif not exists (select 1 from webhooks.delivery_queue q
+                    where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id and q.locked_by is null
+                      and q.action in ('contact.updated', 'contact.saved') and q.attempts = 0
+                      and coalesce(q.held_due, q.next_attempt_at) > now()) then
+    return;
+  else
+    begin
+      v_ids := webhooks_private.waiting_updates_locked(p_webhook_id, p_contact_id);
+    exception when serialization_failure then
+      return;
+    end;
+  end if;
+  if cardinality(v_ids) = 0 then
+    return;
+  end if;
+  update webhooks.deliveries d
+  set state = 'failed',
+      completed_at = now(),
+      last_error = v_why
+  where d.id = any (v_ids) and d.state = 'pending';
+end;
+$$;
+
 -- private: write one delivery to the outbox. The only function that does (capture
 -- below and backfill, 35_backfill.sql, both write through it): what a delivery row is
 -- (its table, its columns) and when it is first due is the outbox's business, not
@@ -819,6 +878,15 @@ begin
   -- backend CPU loop)
   order by s.company_id, s.webhook_id;
   get diagnostics v_webhooks = row_count;
+  -- a delete the webhooks that ignore its source do not hear: what of the contact
+  -- waits to be sent to them goes no more (fail_unsent_of_deleted, above)
+  if p_action = 'contact.deleted' then
+    perform webhooks_private.fail_unsent_of_deleted(s.webhook_id, v_contact_id)
+    from webhooks_private.subscriptions s
+    where s.action = p_action and s.company_id = any (v_companies)
+      and p_source = any (s.ignore_sources)
+      and exists (select 1 from webhooks.webhooks w where w.id = s.webhook_id);
+  end if;
   return v_webhooks;
 end;
 $$;

@@ -254,6 +254,50 @@ test('a contact deleted after its snapshot was written, before it was sent: the 
   t.like(second, { contact_id: kept.id, state: 'failed', last_error: 'not sent: its contact was deleted before it was sent' });
 });
 
+test('a contact deleted by a source the webhook ignores: its snapshot and its update waiting out the window fail, not sent; nothing goes after the delete', async (t) => {
+  // A sync that ignores its own writes (ignore_sources) and deletes a contact hears no
+  // contact.deleted. Its snapshot of that contact, or an update of it waiting out the
+  // coalesce window, sent after the delete, made such a receiver, which creates what it
+  // does not have, bring back the contact it had just deleted.
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.deleted'], ignoreSources: ['sync'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const byTheSync = await f.contact(company.id);
+  const heard = await f.contact(company.id);
+  const repeatableRead = await f.contact(company.id);
+  const id = await start(hook.id);
+  t.is(await step(id), 3);
+  for (const contact of [byTheSync, heard, repeatableRead]) {
+    await db().pool.query(`update crm.contacts set city = 'Edited' where id = $1`, [contact.id]);
+  }
+  await inTransaction(db().pool, "set local webhooks.source = 'sync'",
+    (c) => c.query('delete from crm.contacts where id = $1', [byTheSync.id]));
+  await db().pool.query('delete from crm.contacts where id = $1', [heard.id]);
+  const rows = (await db().pool.query(
+    `select action, contact_id, state, last_error, next_attempt_at <= now() as due
+     from webhooks.deliveries where webhook_id = $1 order by contact_id, id`, [hook.id])).rows;
+  const gone = 'not sent: its contact was deleted before it was sent, by a source the webhook ignores (ignore_sources)';
+  t.deepEqual(rows.filter((r) => r.contact_id === byTheSync.id).map((r) => [r.action, r.state, r.last_error]), [
+    ['contact.snapshot', 'failed', gone],
+    ['contact.updated', 'failed', gone],
+  ]);
+  // a delete the webhook hears: the snapshot fails, the update goes at once, before the delete (as before)
+  t.deepEqual(rows.filter((r) => r.contact_id === heard.id).map((r) => [r.action, r.state, r.last_error, r.due]), [
+    ['contact.snapshot', 'failed', 'not sent: its contact was deleted before it was sent', true],
+    ['contact.updated', 'pending', null, true],
+    ['contact.deleted', 'pending', null, true],
+  ]);
+  // a writer in REPEATABLE READ the same
+  await inTransaction(db().pool, "set transaction isolation level repeatable read; set local webhooks.source = 'sync'",
+    (c) => c.query('delete from crm.contacts where id = $1', [repeatableRead.id]));
+  t.deepEqual((await deliveriesOf(db().pool, [hook.id])).filter((d) => d.contact_id === repeatableRead.id)
+    .map((d) => [d.action, d.state, d.last_error]), [
+    ['contact.snapshot', 'failed', gone],
+    ['contact.updated', 'failed', gone],
+  ]);
+});
+
 test('conditions or fields changed while a backfill runs decide the batches written after the change, not those before', async (t) => {
   const f = make();
   const company = await f.company();
