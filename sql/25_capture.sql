@@ -508,23 +508,22 @@ $$;
 -- private (capture): a contact deleted by a source a webhook ignores (its
 -- ignore_sources), on a webhook that hears contact.deleted: a sync that does not hear
 -- its own writes, and deleted the contact itself. Nothing of the contact is to reach it
--- after that delete: its snapshot not sent yet (as a delete it hears fails it,
--- fail_contact_snapshots) and its updates and saves still waiting out the coalesce
--- window fail, not sent. Sent after the delete, each made a receiver that creates what
--- it does not have bring back the contact it had just deleted (until 2026-12-07;
--- test/sql/backfill.test.ts). One in flight, or retrying, is left to go (it was due
--- before the delete); one another transaction holds is passed over, as in
--- fail_contact_snapshots. Asked of the webhooks subscribed to contact.deleted that
--- ignore the delete's source: a delete no webhook wants never comes here, and one
--- that some webhook wants pays one more probe of the subscriptions' key.
-create or replace function webhooks_private.waiting_updates_locked(p_webhook_id bigint, p_contact_id bigint)
+-- after that delete, and no contact.deleted follows to undo it: every delivery of the
+-- contact not sent yet fails, not sent (its snapshot, an update waiting out the
+-- coalesce window, one waiting for its turn or its retry). Sent after the delete, each
+-- made a receiver that creates what it does not have bring back the contact it had
+-- just deleted (until 2026-12-07; test/sql/backfill.test.ts). One in flight is left to
+-- its relay; one another transaction holds is passed over, as in
+-- fail_contact_snapshots (a writer never waits for a claim). Asked of the webhooks
+-- subscribed to contact.deleted that ignore the delete's source: a delete no webhook
+-- wants never comes here, and one that some webhook wants pays one more probe of the
+-- subscriptions' key.
+create or replace function webhooks_private.unsent_of_contact_locked(p_webhook_id bigint, p_contact_id bigint)
 returns bigint[]
 language sql
 as $$
   select array(select q.delivery_id from webhooks.delivery_queue q
                where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id and q.locked_by is null
-                 and q.action in ('contact.updated', 'contact.saved') and q.attempts = 0
-                 and coalesce(q.held_due, q.next_attempt_at) > now()
                for update skip locked);
 $$;
 
@@ -533,22 +532,18 @@ returns void
 language plpgsql
 as $$
 declare
-  v_why constant text := 'not sent: its contact was deleted before it was sent, by a source the webhook ignores (ignore_sources)';
   v_ids bigint[];
 begin
-  perform webhooks_private.fail_contact_snapshots(p_webhook_id, p_contact_id, v_why);
   -- (a writer in REPEATABLE READ or SERIALIZABLE pays for a subtransaction only when
   -- there is one to fail, as in fail_contact_snapshots)
   if current_setting('transaction_isolation') = 'read committed' then
-    v_ids := webhooks_private.waiting_updates_locked(p_webhook_id, p_contact_id);
+    v_ids := webhooks_private.unsent_of_contact_locked(p_webhook_id, p_contact_id);
   elsif not exists (select 1 from webhooks.delivery_queue q
-                    where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id and q.locked_by is null
-                      and q.action in ('contact.updated', 'contact.saved') and q.attempts = 0
-                      and coalesce(q.held_due, q.next_attempt_at) > now()) then
+                    where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id and q.locked_by is null) then
     return;
   else
     begin
-      v_ids := webhooks_private.waiting_updates_locked(p_webhook_id, p_contact_id);
+      v_ids := webhooks_private.unsent_of_contact_locked(p_webhook_id, p_contact_id);
     exception when serialization_failure then
       return;
     end;
@@ -559,7 +554,7 @@ begin
   update webhooks.deliveries d
   set state = 'failed',
       completed_at = now(),
-      last_error = v_why
+      last_error = 'not sent: its contact was deleted before it was sent, by a source the webhook ignores (ignore_sources)'
   where d.id = any (v_ids) and d.state = 'pending';
 end;
 $$;

@@ -254,14 +254,17 @@ test('a contact deleted after its snapshot was written, before it was sent: the 
   t.like(second, { contact_id: kept.id, state: 'failed', last_error: 'not sent: its contact was deleted before it was sent' });
 });
 
-test('a contact deleted by a source the webhook ignores: its snapshot and its update waiting out the window fail, not sent; nothing goes after the delete', async (t) => {
+test('a contact deleted by a source the webhook ignores: its deliveries not sent fail, its snapshot, its update waiting out the window, a change waiting its turn; nothing goes after the delete', async (t) => {
   // A sync that ignores its own writes (ignore_sources) and deletes a contact hears no
-  // contact.deleted. Its snapshot of that contact, or an update of it waiting out the
-  // coalesce window, sent after the delete, made such a receiver, which creates what it
-  // does not have, bring back the contact it had just deleted.
+  // contact.deleted. Its snapshot of that contact, an update of it waiting out the
+  // coalesce window, any change of it not sent yet, sent after the delete, made such a
+  // receiver, which creates what it does not have, bring back the contact it had just
+  // deleted.
   const f = make();
   const company = await f.company();
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.deleted'], ignoreSources: ['sync'] });
+  const status = await f.status(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.deleted', 'contact.status_added'],
+                                 ignoreSources: ['sync'] });
   await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
   const byTheSync = await f.contact(company.id);
   const heard = await f.contact(company.id);
@@ -271,6 +274,8 @@ test('a contact deleted by a source the webhook ignores: its snapshot and its up
   for (const contact of [byTheSync, heard, repeatableRead]) {
     await db().pool.query(`update crm.contacts set city = 'Edited' where id = $1`, [contact.id]);
   }
+  // a status change of the contact, due (it ends the update's wait) and not sent yet
+  await db().pool.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [byTheSync.id, status.id]);
   await inTransaction(db().pool, "set local webhooks.source = 'sync'",
     (c) => c.query('delete from crm.contacts where id = $1', [byTheSync.id]));
   await db().pool.query('delete from crm.contacts where id = $1', [heard.id]);
@@ -281,6 +286,7 @@ test('a contact deleted by a source the webhook ignores: its snapshot and its up
   t.deepEqual(rows.filter((r) => r.contact_id === byTheSync.id).map((r) => [r.action, r.state, r.last_error]), [
     ['contact.snapshot', 'failed', gone],
     ['contact.updated', 'failed', gone],
+    ['contact.status_added', 'failed', gone],
   ]);
   // a delete the webhook hears: the snapshot fails, the update goes at once, before the delete (as before)
   t.deepEqual(rows.filter((r) => r.contact_id === heard.id).map((r) => [r.action, r.state, r.last_error, r.due]), [
