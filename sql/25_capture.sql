@@ -554,7 +554,9 @@ begin
   update webhooks.deliveries d
   set state = 'failed',
       completed_at = now(),
-      last_error = 'not sent: its contact was deleted before it was sent, by a source the webhook ignores (ignore_sources)'
+      last_error = case when d.attempts > 0
+                        then 'not tried again: its contact was deleted, by a source the webhook ignores (ignore_sources)'
+                        else 'not sent: its contact was deleted before it was sent, by a source the webhook ignores (ignore_sources)' end
   where d.id = any (v_ids) and d.state = 'pending';
 end;
 $$;

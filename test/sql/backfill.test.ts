@@ -304,6 +304,37 @@ test('a contact deleted by a source the webhook ignores: its deliveries not sent
   ]);
 });
 
+test('a contact deleted by a source the webhook ignores: one waiting for its retry is not tried again, one in flight is left to its relay', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated', 'contact.deleted'], fields: ['city'],
+                                 ignoreSources: ['sync'] });
+  const contact = await f.contact(company.id);
+  const claim = async () => (await db().pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries('relay-a', 10, interval '1 minute', 10,
+       '{}'::bigint[], '{}'::integer[], array[$1::bigint])`, [hook.id])).rows.map((r) => r.delivery_id as string);
+  await db().pool.query(`update crm.contacts set city = 'Retried' where id = $1`, [contact.id]);
+  const [retried] = await claim();
+  // the receiver refuses it and asks for an hour
+  await db().pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{503}', '{null}', '{busy}', '{3600}')`,
+    [[retried], [new Date()]]);
+  await db().pool.query(`update crm.contacts set city = 'Sending' where id = $1`, [contact.id]);
+  const [sending] = await claim();
+  await db().pool.query(`update crm.contacts set city = 'Waiting' where id = $1`, [contact.id]);
+  await inTransaction(db().pool, "set local webhooks.source = 'sync'",
+    (c) => c.query('delete from crm.contacts where id = $1', [contact.id]));
+  const rows = (await db().pool.query(
+    `select id, payload #>> '{data,contact,city}' as city, state, attempts, last_error
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id])).rows;
+  t.is(rows[1].id, sending);
+  t.deepEqual(rows.map((r) => [r.city, r.state, r.attempts, r.last_error]), [
+    ['Retried', 'failed', 1, 'not tried again: its contact was deleted, by a source the webhook ignores (ignore_sources)'],
+    ['Sending', 'in_flight', 1, null],
+    ['Waiting', 'failed', 0, 'not sent: its contact was deleted before it was sent, by a source the webhook ignores (ignore_sources)'],
+  ]);
+});
+
 test('conditions or fields changed while a backfill runs decide the batches written after the change, not those before', async (t) => {
   const f = make();
   const company = await f.company();
