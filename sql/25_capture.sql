@@ -505,19 +505,20 @@ begin
 end;
 $$;
 
--- private (capture): a contact deleted by a source a webhook ignores (its
--- ignore_sources), on a webhook that hears contact.deleted: a sync that does not hear
--- its own writes, and deleted the contact itself. Nothing of the contact is to reach it
--- after that delete, and no contact.deleted follows to undo it: every delivery of the
--- contact not sent yet fails, not sent (its snapshot, an update waiting out the
--- coalesce window, one waiting for its turn or its retry). Sent after the delete, each
--- made a receiver that creates what it does not have bring back the contact it had
--- just deleted (until 2026-12-07; test/sql/backfill.test.ts). One in flight is left to
--- its relay; one another transaction holds is passed over, as in
--- fail_contact_snapshots (a writer never waits for a claim). Asked of the webhooks
--- subscribed to contact.deleted that ignore the delete's source: a delete no webhook
--- wants never comes here, and one that some webhook wants pays one more probe of the
--- subscriptions' key.
+-- private (capture): a contact deleted, or moved out of a company, by a source a
+-- webhook ignores (its ignore_sources), on a webhook that hears such a change (it is
+-- subscribed to contact.deleted, or to the action of the move): a sync that does not
+-- hear its own writes, and deleted the contact, or moved it to another company,
+-- itself. Nothing of the contact is to reach it after that, and no contact.deleted, no
+-- message of the move follows to undo it: every delivery of the contact not sent yet
+-- fails, not sent (its snapshot, an update waiting out the coalesce window, one
+-- waiting for its turn or its retry; p_gone says what became of the contact). Sent
+-- after the change, each made a receiver that creates what it does not have bring the
+-- contact back (until 2026-12-07; test/sql/backfill.test.ts). One in flight is left
+-- to its relay; one another transaction holds is passed over, as in
+-- fail_contact_snapshots (a writer never waits for a claim). Asked of those webhooks
+-- alone: a delete or move no webhook wants never comes here, and one that some
+-- webhook wants pays one more probe of the subscriptions' key.
 create or replace function webhooks_private.unsent_of_contact_locked(p_webhook_id bigint, p_contact_id bigint)
 returns bigint[]
 language sql
@@ -527,7 +528,7 @@ as $$
                for update skip locked);
 $$;
 
-create or replace function webhooks_private.fail_unsent_of_deleted(p_webhook_id bigint, p_contact_id bigint)
+create or replace function webhooks_private.fail_unsent_of_gone(p_webhook_id bigint, p_contact_id bigint, p_gone text)
 returns void
 language plpgsql
 as $$
@@ -555,8 +556,9 @@ begin
   set state = 'failed',
       completed_at = now(),
       last_error = case when d.attempts > 0
-                        then 'not tried again: its contact was deleted, by a source the webhook ignores (ignore_sources)'
-                        else 'not sent: its contact was deleted before it was sent, by a source the webhook ignores (ignore_sources)' end
+                        then format('not tried again: its contact %s, by a source the webhook ignores (ignore_sources)', p_gone)
+                        else format('not sent: its contact %s before it was sent, by a source the webhook ignores (ignore_sources)',
+                                    p_gone) end
   where d.id = any (v_ids) and d.state = 'pending';
 end;
 $$;
@@ -815,6 +817,8 @@ declare
   v_timestamp constant text := to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
   v_companies bigint[];
   v_webhooks integer;
+  -- the company the contact leaves, no longer concerned by it (a move)
+  v_left bigint;
 begin
   -- the companies concerned: most contacts have no assignment, and then the owner
   -- alone is (an array built here costs less than a union in the statement below)
@@ -835,6 +839,7 @@ begin
   end if;
   if p_also_company is not null and p_also_company <> all (v_companies) then
     v_companies := v_companies || p_also_company;
+    v_left := p_also_company;
   end if;
 
   -- one statement, flat: an index scan of the primary key of subscriptions (action,
@@ -875,12 +880,16 @@ begin
   -- backend CPU loop)
   order by s.company_id, s.webhook_id;
   get diagnostics v_webhooks = row_count;
-  -- a delete the webhooks that ignore its source do not hear: what of the contact
-  -- waits to be sent to them goes no more (fail_unsent_of_deleted, above)
-  if p_action = 'contact.deleted' then
-    perform webhooks_private.fail_unsent_of_deleted(s.webhook_id, v_contact_id)
+  -- a delete, or a move out of a company, that the webhooks ignoring its source do
+  -- not hear: what of the contact waits to be sent to them goes no more
+  -- (fail_unsent_of_gone, above)
+  if p_action = 'contact.deleted' or v_left is not null then
+    perform webhooks_private.fail_unsent_of_gone(s.webhook_id, v_contact_id,
+                                                 case when p_action = 'contact.deleted' then 'was deleted'
+                                                      else 'left the company' end)
     from webhooks_private.subscriptions s
-    where s.action = p_action and s.company_id = any (v_companies)
+    where s.action = p_action
+      and s.company_id = any (case when p_action = 'contact.deleted' then v_companies else array[v_left] end)
       and p_source = any (s.ignore_sources)
       and exists (select 1 from webhooks.webhooks w where w.id = s.webhook_id);
   end if;

@@ -335,6 +335,33 @@ test('a contact deleted by a source the webhook ignores: one waiting for its ret
   ]);
 });
 
+test('a contact moved out of the company by a source the webhook ignores: its deliveries not sent to that company fail, as for a delete', async (t) => {
+  // The sync moves a contact to another company itself and hears nothing of it; an
+  // update of the contact waiting out the window, sent after the move, put the contact
+  // back into the company's copy.
+  const f = make();
+  const company = await f.company();
+  const other = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city', 'company_id'], ignoreSources: ['sync'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const bySync = await f.contact(company.id);
+  const heard = await f.contact(company.id);
+  for (const contact of [bySync, heard]) {
+    await db().pool.query(`update crm.contacts set city = 'Edited' where id = $1`, [contact.id]);
+  }
+  await inTransaction(db().pool, "set local webhooks.source = 'sync'",
+    (c) => c.query('update crm.contacts set company_id = $2 where id = $1', [bySync.id, other.id]));
+  await db().pool.query('update crm.contacts set company_id = $2 where id = $1', [heard.id, other.id]);
+  const rows = (await db().pool.query(
+    `select contact_id, state, last_error, payload #>> '{data,contact,company_id}' as company_id, payload #> '{data,merged}' as merged
+     from webhooks.deliveries where webhook_id = $1 order by contact_id, id`, [hook.id])).rows;
+  t.deepEqual(rows.map((r) => [r.contact_id, r.state, r.last_error, r.company_id, r.merged]), [
+    [bySync.id, 'failed', 'not sent: its contact left the company before it was sent, by a source the webhook ignores (ignore_sources)', company.id, 1],
+    // a move the webhook hears: merged into the update waiting, which tells where it went
+    [heard.id, 'pending', null, other.id, 2],
+  ]);
+});
+
 test('conditions or fields changed while a backfill runs decide the batches written after the change, not those before', async (t) => {
   const f = make();
   const company = await f.company();
