@@ -441,7 +441,26 @@ as $$
                    for update skip locked);
 $$;
 
--- private (enqueue): a contact deleted while a backfill's snapshot of it waits to be
+-- private (fail_unsent): the webhook's deliveries of the contact not sent yet (its
+-- snapshots alone, p_snapshots_only), locked, passing over those another transaction
+-- holds
+drop function if exists webhooks_private.unsent_snapshots_locked(bigint, bigint);
+drop function if exists webhooks_private.unsent_of_contact_locked(bigint, bigint);
+create or replace function webhooks_private.unsent_of_contact_locked(p_webhook_id bigint, p_contact_id bigint, p_snapshots_only boolean)
+returns bigint[]
+language sql
+as $$
+  select array(select q.delivery_id from webhooks.delivery_queue q
+               where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
+                 and (not p_snapshots_only or q.action = 'contact.snapshot') and q.locked_by is null
+               for update skip locked);
+$$;
+
+-- private (enqueue, capture): the webhook's deliveries of the contact not sent yet
+-- (its snapshots alone, p_snapshots_only) fail, with p_why, or p_why_tried for one
+-- tried before (waiting for its retry)
+--
+-- Enqueue's: a contact deleted while a backfill's snapshot of it waits to be
 -- sent (for webhooks.backfill_defer, or its retry): the snapshot fails, not sent. It
 -- would go after the delete, which is due at once, and a receiver that creates the
 -- contacts it does not have brought the contact back (until 2026-12-07;
@@ -456,20 +475,11 @@ $$;
 -- one another transaction holds (a writer never waits for a claim). Through the view,
 -- as a DBA's repair: each leaves the queue with its result, and on an ordered webhook
 -- the next of its contact goes (22_outbox.sql).
--- private (fail_contact_snapshots): the webhook's snapshots of the contact not
--- sent yet, locked, passing over those another transaction holds
-create or replace function webhooks_private.unsent_snapshots_locked(p_webhook_id bigint, p_contact_id bigint)
-returns bigint[]
-language sql
-as $$
-  select array(select q.delivery_id from webhooks.delivery_queue q
-               where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
-                 and q.action = 'contact.snapshot' and q.locked_by is null
-               for update skip locked);
-$$;
-
 drop function if exists webhooks_private.fail_snapshots_of_deleted(bigint, bigint);
-create or replace function webhooks_private.fail_contact_snapshots(p_webhook_id bigint, p_contact_id bigint, p_why text)
+drop function if exists webhooks_private.fail_contact_snapshots(bigint, bigint, text);
+drop function if exists webhooks_private.fail_unsent_of_gone(bigint, bigint, text);
+create or replace function webhooks_private.fail_unsent(p_webhook_id bigint, p_contact_id bigint, p_snapshots_only boolean,
+                                                        p_why text, p_why_tried text default null)
 returns void
 language plpgsql
 as $$
@@ -477,19 +487,19 @@ declare
   v_ids bigint[];
 begin
   -- (a writer in REPEATABLE READ or SERIALIZABLE meets a serialization failure when a
-  -- claim changed the row since its snapshot: the snapshot goes. Only such a writer
+  -- claim changed the row since its snapshot: the delivery goes. Only such a writer
   -- pays for the block's subtransaction, as in enqueue's merge, and only when there is
-  -- a snapshot to fail: a delete of thousands of contacts would overflow each backend's
+  -- a delivery to fail: a delete of thousands of contacts would overflow each backend's
   -- cache of them. In READ COMMITTED the locking read is the one probe.)
   if current_setting('transaction_isolation') = 'read committed' then
-    v_ids := webhooks_private.unsent_snapshots_locked(p_webhook_id, p_contact_id);
+    v_ids := webhooks_private.unsent_of_contact_locked(p_webhook_id, p_contact_id, p_snapshots_only);
   elsif not exists (select 1 from webhooks.delivery_queue q
                     where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id
-                      and q.action = 'contact.snapshot' and q.locked_by is null) then
+                      and (not p_snapshots_only or q.action = 'contact.snapshot') and q.locked_by is null) then
     return;
   else
     begin
-      v_ids := webhooks_private.unsent_snapshots_locked(p_webhook_id, p_contact_id);
+      v_ids := webhooks_private.unsent_of_contact_locked(p_webhook_id, p_contact_id, p_snapshots_only);
     exception when serialization_failure then
       return;
     end;
@@ -500,65 +510,7 @@ begin
   update webhooks.deliveries d
   set state = 'failed',
       completed_at = now(),
-      last_error = p_why
-  where d.id = any (v_ids) and d.state = 'pending';
-end;
-$$;
-
--- private (capture): a contact deleted, or moved out of a company, by a source a
--- webhook ignores (its ignore_sources), on a webhook that hears such a change (it is
--- subscribed to contact.deleted, or to the action of the move): a sync that does not
--- hear its own writes, and deleted the contact, or moved it to another company,
--- itself. Nothing of the contact is to reach it after that, and no contact.deleted, no
--- message of the move follows to undo it: every delivery of the contact not sent yet
--- fails, not sent (its snapshot, an update waiting out the coalesce window, one
--- waiting for its turn or its retry; p_gone says what became of the contact). Sent
--- after the change, each made a receiver that creates what it does not have bring the
--- contact back (until 2026-12-07; test/sql/backfill.test.ts). One in flight is left
--- to its relay; one another transaction holds is passed over, as in
--- fail_contact_snapshots (a writer never waits for a claim). Asked of those webhooks
--- alone: a delete or move no webhook wants never comes here, and one that some
--- webhook wants pays one more probe of the subscriptions' key.
-create or replace function webhooks_private.unsent_of_contact_locked(p_webhook_id bigint, p_contact_id bigint)
-returns bigint[]
-language sql
-as $$
-  select array(select q.delivery_id from webhooks.delivery_queue q
-               where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id and q.locked_by is null
-               for update skip locked);
-$$;
-
-create or replace function webhooks_private.fail_unsent_of_gone(p_webhook_id bigint, p_contact_id bigint, p_gone text)
-returns void
-language plpgsql
-as $$
-declare
-  v_ids bigint[];
-begin
-  -- (a writer in REPEATABLE READ or SERIALIZABLE pays for a subtransaction only when
-  -- there is one to fail, as in fail_contact_snapshots)
-  if current_setting('transaction_isolation') = 'read committed' then
-    v_ids := webhooks_private.unsent_of_contact_locked(p_webhook_id, p_contact_id);
-  elsif not exists (select 1 from webhooks.delivery_queue q
-                    where q.webhook_id = p_webhook_id and q.contact_id = p_contact_id and q.locked_by is null) then
-    return;
-  else
-    begin
-      v_ids := webhooks_private.unsent_of_contact_locked(p_webhook_id, p_contact_id);
-    exception when serialization_failure then
-      return;
-    end;
-  end if;
-  if cardinality(v_ids) = 0 then
-    return;
-  end if;
-  update webhooks.deliveries d
-  set state = 'failed',
-      completed_at = now(),
-      last_error = case when d.attempts > 0
-                        then format('not tried again: its contact %s, by a source the webhook ignores (ignore_sources)', p_gone)
-                        else format('not sent: its contact %s before it was sent, by a source the webhook ignores (ignore_sources)',
-                                    p_gone) end
+      last_error = case when d.attempts > 0 then coalesce(p_why_tried, p_why) else p_why end
   where d.id = any (v_ids) and d.state = 'pending';
 end;
 $$;
@@ -620,12 +572,12 @@ declare
   v_created_at timestamptz := now();
 begin
   if p_action = 'contact.deleted' then
-    perform webhooks_private.fail_contact_snapshots(p_webhook_id, p_contact_id,
+    perform webhooks_private.fail_unsent(p_webhook_id, p_contact_id, true,
       'not sent: its contact was deleted before it was sent');
   elsif p_action in ('contact.updated', 'contact.saved') and p_payload -> 'data' ? 'previous_contact_id' then
     -- (a change of the contact's id: its deliveries are under the new id already,
     -- contact_id_changed; an update that keeps the id pays this look at its payload)
-    perform webhooks_private.fail_contact_snapshots(p_webhook_id, p_contact_id,
+    perform webhooks_private.fail_unsent(p_webhook_id, p_contact_id, true,
       'not sent: its contact''s id changed before it was sent, and the change''s message carries it (data.previous_contact_id)');
   end if;
   if v_late then
@@ -880,14 +832,25 @@ begin
   -- backend CPU loop)
   order by s.company_id, s.webhook_id;
   get diagnostics v_webhooks = row_count;
-  -- a delete, or a move out of a company, that the webhooks ignoring its source do
-  -- not hear: what of the contact waits to be sent to them goes no more
-  -- (fail_unsent_of_gone, above)
+  -- A contact deleted, or moved out of a company, by a source a webhook ignores (its
+  -- ignore_sources), on a webhook that hears such a change (it is subscribed to
+  -- contact.deleted, or to the action of the move): a sync that does not hear its own
+  -- writes, and deleted the contact, or moved it to another company, itself. Nothing
+  -- of the contact is to reach it after that, and no contact.deleted, no message of the
+  -- move follows to undo it: every delivery of the contact not sent yet fails (its
+  -- snapshot, an update waiting out the coalesce window, one waiting for its turn or
+  -- its retry). Sent after the change, each made a receiver that creates what it does
+  -- not have bring the contact back (until 2026-12-07; test/sql/backfill.test.ts). One
+  -- in flight is left to its relay; one another transaction holds is passed over
+  -- (fail_unsent: a writer never waits for a claim). Asked of those webhooks alone: a
+  -- delete or move no webhook wants never comes here, and one that some webhook wants
+  -- pays one more probe of the subscriptions' key.
   if p_action = 'contact.deleted' or v_left is not null then
-    perform webhooks_private.fail_unsent_of_gone(s.webhook_id, v_contact_id,
-                                                 case when p_action = 'contact.deleted' then 'was deleted'
-                                                      else 'left the company' end)
-    from webhooks_private.subscriptions s
+    perform webhooks_private.fail_unsent(s.webhook_id, v_contact_id, false,
+              format('not sent: its contact %s before it was sent, by a source the webhook ignores (ignore_sources)', g.gone),
+              format('not tried again: its contact %s, by a source the webhook ignores (ignore_sources)', g.gone))
+    from webhooks_private.subscriptions s,
+         (select case when p_action = 'contact.deleted' then 'was deleted' else 'left the company' end as gone) g
     where s.action = p_action
       and s.company_id = any (case when p_action = 'contact.deleted' then v_companies else array[v_left] end)
       and p_source = any (s.ignore_sources)
