@@ -111,9 +111,30 @@ as $$
   select interval '250 milliseconds';
 $$;
 
+-- private: the ids of the contacts a backfill of the company examines after p_after,
+-- in id order, at most p_limit: those of the company, and those assigned to one of its
+-- users. Each side reads one index range. (A SQL function its callers' plans take in.)
+create or replace function webhooks_private.backfill_contact_ids(p_company_id bigint, p_after bigint, p_limit integer)
+returns table (id bigint)
+language sql
+stable
+as $$
+  select ids.id
+  from ((select o.id from crm.contacts o
+         where o.company_id = p_company_id and o.id > p_after
+         order by o.id limit p_limit)
+        union
+        (select a.contact_id from crm.users u
+         join crm.contact_assignments a on a.user_id = u.id
+         where u.company_id = p_company_id and a.contact_id > p_after
+         group by a.contact_id
+         order by a.contact_id limit p_limit)) ids
+  order by ids.id
+  limit p_limit;
+$$;
+
 -- private: the contacts of a backfill's walk after p_after, in id order, at most
--- p_limit: those of the company, and those assigned to one of its users. Each side
--- reads one index range.
+-- p_limit (backfill_contact_ids)
 create or replace function webhooks_private.backfill_contacts(p_company_id bigint, p_after bigint, p_limit integer)
 returns setof crm.contacts
 language sql
@@ -121,21 +142,7 @@ stable
 as $$
   select c.*
   from crm.contacts c
-  where c.id in (
-    select ids.id
-    from (
-      (select o.id from crm.contacts o
-       where o.company_id = p_company_id and o.id > p_after
-       order by o.id limit p_limit)
-      union
-      (select a.contact_id from crm.users u
-       join crm.contact_assignments a on a.user_id = u.id
-       where u.company_id = p_company_id and a.contact_id > p_after
-       group by a.contact_id
-       order by a.contact_id limit p_limit)
-    ) ids
-    order by ids.id
-    limit p_limit)
+  where c.id in (select ids.id from webhooks_private.backfill_contact_ids(p_company_id, p_after, p_limit) ids)
   order by c.id;
 $$;
 
@@ -219,25 +226,14 @@ $$;
 
 -- private: of the contacts a backfill of the company examines (backfill_examined's),
 -- those with ids after p_after, p_limit at most: how many, and the last id. One index
--- range of each side, as the walk's (backfill_contacts).
+-- range of each side, as the walk's (backfill_contact_ids).
 create or replace function webhooks_private.backfill_examined_after(p_company_id bigint, p_after bigint, p_limit integer,
                                                                     out examined bigint, out last_id bigint)
 language sql
 stable
 as $$
   select count(*), max(ids.id)
-  from (select u.id
-        from ((select o.id from crm.contacts o
-               where o.company_id = p_company_id and o.id > p_after
-               order by o.id limit p_limit)
-              union
-              (select a.contact_id from crm.users u
-               join crm.contact_assignments a on a.user_id = u.id
-               where u.company_id = p_company_id and a.contact_id > p_after
-               group by a.contact_id
-               order by a.contact_id limit p_limit)) u
-        order by u.id
-        limit p_limit) ids;
+  from webhooks_private.backfill_contact_ids(p_company_id, p_after, p_limit) ids;
 $$;
 
 -- public (GraphQL: backfillContactsCountedUpTo): the most contacts
