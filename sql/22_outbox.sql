@@ -236,6 +236,22 @@ as $$
   select p_payload #>> '{data,omitted,reason}' is not distinct from 'payload_too_large';
 $$;
 
+-- private: refuses to send such a delivery again (replay_delivery, 30_delivery.sql; a
+-- DBA's write through the view, below): the summary would go as the message, signed
+create or replace function webhooks_private.refuse_omitted_payload(p_id bigint, p_payload jsonb, p_column text)
+returns void
+language plpgsql
+as $$
+begin
+  raise exception using
+    errcode = 'object_not_in_prerequisite_state',
+    message = format('delivery %s was never sent: its payload was over %s, and only a summary of it was kept',
+                     p_id, coalesce(p_payload #>> '{data,omitted,setting}', 'webhooks.max_payload_bytes')),
+    constraint = 'delivery_payload_too_large',
+    column = p_column;
+end;
+$$;
+
 -- Writes to the view (DBAs' repairs, replays, tests) go to history, queue and
 -- results: a row pending or in flight has a queue row and no result, a finished one
 -- a result and no queue row (a success too: what it says is then its own).
@@ -375,12 +391,7 @@ begin
   -- by hand is refused as replay_delivery refuses it (until 2026-12-07 it was sent).
   if v_queued and (tg_op = 'INSERT' or old.state not in ('pending', 'in_flight'))
      and webhooks_private.payload_omitted(new.payload) then
-    raise exception using
-      errcode = 'object_not_in_prerequisite_state',
-      message = format('delivery %s cannot be sent: its payload was over %s, and only a summary of it was kept',
-                       new.id, coalesce(new.payload #>> '{data,omitted,setting}', 'webhooks.max_payload_bytes')),
-      constraint = 'delivery_payload_too_large',
-      column = 'state';
+    perform webhooks_private.refuse_omitted_payload(new.id, new.payload, 'state');
   end if;
   if (new.state = 'in_flight') <> (new.locked_by is not null and new.locked_until is not null)
      or (new.state <> 'in_flight' and (new.locked_by is not null or new.locked_until is not null)) then

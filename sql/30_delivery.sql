@@ -1565,12 +1565,7 @@ begin
   end if;
   if webhooks_private.payload_omitted(v.payload) then
     -- only a summary was kept (webhooks_private.enqueue): nothing to send again
-    raise exception using
-      errcode = 'object_not_in_prerequisite_state',
-      message = format('delivery %s was never sent: its payload was over %s, and only a summary of it was kept',
-                       v.id, coalesce(v.payload #>> '{data,omitted,setting}', 'webhooks.max_payload_bytes')),
-      constraint = 'delivery_payload_too_large',
-      column = 'id';
+    perform webhooks_private.refuse_omitted_payload(v.id, v.payload, 'id');
   end if;
   v_webhook := webhooks_private.webhook_for_update(v.webhook_id);
   perform webhooks_private.require_enabled(v_webhook);

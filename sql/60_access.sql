@@ -304,6 +304,7 @@ grant execute on function
   webhooks_private.require_enabled(webhooks.webhooks, text, text),
   webhooks_private.requeue_deliveries(bigint[], timestamptz[]),
   webhooks_private.payload_omitted(jsonb),
+  webhooks_private.refuse_omitted_payload(bigint, jsonb, text),
   webhooks_private.replay_max_deliveries(),
   webhooks_private.first_kept_day(),
   webhooks_private.fail_unsent_snapshots(webhooks.backfills, bigint[]),
