@@ -996,7 +996,7 @@ test('backfill_contacts_count: the contacts a backfill of the caller\'s company 
     `insert into crm.contact_assignments (contact_id, user_id) values ($1, $4), ($2, $4), ($3, $4), ($1, $5)`,
     [theirs[0].id, theirs[1].id, theirs[2].id, ann.id, bob.id]);
   const { rows: [{ examined, most }] } = await db().pool.query(
-    'select webhooks_private.backfill_examined($1)::int as examined, webhooks.backfill_contacts_counted_up_to() as most', [company.id]);
+    'select (webhooks_private.backfill_examined_after($1, 0, 2147483647)).examined::int as examined, webhooks.backfill_contacts_counted_up_to() as most', [company.id]);
   t.is(examined, 15);
   t.is(most, 10_000);
   t.is((await contactsCountOf(company.id)).count, 15);
