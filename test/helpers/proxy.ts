@@ -36,6 +36,16 @@ export async function freezableProxy(
     }
     client.pipe(upstream);
     upstream.pipe(client);
+    // a side that closes closes the other while the path carries bytes: pipe() passes
+    // on an end, not a reset (a server that ends a backend with the client's next
+    // query unread resets), and a client then waited for ever for an answer its server
+    // had given up (test/sql/migrate-lost.test.ts, once in four runs). A frozen path
+    // (freeze, deafen) stays silent, as its networks do.
+    for (const [socket, other] of [[client, upstream], [upstream, client]] as const) {
+      socket.on('close', () => {
+        if (live.has(other) && (socket === client || answers.has(upstream))) other.destroy();
+      });
+    }
     answers.set(upstream, client);
     upstream.on('close', () => answers.delete(upstream));
   });
