@@ -444,12 +444,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private ended = false;
   private readonly timer: NodeJS.Timeout;
   private readonly limit: number;
+  private readonly timeoutMs: number;
   private readonly now: () => number;
   private readonly done: (ended: Ended) => void;
 
   /** `now`: the sender's clock (the database's as the relay reads it), which a Retry-After date is read against */
   constructor(limit: number, timeoutMs: number, now: () => number, done: (ended: Ended) => void) {
     this.limit = limit;
+    this.timeoutMs = timeoutMs;
     this.now = now;
     this.done = done;
     this.timer = setTimeout(() => {
@@ -493,20 +495,32 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, error: Error): void {
-    if ((error instanceof LongBody || endsAtItsHeaders(this.status, error)) && !this.timedOut) this.respond();
-    else this.end({ kind: 'failed', error, timedOut: this.timedOut });
+    if (this.timedOut) {
+      // a final status other than 2xx, its body not ended in time: the status line is
+      // the receiver's answer (a 410 disables, a 429's Retry-After is read), said to
+      // be cut short. A 2xx is no acknowledgement until its body ends: a timeout.
+      // (1xx are interim: a status below 200 is no answer yet)
+      if (this.status >= 300) this.respond(`the response's body did not end within ${this.timeoutMs} ms`);
+      else this.end({ kind: 'failed', error, timedOut: true });
+    } else if (error instanceof LongBody || endsAtItsHeaders(this.status, error)) {
+      this.respond();
+    } else {
+      this.end({ kind: 'failed', error, timedOut: false });
+    }
   }
 
-  private respond(): void {
+  /** `cutShort`: why the body was not read to its end, if it was not (a timeout's words) */
+  private respond(cutShort: string | null = null): void {
     const status = this.status;
+    // (a 2xx, the usual answer, makes no note: its Location is not read)
+    const redirect = status >= 300 && status < 400 ? this.redirectNote(status) : null;
     this.end({
       kind: 'response',
       status,
       bodyExcerpt: this.chunks.length === 0 ? '' : excerptDecoder.decode(Buffer.concat(this.chunks)).replaceAll('\u0000', '\uFFFD'),
       // the clock read only for a response that has the header
       retryAfterSeconds: this.headers['retry-after'] === undefined ? null : parseRetryAfter(this.headers['retry-after'], this.now()),
-      // (a 2xx, the usual answer, makes no note: its Location is not read)
-      note: status >= 300 && status < 400 ? this.redirectNote(status) : null,
+      note: redirect && cutShort ? `${redirect}; ${cutShort}` : redirect ?? cutShort,
     });
   }
 

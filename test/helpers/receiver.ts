@@ -10,8 +10,9 @@
 //
 // Replies: a status code, { status, body, headers }, { ..., after: promise } (answers
 // once the test resolves the promise), { ..., delayMs } (answers that long after the
-// request arrived: a slow receiver), or 'hang' (never answers until the receiver
-// closes; the sender's timeout must end it). Unscripted requests get the route's
+// request arrived: a slow receiver), { ..., bodyStalls: true } (sends its status,
+// headers and `body`, then never ends the body until the receiver closes), or 'hang'
+// (never answers until the receiver closes; the sender's timeout must end it). Unscripted requests get the route's
 // `otherwise` (default 200).
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -20,7 +21,7 @@ import { Webhook } from 'standardwebhooks';
 export type Reply =
   | number
   | 'hang'
-  | { status: number; body?: string; headers?: Record<string, string>; after?: Promise<unknown>; delayMs?: number };
+  | { status: number; body?: string; headers?: Record<string, string>; after?: Promise<unknown>; delayMs?: number; bodyStalls?: true };
 
 /** Replies that each wait for their own gate, opened one by one by the test (`opens[i]()`). */
 export function gatedReplies(count: number): { replies: Reply[]; opens: Array<() => void> } {
@@ -225,12 +226,17 @@ export class Receiver {
       this.hung.add(res);
       res.on('close', () => this.hung.delete(res));
     } else {
-      const { status, body: replyBody = '', headers: replyHeaders = {}, after, delayMs } =
-        typeof reply === 'number' ? { status: reply, after: undefined, delayMs: undefined } : reply;
+      const { status, body: replyBody = '', headers: replyHeaders = {}, after, delayMs, bodyStalls } =
+        typeof reply === 'number' ? { status: reply, after: undefined, delayMs: undefined, bodyStalls: undefined } : reply;
       const send = () => {
         if (res.destroyed) return;
         res.writeHead(status, replyHeaders);
-        res.end(replyBody);
+        if (!bodyStalls) return void res.end(replyBody);
+        // the head goes now, the body's end never: chunked, or short of a Content-Length
+        res.flushHeaders();
+        if (replyBody) res.write(replyBody);
+        this.hung.add(res);
+        res.on('close', () => this.hung.delete(res));
       };
       if (after) void after.then(send, send);
       else if (delayMs) setTimeout(send, delayMs);

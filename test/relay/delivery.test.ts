@@ -191,6 +191,55 @@ test('Retry-After: honoured, within the cap', async (t) => {
   t.true(wait.get(greedy.id)! >= 6 * 3600 - 1 && wait.get(greedy.id)! < 6 * 3600 + 60, `capped at 6 h, waits ${wait.get(greedy.id)} s`);
 });
 
+// A receiver that answers its status and headers, then never ends the body: a non-2xx
+// status is its answer (410 disables, 429's Retry-After is read, 400 is recorded), the
+// error saying the body did not end; a 2xx is no acknowledgement until its body ends,
+// and stays a timeout.
+test('a final status whose body then stalls: a non-2xx is recorded as answered, a 2xx as a timeout', async (t) => {
+  const timeoutMs = 1_000;
+  const { pool, receiver, f, company, relay } = await setup(t, { RELAY_REQUEST_TIMEOUT_MS: String(timeoutMs) });
+  const stalled = `the response's body did not end within ${timeoutMs} ms`;
+  const gone = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/gone') });
+  const busy = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/busy') });
+  const bad = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/bad'), maxAttempts: 1 });
+  const fine = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/fine'), maxAttempts: 1 });
+  receiver.route('/gone', { otherwise: { status: 410, body: 'gone for', bodyStalls: true } });
+  receiver.route('/busy', { otherwise: { status: 429, headers: { 'retry-after': '3600' }, bodyStalls: true } });
+  receiver.route('/bad', { otherwise: { status: 400, headers: { 'content-length': '100' }, body: 'no such', bodyStalls: true } });
+  receiver.route('/fine', { otherwise: { status: 200, body: 'ok so', bodyStalls: true } });
+  await relay.start();
+  await f.contact(company.id);
+
+  const [goneDelivery] = await waitForFinalDeliveries(pool, [gone.id], 1);
+  t.like(goneDelivery, { state: 'failed', last_status_code: 410, last_error: stalled });
+  const { rows: [hook] } = await pool.query('select enabled, disabled_by from webhooks.webhooks where id = $1', [gone.id]);
+  t.deepEqual(hook, { enabled: false, disabled_by: 'relay' });
+  const goneAttempts = await attemptsOf(pool, goneDelivery!.id);
+  t.is(goneAttempts.length, 1);
+  t.like(goneAttempts[0], { status_code: 410, error: stalled, response_body: 'gone for' });
+
+  const [waiting] = await waitForRows<{ last_status_code: number; last_error: string; wait_s: number }>(
+    pool,
+    `select last_status_code, last_error, extract(epoch from next_attempt_at - last_attempt_at)::float8 as wait_s
+     from webhooks.deliveries where webhook_id = $1 and state = 'pending' and attempts = 1`,
+    [busy.id],
+    (settled) => settled.length === 1,
+  );
+  t.like(waiting, { last_status_code: 429, last_error: stalled });
+  t.true(waiting!.wait_s >= 3600 - 1 && waiting!.wait_s < 3600 + 60, `Retry-After read: waits ${waiting!.wait_s} s`);
+
+  const [badDelivery] = await waitForFinalDeliveries(pool, [bad.id], 1);
+  t.like(badDelivery, { state: 'failed', last_status_code: 400, last_error: stalled });
+  t.like((await attemptsOf(pool, badDelivery!.id))[0], { status_code: 400, error: stalled, response_body: 'no such' });
+
+  const [fineDelivery] = await waitForFinalDeliveries(pool, [fine.id], 1);
+  t.like(fineDelivery, { state: 'failed', last_status_code: null });
+  t.like((await attemptsOf(pool, fineDelivery!.id))[0], {
+    status_code: null,
+    error: `timeout: no complete response from ${new URL(receiver.origin).host} within ${timeoutMs} ms`,
+  });
+});
+
 test('rotated secrets: each signs while it is valid, an expired one no longer', async (t) => {
   const { pool, receiver, f, company, relay } = await setup(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/rotated') });

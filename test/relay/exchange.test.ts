@@ -86,3 +86,25 @@ test('a redirect ends as a response with its note; a body within the limit is ke
     note: 'redirect not followed: HTTP 301 to https://elsewhere.example/',
   }]);
 });
+
+test('timed out after a final non-2xx status: ended as that response, said to be cut short; after an interim status, as a timeout', async (t) => {
+  const gone = exchange(1024, 20);
+  const c = controller();
+  gone.x.onRequestStart(c);
+  gone.x.onResponseStart(c, 429, { 'retry-after': '60' });
+  gone.x.onResponseData(c, Buffer.from('slow'));
+  await c.abortedNow;
+  gone.x.onResponseError(c, c.reasons[0]);
+  t.deepEqual(gone.ends, [{
+    kind: 'response', status: 429, bodyExcerpt: 'slow', retryAfterSeconds: 60,
+    note: "the response's body did not end within 20 ms",
+  }]);
+
+  const early = exchange(1024, 20);
+  const d = controller();
+  early.x.onRequestStart(d);
+  early.x.onResponseStart(d, 103, {});
+  await d.abortedNow;
+  early.x.onResponseError(d, d.reasons[0]);
+  t.like(early.ends[0], { kind: 'failed', timedOut: true });
+});
