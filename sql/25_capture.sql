@@ -349,49 +349,53 @@ $$;
 -- carry. One held by another transaction is passed over, and the change becomes a
 -- message of its own: a claim leasing it (it is no longer waiting), or a delete of
 -- the webhook left open (a DBA's session), which the writer must not wait for
--- (test/sql/coalesce-writers.test.ts).
+-- (test/sql/coalesce-writers.test.ts). So does a change whose merged message would be
+-- over webhooks.max_payload_bytes: what a merge adds (data.merged, changed_fields the
+-- union, data.previous_contact_id kept) counts as the rest of the payload does, and
+-- the message waiting keeps what it had. Until 2026-12-07 only the change's own
+-- payload was measured, and a merged message could pass the limit by a few hundred
+-- bytes, past a receiver's own body limit set at it (test/sql/payload-limit.test.ts).
+drop function if exists webhooks_private.merge_into_waiting(bigint, webhooks.action, bigint, jsonb, integer);
 create or replace function webhooks_private.merge_into_waiting(
   p_webhook_id bigint,
   p_action     webhooks.action,
   p_contact_id bigint,
-  p_payload    jsonb,
-  p_bytes      integer
+  p_payload    jsonb
 )
 returns boolean
 language plpgsql
 as $$
 declare
+  v_merge_ctid tid;
   v_merge_id bigint;
   v_merge_created timestamptz;
+  v_bytes integer;
 begin
-  update webhooks.delivery_queue q
-  set payload_bytes = p_bytes
-  where q.ctid = (select w.ctid
-                  from webhooks.delivery_queue w
-                  where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
-                    and w.locked_by is null and w.action = p_action and w.attempts = 0
-                    -- (held_due: the time it had, if a claim put it off while an
-                    -- earlier delivery of an ordered webhook was in its way)
-                    and coalesce(w.held_due, w.next_attempt_at) > now()
-                    -- an ordered webhook's: the contact's latest message only. Merged
-                    -- into one before a save (an update) of the contact still waiting
-                    -- its turn, a later change went before it, and the receiver
-                    -- applied the older values last.
-                    -- (a later one waiting or in flight, each by the queue's index
-                    -- of its kind: asked of both at once, it walked the queue's key
-                    -- from this delivery on, every company's newer rows, until
-                    -- 2026-12-06; test/sql/coalesce-writers.test.ts)
-                    and not ((select o.ordered from webhooks.webhooks o where o.id = p_webhook_id)
-                             and (exists (select 1 from webhooks.delivery_queue l
-                                          where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
-                                            and l.locked_by is null and l.delivery_id > w.delivery_id)
-                                  or exists (select 1 from webhooks.delivery_queue l
-                                             where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
-                                               and l.locked_by is not null and l.delivery_id > w.delivery_id)))
-                  order by w.delivery_id
-                  limit 1
-                  for update skip locked)
-  returning q.delivery_id, q.created_at into v_merge_id, v_merge_created;
+  select w.ctid, w.delivery_id, w.created_at into v_merge_ctid, v_merge_id, v_merge_created
+  from webhooks.delivery_queue w
+  where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
+    and w.locked_by is null and w.action = p_action and w.attempts = 0
+    -- (held_due: the time it had, if a claim put it off while an
+    -- earlier delivery of an ordered webhook was in its way)
+    and coalesce(w.held_due, w.next_attempt_at) > now()
+    -- an ordered webhook's: the contact's latest message only. Merged
+    -- into one before a save (an update) of the contact still waiting
+    -- its turn, a later change went before it, and the receiver
+    -- applied the older values last.
+    -- (a later one waiting or in flight, each by the queue's index
+    -- of its kind: asked of both at once, it walked the queue's key
+    -- from this delivery on, every company's newer rows, until
+    -- 2026-12-06; test/sql/coalesce-writers.test.ts)
+    and not ((select o.ordered from webhooks.webhooks o where o.id = p_webhook_id)
+             and (exists (select 1 from webhooks.delivery_queue l
+                          where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
+                            and l.locked_by is null and l.delivery_id > w.delivery_id)
+                  or exists (select 1 from webhooks.delivery_queue l
+                             where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
+                               and l.locked_by is not null and l.delivery_id > w.delivery_id)))
+  order by w.delivery_id
+  limit 1
+  for update skip locked;
   if not found then
     return false;
   end if;
@@ -404,21 +408,41 @@ begin
   -- before the message's first change carries that older start, and the message's
   -- time went back, before the message itself (created_at), where
   -- webhooks.find_message no longer found it by the timestamp its receiver got
-  -- (until 2026-12-07; test/sql/coalesce-writers.test.ts)
+  -- (until 2026-12-07; test/sql/coalesce-writers.test.ts). Written only if the merged
+  -- payload is within max_payload_bytes, measured as enqueue measures a payload
+  -- (pg_column_size of the jsonb built); the setting read only past the floor, under
+  -- which every limit allowed holds it.
   execute format($sql$
-    update %s h
-    set payload = jsonb_set(jsonb_set(jsonb_set(
-                    case when h.payload #> '{data,previous_contact_id}' is null then $1
-                         else jsonb_set($1, '{data,previous_contact_id}', h.payload #> '{data,previous_contact_id}') end,
-                    '{data,changed_fields}',
-                    webhooks_private.changed_fields_union(h.payload #> '{data,changed_fields}', $1 #> '{data,changed_fields}')),
-                    '{data,merged}', to_jsonb(coalesce((h.payload #>> '{data,merged}')::integer, 1) + 1)),
-                    '{timestamp}', coalesce(case when h.payload ->> 'timestamp' > $1 ->> 'timestamp' collate "C" then h.payload -> 'timestamp'
-                                                 else $1 -> 'timestamp' end, 'null')),
+    with m as (
+      select h.id, h.created_at,
+             jsonb_set(jsonb_set(jsonb_set(
+               case when h.payload #> '{data,previous_contact_id}' is null then $1
+                    else jsonb_set($1, '{data,previous_contact_id}', h.payload #> '{data,previous_contact_id}') end,
+               '{data,changed_fields}',
+               webhooks_private.changed_fields_union(h.payload #> '{data,changed_fields}', $1 #> '{data,changed_fields}')),
+               '{data,merged}', to_jsonb(coalesce((h.payload #>> '{data,merged}')::integer, 1) + 1)),
+               '{timestamp}', coalesce(case when h.payload ->> 'timestamp' > $1 ->> 'timestamp' collate "C" then h.payload -> 'timestamp'
+                                            else $1 -> 'timestamp' end, 'null')) as payload
+      from %1$s h
+      where h.id = $2 and h.created_at = $3
+    )
+    update %1$s h
+    set payload = m.payload,
         contact_id = $4
-    where h.id = $2 and h.created_at = $3$sql$,
+    from m
+    where h.id = m.id and h.created_at = m.created_at
+      and case when pg_catalog.pg_column_size(m.payload) <= webhooks_private.payload_bytes_floor() then true
+               else pg_catalog.pg_column_size(m.payload) <= webhooks_private.max_payload_bytes() end
+    returning pg_catalog.pg_column_size(m.payload)$sql$,
     webhooks_private.history_relation(webhooks_private.utc_day(v_merge_created)))
+  into v_bytes
   using p_payload, v_merge_id, v_merge_created, p_contact_id;
+  if v_bytes is null then
+    return false;
+  end if;
+  update webhooks.delivery_queue q
+  set payload_bytes = v_bytes
+  where q.ctid = v_merge_ctid;
   return true;
 end;
 $$;
@@ -560,7 +584,10 @@ declare
   v_notified boolean;
   -- (the size of the jsonb as built: known without serialising it; kept in the queue
   -- row, where the claim's byte budget reads it, 30_delivery.sql)
-  v_bytes constant integer := pg_catalog.pg_column_size(p_payload);
+  -- A change that may be coalesced is measured as it would go alone, data.merged
+  -- included (merge_into_waiting measures the message it would make, merged): until
+  -- 2026-12-07 that key was added after the check, past the limit at its edge.
+  v_bytes integer := pg_catalog.pg_column_size(p_payload);
   v_limit integer;
   v_change_bytes bigint;
   v_not_sent text;
@@ -582,6 +609,10 @@ begin
   end if;
   if v_late then
     v_created_at := webhooks_private.capture_time(now());
+  end if;
+  if v_window is not null and p_action in ('contact.updated', 'contact.saved') then
+    v_payload := jsonb_set(p_payload, '{data,merged}', '1');
+    v_bytes := pg_catalog.pg_column_size(v_payload);
   end if;
   if v_bytes > webhooks_private.payload_bytes_floor() then
     v_limit := webhooks_private.max_payload_bytes();
@@ -616,10 +647,10 @@ begin
     -- backend's cache of them and slow every snapshot of the server.)
     if p_action in ('contact.updated', 'contact.saved') then
       if current_setting('transaction_isolation') = 'read committed' then
-        v_merged := webhooks_private.merge_into_waiting(p_webhook_id, p_action, p_contact_id, p_payload, v_bytes);
+        v_merged := webhooks_private.merge_into_waiting(p_webhook_id, p_action, p_contact_id, p_payload);
       else
         begin
-          v_merged := webhooks_private.merge_into_waiting(p_webhook_id, p_action, p_contact_id, p_payload, v_bytes);
+          v_merged := webhooks_private.merge_into_waiting(p_webhook_id, p_action, p_contact_id, p_payload);
         exception when serialization_failure then
           v_merged := false;
         end;
@@ -627,7 +658,6 @@ begin
       if v_merged then
         return;
       end if;
-      v_payload := jsonb_set(p_payload, '{data,merged}', '1');
     elsif current_setting('transaction_isolation') = 'read committed' then
       perform webhooks_private.bring_forward_waiting(p_webhook_id, p_contact_id);
     else

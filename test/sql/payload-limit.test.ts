@@ -192,6 +192,63 @@ test('an oversized update merges into no waiting delivery: that one keeps its pa
   t.is(rows[1].payload.data.omitted.reason, 'payload_too_large');
 });
 
+// What a coalesced message adds to a change's payload (data.merged, changed_fields the
+// union, data.previous_contact_id) counts against webhooks.max_payload_bytes as the
+// rest does: a receiver whose own body limit is the documented one never gets more.
+// A change whose merged message would pass the limit merges into nothing: it goes as a
+// message of its own, and the one waiting keeps its payload. Walked a byte at a time
+// across the edge, where the payload of the change alone fits and the merge does not.
+test('at the edge of max_payload_bytes: no message queued passes it, merged or alone, and no change is lost', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city', 'custom'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const limit = 100_000;
+  const limited = `set local webhooks.max_payload_bytes = '${limit}'`;
+  // (the size of a payload as capture measures it: pg_column_size of the jsonb built,
+  // uncompressed, not as history stores it)
+  const messages = async () => (await db().pool.query(
+    `select id, state, contact_id, pg_column_size(payload::text::jsonb) as bytes, payload
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id])).rows;
+  const update = (contactId: string, column: string, value: string) =>
+    inTransaction(db().pool, limited, (c) => c.query(`update crm.contacts set ${column} = $2 where id = $1`, [contactId, value]));
+
+  // a change alone, as its own message, with a custom of 90,000 characters: how far from the limit
+  const probe = await f.contact(company.id);
+  await update(probe.id, 'custom', customOf(90_000));
+  const [measured] = await messages();
+  const edge = 90_000 + limit - measured.bytes;
+
+  for (let k = edge - 24; k <= edge + 4; k++) {
+    const alone = await f.contact(company.id);
+    await update(alone.id, 'custom', customOf(k));
+    const merging = await f.contact(company.id);
+    await update(merging.id, 'city', `Denver ${k}`);
+    await update(merging.id, 'custom', customOf(k));
+  }
+  const all = (await messages()).filter((m) => m.contact_id !== probe.id);
+  for (const m of all) {
+    if (m.state === 'failed') {
+      t.is(m.payload.data.omitted?.reason, 'payload_too_large', `message ${m.id} failed for its size alone`);
+    } else {
+      t.true(m.bytes <= limit, `message ${m.id} (${m.payload.data.merged} change(s)) is ${m.bytes} bytes, over ${limit}`);
+    }
+  }
+  // every change of each contact merging went: in one message, or in two
+  const byContact = Map.groupBy(all, (m) => m.contact_id as string);
+  let mergedAtTheEdge = 0;
+  let apartAtTheEdge = 0;
+  for (const [, ms] of byContact) {
+    if (ms.length === 1 && ms[0].payload.data.merged !== 2) continue; // a contact "alone"
+    const sent = ms.filter((m) => m.state !== 'failed');
+    t.true(sent.some((m) => m.payload.data.contact.city?.startsWith('Denver')), 'the city change went');
+    if (ms.length === 1) mergedAtTheEdge++;
+    else if (sent.length === 2) apartAtTheEdge++;
+  }
+  t.true(mergedAtTheEdge > 0, 'some changes still merge, below the edge');
+  t.true(apartAtTheEdge > 0, 'some go apart, past it: both sent');
+});
+
 test('a delivery never sent for its size is not replayed: replayDelivery refuses it by name, replayFailed passes it by', async (t) => {
   const f = make();
   const company = await f.company();
