@@ -207,9 +207,12 @@ $$;
 
 -- public: how the webhook's deliveries go (docs/backfill.md): coalesce_window (null:
 -- off; at most 1 hour) merges a burst of updates or saves of one contact into one
--- message; ordered sends a contact's deliveries one at a time, in order. The same
--- settings again change nothing, as in update_webhook.
-create or replace function webhooks.set_webhook_delivery(id bigint, coalesce_window interval, ordered boolean)
+-- message; ordered sends a contact's deliveries one at a time, in order, and null
+-- (or left out, in GraphQL too) leaves it as it is, as update_webhook's null
+-- arguments do: until 2026-12-07 it turned ordering off, and an admin who changed the
+-- window alone lost the order a receiver relied on. The same settings again change
+-- nothing, as in update_webhook.
+create or replace function webhooks.set_webhook_delivery(id bigint, coalesce_window interval, ordered boolean default null)
 returns webhooks.webhooks
 language plpgsql
 volatile
@@ -220,7 +223,7 @@ declare
 begin
   update webhooks.webhooks w
   set coalesce_window = set_webhook_delivery.coalesce_window,
-      ordered = coalesce(set_webhook_delivery.ordered, false)
+      ordered = coalesce(set_webhook_delivery.ordered, w.ordered)
   where w.id = v.id
   returning * into v_updated;
   if not found then

@@ -36,6 +36,26 @@ test('an admin sets the window and ordering; null turns coalescing off; a viewer
   t.deepEqual(rows.map((r) => [r.coalesce_window, r.ordered]), [[null, false], [null, false]]);
 });
 
+test('ordered left out of an update, or null, leaves ordering as it is: changing the window alone keeps it', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const admin = await api().token(company.id);
+  const set = await api().gql(admin, SET, { id: hook.id, window: { seconds: 10 }, ordered: true });
+  t.falsy(set.errors, JSON.stringify(set.errors));
+
+  const windowAlone = await api().gql(admin, `mutation($id: BigInt!, $window: IntervalInput) {
+    setWebhookDelivery(input: { id: $id, coalesceWindow: $window }) { result { ordered coalesceWindow { seconds } } } }`,
+  { id: hook.id, window: { seconds: 30 } });
+  t.falsy(windowAlone.errors, JSON.stringify(windowAlone.errors));
+  t.like(windowAlone.data.setWebhookDelivery.result, { ordered: true, coalesceWindow: { seconds: 30 } });
+  const nullOrdered = await api().gql(admin, SET, { id: hook.id, window: { seconds: 40 }, ordered: null });
+  t.falsy(nullOrdered.errors, JSON.stringify(nullOrdered.errors));
+  t.like(nullOrdered.data.setWebhookDelivery.result, { ordered: true, coalesceWindow: { seconds: 40 } });
+  const { rows } = await db().pool.query('select extract(epoch from coalesce_window)::int as window_s, ordered from webhooks.webhooks where id = $1', [hook.id]);
+  t.deepEqual(rows, [{ window_s: 40, ordered: true }]);
+});
+
 test('a window of months and days that the check takes for an hour waits an hour, not the length of a month', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();

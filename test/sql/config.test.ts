@@ -521,3 +521,25 @@ test("every rule that refuses a webhook's configuration is named in docs/sql.md'
   t.true(raised.size >= 20, `${raised.size} rules found in sql/`);
   t.deepEqual([...raised, ...checks].filter((name) => !named.has(name)).sort(), []);
 });
+
+// set_webhook_delivery's ordered, null or left out, leaves ordering as it is, as
+// update_webhook's null arguments do: an admin who changed the window alone turned
+// ordering off, and a receiver relying on it got a contact's deliveries out of order.
+test('set_webhook_delivery: a null ordered leaves ordering as it is; false turns it off', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const settings = async () => (await db().pool.query(
+    'select coalesce_window::text, ordered from webhooks.webhooks where id = $1', [hook.id])).rows[0];
+
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '10 seconds', true)`, [hook.id]);
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '20 seconds', null)`, [hook.id]);
+  t.deepEqual(await settings(), { coalesce_window: '00:00:20', ordered: true }, 'the window changed, ordering kept');
+  const { rows: [answer] } = await db().pool.query(`select (w).ordered from webhooks.set_webhook_delivery(id => $1, coalesce_window => null) w`, [hook.id]);
+  t.deepEqual(answer, { ordered: true }, 'ordered left out: kept');
+  t.deepEqual(await settings(), { coalesce_window: null, ordered: true }, 'the window off, ordering kept');
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, false)', [hook.id]);
+  t.deepEqual(await settings(), { coalesce_window: null, ordered: false }, 'false: off');
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, null)', [hook.id]);
+  t.deepEqual(await settings(), { coalesce_window: null, ordered: false }, 'null on an unordered webhook: still unordered');
+});
