@@ -1718,6 +1718,47 @@ begin
 end;
 $$;
 
+-- private (create_partitions, below): kept_since after the start of today (by now(),
+-- the time captures write at) says the retention dropped today or days to come: its
+-- clock ran ahead (a host's clock set wrong, then set right), and maintenance judged
+-- the days by it. Those days' partitions (made ahead, empty) were dropped, so once the
+-- clock came back every capture failed ("no partition of relation delivery_history
+-- found for row") until the real time reached kept_since: a year ahead, a year of
+-- failed CRM writes (until 2026-12-07; test/sql/clock-back.test.ts). The kept history
+-- is made to start again at today's start, or after the last of those days that has
+-- counts (rolled up from deliveries captured while the clock was ahead: before
+-- kept_since they are that day's totals, and rows written into it again would be
+-- counted in their place); the days ahead are then made as every day is. Said as a
+-- warning. Returns the days taken back.
+create or replace function webhooks_private.take_back_days_ahead_of_clock()
+returns integer
+language plpgsql
+volatile
+as $$
+declare
+  v_today constant date := webhooks_private.utc_day(now());
+  v_kept constant timestamptz := webhooks.kept_since();
+  v_back timestamptz;
+begin
+  if v_kept is null or v_kept <= webhooks_private.utc_day_start(v_today) then
+    return 0;
+  end if;
+  select webhooks_private.utc_day_start(greatest(v_today, max(c.day) + 1)) into v_back
+  from (select d.day from webhooks.delivery_day_counts d
+        where d.day >= v_today and d.day < webhooks_private.utc_day(v_kept)
+        union all
+        select webhooks_private.utc_day(h.hour) from webhooks.delivery_hour_counts h
+        where h.hour >= webhooks_private.utc_day_start(v_today) and h.hour < v_kept) c;
+  if v_back >= v_kept then
+    return 0;
+  end if;
+  update webhooks_private.outbox_kept_since set kept_since = v_back;
+  raise warning 'bpd-webhooks: the kept history started at % (webhooks.kept_since()), after the start of today: the retention dropped days to come while the database''s clock ran ahead; it starts at % again, and those days are made again',
+    v_kept, v_back;
+  return webhooks_private.utc_day(v_kept) - webhooks_private.utc_day(v_back);
+end;
+$$;
+
 -- public (for migrate, the timers of npm start, and DBAs): make the partitions of the
 -- days from today to p_days_ahead days ahead, and each table's tail after them. A day
 -- the tail already covers is not made here: tools/maintain.ts moves the tail first
@@ -1750,6 +1791,7 @@ begin
       message = format('p_days_ahead must be between 0 and 366, not %s', p_days_ahead);
   end if;
   perform webhooks_private.note_retention();
+  perform webhooks_private.take_back_days_ahead_of_clock();
   for v_table in select * from webhooks_private.outbox_partitioned() loop
     select coalesce(array_agg(tstzrange(w.starts, w.ends)), '{}') into v_held
     from webhooks_private.partitions_in_the_way(v_today) w

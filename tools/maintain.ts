@@ -86,6 +86,11 @@ export async function maintain(
   await client.connect().catch((error: Error) => {
     throw new MaintainNotConnected(error.message, { cause: error });
   });
+  // the engine's warnings (a partition not made now, the kept history taken back from
+  // days a clock that ran ahead had dropped: 22_outbox.sql) are the run's to say
+  client.on('notice', (notice) => {
+    if (notice.severity === 'WARNING' && notice.message?.startsWith('bpd-webhooks: ')) log(notice.message);
+  });
   try {
     await client.query('select pg_advisory_lock($1)', [MAINTAIN_LOCK]);
     await client.query(`set lock_timeout = '${LOCK_TIMEOUT}'`);

@@ -1,0 +1,52 @@
+// A database whose clock ran ahead of the real time and came back. While ahead, the
+// retention judged the days by it: maintenance dropped days that, the clock set
+// right, are today and the days to come (their partitions made ahead, empty), and
+// moved kept_since past them. The CRM's writes of those days must still find where
+// their deliveries go: a CRM write never fails because of the engine. The engine's
+// clock is set ahead for maintenance's connection alone (steered-clock.ts), which is
+// the state the real clock's return leaves: kept_since after the start of today.
+import test from 'ava';
+import { maintain } from '../../tools/maintain.ts';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { steerClock } from '../helpers/steered-clock.ts';
+
+const db = useTestDatabase(test);
+
+test.serial('a capture after the clock came back from days ahead, past which the retention dropped today, is written and sent', async (t) => {
+  await steerClock(db().pool);
+  t.teardown(async () => {
+    await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
+    await db().pool.query('delete from webhooks_private.outbox_kept_since');
+    await db().pool.query('select webhooks.create_partitions()');
+  });
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '1 day'`);
+  // the clock three days ahead: today and tomorrow are past a retention of a day
+  const url = new URL(db().url);
+  url.searchParams.set('options', '-c bpd_test.clock_shift=3d');
+  const result = await maintain(url.toString());
+  const today = new Date().toISOString().slice(0, 10);
+  t.true(result.daysDropped.includes(today), result.daysDropped.join(' '));
+  // the clock back, and the next run of maintenance (npm start's, at start and every
+  // hour): the kept history starts today again
+  const said: string[] = [];
+  await maintain(db().url, (line) => said.push(line));
+  const { rows: [{ kept_since: keptSince }] } = await db().pool.query('select webhooks.kept_since()');
+  t.is(keptSince.toISOString(), `${today}T00:00:00.000Z`);
+  t.true(said.some((line) => line.startsWith('bpd-webhooks: the kept history started at ')
+                            && line.includes('the retention dropped days to come while the database\'s clock ran ahead')),
+         said.join('\n'));
+  const contact = await f.contact(company.id);
+  const { rows } = await db().pool.query(
+    'select state, created_at >= webhooks.kept_since() as kept from webhooks.deliveries where webhook_id = $1 and contact_id = $2',
+    [webhook.id, contact.id]);
+  t.deepEqual(rows, [{ state: 'pending', kept: true }]);
+  // and in the report's counts of today, as every delivery kept
+  const { rows: [counts] } = await db().pool.query(
+    'select fired::int from webhooks_private.count_deliveries_of($1::bigint[], $2::bigint[], $3, null)',
+    [[webhook.id], [company.id], `${today}T00:00:00Z`]);
+  t.deepEqual(counts, { fired: 1 });
+});
