@@ -50,3 +50,33 @@ test.serial('a capture after the clock came back from days ahead, past which the
     [[webhook.id], [company.id], `${today}T00:00:00Z`]);
   t.deepEqual(counts, { fired: 1 });
 });
+
+test.serial('a day to come that the clock ahead counted and dropped stays forgotten, its totals kept; the kept history starts after it', async (t) => {
+  await steerClock(db().pool);
+  t.teardown(async () => {
+    await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
+    await db().pool.query('delete from webhooks_private.outbox_kept_since');
+    await db().pool.query('select webhooks.create_partitions()');
+  });
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '1 day'`);
+  const day = (n: number) => new Date(Date.now() + n * 86_400_000).toISOString().slice(0, 10);
+  // captured while the clock was ahead: tomorrow, then counted by a roll-up days on
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3::timestamptz, $3::timestamptz)`,
+    [webhook.id, company.id, `${day(1)}T01:00:00Z`]);
+  await db().pool.query(`call webhooks.roll_up_report_counts(p_now => now() + interval '4 days')`);
+  const url = new URL(db().url);
+  url.searchParams.set('options', '-c bpd_test.clock_shift=4d');
+  const result = await maintain(url.toString());
+  t.true(result.daysDropped.includes(day(1)), result.daysDropped.join(' '));
+  await maintain(db().url);
+  const { rows: [{ kept_since: keptSince }] } = await db().pool.query('select webhooks.kept_since()');
+  t.is(keptSince.toISOString(), `${day(2)}T00:00:00.000Z`);
+  const { rows: daily } = await db().pool.query(
+    `select to_char(day, 'YYYY-MM-DD') as day, fired::int from webhooks.daily_counts where webhook_id = $1`, [webhook.id]);
+  t.deepEqual(daily, [{ day: day(1), fired: 1 }]);
+});
