@@ -277,8 +277,11 @@ const FIRING_FIELDS = `
 `;
 
 // The webhook's line of the report (asked for that webhook alone) gives the history
-// its facts and the same counts as the table; "pending" is counted apart, as the
-// report's pending includes firings being sent at this moment. The page of firings is
+// its facts and Times Fired, the table's count. Each outcome filter counts what it
+// lists (historyCount): test sends too, which the history shows and Times Fired leaves
+// out (until 2026-12-07 the filters had the report's counts, "Failure 0" over a failed
+// test listed under it); "pending" apart from "in flight", as the report's pending
+// includes firings being sent at this moment. The page of firings is
 // asked of `history` (newest first) or, for a page nearer the history's oldest end, of
 // `historyOldestFirst`: an offset past the rest of the history would have the
 // database read every row before the page (docs/api.md). The page next to one shown is
@@ -291,6 +294,9 @@ const historyQuery = (connection) => /* GraphQL */ `
     keptSince
     webhookReport(since: $since, until: $until, webhookId: $id) { nodes { ${REPORT_FIELDS} } }
     webhookById(id: $id) {
+      all: historyCount(since: $since, until: $until)
+      succeeded: historyCount(since: $since, until: $until, state: "succeeded")
+      failed: historyCount(since: $since, until: $until, state: "failed")
       pending: historyCount(since: $since, until: $until, state: "pending")
       total: historyCount(since: $since, until: $until, state: $state)
       page: ${connection}(since: $since, until: $until, state: $state, afterCreatedAt: $afterCreatedAt, afterId: $afterId,
@@ -358,10 +364,11 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first, 
     // where the kept history starts (null: nothing dropped yet): firings created
     // before it are gone, though the counts still include them
     keptSince: data.keptSince,
+    // what each outcome filter lists, test sends included (webhook.timesFired leaves them out)
     counts: {
-      all: webhook.timesFired,
-      succeeded: webhook.timesSucceeded,
-      failed: webhook.timesFailed,
+      all: Number(node.all),
+      succeeded: Number(node.succeeded),
+      failed: Number(node.failed),
       pending: Number(node.pending),
     },
     totalCount: Number(node.total),

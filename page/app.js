@@ -1085,13 +1085,13 @@ async function renderHistory(where, instants, days, mine) {
   document.title = `${webhook.name} · Webhooks · Big Purple Dot`;
   const beforeKept = history.keptSince && new Date(instants.from) < new Date(history.keptSince);
   $('page-subtitle').textContent = `History of its firings ${rangeWords(days.fromDay, days.toDay)}` + (beforeKept
-    ? `. Firings before ${formatStart(history.keptSince)} are no longer kept, so they are not listed here; the counts still include them.`
+    ? `. Firings before ${formatStart(history.keptSince)} are no longer kept, so they are not listed here; Times Fired still includes them.`
     : '');
   replace($('history-facts'),
     h('div', {}, h('dt', {}, 'Triggered by'), h('dd', {}, triggerLines(webhook).join(' · '))),
     h('div', {}, h('dt', {}, 'Posts to'), h('dd', { class: 'url' }, h('code', {}, breakableUrl(webhook.url)))),
     h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusCell(webhook))),
-    h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(history.counts.all))),
+    h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(webhook.timesFired))),
   );
   renderOutcomeFilter(where, history.counts);
   replace($('history-notes'), ...historyNotes(history.firings));

@@ -52,11 +52,11 @@ browserTest('a history reaching past the retention says when the kept firings st
     .format(keptSince);
   t.regex(evening, /^[78]:00:00 PM$/);
   t.regex(await subtitle('America/New_York'),
-    new RegExp(`\\. Firings before ${day('America/New_York')}, ${evening} are no longer kept, so they are not listed here; the counts still include them\\.$`));
+    new RegExp(`\\. Firings before ${day('America/New_York')}, ${evening} are no longer kept, so they are not listed here; Times Fired still includes them\\.$`));
   // Tokyo, 9 hours ahead: at 9 AM that day
   t.regex(await subtitle('Asia/Tokyo'),
-    new RegExp(`\\. Firings before ${day('Asia/Tokyo')}, 9:00:00 AM are no longer kept, so they are not listed here; the counts still include them\\.$`));
+    new RegExp(`\\. Firings before ${day('Asia/Tokyo')}, 9:00:00 AM are no longer kept, so they are not listed here; Times Fired still includes them\\.$`));
   // in UTC the start is a midnight: the day alone
   t.regex(await subtitle('UTC'),
-    new RegExp(`\\. Firings before ${day('UTC')} are no longer kept, so they are not listed here; the counts still include them\\.$`));
+    new RegExp(`\\. Firings before ${day('UTC')} are no longer kept, so they are not listed here; Times Fired still includes them\\.$`));
 });

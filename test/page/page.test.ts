@@ -232,6 +232,35 @@ browserTest('Times Fired opens the history with successes and failures; Replay q
   await page.close();
 });
 
+browserTest('each outcome filter counts the firings it lists, test sends too; Times Fired leaves them out', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Tested Realty');
+  const webhook = await f.webhook({ companyId: company.id, name: 'Letters', actions: ['contact.status_added'] });
+  const contact = await f.contact(company.id);
+  await fire(pool, { webhook, contact, action: 'contact.status_added', daysAgo: 1, outcome: 'succeeded', attempts: 1 });
+  await fire(pool, { webhook, contact, action: 'contact.status_added', daysAgo: 1, outcome: 'failed', attempts: 5, statusCode: 500 });
+  // two test sends: one the receiver refused, one it took
+  await fire(pool, { webhook, contact, action: 'webhook.test', daysAgo: 1, outcome: 'failed', attempts: 1, statusCode: 403 });
+  await fire(pool, { webhook, contact, action: 'webhook.test', daysAgo: 1, outcome: 'succeeded', attempts: 1 });
+  const page = await signedIn(company.id);
+  t.is(await page.textContent(timesFired(webhook.id)), '2');
+  await page.click(timesFired(webhook.id));
+  await page.waitForSelector('#history:not([hidden]) #history-body tr[data-delivery-id]');
+  t.is(await page.textContent('#history-facts div:last-child dd'), '2', 'Times Fired leaves the test sends out');
+  const count = (outcome: string) => page.textContent(`#outcome-filter [data-outcome="${outcome}"] .count`);
+  const listed = () => page.locator('#history-body tr[data-delivery-id]').count();
+  t.is(await page.textContent('#page-info'), '1–4 of 4 · page 1 of 1');
+  t.is(await listed(), 4);
+  t.deepEqual([await count('all'), await count('succeeded'), await count('failed'), await count('pending')], ['4', '2', '2', '0']);
+  await page.click('#outcome-filter [data-outcome="failed"]');
+  await untilText(page, '#page-info', '1–2 of 2 · page 1 of 1');
+  t.is(await listed(), 2);
+  t.is(await page.getAttribute('#outcome-filter [data-outcome="failed"]', 'aria-label'), 'Failure: 2');
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('an ordered webhook\'s firing behind an earlier one of its contact says it waits for it, not when its next try is', async (t) => {
   const pool = db().pool;
   const f = factories(pool);
