@@ -235,11 +235,16 @@ create trigger _900_audit
   for each row execute function webhooks_private.tg_deliveries__audit();
 
 -- public: the sample contact a test sends (id 0): a test sends its id and the
--- webhook's chosen fields (a column not listed here is sent as null)
+-- webhook's chosen fields (a column not listed here is sent as null). Its times are
+-- written in UTC, as a firing's (webhooks_private.json_as_sent, 25_capture.sql):
+-- jsonb_build_object writes a timestamptz in the session's TimeZone, and an API whose
+-- database sets another zone sent "…-05:00" in a test where every firing has
+-- "…+00:00" (until 2026-12-07; test/sql/capture-session-settings.test.ts).
 create or replace function webhooks.sample_contact()
 returns jsonb
 language sql
 stable
+set timezone = 'UTC'
 as $$
   select jsonb_build_object(
     'id', 0,

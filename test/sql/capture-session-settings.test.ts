@@ -2,7 +2,8 @@
 // the CRM's own session, with whatever TimeZone, DateStyle, IntervalStyle and
 // extra_float_digits its driver or its DBA chose. What a receiver is sent, and signed,
 // must not depend on them: the same contact written from a session with another time
-// zone and styles is the same payload, byte for byte.
+// zone and styles is the same payload, byte for byte; a test send writes its sample
+// contact's times as a firing does.
 import test from 'ava';
 import { useTestDatabase, ownConnection } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
@@ -116,4 +117,31 @@ test('every action a CRM session writes (updated, saved, status, assignments, de
     ['contact.updated', 'contact.saved', 'contact.status_added', 'contact.first_company_user_assigned', 'contact.user_assigned', 'contact.deleted']);
   for (const text of expected) t.true(text.includes('"created_at": "2026-03-01T12:34:56.789+00:00"'), text);
   t.deepEqual(await actions(crm as never), expected);
+});
+
+test('a test send from a session in another time zone writes its sample\'s times as a firing does, in UTC', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const fields = ['first_name', 'birthday', 'created_at', 'updated_at'];
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields });
+  // the API's session: the database's own settings, which a DBA may have set to the office's zone
+  const api = await ownConnection(db().url, t);
+  for (const setting of CRM_SESSION) await api.query(setting);
+  await api.query("select set_config('jwt.claims.company_id', $1, false)", [company.id]);
+  const { rows: [sent] } = await api.query('select (webhooks.send_test_webhook($1)).id', [webhook.id]);
+  await factories(api as never).contact(company.id, CONTACT);
+
+  const { rows } = await db().pool.query(
+    `select h.action::text, h.payload -> 'data' -> 'contact' as contact from webhooks.delivery_history h
+      where h.webhook_id = $1 order by h.id`, [webhook.id]);
+  t.deepEqual(rows.map((r) => r.action), ['webhook.test', 'contact.created']);
+  const [test, firing] = rows.map((r) => r.contact);
+  t.is(test.id, 0);
+  t.is(firing.created_at, '2026-03-01T12:34:56.789+00:00');
+  t.is(firing.birthday, '1990-02-03');
+  t.is(test.birthday, '1815-12-10');
+  for (const field of ['created_at', 'updated_at']) {
+    t.regex(test[field], /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?\+00:00$/, `${field} of the test send: ${test[field]}`);
+  }
+  t.truthy(sent.id);
 });
