@@ -23,10 +23,16 @@ export const USER_ACTION = 'contact.user_assigned';
 /** What a test send shows as its action in the history. */
 const TEST_ACTION = 'webhook.test';
 
+/**
+ * What a firing that no action of a webhook makes shows as its action in the history:
+ * a test send, a backfill's copy of a contact (docs/backfill.md), which showed as
+ * "contact.snapshot" among rows in words until 2026-12-07. Not choices of the form.
+ */
+const SENT_ALONE_WORDS = { [TEST_ACTION]: 'Test', 'contact.snapshot': 'Backfill snapshot' };
+
 /** "contact.status_added" → "Status added"; an unknown action is shown as it is. */
 export function actionWords(action) {
-  if (action === TEST_ACTION) return 'Test';
-  return ACTION_WORDS[action] ?? action;
+  return ACTION_WORDS[action] ?? SENT_ALONE_WORDS[action] ?? action;
 }
 
 /** Whether a firing is a test send (not counted in Times Fired). */

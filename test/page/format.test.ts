@@ -1,9 +1,22 @@
 // The page's own checks of a setup, without a browser (page/format.js).
 import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
 
 // (the page's modules are plain JavaScript for the browser, without types)
 const formatModule: string = '../../page/format.js';
 const { urlProblem } = (await import(formatModule)) as { urlProblem: (url: string) => string | null };
+
+const db = useTestDatabase(test);
+
+test('every action a firing may have is said in words in the history, a backfill\'s snapshot too; the setup form offers the contact actions alone', async (t) => {
+  const { actionWords, CONTACT_ACTIONS } = (await import(formatModule)) as
+    { actionWords: (action: string) => string; CONTACT_ACTIONS: string[] };
+  const { rows } = await db().pool.query('select unnest(enum_range(null::webhooks.action))::text as action');
+  const words = Object.fromEntries(rows.map((r) => [r.action, actionWords(r.action)]));
+  t.like(words, { 'contact.created': 'Contact created', 'webhook.test': 'Test', 'contact.snapshot': 'Backfill snapshot' });
+  for (const [action, said] of Object.entries(words)) t.false(said.includes('.'), `${action}: ${said}`);
+  t.deepEqual(CONTACT_ACTIONS, rows.map((r) => r.action).filter((a) => a !== 'webhook.test' && a !== 'contact.snapshot'));
+});
 
 test('a URL the standard cannot read is refused before it is sent: a host ending in a number that is no IPv4 address', (t) => {
   for (const url of ['http://999999999999/in', 'http://1.2.3.4.5/in', 'https://receiver.example.123/in']) {

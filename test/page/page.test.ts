@@ -319,7 +319,10 @@ browserTest('a backfill\'s snapshot held while its webhook is disabled says it w
   const page = await signedIn(company.id);
   await page.click(timesFired(webhook.id));
   await page.waitForSelector('#history-body tr[data-delivery-id]');
-  t.is((await cells(page, `#history-body tr[data-delivery-id="${snapshot.id}"]`))[3], 'Pending waiting for the webhook to be enabled');
+  const [, action, , outcome] = await cells(page, `#history-body tr[data-delivery-id="${snapshot.id}"]`);
+  t.is(outcome, 'Pending waiting for the webhook to be enabled');
+  // its action in words, as every other firing's
+  t.is(action, 'Backfill snapshot');
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
