@@ -298,7 +298,6 @@ const historyQuery = (connection) => /* GraphQL */ `
       succeeded: historyCount(since: $since, until: $until, state: "succeeded")
       failed: historyCount(since: $since, until: $until, state: "failed")
       pending: historyCount(since: $since, until: $until, state: "pending")
-      total: historyCount(since: $since, until: $until, state: $state)
       page: ${connection}(since: $since, until: $until, state: $state, afterCreatedAt: $afterCreatedAt, afterId: $afterId,
                           first: $first, offset: $offset) {
         nodes { ${FIRING_FIELDS} }
@@ -358,20 +357,22 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first, 
   const node = data.webhookById;
   if (!row || !node) return { companyName: data.currentCompanyName, webhook: null };
   const webhook = reportRowOf(row);
+  // what each outcome filter lists, test sends included (webhook.timesFired leaves them out)
+  const counts = {
+    all: Number(node.all),
+    succeeded: Number(node.succeeded),
+    failed: Number(node.failed),
+    pending: Number(node.pending),
+  };
   return {
     companyName: data.currentCompanyName,
     webhook,
     // where the kept history starts (null: nothing dropped yet): firings created
-    // before it are gone, though the counts still include them
+    // before it are gone, though Times Fired still includes them
     keptSince: data.keptSince,
-    // what each outcome filter lists, test sends included (webhook.timesFired leaves them out)
-    counts: {
-      all: Number(node.all),
-      succeeded: Number(node.succeeded),
-      failed: Number(node.failed),
-      pending: Number(node.pending),
-    },
-    totalCount: Number(node.total),
+    counts,
+    // (the outcome's own count: one more count of the same was asked until 2026-12-07)
+    totalCount: counts[state ?? 'all'],
     // newest first, however asked
     firings: (fromOldest ? [...node.page.nodes].reverse() : node.page.nodes).map(firingOf),
   };
