@@ -12,7 +12,7 @@ test('every action a firing may have is said in words in the history, a backfill
   const { actionWords, CONTACT_ACTIONS } = (await import(formatModule)) as
     { actionWords: (action: string) => string; CONTACT_ACTIONS: string[] };
   const { rows } = await db().pool.query('select unnest(enum_range(null::webhooks.action))::text as action');
-  const words = Object.fromEntries(rows.map((r) => [r.action, actionWords(r.action)]));
+  const words: Record<string, string> = Object.fromEntries(rows.map((r) => [r.action, actionWords(r.action)]));
   t.like(words, { 'contact.created': 'Contact created', 'webhook.test': 'Test', 'contact.snapshot': 'Backfill snapshot' });
   for (const [action, said] of Object.entries(words)) t.false(said.includes('.'), `${action}: ${said}`);
   t.deepEqual(CONTACT_ACTIONS, rows.map((r) => r.action).filter((a) => a !== 'webhook.test' && a !== 'contact.snapshot'));
