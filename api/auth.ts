@@ -86,6 +86,16 @@ export function companyIdOf(claim: unknown): string | null {
   return null;
 }
 
+/**
+ * What a subject may not hold, as a webhook's name may not (sql/10_config.sql:
+ * webhooks_private.control_characters(), line_separators() and bidi_controls();
+ * test/api/schema.test.ts refuses each character they name): it is every change's actor
+ * and a disable's disabled_by, which the API answers to every admin and viewer of the
+ * company, and a line break or an escape in it, or a bidi control (U+202E reorders the
+ * text shown after it wherever it is not isolated), was recorded as it came.
+ */
+const SUBJECT_REFUSED = /[\u0001-\u001f\u007f-\u009f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+
 /** The token's subject (undefined: none, or empty); throws AuthError for one this API would not record as an actor. */
 function subjectOf(payload: Record<string, unknown>): string | undefined {
   if (!('sub' in payload) || payload.sub === '') return undefined;
@@ -100,6 +110,9 @@ function subjectOf(payload: Record<string, unknown>): string | undefined {
   // surrogate is no character (the setting held U+FFFD in its place)
   if (sub.includes('\u0000') || !sub.isWellFormed()) {
     throw new AuthError('invalid token: claim "sub" must be a string without NUL characters or lone UTF-16 surrogates', 'sub');
+  }
+  if (SUBJECT_REFUSED.test(sub)) {
+    throw new AuthError('invalid token: claim "sub" must be one line without control characters or bidi controls, as a webhook name', 'sub');
   }
   return sub;
 }

@@ -131,6 +131,37 @@ test('each claim the API reads, hostile: a wrong type, too long, a huge token: H
   t.is(past.status, 431);
 });
 
+// The subject is every change's actor and a disable's disabled_by, answered to every
+// admin and viewer of the company: a line feed or an escape in it, or a bidi control
+// (U+202E reorders the text shown after it), was recorded as it came. Refused as a webhook's name refuses them (sql/10_config.sql), every one of
+// the characters the database names.
+test('a subject with a control character, a line separator or a bidi control: HTTP 401 naming sub', async (t) => {
+  const secret = new TextEncoder().encode(api().jwtSecret);
+  const now = Math.floor(Date.now() / 1000);
+  const signed = (sub: string) => new SignJWT({ role: 'webhook_admin', company_id: '1', sub })
+    .setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now).setExpirationTime(now + 3600).sign(secret);
+  const { rows } = await db().pool.query<{ cp: number }>(
+    `select cp from generate_series(1, 65535) cp
+     where cp not between 55296 and 57343
+       and chr(cp) ~ ('[' || webhooks_private.control_characters() || webhooks_private.line_separators()
+                      || webhooks_private.bidi_controls() || ']')
+     order by cp`);
+  // C0 but NUL, DEL and C1, U+2028 and U+2029, and the twelve bidi controls
+  t.is(rows.length, 31 + 33 + 2 + 12);
+  for (const { cp } of rows) {
+    const name = `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
+    const response = await api().gql(await signed(`jane${String.fromCharCode(cp)}admin`), '{ currentActor }');
+    t.is(response.status, 401, name);
+    t.is(response.data, undefined, name);
+    t.like(response.errors?.[0]?.extensions, { code: 'UNAUTHENTICATED', claim: 'sub' }, name);
+    t.regex(response.errors?.[0]?.message ?? '', /^invalid token: claim "sub" must be one line without control characters or bidi controls/, name);
+  }
+  // what a name may hold, a subject may: letters of any script, marks, an emoji
+  for (const sub of ['Zoë Ångström', 'محمد@example.com', 'jane.doe+crm@example.com 🎉']) {
+    t.is((await api().gql(await signed(sub), '{ currentActor }')).data?.currentActor, sub, sub);
+  }
+});
+
 test('a token for a company that is no row of the CRM (not made yet): every list the page reads answers nothing, of no company, with no error', async (t) => {
   const { rows: [{ missing }] } = await db().pool.query('select coalesce(max(id), 0) + 1000 as missing from crm.companies');
   const other = await factories(db().pool).company();
