@@ -162,8 +162,17 @@ const VALIDATION_ABORTED = /^(Too many validation errors, error limit reached\. 
  * accepts application/graphql-response+json, and 200 to one that accepts only
  * application/json, as GraphQL over HTTP says; the code is the same in both.
  */
-const DOCUMENT_REFUSAL_CODES = Object.freeze({ parse: 'GRAPHQL_PARSE_FAILED', validation: 'GRAPHQL_VALIDATION_FAILED' });
+const DOCUMENT_REFUSAL_CODES = Object.freeze({
+  parse: 'GRAPHQL_PARSE_FAILED', validation: 'GRAPHQL_VALIDATION_FAILED', operation: 'OPERATION_NOT_CHOSEN',
+});
 const PARSE_FAILED = /^Syntax Error: /;
+
+/**
+ * GraphQL's refusals of the request's operationName, which chooses the operation of the
+ * text to run: a name in no operation of it, or none for a text of several. They have
+ * no place in the text, and came with no code, alone among the refusals of a request.
+ */
+const OPERATION_NOT_CHOSEN = /^(Must provide operation name if query contains multiple operations\.|Unknown operation named ".*"\.)$/s;
 
 /**
  * Every extensions.code an error of this module's naming carries, besides those of
@@ -178,6 +187,7 @@ export const NAMED_ERROR_CODES: readonly string[] = Object.freeze([
 /** The code of one of GraphQL's refusals of a document, by its message. */
 function documentRefusalCode(message: string): string {
   if (VALIDATION_ABORTED.test(message)) return LIMIT_CODES.nodes;
+  if (OPERATION_NOT_CHOSEN.test(message)) return DOCUMENT_REFUSAL_CODES.operation;
   return PARSE_FAILED.test(message) ? DOCUMENT_REFUSAL_CODES.parse : DOCUMENT_REFUSAL_CODES.validation;
 }
 
@@ -216,15 +226,16 @@ const SCALAR_LITERAL_REFUSED = /^\w+ can only parse string(\/integer)? values \(
 
 /**
  * True of an error of GraphQL's refusal of a document: in an answer without data (the
- * operation never ran), with its place in the text, or validation stopped short or a
- * scalar's literal refused (which have none). An error thrown while running one,
+ * operation never ran), with its place in the text, or validation stopped short, a
+ * scalar's literal refused or no operation chosen (which have none). An error thrown while running one,
  * answered without data to a client of application/json, has no place: it is left as
  * maskError made it.
  */
 function refusesTheDocument(body: AnswerBody, error: NonNullable<AnswerBody['errors']>[number]): boolean {
   const message = error.message ?? '';
   return !('data' in body)
-    && (error.locations !== undefined || VALIDATION_ABORTED.test(message) || SCALAR_LITERAL_REFUSED.test(message));
+    && (error.locations !== undefined || VALIDATION_ABORTED.test(message) || SCALAR_LITERAL_REFUSED.test(message)
+      || OPERATION_NOT_CHOSEN.test(message));
 }
 
 /**

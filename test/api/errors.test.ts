@@ -675,3 +675,42 @@ test('a document GraphQL refuses (a field that is not there, a variable of the w
   t.is(status, 200);
   t.is(body.errors, undefined);
 });
+
+// The operation of a document is chosen by operationName before anything runs: GraphQL
+// refused a name that is in no operation of the text, or none for a text of several,
+// with a message and nothing else (no code, no place in the text), alone among its
+// refusals of a request.
+test('an operationName that names no operation of the text, or none for a text of several: a code, whichever media type, nothing run', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id, 'webhook_viewer');
+  const refused = async (accept: string, query: string, operationName?: string) => {
+    const response = await fetch(`${api().api.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept, authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query, operationName }),
+    });
+    const body = await response.json() as { data?: unknown; errors?: Array<{ message: string; extensions?: { code?: string } }> };
+    return { status: response.status, body };
+  };
+  const two = 'query A { currentCompanyId } query B { currentActor }';
+  const requests: Array<[string, string, string | undefined, RegExp]> = [
+    ['a text of two operations, no name', two, undefined, /^Must provide operation name if query contains multiple operations\.$/],
+    ['a name in no operation of the text', two, 'C', /^Unknown operation named "C"\.$/],
+    ['a name for a text of one operation of another name', 'query A { currentCompanyId }', 'B', /^Unknown operation named "B"\.$/],
+    ['a name of 90,000 characters', two, 'x'.repeat(90_000), /^Unknown operation named "x{100}…"\.$/],
+  ];
+  for (const [accept, status] of [['application/json', 200], ['application/graphql-response+json', 400], ['*/*', 400]] as const) {
+    for (const [what, query, operationName, message] of requests) {
+      const { status: said, body } = await refused(accept, query, operationName);
+      t.is(said, status, `${accept}, ${what}`);
+      t.false('data' in body, `${accept}, ${what}`);
+      t.is(body.errors?.length, 1, `${accept}, ${what}`);
+      t.regex(body.errors?.[0]?.message ?? '', message, `${accept}, ${what}`);
+      t.is(body.errors?.[0]?.extensions?.code, 'OPERATION_NOT_CHOSEN', `${accept}, ${what}`);
+    }
+  }
+  // the operation named runs
+  const { status, body } = await refused('application/json', two, 'B');
+  t.is(status, 200);
+  t.deepEqual(body, { data: { currentActor: `webhook_viewer@company-${company.id}` } });
+});
