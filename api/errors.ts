@@ -146,6 +146,17 @@ export const HTTP_REFUSAL_CODES: Readonly<Record<number, string>> = {
   415: 'UNSUPPORTED_MEDIA_TYPE',
 };
 
+/** The answer to a request whose body is no UTF-8 (api/preset.ts, Utf8Bodies): 400, BAD_REQUEST. */
+export function bodyNotUtf8(): { type: 'buffer'; statusCode: number; headers: Record<string, string>; buffer: Buffer } {
+  const buffer = Buffer.from(JSON.stringify({ errors: [{
+    message: 'request body is not UTF-8: send JSON (or GraphQL text) encoded as UTF-8', extensions: { code: HTTP_REFUSAL_CODES[400] },
+  }] }), 'utf8');
+  return {
+    type: 'buffer', statusCode: 400,
+    headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(buffer.length) }, buffer,
+  };
+}
+
 /**
  * GraphQL's validation stopped short: its rule that fields of one name can be merged
  * compares pairs of them up to a budget, past which it refuses the document ("Validation

@@ -3,6 +3,7 @@
 // deciding what is shown, and each request run as the role its token names.
 import './env.ts';
 import type {} from 'postgraphile';
+import { isUtf8 } from 'node:buffer';
 import type pg from 'pg';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { context as contextStep, isPromiseLike, lambda } from 'postgraphile/grafast';
@@ -10,7 +11,7 @@ import { Kind, type DocumentNode } from 'postgraphile/graphql';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
-import { maskError, nameHttpRefusals } from './errors.ts';
+import { bodyNotUtf8, maskError, nameHttpRefusals } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
 import { boundedPage, chargePayload, depthRule, expandedFieldsRule, newQueryRefusal, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, type ApiLimits, type PayloadBudget } from './limits.ts';
 import { KnownTexts, PlanningBudget, threadClock } from './planning-budget.ts';
@@ -414,6 +415,29 @@ function PayloadsWithinBudget(limits: ApiLimits): GraphileConfig.Plugin {
   };
 }
 
+/**
+ * A body of bytes that are no UTF-8 refused by name (api/errors.ts, bodyNotUtf8): grafserv
+ * reads each such byte as U+FFFD, and a name or URL sent so was stored with it in their
+ * place, unsaid. The body, once read here, is the one grafserv reads (and a body it
+ * refuses, too long, is its refusal as before).
+ */
+const Utf8Bodies: GraphileConfig.Plugin = {
+  name: 'Utf8Bodies',
+  version: '1.0.0',
+  grafserv: {
+    middleware: {
+      async processRequest(next, event) {
+        const digest = event.requestDigest;
+        if (digest.method !== 'POST' || digest.path !== GRAPHQL_PATH) return next();
+        const read = Promise.resolve(digest.getBody());
+        digest.getBody = () => read;
+        const body = await read.catch(() => undefined);
+        return body?.type === 'buffer' && !isUtf8(body.buffer) ? bodyNotUtf8() : next();
+      },
+    },
+  },
+};
+
 /** grafserv's own refusals of a request named (api/errors.ts, nameHttpRefusals). */
 const NamedHttpRefusals: GraphileConfig.Plugin = {
   name: 'NamedHttpRefusals',
@@ -725,7 +749,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
   }), options.claimsOf, options.newTextRefused ?? (() => {}));
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [HideDbaViews, PlainNames, ViewColumnsNotNull, BoundedLists, ListsInIndexOrder, OnlyKeysetPages, DeepJsonAsText, InputRefusals, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],
+    plugins: [HideDbaViews, PlainNames, ViewColumnsNotNull, BoundedLists, ListsInIndexOrder, OnlyKeysetPages, DeepJsonAsText, InputRefusals, Utf8Bodies, NamedHttpRefusals, PayloadsWithinBudget(options.limits), RequestLimits(options.limits), newTexts.plugin, OneConnectionPerRequest(options.limits), PlanCache(options.planned ?? (() => {}), newTexts.planMade)],
     // No Relay global object ids: \`id\` is the database id everywhere, as in SQL,
     // in the page's URLs and in the mutations' arguments.
     disablePlugins: ['NodePlugin'],

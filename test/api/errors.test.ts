@@ -714,3 +714,38 @@ test('an operationName that names no operation of the text, or none for a text o
   t.is(status, 200);
   t.deepEqual(body, { data: { currentActor: `webhook_viewer@company-${company.id}` } });
 });
+
+// A body is JSON, or GraphQL's text, in UTF-8: bytes that are no UTF-8 (a Latin-1 "é",
+// a surrogate encoded as CESU-8 does, an overlong form) were read as U+FFFD each, and a
+// name or URL sent so was stored with U+FFFD in their place, unsaid, as a lone UTF-16
+// surrogate was before the API refused it (api/input-refusals.ts).
+test('a body that is no UTF-8 is refused by name, nothing run; the same text in UTF-8 is taken', async (t) => {
+  const company = await factories(db().pool).company();
+  const token = await api().token(company.id);
+  const send = async (name: Buffer, contentType = 'application/json') => {
+    const query = 'mutation($name: String!) { createWebhook(input: { name: $name, url: "https://a.example.com/hook", fields: ["email"], actions: [CONTACT_CREATED] }) { result { webhook { name } } } }';
+    const [before, after] = JSON.stringify({ query, variables: { name: '\u0001' } }).split('\\u0001');
+    const response = await fetch(`${api().api.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': contentType, authorization: `Bearer ${token}` },
+      body: Buffer.concat([Buffer.from(before!), name, Buffer.from(after!)]),
+    });
+    return { status: response.status, body: await response.json() as { data?: any; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> } };
+  };
+  for (const [what, bytes] of [
+    ['Latin-1 "Café"', Buffer.from('Caf\xe9', 'latin1')],
+    ['a surrogate encoded as CESU-8', Buffer.from([0x41, 0xed, 0xa0, 0x80])],
+    ['an overlong "/"', Buffer.from([0x41, 0xc0, 0xaf])],
+    ['a cut sequence', Buffer.from([0x41, 0xe2, 0x82])],
+  ] as const) {
+    const { status, body } = await send(bytes);
+    t.is(status, 400, what);
+    t.false('data' in body, what);
+    t.is(body.errors?.length, 1, what);
+    t.like(body.errors?.[0], { message: 'request body is not UTF-8: send JSON (or GraphQL text) encoded as UTF-8', extensions: { code: 'BAD_REQUEST' } }, what);
+  }
+  t.is(await webhookCount(company.id), 0);
+  const { status, body } = await send(Buffer.from('Café ☕ 𝄞'));
+  t.is(status, 200);
+  t.deepEqual(body, { data: { createWebhook: { result: { webhook: { name: 'Café ☕ 𝄞' } } } } });
+});
