@@ -146,11 +146,9 @@ export const HTTP_REFUSAL_CODES: Readonly<Record<number, string>> = {
   415: 'UNSUPPORTED_MEDIA_TYPE',
 };
 
-/** The answer to a request whose body is no UTF-8 (api/preset.ts, Utf8Bodies): 400, BAD_REQUEST. */
-export function bodyNotUtf8(): { type: 'buffer'; statusCode: number; headers: Record<string, string>; buffer: Buffer } {
-  const buffer = Buffer.from(JSON.stringify({ errors: [{
-    message: 'request body is not UTF-8: send JSON (or GraphQL text) encoded as UTF-8', extensions: { code: HTTP_REFUSAL_CODES[400] },
-  }] }), 'utf8');
+/** The answer to a request whose body is refused before it is parsed (api/preset.ts, BodyRefusals): 400 and why. */
+export function bodyRefused(message: string, extensions: Record<string, unknown>): { type: 'buffer'; statusCode: number; headers: Record<string, string>; buffer: Buffer } {
+  const buffer = Buffer.from(JSON.stringify({ errors: [{ message, extensions }] }), 'utf8');
   return {
     type: 'buffer', statusCode: 400,
     headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(buffer.length) }, buffer,
