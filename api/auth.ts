@@ -117,6 +117,11 @@ function subjectOf(payload: Record<string, unknown>): string | undefined {
   return sub;
 }
 
+/** The token of an Authorization header ("Bearer", in any case, then white space, then the token), or undefined. */
+function bearerToken(header: string): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec(header.trim())?.[1];
+}
+
 /**
  * Verifies an Authorization header value; throws AuthError saying what is wrong.
  * A token must expire, and live at most `maxLifetimeSeconds` (from its iat, or from
@@ -141,11 +146,11 @@ async function verifiedToken(
   if (header.length > MAX_AUTHORIZATION_LENGTH) {
     throw new AuthError(`invalid token: the Authorization header has at most ${MAX_AUTHORIZATION_LENGTH} characters, not ${header.length}`);
   }
-  const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
-  if (!match) throw new AuthError('Authorization header must be "Bearer <token>"');
+  const token = bearerToken(header);
+  if (token === undefined) throw new AuthError('Authorization header must be "Bearer <token>"');
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(match[1], key(secret), { algorithms: [ALGORITHM], currentDate: new Date(nowMs) }));
+    ({ payload } = await jwtVerify(token, key(secret), { algorithms: [ALGORITHM], currentDate: new Date(nowMs) }));
   } catch (error) {
     const claim = (error as { claim?: unknown }).claim;
     throw new AuthError(`invalid token: ${(error as Error).message}`,
@@ -190,7 +195,9 @@ export class VerifiedTokens {
   readonly #maxLifetimeSeconds: number;
   readonly #size: number;
   readonly #nowMs: () => number;
-  /** by the whole header's text, the latest used last */
+  /** by the token (not the header's text: "bearer", "BEARER  " and "Bearer\t" spelled one
+   * token three times, and a company sending its own token spelled anew each request pushed
+   * every other company's out), the latest used last */
   readonly #kept = new Map<string, { claims: Claims; expiresAtMs: number }>();
 
   constructor(options: { secret: string; maxLifetimeSeconds: number; size?: number; nowMs?: () => number }) {
@@ -207,17 +214,18 @@ export class VerifiedTokens {
   /** As verifyAuthorization, from what is kept when the header's token was verified before and has not expired. */
   async verify(header: string | undefined): Promise<Claims> {
     const nowMs = this.#nowMs();
-    const kept = header === undefined ? undefined : this.#kept.get(header);
+    const token = header === undefined || header.length > MAX_AUTHORIZATION_LENGTH ? undefined : bearerToken(header);
+    const kept = token === undefined ? undefined : this.#kept.get(token);
     if (kept !== undefined) {
-      this.#kept.delete(header!);
+      this.#kept.delete(token!);
       if (nowMs < kept.expiresAtMs) {
-        this.#kept.set(header!, kept);
+        this.#kept.set(token!, kept);
         return kept.claims;
       }
     }
     const { claims, exp } = await verifiedToken(header, this.#secret, { maxLifetimeSeconds: this.#maxLifetimeSeconds, nowMs });
     // (a header is at most MAX_AUTHORIZATION_LENGTH: the memory kept is at most size times that)
-    this.#kept.set(header!, { claims, expiresAtMs: exp * 1000 });
+    this.#kept.set(token!, { claims, expiresAtMs: exp * 1000 });
     if (this.#kept.size > this.#size) this.#kept.delete(this.#kept.keys().next().value!);
     return claims;
   }

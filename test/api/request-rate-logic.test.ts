@@ -43,3 +43,18 @@ test('the tokens kept are the latest used, at most their number', async (t) => {
   for (const header of headers) await tokens.verify(header);
   t.is(tokens.size, 2);
 });
+
+// Kept by the whole header's text, one valid token sent as "bearer", "BEARER", with two
+// spaces, with a tab… was kept once a spelling: a company's own token, spelled anew each
+// request, pushed every other company's out of the keeping (each then verified again).
+test('one token is kept once, however its header spells "Bearer" and the space after it', async (t) => {
+  const secret = 'a secret of this test, long enough for HS256';
+  const tokens = new VerifiedTokens({ secret, maxLifetimeSeconds: 86_400, size: 10 });
+  const other = `Bearer ${await signToken(secret, { companyId: '8' })}`;
+  await tokens.verify(other);
+  const token = await signToken(secret, { companyId: '7' });
+  for (const header of [`Bearer ${token}`, `bearer ${token}`, `BEARER  ${token}`, `Bearer\t${token}`, ` Bearer ${token} `]) {
+    t.is((await tokens.verify(header)).company_id, '7');
+  }
+  t.is(tokens.size, 2, 'the token once, beside the other company\'s');
+});
