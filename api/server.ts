@@ -262,7 +262,12 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     await pool.end();
     throw first.error;
   }
-  if ('pgl' in first) serveSchema(first.pgl);
+  // a database that answers at once but is not this code's yet (no engine, or the
+  // previous release's: its migrate not yet run) is waited for as one that does not
+  // answer is: its schema, read now and served, stayed served until a restart
+  const unready = 'pgl' in first ? await readiness(pool).then((ready) => !ready.ready, () => true) : false;
+  if ('pgl' in first && unready) await first.pgl.release();
+  else if ('pgl' in first) serveSchema(first.pgl);
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
 
   const operations = operationsRoutes({ registry, db: pool, reuseMs: options.operationsReuseMs,
@@ -401,10 +406,15 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   let halt!: (error: Error) => void;
   const halted = new Promise<Error>((resolve) => (halt = resolve));
   let wake: (() => void) | undefined;
-  const reading = 'error' in first ? keepReading(first.error) : Promise.resolve();
-  /** Tries again, with a doubling pause, until the schema is read, the database refuses the API for good, or stop(). */
-  async function keepReading(firstError: Error): Promise<void> {
-    log.warn({ err: lostConnection(firstError) }, 'database not reachable yet; the API answers /healthz and /readyz and keeps trying');
+  const reading = 'error' in first ? keepReading(first.error) : unready ? keepReading() : Promise.resolve();
+  /**
+   * Tries again, with a doubling pause, until the schema is read, the database refuses
+   * the API for good, or stop(). `firstError`: the database did not answer; none: it
+   * answered, not migrated for this code.
+   */
+  async function keepReading(firstError?: Error): Promise<void> {
+    if (firstError) log.warn({ err: lostConnection(firstError) }, 'database not reachable yet; the API answers /healthz and /readyz and keeps trying');
+    else log.warn('database not migrated for this code yet; the API answers /healthz and /readyz and keeps trying');
     // (stop() ends the pool: whatever fails after it is no answer of the database's)
     for (let attempt = 0; !stopping; attempt++) {
       await new Promise<void>((resolve) => {
