@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import { ENGINE_FILES, ENGINE_FINGERPRINT } from '../ops/engine.ts';
+import { KEEPALIVE_AFTER_MS } from '../relay/database.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 export const migrationsDir = `${root}migrations`;
@@ -54,6 +55,8 @@ export interface MigrateOptions {
    * (refuseUnsure), and `npm run migrate` is the operator's to run
    */
   cautious?: boolean;
+  /** how long an answer is waited for with no byte from the database before migrate asks whether it is coming (ANSWER_SILENCE_MS unless set) */
+  answerSilenceMs?: number;
 }
 
 /** The command-line flag of `npm run migrate` and `npm start` that allows a rollback (MigrateOptions.rollback). */
@@ -85,16 +88,98 @@ export function rollbackAsked(command: string, argv = process.argv, env = proces
  */
 const CONNECTION_CHECK_INTERVAL = '1s';
 
+/**
+ * How long migrate waits for an answer while no byte comes from its database before it
+ * asks, over a connection of its own, whether its session there still runs the
+ * statement (MIGRATE_ANSWER_SILENCE_MS). A migration that moves data, or a wait for
+ * another migrate, runs for as long as it needs: a session still at it is waited for.
+ * One that is not (idle: its answer was sent and lost; gone; stuck writing to a path
+ * that takes nothing), or a database that cannot be asked within as long, means an
+ * answer that will never come: a network path gone silent without a reset, which TCP
+ * alone reports only after many minutes, keepalive or not (the path's own end, a
+ * proxy or a NAT, answers the probes).
+ */
+export const ANSWER_SILENCE_MS = 60_000;
+/** The environment variable that sets ANSWER_SILENCE_MS for `npm run migrate`. */
+export const ANSWER_SILENCE_SETTING = 'MIGRATE_ANSWER_SILENCE_MS';
+
+/** The silence bound `env` sets (ANSWER_SILENCE_SETTING), ANSWER_SILENCE_MS unless set; a value not a whole number of ms is refused, naming it. */
+export function answerSilenceMs(env = process.env): number {
+  const value = env[ANSWER_SILENCE_SETTING];
+  if (value === undefined || value === '') return ANSWER_SILENCE_MS;
+  if (!/^[1-9][0-9]{0,9}$/.test(value)) {
+    throw new Error(`${ANSWER_SILENCE_SETTING}=${value}: not a whole number of milliseconds from 1 to 9999999999`);
+  }
+  return Number(value);
+}
+
+/** An answer that will not come, found by watchAnswers: said in the migrate's one line. */
+class AnswerLost extends Error {}
+
+/**
+ * Watches `client`'s answers: while a query waits and no message has come for
+ * `silenceMs`, asks over a connection of its own (at most `silenceMs` to connect and
+ * answer) whether the client's session still runs a statement; if not, or if the
+ * database cannot be asked, ends that session (so that it holds no lock, the migrate
+ * lock among them, for the next run) and the client's connection, which fails the
+ * query waiting. Returns what stops the watch and the reason found, if one was.
+ */
+function watchAnswers(client: pg.Client, databaseUrl: string, silenceMs: number): { stop: () => void; lost: () => AnswerLost | undefined } {
+  const internals = client as unknown as { connection: pg.Connection & { stream: { destroy: () => void } }; _activeQuery: unknown; processID: number };
+  let heard = Date.now();
+  // (a session found at work is asked again a silence later, not at every tick)
+  let askedAt = 0;
+  let found: AnswerLost | undefined;
+  let asking = false;
+  internals.connection.on('message', () => (heard = Date.now()));
+  const timer = setInterval(async () => {
+    if (asking || found || !internals._activeQuery || Date.now() - Math.max(heard, askedAt) < silenceMs) return;
+    asking = true;
+    const asked = heard;
+    const checker = new pg.Client({ connectionString: databaseUrl, application_name: 'bpd-webhooks-migrate-check',
+                                    connectionTimeoutMillis: silenceMs, query_timeout: silenceMs });
+    checker.on('error', () => {});
+    let reason: string | undefined;
+    try {
+      await checker.connect();
+      const { rows: [session] } = await checker.query<{ running: boolean }>(
+        `select state = 'active' and wait_event is distinct from 'ClientWrite' as running
+         from pg_catalog.pg_stat_activity where pid = $1`, [internals.processID]);
+      if (!session?.running) {
+        reason = 'its session there is not running the statement: the answer was lost on the way';
+        await checker.query('select pg_catalog.pg_terminate_backend($1)', [internals.processID]);
+      }
+    } catch (error) {
+      reason ??= `the database could not be asked whether it still runs the statement (${(error as Error).message})`;
+    } finally {
+      await checker.end().catch(() => {});
+      asking = false;
+      askedAt = Date.now();
+    }
+    // (an answer that came meanwhile is no silence)
+    if (!reason || heard !== asked || !internals._activeQuery) return;
+    found = new AnswerLost(`no answer for ${silenceMs} ms, and ${reason}`);
+    internals.connection.stream.destroy();
+  }, Math.max(1, Math.min(silenceMs / 4, 5_000)));
+  timer.unref();
+  return { stop: () => clearInterval(timer), lost: () => found };
+}
+
 export async function migrate(databaseUrl: string, log: (line: string) => void = () => {},
                               options: MigrateOptions = {}): Promise<void> {
   const dir = options.migrationsDir ?? migrationsDir;
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'bpd-webhooks-migrate' });
+  const silenceMs = options.answerSilenceMs ?? ANSWER_SILENCE_MS;
+  // (keepalive: a migration that runs for minutes without a byte either way outlives
+  // the idle timeouts of the NATs and firewalls on its path, as the relay's connections do)
+  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'bpd-webhooks-migrate',
+                                 connectionTimeoutMillis: silenceMs, keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS });
   // a session ended under it (pg_terminate_backend, a server restart) is said once, by
   // the query that fails, not thrown from an event as well: the process
   // would die on it with a stack
   let lost: Error | undefined;
   client.on('error', (error) => (lost ??= error));
   await client.connect();
+  const watch = watchAnswers(client, databaseUrl, silenceMs);
   let stage: 'waiting' | 'migrations' | 'sql' = 'waiting';
   let running: string | undefined;
   try {
@@ -165,13 +250,15 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
         `taken for the release after it; if this is an earlier release, run npm run migrate -- ${ROLLBACK_FLAG} to have it taken for that`);
     }
   } catch (error) {
-    if (!lost && !connectionLost(error)) throw error;
+    const silent = watch.lost();
+    if (!silent && !lost && !connectionLost(error)) throw error;
     // the server's word for it (57P01 for pg_terminate_backend), whether the query or the idle client heard it
-    const said = [firstCause(error), lost].find((heard) => (heard as { code?: string } | undefined)?.code) ?? firstCause(error);
+    const said = silent ?? [firstCause(error), lost].find((heard) => (heard as { code?: string } | undefined)?.code) ?? firstCause(error);
     throw new Error(`migrate lost its connection to the database while ${STAGES[stage]} (${said.message}): ` +
       `${appliedBefore(stage, running)}; run migrate again to finish`, { cause: error });
   } finally {
-    await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]).catch(() => {});
+    watch.stop();
+    if (!watch.lost()) await client.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]).catch(() => {});
     await client.end();
   }
 }
@@ -831,8 +918,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.error('DATABASE_URL is not set (npm start migrates its own embedded database)');
     process.exit(2);
   }
+  let silenceMs: number;
   try {
-    await migrate(url, (line) => console.log(line), { rollback: rollbackAsked('run migrate') });
+    silenceMs = answerSilenceMs();
+  } catch (error) {
+    console.error((error as Error).message);
+    process.exit(2);
+  }
+  try {
+    await migrate(url, (line) => console.log(line), { rollback: rollbackAsked('run migrate'), answerSilenceMs: silenceMs });
   } catch (error) {
     // its sentences say what happened and what to do; a stack would bury them
     console.error((error as Error).message);

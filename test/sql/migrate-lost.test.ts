@@ -3,9 +3,12 @@
 // migrations stay and to run it again, the migration it was in left nothing behind,
 // and the next run finishes it. (test/sql/migrate.test.ts has the same while it waits
 // for another migrate and while it applies sql/.)
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
-import { migrate, MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
+import { migrate, MIGRATE_LOCK, MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
 import { createTestDatabase, ownConnection } from '../helpers/db.ts';
 import { migrationsWith } from '../helpers/migrations.ts';
 import { freezableProxy } from '../helpers/proxy.ts';
@@ -55,3 +58,48 @@ for (const ending of ['the server ends it', 'its network path closes'] as const)
     t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
   });
 }
+
+// (a network path that goes silent without a reset: the migrate waited for the answer
+// as long as TCP does, many minutes, saying nothing, and its session on the server
+// held the migrate lock meanwhile)
+test('npm run migrate whose answer is lost on a silent network path exits 1 within its bound, in one line, and its session is ended', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  const proxy = await freezableProxy(new URL(database.url));
+  t.teardown(() => proxy.close());
+  // another migrate holds the lock: this one waits for it (a wait the bound must not cut)
+  const other = await ownConnection(database.url, t);
+  await other.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
+  const silenceMs = 1_000;
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../../tools/migrate.ts', import.meta.url))],
+    { env: { ...process.env, DATABASE_URL: proxy.url, MIGRATE_ANSWER_SILENCE_MS: String(silenceMs) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = once(child, 'exit');
+  const migrating = `select pid from pg_stat_activity
+                     where datname = current_database() and application_name = 'bpd-webhooks-migrate' and wait_event_type = 'Lock'`;
+  await until('the migrate waits for the other', async () => (await database.pool.query(migrating)).rowCount! > 0);
+  // the answers stop on their way back, then the lock is given: the migrate's session
+  // takes it and answers into the silence
+  proxy.deafen();
+  const released = Date.now();
+  await other.query('select pg_advisory_unlock($1)', [MIGRATE_LOCK]);
+  const [code] = await exited;
+  const tookMs = Date.now() - released;
+  t.log(`exited ${tookMs} ms after the answer was lost (bound ${silenceMs} ms)`);
+
+  t.is(code, 1);
+  const lines = stderr.trim().split('\n');
+  t.is(lines.length, 1, stderr);
+  t.regex(lines[0]!, new RegExp(`^migrate lost its connection to the database while it waited for another migrate to end ` +
+    `\\(no answer for ${silenceMs} ms, and its session there is not running the statement: the answer was lost on the way\\): ` +
+    'nothing was applied; run migrate again to finish$'));
+  // (the silence, then one look over a connection of its own, then the exit)
+  t.true(tookMs < 4 * silenceMs, `${tookMs} ms`);
+  t.is((await database.pool.query(`select 1 from pg_stat_activity
+    where datname = current_database() and application_name = 'bpd-webhooks-migrate'`)).rowCount, 0, 'its session was ended');
+  await migrate(database.url);
+  t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
+});
