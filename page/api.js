@@ -18,6 +18,9 @@ export const session = {
  * tried a change), 'network', 'no-answer' (none within ANSWER_WAIT_MS), 'server' (it,
  * or a proxy before it, failed: HTTP 5xx), 'api'.
  */
+/** The rule of updateWebhook's refusal of a change made over another made since the form read the webhook (sql/45_admin.sql). */
+export const CHANGED_SINCE_RULE = 'webhook_changed_since';
+
 export class ApiError extends Error {
   /**
    * field: the input the database blamed (extensions.column), rule: the rule it broke
@@ -257,6 +260,7 @@ const WEBHOOK = /* GraphQL */ `
   query Webhook($id: BigInt!, $since: Datetime, $until: Datetime) {
     currentCompanyName
     webhookReport(webhookId: $id, since: $since, until: $until) { nodes { ${REPORT_FIELDS} } }
+    webhookById(id: $id) { version }
   }
 `;
 
@@ -268,7 +272,8 @@ const WEBHOOK = /* GraphQL */ `
 export async function fetchWebhook(webhookId, { from = null, to = null } = {}) {
   const data = await graphql(WEBHOOK, { id: webhookId, since: from, until: to });
   const node = data.webhookReport.nodes.find((n) => n.webhookId === webhookId);
-  return { companyName: data.currentCompanyName, webhook: node ? reportRowOf(node) : null };
+  // (its version: what Save gives back, so that a change made since is not overwritten)
+  return { companyName: data.currentCompanyName, webhook: node ? { ...reportRowOf(node), version: data.webhookById?.version ?? null } : null };
 }
 
 const FIRING_FIELDS = `
@@ -533,11 +538,13 @@ export async function createWebhook(setup) {
 const UPDATE = /* GraphQL */ `
   mutation Update($id: BigInt!, $name: String, $url: String, $fields: [String], $actions: [Action],
                   $statusId: BigInt, $userId: BigInt, $clearStatusId: Boolean!, $clearUserId: Boolean!,
-                  $ignoreSources: [String], $watchFields: [String], $conditions: JSON, $clearConditions: Boolean!) {
+                  $ignoreSources: [String], $watchFields: [String], $conditions: JSON, $clearConditions: Boolean!,
+                  $expectedVersion: Int) {
     updateWebhook(input: { id: $id, name: $name, url: $url, fields: $fields, actions: $actions,
                            statusId: $statusId, userId: $userId, clearStatusId: $clearStatusId, clearUserId: $clearUserId,
                            ignoreSources: $ignoreSources, watchFields: $watchFields,
-                           conditions: $conditions, clearConditions: $clearConditions }) {
+                           conditions: $conditions, clearConditions: $clearConditions,
+                           expectedVersion: $expectedVersion }) {
       result { ${WEBHOOK_FIELDS} }
     }
   }
@@ -546,7 +553,9 @@ const UPDATE = /* GraphQL */ `
 /**
  * Saves a webhook's settings (the same shape as createWebhook's): those given, an empty
  * picker or filter clearing it; those left undefined stay as the database has them
- * (null to the API), so that what another admin changed in them meanwhile is kept.
+ * (null to the API). setup.expectedVersion: the webhook's version as the form read it;
+ * if another change was made since, nothing is saved and the API refuses it
+ * (CHANGED_SINCE_RULE), so that one admin's Save does not undo another's.
  */
 export async function updateWebhook(webhookId, setup) {
   const given = (key) => setup[key] !== undefined;
@@ -564,6 +573,7 @@ export async function updateWebhook(webhookId, setup) {
     watchFields: setup.watchFields ?? null,
     conditions: setup.conditions ?? null,
     clearConditions: setup.conditions === null,
+    expectedVersion: setup.expectedVersion ?? null,
   });
   return data.updateWebhook.result;
 }

@@ -12,7 +12,7 @@
 //       it ends before it. Next and Previous say so, Back, reload and links find the same page)
 //   #/webhooks/<id>/edit       its edit form
 import {
-  ApiError, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfillContactsCount, fetchBackfills, fetchSetupFacts,
+  ApiError, CHANGED_SINCE_RULE, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfillContactsCount, fetchBackfills, fetchSetupFacts,
   fetchDeliverySettings, fetchFiring, fetchHistory, fetchHistoryCount, fetchNames, fetchReport, fetchWebhook, replayDelivery, rotateSecret,
   saveDeliverySettings, searchChoices, sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
@@ -1782,7 +1782,7 @@ async function submitSetup(form, webhook) {
   const delivery = deliverySettingsOf(setup.delivery);
   try {
     if (webhook) {
-      await updateWebhook(webhook.id, changedSettings(setup, webhook));
+      await updateWebhook(webhook.id, { ...changedSettings(setup, webhook), expectedVersion: webhook.version });
       await saveDeliverySettings(webhook.id, delivery, form.loadedDelivery);
       flash(`Saved · ${setup.name.trim()}`);
       keepFlash = true;
@@ -1806,6 +1806,12 @@ async function submitSetup(form, webhook) {
     }
   } catch (error) {
     submit.disabled = false;
+    // another admin (or a DBA) changed the webhook since the form read it: nothing was
+    // saved, said above the form as it was typed, with the webhook to read again
+    if (error instanceof ApiError && error.rule === CHANGED_SINCE_RULE) {
+      showChangedSince();
+      return;
+    }
     // the database's refusal of one input goes beside that input; so does the API's of
     // a request too large to read (HTTP 413), beside the input that made it so
     const field = error instanceof ApiError
@@ -1817,6 +1823,24 @@ async function submitSetup(form, webhook) {
     // (the form stays as typed: Try again sends it as it is then)
     handleError(error, () => form.requestSubmit());
   }
+}
+
+/**
+ * Save refused for a change made since the form read the webhook: said plainly, with
+ * Reload webhook, which reads it again into the form (what was typed here is lost: the
+ * admin makes the change again over the other's).
+ */
+function showChangedSince() {
+  showError('Not saved: someone else changed this webhook since you opened it. Reload it to see their change, then make yours again.');
+  $('error').append(' ', h('button', {
+    type: 'button',
+    class: 'secondary',
+    id: 'reload-webhook',
+    onclick: () => {
+      showError('');
+      render();
+    },
+  }, 'Reload webhook'));
 }
 
 async function renderSetup(where, mine) {

@@ -77,8 +77,12 @@ $$;
 -- ignore_sources / watch_fields empties it; clear_max_in_flight / clear_rate_limit go
 -- back to the default (webhooks.max_in_flight) and to no pacing. A call that
 -- leaves every setting as it is changes nothing (10_config.sql, _900_skip_unchanged)
--- and answers the webhook as it is.
+-- and answers the webhook as it is. expected_version: the version the caller read the
+-- webhook at (an editor's); if another change came since, nothing is written and the
+-- call is refused by name (webhook_changed_since), so that two admins saving the same
+-- webhook do not overwrite each other without a word. Without it the last write wins.
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean);
+drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean, integer, integer, boolean, boolean);
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, integer, integer, boolean, boolean);
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean);
 create or replace function webhooks.update_webhook(
@@ -98,7 +102,8 @@ create or replace function webhooks.update_webhook(
   max_in_flight    integer default null,
   rate_limit       integer default null,
   clear_max_in_flight boolean default false,
-  clear_rate_limit    boolean default false
+  clear_rate_limit    boolean default false,
+  expected_version    integer default null
 )
 returns webhooks.webhooks
 language plpgsql
@@ -108,6 +113,15 @@ declare
   v webhooks.webhooks := webhooks_private.webhook_for_update(update_webhook.id);
   v_updated webhooks.webhooks;
 begin
+  -- (read under the row's lock, webhook_for_update: no change comes between it and the update)
+  if expected_version is not null and v.version is distinct from expected_version then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('webhook %s was changed since it was read (version %s, read at %s): nothing was saved; read it again and make the change over it',
+                       v.id, v.version, expected_version),
+      constraint = 'webhook_changed_since',
+      column = 'version';
+  end if;
   update webhooks.webhooks w
   set name      = coalesce(update_webhook.name, w.name),
       url       = coalesce(update_webhook.url, w.url),

@@ -88,7 +88,7 @@ returns jsonb
 language sql
 immutable
 as $$
-  select to_jsonb(p_webhook) - '{id,company_id,created_at,updated_at,enabled,disabled_at,disabled_by,disabled_reason,secret_rotated_at,deleted_filter_target}'::text[];
+  select to_jsonb(p_webhook) - '{id,company_id,created_at,updated_at,version,enabled,disabled_at,disabled_by,disabled_reason,secret_rotated_at,deleted_filter_target}'::text[];
 $$;
 
 ------------------------------------------------------------------------------------

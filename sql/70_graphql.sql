@@ -14,6 +14,7 @@ A webhook: where to POST which contact fields when which actions happen. The sig
 comment on column webhooks.webhooks.company_id is 'The company that owns the webhook (always the caller''s).';
 comment on column webhooks.webhooks.fields is 'The contact fields sent (besides id); see contactFields.';
 comment on column webhooks.webhooks.actions is 'The actions that fire the webhook.';
+comment on column webhooks.webhooks.version is 'One more at each change of the webhook: give it back as updateWebhook''s expectedVersion, so that a change made since you read it is not overwritten.';
 comment on column webhooks.webhooks.status_id is 'Only for status actions: fire for this status tag only.';
 comment on column webhooks.webhooks.user_id is 'Only for contact.user_assigned: fire for this user only.';
 comment on column webhooks.webhooks.ignore_sources is 'Sources (webhooks.source) whose changes never fire this webhook, e.g. an integration''s own writes; unknown stands for changes that name no source.';
@@ -63,8 +64,8 @@ comment on column webhooks.webhook_report_row.disables_at is
 
 comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb) is
   'Create a webhook for your company. The response carries its signing secret: store it, it is never shown again.';
-comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean, integer, integer, boolean, boolean) is
-  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId / clearConditions remove a filter, an empty ignoreSources / watchFields list empties it; clearMaxInFlight / clearRateLimit go back to the default limit and to no pacing.';
+comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean, integer, integer, boolean, boolean, integer) is
+  'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId / clearConditions remove a filter, an empty ignoreSources / watchFields list empties it; clearMaxInFlight / clearRateLimit go back to the default limit and to no pacing. expectedVersion: the webhook''s version as you read it; if it was changed since, nothing is saved and the call is refused (constraint webhook_changed_since). Left out, the last change wins.';
 comment on function webhooks.delete_webhook(bigint) is
   'Delete a webhook and its history: the history leaves every list at once (the database too, unless it is long: then at the next maintenance, within the hour).';
 comment on function webhooks.disable_webhook(bigint, text) is

@@ -358,6 +358,28 @@ test('updateWebhook changes what it is given, keeps the rest, and clears a filte
   t.deepEqual(row, { actions: ['contact.created', 'contact.deleted'], status_id: null });
 });
 
+// (two admins saving the same webhook: the second overwrote the first without a word)
+test('updateWebhook with the expectedVersion read: saved; with one another change passed, refused by name and nothing saved; without one, the last write wins', async (t) => {
+  const company = await make().company();
+  const token = await adminOf(company.id);
+  const { webhook } = await createThroughApi(token, {});
+  const read = await api().gql(token, 'query($id: BigInt!) { webhookById(id: $id) { name version } }', { id: webhook.id });
+  const version = read.data.webhookById.version;
+  t.is(version, 1);
+  const RENAME = `mutation($id: BigInt!, $name: String!, $version: Int) {
+    updateWebhook(input: { id: $id, name: $name, expectedVersion: $version }) { result { name version } } }`;
+  const first = await api().gql(token, RENAME, { id: webhook.id, name: 'First admin', version });
+  t.deepEqual(first.data.updateWebhook.result, { name: 'First admin', version: version + 1 });
+  const second = await api().gql(token, RENAME, { id: webhook.id, name: 'Second admin', version });
+  t.is(second.errors?.length, 1, JSON.stringify(second.errors));
+  t.deepEqual(second.errors![0]!.extensions, { code: '55000', constraint: 'webhook_changed_since', column: 'version' });
+  t.is(second.errors![0]!.message,
+    `webhook ${webhook.id} was changed since it was read (version ${version + 1}, read at ${version}): nothing was saved; read it again and make the change over it`);
+  t.is((await db().pool.query('select name from webhooks.webhooks where id = $1', [webhook.id])).rows[0].name, 'First admin');
+  const unversioned = await api().gql(token, RENAME, { id: webhook.id, name: 'Last write' });
+  t.deepEqual(unversioned.data.updateWebhook.result, { name: 'Last write', version: version + 2 });
+});
+
 test('deleteWebhook removes the webhook with its secret, queue and history', async (t) => {
   const f = make();
   const company = await f.company();

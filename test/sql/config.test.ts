@@ -542,4 +542,28 @@ test('set_webhook_delivery: a null ordered leaves ordering as it is; false turns
   t.deepEqual(await settings(), { coalesce_window: null, ordered: false }, 'false: off');
   await db().pool.query('select webhooks.set_webhook_delivery($1, null, null)', [hook.id]);
   t.deepEqual(await settings(), { coalesce_window: null, ordered: false }, 'null on an unordered webhook: still unordered');
+
+// (two admins editing one webhook: the second Save overwrote the first's change without a word)
+test('update_webhook with the version the editor read: written and the version moves on; refused by name once another change came between; without one, the last write wins', async (t) => {
+  const known = await ids();
+  const hook = await make().webhook({ companyId: known.company, name: 'Versioned', actions: ['contact.created'] });
+  const version = async () => (await db().pool.query<{ version: number }>('select version from webhooks.webhooks where id = $1', [hook.id])).rows[0]!.version;
+  const read = await version();
+  t.is(read, 1, 'a new webhook is at version 1');
+  const { rows: [first] } = await db().pool.query(
+    'select (w).name, (w).version from webhooks.update_webhook($1, name => $2, expected_version => $3) w', [hook.id, 'First admin', read]);
+  t.deepEqual(first, { name: 'First admin', version: read + 1 });
+  // the second admin read the webhook before the first saved
+  const refused = await t.throwsAsync(db().pool.query(
+    'select webhooks.update_webhook($1, url => $2, expected_version => $3)', [hook.id, 'https://second.example.com/in', read]));
+  t.like(refused, { code: '55000', constraint: 'webhook_changed_since', column: 'version',
+    message: `webhook ${hook.id} was changed since it was read (version ${read + 1}, read at ${read}): nothing was saved; read it again and make the change over it` });
+  t.deepEqual((await db().pool.query('select name, url, version from webhooks.webhooks where id = $1', [hook.id])).rows[0],
+    { name: 'First admin', url: hook.url, version: read + 1 }, 'nothing of the refused change');
+  // an unchanged save at the version read changes nothing, and the version stays
+  await db().pool.query('select webhooks.update_webhook($1, name => $2, expected_version => $3)', [hook.id, 'First admin', read + 1]);
+  t.is(await version(), read + 1);
+  // a caller that sends no version: the last write wins, as before
+  await db().pool.query('select webhooks.update_webhook($1, url => $2)', [hook.id, 'https://second.example.com/in']);
+  t.is(await version(), read + 2);
 });
