@@ -542,6 +542,7 @@ test('set_webhook_delivery: a null ordered leaves ordering as it is; false turns
   t.deepEqual(await settings(), { coalesce_window: null, ordered: false }, 'false: off');
   await db().pool.query('select webhooks.set_webhook_delivery($1, null, null)', [hook.id]);
   t.deepEqual(await settings(), { coalesce_window: null, ordered: false }, 'null on an unordered webhook: still unordered');
+});
 
 // (two admins editing one webhook: the second Save overwrote the first's change without a word)
 test('update_webhook with the version the editor read: written and the version moves on; refused by name once another change came between; without one, the last write wins', async (t) => {
