@@ -81,6 +81,11 @@ test('npm run migrate whose answer is lost on a silent network path exits 1 with
   const migrating = `select pid from pg_stat_activity
                      where datname = current_database() and application_name = 'bpd-webhooks-migrate' and wait_event_type = 'Lock'`;
   await until('the migrate waits for the other', async () => (await database.pool.query(migrating)).rowCount! > 0);
+  // a wait longer than the bound, its session at work, is waited out (a time, not a
+  // signal: what is shown is that nothing happens meanwhile)
+  await new Promise((resolve) => setTimeout(resolve, 4 * silenceMs));
+  t.is(child.exitCode, null, `still waiting: ${stderr}`);
+  t.is((await database.pool.query(migrating)).rowCount, 1);
   // the answers stop on their way back, then the lock is given: the migrate's session
   // takes it and answers into the silence
   proxy.deafen();
