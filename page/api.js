@@ -6,6 +6,9 @@ import { crmName, inspectToken } from './format.js';
 
 const TOKEN_KEY = 'bpd-webhooks.token';
 
+/** The rule of updateWebhook's refusal of a change made over another made since the form read the webhook (sql/45_admin.sql). */
+export const CHANGED_SINCE_RULE = 'webhook_changed_since';
+
 export const session = {
   token: () => sessionStorage.getItem(TOKEN_KEY),
   save: (token) => sessionStorage.setItem(TOKEN_KEY, token),
@@ -18,9 +21,6 @@ export const session = {
  * tried a change), 'network', 'no-answer' (none within ANSWER_WAIT_MS), 'server' (it,
  * or a proxy before it, failed: HTTP 5xx), 'api'.
  */
-/** The rule of updateWebhook's refusal of a change made over another made since the form read the webhook (sql/45_admin.sql). */
-export const CHANGED_SINCE_RULE = 'webhook_changed_since';
-
 export class ApiError extends Error {
   /**
    * field: the input the database blamed (extensions.column), rule: the rule it broke
@@ -260,7 +260,6 @@ const WEBHOOK = /* GraphQL */ `
   query Webhook($id: BigInt!, $since: Datetime, $until: Datetime) {
     currentCompanyName
     webhookReport(webhookId: $id, since: $since, until: $until) { nodes { ${REPORT_FIELDS} } }
-    webhookById(id: $id) { version }
   }
 `;
 
@@ -272,8 +271,7 @@ const WEBHOOK = /* GraphQL */ `
 export async function fetchWebhook(webhookId, { from = null, to = null } = {}) {
   const data = await graphql(WEBHOOK, { id: webhookId, since: from, until: to });
   const node = data.webhookReport.nodes.find((n) => n.webhookId === webhookId);
-  // (its version: what Save gives back, so that a change made since is not overwritten)
-  return { companyName: data.currentCompanyName, webhook: node ? { ...reportRowOf(node), version: data.webhookById?.version ?? null } : null };
+  return { companyName: data.currentCompanyName, webhook: node ? reportRowOf(node) : null };
 }
 
 const FIRING_FIELDS = `
@@ -580,7 +578,7 @@ export async function updateWebhook(webhookId, setup) {
 
 const DELIVERY_SETTINGS = /* GraphQL */ `
   query DeliverySettings($id: BigInt!) {
-    webhookById(id: $id) { maxInFlight rateLimit ordered coalesceWindow { seconds minutes hours } }
+    webhookById(id: $id) { maxInFlight rateLimit ordered coalesceWindow { seconds minutes hours } version }
   }
 `;
 
@@ -590,7 +588,26 @@ const DELIVERY_SETTINGS = /* GraphQL */ `
  * webhook is not the caller's company's.
  */
 export async function fetchDeliverySettings(webhookId) {
+  return deliverySettingsOf((await graphql(DELIVERY_SETTINGS, { id: webhookId })).webhookById);
+}
+
+/**
+ * What the edit form of a webhook loads: the webhook (fetchWebhook, with its version,
+ * which Save gives back so that a change made since is not overwritten: updateWebhook)
+ * and its delivery settings (fetchDeliverySettings); null both, not the company's.
+ * The version is read with the delivery settings, before the rest: a change between
+ * the two reads leaves the form a version older than what it shows, and its Save is
+ * refused; read after it (or beside it, in any order), the form could show the settings
+ * before a change with the version after it, and Save would undo that change without a word.
+ */
+export async function fetchWebhookToEdit(webhookId) {
   const w = (await graphql(DELIVERY_SETTINGS, { id: webhookId })).webhookById;
+  if (!w) return { found: null, delivery: null };
+  const found = await fetchWebhook(webhookId);
+  return { found: found.webhook ? { ...found, webhook: { ...found.webhook, version: w.version } } : found, delivery: deliverySettingsOf(w) };
+}
+
+function deliverySettingsOf(w) {
   if (!w) return null;
   const window = w.coalesceWindow;
   return {

@@ -13,7 +13,7 @@
 //   #/webhooks/<id>/edit       its edit form
 import {
   ApiError, CHANGED_SINCE_RULE, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfillContactsCount, fetchBackfills, fetchSetupFacts,
-  fetchDeliverySettings, fetchFiring, fetchHistory, fetchHistoryCount, fetchNames, fetchReport, fetchWebhook, replayDelivery, rotateSecret,
+  fetchFiring, fetchHistory, fetchHistoryCount, fetchNames, fetchReport, fetchWebhook, fetchWebhookToEdit, replayDelivery, rotateSecret,
   saveDeliverySettings, searchChoices, sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
 import { h, replace, setText } from './dom.js';
@@ -1849,10 +1849,9 @@ async function renderSetup(where, mine) {
     showView(null);
     return;
   }
-  const [{ fields, bounds }, found, delivery] = await Promise.all([
+  const [{ fields, bounds }, { found, delivery }] = await Promise.all([
     fetchSetupFacts(),
-    where.view === 'edit' ? fetchWebhook(where.webhookId) : null,
-    where.view === 'edit' ? fetchDeliverySettings(where.webhookId) : DEFAULT_DELIVERY,
+    where.view === 'edit' ? fetchWebhookToEdit(where.webhookId) : { found: null, delivery: DEFAULT_DELIVERY },
   ]);
   if (mine !== generation) return;
   const webhook = found?.webhook ?? null;

@@ -671,7 +671,8 @@ $$;
 -- audit row, no change of the company's hour spent, no notice to the relays, no
 -- subscription rewritten), and the statement counts no row. Else updated_at says
 -- when, and version (0100_webhook_version) counts one more change: update_webhook's
--- expected_version (45_admin.sql) compares it with the one an editor read. (A no-op updated the row and wrote no audit row: it was no change of
+-- expected_version (45_admin.sql) compares it with the one an editor read. (A no-op
+-- updated the row and wrote no audit row: it was no change of
 -- webhooks.max_changes_per_hour, and a loop of them was unbounded.) The API functions
 -- that change a webhook answer it as it is then (45_admin.sql).
 create or replace function webhooks_private.tg_webhooks__skip_unchanged()
