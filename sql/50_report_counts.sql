@@ -1056,6 +1056,29 @@ begin
     delete from webhooks_private.delivery_days_to_count n
     where not exists (select 1 from webhooks.webhooks w where w.id = n.webhook_id);
   end if;
+  if p_after_webhook_id is null
+     and (select greatest(r.hours_rolling_before, r.hours_counted_before)
+          from webhooks_private.report_counts_rolled_up r) > v_hours_before then
+    -- a run went further than this one may: it ran while the database's clock was
+    -- ahead, which has come back. The hours it counted from this run's first hour not
+    -- countable on had not all ended (or not two hours before), and a writer's
+    -- deliveries written into them since are in no row: the report left them out
+    -- until their day was counted, up to three days (until 2026-12-07;
+    -- test/sql/clock-back.test.ts). Their rows are stale, as a writer leaves them
+    -- (counted from the rows meanwhile), their webhooks noted for the next runs,
+    -- which count them again once they can, and the hours counted go back to here.
+    -- Only then: a run whose clock went on pays one comparison.
+    with marked as (
+      update webhooks.delivery_hour_counts c
+      set stale = true, version = c.version + 1
+      where c.hour >= v_hours_before and not c.stale
+      returning c.webhook_id)
+    insert into webhooks_private.webhooks_to_roll_up (webhook_id)
+    select distinct m.webhook_id from marked m
+    on conflict do nothing;
+    update webhooks_private.report_counts_rolled_up
+    set hours_counted_before = least(hours_counted_before, v_hours_before);
+  end if;
   if p_after_webhook_id is null then
     -- the run's first hour not counted: the next run of the day looks from there
     update webhooks_private.report_counts_rolled_up set hours_rolling_before = v_hours_before;

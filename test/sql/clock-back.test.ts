@@ -9,6 +9,7 @@ import test from 'ava';
 import { maintain } from '../../tools/maintain.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
+import { hourCounts, insertFinished, rawCounts, rollUpAfter } from '../helpers/report-counts.ts';
 import { steerClock } from '../helpers/steered-clock.ts';
 
 const db = useTestDatabase(test);
@@ -79,4 +80,31 @@ test.serial('a day to come that the clock ahead counted and dropped stays forgot
   const { rows: daily } = await db().pool.query(
     `select to_char(day, 'YYYY-MM-DD') as day, fired::int from webhooks.daily_counts where webhook_id = $1`, [webhook.id]);
   t.deepEqual(daily, [{ day: day(1), fired: 1 }]);
+});
+
+// A roll-up run while the clock was hours ahead counted the hours up to two before
+// that clock: this hour, which has not ended, among them, its row taken as final.
+// Once the clock came back, deliveries written into this hour were left out of the
+// report until their day was counted, up to three days on. The next roll-up finds
+// its watermark ahead of its own bounds and trusts no row past them: counted from the
+// rows until the hour can be counted, then counted again.
+test.serial('an hour counted while the clock ran ahead is counted again once it came back: the deliveries written into it since are in the report', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const hook = { id: webhook.id, company_id: company.id };
+  const { rows: [{ now: started }] } = await db().pool.query('select now()');
+  const [first] = await insertFinished(db().pool, webhook.id, company.id, [started.toISOString()], ['succeeded']);
+  await rollUpAfter(db().pool, started, '4 hours');
+  t.deepEqual(await hourCounts(db().pool, hook, first.created_at), { hourRow: [1], report: 1 }, 'counted by the clock ahead');
+
+  // the clock back: a delivery written into the same hour, and the next roll-up
+  await insertFinished(db().pool, webhook.id, company.id, [first.created_at.toISOString()], ['succeeded']);
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  t.deepEqual(await hourCounts(db().pool, hook, first.created_at), { hourRow: [], report: 2 }, 'not trusted: counted from the rows');
+  t.like(await rawCounts(db().pool, webhook.id, null, null), { fired: '2' });
+
+  // once the hour can be counted, it is, with both
+  await rollUpAfter(db().pool, started, '3 hours');
+  t.deepEqual(await hourCounts(db().pool, hook, first.created_at), { hourRow: [2], report: 2 });
 });
