@@ -627,7 +627,7 @@ const SAVE_LIMITS = /* GraphQL */ `
 `;
 
 const SAVE_DELIVERY = /* GraphQL */ `
-  mutation SaveDelivery($id: BigInt!, $window: IntervalInput, $ordered: Boolean!) {
+  mutation SaveDelivery($id: BigInt!, $window: IntervalInput, $ordered: Boolean) {
     setWebhookDelivery(input: { id: $id, coalesceWindow: $window, ordered: $ordered }) { result { id } }
   }
 `;
@@ -635,9 +635,8 @@ const SAVE_DELIVERY = /* GraphQL */ `
 /**
  * Saves how a webhook's deliveries go (the shape fetchDeliverySettings gives; null: the
  * default): those that differ from `before` (as the form had them) alone, so that what
- * another admin changed meanwhile in the others stays. The merge window and the order
- * are set together (setWebhookDelivery): the one not changed is sent as the database has
- * it now, read just before.
+ * another admin changed meanwhile in the others stays. A setting of setWebhookDelivery
+ * left out (its variable not given) stays as the database has it.
  */
 export async function saveDeliverySettings(webhookId, settings, before) {
   const cap = settings.maxInFlight !== before.maxInFlight;
@@ -654,13 +653,10 @@ export async function saveDeliverySettings(webhookId, settings, before) {
   const window = settings.coalesceSeconds !== before.coalesceSeconds;
   const ordered = settings.ordered !== before.ordered;
   if (!window && !ordered) return;
-  const now = window && ordered ? settings : await fetchDeliverySettings(webhookId);
-  const seconds = window ? settings.coalesceSeconds : now?.coalesceSeconds ?? null;
-  await graphql(SAVE_DELIVERY, {
-    id: webhookId,
-    window: seconds === null ? null : { seconds },
-    ordered: ordered ? settings.ordered : now?.ordered ?? false,
-  });
+  const variables = { id: webhookId };
+  if (window) variables.window = settings.coalesceSeconds === null ? null : { seconds: settings.coalesceSeconds };
+  if (ordered) variables.ordered = settings.ordered;
+  await graphql(SAVE_DELIVERY, variables);
 }
 
 const DELETE = /* GraphQL */ `

@@ -219,14 +219,21 @@ begin
 end;
 $$;
 
--- public: how the webhook's deliveries go (docs/backfill.md): coalesce_window (null:
--- off; at most 1 hour) merges a burst of updates or saves of one contact into one
--- message; ordered sends a contact's deliveries one at a time, in order, and null
--- (or left out, in GraphQL too) leaves it as it is, as update_webhook's null
--- arguments do: until 2026-12-07 it turned ordering off, and an admin who changed the
--- window alone lost the order a receiver relied on. The same settings again change
--- nothing, as in update_webhook.
-create or replace function webhooks.set_webhook_delivery(id bigint, coalesce_window interval, ordered boolean default null)
+-- public: how the webhook's deliveries go (docs/backfill.md): coalesce_window merges a
+-- burst of updates or saves of one contact into one message (at most 1 hour; null or
+-- 0: off, a window of 0 being no window); ordered sends a contact's deliveries one at
+-- a time, in order (null: as it is, as update_webhook's null arguments do). Either
+-- left out leaves its setting as it is: until 2026-12-07 a call that left out the
+-- window (GraphQL setWebhookDelivery with ordered alone) turned coalescing off, and
+-- one that left out ordered (or gave null) turned ordering off; each lost what a
+-- receiver relied on. The window's default says "left out": a null given stays off,
+-- as it always was (PostGraphile passes an argument left out as nothing, so that the
+-- default applies, and a null given as null). It is negative, which no window given
+-- can be: that is refused (webhooks_coalesce_window_range). The same settings again
+-- change nothing, as in update_webhook.
+create or replace function webhooks.set_webhook_delivery(id bigint,
+                                                         coalesce_window interval default interval '-1 microsecond',
+                                                         ordered boolean default null)
 returns webhooks.webhooks
 language plpgsql
 volatile
@@ -234,9 +241,11 @@ as $$
 declare
   v webhooks.webhooks := webhooks_private.webhook_for_update(set_webhook_delivery.id);
   v_updated webhooks.webhooks;
+  v_left_out constant boolean := set_webhook_delivery.coalesce_window is not distinct from interval '-1 microsecond';
 begin
   update webhooks.webhooks w
-  set coalesce_window = set_webhook_delivery.coalesce_window,
+  set coalesce_window = case when v_left_out then w.coalesce_window
+                             else nullif(set_webhook_delivery.coalesce_window, interval '0') end,
       ordered = coalesce(set_webhook_delivery.ordered, w.ordered)
   where w.id = v.id
   returning * into v_updated;

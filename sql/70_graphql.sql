@@ -222,4 +222,4 @@ comment on function webhooks.cancel_backfill(bigint) is
 comment on column webhooks.webhooks.coalesce_window is 'Null: off. Else contact.updated / contact.saved deliveries wait up to this long, and later changes of the same contact merge into them (one message, changed_fields the union, data.merged the count).';
 comment on column webhooks.webhooks.ordered is 'True: the deliveries of one contact are sent one at a time, in the order of the changes.';
 comment on function webhooks.set_webhook_delivery(bigint, interval, boolean) is
-  'Set how the webhook''s deliveries go: coalesceWindow (null: off, at most 1 hour) and ordered (null or left out: as it is).';
+  'Set how the webhook''s deliveries go: coalesceWindow (left out: as it is; null or 0: off; at most 1 hour) and ordered (null or left out: as it is).';

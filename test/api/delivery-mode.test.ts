@@ -75,3 +75,39 @@ test('a window of months and days that the check takes for an hour waits an hour
      from webhooks.webhooks where id = $1`, [hook.id]);
   t.deepEqual(rows[0], { waits: '01:00:00', waits_in_february: '01:00:00' });
 });
+
+// The window left out (an admin, or an integration script, that changes the order
+// alone) leaves coalescing as it is, as ordered left out leaves ordering: until
+// 2026-12-07 it turned coalescing off. Null given still turns it off, and so does a
+// window of 0.
+test('coalesceWindow left out leaves coalescing as it is: changing the order alone keeps the window; null or 0 turns it off', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const admin = await api().token(company.id);
+  const set = await api().gql(admin, SET, { id: hook.id, window: { seconds: 10 }, ordered: false });
+  t.falsy(set.errors, JSON.stringify(set.errors));
+
+  const orderedAlone = await api().gql(admin, `mutation($id: BigInt!) {
+    setWebhookDelivery(input: { id: $id, ordered: true }) { result { ordered coalesceWindow { seconds } } } }`,
+  { id: hook.id });
+  t.falsy(orderedAlone.errors, JSON.stringify(orderedAlone.errors));
+  t.like(orderedAlone.data.setWebhookDelivery.result, { ordered: true, coalesceWindow: { seconds: 10 } });
+  // a variable not given is a field left out too
+  const variableNotGiven = await api().gql(admin, SET, { id: hook.id, ordered: false });
+  t.falsy(variableNotGiven.errors, JSON.stringify(variableNotGiven.errors));
+  t.like(variableNotGiven.data.setWebhookDelivery.result, { ordered: false, coalesceWindow: { seconds: 10 } });
+  const settings = async () => (await db().pool.query(
+    'select extract(epoch from coalesce_window)::int as window_s, ordered from webhooks.webhooks where id = $1', [hook.id])).rows;
+  t.deepEqual(await settings(), [{ window_s: 10, ordered: false }]);
+
+  const zero = await api().gql(admin, SET, { id: hook.id, window: { seconds: 0 } });
+  t.falsy(zero.errors, JSON.stringify(zero.errors));
+  t.like(zero.data.setWebhookDelivery.result, { ordered: false, coalesceWindow: null });
+  await api().gql(admin, SET, { id: hook.id, window: { seconds: 20 } });
+  t.deepEqual(await settings(), [{ window_s: 20, ordered: false }]);
+  const off = await api().gql(admin, SET, { id: hook.id, window: null });
+  t.falsy(off.errors, JSON.stringify(off.errors));
+  t.like(off.data.setWebhookDelivery.result, { ordered: false, coalesceWindow: null });
+  t.deepEqual(await settings(), [{ window_s: null, ordered: false }]);
+});

@@ -568,3 +568,34 @@ test('update_webhook with the version the editor read: written and the version m
   await db().pool.query('select webhooks.update_webhook($1, url => $2)', [hook.id, 'https://second.example.com/in']);
   t.is(await version(), read + 2);
 });
+
+// set_webhook_delivery's window left out leaves coalescing as it is, as ordered left
+// out leaves ordering: a call that changed the order alone turned coalescing off. A
+// null given turns it off, as documented; so does a window of 0, which is no window.
+test('set_webhook_delivery: the window left out leaves coalescing as it is; null or 0 turns it off; a negative one is refused', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const settings = async () => (await db().pool.query(
+    'select coalesce_window::text, ordered from webhooks.webhooks where id = $1', [hook.id])).rows[0];
+
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '10 seconds', false)`, [hook.id]);
+  const { rows: [answer] } = await db().pool.query(
+    'select (w).coalesce_window::text, (w).ordered from webhooks.set_webhook_delivery(id => $1, ordered => true) w', [hook.id]);
+  t.deepEqual(answer, { coalesce_window: '00:00:10', ordered: true }, 'the window left out: kept');
+  t.deepEqual(await settings(), { coalesce_window: '00:00:10', ordered: true });
+  await db().pool.query('select webhooks.set_webhook_delivery($1)', [hook.id]);
+  t.deepEqual(await settings(), { coalesce_window: '00:00:10', ordered: true }, 'both left out: nothing changed');
+
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '0')`, [hook.id]);
+  t.deepEqual(await settings(), { coalesce_window: null, ordered: true }, '0: off, ordering kept');
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '20 seconds')`, [hook.id]);
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 day -24 hours')`, [hook.id]);
+  t.deepEqual(await settings(), { coalesce_window: null, ordered: true }, 'a window that comes to 0: off');
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '20 seconds')`, [hook.id]);
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null)', [hook.id]);
+  t.deepEqual(await settings(), { coalesce_window: null, ordered: true }, 'null given: off, as it always was');
+
+  const negative = await refusal(t, db().pool.query(`select webhooks.set_webhook_delivery($1, '-5 seconds')`, [hook.id]));
+  t.like(negative, { code: '23514', constraint: 'webhooks_coalesce_window_range', column: 'coalesce_window' });
+});
