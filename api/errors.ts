@@ -4,7 +4,9 @@
 // unknown field, a status of another company, a webhook that is not theirs. Those
 // pass through with their SQLSTATE and, when Postgres names them, the rule
 // (constraint) and the field (column) in `extensions`.
-import { SafeError } from 'postgraphile/grafast';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { isSafeError, SafeError } from 'postgraphile/grafast';
 import { defaultMaskError } from 'postgraphile/grafserv';
 import { GraphQLError } from 'postgraphile/graphql';
 import { isConnectionError } from '../relay/database.ts';
@@ -281,7 +283,84 @@ export function nameHttpRefusals<T extends BufferAnswer | null>(answer: T): T {
   return { ...answer, buffer, headers: { ...answer.headers, 'content-length': String(buffer.length) } };
 }
 
-export function maskError(error: GraphQLError): GraphQLError {
+/** How long after an unnamed error's line the same error (its hash) is counted, not logged again. */
+export const UNNAMED_ERROR_LOG_EVERY_MS = 60_000;
+/** Lines of unnamed errors a minute, whatever their hashes: an error whose text holds the request's values has a hash a request. */
+export const UNNAMED_ERROR_LINES_PER_MINUTE = 60;
+/** Hashes kept with their counts; past them the one logged longest ago is forgotten. */
+const UNNAMED_ERRORS_KEPT = 1_000;
+
+/**
+ * Errors no rule here names (a bug, or the database refusing in a way nobody foresaw:
+ * a disk full, a DBA's trigger): the caller reads "An error occurred" with a hash of
+ * the error and an id; the operator's log has one JSON line of the error, its first
+ * in UNNAMED_ERROR_LOG_EVERY_MS, then one a minute at most saying how many were
+ * answered since without a line (`repeated`), and at most
+ * UNNAMED_ERROR_LINES_PER_MINUTE lines of them all (those past it counted in the next
+ * line, `unlogged`). PostGraphile's own mask wrote each to console.error, outside the
+ * JSON log: about 52 lines and 3 KB of text, the statement of the function that
+ * failed among them, for every request (test/api/unnamed-error-log.test.ts), so one
+ * company's script asking the same thing 20 times a second wrote 5 GB a day.
+ */
+export class UnnamedErrors {
+  readonly #log: Logger;
+  readonly #now: () => number;
+  /** each hash's last line, and the errors of it answered since without one; oldest line first */
+  readonly #byHash = new Map<string, { loggedAt: number; repeated: number }>();
+  #lines: number[] = [];
+  #unlogged = 0;
+
+  constructor(log: Logger, now: () => number = () => performance.now()) {
+    this.#log = log;
+    this.#now = now;
+  }
+
+  answer(error: GraphQLError): GraphQLError {
+    const hash = createHash('sha1').update(String(error)).digest('base64url');
+    const errorId = randomBytes(5).toString('hex');
+    this.#note(hash, errorId, error);
+    return new GraphQLError(`An error occurred (logged with hash: '${hash}', id: '${errorId}')`, {
+      nodes: error.nodes, source: error.source, positions: error.positions, path: error.path,
+      originalError: error.originalError, extensions: { errorId },
+    });
+  }
+
+  #note(hash: string, errorId: string, error: GraphQLError): void {
+    const now = this.#now();
+    const seen = this.#byHash.get(hash);
+    if (seen && now - seen.loggedAt < UNNAMED_ERROR_LOG_EVERY_MS) {
+      seen.repeated++;
+      return;
+    }
+    this.#lines = this.#lines.filter((at) => now - at < 60_000);
+    if (this.#lines.length >= UNNAMED_ERROR_LINES_PER_MINUTE) {
+      this.#unlogged++;
+      if (seen) seen.repeated++;
+      else this.#keep(hash, { loggedAt: -Infinity, repeated: 1 });
+      return;
+    }
+    this.#lines.push(now);
+    this.#log.error(
+      { hash, errorId, path: error.path, repeated: seen?.repeated ?? 0, unlogged: this.#unlogged, err: error.originalError ?? error },
+      'a request failed with an error the API does not name: answered "An error occurred" with this hash',
+    );
+    this.#unlogged = 0;
+    this.#keep(hash, { loggedAt: now, repeated: 0 });
+  }
+
+  #keep(hash: string, entry: { loggedAt: number; repeated: number }): void {
+    this.#byHash.delete(hash);
+    this.#byHash.set(hash, entry);
+    if (this.#byHash.size > UNNAMED_ERRORS_KEPT) this.#byHash.delete(this.#byHash.keys().next().value!);
+  }
+}
+
+/** grafserv's maskError: the API's names for errors, and unnamed ones logged by `unnamed`. */
+export function errorMasker(unnamed: UnnamedErrors): (error: GraphQLError) => GraphQLError {
+  return (error) => maskError(error, unnamed);
+}
+
+function maskError(error: GraphQLError, unnamed: UnnamedErrors): GraphQLError {
   if (error.originalError instanceof SafeError && error.extensions?.code === undefined) {
     const code = PAGE_ARGUMENT_REFUSALS.find(([pattern]) => pattern.test(error.message))?.[1];
     if (code) {
@@ -338,5 +417,8 @@ export function maskError(error: GraphQLError): GraphQLError {
       },
     });
   }
-  return defaultMaskError(error);
+  const original = error.originalError;
+  // (GraphQL's own, and safe errors: passed as they are, logged by nobody)
+  if (!original || original instanceof GraphQLError || isSafeError(original)) return defaultMaskError(error);
+  return unnamed.answer(error);
 }

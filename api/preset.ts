@@ -5,14 +5,16 @@ import './env.ts';
 import type {} from 'postgraphile';
 import { isUtf8 } from 'node:buffer';
 import type pg from 'pg';
+import type { Logger } from 'pino';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { context as contextStep, isPromiseLike, lambda } from 'postgraphile/grafast';
 import { Kind, type DocumentNode } from 'postgraphile/graphql';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
-import { bodyRefused, HTTP_REFUSAL_CODES, maskError, nameHttpRefusals } from './errors.ts';
+import { bodyRefused, errorMasker, HTTP_REFUSAL_CODES, nameHttpRefusals, UnnamedErrors } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
+import { apiLogger } from './log.ts';
 import { boundedPage, chargePayload, depthRule, expandedFieldsRule, LIMIT_CODES, MAX_QUERY_TEXT_NESTING, newQueryRefusal, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, textNestsDeeperThan, type ApiLimits, type PayloadBudget } from './limits.ts';
 import { KnownTexts, PlanningBudget, threadClock } from './planning-budget.ts';
 import { nameInputErrors, refuseInputs } from './input-refusals.ts';
@@ -726,6 +728,8 @@ export interface PresetOptions {
   planned?: (ms: number) => void;
   /** told of each new text refused for its company's budget (TOO_MANY_NEW_QUERIES) */
   newTextRefused?: () => void;
+  /** where errors the API does not name are logged (api/errors.ts, UnnamedErrors) */
+  log?: Logger;
 }
 
 /**
@@ -782,7 +786,7 @@ export function apiPreset(options: PresetOptions): GraphileConfig.Preset {
       websockets: false,
       maxRequestLength: options.limits.maxBodyBytes,
       parseAndValidateCacheSize: CACHED_DOCUMENTS,
-      maskError,
+      maskError: errorMasker(new UnnamedErrors(options.log ?? apiLogger())),
     },
     grafast: {
       explain: false,

@@ -230,6 +230,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       limits,
       planned: (ms) => metrics.planned(ms),
       newTextRefused: () => metrics.newTextRefused(),
+      log,
     }),
   );
   type Pgl = ReturnType<typeof schemaOfDatabase>;
