@@ -329,7 +329,7 @@ interface DatabaseAnswers {
 /** The gauges read from the database at each scrape, each with the answer it shows. */
 const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answers: DatabaseAnswers) => number }> = [
   { name: 'bpd_webhooks_due',
-    help: 'Deliveries waiting to be sent whose time has come (pending, next attempt now or earlier), counted up to a cap (docs/operations.md): at the cap, at least that many.',
+    help: 'Deliveries waiting for a relay whose time has come (pending, next attempt now or earlier; not those an open circuit breaker holds), counted up to a cap (docs/operations.md): at the cap, at least that many.',
     value: (a) => a.due },
   { name: 'bpd_webhooks_oldest_due_seconds',
     help: 'How long the longest-waiting due delivery has been due, in seconds (0 when none is due).',

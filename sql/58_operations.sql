@@ -102,10 +102,16 @@ as $$
   select 32;
 $$;
 
--- Deliveries due now (pending, next attempt reached), counted up to
+-- Deliveries due now (pending, next attempt reached) that wait for a relay, counted up to
 -- backlog_due_cap() (past it, that many: at least so many are due), and how long the
 -- longest-waiting of them has been due, in seconds (0 when none is), exact whatever
--- the backlog. From the queue's index of rows not in flight by webhook and due time
+-- the backlog. Those of a webhook whose circuit breaker is open (until its next probe
+-- is due: lanes.open_until, 28_lanes.sql) wait for their receiver, not for a relay,
+-- and are left out: one company's receiver that is down held the alerts on this
+-- figure (WebhookBacklogOld, WebhookRelaysIdleWithBacklog) firing for the operator
+-- until its webhook was disabled, days later (until 2026-12-07; test/sql/backlog.test.ts).
+-- The webhooks so held are read by lanes_open_idx (migration 0116), which holds the
+-- open breakers alone. From the queue's index of rows not in flight by webhook and due time
 -- (delivery_queue_webhook_due_idx, 22_outbox.sql), whose first entry of each webhook
 -- is its earliest due time, read in chunks in its order, the first as many entries as
 -- the cap:
@@ -161,19 +167,23 @@ declare
   v_oldest timestamptz;
   v_rest record;
   c record;
+  -- webhooks whose open breaker holds their deliveries now
+  v_held constant bigint[] := array(select l.webhook_id from webhooks_private.lanes l
+                                    where l.open_until is not null and l.open_until > v_now);
 begin
   due := 0;
   loop
     -- the next chunk: from the webhook after v_after, in the index's order
     select count(*) as n,
            count(distinct s.w) as webhooks,
-           coalesce(sum(case when s.t <= v_now then 1 else 0 end), 0) as due,
-           coalesce(sum(case when s.t <= v_now and s.w < s.last_w then 1 else 0 end), 0) as due_before_last,
+           coalesce(sum(case when s.t <= v_now and not s.held then 1 else 0 end), 0) as due,
+           coalesce(sum(case when s.t <= v_now and not s.held and s.w < s.last_w then 1 else 0 end), 0) as due_before_last,
            coalesce(sum(case when s.w = s.last_w then 1 else 0 end), 0) as of_last,
-           min(s.t) filter (where s.t <= v_now) as oldest,
+           min(s.t) filter (where s.t <= v_now and not s.held) as oldest,
            max(s.w) as last
     into c
-    from (select d.webhook_id as w, d.next_attempt_at as t, max(d.webhook_id) over () as last_w
+    from (select d.webhook_id as w, d.next_attempt_at as t, max(d.webhook_id) over () as last_w,
+                 d.webhook_id = any (v_held) as held
           from (select d.webhook_id, d.next_attempt_at from webhooks.delivery_queue d
                 where d.locked_by is null and d.webhook_id > v_after
                 order by d.webhook_id, d.next_attempt_at
@@ -186,7 +196,7 @@ begin
     end if;
     -- 2. the webhooks before the last one whole; the last one's due rows
     due := due + c.due_before_last;
-    if due < v_cap then
+    if due < v_cap and not c.last = any (v_held) then
       if due + (c.due - c.due_before_last) >= v_cap then
         due := v_cap;
       else
@@ -203,7 +213,7 @@ begin
       if due < v_cap then
         with hooks as materialized (
           select h.webhook_id, h.first_due from webhooks_private.waiting_webhooks(v_after) h
-          where h.first_due <= v_now
+          where h.first_due <= v_now and not h.webhook_id = any (v_held)
         )
         select (select count(*)
                 from (select
@@ -220,7 +230,7 @@ begin
       else
         select null::bigint as n, min(h.first_due) as oldest into v_rest
         from webhooks_private.waiting_webhooks(v_after) h
-        where h.first_due <= v_now;
+        where h.first_due <= v_now and not h.webhook_id = any (v_held);
       end if;
       v_oldest := least(v_oldest, v_rest.oldest);
       exit;

@@ -43,6 +43,47 @@ test('the backlog counts the due deliveries of every webhook, and the oldest of 
   }
 });
 
+// A webhook whose circuit breaker is open holds its deliveries until its next probe:
+// they wait for their receiver, not for a relay, and a receiver that is down is one
+// company's matter (the breaker, then auto_disable_after). Counted, one company's dead
+// receiver held WebhookBacklogOld (oldest due over 300 s) and, on a quiet night,
+// WebhookRelaysIdleWithBacklog firing for the operator until the webhook was disabled
+// days later, relays and every other company's deliveries fine.
+// (serial, its rows vacuumed away after it: as the large ones below)
+test.serial('the deliveries a webhook\'s open breaker holds are not in the backlog; once a probe is due, they are', async (t) => {
+  const f = factories(db().pool);
+  const [one, two] = [await f.company(), await f.company()];
+  const contact = await f.contact(one.id);
+  const dead = await f.webhook({ companyId: one.id, actions: ['contact.created'] });
+  const fine = await f.webhook({ companyId: two.id, actions: ['contact.created'] });
+
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const { rows: [{ cap }] } = await client.query('select webhooks_private.backlog_due_cap() as cap');
+    // the dead receiver's webhook: more due than the cap, the oldest an hour ago
+    await client.query(
+      `insert into webhooks.delivery_queue (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at)
+       select 9500000000000 + n, now(), $1::bigint, $2::bigint, 'contact.created'::webhooks.action, $3::bigint, now() - interval '1 hour'
+       from generate_series(1, $4::int + 5000) n
+       union all
+       select 9600000000000, now(), $5::bigint, $6::bigint, 'contact.created'::webhooks.action, $3::bigint, now() - interval '10 seconds'`,
+      [dead.id, one.id, contact.id, cap, fine.id, two.id]);
+    const breaker = (openUntil: string) => client.query(
+      `update webhooks_private.lanes set failures = 6, failing_since = now() - interval '1 hour', open_until = now() + $2::interval
+       where webhook_id = $1`, [dead.id, openUntil]);
+    const backlog = async () => (await client.query('select due::int, round(oldest_due_seconds)::int as oldest from webhooks_ops.backlog()')).rows[0];
+
+    await breaker('30 seconds');
+    t.deepEqual(await backlog(), { due: 1, oldest: 10 }, 'the other company\'s delivery alone');
+    await breaker('-1 second');
+    t.deepEqual(await backlog(), { due: cap, oldest: 3600 }, 'a probe due: waiting for a relay');
+  } finally {
+    await withoutItsRows(client);
+  }
+});
+
 test('where the backlog is: one row per webhook with deliveries on their way, of every company, the longest-waiting first; only for its owner', async (t) => {
   const f = factories(db().pool);
   const [one, two] = [await f.company(), await f.company()];
