@@ -24,3 +24,19 @@ export function embeddedPort(env: NodeJS.ProcessEnv = process.env): number {
 export function startDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
   return env.DATABASE_URL || embeddedUrl(embeddedPort(env), DEFAULT_DATABASE);
 }
+
+/**
+ * A database URL to print: without its password. What `npm start` prints lands in an
+ * operator's logs (a terminal's scrollback, a service's journal), where a password of
+ * the operator's DATABASE_URL does not belong; psql asks for it, or reads PGPASSWORD
+ * or ~/.pgpass. A URL that does not parse is not printed either.
+ */
+export function shownDatabaseUrl(url: string): string {
+  try {
+    const shown = new URL(url);
+    shown.password = '';
+    return shown.href;
+  } catch {
+    return '(DATABASE_URL, not shown: it is no URL)';
+  }
+}

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { PostgresCannotRun, startEmbeddedPostgres } from './embedded-postgres.ts';
-import { DEFAULT_DATABASE, embeddedPort } from './database-url.ts';
+import { DEFAULT_DATABASE, embeddedPort, shownDatabaseUrl } from './database-url.ts';
 import { apiAddress, apiUrl as reachedAt } from '../api/address.ts';
 import { ensureDatabase } from './ensure-database.ts';
 import { firstCompany } from './first-company.ts';
@@ -77,8 +77,11 @@ await migrate(db.url, (line) => console.log(line), { rollback, cautious: Boolean
   await db.stop();
   process.exit(1);
 });
-console.log(`Postgres: ${db.url}`);
-console.log('  psql it:  psql ' + JSON.stringify(db.url) + " -c 'table webhooks.fire_history'");
+// (the embedded server's password is the code's own, EMBEDDED_PASSWORD: shown, so
+// that the psql line works as printed; an operator's DATABASE_URL's is not)
+const shownUrl = process.env.DATABASE_URL ? shownDatabaseUrl(db.url) : db.url;
+console.log(`Postgres: ${shownUrl}`);
+console.log('  psql it:  psql ' + JSON.stringify(shownUrl) + " -c 'table webhooks.fire_history'");
 
 // The parts run as child processes under one supervisor (tools/supervisor.ts): a
 // crash of one is logged and it is started again, while the other goes on (the API

@@ -248,3 +248,14 @@ test('npm start says how to get a token for a company the CRM has, and that a fr
   t.regex(filled, new RegExp(`read-only: +npm run token -- --company ${company.id} --role webhook_viewer`));
   t.notRegex(filled, /no company in crm\.companies/);
 });
+
+test("npm start over DATABASE_URL names the database it runs on without the URL's password (its output is an operator's log)", async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const url = new URL(database.url);
+  t.truthy(url.password, 'the test server is reached with a password');
+  const said = (await startedSays(t, database.url)).join('\n');
+  t.false(said.includes(`${url.username}:${url.password}@`), said);
+  url.password = '';
+  t.true(said.includes(`Postgres: ${url.href}`), said);
+});
