@@ -665,6 +665,15 @@ export function describeFailure(error: unknown, timedOut: boolean, options: Pick
     case 'ECONNRESET':
       return `connection to ${url.host} closed before a complete response`;
   }
+  // a connection the network refused (ENETUNREACH, EHOSTUNREACH, a firewall's EPERM),
+  // to one address or, each of a name's addresses tried, to all (an AggregateError,
+  // its message empty): Node's words name the address the name resolved to and the
+  // relay's own ("connect ENETUNREACH 224.0.0.1:81 - Local (0.0.0.0:0)"), which are
+  // the operator's to see, not the tenant's (docs/security.md)
+  const tried = (error as { errors?: unknown }).errors ?? (e.cause as { errors?: unknown } | undefined)?.errors;
+  if (code && (syscall === 'connect' || (Array.isArray(tried) && tried.some((one) => (one as Cause | null)?.syscall === 'connect')))) {
+    return `could not connect to ${url.host} (${code})`;
+  }
   if (e.name === 'HTTPParserError') {
     // llhttp's reason, one of its fixed words (the receiver's bytes are not quoted):
     // a malformed status line, HTTP/0.9-style bytes, TLS on an http:// URL

@@ -12,6 +12,7 @@ import test from 'ava';
 import { describeFailure, RESPONSE_MAX_BYTES, RESPONSE_MAX_HEADER_BYTES, Sender } from '../../relay/deliver.ts';
 import { parseNetworks } from '../../relay/destinations.ts';
 import { within } from '../helpers/until.ts';
+import { startDnsServer } from '../helpers/dns-server.ts';
 
 function job(url: string) {
   return {
@@ -374,3 +375,32 @@ for (const [status, note] of [[204, null], [304, 'redirect not followed: HTTP 30
     t.deepEqual(result.outcome, { kind: 'response', status, bodyExcerpt: '', retryAfterSeconds: null, note });
   });
 }
+
+// What a name resolved to is the operator's (docs/security.md, "What a tenant can
+// see"), and so is the relay's own address: a connection the network refuses
+// (ENETUNREACH, EHOSTUNREACH, a firewall's EPERM) is said by the receiver's host and
+// the code alone. Node's words name both ("connect ENETUNREACH 224.0.0.1:81 - Local
+// (0.0.0.0:0)"), and were the attempt's error as they were. 224.0.0.1, allowed here
+// so that the guard lets it through, is unreachable by a TCP connection on any host.
+test("a connection the network refuses names the receiver's host, not the address its name resolved to or the relay's own", async (t) => {
+  const dns = await startDnsServer((name, type) => name === 'unreachable.receiver.test' && type === 'A' ? '224.0.0.1' : null);
+  t.teardown(() => dns.close());
+  const sender = new Sender({
+    allowNetworks: parseNetworks('224.0.0.1/32'),
+    dnsServers: [dns.server],
+    connectTimeoutMs: 5_000,
+    requestTimeoutMs: 10_000,
+    responseExcerptBytes: 1024,
+  });
+  t.teardown(() => sender.close());
+  const result = await sender.send(job('http://unreachable.receiver.test:81/hook'));
+  t.deepEqual(result.outcome, { kind: 'error', error: 'could not connect to unreachable.receiver.test:81 (ENETUNREACH)' });
+
+  // each of a name's addresses refused alike: Node's AggregateError, whose message is empty
+  const each = Object.assign(new AggregateError([
+    Object.assign(new Error('connect ENETUNREACH 224.0.0.1:81 - Local (0.0.0.0:0)'), { code: 'ENETUNREACH', syscall: 'connect' }),
+    Object.assign(new Error('connect ENETUNREACH ff02::1:81 - Local (:::0)'), { code: 'ENETUNREACH', syscall: 'connect' }),
+  ], ''), { code: 'ENETUNREACH' });
+  t.is(describeFailure(each, false, { requestTimeoutMs: 10_000, connectTimeoutMs: 5_000, responseExcerptBytes: 1024 }, new URL('http://unreachable.receiver.test:81/hook')),
+    'could not connect to unreachable.receiver.test:81 (ENETUNREACH)');
+});
