@@ -704,6 +704,31 @@ browserTest('a receiver\'s response, as the relay keeps it (1,024 bytes), can be
   await page.close();
 });
 
+browserTest('a receiver\'s response and a redirect\'s Location made of markup show as the text they are: no element is made of them, nothing runs', async (t) => {
+  const pool = db().pool;
+  const make = factories(pool);
+  const company = await make.company('Hostile Receivers');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Markup', actions: ['contact.created'] });
+  // (the relay keeps a Location as a URL, asUrl; a DBA's or an older relay's text need not be one)
+  const error = 'redirect not followed: HTTP 302 to javascript:window.injected=1//"><img src=x onerror="window.injected=2">';
+  const firingId = await fire(pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'failed', attempts: 1, statusCode: 500, error });
+  const body = '<script>window.injected=3</script><img src=x onerror="window.injected=4"><a href="javascript:window.injected=5">x</a>';
+  await pool.query('update webhooks.delivery_attempts set response_body = $2 where delivery_id = $1', [firingId, body]);
+  const page = await signedIn(company.id);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
+  await page.click(`${firing} button:has-text("Show")`);
+  const response = page.locator(`${firing} + tr table.attempts .response`);
+  await response.waitFor();
+  t.is(await response.textContent(), body);
+  t.is(await page.locator(`${firing} .error-text`).textContent(), error);
+  t.is(await page.locator('#history-body script, #history-body img, #history-body a[href^="javascript:"]').count(), 0);
+  t.is(await page.evaluate(() => (window as unknown as { injected?: number }).injected), undefined);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a long error (a redirect\'s Location, as long as the relay keeps) keeps its firing\'s row a few lines tall, the rest a scroll away', async (t) => {
   const pool = db().pool;
   const make = factories(pool);
