@@ -25,16 +25,23 @@ export function startDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
   return env.DATABASE_URL || embeddedUrl(embeddedPort(env), DEFAULT_DATABASE);
 }
 
+/** The parameters of a database URL's query that pg takes as a password. */
+const PASSWORD_PARAMETERS = ['password', 'sslpassword'];
+
 /**
  * A database URL to print: without its password. What `npm start` prints lands in an
  * operator's logs (a terminal's scrollback, a service's journal), where a password of
  * the operator's DATABASE_URL does not belong; psql asks for it, or reads PGPASSWORD
- * or ~/.pgpass. A URL that does not parse is not printed either.
+ * or ~/.pgpass. pg's other form, a socket's directory and a database ("/var/run/postgresql
+ * bpd"), holds no password and is shown as it is; any other text that is no URL is not.
  */
 export function shownDatabaseUrl(url: string): string {
+  if (url.startsWith('/')) return url;
   try {
     const shown = new URL(url);
     shown.password = '';
+    // (pg takes every parameter of the query as a setting: these are passwords too)
+    for (const name of PASSWORD_PARAMETERS) shown.searchParams.delete(name);
     return shown.href;
   } catch {
     return '(DATABASE_URL, not shown: it is no URL)';

@@ -256,6 +256,13 @@ test("npm start over DATABASE_URL names the database it runs on without the URL'
   t.truthy(url.password, 'the test server is reached with a password');
   const said = (await startedSays(t, database.url)).join('\n');
   t.false(said.includes(`${url.username}:${url.password}@`), said);
+  const password = url.password;
   url.password = '';
   t.true(said.includes(`Postgres: ${url.href}`), said);
+  // pg takes a password from the query as well
+  const inQuery = new URL(url);
+  inQuery.searchParams.set('password', password);
+  const saidOfQuery = (await startedSays(t, inQuery.href)).join('\n');
+  t.false(saidOfQuery.includes('password='), saidOfQuery);
+  t.true(saidOfQuery.includes(`Postgres: ${url.href}`), saidOfQuery);
 });
