@@ -599,3 +599,24 @@ test('set_webhook_delivery: the window left out leaves coalescing as it is; null
   const negative = await refusal(t, db().pool.query(`select webhooks.set_webhook_delivery($1, '-5 seconds')`, [hook.id]));
   t.like(negative, { code: '23514', constraint: 'webhooks_coalesce_window_range', column: 'coalesce_window' });
 });
+
+// A URL with a user and password before its host is refused (the relay would drop them,
+// and a receiver that needs them would refuse every delivery). Its refusal quoted the
+// URL whole: the credentials went back in the error, and into the database server's
+// log, which records every error's message.
+test('refused: a URL with a user or password before its host, whose refusal quotes neither (webhook_url_invalid)', async (t) => {
+  const known = await ids();
+  for (const [url, secrets] of [
+    ['https://hook-user:s3cret-pass@receiver.example.com/in', ['hook-user', 's3cret-pass']],
+    ['https://ghp_t0kenT0ken@receiver.example.com/in?x=1', ['ghp_t0kenT0ken']],
+    ['http://a%40b:p%3Ass@receiver.example.com:8080/', ['a%40b', 'p%3Ass']],
+  ] as const) {
+    const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url }));
+    t.is(error.code, '23514', url);
+    t.is(error.constraint, 'webhook_url_invalid', url);
+    t.is(error.column, 'url', url);
+    for (const secret of secrets) t.false(error.message.includes(secret), error.message);
+    t.regex(error.message, /user or password/, error.message);
+    t.true(error.message.includes('receiver.example.com'), error.message);
+  }
+});
