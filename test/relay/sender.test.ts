@@ -404,3 +404,16 @@ test("a connection the network refuses names the receiver's host, not the addres
   t.is(describeFailure(each, false, { requestTimeoutMs: 10_000, connectTimeoutMs: 5_000, responseExcerptBytes: 1024 }, new URL('http://unreachable.receiver.test:81/hook')),
     'could not connect to unreachable.receiver.test:81 (ENETUNREACH)');
 });
+
+// A URL the database takes and the URL standard does not (a name with a code point
+// Unicode has not assigned, which IDNA refuses: sql/10_config.sql does not catch it):
+// its attempt fails, saying so without quoting the URL, whose path and query may carry
+// the receiver's credentials and which the relay's log records with each attempt's error.
+test('a URL the URL standard does not read fails its attempt without quoting it', async (t) => {
+  const sender = new Sender({ allowNetworks: parseNetworks(''), dnsServers: null, connectTimeoutMs: 1_000, requestTimeoutMs: 1_000, responseExcerptBytes: 1024 });
+  t.teardown(() => sender.close());
+  const url = 'https://\u0378.example.com/services/T0/B0/s3cretT0ken?key=an0therS3cret';
+  t.throws(() => new URL(url));
+  const result = await sender.send(job(url));
+  t.deepEqual(result.outcome, { kind: 'error', error: 'invalid URL: the URL standard does not read it; the webhook\'s URL needs correcting' });
+});
