@@ -315,9 +315,9 @@ export class Sender {
       target = leastRecentlyUsed(this.targets, job.url, PARSED_URLS_MAX, parseTarget);
     } catch {
       // (a URL stored before a rule of sql/10_config.sql, or one it takes and the URL
-      // standard does not: a name IDNA refuses. Not quoted: a URL's path and query may carry the receiver's
-      // credentials, and the error is in the relay's log of each attempt; the tenant
-      // has the URL on its webhook)
+      // standard does not: a name IDNA refuses. Not quoted: a URL's path and query
+      // may carry the receiver's credentials, and the error is in the relay's log of
+      // each attempt; the tenant has the URL on its webhook)
       done({ kind: 'error', error: 'invalid URL: the URL standard does not read it; the webhook\'s URL needs correcting' });
       return;
     }

@@ -482,6 +482,15 @@ begin
         format('webhook url must not contain bidi controls (%s); write them percent-encoded (%%E2%%80%%AE)',
                webhooks_private.bidi_controls_in_words()));
     end if;
+    -- a user or password before the host (user:password@, a token@), which the pattern
+    -- below refuses as no host, is named here and not quoted: the refusal is the
+    -- caller's answer and a line of the database server's log, where credentials do not
+    -- belong (until 2026-12-07 the URL was quoted whole; test/sql/config.test.ts)
+    if new.url ~ '^[A-Za-z]+://[^/?#]*@' then
+      perform webhooks_private.config_error('webhook_url_invalid', 'url',
+        format('webhook url must not hold a user or password before its host (the relay sends none: a receiver verifies the webhook''s signature), got %L',
+               webhooks_private.quoted_part(regexp_replace(new.url, '^([A-Za-z]+://)[^/?#]*@', E'\\1…@'))));
+    end if;
     -- the authority is a host (a name, or an IPv6 address in brackets) and an optional
     -- port, nothing else: no user, and none of the characters the URL standard forbids in
     -- a host (and which the relay's parser refuses, failing every delivery), a percent
@@ -492,15 +501,6 @@ begin
     -- (The patterns of these checks are escape strings or hold no backslash: a plain
     -- literal's backslash is read by the session's standard_conforming_strings, and a
     -- DBA's session with it off refused every URL: 15_filters.sql.)
-    -- a user or password before the host (user:password@, a token@), which the pattern
-    -- below refuses as no host, is named here and not quoted: the refusal is the
-    -- caller's answer and a line of the database server's log, where credentials do not
-    -- belong (until 2026-12-07 the URL was quoted whole; test/sql/config.test.ts)
-    if new.url ~ '^[A-Za-z]+://[^/?#]*@' then
-      perform webhooks_private.config_error('webhook_url_invalid', 'url',
-        format('webhook url must not hold a user or password before its host (the relay sends none: a receiver verifies the webhook''s signature), got %L',
-               webhooks_private.quoted_part(regexp_replace(new.url, '^([A-Za-z]+://)[^/?#]*@', E'\\1…@'))));
-    end if;
     if new.url is null
        or new.url !~* (E'^https?://(\\[[0-9a-f:.]+\\]|([^][\\s/?#@:<>\\\\^|%\\u0001-\\u001f' || webhooks_private.host_refused_unicode()
                         || E']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\\S*)?$')
