@@ -74,6 +74,21 @@ function answerTaken(res: ServerResponse, idleMs: number): Promise<void> {
   });
 }
 
+/** Connections with an answer under API_ANSWER_IDLE_MS's timeout (closeUntaken), until it is sent. */
+const answering = new WeakSet<Socket>();
+
+/**
+ * An answer's connection idle for API_ANSWER_IDLE_MS is closed if bytes of it wait for
+ * its client; with none waiting, the wait was the API's own (a file not yet read, the
+ * thread held by other work past the timeout: the loop's next turn runs the expired
+ * timeout before the read's callback), and a file's connection was closed before its
+ * first byte. The next write starts the timeout again.
+ */
+function closeUntaken(res: ServerResponse): void {
+  if (res.socket && !res.socket.destroyed && res.socket.writableLength === 0 && !res.writableFinished) return;
+  res.destroy();
+}
+
 /**
  * A connection whose timeout has passed (an idle keep-alive one; an answer not taken,
  * whose own handler has closed it already) is closed once the loop has read what came
@@ -84,6 +99,7 @@ function answerTaken(res: ServerResponse, idleMs: number): Promise<void> {
  * came is then node's again: its headers and body within API_RECEIVE_TIMEOUT_MS.
  */
 function closeOnceRead(socket: Socket): void {
+  if (answering.has(socket)) return;
   const read = socket.bytesRead;
   // after the loop's reading of sockets (an immediate runs after it)
   setImmediate(() => {
@@ -289,7 +305,15 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     // a file (Ruru's are up to 10 MB) or an operations answer its client stops taking:
     // its connection is closed after API_ANSWER_IDLE_MS without a byte taken, as a
     // GraphQL answer's is (below), not held for as long as the client stays
-    if (route !== 'graphql') res.setTimeout(limits.answerIdleMs, () => res.destroy());
+    if (route !== 'graphql') {
+      res.setTimeout(limits.answerIdleMs, () => closeUntaken(res));
+      // (the answer's timeout is its own: closeOnceRead leaves its connection alone)
+      const socket = res.socket;
+      if (socket) {
+        answering.add(socket);
+        res.once('close', () => answering.delete(socket));
+      }
+    }
     if (route === 'operations') {
       await operations(req, res, path);
       return;

@@ -133,6 +133,36 @@ test('a file its client does not read is cut off after API_ANSWER_IDLE_MS withou
   t.true(reader.received().length < 40_000_000, `${reader.received().length} bytes of the file taken`);
 });
 
+// serial, as the one below: it holds the file's one thread, 1.5 s at a time
+test.serial('a file is answered whole when the API\'s thread is held past API_ANSWER_IDLE_MS before its first byte: the wait is the API\'s, not its client\'s', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bpd-page-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = 'x'.repeat(1_000);
+  await writeFile(join(dir, 'small.js'), file);
+  const api = await apiWith(t, { answerIdleMs: 1_000 }, dir);
+  // the thread held (another answer built, a loaded machine) while the file is opened
+  // and read: the loop's next turn runs the expired timeout before the read's
+  // callback, and the connection was closed with no byte sent. Held a few moments
+  // after the request is sent, to fall between the request's arrival and the file's
+  // first bytes (most of these did, before)
+  for (const delayMs of [0, 1, 2, 3, 5]) {
+    const reader = rawClient(api.api.port);
+    let closed = false;
+    void reader.closed.then(() => { closed = true; });
+    await new Promise((resolve) => reader.socket.once('connect', resolve));
+    reader.socket.write('GET /small.js HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    await new Promise<void>((resolve) => setImmediate(() => {
+      for (const heldUntil = Date.now() + 1_500; Date.now() < heldUntil;);
+      resolve();
+    }));
+    await until('the file, or the connection closed', async () => closed || reader.received().endsWith(file));
+    t.regex(reader.received(), /^HTTP\/1\.1 200 /, `held ${delayMs} ms after the request: closed with ${JSON.stringify(reader.received())}`);
+    t.true(reader.received().endsWith(file), `held ${delayMs} ms after the request`);
+    reader.socket.destroy();
+  }
+});
+
 test('past API_MAX_CONNECTIONS, connections are closed as they come, and the API answers once they go', async (t) => {
   const maxConnections = 5;
   const api = await apiWith(t, { maxConnections });
