@@ -19,6 +19,8 @@ import { until } from '../helpers/until.ts';
 const { db, api } = useTestDatabaseWithApi(test);
 
 const DELIVERIES = 301;
+/** How long a request of this file waits for its answer: a request that hangs fails, naming itself. */
+const ANSWER_WITHIN_MS = 30_000;
 
 /** A company with two webhooks and DELIVERIES deliveries on the first. */
 async function busyCompany() {
@@ -432,6 +434,7 @@ test('a connection without first or last returns the default page; first, last a
 /** POSTs raw bytes to /graphql; chunked when length is not given. */
 function post(url: string, token: string, body: string, sendLength: boolean): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
+    let answered = false;
     const req = request(`${url}/graphql`, {
       method: 'POST',
       headers: {
@@ -439,14 +442,25 @@ function post(url: string, token: string, body: string, sendLength: boolean): Pr
         authorization: `Bearer ${token}`,
         ...(sendLength ? { 'content-length': Buffer.byteLength(body) } : {}),
       },
+      signal: AbortSignal.timeout(ANSWER_WITHIN_MS),
     }, (res) => {
+      answered = true;
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk) => (text += chunk));
       res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+      res.on('error', (error) => reject(new Error(`the answer (${res.statusCode}) was cut off: ${error.message}`)));
     });
-    // the server may answer and close before the whole body is written
-    req.on('error', (error: NodeJS.ErrnoException) => (error.code === 'EPIPE' || error.code === 'ECONNRESET' ? undefined : reject(error)));
+    // the server may answer and close before the whole body is written: its answer
+    // still comes (an error of the write alone settles nothing); a connection that
+    // closes with no answer, or no answer in time, fails the test instead of holding it
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.name === 'AbortError') reject(new Error(`no answer within ${ANSWER_WITHIN_MS / 1000} s`));
+      else if (error.code !== 'EPIPE' && error.code !== 'ECONNRESET') reject(error);
+    });
+    req.on('close', () => {
+      if (!answered) reject(new Error(`the connection closed with no answer (${body.length} bytes sent with${sendLength ? '' : 'out'} a length)`));
+    });
     // (a body given to end() alone is sent with its length, by node)
     if (sendLength) {
       req.end(body);
@@ -476,13 +490,13 @@ test('a request the API cannot take as one operation is refused with a code that
     t.is(errors[0].extensions.code, 'BAD_REQUEST', what);
   }
   const headers = { authorization: `Bearer ${viewer}` };
-  const form = await fetch(`${api().api.url}/graphql`, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: 'query=%7B+currentCompanyId+%7D' });
+  const form = await fetch(`${api().api.url}/graphql`, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: 'query=%7B+currentCompanyId+%7D', signal: AbortSignal.timeout(ANSWER_WITHIN_MS) });
   t.is(form.status, 415);
   t.is((await form.json()).errors[0].extensions.code, 'UNSUPPORTED_MEDIA_TYPE');
-  const html = await fetch(`${api().api.url}/graphql`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'text/plain' }, body: JSON.stringify(one) });
+  const html = await fetch(`${api().api.url}/graphql`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'text/plain' }, body: JSON.stringify(one), signal: AbortSignal.timeout(ANSWER_WITHIN_MS) });
   t.is(html.status, 406);
   t.is((await html.json()).errors[0].extensions.code, 'NOT_ACCEPTABLE');
-  const get = await fetch(`${api().api.url}/graphql?query=%7B+currentCompanyId+%7D`, { headers });
+  const get = await fetch(`${api().api.url}/graphql?query=%7B+currentCompanyId+%7D`, { headers, signal: AbortSignal.timeout(ANSWER_WITHIN_MS) });
   t.is(get.status, 405);
   t.is((await get.json()).errors[0].extensions?.code, 'METHOD_NOT_ALLOWED');
   // and one operation is served
@@ -526,6 +540,7 @@ async function shortApi(t: { teardown: (fn: () => Promise<void>) => void },
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
         body: JSON.stringify({ query }),
+        signal: AbortSignal.timeout(ANSWER_WITHIN_MS),
       });
       return response.json();
     },
