@@ -281,7 +281,8 @@ const FIRING_FIELDS = `
 
 // The webhook's line of the report (asked for that webhook alone) gives the history
 // its facts and Times Fired, the table's count. Each outcome filter counts what it
-// lists (historyCount): test sends too, which the history shows and Times Fired leaves
+// lists (historyCounts, the four at once: four historyCount fields counted the same
+// days four times): test sends too, which the history shows and Times Fired leaves
 // out (until 2026-12-07 the filters had the report's counts, "Failure 0" over a failed
 // test listed under it); "pending" apart from "in flight", as the report's pending
 // includes firings being sent at this moment. The page of firings is
@@ -297,10 +298,7 @@ const historyQuery = (connection) => /* GraphQL */ `
     keptSince
     webhookReport(since: $since, until: $until, webhookId: $id) { nodes { ${REPORT_FIELDS} } }
     webhookById(id: $id) {
-      all: historyCount(since: $since, until: $until)
-      succeeded: historyCount(since: $since, until: $until, state: "succeeded")
-      failed: historyCount(since: $since, until: $until, state: "failed")
-      pending: historyCount(since: $since, until: $until, state: "pending")
+      counts: historyCounts(since: $since, until: $until) { total succeeded failed pending }
       page: ${connection}(since: $since, until: $until, state: $state, afterCreatedAt: $afterCreatedAt, afterId: $afterId,
                           first: $first, offset: $offset) {
         nodes { ${FIRING_FIELDS} }
@@ -362,10 +360,10 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first, 
   const webhook = reportRowOf(row);
   // what each outcome filter lists, test sends included (webhook.timesFired leaves them out)
   const counts = {
-    all: Number(node.all),
-    succeeded: Number(node.succeeded),
-    failed: Number(node.failed),
-    pending: Number(node.pending),
+    all: Number(node.counts.total),
+    succeeded: Number(node.counts.succeeded),
+    failed: Number(node.counts.failed),
+    pending: Number(node.counts.pending),
   };
   return {
     companyName: data.currentCompanyName,

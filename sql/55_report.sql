@@ -15,6 +15,9 @@
 --                                          oldest first (`historyOldestFirst`)
 --   webhooks.webhooks_history_count(webhook, …)
 --                                          how many: the field `historyCount`
+--   webhooks.webhooks_history_counts(webhook, since, until)
+--                                          how many in all, succeeded, failed and
+--                                          pending at once: `historyCounts`
 --   webhooks.company_statuses(), webhooks.company_users()
 --                                          what a webhook's filters may name, a page
 --                                          at a time
@@ -1094,6 +1097,37 @@ as $$
              nullif(d.payload #>> '{data,contact,email}', '')));
 $$;
 
+-- private: a webhook's test sends created in [since, until), which the history shows
+-- and the report's counts leave out: how many, how many failed, how many are on their
+-- way (historyCount and historyCounts add them to the report's). Each one's outcome
+-- and place in the queue is looked up by its key: joined to the webhook's results
+-- instead, the plan (a generic one, in the functions that ask) hashed every result of
+-- the webhook in the range to find those of a few tests (2,739 buffers for 5 tests of
+-- a webhook of 100,000 deliveries over 69 days, asked of all time: most of
+-- historyCount's cost). Runs as the caller.
+create or replace function webhooks_private.count_test_sends(
+  p_webhook_id bigint,
+  p_company_id bigint,
+  since timestamptz,
+  until timestamptz
+)
+-- (a table, one row: inlined into the statement that asks, which is planned with its
+-- range, as the join was; not inlined, a range of 27 days probed every partition)
+returns table (sent bigint, failed bigint, on_its_way bigint)
+language sql
+stable
+as $$
+  select count(*),
+         count(*) filter (where (select e.state from webhooks.delivery_results e
+                                 where e.delivery_id = d.id and e.created_at = d.created_at
+                                   and e.webhook_id = d.webhook_id) = 'failed'),
+         count(*) filter (where exists (select from webhooks.delivery_queue q
+                                        where q.delivery_id = d.id and q.webhook_id = d.webhook_id))
+  from webhooks.delivery_history d
+  where d.webhook_id = p_webhook_id and d.company_id = p_company_id and d.action = 'webhook.test'
+    and d.created_at >= since and d.created_at < until;
+$$;
+
 -- public: how many deliveries webhooks_history gives for the same arguments
 -- (GraphQL: the field `historyCount` of Webhook, what the page's pager shows), from
 -- the report's counting (50_report_counts.sql: days and hours rolled up, the rest
@@ -1145,20 +1179,73 @@ begin
   end if;
   select c.fired, c.succeeded, c.failed into v_events
   from webhooks_private.count_deliveries(w.id, w.company_id, v_since, v_until) c;
-  select count(*) as sent,
-         count(*) filter (where e.state = 'failed') as failed,
-         count(*) filter (where q.delivery_id is not null) as on_its_way
-  into v_tests
-  from webhooks.delivery_history d
-  left join webhooks.delivery_results e
-    on e.delivery_id = d.id and e.created_at = d.created_at and e.webhook_id = d.webhook_id
-  left join webhooks.delivery_queue q on q.delivery_id = d.id and q.webhook_id = d.webhook_id
-  where d.webhook_id = w.id and d.company_id = w.company_id and d.action = 'webhook.test'
-    and d.created_at >= v_since and d.created_at < v_until;
+  select t.sent, t.failed, t.on_its_way into v_tests
+  from webhooks_private.count_test_sends(w.id, w.company_id, v_since, v_until) t;
   return v_not_dropped + case state
     when 'succeeded' then v_events.succeeded + v_tests.sent - v_tests.failed - v_tests.on_its_way
     when 'failed' then v_events.failed + v_tests.failed
     else v_events.fired + v_tests.sent end;
+end;
+$$;
+
+-- public: the four counts of a webhook's history page at once (GraphQL: the field
+-- `historyCounts` of Webhook): how many deliveries webhooks_history gives for the same
+-- since and until in all, succeeded, failed and pending, each what
+-- webhooks_history_count gives for that state. The page asked historyCount four
+-- times, which counted the same days three times over (the report's days and hours,
+-- the test sends' index, the rows not yet dropped before the kept history): about 23 ms
+-- of counting for a webhook of 100,000 deliveries over 69 days, where this counts
+-- them once. historyCount stays for a client that wants one. Runs as the caller
+-- (row-level security applies), for the webhook's own company.
+create or replace function webhooks.webhooks_history_counts(
+  w     webhooks.webhooks,
+  since timestamptz default null,
+  until timestamptz default null,
+  out total bigint,
+  out succeeded bigint,
+  out failed bigint,
+  out pending bigint
+)
+language plpgsql
+stable
+as $$
+declare
+  v_kept constant timestamptz := webhooks.kept_since();
+  v_until constant timestamptz := coalesce(webhooks_private.history_end(until), 'infinity');
+  v_since timestamptz := coalesce(since, '-infinity');
+  v_events record;
+  v_tests record;
+begin
+  perform webhooks_private.requested_times(since, until);   -- 22_outbox.sql
+  total := 0;
+  succeeded := 0;
+  failed := 0;
+  pending := 0;
+  if v_since >= v_until then
+    return;
+  end if;
+  -- (pending apart from in flight, as historyCount's 'pending')
+  select count(*) into pending
+  from webhooks.delivery_queue q
+  where q.webhook_id = w.id and q.company_id = w.company_id and q.locked_by is null
+    and q.created_at >= v_since and q.created_at < v_until;
+  -- before the kept history: the rows the retention could not drop yet, one by one
+  if v_kept > v_since then
+    select count(*), count(*) filter (where h.state = 'succeeded'), count(*) filter (where h.state = 'failed')
+    into total, succeeded, failed
+    from webhooks.webhooks_history(w, v_since, least(v_kept, v_until)) h;
+    v_since := least(v_kept, v_until);
+    if v_since >= v_until then
+      return;
+    end if;
+  end if;
+  select c.fired, c.succeeded, c.failed into v_events
+  from webhooks_private.count_deliveries(w.id, w.company_id, v_since, v_until) c;
+  select t.sent, t.failed, t.on_its_way into v_tests
+  from webhooks_private.count_test_sends(w.id, w.company_id, v_since, v_until) t;
+  total := total + v_events.fired + v_tests.sent;
+  succeeded := succeeded + v_events.succeeded + v_tests.sent - v_tests.failed - v_tests.on_its_way;
+  failed := failed + v_events.failed + v_tests.failed;
 end;
 $$;
 

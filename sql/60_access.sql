@@ -260,6 +260,8 @@ grant usage on schema webhooks_private to webhook_viewer, bpd_webhooks_relay;
 grant execute on function webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),
   webhooks_private.count_deliveries_of(bigint[], bigint[], timestamptz, timestamptz),
   webhooks_private.count_rows(bigint, bigint, timestamptz, timestamptz),
+  -- (and the test sends historyCount and historyCounts add to it)
+  webhooks_private.count_test_sends(bigint, bigint, timestamptz, timestamptz),
   webhooks_private.history_end(timestamptz),
   webhooks_private.all_counted_before(),
   webhooks_private.utc_day(timestamptz),
@@ -370,6 +372,7 @@ grant execute on function
   webhooks.webhooks_history(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint),
   webhooks.webhooks_history_oldest_first(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint),
   webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text),
+  webhooks.webhooks_history_counts(webhooks.webhooks, timestamptz, timestamptz),
   webhooks_ops.upkeep(),
   -- what the views call (webhooks.deliveries, webhooks.daily_counts, webhooks.settings)
   webhooks_private.deleted_webhooks(),
@@ -400,7 +403,8 @@ grant execute on function
   webhooks_private.oldest_queued_at(bigint),
   webhooks_private.history_end(timestamptz),
   webhooks_private.count_deliveries(bigint, bigint, timestamptz, timestamptz),
-  webhooks_private.count_deliveries_of(bigint[], bigint[], timestamptz, timestamptz)
+  webhooks_private.count_deliveries_of(bigint[], bigint[], timestamptz, timestamptz),
+  webhooks_private.count_test_sends(bigint, bigint, timestamptz, timestamptz)
   to bpd_webhooks_reader;
 
 -- Nothing of the engine's is executable by PUBLIC. Postgres grants EXECUTE to PUBLIC

@@ -99,6 +99,9 @@ The most attempts deliveryAttemptsCount counts: a count one more than this means
 comment on function webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text) is $$
 @fieldName historyCount
 How many deliveries `history` gives for the same since, until and state: from the report's daily counts, so it costs about the same for any number of deliveries (a list of deliveries has no totalCount: it counted them one by one).$$;
+comment on function webhooks.webhooks_history_counts(webhooks.webhooks, timestamptz, timestamptz) is $$
+@fieldName historyCounts
+How many deliveries `history` gives for the same since and until: in all (total) and in each of the states succeeded, failed and pending, each what historyCount gives for it, counted at once (four historyCount fields count the same days four times).$$;
 comment on function webhooks.current_company_id() is 'The company of the caller.';
 comment on function webhooks.current_actor() is 'Who the caller is (the token subject).';
 comment on function webhooks.contact_fields() is 'The contact fields a webhook may send.';

@@ -23,6 +23,15 @@ const COUNTS = `query($id: BigInt!, $since: Datetime, $until: Datetime, $state: 
     historyCount(since: $since, until: $until, state: $state)
   } }`;
 
+const EACH_AND_ALL = `query($id: BigInt!, $since: Datetime, $until: Datetime) {
+  webhookById(id: $id) {
+    all: historyCount(since: $since, until: $until)
+    succeeded: historyCount(since: $since, until: $until, state: "succeeded")
+    failed: historyCount(since: $since, until: $until, state: "failed")
+    pending: historyCount(since: $since, until: $until, state: "pending")
+    counts: historyCounts(since: $since, until: $until) { total succeeded failed pending }
+  } }`;
+
 /** Ranges that start and end mid-day, on day boundaries, open, empty, inverted. */
 const RANGES: Array<[string | null, string | null]> = [
   [null, null], [at(30), null], [at(10), at(5)], [at(10, 7.5), at(5, 13.25)], [null, at(8, 12)],
@@ -41,11 +50,16 @@ async function assertCountsAgree(t: any, token: string, webhookId: string, when:
       t.is(Number(node.historyCount), node.history.nodes.length, `${when}: [${since}, ${until}) ${state}`);
       if (node.history.nodes.length > 0) compared++;
     }
+    // the four counts of the history page, asked at once, are the four historyCounts
+    const each = await api().gql(token, EACH_AND_ALL, { id: webhookId, since, until });
+    t.falsy(each.errors, JSON.stringify(each.errors));
+    const { all, succeeded, failed, pending, counts } = each.data.webhookById;
+    t.deepEqual(counts, { total: all, succeeded, failed, pending }, `${when}: historyCounts of [${since}, ${until})`);
   }
   return compared;
 }
 
-test.serial("historyCount says how many rows the history gives, for every range and state, before and after a roll-up and a retention drop", async (t) => {
+test.serial("historyCount says how many rows the history gives, for every range and state, before and after a roll-up and a retention drop; historyCounts all four at once", async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
@@ -104,6 +118,9 @@ test.serial("historyCount says how many rows the history gives, for every range 
   // another company's webhook: its history is not the caller's to count
   const response = await api().gql(token, COUNTS, { id: theirs.id, since: null, until: null, state: null });
   t.is(response.data.webhookById, null);
+  const { rows: [theirCounts] } = await db().pool.query(
+    `select (webhooks.webhooks_history_counts(w)).total from webhooks.webhooks w where w.id = $1`, [theirs.id]);
+  t.is(theirCounts.total, '1', 'their count, asked by their owner');
 });
 
 test.serial('historyCount reads the rolled-up days, not every delivery of them', async (t) => {
