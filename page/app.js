@@ -922,15 +922,28 @@ async function replayFiring(firing, button) {
 let focusFirings = false;
 const toFirings = () => { focusFirings = true; };
 
-function renderOutcomeFilter(where, counts) {
+function renderOutcomeFilter(where, counts, why = {}) {
   replace($('outcome-filter'), OUTCOMES.map((outcome) => h('a', {
     href: historyHash(where.webhookId, { outcome: outcome.id }),
     onclick: toFirings,
     'aria-current': outcome.id === where.outcome ? 'true' : false,
     // (its word and count apart: "Failure1" was read as one word)
     'aria-label': `${outcome.label}: ${formatCount(counts[outcome.id])}`,
+    ...(why[outcome.id] ? { 'aria-describedby': why[outcome.id] } : {}),
     dataset: { outcome: outcome.id },
   }, outcome.label, h('span', { class: 'count' }, formatCount(counts[outcome.id])))));
+}
+
+/**
+ * Why Failure counts more than the report's "N failed", the link that opens it: Failure
+ * lists failed test sends, which the report (Times Fired) leaves out. An admin who
+ * clicked "3 failed" saw "Failure 4" and no word of why. (Fewer, the firings before
+ * the kept history, the subtitle says.) Null: they agree, or Failure counts fewer.
+ */
+function failureCountNote(webhook, counts) {
+  if (counts.failed <= webhook.timesFailed) return null;
+  return h('p', { class: 'reason history-note', id: 'failure-with-tests' },
+    `Failure counts failed test sends too, which Times Fired leaves out: its "${formatCount(webhook.timesFailed)} failed" counts firings alone.`);
 }
 
 /**
@@ -1093,8 +1106,9 @@ async function renderHistory(where, instants, days, mine) {
     h('div', {}, h('dt', {}, 'Status'), h('dd', {}, statusCell(webhook))),
     h('div', {}, h('dt', {}, 'Times Fired'), h('dd', {}, formatCount(webhook.timesFired))),
   );
-  renderOutcomeFilter(where, history.counts);
-  replace($('history-notes'), ...historyNotes(history.firings));
+  const failureNote = failureCountNote(webhook, history.counts);
+  renderOutcomeFilter(where, history.counts, { failed: failureNote?.id });
+  replace($('history-notes'), failureNote, ...historyNotes(history.firings));
   replace($('history-body'), history.firings.length
     ? history.firings.flatMap(firingRows)
     : h('tr', {}, h('td', { colspan: 9, class: 'empty' }, where.outcome === 'all'

@@ -261,6 +261,38 @@ browserTest('each outcome filter counts the firings it lists, test sends too; Ti
   await page.close();
 });
 
+browserTest('the report\'s "N failed" opens a Failure that says why it counts more: the failed test sends the report leaves out', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Tested Again Realty');
+  const webhook = await f.webhook({ companyId: company.id, name: 'Letters', actions: ['contact.status_added'] });
+  const contact = await f.contact(company.id);
+  await fire(pool, { webhook, contact, action: 'contact.status_added', daysAgo: 1, outcome: 'succeeded', attempts: 1 });
+  await fire(pool, { webhook, contact, action: 'contact.status_added', daysAgo: 1, outcome: 'failed', attempts: 5, statusCode: 500 });
+  await fire(pool, { webhook, contact, action: 'webhook.test', daysAgo: 1, outcome: 'failed', attempts: 1, statusCode: 403 });
+  const page = await signedIn(company.id);
+  t.is(await page.textContent(`${row(webhook.id)} .failed-count`), '1 failed');
+  await page.click(`${row(webhook.id)} .failed-count`);
+  await untilText(page, '#page-info', '1–2 of 2 · page 1 of 1');
+  const failure = '#outcome-filter [data-outcome="failed"]';
+  t.is(await page.textContent(`${failure} .count`), '2');
+  // why 2 where the link said 1, in words on the page that the filter names as its description
+  const why = await page.getAttribute(failure, 'aria-describedby');
+  t.is(why, 'failure-with-tests');
+  t.is(await page.textContent(`#${why}`),
+    'Failure counts failed test sends too, which Times Fired leaves out: its "1 failed" counts firings alone.');
+  t.true(await page.isVisible(`#${why}`));
+  // without a failed test send they agree, and nothing is said
+  await pool.query(`delete from webhooks.deliveries where webhook_id = $1 and action = 'webhook.test'`, [webhook.id]);
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  await untilText(page, '#page-info', '1–1 of 1 · page 1 of 1');
+  t.is(await page.textContent(`${failure} .count`), '1');
+  t.is(await page.locator('#failure-with-tests').count(), 0);
+  t.is(await page.getAttribute(failure, 'aria-describedby'), null);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('an ordered webhook\'s firing behind an earlier one of its contact says it waits for it, not when its next try is', async (t) => {
   const pool = db().pool;
   const f = factories(pool);
