@@ -1166,8 +1166,18 @@ function renderTools(webhook) {
     'aria-describedby': why.id,
     onclick: () => sendTestFor(webhook, testButton),
   }, 'Send test');
+  // Disable / Enable as the report's row has them: the page says "enable it to send a
+  // test" and "enable it to replay", which the report's table alone offered to do
+  const word = webhook.enabled ? 'Disable' : 'Enable';
+  const toggle = h('button', {
+    type: 'button', class: webhook.enabled ? 'secondary danger' : 'secondary', id: 'toggle-webhook',
+    dataset: { action: webhook.enabled ? 'disable' : 'enable' },
+    ...acting(word, webhook.name),
+    onclick: () => toggleWebhookHere(webhook, toggle),
+  }, word);
   replace($('webhook-tools'),
     h('a', { href: `#/webhooks/${webhook.id}/edit`, class: 'secondary button-link', id: 'edit-webhook' }, 'Edit'),
+    toggle,
     h('span', { class: 'tool-with-reason' }, testButton, why),
     h('button', {
       type: 'button', class: 'secondary', id: 'rotate-secret',
@@ -1256,6 +1266,22 @@ $('confirm').addEventListener('cancel', (event) => {
 $('confirm').addEventListener('close', () => {
   if (confirmAction && !$('confirm').open) cancelConfirm();
 });
+
+/** Disable / Enable on the webhook's page: the report's mutation, then its page drawn again as the server has it. */
+async function toggleWebhookHere(webhook, button) {
+  clearMessages();
+  button.disabled = true;
+  try {
+    const updated = await setWebhookEnabled(webhook.id, !webhook.enabled);
+    flash(`Webhook Status: ${updated.enabled ? 'Enable' : 'Disable'} · ${webhook.name}`);
+    await render();
+    focusAgain('#toggle-webhook');
+  } catch (error) {
+    button.disabled = false;
+    await refusedAction(error);
+    focusAgain('#toggle-webhook');
+  }
+}
 
 async function deleteFor(webhook) {
   clearMessages();

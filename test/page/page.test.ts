@@ -293,6 +293,45 @@ browserTest('the report\'s "N failed" opens a Failure that says why it counts mo
   await page.close();
 });
 
+browserTest('the webhook\'s page that says "enable it to send a test" has Enable, and Disable, as the report\'s row does', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company('Switched Realty');
+  const webhook = await f.webhook({ companyId: company.id, name: 'Letters', actions: ['contact.status_added'] });
+  await pool.query('select webhooks.disable_webhook($1)', [webhook.id]);
+  const page = await signedIn(company.id);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  await page.waitForSelector('body:not([aria-busy]) #history:not([hidden]) #toggle-webhook');
+  t.is(await page.textContent('#send-test-why'), 'This webhook is disabled: enable it to send a test.');
+  t.is(await page.textContent('#toggle-webhook'), 'Enable');
+  t.is(await page.getAttribute('#toggle-webhook', 'aria-label'), 'Enable Letters');
+  const asked: string[] = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/graphql') && /mutation/.test(request.postDataJSON()?.query ?? '')) asked.push(request.postDataJSON().query);
+  });
+  const enabled = async () => (await pool.query('select enabled from webhooks.webhooks where id = $1', [webhook.id])).rows[0].enabled;
+
+  await page.click('#toggle-webhook');
+  await untilText(page, '#flash', 'Webhook Status: Enable · Letters');
+  await page.waitForSelector('body:not([aria-busy]) #send-test:enabled');
+  t.true(await enabled());
+  t.is(await page.textContent('#toggle-webhook'), 'Disable');
+  t.is(await page.evaluate(() => document.activeElement?.id), 'toggle-webhook', 'the focus stays on the button');
+  t.regex((await page.innerText('#history-facts')).replace(/\s+/g, ' '), /STATUS Active/);
+
+  await page.click('#toggle-webhook');
+  await untilText(page, '#flash', 'Webhook Status: Disable · Letters');
+  await page.waitForSelector('body:not([aria-busy]) #send-test:disabled');
+  t.false(await enabled());
+  t.is(await page.textContent('#toggle-webhook'), 'Enable');
+  // the report's own mutations, one each
+  t.is(asked.length, 2);
+  t.regex(asked[0]!, /enableWebhook\(/);
+  t.regex(asked[1]!, /disableWebhook\(/);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('an ordered webhook\'s firing behind an earlier one of its contact says it waits for it, not when its next try is', async (t) => {
   const pool = db().pool;
   const f = factories(pool);
