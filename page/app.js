@@ -417,7 +417,8 @@ function webhookRow(webhook, backfill) {
     h('td', { class: 'num' }, h('a', {
       class: 'times-fired',
       href: historyHash(webhook.id),
-      'aria-label': `Times Fired: ${webhook.timesFired}. Show the history of ${webhook.name}`,
+      // (the number as the cell shows it: "12345" was read where "12,345" shows)
+      'aria-label': `Times Fired: ${formatCount(webhook.timesFired)}. Show the history of ${webhook.name}`,
     }, formatCount(webhook.timesFired)),
     webhook.timesFailed ? h('a', {
       class: 'failed-count',

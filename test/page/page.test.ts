@@ -580,6 +580,8 @@ browserTest('a history of 10,000 firings is paged 50 at a time', async (t) => {
 
   const page = await signedIn(company.id);
   t.is(await page.textContent(timesFired(webhook.id)), '10,000');
+  // a screen reader says the number the cell shows ("10000" until 2026-12-07)
+  t.is(await page.getAttribute(timesFired(webhook.id), 'aria-label'), 'Times Fired: 10,000. Show the history of Every new contact');
   t.is(await page.textContent(`${row(webhook.id)} .failed-count`), '1,000 failed');
   await page.click(timesFired(webhook.id));
   await untilText(page, '#page-info', '1–50 of 10,000 · page 1 of 200');
