@@ -1193,9 +1193,10 @@ $$;
 -- since and until in all, succeeded, failed and pending, each what
 -- webhooks_history_count gives for that state. The page asked historyCount four
 -- times, which counted the same days three times over (the report's days and hours,
--- the test sends' index, the rows not yet dropped before the kept history): about 23 ms
--- of counting for a webhook of 100,000 deliveries over 69 days, where this counts
--- them once. historyCount stays for a client that wants one. Runs as the caller
+-- the test sends' index, the rows not yet dropped before the kept history): for a
+-- webhook of 100,000 deliveries over 69 days, 1,120 buffers for the four of all time
+-- where this reads 469 (4,589 before the test sends were counted by their keys,
+-- docs/api.md). historyCount stays for a client that wants one. Runs as the caller
 -- (row-level security applies), for the webhook's own company.
 create or replace function webhooks.webhooks_history_counts(
   w     webhooks.webhooks,
