@@ -565,7 +565,7 @@ test('an interval Postgres cannot hold is refused naming the field (interval_ran
     t.like(response.errors?.[0]?.extensions, { code: '22015', constraint: 'interval_range', column: 'coalesceWindow' }, JSON.stringify(window));
     t.regex(response.errors?.[0]?.message ?? '', /^coalesceWindow is beyond what an interval holds: .*got \{/, JSON.stringify(window));
   }
-  for (const window of [{ minutes: 61 }, { seconds: -1 }, { days: 2147483647 }, { hours: 2147483647 }, { months: 1 }, { seconds: 0 }]) {
+  for (const window of [{ minutes: 61 }, { seconds: -1 }, { days: 2147483647 }, { hours: 2147483647 }, { months: 1 }]) {
     const response = await api().gql(token, WINDOW, { id: hookId, window });
     t.is(response.errors?.length, 1, JSON.stringify(window));
     t.like(response.errors?.[0]?.extensions, { code: '23514', constraint: 'webhooks_coalesce_window_range', column: 'coalesce_window' }, JSON.stringify(window));
@@ -576,6 +576,10 @@ test('an interval Postgres cannot hold is refused naming the field (interval_ran
   const fine = await api().gql(token, WINDOW, { id: hookId, window: { minutes: 59, seconds: 59.5 } });
   t.is(fine.errors, undefined, JSON.stringify(fine.errors));
   t.like(fine.data.setWebhookDelivery.result.coalesceWindow, { minutes: 59, seconds: 59.5 });
+  // (a window of 0 is no window: off, as null, since setWebhookDelivery's window left out keeps it)
+  const zero = await api().gql(token, WINDOW, { id: hookId, window: { seconds: 0 } });
+  t.is(zero.errors, undefined, JSON.stringify(zero.errors));
+  t.is(zero.data.setWebhookDelivery.result.coalesceWindow, null);
 });
 
 test('retrySchedule\'s pMaxAttempts out of 1 to 100 names its rule and the argument', async (t) => {
