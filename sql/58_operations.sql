@@ -110,8 +110,16 @@ $$;
 -- and are left out: one company's receiver that is down held the alerts on this
 -- figure (WebhookBacklogOld, WebhookRelaysIdleWithBacklog) firing for the operator
 -- until its webhook was disabled, days later (until 2026-12-07; test/sql/backlog.test.ts).
--- The webhooks so held are read by lanes_open_idx (migration 0116), which holds the
--- open breakers alone. From the queue's index of rows not in flight by webhook and due time
+-- Likewise those of a webhook at a limit its company set (28_lanes.sql): the next slot
+-- of its own rate_limit ahead (lanes.paced_until), or as many in flight as its own
+-- max_in_flight. They wait for the pace the company chose: one import of 10,000
+-- contacts into a webhook paced at 1 a second held WebhookBacklogOld firing for hours,
+-- every relay idle or busy elsewhere (until 2026-12-07). Below its limit with
+-- deliveries due, a webhook waits for a relay, and they count again. (The fleet-wide
+-- webhooks.max_in_flight is the operator's, not a company's: a webhook held at it
+-- still counts.) The webhooks so held are read by lanes_open_idx (migration 0101),
+-- which holds the open breakers alone, and webhooks_own_limits_idx (migration 0120),
+-- which holds the webhooks with a limit of their own alone. From the queue's index of rows not in flight by webhook and due time
 -- (delivery_queue_webhook_due_idx, 22_outbox.sql), whose first entry of each webhook
 -- is its earliest due time, read in chunks in its order, the first as many entries as
 -- the cap:
@@ -167,9 +175,22 @@ declare
   v_oldest timestamptz;
   v_rest record;
   c record;
-  -- webhooks whose open breaker holds their deliveries now
-  v_held constant bigint[] := array(select l.webhook_id from webhooks_private.lanes l
-                                    where l.open_until is not null and l.open_until > v_now);
+  -- webhooks whose open breaker holds their deliveries now, and those at a limit of
+  -- their own: the next slot of their rate_limit ahead, or as many in flight as their
+  -- max_in_flight (counted no further, by the lease index)
+  v_held constant bigint[] := array(
+    select l.webhook_id from webhooks_private.lanes l
+    where l.open_until is not null and l.open_until > v_now
+    union
+    select w.id
+    from webhooks.webhooks w
+    join webhooks_private.lanes l on l.webhook_id = w.id
+    where (w.rate_limit is not null or w.max_in_flight is not null)
+      and ((w.rate_limit is not null and l.paced_until > v_now)
+           or (w.max_in_flight is not null
+               and (select count(*) from (select from webhooks.delivery_queue d
+                                          where d.webhook_id = w.id and d.locked_by is not null
+                                          limit w.max_in_flight) f) >= w.max_in_flight)));
 begin
   due := 0;
   loop

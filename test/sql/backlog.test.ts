@@ -5,7 +5,7 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { indexUse } from '../helpers/plans.ts';
+import { indexUse, tableReads } from '../helpers/plans.ts';
 
 const db = useTestDatabase(test);
 
@@ -79,6 +79,62 @@ test.serial('the deliveries a webhook\'s open breaker holds are not in the backl
     t.deepEqual(await backlog(), { due: 1, oldest: 10 }, 'the other company\'s delivery alone');
     await breaker('-1 second');
     t.deepEqual(await backlog(), { due: cap, oldest: 3600 }, 'a probe due: waiting for a relay');
+  } finally {
+    await withoutItsRows(client);
+  }
+});
+
+// A webhook at its own limit (its rate_limit's next slot ahead, or as many in flight as
+// its own max_in_flight) holds its due deliveries at the pace its company chose: they
+// wait for that pace, not for a relay. Counted, one import of 10,000 contacts into a
+// webhook paced at 1 a second held WebhookBacklogOld firing for hours, every relay idle
+// or busy elsewhere. Once the webhook is below its limit and its deliveries still wait,
+// the relays are behind: they count again.
+// (serial, its rows vacuumed away after it: as the large ones below)
+test.serial('the deliveries of a webhook at its own rate_limit or max_in_flight are not in the backlog; below its limit, they are', async (t) => {
+  const f = factories(db().pool);
+  const [one, two, three] = [await f.company(), await f.company(), await f.company()];
+  const contact = await f.contact(one.id);
+  const paced = await f.webhook({ companyId: one.id, actions: ['contact.created'] });
+  const capped = await f.webhook({ companyId: two.id, actions: ['contact.created'] });
+  const fine = await f.webhook({ companyId: three.id, actions: ['contact.created'] });
+  await db().pool.query('update webhooks.webhooks set rate_limit = 1 where id = $1', [paced.id]);
+  await db().pool.query('update webhooks.webhooks set max_in_flight = 2 where id = $1', [capped.id]);
+  await Promise.all(Array.from({ length: 30 }, () => f.webhook({ companyId: three.id, actions: ['contact.updated'] })));
+
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const delivery = (webhookId: string, companyId: string, state: string, nextAttempt: string) => client.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, next_attempt_at,
+                                        locked_by, locked_until)
+       values ($1, $2, 'contact.created', $3, '{}', $4, case when $4 = 'in_flight' then 1 else 0 end, now() + $5::interval,
+               case when $4 = 'in_flight' then 'relay-1' end, case when $4 = 'in_flight' then now() + interval '1 minute' end)
+       returning id`,
+      [webhookId, companyId, contact.id, state, nextAttempt]);
+    await delivery(paced.id, one.id, 'pending', '-1 hour');
+    await delivery(paced.id, one.id, 'pending', '-30 minutes');
+    await delivery(capped.id, two.id, 'pending', '-2 hours');
+    await delivery(capped.id, two.id, 'in_flight', '-3 hours');
+    const { rows: [second] } = await delivery(capped.id, two.id, 'in_flight', '-3 hours');
+    await delivery(fine.id, three.id, 'pending', '-10 seconds');
+    const pace = (nextSlot: string) => client.query(
+      'update webhooks_private.lanes set paced_until = now() + $2::interval where webhook_id = $1', [paced.id, nextSlot]);
+    const backlog = async () => (await client.query('select due::int, round(oldest_due_seconds)::int as oldest from webhooks_ops.backlog()')).rows[0];
+
+    // read at every scrape: the webhooks with limits of their own by their index, not
+    // every webhook (30 more without a limit here, the other tests' besides)
+    const reads = () => tableReads(client, 'webhooks.webhooks', { indexes: true });
+    await pace('500 milliseconds');
+    const readsBefore = await reads();
+    t.deepEqual(await backlog(), { due: 1, oldest: 10 }, 'the third company\'s delivery alone');
+    const read = await reads() - readsBefore;
+    t.true(read <= 2 * 2, `webhooks' rows and index entries read: ${read}`);
+    await pace('-1 second');
+    t.deepEqual(await backlog(), { due: 3, oldest: 3600 }, 'its next slot passed: waiting for a relay');
+    await client.query('delete from webhooks.delivery_queue where delivery_id = $1', [second.id]);
+    t.deepEqual(await backlog(), { due: 4, oldest: 7200 }, 'below its max_in_flight: waiting for a relay');
   } finally {
     await withoutItsRows(client);
   }
