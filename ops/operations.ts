@@ -324,12 +324,14 @@ interface DatabaseAnswers {
   oldestPreparedCapturing: number;
   capturingOfUnknownAge: number;
   oldestCapturingXidAge: number;
+  webhooksFailing: number;
+  companiesFailing: number;
 }
 
 /** The gauges read from the database at each scrape, each with the answer it shows. */
 const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answers: DatabaseAnswers) => number }> = [
   { name: 'bpd_webhooks_due',
-    help: 'Deliveries waiting for a relay whose time has come (pending, next attempt now or earlier; not those an open circuit breaker holds), counted up to a cap (docs/operations.md): at the cap, at least that many.',
+    help: 'Deliveries waiting for a relay whose time has come (pending, next attempt now or earlier; not those an open circuit breaker holds, nor those of a webhook at its own rate_limit or max_in_flight), counted up to a cap (docs/operations.md): at the cap, at least that many.',
     value: (a) => a.due },
   { name: 'bpd_webhooks_oldest_due_seconds',
     help: 'How long the longest-waiting due delivery has been due, in seconds (0 when none is due).',
@@ -367,6 +369,12 @@ const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answe
   { name: 'bpd_webhooks_oldest_capturing_transaction_xid_age',
     help: 'Age of the oldest transaction holding capturing in transaction ids: how many were given since its own, known of every role (0 when none).',
     value: (a) => a.oldestCapturingXidAge },
+  { name: 'bpd_webhooks_webhooks_failing',
+    help: 'Webhooks whose last attempt failed (in a run of failed attempts, open circuit breakers among them): many at once, failures are widespread.',
+    value: (a) => a.webhooksFailing },
+  { name: 'bpd_webhooks_companies_failing',
+    help: 'Companies with a webhook whose last attempt failed: one is that company\'s receiver; many, the relays\' side.',
+    value: (a) => a.companiesFailing },
 ];
 
 /**
@@ -388,8 +396,9 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
               u.days_ahead, u.days_past_retention, u.webhooks_to_purge, u.report_days_behind,
               c.transactions as capturing, c.oldest_seconds as oldest_capturing,
               c.prepared as prepared_capturing, c.oldest_prepared_seconds as oldest_prepared_capturing,
-              c.ages_unknown as capturing_of_unknown_age, c.oldest_xid_age as oldest_capturing_xid_age
-       from webhooks_ops.backlog() b, webhooks_ops.upkeep() u, webhooks_ops.capturing() c`), reuseMs);
+              c.ages_unknown as capturing_of_unknown_age, c.oldest_xid_age as oldest_capturing_xid_age,
+              x.webhooks as webhooks_failing, x.companies as companies_failing
+       from webhooks_ops.backlog() b, webhooks_ops.upkeep() u, webhooks_ops.capturing() c, webhooks_ops.failing() x`), reuseMs);
   const ask = (): Promise<DatabaseAnswers | undefined> => within(question(), DATABASE_CHECK_TIMEOUT_MS, 'database')
       .then(({ rows: [row] }) => ({
         due: Number(row.due), oldest: Number(row.oldest), refused: Number(row.refused),
@@ -398,6 +407,7 @@ export function operationsRegistry(db: Queryable, registry: Registry = new Regis
         capturing: Number(row.capturing), oldestCapturing: Number(row.oldest_capturing),
         preparedCapturing: Number(row.prepared_capturing), oldestPreparedCapturing: Number(row.oldest_prepared_capturing),
         capturingOfUnknownAge: Number(row.capturing_of_unknown_age), oldestCapturingXidAge: Number(row.oldest_capturing_xid_age),
+        webhooksFailing: Number(row.webhooks_failing), companiesFailing: Number(row.companies_failing),
       }), () => undefined);
   new Gauge({
     name: 'bpd_webhooks_database_up',

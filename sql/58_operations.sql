@@ -264,6 +264,28 @@ begin
 end;
 $$;
 
+-- Whether failures are widespread: the webhooks in a run of failed attempts now
+-- (lanes.failing_since set: their last attempt failed, 28_lanes.sql), open breakers
+-- among them, and the companies they belong to. The fleet's share of failed attempts
+-- (bpd_webhooks_deliveries_total) is one busy tenant's when its receiver fails half its
+-- requests and its breaker never opens: that one held WebhookFailureRatioHigh on alone
+-- (until 2026-12-07). A receiver that fails is its company's matter; many companies'
+-- at once is the operator's (the relays' network, DNS, a proxy). Which ones:
+-- webhooks.backlog_by_webhook()'s failures_in_a_row. Read from lanes_failing_idx
+-- (migration 0121), which holds the failing lanes alone: an index-only scan of a few
+-- entries, whatever the fleet.
+create or replace function webhooks_ops.failing(out webhooks bigint, out companies bigint)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+set enable_seqscan = off
+as $$
+  select count(*), count(distinct l.company_id)
+  from webhooks_private.lanes l
+  where l.failing_since is not null;
+$$;
+
 -- How far the outbox's upkeep (tools/maintain.ts: hourly under npm start, else a
 -- DBA's schedule) is behind. When it stops, nothing fails at once: the days made
 -- ahead run out one a day, after which new deliveries land in the tail (which the

@@ -140,6 +140,43 @@ test.serial('the deliveries of a webhook at its own rate_limit or max_in_flight 
   }
 });
 
+// Whether failures are widespread (webhooks_ops.failing, read at every scrape): the
+// webhooks in a run of failed attempts and their companies, from the failing lanes
+// alone; a lane's update within a run (one more failure) or a claim's stays HOT.
+test.serial('the failing figure counts the webhooks in a run of failures and their companies, from their lanes alone', async (t) => {
+  const f = factories(db().pool);
+  const [one, two] = [await f.company(), await f.company()];
+  const hooks = await Promise.all([one, one, two, ...Array.from({ length: 60 }, () => two)]
+    .map((c) => f.webhook({ companyId: c.id, actions: ['contact.created'] })));
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const failing = async () => (await client.query('select webhooks::int, companies::int from webhooks_ops.failing()')).rows[0];
+    const before = await failing();
+    await client.query(
+      `update webhooks_private.lanes set failures = 1, failing_since = now() where webhook_id = any ($1::bigint[])`,
+      [[hooks[0].id, hooks[1].id, hooks[2].id]]);
+    const reads = () => tableReads(client, 'webhooks_private.lanes', { indexes: true });
+    const readsBefore = await reads();
+    t.deepEqual(await failing(), { webhooks: before.webhooks + 3, companies: before.companies + 2 });
+    const read = await reads() - readsBefore;
+    // (an entry each and its row, and the entries other tests' rolled-back failures left
+    // until a vacuum: not the 63 lanes of this test's webhooks, nor the others')
+    t.true(read <= (before.webhooks + 3) * 2 + 10, `lanes' rows and index entries read: ${read}`);
+
+    const hot = async () => (await client.query(
+      `select pg_stat_get_xact_tuples_hot_updated('webhooks_private.lanes'::regclass)::int as n`)).rows[0].n as number;
+    const hotBefore = await hot();
+    await client.query('update webhooks_private.lanes set failures = failures + 1 where webhook_id = $1', [hooks[0].id]);
+    await client.query(`update webhooks_private.lanes set served_at = now(), paced_until = now() + interval '1 second'
+                        where webhook_id = $1`, [hooks[3].id]);
+    t.is(await hot(), hotBefore + 2, 'one more failure in a run, and a claim\'s update, are HOT');
+  } finally {
+    await client.query('rollback');
+  }
+});
+
 test('where the backlog is: one row per webhook with deliveries on their way, of every company, the longest-waiting first; only for its owner', async (t) => {
   const f = factories(db().pool);
   const [one, two] = [await f.company(), await f.company()];
