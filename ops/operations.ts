@@ -370,10 +370,10 @@ const DATABASE_GAUGES: ReadonlyArray<{ name: string; help: string; value: (answe
     help: 'Age of the oldest transaction holding capturing in transaction ids: how many were given since its own, known of every role (0 when none).',
     value: (a) => a.oldestCapturingXidAge },
   { name: 'bpd_webhooks_webhooks_failing',
-    help: 'Webhooks whose last attempt failed (in a run of failed attempts, open circuit breakers among them): many at once, failures are widespread.',
+    help: 'Enabled webhooks whose last attempt failed (in a run of failed attempts, open circuit breakers among them): many at once, failures are widespread.',
     value: (a) => a.webhooksFailing },
   { name: 'bpd_webhooks_companies_failing',
-    help: 'Companies with a webhook whose last attempt failed: one is that company\'s receiver; many, the relays\' side.',
+    help: 'Companies with an enabled webhook whose last attempt failed: one is that company\'s receiver; many, the relays\' side.',
     value: (a) => a.companiesFailing },
 ];
 

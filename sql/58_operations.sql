@@ -264,7 +264,7 @@ begin
 end;
 $$;
 
--- Whether failures are widespread: the webhooks in a run of failed attempts now
+-- Whether failures are widespread: the enabled webhooks in a run of failed attempts now
 -- (lanes.failing_since set: their last attempt failed, 28_lanes.sql), open breakers
 -- among them, and the companies they belong to. The fleet's share of failed attempts
 -- (bpd_webhooks_deliveries_total) is one busy tenant's when its receiver fails half its
@@ -272,8 +272,9 @@ $$;
 -- (until 2026-12-07). A receiver that fails is its company's matter; many companies'
 -- at once is the operator's (the relays' network, DNS, a proxy). Which ones:
 -- webhooks.backlog_by_webhook()'s failures_in_a_row. Read from lanes_failing_idx
--- (migration 0121), which holds the failing lanes alone: an index-only scan of a few
--- entries, whatever the fleet.
+-- (migration 0121), which holds the failing lanes alone, and each one's webhook by its
+-- key: a few entries, whatever the fleet. (A disabled webhook's lane keeps its
+-- failures until it is enabled again, 28_lanes.sql: it is in that index, not counted.)
 create or replace function webhooks_ops.failing(out webhooks bigint, out companies bigint)
 language sql
 stable
@@ -283,7 +284,8 @@ set enable_seqscan = off
 as $$
   select count(*), count(distinct l.company_id)
   from webhooks_private.lanes l
-  where l.failing_since is not null;
+  join webhooks.webhooks w on w.id = l.webhook_id
+  where l.failing_since is not null and w.enabled;
 $$;
 
 -- How far the outbox's upkeep (tools/maintain.ts: hourly under npm start, else a

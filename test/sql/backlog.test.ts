@@ -141,8 +141,8 @@ test.serial('the deliveries of a webhook at its own rate_limit or max_in_flight 
 });
 
 // Whether failures are widespread (webhooks_ops.failing, read at every scrape): the
-// webhooks in a run of failed attempts and their companies, from the failing lanes
-// alone; a lane's update within a run (one more failure) or a claim's stays HOT.
+// enabled webhooks in a run of failed attempts and their companies, from the failing
+// lanes alone; a lane's update within a run (one more failure) or a claim's stays HOT.
 test.serial('the failing figure counts the webhooks in a run of failures and their companies, from their lanes alone', async (t) => {
   const f = factories(db().pool);
   const [one, two] = [await f.company(), await f.company()];
@@ -156,14 +156,16 @@ test.serial('the failing figure counts the webhooks in a run of failures and the
     const before = await failing();
     await client.query(
       `update webhooks_private.lanes set failures = 1, failing_since = now() where webhook_id = any ($1::bigint[])`,
-      [[hooks[0].id, hooks[1].id, hooks[2].id]]);
+      [[hooks[0].id, hooks[1].id, hooks[2].id, hooks[4].id]]);
+    // a disabled webhook's lane keeps its failures until it is enabled again: not failing now
+    await client.query('update webhooks.webhooks set enabled = false, disabled_at = now() where id = $1', [hooks[4].id]);
     const reads = () => tableReads(client, 'webhooks_private.lanes', { indexes: true });
     const readsBefore = await reads();
     t.deepEqual(await failing(), { webhooks: before.webhooks + 3, companies: before.companies + 2 });
     const read = await reads() - readsBefore;
     // (an entry each and its row, and the entries other tests' rolled-back failures left
     // until a vacuum: not the 63 lanes of this test's webhooks, nor the others')
-    t.true(read <= (before.webhooks + 3) * 2 + 10, `lanes' rows and index entries read: ${read}`);
+    t.true(read <= (before.webhooks + 4) * 2 + 10, `lanes' rows and index entries read: ${read}`);
 
     const hot = async () => (await client.query(
       `select pg_stat_get_xact_tuples_hot_updated('webhooks_private.lanes'::regclass)::int as n`)).rows[0].n as number;
