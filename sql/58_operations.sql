@@ -118,7 +118,7 @@ $$;
 -- deliveries due, a webhook waits for a relay, and they count again. (The fleet-wide
 -- webhooks.max_in_flight is the operator's, not a company's: a webhook held at it
 -- still counts.) The webhooks so held are read by lanes_open_idx (migration 0101),
--- which holds the open breakers alone, and webhooks_own_limits_idx (migration 0120),
+-- which holds the open breakers alone, and webhooks_own_limits_idx (migration 0102),
 -- which holds the webhooks with a limit of their own alone. From the queue's index of rows not in flight by webhook and due time
 -- (delivery_queue_webhook_due_idx, 22_outbox.sql), whose first entry of each webhook
 -- is its earliest due time, read in chunks in its order, the first as many entries as
@@ -272,7 +272,7 @@ $$;
 -- (until 2026-12-07). A receiver that fails is its company's matter; many companies'
 -- at once is the operator's (the relays' network, DNS, a proxy). Which ones:
 -- webhooks.backlog_by_webhook()'s failures_in_a_row. Read from lanes_failing_idx
--- (migration 0121), which holds the failing lanes alone, and each one's webhook by its
+-- (migration 0103), which holds the failing lanes alone, and each one's webhook by its
 -- key: a few entries, whatever the fleet. (A disabled webhook's lane keeps its
 -- failures until it is enabled again, 28_lanes.sql: it is in that index, not counted.)
 create or replace function webhooks_ops.failing(out webhooks bigint, out companies bigint)
