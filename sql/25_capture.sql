@@ -393,11 +393,7 @@ begin
                   or exists (select 1 from webhooks.delivery_queue l
                              where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
                                and l.locked_by is not null and l.delivery_id > w.delivery_id)))
-  -- the newest: a change refused for its size went as a message of its own, waiting
-  -- too, and the contact's later changes merge into that one, the message sent last.
-  -- Tried against the earliest, the full one, each of them was refused again and went
-  -- alone (until 2026-12-07; test/sql/payload-limit.test.ts)
-  order by w.delivery_id desc
+  order by w.delivery_id
   limit 1
   for update skip locked;
   if not found then

@@ -249,47 +249,6 @@ test('at the edge of max_payload_bytes: no message queued passes it, merged or a
   t.true(apartAtTheEdge > 0, 'some go apart, past it: both sent');
 });
 
-// A change whose merge into the contact's waiting message was refused for its size
-// goes as a message of its own, waiting out its window too; the contact's later
-// changes merge into that newer message. Tried against the earliest, the full one,
-// every later change was refused again and went alone: a burst past the edge became
-// a message a change.
-test('after a merge refused for its size, later changes merge into the newer message, not the full one', async (t) => {
-  const f = make();
-  const company = await f.company();
-  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city', 'custom'] });
-  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
-  const limit = 100_000;
-  const limited = `set local webhooks.max_payload_bytes = '${limit}'`;
-  const messages = async (contactId: string) => (await db().pool.query(
-    `select state, pg_column_size(payload::text::jsonb) as bytes, payload
-     from webhooks.deliveries where webhook_id = $1 and contact_id = $2 order by id`, [hook.id, contactId])).rows;
-  const update = (contactId: string, column: string, value: string) =>
-    inTransaction(db().pool, limited, (c) => c.query(`update crm.contacts set ${column} = $2 where id = $1`, [contactId, value]));
-
-  // how far a change of custom alone is from the limit (a contact of the same city)
-  const probe = await f.contact(company.id, { city: 'Denver' });
-  const contact = await f.contact(company.id, { city: 'Boston' });
-  await update(probe.id, 'custom', customOf(90_000));
-  const [measured] = await messages(probe.id);
-  // a change of custom alone 3 bytes under the limit: merged into a message that
-  // changed the city (changed_fields ["city", "custom"]), it is over
-  const size = 90_000 + limit - measured.bytes - 3;
-
-  await update(contact.id, 'city', 'Denver');
-  await update(contact.id, 'custom', customOf(size));
-  const apart = await messages(contact.id);
-  t.deepEqual(apart.map((m) => [m.state, m.payload.data.changed_fields, m.payload.data.merged]),
-    [['pending', ['city'], 1], ['pending', ['custom'], 1]], 'the merge refused for its size: a message of its own');
-
-  await update(contact.id, 'custom', JSON.stringify({ notes: 'm'.repeat(size) }));
-  const after = await messages(contact.id);
-  t.deepEqual(after.map((m) => [m.state, m.payload.data.changed_fields, m.payload.data.merged]),
-    [['pending', ['city'], 1], ['pending', ['custom'], 2]], 'the later change merged into the newer message');
-  t.is(after[1].payload.data.contact.custom.notes, 'm'.repeat(size));
-  t.true(after.every((m) => m.bytes <= limit));
-});
-
 test('a delivery never sent for its size is not replayed: replayDelivery refuses it by name, replayFailed passes it by', async (t) => {
   const f = make();
   const company = await f.company();
