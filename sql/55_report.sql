@@ -1128,70 +1128,16 @@ as $$
     and d.created_at >= since and d.created_at < until;
 $$;
 
--- public: how many deliveries webhooks_history gives for the same arguments
--- (GraphQL: the field `historyCount` of Webhook, what the page's pager shows), from
--- the report's counting (50_report_counts.sql: days and hours rolled up, the rest
--- counted from the rows), where the connection's totalCount counted every row (12 ms
--- at bench:api's 28,571 deliveries of a webhook, and growing with it; the API offers
--- none since). Added to it:
--- test sends, which the history shows and the report leaves out, from their own
--- index. Pending and in-flight deliveries are counted from the queue's indexes. Before
--- the kept history starts, the report still has the totals of what the retention
--- dropped and the history has only what it could not drop yet (29_retention.sql: a
--- day with a delivery on its way): those rows are counted one by one. Runs as the
--- caller (row-level security applies).
-create or replace function webhooks.webhooks_history_count(
-  w     webhooks.webhooks,
-  since timestamptz default null,
-  until timestamptz default null,
-  state text default null
-)
-returns bigint
-language plpgsql
-stable
-as $$
-declare
-  v_kept constant timestamptz := webhooks.kept_since();
-  v_until constant timestamptz := coalesce(webhooks_private.history_end(until), 'infinity');
-  v_since timestamptz := coalesce(since, '-infinity');
-  v_not_dropped bigint := 0;
-  v_events record;
-  v_tests record;
-begin
-  perform webhooks_private.requested_times(since, until);   -- 22_outbox.sql
-  perform webhooks_private.known_delivery_state(state);
-  if v_since >= v_until then
-    return 0;
-  end if;
-  if state in ('pending', 'in_flight') then
-    return (select count(*) from webhooks.delivery_queue q
-            where q.webhook_id = w.id and q.company_id = w.company_id
-              and (q.locked_by is not null) = (webhooks_history_count.state = 'in_flight')
-              and q.created_at >= v_since and q.created_at < v_until);
-  end if;
-  if v_kept > v_since then
-    select count(*) into v_not_dropped
-    from webhooks.webhooks_history(w, v_since, least(v_kept, v_until), webhooks_history_count.state);
-    v_since := least(v_kept, v_until);
-    if v_since >= v_until then
-      return v_not_dropped;
-    end if;
-  end if;
-  select c.fired, c.succeeded, c.failed into v_events
-  from webhooks_private.count_deliveries(w.id, w.company_id, v_since, v_until) c;
-  select t.sent, t.failed, t.on_its_way into v_tests
-  from webhooks_private.count_test_sends(w.id, w.company_id, v_since, v_until) t;
-  return v_not_dropped + case state
-    when 'succeeded' then v_events.succeeded + v_tests.sent - v_tests.failed - v_tests.on_its_way
-    when 'failed' then v_events.failed + v_tests.failed
-    else v_events.fired + v_tests.sent end;
-end;
-$$;
-
 -- public: the four counts of a webhook's history page at once (GraphQL: the field
 -- `historyCounts` of Webhook): how many deliveries webhooks_history gives for the same
--- since and until in all, succeeded, failed and pending, each what
--- webhooks_history_count gives for that state. The page asked historyCount four
+-- since and until in all, succeeded, failed and pending (not in flight), from the
+-- report's counting (50_report_counts.sql: days and hours rolled up, the rest counted
+-- from the rows). Added to it: test sends, which the history shows and the report
+-- leaves out (count_test_sends). Pending deliveries are counted from the queue's
+-- index. Before the kept history starts, the report still has the totals of what the
+-- retention dropped and the history has only what it could not drop yet
+-- (29_retention.sql: a day with a delivery on its way): those rows are counted one by
+-- one. webhooks_history_count gives one of them. The page asked historyCount four
 -- times, which counted the same days three times over (the report's days and hours,
 -- the test sends' index, the rows not yet dropped before the kept history): for a
 -- webhook of 100,000 deliveries over 69 days, 1,120 buffers for the four of all time
@@ -1249,6 +1195,43 @@ begin
   failed := failed + v_events.failed + v_tests.failed;
 end;
 $$;
+
+-- public: how many deliveries webhooks_history gives for the same arguments
+-- (GraphQL: the field `historyCount` of Webhook), where the connection's totalCount
+-- counted every row (12 ms at bench:api's 28,571 deliveries of a webhook, and growing
+-- with it; the API offers none since): webhooks_history_counts' figure for the state
+-- asked; pending and in-flight deliveries from the queue's indexes alone. Runs as
+-- the caller (row-level security applies).
+create or replace function webhooks.webhooks_history_count(
+  w     webhooks.webhooks,
+  since timestamptz default null,
+  until timestamptz default null,
+  state text default null
+)
+returns bigint
+language plpgsql
+stable
+as $$
+declare
+  v_until constant timestamptz := coalesce(webhooks_private.history_end(until), 'infinity');
+  v_since constant timestamptz := coalesce(since, '-infinity');
+begin
+  perform webhooks_private.requested_times(since, until);   -- 22_outbox.sql
+  perform webhooks_private.known_delivery_state(state);
+  if state in ('pending', 'in_flight') then
+    return (select count(*) from webhooks.delivery_queue q
+            where q.webhook_id = w.id and q.company_id = w.company_id
+              and (q.locked_by is not null) = (webhooks_history_count.state = 'in_flight')
+              and q.created_at >= v_since and q.created_at < v_until);
+  end if;
+  return (select case webhooks_history_count.state
+                   when 'succeeded' then c.succeeded
+                   when 'failed' then c.failed
+                   else c.total end
+          from webhooks.webhooks_history_counts(w, since, until) c);
+end;
+$$;
+
 
 ------------------------------------------------------------------------------------
 -- The page says whose webhooks these are. Company names live in the CRM tables, which

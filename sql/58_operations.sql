@@ -119,7 +119,8 @@ $$;
 -- webhooks.max_in_flight is the operator's, not a company's: a webhook held at it
 -- still counts.) The webhooks so held are read by lanes_open_idx (migration 0101),
 -- which holds the open breakers alone, and webhooks_own_limits_idx (migration 0102),
--- which holds the webhooks with a limit of their own alone. From the queue's index of rows not in flight by webhook and due time
+-- which holds the webhooks with a limit of their own alone. From the queue's index of
+-- rows not in flight by webhook and due time
 -- (delivery_queue_webhook_due_idx, 22_outbox.sql), whose first entry of each webhook
 -- is its earliest due time, read in chunks in its order, the first as many entries as
 -- the cap:
@@ -281,6 +282,7 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 set enable_seqscan = off
+set jit = off
 as $$
   select count(*), count(distinct l.company_id)
   from webhooks_private.lanes l
