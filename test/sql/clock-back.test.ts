@@ -14,7 +14,8 @@ import { steerClock } from '../helpers/steered-clock.ts';
 
 const db = useTestDatabase(test);
 
-test.serial('a capture after the clock came back from days ahead, past which the retention dropped today, is written and sent', async (t) => {
+/** A webhook of a company, a retention of one day, and the clock steerable; all as it was at the test's end. */
+async function retentionOfADay(t: { teardown: (fn: () => Promise<void>) => void }) {
   await steerClock(db().pool);
   t.teardown(async () => {
     await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
@@ -25,6 +26,11 @@ test.serial('a capture after the clock came back from days ahead, past which the
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
   await db().pool.query(`alter database ${db().name} set webhooks.retention = '1 day'`);
+  return { f, company, webhook };
+}
+
+test.serial('a capture after the clock came back from days ahead, past which the retention dropped today, is written and sent', async (t) => {
+  const { f, company, webhook } = await retentionOfADay(t);
   // the clock three days ahead: today and tomorrow are past a retention of a day
   const url = new URL(db().url);
   url.searchParams.set('options', '-c bpd_test.clock_shift=3d');
@@ -53,16 +59,7 @@ test.serial('a capture after the clock came back from days ahead, past which the
 });
 
 test.serial('a day to come that the clock ahead counted and dropped stays forgotten, its totals kept; the kept history starts after it', async (t) => {
-  await steerClock(db().pool);
-  t.teardown(async () => {
-    await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
-    await db().pool.query('delete from webhooks_private.outbox_kept_since');
-    await db().pool.query('select webhooks.create_partitions()');
-  });
-  const f = factories(db().pool);
-  const company = await f.company();
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
-  await db().pool.query(`alter database ${db().name} set webhooks.retention = '1 day'`);
+  const { company, webhook } = await retentionOfADay(t);
   const day = (n: number) => new Date(Date.now() + n * 86_400_000).toISOString().slice(0, 10);
   // captured while the clock was ahead: tomorrow, then counted by a roll-up days on
   await db().pool.query(

@@ -3,14 +3,11 @@
 // migrations stay and to run it again, the migration it was in left nothing behind,
 // and the next run finishes it. (test/sql/migrate.test.ts has the same while it waits
 // for another migrate and while it applies sql/.)
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { migrate, MIGRATE_LOCK, MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from '../../tools/migrate.ts';
 import { createTestDatabase, ownConnection } from '../helpers/db.ts';
-import { migrationsWith } from '../helpers/migrations.ts';
+import { MIGRATE_WAITING, migrateProcess, migrationsWith } from '../helpers/migrations.ts';
 import { freezableProxy } from '../helpers/proxy.ts';
 import { until } from '../helpers/until.ts';
 
@@ -72,20 +69,13 @@ test('npm run migrate whose answer is lost on a silent network path exits 1 with
   const other = await ownConnection(database.url, t);
   await other.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
   const silenceMs = 1_000;
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../../tools/migrate.ts', import.meta.url))],
-    { env: { ...process.env, DATABASE_URL: proxy.url, MIGRATE_ANSWER_SILENCE_MS: String(silenceMs) }, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => { child.kill('SIGKILL'); });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => (stderr += chunk));
-  const exited = once(child, 'exit');
-  const migrating = `select pid from pg_stat_activity
-                     where datname = current_database() and application_name = 'bpd-webhooks-migrate' and wait_event_type = 'Lock'`;
-  await until('the migrate waits for the other', async () => (await database.pool.query(migrating)).rowCount! > 0);
+  const { child, exited, stderr } = migrateProcess(t, proxy.url, { MIGRATE_ANSWER_SILENCE_MS: String(silenceMs) });
+  await until('the migrate waits for the other', async () => (await database.pool.query(MIGRATE_WAITING)).rowCount! > 0);
   // a wait longer than the bound, its session at work, is waited out (a time, not a
   // signal: what is shown is that nothing happens meanwhile)
   await new Promise((resolve) => setTimeout(resolve, 4 * silenceMs));
-  t.is(child.exitCode, null, `still waiting: ${stderr}`);
-  t.is((await database.pool.query(migrating)).rowCount, 1);
+  t.is(child.exitCode, null, `still waiting: ${stderr()}`);
+  t.is((await database.pool.query(MIGRATE_WAITING)).rowCount, 1);
   // the answers stop on their way back, then the lock is given: the migrate's session
   // takes it and answers into the silence
   proxy.deafen();
@@ -96,8 +86,8 @@ test('npm run migrate whose answer is lost on a silent network path exits 1 with
   t.log(`exited ${tookMs} ms after the answer was lost (bound ${silenceMs} ms)`);
 
   t.is(code, 1);
-  const lines = stderr.trim().split('\n');
-  t.is(lines.length, 1, stderr);
+  const lines = stderr().trim().split('\n');
+  t.is(lines.length, 1, stderr());
   t.regex(lines[0]!, new RegExp(`^migrate lost its connection to the database while it waited for another migrate to end ` +
     `\\(no answer for ${silenceMs} ms, and its session there is not running the statement: the answer was lost on the way\\): ` +
     'nothing was applied; run migrate again to finish$'));

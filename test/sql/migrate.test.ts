@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { ENGINE_FILES, ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { MIGRATE_LOCK, migrate, migrationsDir } from '../../tools/migrate.ts';
 import { createTestDatabase, databaseUrl, ownConnection } from '../helpers/db.ts';
+import { MIGRATE_WAITING, migrateProcess } from '../helpers/migrations.ts';
 import { until } from '../helpers/until.ts';
 
 let emptyDatabases = 0;
@@ -397,21 +398,14 @@ test('a migrate whose session is ended (pg_terminate_backend) exits non-zero wit
   // another migrate holds the lock: this one waits for it, and is ended while it waits
   const other = await ownConnection(database.url, t);
   await other.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../../tools/migrate.ts', import.meta.url))],
-    { env: { ...process.env, DATABASE_URL: database.url }, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => { child.kill('SIGKILL'); });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => (stderr += chunk));
-  const exited = once(child, 'exit');
-  const migrating = `select pid from pg_stat_activity
-                     where datname = current_database() and application_name = 'bpd-webhooks-migrate' and wait_event_type = 'Lock'`;
-  await until('the migrate waits for the other', async () => (await database.pool.query(migrating)).rowCount! > 0);
-  await database.pool.query(`select pg_terminate_backend(pid) from (${migrating}) m`);
+  const { exited, stderr } = migrateProcess(t, database.url);
+  await until('the migrate waits for the other', async () => (await database.pool.query(MIGRATE_WAITING)).rowCount! > 0);
+  await database.pool.query(`select pg_terminate_backend(pid) from (${MIGRATE_WAITING}) m`);
   const [code] = await exited;
 
   t.is(code, 1);
-  const lines = stderr.trim().split('\n');
-  t.is(lines.length, 1, stderr);
+  const lines = stderr().trim().split('\n');
+  t.is(lines.length, 1, stderr());
   t.regex(lines[0]!, /^migrate lost its connection to the database while it waited for another migrate to end \(terminating connection due to administrator command\): nothing was applied; run migrate again to finish$/);
   t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, 'ab'.repeat(32));
 
