@@ -151,3 +151,15 @@ test("a /readyz answer the docs show names the migration this code expects", (t)
   t.true(shown.length > 0);
   t.deepEqual(shown.filter((line) => !line.endsWith(`: ${EXPECTED_MIGRATION}`)), []);
 });
+
+// The example alert rules an operator copies name metrics: a metric renamed or dropped
+// in the code leaves a rule that matches nothing and never fires, silently.
+test("every metric docs/operations.md's example alert rules name is one the relay, the API or the operations routes register", (t) => {
+  const text = read('docs/operations.md');
+  const start = text.indexOf('## Example alert rules');
+  const rules = text.slice(start, text.indexOf('\n```\n', text.indexOf('```yaml', start)));
+  const named = [...new Set([...rules.matchAll(/\bbpd_webhooks_\w+/g)].map(([name]) => name))];
+  t.true(named.length > 5, named.join(' '));
+  const code = ['relay', 'api', 'ops'].flatMap((dir) => readdirSync(join(root, dir)).filter((f) => f.endsWith('.ts')).map((f) => read(`${dir}/${f}`))).join('\n');
+  t.deepEqual(named.filter((name) => !code.includes(`'${name}'`)), []);
+});
