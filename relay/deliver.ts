@@ -20,9 +20,18 @@ export type HttpOutcome =
   /** no HTTP status: refused destination, DNS, connect failure, timeout, reset, … */
   | { kind: 'error'; error: string };
 
-/** A 2xx: the delivery succeeded (the settle decides the same: sql/30_delivery.sql). */
+/**
+ * A 2xx, or a 302 or 303 (the receiver took the POST and points to its answer
+ * elsewhere, not followed): the delivery succeeded. The settle decides the same
+ * (webhooks_private.delivered_status, sql/30_delivery.sql), which says why.
+ */
 export function succeeded(outcome: HttpOutcome): boolean {
-  return outcome.kind === 'response' && outcome.status >= 200 && outcome.status < 300;
+  return outcome.kind === 'response' && acknowledges(outcome.status);
+}
+
+/** A status that says the receiver took the POST: a 2xx, 302 or 303 (succeeded). */
+function acknowledges(status: number): boolean {
+  return (status >= 200 && status < 300) || status === 302 || status === 303;
 }
 
 export interface AttemptResult {
@@ -500,11 +509,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController | null, error: Error): void {
     if (this.timedOut) {
-      // a final status other than 2xx, its body not ended in time: the status line is
-      // the receiver's answer (a 410 disables, a 429's Retry-After is read), said to
-      // be cut short. A 2xx is no acknowledgement until its body ends: a timeout.
-      // (1xx are interim: a status below 200 is no answer yet)
-      if (this.status >= 300) this.respond(`the response's body did not end within ${this.timeoutMs} ms`);
+      // a final status that fails the delivery, its body not ended in time: the status
+      // line is the receiver's answer (a 410 disables, a 429's Retry-After is read),
+      // said to be cut short. One that acknowledges (a 2xx, 302, 303) does not until
+      // its body ends: a timeout. (1xx are interim: a status below 200 is no answer yet)
+      if (this.status >= 300 && !acknowledges(this.status)) this.respond(`the response's body did not end within ${this.timeoutMs} ms`);
       else this.end({ kind: 'failed', error, timedOut: true });
     } else if (error instanceof LongBody || endsAtItsHeaders(this.status, error)) {
       this.respond();

@@ -1464,7 +1464,7 @@ declare
   -- the batch's webhooks with a failure now
   v_failed constant bigint[] := array(select r.webhook_id
                                       from unnest(p_webhook_ids, p_status_codes) as r(webhook_id, status_code)
-                                      where not coalesce(r.status_code between 200 and 299, false));
+                                      where not webhooks_private.delivered_status(r.status_code));
   -- the lanes this batch counts into, locked
   v_lanes bigint[];
 begin
@@ -1494,7 +1494,7 @@ begin
 
   with result as (
     select r.webhook_id, r.attempted_at,
-           coalesce(r.status_code between 200 and 299, false) as ok,
+           webhooks_private.delivered_status(r.status_code) as ok,
            coalesce(r.error, 'HTTP ' || r.status_code, 'no response') as error
     from unnest(p_webhook_ids, p_attempted_at, p_status_codes, p_errors)
       as r(webhook_id, attempted_at, status_code, error)

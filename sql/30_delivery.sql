@@ -1,6 +1,6 @@
 -- bpd-webhooks engine: delivery, the state machine the relay drives.
 --
---            claim                     settle 2xx
+--            claim                     settle 2xx, 302, 303
 --   pending ───────▶ in_flight ──────────────────────────▶ succeeded
 --    ▲ ▲ ▲               │  settle failure, attempts left (next_attempt_at = backoff)
 --    │ │ ├───────────────┤
@@ -656,11 +656,27 @@ as $$
   select case when p_status_code is null then coalesce(p_error, 'no response') else p_error end;
 $$;
 
+-- private (settle, lanes): whether a status answered to a delivery's POST says the
+-- receiver took it: a 2xx, or a 302 or 303, which point to the answer elsewhere (a
+-- Google Apps Script web app runs its doPost, then answers 302 to where its output is
+-- fetched). The Location is never followed. Until 2026-12-07 a 302 or 303 was a
+-- failure, retried up to the webhook's attempts: a spreadsheet fed by a script got the
+-- same contact's row ten times (test/relay/delivery.test.ts). 301, 307 and 308 say
+-- the endpoint is elsewhere and the POST was not taken: failures. relay/deliver.ts
+-- (succeeded) decides the same. Inlined where it is used: SQL, immutable, no SET.
+create or replace function webhooks_private.delivered_status(p_status_code integer)
+returns boolean
+language sql
+immutable
+as $$
+  select coalesce(p_status_code between 200 and 299 or p_status_code in (302, 303), false);
+$$;
+
 -- private (relay): apply a batch of attempt results, one array element per attempt.
 -- Every attempt becomes a row of webhooks.delivery_attempts, even one whose lease
 -- ran out meanwhile (it did happen). The delivery itself changes only while this
--- relay still holds it. 2xx succeeds; 410 Gone fails the delivery and disables the
--- webhook; anything else (other statuses, 3xx included, timeouts, refused
+-- relay still holds it. 2xx, 302 and 303 succeed (delivered_status); 410 Gone fails the delivery and disables the
+-- webhook; anything else (other statuses, other 3xx, timeouts, refused
 -- destinations) is retried after retry_wait, or fails once the attempts are used up.
 -- A delivery that ends leaves the queue; one that failed gets its result row, once
 -- (a success gets none: its attempt row says it all, 22_outbox.sql); one retried
@@ -841,9 +857,9 @@ declare
   v_gone bigint[];
   v_to_old_url bigint[];
   v_again bigint[] := '{}';
-  -- the results other than successes (a 2xx ends a delivery whatever its row says)
+  -- the results other than successes (a 2xx, 302 or 303 ends a delivery whatever its row says)
   v_others constant bigint[] := array(select r.id from unnest(p_ids, p_status_codes) as r(id, status_code)
-                                      where not coalesce(r.status_code between 200 and 299, false));
+                                      where not webhooks_private.delivered_status(r.status_code));
 begin
   -- the results of deliveries this relay still holds ("still mine, still in flight"),
   -- found by their primary key. A success's row is deleted as it is found, read once
@@ -871,7 +887,7 @@ begin
     -- (bench:sql; test/fleet/claim-cost.test.ts)
     delete from webhooks.delivery_queue q
     using result r
-    where r.status_code between 200 and 299 and q.delivery_id = r.id
+    where webhooks_private.delivered_status(r.status_code) and q.delivery_id = r.id
       and q.locked_by is not distinct from p_relay and q.attempts = r.attempt
     returning r.id, r.attempt, r.attempted_at, r.duration_ms, r.status_code, r.error, r.response_body,
               r.retry_after_s, q.ctid, q.created_at, q.webhook_id, q.company_id, q.contact_id, q.attempts,
@@ -1061,7 +1077,7 @@ begin
   -- no lane: asked in one probe, the usual case costs no call (a call cost a
   -- millisecond a batch)
   if exists (select 1 from unnest(p_status_codes) as r(status_code)
-             where not coalesce(r.status_code between 200 and 299, false))
+             where not webhooks_private.delivered_status(r.status_code))
      or exists (select 1 from webhooks_private.lanes l
                 where l.webhook_id = any (v_webhooks) and l.failures > 0) then
     perform webhooks_private.lane_results(

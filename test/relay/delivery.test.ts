@@ -135,33 +135,59 @@ test('a long response body: only its first KiB is read and kept', async (t) => {
   t.is(attempt!.response_body, 'é'.repeat(512));
 });
 
-test('3xx: the redirect is not followed and counts as a failure', async (t) => {
+test('302 and 303 to the POST: the receiver took the delivery (a Google Apps Script web app answers 302), succeeded once, the Location not followed', async (t) => {
   const { pool, receiver, f, company, relay } = await setup(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/moved'), maxAttempts: 1 });
-  receiver.route('/moved', { secret: webhook.secret, otherwise: { status: 301, headers: { location: receiver.url('/elsewhere') } } });
+  // ten attempts allowed: a 3xx counted as a failure was sent again and again, a row
+  // in the spreadsheet each time
+  const script = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/exec') });
+  const seeOther = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/see-other') });
+  const echo = receiver.url('/macros/echo?user_content_key=abc');
+  receiver.route('/exec', { secret: script.secret, otherwise: { status: 302, headers: { location: echo }, body: 'Moved Temporarily' } });
+  receiver.route('/see-other', { secret: seeOther.secret, otherwise: { status: 303, headers: { location: receiver.url('/result/1') } } });
   await relay.start();
 
   await f.contact(company.id);
-  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+  const deliveries = await waitForFinalDeliveries(pool, [script.id, seeOther.id], 2);
 
-  t.is(delivery.state, 'failed');
-  t.is(delivery.last_status_code, 301);
-  t.is(delivery.last_error, `redirect not followed: HTTP 301 to ${receiver.url('/elsewhere')}`);
-  t.is(receiver.received('/elsewhere').length, 0);
+  t.deepEqual(deliveries.map((d) => [d.state, d.attempts, d.last_status_code]), [['succeeded', 1, 302], ['succeeded', 1, 303]]);
+  t.deepEqual(await attemptsOf(pool, deliveries[0].id), [{
+    attempt: 1, status_code: 302, error: `redirect not followed: HTTP 302 to ${echo}`, response_body: 'Moved Temporarily', relay_id: relay.settings.relayId,
+  }]);
+  t.deepEqual(receiver.received().map((r) => [r.method, r.path, r.verified]).sort(), [['POST', '/exec', true], ['POST', '/see-other', true]], 'nothing requested at the Location');
+  const { rows: [lanes] } = await pool.query('select sum(failures)::int as failures from webhooks_private.lanes where webhook_id = any ($1::bigint[])', [[script.id, seeOther.id]]);
+  t.is(lanes.failures, 0, "the circuit breaker counts neither as a failure");
 });
+
+for (const status of [301, 307, 308]) {
+  test(`${status} to the POST: the endpoint is elsewhere, a failure, the body not sent there`, async (t) => {
+    const { pool, receiver, f, company, relay } = await setup(t);
+    const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/moved'), maxAttempts: 2 });
+    receiver.route('/moved', { secret: webhook.secret, otherwise: { status, headers: { location: receiver.url('/elsewhere') } } });
+    await relay.start();
+
+    await f.contact(company.id);
+    const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+
+    t.is(delivery.state, 'failed');
+    t.is(delivery.attempts, 2);
+    t.is(delivery.last_error, `redirect not followed: HTTP ${status} to ${receiver.url('/elsewhere')}`);
+    t.is(receiver.received('/moved').length, 2);
+    t.is(receiver.received('/elsewhere').length, 0);
+  });
+}
 
 test('3xx with a long Location: the note keeps as much of it as a body excerpt, not the whole header', async (t) => {
   const { pool, receiver, f, company, relay } = await setup(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/moved'), maxAttempts: 1 });
   // a header may be up to 16 KiB (undici's limit), sixteen times the body's excerpt
   const location = `${receiver.url('/elsewhere')}?${'a'.repeat(15_000)}`;
-  receiver.route('/moved', { secret: webhook.secret, otherwise: { status: 302, headers: { location } } });
+  receiver.route('/moved', { secret: webhook.secret, otherwise: { status: 307, headers: { location } } });
   await relay.start();
 
   await f.contact(company.id);
   const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
 
-  const note = `redirect not followed: HTTP 302 to ${location.slice(0, 1024)}…`;
+  const note = `redirect not followed: HTTP 307 to ${location.slice(0, 1024)}…`;
   t.is(delivery.state, 'failed');
   t.is(delivery.last_error, note);
   const [attempt] = await attemptsOf(pool, delivery.id);

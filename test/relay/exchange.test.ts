@@ -108,3 +108,16 @@ test('timed out after a final non-2xx status: ended as that response, said to be
   early.x.onResponseError(d, d.reasons[0]);
   t.like(early.ends[0], { kind: 'failed', timedOut: true });
 });
+
+test('timed out after a 302 or 303, which would acknowledge the delivery: a timeout, as after a 2xx, not a success cut short', async (t) => {
+  for (const status of [302, 303]) {
+    const { x, ends } = exchange(1024, 20);
+    const c = controller();
+    x.onRequestStart(c);
+    x.onResponseStart(c, status, { location: 'https://script.googleusercontent.example/echo' });
+    x.onResponseData(c, Buffer.from('Moved'));
+    await c.abortedNow;
+    x.onResponseError(c, c.reasons[0]);
+    t.like(ends[0], { kind: 'failed', timedOut: true }, `HTTP ${status}`);
+  }
+});

@@ -17,7 +17,7 @@ const ANSWERS: Record<string, (socket: Socket) => void> = {
   ok: (s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'),
   closes: (s) => s.end('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok'),
   fails: (s) => s.write('HTTP/1.1 500 Oops\r\ncontent-length: 4\r\n\r\noops'),
-  redirects: (s) => s.write('HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1/elsewhere\r\ncontent-length: 0\r\n\r\n'),
+  redirects: (s) => s.write('HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1/elsewhere\r\ncontent-length: 0\r\n\r\n'),
   resets: (s) => s.destroy(),
   silent: () => {},
 };
