@@ -2,6 +2,7 @@
 // signatures with the standardwebhooks package. Each test has a database of its own
 // (relays with different settings must not drain each other's outbox).
 import test from 'ava';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { TENANT_REFUSAL } from '../../relay/destinations.ts';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
@@ -264,6 +265,50 @@ test('a final status whose body then stalls: a non-2xx is recorded as answered, 
     status_code: null,
     error: `timeout: no complete response from ${new URL(receiver.origin).host} within ${timeoutMs} ms`,
   });
+});
+
+/**
+ * Standard Webhooks verification as its spec words it, apart from the relay's code and
+ * the standardwebhooks package: HMAC-SHA256 keyed with the base64 after "whsec_", over
+ * the bytes "<webhook-id>.<webhook-timestamp>.<body>" as they arrived; "v1,<base64>"
+ * signatures separated by spaces, any one of them matching.
+ */
+function verifiedBySpec(secret: string, headers: Record<string, unknown>, rawBody: Buffer): boolean {
+  const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+  const signed = Buffer.concat([Buffer.from(`${headers['webhook-id']}.${headers['webhook-timestamp']}.`), rawBody]);
+  const expected = createHmac('sha256', key).update(signed).digest();
+  return String(headers['webhook-signature']).split(' ').some((one) => {
+    const [version, mac] = one.split(',');
+    const given = Buffer.from(mac ?? '', 'base64');
+    return version === 'v1' && given.length === expected.length && timingSafeEqual(given, expected);
+  });
+}
+
+test('signatures check by the spec over the bytes as sent: emoji, U+2028, combining marks, a number past a double; both secrets during a rotation', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/bytes'), fields: ['first_name', 'last_name', 'custom'] });
+  const secretOf = async () => (await pool.query(
+    'select secret from webhooks_private.webhook_secrets where webhook_id = $1', [webhook.id])).rows[0].secret as string;
+  const previous = await secretOf();
+  await pool.query('update webhooks.webhooks set secret_rotated_at = clock_timestamp() where id = $1', [webhook.id]);
+  const current = await secretOf();
+  receiver.route('/bytes', { secret: [current, previous] });
+  await relay.start();
+
+  const firstName = 'Zoë 😀\u2028\u2029 e\u0301 \u00a0"\\</script>';
+  await f.contact(company.id, { first_name: firstName, last_name: '日本語', custom: '{"big": 123456789012345678901234567890.000100, "n": -0.0}' });
+  const [request] = await receiver.waitFor(1, { path: '/bytes' });
+  const raw = Buffer.from(request!.body, 'utf8');
+  t.is(Number(request!.headers['content-length']), raw.length, 'Content-Length counts bytes, not characters');
+  const [one, two] = String(request!.headers['webhook-signature']).split(' ');
+  t.truthy(one && two, 'two signatures while the previous secret is valid');
+  t.true(verifiedBySpec(current, request!.headers, raw), 'the current secret verifies');
+  t.true(verifiedBySpec(previous, request!.headers, raw), 'the previous secret verifies');
+  t.false(verifiedBySpec(current, request!.headers, Buffer.concat([raw, Buffer.from(' ')])), 'a byte more does not');
+  const { rows: [stored] } = await pool.query('select payload::text as text from webhooks.deliveries where webhook_id = $1', [webhook.id]);
+  t.is(request!.body, stored.text, 'the body is the stored payload byte for byte');
+  t.true(request!.body.includes('123456789012345678901234567890.000100'), 'the number as written, not rounded through a double');
+  t.is(JSON.parse(request!.body).data.contact.first_name, firstName);
 });
 
 test('rotated secrets: each signs while it is valid, an expired one no longer', async (t) => {
