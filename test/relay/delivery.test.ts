@@ -311,6 +311,31 @@ test('signatures check by the spec over the bytes as sent: emoji, U+2028, combin
   t.is(JSON.parse(request!.body).data.contact.first_name, firstName);
 });
 
+test('a replay of a delivered message: the same webhook-id and body, signed afresh with its own webhook-timestamp', async (t) => {
+  const { pool, receiver, f, company, relay } = await setup(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/again') });
+  receiver.route('/again', { secret: webhook.secret });
+  await relay.start();
+
+  await f.contact(company.id);
+  const [delivery] = await waitForFinalDeliveries(pool, [webhook.id], 1);
+  await pool.query('select webhooks.replay_delivery($1)', [delivery.id]);
+  const [first, again] = await receiver.waitFor(2, { path: '/again' });
+
+  t.is(again!.headers['webhook-id'], first!.headers['webhook-id'], 'a receiver deduplicating on webhook-id knows it');
+  t.is(again!.headers['webhook-id'], delivery.message_id);
+  t.is(again!.body, first!.body);
+  const rows = await waitForRows<{ at: string }>(
+    pool,
+    'select floor(extract(epoch from attempted_at))::text as at from webhooks.delivery_attempts where delivery_id = $1 order by attempt',
+    [delivery.id],
+    (attempts) => attempts.length === 2,
+  );
+  t.deepEqual([first, again].map((r) => r!.headers['webhook-timestamp']), rows.map((r) => r.at), 'each signed when it was sent, at the time its attempt records');
+  t.true(again!.verified, again!.verifyError ?? '');
+  t.true(verifiedBySpec(webhook.secret, again!.headers, Buffer.from(again!.body)));
+});
+
 test('rotated secrets: each signs while it is valid, an expired one no longer', async (t) => {
   const { pool, receiver, f, company, relay } = await setup(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/rotated') });
