@@ -417,3 +417,38 @@ test('a URL the URL standard does not read fails its attempt without quoting it'
   const result = await sender.send(job(url));
   t.deepEqual(result.outcome, { kind: 'error', error: 'invalid URL: the URL standard does not read it; the webhook\'s URL needs correcting' });
 });
+
+// Receivers on old or minimal servers: HTTP/1.0, a body that ends with the
+// connection, Connection: close on every answer. Each answer is read whole and the
+// next request goes on a connection of its own; a connection that closes short of
+// the Content-Length it named is no answer.
+for (const [what, answer, closes, outcome] of [
+  ['HTTP/1.0, its body ended by the close', 'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"status":"success"}', true,
+    { kind: 'response', status: 200, bodyExcerpt: '{"status":"success"}', retryAfterSeconds: null, note: null }],
+  ['HTTP/1.1 with Connection: close and no length', 'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{"status":"success"}', true,
+    { kind: 'response', status: 200, bodyExcerpt: '{"status":"success"}', retryAfterSeconds: null, note: null }],
+  ['HTTP/1.1 with Connection: close, the connection left open', 'HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok', false,
+    { kind: 'response', status: 200, bodyExcerpt: 'ok', retryAfterSeconds: null, note: null }],
+  ['a 200 closed short of its Content-Length', 'HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok', true,
+    { kind: 'error', error: 'connection to HOST closed before a complete response' }],
+] as const) {
+  test(`${what}: each of two sends gets its answer`, async (t) => {
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('error', () => {});
+      socket.once('data', () => (closes ? socket.end(answer) : socket.write(answer)));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    });
+    const host = `127.0.0.1:${(server.address() as { port: number }).port}`;
+    const sender = loopbackSender(t);
+    const expected = outcome.kind === 'error' ? { ...outcome, error: outcome.error.replace('HOST', host) } : outcome;
+    t.deepEqual((await sender.send(job(`http://${host}/hook`))).outcome, expected);
+    t.deepEqual((await sender.send(job(`http://${host}/hook`))).outcome, expected);
+    t.is(sockets.length, 2, 'a connection each');
+  });
+}
