@@ -363,15 +363,32 @@ $$;
 -- backlog fires. One row per webhook with any: due now, due later (retries waiting),
 -- in flight, since when the longest-waiting due one has been due, and the webhook's
 -- circuit breaker (28_lanes.sql: failed attempts in a row; until when it holds the
--- deliveries). The longest-waiting first, then the most due.
+-- deliveries), its own limits (rate_limit, max_in_flight: null when it has none), and
+-- what its due deliveries wait on (waits_on), by the backlog figure's rules above:
+--   'breaker'        its breaker is open (paused_until): they wait for its receiver
+--   'rate_limit'     the next slot of its own rate_limit is ahead
+--   'max_in_flight'  as many in flight as its own max_in_flight
+--   'relay'          none of those: they wait for a relay, and count in the figure
+--   null             none is due
+-- (the first of them that holds, in that order). The first three are left out of
+-- bpd_webhooks_due and bpd_webhooks_oldest_due_seconds: until 2026-12-07 the row of such
+-- a webhook showed a due count the figure did not, and not why
+-- (test/sql/backlog.test.ts). The longest-waiting first, then the most due.
 --   select * from webhooks.backlog_by_webhook() limit 20;
+--   select * from webhooks.backlog_by_webhook() where waits_on = 'relay' limit 20;
 -- Finds the webhooks by the same loose index scan as the backlog figure, then counts
 -- each one's rows in its own index range: 0.4 to 0.5 s with 1,200,000 waiting, a
 -- million of them one webhook's (the test server, 2026-12-03).
+-- (ten columns, without the limits and waits_on, until 2026-12-07)
+select webhooks_private.drop_function_unless('webhooks.backlog_by_webhook()', '',
+  'TABLE(company_id bigint, webhook_id bigint, name text, enabled boolean, due bigint, later bigint, in_flight bigint, ' ||
+  'oldest_due_at timestamp with time zone, failures_in_a_row integer, paused_until timestamp with time zone, ' ||
+  'rate_limit integer, max_in_flight integer, waits_on text)');
 create or replace function webhooks.backlog_by_webhook()
 returns table (company_id bigint, webhook_id bigint, name text, enabled boolean,
                due bigint, later bigint, in_flight bigint, oldest_due_at timestamptz,
-               failures_in_a_row integer, paused_until timestamptz)
+               failures_in_a_row integer, paused_until timestamptz,
+               rate_limit integer, max_in_flight integer, waits_on text)
 language sql
 stable
 security definer
@@ -385,7 +402,13 @@ as $$
   )
   select w.company_id, w.id, w.name, w.enabled,
          c.due, c.later, f.in_flight, c.oldest_due_at,
-         coalesce(l.failures, 0), case when l.open_until > now() then l.open_until end
+         coalesce(l.failures, 0), case when l.open_until > now() then l.open_until end,
+         w.rate_limit, w.max_in_flight,
+         case when c.due = 0 then null
+              when l.open_until > now() then 'breaker'
+              when w.rate_limit is not null and l.paced_until > now() then 'rate_limit'
+              when w.max_in_flight is not null and f.in_flight >= w.max_in_flight then 'max_in_flight'
+              else 'relay' end
   from hooks
   join webhooks.webhooks w on w.id = hooks.webhook_id
   left join webhooks_private.lanes l on l.webhook_id = w.id

@@ -235,6 +235,72 @@ test('where the backlog is: one row per webhook with deliveries on their way, of
   await viewer.query('rollback');
 });
 
+// Why a webhook's due deliveries wait, in webhooks.backlog_by_webhook(): the backlog
+// figure leaves out those held by the webhook's open breaker or at a limit its company
+// set, and the row of such a webhook says which (waits_on), with its own rate_limit and
+// max_in_flight; a webhook whose due deliveries count in the figure waits on the relays.
+// Until 2026-12-07 its row showed a due count the figure did not, and not why.
+test('where the backlog is: each webhook\'s row says what its due deliveries wait on, the figure\'s way', async (t) => {
+  const f = factories(db().pool);
+  const [one, two, three, four] = [await f.company(), await f.company(), await f.company(), await f.company()];
+  const contact = await f.contact(one.id);
+  const broken = await f.webhook({ companyId: one.id, actions: ['contact.created'] });
+  const paced = await f.webhook({ companyId: two.id, actions: ['contact.created'] });
+  const capped = await f.webhook({ companyId: three.id, actions: ['contact.created'] });
+  const fine = await f.webhook({ companyId: four.id, actions: ['contact.created'] });
+  const later = await f.webhook({ companyId: four.id, actions: ['contact.created'] });
+  await db().pool.query('update webhooks.webhooks set rate_limit = 1 where id = $1', [paced.id]);
+  await db().pool.query('update webhooks.webhooks set max_in_flight = 2, rate_limit = 50 where id = $1', [capped.id]);
+
+  const client = await db().pool.connect();
+  t.teardown(() => client.release());
+  await client.query('begin');
+  try {
+    const delivery = (webhook: { id: string; company_id: string }, state: string, nextAttempt: string) => client.query(
+      `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, next_attempt_at,
+                                        locked_by, locked_until)
+       values ($1, $2, 'contact.created', $3, '{}', $4, case when $4 = 'in_flight' then 1 else 0 end, now() + $5::interval,
+               case when $4 = 'in_flight' then 'relay-1' end, case when $4 = 'in_flight' then now() + interval '1 minute' end)
+       returning id`,
+      [webhook.id, webhook.company_id, contact.id, state, nextAttempt]);
+    await delivery(broken, 'pending', '-1 hour');
+    await delivery(paced, 'pending', '-50 minutes');
+    await delivery(capped, 'pending', '-40 minutes');
+    await delivery(capped, 'in_flight', '-3 hours');
+    const { rows: [second] } = await delivery(capped, 'in_flight', '-3 hours');
+    await delivery(fine, 'pending', '-30 minutes');
+    await delivery(later, 'pending', '1 day');
+    await client.query(
+      `select webhooks_private.lane_results(array_fill($1::bigint, array[6]), array_fill(now() - interval '1 hour', array[6]),
+                                            array_fill(500, array[6]), array_fill(null::text, array[6]))`, [broken.id]);
+    await client.query(`update webhooks_private.lanes set paced_until = now() + interval '1 minute' where webhook_id = $1`, [paced.id]);
+
+    const ours = [broken.id, paced.id, capped.id, fine.id, later.id];
+    const rows = async () => (await client.query(
+      `select webhook_id::text, due::int, in_flight::int, rate_limit, max_in_flight, waits_on
+       from webhooks.backlog_by_webhook() where webhook_id = any ($1::bigint[])`, [ours])).rows;
+    t.deepEqual(await rows(), [
+      { webhook_id: broken.id, due: 1, in_flight: 0, rate_limit: null, max_in_flight: null, waits_on: 'breaker' },
+      { webhook_id: paced.id, due: 1, in_flight: 0, rate_limit: 1, max_in_flight: null, waits_on: 'rate_limit' },
+      { webhook_id: capped.id, due: 1, in_flight: 2, rate_limit: 50, max_in_flight: 2, waits_on: 'max_in_flight' },
+      { webhook_id: fine.id, due: 1, in_flight: 0, rate_limit: null, max_in_flight: null, waits_on: 'relay' },
+      { webhook_id: later.id, due: 0, in_flight: 0, rate_limit: null, max_in_flight: null, waits_on: null },
+    ]);
+    // the rows that wait on a relay are those the figure counts
+    const { rows: [figure] } = await client.query('select due::int from webhooks_ops.backlog()');
+    const { rows: [listed] } = await client.query(
+      `select coalesce(sum(due), 0)::int as due from webhooks.backlog_by_webhook() where waits_on = 'relay'`);
+    t.is(listed.due, figure.due, 'the due of the webhooks waiting on a relay are the figure\'s');
+
+    // the next slot passed, and one in flight back: they wait on a relay again
+    await client.query(`update webhooks_private.lanes set paced_until = now() - interval '1 second' where webhook_id = $1`, [paced.id]);
+    await client.query('delete from webhooks.delivery_queue where delivery_id = $1', [second.id]);
+    t.deepEqual((await rows()).map((r) => r.waits_on), ['breaker', 'relay', 'relay', 'relay', null]);
+  } finally {
+    await client.query('rollback');
+  }
+});
+
 test('a backlog past the cap is counted up to it and read no further; the oldest due is still exact', async (t) => {
   const client = await db().pool.connect();
   t.teardown(() => client.release());
