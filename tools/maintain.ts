@@ -101,6 +101,16 @@ export async function maintain(
     const hidden = await finishDetachesOfDayRows(client, log);
     const tails = await moveTails(client, log);
     if (tails !== 'keep') made += (await client.query('select webhooks.create_partitions() as n')).rows[0].n;
+    // A stopped run's leftovers settled before the roll-up: a kept day's results or
+    // attempts left detached hide its failures (a result row missing reads as
+    // succeeded), and the roll-up counted that day so, for good, before they were
+    // attached back (until 2026-12-07: test/sql/retention-hand-made.test.ts).
+    const { rows: leftovers } = await client.query<DetachedHistory>(
+      `select to_char(day, 'YYYY-MM-DD') as day, partition_name, by_hand from webhooks.detached_history_days()`,
+    );
+    for (const leftover of leftovers) await settleDetachedHistory(client, leftover, log);
+    // (after the history's: a day's history attached back keeps its results and attempts)
+    for (const left of await detachedDayPartitions(client)) await settleDetachedDayPartition(client, left, log);
     // (before the roll-up, which then counts their failures: their days can go this run)
     const { rows: [{ n: snapshotsFailed }] } = await client.query<{ n: number }>(
       'select webhooks.fail_held_snapshots_past_retention() as n');
@@ -115,12 +125,6 @@ export async function maintain(
     const purged = await purgeDeletedWebhooks(client);
     if (purged > 0) log(`removed ${purged} deliveries of deleted webhooks`);
     const dropped: string[] = [];
-    const { rows: leftovers } = await client.query<DetachedHistory>(
-      `select to_char(day, 'YYYY-MM-DD') as day, partition_name, by_hand from webhooks.detached_history_days()`,
-    );
-    for (const leftover of leftovers) await settleDetachedHistory(client, leftover, log);
-    // (after the history's: a day's history attached back keeps its results and attempts)
-    for (const left of await detachedDayPartitions(client)) await settleDetachedDayPartition(client, left, log);
     // (after them: a day's results attached back are dropped with it)
     const { rows: days } = await client.query<{ day: string; parents: string[]; partitions: string[] }>(
       `select to_char(day, 'YYYY-MM-DD') as day, parents, partitions from webhooks.expired_days()`,
