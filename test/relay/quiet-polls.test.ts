@@ -237,3 +237,72 @@ test('deliveries a stopping relay hands back, unsent, wake the sleeping relays: 
   t.deepEqual(answers.slice(atStop).filter(Boolean), [], 'no poll skipped once they were handed back');
   t.is(sleeping.stats.claimed, 3);
 });
+
+/**
+ * Polls answered from `from` until `sent` resolves: the first walk after `from` must
+ * send it, within the bound (QUIET_POLLS_MAX skips; one answer asked before `from` may
+ * come after it). Returns the answers after `from`, as '.' (skipped) and 'W'.
+ */
+async function pollsUntilSent(t: ExecutionContext, answers: boolean[], from: number, sent: Promise<unknown>): Promise<string> {
+  await sent;
+  const after = answers.slice(from);
+  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')} (from ${from})`);
+  t.true(after.length <= QUIET_POLLS_MAX + 2, `${after.length} polls before it was sent: past the bound`);
+  return after.map((skip) => (skip ? '.' : 'W')).join('');
+}
+
+// What none of the quiet polls' checks sees is sent by the bound: a walk at least every
+// QUIET_POLLS_MAX + 1 polls (docs/relay.md, "Quiet polls"). A DBA's update of the queue
+// table itself (not through webhooks.deliveries: no trigger, no NOTIFY, no new id)
+// making a retry an hour away due now:
+test('a DBA\'s update of the queue table making a delivery due now, no NOTIFY: sent by a poll within the bound', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await deadCompanies(database.pool, 300);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/by-hand') });
+  receiver.route('/by-hand', { secret: webhook.secret, otherwise: 200 });
+  await deliveryDueIn(database.pool, webhook.id, '1 hour');
+  const { answers } = await sleepingRelay(t, database, { pollMs: 300, skipping: true });
+  t.is(receiver.received('/by-hand').length, 0, 'an hour away');
+  const { rowCount } = await database.pool.query(
+    'update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1 and locked_by is null', [webhook.id]);
+  t.is(rowCount, 1);
+  const from = answers.length;
+  await pollsUntilSent(t, answers, from, receiver.waitFor(1, { path: '/by-hand', timeoutMs: 30_000 }));
+  await waitForRows(database.pool, 'select state, attempts from webhooks.deliveries where webhook_id = $1', [webhook.id],
+    (rows) => rows.length === 1 && rows[0].state === 'succeeded' && rows[0].attempts === 1);
+  t.pass();
+});
+
+// A relay that wrote a retry and died before sending it again: its settle wakes no one
+// (a living relay sends its own retry when due), and the sleeping relay's last round
+// did not walk that webhook (its delivery was in flight). The bound sends it.
+test('a retry written by a relay that died right after: a sleeping relay sends it within the bound', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  await deadCompanies(database.pool, 300);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/orphan') });
+  receiver.route('/orphan', { secret: webhook.secret, otherwise: 200 });
+  await deliveryDueIn(database.pool, webhook.id, '0 seconds');
+  // the relay that dies: it claims (a lease of ten minutes: no rescue meanwhile) …
+  const { rows: claimed } = await database.pool.query(
+    `select delivery_id from webhooks_relay.claim_deliveries('relay-dead', 10, interval '10 minutes', 10,
+       '{}'::bigint[], '{}'::integer[], array[$1::bigint])`, [webhook.id]);
+  t.is(claimed.length, 1);
+  const { answers } = await sleepingRelay(t, database, { pollMs: 300, skipping: true });
+  // … and writes the attempt, failed, retried after the schedule's first wait (20 ms, as
+  // the relays' connections have it: the pool's were opened before that setting)
+  const dying = await database.pool.connect();
+  t.teardown(() => dying.release());
+  await dying.query(`begin; set local webhooks.retry_base = '20 milliseconds'`);
+  const { rows: settled } = await dying.query(
+    `select state, next_attempt_at from webhooks_relay.settle_deliveries('relay-dead', $1::bigint[], '{1}', $2::timestamptz[],
+       '{5}', '{503}', '{null}', '{busy}', '{null}')`, [[claimed[0].delivery_id], [new Date()]]);
+  await dying.query('commit');
+  t.is(settled[0].state, 'pending');
+  await until('the retry due', async () =>
+    (await database.pool.query('select now() >= $1::timestamptz as due', [settled[0].next_attempt_at])).rows[0].due);
+  const from = answers.length;
+  await pollsUntilSent(t, answers, from, receiver.waitFor(1, { path: '/orphan', timeoutMs: 30_000 }));
+  await waitForRows(database.pool, 'select state, attempts from webhooks.deliveries where webhook_id = $1', [webhook.id],
+    (rows) => rows.length === 1 && rows[0].state === 'succeeded' && rows[0].attempts === 2);
+  t.pass();
+});
