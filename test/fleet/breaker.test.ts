@@ -4,6 +4,7 @@
 // attempt. Once a probe succeeds, the rest go.
 import test from 'ava';
 import { relayScene, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+import { until } from '../helpers/until.ts';
 
 const PROBE_INTERVAL_MS = 300;
 // enough that some wait behind the breaker untried however many go before it opens
@@ -247,4 +248,52 @@ test('a request to the old URL answered 200 after the new URL failed: the delive
     'select failures, failing_since from webhooks_private.lanes where webhook_id = $1', [webhook.id]);
   t.deepEqual(lane, failing, 'the failures in a row of the new URL, and since when');
   t.is(receiver.received('/new').length, 1);
+});
+
+// A success of the old URL that the relay settles before it hears the webhook_changed
+// notice (a few milliseconds after the commit; longer while its listening connection is
+// down): the relay cannot tell the settle the URL changed. The delivery was delivered,
+// to the URL the webhook had when the request went: it succeeded, its history says the
+// attempt's 200 (no URL: an attempt records none), and it is not sent again to the new
+// URL, whose receiver never asked for it twice. Only the next deliveries go there.
+test('a request to the old URL answered 200, settled before the relay heard of the change: succeeded, not sent again to the new URL', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/old') });
+  let answer!: () => void;
+  const held = new Promise<void>((resolve) => (answer = resolve));
+  receiver.route('/old', { secret: webhook.secret, replies: [{ status: 200, after: held }] });
+  receiver.route('/new', { secret: webhook.secret, otherwise: 200 });
+  const first = await f.contact(company.id);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  // the notices of webhook changes held back until the settle is written
+  const heard = relay as unknown as { webhookChanged(id: string): void };
+  const hear = heard.webhookChanged.bind(relay);
+  const notices: string[] = [];
+  heard.webhookChanged = (id) => void notices.push(id);
+  await relay.start();
+  await receiver.waitFor(1, { path: '/old' });
+  await database.pool.query('update webhooks.webhooks set url = $2 where id = $1', [webhook.id, receiver.url('/new')]);
+  await until('the notice came, held back', async () => notices.includes(webhook.id));
+  answer();
+  await waitForRows(database.pool,
+    `select 1 from webhooks.deliveries where webhook_id = $1 and contact_id = $2 and state = 'succeeded'`,
+    [webhook.id, first.id], (rows) => rows.length === 1);
+  for (const id of notices.splice(0)) hear(id);
+  heard.webhookChanged = hear;
+
+  const second = await f.contact(company.id);
+  await waitForFinalDeliveries(database.pool, [webhook.id], 2);
+  const { rows: history } = await database.pool.query(
+    `select d.contact_id, d.state, d.attempts, array_agg(a.status_code order by a.attempt) as codes
+     from webhooks.deliveries d join webhooks.delivery_attempts a on a.delivery_id = d.id
+     where d.webhook_id = $1 group by d.id, d.contact_id, d.state, d.attempts order by d.id`, [webhook.id]);
+  t.deepEqual(history, [
+    { contact_id: first.id, state: 'succeeded', attempts: 1, codes: [200] },
+    { contact_id: second.id, state: 'succeeded', attempts: 1, codes: [200] },
+  ]);
+  t.is(receiver.received('/old').length, 1);
+  t.deepEqual(receiver.received('/new').map((r) => JSON.parse(r.body).data.contact.id), [Number(second.id)],
+    'the new URL gets the next delivery alone');
 });
