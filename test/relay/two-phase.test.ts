@@ -9,7 +9,7 @@ import { RECHECK_CAP_MS } from '../../relay/wakeup.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 import { restartablePostgres } from '../helpers/restartable-postgres.ts';
-import { relayAsleep, relayScene, testRelay } from '../helpers/relay.ts';
+import { relayAsleep, relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
 import { prepareTransaction, rollBackPrepared, transactionName, twoPhaseTest } from '../helpers/two-phase.ts';
 
 const twoPhase = twoPhaseTest(test);
@@ -124,4 +124,47 @@ test('a prepared transaction survives a restart of Postgres with its capturing l
   // "capturing", at most RECHECK_CAP_MS apart, find the delivery. Its bound leaves
   // 3 s for the claim and the request on a machine that runs every test file at once.
   t.true(waited < RECHECK_CAP_MS + 3_000, `delivered ${waited} ms after COMMIT PREPARED`);
+});
+
+// A webhook changed by a two-phase writer (its transaction prepared, undecided) holds
+// that webhook's row locked until its manager decides, across restarts. The relay never
+// waits for it: its deliveries are claimed and sent as the webhook is before the change,
+// the other companies' deliveries go on, and a 410 Gone's disabling, which would write
+// the row, passes it over (as beside a session left open: open-transaction.test.ts):
+// that delivery failed, the webhook stays enabled, and the next 410 disables it.
+twoPhase('a webhook change left prepared: the relay\'s other work goes on, the webhook\'s own deliveries too; a 410 meanwhile fails its delivery, and the next one disables it', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  t.teardown(async () => void (await rollBackPrepared(database.url)));
+  const other = await f.company();
+  const changed = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/changed') });
+  receiver.route('/changed', { secret: changed.secret, replies: [200, 410, 410] });
+  const free = await f.webhook({ companyId: other.id, actions: ['contact.created'], url: receiver.url('/free') });
+  receiver.route('/free', { secret: free.secret });
+
+  const name = transactionName();
+  await prepareTransaction(database.pool, name, 'set local webhooks.two_phase = on',
+    (client) => client.query(`update webhooks.webhooks set name = 'Renamed' where id = $1`, [changed.id]));
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const states = (webhookId: string) => `select array_agg(state order by id) as states from webhooks.deliveries where webhook_id = '${webhookId}'`;
+  // its own deliveries: captured and sent as the webhook is before the change
+  await f.contact(company.id);
+  await waitForRows(database.pool, states(changed.id), [], (rows) => rows[0].states?.join() === 'succeeded');
+  // the next is answered 410 Gone: failed, the webhook's row passed over
+  await f.contact(company.id);
+  await waitForRows(database.pool, states(changed.id), [], (rows) => rows[0].states?.join() === 'succeeded,failed');
+  for (let i = 0; i < 3; i++) await f.contact(other.id);
+  await waitForRows(database.pool, states(free.id), [], (rows) => rows[0].states?.join() === 'succeeded,succeeded,succeeded');
+  const webhook = async () => (await database.pool.query(
+    'select name, enabled, disabled_by from webhooks.webhooks where id = $1', [changed.id])).rows[0];
+  t.deepEqual(await webhook(), { name: changed.name, enabled: true, disabled_by: null }, 'the change undecided');
+
+  await database.pool.query(`commit prepared '${name}'`);
+  t.deepEqual(await webhook(), { name: 'Renamed', enabled: true, disabled_by: null });
+  await f.contact(company.id);
+  await waitForRows(database.pool, states(changed.id), [], (rows) => rows[0].states?.join() === 'succeeded,failed,failed');
+  t.deepEqual(await webhook(), { name: 'Renamed', enabled: false, disabled_by: 'relay' }, 'the next 410 disables it');
+  t.is(receiver.received('/changed').length, 3, 'nothing sent twice');
 });
