@@ -125,7 +125,7 @@ export async function maintain(
     const purged = await purgeDeletedWebhooks(client);
     if (purged > 0) log(`removed ${purged} deliveries of deleted webhooks`);
     const dropped: string[] = [];
-    // (after them: a day's results attached back are dropped with it)
+    // (after the leftovers settled above: a day's results attached back are dropped with it)
     const { rows: days } = await client.query<{ day: string; parents: string[]; partitions: string[] }>(
       `select to_char(day, 'YYYY-MM-DD') as day, parents, partitions from webhooks.expired_days()`,
     );
