@@ -278,3 +278,43 @@ test.serial('a webhook whose hours are counted is not counted again: neither the
   t.is(await countingsOf(rollUpThisWebhook), 0, 'then nothing again');
   await assertReportMatchesRows(t, token, hook.id, 'after');
 });
+
+// A relay's settle landing after the roll-up passed the delivery's hour and day: the day
+// is counted only once every delivery of it ended, so the settle after the roll-up is
+// counted by the next one, and the day counts are the rows' throughout.
+test.serial('a delivery of a countable day settled after a roll-up: the next roll-up counts its day as its rows are', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  const dayStart = Math.floor(Date.now() / (24 * HOUR)) * 24 * HOUR - 3 * 24 * HOUR;
+  const at = (hours: number) => new Date(dayStart + hours * HOUR).toISOString();
+  await insertFinished(db().pool, hook.id, company.id, [at(1), at(2), at(5)], ['succeeded', 'failed', 'succeeded']);
+  const { rows: [late] } = await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, next_attempt_at,
+                                      locked_by, locked_until, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'in_flight', 1, now(), 'relay-1', now() + interval '1 minute', $3)
+     returning id`, [hook.id, company.id, at(2.5)]);
+  const day = new Date(dayStart).toISOString().slice(0, 10);
+  const counted = async () => (await db().pool.query(
+    `select fired::text, succeeded::text, failed::text from webhooks.daily_counts where webhook_id = $1 and day = $2::date`,
+    [hook.id, day])).rows;
+  const rows = () => rawCounts(db().pool, hook.id, at(0), at(24));
+
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  const { rows: [kept] } = await db().pool.query(
+    'select count(*)::int as n from webhooks.delivery_day_counts where webhook_id = $1 and day = $2::date', [hook.id, day]);
+  t.is(kept.n, 0, 'not counted while a delivery of it is on its way');
+  // the relay's settle lands now: a 410, failed for good
+  const { rows: settled } = await db().pool.query(
+    `select state from webhooks_relay.settle_deliveries('relay-1', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{410}',
+       '{null}', '{gone}', '{null}')`, [[late.id], [new Date()]]);
+  t.deepEqual(settled, [{ state: 'failed' }]);
+  t.deepEqual(await rows(), { fired: '4', succeeded: '2', failed: '2' });
+  t.deepEqual(await counted(), [await rows()], 'before the next roll-up: from the rows');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  const { rows: dayRow } = await db().pool.query(
+    'select fired::text, succeeded::text, failed::text from webhooks.delivery_day_counts where webhook_id = $1 and day = $2::date',
+    [hook.id, day]);
+  t.deepEqual(dayRow, [await rows()], 'rolled up: its day count');
+  t.deepEqual(await counted(), [await rows()]);
+});
