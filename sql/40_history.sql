@@ -44,6 +44,30 @@ cross join lateral (
 
 comment on view webhooks.fire_history is
   'Every webhook firing (one row per message) with its delivery state. For DBAs: query with psql.';
+-- (what psql's \d+ shows a DBA: docs/sql.md names no column, so each says itself what
+-- it holds; test/sql/dba-views.test.ts)
+comment on column webhooks.fire_history.delivery_id is
+  'The delivery (webhooks.deliveries.id); with created_at, the key of its attempts in webhooks.delivery_attempts (delivery_id, delivery_created_at).';
+comment on column webhooks.fire_history.message_id is
+  'The webhook-id header the receiver got (msg_...): the same for every attempt and every replay of the firing; webhooks.find_message() finds it.';
+comment on column webhooks.fire_history.webhook_id is 'The webhook that fired (webhooks.webhooks.id).';
+comment on column webhooks.fire_history.webhook_name is 'The webhook''s name now, not when it fired.';
+comment on column webhooks.fire_history.company_id is 'The webhook''s company (crm.companies.id).';
+comment on column webhooks.fire_history.action is
+  'The event sent (the payload''s type): a contact action, contact.snapshot (a backfill''s copy of the contact) or webhook.test (a test send, contact_id 0, which Times Fired and webhooks.daily_counts leave out).';
+comment on column webhooks.fire_history.contact_id is
+  'The contact (crm.contacts.id) as it was when it fired (the id before a change of the contact''s id); 0 for a test send.';
+comment on column webhooks.fire_history.created_at is
+  'When it fired (the writer''s change was captured). History is partitioned by its UTC day, and webhooks.daily_counts counts it on that UTC day, whatever the session''s time zone: bound it to read only the days asked.';
+comment on column webhooks.fire_history.state is
+  'pending (waiting for its next attempt, or its first), in_flight (a relay holds it and is sending it), succeeded (a 2xx answered), failed (its attempts ran out, a 410, its webhook disabled, or too large to send: last_error says). A replay makes a succeeded or failed firing pending again.';
+comment on column webhooks.fire_history.attempts is
+  'HTTP attempts made so far (each a row of webhooks.delivery_attempts).';
+comment on column webhooks.fire_history.last_status_code is
+  'The HTTP status of the last attempt; null before any attempt, or when the last got no answer (last_error says why).';
+comment on column webhooks.fire_history.last_error is 'Why the last attempt failed, or why it was not sent; null after a success.';
+comment on column webhooks.fire_history.completed_at is
+  'When it succeeded or failed for good; null while pending or in_flight.';
 
 ------------------------------------------------------------------------------------
 -- Questions DBAs and support ask of it (docs/sql.md, "Reading fire history")

@@ -637,6 +637,19 @@ group by h.webhook_id, h.company_id, h.day
 -- webhook and day.)
 having exists (select 1 from webhooks.webhooks w where w.id = h.webhook_id);
 
+-- (what psql's \d+ shows a DBA, each column saying what it counts; the view's own
+-- comment is in 70_graphql.sql; test/sql/dba-views.test.ts)
+comment on column webhooks.daily_counts.webhook_id is 'The webhook (webhooks.webhooks.id); a deleted webhook''s days go with it.';
+comment on column webhooks.daily_counts.company_id is 'The webhook''s company (crm.companies.id).';
+comment on column webhooks.daily_counts.day is
+  'The UTC day of the firings'' created_at, whatever the session''s time zone (yesterday in UTC: day = (now() at time zone ''utc'')::date - 1). One row per webhook and day with firings, kept or dropped by the retention.';
+comment on column webhooks.daily_counts.fired is
+  'Messages fired that day, as Times Fired counts them: test sends (webhook.test) left out; a backfill''s contact.snapshot counted; a burst of updates merged into one message by a coalesce_window counted once, and a replay adds none.';
+comment on column webhooks.daily_counts.succeeded is 'Of fired, those that succeeded (so far, on a day not yet rolled up).';
+comment on column webhooks.daily_counts.failed is 'Of fired, those that failed for good (so far: a replay may make one pending again).';
+comment on column webhooks.daily_counts.pending is
+  'Of fired, those still on their way (waiting or in flight); 0 on a day rolled up, which is counted only once nothing of it is on its way.';
+
 -- private: the first day of a webhook not counted yet: after its last day counted,
 -- or where every webhook is counted to (all_counted_before, passed in: read once a
 -- run), whichever is later; null when neither is known (its days start at its first
