@@ -13,6 +13,11 @@ import { section } from '../helpers/docs.ts';
 import { factories } from '../helpers/factories.ts';
 import { relayScene, testRelay } from '../helpers/relay.ts';
 import { apiSchema } from '../helpers/schema-inputs.ts';
+import { roundingSlack, rowsRead } from '../helpers/plans.ts';
+
+/** Deliveries waiting for another company's webhook while a DBA asks of one company's backlog. */
+const BUSY_BACKLOG = 5_000;
+const BUSY_WEBHOOKS = 40;
 
 const root = new URL('../../', import.meta.url);
 
@@ -299,7 +304,7 @@ test("docs/relay.md's two ways of verifying a signature, run as written, verify 
   t.throws(() => verify(Webhook, { env: { BPD_WEBHOOK_SECRET: webhook.secret } }, delivery!.body, forged));
 });
 
-test("docs/sql.md's backlog of one company, run as written, answers what webhooks.backlog_by_webhook() answers: in flight apart from due and later", async (t) => {
+test("docs/sql.md's backlog of one company, run as written, answers what webhooks.backlog_by_webhook() answers: in flight apart from due and later; it reads that company's queue, not another's backlog", async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   const row = section('docs/sql.md', '## Reading fire history').split('\n').find((line) => line.startsWith('| What is waiting to be sent'));
@@ -317,9 +322,22 @@ test("docs/sql.md's backlog of one company, run as written, answers what webhook
     `update webhooks.deliveries set next_attempt_at = now() + interval '1 hour'
      where id = (select min(id) from webhooks.deliveries where webhook_id = $1 and state = 'pending')`, [webhook.id]);
 
-  const { rows: [byHand] } = await database.pool.query(query!.replace(/company_id = 7\b/, `company_id = ${Number(company.id)}`));
+  // another company's backlog, far larger than this one's (its receivers down for hours)
+  const busy = await f.company();
+  for (let i = 0; i < BUSY_WEBHOOKS; i++) await f.webhook({ companyId: busy.id, actions: ['contact.created'] });
+  await database.pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload)
+     select w.id, w.company_id, 'contact.created', n, '{}' from webhooks.webhooks w, generate_series(1, $2::int) n
+     where w.company_id = $1`, [busy.id, BUSY_BACKLOG / BUSY_WEBHOOKS]);
+  await database.pool.query('analyze webhooks.delivery_queue');
+
+  const asked = query!.replace(/company_id = 7\b/, `company_id = ${Number(company.id)}`);
+  const { rows: [byHand] } = await database.pool.query(asked);
   const { rows: [byFunction] } = await database.pool.query(
     'select due, later, in_flight from webhooks.backlog_by_webhook() where webhook_id = $1', [webhook.id]);
   t.deepEqual(byFunction, { due: '3', later: '1', in_flight: '2' });
   t.like(byHand, { id: webhook.id, ...byFunction });
+  const { rows: [{ 'QUERY PLAN': [explained] }] } = await database.pool.query(`explain (analyze, format json) ${asked}`);
+  const read = rowsRead(explained.Plan).get('delivery_queue') ?? 0;
+  t.true(read <= 6 + (roundingSlack(explained.Plan).get('delivery_queue') ?? 0), `queue rows read: ${read}, of the company's 6 and ${6 + BUSY_BACKLOG} queued`);
 });
