@@ -56,7 +56,7 @@ comment on column webhooks.fire_history.company_id is 'The webhook''s company (c
 comment on column webhooks.fire_history.action is
   'The event sent (the payload''s type): a contact action, contact.snapshot (a backfill''s copy of the contact) or webhook.test (a test send, contact_id 0, which Times Fired and webhooks.daily_counts leave out).';
 comment on column webhooks.fire_history.contact_id is
-  'The contact (crm.contacts.id) as it was when it fired (the id before a change of the contact''s id); 0 for a test send.';
+  'The contact''s id (crm.contacts.id) when it fired: firings before a change of a contact''s id name the id it had then; 0 for a test send.';
 comment on column webhooks.fire_history.created_at is
   'When it fired (the writer''s change was captured). History is partitioned by its UTC day, and webhooks.daily_counts counts it on that UTC day, whatever the session''s time zone: bound it to read only the days asked.';
 comment on column webhooks.fire_history.state is

@@ -11,9 +11,9 @@ import { startTestApi } from '../helpers/api.ts';
 import { createTestDatabase } from '../helpers/db.ts';
 import { section } from '../helpers/docs.ts';
 import { factories } from '../helpers/factories.ts';
+import { roundingSlack, rowsRead } from '../helpers/plans.ts';
 import { relayScene, testRelay } from '../helpers/relay.ts';
 import { apiSchema } from '../helpers/schema-inputs.ts';
-import { roundingSlack, rowsRead } from '../helpers/plans.ts';
 
 /** Deliveries waiting for another company's webhook while a DBA asks of one company's backlog. */
 const BUSY_BACKLOG = 5_000;
