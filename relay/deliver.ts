@@ -23,7 +23,7 @@ export type HttpOutcome =
 /**
  * A 2xx, or a 302 or 303 (the receiver took the POST and points to its answer
  * elsewhere, not followed): the delivery succeeded. The settle decides the same
- * (webhooks_private.delivered_status, sql/30_delivery.sql), which says why.
+ * (webhooks_private.delivered_status, sql/22_outbox.sql), which says why.
  */
 export function succeeded(outcome: HttpOutcome): boolean {
   return outcome.kind === 'response' && acknowledges(outcome.status);

@@ -14,6 +14,22 @@
 -- have always read it (state pending / in_flight / succeeded / failed, attempts,
 -- next_attempt_at, the lease), and writable as before; webhooks.create_partitions().
 
+-- private (settle in 30_delivery.sql, lanes in 28_lanes.sql): whether a status answered to a delivery's POST says the
+-- receiver took it: a 2xx, or a 302 or 303, which point to the answer elsewhere (a
+-- Google Apps Script web app runs its doPost, then answers 302 to where its output is
+-- fetched). The Location is never followed. Until 2026-12-07 a 302 or 303 was a
+-- failure, retried up to the webhook's attempts: a spreadsheet fed by a script got the
+-- same contact's row ten times (test/relay/delivery.test.ts). 301, 307 and 308 say
+-- the endpoint is elsewhere and the POST was not taken: failures. relay/deliver.ts
+-- (succeeded) decides the same. Inlined where it is used: SQL, immutable, no SET.
+create or replace function webhooks_private.delivered_status(p_status_code integer)
+returns boolean
+language sql
+immutable
+as $$
+  select coalesce(p_status_code between 200 and 299 or p_status_code in (302, 303), false);
+$$;
+
 ------------------------------------------------------------------------------------
 -- The view
 

@@ -656,22 +656,6 @@ as $$
   select case when p_status_code is null then coalesce(p_error, 'no response') else p_error end;
 $$;
 
--- private (settle, lanes): whether a status answered to a delivery's POST says the
--- receiver took it: a 2xx, or a 302 or 303, which point to the answer elsewhere (a
--- Google Apps Script web app runs its doPost, then answers 302 to where its output is
--- fetched). The Location is never followed. Until 2026-12-07 a 302 or 303 was a
--- failure, retried up to the webhook's attempts: a spreadsheet fed by a script got the
--- same contact's row ten times (test/relay/delivery.test.ts). 301, 307 and 308 say
--- the endpoint is elsewhere and the POST was not taken: failures. relay/deliver.ts
--- (succeeded) decides the same. Inlined where it is used: SQL, immutable, no SET.
-create or replace function webhooks_private.delivered_status(p_status_code integer)
-returns boolean
-language sql
-immutable
-as $$
-  select coalesce(p_status_code between 200 and 299 or p_status_code in (302, 303), false);
-$$;
-
 -- private (relay): apply a batch of attempt results, one array element per attempt.
 -- Every attempt becomes a row of webhooks.delivery_attempts, even one whose lease
 -- ran out meanwhile (it did happen). The delivery itself changes only while this

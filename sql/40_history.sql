@@ -54,11 +54,11 @@ comment on column webhooks.fire_history.webhook_id is 'The webhook that fired (w
 comment on column webhooks.fire_history.webhook_name is 'The webhook''s name now, not when it fired.';
 comment on column webhooks.fire_history.company_id is 'The webhook''s company (crm.companies.id).';
 comment on column webhooks.fire_history.action is
-  'The event sent (the payload''s type): a contact action, contact.snapshot (a backfill''s copy of the contact) or webhook.test (a test send, contact_id 0, which Times Fired and webhooks.daily_counts leave out).';
+  'The event sent (the payload''s type): a contact action, contact.snapshot (a backfill''s copy of the contact) or webhook.test (a test send, contact_id 0, which Times Fired and the daily counts leave out).';
 comment on column webhooks.fire_history.contact_id is
   'The contact''s id (crm.contacts.id) when it fired: firings before a change of a contact''s id name the id it had then; 0 for a test send.';
 comment on column webhooks.fire_history.created_at is
-  'When it fired (the writer''s change was captured). History is partitioned by its UTC day, and webhooks.daily_counts counts it on that UTC day, whatever the session''s time zone: bound it to read only the days asked.';
+  'When it fired (the writer''s change was captured). History is partitioned by its UTC day, and the daily counts count it on that UTC day, whatever the session''s time zone: bound it to read only the days asked.';
 comment on column webhooks.fire_history.state is
   'pending (waiting for its next attempt, or its first), in_flight (a relay holds it and is sending it), succeeded (a 2xx answered), failed (its attempts ran out, a 410, its webhook disabled, or too large to send: last_error says). A replay makes a succeeded or failed firing pending again.';
 comment on column webhooks.fire_history.attempts is
