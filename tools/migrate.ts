@@ -103,12 +103,19 @@ export const ANSWER_SILENCE_MS = 60_000;
 /** The environment variable that sets ANSWER_SILENCE_MS for `npm run migrate`. */
 export const ANSWER_SILENCE_SETTING = 'MIGRATE_ANSWER_SILENCE_MS';
 
+/**
+ * The longest ANSWER_SILENCE_MS may be: node runs a timer longer than 2^31 - 1 ms after
+ * 1 ms, and the bound is the migrate's connect timeout too (a longer one failed its
+ * connection at once, "timeout expired").
+ */
+const ANSWER_SILENCE_MOST_MS = 2_147_483_647;
+
 /** The silence bound `env` sets (ANSWER_SILENCE_SETTING), ANSWER_SILENCE_MS unless set; a value not a whole number of ms is refused, naming it. */
 export function answerSilenceMs(env = process.env): number {
   const value = env[ANSWER_SILENCE_SETTING];
   if (value === undefined || value === '') return ANSWER_SILENCE_MS;
-  if (!/^[1-9][0-9]{0,9}$/.test(value)) {
-    throw new Error(`${ANSWER_SILENCE_SETTING}=${value}: not a whole number of milliseconds from 1 to 9999999999`);
+  if (!/^[1-9][0-9]{0,9}$/.test(value) || Number(value) > ANSWER_SILENCE_MOST_MS) {
+    throw new Error(`${ANSWER_SILENCE_SETTING}=${value}: not a whole number of milliseconds from 1 to ${ANSWER_SILENCE_MOST_MS}`);
   }
   return Number(value);
 }

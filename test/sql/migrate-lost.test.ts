@@ -98,3 +98,23 @@ test('npm run migrate whose answer is lost on a silent network path exits 1 with
   await migrate(database.url);
   t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
 });
+
+// (node runs a timer longer than 2^31 - 1 ms after 1 ms, and the bound is the migrate's
+// connect timeout too: a bound past that failed the migrate's connection at once,
+// "timeout expired", where the operator had asked for a long wait)
+test('npm run migrate with a MIGRATE_ANSWER_SILENCE_MS longer than a timer runs stops at start, naming it; the longest a timer runs migrates', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`update webhooks_private.sql_applied set fingerprint = $1`, ['ab'.repeat(32)]);
+  for (const value of ['2147483648', '9999999999']) {
+    const { exited, stderr } = migrateProcess(t, database.url, { MIGRATE_ANSWER_SILENCE_MS: value });
+    const [code] = await exited;
+    t.is(code, 2, stderr());
+    t.is(stderr(), `MIGRATE_ANSWER_SILENCE_MS=${value}: not a whole number of milliseconds from 1 to 2147483647\n`);
+    t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, 'ab'.repeat(32), 'nothing applied');
+  }
+  const { exited, stderr } = migrateProcess(t, database.url, { MIGRATE_ANSWER_SILENCE_MS: '2147483647' });
+  const [code] = await exited;
+  t.is(code, 0, stderr());
+  t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
+});
