@@ -171,7 +171,8 @@ export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: P
     const text = env[name];
     if (text === undefined || text === '') continue;
     const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < 1 || value > LIMIT_MOST) {
+    // (decimal digits alone: Number() reads 0x10 as 16 and 1e3 as 1000)
+    if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(value) || value < 1 || value > LIMIT_MOST) {
       throw new Error(`${name} must be a whole number from 1 to ${LIMIT_MOST}, not ${JSON.stringify(text)}`);
     }
     limits[key] = value;

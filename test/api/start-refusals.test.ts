@@ -25,7 +25,9 @@ test('every API_ limit is a whole number from 1 to LIMIT_MOST; past it, or not o
   const largestPage = { [LIMIT_SETTINGS.maxPageSize]: String(LIMIT_MOST) };
   for (const [key, name] of Object.entries(LIMIT_SETTINGS) as Array<[keyof ApiLimits, string]>) {
     t.is(limitsFromEnv({ ...largestPage, [name]: String(LIMIT_MOST) })[key], LIMIT_MOST, name);
-    for (const bad of [String(LIMIT_MOST + 1), '3000000000', '0', '-5', 'ten', '1.5']) {
+    // (and none but decimal digits: Number() read 0x10 as 16, 1e3 as 1000 and 5.0 as 5,
+    // where the relay's settings refuse them)
+    for (const bad of [String(LIMIT_MOST + 1), '3000000000', '0', '-5', 'ten', '1.5', '0x10', '0b11', '1e3', '5.0', ' 5', '+5']) {
       t.is(t.throws(() => limitsFromEnv({ ...largestPage, [name]: bad }))?.message,
         `${name} must be a whole number from 1 to ${LIMIT_MOST}, not ${JSON.stringify(bad)}`, `${name}=${bad}`);
     }
