@@ -306,6 +306,9 @@ function isReadTimeout(error: unknown): boolean {
 export function isConnectionError(error: unknown): boolean {
   const e = error as { code?: string; message?: string };
   if (e.code && /^(08|57P0[123])/.test(e.code)) return true; // connection exception, shutdown
+  // (too many connections: the server's max_connections, or the database's or the
+  // login's limit, taken by other sessions; a wait mends it)
+  if (e.code === '53300') return true;
   if (e.code && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code)) return true;
   // (Query read timeout: pg's query_timeout, a connection gone silent; not queryable:
   // a statement sent on a connection lost or given up before, as PostGraphile's

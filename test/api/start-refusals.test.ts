@@ -15,8 +15,10 @@ import test from 'ava';
 import { signToken } from '../../api/auth.ts';
 import { DEFAULT_LIMITS, LIMIT_MOST, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from '../../api/limits.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
-import { databaseUrl } from '../helpers/db.ts';
+import { connectionsTaken, memberLoginUrl } from '../helpers/crm-role.ts';
+import { createTestDatabase, databaseUrl } from '../helpers/db.ts';
 import { lines } from '../helpers/lines.ts';
+import { until } from '../helpers/until.ts';
 import { restartablePostgres } from '../helpers/restartable-postgres.ts';
 
 test('every API_ limit is a whole number from 1 to LIMIT_MOST; past it, or not one, the API stops naming the variable', (t) => {
@@ -110,4 +112,26 @@ test('npm run api that waited for its database, which then refuses it for good, 
   const [code] = await once(api, 'close');
   t.deepEqual(err.seen, ['the API could not start: database "bpd_no_such_database" does not exist (reading its schema from the database)']);
   t.is(code, 1);
+});
+
+// (too many connections, SQLSTATE 53300: the server's max_connections, or the
+// database's limit, taken by the CRM's own apps, which a wait mends; until 2026-12-07
+// the API took it for a refusal for good and stopped, exit status 1)
+test('npm run api started while the CRM\'s apps hold every connection its database takes waits, /readyz saying why, and serves once one is let go', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const { url: login, role } = await memberLoginUrl(t, database, 'webhook_authenticator', 'api');
+  const { letGo } = await connectionsTaken(t, database.pool, role);
+  const { api, out, err } = runApi(t, login);
+  const [, url] = await out.next(/^Admin API: (http:\/\/\S+)\/graphql /);
+  await out.next(/database not reachable yet/, 60_000, 0);
+  t.is(api.exitCode, null);
+  const ready = await fetch(`${url}/readyz`);
+  t.is(ready.status, 503);
+  t.deepEqual(await ready.json(), { status: 'unavailable', reason: 'database: not answering (SQLSTATE 53300)' });
+  await letGo();
+  await out.next(/database reachable: the API read its GraphQL schema and serves it/);
+  // (the 503 answered before is reused for up to DATABASE_ANSWER_REUSE_MS)
+  await until('ready', async () => (await fetch(`${url}/readyz`)).status === 200);
+  t.deepEqual(err.seen, []);
 });

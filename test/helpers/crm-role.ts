@@ -166,3 +166,25 @@ export async function withoutRowSecurityGuard(t: { teardown: (fn: () => Promise<
   await pool.query(`alter event trigger ${ROW_SECURITY_GUARD} disable`);
   t.teardown(async () => { await pool.query(`alter event trigger ${ROW_SECURITY_GUARD} enable`); });
 }
+
+/**
+ * Connections of `login` (no superuser) refused as when the CRM's own apps hold every
+ * one the server takes (its max_connections): SQLSTATE 53300, the login's connection
+ * limit at 0 (the server's own count, a database's limit, would count every session of
+ * the test's, whose idle ones come and go), until `letGo()` lifts it, as an app that
+ * ends its connections does; lifted at the test's end too.
+ */
+export async function connectionsTaken(
+  t: { teardown: (fn: () => Promise<void>) => void },
+  pool: pg.Pool,
+  login: string,
+): Promise<{ letGo: () => Promise<void> }> {
+  const limit = async (n: number) => {
+    const { rows: [{ alter }] } = await pool.query<{ alter: string }>(
+      `select format('alter role %I connection limit %s', $1::text, $2::int) as alter`, [login, n]);
+    await pool.query(alter);
+  };
+  await limit(0);
+  t.teardown(() => limit(-1));
+  return { letGo: () => limit(-1) };
+}
