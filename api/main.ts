@@ -6,6 +6,7 @@ import { jwtSecret } from './jwt-secret.ts';
 import { apiAddress } from './address.ts';
 import { limitsFromEnv } from './limits.ts';
 import { maxTokenLifetime } from './auth.ts';
+import { databaseUrlRefusal } from '../relay/database.ts';
 
 let address: ReturnType<typeof apiAddress>;
 try {
@@ -20,6 +21,10 @@ try {
 const databaseUrl = process.env.DATABASE_URL;
 if (!databaseUrl) {
   console.error('DATABASE_URL is not set (npm start runs the API beside its own database)');
+  process.exit(2);
+}
+if (databaseUrlRefusal(databaseUrl)) {
+  console.error(databaseUrlRefusal(databaseUrl));
   process.exit(2);
 }
 let secret: string;

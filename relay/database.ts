@@ -302,6 +302,31 @@ function isReadTimeout(error: unknown): boolean {
   return (error as { message?: unknown } | null | undefined)?.message === READ_TIMEOUT_MESSAGE;
 }
 
+/** The forms of DATABASE_URL that pg connects with, as each command's refusal names them. */
+const DATABASE_URL_FORMS = 'postgres://user:password@host:port/database, or a socket\'s folder and a database: /var/run/postgresql bpd';
+
+/**
+ * Why a DATABASE_URL is none pg connects with (null: it is one), said without its text,
+ * which may hold a password. pg reads any text: one that is no URL ("bpd", host=… dbname=…)
+ * as a database on the host "base", which the relay and the API waited for forever, "not
+ * reachable yet"; another scheme's (http://…) as a Postgres's; and a URL with a port
+ * that is none (99999) failed at the first connection, which the relay took for a
+ * database it may not work in, telling the operator to grant it its role.
+ */
+export function databaseUrlRefusal(text: string): string | null {
+  if (text.startsWith('/')) return null;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `DATABASE_URL is no URL (or its port is none): it must be ${DATABASE_URL_FORMS}`;
+  }
+  if (!['postgres:', 'postgresql:', 'socket:'].includes(url.protocol)) {
+    return `DATABASE_URL's scheme is ${JSON.stringify(url.protocol.slice(0, 20))}: it must be ${DATABASE_URL_FORMS}`;
+  }
+  return null;
+}
+
 /** True for errors that mean "the database is not reachable right now", not "you may not". */
 export function isConnectionError(error: unknown): boolean {
   const e = error as { code?: string; message?: string };

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { parseNetworks, type NetworkList } from './destinations.ts';
 import { BACKFILLER_INTERVAL_DEFAULT_MS } from './backfiller.ts';
+import { databaseUrlRefusal } from './database.ts';
 import { RESCUER_INTERVAL_DEFAULT_MS } from './rescuer.ts';
 
 export interface RelaySettings {
@@ -132,6 +133,8 @@ export function relaySettings(env: Environment = process.env, defaults: Environm
 
   const databaseUrl = merged.DATABASE_URL ?? '';
   if (!databaseUrl) throw new SettingsError('DATABASE_URL is not set: the relay needs the database to drain');
+  const urlRefusal = databaseUrlRefusal(databaseUrl);
+  if (urlRefusal) throw new SettingsError(urlRefusal);
 
   const role = merged.RELAY_DB_ROLE ?? ENVIRONMENT.RELAY_DB_ROLE.default;
   if (role !== '' && !ROLE_NAME.test(role)) {

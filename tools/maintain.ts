@@ -19,7 +19,7 @@
 // how: webhooks.outbox_tails, 22_outbox.sql).
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { EngineClient, ENGINE_SESSION_TIMEOUTS, isConnectionError } from '../relay/database.ts';
+import { databaseUrlRefusal, EngineClient, ENGINE_SESSION_TIMEOUTS, isConnectionError } from '../relay/database.ts';
 
 const LOCK_TIMEOUT = '1s';
 const TRIES = 5;
@@ -452,6 +452,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const url = process.env.DATABASE_URL;
   if (!url) {
     console.error('DATABASE_URL is not set: point it at the database as its owner (as for npm run migrate)');
+    process.exit(2);
+  }
+  if (databaseUrlRefusal(url)) {
+    console.error(databaseUrlRefusal(url));
     process.exit(2);
   }
   const result = await maintain(url, (line) => console.log(line)).catch((error: Error) => {

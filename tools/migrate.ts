@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import { ENGINE_FILES, ENGINE_FINGERPRINT } from '../ops/engine.ts';
-import { KEEPALIVE_AFTER_MS } from '../relay/database.ts';
+import { databaseUrlRefusal, KEEPALIVE_AFTER_MS } from '../relay/database.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 export const migrationsDir = `${root}migrations`;
@@ -923,6 +923,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const url = process.env.DATABASE_URL;
   if (!url) {
     console.error('DATABASE_URL is not set (npm start migrates its own embedded database)');
+    process.exit(2);
+  }
+  if (databaseUrlRefusal(url)) {
+    console.error(databaseUrlRefusal(url));
     process.exit(2);
   }
   let silenceMs: number;

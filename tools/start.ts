@@ -12,6 +12,7 @@ import { migrate, rollbackAsked } from './migrate.ts';
 import { maintain } from './maintain.ts';
 import { Supervisor } from './supervisor.ts';
 import { RELAY_NODE_FLAGS } from '../relay/node-flags.ts';
+import { databaseUrlRefusal } from '../relay/database.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
 import { authenticatorUrl } from '../api/authenticator.ts';
 import { toolsLogger } from './log.ts';
@@ -47,6 +48,7 @@ try {
   // (and EMBEDDED_PG_PORT's, before anything starts)
   address = apiAddress();
   if (!process.env.DATABASE_URL) embeddedPort();
+  else if (databaseUrlRefusal(process.env.DATABASE_URL)) throw new Error(databaseUrlRefusal(process.env.DATABASE_URL)!);
 } catch (error) {
   console.error((error as Error).message);
   process.exit(1);

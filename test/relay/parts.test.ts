@@ -162,6 +162,14 @@ test('settings: defaults, and bad values named', (t) => {
 
   const error = (env: Record<string, string>) => t.throws(() => relaySettings({ DATABASE_URL: 'postgres://x@localhost/db', ...env }))?.message;
   t.is(t.throws(() => relaySettings({}))?.message, 'DATABASE_URL is not set: the relay needs the database to drain');
+  // (pg's forms: a URL of postgres:, postgresql: or socket:, or a socket's folder and a database)
+  for (const url of ['postgresql://x@localhost:5432/db', 'socket:/var/run/postgresql?db=bpd', '/var/run/postgresql bpd']) {
+    t.is(relaySettings({ DATABASE_URL: url }).databaseUrl, url);
+  }
+  for (const url of ['bpd', 'host=db dbname=bpd', 'postgres://db:99999/bpd', 'postgres://db:abc/bpd']) {
+    t.regex(t.throws(() => relaySettings({ DATABASE_URL: url }))?.message ?? '', /^DATABASE_URL is no URL \(or its port is none\): it must be postgres:\/\//, url);
+  }
+  t.regex(t.throws(() => relaySettings({ DATABASE_URL: 'mysql://db/bpd' }))?.message ?? '', /^DATABASE_URL's scheme is "mysql:"/);
   t.is(error({ RELAY_BATCH_SIZE: 'lots' }), 'RELAY_BATCH_SIZE must be a whole number from 1 to 10000, got "lots"');
   t.is(error({ RELAY_DB_CONNECTION_LIFETIME_MS: '5m' }), 'RELAY_DB_CONNECTION_LIFETIME_MS must be a whole number from 100 to 86400000, got "5m"');
   t.is(error({ RELAY_MAX_IN_FLIGHT: '0' }), 'RELAY_MAX_IN_FLIGHT must be a whole number from 1 to 100000, got "0"');

@@ -56,3 +56,42 @@ for (const [command, script, status] of [['npm run api', 'api/main.ts', 2], ['np
     t.is(code, status);
   });
 }
+
+// A DATABASE_URL that is none pg connects with: text that is no URL pg read as a
+// database on the host "base" (the relay and the API waited for it, "not reachable
+// yet", forever), another scheme's URL as a Postgres's, and a port that is none failed
+// at the first connection, which the relay took for a database it may not work in
+// ("… GRANT bpd_webhooks_relay TO the user of DATABASE_URL"). Each command says so in
+// one line that does not repeat the URL (it may hold a password), before connecting.
+const NO_URL = "DATABASE_URL is no URL (or its port is none): it must be postgres://user:password@host:port/database, or a socket's folder and a database: /var/run/postgresql bpd";
+const BAD_DATABASE_URLS = [
+  ['bpd_webhooks', NO_URL],
+  ['postgres://u:secret@127.0.0.1:99999/db', NO_URL],
+  ['http://u:secret@127.0.0.1:5432/db', `DATABASE_URL's scheme is "http:": it must be postgres://user:password@host:port/database, or a socket's folder and a database: /var/run/postgresql bpd`],
+] as const;
+
+for (const [command, script, status, prefix] of [
+  ['npm run relay', 'relay/main.ts', 2, 'relay: '],
+  ['npm run api', 'api/main.ts', 2, ''],
+  ['npm run migrate', 'tools/migrate.ts', 2, ''],
+  ['npm run maintain', 'tools/maintain.ts', 2, ''],
+  ['npm start', 'tools/start.ts', 1, ''],
+] as const) {
+  test(`${command} with a DATABASE_URL pg cannot connect with stops with one line saying so, exit status ${status}`, async (t) => {
+    for (const [url, said] of BAD_DATABASE_URLS) {
+      const child = spawn(process.execPath, [`${root}${script}`], {
+        cwd: root,
+        env: { PATH: process.env.PATH, DATABASE_URL: url, JWT_SECRET: 'addresses-test-secret-of-enough-length', PORT: '0' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      const err = lines(child.stderr!);
+      t.teardown(() => void (child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')));
+      // (bounded: one that waits for the host "base" would not stop by itself)
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      const [code] = await once(child, 'close');
+      clearTimeout(timer);
+      t.deepEqual(err.seen, [`${prefix}${said}`], url);
+      t.is(code, status, url);
+    }
+  });
+}
