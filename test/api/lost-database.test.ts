@@ -10,6 +10,7 @@ import pg from 'pg';
 import { AUTHENTICATOR_ROLE } from '../../api/authenticator.ts';
 import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
 import { startTestApi, testAuthenticatorUrl, type TestApi } from '../helpers/api.ts';
+import { connectionsTaken, memberLoginUrl } from '../helpers/crm-role.ts';
 import { createEmptyTestDatabase, ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { logLines } from '../helpers/lines.ts';
@@ -200,4 +201,32 @@ test.serial('an API whose database answers at start but is not migrated: /readyz
     'database not migrated for this code yet; the API answers /healthz and /readyz and keeps trying',
     'database reachable: the API read its GraphQL schema and serves it',
   ]);
+});
+
+// (too many connections, 53300: the server's max_connections taken by the CRM's own
+// apps, here the login's limit; until 2026-12-07 the API took it for an error it did
+// not know: "An error occurred", logged with a hash, where a client should send again)
+test.serial('a request that needs a new connection while the database takes no more: DATABASE_UNAVAILABLE, 53300; the next once one is let go works', async (t) => {
+  const { url: login, role } = await memberLoginUrl(t, db(), AUTHENTICATOR_ROLE, 'api');
+  const api = await startTestApi(db().url, { databaseUrl: login });
+  t.teardown(() => api.stop());
+  const company = await factories(db().pool).company();
+  const token = await api.token(company.id);
+  t.is((await api.gql(token, CREATE, { name: 'Before' })).errors, undefined);
+  // its connections end (a failover, a DBA), and the apps take every one there is
+  const { letGo } = await connectionsTaken(t, db().pool, role);
+  await db().pool.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and usename = $1`, [role]);
+  // (a request may meet one of the pool's ended connections first: 57P01, as above)
+  let refused = await api.gql(token, CREATE, { name: 'Refused' });
+  await until('a request that needs a new connection', async () => {
+    if (refused.errors?.[0]?.extensions?.sqlstate !== '57P01') return true;
+    refused = await api.gql(token, CREATE, { name: 'Refused' });
+    return false;
+  });
+  t.is(refused.errors?.[0]?.extensions?.code, 'DATABASE_UNAVAILABLE', JSON.stringify(refused.errors));
+  t.is(refused.errors?.[0]?.extensions?.sqlstate, '53300');
+  await letGo();
+  const next = await api.gql(token, CREATE, { name: 'Next' });
+  t.is(next.errors, undefined, JSON.stringify(next.errors));
+  t.deepEqual(await namesOf(db().pool, company.id), ['Before', 'Next']);
 });
