@@ -541,7 +541,7 @@ const UPDATE = /* GraphQL */ `
                            ignoreSources: $ignoreSources, watchFields: $watchFields,
                            conditions: $conditions, clearConditions: $clearConditions,
                            expectedVersion: $expectedVersion }) {
-      result { ${WEBHOOK_FIELDS} }
+      result { ${WEBHOOK_FIELDS} version }
     }
   }
 `;
@@ -620,13 +620,13 @@ function deliverySettingsOf(w) {
 const SAVE_LIMITS = /* GraphQL */ `
   mutation SaveLimits($id: BigInt!, $maxInFlight: Int, $rateLimit: Int, $clearMaxInFlight: Boolean!, $clearRateLimit: Boolean!) {
     updateWebhook(input: { id: $id, maxInFlight: $maxInFlight, rateLimit: $rateLimit,
-                           clearMaxInFlight: $clearMaxInFlight, clearRateLimit: $clearRateLimit }) { result { id } }
+                           clearMaxInFlight: $clearMaxInFlight, clearRateLimit: $clearRateLimit }) { result { id version } }
   }
 `;
 
 const SAVE_DELIVERY = /* GraphQL */ `
   mutation SaveDelivery($id: BigInt!, $window: IntervalInput, $ordered: Boolean) {
-    setWebhookDelivery(input: { id: $id, coalesceWindow: $window, ordered: $ordered }) { result { id } }
+    setWebhookDelivery(input: { id: $id, coalesceWindow: $window, ordered: $ordered }) { result { id version } }
   }
 `;
 
@@ -634,19 +634,22 @@ const SAVE_DELIVERY = /* GraphQL */ `
  * Saves how a webhook's deliveries go (the shape fetchDeliverySettings gives; null: the
  * default): those that differ from `before` (as the form had them) alone, so that what
  * another admin changed meanwhile in the others stays. A setting of setWebhookDelivery
- * left out (its variable not given) stays as the database has it.
+ * left out (its variable not given) stays as the database has it. They take two
+ * requests: after each one saved, written(settings saved, the webhook's version now),
+ * so that a Save whose second request fails knows what its first one did.
  */
-export async function saveDeliverySettings(webhookId, settings, before) {
+export async function saveDeliverySettings(webhookId, settings, before, written = () => {}) {
   const cap = settings.maxInFlight !== before.maxInFlight;
   const rate = settings.rateLimit !== before.rateLimit;
   if (cap || rate) {
-    await graphql(SAVE_LIMITS, {
+    const data = await graphql(SAVE_LIMITS, {
       id: webhookId,
       maxInFlight: cap ? settings.maxInFlight : null,
       rateLimit: rate ? settings.rateLimit : null,
       clearMaxInFlight: cap && settings.maxInFlight === null,
       clearRateLimit: rate && settings.rateLimit === null,
     });
+    written({ maxInFlight: settings.maxInFlight, rateLimit: settings.rateLimit }, data.updateWebhook.result.version);
   }
   const window = settings.coalesceSeconds !== before.coalesceSeconds;
   const ordered = settings.ordered !== before.ordered;
@@ -654,7 +657,8 @@ export async function saveDeliverySettings(webhookId, settings, before) {
   const variables = { id: webhookId };
   if (window) variables.window = settings.coalesceSeconds === null ? null : { seconds: settings.coalesceSeconds };
   if (ordered) variables.ordered = settings.ordered;
-  await graphql(SAVE_DELIVERY, variables);
+  const data = await graphql(SAVE_DELIVERY, variables);
+  written({ coalesceSeconds: settings.coalesceSeconds, ordered: settings.ordered }, data.setWebhookDelivery.result.version);
 }
 
 const DELETE = /* GraphQL */ `

@@ -1823,8 +1823,21 @@ async function submitSetup(form, webhook) {
   const delivery = deliverySettingsOf(setup.delivery);
   try {
     if (webhook) {
-      await updateWebhook(webhook.id, { ...changedSettings(setup, webhook), expectedVersion: webhook.version });
-      await saveDeliverySettings(webhook.id, delivery, form.loadedDelivery);
+      // A Save is up to three requests. Once one of them is saved, the webhook is as
+      // this form made it, at the version that write gave it: a Save again (its next
+      // request failed: a proxy's 502, a token that expired) sends its settings whole
+      // over that version, and its delivery settings over those saved. Over the version
+      // read, it was refused as if another admin had changed the webhook meanwhile.
+      const again = form.writtenVersion !== undefined;
+      const updated = await updateWebhook(webhook.id, {
+        ...(again ? setup : changedSettings(setup, webhook)),
+        expectedVersion: again ? form.writtenVersion : webhook.version,
+      });
+      form.writtenVersion = updated.version;
+      await saveDeliverySettings(webhook.id, delivery, form.loadedDelivery, (saved, version) => {
+        form.loadedDelivery = { ...form.loadedDelivery, ...saved };
+        form.writtenVersion = version;
+      });
       flash(`Saved · ${setup.name.trim()}`);
       keepFlash = true;
       location.hash = historyHash(webhook.id);

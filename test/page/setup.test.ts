@@ -363,6 +363,53 @@ browserTest('Save over a change another admin made since the form opened: refuse
   await page.close();
 });
 
+browserTest('a Save whose second request fails (a proxy\'s 502 between them) is saved whole by Save again, not refused as another admin\'s change', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, name: 'Letters', actions: ['contact.created'], url: 'https://letters.example.com/v1' });
+  const page = await signedIn(company.id);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
+  await page.waitForSelector('#setup-form');
+  await untilText(page, '#page-title', 'Edit Letters');
+  // the webhook's own settings are saved; the request that follows, its requests per second, meets a proxy that fails once
+  let failed = 0;
+  await page.route('**/graphql', async (route) => {
+    if (failed === 0 && route.request().postData()?.includes('SaveLimits')) {
+      failed += 1;
+      await route.fulfill({ status: 502, contentType: 'text/html', body: '<html><body>Bad Gateway</body></html>' });
+      return;
+    }
+    await route.fallback();
+  });
+  await page.fill('#setup-name', 'Handwritten letters');
+  await page.fill('#setup-rate-limit', '5');
+  await page.click('#setup-submit');
+  await untilText(page, '#error', /^The server could not answer \(HTTP 502/);
+  t.is(failed, 1);
+  t.is(await page.inputValue('#setup-name'), 'Handwritten letters', 'the form as typed');
+  await page.click('#setup-submit');
+  await untilText(page, '#flash', 'Saved · Handwritten letters');
+  t.deepEqual((await database.pool.query('select name, rate_limit from webhooks.webhooks where id = $1', [hook.id])).rows,
+    [{ name: 'Handwritten letters', rate_limit: 5 }]);
+
+  // the same, with another admin's change between the failure and Save again: still refused
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
+  await untilText(page, '#page-title', 'Edit Handwritten letters');
+  failed = 0;
+  await page.fill('#setup-name', 'Letters by hand');
+  await page.fill('#setup-rate-limit', '6');
+  await page.click('#setup-submit');
+  await untilText(page, '#error', /^The server could not answer \(HTTP 502/);
+  t.is(failed, 1);
+  await database.pool.query(`update webhooks.webhooks set url = 'https://letters.example.com/v2' where id = $1`, [hook.id]);
+  await page.click('#setup-submit');
+  await untilText(page, '#error', /^Not saved: someone else changed this webhook since you opened it\./);
+  t.deepEqual((await database.pool.query('select name, url, rate_limit from webhooks.webhooks where id = $1', [hook.id])).rows,
+    [{ name: 'Letters by hand', url: 'https://letters.example.com/v2', rate_limit: 5 }], 'their URL stays; the rate of the failed request is not saved');
+  t.deepEqual(problemsOf(page).filter((problem) => !/status of 502/.test(problem)), []);
+  await page.close();
+});
+
 browserTest('a secret shown is gone from the page once the tab is signed out, by Sign out or by a token that expired: the next to sign in on the tab does not see it', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
