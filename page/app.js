@@ -1159,13 +1159,21 @@ function renderTools(webhook) {
   // why the button is off, or why the last test failed, else what it does, in words on
   // the page that the button names as its description (as Backfill's): a title shows on
   // hover alone, which no keyboard or touch reaches, and a disabled button takes no focus
+  const awaited = webhook.enabled && testsAwaited.has(webhook.id);
   const whyWords = !webhook.enabled ? 'This webhook is disabled: enable it to send a test.'
-    : testFailures.get(webhook.id) ?? 'Sends one signed test delivery (webhook.test) with a sample contact.';
+    : awaited ? 'Waiting for the receiver\'s answer to the test sent.'
+      : testFailures.get(webhook.id) ?? 'Sends one signed test delivery (webhook.test) with a sample contact.';
   const why = h('div', { class: 'reason', id: 'send-test-why' }, whyWords);
+  // while its test's answer is awaited the button is unavailable but keeps the focus
+  // (aria-disabled, not disabled, which would drop the focus of the keyboard that pressed
+  // it): a second press sent a second test, and two waits said their answers in turn
   const testButton = h('button', {
     type: 'button', class: 'secondary', id: 'send-test', disabled: !webhook.enabled,
+    'aria-disabled': awaited ? 'true' : false,
     'aria-describedby': why.id,
-    onclick: () => sendTestFor(webhook, testButton),
+    onclick: () => {
+      if (!testsAwaited.has(webhook.id)) void sendTestFor(webhook, testButton);
+    },
   }, 'Send test');
   // Disable / Enable as the report's row has them: the page says "enable it to send a
   // test" and "enable it to replay", which the report's table alone offered to do
@@ -1376,6 +1384,8 @@ const TEST_POLL_MS = 500;
 // on their way, a webhook disabled meanwhile). Forgotten at sign-in, with the rest of
 // the admin before's page
 const testFailures = new Map();
+// The webhooks (by id) whose test's answer the page is waiting for (sendTestFor)
+const testsAwaited = new Set();
 
 async function sendTestFor(webhook, button) {
   clearMessages();
@@ -1389,6 +1399,7 @@ async function sendTestFor(webhook, button) {
       throw error;
     }
     testFailures.delete(webhook.id);
+    testsAwaited.add(webhook.id);
     flash(`Test sent to ${webhook.url}: waiting for the answer…`);
     await render();
     focusAgain('#send-test');
@@ -1398,7 +1409,12 @@ async function sendTestFor(webhook, button) {
       await new Promise((resolve) => setTimeout(resolve, TEST_POLL_MS));
       now = await fetchFiring(firing.id);
     }
-    if (!now) return;
+    testsAwaited.delete(webhook.id);
+    // (gone meanwhile, with its webhook deleted in another tab: the view says what is)
+    if (!now) {
+      await render();
+      return;
+    }
     const failure = now.lastError ?? `the receiver answered ${now.lastStatusCode}`;
     if (now.state === 'failed') testFailures.set(webhook.id, `The last test failed: ${failure}.`);
     if (now.state === 'succeeded') flash(`Test delivered: the receiver answered ${now.lastStatusCode}.`);
@@ -1407,9 +1423,11 @@ async function sendTestFor(webhook, button) {
     await render();
     focusAgain('#send-test');
   } catch (error) {
+    testsAwaited.delete(webhook.id);
     await refusedAction(error);
     focusAgain('#send-test');
   } finally {
+    testsAwaited.delete(webhook.id);
     button.disabled = false;
   }
 }

@@ -9,7 +9,7 @@ import { expiredToken, startTestApi, type TestApi } from '../helpers/api.ts';
 import { accessibleOf, choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser, visit } from '../helpers/browser.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { startReceiver, type Receiver } from '../helpers/receiver.ts';
+import { gatedReplies, startReceiver, type Receiver } from '../helpers/receiver.ts';
 import { relayTestDatabase, testRelay } from '../helpers/relay.ts';
 import type { Relay } from '../../relay/loop.ts';
 
@@ -569,6 +569,39 @@ browserTest('Send test says in words on the page, which it names as its descript
   t.truthy(badgeWhy);
   t.is(await page.textContent(`#${badgeWhy}`), 'A test send is not counted in Times Fired.');
   t.true(await page.isVisible(`#${badgeWhy}`));
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('while a test\'s answer is awaited, Send test is unavailable and says why: a second press sends no second test, and the focus stays on it', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, name: 'Slow', actions: ['contact.created'], url: receiver.url('/slow-test') });
+  // the receiver answers once the test says so: the page waits for its answer meanwhile
+  const { replies, opens: [answer] } = gatedReplies(1);
+  receiver.route('/slow-test', { replies });
+  const page = await signedIn(company.id);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
+  await page.waitForSelector('body:not([aria-busy]) #history:not([hidden]) #send-test');
+  await page.focus('#send-test');
+  await page.keyboard.press('Enter');
+  await untilText(page, '#flash', /^Test sent to .*: waiting for the answer…$/);
+  await page.waitForSelector('body:not([aria-busy]) #send-test');
+  t.is(await page.getAttribute('#send-test', 'aria-disabled'), 'true', 'unavailable, and said so');
+  t.like(await accessibleOf(page, '#send-test'), { name: 'Send test', description: 'Waiting for the receiver\'s answer to the test sent.' });
+  t.is(await page.evaluate(() => document.activeElement?.id), 'send-test', 'the focus stays on it');
+  await page.keyboard.press('Enter');
+  await page.click('#send-test', { force: true });
+  const tests = async () => (await database.pool.query(
+    `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and action = 'webhook.test'`, [hook.id])).rows[0].n;
+  t.is(await tests(), 1, 'one test sent');
+  answer();
+  await untilText(page, '#flash', 'Test delivered: the receiver answered 200.');
+  // (said before the tools are drawn again)
+  await untilText(page, '#send-test-why', 'Sends one signed test delivery (webhook.test) with a sample contact.');
+  t.is(await page.getAttribute('#send-test', 'aria-disabled'), null);
+  t.like(await accessibleOf(page, '#send-test'), { description: 'Sends one signed test delivery (webhook.test) with a sample contact.' });
+  t.is(await tests(), 1);
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
