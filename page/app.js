@@ -220,8 +220,9 @@ const isTokenError = (error) => error instanceof ApiError && ['signed-out', 'exp
 
 /**
  * Errors of the token send the admin back to sign in, with the reason. retry: what
- * Try again does when the server did not answer in time (the request may never have
- * reached it: worth another try).
+ * Try again does when the server did not answer in time, could not be reached or
+ * failed (a proxy's 502): worth another try once it is back. Until 2026-12-07 only
+ * the first had it, and a view the server was down for stayed empty until a reload.
  */
 function handleError(error, retry = null) {
   if (isTokenError(error)) {
@@ -230,8 +231,8 @@ function handleError(error, retry = null) {
     showSignIn(error.message);
     return;
   }
-  const unanswered = error instanceof ApiError && error.kind === 'no-answer';
-  showError(error instanceof Error ? error.message : String(error), unanswered ? retry : null);
+  const passing = error instanceof ApiError && ['no-answer', 'network', 'server'].includes(error.kind);
+  showError(error instanceof Error ? error.message : String(error), passing ? retry : null);
 }
 
 /**

@@ -1484,14 +1484,15 @@ browserTest('a server that fails (5xx) is said plainly, and the counts of the ra
   t.is(await page.textContent(timesFired(notes.id)), '5');
   await page.route('**/graphql', (route) => route.fulfill({ status: 502, contentType: 'text/html', body: '<html><body>Bad Gateway</body></html>' }));
   await page.click('#range-presets [data-preset="7"]');
-  await untilText(page, '#error', /^The server could not answer \(HTTP 502\b.*\)\. Try again in a moment\.$/);
+  // (and its Try again button)
+  await untilText(page, '#error', /^The server could not answer \(HTTP 502\b.*\)\. Try again in a moment\. Try again$/);
   t.true(await page.isHidden('#report'), 'the 30 days\' counts are not shown under Last 7 days');
   t.is(await page.textContent('#page-subtitle'), '');
   // the API's own failure, in its words
   await page.unroute('**/graphql');
   await page.route('**/graphql', (route) => route.fulfill({ status: 500, contentType: 'application/json', body: '{"errors":[{"message":"internal error"}]}' }));
   await page.click('#range-presets [data-preset="90"]');
-  await untilText(page, '#error', 'The server could not answer (HTTP 500: internal error). Try again in a moment.');
+  await untilText(page, '#error', 'The server could not answer (HTTP 500: internal error). Try again in a moment. Try again');
   await page.unroute('**/graphql');
   await page.click('#range-presets [data-preset="7"]');
   await untilText(page, timesFired(notes.id), '2');
@@ -1674,6 +1675,34 @@ browserTest('a click refused because the company\'s turn is taken (429) is tried
   t.false(stored.enabled);
   // (the browser logs each refused request itself; nothing else went wrong)
   t.deepEqual(problemsOf(page).filter((problem) => !/status of 429 \(Too Many Requests\)/.test(problem)), []);
+  await page.close();
+});
+
+browserTest('a server out of reach, or failing (5xx), is said with Try again, which shows the view once the server is back', async (t) => {
+  const { companyId, notes } = await seedCompany(db().pool, 'Unreachable Realty');
+  const page = await signedIn(companyId);
+  await page.click(`${row(notes.id)} .webhook-link`);
+  await untilText(page, '#page-title', 'Handwritten thank-you notes');
+  // the API down: its connection refused
+  await page.route('**/graphql', (route) => route.abort('connectionrefused'));
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  await untilText(page, '#error', /^The server cannot be reached\./);
+  t.true(await page.isHidden('#history'));
+  await page.unroute('**/graphql');
+  await page.click('#error button.try-again');
+  await untilText(page, '#page-title', 'Handwritten thank-you notes');
+  await page.waitForSelector('#history:not([hidden]) #history-body tr');
+  t.true(await page.isHidden('#error'));
+  // a proxy before it failing
+  await page.route('**/graphql', (route) => route.fulfill({ status: 502, contentType: 'text/html', body: '<html><body>Bad Gateway</body></html>' }));
+  await page.click('#range-presets [data-preset="90"]');
+  await untilText(page, '#error', /^The server could not answer \(HTTP 502\b/);
+  t.true(await page.isHidden('#history'));
+  await page.unroute('**/graphql');
+  await page.click('#error button.try-again');
+  await page.waitForSelector('#history:not([hidden]) #history-body tr');
+  t.true(await page.isHidden('#error'));
+  t.deepEqual(problemsOf(page).filter((problem) => !/status of 502|ERR_CONNECTION_REFUSED/.test(problem)), []);
   await page.close();
 });
 
