@@ -301,6 +301,15 @@ browserTest('a row of the report is headed by its webhook, a row of a history by
   const heading = await accessibleOf(page, `tr[data-webhook-id="${webhook.id}"] > :first-child`);
   t.deepEqual([heading.role, heading.name], ['rowheader', 'Headed']);
   t.is(await page.locator('#webhooks-body [role=rowheader], #webhooks-body th').count(), 1, 'one a row');
+  // and a cell by its column's header: the last column holds Backfill (and its progress,
+  // Cancel backfill) beside Disable, each said with that header
+  const actions = await page.evaluate((id) => {
+    const cell = document.querySelector(`tr[data-webhook-id="${id}"] [data-action=backfill]`)!.closest('td')!;
+    return cell.cellIndex;
+  }, webhook.id);
+  const header = await accessibleOf(page, `#webhooks-table thead th:nth-child(${actions + 1})`);
+  // (the headers' capitals are their style's, which Chromium's name keeps)
+  t.deepEqual([header.role, header.name.toLowerCase()], ['columnheader', 'actions']);
   await openHistory(page, webhook);
   const time = await accessibleOf(page, `#history-body tr[data-delivery-id="${failed}"] > :first-child`);
   t.is(time.role, 'rowheader');
