@@ -385,7 +385,7 @@ const ATTEMPTS = /* GraphQL */ `
     deliveryAttemptsCount(deliveryId: $id) @include(if: $first)
     deliveryAttemptsCountedUpTo @include(if: $first)
     deliveryAttemptsLatestFirst(deliveryId: $id, afterAttempt: $afterAttempt, afterId: $afterId) {
-      nodes { id attempt attemptedAt durationMs statusCode error responseBody }
+      nodes { id attempt attemptedAt durationMs statusCode error responseBody succeeded }
     }
   }
 `;

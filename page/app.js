@@ -748,7 +748,8 @@ function attemptsTable(attempts, total, pageSize, showEarlier, which, totalIsAtL
         h('td', { class: 'num' }, `${formatCount(a.durationMs)} ms`),
         h('td', { class: 'num' }, a.statusCode ?? '—'),
         h('td', {},
-          a.error ? h('div', { class: 'error-text' }, a.error) : null,
+          // (a succeeded attempt's error is a note: a 302's Location not followed)
+          a.error ? h('div', { class: a.succeeded ? 'note-text' : 'error-text' }, a.error) : null,
           a.responseBody ? h('code', { class: 'response' }, a.responseBody) : null))))));
 }
 
@@ -891,7 +892,9 @@ function firingRows(firing) {
     h('td', {}, contactCell(firing)),
     h('td', {}, outcomeBadge(firing.state), firing.state === 'pending' ? pendingReason(firing) : null),
     h('td', { class: 'num' }, firing.lastStatusCode ?? '—'),
-    h('td', {}, firing.lastError ? h('div', { class: 'error-text last-error' }, firing.lastError) : null),
+    h('td', {}, firing.lastError
+      ? h('div', { class: `${firing.state === 'succeeded' ? 'note-text' : 'error-text'} last-error` }, firing.lastError)
+      : null),
     h('td', { class: 'num' }, String(firing.attempts)),
     h('td', {}, show),
     h('td', { class: 'actions' }, replayButton),

@@ -88,6 +88,19 @@ as $$
   select webhooks_private.crm_text_shown(b.created_by);
 $$;
 
+-- public (GraphQL: DeliveryAttempt.succeeded): whether the receiver took this attempt,
+-- as the relay's settle judged it (webhooks_private.delivered_status, the one home of
+-- the rule): a 302's attempt succeeds and keeps its note "redirect not followed: …" in
+-- error, which the page shows as a note beside a success, not as an error.
+create or replace function webhooks.delivery_attempts_succeeded(a webhooks.delivery_attempts)
+returns boolean
+language sql
+stable
+parallel safe
+as $$
+  select webhooks_private.delivered_status(a.status_code);
+$$;
+
 -- (views over the CRM's users and statuses for the walk below, until 2026-12-06: the
 -- migrate locks the engine's relations ACCESS EXCLUSIVE, and a lock of a view takes the
 -- tables it reads in the same mode, so sql/ took crm.users and crm.statuses whole and

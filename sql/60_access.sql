@@ -287,8 +287,10 @@ grant execute on function webhooks_private.count_deliveries(bigint, bigint, time
 grant execute on function webhooks_private.oldest_queued_at(bigint),
   webhooks_private.history_after(text, text, timestamptz, bigint),
   webhooks_private.known_delivery_state(text),
-  -- (and a delivery's attempts, webhooks.delivery_attempts_latest_first)
+  -- (and a delivery's attempts, webhooks.delivery_attempts_latest_first, each with
+  -- whether it succeeded, webhooks.delivery_attempts_succeeded)
   webhooks_private.refuse_half_row(text, text, text, boolean, boolean),
+  webhooks_private.delivered_status(integer),
   webhooks_private.history_rows(webhooks.webhooks, timestamptz, timestamptz, text, timestamptz, bigint, boolean) to webhook_viewer;
 -- (webhooks.deliveries.held_back asks the claim's question, 22_outbox.sql)
 grant execute on function webhooks_private.held_back(bigint, bigint, bigint) to webhook_viewer;

@@ -50,6 +50,8 @@ One HTTP attempt of a delivery.$$;
 comment on column webhooks.delivery_attempts.delivery_created_at is '@behavior -*';
 -- which relay made an attempt: relay ids name hosts, for operators only
 comment on column webhooks.delivery_attempts.relay_id is '@behavior -*';
+comment on function webhooks.delivery_attempts_succeeded(webhooks.delivery_attempts) is
+  'True: the receiver took this attempt (a 2xx, or a 302 or 303, whose Location is not followed); its error is then a note, e.g. "redirect not followed: HTTP 302 to …".';
 
 comment on type webhooks.webhook_report_row is
   'One line of the webhooks report: a webhook and what it did in the date range.';

@@ -802,6 +802,41 @@ browserTest('a receiver\'s response and a redirect\'s Location made of markup sh
   await page.close();
 });
 
+browserTest('a delivery answered 302 shows its attempt\'s "redirect not followed" as a note, not an error; a failed attempt before it stays an error', async (t) => {
+  const pool = db().pool;
+  const make = factories(pool);
+  const company = await make.company('Script Receivers');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Apps Script', actions: ['contact.created'] });
+  // the relay's rows for a first attempt refused and a second answered 302: a success
+  // (webhooks_private.delivered_status) that keeps the note of the Location not followed
+  const note = 'redirect not followed: HTTP 302 to https://script.googleusercontent.com/macros/echo?user_content_key=abc';
+  const firingId = await fire(pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'succeeded', attempts: 2 });
+  await pool.query(
+    `update webhooks.delivery_attempts set status_code = 302, error = $2, response_body = null where delivery_id = $1 and attempt = 2`,
+    [firingId, note]);
+  await pool.query(`update webhooks.deliveries set last_status_code = 302, last_error = $2 where id = $1`, [firingId, note]);
+  const page = await signedIn(company.id);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
+  await page.click(`${firing} button:has-text("Show")`);
+  const attempts = `${firing} + tr table.attempts tbody tr`;
+  await page.waitForSelector(attempts);
+  t.deepEqual(await page.locator(`${attempts}:nth-child(1) .error-text`).allTextContents(), ['connection refused']);
+  t.deepEqual(await page.locator(`${attempts}:nth-child(1) .note-text`).allTextContents(), []);
+  t.deepEqual(await page.locator(`${attempts}:nth-child(2) .error-text`).allTextContents(), []);
+  t.deepEqual(await page.locator(`${attempts}:nth-child(2) .note-text`).allTextContents(), [note]);
+  // the firing's own row: succeeded, its last note no error either
+  t.is(await page.getAttribute(firing, 'data-state'), 'succeeded');
+  t.deepEqual(await page.locator(`${firing} .error-text`).allTextContents(), []);
+  t.deepEqual(await page.locator(`${firing} .note-text`).allTextContents(), [note]);
+  // a note is not styled as an error
+  const colour = (selector: string) => page.locator(selector).first().evaluate((e) => getComputedStyle(e).color);
+  t.not(await colour(`${attempts}:nth-child(2) .note-text`), await colour(`${attempts}:nth-child(1) .error-text`));
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a long error (a redirect\'s Location, as long as the relay keeps) keeps its firing\'s row a few lines tall, the rest a scroll away', async (t) => {
   const pool = db().pool;
   const make = factories(pool);
