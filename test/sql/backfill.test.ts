@@ -254,6 +254,20 @@ test('a contact deleted after its snapshot was written, before it was sent: the 
   t.like(second, { contact_id: kept.id, state: 'failed', last_error: 'not sent: its contact was deleted before it was sent' });
 });
 
+test('a contact deleted before its snapshot was sent, on a webhook that hears no contact.deleted: the snapshot goes, as its changes still waiting do', async (t) => {
+  // (docs/backfill.md's table: "none for one deleted" holds where the delete is heard;
+  // a receiver that hears no deletes keeps every contact it was told of either way)
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const gone = await f.contact(company.id);
+  const id = await start(hook.id);
+  t.is(await step(id), 1);
+  await db().pool.query('delete from crm.contacts where id = $1', [gone.id]);
+  const rows = (await deliveriesOf(db().pool, [hook.id])).map((d) => [d.action, d.contact_id, d.state, d.last_error]);
+  t.deepEqual(rows, [['contact.snapshot', gone.id, 'pending', null]]);
+});
+
 test('a contact deleted by a source the webhook ignores: its deliveries not sent fail, its snapshot, its update waiting out the window, a change waiting its turn; nothing goes after the delete', async (t) => {
   // A sync that ignores its own writes (ignore_sources) and deletes a contact hears no
   // contact.deleted. Its snapshot of that contact, an update of it waiting out the
