@@ -102,6 +102,7 @@ function valuesOf(w: TwoCompanies, routine: Routine, argument: Routine['args'][n
     case 'webhooks.action[]': return [`'{contact.created}'::webhooks.action[]`];
     // B's own rows, whole, as an argument: what a computed column is given
     case 'webhooks.webhooks': case 'webhooks.deliveries': case 'webhooks.backfills': case 'webhooks.audit_log':
+    case 'webhooks.delivery_attempts':
       return [literal(rows[argument.type], argument.type)];
     default:
       throw new Error(`${routine.signature}: no value for ${argument.name} ${argument.type}: add it to ARGUMENTS`);
@@ -132,6 +133,7 @@ async function rowsOfB(pool: pg.Pool, w: TwoCompanies): Promise<Record<string, s
     'webhooks.deliveries': await one('select d::text as row from webhooks.deliveries d where id = $1', w.bDelivery.id),
     'webhooks.backfills': await one('select b::text as row from webhooks.backfills b where id = $1', w.bBackfill),
     'webhooks.audit_log': await one('select a::text as row from webhooks.audit_log a where id = $1', w.bAudit),
+    'webhooks.delivery_attempts': await one('select a::text as row from webhooks.delivery_attempts a where id = $1', w.bAttempt),
   };
 }
 
