@@ -581,18 +581,10 @@ const DELIVERY_SETTINGS = /* GraphQL */ `
 `;
 
 /**
- * How a webhook's deliveries go: { maxInFlight, rateLimit, coalesceSeconds, ordered }
- * (null: the default: the engine's cap, no pacing, no coalescing); null when the
- * webhook is not the caller's company's.
- */
-export async function fetchDeliverySettings(webhookId) {
-  return deliverySettingsOf((await graphql(DELIVERY_SETTINGS, { id: webhookId })).webhookById);
-}
-
-/**
  * What the edit form of a webhook loads: the webhook (fetchWebhook, with its version,
  * which Save gives back so that a change made since is not overwritten: updateWebhook)
- * and its delivery settings (fetchDeliverySettings); null both, not the company's.
+ * and how its deliveries go, { maxInFlight, rateLimit, coalesceSeconds, ordered } (null:
+ * the default: the engine's cap, no pacing, no coalescing); null both, not the company's.
  * The version is read with the delivery settings, before the rest: a change between
  * the two reads leaves the form a version older than what it shows, and its Save is
  * refused; read after it (or beside it, in any order), the form could show the settings
@@ -631,7 +623,7 @@ const SAVE_DELIVERY = /* GraphQL */ `
 `;
 
 /**
- * Saves how a webhook's deliveries go (the shape fetchDeliverySettings gives; null: the
+ * Saves how a webhook's deliveries go (the shape fetchWebhookToEdit gives; null: the
  * default): those that differ from `before` (as the form had them) alone, so that what
  * another admin changed meanwhile in the others stays. A setting of setWebhookDelivery
  * left out (its variable not given) stays as the database has it. They take two

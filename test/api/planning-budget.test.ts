@@ -141,6 +141,7 @@ test.serial('the Reports page\'s own texts, each new to a fresh API and sent by 
     await page.searchChoices('status', 'a');
     await page.fetchNames({ users: ['1'], statuses: ['1'] });
     await page.fetchWebhook(hook.id);
+    await page.fetchWebhookToEdit(hook.id);
     await page.fetchHistoryCount({ webhookId: hook.id, ...since, state: null });
     const history = await page.fetchHistory({ webhookId: hook.id, ...since, state: null, offset: 0, first: 25 });
     await page.fetchHistory({ webhookId: hook.id, ...since, state: null, offset: 0, first: 25, fromOldest: true });
@@ -148,7 +149,6 @@ test.serial('the Reports page\'s own texts, each new to a fresh API and sent by 
     await page.fetchAttempts(delivery);
     await page.fetchAttempts(delivery, 5);
     await page.fetchFiring(delivery);
-    await page.fetchDeliverySettings(hook.id);
     await page.fetchAuditLog(hook.id);
     await page.fetchBackfills();
     const created = await page.createWebhook({ name: 'Made on the page', url: 'https://receiver.example.com/in', fields: ['first_name'],
