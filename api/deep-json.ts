@@ -71,11 +71,30 @@ export function servableJson(value: unknown): unknown {
   return nestsDeeperThan(value, MAX_SERVED_JSON_DEPTH) ? stringifyDeep(value) : value;
 }
 
-/** A JSON input as it is, or a named refusal when it nests deeper than MAX_SERVED_JSON_DEPTH. */
+/** Whether value holds a number JSON.parse read as infinity (one past ±Number.MAX_VALUE: 1e400). */
+function holdsInfinity(value: unknown): boolean {
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (value === null || typeof value !== 'object') return false;
+  // (no deeper than MAX_SERVED_JSON_DEPTH: acceptableJson looks after the depth)
+  for (const child of Array.isArray(value) ? value : Object.values(value)) if (holdsInfinity(child)) return true;
+  return false;
+}
+
+/**
+ * A JSON input as it is, or a named refusal when it nests deeper than
+ * MAX_SERVED_JSON_DEPTH, or holds a number beyond ±Number.MAX_VALUE: the request's
+ * JSON.parse read it as infinity, which JSON.stringify writes as null, and a condition
+ * `{"op": "gt", "value": 1e400}` was refused as "must be a number" (or an infinity in a
+ * list stored as null).
+ */
 export function acceptableJson(value: unknown): unknown {
   if (nestsDeeperThan(value, MAX_SERVED_JSON_DEPTH)) {
     throw new GraphQLError(`a JSON value nested deeper than ${MAX_SERVED_JSON_DEPTH} levels is not accepted`,
       { extensions: { code: LIMIT_CODES.jsonDepth, limit: MAX_SERVED_JSON_DEPTH } });
+  }
+  if (holdsInfinity(value)) {
+    throw new GraphQLError(`a JSON number beyond ±${Number.MAX_VALUE} is not accepted: JSON readers (this API's too) take it as infinity`,
+      { extensions: { code: LIMIT_CODES.jsonNumber, limit: Number.MAX_VALUE } });
   }
   return value;
 }

@@ -160,6 +160,7 @@ export const LIMIT_CODES = Object.freeze({
   requestRate: 'REQUEST_RATE_EXCEEDED',
   newQueries: 'TOO_MANY_NEW_QUERIES',
   jsonDepth: 'JSON_TOO_DEEP',
+  jsonNumber: 'JSON_NUMBER_OUT_OF_RANGE',
   poolWait: 'DATABASE_BUSY',
   payloads: 'PAYLOADS_TOO_LARGE',
 });

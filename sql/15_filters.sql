@@ -32,7 +32,8 @@
 --   watch_fields    columns of crm.contacts, at most 100 entries  webhook_watch_field_unknown
 --   conditions      at most 16 KB as text, 100 conditions (all/any/not and leaves
 --                   together), 50 entries in one all/any, nesting 8 deep, 100 values in
---                   one in/not_in, 500 characters in one value  webhook_conditions_invalid
+--                   one in/not_in, 500 characters in one value, numbers within
+--                   ±1.7976931348623157e308 (a double)  webhook_conditions_invalid
 --                   and a company's webhooks together at most
 --                   webhooks.max_conditions_per_company (1,000 unless set; a
 --                   contains weighs one per 10 characters of its text, an in or
@@ -133,6 +134,12 @@ declare
 begin
   if v_type = 'string' and length(p_value #>> '{}') > 500 then
     return 'at most 500 characters';
+  end if;
+  -- a number a JSON reader holds (a double): jsonb holds 1e400, but the API's reader,
+  -- the page's and a receiver's take it as infinity, and the API served such a
+  -- condition back with null in its place
+  if v_type = 'number' and abs((p_value #>> '{}')::numeric) > 1.7976931348623157e308 then
+    return 'a number beyond ±1.7976931348623157e308 is not accepted: JSON readers take it as infinity';
   end if;
   if p_op in ('contains', 'starts_with') then
     if v_type <> 'string' or p_value #>> '{}' = '' then

@@ -96,3 +96,28 @@ test('bad filters come back named, with the part at fault, and nothing changes',
   const { rows } = await db().pool.query('select ignore_sources, conditions from webhooks.webhooks where company_id = $1', [company.id]);
   t.deepEqual(rows, [{ ignore_sources: [], conditions: STATES }]);
 });
+
+test('a number in conditions beyond what JSON readers hold (1e400) is refused by name (JSON_NUMBER_OUT_OF_RANGE), as a variable or written in the query, not read as infinity and sent as null', async (t) => {
+  const company = await make().company();
+  const token = await api().token(company.id, 'webhook_admin', 'admin@example.com');
+  const send = async (value: string) => {
+    // (the request's text as a client writes it: JSON.stringify cannot write 1e400)
+    const response = await fetch(`${api().api.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: `{"query": ${JSON.stringify(CREATE)}, "variables": {"actions": ["CONTACT_UPDATED"], "conditions": {"field": "id", "op": "gt", "value": ${value}}}}`,
+    });
+    return response.json() as Promise<{ data?: any; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> }>;
+  };
+  for (const value of ['1e400', '-1e400', '[1, 2e308]']) {
+    const refused = await send(value);
+    t.is(refused.data?.createWebhook ?? null, null, value);
+    t.like(refused.errors?.[0]?.extensions, { code: 'JSON_NUMBER_OUT_OF_RANGE', limit: Number.MAX_VALUE }, value);
+    t.regex(refused.errors?.[0]?.message ?? '', /a JSON number beyond ±1\.7976931348623157e\+308 is not accepted: JSON readers \(this API's too\) take it as infinity$/, value);
+  }
+  const literal = await api().gql(token, `mutation { createWebhook(input: { name: "Sync", url: "https://receiver.example.com/in", fields: ["email"],
+    actions: [CONTACT_UPDATED], conditions: { field: "id", op: "gt", value: 1e400 } }) { result { webhook { id } } } }`);
+  t.like(literal.errors?.[0]?.extensions, { code: 'JSON_NUMBER_OUT_OF_RANGE' }, JSON.stringify(literal.errors));
+  const { rows } = await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id]);
+  t.is(rows[0].n, 0);
+});

@@ -126,6 +126,25 @@ test('refused by name in a session with standard_conforming_strings off too: a s
   t.deepEqual((await db().pool.query('select ignore_sources from webhooks.webhooks where id = $1', [hook.id])).rows[0].ignore_sources, ['encompass']);
 });
 
+// jsonb holds 1e400 (a numeric), but no JSON reader does: the API's, the page's and a
+// receiver's read it as infinity, and the API served such a condition back as null
+test('refused: a condition\'s number beyond what a JSON reader holds (±1.7976931348623157e308), alone or in a list, by name (webhook_conditions_invalid); the largest is accepted', async (t) => {
+  const company = await companyId();
+  const hook = await make().webhook({ companyId: company, actions: ['contact.updated'] });
+  for (const [conditions, message] of [
+    ['{"field": "id", "op": "gt", "value": 1e400}', 'value: '],
+    ['{"not": {"field": "custom.score", "op": "lt", "value": -1.8e308}}', 'not.value: '],
+    ['{"field": "id", "op": "in", "value": [1, 2e308]}', 'value[1]: '],
+  ]) {
+    const error = await t.throwsAsync(db().pool.query('update webhooks.webhooks set conditions = $2::jsonb where id = $1', [hook.id, conditions])) as PgError;
+    t.like(error, { code: '23514', constraint: 'webhook_conditions_invalid', column: 'conditions' }, conditions);
+    t.is(error.message, `${message}a number beyond ±1.7976931348623157e308 is not accepted: JSON readers take it as infinity`, conditions);
+  }
+  await db().pool.query('update webhooks.webhooks set conditions = $2::jsonb where id = $1', [hook.id, '{"field": "id", "op": "lt", "value": -1.7976931348623157e308}']);
+  const { rows } = await db().pool.query('select conditions from webhooks.webhooks where id = $1', [hook.id]);
+  t.is(rows[0].conditions.value, -Number.MAX_VALUE);
+});
+
 test('refused on update too, and the webhook keeps its filters', async (t) => {
   const company = await companyId();
   const hook = await make().webhook({ companyId: company, actions: ['contact.updated'], conditions: VA, watchFields: ['state'] });
