@@ -403,6 +403,50 @@ as $$
   select 2048;
 $$;
 
+-- private: what is wrong with a URL the rule of tg_webhooks__validate refuses, as its
+-- refusal's message. The message is the caller's answer and a line of the database
+-- server's log (and the API's), so it names what is wrong and quotes at most the scheme
+-- or the host: the URL's first 100 characters were quoted until 2026-12-07, and a token
+-- in its path or query with them (test/sql/config.test.ts). In the order an admin would
+-- mend them; the last is for what the rule refuses that none of the others names.
+create or replace function webhooks_private.url_refusal(p_url text, p_max integer)
+returns text
+language plpgsql
+immutable
+as $$
+declare
+  v_authority text;
+  v_host text;
+begin
+  if p_url is null then
+    return 'webhook url must be an absolute http:// or https:// URL';
+  elsif length(p_url) > p_max then
+    return format('webhook url must be at most %s characters, got %s', p_max, length(p_url));
+  elsif p_url !~* '^https?://' then
+    -- a scheme alone is quoted, and only one that looks like one (a token pasted in
+    -- place of the URL is not)
+    return 'webhook url must start with http:// or https://'
+           || coalesce(', got ' || quote_literal(substring(p_url from '^([A-Za-z][A-Za-z0-9+.-]{0,19}://)')), '');
+  elsif p_url ~ E'\\s' then
+    return 'webhook url must not contain white space (write it percent-encoded: %20)';
+  end if;
+  v_authority := substring(p_url from '^[A-Za-z]+://([^/?#]*)');
+  if v_authority = '' or v_authority ~ '^:' then
+    return format('webhook url must have a host after %s', substring(p_url from '^([A-Za-z]+://)'));
+  end if;
+  if v_authority !~ '^[[]' then
+    v_host := substring(v_authority from '^([^:]*)');
+    if v_host !~* (E'^([^][\\s/?#@:<>\\\\^|%\\u0001-\\u001f' || webhooks_private.host_refused_unicode() || E']|%[0-9a-f]{2})+$') then
+      return format(E'webhook url host must be a name or an IPv6 address in brackets, without a character the URL standard forbids in a host (a control character, white space, # %% / : < > ? @ [ \\ ] ^ |, %% but as %%XX) or one its IDNA processing refuses (C1 and bidi controls, noncharacters, private use), got %L',
+                    webhooks_private.quoted_part(v_host));
+    elsif substring(v_authority from length(v_host) + 1) !~ '^(:[0-9]*)?$' then
+      return 'webhook url port must be digits';
+    end if;
+  end if;
+  return 'webhook url must be an absolute http:// or https:// URL whose authority is a host and an optional port';
+end;
+$$;
+
 create or replace function webhooks_private.tg_webhooks__validate()
 returns trigger
 language plpgsql
@@ -485,11 +529,12 @@ begin
     -- a user or password before the host (user:password@, a token@), which the pattern
     -- below refuses as no host, is named here and not quoted: the refusal is the
     -- caller's answer and a line of the database server's log, where credentials do not
-    -- belong (until 2026-12-07 the URL was quoted whole; test/sql/config.test.ts)
+    -- belong (until 2026-12-07 the URL was quoted whole; test/sql/config.test.ts). Nor is
+    -- any other part of the URL but its host (url_refusal)
     if new.url ~ '^[A-Za-z]+://[^/?#]*@' then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
-        format('webhook url must not hold a user or password before its host (the relay sends none: a receiver verifies the webhook''s signature), got %L',
-               webhooks_private.quoted_part(regexp_replace(new.url, '^([A-Za-z]+://)[^/?#]*@', E'\\1…@'))));
+        format('webhook url must not hold a user or password before its host (the relay sends none: a receiver verifies the webhook''s signature), host %L',
+               webhooks_private.quoted_part(substring(new.url from E'^[A-Za-z]+://[^/?#]*@(\\[[^]/?#]*\\]?|[^/?#:]*)'))));
     end if;
     -- the authority is a host (a name, or an IPv6 address in brackets) and an optional
     -- port, nothing else: no user, and none of the characters the URL standard forbids in
@@ -505,25 +550,24 @@ begin
        or new.url !~* (E'^https?://(\\[[0-9a-f:.]+\\]|([^][\\s/?#@:<>\\\\^|%\\u0001-\\u001f' || webhooks_private.host_refused_unicode()
                         || E']|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\\S*)?$')
        or length(new.url) > v_url_max then
-      perform webhooks_private.config_error('webhook_url_invalid', 'url',
-        format('webhook url must be an absolute http:// or https:// URL of at most %s characters, got %L', v_url_max, webhooks_private.quoted_part(new.url)));
+      perform webhooks_private.config_error('webhook_url_invalid', 'url', webhooks_private.url_refusal(new.url, v_url_max));
     end if;
     -- an IPv6 literal: brackets that hold an address ([:::::] and [1.2.3.4] fit the
     -- pattern above, and the relay's parser refuses them)
     if new.url ~ '^[A-Za-z]+://[[]' and not webhooks_private.is_ipv6_address(substring(new.url from '^[A-Za-z]+://[[]([^]]*)[]]')) then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
         format('webhook url host is in brackets but is no IPv6 address, got %L',
-               left(substring(new.url from '^[A-Za-z]+://([[][^]]*[]]?)'), 300)));
+               webhooks_private.quoted_part(substring(new.url from '^[A-Za-z]+://([[][^]]*[]]?)'))));
     end if;
     if webhooks_private.host_is_bad_escape(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)')) then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
         format(E'webhook url host has percent-escapes of characters a host may not hold (a control character, a space, # %% / : < > ? @ [ \\ ] ^ |) or of bytes that are no UTF-8, got %L',
-               left(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)'), 300)));
+               webhooks_private.quoted_part(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)'))));
     end if;
     if webhooks_private.host_is_bad_number(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)')) then
       perform webhooks_private.config_error('webhook_url_invalid', 'url',
         format('webhook url host ends in a number but is no IPv4 address (at most four parts, each below 256, the last below 256^(5 - parts)), got %L',
-               left(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)'), 300)));
+               webhooks_private.quoted_part(substring(new.url from '^[A-Za-z]+://([^/?#:[]*)'))));
     end if;
     -- the port, if any: after the host or after an IPv6 literal's closing bracket
     v_port := substring(substring(new.url from '^[A-Za-z]+://([^/?#]*)') from ':([0-9]+)$');

@@ -604,6 +604,40 @@ test('set_webhook_delivery: the window left out leaves coalescing as it is; null
 // and a receiver that needs them would refuse every delivery). Its refusal quoted the
 // URL whole: the credentials went back in the error, and into the database server's
 // log, which records every error's message.
+// A refusal's message is the caller's answer and a line of the database server's log
+// (and the API's): it quoted the URL's first 100 characters, a token in its path or
+// query with them. Each refusal now says what is wrong, quoting at most the host.
+test('every refusal of a URL names what is wrong without quoting its path or query (webhook_url_invalid, webhook_url_port_invalid)', async (t) => {
+  const known = await ids();
+  const secret = 'T0KEN_s3cret';
+  const cases: Array<[string, string, RegExp]> = [
+    [`https://receiver.example.com/${secret}/\u202egnp.exe`, 'webhook_url_invalid', /^webhook url must not contain bidi controls/],
+    [`https://hook:pw@receiver.example.com/${secret}?key=${secret}`, 'webhook_url_invalid', /^webhook url must not hold a user or password before its host .*, host 'receiver\.example\.com'$/],
+    [`ftp://files.example.com/${secret}`, 'webhook_url_invalid', /^webhook url must start with http:\/\/ or https:\/\/, got 'ftp:\/\/'$/],
+    [`javascript:alert('${secret}')`, 'webhook_url_invalid', /^webhook url must start with http:\/\/ or https:\/\/$/],
+    [`${secret}.example.com/in`, 'webhook_url_invalid', /^webhook url must start with http:\/\/ or https:\/\/$/],
+    [`https://receiver.example.com/${secret}/${'a'.repeat(2048)}`, 'webhook_url_invalid', /^webhook url must be at most 2048 characters, got 2090$/],
+    [`https://receiver.example.com/${secret}/a b`, 'webhook_url_invalid', /^webhook url must not contain white space \(write it percent-encoded: %20\)$/],
+    [`https:///${secret}`, 'webhook_url_invalid', /^webhook url must have a host after https:\/\/$/],
+    [`https://recei<ver.example.com/${secret}`, 'webhook_url_invalid', /^webhook url host must be a name or an IPv6 address in brackets, without .*, got 'recei<ver\.example\.com'$/],
+    [`http://receiver.example.com:https/${secret}`, 'webhook_url_invalid', /^webhook url port must be digits$/],
+    [`http://[2001:db8::1]]/${secret}`, 'webhook_url_invalid', /^webhook url must be an absolute http:\/\/ or https:\/\/ URL whose authority is a host and an optional port$/],
+    [`http://[1.2.3.4]/${secret}`, 'webhook_url_invalid', /^webhook url host is in brackets but is no IPv6 address, got '\[1\.2\.3\.4\]'$/],
+    [`https://a%5cb.example/${secret}`, 'webhook_url_invalid', /^webhook url host has percent-escapes .*, got 'a%5cb\.example'$/],
+    [`http://1.2.3.4.5/${secret}`, 'webhook_url_invalid', /^webhook url host ends in a number but is no IPv4 address .*, got '1\.2\.3\.4\.5'$/],
+    [`https://receiver.example.com:99999/${secret}`, 'webhook_url_port_invalid', /^webhook url port must be from 1 to 65535, got 99999$/],
+  ];
+  for (const [url, rule, message] of cases) {
+    const error = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url }));
+    t.like(error, { code: '23514', constraint: rule, column: 'url' }, url);
+    t.regex(error.message, message, url);
+    t.false(error.message.includes(secret), error.message);
+  }
+  // a host is quoted by its first 100 characters at most
+  const long = await refusal(t, make().webhook({ companyId: known.company, actions: ['contact.created'], url: `https://${'h'.repeat(150)}<x/${secret}` }));
+  t.true(long.message.endsWith(`got '${'h'.repeat(100)}…'`), long.message);
+});
+
 test('refused: a URL with a user or password before its host, whose refusal quotes neither (webhook_url_invalid)', async (t) => {
   const known = await ids();
   for (const [url, secrets] of [
