@@ -399,14 +399,11 @@ function breakableUrl(url) {
 const acting = (word, on) => ({ 'aria-label': `${word} ${on}` });
 
 function webhookRow(webhook, backfill) {
-  const word = webhook.enabled ? 'Disable' : 'Enable';
-  const toggle = h('button', {
-    type: 'button',
-    class: webhook.enabled ? 'secondary danger' : 'secondary',
-    dataset: { action: webhook.enabled ? 'disable' : 'enable' },
-    ...acting(word, webhook.name),
-    onclick: () => toggleWebhook(webhook, toggle),
-  }, word);
+  const here = `tr[data-webhook-id="${webhook.id}"]`;
+  // the row comes back from the server as it is now, and the tally with it
+  const toggle = toggleButton(webhook, null, `${here} [data-action]`, async () => {
+    if (!(await redrawWebhookRow(webhook.id))) await render();
+  });
   return h('tr', { dataset: { webhookId: webhook.id }, class: webhook.enabled ? '' : 'is-disabled' },
     // (the row's header, its webhook: a screen reader says it with any cell of the row;
     // a cell, not a th, so that the row's cells stay one kind)
@@ -691,20 +688,34 @@ async function cancelWebhookBackfill(webhook, backfill, button) {
   }
 }
 
-async function toggleWebhook(webhook, button) {
+/**
+ * Disable / Enable, of the report's row and of the webhook's page: the one mutation, then
+ * the place drawn again as the server has it (redraw), and the focus on the button drawn
+ * in its place (focusAt) unless it was moved meanwhile. `id`: the button's, or null.
+ */
+function toggleButton(webhook, id, focusAt, redraw) {
+  const word = webhook.enabled ? 'Disable' : 'Enable';
+  const button = h('button', {
+    type: 'button', class: webhook.enabled ? 'secondary danger' : 'secondary', id,
+    dataset: { action: webhook.enabled ? 'disable' : 'enable' },
+    ...acting(word, webhook.name),
+    onclick: () => toggleWebhook(webhook, button, focusAt, redraw),
+  }, word);
+  return button;
+}
+
+async function toggleWebhook(webhook, button, focusAt, redraw) {
   clearMessages();
   button.disabled = true;
   try {
     const updated = await setWebhookEnabled(webhook.id, !webhook.enabled);
     flash(`Webhook Status: ${updated.enabled ? 'Enable' : 'Disable'} · ${webhook.name}`);
-    // the row comes back from the server as it is now, and the tally with it
-    if (!(await redrawWebhookRow(webhook.id))) await render();
-    document.querySelector(`tr[data-webhook-id="${webhook.id}"] [data-action]`)?.focus();
+    await redraw();
   } catch (error) {
     button.disabled = false;
     await refusedAction(error);
-    focusAgain(`tr[data-webhook-id="${webhook.id}"] [data-action]`);
   }
+  focusAgain(focusAt);
 }
 
 // ---- the history -------------------------------------------------------------
@@ -1181,13 +1192,7 @@ function renderTools(webhook) {
   }, 'Send test');
   // Disable / Enable as the report's row has them: the page says "enable it to send a
   // test" and "enable it to replay", which the report's table alone offered to do
-  const word = webhook.enabled ? 'Disable' : 'Enable';
-  const toggle = h('button', {
-    type: 'button', class: webhook.enabled ? 'secondary danger' : 'secondary', id: 'toggle-webhook',
-    dataset: { action: webhook.enabled ? 'disable' : 'enable' },
-    ...acting(word, webhook.name),
-    onclick: () => toggleWebhookHere(webhook, toggle),
-  }, word);
+  const toggle = toggleButton(webhook, 'toggle-webhook', '#toggle-webhook', render);
   replace($('webhook-tools'),
     h('a', { href: `#/webhooks/${webhook.id}/edit`, class: 'secondary button-link', id: 'edit-webhook' }, 'Edit'),
     toggle,
@@ -1279,22 +1284,6 @@ $('confirm').addEventListener('cancel', (event) => {
 $('confirm').addEventListener('close', () => {
   if (confirmAction && !$('confirm').open) cancelConfirm();
 });
-
-/** Disable / Enable on the webhook's page: the report's mutation, then its page drawn again as the server has it. */
-async function toggleWebhookHere(webhook, button) {
-  clearMessages();
-  button.disabled = true;
-  try {
-    const updated = await setWebhookEnabled(webhook.id, !webhook.enabled);
-    flash(`Webhook Status: ${updated.enabled ? 'Enable' : 'Disable'} · ${webhook.name}`);
-    await render();
-    focusAgain('#toggle-webhook');
-  } catch (error) {
-    button.disabled = false;
-    await refusedAction(error);
-    focusAgain('#toggle-webhook');
-  }
-}
 
 async function deleteFor(webhook) {
   clearMessages();
