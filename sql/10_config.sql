@@ -723,11 +723,16 @@ $$;
 -- 15_filters.sql), changes nothing: no row is written, so no AFTER trigger runs (no
 -- audit row, no change of the company's hour spent, no notice to the relays, no
 -- subscription rewritten), and the statement counts no row. Else updated_at says
--- when, and version (0100_webhook_version) counts one more change: update_webhook's
--- expected_version (45_admin.sql) compares it with the one an editor read. (A no-op
--- updated the row and wrote no audit row: it was no change of
--- webhooks.max_changes_per_hour, and a loop of them was unbounded.) The API functions
--- that change a webhook answer it as it is then (45_admin.sql).
+-- when, and version (0100_webhook_version) counts one more change of what an editor
+-- shows and its Save writes: update_webhook's expected_version (45_admin.sql) compares
+-- it with the one the editor read. Those are the settings of the setup form (page/app.js)
+-- and a filter whose user or status the CRM deleted (deleted_filter_target: the form
+-- asks for another). A Disable or Enable, the relay's disable of a failing endpoint and
+-- a rotation of the secret are not: the form neither shows nor sends them, and a Save
+-- over them was refused (webhook_changed_since) until 2026-12-07. (A no-op updated the
+-- row and wrote no audit row: it was no change of webhooks.max_changes_per_hour, and a
+-- loop of them was unbounded.) The API functions that change a webhook answer it as it
+-- is then (45_admin.sql).
 create or replace function webhooks_private.tg_webhooks__skip_unchanged()
 returns trigger
 language plpgsql
@@ -739,7 +744,13 @@ begin
     return null;
   end if;
   new.updated_at := now();
-  new.version := old.version + 1;
+  if (new.name, new.url, new.fields, new.actions, new.status_id, new.user_id, new.ignore_sources, new.watch_fields,
+      new.conditions, new.max_in_flight, new.rate_limit, new.coalesce_window, new.ordered, new.deleted_filter_target)
+     is distinct from
+     (old.name, old.url, old.fields, old.actions, old.status_id, old.user_id, old.ignore_sources, old.watch_fields,
+      old.conditions, old.max_in_flight, old.rate_limit, old.coalesce_window, old.ordered, old.deleted_filter_target) then
+    new.version := old.version + 1;
+  end if;
   return new;
 end;
 $$;

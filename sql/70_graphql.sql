@@ -14,7 +14,7 @@ A webhook: where to POST which contact fields when which actions happen. The sig
 comment on column webhooks.webhooks.company_id is 'The company that owns the webhook (always the caller''s).';
 comment on column webhooks.webhooks.fields is 'The contact fields sent (besides id); see contactFields.';
 comment on column webhooks.webhooks.actions is 'The actions that fire the webhook.';
-comment on column webhooks.webhooks.version is 'One more at each change of the webhook: give it back as updateWebhook''s expectedVersion, so that a change made since you read it is not overwritten.';
+comment on column webhooks.webhooks.version is 'One more at each change of a setting updateWebhook or setWebhookDelivery writes (or of deletedFilterTarget), not at a disable, an enable or a secret rotation: give it back as updateWebhook''s expectedVersion, so that a change made since you read it is not overwritten.';
 comment on column webhooks.webhooks.status_id is 'Only for status actions: fire for this status tag only.';
 comment on column webhooks.webhooks.user_id is 'Only for contact.user_assigned: fire for this user only.';
 comment on column webhooks.webhooks.ignore_sources is 'Sources (webhooks.source) whose changes never fire this webhook, e.g. an integration''s own writes; unknown stands for changes that name no source.';

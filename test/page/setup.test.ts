@@ -410,6 +410,34 @@ browserTest('a Save whose second request fails (a proxy\'s 502 between them) is 
   await page.close();
 });
 
+// (the version moved on with every write: a form open across a Disable in another tab,
+// the relay's disable of a failing endpoint or a secret's rotation was refused on Save,
+// though none of them is anything the form shows or its Save writes)
+browserTest('Save over a Disable, an Enable, the relay\'s disable and a secret rotation made since the form opened: saved, and the webhook stays as they left it', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, name: 'Letters', actions: ['contact.created'], url: 'https://letters.example.com/v1' });
+  const page = await signedIn(company.id);
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}/edit`);
+  await page.waitForSelector('#setup-form');
+  await untilText(page, '#page-title', 'Edit Letters');
+  // meanwhile: another admin disables it and enables it again, rotates its secret, and
+  // the relay disables it (its write for a 410 Gone)
+  await database.pool.query("select webhooks.disable_webhook($1, 'moving')", [hook.id]);
+  await database.pool.query('select webhooks.enable_webhook($1)', [hook.id]);
+  await database.pool.query('select webhooks.rotate_webhook_secret($1)', [hook.id]);
+  await database.pool.query(`update webhooks.webhooks set enabled = false, disabled_at = now(), disabled_by = 'relay',
+                                    disabled_reason = 'the endpoint answered 410 Gone' where id = $1`, [hook.id]);
+  await page.fill('#setup-name', 'Handwritten letters');
+  await page.click('#setup-submit');
+  await page.waitForSelector('#history:not([hidden])');
+  await untilText(page, '#flash', 'Saved · Handwritten letters');
+  t.deepEqual((await database.pool.query('select name, url, enabled, disabled_by from webhooks.webhooks where id = $1', [hook.id])).rows,
+    [{ name: 'Handwritten letters', url: 'https://letters.example.com/v1', enabled: false, disabled_by: 'relay' }]);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a secret shown is gone from the page once the tab is signed out, by Sign out or by a token that expired: the next to sign in on the tab does not see it', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();

@@ -569,6 +569,45 @@ test('update_webhook with the version the editor read: written and the version m
   t.is(await version(), read + 2);
 });
 
+// The version is what an editor's Save is refused over: it moved on with every write,
+// so an admin whose form was open across a Disable, an Enable, the relay's disable of a
+// failing endpoint or a rotation of the secret, none of which the form shows or its Save
+// writes, was refused (webhook_changed_since) and had to make the change again. It moves
+// on with what the form shows: its settings, and a filter whose user or status the CRM
+// deleted (the form asks for another).
+test('the version moves on with what an editor shows and Save writes, not with a disable, an enable, the relay\'s disable or a secret rotation, and a Save over those is saved', async (t) => {
+  const known = await ids();
+  const hook = await make().webhook({ companyId: known.company, name: 'Versioned', actions: ['contact.user_assigned'] });
+  const version = async () => (await db().pool.query<{ version: number }>('select version from webhooks.webhooks where id = $1', [hook.id])).rows[0]!.version;
+  const read = await version();
+  await db().pool.query("select webhooks.disable_webhook($1, 'receiver moved')", [hook.id]);
+  await db().pool.query('select webhooks.enable_webhook($1)', [hook.id]);
+  await db().pool.query('select webhooks.rotate_webhook_secret($1)', [hook.id]);
+  // (the relay's write, for a 410 Gone or an endpoint failing for days: 30_delivery.sql, 28_lanes.sql)
+  await db().pool.query(`update webhooks.webhooks set enabled = false, disabled_at = now(), disabled_by = 'relay',
+                                disabled_reason = 'the endpoint answered 410 Gone' where id = $1`, [hook.id]);
+  t.is(await version(), read, 'none of them changes what the editor shows');
+  const { rows: [saved] } = await db().pool.query(
+    'select (w).name, (w).enabled, (w).disabled_by, (w).version from webhooks.update_webhook($1, name => $2, expected_version => $3) w',
+    [hook.id, 'Saved after', read]);
+  t.deepEqual(saved, { name: 'Saved after', enabled: false, disabled_by: 'relay', version: read + 1 }, 'saved, and the status kept');
+  // each thing the form shows moves it on, and a Save at the version before is refused
+  const changes: Array<[string, string, unknown]> = [
+    ['name', '$2', 'Renamed'], ['url', '$2', 'https://moved.example.com/in'], ['fields', '$2', ['email', 'city']],
+    ['user_id', '$2', known.user], ['deleted_filter_target', '$2', `user ${known.user} (Gone Away)`], ['user_id', '$2', null],
+    ['actions', '$2::webhooks.action[]', ['contact.created', 'contact.updated']],
+    ['ignore_sources', '$2', ['api']], ['watch_fields', '$2', ['city']], ['conditions', '$2::jsonb', JSON.stringify({ field: 'state', op: 'eq', value: 'VA' })],
+    ['max_in_flight', '$2', 3], ['rate_limit', '$2', 5], ['coalesce_window', '$2::interval', '10 seconds'], ['ordered', '$2', true],
+  ];
+  for (const [column, as, value] of changes) {
+    const before = await version();
+    await db().pool.query(`update webhooks.webhooks set ${column} = ${as} where id = $1`, [hook.id, value]);
+    t.is(await version(), before + 1, column);
+    const refused = await t.throwsAsync(db().pool.query('select webhooks.update_webhook($1, name => $2, expected_version => $3)', [hook.id, `Over ${column}`, before]));
+    t.like(refused, { code: '55000', constraint: 'webhook_changed_since' }, column);
+  }
+});
+
 // set_webhook_delivery's window left out leaves coalescing as it is, as ordered left
 // out leaves ordering: a call that changed the order alone turned coalescing off. A
 // null given turns it off, as documented; so does a window of 0, which is no window.
