@@ -62,6 +62,17 @@ const SCHEMA_NOT_READ = `GraphQL schema not yet read from the database (the API 
 export const CONNECTIONS_CHECKED_EVERY_MS = 1_000;
 
 /**
+ * How long past the Keep-Alive timeout it advertises (API_KEEP_ALIVE_MS) the API keeps
+ * an idle connection: a client counts the idle time from when it reads an answer, and
+ * on a loaded machine it reads it a second or two after the API wrote it; one that sends
+ * at the advertised timeout (fetch sends up to a second before it) reached the API as it
+ * closed the connection at node's second past it (keepAliveTimeoutBuffer), and read
+ * "other side closed" (test/api/connections.test.ts). Idle connections count against
+ * API_MAX_CONNECTIONS this much longer.
+ */
+export const KEEP_ALIVE_CLOSE_MARGIN_MS = 3_000;
+
+/**
  * Resolves once the answer is all handed to the system, or its connection has closed.
  * A client that takes no byte of it for idleMs is disconnected (node's own timeout of
  * an idle socket, set for this answer only: once it is sent, node sets the keep-alive's).
@@ -417,9 +428,11 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   // past it, connections are closed as they come (idle ones close after
   // API_KEEP_ALIVE_MS)
   server.maxConnections = limits.maxConnections;
-  // an idle connection is closed this long after its last answer (and node's
-  // keepAliveTimeoutBuffer, 1 s, past the timeout it advertises)
+  // an idle connection is closed this long after its last answer, advertised as
+  // Keep-Alive: timeout, and KEEP_ALIVE_CLOSE_MARGIN_MS past it (node's 1 s was less
+  // than a loaded client's lag)
   server.keepAliveTimeout = limits.keepAliveMs;
+  server.keepAliveTimeoutBuffer = KEEP_ALIVE_CLOSE_MARGIN_MS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     // an empty host is none (a compose file's `HOST: ${HOST}` with HOST unset): given to

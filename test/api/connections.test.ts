@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import type { ApiLimits } from '../../api/limits.ts';
+import { KEEP_ALIVE_CLOSE_MARGIN_MS } from '../../api/server.ts';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
 import { useTestDatabase } from '../helpers/db.ts';
 import { closedOfFlood } from '../helpers/connection-flood.ts';
@@ -209,6 +210,52 @@ test.serial('a request that arrives on an idle keep-alive connection within its 
   t.is(await within(10_000, client.closed), undefined);
 });
 
+// A client counts a connection's idle time from when it reads an answer, the API from
+// when it has written it: on a loaded machine the client reads it a second or two
+// later, and a client that sends at the advertised timeout (fetch sends up to a second
+// before it) reached the API as it closed the connection, node's second past the
+// timeout: "other side closed", and a POST is not sent again (seen once as a failed
+// fetch in test/api/limits.test.ts). Such a client, each time reading later, on one
+// connection (serial: its times are the test's, which other tests' work would stretch).
+test.serial('a client that reads each answer up to 2 s late and sends exactly at the advertised Keep-Alive timeout is answered each time: the API closes an idle connection KEEP_ALIVE_CLOSE_MARGIN_MS past it', async (t) => {
+  const api = await apiWith(t, { keepAliveMs: 1_000 });
+  const company = await factories(db().pool).company();
+  const token = await api.token(company.id);
+  const request = `POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\n` +
+    `Content-Length: ${QUERY.length}\r\n\r\n${QUERY}`;
+  const answers = (text: string) => text.match(/HTTP\/1\.1 200 /g)?.length ?? 0;
+  const client = rawClient(api.api.port);
+  let closedAt: number | undefined;
+  void client.closed.then(() => { closedAt = Date.now(); });
+  // (when the answer's last bytes came: the client's idle time starts there)
+  let lastBytesAt = 0;
+  client.socket.on('data', () => { lastBytesAt = Date.now(); });
+  let answeredAt = 0;
+  const answered = (n: number) => until(`answer ${n}, or the connection closed`, async () => {
+    if (closedAt === undefined && !(answers(client.received()) === n && client.received().endsWith('}'))) return false;
+    answeredAt = lastBytesAt;
+    return true;
+  });
+  client.socket.write(request);
+  await answered(1);
+  const advertised = Number(/^keep-alive: timeout=(\d+)/im.exec(client.received())?.[1]);
+  t.is(advertised, 1, client.received());
+  const lateBy = [0, 500, 1_000, 1_500, 2_000];
+  for (const [i, late] of lateBy.entries()) {
+    const last = answeredAt;
+    await new Promise((resolve) => setTimeout(resolve, late + advertised * 1000 - (Date.now() - last)));
+    if (closedAt === undefined) client.socket.write(request);
+    await answered(i + 2);
+    t.is(closedAt, undefined, `read ${late} ms late, sent at the advertised ${advertised} s: the connection was closed ${closedAt! - last} ms after the last answer`);
+    if (closedAt !== undefined) return;
+  }
+  t.is(answers(client.received()), lateBy.length + 1);
+  // and an idle one is closed after the timeout and the margin, not long after
+  t.is(await within(10_000, client.closed), undefined);
+  const idle = closedAt! - answeredAt;
+  t.true(idle >= 1_000 + KEEP_ALIVE_CLOSE_MARGIN_MS - 100 && idle < 1_000 + KEEP_ALIVE_CLOSE_MARGIN_MS + 2_000, `closed after ${idle} ms idle`);
+});
+
 test('API_KEEP_ALIVE_MS is how long an idle connection is kept, advertised in Keep-Alive: longer than a proxy keeps its own', async (t) => {
   const api = await apiWith(t, { keepAliveMs: 2_000 });
   const company = await factories(db().pool).company();
@@ -220,7 +267,7 @@ test('API_KEEP_ALIVE_MS is how long an idle connection is kept, advertised in Ke
   const answered = Date.now();
   t.regex(client.received(), /^keep-alive: timeout=2\r$/im);
   t.is(await within(10_000, client.closed), undefined);
-  // closed after its timeout and node's second past it, not node's 5 s and that second
+  // closed after its timeout and KEEP_ALIVE_CLOSE_MARGIN_MS past it, not node's 5 s and that margin
   const idle = Date.now() - answered;
-  t.true(idle >= 2_000 && idle < 6_000, `closed after ${idle} ms idle`);
+  t.true(idle >= 2_000 + KEEP_ALIVE_CLOSE_MARGIN_MS - 100 && idle < 5_000 + KEEP_ALIVE_CLOSE_MARGIN_MS, `closed after ${idle} ms idle`);
 });
