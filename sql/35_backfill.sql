@@ -97,11 +97,13 @@ as $$
                webhooks_private.backfill_claims_ahead() * webhooks_private.backfill_claim_of(p_webhook));
 $$;
 
--- private: how long one backfill's batch, and the count of its total, may spend on
--- its webhook's conditions before it stops short. The step serves every company's
--- backfills one after the other, and a contact may cost a company's conditions a
--- tenth of a second or more (filters.md, "What one write may cost"): a batch of 500
--- such contacts held the step, and every other company's backfill, for minutes
+-- private: how long one backfill's batch may take before it stops short, and the
+-- count of its total may spend on its webhook's conditions. The step serves every
+-- company's backfills one after the other, in one transaction, and a contact may
+-- cost a company's conditions a tenth of a second or more (filters.md, "What one
+-- write may cost"), its snapshot as much when it is large (a custom text of 800 kB:
+-- 90 ms): a batch of 500 such contacts held the step, and every other company's
+-- backfill, for minutes, and an ordered webhook's locks on its contacts as long
 -- (until 2026-12-07; test/sql/backfill.test.ts). As the relay's backfiller interval.
 create or replace function webhooks_private.backfill_batch_time()
 returns interval
@@ -627,7 +629,7 @@ begin
       -- (bounded as the walk's batch, below: the notes after this contact are the
       -- next step's; both in id order. Until 2026-12-07 a batch of them took what its
       -- conditions cost, 0.1 s a contact or more.)
-      if v_webhook.conditions is not null and clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
+      if clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
         v_behind := array(select i from unnest(v_behind) i where i <= v_contact.id);
         exit;
       end if;
@@ -695,9 +697,13 @@ begin
     if webhooks_private.backfill_snapshot(v_webhook, v_contact, v_omit, v_timestamp) then
       v_written := v_written + 1;
     end if;
-    -- (conditions that cost more than backfill_batch_time a batch: it ends here, and
-    -- the next step goes on from this contact)
-    if v_webhook.conditions is not null and clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
+    -- (a batch that costs more than backfill_batch_time, by its conditions or by its
+    -- contacts' size, ends here, and the next step goes on from this contact. Until
+    -- 2026-12-07 only conditions were timed: 200 contacts of 800 kB each held the
+    -- step, every company's backfills, for 18 s, and an ordered webhook's locks on
+    -- them, another company's contact shared with it among them, as long:
+    -- test/sql/backfill.test.ts)
+    if clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
       v_cut := v_seen < v_batch;
       exit;
     end if;

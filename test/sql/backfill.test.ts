@@ -228,6 +228,41 @@ test('a batch whose conditions cost more than backfill_batch_time ends early, an
   t.is((await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot').length, 2);
 });
 
+test('a batch whose contacts cost more than backfill_batch_time ends early, conditions or none: an ordered webhook\'s locks on another company\'s contacts are held that long at most', async (t) => {
+  // The step serves every company's backfills in one transaction, and an ordered
+  // webhook's batch holds its contacts FOR SHARE until it commits, a contact of
+  // another company shared with it through an assignment among them. Only a batch
+  // with conditions was bounded in time: 200 contacts of the company's own, each
+  // with 800 kB of custom text, took a step 18 s, and a writer of the other
+  // company's contact waited 15 s of it (every other company's backfill as long).
+  const f = make();
+  const company = await f.company();
+  const other = await f.company();
+  const user = await f.user(company.id);
+  const shared = await f.contact(other.id);
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [shared.id, user.id]);
+  const CONTACTS = 40;
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name, custom)
+     select $1, 'F' || n, jsonb_build_object('notes', (select string_agg(md5(n || '.' || i), '') from generate_series(1, 25000) i))
+     from generate_series(1, $2::int) n`, [company.id, CONTACTS]);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['first_name', 'custom'] });
+  await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+  const id = await start(hook.id);
+  const began = Date.now();
+  await step(id);
+  t.log(`one step: ${Date.now() - began} ms`);
+  const { rows: [{ examined }] } = await db().pool.query(
+    'select count(*)::int as examined from webhooks.deliveries where webhook_id = $1', [hook.id]);
+  t.true(examined >= 1 && examined < CONTACTS + 1, `examined ${examined} of a batch of ${CONTACTS + 1} in one step`);
+  t.like(await backfillRow(id), { state: 'running' });
+  await runToEnd(id, hook.id);
+  t.like(await backfillRow(id), { state: 'done', queued: String(CONTACTS + 1) });
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot').map((d) => d.contact_id);
+  t.is(new Set(snapshots).size, CONTACTS + 1, 'each contact once');
+  t.true(snapshots.includes(shared.id));
+});
+
 test('a contact deleted after its snapshot was written, before it was sent: the snapshot fails, not sent; its contact.deleted goes', async (t) => {
   // A snapshot waits webhooks.backfill_defer; the delete goes at once. Sent after the
   // delete, the snapshot made a receiver that creates what it does not have bring the
