@@ -860,6 +860,7 @@ declare
   v_message text;
   v_state text;
   v_served integer := 0;
+  v_visited bigint[] := '{}';
   v_hidden text;
 begin
   written := 0;
@@ -868,14 +869,20 @@ begin
   -- (each backfill's webhook first, FOR KEY SHARE, then its row; one whose webhook is
   -- being deleted is passed by, and goes with it: a step and a delete deadlocked until
   -- 2026-12-07. Why: docs/outbox.md, the delete's lock order.)
+  -- (the backfills that have written the fewest snapshots first, then by id: in id
+  -- order alone a company whose receivers took each batch at once had its p_limit
+  -- oldest backfills served at every step, and a backfill started after them waited
+  -- until they were done, for as long as they had contacts to walk; until 2026-12-07,
+  -- test/sql/backfill-step.test.ts. A sort of the running backfills, a few a company.)
   for v_backfill in
     select b.* from webhooks.webhooks w
     join webhooks.backfills b on b.webhook_id = w.id
     where b.state = 'running' and (p_only is null or b.id = p_only)
-    order by b.id
+    order by b.queued, b.id
     for key share of w skip locked
     for update of b skip locked
   loop
+    v_visited := v_visited || v_backfill.id;
     begin
       select o.written_now, o.waits_for_room into v_batch, v_waits
       from webhooks_private.backfill_batch_of(v_backfill) o;
@@ -933,7 +940,7 @@ begin
       -- (backfills left unvisited: the relay steps again at once, not on its timer,
       -- whose receivers may be idle; until 2026-12-07 they waited for it)
       more := exists (select 1 from webhooks.backfills b
-                      where b.state = 'running' and b.id > v_backfill.id and p_only is null);
+                      where b.state = 'running' and b.id <> all (v_visited) and p_only is null);
       exit;
     end if;
   end loop;

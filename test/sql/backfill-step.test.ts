@@ -237,3 +237,43 @@ test.serial('a backfill whose batch loses a deadlock or a serialization conflict
   t.like((await db().pool.query('select state, error from webhooks.backfills where id = $1', [id])).rows[0], { state: 'done', error: null });
   t.deepEqual((await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot').map((d) => d.contact_id), [contact.id]);
 });
+
+test.serial('a company\'s backfills that each have room at every step do not hold another company\'s back: a step takes those that have written the fewest snapshots first', async (t) => {
+  // One step serves p_limit backfills (16 by default), and a relay steps again as
+  // soon as their snapshots are settled. Taken in id order, a company whose
+  // receivers took every batch at once had its p_limit oldest backfills served at
+  // every step, and a backfill started after them by another company was served only
+  // once those were done: for as long as they had contacts to walk.
+  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
+  const f = factories(db().pool);
+  const big = await f.company();
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name) select $1, 'F' || n from generate_series(1, 20) n`, [big.id]);
+  const bigHooks: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const hook = await f.webhook({ companyId: big.id, actions: ['contact.deleted'] });
+    bigHooks.push(hook.id);
+    await db().pool.query('select webhooks.backfill($1)', [hook.id]);
+  }
+  const small = await f.company();
+  const hook = await f.webhook({ companyId: small.id, actions: ['contact.deleted'] });
+  const contact = await f.contact(small.id);
+  const { rows: [{ id }] } = await db().pool.query('select webhooks.backfill($1) as id', [hook.id]);
+
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  // the big company's receivers take each batch at once (as a relay that settles them)
+  for (let i = 0; i < 2; i++) {
+    await stepper.query('select webhooks_relay.backfill_step(p_limit => 2)');
+    await db().pool.query(
+      `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+       where webhook_id = any ($1::bigint[]) and state = 'pending'`, [bigHooks]);
+  }
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot');
+  t.deepEqual(snapshots.map((d) => d.contact_id), [contact.id], 'served within two steps of two places');
+  const { rows } = await db().pool.query(
+    'select webhook_id, queued from webhooks.backfills where id = $1 or webhook_id = any ($2::bigint[]) order by id', [id, bigHooks]);
+  // (and the big company's were served in both steps, the one written least first)
+  t.deepEqual(rows.map((r) => [r.webhook_id, r.queued]), [[bigHooks[0], '2'], [bigHooks[1], '1'], [hook.id, '1']]);
+});
