@@ -829,8 +829,8 @@ create trigger _500_forget_renumbered
   execute function webhooks_private.tg_backfills__forget_renumbered();
 
 -- private (relay, tools): one batch of each running backfill that has room (or of
--- p_only alone), at most p_limit backfills and until backfill_batch_time() has
--- passed; a backfill another step is working on is skipped. Those that can do nothing now (paused, or waiting for their snapshots to
+-- p_only alone), at most p_limit backfills; a backfill another step is working on is
+-- skipped. Those that can do nothing now (paused, or waiting for their snapshots to
 -- be sent) are passed over and take none of the p_limit places: in id order, a few
 -- companies' paused backfills otherwise held every later one back for as long as
 -- they stayed paused. Returns the snapshots written (0: nothing to do now), and the
@@ -839,8 +839,8 @@ create trigger _500_forget_renumbered
 -- again as soon as it has settled deliveries of one of them, not on its timer alone
 -- (relay/backfiller.ts). Until 2026-12-07 a receiver that answered at once got four
 -- times its max_in_flight of snapshots a timer's tick, whatever it could take. more:
--- the step served p_limit backfills, or ended on its time, and running ones are left
--- unvisited, which the relay steps next at once.
+-- the step served p_limit backfills and running ones are left unvisited, which the
+-- relay steps next at once.
 select webhooks_private.drop_function_unless(
   'webhooks_relay.backfill_step_waiting(integer, bigint)',
   'p_limit integer DEFAULT 16, p_only bigint DEFAULT NULL::bigint, OUT written integer, OUT waiting bigint[], OUT more boolean',
@@ -861,7 +861,6 @@ declare
   v_state text;
   v_served integer := 0;
   v_visited bigint[] := '{}';
-  v_step_started constant timestamptz := clock_timestamp();
   v_hidden text;
 begin
   written := 0;
@@ -937,14 +936,7 @@ begin
     continue when v_batch is null;
     written := written + v_batch;
     v_served := v_served + 1;
-    -- (a step is one transaction: an ordered webhook's batch holds its contacts, a
-    -- contact of another company shared with it among them, until the step commits.
-    -- Each batch ends at backfill_batch_time, and so does the step, the backfills left
-    -- the next one's, at once; those served go after them, having written more. Until
-    -- 2026-12-07 eight such batches of contacts of 800 kB made a step of 5.5 s, its
-    -- first batch's locks held through all of it: test/sql/backfill-step.test.ts.)
-    if v_served >= greatest(p_limit, 1)
-       or clock_timestamp() - v_step_started > webhooks_private.backfill_batch_time() then
+    if v_served >= greatest(p_limit, 1) then
       -- (backfills left unvisited: the relay steps again at once, not on its timer,
       -- whose receivers may be idle; until 2026-12-07 they waited for it)
       more := exists (select 1 from webhooks.backfills b

@@ -277,35 +277,3 @@ test.serial('a company\'s backfills that each have room at every step do not hol
   // (and the big company's were served in both steps, the one written least first)
   t.deepEqual(rows.map((r) => [r.webhook_id, r.queued]), [[bigHooks[0], '2'], [bigHooks[1], '1'], [hook.id, '1']]);
 });
-
-test.serial('a step ends once it has spent backfill_batch_time, the rest left to the next: an ordered webhook\'s locks on another company\'s contact are not held through every other backfill\'s batch', async (t) => {
-  // A step is one transaction, and an ordered webhook's batch holds its contacts FOR
-  // SHARE until it commits. Each batch was bounded in time, the step was not: eight
-  // ordered webhooks of one company, backfilling contacts of 800 kB each, made a step
-  // of 5.5 s, and a contact of another company shared with them stayed locked to its
-  // writers as long.
-  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
-  const f = factories(db().pool);
-  const company = await f.company();
-  const other = await f.company();
-  const user = await f.user(company.id);
-  const shared = await f.contact(other.id);
-  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [shared.id, user.id]);
-  await db().pool.query(
-    `insert into crm.contacts (company_id, first_name, custom)
-     select $1, 'F' || n, jsonb_build_object('notes', (select string_agg(md5(n || '.' || i), '') from generate_series(1, 25000) i))
-     from generate_series(1, 8) n`, [company.id]);
-  const hooks: string[] = [];
-  for (let i = 0; i < 4; i++) {
-    const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['first_name', 'custom'] });
-    await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
-    await db().pool.query('select webhooks.backfill($1)', [hook.id]);
-    hooks.push(hook.id);
-  }
-  const { rows: [stepped] } = await db().pool.query('select written, more from webhooks_relay.backfill_step_waiting()');
-  const { rows } = await db().pool.query(
-    `select count(*)::int as served from webhooks.backfills where webhook_id = any ($1::bigint[]) and queued > 0`, [hooks]);
-  t.log(`one step: ${stepped.written} snapshots, of ${rows[0].served} backfills`);
-  t.true(rows[0].served < 4, `backfills served in one step: ${rows[0].served} of 4`);
-  t.true(stepped.more, 'the rest are the next step\'s, at once');
-});
