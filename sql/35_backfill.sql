@@ -637,7 +637,7 @@ begin
     delete from webhooks_private.backfill_renumbered r
     where r.backfill_id = p_backfill.id and r.contact_id = any (v_behind);
     if cardinality(v_behind) > 0 then
-      update webhooks.backfills b set queued = b.queued + v_written where b.id = p_backfill.id;
+      update webhooks.backfills b set queued = b.queued + v_written, served_at = now() where b.id = p_backfill.id;
       written_now := v_written;
       waits_for_room := true;
       return;
@@ -719,6 +719,7 @@ begin
   update webhooks.backfills b
   set position = v_position,
       queued = b.queued + v_written,
+      served_at = now(),   -- (the step's order: backfill_step_waiting)
       -- the walk is over when a batch comes back short
       state = case when v_seen < v_batch and not v_held then 'done' else 'running' end,
       total = case when v_seen < v_batch and not v_held then b.queued + v_written else b.total end,
@@ -829,9 +830,10 @@ create trigger _500_forget_renumbered
   execute function webhooks_private.tg_backfills__forget_renumbered();
 
 -- private (relay, tools): one batch of each running backfill that has room (or of
--- p_only alone), at most p_limit backfills; a backfill another step is working on is
--- skipped. Those that can do nothing now (paused, or waiting for their snapshots to
--- be sent) are passed over and take none of the p_limit places: in id order, a few
+-- p_only alone), at most p_limit backfills and until backfill_batch_time() has
+-- passed; a backfill another step is working on is skipped. Those that can do
+-- nothing now (paused, or waiting for their snapshots to be sent) are passed over
+-- and take none of the p_limit places: in id order, a few
 -- companies' paused backfills otherwise held every later one back for as long as
 -- they stayed paused. Returns the snapshots written (0: nothing to do now), and the
 -- webhooks whose backfill waits for room (still running, and a batch written now, or
@@ -839,8 +841,8 @@ create trigger _500_forget_renumbered
 -- again as soon as it has settled deliveries of one of them, not on its timer alone
 -- (relay/backfiller.ts). Until 2026-12-07 a receiver that answered at once got four
 -- times its max_in_flight of snapshots a timer's tick, whatever it could take. more:
--- the step served p_limit backfills and running ones are left unvisited, which the
--- relay steps next at once.
+-- the step served p_limit backfills, or ended on its time, and running ones are left
+-- unvisited, which the relay steps next at once.
 select webhooks_private.drop_function_unless(
   'webhooks_relay.backfill_step_waiting(integer, bigint)',
   'p_limit integer DEFAULT 16, p_only bigint DEFAULT NULL::bigint, OUT written integer, OUT waiting bigint[], OUT more boolean',
@@ -861,6 +863,7 @@ declare
   v_state text;
   v_served integer := 0;
   v_visited bigint[] := '{}';
+  v_step_started constant timestamptz := clock_timestamp();
   v_hidden text;
 begin
   written := 0;
@@ -869,16 +872,18 @@ begin
   -- (each backfill's webhook first, FOR KEY SHARE, then its row; one whose webhook is
   -- being deleted is passed by, and goes with it: a step and a delete deadlocked until
   -- 2026-12-07. Why: docs/outbox.md, the delete's lock order.)
-  -- (the backfills that have written the fewest snapshots first, then by id: in id
-  -- order alone a company whose receivers took each batch at once had its p_limit
-  -- oldest backfills served at every step, and a backfill started after them waited
-  -- until they were done, for as long as they had contacts to walk; until 2026-12-07,
-  -- test/sql/backfill-step.test.ts. A sort of the running backfills, a few a company.)
+  -- (the least recently served first, those never served before all, then by id
+  -- (served_at, migration 0105): in id order a company whose receivers took each
+  -- batch at once had its p_limit oldest backfills served at every step, and a
+  -- backfill started after them waited until they were done, for as long as they had
+  -- contacts to walk; until 2026-12-07, test/sql/backfill-step.test.ts. By the
+  -- snapshots written, a backfill whose batches write none, its conditions turning
+  -- every contact away, stayed first. A sort of the running backfills, a few a company.)
   for v_backfill in
     select b.* from webhooks.webhooks w
     join webhooks.backfills b on b.webhook_id = w.id
     where b.state = 'running' and (p_only is null or b.id = p_only)
-    order by b.queued, b.id
+    order by b.served_at nulls first, b.id
     for key share of w skip locked
     for update of b skip locked
   loop
@@ -936,7 +941,14 @@ begin
     continue when v_batch is null;
     written := written + v_batch;
     v_served := v_served + 1;
-    if v_served >= greatest(p_limit, 1) then
+    -- (a step is one transaction: an ordered webhook's batch holds its contacts, a
+    -- contact of another company shared with it among them, until the step commits.
+    -- Each batch ends at backfill_batch_time, and so does the step, the backfills left
+    -- the next one's, at once; those served go after them, served last. Until
+    -- 2026-12-07 eight such batches of contacts of 800 kB made a step of 5.5 s, its
+    -- first batch's locks held through all of it: test/sql/backfill-step.test.ts.)
+    if v_served >= greatest(p_limit, 1)
+       or clock_timestamp() - v_step_started > webhooks_private.backfill_batch_time() then
       -- (backfills left unvisited: the relay steps again at once, not on its timer,
       -- whose receivers may be idle; until 2026-12-07 they waited for it)
       more := exists (select 1 from webhooks.backfills b

@@ -41,6 +41,8 @@ comment on column webhooks.deliveries.held_back is
   'True: pending behind an earlier delivery of the same contact (an ordered webhook); it goes once that one has ended, whatever next_attempt_at says.';
 comment on column webhooks.deliveries.locked_by is '@behavior -*';
 comment on column webhooks.deliveries.locked_until is '@behavior -*';
+-- (when a step last served the backfill: the steps' order alone, 35_backfill.sql)
+comment on column webhooks.backfills.served_at is '@behavior -*';
 
 comment on table webhooks.delivery_attempts is $$
 @unique id

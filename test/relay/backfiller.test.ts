@@ -91,6 +91,9 @@ test.serial('50 backfills of 50 webhooks: a step that served its limit of them i
   await stepper.idle();
   const { rows } = await db().pool.query('select state, count(*)::int as n from webhooks.backfills where id = any ($1) group by state', [ids]);
   t.deepEqual(rows, [{ state: 'done', n: 50 }]);
-  // 16 a step: 16, 16, 16 and 2
-  t.deepEqual(stepper.stats, { steps: 4, stepsOnSettle: 0 });
+  // 16 a step at most: 16, 16, 16 and 2, or more steps where one ended on its time
+  // (backfill_batch_time: 16 batches of one contact take longer on a loaded machine);
+  // each asked for by the step before it, the timer being an hour
+  t.is(stepper.stats.stepsOnSettle, 0);
+  t.true(stepper.stats.steps >= 4, `steps: ${stepper.stats.steps}`);
 });

@@ -238,7 +238,7 @@ test.serial('a backfill whose batch loses a deadlock or a serialization conflict
   t.deepEqual((await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot').map((d) => d.contact_id), [contact.id]);
 });
 
-test.serial('a company\'s backfills that each have room at every step do not hold another company\'s back: a step takes those that have written the fewest snapshots first', async (t) => {
+test.serial('a company\'s backfills that each have room at every step do not hold another company\'s back: a step takes the least recently served first', async (t) => {
   // One step serves p_limit backfills (16 by default), and a relay steps again as
   // soon as their snapshots are settled. Taken in id order, a company whose
   // receivers took every batch at once had its p_limit oldest backfills served at
@@ -276,4 +276,63 @@ test.serial('a company\'s backfills that each have room at every step do not hol
     'select webhook_id, queued from webhooks.backfills where id = $1 or webhook_id = any ($2::bigint[]) order by id', [id, bigHooks]);
   // (and the big company's were served in both steps, the one written least first)
   t.deepEqual(rows.map((r) => [r.webhook_id, r.queued]), [[bigHooks[0], '2'], [bigHooks[1], '1'], [hook.id, '1']]);
+});
+
+test.serial('a step ends once it has spent backfill_batch_time, the rest left to the next: an ordered webhook\'s locks on another company\'s contact are not held through every other backfill\'s batch', async (t) => {
+  // A step is one transaction, and an ordered webhook's batch holds its contacts FOR
+  // SHARE until it commits. Each batch was bounded in time, the step was not: eight
+  // ordered webhooks of one company, backfilling contacts of 800 kB each, made a step
+  // of 5.5 s, and a contact of another company shared with them stayed locked to its
+  // writers as long.
+  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
+  const f = factories(db().pool);
+  const company = await f.company();
+  const other = await f.company();
+  const user = await f.user(company.id);
+  const shared = await f.contact(other.id);
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [shared.id, user.id]);
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name, custom)
+     select $1, 'F' || n, jsonb_build_object('notes', (select string_agg(md5(n || '.' || i), '') from generate_series(1, 25000) i))
+     from generate_series(1, 8) n`, [company.id]);
+  const hooks: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], fields: ['first_name', 'custom'] });
+    await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
+    await db().pool.query('select webhooks.backfill($1)', [hook.id]);
+    hooks.push(hook.id);
+  }
+  const { rows: [stepped] } = await db().pool.query('select written, more from webhooks_relay.backfill_step_waiting()');
+  const { rows } = await db().pool.query(
+    `select count(*)::int as served from webhooks.backfills where webhook_id = any ($1::bigint[]) and queued > 0`, [hooks]);
+  t.log(`one step: ${stepped.written} snapshots, of ${rows[0].served} backfills`);
+  t.true(rows[0].served < 4, `backfills served in one step: ${rows[0].served} of 4`);
+  t.true(stepped.more, 'the rest are the next step\'s, at once');
+});
+
+test.serial('a backfill whose batches write nothing (its conditions turn every contact away) is not served at every step while another waits', async (t) => {
+  // Taken by the snapshots written (fewest first), such a backfill, never having
+  // written one, came first at every step: with one place a step it held every
+  // other backfill back for its whole walk, and a step ended on its time as well.
+  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
+  const f = factories(db().pool);
+  const picky = await f.company();
+  await db().pool.query(
+    `insert into crm.contacts (company_id, first_name, state) select $1, 'F' || n, 'CA' from generate_series(1, 20) n`, [picky.id]);
+  const none = await f.webhook({ companyId: picky.id, actions: ['contact.deleted'],
+    conditions: { field: 'state', op: 'eq', value: 'VA' } });
+  const { rows: [{ id: noneId }] } = await db().pool.query('select webhooks.backfill($1) as id', [none.id]);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const contact = await f.contact(company.id);
+  await db().pool.query('select webhooks.backfill($1)', [hook.id]);
+
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  for (let i = 0; i < 2; i++) await stepper.query('select webhooks_relay.backfill_step(p_limit => 1)');
+  const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot');
+  t.deepEqual(snapshots.map((d) => d.contact_id), [contact.id], 'served at the second step of one place');
+  const { rows: [picked] } = await db().pool.query('select state, queued from webhooks.backfills where id = $1', [noneId]);
+  t.like(picked, { state: 'running', queued: '0' });
 });
