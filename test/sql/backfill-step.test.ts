@@ -274,7 +274,7 @@ test.serial('a company\'s backfills that each have room at every step do not hol
   t.deepEqual(snapshots.map((d) => d.contact_id), [contact.id], 'served within two steps of two places');
   const { rows } = await db().pool.query(
     'select webhook_id, queued from webhooks.backfills where id = $1 or webhook_id = any ($2::bigint[]) order by id', [id, bigHooks]);
-  // (and the big company's were served in both steps, the one written least first)
+  // (and the big company's in both steps: the least recently served first, then the oldest)
   t.deepEqual(rows.map((r) => [r.webhook_id, r.queued]), [[bigHooks[0], '2'], [bigHooks[1], '1'], [hook.id, '1']]);
 });
 
