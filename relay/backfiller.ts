@@ -11,6 +11,7 @@
 // Any number of relays may run it at once (a backfill's row is locked during its
 // step, SKIP LOCKED).
 import type { Logger } from 'pino';
+import { RepeatedFailures } from './log.ts';
 import { backfillStep } from './queries.ts';
 
 /** How often the backfiller steps by default (RELAY_BACKFILL_INTERVAL_MS). */
@@ -39,9 +40,12 @@ export class Backfiller {
    * next at once (their receivers may be idle, and no settle of theirs would ask)
    */
   private more = false;
+  /** steps failed in a row (a database away): logged once, then once a minute */
+  private readonly failures: RepeatedFailures;
 
   constructor(options: BackfillerOptions) {
     this.options = options;
+    this.failures = new RepeatedFailures(options.log, 'backfill step failed; will try again', 'backfill steps work again');
     this.intervalMs = options.intervalMs ?? BACKFILLER_INTERVAL_DEFAULT_MS;
   }
 
@@ -96,8 +100,11 @@ export class Backfiller {
   private tick(): Promise<number | null> {
     if (this.running || this.stopped) return Promise.resolve(null);
     this.running = this.runOnce()
-      .catch((error: unknown) => {
-        this.options.log.warn({ err: error }, 'backfill step failed; will try again');
+      .then((written) => {
+        this.failures.worked();
+        return written;
+      }, (error: unknown) => {
+        this.failures.failed(error);
         return null;
       })
       .finally(() => {

@@ -1,4 +1,5 @@
 // JSON logs (pino): one line per settled attempt at level info, problems at warn/error.
+import { performance } from 'node:perf_hooks';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 export function relayLogger(relayId: string, level: string): Logger {
@@ -20,4 +21,42 @@ function stdoutAsBytes(): DestinationStream {
   return {
     write: (line: string) => destination.write(Buffer.from(line) as unknown as string),
   };
+}
+
+/** While a periodic part keeps failing, at most one line this often (with the count so far). */
+export const REPEATED_FAILURE_LOG_EVERY_MS = 60_000;
+
+/**
+ * The failures in a row of a part that runs on a timer (the rescue, a backfill step,
+ * the read of webhooks.sending): the first logged at warn, then one line a minute at
+ * most while they go on, and a line at info when it works again. Logged at each
+ * failure, a database outage wrote a line per part per interval: at the defaults about
+ * four a second from the backfill step alone, twenty with the tests' intervals.
+ */
+export class RepeatedFailures {
+  private readonly log: Logger;
+  private readonly message: string;
+  private readonly recovered: string;
+  private failures = 0;
+  private loggedAt = 0;
+
+  constructor(log: Logger, message: string, recovered: string) {
+    this.log = log;
+    this.message = message;
+    this.recovered = recovered;
+  }
+
+  failed(error: unknown): void {
+    this.failures++;
+    const now = performance.now();
+    if (this.failures > 1 && now - this.loggedAt < REPEATED_FAILURE_LOG_EVERY_MS) return;
+    this.loggedAt = now;
+    this.log.warn({ err: error, failures: this.failures }, this.message);
+  }
+
+  worked(): void {
+    if (this.failures === 0) return;
+    this.log.info({ failures: this.failures }, this.recovered);
+    this.failures = 0;
+  }
 }

@@ -21,7 +21,7 @@ import { claimPool, closeWithin, isConnectionError, relayPool } from './database
 import { KEPT_CONNECTIONS_MAX, KEPT_ORIGINS_MAX, Sender, succeeded } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
-import { relayLogger } from './log.ts';
+import { relayLogger, RepeatedFailures } from './log.ts';
 import { RelayMetrics } from './metrics.ts';
 import { Holdings } from './holdings.ts';
 import { claimDeliveries, databaseSending, ping, pollMaySkip, quietSince, refusedSettings, SENDING_SETTING, sendingAllowed, sendingRefusal, releaseDeliveries, releaseUnheldLeases, type Claimed, type DeliveryJob } from './queries.ts';
@@ -95,6 +95,8 @@ export class Relay {
   private round: Promise<void> | null = null;
   private stopped: Promise<void> | null = null;
   private claimErrors = 0;
+  /** reads of SENDING_SETTING failed in a row (a database away): logged once, then once a minute */
+  private readonly sendingReadFailures: RepeatedFailures;
   private whenNoneInFlight: Array<() => void> = [];
   /** deliveries waiting for their rate_limit slot, by their timer */
   private readonly pacing = new Map<NodeJS.Timeout, DeliveryJob>();
@@ -120,6 +122,8 @@ export class Relay {
       keptConnectionsMax: KEPT_CONNECTIONS_MAX,
     });
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
+    this.sendingReadFailures = new RepeatedFailures(this.log, `cannot read ${SENDING_SETTING}; will read it again`,
+                                                    `${SENDING_SETTING} read again`);
     const connections = { databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs,
       lifetimeMs: settings.databaseConnectionLifetimeMs };
     this.pool = relayPool(connections);
@@ -663,9 +667,10 @@ export class Relay {
     try {
       sending = await databaseSending(this.pool);
     } catch (error) {
-      this.log.warn({ err: error }, `cannot read ${SENDING_SETTING}; will read it again`);
+      this.sendingReadFailures.failed(error);
       return;
     }
+    this.sendingReadFailures.worked();
     const allowed = sendingAllowed(sending);
     if (allowed === true || this.stopped) return;
     const reason = new Error(sendingRefusal(sending, allowed));

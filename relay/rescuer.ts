@@ -3,6 +3,7 @@
 // attempts (webhooks_relay.rescue_expired_leases decides). It runs on its own timer,
 // never in the claim loop, one run at a time; any relay may rescue any relay's rows.
 import type { Logger } from 'pino';
+import { RepeatedFailures } from './log.ts';
 import { rescueExpiredLeases } from './queries.ts';
 
 /** How often the rescuer runs by default (RELAY_RESCUE_INTERVAL_MS). */
@@ -30,9 +31,12 @@ export class Rescuer {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<RescueResult | null> | null = null;
   private stopped = false;
+  /** rescues failed in a row (a database away): logged once, then once a minute */
+  private readonly failures: RepeatedFailures;
 
   constructor(options: RescuerOptions) {
     this.options = options;
+    this.failures = new RepeatedFailures(options.log, 'rescue of expired leases failed; will try again', 'rescues of expired leases work again');
     this.intervalMs = options.intervalMs ?? RESCUER_INTERVAL_DEFAULT_MS;
   }
 
@@ -62,11 +66,12 @@ export class Rescuer {
     if (this.running || this.stopped) return Promise.resolve(null);
     this.running = this.runOnce()
       .then((result) => {
+        this.failures.worked();
         if (result.rescued > 0) this.options.onRescued?.(result);
         return result;
       })
       .catch((error: unknown) => {
-        this.options.log.warn({ err: error }, 'rescue of expired leases failed; will try again');
+        this.failures.failed(error);
         return null;
       })
       .then(async (result) => {

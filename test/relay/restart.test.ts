@@ -8,7 +8,7 @@ import { freePort } from '../../tools/embedded-postgres.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver } from '../helpers/receiver.ts';
 import { restartablePostgres } from '../helpers/restartable-postgres.ts';
-import { spawnRelay, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { rememberedLog, relayAsleepInProcess, spawnRelay, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 
 test('Postgres restarted while the relay runs: it reconnects and delivers what was written meanwhile', async (t) => {
   const server = await restartablePostgres(t, { migrated: true });
@@ -87,4 +87,41 @@ test('the relay\'s /readyz fails while Postgres is down and recovers when it is 
 
   await server.start();
   t.deepEqual(await readyzUntil(url, 200), { status: 'ready', migration: EXPECTED_MIGRATION });
+});
+
+test('Postgres restarted while the relay sleeps (no poll to fall back on): it sleeps again, and a change after the restart wakes it at once; a few log lines for the outage', async (t) => {
+  const server = await restartablePostgres(t, { migrated: true });
+  const pool = server.pool();
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+
+  const { log, lines } = rememberedLog(5_000);
+  const relay = testRelay(server.url, { RELAY_POLL_INTERVAL_MS: String(60 * 60 * 1000) }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await relayAsleepInProcess(relay, pool);
+
+  const before = lines().length;
+  await server.stop();
+  // down long enough for the reconnect backoff to reach its cap
+  await new Promise((resolve) => setTimeout(resolve, 5_000));
+  await server.start();
+  const back = performance.now();
+  await relayAsleepInProcess(relay, pool, 20_000);
+  t.log(`asleep again ${Math.round(performance.now() - back)} ms after the restart`);
+  const outage = lines().slice(before).map((line) => JSON.parse(line))
+    .filter((line) => line.level >= 40);
+  t.log(`${outage.length} warn/error lines for the outage`);
+  t.true(outage.length <= 20, JSON.stringify(outage.map((line) => line.msg)));
+
+  const captured = performance.now();
+  await f.contact(company.id, { first_name: 'After' });
+  const [request] = await receiver.waitFor(1, { path: '/hook', timeoutMs: 5_000 });
+  t.log(`delivered ${Math.round(performance.now() - captured)} ms after the capture`);
+  t.is(JSON.parse(request!.body).data.contact.first_name, 'After');
+  await waitForFinalDeliveries(pool, [webhook.id], 1);
 });
