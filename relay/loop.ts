@@ -94,7 +94,8 @@ export class Relay {
   /** the claim round under way, if any (stop() waits for it) */
   private round: Promise<void> | null = null;
   private stopped: Promise<void> | null = null;
-  private claimErrors = 0;
+  /** claims failed in a row (a database away): logged once, then once a minute */
+  private readonly claimFailures: RepeatedFailures;
   /** reads of SENDING_SETTING failed in a row (a database away): logged once, then once a minute */
   private readonly sendingReadFailures: RepeatedFailures;
   private whenNoneInFlight: Array<() => void> = [];
@@ -122,6 +123,7 @@ export class Relay {
       keptConnectionsMax: KEPT_CONNECTIONS_MAX,
     });
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
+    this.claimFailures = new RepeatedFailures(this.log, 'claim failed; will try again', 'claiming again after errors');
     this.sendingReadFailures = new RepeatedFailures(this.log, `cannot read ${SENDING_SETTING}; will read it again`,
                                                     `${SENDING_SETTING} read again`);
     const connections = { databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs,
@@ -298,13 +300,10 @@ export class Relay {
       let claimed: Claimed;
       try {
         claimed = step.kind === 'discovery' ? await this.discover() : await this.refill(step.webhooks);
-        if (this.claimErrors > 0) this.log.info('claiming again after errors');
-        this.claimErrors = 0;
+        this.claimFailures.worked();
       } catch (error) {
         // the poll timer and the listener's reconnect bring the next try
-        if (this.claimErrors++ === 0 || this.claimErrors % 10 === 0) {
-          this.log.warn({ err: error, failures: this.claimErrors }, 'claim failed; will try again');
-        }
+        this.claimFailures.failed(error);
         if (this.mode !== 'stopping') this.scheduler.setMode('waiting');
         return;
       }

@@ -125,3 +125,27 @@ test('Postgres restarted while the relay sleeps (no poll to fall back on): it sl
   t.is(JSON.parse(request!.body).data.contact.first_name, 'After');
   await waitForFinalDeliveries(pool, [webhook.id], 1);
 });
+
+test('Postgres down for seconds under a relay that polls often: its failed claims say so once, and once when it claims again', async (t) => {
+  const server = await restartablePostgres(t, { migrated: true });
+  const pool = server.pool();
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const { log, lines } = rememberedLog(5_000);
+  const relay = testRelay(server.url, {}, { log });   // a poll each 50 ms
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  await server.stop();
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  await server.start();
+  await f.contact(company.id);
+  await waitForFinalDeliveries(pool, [webhook.id], 1);
+  const said = lines().map((line) => JSON.parse(line).msg as string);
+  t.is(said.filter((msg) => msg === 'claim failed; will try again').length, 1, JSON.stringify(said));
+  t.is(said.filter((msg) => msg === 'claiming again after errors').length, 1);
+});
