@@ -4,6 +4,7 @@
 import test from 'ava';
 import { once } from 'node:events';
 import { relayScene, spawnRelay, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { inTransaction } from '../helpers/sql.ts';
 
 test('SIGKILL while holding deliveries: another relay delivers them after the lease', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
@@ -61,4 +62,40 @@ test('SIGKILL while holding deliveries: another relay delivers them after the le
     t.notRegex(first.error, /relay-doomed/, 'relay ids name hosts: not for the tenant');
     t.like(second, { attempt: 2, status_code: 200, relay_id: 'relay-rescuer' });
   }
+});
+
+test('SIGKILL during a test send: the test message goes again after the lease, under the same webhook-id, and counts as a test', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret, replies: ['hang'], otherwise: 200 });
+  await inTransaction(database.pool,
+    `select set_config('role', 'webhook_admin', true), set_config('jwt.claims.company_id', '${company.id}', true)`,
+    (client) => client.query('select webhooks.send_test_webhook($1)', [webhook.id]));
+
+  const doomed = spawnRelay(database.url, { RELAY_ID: 'relay-doomed', RELAY_LEASE_MS: '2500', RELAY_REQUEST_TIMEOUT_MS: '2000' });
+  const exited = once(doomed, 'exit');
+  t.teardown(() => {
+    doomed.kill('SIGKILL');
+  });
+  const [held] = await receiver.waitFor(1, { path: '/hook' });
+  doomed.kill('SIGKILL');
+  await exited;
+
+  const rescuer = testRelay(database.url, { RELAY_ID: 'relay-rescuer' });
+  t.teardown(() => rescuer.stop());
+  await rescuer.start();
+  const [delivery] = await waitForFinalDeliveries(database.pool, [webhook.id], 1);
+  t.like(delivery, { state: 'succeeded', attempts: 2, action: 'webhook.test', contact_id: '0' });
+  const [, again] = receiver.received('/hook');
+  t.is(again.headers['webhook-id'], held.headers['webhook-id']);
+  t.is(JSON.parse(again.body).type, 'webhook.test');
+  t.true(again.verified);
+  const { rows: attempts } = await database.pool.query(
+    'select attempt, status_code, error, relay_id from webhooks.delivery_attempts where delivery_id = $1 order by attempt',
+    [delivery.id]);
+  t.is(attempts.length, 2);
+  t.like(attempts[0], { attempt: 1, relay_id: 'relay-doomed', status_code: null });
+  t.regex(attempts[0].error, /^lease expired/);
+  t.like(attempts[1], { attempt: 2, status_code: 200, relay_id: 'relay-rescuer' });
+  t.is(receiver.received('/hook').length, 2);
 });
