@@ -29,10 +29,10 @@ export const REPEATED_FAILURE_LOG_EVERY_MS = 60_000;
 /**
  * The failures in a row of a part that runs on a timer (the claim, the rescue, a
  * backfill step, the read of webhooks.sending): the first logged at warn, then one
- * line a minute at most while they go on, and a line at info when it works again. Logged at each
- * failure, a database outage wrote a line per part per interval: at the defaults about
- * four a second from the backfill step alone, twenty with the tests' intervals (and a
- * claim's every tenth failure, a line each 10 s at the default poll).
+ * line a minute at most while they go on, and a line at info when it works again.
+ * Logged at each failure, a database outage wrote a line per part per interval: at
+ * the defaults about four a second from the backfill step alone, twenty with the
+ * tests' intervals (and the claim's every tenth, a line each 10 s at the default poll).
  */
 export class RepeatedFailures {
   private readonly log: Logger;
