@@ -929,10 +929,13 @@ as $$
   select 'webhooks.moved_contact';
 $$;
 
--- private: the transaction's setting that lists the ids an UPDATE statement has given
--- contacts so far, each with the command id from which what was moved to it, or
--- captured for it, is that contact's ('ID:CID,…'; contact_id_changed sets it, the
--- statement trigger "!webhooks_keys_kept" clears it at the statement's end)
+-- private: the transaction's setting that holds, while an UPDATE statement gives
+-- contacts other ids, the key (contact_renumberings.id) of its first change of an id:
+-- the statement's changes are the rows of contact_renumberings from it on
+-- (contact_id_changed sets it, the statement trigger "!webhooks_keys_kept" clears it
+-- at the statement's end). Until 2026-12-07 it listed every id the statement had
+-- given, 'ID:CID,…', read and written again for each row: a statement renumbering
+-- 8,000 contacts took 25 s, no webhook at all (test/sql/contact-id-swap.test.ts).
 create or replace function webhooks_private.renumbered_setting()
 returns text
 language sql
@@ -1028,10 +1031,12 @@ $$;
 -- Two ids swapped by one statement (a deferrable key: A to B and B to A): the second
 -- row's move finds under its old id B the first contact's deliveries, moved there by
 -- the first row's, and its announcement. Those are the first contact's: the move
--- leaves the rows this transaction wrote since the first row's renumbering (its
--- command id, noted in renumbered_setting() until the statement ends) and takes the
--- rest, the second contact's own. Until 2026-12-07 it took them all, and both
--- contacts' deliveries went under one id (test/sql/contact-id-swap.test.ts).
+-- leaves the rows this transaction wrote since the first row's renumbering (the
+-- command id of its note in contact_renumberings, found by the id given among the
+-- statement's notes: renumbered_setting(), one probe of the index by to_id, migration
+-- 0106) and takes the rest, the second contact's own. Until 2026-12-07 it took them
+-- all, and both contacts' deliveries went under one id
+-- (test/sql/contact-id-swap.test.ts).
 drop function if exists webhooks_private.contact_id_changed(bigint, bigint);
 create or replace function webhooks_private.contact_id_changed(p_from bigint, p_to bigint, p_owner bigint, p_left bigint)
 returns integer
@@ -1040,17 +1045,25 @@ as $$
 declare
   v_noted constant text := coalesce(current_setting(webhooks_private.renumbered_setting(), true), '');
   v_given_since bigint;
-  v_since bigint;
+  v_note bigint;
 begin
   delete from webhooks_private.first_assignments f where f.contact_id = p_from;
+  -- (p_from given to another contact earlier in this statement: since when its rows
+  -- are that one's. What a writer may have set the setting to is never an error: a
+  -- note's key is digits, anything else is no note. An id is given once a statement:
+  -- two rows given it would break the contacts' key at the statement's end.)
+  if v_noted ~ '^[0-9]{1,18}$' then
+    select r.cmin::text::bigint into v_given_since
+    from webhooks_private.contact_renumberings r
+    where r.to_id = p_from and r.id >= v_noted::bigint
+    order by r.id desc
+    limit 1;
+  end if;
   insert into webhooks_private.contact_renumberings (from_id, to_id) values (p_from, p_to)
-  returning cmin::text::bigint into v_since;
-  -- (p_from given to another contact earlier in this statement: since when its rows are that one's)
-  select split_part(n, ':', 2)::bigint into v_given_since
-  from unnest(string_to_array(nullif(v_noted, ''), ',')) n
-  where split_part(n, ':', 1) = p_from::text;
-  perform pg_catalog.set_config(webhooks_private.renumbered_setting(),
-    concat_ws(',', nullif(v_noted, ''), p_to || ':' || v_since), true);
+  returning id into v_note;
+  if v_noted !~ '^[0-9]{1,18}$' then
+    perform pg_catalog.set_config(webhooks_private.renumbered_setting(), v_note::text, true);
+  end if;
   return webhooks_private.move_contact_deliveries(
     p_from, p_to, webhooks_private.renumbered_companies(p_from, p_to, p_owner, p_left), v_given_since);
 end;
