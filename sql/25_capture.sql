@@ -898,12 +898,15 @@ $$;
 -- CRM added changed its text too (0.3 for 0.30000000000000004, "@ 1 day 2 hours …"):
 -- other bytes and another signature for the same contact (until 2026-12-07;
 -- test/sql/capture-session-settings.test.ts). So the row is turned into JSON with the
--- values a default session has. DateStyle needs nothing: to_jsonb writes dates and
--- times in ISO 8601 whatever it is. Called once a change is wanted, never on the path
--- of a change no webhook wants: each SET clause is set and restored at every call
--- (about 2.5 µs for the three, in a loop of 200,000 calls), where the triggers with
--- them paid it on every write of the CRM. (A condition reads the writer's to_jsonb:
--- only a float8 column's last digits can differ, and a condition names its value.)
+-- values a default session has. So is a bytea column's: a driver that asks for
+-- bytea_output = 'escape' (some older ones do) sent "Ada\\303\\251" where every other
+-- writer sent "\\x416461c3a9" (until 2026-12-07). DateStyle needs nothing: to_jsonb
+-- writes dates and times in ISO 8601 whatever it is. Called once a change is wanted,
+-- never on the path of a change no webhook wants: each SET clause is set and restored
+-- at every call (about 2.5 µs for the first three, in a loop of 200,000 calls), where
+-- the triggers with them paid it on every write of the CRM. (A condition reads the
+-- writer's to_jsonb: only a float8 column's last digits, and a bytea column's form,
+-- can differ, and a condition names its value.)
 create or replace function webhooks_private.json_as_sent(p_row anyelement)
 returns jsonb
 language sql
@@ -911,6 +914,7 @@ stable
 set timezone = 'UTC'
 set intervalstyle = 'postgres'
 set extra_float_digits = 1
+set bytea_output = 'hex'
 as $$
   select pg_catalog.to_jsonb(p_row);
 $$;

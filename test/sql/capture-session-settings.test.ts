@@ -1,6 +1,6 @@
 // Capture builds a payload in the session of whoever writes the contact (sql/25_capture.sql):
 // the CRM's own session, with whatever TimeZone, DateStyle, IntervalStyle and
-// extra_float_digits its driver or its DBA chose. What a receiver is sent, and signed,
+// extra_float_digits, bytea_output its driver or its DBA chose. What a receiver is sent, and signed,
 // must not depend on them: the same contact written from a session with another time
 // zone and styles is the same payload, byte for byte; a test send writes its sample
 // contact's times as a firing does.
@@ -12,7 +12,7 @@ const db = useTestDatabase(test);
 
 // columns the CRM added, of the types whose text a session's styles change
 test.serial.before(async () => {
-  await db().pool.query('alter table crm.contacts add column score float8, add column follow_up interval');
+  await db().pool.query('alter table crm.contacts add column score float8, add column follow_up interval, add column signature bytea');
 });
 
 const CRM_SESSION = [
@@ -20,6 +20,8 @@ const CRM_SESSION = [
   "set datestyle = 'SQL, DMY'",
   'set extra_float_digits = 0',
   'set intervalstyle = postgres_verbose',
+  // (the escape format some older drivers still ask for)
+  "set bytea_output = 'escape'",
 ];
 
 const CONTACT = {
@@ -30,6 +32,7 @@ const CONTACT = {
   updated_at: '2026-03-02T23:59:59.5Z',
   score: 0.1 + 0.2,
   follow_up: '1 day 02:03:04.5',
+  signature: Buffer.from('Ada\u00e9\n'),
 };
 
 /** The contact's payload as stored, what the relay sends: its text, its id taken out. */
@@ -43,18 +46,19 @@ async function payloadText(client: { query: (sql: string, params: unknown[]) => 
   return rows[0]!.text;
 }
 
-test('a contact written from a session in another time zone, with other date, interval and float styles, is sent the same bytes', async (t) => {
+test('a contact written from a session in another time zone, with other date, interval, float and bytea styles, is sent the same bytes', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'],
-    fields: ['first_name', 'email', 'birthday', 'created_at', 'updated_at', 'score', 'follow_up'] });
+    fields: ['first_name', 'email', 'birthday', 'created_at', 'updated_at', 'score', 'follow_up', 'signature'] });
 
   const plain = await ownConnection(db().url, t);
   const crm = await ownConnection(db().url, t);
   for (const setting of CRM_SESSION) await crm.query(setting);
 
   const expected = await payloadText(plain as never, company.id, webhook.id);
-  for (const text of ['"created_at": "2026-03-01T12:34:56.789+00:00"', '"score": 0.30000000000000004', '"follow_up": "1 day 02:03:04.5"']) {
+  for (const text of ['"created_at": "2026-03-01T12:34:56.789+00:00"', '"score": 0.30000000000000004', '"follow_up": "1 day 02:03:04.5"',
+    '"signature": "\\\\x416461c3a90a"']) {
     t.true(expected.includes(text), expected);
   }
   t.is(await payloadText(crm as never, company.id, webhook.id), expected);
@@ -63,7 +67,7 @@ test('a contact written from a session in another time zone, with other date, in
 test('a backfill stepped from a session in another time zone and styles sends the contact as capture does', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
-  const fields = ['first_name', 'email', 'birthday', 'created_at', 'updated_at', 'score', 'follow_up'];
+  const fields = ['first_name', 'email', 'birthday', 'created_at', 'updated_at', 'score', 'follow_up', 'signature'];
   const live = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields });
   const plain = await ownConnection(db().url, t);
   const expected = await payloadText(plain as never, company.id, live.id);
@@ -87,7 +91,7 @@ test('every action a CRM session writes (updated, saved, status, assignments, de
   const company = await f.company();
   const user = await f.user(company.id, 'Grace Hopper');
   const status = await f.status(company.id, 'Warm');
-  const fields = ['first_name', 'created_at', 'score', 'follow_up'];
+  const fields = ['first_name', 'created_at', 'score', 'follow_up', 'signature'];
   const webhook = await f.webhook({ companyId: company.id, fields,
     actions: ['contact.updated', 'contact.saved', 'contact.status_added', 'contact.user_assigned',
       'contact.first_company_user_assigned', 'contact.deleted'] });
