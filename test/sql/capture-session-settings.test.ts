@@ -1,6 +1,6 @@
 // Capture builds a payload in the session of whoever writes the contact (sql/25_capture.sql):
-// the CRM's own session, with whatever TimeZone, DateStyle, IntervalStyle and
-// extra_float_digits, bytea_output its driver or its DBA chose. What a receiver is sent, and signed,
+// the CRM's own session, with whatever TimeZone, DateStyle, IntervalStyle,
+// extra_float_digits and bytea_output its driver or its DBA chose. What a receiver is sent, and signed,
 // must not depend on them: the same contact written from a session with another time
 // zone and styles is the same payload, byte for byte; a test send writes its sample
 // contact's times as a firing does.
