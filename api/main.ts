@@ -31,7 +31,7 @@ let secret: string;
 try {
   secret = await jwtSecret({ allowDevSecret: false });
 } catch (error) {
-  console.error(`${(error as Error).message}: the API verifies tokens with it (HS256)`);
+  console.error((error as Error).message);
   process.exit(2);
 }
 // a failure to start said in one line, not a stack: its port taken, or the database

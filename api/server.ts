@@ -11,6 +11,7 @@ import { grafserv } from 'postgraphile/grafserv/node';
 import { AuthError, maxTokenLifetime, UNAUTHENTICATED_CODE, VerifiedTokens, type Claims } from './auth.ts';
 import { DATABASE_UNAVAILABLE_CODE, HTTP_REFUSAL_CODES } from './errors.ts';
 import { apiLogger } from './log.ts';
+import { refuseWeakJwtSecret } from './jwt-secret.ts';
 import { apiDatabaseReadTimeoutMs, LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
@@ -196,6 +197,7 @@ function apiSessionTimeouts(limits: ApiLimits): string[] {
 
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   if (!options.jwtSecret) throw new Error('JWT secret is empty: set JWT_SECRET');
+  refuseWeakJwtSecret(options.jwtSecret);
   const log = options.log ?? apiLogger();
   const limits = limitsFromEnv(process.env, options.limits);
   const maxLifetimeSeconds = options.tokenMaxLifetimeSeconds ?? maxTokenLifetime();

@@ -107,7 +107,7 @@ try {
     `select count(*)::int as total, count(*) filter (where company_id = 1)::int as big, count(*) filter (where company_id = 2)::int as typical
      from webhooks.deliveries`);
 
-  const jwtSecret = 'bench-secret';
+  const jwtSecret = 'bench-secret-of-enough-length-for-hs256';
   api = await startApi({
     databaseUrl: await authenticatorUrl(url, 'bench-authenticator'),
     jwtSecret,

@@ -1,5 +1,6 @@
 // Token rules on their own (no database): a token must expire and live at most the
-// configured lifetime; the tokens this project issues stay within the default.
+// configured lifetime; the tokens this project issues stay within the default; the
+// secret that signs them is long enough not to be guessed from one of them.
 import test from 'ava';
 import { SignJWT } from 'jose';
 import {
@@ -11,6 +12,8 @@ import {
   signToken,
   verifyAuthorization,
 } from '../../api/auth.ts';
+import { jwtSecret, JWT_SECRET_MIN_BYTES, refuseWeakJwtSecret } from '../../api/jwt-secret.ts';
+import { startApi } from '../../api/server.ts';
 
 const SECRET = 'a-secret-for-the-token-rules-only';
 
@@ -45,4 +48,36 @@ test('a token without exp is refused, whatever else it says', async (t) => {
   const token = await new SignJWT({ role: 'webhook_admin', company_id: '1' }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt()
     .sign(new TextEncoder().encode(SECRET));
   await t.throwsAsync(verifyAuthorization(`Bearer ${token}`, SECRET), { instanceOf: AuthError, message: /claim "exp" is required/ });
+});
+
+test('a short JWT_SECRET is refused at start: an admin of one company finds it from its own token and signs another company\'s', async (t) => {
+  // the token an admin of company 1 holds, of an API whose secret is a word
+  const WEAK = 'changeme';
+  const held = await signToken(WEAK, { companyId: 1, sub: 'ann@one.example' });
+  // offline, guesses tried against the held token's own signature (HS256 checks cost
+  // microseconds: a dictionary, or every secret of 8 lower-case letters, is within reach)
+  const found = [];
+  for (const guess of ['secret', 'password', 'changeme', 'jwt-secret']) {
+    if (await verifyAuthorization(`Bearer ${held}`, guess, { maxLifetimeSeconds: 86_400 }).then(() => true, () => false)) found.push(guess);
+  }
+  t.deepEqual(found, [WEAK]);
+  // and with it, a token of company 2 that such an API took as genuine
+  const forged = await signToken(found[0]!, { companyId: 2 });
+  t.like(await verifyAuthorization(`Bearer ${forged}`, WEAK, { maxLifetimeSeconds: 86_400 }), { company_id: '2', role: 'webhook_admin' });
+
+  // refused: the API does not start with it, nor do npm start and npm run token (jwtSecret),
+  // and neither does one of 31 bytes, however random; 32 (HS256's own size) is the least
+  const refusal = /^JWT_SECRET must be at least 32 bytes/;
+  t.is(JWT_SECRET_MIN_BYTES, 32);
+  for (const short of [WEAK, 'a-secret-for-the-token-rules-on', 'é'.repeat(15)]) {
+    t.throws(() => refuseWeakJwtSecret(short), { message: refusal }, short);
+    await t.throwsAsync(startApi({ databaseUrl: 'postgres://nowhere.invalid/none', jwtSecret: short, port: 0 }), { message: refusal });
+  }
+  const before = process.env.JWT_SECRET;
+  t.teardown(() => (before === undefined ? delete process.env.JWT_SECRET : (process.env.JWT_SECRET = before)));
+  process.env.JWT_SECRET = WEAK;
+  await t.throwsAsync(jwtSecret({ allowDevSecret: true }), { message: refusal });
+  // (counted in bytes: 16 two-byte letters are 32)
+  t.notThrows(() => refuseWeakJwtSecret('é'.repeat(16)));
+  t.notThrows(() => refuseWeakJwtSecret(SECRET));
 });

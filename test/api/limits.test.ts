@@ -521,7 +521,7 @@ test('a request body over the limit is answered 413, with or without a length', 
  *  timeout; `post` sends a GraphQL request with a bearer token and returns its body. */
 async function shortApi(t: { teardown: (fn: () => Promise<void>) => void },
   options: { poolSize: number; statementTimeoutMs: number; poolWaitMs?: number; operationsReuseMs?: number }) {
-  const jwtSecret = 'limits-test-secret';
+  const jwtSecret = 'limits-test-secret-of-enough-length';
   const running = await startApi({
     databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'),
     jwtSecret,

@@ -138,7 +138,7 @@ async function readyzUntil(url: string, status: number): Promise<any> {
 
 /** An API of its own on databaseUrl, stopped with the test. */
 async function apiOn(t: { teardown: (fn: () => Promise<void>) => void }, databaseUrl: string) {
-  const running = await startApi({ databaseUrl, jwtSecret: 'operations-test', port: 0, poolSize: 2, reportCountsEveryMs: 0, operationsReuseMs: 0 });
+  const running = await startApi({ databaseUrl, jwtSecret: 'operations-test-secret-of-enough-length', port: 0, poolSize: 2, reportCountsEveryMs: 0, operationsReuseMs: 0 });
   t.teardown(() => running.stop());
   return running;
 }
@@ -207,7 +207,7 @@ test('bpd_webhooks_settings_refused counts the engine settings whose value set i
 test('bpd_webhooks_settings_refused counts a setting refused after the API started, once its connections are renewed', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
-  const running = await startApi({ databaseUrl: await authenticatorUrl(database.url, 'authenticator-for-tests'), jwtSecret: 'operations-test',
+  const running = await startApi({ databaseUrl: await authenticatorUrl(database.url, 'authenticator-for-tests'), jwtSecret: 'operations-test-secret-of-enough-length',
     port: 0, poolSize: 2, reportCountsEveryMs: 0, operationsReuseMs: 0, connectionLifetimeMs: 300 });
   t.teardown(() => running.stop());
   t.is((await metrics(running.url)).get('bpd_webhooks_settings_refused'), 0);
@@ -458,7 +458,7 @@ test('an empty HOST is no host: the API listens on loopback, not on every addres
   }
   // as a compose file's `HOST: ${HOST}` gives it when HOST is unset
   const running = await startApi({
-    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'), jwtSecret: 'operations-test',
+    databaseUrl: await authenticatorUrl(db().url, 'authenticator-for-tests'), jwtSecret: 'operations-test-secret-of-enough-length',
     port: 0, host: '', poolSize: 1, reportCountsEveryMs: 0,
   });
   t.teardown(() => running.stop());

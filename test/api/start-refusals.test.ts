@@ -40,6 +40,9 @@ test('every API_ limit is a whole number from 1 to LIMIT_MOST; past it, or not o
 for (const [name, value, said] of [
   ['API_POOL_WAIT_MS', '3000000000', `API_POOL_WAIT_MS must be a whole number from 1 to ${LIMIT_MOST}, not "3000000000"`],
   ['JWT_MAX_LIFETIME', 'forever', 'JWT_MAX_LIFETIME must be a duration such as 24h, 30m or 7d, got "forever"'],
+  // (a word: guessed from any token it signed, test/api/auth.test.ts)
+  ['JWT_SECRET', 'changeme',
+    'JWT_SECRET must be at least 32 bytes, random (openssl rand -base64 32), not 8: the API verifies tokens with it (HS256)'],
 ] as const) {
   test(`npm run api with ${name}=${value} stops with one line naming it, exit status 2, before it asks the database`, async (t) => {
     const api = spawn(process.execPath, [fileURLToPath(new URL('../../api/main.ts', import.meta.url))], {

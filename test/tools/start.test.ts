@@ -46,7 +46,7 @@ test('killing the API under npm start does not stop deliveries; the API is start
       PATH: process.env.PATH,
       DATABASE_URL: database.url,
       PORT: String(port),
-      JWT_SECRET: 'start-test-secret',
+      JWT_SECRET: 'start-test-secret-of-enough-length',
       RELAY_POLL_INTERVAL_MS: '50',
       RELAY_LOG_LEVEL: 'silent',
     },
@@ -128,7 +128,7 @@ test('a part that keeps dying is restarted after pauses that double, each crash 
 async function startExpectingStop(t: { teardown: (fn: () => void) => void }, databaseUrl: string, port: number, ...args: string[]) {
   const start = spawn(process.execPath, [`${root}tools/start.ts`, ...args], {
     cwd: root,
-    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(port), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
+    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(port), JWT_SECRET: 'start-test-secret-of-enough-length', RELAY_LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = lines(start.stdout!);
@@ -223,7 +223,7 @@ test('npm start --rollback, the flag kept by npm for itself (no -- before it), s
 async function startedSays(t: import('ava').ExecutionContext, databaseUrl: string, ...args: string[]): Promise<string[]> {
   const start = spawn(process.execPath, [`${root}tools/start.ts`, ...args], {
     cwd: root,
-    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(await freePort()), JWT_SECRET: 'start-test-secret', RELAY_LOG_LEVEL: 'silent' },
+    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(await freePort()), JWT_SECRET: 'start-test-secret-of-enough-length', RELAY_LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = lines(start.stdout!);
