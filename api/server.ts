@@ -15,7 +15,7 @@ import { refuseWeakJwtSecret } from './jwt-secret.ts';
 import { apiDatabaseReadTimeoutMs, LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
-import { staticFiles } from './static.ts';
+import { GRAPHQL_ANSWER_HEADERS, IDE_SECURITY_HEADERS, staticFiles } from './static.ts';
 import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
 import { RequestRate } from './request-rate.ts';
@@ -332,6 +332,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       return;
     }
     if (path === GRAPHQL_PATH) {
+      for (const [name, value] of Object.entries(GRAPHQL_ANSWER_HEADERS)) res.setHeader(name, value);
       if (req.method !== 'POST') {
         sendJson(res, 405, { errors: [{ message: `send GraphQL as POST to ${GRAPHQL_PATH}`, extensions: { code: HTTP_REFUSAL_CODES[405] } }] }, { allow: 'POST' });
         return;
@@ -404,6 +405,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       return;
     }
     if (path === GRAPHIQL_PATH || path.startsWith('/ruru-static/')) {
+      for (const [name, value] of Object.entries(IDE_SECURITY_HEADERS)) res.setHeader(name, value);
       if (graphql) graphql(req, res);
       else res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('the API has not yet read its schema from the database: try again in a moment\n');
       return;

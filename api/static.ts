@@ -47,6 +47,32 @@ export const PAGE_SECURITY_HEADERS: Readonly<Record<string, string>> = Object.fr
   'referrer-policy': 'no-referrer',
 });
 
+/**
+ * What every answer of /graphql says, data and refusals alike: it is one company's
+ * (a webhook's signing secret, as createWebhook and rotateWebhookSecret answer it, its
+ * history's payloads), kept by no cache, the browser's or a proxy's; and JSON is read
+ * as nothing else. Until 2026-12-07 an answer said neither.
+ */
+export const GRAPHQL_ANSWER_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+});
+
+/**
+ * What Ruru (the GraphQL IDE at /graphiql) and its files say. Ruru runs inline script,
+ * so the page's policy cannot be its own; but no other site may frame it: Ruru keeps
+ * an admin's editor tabs in the browser, and their headers (the token) if asked to,
+ * and a click lured onto its Run button through a transparent frame ran the operation
+ * last left there (a deleteWebhook, a rotateWebhookSecret). Until 2026-12-07 any site
+ * could frame it.
+ */
+export const IDE_SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'content-security-policy': "frame-ancestors 'none'",
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+});
+
 /** Page routes that are the page itself, not files. */
 const PAGE_ROUTES = new Set(['/', '/reports/webhooks', '/reports/webhooks/']);
 
