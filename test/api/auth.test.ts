@@ -11,6 +11,7 @@ import {
   maxTokenLifetime,
   signToken,
   verifyAuthorization,
+  VerifiedTokens,
 } from '../../api/auth.ts';
 import { jwtSecret, JWT_SECRET_MIN_BYTES, refuseWeakJwtSecret } from '../../api/jwt-secret.ts';
 import { startApi } from '../../api/server.ts';
@@ -80,4 +81,20 @@ test('a short JWT_SECRET is refused at start: an admin of one company finds it f
   // (counted in bytes: 16 two-byte letters are 32)
   t.notThrows(() => refuseWeakJwtSecret('é'.repeat(16)));
   t.notThrows(() => refuseWeakJwtSecret(SECRET));
+});
+
+test('no clock skew is allowed: nbf and exp are judged by the API\'s clock to the second; an iat ahead of it is no refusal', async (t) => {
+  const now = Math.floor(Date.now() / 1000);
+  const signed = (claims: Record<string, unknown>) => new SignJWT({ role: 'webhook_admin', company_id: '1', ...claims })
+    .setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
+  const verifyAt = (token: string, nowMs: number) =>
+    new VerifiedTokens({ secret: SECRET, maxLifetimeSeconds: 86_400, nowMs: () => nowMs }).verify(`Bearer ${token}`);
+  const early = await signed({ nbf: now + 5, exp: now + 3600 });
+  t.is((await t.throwsAsync(verifyAt(early, now * 1000), { instanceOf: AuthError }))!.claim, 'nbf');
+  await t.notThrowsAsync(verifyAt(early, (now + 5) * 1000));
+  const late = await signed({ exp: now });
+  t.is((await t.throwsAsync(verifyAt(late, now * 1000), { instanceOf: AuthError }))!.claim, 'exp');
+  await t.notThrowsAsync(verifyAt(late, now * 1000 - 1000));
+  // issued "an hour from now" by a clock ahead: its life is counted from the API's now
+  await t.notThrowsAsync(verifyAt(await signed({ iat: now + 3600, exp: now + 60 }), now * 1000));
 });
