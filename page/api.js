@@ -9,14 +9,28 @@ const TOKEN_KEY = 'bpd-webhooks.token';
 /** The rule of updateWebhook's refusal of a change made over another made since the form read the webhook (sql/45_admin.sql). */
 export const CHANGED_SINCE_RULE = 'webhook_changed_since';
 
+// Counts sign-ins and sign-outs on this page: an answer to a request sent before the
+// last of them is the admin before's, and must not show to the next one (their
+// "Test delivered…", a form's saved, in the same company's page)
+let signIns = 0;
+
 export const session = {
   token: () => sessionStorage.getItem(TOKEN_KEY),
-  save: (token) => sessionStorage.setItem(TOKEN_KEY, token),
-  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+  save: (token) => {
+    signIns++;
+    sessionStorage.setItem(TOKEN_KEY, token);
+  },
+  clear: () => {
+    signIns++;
+    sessionStorage.removeItem(TOKEN_KEY);
+  },
+  /** Which sign-in is current: compared with one taken before, whether the admin is still the one then signed in. */
+  era: () => signIns,
 };
 
 /**
- * An error the page can explain. kind: 'signed-out' (no token), 'expired',
+ * An error the page can explain. kind: 'signed-out' (no token), 'superseded' (the
+ * answer came after its admin signed out: nothing of it is shown), 'expired',
  * 'rejected' (the server does not accept the token), 'forbidden' (a read-only token
  * tried a change), 'network', 'no-answer' (none within ANSWER_WAIT_MS), 'server' (it,
  * or a proxy before it, failed: HTTP 5xx), 'api'.
@@ -60,8 +74,25 @@ function retryAfterMs(response) {
   return Math.min(5_000, Math.max(250, Number.isFinite(seconds) ? seconds * 1000 : 1000));
 }
 
-/** Runs one GraphQL operation; resolves with its data or rejects with an ApiError. */
+/**
+ * Runs one GraphQL operation; resolves with its data or rejects with an ApiError. Its
+ * answer, or its failure, that comes after a sign-out or sign-in is the admin before's:
+ * rejected as 'superseded', which the page shows nothing of.
+ */
 export async function graphql(query, variables = {}) {
+  const era = session.era();
+  let data;
+  try {
+    data = await answer(query, variables);
+  } catch (error) {
+    if (session.era() !== era) throw new ApiError('superseded', 'Signed out before the answer came.');
+    throw error;
+  }
+  if (session.era() !== era) throw new ApiError('superseded', 'Signed out before the answer came.');
+  return data;
+}
+
+async function answer(query, variables) {
   const token = session.token();
   if (!token) throw new ApiError('signed-out', 'Paste a token to sign in.');
   const seen = inspectToken(token);

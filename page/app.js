@@ -215,6 +215,9 @@ function clearMessages() {
   showError('');
 }
 
+/** Whether a request's answer came after its admin signed out (api.js: graphql). */
+const isSuperseded = (error) => error instanceof ApiError && error.kind === 'superseded';
+
 /** Whether an error is of the token (none, expired, refused): the admin signs in again. */
 const isTokenError = (error) => error instanceof ApiError && ['signed-out', 'expired', 'rejected'].includes(error.kind);
 
@@ -225,6 +228,8 @@ const isTokenError = (error) => error instanceof ApiError && ['signed-out', 'exp
  * the first had it, and a view the server was down for stayed empty until a reload.
  */
 function handleError(error, retry = null) {
+  // (the answer of a request of the admin before: nothing of it shows to the next)
+  if (isSuperseded(error)) return;
   if (isTokenError(error)) {
     keepUnsentForm();
     session.clear();
@@ -1382,6 +1387,8 @@ const testsAwaited = new Set();
 
 async function sendTestFor(webhook, button) {
   clearMessages();
+  // the wait is this admin's: ended, unsaid, by a sign-out (its polls between requests too)
+  const era = session.era();
   button.disabled = true;
   try {
     let firing;
@@ -1400,6 +1407,7 @@ async function sendTestFor(webhook, button) {
     let now = firing;
     while (now && (now.state === 'pending' || now.state === 'in_flight') && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, TEST_POLL_MS));
+      if (session.era() !== era) return;
       now = await fetchFiring(firing.id);
     }
     testsAwaited.delete(webhook.id);
@@ -1653,7 +1661,7 @@ function picker(kind, current, again, searchMax) {
       const result = await searchChoices(kind, typed);
       if (mine === asked) draw(result, typed);
     } catch (error) {
-      if (mine === asked) setText(count, `The search failed: ${error.message}`);
+      if (mine === asked && !isSuperseded(error)) setText(count, `The search failed: ${error.message}`);
     }
   };
   box.addEventListener('input', () => {
@@ -1859,6 +1867,7 @@ async function submitSetup(form, webhook) {
       // not keep the admin on the form (with a second Create to press)
       const refused = sameDeliverySettings(delivery, DEFAULT_DELIVERY) ? null
         : await saveDeliverySettings(created.webhook.id, delivery, DEFAULT_DELIVERY).then(() => null, (error) => error);
+      if (isSuperseded(refused)) return;
       if (refused) {
         flash(`Created · ${created.webhook.name}, with the default delivery settings: ${refused.message}`);
         keepFlash = true;

@@ -4,13 +4,14 @@
 // follow, each recorded in the webhook's history of changes. A viewer sees none of
 // the controls.
 import test from 'ava';
-import type { Page } from 'playwright-core';
+import type { Page, Route } from 'playwright-core';
 import { expiredToken, startTestApi, type TestApi } from '../helpers/api.ts';
 import { accessibleOf, choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser, visit } from '../helpers/browser.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { gatedReplies, startReceiver, type Receiver } from '../helpers/receiver.ts';
 import { relayTestDatabase, testRelay } from '../helpers/relay.ts';
+import { until } from '../helpers/until.ts';
 import type { Relay } from '../../relay/loop.ts';
 
 let database: TestDatabase;
@@ -631,6 +632,39 @@ browserTest('while a test\'s answer is awaited, Send test is unavailable and say
   t.like(await accessibleOf(page, '#send-test'), { description: 'Sends one signed test delivery (webhook.test) with a sample contact.' });
   t.is(await tests(), 1);
   t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
+browserTest('a test\'s answer awaited when its admin signs out is not shown to the next admin of the company', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, name: 'Handed over', actions: ['contact.created'], url: receiver.url('/handed-over') });
+  receiver.route('/handed-over', { replies: [200] });
+  const page = await signedIn(company.id);
+  // the page's first look at the test's state is held until the next admin is signed in
+  let held!: (value: Route) => void;
+  const heldPoll = new Promise<Route>((resolve) => { held = resolve; });
+  await page.route('**/graphql', async (route) => {
+    if (route.request().postData()?.includes('query Firing(')) held(route);
+    else await route.continue();
+  });
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
+  await page.waitForSelector('body:not([aria-busy]) #history:not([hidden]) #send-test');
+  await page.click('#send-test');
+  const poll = await heldPoll;
+  await page.click('#sign-out');
+  await page.waitForSelector('#sign-in:not([hidden])');
+  await signIn(page, await api.token(company.id, 'webhook_admin', 'sam.admin@purple.example'));
+  await untilReport(page);
+  await until('the test delivered', async () => (await database.pool.query(
+    `select state from webhooks.deliveries where webhook_id = $1 and action = 'webhook.test'`, [hook.id])).rows[0]?.state === 'succeeded');
+  // the first admin's wait goes on: its answer (the test delivered) reaches the page
+  const answered = page.waitForResponse((response) => response.request() === poll.request());
+  await poll.continue();
+  await (await answered).finished();
+  // (the answer read and acted on: a few turns of the page's event loop)
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 100)));
+  t.is(await page.textContent('#flash'), '', 'nothing of the admin before is said');
   await page.close();
 });
 
