@@ -51,7 +51,9 @@ export class ApiError extends Error {
   }
 }
 
-const GET_A_TOKEN = 'Get a new one with "npm run token -- --company <your company id>".';
+// (in words an admin can act on: who issues tokens is the operator's business, and
+// how, docs/page.md)
+const GET_A_TOKEN = 'Ask whoever runs webhooks for your company for a new admin token.';
 
 // a request refused for its company's turn (429), or ended by the database to break a
 // deadlock (TRY_AGAIN), is sent again this many times
@@ -119,7 +121,8 @@ async function answer(query, variables) {
     } catch {
       clearTimeout(timer);
       if (bounded.signal.aborted) throw new ApiError('no-answer', NO_ANSWER);
-      throw new ApiError('network', 'The server cannot be reached. Is "npm start" running?');
+      throw new ApiError('network', 'The server cannot be reached. Check your network connection and try again; ' +
+        'if it stays out of reach, tell whoever runs webhooks for your company.');
     }
     // 429: the company's requests had their turns taken, or its new texts their time
     // to be planned (docs/api-limits.md). The server refuses before running anything,

@@ -260,8 +260,8 @@ async function refusedAction(error) {
 // ---- sign in -----------------------------------------------------------------
 
 const TOKEN_PROBLEMS = {
-  missing: 'Paste a token first. Get one on the server with "npm run token -- --company <your company id>".',
-  malformed: 'That is not a token: a token is three parts separated by dots (eyJ….eyJ….…). Copy the whole line that "npm run token" printed.',
+  missing: 'Paste a token first: the admin token you were given for your company. Ask whoever runs webhooks for your company if you have none.',
+  malformed: 'That is not a token: a token is three parts separated by dots (eyJ….eyJ….…). Copy the whole token you were given.',
 };
 
 function showSignIn(message = '') {
@@ -1420,7 +1420,7 @@ async function sendTestFor(webhook, button) {
     if (now.state === 'failed') testFailures.set(webhook.id, `The last test failed: ${failure}.`);
     if (now.state === 'succeeded') flash(`Test delivered: the receiver answered ${now.lastStatusCode}.`);
     else if (now.state === 'failed') flash(`Test failed: ${failure}.`);
-    else flash('The test is still waiting to be sent (is the relay running?). It shows in the history once sent.');
+    else flash('The test is still waiting to be sent: deliveries may be paused or behind (if it stays so, tell whoever runs webhooks for your company). It shows in the history once sent.');
     await render();
     focusAgain('#send-test');
   } catch (error) {
