@@ -21,7 +21,7 @@ import {
   CHOOSE_AGAIN, CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords, backfillWords,
   conditionsText, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatStart, formatTime, inspectToken, isTest, nextTry,
   outcomeWords, parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines,
-  urlProblem,
+  characterCount, urlProblem,
 } from './format.js';
 
 /** Firings a page of the history holds, unless the API's pages hold fewer (historyPageSize). */
@@ -1602,9 +1602,10 @@ function picker(kind, current, again, searchMax) {
   let pause = null;
   const box = h('input', {
     type: 'text', id: `${p.id}-search`, role: 'combobox', 'aria-autocomplete': 'list', 'aria-expanded': 'false',
-    'aria-controls': listId, autocomplete: 'off', spellcheck: 'false', value: chosen.text, size: 50, maxlength: searchMax,
+    'aria-controls': listId, autocomplete: 'off', spellcheck: 'false', value: chosen.text, size: 50,
     'aria-describedby': `${countId} error-${p.field}`,
   });
+  boundedBox(box, searchMax);
   const list = h('ul', {
     id: listId, role: 'listbox', class: 'picker-options', 'aria-label': p.label, hidden: true,
     // (the box keeps the focus: a click on an option, or on the list's scroll bar, does not leave it first)
@@ -1690,6 +1691,30 @@ function picker(kind, current, again, searchMax) {
 }
 
 /**
+ * A box that takes at most max characters as the database counts them (characterCount,
+ * code points), not as maxlength does (UTF-16 units: two for an emoji, so a name of 101
+ * emoji, which the database takes, was cut to 100). What is typed or pasted past max is
+ * cut to what fits, as maxlength would; maxlength stays as the ceiling of anything else,
+ * at twice max (no character takes more than two units).
+ */
+function boundedBox(input, max) {
+  input.maxLength = max * 2;
+  input.addEventListener('beforeinput', (event) => {
+    if (!event.inputType.startsWith('insert')) return;
+    const text = event.data ?? event.dataTransfer?.getData('text/plain') ?? '';
+    const { value, selectionStart: start, selectionEnd: end } = input;
+    const room = max - characterCount(value) + characterCount(value.slice(start, end));
+    if (characterCount(text) <= room) return;
+    event.preventDefault();
+    const fits = [...text].slice(0, Math.max(0, room)).join('');
+    if (!fits) return;
+    input.setRangeText(fits, start, end, 'end');
+    input.dispatchEvent(new Event('input', { bubbles: true }));
+  });
+  return input;
+}
+
+/**
  * The setup form. bounds: the most characters the API takes of its name, its URL and
  * a picker's search (fetchSetupFacts): each box takes no more (maxlength), where what
  * was typed past them was sent whole and refused.
@@ -1700,12 +1725,12 @@ function setupForm({ webhook, fields, delivery, bounds }) {
   const url = h('input', {
     type: 'text', id: 'setup-url', name: 'url', value: webhook?.url ?? '', inputmode: 'url', autocomplete: 'off',
     spellcheck: 'false', placeholder: 'https://example.com/hooks/bpd', 'aria-describedby': 'hint-url error-url', size: 70,
-    maxlength: bounds.url,
   });
+  boundedBox(url, bounds.url);
   const form = h('form', { id: 'setup-form', class: 'setup-form card', novalidate: true },
     h('div', { class: 'field', dataset: { field: 'name' } },
       h('label', { for: 'setup-name' }, 'Name'),
-      h('input', { type: 'text', id: 'setup-name', name: 'name', value: webhook?.name ?? '', maxlength: bounds.name, size: 50, 'aria-describedby': 'error-name' }),
+      boundedBox(h('input', { type: 'text', id: 'setup-name', name: 'name', value: webhook?.name ?? '', size: 50, 'aria-describedby': 'error-name' }), bounds.name),
       fieldError('name')),
     h('div', { class: 'field', dataset: { field: 'url' } },
       h('label', { for: 'setup-url' }, 'URL'),

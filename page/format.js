@@ -352,11 +352,17 @@ export function inspectToken(token, nowSeconds = Date.now() / 1000) {
 const URL_RULE = /^https?:\/\/(\[[0-9a-f:.]+\]|([^\][\s/?#@:<>\\^|%\u0001-\u001f\u007f]|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$/i;
 const URL_MAX = 2048;
 
+/**
+ * How many characters the database counts in a text (char_length: code points), where
+ * JavaScript's length counts UTF-16 units, two for an emoji or any character past U+FFFF.
+ */
+export const characterCount = (text) => [...text].length;
+
 /** Why a URL would be refused, in words, or null when the database will take it. */
 export function urlProblem(url) {
   const value = (url ?? '').trim();
   if (!value) return 'Enter the URL your receiver listens on.';
-  if (value.length > URL_MAX) return `The URL is too long: at most ${formatCount(URL_MAX)} characters.`;
+  if (characterCount(value) > URL_MAX) return `The URL is too long: at most ${formatCount(URL_MAX)} characters.`;
   if (!URL_RULE.test(value)) {
     return 'Enter an absolute http:// or https:// URL, like https://example.com/hooks/bpd (no spaces, no user name or password in it, a port of digits).';
   }

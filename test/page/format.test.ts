@@ -93,3 +93,9 @@ test('Backfill says how many contacts it sends, and where: those that pass the c
   t.is(backfillWords({ url, conditions: null }, { count: 10_000, more: true }),
     `Sends more than 10,000 contacts of your company to ${url}, once each, as contact.snapshot deliveries beside its live ones.`);
 });
+
+test('a URL is as long as the database counts it, in characters: one of 1,100 emoji is no URL too long', (t) => {
+  const emoji = '\u{1F600}';
+  t.is(urlProblem(`https://receiver.example.com/${emoji.repeat(1100)}`), null);
+  t.regex(urlProblem(`https://receiver.example.com/${emoji.repeat(2048)}`) ?? '', /^The URL is too long: at most 2,048 characters\.$/);
+});

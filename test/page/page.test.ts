@@ -1822,10 +1822,17 @@ browserTest('a CRM user\'s name of 3 MB shows as its first 200 characters, wrapp
   t.true(await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth), 'the form too');
   // each box takes what the API takes (inputBounds), no more: past them, the API's refusal showed
   const bounds = (await api().gql(await api().token(company.id), '{ inputBounds }')).data.inputBounds;
-  const maxlength = (selector: string) => page.getAttribute(selector, 'maxlength');
-  t.deepEqual(
-    [await maxlength('#setup-name'), await maxlength('#setup-url'), await maxlength('#setup-user-search'), await maxlength('#setup-status-search')],
-    [String(bounds.name), String(bounds.url), String(bounds.search), String(bounds.search)]);
+  // counted in characters, as the database counts them (char_length): an emoji is one,
+  // where a box's maxlength counts it two (UTF-16), and took a name of 100 emoji at most
+  const emoji = '\u{1F600}';
+  for (const [box, bound] of [['#setup-name', bounds.name], ['#setup-url', bounds.url], ['#setup-user-search', bounds.search]] as const) {
+    await page.fill(box, box === '#setup-url' ? 'https://x.example/' : '');
+    const start = box === '#setup-url' ? 'https://x.example/'.length : 0;
+    await page.focus(box);
+    await page.keyboard.press('End');
+    await page.keyboard.insertText(emoji.repeat(bound - start + 1));
+    t.is([...await page.inputValue(box)].length, bound, `${box} takes ${bound} characters, emoji too`);
+  }
   await page.fill('#setup-user-search', '');
   await page.focus('#setup-user-search');
   await page.keyboard.insertText('a'.repeat(bounds.search + 1));
