@@ -1919,6 +1919,14 @@ async function submitSetup(form, webhook) {
       inputOf(form, field)?.focus();
       return;
     }
+    // a Create without its answer (none in time, a connection dropped, a proxy's 502)
+    // may have made the webhook all the same: sent again, it made a second. No Try
+    // again, then: the admin is told where to look first (the form stays as typed)
+    if (!webhook && error instanceof ApiError && ['no-answer', 'network', 'server'].includes(error.kind)) {
+      showError(`${error.message} The webhook may have been created all the same: look for "${setup.name.trim()}" ` +
+        'in the list of webhooks before you press Create again, which would make a second one.');
+      return;
+    }
     // (the form stays as typed: Try again sends it as it is then)
     handleError(error, () => form.requestSubmit());
   }

@@ -364,6 +364,33 @@ browserTest('Save over a change another admin made since the form opened: refuse
   await page.close();
 });
 
+browserTest('a Create whose answer is lost (a proxy\'s 502 after the server made the webhook) says to look for it before creating it again, and offers no Try again that would make a second', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const page = await signedIn(company.id);
+  await page.route('**/graphql', async (route) => {
+    if (route.request().postData()?.includes('mutation Create(')) {
+      await route.fetch();
+      await route.fulfill({ status: 502, contentType: 'text/html', body: '<html><body>Bad Gateway</body></html>' });
+      return;
+    }
+    await route.fallback();
+  });
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.fill('#setup-name', 'Letters');
+  await page.fill('#setup-url', 'https://letters.example.com/in');
+  await page.check('input[name=action][value="contact.created"]');
+  await page.click('#setup-submit');
+  await untilText(page, '#error', /^The server could not answer \(HTTP 502/);
+  t.is(await page.textContent('#error'), 'The server could not answer (HTTP 502 Bad Gateway). Try again in a moment. ' +
+    'The webhook may have been created all the same: look for "Letters" in the list of webhooks before you press Create again, which would make a second one.');
+  t.is(await page.locator('#error .try-again').count(), 0, 'no Try again that sends the form again');
+  t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id])).rows[0].n, 1);
+  t.is(await page.inputValue('#setup-name'), 'Letters', 'the form as typed');
+  await page.close();
+});
+
 browserTest('a Save whose second request fails (a proxy\'s 502 between them) is saved whole by Save again, not refused as another admin\'s change', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
