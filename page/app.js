@@ -67,6 +67,12 @@ let historyPageSize = PAGE_SIZE;
 let historyDepthLimit = null;
 /** Bumped on every load, so that a slow, outdated answer never overwrites a newer one. */
 let generation = 0;
+/**
+ * What a Create left unsaid when its token was found expired or refused after the webhook
+ * was made ({ companyId, text }: its delivery settings not saved): said after the next
+ * sign-in of that company, as the sign-in screen wipes every message before it.
+ */
+let afterSignIn = null;
 /** A secret just issued ({ webhookId, secret, note }), shown once on that webhook's page. */
 let issuedSecret = null;
 /** A message set just before a change of view, kept across it. */
@@ -300,11 +306,15 @@ async function signIn(event) {
   }
   session.save(seen.token);
   $('token').value = '';
+  const note = afterSignIn;
+  afterSignIn = null;
   await render();
+  if (note && String(note.companyId) === String(seen.claims?.company_id) && !$('app').hidden) flash(note.text);
 }
 
 function signOut() {
   unsentForm = null;
+  afterSignIn = null;
   session.clear();
   location.hash = '#/';
   showSignIn();
@@ -1893,6 +1903,14 @@ async function submitSetup(form, webhook) {
       const refused = sameDeliverySettings(delivery, DEFAULT_DELIVERY) ? null
         : await saveDeliverySettings(created.webhook.id, delivery, DEFAULT_DELIVERY).then(() => null, (error) => error);
       if (isSuperseded(refused)) return;
+      if (refused && isTokenError(refused)) {
+        // (the sign-in that follows wipes the page's messages: said again after it)
+        afterSignIn = {
+          companyId: inspectToken(session.token()).claims?.company_id,
+          text: `Created · ${created.webhook.name}, with the default delivery settings: its own were not saved, ` +
+            `the token ${refused.kind === 'expired' ? 'having expired' : 'being refused'}. Edit it to set them again.`,
+        };
+      }
       if (refused) {
         flash(`Created · ${created.webhook.name}, with the default delivery settings: ${refused.message}`);
         keepFlash = true;

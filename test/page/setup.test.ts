@@ -391,6 +391,37 @@ browserTest('a Create whose answer is lost (a proxy\'s 502 after the server made
   await page.close();
 });
 
+browserTest('a Create whose delivery settings meet a token that expired after the webhook was made says so after the next sign-in, not only before it', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const page = await signedIn(company.id);
+  const expired = await expiredToken(api.jwtSecret, company.id);
+  // the webhook is made; the token expires before its delivery settings are sent
+  await page.route('**/graphql', async (route) => {
+    if (route.request().postData()?.includes('SaveLimits')) {
+      await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
+      await route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ errors: [{ message: 'jwt expired' }] }) });
+      return;
+    }
+    await route.fallback();
+  });
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.fill('#setup-name', 'Paced');
+  await page.fill('#setup-url', 'https://paced.example.com/in');
+  await page.check('input[name=action][value="contact.created"]');
+  await page.fill('#setup-rate-limit', '5');
+  await page.click('#setup-submit');
+  await untilText(page, '#sign-in-error', /^This token expired on /);
+  const made = (await database.pool.query('select id, rate_limit from webhooks.webhooks where company_id = $1', [company.id])).rows;
+  t.deepEqual(made.map((row) => row.rate_limit), [null], 'made, with the defaults');
+  await page.unroute('**/graphql');
+  await signIn(page, await api.token(company.id, 'webhook_admin', 'jane.admin@purple.example'));
+  await untilText(page, '#flash', 'Created · Paced, with the default delivery settings: its own were not saved, the token having expired. Edit it to set them again.');
+  t.deepEqual(problemsOf(page).filter((problem) => !/status of 401/.test(problem)), []);
+  await page.close();
+});
+
 browserTest('a Save whose second request fails (a proxy\'s 502 between them) is saved whole by Save again, not refused as another admin\'s change', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
