@@ -1726,7 +1726,7 @@ function boundedBox(input, max) {
 
 /**
  * The setup form. bounds: the most characters the API takes of its name, its URL and
- * a picker's search (fetchSetupFacts): each box takes no more (maxlength), where what
+ * a picker's search (fetchSetupFacts): each box takes no more (boundedBox), where what
  * was typed past them was sent whole and refused.
  */
 function setupForm({ webhook, fields, delivery, bounds }) {
