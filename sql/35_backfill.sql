@@ -879,11 +879,16 @@ begin
   -- contacts to walk; until 2026-12-07, test/sql/backfill-step.test.ts. By the
   -- snapshots written, a backfill whose batches write none, its conditions turning
   -- every contact away, stayed first. A sort of the running backfills, a few a company.)
+  -- (one never served as if served when it was started: before those served since,
+  -- behind those served before. Never-served ones all went first, whenever started:
+  -- a company that cancelled and started a backfill before every step, which its
+  -- hourly changes allow hundreds of times, was served at every step of one place,
+  -- another company's backfill behind it; until 2026-12-07, backfill-step.test.ts.)
   for v_backfill in
     select b.* from webhooks.webhooks w
     join webhooks.backfills b on b.webhook_id = w.id
     where b.state = 'running' and (p_only is null or b.id = p_only)
-    order by b.served_at nulls first, b.id
+    order by coalesce(b.served_at, b.created_at), b.id
     for key share of w skip locked
     for update of b skip locked
   loop

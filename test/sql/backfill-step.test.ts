@@ -278,6 +278,46 @@ test.serial('a company\'s backfills that each have room at every step do not hol
   t.deepEqual(rows.map((r) => [r.webhook_id, r.queued]), [[bigHooks[0], '2'], [bigHooks[1], '1'], [hook.id, '1']]);
 });
 
+test.serial('a company that cancels and starts backfills before every step does not take another company\'s turn: a new backfill waits behind one last served before it was started', async (t) => {
+  // Never-served backfills went first, whenever they were started: a company that
+  // started a new one before every step (its hourly changes allow hundreds) was
+  // served at every step of one place, and another company's backfill, served once,
+  // waited behind each of them.
+  await db().pool.query("update webhooks.backfills set state = 'cancelled', finished_at = now() where state = 'running'");
+  const f = factories(db().pool);
+  const other = await f.company();
+  const otherHook = await f.webhook({ companyId: other.id, actions: ['contact.deleted'] });
+  for (let i = 0; i < 4; i++) await f.contact(other.id);
+  const { rows: [{ id }] } = await db().pool.query('select webhooks.backfill($1) as id', [otherHook.id]);
+  const gamer = await f.company();
+  const gamerHook = await f.webhook({ companyId: gamer.id, actions: ['contact.deleted'] });
+  for (let i = 0; i < 4; i++) await f.contact(gamer.id);
+
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  await stepper.query("set webhooks.backfill_batch = '1'");
+  const step = async () => {
+    await stepper.query('select webhooks_relay.backfill_step(p_limit => 1)');
+    // (every receiver takes its batch at once)
+    await db().pool.query(
+      `update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
+       where webhook_id = any ($1::bigint[]) and state = 'pending'`, [[otherHook.id, gamerHook.id]]);
+  };
+  await step();   // the other company's, served once
+  const queued = async () => Number((await db().pool.query('select queued from webhooks.backfills where id = $1', [id])).rows[0].queued);
+  t.is(await queued(), 1);
+  for (let i = 0; i < 3; i++) {
+    await db().pool.query(
+      "update webhooks.backfills set state = 'cancelled', finished_at = now() where webhook_id = $1 and state = 'running'", [gamerHook.id]);
+    await db().pool.query('select webhooks.backfill($1)', [gamerHook.id]);
+    await step();
+  }
+  // each new backfill was started after the other company's was last served: behind
+  // it, so the other is served at each of the three steps of one place (it was once
+  // at none of them)
+  t.is(await queued(), 4);
+});
+
 test.serial('a step ends once it has spent backfill_batch_time, the rest left to the next: an ordered webhook\'s locks on another company\'s contact are not held through every other backfill\'s batch', async (t) => {
   // A step is one transaction, and an ordered webhook's batch holds its contacts FOR
   // SHARE until it commits. Each batch was bounded in time, the step was not: eight
