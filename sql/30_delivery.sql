@@ -656,6 +656,19 @@ as $$
   select case when p_status_code is null then coalesce(p_error, 'no response') else p_error end;
 $$;
 
+-- private: the error of a result that came back after its lease ran out (recorded
+-- beside the delivery, which it leaves alone): said so first, as its attempt number
+-- is the one the rescue's "lease expired" row already has, and two attempts 1 read as
+-- one attempt twice (until 2026-12-07)
+create or replace function webhooks_private.late_attempt_error(p_status_code integer, p_error text)
+returns text
+language sql
+immutable
+as $$
+  select 'late (its lease had run out; the delivery is unchanged)'
+         || coalesce(': ' || webhooks_private.attempt_error(p_status_code, p_error), '');
+$$;
+
 -- private (relay): apply a batch of attempt results, one array element per attempt.
 -- Every attempt becomes a row of webhooks.delivery_attempts, even one whose lease
 -- ran out meanwhile (it did happen). The delivery itself changes only while this
@@ -1038,13 +1051,13 @@ begin
 
   -- results of deliveries this relay no longer holds (its lease ran out, or this is a
   -- settle repeated because its answer was lost on the way back): recorded as
-  -- attempts once, the delivery left alone. Rare; found by id in every partition.
+  -- attempts once, said to be late (late_attempt_error), the delivery left alone. Rare; found by id in every partition.
   if cardinality(v_ids) + cardinality(v_again) < cardinality(p_ids) then
     insert into webhooks.delivery_attempts
       (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
        status_code, error, response_body, relay_id)
     select r.id, h.created_at, h.webhook_id, h.company_id, r.attempt, r.attempted_at, greatest(r.duration_ms, 0),
-           r.status_code, webhooks_private.attempt_error(r.status_code, r.error),
+           r.status_code, webhooks_private.late_attempt_error(r.status_code, r.error),
            r.response_body, p_relay
     from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors, p_response_bodies)
       as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body)

@@ -311,8 +311,11 @@ test('settle is guarded: a relay whose lease was rescued cannot overwrite the ne
   t.like(attempts[0], { attempt: 1, status_code: null, relay_id: 'relay-late' });
   t.regex(attempts[0].error, /^lease expired: the relay did not settle this attempt/);
   t.notRegex(attempts[0].error, /relay-late/);
-  t.like(attempts[1], { attempt: 1, status_code: 500, relay_id: 'relay-late' });
-  t.like(attempts[2], { attempt: 2, status_code: 200, relay_id: 'relay-new' });
+  // two attempts 1 (the rescue's and the late result): the late one says so, for a DBA
+  // or an admin reading the history (until 2026-12-07 it read as an ordinary attempt)
+  t.like(attempts[1], { attempt: 1, status_code: 500, relay_id: 'relay-late',
+                        error: 'late (its lease had run out; the delivery is unchanged)' });
+  t.like(attempts[2], { attempt: 2, status_code: 200, relay_id: 'relay-new', error: null });
 });
 
 // (a success is deleted as the settle finds it by its key, with the guard: sql/30_delivery.sql)
@@ -333,9 +336,11 @@ test('settle is guarded for a success too: a late 2xx from a relay whose lease w
   const [done] = await settle(pool, 'relay-new', [{ id: claimed.delivery_id, attempt: 2, status: 204 }]);
   t.is(done.state, 'succeeded');
   const { rows: attempts } = await pool.query(
-    'select attempt, status_code, relay_id from webhooks.delivery_attempts where delivery_id = $1 order by id', [claimed.delivery_id]);
+    'select attempt, status_code, error, relay_id from webhooks.delivery_attempts where delivery_id = $1 order by id', [claimed.delivery_id]);
   t.deepEqual(attempts.map((a) => [a.attempt, a.status_code, a.relay_id]),
     [[1, null, 'relay-late'], [1, 204, 'relay-late'], [1, 204, 'relay-new'], [2, 204, 'relay-new']]);
+  const late = 'late (its lease had run out; the delivery is unchanged)';
+  t.deepEqual(attempts.slice(1).map((a) => a.error), [late, late, null]);
 });
 
 test('settle is guarded at the row itself: a rescue that commits while the settle waits for the row wins', async (t) => {
