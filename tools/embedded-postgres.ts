@@ -26,6 +26,12 @@ export interface EmbeddedOptions {
   /** trade durability for speed: for throwaway test clusters only */
   fast?: boolean;
   /**
+   * with `fast`: a commit still reaches the WAL (in the kernel's cache) before it
+   * returns, so a crash of the server alone, not of the machine, loses none; for tests
+   * that crash the server
+   */
+  crashSafe?: boolean;
+  /**
    * allow this many prepared transactions (PREPARE TRANSACTION), for tests of writers
    * that commit in two phases; none unless said (Postgres's default), as npm start's
    * writers need none. Each costs the server a few kB of shared memory.
@@ -147,7 +153,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<R
   await checkPortFree(port);
   const flags = ['-c', `listen_addresses=${LISTEN_ADDRESS}`, '-c', 'max_connections=200'];
   if (options.fast) {
-    flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+    flags.push('-c', 'fsync=off', '-c', `synchronous_commit=${options.crashSafe ? 'on' : 'off'}`, '-c', 'full_page_writes=off');
   }
   if (options.preparedTransactions) flags.push('-c', `max_prepared_transactions=${options.preparedTransactions}`);
   const server = new EmbeddedPostgres({

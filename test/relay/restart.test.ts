@@ -149,3 +149,75 @@ test('Postgres down for seconds under a relay that polls often: its failed claim
   t.is(said.filter((msg) => msg === 'claim failed; will try again').length, 1, JSON.stringify(said));
   t.is(said.filter((msg) => msg === 'claiming again after errors').length, 1);
 });
+
+test('Postgres crashed (immediate shutdown, crash recovery) while the relay holds a claim: nothing lost, it comes back and listens again; only the request in flight may go twice', async (t) => {
+  const server = await restartablePostgres(t, { migrated: true, crashSafe: true });
+  const pool = server.pool();
+  const receiver = await startReceiver();
+  t.teardown(() => receiver.close());
+  const f = factories(pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  // no poll to fall back on: after the crash only a LISTEN made again wakes it
+  const relay = testRelay(server.url, { RELAY_POLL_INTERVAL_MS: String(60 * 60 * 1000) });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await f.contact(company.id, { first_name: 'Before' });
+  await receiver.waitFor(1, { path: '/hook' });
+  await waitForFinalDeliveries(pool, [webhook.id], 1);
+
+  // claimed and sent; the receiver answers while the server is down, so its settle is
+  // in flight across the crash
+  let answer!: () => void;
+  receiver.route('/hook', {
+    secret: webhook.secret,
+    replies: [{ status: 200, after: new Promise<void>((resolve) => (answer = resolve)) }],
+    otherwise: 200,
+  });
+  await f.contact(company.id, { first_name: 'In flight' });
+  await receiver.waitFor(2, { path: '/hook' });
+  await server.crash();
+  answer();
+  // written at once after recovery, before the relay is back
+  await f.contact(company.id, { first_name: 'After crash' });
+
+  await relayAsleepInProcess(relay, pool, 30_000);
+  await f.contact(company.id, { first_name: 'Woken' });
+  const deliveries = await waitForFinalDeliveries(pool, [webhook.id], 4, 30_000);
+  t.is(deliveries.length, 4);
+  t.true(deliveries.every((d) => d.state === 'succeeded'), JSON.stringify(deliveries));
+
+  const requests = receiver.received('/hook');
+  const names = requests.map((r) => JSON.parse(r.body).data.contact.first_name as string);
+  t.true(requests.every((r) => r.verified));
+  for (const name of ['Before', 'After crash', 'Woken']) t.is(names.filter((n) => n === name).length, 1, `${name}: ${names}`);
+  // at least once: the request in flight may go again (its lease or result lost with
+  // the server), always under the same webhook-id
+  const inFlight = requests.filter((r) => JSON.parse(r.body).data.contact.first_name === 'In flight');
+  t.true(inFlight.length >= 1 && inFlight.length <= 2, names.join());
+  t.is(new Set(inFlight.map((r) => r.headers['webhook-id'])).size, 1);
+  t.log(`the request in flight was sent ${inFlight.length} time(s)`);
+
+  // its history: one attempt, or (its claim lost with the server: the relay's commits
+  // are not waited for) one result recorded as late beside the other's
+  const { rows: attempts } = await pool.query(
+    `select a.attempt, a.status_code, a.error from webhooks.delivery_attempts a
+     join webhooks.deliveries d on d.id = a.delivery_id
+     where d.webhook_id = $1 and d.payload->'data'->'contact'->>'first_name' = 'In flight' order by a.id`,
+    [webhook.id],
+  );
+  if (inFlight.length === 1) t.deepEqual(attempts, [{ attempt: 1, status_code: 200, error: null }]);
+  else {
+    t.deepEqual(attempts.sort((a, b) => (a.error ?? '').localeCompare(b.error ?? '')), [
+      { attempt: 1, status_code: 200, error: null },
+      { attempt: 1, status_code: 200, error: 'late (its lease had run out; the delivery is unchanged)' },
+    ]);
+  }
+  const { rows: others } = await pool.query(
+    `select count(*)::int as n from webhooks.delivery_attempts a join webhooks.deliveries d on d.id = a.delivery_id
+     where d.webhook_id = $1 and d.payload->'data'->'contact'->>'first_name' <> 'In flight'`,
+    [webhook.id],
+  );
+  t.is(others[0].n, 3, 'one attempt each for the others');
+});
