@@ -1,9 +1,11 @@
 // A transaction left open on one webhook's rows (a DBA's session in psql, an app's
 // script that writes webhooks.webhooks directly) holds up nothing but that webhook's
 // own bookkeeping: the relay's settles, which write every company's results in one
-// statement, never wait for it.
+// statement, never wait for it. A writer's transaction left open on a contact holds
+// nothing but that contact's own change, not yet there to send.
 import test from 'ava';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
+import { inTransaction } from '../helpers/sql.ts';
 import { until } from '../helpers/until.ts';
 
 /** A session that runs `statements` and stays open until it ends (commit or rollback), or the test does. */
@@ -308,4 +310,45 @@ test('the same session on a disabled webhook\'s hour: the claim that fails its d
   );
   t.deepEqual(failed, { state: 'failed', attempts: 0, last_error: 'not sent: the webhook is disabled' });
   t.is(receiver.received('/old').length, 0);
+});
+
+test('a writer\'s transaction left open on a contact of an ordered webhook: that contact can have no later change meanwhile; its other contacts and another company\'s are delivered; the held change goes once committed', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  receiver.route('/sync', { secret: hook.secret });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const other = await f.company();
+  const otherHook = await f.webhook({ companyId: other.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/other') });
+  receiver.route('/other', { secret: otherHook.secret });
+  const held = await f.contact(company.id, { city: 'held 0' });
+  const free = await f.contact(company.id, { city: 'free 0' });
+  const elsewhere = await f.contact(other.id, { city: 'elsewhere 0' });
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+
+  // the writer's change captured, its delivery not committed, the transaction open
+  const writer = await openTransaction(t, pool, [`update crm.contacts set city = 'held 1' where id = $1`, [held.id]]);
+  // no later change of that contact can be written meanwhile: another writer waits
+  // for the row (here refused after a short lock_timeout), so none can overtake it
+  const error = await inTransaction(pool, `set local lock_timeout = '300ms'`,
+    (client) => client.query(`update crm.contacts set city = 'held 2' where id = $1`, [held.id])).catch((e: unknown) => e);
+  t.is((error as { code?: string }).code, '55P03');
+
+  await pool.query(`update crm.contacts set city = 'free 1' where id = $1`, [free.id]);
+  await pool.query(`update crm.contacts set city = 'elsewhere 1' where id = $1`, [elsewhere.id]);
+  const [sync] = await receiver.waitFor(1, { path: '/sync' });
+  const [away] = await receiver.waitFor(1, { path: '/other' });
+  t.is(JSON.parse(sync!.body).data.contact.city, 'free 1');
+  t.is(JSON.parse(away!.body).data.contact.city, 'elsewhere 1');
+  await waitForFinalDeliveries(pool, [hook.id, otherHook.id], 2);
+
+  await writer.commit();
+  const requests = await receiver.waitFor(2, { path: '/sync' });
+  t.deepEqual(requests.map((r) => JSON.parse(r.body).data.contact.city), ['free 1', 'held 1']);
+  t.true(requests.every((r) => r.verified));
+  const deliveries = await waitForFinalDeliveries(pool, [hook.id, otherHook.id], 3);
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1));
 });
