@@ -173,6 +173,73 @@ test.serial('a drop waits for the readers of the day it drops, while claims and 
   await db().pool.query(`alter database ${db().name} reset webhooks.retention`);
 });
 
+test.serial('a drop beside a writer\'s transaction left open with a change captured: claims and settles of the rest go on under a short lock_timeout, the held change is delivered once committed, the day dropped', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'] });
+  await db().pool.query(`alter database ${db().name} set webhooks.retention = '5 days'`);
+  t.teardown(() => db().pool.query(`alter database ${db().name} reset webhooks.retention`));
+  const at = new Date(utcDay(-12).getTime() + 600_000);
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, completed_at, created_at)
+     values ($1, $2, 'contact.created', 1, '{}', 'succeeded', 1, $3, $3)`,
+    [webhook.id, company.id, at]);
+  await db().pool.query('select webhooks.create_partitions()');
+  await db().pool.query('call webhooks.roll_up_report_counts()');
+  const held = await f.contact(company.id, { first_name: 'Held' });
+
+  // a writer's change captured (today's partitions), its transaction left open
+  const writer = new pg.Client({ connectionString: db().url });
+  writer.on('error', () => {}); // ended with the test's database
+  await writer.connect();
+  t.teardown(() => writer.end());
+  await writer.query('begin');
+  await writer.query(`update crm.contacts set first_name = 'Held 1' where id = $1`, [held.id]);
+
+  const dropping = maintain(db().url);
+  let dropped = false;
+  void dropping.then(() => (dropped = true), () => {});
+  // the drop's detach waits for the writer, which holds the tables it detaches from
+  let waiter = '';
+  await until('the drop waits for a lock', async () => {
+    const { rows } = await db().pool.query(
+      `select left(query, 120) as query from pg_stat_activity
+       where datname = current_database() and wait_event_type = 'Lock'`);
+    waiter = rows[0]?.query ?? '';
+    return rows.length > 0;
+  });
+  t.log(`waiting: ${waiter}`);
+  // meanwhile the rest is captured, claimed and settled, none of it waiting on the drop
+  const relay = await db().pool.connect();
+  t.teardown(() => relay.release());
+  await relay.query(`set lock_timeout = '500ms'`);
+  const claimAll = async () => (await relay.query(
+    `select * from webhooks_relay.claim_deliveries('relay-r', 10, interval '1 minute', 10, '{}', '{}', array[$1::bigint])`,
+    [webhook.id])).rows;
+  const settle = (ids: string[]) => relay.query(
+    `select * from webhooks_relay.settle_deliveries('relay-r', $1::bigint[], array_fill(1, array[cardinality($1::bigint[])]),
+       array_fill(now(), array[cardinality($1::bigint[])]), array_fill(5, array[cardinality($1::bigint[])]),
+       array_fill(204, array[cardinality($1::bigint[])]), array_fill(null::text, array[cardinality($1::bigint[])]),
+       array_fill(null::text, array[cardinality($1::bigint[])]), array_fill(null::int, array[cardinality($1::bigint[])]))`,
+    [ids]).then((r) => r.rows);
+  for (let i = 0; i < 3; i++) {
+    await f.contact(company.id, { first_name: `Meanwhile ${i}` });
+    const claimed = await claimAll();
+    // the first round also takes the held contact's creation, committed before
+    t.true(claimed.length >= 1 && claimed.every((c) => JSON.parse(c.body).type === 'contact.created'), JSON.stringify(claimed));
+    const settled = await settle(claimed.map((c) => c.delivery_id));
+    t.true(settled.length === claimed.length && settled.every((s) => s.state === 'succeeded'));
+  }
+
+  t.false(dropped, 'the drop waits for the writer');
+  await writer.query('commit');
+  const [update] = await claimAll();
+  t.like(JSON.parse(update.body), { type: 'contact.updated', data: { contact: { id: Number(held.id), first_name: 'Held 1' } } });
+  t.is((await settle([update.delivery_id]))[0].state, 'succeeded');
+  const result = await dropping;
+  t.deepEqual(result.daysDropped, [utcDay(-12).toISOString().slice(0, 10)]);
+});
+
 test.serial('a day past the retention whose counts are not all rolled up is kept until they are', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();
