@@ -1051,7 +1051,8 @@ begin
 
   -- results of deliveries this relay no longer holds (its lease ran out, or this is a
   -- settle repeated because its answer was lost on the way back): recorded as
-  -- attempts once, said to be late (late_attempt_error), the delivery left alone. Rare; found by id in every partition.
+  -- attempts once, said to be late (late_attempt_error), the delivery left alone.
+  -- Rare; found by id in every partition.
   if cardinality(v_ids) + cardinality(v_again) < cardinality(p_ids) then
     insert into webhooks.delivery_attempts
       (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
