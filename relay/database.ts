@@ -341,3 +341,28 @@ export function isConnectionError(error: unknown): boolean {
   return isReadTimeout(error) ||
     /Connection terminated|timeout exceeded when trying to connect|connection timeout|connection error and is not queryable/i.test(e.message ?? '');
 }
+
+/**
+ * The relay's fatal line for a database it reached but cannot work in: the error, its
+ * SQLSTATE, and what it means; the advice to migrate or GRANT only where one mends it
+ * (the role not made yet: the relay's role is the migrate's; the login not granted it).
+ * Until 2026-12-07 every such error got that advice: a database named wrong, a server
+ * out of memory or disk, an I/O error, a standby (test/relay/start-refusals.test.ts).
+ */
+export function databaseRefusal(error: unknown, role: string | null): string {
+  const { code, message } = error as { code?: string; message?: string };
+  return `the relay cannot work in this database: ${message}` + (code ? ` (SQLSTATE ${code}${refusalMeaning(code, message ?? '', role)})` : '');
+}
+
+function refusalMeaning(code: string, message: string, role: string | null): string {
+  const useLogin = 'or set RELAY_DB_ROLE= to use the user of DATABASE_URL as is';
+  if (role && code === '42501' && /role/i.test(message)) return `: that user may not take role ${role}: GRANT ${role} TO the user of DATABASE_URL, ${useLogin}`;
+  if (role && code === '22023' && /"role"/.test(message)) return `: role ${role} does not exist here: run npm run migrate, which makes it, ${useLogin}`;
+  if (['42P01', '42883', '3F000'].includes(code)) return ': the engine is not here, or is of another release: run npm run migrate';
+  if (code === '25006') return ': its transactions are read-only (a standby, or default_transaction_read_only = on): point DATABASE_URL at the primary';
+  if (code === '57014') return ': a statement was cancelled (by an administrator, or a timeout); see the server\'s log';
+  if (code.startsWith('53')) return ': the server is short of a resource (memory, disk): see the server\'s log';
+  if (code.startsWith('58') || code.startsWith('XX')) return ': an error of the server\'s system (I/O, a file, corruption): see the server\'s log';
+  if (code.startsWith('28') || code === '3D000') return ': check the user, password and database of DATABASE_URL';
+  return '';
+}

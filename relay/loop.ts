@@ -17,7 +17,7 @@
 // max_in_flight across all relays, its rate_limit slots, its circuit breaker.
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { claimPool, closeWithin, isConnectionError, relayPool } from './database.ts';
+import { claimPool, closeWithin, databaseRefusal, isConnectionError, relayPool } from './database.ts';
 import { KEPT_CONNECTIONS_MAX, KEPT_ORIGINS_MAX, Sender, succeeded } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
@@ -630,12 +630,7 @@ export class Relay {
         if (sayUnreachable) this.log.warn({ err: error }, 'database not reachable yet; the relay keeps trying');
         return false;
       }
-      const role = this.settings.databaseRole;
-      throw new Error(
-        `the relay cannot work in this database: ${(error as Error).message}` +
-          (role ? ` (it runs as role ${role}: run npm run migrate, and GRANT ${role} TO the user of DATABASE_URL, or set RELAY_DB_ROLE= to use that user as is)` : ''),
-        { cause: error },
-      );
+      throw new Error(databaseRefusal(error, this.settings.databaseRole), { cause: error });
     }
     if (readOnly) {
       // every claim and settle writes: without this, each poll's claim failed (25006) for as long as it ran

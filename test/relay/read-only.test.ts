@@ -28,3 +28,19 @@ test('a relay started in a read-only database exits 1 at once, naming the settin
   t.deepEqual(rows, [{ state: 'pending', attempts: 0 }]);
   t.is(receiver.requests.length, 0);
 });
+
+test('a relay whose login has default_transaction_read_only = on (as a standby reads) exits 1 naming the setting, with no advice to migrate or GRANT', async (t) => {
+  const { database, f, company } = await relayScene(t);
+  await f.contact(company.id);
+  await database.pool.query(`alter role current_user in database ${database.name} set default_transaction_read_only = on`);
+  t.teardown(() => database.pool.query(`alter role current_user in database ${database.name} reset default_transaction_read_only`).then(() => {}));
+
+  const relay = spawnRelay(database.url, { RELAY_ID: 'relay-read-only-login', RELAY_LOG_LEVEL: 'info' });
+  t.teardown(() => relay.kill('SIGKILL'));
+  const out = lines(relay.stdout!);
+  const [code] = await Promise.race([once(relay, 'exit'), out.next(/"code":"25006"/).then(() => ['claiming in a loop'])]);
+  t.is(code, 1, out.seen.join('\n'));
+  const fatal = out.seen.map((line) => JSON.parse(line)).find((line) => line.level === 60);
+  t.regex(fatal?.msg ?? '', /read-only.*point DATABASE_URL at the primary/, out.seen.join('\n'));
+  t.notRegex(fatal?.msg ?? '', /npm run migrate|GRANT/);
+});
