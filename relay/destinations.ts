@@ -44,12 +44,18 @@ export function parseNetworks(text: string): NetworkList {
   const cidrs: string[] = [];
   for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
     const [address = '', prefixText, extra] = part.split('/');
-    // four decimal parts only: "10.1" or "0x0a.0.0.1" in a setting is a typo, not a network
-    const family = ipaddr.IPv4.isValidFourPartDecimal(address) ? 4 : ipaddr.IPv6.isValid(address) ? 6 : 0;
+    // four decimal parts only: "10.1" or "0x0a.0.0.1" in a setting is a typo, not a
+    // network; and no zone (fe80::1%eth0): ipaddr.js reads it and matches without it,
+    // so it allowed the network on every interface
+    const family = ipaddr.IPv4.isValidFourPartDecimal(address) ? 4 : ipaddr.IPv6.isValid(address) && !address.includes('%') ? 6 : 0;
     const max = family === 6 ? 128 : 32;
     const prefix = prefixText === undefined ? max : Number(prefixText);
-    if (!family || extra !== undefined || !/^\d*$/.test(prefixText ?? '') || prefixText === '' || prefix > max) {
-      throw new Error(`${JSON.stringify(part)} is not a network in CIDR form such as 127.0.0.0/8 or ::1/128`);
+    // a prefix in plain decimal (08 was read as 8, which other tools read otherwise),
+    // and an address whose bits past the prefix are zero: 10.0.0.1/8 allowed all of
+    // 10.0.0.0/8 where 10.0.0.1/32 may have been meant
+    if (!family || extra !== undefined || !/^(0|[1-9]\d*)$/.test(prefixText ?? '0') || prefix > max ||
+        ipaddr.parse(address).toNormalizedString() !== (family === 4 ? ipaddr.IPv4 : ipaddr.IPv6).networkAddressFromCIDR(`${address}/${prefix}`).toNormalizedString()) {
+      throw new Error(`${JSON.stringify(part)} is not a network in CIDR form such as 127.0.0.0/8 or ::1/128 (a network's first address, its prefix in plain decimal, no zone)`);
     }
     networks.push([ipaddr.parse(address), prefix]);
     cidrs.push(part);

@@ -111,6 +111,23 @@ test('the allow-list lets named networks through, and nothing else', (t) => {
   }
 });
 
+// An entry the parser once took without a word: a zone (fe80::1%eth0/64, read as
+// fe80::/64 on every interface, the zone dropped), a prefix with a leading zero
+// (10.0.0.0/08, read as /8 where other tools read octal or refuse it), an address
+// with bits past its prefix (10.0.0.1/8, read as all of 10.0.0.0/8 where a /32 may
+// have been meant). Each is refused at start, naming the variable and the entry.
+test('RELAY_ALLOW_NETWORKS takes plain CIDRs only: a zone, a padded prefix or host bits past the prefix stop the relay at start, named', (t) => {
+  for (const bad of ['fe80::1%eth0/64', 'fe80::%eth0/64', 'fe80::1%eth0', '10.0.0.0/08', '::1/0128', '10.0.0.0/008', '10.0.0.1/8', 'fe80::1/64', '127.0.0.1/0']) {
+    t.throws(() => parseNetworks(bad), { message: /is not a network in CIDR form/ }, bad);
+    t.is(t.throws(() => relaySettings({ DATABASE_URL: 'postgres://d', RELAY_ALLOW_NETWORKS: `127.0.0.0/8, ${bad}` }))?.message,
+      `RELAY_ALLOW_NETWORKS: ${JSON.stringify(bad)} is not a network in CIDR form such as 127.0.0.0/8 or ::1/128 (a network's first address, its prefix in plain decimal, no zone)`, bad);
+  }
+  const plain = parseNetworks('10.0.0.0/8, fe80::/64, 10.1.2.3, ::1, 0.0.0.0/0, 192.168.0.0/16');
+  t.deepEqual(plain.cidrs, ['10.0.0.0/8', 'fe80::/64', '10.1.2.3', '::1', '0.0.0.0/0', '192.168.0.0/16']);
+  t.is(refusal('fe80::5', plain), null);
+  t.is(refusal('10.200.0.1', plain), null);
+});
+
 test('an address literal in the URL is refused before any connection, in every spelling; the tenant learns only that', (t) => {
   const allow = parseNetworks('127.0.0.1/32');
   const spellings = [
