@@ -1,0 +1,11 @@
+-- Up Migration
+-- The day counts by day, for webhooks.daily_counts asked of one day across every
+-- company (docs/sql.md, "How many fired yesterday, everywhere?"). Neither the key
+-- (webhook_id, day) nor (company_id, day) starts with the day: Postgres before 18
+-- read the whole of one of them for it (403 index pages for one day's 400 rows of
+-- 146,000 in test/sql/day-counts-reads.test.ts; every page of a million rows'), and
+-- the day counts are kept for ever. One entry more a webhook and day, written by the
+-- roll-up. Built in the migration's transaction: its lock holds only writes of the
+-- day counts (the roll-up, and a write of a delivery days old noting its day) while
+-- it builds. Re-runnable.
+create index if not exists delivery_day_counts_day_idx on webhooks.delivery_day_counts (day);
