@@ -366,3 +366,47 @@ function refusalMeaning(code: string, message: string, role: string | null): str
   if (code.startsWith('28') || code === '3D000') return ': check the user, password and database of DATABASE_URL';
   return '';
 }
+
+/** How long a relay waits for its RELAY_ID held by another session: one just killed, whose session the server has not ended yet. */
+const RELAY_ID_WAIT_MS = 3_000;
+
+/**
+ * Takes the relay's RELAY_ID in the database (webhooks_relay.hold_relay_id,
+ * sql/30_delivery.sql) on a connection of its own, kept while the relay runs; throws,
+ * naming it, if another relay holds it. Leases are a relay's by its id alone: two
+ * relays of one id took each other's for their own (test/relay/relay-id.test.ts).
+ * A lost connection gives the id back: said, and the relay sends on.
+ */
+export async function holdRelayId(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; relayId: string }): Promise<pg.Client> {
+  const client = new EngineClient({
+    connectionString: options.databaseUrl,
+    options: sessionOptions(options.role, ENGINE_SESSION_TIMEOUTS),
+    application_name: 'bpd-webhooks-relay-id',
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,
+    connectionTimeoutMillis: dbConnectTimeoutMs(options.queryTimeoutMs),
+    query_timeout: options.queryTimeoutMs,
+  });
+  let closing = false;
+  const lost = (error?: Error) => {
+    if (!closing) options.log.warn({ err: error }, `the connection holding RELAY_ID ${options.relayId} was lost: a second relay started with it would go unseen until this one restarts`);
+    closing = true;
+  };
+  client.on('error', lost);
+  client.on('end', () => lost());
+  await client.connect();
+  const end = client.end.bind(client);
+  client.end = (() => {
+    closing = true;
+    return end();
+  }) as typeof client.end;
+  for (const deadline = Date.now() + RELAY_ID_WAIT_MS; ;) {
+    const { rows } = await client.query<{ held: boolean }>('select webhooks_relay.hold_relay_id($1) as held', [options.relayId]);
+    if (rows[0]!.held) return client;
+    if (Date.now() >= deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  await client.end().catch(() => {});
+  throw new Error(`another relay runs with RELAY_ID ${options.relayId} in this database: each relay needs its own, as each takes the leases of its id for its own; ` +
+    'give this one another RELAY_ID, or leave it unset (<host>:<pid>:<random>)');
+}

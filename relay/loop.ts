@@ -17,7 +17,7 @@
 // max_in_flight across all relays, its rate_limit slots, its circuit breaker.
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { claimPool, closeWithin, databaseRefusal, isConnectionError, relayPool } from './database.ts';
+import { claimPool, closeWithin, databaseRefusal, holdRelayId, isConnectionError, relayPool } from './database.ts';
 import { KEPT_CONNECTIONS_MAX, KEPT_ORIGINS_MAX, Sender, succeeded } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
@@ -86,6 +86,8 @@ export class Relay {
   private readonly rescuer: Rescuer;
   private readonly backfiller: Backfiller;
   private listener: Listener | null = null;
+  /** the connection that holds this relay's RELAY_ID while it runs (holdRelayId) */
+  private idHolder: pg.Client | null = null;
   private pollTimer: NodeJS.Timeout | undefined;
   /** the start of the rescuer, the backfiller and the settings check (SIDE_WORK_AFTER_MS) */
   private sideWorkTimer: NodeJS.Timeout | undefined;
@@ -193,6 +195,13 @@ export class Relay {
     this.scheduler.setMode('waiting');
     await this.checkDatabaseOnceReachable();
     if (this.stopped) return;
+    const { databaseUrl, databaseRole: role, databaseQueryTimeoutMs: queryTimeoutMs, relayId } = this.settings;
+    const idHolder = await holdRelayId({ databaseUrl, role, log: this.log, queryTimeoutMs, relayId });
+    if (this.stopped) {
+      await idHolder.end().catch(() => {});
+      return;
+    }
+    this.idHolder = idHolder;
     this.pollTimer = setInterval(() => this.poll(), this.settings.pollIntervalMs);
     this.listener = startListener({
       databaseUrl: this.settings.databaseUrl,
@@ -601,6 +610,8 @@ export class Relay {
       closeWithin('the connection pool', this.pool.end(), this.log),
       closeWithin('the claims\' connection', this.claimPool.end(), this.log),
     ]);
+    // (last: the id is this relay's until nothing of it is left to settle)
+    if (this.idHolder) await closeWithin('the connection holding RELAY_ID', this.idHolder.end(), this.log);
     this.log.info({ ...this.stats, ...this.settler.stats }, 'relay stopped');
   }
 

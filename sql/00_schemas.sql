@@ -215,6 +215,7 @@ $$;
 --   partition_lock()               making outbox partitions          22_outbox.sql
 --   day_drop_lock(day)             a late capture vs. its day's drop 22_outbox.sql
 --   company_webhooks_lock(company) creating one company's webhooks   10_config.sql
+--   relay_id_lock(relay_id)        a running relay's RELAY_ID        30_delivery.sql
 --   4204204204 (one bigint)        a migrate is running              tools/migrate.ts
 --   4204204205 (one bigint)        the outbox's upkeep is running    tools/maintain.ts
 -- (The migrate lock is taken before sql/ exists, so it lives in tools/migrate.ts.)
@@ -276,6 +277,17 @@ language sql
 immutable
 as $$
   select hashtextextended('bpd_webhooks.company_webhooks', p_company_id);
+$$;
+
+-- the advisory lock of one RELAY_ID (one bigint key per id): held by a running relay
+-- on a connection of its own, so that a second relay given the same id (whose leases
+-- would be taken for its own) is seen
+create or replace function webhooks_private.relay_id_lock(p_relay_id text)
+returns bigint
+language sql
+immutable
+as $$
+  select hashtextextended('bpd_webhooks.relay_id:' || p_relay_id, 0);
 $$;
 
 -- sql/ only: drops the function p_signature unless it already takes p_arguments and

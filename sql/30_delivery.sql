@@ -1656,3 +1656,15 @@ begin
   return query select * from webhooks_private.requeue_deliveries(v_ids, v_created_at);
 end;
 $$;
+
+-- private (relay): takes this RELAY_ID for the session, false if another session holds
+-- it. Leases are the relay's by its id alone (locked_by): two relays of one id took
+-- each other's for their own, one's release of what it did not hold handing back what
+-- the other was sending, to be sent again (test/relay/relay-id.test.ts). Held on a
+-- connection the relay keeps while it runs (relay/loop.ts); it ends with the session.
+create or replace function webhooks_relay.hold_relay_id(p_relay_id text)
+returns boolean
+language sql
+as $$
+  select pg_try_advisory_lock(webhooks_private.relay_id_lock(p_relay_id));
+$$;

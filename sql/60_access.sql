@@ -333,7 +333,8 @@ grant execute on all functions in schema webhooks_relay to bpd_webhooks_relay;
 grant execute on function
   webhooks_private.lock_space(),
   webhooks_private.capturing_lock(),
-  webhooks_private.relay_idle_lock()
+  webhooks_private.relay_idle_lock(),
+  webhooks_private.relay_id_lock(text)
   to bpd_webhooks_relay;
 
 -- The health endpoints of the API and the relay (58_operations.sql): counts only,
