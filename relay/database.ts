@@ -400,11 +400,16 @@ export async function holdRelayId(options: { databaseUrl: string; role: string |
     closing = true;
     return end();
   }) as typeof client.end;
-  for (const deadline = Date.now() + RELAY_ID_WAIT_MS; ;) {
-    const { rows } = await client.query<{ held: boolean }>('select webhooks_relay.hold_relay_id($1) as held', [options.relayId]);
-    if (rows[0]!.held) return client;
-    if (Date.now() >= deadline) break;
-    await new Promise((resolve) => setTimeout(resolve, 250));
+  try {
+    for (const deadline = Date.now() + RELAY_ID_WAIT_MS; ;) {
+      const { rows } = await client.query<{ held: boolean }>('select webhooks_relay.hold_relay_id($1) as held', [options.relayId]);
+      if (rows[0]!.held) return client;
+      if (Date.now() >= deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw error;
   }
   await client.end().catch(() => {});
   throw new Error(`another relay runs with RELAY_ID ${options.relayId} in this database: each relay needs its own, as each takes the leases of its id for its own; ` +
