@@ -3,6 +3,7 @@
 // its end is brought forward in SQL, so no assertion depends on the clock.
 import test from 'ava';
 import { inTransaction } from '../helpers/sql.ts';
+import { gatedReplies } from '../helpers/receiver.ts';
 import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
 
 test('50 updates inside the window: one POST, the union of changed fields, merged = 50; after the window a new message; a delete is never merged', async (t) => {
@@ -173,5 +174,71 @@ test('ordered: an update merges only into its contact\'s latest message, so a sa
     ['contact.updated', 'Imported 2', 2],
     ['contact.saved', 'Saved', 1],
     ['contact.updated', 'Imported 4', 2],
+  ]);
+});
+
+test('conditions changed while deliveries wait: those decided before go as captured (in flight, waiting out the window, pending); a later change that fails the new conditions merges into none; one that meets them merges into the waiting message', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const VA = { field: 'state', op: 'eq', value: 'VA' };
+  const MD = { field: 'state', op: 'eq', value: 'MD' };
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city', 'state'], url: receiver.url('/sync'), conditions: VA });
+  const gate = gatedReplies(1);
+  receiver.route('/sync', { secret: hook.secret, replies: gate.replies });
+  await pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const flying = await f.contact(company.id, { state: 'VA', city: 'F0' });
+  const waiting = await f.contact(company.id, { state: 'VA', city: 'W0' });
+  const pending = await f.contact(company.id, { state: 'VA', city: 'P0' });
+  const maryland = await f.contact(company.id, { state: 'MD', city: 'M0' });
+  const setCity = (id: string, city: string) => pool.query('update crm.contacts set city = $2 where id = $1', [id, city]);
+  const dueNow = (id: string) => pool.query(
+    'update webhooks.deliveries set next_attempt_at = now() where webhook_id = $1 and contact_id = $2 and state = \'pending\'', [hook.id, id]);
+
+  // decided under VA: three messages; Maryland's change fails VA, nothing
+  await setCity(flying.id, 'F1');
+  await setCity(waiting.id, 'W1');
+  await setCity(pending.id, 'P1');
+  await setCity(maryland.id, 'M1');
+  t.is((await pool.query('select 1 from webhooks.deliveries where webhook_id = $1', [hook.id])).rows.length, 3);
+
+  // one of them in flight, its answer held by the receiver
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await dueNow(flying.id);
+  await receiver.waitFor(1, { path: '/sync' });
+
+  await pool.query('select webhooks.update_webhook($1, conditions => $2)', [hook.id, JSON.stringify(MD)]);
+
+  // after the change: VA's changes fail it, merge into nothing and start nothing
+  await setCity(waiting.id, 'W2');
+  await setCity(pending.id, 'P2');
+  await setCity(flying.id, 'F2');
+  // a change that meets MD: a message of its own, and one that merges into the
+  // message decided under VA, still waiting out its window
+  await setCity(maryland.id, 'M2');
+  await pool.query(`update crm.contacts set state = 'MD', city = 'W3' where id = $1`, [waiting.id]);
+  const { rows: queued } = await pool.query(
+    `select contact_id, payload->'data'->'contact'->>'city' as city, payload->'data'->'merged' as merged, state
+     from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(queued.map((r) => [r.contact_id, r.city, r.merged]), [
+    [flying.id, 'F1', 1],
+    [waiting.id, 'W3', 2],
+    [pending.id, 'P1', 1],
+    [maryland.id, 'M2', 1],
+  ]);
+
+  // every window ends, the held answer comes: each message once, as decided
+  for (const c of [waiting, pending, maryland]) await dueNow(c.id);
+  gate.opens[0]!();
+  await waitForRows(pool, 'select state from webhooks.deliveries where webhook_id = $1', [hook.id],
+    (r) => r.length === 4 && r.every((d) => d.state === 'succeeded'));
+  const sent = receiver.received('/sync').map((r) => JSON.parse(r.body).data);
+  t.deepEqual(sent.map((d) => [String(d.contact.id), d.contact.city, d.contact.state, d.changed_fields, d.merged])
+    .sort((a, b) => a[0].localeCompare(b[0], 'en', { numeric: true })), [
+    [flying.id, 'F1', 'VA', ['city'], 1],
+    [waiting.id, 'W3', 'MD', ['city', 'state'], 2],
+    [pending.id, 'P1', 'VA', ['city'], 1],
+    [maryland.id, 'M2', 'MD', ['city'], 1],
   ]);
 });
