@@ -303,6 +303,9 @@ declare
                                        p_byte_budget - (select sum(b) from unnest(p_busy_bytes) b),
                                        p_byte_budget);
   v_cut boolean := false;
+  -- (an ordered webhook's deliveries failed unsent: step 4)
+  v_unsent_webhooks bigint[];
+  v_unsent_contacts bigint[];
   v_walks_on boolean;
 begin
   -- 1. choose and lock (sql/28_lanes.sql)
@@ -469,14 +472,27 @@ begin
           using unnest(v_ctids) as c(row_ctid), webhooks.webhooks w
           where q.ctid = c.row_ctid and w.id = q.webhook_id and not w.enabled and q.action <> 'contact.snapshot'
           returning q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.last_attempt_at,
-                    q.last_status_code
+                    q.last_status_code, q.contact_id, w.ordered
+        ),
+        failed as (
+          insert into webhooks.delivery_results
+            (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
+             last_error)
+          select n.delivery_id, n.created_at, n.webhook_id, n.company_id, 'failed', n.attempts, n.last_attempt_at,
+                 n.last_status_code, 'not sent: the webhook is disabled'
+          from not_sent n
         )
-        insert into webhooks.delivery_results
-          (delivery_id, created_at, webhook_id, company_id, state, attempts, last_attempt_at, last_status_code,
-           last_error)
-        select n.delivery_id, n.created_at, n.webhook_id, n.company_id, 'failed', n.attempts, n.last_attempt_at,
-               n.last_status_code, 'not sent: the webhook is disabled'
-        from not_sent n;
+        select array_agg(n.webhook_id), array_agg(n.contact_id) into v_unsent_webhooks, v_unsent_contacts
+        from not_sent n
+        where n.ordered;
+        -- an ordered webhook's delivery failed unsent ended as a settle's would: the next
+        -- of its contact, put off behind it, goes now (to be failed unsent in its turn,
+        -- or sent if the webhook is enabled again meanwhile), not when the claim had
+        -- put it off to, a lease later (test/relay/ordered.test.ts)
+        if v_unsent_webhooks is not null
+           and webhooks_private.let_next_go(v_unsent_webhooks, v_unsent_contacts) > 0 then
+          perform webhooks_private.notify_relays();   -- 20_wakeup.sql
+        end if;
         perform set_config('lock_timeout', v_lock_timeout, true);
       exception when lock_not_available or check_violation then
         -- (check_violation: a row whose day has no partition of results, dropped by

@@ -174,7 +174,8 @@ $$;
 
 -- public: stop a webhook firing; records who and why. Deliveries already queued are
 -- not sent: the relay settles them as failed ("not sent: the webhook is disabled"),
--- so after enable_webhook, replay_failed(id, disabled_at) sends them after all. A
+-- so after enable_webhook, replay_failed(id, since) sends them after all, since the
+-- time the first of them fired (not disabled_at: they fired before it). A
 -- backfill's snapshots are held instead, and go once it is enabled (30_delivery.sql,
 -- snapshot_held()).
 create or replace function webhooks.disable_webhook(id bigint, reason text default null)

@@ -167,3 +167,47 @@ test('hundreds of a contact\'s deliveries behind one waiting an hour for its ret
   t.is(held.n, STUCK);
   t.true(held.soonest >= head.next_attempt_at, 'none is looked at again before slow 1\'s retry');
 });
+
+// docs/relay.md: a 410 Gone fails its delivery and disables the webhook; docs/api.md:
+// the deliveries still queued then end "not sent: the webhook is disabled", and after
+// enableWebhook, replayFailed sends them, since the time the first of them fired
+// (test/sql/ordered-put-off.test.ts: the claim that fails one unsent lets the next go).
+test('a 410 in the middle of a contact\'s ordered changes: the later ones are not sent and the history says why; enabled and replayed since the first one gone, they go in order', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const pool = database.pool;
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'], url: receiver.url('/sync') });
+  let answer410!: () => void;
+  const held = new Promise<void>((resolve) => (answer410 = resolve));
+  receiver.route('/sync', { secret: hook.secret, replies: [200, { status: 410, after: held }] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'v0' });
+  for (let i = 1; i <= 5; i++) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `v${i}`]);
+
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  await relay.start();
+  // v2 on its way, its answer held: the claims put v3..v5 off behind it
+  await receiver.waitFor(2, { path: '/sync' });
+  await waitForRows(pool, `select held_due from webhooks.delivery_queue where webhook_id = $1 and locked_by is null`, [hook.id],
+    (r) => r.length === 3 && r.every((d) => d.held_due !== null));
+  answer410();
+  const rows = await waitForRows(pool, `select state, last_status_code, last_error from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id],
+    // (at once, not a lease later: a claim that fails a delivery unsent lets the next go)
+    (r) => r.length === 5 && r.every((d) => d.state === 'succeeded' || d.state === 'failed'), 10_000);
+  t.deepEqual(receiver.received('/sync').map((r) => cityOf(r.body)), ['v1', 'v2']);
+  t.deepEqual(rows.map((r) => [r.state, r.last_status_code]), [['succeeded', 200], ['failed', 410], ['failed', null], ['failed', null], ['failed', null]]);
+  t.true(rows.slice(2).every((r) => r.last_error === 'not sent: the webhook is disabled'), JSON.stringify(rows));
+  const { rows: [disabled] } = await pool.query('select enabled, disabled_by, disabled_at from webhooks.webhooks where id = $1', [hook.id]);
+  t.like(disabled, { enabled: false, disabled_by: 'relay' });
+
+  await pool.query('update webhooks.webhooks set enabled = true where id = $1', [hook.id]);
+  // replay_failed picks the failed by the time they fired: each of these fired before
+  // the disable, so since the disable finds none of them; since the first one gone, all
+  const none = await pool.query('select id from webhooks.replay_failed($1, $2)', [hook.id, disabled.disabled_at]);
+  t.is(none.rows.length, 0);
+  const { rows: [gone] } = await pool.query(`select created_at from webhooks.deliveries where webhook_id = $1 and state = 'failed' order by id limit 1`, [hook.id]);
+  const replayed = await pool.query('select id from webhooks.replay_failed($1, $2)', [hook.id, gone.created_at]);
+  t.is(replayed.rows.length, 4, 'the one gone and the three not sent');
+  const requests = await receiver.waitFor(6, { path: '/sync', timeoutMs: 30_000 });
+  t.deepEqual(requests.map((r) => cityOf(r.body)), ['v1', 'v2', 'v2', 'v3', 'v4', 'v5']);
+});

@@ -179,3 +179,44 @@ test('test sends are no contact\'s: one waiting for its retry, or in flight, hol
     { id: third, state: 'in_flight', held_back: false },
   ]);
 });
+
+// A disabled webhook's deliveries are failed unsent by the claims that find them due
+// (30_delivery.sql, claim step 4). Until 2026-12-07 one of an ordered webhook failed so
+// left the next of its contact put off behind it: pending, though the webhook was
+// disabled, until the time the claim had put it off to (a lease later, a minute), as
+// a relay's 410 left a contact's later changes.
+test('an ordered webhook disabled: the claim that fails a delivery unsent lets the next of its contact go at once', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const contact = await f.contact(company.id, { city: 'v0' });
+  for (let i = 1; i <= 3; i++) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `v${i}`]);
+  const queued = async () => (await pool.query(
+    `select q.delivery_id as id, q.locked_by is not null as in_flight, q.held_due is not null as put_off,
+            q.next_attempt_at <= now() as due
+     from webhooks.delivery_queue q where q.webhook_id = $1 order by q.delivery_id`, [hook.id])).rows;
+  const [v1, v2, v3] = await queued();
+  t.deepEqual((await claim(pool, hook.id)).rows.map((r) => r.delivery_id), [v1.id]);
+  t.deepEqual((await claim(pool, hook.id)).rows, []);
+  t.like((await queued())[1], { id: v2.id, put_off: true, due: false });
+  t.like((await queued())[2], { id: v3.id, put_off: true, due: false });
+
+  // v1 on its way ends as the webhook is disabled (a 410): its settle lets v2 go
+  await pool.query(`update webhooks.webhooks set enabled = false where id = $1`, [hook.id]);
+  await pool.query(`update webhooks.delivery_queue set locked_by = null, locked_until = null where delivery_id = $1`, [v1.id]);
+  await pool.query(`delete from webhooks.deliveries where id = $1`, [v1.id]);
+  t.like((await queued())[0], { id: v2.id, put_off: false, due: true });
+
+  // the claim fails v2 unsent, and v3 is due now, to be failed by the next
+  t.deepEqual((await claim(pool, hook.id)).rows, []);
+  t.deepEqual(await queued(), [{ id: v3.id, in_flight: false, put_off: false, due: true }]);
+  t.deepEqual((await claim(pool, hook.id)).rows, []);
+  t.deepEqual(await queued(), []);
+  const { rows } = await pool.query(`select state, last_error from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.deepEqual(rows, [
+    { state: 'failed', last_error: 'not sent: the webhook is disabled' },
+    { state: 'failed', last_error: 'not sent: the webhook is disabled' },
+  ]);
+});
