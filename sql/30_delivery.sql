@@ -488,7 +488,7 @@ begin
         -- an ordered webhook's delivery failed unsent ended as a settle's would: the next
         -- of its contact, put off behind it, goes now (to be failed unsent in its turn,
         -- or sent if the webhook is enabled again meanwhile), not when the claim had
-        -- put it off to, a lease later (test/relay/ordered.test.ts)
+        -- put it off to, a lease later (test/sql/ordered-put-off.test.ts)
         if v_unsent_webhooks is not null
            and webhooks_private.let_next_go(v_unsent_webhooks, v_unsent_contacts) > 0 then
           perform webhooks_private.notify_relays();   -- 20_wakeup.sql
