@@ -168,6 +168,8 @@ test('200,000 contacts on an ordered webhook: bounded steps, a writer ahead of t
   // waiting for a step's commit; the other company 33 to 36 ms median, 3.1 to 4.8 s at most, the
   // relay's restart after the SIGKILL among them)
   const median = (xs: number[]) => [...xs].sort((a, x) => a - x)[Math.floor(xs.length / 2)] ?? 0;
-  t.true(max(writes) < 2000, `the writer waited ${max(writes).toFixed(0)} ms`);
-  t.true(median(latencies) < 500 && max(latencies) < 10_000, `another company waited ${median(latencies).toFixed(0)} ms (median), ${max(latencies).toFixed(0)} ms (most)`);
+  // (bounds wide enough for a machine running the whole suite beside it: what they
+  // catch is a writer or another company held for a step's whole walk, not a slow second)
+  t.true(max(writes) < 10_000, `the writer waited ${max(writes).toFixed(0)} ms`);
+  t.true(median(latencies) < 2_000 && max(latencies) < 30_000, `another company waited ${median(latencies).toFixed(0)} ms (median), ${max(latencies).toFixed(0)} ms (most)`);
 });
