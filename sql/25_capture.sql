@@ -49,13 +49,20 @@
 -- Postgres folds identical notifications of one transaction into one.
 
 -- private: where the change came from (SET LOCAL webhooks.source = 'platform' | ...).
--- The triggers spell the same expression inline, to spare a call on every write.
+-- A writer's text has no bound of its own, and it goes into every payload (and into
+-- the summary of one too large to send): more than 100 characters (the longest an
+-- ignore_sources name may be) are cut to 99 and a mark (…), so that the writer's
+-- statement still succeeds, a receiver sees it was cut, and ignore_sources meets the
+-- source as sent. One SQL expression (no FROM), no SET clause: the planner inlines it
+-- into the triggers' expressions, so it costs no call on a write.
 create or replace function webhooks_private.current_source()
 returns text
 language sql
 stable
 as $$
-  select coalesce(nullif(pg_catalog.current_setting('webhooks.source', true), ''), 'unknown');
+  select case when pg_catalog.length(pg_catalog.current_setting('webhooks.source', true)) > 100
+              then pg_catalog.left(pg_catalog.current_setting('webhooks.source', true), 99) operator(pg_catalog.||) '…'
+              else coalesce(nullif(pg_catalog.current_setting('webhooks.source', true), ''), 'unknown') end;
 $$;
 
 -- private: does a company concerned by the contact (its owner, or the company of an
@@ -959,7 +966,7 @@ returns integer
 language plpgsql
 as $$
 declare
-  v_source constant text := coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
+  v_source constant text := webhooks_private.current_source();
   v_action constant webhooks.action :=
     case when v_source = 'platform' then 'contact.saved' else 'contact.updated' end;
   v_changed constant text[] := webhooks_private.contact_changes_json(p_old, p_new);
@@ -980,7 +987,7 @@ returns trigger
 language plpgsql
 as $$
 declare
-  v_source constant text := coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
+  v_source constant text := webhooks_private.current_source();
   v_webhooks integer;
 begin
   -- on a partition: the insert half of a row moved here by an UPDATE, which the
@@ -1128,7 +1135,7 @@ returns trigger
 language plpgsql
 as $$
 declare
-  v_source constant text := coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown');
+  v_source constant text := webhooks_private.current_source();
   v_action constant webhooks.action :=
     case when v_source = 'platform' then 'contact.saved' else 'contact.updated' end;
   v_contact jsonb;
@@ -1246,7 +1253,7 @@ begin
   delete from webhooks_private.first_assignments f where f.contact_id = old.id;
   if webhooks_private.contact_wanted('contact.deleted', old.id, old.company_id) then
     v_webhooks := webhooks_private.capture('contact.deleted',
-      coalesce(nullif(current_setting('webhooks.source', true), ''), 'unknown'),
+      webhooks_private.current_source(),
       webhooks_private.json_as_sent(old), null, null, '{}');
   end if;
   return null;

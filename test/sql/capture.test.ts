@@ -341,3 +341,34 @@ test('a webhook\'s merge window, as it is now: set, updates of a contact merge; 
   t.deepEqual((await deliveriesOf(db().pool, [hook.id])).map((r) => [r.payload.data.contact.city, r.payload.data.merged]),
     [['Two', 2], ['Three', undefined], ['Four', undefined]]);
 });
+
+test('webhooks.source: a writer\'s source of more than 100 characters is cut to 100, its last a mark (…), on every action; the writer\'s statement succeeds', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const user = await f.user(company.id);
+  const status = await f.status(company.id);
+  const long = 'merge-tool/' + 'x'.repeat(5_000);
+  const cut = long.slice(0, 99) + '…';
+  const hook = await f.webhook({
+    companyId: company.id, fields: ['city'],
+    actions: ['contact.created', 'contact.updated', 'contact.status_added', 'contact.user_assigned', 'contact.deleted'],
+  });
+  // a webhook that ignores the cut form hears none of it: the source a filter meets is the one sent
+  const ignoring = await f.webhook({ companyId: company.id, actions: ['contact.created'], ignoreSources: [cut] });
+
+  await inTransaction(db().pool, 'select 1', async (c) => {
+    await c.query(`select set_config('webhooks.source', $1, true)`, [long]);
+    const { rows: [{ id }] } = await c.query(`insert into crm.contacts (company_id, first_name, city) values ($1, 'Ada', 'Boston') returning id`, [company.id]);
+    await c.query('update crm.contacts set city = $2 where id = $1', [id, 'Denver']);
+    await c.query('insert into crm.contact_statuses (contact_id, status_id) values ($1, $2)', [id, status.id]);
+    await c.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [id, user.id]);
+    await c.query('delete from crm.contacts where id = $1', [id]);
+  });
+
+  const rows = await deliveriesOf(db().pool, [hook.id]);
+  t.deepEqual(rows.map((r) => r.action).sort(),
+    ['contact.created', 'contact.deleted', 'contact.status_added', 'contact.updated', 'contact.user_assigned']);
+  for (const r of rows) t.is(r.payload.data.source, cut, r.action);
+  t.is([...cut].length, 100);
+  t.deepEqual(await deliveriesOf(db().pool, [ignoring.id]), []);
+});
