@@ -929,6 +929,17 @@ $$;
 ------------------------------------------------------------------------------------
 -- crm.contacts
 
+-- private: the transaction's setting that says a row was noted in
+-- webhooks_private.written_before_contact since its deferred announce last looked
+-- ('yes'; empty or unset: nothing new to look for)
+create or replace function webhooks_private.noted_before_contact_setting()
+returns text
+language sql
+immutable
+as $$
+  select 'webhooks.noted_before_contact';
+$$;
+
 -- private: the transaction's setting that names the contact whose row an UPDATE has
 -- just moved to another partition (tg_contacts__deleted sets it, tg_contacts__created
 -- reads it and clears it)
@@ -1346,6 +1357,7 @@ begin
     if p_action = 'contact.status_added' then
       perform webhooks_private.refuse_crm_rows_hidden(array['crm.contacts']);
       insert into webhooks_private.written_before_contact (contact_id, status_id) values (p_contact_id, p_status_id);
+      perform pg_catalog.set_config(webhooks_private.noted_before_contact_setting(), 'yes', true);
     end if;
     return 0;
   end if;
@@ -1680,6 +1692,7 @@ begin
     select i.contact_id, i.user_id
     from unnest(p_contact_ids, p_user_ids) as i(contact_id, user_id)
     where not exists (select 1 from crm.contacts c where c.id = i.contact_id);
+    perform pg_catalog.set_config(webhooks_private.noted_before_contact_setting(), 'yes', true);
   end if;
   return v_webhooks;
 end;
@@ -1691,7 +1704,8 @@ $$;
 -- webhooks_private.written_before_contact (only then: a contact found costs nothing
 -- more); this deferred trigger of that table runs at the commit, once the contact is
 -- there, after its contact.created: the first run takes every row the transaction
--- noted (later runs find none) and announces those still written, the assignments
+-- noted (later runs, with nothing noted since, return at once) and announces those
+-- still written, the assignments
 -- together, as one statement's (one first of a company), then the tags. Until
 -- 2026-12-06 such an assignment or tag fired nothing (test/sql/deferred-keys.test.ts).
 -- A row whose contact is still missing stays, and so does the transaction's failure
@@ -1708,6 +1722,13 @@ declare
   v_status_ids bigint[];
   v_webhooks integer;
 begin
+  -- (the first run took every row noted; the rows it took are deleted, not gone, till
+  -- the commit, and a scan would read them all again: a later run with nothing noted
+  -- since returns here, so that each row noted costs the same however many there are)
+  if current_setting(webhooks_private.noted_before_contact_setting(), true) is distinct from 'yes' then
+    return null;
+  end if;
+  perform pg_catalog.set_config(webhooks_private.noted_before_contact_setting(), '', true);
   with gone as (
     delete from webhooks_private.written_before_contact w
     where exists (select 1 from crm.contacts c where c.id = w.contact_id)

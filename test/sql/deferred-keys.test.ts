@@ -73,3 +73,38 @@ test('written before its contact and rolled back: nothing, and nothing left behi
   }
   t.deepEqual(await deliveriesOf(db().pool, [hook.id]), []);
 });
+
+// The deferred announce runs once for each row noted; the first run takes them all.
+// The rows it took are deleted by this transaction, not gone: a later run that scanned
+// the table would read all of them again (rows read counts only those it can see, so
+// the count of scans tells it), and 1,000 tags before their contacts cost 1,000 scans
+// of 1,000 rows. (SET CONSTRAINTS ALL IMMEDIATE runs the deferred triggers as the
+// commit would, where this transaction's counts can still be read.)
+test('tags written before 1,000 contacts: the commit\'s announce scans the noted rows once, not once a row', async (t) => {
+  await deferKeys();
+  const f = factories(db().pool);
+  const company = await f.company();
+  const status = await f.status(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.status_added'] });
+  const n = 1_000;
+  const { rows: [{ first }] } = await db().pool.query("select nextval(pg_get_serial_sequence('crm.contacts', 'id')) + 5000000 as first");
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    await client.query('insert into crm.contact_statuses (contact_id, status_id) select $1::bigint + k, $2 from generate_series(1, $3::int) k',
+      [first, status.id, n]);
+    await client.query("insert into crm.contacts (id, company_id, first_name) select $1::bigint + k, $2, 'Early' from generate_series(1, $3::int) k",
+      [first, company.id, n]);
+    await client.query('set constraints all immediate');
+    const { rows: [scans] } = await client.query(
+      `select seq_scan + coalesce(idx_scan, 0) as scans, n_tup_ins as noted from pg_stat_xact_user_tables
+       where relid = 'webhooks_private.written_before_contact'::regclass`);
+    await client.query('commit');
+    t.is(Number(scans.noted), n);
+    t.true(Number(scans.scans) <= 3, `${scans.scans} scans of written_before_contact for ${n} rows noted`);
+  } finally {
+    client.release();
+  }
+  t.is((await deliveriesOf(db().pool, [hook.id])).length, n);
+  t.is((await db().pool.query('select count(*)::int as n from webhooks_private.written_before_contact')).rows[0].n, 0);
+});
