@@ -303,6 +303,31 @@ test('a contact deleted before its snapshot was sent, on a webhook that hears no
   t.deepEqual(rows, [['contact.snapshot', gone.id, 'pending', null]]);
 });
 
+test('a contact moved out of the company after its snapshot was written, before it was sent: the snapshot fails, as on a delete; the move\'s message goes', async (t) => {
+  // The snapshot waits webhooks.backfill_defer; the move's contact.updated to the company
+  // it left goes at once. Sent after it, the snapshot told that company of a contact it
+  // no longer has, as if it had come back.
+  const f = make();
+  const company = await f.company();
+  const other = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'] });
+  const moved = await f.contact(company.id);
+  const kept = await f.contact(company.id);
+  const id = await start(hook.id);
+  t.is(await step(id), 2);
+  await db().pool.query('update crm.contacts set company_id = $2 where id = $1', [moved.id, other.id]);
+  const rows = (await deliveriesOf(db().pool, [hook.id])).map((d) => [d.action, d.contact_id, d.state, d.last_error]);
+  t.deepEqual(rows, [
+    ['contact.snapshot', moved.id, 'failed', 'not sent: its contact left the company before it was sent'],
+    ['contact.snapshot', kept.id, 'pending', null],
+    ['contact.updated', moved.id, 'pending', null],
+  ]);
+  // an update that stays in the company fails nothing
+  await db().pool.query(`update crm.contacts set first_name = 'Stays' where id = $1`, [kept.id]);
+  t.like((await deliveriesOf(db().pool, [hook.id])).find((d) => d.action === 'contact.snapshot' && d.contact_id === kept.id),
+    { state: 'pending' });
+});
+
 test('a contact deleted by a source the webhook ignores: its deliveries not sent fail, its snapshot, its update waiting out the window, a change waiting its turn; nothing goes after the delete', async (t) => {
   // A sync that ignores its own writes (ignore_sources) and deletes a contact hears no
   // contact.deleted. Its snapshot of that contact, an update of it waiting out the
