@@ -1332,6 +1332,28 @@ create or replace trigger "!webhooks_keys_kept"
   after update of id, company_id on crm.contacts
   for each statement execute function webhooks_private.tg_contacts__keys_kept();
 
+-- TRUNCATE of the contacts: announced to no one (Postgres runs no row trigger for it,
+-- docs/capture.md), but the engine's notes of the contacts it removed go with them.
+-- first_assignments kept them, and a contact written again with one of their ids (a
+-- TRUNCATE … RESTART IDENTITY, a reload with the old ids) had its first assignment of
+-- a company taken for already sent (until 2026-12-07; test/sql/truncate.test.ts). One
+-- anti-join of first_assignments against the contacts' key, once a statement: a
+-- TRUNCATE is a DBA's rare act, and no contact write pays anything.
+create or replace function webhooks_private.tg_contacts__truncated()
+returns trigger
+language plpgsql
+as $$
+begin
+  delete from webhooks_private.first_assignments f
+  where not exists (select 1 from crm.contacts c where c.id = f.contact_id);
+  return null;
+end;
+$$;
+
+create or replace trigger "!webhooks_truncated"
+  after truncate on crm.contacts
+  for each statement execute function webhooks_private.tg_contacts__truncated();
+
 ------------------------------------------------------------------------------------
 -- crm.contact_statuses
 
