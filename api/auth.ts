@@ -211,18 +211,23 @@ export class VerifiedTokens {
     return this.#kept.size;
   }
 
-  /** As verifyAuthorization, from what is kept when the header's token was verified before and has not expired. */
-  async verify(header: string | undefined): Promise<Claims> {
-    const nowMs = this.#nowMs();
+  /** The claims of the header's token if it was verified before and has not expired (no signature is checked); else undefined. */
+  kept(header: string | undefined): Claims | undefined {
     const token = header === undefined || header.length > MAX_AUTHORIZATION_LENGTH ? undefined : bearerToken(header);
     const kept = token === undefined ? undefined : this.#kept.get(token);
-    if (kept !== undefined) {
-      this.#kept.delete(token!);
-      if (nowMs < kept.expiresAtMs) {
-        this.#kept.set(token!, kept);
-        return kept.claims;
-      }
-    }
+    if (kept === undefined) return undefined;
+    this.#kept.delete(token!);
+    if (this.#nowMs() >= kept.expiresAtMs) return undefined;
+    this.#kept.set(token!, kept);
+    return kept.claims;
+  }
+
+  /** As verifyAuthorization, from what is kept when the header's token was verified before and has not expired. */
+  async verify(header: string | undefined): Promise<Claims> {
+    const kept = this.kept(header);
+    if (kept !== undefined) return kept;
+    const nowMs = this.#nowMs();
+    const token = header === undefined || header.length > MAX_AUTHORIZATION_LENGTH ? undefined : bearerToken(header);
     const { claims, exp } = await verifiedToken(header, this.#secret, { maxLifetimeSeconds: this.#maxLifetimeSeconds, nowMs });
     // (a header is at most MAX_AUTHORIZATION_LENGTH: the memory kept is at most size times that)
     this.#kept.set(token!, { claims, expiresAtMs: exp * 1000 });

@@ -38,6 +38,10 @@ export interface ApiLimits {
   companyRequestsPerSecond: number;
   /** GraphQL requests a company may send at once, after a quiet spell */
   companyRequestBurst: number;
+  /** refused tokens (401) a client address may send in a second, over time (api/token-failures.ts) */
+  addressTokenFailuresPerSecond: number;
+  /** refused tokens a client address may send at once, after a quiet spell */
+  addressTokenFailureBurst: number;
   /** milliseconds of the API's thread a company's new query texts may take in a second, over time (api/planning-budget.ts) */
   companyPlanningMsPerSecond: number;
   /** milliseconds of the API's thread a company's new query texts may take at once, after a quiet spell */
@@ -86,6 +90,11 @@ export const DEFAULT_LIMITS: Readonly<ApiLimits> = Object.freeze({
   // it a company
   companyRequestsPerSecond: 20,
   companyRequestBurst: 60,
+  // a person who mistypes, or a page whose token expired (it sends at most three at
+  // once, then asks for a new token), fails a few; a token of another secret cost the
+  // thread 340 to 480 µs, a refusal past this rate some 200 (docs/api-limits.md)
+  addressTokenFailuresPerSecond: 2,
+  addressTokenFailureBurst: 30,
   // a text the API has not planned takes 40 to 250 ms of the one thread (within the
   // limits above), a small one a few ms; one already planned, nothing. 2% of the thread
   // a company, over time: about one large new text every 2 to 12 s, a few small ones a
@@ -133,6 +142,8 @@ export const LIMIT_SETTINGS: Readonly<Record<keyof ApiLimits, string>> = Object.
   companyMaxWaitMs: 'API_COMPANY_MAX_WAIT_MS',
   companyRequestsPerSecond: 'API_COMPANY_REQUESTS_PER_SECOND',
   companyRequestBurst: 'API_COMPANY_REQUEST_BURST',
+  addressTokenFailuresPerSecond: 'API_ADDRESS_TOKEN_FAILURES_PER_SECOND',
+  addressTokenFailureBurst: 'API_ADDRESS_TOKEN_FAILURE_BURST',
   companyPlanningMsPerSecond: 'API_COMPANY_PLANNING_MS_PER_SECOND',
   companyPlanningBurstMs: 'API_COMPANY_PLANNING_BURST_MS',
   poolWaitMs: 'API_POOL_WAIT_MS',
@@ -158,6 +169,7 @@ export const LIMIT_CODES = Object.freeze({
   timeout: 'QUERY_TIMEOUT',
   companyShare: 'TOO_MANY_REQUESTS',
   requestRate: 'REQUEST_RATE_EXCEEDED',
+  tokenFailures: 'TOKEN_FAILURE_RATE_EXCEEDED',
   newQueries: 'TOO_MANY_NEW_QUERIES',
   jsonDepth: 'JSON_TOO_DEEP',
   jsonNumber: 'JSON_NUMBER_OUT_OF_RANGE',

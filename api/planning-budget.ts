@@ -64,10 +64,13 @@ export class PlanningBudget {
    * order of their last spending, the longest ago first (forgotten once full again).
    */
   readonly #buckets = new Map<string, Bucket>();
+  /** the most buckets kept: past it, the one that spent longest ago is forgotten (its owner starts full again) */
+  readonly #size: number;
 
-  constructor(limits: PlanningBudgetLimits, now: () => number = () => performance.now()) {
+  constructor(limits: PlanningBudgetLimits, now: () => number = () => performance.now(), size = Infinity) {
     this.#limits = limits;
     this.#now = now;
+    this.#size = size;
   }
 
   /** Companies whose bucket is not full (those that spent recently): the others are forgotten. */
@@ -95,6 +98,7 @@ export class PlanningBudget {
     this.#buckets.delete(companyId);
     this.#buckets.set(companyId, { level: level - ms, at: now });
     this.#forgetFull(now);
+    if (this.#buckets.size > this.#size) this.#buckets.delete(this.#buckets.keys().next().value!);
   }
 
   #levelNow(bucket: Bucket, now: number): number {

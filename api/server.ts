@@ -12,6 +12,7 @@ import { AuthError, maxTokenLifetime, UNAUTHENTICATED_CODE, VerifiedTokens, type
 import { DATABASE_UNAVAILABLE_CODE, HTTP_REFUSAL_CODES } from './errors.ts';
 import { apiLogger } from './log.ts';
 import { refuseWeakJwtSecret } from './jwt-secret.ts';
+import { clientKey, TokenFailures, trustedProxies } from './token-failures.ts';
 import { apiDatabaseReadTimeoutMs, LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
@@ -179,6 +180,15 @@ function refuseRate(res: ServerResponse, limits: ApiLimits, waitMs: number): voi
     { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))) });
 }
 
+/** 429: the client's address has sent more refused tokens than its rate allows (api/token-failures.ts); waitMs until one is checked. */
+function refuseTokenFailures(res: ServerResponse, limits: ApiLimits, waitMs: number): void {
+  const message = `too many refused tokens from this address in a short time (${LIMIT_SETTINGS.addressTokenFailuresPerSecond}: ` +
+    `${limits.addressTokenFailuresPerSecond} a second, ${limits.addressTokenFailureBurst} at once); its token was not checked: ` +
+    'send it again after Retry-After';
+  sendJson(res, 429, { errors: [{ message, extensions: { code: LIMIT_CODES.tokenFailures, limit: limits.addressTokenFailuresPerSecond } }] },
+    { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))), 'www-authenticate': 'Bearer' });
+}
+
 /**
  * The timeouts each session of the API's pool starts with (startup options: no
  * statement, nothing per request): the engine's (ENGINE_SESSION_TIMEOUTS), but a
@@ -249,6 +259,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   });
   const rate = new RequestRate({ perSecond: limits.companyRequestsPerSecond, burst: limits.companyRequestBurst });
   const tokens = new VerifiedTokens({ secret: options.jwtSecret, maxLifetimeSeconds });
+  const failures = new TokenFailures({ perSecond: limits.addressTokenFailuresPerSecond, burst: limits.addressTokenFailureBurst });
+  const proxies = trustedProxies();
   const metrics = apiMetrics(registry, share, pool);
   // PostGraphile reads the database's catalog to build its schema as it is made (a
   // failed read is its instance's for good): one instance a try
@@ -351,15 +363,27 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       // while the token is checked)
       const gone = new AbortController();
       res.once('close', () => gone.abort());
-      let claims: Claims;
-      try {
-        claims = await tokens.verify(req.headers.authorization);
-      } catch (error) {
-        if (!(error instanceof AuthError)) throw error;
-        // nothing else: no data, no schema, just why
-        sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: UNAUTHENTICATED_CODE, claim: error.claim } }] },
-          { 'www-authenticate': 'Bearer' });
-        return;
+      // a token kept verified costs nothing to check; any other is checked only while its
+      // client's address has refused tokens to spare (api/token-failures.ts)
+      let claims = tokens.kept(req.headers.authorization);
+      if (claims === undefined) {
+        const client = clientKey(req, proxies);
+        const failuresWaitMs = failures.waitMs(client);
+        if (failuresWaitMs > 0) {
+          refuseTokenFailures(res, limits, failuresWaitMs);
+          return;
+        }
+        failures.checking(client);
+        try {
+          claims = await tokens.verify(req.headers.authorization);
+          failures.passed(client);
+        } catch (error) {
+          if (!(error instanceof AuthError)) throw error;
+          // nothing else: no data, no schema, just why
+          sendJson(res, 401, { errors: [{ message: error.message, extensions: { code: UNAUTHENTICATED_CODE, claim: error.claim } }] },
+            { 'www-authenticate': 'Bearer' });
+          return;
+        }
       }
       // nothing to run it on yet (a database that did not answer as the API started, or
       // not yet migrated since):

@@ -6,7 +6,7 @@
 // this process's thread is the API's): times are not asserted, the machine is shared.
 import test from 'ava';
 import { DEFAULT_LIMITS } from '../../api/limits.ts';
-import { useTestDatabaseWithApi } from '../helpers/api.ts';
+import { TOKEN_FAILURES_UNBOUNDED, useTestDatabaseWithApi } from '../helpers/api.ts';
 import { cheapRequests, type CheapRequestsAnswered } from '../helpers/cheap-requests.ts';
 import { factories } from '../helpers/factories.ts';
 import { threadCpuMs } from '../../api/planning-budget.ts';
@@ -15,7 +15,9 @@ import { threadCpuMs } from '../../api/planning-budget.ts';
 const pageApiModule: string = '../../page/api.js';
 const { REPORT } = (await import(pageApiModule)) as { REPORT: string };
 
-const { db, api } = useTestDatabaseWithApi(test);
+// (no bound on an address's refused tokens: what a 401 costs is measured here, the
+// bound itself in test/api/token-failure-rate.test.ts)
+const { db, api } = useTestDatabaseWithApi(test, { limits: TOKEN_FAILURES_UNBOUNDED });
 
 /** extensions.code of a request refused for its company's rate */
 const RATE = 'REQUEST_RATE_EXCEEDED';

@@ -92,6 +92,14 @@ export async function startTestApi(
 export const RATE_UNBOUNDED: Partial<ApiLimits> = Object.freeze({ companyRequestsPerSecond: 1_000_000, companyRequestBurst: 1_000_000 });
 
 /**
+ * Limits for a test file that sends refused tokens by the dozen from its one address (a
+ * walk of every hostile claim), or measures what a 401 costs, and is about something
+ * else than an address's rate of refused tokens (test/api/token-failure-rate.test.ts is
+ * about that).
+ */
+export const TOKEN_FAILURES_UNBOUNDED: Partial<ApiLimits> = Object.freeze({ addressTokenFailuresPerSecond: 1_000_000, addressTokenFailureBurst: 1_000_000 });
+
+/**
  * A database of its own for the test file (as useTestDatabase) and the API running
  * against it, made one after the other in one hook (ava runs hooks at once).
  * `beforeApi` runs on the database before the API opens its first connection.
