@@ -60,6 +60,43 @@ const dayAgo = (n: number) => new Date(Date.now() - n * 86_400_000).toISOString(
 // reads those in docs/page.md)
 const ASK_FOR_A_TOKEN = 'Ask whoever runs webhooks for your company for a new admin token.';
 
+/** Sets the tab's wall clock (Date.now, new Date()) apart from the server's by shiftMs, from its next load on: a laptop whose clock is not kept in step. */
+async function shiftClock(page: Page, shiftMs: number): Promise<void> {
+  await page.addInitScript((shift) => {
+    const RealDate = Date;
+    class ShiftedDate extends RealDate {
+      constructor(...args: unknown[]) {
+        if (args.length === 0) super(RealDate.now() + shift);
+        else super(...(args as [string]));
+      }
+      static override now(): number {
+        return RealDate.now() + shift;
+      }
+    }
+    globalThis.Date = ShiftedDate as DateConstructor;
+  }, shiftMs);
+  await page.reload();
+}
+
+browserTest('the API judges a token\'s expiry, not the browser\'s clock: a clock ahead still signs in with a valid token; behind, an expired one is told as expired', async (t) => {
+  const { companyId } = await seedCompany(db().pool);
+  // ahead by 13 hours: the page's clock thinks the token of 12 hours long expired
+  const ahead = await openPage();
+  await shiftClock(ahead, 13 * 3_600_000);
+  t.true(await ahead.evaluate(() => Date.now()) > Date.now() + 12 * 3_600_000, 'the tab\'s clock is ahead');
+  await signIn(ahead, await api().token(companyId, 'webhook_admin'));
+  await untilReport(ahead);
+  t.true(await ahead.isHidden('#sign-in-error'));
+  // behind by 13 hours: the page's clock thinks a token expired an hour ago is valid;
+  // the API refuses it, and the admin is told it expired, and when
+  const behind = await openPage();
+  await shiftClock(behind, -13 * 3_600_000);
+  await signIn(behind, await expiredToken(api().jwtSecret, companyId));
+  await untilText(behind, '#sign-in-error', new RegExp(`^This token expired on .+\\. ${ASK_FOR_A_TOKEN.replaceAll('.', '\\.')}$`));
+  t.is(await behind.evaluate(() => sessionStorage.length), 0, 'an expired token is not kept');
+  t.true(await behind.isHidden('#report'));
+});
+
 browserTest('sign-in says what is wrong with a missing, malformed, expired or wrong token', async (t) => {
   const { companyId } = await seedCompany(db().pool);
   const page = await openPage();
@@ -520,7 +557,8 @@ browserTest('a token that expires while the page is open is said so at the next 
   await untilText(page, '#sign-in-error', /^This token expired on .+\. Ask whoever runs webhooks/);
   t.true(await page.isHidden('#app'), 'nothing of the company on view, as after any other click');
   t.is(await page.evaluate(() => sessionStorage.getItem('bpd-webhooks.token')), null);
-  t.deepEqual(problemsOf(page), []);
+  // (the API judges the expiry: the browser logs the 401 of the request it refused, and nothing else)
+  t.deepEqual(problemsOf(page), ['Failed to load resource: the server responded with a status of 401 (Unauthorized)']);
   await page.close();
 });
 
