@@ -533,9 +533,9 @@ function isListOfRows(type: GraphQLCompositeType, field: GraphQLField<unknown, u
  */
 export const PAYLOAD_VALUES = 150;
 
-/** A field that serves a delivery's payload. */
+/** A field that serves a delivery's payload: its value, or its text as sent (payloadText). */
 function isPayload(field: GraphQLField<unknown, unknown>): boolean {
-  return field.name === 'payload';
+  return field.name === 'payload' || field.name === 'payloadText';
 }
 
 /**
@@ -664,6 +664,16 @@ export function payloadBudget(limits: Pick<ApiLimits, 'answerPayloadBytes'>): Pa
  * its keys, and 100 payloads of 20,000 keys (28 MB) held it for 2.2 to 3 s.
  */
 export function chargePayload(limits: Pick<ApiLimits, 'answerPayloadBytes'>, budget: PayloadBudget, text: string | null): unknown {
+  const charged = chargePayloadText(limits, budget, text);
+  return charged === null ? null : JSON.parse(charged);
+}
+
+/**
+ * A payload's text as sent (payloadText), when the answer may hold it: charged to the
+ * same bytes as its value (chargePayload), for the text of a page of payloads is read
+ * and held by the API's one process as their values are.
+ */
+export function chargePayloadText(limits: Pick<ApiLimits, 'answerPayloadBytes'>, budget: PayloadBudget, text: string | null): string | null {
   if (text === null) return null;
   const bytes = Buffer.byteLength(text);
   if (budget.served > 0 && bytes > budget.bytesLeft) {
@@ -673,7 +683,7 @@ export function chargePayload(limits: Pick<ApiLimits, 'answerPayloadBytes'>, bud
   }
   budget.bytesLeft -= bytes;
   budget.served++;
-  return JSON.parse(text);
+  return text;
 }
 
 /** what pg-pool rejects a connect() with once connectionTimeoutMillis has passed */

@@ -15,7 +15,7 @@ import { pgSettingsFor, type Claims } from './auth.ts';
 import { bodyRefused, errorMasker, HTTP_REFUSAL_CODES, nameHttpRefusals, UnnamedErrors } from './errors.ts';
 import { acceptableJson, servableJson } from './deep-json.ts';
 import { apiLogger } from './log.ts';
-import { boundedPage, chargePayload, depthRule, expandedFieldsRule, LIMIT_CODES, MAX_QUERY_TEXT_NESTING, newQueryRefusal, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, textNestsDeeperThan, type ApiLimits, type PayloadBudget } from './limits.ts';
+import { boundedPage, chargePayload, chargePayloadText, depthRule, expandedFieldsRule, LIMIT_CODES, MAX_QUERY_TEXT_NESTING, newQueryRefusal, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, textNestsDeeperThan, type ApiLimits, type PayloadBudget } from './limits.ts';
 import { KnownTexts, PlanningBudget, threadClock } from './planning-budget.ts';
 import { nameInputErrors, refuseInputs } from './input-refusals.ts';
 
@@ -389,7 +389,9 @@ declare global {
 /**
  * A delivery's payload read as Postgres's JSON text and parsed only once the answer
  * may hold it (api/limits.ts, chargePayload), not parsed by PostGraphile's codec for
- * every row first.
+ * every row first. Beside it, payloadText: that text itself, as the relay sends it
+ * (payload::text), for a value parsed in JavaScript loses a number's digits past its
+ * precision; charged to the same bytes, so that neither gets around them.
  */
 function PayloadsWithinBudget(limits: ApiLimits): GraphileConfig.Plugin {
   return {
@@ -398,6 +400,23 @@ function PayloadsWithinBudget(limits: ApiLimits): GraphileConfig.Plugin {
     after: ['PgAttributesPlugin'],
     schema: {
       hooks: {
+        GraphQLObjectType_fields(fields, build, context) {
+          const { pgCodec } = context.scope as { pgCodec?: { attributes?: Record<string, unknown> } };
+          if (!pgCodec?.attributes?.payload || !fields.payload) return fields;
+          const { sql, dataplanPg: { TYPES }, graphql: { GraphQLString } } = build;
+          return build.extend(fields, {
+            payloadText: {
+              type: GraphQLString,
+              description: 'The payload\'s JSON text as the relay sends it (payload::text): its numbers\' digits and its spacing as sent. '
+                + 'Counted with payload towards the bytes of payloads one answer holds.',
+              plan($record: any) {
+                const $text = $record.select(sql`(${$record.getClassStep().alias}.payload)::text`, TYPES.text);
+                return lambda([$text, contextStep()], ([text, ctx]) =>
+                  chargePayloadText(limits, (ctx as Grafast.Context).payloadBudget ?? payloadBudget(limits), text as string | null));
+              },
+            },
+          }, 'the payload as sent, beside its value (PayloadsWithinBudget)');
+        },
         GraphQLObjectType_fields_field(field, build, context) {
           const { fieldName, pgFieldAttribute } = context.scope as { fieldName?: string; pgFieldAttribute?: unknown };
           // (an attribute's field has no plan of its own: the row's get() is the default)

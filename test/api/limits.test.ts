@@ -286,11 +286,15 @@ test('a payload counts as PAYLOAD_VALUES values: a page of payloads as large as 
   const { hook, viewer } = await busyCompany();
   // payloads may be max_payload_bytes each (1 MiB by default): 300 of them were 300 MB
   // in one answer, held in the API's memory for every company
-  const HISTORY = `query($id: BigInt!, $n: Int) { webhookById(id: $id) { history(first: $n) { nodes { id payload } } } }`;
-  const refused = await api().gql(viewer, HISTORY, { id: hook.id, n: 300 });
-  t.is(refused.data, undefined);
-  t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY');
-  t.true((refused.errors?.[0].extensions?.found as number) > 300 * PAYLOAD_VALUES);
+  // (its text as sent, payloadText, as much as its value)
+  const history = (field: string) => `query($id: BigInt!, $n: Int) { webhookById(id: $id) { history(first: $n) { nodes { id ${field} } } } }`;
+  const HISTORY = history('payload');
+  for (const field of ['payload', 'payloadText']) {
+    const refused = await api().gql(viewer, history(field), { id: hook.id, n: 300 });
+    t.is(refused.data, undefined, field);
+    t.is(refused.errors?.[0].extensions?.code, 'QUERY_TOO_COSTLY', field);
+    t.true((refused.errors?.[0].extensions?.found as number) > 300 * PAYLOAD_VALUES, field);
+  }
   // the same rows without their payloads, and the Reports page's page of 50 with them
   const ids = await api().gql(viewer, `query($id: BigInt!) { webhookById(id: $id) { history(first: 300) { nodes { id } } } }`, { id: hook.id });
   t.is(ids.errors, undefined);
@@ -317,20 +321,32 @@ test('the payloads of one answer are at most API_ANSWER_PAYLOAD_BYTES of JSON te
   const { rows: [{ bytes }] } = await db().pool.query(
     `select octet_length(payload::text) as bytes from webhooks.deliveries where webhook_id = $1 limit 1`, [hook.id]);
   const viewer = await api().token(company.id, 'webhook_viewer');
-  const page = await api().gql(viewer, `query($id: BigInt!) { webhookById(id: $id) { history(first: 8) { nodes { id payload } } } }`, { id: hook.id });
-  const nodes = page.data.webhookById.history.nodes as Array<{ id: string; payload: Record<string, number> | null }>;
-  t.is(nodes.length, 8);
-  const served = nodes.filter((node) => node.payload !== null);
-  // as many as the budget holds (4 of them)
-  t.is(served.length, Math.max(1, Math.floor(DEFAULT_LIMITS.answerPayloadBytes / bytes)));
-  t.true(served.length < 8);
-  t.is(served[0]!.payload!.k60000, 60000);
-  t.is(page.errors?.length, 8 - served.length);
-  for (const error of page.errors ?? []) {
-    t.is(error.extensions?.code, 'PAYLOADS_TOO_LARGE');
-    t.is(error.extensions?.limit, DEFAULT_LIMITS.answerPayloadBytes);
-    t.regex(error.message, /API_ANSWER_PAYLOAD_BYTES/);
+  const holds = Math.max(1, Math.floor(DEFAULT_LIMITS.answerPayloadBytes / bytes));
+  // the payloads as values, and as their text as sent (payloadText), are held to the
+  // same bytes: the text read and held for a page of them is the same
+  for (const field of ['payload', 'payloadText'] as const) {
+    const page = await api().gql(viewer, `query($id: BigInt!) { webhookById(id: $id) { history(first: 8) { nodes { id ${field} } } } }`, { id: hook.id });
+    const nodes = page.data.webhookById.history.nodes as Array<Record<string, unknown>>;
+    t.is(nodes.length, 8, field);
+    const served = nodes.filter((node) => node[field] !== null);
+    // as many as the budget holds (4 of them)
+    t.is(served.length, holds, field);
+    t.true(served.length < 8, field);
+    const first = field === 'payload' ? served[0]![field] as Record<string, number> : JSON.parse(served[0]![field] as string);
+    t.is(first.k60000, 60000, field);
+    if (field === 'payloadText') t.is(Buffer.byteLength(served[0]![field] as string), bytes);
+    t.is(page.errors?.length, 8 - served.length, field);
+    for (const error of page.errors ?? []) {
+      t.is(error.extensions?.code, 'PAYLOADS_TOO_LARGE', field);
+      t.is(error.extensions?.limit, DEFAULT_LIMITS.answerPayloadBytes, field);
+      t.regex(error.message, /API_ANSWER_PAYLOAD_BYTES/);
+    }
   }
+  // asked both ways, each row's payload counts twice: half as many rows are served
+  const both = await api().gql(viewer, `query($id: BigInt!) { webhookById(id: $id) { history(first: 8) { nodes { id payload payloadText } } } }`, { id: hook.id });
+  const bothNodes = both.data.webhookById.history.nodes as Array<{ payload: unknown; payloadText: unknown }>;
+  t.is(bothNodes.filter((node) => node.payload !== null).length + bothNodes.filter((node) => node.payloadText !== null).length, holds);
+  const nodes = bothNodes as unknown as Array<{ id: string }>;
   // one payload at a time is served, whatever its size
   const one = await api().gql(viewer, `query($id: BigInt!) { deliveryById(id: $id) { payload } }`, { id: nodes[7]!.id });
   t.is(one.errors, undefined);
