@@ -422,7 +422,7 @@ export async function fetchHistory({ webhookId, from, to, state, offset, first, 
 
 const ATTEMPTS = /* GraphQL */ `
   query Attempts($id: BigInt!, $afterAttempt: Int, $afterId: BigInt, $first: Boolean!) {
-    deliveryById(id: $id) @include(if: $first) { payload }
+    deliveryById(id: $id) @include(if: $first) { payloadText }
     deliveryAttemptsCount(deliveryId: $id) @include(if: $first)
     deliveryAttemptsCountedUpTo @include(if: $first)
     deliveryAttemptsLatestFirst(deliveryId: $id, afterAttempt: $afterAttempt, afterId: $afterId) {
@@ -438,8 +438,9 @@ const ATTEMPTS = /* GraphQL */ `
  * it: docs/api.md). The page's attempts come first to last within it. A page is the
  * API's default (API_DEFAULT_PAGE_SIZE, 100), never more: a page asked larger than an
  * operator's API_MAX_PAGE_SIZE was refused, and with it the firing's attempts (as the
- * history of changes, below). With the first page, the firing's payload as sent (the
- * history's rows carry the contact's name alone) and how many attempts it has in all
+ * history of changes, below). With the first page, the firing's payload as sent, its
+ * text as the relay sent it (payloadText: parsed, a number past JavaScript's precision
+ * lost its digits), the history's rows carrying the contact's name alone, and how many attempts it has in all
  * (total; undefined with a later page), counted up to the API's cap: past it, total is
  * the cap and totalIsAtLeast true (a delivery replayed thousands of times: the count
  * read every attempt).
@@ -451,7 +452,7 @@ export async function fetchAttempts(deliveryId, after = null) {
     attempts: [...(data.deliveryAttemptsLatestFirst?.nodes ?? [])].reverse(),
     total: first ? Math.min(data.deliveryAttemptsCount ?? 0, data.deliveryAttemptsCountedUpTo) : undefined,
     totalIsAtLeast: first ? (data.deliveryAttemptsCount ?? 0) > data.deliveryAttemptsCountedUpTo : undefined,
-    payload: first ? data.deliveryById?.payload ?? null : undefined,
+    payload: first ? data.deliveryById?.payloadText ?? null : undefined,
   };
 }
 

@@ -808,9 +808,9 @@ function detailsRow(firing, which) {
       .then((page) => {
         if (page.payload !== undefined) {
           payload.classList.remove('muted');
-          // a payload nested too deep to serve as JSON comes as its JSON text (docs/api-limits.md)
-          payload.textContent = page.payload === null ? '—'
-            : typeof page.payload === 'string' ? page.payload : JSON.stringify(page.payload, null, 2);
+          // its text as sent, not written out again: a value parsed and written by the
+          // page lost a number's digits past JavaScript's precision
+          payload.textContent = page.payload ?? '—';
         }
         for (const a of page.attempts) shown.set(a.id, a);
         total = Math.max(page.total ?? total, shown.size);

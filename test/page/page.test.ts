@@ -823,6 +823,33 @@ browserTest('a receiver\'s response, as the relay keeps it (1,024 bytes), can be
   await page.close();
 });
 
+browserTest('the payload under Show is its text as sent: a number past JavaScript\'s precision keeps its digits, its keys their order', async (t) => {
+  const pool = db().pool;
+  const make = factories(pool);
+  const company = await make.company('Precise Numbers');
+  const contact = await make.contact(company.id);
+  const webhook = await make.webhook({ companyId: company.id, name: 'Exact', actions: ['contact.created'] });
+  const firingId = await fire(pool, { webhook, contact, action: 'contact.created', daysAgo: 1, outcome: 'succeeded', attempts: 1, statusCode: 200 });
+  // a numeric contact field of 20 digits and a fraction, which a JavaScript number
+  // rounds; and a key that is an integer ("12345678"), which a JavaScript object puts
+  // before the others, where jsonb puts it after the shorter "contact"
+  await pool.query(`update webhooks.deliveries
+                    set payload = jsonb_set(jsonb_set(payload, '{data,contact,score}', '12345678901234567890.5'::jsonb), '{data,12345678}', '"eight"')
+                    where id = $1`, [firingId]);
+  const { rows: [{ sent }] } = await pool.query('select payload::text as sent from webhooks.deliveries where id = $1', [firingId]);
+  t.true(sent.includes('"score": 12345678901234567890.5'), sent);
+  t.true(sent.indexOf('"contact"') < sent.indexOf('"12345678"'), sent);
+  const page = await signedIn(company.id);
+  await visit(page, `${api().api.url}/reports/webhooks#/webhooks/${webhook.id}`);
+  const firing = `#history-body tr[data-delivery-id="${firingId}"]`;
+  await page.click(`${firing} button:has-text("Show")`);
+  const shown = page.locator(`${firing} + tr pre.payload:not(.muted)`);
+  await shown.waitFor();
+  t.is(await shown.textContent(), sent);
+  t.deepEqual(problemsOf(page), []);
+  await page.close();
+});
+
 browserTest('a receiver\'s response and a redirect\'s Location made of markup show as the text they are: no element is made of them, nothing runs', async (t) => {
   const pool = db().pool;
   const make = factories(pool);
