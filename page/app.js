@@ -1810,14 +1810,14 @@ function setupForm({ webhook, fields, delivery, bounds }) {
   let urlTouched = false;
   url.addEventListener('blur', () => {
     urlTouched = true;
-    setFieldError(form, 'url', urlProblem(url.value));
+    setFieldError(form, 'url', urlProblem(url.value, bounds.url));
   });
   url.addEventListener('input', () => {
-    if (urlTouched || url.getAttribute('aria-invalid') === 'true') setFieldError(form, 'url', urlProblem(url.value));
+    if (urlTouched || url.getAttribute('aria-invalid') === 'true') setFieldError(form, 'url', urlProblem(url.value, bounds.url));
   });
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    void submitSetup(form, webhook);
+    void submitSetup(form, webhook, bounds);
   });
   return form;
 }
@@ -1862,10 +1862,10 @@ function changedSettings(setup, loaded) {
   };
 }
 
-async function submitSetup(form, webhook) {
+async function submitSetup(form, webhook, bounds) {
   clearMessages();
   const setup = readSetup(form);
-  const problems = setupProblems(setup);
+  const problems = setupProblems(setup, bounds);
   for (const name of FORM_FIELDS) setFieldError(form, name, problems[name]);
   if (Object.keys(problems).length) {
     const first = form.querySelector('[aria-invalid=true], .field-error:not([hidden])')?.closest('[data-field]');

@@ -350,7 +350,6 @@ export function inspectToken(token, nowSeconds = Date.now() / 1000) {
 // The database's own rule for a webhook URL (sql/10_config.sql, webhook_url_invalid),
 // checked here first so that the form can say so beside the field at once.
 const URL_RULE = /^https?:\/\/(\[[0-9a-f:.]+\]|([^\][\s/?#@:<>\\^|%\u0001-\u001f\u007f]|%[0-9a-f]{2})+)(:[0-9]*)?([/?#]\S*)?$/i;
-const URL_MAX = 2048;
 
 /**
  * How many characters the database counts in a text (char_length: code points), where
@@ -358,11 +357,15 @@ const URL_MAX = 2048;
  */
 export const characterCount = (text) => [...text].length;
 
-/** Why a URL would be refused, in words, or null when the database will take it. */
-export function urlProblem(url) {
+/**
+ * Why a URL would be refused, in words, or null when the database will take it.
+ * urlMax: the most characters it takes, as the API gives it (inputBounds.url, the
+ * database's webhooks_private.webhook_url_max()).
+ */
+export function urlProblem(url, urlMax) {
   const value = (url ?? '').trim();
   if (!value) return 'Enter the URL your receiver listens on.';
-  if (characterCount(value) > URL_MAX) return `The URL is too long: at most ${formatCount(URL_MAX)} characters.`;
+  if (characterCount(value) > urlMax) return `The URL is too long: at most ${formatCount(urlMax)} characters.`;
   if (!URL_RULE.test(value)) {
     return 'Enter an absolute http:// or https:// URL, like https://example.com/hooks/bpd (no spaces, no user name or password in it, a port of digits).';
   }
@@ -378,7 +381,7 @@ export function urlProblem(url) {
 
 /**
  * Checks the form's choices before they are sent. setup: { name, url, fields, actions,
- * statusId, userId }. Returns { field: words } for each field with a problem (empty: none).
+ * statusId, userId }; bounds: the API's inputBounds (fetchSetupFacts). Returns { field: words } for each field with a problem (empty: none).
  */
 /**
  * A picker's value while the user or status a webhook was filtered on is deleted and
@@ -388,10 +391,10 @@ export function urlProblem(url) {
  */
 export const CHOOSE_AGAIN = 'choose-again';
 
-export function setupProblems(setup) {
+export function setupProblems(setup, bounds) {
   const problems = {};
   if (!setup.name.trim()) problems.name = 'Give the webhook a name.';
-  const url = urlProblem(setup.url);
+  const url = urlProblem(setup.url, bounds.url);
   if (url) problems.url = url;
   if (!setup.fields.length) problems.fields = 'Choose at least one contact field to send.';
   if (!setup.actions.length) problems.actions = 'Choose at least one action.';

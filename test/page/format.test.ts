@@ -4,7 +4,7 @@ import { useTestDatabase } from '../helpers/db.ts';
 
 // (the page's modules are plain JavaScript for the browser, without types)
 const formatModule: string = '../../page/format.js';
-const { urlProblem } = (await import(formatModule)) as { urlProblem: (url: string) => string | null };
+const { urlProblem } = (await import(formatModule)) as { urlProblem: (url: string, urlMax: number) => string | null };
 
 const db = useTestDatabase(test);
 
@@ -20,12 +20,12 @@ test('every action a firing may have is said in words in the history, a backfill
 
 test('a URL the standard cannot read is refused before it is sent: a host ending in a number that is no IPv4 address', (t) => {
   for (const url of ['http://999999999999/in', 'http://1.2.3.4.5/in', 'https://receiver.example.123/in']) {
-    t.regex(urlProblem(url) ?? '', /^This URL cannot be read: a host that ends in a number must be an IPv4 address/, url);
+    t.regex(urlProblem(url, 2048) ?? '', /^This URL cannot be read: a host that ends in a number must be an IPv4 address/, url);
   }
   for (const url of ['http://203.0.113.9/in', 'https://receiver.example.com/hooks/bpd', 'http://4294967295/in']) {
-    t.is(urlProblem(url), null, url);
+    t.is(urlProblem(url, 2048), null, url);
   }
-  t.regex(urlProblem('ftp://files.example.com/in') ?? '', /^Enter an absolute http:\/\/ or https:\/\/ URL/);
+  t.regex(urlProblem('ftp://files.example.com/in', 2048) ?? '', /^Enter an absolute http:\/\/ or https:\/\/ URL/);
 });
 
 test('a pending firing says when it is tried next; a backfill\'s snapshot held while its webhook is disabled (no time) says it waits for the enable', async (t) => {
@@ -96,6 +96,13 @@ test('Backfill says how many contacts it sends, and where: those that pass the c
 
 test('a URL is as long as the database counts it, in characters: one of 1,100 emoji is no URL too long', (t) => {
   const emoji = '\u{1F600}';
-  t.is(urlProblem(`https://receiver.example.com/${emoji.repeat(1100)}`), null);
-  t.regex(urlProblem(`https://receiver.example.com/${emoji.repeat(2048)}`) ?? '', /^The URL is too long: at most 2,048 characters\.$/);
+  t.is(urlProblem(`https://receiver.example.com/${emoji.repeat(1100)}`, 2048), null);
+  t.regex(urlProblem(`https://receiver.example.com/${emoji.repeat(2048)}`, 2048) ?? '', /^The URL is too long: at most 2,048 characters\.$/);
+});
+
+test('a URL is held to the bound the API gives (inputBounds.url, the database\'s webhook_url_max()), not to a number of the page\'s own', (t) => {
+  const url = 'https://receiver.example.com/hooks';
+  t.is(urlProblem(url, url.length), null);
+  t.is(urlProblem(`${url}/1`, url.length), `The URL is too long: at most ${url.length} characters.`);
+  t.is(urlProblem(`${url}/${'x'.repeat(3000)}`, 4096), null);
 });
