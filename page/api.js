@@ -438,12 +438,13 @@ const ATTEMPTS = /* GraphQL */ `
  * it: docs/api.md). The page's attempts come first to last within it. A page is the
  * API's default (API_DEFAULT_PAGE_SIZE, 100), never more: a page asked larger than an
  * operator's API_MAX_PAGE_SIZE was refused, and with it the firing's attempts (as the
- * history of changes, below). With the first page, the firing's payload as sent, its
- * text as the relay sent it (payloadText: parsed, a number past JavaScript's precision
- * lost its digits), the history's rows carrying the contact's name alone, and how many attempts it has in all
- * (total; undefined with a later page), counted up to the API's cap: past it, total is
- * the cap and totalIsAtLeast true (a delivery replayed thousands of times: the count
- * read every attempt).
+ * history of changes, below). With the first page, the firing's payload as sent (the
+ * history's rows carry the contact's name alone): its text as the relay sent it
+ * (payloadText), not its value, which parsed here lost a number's digits past
+ * JavaScript's precision; and how many attempts it has in all (total; undefined with
+ * a later page), counted up to the API's cap: past it, total is the cap and
+ * totalIsAtLeast true (a delivery replayed thousands of times: the count read every
+ * attempt).
  */
 export async function fetchAttempts(deliveryId, after = null) {
   const first = after === null;
