@@ -15,9 +15,10 @@ import { apiSchema } from '../helpers/schema-inputs.ts';
 import { bTraces, comparable, moreOfB, snapshotOf, twoCompanies, type TwoCompanies } from '../helpers/two-companies.ts';
 
 // (the API's limits on what a company may ask are not what this file is about: each
-// operation here is a new text, and many select every field they can)
+// operation here is a new text, and many select every field they can: a payload
+// both ways, payload and payloadText, in every list of deliveries)
 const { db, api } = useTestDatabaseWithApi(test, {
-  limits: { ...RATE_UNBOUNDED, companyPlanningMsPerSecond: 1_000_000, companyPlanningBurstMs: 1_000_000, maxNodes: 10_000_000, maxPlannedFields: 10_000 },
+  limits: { ...RATE_UNBOUNDED, companyPlanningMsPerSecond: 1_000_000, companyPlanningBurstMs: 1_000_000, maxNodes: 100_000_000, maxPlannedFields: 10_000 },
 });
 
 /**
