@@ -400,7 +400,7 @@ browserTest('a Create whose delivery settings meet a token that expired after th
   await page.route('**/graphql', async (route) => {
     if (route.request().postData()?.includes('SaveLimits')) {
       await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
-      await route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ errors: [{ message: 'jwt expired' }] }) });
+      await route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ errors: [{ message: '"exp" claim timestamp check failed', extensions: { code: 'UNAUTHENTICATED', claim: 'exp' } }] }) });
       return;
     }
     await route.fallback();
