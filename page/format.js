@@ -321,9 +321,10 @@ export function rangeWords(fromDay, toDay) {
 
 /**
  * What the page can tell about a pasted token before asking the server: its claims
- * (unverified: the server decides) or why it cannot be a token at all.
+ * (unverified: the server decides, its expiry too, by its own clock: page/api.js) or
+ * why it cannot be a token at all.
  */
-export function inspectToken(token, nowSeconds = Date.now() / 1000) {
+export function inspectToken(token) {
   // a token has no white space: what a wrapped line gains when it is copied goes (sent
   // as it was, a line break made the request fail as if the server could not be reached)
   const trimmed = (token ?? '').trim().replace(/^Bearer\s+/i, '').replace(/\s+/g, '');
@@ -339,9 +340,6 @@ export function inspectToken(token, nowSeconds = Date.now() / 1000) {
   }
   // (claims are an object: JSON such as null is no token's)
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) return { problem: 'malformed' };
-  if (typeof claims.exp === 'number' && claims.exp <= nowSeconds) {
-    return { problem: 'expired', token: trimmed, claims };
-  }
   return { token: trimmed, claims };
 }
 
