@@ -147,7 +147,11 @@ test('200,000 contacts on an ordered webhook: bounded steps, a writer ahead of t
   t.true(Number(b.queued) >= 5_000 && Number(b.queued) < CONTACTS, `queued ${b.queued}`);
   const { rows: ends } = await pool.query(
     `select state, last_error, count(*)::int as n from webhooks.deliveries where webhook_id = $1 and action = 'contact.snapshot' group by 1, 2 order by 1, 2`, [hook.id]);
-  t.true(ends.every((e) => e.state === 'succeeded' || e.last_error === `not sent: backfill ${backfillId} was cancelled`), JSON.stringify(ends));
+  // (a snapshot the killed relay held, its lease run out after the cancel, is failed by
+  // the rescue with the cancel named: it may have reached the receiver, and is not sent again)
+  const cancelledEnds = [`not sent: backfill ${backfillId} was cancelled`, /^lease expired: the relay did not settle attempt \d+; not tried again: its backfill was cancelled$/];
+  t.true(ends.every((e) => e.state === 'succeeded'
+    || (e.state === 'failed' && cancelledEnds.some((m) => typeof m === 'string' ? e.last_error === m : m.test(e.last_error)))), JSON.stringify(ends));
 
   // each contact's messages arrived in the order of its deliveries (the receiver's
   // last arrival of each message, retries and a killed relay's repeats aside)

@@ -41,11 +41,13 @@ test('MERGE inserting, updating and deleting contacts in one statement: one acti
     when matched and v.city is null then delete
     when matched then update set city = v.city
     when not matched then insert (id, company_id, city) values (v.id, $4, v.city)`, [kept.id, gone.id, next, company.id]);
-  t.deepEqual((await fired(hook.id)).slice(2), [
+  // (in the order MERGE's join met the rows, which its plan decides: compared by contact)
+  const byContact = (rows: unknown[][]) => [...rows].sort((a, b) => Number(a[1]) - Number(b[1]));
+  t.deepEqual(byContact((await fired(hook.id)).slice(2)), byContact([
     ['contact.updated', kept.id, 'Denver', ['city']],
     ['contact.deleted', gone.id, 'Reno', null],
     ['contact.created', next, 'Austin', null],
-  ]);
+  ]));
 });
 
 test('MERGE adding and removing tags, and assigning, in one statement each', async (t) => {
