@@ -141,3 +141,68 @@ test('two contacts\' ids swapped by one statement: a backfill\'s snapshots not s
     { action: 'contact.snapshot', state: 'pending', city: 'Reno', queued_as: one.id },
   ]);
 });
+
+// Two ids swapped by one statement whose rows are met in the order given: a join of a
+// VALUES list (outer, in its order) to the key (inner), a nested loop alone. Returns
+// the order the statement met them in, as its notes of the changes say.
+async function swapInOrder(t: { teardown: (fn: () => Promise<void>) => void }, first: string, second: string): Promise<string[]> {
+  await deferrableKey();
+  const client = await connected(t);
+  await client.query('begin');
+  await client.query('set local enable_hashjoin = off; set local enable_mergejoin = off; set local enable_seqscan = off');
+  await client.query(`update crm.contacts c set id = v.to_id
+                      from (values ($1::bigint, $2::bigint, 1), ($2::bigint, $1::bigint, 2)) v(from_id, to_id, n)
+                      where c.id = v.from_id`, [first, second]);
+  await client.query('commit');
+  const { rows } = await db().pool.query(
+    `select from_id::text from webhooks_private.contact_renumberings where from_id in ($1, $2) order by id`, [first, second]);
+  return rows.map((r) => r.from_id);
+}
+
+for (const order of ['first contact first', 'second contact first'] as const) {
+  test(`two ids swapped by one statement on a coalescing webhook, ${order}: each change merges into its own contact's update waiting, not the other's`, async (t) => {
+    const f = make();
+    const company = await f.company();
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+    await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+    const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
+    // the first contact's update waiting is the older
+    await db().pool.query("update crm.contacts set city = 'Austin' where id = $1", [one.id]);
+    await db().pool.query("update crm.contacts set city = 'Elko' where id = $1", [two.id]);
+    const met = order === 'first contact first' ? [one.id, two.id] : [two.id, one.id];
+    t.deepEqual(await swapInOrder(t, met[0], met[1]), met);
+    const { rows } = await db().pool.query(
+      `select d.contact_id::text as named, d.payload->'data'->'contact'->>'id' as id,
+              d.payload->'data'->'contact'->>'city' as city, d.payload->'data'->>'previous_contact_id' as previous,
+              d.payload->'data'->'changed_fields' as changed, d.payload->'data'->'merged' as merged,
+              (select q.contact_id::text from webhooks.delivery_queue q where q.delivery_id = d.id) as queued_as
+       from webhooks.deliveries d where d.webhook_id = $1 order by d.id`, [hook.id]);
+    // Austin now has the second id, Elko the first: one message each
+    t.deepEqual(rows, [
+      { named: two.id, id: two.id, city: 'Austin', previous: one.id, changed: ['city', 'id'], merged: 2, queued_as: two.id },
+      { named: one.id, id: one.id, city: 'Elko', previous: two.id, changed: ['city', 'id'], merged: 2, queued_as: one.id },
+    ]);
+  });
+
+  test(`two ids swapped by one statement on a coalescing webhook, ${order}: a contact with no update waiting gets a message of its own`, async (t) => {
+    const f = make();
+    const company = await f.company();
+    const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+    await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+    const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
+    // the second contact alone has an update waiting
+    await db().pool.query("update crm.contacts set city = 'Elko' where id = $1", [two.id]);
+    const met = order === 'first contact first' ? [one.id, two.id] : [two.id, one.id];
+    t.deepEqual(await swapInOrder(t, met[0], met[1]), met);
+    const { rows } = await db().pool.query(
+      `select d.contact_id::text as named, d.payload->'data'->'contact'->>'city' as city,
+              d.payload->'data'->>'previous_contact_id' as previous, d.payload->'data'->'merged' as merged,
+              (select q.contact_id::text from webhooks.delivery_queue q where q.delivery_id = d.id) as queued_as
+       from webhooks.deliveries d where d.webhook_id = $1 order by d.id`, [hook.id]);
+    // Boston now has the second id (a message of its own), Elko the first (merged)
+    t.deepEqual(rows.map((r) => [r.named, r.city, r.previous, r.merged ?? 1, r.queued_as]).sort((a, b) => a[1].localeCompare(b[1])), [
+      [two.id, 'Boston', one.id, 1, two.id],
+      [one.id, 'Elko', two.id, 2, one.id],
+    ]);
+  });
+}
