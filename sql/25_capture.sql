@@ -377,11 +377,24 @@ declare
   v_merge_id bigint;
   v_merge_created timestamptz;
   v_bytes integer;
+  -- (the id a change of the contact's id took it from: capture writes it in the payload)
+  v_previous constant bigint := (p_payload #>> '{data,previous_contact_id}')::bigint;
 begin
   select w.ctid, w.delivery_id, w.created_at into v_merge_ctid, v_merge_id, v_merge_created
   from webhooks.delivery_queue w
   where w.webhook_id = p_webhook_id and w.contact_id = p_contact_id
     and w.locked_by is null and w.action = p_action and w.attempts = 0
+    -- A change of the contact's id merges only into a message its deliveries brought
+    -- along from the id it had (move_contact_deliveries: the queue row takes the new
+    -- id, its message in history names the old until a merge names the new). Two ids
+    -- swapped by one statement have, while it runs, both contacts' messages under one
+    -- id: the earliest of them was taken, the other contact's when the statement met
+    -- the rows in the other order, or when this contact had none waiting (until
+    -- 2026-12-07; test/sql/contact-id-swap.test.ts). One probe of history's key, for
+    -- such a change alone.
+    and (v_previous is null
+         or exists (select 1 from webhooks.delivery_history h
+                    where h.id = w.delivery_id and h.created_at = w.created_at and h.contact_id = v_previous))
     -- (held_due: the time it had, if a claim put it off while an
     -- earlier delivery of an ordered webhook was in its way)
     and coalesce(w.held_due, w.next_attempt_at) > now()
