@@ -96,3 +96,27 @@ test.serial('one statement that moves some rows and not others: each contact one
     `select tableoid::regclass::text as part, count(*)::int from crm.contacts where company_id = $1 group by 1 order by 1`, [company.id]);
   t.deepEqual(rows, [{ part: 'crm.contacts_2026', count: 3 }]);
 });
+
+test.serial('TRUNCATE of one partition takes what the engine kept of its contacts, and ends their updates\' waits; the other partitions\' stay', async (t) => {
+  await ready();
+  const f = make();
+  const company = await f.company();
+  const user = await f.user(company.id);
+  await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned'] });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['first_name'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const old = await f.contact(company.id, { first_name: 'Ada', created_at: '2025-06-01' });
+  const recent = await f.contact(company.id, { first_name: 'Alan', created_at: '2026-06-01' });
+  await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $3), ($2, $3)',
+    [old.id, recent.id, user.id]);
+  await db().pool.query(`update crm.contacts set first_name = first_name || '!' where company_id = $1`, [company.id]);
+
+  await db().pool.query('truncate crm.contacts_2025');
+  const { rows: firsts } = await db().pool.query(
+    'select contact_id::int from webhooks_private.first_assignments where contact_id in ($1, $2) order by 1', [old.id, recent.id]);
+  t.deepEqual(firsts.map((r) => r.contact_id), [Number(recent.id)]);
+  const { rows } = await db().pool.query(
+    `select q.contact_id::int, q.next_attempt_at <= now() as due from webhooks.delivery_queue q
+     where q.webhook_id = $1 order by q.contact_id`, [hook.id]);
+  t.deepEqual(rows, [{ contact_id: Number(old.id), due: true }, { contact_id: Number(recent.id), due: false }]);
+});
