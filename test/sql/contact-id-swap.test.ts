@@ -142,67 +142,69 @@ test('two contacts\' ids swapped by one statement: a backfill\'s snapshots not s
   ]);
 });
 
-// Two ids swapped by one statement whose rows are met in the order given: a join of a
-// VALUES list (outer, in its order) to the key (inner), a nested loop alone. Returns
-// the order the statement met them in, as its notes of the changes say.
-async function swapInOrder(t: { teardown: (fn: () => Promise<void>) => void }, first: string, second: string): Promise<string[]> {
+// Two ids swapped by one statement, which meets the rows in the order of their ids (the
+// key's index scan, the only plan left to it). Returns the order it met them in, as
+// its notes of the changes say.
+async function swapByKey(t: { teardown: (fn: () => Promise<void>) => void }, a: string, b: string): Promise<string[]> {
   await deferrableKey();
   const client = await connected(t);
   await client.query('begin');
-  await client.query('set local enable_hashjoin = off; set local enable_mergejoin = off; set local enable_seqscan = off');
-  await client.query(`update crm.contacts c set id = v.to_id
-                      from (values ($1::bigint, $2::bigint, 1), ($2::bigint, $1::bigint, 2)) v(from_id, to_id, n)
-                      where c.id = v.from_id`, [first, second]);
+  await client.query('set local enable_seqscan = off; set local enable_bitmapscan = off');
+  await client.query(`update crm.contacts set id = case id when $1::bigint then $2::bigint else $1::bigint end
+                      where id in ($1, $2)`, [a, b]);
   await client.query('commit');
   const { rows } = await db().pool.query(
-    `select from_id::text from webhooks_private.contact_renumberings where from_id in ($1, $2) order by id`, [first, second]);
+    `select from_id::text from webhooks_private.contact_renumberings where from_id in ($1, $2) order by id`, [a, b]);
   return rows.map((r) => r.from_id);
 }
 
-for (const order of ['first contact first', 'second contact first'] as const) {
-  test(`two ids swapped by one statement on a coalescing webhook, ${order}: each change merges into its own contact's update waiting, not the other's`, async (t) => {
+// (the contact met first is the one with the smaller id, made first: each order of
+// the rows against the order of the messages waiting, by which contact changed first)
+for (const order of ['the contact met first', 'the contact met second'] as const) {
+  test(`two ids swapped by one statement on a coalescing webhook, ${order} changed first: each change merges into its own contact's update waiting, not the other's`, async (t) => {
     const f = make();
     const company = await f.company();
     const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
     await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
     const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
-    // the first contact's update waiting is the older
-    await db().pool.query("update crm.contacts set city = 'Austin' where id = $1", [one.id]);
-    await db().pool.query("update crm.contacts set city = 'Elko' where id = $1", [two.id]);
-    const met = order === 'first contact first' ? [one.id, two.id] : [two.id, one.id];
-    t.deepEqual(await swapInOrder(t, met[0], met[1]), met);
+    const changes: [string, string][] = [["Austin", one.id], ["Elko", two.id]];
+    for (const [city, id] of order === 'the contact met first' ? changes : changes.reverse()) {
+      await db().pool.query('update crm.contacts set city = $1 where id = $2', [city, id]);
+    }
+    t.deepEqual(await swapByKey(t, one.id, two.id), [one.id, two.id]);
     const { rows } = await db().pool.query(
       `select d.contact_id::text as named, d.payload->'data'->'contact'->>'id' as id,
               d.payload->'data'->'contact'->>'city' as city, d.payload->'data'->>'previous_contact_id' as previous,
               d.payload->'data'->'changed_fields' as changed, d.payload->'data'->'merged' as merged,
               (select q.contact_id::text from webhooks.delivery_queue q where q.delivery_id = d.id) as queued_as
-       from webhooks.deliveries d where d.webhook_id = $1 order by d.id`, [hook.id]);
-    // Austin now has the second id, Elko the first: one message each
+       from webhooks.deliveries d where d.webhook_id = $1 order by d.contact_id`, [hook.id]);
+    // Elko now has the first id, Austin the second: one message each
     t.deepEqual(rows, [
-      { named: two.id, id: two.id, city: 'Austin', previous: one.id, changed: ['city', 'id'], merged: 2, queued_as: two.id },
       { named: one.id, id: one.id, city: 'Elko', previous: two.id, changed: ['city', 'id'], merged: 2, queued_as: one.id },
+      { named: two.id, id: two.id, city: 'Austin', previous: one.id, changed: ['city', 'id'], merged: 2, queued_as: two.id },
     ]);
   });
 
-  test(`two ids swapped by one statement on a coalescing webhook, ${order}: a contact with no update waiting gets a message of its own`, async (t) => {
+  test(`two ids swapped by one statement on a coalescing webhook, ${order} with no update waiting: it gets a message of its own`, async (t) => {
     const f = make();
     const company = await f.company();
     const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
     await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
     const [one, two] = [await f.contact(company.id, { city: 'Boston' }), await f.contact(company.id, { city: 'Reno' })];
-    // the second contact alone has an update waiting
-    await db().pool.query("update crm.contacts set city = 'Elko' where id = $1", [two.id]);
-    const met = order === 'first contact first' ? [one.id, two.id] : [two.id, one.id];
-    t.deepEqual(await swapInOrder(t, met[0], met[1]), met);
+    // the other alone has an update waiting
+    const [idle, busy] = order === 'the contact met first' ? [one, two] : [two, one];
+    await db().pool.query("update crm.contacts set city = 'Elko' where id = $1", [busy.id]);
+    t.deepEqual(await swapByKey(t, one.id, two.id), [one.id, two.id]);
     const { rows } = await db().pool.query(
       `select d.contact_id::text as named, d.payload->'data'->'contact'->>'city' as city,
               d.payload->'data'->>'previous_contact_id' as previous, d.payload->'data'->'merged' as merged,
               (select q.contact_id::text from webhooks.delivery_queue q where q.delivery_id = d.id) as queued_as
        from webhooks.deliveries d where d.webhook_id = $1 order by d.id`, [hook.id]);
-    // Boston now has the second id (a message of its own), Elko the first (merged)
-    t.deepEqual(rows.map((r) => [r.named, r.city, r.previous, r.merged ?? 1, r.queued_as]).sort((a, b) => a[1].localeCompare(b[1])), [
-      [two.id, 'Boston', one.id, 1, two.id],
-      [one.id, 'Elko', two.id, 2, one.id],
+    // the idle contact's change is a message of its own under the busy one's id; the
+    // busy one's merges into its update waiting, under the idle one's
+    t.deepEqual(rows.map((r) => [r.named, r.city, r.previous, r.merged ?? null, r.queued_as]), [
+      [idle.id, 'Elko', busy.id, 2, idle.id],
+      [busy.id, idle === one ? 'Boston' : 'Reno', idle.id, 1, busy.id],
     ]);
   });
 }
