@@ -1249,6 +1249,60 @@ begin
 end;
 $$;
 
+-- private (the delete trigger's): a contact deleted, its updates and saves still
+-- waiting out a coalesce window on its owner's webhooks go now (as in
+-- bring_forward_waiting: any other change of a contact ends their wait); how many.
+-- Rows a claim holds are passed over.
+create or replace function webhooks_private.waits_of_gone_ended(p_contact_id bigint, p_company_id bigint)
+returns integer
+language sql
+as $$
+  with ended as (
+    update webhooks.delivery_queue q
+    set next_attempt_at = now(),
+        held_due = null
+    where q.ctid in (select w.ctid
+                     from webhooks.delivery_queue w
+                     where w.webhook_id = any (array(select distinct s.webhook_id from webhooks_private.subscriptions s
+                                                     where s.action in ('contact.updated', 'contact.saved')
+                                                       and s.company_id = p_company_id and s.coalesce_window is not null))
+                       and w.contact_id = p_contact_id
+                       and w.locked_by is null and w.action in ('contact.updated', 'contact.saved')
+                       and w.attempts = 0 and coalesce(w.held_due, w.next_attempt_at) > now()
+                     for update skip locked)
+    returning 1
+  )
+  select count(*)::integer from ended;
+$$;
+
+-- private (the delete trigger's): waits_of_gone_ended, and the relay woken when it
+-- ended any. A writer in REPEATABLE READ or SERIALIZABLE whose snapshot a claim
+-- overtook leaves them waiting rather than fail (the block's subtransaction for such
+-- a writer alone, as in enqueue: a delete of thousands in one transaction would
+-- overflow each backend's cache of them).
+create or replace function webhooks_private.end_waits_of_gone(p_contact_id bigint, p_company_id bigint)
+returns void
+language plpgsql
+as $$
+declare
+  v_ended integer := 0;
+  v_notified boolean;
+begin
+  if current_setting('transaction_isolation') = 'read committed' then
+    v_ended := webhooks_private.waits_of_gone_ended(p_contact_id, p_company_id);
+  else
+    begin
+      v_ended := webhooks_private.waits_of_gone_ended(p_contact_id, p_company_id);
+    exception when serialization_failure then
+      null;
+    end;
+  end if;
+  if v_ended > 0 then
+    v_notified := webhooks_private.wake_relay();
+  end if;
+end;
+$$;
+
 -- AFTER DELETE: it fires only for a row the delete removed, so no trigger of the CRM's
 -- can cancel a delete once announced (a soft delete returns null from its BEFORE
 -- trigger), whatever its name. The foreign keys' cascades that take the contact's
@@ -1283,6 +1337,18 @@ begin
   -- (a contact gone has no firsts to come: its rows of first_assignments go too, one
   -- probe of that table's key)
   delete from webhooks_private.first_assignments f where f.contact_id = old.id;
+  -- (its updates waiting out a coalesce window on its owner's webhooks go now, as
+  -- captured: nothing of the contact is to come, and a contact given its id later (a
+  -- reload with the old ids, a sequence reset) had its first update merged into the
+  -- old one's message, on a webhook that hears no delete, whose delete ends no wait
+  -- (until 2026-12-07; test/sql/coalesce-writers.test.ts). A new contact is a new
+  -- message. One probe of the subscriptions' key a delete; the queue only for a
+  -- webhook with a window.)
+  if exists (select 1 from webhooks_private.subscriptions s
+             where s.action in ('contact.updated', 'contact.saved') and s.company_id = old.company_id
+               and s.coalesce_window is not null) then
+    perform webhooks_private.end_waits_of_gone(old.id, old.company_id);
+  end if;
   if webhooks_private.contact_wanted('contact.deleted', old.id, old.company_id) then
     v_webhooks := webhooks_private.capture('contact.deleted',
       webhooks_private.current_source(),

@@ -229,3 +229,26 @@ test("a merge by a transaction begun before the message's first change keeps the
     [message.message_id, message.payload.timestamp]);
   t.deepEqual(found.map((r) => r.delivery_id), [message.id], 'found by the timestamp its receiver got');
 });
+
+test('a contact deleted, and its id given to a new contact (a reload, a sequence reset): the new contact\'s update is a message of its own, the old one\'s waits no more', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  // hears updates alone: the delete writes nothing for it
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const gone = await f.contact(company.id, { city: 'Boston' });
+  await db().pool.query("update crm.contacts set city = 'Austin' where id = $1", [gone.id]);
+  await db().pool.query('delete from crm.contacts where id = $1', [gone.id]);
+  await db().pool.query(`insert into crm.contacts (id, company_id, first_name, city) values ($1, $2, 'Again', 'Reno')`,
+    [gone.id, company.id]);
+  await db().pool.query("update crm.contacts set city = 'Elko' where id = $1", [gone.id]);
+  const { rows } = await db().pool.query(
+    `select d.contact_id::text as named, d.payload->'data'->'contact'->>'city' as city, d.payload->'data'->'merged' as merged,
+            q.next_attempt_at <= now() as due
+     from webhooks.deliveries d join webhooks.delivery_queue q on q.delivery_id = d.id
+     where d.webhook_id = $1 order by d.id`, [hook.id]);
+  t.deepEqual(rows, [
+    { named: gone.id, city: 'Austin', merged: 1, due: true },
+    { named: gone.id, city: 'Elko', merged: 1, due: false },
+  ]);
+});
