@@ -1624,54 +1624,8 @@ as $$
   select 1000;
 $$;
 
--- public: send again the failed deliveries of a webhook created since a time, oldest
--- first, at most max_deliveries of them (replay_max_deliveries() unless given, and no
--- more): a call that returns that many may have left more, which the next call takes.
--- Not those never sent for their payload's size: replay_delivery refuses them one by one;
--- nor those older than the retention, which it refuses too.
-drop function if exists webhooks.replay_failed(bigint, timestamptz);
-create or replace function webhooks.replay_failed(webhook_id bigint, since timestamptz, max_deliveries integer default null)
-returns setof webhooks.deliveries
-language plpgsql
-volatile
-as $$
-declare
-  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(replay_failed.webhook_id, 'webhook_id');
-  v_most constant integer := webhooks_private.replay_max_deliveries();
-  v_ids bigint[];
-  v_created_at timestamptz[];
-begin
-  if max_deliveries is not null and max_deliveries not between 1 and v_most then
-    raise exception using
-      errcode = 'invalid_parameter_value',
-      message = format('replayFailed replays from 1 to %s deliveries a call (maxDeliveries); call it again for more', v_most),
-      constraint = 'replay_max_deliveries_range',
-      column = 'max_deliveries';
-  end if;
-  perform webhooks_private.requested_times(since, null);   -- 22_outbox.sql
-  perform webhooks_private.require_enabled(v_webhook);
-  -- the failed ones from their result rows (22_outbox.sql: a delivery is failed when
-  -- it has a failed result and no queue row), in the order of the results' index:
-  -- a webhook that failed for days has hundreds of thousands, and the view would
-  -- join and sort them all to take the first few
-  select array_agg(f.delivery_id order by f.created_at, f.delivery_id),
-         array_agg(f.created_at order by f.created_at, f.delivery_id)
-  into v_ids, v_created_at
-  from (select r.delivery_id, r.created_at
-        from webhooks.delivery_results r
-        where r.webhook_id = v_webhook.id and r.company_id = v_webhook.company_id
-          -- (none of a day past the retention: it cannot go back on its way, 22_outbox.sql)
-          and r.created_at >= greatest(since, webhooks_private.utc_day_start(webhooks_private.first_kept_day()))
-          and r.state = 'failed'
-          and not exists (select 1 from webhooks.delivery_queue q where q.delivery_id = r.delivery_id)
-          and not exists (select 1 from webhooks.delivery_history h
-                          where h.id = r.delivery_id and h.created_at = r.created_at
-                            and webhooks_private.payload_omitted(h.payload))
-        order by r.created_at, r.delivery_id
-        limit coalesce(max_deliveries, v_most)) f;
-  return query select * from webhooks_private.requeue_deliveries(v_ids, v_created_at);
-end;
-$$;
+-- (webhooks.replay_failed, which sends many again, set by set: 47_audit.sql, where
+-- its replays are written to the audit trail)
 
 -- private (relay): takes this RELAY_ID for the session, false if another session holds
 -- it. Leases are the relay's by its id alone (locked_by): two relays of one id took

@@ -202,9 +202,10 @@ $$;
 -- below once for each webhook: an update of the audit row for each delivery left a
 -- version of it that every next update read past, and replayFailed's 1,000 read
 -- 127,000 buffers for it at the third call of a session (154,000 in all, 2 to 4 s
--- under load; test/sql/replay-cost.test.ts).
-drop function if exists webhooks_private.tg_deliveries__audit_replay();
-create or replace function webhooks_private.audit_replay(p_company_id bigint, p_webhook_id bigint, p_delivery_id bigint)
+-- under load; test/sql/replay-cost.test.ts). p_count deliveries of the webhook, the
+-- first of them p_delivery_ids (as many of these as the list still has room for).
+create or replace function webhooks_private.note_replays(p_company_id bigint, p_webhook_id bigint, p_count integer,
+                                                        p_delivery_ids bigint[])
 returns void
 language plpgsql
 as $$
@@ -213,16 +214,25 @@ declare
                                 '{}');
   v_of_webhook jsonb := coalesce(v_unwritten -> p_webhook_id::text,
                                  jsonb_build_object('company_id', p_company_id, 'deliveries', 0, 'delivery_ids', '[]'::jsonb));
+  v_listed constant integer := jsonb_array_length(v_of_webhook -> 'delivery_ids');
 begin
   v_of_webhook := jsonb_build_object(
     'company_id', p_company_id,
-    'deliveries', (v_of_webhook ->> 'deliveries')::integer + 1,
-    'delivery_ids', case when jsonb_array_length(v_of_webhook -> 'delivery_ids') < 20
-                         then (v_of_webhook -> 'delivery_ids') || to_jsonb(p_delivery_id)
-                         else v_of_webhook -> 'delivery_ids' end);
+    'deliveries', (v_of_webhook ->> 'deliveries')::integer + p_count,
+    'delivery_ids', (v_of_webhook -> 'delivery_ids')
+                    || coalesce(to_jsonb(p_delivery_ids[1:greatest(20 - v_listed, 0)]), '[]'::jsonb));
   perform pg_catalog.set_config(webhooks_private.replays_unwritten_setting(),
                                 jsonb_set(v_unwritten, array[p_webhook_id::text], v_of_webhook)::text, true);
 end;
+$$;
+
+-- (one delivery: the view's trigger below)
+drop function if exists webhooks_private.tg_deliveries__audit_replay();
+create or replace function webhooks_private.audit_replay(p_company_id bigint, p_webhook_id bigint, p_delivery_id bigint)
+returns void
+language sql
+as $$
+  select webhooks_private.note_replays(p_company_id, p_webhook_id, 1, array[p_delivery_id]);
 $$;
 
 -- private: the replays a statement made, written: one row per webhook and
@@ -265,7 +275,8 @@ $$;
 
 -- Every write to the view webhooks.deliveries goes through its instead-of trigger
 -- _500_write (22_outbox.sql); this one fires after it on an update, with the same
--- old and new rows, whoever replays (replay_delivery, replay_failed, a DBA's update).
+-- old and new rows, whoever replays through it (replay_delivery, a DBA's update;
+-- replay_failed writes its own, below).
 create or replace function webhooks_private.tg_deliveries__audit()
 returns trigger
 language plpgsql
@@ -298,6 +309,131 @@ drop trigger if exists _900_write_replays on webhooks.deliveries;
 create trigger _900_write_replays
   after update on webhooks.deliveries
   for each statement execute function webhooks_private.tg_deliveries__write_replays();
+
+-- private: failed deliveries of a webhook put back on their way (replay_failed below),
+-- set by set: what the view's write trigger (_500_write, 22_outbox.sql) does for a
+-- failed delivery written pending, one statement for each table. Their results are
+-- deleted (their hours and days noted for counting again by that table's statement
+-- trigger, 50_report_counts.sql) and their queue rows written in one statement, the
+-- relay woken once and the replays noted and written to the audit trail once.
+-- Through the view, each delivery was four trigger calls, a recount and a write of its
+-- hour's count row (replayFailed's 1,000: 48,000 buffers and 1.6 s on an idle
+-- machine; test/sql/replay-cost.test.ts). Only those still failed, of this webhook and
+-- company, with no queue row, of the days kept and not left out for their payload's
+-- size are taken; the rest are passed by. A delivery a concurrent replay took first
+-- is not taken again: its result row, deleted by that replay, is waited for and then
+-- gone. Returns those taken. As its owner (the admin writes no table of the outbox),
+-- for the request's company only (a DBA's session has none).
+create or replace function webhooks_private.requeue_failed(p_webhook_id bigint, p_company_id bigint,
+                                                          p_ids bigint[], p_created_at timestamptz[])
+returns table (requeued_id bigint, requeued_created_at timestamptz)
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_first_kept constant timestamptz := webhooks_private.utc_day_start(webhooks_private.first_kept_day());
+  v_ids bigint[];
+  v_created_at timestamptz[];
+  v_woken boolean;
+begin
+  if webhooks.current_company_id() <> p_company_id then
+    perform webhooks_private.raise_not_found('webhook', p_webhook_id, 'webhook_id');
+  end if;
+  with taken as (
+    delete from webhooks.delivery_results r
+    using unnest(p_ids, p_created_at) k(id, created_at), webhooks.delivery_history h
+    where r.delivery_id = k.id and r.created_at = k.created_at
+      and r.webhook_id = p_webhook_id and r.company_id = p_company_id and r.state = 'failed'
+      and r.created_at >= v_first_kept
+      and h.id = r.delivery_id and h.created_at = r.created_at and h.webhook_id = r.webhook_id
+      and not webhooks_private.payload_omitted(h.payload)
+      and not exists (select from webhooks.delivery_queue q where q.delivery_id = r.delivery_id)
+    returning h.id, h.created_at, h.webhook_id, h.company_id, h.action, h.contact_id,
+              octet_length(h.payload::text) as payload_bytes,
+              r.attempts, r.last_attempt_at, r.last_status_code, r.last_error),
+  queued as (
+    -- (as the view's write: in the lane of the id its contact has now)
+    insert into webhooks.delivery_queue
+      (delivery_id, created_at, webhook_id, company_id, action, contact_id, next_attempt_at, attempts,
+       last_attempt_at, last_status_code, last_error, payload_bytes)
+    select t.id, t.created_at, t.webhook_id, t.company_id, t.action,
+           coalesce(webhooks_private.contact_id_now(t.contact_id, t.created_at), t.contact_id), now(), t.attempts,
+           t.last_attempt_at, t.last_status_code, t.last_error, t.payload_bytes
+    from taken t
+    returning delivery_id, created_at)
+  select array_agg(q.delivery_id order by q.created_at, q.delivery_id),
+         array_agg(q.created_at order by q.created_at, q.delivery_id)
+  into v_ids, v_created_at
+  from queued q;
+  if v_ids is null then
+    return;
+  end if;
+  v_woken := webhooks_private.wake_relay();   -- 20_wakeup.sql
+  perform webhooks_private.note_replays(p_company_id, p_webhook_id, cardinality(v_ids), v_ids[1:20]);
+  perform webhooks_private.write_replays();
+  return query select * from unnest(v_ids, v_created_at);
+end;
+$$;
+
+-- public: send again the failed deliveries of a webhook created since a time, oldest
+-- first, at most max_deliveries of them (replay_max_deliveries() unless given, and no
+-- more): a call that returns that many may have left more, which the next call takes.
+-- Not those never sent for their payload's size: replay_delivery refuses them one by one;
+-- nor those older than the retention, which it refuses too. Here, after the audit
+-- trail's functions, as it writes its replays itself (requeue_failed above).
+drop function if exists webhooks.replay_failed(bigint, timestamptz);
+create or replace function webhooks.replay_failed(webhook_id bigint, since timestamptz, max_deliveries integer default null)
+returns setof webhooks.deliveries
+language plpgsql
+volatile
+as $$
+declare
+  v_webhook webhooks.webhooks := webhooks_private.webhook_for_update(replay_failed.webhook_id, 'webhook_id');
+  v_most constant integer := webhooks_private.replay_max_deliveries();
+  v_ids bigint[];
+  v_created_at timestamptz[];
+begin
+  if max_deliveries is not null and max_deliveries not between 1 and v_most then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('replayFailed replays from 1 to %s deliveries a call (maxDeliveries); call it again for more', v_most),
+      constraint = 'replay_max_deliveries_range',
+      column = 'max_deliveries';
+  end if;
+  perform webhooks_private.requested_times(since, null);   -- 22_outbox.sql
+  perform webhooks_private.require_enabled(v_webhook);
+  -- the failed ones from their result rows (22_outbox.sql: a delivery is failed when
+  -- it has a failed result and no queue row), in the order of the results' index:
+  -- a webhook that failed for days has hundreds of thousands, and the view would
+  -- join and sort them all to take the first few
+  select array_agg(f.delivery_id order by f.created_at, f.delivery_id),
+         array_agg(f.created_at order by f.created_at, f.delivery_id)
+  into v_ids, v_created_at
+  from (select r.delivery_id, r.created_at
+        from webhooks.delivery_results r
+        where r.webhook_id = v_webhook.id and r.company_id = v_webhook.company_id
+          -- (none of a day past the retention: it cannot go back on its way, 22_outbox.sql)
+          and r.created_at >= greatest(since, webhooks_private.utc_day_start(webhooks_private.first_kept_day()))
+          and r.state = 'failed'
+          and not exists (select 1 from webhooks.delivery_queue q where q.delivery_id = r.delivery_id)
+          and not exists (select 1 from webhooks.delivery_history h
+                          where h.id = r.delivery_id and h.created_at = r.created_at
+                            and webhooks_private.payload_omitted(h.payload))
+        order by r.created_at, r.delivery_id
+        limit coalesce(max_deliveries, v_most)) f;
+  -- (read in a statement after the one that wrote them: one statement would read the
+  -- view as it was before, failed)
+  select array_agg(k.requeued_id), array_agg(k.requeued_created_at) into v_ids, v_created_at
+  from webhooks_private.requeue_failed(v_webhook.id, v_webhook.company_id, v_ids, v_created_at) k;
+  return query
+    select d.*
+    from unnest(v_ids, v_created_at) k(id, created_at)
+    join webhooks.deliveries d on d.id = k.id and d.created_at = k.created_at
+    order by d.created_at, d.id;
+end;
+$$;
 
 -- public: the sample contact a test sends (id 0): a test sends its id and the
 -- webhook's chosen fields (a column not listed here is sent as null). Its times are

@@ -297,7 +297,8 @@ grant execute on function webhooks_private.held_back(bigint, bigint, bigint) to 
 -- what webhooks.deliveries, webhooks.daily_counts and the attempts' row-level
 -- security leave out (22_outbox.sql)
 grant execute on function webhooks_private.deleted_webhooks() to webhook_viewer, bpd_webhooks_relay;
--- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql,
+-- the admin functions (45_admin.sql, 15_secrets.sql, replay in 30_delivery.sql and
+-- 47_audit.sql,
 -- cancel_backfill in 35_backfill.sql)
 grant execute on function
   webhooks_private.raise_not_found(text, bigint, text),
@@ -307,6 +308,7 @@ grant execute on function
   webhooks_private.secret_grace(),
   webhooks_private.require_enabled(webhooks.webhooks, text, text),
   webhooks_private.requeue_deliveries(bigint[], timestamptz[]),
+  webhooks_private.requeue_failed(bigint, bigint, bigint[], timestamptz[]),
   webhooks_private.payload_omitted(jsonb),
   webhooks_private.refuse_omitted_payload(bigint, jsonb, text),
   webhooks_private.replay_max_deliveries(),

@@ -62,3 +62,38 @@ test('replayFailed of 1,000 deliveries writes its audit row once, and a statemen
     { webhook_id: third.id, details: { deliveries: 2, delivery_ids: b } },
   ]);
 });
+
+test('replayFailed of 1,000 deliveries of five past hours: a trigger call and a recount an hour, not four calls a delivery', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'] });
+  // (two days old: each replayed delivery's hour and day are noted to count again)
+  await db().pool.query(
+    `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, state, attempts, last_error, completed_at, created_at)
+     select $1, $2, 'contact.created', i, jsonb_build_object('type', 'contact.created', 'data', jsonb_build_object('contact', jsonb_build_object('id', i))),
+            'failed', 3, 'HTTP 500', now(), date_trunc('hour', now()) - interval '2 days' - (i % 5) * interval '1 hour' + i * interval '1 ms'
+     from generate_series(1, 1000) i`, [webhook.id, company.id]);
+
+  const client = await ownConnection(db().url, t);
+  await client.query(`set track_functions = 'all'`);
+  await client.query('begin');
+  await client.query(`select set_config('role', 'webhook_admin', true), set_config('jwt.claims.company_id', $1, true)`, [company.id]);
+  const { rows: [replayed] } = await client.query(`select count(*)::int as n from webhooks.replay_failed($1, '2000-01-01')`, [webhook.id]);
+  await client.query('reset role');
+  const { rows: [calls] } = await client.query(
+    `select coalesce(sum(s.calls) filter (where p.prorettype = 'trigger'::regtype), 0)::int as triggers,
+            coalesce(sum(s.calls) filter (where s.funcname = 'recount_day'), 0)::int as recounts
+     from pg_stat_xact_user_functions s join pg_proc p on p.oid = s.funcid`);
+  const { rows: [hours] } = await client.query(
+    `select (n_tup_ins + n_tup_upd)::int as written from pg_stat_xact_user_tables where relid = 'webhooks.delivery_hour_counts'::regclass`);
+  const { rows: noted } = await client.query(
+    `select day::text from webhooks_private.delivery_days_to_count where webhook_id = $1 order by day`, [webhook.id]);
+  await client.query('commit');
+  t.is(replayed.n, 1000);
+  // (through the view's row triggers: 4,000 trigger calls, 1,000 recounts and 1,000
+  // writes of five hour rows)
+  t.true(calls.triggers <= 2, `trigger calls: ${calls.triggers}`);
+  t.is(calls.recounts, 5);
+  t.is(hours.written, 5);
+  t.true(noted.length >= 1 && noted.length <= 2);
+});
