@@ -1181,7 +1181,7 @@ $$;
 -- private: the first day the retention keeps; the days before it may be dropped at any
 -- moment (expired_days), so no finished delivery of theirs goes back on its way: a
 -- replay taken while maintenance drops its day would lose it with the day (22_outbox.sql).
--- As its owner: replay_failed (30_delivery.sql) asks it as the admin, who may not read
+-- As its owner: replay_failed (47_audit.sql) asks it as the admin, who may not read
 -- the settings' helpers. The retention is taken from the UTC time (a timestamp, not a
 -- timestamptz): a timestamptz less days or months steps in the session's time zone,
 -- and in one whose clock moved since then the days kept started a day apart from a

@@ -25,8 +25,9 @@
 -- webhook, quiet or not, for ever, and every webhook was visited once a day to write
 -- it.)
 --
--- Who notes such a write: row triggers on delivery_results (inserts, updates,
--- deletes) and on delivery_history (updates, deletes), and, for a message written
+-- Who notes such a write: triggers on delivery_results (row triggers for inserts and
+-- updates, a statement trigger for deletes) and on delivery_history (updates,
+-- deletes), and, for a message written
 -- into the past or moved to another day (another partition), a trigger on the view
 -- webhooks.deliveries, after the one that writes it (22_outbox.sql). History has no
 -- INSERT trigger because every capture inserts
