@@ -121,4 +121,15 @@ test('requeue_failed takes only failed deliveries of the webhook and company nam
     [stranger.id, other.id, named.ids, named.times]).catch((e) => e);
   t.is(refused.code, 'P0002');
   await client.query('rollback');
+  // nor by the admin's role without a company
+  await client.query('begin');
+  await client.query(`select set_config('role', 'webhook_admin', true)`);
+  const unnamed = await client.query(
+    `select requeued_id from webhooks_private.requeue_failed($1, $2, $3::bigint[], $4::timestamptz[])`,
+    [stranger.id, other.id, named.ids, named.times]).catch((e) => e);
+  t.is(unnamed.code, 'P0002');
+  await client.query('rollback');
+  const { rows: still } = await db().pool.query(
+    `select count(*)::int as n from webhooks.deliveries where id = any ($1::bigint[]) and state = 'failed'`, [all]);
+  t.is(still[0].n, 6);
 });
