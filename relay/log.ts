@@ -28,7 +28,8 @@ export const REPEATED_FAILURE_LOG_EVERY_MS = 60_000;
 
 /**
  * The failures in a row of a part that runs on a timer (the claim, the rescue, a
- * backfill step, the read of webhooks.sending): the first logged at warn, then one
+ * backfill step, the read of webhooks.sending) or retries on one (the settle): the
+ * first logged at warn, then one
  * line a minute at most while they go on, and a line at info when it works again.
  * Logged at each failure, a database outage wrote a line per part per interval: at
  * the defaults about four a second from the backfill step alone, twenty with the
@@ -47,12 +48,13 @@ export class RepeatedFailures {
     this.recovered = recovered;
   }
 
-  failed(error: unknown): void {
+  /** `fields`: more of the line's fields (the settle's results waiting, its next try) */
+  failed(error: unknown, fields?: Record<string, unknown>): void {
     this.failures++;
     const now = performance.now();
     if (this.failures > 1 && now - this.loggedAt < REPEATED_FAILURE_LOG_EVERY_MS) return;
     this.loggedAt = now;
-    this.log.warn({ err: error, failures: this.failures }, this.message);
+    this.log.warn({ ...fields, err: error, failures: this.failures }, this.message);
   }
 
   worked(): void {

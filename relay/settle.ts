@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { backoffMs } from './backoff.ts';
 import { isConnectionError } from './database.ts';
 import { succeeded, type AttemptResult } from './deliver.ts';
+import { RepeatedFailures } from './log.ts';
 import type { RelayMetrics, SettledAttempt } from './metrics.ts';
 import { settleDeliveries, type AttemptRecord } from './queries.ts';
 
@@ -103,6 +104,12 @@ export class Settler {
   private queue: AttemptResult[] = [];
   private flushing: Promise<void> | null = null;
   private failures = 0;
+  /**
+   * Settles that failed in a row, logged as the parts on a timer log theirs: until
+   * 2026-12-07 each failed try wrote a line (one every 5 s through an outage, every
+   * second behind a lock) and none said when settles worked again.
+   */
+  private readonly failuresLog: RepeatedFailures;
   /** counters for logs and benchmarks */
   readonly stats = { settles: 0, settled: 0, settleMs: 0 };
   private stopped = false;
@@ -137,6 +144,7 @@ export class Settler {
     this.db = options.db;
     this.relayId = options.relayId;
     this.log = options.log;
+    this.failuresLog = new RepeatedFailures(options.log, 'settle failed; will try again', 'settling again after errors');
     this.batchSize = options.batchSize;
     this.gatherMs = options.gatherMs ?? SETTLE_GATHER_MS;
     this.onSettled = options.onSettled ?? (() => {});
@@ -184,6 +192,7 @@ export class Settler {
         this.stats.settleMs += Math.round(performance.now() - started);
         this.done(batch.length);
         this.failures = 0;
+        this.failuresLog.worked();
       } catch (refused) {
         let error = refused;
         // a database unreachable, or unable to write at all: the batch waits and goes
@@ -196,7 +205,7 @@ export class Settler {
         }
         this.failures++;
         const waitMs = backoffMs(this.failures, { capMs: RETRY_CAP_MS });
-        this.log.warn({ err: error, results: this.queue.length, retryInMs: waitMs }, 'settle failed; will try again');
+        this.failuresLog.failed(error, { results: this.queue.length, retryInMs: waitMs });
         await new Promise((resolve) => setTimeout(resolve, waitMs));
       }
     }

@@ -11,9 +11,9 @@ const SLOTS = 2;
 // held back once more than two settles' worth of results wait: 2 × 4 + 1 = 9
 const WAITING_WHEN_HELD_BACK = UNSETTLED_BATCHES_LIMIT * settleBatchSize(CLAIM_BATCH) + 1;
 
-async function until(condition: () => boolean, timeoutMs = 10_000) {
+async function until(condition: () => boolean, timeoutMs = 10_000, look?: () => Promise<void>) {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while ((await look?.(), !condition())) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -82,6 +82,47 @@ test('a lock on the attempts table held past the settle\'s wait (an index built 
     t.deepEqual(attempts.map((row) => row.attempts), Array(10).fill(1));
     t.is(receiver.received('/hook').length, 10);
     t.true(lines().some((line) => /settle failed; will try again/.test(line) && /delivery_attempts/.test(line)));
+  } finally {
+    await blocker.query('rollback').catch(() => {});
+    blocker.release();
+    await relay.stop();
+  }
+});
+
+test('settles that keep failing are logged as the other parts on a timer are: one line while they fail, a line when they work again', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  await database.pool.query('insert into crm.contacts (company_id) select $1 from generate_series(1, 3)', [company.id]);
+
+  const blocker = await database.pool.connect();
+  await blocker.query('begin');
+  await blocker.query('lock table webhooks.delivery_attempts in share mode');
+  const { log, lines } = rememberedLog();
+  const relay = testRelay(database.url, {}, { log });
+  await relay.start();
+  try {
+    // three settles gave up waiting for the lock: three tries of the same results,
+    // each one a statement of its own waiting in pg_stat_activity
+    const tries = new Set<string>();
+    await until(() => tries.size >= 3, 30_000, async () => {
+      const { rows } = await database.pool.query<{ started: string }>(
+        `select a.query_start::text as started from pg_stat_activity a
+         where a.datname = current_database() and a.application_name = 'bpd-webhooks-relay'
+           and a.wait_event_type = 'Lock' and a.query ~ 'settle_deliveries'`);
+      for (const row of rows) tries.add(row.started);
+    });
+    await blocker.query('commit');
+    await waitForFinalDeliveries(database.pool, [webhook.id], 3);
+    await until(() => lines().some((line) => line.includes('settling again after errors')));
+    const said = lines().map((line) => JSON.parse(line) as { level: number; msg: string; failures?: number });
+    const failed = said.filter((line) => line.msg === 'settle failed; will try again');
+    t.is(failed.length, 1, 'one line while the settles fail (a line a minute at most)');
+    t.like(failed[0], { level: 40, failures: 1 });
+    const again = said.filter((line) => line.msg === 'settling again after errors');
+    t.is(again.length, 1);
+    t.is(again[0].level, 30);
+    t.true(again[0].failures! >= 2, `failures in a row: ${again[0].failures}`);
   } finally {
     await blocker.query('rollback').catch(() => {});
     blocker.release();
