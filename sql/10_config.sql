@@ -827,6 +827,30 @@ create trigger _500_sync_subscriptions
   for each row execute function webhooks_private.tg_webhooks__sync_subscriptions();
 -- (a deleted webhook's subscriptions go with it: ON DELETE CASCADE)
 
+-- Each URL a webhook has had, once (webhooks_private.webhook_urls, migration 0122):
+-- the settle names an attempt's URL by its id (webhooks.delivery_attempts.url_id,
+-- sql/30_delivery.sql), so that the history still tells the old URL's attempts after
+-- a change. A URL had again keeps its id. (A deleted webhook's go with it: ON DELETE
+-- CASCADE.)
+create or replace function webhooks_private.tg_webhooks__keep_url()
+returns trigger
+language plpgsql
+as $$
+begin
+  if tg_op = 'INSERT' or new.url is distinct from old.url then
+    insert into webhooks_private.webhook_urls (webhook_id, company_id, url)
+    values (new.id, new.company_id, new.url)
+    on conflict do nothing;
+  end if;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_keep_url on webhooks.webhooks;
+create trigger _500_keep_url
+  after insert or update of url on webhooks.webhooks
+  for each row execute function webhooks_private.tg_webhooks__keep_url();
+
 ------------------------------------------------------------------------------------
 -- When the CRM deletes a user or a status tag a webhook is filtered on
 --

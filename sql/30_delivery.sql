@@ -751,6 +751,12 @@ $$;
 
 -- p_urls: the URL each attempt was sent to, given for those that did not succeed and
 -- for successes whose webhook changed while the relay held them (null: not given).
+-- Each attempt records its URL (webhooks.delivery_attempts.url_id, the id of one of
+-- its webhook's URLs in webhooks_private.webhook_urls; webhooks.delivery_attempts_url
+-- reads it): the one given, else the URL its webhook has (a success whose webhook did
+-- not change while it was held), each looked up once a settle however many of its
+-- attempts the batch holds. Until 2026-12-07 no attempt kept its URL, and after a
+-- change of it the history could not say which attempts went to the old one.
 -- A failure of a URL its webhook no longer has (a request to the old URL still on its
 -- way when the URL changed) is recorded as any other, the delivery retried, but it
 -- counts towards neither the webhook's breaker nor its disabling, and a 410 Gone from
@@ -911,6 +917,7 @@ begin
               case when r.url is null then false
                    else coalesce(r.url <> (select w.url from webhooks.webhooks w where w.id = q.webhook_id), false)
               end as to_old_url,
+              r.url,
               'succeeded'::text as new_state, null::timestamptz as next_attempt_at
   ),
   mine as (
@@ -933,7 +940,7 @@ begin
   outcome as (
     select o.id, o.attempt, o.attempted_at, o.duration_ms, o.status_code, o.error, o.response_body,
            o.retry_after_s, o.ctid, o.created_at, o.webhook_id, o.company_id, o.contact_id, o.attempts,
-           o.to_old_url,
+           o.to_old_url, o.url,
            -- (a success is not among them: succeeded, above)
            case
              when o.status_code = 410 and not o.to_old_url then 'failed'
@@ -953,6 +960,8 @@ begin
              r.retry_after_s, m.ctid, m.created_at, m.webhook_id, m.company_id, m.contact_id, m.attempts,
              -- sent to a URL the webhook no longer has (p_urls, at settle_deliveries)
              coalesce(r.url <> w.url, false) as to_old_url,
+             -- (a relay of the previous release gives none: the webhook's)
+             coalesce(r.url, w.url) as url,
              w.max_attempts, m.action, m.last_attempt_at
       from result r
       -- the lease of the attempt this result is of: a settle repeated (its answer lost)
@@ -991,14 +1000,33 @@ begin
     union all
     select * from retried
   ),
+  -- the URL of each success the relay gave none for (its webhook did not change while
+  -- the relay held it: the URL the webhook has), read once a webhook however many of
+  -- its successes the batch holds
+  success_urls as materialized (
+    select w.id, w.url
+    from webhooks.webhooks w
+    where w.id in (select s.webhook_id from succeeded s where s.url is null)
+  ),
+  sent as (
+    select o.*, coalesce(o.url, (select u.url from success_urls u where u.id = o.webhook_id)) as sent_url
+    from settled o
+  ),
+  -- the id of each URL the batch's attempts went to, looked up once each
+  sent_urls as materialized (
+    select u.id, u.webhook_id, u.url
+    from webhooks_private.webhook_urls u
+    where (u.webhook_id, u.url) in (select distinct s.webhook_id, s.sent_url from sent s)
+  ),
   recorded as (
     insert into webhooks.delivery_attempts
       (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
-       status_code, error, response_body, relay_id)
+       status_code, error, response_body, relay_id, url_id)
     select o.id, o.created_at, o.webhook_id, o.company_id, o.attempt, o.attempted_at, greatest(o.duration_ms, 0),
            o.status_code, webhooks_private.attempt_error(o.status_code, o.error),
-           o.response_body, p_relay
-    from settled o
+           o.response_body, p_relay,
+           (select u.id from sent_urls u where u.webhook_id = o.webhook_id and u.url = o.sent_url)
+    from sent o
   ),
   ended as (
     insert into webhooks.delivery_results
@@ -1072,12 +1100,15 @@ begin
   if cardinality(v_ids) + cardinality(v_again) < cardinality(p_ids) then
     insert into webhooks.delivery_attempts
       (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms,
-       status_code, error, response_body, relay_id)
+       status_code, error, response_body, relay_id, url_id)
     select r.id, h.created_at, h.webhook_id, h.company_id, r.attempt, r.attempted_at, greatest(r.duration_ms, 0),
            r.status_code, webhooks_private.late_attempt_error(r.status_code, r.error),
-           r.response_body, p_relay
-    from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors, p_response_bodies)
-      as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body)
+           r.response_body, p_relay,
+           (select u.id from webhooks_private.webhook_urls u
+            where u.webhook_id = h.webhook_id
+              and u.url = coalesce(r.url, (select w.url from webhooks.webhooks w where w.id = h.webhook_id)))
+    from unnest(p_ids, p_attempts, p_attempted_at, p_duration_ms, p_status_codes, p_errors, p_response_bodies, p_urls)
+      as r(id, attempt, attempted_at, duration_ms, status_code, error, response_body, url)
     join webhooks.delivery_history h on h.id = r.id
     where r.id <> all (v_ids) and r.id <> all (v_again)
       and not exists (select 1 from webhooks.delivery_attempts a
@@ -1466,7 +1497,7 @@ begin
   with leases as (
     select q.delivery_id, q.created_at, q.webhook_id, q.company_id, q.attempts, q.locked_by, q.locked_until,
            q.action, coalesce(q.last_attempt_at, now()) as claimed_at,
-           webhooks_private.max_attempts(w.max_attempts) as max_attempts
+           webhooks_private.max_attempts(w.max_attempts) as max_attempts, w.url
     from webhooks.delivery_queue q
     join webhooks.webhooks w on w.id = q.webhook_id
     where q.locked_by is not null and q.locked_until < now()
@@ -1486,14 +1517,18 @@ begin
   ),
   recorded as (
     insert into webhooks.delivery_attempts
-      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, error, relay_id)
+      (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at, duration_ms, error, relay_id,
+       url_id)
     select e.delivery_id, e.created_at, e.webhook_id, e.company_id, e.attempts, e.claimed_at,
            least(extract(epoch from now() - e.claimed_at) * 1000, 2147483647)::integer,
            -- (no relay id in the text: ids name hosts, and tenants read this; the
            -- attempt's relay_id keeps it for operators)
            format('lease expired: the relay did not settle this attempt by %s (it stopped or lost the database); the request may or may not have reached the endpoint',
                   e.locked_until),
-           e.locked_by
+           -- (the URL the webhook has as the lease is found run out: a request the
+           -- relay made before a change of it went to the one before)
+           e.locked_by,
+           (select u.id from webhooks_private.webhook_urls u where u.webhook_id = e.webhook_id and u.url = e.url)
     from expired e
   ),
   finished as (

@@ -101,6 +101,18 @@ as $$
   select webhooks_private.delivered_status(a.status_code);
 $$;
 
+-- The URL an attempt was sent to (its url_id, sql/30_delivery.sql): null for one
+-- recorded before 2026-12-07, when attempts did not keep it. Read as the caller, under
+-- row-level security: an attempt's URL is its company's.
+create or replace function webhooks.delivery_attempts_url(a webhooks.delivery_attempts)
+returns text
+language sql
+stable
+parallel safe
+as $$
+  select u.url from webhooks_private.webhook_urls u where u.id = a.url_id and u.webhook_id = a.webhook_id;
+$$;
+
 -- (views over the CRM's users and statuses for the walk below, until 2026-12-06: the
 -- migrate locks the engine's relations ACCESS EXCLUSIVE, and a lock of a view takes the
 -- tables it reads in the same mode, so sql/ took crm.users and crm.statuses whole and

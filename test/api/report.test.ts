@@ -349,6 +349,29 @@ test('a delivery\'s attempts page latest first by the attempt they start after (
   t.like(await refusal({ after: first[1].id }), { code: '22023', constraint: 'history_after_row', column: 'after_attempt' });
 });
 
+test('a delivery\'s attempts name the URL each was sent to (url), a change of the webhook\'s URL between them', async (t) => {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: 'https://old.example.com/hook' });
+  const [id] = await deliveries(hook.id, company.id, [{ at: '2026-11-03T10:00:00Z', state: 'failed' }]);
+  const attempt = (n: number) => db().pool.query(
+    `insert into webhooks.delivery_attempts (delivery_id, delivery_created_at, webhook_id, company_id, attempt, attempted_at,
+                                             duration_ms, status_code, url_id)
+     select h.id, h.created_at, h.webhook_id, h.company_id, $2::integer, h.created_at + $2::integer * interval '1 minute', 10, 500,
+            (select u.id from webhooks_private.webhook_urls u join webhooks.webhooks w on w.id = u.webhook_id and w.url = u.url
+             where u.webhook_id = h.webhook_id)
+     from webhooks.delivery_history h where h.id = $1`, [id, n]);
+  await attempt(1);
+  await db().pool.query('update webhooks.webhooks set url = $2 where id = $1', [hook.id, 'https://new.example.com/hook']);
+  await attempt(2);
+  const response = await api().gql(await api().token(company.id, 'webhook_viewer'),
+    'query($id: BigInt!) { deliveryAttemptsLatestFirst(deliveryId: $id) { nodes { attempt url } } }', { id });
+  t.deepEqual(response.data.deliveryAttemptsLatestFirst.nodes, [
+    { attempt: 2, url: 'https://new.example.com/hook' },
+    { attempt: 1, url: 'https://old.example.com/hook' },
+  ]);
+});
+
 test('the report\'s counts of every webhook at once (webhookReportCounts) are its own; its rows without counts (withCounts: false) count nothing', async (t) => {
   const f = factories(db().pool);
   const company = await f.company();

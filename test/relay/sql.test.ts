@@ -31,11 +31,12 @@ const claim = (
     )
     .then((r) => r.rows);
 
-const settle = (pool: pg.Pool, relay: string, results: Array<{ id: string; attempt: number; status?: number | null; error?: string | null; retryAfter?: number | null }>) =>
+const settle = (pool: pg.Pool, relay: string,
+  results: Array<{ id: string; attempt: number; status?: number | null; error?: string | null; retryAfter?: number | null; url?: string | null }>) =>
   pool
     .query(
       `select * from webhooks_relay.settle_deliveries($1, $2::bigint[], $3::integer[], $4::timestamptz[], $5::integer[],
-                                                        $6::integer[], $7::text[], $8::text[], $9::integer[])`,
+                                                        $6::integer[], $7::text[], $8::text[], $9::integer[], $10::text[])`,
       [
         relay,
         results.map((r) => r.id),
@@ -46,6 +47,8 @@ const settle = (pool: pg.Pool, relay: string, results: Array<{ id: string; attem
         results.map((r) => r.error ?? null),
         results.map(() => null),
         results.map((r) => r.retryAfter ?? null),
+        // (as the relay gives them: for failures, and for successes whose webhook changed)
+        results.some((r) => r.url) ? results.map((r) => r.url ?? null) : null,
       ],
     )
     .then((r) => r.rows);
@@ -242,6 +245,48 @@ test('settle: a success writes its attempt and no result row; the view, the coun
   t.like(await delivery(pool, a.delivery_id), { state: 'succeeded', last_status_code: 204 });
   await pool.query(`update webhooks.deliveries set state = 'pending', completed_at = null, next_attempt_at = now() where id = $1`, [a.delivery_id]);
   t.deepEqual(await counted(), { fired: 2, succeeded: 0, failed: 1, pending: 1 });
+});
+
+test('each attempt names the URL it was sent to: a URL changed between two attempts of one delivery, a success sent to the old one, a rescue', async (t) => {
+  const { pool, webhook } = await setup(t, 2);
+  const first = 'https://old.example.com/hook';
+  const second = 'https://new.example.com/hook?key=1';
+  await pool.query('update webhooks.webhooks set url = $2 where id = $1', [webhook.id, first]);
+  const [a, b] = await claim(pool, 'relay-a', 10, 10);
+  t.is(a.url, first);
+  // a's first attempt fails at the old URL (the relay gives a failure's URL); b is sent
+  // there too, and the URL changes before b's success is settled (the relay gives it)
+  await settle(pool, 'relay-a', [{ id: a.delivery_id, attempt: 1, status: 503, url: first }]);
+  await pool.query('update webhooks.webhooks set url = $2 where id = $1', [webhook.id, second]);
+  await settle(pool, 'relay-a', [{ id: b.delivery_id, attempt: 1, status: 204, url: first }]);
+  // a's second attempt goes to the new URL and succeeds (no URL given: its webhook did
+  // not change while the relay held it)
+  await pool.query('update webhooks.deliveries set next_attempt_at = now() where id = $1', [a.delivery_id]);
+  const [again] = await claim(pool, 'relay-a', 10, 10);
+  t.like(again, { delivery_id: a.delivery_id, attempt: 2, url: second });
+  t.like((await settle(pool, 'relay-a', [{ id: a.delivery_id, attempt: 2, status: 200 }]))[0], { state: 'succeeded' });
+  // a third attempt, by a replay, whose lease runs out: the rescue names the URL the webhook has
+  await pool.query('select webhooks.replay_delivery($1)', [a.delivery_id]);
+  await claim(pool, 'relay-gone', 10, 10);
+  await pool.query(`update webhooks.deliveries set locked_until = now() - interval '1 second' where id = $1`, [a.delivery_id]);
+  await pool.query('select webhooks_relay.rescue_expired_leases()');
+
+  const { rows } = await pool.query(
+    `select delivery_id::text, attempt, status_code, webhooks.delivery_attempts_url(a) as url
+     from webhooks.delivery_attempts a where webhook_id = $1 order by delivery_id, attempt`,
+    [webhook.id]);
+  t.deepEqual(rows, [
+    { delivery_id: a.delivery_id, attempt: 1, status_code: 503, url: first },
+    { delivery_id: a.delivery_id, attempt: 2, status_code: 200, url: second },
+    { delivery_id: a.delivery_id, attempt: 3, status_code: null, url: second },
+    { delivery_id: b.delivery_id, attempt: 1, status_code: 204, url: first },
+  ]);
+  // the DBA's question of a delivery's attempts (docs/sql.md) names each one's URL
+  const { rows: asked } = await pool.query(
+    `select attempt, webhooks.delivery_attempts_url(a) as url from webhooks.delivery_attempts a
+     where delivery_id = $1 and delivery_created_at = $2 order by attempt`,
+    [a.delivery_id, (await pool.query('select created_at::text from webhooks.deliveries where id = $1', [a.delivery_id])).rows[0].created_at]);
+  t.deepEqual(asked.map((r) => r.url), [first, second, second]);
 });
 
 test('settle is idempotent: repeating one (its answer lost on the way back) changes and records nothing more', async (t) => {

@@ -26,6 +26,7 @@ const DOCS_TODAY = Date.UTC(2026, 11, 6);
 const EXECUTABLE = [
   'webhooks.backlog_by_webhook()',
   'webhooks.contact_fire_history(bigint,timestamp with time zone,timestamp with time zone)',
+  'webhooks.delivery_attempts_url(webhooks.delivery_attempts)',
   'webhooks.find_message(text,timestamp with time zone)',
   'webhooks.kept_since()',
   'webhooks.retry_schedule(integer)',
@@ -65,12 +66,13 @@ const EXECUTABLE = [
   'webhooks_private.utc_day_start(date)',
 ];
 
-/** What the reader may read whole: the views, the tables beneath them, and the counted days daily_counts counts again. */
+/** What the reader may read whole: the views, the tables beneath them, the counted days daily_counts counts again, and the URLs attempts name. */
 const READABLE = [
   'webhooks.audit_log', 'webhooks.daily_counts', 'webhooks.deliveries', 'webhooks.delivery_attempts',
   'webhooks.delivery_day_counts', 'webhooks.delivery_history', 'webhooks.delivery_hour_counts', 'webhooks.delivery_queue',
   'webhooks.delivery_results', 'webhooks.fire_history', 'webhooks.settings', 'webhooks.webhooks',
   'webhooks_private.delivery_days_to_count',
+  'webhooks_private.webhook_urls',
 ];
 
 /** Of the lanes, the circuit breaker's columns alone. */
@@ -295,7 +297,7 @@ test("the reader's questions are planned as the owner's, and those that read onl
   }
 });
 
-test('the reader reads no signing secret and nothing else of webhooks_private but the counted days and the breakers', async (t) => {
+test('the reader reads no signing secret and nothing else of webhooks_private but the counted days, the attempts\' URLs and the breakers', async (t) => {
   const companies = await theScene();
   const reader = await readerLogin(t, 'reader_secrets');
   const hook = companies[0]!.hook;
