@@ -59,6 +59,8 @@ as $$
      'a webhook whose every attempt has failed for this long is disabled by the relay'),
     ('webhooks.retention', 'interval', '90 days', '1 day', '36500 days',
      'history older than this is dropped, a day at a time (its totals stay in the report)'),
+    ('webhooks.audit_retention', 'interval', '400 days', '1 day', '36500 days',
+     'audit trail rows older than this are removed by maintenance, in batches'),
     ('webhooks.backfill_defer', 'interval', '0 seconds', '0 seconds', '1 hour',
      'how long a backfill''s snapshots wait before they are due'),
     ('webhooks.backfill_batch', 'integer', '500', '1', '10000',

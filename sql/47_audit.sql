@@ -541,3 +541,43 @@ as $$
   where a.webhook_id = w.id and a.company_id = w.company_id
   order by a.at desc, a.id desc;
 $$;
+
+------------------------------------------------------------------------------------
+-- Retention of the trail: rows older than webhooks.audit_retention (02_settings.sql;
+-- 400 days unless set) are removed by maintenance (tools/maintain.ts), at most
+-- p_max_rows a call, each call its own short transaction. Until 2026-12-07 the trail
+-- was kept for ever. The rows looked at are the trail's oldest by id (its key, in the
+-- order they were written): at most p_max_rows of them, those among them past the
+-- retention removed. A call that removes none (the oldest rows are within the
+-- retention) has read p_max_rows entries of the key, never the whole trail; a row
+-- written late in a long transaction (its time its transaction's start, its id a
+-- later one) goes once the rows before it have gone. A DELETE takes no lock an API
+-- write or read of the trail waits for (its new rows, its reads), and the rows it
+-- removes are no one's to change. Returns how many it removed.
+create or replace function webhooks.forget_audit_log(p_max_rows integer default 1000)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_before constant timestamptz :=
+    webhooks_private.clock() - webhooks_private.interval_setting('webhooks.audit_retention');
+  v_removed integer;
+begin
+  if p_max_rows is null or p_max_rows < 1 or p_max_rows > 100000 then
+    raise exception 'forget_audit_log: p_max_rows must be from 1 to 100000, not %', p_max_rows
+      using errcode = '22023';
+  end if;
+  with oldest as (
+    select a.id, a.at from webhooks.audit_log a order by a.id limit p_max_rows
+  )
+  delete from webhooks.audit_log a
+  using oldest o
+  where a.id = o.id
+    and o.at < v_before;
+  get diagnostics v_removed = row_count;
+  return v_removed;
+end;
+$$;

@@ -124,12 +124,15 @@ grant select on webhooks.daily_counts to webhook_viewer;
 -- which counted days are to be counted again: the report counts them from the rows
 -- (webhooks_private.count_deliveries_of, 50_report_counts.sql)
 grant select on webhooks_private.delivery_days_to_count to webhook_viewer;
+-- the URLs an attempt names (webhooks.delivery_attempts_url, 55_report.sql)
+grant select on webhooks_private.webhook_urls to webhook_viewer;
 -- the outbox's upkeep (22_outbox.sql, 29_retention.sql) is its owner's: migrate and
 -- tools/maintain.ts; where the kept history starts is for anyone to read
 revoke all on function webhooks.create_partitions(integer), webhooks.expired_days(),
   webhooks.keep_day_on_its_way(text), webhooks.detached_history_days(), webhooks.detached_day_partitions(), webhooks.held_past_retention(), webhooks.fail_held_snapshots_past_retention(), webhooks.forget_day(date), webhooks.outbox_tails(), webhooks.bound_tail(text, date),
   webhooks.validate_tail(text), webhooks.tail_to_span(text), webhooks.readmit_detached_tails(),
-  webhooks.purge_deleted_webhooks(integer), webhooks.recheck_deleted_webhooks() from public;
+  webhooks.purge_deleted_webhooks(integer), webhooks.recheck_deleted_webhooks(),
+  webhooks.forget_audit_log(integer) from public;
 -- where the backlog is (58_operations.sql): every company's webhooks, for operators
 revoke all on function webhooks.backlog_by_webhook() from public;
 -- the DBAs' questions of the fire history (40_history.sql): for DBAs and support, in psql
@@ -361,7 +364,9 @@ grant select on webhooks.webhooks, webhooks.fire_history, webhooks.deliveries, w
   webhooks.delivery_history, webhooks.delivery_queue, webhooks.delivery_results,
   webhooks.delivery_day_counts, webhooks.delivery_hour_counts,
   -- (the counted days to count again, read by daily_counts: webhook, company and day)
-  webhooks_private.delivery_days_to_count
+  webhooks_private.delivery_days_to_count,
+  -- (the URLs the attempts name: webhooks.delivery_attempts_url)
+  webhooks_private.webhook_urls
   to bpd_webhooks_reader;
 -- (the circuit breaker's state of each webhook, "which webhooks of company 7 are failing
 -- right now", docs/sql.md: not when each lane was last served or paced)
@@ -379,6 +384,8 @@ grant execute on function
   webhooks.webhooks_history_count(webhooks.webhooks, timestamptz, timestamptz, text),
   webhooks.webhooks_history_counts(webhooks.webhooks, timestamptz, timestamptz),
   webhooks_ops.upkeep(),
+  -- (an attempt's URL, 55_report.sql)
+  webhooks.delivery_attempts_url(webhooks.delivery_attempts),
   -- what the views call (webhooks.deliveries, webhooks.daily_counts, webhooks.settings)
   webhooks_private.deleted_webhooks(),
   webhooks_private.held_back(bigint, bigint, bigint),
@@ -458,6 +465,7 @@ alter table webhooks.delivery_attempts enable row level security;
 alter table webhooks.delivery_day_counts enable row level security;
 alter table webhooks.delivery_hour_counts enable row level security;
 alter table webhooks_private.delivery_days_to_count enable row level security;
+alter table webhooks_private.webhook_urls enable row level security;
 alter table webhooks.backfills enable row level security;
 alter table webhooks.audit_log enable row level security;
 
@@ -499,6 +507,11 @@ create policy company_reads on webhooks.delivery_day_counts
 
 drop policy if exists company_reads on webhooks_private.delivery_days_to_count;
 create policy company_reads on webhooks_private.delivery_days_to_count
+  for select to webhook_viewer
+  using (company_id = (select webhooks.current_company_id()));
+
+drop policy if exists company_reads on webhooks_private.webhook_urls;
+create policy company_reads on webhooks_private.webhook_urls
   for select to webhook_viewer
   using (company_id = (select webhooks.current_company_id()));
 
@@ -546,7 +559,8 @@ begin
   foreach v_table in array array['webhooks.webhooks', 'webhooks.delivery_history', 'webhooks.delivery_queue',
                                  'webhooks.delivery_results', 'webhooks.delivery_attempts',
                                  'webhooks.delivery_day_counts', 'webhooks.delivery_hour_counts',
-                                 'webhooks_private.delivery_days_to_count', 'webhooks.audit_log']::regclass[] loop
+                                 'webhooks_private.delivery_days_to_count', 'webhooks.audit_log',
+                                 'webhooks_private.webhook_urls']::regclass[] loop
     execute format('drop policy if exists readers_read_all on %s', v_table);
     execute format('create policy readers_read_all on %s for select to bpd_webhooks_reader using (true)', v_table);
   end loop;

@@ -52,6 +52,11 @@ One HTTP attempt of a delivery.$$;
 comment on column webhooks.delivery_attempts.delivery_created_at is '@behavior -*';
 -- which relay made an attempt: relay ids name hosts, for operators only
 comment on column webhooks.delivery_attempts.relay_id is '@behavior -*';
+-- (its URL is delivery_attempts_url: the field url)
+comment on column webhooks.delivery_attempts.url_id is '@behavior -*';
+comment on function webhooks.delivery_attempts_url(webhooks.delivery_attempts) is $$
+@fieldName url
+The URL this attempt was sent to: after a change of the webhook's URL, its earlier attempts name the URL they went to. Null for attempts made before 2026-12-07, when attempts did not keep it.$$;
 comment on function webhooks.delivery_attempts_succeeded(webhooks.delivery_attempts) is
   'True: the receiver took this attempt (a 2xx, or a 302 or 303, whose Location is not followed); its error is then a note, e.g. "redirect not followed: HTTP 302 to …".';
 
@@ -175,6 +180,7 @@ comment on function webhooks.validate_tail(text) is '@behavior -*';
 comment on function webhooks.tail_to_span(text) is '@behavior -*';
 comment on function webhooks.readmit_detached_tails() is '@behavior -*';
 comment on function webhooks.purge_deleted_webhooks(integer) is '@behavior -*';
+comment on function webhooks.forget_audit_log(integer) is '@behavior -*';
 comment on function webhooks.backlog_by_webhook() is '@behavior -*';
 comment on function webhooks.contact_fire_history(bigint, timestamptz, timestamptz) is '@behavior -*';
 comment on function webhooks.find_message(text, timestamptz) is '@behavior -*';

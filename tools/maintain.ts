@@ -44,6 +44,8 @@ export interface MaintainResult {
   deletedWebhooksFoundWithRows: number;
   /** deliveries of deleted webhooks removed (webhooks.purge_deleted_webhooks) */
   deliveriesPurged: number;
+  /** audit trail rows past webhooks.audit_retention removed (webhooks.forget_audit_log) */
+  auditRowsRemoved: number;
   /** backfill snapshots held for disabled webhooks, failed as their days passed the retention (webhooks.fail_held_snapshots_past_retention) */
   snapshotsFailed: number;
   daysDropped: string[];
@@ -124,6 +126,8 @@ export async function maintain(
     if (rechecked!.n > 0) log(`found deliveries written for ${rechecked!.n} webhooks while their delete was open`);
     const purged = await purgeDeletedWebhooks(client);
     if (purged > 0) log(`removed ${purged} deliveries of deleted webhooks`);
+    const auditRowsRemoved = await forgetAuditLog(client);
+    if (auditRowsRemoved > 0) log(`removed ${auditRowsRemoved} audit trail rows past webhooks.audit_retention`);
     const dropped: string[] = [];
     // (after the leftovers settled above: a day's results attached back are dropped with it)
     const { rows: days } = await client.query<{ day: string; parents: string[]; partitions: string[] }>(
@@ -163,7 +167,7 @@ export async function maintain(
     await client.query('select webhooks_private.refuse_partitions_in_the_way()');
     return {
       partitionsMade: made, tails, daysRolledUp: counted.days, webhooksRolledUp: counted.visited,
-      deletedWebhooksFoundWithRows: rechecked!.n, deliveriesPurged: purged, snapshotsFailed, daysDropped: dropped,
+      deletedWebhooksFoundWithRows: rechecked!.n, deliveriesPurged: purged, auditRowsRemoved, snapshotsFailed, daysDropped: dropped,
       heldPastRetention: held,
     };
   } finally {
@@ -196,6 +200,29 @@ export async function purgeDeletedWebhooks(
     const { rows: [batch] } = await client.query<{ n: number | null }>('select webhooks.purge_deleted_webhooks() as n');
     if (batch!.n === null) return total;
     total += batch!.n;
+    await pause(performance.now() - started);
+  }
+}
+
+/** The most audit trail rows one transaction of forgetAuditLog removes. */
+export const AUDIT_FORGET_BATCH = 1000;
+
+// The audit trail's rows past webhooks.audit_retention (sql/47_audit.sql), a batch of
+// at most AUDIT_FORGET_BATCH rows per transaction until a batch removes none, each
+// followed by a pause as long as it took, as purgeDeletedWebhooks: the API's writes
+// and reads of the trail never wait for it (a DELETE of old rows takes no lock they
+// take), and a trail of years removed at the first run costs half a core at most.
+export async function forgetAuditLog(
+  client: Pick<pg.Client, 'query'>,
+  pause: (ms: number) => Promise<unknown> = sleep,
+  batch = AUDIT_FORGET_BATCH,
+): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const started = performance.now();
+    const { rows: [{ n }] } = await client.query<{ n: number }>('select webhooks.forget_audit_log($1) as n', [batch]);
+    if (n === 0) return total;
+    total += n;
     await pause(performance.now() - started);
   }
 }
