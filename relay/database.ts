@@ -33,6 +33,27 @@ export function sessionOptions(role: string | null, extra: string[] = []): strin
 }
 
 /**
+ * The server's TCP keepalives on the engine's sessions (its side of the connection;
+ * KEEPALIVE_AFTER_MS is the client's): probed after 30 s idle, every 10 s, given up
+ * after 3 unanswered, so the server ends the session of a host that died (a crash, a
+ * power loss, a network cut, which send no reset) within about a minute, and with it
+ * the advisory locks the session held: a relay's RELAY_ID (restarted elsewhere under
+ * the same id, it may start then), maintain's run lock. Without them the server
+ * waits for the system's tcp_keepalive_time, two hours unless the host sets it
+ * (docs/operations.md, "A host lost"). Over a Unix socket there is no peer to lose,
+ * and the server ignores them.
+ */
+export const SERVER_KEEPALIVE = { idleS: 30, intervalS: 10, count: 3 } as const;
+
+function serverKeepalives(): string[] {
+  return [
+    `-c tcp_keepalives_idle=${SERVER_KEEPALIVE.idleS}`,
+    `-c tcp_keepalives_interval=${SERVER_KEEPALIVE.intervalS}`,
+    `-c tcp_keepalives_count=${SERVER_KEEPALIVE.count}`,
+  ];
+}
+
+/**
  * What the relay's own sessions set beside sessionOptions, and `npm run maintain`'s
  * (tools/maintain.ts): the DBA's timeouts for the database or the engine's users are
  * meant for the CRM's sessions, not for these. A
@@ -44,7 +65,7 @@ export function sessionOptions(role: string | null, extra: string[] = []): strin
  * failed at its first statement, every run (test/sql/roll-up-cancelled.test.ts). The
  * relay bounds its statements itself (RELAY_DB_QUERY_TIMEOUT_MS), maintenance's wait
  * for locks at most its LOCK_TIMEOUT, and neither holds a transaction open between
- * statements.
+ * statements. And the server's keepalives (above).
  * (transaction_timeout, of Postgres 17, cannot be named here: a server before 17
  * refuses a connection that names it. EngineClient turns it off.)
  */
@@ -52,6 +73,7 @@ export const ENGINE_SESSION_TIMEOUTS = [
   '-c statement_timeout=0',
   '-c idle_session_timeout=0',
   '-c idle_in_transaction_session_timeout=0',
+  ...serverKeepalives(),
 ];
 
 /** The first major version of Postgres that knows transaction_timeout. */
@@ -370,14 +392,23 @@ function refusalMeaning(code: string, message: string, role: string | null): str
 /** How long a relay waits for its RELAY_ID held by another session: one just killed, whose session the server has not ended yet. */
 const RELAY_ID_WAIT_MS = 3_000;
 
+/** Another relay holds this relay's RELAY_ID: at start, or when this one takes it again after losing it. */
+export class RelayIdTaken extends Error {
+  override name = 'RelayIdTaken';
+}
+
+const RELAY_ID_ADVICE = 'each relay needs its own, as each takes the leases of its id for its own; ' +
+  'give this one another RELAY_ID, or leave it unset (<host>:<pid>:<random>)';
+
 /**
  * Takes the relay's RELAY_ID in the database (webhooks_relay.hold_relay_id,
- * sql/30_delivery.sql) on a connection of its own, kept while the relay runs; throws,
- * naming it, if another relay holds it. Leases are a relay's by its id alone: two
- * relays of one id took each other's for their own (test/relay/relay-id.test.ts).
- * A lost connection gives the id back: said, and the relay sends on.
+ * sql/30_delivery.sql) on a connection of its own, kept while the relay runs; throws
+ * RelayIdTaken, naming it, if another relay holds it. Leases are a relay's by its id
+ * alone: two relays of one id took each other's for their own
+ * (test/relay/relay-id.test.ts). A lost connection gives the id back: onLost is
+ * called (RelayIdHold then takes it again before the next claim).
  */
-export async function holdRelayId(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; relayId: string }): Promise<pg.Client> {
+export async function holdRelayId(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; relayId: string; onLost?: () => void }): Promise<pg.Client> {
   const client = new EngineClient({
     connectionString: options.databaseUrl,
     options: sessionOptions(options.role, ENGINE_SESSION_TIMEOUTS),
@@ -388,8 +419,12 @@ export async function holdRelayId(options: { databaseUrl: string; role: string |
     query_timeout: options.queryTimeoutMs,
   });
   let closing = false;
+  let held = false;
   const lost = (error?: Error) => {
-    if (!closing) options.log.warn({ err: error }, `the connection holding RELAY_ID ${options.relayId} was lost: a second relay started with it would go unseen until this one restarts`);
+    if (!closing && held) {
+      options.log.warn({ err: error }, `the connection holding RELAY_ID ${options.relayId} was lost: the relay claims nothing until it holds the id again`);
+      options.onLost?.();
+    }
     closing = true;
   };
   client.on('error', lost);
@@ -403,7 +438,10 @@ export async function holdRelayId(options: { databaseUrl: string; role: string |
   try {
     for (const deadline = Date.now() + RELAY_ID_WAIT_MS; ;) {
       const { rows } = await client.query<{ held: boolean }>('select webhooks_relay.hold_relay_id($1) as held', [options.relayId]);
-      if (rows[0]!.held) return client;
+      if (rows[0]!.held) {
+        held = true;
+        return client;
+      }
       if (Date.now() >= deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
@@ -412,6 +450,79 @@ export async function holdRelayId(options: { databaseUrl: string; role: string |
     throw error;
   }
   await client.end().catch(() => {});
-  throw new Error(`another relay runs with RELAY_ID ${options.relayId} in this database: each relay needs its own, as each takes the leases of its id for its own; ` +
-    'give this one another RELAY_ID, or leave it unset (<host>:<pid>:<random>)');
+  throw new RelayIdTaken(`another relay runs with RELAY_ID ${options.relayId} in this database: ${RELAY_ID_ADVICE}`);
+}
+
+/**
+ * The relay's hold on its RELAY_ID: taken at start (take), and again, before the next
+ * claim (ensure), after the connection holding it was lost (the server ended the
+ * session, a restart, a network path closed): a session's advisory lock ends with
+ * it. Until 2026-12-07 the relay sent on without it, and a twin started meanwhile took
+ * the id and the two claimed under it, each taking the other's leases for its own.
+ * If another relay holds it by then, ensure throws RelayIdTaken, and the relay stops
+ * (loop.ts); a database that does not answer throws as a claim would, and the next
+ * claim tries again.
+ */
+export class RelayIdHold {
+  private client: pg.Client | null = null;
+  private taking: Promise<void> | null = null;
+  /** taken once (start): from then on the relay claims only while it holds it */
+  private wanted = false;
+  /** the connection holding it was lost once: taking it again, another relay's hold is a twin's */
+  private lostOnce = false;
+  private ended = false;
+
+  private readonly options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; relayId: string };
+
+  constructor(options: { databaseUrl: string; role: string | null; log: Logger; queryTimeoutMs: number; relayId: string }) {
+    this.options = options;
+  }
+
+  /** Takes the id at start (RelayIdTaken if another relay holds it). */
+  async take(): Promise<void> {
+    this.wanted = true;
+    await this.ensure();
+  }
+
+  /** Holds the id again if it was lost; nothing when held, or never taken (a relay stepped by hand, runOnce). */
+  ensure(): Promise<void> {
+    if (!this.wanted || this.client || this.ended) return Promise.resolve();
+    this.taking ??= this.takeAgain().finally(() => (this.taking = null));
+    return this.taking;
+  }
+
+  private async takeAgain(): Promise<void> {
+    const again = this.lostOnce;
+    let client: pg.Client | null = null;
+    try {
+      client = await holdRelayId({ ...this.options, onLost: () => this.lost(client) });
+    } catch (error) {
+      if (error instanceof RelayIdTaken && again) {
+        throw new RelayIdTaken(`another relay runs with RELAY_ID ${this.options.relayId} in this database, taken while this relay's ` +
+          `connection holding it was lost: this relay stops, handing back what it holds; ${RELAY_ID_ADVICE}`);
+      }
+      throw error;
+    }
+    if (this.ended) {
+      await client.end().catch(() => {});
+      return;
+    }
+    this.client = client;
+    if (again) this.options.log.info(`RELAY_ID ${this.options.relayId} held again`);
+  }
+
+  private lost(client: pg.Client | null): void {
+    if (this.client !== client) return;
+    this.client = null;
+    this.lostOnce = true;
+  }
+
+  /** Gives the id back (the relay has stopped). */
+  async end(): Promise<void> {
+    this.ended = true;
+    await this.taking?.catch(() => {});
+    const client = this.client;
+    this.client = null;
+    await client?.end();
+  }
 }

@@ -17,7 +17,7 @@
 // max_in_flight across all relays, its rate_limit slots, its circuit breaker.
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { claimPool, closeWithin, databaseRefusal, holdRelayId, isConnectionError, relayPool } from './database.ts';
+import { claimPool, closeWithin, databaseRefusal, isConnectionError, RelayIdHold, RelayIdTaken, relayPool } from './database.ts';
 import { KEPT_CONNECTIONS_MAX, KEPT_ORIGINS_MAX, Sender, succeeded } from './deliver.ts';
 import { IdleAnnouncer } from './idle.ts';
 import { startListener, type Listener } from './listener.ts';
@@ -86,8 +86,8 @@ export class Relay {
   private readonly rescuer: Rescuer;
   private readonly backfiller: Backfiller;
   private listener: Listener | null = null;
-  /** the connection that holds this relay's RELAY_ID while it runs (holdRelayId) */
-  private idHolder: pg.Client | null = null;
+  /** this relay's RELAY_ID, held while it runs, taken again before a claim if lost (database.ts RelayIdHold) */
+  private readonly relayId: RelayIdHold;
   private pollTimer: NodeJS.Timeout | undefined;
   /** the start of the rescuer, the backfiller and the settings check (SIDE_WORK_AFTER_MS) */
   private sideWorkTimer: NodeJS.Timeout | undefined;
@@ -131,6 +131,7 @@ export class Relay {
     const connections = { databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs,
       lifetimeMs: settings.databaseConnectionLifetimeMs };
     this.pool = relayPool(connections);
+    this.relayId = new RelayIdHold({ ...connections, relayId: settings.relayId });
     this.claimPool = claimPool(connections);
     this.sender = new Sender(settings, this.log, () => this.databaseClock.toDatabase(Date.now()));
     this.slots = new Slots(settings);
@@ -195,13 +196,8 @@ export class Relay {
     this.scheduler.setMode('waiting');
     await this.checkDatabaseOnceReachable();
     if (this.stopped) return;
-    const { databaseUrl, databaseRole: role, databaseQueryTimeoutMs: queryTimeoutMs, relayId } = this.settings;
-    const idHolder = await holdRelayId({ databaseUrl, role, log: this.log, queryTimeoutMs, relayId });
-    if (this.stopped) {
-      await idHolder.end().catch(() => {});
-      return;
-    }
-    this.idHolder = idHolder;
+    await this.relayId.take();
+    if (this.stopped) return;
     this.pollTimer = setInterval(() => this.poll(), this.settings.pollIntervalMs);
     this.listener = startListener({
       databaseUrl: this.settings.databaseUrl,
@@ -311,6 +307,10 @@ export class Relay {
         claimed = step.kind === 'discovery' ? await this.discover() : await this.refill(step.webhooks);
         this.claimFailures.worked();
       } catch (error) {
+        if (error instanceof RelayIdTaken) {
+          this.stopFor(error);
+          return;
+        }
         // the poll timer and the listener's reconnect bring the next try
         this.claimFailures.failed(error);
         if (this.mode !== 'stopping') this.scheduler.setMode('waiting');
@@ -408,6 +408,8 @@ export class Relay {
   private async claim(only: string[] | null): Promise<Claimed> {
     const view = this.slots.claimView();
     if (!view) return { jobs: [], filled: new Set(), moreDue: false, atCap: false, lanesBusy: false, roundBegan: null, roundQuiet: null };
+    // (its RELAY_ID's connection lost: held again first, or the relay stops, RelayIdTaken)
+    await this.relayId.ensure();
     if (this.holdings.inDoubt) await this.releaseUnheld();
     const started = performance.now();
     this.claiming = true;
@@ -611,7 +613,7 @@ export class Relay {
       closeWithin('the claims\' connection', this.claimPool.end(), this.log),
     ]);
     // (last: the id is this relay's until nothing of it is left to settle)
-    if (this.idHolder) await closeWithin('the connection holding RELAY_ID', this.idHolder.end(), this.log);
+    await closeWithin('the connection holding RELAY_ID', this.relayId.end(), this.log);
     this.log.info({ ...this.stats, ...this.settler.stats }, 'relay stopped');
   }
 
@@ -680,8 +682,20 @@ export class Relay {
     if (allowed === true || this.stopped) return;
     const reason = new Error(sendingRefusal(sending, allowed));
     this.log.warn({ setting: SENDING_SETTING, value: sending }, `stopping, once what the relay holds is settled: ${reason.message}`);
+    this.haltAfterStop(reason);
+  }
+
+  /** Stops as on SIGTERM, then says why through `halted` (main.ts exits 1). */
+  private haltAfterStop(reason: Error): void {
     const halt = () => this.halt(reason);
     void this.stop().then(halt, halt);
+  }
+
+  /** Another relay took this one's RELAY_ID while its connection holding it was lost: it claims no more and stops. */
+  private stopFor(reason: RelayIdTaken): void {
+    if (this.stopped) return;
+    this.log.error(`stopping, once what the relay holds is settled: ${reason.message}`);
+    this.haltAfterStop(reason);
   }
 
   /**
