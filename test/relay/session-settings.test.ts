@@ -7,7 +7,7 @@
 // stopped (a test run against Debian's PostgreSQL 15: 52 tests failed, 2026-12-05).
 import test from 'ava';
 import pg from 'pg';
-import { relayPool, sessionOptions } from '../../relay/database.ts';
+import { holdRelayId, relayPool, sessionOptions } from '../../relay/database.ts';
 import { relayScene } from '../helpers/relay.ts';
 import { rememberedLog } from '../helpers/relay.ts';
 
@@ -33,4 +33,23 @@ test('the relay\'s sessions and the API\'s start with JIT off and READ COMMITTED
   await plain.connect();
   t.teardown(() => plain.end());
   t.deepEqual((await plain.query(SETTINGS)).rows, [{ jit: 'on', isolation: 'serializable' }]);
+});
+
+const KEEPALIVES = `select current_setting('tcp_keepalives_idle') as idle, current_setting('tcp_keepalives_interval') as interval,
+                          current_setting('tcp_keepalives_count') as count`;
+
+test('the relay\'s sessions, the one holding its RELAY_ID among them, have the server probe a silent peer after 30 s, every 10 s, 3 times', async (t) => {
+  const { database } = await relayScene(t);
+  // (the server's default: the system's, two hours of silence before a dead host's session, and its locks, end)
+  await database.pool.query(`alter database ${database.name} set tcp_keepalives_idle = 7200`);
+  const expected = [{ idle: '30', interval: '10', count: '3' }];
+  const log = rememberedLog().log;
+  const relay = relayPool({ databaseUrl: database.url, role: null, log, queryTimeoutMs: 10_000 });
+  t.teardown(() => relay.end());
+  t.deepEqual((await relay.query(KEEPALIVES)).rows, expected);
+  const holder = await holdRelayId({ databaseUrl: database.url, role: null, log, queryTimeoutMs: 10_000, relayId: 'keepalives' });
+  t.teardown(() => holder.end());
+  t.deepEqual((await holder.query(KEEPALIVES)).rows, expected);
+  // (over TCP: over a Unix socket the server shows 0, there being no peer to lose)
+  t.is((await holder.query('select inet_server_addr() is not null as tcp')).rows[0].tcp, true);
 });
