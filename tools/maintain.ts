@@ -20,6 +20,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { databaseUrlRefusal, EngineClient, ENGINE_SESSION_TIMEOUTS, isConnectionError } from '../relay/database.ts';
+import { RUN_LOCK_WAIT_MS, RunLockBusy, runLockWaitMs, takeRunLock } from './run-lock.ts';
 
 const LOCK_TIMEOUT = '1s';
 const TRIES = 5;
@@ -77,12 +78,14 @@ export class MaintainNotConnected extends Error {
 /** afterStep: called after each step of a day's drop (tests stop a run there, as a crash would) */
 export interface MaintainOptions {
   afterStep?: (step: string) => void | Promise<void>;
+  /** how long another run is waited for (RUN_LOCK_WAIT_MS unless set: MAINTAIN_LOCK_WAIT_MS, tools/run-lock.ts) */
+  lockWaitMs?: number;
 }
 
 export async function maintain(
   databaseUrl: string,
   log: (line: string) => void = () => {},
-  { afterStep = () => {} }: MaintainOptions = {},
+  { afterStep = () => {}, lockWaitMs = RUN_LOCK_WAIT_MS }: MaintainOptions = {},
 ): Promise<MaintainResult> {
   const client = new EngineClient({ connectionString: databaseUrl, options: ENGINE_SESSION_TIMEOUTS.join(' ') });
   await client.connect().catch((error: Error) => {
@@ -94,7 +97,11 @@ export async function maintain(
     if (notice.severity === 'WARNING' && notice.message?.startsWith('bpd-webhooks: ')) log(notice.message);
   });
   try {
-    await client.query('select pg_advisory_lock($1)', [MAINTAIN_LOCK]);
+    // (its own bound on the wait for another run, whatever lock_timeout the database
+    // sets: until 2026-12-07 the lock was asked for before lock_timeout was set, and
+    // waited under the database's, 0 by default: without end, silently; then the
+    // steps' own)
+    await takeRunLock(client, { key: MAINTAIN_LOCK, command: 'maintain', waitMs: lockWaitMs, log });
     await client.query(`set lock_timeout = '${LOCK_TIMEOUT}'`);
     // (whatever the database's default: the steps read with a snapshot per statement,
     // webhooks.recheck_deleted_webhooks included)
@@ -485,9 +492,18 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.error(databaseUrlRefusal(url));
     process.exit(2);
   }
-  const result = await maintain(url, (line) => console.log(line)).catch((error: Error) => {
+  let lockWaitMs: number;
+  try {
+    lockWaitMs = runLockWaitMs('maintain');
+  } catch (error) {
+    console.error((error as Error).message);
+    process.exit(2);
+  }
+  const result = await maintain(url, (line) => console.log(line), { lockWaitMs }).catch((error: Error) => {
     // its sentence says what happened and what to do; a stack would bury it
-    console.error(error instanceof MaintainNotConnected
+    console.error(error instanceof RunLockBusy
+      ? error.message
+      : error instanceof MaintainNotConnected
       ? `maintain could not connect to the database (${error.message}): nothing was done; run it again once the database answers`
       : isConnectionError(error)
       ? `maintain lost its connection to the database (${error.message}): the steps it finished are kept; run it again to finish`

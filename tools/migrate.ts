@@ -8,6 +8,7 @@ import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import { ENGINE_FILES, ENGINE_FINGERPRINT } from '../ops/engine.ts';
 import { databaseUrlRefusal, KEEPALIVE_AFTER_MS } from '../relay/database.ts';
+import { RUN_LOCK_WAIT_MS, runLockWaitMs, takeRunLock } from './run-lock.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 export const migrationsDir = `${root}migrations`;
@@ -57,6 +58,8 @@ export interface MigrateOptions {
   cautious?: boolean;
   /** how long an answer is waited for with no byte from the database before migrate asks whether it is coming (ANSWER_SILENCE_MS unless set) */
   answerSilenceMs?: number;
+  /** how long another migrate is waited for (RUN_LOCK_WAIT_MS unless set: MIGRATE_LOCK_WAIT_MS, tools/run-lock.ts) */
+  lockWaitMs?: number;
 }
 
 /** The command-line flag of `npm run migrate` and `npm start` that allows a rollback (MigrateOptions.rollback). */
@@ -194,14 +197,16 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
       // invalid_parameter_value: a server on a system without the check (Windows)
       if (error.code !== '22023') throw error;
     });
-    // a second migrate waits here for the first, however long it takes; every lock
-    // after this one is waited for at most LOCK_TIMEOUT, and on a step's first try not
-    // at all (givingWay). Whatever the database or role sets its sessions: with the
-    // applications' lock_timeout or statement_timeout, a second migrate failed here
-    // ("canceling statement due to lock timeout", saying nothing of the first), and a
-    // migration that moves data past the applications' statement_timeout failed
-    await client.query(`set lock_timeout = 0; set statement_timeout = 0`);
-    await client.query('select pg_advisory_lock($1)', [MIGRATE_LOCK]);
+    // a second migrate waits here for the first, saying which session holds the lock,
+    // for at most MIGRATE_LOCK_WAIT_MS (tools/run-lock.ts; until 2026-12-07 without end,
+    // silently); every lock after this one is waited for at most LOCK_TIMEOUT, and on
+    // a step's first try not at all (givingWay). Whatever the database or role sets
+    // its sessions: with the applications' lock_timeout or statement_timeout, a second
+    // migrate failed here ("canceling statement due to lock timeout", saying nothing
+    // of the first), and a migration that moves data past the applications'
+    // statement_timeout failed
+    await client.query(`set statement_timeout = 0`);
+    await takeRunLock(client, { key: MIGRATE_LOCK, command: 'migrate', waitMs: options.lockWaitMs ?? RUN_LOCK_WAIT_MS, log });
     stage = 'migrations';
     const lockTimeout = options.lockTimeout ?? LOCK_TIMEOUT;
     await client.query('select set_config($1, $2, false)', ['lock_timeout', lockTimeout]);
@@ -930,14 +935,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.exit(2);
   }
   let silenceMs: number;
+  let lockWaitMs: number;
   try {
     silenceMs = answerSilenceMs();
+    lockWaitMs = runLockWaitMs('migrate');
   } catch (error) {
     console.error((error as Error).message);
     process.exit(2);
   }
   try {
-    await migrate(url, (line) => console.log(line), { rollback: rollbackAsked('run migrate'), answerSilenceMs: silenceMs });
+    await migrate(url, (line) => console.log(line), { rollback: rollbackAsked('run migrate'), answerSilenceMs: silenceMs, lockWaitMs });
   } catch (error) {
     // its sentences say what happened and what to do; a stack would bury them
     console.error((error as Error).message);

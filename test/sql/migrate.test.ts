@@ -366,7 +366,7 @@ test('migrate over a database migrated by newer code does nothing and says so; a
   t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, ENGINE_FINGERPRINT);
 });
 
-test('a second migrate waits for the first however long it takes, whatever lock_timeout and statement_timeout the database sets its sessions', async (t) => {
+test('a second migrate waits for the first (up to MIGRATE_LOCK_WAIT_MS, run-lock.test.ts), whatever lock_timeout and statement_timeout the database sets its sessions', async (t) => {
   const database = await createTestDatabase();
   t.teardown(() => database.drop());
   await database.pool.query(`alter database ${database.name} set lock_timeout = '50ms'`);
