@@ -5,7 +5,8 @@
 // a JSON value nested deeper than MAX_SERVED_JSON_DEPTH is served as its JSON text
 // (a string, written without recursion), everything else as it is. Nothing is lost,
 // and no depth can break an answer. docs/api-limits.md says so to API users.
-import { GraphQLError } from 'postgraphile/graphql';
+import { GraphQLError, Kind, type ValueNode } from 'postgraphile/graphql';
+import { shortened } from './errors.ts';
 import { LIMIT_CODES } from './limits.ts';
 
 /**
@@ -80,21 +81,105 @@ function holdsInfinity(value: unknown): boolean {
   return false;
 }
 
+/** a JSON number: its sign, whole digits, fraction digits and exponent */
+const JSON_NUMBER = /^(-?)([0-9]+)(?:[.]([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;
+
+/** A decimal number's value as text: its digits without zeros at either end, then the power of ten of the last ("1e-4" for 0.00010), "0" for zero. */
+function decimalValue(text: string): string {
+  const [, sign, whole, fraction = '', exponent = '0'] = JSON_NUMBER.exec(text) ?? [];
+  const digits = `${whole}${fraction}`.replace(/^0+/, '');
+  if (digits === '') return '0';
+  const significant = digits.replace(/0+$/, '');
+  return `${sign}${significant}e${BigInt(exponent) - BigInt(fraction.length) + BigInt(digits.length - significant.length)}`;
+}
+
+/**
+ * What a JSON reader (a double: JSON.parse, this API's, the page's, a receiver's) reads
+ * a JSON number's text as, when that is another number, written as JSON.stringify
+ * writes it ("0" for 1e-400, "9007199254740992" for 9007199254740993, "Infinity" for
+ * 1e400); nothing when it reads the number as written (0.1, 1.10, 5e-324).
+ */
+export function jsonNumberReadAs(text: string): string | undefined {
+  const read = Number(text);
+  if (!Number.isFinite(read)) return String(read);
+  return decimalValue(text) === decimalValue(String(read).replace('e+', 'e')) ? undefined : String(read);
+}
+
+/** A sticky JSON number, read where a JSON text's value starts with - or a digit. */
+const NUMBER_AT = /-?[0-9]+(?:[.][0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+
+/**
+ * The first number of a JSON text that a JSON reader does not read as written
+ * (jsonNumberReadAs), or nothing; in one pass, strings skipped (a number in a string is
+ * text, held as written). The text need not be valid JSON: what is no number is passed.
+ */
+export function firstNumberNotHeld(text: string): string | undefined {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) { // "
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) {
+        if (text.charCodeAt(i) === 0x5c) i++; // a backslash escapes the next character
+      }
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) { // - or a digit
+      NUMBER_AT.lastIndex = i;
+      const number = NUMBER_AT.exec(text)?.[0];
+      if (number === undefined) continue;
+      if (jsonNumberReadAs(number) !== undefined) return number;
+      i += number.length - 1;
+    }
+  }
+  return undefined;
+}
+
+/** The first number written in a GraphQL value (a JSON literal) that a JSON reader does not read as written, or nothing. */
+function literalNumberNotHeld(node: ValueNode): string | undefined {
+  // (nested no deeper than MAX_QUERY_TEXT_NESTING: the text was refused before it was parsed)
+  if (node.kind === Kind.INT || node.kind === Kind.FLOAT) return jsonNumberReadAs(node.value) === undefined ? undefined : node.value;
+  const children = node.kind === Kind.LIST ? node.values : node.kind === Kind.OBJECT ? node.fields.map((field) => field.value) : [];
+  for (const child of children) {
+    const found = literalNumberNotHeld(child);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/**
+ * The refusal of a JSON number a JSON reader does not hold as written, by its text:
+ * beyond ±Number.MAX_VALUE (read as infinity, which JSON.stringify writes as null), or
+ * read as another number (1e-400 as 0: an admin's condition `amount gt 1e-400` was
+ * stored as `amount gt 0`; 9007199254740993 as 9007199254740992); or nothing.
+ */
+export function jsonNumberRefusal(text: string): { message: string; extensions: Record<string, unknown> } | undefined {
+  const readAs = jsonNumberReadAs(text);
+  if (readAs === undefined) return undefined;
+  if (readAs === 'Infinity' || readAs === '-Infinity') {
+    return {
+      message: `a JSON number beyond ±${Number.MAX_VALUE} is not accepted: JSON readers (this API's too) take it as infinity`,
+      extensions: { code: LIMIT_CODES.jsonNumber, limit: Number.MAX_VALUE },
+    };
+  }
+  return {
+    message: `a JSON number JSON readers do not hold as written is not accepted: they (this API's too) read ${shortened(text)} as ${readAs}`,
+    extensions: { code: LIMIT_CODES.jsonNumber, number: shortened(text), readAs },
+  };
+}
+
 /**
  * A JSON input as it is, or a named refusal when it nests deeper than
- * MAX_SERVED_JSON_DEPTH, or holds a number beyond ±Number.MAX_VALUE: the request's
- * JSON.parse read it as infinity, which JSON.stringify writes as null, and a condition
- * `{"op": "gt", "value": 1e400}` was refused as "must be a number" (or an infinity in a
- * list stored as null).
+ * MAX_SERVED_JSON_DEPTH, or holds a number a JSON reader does not hold as written:
+ * beyond ±Number.MAX_VALUE the request's JSON.parse read it as infinity, which
+ * JSON.stringify writes as null, and a condition `{"op": "gt", "value": 1e400}` was
+ * refused as "must be a number" (or an infinity in a list stored as null). literal: the
+ * value as written in the query, whose numbers' texts are judged (a variable's are
+ * judged in the request's body, before it is parsed: api/preset.ts, BodyRefusals).
  */
-export function acceptableJson(value: unknown): unknown {
+export function acceptableJson(value: unknown, literal?: ValueNode): unknown {
   if (nestsDeeperThan(value, MAX_SERVED_JSON_DEPTH)) {
     throw new GraphQLError(`a JSON value nested deeper than ${MAX_SERVED_JSON_DEPTH} levels is not accepted`,
       { extensions: { code: LIMIT_CODES.jsonDepth, limit: MAX_SERVED_JSON_DEPTH } });
   }
-  if (holdsInfinity(value)) {
-    throw new GraphQLError(`a JSON number beyond ±${Number.MAX_VALUE} is not accepted: JSON readers (this API's too) take it as infinity`,
-      { extensions: { code: LIMIT_CODES.jsonNumber, limit: Number.MAX_VALUE } });
-  }
+  const written = literal === undefined ? undefined : literalNumberNotHeld(literal);
+  const refused = written !== undefined ? jsonNumberRefusal(written) : holdsInfinity(value) ? jsonNumberRefusal('1e400') : undefined;
+  if (refused) throw new GraphQLError(refused.message, { extensions: refused.extensions });
   return value;
 }

@@ -13,7 +13,7 @@ import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { jsonPgSmartTags } from 'postgraphile/utils';
 import { pgSettingsFor, type Claims } from './auth.ts';
 import { bodyRefused, errorMasker, HTTP_REFUSAL_CODES, nameHttpRefusals, UnnamedErrors } from './errors.ts';
-import { acceptableJson, servableJson } from './deep-json.ts';
+import { acceptableJson, firstNumberNotHeld, jsonNumberRefusal, servableJson } from './deep-json.ts';
 import { apiLogger } from './log.ts';
 import { boundedPage, chargePayload, chargePayloadText, depthRule, expandedFieldsRule, LIMIT_CODES, MAX_QUERY_TEXT_NESTING, newQueryRefusal, payloadBudget, poolWaitRefusal, refuseCostly, refuseQueryText, textNestsDeeperThan, type ApiLimits, type PayloadBudget } from './limits.ts';
 import { KnownTexts, PlanningBudget, threadClock } from './planning-budget.ts';
@@ -444,6 +444,9 @@ function PayloadsWithinBudget(limits: ApiLimits): GraphileConfig.Plugin {
  *   anything looks at what it holds, and 98 kB of one array nested 49,000 levels took
  *   JSON.parse 8 ms of the API's one thread (a flat one 0.5 ms; this count 0.3 ms), for
  *   each request, its variable used or not; no value the API takes nests that deep.
+ * - a number of a JSON body a JSON reader does not hold as written (api/deep-json.ts,
+ *   jsonNumberRefusal): grafserv's JSON.parse read 1e-400 as 0 and 9007199254740993 as
+ *   9007199254740992, and a condition so sent was stored as another, unsaid.
  * The body, once read here, is the one grafserv reads (and a body it refuses, too
  * long, is its refusal as before).
  */
@@ -462,9 +465,16 @@ const BodyRefusals: GraphileConfig.Plugin = {
         if (!isUtf8(body.buffer)) {
           return bodyRefused('request body is not UTF-8: send JSON (or GraphQL text) encoded as UTF-8', { code: HTTP_REFUSAL_CODES[400] });
         }
-        if (textNestsDeeperThan(body.buffer.toString('utf8'), MAX_QUERY_TEXT_NESTING)) {
+        const text = body.buffer.toString('utf8');
+        if (textNestsDeeperThan(text, MAX_QUERY_TEXT_NESTING)) {
           return bodyRefused(`request body nests brackets more than ${MAX_QUERY_TEXT_NESTING} levels deep: no request needs that many`,
             { code: LIMIT_CODES.jsonDepth, limit: MAX_QUERY_TEXT_NESTING });
+        }
+        // (JSON: its numbers are variables' values, which grafserv's JSON.parse reads as doubles)
+        if (digest.headers['content-type']?.split(';')[0].trim() === 'application/json') {
+          const number = firstNumberNotHeld(text);
+          const refused = number === undefined ? undefined : jsonNumberRefusal(number);
+          if (refused) return bodyRefused(refused.message, refused.extensions);
         }
         return next();
       },
@@ -503,7 +513,7 @@ const DeepJsonAsText: GraphileConfig.Plugin = {
           ...spec,
           serialize: (value: unknown) => servableJson(serialize(value)),
           parseValue: (value: unknown) => acceptableJson(parseValue(value)),
-          ...(parseLiteral ? { parseLiteral: (...args: Parameters<typeof parseLiteral>) => acceptableJson(parseLiteral(...args)) } : {}),
+          ...(parseLiteral ? { parseLiteral: (...args: Parameters<typeof parseLiteral>) => acceptableJson(parseLiteral(...args), args[0]) } : {}),
         };
       },
     },

@@ -526,9 +526,58 @@ export function sourceList(text) {
 export function parseConditions(text) {
   const value = (text ?? '').trim();
   if (!value) return { conditions: null };
+  let conditions;
   try {
-    return { conditions: JSON.parse(value) };
+    conditions = JSON.parse(value);
   } catch (error) {
     return { problem: `This is not JSON (${error.message}). Write a condition like {"field": "state", "op": "in", "value": ["VA", "MD"]}, or leave the box empty.` };
   }
+  const number = firstNumberNotHeld(value);
+  if (number !== undefined) {
+    return { problem: `The number ${number.length > 100 ? `${number.slice(0, 100)}…` : number} cannot be kept as written: JSON readers (this page's too) read it as ${numberReadAs(number)}.` };
+  }
+  return { conditions };
+}
+
+/** a JSON number: its sign, whole digits, fraction digits and exponent */
+const JSON_NUMBER = /^(-?)([0-9]+)(?:[.]([0-9]+))?(?:[eE]([+-]?[0-9]+))?$/;
+
+/** A decimal number's value as text: its digits without zeros at either end, then the power of ten of the last; "0" for zero. */
+function decimalValue(text) {
+  const [, sign, whole, fraction = '', exponent = '0'] = JSON_NUMBER.exec(text) ?? [];
+  const digits = `${whole}${fraction}`.replace(/^0+/, '');
+  if (digits === '') return '0';
+  const significant = digits.replace(/0+$/, '');
+  return `${sign}${significant}e${BigInt(exponent) - BigInt(fraction.length) + BigInt(digits.length - significant.length)}`;
+}
+
+/**
+ * What JSON.parse reads a JSON number's text as (a double) when that is another number
+ * (1e-400 as 0, 9007199254740993 as 9007199254740992, 1e400 as infinity), else
+ * undefined. The database refuses such a number in conditions, and the API a number so
+ * sent (api/deep-json.ts, jsonNumberReadAs: the same rule): the page would have sent
+ * the number it read, a condition "gt 1e-400" as "gt 0".
+ */
+function numberReadAs(text) {
+  const read = Number(text);
+  if (!Number.isFinite(read)) return read > 0 ? 'infinity' : '-infinity';
+  return decimalValue(text) === decimalValue(String(read).replace('e+', 'e')) ? undefined : String(read);
+}
+
+/** The first number of a JSON text that JSON.parse does not read as written, or undefined (strings skipped: their numbers are text). */
+function firstNumberNotHeld(text) {
+  const numberAt = /-?[0-9]+(?:[.][0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    } else if (c === '-' || (c >= '0' && c <= '9')) {
+      numberAt.lastIndex = i;
+      const number = numberAt.exec(text)?.[0];
+      if (number === undefined) continue;
+      if (numberReadAs(number) !== undefined) return number;
+      i += number.length - 1;
+    }
+  }
+  return undefined;
 }

@@ -32,8 +32,9 @@
 --   watch_fields    columns of crm.contacts, at most 100 entries  webhook_watch_field_unknown
 --   conditions      at most 16 KB as text, 100 conditions (all/any/not and leaves
 --                   together), 50 entries in one all/any, nesting 8 deep, 100 values in
---                   one in/not_in, 500 characters in one value, numbers within
---                   ±1.7976931348623157e308 (a double)  webhook_conditions_invalid
+--                   one in/not_in, 500 characters in one value, numbers a double
+--                   holds as written (within ±1.7976931348623157e308, not 1e-400,
+--                   no 17th digit lost)                 webhook_conditions_invalid
 --                   and a company's webhooks together at most
 --                   webhooks.max_conditions_per_company (1,000 unless set; a
 --                   contains weighs one per 10 characters of its text, an in or
@@ -122,6 +123,34 @@ as $$
               else false end;
 $$;
 
+-- private: what a JSON reader makes of a JSON number: the double nearest it (the API's,
+-- the page's and a receiver's readers hold no other number), written as Postgres
+-- writes one, shortest first (0.1, 5e-324, 9.007199254740992e+15); null beyond
+-- ±1.7976931348623157e308, which they read as infinity. jsonb holds a number exactly
+-- (a numeric): one this tells otherwise (1e-400, read as 0; 9007199254740993, read as
+-- 9007199254740992) a JSON reader does not hold as written. Only configuration calls
+-- it (extra_float_digits set here: a session's 0 writes 15 digits, not the shortest).
+create or replace function webhooks_private.json_number_read(p_number numeric)
+returns text
+language plpgsql
+immutable
+set extra_float_digits = 1
+as $$
+begin
+  if abs(p_number) > 1.7976931348623157e308 then
+    return null;
+  end if;
+  if p_number <> 0 and abs(p_number) < 5e-324 then
+    begin
+      return p_number::double precision::text;
+    exception when numeric_value_out_of_range then
+      return '0';   -- nearer 0 than the least double (1e-400): Postgres's cast refuses what strtod reads as 0
+    end;
+  end if;
+  return p_number::double precision::text;
+end;
+$$;
+
 -- private: what is wrong with one value V of a leaf (null: nothing)
 create or replace function webhooks_private.condition_value_problem(p_kind text, p_op text, p_field text, p_value jsonb)
 returns text
@@ -131,15 +160,23 @@ as $$
 declare
   v_type constant text := jsonb_typeof(p_value);
   v_ordering constant boolean := p_op in ('lt', 'lte', 'gt', 'gte');
+  v_read text;
 begin
   if v_type = 'string' and length(p_value #>> '{}') > 500 then
     return 'at most 500 characters';
   end if;
-  -- a number a JSON reader holds (a double): jsonb holds 1e400, but the API's reader,
-  -- the page's and a receiver's take it as infinity, and the API served such a
-  -- condition back with null in its place
-  if v_type = 'number' and abs((p_value #>> '{}')::numeric) > 1.7976931348623157e308 then
-    return 'a number beyond ±1.7976931348623157e308 is not accepted: JSON readers take it as infinity';
+  -- a number a JSON reader holds as written (a double): jsonb holds 1e400, but the
+  -- API's reader, the page's and a receiver's take it as infinity, and the API served
+  -- such a condition back with null in its place; 1e-400 they take as 0, and the page
+  -- showed "amount gt 1e-400" as "gt 0" (and saved it so), 9007199254740993 as
+  -- 9007199254740992, another contact's id
+  if v_type = 'number' then
+    v_read := webhooks_private.json_number_read(p_value::numeric);
+    if v_read is null then
+      return 'a number beyond ±1.7976931348623157e308 is not accepted: JSON readers take it as infinity';
+    elsif v_read::numeric <> p_value::numeric then
+      return format('a number JSON readers do not hold as written is not accepted: they read it as %s', v_read);
+    end if;
   end if;
   if p_op in ('contains', 'starts_with') then
     if v_type <> 'string' or p_value #>> '{}' = '' then

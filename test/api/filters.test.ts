@@ -121,3 +121,37 @@ test('a number in conditions beyond what JSON readers hold (1e400) is refused by
   const { rows } = await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id]);
   t.is(rows[0].n, 0);
 });
+
+test('a number in conditions the API\'s JSON reader would not hold as written (1e-400 read as 0, 9007199254740993 as 9007199254740992) is refused by name (JSON_NUMBER_OUT_OF_RANGE), as a variable or written in the query, not stored as another number; one read back as written is taken', async (t) => {
+  const company = await make().company();
+  const token = await api().token(company.id, 'webhook_admin', 'admin@example.com');
+  const send = async (value: string, ignoreSources = '[]') => {
+    // (the request's text as a client writes it: JSON.stringify cannot write 1e-400)
+    const response = await fetch(`${api().api.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: `{"query": ${JSON.stringify(CREATE)}, "variables": {"actions": ["CONTACT_UPDATED"], "ignoreSources": ${ignoreSources}, "conditions": {"field": "custom.amount", "op": "in", "value": ${value}}}}`,
+    });
+    return { status: response.status, body: await response.json() as { data?: any; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> } };
+  };
+  for (const [value, readAs] of [['1e-400', '0'], ['-2e-324', '0'], ['[1, 9007199254740993]', '9007199254740992'], ['1.23456789e-320', '1.2347e-320'],
+    ['0.12345678901234567890', '0.12345678901234568']] as const) {
+    const { status, body } = await send(value);
+    t.is(status, 400, value);
+    t.is(body.data?.createWebhook ?? null, null, value);
+    const number = value.startsWith('[') ? '9007199254740993' : value;
+    t.deepEqual(body.errors?.[0]?.extensions, { code: 'JSON_NUMBER_OUT_OF_RANGE', number, readAs }, value);
+    t.is(body.errors?.[0]?.message, `a JSON number JSON readers do not hold as written is not accepted: they (this API's too) read ${number} as ${readAs}`, value);
+  }
+  const literal = await api().gql(token, `mutation { createWebhook(input: { name: "Sync", url: "https://receiver.example.com/in", fields: ["email"],
+    actions: [CONTACT_UPDATED], conditions: { field: "custom.amount", op: "gt", value: 1e-400 } }) { result { webhook { id } } } }`);
+  t.deepEqual(literal.errors?.[0]?.extensions, { code: 'JSON_NUMBER_OUT_OF_RANGE', number: '1e-400', readAs: '0' }, JSON.stringify(literal.errors));
+  const { rows } = await db().pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id]);
+  t.is(rows[0].n, 0);
+
+  // read back as written: kept as sent, in a string too (a string holds any text)
+  const taken = await send('[5e-324, 0.1, 1.10, 9007199254740992, -0, 1e21]', '["1e-400", "\\"9007199254740993"]');
+  t.is(taken.status, 200, JSON.stringify(taken.body));
+  const stored = await db().pool.query('select ignore_sources, conditions -> \'value\' as value from webhooks.webhooks where company_id = $1', [company.id]);
+  t.deepEqual(stored.rows, [{ ignore_sources: ['1e-400', '"9007199254740993'], value: [5e-324, 0.1, 1.1, 9007199254740992, 0, 1e21] }]);
+});

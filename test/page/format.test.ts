@@ -106,3 +106,14 @@ test('a URL is held to the bound the API gives (inputBounds.url, the database\'s
   t.is(urlProblem(`${url}/1`, url.length), `The URL is too long: at most ${url.length} characters.`);
   t.is(urlProblem(`${url}/${'x'.repeat(3000)}`, 4096), null);
 });
+
+test('a condition\'s number the page\'s JSON reader would not hold as written (1e-400 read as 0, 1e400 as infinity, a 17th digit) is said so in the form, not sent as another number', async (t) => {
+  const { parseConditions } = (await import(formatModule)) as { parseConditions: (text: string) => { conditions?: unknown; problem?: string } };
+  for (const [value, readAs] of [['1e-400', '0'], ['1e400', 'infinity'], ['-1e400', '-infinity'], ['9007199254740993', '9007199254740992'], ['1.23456789e-320', '1.2347e-320']]) {
+    t.deepEqual(parseConditions(`{"field": "custom.amount", "op": "in", "value": [1, ${value}], "x": "1e-400"}`),
+      { problem: `The number ${value} cannot be kept as written: JSON readers (this page's too) read it as ${readAs}.` }, value);
+  }
+  // read back as written, and a number in a string is text
+  t.deepEqual(parseConditions('{"field": "custom.amount", "op": "in", "value": [5e-324, 0.1, 1.10, -0, 9007199254740992, "1e-400"]}'),
+    { conditions: { field: 'custom.amount', op: 'in', value: [5e-324, 0.1, 1.1, -0, 9007199254740992, '1e-400'] } });
+});

@@ -145,6 +145,33 @@ test('refused: a condition\'s number beyond what a JSON reader holds (±1.797693
   t.is(rows[0].conditions.value, -Number.MAX_VALUE);
 });
 
+// jsonb holds 1e-400 and 9007199254740993 exactly (numerics), but a JSON reader holds a
+// double: the page's reads 1e-400 as 0 (a condition "amount gt 1e-400" shown and saved
+// as "gt 0"), and 9007199254740993 as 9007199254740992 (another contact's id)
+test('refused: a condition\'s number a JSON reader does not hold as written (1e-400 read as 0, a 17th digit, a denormal\'s lost digits), by name (webhook_conditions_invalid); one it reads back as written is accepted', async (t) => {
+  const company = await companyId();
+  const hook = await make().webhook({ companyId: company, actions: ['contact.updated'] });
+  for (const [conditions, message] of [
+    ['{"field": "custom.amount", "op": "gt", "value": 1e-400}', 'value: a number JSON readers do not hold as written is not accepted: they read it as 0'],
+    ['{"not": {"field": "custom.amount", "op": "lt", "value": -2e-324}}', 'not.value: a number JSON readers do not hold as written is not accepted: they read it as 0'],
+    ['{"field": "id", "op": "in", "value": [1, 9007199254740993]}', 'value[1]: a number JSON readers do not hold as written is not accepted: they read it as 9.007199254740992e+15'],
+    ['{"field": "custom.x", "op": "eq", "value": 1.23456789e-320}', 'value: a number JSON readers do not hold as written is not accepted: they read it as 1.2347e-320'],
+    ['{"field": "custom.x", "op": "eq", "value": 0.12345678901234567890}', 'value: a number JSON readers do not hold as written is not accepted: they read it as 0.12345678901234568'],
+  ]) {
+    const error = await t.throwsAsync(db().pool.query('update webhooks.webhooks set conditions = $2::jsonb where id = $1', [hook.id, conditions])) as PgError;
+    t.like(error, { code: '23514', constraint: 'webhook_conditions_invalid', column: 'conditions' }, conditions);
+    t.is(error.message, message, conditions);
+  }
+  // read back as written: the least double, a denormal, a tenth, 2^53, trailing zeros, zero written small (under a
+  // session that writes doubles with 15 digits, extra_float_digits = 0, as well)
+  const held = '{"field": "custom.x", "op": "in", "value": [5e-324, 1e-320, 0.1, 1.10, 9007199254740992, 2.2250738585072014e-308, 0e-400, -0, 123456789012345.67]}';
+  await inTransaction(db().pool, 'set local extra_float_digits = 0', async (client) => {
+    await client.query('update webhooks.webhooks set conditions = $2::jsonb where id = $1', [hook.id, held]);
+  });
+  const { rows } = await db().pool.query('select conditions = $2::jsonb as kept from webhooks.webhooks where id = $1', [hook.id, held]);
+  t.true(rows[0].kept);
+});
+
 test('refused on update too, and the webhook keeps its filters', async (t) => {
   const company = await companyId();
   const hook = await make().webhook({ companyId: company, actions: ['contact.updated'], conditions: VA, watchFields: ['state'] });
