@@ -364,6 +364,29 @@ as $$
   where jsonb_typeof(n) = 'object';
 $$;
 
+-- private: conditions as create_webhook and update_webhook take them (json: the text as
+-- written, which Postgres reads as no number) as the column holds them (jsonb), or a
+-- named refusal of what jsonb cannot hold: a number past a numeric's (1e1000000, read
+-- as jsonb before any rule here could look: Postgres's own 22003, "value overflows
+-- numeric format", naming nothing), \u0000 (22P05). A write of the column itself, a
+-- DBA's, meets Postgres's reading of its text first, and its error.
+create or replace function webhooks_private.conditions_jsonb(p_conditions json)
+returns jsonb
+language plpgsql
+immutable
+as $$
+begin
+  return p_conditions::jsonb;
+exception
+  when numeric_value_out_of_range then
+    perform webhooks_private.config_error('webhook_conditions_invalid', 'conditions',
+      'conditions: a number past what Postgres holds (a numeric: 131072 digits before the point, 16383 after) is not accepted: JSON readers take it as infinity or 0');
+  when untranslatable_character then
+    perform webhooks_private.config_error('webhook_conditions_invalid', 'conditions',
+      'conditions: a text with \u0000 (NUL) is not accepted: Postgres text cannot hold it');
+end;
+$$;
+
 -- BEFORE INSERT OR UPDATE, after _100_validate: refuse bad filters, store them tidy.
 create or replace function webhooks_private.tg_webhooks__validate_filters()
 returns trigger

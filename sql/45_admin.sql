@@ -16,10 +16,14 @@
 
 -- public: create a webhook for the caller's company; returns it with its signing
 -- secret (whsec_…), shown this once
+-- (conditions: json, its text as written, read as jsonb by conditions_jsonb, which
+-- names what jsonb cannot hold; jsonb until 2026-12-07, read by Postgres before the
+-- call, 1e1000000 failed unnamed. GraphQL shows both as JSON)
 drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint);
+drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb);
 select webhooks_private.drop_function_unless(
-  'webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb)',
-  'name text, url text, fields text[], actions webhooks.action[], status_id bigint DEFAULT NULL::bigint, user_id bigint DEFAULT NULL::bigint, ignore_sources text[] DEFAULT NULL::text[], watch_fields text[] DEFAULT NULL::text[], conditions jsonb DEFAULT NULL::jsonb, OUT webhook webhooks.webhooks, OUT secret text',
+  'webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], json)',
+  'name text, url text, fields text[], actions webhooks.action[], status_id bigint DEFAULT NULL::bigint, user_id bigint DEFAULT NULL::bigint, ignore_sources text[] DEFAULT NULL::text[], watch_fields text[] DEFAULT NULL::text[], conditions json DEFAULT NULL::json, OUT webhook webhooks.webhooks, OUT secret text',
   'record');
 create or replace function webhooks.create_webhook(
   name           text,
@@ -30,7 +34,7 @@ create or replace function webhooks.create_webhook(
   user_id        bigint default null,
   ignore_sources text[] default null,
   watch_fields   text[] default null,
-  conditions     jsonb default null,
+  conditions     json default null,
   out webhook webhooks.webhooks,
   out secret text
 )
@@ -51,7 +55,7 @@ begin
   values (v_company_id, create_webhook.name, create_webhook.url, create_webhook.fields,
           create_webhook.actions, create_webhook.status_id, create_webhook.user_id,
           coalesce(create_webhook.ignore_sources, '{}'), coalesce(create_webhook.watch_fields, '{}'),
-          create_webhook.conditions)
+          webhooks_private.conditions_jsonb(create_webhook.conditions))
   returning * into webhook;
   secret := webhooks_private.issued_secret(webhook.id);
 exception when foreign_key_violation then
@@ -85,6 +89,7 @@ drop function if exists webhooks.update_webhook(bigint, text, text, text[], webh
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean, integer, integer, boolean, boolean);
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, integer, integer, boolean, boolean);
 drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean);
+drop function if exists webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], jsonb, boolean, integer, integer, boolean, boolean, integer);
 create or replace function webhooks.update_webhook(
   id               bigint,
   name             text default null,
@@ -97,7 +102,7 @@ create or replace function webhooks.update_webhook(
   clear_user_id    boolean default false,
   ignore_sources   text[] default null,
   watch_fields     text[] default null,
-  conditions       jsonb default null,
+  conditions       json default null,
   clear_conditions boolean default false,
   max_in_flight    integer default null,
   rate_limit       integer default null,
@@ -112,6 +117,7 @@ as $$
 declare
   v webhooks.webhooks := webhooks_private.webhook_for_update(update_webhook.id);
   v_updated webhooks.webhooks;
+  v_conditions constant jsonb := webhooks_private.conditions_jsonb(update_webhook.conditions);
 begin
   -- (read under the row's lock, webhook_for_update: no change comes between it and the update)
   if expected_version is not null and v.version is distinct from expected_version then
@@ -139,7 +145,7 @@ begin
                               end,
       ignore_sources = coalesce(update_webhook.ignore_sources, w.ignore_sources),
       watch_fields   = coalesce(update_webhook.watch_fields, w.watch_fields),
-      conditions     = case when clear_conditions then null else coalesce(update_webhook.conditions, w.conditions) end,
+      conditions     = case when clear_conditions then null else coalesce(v_conditions, w.conditions) end,
       max_in_flight = case when clear_max_in_flight then null
                            else coalesce(update_webhook.max_in_flight, w.max_in_flight) end,
       rate_limit    = case when clear_rate_limit then null

@@ -317,7 +317,10 @@ grant execute on function
   webhooks_private.replay_max_deliveries(),
   webhooks_private.first_kept_day(),
   webhooks_private.fail_unsent_snapshots(webhooks.backfills, bigint[]),
-  webhooks_private.deleted_filter_column(text)
+  webhooks_private.deleted_filter_column(text),
+  -- (create_webhook's and update_webhook's conditions read as jsonb, what it cannot hold refused by name: 15_filters.sql)
+  webhooks_private.conditions_jsonb(json),
+  webhooks_private.config_error(text, text, text)
   to webhook_admin;
 
 -- the authenticator's one right of its own: rolling up the report's daily counts

@@ -172,6 +172,29 @@ test('refused: a condition\'s number a JSON reader does not hold as written (1e-
   t.true(rows[0].kept);
 });
 
+// jsonb holds no number past what a numeric holds (1e1000000): the text of such a
+// condition, given to the config functions, failed with Postgres's own 22003 ("value
+// overflows numeric format"), named nothing; and \u0000 with 22P05
+test('a condition given to create_webhook or update_webhook that jsonb cannot hold (a number past a numeric\'s, 1e1000000 or 1e-20000; \\u0000) is refused by name (webhook_conditions_invalid), nothing written', async (t) => {
+  const company = await companyId();
+  const hook = await make().webhook({ companyId: company, actions: ['contact.updated'], conditions: VA });
+  const asAdmin = `select set_config('role', 'webhook_admin', true), set_config('jwt.claims.company_id', '${company}', true)`;
+  for (const [conditions, message] of [
+    ['{"field": "custom.amount", "op": "gt", "value": 1e1000000}', 'conditions: a number past what Postgres holds (a numeric: 131072 digits before the point, 16383 after) is not accepted: JSON readers take it as infinity or 0'],
+    ['{"field": "custom.amount", "op": "in", "value": [1, -1e-20000]}', 'conditions: a number past what Postgres holds (a numeric: 131072 digits before the point, 16383 after) is not accepted: JSON readers take it as infinity or 0'],
+    ['{"field": "state", "op": "eq", "value": "V\\u0000A"}', 'conditions: a text with \\u0000 (NUL) is not accepted: Postgres text cannot hold it'],
+  ]) {
+    const created = await t.throwsAsync(inTransaction(db().pool, asAdmin, (client) => client.query(
+      `select webhook from webhooks.create_webhook('Sync', 'https://receiver.example.com/in', '{email}', '{contact.updated}', conditions => '${conditions}')`))) as PgError;
+    t.like(created, { code: '23514', constraint: 'webhook_conditions_invalid', column: 'conditions', message }, conditions);
+    const updated = await t.throwsAsync(inTransaction(db().pool, asAdmin, (client) => client.query(
+      'select id from webhooks.update_webhook($1, conditions => $2)', [hook.id, conditions]))) as PgError;
+    t.like(updated, { code: '23514', constraint: 'webhook_conditions_invalid', column: 'conditions', message }, conditions);
+  }
+  const { rows } = await db().pool.query('select id, conditions from webhooks.webhooks where company_id = $1', [company]);
+  t.deepEqual(rows, [{ id: hook.id, conditions: VA }]);
+});
+
 test('refused on update too, and the webhook keeps its filters', async (t) => {
   const company = await companyId();
   const hook = await make().webhook({ companyId: company, actions: ['contact.updated'], conditions: VA, watchFields: ['state'] });
