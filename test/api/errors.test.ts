@@ -506,6 +506,21 @@ test('every BigInt input of the schema refuses a value that is no bigint by name
   }
 });
 
+test('a BigInt sent as a JSON number JSON readers do not hold as written (9007199254740993) is refused by name (JSON_NUMBER_OUT_OF_RANGE), not read as another id', async (t) => {
+  // grafserv's JSON.parse read it as 9007199254740992, and the API answered that webhook
+  const { token } = await sceneWithIds();
+  const response = await fetch(`${api().api.url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: '{"query": "query($id: BigInt!) { webhookById(id: $id) { id } }", "variables": {"id": 9007199254740993}}',
+  });
+  t.is(response.status, 400);
+  t.deepEqual(await response.json(), { errors: [{
+    message: 'a JSON number JSON readers do not hold as written is not accepted: they (this API\'s too) read 9007199254740993 as 9007199254740992',
+    extensions: { code: 'JSON_NUMBER_OUT_OF_RANGE', number: '9007199254740993', readAs: '9007199254740992' },
+  }] });
+});
+
 test('a cursor that is ours in form but holds values no cursor of ours has (crafted base64) is refused as INVALID_CURSOR naming the argument, not with Postgres\'s bare message', async (t) => {
   // A keyset cursor's values went to Postgres as the order's columns: "abc" for an id
   // was 22P02, a 20-digit one 22003, a time Postgres does not read 22007/22008/22009,
