@@ -548,7 +548,7 @@ function decimalValue(text) {
   const digits = `${whole}${fraction}`.replace(/^0+/, '');
   if (digits === '') return '0';
   const significant = digits.replace(/0+$/, '');
-  return `${sign}${significant}e${BigInt(exponent) - BigInt(fraction.length) + BigInt(digits.length - significant.length)}`;
+  return `${sign}${significant}e${Number(exponent) - fraction.length + digits.length - significant.length}`;
 }
 
 /**
@@ -559,24 +559,29 @@ function decimalValue(text) {
  * the number it read, a condition "gt 1e-400" as "gt 0".
  */
 function numberReadAs(text) {
+  // (at most 15 characters without an exponent: at most 15 significant digits, from
+  // 1e-14 to 1e15, which a double holds as written, asked without writing it again)
+  if (text.length <= 15 && !text.includes('e') && !text.includes('E')) return undefined;
   const read = Number(text);
+  // (NaN: no number)
+  if (Number.isNaN(read) || !JSON_NUMBER.test(text) || String(read) === text) return undefined;
   if (!Number.isFinite(read)) return read > 0 ? 'infinity' : '-infinity';
   return decimalValue(text) === decimalValue(String(read).replace('e+', 'e')) ? undefined : String(read);
 }
 
 /** The first number of a JSON text that JSON.parse does not read as written, or undefined (strings skipped: their numbers are text). */
 function firstNumberNotHeld(text) {
-  const numberAt = /-?[0-9]+(?:[.][0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+  const inNumber = (c) => (c >= '0' && c <= '9') || c === '-' || c === '+' || c === '.' || c === 'e' || c === 'E';
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (c === '"') {
       for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
     } else if (c === '-' || (c >= '0' && c <= '9')) {
-      numberAt.lastIndex = i;
-      const number = numberAt.exec(text)?.[0];
-      if (number === undefined) continue;
+      let end = i + 1;
+      while (end < text.length && inNumber(text[end])) end++;
+      const number = text.slice(i, end);
       if (numberReadAs(number) !== undefined) return number;
-      i += number.length - 1;
+      i = end - 1;
     }
   }
   return undefined;
