@@ -383,7 +383,7 @@ exception
       'conditions: a number past what Postgres holds (a numeric: 131072 digits before the point, 16383 after) is not accepted: JSON readers take it as infinity or 0');
   when untranslatable_character then
     perform webhooks_private.config_error('webhook_conditions_invalid', 'conditions',
-      'conditions: a text with \u0000 (NUL) is not accepted: Postgres text cannot hold it');
+      'conditions: a text with the NUL character (U+0000) is not accepted: Postgres text cannot hold it');
 end;
 $$;
 

@@ -182,7 +182,7 @@ test('a condition given to create_webhook or update_webhook that jsonb cannot ho
   for (const [conditions, message] of [
     ['{"field": "custom.amount", "op": "gt", "value": 1e1000000}', 'conditions: a number past what Postgres holds (a numeric: 131072 digits before the point, 16383 after) is not accepted: JSON readers take it as infinity or 0'],
     ['{"field": "custom.amount", "op": "in", "value": [1, -1e-20000]}', 'conditions: a number past what Postgres holds (a numeric: 131072 digits before the point, 16383 after) is not accepted: JSON readers take it as infinity or 0'],
-    ['{"field": "state", "op": "eq", "value": "V\\u0000A"}', 'conditions: a text with \\u0000 (NUL) is not accepted: Postgres text cannot hold it'],
+    ['{"field": "state", "op": "eq", "value": "V\\u0000A"}', 'conditions: a text with the NUL character (U+0000) is not accepted: Postgres text cannot hold it'],
   ]) {
     const created = await t.throwsAsync(inTransaction(db().pool, asAdmin, (client) => client.query(
       `select webhook from webhooks.create_webhook('Sync', 'https://receiver.example.com/in', '{email}', '{contact.updated}', conditions => '${conditions}')`))) as PgError;
