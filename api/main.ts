@@ -6,6 +6,7 @@ import { jwtSecret } from './jwt-secret.ts';
 import { apiAddress } from './address.ts';
 import { limitsFromEnv } from './limits.ts';
 import { maxTokenLifetime } from './auth.ts';
+import { trustedProxies } from './token-failures.ts';
 import { databaseUrlRefusal } from '../relay/database.ts';
 
 let address: ReturnType<typeof apiAddress>;
@@ -14,6 +15,7 @@ try {
   // (startApi reads them again; a bad one said so with a stack)
   limitsFromEnv();
   maxTokenLifetime();
+  trustedProxies();
 } catch (error) {
   console.error((error as Error).message);
   process.exit(2);

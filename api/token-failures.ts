@@ -14,6 +14,8 @@
 // is believed only from a proxy that writes it.
 import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import ipaddr from 'ipaddr.js';
+import { parseNetworks } from '../relay/destinations.ts';
 import { PlanningBudget } from './planning-budget.ts';
 
 /** The environment variable naming the proxies whose X-Forwarded-For is believed. */
@@ -22,15 +24,43 @@ export const API_TRUSTED_PROXIES = 'API_TRUSTED_PROXIES';
 /** How many addresses are counted at once: the one that failed longest ago goes first. */
 export const TOKEN_FAILURE_ADDRESSES_KEPT = 10_000;
 
-/** The addresses of API_TRUSTED_PROXIES (comma or space separated); a word that is no IP address stops the API at start, named. */
-export function trustedProxies(env: NodeJS.ProcessEnv = process.env): ReadonlySet<string> {
+/** The proxies whose X-Forwarded-For is believed: has() takes an address as plainAddress writes it. */
+export interface TrustedProxies {
+  has(address: string): boolean;
+}
+
+/**
+ * The proxies of API_TRUSTED_PROXIES (comma or space separated): addresses, or networks
+ * in CIDR form (10.0.0.0/8, 2001:db8::/64, ::ffff:10.0.0.0/104 for IPv4 ones written
+ * as IPv6), as relay/destinations.ts reads a network: its first address, its prefix in
+ * plain decimal, no zone. A word that is none stops the API at start, named.
+ */
+export function trustedProxies(env: NodeJS.ProcessEnv = process.env): TrustedProxies {
   const words = (env[API_TRUSTED_PROXIES] ?? '').split(/[\s,]+/).filter((word) => word !== '');
+  const networks: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = [];
   for (const word of words) {
-    if (isIP(word) === 0) {
-      throw new Error(`${API_TRUSTED_PROXIES} must name IP addresses (comma separated), got ${JSON.stringify(word)}`);
+    let network: [ipaddr.IPv4 | ipaddr.IPv6, number];
+    try {
+      network = parseNetworks(word).networks[0]!;
+    } catch {
+      throw new Error(`${API_TRUSTED_PROXIES} must name IP addresses or networks in CIDR form such as 10.0.0.0/8 ` +
+        `or 2001:db8::/64 (comma separated), got ${JSON.stringify(word)}`);
+    }
+    const [address, prefix] = network;
+    // an IPv4 network written as IPv6 (::ffff:10.0.0.0/104): addresses are compared as IPv4
+    if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress() && prefix >= 96) {
+      networks.push([(address as ipaddr.IPv6).toIPv4Address(), prefix - 96]);
+    } else {
+      networks.push(network);
     }
   }
-  return new Set(words.map(plainAddress));
+  return {
+    has(address: string): boolean {
+      if (networks.length === 0 || isIP(address) === 0) return false;
+      const parsed = ipaddr.parse(address);
+      return networks.some(([network, prefix]) => network.kind() === parsed.kind() && parsed.match(network, prefix));
+    },
+  };
 }
 
 /** An IPv4 address as itself (also one written as IPv6, ::ffff:a.b.c.d); an IPv6 one in full, eight groups of four, lower case. */
@@ -53,7 +83,7 @@ function plainAddress(address: string): string {
  * a trusted proxy when the connection is from one (what a client writes there itself
  * comes before what the proxies add).
  */
-export function clientKey(req: IncomingMessage, trusted: ReadonlySet<string>): string {
+export function clientKey(req: IncomingMessage, trusted: TrustedProxies): string {
   let address = plainAddress(req.socket.remoteAddress ?? '');
   if (trusted.has(address)) {
     const header = req.headers['x-forwarded-for'];

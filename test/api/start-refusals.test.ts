@@ -40,6 +40,9 @@ test('every API_ limit is a whole number from 1 to LIMIT_MOST; past it, or not o
 for (const [name, value, said] of [
   ['API_POOL_WAIT_MS', '3000000000', `API_POOL_WAIT_MS must be a whole number from 1 to ${LIMIT_MOST}, not "3000000000"`],
   ['JWT_MAX_LIFETIME', 'forever', 'JWT_MAX_LIFETIME must be a duration such as 24h, 30m or 7d, got "forever"'],
+  // (a network's first address: 10.0.0.1/8 may have meant 10.0.0.1 alone)
+  ['API_TRUSTED_PROXIES', '10.0.0.0/8, 10.0.0.1/8', 'API_TRUSTED_PROXIES must name IP addresses or networks in CIDR form ' +
+    'such as 10.0.0.0/8 or 2001:db8::/64 (comma separated), got "10.0.0.1/8"'],
   // (a word: guessed from any token it signed, test/api/auth.test.ts)
   ['JWT_SECRET', 'changeme',
     'JWT_SECRET must be at least 32 bytes, random (openssl rand -base64 32), not 8: the API verifies tokens with it (HS256)'],
