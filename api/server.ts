@@ -13,6 +13,7 @@ import { DATABASE_UNAVAILABLE_CODE, HTTP_REFUSAL_CODES } from './errors.ts';
 import { apiLogger } from './log.ts';
 import { refuseWeakJwtSecret } from './jwt-secret.ts';
 import { clientKey, TokenFailures, trustedProxies } from './token-failures.ts';
+import { RevokedTokens, TOKEN_REVOKED_CODE } from './revocations.ts';
 import { apiDatabaseReadTimeoutMs, LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
@@ -261,6 +262,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const tokens = new VerifiedTokens({ secret: options.jwtSecret, maxLifetimeSeconds });
   const failures = new TokenFailures({ perSecond: limits.addressTokenFailuresPerSecond, burst: limits.addressTokenFailureBurst });
   const proxies = trustedProxies();
+  const revoked = new RevokedTokens(pool);
   const metrics = apiMetrics(registry, share, pool);
   // PostGraphile reads the database's catalog to build its schema as it is made (a
   // failed read is its instance's for good): one instance a try
@@ -395,6 +397,13 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
             'code: /readyz says which), and keeps trying; nothing was done: send it again in a moment',
           extensions: { code: DATABASE_UNAVAILABLE_CODE },
         }] }, { 'retry-after': '1' });
+        return;
+      }
+      // a token revoked (api/revocations.ts): within REVOCATIONS_FRESH_MS of its revocation
+      const revokedWhy = await revoked.revokedWhy(claims);
+      if (revokedWhy !== undefined) {
+        sendJson(res, 401, { errors: [{ message: revokedWhy, extensions: { code: TOKEN_REVOKED_CODE, claim: 'token' } }] },
+          { 'www-authenticate': 'Bearer' });
         return;
       }
       // the company's rate (api/request-rate.ts): refused before its body is read
