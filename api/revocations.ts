@@ -1,16 +1,24 @@
 // Tokens revoked before they expire (sql/48_tokens.sql): every token of a company, or of
 // one subject of it, issued up to a time, or one token by its id (jti). The API keeps
-// the revocations in force in memory and asks the database whether they changed at
-// most once a second (REVOCATIONS_FRESH_MS), on the request that finds them older: one
-// row when nothing changed, all of them (at most token_revocations_max() + 1 a
-// company) when something did. A token revoked is refused within that second, kept
-// verified or not (api/auth.ts's VerifiedTokens keeps the claims, not the verdict).
+// the revocations in force in memory and asks the database whether they changed once a
+// second at most (REVOCATIONS_FRESH_MS), started by the first request after that second
+// and not waited for: one row when nothing changed, all of them (at most
+// token_revocations_max() + 1 a company) when something did. A token revoked is
+// refused once that read has answered, kept verified or not (api/auth.ts's
+// VerifiedTokens keeps the claims, not the verdict). The read has a connection of its
+// own: on the requests' pool it took the connection a request would have used, and a
+// request waited on it. Revocations older than REVOCATIONS_STALE_MS (a database that
+// does not answer the read) are waited for, and past it every request is refused
+// (DATABASE_UNAVAILABLE): a revoked token is never served on an old list.
 import type pg from 'pg';
 import { compactVerify, decodeJwt } from 'jose';
 import { companyIdOf, type Claims } from './auth.ts';
 
-/** How old the revocations an API answers by may be: a token revoked is refused within it. */
+/** How often the API asks whether the revocations changed, at most. */
 export const REVOCATIONS_FRESH_MS = 1_000;
+
+/** The oldest revocations a request is answered by: past it, requests wait for the read, and are refused if it fails. */
+export const REVOCATIONS_STALE_MS = 5_000;
 
 /** extensions.code of a request refused for a token revoked (HTTP 401). */
 export const TOKEN_REVOKED_CODE = 'TOKEN_REVOKED';
@@ -27,43 +35,47 @@ const key = (companyId: string, subject: string) => `${companyId}\u0000${subject
 
 export class RevokedTokens {
   readonly #pool: pg.Pool;
-  readonly #freshMs: number;
   readonly #nowMs: () => number;
   #revocations: Revocations = { version: null, ids: new Map(), before: new Map() };
+  /** when the last read that answered began */
   #readAtMs = -Infinity;
   #reading: Promise<void> | undefined;
 
-  constructor(pool: pg.Pool, options: { freshMs?: number; nowMs?: () => number } = {}) {
+  /** pool: the read's own (one connection) */
+  constructor(pool: pg.Pool, options: { nowMs?: () => number } = {}) {
     this.#pool = pool;
-    this.#freshMs = options.freshMs ?? REVOCATIONS_FRESH_MS;
     this.#nowMs = options.nowMs ?? Date.now;
   }
 
   /**
-   * Why the token of these claims is revoked, or undefined. Reads the revocations again
-   * first if they are REVOCATIONS_FRESH_MS old (one read at a time, the requests meanwhile
-   * waiting for it); a database that does not answer leaves the last ones read in force,
-   * and is asked again at the next request a second later (the request fails on it anyway).
+   * Why the token of these claims is revoked ({ revoked }), nothing if it is not, or
+   * { unread } when the revocations could not be read for REVOCATIONS_STALE_MS.
    */
-  async revokedWhy(claims: Claims): Promise<string | undefined> {
-    if (this.#nowMs() - this.#readAtMs >= this.#freshMs) await this.#read();
+  async check(claims: Claims): Promise<{ revoked: string } | { unread: true } | undefined> {
+    if (this.#nowMs() - this.#readAtMs >= REVOCATIONS_FRESH_MS) void this.#read();
+    if (this.#nowMs() - this.#readAtMs >= REVOCATIONS_STALE_MS) {
+      await this.#read();
+      if (this.#nowMs() - this.#readAtMs >= REVOCATIONS_STALE_MS) return { unread: true };
+    }
     const { ids, before } = this.#revocations;
     if (claims.jti !== undefined && ids.get(claims.jti) === claims.company_id) {
-      return 'this token was revoked (by its id): ask for a new one';
+      return { revoked: 'this token was revoked (by its id): ask for a new one' };
     }
     for (const subject of claims.sub ? ['', claims.sub] : ['']) {
       const until = before.get(key(claims.company_id, subject));
       // (a token without iat may have been issued at any time before it)
       if (until !== undefined && (claims.iat === undefined || claims.iat <= until)) {
-        return `this token was revoked: every token of ${subject === '' ? `company ${claims.company_id}` : 'its subject'} ` +
-          `issued at or before ${new Date(until * 1000).toISOString()} is refused; ask for a new one`;
+        return { revoked: `this token was revoked: every token of ${subject === '' ? `company ${claims.company_id}` : 'its subject'} ` +
+          `issued at or before ${new Date(until * 1000).toISOString()} is refused; ask for a new one` };
       }
     }
     return undefined;
   }
 
+  /** Reads the revocations (one read at a time; a failed one leaves the last in force). */
   #read(): Promise<void> {
     this.#reading ??= (async () => {
+      const startedMs = this.#nowMs();
       try {
         const { rows } = await this.#pool.query<{ version: string | null; company_id: string | null; subject: string; jti: string; issued_before: string }>(
           'select * from webhooks.token_revocations_in_force($1)', [this.#revocations.version]);
@@ -78,10 +90,10 @@ export class RevokedTokens {
           }
           this.#revocations = { version, ids, before };
         }
+        this.#readAtMs = startedMs;
       } catch {
-        // (the request goes on to the database, and is refused by it by name)
+        // (tried again at the next request; past REVOCATIONS_STALE_MS requests are refused)
       } finally {
-        this.#readAtMs = this.#nowMs();
         this.#reading = undefined;
       }
     })();

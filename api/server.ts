@@ -262,7 +262,19 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const tokens = new VerifiedTokens({ secret: options.jwtSecret, maxLifetimeSeconds });
   const failures = new TokenFailures({ perSecond: limits.addressTokenFailuresPerSecond, burst: limits.addressTokenFailureBurst });
   const proxies = trustedProxies();
-  const revoked = new RevokedTokens(pool);
+  // (the revocations' read has a connection of its own: api/revocations.ts says why)
+  const revocationsPool = new pg.Pool({
+    Client: EngineClient,
+    connectionString: options.databaseUrl,
+    max: 1,
+    connectionTimeoutMillis: limits.poolWaitMs,
+    query_timeout: apiDatabaseReadTimeoutMs(limits),
+    options: sessionOptions(null, apiSessionTimeouts(limits)),
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,
+  });
+  revocationsPool.on('error', () => {});
+  const revoked = new RevokedTokens(revocationsPool);
   const metrics = apiMetrics(registry, share, pool);
   // PostGraphile reads the database's catalog to build its schema as it is made (a
   // failed read is its instance's for good): one instance a try
@@ -304,6 +316,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const first = await readSchema();
   if ('error' in first && !isConnectionError(first.error)) {
     await pool.end();
+    await revocationsPool.end();
     throw first.error;
   }
   // a database that answers at once but is not this code's yet (no engine, or the
@@ -400,9 +413,16 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
         return;
       }
       // a token revoked (api/revocations.ts): within REVOCATIONS_FRESH_MS of its revocation
-      const revokedWhy = await revoked.revokedWhy(claims);
-      if (revokedWhy !== undefined) {
-        sendJson(res, 401, { errors: [{ message: revokedWhy, extensions: { code: TOKEN_REVOKED_CODE, claim: 'token' } }] },
+      const revocation = await revoked.check(claims);
+      if (revocation && 'unread' in revocation) {
+        sendJson(res, 503, { errors: [{
+          message: 'the API could not read the tokens revoked from the database lately; nothing was done: send it again in a moment',
+          extensions: { code: DATABASE_UNAVAILABLE_CODE },
+        }] }, { 'retry-after': '1' });
+        return;
+      }
+      if (revocation) {
+        sendJson(res, 401, { errors: [{ message: revocation.revoked, extensions: { code: TOKEN_REVOKED_CODE, claim: 'token' } }] },
           { 'www-authenticate': 'Bearer' });
         return;
       }
@@ -536,6 +556,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await pgl?.release();
+      await revocationsPool.end();
       await pool.end();
       await reading;
     },

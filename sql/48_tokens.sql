@@ -2,7 +2,7 @@
 --
 -- The API's tokens (api/auth.ts) are signed, not stored: one stays good until its exp,
 -- however it leaked. A revocation here refuses, from the API's next reading of them
--- (at most a second later: api/revocations.ts), every token of a company, or of one
+-- (a second or so later, 5 s at most: api/revocations.ts), every token of a company, or of one
 -- subject of it, issued up to a time (its iat, in whole seconds: a token issued in the
 -- second of the revocation is refused too), or one token by its id (jti). An admin
 -- revokes their own company's (webhooks.revoke_tokens, GraphQL revokeTokens); an

@@ -570,7 +570,7 @@ browserTest('a token revoked while the page is open is refused at the next click
   const token = await page.evaluate(() => sessionStorage.getItem('bpd-webhooks.token'));
   // (an operator's npm run token -- --revoke --company, as the owner)
   await db().pool.query(`select webhooks_private.revoke_tokens($1, '', '', now(), null, 'ops')`, [companyId]);
-  // (the API reads the revocations within a second: REVOCATIONS_FRESH_MS)
+  // (the API reads the revocations within a second and a read: REVOCATIONS_STALE_MS at most)
   await until('the API refuses the token', async () => (await api().gql(token!, '{ allWebhooks { totalCount } }')).status === 401);
   await page.click(`#history-body tr[data-delivery-id="${failedId}"] button:has-text("Show")`);
   await untilText(page, '#sign-in-error', new RegExp(`^The server does not accept this token \\(this token was revoked: every token of company ${companyId} issued at or before .+\\)\\. ${ASK_FOR_A_TOKEN.replaceAll('.', '\\.')}$`));
