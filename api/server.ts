@@ -412,7 +412,8 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
         }] }, { 'retry-after': '1' });
         return;
       }
-      // a token revoked (api/revocations.ts): within REVOCATIONS_FRESH_MS of its revocation
+      // a token revoked (api/revocations.ts): refused within a second and a read of its
+      // revocation, REVOCATIONS_STALE_MS at most
       const revocation = await revoked.check(claims);
       if (revocation && 'unread' in revocation) {
         sendJson(res, 503, { errors: [{
