@@ -14,16 +14,127 @@
 -- Errors carry an SQLSTATE, a CONSTRAINT naming the rule and, where one input is at
 -- fault, a COLUMN naming it, like the configuration checks of 10_config.sql.
 
--- public: create a webhook for the caller's company; returns it with its signing
--- secret (whsec_…), shown this once
+-- private: how long a Create's idempotency key is kept (webhooks_private.create_requests,
+-- migration 0118): a Create sent again with it within this answers the webhook the
+-- first made; after it the key is forgotten (forget_create_requests, by maintenance)
+create or replace function webhooks_private.create_request_kept()
+returns interval
+language sql
+immutable
+as $$
+  select interval '24 hours';
+$$;
+
+-- private (create_webhook): the webhook an earlier Create of the caller's company made
+-- with idempotency key p_key, and its secret while it has not been rotated since (null
+-- after: a rotation's secret is shown to its rotation alone). Neither: none made yet,
+-- and p_key is recorded for this Create (a Create with the same key at the same time
+-- waits here for this one's end, and then answers its webhook). A key of another form
+-- is refused (idempotency_key_invalid), one sent before with other input too
+-- (idempotency_key_reused: p_digest, the input's), as is one whose webhook was deleted
+-- since (idempotency_key_webhook_deleted: made again, it would be a second). As its
+-- owner: the keys and secrets are no API role's to read.
+drop function if exists webhooks_private.create_request_claim(text, bytea);
+create or replace function webhooks_private.create_request_claim(p_key text, p_digest bytea,
+                                                                  out webhook_id bigint, out secret text)
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_company_id constant bigint := webhooks.current_company_id();
+  v_request webhooks_private.create_requests;
+  v_rotated_at timestamptz;
+begin
+  if p_key is null or char_length(p_key) not between 1 and 64 or p_key !~ '^[A-Za-z0-9_-]+$' then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('idempotency_key must be 1 to 64 letters, digits, - or _ (a UUID, say), got %s characters of another form',
+                       coalesce(char_length(p_key), 0)),
+      constraint = 'idempotency_key_invalid',
+      column = 'idempotency_key';
+  end if;
+  delete from webhooks_private.create_requests r
+  where r.company_id = v_company_id and r.idempotency_key = p_key
+    and r.made_at <= now() - webhooks_private.create_request_kept();
+  insert into webhooks_private.create_requests (company_id, idempotency_key, input_digest)
+  values (v_company_id, p_key, p_digest)
+  on conflict do nothing;
+  if found then
+    return;
+  end if;
+  select * into v_request from webhooks_private.create_requests r
+  where r.company_id = v_company_id and r.idempotency_key = p_key;
+  if v_request.input_digest is distinct from p_digest then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = 'idempotency_key was sent before with other input: a key is for one Create and its retries, the same input each time; a new webhook needs a new key',
+      constraint = 'idempotency_key_reused',
+      column = 'idempotency_key';
+  end if;
+  select w.id, w.secret_rotated_at, s.secret into webhook_id, v_rotated_at, secret
+  from webhooks.webhooks w
+  join webhooks_private.webhook_secrets s on s.webhook_id = w.id
+  where w.id = v_request.webhook_id and w.company_id = v_company_id;
+  if webhook_id is null then
+    raise exception using
+      errcode = 'object_not_in_prerequisite_state',
+      message = format('the webhook made with this idempotency_key (%s) was deleted since: nothing was made again; a new webhook needs a new key',
+                       v_request.webhook_id),
+      constraint = 'idempotency_key_webhook_deleted',
+      column = 'idempotency_key';
+  end if;
+  if v_rotated_at is not null then
+    secret := null;
+  end if;
+end;
+$$;
+
+-- private (create_webhook): the webhook made under the key create_request_claim recorded
+create or replace function webhooks_private.create_request_made(p_key text, p_webhook_id bigint)
+returns void
+language sql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  update webhooks_private.create_requests r
+  set webhook_id = p_webhook_id
+  where r.company_id = webhooks.current_company_id() and r.idempotency_key = p_key;
+$$;
+
+-- public (maintenance, tools/maintain.ts; as the owner): forgets the idempotency keys
+-- older than create_request_kept(); returns how many
+create or replace function webhooks.forget_create_requests()
+returns integer
+language sql
+volatile
+as $$
+  with forgotten as (
+    delete from webhooks_private.create_requests r
+    where r.made_at <= now() - webhooks_private.create_request_kept()
+    returning 1
+  )
+  select count(*)::integer from forgotten;
+$$;
+
+-- public: create a webhook for the caller's company, with how its deliveries go
+-- (max_in_flight, rate_limit, coalesce_window, ordered: left out, the defaults; a
+-- coalesce_window of 0 is off), in one transaction: a setting refused makes nothing.
+-- Returns it with its signing secret (whsec_…), shown this once. idempotency_key: a
+-- key the client makes once per webhook it means to make (a UUID), so that a Create
+-- sent again after its answer was lost answers the webhook the first made, with its
+-- secret (create_request_claim above), rather than making a second one.
 -- (conditions: json, its text as written, read as jsonb by conditions_jsonb, which
 -- names what jsonb cannot hold; jsonb until 2026-12-07, read by Postgres before the
 -- call, 1e1000000 failed unnamed. GraphQL shows both as JSON)
 drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint);
 drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], jsonb);
+drop function if exists webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], json);
 select webhooks_private.drop_function_unless(
-  'webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], json)',
-  'name text, url text, fields text[], actions webhooks.action[], status_id bigint DEFAULT NULL::bigint, user_id bigint DEFAULT NULL::bigint, ignore_sources text[] DEFAULT NULL::text[], watch_fields text[] DEFAULT NULL::text[], conditions json DEFAULT NULL::json, OUT webhook webhooks.webhooks, OUT secret text',
+  'webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], json, integer, integer, interval, boolean, text)',
+  'name text, url text, fields text[], actions webhooks.action[], status_id bigint DEFAULT NULL::bigint, user_id bigint DEFAULT NULL::bigint, ignore_sources text[] DEFAULT NULL::text[], watch_fields text[] DEFAULT NULL::text[], conditions json DEFAULT NULL::json, max_in_flight integer DEFAULT NULL::integer, rate_limit integer DEFAULT NULL::integer, coalesce_window interval DEFAULT NULL::interval, ordered boolean DEFAULT NULL::boolean, idempotency_key text DEFAULT NULL::text, OUT webhook webhooks.webhooks, OUT secret text',
   'record');
 create or replace function webhooks.create_webhook(
   name           text,
@@ -35,6 +146,11 @@ create or replace function webhooks.create_webhook(
   ignore_sources text[] default null,
   watch_fields   text[] default null,
   conditions     json default null,
+  max_in_flight  integer default null,
+  rate_limit     integer default null,
+  coalesce_window interval default null,
+  ordered        boolean default null,
+  idempotency_key text default null,
   out webhook webhooks.webhooks,
   out secret text
 )
@@ -43,6 +159,8 @@ volatile
 as $$
 declare
   v_company_id constant bigint := webhooks.current_company_id();
+  v_earlier record;
+  v_conditions jsonb;
 begin
   if v_company_id is null then
     raise exception using
@@ -50,14 +168,36 @@ begin
       message = 'no company: the request carries no company_id claim',
       constraint = 'company_required';
   end if;
+  -- (read before the key's digest: what jsonb cannot hold is refused by name first)
+  v_conditions := webhooks_private.conditions_jsonb(create_webhook.conditions);
+  if create_webhook.idempotency_key is not null then
+    v_earlier := webhooks_private.create_request_claim(create_webhook.idempotency_key,
+      sha256(convert_to(jsonb_build_array(create_webhook.name, create_webhook.url, create_webhook.fields,
+        create_webhook.actions, create_webhook.status_id, create_webhook.user_id, create_webhook.ignore_sources,
+        create_webhook.watch_fields, v_conditions, create_webhook.max_in_flight,
+        create_webhook.rate_limit, create_webhook.coalesce_window, create_webhook.ordered)::text, 'UTF8')));
+    if v_earlier.webhook_id is not null then
+      select * into webhook from webhooks.webhooks w where w.id = v_earlier.webhook_id;
+      secret := v_earlier.secret;
+      return;
+    end if;
+  end if;
   insert into webhooks.webhooks (company_id, name, url, fields, actions, status_id, user_id,
-                                 ignore_sources, watch_fields, conditions)
+                                 ignore_sources, watch_fields, conditions,
+                                 max_in_flight, rate_limit, coalesce_window, ordered)
   values (v_company_id, create_webhook.name, create_webhook.url, create_webhook.fields,
           create_webhook.actions, create_webhook.status_id, create_webhook.user_id,
           coalesce(create_webhook.ignore_sources, '{}'), coalesce(create_webhook.watch_fields, '{}'),
-          webhooks_private.conditions_jsonb(create_webhook.conditions))
+          v_conditions,
+          create_webhook.max_in_flight, create_webhook.rate_limit,
+          nullif(create_webhook.coalesce_window, interval '0'),
+          -- (left out: not ordered, the column's default)
+          coalesce(create_webhook.ordered, false))
   returning * into webhook;
   secret := webhooks_private.issued_secret(webhook.id);
+  if create_webhook.idempotency_key is not null then
+    perform webhooks_private.create_request_made(create_webhook.idempotency_key, webhook.id);
+  end if;
 exception when foreign_key_violation then
   -- A token may name a company the CRM has no row for yet (a fresh npm start has
   -- none): say so by name, where the foreign key would name only the tables.

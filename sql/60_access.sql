@@ -132,7 +132,7 @@ revoke all on function webhooks.create_partitions(integer), webhooks.expired_day
   webhooks.keep_day_on_its_way(text), webhooks.detached_history_days(), webhooks.detached_day_partitions(), webhooks.held_past_retention(), webhooks.fail_held_snapshots_past_retention(), webhooks.forget_day(date), webhooks.outbox_tails(), webhooks.bound_tail(text, date),
   webhooks.validate_tail(text), webhooks.tail_to_span(text), webhooks.readmit_detached_tails(),
   webhooks.purge_deleted_webhooks(integer), webhooks.recheck_deleted_webhooks(),
-  webhooks.forget_audit_log(integer) from public;
+  webhooks.forget_audit_log(integer), webhooks.forget_create_requests() from public;
 -- where the backlog is (58_operations.sql): every company's webhooks, for operators
 revoke all on function webhooks.backlog_by_webhook() from public;
 -- the DBAs' questions of the fire history (40_history.sql): for DBAs and support, in psql
@@ -140,8 +140,12 @@ revoke all on function webhooks.contact_fire_history(bigint, timestamptz, timest
   webhooks.find_message(text, timestamptz) from public;
 grant execute on function webhooks.kept_since() to webhook_viewer;
 
-grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions)
+grant insert (company_id, name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions,
+              max_in_flight, rate_limit, coalesce_window, ordered)
   on webhooks.webhooks to webhook_admin;
+-- a Create's idempotency key (45_admin.sql): recorded and looked up as their owner
+grant execute on function webhooks_private.create_request_claim(text, bytea),
+  webhooks_private.create_request_made(text, bigint), webhooks_private.create_request_kept() to webhook_admin;
 grant update (name, url, fields, actions, status_id, user_id, ignore_sources, watch_fields, conditions,
               enabled, disabled_at, disabled_by, disabled_reason, secret_rotated_at,
               max_in_flight, rate_limit, deleted_filter_target)

@@ -71,8 +71,9 @@ comment on column webhooks.webhook_report_row.paused_until is
 comment on column webhooks.webhook_report_row.disables_at is
   'While failing: when the webhook will be disabled unless an attempt succeeds first (webhooks.auto_disable_after after failingSince).';
 
-comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], json) is
-  'Create a webhook for your company. The response carries its signing secret: store it, it is never shown again.';
+comment on function webhooks.create_webhook(text, text, text[], webhooks.action[], bigint, bigint, text[], text[], json, integer, integer, interval, boolean, text) is
+  'Create a webhook for your company, with how its deliveries go (maxInFlight, rateLimit, coalesceWindow, ordered: left out, the defaults), all or nothing. The response carries its signing secret: store it, it is never shown again. idempotencyKey (1 to 64 letters, digits, - or _; a UUID made once per webhook you mean to make): a Create sent again with it, and the same input, within 24 hours answers the webhook the first made and its secret (unless rotated since) instead of making a second; with other input it is refused (constraint idempotency_key_reused).';
+comment on function webhooks.forget_create_requests() is '@behavior -*';
 comment on function webhooks.update_webhook(bigint, text, text, text[], webhooks.action[], bigint, bigint, boolean, boolean, text[], text[], json, boolean, integer, integer, boolean, boolean, integer) is
   'Change a webhook. Arguments left out keep their value; clearStatusId / clearUserId / clearConditions remove a filter, an empty ignoreSources / watchFields list empties it; clearMaxInFlight / clearRateLimit go back to the default limit and to no pacing. expectedVersion: the webhook''s version as you read it; if it was changed since, nothing is saved and the call is refused (constraint webhook_changed_since). Left out, the last change wins.';
 comment on function webhooks.delete_webhook(bigint) is

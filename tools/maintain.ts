@@ -131,6 +131,8 @@ export async function maintain(
     // (a day past the retention goes whole, whatever deleted webhooks' rows it holds)
     const { rows: [rechecked] } = await client.query<{ n: number }>('select webhooks.recheck_deleted_webhooks() as n');
     if (rechecked!.n > 0) log(`found deliveries written for ${rechecked!.n} webhooks while their delete was open`);
+    const { rows: [keys] } = await client.query<{ n: number }>('select webhooks.forget_create_requests() as n');
+    if (keys!.n > 0) log(`forgot ${keys!.n} idempotency keys of Creates more than a day old`);
     const purged = await purgeDeletedWebhooks(client);
     if (purged > 0) log(`removed ${purged} deliveries of deleted webhooks`);
     const auditRowsRemoved = await forgetAuditLog(client);

@@ -195,6 +195,121 @@ test('createWebhook for a company the CRM does not have (a token for a company n
   t.is(rows[0].n, 0);
 });
 
+const CREATE_ONCE = `
+  mutation CreateOnce($name: String!, $url: String!, $fields: [String]!, $actions: [Action]!, $idempotencyKey: String,
+                      $maxInFlight: Int, $rateLimit: Int, $coalesceWindow: IntervalInput, $ordered: Boolean) {
+    createWebhook(input: { name: $name, url: $url, fields: $fields, actions: $actions, idempotencyKey: $idempotencyKey,
+                           maxInFlight: $maxInFlight, rateLimit: $rateLimit, coalesceWindow: $coalesceWindow, ordered: $ordered }) {
+      result { secret webhook { id name maxInFlight rateLimit ordered coalesceWindow { seconds minutes } } }
+    }
+  }`;
+
+const createOnce = (token: string, input: Record<string, unknown>) => api().gql(token, CREATE_ONCE, {
+  name: 'Thank-you notes', url: 'https://receiver.example.com/bpd', fields: ['first_name'], actions: ['CONTACT_CREATED'], ...input,
+});
+
+const webhooksOf = async (companyId: string) => (await db().pool.query(
+  'select id, name, max_in_flight, rate_limit, ordered from webhooks.webhooks where company_id = $1 order by id', [companyId])).rows;
+
+test('createWebhook with an idempotencyKey: the same key and input again answers the webhook the first made, with its secret; other input under it is refused by name; another company\'s same key is its own', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const other = await f.company();
+  const token = await adminOf(company.id);
+  const key = '7d1c5f0e-2b8a-4c3e-9f4a-0c2d6b1e8a55';
+
+  const first = await createOnce(token, { idempotencyKey: key });
+  t.is(first.errors, undefined);
+  const again = await createOnce(token, { idempotencyKey: key });
+  t.is(again.errors, undefined);
+  t.is(again.data.createWebhook.result.webhook.id, first.data.createWebhook.result.webhook.id);
+  t.is(again.data.createWebhook.result.secret, first.data.createWebhook.result.secret, 'the secret the first answer lost');
+  t.deepEqual((await webhooksOf(company.id)).map((row) => row.id), [first.data.createWebhook.result.webhook.id]);
+  const { rows: audited } = await db().pool.query(
+    `select action from webhooks.audit_log where company_id = $1 and webhook_id = $2`, [company.id, first.data.createWebhook.result.webhook.id]);
+  t.deepEqual(audited.map((row) => row.action), ['webhook.created'], 'made once, recorded once');
+
+  const changed = await createOnce(token, { idempotencyKey: key, url: 'https://receiver.example.com/elsewhere' });
+  t.like(changed.errors?.[0].extensions, { code: '22023', constraint: 'idempotency_key_reused', column: 'idempotency_key' });
+  t.is(changed.data?.createWebhook, null);
+  t.is((await webhooksOf(company.id)).length, 1);
+
+  const theirs = await createOnce(await adminOf(other.id), { idempotencyKey: key });
+  t.is(theirs.errors, undefined);
+  t.not(theirs.data.createWebhook.result.webhook.id, first.data.createWebhook.result.webhook.id);
+  t.is((await webhooksOf(other.id)).length, 1);
+
+  // its webhook deleted since, the key is refused: made again, it would be a second
+  await db().pool.query('delete from webhooks.webhooks where id = $1', [first.data.createWebhook.result.webhook.id]);
+  const gone = await createOnce(token, { idempotencyKey: key });
+  t.like(gone.errors?.[0].extensions, { code: '55000', constraint: 'idempotency_key_webhook_deleted', column: 'idempotency_key' });
+  t.is((await webhooksOf(company.id)).length, 0);
+
+  // without a key, each Create makes one, as it always did
+  await createOnce(token, { name: 'no key' });
+  await createOnce(token, { name: 'no key' });
+  t.deepEqual((await webhooksOf(company.id)).map((row) => row.name), ['no key', 'no key']);
+});
+
+test('createWebhook: two at once with one key make one webhook', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const key = 'b7e2a6b0-5d0f-4a8e-8f3c-1a9e4c2d7f10';
+  const answers = await Promise.all([createOnce(token, { idempotencyKey: key }), createOnce(token, { idempotencyKey: key })]);
+  t.deepEqual(answers.map((answer) => answer.errors), [undefined, undefined]);
+  t.is(answers[0].data.createWebhook.result.webhook.id, answers[1].data.createWebhook.result.webhook.id);
+  t.is((await webhooksOf(company.id)).length, 1);
+});
+
+test('createWebhook: an idempotencyKey is 1 to 64 letters, digits, - and _; another is refused by name, nothing written', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  for (const key of ['', 'k'.repeat(65), 'a key', "x'; drop table webhooks.webhooks; --", 'ключ']) {
+    const refused = await createOnce(token, { idempotencyKey: key });
+    t.like(refused.errors?.[0].extensions, { code: '22023', constraint: 'idempotency_key_invalid', column: 'idempotency_key' }, key);
+  }
+  t.is((await webhooksOf(company.id)).length, 0);
+  t.is((await createOnce(token, { idempotencyKey: 'k'.repeat(64) })).errors, undefined);
+});
+
+test('createWebhook: a key is kept 24 hours; maintenance forgets it after, and the key makes a new webhook then', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const key = 'kept-a-day';
+  const first = await createOnce(token, { idempotencyKey: key });
+  await db().pool.query(
+    `update webhooks_private.create_requests set made_at = now() - interval '24 hours 1 second' where company_id = $1`, [company.id]);
+  const later = await createOnce(token, { idempotencyKey: key, name: 'a day later' });
+  t.is(later.errors, undefined, 'an expired key is not held against other input');
+  t.not(later.data.createWebhook.result.webhook.id, first.data.createWebhook.result.webhook.id);
+  await db().pool.query(
+    `update webhooks_private.create_requests set made_at = now() - interval '25 hours' where company_id = $1`, [company.id]);
+  const { rows: [{ n }] } = await db().pool.query('select webhooks.forget_create_requests() as n');
+  t.true(n >= 1);
+  t.is((await db().pool.query('select count(*)::int as n from webhooks_private.create_requests where company_id = $1', [company.id])).rows[0].n, 0);
+});
+
+test('createWebhook takes the delivery settings with the webhook, in one transaction: one refused makes no webhook at all', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const token = await adminOf(company.id);
+  const refused = await createOnce(token, { maxInFlight: 4, rateLimit: 20_000 });
+  t.like(refused.errors?.[0].extensions, { constraint: 'webhook_rate_limit_range', column: 'rate_limit' });
+  const window = await createOnce(token, { coalesceWindow: { hours: 2 } });
+  t.like(window.errors?.[0].extensions, { constraint: 'webhooks_coalesce_window_range', column: 'coalesce_window' });
+  t.deepEqual(await webhooksOf(company.id), []);
+  const { rows: [{ n: audited }] } = await db().pool.query('select count(*)::int as n from webhooks.audit_log where company_id = $1', [company.id]);
+  t.is(audited, 0);
+
+  const made = await createOnce(token, { maxInFlight: 4, rateLimit: 20, coalesceWindow: { seconds: 90 }, ordered: true });
+  t.is(made.errors, undefined);
+  t.like(made.data.createWebhook.result.webhook, { maxInFlight: 4, rateLimit: 20, ordered: true, coalesceWindow: { minutes: 1, seconds: 30 } });
+  t.like((await webhooksOf(company.id))[0], { max_in_flight: 4, rate_limit: 20, ordered: true });
+});
+
 test('replayDelivery refuses by name a delivery never sent for its payload\'s size', async (t) => {
   const f = make();
   const company = await f.company();
