@@ -545,20 +545,37 @@ const WEBHOOK_FIELDS = 'id name url fields actions statusId userId ignoreSources
 
 const CREATE = /* GraphQL */ `
   mutation Create($name: String!, $url: String!, $fields: [String]!, $actions: [Action]!, $statusId: BigInt, $userId: BigInt,
-                  $ignoreSources: [String], $watchFields: [String], $conditions: JSON) {
+                  $ignoreSources: [String], $watchFields: [String], $conditions: JSON,
+                  $maxInFlight: Int, $rateLimit: Int, $coalesceWindow: IntervalInput, $ordered: Boolean, $idempotencyKey: String) {
     createWebhook(input: { name: $name, url: $url, fields: $fields, actions: $actions, statusId: $statusId, userId: $userId,
-                           ignoreSources: $ignoreSources, watchFields: $watchFields, conditions: $conditions }) {
+                           ignoreSources: $ignoreSources, watchFields: $watchFields, conditions: $conditions,
+                           maxInFlight: $maxInFlight, rateLimit: $rateLimit, coalesceWindow: $coalesceWindow, ordered: $ordered,
+                           idempotencyKey: $idempotencyKey }) {
       result { secret webhook { ${WEBHOOK_FIELDS} } }
     }
   }
 `;
 
 /**
- * Creates a webhook. setup: { name, url, fields, actions (as in SQL), statusId, userId,
- * ignoreSources, watchFields, conditions (an object, or null for none) }.
+ * A key for one Create and its retries (createWebhook): 32 hex digits, random. Made by
+ * getRandomValues, which pages served over plain http have too (randomUUID is for
+ * secure contexts only).
+ */
+export function newIdempotencyKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Creates a webhook with how its deliveries go, in one request (one transaction: a
+ * delivery setting refused makes no webhook). setup: { name, url, fields, actions (as in
+ * SQL), statusId, userId, ignoreSources, watchFields, conditions (an object, or null for
+ * none) }; delivery: { maxInFlight, rateLimit, coalesceSeconds, ordered } (null: the
+ * default); idempotencyKey: the form's (newIdempotencyKey), the same on each retry, so
+ * that a Create sent again after its answer was lost answers the webhook the first made
+ * (with its secret) instead of making a second.
  * Resolves with { webhook, secret }: the secret is never readable again.
  */
-export async function createWebhook(setup) {
+export async function createWebhook(setup, delivery, idempotencyKey) {
   const data = await graphql(CREATE, {
     name: setup.name,
     url: setup.url,
@@ -569,6 +586,11 @@ export async function createWebhook(setup) {
     ignoreSources: setup.ignoreSources,
     watchFields: setup.watchFields,
     conditions: setup.conditions,
+    maxInFlight: delivery?.maxInFlight ?? null,
+    rateLimit: delivery?.rateLimit ?? null,
+    coalesceWindow: delivery?.coalesceSeconds == null ? null : { seconds: delivery.coalesceSeconds },
+    ordered: delivery?.ordered ?? null,
+    idempotencyKey: idempotencyKey ?? null,
   });
   const { webhook, secret } = data.createWebhook.result;
   return { webhook: { ...webhook, actions: webhook.actions.map(actionName) }, secret };

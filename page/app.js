@@ -13,14 +13,14 @@
 //   #/webhooks/<id>/edit       its edit form
 import {
   ApiError, CHANGED_SINCE_RULE, cancelBackfill, createWebhook, deleteWebhook, fetchAttempts, fetchAuditLog, fetchBackfillContactsCount, fetchBackfills, fetchSetupFacts,
-  fetchFiring, fetchHistory, fetchHistoryCount, fetchNames, fetchReport, fetchWebhook, fetchWebhookToEdit, replayDelivery, rotateSecret,
+  fetchFiring, fetchHistory, fetchHistoryCount, fetchNames, fetchReport, fetchWebhook, fetchWebhookToEdit, newIdempotencyKey, replayDelivery, rotateSecret,
   saveDeliverySettings, searchChoices, sendTest, session, setWebhookEnabled, startBackfill, updateWebhook,
 } from './api.js';
 import { h, replace, setText } from './dom.js';
 import {
   CHOOSE_AGAIN, CONTACT_ACTIONS, DEFAULT_PRESET, PRESETS, STATUS_ACTIONS, USER_ACTION, WATCHED_ACTIONS, actionWords, auditWords, backfillWords,
   conditionsText, deliverySettingsOf, failingLines, fieldLabel, formatCount, formatDate, formatStart, formatTime, inspectToken, isTest, nextTry,
-  outcomeWords, parseConditions, presetDays, rangeInstants, rangeWords, sameDeliverySettings, setupProblems, sourceList, triggerLines,
+  outcomeWords, parseConditions, presetDays, rangeInstants, rangeWords, setupProblems, sourceList, triggerLines,
   characterCount, urlProblem,
 } from './format.js';
 
@@ -67,12 +67,6 @@ let historyPageSize = PAGE_SIZE;
 let historyDepthLimit = null;
 /** Bumped on every load, so that a slow, outdated answer never overwrites a newer one. */
 let generation = 0;
-/**
- * What a Create left unsaid when its token was found expired or refused after the webhook
- * was made ({ companyId, text }: its delivery settings not saved): said after the next
- * sign-in of that company, as the sign-in screen wipes every message before it.
- */
-let afterSignIn = null;
 /** A secret just issued ({ webhookId, secret, note }), shown once on that webhook's page. */
 let issuedSecret = null;
 /** A message set just before a change of view, kept across it. */
@@ -306,15 +300,11 @@ async function signIn(event) {
   }
   session.save(seen.token);
   $('token').value = '';
-  const note = afterSignIn;
-  afterSignIn = null;
   await render();
-  if (note && String(note.companyId) === String(seen.claims?.company_id) && !$('app').hidden) flash(note.text);
 }
 
 function signOut() {
   unsentForm = null;
-  afterSignIn = null;
   session.clear();
   location.hash = '#/';
   showSignIn();
@@ -1799,6 +1789,9 @@ function setupForm({ webhook, fields, delivery, bounds }) {
       h('button', { type: 'submit', class: 'primary', id: 'setup-submit' }, editing ? 'Save changes' : 'Create webhook'),
       h('a', { href: editing ? historyHash(webhook.id) : '#/', id: 'setup-cancel' }, 'Cancel')),
   );
+  // a new webhook's form makes its Create key once: kept until the form is saved, for
+  // each Create of it (Try again after an answer lost), never another form's
+  if (!editing) form.idempotencyKey = newIdempotencyKey();
   syncPickers(form);
   form.addEventListener('change', (event) => {
     if (event.target.name === 'action') syncPickers(form);
@@ -1896,27 +1889,11 @@ async function submitSetup(form, webhook, bounds) {
       keepFlash = true;
       location.hash = historyHash(webhook.id);
     } else {
-      const created = await createWebhook(setup);
-      holdSecret(created.webhook.id, created.secret, `The secret of "${created.webhook.name}".`);
-      // the webhook exists from here on, so a refusal of its delivery settings does
-      // not keep the admin on the form (with a second Create to press)
-      const refused = sameDeliverySettings(delivery, DEFAULT_DELIVERY) ? null
-        : await saveDeliverySettings(created.webhook.id, delivery, DEFAULT_DELIVERY).then(() => null, (error) => error);
-      if (isSuperseded(refused)) return;
-      if (refused && isTokenError(refused)) {
-        // (the sign-in that follows wipes the page's messages: said again after it)
-        afterSignIn = {
-          companyId: inspectToken(session.token()).claims?.company_id,
-          text: `Created · ${created.webhook.name}, with the default delivery settings: its own were not saved, ` +
-            `the token ${refused.kind === 'expired' ? 'having expired' : 'being refused'}. Edit it to set them again.`,
-        };
-      }
-      if (refused) {
-        flash(`Created · ${created.webhook.name}, with the default delivery settings: ${refused.message}`);
-        keepFlash = true;
-        location.hash = historyHash(created.webhook.id);
-        return;
-      }
+      // (the form's key, made with it: a Create sent again, Try again after an answer
+      // lost, answers the webhook the first made rather than making a second)
+      const created = await createWebhook(setup, delivery, form.idempotencyKey);
+      // (none: answered again after its secret was rotated, which showed the new one)
+      if (created.secret) holdSecret(created.webhook.id, created.secret, `The secret of "${created.webhook.name}".`);
       flash(`Created · ${created.webhook.name}`);
       keepFlash = true;
       location.hash = historyHash(created.webhook.id);
@@ -1938,11 +1915,21 @@ async function submitSetup(form, webhook, bounds) {
       return;
     }
     // a Create without its answer (none in time, a connection dropped, a proxy's 502)
-    // may have made the webhook all the same: sent again, it made a second. No Try
-    // again, then: the admin is told where to look first (the form stays as typed)
+    // may have made the webhook all the same: sent again under the form's key, it
+    // answers that one, so Try again is safe (the form stays as typed)
     if (!webhook && error instanceof ApiError && ['no-answer', 'network', 'server'].includes(error.kind)) {
-      showError(`${error.message} The webhook may have been created all the same: look for "${setup.name.trim()}" ` +
-        'in the list of webhooks before you press Create again, which would make a second one.');
+      handleError(new ApiError(error.kind, `${error.message} The webhook may have been created all the same: ` +
+        'Try again answers it if so, and makes it if not (never a second one).'), () => form.requestSubmit());
+      return;
+    }
+    // the form's key was sent before with what the form had then: changed since, a
+    // Create under it is refused, and that first Create may have made the webhook. Said
+    // so; the form takes a new key, so that Create, pressed again once the admin has
+    // looked, makes the webhook as the form has it now
+    if (!webhook && error instanceof ApiError && error.rule === 'idempotency_key_reused') {
+      form.idempotencyKey = newIdempotencyKey();
+      showError('Not created: this form was sent before with other settings, and that Create may have made the webhook. ' +
+        'Look for it in the list of webhooks: Create again makes another, as the form is now.');
       return;
     }
     // (the form stays as typed: Try again sends it as it is then)

@@ -441,12 +441,6 @@ export function deliverySettingsOf(delivery) {
   };
 }
 
-/** Whether two delivery settings (deliverySettingsOf's shape) say the same. */
-export function sameDeliverySettings(a, b) {
-  return a.maxInFlight === b.maxInFlight && a.rateLimit === b.rateLimit
-    && a.coalesceSeconds === b.coalesceSeconds && a.ordered === b.ordered;
-}
-
 // ---- the history of changes ----------------------------------------------------
 
 const SETTING_WORDS = {

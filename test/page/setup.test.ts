@@ -364,12 +364,66 @@ browserTest('Save over a change another admin made since the form opened: refuse
   await page.close();
 });
 
-browserTest('a Create whose answer is lost (a proxy\'s 502 after the server made the webhook) says to look for it before creating it again, and offers no Try again that would make a second', async (t) => {
+browserTest('a Create whose answer is lost (a proxy\'s 502 after the server made the webhook) offers Try again, which answers the webhook made, with its secret: one webhook, not two', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
   const page = await signedIn(company.id);
+  const creates: string[] = [];
   await page.route('**/graphql', async (route) => {
-    if (route.request().postData()?.includes('mutation Create(')) {
+    const body = route.request().postData() ?? '';
+    if (body.includes('mutation Create(')) {
+      creates.push(JSON.parse(body).variables.idempotencyKey);
+      if (creates.length === 1) {
+        await route.fetch();
+        await route.fulfill({ status: 502, contentType: 'text/html', body: '<html><body>Bad Gateway</body></html>' });
+        return;
+      }
+    }
+    await route.fallback();
+  });
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.fill('#setup-name', 'Letters');
+  await page.fill('#setup-url', 'https://letters.example.com/in');
+  await page.check('input[name=action][value="contact.created"]');
+  await page.click('#setup-submit');
+  await untilText(page, '#error', /^The server could not answer \(HTTP 502/);
+  t.is(await page.textContent('#error'), 'The server could not answer (HTTP 502 Bad Gateway). Try again in a moment. ' +
+    'The webhook may have been created all the same: Try again answers it if so, and makes it if not (never a second one). Try again');
+  const made = async () => (await database.pool.query('select id from webhooks.webhooks where company_id = $1', [company.id])).rows;
+  t.is((await made()).length, 1, 'made, its answer lost');
+  t.is(await page.inputValue('#setup-name'), 'Letters', 'the form as typed');
+  await page.click('#error button.try-again');
+  await untilText(page, '#flash', 'Created · Letters');
+  t.is((await made()).length, 1, 'one webhook, not two');
+  t.is(creates.length, 2);
+  t.regex(creates[0]!, /^[0-9a-f]{32}$/);
+  t.is(creates[1], creates[0], 'the same key, made once for the form');
+  await page.waitForSelector('#secret-panel:not([hidden])');
+  t.true((await page.textContent('#secret-panel'))!.includes(await storedSecret((await made())[0].id)), 'the secret the lost answer carried');
+
+  // a new form, a new key: Create again makes another webhook
+  await page.click('#new-webhook');
+  await page.waitForSelector('#setup-form');
+  await page.fill('#setup-name', 'Letters');
+  await page.fill('#setup-url', 'https://letters.example.com/in');
+  await page.check('input[name=action][value="contact.created"]');
+  await page.click('#setup-submit');
+  await untilText(page, '#flash', 'Created · Letters');
+  t.is((await made()).length, 2);
+  t.not(creates[2], creates[0]);
+  t.deepEqual(problemsOf(page).filter((problem) => !/status of 502/.test(problem)), []);
+  await page.close();
+});
+
+browserTest('a form changed after a Create whose answer was lost is refused under its key, said so, and Create again then makes the webhook as the form is now', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const page = await signedIn(company.id);
+  let lost = true;
+  await page.route('**/graphql', async (route) => {
+    if (lost && route.request().postData()?.includes('mutation Create(')) {
+      lost = false;
       await route.fetch();
       await route.fulfill({ status: 502, contentType: 'text/html', body: '<html><body>Bad Gateway</body></html>' });
       return;
@@ -383,24 +437,35 @@ browserTest('a Create whose answer is lost (a proxy\'s 502 after the server made
   await page.check('input[name=action][value="contact.created"]');
   await page.click('#setup-submit');
   await untilText(page, '#error', /^The server could not answer \(HTTP 502/);
-  t.is(await page.textContent('#error'), 'The server could not answer (HTTP 502 Bad Gateway). Try again in a moment. ' +
-    'The webhook may have been created all the same: look for "Letters" in the list of webhooks before you press Create again, which would make a second one.');
-  t.is(await page.locator('#error .try-again').count(), 0, 'no Try again that sends the form again');
-  t.is((await database.pool.query('select count(*)::int as n from webhooks.webhooks where company_id = $1', [company.id])).rows[0].n, 1);
-  t.is(await page.inputValue('#setup-name'), 'Letters', 'the form as typed');
+  const names = async () => (await database.pool.query('select name from webhooks.webhooks where company_id = $1 order by id', [company.id])).rows.map((row) => row.name);
+  await page.fill('#setup-name', 'Letters by hand');
+  await page.click('#setup-submit');
+  await untilText(page, '#error', /^Not created: this form was sent before with other settings/);
+  t.is(await page.textContent('#error'), 'Not created: this form was sent before with other settings, and that Create may have made the webhook. ' +
+    'Look for it in the list of webhooks: Create again makes another, as the form is now.');
+  t.deepEqual(await names(), ['Letters']);
+  await page.click('#setup-submit');
+  await untilText(page, '#flash', 'Created · Letters by hand');
+  t.deepEqual(await names(), ['Letters', 'Letters by hand']);
+  t.deepEqual(problemsOf(page).filter((problem) => !/status of 502/.test(problem)), []);
   await page.close();
 });
 
-browserTest('a Create whose delivery settings meet a token that expired after the webhook was made says so after the next sign-in, not only before it', async (t) => {
+browserTest('a Create sends its delivery settings with it, in one request: the API\'s refusal of one makes no webhook at all', async (t) => {
   const f = factories(database.pool);
   const company = await f.company();
   const page = await signedIn(company.id);
-  const expired = await expiredToken(api.jwtSecret, company.id);
-  // the webhook is made; the token expires before its delivery settings are sent
+  const sent: string[] = [];
+  // the form checks the boxes as the API does: a rate the API refuses is put in the
+  // request on its way, as a page older or newer than the API would send it
+  let tamper = true;
   await page.route('**/graphql', async (route) => {
-    if (route.request().postData()?.includes('SaveLimits')) {
-      await page.evaluate((token) => sessionStorage.setItem('bpd-webhooks.token', token), expired);
-      await route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ errors: [{ message: '"exp" claim timestamp check failed', extensions: { code: 'UNAUTHENTICATED', claim: 'exp' } }] }) });
+    const body = route.request().postData() ?? '';
+    const name = /(?:mutation|query) (\w+)/.exec(body)?.[1];
+    if (name) sent.push(name);
+    if (tamper && name === 'Create') {
+      const request = JSON.parse(body);
+      await route.continue({ postData: JSON.stringify({ ...request, variables: { ...request.variables, rateLimit: 20_000 } }) });
       return;
     }
     await route.fallback();
@@ -410,15 +475,25 @@ browserTest('a Create whose delivery settings meet a token that expired after th
   await page.fill('#setup-name', 'Paced');
   await page.fill('#setup-url', 'https://paced.example.com/in');
   await page.check('input[name=action][value="contact.created"]');
+  await page.fill('#setup-max-in-flight', '3');
   await page.fill('#setup-rate-limit', '5');
+  await page.fill('#setup-coalesce', '60');
+  sent.length = 0;
   await page.click('#setup-submit');
-  await untilText(page, '#sign-in-error', /^This token expired on /);
-  const made = (await database.pool.query('select id, rate_limit from webhooks.webhooks where company_id = $1', [company.id])).rows;
-  t.deepEqual(made.map((row) => row.rate_limit), [null], 'made, with the defaults');
-  await page.unroute('**/graphql');
-  await signIn(page, await api.token(company.id, 'webhook_admin', 'jane.admin@purple.example'));
-  await untilText(page, '#flash', 'Created · Paced, with the default delivery settings: its own were not saved, the token having expired. Edit it to set them again.');
-  t.deepEqual(problemsOf(page).filter((problem) => !/status of 401/.test(problem)), []);
+  await untilText(page, '#error-rate_limit', /^rate_limit must be from 1 to 10000 requests per second/);
+  const made = async () => (await database.pool.query(
+    `select name, max_in_flight, rate_limit, extract(epoch from coalesce_window)::int as coalesce_seconds, ordered
+     from webhooks.webhooks where company_id = $1`, [company.id])).rows;
+  t.deepEqual(await made(), [], 'no webhook with the defaults: none at all');
+  t.deepEqual(sent, ['Create']);
+  tamper = false;
+  sent.length = 0;
+  await page.click('#setup-submit');
+  await untilText(page, '#flash', 'Created · Paced');
+  t.is(sent[0], 'Create');
+  t.false(sent.includes('SaveLimits') || sent.includes('SaveDelivery'), 'no second request for the delivery settings');
+  t.deepEqual(await made(), [{ name: 'Paced', max_in_flight: 3, rate_limit: 5, coalesce_seconds: 60, ordered: false }]);
+  t.deepEqual(problemsOf(page), []);
   await page.close();
 });
 
