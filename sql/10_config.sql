@@ -827,7 +827,7 @@ create trigger _500_sync_subscriptions
   for each row execute function webhooks_private.tg_webhooks__sync_subscriptions();
 -- (a deleted webhook's subscriptions go with it: ON DELETE CASCADE)
 
--- Each URL a webhook has had, once (webhooks_private.webhook_urls, migration 0122):
+-- Each URL a webhook has had, once (webhooks_private.webhook_urls, migration 0108):
 -- the settle names an attempt's URL by its id (webhooks.delivery_attempts.url_id,
 -- sql/30_delivery.sql), so that the history still tells the old URL's attempts after
 -- a change. A URL had again keeps its id. (A deleted webhook's go with it: ON DELETE

@@ -7,7 +7,7 @@
 -- second of the revocation is refused too), or one token by its id (jti). An admin
 -- revokes their own company's (webhooks.revoke_tokens, GraphQL revokeTokens); an
 -- operator any company's, or one token (`npm run token -- --revoke …`, as the owner).
--- The rows are migration 0116's.
+-- The rows are migration 0109's.
 
 -- private: the most revocations by subject or by id a company holds at once. A
 -- revocation of every token of the company replaces those it covers, and one by id
