@@ -398,6 +398,23 @@ begin
     -- (held_due: the time it had, if a claim put it off while an
     -- earlier delivery of an ordered webhook was in its way)
     and coalesce(w.held_due, w.next_attempt_at) > now()
+    -- the contact's latest message of this action not in flight only: merged into an
+    -- earlier one, a later change went out in a message sent before one of older
+    -- values, and the receiver applied the older values last. Two of them wait when a
+    -- merge was refused for its size: until 2026-12-07 every later change tried the
+    -- earliest, was refused too, and went alone, a message a change for the rest of
+    -- the window; a smaller one merged there, ahead of the older values
+    -- (test/sql/payload-limit.test.ts). One probe of the queue's index of rows not
+    -- in flight; a later one held by another transaction keeps this one too (the
+    -- change goes alone, in order). A change of id asks it of the messages its move
+    -- brought (the other contact's of a swap are not its own), by history's key.
+    and not exists (select 1 from webhooks.delivery_queue l
+                    where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
+                      and l.locked_by is null and l.delivery_id > w.delivery_id and l.action = p_action
+                      and (v_previous is null
+                           or exists (select 1 from webhooks.delivery_history h
+                                      where h.id = l.delivery_id and h.created_at = l.created_at
+                                        and h.contact_id = v_previous)))
     -- an ordered webhook's: the contact's latest message only. Merged
     -- into one before a save (an update) of the contact still waiting
     -- its turn, a later change went before it, and the receiver
@@ -413,7 +430,7 @@ begin
                   or exists (select 1 from webhooks.delivery_queue l
                              where l.webhook_id = p_webhook_id and l.contact_id = p_contact_id
                                and l.locked_by is not null and l.delivery_id > w.delivery_id)))
-  order by w.delivery_id
+  order by w.delivery_id desc
   limit 1
   for update skip locked;
   if not found then

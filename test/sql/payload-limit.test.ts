@@ -404,3 +404,49 @@ test('a relay\'s byte budget: each company gets its share of it, one that holds 
   // b (its share, 87,500, would allow two) and none of a
   t.deepEqual(await claim(200_000, 130_000), { b: 1 });
 });
+
+// A change refused a merge for its size goes as a message of its own: the contact's
+// later changes in the window merge into that newest message, not into the earlier
+// one, which would take them only to be sent first with the newer values. Until
+// 2026-12-07 each later change tried the earliest message alone, was refused again
+// and went alone too: a message for every change, the window's promise broken.
+test('after a merge refused for size, later changes merge into the newest waiting message, in order', async (t) => {
+  const f = make();
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city', 'custom'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const limit = 100_000;
+  const limited = `set local webhooks.max_payload_bytes = '${limit}'`;
+  const update = (contactId: string, column: string, value: string | null) =>
+    inTransaction(db().pool, limited, (c) => c.query(`update crm.contacts set ${column} = $2 where id = $1`, [contactId, value]));
+  const bytesOf = async (id: string) => (await db().pool.query(
+    'select pg_column_size(payload::text::jsonb) as bytes from webhooks.deliveries where id = $1', [id])).rows[0].bytes as number;
+
+  // how far a change of first_name (the largest changed_fields here) is from the limit
+  const probe = await f.contact(company.id, { city: 'Boston', custom: customOf(90_000) });
+  await update(probe.id, 'first_name', 'P');
+  const [measured] = await deliveriesOf(db().pool, [hook.id]);
+  const k = 90_000 + limit - (await bytesOf(measured.id)) - 1;
+
+  const contact = await f.contact(company.id, { city: 'Boston', custom: customOf(k) });
+  await update(contact.id, 'first_name', 'A'); // waits: changed_fields [first_name], at the edge
+  await update(contact.id, 'city', 'Denver'); // merged it would pass the limit: alone
+  await update(contact.id, 'city', 'Austin'); // fits the newest: merges there
+  await update(contact.id, 'city', 'Dallas');
+
+  const rows = (await deliveriesOf(db().pool, [hook.id])).filter((r) => r.contact_id === contact.id);
+  t.deepEqual(rows.map((r) => [r.state, r.payload.data.contact.city, r.payload.data.merged, r.payload.data.changed_fields]), [
+    ['pending', 'Boston', 1, ['first_name']],
+    ['pending', 'Dallas', 3, ['city']],
+  ]);
+  for (const r of rows) t.true(await bytesOf(r.id) <= limit);
+
+  // a change small enough for the earliest merges into the newest all the same: the
+  // earliest, sent first, would carry it ahead of the values of the one after
+  await update(contact.id, 'custom', customOf(1_000));
+  const after = (await deliveriesOf(db().pool, [hook.id])).filter((r) => r.contact_id === contact.id);
+  t.deepEqual(after.map((r) => [r.payload.data.contact.city, r.payload.data.contact.custom.notes.length, r.payload.data.merged]), [
+    ['Boston', k, 1],
+    ['Dallas', 1_000, 4],
+  ]);
+});
