@@ -1267,10 +1267,12 @@ end;
 $$;
 
 -- private (the delete trigger's): a contact deleted, its updates and saves still
--- waiting out a coalesce window on its owner's webhooks go now (as in
+-- waiting out a coalesce window on the webhooks of the companies that heard of it
+-- (p_company_ids: its owner, the companies of its assigned users) go now (as in
 -- bring_forward_waiting: any other change of a contact ends their wait); how many.
 -- Rows a claim holds are passed over.
-create or replace function webhooks_private.waits_of_gone_ended(p_contact_id bigint, p_company_id bigint)
+drop function if exists webhooks_private.waits_of_gone_ended(bigint, bigint);
+create or replace function webhooks_private.waits_of_gone_ended(p_contact_id bigint, p_company_ids bigint[])
 returns integer
 language sql
 as $$
@@ -1282,7 +1284,7 @@ as $$
                      from webhooks.delivery_queue w
                      where w.webhook_id = any (array(select distinct s.webhook_id from webhooks_private.subscriptions s
                                                      where s.action in ('contact.updated', 'contact.saved')
-                                                       and s.company_id = p_company_id and s.coalesce_window is not null))
+                                                       and s.company_id = any (p_company_ids) and s.coalesce_window is not null))
                        and w.contact_id = p_contact_id
                        and w.locked_by is null and w.action in ('contact.updated', 'contact.saved')
                        and w.attempts = 0 and coalesce(w.held_due, w.next_attempt_at) > now()
@@ -1297,7 +1299,8 @@ $$;
 -- overtook leaves them waiting rather than fail (the block's subtransaction for such
 -- a writer alone, as in enqueue: a delete of thousands in one transaction would
 -- overflow each backend's cache of them).
-create or replace function webhooks_private.end_waits_of_gone(p_contact_id bigint, p_company_id bigint)
+drop function if exists webhooks_private.end_waits_of_gone(bigint, bigint);
+create or replace function webhooks_private.end_waits_of_gone(p_contact_id bigint, p_company_ids bigint[])
 returns void
 language plpgsql
 as $$
@@ -1306,10 +1309,10 @@ declare
   v_notified boolean;
 begin
   if current_setting('transaction_isolation') = 'read committed' then
-    v_ended := webhooks_private.waits_of_gone_ended(p_contact_id, p_company_id);
+    v_ended := webhooks_private.waits_of_gone_ended(p_contact_id, p_company_ids);
   else
     begin
-      v_ended := webhooks_private.waits_of_gone_ended(p_contact_id, p_company_id);
+      v_ended := webhooks_private.waits_of_gone_ended(p_contact_id, p_company_ids);
     exception when serialization_failure then
       null;
     end;
@@ -1354,17 +1357,27 @@ begin
   -- (a contact gone has no firsts to come: its rows of first_assignments go too, one
   -- probe of that table's key)
   delete from webhooks_private.first_assignments f where f.contact_id = old.id;
-  -- (its updates waiting out a coalesce window on its owner's webhooks go now, as
-  -- captured: nothing of the contact is to come, and a contact given its id later (a
+  -- (its updates waiting out a coalesce window go now, as captured, on the webhooks
+  -- of every company that heard of it, its owner and the companies of its assigned
+  -- users: nothing of the contact is to come, and a contact given its id later (a
   -- reload with the old ids, a sequence reset) had its first update merged into the
   -- old one's message, on a webhook that hears no delete, whose delete ends no wait
-  -- (until 2026-12-07; test/sql/coalesce-writers.test.ts). A new contact is a new
-  -- message. One probe of the subscriptions' key a delete; the queue only for a
-  -- webhook with a window.)
+  -- (until 2026-12-07, and on another company's webhook until the same day;
+  -- test/sql/coalesce-writers.test.ts). A new contact is a new message. One probe of
+  -- the subscriptions' key and one of the contact's assignments a delete (the join
+  -- only for a contact assigned); the queue only for a webhook with a window.)
   if exists (select 1 from webhooks_private.subscriptions s
              where s.action in ('contact.updated', 'contact.saved') and s.company_id = old.company_id
-               and s.coalesce_window is not null) then
-    perform webhooks_private.end_waits_of_gone(old.id, old.company_id);
+               and s.coalesce_window is not null)
+     or (exists (select 1 from crm.contact_assignments a where a.contact_id = old.id)
+         and exists (select 1
+                     from crm.contact_assignments a
+                     join crm.users u on u.id = a.user_id
+                     join webhooks_private.subscriptions s
+                       on s.action in ('contact.updated', 'contact.saved') and s.company_id = u.company_id
+                      and s.coalesce_window is not null
+                     where a.contact_id = old.id)) then
+    perform webhooks_private.end_waits_of_gone(old.id, webhooks_private.companies_concerned(old.company_id, array[old.id]));
   end if;
   if webhooks_private.contact_wanted('contact.deleted', old.id, old.company_id) then
     v_webhooks := webhooks_private.capture('contact.deleted',

@@ -252,3 +252,37 @@ test('a contact deleted, and its id given to a new contact (a reload, a sequence
     { named: gone.id, city: 'Elko', merged: 1, due: false },
   ]);
 });
+
+// The companies that hear a contact are its owner and the companies of its assigned
+// users: a delete ends the waits on all their webhooks, not its owner's alone. Until
+// 2026-12-07 another company's update still waited, and a contact given the old id
+// and assigned to that company's user again had its update merged into the old
+// contact's message: the old change replaced by the new one's.
+test('a contact deleted ends the waits on the webhooks of the companies of its assigned users too: its id given again merges into nothing of theirs', async (t) => {
+  const f = factories(db().pool);
+  const owner = await f.company();
+  const other = await f.company();
+  const agent = await f.user(other.id);
+  // hears updates alone: the delete writes nothing for it
+  const hook = await f.webhook({ companyId: other.id, actions: ['contact.updated'], fields: ['city'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const assign = (id: string) =>
+    db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [id, agent.id]);
+  const gone = await f.contact(owner.id, { city: 'Boston' });
+  await assign(gone.id);
+  await db().pool.query("update crm.contacts set city = 'Austin' where id = $1", [gone.id]);
+  await db().pool.query('delete from crm.contacts where id = $1', [gone.id]);
+  await db().pool.query(`insert into crm.contacts (id, company_id, first_name, city) values ($1, $2, 'Again', 'Reno')`,
+    [gone.id, owner.id]);
+  await assign(gone.id);
+  await db().pool.query("update crm.contacts set city = 'Elko' where id = $1", [gone.id]);
+  const { rows } = await db().pool.query(
+    `select d.contact_id::text as named, d.payload->'data'->'contact'->>'city' as city, d.payload->'data'->'merged' as merged,
+            q.next_attempt_at <= now() as due
+     from webhooks.deliveries d join webhooks.delivery_queue q on q.delivery_id = d.id
+     where d.webhook_id = $1 order by d.id`, [hook.id]);
+  t.deepEqual(rows, [
+    { named: gone.id, city: 'Austin', merged: 1, due: true },
+    { named: gone.id, city: 'Elko', merged: 1, due: false },
+  ]);
+});
