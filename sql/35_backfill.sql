@@ -113,6 +113,21 @@ as $$
   select interval '250 milliseconds';
 $$;
 
+-- private: the most contacts an ordered webhook's batch locks (FOR SHARE, below), and
+-- so writes, a step. A CRM writer of one of them waits for the step's commit: the
+-- batch, at most four times the webhook's max_in_flight (128), held them through its
+-- snapshots' writes and every other backfill the step served after it, and a writer
+-- just ahead of the walk waited up to 0.8 s (until 2026-12-07; 128 to 212 contacts
+-- locked a step, test/sql/backfill-locks.test.ts). A claim's worth at the default
+-- max_in_flight: the step writes as many as the relay sends at once.
+create or replace function webhooks_private.backfill_locked_batch()
+returns integer
+language sql
+immutable
+as $$
+  select 32;
+$$;
+
 -- private: the ids of the contacts a backfill of the company examines after p_after,
 -- in id order, at most p_limit: those of the company, and those assigned to one of its
 -- users. Each side reads one index range. (A SQL function its callers' plans take in.)
@@ -584,6 +599,11 @@ begin
     return;
   end if;
   v_batch := least(v_batch, v_room);
+  -- (an ordered webhook's batch locks its contacts until the step commits: a few of
+  -- them, backfill_locked_batch; the step ends after it, backfill_step_waiting)
+  if v_webhook.ordered then
+    v_batch := least(v_batch, webhooks_private.backfill_locked_batch());
+  end if;
 
   if p_backfill.total is null then
     perform webhooks_private.backfill_count(p_backfill, v_webhook);
@@ -946,6 +966,15 @@ begin
     continue when v_batch is null;
     written := written + v_batch;
     v_served := v_served + 1;
+    -- (an ordered webhook's batch holds its contacts locked until the step commits: it
+    -- is the step's last, and the backfills after it are the next step's, at once.
+    -- Until 2026-12-07 its locks were held through every other batch the step wrote
+    -- after it: test/sql/backfill-locks.test.ts.)
+    if (select w.ordered from webhooks.webhooks w where w.id = v_backfill.webhook_id) then
+      more := exists (select 1 from webhooks.backfills b
+                      where b.state = 'running' and b.id <> all (v_visited) and p_only is null);
+      exit;
+    end if;
     -- (a step is one transaction: an ordered webhook's batch holds its contacts, a
     -- contact of another company shared with it among them, until the step commits.
     -- Each batch ends at backfill_batch_time, and so does the step, the backfills left
