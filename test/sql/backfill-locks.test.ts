@@ -29,13 +29,13 @@ test.serial('an ordered webhook\'s step locks at most a small batch of contacts,
   const f = factories(db().pool);
   const company = await f.company();
   await contactsOf(company.id, 2_000);
-  const hooks = [];
+  const hooks: { id: string }[] = [];
   for (let i = 0; i < 2; i++) {
     const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['first_name', 'city'] });
     await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
     hooks.push(hook);
   }
-  const backfills = [];
+  const backfills: string[] = [];
   for (const hook of hooks) backfills.push((await db().pool.query('select webhooks.backfill($1) as id', [hook.id])).rows[0].id as string);
   const { rows: [{ bound }] } = await db().pool.query('select webhooks_private.backfill_locked_batch() as bound');
 
