@@ -82,6 +82,15 @@ export interface MaintainOptions {
   lockWaitMs?: number;
 }
 
+/**
+ * The options `env` sets for a maintain, read by `npm run maintain` and by `npm start`'s
+ * hourly maintain alike: MAINTAIN_LOCK_WAIT_MS (until 2026-12-07 npm start did not read
+ * it). A value not a whole number of ms is refused, naming it.
+ */
+export function maintainSettings(env = process.env): Required<Pick<MaintainOptions, 'lockWaitMs'>> {
+  return { lockWaitMs: runLockWaitMs('maintain', env) };
+}
+
 export async function maintain(
   databaseUrl: string,
   log: (line: string) => void = () => {},
@@ -494,14 +503,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.error(databaseUrlRefusal(url));
     process.exit(2);
   }
-  let lockWaitMs: number;
+  let settings: ReturnType<typeof maintainSettings>;
   try {
-    lockWaitMs = runLockWaitMs('maintain');
+    settings = maintainSettings();
   } catch (error) {
     console.error((error as Error).message);
     process.exit(2);
   }
-  const result = await maintain(url, (line) => console.log(line), { lockWaitMs }).catch((error: Error) => {
+  const result = await maintain(url, (line) => console.log(line), settings).catch((error: Error) => {
     // its sentence says what happened and what to do; a stack would bury it
     console.error(error instanceof RunLockBusy
       ? error.message

@@ -113,6 +113,16 @@ export const ANSWER_SILENCE_SETTING = 'MIGRATE_ANSWER_SILENCE_MS';
  */
 const ANSWER_SILENCE_MOST_MS = 2_147_483_647;
 
+/**
+ * The options `env` sets for a migrate, read by `npm run migrate` and by `npm start`'s
+ * migrate alike: MIGRATE_ANSWER_SILENCE_MS, MIGRATE_LOCK_WAIT_MS (until 2026-12-07 npm
+ * start read neither, and its migrate ran on the defaults). A value not a whole number
+ * of ms is refused, naming it.
+ */
+export function migrateSettings(env = process.env): Required<Pick<MigrateOptions, 'answerSilenceMs' | 'lockWaitMs'>> {
+  return { answerSilenceMs: answerSilenceMs(env), lockWaitMs: runLockWaitMs('migrate', env) };
+}
+
 /** The silence bound `env` sets (ANSWER_SILENCE_SETTING), ANSWER_SILENCE_MS unless set; a value not a whole number of ms is refused, naming it. */
 export function answerSilenceMs(env = process.env): number {
   const value = env[ANSWER_SILENCE_SETTING];
@@ -934,17 +944,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.error(databaseUrlRefusal(url));
     process.exit(2);
   }
-  let silenceMs: number;
-  let lockWaitMs: number;
+  let settings: ReturnType<typeof migrateSettings>;
   try {
-    silenceMs = answerSilenceMs();
-    lockWaitMs = runLockWaitMs('migrate');
+    settings = migrateSettings();
   } catch (error) {
     console.error((error as Error).message);
     process.exit(2);
   }
   try {
-    await migrate(url, (line) => console.log(line), { rollback: rollbackAsked('run migrate'), answerSilenceMs: silenceMs, lockWaitMs });
+    await migrate(url, (line) => console.log(line), { rollback: rollbackAsked('run migrate'), ...settings });
   } catch (error) {
     // its sentences say what happened and what to do; a stack would bury them
     console.error((error as Error).message);

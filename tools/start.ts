@@ -8,8 +8,8 @@ import { DEFAULT_DATABASE, embeddedPort, shownDatabaseUrl } from './database-url
 import { apiAddress, apiUrl as reachedAt } from '../api/address.ts';
 import { ensureDatabase } from './ensure-database.ts';
 import { firstCompany } from './first-company.ts';
-import { migrate, rollbackAsked } from './migrate.ts';
-import { maintain } from './maintain.ts';
+import { migrate, migrateSettings, rollbackAsked } from './migrate.ts';
+import { maintain, maintainSettings } from './maintain.ts';
 import { Supervisor } from './supervisor.ts';
 import { RELAY_NODE_FLAGS } from '../relay/node-flags.ts';
 import { databaseUrlRefusal } from '../relay/database.ts';
@@ -44,9 +44,14 @@ try {
 // The API's port, taken by something else (another npm start, say): the API could
 // only crash and restart, while whatever answers there made this look up. Say so now.
 let address: ReturnType<typeof apiAddress>;
+let migrating: ReturnType<typeof migrateSettings>;
+let maintaining: ReturnType<typeof maintainSettings>;
 try {
-  // (and EMBEDDED_PG_PORT's, before anything starts)
+  // (and EMBEDDED_PG_PORT's, and the settings its migrate and maintain read as npm run
+  // migrate and npm run maintain do, before anything starts)
   address = apiAddress();
+  migrating = migrateSettings();
+  maintaining = maintainSettings();
   if (!process.env.DATABASE_URL) embeddedPort();
   else if (databaseUrlRefusal(process.env.DATABASE_URL)) throw new Error(databaseUrlRefusal(process.env.DATABASE_URL)!);
 } catch (error) {
@@ -72,7 +77,7 @@ const db = await database();
 // tell from an earlier release's (cautious), leaving both to npm run migrate. Its
 // embedded database is this host's alone, and migrated by npm start only: it migrates
 // as npm run migrate does, --rollback included
-await migrate(db.url, (line) => console.log(line), { rollback, cautious: Boolean(process.env.DATABASE_URL) }).catch(async (error: Error) => {
+await migrate(db.url, (line) => console.log(line), { ...migrating, rollback, cautious: Boolean(process.env.DATABASE_URL) }).catch(async (error: Error) => {
   // its sentences say what happened and what to do, as `npm run migrate`'s do: a
   // stack would bury them; and the embedded Postgres is stopped, not left behind
   console.error(error.message);
@@ -127,7 +132,7 @@ supervisor.start();
 const MAINTAIN_EVERY_MS = 60 * 60_000;
 const maintainLog = toolsLogger('maintain');
 const upkeep = () =>
-  maintain(db.url, (line) => maintainLog.info(line)).catch((error) => maintainLog.error({ err: error }, 'outbox upkeep failed; trying again in an hour'));
+  maintain(db.url, (line) => maintainLog.info(line), maintaining).catch((error) => maintainLog.error({ err: error }, 'outbox upkeep failed; trying again in an hour'));
 void upkeep();
 const upkeepTimer = setInterval(() => void upkeep(), MAINTAIN_EVERY_MS);
 upkeepTimer.unref();

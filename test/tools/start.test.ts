@@ -13,7 +13,8 @@ import test from 'ava';
 import { ENGINE_FINGERPRINT } from '../../ops/engine.ts';
 import { freePort } from '../../tools/embedded-postgres.ts';
 import { Supervisor } from '../../tools/supervisor.ts';
-import { createTestDatabase } from '../helpers/db.ts';
+import { createTestDatabase, ownConnection } from '../helpers/db.ts';
+import { MIGRATE_LOCK } from '../../tools/migrate.ts';
 import { factories } from '../helpers/factories.ts';
 import { lines } from '../helpers/lines.ts';
 import { startReceiver } from '../helpers/receiver.ts';
@@ -126,9 +127,14 @@ test('a part that keeps dying is restarted after pauses that double, each crash 
  * lines.
  */
 async function startExpectingStop(t: { teardown: (fn: () => void) => void }, databaseUrl: string, port: number, ...args: string[]) {
+  return startWithEnvExpectingStop(t, databaseUrl, port, {}, ...args);
+}
+
+async function startWithEnvExpectingStop(t: { teardown: (fn: () => void) => void }, databaseUrl: string, port: number,
+                                         env: Record<string, string>, ...args: string[]) {
   const start = spawn(process.execPath, [`${root}tools/start.ts`, ...args], {
     cwd: root,
-    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(port), JWT_SECRET: 'start-test-secret-of-enough-length', RELAY_LOG_LEVEL: 'silent' },
+    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, PORT: String(port), JWT_SECRET: 'start-test-secret-of-enough-length', RELAY_LOG_LEVEL: 'silent', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = lines(start.stdout!);
@@ -189,6 +195,31 @@ test('npm start over a shared database rolled back on purpose to an earlier rele
       'To move it forward again on purpose: npm run migrate',
   ]);
   t.is((await database.pool.query('select fingerprint from webhooks_private.sql_applied')).rows[0].fingerprint, earlier);
+});
+
+// npm start's migrate and hourly maintain read the settings npm run migrate and npm run
+// maintain read (MIGRATE_LOCK_WAIT_MS, MIGRATE_ANSWER_SILENCE_MS, MAINTAIN_LOCK_WAIT_MS):
+// until 2026-12-07 they ran on the defaults, and npm start behind a stuck migrate
+// waited its 5 minutes whatever MIGRATE_LOCK_WAIT_MS said
+test('npm start behind a session holding the migrate lock stops after MIGRATE_LOCK_WAIT_MS, naming the holder, status 1', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  const holder = await ownConnection(database.url, t);
+  const { rows: [{ pid }] } = await holder.query<{ pid: number }>('select pg_advisory_lock($1), pg_backend_pid() as pid', [MIGRATE_LOCK]);
+  const { code, err } = await startWithEnvExpectingStop(t, database.url, await freePort(), { MIGRATE_LOCK_WAIT_MS: '1500' });
+  t.is(code, 1, err.seen.join('\n'));
+  const said = err.seen.filter((line) => line.trim() !== '');
+  t.is(said.length, 1, said.join('\n'));
+  t.regex(said[0] ?? '', new RegExp(`^migrate waited 1500 ms \\(MIGRATE_LOCK_WAIT_MS\\) for another migrate to end, and stopped: nothing was done\\. ` +
+    `The lock \\(advisory key ${MIGRATE_LOCK}\\) is held by server process ${pid} `));
+});
+
+test('npm start with a migrate or maintain setting that is not a whole number of milliseconds starts nothing and names it, status 1', async (t) => {
+  for (const setting of ['MIGRATE_LOCK_WAIT_MS', 'MIGRATE_ANSWER_SILENCE_MS', 'MAINTAIN_LOCK_WAIT_MS']) {
+    const { code, err } = await startWithEnvExpectingStop(t, 'postgres://nowhere.invalid/none', await freePort(), { [setting]: '5s' });
+    t.is(code, 1, setting);
+    t.deepEqual(err.seen.filter((line) => line.trim() !== ''), [`${setting}=5s: not a whole number of milliseconds from 1 to 2147483647`]);
+  }
 });
 
 test('npm start -- --rollback rolls back on purpose, as npm run migrate -- --rollback does (the only way for its embedded database)', async (t) => {
