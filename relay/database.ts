@@ -38,7 +38,7 @@ export function sessionOptions(role: string | null, extra: string[] = []): strin
  * after 3 unanswered, so the server ends the session of a host that died (a crash, a
  * power loss, a network cut, which send no reset) within about a minute, and with it
  * the advisory locks the session held: a relay's RELAY_ID (restarted elsewhere under
- * the same id, it may start then), maintain's run lock. Without them the server
+ * the same id, it may start then), migrate's and maintain's run locks. Without them the server
  * waits for the system's tcp_keepalive_time, two hours unless the host sets it
  * (docs/operations.md, "A host lost"). Over a Unix socket there is no peer to lose,
  * and the server ignores them.
@@ -55,7 +55,7 @@ function serverKeepalives(): string[] {
 
 /**
  * What the relay's own sessions set beside sessionOptions, and `npm run maintain`'s
- * (tools/maintain.ts): the DBA's timeouts for the database or the engine's users are
+ * and `npm run migrate`'s (tools/maintain.ts, tools/migrate.ts): the DBA's timeouts for the database or the engine's users are
  * meant for the CRM's sessions, not for these. A
  * statement_timeout shorter than a claim cut every claim (with 1 ms nothing was ever
  * delivered), and idle_session_timeout closed a sleeping relay's connections, the one

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import { ENGINE_FILES, ENGINE_FINGERPRINT } from '../ops/engine.ts';
-import { databaseUrlRefusal, KEEPALIVE_AFTER_MS } from '../relay/database.ts';
+import { databaseUrlRefusal, ENGINE_SESSION_TIMEOUTS, KEEPALIVE_AFTER_MS } from '../relay/database.ts';
 import { RUN_LOCK_WAIT_MS, runLockWaitMs, takeRunLock } from './run-lock.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -190,8 +190,13 @@ export async function migrate(databaseUrl: string, log: (line: string) => void =
   const dir = options.migrationsDir ?? migrationsDir;
   const silenceMs = options.answerSilenceMs ?? ANSWER_SILENCE_MS;
   // (keepalive: a migration that runs for minutes without a byte either way outlives
-  // the idle timeouts of the NATs and firewalls on its path, as the relay's connections do)
+  // the idle timeouts of the NATs and firewalls on its path, as the relay's connections
+  // do. And the engine's session settings, the server's keepalives among them: this
+  // session holds the migrate lock, and on a host that died without a reset the server
+  // kept it, every later migrate waiting behind it, for the system's tcp_keepalive_time,
+  // two hours unless the host sets it; now about a minute, as for the relay's RELAY_ID)
   const client = new pg.Client({ connectionString: databaseUrl, application_name: 'bpd-webhooks-migrate',
+                                 options: ENGINE_SESSION_TIMEOUTS.join(' '),
                                  connectionTimeoutMillis: silenceMs, keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS });
   // a session ended under it (pg_terminate_backend, a server restart) is said once, by
   // the query that fails, not thrown from an event as well: the process

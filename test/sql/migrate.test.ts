@@ -532,3 +532,28 @@ test('over an install whose capture triggers had their names of before, migrate 
   await migrate(database.url);
   t.deepEqual(await triggers(), ours);
 });
+
+// migrate's own session holds the migrate lock for the whole run: on a host that died
+// (no reset sent) the server kept it, and every later migrate waited behind it, for the
+// system's tcp_keepalive_time (two hours unless the host sets it). It asks for the
+// engine's server keepalives, as the relay's and maintain's sessions do
+// (SERVER_KEEPALIVE, relay/database.ts), and their timeouts, whatever the database sets.
+test('migrate\'s session has the server probe a silent peer after 30 s, every 10 s, 3 times, whatever the database sets', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  await database.pool.query(`alter database ${database.name} set tcp_keepalives_idle = 7200`);
+  await database.pool.query(`alter database ${database.name} set idle_in_transaction_session_timeout = '1h'`);
+  const dir = await mkdtemp(join(tmpdir(), 'bpd-migrations-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  for (const file of await readdir(migrationsDir)) await symlink(join(migrationsDir, file), join(dir, file));
+  // (a migration that says what its session has, in its error)
+  await writeFile(join(dir, '9000_says_its_settings.sql'), `-- Up Migration
+do $$ begin
+  raise exception 'over tcp %, idle %, interval %, count %, idle in transaction %', (inet_server_addr() is not null)::text,
+    current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_interval'), current_setting('tcp_keepalives_count'),
+    current_setting('idle_in_transaction_session_timeout');
+end $$;
+`);
+  await t.throwsAsync(migrate(database.url, () => {}, { migrationsDir: dir }), {
+    message: 'migrations/9000_says_its_settings.sql: over tcp true, idle 30, interval 10, count 3, idle in transaction 0' });
+});
