@@ -21,7 +21,7 @@ import { GRAPHQL_ANSWER_HEADERS, IDE_SECURITY_HEADERS, staticFiles } from './sta
 import { apiMetrics, type Route } from './metrics.ts';
 import { CompanyShare, type Admission } from './company-share.ts';
 import { RequestRate } from './request-rate.ts';
-import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, readiness, requestPath } from '../ops/operations.ts';
+import { OPERATIONS_PATHS, operationsRegistry, operationsRoutes, readiness, type Readiness, requestPath } from '../ops/operations.ts';
 import { backoffMs } from '../relay/backoff.ts';
 import { EngineClient, ENGINE_SESSION_TIMEOUTS, isConnectionError, KEEPALIVE_AFTER_MS, lostConnection, sessionOptions } from '../relay/database.ts';
 import { DEFAULT_API_HOST, DEFAULT_API_PORT } from './address.ts';
@@ -322,7 +322,10 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   // a database that answers at once but is not this code's yet (no engine, or the
   // previous release's: its migrate not yet run) is waited for as one that does not
   // answer is: its schema, read now and served, stayed served until a restart
-  const unready = 'pgl' in first ? await readiness(pool).then((ready) => !ready.ready, () => true) : false;
+  const checked: Readiness | undefined = 'pgl' in first
+    ? await readiness(pool).catch((error: Error) => ({ ready: false, reason: error.message, unanswered: 'failed' as const }))
+    : undefined;
+  const unready = checked !== undefined && !checked.ready;
   if ('pgl' in first && unready) await first.pgl.release();
   else if ('pgl' in first) serveSchema(first.pgl);
   const page = staticFiles(options.pageDir ?? DEFAULT_PAGE_DIR);
@@ -502,15 +505,19 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   let halt!: (error: Error) => void;
   const halted = new Promise<Error>((resolve) => (halt = resolve));
   let wake: (() => void) | undefined;
-  const reading = 'error' in first ? keepReading(first.error) : unready ? keepReading() : Promise.resolve();
+  const reading = 'error' in first ? keepReading(first.error) : unready ? keepReading(undefined, checked) : Promise.resolve();
   /**
    * Tries again, with a doubling pause, until the schema is read, the database refuses
-   * the API for good, or stop(). `firstError`: the database did not answer; none: it
-   * answered, not migrated for this code.
+   * the API for good, or stop(). `firstError`: the database did not answer; else
+   * `checked`, the readiness check after the schema was read: given no answer within its
+   * time (a loaded machine: until 2026-12-07 logged as "not migrated", which sent its
+   * operator to run a migrate for nothing), or answered, not migrated for this code.
    */
-  async function keepReading(firstError?: Error): Promise<void> {
-    if (firstError) log.warn({ err: lostConnection(firstError) }, 'database not reachable yet; the API answers /healthz and /readyz and keeps trying');
-    else log.warn('database not migrated for this code yet; the API answers /healthz and /readyz and keeps trying');
+  async function keepReading(firstError?: Error, checked?: Readiness): Promise<void> {
+    const trying = 'the API answers /healthz and /readyz and keeps trying';
+    if (firstError) log.warn({ err: lostConnection(firstError) }, `database not reachable yet; ${trying}`);
+    else if (checked?.unanswered) log.warn(`database readiness check ${checked.unanswered} (${checked.reason}), its schema read; ${trying}`);
+    else log.warn(`database not migrated for this code yet; ${trying}`);
     // (stop() ends the pool: whatever fails after it is no answer of the database's)
     for (let attempt = 0; !stopping; attempt++) {
       await new Promise<void>((resolve) => {

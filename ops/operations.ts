@@ -90,6 +90,8 @@ export interface Readiness {
   /** why not, in words */
   reason?: string;
   migration?: string;
+  /** not ready because the database gave the check no answer (its time ran out, or it failed), not because of what it answered */
+  unanswered?: 'timed out' | 'failed';
   /** ready, and yet to be replaced: the database is the next release's (successorNote) */
   note?: string;
 }
@@ -286,7 +288,7 @@ export async function readiness(db: Queryable, ask: () => Promise<Asked> = () =>
     }
     return { ready: true, migration };
   } catch (error) {
-    return { ready: false, reason: unansweredReason(error) };
+    return { ready: false, reason: unansweredReason(error), unanswered: error instanceof DatabaseTimeout ? 'timed out' : 'failed' };
   }
 }
 

@@ -11,7 +11,7 @@ import { AUTHENTICATOR_ROLE } from '../../api/authenticator.ts';
 import { EXPECTED_MIGRATION } from '../../ops/operations.ts';
 import { startTestApi, testAuthenticatorUrl, type TestApi } from '../helpers/api.ts';
 import { connectionsTaken, memberLoginUrl } from '../helpers/crm-role.ts';
-import { createEmptyTestDatabase, ownConnection, useTestDatabase } from '../helpers/db.ts';
+import { createEmptyTestDatabase, createTestDatabase, ownConnection, useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { logLines } from '../helpers/lines.ts';
 import { restartablePostgres } from '../helpers/restartable-postgres.ts';
@@ -199,6 +199,31 @@ test.serial('an API whose database answers at start but is not migrated: /readyz
   t.deepEqual(created.data?.createWebhook.result.webhook.name, 'Once migrated');
   t.deepEqual(lines.map((line) => JSON.parse(line).msg), [
     'database not migrated for this code yet; the API answers /healthz and /readyz and keeps trying',
+    'database reachable: the API read its GraphQL schema and serves it',
+  ]);
+});
+
+// (a loaded machine: the schema read, and the readiness check after it given no answer
+// within its time; until 2026-12-07 the log said "database not migrated for this code
+// yet", and sent its operator to run a migrate for nothing)
+test.serial('an API whose readiness check times out at start, the schema read, logs that it timed out and after how long, then serves', async (t) => {
+  const database = await createTestDatabase();
+  t.teardown(() => database.drop());
+  // (the check's first read slower than its time, as on a loaded machine)
+  await database.pool.query('alter function webhooks_ops.latest_migration() rename to latest_migration_kept');
+  await database.pool.query(`create function webhooks_ops.latest_migration() returns text language sql
+                             as $$ select pg_sleep(30); select webhooks_ops.latest_migration_kept() $$`);
+  const { lines, log } = logLines();
+  const api = await startTestApi(database.url, { databaseUrl: database.url, log });
+  t.teardown(() => api.stop());
+  await until('the first line', async () => lines.length >= 1);
+  await database.pool.query('drop function webhooks_ops.latest_migration()');
+  await database.pool.query('alter function webhooks_ops.latest_migration_kept() rename to latest_migration');
+  await until('/readyz says ready', async () => (await readyz(api)).status === 200);
+  await until('the schema served', async () => lines.length >= 2);
+  t.deepEqual(lines.map((line) => JSON.parse(line).msg), [
+    'database readiness check timed out (database: no answer within 5000 ms), its schema read; ' +
+      'the API answers /healthz and /readyz and keeps trying',
     'database reachable: the API read its GraphQL schema and serves it',
   ]);
 });

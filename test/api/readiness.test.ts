@@ -14,12 +14,12 @@ const failing = (error: Error) => ({ query: () => Promise.reject(error) }) as un
 
 test('a database that does not answer: its error code, not its host, address, port or role', async (t) => {
   const refused = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:5432'), { code: 'ECONNREFUSED' });
-  t.deepEqual(await readiness(failing(refused)), { ready: false, reason: 'database: not answering (ECONNREFUSED)' });
+  t.deepEqual(await readiness(failing(refused)), { ready: false, reason: 'database: not answering (ECONNREFUSED)', unanswered: 'failed' });
   const unknownHost = Object.assign(new Error('getaddrinfo ENOTFOUND db.internal.example'), { code: 'ENOTFOUND' });
-  t.deepEqual(await readiness(failing(unknownHost)), { ready: false, reason: 'database: not answering (ENOTFOUND)' });
+  t.deepEqual(await readiness(failing(unknownHost)), { ready: false, reason: 'database: not answering (ENOTFOUND)', unanswered: 'failed' });
   const refusedLogin = Object.assign(new Error('password authentication failed for user "bpd_api_login"'), { code: '28P01' });
-  t.deepEqual(await readiness(failing(refusedLogin)), { ready: false, reason: 'database: not answering (SQLSTATE 28P01)' });
-  t.deepEqual(await readiness(failing(new Error('Connection terminated unexpectedly'))), { ready: false, reason: 'database: not answering' });
+  t.deepEqual(await readiness(failing(refusedLogin)), { ready: false, reason: 'database: not answering (SQLSTATE 28P01)', unanswered: 'failed' });
+  t.deepEqual(await readiness(failing(new Error('Connection terminated unexpectedly'))), { ready: false, reason: 'database: not answering', unanswered: 'failed' });
   // (it answers: it has no engine yet, its migrate to run; this said "not answering (SQLSTATE 3F000)")
   const noEngine = Object.assign(new Error('schema "webhooks_ops" does not exist'), { code: '3F000' });
   t.deepEqual(await readiness(failing(noEngine)),
