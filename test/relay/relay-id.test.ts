@@ -118,3 +118,38 @@ test('a relay whose RELAY_ID another session took while its connection holding i
     'select state from webhooks.deliveries where webhook_id = $1 and contact_id = $2', [webhook.id, contact.id]);
   t.is(delivery.state, 'pending');
 });
+
+// A relay that lost its RELAY_ID while a request was on its way still settles it: the
+// settle applies a result only to a row still leased to that id at that attempt
+// (webhooks_relay.settle_deliveries: locked_by, attempts), and a twin that took the id
+// meanwhile has not claimed it (its lease holds), so the result written is the one
+// request's, once; had the lease run out and the row been claimed again, the attempt
+// differs and the result is dropped, the row sent again (at least once)
+test('a relay that lost its RELAY_ID to a twin while sending settles that delivery once, then stops; nothing lost, nothing settled twice', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  receiver.route('/hook', { secret: webhook.secret, replies: [{ status: 204, after: gate }] });
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-lost-sending' });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const contact = await f.contact(company.id);
+  await receiver.waitFor(1, { path: '/hook' });
+  const [held] = await idHolderPids(database.pool, 'relay-lost-sending');
+  const twin = await ownConnection(database.url, t);
+  await twin.query(`select pg_catalog.pg_terminate_backend($1), pg_catalog.pg_advisory_lock(webhooks_private.relay_id_lock('relay-lost-sending'))`, [held]);
+  open();
+  const [row] = await waitForRows(database.pool,
+    'select state, attempts from webhooks.deliveries where webhook_id = $1 and contact_id = $2', [webhook.id, contact.id],
+    (rows) => rows[0]?.state === 'succeeded');
+  t.like(row, { state: 'succeeded', attempts: 1 });
+  const { rows: attempts } = await database.pool.query(
+    `select a.status_code from webhooks.delivery_attempts a join webhooks.deliveries d on d.id = a.delivery_id
+     where d.webhook_id = $1 and d.contact_id = $2`, [webhook.id, contact.id]);
+  t.deepEqual(attempts, [{ status_code: 204 }]);
+  await f.contact(company.id);
+  const halted = await within(10_000, relay.halted);
+  t.not(halted, 'still waiting', 'the relay stops at its next claim');
+  t.is(receiver.requests.length, 1);
+});
