@@ -467,17 +467,25 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.timeoutMs = timeoutMs;
     this.now = now;
     this.done = done;
-    this.timer = setTimeout(() => {
-      this.timedOut = true;
-      if (this.controller) {
-        this.controller.abort(new Error('timeout'));
-      } else {
-        // still connecting (a TLS handshake may hang as long as the connect timeout
-        // allows): the attempt ends now, and onRequestStart aborts the request before
-        // anything is written, should its connection come up later
-        this.end({ kind: 'failed', error: new Error('timeout'), timedOut: true });
-      }
-    }, timeoutMs);
+    // (its end deferred to the loop's check phase, after its poll: when the loop was
+    // held up past the timeout, an answer that came meanwhile waits in the socket,
+    // and timers run before sockets are read. Aborted at once, an answer that came in
+    // time was a timeout, and the delivery went again: test/relay/sender.test.ts)
+    this.timer = setTimeout(() => setImmediate(() => this.expire()), timeoutMs);
+  }
+
+  /** The request timeout, unless the exchange ended meanwhile. */
+  private expire(): void {
+    if (this.ended) return;
+    this.timedOut = true;
+    if (this.controller) {
+      this.controller.abort(new Error('timeout'));
+    } else {
+      // still connecting (a TLS handshake may hang as long as the connect timeout
+      // allows): the attempt ends now, and onRequestStart aborts the request before
+      // anything is written, should its connection come up later
+      this.end({ kind: 'failed', error: new Error('timeout'), timedOut: true });
+    }
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {

@@ -452,3 +452,33 @@ for (const [what, answer, closes, outcome] of [
     t.is(sockets.length, 2, 'a connection each');
   });
 }
+
+test('an answer that came within the request timeout, read only after the relay\'s event loop was held up past it, is the answer, not a timeout', async (t) => {
+  // the receiver answers at once, then holds up this process (the relay's event loop)
+  // past the request timeout: when the loop goes on, the timer has expired and the
+  // answer waits in the socket. Before, the timer won and the delivery went again.
+  // (Under load, test/fleet/many-webhooks saw a healthy receiver's request recorded
+  // as a timeout, 16.4 s against 15 s, and sent twice: a loop held up so is one way.)
+  const server = createHttpServer((_request, response) => {
+    response.end('ok', () => {
+      const until = performance.now() + 600;
+      while (performance.now() < until) { /* the loop held up */ }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const port = (server.address() as { port: number }).port;
+  const sender = new Sender({
+    allowNetworks: parseNetworks('127.0.0.1/32'),
+    dnsServers: null,
+    connectTimeoutMs: 10_000,
+    requestTimeoutMs: 300,
+    responseExcerptBytes: 1024,
+  });
+  t.teardown(() => sender.close());
+  const result = await sender.send(job(`http://127.0.0.1:${port}/hook`));
+  t.like(result.outcome, { kind: 'response', status: 200 });
+});
