@@ -64,13 +64,31 @@ for (const [receiverKind, reply, batch] of scenes) {
     await receiver.waitFor(HOSTILE_WEBHOOKS / 4, { path: '/hostile', timeoutMs: 60_000 });
 
     const discoveries = () => relay.stats.claims - relay.stats.refills;
+    // what became of each healthy delivery, shown when one does not come: under a
+    // loaded full run (load 45-97 on two cores) change 15 waited past 30 s beside a
+    // webhook-id received twice, and nothing said whether a lease had run out, a
+    // result waited to be written, or a delivery was pending still
+    const showHealthyRows = async () => {
+      const { rows: attempts } = await database.pool.query(
+        `select delivery_id, attempt, attempted_at, duration_ms, status_code, left(error, 100) as error
+         from webhooks.delivery_attempts where webhook_id = $1 order by delivery_id, attempted_at`, [webhook.id]);
+      const { rows: queued } = await database.pool.query(
+        `select delivery_id, attempts, locked_until, next_attempt_at, last_error, now() as now
+         from webhooks.delivery_queue where webhook_id = $1 order by delivery_id`, [webhook.id]);
+      t.log(`relay: ${JSON.stringify(relay.stats)}, mode ${relay.mode}`);
+      for (const row of attempts) t.log(`attempt ${JSON.stringify(row)}`);
+      for (const row of queued) t.log(`queued ${JSON.stringify(row)}`);
+    };
     const latencies: number[] = [];
     const passedOver: number[] = [];
     const claimsBetween: number[] = [];
     for (let i = 1; i <= HEALTHY_CHANGES; i++) {
       await f.contact(healthy.id);
       const [committed, before, claimsBefore] = [performance.now(), discoveries(), relay.stats.claims];
-      await receiver.waitFor(i, { path: '/healthy', timeoutMs: 30_000 });
+      await receiver.waitFor(i, { path: '/healthy', timeoutMs: 30_000 }).catch(async (error: unknown) => {
+        await showHealthyRows();
+        throw error;
+      });
       latencies.push(performance.now() - committed);
       passedOver.push(taken[i - 1]!.discoveries - before);
       claimsBetween.push(taken[i - 1]!.claims - claimsBefore);
