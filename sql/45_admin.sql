@@ -34,7 +34,6 @@ $$;
 -- (idempotency_key_reused: p_digest, the input's), as is one whose webhook was deleted
 -- since (idempotency_key_webhook_deleted: made again, it would be a second). As its
 -- owner: the keys and secrets are no API role's to read.
-drop function if exists webhooks_private.create_request_claim(text, bytea);
 create or replace function webhooks_private.create_request_claim(p_key text, p_digest bytea,
                                                                   out webhook_id bigint, out secret text)
 language plpgsql
