@@ -95,6 +95,8 @@ function valuesOf(w: TwoCompanies, routine: Routine, argument: Routine['args'][n
     case 'integer': return ['1'];
     case 'boolean': return ['false'];
     case 'jsonb': return [`'{}'::jsonb`];
+    case 'json': return [`'{}'::json`];
+    case 'bytea': return [`'\\x00'::bytea`];
     case 'interval': return [`'1 minute'::interval`];
     case 'date': return ['current_date'];
     case 'timestamp with time zone': return [/until/.test(argument.name) ? `now() + interval '1 day'` : `'2000-01-01T00:00:00Z'::timestamptz`];
