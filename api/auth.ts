@@ -1,7 +1,6 @@
 // Bearer JWTs (HS256) to Postgres settings. The database decides what a request may
 // see and do; this file only checks that the token is genuine and names a role the
 // API may become, then hands its claims to Postgres.
-import { randomUUID } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 
 /** The roles a token may ask for; anything else is refused before Postgres is asked. */
@@ -13,10 +12,6 @@ export interface Claims {
   company_id: string;
   /** who is acting: recorded as disabled_by */
   sub?: string;
-  /** the token's id, by which it may be revoked (api/revocations.ts); tokens issued before revocations have none */
-  jti?: string;
-  /** when it was issued (seconds since the epoch): a revocation refuses those issued at or before its time */
-  iat?: number;
 }
 
 /** extensions.code of a request refused for its token (HTTP 401) */
@@ -24,7 +19,7 @@ export const UNAUTHENTICATED_CODE = 'UNAUTHENTICATED';
 
 /**
  * A token refused, and why. `claim` names what was wrong (the client's answer says it
- * as extensions.claim): one of the claims this API reads (role, company_id, sub, jti, exp,
+ * as extensions.claim): one of the claims this API reads (role, company_id, sub, exp,
  * iat, nbf), or 'token' for the token as a whole (none, not a JWT, not ours, too long).
  */
 export class AuthError extends Error {
@@ -182,16 +177,7 @@ async function verifiedToken(
     );
   }
   const sub = subjectOf(payload);
-  const claims: Claims = { role: role as ApiRole, company_id: companyId, sub };
-  if (payload.jti !== undefined) {
-    // (compared with the revocations' ids, which hold at most 64 characters)
-    if (typeof payload.jti !== 'string' || payload.jti.length > 64) {
-      throw new AuthError('invalid token: claim "jti" must be a string of at most 64 characters', 'jti');
-    }
-    claims.jti = payload.jti;
-  }
-  if (typeof payload.iat === 'number') claims.iat = payload.iat;
-  return { claims, exp: payload.exp };
+  return { claims: { role: role as ApiRole, company_id: companyId, sub }, exp: payload.exp };
 }
 
 /**
@@ -287,8 +273,6 @@ export async function signToken(secret: string, request: TokenRequest): Promise<
   return await new SignJWT({ role, company_id: String(request.companyId) })
     .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
     .setSubject(request.sub ?? `${role}@company-${request.companyId}`)
-    // (its id: one token may be revoked alone, api/revocations.ts)
-    .setJti(randomUUID())
     .setIssuedAt(now)
     .setExpirationTime(now + lifetime)
     .sign(key(secret));

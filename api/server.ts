@@ -13,7 +13,6 @@ import { DATABASE_UNAVAILABLE_CODE, HTTP_REFUSAL_CODES } from './errors.ts';
 import { apiLogger } from './log.ts';
 import { refuseWeakJwtSecret } from './jwt-secret.ts';
 import { clientKey, TokenFailures, trustedProxies } from './token-failures.ts';
-import { RevokedTokens, TOKEN_REVOKED_CODE } from './revocations.ts';
 import { apiDatabaseReadTimeoutMs, LIMIT_CODES, LIMIT_SETTINGS, limitsFromEnv, type ApiLimits } from './limits.ts';
 import { apiPreset, GRAPHIQL_PATH, GRAPHQL_PATH } from './preset.ts';
 import { rollUpReportCounts } from './report-counts.ts';
@@ -262,19 +261,6 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const tokens = new VerifiedTokens({ secret: options.jwtSecret, maxLifetimeSeconds });
   const failures = new TokenFailures({ perSecond: limits.addressTokenFailuresPerSecond, burst: limits.addressTokenFailureBurst });
   const proxies = trustedProxies();
-  // (the revocations' read has a connection of its own: api/revocations.ts says why)
-  const revocationsPool = new pg.Pool({
-    Client: EngineClient,
-    connectionString: options.databaseUrl,
-    max: 1,
-    connectionTimeoutMillis: limits.poolWaitMs,
-    query_timeout: apiDatabaseReadTimeoutMs(limits),
-    options: sessionOptions(null, apiSessionTimeouts(limits)),
-    keepAlive: true,
-    keepAliveInitialDelayMillis: KEEPALIVE_AFTER_MS,
-  });
-  revocationsPool.on('error', () => {});
-  const revoked = new RevokedTokens(revocationsPool);
   const metrics = apiMetrics(registry, share, pool);
   // PostGraphile reads the database's catalog to build its schema as it is made (a
   // failed read is its instance's for good): one instance a try
@@ -316,7 +302,6 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const first = await readSchema();
   if ('error' in first && !isConnectionError(first.error)) {
     await pool.end();
-    await revocationsPool.end();
     throw first.error;
   }
   // a database that answers at once but is not this code's yet (no engine, or the
@@ -413,21 +398,6 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
             'code: /readyz says which), and keeps trying; nothing was done: send it again in a moment',
           extensions: { code: DATABASE_UNAVAILABLE_CODE },
         }] }, { 'retry-after': '1' });
-        return;
-      }
-      // a token revoked (api/revocations.ts): refused within a second and a read of its
-      // revocation, REVOCATIONS_STALE_MS at most
-      const revocation = await revoked.check(claims);
-      if (revocation && 'unread' in revocation) {
-        sendJson(res, 503, { errors: [{
-          message: 'the API could not read the tokens revoked from the database lately; nothing was done: send it again in a moment',
-          extensions: { code: DATABASE_UNAVAILABLE_CODE },
-        }] }, { 'retry-after': '1' });
-        return;
-      }
-      if (revocation) {
-        sendJson(res, 401, { errors: [{ message: revocation.revoked, extensions: { code: TOKEN_REVOKED_CODE, claim: 'token' } }] },
-          { 'www-authenticate': 'Bearer' });
         return;
       }
       // the company's rate (api/request-rate.ts): refused before its body is read
@@ -564,7 +534,6 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await pgl?.release();
-      await revocationsPool.end();
       await pool.end();
       await reading;
     },

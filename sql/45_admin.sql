@@ -15,7 +15,7 @@
 -- fault, a COLUMN naming it, like the configuration checks of 10_config.sql.
 
 -- private: how long a Create's idempotency key is kept (webhooks_private.create_requests,
--- migration 0110): a Create sent again with it within this answers the webhook the
+-- migration 0109): a Create sent again with it within this answers the webhook the
 -- first made; after it the key is forgotten (forget_create_requests, by maintenance)
 create or replace function webhooks_private.create_request_kept()
 returns interval

@@ -7,7 +7,7 @@
 --   webhook_authenticator  the API server's login: per request it becomes
 --                          webhook_admin or webhook_viewer (SET ROLE, from the JWT)
 --                          with jwt.claims.company_id set; of its own it may only
---                          roll up the report's daily counts and read the tokens revoked
+--                          roll up the report's daily counts
 --   bpd_webhooks_relay     the relay: claim, settle, release, rescue, idle
 --                          announcements (schema webhooks_relay) and the health
 --                          questions (webhooks_ops), nothing else
@@ -327,16 +327,7 @@ grant execute on function
   webhooks_private.config_error(text, text, text)
   to webhook_admin;
 
--- revoking tokens (48_tokens.sql): an admin revokes their own company's (the function
--- runs as its owner and takes the company from the token); the API's login reads the
--- revocations in force; the rest is the owner's (`npm run token -- --revoke`)
-revoke all on function webhooks_private.token_revocations_max(),
-  webhooks_private.revoke_tokens(bigint, text, text, timestamptz, timestamptz, text),
-  webhooks.revoke_tokens(text), webhooks.token_revocations_in_force(bigint) from public;
-grant execute on function webhooks.revoke_tokens(text) to webhook_admin;
-grant execute on function webhooks.token_revocations_in_force(bigint) to webhook_authenticator;
-
--- the authenticator's other right of its own: rolling up the report's daily counts
+-- the authenticator's one right of its own: rolling up the report's daily counts
 -- (50_report_counts.sql), which the API server does every few minutes. It runs as
 -- its owner.
 grant usage on schema webhooks to webhook_authenticator;

@@ -197,9 +197,6 @@ comment on table webhooks.delivery_hour_counts is $$
 @behavior -*
 The report's counts of the finished hours of recent days (50_report_counts.sql): read them through webhooks.webhook_report.$$;
 comment on function webhooks.roll_up_report_counts_after(bigint, integer, date, timestamptz) is '@behavior -*';
-comment on function webhooks.token_revocations_in_force(bigint) is '@behavior -*';
-comment on function webhooks.revoke_tokens(text) is
-  'Revoke every token of your company issued until now (your own with them), or every one of one subject: the API refuses them (TOKEN_REVOKED) within a second or so, 5 seconds at most. Returns the time: a token issued at or before it, in whole seconds, is refused; issue new ones after it.';
 comment on procedure webhooks.roll_up_report_counts(integer, integer, integer, timestamptz) is '@behavior -*';
 comment on view webhooks.settings is $$
 @behavior -*

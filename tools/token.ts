@@ -1,21 +1,11 @@
 // `npm run token -- --company 1 [--role webhook_viewer] [--sub name] [--expires 12h]`
 // prints a bearer token for the admin API, signed with JWT_SECRET or, when that is
 // not set, with the development secret `npm start` keeps in .data/jwt-secret.
-// `npm run token -- --revoke --company 1 [--sub name]` revokes every token of the
-// company (or of the subject) issued until now, and `npm run token -- --revoke-token
-// <token>` that one token (api/revocations.ts), in the database of DATABASE_URL (else
-// `npm start`'s), as its owner.
-import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { API_ROLES, companyIdOf, DEFAULT_TOKEN_LIFETIME, durationSeconds, maxTokenLifetime, signToken, type ApiRole } from '../api/auth.ts';
 import { jwtSecret } from '../api/jwt-secret.ts';
-import { revokeOneToken, revokeTokens, type RevokeResult } from '../api/revocations.ts';
-import { EngineClient } from '../relay/database.ts';
-import { startDatabaseUrl } from './database-url.ts';
 
-const usage = 'usage: npm run token -- --company <id> [--role webhook_admin|webhook_viewer] [--sub <who>] [--expires 12h]\n' +
-  '       npm run token -- --revoke --company <id> [--sub <who>]\n' +
-  '       npm run token -- --revoke-token <token>';
+const usage = 'usage: npm run token -- --company <id> [--role webhook_admin|webhook_viewer] [--sub <who>] [--expires 12h]';
 
 const { values } = parseArgs({
   options: {
@@ -24,40 +14,8 @@ const { values } = parseArgs({
     sub: { type: 'string' },
     expires: { type: 'string', default: DEFAULT_TOKEN_LIFETIME },
     help: { type: 'boolean', short: 'h' },
-    revoke: { type: 'boolean' },
-    'revoke-token': { type: 'string' },
   },
 });
-if (values.revoke || values['revoke-token'] !== undefined) {
-  if (values.revoke && values['revoke-token'] !== undefined) {
-    console.error('--revoke (a company\'s or a subject\'s tokens) and --revoke-token (one token) go alone');
-    process.exit(2);
-  }
-  if (values.revoke && !values.company) {
-    console.error('--revoke revokes a company\'s tokens (or one subject\'s): --revoke --company <id> [--sub <who>]');
-    process.exit(2);
-  }
-  const client = new EngineClient({ connectionString: startDatabaseUrl() });
-  let result: RevokeResult;
-  try {
-    await client.connect();
-    const actor = `npm run token (${userInfo().username})`;
-    result = values.revoke
-      ? await revokeTokens(client, { companyId: values.company!, sub: values.sub, actor })
-      : await revokeOneToken(client, await jwtSecret({ allowDevSecret: true }), values['revoke-token']!, actor);
-  } catch (error) {
-    console.error(`nothing revoked: ${(error as Error).message}`);
-    process.exit(1);
-  } finally {
-    await client.end().catch(() => {});
-  }
-  if ('refused' in result) {
-    console.error(result.refused);
-    process.exit(2);
-  }
-  console.log(result.revoked);
-  process.exit(0);
-}
 if (values.help || !values.company) {
   console.error(usage);
   process.exit(values.help ? 0 : 2);

@@ -223,10 +223,10 @@ test('internals stay out of GraphQL: private tables, helper functions, the relay
   const fieldsOf = (name: string) => types.find((type) => type.name === name)!.fields!.map((field) => field.name);
   t.deepEqual(fieldsOf('Mutation').sort(), [
     'cancelBackfill', 'createWebhook', 'deleteWebhook', 'disableWebhook', 'enableWebhook',
-    'replayDelivery', 'replayFailed', 'revokeTokens', 'rotateWebhookSecret', 'sendTestWebhook', 'setWebhookDelivery', 'startBackfill', 'updateWebhook',
+    'replayDelivery', 'replayFailed', 'rotateWebhookSecret', 'sendTestWebhook', 'setWebhookDelivery', 'startBackfill', 'updateWebhook',
   ]);
   const query = fieldsOf('Query');
-  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'countTests', 'allDeliveryDayCounts', 'findMessage', 'contactFireHistory', 'tokenRevocationsInForce', 'revokeTokens']) {
+  for (const hidden of ['issuedSecret', 'webhookForUpdate', 'requeueDelivery', 'requireEnabled', 'allFireHistories', 'countDeliveries', 'countTests', 'allDeliveryDayCounts', 'findMessage', 'contactFireHistory']) {
     t.false(query.includes(hidden), hidden);
   }
   const delivery = fieldsOf('Delivery');
