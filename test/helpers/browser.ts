@@ -127,12 +127,21 @@ export interface PageTests {
   problemsOf(page: Page): string[];
 }
 
+/** How many tabs of one browser load their first page at once (openTab): a file of
+ *  fifty page tests opened fifty at once, and on a loaded machine under CI some of those
+ *  first loads ran past their minute (page.goto's timeout), the API answering. The rest
+ *  wait for a turn, which no timeout counts. */
+const FIRST_LOADS_AT_ONCE = 6;
+
 /** One browser for a test file's page tests: launched before them, closed after them. */
 export function useBrowser(test: TestFn): PageTests {
   const availability = browserAvailability();
   if (!availability.ok) console.warn(`page tests skipped: ${availability.reason}`);
   let browser: RunningBrowser | undefined;
   const problems = new WeakMap<Page, string[]>();
+  // (openTab's first loads under way, and the tabs waiting for a turn)
+  let loading = 0;
+  const turns: Array<() => void> = [];
   test.before(async () => {
     if (availability.ok) browser = await launchBrowser();
   });
@@ -159,7 +168,14 @@ export function useBrowser(test: TestFn): PageTests {
             (event.sourceFile ? ` (${event.sourceFile}:${event.lineNumber})` : ''));
         }, true);
       }, CSP_VIOLATION);
-      await visit(page, url);
+      while (loading >= FIRST_LOADS_AT_ONCE) await new Promise<void>((resolve) => turns.push(resolve));
+      loading += 1;
+      try {
+        await visit(page, url);
+      } finally {
+        loading -= 1;
+        turns.shift()?.();
+      }
       return page;
     },
     problemsOf: (page) => problems.get(page)!,
