@@ -5,7 +5,6 @@ import { Webhook } from 'standardwebhooks';
 import { startTestApi } from '../helpers/api.ts';
 import { factories } from '../helpers/factories.ts';
 import { startReceiver } from '../helpers/receiver.ts';
-import { until } from '../helpers/until.ts';
 import { relayTestDatabase, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 
 async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }) {
@@ -13,11 +12,6 @@ async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }) 
   t.teardown(() => database.drop());
   const api = await startTestApi(database.url);
   t.teardown(() => api.stop());
-  // the API promises GraphQL once it has read its schema, which an API started on a
-  // loaded machine may not have yet (its first read, or the readiness check after it,
-  // past its time): refused then by name, DATABASE_UNAVAILABLE, "send it again in a
-  // moment" (a fresh-clone run's createWebhook). /readyz says 200 once it serves.
-  await until('the API serves its schema', async () => (await fetch(`${api.api.url}/readyz`)).status === 200, 60_000);
   const receiver = await startReceiver();
   t.teardown(() => receiver.close());
   const relay = testRelay(database.url);

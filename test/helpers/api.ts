@@ -8,6 +8,7 @@ import type { ApiLimits } from '../../api/limits.ts';
 import { startApi, type RunningApi } from '../../api/server.ts';
 import type { Logger } from 'pino';
 import { createTestDatabase, type TestDatabase } from './db.ts';
+import { until } from './until.ts';
 
 // One password for every test file: the role is shared by the whole cluster, and
 // files run at once; a per-file password would lock the others' new connections out.
@@ -42,6 +43,8 @@ export async function startTestApi(
     reportCountsEveryMs?: number; poolSize?: number; limits?: Partial<ApiLimits>; idleConnectionMs?: number; log?: Logger; pageDir?: string;
     /** the authenticator's URL as testAuthenticatorUrl gave it: the API starts without asking the owner's database (it may be down) */
     databaseUrl?: string;
+    /** return only once /readyz says 200 (the API serves its schema); true unless databaseUrl is given (a test of a database down or not migrated) */
+    serving?: boolean;
   } = {},
 ): Promise<TestApi> {
   const jwtSecret = randomBytes(32).toString('base64url');
@@ -60,6 +63,18 @@ export async function startTestApi(
     // and read /metrics' figures as they are now, not as they were a second ago
     operationsReuseMs: 0,
   });
+  // The API promises GraphQL once it has read its schema, which an API started on a
+  // loaded machine may not have yet (its first read, or the readiness check after it,
+  // past its time): it refuses by name meanwhile, DATABASE_UNAVAILABLE, "send it again
+  // in a moment", as a fresh-clone run's createWebhook and startBackfill met. /readyz
+  // says 200 once it serves, and a test about something else starts from there.
+  if (options.serving ?? !options.databaseUrl) {
+    await until('the API serves its schema (/readyz 200)', async () => (await fetch(`${api.url}/readyz`)).status === 200)
+      .catch(async (error) => {
+        await api.stop();
+        throw error;
+      });
+  }
   return {
     api,
     jwtSecret,

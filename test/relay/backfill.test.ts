@@ -6,19 +6,8 @@ import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { startTestApi, type TestApi } from '../helpers/api.ts';
-import { until } from '../helpers/until.ts';
 import { factories } from '../helpers/factories.ts';
 import { spawnRelay, relayScene, waitForRows } from '../helpers/relay.ts';
-
-/** An API that serves its schema: one started on a loaded machine may not have read it
- *  yet (its first read, or the readiness check after it, past its time), and refuses
- *  GraphQL by name meanwhile, DATABASE_UNAVAILABLE, as it promises; /readyz says 200
- *  once it serves (a fresh-clone run's startBackfill met the refusal). */
-async function servingApi(url: string): Promise<TestApi> {
-  const api = await startTestApi(url);
-  await until('the API serves its schema', async () => (await fetch(`${api.api.url}/readyz`)).status === 200, 60_000);
-  return api;
-}
 
 const CONTACTS = 10_000;
 
@@ -58,7 +47,7 @@ test('10,000 contacts: each arrives once with its fields, through relay restarts
   await pool.query('alter table crm.contacts enable trigger "!webhooks_created"');
   const { rows: contacts } = await pool.query('select id, first_name, city from crm.contacts where company_id = $1 order by id', [company.id]);
 
-  let api = await servingApi(database.url);
+  let api = await startTestApi(database.url);
   t.teardown(() => api.stop());
   let token = await api.token(company.id);
   const started = await api.gql(token, 'mutation($id: BigInt!) { startBackfill(input: { webhookId: $id }) { result } }', { id: hook.id });
@@ -79,7 +68,7 @@ test('10,000 contacts: each arrives once with its fields, through relay restarts
   await stopChild(first, 'SIGTERM');
   // the API goes away and comes back meanwhile: progress lives in SQL
   await api.stop();
-  api = await servingApi(database.url);
+  api = await startTestApi(database.url);
   token = await api.token(company.id);
   const midway = await progress(api, token, backfillId);
   t.is(midway.state, 'running');
@@ -165,7 +154,7 @@ test('cancel stops it: nothing more is queued or sent, and what was not sent fai
   receiver.route('/sync', { secret: hook.secret, otherwise: { status: 200, after: held } });
   await manyContacts(pool, company.id, 2000);
 
-  const api = await servingApi(database.url);
+  const api = await startTestApi(database.url);
   t.teardown(() => api.stop());
   const token = await api.token(company.id);
   const started = await api.gql(token, 'mutation($id: BigInt!) { startBackfill(input: { webhookId: $id }) { result } }', { id: hook.id });
