@@ -453,15 +453,29 @@ for (const [what, answer, closes, outcome] of [
   });
 }
 
-test('an answer that came within the request timeout, read only after the relay\'s event loop was held up past it, is the answer, not a timeout', async (t) => {
+// (serial: its hold of TIMEOUT_MS holds up every test of this file's process)
+test.serial('an answer that came within the request timeout, read only after the relay\'s event loop was held up past it, is the answer, not a timeout', async (t) => {
   // the receiver answers at once, then holds up this process (the relay's event loop)
   // past the request timeout: when the loop goes on, the timer has expired and the
   // answer waits in the socket. Before, the timer won and the delivery went again.
   // (Under load, test/fleet/many-webhooks saw a healthy receiver's request recorded
   // as a timeout, 16.4 s against 15 s, and sent twice: a loop held up so is one way.)
+  //
+  // The hold begins on a signal, the answer written (response.end's callback), and
+  // ends past the timer's time counted from the request's arrival (the timer was set
+  // before the request went). It was 600 ms from the answer against a timeout of
+  // 300 ms: on a loaded machine the request itself took longer than 300 ms to arrive,
+  // the timer had fired before any answer, and the timeout was right. A timeout of
+  // TIMEOUT_MS leaves a loaded machine's request seconds to arrive and be answered.
+  const TIMEOUT_MS = 2_000;
+  let arrived = 0;
+  let answered = 0;
   const server = createHttpServer((_request, response) => {
+    arrived = performance.now();
     response.end('ok', () => {
-      const until = performance.now() + 600;
+      answered = performance.now();
+      // (50 ms past it: the loop reads its clock in whole milliseconds)
+      const until = arrived + TIMEOUT_MS + 50;
       while (performance.now() < until) { /* the loop held up */ }
     });
   });
@@ -475,10 +489,15 @@ test('an answer that came within the request timeout, read only after the relay\
     allowNetworks: parseNetworks('127.0.0.1/32'),
     dnsServers: null,
     connectTimeoutMs: 10_000,
-    requestTimeoutMs: 300,
+    requestTimeoutMs: TIMEOUT_MS,
     responseExcerptBytes: 1024,
   });
   t.teardown(() => sender.close());
+  const sent = performance.now();
   const result = await sender.send(job(`http://127.0.0.1:${port}/hook`));
+  // what the test is about: an answer written within the timeout (the timer set after `sent`) …
+  t.true(answered > 0 && answered - sent < TIMEOUT_MS, `answered ${Math.round(answered - sent)} ms after the send`);
+  // … and read only once the timer's time had passed
+  t.true(result.durationMs >= TIMEOUT_MS, `read after ${result.durationMs} ms`);
   t.like(result.outcome, { kind: 'response', status: 200 });
 });
