@@ -3,6 +3,7 @@
 // docs/relay.md "Quiet polls"): counted in discoveries and in polls, not in time.
 import test, { type ExecutionContext } from 'ava';
 import type pg from 'pg';
+import pino from 'pino';
 import { QUIET_POLLS_MAX } from '../../relay/quiet.ts';
 import type { Relay } from '../../relay/loop.ts';
 import type { TestDatabase } from '../helpers/db.ts';
@@ -14,25 +15,29 @@ import { until } from '../helpers/until.ts';
 
 const BATCH = 32; // a discovery's window: 256 webhooks (discovery_window)
 
-/** A delivery of `webhookId` through the view, due `dueIn` from now (an interval). */
-async function deliveryDueIn(pool: pg.Pool, webhookId: string, dueIn: string): Promise<void> {
-  await pool.query(
+/** A delivery of `webhookId` through the view, due `dueIn` from now (an interval); returns when it is due (epoch ms). */
+async function deliveryDueIn(pool: Pick<pg.Pool, 'query'>, webhookId: string, dueIn: string): Promise<number> {
+  const { rows } = await pool.query(
     `insert into webhooks.deliveries (webhook_id, company_id, action, contact_id, payload, next_attempt_at)
      select w.id, w.company_id, 'contact.created', 1, '{"id": 1}', now() + $2::interval
-     from webhooks.webhooks w where w.id = $1`, [webhookId, dueIn]);
+     from webhooks.webhooks w where w.id = $1
+     returning (extract(epoch from next_attempt_at) * 1000)::float8 as due`, [webhookId, dueIn]);
+  return rows[0].due;
 }
 
 /** The discoveries the relay has made. */
 const discoveries = (relay: Relay) => relay.stats.claims - relay.stats.refills;
 
-/** Each poll's answer, in order: true, it skipped its walk. */
-function pollAnswers(relay: Relay, discoveriesAt: number[] = []): boolean[] {
+/** Each poll's answer, in order: true, it skipped its walk; `askedAt`, when each was asked (epoch ms). */
+function pollAnswers(relay: Relay, discoveriesAt: number[] = [], askedAt: number[] = []): boolean[] {
   const answers: boolean[] = [];
   const ask = relay.quiet.maySkip.bind(relay.quiet);
   relay.quiet.maySkip = async (check) => {
+    const asked = Date.now();
     const skip = await ask(check);
     answers.push(skip);
     discoveriesAt.push(discoveries(relay));
+    askedAt.push(asked);
     return skip;
   };
   return answers;
@@ -47,11 +52,12 @@ async function sleepingRelay(
 ) {
   const relay = testRelay(database.url, { RELAY_POLL_INTERVAL_MS: String(pollMs), RELAY_BATCH_SIZE: String(BATCH) });
   t.teardown(() => relay.stop());
-  const answers = pollAnswers(relay);
+  const askedAt: number[] = [];
+  const answers = pollAnswers(relay, [], askedAt);
   await relay.start();
   await relayAsleepInProcess(relay, database.pool);
   if (skipping) await until('a poll skipped', async () => answers.some(Boolean));
-  return { relay, answers };
+  return { relay, answers, askedAt };
 }
 
 /** The longest run of polls in a row that skipped their walk. */
@@ -85,17 +91,45 @@ test('asleep beside 1,500 companies each with a retry an hour away: polls walk n
   t.true(round >= windows - 1 && round <= windows + 1, `${round} discoveries for the round after the bound (${windows} windows)`);
 });
 
+/**
+ * The polls answered from `from` to `to` (when it was sent), those asked at `writtenAt`
+ * or after (the lane's delivery committed by then), against `dueAt`, when its lane may send (the
+ * database's clock, this machine's): polls skipped while it could not send, and none
+ * asked once it could (poll_may_skip compares the database's clock then with the
+ * earliest time the round's lanes may send), so that it is sent by the first poll
+ * after, not by the bound.
+ */
+function skippedUntilDue(t: ExecutionContext, answers: boolean[], askedAt: number[], [from, to]: [number, number],
+                         writtenAt: number, dueAt: number) {
+  const polls = answers.slice(from, to).map((skip, i) => ({ skip, asked: askedAt[from + i]! })).filter(({ asked }) => asked >= writtenAt);
+  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')} (from ${from}); those asked after the write, ms from when due: ` +
+    polls.map(({ skip, asked }) => `${skip ? '.' : 'W'}${Math.round(asked - dueAt)}`).join(' '));
+  t.true(polls.some(({ skip, asked }) => skip && asked < dueAt), 'polls skipped before it fell due');
+  t.deepEqual(polls.filter(({ skip, asked }) => skip && asked >= dueAt).map(({ asked }) => asked - dueAt), [],
+    'no poll asked once it was due skipped its walk');
+  t.true(longestSkipRun(polls.map(({ skip }) => skip)) < QUIET_POLLS_MAX, 'no run of skips reached the bound');
+}
+
+// The delivery is written once the relay sleeps and skips: written before its start,
+// due in 3 s, it was due before a loaded machine's relay had started and fallen asleep,
+// and no poll had skipped. Written later, its commit wakes the relay (were it not, the
+// poll after it would walk: the id moved), and that round sees the lane and when it
+// may send. FALL_DUE_S after the write leaves a loaded machine's relay seconds to fall
+// asleep again and skip, and holds at most 8 polls of 500 ms, short of QUIET_POLLS_MAX:
+// a send at the bound cannot pass for one at the due time.
+const FALL_DUE_S = 4;
+
 test('a retry falling due ends the skipping: it is sent by a poll soon after, not by the bound', async (t) => {
   const { database, receiver, f, company } = await relayScene(t);
   await deadCompanies(database.pool, 300);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/due') });
   receiver.route('/due', { secret: webhook.secret, otherwise: 200 });
-  await deliveryDueIn(database.pool, webhook.id, '3 seconds');
-  const { relay, answers } = await sleepingRelay(t, database, { pollMs: 500 });
+  const { answers, askedAt } = await sleepingRelay(t, database, { pollMs: 500, skipping: true });
+  const from = answers.length;
+  const dueAt = await deliveryDueIn(database.pool, webhook.id, `${FALL_DUE_S} seconds`);
+  const writtenAt = Date.now();
   await receiver.waitFor(1, { path: '/due', timeoutMs: 15_000 });
-  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')}`);
-  t.true(answers.some(Boolean), 'polls skipped before it fell due');
-  t.true(longestSkipRun(answers) < QUIET_POLLS_MAX, 'no run of skips reached the bound');
+  skippedUntilDue(t, answers, askedAt, [from, answers.length], writtenAt, dueAt);
 });
 
 test('a breaker\'s wait ending ends the skipping: its probe is sent by a poll soon after, not by the bound', async (t) => {
@@ -103,16 +137,25 @@ test('a breaker\'s wait ending ends the skipping: its probe is sent by a poll so
   await deadCompanies(database.pool, 300);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/open') });
   receiver.route('/open', { secret: webhook.secret, otherwise: 200 });
-  await database.pool.query(
+  const { answers, askedAt } = await sleepingRelay(t, database, { pollMs: 500, skipping: true });
+  const from = answers.length;
+  // its breaker opened and a delivery due now, in one transaction (its commit wakes the relay)
+  const writer = await database.pool.connect();
+  t.teardown(() => writer.release());
+  await writer.query('begin');
+  const { rows } = await writer.query(
     `update webhooks_private.lanes set failures = 5, failing_since = now() - interval '1 minute',
-       open_until = now() + interval '3 seconds' where webhook_id = $1`, [webhook.id]);
-  await deliveryDueIn(database.pool, webhook.id, '0 seconds');
-  const { relay, answers } = await sleepingRelay(t, database, { pollMs: 500 });
-  t.is(receiver.received('/open').length, 0, 'held by its breaker');
-  await receiver.waitFor(1, { path: '/open', timeoutMs: 15_000 });
-  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')}`);
-  t.true(answers.some(Boolean), 'polls skipped while its breaker was open');
-  t.true(longestSkipRun(answers) < QUIET_POLLS_MAX, 'no run of skips reached the bound');
+       open_until = now() + $2::interval where webhook_id = $1
+     returning (extract(epoch from open_until) * 1000)::float8 as open_until`, [webhook.id, `${FALL_DUE_S} seconds`]);
+  t.is(rows.length, 1);
+  await deliveryDueIn(writer, webhook.id, '0 seconds');
+  await writer.query('commit');
+  const writtenAt = Date.now();
+  const openUntil: number = rows[0].open_until;
+  const [probe] = await receiver.waitFor(1, { path: '/open', timeoutMs: 15_000 });
+  const to = answers.length;
+  t.true(probe!.receivedAt >= openUntil, `held by its breaker: sent ${Math.round(probe!.receivedAt - openUntil)} ms from its wait's end`);
+  skippedUntilDue(t, answers, askedAt, [from, to], writtenAt, openUntil);
 });
 
 test('a delivery id taken with no NOTIFY (a writer past the view, into the tables) ends the skipping: the next poll walks', async (t) => {
@@ -212,8 +255,18 @@ test('deliveries a stopping relay hands back, unsent, wake the sleeping relays: 
   const { replies, opens } = gatedReplies(2);
   receiver.route('/hook', { secret: webhook.secret, replies });
   for (let i = 0; i < 5; i++) await f.contact(company.id);
+  // the polls the sleeping one had answered when the stopping one's release was
+  // committed: its log line, written on the release's answer
+  let answers: boolean[] = [];
+  let atRelease: number | null = null;
+  const log = pino({ level: 'info' }, {
+    write(line: string) {
+      const { msg, why } = JSON.parse(line) as { msg: string; why?: string };
+      if (msg === 'released deliveries claimed but not sent' && why === 'stopping') atRelease ??= answers.length;
+    },
+  });
   // the stopping one: two requests held at the receiver, two more queued behind them
-  const stopping = testRelay(database.url, { RELAY_ID: 'relay-stopping', RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '2' });
+  const stopping = testRelay(database.url, { RELAY_ID: 'relay-stopping', RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '2' }, { log });
   t.teardown(() => stopping.stop());
   await stopping.start();
   await receiver.waitFor(2, { path: '/hook' });
@@ -222,19 +275,24 @@ test('deliveries a stopping relay hands back, unsent, wake the sleeping relays: 
   // the sleeping one: takes the fifth, then nothing it may take, so its polls skip
   const sleeping = testRelay(database.url, { RELAY_ID: 'relay-sleeping', RELAY_POLL_INTERVAL_MS: '200' });
   t.teardown(() => sleeping.stop());
-  const answers = pollAnswers(sleeping);
+  answers = pollAnswers(sleeping);
   await sleeping.start();
   await receiver.waitFor(3, { path: '/hook' });
   await relayAsleepInProcess(sleeping, database.pool);
   await until('a poll that skipped its walk', async () => answers.includes(true));
-  const atStop = answers.length;
   const stopped = stopping.stop();
   for (const open of opens) open();
   await stopped;
   t.is(stopping.stats.released, 2);
   await receiver.waitFor(5, { path: '/hook', timeoutMs: 30_000 });
-  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')} (the stop after ${atStop})`);
-  t.deepEqual(answers.slice(atStop).filter(Boolean), [], 'no poll skipped once they were handed back');
+  t.log(`polls: ${answers.map((skip) => (skip ? '.' : 'W')).join('')} (the release after ${atRelease})`);
+  // Counted from the release's commit, not from the call to stop(): the stop first
+  // closes its listener and waits for its claim round, and a loaded machine's polls
+  // meanwhile skipped (nothing had been handed back yet). One poll asked before the
+  // commit may answer after it (a poll asks once its last question is answered).
+  t.not(atRelease, null, 'released');
+  const skipped = answers.slice(atRelease!).filter(Boolean).length;
+  t.true(skipped <= 1, `${skipped} polls skipped once they were handed back`);
   t.is(sleeping.stats.claimed, 3);
 });
 
