@@ -192,13 +192,22 @@ test('an ordered webhook disabled: the claim that fails a delivery unsent lets t
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
   await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
   const contact = await f.contact(company.id, { city: 'v0' });
-  for (let i = 1; i <= 3; i++) await pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `v${i}`]);
+  const change = (i: number) => pool.query(`update crm.contacts set city = $2 where id = $1`, [contact.id, `v${i}`]);
   const queued = async () => (await pool.query(
     `select q.delivery_id as id, q.locked_by is not null as in_flight, q.held_due is not null as put_off,
             q.next_attempt_at <= now() as due
      from webhooks.delivery_queue q where q.webhook_id = $1 order by q.delivery_id`, [hook.id])).rows;
-  const [v1, v2, v3] = await queued();
+  // v2 and v3 written once v1 is in flight: the claim puts them off until v1's lease
+  // ends (a minute). Written before v1's claim, that claim put them off behind v1
+  // pending, for held_back_recheck() (a second) alone, and a loaded run that took
+  // longer than that to come to the claim below found v3 due again there, failed
+  // unsent with v2 by the same claim.
+  await change(1);
+  const [v1] = await queued();
   t.deepEqual((await claim(pool, hook.id)).rows.map((r) => r.delivery_id), [v1.id]);
+  await change(2);
+  await change(3);
+  const [, v2, v3] = await queued();
   t.deepEqual((await claim(pool, hook.id)).rows, []);
   t.like((await queued())[1], { id: v2.id, put_off: true, due: false });
   t.like((await queued())[2], { id: v3.id, put_off: true, due: false });
