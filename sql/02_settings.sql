@@ -65,6 +65,8 @@ as $$
      'how long a backfill''s snapshots wait before they are due'),
     ('webhooks.backfill_batch', 'integer', '500', '1', '10000',
      'contacts one step of a backfill examines'),
+    ('webhooks.backfill_batch_time', 'interval', '250 milliseconds', '0 seconds', '1 hour',
+     'how long one backfill''s batch, and one step of every backfill, may take before it stops short (the rest left to the next step): the longest an ordered webhook''s backfill holds its contacts locked'),
     ('webhooks.backfill_outstanding', 'integer', '1000', '1', '100000',
      'unfinished snapshots a backfill may have before its next batch waits (and no more than four times its webhook''s max_in_flight)'),
     ('webhooks.max_payload_bytes', 'integer', '1048576', webhooks_private.payload_bytes_floor()::text, '67108864',

@@ -104,13 +104,16 @@ $$;
 -- write may cost"), its snapshot as much when it is large (a custom text of 800 kB:
 -- 90 ms): a batch of 500 such contacts held the step, and every other company's
 -- backfill, for minutes, and an ordered webhook's locks on its contacts as long
--- (until 2026-12-07; test/sql/backfill.test.ts). As the relay's backfiller interval.
+-- (until 2026-12-07; test/sql/backfill.test.ts). As the relay's backfiller interval by
+-- default (webhooks.backfill_batch_time). A setting: a test that counts what one step
+-- writes sets it past what the machine's load can take (a batch of two contacts ran
+-- past 250 ms on a loaded machine), as a DBA may give batches more time.
 create or replace function webhooks_private.backfill_batch_time()
 returns interval
 language sql
-immutable
+stable
 as $$
-  select interval '250 milliseconds';
+  select webhooks_private.interval_setting('webhooks.backfill_batch_time');
 $$;
 
 -- private: the most contacts an ordered webhook's batch locks (FOR SHARE, below), and
@@ -306,6 +309,7 @@ stable
 as $$
 declare
   v_batch constant integer := webhooks_private.backfill_batch();
+  v_batch_time constant interval := webhooks_private.backfill_batch_time();
   v_started constant timestamptz := clock_timestamp();
   v_contact crm.contacts;
   v_wanted bigint := 0;
@@ -315,7 +319,7 @@ begin
     for v_contact in select * from webhooks_private.backfill_contacts(p_webhook.company_id, 0, v_batch) loop
       -- (conditions too costly to count within the time: the contacts to examine, as
       -- for a larger company)
-      if clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
+      if clock_timestamp() - v_started > v_batch_time then
         return null;
       end if;
       if webhooks_private.backfill_wants(p_webhook.conditions, to_jsonb(v_contact)) then
@@ -580,6 +584,7 @@ declare
   v_behind_marks text[];
   v_behind_left boolean := false;
   v_started constant timestamptz := clock_timestamp();
+  v_batch_time constant interval := webhooks_private.backfill_batch_time();
   v_cut boolean := false;
 begin
   waits_for_room := false;
@@ -649,7 +654,7 @@ begin
       -- (bounded as the walk's batch, below: the notes after this contact are the
       -- next step's; both in id order. Until 2026-12-07 a batch of them took what its
       -- conditions cost, 0.1 s a contact or more.)
-      if clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
+      if clock_timestamp() - v_started > v_batch_time then
         v_behind := array(select i from unnest(v_behind) i where i <= v_contact.id);
         exit;
       end if;
@@ -723,7 +728,7 @@ begin
     -- step, every company's backfills, for 18 s, and an ordered webhook's locks on
     -- them, another company's contact shared with it among them, as long:
     -- test/sql/backfill.test.ts)
-    if clock_timestamp() - v_started > webhooks_private.backfill_batch_time() then
+    if clock_timestamp() - v_started > v_batch_time then
       v_cut := v_seen < v_batch;
       exit;
     end if;
@@ -884,6 +889,7 @@ declare
   v_served integer := 0;
   v_visited bigint[] := '{}';
   v_step_started constant timestamptz := clock_timestamp();
+  v_batch_time constant interval := webhooks_private.backfill_batch_time();
   v_hidden text;
 begin
   written := 0;
@@ -982,7 +988,7 @@ begin
     -- 2026-12-07 eight such batches of contacts of 800 kB made a step of 5.5 s, its
     -- first batch's locks held through all of it: test/sql/backfill-step.test.ts.)
     if v_served >= greatest(p_limit, 1)
-       or clock_timestamp() - v_step_started > webhooks_private.backfill_batch_time() then
+       or clock_timestamp() - v_step_started > v_batch_time then
       -- (backfills left unvisited: the relay steps again at once, not on its timer,
       -- whose receivers may be idle; until 2026-12-07 they waited for it)
       more := exists (select 1 from webhooks.backfills b

@@ -15,8 +15,17 @@ async function start(webhookId: string): Promise<string> {
   const { rows } = await db().pool.query('select webhooks.backfill($1) as id', [webhookId]);
   return rows[0].id;
 }
-async function step(id: string): Promise<number> {
-  const { rows } = await db().pool.query('select webhooks_relay.backfill_step(p_only => $1) as written', [id]);
+/**
+ * A step's time (webhooks.backfill_batch_time) set past anything a machine's load can
+ * reach, for a test that counts what one step writes: a batch ends early once it has
+ * spent that time, 250 ms by default, and on a loaded machine a batch of two contacts
+ * did, the step writing one. Only the tests of that bound keep the default (`timed`).
+ */
+const UNTIMED = "set webhooks.backfill_batch_time = '1 hour'";
+/** One step of the backfill, untimed unless `timed` (the default time, as a relay's). */
+async function step(id: string, timed = false): Promise<number> {
+  const { rows } = await inTransaction(db().pool, timed ? 'select 1' : UNTIMED.replace('set ', 'set local '),
+    (c) => c.query('select webhooks_relay.backfill_step(p_only => $1) as written', [id]));
   return rows[0].written;
 }
 async function backfillRow(id: string) {
@@ -32,7 +41,7 @@ async function sendAll(webhookId: string) {
 /** Steps (sending everything in between) until the backfill is no longer running. */
 async function runToEnd(id: string, webhookId: string) {
   for (let i = 0; i < 1000 && (await backfillRow(id)).state === 'running'; i++) {
-    await step(id);
+    await step(id, true);
     await sendAll(webhookId);
   }
 }
@@ -134,6 +143,7 @@ test('a step does no more than its batch for a backfill\'s total, however many c
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '10'");
+  await client.query(UNTIMED);
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
   t.is((await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 0);
   // (a total of every contact, though none passes: the conditions were not evaluated for it)
@@ -217,7 +227,7 @@ test('a batch whose conditions cost more than backfill_batch_time ends early, an
   const values = { field: 'street', op: 'in', value: Array.from({ length: 100 }, (_, i) => `v${i}`) };
   const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'], conditions: { any: Array(20).fill(values) } });
   const id = await start(hook.id);
-  await step(id);
+  await step(id, true);
   const { rows: [{ examined }] } = await db().pool.query(
     'select count(*)::int as examined from crm.contacts where company_id = $1 and id <= $2', [company.id, (await backfillRow(id)).position]);
   t.log(`examined ${examined} of a batch of 500 in one step`);
@@ -250,7 +260,7 @@ test('a batch whose contacts cost more than backfill_batch_time ends early, cond
   await db().pool.query('select webhooks.set_webhook_delivery($1, null, true)', [hook.id]);
   const id = await start(hook.id);
   const began = Date.now();
-  await step(id);
+  await step(id, true);
   t.log(`one step: ${Date.now() - began} ms`);
   const { rows: [{ examined }] } = await db().pool.query(
     'select count(*)::int as examined from webhooks.deliveries where webhook_id = $1', [hook.id]);
@@ -261,6 +271,23 @@ test('a batch whose contacts cost more than backfill_batch_time ends early, cond
   const snapshots = (await deliveriesOf(db().pool, [hook.id])).filter((d) => d.action === 'contact.snapshot').map((d) => d.contact_id);
   t.is(new Set(snapshots).size, CONTACTS + 1, 'each contact once');
   t.true(snapshots.includes(shared.id));
+});
+
+test('webhooks.backfill_batch_time is read where it is set: at 0 each batch ends after its first contact, at an hour a batch is whole', async (t) => {
+  const f = make();
+  const company = await f.company();
+  for (let i = 0; i < 4; i++) await f.contact(company.id);
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.deleted'] });
+  const id = await start(hook.id);
+  const stepper = await db().pool.connect();
+  t.teardown(() => stepper.release(true));
+  const stepHere = async () => (await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
+  await stepper.query("set webhooks.backfill_batch_time = '0'");
+  t.is(await stepHere(), 1);
+  t.is(await stepHere(), 1);
+  await stepper.query(UNTIMED);
+  t.is(await stepHere(), 2);
+  t.like(await backfillRow(id), { state: 'done', queued: '4', total: '4' });
 });
 
 test('a contact deleted after its snapshot was written, before it was sent: the snapshot fails, not sent; its contact.deleted goes', async (t) => {
@@ -468,6 +495,7 @@ test('paced: a batch at a time, the next only once enough of its snapshots are s
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '10'; set webhooks.backfill_outstanding = '15'; set webhooks.backfill_defer = '1 second'");
+  await client.query(UNTIMED);
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
   const stepHere = async () => (await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
 
@@ -500,6 +528,7 @@ test('paced by the webhook: no more than four times its max_in_flight unfinished
   await db().pool.query('update webhooks.webhooks set max_in_flight = 3 where id = $1', [hook.id]);
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
+  await client.query(UNTIMED);
   const id = (await client.query('select webhooks.backfill($1) as id', [hook.id])).rows[0].id;
   const stepHere = async () => (await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
   const send = (n: number) => db().pool.query(
@@ -530,6 +559,7 @@ test('resumes where the last committed batch stopped: a step that rolls back lea
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '5'");
+  await client.query(UNTIMED);
   await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
   // a step that dies before it commits (a relay killed mid-batch)
   await client.query('begin');
@@ -554,7 +584,8 @@ test('two steps at once never write one batch twice', async (t) => {
   const id = await start(hook.id);
   const first = await db().pool.connect();
   const second = await db().pool.connect();
-  t.teardown(() => { first.release(); second.release(); });
+  t.teardown(() => { first.release(true); second.release(true); });
+  await first.query(UNTIMED);
   await first.query('begin');
   t.is((await first.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 8);
   t.is((await second.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 0, 'the row is locked: skipped');
@@ -572,6 +603,7 @@ test('cancel: no further batch, and snapshots not sent yet fail with the reason;
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '4'");
+  await client.query(UNTIMED);
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
   await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
   const live = await f.contact(company.id);
@@ -819,6 +851,7 @@ test.serial('disabled during a backfill: its snapshots written are held, not fai
   const stepper = await db().pool.connect();
   t.teardown(() => stepper.release(true));
   await stepper.query("set webhooks.backfill_batch = '4'");
+  await stepper.query(UNTIMED);
   const { rows: [{ id }] } = await stepper.query('select webhooks.backfill($1) as id', [hook.id]);
   const stepHere = async () => (await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
   t.is(await stepHere(), 4);
@@ -868,6 +901,7 @@ test.serial('disabled, then its backfill cancelled: the snapshots held fail as c
   const stepper = await db().pool.connect();
   t.teardown(() => stepper.release(true));
   await stepper.query("set webhooks.backfill_batch = '3'");
+  await stepper.query(UNTIMED);
   const { rows: [{ id }] } = await stepper.query('select webhooks.backfill($1) as id', [hook.id]);
   t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 3);
   await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);

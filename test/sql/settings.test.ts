@@ -106,7 +106,7 @@ test('webhooks.settings lists every setting: in force, as set, its default, and 
   const byName = new Map(rows.map((r) => [r.name, r]));
   t.deepEqual(
     [...byName.keys()].sort(),
-    ['webhooks.audit_retention', 'webhooks.auto_disable_after', 'webhooks.backfill_batch', 'webhooks.backfill_defer', 'webhooks.backfill_outstanding',
+    ['webhooks.audit_retention', 'webhooks.auto_disable_after', 'webhooks.backfill_batch', 'webhooks.backfill_batch_time', 'webhooks.backfill_defer', 'webhooks.backfill_outstanding',
      'webhooks.breaker_after', 'webhooks.breaker_probe_interval', 'webhooks.breaker_probe_max_interval',
      'webhooks.max_attempts', 'webhooks.max_changes_per_hour', 'webhooks.max_conditions_per_company', 'webhooks.max_in_flight', 'webhooks.max_payload_bytes', 'webhooks.max_payload_bytes_per_change', 'webhooks.max_webhooks_per_company',
      'webhooks.retention', 'webhooks.retry_after_max', 'webhooks.retry_base', 'webhooks.retry_factor',
