@@ -162,12 +162,25 @@ function watchAnswers(client: pg.Client, databaseUrl: string, silenceMs: number)
     let reason: string | undefined;
     try {
       await checker.connect();
-      const { rows: [session] } = await checker.query<{ running: boolean }>(
-        `select state = 'active' and wait_event is distinct from 'ClientWrite' as running
+      const { rows: [session] } = await checker.query<{ running: boolean; since: string | null }>(
+        `select state = 'active' and wait_event is distinct from 'ClientWrite' as running, state_change::text as since
          from pg_catalog.pg_stat_activity where pid = $1`, [internals.processID]);
-      if (!session?.running) {
-        reason = 'its session there is not running the statement: the answer was lost on the way';
-        await checker.query('select pg_catalog.pg_terminate_backend($1)', [internals.processID]);
+      // (an answer that came while asking: the session was between two statements of
+      // a migrate at work, not silent, and is left alone. Ended only if it is still in
+      // the state it was found in: until 2026-12-08 one found between two statements
+      // (a migration's, or the steps of a wait for the migrate lock) was ended though
+      // the next had come meanwhile, a migrate at work stopped as if its answer were lost)
+      if (!session?.running && heard === asked) {
+        // (waited for until it has ended, within the silence: the migrate then exits
+        // with its session, and the migrate lock it held, gone; until 2026-12-08 it
+        // could exit before the server had ended it, and a migrate run again at once
+        // waited for the lock of the one that had just said it lost it)
+        const { rows: ending } = await checker.query<{ ended: boolean }>(
+          `select pg_catalog.pg_terminate_backend(pid, $3) as ended from pg_catalog.pg_stat_activity
+           where pid = $1 and state_change is not distinct from $2::timestamptz
+             and not (state = 'active' and wait_event is distinct from 'ClientWrite')`,
+          [internals.processID, session?.since ?? null, Math.max(1, Math.floor(silenceMs / 2))]);
+        if (ending.length > 0 || !session) reason = 'its session there is not running the statement: the answer was lost on the way';
       }
     } catch (error) {
       reason ??= `the database could not be asked whether it still runs the statement (${(error as Error).message})`;
