@@ -1176,23 +1176,18 @@ function renderTools(webhook) {
     replace($('webhook-tools'));
     return;
   }
-  // why the button is off, or why the last test failed, else what it does, in words on
-  // the page that the button names as its description (as Backfill's): a title shows on
-  // hover alone, which no keyboard or touch reaches, and a disabled button takes no focus
-  const awaited = webhook.enabled && testsAwaited.has(webhook.id);
-  const whyWords = !webhook.enabled ? 'This webhook is disabled: enable it to send a test.'
-    : awaited ? 'Waiting for the receiver\'s answer to the test sent.'
-      : testFailures.get(webhook.id) ?? 'Sends one signed test delivery (webhook.test) with a sample contact.';
-  const why = h('div', { class: 'reason', id: 'send-test-why' }, whyWords);
-  // while its test's answer is awaited the button is unavailable but keeps the focus
-  // (aria-disabled, not disabled, which would drop the focus of the keyboard that pressed
-  // it): a second press sent a second test, and two waits said their answers in turn
+  toolsOf = webhook;
+  const why = h('div', { class: 'reason', id: 'send-test-why' }, sendTestWords(webhook));
+  // while its test is sent and its answer awaited the button is unavailable but keeps
+  // the focus (aria-disabled, not disabled, which would drop the focus of the keyboard
+  // that pressed it): a second press sent a second test, and two waits said their
+  // answers in turn
   const testButton = h('button', {
     type: 'button', class: 'secondary', id: 'send-test', disabled: !webhook.enabled,
-    'aria-disabled': awaited ? 'true' : false,
+    'aria-disabled': webhook.enabled && testsAwaited.has(webhook.id) ? 'true' : false,
     'aria-describedby': why.id,
     onclick: () => {
-      if (!testsAwaited.has(webhook.id)) void sendTestFor(webhook, testButton);
+      if (!testsAwaited.has(webhook.id)) void sendTestFor(webhook);
     },
   }, 'Send test');
   // Disable / Enable as the report's row has them: the page says "enable it to send a
@@ -1382,14 +1377,43 @@ const TEST_POLL_MS = 500;
 // on their way, a webhook disabled meanwhile). Forgotten at sign-in, with the rest of
 // the admin before's page
 const testFailures = new Map();
-// The webhooks (by id) whose test's answer the page is waiting for (sendTestFor)
+// The webhooks (by id) whose test is being sent or its answer awaited (sendTestFor),
+// from the press on: marked only once the API had answered the send, a view drawn
+// meanwhile (another Date Range, a wait before ending) offered Send test again, and a
+// second press sent a second test
 const testsAwaited = new Set();
+// The webhook whose tools are drawn (renderTools), for Send test's state said in place
+let toolsOf = null;
 
-async function sendTestFor(webhook, button) {
+/** Why Send test is off, or why the webhook's last test failed, else what it does. */
+function sendTestWords(webhook) {
+  // in words on the page that the button names as its description (as Backfill's): a
+  // title shows on hover alone, which no keyboard or touch reaches, and a disabled
+  // button takes no focus
+  if (!webhook.enabled) return 'This webhook is disabled: enable it to send a test.';
+  if (testsAwaited.has(webhook.id)) return 'Waiting for the receiver\'s answer to the test sent.';
+  return testFailures.get(webhook.id) ?? 'Sends one signed test delivery (webhook.test) with a sample contact.';
+}
+
+/**
+ * Send test on the page, when it is this webhook's, as its test is now: its
+ * unavailability and its words changed in place, the keyboard's focus left on it.
+ */
+function showSendTestState(webhookId) {
+  const button = $('send-test');
+  if (!button || !toolsOf || toolsOf.id !== webhookId) return;
+  if (toolsOf.enabled && testsAwaited.has(webhookId)) button.setAttribute('aria-disabled', 'true');
+  else button.removeAttribute('aria-disabled');
+  setText($('send-test-why'), sendTestWords(toolsOf));
+}
+
+async function sendTestFor(webhook) {
   clearMessages();
   // the wait is this admin's: ended, unsaid, by a sign-out (its polls between requests too)
   const era = session.era();
-  button.disabled = true;
+  // unavailable at once, with the press: before any answer, and in any view drawn meanwhile
+  testsAwaited.add(webhook.id);
+  showSendTestState(webhook.id);
   try {
     let firing;
     try {
@@ -1399,7 +1423,6 @@ async function sendTestFor(webhook, button) {
       throw error;
     }
     testFailures.delete(webhook.id);
-    testsAwaited.add(webhook.id);
     flash(`Test sent to ${webhook.url}: waiting for the answer…`);
     await render();
     focusAgain('#send-test');
@@ -1429,7 +1452,8 @@ async function sendTestFor(webhook, button) {
     focusAgain('#send-test');
   } finally {
     testsAwaited.delete(webhook.id);
-    button.disabled = false;
+    // (a wait ended with no view drawn after it, a network's error: Send test available again)
+    showSendTestState(webhook.id);
   }
 }
 

@@ -6,7 +6,7 @@
 import test from 'ava';
 import type { Page, Route } from 'playwright-core';
 import { expiredToken, startTestApi, type TestApi } from '../helpers/api.ts';
-import { accessibleOf, choose, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser, visit } from '../helpers/browser.ts';
+import { accessibleOf, choose, launchBrowser, PAGE_TEST_API_LIMITS, signIn, untilReport, untilText, useBrowser, visit } from '../helpers/browser.ts';
 import type { TestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
 import { gatedReplies, startReceiver, type Receiver } from '../helpers/receiver.ts';
@@ -739,12 +739,36 @@ browserTest('while a test\'s answer is awaited, Send test is unavailable and say
   const f = factories(database.pool);
   const company = await f.company();
   const hook = await f.webhook({ companyId: company.id, name: 'Slow', actions: ['contact.created'], url: receiver.url('/slow-test') });
-  // the receiver answers once the test says so: the page waits for its answer meanwhile
+  // the receiver answers once the test says so
   const { replies, opens: [answer] } = gatedReplies(1);
   receiver.route('/slow-test', { replies });
-  const page = await signedIn(company.id);
+  // The page waits for a test's answer 30 s at most, by its own clock (docs/page.md),
+  // and the relay's attempt ends at its request timeout (15 s), then a retry the
+  // receiver answers at once: on a loaded machine more than that passed between the
+  // press and the presses below, the wait was over, and they sent tests of their own.
+  // The page's timers stopped from the press keep it waiting until the test has
+  // pressed, however slow the machine; a clock is its browser's, every tab's, hence a
+  // browser of this test's own
+  const browser = await launchBrowser();
+  t.teardown(() => browser.close());
+  const page = await browser.context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(message.text());
+  });
+  const sends: string[] = [];
+  page.on('request', (request) => {
+    if (request.postData()?.includes('mutation SendTest(')) sends.push(request.postData()!);
+  });
+  await page.clock.install();
+  await visit(page, `${api.api.url}/reports/webhooks`);
+  await signIn(page, await api.token(company.id, 'webhook_admin', 'jane.admin@purple.example'));
+  await untilReport(page);
   await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
   await page.waitForSelector('body:not([aria-busy]) #history:not([hidden]) #send-test');
+  // (paused a moment ahead of the tab's clock, which runs behind the test's, never ahead)
+  await page.clock.pauseAt(Date.now() + 1000);
   await page.focus('#send-test');
   await page.keyboard.press('Enter');
   await untilText(page, '#flash', /^Test sent to .*: waiting for the answer…$/);
@@ -756,14 +780,68 @@ browserTest('while a test\'s answer is awaited, Send test is unavailable and say
   await page.click('#send-test', { force: true });
   const tests = async () => (await database.pool.query(
     `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and action = 'webhook.test'`, [hook.id])).rows[0].n;
+  t.is(await page.textContent('#flash'), `Test sent to ${hook.url}: waiting for the answer…`, 'still waiting');
   t.is(await tests(), 1, 'one test sent');
   answer();
+  await page.clock.resume();
   await untilText(page, '#flash', 'Test delivered: the receiver answered 200.');
   // (said before the tools are drawn again)
   await untilText(page, '#send-test-why', 'Sends one signed test delivery (webhook.test) with a sample contact.');
   t.is(await page.getAttribute('#send-test', 'aria-disabled'), null);
   t.like(await accessibleOf(page, '#send-test'), { description: 'Sends one signed test delivery (webhook.test) with a sample contact.' });
+  // (a press's request goes out before the page's next turn: long since made, by now)
+  t.is(sends.length, 1, 'one test asked for');
   t.is(await tests(), 1);
+  t.deepEqual(problems, []);
+});
+
+browserTest('Send test is unavailable from the press, before the API has answered: the view drawn again meanwhile (another Date Range) offers no second test', async (t) => {
+  const f = factories(database.pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, name: 'Sent once', actions: ['contact.created'], url: receiver.url('/sent-once') });
+  receiver.route('/sent-once', { replies: [200] });
+  const page = await signedIn(company.id);
+  // the first request to send a test is held until the view has been drawn again; any
+  // other goes on (a second test would be made, and counted below)
+  const sends: string[] = [];
+  let held!: (value: Route) => void;
+  const heldSend = new Promise<Route>((resolve) => { held = resolve; });
+  await page.route('**/graphql', async (route) => {
+    if (route.request().postData()?.includes('mutation SendTest(')) {
+      sends.push(route.request().postData()!);
+      if (sends.length === 1) {
+        held(route);
+        return;
+      }
+    }
+    await route.continue();
+  });
+  await visit(page, `${api.api.url}/reports/webhooks#/webhooks/${hook.id}`);
+  await page.waitForSelector('body:not([aria-busy]) #history:not([hidden]) #send-test');
+  await page.focus('#send-test');
+  await page.keyboard.press('Enter');
+  const send = await heldSend;
+  // at once: unavailable, said so, and the focus kept
+  t.is(await page.getAttribute('#send-test', 'aria-disabled'), 'true', 'unavailable from the press');
+  t.is(await page.textContent('#send-test-why'), 'Waiting for the receiver\'s answer to the test sent.');
+  t.is(await page.evaluate(() => document.activeElement?.id), 'send-test', 'the focus stays on it');
+  // another Date Range draws the view again, its tools too, while the request is held
+  await page.click('#range-presets [data-preset="7"]');
+  await page.waitForSelector('#range-presets [data-preset="7"][aria-pressed="true"]');
+  await page.waitForSelector('body:not([aria-busy]) #history:not([hidden]) #send-test');
+  t.is(await page.getAttribute('#send-test', 'aria-disabled'), 'true', 'still unavailable, drawn again');
+  t.like(await accessibleOf(page, '#send-test'), { name: 'Send test', description: 'Waiting for the receiver\'s answer to the test sent.' });
+  await page.focus('#send-test');
+  await page.keyboard.press('Enter');
+  await page.click('#send-test', { force: true });
+  await send.continue();
+  await untilText(page, '#flash', 'Test delivered: the receiver answered 200.');
+  await untilText(page, '#send-test-why', 'Sends one signed test delivery (webhook.test) with a sample contact.');
+  t.is(await page.getAttribute('#send-test', 'aria-disabled'), null);
+  // (a second request, sent on at once, was made before the first's answer was awaited)
+  t.is(sends.length, 1, 'one test asked for');
+  t.is((await database.pool.query(
+    `select count(*)::int as n from webhooks.deliveries where webhook_id = $1 and action = 'webhook.test'`, [hook.id])).rows[0].n, 1, 'one test sent');
   t.deepEqual(problemsOf(page), []);
   await page.close();
 });
