@@ -199,12 +199,20 @@ begin
 end;
 $$;
 
--- a webhook no longer ordered: its deliveries put off for being held back
--- (put_off_held_back, below) are due at the time they had, not when what held them
--- back ends (an hour away, for one waiting for its retry); and a sleeping relay is
--- woken for them as for a capture (wake_relay): nothing else says they are due now,
--- and its polls skip their walk while no lane it walked may send (docs/relay.md,
--- quiet polls)
+-- a webhook no longer ordered, or disabled: its deliveries put off for being held
+-- back (put_off_held_back, below) are due at the time they had, not when what held
+-- them back ends (an hour away, for one waiting for its retry); and a sleeping relay
+-- is woken for them as for a capture (wake_relay): nothing else says they are due
+-- now, and its polls skip their walk while no lane it walked may send (docs/relay.md,
+-- quiet polls). A disabled webhook's claim asks nothing of order: it fails its
+-- deliveries unsent and holds its snapshots (30_delivery.sql). Until 2026-12-08 a
+-- live change put off behind its contact's snapshot in flight, which its settle sent
+-- back for a retry as the relay disabled the webhook, stayed put off until that
+-- snapshot's lease ended, a minute by default, before a claim failed it
+-- (test/sql/ordered-put-off.test.ts). Disabled, the lane's row is locked first (as
+-- _500_reset_lane writes it on an enable): a claim that holds it, which read the
+-- webhook enabled and may be putting off its deliveries, commits before they are
+-- looked for, and one after it passes the lane over until the disable commits.
 create or replace function webhooks_private.tg_webhooks__release_held_back()
 returns trigger
 language plpgsql
@@ -212,6 +220,9 @@ as $$
 declare
   v_notified boolean;
 begin
+  if old.enabled and not new.enabled then
+    perform 1 from webhooks_private.lanes l where l.webhook_id = new.id for update of l;
+  end if;
   update webhooks.delivery_queue q
   set next_attempt_at = least(q.next_attempt_at, q.held_due),
       held_due = null
@@ -232,6 +243,12 @@ drop trigger if exists _500_release_held_back on webhooks.webhooks;
 create trigger _500_release_held_back
   after update of ordered on webhooks.webhooks
   for each row when (old.ordered and not new.ordered)
+  execute function webhooks_private.tg_webhooks__release_held_back();
+
+drop trigger if exists _500_release_held_back_disabled on webhooks.webhooks;
+create trigger _500_release_held_back_disabled
+  after update of enabled on webhooks.webhooks
+  for each row when (old.enabled and not new.enabled and new.ordered)
   execute function webhooks_private.tg_webhooks__release_held_back();
 
 drop trigger if exists _500_reset_lane on webhooks.webhooks;

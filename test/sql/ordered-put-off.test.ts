@@ -212,11 +212,20 @@ test('an ordered webhook disabled: the claim that fails a delivery unsent lets t
   t.like((await queued())[1], { id: v2.id, put_off: true, due: false });
   t.like((await queued())[2], { id: v3.id, put_off: true, due: false });
 
-  // v1 on its way ends as the webhook is disabled (a 410): its settle lets v2 go
+  // v1 on its way ends as the webhook is disabled (a 410). Disabling gives v2 and v3
+  // their time back (below, "disabled while a delivery is put off")
   await pool.query(`update webhooks.webhooks set enabled = false where id = $1`, [hook.id]);
+  t.like((await queued())[1], { id: v2.id, put_off: false, due: true });
+  t.like((await queued())[2], { id: v3.id, put_off: false, due: true });
+  // v3 put off all the same (as a claim that read the webhook enabled would have put
+  // it off, had the disable not waited for its lane): the claim's failing of v2 must
+  // still let it go
+  await pool.query(`update webhooks.delivery_queue set held_due = next_attempt_at, next_attempt_at = now() + interval '1 minute'
+                    where delivery_id = $1`, [v3.id]);
   await pool.query(`update webhooks.delivery_queue set locked_by = null, locked_until = null where delivery_id = $1`, [v1.id]);
   await pool.query(`delete from webhooks.deliveries where id = $1`, [v1.id]);
   t.like((await queued())[0], { id: v2.id, put_off: false, due: true });
+  t.like((await queued())[1], { id: v3.id, put_off: true, due: false });
 
   // the claim fails v2 unsent, and v3 is due now, to be failed by the next
   t.deepEqual((await claim(pool, hook.id)).rows, []);
@@ -228,4 +237,47 @@ test('an ordered webhook disabled: the claim that fails a delivery unsent lets t
     { state: 'failed', last_error: 'not sent: the webhook is disabled' },
     { state: 'failed', last_error: 'not sent: the webhook is disabled' },
   ]);
+});
+
+// A delivery put off behind its contact's delivery in flight waits for that one's
+// lease to end, or for its settle to end it. A settle that sends it back for a retry
+// leaves the next put off, and a webhook disabled meanwhile (the relay's
+// auto-disable, its receiver failing) holds its contact's snapshot and asks nothing of
+// order: the live change, to be failed unsent, waited out the whole lease (a minute
+// by default) before a claim saw it (test/relay/ordered-combinations.test.ts, on a
+// loaded machine). Disabling gives the webhook's deliveries put off their time back,
+// as turning ordered off does.
+test('an ordered webhook disabled while a delivery is put off behind its contact\'s in flight: the next claim fails it unsent, not one a lease later', async (t) => {
+  const pool = db().pool;
+  const f = factories(pool);
+  const company = await f.company();
+  const contact = await f.contact(company.id, { city: 'u0' });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['city'] });
+  await pool.query(`select webhooks.set_webhook_delivery($1, null, true)`, [hook.id]);
+  const { rows: [{ id: backfill }] } = await pool.query('select webhooks.backfill($1) as id', [hook.id]);
+  await pool.query('select webhooks_relay.backfill_step(p_only => $1)', [backfill]);
+  await pool.query(`update webhooks.delivery_queue set next_attempt_at = now() - interval '1 second' where webhook_id = $1`, [hook.id]);
+  const { rows: [snapshot] } = await claim(pool, hook.id);
+  t.truthy(snapshot);
+  await pool.query(`update crm.contacts set city = 'u1' where id = $1`, [contact.id]);
+  t.deepEqual((await claim(pool, hook.id)).rows, [], 'u1 is held back by the snapshot in flight');
+  const live = async () => (await pool.query(
+    `select q.held_due is not null as put_off, q.next_attempt_at <= now() as due
+     from webhooks.delivery_queue q where q.webhook_id = $1 and q.action = 'contact.updated'`, [hook.id])).rows;
+  t.deepEqual(await live(), [{ put_off: true, due: false }], 'put off until the snapshot\'s lease ends');
+  // the receiver refuses the snapshot: back for a retry, which ends nothing
+  await pool.query(
+    `select * from webhooks_relay.settle_deliveries('relay-a', $1::bigint[], '{1}', $2::timestamptz[], '{5}', '{503}', '{null}', '{busy}', '{null}')`,
+    [[snapshot.delivery_id], [new Date()]]);
+  t.deepEqual(await live(), [{ put_off: true, due: false }]);
+
+  await pool.query('update webhooks.webhooks set enabled = false where id = $1', [hook.id]);
+  t.deepEqual(await live(), [{ put_off: false, due: true }], 'nothing is ordered for a disabled webhook');
+  // (the snapshot's retry due now)
+  await pool.query(`update webhooks.delivery_queue set next_attempt_at = now() - interval '1 second' where delivery_id = $1`, [snapshot.delivery_id]);
+  t.deepEqual((await claim(pool, hook.id)).rows, []);
+  const { rows } = await pool.query(
+    `select action, state, next_attempt_at, last_error from webhooks.deliveries where webhook_id = $1 order by id`, [hook.id]);
+  t.like(rows[0], { action: 'contact.snapshot', state: 'pending', next_attempt_at: Infinity }, 'the snapshot is held');
+  t.like(rows[1], { action: 'contact.updated', state: 'failed', last_error: 'not sent: the webhook is disabled' });
 });
