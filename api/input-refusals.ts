@@ -24,6 +24,14 @@
 // - BigInt: what Postgres's bigint reads (decimal, 0x, 0o or 0b digits, _ between
 //   them, a sign, white space around), from -2^63 to 2^63 - 1: else bigint_invalid
 //   (22P02) or bigint_range (22003);
+// - Int: a JSON number that is whole, from -2^31 to 2^31 - 1 (what GraphQL's Int and
+//   Postgres's integer hold): else int_invalid (22P02) or int_range (22003). GraphQL
+//   refused them itself, as GRAPHQL_VALIDATION_FAILED ("Int cannot represent non
+//   32-bit signed integer value: 3000000000"), naming neither the argument nor a rule,
+//   so a rateLimit of 3000000000 read as a document written wrong. The argument's own
+//   bound (rateLimit 1 to 10,000) is the engine's to name, once the value reaches it.
+//   (A literal written in the query text is GraphQL's to refuse still: it validates
+//   the text before this runs, GRAPHQL_VALIDATION_FAILED);
 // - IntervalInput: an interval Postgres can hold, its seconds as plain decimals
 //   (interval_range, 22015);
 // - Cursor: a cursor this API could have given out: a 'natural' one counts rows from
@@ -50,6 +58,7 @@ const REQUESTED_TIMES: ReadonlySet<string> = new Set(['since', 'until']);
 /** graphile-build's scalars */
 const DATETIME = 'Datetime';
 const BIGINT = 'BigInt';
+const INT = 'Int';
 const CURSOR = 'Cursor';
 const JSON_SCALAR = 'JSON';
 /** the fields of graphile-build-pg's IntervalInput, whatever the type is named */
@@ -64,6 +73,8 @@ export const INPUT_RULES = Object.freeze({
   datetimeInvalid: 'datetime_invalid',
   bigintInvalid: 'bigint_invalid',
   bigintRange: 'bigint_range',
+  intInvalid: 'int_invalid',
+  intRange: 'int_range',
   intervalRange: 'interval_range',
   listTooLong: 'list_too_long',
 });
@@ -185,6 +196,25 @@ function bigintRefusal(field: string, value: unknown, nodes?: ValueNode): GraphQ
   return undefined;
 }
 
+// -- Int -------------------------------------------------------------------------------
+
+const INT_MIN = -(2 ** 31);
+const INT_MAX_VALUE = 2 ** 31 - 1;
+
+/** The refusal of an Int that is no whole JSON number, or is beyond 32 bits; or nothing. */
+function intRefusal(field: string, value: unknown, nodes?: ValueNode): GraphQLError | undefined {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    return refusal(`${field} must be a whole number written as a JSON number (42), got ${shortened(JSON.stringify(value) ?? String(value))}`,
+      '22P02', INPUT_RULES.intInvalid, field, nodes);
+  }
+  if (value < INT_MIN || value > INT_MAX_VALUE) {
+    // (written as digits: 1e20 is 100000000000000000000)
+    return refusal(`${field} must be a whole number from ${INT_MIN} to ${INT_MAX_VALUE}, got ${BigInt(value)}`,
+      '22003', INPUT_RULES.intRange, field, nodes);
+  }
+  return undefined;
+}
+
 // -- IntervalInput ---------------------------------------------------------------------
 
 const INT32_MAX = 2 ** 31 - 1;
@@ -298,6 +328,7 @@ function refusalIn(type: GraphQLInputType, value: unknown, field: string, node: 
   }
   if (!isScalarType(nullable)) return undefined;
   if (nullable.name === JSON_SCALAR) return jsonRefusal(field, value, node);
+  if (nullable.name === INT) return intRefusal(field, value, node);
   if (nullable.name === BIGINT) return (typeof value === 'string' ? textRefusal(field, value, node) : undefined) ?? bigintRefusal(field, value, node);
   if (typeof value !== 'string') {
     if (nullable.name === DATETIME) {

@@ -132,7 +132,8 @@ test('a refusal of a field or a variable GraphQL cannot take quotes at most the 
     ['an unknown field', CREATE, { ...valid, fields: [long] }, { constraint: 'webhook_field_unknown', column: 'fields' }],
     // GraphQL's own words quoted it twice: 180,087 characters for a value of 90,000
     ['an action that is none', CREATE, { ...valid, actions: [long] }, { code: 'GRAPHQL_VALIDATION_FAILED' }],
-    ['text for a number', 'query Q($n: Int) { webhookReport(first: $n) { nodes { name } } }', { n: long }, { code: 'GRAPHQL_VALIDATION_FAILED' }],
+    // (GraphQL's own words until the API named an Int it cannot take: int_invalid)
+    ['text for a number', 'query Q($n: Int) { webhookReport(first: $n) { nodes { name } } }', { n: long }, { code: '22P02', constraint: 'int_invalid', column: 'first' }],
   ];
   for (const [name, query, variables, named] of cases) {
     const refused = await api().gql(token, query, variables);
@@ -504,6 +505,49 @@ test('every BigInt input of the schema refuses a value that is no bigint by name
     const response = await api().gql(token, 'query($id: BigInt!) { webhookById(id: $id) { id } }', { id });
     t.is(response.errors, undefined, `${JSON.stringify(id)}: ${JSON.stringify(response.errors)}`);
   }
+});
+
+test('every Int input of the schema refuses a value past 32 bits, or no whole number, by name (int_range, int_invalid), and nothing is written', async (t) => {
+  // GraphQL's Int refused them with its own words ("Int cannot represent non 32-bit
+  // signed integer value: 3000000000") and the code of a malformed document
+  // (GRAPHQL_VALIDATION_FAILED), naming neither the argument nor the rule: a rateLimit
+  // of 3000000000 read as a query the client wrote wrong
+  const { companyId, ids, token } = await sceneWithIds();
+  const before = await db().pool.query('select * from webhooks.webhooks where company_id = $1 order by id', [companyId]);
+  const inputs = inputsOfType(await apiSchema(api(), token), 'Int', ids);
+  for (const where of ['Mutation.createWebhook(input.rateLimit)', 'Mutation.createWebhook(input.maxInFlight)',
+    'Mutation.updateWebhook(input.rateLimit)', 'Mutation.updateWebhook(input.maxInFlight)',
+    'Mutation.updateWebhook(input.expectedVersion)', 'Mutation.replayFailed(input.maxDeliveries)']) {
+    t.true(inputs.some((input) => input.where === where), where);
+  }
+  for (const input of inputs) {
+    // (an IntervalInput's parts are Ints too; one the interval cannot hold is refused
+    // as the interval first, naming it: interval_range, the 'IntervalInput' test below)
+    const intervalPart = ['years', 'months', 'days', 'hours', 'minutes'].includes(input.name);
+    for (const [big, written] of [[3000000000, '3000000000'], [2147483648, '2147483648'], [-2147483649, '-2147483649'], [1e20, '100000000000000000000']] as const) {
+      if (intervalPart) {
+        const response = await api().gql(token, input.operation, { v: big });
+        t.is(response.errors?.length, 1, input.where);
+        t.true(['int_range', 'interval_range'].includes(response.errors?.[0]?.extensions?.constraint as string), `${input.where} ${big}: ${JSON.stringify(response.errors)}`);
+        continue;
+      }
+      await refusedThere(t, token, input, big, { code: '22003', constraint: 'int_range' },
+        `${input.name} must be a whole number from -2147483648 to 2147483647, got ${written}`);
+    }
+    for (const bad of ['abc', '', '42', 2.5, true, { a: 1 }]) {
+      await refusedThere(t, token, input, bad, { code: '22P02', constraint: 'int_invalid' },
+        new RegExp(`^${input.name} must be a whole number written as a JSON number \\(42\\), got `));
+    }
+  }
+  const after = await db().pool.query('select * from webhooks.webhooks where company_id = $1 order by id', [companyId]);
+  t.deepEqual(after.rows, before.rows, 'nothing was written');
+  // within 32 bits, each goes on to the argument's own bound, named by the engine
+  const UPDATE = 'mutation($v: Int) { updateWebhook(input: { id: "ID", rateLimit: $v }) { result { rateLimit } } }'.replace('ID', ids.Webhook!);
+  const past = await api().gql(token, UPDATE, { v: 2147483647 });
+  t.like(past.errors?.[0]?.extensions, { code: '23514', constraint: 'webhook_rate_limit_range', column: 'rate_limit' });
+  const kept = await api().gql(token, UPDATE, { v: 20 });
+  t.is(kept.errors, undefined, JSON.stringify(kept.errors));
+  t.is(kept.data.updateWebhook.result.rateLimit, 20);
 });
 
 test('a BigInt sent as a JSON number JSON readers do not hold as written (9007199254740993) is refused by name (JSON_NUMBER_OUT_OF_RANGE), not read as another id', async (t) => {
