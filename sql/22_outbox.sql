@@ -810,8 +810,11 @@ declare
   v_removed integer;
 begin
   if p_max_rows is null or p_max_rows < 1 then
-    raise exception 'purge_deleted_webhooks: p_max_rows must be at least 1, not %', p_max_rows
-      using errcode = '22023';
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('purge_deleted_webhooks: p_max_rows must be from 1 to 2147483647, got %s', coalesce(p_max_rows::text, 'null')),
+      constraint = 'purge_max_rows_range',
+      column = 'p_max_rows';
   end if;
   select p.webhook_id, p.company_id into v
   from webhooks_private.webhooks_to_purge p
@@ -1802,9 +1805,12 @@ declare
   v_held tstzrange[];
   v_last_day date;
 begin
-  if p_days_ahead not between 0 and 366 then
-    raise exception using errcode = 'invalid_parameter_value',
-      message = format('p_days_ahead must be between 0 and 366, not %s', p_days_ahead);
+  if p_days_ahead is null or p_days_ahead not between 0 and 366 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('create_partitions: p_days_ahead must be from 0 to 366, got %s', coalesce(p_days_ahead::text, 'null')),
+      constraint = 'create_partitions_days_ahead_range',
+      column = 'p_days_ahead';
   end if;
   perform webhooks_private.note_retention();
   perform webhooks_private.take_back_days_ahead_of_clock();

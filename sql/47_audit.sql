@@ -567,8 +567,11 @@ declare
   v_removed integer;
 begin
   if p_max_rows is null or p_max_rows < 1 or p_max_rows > 100000 then
-    raise exception 'forget_audit_log: p_max_rows must be from 1 to 100000, not %', p_max_rows
-      using errcode = '22023';
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('forget_audit_log: p_max_rows must be from 1 to 100000, got %s', coalesce(p_max_rows::text, 'null')),
+      constraint = 'forget_audit_log_max_rows_range',
+      column = 'p_max_rows';
   end if;
   with oldest as (
     select a.id, a.at from webhooks.audit_log a order by a.id limit p_max_rows
