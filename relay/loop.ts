@@ -560,6 +560,8 @@ export class Relay {
     this.metrics.unheldReleased(released);
     if (released > 0) {
       this.log.warn({ released, held: this.holdings.size }, 'released deliveries leased to this relay that it did not hold (a claim or release whose answer was lost)');
+    } else {
+      this.log.debug({ held: this.holdings.size }, 'no deliveries leased to this relay that it did not hold (a claim or release whose answer was lost had leased none)');
     }
   }
 
