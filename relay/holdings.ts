@@ -8,7 +8,10 @@
 // relay in doubt, and before its next claim (one claim runs at a time) it hands back
 // every delivery leased to it that it does not hold (webhooks_relay.release_unheld_leases).
 // A release that fails so leaves the same doubt: what it handed back may still be
-// leased to the relay, which no longer holds it.
+// leased to the relay, which no longer holds it. The lost statement may still be
+// running on the server: the hand-back waits for its end (an advisory lock each
+// claim and release holds shared, sql/30_delivery.sql), else a claim that committed
+// after it left its deliveries leased, unsent, until their lease ran out.
 //
 // Held: from the claim that leased it until its result is written (settle.ts) or it
 // is released (handed back unsent). In flight, queued and paced deliveries all are.

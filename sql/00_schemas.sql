@@ -216,6 +216,7 @@ $$;
 --   day_drop_lock(day)             a late capture vs. its day's drop 22_outbox.sql
 --   company_webhooks_lock(company) creating one company's webhooks   10_config.sql
 --   relay_id_lock(relay_id)        a running relay's RELAY_ID        30_delivery.sql
+--   relay_claims_lock(relay_id)    a relay's claims vs. its hand-back 30_delivery.sql
 --   4204204204 (one bigint)        a migrate is running              tools/migrate.ts
 --   4204204205 (one bigint)        the outbox's upkeep is running    tools/maintain.ts
 -- (The migrate lock is taken before sql/ exists, so it lives in tools/migrate.ts.)
@@ -288,6 +289,19 @@ language sql
 immutable
 as $$
   select hashtextextended('bpd_webhooks.relay_id:' || p_relay_id, 0);
+$$;
+
+-- the advisory lock of one relay's claims and releases (one bigint key per RELAY_ID,
+-- apart from relay_id_lock's: that one is a session's, held for as long as the relay
+-- runs): held SHARED by each of them until its transaction ends, taken by the
+-- relay's hand-back of the unheld (release_unheld_leases, 30_delivery.sql), which so
+-- comes after every claim or release of that relay sent before it has ended
+create or replace function webhooks_private.relay_claims_lock(p_relay_id text)
+returns bigint
+language sql
+immutable
+as $$
+  select hashtextextended('bpd_webhooks.relay_claims:' || p_relay_id, 0);
 $$;
 
 -- sql/ only: drops the function p_signature unless it already takes p_arguments and

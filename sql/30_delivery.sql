@@ -308,6 +308,11 @@ declare
   v_unsent_contacts bigint[];
   v_walks_on boolean;
 begin
+  -- 0. this relay's claims lock, shared, until the claim's transaction ends: a claim
+  -- whose answer the relay gave up may still be running, and the relay's hand-back
+  -- of the unheld (release_unheld_leases) waits for it so (a few microseconds a
+  -- claim: test/relay/lost-claim-late-commit.test.ts)
+  perform pg_advisory_xact_lock_shared(webhooks_private.relay_claims_lock(p_relay));
   -- 1. choose and lock (sql/28_lanes.sql)
   select array_agg(c.delivery_id) filter (where c.delivery_id is not null),
          array_agg(c.created_at) filter (where c.delivery_id is not null),
@@ -1224,6 +1229,9 @@ declare
   v_lock_timeout constant text := current_setting('lock_timeout');
   v_released integer;
 begin
+  -- (held shared until the transaction ends, as a claim's: a release whose answer
+  -- was lost is waited for by the hand-back of the unheld, below)
+  perform pg_advisory_xact_lock_shared(webhooks_private.relay_claims_lock(p_relay));
   begin
     -- (the block's own setting: its end, or its failure, puts back the caller's)
     perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
@@ -1361,22 +1369,52 @@ $$;
 -- out (RELAY_LEASE_MS, a minute by default), and the rescue then recorded an attempt
 -- that was never made. (A release whose answer was lost leaves the same doubt.) The
 -- relay asks this only then, before its next claim (it runs one claim at a time,
--- relay/loop.ts), so no claim of its own is under way. Reads every lease in flight,
--- through their own partial index (it does not lead with the relay), never the
--- pending rows of a backlog: a rare path. Returns how many were released.
+-- relay/loop.ts). Reads every lease in flight, through their own partial index (it
+-- does not lead with the relay), never the pending rows of a backlog: a rare path.
+-- Returns how many were released.
+--
+-- A lost answer does not mean an ended statement: the claim may still be running on
+-- the server (waiting for a lock, or slow under load) and commit after this. Until
+-- 2026-12-08 it then did: this found nothing leased yet, and the claim's deliveries
+-- stayed leased to the relay, unsent, until their lease ran out. So every claim and
+-- release holds relay_claims_lock(relay) shared until its transaction ends, and this
+-- takes it first, exclusively: it runs after every one of them sent before it has
+-- committed or rolled back. (Rather than the relay ending the lost statement's
+-- backend, pg_terminate_backend: that needs its pid, which a pid reused meanwhile
+-- makes another session's, and the right to signal it, which a relay's role given by
+-- a DBA may lack; and the lock costs a claim a few microseconds.) A claim waits at
+-- most claim_lock_wait() for rows, but for a table another session holds (LOCK
+-- TABLE, an ALTER) as long as that session stays open: this waits for it at most
+-- settle_lock_wait(), then fails (lock_not_available) and the relay, still in doubt,
+-- asks again before its next claim (test/relay/lost-claim-late-commit.test.ts).
 create or replace function webhooks_relay.release_unheld_leases(p_relay text, p_held bigint[])
 returns integer
-language sql
+language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, pg_temp
 set enable_seqscan = off
 set jit = off   -- (claim_deliveries says why)
 as $$
-  select webhooks_relay.release_deliveries(
+declare
+  v_lock_timeout constant text := current_setting('lock_timeout');
+begin
+  begin
+    -- (the block's own setting: its end, or its failure, puts back the caller's)
+    perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
+    perform pg_advisory_xact_lock(webhooks_private.relay_claims_lock(p_relay));
+    perform set_config('lock_timeout', v_lock_timeout, true);
+  exception when lock_not_available then
+    raise exception using
+      errcode = 'lock_not_available',
+      message = format('a claim or release of relay %s sent before is still running: its leases are handed back once it has ended', p_relay),
+      hint = 'a session holding a table of the engine (LOCK TABLE, ALTER TABLE) holds that claim; the relay asks again before its next claim';
+  end;
+  return webhooks_relay.release_deliveries(
            p_relay,
            array(select q.delivery_id from webhooks.delivery_queue q
                  where q.locked_by = p_relay and q.delivery_id <> all (p_held)));
+end;
 $$;
 
 ------------------------------------------------------------------------------------

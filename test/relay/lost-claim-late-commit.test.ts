@@ -1,0 +1,86 @@
+// A claim whose answer is lost (no answer within RELAY_DB_QUERY_TIMEOUT_MS) may still
+// be running on the server, and commit after the relay's hand-back of the unheld
+// (relay/holdings.ts, webhooks_relay.release_unheld_leases). Before, the hand-back ran
+// at once, found nothing leased yet, and the claim then committed: its deliveries
+// stayed leased to the relay, never sent, until their lease ran out (a minute by
+// default) and a rescue took them. Now the hand-back waits for the end of every claim
+// of the relay's sent before it (the advisory lock relay_claims_lock, sql/00_schemas.sql).
+import test from 'ava';
+import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
+import { until } from '../helpers/until.ts';
+
+// Short, so that the test is, yet long enough that a sound statement's answer comes
+// within it on a loaded machine (silent-network.test.ts says why 500 ms was not).
+const QUERY_TIMEOUT_MS = 2_000;
+// Far past this test's bounds: no rescue can send the deliveries and mask the defect.
+const LEASE_MS = 600_000;
+// How long after the lost claim's end the deliveries must have arrived: the
+// hand-back waits for that end, then the claim after it takes them; a minute of
+// margin on a loaded machine is still a tenth of the lease.
+const SENT_WITHIN_MS = 60_000;
+
+test('a lost claim that commits after the relay gave it up: its deliveries are handed back once it ends, and sent once, not a lease later', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const { log, lines } = rememberedLog(5_000);
+  t.teardown(() => {
+    if (!t.passed) for (const line of lines()) t.log(line);
+  });
+  const logged = (start: string) => lines().some((line) => (JSON.parse(line) as { msg?: string }).msg?.startsWith(start));
+  const relay = testRelay(database.url, { RELAY_DB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS), RELAY_LEASE_MS: String(LEASE_MS) }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  // one delivery first: the relay's statements planned, its connections warm
+  await f.contact(company.id, { first_name: 'Before' });
+  await receiver.waitFor(1, { path: '/hook' });
+  await waitForFinalDeliveries(database.pool, [webhook.id], 1);
+
+  // a session holds a table the claim reads once it has chosen its rows (the
+  // webhooks' secrets) and the hand-back does not: the claim waits on the server,
+  // past the relay's query timeout, while the hand-back is free to run
+  const locker = await database.pool.connect();
+  let locked = true;
+  const unlock = async () => {
+    if (!locked) return;
+    locked = false;
+    await locker.query('commit');
+    locker.release();
+  };
+  t.teardown(unlock);
+  await locker.query('begin');
+  await locker.query('lock table webhooks_private.webhook_secrets in access exclusive mode');
+  // two contacts in one statement: the claim that finds them finds both
+  await database.pool.query(`insert into crm.contacts (company_id, first_name) values ($1, 'First'), ($1, 'Second')`, [company.id]);
+  const thisDatabase = '(select oid from pg_database where datname = current_database())';
+  await until('the relay\'s claim waiting for the secrets\' table', async () => (await database.pool.query(
+    `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+     where l.database = ${thisDatabase} and not l.granted
+       and l.relation = 'webhooks_private.webhook_secrets'::regclass and a.query like '%claim_deliveries%'`)).rowCount! > 0);
+  await until('the claim\'s answer given up', async () => logged('claim failed; will try again'));
+  // the hand-back of the unheld, the relay in doubt: done (before, at once: it found
+  // nothing leased), or waiting for the lost claim's end (an advisory lock)
+  await until('the relay\'s hand-back of the unheld run, or waiting', async () =>
+    logged('no deliveries leased to this relay that it did not hold') ||
+    logged('released deliveries leased to this relay that it did not hold') ||
+    (await database.pool.query(
+      `select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+       where l.database = ${thisDatabase} and l.locktype = 'advisory' and not l.granted
+         and a.query like '%release_unheld_leases%'`)).rowCount! > 0);
+  t.is(receiver.received('/hook').length, 1, 'nothing of the lost claim sent meanwhile');
+
+  // the lost claim goes on, and commits its leases
+  await unlock();
+  const requests = await receiver.waitFor(3, { path: '/hook', timeoutMs: SENT_WITHIN_MS });
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 3);
+  t.deepEqual(deliveries.map((d) => [d.state, d.attempts]), [['succeeded', 1], ['succeeded', 1], ['succeeded', 1]],
+    'the lost claim\'s attempt taken back: it sent nothing');
+  t.is(new Set(requests.map((r) => r.headers['webhook-id'])).size, 3, 'each sent once');
+  t.is(receiver.received('/hook').length, 3, 'and none twice');
+  // handed back by the relay (its lease far off, no rescue could have): both
+  const handedBack = lines()
+    .map((line) => JSON.parse(line) as { msg?: string; released?: number })
+    .filter((line) => line.msg?.startsWith('released deliveries leased to this relay that it did not hold'))
+    .reduce((sum, line) => sum + line.released!, 0);
+  t.is(handedBack, 2, 'the lost claim\'s two handed back');
+});
