@@ -1,0 +1,90 @@
+// TRUNCATE of a partitioned crm.contacts, or of one of its partitions, tidies what the
+// engine kept of the contacts it removed (docs/capture.md, "TRUNCATE announces
+// nothing"): their rows of firsts go and their updates waiting out a coalesce window
+// are sent now. Here the CRM partitions the table by created_at: one partition made
+// before the migrate, the others by a DBA after it, made as a partition, attached, and
+// made below a partition that is partitioned itself. (Postgres copies row triggers to
+// new partitions, not the statement trigger of TRUNCATE.) The tests change the table
+// itself, so they run one after another.
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { migrate } from '../../tools/migrate.ts';
+
+const db = useTestDatabase(test);
+
+let partitioned: Promise<void> | undefined;
+async function partition(): Promise<void> {
+  await db().pool.query(`
+    begin;
+    create table crm.contacts_partitioned (like crm.contacts including defaults including identity) partition by range (created_at);
+    alter table crm.contacts_partitioned add primary key (id, created_at);
+    create table crm.contacts_2024 partition of crm.contacts_partitioned for values from (minvalue) to ('2025-01-01');
+    insert into crm.contacts_partitioned overriding system value select * from crm.contacts;
+    alter table crm.contacts rename to contacts_unpartitioned;
+    alter table crm.contacts_partitioned rename to contacts;
+    drop table crm.contacts_unpartitioned cascade;
+    commit;`);
+  await migrate(db().url);
+  // the DBA's, after the engine was applied
+  await db().pool.query(`create table crm.contacts_2025 partition of crm.contacts for values from ('2025-01-01') to ('2026-01-01')`);
+  await db().pool.query(`create table crm.contacts_2026 (like crm.contacts including defaults)`);
+  await db().pool.query(`alter table crm.contacts attach partition crm.contacts_2026 for values from ('2026-01-01') to ('2027-01-01')`);
+  await db().pool.query(`create table crm.contacts_2027 partition of crm.contacts for values from ('2027-01-01') to (maxvalue) partition by range (created_at)`);
+  await db().pool.query(`create table crm.contacts_2027_0 partition of crm.contacts_2027 for values from ('2027-01-01') to ('2027-07-01')`);
+  await db().pool.query(`create table crm.contacts_2027_1 partition of crm.contacts_2027 for values from ('2027-07-01') to (maxvalue)`);
+}
+/** crm.contacts partitioned, once for the file (the database is made by a hook of its own). */
+const ready = () => (partitioned ??= partition());
+
+/** A company whose contacts (named, each created at the time given) each have a first assignment and an update waiting out an hour's window. */
+async function waiting(created: Record<string, string>) {
+  const f = factories(db().pool);
+  const company = await f.company();
+  const user = await f.user(company.id);
+  await f.webhook({ companyId: company.id, actions: ['contact.first_company_user_assigned'] });
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.updated'], fields: ['first_name'] });
+  await db().pool.query(`select webhooks.set_webhook_delivery($1, '1 hour', false)`, [hook.id]);
+  const ids: Record<string, string> = {};
+  for (const [name, at] of Object.entries(created)) {
+    const contact = await f.contact(company.id, { first_name: name, created_at: at });
+    ids[name] = contact.id;
+    await db().pool.query('insert into crm.contact_assignments (contact_id, user_id) values ($1, $2)', [contact.id, user.id]);
+  }
+  await db().pool.query(`update crm.contacts set first_name = first_name || '!' where company_id = $1`, [company.id]);
+  return { company, hook, ids };
+}
+
+/** Of the contacts named, whether each still has its row of firsts, and whether its update is due. */
+async function kept(hookId: string, ids: Record<string, string>) {
+  const result: Record<string, { first: boolean; due: boolean | undefined }> = {};
+  for (const [name, id] of Object.entries(ids)) {
+    const first = (await db().pool.query('select count(*)::int as n from webhooks_private.first_assignments where contact_id = $1', [id])).rows[0].n > 0;
+    const due = (await db().pool.query('select next_attempt_at <= now() as due from webhooks.delivery_queue where webhook_id = $1 and contact_id = $2',
+      [hookId, id])).rows[0]?.due;
+    result[name] = { first, due };
+  }
+  return result;
+}
+
+for (const [made, table, at] of [
+  ['made as a partition', 'crm.contacts_2025', '2025-06-01'],
+  ['attached', 'crm.contacts_2026', '2026-06-01'],
+  ['made partitioned itself', 'crm.contacts_2027', '2027-06-01'],
+] as const) {
+  test.serial(`TRUNCATE of a partition ${made} after the migrate takes its contacts' rows of firsts and ends their updates' waits; the others' stay`, async (t) => {
+    await ready();
+    const { hook, ids } = await waiting({ before: '2024-06-01', after: at });
+    await db().pool.query(`truncate ${table}`);
+    t.deepEqual(await kept(hook.id, ids), { before: { first: true, due: false }, after: { first: false, due: true } });
+  });
+}
+
+test.serial('TRUNCATE of a partition of a partition, both made after the migrate, tidies its own contacts alone', async (t) => {
+  await ready();
+  const { hook, ids } = await waiting({ before: '2024-06-01', spring: '2027-03-01', autumn: '2027-09-01' });
+  await db().pool.query('truncate crm.contacts_2027_0');
+  t.deepEqual(await kept(hook.id, ids), {
+    before: { first: true, due: false }, spring: { first: false, due: true }, autumn: { first: true, due: false },
+  });
+});
