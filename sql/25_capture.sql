@@ -1457,16 +1457,50 @@ create or replace trigger "!webhooks_keys_kept"
 -- A TRUNCATE is a DBA's rare act: one anti-join of first_assignments against the
 -- contacts' key and one scan of the queue's rows waiting, once a statement; no
 -- contact write pays anything. On a partitioned crm.contacts the trigger is on each
--- partition too (below), since Postgres fires only the truncated table's own
--- (a TRUNCATE of the table fires the partitions' as well: each run finds what the
--- first left).
+-- partition too (below), since Postgres fires only the truncated table's own. A
+-- TRUNCATE of the table (or of a partition partitioned itself) fires the triggers of
+-- every partition below it as well, after its own: each did the same work again,
+-- finding what the first left (until 2026-12-07; test/sql/partitioned-contacts-truncate.test.ts).
+-- So the first to run names the partitions below it whose trigger is to fire in the
+-- statement, and each of those passes, once. The note is kept in a setting of the
+-- transaction with the statement's start (a note of an earlier statement is no
+-- one's), and a partition whose trigger ran earlier in the statement (named before
+-- the table) is not named: at worst a partition tidies again, never one skipped.
+-- A table not partitioned pays one look at the catalog per TRUNCATE.
 create or replace function webhooks_private.tg_contacts__truncated()
 returns trigger
 language plpgsql
 as $$
 declare
   v_notified boolean;
+  -- (as a number: the same text whatever the session's DateStyle or TimeZone)
+  v_statement constant text := pg_catalog.date_part('epoch', pg_catalog.statement_timestamp())::text;
+  v_note constant text := coalesce(pg_catalog.current_setting('webhooks.contacts_truncated_in_statement', true), '');
+  v_passing text[] := '{}';
+  v_ran text[] := '{}';
 begin
+  -- (the note: the statement's start, the partitions to pass, the tables that tidied)
+  if pg_catalog.split_part(v_note, '|', 1) = v_statement then
+    v_passing := pg_catalog.string_to_array(pg_catalog.split_part(v_note, '|', 2), ',');
+    v_ran := pg_catalog.string_to_array(pg_catalog.split_part(v_note, '|', 3), ',');
+  end if;
+  if tg_relid::text = any (v_passing) then
+    perform pg_catalog.set_config('webhooks.contacts_truncated_in_statement',
+      pg_catalog.concat_ws('|', v_statement, pg_catalog.array_to_string(pg_catalog.array_remove(v_passing, tg_relid::text), ','),
+                           pg_catalog.array_to_string(v_ran, ',')), true);
+    return null;
+  end if;
+  v_passing := v_passing || array(
+    select t.relid::oid::text
+    from pg_catalog.pg_partition_tree(tg_relid) t
+    join pg_catalog.pg_trigger g on g.tgrelid = t.relid and g.tgname = tg_name
+    where t.level > 0
+      and not (t.relid::oid::text = any (v_ran))
+      and g.tgenabled = any (case when pg_catalog.current_setting('session_replication_role') = 'replica'
+                                  then array['R', 'A']::"char"[] else array['O', 'A']::"char"[] end));
+  perform pg_catalog.set_config('webhooks.contacts_truncated_in_statement',
+    pg_catalog.concat_ws('|', v_statement, pg_catalog.array_to_string(v_passing, ','),
+                         pg_catalog.array_to_string(v_ran || tg_relid::text, ',')), true);
   delete from webhooks_private.first_assignments f
   where not exists (select 1 from crm.contacts c where c.id = f.contact_id);
   begin

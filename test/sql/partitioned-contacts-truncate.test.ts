@@ -88,3 +88,48 @@ test.serial('TRUNCATE of a partition of a partition, both made after the migrate
     before: { first: true, due: false }, spring: { first: false, due: true }, autumn: { first: true, due: false },
   });
 });
+
+/** How many times the statement scanned the engine's rows of firsts (the tidying's first step), undone after. */
+async function tidyings(statement: string): Promise<number> {
+  const client = await db().pool.connect();
+  try {
+    await client.query('begin');
+    const scans = `select coalesce(seq_scan, 0) + coalesce(idx_scan, 0) as n from pg_catalog.pg_stat_xact_user_tables
+                   where relid = 'webhooks_private.first_assignments'::regclass`;
+    const before = Number((await client.query(scans)).rows[0].n);
+    await client.query(statement);
+    const after = Number((await client.query(scans)).rows[0].n);
+    await client.query('rollback');
+    return after - before;
+  } finally {
+    client.release();
+  }
+}
+
+test.serial('TRUNCATE of the partitioned table tidies once, not once more for each partition whose trigger fires with it', async (t) => {
+  await ready();
+  await waiting({ a: '2024-06-01', b: '2025-06-01', c: '2026-06-01', d: '2027-06-01' });
+  t.is(await tidyings('truncate crm.contacts cascade'), 1);
+  t.is(await tidyings('truncate crm.contacts_2027'), 1);
+  t.is(await tidyings('truncate crm.contacts_2024'), 1);
+  // (a partition named before the table fires first: tidied at its own turn, and the
+  // table's once more)
+  t.is(await tidyings('truncate crm.contacts_2025, crm.contacts cascade'), 2);
+});
+
+test.serial('a partition truncated alone after the table, in one statement, tidies the contacts written between', async (t) => {
+  await ready();
+  const { company, hook } = await waiting({});
+  await db().pool.query(`
+    do $$
+    declare
+      v_id bigint;
+    begin
+      truncate crm.contacts cascade;
+      insert into crm.contacts (company_id, first_name, created_at) values (${Number(company.id)}, 'Again', '2024-06-01') returning id into v_id;
+      update crm.contacts set first_name = 'Again!' where id = v_id;
+      truncate crm.contacts_2024;
+    end $$`);
+  const { rows } = await db().pool.query('select next_attempt_at <= now() as due from webhooks.delivery_queue where webhook_id = $1', [hook.id]);
+  t.deepEqual(rows, [{ due: true }]);
+});
