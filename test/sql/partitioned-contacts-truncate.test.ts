@@ -9,24 +9,14 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { factories } from '../helpers/factories.ts';
-import { migrate } from '../../tools/migrate.ts';
+import { partitionContacts } from '../helpers/partitioned-contacts.ts';
 import { connectAs } from '../helpers/crm-role.ts';
 
 const db = useTestDatabase(test);
 
 let partitioned: Promise<void> | undefined;
 async function partition(): Promise<void> {
-  await db().pool.query(`
-    begin;
-    create table crm.contacts_partitioned (like crm.contacts including defaults including identity) partition by range (created_at);
-    alter table crm.contacts_partitioned add primary key (id, created_at);
-    create table crm.contacts_2024 partition of crm.contacts_partitioned for values from (minvalue) to ('2025-01-01');
-    insert into crm.contacts_partitioned overriding system value select * from crm.contacts;
-    alter table crm.contacts rename to contacts_unpartitioned;
-    alter table crm.contacts_partitioned rename to contacts;
-    drop table crm.contacts_unpartitioned cascade;
-    commit;`);
-  await migrate(db().url);
+  await partitionContacts(db(), 'contacts_2024', '2025-01-01');
   // the DBA's, after the engine was applied
   await db().pool.query(`create table crm.contacts_2025 partition of crm.contacts for values from ('2025-01-01') to ('2026-01-01')`);
   await db().pool.query(`create table crm.contacts_2026 (like crm.contacts including defaults)`);

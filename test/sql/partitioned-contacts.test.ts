@@ -7,7 +7,7 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
-import { migrate } from '../../tools/migrate.ts';
+import { partitionContacts } from '../helpers/partitioned-contacts.ts';
 
 const db = useTestDatabase(test);
 const make = () => factories(db().pool);
@@ -16,17 +16,7 @@ const ACTIONS = ['contact.created', 'contact.updated', 'contact.deleted'];
 
 let partitioned: Promise<void> | undefined;
 async function partition(): Promise<void> {
-  await db().pool.query(`
-    begin;
-    create table crm.contacts_partitioned (like crm.contacts including defaults including identity) partition by range (created_at);
-    alter table crm.contacts_partitioned add primary key (id, created_at);
-    create table crm.contacts_2025 partition of crm.contacts_partitioned for values from (minvalue) to ('2026-01-01');
-    insert into crm.contacts_partitioned overriding system value select * from crm.contacts;
-    alter table crm.contacts rename to contacts_unpartitioned;
-    alter table crm.contacts_partitioned rename to contacts;
-    drop table crm.contacts_unpartitioned cascade;
-    commit;`);
-  await migrate(db().url);
+  await partitionContacts(db(), 'contacts_2025', '2026-01-01');
   // a partition made after the engine was applied
   await db().pool.query(`create table crm.contacts_2026 partition of crm.contacts for values from ('2026-01-01') to (maxvalue)`);
 }
