@@ -325,6 +325,24 @@ begin
 end;
 $$;
 
+-- sql/ only: makes the event trigger p_name (on ddl_command_end, for the command tags
+-- p_tags, running p_function) unless it exists. An event trigger may be made by a
+-- superuser alone: an owner that is none migrates without it, and what it guards goes
+-- unguarded until a superuser's migrate (docs/operations.md has each statement).
+create or replace function webhooks_private.make_event_trigger(p_name text, p_tags text[], p_function text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if (select r.rolsuper from pg_roles r where r.rolname = current_user)
+     and not exists (select 1 from pg_event_trigger e where e.evtname = p_name) then
+    execute format('create event trigger %I on ddl_command_end when tag in (%s) execute function %s()',
+                   p_name, (select string_agg(quote_literal(t), ', ') from unnest(p_tags) t), p_function::regproc);
+  end if;
+end;
+$$;
+
 -- sql/ only: drops the composite type p_type, and what uses it, unless its attributes
 -- are already p_attributes (name and type, as format_type writes them, comma-separated),
 -- for the same reason: the functions that return it would be made again with it.

@@ -1688,19 +1688,10 @@ begin
 end;
 $$;
 
--- (an event trigger may be made by a superuser alone: an owner that is none migrates
--- without it, and a detach of those days is then attached back by the next run of
--- maintenance: webhooks_private.create_partition)
-do $$
-begin
-  if (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user)
-     and not exists (select 1 from pg_catalog.pg_event_trigger e where e.evtname = 'bpd_webhooks_outbox_days_in_use') then
-    create event trigger bpd_webhooks_outbox_days_in_use on ddl_command_end
-      when tag in ('ALTER TABLE', 'DROP TABLE')
-      execute function webhooks_private.tg_outbox__days_in_use();
-  end if;
-end;
-$$;
+-- (a superuser's migrate alone makes it: without it, a detach of those days is
+-- attached back by the next run of maintenance, webhooks_private.create_partition)
+select webhooks_private.make_event_trigger('bpd_webhooks_outbox_days_in_use',
+  array['ALTER TABLE', 'DROP TABLE'], 'webhooks_private.tg_outbox__days_in_use');
 
 -- private: attach a table's tail, from the end of its last day or span (today when it
 -- has none from today on), unless one is attached. False: nothing made.

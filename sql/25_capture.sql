@@ -1591,18 +1591,10 @@ begin
 end;
 $$;
 
--- (an event trigger may be made by a superuser alone: an owner that is none migrates
--- without it, and a partition made after that migrate gets the trigger at the next)
-do $$
-begin
-  if (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user)
-     and not exists (select 1 from pg_catalog.pg_event_trigger e where e.evtname = 'bpd_webhooks_contacts_partitions') then
-    create event trigger bpd_webhooks_contacts_partitions on ddl_command_end
-      when tag in ('CREATE TABLE', 'ALTER TABLE')
-      execute function webhooks_private.tg_contacts__partition_made();
-  end if;
-end;
-$$;
+-- (a superuser's migrate alone makes it: without it, a partition made after that
+-- migrate gets the trigger at the next)
+select webhooks_private.make_event_trigger('bpd_webhooks_contacts_partitions',
+  array['CREATE TABLE', 'ALTER TABLE'], 'webhooks_private.tg_contacts__partition_made');
 
 ------------------------------------------------------------------------------------
 -- crm.contact_statuses

@@ -587,16 +587,7 @@ $$;
 -- The CRM's DDL that does so after this migrate is refused by the event trigger below.
 select webhooks_private.refuse_crm_rows_hidden_from_owner();
 
--- (an event trigger may be made by a superuser alone: an owner that is none migrates
--- without it, and the CRM's row-level security turned on after that migrate goes
--- unrefused until the next one; docs/operations.md has the statement for a superuser)
-do $$
-begin
-  if (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user)
-     and not exists (select 1 from pg_catalog.pg_event_trigger e where e.evtname = 'bpd_webhooks_crm_row_security') then
-    create event trigger bpd_webhooks_crm_row_security on ddl_command_end
-      when tag in ('ALTER TABLE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
-      execute function webhooks_private.tg_crm_row_security__hiding();
-  end if;
-end;
-$$;
+-- (a superuser's migrate alone makes it: without it, the CRM's row-level security
+-- turned on after that migrate goes unrefused until the next one)
+select webhooks_private.make_event_trigger('bpd_webhooks_crm_row_security',
+  array['ALTER TABLE', 'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY'], 'webhooks_private.tg_crm_row_security__hiding');

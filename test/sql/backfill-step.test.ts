@@ -7,16 +7,9 @@
 import test from 'ava';
 import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
-import { inTransaction } from '../helpers/sql.ts';
+import { untimed } from '../helpers/backfill-step.ts';
 
 const db = useTestDatabase(test);
-/**
- * A step whose time (webhooks.backfill_batch_time) no machine's load reaches, for a
- * test that counts what one step writes: each batch and the step end early once they
- * have spent it, 250 ms by default, which a loaded machine can spend on a contact or
- * two. (The test of that bound, below, keeps the default.)
- */
-const untimed = (sql: string) => inTransaction(db().pool, "set local webhooks.backfill_batch_time = '1 hour'", (c) => c.query(sql));
 
 test.serial('backfills that can do nothing now do not hold the others back', async (t) => {
   const f = factories(db().pool);
@@ -133,7 +126,7 @@ test.serial('a step answers the webhooks whose backfill waits for room: one that
   const paused = await withContacts(6);
   await db().pool.query('update webhooks.webhooks set enabled = false, disabled_at = now() where id = $1', [paused]);
   const writing = await withContacts(6);
-  const stepWaiting = async () => (await untimed('select written, waiting from webhooks_relay.backfill_step_waiting()')).rows[0];
+  const stepWaiting = async () => (await untimed(db().pool, 'select written, waiting from webhooks_relay.backfill_step_waiting()')).rows[0];
   t.deepEqual(await stepWaiting(), { written: 4, waiting: [writing] }, 'four times its max_in_flight written');
   t.deepEqual(await stepWaiting(), { written: 0, waiting: [writing] }, 'no room until its snapshots are settled');
   await db().pool.query(`update webhooks.deliveries set state = 'succeeded', attempts = 1, completed_at = now()
@@ -172,7 +165,7 @@ test.serial('a step that serves its limit of backfills says more are left; the l
     await f.contact(company.id);
     await db().pool.query('select webhooks.backfill($1)', [hook.id]);
   }
-  const step = async () => (await untimed('select written, more from webhooks_relay.backfill_step_waiting(p_limit => 2)')).rows[0];
+  const step = async () => (await untimed(db().pool, 'select written, more from webhooks_relay.backfill_step_waiting(p_limit => 2)')).rows[0];
   t.deepEqual(await step(), { written: 2, more: true });
   t.deepEqual(await step(), { written: 1, more: false });
   t.is((await db().pool.query(`select count(*)::int as n from webhooks.backfills where state = 'running'`)).rows[0].n, 0);

@@ -6,6 +6,7 @@ import { useTestDatabase } from '../helpers/db.ts';
 import { deliveriesOf, factories } from '../helpers/factories.ts';
 import { tableReads } from '../helpers/plans.ts';
 import { inTransaction } from '../helpers/sql.ts';
+import { UNTIMED_STEPS, untimedStep } from '../helpers/backfill-step.ts';
 import { until } from '../helpers/until.ts';
 
 const db = useTestDatabase(test);
@@ -15,17 +16,10 @@ async function start(webhookId: string): Promise<string> {
   const { rows } = await db().pool.query('select webhooks.backfill($1) as id', [webhookId]);
   return rows[0].id;
 }
-/**
- * A step's time (webhooks.backfill_batch_time) set past anything a machine's load can
- * reach, for a test that counts what one step writes: a batch ends early once it has
- * spent that time, 250 ms by default, and on a loaded machine a batch of two contacts
- * did, the step writing one. Only the tests of that bound keep the default (`timed`).
- */
-const UNTIMED = "set webhooks.backfill_batch_time = '1 hour'";
-/** One step of the backfill, untimed unless `timed` (the default time, as a relay's). */
+/** One step of the backfill, untimed (test/helpers/backfill-step.ts) unless `timed` (the default time, as a relay's). */
 async function step(id: string, timed = false): Promise<number> {
-  const { rows } = await inTransaction(db().pool, timed ? 'select 1' : UNTIMED.replace('set ', 'set local '),
-    (c) => c.query('select webhooks_relay.backfill_step(p_only => $1) as written', [id]));
+  if (!timed) return untimedStep(db().pool, id);
+  const { rows } = await db().pool.query('select webhooks_relay.backfill_step(p_only => $1) as written', [id]);
   return rows[0].written;
 }
 async function backfillRow(id: string) {
@@ -143,7 +137,7 @@ test('a step does no more than its batch for a backfill\'s total, however many c
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '10'");
-  await client.query(UNTIMED);
+  await client.query(UNTIMED_STEPS);
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
   t.is((await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 0);
   // (a total of every contact, though none passes: the conditions were not evaluated for it)
@@ -285,7 +279,7 @@ test('webhooks.backfill_batch_time is read where it is set: at 0 each batch ends
   await stepper.query("set webhooks.backfill_batch_time = '0'");
   t.is(await stepHere(), 1);
   t.is(await stepHere(), 1);
-  await stepper.query(UNTIMED);
+  await stepper.query(UNTIMED_STEPS);
   t.is(await stepHere(), 2);
   t.like(await backfillRow(id), { state: 'done', queued: '4', total: '4' });
 });
@@ -495,7 +489,7 @@ test('paced: a batch at a time, the next only once enough of its snapshots are s
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '10'; set webhooks.backfill_outstanding = '15'; set webhooks.backfill_defer = '1 second'");
-  await client.query(UNTIMED);
+  await client.query(UNTIMED_STEPS);
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
   const stepHere = async () => (await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
 
@@ -528,7 +522,7 @@ test('paced by the webhook: no more than four times its max_in_flight unfinished
   await db().pool.query('update webhooks.webhooks set max_in_flight = 3 where id = $1', [hook.id]);
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
-  await client.query(UNTIMED);
+  await client.query(UNTIMED_STEPS);
   const id = (await client.query('select webhooks.backfill($1) as id', [hook.id])).rows[0].id;
   const stepHere = async () => (await client.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
   const send = (n: number) => db().pool.query(
@@ -559,7 +553,7 @@ test('resumes where the last committed batch stopped: a step that rolls back lea
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '5'");
-  await client.query(UNTIMED);
+  await client.query(UNTIMED_STEPS);
   await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
   // a step that dies before it commits (a relay killed mid-batch)
   await client.query('begin');
@@ -585,7 +579,7 @@ test('two steps at once never write one batch twice', async (t) => {
   const first = await db().pool.connect();
   const second = await db().pool.connect();
   t.teardown(() => { first.release(true); second.release(true); });
-  await first.query(UNTIMED);
+  await first.query(UNTIMED_STEPS);
   await first.query('begin');
   t.is((await first.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 8);
   t.is((await second.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 0, 'the row is locked: skipped');
@@ -603,7 +597,7 @@ test('cancel: no further batch, and snapshots not sent yet fail with the reason;
   const client = await db().pool.connect();
   t.teardown(() => client.release(true));
   await client.query("set webhooks.backfill_batch = '4'");
-  await client.query(UNTIMED);
+  await client.query(UNTIMED_STEPS);
   const { rows: [{ id }] } = await client.query('select webhooks.backfill($1) as id', [hook.id]);
   await client.query('select webhooks_relay.backfill_step(p_only => $1)', [id]);
   const live = await f.contact(company.id);
@@ -851,7 +845,7 @@ test.serial('disabled during a backfill: its snapshots written are held, not fai
   const stepper = await db().pool.connect();
   t.teardown(() => stepper.release(true));
   await stepper.query("set webhooks.backfill_batch = '4'");
-  await stepper.query(UNTIMED);
+  await stepper.query(UNTIMED_STEPS);
   const { rows: [{ id }] } = await stepper.query('select webhooks.backfill($1) as id', [hook.id]);
   const stepHere = async () => (await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n;
   t.is(await stepHere(), 4);
@@ -901,7 +895,7 @@ test.serial('disabled, then its backfill cancelled: the snapshots held fail as c
   const stepper = await db().pool.connect();
   t.teardown(() => stepper.release(true));
   await stepper.query("set webhooks.backfill_batch = '3'");
-  await stepper.query(UNTIMED);
+  await stepper.query(UNTIMED_STEPS);
   const { rows: [{ id }] } = await stepper.query('select webhooks.backfill($1) as id', [hook.id]);
   t.is((await stepper.query('select webhooks_relay.backfill_step(p_only => $1) as n', [id])).rows[0].n, 3);
   await db().pool.query(`update webhooks.delivery_queue set next_attempt_at = now() where webhook_id = $1`, [hook.id]);
