@@ -3,7 +3,7 @@
 // back what the other was sending, to be claimed and sent again. A relay holds its
 // id in the database while it runs; a second one with that id refuses to start.
 import test from 'ava';
-import { relayScene, testRelay, waitForRows } from '../helpers/relay.ts';
+import { relayScene, rememberedLog, testRelay, waitForRows } from '../helpers/relay.ts';
 import { ownConnection } from '../helpers/db.ts';
 import { until, within } from '../helpers/until.ts';
 
@@ -100,13 +100,20 @@ test('a relay whose RELAY_ID another session took while its connection holding i
   const { database, receiver, f, company } = await relayScene(t);
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
   receiver.route('/hook', { secret: webhook.secret, replies: [{ status: 204 }] });
-  const relay = testRelay(database.url, { RELAY_ID: 'relay-lost-taken' });
+  const { log, lines } = rememberedLog();
+  const relay = testRelay(database.url, { RELAY_ID: 'relay-lost-taken' }, { log });
   t.teardown(() => relay.stop());
   await relay.start();
   const [held] = await idHolderPids(database.pool, 'relay-lost-taken');
   // (a twin's hold, taken in the same statement as the relay's session ends)
   const twin = await ownConnection(database.url, t);
   await twin.query(`select pg_catalog.pg_terminate_backend($1), pg_catalog.pg_advisory_lock(webhooks_private.relay_id_lock('relay-lost-taken'))`, [held]);
+  // The relay learns of the loss from that connection's end, which reaches it a moment
+  // after the server's: a claim in between is one made while it knew itself holding the
+  // id (a loaded fresh-clone run's relay claimed the contact written at once). The
+  // promise is from its warning on: it claims nothing until it holds the id again.
+  await until('the relay warns that the connection holding its id was lost',
+    async () => lines().some((line) => line.includes('the connection holding RELAY_ID relay-lost-taken was lost')));
   const contact = await f.contact(company.id);
   const halted = await within(10_000, relay.halted);
   t.not(halted, 'still waiting', 'the relay stops');
