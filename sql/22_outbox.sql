@@ -1625,8 +1625,12 @@ $$;
 create or replace function webhooks_private.tg_outbox__days_in_use()
 returns event_trigger
 language plpgsql
--- (it runs as whoever issued the DDL, with their search path: its own, so that no
--- schema of theirs decides what format() or generate_series() is)
+-- (as its owner: it hears every ALTER and DROP TABLE in the database, and the CRM's
+-- role that issued one may not use the engine's schemas: until 2026-12-08 every such
+-- command of a role without them failed, "permission denied for schema
+-- webhooks_private", test/sql/crm-owner-ddl.test.ts; with a search path of its own,
+-- so that no schema of the issuer's decides what format() or generate_series() is)
+security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare

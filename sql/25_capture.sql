@@ -1545,6 +1545,38 @@ begin
 end;
 $partitions$;
 
+-- private (60_access.sql's and the event trigger's, below): EXECUTE on the engine's
+-- row-trigger functions of each crm table, for that table's owner. Postgres copies a
+-- table's row triggers to a partition made or attached, as the role that makes it (the
+-- owner, or a member), and checks that role's EXECUTE on each function as a CREATE
+-- TRIGGER does: a CRM whose tables belong to a role that is no superuser could not
+-- make a partition of crm.contacts ("permission denied for function ", no name given;
+-- until 2026-12-08, test/sql/crm-owner-ddl.test.ts). Harmless: a trigger
+-- function runs as a trigger alone, and the owner of a crm table writes any of its
+-- rows already.
+create or replace function webhooks_private.grant_row_trigger_functions_to_crm_owners()
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_grant record;
+begin
+  for v_grant in
+    select distinct g.tgfoid::regprocedure as routine, c.relowner::regrole as owner
+    from pg_catalog.pg_trigger g
+    join pg_catalog.pg_class c on c.oid = g.tgrelid
+    join pg_catalog.pg_proc p on p.oid = g.tgfoid
+    where c.relnamespace = 'crm'::regnamespace
+      and p.pronamespace = 'webhooks_private'::regnamespace
+      and g.tgtype & 1 = 1  -- a row trigger (TRIGGER_TYPE_ROW): what a partition is given
+      and not pg_catalog.has_function_privilege(c.relowner, g.tgfoid, 'EXECUTE')
+  loop
+    execute format('grant execute on function %s to %s', v_grant.routine, v_grant.owner);
+  end loop;
+end;
+$$;
+
 -- private (an event trigger's, below): after a DBA's CREATE TABLE or ALTER TABLE of
 -- crm.contacts or of a table of its partition tree (a partition made, one attached,
 -- at any depth), puts "!webhooks_truncated" on each of its partitions that has none.
@@ -1559,6 +1591,8 @@ $partitions$;
 -- is not touched (no lock taken on it). As the engine's owner (a superuser: only one
 -- makes an event trigger): the DBA who made the partition may not use the engine's
 -- trigger function.
+-- And an ALTER TABLE that gives the tree's tables another owner gives that owner what
+-- making the next partition takes (grant_row_trigger_functions_to_crm_owners).
 create or replace function webhooks_private.tg_contacts__partition_made()
 returns event_trigger
 language plpgsql
@@ -1588,6 +1622,7 @@ begin
     execute format('create trigger "!webhooks_truncated" after truncate on %s
                     for each statement execute function webhooks_private.tg_contacts__truncated()', v_partition);
   end loop;
+  perform webhooks_private.grant_row_trigger_functions_to_crm_owners();
 end;
 $$;
 

@@ -459,6 +459,10 @@ begin
 end;
 $$;
 
+-- The owners of the crm tables may make partitions of them: Postgres copies the
+-- engine's row triggers to each, as their maker (sql/25_capture.sql, where it says why).
+select webhooks_private.grant_row_trigger_functions_to_crm_owners();
+
 ------------------------------------------------------------------------------------
 -- Row-level security: the company of the request, on every exposed table.
 -- (select webhooks.current_company_id()) is evaluated once per query, not per row.

@@ -1,0 +1,94 @@
+// The CRM's own DDL, as a role of its own that is no superuser and may not use the
+// engine's schemas. The engine's event triggers hear every CREATE, ALTER and DROP TABLE
+// in the database: they run as their owner, and never refuse the CRM's own tables'
+// changes (until 2026-12-08 an ALTER or DROP TABLE of such a role failed, "permission
+// denied for schema webhooks_private"). And the owner of crm.contacts partitions it
+// after the engine's migrate: Postgres copies the engine's row triggers to each
+// partition as the role that makes it, and checks its EXECUTE on their functions
+// (sql/25_capture.sql, grant_row_trigger_functions_to_crm_owners; until 2026-12-08 it
+// was refused, "permission denied for function ").
+import test from 'ava';
+import { useTestDatabase } from '../helpers/db.ts';
+import { factories } from '../helpers/factories.ts';
+import { partitionContacts } from '../helpers/partitioned-contacts.ts';
+import { connectAs } from '../helpers/crm-role.ts';
+import { migrate } from '../../tools/migrate.ts';
+
+const db = useTestDatabase(test);
+
+// Roles belong to the whole cluster, which test files share: made if missing.
+const OWNER = 'bpd_test_crm_owner';
+const NEXT_OWNER = 'bpd_test_crm_next_owner';
+
+async function makeOwner(role: string): Promise<void> {
+  await db().pool.query(`
+    do $$ begin create role ${role} nologin nosuperuser;
+    exception when duplicate_object or unique_violation then null; end $$`);
+  await db().pool.query(`grant usage, create on schema crm to ${role}`);
+}
+
+/** The crm tables given to `role`, every one of them, partitions included. */
+async function giveCrmTables(role: string): Promise<void> {
+  await db().pool.query(`
+    do $$ declare v regclass; begin
+      for v in select c.oid from pg_class c where c.relnamespace = 'crm'::regnamespace and c.relkind in ('r', 'p') loop
+        execute format('alter table %s owner to ${role}', v);
+      end loop;
+    end $$`);
+}
+
+/** The deliveries of the contact named, by action. */
+async function fired(hookId: string, contactId: string): Promise<string[]> {
+  const { rows } = await db().pool.query('select action::text from webhooks.deliveries where webhook_id = $1 and contact_id = $2 order by id',
+    [hookId, contactId]);
+  return rows.map((row) => row.action);
+}
+
+test.serial('the CRM\'s role makes, changes and drops tables of its own, and is refused nothing', async (t) => {
+  await makeOwner(OWNER);
+  const crm = await connectAs(t, db().pool, OWNER);
+  await crm.query('create table crm.notes (id bigint primary key, body text)');
+  await crm.query('alter table crm.notes add column written_at timestamptz');
+  await crm.query('create table crm.visits (id bigint, at date not null) partition by range (at)');
+  await crm.query(`create table crm.visits_2026 partition of crm.visits for values from ('2026-01-01') to ('2027-01-01')`);
+  await crm.query('alter table crm.visits detach partition crm.visits_2026');
+  await crm.query('drop table crm.visits_2026, crm.visits, crm.notes');
+  const { rows } = await db().pool.query(`select count(*)::int as n from pg_class where relnamespace = 'crm'::regnamespace and relname in ('notes', 'visits', 'visits_2026')`);
+  t.is(rows[0].n, 0);
+});
+
+test.serial('the owner of crm.contacts, no superuser, makes and attaches partitions after the migrate, and their contacts fire', async (t) => {
+  await partitionContacts(db(), 'contacts_2024', '2025-01-01');
+  await makeOwner(OWNER);
+  await giveCrmTables(OWNER);
+  await migrate(db().url);
+
+  const owner = await connectAs(t, db().pool, OWNER);
+  await owner.query(`create table crm.contacts_2025 partition of crm.contacts for values from ('2025-01-01') to ('2026-01-01')`);
+  await owner.query('create table crm.contacts_2026 (like crm.contacts including defaults)');
+  await owner.query(`alter table crm.contacts attach partition crm.contacts_2026 for values from ('2026-01-01') to ('2027-01-01')`);
+
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated'], fields: ['first_name'] });
+  for (const at of ['2025-06-01', '2026-06-01']) {
+    const { rows: [contact] } = await owner.query(
+      `insert into crm.contacts (company_id, first_name, created_at) values ($1, 'Ada', $2) returning id::text`, [company.id, at]);
+    await owner.query(`update crm.contacts set first_name = 'Grace' where id = $1`, [contact.id]);
+    t.deepEqual(await fired(hook.id, contact.id), ['contact.created', 'contact.updated'], `a contact created at ${at}`);
+  }
+});
+
+test.serial('a new owner given crm.contacts after the migrate makes partitions too', async (t) => {
+  await makeOwner(NEXT_OWNER);
+  await giveCrmTables(NEXT_OWNER);
+  const owner = await connectAs(t, db().pool, NEXT_OWNER);
+  await owner.query(`create table crm.contacts_2027 partition of crm.contacts for values from ('2027-01-01') to ('2028-01-01')`);
+
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['first_name'] });
+  const { rows: [contact] } = await owner.query(
+    `insert into crm.contacts (company_id, first_name, created_at) values ($1, 'Ada', '2027-03-01') returning id::text`, [company.id]);
+  t.deepEqual(await fired(hook.id, contact.id), ['contact.created']);
+});
