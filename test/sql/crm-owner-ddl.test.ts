@@ -92,3 +92,29 @@ test.serial('a new owner given crm.contacts after the migrate makes partitions t
     `insert into crm.contacts (company_id, first_name, created_at) values ($1, 'Ada', '2027-03-01') returning id::text`, [company.id]);
   t.deepEqual(await fired(hook.id, contact.id), ['contact.created']);
 });
+
+test.serial('the owner changes crm.contacts and its partitions: refused nothing, and its writes fire after', async (t) => {
+  const owner = await connectAs(t, db().pool, NEXT_OWNER);
+  for (const ddl of [
+    'alter table crm.contacts add column nickname text',
+    'create index contacts_nickname on crm.contacts (nickname)',
+    'alter table crm.contacts rename column nickname to alias',
+    'alter table crm.contacts alter column alias set default null',
+    'comment on table crm.contacts is $$contacts$$',
+    'alter table crm.contacts drop column alias',
+    'analyze crm.contacts',
+    'vacuum crm.contacts_2024',
+    'alter table crm.contacts_2027 set (fillfactor = 90)',
+    'alter table crm.contact_assignments add column note text',
+    'alter table crm.contact_assignments drop column note',
+    'truncate crm.contacts_2027',
+  ]) {
+    await t.notThrowsAsync(owner.query(ddl), ddl);
+  }
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['first_name'] });
+  const { rows: [contact] } = await owner.query(
+    `insert into crm.contacts (company_id, first_name, created_at) values ($1, 'Ada', '2025-03-01') returning id::text`, [company.id]);
+  t.deepEqual(await fired(hook.id, contact.id), ['contact.created']);
+});
