@@ -110,7 +110,7 @@ export async function fleetBurnDown(
     const arrived = bench.receiver.expect(count, timeoutMs);
     await writeChanges(clone.url, 1, count, { atOnce: true });
     // with --profile: the top statements of the measured burn-down alone
-    if (bench.cpuProfDir) {
+    if (bench.cpuProfDir || bench.pg.statements) {
       await onDatabase(clone.url, (c) => c.query(`select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)`));
     }
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
@@ -128,6 +128,12 @@ export async function fleetBurnDown(
     const seconds = (delivery.lastArrival - startedAt) / 1000;
     const per1k = (cpu: number) => (cpu * 1000) / delivery.delivered;
     const sum = (key: string) => stats.reduce((total, s) => total + (s.extra[key] ?? 0), 0);
+    if (isRelay) {
+      const keys = ['claims', 'claimed', 'emptyClaims', 'emptyLanesBusy', 'emptyAtCap', 'refills', 'emptyRefills', 'claimMs', 'settles', 'settled'];
+      const relayCpu = stats.reduce((total, s) => total + s.cpuSeconds, 0);
+      bench.log(`  round figures × ${relays}: ${(delivery.delivered / seconds).toFixed(0)}/s, relay CPU ${per1k(relayCpu).toFixed(3)} s/1k, Postgres CPU ${per1k(pgCpu).toFixed(3)} s/1k, ` +
+        keys.map((key) => `${key} ${sum(key)}`).join(', '));
+    }
     return {
       name: contender.name,
       relays,

@@ -4,6 +4,8 @@
 //   --quick          a run of four to five minutes (fewer changes, shorter windows)
 //   --profile        V8 CPU profiles of every child (bench/profiles/) and the top
 //                    statements from pg_stat_statements
+//   --statements     the top statements alone (pg_stat_statements, track = all), without
+//                    the profiles, whose sampling costs the children CPU
 //   --concurrency N  deliveries in flight per contender (default: the relay's
 //                    RELAY_PER_WEBHOOK_IN_FLIGHT default; the benchmark has one webhook)
 //   --only NAME      run one contender only (bpd-webhooks or graphile-worker)
@@ -48,6 +50,7 @@ const { values: options } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    statements: { type: 'boolean', default: false },
     concurrency: { type: 'string', default: String(RELAY_DEFAULT_CONCURRENCY) },
     only: { type: 'string' },
     mode: { type: 'string' },
@@ -104,7 +107,7 @@ const cpuProfDir = options.profile ? fileURLToPath(new URL('./profiles/', import
 if (cpuProfDir) await mkdir(cpuProfDir, { recursive: true });
 
 log(`bench: ${machine()}`);
-const postgres = await startBenchPostgres({ statements: options.profile });
+const postgres = await startBenchPostgres({ statements: options.profile || options.statements });
 const receiver = await startReceiver();
 const bench: Bench = { pg: postgres, receiver, concurrency: Number(options.concurrency), cpuProfDir, log };
 const contenders = [bpdContender, graphileWorkerContender].filter((c) => !options.only || c.name === options.only);

@@ -55,7 +55,7 @@ export class Relay {
   readonly settings: RelaySettings;
   readonly log: Logger;
   /** counters for logs and benchmarks */
-  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, refills: 0, emptyRefills: 0, claimMs: 0, released: 0 };
+  readonly stats = { claims: 0, claimed: 0, emptyClaims: 0, emptyLanesBusy: 0, emptyAtCap: 0, refills: 0, emptyRefills: 0, claimMs: 0, released: 0 };
 
   /** the settler's counts: settles, results settled, their time */
   get settleStats(): Readonly<Settler['stats']> {
@@ -450,6 +450,8 @@ export class Relay {
     this.stats.claimMs += Math.round(performance.now() - started);
     this.stats.claimed += claimed.jobs.length;
     if (claimed.jobs.length === 0) this.stats.emptyClaims++;
+    if (claimed.jobs.length === 0 && claimed.lanesBusy) this.stats.emptyLanesBusy++;
+    if (claimed.jobs.length === 0 && claimed.atCap) this.stats.emptyAtCap++;
     if (only) this.stats.refills++;
     if (only && claimed.jobs.length === 0) this.stats.emptyRefills++;
     return claimed;

@@ -47,9 +47,9 @@ export function benchRelaySettings(env: NodeJS.ProcessEnv = process.env): RelayS
 async function child(): Promise<void> {
   const relay = new Relay(benchRelaySettings());
   const figures = () => {
-    const { claims, claimed, emptyClaims, claimMs } = relay.stats;
+    const { claims, claimed, emptyClaims, emptyLanesBusy, emptyAtCap, refills, emptyRefills, claimMs } = relay.stats;
     const { settles, settled } = relay.settleStats;
-    return { claims, claimed, emptyClaims, claimMs, settles, settled };
+    return { claims, claimed, emptyClaims, emptyLanesBusy, emptyAtCap, refills, emptyRefills, claimMs, settles, settled };
   };
   let base = figures();
   await serveChild(async () => ({
