@@ -104,7 +104,7 @@ export async function fleetBurnDown(
     await writeChanges(clone.url, count + 1, count + warmUp);
     await bench.receiver.take();
     const children = await spawnSenders(bench, contender, clone.url, relays, `fleet-${relays}`);
-    await warmUpSenders(bench, clone.url, children, { count: warmUp, unfinishedSql: contender.unfinishedSql, label: `${contender.name} × ${relays}`, timeoutMs });
+    await warmUpSenders(bench, clone.url, children, { count: warmUp, unfinishedSql: contender.unfinishedSql, label: `${contender.name} × ${relays}`, timeoutMs, rewarmFrom: count + warmUp + 1 });
     // the warm-up at full speed; the measured burn-down against the receiver's delay
     if (receiverMs > 0) await bench.receiver.answerAfter(receiverMs);
     const arrived = bench.receiver.expect(count, timeoutMs);

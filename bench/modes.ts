@@ -140,7 +140,7 @@ export async function burnDown(bench: Bench, contender: Contender, count: number
       execArgv: contender.execArgv,
       cpuProfDir: bench.cpuProfDir,
     });
-    if (warmUp > 0) await warmUpSenders(bench, clone.url, [child], { count: warmUp, unfinishedSql: contender.unfinishedSql, label: contender.name, timeoutMs });
+    if (warmUp > 0) await warmUpSenders(bench, clone.url, [child], { count: warmUp, unfinishedSql: contender.unfinishedSql, label: contender.name, timeoutMs, rewarmFrom: count + warmUp + 1 });
     const arrived = bench.receiver.expect(count, timeoutMs);
     if (warmUp > 0) await writeChanges(clone.url, 1, count, { atOnce: true });
     const pgBefore = postgresCpuSeconds(bench.pg.pid);
@@ -184,16 +184,31 @@ export async function warmUpSenders(
   bench: Bench,
   url: string,
   senders: ChildHandle[],
-  options: { count: number; unfinishedSql: string; label: string; timeoutMs: number },
+  options: { count: number; unfinishedSql: string; label: string; timeoutMs: number; rewarmFrom: number },
 ): Promise<void> {
   const warmed = bench.receiver.expect(options.count, options.timeoutMs);
   await Promise.all(senders.map((sender) => sender.go()));
   if (!(await warmed)) bench.log(`  ${options.label}: the ${options.count} warm-up deliveries did not all arrive within ${options.timeoutMs} ms`);
   if (Number.isNaN(await whenFinished(url, options.unfinishedSql))) bench.log(`  ${options.label}: the warm-up was not all settled within ${FINISH_BOUND_MS / 1000} s`);
   await vacuumAfterWarmUp(url);
+  // the vacuum's analyze (and its vacuum's new page counts) invalidated every cached
+  // plan of every connection: each of a relay's connections plans its statements
+  // again at its next use, some 10–20 ms of Postgres time apiece. Counted in the
+  // measured window it cost four relays four times what it cost one (BENCHMARKS.md,
+  // 2026-12-08), once per window; a fleet running for days pays it once an autovacuum
+  // of a table, spread over minutes. The same REWARM_CHANGES however many senders: the
+  // dead rows they leave are the same for all.
+  await bench.receiver.take();
+  const rewarmed = bench.receiver.expect(REWARM_CHANGES, options.timeoutMs);
+  await writeChanges(url, options.rewarmFrom, options.rewarmFrom + REWARM_CHANGES - 1, { atOnce: true });
+  if (!(await rewarmed)) bench.log(`  ${options.label}: the ${REWARM_CHANGES} deliveries after the vacuum did not all arrive within ${options.timeoutMs} ms`);
+  if (Number.isNaN(await whenFinished(url, options.unfinishedSql))) bench.log(`  ${options.label}: the deliveries after the vacuum were not all settled within ${FINISH_BOUND_MS / 1000} s`);
   await bench.receiver.take();
   await Promise.all(senders.map((sender) => sender.mark()));
 }
+
+/** Changes delivered after the warm-up's vacuum, so that every connection plans again before the measured window (warmUpSenders). */
+export const REWARM_CHANGES = 1000;
 
 /**
  * Polls (every 25 ms, at most boundMs) until the SQL counts nothing unfinished; the
