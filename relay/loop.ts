@@ -100,6 +100,8 @@ export class Relay {
   private readonly claimFailures: RepeatedFailures;
   /** reads of SENDING_SETTING failed in a row (a database away): logged once, then once a minute */
   private readonly sendingReadFailures: RepeatedFailures;
+  /** the hand-back of the unheld refused: a lost claim or release still runs (its first refusal logged at once, not a minute later with the claim's) */
+  private readonly handBackFailures: RepeatedFailures;
   private whenNoneInFlight: Array<() => void> = [];
   /** deliveries waiting for their rate_limit slot, by their timer */
   private readonly pacing = new Map<NodeJS.Timeout, DeliveryJob>();
@@ -126,6 +128,9 @@ export class Relay {
     });
     this.log = options.log ?? relayLogger(settings.relayId, settings.logLevel);
     this.claimFailures = new RepeatedFailures(this.log, 'claim failed; will try again', 'claiming again after errors');
+    this.handBackFailures = new RepeatedFailures(this.log,
+      'cannot yet hand back deliveries leased to this relay that it does not hold: it claims nothing until it can, and asks again each poll',
+      'the lost claim or release ended: handing back again');
     this.sendingReadFailures = new RepeatedFailures(this.log, `cannot read ${SENDING_SETTING}; will read it again`,
                                                     `${SENDING_SETTING} read again`);
     const connections = { databaseUrl: settings.databaseUrl, role: settings.databaseRole, log: this.log, queryTimeoutMs: settings.databaseQueryTimeoutMs,
@@ -557,7 +562,13 @@ export class Relay {
    * leased to this relay that it does not hold, before the next claim.
    */
   private async releaseUnheld(): Promise<void> {
-    const released = await this.holdings.endDoubt((heldIds) => releaseUnheldLeases(this.pool, this.settings.relayId, heldIds));
+    const released = await this.holdings.endDoubt((heldIds) => releaseUnheldLeases(this.pool, this.settings.relayId, heldIds))
+      .catch((error: unknown) => {
+        // (lock_not_available: the lost statement is still running, its message says on what it waits)
+        if ((error as { code?: string }).code === '55P03') this.handBackFailures.failed(error);
+        throw error;
+      });
+    this.handBackFailures.worked();
     this.stats.released += released;
     this.metrics.unheldReleased(released);
     if (released > 0) {

@@ -1385,8 +1385,10 @@ $$;
 -- a DBA may lack; and the lock costs a claim a few microseconds.) A claim waits at
 -- most claim_lock_wait() for rows, but for a table another session holds (LOCK
 -- TABLE, an ALTER) as long as that session stays open: this waits for it at most
--- settle_lock_wait(), then fails (lock_not_available) and the relay, still in doubt,
--- asks again before its next claim (test/relay/lost-claim-late-commit.test.ts).
+-- settle_lock_wait(), then fails (lock_not_available, its message naming the lock the
+-- statement waits for and the pids holding it: the operator's lead) and the relay,
+-- still in doubt, claims nothing and asks again before its next claim
+-- (test/relay/lost-claim-late-commit.test.ts, lost-release-late-commit.test.ts).
 create or replace function webhooks_relay.release_unheld_leases(p_relay text, p_held bigint[])
 returns integer
 language plpgsql
@@ -1398,17 +1400,32 @@ set jit = off   -- (claim_deliveries says why)
 as $$
 declare
   v_lock_timeout constant text := current_setting('lock_timeout');
+  v_key constant bigint := webhooks_private.relay_claims_lock(p_relay);
+  v_waits text;
 begin
   begin
     -- (the block's own setting: its end, or its failure, puts back the caller's)
     perform set_config('lock_timeout', webhooks_private.settle_lock_wait(), true);
-    perform pg_advisory_xact_lock(webhooks_private.relay_claims_lock(p_relay));
+    perform pg_advisory_xact_lock(v_key);
     perform set_config('lock_timeout', v_lock_timeout, true);
   exception when lock_not_available then
+    -- what the statement still running waits for, and which sessions hold it: the
+    -- operator's lead (read only on this failure, once a poll)
+    select string_agg(distinct coalesce(w.relation::regclass::text, w.locktype)
+                               || coalesce(' (held by pid ' || (select string_agg(b::text, ', ' order by b)
+                                                                from unnest(pg_blocking_pids(h.pid)) b) || ')', ''), '; ')
+    into v_waits
+    from pg_locks h
+    join pg_locks w on w.pid = h.pid and not w.granted
+    where h.database = (select d.oid from pg_database d where d.datname = current_database())
+      and h.locktype = 'advisory' and h.granted and h.objsubid = 1
+      and h.classid = ((v_key >> 32) & 4294967295)::oid
+      and h.objid = (v_key & 4294967295)::oid;
     raise exception using
       errcode = 'lock_not_available',
-      message = format('a claim or release of relay %s sent before is still running: its leases are handed back once it has ended', p_relay),
-      hint = 'a session holding a table of the engine (LOCK TABLE, ALTER TABLE) holds that claim; the relay asks again before its next claim';
+      message = format('a claim or release of relay %s sent before is still running%s: its leases are handed back once it has ended, and until then this relay claims nothing',
+                       p_relay, coalesce(', waiting for a lock on ' || v_waits, '')),
+      hint = 'a session holding a table of the engine (LOCK TABLE, ALTER TABLE) holds that claim; the relay asks again before each poll''s claim';
   end;
   return webhooks_relay.release_deliveries(
            p_relay,

@@ -84,3 +84,59 @@ test('a lost claim that commits after the relay gave it up: its deliveries are h
     .reduce((sum, line) => sum + line.released!, 0);
   t.is(handedBack, 2, 'the lost claim\'s two handed back');
 });
+
+// The same lost claim held past settle_lock_wait() (a second): the hand-back gives up
+// waiting for it, and the relay, still in doubt, claims nothing and asks again at each
+// poll, saying what the lost claim waits for. Claiming beside it would gain nothing
+// here: every claim reads the table it waits for. Once it ends, the relay hands back
+// what it leased and claims again.
+test('a lost claim held past settle_lock_wait(): the relay claims nothing, names the lock the claim waits for, and claims again once it ends', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
+  receiver.route('/hook', { secret: webhook.secret });
+  const { log, lines } = rememberedLog(5_000);
+  t.teardown(() => {
+    if (!t.passed) for (const line of lines()) t.log(line);
+  });
+  const entries = () => lines().map((line) => JSON.parse(line) as { msg?: string; err?: { message?: string }; failures?: number });
+  const relay = testRelay(database.url, { RELAY_DB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS), RELAY_LEASE_MS: String(LEASE_MS) }, { log });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  await f.contact(company.id, { first_name: 'Before' });
+  await receiver.waitFor(1, { path: '/hook' });
+  await waitForFinalDeliveries(database.pool, [webhook.id], 1);
+
+  const locker = await database.pool.connect();
+  let locked = true;
+  const unlock = async () => {
+    if (!locked) return;
+    locked = false;
+    await locker.query('commit');
+    locker.release();
+  };
+  t.teardown(unlock);
+  await locker.query('begin');
+  await locker.query('lock table webhooks_private.webhook_secrets in access exclusive mode');
+  const { rows: [{ pid: lockerPid }] } = await locker.query<{ pid: number }>('select pg_backend_pid() as pid');
+  await f.contact(company.id, { first_name: 'First' });
+  await until('the claim\'s answer given up', async () => entries().some((e) => e.msg === 'claim failed; will try again'));
+  // the hand-back gives up after settle_lock_wait(): the relay's claim fails, naming the wait
+  const waited = `a claim or release of relay ${relay.settings.relayId} sent before is still running, ` +
+    `waiting for a lock on webhooks_private.webhook_secrets (held by pid ${lockerPid})`;
+  await until('the hand-back given up, the lock named', async () => entries().some((e) =>
+    e.msg?.startsWith('cannot yet hand back deliveries leased to this relay that it does not hold') && e.err?.message?.startsWith(waited)));
+  // and asked again at later polls, still in doubt: no claim since the lost one
+  const claimsBefore = relay.stats.claims;
+  await until('the hand-back asked again', async () =>
+    (await database.pool.query(`select 1 from pg_stat_activity where datname = current_database()
+                                and wait_event_type = 'Lock' and query like '%release_unheld_leases%'`)).rowCount! > 0);
+  t.is(relay.stats.claims, claimsBefore, 'no claim while in doubt');
+  t.is(receiver.received('/hook').length, 1, 'nothing sent meanwhile');
+
+  await unlock();
+  await receiver.waitFor(2, { path: '/hook', timeoutMs: SENT_WITHIN_MS });
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 2);
+  t.deepEqual(deliveries.map((d) => [d.state, d.attempts]), [['succeeded', 1], ['succeeded', 1]]);
+  t.true(entries().some((e) => e.msg === 'the lost claim or release ended: handing back again'), 'the relay says the wait is over');
+  t.true(entries().some((e) => e.msg === 'claiming again after errors'), 'and that it claims again');
+});
