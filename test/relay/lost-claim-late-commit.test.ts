@@ -98,7 +98,7 @@ test('a lost claim held past settle_lock_wait(): the relay claims nothing, names
   t.teardown(() => {
     if (!t.passed) for (const line of lines()) t.log(line);
   });
-  const entries = () => lines().map((line) => JSON.parse(line) as { msg?: string; err?: { message?: string }; failures?: number });
+  const entries = () => lines().map((line) => JSON.parse(line) as { msg?: string; time: number; err?: { message?: string } });
   const relay = testRelay(database.url, { RELAY_DB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS), RELAY_LEASE_MS: String(LEASE_MS) }, { log });
   t.teardown(() => relay.stop());
   await relay.start();
@@ -127,9 +127,11 @@ test('a lost claim held past settle_lock_wait(): the relay claims nothing, names
     e.msg?.startsWith('cannot yet hand back deliveries leased to this relay that it does not hold') && e.err?.message?.startsWith(waited)));
   // and asked again at later polls, still in doubt: no claim since the lost one
   const claimsBefore = relay.stats.claims;
+  const warnedAt = entries().find((e) => e.err?.message?.startsWith(waited))!.time;
   await until('the hand-back asked again', async () =>
     (await database.pool.query(`select 1 from pg_stat_activity where datname = current_database()
-                                and wait_event_type = 'Lock' and query like '%release_unheld_leases%'`)).rowCount! > 0);
+                                and wait_event_type = 'Lock' and query like '%release_unheld_leases%'
+                                and query_start > to_timestamp($1 / 1000.0)`, [warnedAt])).rowCount! > 0);
   t.is(relay.stats.claims, claimsBefore, 'no claim while in doubt');
   t.is(receiver.received('/hook').length, 1, 'nothing sent meanwhile');
 
