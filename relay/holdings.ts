@@ -56,6 +56,11 @@ export class Holdings {
     for (const job of this.jobs) if (job.webhookId === webhookId) job.webhookChanged = true;
   }
 
+  /** The webhooks of the deliveries held now. */
+  webhookIds(): Set<string> {
+    return new Set([...this.jobs].map((job) => job.webhookId));
+  }
+
   /** No longer held: its result is written, or it was handed back. */
   ended(jobs: Iterable<DeliveryJob>): void {
     for (const job of jobs) this.jobs.delete(job);

@@ -2,8 +2,9 @@
 // reconnected here for ever, with backoff, until closed.
 // A notification is only a hint to look now; so is every (re)connection, because
 // whatever was written while the connection was down sent its NOTIFY to nobody. One
-// that names a changed webhook (WEBHOOK_CHANGED_NOTICE) goes to onWebhookChanged: a
-// hint too, as a lost one leaves the relay sending what it holds as it was claimed.
+// that names a changed webhook (WEBHOOK_CHANGED_NOTICE) goes to onWebhookChanged; as
+// those sent while the connection was down are lost, each connection that LISTENs
+// calls onListening first, for the relay to treat every webhook it holds as changed.
 //
 // Written on pg's Client rather than a listener library: the one we used (pg-listen)
 // kept a reconnect loop running after close(), so a relay stopped during a database
@@ -24,6 +25,8 @@ const RECONNECT_CAP_MS = 2_000;
 const CHECK_EVERY_MS = 10_000;
 
 export interface Listener {
+  /** the first connection's try is over: LISTENing, or failed (then polling meanwhile), or closed */
+  ready: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -33,6 +36,8 @@ export function startListener(options: {
   onWake: () => void;
   /** a webhook changed (sql/20_wakeup.sql): its id */
   onWebhookChanged?: (webhookId: string) => void;
+  /** a connection LISTENs, the first or a new one: a webhook_changed notice may have been missed */
+  onListening?: () => void;
   checkEveryMs?: number;
 }): Listener {
   const { databaseUrl, log, onWake } = options;
@@ -47,6 +52,8 @@ export function startListener(options: {
   let check: NodeJS.Timeout | undefined;
   // failed tries since the last connection that worked
   let failures = 0;
+  let tried!: () => void;
+  const ready = new Promise<void>((resolve) => (tried = resolve));
 
   const connect = async (): Promise<void> => {
     // (query_timeout: the check's answer, and LISTEN's, must come within a check period)
@@ -71,6 +78,7 @@ export function startListener(options: {
       if (listening) log.warn({ err: error }, 'notification connection lost; reconnecting');
       else if (failures === 0) log.warn({ err: error }, 'cannot listen for notifications yet; polling meanwhile and retrying');
       failures += 1;
+      tried();
       retry = setTimeout(() => void connect(), backoffMs(failures - 1, { capMs: RECONNECT_CAP_MS }));
     };
     current.on('notification', (message) => onNotification(message.payload));
@@ -85,6 +93,7 @@ export function startListener(options: {
     }
     if (closed || lost) return void current.end().catch(() => {});
     listening = true;
+    options.onListening?.();
     if (failures > 0) log.info('notification connection established');
     else log.debug('listening for notifications');
     failures = 0;
@@ -93,12 +102,15 @@ export function startListener(options: {
     }, checkEveryMs);
     check.unref();
     onWake(); // anything written before LISTEN took effect
+    tried();
   };
   void connect();
 
   return {
+    ready,
     async close() {
       closed = true;
+      tried();
       clearTimeout(retry);
       clearInterval(check);
       await client?.end().catch(() => {});

@@ -111,6 +111,8 @@ export class Relay {
   private discovering = false;
   /** webhooks that changed while it was: what it brings of them is handed back */
   private readonly changedWhileClaiming = new Set<string>();
+  /** the listening connection came (back) while it was: every webhook it brings may have changed unheard */
+  private claimUnheard = false;
   /** a claim found a webhook at its fleet-wide cap (max_in_flight): look again after a settle */
   private capHeldBack = false;
   /** the database's clock as this relay reads it: where rate_limit slots fall */
@@ -203,13 +205,19 @@ export class Relay {
     if (this.stopped) return;
     await this.relayId.take();
     if (this.stopped) return;
-    this.pollTimer = setInterval(() => this.poll(), this.settings.pollIntervalMs);
+    // listening before the first claim: a webhook change committed once start() has
+    // resolved reaches this relay (or, if the first try failed, the relay polls, and
+    // treats what it holds as changed when it listens: listening())
     this.listener = startListener({
       databaseUrl: this.settings.databaseUrl,
       log: this.log,
       onWake: () => this.wake(),
       onWebhookChanged: (webhookId) => this.webhookChanged(webhookId),
+      onListening: () => this.listening(),
     });
+    await this.listener.ready;
+    if (this.stopped) return;
+    this.pollTimer = setInterval(() => this.poll(), this.settings.pollIntervalMs);
     this.log.info(
       {
         batchSize: this.settings.batchSize,
@@ -348,6 +356,17 @@ export class Relay {
   }
 
   /**
+   * The listening connection LISTENs, a new one after one lost (or the first, after a
+   * first try failed): a webhook_changed notice sent while none listened reached
+   * nobody. Every webhook this relay holds deliveries of is treated as changed, and so
+   * is what a claim under way brings. (At start nothing is held yet: start() waits.)
+   */
+  private listening(): void {
+    if (this.claiming) this.claimUnheard = true;
+    for (const webhookId of this.holdings.webhookIds()) this.webhookChanged(webhookId);
+  }
+
+  /**
    * A discovery claim, between the wake-up protocol's two steps (wakeup.ts), its
    * deliveries dispatched before the second: when the claim found no work for another
    * discovery, that step announces idleness, a round trip on a connection of its own
@@ -419,6 +438,7 @@ export class Relay {
     const started = performance.now();
     this.claiming = true;
     this.changedWhileClaiming.clear();
+    this.claimUnheard = false;
     const claimed = await claimDeliveries(this.claimPool, {
       relayId: this.settings.relayId,
       limit: Math.min(this.settings.batchSize, view.room),
@@ -440,10 +460,11 @@ export class Relay {
       this.claiming = false;
     });
     this.holdings.claimed(claimed.jobs);
-    if (this.changedWhileClaiming.size > 0) {
-      const stale = claimed.jobs.filter((job) => this.changedWhileClaiming.has(job.webhookId));
+    if (this.changedWhileClaiming.size > 0 || this.claimUnheard) {
+      const changed = (job: DeliveryJob) => this.claimUnheard || this.changedWhileClaiming.has(job.webhookId);
+      const stale = claimed.jobs.filter(changed);
       if (stale.length > 0) {
-        claimed.jobs = claimed.jobs.filter((job) => !this.changedWhileClaiming.has(job.webhookId));
+        claimed.jobs = claimed.jobs.filter((job) => !changed(job));
         void this.release(stale, 'their webhook changed while they were claimed');
       }
     }

@@ -9,7 +9,7 @@ import { gatedReplies } from '../helpers/receiver.ts';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
 
 /** Five deliveries of one webhook: two in flight to /old (held by their gates), two queued in the relay. */
-async function twoSentTwoQueued(t: Parameters<typeof relayScene>[0]) {
+async function twoSentTwoQueued(t: Parameters<typeof relayScene>[0], options: Parameters<typeof testRelay>[2] = {}) {
   const scene = await relayScene(t);
   const { database, receiver, f, company } = scene;
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/old') });
@@ -17,7 +17,7 @@ async function twoSentTwoQueued(t: Parameters<typeof relayScene>[0]) {
   receiver.route('/old', { secret: webhook.secret, replies });
   receiver.route('/new', { secret: webhook.secret });
   for (let i = 0; i < 5; i++) await f.contact(company.id);
-  const relay = testRelay(database.url, { RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '2' });
+  const relay = testRelay(database.url, { RELAY_PER_WEBHOOK_IN_FLIGHT: '2', RELAY_PREFETCH: '2' }, options);
   t.teardown(() => relay.stop());
   await relay.start();
   await receiver.waitFor(2, { path: '/old' });
@@ -52,6 +52,51 @@ test('a webhook disabled sends none of the deliveries queued in the relay: they 
     JSON.stringify(deliveries),
   );
   t.is(receiver.received('/old').length, 2, 'only the two in flight when it was disabled');
+});
+
+// The change's notice reaches a relay only on a connection LISTENing when it commits.
+// One committed while the relay's listening connection was down (ended here by
+// pg_terminate_backend, waited for, in the change's own transaction) reached nobody:
+// the relay, listening again, treats every webhook it holds deliveries of as changed.
+test('a new URL committed while the relay was not listening gets the deliveries queued in the relay, once it listens again', async (t) => {
+  const { log, lines } = rememberedLog();
+  const { database, receiver, webhook, opens, relay } = await twoSentTwoQueued(t, { log });
+  const client = await database.pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(`update webhooks.webhooks set url = $2 where id = $1`, [webhook.id, receiver.url('/new')]);
+    const { rows: [ended] } = await client.query(
+      `select bool_and(pg_terminate_backend(pid, 10000)) as done, count(*)::int as n from pg_stat_activity
+       where application_name = 'bpd-webhooks-relay-listener' and datname = current_database()`);
+    t.deepEqual(ended, { done: true, n: 1 });
+    await client.query('commit');
+  } finally {
+    client.release();
+  }
+  await until('listening again', async () => lines().some((line) => line.includes('notification connection established')));
+  await until('the queued deliveries handed back', async () => relay.stats.released === 2, 5_000);
+  for (const open of opens) open();
+  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 5);
+  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), JSON.stringify(deliveries));
+  t.is(receiver.received('/old').length, 2, 'only the two in flight when the URL changed went to the old URL');
+  t.is(receiver.received('/new').length, 3);
+});
+
+// relay.start() resolves once its connection LISTENs (or once its first try to failed):
+// a change committed after it reaches the relay. Before, the connection was opened
+// beside the first claim, and a change made in the first milliseconds reached nobody.
+test('a webhook change committed as relay.start() resolves reaches the relay', async (t) => {
+  const { database, receiver, f, company } = await relayScene(t);
+  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/old') });
+  const relay = testRelay(database.url);
+  t.teardown(() => relay.stop());
+  const heard = relay as unknown as { webhookChanged(id: string): void };
+  const notices: string[] = [];
+  heard.webhookChanged = (id) => void notices.push(id);
+  await relay.start();
+  await database.pool.query(`update webhooks.webhooks set url = $2 where id = $1`, [webhook.id, receiver.url('/new')]);
+  await until('the notice came', async () => notices.includes(webhook.id), 5_000);
+  t.deepEqual(notices, [webhook.id]);
 });
 
 // A delivery claimed with a rate_limit slot still ahead waits in the relay for it
