@@ -267,7 +267,9 @@ test('a request to the old URL answered 200, settled before the relay heard of t
 
   const relay = testRelay(database.url);
   t.teardown(() => relay.stop());
-  // the notices of webhook changes held back until the settle is written
+  // the notices of webhook changes held back until the settle is written (relay.start()
+  // resolves once the relay LISTENs: the update's notice, committed after, reaches it;
+  // it resolved before, and a loaded run's update could commit first, heard by none)
   const heard = relay as unknown as { webhookChanged(id: string): void };
   const hear = heard.webhookChanged.bind(relay);
   const notices: string[] = [];
