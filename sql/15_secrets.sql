@@ -94,13 +94,18 @@ $$;
 -- private: a webhook's rotated-out secrets still valid, the newest first: the relay
 -- signs with each beside the current one (claim_deliveries, 30_delivery.sql)
 create or replace function webhooks_private.valid_rotated_secrets(p_webhook_id bigint)
+-- (plpgsql: its statement planned once a connection, where a SQL function the planner
+-- cannot inline, as this one's subquery keeps it from, is parsed and planned again in
+-- every transaction that calls it: each claim)
 returns text[]
-language sql
+language plpgsql
 stable
 as $$
-  select array(select r.secret from webhooks_private.rotated_secrets r
+begin
+  return array(select r.secret from webhooks_private.rotated_secrets r
                where r.webhook_id = p_webhook_id and r.expires_at > now()
                order by r.expires_at desc);
+end;
 $$;
 
 -- AFTER INSERT: the secret made by _500_create_secret is handed out.

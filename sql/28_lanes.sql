@@ -68,12 +68,17 @@ $$;
 -- plan's estimates said: 1,600 lanes beside 448 webhooks held, 167 ms of a claim of
 -- 190 (2026-12-06).
 create or replace function webhooks_private.held_by_webhook(p_webhooks bigint[], p_counts integer[], p_caps integer[])
+-- (plpgsql: its statement planned once a connection, where a SQL function the planner
+-- cannot inline, as its aggregate keeps this one from, is parsed and planned again in
+-- every transaction that calls it: each claim)
 returns jsonb
-language sql
+language plpgsql
 immutable
 as $$
-  select coalesce(jsonb_object_agg(b.w::text, jsonb_build_array(b.n, b.cap)), '{}')
-  from unnest(p_webhooks, p_counts, p_caps) as b(w, n, cap);
+begin
+  return (select coalesce(jsonb_object_agg(b.w::text, jsonb_build_array(b.n, b.cap)), '{}')
+          from unnest(p_webhooks, p_counts, p_caps) as b(w, n, cap));
+end;
 $$;
 
 -- private: how many deliveries of a webhook paced at p_rate per second share one slot,
@@ -500,12 +505,16 @@ drop function if exists webhooks_private.discovery_place(text);
 -- all run on one connection of their own (relay/database.ts, claimPool), or a claim
 -- on another connection would find that one's place, or none.
 create or replace function webhooks_private.discovery_company_after()
+-- (One expression, no FROM: the planner inlines it into the claim's own, planned once a
+-- connection. A SQL function it cannot inline is parsed and planned again in every
+-- transaction that calls it: these six took 0.17 ms more of CPU a claim, BENCHMARKS.md
+-- 2026-12-08.)
 returns bigint
 language sql
 stable
 as $$
-  select case when v ~ '^[0-9]{1,18}$' then v::bigint else 0 end
-  from (select coalesce(current_setting('bpd_webhooks.discovery_company_after', true), '') as v) s;
+  select case when current_setting('bpd_webhooks.discovery_company_after', true) ~ '^[0-9]{1,18}$'
+              then current_setting('bpd_webhooks.discovery_company_after', true)::bigint else 0 end;
 $$;
 
 -- private (lane_claim): and within each company whose webhooks with deliveries waiting
@@ -515,33 +524,38 @@ $$;
 -- walked whole, from their first webhook), and a walk that goes past a company forgets
 -- its place, so the object holds few keys.
 create or replace function webhooks_private.discovery_places()
+-- (one expression, inlined: discovery_company_after)
 returns jsonb
 language sql
 stable
 as $$
-  select case when v ~ '^\{("[0-9]{1,18}": [0-9]{1,18}(, )?)*\}$' then v::jsonb else '{}'::jsonb end
-  from (select coalesce(current_setting('bpd_webhooks.discovery_places', true), '') as v) s;
+  select case when current_setting('bpd_webhooks.discovery_places', true) ~ '^\{("[0-9]{1,18}": [0-9]{1,18}(, )?)*\}$'
+              then current_setting('bpd_webhooks.discovery_places', true)::jsonb else '{}'::jsonb end;
 $$;
 
 -- private (lane_claim): keeps where the next discovery of this connection starts
 create or replace function webhooks_private.discovery_went_to(p_company_after bigint, p_places jsonb)
+-- (plpgsql: its statements planned once a connection; discovery_company_after)
 returns void
-language sql
+language plpgsql
 volatile
 as $$
-  select set_config('bpd_webhooks.discovery_company_after', coalesce(p_company_after, 0)::text, false),
-         set_config('bpd_webhooks.discovery_places', coalesce(p_places, '{}'::jsonb)::text, false);
+begin
+  perform set_config('bpd_webhooks.discovery_company_after', coalesce(p_company_after, 0)::text, false),
+          set_config('bpd_webhooks.discovery_places', coalesce(p_places, '{}'::jsonb)::text, false);
+end;
 $$;
 
 -- private (lane_claim): the webhook whose lane the first of this connection's run of
 -- fruitless discoveries walked first (discovery_walks_on), or null: none under way
 create or replace function webhooks_private.discovery_round_mark()
+-- (one expression, inlined: discovery_company_after)
 returns bigint
 language sql
 stable
 as $$
-  select case when v ~ '^[0-9]{1,18}$' then v::bigint end
-  from (select coalesce(current_setting('bpd_webhooks.discovery_round_mark', true), '') as v) s;
+  select case when current_setting('bpd_webhooks.discovery_round_mark', true) ~ '^[0-9]{1,18}$'
+              then current_setting('bpd_webhooks.discovery_round_mark', true)::bigint end;
 $$;
 
 -- private (lane_claim): whether the relay should discover again at once (claim_deliveries
