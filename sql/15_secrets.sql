@@ -93,10 +93,10 @@ $$;
 
 -- private: a webhook's rotated-out secrets still valid, the newest first: the relay
 -- signs with each beside the current one (claim_deliveries, 30_delivery.sql)
-create or replace function webhooks_private.valid_rotated_secrets(p_webhook_id bigint)
 -- (plpgsql: its statement planned once a connection, where a SQL function the planner
 -- cannot inline, as this one's subquery keeps it from, is parsed and planned again in
 -- every transaction that calls it: each claim)
+create or replace function webhooks_private.valid_rotated_secrets(p_webhook_id bigint)
 returns text[]
 language plpgsql
 stable

@@ -67,10 +67,10 @@ $$;
 -- arrays' rows was a nested loop of them for every lane of the window, whatever the
 -- plan's estimates said: 1,600 lanes beside 448 webhooks held, 167 ms of a claim of
 -- 190 (2026-12-06).
-create or replace function webhooks_private.held_by_webhook(p_webhooks bigint[], p_counts integer[], p_caps integer[])
 -- (plpgsql: its statement planned once a connection, where a SQL function the planner
 -- cannot inline, as its aggregate keeps this one from, is parsed and planned again in
 -- every transaction that calls it: each claim)
+create or replace function webhooks_private.held_by_webhook(p_webhooks bigint[], p_counts integer[], p_caps integer[])
 returns jsonb
 language plpgsql
 immutable
@@ -504,11 +504,11 @@ drop function if exists webhooks_private.discovery_place(text);
 -- leaves them as they were. Each connection goes round on its own: a relay's claims
 -- all run on one connection of their own (relay/database.ts, claimPool), or a claim
 -- on another connection would find that one's place, or none.
-create or replace function webhooks_private.discovery_company_after()
 -- (One expression, no FROM: the planner inlines it into the claim's own, planned once a
 -- connection. A SQL function it cannot inline is parsed and planned again in every
 -- transaction that calls it: these six took 0.17 ms more of CPU a claim, BENCHMARKS.md
 -- 2026-12-08.)
+create or replace function webhooks_private.discovery_company_after()
 returns bigint
 language sql
 stable
@@ -523,8 +523,8 @@ $$;
 -- companies, and the one where the last walk stopped, have a place (the others are
 -- walked whole, from their first webhook), and a walk that goes past a company forgets
 -- its place, so the object holds few keys.
-create or replace function webhooks_private.discovery_places()
 -- (one expression, inlined: discovery_company_after)
+create or replace function webhooks_private.discovery_places()
 returns jsonb
 language sql
 stable
@@ -534,8 +534,8 @@ as $$
 $$;
 
 -- private (lane_claim): keeps where the next discovery of this connection starts
-create or replace function webhooks_private.discovery_went_to(p_company_after bigint, p_places jsonb)
 -- (plpgsql: its statements planned once a connection; discovery_company_after)
+create or replace function webhooks_private.discovery_went_to(p_company_after bigint, p_places jsonb)
 returns void
 language plpgsql
 volatile
@@ -548,8 +548,8 @@ $$;
 
 -- private (lane_claim): the webhook whose lane the first of this connection's run of
 -- fruitless discoveries walked first (discovery_walks_on), or null: none under way
-create or replace function webhooks_private.discovery_round_mark()
 -- (one expression, inlined: discovery_company_after)
+create or replace function webhooks_private.discovery_round_mark()
 returns bigint
 language sql
 stable
