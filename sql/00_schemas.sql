@@ -192,6 +192,44 @@ begin
 end;
 $crm$;
 
+-- sql/ only: drops the engine's functions that take or return the row of a table that
+-- is no longer one of the CRM's six by name (crm.contacts rebuilt beside itself and
+-- swapped in by two renames, as an online rewrite does it): the later files make them
+-- again for the table of that name now. They were the old table's (its row type goes
+-- with it when renamed): applying sql/ failed on the first made again ("cannot change
+-- return type of existing function", 35_backfill.sql), and the old table could not be
+-- dropped but with CASCADE ("other objects depend on it"; until 2026-12-08,
+-- test/sql/crm-owner-ddl.test.ts). After the check above: a table renamed with nothing
+-- in its place stops the migrate before this.
+create or replace function webhooks_private.drop_functions_of_crm_rows_gone()
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_function regprocedure;
+begin
+  for v_function in
+    select p.oid::regprocedure
+    from pg_catalog.pg_proc p
+    where p.pronamespace::regnamespace::text = any (webhooks_private.engine_schema_names())
+      and exists (select 1
+                  from unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]) || p.prorettype) a(type)
+                  join pg_catalog.pg_type t on t.oid = a.type or t.typarray = a.type
+                  join pg_catalog.pg_class c on c.oid = t.typrelid
+                  where c.relkind in ('r', 'p')
+                    -- (a table of the catalog's, pg_class, is no CRM table)
+                    and c.relnamespace::regnamespace::text <> all (webhooks_private.engine_schema_names()
+                                                                   || array['webhooks_partitions', 'pg_catalog', 'information_schema'])
+                    and c.oid <> all (select pg_catalog.to_regclass(n) from unnest(webhooks_private.crm_table_names()) n))
+  loop
+    execute format('drop function %s', v_function);
+  end loop;
+end;
+$$;
+
+select webhooks_private.drop_functions_of_crm_rows_gone();
+
 ------------------------------------------------------------------------------------
 -- One home for each shared fact. Immutable SQL functions: the planner inlines them
 -- and folds them to constants, so calling one costs nothing at run time.

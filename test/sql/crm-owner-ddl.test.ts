@@ -118,3 +118,35 @@ test.serial('the owner changes crm.contacts and its partitions: refused nothing,
     `insert into crm.contacts (company_id, first_name, created_at) values ($1, 'Ada', '2025-03-01') returning id::text`, [company.id]);
   t.deepEqual(await fired(hook.id, contact.id), ['contact.created']);
 });
+
+// An online rewrite (pg-osc's, a DBA's by hand): a copy of crm.contacts built and
+// filled beside it, swapped in by two renames, the old table dropped once the engine
+// is applied to the new one. The engine's functions that take or return a contact row
+// were the old table's (its row type, renamed with it): the migrate failed on the
+// first it made again ("cannot change return type of existing function"), and the
+// old table could not be dropped ("other objects depend on it"; until 2026-12-08).
+test.serial('crm.contacts rebuilt and swapped in by rename: the migrate puts the engine on the new table, and the old one drops', async (t) => {
+  await makeOwner(OWNER);
+  await giveCrmTables(OWNER);
+  const owner = await connectAs(t, db().pool, OWNER);
+  await owner.query('create table crm.contacts_rebuilt (like crm.contacts including all)');
+  await owner.query('insert into crm.contacts_rebuilt overriding system value select * from crm.contacts');
+  await owner.query(`select setval(pg_get_serial_sequence('crm.contacts_rebuilt', 'id'),
+                                   (select max(id) from crm.contacts))`);
+  await owner.query(`begin;
+    alter table crm.contacts rename to contacts_swapped_out;
+    alter table crm.contacts_rebuilt rename to contacts;
+    commit`);
+  await migrate(db().url);
+  await t.notThrowsAsync(owner.query('drop table crm.contacts_swapped_out'));
+
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created', 'contact.updated', 'contact.deleted'],
+    fields: ['first_name'] });
+  const { rows: [contact] } = await owner.query(
+    `insert into crm.contacts (company_id, first_name, created_at) values ($1, 'Ada', '2025-03-01') returning id::text`, [company.id]);
+  await owner.query(`update crm.contacts set first_name = 'Grace' where id = $1`, [contact.id]);
+  await owner.query('delete from crm.contacts where id = $1', [contact.id]);
+  t.deepEqual(await fired(hook.id, contact.id), ['contact.created', 'contact.updated', 'contact.deleted']);
+});
