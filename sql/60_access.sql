@@ -463,6 +463,30 @@ $$;
 -- engine's row triggers to each, as their maker (sql/25_capture.sql, where it says why).
 select webhooks_private.grant_row_trigger_functions_to_crm_owners();
 
+-- The database's owner sets the engine's settings for the database (alter database …
+-- set webhooks.retention, docs/operations.md). Every webhooks.* is a parameter no
+-- module defines, which Postgres lets a role that is no superuser set at a database
+-- or role only with SET on it: that owner was refused, "permission denied to set
+-- parameter" (until 2026-12-08, test/sql/database-owner-settings.test.ts). A superuser
+-- alone grants it (on the whole cluster: parameters are not a database's); an owner
+-- given the database after this gets it from the next such migrate.
+do $parameters$
+declare
+  v_owner oid := (select d.datdba from pg_catalog.pg_database d where d.datname = pg_catalog.current_database());
+  v_name text;
+begin
+  if not (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user) then
+    return;
+  end if;
+  for v_name in
+    select r.name from webhooks_private.setting_rules() r
+    where not pg_catalog.has_parameter_privilege(v_owner, r.name, 'SET')
+  loop
+    execute format('grant set on parameter %s to %s', v_name, v_owner::regrole);
+  end loop;
+end;
+$parameters$;
+
 ------------------------------------------------------------------------------------
 -- Row-level security: the company of the request, on every exposed table.
 -- (select webhooks.current_company_id()) is evaluated once per query, not per row.
