@@ -363,11 +363,17 @@ begin
 end;
 $$;
 
--- sql/ only: makes the event trigger p_name (on ddl_command_end, for the command tags
--- p_tags, running p_function) unless it exists. An event trigger may be made by a
--- superuser alone: an owner that is none migrates without it, and what it guards goes
--- unguarded until a superuser's migrate (docs/operations.md has each statement).
-create or replace function webhooks_private.make_event_trigger(p_name text, p_tags text[], p_function text)
+-- sql/ only: makes the event trigger p_name (on p_event, ddl_command_end unless
+-- named, for the command tags p_tags, running p_function) unless it exists. An event
+-- trigger may be made by a superuser alone: an owner that is none migrates without it,
+-- and what it guards goes unguarded until a superuser's migrate (docs/operations.md
+-- has each statement).
+select webhooks_private.drop_function_unless(
+  'webhooks_private.make_event_trigger(text, text[], text)',
+  'p_name text, p_tags text[], p_function text, p_event text DEFAULT ''ddl_command_end''::text',
+  'void');
+create or replace function webhooks_private.make_event_trigger(p_name text, p_tags text[], p_function text,
+                                                               p_event text default 'ddl_command_end')
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -375,8 +381,8 @@ as $$
 begin
   if (select r.rolsuper from pg_roles r where r.rolname = current_user)
      and not exists (select 1 from pg_event_trigger e where e.evtname = p_name) then
-    execute format('create event trigger %I on ddl_command_end when tag in (%s) execute function %s()',
-                   p_name, (select string_agg(quote_literal(t), ', ') from unnest(p_tags) t), p_function::regproc);
+    execute format('create event trigger %I on %I when tag in (%s) execute function %s()',
+                   p_name, p_event, (select string_agg(quote_literal(t), ', ') from unnest(p_tags) t), p_function::regproc);
   end if;
 end;
 $$;

@@ -1545,8 +1545,9 @@ begin
 end;
 $partitions$;
 
--- private (60_access.sql's and the event trigger's, below): EXECUTE on the engine's
--- row-trigger functions of each crm table, for that table's owner. Postgres copies a
+-- private (60_access.sql's and the event triggers', below): EXECUTE on the engine's
+-- row-trigger functions of each crm table, for that table's owner, and none for a
+-- role granted it that owns none of those tables any more. Postgres copies a
 -- table's row triggers to a partition made or attached, as the role that makes it (the
 -- owner, or a member), and checks that role's EXECUTE on each function as a CREATE
 -- TRIGGER does: a CRM whose tables belong to a role that is no superuser could not
@@ -1573,6 +1574,25 @@ begin
       and not pg_catalog.has_function_privilege(c.relowner, g.tgfoid, 'EXECUTE')
   loop
     execute format('grant execute on function %s to %s', v_grant.routine, v_grant.owner);
+  end loop;
+  -- (a CRM owner's role that left, its tables given to another: REASSIGN OWNED, for
+  -- which Postgres runs no event trigger. The grant, the engine owner's, is one the
+  -- DBA removing the role may not revoke, and its DROP ROLE was refused: "privileges
+  -- for function webhooks_private.tg_contacts__created()"; until 2026-12-08.)
+  for v_grant in
+    select distinct p.oid::regprocedure as routine, a.grantee::regrole as owner
+    from pg_catalog.pg_proc p
+    cross join lateral pg_catalog.aclexplode(p.proacl) a
+    where p.oid in (select g.tgfoid from pg_catalog.pg_trigger g
+                    join pg_catalog.pg_class c on c.oid = g.tgrelid
+                    where c.relnamespace = 'crm'::regnamespace and g.tgtype & 1 = 1)
+      and p.pronamespace = 'webhooks_private'::regnamespace
+      and a.privilege_type = 'EXECUTE' and a.grantor = p.proowner and a.grantee not in (0, p.proowner)
+      and not exists (select 1 from pg_catalog.pg_trigger g
+                      join pg_catalog.pg_class c on c.oid = g.tgrelid
+                      where g.tgfoid = p.oid and c.relnamespace = 'crm'::regnamespace and c.relowner = a.grantee)
+  loop
+    execute format('revoke execute on function %s from %s', v_grant.routine, v_grant.owner);
   end loop;
 end;
 $$;
@@ -1630,6 +1650,34 @@ $$;
 -- migrate gets the trigger at the next)
 select webhooks_private.make_event_trigger('bpd_webhooks_contacts_partitions',
   array['CREATE TABLE', 'ALTER TABLE'], 'webhooks_private.tg_contacts__partition_made');
+
+-- private (two event triggers', below): grant_row_trigger_functions_to_crm_owners
+-- before each CREATE TABLE and ALTER TABLE anywhere in the database, and around each
+-- DROP OWNED. The tables of a CRM owner's role that leaves are given to another by
+-- REASSIGN OWNED, for which Postgres runs no event trigger: the heir, granted nothing,
+-- could not make a partition of crm.contacts ("permission denied for function "), and
+-- the departed role kept grants its DBA could not revoke, which refused its DROP ROLE
+-- (until 2026-12-08, test/sql/crm-owner-ddl.test.ts). Before the CREATE TABLE that
+-- makes the partition, the heir is granted; at a DROP OWNED, the departed role is
+-- revoked. Paid by DDL alone: a few catalog probes a CREATE or ALTER TABLE. As the
+-- engine's owner, who made the grants.
+create or replace function webhooks_private.tg_crm_owners__granted()
+returns event_trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform webhooks_private.grant_row_trigger_functions_to_crm_owners();
+end;
+$$;
+
+-- (a superuser's migrate alone makes them: without them, run the migrate again after
+-- a REASSIGN OWNED, before the heir's next partition and the departed role's DROP ROLE)
+select webhooks_private.make_event_trigger('bpd_webhooks_crm_owners_before',
+  array['CREATE TABLE', 'ALTER TABLE', 'DROP OWNED'], 'webhooks_private.tg_crm_owners__granted', 'ddl_command_start');
+select webhooks_private.make_event_trigger('bpd_webhooks_crm_owners_after',
+  array['DROP OWNED'], 'webhooks_private.tg_crm_owners__granted');
 
 ------------------------------------------------------------------------------------
 -- crm.contact_statuses

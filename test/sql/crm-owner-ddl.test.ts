@@ -119,6 +119,40 @@ test.serial('the owner changes crm.contacts and its partitions: refused nothing,
   t.deepEqual(await fired(hook.id, contact.id), ['contact.created']);
 });
 
+// A CRM owner's role leaving, as a DBA that is no superuser does it: REASSIGN OWNED of
+// its tables to an heir, DROP OWNED, DROP ROLE. Postgres runs no event trigger for a
+// REASSIGN OWNED: the heir was granted nothing of the engine's, and could not make a
+// partition ("permission denied for function "); and the departed role kept the
+// engine's grants, which the DBA may not revoke (the engine's owner granted them): its
+// DROP ROLE was refused (until 2026-12-08).
+test.serial('a departed owner\'s tables reassigned to an heir: the heir makes partitions, and the departed role drops', async (t) => {
+  const [departed, heir, dba] = ['bpd_test_crm_departed', 'bpd_test_crm_heir', 'bpd_test_crm_dba'];
+  for (const role of [departed, heir, dba]) await makeOwner(role);
+  await db().pool.query(`alter role ${dba} createrole`);
+  await db().pool.query(`grant ${departed}, ${heir} to ${dba} with admin true`);
+  await giveCrmTables(departed);
+  const gone = await connectAs(t, db().pool, departed);
+  await gone.query(`create table crm.contacts_2028 partition of crm.contacts for values from ('2028-01-01') to ('2029-01-01')`);
+
+  const admin = await connectAs(t, db().pool, dba);
+  await admin.query(`reassign owned by ${departed} to ${heir}`);
+  await admin.query(`drop owned by ${departed}`);
+  await gone.query('reset role');
+  // (what the test granted it as a superuser, which a DBA of the CRM's would have granted itself)
+  await db().pool.query(`revoke all on schema crm from ${departed}`);
+  await t.notThrowsAsync(admin.query(`drop role ${departed}`), 'the departed role drops');
+
+  const owner = await connectAs(t, db().pool, heir);
+  await t.notThrowsAsync(owner.query(`create table crm.contacts_2029 partition of crm.contacts for values from ('2029-01-01') to ('2030-01-01')`),
+    'the heir makes a partition');
+  const f = factories(db().pool);
+  const company = await f.company();
+  const hook = await f.webhook({ companyId: company.id, actions: ['contact.created'], fields: ['first_name'] });
+  const { rows: [contact] } = await owner.query(
+    `insert into crm.contacts (company_id, first_name, created_at) values ($1, 'Ada', '2029-03-01') returning id::text`, [company.id]);
+  t.deepEqual(await fired(hook.id, contact.id), ['contact.created']);
+});
+
 // An online rewrite (pg-osc's, a DBA's by hand): a copy of crm.contacts built and
 // filled beside it, swapped in by two renames, the old table dropped once the engine
 // is applied to the new one. The engine's functions that take or return a contact row
