@@ -227,7 +227,10 @@ test('rate_limit and max_in_flight beside a backfill of 1,000: a live change goe
   const relay = testRelay(database.url);
   t.teardown(() => relay.stop());
   await relay.start();
-  await receiver.waitFor(3 * rateLimit, { path: '/sync', timeoutMs: 60_000 });
+  // past one second's worth at the pace, so that a second could hold too many: at
+  // max_in_flight 2 the rate is two requests a claim, send and settle, and a loaded CI
+  // run's statements made that 104 requests in a minute (3 × rate_limit were waited for)
+  await receiver.waitFor(rateLimit + 1, { path: '/sync', timeoutMs: 60_000 });
 
   const { rows: [moved] } = await pool.query(
     `update crm.contacts set city = 'Moved' where id = (select max(id) from crm.contacts where company_id = $1) returning id`, [company.id]);
