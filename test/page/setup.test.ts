@@ -43,6 +43,22 @@ async function signedIn(companyId: string, role: 'webhook_admin' | 'webhook_view
   return page;
 }
 
+/**
+ * A tab in a browser of the test's own, with the problems it reports (page errors,
+ * console errors): for a test that stops the page's clock, which is its browser's.
+ */
+async function tabOfItsOwnBrowser(t: { teardown: (fn: () => Promise<void>) => void }): Promise<{ page: Page; problems: string[] }> {
+  const browser = await launchBrowser();
+  t.teardown(() => browser.close());
+  const page = await browser.context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(message.text());
+  });
+  return { page, problems };
+}
+
 const storedSecret = async (webhookId: string) =>
   (await database.pool.query('select secret from webhooks_private.webhook_secrets where webhook_id = $1', [webhookId])).rows[0]?.secret;
 
@@ -749,14 +765,7 @@ browserTest('while a test\'s answer is awaited, Send test is unavailable and say
   // The page's timers stopped from the press keep it waiting until the test has
   // pressed, however slow the machine; a clock is its browser's, every tab's, hence a
   // browser of this test's own
-  const browser = await launchBrowser();
-  t.teardown(() => browser.close());
-  const page = await browser.context.newPage();
-  const problems: string[] = [];
-  page.on('pageerror', (error) => problems.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(message.text());
-  });
+  const { page, problems } = await tabOfItsOwnBrowser(t);
   const sends: string[] = [];
   page.on('request', (request) => {
     if (request.postData()?.includes('mutation SendTest(')) sends.push(request.postData()!);
@@ -806,14 +815,7 @@ browserTest('Send test is unavailable from the press, before the API has answere
   // failure, 2026-12-08). The page's timers stopped from the press keep the request
   // awaited until the test lets it go; a clock is its browser's, hence a browser of
   // this test's own (as the test above).
-  const browser = await launchBrowser();
-  t.teardown(() => browser.close());
-  const page = await browser.context.newPage();
-  const problems: string[] = [];
-  page.on('pageerror', (error) => problems.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(message.text());
-  });
+  const { page, problems } = await tabOfItsOwnBrowser(t);
   // the first request to send a test is held until the view has been drawn again; any
   // other goes on (a second test would be made, and counted below)
   const sends: string[] = [];
