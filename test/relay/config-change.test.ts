@@ -74,7 +74,7 @@ test('a new URL committed while the relay was not listening gets the deliveries 
     client.release();
   }
   await until('listening again', async () => lines().some((line) => line.includes('notification connection established')));
-  await until('the queued deliveries handed back', async () => relay.stats.released === 2, 5_000);
+  await until('the queued deliveries handed back', async () => relay.stats.released === 2);
   for (const open of opens) open();
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 5);
   t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), JSON.stringify(deliveries));
@@ -82,7 +82,7 @@ test('a new URL committed while the relay was not listening gets the deliveries 
   t.is(receiver.received('/new').length, 3);
 });
 
-// relay.start() resolves once its connection LISTENs (or once its first try to failed):
+// relay.start() resolves once its connection LISTENs (or once its first try failed):
 // a change committed after it reaches the relay. Before, the connection was opened
 // beside the first claim, and a change made in the first milliseconds reached nobody.
 test('a webhook change committed as relay.start() resolves reaches the relay', async (t) => {
@@ -95,7 +95,7 @@ test('a webhook change committed as relay.start() resolves reaches the relay', a
   heard.webhookChanged = (id) => void notices.push(id);
   await relay.start();
   await database.pool.query(`update webhooks.webhooks set url = $2 where id = $1`, [webhook.id, receiver.url('/new')]);
-  await until('the notice came', async () => notices.includes(webhook.id), 5_000);
+  await until('the notice came', async () => notices.includes(webhook.id));
   t.deepEqual(notices, [webhook.id]);
 });
 
