@@ -3,7 +3,7 @@
 // by the webhook as it is now. A new
 // URL gets them, not the old one; a disabled webhook sends none of them. Requests
 // already in flight finish where they went.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { until } from '../helpers/until.ts';
 import { gatedReplies } from '../helpers/receiver.ts';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries, waitForRows } from '../helpers/relay.ts';
@@ -26,17 +26,24 @@ async function twoSentTwoQueued(t: Parameters<typeof relayScene>[0], options: Pa
   return { ...scene, webhook, opens, relay };
 }
 
-test('a new URL gets the deliveries queued in the relay, not the old one', async (t) => {
-  const { database, receiver, webhook, opens, relay } = await twoSentTwoQueued(t);
-  await database.pool.query(`update webhooks.webhooks set url = $2 where id = $1`, [webhook.id, receiver.url('/new')]);
-  // the two queued go back to the outbox and come again with the new URL, behind the
-  // two requests still open (the webhook's two slots)
-  await until('the queued deliveries handed back', async () => relay.stats.released === 2);
+/** The held requests answered: the five delivered once each, two (those in flight when the URL changed) to /old, three to /new. */
+async function fiveSentOnceTwoToTheOldUrl(t: ExecutionContext, scene: Awaited<ReturnType<typeof twoSentTwoQueued>>): Promise<void> {
+  const { database, receiver, webhook, opens } = scene;
   for (const open of opens) open();
   const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 5);
   t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), JSON.stringify(deliveries));
   t.is(receiver.received('/old').length, 2, 'only the two in flight when the URL changed went to the old URL');
   t.is(receiver.received('/new').length, 3);
+}
+
+test('a new URL gets the deliveries queued in the relay, not the old one', async (t) => {
+  const scene = await twoSentTwoQueued(t);
+  const { database, receiver, webhook, relay } = scene;
+  await database.pool.query(`update webhooks.webhooks set url = $2 where id = $1`, [webhook.id, receiver.url('/new')]);
+  // the two queued go back to the outbox and come again with the new URL, behind the
+  // two requests still open (the webhook's two slots)
+  await until('the queued deliveries handed back', async () => relay.stats.released === 2);
+  await fiveSentOnceTwoToTheOldUrl(t, scene);
   t.true(receiver.received('/new').every((r) => r.verified));
 });
 
@@ -60,7 +67,8 @@ test('a webhook disabled sends none of the deliveries queued in the relay: they 
 // the relay, listening again, treats every webhook it holds deliveries of as changed.
 test('a new URL committed while the relay was not listening gets the deliveries queued in the relay, once it listens again', async (t) => {
   const { log, lines } = rememberedLog();
-  const { database, receiver, webhook, opens, relay } = await twoSentTwoQueued(t, { log });
+  const scene = await twoSentTwoQueued(t, { log });
+  const { database, receiver, webhook, relay } = scene;
   const client = await database.pool.connect();
   try {
     await client.query('begin');
@@ -75,11 +83,7 @@ test('a new URL committed while the relay was not listening gets the deliveries 
   }
   await until('listening again', async () => lines().some((line) => line.includes('notification connection established')));
   await until('the queued deliveries handed back', async () => relay.stats.released === 2);
-  for (const open of opens) open();
-  const deliveries = await waitForFinalDeliveries(database.pool, [webhook.id], 5);
-  t.true(deliveries.every((d) => d.state === 'succeeded' && d.attempts === 1), JSON.stringify(deliveries));
-  t.is(receiver.received('/old').length, 2, 'only the two in flight when the URL changed went to the old URL');
-  t.is(receiver.received('/new').length, 3);
+  await fiveSentOnceTwoToTheOldUrl(t, scene);
 });
 
 // relay.start() resolves once its connection LISTENs (or once its first try failed):

@@ -5,7 +5,7 @@
 // stayed leased to the relay, never sent, until their lease ran out (a minute by
 // default) and a rescue took them. Now the hand-back waits for the end of every claim
 // of the relay's sent before it (the advisory lock relay_claims_lock, sql/00_schemas.sql).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { relayScene, rememberedLog, testRelay, waitForFinalDeliveries } from '../helpers/relay.ts';
 import { until } from '../helpers/until.ts';
 
@@ -19,26 +19,29 @@ const LEASE_MS = 600_000;
 // margin on a loaded machine is still a tenth of the lease.
 const SENT_WITHIN_MS = 60_000;
 
-test('a lost claim that commits after the relay gave it up: its deliveries are handed back once it ends, and sent once, not a lease later', async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
+/**
+ * A relay (its log kept, shown if the test fails) that has sent one delivery of the
+ * company's webhook (its statements planned, its connections warm), and a session
+ * holding a table the claim reads once it has chosen its rows (the webhooks' secrets)
+ * and the hand-back does not: a claim then waits on the server, past the relay's query
+ * timeout, while the hand-back is free to run. `unlock` ends the hold (once).
+ */
+async function lostClaimScene(t: ExecutionContext) {
+  const scene = await relayScene(t);
+  const { database, receiver, f, company } = scene;
   const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
   receiver.route('/hook', { secret: webhook.secret });
   const { log, lines } = rememberedLog(5_000);
   t.teardown(() => {
     if (!t.passed) for (const line of lines()) t.log(line);
   });
-  const logged = (start: string) => lines().some((line) => (JSON.parse(line) as { msg?: string }).msg?.startsWith(start));
   const relay = testRelay(database.url, { RELAY_DB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS), RELAY_LEASE_MS: String(LEASE_MS) }, { log });
   t.teardown(() => relay.stop());
   await relay.start();
-  // one delivery first: the relay's statements planned, its connections warm
   await f.contact(company.id, { first_name: 'Before' });
   await receiver.waitFor(1, { path: '/hook' });
   await waitForFinalDeliveries(database.pool, [webhook.id], 1);
 
-  // a session holds a table the claim reads once it has chosen its rows (the
-  // webhooks' secrets) and the hand-back does not: the claim waits on the server,
-  // past the relay's query timeout, while the hand-back is free to run
   const locker = await database.pool.connect();
   let locked = true;
   const unlock = async () => {
@@ -50,6 +53,12 @@ test('a lost claim that commits after the relay gave it up: its deliveries are h
   t.teardown(unlock);
   await locker.query('begin');
   await locker.query('lock table webhooks_private.webhook_secrets in access exclusive mode');
+  return { ...scene, webhook, relay, lines, locker, unlock };
+}
+
+test('a lost claim that commits after the relay gave it up: its deliveries are handed back once it ends, and sent once, not a lease later', async (t) => {
+  const { database, receiver, f, company, webhook, relay, lines, locker, unlock } = await lostClaimScene(t);
+  const logged = (start: string) => lines().some((line) => (JSON.parse(line) as { msg?: string }).msg?.startsWith(start));
   // two contacts in one statement: the claim that finds them finds both
   await database.pool.query(`insert into crm.contacts (company_id, first_name) values ($1, 'First'), ($1, 'Second')`, [company.id]);
   const thisDatabase = '(select oid from pg_database where datname = current_database())';
@@ -91,32 +100,8 @@ test('a lost claim that commits after the relay gave it up: its deliveries are h
 // here: every claim reads the table it waits for. Once it ends, the relay hands back
 // what it leased and claims again.
 test('a lost claim held past settle_lock_wait(): the relay claims nothing, names the lock the claim waits for, and claims again once it ends', async (t) => {
-  const { database, receiver, f, company } = await relayScene(t);
-  const webhook = await f.webhook({ companyId: company.id, actions: ['contact.created'], url: receiver.url('/hook') });
-  receiver.route('/hook', { secret: webhook.secret });
-  const { log, lines } = rememberedLog(5_000);
-  t.teardown(() => {
-    if (!t.passed) for (const line of lines()) t.log(line);
-  });
+  const { database, receiver, f, company, webhook, relay, lines, locker, unlock } = await lostClaimScene(t);
   const entries = () => lines().map((line) => JSON.parse(line) as { msg?: string; time: number; err?: { message?: string } });
-  const relay = testRelay(database.url, { RELAY_DB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS), RELAY_LEASE_MS: String(LEASE_MS) }, { log });
-  t.teardown(() => relay.stop());
-  await relay.start();
-  await f.contact(company.id, { first_name: 'Before' });
-  await receiver.waitFor(1, { path: '/hook' });
-  await waitForFinalDeliveries(database.pool, [webhook.id], 1);
-
-  const locker = await database.pool.connect();
-  let locked = true;
-  const unlock = async () => {
-    if (!locked) return;
-    locked = false;
-    await locker.query('commit');
-    locker.release();
-  };
-  t.teardown(unlock);
-  await locker.query('begin');
-  await locker.query('lock table webhooks_private.webhook_secrets in access exclusive mode');
   const { rows: [{ pid: lockerPid }] } = await locker.query<{ pid: number }>('select pg_backend_pid() as pid');
   await f.contact(company.id, { first_name: 'First' });
   await until('the claim\'s answer given up', async () => entries().some((e) => e.msg === 'claim failed; will try again'));
