@@ -1611,8 +1611,6 @@ $$;
 -- is not touched (no lock taken on it). As the engine's owner (a superuser: only one
 -- makes an event trigger): the DBA who made the partition may not use the engine's
 -- trigger function.
--- And an ALTER TABLE that gives the tree's tables another owner gives that owner what
--- making the next partition takes (grant_row_trigger_functions_to_crm_owners).
 create or replace function webhooks_private.tg_contacts__partition_made()
 returns event_trigger
 language plpgsql
@@ -1642,7 +1640,6 @@ begin
     execute format('create trigger "!webhooks_truncated" after truncate on %s
                     for each statement execute function webhooks_private.tg_contacts__truncated()', v_partition);
   end loop;
-  perform webhooks_private.grant_row_trigger_functions_to_crm_owners();
 end;
 $$;
 
